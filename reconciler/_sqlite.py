@@ -1,0 +1,68 @@
+"""The state database: one sqlite file in WAL mode, shared by the stores that need one.
+
+Each module that keeps records declares its own tables with `ensure_schema()` (idempotent
+`CREATE TABLE IF NOT EXISTS` statements), so the DB has no central migration list to edit.
+Connections are per thread (sqlite3 objects must not cross threads); writers serialise on
+sqlite's own lock with a busy timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["Database"]
+
+
+class Database:
+    """A sqlite database file used from any thread; `tx()` is one write transaction."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._schemas: set[str] = set()
+        self._lock = threading.Lock()
+
+    def connect(self) -> sqlite3.Connection:
+        """This thread's connection (opened on first use, WAL, foreign keys on)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    def ensure_schema(self, name: str, ddl: str) -> None:
+        """Run `ddl` (a script of idempotent statements) once per process under `name`."""
+        with self._lock:
+            if name in self._schemas:
+                return
+            self.connect().executescript(ddl)
+            self._schemas.add(name)
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (BEGIN IMMEDIATE): committed on success, rolled back on error."""
+        conn = self.connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their threads end)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

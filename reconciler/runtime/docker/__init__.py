@@ -1,0 +1,1 @@
+"""reconciler.runtime.docker."""

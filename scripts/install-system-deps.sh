@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages reconciler and its tests use. Idempotent and quiet: packages
+# already present are not reinstalled, and apt's lists are refreshed only when needed.
+set -euo pipefail
+PKGS=(
+  runc conmon crun            # OCI runtimes + monitor for the native engine
+  nftables iptables iproute2  # native networking (our table; DOCKER-USER accepts)
+  busybox-static              # tests and the demo build their images from it
+  docker-registry             # a real registry on 127.0.0.1 for tests and the demo
+  git sqlite3 curl ca-certificates
+  python3 python3-venv python3-pip
+)
+if [ "${1:-}" = "--test" ]; then
+  PKGS+=(
+    skopeo umoci                # interoperability peers and the unpack oracle
+    docker.io podman            # peers and the Docker backend's engine
+    docker-compose              # compose peer for benchmarks
+  )
+fi
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,48 @@
+"""Test-wide fixtures: real servers on loopback, real images, per-test state roots.
+
+Warnings are errors (pyproject). Tests that change the host (mounts, namespaces, cgroups) are
+marked `root`; each gets its own state root and names so runs never collide or leak.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import images
+from tests.helpers.registry import RegistryServer
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    is_root = os.geteuid() == 0
+    for item in items:
+        if "root" in item.keywords and not is_root:
+            item.add_marker(pytest.mark.skip(reason="needs root (run the README's test command as root)"))
+        if "registry" in item.keywords and shutil.which("docker-registry") is None:
+            item.add_marker(pytest.mark.skip(reason="docker-registry not installed"))
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """An open registry on 127.0.0.1 shared by the session (tests use their own repo names)."""
+    server = RegistryServer(tmp_path_factory.mktemp("registry")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def busybox_image(registry: RegistryServer, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """`127.0.0.1:PORT/test/busybox:latest`, a one-layer busybox-static image in `registry`."""
+    layout = tmp_path_factory.mktemp("busybox-layout")
+    images.write_layout(layout, [images.busybox_layer()])
+    ref = f"{registry.host}/test/busybox:latest"
+    images.push_layout(layout, ref)
+    return ref

@@ -1,0 +1,41 @@
+"""The `reconcile` entry point: version, help and usage errors, as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from reconciler import __version__
+from reconciler.cli.main import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "reconciler", *args], capture_output=True, text=True, check=False)
+
+
+def test_version_prints_and_exits_zero() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"reconcile {__version__}"
+
+
+def test_no_command_is_usage_error(capsys) -> None:
+    assert main([]) == 2
+    assert "COMMAND" in capsys.readouterr().err
+
+
+def test_unknown_command_is_usage_error(capsys) -> None:
+    assert main(["frobnicate"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_version_does_not_import_heavy_libraries() -> None:
+    code = (
+        "import sys; from reconciler.cli.main import main\n"
+        "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('httpx', 'pyroute2', 'structlog', 'jsonschema', 'watchdog') if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"reconcile {__version__}"
+    assert out.stderr.strip() == ""

@@ -1,0 +1,264 @@
+"""The Runtime protocol every backend implements, and the value types it speaks.
+
+A runtime is an engine seen through a narrow, idempotent interface (containerd/compose style):
+the executor calls it, the planner never does. Value types are frozen dataclasses; the manifest
+models of `reconciler.spec` are translated into these by the execution layer, so a backend
+knows nothing of manifests, revisions or owners beyond the labels it is given.
+
+Contract: every method either does what it says or raises one of `runtime.errors`; `remove_*`
+of a missing object raises NotFound (the executor counts that as done); `ensure_*` creates or
+verifies and returns the state.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = [
+    "ContainerConfig",
+    "ContainerState",
+    "ContainerStatus",
+    "ExecResult",
+    "Healthcheck",
+    "ImageInfo",
+    "LogLine",
+    "Mount",
+    "NetworkConfig",
+    "NetworkState",
+    "PortMapping",
+    "ProgressCallback",
+    "Resources",
+    "RestartPolicy",
+    "Runtime",
+    "VolumeConfig",
+    "VolumeState",
+]
+
+# Called as progress(event: str, detail: Mapping) during long work (pulls, builds). Events:
+# "resolve", "layer-start", "layer-progress" (digest, done, total), "layer-done" (digest,
+# "downloaded" | "exists"), "extract", "done".
+ProgressCallback = Callable[[str, Mapping[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """An image in the engine's store."""
+
+    id: str                         # config digest, "sha256:..."
+    digest: str | None              # manifest digest it was pulled by, if any
+    repo_tags: tuple[str, ...]      # normalised "registry/repo:tag"
+    size: int                       # sum of compressed layer sizes
+    created: str | None             # from the image config
+    config: Mapping[str, Any]       # the image config's "config" object (Env, Cmd, ...)
+    layers: tuple[str, ...] = ()    # diff_ids, bottom first
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """`[host_ip:]host_port:container_port[/proto]`."""
+
+    container_port: int
+    host_port: int
+    protocol: str = "tcp"           # "tcp" | "udp"
+    host_ip: str = "0.0.0.0"  # noqa: S104 - Docker publishes on all addresses by default
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A volume, bind or tmpfs mount in the container."""
+
+    type: str                       # "volume" | "bind" | "tmpfs"
+    target: str
+    source: str = ""                # volume name, or absolute host path for bind
+    read_only: bool = False
+    options: tuple[str, ...] = ()   # tmpfs size=, mode=
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """Docker's restart policies; `max_retries` only for on-failure (0 = unlimited)."""
+
+    name: str = "no"                # "no" | "on-failure" | "always" | "unless-stopped"
+    max_retries: int = 0
+
+
+@dataclass(frozen=True)
+class Healthcheck:
+    """`test` as Docker has it: ["CMD", ...], ["CMD-SHELL", "..."] or ["NONE"]."""
+
+    test: tuple[str, ...]
+    interval: float = 30.0
+    timeout: float = 30.0
+    retries: int = 3
+    start_period: float = 0.0
+
+
+@dataclass(frozen=True)
+class Resources:
+    """cgroup limits; None means unlimited."""
+
+    memory: int | None = None       # bytes
+    cpus: float | None = None       # CPUs (quota / period)
+    pids: int | None = None
+
+
+@dataclass(frozen=True)
+class ContainerConfig:
+    """What to run: the image plus everything that overrides or adds to its config."""
+
+    name: str
+    image: str                      # reference as given ("reg/repo:tag", "...@sha256:...", or image id)
+    command: tuple[str, ...] | None = None   # Entrypoint override (None = image's)
+    args: tuple[str, ...] | None = None      # Cmd override (None = image's)
+    env: Mapping[str, str] = field(default_factory=dict)
+    user: str | None = None
+    workdir: str | None = None
+    hostname: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    ports: tuple[PortMapping, ...] = ()
+    networks: tuple[str, ...] = ()           # () = the default network; ("none",) or ("host",)
+    aliases: tuple[str, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+    restart: RestartPolicy = RestartPolicy()
+    healthcheck: Healthcheck | None = None
+    resources: Resources = Resources()
+    read_only: bool = False
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    stop_signal: str | None = None
+    stop_timeout: float = 10.0
+    init: bool = False
+
+
+class ContainerStatus(enum.StrEnum):
+    """Docker's container states."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    RESTARTING = "restarting"       # exited and waiting for a policy restart (backoff)
+    EXITED = "exited"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """One container as the engine sees it now."""
+
+    id: str
+    name: str
+    image: str                      # reference it was created from
+    image_id: str                   # config digest
+    labels: Mapping[str, str]
+    status: ContainerStatus
+    created: str
+    exit_code: int | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    pid: int | None = None
+    oom_killed: bool = False
+    health: str | None = None       # "starting" | "healthy" | "unhealthy" | None
+    restart_count: int = 0
+    ip_addresses: Mapping[str, str] = field(default_factory=dict)   # network -> address
+    ports: tuple[PortMapping, ...] = ()
+    manually_stopped: bool = False
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """Output of a finished exec."""
+
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One reassembled log line (partial chunks joined)."""
+
+    time: str                       # RFC 3339 with nanoseconds
+    stream: str                     # "stdout" | "stderr"
+    data: bytes                     # without the trailing newline
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """A bridge network."""
+
+    name: str
+    subnet: str | None = None       # CIDR; None = allocate from the pool
+    gateway: str | None = None
+    internal: bool = False
+    mtu: int = 1500
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NetworkState:
+    """A network as the engine has it."""
+
+    id: str
+    name: str
+    subnet: str
+    gateway: str
+    internal: bool
+    labels: Mapping[str, str]
+    bridge: str = ""                # Linux interface name
+
+
+@dataclass(frozen=True)
+class VolumeConfig:
+    """A named volume."""
+
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VolumeState:
+    """A named volume as the engine has it."""
+
+    name: str
+    mountpoint: str
+    labels: Mapping[str, str]
+    created: str
+
+
+class Runtime(Protocol):
+    """A container engine: native, Docker Engine API, or Swarm."""
+
+    name: str
+
+    # images
+    def pull_image(self, ref: str, *, progress: ProgressCallback | None = None) -> ImageInfo: ...
+    def resolve_digest(self, ref: str) -> str: ...         # registry HEAD; no download
+    def list_images(self) -> list[ImageInfo]: ...
+    def inspect_image(self, ref: str) -> ImageInfo: ...     # local only; NotFound if absent
+    def remove_image(self, ref: str, *, force: bool = False) -> list[str]: ...  # untagged/deleted
+
+    # containers
+    def list_containers(self, selector: Mapping[str, str] | None = None) -> list[ContainerState]: ...
+    def create_container(self, config: ContainerConfig) -> str: ...
+    def start_container(self, name_or_id: str) -> None: ...
+    def stop_container(self, name_or_id: str, *, timeout: float | None = None) -> None: ...
+    def kill_container(self, name_or_id: str, signal: str = "KILL") -> None: ...
+    def remove_container(self, name_or_id: str, *, force: bool = False) -> None: ...
+    def inspect_container(self, name_or_id: str) -> ContainerState: ...
+    def wait_container(self, name_or_id: str, *, timeout: float | None = None) -> int: ...
+    def logs(
+        self, name_or_id: str, *, follow: bool = False, since: str | None = None, tail: int | None = None,
+    ) -> Iterator[LogLine]: ...
+    def exec(self, name_or_id: str, argv: list[str], *, tty: bool = False) -> ExecResult: ...
+
+    # networks and volumes
+    def list_networks(self, selector: Mapping[str, str] | None = None) -> list[NetworkState]: ...
+    def ensure_network(self, config: NetworkConfig) -> NetworkState: ...
+    def remove_network(self, name: str) -> None: ...
+    def list_volumes(self, selector: Mapping[str, str] | None = None) -> list[VolumeState]: ...
+    def ensure_volume(self, config: VolumeConfig) -> VolumeState: ...
+    def remove_volume(self, name: str) -> None: ...
+
+    def close(self) -> None: ...

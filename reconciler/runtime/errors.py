@@ -1,0 +1,57 @@
+"""Errors every runtime backend raises, errdefs-style kinds the executor can act on.
+
+    RuntimeBackendError (ReconcilerError)      root for native, docker and swarm backends
+    ├── NotFound            the object does not exist (removal treats this as done)
+    ├── AlreadyExists       a create found the name taken
+    ├── Conflict            the object is in a state that forbids the call (remove a running one)
+    ├── InvalidArgument     the request itself is wrong (bad user name, port syntax)
+    ├── Unavailable         the engine or a tool it needs is missing or not answering
+    └── ImageError          an image could not be pulled, verified or unpacked
+
+Backends translate library exceptions (httpx, pyroute2, subprocess, OSError) into these at
+their boundary, and name the object they concern in the message.
+"""
+
+from __future__ import annotations
+
+from reconciler.errors import ReconcilerError
+
+__all__ = [
+    "AlreadyExists",
+    "Conflict",
+    "ImageError",
+    "InvalidArgument",
+    "NotFound",
+    "RuntimeBackendError",
+    "Unavailable",
+]
+
+
+class RuntimeBackendError(ReconcilerError):
+    """Root of the runtime backends' errors."""
+
+
+class NotFound(RuntimeBackendError):
+    """The named object does not exist."""
+
+
+class AlreadyExists(RuntimeBackendError):
+    """An object with that name exists already."""
+
+
+class Conflict(RuntimeBackendError):
+    """The object's current state forbids the operation."""
+
+
+class InvalidArgument(RuntimeBackendError):
+    """The request is wrong in itself; retrying the same request cannot succeed."""
+
+    exit_code = 2
+
+
+class Unavailable(RuntimeBackendError):
+    """The engine, or a tool it needs (runc, conmon, nft), is missing or not answering."""
+
+
+class ImageError(RuntimeBackendError):
+    """An image could not be resolved, fetched, verified or unpacked."""

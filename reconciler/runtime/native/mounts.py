@@ -1,0 +1,319 @@
+"""The one module of the native engine that mounts and unmounts.
+
+Overlay mounts use the kernel's new mount API (fsopen/fsconfig/fsmount/move_mount, Linux
+>= 5.2; `lowerdir+` needs >= 6.8): each lower layer is passed as its own `lowerdir+` string,
+so there is no 4095-byte option-string limit and no path escaping, and no process-wide chdir
+is needed. On kernels without `lowerdir+` we fall back to one classic `lowerdir=a:b:c` string
+and fail clearly when it does not fit in a page. Bind mounts use open_tree + mount_setattr
+(recursive read-only works, unlike a classic remount), tmpfs uses fsopen("tmpfs").
+
+All file descriptors the API hands out are closed before a function returns: an open
+fsmount fd keeps the mount busy and makes a later umount fail with EBUSY.
+
+Every failure raises `MountError` (a `runtime.errors.RuntimeBackendError`) naming the target,
+with the kernel's own message from the fs context when it gave one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as errno_mod
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from reconciler.runtime import errors
+
+__all__ = [
+    "MAX_OVERLAY_LOWERS",
+    "MountError",
+    "bind_mount",
+    "is_mounted",
+    "mount_overlay",
+    "mount_tmpfs",
+    "unmount",
+]
+
+# The kernel's overlay stack limit (fs/overlayfs: OVL_MAX_STACK).
+MAX_OVERLAY_LOWERS = 500
+
+# Syscall numbers: the mount-API calls got one shared number on every architecture.
+_SYS_OPEN_TREE = 428
+_SYS_MOVE_MOUNT = 429
+_SYS_FSOPEN = 430
+_SYS_FSCONFIG = 431
+_SYS_FSMOUNT = 432
+_SYS_MOUNT_SETATTR = 442
+
+_FSOPEN_CLOEXEC = 0x1
+_FSCONFIG_SET_FLAG = 0
+_FSCONFIG_SET_STRING = 1
+_FSCONFIG_CMD_CREATE = 6
+_FSMOUNT_CLOEXEC = 0x1
+_MOVE_MOUNT_F_EMPTY_PATH = 0x4
+_OPEN_TREE_CLONE = 0x1
+_OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+_AT_FDCWD = -100
+_AT_EMPTY_PATH = 0x1000
+_AT_RECURSIVE = 0x8000
+
+_MOUNT_ATTR_RDONLY = 0x1
+_MOUNT_ATTR_NOSUID = 0x2
+_MOUNT_ATTR_NODEV = 0x4
+_MOUNT_ATTR_NOEXEC = 0x8
+
+# Options that are per-mount attributes rather than filesystem parameters.
+_ATTR_OPTIONS = {
+    "ro": _MOUNT_ATTR_RDONLY,
+    "nosuid": _MOUNT_ATTR_NOSUID,
+    "nodev": _MOUNT_ATTR_NODEV,
+    "noexec": _MOUNT_ATTR_NOEXEC,
+}
+_IGNORED_OPTIONS = {"rw", "suid", "dev", "exec", "rprivate", "private", "rbind", "bind"}
+
+_MS_RDONLY = 0x1
+_MS_NOSUID = 0x2
+_MNT_DETACH = 0x2
+_UMOUNT_NOFOLLOW = 0x8
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+_umount2 = _libc.umount2
+_umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_umount2.restype = ctypes.c_int
+_mount = _libc.mount
+_mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_mount.restype = ctypes.c_int
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+class MountError(errors.RuntimeBackendError):
+    """A mount or unmount failed; `errno` is the kernel's error number (0 if none)."""
+
+    def __init__(self, message: str, *, errno: int = 0, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.errno = errno
+
+
+def _b(path: str | os.PathLike[str]) -> bytes:
+    return os.fsencode(os.fspath(path))
+
+
+def _check(ret: int, what: str, target: str | os.PathLike[str], fs_fd: int = -1) -> int:
+    if ret >= 0:
+        return ret
+    err = ctypes.get_errno()
+    detail = _fs_messages(fs_fd) if fs_fd >= 0 else ""
+    msg = f"{what} for {os.fspath(target)} failed: {os.strerror(err)}"
+    if detail:
+        msg += f" ({detail})"
+    hint = None
+    if err == errno_mod.EPERM:
+        hint = "mounting needs root (CAP_SYS_ADMIN in the initial user namespace)"
+    raise MountError(msg, errno=err, hint=hint)
+
+
+def _fs_messages(fs_fd: int) -> str:
+    """The kernel's error/warning lines queued on an fs context fd ("e overlayfs: ...")."""
+    lines: list[str] = []
+    for _ in range(16):
+        try:
+            data = os.read(fs_fd, 1024)
+        except OSError:
+            break
+        if not data:
+            break
+        lines.append(data.decode(errors="replace").strip())
+    return "; ".join(lines)
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _fsconfig_string(fs_fd: int, key: str, value: str | None, target: Path) -> None:
+    if value is None:
+        ret = _syscall(_SYS_FSCONFIG, ctypes.c_int(fs_fd), ctypes.c_uint(_FSCONFIG_SET_FLAG),
+                       ctypes.c_char_p(key.encode()), None, ctypes.c_int(0))
+    else:
+        ret = _syscall(_SYS_FSCONFIG, ctypes.c_int(fs_fd), ctypes.c_uint(_FSCONFIG_SET_STRING),
+                       ctypes.c_char_p(key.encode()), ctypes.c_char_p(_b(value)), ctypes.c_int(0))
+    _check(ret, f"setting {key}={value!r}" if value is not None else f"setting {key}", target, fs_fd)
+
+
+def _fs_mount(fstype: str, params: Sequence[tuple[str, str | None]], attrs: int, target: Path) -> None:
+    """fsopen(fstype) + fsconfig(params) + create + fsmount(attrs) + move_mount onto target."""
+    fs_fd = mnt_fd = -1
+    try:
+        fs_fd = _check(_syscall(_SYS_FSOPEN, ctypes.c_char_p(fstype.encode()),
+                                ctypes.c_uint(_FSOPEN_CLOEXEC)), f"fsopen({fstype})", target)
+        for key, value in params:
+            _fsconfig_string(fs_fd, key, value, target)
+        _check(_syscall(_SYS_FSCONFIG, ctypes.c_int(fs_fd), ctypes.c_uint(_FSCONFIG_CMD_CREATE),
+                        None, None, ctypes.c_int(0)), f"creating the {fstype} superblock", target, fs_fd)
+        mnt_fd = _check(_syscall(_SYS_FSMOUNT, ctypes.c_int(fs_fd), ctypes.c_uint(_FSMOUNT_CLOEXEC),
+                                 ctypes.c_uint(attrs)), f"fsmount({fstype})", target, fs_fd)
+        _check(_syscall(_SYS_MOVE_MOUNT, ctypes.c_int(mnt_fd), ctypes.c_char_p(b""),
+                        ctypes.c_int(_AT_FDCWD), ctypes.c_char_p(_b(target)),
+                        ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH)), "move_mount", target)
+    finally:
+        _close(mnt_fd, fs_fd)
+
+
+def mount_overlay(
+    lowerdirs: Sequence[Path],
+    upper: Path | None,
+    work: Path | None,
+    target: Path,
+) -> None:
+    """Mount an overlay of `lowerdirs` on `target`.
+
+    ORDER: `lowerdirs[0]` is the TOP-MOST lower layer and `lowerdirs[-1]` the bottom one, the
+    order overlayfs itself uses. An image's layers come bottom first (`ImageStore.layer_dirs`),
+    so pass `list(reversed(layer_dirs))`.
+
+    With `upper` and `work` (separate directories on the same filesystem, work empty) the mount
+    is writable; with `upper=None` it is a read-only view (and `work` must be None too).
+    More than MAX_OVERLAY_LOWERS lowers raises MountError before anything is mounted.
+    """
+    if not lowerdirs:
+        raise MountError(f"overlay on {target}: no lower directories given")
+    if (upper is None) != (work is None):
+        raise MountError(f"overlay on {target}: upper and work must be given together")
+    if len(lowerdirs) > MAX_OVERLAY_LOWERS:
+        raise MountError(
+            f"overlay on {target}: {len(lowerdirs)} lower layers exceed the kernel limit of "
+            f"{MAX_OVERLAY_LOWERS}",
+            errno=errno_mod.EINVAL,
+            hint="squash the image into fewer layers (e.g. rebuild it with fewer RUN/COPY steps)",
+        )
+    if upper is None and len(lowerdirs) == 1:
+        # overlayfs wants two lowers without an upper; a single layer is just a read-only bind.
+        bind_mount(lowerdirs[0], target, read_only=True)
+        return
+    attrs = _MOUNT_ATTR_RDONLY if upper is None else 0
+    params: list[tuple[str, str | None]] = [("lowerdir+", os.fspath(d)) for d in lowerdirs]
+    if upper is not None and work is not None:
+        params += [("upperdir", os.fspath(upper)), ("workdir", os.fspath(work))]
+    try:
+        _fs_mount("overlay", params, attrs, target)
+    except MountError as exc:
+        if exc.errno != errno_mod.EINVAL or "lowerdir+" not in exc.message:
+            raise
+        # Kernel < 6.8: no lowerdir+, use one classic option string.
+        _mount_overlay_classic(lowerdirs, upper, work, target)
+
+
+def _mount_overlay_classic(
+    lowerdirs: Sequence[Path], upper: Path | None, work: Path | None, target: Path,
+) -> None:
+    for d in [*lowerdirs, upper, work]:
+        if d is not None and any(c in os.fspath(d) for c in ":,\\"):
+            raise MountError(f"overlay on {target}: path {d} has ':' ',' or '\\' (kernel < 6.8)")
+    opts = "lowerdir=" + ":".join(os.fspath(d) for d in lowerdirs)
+    if upper is not None and work is not None:
+        opts += f",upperdir={upper},workdir={work}"
+    if len(opts.encode()) > 4095:
+        raise MountError(
+            f"overlay on {target}: {len(lowerdirs)} layers do not fit in one page of mount "
+            "options on this kernel (< 6.8 has no lowerdir+)",
+            errno=errno_mod.EINVAL, hint="use a kernel >= 6.8 or an image with fewer layers",
+        )
+    flags = _MS_RDONLY if upper is None else 0
+    ret = _mount(b"overlay", _b(target), b"overlay", flags, opts.encode())
+    _check(ret, "mount(overlay)", target)
+
+
+def bind_mount(src: Path, dst: Path, read_only: bool = False) -> None:
+    """Recursively bind `src` onto `dst` (dst must exist); read-only applies to submounts too."""
+    tree_fd = -1
+    try:
+        tree_fd = _check(_syscall(_SYS_OPEN_TREE, ctypes.c_int(_AT_FDCWD), ctypes.c_char_p(_b(src)),
+                                  ctypes.c_uint(_OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC | _AT_RECURSIVE)),
+                         f"open_tree({src})", dst)
+        if read_only:
+            attr = _MountAttr(attr_set=_MOUNT_ATTR_RDONLY, attr_clr=0, propagation=0, userns_fd=0)
+            _check(_syscall(_SYS_MOUNT_SETATTR, ctypes.c_int(tree_fd), ctypes.c_char_p(b""),
+                            ctypes.c_uint(_AT_EMPTY_PATH | _AT_RECURSIVE), ctypes.byref(attr),
+                            ctypes.c_size_t(ctypes.sizeof(attr))), "mount_setattr(ro)", dst)
+        _check(_syscall(_SYS_MOVE_MOUNT, ctypes.c_int(tree_fd), ctypes.c_char_p(b""),
+                        ctypes.c_int(_AT_FDCWD), ctypes.c_char_p(_b(dst)),
+                        ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH)), "move_mount", dst)
+    finally:
+        _close(tree_fd)
+
+
+def mount_tmpfs(dst: Path, options: Sequence[str] = ()) -> None:
+    """Mount a fresh tmpfs on `dst`. Options as Docker/fstab spell them: "size=64m",
+    "mode=1777", "uid=0", "nr_inodes=1k"; "ro", "nosuid", "nodev", "noexec" become mount
+    attributes; "rw" and propagation words are accepted and ignored."""
+    params: list[tuple[str, str | None]] = []
+    attrs = 0
+    for opt in options:
+        for part in opt.split(","):
+            part = part.strip()
+            if not part or part in _IGNORED_OPTIONS:
+                continue
+            if part in _ATTR_OPTIONS:
+                attrs |= _ATTR_OPTIONS[part]
+            elif "=" in part:
+                key, value = part.split("=", 1)
+                params.append((key, value))
+            else:
+                params.append((part, None))
+    _fs_mount("tmpfs", params, attrs, dst)
+
+
+def unmount(target: Path, *, lazy_fallback: bool = True) -> None:
+    """Unmount `target` (the top-most mount there). Not mounted / missing is not an error.
+    When busy and `lazy_fallback`, detach it lazily (MNT_DETACH) instead of failing."""
+    path = _b(target)
+    if _umount2(path, _UMOUNT_NOFOLLOW) == 0:
+        return
+    err = ctypes.get_errno()
+    if err in (errno_mod.EINVAL, errno_mod.ENOENT, errno_mod.ENOTDIR) and not is_mounted(target):
+        return
+    if err == errno_mod.EBUSY and lazy_fallback:
+        if _umount2(path, _UMOUNT_NOFOLLOW | _MNT_DETACH) == 0:
+            return
+        err = ctypes.get_errno()
+    raise MountError(f"unmounting {target} failed: {os.strerror(err)}", errno=err,
+                     hint="a process may still use it (fuser -m PATH)" if err == errno_mod.EBUSY else None)
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo.
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and i + 3 < len(field) and field[i + 1:i + 4].isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def is_mounted(path: Path) -> bool:
+    """True if something is mounted exactly at `path` (per /proc/self/mountinfo)."""
+    want = os.path.realpath(path)
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            fields = line.split(" ", 5)
+            if len(fields) > 4 and _unescape(fields[4]) == want:
+                return True
+    return False

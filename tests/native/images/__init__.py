@@ -1,0 +1,1 @@
+"""Tests of native images: content store, extractor, snapshots, mounts, pull, GC."""

@@ -1,0 +1,50 @@
+"""What every manifest source provides: a snapshot to read, and a way to be told it changed.
+
+A `Source` is level-based (STYLE.md rule 1): `watch()` only wakes the controller loop with a
+human-readable reason, never with data; the loop then calls `fetch()` and re-reads the whole
+revision. `fetch()` returns an immutable on-disk snapshot, so the spec loader
+(`reconciler.spec.load(revision.path)`) never sees a half-written state, and a snapshot that
+was applied stays readable after newer ones fail to load (see `retain`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+__all__ = ["Closeable", "Revision", "Source", "Wake"]
+
+Wake = Callable[[str], None]
+"""Called by a watcher with a short reason ("directory: web.yaml changed"); carries no data."""
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One immutable snapshot of a source's manifests."""
+
+    id: str  # git commit SHA, or the content hash of a directory's files
+    path: Path  # a directory to load manifests from; not modified while retained
+
+
+class Closeable(Protocol):
+    """A running watcher; `close()` stops it and waits for its threads (idempotent)."""
+
+    def close(self) -> None: ...
+
+
+class Source(Protocol):
+    """A place manifests come from: a git repository, a drop-in directory."""
+
+    def fetch(self) -> Revision:
+        """Snapshot the current desired state; raises `errors.SourceError` (temporary or terminal)."""
+        ...
+
+    def watch(self, wake: Wake) -> Closeable:
+        """Start calling `wake(reason)` when the source may have changed; never passes data."""
+        ...
+
+    def retain(self, ids: Collection[str]) -> None:
+        """Keep these revisions' snapshots (e.g. the last applied one) when older ones are dropped."""
+        ...

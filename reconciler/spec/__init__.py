@@ -1,1 +1,70 @@
-"""reconciler.spec."""
+"""The manifest language: load a file, a directory or stdin into a validated DesiredState.
+
+    from reconciler import spec
+    desired = spec.load("examples/manifests/hello")     # raises spec.SpecError
+
+`SpecError.problems` lists every problem of the revision (not only the first), each rendered
+as `file:line:column: kind/name: field: message`. Nothing here raises anything else for bad
+input. Models are in `reconciler.spec.models`; the spec hash rules in `reconciler.spec.hashing`.
+"""
+
+from __future__ import annotations
+
+import os
+from types import MappingProxyType
+from typing import Any
+
+from reconciler.spec import building, models, reading
+from reconciler.spec.errors import Problem, SpecError
+from reconciler.spec.models import DesiredState
+
+__all__ = ["DesiredState", "Problem", "SpecError", "load", "models"]
+
+
+def load(path: str | os.PathLike[str]) -> DesiredState:
+    """Read, validate and build every manifest under `path` ("-" = stdin)."""
+    path = os.fspath(path)
+    problems: list[Problem] = []
+    sources = reading.read_source(path, problems)
+    docs: list[reading.Document] = []
+    for source in sources:
+        docs.extend(reading.parse(source, problems))
+    builder = building.Builder(problems)
+    classified = [builder.classify(doc) for doc in docs]
+
+    names: dict[str, set[str]] = {kind: set() for kind in models.KINDS}
+    by_kind: dict[str, dict[str, building._Doc]] = {kind: {} for kind in models.KINDS}
+    for d in classified:
+        if not d.kind or not d.name:
+            continue
+        if d.name in names[d.kind]:
+            first = by_kind[d.kind].get(d.name)
+            where = f" (first defined at {first.raw.file}:{first.raw.line})" if first else ""
+            builder.report(d, ("metadata", "name"), f"duplicate {d.kind} name {d.name!r}{where}")
+            continue
+        names[d.kind].add(d.name)
+        if d.valid:
+            by_kind[d.kind][d.name] = d
+
+    networks = {n: builder.network(d) for n, d in sorted(by_kind["Network"].items())}
+    volumes = {n: builder.volume(d) for n, d in sorted(by_kind["Volume"].items())}
+    images = {n: builder.image(d) for n, d in sorted(by_kind["Image"].items())}
+    containers = {n: builder.container(d, images, names) for n, d in sorted(by_kind["Container"].items())}
+    builder.check_port_conflicts(by_kind["Container"], containers)
+    builder.check_cycles(by_kind["Container"], containers)
+    if problems:
+        raise SpecError(problems)
+
+    root = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)) if path != "-" else os.getcwd()
+    return DesiredState(
+        containers=_frozen(containers),
+        images=_frozen(images),
+        networks=_frozen(networks),
+        volumes=_frozen(volumes),
+        revision=building.revision_of(docs, builder.files, os.path.abspath(root)),
+        sources=tuple(sorted(s.path for s in sources)),
+    )
+
+
+def _frozen(items: dict[str, Any]) -> MappingProxyType[str, Any]:
+    return MappingProxyType(items)

@@ -1,0 +1,557 @@
+"""From located YAML documents to a DesiredState: schema, semantic checks, defaults, hashes.
+
+Every check appends Problems and carries on, so one run reports everything wrong with a
+revision. Objects are built only from documents that passed their schema; cross-object
+checks (references, cycles, port conflicts) know the names of every document that had a
+name, so an invalid Network does not also make its users report "undefined network".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import re
+import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, cast
+
+from reconciler.spec import errors, hashing, models, reading, schemas, units
+
+__all__ = ["Builder"]
+
+_REF = re.compile(
+    r"^(?:(?P<domain>(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+    r"(?::[0-9]+)?|\[[0-9a-fA-F:]+\](?::[0-9]+)?)/)?"
+    r"(?P<path>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_RESERVED_LABEL = "reconciler."
+_WILDCARDS = ("0.0.0.0", "::")  # noqa: S104 - a wildcard host IP conflicts with every address
+_KNOWN_SIGNALS = {s.name for s in signal.Signals}
+_SHORT_SIGNAL = {s.name.removeprefix("SIG") for s in signal.Signals}
+
+Path_ = tuple[str | int, ...]
+
+
+def valid_reference(ref: str) -> bool:
+    return len(ref) <= 512 and _REF.match(ref) is not None
+
+
+@dataclass
+class _Doc:
+    """A document that parsed: its kind and name once known."""
+
+    raw: reading.Document
+    kind: str = ""
+    name: str = ""
+    valid: bool = False
+
+
+@dataclass
+class Builder:
+    """Accumulates problems while turning documents into models."""
+
+    problems: list[errors.Problem] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)      # every referenced file -> digest
+    _file_cache: dict[str, bytes | None] = field(default_factory=dict)
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def report(self, d: _Doc, path: Path_, message: str, *, key: bool = False) -> None:
+        line, column = d.raw.where(path, key=key)
+        self.problems.append(
+            errors.Problem(
+                file=d.raw.file, line=line, column=column, kind=d.kind, name=d.name,
+                field=reading._fmt(path), message=message,
+            )
+        )
+
+    # -- phase 1: kind, name, schema -------------------------------------------------------
+
+    def classify(self, raw: reading.Document) -> _Doc:
+        d = _Doc(raw)
+        data = raw.data
+        if not isinstance(data, dict):
+            self.report(d, (), f"a manifest document must be a mapping with apiVersion, kind, metadata and spec, not {schemas._typename(data)}")
+            return d
+        kind = data.get("kind")
+        meta = data.get("metadata")
+        if isinstance(meta, dict) and isinstance(meta.get("name"), str):
+            d.name = meta["name"]
+        if "kind" not in data:
+            self.report(d, (), f"missing required field 'kind' (one of {', '.join(models.KINDS)})")
+            return d
+        if kind not in models.KINDS:
+            hint = schemas.did_you_mean(kind, models.KINDS) if isinstance(kind, str) else ""
+            self.report(d, ("kind",), f"unknown kind {schemas._short(kind)}; expected one of {', '.join(models.KINDS)}{hint}")
+            return d
+        d.kind = kind
+        before = len(self.problems)
+        for path, at_key, message in schemas.issues(kind, data):
+            self.report(d, path, message, key=at_key)
+        d.valid = len(self.problems) == before
+        return d
+
+    # -- files -----------------------------------------------------------------------------
+
+    def read_file(self, path: str) -> bytes | None:
+        """Bytes of a referenced file (cached, size-capped), or None if unreadable."""
+        if path not in self._file_cache:
+            data: bytes | None
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read(reading.MAX_FILE_BYTES * 16 + 1)
+                if len(data) > reading.MAX_FILE_BYTES * 16:
+                    data = None
+            except OSError:
+                data = None
+            self._file_cache[path] = data
+            if data is not None:
+                self.files[path] = hashing.file_digest(data)
+        return self._file_cache[path]
+
+    @staticmethod
+    def resolve(base: str, path: str) -> str:
+        return os.path.normpath(os.path.join(base, os.path.expanduser(path) if path.startswith("~") else path))
+
+    # -- Network / Volume ------------------------------------------------------------------
+
+    def network(self, d: _Doc) -> models.Network:
+        spec = d.raw.data.get("spec") or {}
+        subnet = spec.get("subnet")
+        gateway = spec.get("gateway")
+        net: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
+        if subnet is not None:
+            try:
+                net = ipaddress.ip_network(subnet, strict=True)
+            except ValueError as exc:
+                self.report(d, ("spec", "subnet"), f"{subnet!r} is not a network in CIDR form like 10.210.0.0/24 ({exc})")
+        if gateway is not None:
+            try:
+                gw = ipaddress.ip_address(gateway)
+                if subnet is None:
+                    self.report(d, ("spec", "gateway"), "a gateway needs a subnet; set spec.subnet too")
+                elif net is not None and gw not in net:
+                    self.report(d, ("spec", "gateway"), f"{gateway} is not inside the subnet {subnet}")
+            except ValueError:
+                self.report(d, ("spec", "gateway"), f"{gateway!r} is not an IP address")
+        labels = self.labels(d)
+        fields: dict[str, Any] = {
+            "subnet": str(net) if net is not None else subnet, "gateway": gateway,
+            "internal": bool(spec.get("internal", False)), "mtu": int(spec.get("mtu", 1500)), "labels": labels,
+        }
+        return models.Network(
+            name=d.name, origin=self.origin(d), spec_hash=hashing.spec_hash("Network", fields, hashing.COMMON_EXCLUDED, {}),
+            **fields,
+        )
+
+    def volume(self, d: _Doc) -> models.Volume:
+        spec = d.raw.data.get("spec") or {}
+        labels = self.labels(d)
+        return models.Volume(
+            name=d.name, labels=labels, origin=self.origin(d),
+            deletion_policy=spec.get("deletionPolicy", "Retain"),
+            spec_hash=hashing.spec_hash("Volume", {"labels": labels}, hashing.COMMON_EXCLUDED, {}),
+        )
+
+    def origin(self, d: _Doc) -> models.Origin:
+        return models.Origin(d.raw.file, d.raw.line, d.raw.column)
+
+    def labels(self, d: _Doc) -> Mapping[str, str]:
+        labels: dict[str, str] = d.raw.data["metadata"].get("labels") or {}
+        for key in labels:
+            if key.startswith(_RESERVED_LABEL):
+                self.report(d, ("metadata", "labels", key), f"label keys starting with {_RESERVED_LABEL!r} are reserved for reconciler's own labels", key=True)
+        return MappingProxyType(dict(sorted(labels.items())))
+
+    # -- Image -----------------------------------------------------------------------------
+
+    def image(self, d: _Doc) -> models.Image:
+        spec = d.raw.data["spec"]
+        ref = spec.get("ref")
+        build_spec = spec.get("build")
+        files: dict[str, str] = {}
+        if ref is None and build_spec is None:
+            self.report(d, ("spec",), "set ref (an image to pull) or build (a context to build), or both")
+        if ref is not None and not valid_reference(ref):
+            self.report(d, ("spec", "ref"), f"{schemas._short(ref)} is not a valid image reference (like registry:5000/repo/name:tag or ...@sha256:<64 hex>)")
+        for i, target in enumerate(spec.get("push", ())):
+            if not valid_reference(target):
+                self.report(d, ("spec", "push", i), f"{schemas._short(target)} is not a valid image reference (like registry:5000/repo/name:tag)")
+        build: models.BuildSpec | None = None
+        if build_spec is not None:
+            context = self.resolve(d.raw.base, build_spec["context"])
+            dockerfile = build_spec.get("file", "Dockerfile")
+            if not os.path.isdir(context):
+                self.report(d, ("spec", "build", "context"), f"build context {build_spec['context']!r} is not a directory (resolved to {context})")
+            else:
+                full = self.resolve(context, dockerfile)
+                if Path(context) not in Path(full).parents:
+                    self.report(d, ("spec", "build", "file"), f"{dockerfile!r} is outside the build context")
+                else:
+                    content = self.read_file(full) if os.path.isfile(full) else None
+                    if content is None:
+                        where = ("spec", "build", "file") if "file" in build_spec else ("spec", "build", "context")
+                        self.report(d, where, f"no Dockerfile {dockerfile!r} in the build context {build_spec['context']!r}")
+                    else:
+                        files[full] = hashing.file_digest(content)
+            build = models.BuildSpec(
+                context=context, file=dockerfile,
+                args=MappingProxyType({k: _env_str(v) for k, v in sorted((build_spec.get("args") or {}).items())}),
+                target=build_spec.get("target"),
+            )
+            if ref is None:
+                ref = f"localhost/{d.name}:latest"
+        labels = self.labels(d)
+        fields: dict[str, Any] = {
+            "labels": labels, "ref": ref, "pull": spec.get("pull", "missing"), "track": bool(spec.get("track", False)),
+            "build": build, "push": tuple(spec.get("push", ())),
+        }
+        return models.Image(
+            name=d.name, origin=self.origin(d),
+            spec_hash=hashing.spec_hash("Image", fields, hashing.IMAGE_EXCLUDED, files), **fields,
+        )
+
+    # -- Container -------------------------------------------------------------------------
+
+    def container(
+        self,
+        d: _Doc,
+        images: Mapping[str, models.Image],
+        names: Mapping[str, set[str]],
+    ) -> models.Container:
+        spec: dict[str, Any] = d.raw.data["spec"]
+        files: dict[str, str] = {}
+        sp: Callable[..., Path_] = lambda *p: ("spec", *p)  # noqa: E731 - a short path builder
+
+        # image: an Image object's name, or a reference
+        image_ref: str = spec["image"]
+        image_object: str | None = None
+        if image_ref in images:
+            image_object = image_ref
+            image_ref = images[image_ref].ref or image_ref
+        elif image_ref in names["Image"]:
+            image_object = image_ref      # that Image is invalid and reported on its own
+        elif not any(c in image_ref for c in "/:@"):
+            hint = schemas.did_you_mean(image_ref, sorted(names["Image"]))
+            self.report(d, sp("image"), f"no Image object named {image_ref!r}{hint}; define one, or give a full reference like registry:5000/repo/{image_ref}:tag")
+        elif not valid_reference(image_ref):
+            self.report(d, sp("image"), f"{schemas._short(image_ref)} is not a valid image reference (like registry:5000/repo/name:tag or ...@sha256:<64 hex>)")
+
+        # environment: env files in order, then env on top
+        env: dict[str, str] = {}
+        env_files: list[str] = []
+        for i, rel in enumerate(spec.get("envFiles", ())):
+            full = self.resolve(d.raw.base, rel)
+            env_files.append(full)
+            content = self.read_file(full) if os.path.isfile(full) else None
+            if content is None:
+                self.report(d, sp("envFiles", i), f"env file {rel!r} not found or unreadable (resolved to {full})")
+                continue
+            files[full] = hashing.file_digest(content)
+            env.update(self.env_file(d, sp("envFiles", i), rel, content))
+        for key, value in (spec.get("env") or {}).items():
+            if not _ENV_KEY.match(key):
+                self.report(d, sp("env", key), f"{key!r} is not a valid environment variable name", key=True)
+            env[key] = _env_str(value)
+
+        ports = self.ports(d, spec)
+        networks = tuple(spec.get("networks", ()))
+        self.check_refs(d, sp("networks"), networks, names["Network"], "Network", reserved=("host", "none"))
+        if len(networks) > 1 and set(networks) & {"host", "none"}:
+            self.report(d, sp("networks"), "host and none cannot be combined with other networks")
+        if ports and networks in (("host",), ("none",)):
+            self.report(d, sp("ports"), f"ports cannot be published with network {networks[0]}")
+        volumes = self.volumes(d, spec, names["Volume"], files)
+
+        restart_name, max_retries = units.parse_restart(spec.get("restart", "no"))
+        healthcheck = self.healthcheck(d, spec.get("healthcheck"))
+        res = spec.get("resources") or {}
+        resources = models.Resources(
+            memory=self.convert(d, sp("resources", "memory"), units.parse_memory, res.get("memory")),
+            cpus=self.convert(d, sp("resources", "cpus"), units.parse_cpus, res.get("cpus")),
+            pids=res.get("pids"),
+        )
+        depends_on = tuple(spec.get("dependsOn", ()))
+        self.check_refs(d, sp("dependsOn"), depends_on, names["Container"], "Container")
+        if d.name in depends_on:
+            self.report(d, sp("dependsOn", depends_on.index(d.name)), "a container cannot depend on itself")
+        upd = spec.get("update") or {}
+        update = models.UpdatePolicy(
+            order=upd.get("order", "stop-first"),
+            health_timeout=self.duration(d, sp("update", "healthTimeout"), upd.get("healthTimeout"), 60.0),
+            min_ready=self.duration(d, sp("update", "minReady"), upd.get("minReady"), 0.0),
+            on_failure=upd.get("onFailure", "rollback"),
+        )
+        stop_signal = spec.get("stopSignal")
+        if stop_signal is not None:
+            normal = stop_signal.upper() if stop_signal.upper().startswith("SIG") else "SIG" + stop_signal.upper()
+            if normal in _KNOWN_SIGNALS or stop_signal.upper() in _SHORT_SIGNAL:
+                stop_signal = normal
+            elif not stop_signal.isdigit():
+                self.report(d, sp("stopSignal"), f"{stop_signal!r} is not a signal name (like SIGTERM or SIGQUIT)")
+        labels = self.labels(d)
+        fields: dict[str, Any] = {
+            "labels": labels,
+            "image": image_ref,
+            "image_object": image_object,
+            "command": tuple(spec["command"]) if "command" in spec else None,
+            "args": tuple(spec["args"]) if "args" in spec else None,
+            "env": MappingProxyType(dict(sorted(env.items()))),
+            "env_files": tuple(env_files),
+            "ports": ports,
+            "networks": networks,
+            "aliases": tuple(spec.get("aliases", ())),
+            "volumes": volumes,
+            "restart": models.RestartPolicy(restart_name, max_retries),
+            "healthcheck": healthcheck,
+            "resources": resources,
+            "depends_on": depends_on,
+            "update": update,
+            "drift": spec.get("drift", "correct"),
+            "user": spec.get("user"),
+            "workdir": spec.get("workdir"),
+            "hostname": spec.get("hostname"),
+            "read_only": bool(spec.get("readOnly", False)),
+            "cap_add": tuple(_cap(c) for c in spec.get("capAdd", ())),
+            "cap_drop": tuple(_cap(c) for c in spec.get("capDrop", ())),
+            "stop_signal": stop_signal,
+            "stop_timeout": self.duration(d, sp("stopTimeout"), spec.get("stopTimeout"), 10.0),
+            "init": bool(spec.get("init", False)),
+        }
+        return models.Container(
+            name=d.name, origin=self.origin(d),
+            spec_hash=hashing.spec_hash("Container", fields, hashing.CONTAINER_EXCLUDED, files),
+            **fields,
+        )
+
+    def convert(self, d: _Doc, path: Path_, parse: Callable[[Any], Any], value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as exc:
+            self.report(d, path, str(exc))
+            return None
+
+    def duration(self, d: _Doc, path: Path_, value: Any, default: float) -> float:
+        parsed = self.convert(d, path, units.parse_duration, value)
+        return default if parsed is None else float(parsed)
+
+    def check_refs(
+        self, d: _Doc, path: Path_, refs: tuple[str, ...], defined: set[str], kind: str, reserved: tuple[str, ...] = (),
+    ) -> None:
+        seen: set[str] = set()
+        for i, ref in enumerate(refs):
+            if ref in seen:
+                self.report(d, (*path, i), f"{ref!r} is listed twice")
+            seen.add(ref)
+            if ref not in defined and ref not in reserved:
+                hint = schemas.did_you_mean(ref, sorted(defined))
+                self.report(d, (*path, i), f"no {kind} named {ref!r}{hint}; define it in a manifest")
+
+    def env_file(self, d: _Doc, path: Path_, rel: str, content: bytes) -> dict[str, str]:
+        """KEY=VALUE lines; blank lines and # comments skipped; values taken literally (Docker's rules)."""
+        out: dict[str, str] = {}
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError:
+            self.report(d, path, f"env file {rel!r} is not UTF-8 text")
+            return out
+        for number, line in enumerate(text.splitlines(), 1):
+            stripped = line.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            key, eq, value = line.lstrip().partition("=")
+            if not eq or not _ENV_KEY.match(key):
+                self.report(d, path, f"env file {rel!r} line {number}: expected KEY=VALUE")
+                continue
+            out[key] = value
+        return out
+
+    def ports(self, d: _Doc, spec: Mapping[str, Any]) -> tuple[models.PortSpec, ...]:
+        out: list[models.PortSpec] = []
+        for i, text in enumerate(spec.get("ports", ())):
+            try:
+                host_ip, host_port, container_port, proto = units.parse_port(text)
+            except ValueError as exc:
+                self.report(d, ("spec", "ports", i), str(exc))
+                continue
+            out.append(models.PortSpec(host_ip, host_port, container_port, proto))
+        return tuple(out)
+
+    def volumes(
+        self, d: _Doc, spec: Mapping[str, Any], defined: set[str], files: dict[str, str],
+    ) -> tuple[models.VolumeMount, ...]:
+        out: list[models.VolumeMount] = []
+        targets: set[str] = set()
+        for i, item in enumerate(spec.get("volumes", ())):
+            path: Path_ = ("spec", "volumes", i)
+            mount = self.mount(d, path, item)
+            if mount is None:
+                continue
+            if not mount.target.startswith("/"):
+                self.report(d, path, f"mount target {mount.target!r} must be an absolute path")
+                continue
+            if mount.target in targets:
+                self.report(d, path, f"{mount.target!r} is mounted twice")
+                continue
+            targets.add(mount.target)
+            if mount.type == "volume":
+                if mount.source not in defined:
+                    hint = schemas.did_you_mean(mount.source, sorted(defined))
+                    self.report(d, path, f"no Volume named {mount.source!r}{hint}; define it in a manifest")
+            elif mount.type == "bind":
+                raw_source = item if isinstance(item, str) else item.get("source", "")
+                mount = self.bind(d, path, mount, raw_source, files)
+            out.append(mount)
+        return tuple(out)
+
+    def mount(self, d: _Doc, path: Path_, item: Any) -> models.VolumeMount | None:
+        if isinstance(item, dict):
+            kind = item["type"]
+            source = item.get("source", "")
+            if kind == "tmpfs" and source:
+                self.report(d, (*path, "source"), "a tmpfs mount has no source")
+                return None
+            if kind != "tmpfs" and not source:
+                self.report(d, path, f"a {kind} mount needs a source")
+                return None
+            return models.VolumeMount(kind, source, item["target"], bool(item.get("readOnly", False)))
+        parts = item.split(":")
+        if len(parts) == 1:
+            self.report(d, path, f"{item!r} has no source; anonymous volumes are not supported, write volume-name:{item} or ./dir:{item}")
+            return None
+        mode = "rw"
+        if len(parts) == 3:
+            mode = parts[2]
+        elif len(parts) != 2:
+            self.report(d, path, f"{item!r} is not SOURCE:TARGET[:ro|rw]")
+            return None
+        if mode not in ("ro", "rw"):
+            self.report(d, path, f"{item!r}: mode {mode!r} is not ro or rw")
+            return None
+        source, target = parts[0], parts[1]
+        if not source or not target:
+            self.report(d, path, f"{item!r} is not SOURCE:TARGET[:ro|rw]")
+            return None
+        kind = "bind" if source.startswith(("/", ".", "~")) else "volume"
+        return models.VolumeMount(cast(models.MountType, kind), source, target, mode == "ro")
+
+    def bind(
+        self, d: _Doc, path: Path_, mount: models.VolumeMount, raw_source: str, files: dict[str, str],
+    ) -> models.VolumeMount:
+        source = self.resolve(d.raw.base, mount.source)
+        owned = not raw_source.startswith(("/", "~"))
+        if owned:
+            if not os.path.exists(source):
+                self.report(d, path, f"bind source {raw_source!r} does not exist (resolved to {source})")
+            elif os.path.isfile(source):
+                content = self.read_file(source)
+                if content is None:
+                    self.report(d, path, f"bind source {raw_source!r} is unreadable or larger than {reading.MAX_FILE_BYTES * 16} bytes")
+                else:
+                    files[source] = hashing.file_digest(content)
+        return models.VolumeMount("bind", source, mount.target, mount.read_only)
+
+    def healthcheck(self, d: _Doc, hc: Mapping[str, Any] | None) -> models.Healthcheck | None:
+        if hc is None:
+            return None
+        path: Path_ = ("spec", "healthcheck")
+        test = hc["test"]
+        if isinstance(test, str):
+            test_t: tuple[str, ...] = ("CMD-SHELL", test)
+        else:
+            test_t = tuple(test)
+            if test_t[0] not in ("CMD", "CMD-SHELL", "NONE"):
+                self.report(d, (*path, "test", 0), f"{test_t[0]!r}: a test list starts with CMD, CMD-SHELL or NONE (or give a shell string)")
+            elif test_t[0] != "NONE" and len(test_t) < 2:
+                self.report(d, (*path, "test"), f"{test_t[0]} needs a command after it")
+            elif test_t[0] == "CMD-SHELL" and len(test_t) != 2:
+                self.report(d, (*path, "test"), "CMD-SHELL takes exactly one shell string")
+        return models.Healthcheck(
+            test=test_t,
+            interval=self.duration(d, (*path, "interval"), hc.get("interval"), 30.0),
+            timeout=self.duration(d, (*path, "timeout"), hc.get("timeout"), 30.0),
+            start_period=self.duration(d, (*path, "startPeriod"), hc.get("startPeriod"), 0.0),
+            retries=int(hc.get("retries", 3)),
+        )
+
+    # -- cross-object checks ---------------------------------------------------------------
+
+    def check_port_conflicts(self, docs: Mapping[str, _Doc], containers: Mapping[str, models.Container]) -> None:
+        taken: dict[tuple[int, str], list[tuple[str, str, models.Container]]] = {}
+        for name in sorted(containers, key=lambda n: (containers[n].origin.file, containers[n].origin.line)):
+            c = containers[name]
+            for i, p in enumerate(c.ports):
+                for ip, owner, other in taken.get((p.host_port, p.protocol), []):
+                    if ip == p.host_ip or ip in _WILDCARDS or p.host_ip in _WILDCARDS:
+                        who = "this container" if other is c else f"Container/{owner} ({other.origin})"
+                        self.report(docs[name], ("spec", "ports", i), f"host port {p.host_port}/{p.protocol} is already published by {who}")
+                        break
+                else:
+                    taken.setdefault((p.host_port, p.protocol), []).append((p.host_ip, name, c))
+
+    def check_cycles(self, docs: Mapping[str, _Doc], containers: Mapping[str, models.Container]) -> None:
+        """Report each dependsOn cycle once, named from its smallest member (iterative DFS)."""
+        state: dict[str, int] = {}        # 1 = on the stack, 2 = done
+        reported: set[frozenset[str]] = set()
+        for root in sorted(containers):
+            if root in state:
+                continue
+            stack: list[tuple[str, int]] = [(root, 0)]
+            path: list[str] = [root]
+            state[root] = 1
+            while stack:
+                name, i = stack[-1]
+                deps = containers[name].depends_on
+                if i >= len(deps):
+                    stack.pop()
+                    path.pop()
+                    state[name] = 2
+                    continue
+                stack[-1] = (name, i + 1)
+                dep = deps[i]
+                if dep not in containers or dep == name:
+                    continue
+                if state.get(dep) == 1:
+                    cycle = path[path.index(dep):]
+                    if frozenset(cycle) not in reported:
+                        reported.add(frozenset(cycle))
+                        start = cycle.index(min(cycle))
+                        cycle = cycle[start:] + cycle[:start]
+                        at = containers[cycle[0]].depends_on.index(cycle[1])
+                        self.report(docs[cycle[0]], ("spec", "dependsOn", at), "dependsOn cycle: " + " -> ".join([*cycle, cycle[0]]))
+                elif dep not in state:
+                    state[dep] = 1
+                    stack.append((dep, 0))
+                    path.append(dep)
+
+
+def _env_str(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _cap(name: str) -> str:
+    upper = name.upper()
+    return upper if upper == "ALL" or upper.startswith("CAP_") else "CAP_" + upper
+
+
+def revision_of(docs: list[reading.Document], files: Mapping[str, str], root: str) -> str:
+    """sha256 of every document's canonical data (with its file, relative to the root) and file digest."""
+    h = hashlib.sha256()
+    for doc in sorted(docs, key=lambda x: (x.file, x.index)):
+        rel = os.path.relpath(doc.file, root) if doc.file != "<stdin>" else doc.file
+        h.update(hashing.canonical({"file": rel, "index": doc.index, "data": doc.data}))
+    for path in sorted(files):
+        rel = os.path.relpath(path, root)
+        h.update(hashing.canonical({"ref": rel, "digest": files[path]}))
+    return h.hexdigest()

@@ -1,0 +1,57 @@
+"""Canonical JSON and the spec hash (DESIGN.md §5.2).
+
+A spec hash is `sha256(canonical JSON of {"kind", "spec": the model's fields minus the
+excluded ones, "files": {path: sha256 of content}})`. Canonical JSON: sorted keys, no
+whitespace, UTF-8, tuples as lists.
+
+Excluded from the Container hash (changing them needs no recreate): `name`, `origin`,
+`image_object` (the resolved `image` ref is hashed instead), `depends_on` (ordering only),
+`update` (how to replace, not what runs), `drift` (how the agent reacts). Everything else,
+metadata labels included (they are stamped on the container, which Docker cannot relabel),
+is hashed. The content of every env file and of every bind source that is a regular file
+inside the manifests' own directory tree is hashed too, so editing such a file recreates.
+A changed image *digest* is the planner's separate recreate reason, not part of this hash.
+
+Image: everything but `pull` and `track` (policies), plus the Dockerfile's content.
+Network: subnet, gateway, internal, mtu, labels. Volume: labels only (`deletion_policy` is
+a prune policy, so changing it never recreates a volume).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["CONTAINER_EXCLUDED", "canonical", "file_digest", "spec_hash"]
+
+CONTAINER_EXCLUDED = frozenset({"name", "origin", "image_object", "depends_on", "update", "drift", "spec_hash"})
+IMAGE_EXCLUDED = frozenset({"name", "origin", "pull", "track", "spec_hash"})
+COMMON_EXCLUDED = frozenset({"name", "origin", "spec_hash", "deletion_policy"})
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def canonical(value: Any) -> bytes:
+    """Canonical JSON bytes of plain data or dataclasses."""
+    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def file_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def spec_hash(kind: str, fields: Mapping[str, Any], excluded: frozenset[str], files: Mapping[str, str]) -> str:
+    """sha256 hex of the kind, the fields not excluded, and the referenced files' digests."""
+    body = {k: v for k, v in fields.items() if k not in excluded}
+    return hashlib.sha256(canonical({"kind": kind, "spec": body, "files": dict(files)})).hexdigest()

@@ -1,0 +1,298 @@
+"""Reading manifests: files to YAML documents whose every node keeps its line and column.
+
+Hostile input is stopped here, before anything expands it:
+- a file larger than `MAX_FILE_BYTES`, or a revision larger than `MAX_REVISION_BYTES`;
+- bytes that are not UTF-8 text (a NUL byte, or a failed decode);
+- a document whose alias-expanded size exceeds `MAX_DOCUMENT_NODES` (the "billion laughs"
+  bomb is measured on the shared node graph in linear time, never expanded), a recursive
+  alias, or nesting deeper than `MAX_DEPTH`.
+
+Values follow `yaml.safe_load` semantics (the SafeConstructor builds every scalar), except
+that duplicate mapping keys and non-string keys are reported instead of silently accepted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reconciler.spec import errors
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_DOCUMENT_NODES",
+    "MAX_FILE_BYTES",
+    "MAX_REVISION_BYTES",
+    "Document",
+    "SourceFile",
+    "collect",
+    "parse",
+    "read_source",
+]
+
+MAX_FILE_BYTES = 1 << 20            # 1 MiB per manifest file
+MAX_REVISION_BYTES = 16 << 20       # 16 MiB for all manifests of a revision
+MAX_DOCUMENT_NODES = 50_000         # nodes of one document after alias expansion
+MAX_DEPTH = 64                      # nesting of mappings/sequences
+
+Path_ = tuple[str | int, ...]
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_EDITOR_TEMP_SUFFIXES = ("~", ".swp", ".swo", ".swx", ".tmp", ".bak", ".orig")
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A manifest file's decoded text. `path` is what messages show; `base` resolves relative paths."""
+
+    path: str
+    base: str                       # absolute directory for relative paths in the manifests
+    text: str
+
+
+@dataclass
+class Document:
+    """One YAML document: plain data plus the position of every node, keyed by path."""
+
+    file: str
+    base: str
+    index: int                      # 0-based position in its file
+    line: int
+    column: int
+    data: Any
+    values: dict[Path_, tuple[int, int]] = field(default_factory=dict)   # node start (1-based)
+    keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)     # key start of a mapping entry
+
+    def where(self, path: Path_, *, key: bool = False) -> tuple[int, int]:
+        """Line and column of the node at `path` (or its key), falling back to the nearest parent."""
+        p = tuple(path)
+        if key:
+            q = p
+            while q:
+                if q in self.keys:
+                    return self.keys[q]
+                q = q[:-1]
+        while p:
+            if p in self.values:
+                return self.values[p]
+            p = p[:-1]
+        return self.values.get((), (self.line, self.column))
+
+
+def _problem(file: str, line: int, column: int, message: str, field: str = "") -> errors.Problem:
+    return errors.Problem(file=file, line=line, column=column, kind="", name="", field=field, message=message)
+
+
+def _ignored(name: str) -> bool:
+    return (
+        name.startswith((".", "#", "~"))
+        or name.endswith(_EDITOR_TEMP_SUFFIXES)
+        or not name.endswith((".yaml", ".yml"))
+    )
+
+
+def collect(path: str, problems: list[errors.Problem]) -> list[Path]:
+    """Manifest files under `path` (a file, or a directory searched recursively), sorted."""
+    root = Path(path)
+    try:
+        if root.is_file():
+            return [root]
+        if not root.is_dir():
+            problems.append(_problem(path, 0, 0, "no such file or directory; give a manifest file, a directory or - for stdin"))
+            return []
+        found: list[Path] = []
+        for dirpath, dirnames, filenames in os.walk(root, onerror=None):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            found.extend(Path(dirpath) / n for n in filenames if not _ignored(n))
+        return sorted(found)
+    except OSError as exc:
+        problems.append(_problem(path, 0, 0, f"cannot read: {exc.strerror or exc}"))
+        return []
+
+
+def decode(name: str, raw: bytes, problems: list[errors.Problem]) -> str | None:
+    """UTF-8 text, or None with a problem for binary/undecodable bytes."""
+    if b"\0" in raw:
+        problems.append(_problem(name, 1, 1, "binary file (contains NUL bytes); manifests must be UTF-8 YAML text"))
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        problems.append(_problem(name, line, col, f"not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8"))
+        return None
+    return text.removeprefix("\ufeff")
+
+
+def read_source(path: str, problems: list[errors.Problem]) -> list[SourceFile]:
+    """Read and decode every manifest file of `path` ("-" reads stdin), enforcing size limits."""
+    sources: list[SourceFile] = []
+    total = 0
+    if path == "-":
+        raw = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+        items: list[tuple[str, str, bytes | None]] = [("<stdin>", os.getcwd(), raw)]
+    else:
+        items = [(str(p), str(p.resolve().parent), None) for p in collect(path, problems)]
+    for name, base, data in items:
+        raw = data
+        if raw is None:
+            try:
+                with open(name, "rb") as fh:
+                    raw = fh.read(MAX_FILE_BYTES + 1)
+            except OSError as exc:
+                problems.append(_problem(name, 0, 0, f"cannot read: {exc.strerror or exc}"))
+                continue
+        if len(raw) > MAX_FILE_BYTES:
+            problems.append(_problem(name, 1, 1, f"file larger than {MAX_FILE_BYTES} bytes; split it into several files"))
+            continue
+        total += len(raw)
+        if total > MAX_REVISION_BYTES:
+            problems.append(_problem(name, 1, 1, f"the manifests exceed {MAX_REVISION_BYTES} bytes in total; reading stopped here"))
+            break
+        text = decode(name, raw, problems)
+        if text is not None:
+            sources.append(SourceFile(path=name, base=base, text=text))
+    return sources
+
+
+class _Bomb(Exception):
+    """Internal: the document is too large after alias expansion, recursive or too deep."""
+
+
+def _measure(node: yaml.Node, sizes: dict[int, int], active: set[int], depth: int) -> int:
+    """Alias-expanded node count, memoised per node object so shared subtrees cost once."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in active:
+        raise _Bomb("recursive alias (a node contains itself)")
+    if depth > MAX_DEPTH:
+        raise _Bomb(f"nested deeper than {MAX_DEPTH} levels")
+    size = 1
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        active.add(key)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                children += (k, v)
+        else:
+            children = list(node.value)
+        for child in children:
+            size += _measure(child, sizes, active, depth + 1)
+            if size > MAX_DOCUMENT_NODES:
+                raise _Bomb(f"expands to more than {MAX_DOCUMENT_NODES} nodes (too many aliases?)")
+        active.discard(key)
+    sizes[key] = size
+    return size
+
+
+class _Builder:
+    """Turns a composed node tree into plain data, recording positions per path."""
+
+    def __init__(self, doc: Document, problems: list[errors.Problem]) -> None:
+        self.doc = doc
+        self.problems = problems
+        self.constructor = yaml.constructor.SafeConstructor()
+
+    def fail(self, node: yaml.Node, path: Path_, message: str) -> None:
+        self.problems.append(
+            _problem(self.doc.file, node.start_mark.line + 1, node.start_mark.column + 1, message, _fmt(path))
+        )
+
+    def build(self, node: yaml.Node, path: Path_) -> Any:
+        self.doc.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.ScalarNode):
+            return self.constructor.construct_object(node, deep=True)
+        if node.tag not in (_SEQ_TAG, _MAP_TAG):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"unsupported tag {node.tag!r} (only plain mappings and lists)", node.start_mark
+            )
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
+        if isinstance(node, yaml.MappingNode):
+            self.constructor.flatten_mapping(node)   # "<<" merge keys, as safe_load does
+            out: dict[str, Any] = {}
+            for knode, vnode in node.value:
+                key = self.build_key(knode, path)
+                if key is None:
+                    continue
+                if key in out:
+                    self.fail(knode, (*path, key), f"duplicate key {key!r}; remove one of them")
+                    continue
+                self.doc.keys[(*path, key)] = (knode.start_mark.line + 1, knode.start_mark.column + 1)
+                out[key] = self.build(vnode, (*path, key))
+            return out
+        raise _Bomb(f"unsupported YAML node {type(node).__name__}")
+
+    def build_key(self, knode: yaml.Node, path: Path_) -> str | None:
+        key = self.constructor.construct_object(knode, deep=True) if isinstance(knode, yaml.ScalarNode) else None
+        if isinstance(key, str):
+            return key
+        if isinstance(key, bool | int | float) or key is None:
+            return str(key).lower() if isinstance(key, bool) or key is None else str(key)
+        self.fail(knode, path, "mapping keys must be plain strings")
+        return None
+
+
+def _fmt(path: Path_) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def parse(source: SourceFile, problems: list[errors.Problem]) -> list[Document]:
+    """Every non-empty document of a file; YAML errors become problems located at their mark."""
+    docs: list[Document] = []
+    try:
+        for index, node in enumerate(yaml.compose_all(source.text, Loader=_Loader)):
+            if node is None:
+                continue
+            mark = node.start_mark
+            doc = Document(file=source.path, base=source.base, index=index, line=mark.line + 1, column=mark.column + 1, data=None)
+            try:
+                _measure(node, {}, set(), 0)
+                doc.data = _Builder(doc, problems).build(node, ())
+            except _Bomb as exc:
+                problems.append(_problem(source.path, doc.line, doc.column, f"document rejected: {exc}"))
+                continue
+            except yaml.YAMLError as exc:
+                problems.append(_yaml_problem(source.path, exc))
+                continue
+            except (ValueError, OverflowError, TypeError) as exc:
+                # the SafeConstructor's own failures on odd scalars (e.g. a huge !!float, bad base64)
+                problems.append(_problem(source.path, doc.line, doc.column, f"invalid YAML value: {exc}"))
+                continue
+            docs.append(doc)
+    except yaml.YAMLError as exc:
+        problems.append(_yaml_problem(source.path, exc))
+    except RecursionError:
+        problems.append(_problem(source.path, 1, 1, f"YAML nested too deeply (limit {MAX_DEPTH} levels)"))
+    return docs
+
+
+def _yaml_problem(file: str, exc: yaml.YAMLError) -> errors.Problem:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    if isinstance(exc, yaml.MarkedYAMLError):
+        what = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
+    else:
+        what = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
+    return _problem(file, line, column, f"invalid YAML: {what}")
+
+
+def iter_documents(sources: list[SourceFile], problems: list[errors.Problem]) -> Iterator[Document]:
+    for source in sources:
+        yield from parse(source, problems)

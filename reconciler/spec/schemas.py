@@ -1,0 +1,134 @@
+"""The JSON Schemas (draft 2020-12) of the four kinds, shipped in `schemas/*.json`.
+
+Validators are compiled once per process and cached. Schema errors are rewritten into short
+messages; unknown fields get a "did you mean" suggestion from difflib.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+from collections.abc import Iterator, Mapping
+from importlib import resources
+from typing import Any
+
+from reconciler.spec import models
+
+__all__ = ["SchemaIssue", "did_you_mean", "issues", "schema", "schema_text"]
+
+SchemaIssue = tuple[tuple[str | int, ...], bool, str]   # (path, at the key?, message)
+
+
+def schema_text(kind: str) -> str:
+    """The schema file of `kind` ("Container", ...), as shipped."""
+    return resources.files("reconciler.spec").joinpath("schemas", f"{kind.lower()}.json").read_text("utf-8")
+
+
+@functools.cache
+def schema(kind: str) -> Mapping[str, Any]:
+    loaded: Mapping[str, Any] = json.loads(schema_text(kind))
+    return loaded
+
+
+@functools.cache
+def _validator(kind: str) -> Any:
+    import jsonschema
+
+    cls = jsonschema.Draft202012Validator
+    return cls(schema(kind), format_checker=None)
+
+
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...] | Any) -> str:
+    """` (did you mean 'x'?)` for the closest choice, or ""."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    if not close and isinstance(word, str):   # case-only differences ("Image" for "image")
+        close = [c for c in choices if c.lower() == word.lower()][:1]
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _typename(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    return type(value).__name__
+
+
+_TYPE_WORDS = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
+               "number": "a number", "boolean": "true or false", "null": "null"}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def issues(kind: str, data: Any) -> Iterator[SchemaIssue]:
+    """Every schema violation of a document of `kind`, as (path, at_key, message)."""
+    for err in _validator(kind).iter_errors(data):
+        yield from _rewrite(err)
+
+
+def _rewrite(err: Any) -> Iterator[SchemaIssue]:
+    path = tuple(err.absolute_path)
+    v, sch, inst = err.validator, err.schema, err.instance
+    if v == "additionalProperties" and isinstance(inst, dict):
+        known = list(sch.get("properties", {}))
+        for key in inst:
+            if key not in known:
+                yield (*path, key), True, f"unknown field {key!r}{did_you_mean(key, known)}"
+        return
+    if v == "required":
+        missing = [k for k in err.validator_value if k not in inst]
+        for key in missing:
+            yield (*path, key), True, "required field is missing"
+        return
+    if v == "type":
+        want = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+        words = " or ".join(_TYPE_WORDS.get(str(w), str(w)) for w in want)
+        yield path, False, f"must be {words}, not {_typename(inst)}"
+        return
+    if v in ("enum", "const"):
+        choices = err.validator_value if v == "enum" else [err.validator_value]
+        hint = did_you_mean(inst, [str(c) for c in choices]) if isinstance(inst, str) else ""
+        yield path, False, f"{_short(inst)} is not one of {', '.join(map(str, choices))}{hint}"
+        return
+    if v == "pattern":
+        syntax = sch.get("x-syntax", f"value (pattern {err.validator_value})")
+        yield path, False, f"{_short(inst)} is not a valid {syntax}"
+        return
+    if v in ("minLength",) and err.validator_value == 1:
+        yield path, False, "must not be empty"
+        return
+    if v == "maxLength":
+        yield path, False, f"is longer than {err.validator_value} characters"
+        return
+    if v in ("minimum", "exclusiveMinimum", "maximum"):
+        rel = {"minimum": "at least", "exclusiveMinimum": "greater than", "maximum": "at most"}[v]
+        yield path, False, f"must be {rel} {err.validator_value}, not {_short(inst)}"
+        return
+    if v == "minItems":
+        yield path, False, f"must have at least {err.validator_value} item(s)"
+        return
+    if v in ("anyOf", "oneOf") and err.context:
+        # report the branch that got furthest (deepest path), like jsonschema's best_match
+        import jsonschema
+
+        best = jsonschema.exceptions.best_match(err.context)
+        if best is not None:
+            yield from _rewrite(best)
+            return
+    yield path, False, err.message
+
+
+def kinds() -> tuple[str, ...]:
+    return models.KINDS

@@ -1,0 +1,132 @@
+"""Parsers for the small value syntaxes of manifests: durations, sizes, CPUs, ports, mounts.
+
+Each parser returns the value or raises `ValueError` with a message meant for the user; the
+loader turns that into a located Problem.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+__all__ = [
+    "parse_cpus",
+    "parse_duration",
+    "parse_memory",
+    "parse_port",
+    "parse_restart",
+]
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_MEMORY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(b|k|m|g|t|K|M|G|T|Ki|Mi|Gi|Ti)?$")
+_MEMORY_UNITS = {
+    None: 1, "b": 1,
+    "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40,         # Docker's --memory units
+    "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40,     # Kubernetes binary
+    "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,                # Kubernetes decimal
+}
+MIN_MEMORY = 6 << 20                # Docker's minimum memory limit (6 MiB)
+MAX_DURATION = 365 * 24 * 3600.0
+
+
+def parse_duration(value: str | float) -> float:
+    """`10s`, `1m30s`, `500ms`, `2h`, or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a valid duration (like 10s, 1m30s or 500ms)")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        pos, seconds = 0, 0.0
+        for m in _DURATION_PART.finditer(value):
+            if m.start() != pos:
+                break
+            seconds += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+            pos = m.end()
+        if pos != len(value) or not value:
+            raise ValueError(f"{value!r} is not a valid duration (like 10s, 1m30s or 500ms)")
+    if not 0 <= seconds <= MAX_DURATION:
+        raise ValueError(f"duration {value!r} is out of range (0s to 8760h)")
+    return seconds
+
+
+def parse_memory(value: str | int) -> int:
+    """Bytes from `256Mi`, `1Gi`, `500M`, `512m` (Docker's binary m) or an integer."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a valid memory size (like 256Mi, 1Gi, 512m or a number of bytes)")
+    if isinstance(value, int):
+        amount = value
+    else:
+        m = _MEMORY.match(value)
+        if m is None:
+            raise ValueError(f"{value!r} is not a valid memory size (like 256Mi, 1Gi, 512m or a number of bytes)")
+        amount = int(float(m.group(1)) * _MEMORY_UNITS[m.group(2)])
+    if amount < MIN_MEMORY:
+        raise ValueError(f"memory limit {value!r} is below the minimum of 6Mi")
+    return amount
+
+
+def parse_cpus(value: str | float) -> float:
+    """CPUs from `0.5`, `2` or millicpus `500m`."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a valid CPU amount (like 0.5, 2 or 500m)")
+    try:
+        if isinstance(value, str) and value.endswith("m"):
+            cpus = int(value[:-1]) / 1000
+        else:
+            cpus = float(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid CPU amount (like 0.5, 2 or 500m)") from None
+    if not 0.001 <= cpus <= 1024:
+        raise ValueError(f"CPU amount {value!r} is out of range (0.001 to 1024)")
+    return cpus
+
+
+def parse_restart(value: str) -> tuple[str, int]:
+    """`no`, `always`, `unless-stopped`, `on-failure` or `on-failure:N`."""
+    if value in ("no", "always", "unless-stopped", "on-failure"):
+        return value, 0
+    name, _, count = value.partition(":")
+    if name == "on-failure" and count.isdigit() and len(count) <= 6:
+        return name, int(count)
+    raise ValueError(f"{value!r} is not a valid restart policy (no, on-failure[:N], always or unless-stopped)")
+
+
+def _port_number(text: str, what: str, spec: str) -> int:
+    if not text.isdigit() or len(text) > 5:
+        raise ValueError(f"{spec!r}: {what} {text!r} is not a number")
+    number = int(text)
+    if not 1 <= number <= 65535:
+        raise ValueError(f"{spec!r}: {what} {number} is out of range (1-65535)")
+    return number
+
+
+def parse_port(spec: str) -> tuple[str, int, int, str]:
+    """`[host_ip:]host_port:container_port[/tcp|udp]` -> (host_ip, host_port, container_port, proto)."""
+    body, slash, proto = spec.partition("/")
+    if not slash:
+        proto = "tcp"
+    if proto not in ("tcp", "udp"):
+        raise ValueError(f"{spec!r}: protocol {proto!r} is not tcp or udp")
+    host_ip = "0.0.0.0"  # noqa: S104 - Docker publishes on all addresses by default
+    if body.startswith("["):                            # [::1]:8080:80
+        end = body.find("]")
+        if end < 0 or body[end + 1 : end + 2] != ":":
+            raise ValueError(f"{spec!r} is not a valid port ([hostIP:]hostPort:containerPort[/tcp|udp])")
+        host_ip, body = body[1:end], body[end + 2 :]
+        parts = body.split(":")
+    else:
+        parts = body.split(":")
+        if len(parts) == 3:
+            host_ip, parts = parts[0], parts[1:]
+    if len(parts) == 1:
+        raise ValueError(f"{spec!r} has no host port; write hostPort:containerPort (like 8080:80)")
+    if len(parts) != 2:
+        raise ValueError(f"{spec!r} is not a valid port ([hostIP:]hostPort:containerPort[/tcp|udp])")
+    try:
+        ipaddress.ip_address(host_ip)
+    except ValueError:
+        raise ValueError(f"{spec!r}: host IP {host_ip!r} is not an IP address") from None
+    host_port = _port_number(parts[0], "host port", spec)
+    container_port = _port_number(parts[1], "container port", spec)
+    return host_ip, host_port, container_port, proto

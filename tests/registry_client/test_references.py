@@ -1,0 +1,71 @@
+"""Reference parsing/normalisation as Docker does it, and digest validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler.registry_client import digests, errors, references
+
+D = "sha256:" + "a" * 64
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical", "api_host"),
+    [
+        ("ubuntu", "docker.io/library/ubuntu:latest", "registry-1.docker.io"),
+        ("library/ubuntu", "docker.io/library/ubuntu:latest", "registry-1.docker.io"),
+        ("docker.io/ubuntu", "docker.io/library/ubuntu:latest", "registry-1.docker.io"),
+        ("index.docker.io/ubuntu:22.04", "docker.io/library/ubuntu:22.04", "registry-1.docker.io"),
+        ("user/app:v1", "docker.io/user/app:v1", "registry-1.docker.io"),
+        ("localhost:5000/x", "localhost:5000/x:latest", "localhost:5000"),
+        ("localhost/x", "localhost/x:latest", "localhost"),
+        ("[::1]:5000/x", "[::1]:5000/x:latest", "[::1]:5000"),
+        ("127.0.0.1:5000/a/b/c:t", "127.0.0.1:5000/a/b/c:t", "127.0.0.1:5000"),
+        ("ghcr.io/o/r", "ghcr.io/o/r:latest", "ghcr.io"),
+        (f"x@{D}", f"docker.io/library/x@{D}", "registry-1.docker.io"),
+        (f"x:tag@{D}", f"docker.io/library/x:tag@{D}", "registry-1.docker.io"),
+        ("a.b-c_d__e---f", "docker.io/library/a.b-c_d__e---f:latest", "registry-1.docker.io"),
+    ],
+)
+def test_parse_normalises_like_docker(raw: str, canonical: str, api_host: str) -> None:
+    ref = references.parse(raw)
+    assert str(ref) == canonical
+    assert ref.api_host == api_host
+    assert references.parse(str(ref)) == ref
+
+
+def test_digest_wins_over_tag() -> None:
+    ref = references.parse(f"x:tag@{D}")
+    assert ref.tag == "tag"
+    assert ref.digest == D
+    assert ref.reference == D
+    assert references.parse("x").reference == "latest"
+    assert references.parse(f"x@{D}").tag is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["", "Ubuntu", "docker.io/Library/x", "x:", "x:-bad", "x:" + "t" * 129, "x@sha256:abc",
+     "x@md5:" + "a" * 32, f"x@sha256:{'A' * 64}", "a//b", "/a", "a/", "x y", "-a", "a-",
+     "docker.io/" + "a" * 64, "host:port:x/y", "a" * 256],
+)
+def test_invalid_references_raise(raw: str) -> None:
+    with pytest.raises(errors.InvalidReference):
+        references.parse(raw)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["sha256:../../x", "md5:" + "a" * 32, "sha256:" + "A" * 64, "sha256:" + "a" * 63,
+     "sha512:" + "a" * 64, "sha256:" + "a" * 64 + "\n", None, 5, "sha256:" + "g" * 64],
+)
+def test_digest_validation_rejects(bad: object) -> None:
+    with pytest.raises(errors.InvalidDigest):
+        digests.validate(bad)
+
+
+def test_digest_validation_accepts() -> None:
+    assert digests.validate(D) == D
+    s512 = "sha512:" + "0" * 128
+    assert digests.validate(s512) == s512
+    assert digests.compute(b"") == "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"

@@ -1,0 +1,160 @@
+"""Plan values: Action (one runtime call, with its cause), Plan (a DAG in topological order).
+
+Like compose's plan: every action maps to one runtime call (or to none: `fail`, `hold` and
+`forget` only report or update the inventory), carries the cause that made the planner choose
+it, and lists the actions it depends on. The executor makes no decisions: everything it needs
+(target name, desired spec, labels, image digest, health wait, rollback data) is in the action.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.spec import models
+
+__all__ = ["TEMP_SUFFIX", "Action", "ActionKind", "FieldChange", "Plan", "Wait"]
+
+# start-first creates the new container under `<name>.next`, then renames it into place
+TEMP_SUFFIX = ".next"
+
+
+class ActionKind(enum.StrEnum):
+    """What an action does. Each maps to at most one runtime call."""
+
+    ENSURE_NETWORK = "ensure-network"
+    ENSURE_VOLUME = "ensure-volume"
+    PULL_IMAGE = "pull-image"
+    CREATE = "create"
+    START = "start"
+    STOP = "stop"
+    REMOVE = "remove"
+    RENAME = "rename"
+    REMOVE_NETWORK = "remove-network"
+    REMOVE_VOLUME = "remove-volume"
+    FORGET = "forget"       # drop an inventory entry; no runtime call
+    FAIL = "fail"           # refuse (foreign name, impossible request); reported as failed
+    HOLD = "hold"           # a previous attempt failed; wait for backoff or a new revision
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One field-level difference between the applied spec and the desired one."""
+
+    path: str               # "env.LOG_LEVEL", "ports", "image"
+    old: Any
+    new: Any
+
+    def render(self) -> str:
+        if self.path.startswith("env."):       # values may be secrets: names only
+            if self.old is None:
+                return f"{self.path}: added"
+            if self.new is None:
+                return f"{self.path}: removed"
+            return f"{self.path}: changed"
+        return f"{self.path}: {_show(self.old)} -> {_show(self.new)}"
+
+    def to_json(self) -> dict[str, Any]:
+        if self.path.startswith("env."):
+            return {"path": self.path, "change": self.render().split(": ", 1)[1]}
+        return {"path": self.path, "old": self.old, "new": self.new}
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+@dataclass(frozen=True)
+class Wait:
+    """After a start: wait until healthy (healthcheck) or running for `min_ready` seconds."""
+
+    timeout: float
+    healthcheck: bool
+    min_ready: float = 0.0
+
+
+@dataclass(frozen=True)
+class Action:
+    """One step of a plan."""
+
+    id: int
+    kind: ActionKind
+    resource: str                               # "container:web", "network:shop", "image:<ref>"
+    cause: str
+    depends_on: tuple[int, ...] = ()
+    group: str = ""                             # "recreate:web": steps of one replacement
+    target: str = ""                            # runtime name or id acted on
+    new_name: str = ""                          # rename: the final name
+    spec: models.Container | models.Network | models.Volume | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    image: str = ""                             # pull/create: image reference
+    image_digest: str = ""                      # create: digest for the label ("" = read after pull)
+    wait: Wait | None = None
+    rollback: Mapping[str, Any] | None = None   # start: {"config": ..., "image_id": ...} or {"remove_only": True}
+    changes: tuple[FieldChange, ...] = ()
+    best_effort: bool = False
+
+    @property
+    def kind_name(self) -> tuple[str, str]:
+        """The inventory key (kind, name) this action concerns."""
+        prefix, _, name = self.resource.partition(":")
+        return {"container": "Container", "network": "Network", "volume": "Volume",
+                "image": "Image"}.get(prefix, prefix), name
+
+    def render(self) -> str:
+        deps = ",".join(str(d) for d in self.depends_on)
+        kind = str(self.kind)
+        if self.target.endswith(TEMP_SUFFIX) and self.kind in (
+            ActionKind.CREATE, ActionKind.START, ActionKind.RENAME,
+        ):
+            kind = f"{kind} {self.target}" + (f" -> {self.new_name}" if self.new_name else "")
+        return f"[{deps}] -> #{self.id} {self.resource}, {kind}, {self.cause}"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "kind": str(self.kind),
+            "resource": self.resource,
+            "cause": self.cause,
+            "depends_on": list(self.depends_on),
+        }
+        if self.group:
+            out["group"] = self.group
+        if self.changes:
+            out["changes"] = [c.to_json() for c in self.changes]
+        return out
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Actions in topological order, plus notes (decisions that need no action)."""
+
+    actions: tuple[Action, ...] = ()
+    notes: tuple[str, ...] = ()
+    revision: str = ""
+
+    def is_empty(self) -> bool:
+        return not self.actions
+
+    def by_id(self) -> dict[int, Action]:
+        return {a.id: a for a in self.actions}
+
+    def render(self) -> str:
+        """One line per action; field changes indented under it; notes last."""
+        lines: list[str] = []
+        for a in self.actions:
+            lines.append(a.render())
+            lines.extend(f"      {c.render()}" for c in a.changes)
+        lines.extend(f"note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "revision": self.revision,
+            "actions": [a.to_json() for a in self.actions],
+            "notes": list(self.notes),
+        }

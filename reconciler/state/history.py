@@ -1,0 +1,99 @@
+"""History: one record per pass that changed something or failed (revision, time, changes, result).
+
+`reconcile history` lists it; the last good revision is what a rollback re-applies.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler._sqlite import Database
+
+__all__ = ["HistoryStore", "Pass"]
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS history_passes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    owner TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT '',
+    started_at REAL NOT NULL,
+    finished_at REAL NOT NULL,
+    result TEXT NOT NULL,
+    counts_json TEXT NOT NULL DEFAULT '{}',
+    changes_json TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS history_passes_owner ON history_passes (owner, id);
+"""
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One applied revision."""
+
+    id: int
+    owner: str
+    revision: str
+    source: str
+    started_at: float
+    finished_at: float
+    result: str                                  # converged | failed | invalid
+    counts: Mapping[str, int] = field(default_factory=dict)
+    changes: Sequence[Mapping[str, Any]] = ()
+
+
+class HistoryStore:
+    """The pass history of one owner in the state DB."""
+
+    def __init__(self, db: Database, owner: str) -> None:
+        self.db = db
+        self.owner = owner
+        db.ensure_schema("history", _DDL)
+
+    def record(
+        self,
+        *,
+        revision: str,
+        source: str,
+        started_at: float,
+        finished_at: float,
+        result: str,
+        counts: Mapping[str, int],
+        changes: Sequence[Mapping[str, Any]],
+    ) -> int:
+        with self.db.tx() as conn:
+            cur = conn.execute(
+                "INSERT INTO history_passes (owner, revision, source, started_at, finished_at,"
+                " result, counts_json, changes_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    self.owner, revision, source, started_at, finished_at, result,
+                    json.dumps(dict(counts), sort_keys=True),
+                    json.dumps(list(changes), sort_keys=True, default=str),
+                ),
+            )
+            return int(cur.lastrowid or 0)
+
+    def list(self, *, limit: int = 50) -> list[Pass]:
+        """Newest first."""
+        rows = self.db.connect().execute(
+            "SELECT * FROM history_passes WHERE owner = ? ORDER BY id DESC LIMIT ?",
+            (self.owner, limit),
+        )
+        return [
+            Pass(
+                id=r["id"], owner=r["owner"], revision=r["revision"], source=r["source"],
+                started_at=r["started_at"], finished_at=r["finished_at"], result=r["result"],
+                counts=json.loads(r["counts_json"]), changes=json.loads(r["changes_json"]),
+            )
+            for r in rows
+        ]
+
+    def last_good(self) -> Pass | None:
+        """The newest pass that converged."""
+        for p in self.list(limit=1000):
+            if p.result == "converged":
+                return p
+        return None

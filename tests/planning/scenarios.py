@@ -1,0 +1,367 @@
+"""The situations of the golden plan tests, as (desired, observed, inventory, options) literals."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from reconciler.spec import models
+from reconciler.state import inventory as inv
+from reconciler.state import observed as obs
+from tests.planning.builders import (
+    D1,
+    D2,
+    REF,
+    REV,
+    container,
+    desired,
+    entry,
+    foreign,
+    image,
+    network,
+    observed,
+    onet,
+    ovol,
+    own,
+    running,
+    volume,
+)
+
+NOW = 1_800_000_000.0
+
+Case = tuple[models.DesiredState, obs.ObservedState, inv.Inventory, dict[str, Any]]
+SCENARIOS: dict[str, Callable[[], Case]] = {}
+
+
+def scenario(fn: Callable[[], Case]) -> Callable[[], Case]:
+    SCENARIOS[fn.__name__] = fn
+    return fn
+
+
+def case(d: models.DesiredState, o: obs.ObservedState, i: inv.Inventory | None = None, **opts: Any) -> Case:
+    return d, o, i or inv.Inventory(), opts
+
+
+WEB = container("web", networks=("shop",), volumes=(models.VolumeMount("volume", "data", "/data", False),))
+SHOP = network("shop")
+DATA = volume("data")
+API = container("api", depends_on=("web",))
+DB = container("db", healthcheck=models.Healthcheck(("CMD", "pg_isready"), 5, 3, 0, 3))
+WEB_ON_DB = replace(WEB, depends_on=("db",))
+PIN = f"registry.local:5000/shop/web@{D2}"
+
+
+def up(*extra: Any, **kw: Any) -> obs.ObservedState:
+    """WEB running with its network and volume, plus `extra`."""
+    return observed(running(WEB), onet(SHOP), ovol("data"), *extra, **kw)
+
+
+@scenario
+def fresh_host() -> Case:
+    return case(desired(WEB, SHOP, DATA), observed(images={}))
+
+
+@scenario
+def nothing_changed() -> Case:
+    return case(desired(WEB, SHOP, DATA), up(), inv.Inventory.of([entry(WEB), entry(SHOP), entry(DATA)]))
+
+
+@scenario
+def env_change() -> Case:
+    new = replace(WEB, env={"LOG_LEVEL": "debug", "TOKEN": "s3cret"}, spec_hash="h-web-2")
+    return case(desired(new, SHOP, DATA), up(),
+                inv.Inventory.of([entry(replace(WEB, env={"LOG_LEVEL": "info"}))]))
+
+
+@scenario
+def env_file_content_change() -> Case:
+    old = replace(WEB, env={"A": "1"}, env_files=("/m/web.env",))
+    new = replace(old, env={"A": "2"}, spec_hash="h-web-2")
+    return case(desired(new, SHOP, DATA), up(), inv.Inventory.of([entry(old)]))
+
+
+@scenario
+def bind_file_content_change() -> Case:
+    return case(desired(replace(WEB, spec_hash="h-web-2"), SHOP, DATA), up(), inv.Inventory.of([entry(WEB)]))
+
+
+@scenario
+def several_fields_change() -> Case:
+    new = replace(WEB, ports=(models.PortSpec("127.0.0.1", 8080, 80, "tcp"),), command=("/bin/web", "-v"),
+                  restart=models.RestartPolicy("always", 0), spec_hash="h-web-2")
+    return case(desired(new, SHOP, DATA), up(), inv.Inventory.of([entry(WEB)]))
+
+
+@scenario
+def image_tag_moved() -> Case:
+    return case(desired(WEB, SHOP, DATA), up(resolved={REF: D2}))
+
+
+@scenario
+def image_tag_unchanged() -> Case:
+    return case(desired(WEB, SHOP, DATA), up(resolved={REF: D1}))
+
+
+@scenario
+def digest_pinned_present() -> Case:
+    return case(desired(replace(WEB, image=PIN), SHOP, DATA),
+                observed(running(WEB, digest=D2), onet(SHOP), ovol("data"), images={PIN: D2},
+                         resolved={REF: "sha256:" + "9" * 64}))
+
+
+@scenario
+def digest_pin_changed() -> Case:
+    return case(desired(replace(WEB, image=PIN), SHOP, DATA), up())
+
+
+@scenario
+def image_object_not_tracked() -> Case:
+    return case(desired(replace(WEB, image_object="webimg"), image("webimg", REF), SHOP, DATA),
+                up(resolved={REF: D2}))
+
+
+@scenario
+def image_object_pull_never_absent() -> Case:
+    return case(desired(replace(WEB, image_object="webimg"), image("webimg", REF, pull="never"), SHOP, DATA),
+                observed(onet(SHOP), ovol("data"), images={}))
+
+
+def _stopped(policy: str, **kw: Any) -> Case:
+    name, _, n = policy.partition(":")
+    c = container("job", restart=models.RestartPolicy(name, int(n or 0)))
+    kw.setdefault("exit_code", 137)
+    return case(desired(c), observed(running(c, status="exited", **kw)))
+
+
+@scenario
+def stopped_restart_always() -> Case:
+    return _stopped("always")
+
+
+@scenario
+def stopped_restart_unless_stopped() -> Case:
+    return _stopped("unless-stopped")
+
+
+@scenario
+def stopped_by_hand_unless_stopped() -> Case:
+    return _stopped("unless-stopped", manually_stopped=True)
+
+
+@scenario
+def stopped_on_failure_nonzero() -> Case:
+    return _stopped("on-failure", exit_code=1)
+
+
+@scenario
+def stopped_on_failure_zero() -> Case:
+    return _stopped("on-failure", exit_code=0)
+
+
+@scenario
+def stopped_on_failure_retries_exhausted() -> Case:
+    return _stopped("on-failure:3", exit_code=1, restart_count=3)
+
+
+@scenario
+def stopped_restart_no() -> Case:
+    return _stopped("no", exit_code=0)
+
+
+@scenario
+def created_never_started() -> Case:
+    c = container("job")
+    return case(desired(c), observed(running(c, status="created")))
+
+
+@scenario
+def restarting_is_converging() -> Case:
+    c = container("job", restart=models.RestartPolicy("always", 0))
+    return case(desired(c), observed(running(c, status="restarting")))
+
+
+@scenario
+def dead_container() -> Case:
+    c = container("job")
+    return case(desired(c), observed(running(c, status="dead")))
+
+
+@scenario
+def container_removed_by_hand() -> Case:
+    return case(desired(WEB, SHOP, DATA), observed(onet(SHOP), ovol("data")), inv.Inventory.of([entry(WEB)]))
+
+
+@scenario
+def foreign_container_same_name() -> Case:
+    return case(desired(WEB, API, SHOP, DATA), observed(foreign("web"), onet(SHOP), ovol("data")))
+
+
+@scenario
+def other_owners_container_same_name() -> Case:
+    theirs = replace(running(WEB), owner=own("Container", "web", "x", owner="team-b"))
+    return case(desired(WEB, SHOP, DATA), observed(theirs, onet(SHOP), ovol("data")))
+
+
+@scenario
+def foreign_network_same_name() -> Case:
+    return case(desired(WEB, SHOP, DATA), observed(obs.ObservedNetwork("shop", None), ovol("data")))
+
+
+@scenario
+def dependency_chain_fresh() -> Case:
+    return case(desired(WEB_ON_DB, DB, SHOP, DATA), observed(onet(SHOP), ovol("data")))
+
+
+@scenario
+def dependency_changed_dependent_kept() -> Case:
+    new_db = replace(DB, env={"MAX": "9"}, spec_hash="h-db-2")
+    return case(desired(WEB_ON_DB, new_db, SHOP, DATA), up(running(DB)), inv.Inventory.of([entry(DB)]))
+
+
+@scenario
+def dependency_chain_both_changed() -> Case:
+    new_db = replace(DB, env={"MAX": "9"}, spec_hash="h-db-2")
+    new_web = replace(WEB_ON_DB, env={"X": "1"}, spec_hash="h-web-2")
+    return case(desired(new_web, new_db, SHOP, DATA), up(running(DB)),
+                inv.Inventory.of([entry(DB), entry(WEB_ON_DB)]))
+
+
+@scenario
+def depends_on_added_only() -> Case:
+    return case(desired(WEB_ON_DB, DB, SHOP, DATA), up(running(DB)))
+
+
+@scenario
+def network_change() -> Case:
+    new = replace(SHOP, subnet="10.210.0.0/24", spec_hash="h-shop-2")
+    return case(desired(WEB, new, DATA), up(), inv.Inventory.of([entry(SHOP), entry(WEB)]))
+
+
+@scenario
+def network_added_to_container() -> Case:
+    back = network("back")
+    new = replace(WEB, networks=("shop", "back"), spec_hash="h-web-2")
+    return case(desired(new, SHOP, back, DATA), up(), inv.Inventory.of([entry(WEB)]))
+
+
+@scenario
+def container_pruned() -> Case:
+    return case(desired(WEB, SHOP, DATA), up(running(API)), inv.Inventory.of([entry(WEB), entry(API)]))
+
+
+@scenario
+def pruned_container_already_gone() -> Case:
+    return case(desired(WEB, SHOP, DATA), up(), inv.Inventory.of([entry(WEB), entry(API)]))
+
+
+@scenario
+def owned_but_not_in_inventory() -> Case:
+    return case(desired(WEB, SHOP, DATA), up(running(API)), inv.Inventory.of([entry(WEB)]))
+
+
+@scenario
+def volume_removed_retained() -> Case:
+    bare = replace(WEB, volumes=())
+    return case(desired(bare, SHOP), observed(running(bare), onet(SHOP), ovol("data")),
+                inv.Inventory.of([entry(bare), entry(DATA, deletion_policy="Retain")]))
+
+
+@scenario
+def volume_removed_deletion_policy_delete() -> Case:
+    bare = replace(WEB, volumes=())
+    return case(desired(bare, SHOP), observed(running(bare), onet(SHOP), ovol("data")),
+                inv.Inventory.of([entry(bare), entry(volume("data", policy="Delete"), deletion_policy="Delete")]))
+
+
+@scenario
+def file_deleted_containers_pruned_volume_kept() -> Case:
+    return case(desired(API, SHOP), observed(running(WEB), running(API), onet(SHOP), ovol("data")),
+                inv.Inventory.of([entry(WEB), entry(API), entry(SHOP), entry(DATA, deletion_policy="Retain")]))
+
+
+@scenario
+def network_pruned() -> Case:
+    c = container("web")
+    return case(desired(c), observed(running(c), onet(SHOP)), inv.Inventory.of([entry(c), entry(SHOP)]))
+
+
+@scenario
+def partial_revision_prunes_nothing() -> Case:
+    return case(desired(WEB, SHOP, DATA), up(running(API)), inv.Inventory.of([entry(WEB), entry(API)]),
+                prune=False)
+
+
+ALL = inv.Inventory.of([entry(WEB), entry(SHOP), entry(DATA, deletion_policy="Retain")])
+
+
+@scenario
+def empty_revision_refused() -> Case:
+    return case(desired(), up(), ALL)
+
+
+@scenario
+def empty_revision_allowed() -> Case:
+    return case(desired(), up(), ALL, allow_empty=True)
+
+
+@scenario
+def empty_revision_empty_inventory() -> Case:
+    return case(desired(), observed(foreign("web")))
+
+
+FAILED = inv.Failure("Container", "web", REV, "h-web-2", 2, NOW - 10, "health timeout")
+
+
+@scenario
+def failed_previous_attempt_held() -> Case:
+    return case(desired(replace(WEB, spec_hash="h-web-2"), SHOP, DATA), up(), inv.Inventory.of([entry(WEB)], [FAILED]))
+
+
+@scenario
+def failed_previous_create_held() -> Case:
+    return case(desired(replace(WEB, spec_hash="h-web-2"), API, SHOP, DATA), observed(onet(SHOP), ovol("data")),
+                inv.Inventory.of([], [FAILED]))
+
+
+@scenario
+def failed_previous_attempt_new_revision() -> Case:
+    return case(desired(replace(WEB, spec_hash="h-web-2"), SHOP, DATA, revision="rev-3"), up(),
+                inv.Inventory.of([entry(WEB)], [FAILED]))
+
+
+@scenario
+def failed_previous_attempt_backoff_expired() -> Case:
+    return case(desired(replace(WEB, spec_hash="h-web-2"), SHOP, DATA), up(),
+                inv.Inventory.of([entry(WEB)], [replace(FAILED, failed_at=NOW - 1000)]))
+
+
+SF = replace(WEB, update=models.UpdatePolicy("start-first", 30.0, 0.0, "rollback"), env={"V": "2"}, spec_hash="h-web-2")
+
+
+@scenario
+def start_first_update() -> Case:
+    return case(desired(SF, SHOP, DATA), up(), inv.Inventory.of([entry(WEB)]), can_rename=True)
+
+
+@scenario
+def start_first_with_ports_falls_back() -> Case:
+    sf = replace(SF, ports=(models.PortSpec("127.0.0.1", 8080, 80, "tcp"),))
+    return case(desired(sf, SHOP, DATA), up(), inv.Inventory.of([entry(WEB)]), can_rename=True)
+
+
+@scenario
+def start_first_without_rename_falls_back() -> Case:
+    return case(desired(SF, SHOP, DATA), up(), inv.Inventory.of([entry(WEB)]))
+
+
+@scenario
+def implicit_volume() -> Case:
+    c = container("x", volumes=(models.VolumeMount("volume", "cache", "/c", False),))
+    return case(desired(c), observed())
+
+
+@scenario
+def other_owner_objects_ignored() -> Case:
+    theirs = replace(running(container("other")), owner=own("Container", "other", "x", owner="team-b"))
+    return case(desired(WEB, SHOP, DATA), up(theirs), inv.Inventory.of([entry(WEB)]))

@@ -1,0 +1,358 @@
+"""Golden plan tests: desired + observed + inventory literals → the exact plan text (compose style).
+
+Every expected text below was read and checked by hand against DESIGN §5 when it was written;
+a change of planner behaviour shows up as a text diff here. The situations are in
+`scenarios.py`.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import replace
+
+import pytest
+
+from reconciler.planning import actions, planner
+from reconciler.state import inventory as inv
+from tests.planning import scenarios
+from tests.planning.builders import desired, observed
+
+EXPECTED: dict[str, str] = {
+    "fresh_host": """\
+[] -> #1 network:shop, ensure-network, not found
+[] -> #2 volume:data, ensure-volume, not found
+[] -> #3 image:registry.local:5000/shop/web:1.4, pull-image, not present locally
+[1,2,3] -> #4 container:web, create, not found
+[4] -> #5 container:web, start, not found
+""",
+    "nothing_changed": "",
+    "env_change": """\
+[] -> #1 container:web, stop, spec hash changed: env
+      env.LOG_LEVEL: changed
+      env.TOKEN: added
+[1] -> #2 container:web, remove, spec hash changed: env
+[2] -> #3 container:web, create, spec hash changed: env
+[3] -> #4 container:web, start, spec hash changed: env
+""",
+    "env_file_content_change": """\
+[] -> #1 container:web, stop, spec hash changed: env
+      env.A: changed
+[1] -> #2 container:web, remove, spec hash changed: env
+[2] -> #3 container:web, create, spec hash changed: env
+[3] -> #4 container:web, start, spec hash changed: env
+""",
+    "bind_file_content_change": """\
+[] -> #1 container:web, stop, spec hash changed: referenced file content
+[1] -> #2 container:web, remove, spec hash changed: referenced file content
+[2] -> #3 container:web, create, spec hash changed: referenced file content
+[3] -> #4 container:web, start, spec hash changed: referenced file content
+""",
+    "several_fields_change": """\
+[] -> #1 container:web, stop, spec hash changed: command, ports, restart
+      command: (none) -> ['/bin/web', '-v']
+      ports: [] -> [{'host_ip': '127.0.0.1', 'host_port': 8080, 'container_port': 80, 'protocol': 'tcp'}]
+      restart.name: 'no' -> 'always'
+[1] -> #2 container:web, remove, spec hash changed: command, ports, restart
+[2] -> #3 container:web, create, spec hash changed: command, ports, restart
+[3] -> #4 container:web, start, spec hash changed: command, ports, restart
+""",
+    "image_tag_moved": """\
+[] -> #1 image:registry.local:5000/shop/web:1.4, pull-image, tag moved: sha256:111111111111 -> sha256:222222222222
+[1] -> #2 container:web, stop, image digest changed: sha256:111111111111 -> sha256:222222222222
+[2] -> #3 container:web, remove, image digest changed: sha256:111111111111 -> sha256:222222222222
+[3] -> #4 container:web, create, image digest changed: sha256:111111111111 -> sha256:222222222222
+[4] -> #5 container:web, start, image digest changed: sha256:111111111111 -> sha256:222222222222
+""",
+    "image_tag_unchanged": "",
+    "digest_pinned_present": "",
+    "digest_pin_changed": """\
+[] -> #1 image:registry.local:5000/shop/web@sha256:2222222222222222222222222222222222222222222222222222222222222222, pull-image, not present locally
+[1] -> #2 container:web, stop, image digest changed: sha256:111111111111 -> sha256:222222222222
+[2] -> #3 container:web, remove, image digest changed: sha256:111111111111 -> sha256:222222222222
+[3] -> #4 container:web, create, image digest changed: sha256:111111111111 -> sha256:222222222222
+[4] -> #5 container:web, start, image digest changed: sha256:111111111111 -> sha256:222222222222
+""",
+    "image_object_not_tracked": "",
+    "image_object_pull_never_absent": """\
+[] -> #1 image:registry.local:5000/shop/web:1.4, fail, not present locally and pull policy is never
+[1] -> #2 container:web, create, not found
+[2] -> #3 container:web, start, not found
+""",
+    "stopped_restart_always": """\
+[] -> #1 container:job, start, exited (code 137); restart policy always
+""",
+    "stopped_restart_unless_stopped": """\
+[] -> #1 container:job, start, exited (code 137); restart policy unless-stopped
+""",
+    "stopped_by_hand_unless_stopped": """\
+note: container:job: stopped by hand; restart policy unless-stopped keeps it stopped
+""",
+    "stopped_on_failure_nonzero": """\
+[] -> #1 container:job, start, exited (code 1); restart policy on-failure
+""",
+    "stopped_on_failure_zero": """\
+note: container:job: exited with code 0; restart policy on-failure leaves it stopped
+""",
+    "stopped_on_failure_retries_exhausted": """\
+note: container:job: exited (code 1) after 3 restarts; on-failure:3 gave up
+""",
+    "stopped_restart_no": """\
+note: container:job: exited (code 0); restart policy no leaves it stopped
+""",
+    "created_never_started": """\
+[] -> #1 container:job, start, created but never started
+""",
+    "restarting_is_converging": """\
+note: container:job is restarting (converging, not drift)
+""",
+    "dead_container": """\
+[] -> #1 container:job, stop, container is dead
+[1] -> #2 container:job, remove, container is dead
+[2] -> #3 container:job, create, container is dead
+[3] -> #4 container:job, start, container is dead
+""",
+    "container_removed_by_hand": """\
+[] -> #1 container:web, create, not found
+[1] -> #2 container:web, start, not found
+""",
+    "foreign_container_same_name": """\
+[] -> #1 container:web, fail, name taken by a foreign container (no reconciler.owner label); left untouched: rename or remove it by hand
+[1] -> #2 container:api, create, not found
+[2] -> #3 container:api, start, not found
+""",
+    "other_owners_container_same_name": """\
+[] -> #1 container:web, fail, name taken by a container of owner 'team-b'; left untouched: rename or remove it by hand
+""",
+    "foreign_network_same_name": """\
+[] -> #1 network:shop, fail, name taken by a foreign network (no reconciler.owner label); left untouched: rename or remove it by hand
+[1] -> #2 container:web, create, not found
+[2] -> #3 container:web, start, not found
+""",
+    "dependency_chain_fresh": """\
+[] -> #1 container:db, create, not found
+[1] -> #2 container:db, start, not found
+[2] -> #3 container:web, create, not found
+[3] -> #4 container:web, start, not found
+""",
+    "dependency_changed_dependent_kept": """\
+[] -> #1 container:db, stop, spec hash changed: env
+      env.MAX: added
+[1] -> #2 container:db, remove, spec hash changed: env
+[2] -> #3 container:db, create, spec hash changed: env
+[3] -> #4 container:db, start, spec hash changed: env
+""",
+    "dependency_chain_both_changed": """\
+[] -> #1 container:db, stop, spec hash changed: env
+      env.MAX: added
+[1] -> #2 container:db, remove, spec hash changed: env
+[2] -> #3 container:db, create, spec hash changed: env
+[3] -> #4 container:db, start, spec hash changed: env
+[4] -> #5 container:web, stop, spec hash changed: env
+      env.X: added
+[5] -> #6 container:web, remove, spec hash changed: env
+[6] -> #7 container:web, create, spec hash changed: env
+[7] -> #8 container:web, start, spec hash changed: env
+""",
+    "depends_on_added_only": "",
+    "network_change": """\
+[] -> #1 container:web, stop, network shop recreated
+[1] -> #2 container:web, remove, network shop recreated
+[2] -> #3 network:shop, remove-network, spec hash changed: subnet
+      subnet: (none) -> '10.210.0.0/24'
+[3] -> #4 network:shop, ensure-network, spec hash changed: subnet
+[2,4] -> #5 container:web, create, network shop recreated
+[5] -> #6 container:web, start, network shop recreated
+""",
+    "network_added_to_container": """\
+[] -> #1 network:back, ensure-network, not found
+[1] -> #2 container:web, stop, spec hash changed: networks
+      networks: ['shop'] -> ['shop', 'back']
+[2] -> #3 container:web, remove, spec hash changed: networks
+[3] -> #4 container:web, create, spec hash changed: networks
+[4] -> #5 container:web, start, spec hash changed: networks
+""",
+    "container_pruned": """\
+[] -> #1 container:api, stop, not in desired state (prune)
+[1] -> #2 container:api, remove, not in desired state (prune)
+""",
+    "pruned_container_already_gone": """\
+[] -> #1 container:api, forget, not in desired state; already gone
+""",
+    "owned_but_not_in_inventory": """\
+note: container:api carries our owner label but is not in the inventory: left untouched
+""",
+    "volume_removed_retained": """\
+[] -> #1 volume:data, forget, not in desired state; data kept (deletionPolicy Retain): no longer tracked, remove it by hand if unwanted
+""",
+    "volume_removed_deletion_policy_delete": """\
+[] -> #1 volume:data, remove-volume, not in desired state; deletionPolicy Delete
+""",
+    "file_deleted_containers_pruned_volume_kept": """\
+[] -> #1 container:web, stop, not in desired state (prune)
+[1] -> #2 container:web, remove, not in desired state (prune)
+[] -> #3 volume:data, forget, not in desired state; data kept (deletionPolicy Retain): no longer tracked, remove it by hand if unwanted
+""",
+    "network_pruned": """\
+[] -> #1 network:shop, remove-network, not in desired state (prune)
+""",
+    "partial_revision_prunes_nothing": "",
+    "empty_revision_refused": """\
+[] -> #1 revision:rev-2, fail, the revision declares nothing: refusing to prune 3 objects (pass --allow-empty to remove everything)
+""",
+    "empty_revision_allowed": """\
+[] -> #1 container:web, stop, not in desired state (prune)
+[1] -> #2 container:web, remove, not in desired state (prune)
+[2] -> #3 network:shop, remove-network, not in desired state (prune)
+[] -> #4 volume:data, forget, not in desired state; data kept (deletionPolicy Retain): no longer tracked, remove it by hand if unwanted
+""",
+    "empty_revision_empty_inventory": "",
+    "failed_previous_attempt_held": """\
+[] -> #1 container:web, hold, previous attempt failed (2x: health timeout); retry after 2027-01-15T08:00:50Z or with a new revision
+""",
+    "failed_previous_create_held": """\
+[] -> #1 container:web, hold, previous attempt failed (2x: health timeout); retry after 2027-01-15T08:00:50Z or with a new revision
+[1] -> #2 container:api, create, not found
+[2] -> #3 container:api, start, not found
+""",
+    "failed_previous_attempt_new_revision": """\
+[] -> #1 container:web, stop, spec hash changed: referenced file content
+[1] -> #2 container:web, remove, spec hash changed: referenced file content
+[2] -> #3 container:web, create, spec hash changed: referenced file content
+[3] -> #4 container:web, start, spec hash changed: referenced file content
+""",
+    "failed_previous_attempt_backoff_expired": """\
+[] -> #1 container:web, stop, spec hash changed: referenced file content
+[1] -> #2 container:web, remove, spec hash changed: referenced file content
+[2] -> #3 container:web, create, spec hash changed: referenced file content
+[3] -> #4 container:web, start, spec hash changed: referenced file content
+""",
+    "start_first_update": """\
+[] -> #1 container:web, create web.next, spec hash changed: env, update
+      env.V: added
+      update.health_timeout: 60.0 -> 30.0
+      update.order: 'stop-first' -> 'start-first'
+[1] -> #2 container:web, start web.next, spec hash changed: env, update
+[2] -> #3 container:web, stop, spec hash changed: env, update
+[3] -> #4 container:web, remove, spec hash changed: env, update
+[4] -> #5 container:web, rename web.next -> web, spec hash changed: env, update
+""",
+    "start_first_with_ports_falls_back": """\
+[] -> #1 container:web, stop, spec hash changed: env, ports, update
+      env.V: added
+      ports: [] -> [{'host_ip': '127.0.0.1', 'host_port': 8080, 'container_port': 80, 'protocol': 'tcp'}]
+      update.health_timeout: 60.0 -> 30.0
+      update.order: 'stop-first' -> 'start-first'
+[1] -> #2 container:web, remove, spec hash changed: env, ports, update
+[2] -> #3 container:web, create, spec hash changed: env, ports, update
+[3] -> #4 container:web, start, spec hash changed: env, ports, update
+note: container:web: start-first falls back to stop-first: it publishes host ports
+""",
+    "start_first_without_rename_falls_back": """\
+[] -> #1 container:web, stop, spec hash changed: env, update
+      env.V: added
+      update.health_timeout: 60.0 -> 30.0
+      update.order: 'stop-first' -> 'start-first'
+[1] -> #2 container:web, remove, spec hash changed: env, update
+[2] -> #3 container:web, create, spec hash changed: env, update
+[3] -> #4 container:web, start, spec hash changed: env, update
+note: container:web: start-first falls back to stop-first: the runtime cannot rename containers
+""",
+    "implicit_volume": """\
+[] -> #1 volume:cache, ensure-volume, not found (mounted, not declared)
+[1] -> #2 container:x, create, not found
+[2] -> #3 container:x, start, not found
+""",
+    "other_owner_objects_ignored": "",
+}
+
+
+def render(name: str) -> str:
+    d, o, i, opts = scenarios.SCENARIOS[name]()
+    return planner.plan(d, o, i, planner.PlanOptions(now=scenarios.NOW, **opts)).render()
+
+
+def test_every_scenario_has_an_expected_text() -> None:
+    assert set(EXPECTED) == set(scenarios.SCENARIOS)
+    assert len(EXPECTED) >= 30
+
+
+@pytest.mark.parametrize("name", sorted(scenarios.SCENARIOS))
+def test_golden_plan(name: str) -> None:
+    got = render(name)
+    assert got == textwrap.dedent(EXPECTED[name]).rstrip("\n"), "\n" + got
+
+
+@pytest.mark.parametrize("name", ["nothing_changed", "image_tag_unchanged", "digest_pinned_present",
+                                  "depends_on_added_only", "other_owner_objects_ignored"])
+def test_in_sync_plans_are_empty(name: str) -> None:
+    d, o, i, opts = scenarios.SCENARIOS[name]()
+    p = planner.plan(d, o, i, planner.PlanOptions(now=scenarios.NOW, **opts))
+    assert p.is_empty(), "\n" + p.render()
+
+
+def test_plan_is_deterministic_whatever_the_input_order() -> None:
+    d, o, i, opts = scenarios.SCENARIOS["dependency_chain_both_changed"]()
+    first = planner.plan(d, o, i, planner.PlanOptions(**opts)).render()
+    reversed_d = replace(d, containers=dict(reversed(list(d.containers.items()))),
+                         networks=dict(reversed(list(d.networks.items()))))
+    reversed_o = replace(o, containers=dict(reversed(list(o.containers.items()))))
+    assert planner.plan(reversed_d, reversed_o, i, planner.PlanOptions(**opts)).render() == first
+
+
+def test_env_values_never_appear_in_plan_text_or_json() -> None:
+    d, o, i, opts = scenarios.SCENARIOS["env_change"]()
+    p = planner.plan(d, o, i, planner.PlanOptions(**opts))
+    assert "s3cret" not in p.render()
+    assert "s3cret" not in str(p.to_json())
+
+
+def test_actions_carry_what_the_executor_needs() -> None:
+    d, o, i, opts = scenarios.SCENARIOS["fresh_host"]()
+    fresh = planner.plan(d, o, i, planner.PlanOptions(owner="blue", **opts))
+    create = next(a for a in fresh.actions if a.kind is actions.ActionKind.CREATE)
+    assert create.target == "web"
+    assert create.spec is d.containers["web"]
+    assert create.labels["reconciler.owner"] == "blue"
+    assert create.image_digest == ""        # not known before the pull: the executor reads it after
+    d, o, i, opts = scenarios.SCENARIOS["image_tag_moved"]()
+    p = planner.plan(d, o, i, planner.PlanOptions(**opts))
+    create = next(a for a in p.actions if a.kind is actions.ActionKind.CREATE)
+    assert create.labels["reconciler.image-digest"] == scenarios.D2
+    assert create.labels["reconciler.spec-hash"] == d.containers["web"].spec_hash
+    assert create.labels["reconciler.revision"] == d.revision
+    stop = next(a for a in p.actions if a.kind is actions.ActionKind.STOP)
+    assert stop.target == "id-web"          # acts on the observed container's id
+
+
+def test_stop_first_update_carries_rollback_to_previous_config_and_image() -> None:
+    d, o, i, opts = scenarios.SCENARIOS["env_change"]()
+    old = next(iter(i.entries.values()))
+    i = inv.Inventory.of([replace(old, config={"name": "web", "image": "x"})])
+    p = planner.plan(d, o, i, planner.PlanOptions(**opts))
+    start = next(a for a in p.actions if a.kind is actions.ActionKind.START)
+    assert start.rollback == {"config": {"name": "web", "image": "x"}, "image_id": "sha256:cfg1"}
+
+
+def test_healthcheck_makes_start_wait_for_healthy() -> None:
+    d, o, i, opts = scenarios.SCENARIOS["dependency_chain_fresh"]()
+    p = planner.plan(d, o, i, planner.PlanOptions(**opts))
+    db_start = next(a for a in p.actions if a.resource == "container:db" and a.kind is actions.ActionKind.START)
+    web_create = next(a for a in p.actions if a.resource == "container:web" and a.kind is actions.ActionKind.CREATE)
+    assert db_start.wait == actions.Wait(timeout=60.0, healthcheck=True)
+    assert db_start.id in web_create.depends_on
+
+
+def test_plan_json_lists_actions_with_causes_and_changes() -> None:
+    d, o, i, opts = scenarios.SCENARIOS["network_change"]()
+    data = planner.plan(d, o, i, planner.PlanOptions(**opts)).to_json()
+    assert data["revision"] == "rev-2"
+    rm = data["actions"][2]
+    assert rm == {
+        "id": 3, "kind": "remove-network", "resource": "network:shop",
+        "cause": "spec hash changed: subnet", "depends_on": [2], "group": "recreate:network:shop",
+        "changes": [{"path": "subnet", "old": None, "new": "10.210.0.0/24"}],
+    }
+
+
+def test_empty_desired_on_empty_host_is_empty_plan() -> None:
+    assert planner.plan(desired(), observed(), inv.Inventory(), planner.PlanOptions()).is_empty()

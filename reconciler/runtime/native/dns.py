@@ -1,0 +1,86 @@
+"""Name resolution for native containers: a hosts file and a resolv.conf per container.
+
+Like Docker's legacy links and Podman's `/etc/hosts` management (no DNS server process): each
+container's hosts file lists its own names and every container it shares a network with (by
+container name and aliases, at the address on the shared network). The runtime bind-mounts the
+files into the container, so they are rewritten **in place** (same inode: truncate + write) when
+containers come and go; a rename would leave the container looking at the old file.
+
+resolv.conf is the host's with loopback nameservers removed (they mean nothing inside the
+container's namespace), falling back to the public resolvers Docker uses when none remain.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["HostEntry", "render_hosts", "render_resolv_conf", "write_in_place"]
+
+_FALLBACK_NAMESERVERS = ("8.8.8.8", "8.8.4.4")
+
+
+@dataclass(frozen=True)
+class HostEntry:
+    """One hosts line: an address and its names."""
+
+    address: str
+    names: tuple[str, ...]
+
+
+def render_hosts(own: Sequence[HostEntry], peers: Iterable[HostEntry]) -> str:
+    """The hosts file text: localhost lines, the container's own names, then its peers."""
+    lines = [
+        "127.0.0.1\tlocalhost",
+        "::1\tlocalhost ip6-localhost ip6-loopback",
+        "fe00::0\tip6-localnet",
+        "ff00::0\tip6-mcastprefix",
+        "ff02::1\tip6-allnodes",
+        "ff02::2\tip6-allrouters",
+    ]
+    seen: set[tuple[str, str]] = set()
+    for entry in [*own, *sorted(peers, key=lambda e: (e.names, e.address))]:
+        names = [n for n in dict.fromkeys(entry.names) if n and (entry.address, n) not in seen]
+        seen.update((entry.address, n) for n in names)
+        if names:
+            lines.append(f"{entry.address}\t{' '.join(names)}")
+    return "\n".join(lines) + "\n"
+
+
+def render_resolv_conf(host_text: str) -> str:
+    """The host's resolv.conf minus loopback nameservers (Docker's rule)."""
+    out: list[str] = []
+    servers = 0
+    for line in host_text.splitlines():
+        words = line.split()
+        if words[:1] == ["nameserver"] and len(words) > 1:
+            try:
+                if ipaddress.ip_address(words[1].split("%")[0]).is_loopback:
+                    continue
+            except ValueError:
+                continue
+            servers += 1
+        out.append(line)
+    if servers == 0:
+        out += [f"nameserver {ns}" for ns in _FALLBACK_NAMESERVERS]
+    return "\n".join(out) + "\n"
+
+
+def write_in_place(path: Path, text: str) -> None:
+    """Replace the content of `path` keeping its inode (bind mounts of it see the change)."""
+    data = text.encode()
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        current = b""
+        size = os.fstat(fd).st_size
+        if size == len(data):
+            current = os.pread(fd, size, 0)
+        if current == data:
+            return
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+    finally:
+        os.close(fd)

@@ -1,0 +1,182 @@
+"""Packet filtering and NAT for native networks: one nft table of our own, plus iptables accepts.
+
+The nft table `ip <prefix>` is a pure function of the network records (networks, endpoints,
+published ports) and is replaced as a whole in one `nft -f` transaction on every change, so it
+is always exactly what the DB says: "ensure" by construction, and start-up recovery is a
+re-render. Rules (CNI bridge + portmap, shared/reference/runtime-internals.md §6):
+
+- prerouting (dstnat) and output (-100: nft 1.0.6 refuses `dstnat` on output) jump to
+  `hostports` for local destinations: `[ip daddr H] tcp dport P dnat to C:p`.
+- postrouting (srcnat): egress masquerade for non-internal networks, `127.0.0.0/8`
+  masquerade towards our bridges (with `route_localnet`, so 127.0.0.1:P works), and hairpin
+  masquerade of DNAT'ed traffic from a bridge's own subnet back onto it.
+- forward (filter - 10): networks are isolated from each other (except through published
+  ports) and internal networks have no way out. A drop here is final for every base chain.
+
+An `accept` in our table cannot override another engine's FORWARD policy DROP (Docker's), so
+each bridge also gets iptables accepts in DOCKER-USER (or FORWARD when Docker is absent),
+through the iptables CLI so they land in whichever backend Docker uses; they are removed with
+`-D` when the network goes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterable, Sequence
+
+from reconciler.runtime import errors
+from reconciler.runtime.native import ipam
+
+__all__ = ["Firewall"]
+
+_COMMENT_TAG = "reconciler"
+
+
+def _run(argv: Sequence[str], *, input_text: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    if shutil.which(argv[0]) is None:
+        raise errors.Unavailable(
+            f"{argv[0]} is not installed", hint="run scripts/install-system-deps.sh (Debian: nftables, iptables)",
+        )
+    try:
+        proc = subprocess.run(list(argv), input=input_text, capture_output=True, text=True, check=False, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise errors.Unavailable(f"{' '.join(argv[:3])} failed: {exc}") from exc
+    if check and proc.returncode != 0:
+        raise errors.Unavailable(
+            f"{' '.join(argv)} failed (exit {proc.returncode}): {proc.stderr.strip()[:500]}",
+        )
+    return proc
+
+
+def _q(text: str) -> str:
+    return '"' + text.replace('"', "") + '"'
+
+
+class Firewall:
+    """Our nft table and the iptables accepts for bridges whose names start with `prefix`."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.table = prefix
+
+    # nft ----------------------------------------------------------------------------------
+
+    def render(
+        self,
+        networks: Sequence[ipam.NetworkRecord],
+        ports: Sequence[ipam.PortRecord],
+    ) -> str:
+        """The whole table as an `nft -f` script (idempotent preamble included)."""
+        bridges = [n.bridge for n in networks]
+        t = self.table
+        out = [f"table ip {t}", f"delete table ip {t}", f"table ip {t} {{"]
+        out.append("  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;")
+        out.append("    fib daddr type local jump hostports\n  }")
+        out.append("  chain output {\n    type nat hook output priority -100; policy accept;")
+        out.append("    fib daddr type local jump hostports\n  }")
+        out.append("  chain hostports {")
+        for p in ports:
+            dst = "" if p.host_ip == ipam.ANY_IP else f"ip daddr {p.host_ip} "
+            out.append(
+                f"    {dst}{p.protocol} dport {p.host_port} dnat to {p.address}:{p.container_port}"
+                f" comment {_q(p.container_id[:12])}",
+            )
+        out.append("  }")
+        out.append("  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;")
+        for n in networks:
+            br = _q(n.bridge)
+            if not n.internal:
+                out.append(f"    ip saddr {n.subnet} oifname != {br} masquerade comment {_q('egress ' + n.name)}")
+            out.append(f"    oifname {br} ip saddr 127.0.0.0/8 masquerade comment {_q('localhost ' + n.name)}")
+            out.append(
+                f"    oifname {br} ip saddr {n.subnet} ct status dnat masquerade comment {_q('hairpin ' + n.name)}",
+            )
+        out.append("  }")
+        out.append("  chain forward {\n    type filter hook forward priority filter - 10; policy accept;")
+        if bridges:
+            elems = ", ".join(_q(b) for b in bridges)
+            out.append("    ct status dnat accept")
+            for n in networks:
+                br = _q(n.bridge)
+                if n.internal:
+                    out.append(f"    iifname {br} oifname != {br} drop comment {_q('internal ' + n.name)}")
+                    out.append(f"    oifname {br} iifname != {br} drop comment {_q('internal ' + n.name)}")
+                else:
+                    out.append(
+                        f"    iifname {br} oifname != {br} oifname {{ {elems} }} drop"
+                        f" comment {_q('isolate ' + n.name)}",
+                    )
+        out.append("  }")
+        out.append("}")
+        return "\n".join(out) + "\n"
+
+    def apply(self, networks: Sequence[ipam.NetworkRecord], ports: Sequence[ipam.PortRecord]) -> None:
+        """Replace our table with the ruleset for these records (one atomic transaction)."""
+        if not networks:
+            self.delete_table()
+            return
+        _run(["nft", "-f", "-"], input_text=self.render(networks, ports))
+
+    def delete_table(self) -> None:
+        proc = _run(["nft", "list", "table", "ip", self.table], check=False)
+        if proc.returncode == 0:
+            _run(["nft", "delete", "table", "ip", self.table])
+
+    def table_exists(self) -> bool:
+        return _run(["nft", "list", "table", "ip", self.table], check=False).returncode == 0
+
+    # iptables -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _chain() -> str:
+        proc = _run(["iptables", "-w", "-S", "DOCKER-USER"], check=False)
+        return "DOCKER-USER" if proc.returncode == 0 else "FORWARD"
+
+    @staticmethod
+    def _rules_for(bridge: str, *, internal: bool) -> list[list[str]]:
+        comment = ["-m", "comment", "--comment", _COMMENT_TAG]
+        if internal:
+            return [["-i", bridge, "-o", bridge, *comment, "-j", "ACCEPT"]]
+        return [
+            ["-i", bridge, *comment, "-j", "ACCEPT"],
+            ["-o", bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED,DNAT", *comment, "-j", "ACCEPT"],
+        ]
+
+    def ensure_accepts(self, network: ipam.NetworkRecord) -> None:
+        """Insert the accepts for `network`'s bridge unless present (`-C` first)."""
+        chain = self._chain()
+        for rule in self._rules_for(network.bridge, internal=network.internal):
+            if _run(["iptables", "-w", "-C", chain, *rule], check=False).returncode != 0:
+                _run(["iptables", "-w", "-I", chain, "1", *rule])
+
+    def remove_accepts(self, bridges: Iterable[str] | None = None) -> int:
+        """Delete our accept rules for `bridges` (None: every bridge with our prefix)."""
+        wanted = set(bridges) if bridges is not None else None
+        removed = 0
+        for chain in ("DOCKER-USER", "FORWARD"):
+            proc = _run(["iptables", "-w", "-S", chain], check=False)
+            if proc.returncode != 0:
+                continue
+            for line in proc.stdout.splitlines():
+                words = line.split()
+                if len(words) < 3 or words[0] != "-A" or _COMMENT_TAG not in words:
+                    continue
+                ifaces = {words[i + 1] for i, w in enumerate(words[:-1]) if w in ("-i", "-o")}
+                ours = {i for i in ifaces if i.startswith(self.prefix) and (wanted is None or i in wanted)}
+                if not ours:
+                    continue
+                _run(["iptables", "-w", "-D", *words[1:]], check=False)
+                removed += 1
+        return removed
+
+    def accept_bridges(self) -> set[str]:
+        """Bridges with our prefix that have accept rules now."""
+        found: set[str] = set()
+        for chain in ("DOCKER-USER", "FORWARD"):
+            proc = _run(["iptables", "-w", "-S", chain], check=False)
+            for line in proc.stdout.splitlines() if proc.returncode == 0 else ():
+                words = line.split()
+                found |= {words[i + 1] for i, w in enumerate(words[:-1])
+                          if w in ("-i", "-o") and words[i + 1].startswith(self.prefix)}
+        return found

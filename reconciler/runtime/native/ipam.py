@@ -1,0 +1,458 @@
+"""Persistent network records and address management in the engine's sqlite DB.
+
+What host-local IPAM keeps in one file per address (shared/reference/runtime-internals.md §6.2)
+lives here in tables, each change one `BEGIN IMMEDIATE` transaction, so two processes creating
+containers at once can never hand out the same address, subnet or host port:
+
+    net_networks    name, bridge, subnet, gateway, internal, mtu, labels, last allocated address
+    net_containers  one row per attached container: name, hostname, aliases, netns path
+    net_endpoints   (network, address) -> container, its interface name and host-side veth
+    net_ports       published ports (protocol, host ip, host port) -> container endpoint
+
+Allocation is round robin from gateway + 1 to the last usable address (like host-local), so a
+just-released address is not handed out again at once. The records are the source of truth the
+firewall ruleset, hosts files and start-up recovery are rebuilt from.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from reconciler._sqlite import Database
+from reconciler.runtime import base, errors
+
+__all__ = [
+    "IPAM",
+    "ContainerRecord",
+    "EndpointRecord",
+    "NetworkRecord",
+    "PortRecord",
+]
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS net_networks (
+    name TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
+    bridge TEXT NOT NULL UNIQUE,
+    subnet TEXT NOT NULL UNIQUE,
+    gateway TEXT NOT NULL,
+    internal INTEGER NOT NULL,
+    mtu INTEGER NOT NULL,
+    labels TEXT NOT NULL,
+    created TEXT NOT NULL,
+    last_address TEXT
+);
+CREATE TABLE IF NOT EXISTS net_containers (
+    container_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    hostname TEXT NOT NULL,
+    aliases TEXT NOT NULL,
+    netns TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS net_endpoints (
+    network TEXT NOT NULL REFERENCES net_networks(name),
+    address TEXT NOT NULL,
+    container_id TEXT NOT NULL REFERENCES net_containers(container_id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    ifname TEXT NOT NULL,
+    veth TEXT NOT NULL UNIQUE,
+    PRIMARY KEY (network, address),
+    UNIQUE (container_id, network)
+);
+CREATE TABLE IF NOT EXISTS net_ports (
+    protocol TEXT NOT NULL,
+    host_ip TEXT NOT NULL,
+    host_port INTEGER NOT NULL,
+    container_id TEXT NOT NULL REFERENCES net_containers(container_id) ON DELETE CASCADE,
+    container_port INTEGER NOT NULL,
+    address TEXT NOT NULL,
+    network TEXT NOT NULL,
+    PRIMARY KEY (protocol, host_ip, host_port)
+);
+"""
+
+ANY_IP = "0.0.0.0"  # noqa: S104 - "all host addresses", as in Docker's port syntax
+
+
+@dataclass(frozen=True)
+class NetworkRecord:
+    """A network as stored."""
+
+    name: str
+    id: str
+    bridge: str
+    subnet: str
+    gateway: str
+    internal: bool
+    mtu: int
+    labels: Mapping[str, str] = field(default_factory=dict)
+    created: str = ""
+
+    @property
+    def prefixlen(self) -> int:
+        return ipaddress.IPv4Network(self.subnet).prefixlen
+
+    def state(self) -> base.NetworkState:
+        return base.NetworkState(
+            id=self.id, name=self.name, subnet=self.subnet, gateway=self.gateway,
+            internal=self.internal, labels=dict(self.labels), bridge=self.bridge,
+        )
+
+
+@dataclass(frozen=True)
+class ContainerRecord:
+    """An attached container."""
+
+    container_id: str
+    name: str
+    hostname: str
+    aliases: tuple[str, ...]
+    netns: str
+
+
+@dataclass(frozen=True)
+class EndpointRecord:
+    """One container's interface on one network."""
+
+    network: str
+    address: str
+    container_id: str
+    position: int           # 0 for eth0, 1 for eth1, ...
+    ifname: str
+    veth: str               # host-side name
+
+
+@dataclass(frozen=True)
+class PortRecord:
+    """One published port."""
+
+    protocol: str
+    host_ip: str
+    host_port: int
+    container_id: str
+    container_port: int
+    address: str
+    network: str
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _network(row: sqlite3.Row) -> NetworkRecord:
+    return NetworkRecord(
+        name=row["name"], id=row["id"], bridge=row["bridge"], subnet=row["subnet"],
+        gateway=row["gateway"], internal=bool(row["internal"]), mtu=int(row["mtu"]),
+        labels=json.loads(row["labels"]), created=row["created"],
+    )
+
+
+def validate_subnet(subnet: str, gateway: str | None) -> tuple[ipaddress.IPv4Network, ipaddress.IPv4Address]:
+    """The subnet and gateway of a manifest, checked; gateway defaults to network + 1."""
+    try:
+        net = ipaddress.IPv4Network(subnet, strict=True)
+    except ValueError as exc:
+        raise errors.InvalidArgument(
+            f"subnet {subnet!r} is not an IPv4 network in CIDR form ({exc})",
+            hint="write it like 10.90.0.0/24, with no host bits set",
+        ) from exc
+    if net.prefixlen > 30:
+        raise errors.InvalidArgument(f"subnet {subnet} is too small; use a /30 or larger")
+    try:
+        gw = ipaddress.IPv4Address(gateway) if gateway else net.network_address + 1
+    except ValueError as exc:
+        raise errors.InvalidArgument(f"gateway {gateway!r} is not an IPv4 address") from exc
+    if gw not in net or gw in (net.network_address, net.broadcast_address):
+        raise errors.InvalidArgument(f"gateway {gw} is not a usable address of subnet {net}")
+    return net, gw
+
+
+class IPAM:
+    """Networks, endpoints and ports in the state DB."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        db.ensure_schema("native.network", _DDL)
+
+    # networks ----------------------------------------------------------------------------
+
+    def networks(self) -> list[NetworkRecord]:
+        rows = self._db.connect().execute("SELECT * FROM net_networks ORDER BY name").fetchall()
+        return [_network(r) for r in rows]
+
+    def network(self, name: str) -> NetworkRecord | None:
+        row = self._db.connect().execute("SELECT * FROM net_networks WHERE name = ?", (name,)).fetchone()
+        return _network(row) if row else None
+
+    def add_network(
+        self,
+        config: base.NetworkConfig,
+        *,
+        bridge: str,
+        pool: str,
+        avoid: Iterable[ipaddress.IPv4Network],
+    ) -> NetworkRecord:
+        """Record `config` (subnet from the manifest, or the first free /24 of `pool`).
+
+        An existing record of the same name is returned if it agrees with `config`; one that
+        disagrees on subnet, gateway or internal is a Conflict (remove the network first).
+        """
+        with self._db.tx() as conn:
+            row = conn.execute("SELECT * FROM net_networks WHERE name = ?", (config.name,)).fetchone()
+            taken = [ipaddress.IPv4Network(r["subnet"]) for r in conn.execute(
+                "SELECT subnet FROM net_networks WHERE name != ?", (config.name,))]
+            if row is not None:
+                found = _network(row)
+                self._check_same(found, config)
+                if dict(found.labels) != dict(config.labels) or found.mtu != config.mtu:
+                    conn.execute(
+                        "UPDATE net_networks SET labels = ?, mtu = ? WHERE name = ?",
+                        (json.dumps(dict(config.labels), sort_keys=True), config.mtu, config.name),
+                    )
+                    found = NetworkRecord(**{**found.__dict__, "labels": dict(config.labels), "mtu": config.mtu})
+                return found
+            if config.subnet is not None:
+                net, gw = validate_subnet(config.subnet, config.gateway)
+                clash = next((t for t in taken if t.overlaps(net)), None)
+                if clash is not None:
+                    raise errors.Conflict(
+                        f"subnet {net} of network {config.name!r} overlaps {clash} of another network",
+                        hint="choose a subnet no other network uses, or omit it to get one from the pool",
+                    )
+            else:
+                net = self._free_subnet(pool, [*taken, *avoid], config.name)
+                net, gw = validate_subnet(str(net), config.gateway)
+            record = NetworkRecord(
+                name=config.name, id=uuid.uuid4().hex, bridge=bridge, subnet=str(net),
+                gateway=str(gw), internal=config.internal, mtu=config.mtu,
+                labels=dict(config.labels), created=_now(),
+            )
+            try:
+                conn.execute(
+                    "INSERT INTO net_networks (name, id, bridge, subnet, gateway, internal, mtu, labels, created)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (record.name, record.id, record.bridge, record.subnet, record.gateway,
+                     int(record.internal), record.mtu, json.dumps(dict(record.labels), sort_keys=True),
+                     record.created),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise errors.Conflict(
+                    f"network {config.name!r}: bridge name {bridge} or subnet {net} is already used ({exc})",
+                ) from exc
+            return record
+
+    @staticmethod
+    def _check_same(found: NetworkRecord, config: base.NetworkConfig) -> None:
+        diffs = []
+        if config.subnet is not None and ipaddress.IPv4Network(config.subnet, strict=False) != ipaddress.IPv4Network(found.subnet):
+            diffs.append(f"subnet {found.subnet} -> {config.subnet}")
+        if config.gateway is not None and config.gateway != found.gateway:
+            diffs.append(f"gateway {found.gateway} -> {config.gateway}")
+        if config.internal != found.internal:
+            diffs.append(f"internal {found.internal} -> {config.internal}")
+        if diffs:
+            raise errors.Conflict(
+                f"network {found.name!r} exists with different settings: {', '.join(diffs)}",
+                hint="remove the network (and its containers) to change these",
+            )
+
+    @staticmethod
+    def _free_subnet(pool: str, taken: Sequence[ipaddress.IPv4Network], name: str) -> ipaddress.IPv4Network:
+        try:
+            pool_net = ipaddress.IPv4Network(pool, strict=True)
+        except ValueError as exc:
+            raise errors.InvalidArgument(f"subnet pool {pool!r} is not an IPv4 network ({exc})") from exc
+        candidates = pool_net.subnets(new_prefix=24) if pool_net.prefixlen <= 24 else iter([pool_net])
+        for cand in candidates:
+            if not any(cand.overlaps(t) for t in taken):
+                return cand
+        raise errors.Conflict(
+            f"no free /24 left in the subnet pool {pool} for network {name!r}",
+            hint="remove unused networks, give this one an explicit subnet, or widen the pool",
+        )
+
+    def remove_network(self, name: str) -> NetworkRecord:
+        """Delete the record; Conflict while endpoints use it, NotFound if absent."""
+        with self._db.tx() as conn:
+            row = conn.execute("SELECT * FROM net_networks WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise errors.NotFound(f"network {name!r} not found")
+            users = [r["name"] for r in conn.execute(
+                "SELECT c.name FROM net_endpoints e JOIN net_containers c USING (container_id)"
+                " WHERE e.network = ? ORDER BY c.name", (name,))]
+            if users:
+                raise errors.Conflict(
+                    f"network {name!r} is in use by {len(users)} container(s): {', '.join(users)}",
+                    hint="remove those containers (or detach them) first",
+                )
+            conn.execute("DELETE FROM net_networks WHERE name = ?", (name,))
+            return _network(row)
+
+    # containers, endpoints, ports ------------------------------------------------------
+
+    def add_container(
+        self,
+        container: ContainerRecord,
+        *,
+        networks: Sequence[str],
+        static_ips: Mapping[str, str],
+        ports: Sequence[base.PortMapping],
+        veth_name: Mapping[str, str],
+    ) -> tuple[list[EndpointRecord], list[PortRecord]]:
+        """Record an attachment: one address per network (static or allocated) and its ports.
+
+        All or nothing: a refused static address or a taken host port leaves no trace.
+        """
+        with self._db.tx() as conn:
+            if conn.execute("SELECT 1 FROM net_containers WHERE container_id = ?",
+                            (container.container_id,)).fetchone():
+                raise errors.AlreadyExists(
+                    f"container {container.name!r} ({container.container_id[:12]}) is attached already",
+                    hint="detach it first",
+                )
+            conn.execute(
+                "INSERT INTO net_containers (container_id, name, hostname, aliases, netns) VALUES (?, ?, ?, ?, ?)",
+                (container.container_id, container.name, container.hostname,
+                 json.dumps(list(container.aliases)), container.netns),
+            )
+            endpoints = []
+            for pos, net_name in enumerate(networks):
+                row = conn.execute("SELECT * FROM net_networks WHERE name = ?", (net_name,)).fetchone()
+                if row is None:
+                    raise errors.NotFound(
+                        f"network {net_name!r} not found (container {container.name!r})",
+                        hint="create the network before the containers that use it",
+                    )
+                net = _network(row)
+                address = self._allocate(conn, net, static_ips.get(net_name), container.name,
+                                         last=row["last_address"])
+                ep = EndpointRecord(
+                    network=net_name, address=address, container_id=container.container_id,
+                    position=pos, ifname=f"eth{pos}", veth=veth_name[net_name],
+                )
+                conn.execute(
+                    "INSERT INTO net_endpoints (network, address, container_id, position, ifname, veth)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (ep.network, ep.address, ep.container_id, ep.position, ep.ifname, ep.veth),
+                )
+                if net_name not in static_ips:
+                    conn.execute("UPDATE net_networks SET last_address = ? WHERE name = ?", (address, net_name))
+                endpoints.append(ep)
+            unknown = set(static_ips) - set(networks)
+            if unknown:
+                raise errors.InvalidArgument(
+                    f"container {container.name!r} has static addresses for networks it does not join: "
+                    f"{', '.join(sorted(unknown))}",
+                )
+            port_records = self._reserve_ports(conn, container, ports, endpoints)
+            return endpoints, port_records
+
+    @staticmethod
+    def _allocate(
+        conn: sqlite3.Connection, net: NetworkRecord, static: str | None, who: str, *, last: str | None,
+    ) -> str:
+        subnet = ipaddress.IPv4Network(net.subnet)
+        used = {r["address"] for r in conn.execute(
+            "SELECT address FROM net_endpoints WHERE network = ?", (net.name,))}
+        reserved = {str(subnet.network_address), str(subnet.broadcast_address), net.gateway}
+        if static is not None:
+            try:
+                addr = ipaddress.IPv4Address(static)
+            except ValueError as exc:
+                raise errors.InvalidArgument(f"static address {static!r} of {who!r} is not IPv4") from exc
+            if addr not in subnet or str(addr) in reserved:
+                raise errors.InvalidArgument(
+                    f"static address {addr} of {who!r} is not a usable address of network "
+                    f"{net.name!r} ({net.subnet}, gateway {net.gateway})",
+                )
+            if str(addr) in used:
+                raise errors.Conflict(
+                    f"static address {addr} of {who!r} is already used on network {net.name!r}",
+                    hint="pick another address or let the engine allocate one",
+                )
+            return str(addr)
+        hosts = [str(h) for h in subnet.hosts() if str(h) not in reserved]
+        start = hosts.index(last) + 1 if last in hosts else 0
+        for i in range(len(hosts)):
+            cand = hosts[(start + i) % len(hosts)]
+            if cand not in used:
+                return cand
+        raise errors.Conflict(
+            f"network {net.name!r} ({net.subnet}) has no free address left for {who!r}",
+            hint="remove containers from it or recreate it with a larger subnet",
+        )
+
+    @staticmethod
+    def _reserve_ports(
+        conn: sqlite3.Connection,
+        container: ContainerRecord,
+        ports: Sequence[base.PortMapping],
+        endpoints: Sequence[EndpointRecord],
+    ) -> list[PortRecord]:
+        out: list[PortRecord] = []
+        if not ports:
+            return out
+        if not endpoints:
+            raise errors.InvalidArgument(f"container {container.name!r} publishes ports but joins no network")
+        ep = endpoints[0]
+        for p in ports:
+            rows = conn.execute(
+                "SELECT p.host_ip, c.name FROM net_ports p JOIN net_containers c USING (container_id)"
+                " WHERE p.protocol = ? AND p.host_port = ?", (p.protocol, p.host_port)).fetchall()
+            for r in rows:
+                if ANY_IP in (r["host_ip"], p.host_ip) or r["host_ip"] == p.host_ip:
+                    owner = "this container" if r["name"] == container.name else f"container {r['name']!r}"
+                    raise errors.Conflict(
+                        f"host port {p.host_ip}:{p.host_port}/{p.protocol} is already published by {owner}",
+                        hint="choose another host port or remove the container that holds it",
+                    )
+            rec = PortRecord(
+                protocol=p.protocol, host_ip=p.host_ip, host_port=p.host_port,
+                container_id=container.container_id, container_port=p.container_port,
+                address=ep.address, network=ep.network,
+            )
+            conn.execute(
+                "INSERT INTO net_ports VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (rec.protocol, rec.host_ip, rec.host_port, rec.container_id, rec.container_port,
+                 rec.address, rec.network),
+            )
+            out.append(rec)
+        return out
+
+    def remove_container(self, container_id: str) -> bool:
+        """Release everything of a container (endpoints and ports cascade)."""
+        with self._db.tx() as conn:
+            cur = conn.execute("DELETE FROM net_containers WHERE container_id = ?", (container_id,))
+            return cur.rowcount > 0
+
+    def containers(self) -> list[ContainerRecord]:
+        rows = self._db.connect().execute("SELECT * FROM net_containers ORDER BY name").fetchall()
+        return [
+            ContainerRecord(r["container_id"], r["name"], r["hostname"], tuple(json.loads(r["aliases"])), r["netns"])
+            for r in rows
+        ]
+
+    def container(self, container_id: str) -> ContainerRecord | None:
+        return next((c for c in self.containers() if c.container_id == container_id), None)
+
+    def endpoints(self, *, network: str | None = None, container_id: str | None = None) -> list[EndpointRecord]:
+        sql, args = "SELECT * FROM net_endpoints WHERE 1", list[str]()
+        if network is not None:
+            sql, args = sql + " AND network = ?", [*args, network]
+        if container_id is not None:
+            sql, args = sql + " AND container_id = ?", [*args, container_id]
+        rows = self._db.connect().execute(sql + " ORDER BY container_id, position", args).fetchall()
+        return [EndpointRecord(r["network"], r["address"], r["container_id"], int(r["position"]),
+                               r["ifname"], r["veth"]) for r in rows]
+
+    def ports(self) -> list[PortRecord]:
+        rows = self._db.connect().execute(
+            "SELECT * FROM net_ports ORDER BY protocol, host_port, host_ip").fetchall()
+        return [PortRecord(r["protocol"], r["host_ip"], int(r["host_port"]), r["container_id"],
+                           int(r["container_port"]), r["address"], r["network"]) for r in rows]

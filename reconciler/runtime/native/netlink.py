@@ -1,0 +1,291 @@
+"""The one module that speaks netlink (pyroute2): links, addresses, routes, netns, conntrack.
+
+Everything pyroute2 returns is converted into the frozen dataclasses below, and every
+pyroute2/OS failure leaves this module as a `runtime.errors` kind naming the object, so the rest
+of the engine never sees a pyroute2 type (tests/test_architecture.py enforces the single import).
+
+Calls are the ones verified on the target hosts (shared/reference/host-recipes.md §4):
+`link("add", kind="bridge"|"veth")`, `addr("add")`, `brport("set", mode=1)` for hairpin,
+`netns.create(path)` (a bind-mounted nsfs file runc can join), `IPRoute(netns=path)` inside.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyroute2 import Conntrack, IPRoute, netns
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+
+from reconciler.runtime import errors
+
+__all__ = [
+    "Address",
+    "Host",
+    "Link",
+    "clear_conntrack",
+    "configure_container_side",
+    "create_netns",
+    "host",
+    "remove_netns",
+]
+
+
+@dataclass(frozen=True)
+class Link:
+    """One network interface as the kernel reports it."""
+
+    index: int
+    name: str
+    kind: str            # "bridge", "veth", "" for plain devices
+    mtu: int
+    mac: str
+    up: bool             # administratively up (IFF_UP)
+    master: int | None   # index of the bridge this port belongs to
+
+
+@dataclass(frozen=True)
+class Address:
+    """An IPv4 address on an interface."""
+
+    address: str
+    prefixlen: int
+
+
+_DEFAULT_DST = "0.0.0.0"  # noqa: S104 - the default route's destination, not a bind
+
+
+def _translate(exc: BaseException, what: str) -> errors.RuntimeBackendError:
+    code = getattr(exc, "code", None) if isinstance(exc, NetlinkError) else getattr(exc, "errno", None)
+    text = f"{what}: {os.strerror(code) if isinstance(code, int) and code > 0 else exc}"
+    if code == errno.EEXIST:
+        return errors.AlreadyExists(text)
+    if code in (errno.ENODEV, errno.ENOENT, errno.ESRCH):
+        return errors.NotFound(text)
+    if code in (errno.EPERM, errno.EACCES):
+        return errors.Unavailable(text, hint="network setup needs root (CAP_NET_ADMIN)")
+    if code in (errno.EINVAL, errno.ERANGE, errno.ENAMETOOLONG):
+        return errors.InvalidArgument(text)
+    if code == errno.EBUSY:
+        return errors.Conflict(text)
+    return errors.Unavailable(text)
+
+
+@contextmanager
+def _netlink(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (NetlinkError, OSError) as exc:
+        raise _translate(exc, what) from exc
+
+
+def _to_link(msg: Any) -> Link:
+    info = msg.get_attr("IFLA_LINKINFO")
+    kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+    return Link(
+        index=int(msg["index"]),
+        name=str(msg.get_attr("IFLA_IFNAME")),
+        kind=str(kind or ""),
+        mtu=int(msg.get_attr("IFLA_MTU") or 0),
+        mac=str(msg.get_attr("IFLA_ADDRESS") or ""),
+        up=bool(msg["flags"] & 1),
+        master=msg.get_attr("IFLA_MASTER"),
+    )
+
+
+class Host:
+    """An RTNL socket in one network namespace (the host's unless `netns_path` is given)."""
+
+    def __init__(self, netns_path: Path | None = None) -> None:
+        where = f"network namespace {netns_path}" if netns_path else "the host's network namespace"
+        with _netlink(f"open netlink socket in {where}"):
+            self._ipr = IPRoute(netns=str(netns_path)) if netns_path else IPRoute()
+
+    def close(self) -> None:
+        self._ipr.close()
+
+    def __enter__(self) -> Host:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # links -------------------------------------------------------------------------------
+
+    def links(self) -> list[Link]:
+        with _netlink("list links"):
+            return [_to_link(m) for m in self._ipr.link("dump")]
+
+    def link(self, name: str) -> Link | None:
+        """The link called `name`, or None."""
+        with _netlink(f"look up link {name}"):
+            try:
+                msgs = self._ipr.link("get", ifname=name)
+            except NetlinkError as exc:
+                if exc.code == errno.ENODEV:
+                    return None
+                raise
+        return _to_link(msgs[0]) if msgs else None
+
+    def add_bridge(self, name: str, *, mtu: int, mac: str) -> Link:
+        with _netlink(f"create bridge {name}"):
+            self._ipr.link("add", ifname=name, kind="bridge", mtu=mtu, address=mac, br_forward_delay=0)
+        found = self.link(name)
+        if found is None:
+            raise errors.Unavailable(f"bridge {name} vanished right after creation")
+        return found
+
+    def add_veth(self, name: str, *, peer: str, peer_netns: Path, mtu: int) -> Link:
+        """A veth pair: `name` here, `peer` created directly inside `peer_netns`."""
+        fd = os.open(peer_netns, os.O_RDONLY)
+        try:
+            with _netlink(f"create veth {name} (peer {peer} in {peer_netns})"):
+                self._ipr.link(
+                    "add", ifname=name, kind="veth", mtu=mtu,
+                    peer={"ifname": peer, "net_ns_fd": fd, "mtu": mtu},
+                )
+        finally:
+            os.close(fd)
+        found = self.link(name)
+        if found is None:
+            raise errors.Unavailable(f"veth {name} vanished right after creation")
+        return found
+
+    def delete_link(self, name: str) -> bool:
+        """Delete `name`; False if it did not exist."""
+        with _netlink(f"delete link {name}"):
+            try:
+                self._ipr.link("del", ifname=name)
+            except NetlinkError as exc:
+                if exc.code == errno.ENODEV:
+                    return False
+                raise
+        return True
+
+    def set_link(self, index: int, **attrs: Any) -> None:
+        """`ip link set` with pyroute2's keyword names (state="up", mtu=, master=, ifname=)."""
+        with _netlink(f"set link {index} {sorted(attrs)}"):
+            self._ipr.link("set", index=index, **attrs)
+
+    def set_hairpin(self, index: int) -> None:
+        with _netlink(f"set hairpin mode on bridge port {index}"):
+            self._ipr.brport("set", index=index, mode=1)
+
+    # addresses and routes ----------------------------------------------------------------
+
+    def addresses(self, index: int | None = None) -> list[tuple[int, Address]]:
+        """IPv4 addresses as (link index, address), of one link or all."""
+        with _netlink("list addresses"):
+            kw: dict[str, Any] = {"family": socket.AF_INET}
+            if index is not None:
+                kw["index"] = index
+            return [
+                (int(m["index"]), Address(str(m.get_attr("IFA_ADDRESS")), int(m["prefixlen"])))
+                for m in self._ipr.addr("dump", **kw)
+            ]
+
+    def add_address(self, index: int, addr: Address) -> None:
+        with _netlink(f"add address {addr.address}/{addr.prefixlen} to link {index}"):
+            try:
+                self._ipr.addr("add", index=index, address=addr.address, prefixlen=addr.prefixlen)
+            except NetlinkError as exc:
+                if exc.code != errno.EEXIST:
+                    raise
+
+    def delete_address(self, index: int, addr: Address) -> None:
+        with _netlink(f"remove address {addr.address}/{addr.prefixlen} from link {index}"):
+            self._ipr.addr("del", index=index, address=addr.address, prefixlen=addr.prefixlen)
+
+    def routes(self) -> list[tuple[str, int]]:
+        """Destinations of the IPv4 main-table routes as (network, prefixlen)."""
+        with _netlink("list routes"):
+            out = []
+            for m in self._ipr.route("dump", family=socket.AF_INET, table=254):
+                dst = m.get_attr("RTA_DST")
+                out.append((str(dst) if dst else _DEFAULT_DST, int(m["dst_len"])))
+            return out
+
+    def set_default_route(self, gateway: str) -> None:
+        with _netlink(f"set default route via {gateway}"):
+            self._ipr.route("replace", dst="0.0.0.0/0", gateway=gateway)
+
+
+@contextmanager
+def host(netns_path: Path | None = None) -> Iterator[Host]:
+    """An RTNL socket for the duration of a block."""
+    h = Host(netns_path)
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+def create_netns(path: Path) -> None:
+    """A new network namespace bind-mounted at `path` (its directory becomes a shared mount)."""
+    with _netlink(f"create network namespace {path}"):
+        netns.create(str(path))
+
+
+def remove_netns(path: Path) -> bool:
+    """Unmount and delete a namespace file; False if it was not there."""
+    if not path.exists():
+        return False
+    with _netlink(f"remove network namespace {path}"):
+        netns.remove(str(path))
+    return True
+
+
+def configure_container_side(
+    netns_path: Path,
+    *,
+    ifname: str,
+    address: Address,
+    gateway: str | None,
+) -> None:
+    """Inside the namespace: `ifname` and `lo` up, the address on `ifname`, default route."""
+    with host(netns_path) as ns:
+        lo = ns.link("lo")
+        iface = ns.link(ifname)
+        if iface is None or lo is None:
+            raise errors.NotFound(f"{ifname} is missing in network namespace {netns_path}")
+        if not lo.up:
+            ns.set_link(lo.index, state="up")
+        present = {a for _, a in ns.addresses(iface.index)}
+        for other in present - {address}:
+            ns.delete_address(iface.index, other)
+        if address not in present:
+            ns.add_address(iface.index, address)
+        if not iface.up:
+            ns.set_link(iface.index, state="up")
+        if gateway is not None:
+            ns.set_default_route(gateway)
+
+
+def clear_conntrack(*, protocol: str, port: int) -> int:
+    """Delete conntrack entries whose original destination port is `port`; returns the count.
+
+    Stale UDP flows keep their old DNAT target after a container got a new address (CNI's
+    portmap does the same after adding rules).
+    """
+    proto = socket.IPPROTO_UDP if protocol == "udp" else socket.IPPROTO_TCP
+    count = 0
+    with _netlink(f"clear conntrack entries for {protocol} port {port}"):
+        ct = Conntrack()
+        try:
+            for entry in list(ct.dump_entries(tuple_orig=NFCTAttrTuple(proto=proto, dport=port))):
+                try:
+                    ct.delete(entry)
+                    count += 1
+                except NetlinkError as exc:
+                    if exc.code != errno.ENOENT:
+                        raise
+        finally:
+            ct.close()
+    return count

@@ -1,0 +1,529 @@
+"""Docker-like bridge networks for native containers: NetworkManager.
+
+One Linux bridge per network (gateway address on it), one network namespace per container
+(a bind-mounted nsfs file under `run_dir/netns/<container id>` that runc joins through
+`linux.namespaces[{"type": "network", "path": ...}]`), one veth pair per (container, network)
+with the peer created inside the namespace as `eth0`, `eth1`, ... Addresses come from the
+persistent IPAM (`ipam`), filtering and NAT from `firewall`, names from `dns`.
+
+Every step "ensures" (CNI's ensureBridge style): it creates what is missing, verifies what it
+finds and repairs what differs, and a failed attach undoes what it did. The DB records are
+the source of truth: `recover()` at start-up removes whatever a crash left behind (records of
+dead containers, veths, namespaces, bridges and iptables rules no record names) and re-renders
+the firewall from the records.
+
+Mutations are serialised by a thread lock plus an flock under `run_dir/locks`, so two engines
+on one host (or CLI + agent) cannot interleave; IPAM transactions are BEGIN IMMEDIATE besides.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import ipaddress
+import re
+import shutil
+import socket
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from reconciler.runtime import base, errors
+from reconciler.runtime.native import dns, firewall, ipam, netlink
+from reconciler.runtime.native.config import NativeConfig
+
+__all__ = ["DEFAULT_NETWORK", "Attachment", "NetworkManager", "RecoveryReport"]
+
+DEFAULT_NETWORK = "default"
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_PREFIX = re.compile(r"^[a-z][a-z0-9]{0,6}$")
+_IFNAMSIZ = 15
+_RESERVED = frozenset({"none", "host", "bridge"})
+
+log = structlog.get_logger("reconciler.runtime.native.network")
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """What the container runtime needs to start a container on its networks."""
+
+    netns_path: Path                      # join with linux.namespaces network path
+    ip_addresses: dict[str, str]          # network -> address
+    hosts_path: Path                      # bind-mount at /etc/hosts
+    resolv_conf_path: Path                # bind-mount at /etc/resolv.conf
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """What `recover()` cleaned up."""
+
+    containers: tuple[str, ...] = ()      # detached (not live any more)
+    links: tuple[str, ...] = ()           # leaked veths/bridges deleted
+    netns: tuple[str, ...] = ()           # leaked namespaces removed
+    iptables_rules: int = 0               # leaked accept rules removed
+    host_files: tuple[str, ...] = field(default=())
+
+
+def _short_hash(text: str, n: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+def _sysctl(path: str, value: str) -> None:
+    p = Path("/proc/sys") / path
+    try:
+        if p.read_text().strip() != value:
+            p.write_text(value)
+    except OSError as exc:
+        raise errors.Unavailable(f"cannot set sysctl {path.replace('/', '.')}={value}: {exc}") from exc
+
+
+class NetworkManager:
+    """Bridges, namespaces, veths, addresses, rules and hosts files of the native engine."""
+
+    def __init__(self, config: NativeConfig) -> None:
+        if not _PREFIX.match(config.name_prefix):
+            raise errors.InvalidArgument(
+                f"name prefix {config.name_prefix!r} must be 1-7 lowercase letters/digits starting with a letter",
+                hint="interface names have 15 characters at most; the prefix must leave room",
+            )
+        self.config = config
+        self.prefix = config.name_prefix
+        self.netns_dir = config.run_dir / "netns"
+        self.files_dir = config.run_dir / "net"
+        self._ipam = ipam.IPAM(config.db())
+        self._fw = firewall.Firewall(config.name_prefix)
+        self._thread_lock = threading.RLock()
+        self._lock_path = config.run_dir / "locks" / "network.lock"
+
+    # names ----------------------------------------------------------------------------------
+
+    def bridge_name(self, network: str) -> str:
+        """`<prefix>-<network>` when it fits in 15 characters, else `<prefix>_<hash>`.
+
+        Network names never contain "_", so the hashed form cannot collide with a verbatim one.
+        """
+        verbatim = f"{self.prefix}-{network}"
+        if len(verbatim) <= _IFNAMSIZ:
+            return verbatim
+        return f"{self.prefix}_{_short_hash(network, _IFNAMSIZ - len(self.prefix) - 1)}"
+
+    def veth_name(self, container_id: str, network: str) -> str:
+        return f"{self.prefix}v{_short_hash(container_id + '/' + network, _IFNAMSIZ - len(self.prefix) - 1)}"
+
+    def netns_path(self, container_id: str) -> Path:
+        return self.netns_dir / container_id
+
+    def _files(self, container_id: str) -> tuple[Path, Path]:
+        d = self.files_dir / container_id
+        return d / "hosts", d / "resolv.conf"
+
+    @staticmethod
+    def _check_container_id(container_id: str) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", container_id):
+            raise errors.InvalidArgument(f"container id {container_id!r} is not a valid identifier")
+
+    # locking ----------------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self._thread_lock:
+            self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self._lock_path, "a+") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+
+    # networks ---------------------------------------------------------------------------------
+
+    def ensure_network(self, config: base.NetworkConfig) -> base.NetworkState:
+        """Create or verify the network: record, bridge, gateway address, MTU, rules."""
+        if not _NAME.match(config.name) or config.name in _RESERVED:
+            raise errors.InvalidArgument(
+                f"network name {config.name!r} is not allowed",
+                hint="use lowercase letters, digits and '-' (not none/host/bridge)",
+            )
+        if not 68 <= config.mtu <= 65535:
+            raise errors.InvalidArgument(f"network {config.name!r}: MTU {config.mtu} is out of range 68-65535")
+        with self._locked():
+            existed = self._ipam.network(config.name) is not None
+            avoid: list[ipaddress.IPv4Network] = []
+            if config.subnet is None and not existed:
+                avoid = self._host_networks()
+            record = self._ipam.add_network(
+                config, bridge=self.bridge_name(config.name), pool=self.config.subnet_pool, avoid=avoid,
+            )
+            try:
+                self._ensure_bridge(record)
+                self._fw.ensure_accepts(record)
+                self._apply_firewall()
+            except BaseException:
+                if not existed:
+                    self._undo_network(record)
+                raise
+            log.info("network ensured", network=record.name, bridge=record.bridge, subnet=record.subnet)
+            return record.state()
+
+    def _host_networks(self) -> list[ipaddress.IPv4Network]:
+        """Subnets the host routes already (docker0's, the uplink's): the pool skips them."""
+        with netlink.host() as h:
+            out = []
+            for dst, plen in h.routes():
+                if plen == 0:
+                    continue
+                with suppress(ValueError):
+                    out.append(ipaddress.IPv4Network(f"{dst}/{plen}", strict=False))
+            out += [ipaddress.IPv4Network(f"{a.address}/{a.prefixlen}", strict=False) for _, a in h.addresses()]
+            return out
+
+    def _ensure_bridge(self, record: ipam.NetworkRecord) -> None:
+        mac = "02:" + ":".join(_short_hash("mac/" + record.bridge, 10)[i:i + 2] for i in range(0, 10, 2))
+        want = netlink.Address(record.gateway, record.prefixlen)
+        with netlink.host() as h:
+            link = h.link(record.bridge)
+            if link is None:
+                try:
+                    link = h.add_bridge(record.bridge, mtu=record.mtu, mac=mac)
+                except errors.AlreadyExists:
+                    link = h.link(record.bridge)
+                    if link is None:
+                        raise
+            if link.kind != "bridge":
+                raise errors.Conflict(
+                    f"interface {record.bridge} exists but is a {link.kind or 'plain'} device, not a bridge",
+                    hint=f"delete it (ip link del {record.bridge}) or rename the network",
+                )
+            if link.mtu != record.mtu:
+                h.set_link(link.index, mtu=record.mtu)
+            present = {a for _, a in h.addresses(link.index)}
+            for other in present - {want}:
+                h.delete_address(link.index, other)
+            if want not in present:
+                h.add_address(link.index, want)
+            if not link.up:
+                h.set_link(link.index, state="up")
+        _sysctl(f"net/ipv4/conf/{record.bridge}/route_localnet", "1")
+        if Path(f"/proc/sys/net/ipv6/conf/{record.bridge}").exists():
+            _sysctl(f"net/ipv6/conf/{record.bridge}/accept_ra", "0")
+        if not record.internal:
+            _sysctl("net/ipv4/ip_forward", "1")
+
+    def _undo_network(self, record: ipam.NetworkRecord) -> None:
+        with suppress(errors.RuntimeBackendError), netlink.host() as h:
+            h.delete_link(record.bridge)
+        with suppress(errors.RuntimeBackendError):
+            self._fw.remove_accepts([record.bridge])
+        with suppress(errors.RuntimeBackendError):
+            self._ipam.remove_network(record.name)
+        with suppress(errors.RuntimeBackendError):
+            self._apply_firewall()
+
+    def remove_network(self, name: str) -> None:
+        """Remove a network with no containers attached (Conflict otherwise, NotFound if absent)."""
+        with self._locked():
+            record = self._ipam.remove_network(name)
+            with netlink.host() as h:
+                h.delete_link(record.bridge)
+            self._fw.remove_accepts([record.bridge])
+            self._apply_firewall()
+            log.info("network removed", network=name, bridge=record.bridge)
+
+    def list_networks(self, selector: Mapping[str, str] | None = None) -> list[base.NetworkState]:
+        """Networks whose labels include every `selector` item."""
+        sel = dict(selector or {})
+        return [r.state() for r in self._ipam.networks()
+                if all(r.labels.get(k) == v for k, v in sel.items())]
+
+    def inspect_network(self, name: str) -> tuple[base.NetworkState, list[tuple[str, str, str]]]:
+        """The network and its containers as (container id, name, address)."""
+        record = self._ipam.network(name)
+        if record is None:
+            raise errors.NotFound(f"network {name!r} not found")
+        names = {c.container_id: c.name for c in self._ipam.containers()}
+        members = [(e.container_id, names.get(e.container_id, ""), e.address)
+                   for e in self._ipam.endpoints(network=name)]
+        return record.state(), sorted(members, key=lambda m: m[1])
+
+    def ensure_default_network(self) -> base.NetworkState:
+        return self.ensure_network(base.NetworkConfig(name=DEFAULT_NETWORK))
+
+    def _apply_firewall(self) -> None:
+        self._fw.apply(self._ipam.networks(), self._ipam.ports())
+
+    # ports ------------------------------------------------------------------------------------
+
+    def check_ports(self, ports: Sequence[base.PortMapping], *, container_id: str | None = None) -> None:
+        """Raise InvalidArgument/Conflict if a mapping is malformed or its host port is taken.
+
+        Taken means published by another of our containers, or bound by a listening socket on
+        this host (docker-proxy, a local server). Callable at plan time.
+        """
+        seen: set[tuple[str, str, int]] = set()
+        for p in ports:
+            self._validate_port(p)
+            key = (p.protocol, p.host_ip, p.host_port)
+            if key in seen:
+                raise errors.InvalidArgument(f"host port {p.host_ip}:{p.host_port}/{p.protocol} is published twice")
+            seen.add(key)
+        for rec in self._ipam.ports():
+            if rec.container_id == container_id:
+                continue
+            for p in ports:
+                if rec.protocol == p.protocol and rec.host_port == p.host_port and (
+                        ipam.ANY_IP in (rec.host_ip, p.host_ip) or rec.host_ip == p.host_ip):
+                    owner = next((c.name for c in self._ipam.containers() if c.container_id == rec.container_id), "?")
+                    raise errors.Conflict(
+                        f"host port {p.host_ip}:{p.host_port}/{p.protocol} is already published by container {owner!r}",
+                        hint="choose another host port or remove that container",
+                    )
+        for p in ports:
+            self._probe_listener(p)
+
+    @staticmethod
+    def _validate_port(p: base.PortMapping) -> None:
+        if p.protocol not in ("tcp", "udp"):
+            raise errors.InvalidArgument(f"port protocol {p.protocol!r} is not tcp or udp")
+        for what, num in (("host", p.host_port), ("container", p.container_port)):
+            if not 1 <= num <= 65535:
+                raise errors.InvalidArgument(f"{what} port {num} is out of range 1-65535")
+        try:
+            ipaddress.IPv4Address(p.host_ip)
+        except ValueError as exc:
+            raise errors.InvalidArgument(
+                f"host address {p.host_ip!r} of port {p.host_port} is not an IPv4 address",
+            ) from exc
+
+    @staticmethod
+    def _probe_listener(p: base.PortMapping) -> None:
+        kind = socket.SOCK_STREAM if p.protocol == "tcp" else socket.SOCK_DGRAM
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((p.host_ip, p.host_port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise errors.Conflict(
+                        f"host port {p.host_ip}:{p.host_port}/{p.protocol} is in use by another program on this host",
+                        hint=f"find it with `ss -lnp | grep :{p.host_port}` or publish another port",
+                    ) from exc
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    raise errors.InvalidArgument(
+                        f"host address {p.host_ip} of port {p.host_port} is not an address of this host",
+                    ) from exc
+                raise errors.Unavailable(f"cannot probe host port {p.host_ip}:{p.host_port}: {exc}") from exc
+
+    # attach / detach --------------------------------------------------------------------------
+
+    def attach(
+        self,
+        container_id: str,
+        *,
+        name: str,
+        hostname: str,
+        networks: Sequence[str],
+        ports: Sequence[base.PortMapping] = (),
+        aliases: Sequence[str] = (),
+        static_ips: Mapping[str, str] | None = None,
+    ) -> Attachment:
+        """Give a container its namespace, interfaces, addresses, published ports and names.
+
+        Idempotent: attaching an attached container to the same networks verifies and repairs
+        its interfaces; different networks are a Conflict (detach first).
+        """
+        self._check_container_id(container_id)
+        static = dict(static_ips or {})
+        nets = list(dict.fromkeys(networks)) or [DEFAULT_NETWORK]
+        if DEFAULT_NETWORK in nets and self._ipam.network(DEFAULT_NETWORK) is None:
+            self.ensure_default_network()
+        with self._locked():
+            existing = self._ipam.container(container_id)
+            if existing is not None:
+                eps = self._ipam.endpoints(container_id=container_id)
+                if [e.network for e in eps] != nets:
+                    raise errors.Conflict(
+                        f"container {name!r} is attached to {[e.network for e in eps]}, not {nets}",
+                        hint="detach it before attaching it to other networks",
+                    )
+                self._ensure_interfaces(container_id, eps)
+                self._write_files(container_id)
+                self._apply_firewall()
+                return self._attachment(container_id, eps)
+            self.check_ports(ports, container_id=container_id)
+            record = ipam.ContainerRecord(
+                container_id=container_id, name=name, hostname=hostname or name,
+                aliases=tuple(aliases), netns=str(self.netns_path(container_id)),
+            )
+            endpoints, port_records = self._ipam.add_container(
+                record, networks=nets, static_ips=static, ports=ports,
+                veth_name={n: self.veth_name(container_id, n) for n in nets},
+            )
+            try:
+                self._ensure_interfaces(container_id, endpoints)
+                self._write_files(container_id)
+                self._apply_firewall()
+                for pr in port_records:
+                    if pr.protocol == "udp":
+                        netlink.clear_conntrack(protocol="udp", port=pr.host_port)
+                self._refresh_peers(container_id, nets)
+            except BaseException:
+                self._teardown(container_id, endpoints)
+                with suppress(errors.RuntimeBackendError):
+                    self._apply_firewall()
+                raise
+            log.info("container attached", container=name, addresses={e.network: e.address for e in endpoints})
+            return self._attachment(container_id, endpoints)
+
+    def _attachment(self, container_id: str, endpoints: Sequence[ipam.EndpointRecord]) -> Attachment:
+        hosts, resolv = self._files(container_id)
+        return Attachment(
+            netns_path=self.netns_path(container_id),
+            ip_addresses={e.network: e.address for e in endpoints},
+            hosts_path=hosts, resolv_conf_path=resolv,
+        )
+
+    def _ensure_interfaces(self, container_id: str, endpoints: Sequence[ipam.EndpointRecord]) -> None:
+        path = self.netns_path(container_id)
+        self.netns_dir.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            netlink.create_netns(path)
+        records = {n.name: n for n in self._ipam.networks()}
+        default_gw = next((records[e.network].gateway for e in endpoints if not records[e.network].internal), None)
+        with netlink.host() as h:
+            for ep in endpoints:
+                net = records[ep.network]
+                bridge = h.link(net.bridge)
+                if bridge is None:
+                    self._ensure_bridge(net)
+                    bridge = h.link(net.bridge)
+                    if bridge is None:
+                        raise errors.Unavailable(f"bridge {net.bridge} of network {net.name!r} is missing")
+                veth = h.link(ep.veth)
+                if veth is not None and veth.kind != "veth":
+                    raise errors.Conflict(f"interface {ep.veth} exists and is not a veth")
+                if veth is None:
+                    veth = h.add_veth(ep.veth, peer=ep.ifname, peer_netns=path, mtu=net.mtu)
+                if veth.master != bridge.index:
+                    h.set_link(veth.index, master=bridge.index)
+                h.set_hairpin(veth.index)
+                if not veth.up:
+                    h.set_link(veth.index, state="up")
+                netlink.configure_container_side(
+                    path, ifname=ep.ifname, address=netlink.Address(ep.address, net.prefixlen),
+                    gateway=default_gw if ep.network == next(
+                        (e.network for e in endpoints if not records[e.network].internal), None) else None,
+                )
+
+    def detach(self, container_id: str) -> None:
+        """Remove a container's veths, namespace, rules, addresses and files (partial state is fine)."""
+        self._check_container_id(container_id)
+        with self._locked():
+            endpoints = self._ipam.endpoints(container_id=container_id)
+            nets = [e.network for e in endpoints]
+            self._teardown(container_id, endpoints)
+            self._apply_firewall()
+            self._refresh_peers(container_id, nets)
+
+    def _teardown(self, container_id: str, endpoints: Sequence[ipam.EndpointRecord]) -> None:
+        names = {e.veth for e in endpoints}
+        names |= {self.veth_name(container_id, n.name) for n in self._ipam.networks()}
+        problems: list[str] = []
+        with netlink.host() as h:
+            for veth in sorted(names):
+                try:
+                    h.delete_link(veth)
+                except errors.RuntimeBackendError as exc:
+                    problems.append(str(exc))
+        try:
+            netlink.remove_netns(self.netns_path(container_id))
+        except errors.RuntimeBackendError as exc:
+            problems.append(str(exc))
+        self._ipam.remove_container(container_id)
+        shutil.rmtree(self.files_dir / container_id, ignore_errors=True)
+        if problems:
+            log.warning("detach left something behind; recover() will retry", container=container_id,
+                        problems=problems)
+
+    # names ------------------------------------------------------------------------------------
+
+    def _write_files(self, container_id: str) -> None:
+        rec = self._ipam.container(container_id)
+        if rec is None:
+            return
+        hosts_path, resolv_path = self._files(container_id)
+        hosts_path.parent.mkdir(parents=True, exist_ok=True)
+        all_eps = self._ipam.endpoints()
+        containers = {c.container_id: c for c in self._ipam.containers()}
+        mine = [e for e in all_eps if e.container_id == container_id]
+        own = [dns.HostEntry(e.address, (rec.hostname, rec.name, *rec.aliases)) for e in mine]
+        peers = []
+        for e in mine:
+            for other in all_eps:
+                if other.network == e.network and other.container_id != container_id:
+                    c = containers[other.container_id]
+                    peers.append(dns.HostEntry(other.address, (c.name, *c.aliases)))
+        dns.write_in_place(hosts_path, dns.render_hosts(own, peers))
+        try:
+            host_resolv = Path("/etc/resolv.conf").read_text()
+        except OSError:
+            host_resolv = ""
+        dns.write_in_place(resolv_path, dns.render_resolv_conf(host_resolv))
+
+    def _refresh_peers(self, container_id: str, networks: Sequence[str]) -> None:
+        """Rewrite the hosts files of every container sharing one of `networks`."""
+        peers = {e.container_id for n in networks for e in self._ipam.endpoints(network=n)}
+        for peer in sorted(peers - {container_id}):
+            self._write_files(peer)
+
+    # recovery ---------------------------------------------------------------------------------
+
+    def recover(self, live_container_ids: Sequence[str] = ()) -> RecoveryReport:
+        """At start-up: release what dead containers held and delete leaked host objects."""
+        live = set(live_container_ids)
+        with self._locked():
+            dead = [c.container_id for c in self._ipam.containers() if c.container_id not in live]
+            for cid in dead:
+                self._teardown(cid, self._ipam.endpoints(container_id=cid))
+            networks = self._ipam.networks()
+            bridges = {n.bridge for n in networks}
+            veths = {e.veth for e in self._ipam.endpoints()}
+            for n in networks:
+                self._ensure_bridge(n)
+                self._fw.ensure_accepts(n)
+            deleted: list[str] = []
+            with netlink.host() as h:
+                for link in h.links():
+                    if not link.name.startswith(self.prefix):
+                        continue
+                    leaked = (link.kind == "veth" and link.name not in veths) or (
+                        link.kind == "bridge" and link.name not in bridges)
+                    if leaked and h.delete_link(link.name):
+                        deleted.append(link.name)
+            known = {c.container_id for c in self._ipam.containers()}
+            leaked_ns = []
+            if self.netns_dir.is_dir():
+                for f in sorted(self.netns_dir.iterdir()):
+                    if f.name not in known:
+                        netlink.remove_netns(f)
+                        leaked_ns.append(f.name)
+            leaked_files = []
+            if self.files_dir.is_dir():
+                for d in sorted(self.files_dir.iterdir()):
+                    if d.name not in known:
+                        shutil.rmtree(d, ignore_errors=True)
+                        leaked_files.append(d.name)
+            rules = self._fw.remove_accepts(self._fw.accept_bridges() - bridges)
+            self._apply_firewall()
+            for cid in sorted(known):
+                self._write_files(cid)
+            report = RecoveryReport(
+                containers=tuple(dead), links=tuple(deleted), netns=tuple(leaked_ns),
+                iptables_rules=rules, host_files=tuple(leaked_files),
+            )
+            log.info("network recovery done", report=report)
+            return report

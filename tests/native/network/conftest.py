@@ -1,0 +1,157 @@
+"""A per-test network harness: its own state root, name prefix and 10.2NN subnets, real netns.
+
+"Containers" are plain processes (tests/native/network/probe.py) run with `nsenter --net=` in
+the namespaces NetworkManager creates. Namespaces that play the outside world or an outside
+client are joined to the host by a veth of the test's own (not the engine's prefix). Teardown
+removes everything, even when the test failed, then checks that nothing of the engine's prefix
+is left: links, netns files, the nft table, iptables rules.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from reconciler.runtime.native import netlink, network
+from reconciler.runtime.native.config import NativeConfig
+
+PROBE = str(Path(__file__).with_name("probe.py"))
+
+
+@dataclass
+class Outside:
+    """A namespace outside the engine, reachable from the host through a veth."""
+
+    netns: Path
+    host_ip: str      # the host's end (what the outside sees as "the host")
+    ip: str           # the namespace's own address
+
+
+class Harness:
+    def __init__(self, tmp: Path) -> None:
+        tag = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(3))
+        self.prefix = "rt" + tag
+        self.link_tag = "tx" + tag                  # test-owned links (not the engine's prefix)
+        # a /22 nobody else uses: pool = first /23 of it, outside namespaces in the third and fourth /24
+        self.a = 200 + secrets.randbelow(55)
+        self.b = 4 * secrets.randbelow(64)
+        self.tmp = tmp
+        self.config = self.make_config()
+        self.manager = network.NetworkManager(self.config)
+        self.procs: list[subprocess.Popen[str]] = []
+        self.test_links: list[str] = []
+        self.test_netns_dir = tmp / "testns"
+
+    def make_config(self) -> NativeConfig:
+        return NativeConfig(
+            root=self.tmp / "root", run_dir=self.tmp / "run", name_prefix=self.prefix,
+            subnet_pool=f"10.{self.a}.{self.b}.0/23",
+        )
+
+    def subnet(self, i: int) -> str:
+        """An explicit /24 inside the test's pool (i = 0 or 1)."""
+        return f"10.{self.a}.{self.b + i}.0/24"
+
+    # processes --------------------------------------------------------------------------------
+
+    def serve(self, netns: Path, *args: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            ["nsenter", f"--net={netns}", sys.executable, PROBE, *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self.procs.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip() == "ready", proc.stderr.read() if proc.stderr else line
+        return proc
+
+    def probe(self, netns: Path | None, *args: str, hosts: Path | None = None) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, PROBE, *args]
+        if netns is not None:
+            cmd = ["nsenter", f"--net={netns}", *cmd]
+        if hosts is not None:
+            script = 'mount --bind "$0" /etc/hosts && exec "$@"'
+            cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, str(hosts), *cmd]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+
+    def stop(self, proc: subprocess.Popen[str]) -> None:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+    # outside namespaces -----------------------------------------------------------------------
+
+    def outside(self, i: int) -> Outside:
+        """Namespace number i (0 or 1) on 10.a.(b+2+i).0/24, host end .1, namespace .2."""
+        base = f"10.{self.a}.{self.b + 2 + i}"
+        self.test_netns_dir.mkdir(exist_ok=True)
+        path = self.test_netns_dir / f"out{i}"
+        name = f"{self.link_tag}o{i}"
+        netlink.create_netns(path)
+        self.test_links.append(name)
+        with netlink.host() as h:
+            link = h.add_veth(name, peer="eth0", peer_netns=path, mtu=1500)
+            h.add_address(link.index, netlink.Address(f"{base}.1", 24))
+            h.set_link(link.index, state="up")
+        netlink.configure_container_side(path, ifname="eth0", address=netlink.Address(f"{base}.2", 24),
+                                         gateway=f"{base}.1")
+        return Outside(netns=path, host_ip=f"{base}.1", ip=f"{base}.2")
+
+    # teardown ---------------------------------------------------------------------------------
+
+    def cleanup(self) -> None:
+        for proc in self.procs:
+            self.stop(proc)
+        m = self.manager
+        for c in m._ipam.containers():
+            m.detach(c.container_id)
+        for n in m.list_networks():
+            m.remove_network(n.name)
+        m.recover([])
+        with netlink.host() as h:
+            for name in self.test_links:
+                h.delete_link(name)
+        if self.test_netns_dir.is_dir():
+            for f in self.test_netns_dir.iterdir():
+                netlink.remove_netns(f)
+        for d in (self.config.run_dir / "netns", self.test_netns_dir):
+            if os.path.ismount(d):
+                subprocess.run(["umount", str(d)], check=False)
+
+    def leftovers(self) -> list[str]:
+        found = []
+        with netlink.host() as h:
+            found += [f"link {x.name}" for x in h.links() if x.name.startswith((self.prefix, self.link_tag))]
+        ns_dir = self.config.run_dir / "netns"
+        if ns_dir.is_dir():
+            found += [f"netns {f}" for f in ns_dir.iterdir()]
+        if subprocess.run(["nft", "list", "table", "ip", self.prefix], capture_output=True, check=False).returncode == 0:
+            found.append(f"nft table ip {self.prefix}")
+        rules = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True, check=True).stdout
+        found += [f"iptables {r}" for r in rules.splitlines() if self.prefix in r]
+        if os.path.ismount(ns_dir):
+            found.append(f"mount {ns_dir}")
+        return found
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    h = Harness(tmp_path)
+    try:
+        yield h
+    finally:
+        try:
+            h.cleanup()
+        finally:
+            left = h.leftovers()
+        assert left == [], f"the test left host objects behind: {left}"

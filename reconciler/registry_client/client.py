@@ -304,6 +304,14 @@ class RegistryClient:
         detail = f" ({code}: {message})" if code else ""
         host = ref.registry
         if status == 401:
+            params = {k: v for c in auth.parse_challenges(resp.headers.get_list("www-authenticate"))
+                      for k, v in c.params.items()}
+            if params.get("error") == "insufficient_scope":
+                return errors.Denied(
+                    f"{what}: {host} granted less access than needed ({params.get('scope', '?')}){detail}",
+                    code=code or "DENIED", status=status,
+                    hint=f"the account in use may not do this on {ref.name}; run docker login {host} with one that may",
+                )
             cred = self._credential(ref)
             hint = (f"run docker login {host}" if cred is None
                     else f"the stored credentials for {host} were refused; run docker login {host}")

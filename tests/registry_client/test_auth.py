@@ -1,0 +1,173 @@
+"""Basic and token (Bearer) auth against real docker-registry instances."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from reconciler.registry_client import Credential, CredentialStore, RegistryClient, errors
+from tests.helpers.registry import RegistryServer
+from tests.helpers.token_server import TokenServer
+from tests.registry_client.conftest import USERS
+from tests.registry_client.imagegen import make_image
+
+pytestmark = pytest.mark.registry
+
+
+def store(tmp_path: Path, **creds: Credential) -> CredentialStore:
+    """Only the given credentials: no ~/.docker/config.json, no environment."""
+    return CredentialStore(static=creds, docker_config=tmp_path / "none.json", env={})
+
+
+def creds_for(host: str, user: str, password: str | None = None) -> dict[str, Credential]:
+    return {host: Credential(user, USERS[user] if password is None else password)}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def push(c: RegistryClient, ref: str, seed: bytes | None = None) -> tuple[str, dict[str, bytes]]:
+    m, blobs = make_image(seed=seed)
+    c.push_image(ref, m, lambda d: blobs[d.digest])
+    return m.descriptor.digest, blobs
+
+
+def pull_all(c: RegistryClient, ref: str) -> bytes:
+    plan = c.pull_plan(ref, "linux/amd64")
+    out = io.BytesIO()
+    for d in plan.layers:
+        c.fetch_blob(ref, d, out)
+    return plan.manifest.raw
+
+
+# -- Basic ---------------------------------------------------------------------------------
+
+
+def test_basic_anonymous_is_told_to_log_in(basic_registry: RegistryServer, tmp_path: Path) -> None:
+    with RegistryClient(credentials=store(tmp_path)) as c, pytest.raises(errors.Unauthorized) as ei:
+        c.resolve(f"{basic_registry.host}/b/x:latest")
+    assert f"run docker login {basic_registry.host}" in str(ei.value)
+
+
+def test_basic_push_then_pull_with_credentials(basic_registry: RegistryServer, tmp_path: Path) -> None:
+    ref = f"{basic_registry.host}/b/app:v1"
+    with RegistryClient(credentials=store(tmp_path, **creds_for(basic_registry.host, "alice"))) as c:
+        digest, _ = push(c, ref)
+        assert c.resolve(ref).digest == digest
+        assert pull_all(c, ref)
+        assert c.list_tags(ref) == ["v1"]
+
+
+def test_basic_wrong_password_is_refused(basic_registry: RegistryServer, tmp_path: Path) -> None:
+    with RegistryClient(credentials=store(tmp_path, **creds_for(basic_registry.host, "alice", "wrong"))) as c, pytest.raises(errors.Unauthorized) as ei:
+        c.list_tags(f"{basic_registry.host}/b/app")
+    assert "refused" in str(ei.value)
+    assert "wrong" not in str(ei.value)
+
+
+# -- Token ---------------------------------------------------------------------------------
+
+
+def test_token_push_uses_oauth_post_and_anonymous_pull_uses_get(
+    token_registry: RegistryServer, token_server: TokenServer, tmp_path: Path
+) -> None:
+    ref = f"{token_registry.host}/t/app:v1"
+    with RegistryClient(credentials=store(tmp_path, **creds_for(token_registry.host, "alice"))) as c:
+        digest, _ = push(c, ref)
+    assert token_server.requests, "no token was requested"
+    assert all(r.method == "POST" and r.grant_type == "password" and r.user == "alice"
+               for r in token_server.requests)
+    assert any("repository:t/app:pull,push" in r.scopes for r in token_server.requests)
+    token_server.requests.clear()
+    with RegistryClient(credentials=store(tmp_path)) as c:
+        assert c.resolve(ref).digest == digest
+        pull_all(c, ref)
+    assert {(r.method, r.user) for r in token_server.requests} == {("GET", None)}
+    assert len(token_server.requests) == 1, "the token for one scope must be cached"
+
+
+def test_token_get_fallback_with_basic_when_no_oauth(
+    token_registry: RegistryServer, token_server: TokenServer, tmp_path: Path
+) -> None:
+    token_server.oauth_post = False
+    ref = f"{token_registry.host}/t/fallback:v1"
+    with RegistryClient(credentials=store(tmp_path, **creds_for(token_registry.host, "alice"))) as c:
+        digest, _ = push(c, ref)
+        assert c.resolve(ref).digest == digest
+    methods = [(r.method, r.user) for r in token_server.requests]
+    assert ("POST", None) in methods
+    assert ("GET", "alice") in methods
+
+
+def test_token_access_token_only_and_default_expiry(
+    token_registry: RegistryServer, token_server: TokenServer, tmp_path: Path
+) -> None:
+    ref = f"{token_registry.host}/t/expiry:v1"
+    with RegistryClient(credentials=store(tmp_path, **creds_for(token_registry.host, "alice"))) as c:
+        push(c, ref)
+    token_server.token_field = "access_token"
+    token_server.expires_in = None
+    token_server.requests.clear()
+    clock = FakeClock()
+    with RegistryClient(credentials=store(tmp_path), clock=clock) as c:
+        c.resolve(ref)
+        assert len(token_server.requests) == 1
+        clock.now += 30
+        c.resolve(ref)
+        assert len(token_server.requests) == 1, "token reused within its 60 s default lifetime"
+        clock.now += 31
+        c.resolve(ref)
+        assert len(token_server.requests) == 2, "token renewed after the 60 s default expiry"
+
+
+def test_pull_only_account_push_is_denied_after_rerequest(
+    token_registry: RegistryServer, token_server: TokenServer, tmp_path: Path
+) -> None:
+    ref = f"{token_registry.host}/t/readonly:v1"
+    with RegistryClient(credentials=store(tmp_path, **creds_for(token_registry.host, "reader"))) as c, pytest.raises(errors.Denied) as ei:
+        push(c, ref)
+    assert "docker login" in str(ei.value)
+    push_requests = [r for r in token_server.requests if any(":pull,push" in s for s in r.scopes)]
+    assert len(push_requests) >= 2, "insufficient_scope must drop the token and ask again once"
+
+
+def test_identity_token_uses_refresh_grant(
+    token_registry: RegistryServer, token_server: TokenServer, tmp_path: Path
+) -> None:
+    token_server.refresh_tokens = {"refresh-123": "alice"}
+    ref = f"{token_registry.host}/t/ident:v1"
+    cred = {token_registry.host: Credential("", "", identity_token="refresh-123")}
+    with RegistryClient(credentials=store(tmp_path, **cred)) as c:
+        push(c, ref)
+    assert {(r.method, r.grant_type, r.user) for r in token_server.requests} == {("POST", "refresh_token", "alice")}
+
+
+def test_cross_repo_mount_asks_pull_on_source(
+    token_registry: RegistryServer, token_server: TokenServer, tmp_path: Path
+) -> None:
+    src, dst = f"{token_registry.host}/t/src:v1", f"{token_registry.host}/t/dst:v1"
+    with RegistryClient(credentials=store(tmp_path, **creds_for(token_registry.host, "alice"))) as c:
+        m, blobs = make_image()
+        c.push_image(src, m, lambda d: blobs[d.digest])
+        how = [c.push_blob(dst, d, blobs[d.digest], mount_from="t/src") for d in m.layers]
+        assert how == ["mounted"]
+        c.push_image(dst, m, lambda d: blobs[d.digest])
+        assert c.resolve(dst).digest == m.descriptor.digest
+    assert any("repository:t/src:pull" in r.scopes and "repository:t/dst:pull,push" in r.scopes
+               for r in token_server.requests)
+
+
+def test_token_anonymous_push_is_unauthorized_with_login_hint(
+    token_registry: RegistryServer, token_server: TokenServer, tmp_path: Path
+) -> None:
+    token_server.acl[None] = ()
+    with RegistryClient(credentials=store(tmp_path)) as c, pytest.raises((errors.Unauthorized, errors.Denied)) as ei:
+        c.resolve(f"{token_registry.host}/t/private:v1")
+    assert f"docker login {token_registry.host}" in str(ei.value)

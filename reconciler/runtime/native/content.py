@@ -1,0 +1,268 @@
+"""The content store: blobs by digest under `<root>/blobs/sha256/<hex>`, written through ingests.
+
+An ingest (`<root>/ingest/<hex>/data`) is a download in progress, named by the digest it is
+expected to have, so a download interrupted by a crash or a network error resumes where it
+stopped (`Ingest.offset`, send `Range: bytes=offset-`). Bytes are hashed while written; on
+commit the data is fsynced, its size and digest are checked, and it is renamed into place
+(then the directory is fsynced), read-only. A blob path therefore always holds the right
+bytes. Two writers of the same digest serialise on the ingest's lock file; the second finds
+the blob committed. Digest strings are validated before they touch a path (CVE-2024-3727).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from reconciler.runtime import errors
+
+__all__ = ["ContentStore", "Ingest", "IngestInfo", "digest_hex", "validate_digest"]
+
+_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+_CHUNK = 1 << 20
+
+
+def validate_digest(digest: object) -> str:
+    """Return `digest` if it is `sha256:<64 lowercase hex>`; raise ImageError otherwise."""
+    if not isinstance(digest, str) or not _DIGEST_RE.match(digest):
+        shown = repr(digest)[:80]
+        raise errors.ImageError(f"invalid digest {shown}: expected sha256:<64 hex digits>",
+                                hint="the registry or image is corrupt, or the reference has a typo")
+    return digest
+
+
+def digest_hex(digest: str) -> str:
+    """The hex part of a validated digest."""
+    return validate_digest(digest).split(":", 1)[1]
+
+
+@dataclass(frozen=True)
+class IngestInfo:
+    """An ingest directory seen by GC: the digest it is for, bytes so far, last write."""
+
+    digest: str
+    path: Path
+    size: int
+    updated: float
+
+
+class Ingest:
+    """One locked, resumable write of a blob expected to have `digest`.
+
+    Use as a context manager: entering takes the lock and re-hashes any bytes a previous
+    attempt left (so `offset` can be used to resume); `write()` appends; `commit()` verifies
+    and publishes. Leaving without commit keeps the data for a later resume (call `reset()`
+    to drop it, e.g. after the server ignored a Range request).
+    """
+
+    def __init__(self, store: ContentStore, digest: str, expected_size: int | None) -> None:
+        self.store = store
+        self.digest = validate_digest(digest)
+        self.expected_size = expected_size
+        self.dir = store.ingest_dir / digest_hex(digest)
+        self._lock_fd = -1
+        self._fd = -1
+        self._hash = hashlib.sha256()
+        self.offset = 0
+        self.committed = False
+
+    def __enter__(self) -> Ingest:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        if self.store.has(self.digest):
+            self.committed = True
+            return self
+        self._fd = os.open(self.dir / "data", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        self._rehash()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _rehash(self) -> None:
+        self._hash = hashlib.sha256()
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        n = 0
+        while chunk := os.read(self._fd, _CHUNK):
+            self._hash.update(chunk)
+            n += len(chunk)
+        if self.expected_size is not None and n > self.expected_size:
+            self.reset()
+            return
+        self.offset = n
+
+    def reset(self) -> None:
+        """Drop the bytes written so far and start from 0."""
+        os.ftruncate(self._fd, 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        self._hash = hashlib.sha256()
+        self.offset = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Append and hash `data`; raise ImageError past the expected size."""
+        if self.expected_size is not None and self.offset + len(data) > self.expected_size:
+            raise errors.ImageError(
+                f"blob {self.digest} is larger than the {self.expected_size} bytes its descriptor says")
+        self._hash.update(data)
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self.offset += len(data)
+        os.utime(self._fd)
+
+    def sink(self) -> BinaryIO:
+        """A binary file positioned at `offset` for a writer that hashes by itself (the
+        registry client verifies the digest); commit with `verified=True` afterwards."""
+        f = os.fdopen(os.dup(self._fd), "r+b")
+        f.seek(self.offset)
+        return f
+
+    def prefix_hash(self) -> Any:
+        """A copy of the hash of the bytes already held (to resume a verified download)."""
+        return self._hash.copy()
+
+    def commit(self, *, verified: bool = False) -> Path:
+        """Verify size and digest, fsync, rename into the store; returns the blob path.
+
+        `verified=True`: the bytes were written through `sink()` by a writer that checked the
+        digest itself; only the size is checked here (no second hashing pass)."""
+        if self.committed:
+            return self.store.blob_path(self.digest)
+        if verified:
+            self.offset = os.fstat(self._fd).st_size
+        if self.expected_size is not None and self.offset != self.expected_size:
+            raise errors.ImageError(
+                f"blob {self.digest}: got {self.offset} bytes, descriptor says {self.expected_size}")
+        actual = self.digest if verified else "sha256:" + self._hash.hexdigest()
+        if actual != self.digest:
+            self.reset()
+            raise errors.ImageError(f"blob {self.digest} has digest {actual}: the download is corrupt",
+                                    hint="pull again; if it repeats, the registry serves a damaged blob")
+        os.fsync(self._fd)
+        os.fchmod(self._fd, 0o444)
+        dest = self.store.blob_path(self.digest)
+        os.rename(self.dir / "data", dest)
+        self.store.fsync_dir(dest.parent)
+        self.committed = True
+        return dest
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._lock_fd >= 0:
+            if self.committed:
+                shutil.rmtree(self.dir, ignore_errors=True)
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+
+class ContentStore:
+    """Blobs under `<root>/blobs/sha256`, ingests under `<root>/ingest`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blob_dir = root / "blobs" / "sha256"
+        self.ingest_dir = root / "ingest"
+        for d in (self.blob_dir, self.ingest_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def blob_path(self, digest: str) -> Path:
+        return self.blob_dir / digest_hex(digest)
+
+    def has(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def size(self, digest: str) -> int:
+        try:
+            return self.blob_path(digest).stat().st_size
+        except FileNotFoundError:
+            raise errors.NotFound(f"blob {digest} is not in the content store") from None
+
+    def open(self, digest: str) -> BinaryIO:
+        """The committed blob for reading (NotFound if absent)."""
+        try:
+            return open(self.blob_path(digest), "rb")
+        except FileNotFoundError:
+            raise errors.NotFound(f"blob {digest} is not in the content store") from None
+
+    def read(self, digest: str, *, max_size: int = 16 << 20) -> bytes:
+        """A small blob (manifest, config) in full."""
+        with self.open(digest) as f:
+            data = f.read(max_size + 1)
+        if len(data) > max_size:
+            raise errors.ImageError(f"blob {digest} is larger than {max_size} bytes")
+        return data
+
+    def ingest(self, digest: str, expected_size: int | None = None) -> Ingest:
+        return Ingest(self, digest, expected_size)
+
+    def write_blob(self, data: bytes, digest: str | None = None) -> str:
+        """Store `data` (verifying `digest` when given); returns its digest."""
+        digest = digest or "sha256:" + hashlib.sha256(data).hexdigest()
+        if self.has(digest):
+            return digest
+        with self.ingest(digest, len(data)) as ing:
+            if not ing.committed:
+                ing.reset()
+                ing.write(data)
+                ing.commit()
+        return digest
+
+    def delete(self, digest: str) -> bool:
+        try:
+            self.blob_path(digest).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    def digests(self) -> Iterator[str]:
+        for p in self.blob_dir.iterdir():
+            if _DIGEST_RE.match("sha256:" + p.name):
+                yield "sha256:" + p.name
+
+    def ingests(self) -> list[IngestInfo]:
+        out = []
+        for d in self.ingest_dir.iterdir():
+            if not _DIGEST_RE.match("sha256:" + d.name):
+                continue
+            try:
+                st = (d / "data").stat()
+                size, updated = st.st_size, st.st_mtime
+            except FileNotFoundError:
+                size, updated = 0, d.stat().st_mtime
+            out.append(IngestInfo("sha256:" + d.name, d, size, updated))
+        return out
+
+    def remove_ingest(self, info: IngestInfo) -> bool:
+        """Remove an ingest nobody holds (non-blocking lock); False if it is in use."""
+        try:
+            fd = os.open(info.path / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            return False
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            shutil.rmtree(info.path, ignore_errors=True)
+            return True
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def fsync_dir(path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,571 @@
+"""The native image store: pull, list, inspect, remove; records and tags in the state DB.
+
+Pull pipeline (runtime-internals.md §7, moby/containerd behaviour):
+
+1. `resolve`: HEAD the tag (Docker-Content-Digest). If an image pulled by that digest is
+   recorded and all its snapshots exist, the pull ends here: a re-pull costs one HEAD (a
+   reference by digest that is known costs nothing).
+2. manifest (index -> this platform), config (verified blob; cached in the content store).
+3. layers: each layer whose ChainID snapshot exists is "already exists"; the blobs of the
+   others are downloaded by a pool of `config.max_concurrent_downloads` threads, under a
+   process-wide cap (`global_max_downloads`) shared by concurrent pulls, de-duplicated by
+   digest across pulls in flight (and across processes by the ingest lock).
+4. extraction runs in the pulling thread, strictly in layer order, each layer as soon as its
+   blob and its parent snapshot are there, so it overlaps the remaining downloads. Each
+   snapshot is built under its ChainID lock (another pull extracting the same layer is
+   waited for, not repeated) and its DiffID is verified before it is committed.
+5. the image record and the tag are written in one transaction.
+
+A pull holds the store lock shared (GC takes it exclusive) and registers a lease with an
+expiry naming everything it may still reference, so an interrupted pull's blobs survive a GC
+until the lease expires. A kill -9 at any point leaves only ingests (resumed next time),
+`extract-*` dirs (debris), and a lease (expires): the next pull completes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler import registry_client as rc
+from reconciler.runtime import base, errors
+from reconciler.runtime.native import content, layers, snapshots
+from reconciler.runtime.native.config import NativeConfig
+
+__all__ = ["GLOBAL_MAX_DOWNLOADS", "ImageStore", "LayerRecord"]
+
+GLOBAL_MAX_DOWNLOADS = 8
+LEASE_SECONDS = 3600.0
+
+LAYER_MEDIA_TYPES = frozenset({
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.oci.image.layer.v1.tar+zstd",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    "application/vnd.docker.image.rootfs.diff.tar",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+    "application/vnd.docker.image.rootfs.diff.tar.zstd",
+})
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    id TEXT PRIMARY KEY,                -- config digest = image id
+    manifest_digest TEXT NOT NULL,      -- the platform's image manifest
+    index_digest TEXT,                  -- the index it was chosen from, if any
+    size INTEGER NOT NULL,              -- compressed layer bytes
+    created TEXT,
+    layers TEXT NOT NULL,               -- JSON list of LayerRecord dicts, bottom first
+    pulled_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS images_manifest ON images(manifest_digest);
+CREATE INDEX IF NOT EXISTS images_index ON images(index_digest);
+CREATE TABLE IF NOT EXISTS image_refs (
+    ref TEXT PRIMARY KEY,               -- "registry/repo:tag"
+    image_id TEXT NOT NULL,
+    digest TEXT NOT NULL                -- what the tag resolved to (index or manifest digest)
+);
+CREATE INDEX IF NOT EXISTS image_refs_image ON image_refs(image_id);
+CREATE TABLE IF NOT EXISTS pull_leases (
+    id TEXT PRIMARY KEY,
+    expires REAL NOT NULL,
+    blobs TEXT NOT NULL,                -- JSON list of digests
+    chains TEXT NOT NULL                -- JSON list of ChainIDs
+);
+"""
+
+# Downloads in flight in this process, by (content root, digest): concurrent pulls share them.
+_INFLIGHT: dict[tuple[str, str], Future[None]] = {}
+_INFLIGHT_LOCK = threading.Lock()
+_GLOBAL_SEMAPHORES: dict[int, threading.BoundedSemaphore] = {}
+
+
+def _global_semaphore(n: int) -> threading.BoundedSemaphore:
+    with _INFLIGHT_LOCK:
+        return _GLOBAL_SEMAPHORES.setdefault(n, threading.BoundedSemaphore(n))
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """One layer of a stored image."""
+
+    digest: str             # compressed blob digest (manifest)
+    size: int               # compressed bytes
+    media_type: str
+    diff_id: str
+    chain_id: str
+
+
+def _default_client() -> rc.RegistryClient:
+    return rc.RegistryClient()
+
+
+def _registry_error(exc: rc.RegistryError, what: str) -> errors.ImageError:
+    return errors.ImageError(f"{what}: {exc.args[0] if exc.args else exc}",
+                             hint=getattr(exc, "hint", None))
+
+
+class ImageStore:
+    """Images of the native engine under `config.root` (blobs, snapshots, state DB).
+
+    `registry_client_factory()` returns a RegistryClient (a context manager) per pull;
+    `container_image_ids()` returns the ids of images that containers use (GC roots, and
+    `remove` refuses them without force). `limits` caps each layer's decompression.
+    """
+
+    def __init__(
+        self,
+        config: NativeConfig,
+        registry_client_factory: Callable[[], rc.RegistryClient] = _default_client,
+        *,
+        container_image_ids: Callable[[], set[str]] = set,
+        limits: layers.Limits | None = None,
+        global_max_downloads: int = GLOBAL_MAX_DOWNLOADS,
+        platform: str | None = None,
+    ) -> None:
+        config.ensure_dirs()
+        self.config = config
+        self.client_factory = registry_client_factory
+        self.container_image_ids = container_image_ids
+        self.limits = limits or layers.Limits()
+        self.content = content.ContentStore(config.root)
+        self.snapshots = snapshots.SnapshotStore(config.root, config.run_dir / "locks")
+        self.platform = platform
+        self._global = _global_semaphore(global_max_downloads)
+        self.db = config.db()
+        self.db.ensure_schema("native-images", _SCHEMA)
+        self.lock_path = config.run_dir / "locks" / "image-store.lock"
+
+    # -- locking -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def store_lock(self, *, exclusive: bool) -> Iterator[None]:
+        """The store-wide lock: pulls hold it shared, GC exclusive."""
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    # -- references ------------------------------------------------------------------------------
+
+    @staticmethod
+    def parse(ref: str) -> rc.Reference:
+        try:
+            return rc.references.parse(ref)
+        except rc.errors.InvalidReference as exc:
+            raise errors.InvalidArgument(f"invalid image reference {ref!r}: {exc}") from None
+
+    def resolve_digest(self, ref: str) -> str:
+        """The digest `ref` points to in its registry now (one HEAD; no download)."""
+        r = self.parse(ref)
+        try:
+            with self.client_factory() as client:
+                return client.resolve(r).digest
+        except rc.RegistryError as exc:
+            raise _registry_error(exc, f"resolving {r}") from None
+
+    # -- pull ----------------------------------------------------------------------------------
+
+    def pull(self, ref: str, *, progress: base.ProgressCallback | None = None) -> base.ImageInfo:
+        """Pull `ref` (tag or digest) and unpack it; returns the stored image."""
+        r = self.parse(ref)
+        emit = progress or (lambda _e, _d: None)
+        with self.store_lock(exclusive=False):
+            if r.digest:
+                known = self._image_for_digest(r.digest)
+                if known is not None and self._complete(known):
+                    self._tag(r, known, r.digest)
+                    emit("done", {"id": known, "digest": r.digest, "status": "up to date"})
+                    return self.get(known)
+            try:
+                with self.client_factory() as client:
+                    return self._pull(client, r, emit)
+            except rc.RegistryError as exc:
+                raise _registry_error(exc, f"pulling {r}") from None
+
+    def _pull(self, client: rc.RegistryClient, r: rc.Reference,
+              emit: base.ProgressCallback) -> base.ImageInfo:
+        desc = client.resolve(r)
+        emit("resolve", {"ref": str(r), "digest": desc.digest})
+        known = self._image_for_digest(desc.digest)
+        if known is not None and self._complete(known):
+            self._tag(r, known, desc.digest)
+            emit("done", {"id": known, "digest": desc.digest, "status": "up to date"})
+            return self.get(known)
+        manifest = client.get_manifest(r, desc.digest)
+        blobs = [manifest.descriptor.digest]
+        self.content.write_blob(manifest.raw, manifest.descriptor.digest)
+        index_digest = None
+        depth = 0
+        while manifest.is_index:
+            depth += 1
+            if depth > 4:
+                raise errors.ImageError(f"{r}: indexes nested too deeply")
+            index_digest = index_digest or manifest.descriptor.digest
+            chosen = self._select(client, manifest)
+            manifest = client.get_manifest(r, chosen.digest)
+            self.content.write_blob(manifest.raw, manifest.descriptor.digest)
+            blobs.append(manifest.descriptor.digest)
+        if manifest.media_type not in rc.models.MANIFEST_TYPES:
+            raise errors.ImageError(f"{r}: {manifest.media_type!r} is not an image manifest",
+                                    hint="this reference names an artifact, not a runnable image")
+        cdesc = manifest.config
+        if not self.content.has(cdesc.digest):
+            self.content.write_blob(client.fetch_blob_bytes(r, cdesc), cdesc.digest)
+        config_raw = self.content.read(cdesc.digest)
+        image_config = _parse_config(config_raw, r)
+        diff_ids = image_config["rootfs"]["diff_ids"]
+        descs = manifest.layers
+        if len(diff_ids) != len(descs):
+            raise errors.ImageError(f"{r}: the config lists {len(diff_ids)} diff_ids for "
+                                    f"{len(descs)} manifest layers", hint="the image is malformed")
+        for d in descs:
+            if d.media_type not in LAYER_MEDIA_TYPES:
+                raise errors.ImageError(f"{r}: layer {d.digest} has unsupported media type {d.media_type!r}")
+        chains = snapshots.chain_ids(diff_ids)
+        records = [LayerRecord(d.digest, d.size, d.media_type, diff, chain)
+                   for d, diff, chain in zip(descs, diff_ids, chains, strict=True)]
+        blobs += [cdesc.digest, *(d.digest for d in descs)]
+        with self._lease(blobs, chains):
+            self._fetch_and_unpack(client, r, records, emit)
+            image_id = cdesc.digest
+            self._record(image_id, manifest.descriptor.digest, index_digest, records, image_config)
+            self._tag(r, image_id, desc.digest)
+        emit("done", {"id": image_id, "digest": desc.digest, "status": "downloaded"})
+        return self.get(image_id)
+
+    def _select(self, client: rc.RegistryClient, index: rc.Manifest) -> rc.Descriptor:
+        if self.platform:
+            parts = self.platform.split("/")
+            os_, arch = parts[0], parts[1] if len(parts) > 1 else None
+            variant = parts[2] if len(parts) > 2 else ""
+            return client.select_platform(index, os_, arch, variant)
+        return client.select_platform(index)
+
+    def _fetch_and_unpack(self, client: rc.RegistryClient, r: rc.Reference,
+                          records: Sequence[LayerRecord], emit: base.ProgressCallback) -> None:
+        # Layers whose snapshot exists are skipped; below the first missing one, all exist.
+        missing = [not self.snapshots.exists(rec.chain_id) for rec in records]
+        for rec, miss in zip(records, missing, strict=True):
+            if not miss:
+                emit("layer-done", {"digest": rec.digest, "status": "exists"})
+        needed: dict[str, LayerRecord] = {}
+        for rec, miss in zip(records, missing, strict=True):
+            if miss and not self.content.has(rec.digest):
+                needed.setdefault(rec.digest, rec)
+        futures: dict[str, Future[None]] = {}
+        own: set[Future[None]] = set()
+        with ThreadPoolExecutor(max_workers=max(1, self.config.max_concurrent_downloads),
+                                thread_name_prefix="pull") as pool:
+            for digest, rec in needed.items():
+                emit("layer-start", {"digest": digest, "size": rec.size})
+                futures[digest], mine = self._shared_download(pool, client, r, rec, emit)
+                if mine:
+                    own.add(futures[digest])
+            try:
+                for i, (rec, miss) in enumerate(zip(records, missing, strict=True)):
+                    if not miss:
+                        continue
+                    fut = futures.get(rec.digest)
+                    if fut is not None:
+                        try:
+                            fut.result()
+                        except BaseException:
+                            # A download shared with another pull may have been cancelled or
+                            # failed there; try once more ourselves before giving up.
+                            if fut in own or self.content.has(rec.digest):
+                                if not self.content.has(rec.digest):
+                                    raise
+                            else:
+                                self._download(client, r, rec, emit)
+                    parents = [x.chain_id for x in records[:i]]
+                    emit("extract", {"digest": rec.digest, "status": "extracting"})
+                    built = self.snapshots.create(rec.chain_id, parents, self._applier(rec))
+                    emit("layer-done", {"digest": rec.digest,
+                                        "status": "downloaded" if built else "exists"})
+            except BaseException:
+                for f in own:
+                    f.cancel()
+                raise
+
+    def _shared_download(self, pool: ThreadPoolExecutor, client: rc.RegistryClient,
+                         r: rc.Reference, rec: LayerRecord,
+                         emit: base.ProgressCallback) -> tuple[Future[None], bool]:
+        """The download of `rec`, shared with pulls in flight; True if this pull started it."""
+        key = (str(self.config.root), rec.digest)
+        with _INFLIGHT_LOCK:
+            fut = _INFLIGHT.get(key)
+            if fut is not None:
+                return fut, False
+            fut = pool.submit(self._download, client, r, rec, emit)
+            _INFLIGHT[key] = fut
+
+        def forget(_: Future[None]) -> None:
+            with _INFLIGHT_LOCK:
+                if _INFLIGHT.get(key) is fut:
+                    del _INFLIGHT[key]
+
+        fut.add_done_callback(forget)
+        return fut, True
+
+    def _download(self, client: rc.RegistryClient, r: rc.Reference, rec: LayerRecord,
+                  emit: base.ProgressCallback) -> None:
+        with self._global:
+            if self.content.has(rec.digest):
+                return
+            with self.content.ingest(rec.digest, rec.size) as ing:
+                if ing.committed:
+                    return
+                desc = rc.Descriptor(rec.media_type, rec.digest, rec.size)
+
+                def prog(done: int, total: int) -> None:
+                    emit("layer-progress", {"digest": rec.digest, "done": done, "total": total})
+
+                with ing.sink() as f:
+                    client.fetch_blob(r, desc, f, offset=ing.offset,
+                                      prefix_hash=ing.prefix_hash() if ing.offset else None,
+                                      progress=prog)
+                ing.commit(verified=True)
+        emit("layer-downloaded", {"digest": rec.digest})
+
+    def _applier(self, rec: LayerRecord) -> Callable[[Path, list[Path]], dict[str, Any]]:
+        def apply(fs: Path, lowers: list[Path]) -> dict[str, Any]:
+            with self.content.open(rec.digest) as blob:
+                res = layers.apply_layer(blob, fs, lowers=lowers, expected_diff_id=rec.diff_id,
+                                         limits=self.limits)
+            return {"diff_id": res.diff_id, "size": res.size, "digest": rec.digest}
+        return apply
+
+    @contextlib.contextmanager
+    def _lease(self, blobs: Sequence[str], chains: Sequence[str]) -> Iterator[str]:
+        lease = secrets.token_hex(8)
+        with self.db.tx() as c:
+            c.execute("INSERT INTO pull_leases(id, expires, blobs, chains) VALUES (?,?,?,?)",
+                      (lease, time.time() + LEASE_SECONDS, json.dumps(list(blobs)), json.dumps(list(chains))))
+        try:
+            yield lease
+        finally:
+            with self.db.tx() as c:
+                c.execute("DELETE FROM pull_leases WHERE id = ?", (lease,))
+
+    # -- records ---------------------------------------------------------------------------------
+
+    def _record(self, image_id: str, manifest_digest: str, index_digest: str | None,
+                records: Sequence[LayerRecord], image_config: Mapping[str, Any]) -> None:
+        layers_json = json.dumps([rec.__dict__ for rec in records])
+        size = sum(rec.size for rec in records)
+        created = image_config.get("created")
+        with self.db.tx() as c:
+            c.execute(
+                "INSERT INTO images(id, manifest_digest, index_digest, size, created, layers, pulled_at)"
+                " VALUES (?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET manifest_digest=excluded.manifest_digest,"
+                " index_digest=COALESCE(excluded.index_digest, images.index_digest), layers=excluded.layers,"
+                " size=excluded.size, pulled_at=excluded.pulled_at",
+                (image_id, manifest_digest, index_digest, size, created if isinstance(created, str) else None,
+                 layers_json, time.time()))
+
+    def _tag(self, r: rc.Reference, image_id: str, digest: str) -> None:
+        if r.tag is None:
+            return  # pulled by digest only: the image is found by its digest
+        name = f"{r.name}:{r.tag}"
+        with self.db.tx() as c:
+            c.execute("INSERT INTO image_refs(ref, image_id, digest) VALUES (?,?,?) ON CONFLICT(ref)"
+                      " DO UPDATE SET image_id=excluded.image_id, digest=excluded.digest",
+                      (name, image_id, digest))
+
+    def _image_for_digest(self, digest: str) -> str | None:
+        row = self.db.connect().execute(
+            "SELECT id FROM images WHERE manifest_digest = ? OR index_digest = ? LIMIT 1",
+            (digest, digest)).fetchone()
+        return None if row is None else str(row["id"])
+
+    def _layers(self, image_id: str) -> list[LayerRecord]:
+        row = self.db.connect().execute("SELECT layers FROM images WHERE id = ?", (image_id,)).fetchone()
+        if row is None:
+            raise errors.NotFound(f"image {image_id} not found")
+        return [LayerRecord(**d) for d in json.loads(row["layers"])]
+
+    def _complete(self, image_id: str) -> bool:
+        return all(self.snapshots.exists(rec.chain_id) for rec in self._layers(image_id)) and \
+            self.content.has(image_id)
+
+    # -- queries ------------------------------------------------------------------------------------
+
+    def _find_id(self, ref_or_id: str) -> str:
+        conn = self.db.connect()
+        s = ref_or_id.strip()
+        hexpart = s[7:] if s.startswith("sha256:") else s
+        if hexpart and all(ch in "0123456789abcdef" for ch in hexpart) and len(hexpart) >= 4 \
+                and (s.startswith("sha256:") or len(hexpart) >= 12 or "/" not in s):
+            rows = conn.execute("SELECT id FROM images WHERE id LIKE ?", (f"sha256:{hexpart}%",)).fetchall()
+            if len(rows) == 1:
+                return str(rows[0]["id"])
+            if len(rows) > 1:
+                raise errors.InvalidArgument(f"image id prefix {s!r} is ambiguous", hint="give more digits")
+        try:
+            r = rc.references.parse(s)
+        except rc.errors.InvalidReference:
+            raise errors.NotFound(f"image {s!r} not found") from None
+        if r.digest:
+            found = self._image_for_digest(r.digest)
+            if found is None:
+                row = conn.execute("SELECT image_id FROM image_refs WHERE digest = ?", (r.digest,)).fetchone()
+                found = None if row is None else str(row["image_id"])
+            if found is not None:
+                return found
+        elif r.tag:
+            row = conn.execute("SELECT image_id FROM image_refs WHERE ref = ?", (f"{r.name}:{r.tag}",)).fetchone()
+            if row is not None:
+                return str(row["image_id"])
+        raise errors.NotFound(f"image {s!r} not found", hint=f"pull it first: reconcile pull {s}")
+
+    def get(self, ref_or_id: str) -> base.ImageInfo:
+        """The stored image named by a reference, an id or an id prefix (NotFound)."""
+        return self._info(self._find_id(ref_or_id))
+
+    def _info(self, image_id: str) -> base.ImageInfo:
+        conn = self.db.connect()
+        row = conn.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
+        if row is None:
+            raise errors.NotFound(f"image {image_id} not found")
+        refs = conn.execute("SELECT ref, digest FROM image_refs WHERE image_id = ? ORDER BY ref",
+                            (image_id,)).fetchall()
+        cfg = self.image_config(image_id)
+        digest = row["index_digest"] or row["manifest_digest"]
+        return base.ImageInfo(
+            id=image_id,
+            digest=digest,
+            repo_tags=tuple(str(x["ref"]) for x in refs),
+            size=int(row["size"]),
+            created=row["created"],
+            config=dict(cfg.get("config") or {}),
+            layers=tuple(rec.diff_id for rec in self._layers(image_id)),
+        )
+
+    def image_config(self, image_id: str) -> dict[str, Any]:
+        """The full OCI image config JSON of a stored image."""
+        image_id = self._find_id(image_id)
+        try:
+            raw = self.content.read(image_id)
+        except errors.NotFound:
+            raise errors.NotFound(f"config blob of image {image_id} is missing",
+                                  hint="pull the image again") from None
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise errors.ImageError(f"config of image {image_id} is not a JSON object")
+        return data
+
+    def layer_dirs(self, image_id: str) -> list[Path]:
+        """The image's snapshot fs dirs, BOTTOM LAYER FIRST (reverse them for mount_overlay)."""
+        image_id = self._find_id(image_id)
+        recs = self._layers(image_id)
+        for rec in recs:
+            if not self.snapshots.exists(rec.chain_id):
+                raise errors.ImageError(f"image {image_id}: layer snapshot {rec.chain_id} is missing",
+                                        hint="pull the image again")
+        return [self.snapshots.fs_dir(rec.chain_id) for rec in recs]
+
+    def layer_records(self, image_id: str) -> list[LayerRecord]:
+        return self._layers(self._find_id(image_id))
+
+    # -- removal --------------------------------------------------------------------------------------
+
+    def remove(self, ref: str, *, force: bool = False) -> list[str]:
+        """Docker's rmi: untag `ref`; delete the image when no tag is left (or when `ref` is
+        an id, with force if it has several tags). Shared layers stay. Refuses (Conflict) an
+        image that containers use, unless force, which only untags it. Returns docker-style
+        lines: "Untagged: ..." and "Deleted: ...". """
+        import reconciler.runtime.native.gc as gc
+
+        image_id = self._find_id(ref)
+        conn = self.db.connect()
+        refs = [str(x["ref"]) for x in conn.execute(
+            "SELECT ref FROM image_refs WHERE image_id = ? ORDER BY ref", (image_id,)).fetchall()]
+        by_tag = None
+        with contextlib.suppress(errors.InvalidArgument):
+            r = self.parse(ref)
+            if r.tag and f"{r.name}:{r.tag}" in refs and not ref.startswith("sha256:"):
+                by_tag = f"{r.name}:{r.tag}"
+        in_use = image_id in self.container_image_ids()
+        out: list[str] = []
+        if by_tag is not None and len(refs) > 1:
+            untag = [by_tag]
+        elif by_tag is None and len(refs) > 1 and not force:
+            raise errors.Conflict(f"image {image_id[7:19]} is referenced by {len(refs)} tags",
+                                  hint="remove the tags one by one, or use --force")
+        else:
+            untag = refs
+        delete = len(untag) == len(refs)
+        if delete and in_use:
+            if not force:
+                raise errors.Conflict(f"image {ref} is used by a container",
+                                      hint="remove the container first, or use --force to untag it")
+            delete = False
+        with self.db.tx() as c:
+            for t in untag:
+                c.execute("DELETE FROM image_refs WHERE ref = ?", (t,))
+                out.append(f"Untagged: {t}")
+            if delete:
+                c.execute("DELETE FROM images WHERE id = ?", (image_id,))
+        if delete:
+            out.append(f"Deleted: {image_id}")
+            gc.collect(self)
+        return out
+
+    def prune(self, *, all_images: bool = False) -> list[str]:
+        """Delete dangling (untagged) images, or with `all_images` every image no container
+        uses; then collect garbage. Returns the deleted ids."""
+        import reconciler.runtime.native.gc as gc
+
+        conn = self.db.connect()
+        used = self.container_image_ids()
+        ids = [str(x["id"]) for x in conn.execute("SELECT id FROM images").fetchall()]
+        tagged = {str(x["image_id"]) for x in conn.execute("SELECT image_id FROM image_refs").fetchall()}
+        victims = [i for i in ids if i not in used and (all_images or i not in tagged)]
+        with self.db.tx() as c:
+            for i in victims:
+                c.execute("DELETE FROM image_refs WHERE image_id = ?", (i,))
+                c.execute("DELETE FROM images WHERE id = ?", (i,))
+        gc.collect(self)
+        return victims
+
+
+    def list(self) -> list[base.ImageInfo]:
+        rows = self.db.connect().execute("SELECT id FROM images ORDER BY pulled_at DESC").fetchall()
+        out = []
+        for row in rows:
+            with contextlib.suppress(errors.NotFound):
+                out.append(self._info(str(row["id"])))
+        return out
+
+
+def _parse_config(raw: bytes, r: rc.Reference) -> dict[str, Any]:
+    try:
+        cfg = json.loads(raw)
+    except ValueError:
+        raise errors.ImageError(f"{r}: the image config is not JSON") from None
+    if not isinstance(cfg, dict):
+        raise errors.ImageError(f"{r}: the image config is not a JSON object")
+    rootfs = cfg.get("rootfs")
+    if not isinstance(rootfs, dict) or rootfs.get("type") != "layers":
+        raise errors.ImageError(f"{r}: the image config's rootfs.type is not 'layers'")
+    diff_ids = rootfs.get("diff_ids")
+    if not isinstance(diff_ids, list):
+        raise errors.ImageError(f"{r}: the image config has no rootfs.diff_ids")
+    for d in diff_ids:
+        content.validate_digest(d)
+    return cfg

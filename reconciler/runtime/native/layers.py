@@ -1,0 +1,634 @@
+"""The layer extractor: one OCI layer tar applied, entry by entry, into a fresh snapshot dir.
+
+Written for this project (tarfile's extractall is not used; runtime-internals.md §3.5):
+
+- The blob is read once as a stream: gzip (multi-member) / zstd (multi-frame) / plain tar,
+  chosen by magic bytes; the decompressed bytes are hashed (the DiffID) and counted (a size
+  cap stops decompression bombs) as tarfile reads them in stream mode `r|`.
+- Names are cleaned; NUL, empty-after-cleaning non-directories and names that climb above
+  the root with `..` are rejected; absolute names are taken relative to the root.
+- Every parent directory is resolved with openat2(RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS)
+  relative to the snapshot dir, so symlinks inside the layer can never lead out of it;
+  missing parents are created in-root, copying mode/owner of the same directory in the
+  lower layers (like containerd's mkparent). The last component is never followed: the old
+  entry is unlinked (or removed as a tree) and the new one created with O_EXCL|O_NOFOLLOW,
+  except that a directory over a directory merges.
+- Whiteouts become overlayfs whiteouts: `.wh.X` -> a 0:0 character device X; `.wh..wh..opq`
+  -> `trusted.overlay.opaque=y` on its directory. In the bottom layer (no lowers) they hide
+  nothing and are dropped. A whiteout never removes an entry of its own layer.
+- Hardlink targets are resolved inside the snapshot; a target only present in a lower layer
+  is copied up first (an overlay upper cannot link to a lower inode). Directories are never
+  hardlink targets.
+- Devices and FIFOs are created with mknod and never opened; attributes are applied through
+  O_PATH fds. Order per entry: chown, xattrs, chmod (chown clears setuid), times; directory
+  times last.
+- Xattrs from PAX `SCHILY.xattr.*`: user.*, security.capability and trusted.* are kept,
+  except trusted.overlay.* (overlay control data an image must not smuggle in); others
+  (security.selinux, system.*, user.overlay.*) are dropped.
+
+On any error an ImageError names the entry; the caller discards the whole snapshot dir.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, BinaryIO, cast
+
+from reconciler.runtime import errors
+from reconciler.runtime.native import openat2
+
+__all__ = ["ApplyResult", "LayerError", "Limits", "apply_layer", "open_decompressed"]
+
+_CHUNK = 1 << 20
+_WH_PREFIX = ".wh."
+_WH_OPAQUE = ".wh..wh..opq"
+_WH_META = ".wh..wh."
+_OPAQUE_XATTR = "trusted.overlay.opaque"
+_O_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+class LayerError(errors.ImageError):
+    """A layer is malformed, hostile or over a limit; its snapshot is discarded."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps for one layer: decompressed bytes, and tar entries."""
+
+    max_size: int = 64 << 30
+    max_entries: int = 4_000_000
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What applying a layer produced: the DiffID of the decompressed stream and its size."""
+
+    diff_id: str
+    size: int
+    entries: int
+
+
+class _Decompressed:
+    """A read-only stream of the decompressed layer; hashes and counts what passes."""
+
+    def __init__(self, src: BinaryIO, max_size: int) -> None:
+        self.src = src
+        self.max_size = max_size
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self._buf = bytearray()
+        self._eof = False
+        self._in = src.read(4)
+        self._z: Any = None
+        self._zstd: Any = None
+        self._gzip = self._in[:2] == b"\x1f\x8b"
+        if self._in == b"\x28\xb5\x2f\xfd":
+            import zstandard  # only needed for zstd layers
+
+            self._zstd = zstandard.ZstdDecompressor().stream_reader(
+                cast("IO[bytes]", _Prefixed(self._in, src)), read_across_frames=True, read_size=_CHUNK)
+            self._in = b""
+
+    def _fill(self) -> bytes:
+        if self._zstd is not None:
+            return bytes(self._zstd.read(_CHUNK))
+        if not self._gzip:
+            out, self._in = self._in + self.src.read(_CHUNK), b""
+            return out
+        while True:
+            if not self._in:
+                self._in = self.src.read(_CHUNK)
+                if not self._in:
+                    if self._z is not None:
+                        raise LayerError("the layer's gzip stream is truncated",
+                                         hint="the blob is corrupt or incomplete; pull again")
+                    return b""
+            if self._z is None:
+                if not self._in.strip(b"\x00"):
+                    self._in = b""          # zero padding after the last member
+                    continue
+                self._z = zlib.decompressobj(wbits=31)   # the next gzip member
+            out = self._z.decompress(self._in, _CHUNK * 4)
+            self._in = self._z.unconsumed_tail
+            if self._z.eof:
+                self._in = self._z.unused_data + self._in
+                self._z = None
+            if out:
+                return bytes(out)
+
+    def read(self, n: int = -1) -> bytes:
+        while not self._eof and (n < 0 or len(self._buf) < n):
+            chunk = self._fill()
+            if not chunk:
+                self._eof = True
+                break
+            self.size += len(chunk)
+            if self.size > self.max_size:
+                raise LayerError(f"the layer decompresses to more than {self.max_size} bytes (cap)",
+                                 hint="a decompression bomb, or raise the cap for genuinely huge layers")
+            self.hash.update(chunk)
+            self._buf += chunk
+        if n < 0 or n >= len(self._buf):
+            out = bytes(self._buf)
+            self._buf.clear()
+        else:
+            out = bytes(self._buf[:n])
+            del self._buf[:n]
+        return out
+
+    def drain(self) -> None:
+        while self.read(_CHUNK):
+            pass
+
+
+class _Prefixed:
+    """A file-like that yields `head` then the rest of `src` (zstd needs the magic back)."""
+
+    def __init__(self, head: bytes, src: BinaryIO) -> None:
+        self.head = head
+        self.src = src
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            out, self.head = self.head, b""
+            return out
+        return self.src.read(n)
+
+
+def open_decompressed(src: BinaryIO, max_size: int = Limits.max_size) -> _Decompressed:
+    """A decompressing, DiffID-hashing reader over a layer blob (for tests and tools)."""
+    return _Decompressed(src, max_size)
+
+
+def _clean(name: str) -> str:
+    """The entry's path relative to the root ("" for the root); LayerError if it escapes."""
+    if "\x00" in name:
+        raise LayerError(f"tar entry name {name!r} contains NUL")
+    rel = posixpath.normpath("/" + name.lstrip("/"))
+    if posixpath.normpath(name.lstrip("/")).split("/")[0] == "..":
+        raise LayerError(f"tar entry {name!r} points outside the layer root ('..')")
+    return rel.lstrip("/")
+
+
+def _allowed_xattr(name: str) -> bool:
+    if name.startswith("user."):
+        return not name.startswith("user.overlay.")
+    if name == "security.capability":
+        return True
+    return name.startswith("trusted.") and not name.startswith("trusted.overlay.")
+
+
+def _xattrs(member: tarfile.TarInfo) -> list[tuple[str, bytes]]:
+    out = []
+    for key, value in member.pax_headers.items():
+        if key.startswith("SCHILY.xattr."):
+            name = key[len("SCHILY.xattr."):]
+            if _allowed_xattr(name):
+                out.append((name, value.encode("utf-8", "surrogateescape")))
+    return out
+
+
+def _proc(fd: int) -> str:
+    return f"/proc/self/fd/{fd}"
+
+
+class _Applier:
+    def __init__(self, dest: Path, lowers: Sequence[Path], limits: Limits) -> None:
+        self.root_fd = os.open(dest, _O_DIR)
+        self.lower_fds: list[int] = []
+        for low in lowers:
+            self.lower_fds.append(os.open(low, _O_DIR))
+        self.limits = limits
+        self.created: set[str] = set()          # paths this layer created (explicit or implicit)
+        self.whiteouts: set[str] = set()        # whiteouts this layer created
+        self.dir_times: list[tuple[str, int]] = []
+
+    def close(self) -> None:
+        for fd in [self.root_fd, *self.lower_fds]:
+            os.close(fd)
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def _lower_lookup(self, rel: str) -> tuple[int, os.stat_result] | None:
+        """The lower layer (fd) that provides `rel` in the merged view, without following
+        symlinks anywhere on the path, or None if no lower shows it."""
+        for lfd in self.lower_fds:
+            try:
+                fd = openat2.openat2(lfd, rel, os.O_PATH | os.O_NOFOLLOW, 0,
+                                     openat2.RESOLVE_BENEATH | openat2.RESOLVE_NO_SYMLINKS
+                                     | openat2.RESOLVE_NO_MAGICLINKS)
+            except OSError as exc:
+                if exc.errno == errno.ENOENT and not self._hidden_below(lfd, rel):
+                    continue
+                return None
+            try:
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                return None
+            return lfd, st
+        return None
+
+    def _hidden_below(self, lfd: int, rel: str) -> bool:
+        """True if a parent of `rel` in this lower is an opaque dir or a whiteout."""
+        parts = rel.split("/")[:-1]
+        for i in range(len(parts), 0, -1):
+            prefix = "/".join(parts[:i])
+            try:
+                fd = openat2.openat2(lfd, prefix, os.O_PATH | os.O_NOFOLLOW, 0,
+                                     openat2.RESOLVE_BENEATH | openat2.RESOLVE_NO_SYMLINKS)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISDIR(st.st_mode):
+                    return True
+                try:
+                    return os.getxattr(_proc(fd), _OPAQUE_XATTR) == b"y"
+                except OSError:
+                    return False
+            finally:
+                os.close(fd)
+        return False
+
+    def _dir_fd(self, rel: str) -> int:
+        """An O_PATH fd of directory `rel`, created (with in-root parents) when missing."""
+        if rel == "":
+            return os.dup(self.root_fd)
+        try:
+            return openat2.open_in_root(self.root_fd, rel, _O_DIR)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+                raise
+        parts = rel.split("/")
+        fd = os.dup(self.root_fd)
+        try:
+            for i, name in enumerate(parts):
+                prefix = "/".join(parts[: i + 1])
+                try:
+                    nfd = openat2.open_in_root(self.root_fd, prefix, _O_DIR)
+                except OSError as exc:
+                    if exc.errno == errno.ENOTDIR and prefix in self.whiteouts:
+                        os.unlink(name, dir_fd=fd)     # a dir replaces our own whiteout
+                        self.whiteouts.discard(prefix)
+                        self._mkdir_implicit(fd, name, prefix, opaque=True)
+                    elif exc.errno == errno.ENOENT:
+                        self._mkdir_implicit(fd, name, prefix, opaque=False)
+                    else:
+                        raise LayerError(f"cannot create {rel!r}: {prefix!r} is not a directory") from None
+                    nfd = openat2.open_in_root(self.root_fd, prefix, _O_DIR)
+                os.close(fd)
+                fd = nfd
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _mkdir_implicit(self, pfd: int, name: str, rel: str, *, opaque: bool) -> None:
+        low = None if opaque else self._lower_lookup(rel)
+        os.mkdir(name, 0o700, dir_fd=pfd)
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+        try:
+            if low is not None and stat.S_ISDIR(low[1].st_mode):
+                st = low[1]
+                os.fchown(fd, st.st_uid, st.st_gid)
+                os.fchmod(fd, stat.S_IMODE(st.st_mode))
+                self.dir_times.append((rel, st.st_mtime_ns))
+            else:
+                os.fchmod(fd, 0o755)
+            if opaque:
+                os.setxattr(fd, _OPAQUE_XATTR, b"y")
+        finally:
+            os.close(fd)
+        self.created.add(rel)
+
+    @staticmethod
+    def _lstat(pfd: int, name: str) -> os.stat_result | None:
+        try:
+            return os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    def _clear(self, pfd: int, name: str, *, keep_dir: bool) -> bool:
+        """Remove what is at name (never following it); True if a dir was kept."""
+        st = self._lstat(pfd, name)
+        if st is None:
+            return False
+        if stat.S_ISDIR(st.st_mode):
+            if keep_dir:
+                return True
+            shutil.rmtree(name, dir_fd=pfd)
+        else:
+            os.unlink(name, dir_fd=pfd)
+        return False
+
+    # -- entries ---------------------------------------------------------------------------
+
+    def apply(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        rel = _clean(member.name)
+        base = posixpath.basename(rel)
+        if base.startswith(_WH_PREFIX):
+            self._whiteout(rel, base)
+            return
+        if rel == "":
+            if not member.isdir():
+                raise LayerError(f"tar entry {member.name!r} would change the type of the root directory")
+            self._attrs_dir(self.root_fd, ".", member, "")
+            return
+        pfd = self._dir_fd(posixpath.dirname(rel))
+        try:
+            was_whiteout = rel in self.whiteouts
+            self.whiteouts.discard(rel)
+            if member.isdir():
+                self._directory(pfd, base, rel, member, opaque=was_whiteout)
+            elif member.isreg():
+                self._file(pfd, base, tar, member)
+            elif member.issym():
+                self._symlink(pfd, base, member)
+            elif member.islnk():
+                self._hardlink(pfd, base, rel, member)
+            elif member.ischr() or member.isblk() or member.isfifo():
+                self._node(pfd, base, member)
+            else:
+                raise LayerError(f"tar entry {member.name!r} has unsupported type {member.type!r}")
+        finally:
+            os.close(pfd)
+        self.created.add(rel)
+
+    def _directory(self, pfd: int, name: str, rel: str, m: tarfile.TarInfo, *, opaque: bool) -> None:
+        if not self._clear(pfd, name, keep_dir=True):
+            os.mkdir(name, 0o700, dir_fd=pfd)
+        self._attrs_dir(pfd, name, m, rel)
+        if opaque:
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+            try:
+                os.setxattr(fd, _OPAQUE_XATTR, b"y")
+            finally:
+                os.close(fd)
+
+    def _attrs_dir(self, pfd: int, name: str, m: tarfile.TarInfo, rel: str) -> None:
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+        try:
+            os.fchown(fd, m.uid, m.gid)
+            self._set_xattrs(fd, m, regular=True)
+            os.fchmod(fd, m.mode & 0o7777)
+        finally:
+            os.close(fd)
+        self.dir_times.append((rel, int(m.mtime * 1e9)))
+
+    def _file(self, pfd: int, name: str, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        self._clear(pfd, name, keep_dir=False)
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=pfd)
+        try:
+            src = tar.extractfile(m)
+            if src is not None and m.size:
+                left = m.size
+                while left > 0:
+                    chunk = src.read(min(left, _CHUNK))
+                    if not chunk:
+                        raise LayerError(f"the layer ends inside file {m.name!r} (truncated)")
+                    left -= len(chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view):]
+            os.fchown(fd, m.uid, m.gid)
+            self._set_xattrs(fd, m, regular=True)
+            os.fchmod(fd, m.mode & 0o7777)
+            ns = int(m.mtime * 1e9)
+            os.utime(fd, ns=(ns, ns))
+        finally:
+            os.close(fd)
+
+    def _symlink(self, pfd: int, name: str, m: tarfile.TarInfo) -> None:
+        if "\x00" in m.linkname or not m.linkname:
+            raise LayerError(f"symlink {m.name!r} has an empty or NUL-containing target")
+        self._clear(pfd, name, keep_dir=False)
+        os.symlink(m.linkname, name, dir_fd=pfd)
+        os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+        ns = int(m.mtime * 1e9)
+        os.utime(name, ns=(ns, ns), dir_fd=pfd, follow_symlinks=False)
+
+    def _hardlink(self, pfd: int, name: str, rel: str, m: tarfile.TarInfo) -> None:
+        target = _clean(m.linkname)
+        if target == "" or target == rel:
+            raise LayerError(f"hardlink {m.name!r} -> {m.linkname!r} has no valid target")
+        tfd = self._dir_fd(posixpath.dirname(target))
+        try:
+            tname = posixpath.basename(target)
+            st = self._lstat(tfd, tname)
+            if st is None or target in self.whiteouts:
+                if target in self.whiteouts:
+                    st = None
+                else:
+                    self._copy_up(tfd, tname, target)
+                    st = self._lstat(tfd, tname)
+            if st is None:
+                raise LayerError(f"hardlink {m.name!r}: target {m.linkname!r} does not exist in the image")
+            if stat.S_ISDIR(st.st_mode):
+                raise LayerError(f"hardlink {m.name!r}: target {m.linkname!r} is a directory")
+            self._clear(pfd, name, keep_dir=False)
+            os.link(tname, name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+        finally:
+            os.close(tfd)
+
+    def _copy_up(self, tfd: int, tname: str, target: str) -> None:
+        """Copy a lower layer's non-directory at `target` into this layer (for a hardlink)."""
+        found = self._lower_lookup(target)
+        if found is None:
+            return
+        lfd, st = found
+        if stat.S_ISDIR(st.st_mode):
+            return
+        ldir, lname = posixpath.split(target)
+        lpfd = openat2.openat2(lfd, ldir or ".", _O_DIR, 0,
+                               openat2.RESOLVE_BENEATH | openat2.RESOLVE_NO_SYMLINKS)
+        try:
+            if stat.S_ISREG(st.st_mode):
+                src = os.open(lname, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=lpfd)
+                dst = os.open(tname, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                              0o600, dir_fd=tfd)
+                try:
+                    while chunk := os.read(src, _CHUNK):
+                        view = memoryview(chunk)
+                        while view:
+                            view = view[os.write(dst, view):]
+                    for xname in os.listxattr(src):
+                        if _allowed_xattr(xname):
+                            os.setxattr(dst, xname, os.getxattr(src, xname))
+                    os.fchown(dst, st.st_uid, st.st_gid)
+                    os.fchmod(dst, stat.S_IMODE(st.st_mode))
+                    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+                finally:
+                    os.close(src)
+                    os.close(dst)
+            elif stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(lname, dir_fd=lpfd), tname, dir_fd=tfd)
+                os.chown(tname, st.st_uid, st.st_gid, dir_fd=tfd, follow_symlinks=False)
+            else:
+                os.mknod(tname, stat.S_IFMT(st.st_mode) | 0o600, st.st_rdev, dir_fd=tfd)
+                os.chown(tname, st.st_uid, st.st_gid, dir_fd=tfd, follow_symlinks=False)
+                self._chmod_node(tfd, tname, stat.S_IMODE(st.st_mode))
+        finally:
+            os.close(lpfd)
+
+    def _node(self, pfd: int, name: str, m: tarfile.TarInfo) -> None:
+        if m.isfifo():
+            kind, dev = stat.S_IFIFO, 0
+        else:
+            if not (0 <= m.devmajor <= 0xFFFFFFFF and 0 <= m.devminor <= 0xFFFFFFFF):
+                raise LayerError(f"device {m.name!r} has an out-of-range number {m.devmajor}:{m.devminor}")
+            kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
+            dev = os.makedev(m.devmajor, m.devminor)
+        self._clear(pfd, name, keep_dir=False)
+        os.mknod(name, kind | 0o600, dev, dir_fd=pfd)
+        os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+        try:
+            self._set_xattrs_path(_proc(fd), m)
+            os.chmod(_proc(fd), m.mode & 0o7777)
+            ns = int(m.mtime * 1e9)
+            os.utime(_proc(fd), ns=(ns, ns))
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _chmod_node(pfd: int, name: str, mode: int) -> None:
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+        try:
+            os.chmod(_proc(fd), mode)
+        finally:
+            os.close(fd)
+
+    def _set_xattrs(self, fd: int, m: tarfile.TarInfo, *, regular: bool) -> None:
+        for xname, value in _xattrs(m):
+            try:
+                os.setxattr(fd, xname, value)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTSUP, errno.EPERM):
+                    raise
+
+    def _set_xattrs_path(self, path: str, m: tarfile.TarInfo) -> None:
+        for xname, value in _xattrs(m):
+            try:
+                os.setxattr(path, xname, value)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTSUP, errno.EPERM):
+                    raise
+
+    def _whiteout(self, rel: str, base: str) -> None:
+        parent = posixpath.dirname(rel)
+        if base == _WH_OPAQUE:
+            fd = self._dir_fd(parent)
+            try:
+                if self.lower_fds:
+                    os.setxattr(_proc(fd), _OPAQUE_XATTR, b"y")
+            finally:
+                os.close(fd)
+            return
+        if base.startswith(_WH_META):
+            return  # aufs bookkeeping (.wh..wh.plnk etc.): not content
+        victim = base[len(_WH_PREFIX):]
+        if victim in ("", ".", ".."):
+            raise LayerError(f"invalid whiteout {rel!r}: it names {victim or 'nothing'!r}")
+        if not self.lower_fds:
+            return  # bottom layer: nothing below to hide
+        target = posixpath.join(parent, victim)
+        pfd = self._dir_fd(parent)
+        try:
+            st = self._lstat(pfd, victim)
+            if target in self.created:
+                # A whiteout never deletes its own layer's entry, but the lower one is gone:
+                # a directory of this layer must not merge with the lower one any more.
+                if st is not None and stat.S_ISDIR(st.st_mode):
+                    os.setxattr(_proc_at(pfd, victim), _OPAQUE_XATTR, b"y")
+                return
+            if st is not None:
+                self._clear(pfd, victim, keep_dir=False)
+            os.mknod(victim, stat.S_IFCHR, 0, dir_fd=pfd)
+            self.whiteouts.add(target)
+        finally:
+            os.close(pfd)
+
+    def finish(self) -> None:
+        for rel, ns in reversed(self.dir_times):
+            try:
+                fd = openat2.openat2(self.root_fd, rel or ".", _O_DIR | os.O_NOFOLLOW, 0,
+                                     openat2.RESOLVE_BENEATH | openat2.RESOLVE_NO_SYMLINKS)
+            except OSError:
+                continue  # replaced by a non-directory later in the layer
+            try:
+                os.utime(_proc(fd), ns=(ns, ns))
+            finally:
+                os.close(fd)
+
+
+def _proc_at(pfd: int, name: str) -> str:
+    return f"/proc/self/fd/{pfd}/{name}"
+
+
+def apply_layer(
+    blob: BinaryIO,
+    dest: Path,
+    *,
+    lowers: Sequence[Path] = (),
+    expected_diff_id: str | None = None,
+    limits: Limits | None = None,
+) -> ApplyResult:
+    """Apply the layer `blob` (compressed or not) into `dest`, an empty directory.
+
+    `lowers` are the fs dirs of the layers below, TOP-MOST FIRST (as overlayfs orders them);
+    they are only read (implicit parents' attributes, hardlink copy-up). Raises LayerError
+    (an ImageError) on any problem, including a DiffID different from `expected_diff_id`;
+    the caller must then discard `dest` entirely.
+    """
+    limits = limits or Limits()
+    stream = _Decompressed(blob, limits.max_size)
+    applier = _Applier(dest, lowers, limits)
+    count = 0
+    name = ""
+    try:
+        try:
+            with tarfile.open(fileobj=stream, mode="r|", bufsize=_CHUNK) as tar:  # type: ignore[call-overload]
+                for member in tar:
+                    name = member.name
+                    count += 1
+                    if count > limits.max_entries:
+                        raise LayerError(f"the layer has more than {limits.max_entries} entries (cap)")
+                    applier.apply(tar, member)
+            name = ""
+            applier.finish()
+            stream.drain()
+        except LayerError:
+            raise
+        except (tarfile.TarError, zlib.error, EOFError) as exc:
+            raise LayerError(f"the layer is not a valid tar stream{_at(name)}: {exc}",
+                             hint="the blob is corrupt or truncated; pull again") from None
+        except OSError as exc:
+            raise LayerError(f"applying the layer failed{_at(name)}: {exc}") from None
+        except Exception as exc:
+            if type(exc).__module__.startswith("zstd"):
+                raise LayerError(f"the layer's zstd stream is corrupt{_at(name)}: {exc}") from None
+            raise
+    finally:
+        applier.close()
+    diff_id = "sha256:" + stream.hash.hexdigest()
+    if expected_diff_id is not None and diff_id != expected_diff_id:
+        raise LayerError(f"wrong diff id: the layer decompresses to {diff_id}, the image config says "
+                         f"{expected_diff_id}", hint="the image is corrupt or was tampered with")
+    return ApplyResult(diff_id=diff_id, size=stream.size, entries=count)
+
+
+def _at(name: str) -> str:
+    return f" at entry {name!r}" if name else ""

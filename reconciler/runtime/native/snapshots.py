@@ -1,0 +1,205 @@
+"""Layer snapshots keyed by ChainID: `<root>/snapshots/<short id>/fs`.
+
+A snapshot is one layer applied on top of its parents (the layers below it in the image),
+stored as an overlayfs lower dir. Its key is the layer's ChainID (image-spec config.md), so
+images sharing a base share those snapshots. The directory name is a short id (the first 16
+hex digits of the ChainID) so paths stay short; the full ChainID is written in
+`<short>/chainid` and checked, so a (practically impossible) prefix clash is an error, never a
+mix-up.
+
+Commit protocol (crash safety): a snapshot is built in `snapshots/extract-<pid>-<rand>/fs`
+and renamed to `snapshots/<short>` only after the layer was applied and its DiffID verified.
+A directory with a short-id name is therefore always complete; `extract-*` and `remove-*`
+leftovers are debris that GC deletes. Removal renames to `remove-*` first for the same reason.
+A per-ChainID lock file (fcntl) makes concurrent pulls (threads or processes) extract a
+layer once: the second waits, then finds it committed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.runtime import errors
+from reconciler.runtime.native import content
+
+__all__ = ["SnapshotInfo", "SnapshotStore", "chain_ids"]
+
+SHORT_LEN = 16
+_TEMP_PREFIXES = ("extract-", "remove-")
+
+
+def chain_ids(diff_ids: Sequence[str]) -> list[str]:
+    """ChainID of each layer: C0 = D0, Cn = sha256(C(n-1) + " " + Dn)."""
+    out: list[str] = []
+    for d in diff_ids:
+        content.validate_digest(d)
+        if not out:
+            out.append(d)
+        else:
+            out.append("sha256:" + hashlib.sha256(f"{out[-1]} {d}".encode()).hexdigest())
+    return out
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """A committed snapshot."""
+
+    chain_id: str
+    short_id: str
+    path: Path              # the snapshot dir; the layer's files are in path / "fs"
+    parent: str | None
+    diff_id: str
+    size: int               # decompressed layer bytes
+
+
+class SnapshotStore:
+    """Committed snapshots under `<root>/snapshots`, locks under `lock_dir`."""
+
+    def __init__(self, root: Path, lock_dir: Path) -> None:
+        self.dir = root / "snapshots"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o700)
+        self.lock_dir = lock_dir
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        self._thread_locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    @staticmethod
+    def short_id(chain_id: str) -> str:
+        return content.digest_hex(chain_id)[:SHORT_LEN]
+
+    def path(self, chain_id: str) -> Path:
+        return self.dir / self.short_id(chain_id)
+
+    def fs_dir(self, chain_id: str) -> Path:
+        return self.path(chain_id) / "fs"
+
+    def exists(self, chain_id: str) -> bool:
+        try:
+            stored = (self.path(chain_id) / "chainid").read_text().strip()
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        if stored != chain_id:
+            raise errors.ImageError(
+                f"snapshot {self.short_id(chain_id)} holds {stored}, not {chain_id}",
+                hint="two layer chains share an id prefix; remove the image using it and pull again")
+        return True
+
+    def info(self, chain_id: str) -> SnapshotInfo:
+        if not self.exists(chain_id):
+            raise errors.NotFound(f"snapshot {chain_id} does not exist")
+        meta = json.loads((self.path(chain_id) / "meta.json").read_text())
+        return SnapshotInfo(chain_id, self.short_id(chain_id), self.path(chain_id),
+                            meta.get("parent"), meta["diff_id"], int(meta.get("size", 0)))
+
+    @contextmanager
+    def lock(self, chain_id: str) -> Iterator[None]:
+        """Exclusive per-ChainID lock across threads and processes."""
+        short = self.short_id(chain_id)
+        with self._guard:
+            tlock = self._thread_locks.setdefault(short, threading.Lock())
+        with tlock:
+            fd = os.open(self.lock_dir / f"snapshot-{short}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)
+
+    def create(
+        self,
+        chain_id: str,
+        parents: Sequence[str],
+        apply: Callable[[Path, list[Path]], dict[str, Any]],
+    ) -> bool:
+        """Build the snapshot for `chain_id` unless it exists; True if this call built it.
+
+        `parents` are the ChainIDs of the layers below, BOTTOM FIRST. `apply(fs_dir, lowers)`
+        fills the empty `fs_dir`, given the parents' fs dirs TOP-MOST FIRST, and returns a
+        dict with at least "diff_id" and "size"; anything it raises discards the work.
+        """
+        with self.lock(chain_id):
+            if self.exists(chain_id):
+                return False
+            for p in parents:
+                if not self.exists(p):
+                    raise errors.ImageError(f"parent snapshot {p} of {chain_id} is missing",
+                                            hint="pull the image again")
+            tmp = self.dir / f"extract-{os.getpid()}-{secrets.token_hex(4)}"
+            tmp.mkdir(mode=0o700)
+            try:
+                fs = tmp / "fs"
+                fs.mkdir()
+                os.chmod(fs, 0o755)  # noqa: S103 - the image root, as in the image
+                meta = apply(fs, [self.fs_dir(p) for p in reversed(parents)])
+                meta = {**meta, "chain_id": chain_id, "parent": parents[-1] if parents else None,
+                        "created": time.time()}
+                (tmp / "meta.json").write_text(json.dumps(meta, sort_keys=True))
+                (tmp / "chainid").write_text(chain_id)
+                content.ContentStore.fsync_dir(tmp)
+                os.rename(tmp, self.path(chain_id))
+                content.ContentStore.fsync_dir(self.dir)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            return True
+
+    def remove(self, chain_id: str) -> bool:
+        """Delete a committed snapshot (rename first: never a half-deleted committed one)."""
+        with self.lock(chain_id):
+            if not self.exists(chain_id):
+                return False
+            tmp = self.dir / f"remove-{os.getpid()}-{secrets.token_hex(4)}"
+            os.rename(self.path(chain_id), tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+            return True
+
+    def debris(self) -> list[Path]:
+        """Leftovers of interrupted extractions and removals whose process is gone."""
+        out = []
+        for d in self.dir.iterdir():
+            if not d.name.startswith(_TEMP_PREFIXES):
+                continue
+            try:
+                pid = int(d.name.split("-")[1])
+            except (IndexError, ValueError):
+                out.append(d)
+                continue
+            if pid == os.getpid() or _alive(pid):
+                continue
+            out.append(d)
+        return out
+
+    def list(self) -> list[SnapshotInfo]:
+        out = []
+        for d in self.dir.iterdir():
+            if d.name.startswith(_TEMP_PREFIXES):
+                continue
+            try:
+                chain_id = (d / "chainid").read_text().strip()
+                out.append(self.info(chain_id))
+            except (OSError, ValueError, KeyError, errors.RuntimeBackendError):
+                continue
+        return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

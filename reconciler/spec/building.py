@@ -85,7 +85,7 @@ class Builder:
         if isinstance(meta, dict) and isinstance(meta.get("name"), str):
             d.name = meta["name"]
         if "kind" not in data:
-            self.report(d, (), f"missing required field 'kind' (one of {', '.join(models.KINDS)})")
+            self.report(d, ("kind",), f"required field is missing; set it to one of {', '.join(models.KINDS)}", key=True)
             return d
         if kind not in models.KINDS:
             hint = schemas.did_you_mean(kind, models.KINDS) if isinstance(kind, str) else ""

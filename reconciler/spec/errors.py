@@ -29,8 +29,10 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        subject = f"{self.kind or '?'}/{self.name or '?'}"
         where = f"{self.file}:{self.line}:{self.column}"
+        if not self.kind and not self.name:        # a file-level problem: no document to name
+            return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        subject = f"{self.kind or '?'}/{self.name or '?'}"
         if self.field:
             return f"{where}: {subject}: {self.field}: {self.message}"
         return f"{where}: {subject}: {self.message}"

@@ -32,19 +32,18 @@ IMAGE_EXCLUDED = frozenset({"name", "origin", "pull", "track", "spec_hash"})
 COMMON_EXCLUDED = frozenset({"name", "origin", "spec_hash", "deletion_policy"})
 
 
-def _plain(value: Any) -> Any:
+def _default(value: Any) -> Any:
+    """JSON fallback for the models: dataclasses as their fields, mappings as dicts."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return value.__dict__
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
+        return dict(value)
+    return str(value)
 
 
 def canonical(value: Any) -> bytes:
-    """Canonical JSON bytes of plain data or dataclasses."""
-    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    """Canonical JSON bytes of plain data or of the (frozen, dict-backed) models."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default).encode()
 
 
 def file_digest(data: bytes) -> str:

@@ -43,8 +43,30 @@ MAX_DEPTH = 64                      # nesting of mappings/sequences
 
 Path_ = tuple[str | int, ...]
 
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_RESOLVED: dict[tuple[str, bool, bool], str] = {}      # plain scalar -> tag, shared by all loads
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc]
+    """libyaml's safe loader with the implicit-tag resolution of scalars memoised.
+
+    Manifests repeat the same keys and values ("image", "spec", "true") thousands of times,
+    and resolving a scalar's tag runs regexes in Python for each one.
+    """
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode and implicit is not None and len(value) <= 64:
+            key = (value, bool(implicit[0]), bool(implicit[1]))
+            tag = _RESOLVED.get(key)
+            if tag is None:
+                tag = super().resolve(kind, value, implicit)
+                if len(_RESOLVED) < 50_000:
+                    _RESOLVED[key] = tag
+            return tag
+        return super().resolve(kind, value, implicit)
+
 _SEQ_TAG = "tag:yaml.org,2002:seq"
+_STR_TAG = "tag:yaml.org,2002:str"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _EDITOR_TEMP_SUFFIXES = ("~", ".swp", ".swo", ".swx", ".tmp", ".bak", ".orig")
 
@@ -168,40 +190,20 @@ class _Bomb(Exception):
     """Internal: the document is too large after alias expansion, recursive or too deep."""
 
 
-def _measure(node: yaml.Node, sizes: dict[int, int], active: set[int], depth: int) -> int:
-    """Alias-expanded node count, memoised per node object so shared subtrees cost once."""
-    key = id(node)
-    if key in sizes:
-        return sizes[key]
-    if key in active:
-        raise _Bomb("recursive alias (a node contains itself)")
-    if depth > MAX_DEPTH:
-        raise _Bomb(f"nested deeper than {MAX_DEPTH} levels")
-    size = 1
-    if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
-        active.add(key)
-        children: list[yaml.Node] = []
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                children += (k, v)
-        else:
-            children = list(node.value)
-        for child in children:
-            size += _measure(child, sizes, active, depth + 1)
-            if size > MAX_DOCUMENT_NODES:
-                raise _Bomb(f"expands to more than {MAX_DOCUMENT_NODES} nodes (too many aliases?)")
-        active.discard(key)
-    sizes[key] = size
-    return size
-
-
 class _Builder:
-    """Turns a composed node tree into plain data, recording positions per path."""
+    """Turns a composed node tree into plain data, recording positions per path.
+
+    Aliases are expanded as they are built, under a budget: more than MAX_DOCUMENT_NODES
+    nodes (a "billion laughs" bomb stops after that many, in milliseconds), nesting deeper
+    than MAX_DEPTH, or an alias to one of its own ancestors, rejects the document.
+    """
 
     def __init__(self, doc: Document, problems: list[errors.Problem]) -> None:
         self.doc = doc
         self.problems = problems
         self.constructor = yaml.constructor.SafeConstructor()
+        self.budget = MAX_DOCUMENT_NODES
+        self.active: set[int] = set()
 
     def fail(self, node: yaml.Node, path: Path_, message: str) -> None:
         self.problems.append(
@@ -209,36 +211,57 @@ class _Builder:
         )
 
     def build(self, node: yaml.Node, path: Path_) -> Any:
-        self.doc.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        self.budget -= 1
+        if self.budget < 0:
+            raise _Bomb(f"expands to more than {MAX_DOCUMENT_NODES} nodes (too many aliases?)")
+        mark = node.start_mark
+        self.doc.values[path] = (mark.line + 1, mark.column + 1)
         if isinstance(node, yaml.ScalarNode):
+            if node.tag == _STR_TAG:
+                return node.value
             return self.constructor.construct_object(node, deep=True)
         if node.tag not in (_SEQ_TAG, _MAP_TAG):
             raise yaml.constructor.ConstructorError(
                 None, None, f"unsupported tag {node.tag!r} (only plain mappings and lists)", node.start_mark
             )
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
-        if isinstance(node, yaml.MappingNode):
+        key = id(node)
+        if key in self.active:
+            raise _Bomb("recursive alias (a node contains itself)")
+        if len(path) >= MAX_DEPTH:
+            raise _Bomb(f"nested deeper than {MAX_DEPTH} levels")
+        self.active.add(key)
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
+            assert isinstance(node, yaml.MappingNode)
             self.constructor.flatten_mapping(node)   # "<<" merge keys, as safe_load does
             out: dict[str, Any] = {}
             for knode, vnode in node.value:
-                key = self.build_key(knode, path)
-                if key is None:
+                name = self.build_key(knode, path)
+                if name is None:
                     continue
-                if key in out:
-                    self.fail(knode, (*path, key), f"duplicate key {key!r}; remove one of them")
+                if name in out:
+                    self.fail(knode, (*path, name), f"duplicate key {name!r}; remove one of them")
                     continue
-                self.doc.keys[(*path, key)] = (knode.start_mark.line + 1, knode.start_mark.column + 1)
-                out[key] = self.build(vnode, (*path, key))
+                self.doc.keys[(*path, name)] = (knode.start_mark.line + 1, knode.start_mark.column + 1)
+                out[name] = self.build(vnode, (*path, name))
             return out
-        raise _Bomb(f"unsupported YAML node {type(node).__name__}")
+        finally:
+            self.active.discard(key)
 
     def build_key(self, knode: yaml.Node, path: Path_) -> str | None:
-        key = self.constructor.construct_object(knode, deep=True) if isinstance(knode, yaml.ScalarNode) else None
-        if isinstance(key, str):
-            return key
-        if isinstance(key, bool | int | float) or key is None:
-            return str(key).lower() if isinstance(key, bool) or key is None else str(key)
+        if isinstance(knode, yaml.ScalarNode):
+            if knode.tag == _STR_TAG:
+                return str(knode.value)
+            key = self.constructor.construct_object(knode, deep=True)
+            if isinstance(key, str):
+                return key
+            if key is None:
+                return "null"
+            if isinstance(key, bool):
+                return "true" if key else "false"
+            if isinstance(key, int | float):
+                return str(key)
         self.fail(knode, path, "mapping keys must be plain strings")
         return None
 
@@ -263,7 +286,6 @@ def parse(source: SourceFile, problems: list[errors.Problem]) -> list[Document]:
             mark = node.start_mark
             doc = Document(file=source.path, base=source.base, index=index, line=mark.line + 1, column=mark.column + 1, data=None)
             try:
-                _measure(node, {}, set(), 0)
                 doc.data = _Builder(doc, problems).build(node, ())
             except _Bomb as exc:
                 problems.append(_problem(source.path, doc.line, doc.column, f"document rejected: {exc}"))

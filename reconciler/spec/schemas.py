@@ -15,7 +15,7 @@ from typing import Any
 
 from reconciler.spec import models
 
-__all__ = ["SchemaIssue", "did_you_mean", "issues", "schema", "schema_text"]
+__all__ = ["SchemaIssue", "combined", "did_you_mean", "issues", "schema", "schema_text"]
 
 SchemaIssue = tuple[tuple[str | int, ...], bool, str]   # (path, at the key?, message)
 
@@ -37,6 +37,16 @@ def _validator(kind: str) -> Any:
 
     cls = jsonschema.Draft202012Validator
     return cls(schema(kind), format_checker=None)
+
+
+@functools.cache
+def _fast_validator(kind: str) -> Any:
+    """jsonschema-rs (compiled, ~20x faster) decides validity; None when it is not installed."""
+    try:
+        import jsonschema_rs
+    except ImportError:
+        return None
+    return jsonschema_rs.Draft202012Validator(dict(schema(kind)))
 
 
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...] | Any) -> str:
@@ -73,7 +83,15 @@ def _short(value: Any) -> str:
 
 
 def issues(kind: str, data: Any) -> Iterator[SchemaIssue]:
-    """Every schema violation of a document of `kind`, as (path, at_key, message)."""
+    """Every schema violation of a document of `kind`, as (path, at_key, message).
+
+    Valid documents (the common case) are recognised by the compiled jsonschema-rs validator;
+    only invalid ones go through the `jsonschema` package, whose error objects carry what the
+    messages need (the failing keyword, its schema, the instance path).
+    """
+    fast = _fast_validator(kind)
+    if fast is not None and fast.is_valid(data):
+        return
     for err in _validator(kind).iter_errors(data):
         yield from _rewrite(err)
 
@@ -130,5 +148,23 @@ def _rewrite(err: Any) -> Iterator[SchemaIssue]:
     yield path, False, err.message
 
 
-def kinds() -> tuple[str, ...]:
-    return models.KINDS
+def combined() -> dict[str, Any]:
+    """One schema for any manifest document: the four kind schemas embedded, chosen by `kind`."""
+    base = str(schema("Container")["$id"]).rsplit("/", 1)[0]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"{base}/manifest.json",
+        "title": "reconciler/v1 manifest",
+        "description": "Any reconciler/v1 document; `kind` selects the schema.",
+        "type": "object",
+        "required": ["kind"],
+        "properties": {"kind": {"enum": list(models.KINDS)}},
+        "$defs": {kind: dict(schema(kind)) for kind in models.KINDS},
+        "allOf": [
+            {
+                "if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]},
+                "then": {"$ref": str(schema(kind)["$id"])},
+            }
+            for kind in models.KINDS
+        ],
+    }

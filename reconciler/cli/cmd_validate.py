@@ -1,0 +1,71 @@
+"""`reconcile validate PATH`: load and check manifests without touching the host.
+
+Exit 0 when every manifest is valid (prints a summary), 2 when any is not (lists every
+problem as `file:line:column: kind/name: field: message`). `--output json` prints the same
+as data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from reconciler.cli import output
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "validate",
+        help="check manifests (file, directory or - for stdin) and report every problem",
+        description="Load manifests like the agent does and report every problem at once. "
+        "Exit 0 when valid, 2 when not.",
+    )
+    parser.add_argument("path", metavar="PATH", help="a manifest file, a directory (searched recursively) or - for stdin")
+    output.add_output_flag(parser)
+    parser.set_defaults(run=run)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from reconciler import spec
+
+    try:
+        desired = spec.load(args.path)
+    except spec.SpecError as exc:
+        if args.output == "json":
+            output.print_json({
+                "valid": False,
+                "problems": [
+                    {"file": p.file, "line": p.line, "column": p.column, "kind": p.kind, "name": p.name,
+                     "field": p.field, "message": p.message}
+                    for p in exc.problems
+                ],
+            })
+        else:
+            for problem in exc.problems:
+                print(problem)
+            print(f"invalid: {_plural(len(exc.problems), 'problem')}", file=sys.stderr)
+        return exc.exit_code
+
+    objects = [
+        {"kind": kind, "name": obj.name, "file": obj.origin.file, "line": obj.origin.line, "spec_hash": obj.spec_hash}
+        for kind, items in (("Network", desired.networks), ("Volume", desired.volumes),
+                            ("Image", desired.images), ("Container", desired.containers))
+        for obj in items.values()
+    ]
+    if args.output == "json":
+        output.print_json({"valid": True, "revision": desired.revision, "files": list(desired.sources), "objects": objects})
+        return 0
+    counts = ", ".join(
+        _plural(len(items), word)
+        for word, items in (("container", desired.containers), ("image", desired.images),
+                            ("network", desired.networks), ("volume", desired.volumes))
+    )
+    print(f"valid: {counts} in {_plural(len(desired.sources), 'file')} (revision {desired.revision[:12]})")
+    return 0

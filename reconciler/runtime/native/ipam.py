@@ -309,6 +309,12 @@ class IPAM:
 
         All or nothing: a refused static address or a taken host port leaves no trace.
         """
+        unknown = set(static_ips) - set(networks)
+        if unknown:
+            raise errors.InvalidArgument(
+                f"container {container.name!r} has static addresses for networks it does not join: "
+                f"{', '.join(sorted(unknown))}",
+            )
         with self._db.tx() as conn:
             if conn.execute("SELECT 1 FROM net_containers WHERE container_id = ?",
                             (container.container_id,)).fetchone():
@@ -344,12 +350,6 @@ class IPAM:
                 if net_name not in static_ips:
                     conn.execute("UPDATE net_networks SET last_address = ? WHERE name = ?", (address, net_name))
                 endpoints.append(ep)
-            unknown = set(static_ips) - set(networks)
-            if unknown:
-                raise errors.InvalidArgument(
-                    f"container {container.name!r} has static addresses for networks it does not join: "
-                    f"{', '.join(sorted(unknown))}",
-                )
             port_records = self._reserve_ports(conn, container, ports, endpoints)
             return endpoints, port_records
 

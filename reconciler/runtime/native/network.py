@@ -25,6 +25,7 @@ import ipaddress
 import re
 import shutil
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -37,7 +38,7 @@ from reconciler.runtime import base, errors
 from reconciler.runtime.native import dns, firewall, ipam, netlink
 from reconciler.runtime.native.config import NativeConfig
 
-__all__ = ["DEFAULT_NETWORK", "Attachment", "NetworkManager", "RecoveryReport"]
+__all__ = ["DEFAULT_NETWORK", "Attachment", "NetworkManager", "RecoveryReport", "unmount_all"]
 
 DEFAULT_NETWORK = "default"
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -80,6 +81,24 @@ def _sysctl(path: str, value: str) -> None:
             p.write_text(value)
     except OSError as exc:
         raise errors.Unavailable(f"cannot set sysctl {path.replace('/', '.')}={value}: {exc}") from exc
+
+
+def _mount_count(path: Path) -> int:
+    """How many mounts are stacked on `path` (os.path.ismount misses same-device bind mounts)."""
+    target = str(path.resolve())
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return 0
+    return sum(1 for line in lines if len(line.split()) > 4 and line.split()[4] == target)
+
+
+def unmount_all(path: Path) -> None:
+    """Unmount every mount stacked on `path` (the netns dir's bind mount of itself)."""
+    for _ in range(_mount_count(path)):
+        subprocess.run(["umount", str(path)], capture_output=True, check=False, timeout=30)
+    if _mount_count(path):
+        raise errors.Unavailable(f"cannot unmount {path}", hint=f"check `findmnt {path}` for users")
 
 
 class NetworkManager:
@@ -159,13 +178,14 @@ class NetworkManager:
             record = self._ipam.add_network(
                 config, bridge=self.bridge_name(config.name), pool=self.config.subnet_pool, avoid=avoid,
             )
+            created: list[str] = []
             try:
-                self._ensure_bridge(record)
+                self._ensure_bridge(record, created=created)
                 self._fw.ensure_accepts(record)
                 self._apply_firewall()
             except BaseException:
                 if not existed:
-                    self._undo_network(record)
+                    self._undo_network(record, delete_bridge=bool(created))
                 raise
             log.info("network ensured", network=record.name, bridge=record.bridge, subnet=record.subnet)
             return record.state()
@@ -182,7 +202,7 @@ class NetworkManager:
             out += [ipaddress.IPv4Network(f"{a.address}/{a.prefixlen}", strict=False) for _, a in h.addresses()]
             return out
 
-    def _ensure_bridge(self, record: ipam.NetworkRecord) -> None:
+    def _ensure_bridge(self, record: ipam.NetworkRecord, *, created: list[str] | None = None) -> None:
         mac = "02:" + ":".join(_short_hash("mac/" + record.bridge, 10)[i:i + 2] for i in range(0, 10, 2))
         want = netlink.Address(record.gateway, record.prefixlen)
         with netlink.host() as h:
@@ -190,6 +210,8 @@ class NetworkManager:
             if link is None:
                 try:
                     link = h.add_bridge(record.bridge, mtu=record.mtu, mac=mac)
+                    if created is not None:
+                        created.append(record.bridge)
                 except errors.AlreadyExists:
                     link = h.link(record.bridge)
                     if link is None:
@@ -214,9 +236,10 @@ class NetworkManager:
         if not record.internal:
             _sysctl("net/ipv4/ip_forward", "1")
 
-    def _undo_network(self, record: ipam.NetworkRecord) -> None:
-        with suppress(errors.RuntimeBackendError), netlink.host() as h:
-            h.delete_link(record.bridge)
+    def _undo_network(self, record: ipam.NetworkRecord, *, delete_bridge: bool) -> None:
+        if delete_bridge:
+            with suppress(errors.RuntimeBackendError), netlink.host() as h:
+                h.delete_link(record.bridge)
         with suppress(errors.RuntimeBackendError):
             self._fw.remove_accepts([record.bridge])
         with suppress(errors.RuntimeBackendError):
@@ -517,6 +540,8 @@ class NetworkManager:
                     if d.name not in known:
                         shutil.rmtree(d, ignore_errors=True)
                         leaked_files.append(d.name)
+            if not known and self.netns_dir.is_dir() and not any(self.netns_dir.iterdir()):
+                unmount_all(self.netns_dir)   # pyroute2 made it a shared bind mount of itself
             rules = self._fw.remove_accepts(self._fw.accept_bridges() - bridges)
             self._apply_firewall()
             for cid in sorted(known):

@@ -9,7 +9,6 @@ is left: links, netns files, the nft table, iptables rules.
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import sys
@@ -124,9 +123,8 @@ class Harness:
         if self.test_netns_dir.is_dir():
             for f in self.test_netns_dir.iterdir():
                 netlink.remove_netns(f)
-        for d in (self.config.run_dir / "netns", self.test_netns_dir):
-            if os.path.ismount(d):
-                subprocess.run(["umount", str(d)], check=False)
+        network.unmount_all(self.config.run_dir / "netns")
+        network.unmount_all(self.test_netns_dir)
 
     def leftovers(self) -> list[str]:
         found = []
@@ -139,8 +137,7 @@ class Harness:
             found.append(f"nft table ip {self.prefix}")
         rules = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True, check=True).stdout
         found += [f"iptables {r}" for r in rules.splitlines() if self.prefix in r]
-        if os.path.ismount(ns_dir):
-            found.append(f"mount {ns_dir}")
+        found += [f"mount {d}" for d in (ns_dir, self.test_netns_dir) if network._mount_count(d)]
         return found
 
 

@@ -1,0 +1,132 @@
+"""IPAM records without touching the host: allocation, static addresses, ports, persistence."""
+
+from __future__ import annotations
+
+import ipaddress
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from reconciler._sqlite import Database
+from reconciler.runtime import base, errors
+from reconciler.runtime.native import ipam
+
+
+def _store(tmp_path: Path) -> ipam.IPAM:
+    return ipam.IPAM(Database(tmp_path / "state.db"))
+
+
+def _add(store: ipam.IPAM, cid: str, *, nets: tuple[str, ...] = ("n",), static: dict[str, str] | None = None,
+         ports: tuple[base.PortMapping, ...] = ()) -> list[ipam.EndpointRecord]:
+    rec = ipam.ContainerRecord(cid, cid, cid, (), f"/run/x/{cid}")
+    eps, _ = store.add_container(rec, networks=nets, static_ips=static or {}, ports=ports,
+                                 veth_name={n: f"v{cid}{n}" for n in nets})
+    return eps
+
+
+def test_pool_allocation_skips_taken_and_host_subnets(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    first = store.add_network(base.NetworkConfig("a"), bridge="b-a", pool="10.250.0.0/22",
+                              avoid=[ipaddress.IPv4Network("10.250.1.0/24")])
+    second = store.add_network(base.NetworkConfig("b"), bridge="b-b", pool="10.250.0.0/22", avoid=[])
+    assert (first.subnet, first.gateway) == ("10.250.0.0/24", "10.250.0.1")
+    assert second.subnet == "10.250.1.0/24"   # avoid= applied only to the first call
+    third = store.add_network(base.NetworkConfig("c"), bridge="b-c", pool="10.250.0.0/22",
+                              avoid=[ipaddress.IPv4Network("10.250.2.0/24")])
+    assert third.subnet == "10.250.3.0/24"
+    fourth = store.add_network(base.NetworkConfig("d"), bridge="b-d", pool="10.250.0.0/22", avoid=[])
+    assert fourth.subnet == "10.250.2.0/24"
+    with pytest.raises(errors.Conflict, match="no free /24"):
+        store.add_network(base.NetworkConfig("e"), bridge="b-e", pool="10.250.0.0/22", avoid=[])
+
+
+def test_network_record_is_verified_against_the_manifest(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    rec = store.add_network(base.NetworkConfig("n", subnet="10.251.0.0/24"), bridge="b", pool="10.0.0.0/8", avoid=[])
+    again = store.add_network(base.NetworkConfig("n", subnet="10.251.0.0/24", labels={"x": "1"}),
+                              bridge="b", pool="10.0.0.0/8", avoid=[])
+    assert again.id == rec.id
+    assert again.labels == {"x": "1"}
+    with pytest.raises(errors.Conflict, match="different settings"):
+        store.add_network(base.NetworkConfig("n", subnet="10.251.1.0/24"), bridge="b", pool="10.0.0.0/8", avoid=[])
+    with pytest.raises(errors.Conflict, match="overlaps"):
+        store.add_network(base.NetworkConfig("m", subnet="10.251.0.0/16".replace("/16", "/23")),
+                          bridge="c", pool="10.0.0.0/8", avoid=[])
+    with pytest.raises(errors.InvalidArgument, match="no host bits"):
+        store.add_network(base.NetworkConfig("k", subnet="10.251.5.1/24"), bridge="d", pool="10.0.0.0/8", avoid=[])
+
+
+def test_addresses_round_robin_static_and_release(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.add_network(base.NetworkConfig("n", subnet="10.252.0.0/29"), bridge="b", pool="10.0.0.0/8", avoid=[])
+    assert _add(store, "c1")[0].address == "10.252.0.2"
+    assert _add(store, "c2", static={"n": "10.252.0.6"})[0].address == "10.252.0.6"
+    assert _add(store, "c3")[0].address == "10.252.0.3"
+    store.remove_container("c1")
+    assert _add(store, "c4")[0].address == "10.252.0.4"     # not the just-released .2
+    assert _add(store, "c5")[0].address == "10.252.0.5"
+    assert _add(store, "c6")[0].address == "10.252.0.2"     # wraps around to the free one
+    with pytest.raises(errors.Conflict, match="no free address"):
+        _add(store, "c7")
+    assert store.container("c7") is None                     # all or nothing
+    with pytest.raises(errors.Conflict, match="already used"):
+        _add(store, "c8", static={"n": "10.252.0.6"})
+    for bad in ("10.252.0.1", "10.252.0.7", "10.9.9.9", "nonsense"):
+        with pytest.raises(errors.InvalidArgument):
+            _add(store, "c9", static={"n": bad})
+    with pytest.raises(errors.InvalidArgument, match="does not join"):
+        _add(store, "c9", static={"other": "10.1.1.1"})
+    with pytest.raises(errors.NotFound, match="not found"):
+        _add(store, "c9", nets=("missing",))
+    assert store.container("c9") is None
+
+
+def test_host_ports_are_exclusive(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.add_network(base.NetworkConfig("n", subnet="10.253.0.0/24"), bridge="b", pool="10.0.0.0/8", avoid=[])
+    _add(store, "c1", ports=(base.PortMapping(80, 8080, host_ip="127.0.0.1"),))
+    _add(store, "c2", ports=(base.PortMapping(80, 8080, host_ip="127.0.0.2"), base.PortMapping(53, 8080, "udp")))
+    with pytest.raises(errors.Conflict, match="already published by container 'c1'"):
+        _add(store, "c3", ports=(base.PortMapping(80, 8080),))   # 0.0.0.0 overlaps 127.0.0.1
+    assert store.container("c3") is None
+    assert [(p.protocol, p.host_ip, p.container_id) for p in store.ports()] == [
+        ("tcp", "127.0.0.1", "c1"), ("tcp", "127.0.0.2", "c2"), ("udp", "0.0.0.0", "c2")]
+    store.remove_container("c1")
+    _add(store, "c4", ports=(base.PortMapping(80, 8080, host_ip="127.0.0.1"),))
+
+
+def _worker(args: tuple[str, int]) -> list[str]:
+    db_path, n = args
+    store = ipam.IPAM(Database(db_path))
+    out = []
+    for i in range(n):
+        cid = f"p{multiprocessing.current_process().pid}-{i}"
+        out.append(_add(store, cid)[0].address)
+    return out
+
+
+def test_concurrent_processes_never_share_an_address(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.add_network(base.NetworkConfig("n", subnet="10.254.0.0/24"), bridge="b", pool="10.0.0.0/8", avoid=[])
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        results = pool.map(_worker, [(str(tmp_path / "state.db"), 25)] * 4)
+    addresses = [a for r in results for a in r]
+    assert len(addresses) == 100
+    assert len(set(addresses)) == 100
+    assert len({e.address for e in store.endpoints(network="n")}) == 100
+
+
+def test_records_survive_a_new_process(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.add_network(base.NetworkConfig("n", subnet="10.254.1.0/24"), bridge="b", pool="10.0.0.0/8", avoid=[])
+    _add(store, "c1")
+    reopened = ipam.IPAM(Database(tmp_path / "state.db"))
+    assert [n.name for n in reopened.networks()] == ["n"]
+    assert [(e.container_id, e.address) for e in reopened.endpoints()] == [("c1", "10.254.1.2")]
+    with pytest.raises(errors.Conflict, match="in use by 1 container"):
+        reopened.remove_network("n")
+    reopened.remove_container("c1")
+    reopened.remove_network("n")
+    with pytest.raises(errors.NotFound):
+        reopened.remove_network("n")

@@ -1,0 +1,195 @@
+"""NetworkManager's ensure/verify/undo/recover behaviour on the real host."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from reconciler.runtime import base, errors
+from reconciler.runtime.native import netlink, network
+from tests.native.network.conftest import Harness
+
+pytestmark = [pytest.mark.root]
+
+
+def _port() -> int:
+    return 20000 + secrets.randbelow(20000)
+
+
+def _addresses(name: str) -> set[str]:
+    with netlink.host() as h:
+        link = h.link(name)
+        assert link is not None
+        return {f"{a.address}/{a.prefixlen}" for _, a in h.addresses(link.index)}
+
+
+def test_names_fit_ifnamsiz_and_do_not_collide(harness: Harness) -> None:
+    m = harness.manager
+    assert m.bridge_name("db") == f"{harness.prefix}-db"
+    long_a, long_b = m.bridge_name("a-rather-long-network-name"), m.bridge_name("a-rather-long-network-nam2")
+    assert len(long_a) <= 15
+    assert long_a != long_b
+    assert long_a == m.bridge_name("a-rather-long-network-name")
+    assert len(m.veth_name("c" * 64, "n")) <= 15
+    with pytest.raises(errors.InvalidArgument):
+        m.ensure_network(base.NetworkConfig(name="Bad_Name"))
+    with pytest.raises(errors.InvalidArgument):
+        m.ensure_network(base.NetworkConfig(name="host"))
+
+
+def test_ensure_network_repairs_what_it_finds_and_refuses_changes(harness: Harness) -> None:
+    m = harness.manager
+    state = m.ensure_network(base.NetworkConfig(name="repair", subnet=harness.subnet(0), mtu=1400))
+    assert state.gateway == f"10.{harness.a}.{harness.b}.1"
+    assert _addresses(state.bridge) == {f"{state.gateway}/24"}
+    with netlink.host() as h:
+        link = h.link(state.bridge)
+        assert link is not None
+        assert link.mtu == 1400
+        assert link.up
+        # someone removes the gateway address and sets the bridge down and another MTU
+        h.delete_address(link.index, netlink.Address(state.gateway, 24))
+        h.add_address(link.index, netlink.Address("192.0.2.1", 24))
+        h.set_link(link.index, state="down", mtu=1300)
+    assert m.ensure_network(base.NetworkConfig(name="repair", subnet=harness.subnet(0), mtu=1400)) == state
+    assert _addresses(state.bridge) == {f"{state.gateway}/24"}
+    with netlink.host() as h:
+        link = h.link(state.bridge)
+        assert link is not None
+        assert (link.mtu, link.up) == (1400, True)
+        h.delete_link(state.bridge)
+    assert m.ensure_network(base.NetworkConfig(name="repair", subnet=harness.subnet(0), mtu=1400)) == state
+    assert _addresses(state.bridge) == {f"{state.gateway}/24"}
+
+    with pytest.raises(errors.Conflict, match="different settings"):
+        m.ensure_network(base.NetworkConfig(name="repair", subnet=harness.subnet(1)))
+    with pytest.raises(errors.Conflict, match="different settings"):
+        m.ensure_network(base.NetworkConfig(name="repair", internal=True))
+
+
+def test_a_foreign_interface_with_the_bridge_name_is_refused_and_nothing_is_recorded(harness: Harness) -> None:
+    m = harness.manager
+    name = m.bridge_name("taken")
+    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", f"{harness.link_tag}d"], check=True)
+    try:
+        with pytest.raises(errors.Conflict, match="not a bridge"):
+            m.ensure_network(base.NetworkConfig(name="taken"))
+        assert m.list_networks() == []
+    finally:
+        subprocess.run(["ip", "link", "del", name], check=True)
+
+
+def test_networks_from_the_pool_labels_selector_and_removal(harness: Harness) -> None:
+    m = harness.manager
+    one = m.ensure_network(base.NetworkConfig(name="one", labels={"reconciler.owner": "t"}))
+    two = m.ensure_network(base.NetworkConfig(name="two"))
+    assert one.subnet != two.subnet
+    for s in (one.subnet, two.subnet):
+        assert s.startswith(f"10.{harness.a}.")
+    assert [n.name for n in m.list_networks({"reconciler.owner": "t"})] == ["one"]
+    m.attach("ctr-1", name="c1", hostname="c1", networks=["one"])
+    with pytest.raises(errors.Conflict, match="in use by 1 container"):
+        m.remove_network("one")
+    m.detach("ctr-1")
+    m.remove_network("one")
+    with pytest.raises(errors.NotFound):
+        m.remove_network("one")
+    with netlink.host() as h:
+        assert h.link(one.bridge) is None
+
+
+def test_default_network_static_addresses_and_multiple_networks(harness: Harness) -> None:
+    m = harness.manager
+    plain = m.attach("ctr-plain", name="plain", hostname="plain", networks=[])
+    assert list(plain.ip_addresses) == ["default"]
+    m.ensure_network(base.NetworkConfig(name="back", subnet=harness.subnet(1), internal=True))
+    both = m.attach("ctr-both", name="both", hostname="both", networks=["default", "back"],
+                    static_ips={"back": f"10.{harness.a}.{harness.b + 1}.50"})
+    assert both.ip_addresses["back"] == f"10.{harness.a}.{harness.b + 1}.50"
+    out = subprocess.run(["nsenter", f"--net={both.netns_path}", "ip", "-4", "-o", "addr"],
+                         capture_output=True, text=True, check=True).stdout
+    assert f"eth0    inet {both.ip_addresses['default']}/24" in " ".join(out.split("\n"))
+    assert f"eth1    inet {both.ip_addresses['back']}/24" in " ".join(out.split("\n"))
+    routes = subprocess.run(["nsenter", f"--net={both.netns_path}", "ip", "route"],
+                            capture_output=True, text=True, check=True).stdout
+    default_gw = m.list_networks()[[n.name for n in m.list_networks()].index("default")].gateway
+    assert f"default via {default_gw} dev eth0" in routes
+    with pytest.raises(errors.Conflict, match="already used"):
+        m.attach("ctr-x", name="x", hostname="x", networks=["back"],
+                 static_ips={"back": f"10.{harness.a}.{harness.b + 1}.50"})
+    with pytest.raises(errors.InvalidArgument, match="not a usable address"):
+        m.attach("ctr-x", name="x", hostname="x", networks=["back"], static_ips={"back": "10.0.0.9"})
+    assert not (harness.config.run_dir / "netns" / "ctr-x").exists()
+    # attach is idempotent for the same networks and repairs a lost interface
+    with netlink.host() as h:
+        h.delete_link(m.veth_name("ctr-both", "back"))
+    again = m.attach("ctr-both", name="both", hostname="both", networks=["default", "back"])
+    assert again == both
+    with netlink.host() as h:
+        assert h.link(m.veth_name("ctr-both", "back")) is not None
+    with pytest.raises(errors.Conflict, match="detach it"):
+        m.attach("ctr-both", name="both", hostname="both", networks=["back"])
+
+
+def test_host_port_in_use_is_a_clear_error_and_leaves_nothing(harness: Harness) -> None:
+    m = harness.manager
+    m.ensure_network(base.NetworkConfig(name="ports"))
+    port = _port()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", port))
+        listener.listen(1)
+        with pytest.raises(errors.Conflict, match="in use by another program"):
+            m.attach("ctr-p1", name="p1", hostname="p1", networks=["ports"], ports=[base.PortMapping(80, port)])
+    assert not (harness.config.run_dir / "netns" / "ctr-p1").exists()
+    with netlink.host() as h:
+        assert h.link(m.veth_name("ctr-p1", "ports")) is None
+    m.attach("ctr-p1", name="p1", hostname="p1", networks=["ports"], ports=[base.PortMapping(80, port)])
+    with pytest.raises(errors.Conflict, match="already published by container 'p1'"):
+        m.attach("ctr-p2", name="p2", hostname="p2", networks=["ports"],
+                 ports=[base.PortMapping(81, port, host_ip="127.0.0.1")])
+    with pytest.raises(errors.Conflict, match="already published"):
+        m.check_ports([base.PortMapping(81, port)])
+    m.check_ports([base.PortMapping(81, port, protocol="udp")])
+    with pytest.raises(errors.InvalidArgument):
+        m.check_ports([base.PortMapping(81, 70000)])
+
+
+def test_recover_collects_what_a_crash_left(harness: Harness, tmp_path: Path) -> None:
+    m = harness.manager
+    m.ensure_network(base.NetworkConfig(name="crash"))
+    port = _port()
+    live = m.attach("ctr-live", name="live", hostname="live", networks=["crash"])
+    dead = m.attach("ctr-dead", name="dead", hostname="dead", networks=["crash"],
+                    ports=[base.PortMapping(80, port)])
+    assert "dead" in live.hosts_path.read_text()
+    # leaks no record knows: a veth and a bridge with our prefix, a netns file, an accept rule
+    with netlink.host() as h:
+        subprocess.run(["ip", "link", "add", f"{harness.prefix}vleak", "type", "veth", "peer", "name",
+                        f"{harness.link_tag}peer"], check=True)
+        h.add_bridge(f"{harness.prefix}-gone", mtu=1500, mac="02:00:00:00:00:01")
+    netlink.create_netns(harness.config.run_dir / "netns" / "ctr-orphan")
+    subprocess.run(["iptables", "-w", "-I", "FORWARD", "-i", f"{harness.prefix}-gone", "-m", "comment",
+                    "--comment", "reconciler", "-j", "ACCEPT"], check=True)
+
+    # a new process of the engine starts after the crash and knows only ctr-live is running
+    fresh = network.NetworkManager(harness.make_config())
+    report = fresh.recover(["ctr-live"])
+    assert report.containers == ("ctr-dead",)
+    assert set(report.links) >= {f"{harness.prefix}vleak", f"{harness.prefix}-gone"}
+    assert report.netns == ("ctr-orphan",)
+    assert report.iptables_rules == 1
+    assert "dead" not in live.hosts_path.read_text()
+    assert not dead.netns_path.exists()
+    assert live.netns_path.exists()
+    table = subprocess.run(["nft", "list", "table", "ip", harness.prefix], capture_output=True, text=True,
+                           check=True).stdout
+    assert f"dport {port}" not in table
+    assert "masquerade" in table
+    with netlink.host() as h:
+        assert h.link(m.veth_name("ctr-dead", "crash")) is None
+        assert h.link(m.veth_name("ctr-live", "crash")) is not None
+    assert [e.container_id for e in fresh._ipam.endpoints()] == ["ctr-live"]

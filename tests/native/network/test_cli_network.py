@@ -1,0 +1,55 @@
+"""`reconcile network ls / inspect` over a state DB the engine wrote."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from reconciler._sqlite import Database
+from reconciler.runtime import base
+from reconciler.runtime.native import ipam
+
+
+def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", "network", "--root", str(root), "--run-dir", str(root / "run"), *args],
+        capture_output=True, text=True, check=False,
+    )
+
+
+def _seed(root: Path) -> None:
+    store = ipam.IPAM(Database(root / "state.db"))
+    store.add_network(base.NetworkConfig("shop", subnet="10.210.0.0/24", labels={"tier": "front"}),
+                      bridge="rcl-shop", pool="10.89.0.0/16", avoid=[])
+    store.add_network(base.NetworkConfig("backend", subnet="10.210.1.0/24", internal=True),
+                      bridge="rcl-backend", pool="10.89.0.0/16", avoid=[])
+    store.add_container(ipam.ContainerRecord("c" * 64, "web", "web", (), "/x"), networks=["shop"],
+                        static_ips={}, ports=[], veth_name={"shop": "rclv1"})
+
+
+def test_ls_table_json_and_filter(tmp_path: Path) -> None:
+    _seed(tmp_path)
+    table = _cli(tmp_path, "ls")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["NETWORK", "ID", "NAME", "BRIDGE", "SUBNET", "GATEWAY", "INTERNAL", "CONTAINERS"]
+    assert lines[1].split()[1:] == ["backend", "rcl-backend", "10.210.1.0/24", "10.210.1.1", "True", "0"]
+    assert lines[2].split()[1:] == ["shop", "rcl-shop", "10.210.0.0/24", "10.210.0.1", "False", "1"]
+    data = json.loads(_cli(tmp_path, "ls", "-o", "json").stdout)
+    assert [d["name"] for d in data] == ["backend", "shop"]
+    filtered = json.loads(_cli(tmp_path, "ls", "-o", "json", "--filter", "label=tier=front").stdout)
+    assert [d["name"] for d in filtered] == ["shop"]
+
+
+def test_inspect_lists_members_and_fails_for_unknown(tmp_path: Path) -> None:
+    _seed(tmp_path)
+    ok = _cli(tmp_path, "inspect", "shop")
+    assert ok.returncode == 0, ok.stderr
+    doc = json.loads(ok.stdout)[0]
+    assert doc["containers"] == [{"id": "c" * 64, "name": "web", "address": "10.210.0.2"}]
+    assert doc["labels"] == {"tier": "front"}
+    missing = _cli(tmp_path, "inspect", "shop", "nope")
+    assert missing.returncode == 1
+    assert "no such network: nope" in missing.stderr

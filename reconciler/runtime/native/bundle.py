@@ -1,0 +1,433 @@
+"""The OCI runtime bundle: `config.json` from an image config plus a `ContainerConfig`.
+
+Pure functions over values, except for the two reads of the image's `/etc/passwd` and
+`/etc/group` (through in-root path resolution, size-capped) and the creation of the working
+directory. Docker's defaults (moby daemon/pkg/oci/defaults.go, caps/defaults.go) are copied as
+data: mounts, masked and read-only paths, capabilities and device rules.
+
+    build_spec(BundleInputs) -> dict       the config.json document
+    resolve_user(rootfs, "app:app")        -> User(uid, gid, additional_gids, home)
+    process_argv(image_config, config)     Entrypoint/Cmd with Docker's override rules
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal as _signal
+import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reconciler.runtime import base
+from reconciler.runtime import errors as rterrors
+from reconciler.runtime.native import openat2
+
+__all__ = [
+    "DEFAULT_CAPS",
+    "BundleInputs",
+    "User",
+    "build_spec",
+    "capabilities",
+    "ensure_dir_in_root",
+    "merge_env",
+    "open_in_root",
+    "parse_signal",
+    "process_argv",
+    "resolve_user",
+    "secure_join",
+]
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# moby daemon/pkg/oci/caps/defaults.go
+DEFAULT_CAPS: tuple[str, ...] = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+)
+
+ALL_CAPS: tuple[str, ...] = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+)
+
+MASKED_PATHS: tuple[str, ...] = (
+    "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+    "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+    "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+)
+READONLY_PATHS: tuple[str, ...] = (
+    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+)
+
+# Device cgroup rules: deny everything, then Docker's allow list (and its explicit fuse deny).
+DEVICE_RULES: tuple[dict[str, Any], ...] = (
+    {"allow": False, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},    # zero
+    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},    # null
+    {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},    # urandom
+    {"allow": True, "type": "c", "major": 1, "minor": 8, "access": "rwm"},    # random
+    {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"},    # full
+    {"allow": True, "type": "c", "major": 5, "minor": 0, "access": "rwm"},    # tty
+    {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"},    # console
+    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},    # ptmx
+    {"allow": True, "type": "c", "major": 136, "access": "rwm"},              # pts/*
+    {"allow": False, "type": "c", "major": 10, "minor": 229, "access": "rwm"},  # fuse
+)
+
+MAX_ID = 2**31 - 1          # uids/gids above int32 are refused (CVE-2024-40635 class)
+PASSWD_LIMIT = 4 << 20      # read at most 4 MiB of /etc/passwd or /etc/group
+
+
+@dataclass(frozen=True)
+class User:
+    """The resolved identity of the container's process."""
+
+    uid: int
+    gid: int
+    additional_gids: tuple[int, ...] = ()
+    home: str = "/"
+
+
+@dataclass(frozen=True)
+class BundleInputs:
+    """Everything `build_spec` needs; paths are host paths."""
+
+    config: base.ContainerConfig
+    image_config: Mapping[str, Any]     # the image config's "config" object
+    rootfs: Path                        # the mounted overlay
+    hostname: str
+    user: User
+    argv: tuple[str, ...]
+    env: tuple[str, ...]
+    cwd: str
+    cgroups_path: str
+    etc_files: Mapping[str, Path]       # "/etc/hosts" etc. -> host file to bind read-only
+    netns_path: str | None = None       # join this netns; None = a new one (unless host)
+    host_network: bool = False
+    volume_mounts: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
+    terminal: bool = False
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- path safety
+
+def secure_join(root: Path, path: str, *, max_links: int = 40) -> Path:
+    """`path` resolved inside `root` as if `root` were `/` (symlinks and `..` clamped).
+
+    Used only on a rootfs no process runs in yet (at create), so nothing can swap a component
+    between this walk and the open that follows; the final open still uses O_NOFOLLOW.
+    """
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    resolved: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = root.joinpath(*resolved, part)
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            resolved.append(part)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > max_links:
+                raise OSError(errno.ELOOP, "too many symlinks", str(path))
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        resolved.append(part)
+    return root.joinpath(*resolved)
+
+
+def open_in_root(root: Path, path: str, flags: int = os.O_RDONLY) -> int:
+    """Open `path` inside `root` with openat2(RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS)."""
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return openat2.open_in_root(root_fd, path.lstrip("/"), flags)
+    finally:
+        os.close(root_fd)
+
+
+def _read_in_root(root: Path, path: str, limit: int = PASSWD_LIMIT) -> str | None:
+    try:
+        fd = open_in_root(root, path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise rterrors.InvalidArgument(f"cannot read {path} in the image: {exc.strerror}") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise rterrors.InvalidArgument(f"{path} in the image is not a regular file")
+        data = os.read(fd, limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise rterrors.InvalidArgument(f"{path} in the image is larger than {limit} bytes")
+    return data.decode("utf-8", "replace")
+
+
+def ensure_dir_in_root(root: Path, path: str) -> None:
+    """Create directory `path` inside `root` (and parents), as Docker does for WorkingDir and mounts."""
+    target = secure_join(root, path)
+    if not target.is_relative_to(root):  # pragma: no cover - secure_join guarantees it
+        raise rterrors.InvalidArgument(f"{path} resolves outside the container")
+    target.mkdir(parents=True, exist_ok=True)
+
+
+# ---------------------------------------------------------------------------- users
+
+def _parse_id(value: str, what: str) -> int:
+    n = int(value)
+    if not 0 <= n <= MAX_ID:
+        raise rterrors.InvalidArgument(f"{what} {value} is out of range (0..{MAX_ID})")
+    return n
+
+
+def resolve_user(rootfs: Path, spec: str | None) -> User:
+    """Docker's `User` forms: user, uid, user:group, uid:gid, uid:group, user:gid.
+
+    Names are looked up in the image's /etc/passwd and /etc/group. With only a user, its
+    primary group and the groups that list it are used; with a group, supplementary groups
+    from the image are not added.
+    """
+    spec = (spec or "").strip() or "0"
+    user_part, _, group_part = spec.partition(":")
+    passwd = [line.split(":") for line in (_read_in_root(rootfs, "/etc/passwd") or "").splitlines()]
+    passwd = [p for p in passwd if len(p) >= 7]
+    uid: int | None = None
+    gid: int | None = None
+    name: str | None = None
+    home = "/"
+    if user_part.isdigit():
+        uid = _parse_id(user_part, "uid")
+        for p in passwd:
+            if p[2].isdigit() and int(p[2]) == uid:
+                name, gid, home = p[0], int(p[3]) if p[3].isdigit() else 0, p[5] or "/"
+                break
+    else:
+        for p in passwd:
+            if p[0] == user_part:
+                name = p[0]
+                uid = _parse_id(p[2], "uid")
+                gid = _parse_id(p[3], "gid")
+                home = p[5] or "/"
+                break
+        if uid is None:
+            raise rterrors.InvalidArgument(
+                f"unable to find user {user_part}: no matching entries in the image's /etc/passwd",
+                hint="use a numeric uid, or a user the image defines",
+            )
+    groups_txt = _read_in_root(rootfs, "/etc/group") or ""
+    groups = [line.split(":") for line in groups_txt.splitlines()]
+    groups = [g for g in groups if len(g) >= 4]
+    additional: list[int] = []
+    if group_part:
+        if group_part.isdigit():
+            gid = _parse_id(group_part, "gid")
+        else:
+            found = [g for g in groups if g[0] == group_part]
+            if not found:
+                raise rterrors.InvalidArgument(
+                    f"unable to find group {group_part}: no matching entries in the image's /etc/group",
+                    hint="use a numeric gid, or a group the image defines",
+                )
+            gid = _parse_id(found[0][2], "gid")
+    else:
+        if gid is None:
+            gid = 0
+        if name is not None:
+            for g in groups:
+                members = [m for m in g[3].split(",") if m]
+                if name in members and g[2].isdigit():
+                    n = _parse_id(g[2], "gid")
+                    if n != gid and n not in additional:
+                        additional.append(n)
+    return User(uid=uid, gid=gid, additional_gids=tuple(additional), home=home)
+
+
+# ---------------------------------------------------------------------------- process
+
+def process_argv(image_config: Mapping[str, Any], config: base.ContainerConfig) -> tuple[str, ...]:
+    """Entrypoint + Cmd: a given entrypoint drops the image's Cmd (Docker's rule)."""
+    entrypoint = list(config.command) if config.command is not None else list(image_config.get("Entrypoint") or [])
+    if config.args is not None:
+        cmd = list(config.args)
+    elif config.command is not None:
+        cmd = []
+    else:
+        cmd = list(image_config.get("Cmd") or [])
+    argv = tuple(entrypoint + cmd)
+    if not argv:
+        raise rterrors.InvalidArgument(
+            f"container {config.name}: no command specified",
+            hint="the image has neither Entrypoint nor Cmd; give a command",
+        )
+    return argv
+
+
+def merge_env(
+    image_env: Sequence[str] | None, env: Mapping[str, str], *, hostname: str, home: str,
+) -> tuple[str, ...]:
+    """Image Env overridden by the container's; PATH, HOSTNAME and HOME as Docker sets them."""
+    merged: dict[str, str] = {}
+    for item in image_env or ():
+        k, _, v = item.partition("=")
+        merged[k] = v
+    for k, v in env.items():
+        merged[k] = v
+    merged.setdefault("PATH", DEFAULT_PATH)
+    out = {"PATH": merged.pop("PATH"), "HOSTNAME": hostname}
+    out.update(merged)
+    out.setdefault("HOME", home)
+    return tuple(f"{k}={v}" for k, v in out.items())
+
+
+def capabilities(cap_add: Sequence[str], cap_drop: Sequence[str]) -> list[str]:
+    """Docker's defaults plus `cap_add` minus `cap_drop`; "ALL" works on either side."""
+    def norm(c: str) -> str:
+        c = c.strip().upper()
+        if c == "ALL":
+            return c
+        c = c if c.startswith("CAP_") else "CAP_" + c
+        if c not in ALL_CAPS:
+            raise rterrors.InvalidArgument(f"unknown capability {c}")
+        return c
+
+    add = [norm(c) for c in cap_add]
+    drop = [norm(c) for c in cap_drop]
+    caps = [] if "ALL" in drop else list(DEFAULT_CAPS)
+    if "ALL" in add:
+        caps = list(ALL_CAPS)
+    caps += [c for c in add if c != "ALL" and c not in caps]
+    return [c for c in caps if c not in drop]
+
+
+def parse_signal(value: str | int | None, default: int = _signal.SIGTERM) -> int:
+    """`SIGTERM`, `TERM`, `15`, `SIGRTMIN+3` -> signal number."""
+    if value is None or value == "":
+        return int(default)
+    if isinstance(value, int):
+        return value
+    v = value.strip().upper()
+    if v.isdigit():
+        return int(v)
+    if not v.startswith("SIG"):
+        v = "SIG" + v
+    if v.startswith("SIGRTMIN+"):
+        return int(_signal.SIGRTMIN) + int(v.split("+", 1)[1])
+    if v.startswith("SIGRTMAX-"):
+        return int(_signal.SIGRTMAX) - int(v.split("-", 1)[1])
+    try:
+        return int(_signal.Signals[v])
+    except KeyError:
+        raise rterrors.InvalidArgument(f"unknown signal {value}") from None
+
+
+# ---------------------------------------------------------------------------- spec
+
+def _default_mounts(*, host_network: bool) -> list[dict[str, Any]]:
+    sysfs: dict[str, Any] = {
+        "destination": "/sys", "type": "sysfs", "source": "sysfs",
+        "options": ["nosuid", "noexec", "nodev", "ro"],
+    }
+    if host_network:
+        # sysfs cannot be mounted without an own network namespace: bind the host's read-only
+        sysfs = {"destination": "/sys", "type": "bind", "source": "/sys",
+                 "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
+    return [
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        sysfs,
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["ro", "nosuid", "noexec", "nodev"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]},
+    ]
+
+
+def _resources(r: base.Resources) -> dict[str, Any]:
+    res: dict[str, Any] = {"devices": [dict(d) for d in DEVICE_RULES]}
+    if r.memory is not None:
+        if r.memory < 6 * 1024 * 1024:
+            raise rterrors.InvalidArgument("minimum memory limit allowed is 6MB")
+        # swap = limit: no swap beyond the memory limit (v1 memsw; v2 swap.max 0)
+        res["memory"] = {"limit": r.memory, "swap": r.memory}
+    if r.cpus is not None:
+        if r.cpus <= 0:
+            raise rterrors.InvalidArgument("cpus must be positive")
+        period = 100_000
+        res["cpu"] = {"quota": int(r.cpus * period), "period": period}
+    if r.pids is not None:
+        res["pids"] = {"limit": r.pids}
+    return res
+
+
+def _depth(m: Mapping[str, Any]) -> int:
+    return len([p for p in str(m["destination"]).split("/") if p])
+
+
+def build_spec(inp: BundleInputs) -> dict[str, Any]:
+    """The OCI runtime config (runtime-spec 1.0) for this container."""
+    cfg = inp.config
+    caps = capabilities(cfg.cap_add, cfg.cap_drop)
+    namespaces: list[dict[str, str]] = [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]
+    if not inp.host_network:
+        ns: dict[str, str] = {"type": "network"}
+        if inp.netns_path:
+            ns["path"] = inp.netns_path
+        namespaces.append(ns)
+    mounts = _default_mounts(host_network=inp.host_network)
+    user_mounts = sorted((dict(m) for m in inp.volume_mounts), key=_depth)  # parents before children
+    mounts += user_mounts
+    for dest, src in sorted(inp.etc_files.items()):
+        mounts.append({"destination": dest, "type": "bind", "source": str(src),
+                       "options": ["rbind", "rprivate", "nosuid", "nodev", "noexec"] + (["ro"] if cfg.read_only else [])})
+    process: dict[str, Any] = {
+        "terminal": inp.terminal,
+        "user": {"uid": inp.user.uid, "gid": inp.user.gid},
+        "args": list(inp.argv),
+        "env": list(inp.env),
+        "cwd": inp.cwd,
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        "noNewPrivileges": False,
+        # no rlimits: the process inherits ours; asking for more than the inherited hard limit
+        # fails without CAP_SYS_RESOURCE (podman's defaults do, on the test machines)
+    }
+    if inp.user.additional_gids:
+        process["user"]["additionalGids"] = list(inp.user.additional_gids)
+    return {
+        "ociVersion": "1.0.2",
+        "process": process,
+        "root": {"path": str(inp.rootfs), "readonly": cfg.read_only},
+        "hostname": inp.hostname,
+        "mounts": mounts,
+        "annotations": dict(inp.annotations),
+        "linux": {
+            "namespaces": namespaces,
+            "cgroupsPath": inp.cgroups_path,
+            "resources": _resources(cfg.resources),
+            "maskedPaths": list(MASKED_PATHS),
+            "readonlyPaths": list(READONLY_PATHS),
+        },
+    }

@@ -1,0 +1,76 @@
+"""cgroups of native containers on v1, v2 and the v1/v2 hybrid layout.
+
+runc creates and fills the leaf cgroups from `linux.cgroupsPath` and `linux.resources`; this
+module names the path (an absolute `/<prefix>/<id>`, so every hierarchy has the same parent we
+can find and remove) and cleans up what runc leaves: `runc delete` removes the leaves but not
+the parent, in each v1 hierarchy and in `/sys/fs/cgroup/unified` (host-recipes §1, §6).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+__all__ = ["CGROUP_ROOT", "cgroups_path", "hierarchies", "leaf_dirs", "oom_kill_count", "remove"]
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cgroups_path(prefix: str, cid: str) -> str:
+    """The `linux.cgroupsPath` of a container: one parent per engine instance (name prefix)."""
+    return f"/{prefix}/{cid}"
+
+
+def hierarchies(root: Path = CGROUP_ROOT) -> list[Path]:
+    """Every mounted cgroup hierarchy: the v1 controllers, `unified`, or the v2 root alone."""
+    if (root / "cgroup.controllers").exists():
+        return [root]                               # pure v2
+    found: list[Path] = []
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return []
+    for e in entries:
+        if e.is_dir(follow_symlinks=False) and os.path.ismount(e.path):
+            found.append(Path(e.path))
+    return found
+
+
+def leaf_dirs(prefix: str, cid: str) -> list[Path]:
+    """The container's cgroup directory in every hierarchy where it exists."""
+    rel = cgroups_path(prefix, cid).lstrip("/")
+    return [h / rel for h in hierarchies() if (h / rel).is_dir()]
+
+
+def _rmdir(path: Path) -> None:
+    try:
+        os.rmdir(path)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EBUSY):
+            raise
+
+
+def remove(prefix: str, cid: str | None = None) -> None:
+    """rmdir the container's leaf (if runc left it) and the parent once it is empty."""
+    for h in hierarchies():
+        parent = h / prefix
+        if cid is not None:
+            _rmdir(parent / cid)
+        _rmdir(parent)
+
+
+def oom_kill_count(prefix: str, cid: str) -> int:
+    """How many processes the OOM killer took in the container's memory cgroup (v1 or v2)."""
+    rel = cgroups_path(prefix, cid).lstrip("/")
+    for f, key in ((CGROUP_ROOT / "memory" / rel / "memory.oom_control", "oom_kill"),
+                   (CGROUP_ROOT / rel / "memory.events", "oom_kill"),
+                   (CGROUP_ROOT / "unified" / rel / "memory.events", "oom_kill")):
+        try:
+            for line in f.read_text().splitlines():
+                k, _, v = line.partition(" ")
+                if k == key and v.strip().isdigit():
+                    return int(v)
+        except OSError:
+            continue
+    return 0

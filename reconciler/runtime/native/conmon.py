@@ -1,0 +1,193 @@
+"""conmon: the small C monitor that runs `<runtime> create`, owns stdio and records the exit.
+
+Started as podman does (host-recipes §1): a sync pipe and a start pipe passed as inherited
+fds, `--exit-dir` (one file per container, named by id, holding the decimal exit status),
+`--persist-dir` (`exit`, and `oom` when the kernel OOM-killed the container), k8s-file logs
+with `--log-size-max`, and the runtime's JSON log for create errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.runtime import errors as rterrors
+from reconciler.runtime.native import oci
+
+__all__ = ["ConmonPaths", "create", "read_exit", "read_pid", "was_oom_killed"]
+
+DEFAULT_LOG_SIZE_MAX = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ConmonPaths:
+    """Where conmon reads and writes for one container."""
+
+    bundle: Path            # holds config.json; conmon leaves pidfile, ctl, winsz here
+    log_path: Path          # k8s-file log
+    exit_dir: Path          # <exit_dir>/<id> = exit status
+    persist_dir: Path       # exit, oom
+    socket_dir: Path        # attach sockets
+
+    @property
+    def pidfile(self) -> Path:
+        return self.bundle / "pidfile"
+
+    @property
+    def conmon_pidfile(self) -> Path:
+        return self.bundle / "conmon.pid"
+
+    @property
+    def oci_log(self) -> Path:
+        return self.bundle / "oci-log"
+
+    @property
+    def conmon_log(self) -> Path:
+        return self.bundle / "conmon.err"
+
+    def exit_file(self, cid: str) -> Path:
+        return self.exit_dir / cid
+
+
+def _conmon_path() -> str:
+    path = shutil.which("conmon") or shutil.which("conmon", path="/usr/bin:/usr/libexec/podman:/usr/local/bin")
+    if path is None:
+        raise rterrors.Unavailable("conmon not found", hint="install the conmon package")
+    return path
+
+
+def _oci_log_error(path: Path) -> str:
+    """The last error message of the runtime's JSON log (`{"level":"error","msg":...}`)."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("level") in ("error", "fatal"):
+            return str(entry.get("msg", ""))
+    return ""
+
+
+def create(
+    cid: str,
+    name: str,
+    runtime: oci.OciRuntime,
+    paths: ConmonPaths,
+    *,
+    log_size_max: int = DEFAULT_LOG_SIZE_MAX,
+    terminal: bool = False,
+) -> tuple[int, int]:
+    """Run conmon, which runs `<runtime> create`; returns (container pid, conmon pid).
+
+    The container is then in the runtime's `created` state, its process blocked until
+    `<runtime> start`. On failure every trace conmon left (exit files, runtime state) is
+    removed and a clear error raised.
+    """
+    for stale in (paths.exit_file(cid), paths.persist_dir / "exit", paths.persist_dir / "oom",
+                  paths.pidfile, paths.conmon_pidfile, paths.oci_log):
+        try:
+            stale.unlink()
+        except FileNotFoundError:
+            pass
+    paths.persist_dir.mkdir(parents=True, exist_ok=True)
+    paths.exit_dir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        _conmon_path(), "--api-version", "1", "-c", cid, "-u", cid, "-n", name,
+        "-r", runtime.path, "-b", str(paths.bundle), "-p", str(paths.pidfile),
+        "--exit-dir", str(paths.exit_dir), "--persist-dir", str(paths.persist_dir),
+        "--socket-dir-path", str(paths.socket_dir), "--full-attach",
+        "-l", f"k8s-file:{paths.log_path}", "--log-level", "warn",
+        "--log-size-max", str(log_size_max),
+        "--conmon-pidfile", str(paths.conmon_pidfile),
+    ]
+    if terminal:
+        argv.append("-t")
+    for arg in runtime.conmon_runtime_args(paths.oci_log):
+        argv += ["--runtime-arg", arg]
+    sync_r, sync_w = os.pipe()
+    start_r, start_w = os.pipe()
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+    env["_OCI_SYNCPIPE"] = str(sync_w)
+    env["_OCI_STARTPIPE"] = str(start_r)
+    try:
+        with open(paths.conmon_log, "wb") as err:
+            try:
+                proc = subprocess.Popen(
+                    argv, env=env, pass_fds=(sync_w, start_r), stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+                )
+            except OSError as exc:
+                raise rterrors.Unavailable(f"cannot run conmon: {exc.strerror}") from exc
+        os.close(sync_w)
+        sync_w = -1
+        os.close(start_r)
+        start_r = -1
+        os.write(start_w, b"0")
+        proc.wait()
+        with os.fdopen(sync_r, "rb", closefd=True) as f:
+            sync_r = -1
+            line = f.readline()
+    finally:
+        for fd in (sync_w, start_r, start_w, sync_r):
+            if fd >= 0:
+                os.close(fd)
+    message = ""
+    pid = -1
+    if line:
+        try:
+            msg = json.loads(line)
+            pid = int(msg.get("data", -1))
+            message = str(msg.get("message", ""))
+        except (ValueError, TypeError):
+            message = line.decode(errors="replace")
+    if pid <= 0:
+        detail = _oci_log_error(paths.oci_log) or message
+        if not detail:
+            try:
+                detail = paths.conmon_log.read_text(errors="replace").strip()
+            except OSError:
+                detail = ""
+        detail = detail or f"conmon exited with status {proc.returncode} without a message"
+        runtime.delete(cid, force=True)
+        for left in (paths.exit_file(cid),):
+            try:
+                left.unlink()
+            except FileNotFoundError:
+                pass
+        shutil.rmtree(paths.persist_dir, ignore_errors=True)
+        raise oci.explain_create_failure(runtime.name, detail)
+    return pid, read_pid(paths.conmon_pidfile) or 0
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def read_exit(paths: ConmonPaths, cid: str) -> tuple[int, int] | None:
+    """(exit status, time of exit in ns) from conmon's exit file, or None while it runs."""
+    for p in (paths.exit_file(cid), paths.persist_dir / "exit"):
+        try:
+            text = p.read_text().strip()
+            mtime = p.stat().st_mtime_ns
+        except OSError:
+            continue
+        if text.lstrip("-").isdigit():
+            return int(text), mtime
+    return None
+
+
+def was_oom_killed(paths: ConmonPaths) -> bool:
+    """conmon creates `<persist>/oom` when the cgroup OOM killer struck."""
+    return (paths.persist_dir / "oom").exists()

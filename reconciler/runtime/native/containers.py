@@ -1,0 +1,729 @@
+"""Native containers: records, bundles, and the create/start/stop/kill/remove lifecycle.
+
+A container is a directory `<root>/containers/<id>/` (overlay `rootfs` of the image's layer
+dirs plus the private `upper`/`work`, `config.json`, the generated `hosts`, `hostname` and
+`resolv.conf`, and conmon's `ctr.log`), a record in the state DB, and, while it exists in the
+OCI runtime, a conmon process plus runc state under `<run_dir>/runc`.
+
+`ContainerManager` does not care where the image came from: `create()` takes the image
+config (its "config" object) and the layer directories (bottom first). `runc create` runs at
+create time (through conmon), so a bad entrypoint fails `create` and leaves nothing behind.
+
+Rediscovery: records say what we last knew; `refresh()` reads conmon's exit file (written
+even while no engine process runs) and the runtime's state, so a restarted engine learns
+about exits that happened meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import json
+import os
+import re
+import secrets
+import select
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from reconciler.runtime import base
+from reconciler.runtime import errors as rterrors
+from reconciler.runtime.native import bundle, cgroups, conmon, mounts, oci, volumes
+from reconciler.runtime.native.config import NativeConfig
+
+__all__ = [
+    "Attachment",
+    "ContainerManager",
+    "NetworkAttacher",
+    "Paths",
+    "Record",
+    "config_from_dict",
+    "config_to_dict",
+    "now",
+]
+
+_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    data TEXT NOT NULL
+);
+"""
+
+HOSTS_BASE = (
+    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+    "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+)
+
+
+def now() -> str:
+    """RFC 3339 UTC with microseconds, as stored in records."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _ns_time(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# ---------------------------------------------------------------------------- networking plug
+
+class Attachment(Protocol):
+    """What a network manager hands back for a container (see network.py)."""
+
+    @property
+    def netns_path(self) -> str | os.PathLike[str]: ...
+    @property
+    def ip_addresses(self) -> Mapping[str, str]: ...
+    @property
+    def hosts_path(self) -> str | os.PathLike[str] | None: ...
+    @property
+    def resolv_conf_path(self) -> str | os.PathLike[str] | None: ...
+
+
+class NetworkAttacher(Protocol):
+    """The bridge networking the container manager delegates named networks to."""
+
+    def attach(
+        self, container_id: str, name: str, hostname: str, networks: Sequence[str],
+        ports: Sequence[base.PortMapping], aliases: Sequence[str],
+    ) -> Attachment: ...
+
+    def detach(self, container_id: str) -> None: ...
+
+
+# ---------------------------------------------------------------------------- records
+
+def config_to_dict(c: base.ContainerConfig) -> dict[str, Any]:
+    d = dataclasses.asdict(c)
+    d["env"] = dict(c.env)
+    d["labels"] = dict(c.labels)
+    return d
+
+
+def config_from_dict(d: Mapping[str, Any]) -> base.ContainerConfig:
+    d = dict(d)
+
+    def tup(v: Any) -> tuple[Any, ...] | None:
+        return None if v is None else tuple(v)
+
+    hc = d.get("healthcheck")
+    return base.ContainerConfig(
+        name=d["name"], image=d["image"], command=tup(d.get("command")), args=tup(d.get("args")),
+        env=dict(d.get("env") or {}), user=d.get("user"), workdir=d.get("workdir"),
+        hostname=d.get("hostname"), labels=dict(d.get("labels") or {}),
+        ports=tuple(base.PortMapping(**p) for p in d.get("ports") or ()),
+        networks=tuple(d.get("networks") or ()), aliases=tuple(d.get("aliases") or ()),
+        mounts=tuple(base.Mount(**{**m, "options": tuple(m.get("options") or ())}) for m in d.get("mounts") or ()),
+        restart=base.RestartPolicy(**(d.get("restart") or {})),
+        healthcheck=base.Healthcheck(**{**hc, "test": tuple(hc["test"])}) if hc else None,
+        resources=base.Resources(**(d.get("resources") or {})),
+        read_only=bool(d.get("read_only")), cap_add=tuple(d.get("cap_add") or ()),
+        cap_drop=tuple(d.get("cap_drop") or ()), stop_signal=d.get("stop_signal"),
+        stop_timeout=float(d.get("stop_timeout", 10.0)), init=bool(d.get("init")),
+    )
+
+
+@dataclass(frozen=True)
+class Record:
+    """What the engine knows about one container (persisted as JSON in the state DB)."""
+
+    id: str
+    name: str
+    image: str
+    image_id: str
+    created: str
+    config: base.ContainerConfig
+    image_config: Mapping[str, Any]
+    lowerdirs: tuple[str, ...]               # bottom first
+    hostname: str
+    stop_signal: int
+    runtime: str = "runc"
+    status: str = "created"                  # base.ContainerStatus values
+    pid: int | None = None
+    conmon_pid: int | None = None
+    exit_code: int | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    oom_killed: bool = False
+    restart_count: int = 0
+    manually_stopped: bool = False
+    health: str | None = None
+    health_failures: int = 0
+    health_log: tuple[Mapping[str, Any], ...] = ()
+    ip_addresses: Mapping[str, str] = field(default_factory=dict)
+    netns_path: str | None = None
+    restarting: bool = False                 # in restart backoff (set by the RestartManager)
+
+    def to_json(self) -> str:
+        d = dataclasses.asdict(self)
+        d["config"] = config_to_dict(self.config)
+        d["image_config"] = dict(self.image_config)
+        d["ip_addresses"] = dict(self.ip_addresses)
+        d["health_log"] = [dict(x) for x in self.health_log]
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Record:
+        d = json.loads(text)
+        d["config"] = config_from_dict(d["config"])
+        d["lowerdirs"] = tuple(d.get("lowerdirs") or ())
+        d["health_log"] = tuple(d.get("health_log") or ())
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def state(self) -> base.ContainerState:
+        status = base.ContainerStatus(self.status)
+        if self.restarting and status == base.ContainerStatus.EXITED:
+            status = base.ContainerStatus.RESTARTING
+        return base.ContainerState(
+            id=self.id, name=self.name, image=self.image, image_id=self.image_id,
+            labels=dict(self.config.labels), status=status, created=self.created,
+            exit_code=self.exit_code, started_at=self.started_at, finished_at=self.finished_at,
+            pid=self.pid if self.status == "running" else None, oom_killed=self.oom_killed,
+            health=self.health, restart_count=self.restart_count,
+            ip_addresses=dict(self.ip_addresses), ports=self.config.ports,
+            manually_stopped=self.manually_stopped,
+        )
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every host path of one container."""
+
+    dir: Path
+    run_dir: Path
+    cid: str
+
+    @property
+    def rootfs(self) -> Path:
+        return self.dir / "rootfs"
+
+    @property
+    def upper(self) -> Path:
+        return self.dir / "upper"
+
+    @property
+    def work(self) -> Path:
+        return self.dir / "work"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "ctr.log"
+
+    @property
+    def config_json(self) -> Path:
+        return self.dir / "config.json"
+
+    @property
+    def conmon(self) -> conmon.ConmonPaths:
+        return conmon.ConmonPaths(
+            bundle=self.dir, log_path=self.log, exit_dir=self.run_dir / "exits",
+            persist_dir=self.run_dir / "conmon" / self.cid, socket_dir=self.run_dir / "conmon",
+        )
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def _resolv_conf(host_network: bool) -> str:
+    try:
+        text = Path("/etc/resolv.conf").read_text(errors="replace")
+    except OSError:
+        text = ""
+    if host_network:
+        return text
+    lines, servers = [], 0
+    for line in text.splitlines():
+        words = line.split()
+        if words[:1] == ["nameserver"] and len(words) > 1:
+            if words[1].startswith("127.") or words[1] == "::1":
+                continue                        # the host's loopback is not reachable from a netns
+            servers += 1
+        lines.append(line)
+    if servers == 0:
+        lines += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]   # Docker's fallback
+    return "\n".join(lines) + "\n"
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _wait_pid(pid: int | None, timeout: float | None) -> bool:
+    """Wait for `pid` to end (pidfd + poll); True if it ended within `timeout`."""
+    if not pid:
+        return True
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while _pid_alive(pid):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+    try:
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        return bool(p.poll(None if timeout is None else max(0, int(timeout * 1000))))
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------- manager
+
+class ContainerManager:
+    """Creates and drives native containers; the backend composes it with images and networks."""
+
+    def __init__(
+        self,
+        config: NativeConfig,
+        *,
+        volume_store: volumes.VolumeStore | None = None,
+        network: NetworkAttacher | None = None,
+        oci_runtime: str | None = None,
+    ) -> None:
+        self.config = config
+        config.ensure_dirs()
+        self.db = config.db()
+        self.db.ensure_schema("native.containers", SCHEMA)
+        self.volumes = volume_store or volumes.VolumeStore(config.root, self.db)
+        self.network = network
+        self.runtime_name = oci_runtime or config.oci_runtime
+        self._runtimes: dict[str, oci.OciRuntime] = {}
+
+    # -- plumbing
+
+    def oci(self, name: str | None = None) -> oci.OciRuntime:
+        name = name or self.runtime_name
+        if name not in self._runtimes:
+            self._runtimes[name] = oci.OciRuntime.find(name, self.config.run_dir / name)
+        return self._runtimes[name]
+
+    def paths(self, cid: str) -> Paths:
+        return Paths(dir=self.config.root / "containers" / cid, run_dir=self.config.run_dir, cid=cid)
+
+    @contextlib.contextmanager
+    def lock(self, cid: str) -> Iterator[None]:
+        """An flock per container: one writer at a time, across threads and processes."""
+        path = self.config.run_dir / "locks" / f"{cid}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _save(self, rec: Record) -> None:
+        with self.db.tx() as conn:
+            conn.execute("UPDATE containers SET data = ? WHERE id = ?", (rec.to_json(), rec.id))
+
+    def _load(self, name_or_id: str) -> Record:
+        key = name_or_id.lstrip("/")
+        conn = self.db.connect()
+        row = conn.execute("SELECT data FROM containers WHERE id = ? OR name = ?", (key, key)).fetchone()
+        if row is None and len(key) >= 3 and re.fullmatch(r"[0-9a-f]+", key):
+            rows = conn.execute("SELECT data FROM containers WHERE id LIKE ?", (key + "%",)).fetchall()
+            if len(rows) > 1:
+                raise rterrors.InvalidArgument(f"container id prefix {key} is ambiguous")
+            row = rows[0] if rows else None
+        if row is None:
+            raise rterrors.NotFound(f"no such container: {name_or_id}")
+        return Record.from_json(row["data"])
+
+    def update(self, name_or_id: str, fn: Callable[[Record], Record]) -> Record:
+        """Read-modify-write of a record (used by health checks and the restart manager)."""
+        rec = self._load(name_or_id)
+        with self.db.tx() as conn:
+            row = conn.execute("SELECT data FROM containers WHERE id = ?", (rec.id,)).fetchone()
+            if row is None:
+                raise rterrors.NotFound(f"no such container: {name_or_id}")
+            new = fn(Record.from_json(row["data"]))
+            conn.execute("UPDATE containers SET data = ? WHERE id = ?", (new.to_json(), rec.id))
+        return new
+
+    # -- observation
+
+    def refresh(self, rec: Record) -> Record:
+        """Bring a record up to date with conmon's exit file and the runtime's state."""
+        if rec.status not in ("running", "created"):
+            return rec
+        p = self.paths(rec.id).conmon
+        ex = conmon.read_exit(p, rec.id)
+        new = rec
+        if ex is not None:
+            code, ns = ex
+            oom = conmon.was_oom_killed(p) or (code == 137 and cgroups.oom_kill_count(self.config.name_prefix, rec.id) > 0)
+            new = dataclasses.replace(rec, status="exited", exit_code=code, finished_at=_ns_time(ns),
+                                      oom_killed=oom, pid=None)
+        elif rec.status == "running" and not _pid_alive(rec.pid) and not _pid_alive(rec.conmon_pid):
+            # no exit file and neither process: the host rebooted or conmon was killed
+            new = dataclasses.replace(rec, status="exited", exit_code=255, finished_at=now(), pid=None)
+        elif rec.status == "created" and rec.conmon_pid and not _pid_alive(rec.conmon_pid):
+            st = self.oci(rec.runtime).state(rec.id)
+            if st is None or st.get("status") == "stopped":
+                new = dataclasses.replace(rec, status="exited", exit_code=255, finished_at=now(), pid=None)
+        if new is not rec:
+            with self.db.tx() as conn:
+                row = conn.execute("SELECT data FROM containers WHERE id = ?", (rec.id,)).fetchone()
+                if row is not None:
+                    cur = Record.from_json(row["data"])
+                    if cur.status == rec.status and cur.pid == rec.pid:
+                        conn.execute("UPDATE containers SET data = ? WHERE id = ?", (new.to_json(), rec.id))
+                    else:
+                        new = cur
+        return new
+
+    def get(self, name_or_id: str) -> Record:
+        return self.refresh(self._load(name_or_id))
+
+    def records(self, selector: Mapping[str, str] | None = None) -> list[Record]:
+        rows = self.db.connect().execute("SELECT data FROM containers").fetchall()
+        recs = [Record.from_json(r["data"]) for r in rows]
+        if selector:
+            recs = [r for r in recs if all(r.config.labels.get(k) == v for k, v in selector.items())]
+        return sorted((self.refresh(r) for r in recs), key=lambda r: r.created, reverse=True)
+
+    # -- create
+
+    def create(
+        self,
+        config: base.ContainerConfig,
+        *,
+        image_id: str,
+        image_config: Mapping[str, Any],
+        lowerdirs: Sequence[Path],
+    ) -> Record:
+        """Create the container (rootfs, bundle, conmon + `runc create`); nothing runs yet."""
+        name = config.name.lstrip("/")
+        if not _NAME.match(name):
+            raise rterrors.InvalidArgument(
+                f"invalid container name {config.name!r}",
+                hint="names are letters, digits, '_', '.', '-', starting with a letter or digit",
+            )
+        if self.db.connect().execute("SELECT 1 FROM containers WHERE name = ?", (name,)).fetchone():
+            raise rterrors.AlreadyExists(f"a container named {name} exists already",
+                                         hint="remove it first or choose another name")
+        networks = tuple(config.networks)
+        if len(networks) > 1 and ("host" in networks or "none" in networks):
+            raise rterrors.InvalidArgument("networks 'host' and 'none' cannot be combined with others")
+        cid = secrets.token_hex(32)
+        p = self.paths(cid)
+        undo: list[Callable[[], None]] = []
+        try:
+            p.dir.mkdir(parents=True, mode=0o700)
+            undo.append(lambda: shutil.rmtree(p.dir, ignore_errors=True))
+            for d in (p.upper, p.work, p.rootfs):
+                d.mkdir()
+            mounts.mount_overlay([Path(d) for d in reversed(lowerdirs)], p.upper, p.work, p.rootfs)
+            undo.append(lambda: mounts.unmount(p.rootfs))
+            rec = self._prepare(cid, name, config, image_id, image_config, lowerdirs, undo)
+            with self.db.tx() as conn:
+                conn.execute("INSERT INTO containers (id, name, data) VALUES (?, ?, ?)", (cid, name, rec.to_json()))
+            undo.append(lambda: self._delete_record(cid))
+            pid, conmon_pid = conmon.create(cid, name, self.oci(rec.runtime), p.conmon)
+            undo.append(lambda: cgroups.remove(self.config.name_prefix, cid))
+            rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid)
+            self._save(rec)
+        except BaseException:
+            for fn in reversed(undo):
+                try:
+                    fn()
+                except Exception:  # noqa: BLE001, S110 - best-effort cleanup; the original error wins
+                    pass
+            cgroups.remove(self.config.name_prefix, cid)
+            raise
+        return rec
+
+    def _delete_record(self, cid: str) -> None:
+        with self.db.tx() as conn:
+            conn.execute("DELETE FROM containers WHERE id = ?", (cid,))
+
+    def _prepare(
+        self, cid: str, name: str, config: base.ContainerConfig, image_id: str,
+        image_config: Mapping[str, Any], lowerdirs: Sequence[Path], undo: list[Callable[[], None]],
+    ) -> Record:
+        p = self.paths(cid)
+        networks = tuple(config.networks)
+        host_network = networks == ("host",)
+        hostname = socket.gethostname() if host_network else (config.hostname or cid[:12])
+        user = bundle.resolve_user(p.rootfs, config.user if config.user is not None else image_config.get("User"))
+        argv = bundle.process_argv(image_config, config)
+        cwd = config.workdir or image_config.get("WorkingDir") or "/"
+        if not cwd.startswith("/"):
+            raise rterrors.InvalidArgument(f"working directory {cwd!r} must be an absolute path")
+        bundle.ensure_dir_in_root(p.rootfs, cwd)
+        env = bundle.merge_env(image_config.get("Env"), config.env, hostname=hostname, home=user.home)
+        stop_signal = bundle.parse_signal(config.stop_signal or image_config.get("StopSignal"))
+        netns_path: str | None = None
+        ips: dict[str, str] = {}
+        hosts_src: Path | None = None
+        resolv_src: Path | None = None
+        if networks not in (("none",), ("host",)) and (networks or self.network is not None):
+            # () means the default network when bridge networking is plugged in, else none
+            if self.network is None:
+                raise rterrors.Unavailable(
+                    f"container {name}: networks {', '.join(networks)} need bridge networking, "
+                    "which this engine was started without",
+                    hint="use networks 'none' or 'host'",
+                )
+            att = self.network.attach(cid, name, hostname, networks, config.ports, config.aliases)
+            undo.append(lambda: self.network.detach(cid) if self.network else None)
+            netns_path, ips = os.fspath(att.netns_path), dict(att.ip_addresses)
+            hosts_src = Path(att.hosts_path) if att.hosts_path else None
+            resolv_src = Path(att.resolv_conf_path) if att.resolv_conf_path else None
+        # the network manager's own files are bound directly: it updates them as peers come and go
+        hosts = hosts_src or p.dir / "hosts"
+        if hosts_src is None:
+            if host_network:
+                shutil.copyfile("/etc/hosts", hosts)
+            else:
+                hosts.write_text(HOSTS_BASE + "".join(f"{ip}\t{hostname}\n" for ip in ips.values()))
+        resolv = resolv_src or p.dir / "resolv.conf"
+        if resolv_src is None:
+            resolv.write_text(_resolv_conf(host_network))
+        (p.dir / "hostname").write_text(hostname + "\n")
+        etc = {"/etc/hosts": hosts, "/etc/resolv.conf": resolv, "/etc/hostname": p.dir / "hostname"}
+        mount_specs = volumes.mount_entries(config.mounts, self.volumes, p.rootfs)
+        spec = bundle.build_spec(bundle.BundleInputs(
+            config=config, image_config=image_config, rootfs=p.rootfs, hostname=hostname, user=user,
+            argv=argv, env=env, cwd=cwd,
+            cgroups_path=cgroups.cgroups_path(self.config.name_prefix, cid),
+            etc_files=etc, netns_path=netns_path, host_network=host_network,
+            volume_mounts=tuple(mount_specs),
+            annotations={"io.reconciler.name": name},
+        ))
+        p.config_json.write_text(json.dumps(spec, indent=1))
+        return Record(
+            id=cid, name=name, image=config.image, image_id=image_id, created=now(), config=config,
+            image_config=dict(image_config), lowerdirs=tuple(str(d) for d in lowerdirs),
+            hostname=hostname, stop_signal=stop_signal, runtime=self.runtime_name,
+            ip_addresses=ips, netns_path=netns_path,
+        )
+
+    # -- start / stop / kill
+
+    def start(self, name_or_id: str) -> Record:
+        rec = self._load(name_or_id)
+        with self.lock(rec.id):
+            rec = self.refresh(self._load(rec.id))
+            if rec.status == "running":
+                return rec
+            rt = self.oci(rec.runtime)
+            p = self.paths(rec.id)
+            if rec.status != "created" or (rt.state(rec.id) or {}).get("status") != "created":
+                # exited (or lost with a reboot): a fresh runtime container from the same bundle
+                rt.delete(rec.id, force=True)
+                _wait_pid(rec.conmon_pid, 5)
+                if not mounts.is_mounted(p.rootfs):
+                    mounts.mount_overlay([Path(d) for d in reversed(rec.lowerdirs)], p.upper, p.work, p.rootfs)
+                pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon)
+                rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid, status="created")
+                self._save(rec)
+            try:
+                rt.start(rec.id)
+            except rterrors.RuntimeBackendError:
+                rec = self.refresh(rec)
+                raise
+            rec = dataclasses.replace(rec, status="running", started_at=now(), exit_code=None,
+                                      finished_at=None, oom_killed=False, manually_stopped=False,
+                                      restarting=False, health="starting" if self._has_health(rec) else None,
+                                      health_failures=0)
+            self._save(rec)
+            return self.refresh(rec)
+
+    @staticmethod
+    def _has_health(rec: Record) -> bool:
+        hc = rec.config.healthcheck
+        if hc is not None:
+            return bool(hc.test) and hc.test[0] != "NONE"
+        test = (rec.image_config.get("Healthcheck") or {}).get("Test") or []
+        return bool(test) and test[0] != "NONE"
+
+    def _wait_exit_file(self, rec: Record, timeout: float) -> Record:
+        deadline = time.monotonic() + timeout
+        while True:
+            new = self.refresh(rec)
+            if new.status != rec.status or time.monotonic() >= deadline:
+                return new
+            time.sleep(0.005)
+
+    def stop(self, name_or_id: str, *, timeout: float | None = None) -> Record:
+        """StopSignal, wait `timeout` (the container's stop_timeout by default), then SIGKILL."""
+        rec = self._load(name_or_id)
+        with self.lock(rec.id):
+            rec = self.refresh(self._load(rec.id))
+            if rec.status != "running":
+                rec = dataclasses.replace(rec, manually_stopped=True, restarting=False)
+                self._save(rec)
+                return rec
+            rec = dataclasses.replace(rec, manually_stopped=True, restarting=False)
+            self._save(rec)
+            timeout = rec.config.stop_timeout if timeout is None else timeout
+            rt = self.oci(rec.runtime)
+            all_procs = rec.config.networks == ("host",) and False   # we always have a pid ns
+            if timeout > 0 and rt.kill(rec.id, rec.stop_signal, all_processes=all_procs):
+                _wait_pid(rec.pid, timeout)
+            if _pid_alive(rec.pid):
+                rt.kill(rec.id, 9, all_processes=all_procs)
+                _wait_pid(rec.pid, 10)
+            _wait_pid(rec.conmon_pid, 10)
+            return self._wait_exit_file(rec, 5)
+
+    def kill(self, name_or_id: str, signal: str | int = "KILL") -> Record:
+        rec = self.get(name_or_id)
+        if rec.status != "running":
+            raise rterrors.Conflict(f"container {rec.name} is not running")
+        signo = bundle.parse_signal(signal)
+        self.oci(rec.runtime).kill(rec.id, signo)
+        if signo == 9:
+            _wait_pid(rec.pid, 10)
+            _wait_pid(rec.conmon_pid, 10)
+            return self._wait_exit_file(rec, 5)
+        return rec
+
+    def wait(self, name_or_id: str, *, timeout: float | None = None) -> int:
+        """Block until the container is not running; its exit code."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        rec = self.get(name_or_id)
+        while rec.status in ("running", "created"):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if rec.status == "running":
+                _wait_pid(rec.conmon_pid or rec.pid, left if left is None else min(left, 1.0))
+            else:
+                time.sleep(0.05)
+            rec = self.get(rec.id)
+            if deadline is not None and time.monotonic() >= deadline and rec.status in ("running", "created"):
+                raise rterrors.Unavailable(f"container {rec.name} still running after {timeout}s")
+        return rec.exit_code if rec.exit_code is not None else 0
+
+    # -- remove
+
+    def remove(self, name_or_id: str, *, force: bool = False) -> None:
+        rec = self.get(name_or_id)
+        with self.lock(rec.id):
+            rec = self.refresh(self._load(rec.id))
+            rt = self.oci(rec.runtime)
+            if rec.status == "running":
+                if not force:
+                    raise rterrors.Conflict(
+                        f"container {rec.name} is running", hint="stop it first, or remove with force")
+                rt.kill(rec.id, 9)
+                _wait_pid(rec.pid, 10)
+            rt.delete(rec.id, force=True)
+            _wait_pid(rec.conmon_pid, 10)
+            p = self.paths(rec.id)
+            mounts.unmount(p.rootfs)
+            if self.network is not None and rec.netns_path:
+                self.network.detach(rec.id)
+            shutil.rmtree(p.dir, ignore_errors=True)
+            shutil.rmtree(p.conmon.persist_dir, ignore_errors=True)
+            for f in (p.conmon.exit_file(rec.id), self.config.run_dir / "locks" / f"{rec.id}.lock"):
+                try:
+                    f.unlink()
+                except FileNotFoundError:
+                    pass
+            cgroups.remove(self.config.name_prefix, rec.id)
+            self._delete_record(rec.id)
+
+    # -- exec
+
+    def exec_process(self, rec: Record, argv: Sequence[str], *, tty: bool = False) -> dict[str, Any]:
+        """The process.json of an exec: the container's user, env, cwd and caps, new args."""
+        try:
+            spec = json.loads(self.paths(rec.id).config_json.read_text())
+        except (OSError, ValueError) as exc:
+            raise rterrors.RuntimeBackendError(f"container {rec.name}: bundle unreadable: {exc}") from exc
+        proc: dict[str, Any] = dict(spec["process"])
+        proc["args"] = list(argv)
+        proc["terminal"] = tty
+        return proc
+
+    def exec_argv(self, name_or_id: str, argv: Sequence[str], *, tty: bool = False) -> tuple[list[str], Path]:
+        """`runc exec --process FILE ID` for a running container (caller removes FILE)."""
+        if not argv:
+            raise rterrors.InvalidArgument("exec needs a command")
+        rec = self.get(name_or_id)
+        if rec.status != "running":
+            raise rterrors.Conflict(f"container {rec.name} is not running", hint="start it first")
+        proc = self.exec_process(rec, argv, tty=tty)
+        path = self.config.run_dir / "conmon" / f"exec-{rec.id[:12]}-{secrets.token_hex(4)}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(proc))
+        rt = self.oci(rec.runtime)
+        return [*rt.base_args(), "exec", "--process", str(path), rec.id], path
+
+    def exec(self, name_or_id: str, argv: Sequence[str], *, tty: bool = False,
+             timeout: float | None = None) -> base.ExecResult:
+        """Run `argv` in the container and collect its output and exit code."""
+        cmd, path = self.exec_argv(name_or_id, argv, tty=tty)
+        try:
+            if tty:
+                return self._exec_tty(cmd, timeout)
+            try:
+                proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
+            except subprocess.TimeoutExpired as exc:
+                raise TimeoutError(f"exec did not finish within {timeout}s") from exc
+            return base.ExecResult(exit_code=proc.returncode, stdout=proc.stdout, stderr=self._exec_err(proc.stderr))
+        finally:
+            path.unlink(missing_ok=True)
+
+    @staticmethod
+    def _exec_err(stderr: bytes) -> bytes:
+        return stderr
+
+    @staticmethod
+    def _exec_tty(cmd: list[str], timeout: float | None) -> base.ExecResult:
+        import pty
+
+        master, slave = pty.openpty()
+        try:
+            proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+        finally:
+            os.close(slave)
+        out = bytearray()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    proc.kill()
+                    raise TimeoutError(f"exec did not finish within {timeout}s")
+                r, _, _ = select.select([master], [], [], 0.1 if left is None else min(left, 0.1))
+                if r:
+                    try:
+                        chunk = os.read(master, 65536)
+                    except OSError as exc:
+                        if exc.errno == errno.EIO:      # slave side closed: all output read
+                            break
+                        raise
+                    if not chunk:
+                        break
+                    out += chunk
+                elif proc.poll() is not None:
+                    break
+            code = proc.wait()
+        finally:
+            os.close(master)
+        return base.ExecResult(exit_code=code, stdout=bytes(out), stderr=b"")

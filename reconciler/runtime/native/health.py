@@ -1,0 +1,138 @@
+"""Healthchecks run through the OCI runtime's `exec`, Docker's state machine.
+
+Probe: `CMD args...` runs as given, `CMD-SHELL cmd` as `/bin/sh -c cmd`. A probe fails on a
+non-zero exit or when it runs longer than `timeout`. Failures during `start_period` do not
+count; `retries` consecutive counted failures make the container `unhealthy`; one success
+makes it `healthy`. The last 5 results (output capped at 4096 bytes) are kept in the record
+and shown by `inspect`. The image's Healthcheck (durations in ns) applies when the container
+config has none.
+
+    hc = HealthChecker(manager)
+    hc.probe(id)         # run one probe now, store and return the new status
+    hc.tick()            # probe every running container whose interval has elapsed
+    hc.watch(stop_event)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from reconciler.runtime import base
+from reconciler.runtime import errors as rterrors
+from reconciler.runtime.native import containers
+
+__all__ = ["HealthChecker", "effective_healthcheck", "probe_argv"]
+
+OUTPUT_LIMIT = 4096
+LOG_ENTRIES = 5
+
+
+def effective_healthcheck(rec: containers.Record) -> base.Healthcheck | None:
+    """The container's healthcheck, else the image's; None when there is none or it is NONE."""
+    hc = rec.config.healthcheck
+    if hc is None:
+        img = rec.image_config.get("Healthcheck") or {}
+        test = tuple(img.get("Test") or ())
+        if not test:
+            return None
+        ns = 1e9
+        hc = base.Healthcheck(
+            test=test,
+            interval=(img.get("Interval") or 30 * ns) / ns,
+            timeout=(img.get("Timeout") or 30 * ns) / ns,
+            retries=int(img.get("Retries") or 3),
+            start_period=(img.get("StartPeriod") or 0) / ns,
+        )
+    if not hc.test or hc.test[0] == "NONE":
+        return None
+    return hc
+
+
+def probe_argv(test: tuple[str, ...]) -> list[str]:
+    kind = test[0]
+    if kind == "CMD":
+        return list(test[1:])
+    if kind == "CMD-SHELL":
+        return ["/bin/sh", "-c", " ".join(test[1:])]
+    raise rterrors.InvalidArgument(f"healthcheck test must start with CMD, CMD-SHELL or NONE, not {kind!r}")
+
+
+def _age(started_at: str | None) -> float:
+    if not started_at:
+        return 0.0
+    try:
+        t = datetime.fromisoformat(started_at.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    return max(0.0, time.time() - t.timestamp())
+
+
+class HealthChecker:
+    """Probes running containers and records their health status."""
+
+    def __init__(self, manager: containers.ContainerManager, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.manager = manager
+        self.clock = clock
+        self._next: dict[str, float] = {}
+
+    def probe(self, cid: str) -> str | None:
+        rec = self.manager.get(cid)
+        hc = effective_healthcheck(rec)
+        if hc is None or rec.status != "running":
+            return rec.health
+        started = containers.now()
+        try:
+            res = self.manager.exec(rec.id, probe_argv(hc.test), timeout=hc.timeout)
+            code, output = res.exit_code, (res.stdout + res.stderr)[:OUTPUT_LIMIT]
+        except TimeoutError:
+            code, output = -1, f"Health check exceeded timeout ({hc.timeout}s)".encode()
+        except rterrors.Conflict:
+            return rec.health                   # stopped meanwhile
+        entry = {"Start": started, "End": containers.now(), "ExitCode": code,
+                 "Output": output.decode(errors="replace")}
+        in_start_period = _age(rec.started_at) < hc.start_period
+
+        def apply(r: containers.Record) -> containers.Record:
+            if r.started_at != rec.started_at:
+                return r                        # restarted while probing
+            log = (*r.health_log, entry)[-LOG_ENTRIES:]
+            if code == 0:
+                return dataclasses.replace(r, health="healthy", health_failures=0, health_log=log)
+            if in_start_period:
+                return dataclasses.replace(r, health_log=log)
+            failures = r.health_failures + 1
+            status = "unhealthy" if failures >= hc.retries else (r.health or "starting")
+            return dataclasses.replace(r, health=status, health_failures=failures, health_log=log)
+
+        return self.manager.update(rec.id, apply).health
+
+    def tick(self) -> None:
+        now = self.clock()
+        live: set[str] = set()
+        for rec in self.manager.records():
+            if rec.status != "running":
+                continue
+            hc = effective_healthcheck(rec)
+            if hc is None:
+                continue
+            key = f"{rec.id}@{rec.started_at}"
+            live.add(key)
+            due = self._next.setdefault(key, now + hc.interval)
+            if due <= now:
+                self._next[key] = now + hc.interval
+                try:
+                    self.probe(rec.id)
+                except rterrors.RuntimeBackendError:
+                    continue
+        for key in list(self._next):
+            if key not in live:
+                del self._next[key]
+
+    def watch(self, stop: threading.Event, *, poll: float = 0.2) -> None:
+        while not stop.is_set():
+            self.tick()
+            stop.wait(poll)

@@ -1,0 +1,127 @@
+"""The OCI runtime CLI (runc by default, crun selectable): start, kill, delete, state, exec.
+
+`create` is not here: conmon runs it (see conmon.py). Every call passes our private `--root`
+so our containers never mix with Docker's or podman's. Failures become runtime errors with
+the runtime's own message (read from its JSON log when there is one).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.runtime import errors as rterrors
+
+__all__ = ["CRUN_HYBRID_MARKER", "OciRuntime", "explain_create_failure"]
+
+CRUN_HYBRID_MARKER = "cgroups in hybrid mode not supported"
+
+
+def explain_create_failure(runtime: str, message: str) -> rterrors.RuntimeBackendError:
+    """Turn the runtime's create failure into the error a user can act on."""
+    text = message.strip()
+    if CRUN_HYBRID_MARKER in text:
+        return rterrors.Unavailable(
+            f"{runtime} cannot run containers on this host: it does not support the hybrid "
+            f"cgroup v1/v2 layout ({text})",
+            hint="use runc (--oci-runtime runc), which handles v1, v2 and hybrid hosts",
+        )
+    lowered = text.lower()
+    if "executable file not found" in lowered or "no such file or directory" in lowered or "permission denied" in lowered:
+        return rterrors.InvalidArgument(
+            f"cannot start the container's process: {text}",
+            hint="check the command/entrypoint and that it exists and is executable in the image",
+        )
+    return rterrors.RuntimeBackendError(f"{runtime} create failed: {text}")
+
+
+@dataclass(frozen=True)
+class OciRuntime:
+    """One OCI runtime binary with its private state directory."""
+
+    name: str           # "runc" | "crun"
+    path: str
+    root: Path          # --root state dir
+
+    @classmethod
+    def find(cls, name: str, root: Path) -> OciRuntime:
+        if name not in ("runc", "crun"):
+            raise rterrors.InvalidArgument(f"unknown OCI runtime {name!r}", hint="use runc or crun")
+        path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
+        if path is None:
+            raise rterrors.Unavailable(f"OCI runtime {name} not found on PATH", hint=f"install {name}")
+        return cls(name=name, path=path, root=root)
+
+    def base_args(self) -> list[str]:
+        return [self.path, "--root", str(self.root)]
+
+    def conmon_runtime_args(self, oci_log: Path) -> list[str]:
+        """What conmon passes to `<runtime> create` (our --root and a JSON error log)."""
+        return ["--root", str(self.root), "--log-format=json", f"--log={oci_log}"]
+
+    def _run(self, *args: str, check: bool = True, timeout: float | None = 30) -> subprocess.CompletedProcess[bytes]:
+        try:
+            proc = subprocess.run([*self.base_args(), *args], capture_output=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise rterrors.Unavailable(f"{self.name} {args[0]} did not answer within {timeout}s") from exc
+        except OSError as exc:
+            raise rterrors.Unavailable(f"cannot run {self.path}: {exc.strerror}") from exc
+        if check and proc.returncode != 0:
+            msg = proc.stderr.decode(errors="replace").strip()
+            if "does not exist" in msg or ("not found" in msg.lower() and "container" in msg.lower()):
+                raise rterrors.NotFound(f"{self.name}: container {args[-1]} does not exist")
+            raise rterrors.RuntimeBackendError(f"{self.name} {args[0]} failed: {msg}")
+        return proc
+
+    def start(self, cid: str) -> None:
+        self._run("start", cid)
+
+    def kill(self, cid: str, signal: int, *, all_processes: bool = False) -> bool:
+        """Send `signal`; False if the container is not running any more."""
+        args = ["kill"] + (["--all"] if all_processes else []) + [cid, str(signal)]
+        proc = self._run(*args, check=False)
+        if proc.returncode == 0:
+            return True
+        msg = proc.stderr.decode(errors="replace")
+        if "not running" in msg or "process already finished" in msg or "does not exist" in msg:
+            return False
+        raise rterrors.RuntimeBackendError(f"{self.name} kill {cid} failed: {msg.strip()}")
+
+    def delete(self, cid: str, *, force: bool = False) -> None:
+        """Delete the runtime's record of the container; a missing one is fine."""
+        proc = self._run("delete", *(["--force"] if force else []), cid, check=False)
+        if proc.returncode != 0:
+            msg = proc.stderr.decode(errors="replace")
+            if "does not exist" in msg or "not exist" in msg:
+                return
+            raise rterrors.RuntimeBackendError(f"{self.name} delete {cid} failed: {msg.strip()}")
+
+    def state(self, cid: str) -> dict[str, Any] | None:
+        """`<runtime> state`: {"status": "created|running|stopped", "pid": ...}, or None."""
+        proc = self._run("state", cid, check=False)
+        if proc.returncode != 0:
+            return None
+        data: dict[str, Any] = json.loads(proc.stdout)
+        return data
+
+    def exec_argv(
+        self, cid: str, argv: list[str], *, tty: bool = False, env: list[str] | None = None,
+        cwd: str | None = None, user: str | None = None, detach: bool = False,
+    ) -> list[str]:
+        """The command line of `<runtime> exec` (the caller runs it with the stdio it wants)."""
+        args = [*self.base_args(), "exec"]
+        if tty:
+            args.append("--tty")
+        if detach:
+            args.append("--detach")
+        for e in env or ():
+            args += ["--env", e]
+        if cwd:
+            args += ["--cwd", cwd]
+        if user:
+            args += ["--user", user]
+        return [*args, cid, *argv]

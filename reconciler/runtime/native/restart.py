@@ -1,0 +1,180 @@
+"""Restart policies with Docker's backoff, as a mechanism the agent drives.
+
+Docker's rules (moby restartmanager): `no`; `always`; `unless-stopped`; `on-failure[:N]`
+(exit code != 0 and fewer than N restarts, N = 0 unlimited). A manual stop cancels restarts.
+The delay before a restart starts at 100 ms and doubles up to 1 min; it resets when the
+container ran for 10 s or more.
+
+    rm = RestartManager(manager)
+    rm.tick()                 # notice exits (conmon's exit files), start containers that are due
+    rm.handle_exit(id)        # decide for one exited container; returns the delay or None
+    rm.boot()                 # on engine start: start `always` / not-stopped `unless-stopped`
+    rm.watch(stop_event)      # loop: tick whenever the exits dir changes (polling its listing)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from reconciler.runtime import errors as rterrors
+from reconciler.runtime.native import containers
+
+__all__ = ["DEFAULT_DELAY", "MAX_DELAY", "RESET_AFTER", "RestartManager", "next_delay", "should_restart"]
+
+DEFAULT_DELAY = 0.1
+MAX_DELAY = 60.0
+RESET_AFTER = 10.0
+
+
+def should_restart(policy: str, max_retries: int, exit_code: int, restart_count: int, manually_stopped: bool) -> bool:
+    """Docker's decision for one exit."""
+    if manually_stopped:
+        return False
+    if policy in ("always", "unless-stopped"):
+        return True
+    if policy == "on-failure":
+        return exit_code != 0 and (max_retries == 0 or restart_count < max_retries)
+    return False
+
+
+def next_delay(previous: float, ran_for: float) -> float:
+    """The backoff after `previous` (0 = none yet) for a run that lasted `ran_for` seconds."""
+    if ran_for >= RESET_AFTER:
+        previous = 0.0
+    delay = DEFAULT_DELAY if previous == 0 else previous * 2
+    return min(delay, MAX_DELAY)
+
+
+def _seconds(start: str | None, end: str | None) -> float:
+    if not start or not end:
+        return 0.0
+    try:
+        a = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        b = datetime.fromisoformat(end.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    return max(0.0, (b - a).total_seconds())
+
+
+@dataclass
+class _Pending:
+    due: float                  # time.monotonic() of the restart
+    finished_at: str | None     # the exit this restart answers
+
+
+class RestartManager:
+    """Applies restart policies to a ContainerManager's containers."""
+
+    def __init__(self, manager: containers.ContainerManager, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.manager = manager
+        self.clock = clock
+        self._delay: dict[str, float] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._handled: dict[str, str | None] = {}   # id -> finished_at already decided
+        self._lock = threading.Lock()
+
+    def handle_exit(self, cid: str) -> float | None:
+        """Decide what to do about an exited container; returns the restart delay or None."""
+        rec = self.manager.get(cid)
+        if rec.status != "exited":
+            return None
+        with self._lock:
+            if self._handled.get(rec.id) == rec.finished_at and rec.finished_at is not None:
+                p = self._pending.get(rec.id)
+                return None if p is None else max(0.0, p.due - self.clock())
+            self._handled[rec.id] = rec.finished_at
+            pol = rec.config.restart
+            if not should_restart(pol.name, pol.max_retries, rec.exit_code or 0, rec.restart_count, rec.manually_stopped):
+                self._pending.pop(rec.id, None)
+                if rec.restarting:
+                    self.manager.update(rec.id, lambda r: dataclasses.replace(r, restarting=False))
+                return None
+            delay = next_delay(self._delay.get(rec.id, 0.0), _seconds(rec.started_at, rec.finished_at))
+            self._delay[rec.id] = delay
+            self._pending[rec.id] = _Pending(due=self.clock() + delay, finished_at=rec.finished_at)
+        self.manager.update(rec.id, lambda r: dataclasses.replace(r, restarting=True))
+        return delay
+
+    def cancel(self, cid: str) -> None:
+        """Forget a pending restart (the container was stopped or removed by hand)."""
+        with self._lock:
+            self._pending.pop(cid, None)
+            self._delay.pop(cid, None)
+
+    def tick(self) -> list[str]:
+        """Notice new exits and run the restarts that are due; returns the ids restarted."""
+        restarted: list[str] = []
+        try:
+            recs = self.manager.records()
+        except rterrors.RuntimeBackendError:
+            return restarted
+        live = {r.id for r in recs}
+        for cid in list(self._pending):
+            if cid not in live:
+                self.cancel(cid)
+        for rec in recs:
+            if rec.status == "exited" and self._handled.get(rec.id) != rec.finished_at:
+                self.handle_exit(rec.id)
+        now = self.clock()
+        for cid, p in list(self._pending.items()):
+            if p.due > now:
+                continue
+            with self._lock:
+                self._pending.pop(cid, None)
+            try:
+                rec = self.manager.get(cid)
+                if rec.status != "exited" or rec.manually_stopped:
+                    continue
+                self.manager.update(cid, lambda r: dataclasses.replace(r, restart_count=r.restart_count + 1))
+                self.manager.start(cid)
+                restarted.append(cid)
+            except rterrors.NotFound:
+                self.cancel(cid)
+            except rterrors.RuntimeBackendError:
+                # could not start: treat as a failed run, back off further
+                self._handled.pop(cid, None)
+        return restarted
+
+    def next_due(self) -> float | None:
+        """Seconds until the next pending restart, or None."""
+        with self._lock:
+            if not self._pending:
+                return None
+            return max(0.0, min(p.due for p in self._pending.values()) - self.clock())
+
+    def boot(self) -> list[str]:
+        """Engine start: `always` containers, and `unless-stopped` ones not stopped by hand."""
+        started = []
+        for rec in self.manager.records():
+            pol = rec.config.restart.name
+            if rec.status != "exited":
+                continue
+            if pol == "always" or (pol == "unless-stopped" and not rec.manually_stopped):
+                try:
+                    self.manager.start(rec.id)
+                    started.append(rec.id)
+                except rterrors.RuntimeBackendError:
+                    continue
+        return started
+
+    def watch(self, stop: threading.Event, *, poll: float = 0.2) -> None:
+        """Tick whenever conmon's exits dir changes, and when a restart is due, until `stop`."""
+        exits = self.manager.config.run_dir / "exits"
+        seen: tuple[tuple[str, int], ...] | None = None
+        while not stop.is_set():
+            try:
+                listing = tuple(sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(exits)))
+            except OSError:
+                listing = ()
+            due = self.next_due()
+            if listing != seen or (due is not None and due <= 0):
+                seen = listing
+                self.tick()
+            due = self.next_due()
+            stop.wait(poll if due is None else min(poll, due))

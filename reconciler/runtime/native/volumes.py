@@ -1,0 +1,157 @@
+"""Named volumes, bind mounts and tmpfs mounts as OCI mount entries.
+
+Named volumes live in `<root>/volumes/<name>/_data` (Docker's layout), are created on first
+use, survive container removal, and are filled from the image's content at the mount point
+the first time they are mounted while empty (Docker's copy-up). Records (labels, created) are
+in the state DB.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler._sqlite import Database
+from reconciler.runtime import base
+from reconciler.runtime import errors as rterrors
+from reconciler.runtime.native import bundle
+
+__all__ = ["VolumeStore", "mount_entries"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS volumes (
+    name TEXT PRIMARY KEY,
+    labels TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+class VolumeStore:
+    """Named volumes under `<root>/volumes`."""
+
+    def __init__(self, root: Path, db: Database) -> None:
+        self.root = root / "volumes"
+        self.db = db
+        db.ensure_schema("native.volumes", SCHEMA)
+
+    def data_dir(self, name: str) -> Path:
+        return self.root / name / "_data"
+
+    def _state(self, row: Mapping[str, Any]) -> base.VolumeState:
+        return base.VolumeState(name=row["name"], mountpoint=str(self.data_dir(row["name"])),
+                                labels=json.loads(row["labels"]), created=row["created"])
+
+    def ensure(self, config: base.VolumeConfig) -> base.VolumeState:
+        """Create the volume if missing (labels of an existing one are kept)."""
+        if not _NAME.match(config.name):
+            raise rterrors.InvalidArgument(
+                f"invalid volume name {config.name!r}",
+                hint="use letters, digits, '_', '.', '-' (starting with a letter or digit)",
+            )
+        with self.db.tx() as conn:
+            row = conn.execute("SELECT * FROM volumes WHERE name = ?", (config.name,)).fetchone()
+            if row is None:
+                conn.execute("INSERT INTO volumes (name, labels, created) VALUES (?, ?, ?)",
+                             (config.name, json.dumps(dict(config.labels), sort_keys=True), _now()))
+                row = conn.execute("SELECT * FROM volumes WHERE name = ?", (config.name,)).fetchone()
+        self.data_dir(config.name).mkdir(parents=True, exist_ok=True)
+        return self._state(row)
+
+    def get(self, name: str) -> base.VolumeState:
+        row = self.db.connect().execute("SELECT * FROM volumes WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise rterrors.NotFound(f"volume {name} not found")
+        return self._state(row)
+
+    def list(self, selector: Mapping[str, str] | None = None) -> list[base.VolumeState]:
+        rows = self.db.connect().execute("SELECT * FROM volumes ORDER BY name").fetchall()
+        out = [self._state(r) for r in rows]
+        if selector:
+            out = [v for v in out if all(v.labels.get(k) == val for k, val in selector.items())]
+        return out
+
+    def remove(self, name: str, *, in_use: bool = False) -> None:
+        if in_use:
+            raise rterrors.Conflict(f"volume {name} is in use by a container", hint="remove the container first")
+        with self.db.tx() as conn:
+            cur = conn.execute("DELETE FROM volumes WHERE name = ?", (name,))
+            if cur.rowcount == 0:
+                raise rterrors.NotFound(f"volume {name} not found")
+        shutil.rmtree(self.root / name, ignore_errors=True)
+
+    def populate(self, name: str, rootfs: Path, target: str) -> None:
+        """Copy the image's content at `target` into the volume if the volume is empty."""
+        data = self.data_dir(name)
+        if any(data.iterdir()):
+            return
+        src = bundle.secure_join(rootfs, target)
+        if not src.is_dir() or src.is_symlink():
+            return
+        if not any(src.iterdir()):
+            return
+        proc = subprocess.run(["cp", "-a", "--", f"{src}/.", f"{data}/"], capture_output=True, check=False)
+        if proc.returncode != 0:
+            raise rterrors.RuntimeBackendError(
+                f"cannot copy the image's {target} into volume {name}: {proc.stderr.decode(errors='replace').strip()}")
+        st = os.stat(src)
+        os.chown(data, st.st_uid, st.st_gid)
+        os.chmod(data, st.st_mode & 0o7777)
+
+
+def _check_target(target: str) -> str:
+    if not target.startswith("/"):
+        raise rterrors.InvalidArgument(f"mount target {target!r} must be an absolute path")
+    parts = [p for p in target.split("/") if p]
+    if ".." in parts:
+        raise rterrors.InvalidArgument(f"mount target {target!r} must not contain '..'")
+    return "/" + "/".join(parts)
+
+
+def mount_entries(
+    mounts: tuple[base.Mount, ...], store: VolumeStore, rootfs: Path,
+) -> list[dict[str, Any]]:
+    """OCI mount entries for the container's mounts (creating and filling volumes as needed)."""
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for m in mounts:
+        target = _check_target(m.target)
+        if target in seen:
+            raise rterrors.InvalidArgument(f"duplicate mount point {target}")
+        seen.add(target)
+        ro = ["ro"] if m.read_only else []
+        if m.type == "volume":
+            store.ensure(base.VolumeConfig(name=m.source))
+            store.populate(m.source, rootfs, target)
+            out.append({"destination": target, "type": "bind", "source": str(store.data_dir(m.source)),
+                        "options": ["rbind", "rprivate", *ro]})
+        elif m.type == "bind":
+            if not m.source.startswith("/"):
+                raise rterrors.InvalidArgument(f"bind source {m.source!r} must be an absolute host path")
+            src = Path(m.source)
+            if not src.exists():
+                src.mkdir(parents=True)         # as `docker run -v /host:/ctr` does
+            out.append({"destination": target, "type": "bind", "source": str(src),
+                        "options": ["rbind", "rprivate", *ro]})
+        elif m.type == "tmpfs":
+            opts = list(m.options)
+            if not any(o.startswith("mode=") for o in opts):
+                opts.append("mode=1777")
+            out.append({"destination": target, "type": "tmpfs", "source": "tmpfs",
+                        "options": ["nosuid", "nodev", *opts, *ro]})
+        else:
+            raise rterrors.InvalidArgument(f"unknown mount type {m.type!r}", hint="use volume, bind or tmpfs")
+    return out

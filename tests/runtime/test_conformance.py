@@ -1,0 +1,375 @@
+"""Runtime conformance: what every backend must do, through the Runtime protocol only.
+
+Each test names containers after itself, uses the busybox image, and leaves cleanup to the
+`runtime` fixture. Nothing here knows which backend it talks to.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from reconciler.runtime import base
+from reconciler.runtime import errors as rterrors
+
+pytestmark = [pytest.mark.root]
+
+NONE = ("none",)
+
+
+def cfg(image: str, name: str, *cmd: str, **kw: object) -> base.ContainerConfig:
+    kw.setdefault("networks", NONE)
+    return base.ContainerConfig(name=name, image=image, command=tuple(cmd) if cmd else None, **kw)  # type: ignore[arg-type]
+
+
+def run(runtime: base.Runtime, config: base.ContainerConfig) -> str:
+    cid = runtime.create_container(config)
+    runtime.start_container(cid)
+    return cid
+
+
+def create_and_start(runtime: base.Runtime, config: base.ContainerConfig) -> None:
+    runtime.start_container(runtime.create_container(config))
+
+
+def output(runtime: base.Runtime, cid: str, stream: str | None = None) -> str:
+    return "\n".join(line.data.decode() for line in runtime.logs(cid) if stream is None or line.stream == stream)
+
+
+def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.05)
+
+
+# ------------------------------------------------------------------------------- lifecycle
+
+def test_lifecycle_create_start_stop_remove(runtime: base.Runtime, image: str) -> None:
+    cid = runtime.create_container(cfg(image, "lc", "sleep", "1000", labels={"app": "lc"}))
+    st = runtime.inspect_container(cid)
+    assert st.status == base.ContainerStatus.CREATED
+    assert st.name == "lc"
+    assert st.labels == {"app": "lc"}
+    assert runtime.inspect_container("lc").id == cid
+    runtime.start_container("lc")
+    st = runtime.inspect_container(cid)
+    assert st.status == base.ContainerStatus.RUNNING
+    assert st.pid
+    runtime.start_container(cid)                      # starting a running container is a no-op
+    assert [c.id for c in runtime.list_containers({"app": "lc"})] == [cid]
+    assert runtime.list_containers({"app": "other"}) == []
+    with pytest.raises(rterrors.Conflict):
+        runtime.remove_container(cid)                 # running: needs force
+    runtime.stop_container(cid, timeout=1)
+    st = runtime.inspect_container(cid)
+    assert st.status == base.ContainerStatus.EXITED
+    assert st.exit_code == 137                        # sleep as PID 1 ignores SIGTERM
+    runtime.remove_container(cid)
+    with pytest.raises(rterrors.NotFound):
+        runtime.inspect_container(cid)
+    with pytest.raises(rterrors.NotFound):
+        runtime.remove_container(cid)
+
+
+def test_duplicate_name_is_rejected(runtime: base.Runtime, image: str) -> None:
+    runtime.create_container(cfg(image, "dup", "true"))
+    with pytest.raises(rterrors.AlreadyExists):
+        runtime.create_container(cfg(image, "dup", "true"))
+
+
+def test_restart_of_exited_container(runtime: base.Runtime, image: str) -> None:
+    cid = run(runtime, cfg(image, "again", "sh", "-c", "echo run"))
+    assert runtime.wait_container(cid, timeout=30) == 0
+    runtime.start_container(cid)
+    assert runtime.wait_container(cid, timeout=30) == 0
+    assert output(runtime, cid).splitlines() == ["run", "run"]
+
+
+# ------------------------------------------------------------------------------- exit codes
+
+@pytest.mark.parametrize(("script", "code"), [("exit 3", 3), ("exit 0", 0), ("kill -KILL $$", 137), ("kill -TERM $$", 143)])
+def test_exit_codes(runtime: base.Runtime, image: str, script: str, code: int) -> None:
+    # `sh -c` as PID 1 ignores signals without handlers; a child shell does not.
+    cid = run(runtime, cfg(image, "exit", "sh", "-c", f"sh -c '{script}'; exit $?"))
+    assert runtime.wait_container(cid, timeout=30) == code
+    st = runtime.inspect_container(cid)
+    assert st.exit_code == code
+    assert st.status == base.ContainerStatus.EXITED
+    assert st.finished_at
+    assert not st.oom_killed
+
+
+def test_kill_gives_137(runtime: base.Runtime, image: str) -> None:
+    cid = run(runtime, cfg(image, "killed", "sleep", "1000"))
+    runtime.kill_container(cid, "KILL")
+    assert runtime.wait_container(cid, timeout=30) == 137
+
+
+def test_bad_entrypoint_is_a_clear_error(runtime: base.Runtime, image: str) -> None:
+    with pytest.raises(rterrors.RuntimeBackendError) as err:
+        create_and_start(runtime, cfg(image, "bad", "/nonexistent"))   # Docker reports it at start
+    assert "/nonexistent" in str(err.value)
+
+
+# ------------------------------------------------------------------------------- stop
+
+def test_stop_sends_stop_signal_and_waits(runtime: base.Runtime, image: str) -> None:
+    script = "trap 'echo got-term; exit 7' TERM; echo ready; sleep 1000 & wait"
+    cid = run(runtime, cfg(image, "graceful", "sh", "-c", script))
+    eventually(lambda: "ready" in output(runtime, cid))
+    runtime.stop_container(cid, timeout=30)
+    st = runtime.inspect_container(cid)
+    assert st.exit_code == 7
+    assert "got-term" in output(runtime, cid)
+
+
+def test_stop_signal_override(runtime: base.Runtime, image: str) -> None:
+    script = "trap 'exit 5' USR1; echo ready; sleep 1000 & wait"
+    cid = run(runtime, cfg(image, "usr1", "sh", "-c", script, stop_signal="SIGUSR1"))
+    eventually(lambda: "ready" in output(runtime, cid))
+    runtime.stop_container(cid, timeout=30)
+    assert runtime.inspect_container(cid).exit_code == 5
+
+
+def test_stop_kills_a_process_ignoring_sigterm(runtime: base.Runtime, image: str) -> None:
+    cid = run(runtime, cfg(image, "stubborn", "sh", "-c", "trap '' TERM; echo ready; while true; do sleep 1; done"))
+    eventually(lambda: "ready" in output(runtime, cid))
+    runtime.stop_container(cid, timeout=1)
+    st = runtime.inspect_container(cid)
+    assert st.status == base.ContainerStatus.EXITED
+    assert st.exit_code == 137
+
+
+# ------------------------------------------------------------------------------- logs
+
+def test_logs_streams_partial_and_long_lines(runtime: base.Runtime, image: str) -> None:
+    script = (
+        "printf 'abc'; sleep 0.2; printf 'def\\n'; "
+        "echo to-stderr >&2; "
+        "head -c 20000 /dev/zero | tr '\\0' x; echo; "
+        "printf 'no-newline-at-end'"
+    )
+    cid = run(runtime, cfg(image, "logs", "sh", "-c", script))
+    runtime.wait_container(cid, timeout=30)
+    lines = list(runtime.logs(cid))
+    out = [ln.data for ln in lines if ln.stream == "stdout"]
+    assert out == [b"abcdef", b"x" * 20000, b"no-newline-at-end"]
+    assert [ln.data for ln in lines if ln.stream == "stderr"] == [b"to-stderr"]
+    assert all(ln.time for ln in lines)
+    assert [ln.data for ln in runtime.logs(cid, tail=1)] == [b"no-newline-at-end"]
+    assert list(runtime.logs(cid, since="2999-01-01T00:00:00Z")) == []
+    assert len(list(runtime.logs(cid, since="1h"))) == 4
+
+
+def test_logs_follow_until_exit(runtime: base.Runtime, image: str) -> None:
+    cid = run(runtime, cfg(image, "follow", "sh", "-c", "echo one; sleep 1; echo two"))
+    got = [ln.data for ln in runtime.logs(cid, follow=True)]
+    assert got == [b"one", b"two"]
+
+
+# ------------------------------------------------------------------------------- process config
+
+def test_env_user_workdir(runtime: base.Runtime, image: str) -> None:
+    script = 'echo "$GREETING|$PATH|$(id -u):$(id -g)|$(pwd)|$HOME|$(hostname)"'
+    cid = run(runtime, cfg(image, "proc", "sh", "-c", script, env={"GREETING": "hi there"},
+                           user="app", workdir="/srv/data", hostname="box1"))
+    runtime.wait_container(cid, timeout=30)
+    assert output(runtime, cid) == "hi there|/bin|1000:1000|/srv/data|/home/app|box1"
+
+
+def test_numeric_user_not_in_passwd(runtime: base.Runtime, image: str) -> None:
+    cid = run(runtime, cfg(image, "numeric", "sh", "-c", "id -u; id -g", user="4242:4343"))
+    runtime.wait_container(cid, timeout=30)
+    assert output(runtime, cid).splitlines() == ["4242", "4343"]
+
+
+def test_unknown_user_is_rejected(runtime: base.Runtime, image: str) -> None:
+    with pytest.raises(rterrors.RuntimeBackendError) as err:
+        create_and_start(runtime, cfg(image, "nouser", "true", user="nosuchuser"))
+    assert "nosuchuser" in str(err.value)
+
+
+def test_command_and_args_override(runtime: base.Runtime, image: str) -> None:
+    cid = run(runtime, base.ContainerConfig(name="args", image=image, command=("echo",), args=("a", "b"), networks=NONE))
+    runtime.wait_container(cid, timeout=30)
+    assert output(runtime, cid) == "a b"
+
+
+def test_read_only_rootfs(runtime: base.Runtime, image: str) -> None:
+    script = "touch /etc/x 2>/dev/null && echo root-writable; touch /scratch/x && echo tmpfs-writable"
+    cid = run(runtime, cfg(image, "ro", "sh", "-c", script, read_only=True,
+                           mounts=(base.Mount(type="tmpfs", target="/scratch"),)))
+    runtime.wait_container(cid, timeout=30)
+    assert output(runtime, cid) == "tmpfs-writable"
+
+
+def test_capabilities_drop(runtime: base.Runtime, image: str) -> None:
+    # CAP_CHOWN dropped: chown of a file to another user fails even for root
+    cid = run(runtime, cfg(image, "caps", "sh", "-c", "touch /tmp/f; chown 1000 /tmp/f && echo chowned || echo denied",
+                           cap_drop=("CHOWN",)))
+    runtime.wait_container(cid, timeout=30)
+    assert output(runtime, cid, "stdout") == "denied"
+
+
+# ------------------------------------------------------------------------------- resources
+
+def test_memory_limit_triggers_oom_kill(runtime: base.Runtime, image: str) -> None:
+    cid = run(runtime, cfg(image, "oom", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1",
+                           resources=base.Resources(memory=32 * 1024 * 1024)))
+    assert runtime.wait_container(cid, timeout=60) == 137
+    assert runtime.inspect_container(cid).oom_killed
+
+
+def test_pids_limit(runtime: base.Runtime, image: str) -> None:
+    script = "for i in $(seq 30); do sleep 5 & done; echo started; wait"
+    cid = run(runtime, cfg(image, "pids", "sh", "-c", "( " + script + " ) 2>&1",
+                           resources=base.Resources(pids=10)))
+    runtime.wait_container(cid, timeout=60)
+    text = output(runtime, cid)
+    assert "can't fork" in text or "Resource temporarily unavailable" in text
+
+
+def test_cpu_quota_is_applied(runtime: base.Runtime, image: str) -> None:
+    script = "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d' ' -f1 /sys/fs/cgroup/cpu.max"
+    cid = run(runtime, cfg(image, "cpu", "sh", "-c", script, resources=base.Resources(cpus=0.5)))
+    runtime.wait_container(cid, timeout=30)
+    assert output(runtime, cid) == "50000"
+
+
+# ------------------------------------------------------------------------------- volumes
+
+def test_named_volume_survives_recreation(runtime: base.Runtime, image: str) -> None:
+    vol = (base.Mount(type="volume", source="rtdata", target="/data"),)
+    cid = run(runtime, cfg(image, "writer", "sh", "-c", "echo kept > /data/file", mounts=vol))
+    assert runtime.wait_container(cid, timeout=30) == 0
+    runtime.remove_container(cid)
+    assert "rtdata" in [v.name for v in runtime.list_volumes()]
+    cid = run(runtime, cfg(image, "reader", "cat", "/data/file", mounts=vol))
+    runtime.wait_container(cid, timeout=30)
+    assert output(runtime, cid) == "kept"
+    with pytest.raises(rterrors.Conflict):
+        runtime.remove_volume("rtdata")
+    runtime.remove_container(cid)
+    runtime.remove_volume("rtdata")
+    assert "rtdata" not in [v.name for v in runtime.list_volumes()]
+
+
+def test_new_volume_is_populated_from_the_image(runtime: base.Runtime, image: str) -> None:
+    vol = (base.Mount(type="volume", source="rthome", target="/home"),)
+    cid = run(runtime, cfg(image, "populate", "sh", "-c", "stat -c '%n %u' /home/app", mounts=vol))
+    runtime.wait_container(cid, timeout=30)
+    assert output(runtime, cid) == "/home/app 1000"
+
+
+def test_bind_mount_read_only(runtime: base.Runtime, image: str, tmp_path: Path) -> None:
+    host = tmp_path / "shared"
+    host.mkdir()
+    (host / "in").write_text("from-host")
+    mnts = (base.Mount(type="bind", source=str(host), target="/in", read_only=True),)
+    cid = run(runtime, cfg(image, "bind", "sh", "-c", "cat /in/in; echo; touch /in/new 2>/dev/null || echo read-only",
+                           mounts=mnts))
+    runtime.wait_container(cid, timeout=30)
+    assert output(runtime, cid).splitlines() == ["from-host", "read-only"]
+    assert not (host / "new").exists()
+
+
+# ------------------------------------------------------------------------------- exec
+
+def test_exec(runtime: base.Runtime, image: str) -> None:
+    cid = run(runtime, cfg(image, "execd", "sleep", "1000", env={"K": "v"}, user="app"))
+    res = runtime.exec(cid, ["sh", "-c", "echo $K $(id -u); echo err >&2; exit 4"])
+    assert res.exit_code == 4
+    assert res.stdout == b"v 1000\n"
+    assert res.stderr == b"err\n"
+    res = runtime.exec(cid, ["sh", "-c", "test -t 1 && echo tty"], tty=True)
+    assert res.exit_code == 0
+    assert b"tty" in res.stdout
+    res = runtime.exec(cid, ["sh", "-c", "test -t 1 || echo no-tty"])
+    assert res.stdout == b"no-tty\n"
+    runtime.stop_container(cid, timeout=0)
+    with pytest.raises(rterrors.Conflict):
+        runtime.exec(cid, ["true"])
+
+
+# ------------------------------------------------------------------------------- healthchecks
+
+def test_healthcheck_turns_healthy(runtime: base.Runtime, image: str) -> None:
+    hc = base.Healthcheck(test=("CMD-SHELL", "test -f /tmp/ready"), interval=0.2, timeout=5, retries=3)
+    cid = run(runtime, cfg(image, "healthy", "sh", "-c", "sleep 1; touch /tmp/ready; sleep 1000", healthcheck=hc))
+    assert runtime.inspect_container(cid).health == "starting"
+    eventually(lambda: runtime.inspect_container(cid).health == "healthy")
+
+
+def test_healthcheck_turns_unhealthy(runtime: base.Runtime, image: str) -> None:
+    hc = base.Healthcheck(test=("CMD", "false"), interval=0.2, timeout=5, retries=2)
+    cid = run(runtime, cfg(image, "unhealthy", "sleep", "1000", healthcheck=hc))
+    eventually(lambda: runtime.inspect_container(cid).health == "unhealthy")
+
+
+# ------------------------------------------------------------------------------- restart policies
+
+def test_on_failure_restarts_up_to_max(runtime: base.Runtime, image: str) -> None:
+    cid = run(runtime, cfg(image, "flaky", "sh", "-c", "echo try; exit 1",
+                           restart=base.RestartPolicy("on-failure", 2)))
+
+    def done() -> bool:
+        st = runtime.inspect_container(cid)
+        return st.restart_count == 2 and st.status == base.ContainerStatus.EXITED
+
+    eventually(done)
+    time.sleep(0.5)
+    st = runtime.inspect_container(cid)
+    assert st.restart_count == 2
+    assert st.exit_code == 1
+    assert output(runtime, cid).splitlines() == ["try"] * 3
+
+
+def test_always_restarts_but_not_after_stop(runtime: base.Runtime, image: str) -> None:
+    cid = run(runtime, cfg(image, "always", "sh", "-c", "sleep 0.2", restart=base.RestartPolicy("always")))
+    eventually(lambda: runtime.inspect_container(cid).restart_count >= 2)
+    runtime.stop_container(cid, timeout=1)
+    count = runtime.inspect_container(cid).restart_count
+    time.sleep(1.0)
+    st = runtime.inspect_container(cid)
+    assert st.status == base.ContainerStatus.EXITED
+    assert st.restart_count == count
+
+
+def test_no_policy_does_not_restart(runtime: base.Runtime, image: str) -> None:
+    cid = run(runtime, cfg(image, "once", "sh", "-c", "exit 1"))
+    runtime.wait_container(cid, timeout=30)
+    time.sleep(0.5)
+    assert runtime.inspect_container(cid).restart_count == 0
+
+
+# ------------------------------------------------------------------------------- isolation
+
+def test_container_cannot_see_host_processes(runtime: base.Runtime, image: str) -> None:
+    cid = run(runtime, cfg(image, "pidns", "sh", "-c", "ls /proc | grep -E '^[0-9]+$' | wc -l; echo $$"))
+    runtime.wait_container(cid, timeout=30)
+    count, me = output(runtime, cid).split()
+    assert me == "1"
+    assert int(count) <= 4          # sh, ls, grep, wc: nothing of the host
+
+
+def test_container_cannot_see_other_containers_files(runtime: base.Runtime, image: str) -> None:
+    a = run(runtime, cfg(image, "iso-a", "sh", "-c", "echo secret > /tmp/only-a; sleep 1000"))
+    eventually(lambda: runtime.exec(a, ["test", "-f", "/tmp/only-a"]).exit_code == 0)
+    b = run(runtime, cfg(image, "iso-b", "sh", "-c", "find / -name only-a 2>/dev/null | head -1; echo done"))
+    runtime.wait_container(b, timeout=60)
+    assert output(runtime, b) == "done"
+
+
+def test_container_cannot_see_host_mounts(runtime: base.Runtime, image: str, tmp_path: Path) -> None:
+    cid = run(runtime, cfg(image, "mnts", "cat", "/proc/self/mounts"))
+    runtime.wait_container(cid, timeout=30)
+    text = output(runtime, cid)
+    targets = [line.split()[1] for line in text.splitlines()]
+    assert "/" in targets
+    assert "/proc" in targets
+    assert not any(t.startswith((str(tmp_path), "/work", "/var/lib/docker")) for t in targets)

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.planning import actions
-from reconciler.spec import models
+from reconciler.spec import hashing, models
 from reconciler.state import inventory as inv
 from reconciler.state import labels as labelmod
 from reconciler.state import observed as obs
@@ -262,7 +262,8 @@ def plan(
         elif on.owner is not None and on.owner.spec_hash != net.spec_hash:
             entry = inventory.entries.get(("Network", name))
             net_changes = field_changes(entry.spec, inv.spec_document(net)) if entry else ()
-            what = ", ".join(sorted({c.path.split(".")[0] for c in net_changes})) or "spec"
+            what = ", ".join(sorted({c.path.split(".")[0] for c in net_changes}
+                                    - hashing.COMMON_EXCLUDED)) or "spec"
             net_recreated.add(name)
             removals_for_net[name] = []
             rm = b.add(f"remove:{res}", Kind.REMOVE_NETWORK, res, f"spec hash changed: {what}",
@@ -356,7 +357,7 @@ def plan(
             entry = inventory.entries.get(("Container", name))
             if entry is not None and entry.spec:
                 changes = field_changes(entry.spec, inv.spec_document(c))
-            tops = sorted({ch.path.split(".")[0] for ch in changes})
+            tops = sorted({ch.path.split(".")[0] for ch in changes} - hashing.CONTAINER_EXCLUDED)
             reasons.append("spec hash changed: " + (", ".join(tops) if tops else
                                                     "referenced file content" if entry else "spec"))
         if digest and o.owner.image_digest and digest != o.owner.image_digest:
@@ -385,7 +386,7 @@ def plan(
             if start_first:
                 tmp = f"{name}{actions.TEMP_SUFFIX}"
                 cr = b.add(f"create:{res}", Kind.CREATE, res, cause, base_deps, target=tmp,
-                           group=group, changes=changes, **create_kw)
+                           group=group, changes=changes, rollback={"remove_only": True}, **create_kw)
                 st = b.add(f"start:{res}", Kind.START, res, cause, [cr], target=tmp, group=group,
                            wait=wait, rollback={"remove_only": True})
                 sp = b.add(f"stop:{res}", Kind.STOP, res, cause, [st], target=o.id, group=group)
@@ -409,7 +410,7 @@ def plan(
                         if n in net_recreated:
                             removals_for_net[n].append(rm)
                 cr = b.add(f"create:{res}", Kind.CREATE, res, cause, [rm, *recreated], target=name,
-                           group=group, **create_kw)
+                           group=group, rollback=rollback, **create_kw)
                 ready[name] = b.add(f"start:{res}", Kind.START, res, cause, [cr], target=name,
                                     group=group, wait=wait, rollback=rollback)
             continue

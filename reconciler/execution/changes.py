@@ -1,0 +1,142 @@
+"""What a pass did: one ActionResult per action, one Change per resource, the ChangeSet (Flux).
+
+Callers log, record history and update the inventory from this data, never from side effects.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.planning import actions
+
+__all__ = ["ActionResult", "Change", "ChangeSet", "Outcome", "Status"]
+
+Kind = actions.ActionKind
+
+
+class Status(enum.StrEnum):
+    """How one action ended."""
+
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"     # a dependency did not succeed
+    HELD = "held"           # the plan held it (previous failure, backoff)
+
+
+class Outcome(enum.StrEnum):
+    """What happened to one resource in the pass."""
+
+    CREATED = "created"
+    CONFIGURED = "configured"   # replaced (recreated) with the new spec or image
+    STARTED = "started"
+    STOPPED = "stopped"
+    PULLED = "pulled"
+    DELETED = "deleted"
+    FORGOTTEN = "forgotten"     # dropped from the inventory, left in place
+    FAILED = "failed"
+    ROLLED_BACK = "rolled-back"  # the update failed; the previous container runs again
+    SKIPPED = "skipped"
+    HELD = "held"
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """The end of one action."""
+
+    action: actions.Action
+    status: Status
+    error: str = ""
+    duration: float = 0.0
+    detail: str = ""                            # "already gone", "rolled back", ...
+    config: Mapping[str, Any] | None = None     # create: the runtime config used (JSON data)
+    image_digest: str = ""                      # create/pull: the digest used
+    rolled_back: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.DONE
+
+
+@dataclass(frozen=True)
+class Change:
+    """One resource's outcome."""
+
+    resource: str
+    outcome: Outcome
+    detail: str = ""
+    results: tuple[ActionResult, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"resource": self.resource, "outcome": str(self.outcome), "detail": self.detail,
+                "actions": [f"#{r.action.id} {r.action.kind} {r.status}" for r in self.results]}
+
+
+def _outcome(results: list[ActionResult]) -> tuple[Outcome, str]:
+    failed = [r for r in results if r.status is Status.FAILED]
+    if failed:
+        r = failed[0]
+        if any(x.rolled_back for x in failed):
+            return Outcome.ROLLED_BACK, r.error
+        return Outcome.FAILED, r.error
+    if any(r.status is Status.HELD for r in results):
+        return Outcome.HELD, next(r.action.cause for r in results if r.status is Status.HELD)
+    if all(r.status is Status.SKIPPED for r in results):
+        return Outcome.SKIPPED, results[0].error
+    kinds = {r.action.kind for r in results if r.ok}
+    creates = kinds & {Kind.CREATE, Kind.ENSURE_NETWORK, Kind.ENSURE_VOLUME}
+    removes = kinds & {Kind.REMOVE, Kind.REMOVE_NETWORK, Kind.REMOVE_VOLUME}
+    if creates and removes:
+        return Outcome.CONFIGURED, results[0].action.cause
+    if creates:
+        return Outcome.CREATED, results[0].action.cause
+    if removes:
+        return Outcome.DELETED, results[0].action.cause
+    if Kind.PULL_IMAGE in kinds:
+        return Outcome.PULLED, results[0].action.cause
+    if Kind.START in kinds:
+        return Outcome.STARTED, results[0].action.cause
+    if Kind.STOP in kinds:
+        return Outcome.STOPPED, results[0].action.cause
+    return Outcome.FORGOTTEN, results[0].action.cause
+
+
+@dataclass(frozen=True)
+class ChangeSet:
+    """Every action's result, grouped by resource in plan order."""
+
+    results: tuple[ActionResult, ...] = ()
+    changes: tuple[Change, ...] = field(default=())
+
+    @classmethod
+    def of(cls, results: list[ActionResult]) -> ChangeSet:
+        results = sorted(results, key=lambda r: r.action.id)
+        by_resource: dict[str, list[ActionResult]] = {}
+        for r in results:
+            by_resource.setdefault(r.action.resource, []).append(r)
+        changes = []
+        for resource, rs in by_resource.items():
+            outcome, detail = _outcome(rs)
+            changes.append(Change(resource, outcome, detail, tuple(rs)))
+        return cls(results=tuple(results), changes=tuple(changes))
+
+    @property
+    def ok(self) -> bool:
+        """Every action succeeded (the host converged to the plan)."""
+        return all(r.ok for r in self.results)
+
+    def counts(self) -> dict[str, int]:
+        return dict(sorted(Counter(str(c.outcome) for c in self.changes).items()))
+
+    def failed(self) -> list[Change]:
+        bad = {Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.SKIPPED, Outcome.HELD}
+        return [c for c in self.changes if c.outcome in bad]
+
+    def result_for(self, action_id: int) -> ActionResult | None:
+        return next((r for r in self.results if r.action.id == action_id), None)
+
+    def __str__(self) -> str:
+        return "\n".join(f"{c.resource} {c.outcome}" for c in self.changes)

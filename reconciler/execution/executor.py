@@ -1,0 +1,234 @@
+"""execute(plan, runtime) -> ChangeSet: performs a Plan, makes no decisions of its own.
+
+- Actions run as soon as every action they depend on is done, on a bounded thread pool, so
+  independent work (pulls, unrelated containers) runs in parallel.
+- A failure is isolated: the actions that depend on it (directly or not) are skipped, the
+  others go on. A `fail` action (foreign name, impossible request) fails without a runtime
+  call; a `hold` action is reported held and its dependents skipped.
+- A start with a `wait` waits until the container is healthy (healthcheck) or has run for
+  `min_ready`, within the timeout; dependents therefore start after their dependencies are
+  healthy.
+- A create or start that fails inside a replacement carrying `rollback` data puts the
+  previous container back (its config from the inventory, its image by id), or, for a
+  start-first update, removes the new one; the action is still reported failed.
+- NotFound on a remove (or a stop) means the object is gone already: done.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from reconciler.errors import ReconcilerError
+from reconciler.execution import changes, translate
+from reconciler.planning import actions
+from reconciler.runtime import base
+from reconciler.runtime import errors as rterrors
+from reconciler.spec import models
+from reconciler.state import labels as labelmod
+
+__all__ = ["ExecuteOptions", "execute"]
+
+Kind = actions.ActionKind
+
+
+class ExecuteOptions:
+    """Executor knobs; clock and sleep are injectable so tests need no real waiting."""
+
+    def __init__(
+        self,
+        *,
+        max_workers: int = 4,
+        poll_interval: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.max_workers = max_workers
+        self.poll_interval = poll_interval
+        self.clock = clock
+        self.sleep = sleep
+
+
+class _ActionFailed(Exception):
+    def __init__(self, message: str, *, rolled_back: bool = False) -> None:
+        super().__init__(message)
+        self.rolled_back = rolled_back
+
+
+def execute(
+    plan: actions.Plan,
+    runtime: base.Runtime,
+    *,
+    options: ExecuteOptions | None = None,
+    on_result: Callable[[changes.ActionResult], None] | None = None,
+) -> changes.ChangeSet:
+    """Run every action of `plan` on `runtime`; the ChangeSet says what happened to each."""
+    opts = options or ExecuteOptions()
+    by_id = plan.by_id()
+    results: dict[int, changes.ActionResult] = {}
+    running: dict[cf.Future[changes.ActionResult], int] = {}
+
+    def finish(r: changes.ActionResult) -> None:
+        results[r.action.id] = r
+        if on_result is not None:
+            on_result(r)
+
+    def schedule(pool: cf.ThreadPoolExecutor) -> None:
+        progress = True
+        while progress:
+            progress = False
+            for a in plan.actions:
+                if a.id in results or a.id in running.values():
+                    continue
+                deps = [results.get(d) for d in a.depends_on if d in by_id]
+                if any(d is None for d in deps):
+                    continue
+                bad = [d for d in deps if d is not None and not d.ok]
+                if bad:
+                    finish(changes.ActionResult(a, changes.Status.SKIPPED,
+                                                error=f"dependency #{bad[0].action.id} {bad[0].status}"))
+                    progress = True
+                elif a.kind is Kind.HOLD:
+                    finish(changes.ActionResult(a, changes.Status.HELD, error=a.cause))
+                    progress = True
+                elif a.kind is Kind.FAIL:
+                    finish(changes.ActionResult(a, changes.Status.FAILED, error=a.cause))
+                    progress = True
+                else:
+                    running[pool.submit(_run, a, runtime, opts)] = a.id
+
+    with cf.ThreadPoolExecutor(max_workers=max(1, opts.max_workers),
+                               thread_name_prefix="reconcile") as pool:
+        schedule(pool)
+        while running:
+            done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                running.pop(fut)
+                finish(fut.result())
+            schedule(pool)
+    return changes.ChangeSet.of(list(results.values()))
+
+
+def _run(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> changes.ActionResult:
+    start = opts.clock()
+    try:
+        extra = _perform(a, runtime, opts)
+    except _ActionFailed as exc:
+        return changes.ActionResult(a, changes.Status.FAILED, error=str(exc),
+                                    duration=opts.clock() - start, rolled_back=exc.rolled_back,
+                                    detail="rolled back" if exc.rolled_back else "")
+    except ReconcilerError as exc:
+        return changes.ActionResult(a, changes.Status.FAILED, error=exc.message,
+                                    duration=opts.clock() - start)
+    except Exception as exc:  # noqa: BLE001 - isolate: one action's bug must not stop unrelated work
+        return changes.ActionResult(a, changes.Status.FAILED, error=f"{type(exc).__name__}: {exc}",
+                                    duration=opts.clock() - start)
+    return changes.ActionResult(a, changes.Status.DONE, duration=opts.clock() - start, **extra)
+
+
+def _perform(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> dict[str, Any]:
+    k = a.kind
+    if k is Kind.FORGET:
+        return {}
+    if k is Kind.PULL_IMAGE:
+        info = runtime.pull_image(a.image)
+        return {"image_digest": info.digest or info.id}
+    if k is Kind.ENSURE_NETWORK:
+        net = a.spec if isinstance(a.spec, models.Network) else None
+        runtime.ensure_network(translate.network_config(net, name=a.target, labels=a.labels))
+        return {}
+    if k is Kind.ENSURE_VOLUME:
+        runtime.ensure_volume(translate.volume_config(a.target, labels=a.labels))
+        return {}
+    if k in (Kind.REMOVE_NETWORK, Kind.REMOVE_VOLUME, Kind.REMOVE, Kind.STOP):
+        try:
+            if k is Kind.REMOVE_NETWORK:
+                runtime.remove_network(a.target)
+            elif k is Kind.REMOVE_VOLUME:
+                runtime.remove_volume(a.target)
+            elif k is Kind.REMOVE:
+                runtime.remove_container(a.target, force=True)
+            else:
+                runtime.stop_container(a.target)
+        except rterrors.NotFound:
+            return {"detail": "already gone"}
+        return {}
+    if k is Kind.CREATE:
+        return _create(a, runtime)
+    if k is Kind.START:
+        try:
+            runtime.start_container(a.target)
+            if a.wait is not None:
+                _wait_ready(a, runtime, opts)
+        except (ReconcilerError, _ActionFailed) as exc:
+            message = exc.message if isinstance(exc, ReconcilerError) else str(exc)
+            _roll_back(a, runtime, message)
+        return {}
+    if k is Kind.RENAME:
+        rename = getattr(runtime, "rename_container", None)
+        if rename is None:
+            raise _ActionFailed(f"runtime {runtime.name} cannot rename containers")
+        rename(a.target, a.new_name)
+        return {}
+    raise _ActionFailed(f"the executor has no handler for {k}")   # pragma: no cover
+
+
+def _create(a: actions.Action, runtime: base.Runtime) -> dict[str, Any]:
+    if not isinstance(a.spec, models.Container):
+        raise _ActionFailed(f"{a.resource}: create needs a container spec")
+    digest = a.image_digest
+    if not digest:
+        info = runtime.inspect_image(a.image)
+        digest = info.digest or info.id
+    labels = {**a.labels, labelmod.DIGEST: digest}
+    config = translate.container_config(a.spec, name=a.target, labels=labels, image=a.image)
+    try:
+        runtime.create_container(config)
+    except ReconcilerError as exc:
+        _roll_back(a, runtime, exc.message)
+    return {"config": translate.config_to_json(config), "image_digest": digest}
+
+
+def _wait_ready(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> None:
+    assert a.wait is not None
+    began = opts.clock()
+    deadline = began + a.wait.timeout
+    while True:
+        st = runtime.inspect_container(a.target)
+        if st.status not in (base.ContainerStatus.RUNNING, base.ContainerStatus.RESTARTING):
+            raise _ActionFailed(f"{a.target} exited (code {st.exit_code}) before it was ready")
+        if a.wait.healthcheck:
+            if st.health == "healthy":
+                return
+            if st.health == "unhealthy":
+                raise _ActionFailed(f"{a.target} is unhealthy")
+        elif opts.clock() - began >= a.wait.min_ready and st.status is base.ContainerStatus.RUNNING:
+            return
+        if opts.clock() >= deadline:
+            what = "healthy" if a.wait.healthcheck else f"running for {a.wait.min_ready:g}s"
+            raise _ActionFailed(f"{a.target} not {what} within {a.wait.timeout:g}s")
+        opts.sleep(opts.poll_interval)
+
+
+def _roll_back(a: actions.Action, runtime: base.Runtime, message: str) -> None:
+    """Undo a failed replacement step if the plan says how; always raises _ActionFailed."""
+    rb = a.rollback
+    if not rb:
+        raise _ActionFailed(message)
+    try:
+        try:
+            runtime.remove_container(a.target, force=True)
+        except rterrors.NotFound:
+            pass
+        if not rb.get("remove_only"):
+            old = translate.config_from_json(rb["config"])
+            if rb.get("image_id"):
+                old = replace(old, image=str(rb["image_id"]))
+            runtime.create_container(old)
+            runtime.start_container(old.name)
+    except ReconcilerError as exc:
+        raise _ActionFailed(f"{message}; rollback failed too: {exc.message}") from exc
+    raise _ActionFailed(f"{message}; rolled back to the previous container", rolled_back=True)

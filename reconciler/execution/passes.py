@@ -1,0 +1,212 @@
+"""One reconcile pass, composed (compose A1): observe → plan → execute → record.
+
+    desired (already loaded and validated: an invalid revision never gets here)
+      → resolve tag digests (one lookup per reference, TTL-cached in the state DB)
+      → observe (one list call per kind)
+      → plan (pure)
+      → execute (unless dry run)
+      → inventory, failure records, history, one canonical log line
+
+The CLI (`reconcile apply`, `reconcile diff`) and the controller loop both call `run_pass`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler._sqlite import Database
+from reconciler.execution import changes, executor, translate
+from reconciler.planning import actions, planner
+from reconciler.runtime import base
+from reconciler.spec import models
+from reconciler.state import history as hist
+from reconciler.state import inventory as inv
+from reconciler.state import labels as labelmod
+from reconciler.state import observed as obs
+
+__all__ = ["PassOptions", "PassResult", "plan_pass", "run_pass"]
+
+Kind = actions.ActionKind
+
+
+@dataclass(frozen=True)
+class PassOptions:
+    """Knobs of one pass."""
+
+    owner: str = "default"          # reconciler.owner label value of this instance
+    allow_empty: bool = False       # an empty revision may prune everything
+    dry_run: bool = False           # plan only
+    digest_ttl: float = 300.0       # seconds a resolved tag digest is trusted
+    max_workers: int = 4            # parallel actions
+    source: str = ""                # what was applied (path), for history
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """What a pass decided and did."""
+
+    revision: str
+    plan: actions.Plan
+    changeset: changes.ChangeSet | None
+    resolve_errors: Mapping[str, str] = field(default_factory=dict)
+    duration: float = 0.0
+
+    @property
+    def converged(self) -> bool:
+        if self.changeset is None:
+            return self.plan.is_empty()
+        return self.changeset.ok
+
+    @property
+    def result(self) -> str:
+        if self.changeset is None:
+            return "in-sync" if self.plan.is_empty() else "drift"
+        return "converged" if self.changeset.ok else "failed"
+
+
+def plan_pass(
+    desired: models.DesiredState,
+    runtime: base.Runtime,
+    db: Database,
+    options: PassOptions,
+    *,
+    now: float | None = None,
+) -> tuple[actions.Plan, Mapping[str, str]]:
+    """Resolve, observe and plan (no change to the host); returns the plan and resolve errors."""
+    now = time.time() if now is None else now
+    store = inv.InventoryStore(db, options.owner)
+    refs = _tracked_refs(desired)
+    resolved, errors = obs.resolve_digests(runtime, refs, inventory=store, ttl=options.digest_ttl, now=now)
+    observed = obs.observe(runtime, resolved=resolved)
+    plan = planner.plan(
+        desired, observed, store.load(),
+        planner.PlanOptions(owner=options.owner, allow_empty=options.allow_empty, now=now,
+                            can_rename=callable(getattr(runtime, "rename_container", None))),
+    )
+    return plan, errors
+
+
+def _tracked_refs(desired: models.DesiredState) -> list[str]:
+    refs = []
+    for c in desired.containers.values():
+        img = desired.images.get(c.image_object) if c.image_object else None
+        if img is None or img.track or img.pull == "always":
+            refs.append(c.image)
+    return refs
+
+
+def run_pass(
+    desired: models.DesiredState,
+    runtime: base.Runtime,
+    db: Database,
+    options: PassOptions,
+    *,
+    now: float | None = None,
+    execute_options: executor.ExecuteOptions | None = None,
+) -> PassResult:
+    """One full pass; the host is touched only by `execute` (never on dry run)."""
+    import structlog
+
+    log = structlog.get_logger("reconciler.pass").bind(owner=options.owner, revision=desired.revision[:12])
+    began = time.monotonic()
+    started_at = time.time() if now is None else now
+    plan, errors = plan_pass(desired, runtime, db, options, now=started_at)
+    for ref, err in errors.items():
+        log.warning("digest_unresolved", ref=ref, error=err)
+    if options.dry_run:
+        result = PassResult(desired.revision, plan, None, errors, time.monotonic() - began)
+        log.info("reconcile_pass", dry_run=True, result=result.result, actions=len(plan.actions),
+                 duration=round(result.duration, 3))
+        return result
+    eo = execute_options or executor.ExecuteOptions(max_workers=options.max_workers)
+    cs = executor.execute(plan, runtime, options=eo)
+    record(desired, plan, cs, db, options, now=time.time() if now is None else now)
+    result = PassResult(desired.revision, plan, cs, errors, time.monotonic() - began)
+    if not plan.is_empty() or not cs.ok:
+        hist.HistoryStore(db, options.owner).record(
+            revision=desired.revision, source=options.source, started_at=started_at,
+            finished_at=time.time(), result=result.result, counts=cs.counts(),
+            changes=[c.to_json() for c in cs.changes],
+        )
+    failed = [f"{c.resource}: {c.detail}" for c in cs.failed()]
+    log.info("reconcile_pass", result=result.result, actions=len(plan.actions),
+             duration=round(result.duration, 3), failed=failed, **cs.counts())
+    return result
+
+
+def record(
+    desired: models.DesiredState,
+    plan: actions.Plan,
+    cs: changes.ChangeSet,
+    db: Database,
+    options: PassOptions,
+    *,
+    now: float,
+) -> None:
+    """Feed the ChangeSet back into the inventory (Flux): successes tracked, failures counted,
+    deletes that failed kept so the next pass retries them."""
+    store = inv.InventoryStore(db, options.owner)
+    current = store.load()
+    by_resource: dict[str, list[changes.ActionResult]] = {}
+    for r in cs.results:
+        by_resource.setdefault(r.action.resource, []).append(r)
+
+    def settle(kind: str, name: str, spec_hash: str, put: inv.Entry) -> None:
+        rs = by_resource.get(f"{kind.lower()}:{name}", [])
+        ran_and_failed = [r for r in rs if r.status is changes.Status.FAILED and r.action.kind is not Kind.FAIL]
+        if ran_and_failed:
+            store.record_failure(kind, name, revision=desired.revision, spec_hash=spec_hash,
+                                 error=ran_and_failed[0].error, now=now)
+            return
+        if any(not r.ok for r in rs):
+            return                          # skipped, held or refused: nothing changed
+        store.put(put)
+        if (kind, name) in current.failures:
+            store.clear_failure(kind, name)
+
+    for name, c in desired.containers.items():
+        rs = by_resource.get(f"container:{name}", [])
+        created = next((r for r in rs if r.action.kind is Kind.CREATE and r.ok), None)
+        old = current.entries.get(("Container", name))
+        if created is not None:
+            config, digest = created.config, created.image_digest
+            if config is not None and created.action.target != name:   # start-first: renamed
+                config = {**config, "name": name}
+        else:
+            config = old.config if old else None
+            digest = old.image_digest if old else ""
+            if config is None:
+                labels = labelmod.make(owner=options.owner, kind="Container", name=name,
+                                       spec_hash=c.spec_hash, revision=desired.revision,
+                                       image_digest=digest, user=c.labels)
+                config = translate.config_to_json(translate.container_config(c, name=name, labels=labels))
+        settle("Container", name, c.spec_hash, inv.Entry(
+            kind="Container", name=name, spec_hash=c.spec_hash, image_digest=digest,
+            revision=desired.revision if created else (old.revision if old else desired.revision),
+            spec=inv.spec_document(c), config=config))
+    for name, n in desired.networks.items():
+        settle("Network", name, n.spec_hash, inv.Entry(
+            kind="Network", name=name, spec_hash=n.spec_hash, revision=desired.revision,
+            spec=inv.spec_document(n)))
+    volumes: dict[str, Any] = dict(desired.volumes)
+    for c in desired.containers.values():
+        for m in c.volumes:
+            if m.type == "volume":
+                volumes.setdefault(m.source, None)
+    for name, v in volumes.items():
+        settle("Volume", name, v.spec_hash if v else "", inv.Entry(
+            kind="Volume", name=name, spec_hash=v.spec_hash if v else "", revision=desired.revision,
+            spec=inv.spec_document(v) if v else {}, deletion_policy=v.deletion_policy if v else "Retain"))
+    # prunes: a successful delete or forget drops the entry; a failed one stays (retried)
+    desired_keys = {("Container", n) for n in desired.containers} | {("Network", n) for n in desired.networks} \
+        | {("Volume", n) for n in volumes}
+    for r in cs.results:
+        key = r.action.kind_name
+        if key in desired_keys or key not in current.entries:
+            continue
+        rs = by_resource.get(r.action.resource, [])
+        if rs and all(x.ok for x in rs):
+            store.remove(*key)

@@ -1,0 +1,438 @@
+"""An in-memory Runtime: the Runtime protocol's semantics without an engine.
+
+For fast executor tests and as a dry-run/testing backend of the CLI (`--runtime fake`, its state
+kept in a JSON file under `--root` so a CLI process and a test can share it). It follows the
+protocol contract of `runtime.base`: idempotent `ensure_*`, NotFound on removing a missing
+object, AlreadyExists on a taken name, Conflict on removing a running container or a network
+or volume in use, ImageError on an unknown reference, host-port clashes refused on start.
+
+What a fake cannot have is simulated simply and deterministically:
+- a "registry": `publish(ref, digest)` makes a reference pullable (tests move tags with it);
+- a process: a container whose command or args contain "false" exits with code 1 on start,
+  any other one runs until stopped;
+- health: a container with a healthcheck starts "starting" and becomes "healthy" on the next
+  inspect, "unhealthy" if its test contains "false", or stays "starting" for ever if it
+  contains "sleep" (so health gates, failures and timeouts can be exercised);
+- `op_delay` makes every mutating call take that long, and `max_in_flight` records the most
+  calls seen running at once (how executor tests observe parallelism without timing).
+
+Extra capability over the protocol: `rename_container` (start-first updates need it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from reconciler.runtime import base
+from reconciler.runtime import errors as rterrors
+
+__all__ = ["FakeRuntime"]
+
+STATE_FILE = "fake-runtime.json"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _norm(ref: str) -> str:
+    name, at, digest = ref.partition("@")
+    first, slash, _ = name.partition("/")
+    if not slash:
+        name = f"docker.io/library/{name}"
+    elif not ("." in first or ":" in first or first == "localhost"):
+        name = f"docker.io/{name}"
+    if at:
+        return f"{name}@{digest}"
+    if ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
+    return name
+
+
+def _match(labels: Mapping[str, str], selector: Mapping[str, str] | None) -> bool:
+    return all(labels.get(k) == v for k, v in (selector or {}).items())
+
+
+def _config_from(d: Mapping[str, Any]) -> base.ContainerConfig:
+    hc = d.get("healthcheck")
+    return base.ContainerConfig(
+        name=d["name"], image=d["image"],
+        command=tuple(d["command"]) if d.get("command") is not None else None,
+        args=tuple(d["args"]) if d.get("args") is not None else None,
+        env=dict(d.get("env") or {}), labels=dict(d.get("labels") or {}),
+        ports=tuple(base.PortMapping(**p) for p in d.get("ports") or ()),
+        networks=tuple(d.get("networks") or ()),
+        mounts=tuple(base.Mount(**{**m, "options": tuple(m.get("options") or ())}) for m in d.get("mounts") or ()),
+        restart=base.RestartPolicy(**(d.get("restart") or {})),
+        healthcheck=base.Healthcheck(**{**hc, "test": tuple(hc["test"])}) if hc else None,
+        stop_timeout=float(d.get("stop_timeout", 10.0)),
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class FakeRuntime:
+    """The Runtime protocol in memory (optionally persisted to a JSON file)."""
+
+    name = "fake"
+
+    def __init__(self, state_path: str | os.PathLike[str] | None = None, *, op_delay: float = 0.0) -> None:
+        self.state_path = Path(state_path) if state_path is not None else None
+        self.op_delay = op_delay
+        self._lock = threading.RLock()
+        self._in_flight = 0
+        self.max_in_flight = 0
+        self.calls: list[tuple[str, str]] = []
+        self.s: dict[str, Any] = {"registry": {}, "images": {}, "containers": {}, "networks": {}, "volumes": {}}
+        if self.state_path is not None and self.state_path.exists():
+            self.s = json.loads(self.state_path.read_text())
+
+    @classmethod
+    def at_root(cls, root: str | os.PathLike[str]) -> FakeRuntime:
+        """The fake whose state lives in `<root>/fake-runtime.json`."""
+        Path(root).mkdir(parents=True, exist_ok=True)
+        return cls(Path(root) / STATE_FILE)
+
+    # --- bookkeeping
+
+    def _save(self) -> None:
+        if self.state_path is None:
+            return
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.s, indent=1, sort_keys=True))
+        os.replace(tmp, self.state_path)
+
+    def _op(self, op: str, subject: str) -> None:
+        """Count a mutating call (and take `op_delay` outside the lock, like real work)."""
+        with self._lock:
+            self.calls.append((op, subject))
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            if self.op_delay:
+                time.sleep(self.op_delay)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def publish(self, ref: str, digest: str | None = None) -> str:
+        """Make `ref` pullable at `digest` (default: derived from the ref); returns the digest."""
+        digest = digest or "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
+        with self._lock:
+            self.s["registry"][_norm(ref)] = digest
+            self._save()
+        return digest
+
+    # --- images
+
+    def resolve_digest(self, ref: str) -> str:
+        n = _norm(ref)
+        if "@" in n:
+            return n.rpartition("@")[2]
+        with self._lock:
+            digest = self.s["registry"].get(n)
+        if digest is None:
+            raise rterrors.ImageError(f"{ref}: manifest unknown to the registry")
+        return str(digest)
+
+    def pull_image(self, ref: str, *, progress: base.ProgressCallback | None = None) -> base.ImageInfo:
+        self._op("pull", ref)
+        n = _norm(ref)
+        with self._lock:
+            if "@" in n:
+                digest = n.rpartition("@")[2]
+                repo = n.rpartition("@")[0]
+                if digest not in self.s["registry"].values():
+                    raise rterrors.ImageError(f"{ref}: manifest unknown to the registry")
+                tags: list[str] = []
+            else:
+                digest = self.s["registry"].get(n)
+                if digest is None:
+                    raise rterrors.ImageError(f"{ref}: manifest unknown to the registry",
+                                              hint="check the reference and that it was pushed")
+                repo, tags = n.rpartition(":")[0], [n]
+            image_id = "sha256:" + hashlib.sha256(("config" + digest).encode()).hexdigest()
+            for other in self.s["images"].values():     # a moved tag leaves the old image untagged
+                other["repo_tags"] = [t for t in other["repo_tags"] if t not in tags]
+            img = self.s["images"].setdefault(image_id, {
+                "id": image_id, "digest": digest, "repo_tags": [], "repo": repo, "created": _now(),
+            })
+            img["repo_tags"] = sorted(set(img["repo_tags"]) | set(tags))
+            self._save()
+            info = self._image_info(img)
+        if progress:
+            progress("done", {"ref": ref})
+        return info
+
+    @staticmethod
+    def _image_info(img: Mapping[str, Any]) -> base.ImageInfo:
+        return base.ImageInfo(id=img["id"], digest=img["digest"], repo_tags=tuple(img["repo_tags"]),
+                              size=1024, created=img["created"], config={})
+
+    def _find_image(self, ref: str) -> Mapping[str, Any] | None:
+        n = _norm(ref) if not ref.startswith("sha256:") else ref
+        for img in self.s["images"].values():
+            if ref == img["id"] or n in img["repo_tags"] or n == f"{img['repo']}@{img['digest']}":
+                return dict(img)
+        return None
+
+    def list_images(self) -> list[base.ImageInfo]:
+        with self._lock:
+            return [self._image_info(i) for i in self.s["images"].values()]
+
+    def inspect_image(self, ref: str) -> base.ImageInfo:
+        with self._lock:
+            img = self._find_image(ref)
+        if img is None:
+            raise rterrors.NotFound(f"image {ref} is not present locally")
+        return self._image_info(img)
+
+    def remove_image(self, ref: str, *, force: bool = False) -> list[str]:
+        self._op("remove_image", ref)
+        with self._lock:
+            img = self._find_image(ref)
+            if img is None:
+                raise rterrors.NotFound(f"image {ref} is not present locally")
+            if not force and any(c["image_id"] == img["id"] for c in self.s["containers"].values()):
+                raise rterrors.Conflict(f"image {ref} is used by a container")
+            del self.s["images"][img["id"]]
+            self._save()
+            return [img["id"]]
+
+    # --- containers
+
+    def _get(self, name_or_id: str) -> dict[str, Any]:
+        cs = self.s["containers"]
+        if name_or_id in cs:
+            return dict(cs[name_or_id])
+        for c in cs.values():
+            if c["config"]["name"] == name_or_id:
+                return dict(c)
+        raise rterrors.NotFound(f"container {name_or_id} does not exist")
+
+    def _put(self, c: Mapping[str, Any]) -> None:
+        self.s["containers"][c["id"]] = dict(c)
+        self._save()
+
+    def _state(self, c: Mapping[str, Any]) -> base.ContainerState:
+        cfg = c["config"]
+        return base.ContainerState(
+            id=c["id"], name=cfg["name"], image=cfg["image"], image_id=c["image_id"],
+            labels=dict(cfg["labels"]), status=base.ContainerStatus(c["status"]), created=c["created"],
+            exit_code=c.get("exit_code"), started_at=c.get("started_at"), health=c.get("health"),
+            restart_count=c.get("restart_count", 0),
+            ports=tuple(base.PortMapping(**p) for p in cfg["ports"]) if c["status"] == "running" else (),
+            manually_stopped=c.get("manually_stopped", False),
+        )
+
+    def list_containers(self, selector: Mapping[str, str] | None = None) -> list[base.ContainerState]:
+        with self._lock:
+            return [self._state(c) for c in self.s["containers"].values()
+                    if _match(c["config"]["labels"], selector)]
+
+    def create_container(self, config: base.ContainerConfig) -> str:
+        self._op("create", config.name)
+        with self._lock:
+            if any(c["config"]["name"] == config.name for c in self.s["containers"].values()):
+                raise rterrors.AlreadyExists(f"container name {config.name} is taken",
+                                             hint="remove it first or choose another name")
+            img = self._find_image(config.image)
+            if img is None:
+                raise rterrors.NotFound(f"image {config.image} is not present locally",
+                                        hint="pull it first")
+            for net in config.networks:
+                if net not in ("host", "none") and net not in self.s["networks"]:
+                    raise rterrors.NotFound(f"network {net} does not exist")
+            for m in config.mounts:
+                if m.type == "volume" and m.source not in self.s["volumes"]:
+                    self.s["volumes"][m.source] = {"name": m.source, "labels": {}, "created": _now()}
+            cid = hashlib.sha256(f"{config.name}{time.time_ns()}".encode()).hexdigest()
+            self._put({"id": cid, "config": _jsonable(config), "image_id": img["id"], "status": "created",
+                       "created": _now(), "exit_code": None, "health": None, "restart_count": 0})
+            return cid
+
+    def start_container(self, name_or_id: str) -> None:
+        self._op("start", name_or_id)
+        with self._lock:
+            c = self._get(name_or_id)
+            if c["status"] == "running":
+                return
+            cfg = c["config"]
+            for other in self.s["containers"].values():
+                if other["id"] == c["id"] or other["status"] != "running":
+                    continue
+                taken = {(p["host_ip"], p["host_port"], p["protocol"]) for p in other["config"]["ports"]}
+                for p in cfg["ports"]:
+                    if p["host_port"] and (p["host_ip"], p["host_port"], p["protocol"]) in taken:
+                        raise rterrors.Conflict(
+                            f"container {cfg['name']}: port {p['host_port']} is in use by "
+                            f"{other['config']['name']}")
+            argv = [*(cfg.get("command") or []), *(cfg.get("args") or [])]
+            if "false" in argv:
+                c.update(status="exited", exit_code=1, started_at=_now())
+            else:
+                c.update(status="running", exit_code=None, started_at=_now(), manually_stopped=False,
+                         health="starting" if cfg.get("healthcheck") else None)
+            self._put(c)
+
+    def stop_container(self, name_or_id: str, *, timeout: float | None = None) -> None:
+        self._op("stop", name_or_id)
+        with self._lock:
+            c = self._get(name_or_id)
+            if c["status"] in ("running", "restarting"):
+                c.update(status="exited", exit_code=0, health=None, manually_stopped=True)
+                self._put(c)
+
+    def kill_container(self, name_or_id: str, signal: str = "KILL") -> None:
+        self._op("kill", name_or_id)
+        with self._lock:
+            c = self._get(name_or_id)
+            if c["status"] != "running":
+                raise rterrors.Conflict(f"container {name_or_id} is not running")
+            c.update(status="exited", exit_code=137, health=None)
+            self._put(c)
+
+    def remove_container(self, name_or_id: str, *, force: bool = False) -> None:
+        self._op("remove", name_or_id)
+        with self._lock:
+            c = self._get(name_or_id)
+            if c["status"] == "running" and not force:
+                raise rterrors.Conflict(f"container {name_or_id} is running", hint="stop it first")
+            del self.s["containers"][c["id"]]
+            self._save()
+
+    def rename_container(self, name_or_id: str, new_name: str) -> None:
+        self._op("rename", name_or_id)
+        with self._lock:
+            c = self._get(name_or_id)
+            if any(o["config"]["name"] == new_name for o in self.s["containers"].values()):
+                raise rterrors.AlreadyExists(f"container name {new_name} is taken")
+            c["config"] = {**c["config"], "name": new_name}
+            self._put(c)
+
+    def inspect_container(self, name_or_id: str) -> base.ContainerState:
+        with self._lock:
+            c = self._get(name_or_id)
+            if c.get("health") == "starting":
+                test = c["config"]["healthcheck"]["test"]
+                if any("sleep" in t for t in test):
+                    return self._state(c)           # never becomes healthy: a health timeout
+                c["health"] = "unhealthy" if any("false" in t for t in test) else "healthy"
+                self._put(c)
+                return self._state({**c, "health": "starting"})
+            return self._state(c)
+
+    def wait_container(self, name_or_id: str, *, timeout: float | None = None) -> int:
+        with self._lock:
+            c = self._get(name_or_id)
+        if c["status"] == "running":
+            raise rterrors.Unavailable(f"container {name_or_id} is still running (a fake never exits)")
+        return int(c.get("exit_code") or 0)
+
+    def logs(
+        self, name_or_id: str, *, follow: bool = False, since: str | None = None, tail: int | None = None,
+    ) -> Iterator[base.LogLine]:
+        with self._lock:
+            self._get(name_or_id)
+        return iter(())
+
+    def exec(self, name_or_id: str, argv: list[str], *, tty: bool = False) -> base.ExecResult:
+        with self._lock:
+            c = self._get(name_or_id)
+        if c["status"] != "running":
+            raise rterrors.Conflict(f"container {name_or_id} is not running")
+        return base.ExecResult(exit_code=1 if "false" in argv else 0, stdout=b"", stderr=b"")
+
+    # --- networks and volumes
+
+    def _network_state(self, n: Mapping[str, Any]) -> base.NetworkState:
+        return base.NetworkState(id=n["id"], name=n["name"], subnet=n["subnet"], gateway=n["gateway"],
+                                 internal=n["internal"], labels=dict(n["labels"]))
+
+    def list_networks(self, selector: Mapping[str, str] | None = None) -> list[base.NetworkState]:
+        with self._lock:
+            return [self._network_state(n) for n in self.s["networks"].values() if _match(n["labels"], selector)]
+
+    def ensure_network(self, config: base.NetworkConfig) -> base.NetworkState:
+        self._op("ensure_network", config.name)
+        with self._lock:
+            n = self.s["networks"].get(config.name)
+            if n is None:
+                index = len(self.s["networks"]) + 1
+                subnet = config.subnet or f"10.89.{index}.0/24"
+                n = {"id": hashlib.sha256(config.name.encode()).hexdigest()[:12], "name": config.name,
+                     "subnet": subnet, "gateway": config.gateway or subnet.rsplit(".", 1)[0] + ".1",
+                     "internal": config.internal, "labels": dict(config.labels)}
+                self.s["networks"][config.name] = n
+                self._save()
+            return self._network_state(n)
+
+    def remove_network(self, name: str) -> None:
+        self._op("remove_network", name)
+        with self._lock:
+            if name not in self.s["networks"]:
+                raise rterrors.NotFound(f"network {name} does not exist")
+            users = [c["config"]["name"] for c in self.s["containers"].values() if name in c["config"]["networks"]]
+            if users:
+                raise rterrors.Conflict(f"network {name} is in use by {', '.join(sorted(users))}")
+            del self.s["networks"][name]
+            self._save()
+
+    def list_volumes(self, selector: Mapping[str, str] | None = None) -> list[base.VolumeState]:
+        with self._lock:
+            return [base.VolumeState(name=v["name"], mountpoint=f"/fake/volumes/{v['name']}",
+                                     labels=dict(v["labels"]), created=v["created"])
+                    for v in self.s["volumes"].values() if _match(v["labels"], selector)]
+
+    def ensure_volume(self, config: base.VolumeConfig) -> base.VolumeState:
+        self._op("ensure_volume", config.name)
+        with self._lock:
+            v = self.s["volumes"].setdefault(
+                config.name, {"name": config.name, "labels": dict(config.labels), "created": _now()})
+            self._save()
+            return base.VolumeState(name=v["name"], mountpoint=f"/fake/volumes/{v['name']}",
+                                    labels=dict(v["labels"]), created=v["created"])
+
+    def remove_volume(self, name: str) -> None:
+        self._op("remove_volume", name)
+        with self._lock:
+            if name not in self.s["volumes"]:
+                raise rterrors.NotFound(f"volume {name} does not exist")
+            users = [c["config"]["name"] for c in self.s["containers"].values()
+                     if any(m["type"] == "volume" and m["source"] == name for m in c["config"]["mounts"])]
+            if users:
+                raise rterrors.Conflict(f"volume {name} is in use by {', '.join(sorted(users))}")
+            del self.s["volumes"][name]
+            self._save()
+
+    def close(self) -> None:
+        with self._lock:
+            self._save()
+
+    # --- test helpers (not part of the protocol)
+
+    def config_of(self, name_or_id: str) -> base.ContainerConfig:
+        """The config a container was created with."""
+        with self._lock:
+            return _config_from(self._get(name_or_id)["config"])
+
+
+def _conforms(runtime: FakeRuntime) -> base.Runtime:
+    """mypy checks here that the fake implements the whole protocol."""
+    return runtime

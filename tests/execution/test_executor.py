@@ -1,0 +1,238 @@
+"""The executor over the in-memory runtime: order, parallelism, isolation, health gates, rollback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconciler._sqlite import Database
+from reconciler.execution import changes, executor
+from reconciler.planning import actions, planner
+from reconciler.runtime.fake import FakeRuntime
+from reconciler.state import inventory as inv
+from reconciler.state import observed as obs
+from tests.execution.helpers import IMG, FakeClock, apply, container_doc, exec_options, load, write
+
+Kind = actions.ActionKind
+
+
+@pytest.fixture
+def rt() -> FakeRuntime:
+    r = FakeRuntime()
+    r.publish(IMG)
+    return r
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    return Database(tmp_path / "state.db")
+
+
+def fresh_plan(manifests: Path, rt: FakeRuntime, owner: str = "default") -> actions.Plan:
+    d = load(manifests)
+    return planner.plan(d, obs.observe(rt), inv.Inventory(), planner.PlanOptions(owner=owner))
+
+
+def names_running(rt: FakeRuntime) -> set[str]:
+    return {c.name for c in rt.list_containers() if c.status == "running"}
+
+
+def test_fresh_plan_converges_and_labels_everything(tmp_path: Path, rt: FakeRuntime) -> None:
+    m = tmp_path / "m"
+    write(m, "a.yaml", container_doc("web", extra="networks: [shop]\nvolumes: ['data:/data']") + """
+---
+apiVersion: reconciler/v1
+kind: Network
+metadata: {name: shop}
+spec: {}
+---
+apiVersion: reconciler/v1
+kind: Volume
+metadata: {name: data}
+spec: {}
+""")
+    cs = executor.execute(fresh_plan(m, rt, owner="blue"), rt, options=exec_options())
+    assert cs.ok, cs
+    [web] = rt.list_containers({"reconciler.owner": "blue"})
+    assert web.name == "web"
+    assert web.status == "running"
+    d = load(m)
+    assert web.labels["reconciler.spec-hash"] == d.containers["web"].spec_hash
+    assert web.labels["reconciler.image-digest"] == rt.resolve_digest(IMG)
+    assert web.labels["reconciler.revision"] == d.revision
+    assert [n.name for n in rt.list_networks({"reconciler.owner": "blue"})] == ["shop"]
+    assert [v.name for v in rt.list_volumes({"reconciler.owner": "blue"})] == ["data"]
+
+
+def test_independent_actions_run_in_parallel_within_the_bound(tmp_path: Path) -> None:
+    m = tmp_path / "m"
+    write(m, "a.yaml", "".join(container_doc(f"c{i}") for i in range(6)))
+    wide = FakeRuntime(op_delay=0.05)
+    wide.publish(IMG)
+    wide.pull_image(IMG)
+    assert executor.execute(fresh_plan(m, wide), wide, options=exec_options(workers=4)).ok
+    assert 1 < wide.max_in_flight <= 4
+
+    narrow = FakeRuntime(op_delay=0.01)
+    narrow.publish(IMG)
+    narrow.pull_image(IMG)
+    assert executor.execute(fresh_plan(m, narrow), narrow, options=exec_options(workers=1)).ok
+    assert narrow.max_in_flight == 1
+
+
+def test_dependents_start_after_their_dependency_is_healthy(tmp_path: Path, rt: FakeRuntime) -> None:
+    m = tmp_path / "m"
+    write(m, "a.yaml", container_doc("db", extra="healthcheck: {test: [CMD, 'true']}")
+          + container_doc("web", extra="dependsOn: [db]"))
+    seen: list[tuple[str, str]] = []
+    original = rt.inspect_container
+
+    def spy(name: str):  # type: ignore[no-untyped-def]
+        st = original(name)
+        seen.append(("inspect", f"{st.name}:{st.health}"))
+        return st
+
+    rt.inspect_container = spy  # type: ignore[method-assign]
+    cs = executor.execute(fresh_plan(m, rt), rt, options=exec_options())
+    assert cs.ok
+    calls = rt.calls
+    assert calls.index(("start", "db")) < calls.index(("create", "web"))
+    assert seen[-1] == ("inspect", "db:healthy")
+
+
+def test_a_failure_skips_dependents_and_spares_unrelated_work(tmp_path: Path, rt: FakeRuntime) -> None:
+    m = tmp_path / "m"
+    write(m, "a.yaml", container_doc("broken", image="registry.local:5000/nope/missing:1")
+          + container_doc("child", extra="dependsOn: [broken]")
+          + container_doc("ok"))
+    cs = executor.execute(fresh_plan(m, rt), rt, options=exec_options())
+    assert not cs.ok
+    outcomes = {c.resource: c.outcome for c in cs.changes}
+    assert outcomes["image:registry.local:5000/nope/missing:1"] is changes.Outcome.FAILED
+    assert outcomes["container:broken"] is changes.Outcome.SKIPPED
+    assert outcomes["container:child"] is changes.Outcome.SKIPPED
+    assert outcomes["container:ok"] is changes.Outcome.CREATED
+    assert names_running(rt) == {"ok"}
+
+
+def test_fail_action_touches_nothing_and_skips_dependents(tmp_path: Path, rt: FakeRuntime) -> None:
+    rt.pull_image(IMG)
+    from reconciler.runtime import base
+
+    rt.create_container(base.ContainerConfig(name="web", image=IMG))   # foreign: no owner label
+    rt.start_container("web")
+    m = tmp_path / "m"
+    write(m, "a.yaml", container_doc("web") + container_doc("api", extra="dependsOn: [web]"))
+    before = rt.list_containers()
+    rt.calls.clear()
+    cs = executor.execute(fresh_plan(m, rt), rt, options=exec_options())
+    assert [(c.resource, c.outcome) for c in cs.changes] == [
+        ("container:web", changes.Outcome.FAILED), ("container:api", changes.Outcome.SKIPPED)]
+    assert "not owned" in cs.changes[0].detail or "foreign" in cs.changes[0].detail
+    assert rt.calls == []
+    assert rt.list_containers() == before
+
+
+def test_remove_of_a_missing_container_counts_as_done(rt: FakeRuntime) -> None:
+    p = actions.Plan(actions=(
+        actions.Action(1, Kind.STOP, "container:gone", "not in desired state (prune)", target="gone"),
+        actions.Action(2, Kind.REMOVE, "container:gone", "not in desired state (prune)", (1,), target="gone"),
+        actions.Action(3, Kind.REMOVE_NETWORK, "network:gone", "not in desired state (prune)", (2,), target="gone"),
+    ))
+    cs = executor.execute(p, rt, options=exec_options())
+    assert cs.ok
+    assert [r.detail for r in cs.results] == ["already gone"] * 3
+    assert cs.changes[0].outcome is changes.Outcome.DELETED
+
+
+def test_health_timeout_on_update_rolls_back_to_previous_container(
+    tmp_path: Path, rt: FakeRuntime, db: Database,
+) -> None:
+    m = tmp_path / "m"
+    write(m, "a.yaml", container_doc("web", extra="env: {V: '1'}\nhealthcheck: {test: [CMD, 'true']}"))
+    assert apply(m, rt, db).converged
+    old = rt.inspect_container("web")
+    # the new version never becomes healthy
+    write(m, "a.yaml", container_doc("web", extra="env: {V: '2'}\n"
+                                     "healthcheck: {test: [CMD, sleep, '1']}\nupdate: {healthTimeout: 5s}"))
+    result = apply(m, rt, db)
+    assert result.result == "failed"
+    assert result.changeset is not None
+    [change] = [c for c in result.changeset.changes if c.resource == "container:web"]
+    assert change.outcome is changes.Outcome.ROLLED_BACK
+    assert "not healthy within 5s" in change.detail
+    now = rt.inspect_container("web")
+    assert now.status == "running"
+    assert now.id != old.id                                   # re-created ...
+    assert now.labels == old.labels                           # ... exactly as before
+    assert now.image_id == old.image_id
+    assert rt.config_of("web").env == {"V": "1"}
+
+
+def test_unhealthy_new_container_rolls_back_immediately(tmp_path: Path, rt: FakeRuntime, db: Database) -> None:
+    m = tmp_path / "m"
+    write(m, "a.yaml", container_doc("web", extra="env: {V: '1'}"))
+    assert apply(m, rt, db).converged
+    write(m, "a.yaml", container_doc("web", extra="env: {V: '2'}\nhealthcheck: {test: [CMD, 'false']}"))
+    clock = FakeClock()
+    from reconciler.execution import passes
+
+    result = passes.run_pass(load(m), rt, db, passes.PassOptions(), now=1_800_000_000.0,
+                             execute_options=exec_options(clock))
+    assert result.result == "failed"
+    assert clock.t - 1000.0 < 60.0                            # did not wait out the 60 s timeout
+    assert rt.config_of("web").env == {"V": "1"}
+
+
+def test_failed_update_is_not_retried_until_backoff_or_new_revision(
+    tmp_path: Path, rt: FakeRuntime, db: Database,
+) -> None:
+    m = tmp_path / "m"
+    write(m, "a.yaml", container_doc("web", extra="env: {V: '1'}"))
+    assert apply(m, rt, db).converged
+    write(m, "a.yaml", container_doc("web", extra="env: {V: '2'}\nhealthcheck: {test: [CMD, 'false']}"))
+    assert apply(m, rt, db).result == "failed"
+    rt.calls.clear()
+    again = apply(m, rt, db, now=1_800_000_010.0)
+    assert [a.kind for a in again.plan.actions] == [Kind.HOLD]
+    assert again.result == "failed"
+    assert rt.calls == []                                     # no recreate loop
+    later = apply(m, rt, db, now=1_800_000_000.0 + inv.backoff_delay(1) + 1)
+    assert Kind.CREATE in [a.kind for a in later.plan.actions]   # backoff expired: one more try
+    write(m, "a.yaml", container_doc("web", extra="env: {V: '3'}"))
+    fixed = apply(m, rt, db, now=1_800_000_100.0)
+    assert fixed.converged
+    assert rt.config_of("web").env == {"V": "3"}
+
+
+def test_start_first_keeps_the_old_container_until_the_new_one_is_healthy(
+    tmp_path: Path, rt: FakeRuntime, db: Database,
+) -> None:
+    m = tmp_path / "m"
+    write(m, "a.yaml", container_doc("web", extra="env: {V: '1'}"))
+    assert apply(m, rt, db).converged
+    old = rt.inspect_container("web")
+    write(m, "a.yaml", container_doc("web", extra="env: {V: '2'}\nupdate: {order: start-first}\n"
+                                     "healthcheck: {test: [CMD, 'true']}"))
+    rt.calls.clear()
+    result = apply(m, rt, db)
+    assert result.converged, result.plan.render()
+    ops = [c for c in rt.calls if c[0] in ("create", "start", "stop", "remove", "rename")]
+    assert ops == [("create", "web.next"), ("start", "web.next"), ("stop", old.id),
+                   ("remove", old.id), ("rename", "web.next")]
+    assert [c.name for c in rt.list_containers()] == ["web"]
+    assert rt.config_of("web").env == {"V": "2"}
+
+
+def test_start_first_failure_removes_the_new_container_and_keeps_the_old(
+    tmp_path: Path, rt: FakeRuntime, db: Database,
+) -> None:
+    m = tmp_path / "m"
+    write(m, "a.yaml", container_doc("web", extra="env: {V: '1'}"))
+    assert apply(m, rt, db).converged
+    old = rt.inspect_container("web")
+    write(m, "a.yaml", container_doc("web", extra="env: {V: '2'}\nupdate: {order: start-first}\n"
+                                     "healthcheck: {test: [CMD, 'false']}"))
+    assert apply(m, rt, db).result == "failed"
+    assert [(c.id, c.status) for c in rt.list_containers()] == [(old.id, "running")]

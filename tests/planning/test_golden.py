@@ -227,34 +227,34 @@ note: container:api carries our owner label but is not in the inventory: left un
 [3] -> #4 container:web, start, spec hash changed: referenced file content
 """,
     "start_first_update": """\
-[] -> #1 container:web, create web.next, spec hash changed: env, update
+[] -> #1 container:web, create web.next, spec hash changed: env
       env.V: added
       update.health_timeout: 60.0 -> 30.0
       update.order: 'stop-first' -> 'start-first'
-[1] -> #2 container:web, start web.next, spec hash changed: env, update
-[2] -> #3 container:web, stop, spec hash changed: env, update
-[3] -> #4 container:web, remove, spec hash changed: env, update
-[4] -> #5 container:web, rename web.next -> web, spec hash changed: env, update
+[1] -> #2 container:web, start web.next, spec hash changed: env
+[2] -> #3 container:web, stop, spec hash changed: env
+[3] -> #4 container:web, remove, spec hash changed: env
+[4] -> #5 container:web, rename web.next -> web, spec hash changed: env
 """,
     "start_first_with_ports_falls_back": """\
-[] -> #1 container:web, stop, spec hash changed: env, ports, update
+[] -> #1 container:web, stop, spec hash changed: env, ports
       env.V: added
       ports: [] -> [{'host_ip': '127.0.0.1', 'host_port': 8080, 'container_port': 80, 'protocol': 'tcp'}]
       update.health_timeout: 60.0 -> 30.0
       update.order: 'stop-first' -> 'start-first'
-[1] -> #2 container:web, remove, spec hash changed: env, ports, update
-[2] -> #3 container:web, create, spec hash changed: env, ports, update
-[3] -> #4 container:web, start, spec hash changed: env, ports, update
+[1] -> #2 container:web, remove, spec hash changed: env, ports
+[2] -> #3 container:web, create, spec hash changed: env, ports
+[3] -> #4 container:web, start, spec hash changed: env, ports
 note: container:web: start-first falls back to stop-first: it publishes host ports
 """,
     "start_first_without_rename_falls_back": """\
-[] -> #1 container:web, stop, spec hash changed: env, update
+[] -> #1 container:web, stop, spec hash changed: env
       env.V: added
       update.health_timeout: 60.0 -> 30.0
       update.order: 'stop-first' -> 'start-first'
-[1] -> #2 container:web, remove, spec hash changed: env, update
-[2] -> #3 container:web, create, spec hash changed: env, update
-[3] -> #4 container:web, start, spec hash changed: env, update
+[1] -> #2 container:web, remove, spec hash changed: env
+[2] -> #3 container:web, create, spec hash changed: env
+[3] -> #4 container:web, start, spec hash changed: env
 note: container:web: start-first falls back to stop-first: the runtime cannot rename containers
 """,
     "implicit_volume": """\

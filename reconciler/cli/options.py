@@ -1,0 +1,45 @@
+"""Options shared by the commands that talk to the native engine: where its state lives.
+
+    add_engine_options(parser)      --root, --run-dir, --oci-runtime (env: RECONCILER_ROOT,
+                                    RECONCILER_RUN_DIR, RECONCILER_OCI_RUNTIME, RECONCILER_PREFIX)
+    native_config(args)             -> NativeConfig (imported lazily)
+
+Stdlib only at import time: every CLI module imports this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+__all__ = ["DEFAULT_ROOT", "DEFAULT_RUN_DIR", "add_engine_options", "native_config"]
+
+DEFAULT_ROOT = "/var/lib/reconciler"
+DEFAULT_RUN_DIR = "/run/reconciler"
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """Add the native engine's location options to a subcommand."""
+    parser.add_argument("--root", default=os.environ.get("RECONCILER_ROOT", DEFAULT_ROOT),
+                        help=f"state root of the native engine (default: $RECONCILER_ROOT or {DEFAULT_ROOT})")
+    parser.add_argument("--run-dir", default=os.environ.get("RECONCILER_RUN_DIR", DEFAULT_RUN_DIR),
+                        help=f"run directory (default: $RECONCILER_RUN_DIR or {DEFAULT_RUN_DIR})")
+    parser.add_argument("--oci-runtime", default=os.environ.get("RECONCILER_OCI_RUNTIME", "runc"),
+                        choices=("runc", "crun"),
+                        help="OCI runtime for new containers (default: runc; crun 1.8 refuses hybrid-cgroup hosts)")
+    parser.add_argument("--name-prefix", default=os.environ.get("RECONCILER_PREFIX", "rcl"),
+                        help=argparse.SUPPRESS)
+
+
+def native_config(args: argparse.Namespace) -> Any:
+    """The NativeConfig the options name."""
+    from pathlib import Path
+
+    from reconciler.runtime.native.config import NativeConfig
+
+    return NativeConfig(
+        root=Path(args.root), run_dir=Path(args.run_dir),
+        name_prefix=getattr(args, "name_prefix", "rcl"),
+        oci_runtime=getattr(args, "oci_runtime", "runc"),
+    )

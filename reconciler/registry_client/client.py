@@ -555,7 +555,6 @@ class RegistryClient:
         offset: int = 0,
         prefix_hash: Any = None,
         progress: Progress | None = None,
-        chunk_size: int = 1 << 20,
     ) -> None:
         """Stream the blob into `sink` (a callable taking bytes, or a binary file), hashing as
         it goes; returns only when all `descriptor.size` bytes hashed to `descriptor.digest`.
@@ -625,7 +624,7 @@ class RegistryClient:
                             skip = -1
                     if skip < 0:
                         raise _Retry(errors.Unavailable(f"{what}: unexpected Content-Range {cr!r}"))
-                    self._stream(resp, write, h, state, size, skip, progress, what, chunk_size)
+                    self._stream(resp, write, h, state, size, skip, progress, what)
             if state["written"] < size:
                 raise _Retry(errors.SizeMismatch(
                     f"{what}: connection ended after {state['written']} of {size} bytes"))
@@ -656,7 +655,6 @@ class RegistryClient:
         skip: int,
         progress: Progress | None,
         what: str,
-        chunk_size: int,
     ) -> None:
         length = resp.headers.get("content-length")
         if length and length.isdigit():
@@ -667,7 +665,7 @@ class RegistryClient:
                     hint="the manifest and the blob disagree; do not use this image",
                 )
         try:
-            for chunk in resp.iter_raw(chunk_size):
+            for chunk in resp.iter_raw():  # as received: a chunker would lose its buffer on errors
                 if skip:
                     if len(chunk) <= skip:
                         skip -= len(chunk)

@@ -1,0 +1,247 @@
+"""Faults injected between the client and a real registry: every pull ends verified or with a
+clear error, and nothing unverified is reported complete."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.registry_client import Credential, CredentialStore, RegistryClient, errors, models
+from tests.helpers import images
+from tests.helpers.fault_server import Fault, FaultProxy
+from tests.helpers.registry import RegistryServer
+from tests.registry_client.imagegen import make_image
+
+pytestmark = pytest.mark.registry
+
+REPO = "faults/big"
+
+
+@pytest.fixture(scope="module")
+def big_image(registry: RegistryServer) -> tuple[models.Manifest, dict[str, bytes]]:
+    """An image with one ~3 MB incompressible layer, pushed straight to the open registry."""
+    layer = images.layer_tar([images.Entry("blob.bin", os.urandom(3 * 1024 * 1024))])
+    m, blobs = make_image([layer])
+    with RegistryClient() as c:
+        c.push_image(f"{registry.host}/{REPO}:v1", m, lambda d: blobs[d.digest])
+    return m, blobs
+
+
+@pytest.fixture
+def proxy(registry: RegistryServer) -> Iterator[FaultProxy]:
+    p = FaultProxy(registry.port).start()
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+class Sleeps(list[float]):
+    def __call__(self, s: float) -> None:
+        self.append(s)
+
+
+def client(sleeps: Sleeps | None = None, **kw: object) -> RegistryClient:
+    creds = kw.pop("credentials", None) or CredentialStore(static={}, docker_config=Path("/nonexistent"), env={})
+    return RegistryClient(credentials=creds, sleep=sleeps if sleeps is not None else Sleeps(),  # type: ignore[arg-type]
+                          backoff=0.01, retries=3, **kw)  # type: ignore[arg-type]
+
+
+def layer_of(image: tuple[models.Manifest, dict[str, bytes]]) -> tuple[models.Descriptor, bytes]:
+    m, blobs = image
+    d = m.layers[0]
+    return d, blobs[d.digest]
+
+
+def test_dropped_connection_mid_blob_resumes_with_range(proxy: FaultProxy, big_image: tuple[models.Manifest, dict[str, bytes]]) -> None:
+    d, data = layer_of(big_image)
+    proxy.add(Fault("drop", path="/blobs/", after_bytes=1_000_000))
+    out = io.BytesIO()
+    sleeps = Sleeps()
+    with client(sleeps) as c:
+        c.fetch_blob(f"{proxy.host}/{REPO}", d, out)
+    assert out.getvalue() == data
+    gets = proxy.requests(path="/blobs/", method="GET")
+    assert len(gets) == 2
+    assert "range" not in gets[0].headers
+    resumed_at = int(gets[1].headers["range"].removeprefix("bytes=").rstrip("-"))
+    assert 0 < resumed_at <= 1_000_000
+    assert len(sleeps) == 1
+
+
+def test_resume_when_server_ignores_range(proxy: FaultProxy, big_image: tuple[models.Manifest, dict[str, bytes]]) -> None:
+    d, data = layer_of(big_image)
+    proxy.add(Fault("drop", path="/blobs/", after_bytes=500_000))
+    proxy.add(Fault("ignore_range", path="/blobs/"))
+    chunks: list[bytes] = []
+    with client() as c:
+        c.fetch_blob(f"{proxy.host}/{REPO}", d, chunks.append)
+    assert b"".join(chunks) == data
+    assert [r.status for r in proxy.requests(path="/blobs/")] == [200, 200]
+
+
+def test_server_errors_are_retried_then_verified(proxy: FaultProxy, big_image: tuple[models.Manifest, dict[str, bytes]]) -> None:
+    d, data = layer_of(big_image)
+    proxy.add(Fault("status", path="/blobs/", status=500, times=2))
+    sleeps = Sleeps()
+    out = io.BytesIO()
+    with client(sleeps) as c:
+        c.fetch_blob(f"{proxy.host}/{REPO}", d, out)
+    assert out.getvalue() == data
+    assert sleeps == [0.01, 0.02]
+
+
+def test_persistent_server_errors_give_up_with_a_clear_error(proxy: FaultProxy, big_image: tuple[models.Manifest, dict[str, bytes]]) -> None:
+    d, _ = layer_of(big_image)
+    proxy.add(Fault("status", path="/blobs/", status=503, times=100))
+    with client() as c, pytest.raises(errors.Unavailable) as ei:
+        c.fetch_blob(f"{proxy.host}/{REPO}", d, io.BytesIO())
+    assert "503" in str(ei.value)
+    assert "gave up after 4 attempts" in str(ei.value)
+    assert ei.value.temporary
+    assert len(proxy.requests(path="/blobs/")) == 4
+
+
+def test_429_honours_retry_after(proxy: FaultProxy, big_image: tuple[models.Manifest, dict[str, bytes]]) -> None:
+    m, _ = big_image
+    proxy.add(Fault("ratelimit", path="/manifests/", retry_after="7"))
+    sleeps = Sleeps()
+    with client(sleeps) as c:
+        got = c.get_manifest(f"{proxy.host}/{REPO}:v1")
+    assert got.raw == m.raw
+    assert sleeps == [7.0]
+
+
+def test_429_with_long_retry_after_is_not_hammered(proxy: FaultProxy, big_image: tuple[models.Manifest, dict[str, bytes]]) -> None:
+    proxy.add(Fault("ratelimit", path="/manifests/", retry_after="3600", times=10))
+    sleeps = Sleeps()
+    with client(sleeps) as c, pytest.raises(errors.TooManyRequests) as ei:
+        c.get_manifest(f"{proxy.host}/{REPO}:v1")
+    assert ei.value.retry_after == 3600
+    assert sleeps == []
+    assert len(proxy.requests(path="/manifests/")) == 1
+
+
+def test_redirect_to_another_host_never_carries_credentials(registry: RegistryServer, big_image: tuple[models.Manifest, dict[str, bytes]]) -> None:
+    p = FaultProxy(registry.port, basic_auth=("alice", "s3cret")).start()
+    try:
+        d, data = layer_of(big_image)
+        p.add(Fault("redirect", path="/blobs/"))
+        creds = CredentialStore(static={p.host: Credential("alice", "s3cret")}, docker_config=Path("/nonexistent"), env={})
+        out = io.BytesIO()
+        with client(credentials=creds) as c:
+            c.fetch_blob(f"{p.host}/{REPO}", d, out)
+        assert out.getvalue() == data
+        cdn = p.requests("cdn")
+        assert len(cdn) == 1
+        assert "authorization" not in cdn[0].headers
+        assert any("authorization" in r.headers for r in p.requests("proxy", path="/blobs/"))
+    finally:
+        p.stop()
+
+
+def test_401_from_redirect_target_does_not_send_credentials_there(registry: RegistryServer, big_image: tuple[models.Manifest, dict[str, bytes]]) -> None:
+    p = FaultProxy(registry.port, basic_auth=("alice", "s3cret"), cdn_status=401).start()
+    try:
+        d, _ = layer_of(big_image)
+        p.add(Fault("redirect", path="/blobs/", times=10))
+        creds = CredentialStore(static={p.host: Credential("alice", "s3cret")}, docker_config=Path("/nonexistent"), env={})
+        with client(credentials=creds) as c, pytest.raises(errors.Unauthorized) as ei:
+            c.fetch_blob(f"{p.host}/{REPO}", d, io.BytesIO())
+        assert "never sent to another host" in str(ei.value)
+        assert all("authorization" not in r.headers for r in p.requests("cdn"))
+        assert len(p.requests("cdn")) == 1
+    finally:
+        p.stop()
+
+
+def test_corrupt_blob_is_never_accepted(proxy: FaultProxy, big_image: tuple[models.Manifest, dict[str, bytes]]) -> None:
+    d, _ = layer_of(big_image)
+    proxy.add(Fault("corrupt", path="/blobs/"))
+    received: list[bytes] = []
+    with client() as c, pytest.raises(errors.DigestMismatch):
+        c.fetch_blob(f"{proxy.host}/{REPO}", d, received.append)
+    # The sink saw the bytes of the failed attempt (documented): callers commit only on return.
+    assert hashlib.sha256(b"".join(received)).hexdigest() != d.digest.split(":")[1]
+
+
+def test_corruption_after_a_resume_restarts_a_file_sink_from_zero(
+    proxy: FaultProxy, big_image: tuple[models.Manifest, dict[str, bytes]], tmp_path: Path
+) -> None:
+    d, data = layer_of(big_image)
+    proxy.add(Fault("drop", path="/blobs/", after_bytes=1_000_000))
+    proxy.add(Fault("corrupt", path="/blobs/"))
+    proxy.add(Fault("ignore_range", path="/blobs/"))  # corrupt applies to the 2nd GET (200, offset 0)
+    ingest = tmp_path / "ingest"
+    with client() as c, ingest.open("w+b") as f:
+        c.fetch_blob(f"{proxy.host}/{REPO}", d, f)
+    assert ingest.read_bytes() == data
+    ranges = [r.headers.get("range") for r in proxy.requests(path="/blobs/")]
+    assert ranges[0] is None
+    assert ranges[-1] is None, "the last attempt restarted from byte 0"
+    assert len(ranges) == 3
+
+
+def test_longer_body_than_descriptor_is_refused(proxy: FaultProxy, big_image: tuple[models.Manifest, dict[str, bytes]]) -> None:
+    d, _ = layer_of(big_image)
+    proxy.add(Fault("extra", path="/blobs/"))
+    got = io.BytesIO()
+    with client() as c, pytest.raises(errors.SizeMismatch):
+        c.fetch_blob(f"{proxy.host}/{REPO}", d, got)
+    assert len(got.getvalue()) <= d.size
+
+
+def test_oversized_manifest_is_refused(proxy: FaultProxy, big_image: tuple[models.Manifest, dict[str, bytes]]) -> None:
+    proxy.add(Fault("oversize", path="/manifests/"))
+    with client() as c, pytest.raises(errors.ManifestError) as ei:
+        c.get_manifest(f"{proxy.host}/{REPO}:v1")
+    assert ei.value.code == "SIZE_INVALID"
+
+
+@pytest.mark.parametrize("by", ["tag", "digest"])
+def test_corrupt_manifest_is_refused(proxy: FaultProxy, big_image: tuple[models.Manifest, dict[str, bytes]], by: str) -> None:
+    m, _ = big_image
+    proxy.add(Fault("corrupt", path="/manifests/"))
+    ref = f"{proxy.host}/{REPO}:v1" if by == "tag" else f"{proxy.host}/{REPO}@{m.descriptor.digest}"
+    with client() as c, pytest.raises(errors.ManifestError) as ei:
+        c.get_manifest(ref)
+    assert ei.value.code == "DIGEST_INVALID"
+
+
+def test_content_type_disagreeing_with_media_type_is_refused(proxy: FaultProxy, big_image: tuple[models.Manifest, dict[str, bytes]]) -> None:
+    proxy.add(Fault("retype", path="/manifests/"))
+    with client() as c, pytest.raises(errors.ManifestError) as ei:
+        c.get_manifest(f"{proxy.host}/{REPO}:v1")
+    assert "mediaType" in str(ei.value)
+
+
+def test_schema1_is_refused_with_advice(proxy: FaultProxy, big_image: tuple[models.Manifest, dict[str, bytes]]) -> None:
+    proxy.add(Fault("retype", path="/manifests/", method="HEAD",
+                    content_type="application/vnd.docker.distribution.manifest.v1+prettyjws"))
+    with client() as c, pytest.raises(errors.ManifestError) as ei:
+        c.resolve(f"{proxy.host}/{REPO}:v1")
+    assert "schema 1" in str(ei.value)
+    assert "rebuild" in str(ei.value)
+
+
+def test_manifest_drop_is_retried(proxy: FaultProxy, big_image: tuple[models.Manifest, dict[str, bytes]]) -> None:
+    m, _ = big_image
+    proxy.add(Fault("drop", path="/manifests/", after_bytes=10))
+    with client() as c:
+        assert c.get_manifest(f"{proxy.host}/{REPO}:v1").raw == m.raw
+
+
+def test_parallel_blob_fetches_share_one_client(registry: RegistryServer, tmp_path: Path) -> None:
+    layers = [images.layer_tar([images.Entry(f"f{i}", os.urandom(200_000))]) for i in range(8)]
+    m, blobs = make_image(layers)
+    ref = f"{registry.host}/faults/many:v1"
+    with client() as c:
+        c.push_image(ref, m, lambda d: blobs[d.digest])
+        c.fetch_blobs(ref, m.layers + m.layers[:2], lambda d: (tmp_path / d.digest.split(":")[1]).open("wb"), concurrency=4)
+    for d in m.layers:
+        assert (tmp_path / d.digest.split(":")[1]).read_bytes() == blobs[d.digest]

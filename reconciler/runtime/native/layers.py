@@ -473,6 +473,8 @@ class _Applier:
                 finally:
                     os.close(src)
                     os.close(dst)
+                if st.st_nlink > 1:
+                    self._copy_up_links(lfd, st, tfd, tname, target)
             elif stat.S_ISLNK(st.st_mode):
                 os.symlink(os.readlink(lname, dir_fd=lpfd), tname, dir_fd=tfd)
                 os.chown(tname, st.st_uid, st.st_gid, dir_fd=tfd, follow_symlinks=False)
@@ -482,6 +484,33 @@ class _Applier:
                 self._chmod_node(tfd, tname, stat.S_IMODE(st.st_mode))
         finally:
             os.close(lpfd)
+
+    def _copy_up_links(self, lfd: int, st: os.stat_result, tfd: int, tname: str, target: str) -> None:
+        """The copied-up file had other names in its lower layer: link those that the merged
+        view still shows to the copy too, so the hardlink group stays whole (as in a flat
+        rootfs)."""
+        top = _proc(lfd)
+        for dirpath, _dirs, files in os.walk(top):
+            for f in files:
+                rel = os.path.relpath(os.path.join(dirpath, f), top)
+                if rel == target or rel in self.created:
+                    continue
+                try:
+                    lst = os.lstat(os.path.join(dirpath, f))
+                except OSError:
+                    continue
+                if lst.st_ino != st.st_ino or lst.st_dev != st.st_dev:
+                    continue
+                found = self._lower_lookup(rel)
+                if found is None or found[0] != lfd or found[1].st_ino != st.st_ino:
+                    continue
+                pfd = self._dir_fd(posixpath.dirname(rel))
+                try:
+                    name = posixpath.basename(rel)
+                    if self._lstat(pfd, name) is None:
+                        os.link(tname, name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+                finally:
+                    os.close(pfd)
 
     def _node(self, pfd: int, name: str, m: tarfile.TarInfo) -> None:
         if m.isfifo():

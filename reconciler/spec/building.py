@@ -8,6 +8,7 @@ name, so an invalid Network does not also make its users report "undefined netwo
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 import os
@@ -77,6 +78,8 @@ class Builder:
     def classify(self, raw: reading.Document) -> _Doc:
         d = _Doc(raw)
         data = raw.data
+        if raw.problems and not (isinstance(data, dict) and data.get("kind") in models.KINDS):
+            self.problems.extend(raw.problems)      # no kind to name them by
         if not isinstance(data, dict):
             self.report(d, (), f"a manifest document must be a mapping with apiVersion, kind, metadata and spec, not {schemas._typename(data)}")
             return d
@@ -93,6 +96,7 @@ class Builder:
             return d
         d.kind = kind
         before = len(self.problems)
+        self.problems.extend(dataclasses.replace(p, kind=kind, name=d.name) for p in raw.problems)
         for path, at_key, message in schemas.issues(kind, data):
             self.report(d, path, message, key=at_key)
         d.valid = len(self.problems) == before
@@ -408,8 +412,7 @@ class Builder:
                     hint = schemas.did_you_mean(mount.source, sorted(defined))
                     self.report(d, path, f"no Volume named {mount.source!r}{hint}; define it in a manifest")
             elif mount.type == "bind":
-                raw_source = item if isinstance(item, str) else item.get("source", "")
-                mount = self.bind(d, path, mount, raw_source, files)
+                mount = self.bind(d, path, mount, files)
             out.append(mount)
         return tuple(out)
 
@@ -445,9 +448,10 @@ class Builder:
         return models.VolumeMount(cast(models.MountType, kind), source, target, mode == "ro")
 
     def bind(
-        self, d: _Doc, path: Path_, mount: models.VolumeMount, raw_source: str, files: dict[str, str],
+        self, d: _Doc, path: Path_, mount: models.VolumeMount, files: dict[str, str],
     ) -> models.VolumeMount:
-        source = self.resolve(d.raw.base, mount.source)
+        raw_source = mount.source
+        source = self.resolve(d.raw.base, raw_source)
         owned = not raw_source.startswith(("/", "~"))
         if owned:
             if not os.path.exists(source):

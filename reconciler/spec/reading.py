@@ -92,6 +92,7 @@ class Document:
     data: Any
     values: dict[Path_, tuple[int, int]] = field(default_factory=dict)   # node start (1-based)
     keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)     # key start of a mapping entry
+    problems: list[errors.Problem] = field(default_factory=list)        # found while building it
 
     def where(self, path: Path_, *, key: bool = False) -> tuple[int, int]:
         """Line and column of the node at `path` (or its key), falling back to the nearest parent."""
@@ -286,7 +287,7 @@ def parse(source: SourceFile, problems: list[errors.Problem]) -> list[Document]:
             mark = node.start_mark
             doc = Document(file=source.path, base=source.base, index=index, line=mark.line + 1, column=mark.column + 1, data=None)
             try:
-                doc.data = _Builder(doc, problems).build(node, ())
+                doc.data = _Builder(doc, doc.problems).build(node, ())
             except _Bomb as exc:
                 problems.append(_problem(source.path, doc.line, doc.column, f"document rejected: {exc}"))
                 continue

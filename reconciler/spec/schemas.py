@@ -74,7 +74,7 @@ def _typename(value: Any) -> str:
 
 
 _TYPE_WORDS = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
-               "number": "a number", "boolean": "true or false", "null": "null"}
+               "number": "a number", "boolean": "a boolean (true or false)", "null": "null"}
 
 
 def _short(value: Any) -> str:
@@ -112,11 +112,15 @@ def _rewrite(err: Any) -> Iterator[SchemaIssue]:
         return
     if v == "type":
         want = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
-        words = " or ".join(_TYPE_WORDS.get(str(w), str(w)) for w in want)
+        names = [_TYPE_WORDS.get(str(w), str(w)) for w in want]
+        words = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
         yield path, False, f"must be {words}, not {_typename(inst)}"
         return
-    if v in ("enum", "const"):
-        choices = err.validator_value if v == "enum" else [err.validator_value]
+    if v == "const":
+        yield path, False, f"must be {err.validator_value!r}, not {_short(inst)}"
+        return
+    if v == "enum":
+        choices = err.validator_value
         hint = did_you_mean(inst, [str(c) for c in choices]) if isinstance(inst, str) else ""
         yield path, False, f"{_short(inst)} is not one of {', '.join(map(str, choices))}{hint}"
         return

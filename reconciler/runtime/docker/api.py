@@ -1,0 +1,416 @@
+"""Thin Docker Engine API calls over the Unix socket: JSON in, dicts out, runtime errors out.
+
+One method per endpoint the backend needs, grouped by resource like docker-py's `APIClient`
+(but composed, not inherited, and typed). The API version is negotiated once from
+`GET /version`: the server's `ApiVersion`, capped at the newest version this module speaks.
+Podman's compat service answers the same calls.
+
+Errors are mapped by status code at this boundary and httpx never leaks out:
+
+    304            the call was a no-op (start a running container): returned as success
+    400            InvalidArgument
+    403            Conflict   (remove a predefined network or one with endpoints)
+    404            NotFound
+    409            AlreadyExists when the message says the name is taken, else Conflict
+    5xx            RuntimeBackendError with the engine's message (or `server_error=` kind)
+    no answer      Unavailable, with a hint about the socket
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from reconciler.runtime import errors
+
+__all__ = ["DEFAULT_SOCKET", "MAX_API_VERSION", "MIN_API_VERSION", "EngineAPI", "Raw"]
+
+DEFAULT_SOCKET = "/var/run/docker.sock"
+MIN_API_VERSION = "1.40"    # Docker 19.03; Podman 4 compat speaks 1.41
+MAX_API_VERSION = "1.43"    # the newest request/response shapes this module knows
+
+_CONNECT_TIMEOUT = 5.0
+_DEFAULT_TIMEOUT = 60.0
+
+Raw = Mapping[str, Any]
+
+
+def _vtuple(v: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in v.split("."))
+    except ValueError:
+        return (0,)
+
+
+def _filters(labels: Mapping[str, str] | None) -> dict[str, str]:
+    if not labels:
+        return {}
+    return {"filters": json.dumps({"label": [f"{k}={v}" for k, v in sorted(labels.items())]})}
+
+
+def _q(name: str) -> str:
+    """A name or reference as one path segment's worth of text (keeps / and : for refs)."""
+    return quote(name, safe="/:@")
+
+
+class EngineAPI:
+    """A Docker (or Podman compat) Engine API client on a Unix socket.
+
+    `transport` replaces the socket transport (httpx.MockTransport in unit tests, or a TCP
+    transport); `what` names the engine in error messages.
+    """
+
+    def __init__(
+        self,
+        socket_path: str = DEFAULT_SOCKET,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        what: str = "docker",
+    ) -> None:
+        self.socket_path = socket_path
+        self.what = what
+        self._client = httpx.Client(
+            transport=transport or httpx.HTTPTransport(uds=socket_path),
+            base_url="http://docker",
+            timeout=httpx.Timeout(_DEFAULT_TIMEOUT, connect=_CONNECT_TIMEOUT),
+        )
+        self._check_socket = transport is None
+        self._prefix: str | None = None
+        self._version: dict[str, Any] | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._client.close()
+
+    def version(self) -> dict[str, Any]:
+        """`GET /version` (unversioned), cached; negotiates the API version as a side effect."""
+        if self._version is None:
+            resp = self._send("GET", "/version", versioned=False)
+            data = self._json(resp, "/version")
+            if not isinstance(data, dict):
+                raise errors.Unavailable(f"{self.what}: /version answered {data!r}")
+            server = str(data.get("ApiVersion", "0"))
+            if _vtuple(server) < _vtuple(MIN_API_VERSION):
+                raise errors.Unavailable(
+                    f"{self.what} speaks Engine API {server}, older than {MIN_API_VERSION}",
+                    hint="upgrade the engine (Docker 19.03+ or Podman 4+)",
+                )
+            use = min(server, MAX_API_VERSION, key=_vtuple)
+            self._prefix = f"/v{use}"
+            self._version = data
+        return self._version
+
+    @property
+    def api_version(self) -> str:
+        self.version()
+        assert self._prefix is not None
+        return self._prefix[2:]
+
+    def _url(self, path: str, versioned: bool) -> str:
+        if self._check_socket and not os.path.exists(self.socket_path):
+            # checked up front: a failed connect on a missing path leaks httpcore's socket
+            raise errors.Unavailable(
+                f"{self.what} socket {self.socket_path} does not exist",
+                hint="start the engine (`systemctl start docker`) or pass its socket path")
+        if not versioned:
+            return path
+        if self._prefix is None:
+            self.version()
+        return f"{self._prefix}{path}"
+
+    def _unavailable(self, exc: Exception, path: str) -> errors.Unavailable:
+        if isinstance(exc, httpx.TimeoutException):
+            return errors.Unavailable(
+                f"{self.what} did not answer {path} in time ({type(exc).__name__})",
+                hint="the engine may be overloaded; retry, or check `systemctl status docker`",
+            )
+        return errors.Unavailable(
+            f"cannot reach {self.what} at {self.socket_path}: {exc}",
+            hint=f"is the engine running and is {self.socket_path} readable by this user?",
+        )
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        timeout: float | None = _DEFAULT_TIMEOUT,
+        versioned: bool = True,
+        what: str = "",
+    ) -> httpx.Response:
+        url = self._url(path, versioned)
+        kwargs: dict[str, Any] = {"params": {k: v for k, v in (params or {}).items() if v is not None}}
+        if body is not None:
+            kwargs["json"] = body
+        kwargs["timeout"] = httpx.Timeout(timeout, connect=_CONNECT_TIMEOUT)
+        try:
+            resp = self._client.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise self._unavailable(exc, path) from None
+        self._raise_for_status(resp, what or path)
+        return resp
+
+    @contextlib.contextmanager
+    def _stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        timeout: float | None = None,
+        what: str = "",
+    ) -> Iterator[Iterator[bytes]]:
+        """A streamed response body as byte chunks; transport errors become Unavailable."""
+        url = self._url(path, True)
+        kwargs: dict[str, Any] = {
+            "params": {k: v for k, v in (params or {}).items() if v is not None},
+            "timeout": httpx.Timeout(timeout, connect=_CONNECT_TIMEOUT),
+        }
+        if body is not None:
+            kwargs["json"] = body
+        try:
+            with self._client.stream(method, url, **kwargs) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    self._raise_for_status(resp, what or path)
+
+                def chunks() -> Iterator[bytes]:
+                    try:
+                        yield from resp.iter_bytes()
+                    except httpx.HTTPError as exc:
+                        raise self._unavailable(exc, path) from None
+
+                yield chunks()
+        except httpx.HTTPError as exc:
+            raise self._unavailable(exc, path) from None
+
+    def _json(self, resp: httpx.Response, path: str) -> Any:
+        if resp.status_code == 204 or resp.status_code == 304 or not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError:
+            raise errors.Unavailable(
+                f"{self.what} answered {path} with something that is not JSON: {resp.text[:200]!r}"
+            ) from None
+
+    def _raise_for_status(self, resp: httpx.Response, what: str) -> None:
+        code = resp.status_code
+        if code < 400:
+            return
+        try:
+            message = str(resp.json().get("message", "")) or resp.text
+        except (ValueError, AttributeError):
+            message = resp.text
+        message = message.strip() or f"HTTP {code}"
+        text = f"{self.what}: {what}: {message}"
+        low = message.lower()
+        if code == 400:
+            raise errors.InvalidArgument(text)
+        if code == 404:
+            raise errors.NotFound(text)
+        if code == 409:
+            if "already in use" in low or "already exists" in low:
+                raise errors.AlreadyExists(text, hint="choose another name or remove the existing object")
+            raise errors.Conflict(text)
+        if code == 403:
+            raise errors.Conflict(text)
+        if code == 500 and ("no such" in low or "not found" in low) and "image" in low:
+            raise errors.NotFound(text)
+        raise errors.RuntimeBackendError(text)
+
+    def _get(self, path: str, params: Mapping[str, Any] | None = None, what: str = "") -> Any:
+        return self._json(self._send("GET", path, params=params, what=what), path)
+
+    def _post(
+        self,
+        path: str,
+        body: Any = None,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = _DEFAULT_TIMEOUT,
+        what: str = "",
+    ) -> Any:
+        resp = self._send("POST", path, params=params, body=body, timeout=timeout, what=what)
+        return self._json(resp, path)
+
+    def _delete(self, path: str, params: Mapping[str, Any] | None = None, what: str = "") -> Any:
+        return self._json(self._send("DELETE", path, params=params, what=what), path)
+
+    # -- system -----------------------------------------------------------------------------
+
+    def ping(self) -> bool:
+        self._send("GET", "/_ping", versioned=False)
+        return True
+
+    def info(self) -> dict[str, Any]:
+        data: dict[str, Any] = self._get("/info")
+        return data
+
+    # -- images -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def image_pull(self, name: str, tag: str) -> Iterator[Iterator[dict[str, Any]]]:
+        """`POST /images/create?fromImage=&tag=`: the progress messages as they arrive."""
+        with self._stream(
+            "POST", "/images/create", params={"fromImage": name, "tag": tag},
+            timeout=None, what=f"pull {name}:{tag}",
+        ) as chunks:
+            yield _json_lines(chunks)
+
+    def distribution(self, ref: str) -> dict[str, Any]:
+        data: dict[str, Any] = self._get(f"/distribution/{_q(ref)}/json", what=f"resolve {ref}")
+        return data
+
+    def image_list(self) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = self._get("/images/json") or []
+        return data
+
+    def image_inspect(self, ref: str) -> dict[str, Any]:
+        data: dict[str, Any] = self._get(f"/images/{_q(ref)}/json", what=f"image {ref}")
+        return data
+
+    def image_remove(self, ref: str, *, force: bool = False) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = self._delete(
+            f"/images/{_q(ref)}", {"force": _b(force)}, what=f"remove image {ref}") or []
+        return data
+
+    # -- containers -------------------------------------------------------------------------
+
+    def container_list(self, labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = self._get("/containers/json", {"all": "1", **_filters(labels)}) or []
+        return data
+
+    def container_create(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        data: dict[str, Any] = self._post("/containers/create", body, {"name": name},
+                                          what=f"create container {name}")
+        return data
+
+    def container_inspect(self, ident: str) -> dict[str, Any]:
+        data: dict[str, Any] = self._get(f"/containers/{_q(ident)}/json", what=f"container {ident}")
+        return data
+
+    def container_start(self, ident: str) -> None:
+        self._post(f"/containers/{_q(ident)}/start", what=f"start container {ident}")
+
+    def container_stop(self, ident: str, timeout: int | None) -> None:
+        wait = None if timeout is None else timeout + _DEFAULT_TIMEOUT
+        self._post(f"/containers/{_q(ident)}/stop", params={"t": timeout}, timeout=wait,
+                   what=f"stop container {ident}")
+
+    def container_kill(self, ident: str, signal: str) -> None:
+        self._post(f"/containers/{_q(ident)}/kill", params={"signal": signal},
+                   what=f"kill container {ident}")
+
+    def container_remove(self, ident: str, *, force: bool = False, volumes: bool = False) -> None:
+        self._delete(f"/containers/{_q(ident)}", {"force": _b(force), "v": _b(volumes)},
+                     what=f"remove container {ident}")
+
+    def container_wait(self, ident: str, timeout: float | None) -> dict[str, Any]:
+        data: dict[str, Any] = self._post(
+            f"/containers/{_q(ident)}/wait", params={"condition": "not-running"},
+            timeout=timeout, what=f"wait for container {ident}")
+        return data
+
+    @contextlib.contextmanager
+    def container_logs(
+        self, ident: str, *, follow: bool, since: str | None, tail: str,
+    ) -> Iterator[Iterator[bytes]]:
+        params = {"stdout": "1", "stderr": "1", "timestamps": "1", "follow": _b(follow),
+                  "since": since, "tail": tail}
+        with self._stream("GET", f"/containers/{_q(ident)}/logs", params=params,
+                          timeout=None if follow else _DEFAULT_TIMEOUT,
+                          what=f"logs of {ident}") as chunks:
+            yield chunks
+
+    def network_connect(self, network: str, container: str, aliases: list[str]) -> None:
+        body = {"Container": container, "EndpointConfig": {"Aliases": aliases or None}}
+        self._post(f"/networks/{_q(network)}/connect", body,
+                   what=f"connect {container} to network {network}")
+
+    # -- exec -------------------------------------------------------------------------------
+
+    def exec_create(self, ident: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        data: dict[str, Any] = self._post(f"/containers/{_q(ident)}/exec", body,
+                                          what=f"exec in container {ident}")
+        return data
+
+    @contextlib.contextmanager
+    def exec_start(self, exec_id: str, *, tty: bool) -> Iterator[Iterator[bytes]]:
+        with self._stream("POST", f"/exec/{_q(exec_id)}/start", body={"Detach": False, "Tty": tty},
+                          timeout=None, what=f"start exec {exec_id[:12]}") as chunks:
+            yield chunks
+
+    def exec_inspect(self, exec_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = self._get(f"/exec/{_q(exec_id)}/json", what=f"exec {exec_id[:12]}")
+        return data
+
+    # -- networks ---------------------------------------------------------------------------
+
+    def network_list(self, labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = self._get("/networks", _filters(labels)) or []
+        return data
+
+    def network_inspect(self, name: str) -> dict[str, Any]:
+        data: dict[str, Any] = self._get(f"/networks/{_q(name)}", what=f"network {name}")
+        return data
+
+    def network_create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        data: dict[str, Any] = self._post("/networks/create", body,
+                                          what=f"create network {body.get('Name')}")
+        return data
+
+    def network_remove(self, name: str) -> None:
+        self._delete(f"/networks/{_q(name)}", what=f"remove network {name}")
+
+    # -- volumes ----------------------------------------------------------------------------
+
+    def volume_list(self, labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        data = self._get("/volumes", _filters(labels)) or {}
+        vols: list[dict[str, Any]] = data.get("Volumes") or []
+        return vols
+
+    def volume_inspect(self, name: str) -> dict[str, Any]:
+        data: dict[str, Any] = self._get(f"/volumes/{_q(name)}", what=f"volume {name}")
+        return data
+
+    def volume_create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        data: dict[str, Any] = self._post("/volumes/create", body,
+                                          what=f"create volume {body.get('Name')}")
+        return data
+
+    def volume_remove(self, name: str) -> None:
+        self._delete(f"/volumes/{_q(name)}", what=f"remove volume {name}")
+
+
+def _b(flag: bool) -> str:
+    return "1" if flag else "0"
+
+
+def _json_lines(chunks: Iterator[bytes]) -> Iterator[dict[str, Any]]:
+    """Newline- (or concatenation-) delimited JSON objects from a byte stream."""
+    decoder = json.JSONDecoder()
+    buf = ""
+    for chunk in chunks:
+        buf += chunk.decode("utf-8", "replace")
+        while True:
+            buf = buf.lstrip()
+            if not buf:
+                break
+            try:
+                obj, end = decoder.raw_decode(buf)
+            except ValueError:
+                break
+            buf = buf[end:]
+            if isinstance(obj, dict):
+                yield obj

@@ -1,0 +1,630 @@
+"""`DockerRuntime`: the Runtime protocol on an existing Docker (or Podman) engine.
+
+The engine does the work; this module translates. `ContainerConfig` becomes a
+`/containers/create` body, engine JSON becomes `ContainerState` and friends, and the
+engine's streams (pull progress, multiplexed logs and exec output) become callbacks,
+`LogLine`s and bytes. Errors come from `api.EngineAPI` already mapped to `runtime.errors`.
+
+Where Docker differs from the protocol's wording, Docker wins and the difference is noted:
+`ImageInfo.size` is the engine's (uncompressed) size; `manually_stopped` is inferred (the
+engine does not report it) as "exited although the policy is always/unless-stopped".
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import time
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from reconciler.runtime import base, errors
+from reconciler.runtime.docker import api
+
+__all__ = ["DockerRuntime", "container_body", "demux", "split_reference"]
+
+_NS = 1_000_000_000
+_NULL_TIME = "0001-01-01T00:00:00Z"
+_STREAMS = {1: "stdout", 2: "stderr"}
+_NETWORK_MODES = ("none", "host", "bridge", "default")
+
+
+def split_reference(ref: str) -> tuple[str, str]:
+    """`repo[:tag][@digest]` → (repo, tag-or-digest); the tag defaults to "latest"."""
+    name, _, digest = ref.partition("@")
+    if digest:
+        return name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name, digest
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        repo, tag = name.rsplit(":", 1)
+        return repo, tag
+    return name, "latest"
+
+
+def demux(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
+    """Docker's multiplexed stream: frames of [stream, 0, 0, 0, size:uint32 BE] + payload."""
+    buf = b""
+    for chunk in chunks:
+        buf += chunk
+        while len(buf) >= 8:
+            kind, size = struct.unpack(">BxxxL", buf[:8])
+            if len(buf) < 8 + size:
+                break
+            yield kind, buf[8:8 + size]
+            buf = buf[8 + size:]
+    if buf:
+        # A truncated frame at the end of the stream: give the payload we have.
+        yield (buf[0], buf[8:]) if len(buf) >= 8 else (1, b"")
+
+
+def _ns(seconds: float) -> int:
+    return round(seconds * _NS)
+
+
+def _size(text: str) -> int:
+    m = re.fullmatch(r"(\d+)([kmgKMG]?)[bB]?", text.strip())
+    if m is None:
+        raise errors.InvalidArgument(f"tmpfs size {text!r} is not a size", hint="use e.g. size=64m")
+    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
+    return int(m.group(1)) * mult
+
+
+def _mount(m: base.Mount) -> dict[str, Any]:
+    out: dict[str, Any] = {"Type": m.type, "Target": m.target, "ReadOnly": m.read_only}
+    if m.type == "volume":
+        out["Source"] = m.source
+        if "nocopy" in m.options:
+            out["VolumeOptions"] = {"NoCopy": True}
+    elif m.type == "bind":
+        out["Source"] = m.source
+        prop = [o for o in m.options if o in {"private", "rprivate", "shared", "rshared", "slave", "rslave"}]
+        if prop:
+            out["BindOptions"] = {"Propagation": prop[-1]}
+    elif m.type == "tmpfs":
+        opts: dict[str, Any] = {}
+        for o in m.options:
+            key, _, value = o.partition("=")
+            if key == "size":
+                opts["SizeBytes"] = _size(value)
+            elif key == "mode":
+                try:
+                    opts["Mode"] = int(value, 8)
+                except ValueError:
+                    raise errors.InvalidArgument(f"tmpfs mode {value!r} is not octal") from None
+            elif key in {"ro", "rw"}:
+                out["ReadOnly"] = key == "ro"
+            else:
+                raise errors.InvalidArgument(
+                    f"tmpfs option {o!r} on {m.target} is not supported by the docker backend",
+                    hint="use size= and mode=")
+        if opts:
+            out["TmpfsOptions"] = opts
+    else:
+        raise errors.InvalidArgument(f"mount type {m.type!r} on {m.target} is not volume, bind or tmpfs")
+    return out
+
+
+def container_body(config: base.ContainerConfig) -> dict[str, Any]:
+    """The `/containers/create` body for a ContainerConfig (first network only; see create)."""
+    host: dict[str, Any] = {
+        "RestartPolicy": {"Name": "" if config.restart.name == "no" else config.restart.name,
+                          "MaximumRetryCount": config.restart.max_retries},
+        "ReadonlyRootfs": config.read_only,
+        "Init": config.init,
+    }
+    body: dict[str, Any] = {
+        "Image": config.image,
+        "Env": [f"{k}={v}" for k, v in config.env.items()],
+        "Labels": dict(config.labels),
+        "StopTimeout": int(config.stop_timeout),
+        "HostConfig": host,
+    }
+    if config.command is not None:
+        body["Entrypoint"] = list(config.command)
+    if config.args is not None:
+        body["Cmd"] = list(config.args)
+    for key, value in (("User", config.user), ("WorkingDir", config.workdir),
+                       ("Hostname", config.hostname), ("StopSignal", config.stop_signal)):
+        if value is not None:
+            body[key] = value
+    if config.ports:
+        bindings: dict[str, list[dict[str, str]]] = {}
+        for p in config.ports:
+            if p.protocol not in ("tcp", "udp", "sctp"):
+                raise errors.InvalidArgument(f"port protocol {p.protocol!r} is not tcp or udp")
+            bindings.setdefault(f"{p.container_port}/{p.protocol}", []).append(
+                {"HostIp": p.host_ip, "HostPort": str(p.host_port) if p.host_port else ""})
+        body["ExposedPorts"] = {k: {} for k in bindings}
+        host["PortBindings"] = bindings
+    if config.mounts:
+        host["Mounts"] = [_mount(m) for m in config.mounts]
+    if config.healthcheck is not None:
+        hc = config.healthcheck
+        body["Healthcheck"] = {"Test": list(hc.test), "Interval": _ns(hc.interval),
+                               "Timeout": _ns(hc.timeout), "Retries": hc.retries,
+                               "StartPeriod": _ns(hc.start_period)}
+    res = config.resources
+    if res.memory is not None:
+        host["Memory"] = res.memory
+    if res.cpus is not None:
+        host["NanoCpus"] = _ns(res.cpus)
+    if res.pids is not None:
+        host["PidsLimit"] = res.pids
+    if config.cap_add:
+        host["CapAdd"] = list(config.cap_add)
+    if config.cap_drop:
+        host["CapDrop"] = list(config.cap_drop)
+    if config.networks:
+        first = config.networks[0]
+        host["NetworkMode"] = first
+        if first not in _NETWORK_MODES:
+            body["NetworkingConfig"] = {
+                "EndpointsConfig": {first: {"Aliases": list(config.aliases) or None}}}
+        elif config.aliases:
+            raise errors.InvalidArgument(
+                f"container {config.name}: aliases need a user-defined network, not {first!r}")
+    elif config.aliases:
+        raise errors.InvalidArgument(
+            f"container {config.name}: aliases need a user-defined network",
+            hint="add the container to a Network object")
+    return body
+
+
+def _time(value: str | None) -> str | None:
+    if not value or value.startswith("0001-01-01"):
+        return None
+    return value
+
+
+def _ports(attrs: Mapping[str, Any]) -> tuple[base.PortMapping, ...]:
+    live = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
+    configured = (attrs.get("HostConfig") or {}).get("PortBindings") or {}
+    source = live if any(live.values()) else configured
+    out: list[base.PortMapping] = []
+    seen: set[tuple[int, int, str, str]] = set()
+    for key, binds in sorted(source.items()):
+        port, _, proto = key.partition("/")
+        for b in binds or []:
+            host_ip = b.get("HostIp") or "0.0.0.0"  # noqa: S104 - Docker's default
+            if host_ip == "::":
+                continue   # the IPv6 twin of a 0.0.0.0 binding
+            item = (int(port), int(b.get("HostPort") or 0), proto or "tcp", host_ip)
+            if item not in seen:
+                seen.add(item)
+                out.append(base.PortMapping(item[0], item[1], item[2], item[3]))
+    return tuple(out)
+
+
+def container_state(attrs: Mapping[str, Any]) -> base.ContainerState:
+    """`GET /containers/{id}/json` → ContainerState."""
+    state = attrs.get("State") or {}
+    cfg = attrs.get("Config") or {}
+    raw_status = str(state.get("Status", "exited"))
+    status = {"paused": "running", "removing": "dead"}.get(raw_status, raw_status)
+    try:
+        st = base.ContainerStatus(status)
+    except ValueError:
+        st = base.ContainerStatus.DEAD
+    finished = st in (base.ContainerStatus.EXITED, base.ContainerStatus.DEAD,
+                      base.ContainerStatus.RESTARTING)
+    health = (state.get("Health") or {}).get("Status")
+    networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    policy = ((attrs.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or "no"
+    pid = int(state.get("Pid") or 0)
+    return base.ContainerState(
+        id=str(attrs["Id"]),
+        name=str(attrs.get("Name", "")).lstrip("/"),
+        image=str(cfg.get("Image", "")),
+        image_id=str(attrs.get("Image", "")),
+        labels=dict(cfg.get("Labels") or {}),
+        status=st,
+        created=str(attrs.get("Created", "")),
+        exit_code=int(state.get("ExitCode", 0)) if finished else None,
+        started_at=_time(state.get("StartedAt")),
+        finished_at=_time(state.get("FinishedAt")),
+        pid=pid or None,
+        oom_killed=bool(state.get("OOMKilled")),
+        health=health if health in ("starting", "healthy", "unhealthy") else None,
+        restart_count=int(attrs.get("RestartCount") or 0),
+        ip_addresses={n: str(e["IPAddress"]) for n, e in networks.items()
+                      if e and e.get("IPAddress")},
+        ports=_ports(attrs),
+        manually_stopped=st == base.ContainerStatus.EXITED
+        and policy in ("always", "unless-stopped"),
+    )
+
+
+def _repo_of(ref: str) -> str:
+    return split_reference(ref)[0]
+
+
+def image_info(attrs: Mapping[str, Any], ref: str | None = None) -> base.ImageInfo:
+    """`GET /images/{name}/json` → ImageInfo (digest: the repo digest matching `ref`'s repo)."""
+    digests = [str(d) for d in attrs.get("RepoDigests") or []]
+    digest = None
+    if digests:
+        want = _repo_of(ref) if ref else None
+        match = [d for d in digests if want is not None and d.split("@", 1)[0] == want]
+        digest = (match or digests)[0].split("@", 1)[1]
+    if ref and "@sha256:" in ref:
+        digest = ref.split("@", 1)[1]
+    return base.ImageInfo(
+        id=str(attrs["Id"]),
+        digest=digest,
+        repo_tags=tuple(t for t in attrs.get("RepoTags") or [] if t != "<none>:<none>"),
+        size=int(attrs.get("Size") or 0),
+        created=attrs.get("Created") or None,
+        config=dict(attrs.get("Config") or {}),
+        layers=tuple((attrs.get("RootFS") or {}).get("Layers") or ()),
+    )
+
+
+def network_state(attrs: Mapping[str, Any]) -> base.NetworkState:
+    configs = (attrs.get("IPAM") or {}).get("Config") or []
+    v4 = [c for c in configs if ":" not in str(c.get("Subnet", ""))] or configs or [{}]
+    options = attrs.get("Options") or {}
+    nid = str(attrs.get("Id", ""))
+    bridge = options.get("com.docker.network.bridge.name") or (
+        f"br-{nid[:12]}" if attrs.get("Driver") == "bridge" and nid else "")
+    return base.NetworkState(
+        id=nid,
+        name=str(attrs.get("Name", "")),
+        subnet=str(v4[0].get("Subnet", "")),
+        gateway=str(v4[0].get("Gateway", "")),
+        internal=bool(attrs.get("Internal")),
+        labels=dict(attrs.get("Labels") or {}),
+        bridge=str(bridge),
+    )
+
+
+def volume_state(attrs: Mapping[str, Any]) -> base.VolumeState:
+    return base.VolumeState(
+        name=str(attrs["Name"]),
+        mountpoint=str(attrs.get("Mountpoint", "")),
+        labels=dict(attrs.get("Labels") or {}),
+        created=str(attrs.get("CreatedAt", "")),
+    )
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
+_UNIT = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def since_param(since: str, now: datetime | None = None) -> str:
+    """Docker's `since` (unix seconds[.nanos]) from a timestamp, RFC 3339 time or duration."""
+    text = since.strip()
+    if re.fullmatch(r"\d+(\.\d{1,9})?", text):
+        return text
+    if re.fullmatch(r"(\d+(\.\d+)?(ns|us|ms|s|m|h))+", text):
+        seconds = sum(float(n) * _UNIT[u] for n, u in _DURATION.findall(text))
+        then = (now or datetime.now(UTC)) - timedelta(seconds=seconds)
+        return f"{then.timestamp():.9f}"
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)", text)
+    if m is None:
+        raise errors.InvalidArgument(
+            f"since={since!r} is not a time", hint="use RFC 3339, unix seconds or a duration like 10m")
+    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
+    whole = datetime.fromisoformat(m.group(1) + zone)
+    frac = (m.group(2) or "").ljust(9, "0")
+    return f"{int(whole.timestamp())}.{frac}"
+
+
+def _split_timestamp(payload: bytes) -> tuple[str, bytes]:
+    stamp, sep, rest = payload.partition(b" ")
+    if not sep:
+        return "", payload
+    text = stamp.decode("ascii", "replace")
+    m = re.fullmatch(r"(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text)
+    if m is None:
+        return "", payload
+    return f"{m.group(1)}.{(m.group(2) or '').ljust(9, '0')[:9]}{m.group(3)}", rest
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """A raw (TTY) stream cut after each newline, so each piece has its own timestamp."""
+    buf = b""
+    for chunk in chunks:
+        buf += chunk
+        *done, buf = buf.split(b"\n")
+        for line in done:
+            yield line + b"\n"
+    if buf:
+        yield buf
+
+
+def log_lines(frames: Iterator[tuple[int, bytes]]) -> Iterator[base.LogLine]:
+    """Timestamped log frames → LogLines, joining partial messages per stream."""
+    pending: dict[str, tuple[str, bytes]] = {}
+    for kind, payload in frames:
+        stream = _STREAMS.get(kind, "stdout")
+        stamp, data = _split_timestamp(payload)
+        if stream in pending:
+            first, head = pending.pop(stream)
+            stamp, data = first, head + data
+        # One frame may carry several lines (raw/TTY streams); each ends with "\n".
+        parts = data.split(b"\n")
+        for part in parts[:-1]:
+            yield base.LogLine(time=stamp, stream=stream, data=part.removesuffix(b"\r"))
+        if parts[-1]:
+            pending[stream] = (stamp, parts[-1])
+    for stream, (stamp, data) in pending.items():
+        yield base.LogLine(time=stamp, stream=stream, data=data)
+
+
+class DockerRuntime:
+    """The Runtime protocol on the Docker Engine API (also Podman's compat API)."""
+
+    name = "docker"
+
+    def __init__(
+        self,
+        socket_path: str = api.DEFAULT_SOCKET,
+        transport: Any = None,
+        *,
+        what: str = "docker",
+    ) -> None:
+        self.api = api.EngineAPI(socket_path, transport=transport, what=what)
+
+    def close(self) -> None:
+        self.api.close()
+
+    def __enter__(self) -> DockerRuntime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- images -----------------------------------------------------------------------------
+
+    def pull_image(self, ref: str, *, progress: base.ProgressCallback | None = None) -> base.ImageInfo:
+        repo, tag = split_reference(ref)
+        emit = progress or (lambda event, detail: None)
+        emit("resolve", {"ref": ref})
+        pulled_digest: str | None = None
+        started: set[str] = set()
+        try:
+            with self.api.image_pull(repo, tag) as messages:
+                for msg in messages:
+                    if "error" in msg:
+                        detail = (msg.get("errorDetail") or {}).get("message") or msg["error"]
+                        raise errors.ImageError(f"pull {ref}: {detail}",
+                                                hint="check the reference and that the registry is reachable")
+                    status = str(msg.get("status", ""))
+                    layer = str(msg.get("id", ""))
+                    if status.startswith("Digest: "):
+                        pulled_digest = status.removeprefix("Digest: ").strip()
+                    elif not layer or layer == tag:
+                        continue
+                    elif status in ("Pulling fs layer", "Waiting") and layer not in started:
+                        started.add(layer)
+                        emit("layer-start", {"digest": layer})
+                    elif status == "Downloading":
+                        det = msg.get("progressDetail") or {}
+                        emit("layer-progress", {"digest": layer, "done": int(det.get("current") or 0),
+                                                "total": int(det.get("total") or 0)})
+                    elif status == "Extracting":
+                        emit("extract", {"digest": layer})
+                    elif status == "Pull complete":
+                        emit("layer-done", {"digest": layer, "result": "downloaded"})
+                    elif status == "Already exists":
+                        emit("layer-done", {"digest": layer, "result": "exists"})
+        except (errors.NotFound, errors.InvalidArgument, errors.Conflict) as exc:
+            raise errors.ImageError(exc.message,
+                                    hint="check the reference and that the registry is reachable") from None
+        except errors.Unavailable:
+            raise
+        except errors.ImageError:
+            raise
+        except errors.RuntimeBackendError as exc:
+            raise errors.ImageError(exc.message) from None
+        info = image_info(self.api.image_inspect(ref), ref)
+        if pulled_digest and info.digest != pulled_digest and "@" not in ref:
+            info = base.ImageInfo(id=info.id, digest=pulled_digest, repo_tags=info.repo_tags,
+                                  size=info.size, created=info.created, config=info.config,
+                                  layers=info.layers)
+        emit("done", {"ref": ref, "id": info.id, "digest": info.digest})
+        return info
+
+    def resolve_digest(self, ref: str) -> str:
+        try:
+            data = self.api.distribution(ref)
+        except errors.NotFound as exc:
+            raise errors.ImageError(exc.message, hint="check the reference and the registry") from None
+        except (errors.Unavailable, errors.ImageError):
+            raise
+        except errors.RuntimeBackendError as exc:
+            if "page not found" in exc.message.lower():
+                raise errors.Unavailable(
+                    f"{self.api.what} does not offer /distribution (resolve {ref})") from None
+            raise errors.ImageError(exc.message) from None
+        digest = (data.get("Descriptor") or {}).get("digest")
+        if not digest:
+            raise errors.ImageError(f"resolve {ref}: the engine returned no digest")
+        return str(digest)
+
+    def list_images(self) -> list[base.ImageInfo]:
+        out = []
+        for summary in self.api.image_list():
+            try:
+                out.append(image_info(self.api.image_inspect(str(summary["Id"]))))
+            except errors.NotFound:
+                continue   # removed meanwhile
+        return out
+
+    def inspect_image(self, ref: str) -> base.ImageInfo:
+        return image_info(self.api.image_inspect(ref), ref)
+
+    def remove_image(self, ref: str, *, force: bool = False) -> list[str]:
+        out: list[str] = []
+        for item in self.api.image_remove(ref, force=force):
+            out.extend(str(v) for k, v in item.items() if k in ("Untagged", "Deleted"))
+        return out
+
+    # -- containers -------------------------------------------------------------------------
+
+    def list_containers(self, selector: Mapping[str, str] | None = None) -> list[base.ContainerState]:
+        out = []
+        for summary in self.api.container_list(selector):
+            try:
+                out.append(container_state(self.api.container_inspect(str(summary["Id"]))))
+            except errors.NotFound:
+                continue   # removed between list and inspect
+        return out
+
+    def create_container(self, config: base.ContainerConfig) -> str:
+        body = container_body(config)
+        created = self.api.container_create(config.name, body)
+        cid = str(created["Id"])
+        try:
+            for network in config.networks[1:]:
+                self.api.network_connect(network, cid, list(config.aliases))
+        except errors.RuntimeBackendError:
+            try:
+                self.api.container_remove(cid, force=True)
+            except errors.RuntimeBackendError:
+                pass
+            raise
+        return cid
+
+    def start_container(self, name_or_id: str) -> None:
+        self.api.container_start(name_or_id)
+
+    def stop_container(self, name_or_id: str, *, timeout: float | None = None) -> None:
+        self.api.container_stop(name_or_id, None if timeout is None else int(timeout))
+
+    def kill_container(self, name_or_id: str, signal: str = "KILL") -> None:
+        self.api.container_kill(name_or_id, signal)
+
+    def remove_container(self, name_or_id: str, *, force: bool = False) -> None:
+        self.api.container_remove(name_or_id, force=force)
+
+    def inspect_container(self, name_or_id: str) -> base.ContainerState:
+        return container_state(self.api.container_inspect(name_or_id))
+
+    def wait_container(self, name_or_id: str, *, timeout: float | None = None) -> int:
+        try:
+            data = self.api.container_wait(name_or_id, timeout)
+        except errors.Unavailable:
+            if timeout is not None and self.inspect_container(name_or_id).status in (
+                    base.ContainerStatus.RUNNING, base.ContainerStatus.RESTARTING,
+                    base.ContainerStatus.CREATED):
+                raise errors.Conflict(
+                    f"container {name_or_id} still running after {timeout}s") from None
+            raise
+        err = (data.get("Error") or {}).get("Message")
+        if err:
+            raise errors.RuntimeBackendError(f"wait for container {name_or_id}: {err}")
+        return int(data.get("StatusCode", 0))
+
+    def logs(
+        self, name_or_id: str, *, follow: bool = False, since: str | None = None,
+        tail: int | None = None,
+    ) -> Iterator[base.LogLine]:
+        tty = bool((self.api.container_inspect(name_or_id).get("Config") or {}).get("Tty"))
+        param = None if since is None else since_param(since)
+        with self.api.container_logs(name_or_id, follow=follow, since=param,
+                                     tail="all" if tail is None else str(tail)) as chunks:
+            frames = ((1, line) for line in _lines(chunks)) if tty else demux(chunks)
+            yield from log_lines(frames)
+
+    def exec(self, name_or_id: str, argv: list[str], *, tty: bool = False) -> base.ExecResult:
+        created = self.api.exec_create(name_or_id, {
+            "AttachStdin": False, "AttachStdout": True, "AttachStderr": True,
+            "Tty": tty, "Cmd": list(argv)})
+        exec_id = str(created["Id"])
+        out: dict[int, list[bytes]] = {1: [], 2: []}
+        with self.api.exec_start(exec_id, tty=tty) as chunks:
+            frames = ((1, c) for c in chunks) if tty else demux(chunks)
+            for kind, payload in frames:
+                out.setdefault(kind, []).append(payload)
+        # The stream ends when the process exits; the exit code lands a moment later.
+        deadline = time.monotonic() + 10.0
+        info = self.api.exec_inspect(exec_id)
+        while info.get("Running") and time.monotonic() < deadline:
+            time.sleep(0.01)
+            info = self.api.exec_inspect(exec_id)
+        code = info.get("ExitCode")
+        if code is None:
+            raise errors.RuntimeBackendError(f"exec in {name_or_id}: the engine reported no exit code")
+        return base.ExecResult(exit_code=int(code), stdout=b"".join(out[1]), stderr=b"".join(out[2]))
+
+    # -- networks ---------------------------------------------------------------------------
+
+    def list_networks(self, selector: Mapping[str, str] | None = None) -> list[base.NetworkState]:
+        return [network_state(n) for n in self.api.network_list(selector)]
+
+    def _network(self, name: str) -> dict[str, Any]:
+        attrs = self.api.network_inspect(name)
+        if attrs.get("Name") != name:   # the engine also matches ID prefixes
+            raise errors.NotFound(f"{self.api.what}: network {name} not found")
+        return attrs
+
+    def ensure_network(self, config: base.NetworkConfig) -> base.NetworkState:
+        try:
+            return self._verify_network(config, self._network(config.name))
+        except errors.NotFound:
+            pass
+        ipam: dict[str, Any] = {"Driver": "default", "Config": []}
+        if config.subnet:
+            pool: dict[str, str] = {"Subnet": config.subnet}
+            if config.gateway:
+                pool["Gateway"] = config.gateway
+            ipam["Config"] = [pool]
+        elif config.gateway:
+            raise errors.InvalidArgument(f"network {config.name}: a gateway needs a subnet")
+        body = {"Name": config.name, "Driver": "bridge", "CheckDuplicate": True,
+                "Internal": config.internal, "Attachable": True, "IPAM": ipam,
+                "Labels": dict(config.labels),
+                "Options": {"com.docker.network.driver.mtu": str(config.mtu)}}
+        try:
+            self.api.network_create(body)
+        except (errors.AlreadyExists, errors.Conflict):
+            pass   # made meanwhile by someone else: verify below
+        return self._verify_network(config, self._network(config.name))
+
+    def _verify_network(self, config: base.NetworkConfig, attrs: Mapping[str, Any]) -> base.NetworkState:
+        state = network_state(attrs)
+        diffs = []
+        if attrs.get("Driver") != "bridge":
+            diffs.append(f"driver {attrs.get('Driver')!r} (want 'bridge')")
+        if config.subnet and state.subnet != config.subnet:
+            diffs.append(f"subnet {state.subnet} (want {config.subnet})")
+        if config.gateway and state.gateway != config.gateway:
+            diffs.append(f"gateway {state.gateway} (want {config.gateway})")
+        if state.internal != config.internal:
+            diffs.append(f"internal={state.internal} (want {config.internal})")
+        missing = {k: v for k, v in config.labels.items() if state.labels.get(k) != v}
+        if missing:
+            diffs.append(f"labels lack {missing}")
+        if diffs:
+            raise errors.Conflict(
+                f"network {config.name} exists with a different configuration: {'; '.join(diffs)}",
+                hint=f"remove it (`docker network rm {config.name}`) so it can be re-created")
+        return state
+
+    def remove_network(self, name: str) -> None:
+        self._network(name)
+        self.api.network_remove(name)
+
+    # -- volumes ----------------------------------------------------------------------------
+
+    def list_volumes(self, selector: Mapping[str, str] | None = None) -> list[base.VolumeState]:
+        return [volume_state(v) for v in self.api.volume_list(selector)]
+
+    def ensure_volume(self, config: base.VolumeConfig) -> base.VolumeState:
+        try:
+            attrs = self.api.volume_inspect(config.name)
+        except errors.NotFound:
+            attrs = self.api.volume_create({"Name": config.name, "Driver": "local",
+                                            "Labels": dict(config.labels)})
+        state = volume_state(attrs)
+        missing = {k: v for k, v in config.labels.items() if state.labels.get(k) != v}
+        if missing:
+            raise errors.Conflict(
+                f"volume {config.name} exists without labels {missing}",
+                hint="volume labels cannot change: remove the volume or rename it")
+        return state
+
+    def remove_volume(self, name: str) -> None:
+        self.api.volume_remove(name)

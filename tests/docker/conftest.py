@@ -1,0 +1,146 @@
+"""Fixtures for the Docker backend: the host's real dockerd, a test image, tracked cleanup.
+
+Every test gets a `Scope`: a random name prefix and a label (`reconciler-test=<prefix>`).
+Everything the test makes carries that prefix (and label where the engine has labels), and
+the scope removes exactly those objects afterwards, even when the test fails. Objects the test
+did not create are never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import string
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from reconciler.runtime import errors
+from reconciler.runtime.docker import DockerRuntime
+from tests.helpers import images
+from tests.helpers.registry import RegistryServer
+
+DOCKER_SOCKET = "/var/run/docker.sock"
+TEST_LABEL = "reconciler-test"
+
+
+def rand(n: int = 4) -> str:
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(n))
+
+
+@dataclass
+class Scope:
+    """One test's names, label and subnet; `cleanup()` removes what they name."""
+
+    runtime: DockerRuntime
+    prefix: str = field(default_factory=lambda: "rtd" + rand())
+    containers: list[str] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {TEST_LABEL: self.prefix}
+
+    def name(self, kind: str, suffix: str) -> str:
+        n = f"{self.prefix}-{suffix}"
+        getattr(self, kind).append(n)
+        return n
+
+    def subnet(self) -> str:
+        return f"10.{random.randint(210, 249)}.{random.randint(0, 255)}.0/24"
+
+    def cleanup(self) -> None:
+        api = self.runtime.api
+        ours = {c["Id"] for c in api.container_list(self.labels)}
+        for name in self.containers:
+            try:
+                ours.add(api.container_inspect(name)["Id"])
+            except errors.NotFound:
+                pass
+        for cid in ours:
+            try:
+                api.container_remove(cid, force=True, volumes=False)
+            except errors.NotFound:
+                pass
+        nets = {n["Name"] for n in api.network_list(self.labels)} | set(self.networks)
+        for net in nets:
+            if not net.startswith(self.prefix):
+                continue
+            try:
+                api.network_remove(net)
+            except errors.NotFound:
+                pass
+        vols = {v["Name"] for v in api.volume_list(self.labels)} | set(self.volumes)
+        for vol in vols:
+            if not vol.startswith(self.prefix):
+                continue
+            try:
+                api.volume_remove(vol)
+            except errors.NotFound:
+                pass
+        for ref in self.images:
+            try:
+                api.image_remove(ref, force=True)
+            except errors.NotFound:
+                pass
+
+
+def push_busybox(registry: RegistryServer, layout: Path, repo: str, **cfg: object) -> tuple[str, str]:
+    """Push a busybox image to `registry` as `repo:latest`; returns (ref, manifest digest)."""
+    config = {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"], **cfg}
+    digest = images.write_layout(layout, [images.busybox_layer()], config=config)
+    ref = f"{registry.host}/{repo}:latest"
+    images.push_layout(layout, ref)
+    return ref, digest
+
+
+@pytest.fixture(scope="session")
+def docker() -> Iterator[DockerRuntime]:
+    if not os.path.exists(DOCKER_SOCKET):
+        pytest.skip("no dockerd socket at /var/run/docker.sock")
+    rt = DockerRuntime(DOCKER_SOCKET)
+    try:
+        rt.api.ping()
+    except errors.Unavailable as exc:
+        rt.close()
+        pytest.skip(f"dockerd not answering: {exc}")
+    try:
+        yield rt
+    finally:
+        rt.close()
+
+
+@dataclass(frozen=True)
+class PulledImage:
+    ref: str
+    digest: str
+
+
+@pytest.fixture(scope="session")
+def docker_image(
+    docker: DockerRuntime, registry: RegistryServer, tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[PulledImage]:
+    """A busybox image of our own (unique repo), pulled into dockerd; removed at session end."""
+    ref, digest = push_busybox(registry, tmp_path_factory.mktemp("dbusybox"), f"dockertest-{rand(6)}/busybox")
+    docker.pull_image(ref)
+    try:
+        yield PulledImage(ref, digest)
+    finally:
+        try:
+            docker.remove_image(ref, force=True)
+        except errors.NotFound:
+            pass
+
+
+@pytest.fixture
+def scope(docker: DockerRuntime) -> Iterator[Scope]:
+    s = Scope(docker)
+    try:
+        yield s
+    finally:
+        s.cleanup()

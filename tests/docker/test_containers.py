@@ -1,0 +1,285 @@
+"""DockerRuntime containers against the host's real dockerd: lifecycle, config, logs, exec."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from reconciler.runtime import base, errors
+from reconciler.runtime.docker import DockerRuntime
+from tests.docker.conftest import PulledImage, Scope
+
+pytestmark = [pytest.mark.docker, pytest.mark.registry]
+
+
+def make(scope: Scope, image: PulledImage, suffix: str, args: list[str] | None, **kw: Any) -> str:
+    name = scope.name("containers", suffix)
+    labels = {**scope.labels, **kw.pop("labels", {})}
+    scope.runtime.create_container(base.ContainerConfig(
+        name=name, image=image.ref, args=tuple(args) if args is not None else None,
+        labels=labels, **kw))
+    return name
+
+
+def run(scope: Scope, image: PulledImage, suffix: str, script: str, **kw: Any) -> str:
+    name = make(scope, image, suffix, ["sh", "-c", script], **kw)
+    scope.runtime.start_container(name)
+    return name
+
+
+def stdout(rt: DockerRuntime, name: str) -> list[str]:
+    return [ln.data.decode() for ln in rt.logs(name) if ln.stream == "stdout"]
+
+
+def until(pred: Any, what: str, limit: float = 60.0) -> None:
+    """Poll a condition (not a timing assertion: the limit only bounds a hung engine)."""
+    deadline = time.monotonic() + limit
+    while not pred():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_lifecycle_and_exit_codes(docker: DockerRuntime, docker_image: PulledImage, scope: Scope) -> None:
+    three = make(scope, docker_image, "three", ["sh", "-c", "exit 3"])
+    created = docker.inspect_container(three)
+    assert created.status == base.ContainerStatus.CREATED
+    assert created.exit_code is None
+    assert created.started_at is None
+    assert created.name == three
+    assert created.image == docker_image.ref
+    assert created.image_id == docker.inspect_image(docker_image.ref).id
+    assert created.labels == scope.labels
+    docker.start_container(three)
+    assert docker.wait_container(three) == 3
+    done = docker.inspect_container(three)
+    assert done.status == base.ContainerStatus.EXITED
+    assert done.exit_code == 3
+    assert done.finished_at is not None
+    assert done.pid is None
+
+    sleeper = run(scope, docker_image, "sleep", "sleep 600")
+    state = docker.inspect_container(sleeper)
+    assert state.status == base.ContainerStatus.RUNNING
+    assert state.pid
+    docker.start_container(sleeper)    # already running: a no-op, as the protocol wants
+    docker.kill_container(sleeper)
+    assert docker.wait_container(sleeper) == 137
+    assert docker.inspect_container(sleeper).exit_code == 137
+    with pytest.raises(errors.Conflict):
+        docker.kill_container(sleeper)   # not running
+
+    # stop: sh as pid 1 ignores SIGTERM, so the engine kills it after the timeout
+    docker.start_container(sleeper)
+    docker.stop_container(sleeper, timeout=0)
+    assert docker.inspect_container(sleeper).status == base.ContainerStatus.EXITED
+    docker.stop_container(sleeper, timeout=0)   # already stopped: no-op
+
+    listed = {c.name for c in docker.list_containers(scope.labels)}
+    assert listed == {three, sleeper}
+    docker.remove_container(three)
+    with pytest.raises(errors.NotFound):
+        docker.inspect_container(three)
+    with pytest.raises(errors.NotFound):
+        docker.remove_container(three)
+
+
+def test_wait_timeout_on_running_container(docker: DockerRuntime, docker_image: PulledImage, scope: Scope) -> None:
+    name = run(scope, docker_image, "w", "sleep 600")
+    with pytest.raises(errors.Conflict):
+        docker.wait_container(name, timeout=0.5)
+    assert docker.inspect_container(name).status == base.ContainerStatus.RUNNING
+
+
+def test_env_user_workdir_hostname(docker: DockerRuntime, docker_image: PulledImage, scope: Scope) -> None:
+    name = run(scope, docker_image, "env", 'echo "$FOO|$BAR"; id -u; id -g; pwd; hostname',
+               env={"FOO": "foo value", "BAR": "b=r"}, user="1000:1000", workdir="/home/app",
+               hostname="myhost")
+    assert docker.wait_container(name) == 0
+    assert stdout(docker, name) == ["foo value|b=r", "1000", "1000", "/home/app", "myhost"]
+
+
+def test_entrypoint_overrides_image_cmd(docker: DockerRuntime, docker_image: PulledImage, scope: Scope) -> None:
+    # command= replaces the Entrypoint and, as in Docker, drops the image's Cmd
+    name = make(scope, docker_image, "ep", None, command=("echo", "from-entrypoint"))
+    docker.start_container(name)
+    assert docker.wait_container(name) == 0
+    assert stdout(docker, name) == ["from-entrypoint"]
+    both = make(scope, docker_image, "epargs", ["a", "b"], command=("echo",))
+    docker.start_container(both)
+    docker.wait_container(both)
+    assert stdout(docker, both) == ["a b"]
+
+
+def test_logs_streams_tail_since_follow(docker: DockerRuntime, docker_image: PulledImage, scope: Scope) -> None:
+    name = run(scope, docker_image, "logs", "echo one; echo two >&2; echo three; printf 'no-newline'")
+    docker.wait_container(name)
+    lines = list(docker.logs(name))
+    # the engine copies stdout and stderr separately, so only the order within a stream holds
+    assert [ln.data for ln in lines if ln.stream == "stdout"] == [b"one", b"three", b"no-newline"]
+    assert [ln.data for ln in lines if ln.stream == "stderr"] == [b"two"]
+    assert all(len(ln.time.split(".")[1]) == 10 and ln.time.endswith("Z") for ln in lines)
+    assert len(list(docker.logs(name, tail=2))) == 2      # tail counts both streams
+    assert [ln.data for ln in docker.logs(name, tail=0)] == []
+    out = [ln for ln in lines if ln.stream == "stdout"]
+    assert [ln.data for ln in docker.logs(name, since=out[1].time) if ln.stream == "stdout"] == [b"three", b"no-newline"]
+    assert list(docker.logs(name, since="2999-01-01T00:00:00Z")) == []
+
+    # follow: lines arrive while the container runs and the iterator ends when it exits
+    slow = run(scope, docker_image, "follow", "echo start; sleep 1; echo end")
+    assert [ln.data for ln in docker.logs(slow, follow=True)] == [b"start", b"end"]
+
+
+def test_long_lines_are_reassembled(docker: DockerRuntime, docker_image: PulledImage, scope: Scope) -> None:
+    # json-file splits lines over 16 KiB into partial messages; logs() joins them again
+    name = run(scope, docker_image, "long", "head -c 40000 /dev/zero | tr '\\0' x; echo; echo after")
+    docker.wait_container(name)
+    assert [ln.data for ln in docker.logs(name)] == [b"x" * 40000, b"after"]
+
+
+def test_exec(docker: DockerRuntime, docker_image: PulledImage, scope: Scope) -> None:
+    name = run(scope, docker_image, "exec", "sleep 600")
+    res = docker.exec(name, ["sh", "-c", "echo out; echo err >&2; exit 5"])
+    assert res == base.ExecResult(exit_code=5, stdout=b"out\n", stderr=b"err\n")
+    assert docker.exec(name, ["cat", "/proc/1/cmdline"]).stdout == b"sleep\x00600\x00"   # sh exec'd its last command
+    big = docker.exec(name, ["sh", "-c", "head -c 200000 /dev/zero"])
+    assert big.exit_code == 0
+    assert big.stdout == b"\0" * 200000
+    tty = docker.exec(name, ["echo", "hi"], tty=True)
+    assert tty.exit_code == 0
+    assert tty.stdout == b"hi\r\n"
+    docker.kill_container(name)
+    docker.wait_container(name)
+    with pytest.raises(errors.Conflict):
+        docker.exec(name, ["true"])
+
+
+def test_healthcheck_healthy_and_unhealthy(docker: DockerRuntime, docker_image: PulledImage, scope: Scope) -> None:
+    def hc(*test: str) -> base.Healthcheck:
+        return base.Healthcheck(test=test, interval=0.2, timeout=5.0, retries=1)
+
+    good = run(scope, docker_image, "good", "touch /tmp/ok; sleep 600", healthcheck=hc("CMD", "test", "-e", "/tmp/ok"))
+    bad = run(scope, docker_image, "bad", "sleep 600", healthcheck=hc("CMD-SHELL", "exit 1"))
+    plain = run(scope, docker_image, "plain", "sleep 600")
+    until(lambda: docker.inspect_container(good).health == "healthy", "healthy")
+    until(lambda: docker.inspect_container(bad).health == "unhealthy", "unhealthy")
+    assert docker.inspect_container(plain).health is None
+
+
+def test_published_port_is_reachable(docker: DockerRuntime, docker_image: PulledImage, scope: Scope) -> None:
+    from tests.helpers.registry import free_port, wait_http
+
+    port = free_port()
+    name = run(scope, docker_image, "web", "mkdir -p /www && echo hello-port > /www/index.html && httpd -f -p 8080 -h /www",
+               ports=(base.PortMapping(8080, port, host_ip="127.0.0.1"),))
+    assert docker.inspect_container(name).ports == (base.PortMapping(8080, port, "tcp", "127.0.0.1"),)
+    wait_http("127.0.0.1", port, "/index.html", timeout=30)
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=10) as resp:
+        assert resp.read() == b"hello-port\n"
+
+
+def test_volume_survives_recreation(docker: DockerRuntime, docker_image: PulledImage, scope: Scope) -> None:
+    vol = scope.name("volumes", "data")
+    state = docker.ensure_volume(base.VolumeConfig(vol, labels=scope.labels))
+    assert state.name == vol
+    assert state.labels == scope.labels
+    assert state.mountpoint
+    assert docker.ensure_volume(base.VolumeConfig(vol, labels=scope.labels)) == state
+    with pytest.raises(errors.Conflict):
+        docker.ensure_volume(base.VolumeConfig(vol, labels={"other": "x"}))
+    mount = (base.Mount("volume", "/data", vol),)
+    first = run(scope, docker_image, "v1", "echo kept > /data/file", mounts=mount)
+    assert docker.wait_container(first) == 0
+    docker.remove_container(first)
+    second = run(scope, docker_image, "v2", "cat /data/file", mounts=mount)
+    assert docker.wait_container(second) == 0
+    assert stdout(docker, second) == ["kept"]
+    assert [v.name for v in docker.list_volumes(scope.labels)] == [vol]
+    with pytest.raises(errors.Conflict):
+        docker.remove_volume(vol)    # still used by `second`
+    docker.remove_container(second)
+    docker.remove_volume(vol)
+    with pytest.raises(errors.NotFound):
+        docker.remove_volume(vol)
+
+
+def test_bind_tmpfs_readonly_caps(docker: DockerRuntime, docker_image: PulledImage, scope: Scope, tmp_path: Any) -> None:
+    (tmp_path / "in.txt").write_text("from-host\n")
+    name = run(
+        scope, docker_image, "ro",
+        "cat /host/in.txt; touch /rootfile 2>/dev/null && echo rw || echo ro; "
+        "echo t > /scratch/f && grep -c /scratch /proc/mounts; touch /host/x 2>/dev/null || echo host-ro; "
+        "hostname other 2>/dev/null && echo can-sethostname || echo no-sethostname",
+        mounts=(base.Mount("bind", "/host", str(tmp_path), read_only=True),
+                base.Mount("tmpfs", "/scratch", options=("size=1m", "mode=1777"))),
+        read_only=True, cap_drop=("SYS_ADMIN",), cap_add=("SYS_ADMIN",) if False else ())
+    assert docker.wait_container(name) == 0
+    assert stdout(docker, name) == ["from-host", "ro", "1", "host-ro", "no-sethostname"]
+
+
+def test_resources_restart_stop_signal_init(docker: DockerRuntime, docker_image: PulledImage, scope: Scope) -> None:
+    name = run(scope, docker_image, "res", "sleep 600",
+               resources=base.Resources(memory=64 << 20, cpus=0.5, pids=50),
+               restart=base.RestartPolicy("on-failure", 2), stop_signal="SIGUSR1", stop_timeout=7,
+               init=True)
+    raw = docker.api.container_inspect(name)
+    host = raw["HostConfig"]
+    assert (host["Memory"], host["NanoCpus"], host["PidsLimit"]) == (64 << 20, 500_000_000, 50)
+    assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}
+    assert (raw["Config"]["StopSignal"], raw["Config"]["StopTimeout"], host["Init"]) == ("SIGUSR1", 7, True)
+    # observable inside: the memory limit, and an init process as pid 1
+    mem = docker.exec(name, ["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]).stdout
+    if not mem:
+        mem = docker.exec(name, ["cat", "/sys/fs/cgroup/memory.max"]).stdout
+    assert int(mem) == 64 << 20
+    assert docker.exec(name, ["cat", "/proc/1/cmdline"]).stdout.split(b"\0")[0].endswith(b"init")
+
+
+def test_restart_policy_counts_restarts(docker: DockerRuntime, docker_image: PulledImage, scope: Scope) -> None:
+    name = run(scope, docker_image, "crash", "exit 1", restart=base.RestartPolicy("on-failure", 2))
+    until(lambda: docker.inspect_container(name).restart_count == 2
+          and docker.inspect_container(name).status == base.ContainerStatus.EXITED, "two restarts")
+    state = docker.inspect_container(name)
+    assert state.exit_code == 1
+    assert not state.manually_stopped
+    always = run(scope, docker_image, "always", "sleep 600", restart=base.RestartPolicy("always"))
+    docker.stop_container(always, timeout=0)
+    assert docker.inspect_container(always).manually_stopped
+
+
+def test_error_mapping(docker: DockerRuntime, docker_image: PulledImage, scope: Scope) -> None:
+    missing = scope.prefix + "-missing"
+    for call in (docker.inspect_container, docker.start_container, docker.remove_container,
+                 docker.stop_container, docker.kill_container):
+        with pytest.raises(errors.NotFound):
+            call(missing)
+    name = make(scope, docker_image, "dup", ["true"])
+    with pytest.raises(errors.AlreadyExists):
+        make(scope, docker_image, "dup", ["true"])
+    running = run(scope, docker_image, "busy", "sleep 600")
+    with pytest.raises(errors.Conflict):
+        docker.remove_container(running)
+    docker.remove_container(running, force=True)
+    with pytest.raises(errors.InvalidArgument):   # server-side: a relative mount target
+        make(scope, docker_image, "bad", ["true"], mounts=(base.Mount("tmpfs", "relative"),))
+    with pytest.raises(errors.InvalidArgument):   # client-side: caught before the engine
+        make(scope, docker_image, "bad2", ["true"], ports=(base.PortMapping(80, 0, "icmp"),))
+    with pytest.raises(errors.NotFound):
+        docker.create_container(base.ContainerConfig(
+            name=scope.name("containers", "noimg"), image=f"{docker_image.ref}-absent", labels=scope.labels))
+    with pytest.raises(errors.Conflict):
+        docker.remove_image(docker_image.ref)   # used by a container
+    assert docker.inspect_container(name).status == base.ContainerStatus.CREATED
+
+
+def test_unavailable_engine(tmp_path: Any) -> None:
+    rt = DockerRuntime(str(tmp_path / "no.sock"))
+    try:
+        with pytest.raises(errors.Unavailable) as info:
+            rt.list_containers()
+        assert "no.sock" in str(info.value)
+    finally:
+        rt.close()

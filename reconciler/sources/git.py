@@ -1,0 +1,415 @@
+"""A git repository of manifests, driven through the `git` CLI.
+
+One bare repository per source under `<cache_dir>/repo.git` receives only what is deployed:
+`git fetch [--depth 1] URL +<ref>:refs/reconciler/target` (a forced refspec, so a force-push
+that rewrites history is followed like any other move). The commit is checked out as a
+detached worktree `<cache_dir>/worktrees/<sha>/`, created under a temporary name and moved
+into place, so a revision directory is complete or absent. Old worktrees are removed except
+the most recent `keep` and those `retain()`ed (the last applied one), so when the remote is
+unreachable or the new commit does not load, the last good revision stays readable.
+
+Auth: an SSH private key file (`GIT_SSH_COMMAND=ssh -i KEY -o IdentitiesOnly=yes -o
+BatchMode=yes`, optionally with a known_hosts file and strict checking), or an HTTPS token read
+from a file at every fetch (so rotation needs no restart) and given to git as an
+`http.extraHeader` through `GIT_CONFIG_*` environment variables: never on a command line
+(visible in /proc), never in a URL, never in a message or log line. Error text from git is
+redacted (token, URL credentials) before it reaches an exception.
+
+Errors: an unknown ref, a missing sub-path or refused credentials are terminal
+(`SourceInvalid`); anything else (connection refused, DNS, timeouts, a missing local path) is
+temporary (`SourceUnavailable`) and the loop retries with backoff.
+
+`watch()` polls `git ls-remote` every `poll_interval` seconds +/- `jitter` and wakes when the
+remote ref differs from the last fetched commit (Argo CD and Flux poll the same way; webhooks,
+see `webhook.py`, only make it faster).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import random
+import re
+import shlex
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path, PurePosixPath
+
+import structlog
+
+from reconciler.sources import base, errors
+
+__all__ = ["GitSource", "GitWatch", "redact_url"]
+
+_HEX = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+_TARGET = "refs/reconciler/target"
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+_REF_MISSING = (
+    "couldn't find remote ref",
+    "not our ref",
+    "unadvertised object",
+    "no such remote ref",
+    "invalid refspec",
+    "remote did not send all necessary objects",
+)
+_AUTH_FAILED = (
+    "authentication failed",
+    "permission denied (publickey",
+    "could not read username",
+    "could not read password",
+    "returned error: 401",
+    "returned error: 403",
+    "the requested url returned error: 401",
+    "host key verification failed",
+)
+# variables that would make git print headers (the token), ask a person, or clash with ours
+_DROPPED_ENV = (
+    "GIT_TRACE", "GIT_CURL_VERBOSE", "GIT_ASKPASS", "SSH_ASKPASS",
+    "GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_",
+)
+
+
+def redact_url(url: str) -> str:
+    """The URL without user:password@ (for messages and logs)."""
+    return _USERINFO.sub(r"\g<scheme>***@", url)
+
+
+class GitSource:
+    """Manifests from one ref (branch, tag or commit) and sub-path of a git repository."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        cache_dir: Path,  # repo.git and worktrees/ live here; owned by this source alone
+        branch: str | None = None,  # exactly one of branch/tag/commit, or none: the remote HEAD
+        tag: str | None = None,
+        commit: str | None = None,  # a full SHA; fetched alone where the server allows it
+        path: str = "",  # sub-path of the repository holding the manifests
+        shallow: bool = True,  # --depth 1: only the deployed commit's objects
+        poll_interval: float = 180.0,  # seconds between ls-remote polls (doco-cd's default)
+        jitter: float = 0.2,  # +/- fraction of the interval, so many agents do not poll together
+        ssh_key_file: Path | None = None,
+        known_hosts_file: Path | None = None,  # with it, unknown host keys are refused
+        token_file: Path | None = None,  # HTTPS token, read at every fetch
+        token_username: str = "x-access-token",  # noqa: S107 - a user name; GitLab OAuth wants "oauth2"
+        timeout: float = 300.0,  # per git command
+        keep: int = 3,  # most recent worktrees kept besides retained ones
+        git: str = "git",
+        ssh: str = "ssh",  # the ssh program GIT_SSH_COMMAND runs
+        rng: random.Random | None = None,  # injected by tests
+    ) -> None:
+        if sum(x is not None for x in (branch, tag, commit)) > 1:
+            raise errors.SourceInvalid("a git source takes one of branch, tag or commit", hint="remove the others")
+        if commit is not None and not _HEX.match(commit):
+            raise errors.SourceInvalid(
+                f"commit {commit!r} is not a full hexadecimal commit id",
+                hint="use the full 40-character SHA (git rev-parse <commit>)",
+            )
+        sub = PurePosixPath(path.strip("/")) if path.strip("/") else PurePosixPath()
+        if sub.is_absolute() or ".." in sub.parts or any(p.startswith("-") for p in sub.parts):
+            raise errors.SourceInvalid(f"sub-path {path!r} must be relative, inside the repository")
+        if ssh_key_file is not None and token_file is not None:
+            raise errors.SourceInvalid("a git source takes an SSH key or an HTTPS token, not both")
+        self.url = url
+        self.cache_dir = Path(cache_dir)
+        self.branch, self.tag, self.commit = branch, tag, commit
+        self.subpath = str(sub) if sub.parts else ""
+        self.shallow = shallow
+        self.poll_interval = poll_interval
+        self.jitter = jitter
+        self.ssh_key_file = ssh_key_file
+        self.known_hosts_file = known_hosts_file
+        self.token_file = token_file
+        self.token_username = token_username
+        self.timeout = timeout
+        self.keep = keep
+        self._git = git
+        self._ssh = ssh
+        self._rng = rng or random.Random()  # noqa: S311 - poll jitter, not cryptography
+        self._lock = threading.Lock()
+        self._recent: list[str] = []
+        self._retained: set[str] = set()
+        self.last_revision: base.Revision | None = None  # the last successful fetch
+        self._log = structlog.get_logger("reconciler.sources.git").bind(url=redact_url(url), ref=self.ref_name)
+
+    def __repr__(self) -> str:
+        return f"GitSource({redact_url(self.url)!r}, ref={self.ref_name!r}, path={self.subpath!r})"
+
+    @property
+    def ref_name(self) -> str:
+        """The followed ref as a full name (`refs/heads/main`), `HEAD`, or the pinned commit."""
+        if self.branch is not None:
+            return self.branch if self.branch.startswith("refs/") else f"refs/heads/{self.branch}"
+        if self.tag is not None:
+            return self.tag if self.tag.startswith("refs/") else f"refs/tags/{self.tag}"
+        return self.commit if self.commit is not None else "HEAD"
+
+    @property
+    def repo(self) -> Path:
+        return self.cache_dir / "repo.git"
+
+    @property
+    def worktrees(self) -> Path:
+        return self.cache_dir / "worktrees"
+
+    # -- fetch ------------------------------------------------------------------------------
+
+    def fetch(self) -> base.Revision:
+        with self._lock:
+            started = time.monotonic()
+            self._ensure_repo()
+            sha = self._fetch_commit()
+            self._check_subpath(sha)
+            tree = self._checkout(sha)
+            path = tree / self.subpath if self.subpath else tree
+            if sha in self._recent:
+                self._recent.remove(sha)
+            self._recent.insert(0, sha)
+            self._collect()
+            rev = base.Revision(id=sha, path=path)
+            self.last_revision = rev
+            self._log.info("git_fetched", commit=sha, duration_s=round(time.monotonic() - started, 3))
+            return rev
+
+    def retain(self, ids: Collection[str]) -> None:
+        with self._lock:
+            self._retained = set(ids)
+            self._collect()
+
+    def _ensure_repo(self) -> None:
+        if (self.repo / "HEAD").is_file():
+            return
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self._run(["init", "--quiet", "--bare", str(self.repo)], git_dir=False)
+
+    def _fetch_commit(self) -> str:
+        depth = ["--depth", "1"] if self.shallow else []
+        if self.commit is not None:
+            try:
+                self._run(["fetch", "--quiet", "--no-tags", *depth, "--", self.url, f"{self.commit}:{_TARGET}"], network=True)
+            except errors.SourceInvalid:
+                # the server refuses unadvertised commits: fetch every branch and tag in full
+                self._run(
+                    ["fetch", "--quiet", "--force", "--", self.url,
+                     "+refs/heads/*:refs/reconciler/heads/*", "+refs/tags/*:refs/reconciler/tags/*"],
+                    network=True,
+                )
+                if self._try(["cat-file", "-e", f"{self.commit}^{{commit}}"]) is None:
+                    raise errors.SourceInvalid(
+                        f"commit {self.commit} is not in {redact_url(self.url)}",
+                        hint="check the pinned commit id; it must be reachable from a branch or tag",
+                    ) from None
+                self._run(["update-ref", _TARGET, self.commit])
+        else:
+            self._run(["fetch", "--quiet", "--no-tags", "--force", *depth, "--", self.url, f"+{self.ref_name}:{_TARGET}"], network=True)
+        return self._run(["rev-parse", "--verify", "--quiet", f"{_TARGET}^{{commit}}"]).strip()
+
+    def _check_subpath(self, sha: str) -> None:
+        if not self.subpath:
+            return
+        kind = self._try(["cat-file", "-t", f"{sha}:{self.subpath}"])
+        if kind is None or kind.strip() != "tree":
+            raise errors.SourceInvalid(
+                f"{redact_url(self.url)} at {sha[:12]} has no directory {self.subpath!r}",
+                hint="fix the source's path, or add the directory to the repository",
+            )
+
+    def _checkout(self, sha: str) -> Path:
+        dest = self.worktrees / sha
+        if dest.is_dir():
+            return dest
+        self.worktrees.mkdir(parents=True, exist_ok=True)
+        tmp = self.worktrees / f".tmp-{sha[:12]}-{uuid.uuid4().hex[:8]}"
+        try:
+            self._run(["worktree", "add", "--quiet", "--detach", "--force", str(tmp), sha])
+            self._run(["worktree", "move", str(tmp), str(dest)])
+        except errors.SourceError:
+            self._remove_worktree(tmp)
+            raise
+        return dest
+
+    def _collect(self) -> None:
+        keep = set(self._recent[: self.keep]) | self._retained
+        del self._recent[self.keep :]
+        try:
+            entries = list(os.scandir(self.worktrees))
+        except FileNotFoundError:
+            return
+        removed = False
+        for entry in entries:
+            if entry.name not in keep and entry.is_dir(follow_symlinks=False):
+                self._remove_worktree(Path(entry.path))
+                removed = True
+        if removed:
+            self._try(["worktree", "prune"])
+
+    def _remove_worktree(self, path: Path) -> None:
+        if self._try(["worktree", "remove", "--force", "--force", str(path)]) is None:
+            shutil.rmtree(path, ignore_errors=True)
+
+    # -- running git ------------------------------------------------------------------------
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_ENV)}
+        env.update(GIT_TERMINAL_PROMPT="0", LC_ALL="C", LANGUAGE="C", GCM_INTERACTIVE="never")
+        if self.ssh_key_file is not None:
+            opts = ["-i", str(self.ssh_key_file), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"]
+            if self.known_hosts_file is not None:
+                opts += ["-o", f"UserKnownHostsFile={self.known_hosts_file}", "-o", "StrictHostKeyChecking=yes"]
+            env["GIT_SSH_COMMAND"] = shlex.join([self._ssh, *opts])
+        token = self._token()
+        if token is not None:
+            basic = base64.b64encode(f"{self.token_username}:{token}".encode()).decode()
+            env.update(
+                GIT_CONFIG_COUNT="1",
+                GIT_CONFIG_KEY_0="http.extraHeader",
+                GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}",
+            )
+        return env
+
+    def _token(self) -> str | None:
+        if self.token_file is None:
+            return None
+        try:
+            token = self.token_file.read_text().strip()
+        except OSError as e:
+            raise errors.SourceInvalid(
+                f"cannot read the token file {self.token_file}: {e.strerror}",
+                hint="check the path and that the agent's user can read it",
+            ) from None
+        if not token or "\n" in token:
+            raise errors.SourceInvalid(f"the token file {self.token_file} must hold one token on one line")
+        return token
+
+    def _redact(self, text: str) -> str:
+        text = redact_url(text)
+        if self.token_file is not None:
+            try:
+                token = self.token_file.read_text().strip()
+            except OSError:
+                token = ""
+            if token:
+                text = text.replace(token, "***")
+                text = text.replace(base64.b64encode(f"{self.token_username}:{token}".encode()).decode(), "***")
+        return text
+
+    def _try(self, args: Sequence[str]) -> str | None:
+        try:
+            return self._run(args)
+        except errors.SourceError:
+            return None
+
+    def _run(self, args: Sequence[str], *, git_dir: bool = True, network: bool = False) -> str:
+        argv = [self._git]
+        if git_dir:
+            argv += ["--git-dir", str(self.repo)]
+        argv += list(args)
+        env: Mapping[str, str] = self._env() if network else {
+            k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_ENV)
+        } | {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"}
+        what = f"git {args[0]}"
+        try:
+            proc = subprocess.run(
+                argv, env=dict(env), capture_output=True, text=True, timeout=self.timeout, check=False,
+                stdin=subprocess.DEVNULL,
+            )
+        except FileNotFoundError:
+            raise errors.SourceInvalid(f"the git program {self._git!r} was not found", hint="install git") from None
+        except subprocess.TimeoutExpired:
+            raise errors.SourceUnavailable(
+                f"{what} from {redact_url(self.url)} took longer than {self.timeout:.0f} s",
+                hint="the loop retries; check the network or raise the source's timeout",
+            ) from None
+        if proc.returncode == 0:
+            return proc.stdout
+        detail = self._redact(" ".join(proc.stderr.split()))[-600:]
+        low = detail.lower()
+        where = redact_url(self.url)
+        if network and any(s in low for s in _AUTH_FAILED):
+            raise errors.SourceInvalid(
+                f"{what} from {where}: credentials refused ({detail})",
+                hint="check the source's token file or SSH key and its access to the repository",
+            )
+        if network and any(s in low for s in _REF_MISSING):
+            raise errors.SourceInvalid(
+                f"{what} from {where}: {self.ref_name} not found ({detail})",
+                hint="check the source's branch, tag or commit",
+            )
+        if network:
+            raise errors.SourceUnavailable(
+                f"{what} from {where} failed: {detail}",
+                hint="the loop retries with backoff; the last good revision stays applied",
+            )
+        raise errors.SourceUnavailable(f"{what} in {self.repo} failed: {detail}")
+
+    # -- watch ------------------------------------------------------------------------------
+
+    def remote_commit(self) -> str | None:
+        """The commit the followed ref points to on the remote now (ls-remote); None: no such ref."""
+        if self.commit is not None:
+            return self.commit
+        ref = self.ref_name
+        patterns = [ref, f"{ref}^{{}}"] if ref.startswith("refs/tags/") else [ref]
+        out = self._run(["ls-remote", "--", self.url, *patterns], git_dir=False, network=True)
+        found: dict[str, str] = {}
+        for line in out.splitlines():
+            sha, _, name = line.partition("\t")
+            found[name.strip()] = sha.strip()
+        return found.get(f"{ref}^{{}}") or found.get(ref)
+
+    def watch(self, wake: base.Wake) -> GitWatch:
+        return GitWatch(self, wake)
+
+    def next_poll_delay(self) -> float:
+        j = self.jitter
+        return max(0.0, self.poll_interval * (1.0 + self._rng.uniform(-j, j)))
+
+
+class GitWatch:
+    """Polls the remote with ls-remote; wakes when the ref moved away from the last fetch."""
+
+    def __init__(self, source: GitSource, wake: base.Wake) -> None:
+        self._source = source
+        self._wake = wake
+        self._closing = threading.Event()
+        self._log = structlog.get_logger("reconciler.sources.git").bind(url=redact_url(source.url), ref=source.ref_name)
+        self._thread = threading.Thread(target=self._loop, name=f"git poll {redact_url(source.url)}", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._closing.set()
+        self._thread.join()
+
+    def __enter__(self) -> GitWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _loop(self) -> None:
+        if self._source.commit is not None:
+            return  # a pinned commit never moves
+        while not self._closing.wait(self._source.next_poll_delay()):
+            self.poll()
+
+    def poll(self) -> bool:
+        """One ls-remote; True (and a wake) if the remote commit differs from the last fetch."""
+        try:
+            remote = self._source.remote_commit()
+        except errors.SourceError as e:
+            self._log.warning("git_poll_failed", error=str(e))
+            return False
+        last = self._source.last_revision
+        if remote is None or (last is not None and last.id == remote):
+            return False
+        reason = f"git {redact_url(self._source.url)}: {self._source.ref_name} is at {remote[:12]}"
+        try:
+            self._wake(reason)
+        except Exception:  # noqa: BLE001 - a failing callback must not kill the poller
+            self._log.exception("git_wake_failed")
+        return True

@@ -1,0 +1,238 @@
+from __future__ import annotations
+
+import os
+import random
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from reconciler.errors import TemporaryError, TerminalError
+from reconciler.sources import errors
+from reconciler.sources import git as gitsrc
+from tests.sources.gitrepos import GitHTTPServer, Upstream, git
+from tests.sources.wakes import Wakes
+
+WEB = "kind: Container\nmetadata: {name: web}\nspec: {image: busybox:1}\n"
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Upstream:
+    up = Upstream(tmp_path / "remote")
+    up.commit({"web.yaml": WEB}, "first")
+    return up
+
+
+def source(tmp_path: Path, url: str | Path, **kw: object) -> gitsrc.GitSource:
+    return gitsrc.GitSource(str(url), cache_dir=tmp_path / "cache", **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def http(tmp_path: Path) -> Iterator[GitHTTPServer]:
+    server = GitHTTPServer(tmp_path / "remote")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_branch_follows_new_commits_and_keeps_old_worktrees(tmp_path: Path, upstream: Upstream) -> None:
+    src = source(tmp_path, upstream.bare, branch="main")
+    first = src.fetch()
+    assert first.id == git(upstream.work, "rev-parse", "HEAD")
+    assert (first.path / "web.yaml").read_text() == WEB
+    assert src.fetch() == first  # nothing new: same revision, same directory
+    second_sha = upstream.commit({"web.yaml": WEB.replace("busybox:1", "busybox:2")}, "bump")
+    second = src.fetch()
+    assert second.id == second_sha
+    assert "busybox:2" in (second.path / "web.yaml").read_text()
+    assert (first.path / "web.yaml").read_text() == WEB  # the previous revision is still readable
+    assert git(tmp_path / "cache" / "repo.git", "rev-parse", "--is-shallow-repository") == "true"
+
+
+def test_no_branch_follows_the_remote_head(tmp_path: Path, upstream: Upstream) -> None:
+    rev = source(tmp_path, upstream.bare).fetch()
+    assert rev.id == git(upstream.work, "rev-parse", "HEAD")
+
+
+def test_an_annotated_tag_resolves_to_its_commit(tmp_path: Path, upstream: Upstream) -> None:
+    tagged = git(upstream.work, "rev-parse", "HEAD")
+    upstream.tag("v1", message="release 1")
+    upstream.commit({"web.yaml": WEB + "# after the tag\n"}, "later")
+    rev = source(tmp_path, upstream.bare, tag="v1").fetch()
+    assert rev.id == tagged
+    assert (rev.path / "web.yaml").read_text() == WEB
+
+
+def test_a_pinned_commit_is_fetched_even_when_the_branch_moved_on(tmp_path: Path, upstream: Upstream) -> None:
+    pinned = git(upstream.work, "rev-parse", "HEAD")
+    upstream.commit({"web.yaml": WEB + "# newer\n"}, "newer")
+    rev = source(tmp_path, upstream.bare, commit=pinned).fetch()
+    assert rev.id == pinned
+    assert (rev.path / "web.yaml").read_text() == WEB
+
+
+def test_a_force_push_rewriting_history_is_followed(tmp_path: Path, upstream: Upstream) -> None:
+    src = source(tmp_path, upstream.bare, branch="main")
+    upstream.commit({"db.yaml": "kind: Container\n"}, "add db")
+    before = src.fetch()
+    git(upstream.work, "reset", "--quiet", "--hard", "HEAD~1")
+    rewritten = upstream.commit({"cache.yaml": "kind: Container\n"}, "add cache instead", push=False)
+    upstream.push(force=True)
+    after = src.fetch()
+    assert after.id == rewritten != before.id
+    assert sorted(p.name for p in after.path.iterdir() if not p.name.startswith(".")) == ["cache.yaml", "web.yaml"]
+
+
+def test_a_sub_path_is_the_revision_directory(tmp_path: Path, upstream: Upstream) -> None:
+    upstream.commit({"deploy/prod/web.yaml": WEB, "deploy/staging/web.yaml": WEB, "README.md": "hi\n"})
+    rev = source(tmp_path, upstream.bare, branch="main", path="deploy/prod/").fetch()
+    assert rev.path.name == "prod"
+    assert [p.name for p in rev.path.iterdir()] == ["web.yaml"]
+
+
+def test_a_missing_sub_path_is_terminal(tmp_path: Path, upstream: Upstream) -> None:
+    with pytest.raises(errors.SourceInvalid, match="no directory 'deploy'") as info:
+        source(tmp_path, upstream.bare, branch="main", path="deploy").fetch()
+    assert isinstance(info.value, TerminalError)
+
+
+def test_an_unknown_branch_is_terminal(tmp_path: Path, upstream: Upstream) -> None:
+    with pytest.raises(errors.SourceInvalid, match="refs/heads/nope not found") as info:
+        source(tmp_path, upstream.bare, branch="nope").fetch()
+    assert isinstance(info.value, TerminalError)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"branch": "main", "tag": "v1"}, "one of branch, tag or commit"),
+        ({"commit": "abc123"}, "full hexadecimal"),
+        ({"path": "../etc"}, "inside the repository"),
+    ],
+)
+def test_bad_configuration_is_refused_up_front(tmp_path: Path, kwargs: dict[str, str], message: str) -> None:
+    with pytest.raises(errors.SourceInvalid, match=message):
+        source(tmp_path, "https://example.invalid/x.git", **kwargs)
+
+
+def test_an_unreachable_remote_is_temporary_and_keeps_the_last_good_revision(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    server = GitHTTPServer(tmp_path / "remote")
+    src = source(tmp_path, server.url("manifests.git"), branch="main")
+    try:
+        good = src.fetch()
+    finally:
+        server.stop()  # the port now refuses connections
+    with pytest.raises(errors.SourceUnavailable) as info:
+        src.fetch()
+    assert isinstance(info.value, TemporaryError)
+    assert "127.0.0.1" in str(info.value)
+    assert src.last_revision == good
+    assert (good.path / "web.yaml").read_text() == WEB
+
+
+def test_an_https_token_from_a_file_authenticates_and_never_shows(tmp_path: Path, upstream: Upstream) -> None:
+    token = "tok-" + "".join(random.choice("abcdef0123456789") for _ in range(24))
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+    server = GitHTTPServer(tmp_path / "remote", token=token)
+    try:
+        with capture_logs() as logs:
+            src = source(tmp_path, server.url("manifests.git"), branch="main", token_file=token_file)
+            rev = src.fetch()
+            assert (rev.path / "web.yaml").read_text() == WEB
+            assert server.seen_auth  # the token really travelled, in a header
+            token_file.write_text("wrong-" + token)  # rotated to a bad one: read again per fetch
+            with pytest.raises(errors.SourceInvalid, match="credentials refused") as info:
+                src.fetch()
+            token_file.write_text(token)
+            server.stop()
+            with pytest.raises(errors.SourceUnavailable) as unreachable:
+                src.fetch()
+    finally:
+        server.stop()
+    texts = [str(info.value), repr(info.value), str(unreachable.value), repr(src), repr(logs)]
+    for text in texts:
+        assert token not in text
+    # nor on any git command line, where other users could read it from /proc
+    assert all(token not in arg for arg in [src.url, *map(str, src.__dict__.values())])
+
+
+def test_url_credentials_are_redacted_from_errors(tmp_path: Path) -> None:
+    src = source(tmp_path, "http://user:s3cr3t@127.0.0.1:9/repo.git", branch="main", timeout=30)
+    with pytest.raises(errors.SourceUnavailable) as info:
+        src.fetch()
+    assert "s3cr3t" not in str(info.value)
+    assert "http://***@127.0.0.1:9/repo.git" in str(info.value)
+
+
+def test_an_ssh_key_file_is_handed_to_ssh(tmp_path: Path, upstream: Upstream) -> None:
+    # no sshd here: a stand-in `ssh` records its arguments and runs the remote command
+    # locally, so git's real ssh transport is exercised end to end
+    log = tmp_path / "ssh-args"
+    fake_ssh = tmp_path / "ssh"
+    fake_ssh.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {log}\nfor last; do :; done\nexec sh -c "$last"\n')
+    fake_ssh.chmod(fake_ssh.stat().st_mode | stat.S_IXUSR)
+    key = tmp_path / "id_ed25519"
+    key.write_text("not really a key\n")
+    src = source(tmp_path, f"ssh://git@127.0.0.1{upstream.bare}", branch="main", ssh_key_file=key, ssh=str(fake_ssh))
+    rev = src.fetch()
+    assert (rev.path / "web.yaml").read_text() == WEB
+    args = log.read_text().splitlines()
+    assert args[:2] == ["-i", str(key)]
+    assert "IdentitiesOnly=yes" in args
+    assert "BatchMode=yes" in args
+
+
+def test_old_worktrees_are_removed_unless_retained(tmp_path: Path, upstream: Upstream) -> None:
+    src = source(tmp_path, upstream.bare, branch="main", keep=1)
+    applied = src.fetch()
+    src.retain([applied.id])
+    revs = [src.fetch()]
+    for i in range(2):
+        upstream.commit({"web.yaml": WEB + f"# {i}\n"})
+        revs.append(src.fetch())
+    assert applied.path.is_dir()
+    assert not revs[1].path.exists()
+    assert revs[2].path.is_dir()
+    listed = git(tmp_path / "cache" / "repo.git", "worktree", "list", "--porcelain")
+    assert str(revs[1].path) not in listed  # git's own bookkeeping was pruned too
+    assert sorted(os.listdir(tmp_path / "cache" / "worktrees")) == sorted({applied.id, revs[2].id})
+
+
+def test_polling_wakes_when_the_branch_moves(tmp_path: Path, upstream: Upstream) -> None:
+    src = source(tmp_path, upstream.bare, branch="main", poll_interval=0.05, jitter=0.5)
+    src.fetch()
+    wakes = Wakes()
+    with src.watch(wakes) as watch:
+        assert not watch.poll()  # nothing moved since the fetch
+        moved = upstream.commit({"web.yaml": WEB + "# moved\n"})
+        reason = wakes.wait(1)[0]
+    assert f"refs/heads/main is at {moved[:12]}" in reason
+
+
+def test_polling_follows_a_moved_tag(tmp_path: Path, upstream: Upstream) -> None:
+    upstream.tag("prod", message="prod")
+    src = source(tmp_path, upstream.bare, tag="prod", poll_interval=3600.0)
+    src.fetch()
+    with src.watch(Wakes()) as watch:
+        assert not watch.poll()
+        upstream.commit({"web.yaml": WEB + "# v2\n"})
+        upstream.tag("prod", message="prod moved")
+        assert watch.poll()
+
+
+def test_poll_delays_are_jittered_around_the_interval(tmp_path: Path) -> None:
+    src = source(tmp_path, "https://example.invalid/x.git", poll_interval=100.0, jitter=0.1, rng=random.Random(1))
+    delays = [src.next_poll_delay() for _ in range(100)]
+    assert all(90.0 <= d <= 110.0 for d in delays)
+    assert len(set(delays)) > 50
+
+
+def test_the_source_over_http_fetches(tmp_path: Path, upstream: Upstream, http: GitHTTPServer) -> None:
+    rev = source(tmp_path, http.url("manifests.git"), branch="main").fetch()
+    assert rev.id == git(upstream.work, "rev-parse", "HEAD")

@@ -262,10 +262,13 @@ class _Applier:
                 os.close(fd)
         return False
 
-    def _dir_fd(self, rel: str) -> int:
-        """An O_PATH fd of directory `rel`, created (with in-root parents) when missing."""
+    def _dir_fd(self, rel: str, _depth: int = 0) -> int:
+        """An O_PATH fd of directory `rel`, created (with in-root parents) when missing.
+        A dangling symlink on the way is followed inside the root and its target created."""
         if rel == "":
             return os.dup(self.root_fd)
+        if _depth > 40:
+            raise LayerError(f"cannot create {rel!r}: too many levels of symbolic links")
         try:
             return openat2.open_in_root(self.root_fd, rel, _O_DIR)
         except OSError as exc:
@@ -284,6 +287,16 @@ class _Applier:
                         self.whiteouts.discard(prefix)
                         self._mkdir_implicit(fd, name, prefix, opaque=True)
                     elif exc.errno == errno.ENOENT:
+                        st = self._lstat(fd, name)
+                        if st is not None and stat.S_ISLNK(st.st_mode):
+                            # A dangling symlink: create its target, inside the root.
+                            link = os.readlink(name, dir_fd=fd)
+                            start = "/" if link.startswith("/") else "/" + posixpath.dirname(prefix)
+                            rest = "/".join(parts[i + 1:])
+                            resolved = posixpath.normpath(posixpath.join(start, link, rest)).lstrip("/")
+                            os.close(fd)
+                            fd = -1
+                            return self._dir_fd(resolved, _depth + 1)
                         self._mkdir_implicit(fd, name, prefix, opaque=False)
                     else:
                         raise LayerError(f"cannot create {rel!r}: {prefix!r} is not a directory") from None
@@ -292,7 +305,8 @@ class _Applier:
                 fd = nfd
             return fd
         except BaseException:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
             raise
 
     def _mkdir_implicit(self, pfd: int, name: str, rel: str, *, opaque: bool) -> None:

@@ -133,7 +133,7 @@ def run_pass(
         )
     failed = [f"{c.resource}: {c.detail}" for c in cs.failed()]
     log.info("reconcile_pass", result=result.result, actions=len(plan.actions),
-             duration=round(result.duration, 3), failed=failed, **cs.counts())
+             duration=round(result.duration, 3), failures=failed, counts=cs.counts())
     return result
 
 

@@ -236,3 +236,21 @@ def test_start_first_failure_removes_the_new_container_and_keeps_the_old(
                                      "healthcheck: {test: [CMD, 'false']}"))
     assert apply(m, rt, db).result == "failed"
     assert [(c.id, c.status) for c in rt.list_containers()] == [(old.id, "running")]
+
+
+def test_one_canonical_log_line_per_pass(tmp_path: Path, rt: FakeRuntime, db: Database) -> None:
+    import structlog
+    from structlog.testing import capture_logs
+
+    structlog.reset_defaults()      # CLI tests in this process configured a warning-level filter
+    m = tmp_path / "m"
+    write(m, "a.yaml", container_doc("web") + container_doc("bad", image="registry.local:5000/nope/x:1"))
+    with capture_logs() as logs:
+        apply(m, rt, db)
+    lines = [e for e in logs if e["event"] == "reconcile_pass"]
+    assert len(lines) == 1
+    line = lines[0]
+    assert line["result"] == "failed"
+    assert line["counts"] == {"created": 1, "failed": 1, "pulled": 1, "skipped": 1}
+    assert line["failures"][0].startswith("image:registry.local:5000/nope/x:1")
+    assert line["owner"] == "default"

@@ -1,0 +1,110 @@
+"""`reconcile apply SOURCE` (= `reconcile --once SOURCE`): one pass that converges the host.
+
+Exit codes: 0 converged; 1 some actions failed (the host is left consistent: failures are
+isolated, updates rolled back); 2 invalid input or usage (nothing was changed: the manifests
+are loaded and validated in full before anything is observed or touched).
+
+Prints a summary table (one row per resource that changed or failed) and logs one canonical
+`reconcile_pass` line. `--dry-run` prints the plan instead of executing it.
+
+`--runtime native` is the embedded engine; `--runtime fake` is an in-memory engine whose
+state is a JSON file under `--root`: it runs no process and exists for tests and for trying
+the reconciler's decisions without touching the host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+__all__ = ["add_common_flags", "register", "run"]
+
+_DEFAULT_ROOT = "/var/lib/reconciler"
+_DEFAULT_RUN = "/run/reconciler"
+
+
+def add_common_flags(parser: argparse.ArgumentParser, *, source: bool = True) -> None:
+    """Flags shared by apply, diff and history."""
+    if source:
+        parser.add_argument("source", metavar="SOURCE",
+                            help="a manifest file, a directory (searched recursively) or - for stdin")
+    parser.add_argument("--root", default=os.environ.get("RECONCILER_ROOT", _DEFAULT_ROOT),
+                        help=f"state root (default: $RECONCILER_ROOT or {_DEFAULT_ROOT})")
+    parser.add_argument("--run-dir", default=os.environ.get("RECONCILER_RUN_DIR", _DEFAULT_RUN),
+                        help=f"run directory of the native engine (default: $RECONCILER_RUN_DIR or {_DEFAULT_RUN})")
+    parser.add_argument("--runtime", default=os.environ.get("RECONCILER_RUNTIME", "native"),
+                        choices=("native", "fake"),
+                        help="container engine: native (embedded, default) or fake (in-memory, "
+                        "state in a JSON file under --root; for tests and dry runs)")
+    parser.add_argument("--owner", default="default",
+                        help="instance name written to the reconciler.owner label; only objects "
+                        "with this owner are ever changed (default: default)")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "apply", help="converge the host to the manifests once (alias: --once SOURCE)",
+        description="Load and validate the manifests, compare with the host, and converge it. "
+        "Exit 0 converged, 1 some actions failed, 2 invalid input (nothing changed).",
+    )
+    add_common_flags(parser)
+    parser.add_argument("--allow-empty", action="store_true",
+                        help="let a revision that declares nothing prune every object this owner created")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+    parser.add_argument("--parallel", type=int, default=4, metavar="N",
+                        help="actions run at once (default: 4)")
+    parser.set_defaults(run=run)
+
+
+def open_runtime(args: argparse.Namespace) -> Any:
+    """The runtime chosen by --runtime, keeping its state under --root."""
+    from pathlib import Path
+
+    from reconciler.execution import backends
+
+    return backends.open_runtime(args.runtime, root=Path(args.root), run_dir=Path(args.run_dir))
+
+
+def open_db(args: argparse.Namespace) -> Any:
+    from pathlib import Path
+
+    from reconciler._sqlite import Database
+
+    return Database(Path(args.root) / "state.db")
+
+
+def run(args: argparse.Namespace) -> int:
+    from reconciler import spec
+    from reconciler.cli import output
+    from reconciler.execution import locking, passes
+
+    desired = spec.load(args.source)          # SpecError → exit 2 before anything is touched
+    options = passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty, dry_run=args.dry_run,
+                                 max_workers=max(1, args.parallel), source=os.path.abspath(args.source)
+                                 if args.source != "-" else "-")
+    with locking.store_lock(args.root):
+        runtime = open_runtime(args)
+        try:
+            result = passes.run_pass(desired, runtime, open_db(args), options)
+        finally:
+            runtime.close()
+    if result.changeset is None:              # dry run
+        print(result.plan.render() or "nothing to do")
+        return 0
+    rows = [
+        {"resource": c.resource, "outcome": str(c.outcome), "detail": c.detail,
+         "actions": ",".join(f"{r.action.kind}" for r in c.results)}
+        for c in result.changeset.changes
+    ]
+    if rows:
+        output.print_table(rows, [("RESOURCE", "resource"), ("OUTCOME", "outcome"),
+                                  ("ACTIONS", "actions"), ("DETAIL", "detail")])
+    for note in result.plan.notes:
+        print(f"note: {note}")
+    for ref, err in sorted(result.resolve_errors.items()):
+        print(f"warning: could not resolve {ref}: {err}", file=sys.stderr)
+    counts = ", ".join(f"{v} {k}" for k, v in result.changeset.counts().items()) or "nothing to do"
+    print(f"{result.result}: revision {result.revision[:12]}: {counts} ({result.duration:.2f}s)")
+    return 0 if result.converged else 1

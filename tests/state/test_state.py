@@ -1,0 +1,139 @@
+"""Labels, observation, the inventory/failure/digest stores and the history in the state DB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconciler._sqlite import Database
+from reconciler.runtime import base
+from reconciler.runtime.fake import FakeRuntime
+from reconciler.state import history, inventory, labels, observed
+
+REF = "registry.local:5000/shop/web:1"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    return Database(tmp_path / "state.db")
+
+
+def test_labels_round_trip_and_user_labels_cannot_forge_ownership() -> None:
+    made = labels.make(owner="blue", kind="Container", name="web", spec_hash="h", revision="r",
+                       image_digest="sha256:d", user={"tier": "front", "reconciler.owner": "evil"})
+    assert made["tier"] == "front"
+    assert made["reconciler.owner"] == "blue"
+    assert labels.parse(made) == labels.Ownership("blue", "Container", "web", "h", "sha256:d", "r")
+    assert labels.parse({"tier": "front"}) is None
+    assert labels.selector("blue") == {"reconciler.owner": "blue"}
+
+
+@pytest.mark.parametrize(("ref", "norm"), [
+    ("busybox", "docker.io/library/busybox:latest"),
+    ("library/busybox:1", "docker.io/library/busybox:1"),
+    ("127.0.0.1:5000/a/b", "127.0.0.1:5000/a/b:latest"),
+    ("localhost/x:2", "localhost/x:2"),
+    ("reg.io/a@sha256:" + "1" * 64, "reg.io/a@sha256:" + "1" * 64),
+])
+def test_normalize_ref(ref: str, norm: str) -> None:
+    assert observed.normalize_ref(ref) == norm
+
+
+def test_observe_reads_everything_in_one_pass_with_ownership_decoded() -> None:
+    rt = FakeRuntime()
+    digest = rt.publish(REF)
+    rt.pull_image(REF)
+    own = labels.make(owner="default", kind="Container", name="web", spec_hash="h", revision="r")
+    rt.create_container(base.ContainerConfig(name="web", image=REF, labels=own))
+    rt.create_container(base.ContainerConfig(name="theirs", image=REF))
+    rt.ensure_network(base.NetworkConfig(name="shop", labels=labels.make(
+        owner="default", kind="Network", name="shop", spec_hash="n", revision="r")))
+    rt.ensure_volume(base.VolumeConfig(name="data"))
+    o = observed.observe(rt, resolved={REF: digest})
+    assert o.containers["web"].owner is not None
+    assert o.containers["web"].owner.spec_hash == "h"
+    assert o.containers["theirs"].owner is None
+    assert o.networks["shop"].owner is not None
+    assert o.volumes["data"].owner is None
+    assert o.local_digest(REF) == digest
+    assert o.remote_digest(REF) == digest
+    assert o.remote_digest("reg.io/a@sha256:" + "2" * 64) == "sha256:" + "2" * 64
+
+
+def test_resolve_digests_once_per_reference_and_cached_with_ttl(db: Database) -> None:
+    rt = FakeRuntime()
+    digest = rt.publish(REF)
+    calls: list[str] = []
+    real = rt.resolve_digest
+
+    def counting(ref: str) -> str:
+        calls.append(ref)
+        return real(ref)
+
+    rt.resolve_digest = counting  # type: ignore[method-assign]
+    store = inventory.InventoryStore(db, "default")
+    refs = [REF, REF, "registry.local:5000/shop/web:1", "reg.io/a@sha256:" + "1" * 64, "reg.io/nope:1"]
+    got, errors = observed.resolve_digests(rt, refs, inventory=store, ttl=60, now=1000.0)
+    assert got == {REF: digest}
+    assert list(errors) == ["reg.io/nope:1"]
+    assert calls == ["reg.io/nope:1", REF]                  # pinned refs need no lookup
+    calls.clear()
+    observed.resolve_digests(rt, [REF], inventory=store, ttl=60, now=1030.0)
+    assert calls == []                                      # cached
+    observed.resolve_digests(rt, [REF], inventory=store, ttl=60, now=1100.0)
+    assert calls == [REF]                                   # expired
+
+
+def test_inventory_store_round_trip(db: Database) -> None:
+    store = inventory.InventoryStore(db, "default")
+    other = inventory.InventoryStore(db, "team-b")
+    e = inventory.Entry(kind="Container", name="web", spec_hash="h", image_digest="sha256:d",
+                        revision="r1", spec={"env": {"A": "1"}}, config={"name": "web", "image": "x"})
+    store.put(e)
+    other.put(inventory.Entry(kind="Volume", name="data", spec_hash="v", deletion_policy="Delete"))
+    assert store.load().entries == {("Container", "web"): e}
+    assert list(other.load().entries) == [("Volume", "data")]
+    store.remove("Container", "web")
+    assert store.load().entries == {}
+
+
+def test_failures_count_attempts_per_revision_and_hash(db: Database) -> None:
+    store = inventory.InventoryStore(db, "default")
+    f1 = store.record_failure("Container", "web", revision="r1", spec_hash="h", error="boom", now=100.0)
+    f2 = store.record_failure("Container", "web", revision="r1", spec_hash="h", error="boom", now=200.0)
+    assert (f1.attempts, f2.attempts) == (1, 2)
+    assert f2.retry_at == 200.0 + inventory.backoff_delay(2)
+    f3 = store.record_failure("Container", "web", revision="r2", spec_hash="h", error="boom", now=300.0)
+    assert f3.attempts == 1
+    assert store.load().failures[("Container", "web")].revision == "r2"
+    store.clear_failure("Container", "web")
+    assert store.load().failures == {}
+
+
+def test_backoff_doubles_up_to_a_cap() -> None:
+    assert [inventory.backoff_delay(n, base=10, cap=50) for n in (1, 2, 3, 4)] == [10, 20, 40, 50]
+
+
+def test_history_newest_first_and_last_good(db: Database) -> None:
+    h = history.HistoryStore(db, "default")
+    h.record(revision="r1", source="/m", started_at=1, finished_at=2, result="converged",
+             counts={"created": 2}, changes=[{"resource": "container:web", "outcome": "created"}])
+    h.record(revision="r2", source="/m", started_at=3, finished_at=4, result="failed",
+             counts={"failed": 1}, changes=[])
+    assert [p.revision for p in h.list()] == ["r2", "r1"]
+    good = h.last_good()
+    assert good is not None
+    assert good.revision == "r1"
+    assert good.changes == [{"resource": "container:web", "outcome": "created"}]
+    assert history.HistoryStore(db, "team-b").list() == []
+
+
+def test_spec_document_is_plain_json() -> None:
+    from tests.planning.builders import container
+
+    doc = inventory.spec_document(container("web", env={"A": "1"}))
+    assert doc["env"] == {"A": "1"}
+    assert "origin" not in doc
+    assert "spec_hash" not in doc
+    assert doc["restart"] == {"name": "no", "max_retries": 0}

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import base64
 import http.client
+import json
 import re
 import socket
 import threading
+import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -29,7 +31,8 @@ HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrad
 
 @dataclass
 class Fault:
-    """kind: drop | status | ratelimit | redirect | ignore_range | corrupt | extra | oversize | retype."""
+    """kind: drop | status | ratelimit | redirect | ignore_range | corrupt | extra | oversize | retype | paginate
+    (paginate: the tags list is served in pages of `n` with Link headers, as newer registries do)."""
 
     kind: str
     path: str = ""  # regex searched in the request path
@@ -49,6 +52,21 @@ class Recorded:
     path: str
     headers: dict[str, str]
     status: int = 0
+
+
+def _paginate(path: str, data: bytes) -> tuple[bytes, str | None]:
+    """One page of a tags list per `n` and `last`, and the next page's link if any."""
+    url = urllib.parse.urlsplit(path)
+    q = dict(urllib.parse.parse_qsl(url.query))
+    doc = json.loads(data)
+    tags = sorted(doc.get("tags") or [])
+    if "last" in q:
+        tags = [t for t in tags if t > q["last"]]
+    n = int(q.get("n", len(tags) or 1))
+    page, more = tags[:n], len(tags) > n
+    doc["tags"] = page
+    link = f"{url.path}?n={n}&last={page[-1]}" if more and page else None
+    return json.dumps(doc).encode(), link
 
 
 class _Server(ThreadingHTTPServer):
@@ -189,6 +207,16 @@ class FaultProxy:
                     data = resp.read()
                 finally:
                     conn.close()
+                if kind == "paginate" and resp.status == 200:
+                    data, link = _paginate(self.path, data)
+                    if link:
+                        self.send_response(200)
+                        self.send_header("Link", f'<{link}>; rel="next"')
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data)
+                        return
                 if kind == "corrupt" and data:
                     data = bytes([data[0] ^ 0xFF]) + data[1:]
                 if kind == "extra":

@@ -17,19 +17,21 @@ from typing import Any
 from reconciler.spec import building, models, reading
 from reconciler.spec.errors import Problem, SpecError
 from reconciler.spec.models import DesiredState
+from reconciler.spec.reading import Limits
 
-__all__ = ["DesiredState", "Problem", "SpecError", "load", "models"]
+__all__ = ["DesiredState", "Limits", "Problem", "SpecError", "load", "models"]
 
 
-def load(path: str | os.PathLike[str]) -> DesiredState:
+def load(path: str | os.PathLike[str], *, limits: Limits | None = None) -> DesiredState:
     """Read, validate and build every manifest under `path` ("-" = stdin)."""
     path = os.fspath(path)
+    limits = limits or Limits()
     problems: list[Problem] = []
-    sources = reading.read_source(path, problems)
+    sources = reading.read_source(path, problems, limits)
     docs: list[reading.Document] = []
     for source in sources:
-        docs.extend(reading.parse(source, problems))
-    builder = building.Builder(problems)
+        docs.extend(reading.parse(source, problems, limits))
+    builder = building.Builder(problems, limits)
     classified = [builder.classify(doc) for doc in docs]
 
     names: dict[str, set[str]] = {kind: set() for kind in models.KINDS}

@@ -59,6 +59,7 @@ class Builder:
     """Accumulates problems while turning documents into models."""
 
     problems: list[errors.Problem] = field(default_factory=list)
+    limits: reading.Limits = field(default_factory=reading.Limits)
     files: dict[str, str] = field(default_factory=dict)      # every referenced file -> digest
     _file_cache: dict[str, bytes | None] = field(default_factory=dict)
 
@@ -110,8 +111,8 @@ class Builder:
             data: bytes | None
             try:
                 with open(path, "rb") as fh:
-                    data = fh.read(reading.MAX_FILE_BYTES * 16 + 1)
-                if len(data) > reading.MAX_FILE_BYTES * 16:
+                    data = fh.read(self.limits.referenced_file_bytes + 1)
+                if len(data) > self.limits.referenced_file_bytes:
                     data = None
             except OSError:
                 data = None
@@ -459,7 +460,7 @@ class Builder:
             elif os.path.isfile(source):
                 content = self.read_file(source)
                 if content is None:
-                    self.report(d, path, f"bind source {raw_source!r} is unreadable or larger than {reading.MAX_FILE_BYTES * 16} bytes")
+                    self.report(d, path, f"bind source {raw_source!r} is unreadable or larger than {self.limits.referenced_file_bytes} bytes")
                 else:
                     files[source] = hashing.file_digest(content)
         return models.VolumeMount("bind", source, mount.target, mount.read_only)

@@ -1,6 +1,7 @@
 """Reading manifests: files to YAML documents whose every node keeps its line and column.
 
 Hostile input is stopped here, before anything expands it:
+(limits are a `Limits` value; the defaults are the MAX_* constants)
 - a file larger than `MAX_FILE_BYTES`, or a revision larger than `MAX_REVISION_BYTES`;
 - bytes that are not UTF-8 text (a NUL byte, or a failed decode);
 - a document whose alias-expanded size exceeds `MAX_DOCUMENT_NODES` (the "billion laughs"
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ __all__ = [
     "MAX_FILE_BYTES",
     "MAX_REVISION_BYTES",
     "Document",
+    "Limits",
     "SourceFile",
     "collect",
     "parse",
@@ -40,6 +41,18 @@ MAX_FILE_BYTES = 1 << 20            # 1 MiB per manifest file
 MAX_REVISION_BYTES = 16 << 20       # 16 MiB for all manifests of a revision
 MAX_DOCUMENT_NODES = 50_000         # nodes of one document after alias expansion
 MAX_DEPTH = 64                      # nesting of mappings/sequences
+MAX_REFERENCED_FILE_BYTES = 16 << 20  # an env file, bind source or Dockerfile whose content is hashed
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits for one load; the defaults suit any real set of manifests."""
+
+    file_bytes: int = MAX_FILE_BYTES                    # per manifest file
+    revision_bytes: int = MAX_REVISION_BYTES            # all manifest files of a revision
+    document_nodes: int = MAX_DOCUMENT_NODES            # one document after alias expansion
+    depth: int = MAX_DEPTH                              # nesting of mappings and lists
+    referenced_file_bytes: int = MAX_REFERENCED_FILE_BYTES  # files whose content is hashed
 
 Path_ = tuple[str | int, ...]
 
@@ -156,12 +169,12 @@ def decode(name: str, raw: bytes, problems: list[errors.Problem]) -> str | None:
     return text.removeprefix("\ufeff")
 
 
-def read_source(path: str, problems: list[errors.Problem]) -> list[SourceFile]:
+def read_source(path: str, problems: list[errors.Problem], limits: Limits = Limits()) -> list[SourceFile]:
     """Read and decode every manifest file of `path` ("-" reads stdin), enforcing size limits."""
     sources: list[SourceFile] = []
     total = 0
     if path == "-":
-        raw = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+        raw = sys.stdin.buffer.read(limits.file_bytes + 1)
         items: list[tuple[str, str, bytes | None]] = [("<stdin>", os.getcwd(), raw)]
     else:
         items = [(str(p), str(p.resolve().parent), None) for p in collect(path, problems)]
@@ -170,16 +183,16 @@ def read_source(path: str, problems: list[errors.Problem]) -> list[SourceFile]:
         if raw is None:
             try:
                 with open(name, "rb") as fh:
-                    raw = fh.read(MAX_FILE_BYTES + 1)
+                    raw = fh.read(limits.file_bytes + 1)
             except OSError as exc:
                 problems.append(_problem(name, 0, 0, f"cannot read: {exc.strerror or exc}"))
                 continue
-        if len(raw) > MAX_FILE_BYTES:
-            problems.append(_problem(name, 1, 1, f"file larger than {MAX_FILE_BYTES} bytes; split it into several files"))
+        if len(raw) > limits.file_bytes:
+            problems.append(_problem(name, 1, 1, f"file larger than {limits.file_bytes} bytes; split it into several files"))
             continue
         total += len(raw)
-        if total > MAX_REVISION_BYTES:
-            problems.append(_problem(name, 1, 1, f"the manifests exceed {MAX_REVISION_BYTES} bytes in total; reading stopped here"))
+        if total > limits.revision_bytes:
+            problems.append(_problem(name, 1, 1, f"the manifests exceed {limits.revision_bytes} bytes in total; reading stopped here"))
             break
         text = decode(name, raw, problems)
         if text is not None:
@@ -199,11 +212,12 @@ class _Builder:
     than MAX_DEPTH, or an alias to one of its own ancestors, rejects the document.
     """
 
-    def __init__(self, doc: Document, problems: list[errors.Problem]) -> None:
+    def __init__(self, doc: Document, problems: list[errors.Problem], limits: Limits) -> None:
         self.doc = doc
+        self.limits = limits
         self.problems = problems
         self.constructor = yaml.constructor.SafeConstructor()
-        self.budget = MAX_DOCUMENT_NODES
+        self.budget = limits.document_nodes
         self.active: set[int] = set()
 
     def fail(self, node: yaml.Node, path: Path_, message: str) -> None:
@@ -214,7 +228,7 @@ class _Builder:
     def build(self, node: yaml.Node, path: Path_) -> Any:
         self.budget -= 1
         if self.budget < 0:
-            raise _Bomb(f"expands to more than {MAX_DOCUMENT_NODES} nodes (too many aliases?)")
+            raise _Bomb(f"expands to more than {self.limits.document_nodes} nodes (too many aliases?)")
         mark = node.start_mark
         self.doc.values[path] = (mark.line + 1, mark.column + 1)
         if isinstance(node, yaml.ScalarNode):
@@ -228,8 +242,8 @@ class _Builder:
         key = id(node)
         if key in self.active:
             raise _Bomb("recursive alias (a node contains itself)")
-        if len(path) >= MAX_DEPTH:
-            raise _Bomb(f"nested deeper than {MAX_DEPTH} levels")
+        if len(path) >= self.limits.depth:
+            raise _Bomb(f"nested deeper than {self.limits.depth} levels")
         self.active.add(key)
         try:
             if isinstance(node, yaml.SequenceNode):
@@ -277,7 +291,7 @@ def _fmt(path: Path_) -> str:
     return out
 
 
-def parse(source: SourceFile, problems: list[errors.Problem]) -> list[Document]:
+def parse(source: SourceFile, problems: list[errors.Problem], limits: Limits = Limits()) -> list[Document]:
     """Every non-empty document of a file; YAML errors become problems located at their mark."""
     docs: list[Document] = []
     try:
@@ -287,7 +301,7 @@ def parse(source: SourceFile, problems: list[errors.Problem]) -> list[Document]:
             mark = node.start_mark
             doc = Document(file=source.path, base=source.base, index=index, line=mark.line + 1, column=mark.column + 1, data=None)
             try:
-                doc.data = _Builder(doc, doc.problems).build(node, ())
+                doc.data = _Builder(doc, doc.problems, limits).build(node, ())
             except _Bomb as exc:
                 problems.append(_problem(source.path, doc.line, doc.column, f"document rejected: {exc}"))
                 continue
@@ -302,7 +316,7 @@ def parse(source: SourceFile, problems: list[errors.Problem]) -> list[Document]:
     except yaml.YAMLError as exc:
         problems.append(_yaml_problem(source.path, exc))
     except RecursionError:
-        problems.append(_problem(source.path, 1, 1, f"YAML nested too deeply (limit {MAX_DEPTH} levels)"))
+        problems.append(_problem(source.path, 1, 1, f"YAML nested too deeply (limit {limits.depth} levels)"))
     return docs
 
 
@@ -314,8 +328,3 @@ def _yaml_problem(file: str, exc: yaml.YAMLError) -> errors.Problem:
     else:
         what = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
     return _problem(file, line, column, f"invalid YAML: {what}")
-
-
-def iter_documents(sources: list[SourceFile], problems: list[errors.Problem]) -> Iterator[Document]:
-    for source in sources:
-        yield from parse(source, problems)

@@ -90,10 +90,17 @@ def issues(kind: str, data: Any) -> Iterator[SchemaIssue]:
     messages need (the failing keyword, its schema, the instance path).
     """
     fast = _fast_validator(kind)
-    if fast is not None and fast.is_valid(data):
-        return
+    try:
+        if fast is not None and fast.is_valid(data):
+            return
+    except ValueError:      # a value JSON has no type for (a YAML date, !!binary): let jsonschema word it
+        pass
+    seen: set[SchemaIssue] = set()
     for err in _validator(kind).iter_errors(data):
-        yield from _rewrite(err)
+        for issue in _rewrite(err):   # "required" fails once per missing key; each issue once
+            if issue not in seen:
+                seen.add(issue)
+                yield issue
 
 
 def _rewrite(err: Any) -> Iterator[SchemaIssue]:

@@ -80,7 +80,8 @@ def write_in_place(path: Path, text: str) -> None:
             current = os.pread(fd, size, 0)
         if current == data:
             return
-        os.ftruncate(fd, 0)
+        # write first, then cut: truncating to 0 makes ext4 flush on close (auto_da_alloc)
         os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
     finally:
         os.close(fd)

@@ -86,6 +86,24 @@ def _netlink(what: str) -> Iterator[None]:
         raise _translate(exc, what) from exc
 
 
+@contextmanager
+def _thread_in_netns(path: Path) -> Iterator[None]:
+    """Run a block with the calling thread (only) inside the namespace at `path`."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open(path, os.O_RDONLY)
+        try:
+            netns.setns(target, flags=0)
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            netns.setns(home, flags=0)
+    finally:
+        os.close(home)
+
+
 def _to_link(msg: Any) -> Link:
     info = msg.get_attr("IFLA_LINKINFO")
     kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
@@ -106,7 +124,13 @@ class Host:
     def __init__(self, netns_path: Path | None = None) -> None:
         where = f"network namespace {netns_path}" if netns_path else "the host's network namespace"
         with _netlink(f"open netlink socket in {where}"):
-            self._ipr = IPRoute(netns=str(netns_path)) if netns_path else IPRoute()
+            if netns_path is None:
+                self._ipr = IPRoute()
+            else:
+                # A socket stays in the namespace it was created in: create it there from this
+                # thread (setns is per thread) instead of pyroute2's netns= (a forked helper).
+                with _thread_in_netns(netns_path):
+                    self._ipr = IPRoute()
 
     def close(self) -> None:
         self._ipr.close()

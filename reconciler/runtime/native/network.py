@@ -474,34 +474,38 @@ class NetworkManager:
 
     # names ------------------------------------------------------------------------------------
 
-    def _write_files(self, container_id: str) -> None:
-        rec = self._ipam.container(container_id)
-        if rec is None:
-            return
-        hosts_path, resolv_path = self._files(container_id)
-        hosts_path.parent.mkdir(parents=True, exist_ok=True)
+    def _write_files(self, *container_ids: str) -> None:
+        """(Re)write the hosts and resolv.conf files of these containers from the records."""
         all_eps = self._ipam.endpoints()
         containers = {c.container_id: c for c in self._ipam.containers()}
-        mine = [e for e in all_eps if e.container_id == container_id]
-        own = [dns.HostEntry(e.address, (rec.hostname, rec.name, *rec.aliases)) for e in mine]
-        peers = []
-        for e in mine:
-            for other in all_eps:
-                if other.network == e.network and other.container_id != container_id:
-                    c = containers[other.container_id]
-                    peers.append(dns.HostEntry(other.address, (c.name, *c.aliases)))
-        dns.write_in_place(hosts_path, dns.render_hosts(own, peers))
+        by_network: dict[str, list[ipam.EndpointRecord]] = {}
+        for e in all_eps:
+            by_network.setdefault(e.network, []).append(e)
         try:
-            host_resolv = Path("/etc/resolv.conf").read_text()
+            resolv = dns.render_resolv_conf(Path("/etc/resolv.conf").read_text())
         except OSError:
-            host_resolv = ""
-        dns.write_in_place(resolv_path, dns.render_resolv_conf(host_resolv))
+            resolv = dns.render_resolv_conf("")
+        for container_id in container_ids:
+            rec = containers.get(container_id)
+            if rec is None:
+                continue
+            hosts_path, resolv_path = self._files(container_id)
+            hosts_path.parent.mkdir(parents=True, exist_ok=True)
+            mine = [e for e in all_eps if e.container_id == container_id]
+            own = [dns.HostEntry(e.address, (rec.hostname, rec.name, *rec.aliases)) for e in mine]
+            peers = [
+                dns.HostEntry(other.address, (containers[other.container_id].name,
+                                              *containers[other.container_id].aliases))
+                for e in mine for other in by_network.get(e.network, ())
+                if other.container_id != container_id
+            ]
+            dns.write_in_place(hosts_path, dns.render_hosts(own, peers))
+            dns.write_in_place(resolv_path, resolv)
 
     def _refresh_peers(self, container_id: str, networks: Sequence[str]) -> None:
         """Rewrite the hosts files of every container sharing one of `networks`."""
         peers = {e.container_id for n in networks for e in self._ipam.endpoints(network=n)}
-        for peer in sorted(peers - {container_id}):
-            self._write_files(peer)
+        self._write_files(*sorted(peers - {container_id}))
 
     # recovery ---------------------------------------------------------------------------------
 
@@ -544,8 +548,7 @@ class NetworkManager:
                 unmount_all(self.netns_dir)   # pyroute2 made it a shared bind mount of itself
             rules = self._fw.remove_accepts(self._fw.accept_bridges() - bridges)
             self._apply_firewall()
-            for cid in sorted(known):
-                self._write_files(cid)
+            self._write_files(*sorted(known))
             report = RecoveryReport(
                 containers=tuple(dead), links=tuple(deleted), netns=tuple(leaked_ns),
                 iptables_rules=rules, host_files=tuple(leaked_files),

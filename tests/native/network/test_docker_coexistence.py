@@ -50,7 +50,7 @@ def _get(url: str, *, wait: float = 0.0) -> str:
 def test_docker_and_native_ports_work_side_by_side(harness: Harness, docker_busybox: str) -> None:
     m = harness.manager
     m.ensure_network(base.NetworkConfig(name="side"))
-    ours, theirs = 20000 + secrets.randbelow(10000), 30000 + secrets.randbelow(10000)
+    ours, theirs = 20000 + secrets.randbelow(6000), 26000 + secrets.randbelow(6000)
     web = m.attach("ctr-side", name="side", hostname="side", networks=["side"],
                    ports=[base.PortMapping(container_port=80, host_port=ours)])
     harness.serve(web.netns_path, "serve-tcp", "80", "native")

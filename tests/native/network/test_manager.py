@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.root]
 
 
 def _port() -> int:
-    return 20000 + secrets.randbelow(20000)
+    return 20000 + secrets.randbelow(12000)  # below the ephemeral port range
 
 
 def _addresses(name: str) -> set[str]:

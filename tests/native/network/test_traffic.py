@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.root]
 
 
 def _port() -> int:
-    return 20000 + secrets.randbelow(20000)
+    return 20000 + secrets.randbelow(12000)  # below the ephemeral port range
 
 
 def test_two_containers_talk_by_name_and_alias(harness: Harness) -> None:

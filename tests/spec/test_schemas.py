@@ -73,3 +73,28 @@ def test_fast_and_full_validators_agree() -> None:
             assert fast[kind].is_valid(doc) == full[kind].is_valid(doc), doc
             checked += 1
     assert checked > 60
+
+
+def _fields(schema: dict[str, object]) -> set[str]:
+    """Every property name in a schema, at any depth."""
+    found: set[str] = set()
+    stack: list[object] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            props = node.get("properties")
+            if isinstance(props, dict):
+                found |= set(props)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def test_readme_manifest_reference_covers_every_schema_field() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Manifest reference", 1)[1].split("\n## ", 1)[0]
+    for kind in models.KINDS:
+        assert f"**{kind}**" in section
+        missing = sorted(f for f in _fields(json.loads(schemas.schema_text(kind))) if f"`{f}`" not in section)
+        assert missing == [], f"README's manifest reference lacks {kind} fields {missing}"

@@ -193,3 +193,33 @@ def test_recover_collects_what_a_crash_left(harness: Harness, tmp_path: Path) ->
         assert h.link(m.veth_name("ctr-dead", "crash")) is None
         assert h.link(m.veth_name("ctr-live", "crash")) is not None
     assert [e.container_id for e in fresh._ipam.endpoints()] == ["ctr-live"]
+
+
+def test_concurrent_attaches_from_separate_engines_get_distinct_addresses(harness: Harness) -> None:
+    import threading
+
+    harness.manager.ensure_network(base.NetworkConfig(name="busy"))
+    results: dict[str, str] = {}
+    failures: list[BaseException] = []
+
+    def worker(w: int) -> None:
+        try:
+            own = network.NetworkManager(harness.make_config())     # its own DB connection and lock fd
+            for i in range(3):
+                att = own.attach(f"ctr-{w}-{i}", name=f"w{w}i{i}", hostname=f"w{w}i{i}", networks=["busy"])
+                results[f"ctr-{w}-{i}"] = att.ip_addresses["busy"]
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert len(set(results.values())) == 18
+    with netlink.host() as h:
+        for cid in results:
+            assert h.link(harness.manager.veth_name(cid, "busy")) is not None
+    hosts = (harness.config.run_dir / "net" / "ctr-0-0" / "hosts").read_text()
+    assert all(f"{ip}\t" in hosts for ip in results.values())

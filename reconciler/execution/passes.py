@@ -13,9 +13,8 @@ The CLI (`reconcile apply`, `reconcile diff`) and the controller loop both call 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from reconciler._sqlite import Database
 from reconciler.execution import changes, executor, translate
@@ -76,17 +75,24 @@ def plan_pass(
     now: float | None = None,
 ) -> tuple[actions.Plan, Mapping[str, str]]:
     """Resolve, observe and plan (no change to the host); returns the plan and resolve errors."""
-    now = time.time() if now is None else now
+    plan, errors, _ = _prepare(desired, runtime, db, options, now=time.time() if now is None else now)
+    return plan, errors
+
+
+def _prepare(
+    desired: models.DesiredState, runtime: base.Runtime, db: Database, options: PassOptions, *, now: float,
+) -> tuple[actions.Plan, Mapping[str, str], inv.Inventory]:
     store = inv.InventoryStore(db, options.owner)
     refs = _tracked_refs(desired)
     resolved, errors = obs.resolve_digests(runtime, refs, inventory=store, ttl=options.digest_ttl, now=now)
     observed = obs.observe(runtime, resolved=resolved)
+    inventory = store.load()
     plan = planner.plan(
-        desired, observed, store.load(),
+        desired, observed, inventory,
         planner.PlanOptions(owner=options.owner, allow_empty=options.allow_empty, now=now,
                             can_rename=callable(getattr(runtime, "rename_container", None))),
     )
-    return plan, errors
+    return plan, errors, inventory
 
 
 def _tracked_refs(desired: models.DesiredState) -> list[str]:
@@ -113,7 +119,7 @@ def run_pass(
     log = structlog.get_logger("reconciler.pass").bind(owner=options.owner, revision=desired.revision[:12])
     began = time.monotonic()
     started_at = time.time() if now is None else now
-    plan, errors = plan_pass(desired, runtime, db, options, now=started_at)
+    plan, errors, inventory = _prepare(desired, runtime, db, options, now=started_at)
     for ref, err in errors.items():
         log.warning("digest_unresolved", ref=ref, error=err)
     if options.dry_run:
@@ -123,7 +129,7 @@ def run_pass(
         return result
     eo = execute_options or executor.ExecuteOptions(max_workers=options.max_workers)
     cs = executor.execute(plan, runtime, options=eo)
-    record(desired, plan, cs, db, options, now=time.time() if now is None else now)
+    record(desired, cs, db, inventory, options, now=time.time() if now is None else now)
     result = PassResult(desired.revision, plan, cs, errors, time.monotonic() - began)
     if not plan.is_empty() or not cs.ok:
         hist.HistoryStore(db, options.owner).record(
@@ -139,22 +145,26 @@ def run_pass(
 
 def record(
     desired: models.DesiredState,
-    plan: actions.Plan,
     cs: changes.ChangeSet,
     db: Database,
+    current: inv.Inventory,
     options: PassOptions,
     *,
     now: float,
 ) -> None:
     """Feed the ChangeSet back into the inventory (Flux): successes tracked, failures counted,
-    deletes that failed kept so the next pass retries them."""
+    deletes that failed kept so the next pass retries them. `current` is the inventory the
+    plan was made from. Objects that needed no action and are tracked already are not rewritten,
+    so a pass with nothing to do writes nothing."""
     store = inv.InventoryStore(db, options.owner)
-    current = store.load()
     by_resource: dict[str, list[changes.ActionResult]] = {}
     for r in cs.results:
         by_resource.setdefault(r.action.resource, []).append(r)
+    puts: list[inv.Entry] = []
+    cleared: list[tuple[str, str]] = []
+    removed: list[tuple[str, str]] = []
 
-    def settle(kind: str, name: str, spec_hash: str, put: inv.Entry) -> None:
+    def settle(kind: str, name: str, spec_hash: str, make: Callable[[], inv.Entry]) -> None:
         rs = by_resource.get(f"{kind.lower()}:{name}", [])
         ran_and_failed = [r for r in rs if r.status is changes.Status.FAILED and r.action.kind is not Kind.FAIL]
         if ran_and_failed:
@@ -163,50 +173,62 @@ def record(
             return
         if any(not r.ok for r in rs):
             return                          # skipped, held or refused: nothing changed
-        store.put(put)
+        old = current.entries.get((kind, name))
+        if not rs and old is not None and old.spec_hash == spec_hash:
+            return                          # untouched and tracked already
+        puts.append(make())
         if (kind, name) in current.failures:
-            store.clear_failure(kind, name)
+            cleared.append((kind, name))
 
     for name, c in desired.containers.items():
-        rs = by_resource.get(f"container:{name}", [])
-        created = next((r for r in rs if r.action.kind is Kind.CREATE and r.ok), None)
-        old = current.entries.get(("Container", name))
-        if created is not None:
-            config, digest = created.config, created.image_digest
-            if config is not None and created.action.target != name:   # start-first: renamed
-                config = {**config, "name": name}
-        else:
-            config = old.config if old else None
-            digest = old.image_digest if old else ""
-            if config is None:
-                labels = labelmod.make(owner=options.owner, kind="Container", name=name,
-                                       spec_hash=c.spec_hash, revision=desired.revision,
-                                       image_digest=digest, user=c.labels)
-                config = translate.config_to_json(translate.container_config(c, name=name, labels=labels))
-        settle("Container", name, c.spec_hash, inv.Entry(
-            kind="Container", name=name, spec_hash=c.spec_hash, image_digest=digest,
-            revision=desired.revision if created else (old.revision if old else desired.revision),
-            spec=inv.spec_document(c), config=config))
+        def container_entry(name: str = name, c: models.Container = c) -> inv.Entry:
+            rs = by_resource.get(f"container:{name}", [])
+            created = next((r for r in rs if r.action.kind is Kind.CREATE and r.ok), None)
+            old = current.entries.get(("Container", name))
+            if created is not None:
+                config, digest = created.config, created.image_digest
+                if config is not None and created.action.target != name:   # start-first: renamed
+                    config = {**config, "name": name}
+            else:
+                config = old.config if old else None
+                digest = old.image_digest if old else ""
+                if config is None:
+                    labels = labelmod.make(owner=options.owner, kind="Container", name=name,
+                                           spec_hash=c.spec_hash, revision=desired.revision,
+                                           image_digest=digest, user=c.labels)
+                    config = translate.config_to_json(translate.container_config(c, name=name, labels=labels))
+            return inv.Entry(
+                kind="Container", name=name, spec_hash=c.spec_hash, image_digest=digest,
+                revision=desired.revision if created or old is None else old.revision,
+                spec=inv.spec_document(c), config=config)
+
+        settle("Container", name, c.spec_hash, container_entry)
     for name, n in desired.networks.items():
-        settle("Network", name, n.spec_hash, inv.Entry(
-            kind="Network", name=name, spec_hash=n.spec_hash, revision=desired.revision,
-            spec=inv.spec_document(n)))
-    volumes: dict[str, Any] = dict(desired.volumes)
+        def network_entry(name: str = name, n: models.Network = n) -> inv.Entry:
+            return inv.Entry(kind="Network", name=name, spec_hash=n.spec_hash, revision=desired.revision,
+                             spec=inv.spec_document(n))
+
+        settle("Network", name, n.spec_hash, network_entry)
+    volumes: dict[str, models.Volume | None] = dict(desired.volumes)
     for c in desired.containers.values():
         for m in c.volumes:
             if m.type == "volume":
                 volumes.setdefault(m.source, None)
     for name, v in volumes.items():
-        settle("Volume", name, v.spec_hash if v else "", inv.Entry(
-            kind="Volume", name=name, spec_hash=v.spec_hash if v else "", revision=desired.revision,
-            spec=inv.spec_document(v) if v else {}, deletion_policy=v.deletion_policy if v else "Retain"))
+        def volume_entry(name: str = name, v: models.Volume | None = v) -> inv.Entry:
+            return inv.Entry(kind="Volume", name=name, spec_hash=v.spec_hash if v else "",
+                             revision=desired.revision, spec=inv.spec_document(v) if v else {},
+                             deletion_policy=v.deletion_policy if v else "Retain")
+
+        settle("Volume", name, v.spec_hash if v else "", volume_entry)
     # prunes: a successful delete or forget drops the entry; a failed one stays (retried)
     desired_keys = {("Container", n) for n in desired.containers} | {("Network", n) for n in desired.networks} \
         | {("Volume", n) for n in volumes}
     for r in cs.results:
         key = r.action.kind_name
-        if key in desired_keys or key not in current.entries:
+        if key in desired_keys or key not in current.entries or key in removed:
             continue
         rs = by_resource.get(r.action.resource, [])
         if rs and all(x.ok for x in rs):
-            store.remove(*key)
+            removed.append(key)
+    store.update(put=puts, remove=removed, clear_failures=cleared)

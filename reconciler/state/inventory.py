@@ -186,30 +186,43 @@ class InventoryStore:
 
     def put(self, entry: Entry) -> None:
         """Record (or replace) an object as created/updated by us."""
-        with self.db.tx() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO inv_objects (owner, kind, name, spec_hash, image_digest,"
-                " revision, spec_json, config_json, deletion_policy, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    self.owner, entry.kind, entry.name, entry.spec_hash, entry.image_digest,
-                    entry.revision, json.dumps(entry.spec, sort_keys=True, default=str),
-                    json.dumps(entry.config, sort_keys=True) if entry.config is not None else None,
-                    entry.deletion_policy, time.time(),
-                ),
-            )
+        self.update(put=[entry])
 
     def remove(self, kind: str, name: str) -> None:
         """Forget an object (after its delete succeeded)."""
+        self.update(remove=[(kind, name)])
+
+    def update(
+        self,
+        *,
+        put: Iterable[Entry] = (),
+        remove: Iterable[tuple[str, str]] = (),
+        clear_failures: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Several changes in one transaction (a pass writes its results at once)."""
+        now = time.time()
+        rows = [
+            (
+                self.owner, e.kind, e.name, e.spec_hash, e.image_digest, e.revision,
+                json.dumps(e.spec, sort_keys=True, default=str),
+                json.dumps(e.config, sort_keys=True) if e.config is not None else None,
+                e.deletion_policy, now,
+            )
+            for e in put
+        ]
+        gone = [(self.owner, k, n) for k, n in remove]
+        cleared = [(self.owner, k, n) for k, n in clear_failures] + gone
+        if not (rows or gone or cleared):
+            return
         with self.db.tx() as conn:
-            conn.execute(
-                "DELETE FROM inv_objects WHERE owner = ? AND kind = ? AND name = ?",
-                (self.owner, kind, name),
+            conn.executemany(
+                "INSERT OR REPLACE INTO inv_objects (owner, kind, name, spec_hash, image_digest,"
+                " revision, spec_json, config_json, deletion_policy, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
             )
-            conn.execute(
-                "DELETE FROM inv_failures WHERE owner = ? AND kind = ? AND name = ?",
-                (self.owner, kind, name),
-            )
+            conn.executemany("DELETE FROM inv_objects WHERE owner = ? AND kind = ? AND name = ?", gone)
+            conn.executemany("DELETE FROM inv_failures WHERE owner = ? AND kind = ? AND name = ?", cleared)
 
     def record_failure(
         self, kind: str, name: str, *, revision: str, spec_hash: str, error: str, now: float,

@@ -19,7 +19,7 @@ from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native import bundle, containers, health, logs, restart
 from reconciler.runtime.native.config import NativeConfig
 
-__all__ = ["ImageSource", "NativeRuntime", "inspect_document"]
+__all__ = ["ImageSource", "NativeRuntime", "command_line", "inspect_document"]
 
 
 class ImageSource(Protocol):
@@ -203,7 +203,8 @@ class NativeRuntime:
         return inspect_document(self.containers, self.containers.get(name_or_id))
 
 
-def _command_line(rec: containers.Record) -> list[str]:
+def command_line(rec: containers.Record) -> list[str]:
+    """The container's argv (Entrypoint + Cmd after overrides)."""
     try:
         return list(bundle.process_argv(rec.image_config, rec.config))
     except rterrors.RuntimeBackendError:
@@ -212,7 +213,7 @@ def _command_line(rec: containers.Record) -> list[str]:
 
 def inspect_document(manager: containers.ContainerManager, rec: containers.Record) -> dict[str, Any]:
     """A `docker inspect`-shaped document of one container."""
-    argv = _command_line(rec)
+    argv = command_line(rec)
     p = manager.paths(rec.id)
     cfg = rec.config
     hc = health.effective_healthcheck(rec)

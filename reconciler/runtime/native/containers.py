@@ -95,8 +95,8 @@ class NetworkAttacher(Protocol):
     """The bridge networking the container manager delegates named networks to."""
 
     def attach(
-        self, container_id: str, name: str, hostname: str, networks: Sequence[str],
-        ports: Sequence[base.PortMapping], aliases: Sequence[str],
+        self, container_id: str, *, name: str, hostname: str, networks: Sequence[str],
+        ports: Sequence[base.PortMapping] = (), aliases: Sequence[str] = (),
     ) -> Attachment: ...
 
     def detach(self, container_id: str) -> None: ...
@@ -164,6 +164,7 @@ class Record:
     ip_addresses: Mapping[str, str] = field(default_factory=dict)
     netns_path: str | None = None
     restarting: bool = False                 # in restart backoff (set by the RestartManager)
+    cgroup_prefix: str = ""                  # parent cgroup name (the creating engine's prefix)
 
     def to_json(self) -> str:
         d = dataclasses.asdict(self)
@@ -335,6 +336,9 @@ class ContainerManager:
         finally:
             os.close(fd)
 
+    def _prefix(self, rec: Record) -> str:
+        return rec.cgroup_prefix or self.config.name_prefix
+
     def _save(self, rec: Record) -> None:
         with self.db.tx() as conn:
             conn.execute("UPDATE containers SET data = ? WHERE id = ?", (rec.to_json(), rec.id))
@@ -374,7 +378,7 @@ class ContainerManager:
         new = rec
         if ex is not None:
             code, ns = ex
-            oom = conmon.was_oom_killed(p) or (code == 137 and cgroups.oom_kill_count(self.config.name_prefix, rec.id) > 0)
+            oom = conmon.was_oom_killed(p) or (code == 137 and cgroups.oom_kill_count(self._prefix(rec), rec.id) > 0)
             new = dataclasses.replace(rec, status="exited", exit_code=code, finished_at=_ns_time(ns),
                                       oom_killed=oom, pid=None)
         elif rec.status == "running" and not _pid_alive(rec.pid) and not _pid_alive(rec.conmon_pid):
@@ -488,7 +492,8 @@ class ContainerManager:
                     "which this engine was started without",
                     hint="use networks 'none' or 'host'",
                 )
-            att = self.network.attach(cid, name, hostname, networks, config.ports, config.aliases)
+            att = self.network.attach(cid, name=name, hostname=hostname, networks=networks,
+                                      ports=config.ports, aliases=config.aliases)
             undo.append(lambda: self.network.detach(cid) if self.network else None)
             netns_path, ips = os.fspath(att.netns_path), dict(att.ip_addresses)
             hosts_src = Path(att.hosts_path) if att.hosts_path else None
@@ -519,7 +524,7 @@ class ContainerManager:
             id=cid, name=name, image=config.image, image_id=image_id, created=now(), config=config,
             image_config=dict(image_config), lowerdirs=tuple(str(d) for d in lowerdirs),
             hostname=hostname, stop_signal=stop_signal, runtime=self.runtime_name,
-            ip_addresses=ips, netns_path=netns_path,
+            ip_addresses=ips, netns_path=netns_path, cgroup_prefix=self.config.name_prefix,
         )
 
     # -- start / stop / kill
@@ -644,7 +649,7 @@ class ContainerManager:
                     f.unlink()
                 except FileNotFoundError:
                     pass
-            cgroups.remove(self.config.name_prefix, rec.id)
+            cgroups.remove(self._prefix(rec), rec.id)
             self._delete_record(rec.id)
 
     # -- exec
@@ -658,6 +663,8 @@ class ContainerManager:
         proc: dict[str, Any] = dict(spec["process"])
         proc["args"] = list(argv)
         proc["terminal"] = tty
+        if tty and not any(e.startswith("TERM=") for e in proc.get("env", [])):
+            proc["env"] = [*proc.get("env", []), "TERM=xterm"]     # as `docker exec -t` does
         return proc
 
     def exec_argv(self, name_or_id: str, argv: Sequence[str], *, tty: bool = False) -> tuple[list[str], Path]:
@@ -681,17 +688,25 @@ class ContainerManager:
         try:
             if tty:
                 return self._exec_tty(cmd, timeout)
+            pid_file = path.with_suffix(".pid")
+            cmd = [*cmd[:-1], "--pid-file", str(pid_file), cmd[-1]]
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             try:
-                proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
+                out, err = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired as exc:
+                # the process in the container holds our pipes: kill it, not only runc
+                pid = conmon.read_pid(pid_file)
+                if pid:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, 9)
+                proc.kill()
+                proc.communicate()
                 raise TimeoutError(f"exec did not finish within {timeout}s") from exc
-            return base.ExecResult(exit_code=proc.returncode, stdout=proc.stdout, stderr=self._exec_err(proc.stderr))
+            finally:
+                pid_file.unlink(missing_ok=True)
+            return base.ExecResult(exit_code=proc.returncode, stdout=out, stderr=err)
         finally:
             path.unlink(missing_ok=True)
-
-    @staticmethod
-    def _exec_err(stderr: bytes) -> bytes:
-        return stderr
 
     @staticmethod
     def _exec_tty(cmd: list[str], timeout: float | None) -> base.ExecResult:

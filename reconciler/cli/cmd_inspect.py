@@ -1,0 +1,39 @@
+"""`reconcile inspect NAME...`: containers in detail, as a JSON array like `docker inspect`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    from reconciler.cli import options
+
+    parser = subparsers.add_parser("inspect", help="show containers in detail (JSON)",
+                                   description="Show containers in detail, as a JSON array.")
+    options.add_engine_options(parser)
+    parser.add_argument("containers", nargs="+", metavar="CONTAINER")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from reconciler.cli import cmd_ps
+    from reconciler.runtime import errors
+
+    rt = cmd_ps.open_runtime(args)
+    docs: list[dict[str, Any]] = []
+    rc = 0
+    for name in args.containers:
+        try:
+            docs.append(rt.inspect_document(name))
+        except errors.NotFound as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            rc = 1
+    json.dump(docs, sys.stdout, indent=4)
+    sys.stdout.write("\n")
+    return rc

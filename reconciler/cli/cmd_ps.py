@@ -1,0 +1,140 @@
+"""`reconcile ps`: containers of the native engine, as `docker ps` shows them.
+
+Also home of the helpers the other container commands share (opening the engine, Docker's
+"Up 5 seconds (healthy)" status text, "2 minutes ago").
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["ago", "open_runtime", "register", "run", "status_text"]
+
+COLUMNS = (("CONTAINER ID", "id12"), ("IMAGE", "image"), ("COMMAND", "command"), ("CREATED", "created_ago"),
+           ("STATUS", "status_text"), ("PORTS", "ports"), ("NAMES", "name"))
+
+
+def register(subparsers: Any) -> None:
+    from reconciler.cli import options, output
+
+    parser = subparsers.add_parser("ps", help="list containers", description="List the native engine's containers.")
+    options.add_engine_options(parser)
+    output.add_output_flag(parser)
+    parser.add_argument("-a", "--all", action="store_true", help="show all containers (default: running only)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only print container ids")
+    parser.add_argument("-f", "--filter", action="append", default=[], metavar="label=KEY=VALUE",
+                        help="only containers with this label (repeatable)")
+    parser.add_argument("--no-trunc", action="store_true", help="do not truncate ids and commands")
+    parser.set_defaults(run=run)
+
+
+def open_runtime(args: argparse.Namespace) -> Any:
+    """A NativeRuntime for the engine the options name (no network stack loaded)."""
+    from reconciler.cli import options
+    from reconciler.runtime.native import backend
+
+    return backend.NativeRuntime(options.native_config(args))
+
+
+def _parse(ts: str | None) -> datetime | None:
+    if not ts:
+        return None
+    try:
+        return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _human(seconds: float) -> str:
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s < 60:
+        return f"{s} second{'s' if s != 1 else ''}"
+    if s < 3600:
+        m = s // 60
+        return "About a minute" if m == 1 else f"{m} minutes"
+    if s < 48 * 3600:
+        h = round(s / 3600)
+        return "About an hour" if h == 1 else f"{h} hours"
+    d = s // 86400
+    return f"{d} days"
+
+
+def ago(ts: str | None, now: datetime | None = None) -> str:
+    t = _parse(ts)
+    if t is None:
+        return ""
+    now = now or datetime.now(UTC)
+    return _human((now - t).total_seconds()) + " ago"
+
+
+def status_text(st: Any, now: datetime | None = None) -> str:
+    """Docker's STATUS column: Created, Up 3 minutes (healthy), Exited (3) 2 seconds ago, Restarting (1) ..."""
+    now = now or datetime.now(UTC)
+    status = str(st.status)
+    if status == "running":
+        started = _parse(st.started_at)
+        text = "Up " + (_human((now - started).total_seconds()) if started else "")
+        if st.health:
+            text += " (health: starting)" if st.health == "starting" else f" ({st.health})"
+        return text
+    if status == "restarting":
+        return f"Restarting ({st.exit_code or 0}) {ago(st.finished_at, now)}"
+    if status == "exited":
+        return f"Exited ({st.exit_code if st.exit_code is not None else 0}) {ago(st.finished_at, now)}"
+    if status == "created":
+        return "Created"
+    return status.capitalize()
+
+
+def _ports(st: Any) -> str:
+    return ", ".join(f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}" for p in st.ports)
+
+
+def run(args: argparse.Namespace) -> int:
+    from reconciler.cli import output
+    from reconciler.runtime import errors
+    from reconciler.runtime.native import backend
+
+    rt = open_runtime(args)
+    selector: dict[str, str] = {}
+    for item in args.filter:
+        key, sep, value = item.removeprefix("label=").partition("=")
+        if not sep:
+            raise errors.InvalidArgument(f"filter {item!r} is not label=KEY=VALUE")
+        selector[key] = value
+    recs = rt.containers.records(selector or None)
+    if not args.all:
+        recs = [r for r in recs if r.status == "running"]
+    if args.quiet:
+        for r in recs:
+            print(r.id if args.no_trunc else r.id[:12])
+        return 0
+    now = datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    for r in recs:
+        st = r.state()
+        argv = backend.command_line(r)
+        cmd = shlex.join(argv)
+        if not args.no_trunc and len(cmd) > 20:
+            cmd = cmd[:19] + "…"
+        rows.append({
+            "id": r.id, "id12": r.id if args.no_trunc else r.id[:12], "image": r.image,
+            "command": f'"{cmd}"', "created": r.created, "created_ago": ago(r.created, now),
+            "status": st.status.value, "status_text": status_text(st, now), "exit_code": st.exit_code,
+            "health": st.health, "ports": _ports(st), "name": r.name, "labels": dict(r.config.labels),
+            "restart_count": st.restart_count, "started_at": st.started_at, "finished_at": st.finished_at,
+        })
+    if args.output == "json":
+        for row in rows:
+            row.pop("id12")
+            row.pop("created_ago")
+            row["command"] = shlex.join(backend.command_line(next(r for r in recs if r.id == row["id"])))
+        output.print_json(rows)
+    else:
+        output.print_table(rows, COLUMNS)
+    return 0

@@ -1,0 +1,37 @@
+"""`reconcile rm [-f] NAME...`: remove containers (their rootfs, logs and runtime state)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    from reconciler.cli import options
+
+    parser = subparsers.add_parser("rm", help="remove containers",
+                                   description="Remove containers; named volumes are kept.")
+    options.add_engine_options(parser)
+    parser.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+    parser.add_argument("containers", nargs="+", metavar="CONTAINER")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from reconciler.cli import cmd_ps
+    from reconciler.runtime import errors
+
+    rt = cmd_ps.open_runtime(args)
+    rc = 0
+    for name in args.containers:
+        try:
+            rt.remove_container(name, force=args.force)
+            print(name)
+        except errors.RuntimeBackendError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            rc = 1
+    return rc

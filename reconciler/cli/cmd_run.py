@@ -1,0 +1,197 @@
+"""`reconcile run [OPTIONS] IMAGE [COMMAND...]`: create and start a container, like `docker run`.
+
+Pulls the image when it is not in the store. In the foreground it prints the container's
+output (stdout to stdout, stderr to stderr) and exits with its exit code; `-d` prints the id
+and returns. `--rm` removes the container once it exited. Networks: `none` (the default while
+no bridge network is configured), `host`, or a named network of the native engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from typing import Any
+
+__all__ = ["parse_bytes", "register", "run"]
+
+_BYTES = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$", re.IGNORECASE)
+
+
+def parse_bytes(value: str) -> int:
+    """Docker's sizes: 512, 64k, 32m, 1g (binary units, optional trailing b/ib)."""
+    m = _BYTES.match(value.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"invalid size {value!r} (examples: 512m, 1g)")
+    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
+    return int(float(m.group(1)) * mult)
+
+
+def _duration(value: str) -> float:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)?", value.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"invalid duration {value!r} (examples: 500ms, 10s, 1m)")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+
+
+def register(subparsers: Any) -> None:
+    from reconciler.cli import options
+
+    p = subparsers.add_parser("run", help="create and start a container", add_help=False,
+                              description="Create and start a container (pulls the image if needed).")
+    p.add_argument("--help", action="help", help="show this help message and exit")
+    options.add_engine_options(p)
+    p.add_argument("-d", "--detach", action="store_true", help="run in the background and print the id")
+    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("--name", help="container name (default: generated)")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE", help="set an environment variable")
+    p.add_argument("-u", "--user", help="user[:group] or uid[:gid]")
+    p.add_argument("-w", "--workdir", help="working directory in the container")
+    p.add_argument("--entrypoint", help="override the image's entrypoint")
+    p.add_argument("-h", "--hostname", help="container host name")
+    p.add_argument("--network", action="append", default=[], help="none, host, or a named network (repeatable)")
+    p.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOST:CTR[/PROTO]",
+                   help="publish a port (bridge networks only)")
+    p.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]",
+                   help="named volume or absolute host path, mounted at DST")
+    p.add_argument("--tmpfs", action="append", default=[], metavar="DST[:OPTIONS]", help="mount a tmpfs")
+    p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+    p.add_argument("--cap-add", action="append", default=[], help="add a capability")
+    p.add_argument("--cap-drop", action="append", default=[], help="drop a capability")
+    p.add_argument("-m", "--memory", type=parse_bytes, help="memory limit (e.g. 256m)")
+    p.add_argument("--cpus", type=float, help="CPU quota in CPUs (e.g. 0.5)")
+    p.add_argument("--pids-limit", type=int, help="maximum number of processes")
+    p.add_argument("--restart", default="no", help="no | on-failure[:N] | always | unless-stopped")
+    p.add_argument("--health-cmd", help="healthcheck command (run with /bin/sh -c)")
+    p.add_argument("--health-interval", type=_duration, default=30.0, help="time between checks (default 30s)")
+    p.add_argument("--health-timeout", type=_duration, default=30.0, help="check timeout (default 30s)")
+    p.add_argument("--health-retries", type=int, default=3, help="failures before unhealthy (default 3)")
+    p.add_argument("--health-start-period", type=_duration, default=0.0, help="grace period (default 0s)")
+    p.add_argument("--stop-signal", help="signal to stop the container (default: image's or SIGTERM)")
+    p.add_argument("--stop-timeout", type=float, default=10.0, help="seconds before SIGKILL on stop")
+    p.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE", help="set a label")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    p.set_defaults(run=run)
+
+
+def _kv(items: list[str], what: str) -> dict[str, str]:
+    from reconciler.runtime import errors
+
+    out: dict[str, str] = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not k:
+            raise errors.InvalidArgument(f"invalid {what} {item!r}, expected KEY=VALUE")
+        if not sep and what == "environment variable":
+            import os
+
+            if k not in os.environ:
+                continue
+            v = os.environ[k]
+        out[k] = v
+    return out
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    """The ContainerConfig the options describe."""
+    import secrets
+
+    from reconciler.runtime import base, errors
+
+    mounts: list[base.Mount] = []
+    for spec in args.volume:
+        parts = spec.split(":")
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+            raise errors.InvalidArgument(f"invalid volume {spec!r}", hint="use SRC:DST or SRC:DST:ro")
+        src, dst = parts[0], parts[1]
+        kind = "bind" if src.startswith("/") else "volume"
+        mounts.append(base.Mount(type=kind, source=src, target=dst, read_only=len(parts) == 3 and parts[2] == "ro"))
+    for spec in args.tmpfs:
+        dst, _, opts = spec.partition(":")
+        mounts.append(base.Mount(type="tmpfs", target=dst, options=tuple(o for o in opts.split(",") if o)))
+    name, _, retries = args.restart.partition(":")
+    if name not in ("no", "on-failure", "always", "unless-stopped"):
+        raise errors.InvalidArgument(f"invalid restart policy {args.restart!r}",
+                                     hint="no, on-failure[:N], always or unless-stopped")
+    if retries and (name != "on-failure" or not retries.isdigit()):
+        raise errors.InvalidArgument(f"invalid restart policy {args.restart!r}", hint="only on-failure takes :N")
+    ports: list[base.PortMapping] = []
+    for spec in args.publish:
+        m = re.fullmatch(r"(?:(\d+\.\d+\.\d+\.\d+):)?(\d+):(\d+)(?:/(tcp|udp))?", spec)
+        if not m:
+            raise errors.InvalidArgument(f"invalid port {spec!r}", hint="[IP:]HOSTPORT:CONTAINERPORT[/tcp|udp]")
+        ports.append(base.PortMapping(container_port=int(m.group(3)), host_port=int(m.group(2)),
+                                      protocol=m.group(4) or "tcp", host_ip=m.group(1) or "0.0.0.0"))  # noqa: S104
+    command = args.command or None
+    entrypoint = None if args.entrypoint is None else (tuple(args.entrypoint.split()) if args.entrypoint else ())
+    healthcheck = None
+    if args.health_cmd:
+        healthcheck = base.Healthcheck(test=("CMD-SHELL", args.health_cmd), interval=args.health_interval,
+                                       timeout=args.health_timeout, retries=args.health_retries,
+                                       start_period=args.health_start_period)
+    return base.ContainerConfig(
+        name=args.name or f"r_{secrets.token_hex(4)}",
+        image=args.image,
+        command=entrypoint,
+        args=tuple(command) if command is not None else None,
+        env=_kv(args.env, "environment variable"),
+        user=args.user, workdir=args.workdir, hostname=args.hostname,
+        labels=_kv(args.label, "label"), ports=tuple(ports),
+        networks=tuple(args.network), mounts=tuple(mounts),
+        restart=base.RestartPolicy(name=name, max_retries=int(retries or 0)),
+        healthcheck=healthcheck,
+        resources=base.Resources(memory=args.memory, cpus=args.cpus, pids=args.pids_limit),
+        read_only=args.read_only, cap_add=tuple(args.cap_add), cap_drop=tuple(args.cap_drop),
+        stop_signal=args.stop_signal, stop_timeout=args.stop_timeout,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from reconciler.cli import options
+    from reconciler.runtime import errors
+    from reconciler.runtime.native import backend, logs
+
+    config = build_config(args)
+    native = options.native_config(args)
+    network = None
+    if config.networks and config.networks not in (("none",), ("host",)):
+        from reconciler.runtime.native import network as netmod
+
+        network = netmod.NetworkManager(native)
+    rt = backend.NativeRuntime(native, network=network)
+    try:
+        cid = rt.create_container(config)
+    except errors.NotFound as exc:
+        if "image" not in str(exc):
+            raise
+        rt.pull_image(config.image)
+        cid = rt.create_container(config)
+    try:
+        rt.start_container(cid)
+    except BaseException:
+        if args.rm:
+            rt.remove_container(cid, force=True)
+        raise
+    if args.detach:
+        print(cid)
+        return 0
+    mgr = rt.containers
+    path = mgr.paths(cid).log
+
+    def running() -> bool:
+        return mgr.get(cid).status in ("running", "created")
+
+    try:
+        out, err = sys.stdout.buffer, sys.stderr.buffer
+        for line in logs.read_logs(path, follow=True, is_running=running, poll=0.01):
+            stream = err if line.stream == "stderr" else out
+            stream.write(line.data + b"\n")
+            stream.flush()
+        code = mgr.wait(cid)
+    except KeyboardInterrupt:
+        rt.stop_container(cid)
+        code = mgr.wait(cid)
+    if args.rm:
+        rt.remove_container(cid, force=True)
+    return code

@@ -1,0 +1,35 @@
+"""`reconcile start NAME...`: start created or stopped containers."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    from reconciler.cli import options
+
+    parser = subparsers.add_parser("start", help="start containers", description="Start one or more containers.")
+    options.add_engine_options(parser)
+    parser.add_argument("containers", nargs="+", metavar="CONTAINER")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from reconciler.cli import cmd_ps
+    from reconciler.runtime import errors
+
+    rt = cmd_ps.open_runtime(args)
+    rc = 0
+    for name in args.containers:
+        try:
+            rt.start_container(name)
+            print(name)
+        except errors.RuntimeBackendError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            rc = 1
+    return rc

@@ -1,0 +1,38 @@
+"""`reconcile stop [-t SECONDS] NAME...`: stop containers (stop signal, timeout, then SIGKILL)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    from reconciler.cli import options
+
+    parser = subparsers.add_parser("stop", help="stop containers",
+                                   description="Send the stop signal, wait, then SIGKILL.")
+    options.add_engine_options(parser)
+    parser.add_argument("-t", "--time", type=float, default=None,
+                        help="seconds to wait before SIGKILL (default: the container's stop timeout, 10)")
+    parser.add_argument("containers", nargs="+", metavar="CONTAINER")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from reconciler.cli import cmd_ps
+    from reconciler.runtime import errors
+
+    rt = cmd_ps.open_runtime(args)
+    rc = 0
+    for name in args.containers:
+        try:
+            rt.stop_container(name, timeout=args.time)
+            print(name)
+        except errors.RuntimeBackendError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            rc = 1
+    return rc

@@ -1,0 +1,105 @@
+"""The docker-like container commands, run as a user runs them: `reconcile run/ps/logs/exec/...`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.runtime.native.backend import NativeRuntime
+from tests.runtime.conftest import cleanup, leftovers, native_config
+
+pytestmark = [pytest.mark.root, pytest.mark.registry]
+
+REPO = Path(__file__).resolve().parents[3]
+Reconcile = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[tuple[Reconcile, Path]]:
+    config = native_config(tmp_path)
+    env = {**os.environ, "RECONCILER_ROOT": str(config.root), "RECONCILER_RUN_DIR": str(config.run_dir),
+           "RECONCILER_PREFIX": config.name_prefix}
+
+    def reconcile(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "reconciler", *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, check=False, timeout=120)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"reconcile {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+        return proc
+
+    try:
+        yield reconcile, tmp_path
+    finally:
+        rt = NativeRuntime(config)
+        cleanup(rt)
+        left = leftovers(config)
+        rt.close()
+        assert left == [], left
+
+
+def test_run_ps_logs_exec_inspect_stop_rm(cli: tuple[Reconcile, Path], busybox_image: str) -> None:
+    reconcile, _ = cli
+    fg = reconcile("run", "--rm", busybox_image, "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
+    assert fg.returncode == 3
+    assert fg.stdout == "out\n"
+    assert fg.stderr.endswith("err\n")
+
+    cid = reconcile("run", "-d", "--name", "web", "-e", "A=b", "-l", "tier=front", busybox_image,
+                    "sh", "-c", "echo started; sleep 1000").stdout.strip()
+    assert len(cid) == 64
+    reconcile("run", "-d", "--name", "done", busybox_image, "sh", "-c", "exit 5")
+
+    table = reconcile("ps").stdout.splitlines()
+    assert table[0].split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+    assert len(table) == 2
+    assert table[1].startswith(cid[:12])
+    assert " Up " in table[1]
+    assert table[1].endswith("web")
+    rows = json.loads(reconcile("ps", "-a", "--output", "json").stdout)
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["web"]["status"] == "running"
+    assert by_name["done"]["status"] == "exited"
+    assert by_name["done"]["exit_code"] == 5
+    assert by_name["done"]["status_text"].startswith("Exited (5) ")
+    assert reconcile("ps", "-aq", "--filter", "label=tier=front").stdout.split() == [cid[:12]]
+
+    assert reconcile("logs", "web").stdout == "started\n"
+    assert reconcile("logs", "--tail", "0", "web").stdout == ""
+    ex = reconcile("exec", "web", "sh", "-c", "echo $A; exit 4", check=False)
+    assert ex.returncode == 4
+    assert ex.stdout == "b\n"
+
+    doc = json.loads(reconcile("inspect", "web").stdout)[0]
+    assert doc["Id"] == cid
+    assert doc["Name"] == "/web"
+    assert doc["State"]["Running"] is True
+    assert doc["Config"]["Labels"] == {"tier": "front"}
+    assert doc["Args"] == ["-c", "echo started; sleep 1000"]
+
+    assert reconcile("stop", "-t", "0", "web").stdout.strip() == "web"
+    doc = json.loads(reconcile("inspect", cid[:12]).stdout)[0]
+    assert doc["State"]["ExitCode"] == 137
+    rm = reconcile("rm", "web", "done", "nosuch", check=False)
+    assert rm.returncode == 1
+    assert "nosuch" in rm.stderr
+    assert reconcile("ps", "-aq").stdout == ""
+
+
+def test_run_with_volume_and_limits(cli: tuple[Reconcile, Path], busybox_image: str) -> None:
+    reconcile, tmp = cli
+    host = tmp / "h"
+    host.mkdir()
+    (host / "f").write_text("bound")
+    out = reconcile("run", "--rm", "-v", f"{host}:/h:ro", "-v", "data:/data", "--tmpfs", "/scratch",
+                    "-m", "64m", "--pids-limit", "30", "-u", "app", "-w", "/tmp", busybox_image,
+                    "sh", "-c", "cat /h/f; echo; id -u; pwd; cat /sys/fs/cgroup/pids/pids.max").stdout
+    assert out.splitlines() == ["bound", "1000", "/tmp", "30"]
+    bad = reconcile("run", "--rm", busybox_image, "/nonexistent", check=False)
+    assert bad.returncode == 2
+    assert "/nonexistent" in bad.stderr

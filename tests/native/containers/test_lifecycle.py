@@ -1,0 +1,285 @@
+"""Native-only container behaviour: what is (not) left on the host, rediscovery after the engine
+dies, the OCI runtime choice, the bundle it writes, restart backoff and health start period."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.runtime import base
+from reconciler.runtime import errors as rterrors
+from reconciler.runtime.native import cgroups, conmon, health, oci, restart
+from reconciler.runtime.native.backend import NativeRuntime
+from tests.runtime.conftest import cleanup, leftovers, make_native
+
+pytestmark = [pytest.mark.root]
+
+REPO = Path(__file__).resolve().parents[3]
+NONE = ("none",)
+
+
+@pytest.fixture
+def native(tmp_path: Path, busybox_image: str) -> Iterator[tuple[NativeRuntime, str]]:
+    rt, ref = make_native(tmp_path, busybox_image)
+    try:
+        yield rt, ref
+    finally:
+        cleanup(rt)
+        left = leftovers(rt.config)
+        rt.close()
+        assert left == [], left
+
+
+def _cfg(image: str, name: str, *cmd: str, **kw: object) -> base.ContainerConfig:
+    kw.setdefault("networks", NONE)
+    return base.ContainerConfig(name=name, image=image, command=tuple(cmd), **kw)  # type: ignore[arg-type]
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper that is not ours counts as gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
+
+
+def _mounts_under(path: Path) -> list[str]:
+    return [ln.split(" ")[4] for ln in Path("/proc/self/mountinfo").read_text().splitlines()
+            if ln.split(" ")[4].startswith(str(path))]
+
+
+def test_bad_entrypoint_fails_create_and_leaves_nothing(native: tuple[NativeRuntime, str]) -> None:
+    rt, image = native
+    with pytest.raises(rterrors.InvalidArgument) as err:
+        rt.create_container(_cfg(image, "bad", "/nonexistent"))
+    assert "/nonexistent" in str(err.value)
+    assert "no such file or directory" in str(err.value)
+    assert rt.list_containers() == []
+    assert leftovers(rt.config) == []
+    assert list((rt.config.root / "containers").iterdir()) == []
+    assert list((rt.config.run_dir / "exits").iterdir()) == []
+    assert not any((h / rt.config.name_prefix).exists() for h in cgroups.hierarchies())
+
+
+def test_remove_leaves_no_mount_process_or_directory(native: tuple[NativeRuntime, str]) -> None:
+    rt, image = native
+    cid = rt.create_container(_cfg(image, "gone", "sleep", "1000",
+                                   mounts=(base.Mount(type="volume", source="keep", target="/data"),)))
+    rt.start_container(cid)
+    rec = rt.containers.get(cid)
+    cdir = rt.containers.paths(cid).dir
+    assert _mounts_under(cdir) == [str(cdir / "rootfs")]
+    assert cgroups.leaf_dirs(rt.config.name_prefix, cid)
+    pid, conmon_pid = rec.pid, rec.conmon_pid
+    assert pid
+    assert conmon_pid
+    rt.remove_container(cid, force=True)
+    assert not cdir.exists()
+    assert _mounts_under(rt.config.root) == []
+    for p in (pid, conmon_pid):
+        assert not _alive(p), p
+    assert not any((h / rt.config.name_prefix).exists() for h in cgroups.hierarchies())
+    assert not (rt.config.run_dir / "conmon" / cid).exists()
+    assert oci.OciRuntime.find("runc", rt.config.run_dir / "runc").state(cid) is None
+    assert [v.name for v in rt.list_volumes()] == ["keep"]          # named volumes stay
+
+
+def test_bundle_has_docker_defaults(native: tuple[NativeRuntime, str]) -> None:
+    rt, image = native
+    cid = rt.create_container(_cfg(image, "spec", "true", cap_add=("NET_ADMIN",), cap_drop=("MKNOD",),
+                                   read_only=True, resources=base.Resources(memory=64 << 20, pids=50)))
+    spec = json.loads(rt.containers.paths(cid).config_json.read_text())
+    caps = spec["process"]["capabilities"]["bounding"]
+    assert "CAP_NET_ADMIN" in caps
+    assert "CAP_MKNOD" not in caps
+    assert "CAP_SYS_ADMIN" not in caps
+    assert spec["root"]["readonly"] is True
+    assert "/proc/kcore" in spec["linux"]["maskedPaths"]
+    assert "/proc/sys" in spec["linux"]["readonlyPaths"]
+    assert {m["destination"] for m in spec["mounts"]} >= {"/proc", "/dev", "/dev/pts", "/sys", "/dev/shm",
+                                                         "/etc/hosts", "/etc/resolv.conf", "/etc/hostname"}
+    assert spec["linux"]["resources"]["devices"][0] == {"allow": False, "access": "rwm"}
+    assert spec["linux"]["resources"]["memory"]["limit"] == 64 << 20
+    assert spec["linux"]["resources"]["pids"]["limit"] == 50
+    assert spec["linux"]["cgroupsPath"] == f"/{rt.config.name_prefix}/{cid}"
+    assert "rlimits" not in spec["process"]      # inherit: root here lacks CAP_SYS_RESOURCE
+    assert {"type": "network"} in spec["linux"]["namespaces"]
+
+
+def test_host_network_shares_the_hosts_interfaces(native: tuple[NativeRuntime, str]) -> None:
+    rt, image = native
+    cid = rt.create_container(_cfg(image, "hostnet", "sh", "-c", "ls /sys/class/net", networks=("host",)))
+    rt.start_container(cid)
+    assert rt.wait_container(cid, timeout=30) == 0
+    inside = {ln.data.decode() for ln in rt.logs(cid)}
+    assert inside == set(os.listdir("/sys/class/net"))
+
+
+def test_none_network_has_only_loopback(native: tuple[NativeRuntime, str]) -> None:
+    rt, image = native
+    cid = rt.create_container(_cfg(image, "nonet", "ls", "/sys/class/net"))
+    rt.start_container(cid)
+    rt.wait_container(cid, timeout=30)
+    assert [ln.data for ln in rt.logs(cid)] == [b"lo"]
+
+
+def test_crun_on_a_hybrid_host_is_reported_clearly(tmp_path: Path, busybox_image: str) -> None:
+    if (cgroups.CGROUP_ROOT / "cgroup.controllers").exists() or not (cgroups.CGROUP_ROOT / "unified").is_dir():
+        pytest.skip("not a hybrid cgroup host")
+    rt, image = make_native(tmp_path, busybox_image, oci_runtime="crun")
+    try:
+        with pytest.raises(rterrors.Unavailable) as err:
+            rt.create_container(_cfg(image, "crun", "true"))
+        assert "hybrid" in str(err.value)
+        assert "runc" in str(err.value)            # the hint names the way out
+        assert rt.list_containers() == []
+    finally:
+        cleanup(rt)
+        assert leftovers(rt.config) == []
+        rt.close()
+
+
+def test_oom_file_from_conmon(native: tuple[NativeRuntime, str]) -> None:
+    rt, image = native
+    cid = rt.create_container(_cfg(image, "oom", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1",
+                                   resources=base.Resources(memory=32 << 20)))
+    rt.start_container(cid)
+    assert rt.wait_container(cid, timeout=60) == 137
+    assert conmon.was_oom_killed(rt.containers.paths(cid).conmon)
+    assert rt.inspect_document(cid)["State"]["OOMKilled"] is True
+
+
+ENGINE = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from reconciler.runtime import base
+    from reconciler.runtime.native.backend import NativeRuntime
+    from reconciler.runtime.native.config import NativeConfig
+    root, run, prefix, image = sys.argv[1:5]
+    rt = NativeRuntime(NativeConfig(root=Path(root), run_dir=Path(run), name_prefix=prefix))
+    for name, cmd in (("long", ["sleep", "1000"]), ("short", ["sh", "-c", "sleep 2; exit 4"])):
+        cid = rt.create_container(base.ContainerConfig(name=name, image=image, command=tuple(cmd), networks=("none",)))
+        rt.start_container(cid)
+    print("started", flush=True)
+    time.sleep(1000)
+""")
+
+
+def test_engine_killed_then_rediscovered(tmp_path: Path, busybox_image: str) -> None:
+    rt, image = make_native(tmp_path, busybox_image)          # pulls the image into the shared root
+    config = rt.config
+    rt.close()
+    proc = subprocess.Popen([sys.executable, "-c", ENGINE, str(config.root), str(config.run_dir),
+                             config.name_prefix, image], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "started"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        time.sleep(2.5)                                       # "short" exits while no engine runs
+        again = NativeRuntime(config)
+        try:
+            long_ = again.inspect_container("long")
+            assert long_.status == base.ContainerStatus.RUNNING
+            short = again.inspect_container("short")
+            assert short.status == base.ContainerStatus.EXITED
+            assert short.exit_code == 4
+            assert again.wait_container("short", timeout=5) == 4
+            again.stop_container("long", timeout=1)
+            assert again.inspect_container("long").exit_code == 137
+            again.start_container("short")                    # a stopped container starts again
+            assert again.wait_container("short", timeout=30) == 4
+        finally:
+            cleanup(again)
+            left = leftovers(config)
+            again.close()
+            assert left == [], left
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_restart_backoff_doubles_and_resets(native: tuple[NativeRuntime, str]) -> None:
+    rt, image = native
+    clock = [1000.0]
+    rm = restart.RestartManager(rt.containers, clock=lambda: clock[0])
+    cid = rt.create_container(_cfg(image, "loop", "sh", "-c", "exit 1", restart=base.RestartPolicy("always")))
+    rt.start_container(cid)
+    delays = []
+    for _ in range(4):
+        rt.wait_container(cid, timeout=30)
+        delay = rm.handle_exit(cid)
+        assert delay is not None
+        delays.append(delay)
+        assert rt.inspect_container(cid).status == base.ContainerStatus.RESTARTING
+        assert rm.tick() == []                                # not due yet
+        clock[0] += delay
+        assert rm.tick() == [cid]
+    assert delays == pytest.approx([0.1, 0.2, 0.4, 0.8])
+    assert rt.inspect_container(cid).restart_count == 4
+    rt.stop_container(cid, timeout=0)
+    assert rm.handle_exit(cid) is None                        # a manual stop cancels
+
+
+def test_backoff_rules() -> None:
+    assert restart.next_delay(0, 0) == 0.1
+    assert restart.next_delay(0.1, 1) == 0.2
+    assert restart.next_delay(40, 1) == 60
+    assert restart.next_delay(60, 1) == 60
+    assert restart.next_delay(60, 10) == 0.1                  # ran 10 s: reset
+    assert restart.should_restart("on-failure", 0, 1, 99, False)
+    assert not restart.should_restart("on-failure", 3, 1, 3, False)
+    assert not restart.should_restart("on-failure", 0, 0, 0, False)
+    assert restart.should_restart("unless-stopped", 0, 0, 0, False)
+    assert not restart.should_restart("always", 0, 1, 0, True)
+    assert not restart.should_restart("no", 0, 1, 0, False)
+
+
+def test_boot_starts_always_and_unless_stopped(native: tuple[NativeRuntime, str]) -> None:
+    rt, image = native
+    ids = {}
+    for name, pol in (("a", "always"), ("u", "unless-stopped"), ("n", "no")):
+        ids[name] = rt.create_container(_cfg(image, name, "sleep", "1000", restart=base.RestartPolicy(pol)))
+        rt.start_container(ids[name])
+        rt.stop_container(ids[name], timeout=0)
+    cid = rt.create_container(_cfg(image, "u2", "sleep", "1000", restart=base.RestartPolicy("unless-stopped")))
+    rt.start_container(cid)
+    rt.kill_container(cid, "KILL")                            # died, not stopped by hand
+    started = restart.RestartManager(rt.containers).boot()
+    assert sorted(started) == sorted([ids["a"], cid])
+
+
+def test_health_failures_in_start_period_do_not_count(native: tuple[NativeRuntime, str]) -> None:
+    rt, image = native
+    hc = base.Healthcheck(test=("CMD", "false"), interval=1, timeout=5, retries=1, start_period=3600)
+    cid = rt.create_container(_cfg(image, "grace", "sleep", "1000", healthcheck=hc))
+    rt.start_container(cid)
+    checker = health.HealthChecker(rt.containers)
+    assert checker.probe(cid) == "starting"
+    assert checker.probe(cid) == "starting"
+    doc = rt.inspect_document(cid)["State"]["Health"]
+    assert doc["FailingStreak"] == 0
+    assert [e["ExitCode"] for e in doc["Log"]] == [1, 1]
+
+
+def test_health_timeout_counts_as_failure(native: tuple[NativeRuntime, str]) -> None:
+    rt, image = native
+    hc = base.Healthcheck(test=("CMD-SHELL", "sleep 10"), interval=1, timeout=0.5, retries=1)
+    cid = rt.create_container(_cfg(image, "slowcheck", "sleep", "1000", healthcheck=hc))
+    rt.start_container(cid)
+    assert health.HealthChecker(rt.containers).probe(cid) == "unhealthy"
+    assert "timeout" in rt.inspect_document(cid)["State"]["Health"]["Log"][-1]["Output"]
+

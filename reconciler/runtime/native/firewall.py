@@ -96,13 +96,16 @@ class Firewall:
         out.append("  chain forward {\n    type filter hook forward priority filter - 10; policy accept;")
         if bridges:
             elems = ", ".join(_q(b) for b in bridges)
-            out.append("    ct status dnat accept")
             for n in networks:
                 br = _q(n.bridge)
                 if n.internal:
                     out.append(f"    iifname {br} oifname != {br} drop comment {_q('internal ' + n.name)}")
                     out.append(f"    oifname {br} iifname != {br} drop comment {_q('internal ' + n.name)}")
-                else:
+            # published ports connect networks the way the host's own addresses do
+            out.append("    ct status dnat accept")
+            for n in networks:
+                if not n.internal:
+                    br = _q(n.bridge)
                     out.append(
                         f"    iifname {br} oifname != {br} oifname {{ {elems} }} drop"
                         f" comment {_q('isolate ' + n.name)}",

@@ -451,6 +451,12 @@ class NetworkManager:
             self._teardown(container_id, endpoints)
             self._apply_firewall()
             self._refresh_peers(container_id, nets)
+            self._release_netns_dir()
+
+    def _release_netns_dir(self) -> None:
+        """Unmount the namespace dir once the last container left (pyroute2 made it a bind mount)."""
+        if not self._ipam.containers() and self.netns_dir.is_dir() and not any(self.netns_dir.iterdir()):
+            unmount_all(self.netns_dir)
 
     def _teardown(self, container_id: str, endpoints: Sequence[ipam.EndpointRecord]) -> None:
         names = {e.veth for e in endpoints}
@@ -544,8 +550,7 @@ class NetworkManager:
                     if d.name not in known:
                         shutil.rmtree(d, ignore_errors=True)
                         leaked_files.append(d.name)
-            if not known and self.netns_dir.is_dir() and not any(self.netns_dir.iterdir()):
-                unmount_all(self.netns_dir)   # pyroute2 made it a shared bind mount of itself
+            self._release_netns_dir()
             rules = self._fw.remove_accepts(self._fw.accept_bridges() - bridges)
             self._apply_firewall()
             self._write_files(*sorted(known))

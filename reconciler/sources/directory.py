@@ -76,8 +76,14 @@ class DirectorySource:
         max_bytes: int = 64 * 1024 * 1024,  # bounded reads: refuse larger trees
         max_files: int = 10_000,
     ) -> None:
-        self.root = Path(root)
-        self.cache_dir = Path(cache_dir)
+        self.root = Path(root).absolute()
+        self.cache_dir = Path(cache_dir).absolute()
+        inside = self.cache_dir.resolve().is_relative_to(self.root.resolve())
+        if inside and not is_ignored(str(self.cache_dir.resolve().relative_to(self.root.resolve()))):
+            raise errors.SourceInvalid(
+                f"the snapshot directory {self.cache_dir} is inside the manifest directory {self.root}",
+                hint="keep snapshots in the agent's state directory (or a hidden sub-directory)",
+            )
         self.debounce = debounce
         self.max_delay = max_delay
         self.resync_interval = resync_interval

@@ -66,10 +66,13 @@ _AUTH_FAILED = (
     "the requested url returned error: 401",
     "host key verification failed",
 )
-# variables that would make git print headers (the token), ask a person, or clash with ours
+# variables that would make git print headers (the token), ask a person, clash with our
+# configuration, or point git at another repository (the agent run from a git hook)
 _DROPPED_ENV = (
     "GIT_TRACE", "GIT_CURL_VERBOSE", "GIT_ASKPASS", "SSH_ASKPASS",
-    "GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_",
+    "GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_", "GIT_CONFIG_PARAMETERS",
+    "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_CEILING_DIRECTORIES",
 )
 
 

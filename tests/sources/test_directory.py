@@ -251,3 +251,9 @@ def test_a_replaced_directory_is_watched_again_after_a_relist(manifests: Path) -
         (manifests / "db.yaml").write_text(DB)
         reasons = wakes.wait(n + 1)
     assert "db.yaml" in reasons[-1]  # a named change: inotify itself saw it
+
+
+def test_snapshots_inside_the_watched_directory_are_refused(manifests: Path) -> None:
+    with pytest.raises(errors.SourceInvalid, match="inside the manifest directory"):
+        directory.DirectorySource(manifests, cache_dir=manifests / "cache")
+    directory.DirectorySource(manifests, cache_dir=manifests / ".cache")  # hidden: never read

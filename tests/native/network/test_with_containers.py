@@ -1,0 +1,60 @@
+"""The native engine's real containers (runc + conmon) on NetworkManager's networks."""
+
+from __future__ import annotations
+
+import secrets
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from reconciler.runtime import base
+from reconciler.runtime.native.backend import NativeRuntime
+from tests.helpers import images
+from tests.native.network.conftest import Harness
+from tests.runtime.conftest import BUSYBOX_CONFIG, LayerDirImages, cleanup
+
+pytestmark = [pytest.mark.root]
+
+IMAGE = "test/busybox:latest"
+
+
+@pytest.fixture
+def engine(harness: Harness) -> Iterator[NativeRuntime]:
+    source = LayerDirImages(harness.tmp / "images")
+    source.add(IMAGE, [images.busybox_layer()], BUSYBOX_CONFIG)
+    rt = NativeRuntime(harness.config, images=source, network=harness.manager)
+    try:
+        yield rt
+    finally:
+        cleanup(rt)
+        rt.close()
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return str(resp.read().decode())
+
+
+def test_containers_serve_by_name_and_on_a_published_port(harness: Harness, engine: NativeRuntime) -> None:
+    engine.ensure_network(base.NetworkConfig(name="app"))
+    port = 20000 + secrets.randbelow(12000)
+    web = engine.create_container(base.ContainerConfig(
+        name="web", image=IMAGE, command=("httpd", "-f", "-p", "80", "-h", "/etc"), networks=("app",),
+        ports=(base.PortMapping(container_port=80, host_port=port, host_ip="127.0.0.1"),),
+    ))
+    engine.start_container(web)
+    client = engine.create_container(base.ContainerConfig(
+        name="client", image=IMAGE, command=("sleep", "1000"), networks=("app",),
+    ))
+    engine.start_container(client)
+
+    assert "root:x:0:0" in _get(f"http://127.0.0.1:{port}/passwd")
+    hosts = engine.exec(client, ["cat", "/etc/hosts"])
+    ip = engine.inspect_container(web).ip_addresses["app"]
+    assert f"{ip}\tweb" in hosts.stdout.decode()
+    by_name = engine.exec(client, ["timeout", "5", "wget", "-q", "-O", "-", "http://web/passwd"])
+    assert b"root:x:0:0" in by_name.stdout, by_name.stderr
+
+    engine.remove_container(web, force=True)
+    assert "web" not in engine.exec(client, ["cat", "/etc/hosts"]).stdout.decode()

@@ -90,10 +90,18 @@ class Scope:
                 pass
 
 
-def push_busybox(registry: RegistryServer, layout: Path, repo: str, **cfg: object) -> tuple[str, str]:
-    """Push a busybox image to `registry` as `repo:latest`; returns (ref, manifest digest)."""
+def push_busybox(
+    registry: RegistryServer, layout: Path, repo: str, *, unique: bool = False, **cfg: object,
+) -> tuple[str, str]:
+    """Push a busybox image to `registry` as `repo:latest`; returns (ref, manifest digest).
+
+    `unique` adds a second layer of random bytes, so no engine has it already.
+    """
     config = {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"], **cfg}
-    digest = images.write_layout(layout, [images.busybox_layer()], config=config)
+    layers = [images.busybox_layer()]
+    if unique:
+        layers.append(images.layer_tar([images.Entry("unique", secrets.token_bytes(64 << 10))]))
+    digest = images.write_layout(layout, layers, config=config)
     ref = f"{registry.host}/{repo}:latest"
     images.push_layout(layout, ref)
     return ref, digest

@@ -208,16 +208,22 @@ def test_volume_survives_recreation(docker: DockerRuntime, docker_image: PulledI
 
 def test_bind_tmpfs_readonly_caps(docker: DockerRuntime, docker_image: PulledImage, scope: Scope, tmp_path: Any) -> None:
     (tmp_path / "in.txt").write_text("from-host\n")
+    caps = "touch /scratch/c; chown 1000 /scratch/c 2>/dev/null && echo can-chown || echo no-chown; " \
+           "hostname other 2>/dev/null && echo can-sethostname || echo no-sethostname"
     name = run(
         scope, docker_image, "ro",
         "cat /host/in.txt; touch /rootfile 2>/dev/null && echo rw || echo ro; "
         "echo t > /scratch/f && grep -c /scratch /proc/mounts; touch /host/x 2>/dev/null || echo host-ro; "
-        "hostname other 2>/dev/null && echo can-sethostname || echo no-sethostname",
+        + caps,
         mounts=(base.Mount("bind", "/host", str(tmp_path), read_only=True),
                 base.Mount("tmpfs", "/scratch", options=("size=1m", "mode=1777"))),
-        read_only=True, cap_drop=("SYS_ADMIN",), cap_add=("SYS_ADMIN",) if False else ())
+        read_only=True, cap_drop=("CHOWN",))
     assert docker.wait_container(name) == 0
-    assert stdout(docker, name) == ["from-host", "ro", "1", "host-ro", "no-sethostname"]
+    assert stdout(docker, name) == ["from-host", "ro", "1", "host-ro", "no-chown", "no-sethostname"]
+    # the defaults, and an added capability
+    added = run(scope, docker_image, "caps", "mkdir /scratch; " + caps, cap_add=("SYS_ADMIN",))
+    assert docker.wait_container(added) == 0
+    assert stdout(docker, added) == ["can-chown", "can-sethostname"]
 
 
 def test_resources_restart_stop_signal_init(docker: DockerRuntime, docker_image: PulledImage, scope: Scope) -> None:
@@ -270,8 +276,8 @@ def test_error_mapping(docker: DockerRuntime, docker_image: PulledImage, scope: 
     with pytest.raises(errors.NotFound):
         docker.create_container(base.ContainerConfig(
             name=scope.name("containers", "noimg"), image=f"{docker_image.ref}-absent", labels=scope.labels))
-    with pytest.raises(errors.Conflict):
-        docker.remove_image(docker_image.ref)   # used by a container
+    with pytest.raises(errors.Conflict):   # by id (never just an untag): used by a container
+        docker.remove_image(docker.inspect_image(docker_image.ref).id)
     assert docker.inspect_container(name).status == base.ContainerStatus.CREATED
 
 

@@ -12,6 +12,7 @@ engine does not report it) as "exited although the policy is always/unless-stopp
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import struct
 import time
@@ -263,6 +264,14 @@ def image_info(attrs: Mapping[str, Any], ref: str | None = None) -> base.ImageIn
 def network_state(attrs: Mapping[str, Any]) -> base.NetworkState:
     configs = (attrs.get("IPAM") or {}).get("Config") or []
     v4 = [c for c in configs if ":" not in str(c.get("Subnet", ""))] or configs or [{}]
+    subnet = str(v4[0].get("Subnet", ""))
+    gateway = str(v4[0].get("Gateway", ""))
+    if subnet and not gateway and attrs.get("Driver") == "bridge":
+        # the engine leaves out the gateway it picked itself: the subnet's first address
+        try:
+            gateway = str(next(ipaddress.ip_network(subnet, strict=False).hosts()))
+        except (ValueError, StopIteration):
+            pass
     options = attrs.get("Options") or {}
     nid = str(attrs.get("Id", ""))
     bridge = options.get("com.docker.network.bridge.name") or (
@@ -270,8 +279,8 @@ def network_state(attrs: Mapping[str, Any]) -> base.NetworkState:
     return base.NetworkState(
         id=nid,
         name=str(attrs.get("Name", "")),
-        subnet=str(v4[0].get("Subnet", "")),
-        gateway=str(v4[0].get("Gateway", "")),
+        subnet=subnet,
+        gateway=gateway,
         internal=bool(attrs.get("Internal")),
         labels=dict(attrs.get("Labels") or {}),
         bridge=str(bridge),
@@ -408,6 +417,9 @@ class DockerRuntime:
                     elif status == "Pull complete":
                         emit("layer-done", {"digest": layer, "result": "downloaded"})
                     elif status == "Already exists":
+                        if layer not in started:
+                            started.add(layer)
+                            emit("layer-start", {"digest": layer})
                         emit("layer-done", {"digest": layer, "result": "exists"})
         except (errors.NotFound, errors.InvalidArgument, errors.Conflict) as exc:
             raise errors.ImageError(exc.message,
@@ -474,6 +486,11 @@ class DockerRuntime:
 
     def create_container(self, config: base.ContainerConfig) -> str:
         body = container_body(config)
+        for network in config.networks:
+            if network not in _NETWORK_MODES:
+                # checked up front: the engine accepts a connect to a missing network on a
+                # created container and fails only at start
+                self._network(network)
         created = self.api.container_create(config.name, body)
         cid = str(created["Id"])
         try:

@@ -281,7 +281,7 @@ class Builder:
         resources = models.Resources(
             memory=self.convert(d, sp("resources", "memory"), units.parse_memory, res.get("memory")),
             cpus=self.convert(d, sp("resources", "cpus"), units.parse_cpus, res.get("cpus")),
-            pids=res.get("pids"),
+            pids=int(res["pids"]) if "pids" in res else None,
         )
         depends_on = tuple(spec.get("dependsOn", ()))
         self.check_refs(d, sp("dependsOn"), depends_on, names["Container"], "Container")

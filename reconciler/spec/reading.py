@@ -234,8 +234,8 @@ class _Builder:
         if isinstance(node, yaml.ScalarNode):
             if node.tag == _STR_TAG:
                 return node.value
-            return self.constructor.construct_object(node, deep=True)
-        if node.tag not in (_SEQ_TAG, _MAP_TAG):
+            return self.scalar(node)
+        if node.tag != (_SEQ_TAG if isinstance(node, yaml.SequenceNode) else _MAP_TAG):
             raise yaml.constructor.ConstructorError(
                 None, None, f"unsupported tag {node.tag!r} (only plain mappings and lists)", node.start_mark
             )
@@ -264,11 +264,24 @@ class _Builder:
         finally:
             self.active.discard(key)
 
+    def scalar(self, node: yaml.Node) -> Any:
+        """A scalar as safe_load builds it; an explicit tag the text does not fit is a located error."""
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, IndexError):
+            # PyYAML's constructors fail this way on e.g. `!!bool maybe`, `!!timestamp soon`
+            tag = str(node.tag).removeprefix("tag:yaml.org,2002:")
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{_short(node.value)} is not a valid {tag} value", node.start_mark,
+            ) from None
+
     def build_key(self, knode: yaml.Node, path: Path_) -> str | None:
         if isinstance(knode, yaml.ScalarNode):
             if knode.tag == _STR_TAG:
                 return str(knode.value)
-            key = self.constructor.construct_object(knode, deep=True)
+            key = self.scalar(knode)
             if isinstance(key, str):
                 return key
             if key is None:
@@ -279,6 +292,11 @@ class _Builder:
                 return str(key)
         self.fail(knode, path, "mapping keys must be plain strings")
         return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _fmt(path: Path_) -> str:
@@ -307,10 +325,6 @@ def parse(source: SourceFile, problems: list[errors.Problem], limits: Limits = L
                 continue
             except yaml.YAMLError as exc:
                 problems.append(_yaml_problem(source.path, exc))
-                continue
-            except (ValueError, OverflowError, TypeError) as exc:
-                # the SafeConstructor's own failures on odd scalars (e.g. a huge !!float, bad base64)
-                problems.append(_problem(source.path, doc.line, doc.column, f"invalid YAML value: {exc}"))
                 continue
             docs.append(doc)
     except yaml.YAMLError as exc:

@@ -50,12 +50,14 @@ def parse_duration(value: str | float) -> float:
     return seconds
 
 
-def parse_memory(value: str | int) -> int:
+def parse_memory(value: str | float) -> int:
     """Bytes from `256Mi`, `1Gi`, `500M`, `512m` (Docker's binary m) or an integer."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a valid memory size (like 256Mi, 1Gi, 512m or a number of bytes)")
-    if isinstance(value, int):
-        amount = value
+    if isinstance(value, int | float):      # JSON Schema's "integer" admits 1e9 and 512.0
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{value!r} is not a valid memory size (like 256Mi, 1Gi, 512m or a number of bytes)")
+        amount = int(value)
     else:
         m = _MEMORY.match(value)
         if m is None:

@@ -25,7 +25,7 @@ TOKENS = [
     "metadata:", "name: web", "spec:", "image: r/a:1", "ports:", "- '8080:80'", "- 80", "env:", "A: 1",
     "envFiles: [x.env]", "volumes: ['./x:/x', 'v:/data']", "dependsOn: [web]", "restart: always",
     "networks: [n]", "build: {context: .}", "ref: r/a:1", "&a", "*a", "<<: *a", "!!binary", "!!python/name:os.system",
-    "!!set", "!!omap", "!custom", "---", "...", "%YAML 1.1", "? ", ": ", "-", "[", "]", "{", "}", ",", "'", '"', "|", ">",
+    "!!set", "!!omap", "!!bool", "!!timestamp", "!!int", "!!float", "!!map", "!!seq", "!!str", "!!null", "!!merge", "!custom", "---", "...", "%YAML 1.1", "? ", ": ", "-", "[", "]", "{", "}", ",", "'", '"', "|", ">",
     "#", "~", "null", "true", "1e999", "0x1F", "2001-12-14", "1" * 5000, "\t", "\\x00", "\ufeff", "é",
 ]
 
@@ -101,6 +101,10 @@ def test_manifest_shaped_documents(kind: str, name: Any, body: dict[str, Any], o
         f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(9)),
      "document rejected: expands to more than 50000 nodes (too many aliases?)"),
     ("a: &a\n  b: *a\n", "document rejected: recursive alias (a node contains itself)"),
+    ("a: !!bool maybe\n", "invalid YAML: 'maybe' is not a valid bool value"),
+    ("a: !!timestamp soon\n", "invalid YAML: 'soon' is not a valid timestamp value"),
+    ("a: !!int 0x\n", "invalid YAML: '0x' is not a valid int value"),
+    ("a: !!map [1]\n", "invalid YAML: unsupported tag 'tag:yaml.org,2002:map' (only plain mappings and lists)"),
     ("[" * 100_000 + "]" * 100_000, "invalid YAML: while increasing flow level exceeded maximum nesting depth"),
     ("".join("  " * i + f"k{i}:\n" for i in range(200)) + "  " * 200 + "x: 1\n", "document rejected: nested deeper than 64 levels"),
 ])

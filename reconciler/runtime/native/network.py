@@ -392,7 +392,7 @@ class NetworkManager:
                 self._apply_firewall()
                 for pr in port_records:
                     if pr.protocol == "udp":
-                        netlink.clear_conntrack(protocol="udp", port=pr.host_port)
+                        self._clear_udp_flows(pr.host_port)
                 self._refresh_peers(container_id, nets)
             except BaseException:
                 self._teardown(container_id, endpoints)
@@ -401,6 +401,15 @@ class NetworkManager:
                 raise
             log.info("container attached", container=name, addresses={e.network: e.address for e in endpoints})
             return self._attachment(container_id, endpoints)
+
+    @staticmethod
+    def _clear_udp_flows(port: int) -> None:
+        """Forget UDP flows to `port` that still point at an old address (best effort, like CNI)."""
+        try:
+            netlink.clear_conntrack(protocol="udp", port=port)
+        except errors.RuntimeBackendError as exc:
+            log.warning("stale UDP conntrack entries not cleared; clients may need a new source port",
+                        port=port, error=str(exc))
 
     def _attachment(self, container_id: str, endpoints: Sequence[ipam.EndpointRecord]) -> Attachment:
         hosts, resolv = self._files(container_id)

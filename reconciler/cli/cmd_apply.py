@@ -19,21 +19,16 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["add_common_flags", "register", "run"]
-
-_DEFAULT_ROOT = "/var/lib/reconciler"
-_DEFAULT_RUN = "/run/reconciler"
-
+__all__ = ["add_common_flags", "open_db", "open_runtime", "register", "run"]
 
 def add_common_flags(parser: argparse.ArgumentParser, *, source: bool = True) -> None:
     """Flags shared by apply, diff and history."""
+    from reconciler.cli import options
+
     if source:
         parser.add_argument("source", metavar="SOURCE",
                             help="a manifest file, a directory (searched recursively) or - for stdin")
-    parser.add_argument("--root", default=os.environ.get("RECONCILER_ROOT", _DEFAULT_ROOT),
-                        help=f"state root (default: $RECONCILER_ROOT or {_DEFAULT_ROOT})")
-    parser.add_argument("--run-dir", default=os.environ.get("RECONCILER_RUN_DIR", _DEFAULT_RUN),
-                        help=f"run directory of the native engine (default: $RECONCILER_RUN_DIR or {_DEFAULT_RUN})")
+    options.add_engine_options(parser)
     parser.add_argument("--runtime", default=os.environ.get("RECONCILER_RUNTIME", "native"),
                         choices=("native", "fake"),
                         help="container engine: native (embedded, default) or fake (in-memory, "
@@ -58,13 +53,16 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def open_runtime(args: argparse.Namespace) -> Any:
-    """The runtime chosen by --runtime, keeping its state under --root."""
+def open_runtime(args: argparse.Namespace, *, supervise: bool = True) -> Any:
+    """A session on the runtime chosen by --runtime (a context manager yielding the Runtime)."""
     from pathlib import Path
 
     from reconciler.execution import backends
 
-    return backends.open_runtime(args.runtime, root=Path(args.root), run_dir=Path(args.run_dir))
+    runtime = backends.open_runtime(
+        args.runtime, root=Path(args.root), run_dir=Path(args.run_dir),
+        name_prefix=getattr(args, "name_prefix", "rcl"), oci_runtime=getattr(args, "oci_runtime", "runc"))
+    return backends.session(runtime, supervise=supervise)
 
 
 def open_db(args: argparse.Namespace) -> Any:
@@ -84,12 +82,8 @@ def run(args: argparse.Namespace) -> int:
     options = passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty, dry_run=args.dry_run,
                                  max_workers=max(1, args.parallel), source=os.path.abspath(args.source)
                                  if args.source != "-" else "-")
-    with locking.store_lock(args.root):
-        runtime = open_runtime(args)
-        try:
-            result = passes.run_pass(desired, runtime, open_db(args), options)
-        finally:
-            runtime.close()
+    with locking.store_lock(args.root), open_runtime(args) as runtime:
+        result = passes.run_pass(desired, runtime, open_db(args), options)
     if result.changeset is None:              # dry run
         print(result.plan.render() or "nothing to do")
         return 0

@@ -36,12 +36,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         desired = spec.load(args.source)
-        runtime = cmd_apply.open_runtime(args)
-        try:
+        with cmd_apply.open_runtime(args, supervise=False) as runtime:
             plan, errors = passes.plan_pass(desired, runtime, cmd_apply.open_db(args),
                                             passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty))
-        finally:
-            runtime.close()
     except ReconcilerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

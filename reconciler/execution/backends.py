@@ -1,24 +1,38 @@
-"""Open the runtime named by `--runtime`; each backend is imported only when chosen.
+"""Open the runtime named by `--runtime` for one pass; each backend is imported only when chosen.
 
-    native  the embedded engine (reconciler.runtime.native.backend.NativeRuntime)
+    native  the embedded engine (reconciler.runtime.native.backend.NativeRuntime) with its
+            bridge networking; while the session is open, the engine's healthcheck and
+            restart-policy loops run in background threads (what the agent runs), so health
+            gates work in a one-shot `reconcile --once` too
     fake    in-memory engine whose state is a JSON file under --root: for tests and dry runs
-            of the reconciler's own logic, it runs no process
+            of the reconciler's own logic; it runs no process
 """
 
 from __future__ import annotations
 
 import importlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 
-__all__ = ["RUNTIMES", "open_runtime"]
+__all__ = ["RUNTIMES", "open_runtime", "session"]
 
 RUNTIMES = ("native", "fake")
 
 
-def open_runtime(name: str, *, root: Path, run_dir: Path | None = None) -> base.Runtime:
+def open_runtime(
+    name: str,
+    *,
+    root: Path,
+    run_dir: Path | None = None,
+    name_prefix: str = "rcl",
+    oci_runtime: str = "runc",
+) -> base.Runtime:
     """The runtime `name` keeping its state under `root` (and `run_dir` for native)."""
     if name == "fake":
         from reconciler.runtime import fake
@@ -27,6 +41,7 @@ def open_runtime(name: str, *, root: Path, run_dir: Path | None = None) -> base.
     if name == "native":
         try:
             backend = importlib.import_module("reconciler.runtime.native.backend")
+            netmod = importlib.import_module("reconciler.runtime.native.network")
         except ImportError as exc:
             raise rterrors.Unavailable(
                 "the native runtime is not available in this build",
@@ -34,7 +49,30 @@ def open_runtime(name: str, *, root: Path, run_dir: Path | None = None) -> base.
             ) from exc
         from reconciler.runtime.native.config import NativeConfig
 
-        config = NativeConfig(root=root, run_dir=run_dir or NativeConfig().run_dir)
-        runtime: base.Runtime = backend.NativeRuntime(config)
+        config = NativeConfig(root=root, run_dir=run_dir or NativeConfig().run_dir,
+                              name_prefix=name_prefix, oci_runtime=oci_runtime)
+        runtime: base.Runtime = backend.NativeRuntime(config, network=netmod.NetworkManager(config))
         return runtime
     raise rterrors.InvalidArgument(f"unknown runtime {name!r}", hint=f"choose one of {', '.join(RUNTIMES)}")
+
+
+@contextmanager
+def session(runtime: base.Runtime, *, supervise: bool = True, poll: float = 0.2) -> Iterator[base.Runtime]:
+    """Run the engine's supervision loops (if it has any and `supervise`) while the pass runs;
+    close the runtime after. `reconcile diff` opens a session without them: it changes nothing."""
+    stop = threading.Event()
+    threads = []
+    for part in ("health_checker", "restart_manager") if supervise else ():
+        loop: Any = getattr(runtime, part, None)
+        if loop is not None and callable(getattr(loop, "watch", None)):
+            t = threading.Thread(target=loop.watch, args=(stop,), kwargs={"poll": poll},
+                                 name=f"reconcile-{part}", daemon=True)
+            t.start()
+            threads.append(t)
+    try:
+        yield runtime
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        runtime.close()

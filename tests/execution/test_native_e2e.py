@@ -1,0 +1,157 @@
+"""`reconcile apply|diff` end to end on the native engine (root, a real registry, runc + conmon).
+
+One engine per test (own state root, run dir, name prefix and subnet); teardown removes
+everything and fails the test if a mount, conmon process, cgroup or container dir is left.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli.main import main
+from reconciler.runtime.native.backend import NativeRuntime
+from reconciler.runtime.native.config import NativeConfig
+from reconciler.runtime.native.network import NetworkManager
+from tests.execution.helpers import write
+from tests.runtime.conftest import cleanup, leftovers, new_prefix
+
+pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
+
+
+class Host:
+    def __init__(self, tmp: Path) -> None:
+        self.config = NativeConfig(root=tmp / "root", run_dir=tmp / "run", name_prefix=new_prefix())
+        self.subnet = f"10.23{secrets.randbelow(10)}.{secrets.randbelow(250) + 1}.0/24"
+
+    def cli(self, *args: str) -> int:
+        return main([args[0], *args[1:], "--root", str(self.config.root), "--run-dir", str(self.config.run_dir),
+                     "--name-prefix", self.config.name_prefix, "--runtime", "native"])
+
+    def runtime(self) -> NativeRuntime:
+        return NativeRuntime(self.config, network=NetworkManager(self.config))
+
+    def ids(self) -> dict[str, str]:
+        rt = self.runtime()
+        try:
+            return {c.name: c.id for c in rt.list_containers({"reconciler.owner": "default"})}
+        finally:
+            rt.close()
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[Host]:
+    h = Host(tmp_path)
+    try:
+        yield h
+    finally:
+        rt = h.runtime()
+        cleanup(rt)
+        for n in rt.list_networks():
+            try:
+                rt.remove_network(n.name)
+            except Exception:
+                pass
+        left = leftovers(h.config)
+        rt.close()
+        assert left == [], f"left on the host: {left}"
+
+
+def manifests(m: Path, image: str, subnet: str, *, web_env: str = "1", web_health: str = "true",
+              timeout: str = "30s") -> None:
+    write(m, "net.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Network
+        metadata: {{name: shop}}
+        spec: {{subnet: {subnet}}}
+        """)
+    write(m, "web.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: web}}
+        spec:
+          image: {image}
+          command: [sleep, "3600"]
+          env: {{V: "{web_env}"}}
+          networks: [shop]
+          volumes: ["data:/data"]
+          restart: always
+          healthcheck: {{test: [CMD, "{web_health}"], interval: 1s, timeout: 2s, retries: 1}}
+          update: {{healthTimeout: {timeout}}}
+        ---
+        apiVersion: reconciler/v1
+        kind: Volume
+        metadata: {{name: data}}
+        spec: {{}}
+        """)
+    write(m, "api.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: api}}
+        spec:
+          image: {image}
+          command: [sleep, "3600"]
+          networks: [shop]
+          dependsOn: [web]
+        """)
+
+
+def test_converge_change_one_break_and_prune(tmp_path: Path, host: Host, busybox_image: str) -> None:
+    m = tmp_path / "m"
+    manifests(m, busybox_image, host.subnet)
+    assert host.cli("apply", str(m)) == 0
+    first = host.ids()
+    assert set(first) == {"web", "api"}
+    assert host.cli("apply", str(m)) == 0
+    assert host.ids() == first                                   # nothing to do, nothing done
+    assert host.cli("diff", str(m)) == 0
+
+    manifests(m, busybox_image, host.subnet, web_env="2")        # one field of one container
+    assert host.cli("diff", str(m)) == 1
+    assert host.cli("apply", str(m)) == 0
+    second = host.ids()
+    assert second["web"] != first["web"]
+    assert second["api"] == first["api"]
+
+    (m / "api.yaml").write_text("kind: Container\nmetadata: {name: api\n")    # broken
+    assert host.cli("apply", str(m)) == 2
+    assert host.ids() == second
+
+    rt = host.runtime()
+    try:
+        assert rt.exec("web", ["touch", "/data/keep"]).exit_code == 0
+    finally:
+        rt.close()
+    (m / "api.yaml").unlink()
+    (m / "web.yaml").unlink()
+    assert host.cli("apply", str(m)) == 0                        # containers pruned ...
+    assert host.ids() == {}
+    rt = host.runtime()
+    try:
+        [vol] = rt.list_volumes({"reconciler.owner": "default"})   # ... the volume kept with its data
+        assert (Path(vol.mountpoint) / "keep").exists()
+        rt.remove_volume(vol.name)
+    finally:
+        rt.close()
+
+
+def test_failing_healthcheck_on_update_rolls_back(tmp_path: Path, host: Host, busybox_image: str) -> None:
+    m = tmp_path / "m"
+    manifests(m, busybox_image, host.subnet)
+    assert host.cli("apply", str(m)) == 0
+    before = host.runtime().inspect_container("web")
+    manifests(m, busybox_image, host.subnet, web_env="2", web_health="false", timeout="20s")
+    assert host.cli("apply", str(m)) == 1
+    rt = host.runtime()
+    try:
+        after = rt.inspect_container("web")
+        assert after.status == "running"
+        assert after.labels["reconciler.spec-hash"] == before.labels["reconciler.spec-hash"]
+        assert after.image_id == before.image_id
+        assert rt.inspect_container("api").status == "running"
+        assert rt.exec("web", ["sh", "-c", "test \"$V\" = 1"]).exit_code == 0
+    finally:
+        rt.close()

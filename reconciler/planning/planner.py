@@ -327,6 +327,8 @@ def plan(
         base_deps += [vol_ready.get(m.source, "") for m in c.volumes if m.type == "volume"]
         base_deps.append(img_ready.get(c.image, ""))
         base_deps += [ready.get(d, "") for d in c.depends_on]
+        # pruned containers go first: they may hold a host port or an address we need
+        base_deps += container_removals
         digest = want_digest.get(c.image, "")
         labels = lbl("Container", name, c.spec_hash, c.labels, digest)
         wait = None

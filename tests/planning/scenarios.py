@@ -365,3 +365,11 @@ def implicit_volume() -> Case:
 def other_owner_objects_ignored() -> Case:
     theirs = replace(running(container("other")), owner=own("Container", "other", "x", owner="team-b"))
     return case(desired(WEB, SHOP, DATA), up(theirs), inv.Inventory.of([entry(WEB)]))
+
+
+@scenario
+def pruned_container_frees_its_port_before_a_new_one_starts() -> Case:
+    port = (models.PortSpec("127.0.0.1", 8080, 80, "tcp"),)
+    old = container("old", ports=port)
+    new = container("new", ports=port)
+    return case(desired(new), observed(running(old)), inv.Inventory.of([entry(old)]))

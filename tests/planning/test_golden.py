@@ -263,6 +263,12 @@ note: container:web: start-first falls back to stop-first: the runtime cannot re
 [2] -> #3 container:x, start, not found
 """,
     "other_owner_objects_ignored": "",
+    "pruned_container_frees_its_port_before_a_new_one_starts": """\
+[] -> #1 container:old, stop, not in desired state (prune)
+[1] -> #2 container:old, remove, not in desired state (prune)
+[2] -> #3 container:new, create, not found
+[3] -> #4 container:new, start, not found
+""",
 }
 
 

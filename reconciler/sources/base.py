@@ -4,7 +4,9 @@ A `Source` is level-based (STYLE.md rule 1): `watch()` only wakes the controller
 human-readable reason, never with data; the loop then calls `fetch()` and re-reads the whole
 revision. `fetch()` returns an immutable on-disk snapshot, so the spec loader
 (`reconciler.spec.load(revision.path)`) never sees a half-written state, and a snapshot that
-was applied stays readable after newer ones fail to load (see `retain`).
+was applied stays readable after newer ones fail to load (see `retain`). Paths inside the
+snapshot are not the user's: report file:line errors relative to `revision.path`, prefixed
+with `revision.origin`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Revision:
 
     id: str  # git commit SHA, or the content hash of a directory's files
     path: Path  # a directory to load manifests from; not modified while retained
+    origin: str = ""  # where the files came from, for messages: "/etc/…/manifests.d" or "URL@sha:path"
 
 
 class Closeable(Protocol):

@@ -115,7 +115,7 @@ class DirectorySource:
                 self._recent.remove(rev_id)
             self._recent.insert(0, rev_id)
             self._collect()
-        return base.Revision(id=rev_id, path=path)
+        return base.Revision(id=rev_id, path=path, origin=str(self.root))
 
     def retain(self, ids: Collection[str]) -> None:
         with self._lock:

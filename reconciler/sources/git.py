@@ -174,7 +174,8 @@ class GitSource:
                 self._recent.remove(sha)
             self._recent.insert(0, sha)
             self._collect()
-            rev = base.Revision(id=sha, path=path)
+            origin = f"{redact_url(self.url)}@{sha[:12]}" + (f":{self.subpath}" if self.subpath else "")
+            rev = base.Revision(id=sha, path=path, origin=origin)
             self.last_revision = rev
             self._log.info("git_fetched", commit=sha, duration_s=round(time.monotonic() - started, 3))
             return rev

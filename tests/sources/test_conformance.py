@@ -56,6 +56,8 @@ def test_fetch_returns_a_readable_snapshot_with_a_stable_id(harness: Harness) ->
     assert isinstance(rev, base.Revision)
     assert (rev.path / "web.yaml").read_text() == WEB
     assert harness.source.fetch().id == rev.id
+    assert rev.origin  # says where the files came from, for messages
+    assert str(rev.path) not in rev.origin
 
 
 def test_a_change_makes_a_new_revision_and_the_retained_one_survives(harness: Harness) -> None:

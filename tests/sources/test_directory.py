@@ -257,3 +257,17 @@ def test_snapshots_inside_the_watched_directory_are_refused(manifests: Path) -> 
     with pytest.raises(errors.SourceInvalid, match="inside the manifest directory"):
         directory.DirectorySource(manifests, cache_dir=manifests / "cache")
     directory.DirectorySource(manifests, cache_dir=manifests / ".cache")  # hidden: never read
+
+
+def test_a_directory_created_after_the_watch_started_is_picked_up(tmp_path: Path) -> None:
+    root = tmp_path / "later.d"
+    src = directory.DirectorySource(root, cache_dir=tmp_path / "cache", debounce=0.05, resync_interval=3600.0)
+    wakes = Wakes()
+    with src.watch(wakes) as watch:
+        root.mkdir()
+        assert watch.relist()  # the safety net notices the directory and arms inotify on it
+        n = len(wakes.wait(1))
+        (root / "web.yaml").write_text(WEB)
+        reasons = wakes.wait(n + 1)
+    assert "web.yaml" in reasons[-1]
+    assert (src.fetch().path / "web.yaml").read_text() == WEB

@@ -90,6 +90,7 @@ def test_a_sub_path_is_the_revision_directory(tmp_path: Path, upstream: Upstream
     upstream.commit({"deploy/prod/web.yaml": WEB, "deploy/staging/web.yaml": WEB, "README.md": "hi\n"})
     rev = source(tmp_path, upstream.bare, branch="main", path="deploy/prod/").fetch()
     assert rev.path.name == "prod"
+    assert rev.origin == f"{upstream.bare}@{rev.id[:12]}:deploy/prod"
     assert [p.name for p in rev.path.iterdir()] == ["web.yaml"]
 
 

@@ -83,7 +83,7 @@ def test_arbitrary_structures(value: Any) -> None:
     load_bytes({"m.yaml": yaml.safe_dump(value, allow_unicode=True).encode()})
 
 
-@SETTINGS
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(
     st.sampled_from(["Container", "Image", "Network", "Volume", "Pod"]),
     st.one_of(st.sampled_from(["web", "db", "Web", ""]), st.integers()),

@@ -254,3 +254,19 @@ def test_one_canonical_log_line_per_pass(tmp_path: Path, rt: FakeRuntime, db: Da
     assert line["counts"] == {"created": 1, "failed": 1, "pulled": 1, "skipped": 1}
     assert line["failures"][0].startswith("image:registry.local:5000/nope/x:1")
     assert line["owner"] == "default"
+
+
+def test_min_ready_waits_for_the_container_to_keep_running(tmp_path: Path, rt: FakeRuntime) -> None:
+    m = tmp_path / "m"
+    write(m, "a.yaml", container_doc("steady", extra="update: {minReady: 5s}")
+          + container_doc("crashes", extra="command: ['false']\nupdate: {minReady: 5s}")
+          + container_doc("after", extra="dependsOn: [steady]"))
+    clock = FakeClock()
+    cs = executor.execute(fresh_plan(m, rt), rt, options=exec_options(clock))
+    outcomes = {c.resource: c.outcome for c in cs.changes}
+    assert outcomes["container:steady"] is changes.Outcome.CREATED
+    assert outcomes["container:after"] is changes.Outcome.CREATED
+    assert outcomes["container:crashes"] is changes.Outcome.FAILED
+    assert "exited (code 1) before it was ready" in next(
+        c.detail for c in cs.changes if c.resource == "container:crashes")
+    assert clock.t >= 1005.0                                  # steady was watched for minReady

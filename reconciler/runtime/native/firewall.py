@@ -59,6 +59,7 @@ class Firewall:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.table = prefix
+        self._last: str | None = None
 
     # nft ----------------------------------------------------------------------------------
 
@@ -114,17 +115,30 @@ class Firewall:
         out.append("}")
         return "\n".join(out) + "\n"
 
-    def apply(self, networks: Sequence[ipam.NetworkRecord], ports: Sequence[ipam.PortRecord]) -> None:
-        """Replace our table with the ruleset for these records (one atomic transaction)."""
+    def apply(
+        self, networks: Sequence[ipam.NetworkRecord], ports: Sequence[ipam.PortRecord], *, force: bool = False,
+    ) -> None:
+        """Replace our table with the ruleset for these records (one atomic transaction).
+
+        Skipped when this process applied the very same ruleset last (an attach without ports
+        changes nothing), unless `force` (start-up recovery, network changes).
+        """
         if not networks:
             self.delete_table()
+            self._last = None
             return
-        _run(["nft", "-f", "-"], input_text=self.render(networks, ports))
+        text = self.render(networks, ports)
+        if text == self._last and not force:
+            return
+        self._last = None
+        _run(["nft", "-f", "-"], input_text=text)
+        self._last = text
 
     def delete_table(self) -> None:
         proc = _run(["nft", "list", "table", "ip", self.table], check=False)
         if proc.returncode == 0:
             _run(["nft", "delete", "table", "ip", self.table])
+        self._last = None
 
     def table_exists(self) -> bool:
         return _run(["nft", "list", "table", "ip", self.table], check=False).returncode == 0

@@ -182,7 +182,7 @@ class NetworkManager:
             try:
                 self._ensure_bridge(record, created=created)
                 self._fw.ensure_accepts(record)
-                self._apply_firewall()
+                self._apply_firewall(force=True)
             except BaseException:
                 if not existed:
                     self._undo_network(record, delete_bridge=bool(created))
@@ -254,7 +254,7 @@ class NetworkManager:
             with netlink.host() as h:
                 h.delete_link(record.bridge)
             self._fw.remove_accepts([record.bridge])
-            self._apply_firewall()
+            self._apply_firewall(force=True)
             log.info("network removed", network=name, bridge=record.bridge)
 
     def list_networks(self, selector: Mapping[str, str] | None = None) -> list[base.NetworkState]:
@@ -276,8 +276,8 @@ class NetworkManager:
     def ensure_default_network(self) -> base.NetworkState:
         return self.ensure_network(base.NetworkConfig(name=DEFAULT_NETWORK))
 
-    def _apply_firewall(self) -> None:
-        self._fw.apply(self._ipam.networks(), self._ipam.ports())
+    def _apply_firewall(self, *, force: bool = False) -> None:
+        self._fw.apply(self._ipam.networks(), self._ipam.ports(), force=force)
 
     # ports ------------------------------------------------------------------------------------
 
@@ -375,7 +375,7 @@ class NetworkManager:
                     )
                 self._ensure_interfaces(container_id, eps)
                 self._write_files(container_id)
-                self._apply_firewall()
+                self._apply_firewall(force=True)
                 return self._attachment(container_id, eps)
             self.check_ports(ports, container_id=container_id)
             record = ipam.ContainerRecord(
@@ -561,7 +561,7 @@ class NetworkManager:
                         leaked_files.append(d.name)
             self._release_netns_dir()
             rules = self._fw.remove_accepts(self._fw.accept_bridges() - bridges)
-            self._apply_firewall()
+            self._apply_firewall(force=True)
             self._write_files(*sorted(known))
             report = RecoveryReport(
                 containers=tuple(dead), links=tuple(deleted), netns=tuple(leaked_ns),

@@ -10,10 +10,11 @@ unreachable or the new commit does not load, the last good revision stays readab
 
 Auth: an SSH private key file (`GIT_SSH_COMMAND=ssh -i KEY -o IdentitiesOnly=yes -o
 BatchMode=yes`, optionally with a known_hosts file and strict checking), or an HTTPS token read
-from a file at every fetch (so rotation needs no restart) and given to git as an
-`http.extraHeader` through `GIT_CONFIG_*` environment variables: never on a command line
-(visible in /proc), never in a URL, never in a message or log line. Error text from git is
-redacted (token, URL credentials) before it reaches an exception.
+from a file at every fetch (so rotation needs no restart) by a credential helper configured
+for the repository's scheme://host:port only (through `GIT_CONFIG_*` variables): the token is
+never on a command line or in the environment (both visible in /proc), never in a URL, never
+sent to another host a redirect leads to, never in a message or log line. Error text from git
+is redacted (token, URL credentials) before it reaches an exception.
 
 Errors: an unknown ref, a missing sub-path or refused credentials are terminal
 (`SourceInvalid`); anything else (connection refused, DNS, timeouts, a missing local path) is
@@ -35,6 +36,7 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path, PurePosixPath
@@ -73,6 +75,15 @@ _DROPPED_ENV = (
     "GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_", "GIT_CONFIG_PARAMETERS",
     "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
     "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_CEILING_DIRECTORIES",
+)
+
+
+# A git credential helper (run by git through sh): answers `get` with the user name and the
+# token file's first line. The token thus travels file -> helper -> git over a pipe, never
+# through an argument list, the environment, or a header configured for every host.
+_CREDENTIAL_HELPER = (
+    '!f() { test "$1" = get || exit 0; '
+    'printf "username=%s\\npassword=%s\\n" "$RECONCILER_GIT_USERNAME" "$(head -n 1 "$RECONCILER_GIT_TOKEN_FILE" | tr -d "\\r\\t ")"; }; f'
 )
 
 
@@ -118,6 +129,17 @@ class GitSource:
             raise errors.SourceInvalid(f"sub-path {path!r} must be relative, inside the repository")
         if ssh_key_file is not None and token_file is not None:
             raise errors.SourceInvalid("a git source takes an SSH key or an HTTPS token, not both")
+        parts = urllib.parse.urlsplit(url)
+        if token_file is not None and parts.scheme not in ("http", "https"):
+            raise errors.SourceInvalid(
+                f"a token authenticates HTTP(S) only, not {redact_url(url)}",
+                hint="use an https:// URL with the token, or an SSH key with an ssh:// URL",
+            )
+        # credentials are scoped to the repository's scheme, host and port: git asks again for
+        # the host a redirect leads to, and gets nothing there
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        self._credential_scope = f"{parts.scheme}://{netloc}{f':{parts.port}' if parts.port else ''}"
         self.url = url
         self.cache_dir = Path(cache_dir)
         self.branch, self.tag, self.commit = branch, tag, commit
@@ -266,13 +288,16 @@ class GitSource:
             if self.known_hosts_file is not None:
                 opts += ["-o", f"UserKnownHostsFile={self.known_hosts_file}", "-o", "StrictHostKeyChecking=yes"]
             env["GIT_SSH_COMMAND"] = shlex.join([self._ssh, *opts])
-        token = self._token()
-        if token is not None:
-            basic = base64.b64encode(f"{self.token_username}:{token}".encode()).decode()
+        if self._token() is not None:  # validates the file; the helper reads it itself
+            key = f"credential.{self._credential_scope}.helper"
             env.update(
-                GIT_CONFIG_COUNT="1",
-                GIT_CONFIG_KEY_0="http.extraHeader",
-                GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}",
+                GIT_CONFIG_COUNT="2",
+                GIT_CONFIG_KEY_0=key,
+                GIT_CONFIG_VALUE_0="",  # an empty value drops helpers configured elsewhere
+                GIT_CONFIG_KEY_1=key,
+                GIT_CONFIG_VALUE_1=_CREDENTIAL_HELPER,
+                RECONCILER_GIT_USERNAME=self.token_username,
+                RECONCILER_GIT_TOKEN_FILE=str(self.token_file.absolute() if self.token_file else ""),
             )
         return env
 

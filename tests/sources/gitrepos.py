@@ -69,9 +69,10 @@ class GitHTTPServer:
     With `token`, requests without `Authorization: Basic base64(any:token)` get 401, like a
     forge; `seen_auth` records the Authorization headers received."""
 
-    def __init__(self, root: Path, *, token: str | None = None) -> None:
+    def __init__(self, root: Path, *, token: str | None = None, redirect: str | None = None) -> None:
         self.root = root
         self.token = token
+        self.redirect = redirect  # answer every request with a 302 to this base URL
         self.seen_auth: list[str] = []
         server = self
 
@@ -89,6 +90,12 @@ class GitHTTPServer:
                 auth = self.headers.get("Authorization", "")
                 if auth:
                     server.seen_auth.append(auth)
+                if server.redirect is not None:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirect + self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if server.token is not None and not _token_ok(auth, server.token):
                     self.send_response(401)
                     self.send_header("WWW-Authenticate", 'Basic realm="git"')

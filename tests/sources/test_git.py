@@ -163,6 +163,27 @@ def test_an_https_token_from_a_file_authenticates_and_never_shows(tmp_path: Path
     assert all(token not in arg for arg in [src.url, *map(str, src.__dict__.values())])
 
 
+def test_the_token_is_not_sent_to_another_host_after_a_redirect(tmp_path: Path, upstream: Upstream) -> None:
+    token = "tok-never-leaves-its-host"
+    token_file = tmp_path / "token"
+    token_file.write_text(token)
+    elsewhere = GitHTTPServer(tmp_path / "remote", token=token)  # asks for credentials too
+    here = GitHTTPServer(tmp_path / "remote", redirect=f"http://127.0.0.1:{elsewhere.port}")
+    try:
+        src = source(tmp_path, here.url("manifests.git"), branch="main", token_file=token_file)
+        with pytest.raises(errors.SourceInvalid, match="credentials refused"):
+            src.fetch()
+        assert elsewhere.seen_auth == []  # git asked for the other host's credentials: none given
+    finally:
+        here.stop()
+        elsewhere.stop()
+
+
+def test_a_token_needs_an_http_url(tmp_path: Path) -> None:
+    with pytest.raises(errors.SourceInvalid, match="HTTP"):
+        source(tmp_path, "ssh://git@example.invalid/x.git", token_file=tmp_path / "token")
+
+
 def test_url_credentials_are_redacted_from_errors(tmp_path: Path) -> None:
     src = source(tmp_path, "http://user:s3cr3t@127.0.0.1:9/repo.git", branch="main", timeout=30)
     with pytest.raises(errors.SourceUnavailable) as info:

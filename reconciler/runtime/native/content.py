@@ -119,12 +119,11 @@ class Ingest:
         self.offset += len(data)
         os.utime(self._fd)
 
-    def sink(self) -> BinaryIO:
-        """A binary file positioned at `offset` for a writer that hashes by itself (the
-        registry client verifies the digest); commit with `verified=True` afterwards."""
-        f = os.fdopen(os.dup(self._fd), "r+b")
-        f.seek(self.offset)
-        return f
+    def sink(self) -> _Sink:
+        """An unbuffered writer positioned at `offset` for a downloader that hashes by itself
+        (the registry client verifies the digest); commit with `verified=True` afterwards.
+        Unbuffered, so a kill -9 loses nothing that was written (the next pull resumes)."""
+        return _Sink(self._fd, self.offset)
 
     def prefix_hash(self) -> Any:
         """A copy of the hash of the bytes already held (to resume a verified download)."""
@@ -164,6 +163,43 @@ class Ingest:
                 shutil.rmtree(self.dir, ignore_errors=True)
             os.close(self._lock_fd)
             self._lock_fd = -1
+
+
+class _Sink:
+    """Writes go straight to the ingest fd (complete writes, no user-space buffer); seekable
+    and truncatable so a downloader can restart a blob from 0."""
+
+    def __init__(self, fd: int, offset: int) -> None:
+        self._fd = os.dup(fd)
+        os.lseek(self._fd, offset, os.SEEK_SET)
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+        return len(data)
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        return os.lseek(self._fd, pos, whence)
+
+    def truncate(self, size: int | None = None) -> int:
+        size = os.lseek(self._fd, 0, os.SEEK_CUR) if size is None else size
+        os.ftruncate(self._fd, size)
+        return size
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> _Sink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class ContentStore:

@@ -4,7 +4,7 @@ Written for this project (tarfile's extractall is not used; runtime-internals.md
 
 - The blob is read once as a stream: gzip (multi-member) / zstd (multi-frame) / plain tar,
   chosen by magic bytes; the decompressed bytes are hashed (the DiffID) and counted (a size
-  cap stops decompression bombs) as tarfile reads them in stream mode `r|`.
+  cap stops decompression bombs) as tarfile reads them, forward only, in one pass.
 - Names are cleaned; NUL, empty-after-cleaning non-directories and names that climb above
   the root with `..` are rejected; absolute names are taken relative to the root.
 - Every parent directory is resolved with openat2(RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS)
@@ -86,7 +86,9 @@ class _Decompressed:
         self.max_size = max_size
         self.hash = hashlib.sha256()
         self.size = 0
-        self._buf = bytearray()
+        self._buf = b""
+        self._pos = 0
+        self._offset = 0
         self._eof = False
         self._in = src.read(4)
         self._z: Any = None
@@ -126,25 +128,54 @@ class _Decompressed:
             if out:
                 return bytes(out)
 
+    def _next_chunk(self) -> bool:
+        chunk = self._fill()
+        if not chunk:
+            self._eof = True
+            return False
+        self.size += len(chunk)
+        if self.size > self.max_size:
+            raise LayerError(f"the layer decompresses to more than {self.max_size} bytes (cap)",
+                             hint="a decompression bomb, or raise the cap for genuinely huge layers")
+        self.hash.update(chunk)
+        self._buf = chunk
+        self._pos = 0
+        return True
+
     def read(self, n: int = -1) -> bytes:
-        while not self._eof and (n < 0 or len(self._buf) < n):
-            chunk = self._fill()
-            if not chunk:
-                self._eof = True
+        """Up to n bytes (all that is left for n < 0); slices, never re-copies the buffer."""
+        if n < 0:
+            n = 1 << 62
+        avail = len(self._buf) - self._pos
+        if avail >= n:
+            out = self._buf[self._pos:self._pos + n]
+            self._pos += n
+            self._offset += n
+            return out
+        parts = [self._buf[self._pos:]] if avail else []
+        got = avail
+        self._pos = len(self._buf)
+        while got < n and not self._eof and self._next_chunk():
+            take = min(n - got, len(self._buf))
+            parts.append(self._buf[:take])
+            self._pos = take
+            got += take
+        self._offset += got
+        return b"".join(parts)
+
+    def tell(self) -> int:
+        return self._offset
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        """Forward-only: tarfile skips member data it does not read."""
+        if whence == 1:
+            pos += self._offset
+        if whence == 2 or pos < self._offset:
+            raise LayerError("the layer stream cannot seek backwards (malformed tar)")
+        while self._offset < pos:
+            if not self.read(min(pos - self._offset, _CHUNK)):
                 break
-            self.size += len(chunk)
-            if self.size > self.max_size:
-                raise LayerError(f"the layer decompresses to more than {self.max_size} bytes (cap)",
-                                 hint="a decompression bomb, or raise the cap for genuinely huge layers")
-            self.hash.update(chunk)
-            self._buf += chunk
-        if n < 0 or n >= len(self._buf):
-            out = bytes(self._buf)
-            self._buf.clear()
-        else:
-            out = bytes(self._buf[:n])
-            del self._buf[:n]
-        return out
+        return self._offset
 
     def drain(self) -> None:
         while self.read(_CHUNK):
@@ -643,7 +674,9 @@ def apply_layer(
     name = ""
     try:
         try:
-            with tarfile.open(fileobj=stream, mode="r|", bufsize=_CHUNK) as tar:  # type: ignore[call-overload]
+            # "r:" over our forward-only stream: tarfile reads headers straight from it (its
+            # "r|" mode re-copies a whole buffer per 512-byte header read).
+            with tarfile.open(fileobj=stream, mode="r:") as tar:  # type: ignore[call-overload]
                 for member in tar:
                     name = member.name
                     count += 1

@@ -8,6 +8,7 @@ PKGS=(
   busybox-static              # tests and the demo build their images from it
   docker-registry             # a real registry on 127.0.0.1 for tests and the demo
   git sqlite3 curl ca-certificates
+  openssh-client              # git sources with an SSH key (GIT_SSH_COMMAND runs ssh)
   python3 python3-venv python3-pip
 )
 if [ "${1:-}" = "--test" ]; then

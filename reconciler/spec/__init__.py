@@ -45,7 +45,7 @@ def load(path: str | os.PathLike[str], *, limits: Limits | None = None) -> Desir
             builder.report(d, ("metadata", "name"), f"duplicate {d.kind} name {d.name!r}{where}")
             continue
         names[d.kind].add(d.name)
-        if d.valid:
+        if d.data is not None:      # valid, or valid once its schema errors are left out
             by_kind[d.kind][d.name] = d
 
     networks = {n: builder.network(d) for n, d in sorted(by_kind["Network"].items())}

@@ -8,6 +8,7 @@ name, so an invalid Network does not also make its users report "undefined netwo
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import ipaddress
@@ -51,7 +52,8 @@ class _Doc:
     raw: reading.Document
     kind: str = ""
     name: str = ""
-    valid: bool = False
+    valid: bool = False             # no problem at all so far
+    data: Any = None                # what to build from: the document, or it minus its schema errors
 
 
 @dataclass
@@ -96,11 +98,22 @@ class Builder:
             self.report(d, ("kind",), f"unknown kind {schemas._short(kind)}; expected one of {', '.join(models.KINDS)}{hint}")
             return d
         d.kind = kind
-        before = len(self.problems)
         self.problems.extend(dataclasses.replace(p, kind=kind, name=d.name) for p in raw.problems)
-        for path, at_key, message in schemas.issues(kind, data):
+        issues = list(schemas.issues(kind, data))
+        for path, at_key, message in issues:
             self.report(d, path, message, key=at_key)
-        d.valid = len(self.problems) == before
+        d.valid = not issues and not raw.problems
+        if not issues:
+            d.data = data
+        else:
+            # Semantic checks still run on the rest of the document, so one pass reports
+            # everything: drop each failing field (a whole list if an item failed, so list
+            # indices in later messages stay true) and keep the result if it now validates.
+            pruned = copy.deepcopy(data)
+            for path, _, _ in issues:
+                _prune(pruned, path)
+            if schemas.is_valid(kind, pruned):
+                d.data = pruned
         return d
 
     # -- files -----------------------------------------------------------------------------
@@ -128,7 +141,7 @@ class Builder:
     # -- Network / Volume ------------------------------------------------------------------
 
     def network(self, d: _Doc) -> models.Network:
-        spec = d.raw.data.get("spec") or {}
+        spec = d.data.get("spec") or {}
         subnet = spec.get("subnet")
         gateway = spec.get("gateway")
         net: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
@@ -157,7 +170,7 @@ class Builder:
         )
 
     def volume(self, d: _Doc) -> models.Volume:
-        spec = d.raw.data.get("spec") or {}
+        spec = d.data.get("spec") or {}
         labels = self.labels(d)
         return models.Volume(
             name=d.name, labels=labels, origin=self.origin(d),
@@ -169,7 +182,7 @@ class Builder:
         return models.Origin(d.raw.file, d.raw.line, d.raw.column)
 
     def labels(self, d: _Doc) -> Mapping[str, str]:
-        labels: dict[str, str] = d.raw.data["metadata"].get("labels") or {}
+        labels: dict[str, str] = d.data["metadata"].get("labels") or {}
         for key in labels:
             if key.startswith(_RESERVED_LABEL):
                 self.report(d, ("metadata", "labels", key), f"label keys starting with {_RESERVED_LABEL!r} are reserved for reconciler's own labels", key=True)
@@ -178,7 +191,7 @@ class Builder:
     # -- Image -----------------------------------------------------------------------------
 
     def image(self, d: _Doc) -> models.Image:
-        spec = d.raw.data["spec"]
+        spec = d.data["spec"]
         ref = spec.get("ref")
         build_spec = spec.get("build")
         files: dict[str, str] = {}
@@ -231,7 +244,7 @@ class Builder:
         images: Mapping[str, models.Image],
         names: Mapping[str, set[str]],
     ) -> models.Container:
-        spec: dict[str, Any] = d.raw.data["spec"]
+        spec: dict[str, Any] = d.data["spec"]
         files: dict[str, str] = {}
         sp: Callable[..., Path_] = lambda *p: ("spec", *p)  # noqa: E731 - a short path builder
 
@@ -537,6 +550,23 @@ class Builder:
                     state[dep] = 1
                     stack.append((dep, 0))
                     path.append(dep)
+
+
+def _prune(data: Any, path: Path_) -> None:
+    """Delete the field at `path`, or the list holding the first list item on the path."""
+    for i, part in enumerate(path):
+        if isinstance(part, int):
+            path = path[:i]
+            break
+    if not path:
+        return
+    node = data
+    for part in path[:-1]:
+        if not isinstance(node, dict) or part not in node:
+            return
+        node = node[part]
+    if isinstance(node, dict):
+        node.pop(path[-1], None)
 
 
 def _env_str(value: Any) -> str:

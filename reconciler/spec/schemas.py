@@ -15,7 +15,7 @@ from typing import Any
 
 from reconciler.spec import models
 
-__all__ = ["SchemaIssue", "combined", "did_you_mean", "issues", "schema", "schema_text"]
+__all__ = ["SchemaIssue", "combined", "did_you_mean", "is_valid", "issues", "schema", "schema_text"]
 
 SchemaIssue = tuple[tuple[str | int, ...], bool, str]   # (path, at the key?, message)
 
@@ -80,6 +80,17 @@ _TYPE_WORDS = {"object": "a mapping", "array": "a list", "string": "a string", "
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def is_valid(kind: str, data: Any) -> bool:
+    """Whether a document of `kind` satisfies its schema."""
+    fast = _fast_validator(kind)
+    try:
+        if fast is not None:
+            return bool(fast.is_valid(data))
+    except ValueError:
+        pass
+    return bool(_validator(kind).is_valid(data))
 
 
 def issues(kind: str, data: Any) -> Iterator[SchemaIssue]:

@@ -292,6 +292,16 @@ CASES: dict[str, tuple[dict[str, str | bytes], list[str]]] = {
         {"m.yaml": "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(f"{chr(98+i)}: &{chr(98+i)} [" + ", ".join([f"*{chr(97+i)}"] * 10) + "]\n" for i in range(6))},
         ['m.yaml:1:1: document rejected: expands to more than 50000 nodes (too many aliases?)'],
     ),
+    "schema_and_semantic_errors_together": (
+        {"m.yaml": c(IMG + "  restart: sometimes\n  ports: ['80']\n  networks: [front]\n  volumes: [data:/a, 5]\n  cpu: 2\n")},
+        [
+            "m.yaml:7:12: Container/web: spec.restart: 'sometimes' is not a valid restart policy (no, on-failure[:N], always or unless-stopped)",
+            "m.yaml:8:11: Container/web: spec.ports[0]: '80' has no host port; write hostPort:containerPort (like 8080:80)",
+            "m.yaml:9:14: Container/web: spec.networks[0]: no Network named 'front'; define it in a manifest",
+            "m.yaml:10:22: Container/web: spec.volumes[1]: must be a string, not number",
+            "m.yaml:11:3: Container/web: spec.cpu: unknown field 'cpu'",
+        ],
+    ),
     "python_tag": (
         {"m.yaml": "!!python/object/apply:os.system [echo hi]\n"},
         ["m.yaml:1:1: invalid YAML: unsupported tag 'tag:yaml.org,2002:python/object/apply:os.system' (only plain mappings and lists)"],

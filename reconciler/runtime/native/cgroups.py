@@ -12,7 +12,9 @@ import errno
 import os
 from pathlib import Path
 
-__all__ = ["CGROUP_ROOT", "cgroups_path", "hierarchies", "leaf_dirs", "oom_kill_count", "remove"]
+__all__ = ["CGROUP_ROOT", "cgroups_path", "hierarchies", "leaf_dirs", "move_monitor", "oom_kill_count", "remove"]
+
+MONITOR = "conmon"
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -52,12 +54,38 @@ def _rmdir(path: Path) -> None:
 
 
 def remove(prefix: str, cid: str | None = None) -> None:
-    """rmdir the container's leaf (if runc left it) and the parent once it is empty."""
+    """rmdir the container's leaf (if runc left it), then the monitors' group and the parent
+    once they are empty (busy ones stay for the containers still there)."""
     for h in hierarchies():
         parent = h / prefix
         if cid is not None:
             _rmdir(parent / cid)
+        _rmdir(parent / MONITOR)
         _rmdir(parent)
+
+
+def _mkdir_cpuset_ready(path: Path) -> None:
+    """mkdir, and on a v1 cpuset hierarchy copy cpus/mems from the parent (empty ones refuse tasks)."""
+    if path.is_dir():
+        return
+    _mkdir_cpuset_ready(path.parent)
+    path.mkdir(exist_ok=True)
+    for f in ("cpuset.cpus", "cpuset.mems"):
+        src = path.parent / f
+        if src.exists() and not (path / f).read_text().strip():
+            (path / f).write_text(src.read_text().strip() or "\n")
+
+
+def move_monitor(prefix: str, pid: int) -> None:
+    """Move a conmon process into `/<prefix>/conmon` in every hierarchy: out of the engine's own
+    cgroup, so stopping the engine (e.g. its systemd service) does not kill the monitors."""
+    for h in hierarchies():
+        target = h / prefix / MONITOR
+        try:
+            _mkdir_cpuset_ready(target)
+            (target / "cgroup.procs").write_text(str(pid))
+        except OSError:
+            continue            # that hierarchy keeps it where it was; nothing depends on it
 
 
 def oom_kill_count(prefix: str, cid: str) -> int:

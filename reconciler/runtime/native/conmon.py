@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,12 +85,14 @@ def create(
     *,
     log_size_max: int = DEFAULT_LOG_SIZE_MAX,
     terminal: bool = False,
+    place: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
     """Run conmon, which runs `<runtime> create`; returns (container pid, conmon pid).
 
     The container is then in the runtime's `created` state, its process blocked until
     `<runtime> start`. On failure every trace conmon left (exit files, runtime state) is
-    removed and a clear error raised.
+    removed and a clear error raised. `place(pid)` runs before conmon may proceed (the
+    start pipe), e.g. to move it into its own cgroup as podman does.
     """
     for stale in (paths.exit_file(cid), paths.persist_dir / "exit", paths.persist_dir / "oom",
                   paths.pidfile, paths.conmon_pidfile, paths.oci_log):
@@ -130,6 +133,8 @@ def create(
         sync_w = -1
         os.close(start_r)
         start_r = -1
+        if place is not None:
+            place(proc.pid)
         os.write(start_w, b"0")
         proc.wait()
         with os.fdopen(sync_r, "rb", closefd=True) as f:

@@ -339,6 +339,10 @@ class ContainerManager:
     def _prefix(self, rec: Record) -> str:
         return rec.cgroup_prefix or self.config.name_prefix
 
+    def _place(self, rec: Record) -> Callable[[int], None]:
+        prefix = self._prefix(rec)
+        return lambda pid: cgroups.move_monitor(prefix, pid)
+
     def _save(self, rec: Record) -> None:
         with self.db.tx() as conn:
             conn.execute("UPDATE containers SET data = ? WHERE id = ?", (rec.to_json(), rec.id))
@@ -446,7 +450,7 @@ class ContainerManager:
             with self.db.tx() as conn:
                 conn.execute("INSERT INTO containers (id, name, data) VALUES (?, ?, ?)", (cid, name, rec.to_json()))
             undo.append(lambda: self._delete_record(cid))
-            pid, conmon_pid = conmon.create(cid, name, self.oci(rec.runtime), p.conmon)
+            pid, conmon_pid = conmon.create(cid, name, self.oci(rec.runtime), p.conmon, place=self._place(rec))
             undo.append(lambda: cgroups.remove(self.config.name_prefix, cid))
             rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid)
             self._save(rec)
@@ -543,7 +547,7 @@ class ContainerManager:
                 _wait_pid(rec.conmon_pid, 5)
                 if not mounts.is_mounted(p.rootfs):
                     mounts.mount_overlay([Path(d) for d in reversed(rec.lowerdirs)], p.upper, p.work, p.rootfs)
-                pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon)
+                pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec))
                 rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid, status="created")
                 self._save(rec)
             try:

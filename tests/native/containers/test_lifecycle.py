@@ -83,6 +83,9 @@ def test_remove_leaves_no_mount_process_or_directory(native: tuple[NativeRuntime
     pid, conmon_pid = rec.pid, rec.conmon_pid
     assert pid
     assert conmon_pid
+    # conmon left the engine's cgroup for its own (stopping the engine must not kill it)
+    memory_line = next(ln for ln in Path(f"/proc/{conmon_pid}/cgroup").read_text().splitlines() if ":memory:" in ln)
+    assert memory_line.endswith(f"/{rt.config.name_prefix}/conmon")
     rt.remove_container(cid, force=True)
     assert not cdir.exists()
     assert _mounts_under(rt.config.root) == []

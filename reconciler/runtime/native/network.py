@@ -42,6 +42,7 @@ __all__ = ["DEFAULT_NETWORK", "Attachment", "NetworkManager", "RecoveryReport", 
 
 DEFAULT_NETWORK = "default"
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$")
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{0,6}$")
 _IFNAMSIZ = 15
 _RESERVED = frozenset({"none", "host", "bridge"})
@@ -360,6 +361,12 @@ class NetworkManager:
         its interfaces; different networks are a Conflict (detach first).
         """
         self._check_container_id(container_id)
+        for label in (name, hostname, *aliases):
+            if label and not _HOSTNAME.match(label):
+                raise errors.InvalidArgument(
+                    f"{label!r} (container {name!r}) is not a valid host name for /etc/hosts",
+                    hint="use letters, digits, '.', '-' and '_' (up to 253 characters)",
+                )
         static = dict(static_ips or {})
         nets = list(dict.fromkeys(networks)) or [DEFAULT_NETWORK]
         if DEFAULT_NETWORK in nets and self._ipam.network(DEFAULT_NETWORK) is None:

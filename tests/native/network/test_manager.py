@@ -39,6 +39,9 @@ def test_names_fit_ifnamsiz_and_do_not_collide(harness: Harness) -> None:
         m.ensure_network(base.NetworkConfig(name="Bad_Name"))
     with pytest.raises(errors.InvalidArgument):
         m.ensure_network(base.NetworkConfig(name="host"))
+    with pytest.raises(errors.InvalidArgument, match="host name"):
+        m.attach("ctr-evil", name="evil", hostname="evil", networks=[], aliases=["x\n1.2.3.4 bank"])
+    assert not (harness.config.run_dir / "netns" / "ctr-evil").exists()
 
 
 def test_ensure_network_repairs_what_it_finds_and_refuses_changes(harness: Harness) -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -271,3 +272,18 @@ def test_a_directory_created_after_the_watch_started_is_picked_up(tmp_path: Path
         reasons = wakes.wait(n + 1)
     assert "web.yaml" in reasons[-1]
     assert (src.fetch().path / "web.yaml").read_text() == WEB
+
+
+def test_a_continuous_stream_of_writes_still_wakes_after_max_delay(manifests: Path) -> None:
+    # the quiet period (5 s) never comes while we write every few milliseconds; max_delay must
+    # wake the loop anyway, and the wake arrives while the writes are still going on
+    src = make_source(manifests, debounce=5.0, max_delay=0.2, resync_interval=3600.0)
+    wakes = Wakes()
+    writes = 0
+    with src.watch(wakes):
+        while not wakes.reasons and writes < 2000:
+            (manifests / "churn.yaml").write_text(f"# {writes}\n")
+            writes += 1
+            time.sleep(0.01)
+    assert wakes.reasons, "no wake during a continuous stream of writes"
+    assert "churn.yaml" in wakes.reasons[0]

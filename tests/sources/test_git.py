@@ -258,3 +258,25 @@ def test_poll_delays_are_jittered_around_the_interval(tmp_path: Path) -> None:
 def test_the_source_over_http_fetches(tmp_path: Path, upstream: Upstream, http: GitHTTPServer) -> None:
     rev = source(tmp_path, http.url("manifests.git"), branch="main").fetch()
     assert rev.id == git(upstream.work, "rev-parse", "HEAD")
+
+
+def test_a_failed_poll_does_not_wake(tmp_path: Path) -> None:
+    src = source(tmp_path, "http://127.0.0.1:9/unreachable.git", branch="main", poll_interval=3600.0)
+    wakes = Wakes()
+    with src.watch(wakes) as watch:
+        assert not watch.poll()
+    assert wakes.reasons == []
+
+
+def test_polling_wakes_while_the_last_fetch_is_behind_the_remote(tmp_path: Path, upstream: Upstream) -> None:
+    # level-based: as long as the fetched commit differs from the remote's, every poll wakes
+    src = source(tmp_path, upstream.bare, branch="main", poll_interval=3600.0)
+    with src.watch(Wakes()) as watch:
+        assert watch.poll()  # never fetched
+        src.fetch()
+        assert not watch.poll()
+        upstream.commit({"web.yaml": WEB + "# new\n"})
+        assert watch.poll()
+        assert watch.poll()  # still behind: wakes again
+        src.fetch()
+        assert not watch.poll()

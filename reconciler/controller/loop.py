@@ -63,7 +63,8 @@ class KeyStatus:
 
     key: str
     suspended: bool
-    passes: int  # passes run so far
+    running: bool  # a pass is in flight now
+    passes: int  # passes finished so far
     failures: int  # consecutive failed passes (backoff level); 0 after a success
     last_outcome: Outcome | None
     last_error: str | None  # the last failure's message, kept until a success
@@ -109,6 +110,7 @@ class ControllerLoop:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._records: dict[str, _Record] = {}
+        self._running: set[str] = set()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -175,9 +177,11 @@ class ControllerLoop:
         with self._lock:
             rec = self._records.get(key, _Record())
             rec = _Record(rec.passes, rec.last_outcome, rec.last_error, rec.last_reconcile_id)
+            running = key in self._running
         return KeyStatus(
             key=key,
             suspended=self.queue.is_suspended(key),
+            running=running,
             passes=rec.passes,
             failures=self._backoff.failures(key),
             last_outcome=rec.last_outcome,
@@ -199,9 +203,13 @@ class ControllerLoop:
             batch = self.queue.get()
             if batch is None:
                 return
+            with self._lock:
+                self._running.add(batch.key)
             try:
                 self._run(batch)
             finally:
+                with self._lock:
+                    self._running.discard(batch.key)
                 self.queue.done(batch.key)
 
     def _run(self, batch: triggers.Batch) -> None:

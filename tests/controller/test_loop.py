@@ -178,6 +178,7 @@ def test_stop_finishes_the_pass_in_flight_and_starts_no_other() -> None:
     ctl.trigger("src")
     assert entered.wait(30)
     ctl.trigger("src", "arrived during the pass")
+    assert ctl.status("src").running
     stopped: list[bool] = []
     stopper = threading.Thread(target=lambda: stopped.append(ctl.stop(timeout=30)))
     stopper.start()
@@ -189,6 +190,7 @@ def test_stop_finishes_the_pass_in_flight_and_starts_no_other() -> None:
     assert stopped == [True]
     assert finished.is_set()
     assert rec.count == 1  # the trigger that arrived during the pass was dropped
+    assert not ctl.status("src").running
 
 
 def test_suspend_holds_triggers_and_resume_runs_one_pass(logs: list[dict[str, object]]) -> None:

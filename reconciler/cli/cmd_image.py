@@ -1,0 +1,117 @@
+"""`reconcile image inspect|prune|ls|rm|pull`: image management, as `docker image ...`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+__all__ = ["inspect_document", "register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    from reconciler.cli import cmd_images, cmd_pull, cmd_rmi, options, output
+
+    parser = subparsers.add_parser("image", help="manage images (inspect, prune, ls, rm, pull)",
+                                   description="Manage the native engine's images.")
+    sub = parser.add_subparsers(dest="image_command", metavar="SUBCOMMAND")
+    p = sub.add_parser("inspect", help="show images as JSON")
+    options.add_engine_options(p)
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(run=_inspect)
+    p = sub.add_parser("prune", help="remove unused images and layers")
+    options.add_engine_options(p)
+    p.add_argument("-a", "--all", action="store_true", help="remove every image no container uses, not just dangling ones")
+    p.add_argument("-f", "--force", action="store_true", help="do not ask (accepted for docker compatibility)")
+    p.set_defaults(run=_prune)
+    p = sub.add_parser("ls", help="list images (as reconcile images)")
+    options.add_engine_options(p)
+    output.add_output_flag(p)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--digests", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+    p.set_defaults(run=cmd_images.run)
+    p = sub.add_parser("rm", help="remove images (as reconcile rmi)")
+    options.add_engine_options(p)
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(run=cmd_rmi.run)
+    p = sub.add_parser("pull", help="pull an image (as reconcile pull)")
+    options.add_engine_options(p)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--platform", default=None)
+    p.add_argument("ref", metavar="REF")
+    p.set_defaults(run=cmd_pull.run)
+    parser.set_defaults(run=run, image_parser=parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    args.image_parser.print_help(sys.stderr)
+    return 2
+
+
+def inspect_document(store: Any, ref: str) -> dict[str, Any]:
+    """`docker image inspect`-shaped JSON for one image."""
+    info = store.get(ref)
+    cfg = store.image_config(info.id)
+    name_digests = sorted({f"{t.rpartition(':')[0]}@{info.digest}" for t in info.repo_tags}) if info.digest else []
+    return {
+        "Id": info.id,
+        "RepoTags": list(info.repo_tags),
+        "RepoDigests": name_digests,
+        "Created": info.created,
+        "Size": info.size,
+        "Architecture": cfg.get("architecture"),
+        "Os": cfg.get("os"),
+        "Variant": cfg.get("variant"),
+        "Author": cfg.get("author"),
+        "Config": cfg.get("config") or {},
+        "RootFS": {"Type": "layers", "Layers": list(info.layers)},
+        "Metadata": {"Snapshots": [str(p) for p in store.layer_dirs(info.id)]},
+    }
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from reconciler.cli import cmd_pull, output
+    from reconciler.errors import ReconcilerError
+
+    store = cmd_pull.open_store(args)
+    docs, status = [], 0
+    for ref in args.images:
+        try:
+            docs.append(inspect_document(store, ref))
+        except ReconcilerError as exc:
+            print(f"Error: {exc}", file=sys.stderr)
+            status = 1
+    output.print_json(docs)
+    return status
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from reconciler.cli import cmd_pull
+
+    store = cmd_pull.open_store(args)
+    before = _disk_usage(store)
+    deleted = store.prune(all_images=args.all)
+    freed = max(0, before - _disk_usage(store))
+    if deleted:
+        print("Deleted Images:")
+        for image_id in deleted:
+            print(f"deleted: {image_id}")
+        print()
+    print(f"Total reclaimed space: {freed / 1e6:.3g}MB")
+    return 0
+
+
+def _disk_usage(store: Any) -> int:
+    import os
+
+    total = 0
+    for top in (store.content.blob_dir, store.snapshots.dir):
+        for dirpath, _dirs, files in os.walk(top):
+            for f in files:
+                try:
+                    total += os.lstat(os.path.join(dirpath, f)).st_size
+                except OSError:
+                    pass
+    return total

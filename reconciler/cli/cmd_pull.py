@@ -1,0 +1,145 @@
+"""`reconcile pull REF`: pull an image into the native engine, with docker-style progress.
+
+On a terminal each layer gets a line that is redrawn in place (a progress bar while it
+downloads); otherwise one plain line per state change, so logs stay readable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+__all__ = ["Progress", "open_store", "register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    from reconciler.cli import options
+
+    parser = subparsers.add_parser("pull", help="pull an image from a registry",
+                                   description="Pull an image (tag or digest) into the native engine.")
+    options.add_engine_options(parser)
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only the image reference")
+    parser.add_argument("--platform", default=None, metavar="OS/ARCH[/VARIANT]",
+                        help="platform to pull from a multi-platform image (default: this host's)")
+    parser.add_argument("ref", metavar="REF", help="image reference, e.g. registry:5000/app:1.2")
+    parser.set_defaults(run=run)
+
+
+def open_store(args: argparse.Namespace) -> Any:
+    """The native image store of the engine the options name; rmi/prune see which images
+    the engine's containers use."""
+    from reconciler.cli import options
+    from reconciler.runtime.native import images
+
+    config = options.native_config(args)
+
+    def used() -> set[str]:
+        try:
+            from reconciler.runtime.native import containers
+        except ImportError:  # pragma: no cover - container engine not built in
+            return set()
+        return {str(r.image_id) for r in containers.ContainerManager(config).records()}
+
+    return images.ImageStore(config, container_image_ids=used, platform=getattr(args, "platform", None))
+
+
+def _short(digest: str) -> str:
+    return digest.split(":", 1)[-1][:12]
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.3g}{unit}" if unit != "B" else f"{int(n)}B"
+        n /= 1000
+    return f"{n:.3g}GB"
+
+
+class Progress:
+    """Renders pull events: redrawn per-layer lines on a TTY, plain lines otherwise."""
+
+    def __init__(self, ref: str, out: TextIO, *, tty: bool) -> None:
+        self.ref = ref
+        self.out = out
+        self.tty = tty
+        self.lock = threading.Lock()
+        self.order: list[str] = []
+        self.lines: dict[str, str] = {}
+        self.drawn = 0
+        self.last_draw = 0.0
+        self.digest = ""
+        self.status = ""
+
+    def __call__(self, event: str, detail: Mapping[str, Any]) -> None:
+        with self.lock:
+            self._event(event, detail)
+
+    def _set(self, digest: str, text: str, *, force: bool = True) -> None:
+        key = _short(digest)
+        if key not in self.lines:
+            self.order.append(key)
+        changed = self.lines.get(key) != text
+        self.lines[key] = text
+        if self.tty:
+            now = time.monotonic()
+            if force or now - self.last_draw > 0.1:
+                self._redraw()
+                self.last_draw = now
+        elif changed and force:
+            self.out.write(f"{key}: {text}\n")
+            self.out.flush()
+
+    def _redraw(self) -> None:
+        if self.drawn:
+            self.out.write(f"\x1b[{self.drawn}A")
+        for key in self.order:
+            self.out.write(f"\x1b[2K{key}: {self.lines[key]}\n")
+        self.drawn = len(self.order)
+        self.out.flush()
+
+    def _event(self, event: str, d: Mapping[str, Any]) -> None:
+        if event == "resolve":
+            ref = str(d.get("ref", self.ref))
+            name, _, tag = ref.rpartition(":")
+            if "/" in tag or not name:
+                name, tag = ref, "latest"
+            self.out.write(f"{tag}: Pulling from {name.split('/', 1)[-1]}\n")
+            self.out.flush()
+        elif event == "layer-start":
+            self._set(d["digest"], "Pulling fs layer")
+        elif event == "layer-progress":
+            done, total = int(d["done"]), int(d["total"]) or 1
+            width = 50
+            fill = min(width, done * width // total)
+            bar = "=" * max(0, fill - 1) + (">" if fill < width else "=") + " " * (width - fill)
+            self._set(d["digest"], f"Downloading [{bar}]  {_size(done)}/{_size(total)}", force=False)
+        elif event == "layer-downloaded":
+            self._set(d["digest"], "Download complete")
+        elif event == "extract":
+            self._set(d["digest"], "Extracting")
+        elif event == "layer-done":
+            self._set(d["digest"], "Already exists" if d.get("status") == "exists" else "Pull complete")
+        elif event == "done":
+            self.digest = str(d.get("digest", ""))
+            self.status = str(d.get("status", ""))
+
+
+def run(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    out = sys.stdout
+    progress = None if args.quiet else Progress(args.ref, out, tty=out.isatty())
+    info = store.pull(args.ref, progress=progress)
+    ref = store.parse(args.ref)
+    shown = str(ref) if ref.tag or not ref.digest else f"{ref.name}@{ref.digest}"
+    if progress is not None:
+        out.write(f"Digest: {info.digest}\n")
+        if progress.status == "up to date":
+            out.write(f"Status: Image is up to date for {shown}\n")
+        else:
+            out.write(f"Status: Downloaded newer image for {shown}\n")
+    out.write(f"{shown}\n")
+    return 0

@@ -10,7 +10,7 @@ networks "none" or "host", so `run`, `ps` and `logs` start fast.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,8 +31,9 @@ class ImageSource(Protocol):
 class _StoreImages:
     """The image store (images.ImageStore) seen as an ImageSource, loaded on first use."""
 
-    def __init__(self, config: NativeConfig) -> None:
+    def __init__(self, config: NativeConfig, used: Callable[[], set[str]]) -> None:
         self.config = config
+        self.used = used
         self._store: Any = None
 
     @property
@@ -42,7 +43,7 @@ class _StoreImages:
                 mod = importlib.import_module("reconciler.runtime.native.images")
             except ImportError as exc:  # pragma: no cover - during development only
                 raise rterrors.Unavailable("the native image store is not available") from exc
-            self._store = mod.ImageStore(self.config)
+            self._store = mod.ImageStore(self.config, container_image_ids=self.used)
         return self._store
 
     def resolve(self, ref: str) -> tuple[str, Mapping[str, Any], list[Path]]:
@@ -65,12 +66,16 @@ class NativeRuntime:
         oci_runtime: str | None = None,
     ) -> None:
         self.config = config or NativeConfig()
-        self._store_images = _StoreImages(self.config)
+        self.containers = containers.ContainerManager(self.config, network=network, oci_runtime=oci_runtime)
+        self._store_images = _StoreImages(self.config, self._image_ids_in_use)
         self.images: ImageSource = images or self._store_images
         self.network = network
-        self.containers = containers.ContainerManager(self.config, network=network, oci_runtime=oci_runtime)
         self._restart: restart.RestartManager | None = None
         self._health: health.HealthChecker | None = None
+
+    def _image_ids_in_use(self) -> set[str]:
+        """GC roots and removal guards for the image store: images containers were made from."""
+        return {r.image_id for r in self.containers.records()}
 
     # -- parts the agent drives
 
@@ -103,11 +108,7 @@ class NativeRuntime:
         return info
 
     def remove_image(self, ref: str, *, force: bool = False) -> list[str]:
-        in_use = {r.image_id for r in self.containers.records()}
-        info = self.inspect_image(ref)
-        if info.id in in_use and not force:
-            raise rterrors.Conflict(f"image {ref} is used by a container", hint="remove the container first")
-        return list(self._store_images.store.remove(ref, force=force))
+        return list(self._store_images.store.remove(ref, force=force))   # the store checks use
 
     # -- containers
 

@@ -27,6 +27,7 @@ import secrets
 import select
 import shutil
 import socket
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -447,8 +448,11 @@ class ContainerManager:
             mounts.mount_overlay([Path(d) for d in reversed(lowerdirs)], p.upper, p.work, p.rootfs)
             undo.append(lambda: mounts.unmount(p.rootfs))
             rec = self._prepare(cid, name, config, image_id, image_config, lowerdirs, undo)
-            with self.db.tx() as conn:
-                conn.execute("INSERT INTO containers (id, name, data) VALUES (?, ?, ?)", (cid, name, rec.to_json()))
+            try:
+                with self.db.tx() as conn:
+                    conn.execute("INSERT INTO containers (id, name, data) VALUES (?, ?, ?)", (cid, name, rec.to_json()))
+            except sqlite3.IntegrityError:          # a concurrent create took the name
+                raise rterrors.AlreadyExists(f"a container named {name} exists already") from None
             undo.append(lambda: self._delete_record(cid))
             pid, conmon_pid = conmon.create(cid, name, self.oci(rec.runtime), p.conmon, place=self._place(rec))
             undo.append(lambda: cgroups.remove(self.config.name_prefix, cid))

@@ -64,7 +64,8 @@ def fetch_skopeo(ref: str, dest: Path) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--warmup", type=int, default=1, help="untimed rounds first (registry page cache, skopeo start-up)")
     ap.add_argument("--layers", type=int, default=10)
     ap.add_argument("--layer-mb", type=int, default=30)
     ap.add_argument("--concurrency", type=int, default=4)
@@ -83,16 +84,22 @@ def main() -> int:
         blobs.clear()
         ours: list[float] = []
         peer: list[float] = []
-        for i in range(args.runs):
-            for name, fn, times in (("ours", lambda d: fetch_ours(ref, d, args.concurrency), ours),
-                                    ("skopeo", lambda d: fetch_skopeo(ref, d), peer)):
+        for i in range(args.warmup + args.runs):
+            # Alternate who goes first, so neither always runs right after the other's writes.
+            pair = [("ours", lambda d: fetch_ours(ref, d, args.concurrency), ours),
+                    ("skopeo", lambda d: fetch_skopeo(ref, d), peer)]
+            for name, fn, times in pair if i % 2 == 0 else pair[::-1]:
                 dest = work / f"{name}-{i}"
                 t0 = time.perf_counter()
                 fn(dest)
-                times.append(time.perf_counter() - t0)
+                elapsed = time.perf_counter() - t0
+                if i >= args.warmup:
+                    times.append(elapsed)
                 shutil.rmtree(dest)
         mo, ms = statistics.median(ours), statistics.median(peer)
-        print(f"image: {args.layers} layers, {total / 2**20:.0f} MiB; runs: {args.runs}; concurrency: {args.concurrency}")
+        load = os.getloadavg()[0]
+        print(f"image: {args.layers} layers, {total / 2**20:.0f} MiB; runs: {args.runs} (+{args.warmup} warm-up); "
+              f"concurrency: {args.concurrency}; cpus: {os.cpu_count()}; load: {load:.1f}")
         print(f"ours   median {mo:.3f}s  ({total / 2**20 / mo:.0f} MiB/s)  runs: {', '.join(f'{t:.2f}' for t in ours)}")
         print(f"skopeo median {ms:.3f}s  ({total / 2**20 / ms:.0f} MiB/s)  runs: {', '.join(f'{t:.2f}' for t in peer)}")
         print(f"ratio ours/skopeo = {mo / ms:.2f} (goal <= 0.80)")

@@ -784,7 +784,7 @@ class RegistryClient:
                     final = self._send("PUT", ref, _with_digest(location, digest), scopes=scopes,
                                        headers={"Content-Type": "application/octet-stream",
                                                 "Content-Length": str(descriptor.size)},
-                                       body_factory=lambda: _read_source(source))
+                                       body_factory=lambda: _iter_source(source))
                 final.read()
                 self._retryable(final, ref, what)
                 if final.status_code != 201:
@@ -806,12 +806,10 @@ class RegistryClient:
         scopes: list[str],
         what: str,
     ) -> str:
-        data = _read_source(source)
-        if len(data) != size:
-            raise errors.UploadError(f"{what}: source has {len(data)} bytes, descriptor says {size}")
         start = 0
-        while start < size:
-            chunk = data[start : start + chunk_size]
+        for chunk in _chunks(source, chunk_size):
+            if start + len(chunk) > size:
+                raise errors.UploadError(f"{what}: source is longer than the descriptor's {size} bytes")
             end = start + len(chunk) - 1
             resp = self._send("PATCH", ref, location, scopes=scopes, content=chunk, headers={
                 "Content-Type": "application/octet-stream",
@@ -824,6 +822,8 @@ class RegistryClient:
                 raise self._upload_error(resp, ref, what)
             location = _location(resp)
             start = end + 1
+        if start != size:
+            raise errors.UploadError(f"{what}: source has {start} bytes, descriptor says {size}")
         return location
 
     def _cancel(self, ref: references.Reference, location: str, scopes: list[str]) -> None:
@@ -1010,13 +1010,40 @@ def _with_digest(location: str, digest: str) -> str:
     return f"{location}{sep}digest={urllib.parse.quote(digest, safe=':')}"
 
 
-def _read_source(source: BlobSource) -> bytes:
+def _iter_source(source: BlobSource, chunk: int = 1 << 20) -> bytes | Iterator[bytes]:
+    """The blob as a body: bytes as they are, files streamed from the start (re-readable)."""
     if isinstance(source, bytes):
         return source
-    if isinstance(source, Path | os.PathLike):
-        return Path(source).read_bytes()
-    source.seek(0)
-    return source.read()
+
+    def gen() -> Iterator[bytes]:
+        if isinstance(source, Path | os.PathLike):
+            with Path(source).open("rb") as f:
+                while block := f.read(chunk):
+                    yield block
+        else:
+            source.seek(0)
+            while block := source.read(chunk):
+                yield block
+
+    return gen()
+
+
+def _chunks(source: BlobSource, size: int) -> Iterator[bytes]:
+    """The blob in pieces of exactly `size` bytes (the last may be shorter)."""
+    if isinstance(source, bytes):
+        for i in range(0, len(source), size):
+            yield source[i : i + size]
+        return
+    body = _iter_source(source, size)
+    assert not isinstance(body, bytes)
+    pending = b""
+    for block in body:
+        pending += block
+        while len(pending) >= size:
+            yield pending[:size]
+            pending = pending[size:]
+    if pending:
+        yield pending
 
 
 def _rewindable(sink: object) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +79,23 @@ def test_missing_repository_and_digest(registry: RegistryServer) -> None:
         assert ei.value.code == "NAME_UNKNOWN"
         with pytest.raises(errors.NotFound):
             c.get_manifest(f"{registry.host}/no/such@sha256:{'1' * 64}")
+
+
+def test_push_blob_streams_from_path_and_file(registry: RegistryServer, tmp_path: Path) -> None:
+    import os
+
+    ref = f"{registry.host}/pull/streamed:v1"
+    with RegistryClient() as c:
+        for i, kind in enumerate(("path", "file", "chunked-file")):
+            data = os.urandom(3 * 1024 * 1024 + i)
+            path = tmp_path / f"blob{i}"
+            path.write_bytes(data)
+            desc = models.Descriptor("application/octet-stream", "sha256:" + hashlib.sha256(data).hexdigest(), len(data))
+            with path.open("rb") as f:
+                source = path if kind == "path" else f
+                how = c.push_blob(ref, desc, source, chunk_size=1_000_000 if kind == "chunked-file" else None)
+            assert how == "uploaded"
+            assert c.push_blob(ref, desc, path) == "exists"
+            out = io.BytesIO()
+            c.fetch_blob(ref, desc, out)
+            assert out.getvalue() == data

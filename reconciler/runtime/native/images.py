@@ -35,12 +35,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler import registry_client as rc
 from reconciler.runtime import base, errors
 from reconciler.runtime.native import content, layers, snapshots
 from reconciler.runtime.native.config import NativeConfig
+
+if TYPE_CHECKING:
+    from reconciler import registry_client as rc
 
 __all__ = ["GLOBAL_MAX_DOWNLOADS", "ImageStore", "LayerRecord"]
 
@@ -108,8 +110,16 @@ class LayerRecord:
     chain_id: str
 
 
+def _rc() -> Any:
+    """The registry client package, imported on first use (it brings httpx: ~0.15 s)."""
+    from reconciler import registry_client
+
+    return registry_client
+
+
 def _default_client() -> rc.RegistryClient:
-    return rc.RegistryClient()
+    client: rc.RegistryClient = _rc().RegistryClient()
+    return client
 
 
 def _registry_error(exc: rc.RegistryError, what: str) -> errors.ImageError:
@@ -164,9 +174,11 @@ class ImageStore:
 
     @staticmethod
     def parse(ref: str) -> rc.Reference:
+        rcm = _rc()
         try:
-            return rc.references.parse(ref)
-        except rc.errors.InvalidReference as exc:
+            parsed: rc.Reference = rcm.references.parse(ref)
+            return parsed
+        except rcm.errors.InvalidReference as exc:
             raise errors.InvalidArgument(f"invalid image reference {ref!r}: {exc}") from None
 
     def resolve_digest(self, ref: str) -> str:
@@ -175,7 +187,7 @@ class ImageStore:
         try:
             with self.client_factory() as client:
                 return client.resolve(r).digest
-        except rc.RegistryError as exc:
+        except _rc().RegistryError as exc:
             raise _registry_error(exc, f"resolving {r}") from None
 
     # -- pull ----------------------------------------------------------------------------------
@@ -194,7 +206,7 @@ class ImageStore:
             try:
                 with self.client_factory() as client:
                     return self._pull(client, r, emit)
-            except rc.RegistryError as exc:
+            except _rc().RegistryError as exc:
                 raise _registry_error(exc, f"pulling {r}") from None
 
     def _pull(self, client: rc.RegistryClient, r: rc.Reference,
@@ -220,7 +232,7 @@ class ImageStore:
             manifest = client.get_manifest(r, chosen.digest)
             self.content.write_blob(manifest.raw, manifest.descriptor.digest)
             blobs.append(manifest.descriptor.digest)
-        if manifest.media_type not in rc.models.MANIFEST_TYPES:
+        if manifest.media_type not in _rc().models.MANIFEST_TYPES:
             raise errors.ImageError(f"{r}: {manifest.media_type!r} is not an image manifest",
                                     hint="this reference names an artifact, not a runnable image")
         cdesc = manifest.config
@@ -330,7 +342,7 @@ class ImageStore:
             with self.content.ingest(rec.digest, rec.size) as ing:
                 if ing.committed:
                     return
-                desc = rc.Descriptor(rec.media_type, rec.digest, rec.size)
+                desc = _rc().Descriptor(rec.media_type, rec.digest, rec.size)
 
                 def prog(done: int, total: int) -> None:
                     emit("layer-progress", {"digest": rec.digest, "done": done, "total": total})
@@ -417,8 +429,8 @@ class ImageStore:
             if len(rows) > 1:
                 raise errors.InvalidArgument(f"image id prefix {s!r} is ambiguous", hint="give more digits")
         try:
-            r = rc.references.parse(s)
-        except rc.errors.InvalidReference:
+            r = self.parse(s)
+        except errors.InvalidArgument:
             raise errors.NotFound(f"image {s!r} not found") from None
         if r.digest:
             found = self._image_for_digest(r.digest)

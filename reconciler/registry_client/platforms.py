@@ -79,12 +79,20 @@ def _is_pseudo(d: models.Descriptor) -> bool:
 
 
 def select(index: models.Manifest, want: Platform) -> models.Descriptor:
-    """The best manifest descriptor of `index` for `want`; PlatformNotFound lists what exists."""
+    """The best manifest descriptor of `index` for `want`; PlatformNotFound lists what exists.
+
+    A nested index without a platform is returned only when nothing matches directly; the
+    caller (client.pull_plan) then searches it, with a depth limit."""
     ranked = candidates(want)
     best: tuple[int, models.Descriptor] | None = None
     seen: list[str] = []
     for d in index.manifests:
         if _is_pseudo(d):
+            continue
+        if not d.platform and d.media_type in models.INDEX_TYPES:
+            # A nested index without a platform of its own: a fallback, searched by the caller.
+            if best is None:
+                best = (len(ranked), d)
             continue
         plat = d.platform or {}
         got = normalize(str(plat.get("os", "")), str(plat.get("architecture", "")), str(plat.get("variant", "")))

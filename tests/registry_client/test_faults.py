@@ -245,3 +245,11 @@ def test_parallel_blob_fetches_share_one_client(registry: RegistryServer, tmp_pa
         c.fetch_blobs(ref, m.layers + m.layers[:2], lambda d: (tmp_path / d.digest.split(":")[1]).open("wb"), concurrency=4)
     for d in m.layers:
         assert (tmp_path / d.digest.split(":")[1]).read_bytes() == blobs[d.digest]
+
+
+def test_head_refused_falls_back_to_get(proxy: FaultProxy, big_image: tuple[models.Manifest, dict[str, bytes]]) -> None:
+    m, _ = big_image
+    proxy.add(Fault("status", path="/manifests/", method="HEAD", status=405))
+    with client() as c:
+        assert c.resolve(f"{proxy.host}/{REPO}:v1") == m.descriptor
+    assert [r.method for r in proxy.requests(path="/manifests/")] == ["HEAD", "GET"]

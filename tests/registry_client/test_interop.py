@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.registry_client import CredentialStore, RegistryClient, models, references
+from reconciler.registry_client import CredentialStore, RegistryClient, errors, models, references
 from tests.helpers import images
 from tests.helpers.fault_server import Fault, FaultProxy
 from tests.helpers.registry import RegistryServer
@@ -203,3 +203,27 @@ def test_our_push_pulls_with_docker(registry: RegistryServer, docker_cleanup: li
     assert info["RootFS"]["Layers"] == ["sha256:" + hashlib.sha256(gzip.decompress(blobs[d.digest])).hexdigest()
                                         for d in m.layers]
     assert sha(blobs[cfg]) == cfg
+
+
+def test_nested_index_resolves_with_a_depth_limit(registry: RegistryServer) -> None:
+    child, blobs = make_image(arch="amd64")
+    inner = make_index([(child, "amd64", "")])
+    outer = models.Manifest.from_bytes(json.dumps({"schemaVersion": 2, "mediaType": models.OCI_INDEX, "manifests": [
+        {"mediaType": models.OCI_INDEX, "digest": inner.descriptor.digest, "size": inner.descriptor.size}]}).encode())
+    ref = f"{registry.host}/interop/nested:v1"
+    with anon() as c:
+        c.push_image(ref, outer, lambda d: blobs[d.digest], children=[child, inner])
+        plan = c.pull_plan(ref, "linux/amd64")
+        assert plan.manifest.raw == child.raw
+        assert plan.index is not None
+        assert plan.index.raw == inner.raw
+        # An index that contains itself (by tag loop) is impossible by digest, so build depth 5.
+        chain = inner
+        for _ in range(4):
+            chain = models.Manifest.from_bytes(json.dumps({"schemaVersion": 2, "mediaType": models.OCI_INDEX, "manifests": [
+                {"mediaType": models.OCI_INDEX, "digest": chain.descriptor.digest, "size": chain.descriptor.size}]}).encode())
+            c.push_manifest(ref, chain)
+        c.push_manifest(ref, chain, tag="deep")
+        with pytest.raises(errors.ManifestError) as ei:
+            c.pull_plan(references.parse(ref).with_tag("deep"), "linux/amd64")
+        assert "nested deeper" in str(ei.value)

@@ -41,9 +41,12 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default)
+
+
 def canonical(value: Any) -> bytes:
     """Canonical JSON bytes of plain data or of the (frozen, dict-backed) models."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def file_digest(data: bytes) -> str:

@@ -95,7 +95,7 @@ class SourceFile:
 
 @dataclass
 class Document:
-    """One YAML document: plain data plus the position of every node, keyed by path."""
+    """One YAML document: plain data, and its node tree to locate any path in it on demand."""
 
     file: str
     base: str
@@ -103,24 +103,35 @@ class Document:
     line: int
     column: int
     data: Any
-    values: dict[Path_, tuple[int, int]] = field(default_factory=dict)   # node start (1-based)
-    keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)     # key start of a mapping entry
+    node: Any = None                # the composed root yaml.Node (marks are 0-based)
     problems: list[errors.Problem] = field(default_factory=list)        # found while building it
 
     def where(self, path: Path_, *, key: bool = False) -> tuple[int, int]:
-        """Line and column of the node at `path` (or its key), falling back to the nearest parent."""
-        p = tuple(path)
-        if key:
-            q = p
-            while q:
-                if q in self.keys:
-                    return self.keys[q]
-                q = q[:-1]
-        while p:
-            if p in self.values:
-                return self.values[p]
-            p = p[:-1]
-        return self.values.get((), (self.line, self.column))
+        """1-based line and column of the node at `path`, or of its key in the enclosing mapping.
+
+        A path that does not (fully) exist resolves to the deepest part that does, so a missing
+        field is reported at its parent.
+        """
+        if self.node is None:
+            return self.line, self.column
+        current = self.node
+        value_mark = current.start_mark
+        key_mark = None
+        for part in path:
+            child = None
+            if isinstance(current, yaml.MappingNode) and isinstance(part, str):
+                for knode, vnode in current.value:
+                    if isinstance(knode, yaml.ScalarNode) and knode.value == part:
+                        key_mark, child = knode.start_mark, vnode
+                        break
+            elif isinstance(current, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(current.value):
+                child = current.value[part]
+            if child is None:
+                break
+            current = child
+            value_mark = child.start_mark
+        mark = key_mark if key and key_mark is not None else value_mark
+        return mark.line + 1, mark.column + 1
 
 
 def _problem(file: str, line: int, column: int, message: str, field: str = "") -> errors.Problem:
@@ -229,8 +240,6 @@ class _Builder:
         self.budget -= 1
         if self.budget < 0:
             raise _Bomb(f"expands to more than {self.limits.document_nodes} nodes (too many aliases?)")
-        mark = node.start_mark
-        self.doc.values[path] = (mark.line + 1, mark.column + 1)
         if isinstance(node, yaml.ScalarNode):
             if node.tag == _STR_TAG:
                 return node.value
@@ -258,7 +267,6 @@ class _Builder:
                 if name in out:
                     self.fail(knode, (*path, name), f"duplicate key {name!r}; remove one of them")
                     continue
-                self.doc.keys[(*path, name)] = (knode.start_mark.line + 1, knode.start_mark.column + 1)
                 out[name] = self.build(vnode, (*path, name))
             return out
         finally:
@@ -317,7 +325,10 @@ def parse(source: SourceFile, problems: list[errors.Problem], limits: Limits = L
             if node is None:
                 continue
             mark = node.start_mark
-            doc = Document(file=source.path, base=source.base, index=index, line=mark.line + 1, column=mark.column + 1, data=None)
+            doc = Document(
+                file=source.path, base=source.base, index=index, line=mark.line + 1, column=mark.column + 1,
+                data=None, node=node,
+            )
             try:
                 doc.data = _Builder(doc, doc.problems, limits).build(node, ())
             except _Bomb as exc:

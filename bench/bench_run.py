@@ -89,7 +89,11 @@ def main() -> int:
         if have_podman:
             sh("podman", "pull", "-q", "--tls-verify=false", ref)
         env = {**os.environ, "RECONCILER_ROOT": str(config.root), "RECONCILER_RUN_DIR": str(config.run_dir),
-               "RECONCILER_PREFIX": prefix}
+               "RECONCILER_PREFIX": prefix,
+               # compiled bytecode as an installed package has it, even where the environment
+               # sets PYTHONDONTWRITEBYTECODE (the warm-up run fills this cache)
+               "PYTHONPYCACHEPREFIX": str(work / "pycache")}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         cli = [sys.executable, "-m", "reconciler", "run"]
 
         def native_api_true() -> None:

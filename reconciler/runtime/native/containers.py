@@ -545,7 +545,8 @@ class ContainerManager:
                 return rec
             rt = self.oci(rec.runtime)
             p = self.paths(rec.id)
-            if rec.status != "created" or (rt.state(rec.id) or {}).get("status") != "created":
+            fresh = rec.status == "created" and _pid_alive(rec.conmon_pid) and _pid_alive(rec.pid)
+            if not fresh:
                 # exited (or lost with a reboot): a fresh runtime container from the same bundle
                 rt.delete(rec.id, force=True)
                 _wait_pid(rec.conmon_pid, 5)

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import os
 import random
+import resource
 import secrets
+import shutil
+import signal
 import string
+import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,5 +155,110 @@ def scope(docker: DockerRuntime) -> Iterator[Scope]:
     s = Scope(docker)
     try:
         yield s
+    finally:
+        s.cleanup()
+
+
+# -- Podman: the same API from `podman system service`, on its own storage and config ------
+
+PODMAN_CONF = """\
+[containers]
+netns = "none"          # no default network: containers stay off the host's bridges
+default_ulimits = ["nofile={nofile}:{nofile}", "nproc=4096:4096"]  # podman's exceed our hard limits
+[engine]
+runtime = "runc"        # crun fails on this host's hybrid cgroups
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+"""
+
+REGISTRIES_CONF = """\
+unqualified-search-registries = []
+[[registry]]
+location = "127.0.0.1"
+insecure = true
+"""
+
+
+def _unmount_under(root: Path) -> None:
+    with open("/proc/self/mounts") as f:
+        points = [line.split()[1] for line in f]
+    for point in sorted((p for p in points if p.startswith(str(root) + "/")), reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRuntime]:
+    """A `podman system service` on a socket of its own, with its own storage root."""
+    if shutil.which("podman") is None:
+        pytest.skip("podman not installed")
+    if os.geteuid() != 0:
+        pytest.skip("the podman service fixture runs rootful podman")
+    work = tmp_path_factory.mktemp("podman")
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    (work / "containers.conf").write_text(PODMAN_CONF.format(nofile=nofile))
+    (work / "registries.conf").write_text(REGISTRIES_CONF)
+    sock = f"/run/podman-test-{rand(6)}.sock"
+    env = {**os.environ, "CONTAINERS_CONF": str(work / "containers.conf"),
+           "CONTAINERS_REGISTRIES_CONF": str(work / "registries.conf")}
+    log = (work / "service.log").open("wb")
+    proc = subprocess.Popen(
+        ["podman", "--root", str(work / "root"), "--runroot", str(work / "run"),
+         "--tmpdir", str(work / "tmp"), "system", "service", "--time=0", f"unix://{sock}"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    rt = DockerRuntime(sock, what="podman")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                rt.api.ping()
+                break
+            except errors.Unavailable:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.skip(f"podman service did not start: {(work / 'service.log').read_text()[-500:]}")
+                time.sleep(0.1)
+        yield rt
+    finally:
+        rt.close()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+        _unmount_under(work)
+        try:
+            os.unlink(sock)
+        except FileNotFoundError:
+            pass
+
+
+@pytest.fixture(scope="session")
+def podman_image(podman: DockerRuntime, docker_image: PulledImage) -> PulledImage:
+    """The same test image pulled into the podman service (its storage goes with it)."""
+    podman.pull_image(docker_image.ref)
+    return docker_image
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One engine under test: its runtime, the test image in it, and the test's scope."""
+
+    kind: str
+    rt: DockerRuntime
+    image: PulledImage
+    scope: Scope
+
+
+@pytest.fixture(params=["docker", "podman"])
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """Parametrizes a test over dockerd and a podman service speaking the same API."""
+    kind = request.param
+    rt: DockerRuntime = request.getfixturevalue(kind)
+    image: PulledImage = request.getfixturevalue(f"{kind}_image")
+    s = Scope(rt)
+    try:
+        yield Engine(kind, rt, image, s)
     finally:
         s.cleanup()

@@ -12,7 +12,10 @@ Errors are mapped by status code at this boundary and httpx never leaks out:
     403            Conflict   (remove a predefined network or one with endpoints)
     404            NotFound
     409            AlreadyExists when the message says the name is taken, else Conflict
-    5xx            RuntimeBackendError with the engine's message (or `server_error=` kind)
+    404 non-JSON   Unavailable: the engine lacks the route (Podman has no /distribution)
+    5xx            RuntimeBackendError with the engine's message; Podman's 500s for a name
+                   clash, "container state improper" and "fill out specgen" map like
+                   Docker's 409/409/400
     no answer      Unavailable, with a hint about the socket
 """
 
@@ -215,15 +218,24 @@ class EngineAPI:
         message = message.strip() or f"HTTP {code}"
         text = f"{self.what}: {what}: {message}"
         low = message.lower()
-        if code == 400:
+        json_body = resp.headers.get("content-type", "").startswith("application/json")
+        if code == 404 and (low == "page not found" or not json_body):
+            # the engine has no such route (Docker says "page not found", Podman answers text)
+            raise errors.Unavailable(
+                f"{self.what} does not implement {resp.request.url.path}",
+                hint="this call needs a newer engine or Docker rather than Podman")
+        if code == 400 or (code >= 500 and ("fill out specgen" in low or "invalid argument" in low)):
+            # (Podman reports requests it cannot translate as a 500 "fill out specgen: ...")
             raise errors.InvalidArgument(text)
         if code == 404:
             raise errors.NotFound(text)
-        if code == 409:
+        if code == 409 or (code >= 500 and "name" in low and "already in use" in low):
+            # (Podman reports a name clash as a 500)
             if "already in use" in low or "already exists" in low:
                 raise errors.AlreadyExists(text, hint="choose another name or remove the existing object")
             raise errors.Conflict(text)
-        if code == 403:
+        if code == 403 or (code >= 500 and "state improper" in low):
+            # (Podman reports "container state improper" as a 500)
             raise errors.Conflict(text)
         if code == 500 and ("no such" in low or "not found" in low) and "image" in low:
             raise errors.NotFound(text)

@@ -446,9 +446,6 @@ class DockerRuntime:
         except (errors.Unavailable, errors.ImageError):
             raise
         except errors.RuntimeBackendError as exc:
-            if "page not found" in exc.message.lower():
-                raise errors.Unavailable(
-                    f"{self.api.what} does not offer /distribution (resolve {ref})") from None
             raise errors.ImageError(exc.message) from None
         digest = (data.get("Descriptor") or {}).get("digest")
         if not digest:

@@ -1,15 +1,16 @@
-"""Reading manifests: files to YAML documents whose every node keeps its line and column.
+"""Reading manifests: files to YAML documents that can locate any of their nodes.
 
-Hostile input is stopped here, before anything expands it:
-(limits are a `Limits` value; the defaults are the MAX_* constants)
+Hostile input is stopped here, before anything expands it (limits are a `Limits` value;
+the defaults are the MAX_* constants):
 - a file larger than `MAX_FILE_BYTES`, or a revision larger than `MAX_REVISION_BYTES`;
 - bytes that are not UTF-8 text (a NUL byte, or a failed decode);
-- a document whose alias-expanded size exceeds `MAX_DOCUMENT_NODES` (the "billion laughs"
-  bomb is measured on the shared node graph in linear time, never expanded), a recursive
+- a document that expands to more than `MAX_DOCUMENT_NODES` nodes through aliases (a
+  "billion laughs" bomb is stopped after that many nodes, in milliseconds), a recursive
   alias, or nesting deeper than `MAX_DEPTH`.
 
 Values follow `yaml.safe_load` semantics (the SafeConstructor builds every scalar), except
-that duplicate mapping keys and non-string keys are reported instead of silently accepted.
+that duplicate mapping keys and non-string keys are reported instead of silently accepted,
+and an explicit tag the text does not fit is a located problem.
 """
 
 from __future__ import annotations
@@ -216,7 +217,7 @@ class _Bomb(Exception):
 
 
 class _Builder:
-    """Turns a composed node tree into plain data, recording positions per path.
+    """Turns a composed node tree into plain data.
 
     Aliases are expanded as they are built, under a budget: more than MAX_DOCUMENT_NODES
     nodes (a "billion laughs" bomb stops after that many, in milliseconds), nesting deeper

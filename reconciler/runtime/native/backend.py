@@ -64,9 +64,12 @@ class NativeRuntime:
         images: ImageSource | None = None,
         network: containers.NetworkAttacher | None = None,
         oci_runtime: str | None = None,
+        log_size_max: int | None = None,
     ) -> None:
         self.config = config or NativeConfig()
         self.containers = containers.ContainerManager(self.config, network=network, oci_runtime=oci_runtime)
+        if log_size_max is not None:
+            self.containers.log_size_max = log_size_max
         self._store_images = _StoreImages(self.config, self._image_ids_in_use)
         self.images: ImageSource = images or self._store_images
         self.network = network

@@ -304,8 +304,10 @@ class ContainerManager:
         volume_store: volumes.VolumeStore | None = None,
         network: NetworkAttacher | None = None,
         oci_runtime: str | None = None,
+        log_size_max: int = conmon.DEFAULT_LOG_SIZE_MAX,
     ) -> None:
         self.config = config
+        self.log_size_max = log_size_max     # conmon's k8s-file cap per container, bytes
         config.ensure_dirs()
         self.db = config.db()
         self.db.ensure_schema("native.containers", SCHEMA)
@@ -454,7 +456,8 @@ class ContainerManager:
             except sqlite3.IntegrityError:          # a concurrent create took the name
                 raise rterrors.AlreadyExists(f"a container named {name} exists already") from None
             undo.append(lambda: self._delete_record(cid))
-            pid, conmon_pid = conmon.create(cid, name, self.oci(rec.runtime), p.conmon, place=self._place(rec))
+            pid, conmon_pid = conmon.create(cid, name, self.oci(rec.runtime), p.conmon, place=self._place(rec),
+                                             log_size_max=self.log_size_max)
             undo.append(lambda: cgroups.remove(self.config.name_prefix, cid))
             rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid)
             self._save(rec)
@@ -552,7 +555,8 @@ class ContainerManager:
                 _wait_pid(rec.conmon_pid, 5)
                 if not mounts.is_mounted(p.rootfs):
                     mounts.mount_overlay([Path(d) for d in reversed(rec.lowerdirs)], p.upper, p.work, p.rootfs)
-                pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec))
+                pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec),
+                                                 log_size_max=self.log_size_max)
                 rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid, status="created")
                 self._save(rec)
             try:

@@ -286,3 +286,20 @@ def test_health_timeout_counts_as_failure(native: tuple[NativeRuntime, str]) -> 
     assert health.HealthChecker(rt.containers).probe(cid) == "unhealthy"
     assert "timeout" in rt.inspect_document(cid)["State"]["Health"]["Log"][-1]["Output"]
 
+
+
+def test_log_size_cap_keeps_the_newest_lines(tmp_path: Path, busybox_image: str) -> None:
+    rt, image = make_native(tmp_path, busybox_image, log_size_max=4096)
+    try:
+        cid = rt.create_container(_cfg(image, "chatty", "sh", "-c",
+                                       "for i in $(seq 300); do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxx; done"))
+        rt.start_container(cid)
+        rt.wait_container(cid, timeout=30)
+        assert rt.containers.paths(cid).log.stat().st_size <= 4096
+        lines = [ln.data.decode() for ln in rt.logs(cid)]
+        assert lines[-1] == "line-300-xxxxxxxxxxxxxxxxxxxxxxxx"
+        assert "line-1-xxxxxxxxxxxxxxxxxxxxxxxx" not in lines
+    finally:
+        cleanup(rt)
+        assert leftovers(rt.config) == []
+        rt.close()

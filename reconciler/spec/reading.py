@@ -151,7 +151,7 @@ def collect(path: str, problems: list[errors.Problem]) -> list[Path]:
     """Manifest files under `path` (a file, or a directory searched recursively), sorted."""
     root = Path(path)
     try:
-        if root.is_file():
+        if root.exists() and not root.is_dir():     # a file, or a pipe such as /dev/stdin
             return [root]
         if not root.is_dir():
             problems.append(_problem(path, 0, 0, "no such file or directory; give a manifest file, a directory or - for stdin"))

@@ -373,3 +373,11 @@ def test_container_cannot_see_host_mounts(runtime: base.Runtime, image: str, tmp
     assert "/" in targets
     assert "/proc" in targets
     assert not any(t.startswith((str(tmp_path), "/work", "/var/lib/docker")) for t in targets)
+
+
+def test_init_forwards_the_stop_signal(runtime: base.Runtime, image: str) -> None:
+    cid = run(runtime, cfg(image, "withinit", "sh", "-c", "echo $$; sleep 1000", init=True))
+    eventually(lambda: output(runtime, cid) != "")
+    assert output(runtime, cid) != "1"              # the init is PID 1, not the shell
+    runtime.stop_container(cid, timeout=30)
+    assert runtime.inspect_container(cid).exit_code == 143   # SIGTERM reached the shell

@@ -257,6 +257,18 @@ def _resolv_conf(host_network: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+INIT_PATH = "/sbin/docker-init"
+
+
+def _find_init() -> str:
+    for name in ("tini-static", "docker-init"):
+        found = shutil.which(name, path="/usr/bin:/usr/local/bin:/usr/libexec/docker:/usr/sbin")
+        if found:
+            return os.path.realpath(found)
+    raise rterrors.Unavailable("init: true needs a static tini on the host",
+                               hint="install the tini package (it provides /usr/bin/tini-static)")
+
+
 def _pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
@@ -522,6 +534,11 @@ class ContainerManager:
         (p.dir / "hostname").write_text(hostname + "\n")
         etc = {"/etc/hosts": hosts, "/etc/resolv.conf": resolv, "/etc/hostname": p.dir / "hostname"}
         mount_specs = volumes.mount_entries(config.mounts, self.volumes, p.rootfs)
+        if config.init:
+            # Docker's --init: a static tini as PID 1 reaps zombies and forwards the stop signal
+            mount_specs.append({"destination": INIT_PATH, "type": "bind", "source": _find_init(),
+                                "options": ["bind", "ro", "nosuid", "nodev"]})
+            argv = (INIT_PATH, "--", *argv)
         spec = bundle.build_spec(bundle.BundleInputs(
             config=config, image_config=image_config, rootfs=p.rootfs, hostname=hostname, user=user,
             argv=argv, env=env, cwd=cwd,

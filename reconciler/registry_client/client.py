@@ -164,7 +164,10 @@ class RegistryClient:
         self._tokens = auth.TokenCache(clock)
         self._challenges: dict[str, auth.Challenge] = {}
         self._lock = threading.Lock()
+        # Registry `Warning: 299` headers (deduplicated, for the user; never acted upon) and the
+        # last rate-limit headers seen per registry host (ratelimit-limit/-remaining).
         self.warnings: list[str] = []
+        self.rate_limits: dict[str, dict[str, str]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -284,6 +287,10 @@ class RegistryClient:
                 with self._lock:
                     if w not in self.warnings:
                         self.warnings.append(w)
+        limits = {k: resp.headers[k] for k in ("ratelimit-limit", "ratelimit-remaining") if k in resp.headers}
+        if limits:
+            with self._lock:
+                self.rate_limits[_host_of(resp.request.url)] = limits
 
     # -- errors and retries ------------------------------------------------------------------
 

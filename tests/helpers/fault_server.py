@@ -31,7 +31,8 @@ HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrad
 
 @dataclass
 class Fault:
-    """kind: drop | status | ratelimit | redirect | ignore_range | corrupt | extra | oversize | retype | paginate
+    """kind: drop | status | ratelimit | redirect | ignore_range | corrupt | extra | oversize | retype | paginate | warn
+    (warn: adds `Warning: 299` and rate-limit headers to the real response)
     (paginate: the tags list is served in pages of `n` with Link headers, as newer registries do)."""
 
     kind: str
@@ -229,6 +230,10 @@ class FaultProxy:
                     if kind == "retype" and k.lower() == "content-type" and fault:
                         v = fault.content_type
                     self.send_header(k, v)
+                if kind == "warn":
+                    self.send_header("Warning", '299 - "this registry is deprecated"')
+                    self.send_header("RateLimit-Limit", "100;w=21600")
+                    self.send_header("RateLimit-Remaining", "42;w=21600")
                 if self.command == "HEAD":
                     self.send_header("Content-Length", resp.getheader("Content-Length") or "0")
                     self.end_headers()

@@ -171,3 +171,23 @@ def test_token_anonymous_push_is_unauthorized_with_login_hint(
     with RegistryClient(credentials=store(tmp_path)) as c, pytest.raises((errors.Unauthorized, errors.Denied)) as ei:
         c.resolve(f"{token_registry.host}/t/private:v1")
     assert f"docker login {token_registry.host}" in str(ei.value)
+
+
+def test_token_server_refusing_credentials_says_what_to_do(
+    token_registry: RegistryServer, token_server: TokenServer, tmp_path: Path
+) -> None:
+    with RegistryClient(credentials=store(tmp_path, **creds_for(token_registry.host, "alice", "bad"))) as c, \
+            pytest.raises(errors.Unauthorized) as ei:
+        c.resolve(f"{token_registry.host}/t/any:v1")
+    assert f"docker login {token_registry.host}" in str(ei.value)
+    assert "bad" not in ei.value.message
+
+
+def test_loopback_is_plain_http_and_other_hosts_https(tmp_path: Path) -> None:
+    with RegistryClient(credentials=store(tmp_path), insecure_hosts=["reg.lan:5000"]) as c:
+        assert c.base_url("127.0.0.5:5000") == "http://127.0.0.5:5000"
+        assert c.base_url("localhost:5000") == "http://localhost:5000"
+        assert c.base_url("[::1]:5000") == "http://[::1]:5000"
+        assert c.base_url("reg.lan:5000") == "http://reg.lan:5000"
+        assert c.base_url("ghcr.io") == "https://ghcr.io"
+        assert c.base_url("127.example.com") == "https://127.example.com"

@@ -253,3 +253,21 @@ def test_head_refused_falls_back_to_get(proxy: FaultProxy, big_image: tuple[mode
     with client() as c:
         assert c.resolve(f"{proxy.host}/{REPO}:v1") == m.descriptor
     assert [r.method for r in proxy.requests(path="/manifests/")] == ["HEAD", "GET"]
+
+
+def test_warnings_and_rate_limits_are_surfaced_once(proxy: FaultProxy, big_image: tuple[models.Manifest, dict[str, bytes]]) -> None:
+    proxy.add(Fault("warn", path="/manifests/", method="HEAD", times=2))
+    with client() as c:
+        c.resolve(f"{proxy.host}/{REPO}:v1")
+        c.resolve(f"{proxy.host}/{REPO}:v1")
+        assert c.warnings == ['299 - "this registry is deprecated"']
+        assert c.rate_limits[proxy.host] == {"ratelimit-limit": "100;w=21600", "ratelimit-remaining": "42;w=21600"}
+
+
+def test_foreign_urls_are_never_fetched(proxy: FaultProxy) -> None:
+    foreign = models.Descriptor("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "sha256:" + "5" * 64, 10,
+                                urls=(f"http://{proxy.cdn_host}/layer.tar.gz",))
+    with client() as c, pytest.raises(errors.NotFound) as ei:
+        c.fetch_blob(f"{proxy.host}/{REPO}", foreign, io.BytesIO())
+    assert "foreign layer" in str(ei.value)
+    assert proxy.requests("cdn") == []

@@ -25,6 +25,7 @@ from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native import cgroups, mounts
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
+from tests.docker import conformance as docker_conformance
 from tests.helpers import images
 
 BUSYBOX_CONFIG: dict[str, Any] = {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]}
@@ -138,9 +139,12 @@ class Loops:
             t.join(timeout=30)
 
 
-@pytest.fixture(params=["native"])
+@pytest.fixture(params=["native", pytest.param("docker", marks=pytest.mark.docker)])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[base.Runtime, str]]:
     """(runtime, busybox image reference) for each backend."""
+    if request.param == "docker":
+        yield from docker_conformance.docker_backend(request)
+        return
     if os.geteuid() != 0:
         pytest.skip("the native runtime needs root")
     rt, ref = make_native(tmp_path, request.getfixturevalue("busybox_image") if _have_image_store() else None)

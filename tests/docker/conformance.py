@@ -1,0 +1,160 @@
+"""The Docker backend in the shared conformance suite (tests/runtime), on the host's dockerd.
+
+dockerd is shared with everything else on the host, and the suite names its containers and
+volumes plainly ("lc", "rtdata"). `Namespaced` gives each test a namespace on that engine: it
+prefixes container, volume and network names on the way in and strips them on the way out, and
+labels every container so listings see only the test's own. It changes nothing else; every
+call still goes through DockerRuntime to the real engine. Teardown removes exactly what the
+namespace holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from reconciler.runtime import base, errors
+from reconciler.runtime.docker import DockerRuntime
+from tests.docker.conftest import DOCKER_SOCKET, TEST_LABEL, rand
+
+_ID = re.compile(r"[0-9a-f]{12,64}")
+_MODES = ("none", "host", "bridge", "default")
+_pulled: dict[str, str] = {}
+
+
+class Namespaced:
+    """A DockerRuntime seen through a per-test name prefix (see the module docstring)."""
+
+    name = "docker"
+
+    def __init__(self, rt: DockerRuntime, prefix: str) -> None:
+        self.rt = rt
+        self.prefix = prefix
+        self.label = {TEST_LABEL: prefix}
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.rt, attr)       # images, close: not namespaced
+
+    def _n(self, name: str) -> str:
+        return name if _ID.fullmatch(name) else self.prefix + name
+
+    def _strip(self, name: str) -> str:
+        return name.removeprefix(self.prefix)
+
+    def _state(self, st: base.ContainerState) -> base.ContainerState:
+        labels = {k: v for k, v in st.labels.items() if k != TEST_LABEL}
+        ips = {self._strip(k): v for k, v in st.ip_addresses.items()}
+        return dataclasses.replace(st, name=self._strip(st.name), labels=labels, ip_addresses=ips)
+
+    def create_container(self, config: base.ContainerConfig) -> str:
+        mounts = tuple(dataclasses.replace(m, source=self._n(m.source)) if m.type == "volume" else m
+                       for m in config.mounts)
+        nets = tuple(n if n in _MODES else self._n(n) for n in config.networks)
+        return self.rt.create_container(dataclasses.replace(
+            config, name=self._n(config.name), labels={**config.labels, **self.label},
+            mounts=mounts, networks=nets))
+
+    def list_containers(self, selector: Mapping[str, str] | None = None) -> list[base.ContainerState]:
+        return [self._state(s) for s in self.rt.list_containers({**(selector or {}), **self.label})]
+
+    def inspect_container(self, name_or_id: str) -> base.ContainerState:
+        return self._state(self.rt.inspect_container(self._n(name_or_id)))
+
+    def start_container(self, name_or_id: str) -> None:
+        self.rt.start_container(self._n(name_or_id))
+
+    def stop_container(self, name_or_id: str, *, timeout: float | None = None) -> None:
+        self.rt.stop_container(self._n(name_or_id), timeout=timeout)
+
+    def kill_container(self, name_or_id: str, signal: str = "KILL") -> None:
+        self.rt.kill_container(self._n(name_or_id), signal)
+
+    def remove_container(self, name_or_id: str, *, force: bool = False) -> None:
+        self.rt.remove_container(self._n(name_or_id), force=force)
+
+    def wait_container(self, name_or_id: str, *, timeout: float | None = None) -> int:
+        return self.rt.wait_container(self._n(name_or_id), timeout=timeout)
+
+    def logs(self, name_or_id: str, *, follow: bool = False, since: str | None = None,
+             tail: int | None = None) -> Iterator[base.LogLine]:
+        return self.rt.logs(self._n(name_or_id), follow=follow, since=since, tail=tail)
+
+    def exec(self, name_or_id: str, argv: list[str], *, tty: bool = False) -> base.ExecResult:
+        return self.rt.exec(self._n(name_or_id), argv, tty=tty)
+
+    def list_volumes(self, selector: Mapping[str, str] | None = None) -> list[base.VolumeState]:
+        return [dataclasses.replace(v, name=self._strip(v.name)) for v in self.rt.list_volumes(selector)
+                if v.name.startswith(self.prefix)]
+
+    def ensure_volume(self, config: base.VolumeConfig) -> base.VolumeState:
+        v = self.rt.ensure_volume(dataclasses.replace(config, name=self._n(config.name)))
+        return dataclasses.replace(v, name=self._strip(v.name))
+
+    def remove_volume(self, name: str) -> None:
+        self.rt.remove_volume(self._n(name))
+
+    def list_networks(self, selector: Mapping[str, str] | None = None) -> list[base.NetworkState]:
+        return [dataclasses.replace(n, name=self._strip(n.name)) for n in self.rt.list_networks(selector)
+                if n.name.startswith(self.prefix)]
+
+    def ensure_network(self, config: base.NetworkConfig) -> base.NetworkState:
+        n = self.rt.ensure_network(dataclasses.replace(config, name=self._n(config.name)))
+        return dataclasses.replace(n, name=self._strip(n.name))
+
+    def remove_network(self, name: str) -> None:
+        self.rt.remove_network(self._n(name))
+
+    def cleanup(self) -> None:
+        """Remove the namespace's containers, then its networks and volumes."""
+        api = self.rt.api
+        for c in api.container_list(self.label):
+            try:
+                api.container_remove(c["Id"], force=True)
+            except errors.NotFound:
+                pass
+        for n in api.network_list():
+            if str(n.get("Name", "")).startswith(self.prefix):
+                try:
+                    api.network_remove(n["Name"])
+                except errors.NotFound:
+                    pass
+        for v in api.volume_list():
+            if str(v.get("Name", "")).startswith(self.prefix):
+                try:
+                    api.volume_remove(v["Name"])
+                except errors.NotFound:
+                    pass
+
+
+def docker_backend(request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
+    """(runtime, image) for the conformance suite's `backend` fixture, param "docker"."""
+    import os
+
+    if not os.path.exists(DOCKER_SOCKET):
+        pytest.skip("no dockerd socket")
+    ref: str = request.getfixturevalue("busybox_image")
+    rt = DockerRuntime(DOCKER_SOCKET)
+    if ref not in _pulled:
+        rt.pull_image(ref)
+        _pulled[ref] = ref
+
+        def unpull() -> None:
+            with DockerRuntime(DOCKER_SOCKET) as last:
+                try:
+                    last.remove_image(ref, force=True)
+                except errors.RuntimeBackendError:
+                    pass
+
+        request.config.add_cleanup(unpull)
+    ns = Namespaced(rt, f"rtd{rand()}-")
+    try:
+        yield ns, ref    # Namespaced is a Runtime by duck typing
+    finally:
+        try:
+            ns.cleanup()
+        finally:
+            rt.close()

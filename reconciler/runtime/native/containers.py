@@ -631,6 +631,9 @@ class ContainerManager:
         if rec.status != "running":
             raise rterrors.Conflict(f"container {rec.name} is not running")
         signo = bundle.parse_signal(signal)
+        if signo in (9, rec.stop_signal):
+            # Docker: a kill that ends the container counts as stopped by hand (no restart)
+            rec = self.update(rec.id, lambda r: dataclasses.replace(r, manually_stopped=True, restarting=False))
         self.oci(rec.runtime).kill(rec.id, signo)
         if signo == 9:
             _wait_pid(rec.pid, 10)

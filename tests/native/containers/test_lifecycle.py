@@ -258,9 +258,12 @@ def test_boot_starts_always_and_unless_stopped(native: tuple[NativeRuntime, str]
         ids[name] = rt.create_container(_cfg(image, name, "sleep", "1000", restart=base.RestartPolicy(pol)))
         rt.start_container(ids[name])
         rt.stop_container(ids[name], timeout=0)
-    cid = rt.create_container(_cfg(image, "u2", "sleep", "1000", restart=base.RestartPolicy("unless-stopped")))
+    cid = rt.create_container(_cfg(image, "u2", "sh", "-c", "exit 1", restart=base.RestartPolicy("unless-stopped")))
     rt.start_container(cid)
-    rt.kill_container(cid, "KILL")                            # died, not stopped by hand
+    rt.wait_container(cid, timeout=30)                        # died, not stopped by hand
+    killed = rt.create_container(_cfg(image, "k", "sleep", "1000", restart=base.RestartPolicy("unless-stopped")))
+    rt.start_container(killed)
+    rt.kill_container(killed, "KILL")                         # Docker: a kill is a stop by hand
     started = restart.RestartManager(rt.containers).boot()
     assert sorted(started) == sorted([ids["a"], cid])
 

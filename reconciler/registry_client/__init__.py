@@ -17,7 +17,8 @@ Modules (import the module, use its names):
   auth.json; `Credential(username, password, identity_token)`.
 * `client`: `RegistryClient(*, credentials=None, transport=None, timeout=30, retries=4,
   backoff=0.5, max_backoff=20, sleep=time.sleep, insecure_hosts=(), max_retry_after=60,
-  max_manifest_size=4*1048*1048, max_connections=16, clock=time.monotonic)`; a context
+  max_manifest_size=4*1048*1048, max_connections=16, download_concurrency=3,
+  clock=time.monotonic)`; a context
   manager; thread-safe (one pooled httpx.Client). Loopback hosts (127.0.0.0/8, localhost,
   [::1]) and `insecure_hosts` use http, all others https.
     - `resolve(ref) -> Descriptor` (HEAD + Docker-Content-Digest, GET fallback)
@@ -30,7 +31,7 @@ Modules (import the module, use its names):
       Range; returns only when the digest matched. **The sink may have received bytes of an
       attempt that then failed** (DigestMismatch etc.): write to an ingest file and commit
       (rename into the store) only after fetch_blob returns.
-    - `fetch_blobs(ref, descriptors, open_sink, concurrency=3)`, `fetch_blob_bytes(...)`
+    - `fetch_blobs(ref, descriptors, open_sink, concurrency=None)`, `fetch_blob_bytes(...)`
     - push: `blob_exists`, `push_blob(ref, desc, source, mount_from=, chunk_size=)`,
       `push_manifest(ref, manifest, tag=None)`, `push_image(ref, manifest, blobs, children=,
       tags=)` (blobs, then child manifests, then the manifest, tags last)

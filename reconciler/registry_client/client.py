@@ -122,6 +122,7 @@ class RegistryClient:
         max_retry_after: a 429 whose Retry-After exceeds this is raised, not waited for.
         max_manifest_size: manifests larger than this are refused.
         max_connections: size of the connection pool.
+        download_concurrency: default parallel downloads of fetch_blobs (docker's default: 3).
         clock: monotonic clock for token expiry.
     """
 
@@ -139,6 +140,7 @@ class RegistryClient:
         max_retry_after: float = 60.0,
         max_manifest_size: int = MAX_MANIFEST_SIZE,
         max_connections: int = 16,
+        download_concurrency: int = 3,
         clock: Callable[[], float] = time.monotonic,
         user_agent: str = "reconciler-registry-client/0.1",
     ) -> None:
@@ -150,6 +152,7 @@ class RegistryClient:
         self.insecure_hosts = frozenset(insecure_hosts)
         self.max_retry_after = max_retry_after
         self.max_manifest_size = max_manifest_size
+        self.download_concurrency = download_concurrency
         self.clock = clock
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._http = httpx.Client(
@@ -429,7 +432,8 @@ class RegistryClient:
 
         def attempt(_: int) -> models.Manifest:
             with contextlib.closing(self._send(
-                "GET", ref, url, scopes=self._scopes(ref), headers={"Accept": models.ACCEPT_MANIFESTS},
+                "GET", ref, url, scopes=self._scopes(ref),
+                headers={"Accept": models.ACCEPT_MANIFESTS, "Accept-Encoding": "identity"},
                 stream=True, follow_redirects=True,
             )) as resp:
                 self._retryable(resp, ref, what)
@@ -443,7 +447,7 @@ class RegistryClient:
                 if length and length.isdigit() and int(length) > self.max_manifest_size:
                     raise _too_big(ref, int(length), self.max_manifest_size)
                 buf = bytearray()
-                for chunk in resp.iter_raw():
+                for chunk in resp.iter_bytes():  # decoded, should a server compress anyway
                     buf += chunk
                     if len(buf) > self.max_manifest_size:
                         raise _too_big(ref, len(buf), self.max_manifest_size)
@@ -672,7 +676,11 @@ class RegistryClient:
                     hint="the manifest and the blob disagree; do not use this image",
                 )
         try:
-            for chunk in resp.iter_raw():  # as received: a chunker would lose its buffer on errors
+            encoded = resp.headers.get("content-encoding", "identity").lower() not in ("", "identity")
+            # As received (a chunker would lose its buffer on errors); decoded only if a server
+            # compressed the transfer although we asked for identity.
+            body = resp.iter_bytes() if encoded else resp.iter_raw()
+            for chunk in body:
                 if skip:
                     if len(chunk) <= skip:
                         skip -= len(chunk)
@@ -709,7 +717,7 @@ class RegistryClient:
         descriptors: list[models.Descriptor],
         open_sink: Callable[[models.Descriptor], IO[bytes]],
         *,
-        concurrency: int = 3,
+        concurrency: int | None = None,
     ) -> None:
         """Fetch several blobs in parallel (deduplicated by digest); `open_sink(desc)` returns
         a binary file that is closed after its blob (caller commits after this returns)."""
@@ -720,7 +728,8 @@ class RegistryClient:
             with open_sink(d) as f:
                 self.fetch_blob(ref, d, f)
 
-        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        workers = concurrency if concurrency is not None else self.download_concurrency
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             for fut in [pool.submit(one, d) for d in unique]:
                 fut.result()
 

@@ -112,14 +112,19 @@ def run_pass(
     *,
     now: float | None = None,
     execute_options: executor.ExecuteOptions | None = None,
+    plan_filter: Callable[[actions.Plan], actions.Plan] | None = None,
 ) -> PassResult:
-    """One full pass; the host is touched only by `execute` (never on dry run)."""
+    """One full pass; the host is touched only by `execute` (never on dry run).
+    `plan_filter` (the agent's) may drop actions before execution: drift only reported,
+    containers over the flap limit left stopped."""
     import structlog
 
     log = structlog.get_logger("reconciler.pass").bind(owner=options.owner, revision=desired.revision[:12])
     began = time.monotonic()
     started_at = time.time() if now is None else now
     plan, errors, inventory = _prepare(desired, runtime, db, options, now=started_at)
+    if plan_filter is not None:
+        plan = plan_filter(plan)
     for ref, err in errors.items():
         log.warning("digest_unresolved", ref=ref, error=err)
     if options.dry_run:

@@ -617,11 +617,11 @@ class ContainerManager:
             self._save(rec)
             timeout = rec.config.stop_timeout if timeout is None else timeout
             rt = self.oci(rec.runtime)
-            all_procs = rec.config.networks == ("host",) and False   # we always have a pid ns
-            if timeout > 0 and rt.kill(rec.id, rec.stop_signal, all_processes=all_procs):
+            # every container has its own pid namespace: ending PID 1 ends them all (no --all)
+            if timeout > 0 and rt.kill(rec.id, rec.stop_signal):
                 _wait_pid(rec.pid, timeout)
             if _pid_alive(rec.pid):
-                rt.kill(rec.id, 9, all_processes=all_procs)
+                rt.kill(rec.id, 9)
                 _wait_pid(rec.pid, 10)
             _wait_pid(rec.conmon_pid, 10)
             return self._wait_exit_file(rec, 5)

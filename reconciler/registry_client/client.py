@@ -221,8 +221,12 @@ class RegistryClient:
             return f"Bearer {tok.value}"
         return None
 
-    def _learn(self, ref: references.Reference, resp: httpx.Response, scopes: list[str]) -> list[str] | None:
-        """Learn the challenge of a 401; returns the scopes to use, or None if unusable."""
+    def _learn(
+        self, ref: references.Reference, resp: httpx.Response, scopes: list[str], refused: bool
+    ) -> list[str] | None:
+        """Learn the challenge of a 401; returns the scopes to use, or None if unusable.
+        `refused`: the request carried our credentials/token (so a cached token is stale);
+        otherwise a token another thread just fetched is kept."""
         challenges = auth.parse_challenges(resp.headers.get_list("www-authenticate"))
         chosen = next((c for c in challenges if c.scheme == "bearer"), None)
         chosen = chosen or next((c for c in challenges if c.scheme == "basic"), None)
@@ -235,8 +239,9 @@ class RegistryClient:
         for s in chosen.scopes:
             if s not in merged:
                 merged.append(s)
-        self._tokens.drop((host, " ".join(sorted(scopes))))
-        self._tokens.drop((host, " ".join(sorted(merged))))
+        if refused:
+            self._tokens.drop((host, " ".join(sorted(scopes))))
+            self._tokens.drop((host, " ".join(sorted(merged))))
         return merged
 
     def _scopes(self, ref: references.Reference, push: bool = False, extra: tuple[str, ...] = ()) -> list[str]:
@@ -276,7 +281,7 @@ class RegistryClient:
                 return resp  # a 401 from a redirect target: never send our credentials there
             if stream:
                 resp.close()
-            merged = self._learn(ref, resp, scopes)
+            merged = self._learn(ref, resp, scopes, refused="Authorization" in hdrs)
             if merged is None:
                 return resp
             scopes = merged

@@ -191,3 +191,31 @@ def test_loopback_is_plain_http_and_other_hosts_https(tmp_path: Path) -> None:
         assert c.base_url("reg.lan:5000") == "http://reg.lan:5000"
         assert c.base_url("ghcr.io") == "https://ghcr.io"
         assert c.base_url("127.example.com") == "https://127.example.com"
+
+
+def test_concurrent_downloads_share_one_token(
+    token_registry: RegistryServer, token_server: TokenServer, tmp_path: Path
+) -> None:
+    from tests.helpers import images
+    from tests.registry_client.imagegen import make_image as mk
+
+    layers = [images.layer_tar([images.Entry(f"f{i}", bytes([i]) * 100_000)]) for i in range(8)]
+    m, blobs = mk(layers)
+    ref = f"{token_registry.host}/t/parallel:v1"
+    with RegistryClient(credentials=store(tmp_path, **creds_for(token_registry.host, "alice"))) as c:
+        c.push_image(ref, m, lambda d: blobs[d.digest])
+    token_server.requests.clear()
+    got: dict[str, io.BytesIO] = {}
+
+    class Sink(io.BytesIO):
+        def close(self) -> None:  # keep the bytes readable after fetch_blobs closes the sink
+            pass
+
+    def open_sink(d: object) -> io.BytesIO:
+        got[d.digest] = Sink()  # type: ignore[attr-defined]
+        return got[d.digest]  # type: ignore[attr-defined]
+
+    with RegistryClient(credentials=store(tmp_path)) as c:
+        c.fetch_blobs(ref, m.layers, open_sink, concurrency=8)
+    assert {k: v.getvalue() for k, v in got.items()} == {d.digest: blobs[d.digest] for d in m.layers}
+    assert len(token_server.requests) == 1

@@ -271,3 +271,36 @@ def test_foreign_urls_are_never_fetched(proxy: FaultProxy) -> None:
         c.fetch_blob(f"{proxy.host}/{REPO}", foreign, io.BytesIO())
     assert "foreign layer" in str(ei.value)
     assert proxy.requests("cdn") == []
+
+
+def test_refused_mount_continues_with_the_session_it_opened(proxy: FaultProxy) -> None:
+    data = os.urandom(50_000)
+    desc = models.Descriptor("application/octet-stream", "sha256:" + hashlib.sha256(data).hexdigest(), len(data))
+    with client() as c:
+        assert c.push_blob(f"{proxy.host}/faults/mount-dst", desc, data, mount_from="faults/never-had-it") == "uploaded"
+        out = io.BytesIO()
+        c.fetch_blob(f"{proxy.host}/faults/mount-dst", desc, out)
+    assert out.getvalue() == data
+    posts = proxy.requests(path="/blobs/uploads/", method="POST")
+    assert len(posts) == 1
+    assert "mount=" in posts[0].path
+    assert len(proxy.requests(path="/blobs/uploads/", method="PUT")) == 1
+
+
+def test_failed_chunk_aborts_the_session_and_the_push_is_retried(proxy: FaultProxy) -> None:
+    data = os.urandom(300_000)
+    desc = models.Descriptor("application/octet-stream", "sha256:" + hashlib.sha256(data).hexdigest(), len(data))
+    proxy.add(Fault("status", path="/blobs/uploads/", method="PATCH", status=500))
+    sleeps = Sleeps()
+    with client(sleeps) as c:
+        assert c.push_blob(f"{proxy.host}/faults/chunked", desc, data, chunk_size=100_000) == "uploaded"
+        out = io.BytesIO()
+        c.fetch_blob(f"{proxy.host}/faults/chunked", desc, out)
+    assert out.getvalue() == data
+    assert len(sleeps) == 1
+    assert len(proxy.requests(path="/blobs/uploads/", method="POST")) == 2
+    assert len(proxy.requests(path="/blobs/uploads/", method="DELETE")) == 1
+    patches = proxy.requests(path="/blobs/uploads/", method="PATCH")
+    assert [p.headers["content-range"] for p in patches] == ["0-99999", "0-99999", "100000-199999", "200000-299999"]
+    # Every PATCH after the first of a session went to the Location the previous one returned.
+    assert len({p.path for p in patches[1:]}) == 3

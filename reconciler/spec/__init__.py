@@ -10,6 +10,7 @@ input. Models are in `reconciler.spec.models`; the spec hash rules in `reconcile
 
 from __future__ import annotations
 
+import gc
 import os
 from types import MappingProxyType
 from typing import Any
@@ -23,8 +24,22 @@ __all__ = ["DesiredState", "Limits", "Problem", "SpecError", "load", "models"]
 
 
 def load(path: str | os.PathLike[str], *, limits: Limits | None = None) -> DesiredState:
-    """Read, validate and build every manifest under `path` ("-" = stdin)."""
-    path = os.fspath(path)
+    """Read, validate and build every manifest under `path` ("-" = stdin).
+
+    The cyclic garbage collector is paused while loading: the YAML node trees are many small
+    acyclic objects, and collections triggered by their allocation tripled the time of a load
+    of 1,000 documents. It is re-enabled (if it was on) before returning.
+    """
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _load(os.fspath(path), limits)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _load(path: str, limits: Limits | None) -> DesiredState:
     limits = limits or Limits()
     problems: list[Problem] = []
     sources = reading.read_source(path, problems, limits)

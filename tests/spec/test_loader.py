@@ -275,3 +275,23 @@ def test_validate_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         "file": str(tmp_path / "m.yaml"), "line": 5, "column": 3, "kind": "Container", "name": "web",
         "field": "spec.imag", "message": "unknown field 'imag' (did you mean 'image'?)",
     }
+
+
+def test_garbage_collector_is_restored_after_loading(tmp_path: Path) -> None:
+    import gc
+
+    (tmp_path / "m.yaml").write_text(MINIMAL)
+    assert gc.isenabled()
+    spec.load(tmp_path)
+    assert gc.isenabled()
+    (tmp_path / "m.yaml").write_text("kind: Pod\n")
+    with pytest.raises(spec.SpecError):
+        spec.load(tmp_path)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        (tmp_path / "m.yaml").write_text(MINIMAL)
+        spec.load(tmp_path)
+        assert not gc.isenabled()       # a caller's choice to keep it off is respected
+    finally:
+        gc.enable()

@@ -28,6 +28,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="docker-registry not installed"))
 
 
+@pytest.fixture(autouse=True)
+def _reset_structlog() -> Iterator[None]:
+    """Tests that run `main()` in-process configure structlog to write to that test's captured
+    stderr (closed afterwards); reset it so later tests (the controller's threads) can log."""
+    yield
+    import structlog
+
+    structlog.reset_defaults()
+
+
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
     """An open registry on 127.0.0.1 shared by the session (tests use their own repo names)."""

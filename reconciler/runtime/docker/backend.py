@@ -13,15 +13,19 @@ engine does not report it) as "exited although the policy is always/unless-stopp
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import struct
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.runtime import base, errors
 from reconciler.runtime.docker import api
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["DockerRuntime", "container_body", "demux", "split_reference"]
 
@@ -118,7 +122,7 @@ def container_body(config: base.ContainerConfig) -> dict[str, Any]:
         "Image": config.image,
         "Env": [f"{k}={v}" for k, v in config.env.items()],
         "Labels": dict(config.labels),
-        "StopTimeout": int(config.stop_timeout),
+        "StopTimeout": math.ceil(config.stop_timeout),
         "HostConfig": host,
     }
     if config.command is not None:
@@ -369,10 +373,11 @@ class DockerRuntime:
     def __init__(
         self,
         socket_path: str = api.DEFAULT_SOCKET,
-        transport: Any = None,
+        transport: httpx.BaseTransport | None = None,
         *,
         what: str = "docker",
     ) -> None:
+        """`transport` replaces the Unix socket (e.g. `httpx.HTTPTransport` to a TCP engine)."""
         self.api = api.EngineAPI(socket_path, transport=transport, what=what)
 
     def close(self) -> None:
@@ -505,7 +510,7 @@ class DockerRuntime:
         self.api.container_start(name_or_id)
 
     def stop_container(self, name_or_id: str, *, timeout: float | None = None) -> None:
-        self.api.container_stop(name_or_id, None if timeout is None else int(timeout))
+        self.api.container_stop(name_or_id, None if timeout is None else math.ceil(timeout))
 
     def kill_container(self, name_or_id: str, signal: str = "KILL") -> None:
         self.api.container_kill(name_or_id, signal)

@@ -1,0 +1,150 @@
+"""Engine API faults a real dockerd cannot produce on demand, from a real HTTP server on a
+Unix socket: a newer or older API version, garbage bodies, a connection cut mid-stream."""
+
+from __future__ import annotations
+
+import json
+import socketserver
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+
+from reconciler.runtime import errors
+from reconciler.runtime.docker import DockerRuntime, api
+
+Handler = Callable[[BaseHTTPRequestHandler], None]
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+def _version(api_version: str) -> bytes:
+    return json.dumps({"ApiVersion": api_version, "Version": "test"}).encode()
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Callable[[dict[str, Handler]], DockerRuntime]]:
+    """Start a fake engine whose routes are `{path-suffix: handler}`; yields a factory."""
+    servers: list[_Server] = []
+    runtimes: list[DockerRuntime] = []
+
+    def start(routes: dict[str, Handler]) -> DockerRuntime:
+        class H(BaseHTTPRequestHandler):
+            seen: list[str] = []
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _route(self) -> None:
+                H.seen.append(self.path)
+                for suffix, fn in routes.items():
+                    if self.path.split("?")[0].endswith(suffix):
+                        fn(self)
+                        return
+                self.send_response(404)
+                self.send_header("Content-Type", "application/json")
+                body = b'{"message":"page not found"}'
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_DELETE = _route
+
+        sock = str(tmp_path / f"engine{len(servers)}.sock")
+        server = _Server(sock, H)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        rt = DockerRuntime(sock)
+        rt.seen = H.seen  # type: ignore[attr-defined]
+        runtimes.append(rt)
+        return rt
+
+    try:
+        yield start
+    finally:
+        for rt in runtimes:
+            rt.close()
+        for s in servers:
+            s.shutdown()
+            s.server_close()
+
+
+def reply(status: int, body: bytes, ctype: str = "application/json") -> Handler:
+    def fn(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(status)
+        h.send_header("Content-Type", ctype)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+    return fn
+
+
+def test_newer_engine_is_spoken_to_in_our_newest_version(engine) -> None:
+    rt = engine({"/version": reply(200, _version("1.47")), "/containers/json": reply(200, b"[]")})
+    assert rt.list_containers() == []
+    assert rt.seen[-1].startswith(f"/v{api.MAX_API_VERSION}/containers/json")
+    assert rt.api.api_version == api.MAX_API_VERSION
+
+
+def test_too_old_engine_is_unavailable(engine) -> None:
+    rt = engine({"/version": reply(200, _version("1.25"))})
+    with pytest.raises(errors.Unavailable) as info:
+        rt.list_containers()
+    assert "1.25" in str(info.value)
+
+
+def test_garbage_and_unknown_routes(engine) -> None:
+    rt = engine({"/version": reply(200, _version("1.41")),
+                 "/containers/json": reply(200, b"<html>proxy error</html>", "text/html")})
+    with pytest.raises(errors.Unavailable):
+        rt.list_containers()
+    with pytest.raises(errors.Unavailable) as info:   # "page not found": the route is missing
+        rt.resolve_digest("reg/x:1")
+    assert "does not implement" in str(info.value)
+
+
+def test_connection_cut_mid_pull_is_unavailable(engine) -> None:
+    def cut(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", "100000")
+        h.end_headers()
+        h.wfile.write(b'{"status":"Pulling fs layer","id":"abc"}\n')
+        h.wfile.flush()
+        h.connection.close()
+
+    rt = engine({"/version": reply(200, _version("1.41")), "/images/create": cut})
+    events: list[str] = []
+    with pytest.raises(errors.Unavailable):
+        rt.pull_image("reg/x:1", progress=lambda ev, d: events.append(ev))
+    assert events == ["resolve", "layer-start"]
+
+
+def test_error_in_pull_stream_is_image_error(engine) -> None:
+    body = b'{"status":"Pulling from x"}\n{"errorDetail":{"message":"manifest unknown"},"error":"manifest unknown"}\n'
+    rt = engine({"/version": reply(200, _version("1.41")), "/images/create": reply(200, body)})
+    with pytest.raises(errors.ImageError) as info:
+        rt.pull_image("reg/x:1")
+    assert "manifest unknown" in str(info.value)
+
+
+def test_status_codes_map_to_error_kinds(engine) -> None:
+    def msg(status: int, text: str) -> Handler:
+        return reply(status, json.dumps({"message": text}).encode())
+
+    cases = {
+        "/containers/a/json": (msg(404, "No such container: a"), errors.NotFound),
+        "/containers/b/json": (msg(400, "bad parameter"), errors.InvalidArgument),
+        "/containers/c/json": (msg(409, "conflict"), errors.Conflict),
+        "/containers/d/json": (msg(500, "server error"), errors.RuntimeBackendError),
+        "/containers/e/json": (reply(500, b"not json", "text/plain"), errors.RuntimeBackendError),
+    }
+    rt = engine({"/version": reply(200, _version("1.41")), **{k: v[0] for k, v in cases.items()}})
+    for path, (_, kind) in cases.items():
+        with pytest.raises(kind) as info:
+            rt.inspect_container(path.split("/")[2])
+        assert type(info.value) is kind

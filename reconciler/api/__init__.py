@@ -1,1 +1,19 @@
-"""reconciler.api."""
+"""The agent's API: HTTP/1.1 + JSON on a Unix socket (Docker's client–server split).
+
+- `server`: `ApiServer(view, socket_path)` serves the versioned paths below from a
+  `server.AgentView` (the agent implements it); `/metrics` (Prometheus text) is served on the
+  socket and, with `tcp=(host, port)`, on TCP too (metrics only there).
+- `client`: `ApiClient(socket_path)` over stdlib `http.client` (the CLI's side).
+- `events`: `EventBus`, the in-memory ring of events `/v1/events` streams as JSON lines.
+- `errors`: `ApiError` and its HTTP status mapping; `AgentUnreachable` for the client.
+
+    GET  /v1/status                   agent, sources, objects, supervision
+    GET  /v1/sources/<name>           one source
+    POST /v1/sources/<name>           {"suspend": true|false} (resume also unpins a rollback)
+    GET  /v1/plan?source=<name>       what a pass would do now (changes nothing)
+    POST /v1/reconcile                {"source": name?, "wait": bool}: reconcile now
+    GET  /v1/events?since=N&follow=1  JSON lines, streamed while follow
+    GET  /v1/history?source=&limit=   passes that changed something or failed
+    POST /v1/rollback                 {"source": name, "revision": id?}: pin an older revision
+    GET  /metrics                     Prometheus text format
+"""

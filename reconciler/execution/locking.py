@@ -22,8 +22,25 @@ def store_lock(root: str | os.PathLike[str]) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
+            agent = _agent(root)
+            if agent:                       # the agent holds it for its whole life
+                raise TemporaryError(
+                    f"an agent is running on {root} ({agent}); it applies its own sources",
+                    hint="use `reconcile status` / `reconcile reconcile-now`, or stop the agent "
+                    "to apply by hand") from exc
             raise TemporaryError(f"another reconcile pass holds {root}/reconcile.lock",
                                  hint="wait for it to finish (or stop the agent) and retry") from exc
         yield
     finally:
         os.close(fd)
+
+
+def _agent(root: str | os.PathLike[str]) -> str:
+    """'pid N, socket S' from <root>/agent.json (written by a running agent), or ''."""
+    import json
+
+    try:
+        data = json.loads((Path(root) / "agent.json").read_text())
+        return f"pid {int(data['pid'])}, socket {data['socket']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""

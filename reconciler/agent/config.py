@@ -1,0 +1,301 @@
+"""The agent's configuration file (YAML), validated with JSON Schema; errors say file:line.
+
+    root: /var/lib/reconciler          # state DB, engine state, source caches
+    run_dir: /run/reconciler           # conmon exit files, netns; the socket's default home
+    runtime: native                    # native | fake
+    socket: /run/reconciler/reconciler.sock
+    drift_interval: 60s                # periodic pass even without a change (drift check)
+    metrics: {listen: "127.0.0.1:9464"}    # optional: /metrics on TCP as well
+    webhook: {listen: "127.0.0.1:9465"}    # optional: push webhooks for git sources
+    supervision: {flap_limit: 5, flap_window: 2m}
+    sources:
+      - name: local                    # also the owner (reconciler.owner label) unless `owner`
+        directory: /etc/reconciler/manifests.d
+      - name: shop
+        owner: shop
+        git: {url: https://git.example/ops/shop.git, branch: main, path: hosts/web1,
+              token_file: /etc/reconciler/shop.token}
+        interval: 3m                   # git: poll interval; directory: re-list interval
+        webhook: {path: /hooks/shop, secret_file: /etc/reconciler/shop.hook}
+        suspend: false
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import TerminalError
+
+__all__ = ["AgentConfig", "ConfigError", "GitSettings", "SourceConfig", "load_config", "parse_config"]
+
+_NAME = r"^[a-z0-9]([a-z0-9_.-]{0,62})$"
+_DURATION = {"oneOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": r"^([0-9.]+(ms|s|m|h))+$"}]}
+_LISTEN = {"type": "object", "additionalProperties": False, "required": ["listen"],
+           "properties": {"listen": {"type": "string", "pattern": r"^[^\s:]*:[0-9]{1,5}$"}}}
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["sources"],
+    "properties": {
+        "root": {"type": "string", "minLength": 1},
+        "run_dir": {"type": "string", "minLength": 1},
+        "runtime": {"enum": ["native", "fake"]},
+        "name_prefix": {"type": "string", "pattern": r"^[a-z][a-z0-9]{1,7}$"},
+        "oci_runtime": {"enum": ["runc", "crun"]},
+        "socket": {"type": "string", "minLength": 1},
+        "drift_interval": _DURATION,
+        "parallel": {"type": "integer", "minimum": 1, "maximum": 64},
+        "metrics": _LISTEN,
+        "webhook": _LISTEN,
+        "supervision": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"flap_limit": {"type": "integer", "minimum": 1},
+                           "flap_window": _DURATION,
+                           "enabled": {"type": "boolean"}},
+        },
+        "sources": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name"],
+                "oneOf": [{"required": ["directory"]}, {"required": ["git"]}],
+                "properties": {
+                    "name": {"type": "string", "pattern": _NAME},
+                    "owner": {"type": "string", "pattern": _NAME},
+                    "directory": {"type": "string", "minLength": 1},
+                    "git": {
+                        "type": "object", "additionalProperties": False, "required": ["url"],
+                        "properties": {
+                            "url": {"type": "string", "minLength": 1},
+                            "branch": {"type": "string", "minLength": 1},
+                            "tag": {"type": "string", "minLength": 1},
+                            "commit": {"type": "string", "pattern": "^[0-9a-f]{40}$"},
+                            "path": {"type": "string"},
+                            "shallow": {"type": "boolean"},
+                            "ssh_key_file": {"type": "string"},
+                            "known_hosts_file": {"type": "string"},
+                            "token_file": {"type": "string"},
+                            "token_username": {"type": "string"},
+                        },
+                    },
+                    "interval": _DURATION,
+                    "debounce": _DURATION,
+                    "suspend": {"type": "boolean"},
+                    "allow_empty": {"type": "boolean"},
+                    "webhook": {
+                        "type": "object", "additionalProperties": False, "required": ["path", "secret_file"],
+                        "properties": {"path": {"type": "string", "pattern": "^/"},
+                                       "secret_file": {"type": "string"}},
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+class ConfigError(TerminalError):
+    """The agent's configuration is invalid; the message lists file:line problems."""
+
+
+@dataclass(frozen=True)
+class GitSettings:
+    url: str
+    branch: str | None = None
+    tag: str | None = None
+    commit: str | None = None
+    path: str = ""
+    shallow: bool = True
+    ssh_key_file: Path | None = None
+    known_hosts_file: Path | None = None
+    token_file: Path | None = None
+    token_username: str = "x-access-token"  # noqa: S105 - a user name, not a secret
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    owner: str
+    directory: Path | None = None
+    git: GitSettings | None = None
+    interval: float | None = None           # None: the source's default
+    debounce: float = 0.2
+    suspend: bool = False
+    allow_empty: bool = False
+    webhook_path: str | None = None
+    webhook_secret_file: Path | None = None
+
+    @property
+    def kind(self) -> str:
+        return "git" if self.git is not None else "directory"
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    root: Path = Path("/var/lib/reconciler")
+    run_dir: Path = Path("/run/reconciler")
+    runtime: str = "native"
+    name_prefix: str = "rcl"
+    oci_runtime: str = "runc"
+    socket: Path = Path("/run/reconciler/reconciler.sock")
+    drift_interval: float = 60.0
+    parallel: int = 4
+    metrics_listen: tuple[str, int] | None = None
+    webhook_listen: tuple[str, int] | None = None
+    supervise: bool = True
+    flap_limit: int = 5
+    flap_window: float = 120.0
+    sources: tuple[SourceConfig, ...] = field(default_factory=tuple)
+    path: Path | None = None                # the file it was read from (SIGHUP re-reads it)
+
+
+def _duration(value: Any) -> float:
+    from reconciler.spec import units
+
+    return units.parse_duration(value)
+
+
+def _listen(value: Mapping[str, Any] | None) -> tuple[str, int] | None:
+    if not value:
+        return None
+    host, _, port = str(value["listen"]).rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def _lines(text: str) -> dict[tuple[str | int, ...], int]:
+    """1-based line of each node path of the YAML document (for file:line messages)."""
+    import yaml
+
+    out: dict[tuple[str | int, ...], int] = {}
+
+    def walk(node: Any, path: tuple[str | int, ...]) -> None:
+        out[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                out[(*path, str(k.value))] = k.start_mark.line + 1
+                walk(v, (*path, str(k.value)))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                walk(v, (*path, i))
+
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return out
+    if node is not None:
+        walk(node, ())
+    return out
+
+
+def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, Any] | None = None) -> AgentConfig:
+    """Validate and build; `overrides` (from command-line flags) replace top-level keys."""
+    import jsonschema
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at_line = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{where}{at_line}: not valid YAML: {getattr(e, 'problem', None) or e}",
+                          hint="fix the agent config and reload (SIGHUP) or restart") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}:1: the agent config must be a mapping")
+    data = {**data, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    lines = _lines(text)
+    problems = []
+    for err in sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(data), key=lambda e: list(map(str, e.path))):
+        path = tuple(err.path)
+        line: int = next((lines[path[:i]] for i in range(len(path), -1, -1) if path[:i] in lines), 1)
+        dotted = ".".join(str(p) for p in path) or "(top)"
+        msg = err.message
+        if err.validator == "oneOf" and path and path[0] == "sources":
+            msg = "a source needs exactly one of directory or git"
+        problems.append(f"{where}:{line}: {dotted}: {msg}")
+    sources: list[SourceConfig] = []
+    names: set[str] = set()
+    owners: set[str] = set()
+    for i, s in enumerate(data.get("sources") or []):
+        if not isinstance(s, dict) or problems:
+            continue
+        at = lines.get(("sources", i), 1)
+        owner = str(s.get("owner", s["name"]))
+        if s["name"] in names:
+            problems.append(f"{where}:{at}: sources.{i}.name: two sources are named {s['name']!r}")
+        if owner in owners:
+            problems.append(f"{where}:{at}: sources.{i}.owner: owner {owner!r} is used by two sources "
+                            "(they would prune each other's objects)")
+        names.add(s["name"])
+        owners.add(owner)
+        try:
+            sources.append(_source(s, owner))
+        except ValueError as e:
+            problems.append(f"{where}:{at}: sources.{i}: {e}")
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s) in the agent config:\n" + "\n".join(problems),
+                          hint="fix the agent config; `reconcile agent --config FILE --check` validates it")
+    sup = data.get("supervision") or {}
+    root = Path(data.get("root", "/var/lib/reconciler"))
+    run_dir = Path(data.get("run_dir", "/run/reconciler"))
+    return AgentConfig(
+        root=root, run_dir=run_dir, runtime=data.get("runtime", "native"),
+        name_prefix=data.get("name_prefix", "rcl"), oci_runtime=data.get("oci_runtime", "runc"),
+        socket=Path(data.get("socket", run_dir / "reconciler.sock")),
+        drift_interval=_duration(data.get("drift_interval", 60)), parallel=int(data.get("parallel", 4)),
+        metrics_listen=_listen(data.get("metrics")), webhook_listen=_listen(data.get("webhook")),
+        supervise=bool(sup.get("enabled", True)), flap_limit=int(sup.get("flap_limit", 5)),
+        flap_window=_duration(sup.get("flap_window", 120)), sources=tuple(sources),
+    )
+
+
+def _source(s: Mapping[str, Any], owner: str) -> SourceConfig:
+    git = None
+    if "git" in s:
+        g = s["git"]
+        if sum(k in g for k in ("branch", "tag", "commit")) > 1:
+            raise ValueError("git takes one of branch, tag or commit")
+        if "token_file" in g and "ssh_key_file" in g:
+            raise ValueError("git takes an ssh_key_file or a token_file, not both")
+        git = GitSettings(
+            url=g["url"], branch=g.get("branch"), tag=g.get("tag"), commit=g.get("commit"),
+            path=g.get("path", ""), shallow=g.get("shallow", True),
+            ssh_key_file=Path(g["ssh_key_file"]) if "ssh_key_file" in g else None,
+            known_hosts_file=Path(g["known_hosts_file"]) if "known_hosts_file" in g else None,
+            token_file=Path(g["token_file"]) if "token_file" in g else None,
+            token_username=g.get("token_username", "x-access-token"),
+        )
+    hook = s.get("webhook")
+    if hook and git is None:
+        raise ValueError("webhook is for git sources (a directory is watched with inotify)")
+    return SourceConfig(
+        name=s["name"], owner=owner,
+        directory=Path(os.path.abspath(s["directory"])) if "directory" in s else None, git=git,
+        interval=_duration(s["interval"]) if "interval" in s else None,
+        debounce=_duration(s.get("debounce", 0.2)),
+        suspend=bool(s.get("suspend", False)), allow_empty=bool(s.get("allow_empty", False)),
+        webhook_path=hook["path"] if hook else None,
+        webhook_secret_file=Path(hook["secret_file"]) if hook else None,
+    )
+
+
+def load_config(path: str | os.PathLike[str], *, overrides: Mapping[str, Any] | None = None) -> AgentConfig:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read the agent config {p}: {e.strerror}",
+                          hint="pass --config FILE (see contrib/agent.yaml)") from None
+    cfg = parse_config(text, where=str(p), overrides=overrides)
+    import dataclasses
+
+    return dataclasses.replace(cfg, path=p)
+
+

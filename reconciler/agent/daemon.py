@@ -1,0 +1,646 @@
+"""The agent: sources → controller loop → passes, supervision, the API; one process.
+
+Per source (its own owner name, so sources never prune each other's objects) the loop's
+`reconcile(key)`:
+
+1. takes the revision: the pinned one after a rollback, else `source.fetch()` (an unreachable
+   remote raises SourceUnavailable: reported, retried with backoff, nothing changes);
+2. loads it (`spec.load`); a revision that does not load is reported with every problem as
+   `file:line` of the user's file (status, event, log line, metric) and is never applied: the
+   last good revision stays applied and keeps being drift-checked;
+3. runs one pass (`passes.run_pass`) under the agent's single writer lock, with a plan filter
+   that drops (and reports) the corrections of objects marked `drift: report` when the
+   revision did not change, and never starts a container over the flap limit;
+4. records the result (status, event, metrics) and asks to be called again after
+   `drift_interval` (the periodic drift check).
+
+The agent holds the store lock of its root for its whole life (a `reconcile apply` on the same
+root is refused and pointed at the agent), writes `<root>/agent.json` (pid, socket) for the
+CLI, and leaves containers running when it stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from reconciler import __version__, spec
+from reconciler._sqlite import Database
+from reconciler.agent import config as cfgmod
+from reconciler.agent import metrics as metrics_mod
+from reconciler.agent import supervise
+from reconciler.api import errors as apierr
+from reconciler.api import events as events_mod
+from reconciler.api import server as api_server
+from reconciler.controller import loop as loop_mod
+from reconciler.errors import ReconcilerError, TerminalError
+from reconciler.execution import backends, locking, passes
+from reconciler.planning import actions
+from reconciler.runtime import base
+from reconciler.sources import base as srcbase
+from reconciler.sources import errors as srcerr
+from reconciler.state import history as hist
+from reconciler.state import labels as labelmod
+
+__all__ = ["AGENT_FILE", "Agent", "run_agent"]
+
+AGENT_FILE = "agent.json"
+KEEP_GOOD = 5                       # converged revisions kept for rollback, per source
+
+
+@dataclasses.dataclass
+class _Source:
+    """A source's live state (guarded by Agent._lock)."""
+
+    cfg: cfgmod.SourceConfig
+    source: srcbase.Source
+    watch: srcbase.Closeable | None = None
+    applied: srcbase.Revision | None = None          # last revision a pass ran with
+    desired: spec.DesiredState | None = None         # its loaded manifests
+    good: list[srcbase.Revision] = dataclasses.field(default_factory=list)   # converged, newest first
+    fetched: str | None = None                       # newest revision id fetched
+    fetch_error: str | None = None
+    invalid: tuple[str, list[str]] | None = None     # (revision id, problems) of a refused revision
+    pinned: srcbase.Revision | None = None           # rollback: applied instead of the newest
+    last_result: str | None = None
+    last_pass_at: float | None = None
+    last_failures: list[str] = dataclasses.field(default_factory=list)
+    drift: list[str] = dataclasses.field(default_factory=list)   # reported, not corrected
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+class Agent:
+    """The assembled daemon; `start()` returns once it serves, `stop()` leaves containers running."""
+
+    def __init__(self, config: cfgmod.AgentConfig) -> None:
+        self.config = config
+        self.events = events_mod.EventBus()
+        self.prom = metrics_mod.Metrics()
+        self.started_at = time.time()
+        self._lock = threading.RLock()
+        self._pass_lock = threading.Lock()
+        self._sources: dict[str, _Source] = {}
+        self._stack = contextlib.ExitStack()
+        self._log = structlog.get_logger("reconciler.agent")
+        self.loop = loop_mod.ControllerLoop(self._reconcile, workers=1, name="agent")
+        self.db: Database | None = None
+        self._runtime: base.Runtime | None = None    # native: one engine for the agent's life
+        self.supervisor: supervise.Supervisor | None = None
+        self._api: api_server.ApiServer | None = None
+        self._metrics_server: api_server.MetricsServer | None = None
+        self._webhooks: Any = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> Agent:
+        cfg = self.config
+        try:
+            self._stack.enter_context(locking.store_lock(cfg.root))
+            self.db = Database(cfg.root / "state.db")
+            if cfg.runtime == "native":
+                self._runtime = backends.open_runtime("native", root=cfg.root, run_dir=cfg.run_dir,
+                                                      name_prefix=cfg.name_prefix, oci_runtime=cfg.oci_runtime)
+                if cfg.supervise:
+                    self.supervisor = supervise.Supervisor(
+                        self._runtime, publish=self.events.publish, flap_limit=cfg.flap_limit,
+                        flap_window=cfg.flap_window,
+                        on_restart=lambda name: self.prom.restarts.inc(),
+                        on_flap=lambda name: self.prom.flapping.set(len(self._flapping_names())),
+                    ).start()
+            self._api = api_server.ApiServer(self, cfg.socket).start()
+            if cfg.metrics_listen is not None:
+                self._metrics_server = api_server.MetricsServer(self, *cfg.metrics_listen).start()
+            self._write_agent_file()
+            self.loop.start()
+            for sc in cfg.sources:
+                self._add_source(sc)
+            self._start_webhooks()
+        except BaseException:
+            self.stop()
+            raise
+        self.events.publish("agent_started", pid=os.getpid(), sources=[s.name for s in cfg.sources])
+        self._log.info("agent_started", pid=os.getpid(), socket=str(cfg.socket), runtime=cfg.runtime,
+                       sources=[s.name for s in cfg.sources])
+        return self
+
+    def stop(self) -> None:
+        """Stop watching, let the pass in flight finish, stop serving; containers keep running."""
+        with self._lock:
+            sources = list(self._sources.values())
+        for s in sources:
+            if s.watch is not None:
+                s.watch.close()
+                s.watch = None
+        if self._webhooks is not None:
+            self._webhooks.close()
+            self._webhooks = None
+        self.loop.stop()
+        if self.supervisor is not None:
+            self.supervisor.stop()
+        self.events.publish("agent_stopped", pid=os.getpid())
+        self.events.close()
+        if self._metrics_server is not None:
+            self._metrics_server.close()
+            self._metrics_server = None
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+        if self._runtime is not None:
+            self._runtime.close()
+            self._runtime = None
+        with contextlib.suppress(OSError):
+            af = self.config.root / AGENT_FILE
+            if json.loads(af.read_text()).get("pid") == os.getpid():
+                af.unlink()
+        self._stack.close()
+        self._log.info("agent_stopped")
+
+    def _write_agent_file(self) -> None:
+        path = self.config.root / AGENT_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "socket": str(self.config.socket)}))
+        os.replace(tmp, path)
+
+    def reload(self, new: cfgmod.AgentConfig) -> None:
+        """Apply a re-read config: sources added, removed or changed; the rest needs a restart."""
+        old = self.config
+        fixed = ("root", "run_dir", "runtime", "socket", "name_prefix", "metrics_listen")
+        ignored = [f for f in fixed if getattr(old, f) != getattr(new, f)]
+        if ignored:
+            self._log.warning("config_reload_partial", needs_restart=ignored)
+        self.config = dataclasses.replace(new, **{f: getattr(old, f) for f in fixed})
+        wanted = {s.name: s for s in new.sources}
+        with self._lock:
+            current = dict(self._sources)
+        for name, s in current.items():
+            if name not in wanted or wanted[name] != s.cfg:
+                self._remove_source(name)
+        for name, sc in wanted.items():
+            if name not in current or current[name].cfg != sc:
+                self._add_source(sc)
+            elif sc.suspend != self.loop.queue.is_suspended(name):
+                self.set_suspended(name, sc.suspend)
+        if self._webhooks is not None:
+            self._webhooks.close()
+            self._webhooks = None
+        self._start_webhooks()
+        for name in wanted:
+            self.loop.trigger(name, "config reloaded")
+        self.events.publish("config_reloaded", sources=sorted(wanted), needs_restart=ignored)
+        self._log.info("config_reloaded", sources=sorted(wanted), needs_restart=ignored)
+
+    # -- sources ------------------------------------------------------------------------------
+
+    def _make_source(self, sc: cfgmod.SourceConfig) -> srcbase.Source:
+        cache = self.config.root / "sources" / sc.name
+        if sc.git is not None:
+            from reconciler.sources import git
+
+            g = sc.git
+            kw: dict[str, Any] = {}
+            if sc.interval is not None:
+                kw["poll_interval"] = sc.interval
+            return git.GitSource(g.url, cache_dir=cache, branch=g.branch, tag=g.tag, commit=g.commit, path=g.path,
+                                 shallow=g.shallow, ssh_key_file=g.ssh_key_file, known_hosts_file=g.known_hosts_file,
+                                 token_file=g.token_file, token_username=g.token_username, **kw)
+        from reconciler.sources import directory
+
+        assert sc.directory is not None
+        dkw: dict[str, Any] = {"debounce": sc.debounce}
+        if sc.interval is not None:
+            dkw["resync_interval"] = sc.interval
+        return directory.DirectorySource(sc.directory, cache_dir=cache, **dkw)
+
+    def _add_source(self, sc: cfgmod.SourceConfig) -> None:
+        src = _Source(cfg=sc, source=self._make_source(sc))
+        with self._lock:
+            self._sources[sc.name] = src
+        self.prom.source_suspended.labels(sc.name).set(1 if sc.suspend else 0)
+        if sc.suspend:
+            self.loop.queue.suspend(sc.name)
+        else:
+            self.loop.queue.resume(sc.name)
+        try:
+            src.watch = src.source.watch(self.loop.waker(sc.name))
+        except ReconcilerError as e:
+            src.fetch_error = str(e)
+            self._log.error("source_watch_failed", source=sc.name, error=str(e))
+        self.loop.trigger(sc.name, "agent started" if not self._sources else "source added")
+
+    def _remove_source(self, name: str) -> None:
+        with self._lock:
+            src = self._sources.pop(name, None)
+        if src is None:
+            return
+        if src.watch is not None:
+            src.watch.close()
+        self.prom.forget(name)
+        self._log.info("source_removed", source=name, note="its objects are left as they are")
+
+    def _start_webhooks(self) -> None:
+        if self.config.webhook_listen is None:
+            return
+        from reconciler.sources import git, webhook
+
+        hooks = []
+        with self._lock:
+            sources = list(self._sources.values())
+        for s in sources:
+            sc = s.cfg
+            if sc.webhook_path is None or sc.webhook_secret_file is None:
+                continue
+            refs = None
+            if isinstance(s.source, git.GitSource) and (sc.git and (sc.git.branch or sc.git.tag)):
+                refs = [s.source.ref_name]
+            hooks.append(webhook.Hook(path=sc.webhook_path, secret=webhook.read_secret(sc.webhook_secret_file),
+                                      wake=self.loop.waker(sc.name), refs=refs))
+        if hooks:
+            host, port = self.config.webhook_listen
+            self._webhooks = webhook.WebhookServer(hooks, host=host, port=port).start()
+
+    def _get(self, name: str) -> _Source:
+        with self._lock:
+            src = self._sources.get(name)
+        if src is None:
+            raise apierr.NotFound(f"no source named {name!r}", hint="see `reconcile status` for the sources")
+        return src
+
+    # -- runtime ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _runtime_session(self) -> Any:
+        """The native engine (kept open), or a fake re-read from its state file for this use."""
+        if self._runtime is not None:
+            yield self._runtime
+            return
+        rt = backends.open_runtime(self.config.runtime, root=self.config.root, run_dir=self.config.run_dir,
+                                   name_prefix=self.config.name_prefix)
+        try:
+            yield rt
+        finally:
+            rt.close()
+
+    def _flapping_names(self) -> set[str]:
+        return {f.name for f in self.supervisor.flapping()} if self.supervisor is not None else set()
+
+    # -- one pass -----------------------------------------------------------------------------
+
+    def _revision(self, name: str, src: _Source) -> srcbase.Revision:
+        if src.pinned is not None:
+            return src.pinned
+        try:
+            rev = src.source.fetch()
+        except srcerr.SourceError as e:
+            first = src.fetch_error != str(e)
+            src.fetch_error = str(e)
+            self.prom.set_error(name, "fetch")
+            if first:
+                self.events.publish("source_error", source=name, error=str(e),
+                                    temporary=not isinstance(e, TerminalError))
+            raise
+        if src.fetch_error is not None:
+            self.events.publish("source_recovered", source=name, revision=rev.id)
+        src.fetch_error = None
+        src.fetched = rev.id
+        return rev
+
+    def _load(self, name: str, src: _Source, rev: srcbase.Revision) -> spec.DesiredState | None:
+        """The revision's manifests, or None when it does not load (reported once per revision)."""
+        if src.applied is not None and src.applied.id == rev.id and src.desired is not None:
+            return src.desired
+        if src.invalid is not None and src.invalid[0] == rev.id:
+            return None
+        try:
+            desired = spec.load(rev.path)
+        except spec.SpecError as e:
+            snap = str(rev.path)
+            problems = [str(p).replace(snap, rev.origin, 1) if rev.origin else str(p) for p in e.problems]
+            src.invalid = (rev.id, problems)
+            self.prom.set_error(name, "invalid")
+            self.events.publish("revision_invalid", source=name, revision=rev.id, problems=problems,
+                                kept=src.applied.id if src.applied else None)
+            self._log.error("revision_invalid", source=name, revision=rev.id[:12], problems=problems,
+                            kept=src.applied.id[:12] if src.applied else None)
+            return None
+        if src.invalid is not None:
+            self.events.publish("revision_fixed", source=name, revision=rev.id)
+        src.invalid = None
+        self.prom.set_error(name, None)
+        return dataclasses.replace(desired, revision=rev.id)
+
+    def _plan_filter(self, name: str, src: _Source, desired: spec.DesiredState,
+                     drift_check: bool) -> Callable[[actions.Plan], actions.Plan]:
+        flapping = self._flapping_names()
+
+        def keep(plan: actions.Plan) -> actions.Plan:
+            dropped: set[int] = set()
+            reported: list[str] = []
+            notes = list(plan.notes)
+            for a in plan.actions:
+                prefix, _, cname = a.resource.partition(":")
+                if prefix != "container":
+                    continue
+                c = desired.containers.get(cname)
+                if drift_check and c is not None and c.drift == "report":
+                    dropped.add(a.id)
+                    reported.append(f"{a.resource}: {a.cause}")
+                elif cname in flapping and a.kind is actions.ActionKind.START and not a.group:
+                    dropped.add(a.id)
+                    notes.append(f"{a.resource}: over the flap limit: left stopped (reported, not restarted)")
+            if not dropped:
+                src.drift = []
+                return plan
+            changed = True
+            while changed:                      # dependents of a dropped action go too
+                changed = False
+                for a in plan.actions:
+                    if a.id not in dropped and any(d in dropped for d in a.depends_on):
+                        dropped.add(a.id)
+                        changed = True
+            drift = sorted(set(reported))
+            if drift and drift != src.drift:
+                self.events.publish("drift_reported", source=name, objects=drift)
+                self._log.warning("drift_reported", source=name, objects=drift)
+            src.drift = drift
+            notes.extend(f"drift (reported only): {d}" for d in drift)
+            return actions.Plan(actions=tuple(a for a in plan.actions if a.id not in dropped),
+                                notes=tuple(notes), revision=plan.revision)
+
+        return keep
+
+    def _reconcile(self, request: loop_mod.Request) -> loop_mod.Result:
+        name = request.key
+        with self._lock:
+            src = self._sources.get(name)
+        if src is None:
+            return loop_mod.Result()            # removed by a reload
+        rev = self._revision(name, src)
+        desired = self._load(name, src, rev)
+        if desired is None:
+            if src.applied is None or src.desired is None:
+                assert src.invalid is not None
+                raise TerminalError(f"revision {rev.id[:12]} of {name} does not load; nothing applied yet:\n"
+                                    + "\n".join(src.invalid[1]))
+            rev, desired = src.applied, src.desired   # the last good stays applied (drift-checked)
+        drift_check = src.applied is not None and src.applied.id == rev.id
+        options = passes.PassOptions(owner=src.cfg.owner, allow_empty=src.cfg.allow_empty,
+                                     max_workers=self.config.parallel, source=f"{name}:{rev.origin}")
+        assert self.db is not None
+        with self._pass_lock, self._runtime_session() as runtime:
+            result = passes.run_pass(desired, runtime, self.db, options,
+                                     plan_filter=self._plan_filter(name, src, desired, drift_check))
+            managed = len(runtime.list_containers({labelmod.OWNER: src.cfg.owner}))
+        src.applied, src.desired = rev, desired
+        src.last_result, src.last_pass_at = result.result, time.time()
+        src.notes = list(result.plan.notes)
+        src.last_failures = [f"{c.resource}: {c.detail}" for c in result.changeset.failed()] \
+            if result.changeset is not None else []
+        if result.converged:
+            src.good = [rev, *[g for g in src.good if g.id != rev.id]][:KEEP_GOOD]
+            self.prom.last_applied.labels(name).set(time.time())
+        src.source.retain({rev.id, *(g.id for g in src.good)})
+        self.prom.passes.labels(name, result.result).inc()
+        self.prom.pass_duration.labels(name).observe(result.duration)
+        self.prom.drift.labels(name).set(len(src.drift))
+        self.prom.managed.labels(name).set(managed)
+        if not result.plan.is_empty() or not result.converged:
+            self.events.publish(
+                "pass", source=name, revision=rev.id, result=result.result,
+                counts=result.changeset.counts() if result.changeset else {},
+                failures=src.last_failures, reconcile_id=request.reconcile_id)
+        retry = self.config.drift_interval if result.converged else min(self.config.drift_interval, 5.0)
+        return loop_mod.Result(requeue_after=retry)
+
+    # -- the API's view (api.server.AgentView) -------------------------------------------------
+
+    def status(self) -> Mapping[str, Any]:
+        with self._lock:
+            names = sorted(self._sources)
+        flapping = self.supervisor.flapping() if self.supervisor is not None else []
+        return {
+            "agent": {"pid": os.getpid(), "version": __version__, "started_at": self.started_at,
+                      "runtime": self.config.runtime, "root": str(self.config.root),
+                      "socket": str(self.config.socket), "config": str(self.config.path or "")},
+            "sources": [self.source_status(n) for n in names],
+            "supervision": {"enabled": self.supervisor is not None,
+                            "flapping": [{"container": f.name, "id": f.id[:12], "restarts": f.restarts,
+                                          "since": f.since} for f in flapping]},
+        }
+
+    def source_status(self, name: str) -> Mapping[str, Any]:
+        src = self._get(name)
+        ks = self.loop.status(name)
+        flapping = self._flapping_names()
+        objects = []
+        try:
+            with self._runtime_session() as rt:
+                for c in sorted(rt.list_containers({labelmod.OWNER: src.cfg.owner}), key=lambda c: c.name):
+                    objects.append({"kind": "Container", "name": c.name, "id": c.id[:12], "status": str(c.status),
+                                    "health": c.health, "restart_count": c.restart_count,
+                                    "revision": c.labels.get(labelmod.REVISION, ""), "flapping": c.name in flapping})
+        except ReconcilerError as e:
+            objects.append({"error": str(e)})
+        error = None
+        if src.invalid is not None:
+            error = f"revision {src.invalid[0][:12]} refused:\n" + "\n".join(src.invalid[1])
+        elif src.fetch_error is not None:
+            error = src.fetch_error
+        elif ks.last_error is not None:
+            error = ks.last_error
+        return {
+            "name": name, "owner": src.cfg.owner, "kind": src.cfg.kind,
+            "origin": _origin(src.cfg), "suspended": ks.suspended,
+            "pinned": src.pinned.id if src.pinned else None,
+            "revision": src.applied.id if src.applied else None,
+            "fetched": src.fetched, "last_good": src.good[0].id if src.good else None,
+            "last_result": src.last_result, "last_pass_at": src.last_pass_at,
+            "error": error, "problems": src.invalid[1] if src.invalid else [],
+            "failures": src.last_failures, "drift": src.drift, "notes": src.notes,
+            "passes": ks.passes, "running": ks.running, "backoff_failures": ks.failures,
+            "next_pass_in": None if ks.next_in is None else round(max(ks.next_in, 0.0), 3),
+            "objects": objects,
+        }
+
+    def set_suspended(self, name: str, suspended: bool) -> Mapping[str, Any]:
+        src = self._get(name)
+        if suspended:
+            self.loop.suspend(name)
+        else:
+            src.pinned = None                   # resume also ends a rollback's pin
+            if self.supervisor is not None:
+                for o in list(src.desired.containers) if src.desired else []:
+                    self.supervisor.clear(o)
+            self.loop.resume(name)
+        self.prom.source_suspended.labels(name).set(1 if suspended else 0)
+        self.events.publish("source_suspended" if suspended else "source_resumed", source=name)
+        return self.source_status(name)
+
+    def plan(self, name: str | None) -> Mapping[str, Any]:
+        name = self._only(name)
+        src = self._get(name)
+        rev = self._revision(name, src)
+        desired = self._load(name, src, rev)
+        if desired is None:
+            return {"source": name, "revision": rev.id, "error": "the revision does not load",
+                    "problems": src.invalid[1] if src.invalid else []}
+        assert self.db is not None
+        with self._runtime_session() as rt:
+            plan, unresolved = passes.plan_pass(desired, rt, self.db, passes.PassOptions(owner=src.cfg.owner))
+        return {"source": name, **plan.to_json(), "rendered": plan.render(), "in_sync": plan.is_empty(),
+                "unresolved": dict(unresolved)}
+
+    def _only(self, name: str | None) -> str:
+        if name:
+            return name
+        with self._lock:
+            names = sorted(self._sources)
+        if len(names) != 1:
+            raise apierr.BadRequest(f"name a source (one of {', '.join(names)})")
+        return names[0]
+
+    def reconcile_now(self, name: str | None, *, wait: bool, timeout: float) -> Mapping[str, Any]:
+        with self._lock:
+            names = [name] if name else sorted(self._sources)
+        for n in names:
+            self._get(n)
+        before = {n: self.loop.status(n).passes for n in names}
+        for n in names:
+            self.loop.trigger(n, "reconcile requested (API)")
+        waited = []
+        if wait:
+            deadline = time.monotonic() + timeout
+            for n in names:
+                if self.loop.status(n).suspended:
+                    continue
+                while time.monotonic() < deadline:
+                    st = self.loop.status(n)
+                    if st.passes > before[n] and not st.running:
+                        waited.append(n)
+                        break
+                    time.sleep(0.05)
+        return {"triggered": names, "completed": waited,
+                "sources": [self.source_status(n) for n in names]}
+
+    def history(self, name: str | None, limit: int) -> Sequence[Mapping[str, Any]]:
+        assert self.db is not None
+        with self._lock:
+            srcs = [self._get(name)] if name else list(self._sources.values())
+        out: list[dict[str, Any]] = []
+        for s in srcs:
+            for p in hist.HistoryStore(self.db, s.cfg.owner).list(limit=limit):
+                out.append({"id": p.id, "source": s.cfg.name, "owner": p.owner, "revision": p.revision,
+                            "started_at": p.started_at, "finished_at": p.finished_at, "result": p.result,
+                            "counts": dict(p.counts), "changes": list(p.changes)})
+        out.sort(key=lambda p: int(p["id"]), reverse=True)
+        return out[:limit]
+
+    def rollback(self, name: str, revision: str | None) -> Mapping[str, Any]:
+        src = self._get(name)
+        current = src.applied.id if src.applied else None
+        if revision:
+            match = [g for g in src.good if g.id.startswith(revision)]
+        else:
+            match = [g for g in src.good if g.id != current]
+        if not match:
+            kept = ", ".join(g.id[:12] for g in src.good) or "none"
+            raise apierr.Conflict(
+                f"no converged revision {revision or 'older than the applied one'} of {name} is kept "
+                f"(kept: {kept})", hint="revert in the source instead (git revert, or restore the files)")
+        target = match[0]
+        src.pinned = target
+        self.events.publish("rollback", source=name, revision=target.id, previous=current)
+        self._log.warning("rollback", source=name, revision=target.id[:12], previous=(current or "")[:12])
+        self.loop.resume(name)                  # runs a pass now (with the pin)
+        result = self.reconcile_now(name, wait=True, timeout=300)
+        return {"source": name, "pinned": target.id, "previous": current,
+                "hint": "the source is pinned: `reconcile rollback --resume NAME` (or POST "
+                        "/v1/sources/NAME {\"suspend\": false}) follows it again",
+                "status": result["sources"][0]}
+
+    def metrics(self) -> tuple[bytes, str]:
+        self.prom.flapping.set(len(self._flapping_names()))
+        return self.prom.render()
+
+
+def _origin(sc: cfgmod.SourceConfig) -> str:
+    if sc.git is not None:
+        from reconciler.sources import git
+
+        ref = sc.git.branch or sc.git.tag or sc.git.commit or "HEAD"
+        return f"{git.redact_url(sc.git.url)}@{ref}" + (f":{sc.git.path}" if sc.git.path else "")
+    return str(sc.directory)
+
+
+def run_agent(config: cfgmod.AgentConfig, *, ready: Callable[[Agent], None] | None = None) -> int:
+    """Run in the foreground until SIGTERM/SIGINT; SIGHUP re-reads the config file."""
+    stop = threading.Event()
+    reload = threading.Event()
+
+    def on_term(signum: int, frame: object) -> None:
+        stop.set()
+
+    def on_hup(signum: int, frame: object) -> None:
+        reload.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, on_hup)
+    agent = Agent(config).start()
+    log = structlog.get_logger("reconciler.agent")
+    _notify("READY=1")
+    if ready is not None:
+        ready(agent)
+    try:
+        while not stop.is_set():
+            stop.wait(0.5)
+            if reload.is_set():
+                reload.clear()
+                if config.path is None:
+                    log.warning("config_reload_skipped", reason="no config file")
+                    continue
+                try:
+                    new = cfgmod.load_config(config.path)
+                except cfgmod.ConfigError as e:
+                    log.error("config_reload_failed", error=str(e), note="the running config stays")
+                    agent.events.publish("config_invalid", error=str(e))
+                    continue
+                _notify("RELOADING=1")
+                agent.reload(new)
+                _notify("READY=1")
+    finally:
+        _notify("STOPPING=1")
+        log.info("agent_stopping", note="finishing the pass in flight; containers keep running")
+        agent.stop()
+    return 0
+
+
+def _notify(state: str) -> None:
+    """sd_notify for Type=notify units (no-op outside systemd)."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    import socket
+
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(state.encode(), addr)
+
+
+def agent_file(root: Path) -> Mapping[str, Any] | None:
+    """`<root>/agent.json` of a running agent (pid, socket), or None."""
+    try:
+        data = json.loads((root / AGENT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,270 @@
+"""The API server: HTTP/1.1 and JSON on a Unix socket, metrics optionally on TCP too.
+
+The socket is created mode 0660 (root and the socket's group may manage the host, as with
+docker.sock); a stale socket file left by a killed agent is replaced, a live one is refused.
+Request bodies are bounded; every reply is JSON except `/metrics` (Prometheus text) and
+`/v1/events` (JSON lines, streamed until the client goes or the agent stops).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import socketserver
+import threading
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from reconciler.api import errors
+from reconciler.api import events as events_mod
+
+__all__ = ["AgentView", "ApiServer", "MetricsServer"]
+
+MAX_BODY = 1024 * 1024
+
+
+class AgentView(Protocol):
+    """What the API needs from the agent; every method is called on a request thread."""
+
+    events: events_mod.EventBus
+
+    def status(self) -> Mapping[str, Any]: ...
+
+    def source_status(self, name: str) -> Mapping[str, Any]: ...
+
+    def set_suspended(self, name: str, suspended: bool) -> Mapping[str, Any]: ...
+
+    def plan(self, name: str | None) -> Mapping[str, Any]: ...
+
+    def reconcile_now(self, name: str | None, *, wait: bool, timeout: float) -> Mapping[str, Any]: ...
+
+    def history(self, name: str | None, limit: int) -> Sequence[Mapping[str, Any]]: ...
+
+    def rollback(self, name: str, revision: str | None) -> Mapping[str, Any]: ...
+
+    def metrics(self) -> tuple[bytes, str]: ...
+
+
+class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    allow_reuse_address = False
+
+
+def _remove_stale(path: Path) -> None:
+    """Remove a socket file nobody listens on; refuse one an agent serves."""
+    if not path.exists() and not path.is_symlink():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(str(path))
+    except OSError:
+        path.unlink(missing_ok=True)
+        return
+    finally:
+        probe.close()
+    raise errors.Conflict(f"an agent already serves {path}",
+                          hint="stop it first, or give this agent another socket in its config")
+
+
+def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float) -> type[BaseHTTPRequestHandler]:
+    log = structlog.get_logger("reconciler.api")
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "reconciler"
+        sys_version = ""
+        timeout = 30
+
+        def address_string(self) -> str:
+            addr = self.client_address
+            return str(addr[0]) if isinstance(addr, tuple) and addr else "unix"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        # -- plumbing ---------------------------------------------------------------------
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _json(self, status: int, value: Any) -> None:
+            self._send(status, json.dumps(value, sort_keys=True, default=str).encode() + b"\n",
+                       "application/json")
+
+        def _body(self) -> dict[str, Any]:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                raise errors.BadRequest(f"request body over {MAX_BODY} bytes")
+            if not length:
+                return {}
+            try:
+                data = json.loads(self.rfile.read(length))
+            except ValueError as e:
+                raise errors.BadRequest(f"the body is not JSON: {e}") from None
+            if not isinstance(data, dict):
+                raise errors.BadRequest("the body must be a JSON object")
+            return data
+
+        def _dispatch(self, method: str) -> None:
+            url = urllib.parse.urlsplit(self.path)
+            query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
+            try:
+                self._route(method, url.path.rstrip("/") or "/", query)
+            except errors.ApiError as e:
+                self._json(e.status, {"error": e.message, "hint": e.hint})
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+            except Exception as e:
+                log.exception("api_request_failed", path=url.path)
+                self._json(500, {"error": f"internal error: {type(e).__name__}"})
+
+        def do_GET(self) -> None:
+            self._dispatch("GET")
+
+        def do_HEAD(self) -> None:
+            self._dispatch("GET")
+
+        def do_POST(self) -> None:
+            self._dispatch("POST")
+
+        # -- routes -----------------------------------------------------------------------
+
+        def _route(self, method: str, path: str, q: Mapping[str, str]) -> None:
+            if path == "/metrics" and method == "GET":
+                text, ctype = view.metrics()
+                self._send(200, text, ctype)
+                return
+            if metrics_only:
+                raise errors.NotFound(f"{path}: only /metrics is served on TCP")
+            if path == "/v1/status" and method == "GET":
+                self._json(200, view.status())
+            elif path.startswith("/v1/sources/"):
+                name = urllib.parse.unquote(path[len("/v1/sources/"):])
+                if method == "GET":
+                    self._json(200, view.source_status(name))
+                else:
+                    body = self._body()
+                    if not isinstance(body.get("suspend"), bool):
+                        raise errors.BadRequest('POST a JSON object {"suspend": true|false}')
+                    self._json(200, view.set_suspended(name, body["suspend"]))
+            elif path == "/v1/plan" and method == "GET":
+                self._json(200, view.plan(q.get("source")))
+            elif path == "/v1/reconcile" and method == "POST":
+                body = self._body()
+                timeout = float(body.get("timeout", 300))
+                self._json(200, view.reconcile_now(body.get("source"), wait=bool(body.get("wait")), timeout=timeout))
+            elif path == "/v1/events" and method == "GET":
+                self._stream_events(int(q.get("since", "0") or 0), q.get("follow") in ("1", "true"))
+            elif path == "/v1/history" and method == "GET":
+                self._json(200, list(view.history(q.get("source"), int(q.get("limit", "20") or 20))))
+            elif path == "/v1/rollback" and method == "POST":
+                body = self._body()
+                if not isinstance(body.get("source"), str):
+                    raise errors.BadRequest('POST a JSON object {"source": NAME, "revision": ID (optional)}')
+                self._json(200, view.rollback(body["source"], body.get("revision")))
+            elif path in ("/v1/status", "/v1/plan", "/v1/events", "/v1/history", "/v1/reconcile", "/v1/rollback"):
+                raise errors.ApiError(f"{method} is not allowed on {path}")
+            else:
+                raise errors.NotFound(f"no such API path {path}", hint="paths are versioned: /v1/status, ...")
+
+        def _stream_events(self, since: int, follow: bool) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-ndjson")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            seq = since
+            bus = view.events
+            while True:
+                batch = bus.wait(seq, follow_poll) if follow else bus.since(seq)
+                for e in batch:
+                    self.wfile.write(json.dumps(e, sort_keys=True, default=str).encode() + b"\n")
+                    seq = max(seq, int(e["seq"]))
+                self.wfile.flush()
+                if not follow or bus.closed:
+                    return
+
+    return Handler
+
+
+class ApiServer:
+    """Serves `view` on a Unix socket; `start()` returns at once, `close()` stops and unlinks."""
+
+    def __init__(self, view: AgentView, socket_path: Path, *, follow_poll: float = 1.0) -> None:
+        self.view = view
+        self.socket_path = Path(socket_path)
+        self._handler = _make_handler(view, metrics_only=False, follow_poll=follow_poll)
+        self._server: _UnixHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> ApiServer:
+        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(self.socket_path)
+        old = os.umask(0o117)
+        try:
+            self._server = _UnixHTTPServer(str(self.socket_path), self._handler)
+        except OSError as e:
+            raise errors.ApiError(f"cannot listen on {self.socket_path}: {e.strerror}",
+                                  hint="check the directory exists and is writable by the agent") from None
+        finally:
+            os.umask(old)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="api", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+            with contextlib.suppress(FileNotFoundError):
+                self.socket_path.unlink()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+
+class MetricsServer:
+    """`/metrics` only, on TCP (for a Prometheus that cannot reach the socket)."""
+
+    def __init__(self, view: AgentView, host: str, port: int) -> None:
+        self._server = ThreadingHTTPServer((host, port), _make_handler(view, metrics_only=True, follow_poll=1.0),
+                                           bind_and_activate=False)
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> MetricsServer:
+        try:
+            self._server.server_bind()
+            self._server.server_activate()
+        except OSError as e:
+            self._server.server_close()
+            raise errors.ApiError(f"cannot listen for metrics on {self._server.server_address}: {e.strerror}",
+                                  hint="pick a free port in the agent config (metrics.listen)") from None
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._server.server_close()

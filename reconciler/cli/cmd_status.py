@@ -1,0 +1,99 @@
+"""`reconcile status`: each source's revision, last result, errors (file:line) and objects.
+
+Asks the running agent (GET /v1/status); with no agent it reads the state DB under --root
+(the inventory and the last pass of each owner) and says that no agent runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    from reconciler.cli import _agentapi, options, output
+
+    parser = subparsers.add_parser(
+        "status", help="what the agent applies: sources, revisions, errors, containers",
+        description="Status of every source of the running agent (or, with no agent, what the "
+        "state DB under --root records). Exit 0 all well, 1 some source has an error or failures.",
+    )
+    options.add_engine_options(parser)
+    _agentapi.add_socket_flag(parser)
+    output.add_output_flag(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from reconciler.api import errors
+    from reconciler.cli import _agentapi, output
+
+    api = _agentapi.client(args)
+    try:
+        doc = api.get("/v1/status")
+    except errors.AgentUnreachable as e:
+        return _offline(args, str(e))
+    if args.output == "json":
+        output.print_json(doc)
+    else:
+        _print(doc)
+    bad = any(s.get("error") or s.get("failures") for s in doc["sources"])
+    return 1 if bad else 0
+
+
+def _print(doc: dict[str, Any]) -> None:
+    import time
+
+    from reconciler.cli import output
+
+    a = doc["agent"]
+    print(f"agent pid {a['pid']} ({a['runtime']}), up {int(time.time() - a['started_at'])}s, root {a['root']}")
+    for s in doc["sources"]:
+        flags = [x for x in ("suspended" if s["suspended"] else "",
+                             f"pinned {s['pinned'][:12]}" if s["pinned"] else "") if x]
+        print(f"\nsource {s['name']} ({s['kind']} {s['origin']}, owner {s['owner']})"
+              + (f" [{', '.join(flags)}]" if flags else ""))
+        print(f"  revision {(s['revision'] or '-')[:12]}  result {s['last_result'] or '-'}  passes {s['passes']}")
+        if s["error"]:
+            print("  error: " + s["error"].replace("\n", "\n    "))
+        for f in s["failures"]:
+            print(f"  failed: {f}")
+        for d in s["drift"]:
+            print(f"  drift (reported): {d}")
+        rows = [o for o in s["objects"] if "name" in o]
+        if rows:
+            output.print_table([{**o, "health": o["health"] or "", "flapping": "yes" if o["flapping"] else ""}
+                                for o in rows],
+                               [("CONTAINER", "name"), ("ID", "id"), ("STATUS", "status"), ("HEALTH", "health"),
+                                ("RESTARTS", "restart_count"), ("FLAPPING", "flapping")])
+    for f in doc["supervision"]["flapping"]:
+        print(f"\nflapping: {f['container']} restarted {f['restarts']} times: left stopped")
+
+
+def _offline(args: argparse.Namespace, why: str) -> int:
+    from pathlib import Path
+
+    from reconciler._sqlite import Database
+    from reconciler.cli import output
+
+    db_path = Path(args.root) / "state.db"
+    print(f"no agent is running ({why.splitlines()[0]})")
+    if not db_path.exists():
+        print(f"no state under {args.root}")
+        return 1
+    conn = Database(db_path).connect()
+    try:
+        rows = [dict(r) for r in conn.execute(
+            "SELECT owner, kind, name, revision FROM inv_objects ORDER BY owner, kind, name")]
+    except Exception:  # noqa: BLE001 - an older or empty DB
+        rows = []
+    if args.output == "json":
+        output.print_json({"agent": None, "inventory": rows})
+        return 1
+    if rows:
+        for r in rows:
+            r["revision"] = str(r["revision"])[:12]
+        output.print_table(rows, [("OWNER", "owner"), ("KIND", "kind"), ("NAME", "name"), ("REVISION", "revision")])
+    return 1

@@ -351,6 +351,17 @@ class ContainerManager:
         finally:
             os.close(fd)
 
+    def _network(self) -> NetworkAttacher:
+        """The bridge networking; loaded on demand (pyroute2) for containers that have one."""
+        if self.network is None:
+            import importlib
+
+            mod = importlib.import_module("reconciler.runtime.native.network")
+            net: NetworkAttacher = mod.NetworkManager(self.config)
+            self.network = net
+            return net
+        return self.network
+
     def _prefix(self, rec: Record) -> str:
         return rec.cgroup_prefix or self.config.name_prefix
 
@@ -673,8 +684,8 @@ class ContainerManager:
             _wait_pid(rec.conmon_pid, 10)
             p = self.paths(rec.id)
             mounts.unmount(p.rootfs)
-            if self.network is not None and rec.netns_path:
-                self.network.detach(rec.id)
+            if rec.netns_path:
+                self._network().detach(rec.id)
             shutil.rmtree(p.dir, ignore_errors=True)
             shutil.rmtree(p.conmon.persist_dir, ignore_errors=True)
             for f in (p.conmon.exit_file(rec.id), self.config.run_dir / "locks" / f"{rec.id}.lock"):

@@ -1,0 +1,217 @@
+"""A drop-in directory watched by a real agent process (fake engine: the logic, not containers).
+
+Every step edits files while the agent runs and waits for the agent to converge, or to refuse
+and report, as the issue specifies."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.cli.main import main
+from reconciler.runtime import errors as rterrors
+from reconciler.runtime.fake import FakeRuntime
+from tests.agent.conftest import AgentProc, wait_for
+from tests.execution.helpers import IMG, container_doc, write
+
+SECRET = "s3cr3t-Value-never-shown"
+
+
+def containers(root: Path, owner: str | None = None) -> dict[str, Any]:
+    rt = FakeRuntime.at_root(root)
+    return {c.name: c for c in rt.list_containers({"reconciler.owner": owner} if owner else None)}
+
+
+def env_of(root: Path, name: str) -> dict[str, str]:
+    """The container's env, {} while it does not exist (between remove and create)."""
+    try:
+        return dict(FakeRuntime.at_root(root).config_of(name).env)
+    except rterrors.NotFound:
+        return {}
+
+
+@pytest.fixture
+def agent(tmp_path: Path, agents: list[AgentProc]) -> AgentProc:
+    a = AgentProc(tmp_path, sources=[{"name": "local", "directory": str(tmp_path / "m")}])
+    FakeRuntime.at_root(a.root).publish(IMG)
+    (tmp_path / "m").mkdir()
+    agents.append(a)
+    return a
+
+
+def test_write_edit_replace_break_fix_delete(tmp_path: Path, agent: AgentProc) -> None:
+    m = tmp_path / "m"
+    write(m, "web.yaml", container_doc("web", extra=f"env: {{V: '1', TOKEN: {SECRET}}}"))
+    agent.start()
+    wait_for("web created", lambda: "web" in containers(agent.root, "local"))
+    first = containers(agent.root)["web"].id
+
+    # edit in place: the container is replaced with the new env
+    write(m, "web.yaml", container_doc("web", extra=f"env: {{V: '2', TOKEN: {SECRET}}}"))
+    wait_for("web recreated with V=2", lambda: env_of(agent.root, "web").get("V") == "2")
+    assert containers(agent.root)["web"].id != first
+
+    # atomic replace (an editor's or config management's write-then-rename); the temp file is ignored
+    tmp = m / ".web.yaml.tmp"
+    tmp.write_text(container_doc("web", extra=f"env: {{V: '3', TOKEN: {SECRET}}}"))
+    os.replace(tmp, m / "web.yaml")
+    wait_for("web recreated with V=3", lambda: env_of(agent.root, "web").get("V") == "3")
+    write(m, "api.yaml", container_doc("api"))
+    wait_for("api created", lambda: "api" in containers(agent.root))
+    before = {n: c.id for n, c in containers(agent.root).items()}
+
+    # break a file: refused with the user's file:line, nothing pruned or changed
+    (m / "api.yaml").write_text("apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: api\n")
+    src = wait_for("the broken revision reported", lambda: (s := agent.source("local"))["problems"] and s)
+    assert any(p.startswith(f"{m / 'api.yaml'}:") for p in src["problems"]), src["problems"]
+    assert "api.yaml:" in src["error"]
+    agent.reconcile("local")                            # a pass with the broken file: still no prune
+    assert {n: c.id for n, c in containers(agent.root).items()} == before
+    metrics = agent.api.get("/metrics")
+    assert 'reconciler_source_error{reason="invalid",source="local"} 1.0' in metrics
+    assert any(e["type"] == "revision_invalid" for e in agent.events())
+
+    # fix it: converges, the error clears
+    write(m, "api.yaml", container_doc("api", extra="env: {A: '1'}"))
+    wait_for("api updated", lambda: env_of(agent.root, "api").get("A") == "1")
+    wait_for("the error cleared", lambda: agent.source("local")["error"] is None)
+    assert containers(agent.root)["web"].id == before["web"]
+
+    # delete a file: its container is pruned, the other stays
+    (m / "api.yaml").unlink()
+    wait_for("api pruned", lambda: "api" not in containers(agent.root))
+    assert containers(agent.root)["web"].id == before["web"]
+
+    # no secret in status, events, metrics or logs
+    seen = str(agent.status()) + str(agent.events()) + agent.api.get("/metrics") + agent.log()
+    assert SECRET not in seen
+
+
+def test_drift_restored_or_only_reported(tmp_path: Path, agent: AgentProc) -> None:
+    m = tmp_path / "m"
+    write(m, "web.yaml", container_doc("web"))
+    write(m, "db.yaml", container_doc("db", extra="drift: report"))
+    agent.start()
+    wait_for("both created", lambda: {"web", "db"} <= set(containers(agent.root)))
+    agent.api.post("/v1/sources/local", {"suspend": True})     # the test edits the engine's state file
+    wait_for("no pass in flight", lambda: not agent.source("local")["running"])
+    rt = FakeRuntime.at_root(agent.root)
+    rt.remove_container("web", force=True)                     # removed by hand
+    rt.remove_container("db", force=True)
+    rt.close()
+    agent.api.post("/v1/sources/local", {"suspend": False})    # same revision: a drift check
+    wait_for("web restored", lambda: "web" in containers(agent.root))
+    src = wait_for("db's drift reported", lambda: (s := agent.source("local"))["drift"] and s)
+    assert any(d.startswith("container:db:") for d in src["drift"])
+    agent.reconcile("local")
+    assert "db" not in containers(agent.root)                   # reported, never corrected
+    assert any(e["type"] == "drift_reported" for e in agent.events())
+
+
+def test_suspend_resume_and_two_owners(tmp_path: Path, agents: list[AgentProc]) -> None:
+    a = AgentProc(tmp_path, sources=[{"name": "one", "directory": str(tmp_path / "a")},
+                                     {"name": "two", "owner": "team2", "directory": str(tmp_path / "b")}])
+    FakeRuntime.at_root(a.root).publish(IMG)
+    write(tmp_path / "a", "x.yaml", container_doc("x") + container_doc("x2"))
+    write(tmp_path / "b", "y.yaml", container_doc("y"))
+    agents.append(a.start())
+    wait_for("all created", lambda: {"x", "x2", "y"} <= set(containers(a.root)))
+    assert set(containers(a.root, "team2")) == {"y"}
+
+    # one source dropping an object prunes only its own
+    write(tmp_path / "a", "x.yaml", container_doc("x"))
+    wait_for("x2 pruned", lambda: "x2" not in containers(a.root))
+    assert set(containers(a.root)) == {"x", "y"}
+
+    # suspended: changes wait; resumed: applied
+    a.api.post("/v1/sources/two", {"suspend": True})
+    write(tmp_path / "b", "y.yaml", container_doc("y") + container_doc("y2"))
+    a.reconcile("one")
+    assert a.source("two")["suspended"] is True
+    assert "y2" not in containers(a.root)
+    a.api.post("/v1/sources/two", {"suspend": False})
+    wait_for("y2 created after resume", lambda: "y2" in containers(a.root))
+
+
+def test_rollback_pins_then_resume_follows(tmp_path: Path, agent: AgentProc, capsys: pytest.CaptureFixture[str]) -> None:
+    m = tmp_path / "m"
+    write(m, "web.yaml", container_doc("web", extra="env: {V: '1'}"))
+    agent.start()
+    wait_for("v1", lambda: "web" in containers(agent.root) and env_of(agent.root, "web").get("V") == "1")
+    write(m, "web.yaml", container_doc("web", extra="env: {V: '2'}"))
+    wait_for("v2", lambda: env_of(agent.root, "web").get("V") == "2")
+    wait_for("v2 converged", lambda: agent.source("local")["last_good"] == agent.source("local")["revision"])
+    assert main(["rollback", "local", "--socket", str(agent.socket)]) == 0
+    assert "pinned to" in capsys.readouterr().out
+    assert env_of(agent.root, "web").get("V") == "1"
+    agent.reconcile("local")
+    assert env_of(agent.root, "web").get("V") == "1"           # pinned: the newest is not applied
+    assert main(["rollback", "--resume", "local", "--socket", str(agent.socket)]) == 0
+    wait_for("v2 again", lambda: env_of(agent.root, "web").get("V") == "2")
+
+
+def test_cli_status_events_history_and_apply_refused(tmp_path: Path, agent: AgentProc,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    m = tmp_path / "m"
+    write(m, "web.yaml", container_doc("web"))
+    agent.start()
+    wait_for("web", lambda: "web" in containers(agent.root))
+    assert main(["status", "--socket", str(agent.socket)]) == 0
+    out = capsys.readouterr().out
+    assert "source local" in out
+    assert "web" in out
+    assert "running" in out
+    assert main(["events", "--socket", str(agent.socket)]) == 0
+    assert "pass" in capsys.readouterr().out
+    hist = agent.api.get("/v1/history", source="local")
+    assert hist
+    assert hist[0]["source"] == "local"
+    assert hist[0]["result"] == "converged"
+    plan = agent.api.get("/v1/plan", source="local")
+    assert plan["in_sync"] is True
+    # a one-shot apply on the agent's root is refused and pointed at the agent
+    rc = main(["apply", str(m), "--root", str(agent.root), "--runtime", "fake", "--owner", "local"])
+    assert rc != 0
+    err = capsys.readouterr().err
+    assert "an agent is running" in err
+    assert "reconcile-now" in err
+    assert main(["reconcile-now", "--socket", str(agent.socket)]) == 0
+
+
+def test_sighup_reloads_and_sigterm_exits(tmp_path: Path, agent: AgentProc) -> None:
+    write(tmp_path / "m", "web.yaml", container_doc("web"))
+    agent.start()
+    wait_for("web", lambda: "web" in containers(agent.root))
+    # an invalid config is reported; the agent goes on with the old one
+    agent.config_path.write_text("sources: [{name: BAD}]\n")
+    agent.signal(signal.SIGHUP)
+    wait_for("config_invalid event", lambda: any(e["type"] == "config_invalid" for e in agent.events()))
+    assert [s["name"] for s in agent.status()["sources"]] == ["local"]
+    # a valid one adds a source
+    write(tmp_path / "n", "api.yaml", container_doc("api"))
+    agent.write_config(sources=[*agent.config["sources"], {"name": "more", "directory": str(tmp_path / "n")}])
+    agent.signal(signal.SIGHUP)
+    wait_for("api from the new source", lambda: "api" in containers(agent.root, "more"))
+    agent.signal(signal.SIGTERM)
+    assert agent.wait_exit() == 0
+    assert not agent.socket.exists()
+    assert {c.name: str(c.status) for c in containers(agent.root).values()} == {"web": "running", "api": "running"}
+
+
+def test_config_errors_say_file_and_line(tmp_path: Path) -> None:
+    from reconciler.agent import config
+
+    text = "root: /x\nsources:\n  - name: a\n    directory: /m\n  - name: b\n    directory: /n\n    owner: a\n" \
+           "  - name: c\n    git: {url: x}\n    directory: /y\n"
+    with pytest.raises(config.ConfigError) as e:
+        config.parse_config(text, where="agent.yaml")
+    msg = str(e.value)
+    assert "agent.yaml:8:" in msg
+    assert "exactly one of directory or git" in msg
+    with pytest.raises(config.ConfigError) as e:
+        config.parse_config(text.replace("    git: {url: x}\n", ""), where="agent.yaml")
+    assert "agent.yaml:5: sources.1.owner" in str(e.value)

@@ -279,14 +279,13 @@ class RegistryClient:
                 return resp
             if _host_of(resp.url) != ref.api_host:
                 return resp  # a 401 from a redirect target: never send our credentials there
-            if stream:
-                resp.close()
             merged = self._learn(ref, resp, scopes, refused="Authorization" in hdrs)
             if merged is None:
                 return resp
-            scopes = merged
             if body_factory is None and content is not None and not isinstance(content, bytes):
                 return resp  # a one-shot body cannot be resent
+            scopes = merged
+            resp.close()
         raise AssertionError("unreachable")
 
     def _note_warnings(self, resp: httpx.Response) -> None:
@@ -314,7 +313,7 @@ class RegistryClient:
                 first = doc["errors"][0]
                 code = str(first.get("code") or "") or None
                 message = str(first.get("message") or "")
-        except (ValueError, httpx.HTTPError):
+        except (ValueError, httpx.HTTPError, httpx.StreamError):
             pass
         detail = f" ({code}: {message})" if code else ""
         host = ref.registry

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     options = passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty, dry_run=args.dry_run,
                                  max_workers=max(1, args.parallel), source=os.path.abspath(args.source)
                                  if args.source != "-" else "-")
-    with locking.store_lock(args.root), open_runtime(args) as runtime:
+    with locking.store_lock(args.root), open_runtime(args, supervise=not args.dry_run) as runtime:
         result = passes.run_pass(desired, runtime, open_db(args), options)
     if result.changeset is None:              # dry run
         print(result.plan.render() or "nothing to do")

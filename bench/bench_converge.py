@@ -1,0 +1,129 @@
+"""Converge N containers from an empty host, and a pass with nothing to do: `reconcile --once`
+(native engine) vs `docker-compose up -d` on the equivalent project, same run (issue 7).
+
+Each side: one network, N busybox containers (`sleep 3600`) publishing one port each on
+127.0.0.1. The image is present beforehand on both sides (native: pulled from a loopback
+docker-registry into the engine's store; docker: `docker import` of the same layer), so the
+times compare the convergence itself. Both are timed as a user runs them: one CLI process.
+Goals: converge ratio <= 0.7; no-op pass < 0.2 s for 50 (issue 7), printed both as the whole
+CLI process and as the pass alone (from the summary line). Needs root and dockerd.
+
+    sudo .venv/bin/python bench/bench_converge.py [--containers 50] [--noop-runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from reconciler.runtime.native.backend import NativeRuntime
+from reconciler.runtime.native.config import NativeConfig
+from tests.helpers import images
+from tests.helpers.registry import RegistryServer
+
+PASS_TIME = re.compile(r"\((\d+\.\d+)s\)\s*$")
+pass_times: list[float] = []
+
+
+def timed(argv: list[str]) -> float:
+    """Wall time of one CLI process; a reconcile run also records the pass's own time."""
+    t = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    secs = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:4])} ... failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    found = PASS_TIME.search(proc.stdout)
+    if found:
+        pass_times.append(float(found.group(1)))
+    return secs
+
+
+def write_manifests(d: Path, ref: str, n: int, subnet: str, port0: int) -> None:
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "net.yaml").write_text(f"apiVersion: reconciler/v1\nkind: Network\nmetadata: {{name: bench}}\n"
+                                f"spec: {{subnet: {subnet}}}\n")
+    for i in range(n):
+        (d / f"c{i:03d}.yaml").write_text(
+            f"apiVersion: reconciler/v1\nkind: Container\nmetadata: {{name: c{i:03d}}}\n"
+            f"spec:\n  image: {ref}\n  command: [sleep, '3600']\n  networks: [bench]\n"
+            f"  ports: ['127.0.0.1:{port0 + i}:80']\n")
+
+
+def write_compose(path: Path, tag: str, n: int, subnet: str, port0: int) -> None:
+    lines = ["version: '2.4'", "services:"]
+    for i in range(n):
+        lines += [f"  c{i:03d}:", f"    image: {tag}", "    command: [sleep, '3600']",
+                  f"    ports: ['127.0.0.1:{port0 + i}:80']", "    networks: [bench]"]
+    lines += ["networks:", "  bench:", "    ipam:", "      config:", f"        - subnet: {subnet}"]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--containers", type=int, default=50)
+    ap.add_argument("--noop-runs", type=int, default=3)
+    opts = ap.parse_args()
+    n = opts.containers
+    with tempfile.TemporaryDirectory(prefix="bench-converge-") as tmp_s:
+        tmp = Path(tmp_s)
+        registry = RegistryServer(tmp / "registry").start()
+        prefix = "bc" + secrets.token_hex(2)[:3]
+        config = NativeConfig(root=tmp / "root", run_dir=tmp / "run", name_prefix=prefix)
+        tag = f"bench-converge-busybox:{secrets.token_hex(3)}"
+        project = f"benchconv{secrets.token_hex(3)}"
+        compose_file = tmp / "docker-compose.yml"
+        m = tmp / "manifests"
+        cli = [sys.executable, "-m", "reconciler", "--once", str(m), "--root", str(config.root),
+               "--run-dir", str(config.run_dir), "--name-prefix", prefix, "--runtime", "native"]
+        try:
+            layout = tmp / "layout"
+            images.write_layout(layout, [images.busybox_layer()])
+            ref = f"{registry.host}/bench/busybox:latest"
+            images.push_layout(layout, ref)
+            rt = NativeRuntime(config)
+            rt.pull_image(ref)
+            rt.close()
+            subprocess.run(["docker", "import", "-", tag], input=images.busybox_layer(),
+                           capture_output=True, check=True)
+            a, b = 200 + secrets.randbelow(50), secrets.randbelow(250) + 1
+            write_manifests(m, ref, n, f"10.{a}.{b}.0/24", 21000)
+            write_compose(compose_file, tag, n, f"10.{a}.{(b + 1) % 250 + 1}.0/24", 22000)
+
+            native_up = timed(cli)
+            pass_times.clear()
+            native_noop = statistics.median(timed(cli) for _ in range(opts.noop_runs))
+            noop_pass = statistics.median(pass_times) if pass_times else float("nan")
+            compose = ["docker-compose", "-p", project, "-f", str(compose_file)]
+            compose_up = timed([*compose, "up", "-d"])
+            compose_noop = statistics.median(timed([*compose, "up", "-d"]) for _ in range(opts.noop_runs))
+
+            print(f"{n} containers, one network, one published port each")
+            print(f"  converge from empty   reconcile --once {native_up:7.2f} s   docker-compose up -d {compose_up:7.2f} s"
+                  f"   ratio {native_up / compose_up:5.2f} (goal <= 0.7)")
+            print(f"  nothing to do         reconcile --once {native_noop:7.2f} s   docker-compose up -d {compose_noop:7.2f} s"
+                  f"   ratio {native_noop / compose_noop:5.2f}")
+            print(f"  nothing to do, the pass alone (after CLI start-up): {noop_pass:.3f} s (goal < 0.2 s for 50)")
+        finally:
+            subprocess.run(["docker-compose", "-p", project, "-f", str(compose_file), "down", "-v",
+                            "--remove-orphans"], capture_output=True, check=False)
+            subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
+            if m.exists():
+                shutil.rmtree(m)
+                m.mkdir()
+                subprocess.run([*cli, "--allow-empty"], capture_output=True, check=False)
+            registry.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

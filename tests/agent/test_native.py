@@ -1,0 +1,137 @@
+"""The agent supervising real containers (native engine: runc + conmon, a local registry).
+
+Restart policies run from conmon's exit files while the agent runs; a crash loop backs off
+and stops at the flap limit (reported); kill -9 of the agent and a new start neither restart
+healthy containers nor lose any; SIGTERM leaves them running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.runtime.native.backend import NativeRuntime
+from reconciler.runtime.native.config import NativeConfig
+from tests.agent.conftest import AgentProc, wait_for
+from tests.runtime.conftest import cleanup, leftovers
+
+pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
+
+
+def doc(name: str, image: str, command: str, restart: str = "always", extra: str = "") -> str:
+    return textwrap.dedent(f"""\
+        ---
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {name}}}
+        spec:
+          image: {image}
+          command: [sh, -c, "{command}"]
+          networks: [none]
+          restart: {restart}
+        """) + textwrap.indent(textwrap.dedent(extra), "  ")
+
+
+@pytest.fixture
+def native_agent(tmp_path: Path, agents: list[AgentProc]) -> Iterator[AgentProc]:
+    a = AgentProc(tmp_path, runtime="native", sources=[{"name": "host", "directory": str(tmp_path / "m")}],
+                  supervision={"flap_limit": 3, "flap_window": "5m"})
+    (tmp_path / "m").mkdir()
+    agents.append(a)
+    try:
+        yield a
+    finally:
+        a.stop()
+        rt = NativeRuntime(NativeConfig(root=a.root, run_dir=a.run_dir, name_prefix=a.prefix))
+        cleanup(rt)
+        left = leftovers(rt.config)
+        rt.close()
+        assert left == [], f"left on the host: {left}"
+
+
+def engine(a: AgentProc) -> NativeRuntime:
+    return NativeRuntime(NativeConfig(root=a.root, run_dir=a.run_dir, name_prefix=a.prefix))
+
+
+def state(a: AgentProc) -> dict[str, Any]:
+    rt = engine(a)
+    try:
+        return {c.name: c for c in rt.list_containers({"reconciler.owner": "host"})}
+    finally:
+        rt.close()
+
+
+def running(a: AgentProc, name: str) -> Any:
+    c = state(a).get(name)
+    return c if c is not None and str(c.status) == "running" else None
+
+
+def test_restart_policy_and_flap_limit(tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
+    a = native_agent
+    (tmp_path / "m" / "web.yaml").write_text(doc("web", busybox_image, "sleep 3600"))
+    a.start()
+    web = wait_for("web running", lambda: running(a, "web"))
+
+    os.kill(web.pid, signal.SIGKILL)                    # the container's process dies
+    again = wait_for("web restarted by its policy", lambda: (c := running(a, "web")) and c.pid != web.pid and c)
+    assert again.id == web.id
+    assert again.restart_count >= 1
+    assert any(e["type"] == "container_restarted" and e["container"] == "web" for e in a.events())
+
+    # a crash loop: restarted with backoff until the flap limit, then left stopped and reported
+    (tmp_path / "m" / "crash.yaml").write_text(doc("crash", busybox_image, "exit 3"))
+    flapping = wait_for("crash reported flapping",
+                        lambda: [f for f in a.status()["supervision"]["flapping"] if f["container"] == "crash"])
+    assert flapping[0]["restarts"] >= 3
+    wait_for("crash stopped", lambda: str(state(a)["crash"].status) == "exited")
+    count = state(a)["crash"].restart_count
+    a.reconcile("host")                                 # a pass does not restart it either
+    assert str(state(a)["crash"].status) == "exited"
+    assert state(a)["crash"].restart_count == count
+    assert any(e["type"] == "container_flapping" for e in a.events())
+    assert "reconciler_containers_flapping 1.0" in a.api.get("/metrics")
+    assert running(a, "web").pid == again.pid           # the healthy one was never touched
+
+
+def test_kill9_and_restart_keeps_containers(tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
+    a = native_agent
+    (tmp_path / "m" / "web.yaml").write_text(doc("web", busybox_image, "sleep 3600"))
+    (tmp_path / "m" / "db.yaml").write_text(doc("db", busybox_image, "sleep 3600", restart="unless-stopped",
+                                                extra="healthcheck: {test: [CMD, 'true'], interval: 1s}\n"))
+    a.start()
+    wait_for("both running", lambda: running(a, "web") and running(a, "db"))
+    wait_for("db healthy", lambda: state(a)["db"].health == "healthy")
+    before = {n: (c.id, c.pid) for n, c in state(a).items()}
+
+    a.kill9()                                           # no chance to clean up
+    b = AgentProc(tmp_path, runtime="native", sources=a.config["sources"], supervision=a.config["supervision"])
+    b.prefix = a.prefix
+    b.config["name_prefix"] = a.prefix
+    b.log_path = tmp_path / "agent2.log"
+    b.start()
+    try:
+        src = wait_for("the first pass", lambda: (s := b.source("host"))["passes"] >= 1 and s)
+        assert src["last_result"] in ("in-sync", "converged")
+        assert {n: (c.id, c.pid) for n, c in state(b).items()} == before    # same containers, same processes
+        assert {o["name"] for o in src["objects"]} == {"web", "db"}
+
+        # removed by hand: restored by the next pass (drift)
+        rt = engine(b)
+        rt.remove_container("web", force=True)
+        rt.close()
+        b.reconcile("host")
+        assert running(b, "web") is not None
+        assert running(b, "db").pid == before["db"][1]
+
+        # SIGTERM: exits, containers keep running
+        pids = {n: c.pid for n, c in state(b).items()}
+        b.signal(signal.SIGTERM)
+        assert b.wait_exit() == 0
+        assert {n: c.pid for n, c in state(b).items() if str(c.status) == "running"} == pids
+    finally:
+        b.stop()

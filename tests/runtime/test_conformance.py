@@ -381,3 +381,10 @@ def test_init_forwards_the_stop_signal(runtime: base.Runtime, image: str) -> Non
     assert output(runtime, cid) != "1"              # the init is PID 1, not the shell
     runtime.stop_container(cid, timeout=30)
     assert runtime.inspect_container(cid).exit_code == 143   # SIGTERM reached the shell
+
+
+def test_default_seccomp_refuses_new_namespaces(runtime: base.Runtime, image: str) -> None:
+    # a user namespace needs no capability, so only a seccomp filter (Docker's default) refuses it
+    cid = run(runtime, cfg(image, "seccomp", "sh", "-c", "busybox unshare -U true && echo allowed || echo refused"))
+    runtime.wait_container(cid, timeout=30)
+    assert output(runtime, cid, "stdout") == "refused"

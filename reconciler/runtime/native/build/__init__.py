@@ -1,0 +1,1 @@
+"""Image builds on the native engine: Dockerfile parser, build context, layer diffs, builder."""

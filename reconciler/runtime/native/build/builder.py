@@ -1,0 +1,867 @@
+"""The Dockerfile builder of the native engine.
+
+A build walks the stages the target needs, instruction by instruction, keeping a state per
+stage: its layers (LayerRecords, bottom first), its OCI image config, its ARGs. Metadata
+instructions (ENV, LABEL, CMD, ...) only change the config. Filesystem instructions make one
+layer each:
+
+- RUN runs in a container of the native engine (ContainerManager: conmon + runc) on the
+  stage's snapshots, with the stage's Env (plus its ARGs), User, WorkingDir and SHELL, on
+  network "none" unless the build or `RUN --network=` says "host"; its overlay upper dir
+  becomes the layer.
+- COPY/ADD write into an overlay of the stage's snapshots (sources read inside the context,
+  destinations resolved inside the rootfs) and the upper dir becomes the layer.
+
+Each layer goes to the content store as tar+gzip (diff.py) and becomes a ChainID snapshot
+(extracted from the blob, as a pull would), so later steps, containers and pushes use it
+like any pulled layer. The build cache (sqlite `build_cache`) maps a key to the layer a step
+made: sha256 of the parent state (ChainID + config), the instruction with its resolved
+arguments, and for COPY the digest of its inputs (names, modes, contents; owners for copies
+from stages). An unchanged rebuild finds every key and runs nothing; a changed file misses
+at its COPY and every later step (their parent state changed). A hit whose blob or snapshot
+was collected since is a miss.
+
+The whole build holds the image store lock shared, so a GC cannot sweep under it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime as dt
+import hashlib
+import json
+import os
+import posixpath
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reconciler.runtime import base
+from reconciler.runtime import errors as rterrors
+from reconciler.runtime.native import bundle, containers, images, layers, mounts, snapshots
+from reconciler.runtime.native.build import context, diff, dockerfile
+
+__all__ = ["BuildError", "BuildOptions", "BuildResult", "Builder"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS build_cache (
+    key TEXT PRIMARY KEY,
+    layer TEXT NOT NULL,         -- JSON LayerRecord of the layer the step made
+    created TEXT NOT NULL,
+    used_at REAL NOT NULL
+);
+"""
+
+DEFAULT_SHELL = ("/bin/sh", "-c")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_RUN_SKIP = frozenset({"proc", "sys", "dev", "etc/hosts", "etc/resolv.conf", "etc/hostname"})
+_OUTPUT_TAIL = 20
+_SUPPORTED = {
+    "FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "EXPOSE", "LABEL", "CMD",
+    "ENTRYPOINT", "VOLUME", "HEALTHCHECK", "STOPSIGNAL", "SHELL", "MAINTAINER",
+}
+_DURATION_UNITS = {"ns": 1, "us": 1000, "µs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+Progress = Callable[[str], None]
+
+
+class BuildError(rterrors.InvalidArgument):
+    """A build step failed; the message names the step (and a RUN's output)."""
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    context: str                                    # directory
+    dockerfile: str = "Dockerfile"                  # relative to the context, or absolute
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    target: str | None = None
+    tags: tuple[str, ...] = ()
+    network: str = "none"                           # RUN's network: "none" or "host"
+    no_cache: bool = False
+    pull: bool = False                              # pull FROM images even when present
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image_id: str                   # config digest
+    digest: str                     # manifest digest
+    tags: tuple[str, ...]
+    steps: int
+    cached: int                     # steps answered from the cache
+
+
+@dataclass
+class _Stage:
+    index: int
+    name: str | None
+    instructions: list[dockerfile.Instruction]
+    base: str = ""
+    layers: list[images.LayerRecord] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)     # full OCI image config
+    args: dict[str, str] = field(default_factory=dict)
+    cmd_set: bool = False
+    done: bool = False
+    created: str = "1970-01-01T00:00:00Z"      # of the newest layer: history and image times
+
+    @property
+    def run_config(self) -> dict[str, Any]:
+        cfg: dict[str, Any] = self.config.setdefault("config", {})
+        return cfg
+
+    def state_key(self) -> str:
+        chain = self.layers[-1].chain_id if self.layers else ""
+        return _sha(json.dumps({"chain": chain, "config": self.run_config}, sort_keys=True))
+
+    def env(self) -> dict[str, str]:
+        """Substitution environment: ARGs overridden by ENV."""
+        out = dict(self.args)
+        for item in self.run_config.get("Env") or ():
+            k, _, v = item.partition("=")
+            out[k] = v
+        return out
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _one_line(ins: dockerfile.Instruction) -> str:
+    flags = " ".join(f"--{k}={v}" for k, v in ins.flags.items())
+    return " ".join(x for x in (ins.cmd, flags, ins.args) if x)
+
+
+class Builder:
+    """Builds Dockerfiles into the native image store."""
+
+    def __init__(self, store: images.ImageStore, manager: containers.ContainerManager) -> None:
+        self.store = store
+        self.manager = manager
+        self.config = store.config
+        self.db = store.db
+        self.db.ensure_schema("native-build", _SCHEMA)
+        self.work = self.config.root / "build"
+        self.work.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.work, 0o700)
+
+    # ------------------------------------------------------------------ entry point
+
+    def build(self, opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
+        say = progress or (lambda _line: None)
+        ctx_path = os.path.abspath(opts.context)
+        if not os.path.isdir(ctx_path):
+            raise BuildError(f"build context {opts.context!r} is not a directory")
+        df_path = opts.dockerfile if os.path.isabs(opts.dockerfile) else os.path.join(ctx_path, opts.dockerfile)
+        try:
+            with open(df_path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            raise BuildError(f"cannot read the Dockerfile {df_path}: {exc.strerror}",
+                             hint="give its path with -f, relative to the context") from None
+        df = dockerfile.parse(text)
+        for tag in opts.tags:
+            self.store.parse(tag)           # invalid tags fail before any work
+        global_args, stages = self._split(df)
+        target = self._target(stages, opts.target)
+        needed = self._needed(stages, target, global_args, opts, df.escape)
+        total = len(global_args) + sum(len(s.instructions) + 1 for s in stages if s.index in needed)
+        with self.store.store_lock(exclusive=False), context.BuildContext(ctx_path) as ctx:
+            b = _Run(self, opts, df.escape, stages, ctx, say, total)
+            meta = b.global_args(global_args)
+            for s in stages:
+                if s.index in needed:
+                    b.stage(s, meta)
+            result = b.finish(stages[target])
+        return result
+
+    # ------------------------------------------------------------------ structure
+
+    @staticmethod
+    def _split(df: dockerfile.Dockerfile) -> tuple[list[dockerfile.Instruction], list[_Stage]]:
+        global_args: list[dockerfile.Instruction] = []
+        stages: list[_Stage] = []
+        for ins in df.instructions:
+            if ins.cmd not in _SUPPORTED:
+                what = "is not supported by this builder" if ins.cmd in ("ONBUILD",) else "is not a Dockerfile instruction"
+                raise dockerfile.DockerfileError(f"Dockerfile line {ins.line}: {ins.cmd} {what}",
+                                                 hint="remove it or rewrite the step")
+            if ins.cmd == "FROM":
+                words = ins.args.split()
+                name = None
+                if len(words) == 3 and words[1].lower() == "as":
+                    name = words[2].lower()
+                elif len(words) != 1:
+                    raise dockerfile.DockerfileError(
+                        f"Dockerfile line {ins.line}: FROM takes an image and optionally AS <name>")
+                stages.append(_Stage(index=len(stages), name=name, instructions=[], base=words[0]))
+                stages[-1].instructions.append(ins)
+            elif not stages:
+                if ins.cmd != "ARG":
+                    raise dockerfile.DockerfileError(
+                        f"Dockerfile line {ins.line}: {ins.cmd} before the first FROM; only ARG may come first")
+                global_args.append(ins)
+            else:
+                stages[-1].instructions.append(ins)
+        if not stages:
+            raise dockerfile.DockerfileError("the Dockerfile has no FROM instruction")
+        for s in stages:
+            s.instructions = s.instructions[1:]     # the FROM is kept as s.base and counted
+        return global_args, stages
+
+    @staticmethod
+    def _target(stages: list[_Stage], target: str | None) -> int:
+        if target is None:
+            return len(stages) - 1
+        for s in stages:
+            if s.name == target.lower():
+                return s.index
+        raise BuildError(f"target stage {target!r} is not defined in the Dockerfile",
+                         hint="name stages with FROM ... AS <name>")
+
+    @staticmethod
+    def _needed(stages: list[_Stage], target: int, global_args: list[dockerfile.Instruction],
+                opts: BuildOptions, escape: str) -> set[int]:
+        """The target and the stages it uses (FROM <stage>, COPY --from=<stage>)."""
+        names = {s.name: s.index for s in stages if s.name}
+        meta = _meta_args(global_args, opts.build_args, escape)
+        needed: set[int] = set()
+        todo = [target]
+        while todo:
+            i = todo.pop()
+            if i in needed:
+                continue
+            needed.add(i)
+            s = stages[i]
+            base = dockerfile.substitute(s.base, meta, escape=escape).lower()
+            if base in names and names[base] < i:
+                todo.append(names[base])
+            for ins in s.instructions:
+                src = ins.flags.get("from") if ins.cmd in ("COPY", "ADD") else None
+                if src is None:
+                    continue
+                src = src.lower()
+                if src in names and names[src] < i:
+                    todo.append(names[src])
+                elif src.isdigit() and int(src) < i:
+                    todo.append(int(src))
+        return needed
+
+    # ------------------------------------------------------------------ cache
+
+    def cache_get(self, key: str) -> tuple[images.LayerRecord, str] | None:
+        """The layer a step with this key made, and when; None if unknown or collected."""
+        row = self.db.connect().execute("SELECT layer, created FROM build_cache WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        rec = images.LayerRecord(**json.loads(row["layer"]))
+        if not (self.store.content.has(rec.digest) and self.store.snapshots.exists(rec.chain_id)):
+            return None
+        with self.db.tx() as c:
+            c.execute("UPDATE build_cache SET used_at = ? WHERE key = ?", (time.time(), key))
+        return rec, str(row["created"])
+
+    def cache_put(self, key: str, rec: images.LayerRecord, created: str) -> None:
+        with self.db.tx() as c:
+            c.execute("INSERT INTO build_cache(key, layer, created, used_at) VALUES (?,?,?,?)"
+                      " ON CONFLICT(key) DO UPDATE SET layer=excluded.layer, created=excluded.created,"
+                      " used_at=excluded.used_at",
+                      (key, json.dumps(rec.__dict__), created, time.time()))
+
+
+def _meta_args(global_args: Sequence[dockerfile.Instruction], build_args: Mapping[str, str],
+               escape: str) -> dict[str, str]:
+    meta: dict[str, str] = {}
+    for ins in global_args:
+        for word in dockerfile.split_words(ins.args, meta, escape=escape):
+            name, eq, default = word.partition("=")
+            if name in build_args:
+                meta[name] = build_args[name]
+            elif eq:
+                meta[name] = default
+    return meta
+
+
+class _Run:
+    """One build in progress."""
+
+    def __init__(self, builder: Builder, opts: BuildOptions, escape: str, stages: list[_Stage],
+                 ctx: context.BuildContext, say: Progress, total: int) -> None:
+        self.b = builder
+        self.opts = opts
+        self.escape = escape
+        self.stages = stages
+        self.ctx = ctx
+        self.say = say
+        self.total = total
+        self.step = 0
+        self.cached = 0
+        self.meta: dict[str, str] = {}
+        self.declared_meta: set[str] = set()
+
+    # ---------------------------------------------------------------- helpers
+
+    def err(self, ins: dockerfile.Instruction | None, message: str, hint: str | None = None) -> BuildError:
+        where = f"Step {self.step}/{self.total} : {_one_line(ins)[:120]} (Dockerfile line {ins.line}): " if ins else ""
+        return BuildError(where + message, hint=hint)
+
+    def begin(self, text: str) -> None:
+        self.step += 1
+        self.say(f"Step {self.step}/{self.total} : {text}")
+
+    def subst(self, s: _Stage, word: str) -> str:
+        return dockerfile.substitute(word, s.env(), escape=self.escape)
+
+    def words(self, s: _Stage, text: str) -> list[str]:
+        return dockerfile.split_words(text, s.env(), escape=self.escape)
+
+    def layer_dirs(self, recs: Sequence[images.LayerRecord]) -> list[Path]:
+        return [self.b.store.snapshots.fs_dir(r.chain_id) for r in recs]
+
+    def empty_dir(self) -> Path:
+        d = self.b.work / "empty"
+        d.mkdir(exist_ok=True)
+        return d
+
+    # ---------------------------------------------------------------- global ARGs
+
+    def global_args(self, instrs: Sequence[dockerfile.Instruction]) -> dict[str, str]:
+        for ins in instrs:
+            self.begin(_one_line(ins))
+            for word in dockerfile.split_words(ins.args, self.meta, escape=self.escape):
+                name, eq, default = word.partition("=")
+                self.declared_meta.add(name)
+                if name in self.opts.build_args:
+                    self.meta[name] = self.opts.build_args[name]
+                elif eq:
+                    self.meta[name] = default
+        return self.meta
+
+    # ---------------------------------------------------------------- stages
+
+    def stage(self, s: _Stage, meta: Mapping[str, str]) -> None:
+        base = dockerfile.substitute(s.base, meta, escape=self.escape)
+        self.begin(f"FROM {base}" + (f" AS {s.name}" if s.name else ""))
+        self.from_(s, base)
+        self.say(f" ---> {self.short(s)}")
+        for ins in s.instructions:
+            self.begin(_one_line(ins))
+            handler = getattr(self, "do_" + ins.cmd.lower())
+            try:
+                handler(s, ins)
+            except BuildError:
+                raise
+            except dockerfile.DockerfileError as exc:
+                raise self.err(ins, exc.message) from None
+            except rterrors.RuntimeBackendError as exc:
+                raise self.err(ins, exc.message, exc.hint) from None
+            self.say(f" ---> {self.short(s)}")
+        s.done = True
+
+    def short(self, s: _Stage) -> str:
+        return s.state_key()[:12]
+
+    def from_(self, s: _Stage, ref: str) -> None:
+        names = {x.name: x for x in self.stages if x.name and x.index < s.index}
+        if ref.lower() in names:
+            src = names[ref.lower()]
+            s.layers = list(src.layers)
+            s.config = copy.deepcopy(src.config)
+            s.created = src.created
+            return
+        if ref == "scratch":
+            s.layers = []
+            s.config = {"architecture": _host_arch(), "os": "linux",
+                        "config": {"Env": [f"PATH={DEFAULT_PATH}"]},
+                        "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
+            return
+        store = self.b.store
+        info: base.ImageInfo | None = None
+        if not self.opts.pull:
+            with contextlib.suppress(rterrors.NotFound):
+                info = store.get(ref)
+        if info is None:
+            self.say(f"Pulling {ref}")
+            info = store.pull(ref)
+        s.layers = store.layer_records(info.id)
+        s.config = copy.deepcopy(store.image_config(info.id))
+        s.config.setdefault("config", {})
+        s.config.setdefault("history", [])
+        s.created = str(s.config.get("created") or s.created)
+
+    # ---------------------------------------------------------------- metadata instructions
+
+    def history(self, s: _Stage, created_by: str, *, empty: bool) -> None:
+        entry: dict[str, Any] = {"created": s.created, "created_by": created_by}
+        if empty:
+            entry["empty_layer"] = True
+        s.config.setdefault("history", []).append(entry)
+
+    def nop(self, s: _Stage, ins: dockerfile.Instruction) -> None:
+        self.history(s, f"/bin/sh -c #(nop)  {_one_line(ins)}", empty=True)
+
+    def pairs(self, s: _Stage, ins: dockerfile.Instruction) -> list[tuple[str, str]]:
+        words = self.words(s, ins.args)
+        if not words:
+            raise self.err(ins, f"{ins.cmd} needs at least one argument")
+        if "=" not in words[0]:
+            # legacy form: KEY value with spaces
+            key, _, value = ins.args.strip().partition(" ")
+            return [(self.subst(s, key), self.subst(s, value.strip()))]
+        out = []
+        for w in words:
+            k, eq, v = w.partition("=")
+            if not eq or not k:
+                raise self.err(ins, f"{w!r} is not KEY=VALUE")
+            out.append((k, v))
+        return out
+
+    def do_env(self, s: _Stage, ins: dockerfile.Instruction) -> None:
+        env = list(s.run_config.get("Env") or [])
+        for k, v in self.pairs(s, ins):
+            env = [e for e in env if e.partition("=")[0] != k] + [f"{k}={v}"]
+            s.run_config["Env"] = env
+        self.nop(s, ins)
+
+    def do_label(self, s: _Stage, ins: dockerfile.Instruction) -> None:
+        labels = dict(s.run_config.get("Labels") or {})
+        for k, v in self.pairs(s, ins):
+            labels[k] = v
+        s.run_config["Labels"] = labels
+        self.nop(s, ins)
+
+    def do_maintainer(self, s: _Stage, ins: dockerfile.Instruction) -> None:
+        s.config["author"] = ins.args
+        self.nop(s, ins)
+
+    def do_arg(self, s: _Stage, ins: dockerfile.Instruction) -> None:
+        for word in self.words(s, ins.args):
+            name, eq, default = word.partition("=")
+            if name in self.opts.build_args:
+                s.args[name] = self.opts.build_args[name]
+            elif eq:
+                s.args[name] = default
+            elif name in self.meta:
+                s.args[name] = self.meta[name]
+        self.nop(s, ins)
+
+    def do_workdir(self, s: _Stage, ins: dockerfile.Instruction) -> None:
+        path = self.subst(s, ins.args.strip())
+        if not path:
+            raise self.err(ins, "WORKDIR needs a path")
+        cur = s.run_config.get("WorkingDir") or "/"
+        s.run_config["WorkingDir"] = posixpath.normpath(posixpath.join(cur, path))
+        self.nop(s, ins)
+
+    def do_user(self, s: _Stage, ins: dockerfile.Instruction) -> None:
+        user = self.subst(s, ins.args.strip())
+        if not user:
+            raise self.err(ins, "USER needs a user")
+        s.run_config["User"] = user
+        self.nop(s, ins)
+
+    def do_expose(self, s: _Stage, ins: dockerfile.Instruction) -> None:
+        ports = dict(s.run_config.get("ExposedPorts") or {})
+        for w in self.words(s, ins.args):
+            port, _, proto = w.partition("/")
+            proto = (proto or "tcp").lower()
+            if proto not in ("tcp", "udp", "sctp"):
+                raise self.err(ins, f"invalid protocol in {w!r}")
+            lo, _, hi = port.partition("-")
+            if not lo.isdigit() or (hi and not hi.isdigit()):
+                raise self.err(ins, f"invalid port {w!r}")
+            for p in range(int(lo), int(hi or lo) + 1):
+                ports[f"{p}/{proto}"] = {}
+        s.run_config["ExposedPorts"] = ports
+        self.nop(s, ins)
+
+    def do_volume(self, s: _Stage, ins: dockerfile.Instruction) -> None:
+        vols = dict(s.run_config.get("Volumes") or {})
+        items = list(ins.json_args) if ins.json_args is not None else self.words(s, ins.args)
+        for v in items:
+            v = self.subst(s, v) if ins.json_args is not None else v
+            if not v:
+                raise self.err(ins, "VOLUME paths must not be empty")
+            vols[v] = {}
+        s.run_config["Volumes"] = vols
+        self.nop(s, ins)
+
+    def do_stopsignal(self, s: _Stage, ins: dockerfile.Instruction) -> None:
+        sig = self.subst(s, ins.args.strip())
+        bundle.parse_signal(sig)
+        s.run_config["StopSignal"] = sig
+        self.nop(s, ins)
+
+    def do_shell(self, s: _Stage, ins: dockerfile.Instruction) -> None:
+        if not ins.json_args:
+            raise self.err(ins, 'SHELL must be given in JSON form, like SHELL ["/bin/sh", "-c"]')
+        s.run_config["Shell"] = list(ins.json_args)
+        self.nop(s, ins)
+
+    def command(self, s: _Stage, ins: dockerfile.Instruction) -> list[str]:
+        if ins.json_args is not None:
+            return list(ins.json_args)
+        shell = list(s.run_config.get("Shell") or DEFAULT_SHELL)
+        return [*shell, ins.args]
+
+    def do_cmd(self, s: _Stage, ins: dockerfile.Instruction) -> None:
+        s.run_config["Cmd"] = self.command(s, ins)
+        s.cmd_set = True
+        self.nop(s, ins)
+
+    def do_entrypoint(self, s: _Stage, ins: dockerfile.Instruction) -> None:
+        s.run_config["Entrypoint"] = self.command(s, ins)
+        if not s.cmd_set:
+            s.run_config["Cmd"] = None      # Docker: an ENTRYPOINT drops an inherited CMD
+        self.nop(s, ins)
+
+    def do_healthcheck(self, s: _Stage, ins: dockerfile.Instruction) -> None:
+        rest = ins.args.strip()
+        if rest.upper() == "NONE":
+            s.run_config["Healthcheck"] = {"Test": ["NONE"]}
+            self.nop(s, ins)
+            return
+        kind, _, cmdline = rest.partition(" ")
+        if kind.upper() != "CMD" or not cmdline.strip():
+            raise self.err(ins, "HEALTHCHECK takes NONE or [options] CMD <command>")
+        cmdline = cmdline.strip()
+        try:
+            value = json.loads(cmdline) if cmdline.startswith("[") else None
+        except ValueError:
+            value = None
+        if isinstance(value, list) and all(isinstance(x, str) for x in value):
+            test = ["CMD", *value]
+        else:
+            test = ["CMD-SHELL", cmdline]
+        hc: dict[str, Any] = {"Test": test}
+        for flag, key in (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"),
+                          ("start-interval", "StartInterval")):
+            if flag in ins.flags:
+                hc[key] = _duration(ins.flags[flag])
+        if "retries" in ins.flags:
+            if not ins.flags["retries"].isdigit():
+                raise self.err(ins, f"--retries={ins.flags['retries']} is not a number")
+            hc["Retries"] = int(ins.flags["retries"])
+        unknown = set(ins.flags) - {"interval", "timeout", "start-period", "start-interval", "retries"}
+        if unknown:
+            raise self.err(ins, f"unknown HEALTHCHECK flag --{sorted(unknown)[0]}")
+        s.run_config["Healthcheck"] = hc
+        self.nop(s, ins)
+
+    # ---------------------------------------------------------------- RUN
+
+    def do_run(self, s: _Stage, ins: dockerfile.Instruction) -> None:
+        unknown = set(ins.flags) - {"network"}
+        if unknown:
+            raise self.err(ins, f"RUN --{sorted(unknown)[0]} is not supported by this builder")
+        network = ins.flags.get("network", self.opts.network)
+        if network == "default":
+            network = self.opts.network
+        if network not in ("none", "host"):
+            raise self.err(ins, f"RUN network {network!r} is not supported; use none or host")
+        argv = self.command(s, ins)
+        # build args visible to the step (ENV wins over an ARG of the same name)
+        env_keys = {e.partition("=")[0] for e in s.run_config.get("Env") or ()}
+        args = {k: v for k, v in sorted(s.args.items()) if k not in env_keys}
+        key = _sha(json.dumps({"parent": s.state_key(), "run": argv, "args": args, "net": network}))
+        if self.hit(s, ins, key):
+            return
+        rec = self.run_container(s, ins, argv, args, network)
+        self.add_layer(s, ins, rec, key)
+
+    def hit(self, s: _Stage, ins: dockerfile.Instruction, key: str) -> bool:
+        if self.opts.no_cache:
+            return False
+        found = self.b.cache_get(key)
+        if found is None:
+            return False
+        rec, created = found
+        parents = s.layers[-1].chain_id if s.layers else None
+        expect = snapshots.chain_ids([*(x.diff_id for x in s.layers), rec.diff_id])[-1] if parents else rec.diff_id
+        if expect != rec.chain_id:
+            return False
+        self.say(" ---> Using cache")
+        self.cached += 1
+        s.created = max(s.created, created)
+        self.append(s, ins, rec)
+        return True
+
+    def append(self, s: _Stage, ins: dockerfile.Instruction, rec: images.LayerRecord) -> None:
+        s.layers.append(rec)
+        rootfs = s.config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
+        rootfs["type"] = "layers"
+        rootfs["diff_ids"] = [x.diff_id for x in s.layers]
+        by = _one_line(ins)
+        if ins.cmd == "RUN":
+            by = "/bin/sh -c " + (json.dumps(list(ins.json_args)) if ins.json_args is not None else ins.args)
+        else:
+            by = "/bin/sh -c #(nop) " + by
+        self.history(s, by, empty=False)
+
+    def run_container(self, s: _Stage, ins: dockerfile.Instruction, argv: list[str],
+                      args: Mapping[str, str], network: str) -> images.LayerRecord:
+        mgr = self.b.manager
+        lowers = self.layer_dirs(s.layers) or [self.empty_dir()]
+        rc = s.run_config
+        cfg = base.ContainerConfig(
+            name=f"build-{secrets.token_hex(6)}", image="build", command=tuple(argv), args=(),
+            env=dict(args), user=rc.get("User") or None, workdir=rc.get("WorkingDir") or None,
+            networks=(network,), labels={"reconciler.build": "true"},
+        )
+        image_config = {k: v for k, v in rc.items() if k in ("Env", "User", "WorkingDir")}
+        rec = mgr.create(cfg, image_id="", image_config=image_config, lowerdirs=lowers)
+        try:
+            mgr.start(rec.id)
+            code = mgr.wait(rec.id)
+            output = self.output(rec.id)
+            if code != 0:
+                tail = output[-_OUTPUT_TAIL:]
+                shown = "\n".join(tail) if tail else "(no output)"
+                raise self.err(ins, f"the command {json.dumps(argv)} returned a non-zero code: {code}\n"
+                                    f"--- last {len(tail)} lines of its output ---\n{shown}",
+                               hint="fix the command; the steps before it are cached")
+            upper = mgr.paths(rec.id).upper
+            return self.commit(s, upper, skip=_RUN_SKIP)
+        finally:
+            with contextlib.suppress(rterrors.RuntimeBackendError, OSError):
+                mgr.remove(rec.id, force=True)
+
+    def output(self, cid: str) -> list[str]:
+        from reconciler.runtime.native import logs
+
+        lines = []
+        for line in logs.read_logs(self.b.manager.paths(cid).log):
+            text = line.data.decode("utf-8", "replace")
+            self.say(text)
+            lines.append(text)
+        return lines
+
+    def commit(self, s: _Stage, upper: Path, *, skip: frozenset[str] = frozenset()) -> images.LayerRecord:
+        """The upper dir as a layer: blob in the content store, snapshot by ChainID."""
+        store = self.b.store
+        blob = diff.write_layer(upper, store.content, self.b.work / "tmp", skip=skip)
+        parents = [x.chain_id for x in s.layers]
+        chain = snapshots.chain_ids([*(x.diff_id for x in s.layers), blob.diff_id])[-1]
+        rec = images.LayerRecord(blob.digest, blob.size, diff.LAYER_MEDIA_TYPE, blob.diff_id, chain)
+
+        def apply(fs: Path, lowers: list[Path]) -> dict[str, Any]:
+            with store.content.open(rec.digest) as f:
+                res = layers.apply_layer(f, fs, lowers=lowers, expected_diff_id=rec.diff_id, limits=store.limits)
+            return {"diff_id": res.diff_id, "size": res.size, "digest": rec.digest}
+
+        store.snapshots.create(chain, parents, apply)
+        return rec
+
+    def add_layer(self, s: _Stage, ins: dockerfile.Instruction, rec: images.LayerRecord, key: str) -> None:
+        s.created = max(s.created, _now())
+        self.b.cache_put(key, rec, s.created)
+        self.append(s, ins, rec)
+
+    # ---------------------------------------------------------------- COPY / ADD
+
+    def do_add(self, s: _Stage, ins: dockerfile.Instruction) -> None:
+        self.do_copy(s, ins)
+
+    def do_copy(self, s: _Stage, ins: dockerfile.Instruction) -> None:
+        unknown = set(ins.flags) - {"from", "chown", "chmod"}
+        if unknown:
+            raise self.err(ins, f"{ins.cmd} --{sorted(unknown)[0]} is not supported by this builder")
+        if ins.json_args is not None:
+            items = [self.subst(s, x) for x in ins.json_args]
+        else:
+            items = self.words(s, ins.args)
+        if len(items) < 2:
+            raise self.err(ins, f"{ins.cmd} needs at least one source and a destination")
+        *srcs, dest = items
+        if ins.cmd == "ADD":
+            for src in srcs:
+                if "://" in src:
+                    raise self.err(ins, f"ADD of a URL ({src}) is not supported by this builder",
+                                   hint="download it in a RUN step, or into the context")
+                if src.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
+                    raise self.err(ins, f"ADD of a local archive ({src}) is not supported: it would be unpacked",
+                                   hint="COPY it and unpack it in a RUN step")
+        workdir = s.run_config.get("WorkingDir") or "/"
+        trailing = dest.endswith(("/", "/.", "/..")) or dest in (".", "..")
+        dest = posixpath.normpath(posixpath.join(workdir, dest)) + ("/" if trailing else "")
+        if dest == "//":
+            dest = "/"
+        chmod = None
+        if "chmod" in ins.flags:
+            try:
+                chmod = int(ins.flags["chmod"], 8)
+            except ValueError:
+                raise self.err(ins, f"--chmod={ins.flags['chmod']} is not an octal mode") from None
+            if chmod > 0o7777:
+                raise self.err(ins, f"--chmod={ins.flags['chmod']} is not a file mode")
+        chown = self.subst(s, ins.flags["chown"]) if "chown" in ins.flags else None
+        with contextlib.ExitStack() as stack:
+            src_ctx, from_id = self.source(s, ins, stack)
+            sources = [x for src in srcs for x in src_ctx.resolve(src)]
+            inputs = context.hash_sources(src_ctx, sources, owners=from_id is not None)
+            key = _sha(json.dumps({"parent": s.state_key(), "cmd": ins.cmd, "srcs": srcs, "dest": dest,
+                                   "chown": chown, "chmod": chmod, "from": from_id, "inputs": inputs}))
+            if self.hit(s, ins, key):
+                return
+            rec = self.copy_layer(s, ins, src_ctx, sources, dest, chown, chmod, keep_owner=from_id is not None)
+        self.add_layer(s, ins, rec, key)
+
+    def source(self, s: _Stage, ins: dockerfile.Instruction,
+               stack: contextlib.ExitStack) -> tuple[context.BuildContext, str | None]:
+        """The context, or for --from the rootfs of a stage or an image (mounted read-only)."""
+        frm = ins.flags.get("from")
+        if frm is None:
+            return self.ctx, None
+        frm = self.subst(s, frm)
+        names = {x.name: x for x in self.stages if x.name and x.index < s.index}
+        src_stage = names.get(frm.lower())
+        if src_stage is None and frm.isdigit() and int(frm) < s.index:
+            src_stage = self.stages[int(frm)]
+        if src_stage is not None:
+            if not src_stage.done:
+                raise self.err(ins, f"stage {frm!r} was not built")
+            recs, label, ident = src_stage.layers, f"stage {frm}", "stage:" + src_stage.state_key()
+        else:
+            store = self.b.store
+            try:
+                info = store.get(frm)
+            except rterrors.NotFound:
+                self.say(f"Pulling {frm}")
+                info = store.pull(frm)
+            recs, label, ident = store.layer_records(info.id), f"image {frm}", "image:" + info.id
+        tmp = Path(stack.enter_context(_tempdir(self.b.work)))
+        root = tmp / "root"
+        root.mkdir()
+        dirs = self.layer_dirs(recs) or [self.empty_dir()]
+        mounts.mount_overlay(list(reversed(dirs)), None, None, root)
+        stack.callback(mounts.unmount, root)
+        ctx = context.BuildContext(os.fspath(root), ignore=False, label=label)
+        stack.callback(ctx.close)
+        return ctx, ident
+
+    def copy_layer(self, s: _Stage, ins: dockerfile.Instruction, src_ctx: context.BuildContext,
+                   sources: Sequence[context.Source], dest: str, chown: str | None, chmod: int | None,
+                   *, keep_owner: bool) -> images.LayerRecord:
+        with _tempdir(self.b.work) as tmp:
+            upper, work, merged = tmp / "upper", tmp / "work", tmp / "merged"
+            for d in (upper, work, merged):
+                d.mkdir()
+            lowers = self.layer_dirs(s.layers) or [self.empty_dir()]
+            mounts.mount_overlay(list(reversed(lowers)), upper, work, merged)
+            try:
+                uid: int | None = None if keep_owner else 0
+                gid: int | None = None if keep_owner else 0
+                if chown:
+                    uid, gid = _chown(merged, chown)
+                root_fd = os.open(merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    context.copy_sources(src_ctx, sources, root_fd, dest, context.CopyOptions(uid, gid, chmod))
+                finally:
+                    os.close(root_fd)
+            finally:
+                mounts.unmount(merged)
+            return self.commit(s, upper)
+
+    # ---------------------------------------------------------------- the image
+
+    def finish(self, s: _Stage) -> BuildResult:
+        store = self.b.store
+        cfg = s.config
+        cfg["rootfs"] = {"type": "layers", "diff_ids": [x.diff_id for x in s.layers]}
+        cfg.setdefault("architecture", _host_arch())
+        cfg.setdefault("os", "linux")
+        # created: a rebuild from the cache makes the same image (same id and digest)
+        cfg["created"] = s.created
+        rc = cfg.get("config") or {}
+        cfg["config"] = {k: v for k, v in rc.items() if v is not None or k == "Cmd"}
+        if cfg["config"].get("Cmd") is None:
+            cfg["config"].pop("Cmd", None)
+        raw = json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode()
+        config_digest = store.content.write_blob(raw)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config_digest, "size": len(raw)},
+            "layers": [{"mediaType": _oci_layer_type(x.media_type), "digest": x.digest, "size": x.size}
+                       for x in s.layers],
+        }
+        mraw = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+        manifest_digest = store.content.write_blob(mraw)
+        recs = [images.LayerRecord(x.digest, x.size, _oci_layer_type(x.media_type), x.diff_id, x.chain_id)
+                for x in s.layers]
+        store._record(config_digest, manifest_digest, None, recs, cfg)
+        for tag in self.opts.tags:
+            store._tag(_with_tag(store.parse(tag)), config_digest, manifest_digest)
+        self.say(f"Successfully built {config_digest[7:19]}")
+        for tag in self.opts.tags:
+            self.say(f"Successfully tagged {tag}")
+        unused = sorted(set(self.opts.build_args) - self.used_args())
+        if unused:
+            self.say(f"[Warning] One or more build-args {unused} were not consumed")
+        return BuildResult(config_digest, manifest_digest, self.opts.tags, self.step, self.cached)
+
+    def used_args(self) -> set[str]:
+        used = set(self.declared_meta)
+        for st in self.stages:
+            for ins in st.instructions:
+                if ins.cmd == "ARG":
+                    used |= {w.partition("=")[0] for w in ins.args.split()}
+        return used
+
+
+def _oci_layer_type(media_type: str) -> str:
+    return {
+        "application/vnd.docker.image.rootfs.diff.tar.gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+        "application/vnd.docker.image.rootfs.diff.tar": "application/vnd.oci.image.layer.v1.tar",
+        "application/vnd.docker.image.rootfs.diff.tar.zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
+    }.get(media_type, media_type)
+
+
+def _with_tag(r: Any) -> Any:
+    if r.tag is None and r.digest is None:
+        return r.with_tag("latest")
+    return r
+
+
+def _host_arch() -> str:
+    m = os.uname().machine
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(m, m)
+
+
+def _duration(text: str) -> int:
+    """Go duration ("30s", "1m30s", "500ms") in nanoseconds."""
+    import re
+
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
+    if not parts or "".join(a + b for a, b in parts) != text:
+        raise dockerfile.DockerfileError(f"{text!r} is not a duration like 30s or 1m30s")
+    return int(sum(float(n) * _DURATION_UNITS[u] for n, u in parts))
+
+
+def _chown(rootfs: Path, spec: str) -> tuple[int, int]:
+    """--chown: names from the image's passwd/group; without a group the gid is the uid
+    (Docker's documented rule)."""
+    user, _, group = spec.partition(":")
+    if user.isdigit() and (not group or group.isdigit()):
+        uid = int(user)
+        return uid, int(group) if group else uid
+    u = bundle.resolve_user(rootfs, spec if group else user)
+    return (u.uid, u.gid) if group else (u.uid, u.uid)
+
+
+@contextlib.contextmanager
+def _tempdir(parent: Path) -> Any:
+    d = parent / f"step-{os.getpid()}-{secrets.token_hex(4)}"
+    d.mkdir(mode=0o700)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

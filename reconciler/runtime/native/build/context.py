@@ -1,0 +1,436 @@
+"""The build context: `.dockerignore`, source selection, input hashes, and copies into a rootfs.
+
+Every path is opened relative to the context's directory fd with openat2
+RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS (symlinks on the way are followed but can never leave
+the context: a source reached through a symlink pointing outside is refused). Symlinks inside
+a copied directory are copied as links, never read through. Destinations are resolved inside
+the rootfs being built (RESOLVE_IN_ROOT), so an image's own absolute symlinks stay inside it.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import hashlib
+import os
+import posixpath
+import re
+import stat
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from reconciler.runtime import errors
+from reconciler.runtime.native import openat2
+
+__all__ = ["BuildContext", "CopyOptions", "IgnoreRules", "Source", "copy_sources", "hash_sources"]
+
+_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+_BENEATH = openat2.RESOLVE_BENEATH | openat2.RESOLVE_NO_MAGICLINKS
+
+
+class ContextError(errors.InvalidArgument):
+    """A source is missing, or reached outside the build context."""
+
+
+# ------------------------------------------------------------------------------ .dockerignore
+
+class IgnoreRules:
+    """`.dockerignore` patterns (moby's rules): Go filepath.Match syntax plus `**`, `!`
+    exceptions, the last matching pattern wins, and a pattern matching a directory matches
+    everything below it."""
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        self.patterns: list[tuple[re.Pattern[str], bool]] = []
+        for raw in lines:
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            negate = line.startswith("!")
+            if negate:
+                line = line[1:].strip()
+            line = posixpath.normpath(line).lstrip("/")
+            if line in ("", "."):
+                continue
+            self.patterns.append((re.compile(_glob_regex(line)), negate))
+
+    @classmethod
+    def read(cls, root_fd: int) -> IgnoreRules:
+        try:
+            fd = openat2.openat2(root_fd, ".dockerignore", os.O_RDONLY, 0, _BENEATH)
+        except FileNotFoundError:
+            return cls([])
+        except OSError as exc:
+            raise ContextError(f".dockerignore cannot be read: {exc.strerror}") from None
+        with os.fdopen(fd, "rb") as f:
+            return cls(f.read(1 << 20).decode("utf-8", "replace").splitlines())
+
+    def excluded(self, rel: str) -> bool:
+        if not self.patterns:
+            return False
+        parts = rel.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        result = False
+        for rx, negate in self.patterns:
+            if any(rx.match(p) for p in prefixes):
+                result = not negate
+        return result
+
+
+def _glob_regex(pattern: str) -> str:
+    out = ["^"]
+    i = 0
+    n = len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "*":
+            if pattern.startswith("**", i):
+                i += 2
+                if pattern.startswith("/", i):
+                    out.append("(?:.*/)?")
+                    i += 1
+                else:
+                    out.append(".*")
+                continue
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            end = pattern.find("]", i + 1)
+            if end < 0:
+                out.append(re.escape(c))
+            else:
+                body = pattern[i + 1:end]
+                if body.startswith("^"):
+                    body = "!" + body[1:]
+                out.append("[" + ("^" + body[1:] if body.startswith("!") else body).replace("\\", "\\\\") + "]")
+                i = end
+        elif c == "\\" and i + 1 < n:
+            out.append(re.escape(pattern[i + 1]))
+            i += 1
+        else:
+            out.append(re.escape(c))
+        i += 1
+    out.append("$")
+    return "".join(out)
+
+
+# ------------------------------------------------------------------------------ sources
+
+@dataclass(frozen=True)
+class Source:
+    """One source argument of COPY/ADD resolved to a path under its root."""
+
+    rel: str            # path relative to the root ("" = the root itself)
+    is_dir: bool
+
+
+class BuildContext:
+    """A directory read through an fd; for a stage or image (`--from`) too, then unfiltered."""
+
+    def __init__(self, path: str, *, ignore: bool = True, label: str = "the build context") -> None:
+        self.path = path
+        self.label = label
+        try:
+            self.fd = os.open(path, _DIR)
+        except OSError as exc:
+            raise ContextError(f"{label} {path} cannot be opened: {exc.strerror}") from None
+        self.rules = IgnoreRules.read(self.fd) if ignore else IgnoreRules([])
+        self.in_root = not ignore       # a stage's rootfs: absolute symlinks resolve in it
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> BuildContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self, rel: str, flags: int) -> int:
+        """Open `rel` (symlinks followed inside the root only)."""
+        try:
+            if self.in_root:
+                return openat2.open_in_root(self.fd, rel or ".", flags)
+            return openat2.openat2(self.fd, rel or ".", flags, 0, _BENEATH)
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                raise ContextError(f"{rel}: a symlink leads outside {self.label}; refusing to read it",
+                                   hint="copy the file into the context instead of linking to it") from None
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                raise ContextError(f"{rel or '.'}: not found in {self.label}") from None
+            raise ContextError(f"{rel}: {exc.strerror}") from None
+
+    def lstat(self, rel: str) -> os.stat_result:
+        parent, name = posixpath.split(rel)
+        fd = self.open(parent, _DIR)
+        try:
+            return os.stat(name, dir_fd=fd, follow_symlinks=False)
+        finally:
+            os.close(fd)
+
+    def resolve(self, pattern: str) -> list[Source]:
+        """The sources a COPY argument names: a path, or a glob over the tree."""
+        clean = posixpath.normpath("/" + pattern).lstrip("/")
+        if clean.startswith("../") or clean == "..":
+            raise ContextError(f"{pattern}: outside {self.label}")
+        if not any(c in clean for c in "*?["):
+            if clean and self.rules.excluded(clean):
+                raise ContextError(f"{pattern}: not found in {self.label} (excluded by .dockerignore)")
+            fd = self.open(clean, os.O_PATH)
+            try:
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            return [Source(clean, stat.S_ISDIR(st.st_mode))]
+        out = [Source(rel, is_dir) for rel, is_dir in self._glob(clean)]
+        if not out:
+            raise ContextError(f"{pattern}: no source files were specified (nothing matches in {self.label})")
+        return out
+
+    def _glob(self, pattern: str) -> list[tuple[str, bool]]:
+        parts = pattern.split("/")
+        found: list[tuple[str, bool]] = [("", True)]
+        for i, part in enumerate(parts):
+            nxt: list[tuple[str, bool]] = []
+            for base, is_dir in found:
+                if not is_dir:
+                    continue
+                for name, st in self._entries(base):
+                    if fnmatch.fnmatchcase(name, part):
+                        rel = f"{base}/{name}" if base else name
+                        if self.rules.excluded(rel):
+                            continue
+                        d = stat.S_ISDIR(st.st_mode)
+                        if stat.S_ISLNK(st.st_mode) and i == len(parts) - 1:
+                            fd = self.open(rel, os.O_PATH)
+                            try:
+                                d = stat.S_ISDIR(os.fstat(fd).st_mode)
+                            finally:
+                                os.close(fd)
+                        nxt.append((rel, d))
+            found = nxt
+        return sorted(found)
+
+    def _entries(self, rel: str) -> list[tuple[str, os.stat_result]]:
+        fd = self.open(rel, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            names = sorted(os.listdir(fd))
+            return [(n, os.stat(n, dir_fd=fd, follow_symlinks=False)) for n in names]
+        finally:
+            os.close(fd)
+
+    def walk(self, src: Source) -> Iterator[tuple[str, os.stat_result]]:
+        """(path relative to the source, lstat) of a source and, for a directory, everything
+        below it that .dockerignore keeps, parents before children, names sorted. The source
+        itself comes first with rel "" (stat followed)."""
+        fd = self.open(src.rel, os.O_PATH)
+        try:
+            yield "", os.fstat(fd)
+        finally:
+            os.close(fd)
+        if src.is_dir:
+            yield from self._walk_dir(src.rel, "")
+
+    def _walk_dir(self, base: str, sub: str) -> Iterator[tuple[str, os.stat_result]]:
+        here = posixpath.join(base, sub) if sub else base
+        for name, st in self._entries(here):
+            full = f"{here}/{name}" if here else name
+            rel = f"{sub}/{name}" if sub else name
+            if self.rules.excluded(full):
+                if stat.S_ISDIR(st.st_mode) and any(neg for _, neg in self.rules.patterns):
+                    kept = list(self._walk_dir(base, rel))
+                    if kept:
+                        yield rel, st
+                        yield from kept
+                continue
+            yield rel, st
+            if stat.S_ISDIR(st.st_mode):
+                yield from self._walk_dir(base, rel)
+
+    def file_digest(self, rel: str) -> str:
+        fd = self.open(rel, os.O_RDONLY | os.O_NOFOLLOW)
+        h = hashlib.sha256()
+        try:
+            while chunk := os.read(fd, 1 << 20):
+                h.update(chunk)
+        finally:
+            os.close(fd)
+        return h.hexdigest()
+
+    def readlink(self, rel: str) -> str:
+        parent, name = posixpath.split(rel)
+        fd = self.open(parent, _DIR)
+        try:
+            return os.readlink(name, dir_fd=fd)
+        finally:
+            os.close(fd)
+
+
+def hash_sources(ctx: BuildContext, sources: Sequence[Source], *, owners: bool) -> str:
+    """A digest of everything the sources would copy: names, types, modes, (owners,) contents."""
+    h = hashlib.sha256()
+    for src in sources:
+        h.update(f"src {src.rel}\0".encode())
+        for rel, st in ctx.walk(src):
+            full = posixpath.join(src.rel, rel) if rel else src.rel
+            owner = f" {st.st_uid}:{st.st_gid}" if owners else ""
+            h.update(f"{rel}\0{stat.S_IFMT(st.st_mode)} {stat.S_IMODE(st.st_mode):o}{owner}\0".encode())
+            if stat.S_ISREG(st.st_mode):
+                h.update(ctx.file_digest(full).encode())
+            elif stat.S_ISLNK(st.st_mode):
+                h.update(ctx.readlink(full).encode())
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------ copying
+
+@dataclass(frozen=True)
+class CopyOptions:
+    uid: int | None         # None: keep the source's (copies from a stage), else this owner
+    gid: int | None
+    chmod: int | None       # mode bits for files and directories copied (not created parents)
+
+
+def _open_dir_in(root_fd: int, path: str, *, create: bool, uid: int, gid: int) -> int:
+    """An O_PATH fd of directory `path` inside the rootfs, created (mkdir -p) if asked."""
+    try:
+        return openat2.open_in_root(root_fd, path, _DIR)
+    except FileNotFoundError:
+        if not create:
+            raise
+    parent, name = posixpath.split(path.rstrip("/"))
+    pfd = _open_dir_in(root_fd, parent or "/", create=True, uid=uid, gid=gid)
+    try:
+        try:
+            os.mkdir(name, 0o755, dir_fd=pfd)
+            os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
+        except FileExistsError:
+            pass
+        return openat2.open_in_root(root_fd, path, _DIR)
+    finally:
+        os.close(pfd)
+
+
+def _is_dir_in(root_fd: int, path: str) -> bool:
+    try:
+        fd = openat2.open_in_root(root_fd, path, os.O_PATH)
+    except OSError:
+        return False
+    try:
+        return stat.S_ISDIR(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+
+
+def copy_sources(
+    ctx: BuildContext, sources: Sequence[Source], root_fd: int, dest: str, opts: CopyOptions,
+) -> int:
+    """COPY semantics into the rootfs at `root_fd`; returns the number of entries copied.
+
+    A directory source copies its contents; a file goes to `dest/<name>` when dest ends with
+    "/", is an existing directory or there are several sources, else to `dest` itself."""
+    many = len(sources) > 1
+    dest_is_dir = dest.endswith("/") or _is_dir_in(root_fd, dest)
+    if many and not dest_is_dir:
+        raise ContextError(f"when copying several sources, the destination {dest!r} must be a directory ending in /")
+    count = 0
+    puid = opts.uid if opts.uid is not None else 0
+    pgid = opts.gid if opts.gid is not None else 0
+    for src in sources:
+        if src.is_dir:
+            target_dir = dest
+            file_target = None
+        elif dest_is_dir:
+            target_dir = dest
+            file_target = posixpath.basename(src.rel)
+        else:
+            target_dir, file_target = posixpath.split(dest.rstrip("/"))
+            target_dir = target_dir or "/"
+        dfd = _open_dir_in(root_fd, target_dir, create=True, uid=puid, gid=pgid)
+        try:
+            for rel, st in ctx.walk(src):
+                full = posixpath.join(src.rel, rel) if rel else src.rel
+                if rel == "":
+                    if src.is_dir:
+                        _attrs(dfd, None, st, opts, is_dir=True)
+                        continue
+                    assert file_target is not None
+                    _copy_entry(ctx, full, st, dfd, file_target, opts, follow=True)
+                    count += 1
+                    continue
+                parent, name = posixpath.split(rel)
+                pfd = openat2.openat2(dfd, parent or ".", _DIR, 0,
+                                      openat2.RESOLVE_BENEATH | openat2.RESOLVE_NO_SYMLINKS)
+                try:
+                    _copy_entry(ctx, full, st, pfd, name, opts, follow=False)
+                finally:
+                    os.close(pfd)
+                count += 1
+        finally:
+            os.close(dfd)
+    return count
+
+
+def _remove_existing(pfd: int, name: str, want_dir: bool) -> bool:
+    """Make room for `name`; True if a directory is there and is kept (merged into)."""
+    try:
+        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISDIR(st.st_mode):
+        if want_dir:
+            return True
+        raise ContextError(f"cannot replace the directory {name!r} with a file")
+    os.unlink(name, dir_fd=pfd)
+    return False
+
+
+def _copy_entry(ctx: BuildContext, full: str, st: os.stat_result, pfd: int, name: str,
+                opts: CopyOptions, *, follow: bool) -> None:
+    mode = st.st_mode
+    if stat.S_ISDIR(mode):
+        if not _remove_existing(pfd, name, True):
+            os.mkdir(name, 0o700, dir_fd=pfd)
+        fd = os.open(name, _DIR | os.O_NOFOLLOW, dir_fd=pfd)
+        try:
+            _attrs(fd, None, st, opts, is_dir=True)
+        finally:
+            os.close(fd)
+    elif stat.S_ISLNK(mode) and not follow:
+        _remove_existing(pfd, name, False)
+        os.symlink(ctx.readlink(full), name, dir_fd=pfd)
+        uid = opts.uid if opts.uid is not None else st.st_uid
+        gid = opts.gid if opts.gid is not None else st.st_gid
+        os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
+        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=pfd, follow_symlinks=False)
+    elif stat.S_ISREG(mode):
+        src = ctx.open(full, os.O_RDONLY | (0 if follow else os.O_NOFOLLOW))
+        try:
+            _remove_existing(pfd, name, False)
+            out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                          dir_fd=pfd)
+            try:
+                size = os.fstat(src).st_size
+                offset = 0
+                while offset < size:
+                    n = os.sendfile(out, src, offset, size - offset)
+                    if n == 0:
+                        break
+                    offset += n
+                _attrs(out, None, st, opts, is_dir=False)
+            finally:
+                os.close(out)
+        finally:
+            os.close(src)
+    # sockets, fifos and devices in a context are skipped, as Docker does
+
+
+def _attrs(fd: int, _name: None, st: os.stat_result, opts: CopyOptions, *, is_dir: bool) -> None:
+    uid = opts.uid if opts.uid is not None else st.st_uid
+    gid = opts.gid if opts.gid is not None else st.st_gid
+    path = f"/proc/self/fd/{fd}"
+    os.chown(path, uid, gid)
+    os.chmod(path, opts.chmod if opts.chmod is not None else stat.S_IMODE(st.st_mode))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))

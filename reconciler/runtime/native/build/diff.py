@@ -1,0 +1,185 @@
+"""An overlay upper dir as an OCI layer: tar+gzip blob in the content store, with its DiffID.
+
+The upper dir of a step's overlay holds exactly what the step changed. It is turned into a
+layer tar (PAX, numeric owners, sorted, parents before children) with overlayfs' deletion
+markers translated to OCI whiteouts: a 0:0 character device becomes an empty `.wh.<name>`,
+a directory with `trusted.overlay.opaque=y` gets a `.wh..wh..opq` entry. Other
+`trusted.overlay.*` xattrs are overlay bookkeeping and are dropped. Files with several links
+inside the layer become tar hard links. The DiffID is the sha256 of the tar; the blob digest
+that of the gzip stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import os
+import secrets
+import stat
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.runtime.native import content
+
+__all__ = ["LayerBlob", "write_layer"]
+
+_OPAQUE = "trusted.overlay.opaque"
+_CHUNK = 1 << 20
+LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+@dataclass(frozen=True)
+class LayerBlob:
+    digest: str         # of the compressed blob
+    size: int           # compressed bytes
+    diff_id: str        # of the uncompressed tar
+    entries: int
+
+
+class _HashingWriter:
+    """Counts and hashes what passes through to `sink`."""
+
+    def __init__(self, sink: Any) -> None:
+        self.sink = sink
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        if self.sink is not None:
+            self.sink.write(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        pass
+
+
+def _entries(upper: Path, skip: frozenset[str]) -> Iterator[tuple[str, os.stat_result, bool]]:
+    """(relative path, lstat, opaque) for everything under `upper`, parents first, sorted;
+    `skip` names relative paths left out with everything below them."""
+
+    def walk(d: Path, rel: str) -> Iterator[tuple[str, os.stat_result, bool]]:
+        with os.scandir(d) as it:
+            items = sorted(it, key=lambda e: e.name)
+        for e in items:
+            r = f"{rel}/{e.name}" if rel else e.name
+            if r in skip:
+                continue
+            st = e.stat(follow_symlinks=False)
+            opaque = False
+            if stat.S_ISDIR(st.st_mode):
+                with contextlib.suppress(OSError):
+                    opaque = os.getxattr(e.path, _OPAQUE, follow_symlinks=False) == b"y"
+                children = list(walk(Path(e.path), r))
+                if not children and not opaque and r in _PRUNE_IF_EMPTY:
+                    continue    # only a parent of skipped mount points
+                yield r, st, opaque
+                yield from children
+            else:
+                yield r, st, False
+
+    yield from walk(upper, "")
+
+
+# Directories created or copied up only because the runtime put mount points in them.
+_PRUNE_IF_EMPTY = frozenset({"etc"})
+
+
+def _xattrs(path: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return out
+    for n in names:
+        if n.startswith(("trusted.overlay.", "user.overlay.", "security.selinux", "system.")):
+            continue
+        with contextlib.suppress(OSError):
+            out["SCHILY.xattr." + n] = os.getxattr(path, n, follow_symlinks=False).decode("utf-8", "surrogateescape")
+    return out
+
+
+def write_layer(upper: Path, store: content.ContentStore, tmp_dir: Path,
+                *, skip: frozenset[str] = frozenset(), level: int = 6) -> LayerBlob:
+    """Turn `upper` into a gzip layer blob in `store`."""
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / f"layer-{secrets.token_hex(6)}.tar.gz"
+    count = 0
+    try:
+        with open(tmp, "wb") as raw:
+            compressed = _HashingWriter(raw)
+            gz = gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=0,
+                               compresslevel=level)
+            tar_stream = _HashingWriter(gz)
+            links: dict[tuple[int, int], str] = {}
+            with tarfile.open(fileobj=tar_stream, mode="w", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+                for rel, st, opaque in _entries(upper, skip):
+                    path = os.path.join(upper, rel)
+                    count += 1
+                    if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                        parent, name = os.path.split(rel)
+                        ti = tarfile.TarInfo(os.path.join(parent, ".wh." + name))
+                        ti.mtime = int(st.st_mtime)
+                        tar.addfile(ti)
+                        continue
+                    ti = tarfile.TarInfo(rel)
+                    ti.mode = stat.S_IMODE(st.st_mode)
+                    ti.uid, ti.gid = st.st_uid, st.st_gid
+                    ti.uname = ti.gname = ""
+                    ti.mtime = int(st.st_mtime)
+                    ti.pax_headers = _xattrs(path)
+                    if stat.S_ISDIR(st.st_mode):
+                        ti.type = tarfile.DIRTYPE
+                        tar.addfile(ti)
+                        if opaque:
+                            wh = tarfile.TarInfo(rel + "/.wh..wh..opq")
+                            wh.mtime = int(st.st_mtime)
+                            tar.addfile(wh)
+                    elif stat.S_ISLNK(st.st_mode):
+                        ti.type = tarfile.SYMTYPE
+                        ti.linkname = os.readlink(path)
+                        tar.addfile(ti)
+                    elif stat.S_ISREG(st.st_mode):
+                        key = (st.st_dev, st.st_ino)
+                        if st.st_nlink > 1 and key in links:
+                            ti.type = tarfile.LNKTYPE
+                            ti.linkname = links[key]
+                            tar.addfile(ti)
+                            continue
+                        if st.st_nlink > 1:
+                            links[key] = rel
+                        ti.size = st.st_size
+                        with open(path, "rb") as f:
+                            tar.addfile(ti, f)
+                    elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                        ti.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
+                        ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+                        tar.addfile(ti)
+                    elif stat.S_ISFIFO(st.st_mode):
+                        ti.type = tarfile.FIFOTYPE
+                        tar.addfile(ti)
+                    # sockets are not content
+            gz.close()
+        diff_id = "sha256:" + tar_stream.hash.hexdigest()
+        digest = "sha256:" + compressed.hash.hexdigest()
+        size = compressed.size
+        if not store.has(digest):
+            with store.ingest(digest, size) as ing:
+                if not ing.committed:
+                    ing.reset()
+                    with open(tmp, "rb") as f:
+                        while chunk := f.read(_CHUNK):
+                            ing.write(chunk)
+                    ing.commit()
+        return LayerBlob(digest=digest, size=size, diff_id=diff_id, entries=count)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()

@@ -1,0 +1,267 @@
+"""Dockerfile parsing (BuildKit's rules) and variable substitution.
+
+`parse(text)` turns a Dockerfile into `Instruction`s: parser directives (`# escape=`,
+`# syntax=` is read and ignored), comments, line continuations with the escape character,
+JSON (exec) and shell forms, `--flag=value` options. `substitute(word, env)` expands
+`$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:+alt}`, `${VAR+alt}` with
+BuildKit's quoting: single quotes are literal, double quotes group, the escape character
+escapes; quotes are removed. `split_words` is the same lexer splitting on blanks (ENV,
+LABEL, ARG, EXPOSE, ... take several words).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from reconciler.runtime import errors
+
+__all__ = ["DockerfileError", "Instruction", "parse", "split_words", "substitute"]
+
+_DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9_-]*)\s*=\s*(.*?)\s*$")
+_FLAG = re.compile(r"^--([a-zA-Z][a-zA-Z0-9-]*)(?:=(.*))?$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class DockerfileError(errors.InvalidArgument):
+    """The Dockerfile cannot be parsed or names something unsupported; says the line."""
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One instruction: `cmd` upper case, `line` where it starts, `original` as written."""
+
+    cmd: str
+    line: int
+    original: str
+    args: str                                 # the text after the keyword and the flags
+    flags: Mapping[str, str] = field(default_factory=dict)
+    json_args: tuple[str, ...] | None = None   # the exec (JSON) form, when it parsed as one
+
+
+@dataclass(frozen=True)
+class Dockerfile:
+    instructions: tuple[Instruction, ...]
+    escape: str
+
+
+def parse(text: str) -> Dockerfile:
+    """Parse a Dockerfile; DockerfileError names the line of the first problem."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    escape = "\\"
+    i = 0
+    # parser directives: only at the very top, before any comment, blank line or instruction
+    seen: set[str] = set()
+    while i < len(lines):
+        m = _DIRECTIVE.match(lines[i].strip())
+        if not m:
+            break
+        key = m.group(1).lower()
+        if key not in ("escape", "syntax", "check"):
+            break
+        if key in seen:
+            raise DockerfileError(f"Dockerfile line {i + 1}: the parser directive {key!r} is given twice")
+        seen.add(key)
+        if key == "escape":
+            if m.group(2) not in ("\\", "`"):
+                raise DockerfileError(f"Dockerfile line {i + 1}: escape must be \\ or `, not {m.group(2)!r}")
+            escape = m.group(2)
+        i += 1
+    out: list[Instruction] = []
+    while i < len(lines):
+        raw = lines[i]
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            i += 1
+            continue
+        start = i
+        parts: list[str] = []
+        original: list[str] = []
+        cur = raw
+        while True:
+            body = cur.rstrip()
+            if body.endswith(escape):
+                parts.append(body[:-1])
+                original.append(cur)
+                i += 1
+                # continuation: skip comment and blank lines inside it
+                while i < len(lines) and (not lines[i].strip() or lines[i].strip().startswith("#")):
+                    i += 1
+                if i >= len(lines):
+                    break
+                cur = lines[i]
+                continue
+            parts.append(cur)
+            original.append(cur)
+            i += 1
+            break
+        full = "".join(parts).strip()
+        out.append(_instruction(full, start + 1, "\n".join(original)))
+    return Dockerfile(tuple(out), escape)
+
+
+def _instruction(full: str, line: int, original: str) -> Instruction:
+    keyword, _, rest = full.partition(" ")
+    if "\t" in keyword:
+        keyword, _, more = keyword.partition("\t")
+        rest = more + " " + rest
+    cmd = keyword.upper()
+    rest = rest.strip()
+    flags: dict[str, str] = {}
+    if cmd in _TAKES_FLAGS:
+        while rest.startswith("--"):
+            word, _, tail = rest.partition(" ")
+            m = _FLAG.match(word)
+            if not m:
+                raise DockerfileError(f"Dockerfile line {line}: bad flag {word!r} in {cmd}")
+            name = m.group(1).lower()
+            if name in flags:
+                raise DockerfileError(f"Dockerfile line {line}: flag --{name} given twice")
+            flags[name] = m.group(2) if m.group(2) is not None else "true"
+            rest = tail.strip()
+    json_args: tuple[str, ...] | None = None
+    if rest.startswith("[") and cmd in _JSON_FORM:
+        try:
+            value = json.loads(rest)
+        except ValueError:
+            value = None
+        if isinstance(value, list) and all(isinstance(x, str) for x in value):
+            json_args = tuple(value)
+    return Instruction(cmd=cmd, line=line, original=original, args=rest, flags=flags, json_args=json_args)
+
+
+_TAKES_FLAGS = {"FROM", "RUN", "COPY", "ADD", "HEALTHCHECK"}
+_JSON_FORM = {"RUN", "CMD", "ENTRYPOINT", "SHELL", "COPY", "ADD", "VOLUME", "HEALTHCHECK"}
+
+
+# ----------------------------------------------------------------------------- substitution
+
+def substitute(word: str, env: Mapping[str, str], *, escape: str = "\\") -> str:
+    """Expand variables in one word and remove its quotes (BuildKit's ProcessWord)."""
+    words = _lex(word, env, escape, split=False)
+    return words[0] if words else ""
+
+
+def split_words(text: str, env: Mapping[str, str] | None, *, escape: str = "\\") -> list[str]:
+    """Split on unquoted blanks, expanding variables (unless env is None) and removing quotes."""
+    return _lex(text, env, escape, split=True)
+
+
+def _lex(text: str, env: Mapping[str, str] | None, escape: str, *, split: bool) -> list[str]:
+    out: list[str] = []
+    cur: list[str] = []
+    have = False
+    i = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if split and ch in " \t\n":
+            if have:
+                out.append("".join(cur))
+                cur, have = [], False
+            i += 1
+            continue
+        have = True
+        if ch == escape:
+            if i + 1 < n:
+                cur.append(text[i + 1])
+                i += 2
+            else:
+                cur.append(ch)
+                i += 1
+            continue
+        if ch == "'":
+            end = text.find("'", i + 1)
+            if end < 0:
+                raise DockerfileError(f"unterminated single quote in {text!r}")
+            cur.append(text[i + 1:end])
+            i = end + 1
+            continue
+        if ch == '"':
+            i += 1
+            while i < n and text[i] != '"':
+                c = text[i]
+                if c == escape and i + 1 < n and text[i + 1] in ('"', "$", escape):
+                    cur.append(text[i + 1])
+                    i += 2
+                elif c == "$" and env is not None:
+                    value, i = _variable(text, i, env, escape)
+                    cur.append(value)
+                else:
+                    cur.append(c)
+                    i += 1
+            if i >= n:
+                raise DockerfileError(f"unterminated double quote in {text!r}")
+            i += 1
+            continue
+        if ch == "$" and env is not None:
+            value, i = _variable(text, i, env, escape)
+            cur.append(value)
+            continue
+        cur.append(ch)
+        i += 1
+    if have:
+        out.append("".join(cur))
+    return out
+
+
+def _variable(text: str, i: int, env: Mapping[str, str], escape: str) -> tuple[str, int]:
+    """Expand the variable at text[i] == '$'; returns its value and the index after it."""
+    n = len(text)
+    if i + 1 < n and text[i + 1] == "{":
+        j = i + 2
+        m = _NAME.match(text, j)
+        if not m:
+            raise DockerfileError(f"bad substitution in {text!r}: expected a name after ${{")
+        name = m.group(0)
+        j = m.end()
+        if j < n and text[j] == "}":
+            return env.get(name, ""), j + 1
+        op = ""
+        if text.startswith((":-", ":+", ":?"), j):
+            op = text[j:j + 2]
+            j += 2
+        elif j < n and text[j] in "-+?":
+            op = text[j]
+            j += 1
+        else:
+            raise DockerfileError(f"bad substitution in {text!r}: unsupported modifier after ${{{name}")
+        # the word up to the matching brace (nested ${...} allowed)
+        depth = 1
+        k = j
+        while k < n:
+            if text[k] == escape:
+                k += 2
+                continue
+            if text.startswith("${", k):
+                depth += 1
+                k += 2
+                continue
+            if text[k] == "}":
+                depth -= 1
+                if depth == 0:
+                    break
+            k += 1
+        if k >= n:
+            raise DockerfileError(f"bad substitution in {text!r}: missing }}")
+        word = substitute(text[j:k], env, escape=escape)
+        value = env.get(name)
+        if op == ":-":
+            result = value if value else word
+        elif op == "-":
+            result = value if value is not None else word
+        elif op == ":+":
+            result = word if value else ""
+        elif op == "+":
+            result = word if value is not None else ""
+        else:   # ?, :?
+            if value is None or (op == ":?" and not value):
+                raise DockerfileError(f"{name}: {word or 'is not set'}")
+            result = value
+        return result, k + 1
+    m = _NAME.match(text, i + 1)
+    if not m:
+        return "$", i + 1
+    return env.get(m.group(0), ""), m.end()

@@ -169,6 +169,7 @@ default_ulimits = ["nofile={nofile}:{nofile}", "nproc=4096:4096"]  # podman's ex
 runtime = "runc"        # crun fails on this host's hybrid cgroups
 cgroup_manager = "cgroupfs"
 events_logger = "file"
+exit_command_delay = 3  # exec sessions (and their monitors) linger 5 minutes by default
 """
 
 REGISTRIES_CONF = """\
@@ -177,6 +178,37 @@ unqualified-search-registries = []
 location = "127.0.0.1"
 insecure = true
 """
+
+
+def _helpers(work: Path) -> list[int]:
+    """Processes our podman service started that still use `work` (conmon, cleanup runs)."""
+    marker = str(work).encode()
+    pids = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(int(pid))
+        except OSError:
+            continue
+    return pids
+
+
+def _end_helpers(work: Path, limit: float = 10.0) -> None:
+    """Let the service's helpers finish, then end the rest by pid (they would re-mount)."""
+    deadline = time.monotonic() + limit
+    while _helpers(work) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in _helpers(work):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        end = time.monotonic() + 5
+        while _helpers(work) and time.monotonic() < end:
+            time.sleep(0.05)
 
 
 def _unmount_under(root: Path) -> None:
@@ -227,6 +259,7 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRuntime]:
                 proc.kill()
                 proc.wait()
         log.close()
+        _end_helpers(work)
         _unmount_under(work)
         try:
             os.unlink(sock)

@@ -90,7 +90,7 @@ def test_lifecycle_and_exit_codes(engine: Engine) -> None:
 def test_wait_timeout_on_running_container(engine: Engine) -> None:
     docker, docker_image, scope = engine.rt, engine.image, engine.scope
     name = run(scope, docker_image, "w", "sleep 600")
-    with pytest.raises(errors.Conflict):
+    with pytest.raises(errors.Unavailable):   # as the native engine does
         docker.wait_container(name, timeout=0.5)
     assert docker.inspect_container(name).status == base.ContainerStatus.RUNNING
 

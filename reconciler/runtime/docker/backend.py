@@ -528,7 +528,8 @@ class DockerRuntime:
             if timeout is not None and self.inspect_container(name_or_id).status in (
                     base.ContainerStatus.RUNNING, base.ContainerStatus.RESTARTING,
                     base.ContainerStatus.CREATED):
-                raise errors.Conflict(
+                # the same kind as the native engine: not an error of the container
+                raise errors.Unavailable(
                     f"container {name_or_id} still running after {timeout}s") from None
             raise
         err = (data.get("Error") or {}).get("Message")

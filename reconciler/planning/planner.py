@@ -298,7 +298,8 @@ def plan(
         res = f"image:{ref}"
         local = observed.local_digest(ref)
         remote = observed.remote_digest(ref) if (pol.track or obs.is_pinned(ref)) else None
-        want_digest[ref] = remote or local or ""
+        # the digest containers should run: the registry's if we follow it, else what is here
+        want_digest[ref] = (local or "") if pol.pull == "never" else (remote or local or "")
         if local is None and pol.build:
             img_ready[ref] = b.add(f"fail:{res}", Kind.FAIL, res,
                                    "image builds are not supported by this runtime yet; "
@@ -430,8 +431,9 @@ def plan(
                             target=o.id, wait=wait)
 
     # a recreated network waits for the removal of every container attached to it
+    # (and for pruned containers, which may be attached to it too)
     for n, rms in removals_for_net.items():
-        b.nodes[f"remove:network:{n}"].deps.extend(rms)
+        b.nodes[f"remove:network:{n}"].deps.extend([*rms, *container_removals])
 
     # --- prune networks and volumes after the containers went
     if options.prune and not prune_refused:

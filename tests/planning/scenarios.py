@@ -373,3 +373,17 @@ def pruned_container_frees_its_port_before_a_new_one_starts() -> Case:
     old = container("old", ports=port)
     new = container("new", ports=port)
     return case(desired(new), observed(running(old)), inv.Inventory.of([entry(old)]))
+
+
+@scenario
+def network_change_with_a_pruned_container_on_it() -> Case:
+    new = replace(SHOP, subnet="10.210.0.0/24", spec_hash="h-shop-2")
+    old_api = replace(API, networks=("shop",), depends_on=())
+    return case(desired(WEB, new, DATA), up(running(old_api)),
+                inv.Inventory.of([entry(SHOP), entry(WEB), entry(old_api)]))
+
+
+@scenario
+def tag_moved_but_pull_never() -> Case:
+    return case(desired(replace(WEB, image_object="webimg"), image("webimg", REF, pull="never", track=True),
+                        SHOP, DATA), up(resolved={REF: D2}))

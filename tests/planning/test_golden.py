@@ -269,6 +269,18 @@ note: container:web: start-first falls back to stop-first: the runtime cannot re
 [2] -> #3 container:new, create, not found
 [3] -> #4 container:new, start, not found
 """,
+    "network_change_with_a_pruned_container_on_it": """\
+[] -> #1 container:api, stop, not in desired state (prune)
+[1] -> #2 container:api, remove, not in desired state (prune)
+[2] -> #3 container:web, stop, network shop recreated
+[3] -> #4 container:web, remove, network shop recreated
+[2,4] -> #5 network:shop, remove-network, spec hash changed: subnet
+      subnet: (none) -> '10.210.0.0/24'
+[5] -> #6 network:shop, ensure-network, spec hash changed: subnet
+[4,6] -> #7 container:web, create, network shop recreated
+[7] -> #8 container:web, start, network shop recreated
+""",
+    "tag_moved_but_pull_never": "",
 }
 
 

@@ -179,13 +179,13 @@ def _perform(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> 
 def _create(a: actions.Action, runtime: base.Runtime) -> dict[str, Any]:
     if not isinstance(a.spec, models.Container):
         raise _ActionFailed(f"{a.resource}: create needs a container spec")
-    digest = a.image_digest
-    if not digest:
-        info = runtime.inspect_image(a.image)
-        digest = info.digest or info.id
-    labels = {**a.labels, labelmod.DIGEST: digest}
-    config = translate.container_config(a.spec, name=a.target, labels=labels, image=a.image)
     try:
+        digest = a.image_digest
+        if not digest:                      # pulled in this pass: label what is here now
+            info = runtime.inspect_image(a.image)
+            digest = info.digest or info.id
+        labels = {**a.labels, labelmod.DIGEST: digest}
+        config = translate.container_config(a.spec, name=a.target, labels=labels, image=a.image)
         runtime.create_container(config)
     except ReconcilerError as exc:
         _roll_back(a, runtime, exc.message)

@@ -270,3 +270,32 @@ def test_min_ready_waits_for_the_container_to_keep_running(tmp_path: Path, rt: F
     assert "exited (code 1) before it was ready" in next(
         c.detail for c in cs.changes if c.resource == "container:crashes")
     assert clock.t >= 1005.0                                  # steady was watched for minReady
+
+
+def test_create_failure_after_the_old_container_went_puts_it_back(
+    tmp_path: Path, rt: FakeRuntime, db: Database,
+) -> None:
+    from reconciler.runtime import base
+    from reconciler.runtime import errors as rterrors
+
+    m = tmp_path / "m"
+    write(m, "a.yaml", container_doc("web", extra="env: {V: '1'}"))
+    assert apply(m, rt, db).converged
+    old = rt.inspect_container("web")
+    real_create = rt.create_container
+
+    def refuse_v2(config: base.ContainerConfig) -> str:   # an engine refusing the new config
+        if config.env.get("V") == "2":
+            raise rterrors.InvalidArgument("engine refuses this config")
+        return real_create(config)
+
+    rt.create_container = refuse_v2  # type: ignore[method-assign]
+    write(m, "a.yaml", container_doc("web", extra="env: {V: '2'}"))
+    result = apply(m, rt, db)
+    assert result.changeset is not None
+    [change] = [c for c in result.changeset.changes if c.resource == "container:web"]
+    assert change.outcome is changes.Outcome.ROLLED_BACK
+    now = rt.inspect_container("web")
+    assert now.status == "running"
+    assert now.labels == old.labels
+    assert rt.config_of("web").env == {"V": "1"}

@@ -70,7 +70,7 @@ _DURATION_UNITS = {"ns": 1, "us": 1000, "µs": 1000, "ms": 10**6, "s": 10**9, "m
 Progress = Callable[[str], None]
 
 
-class BuildError(rterrors.InvalidArgument):
+class BuildError(rterrors.ImageError):
     """A build step failed; the message names the step (and a RUN's output)."""
 
 

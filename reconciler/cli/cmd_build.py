@@ -1,0 +1,76 @@
+"""`reconcile build -t NAME[:TAG] [-f FILE] [--build-arg K=V] [--target T] CONTEXT`.
+
+Builds a Dockerfile on the native engine into its image store, printing Docker-style step
+progress ("Step 2/6 : RUN ...", " ---> Using cache", the RUN output, the state after each
+step). Exit code 1 when a step fails; the error names the step and shows a failing RUN's
+last output lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    from reconciler.cli import options
+
+    parser = subparsers.add_parser(
+        "build", help="build an image from a Dockerfile",
+        description="Build an image from a Dockerfile and a context directory on the native engine.")
+    options.add_engine_options(parser)
+    parser.add_argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]",
+                        help="name the image (repeatable); default tag latest")
+    parser.add_argument("-f", "--file", default=None, metavar="FILE",
+                        help="the Dockerfile (default: CONTEXT/Dockerfile)")
+    parser.add_argument("--build-arg", action="append", default=[], metavar="KEY[=VALUE]",
+                        help="set a build-time variable (KEY alone takes it from the environment)")
+    parser.add_argument("--target", default=None, metavar="STAGE", help="build this stage of a multi-stage file")
+    parser.add_argument("--network", default="none", choices=("none", "host"),
+                        help="network of RUN steps (default: none)")
+    parser.add_argument("--no-cache", action="store_true", help="do not use the build cache")
+    parser.add_argument("--pull", action="store_true", help="pull FROM images even when present")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    parser.add_argument("context", metavar="CONTEXT", help="the build context directory")
+    parser.set_defaults(run=run)
+
+
+def parse_build_args(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq:
+            if key not in os.environ:
+                continue        # Docker: a bare KEY not in the environment is left unset
+            value = os.environ[key]
+        out[key] = value
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from reconciler.cli import options
+    from reconciler.runtime.native import containers, images
+    from reconciler.runtime.native.build import builder
+
+    config = options.native_config(args)
+    manager = containers.ContainerManager(config, oci_runtime=args.oci_runtime)
+    store = images.ImageStore(config, container_image_ids=lambda: {r.image_id for r in manager.records()})
+    dockerfile = args.file or "Dockerfile"
+    if args.file and not os.path.isabs(args.file):
+        dockerfile = os.path.abspath(args.file)
+    opts = builder.BuildOptions(
+        context=args.context, dockerfile=dockerfile, build_args=parse_build_args(args.build_arg),
+        target=args.target, tags=tuple(args.tag), network=args.network, no_cache=args.no_cache, pull=args.pull,
+    )
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    result = builder.Builder(store, manager).build(opts, None if args.quiet else say)
+    if args.quiet:
+        sys.stdout.write(result.image_id + "\n")
+    return 0

@@ -1,0 +1,27 @@
+"""`reconcile tag SOURCE TARGET`: give an image of the native store another name."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    from reconciler.cli import options
+
+    parser = subparsers.add_parser("tag", help="give an image another name",
+                                   description="Create a tag TARGET that refers to the image SOURCE.")
+    options.add_engine_options(parser)
+    parser.add_argument("source", metavar="SOURCE", help="image reference or id")
+    parser.add_argument("target", metavar="TARGET", help="new NAME[:TAG]")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from reconciler.cli import cmd_pull
+    from reconciler.runtime.native.build import push
+
+    push.tag(cmd_pull.open_store(args), args.source, args.target)
+    return 0

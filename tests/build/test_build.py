@@ -1,0 +1,275 @@
+"""Builds on the native engine: every instruction, multi-stage, cache, context safety, failures."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from reconciler.runtime import errors as rterrors
+from reconciler.runtime.native.build import builder
+from tests.build.conftest import Engine
+
+pytestmark = [pytest.mark.root, pytest.mark.registry]
+
+Ctx = Callable[..., Path]
+
+
+def layer_names(engine: Engine, image: str, index: int = -1) -> list[str]:
+    """Entry names of one layer blob of a stored image (read back from the content store)."""
+    rec = engine.store.layer_records(engine.store.get(image).id)[index]
+    with engine.store.content.open(rec.digest) as f, tarfile.open(fileobj=io.BytesIO(gzip.decompress(f.read()))) as t:
+        return t.getnames()
+
+
+def test_every_metadata_instruction_lands_in_the_config(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    ctx = context_dir({"Dockerfile": f"""# syntax=docker/dockerfile:1
+# escape=\\
+ARG BASE={busybox_image}
+FROM $BASE
+ARG VERSION=1.0
+ENV APP_HOME=/srv/app \\
+    MODE="two words"
+ENV LEGACY legacy value
+LABEL org.example.version=$VERSION "quoted key"="v w"
+# a comment between instructions
+EXPOSE 80 53/udp 8000-8001
+WORKDIR $APP_HOME
+WORKDIR sub
+USER 1000:1000
+VOLUME ["/data", "/cache"]
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=5s --timeout=2s --retries=4 CMD ["true"]
+SHELL ["/bin/sh", "-ec"]
+ENTRYPOINT ["/bin/echo"]
+CMD hello ${{MODE:-x}} ${{UNSET:-dflt}} ${{MODE:+alt}}
+MAINTAINER someone
+"""})
+    engine.build(ctx, tags=("localhost/meta:1",), build_args={"VERSION": "2.5"})
+    cfg = engine.config_of("localhost/meta:1")
+    c = cfg["config"]
+    assert "APP_HOME=/srv/app" in c["Env"]
+    assert "MODE=two words" in c["Env"]
+    assert "LEGACY=legacy value" in c["Env"]
+    assert any(e.startswith("PATH=") for e in c["Env"])
+    assert c["Labels"] == {"org.example.version": "2.5", "quoted key": "v w"}
+    assert c["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}, "8000/tcp": {}, "8001/tcp": {}}
+    assert c["WorkingDir"] == "/srv/app/sub"
+    assert c["User"] == "1000:1000"
+    assert c["Volumes"] == {"/data": {}, "/cache": {}}
+    assert c["StopSignal"] == "SIGTERM"
+    assert c["Healthcheck"] == {"Test": ["CMD", "true"], "Interval": 5 * 10**9, "Timeout": 2 * 10**9, "Retries": 4}
+    assert c["Shell"] == ["/bin/sh", "-ec"]
+    assert c["Entrypoint"] == ["/bin/echo"]
+    # shell form with the SHELL in force; CMD is not substituted by the builder (the shell does)
+    assert c["Cmd"] == ["/bin/sh", "-ec", "hello ${MODE:-x} ${UNSET:-dflt} ${MODE:+alt}"]
+    assert cfg["author"] == "someone"
+    assert not any(e.startswith("VERSION=") for e in c["Env"])     # ARGs stay out of the image
+    assert len(cfg["rootfs"]["diff_ids"]) == 1                     # metadata makes no layers
+    assert engine.lines[0].startswith("Step 1/17 : ARG BASE=")
+
+
+def test_run_copy_add_and_the_result_runs(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    ctx = context_dir({
+        "Dockerfile": f"""FROM {busybox_image}
+ARG WHO=world
+ENV GREETING=hello
+RUN echo "$GREETING $WHO" > /greeting && id -u > /uid
+COPY a.txt dir/ /app/
+COPY --chown=123:456 --chmod=640 a.txt /owned
+ADD b.txt /added/
+WORKDIR /app
+RUN ["/bin/sh", "-c", "pwd > /pwd; ls /app > /listing"]
+CMD ["sh", "-c", "cat /greeting /pwd /listing /added/b.txt; stat -c '%u:%g %a' /owned"]
+""",
+        "a.txt": "file a\n", "b.txt": "file b\n", "dir/nested/c.txt": "file c\n",
+    })
+    r = engine.build(ctx, tags=("localhost/app:1",), build_args={"WHO": "builder"})
+    code, out = engine.run("localhost/app:1")
+    assert code == 0, out
+    assert out.splitlines() == ["hello builder", "/app", "a.txt", "nested", "file b", "123:456 640"]
+    info = engine.store.get("localhost/app:1")
+    assert info.id == r.image_id
+    assert info.digest == r.digest
+    assert "Step 4/10 : RUN echo \"$GREETING $WHO\" > /greeting && id -u > /uid" in engine.lines
+
+
+def test_deletions_become_whiteouts(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    ctx = context_dir({"Dockerfile": f"""FROM {busybox_image}
+RUN mkdir -p /d/keep /e && echo 1 > /d/gone && echo 2 > /d/keep/x && echo 3 > /e/old
+RUN rm /d/gone && rm -r /e && mkdir /e && echo 4 > /e/new
+"""})
+    engine.build(ctx, tags=("localhost/wh:1",))
+    names = layer_names(engine, "localhost/wh:1")
+    assert "d/.wh.gone" in names
+    assert "e/.wh..wh..opq" in names or "e/.wh.old" in names
+    code, out = engine.run("localhost/wh:1", "sh", "-c", "ls /d; ls /e")
+    assert (code, out.split()) == (0, ["keep", "new"])
+    # mount points the runtime made are not content
+    assert not any(n in ("proc", "sys", "dev", "etc/hosts", "etc/resolv.conf") for n in names)
+
+
+def test_multi_stage_copy_from_and_target(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    ctx = context_dir({"Dockerfile": f"""FROM {busybox_image} AS build
+RUN mkdir /out && echo built > /out/artifact && chown 7:8 /out/artifact
+FROM {busybox_image} AS unused
+RUN exit 3
+FROM scratch AS final
+COPY --from=build /out/artifact /artifact
+COPY --from=0 /bin/busybox /bin/busybox
+COPY --from={busybox_image} /bin/busybox /bin/sh
+CMD ["/bin/busybox", "stat", "-c", "%u:%g", "/artifact"]
+FROM final AS debug
+LABEL debug=yes
+"""})
+    engine.build(ctx, tags=("localhost/ms:final",), target="final")
+    code, out = engine.run("localhost/ms:final")
+    assert (code, out.strip()) == (0, "7:8")        # ownership kept from the stage
+    assert "debug" not in (engine.config_of("localhost/ms:final")["config"].get("Labels") or {})
+    assert not any("exit 3" in line for line in engine.lines)   # the unused stage is skipped
+    engine.build(ctx, tags=("localhost/ms:debug",))
+    assert engine.config_of("localhost/ms:debug")["config"]["Labels"] == {"debug": "yes"}
+    with pytest.raises(builder.BuildError, match="target stage 'nope'"):
+        engine.build(ctx, target="nope")
+
+
+def test_cache_hits_and_misses(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    ctx = context_dir({
+        "Dockerfile": f"""FROM {busybox_image}
+RUN echo one > /one
+COPY a.txt /a.txt
+RUN cat /a.txt > /copy
+COPY b.txt /b.txt
+""",
+        "a.txt": "a1\n", "b.txt": "b1\n",
+    })
+    first = engine.build(ctx, tags=("localhost/cache:1",))
+    assert first.cached == 0
+    again = engine.build(ctx, tags=("localhost/cache:1",))
+    assert again.cached == 4
+    assert again.image_id == first.image_id
+    assert again.digest == first.digest
+    assert engine.lines.count(" ---> Using cache") == 4
+    (ctx / "a.txt").write_text("a2\n")
+    changed = engine.build(ctx, tags=("localhost/cache:1",))
+    assert changed.cached == 1           # the first RUN; COPY a.txt and everything after rebuild
+    _code, out = engine.run("localhost/cache:1", "cat", "/copy")
+    assert out.strip() == "a2"
+    os.chmod(ctx / "b.txt", 0o600)       # a mode change is a change too
+    assert engine.build(ctx).cached == 3
+    assert engine.build(ctx, build_args={}, no_cache=True).cached == 0
+
+
+def test_build_arg_changes_miss_the_run_that_sees_them(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN echo x > /x\nARG V=1\nRUN echo $V > /v\n"})
+    engine.build(ctx)
+    assert engine.build(ctx, build_args={"V": "1"}).cached == 2
+    assert engine.build(ctx, build_args={"V": "2"}).cached == 1
+
+
+def test_dockerignore(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    ctx = context_dir({
+        "Dockerfile": f"FROM {busybox_image}\nCOPY . /ctx/\nCMD [\"busybox\", \"find\", \"/ctx\", \"-type\", \"f\"]\n",
+        ".dockerignore": "# comment\n*.log\nsecret/\n**/tmp\n!keep.log\n",
+        "a.txt": "a", "x.log": "x", "keep.log": "k", "secret/key": "k", "sub/tmp": "t", "sub/ok": "o",
+    })
+    engine.build(ctx, tags=("localhost/ign:1",))
+    _code, out = engine.run("localhost/ign:1")
+    assert sorted(out.split()) == ["/ctx/.dockerignore", "/ctx/Dockerfile", "/ctx/a.txt", "/ctx/keep.log", "/ctx/sub/ok"]
+    before = engine.build(ctx).image_id
+    (ctx / "x.log").write_text("changed")            # ignored files do not bust the cache
+    assert engine.build(ctx).image_id == before
+    bad = context_dir({"Dockerfile": f"FROM {busybox_image}\nCOPY x.log /\n", ".dockerignore": "*.log\n", "x.log": ""})
+    with pytest.raises(builder.BuildError, match=r"excluded by \.dockerignore"):
+        engine.build(bad)
+
+
+def test_symlinks_never_leave_the_context(engine: Engine, context_dir: Ctx, busybox_image: str,
+                                          tmp_path: Path) -> None:
+    outside = tmp_path / "outside-secret"
+    outside.write_text("secret")
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nCOPY link /stolen\n"})
+    os.symlink(outside, ctx / "link")
+    with pytest.raises(builder.BuildError, match="symlink leads outside the build context") as exc:
+        engine.build(ctx)
+    assert "Step 2/2 : COPY link /stolen" in str(exc.value)
+    rel = context_dir({"Dockerfile": f"FROM {busybox_image}\nCOPY sub/up /x\n", "sub/f": ""})
+    os.symlink("../../outside-secret", rel / "sub" / "up")
+    with pytest.raises(builder.BuildError, match="outside the build context"):
+        engine.build(rel)
+    # a link inside a copied directory is copied as a link, not read through
+    inner = context_dir({"Dockerfile": f"FROM {busybox_image}\nCOPY d /d\n", "d/f": "f"})
+    os.symlink(outside, inner / "d" / "l")
+    engine.build(inner, tags=("localhost/links:1",))
+    _code, out = engine.run("localhost/links:1", "busybox", "readlink", "/d/l")
+    assert out.strip() == str(outside)
+    _code, out = engine.run("localhost/links:1", "cat", "/d/l")
+    assert "secret" not in out
+
+
+def test_failing_run_names_the_step_and_shows_its_output(engine: Engine, context_dir: Ctx,
+                                                        busybox_image: str) -> None:
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN echo before\nRUN echo to-stdout; echo to-stderr >&2; exit 7\n"})
+    with pytest.raises(builder.BuildError) as exc:
+        engine.build(ctx)
+    msg = str(exc.value)
+    assert "Step 3/3 : RUN echo to-stdout; echo to-stderr >&2; exit 7" in msg
+    assert "Dockerfile line 3" in msg
+    assert "non-zero code: 7" in msg
+    assert "to-stdout" in msg
+    assert "to-stderr" in msg
+    # the step before was cached, nothing is left running
+    assert engine.build(context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN echo before\n"})).cached == 1
+    assert engine.manager.records() == []
+
+
+def test_run_network_is_none_by_default(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN cat /proc/net/dev > /none\n"
+                                     "RUN --network=host cat /proc/net/dev > /host\n"})
+    engine.build(ctx, tags=("localhost/net:1",))
+    _, none = engine.run("localhost/net:1", "cat", "/none")
+    _, host = engine.run("localhost/net:1", "cat", "/host")
+    ifaces = [line.split(":")[0].strip() for line in none.splitlines()[2:]]
+    assert ifaces == ["lo"]
+    assert len(host.splitlines()) > len(none.splitlines())
+
+
+def test_unsupported_instructions_are_errors_with_their_line(engine: Engine, context_dir: Ctx,
+                                                             busybox_image: str) -> None:
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN true\nONBUILD RUN true\n"})
+    with pytest.raises(rterrors.InvalidArgument, match="line 3: ONBUILD is not supported"):
+        engine.build(ctx)
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nFROBNICATE x\n"})
+    with pytest.raises(rterrors.InvalidArgument, match="line 2: FROBNICATE is not a Dockerfile instruction"):
+        engine.build(ctx)
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN --mount=type=cache,target=/c true\n"})
+    with pytest.raises(builder.BuildError, match=r"line 2.*--mount is not supported"):
+        engine.build(ctx)
+
+
+def test_user_and_workdir_apply_to_run(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    ctx = context_dir({"Dockerfile": f"""FROM {busybox_image}
+WORKDIR /work
+USER 4242
+RUN id -u > /tmp/uid; pwd > /tmp/pwd
+USER root
+RUN cat /tmp/uid /tmp/pwd > /out && stat -c %u /tmp/uid >> /out
+"""})
+    engine.build(ctx, tags=("localhost/user:1",))
+    _, out = engine.run("localhost/user:1", "cat", "/out")
+    assert out.split() == ["4242", "/work", "4242"]
+
+
+def test_image_config_json_is_stable(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN echo x > /x\n"})
+    r = engine.build(ctx, tags=("localhost/stable:1",))
+    raw = engine.store.content.read(r.image_id)
+    cfg = json.loads(raw)
+    assert cfg["rootfs"]["diff_ids"] == list(engine.store.get(r.image_id).layers)
+    assert cfg["history"][-1]["created_by"] == "/bin/sh -c echo x > /x"

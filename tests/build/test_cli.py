@@ -1,0 +1,78 @@
+"""`reconcile build / tag / push` as a user runs them; a pushed image pulls and runs elsewhere."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from reconciler.runtime.native import containers, images
+from reconciler.runtime.native.config import NativeConfig
+from tests.build.conftest import Engine
+from tests.helpers.registry import RegistryServer
+
+pytestmark = [pytest.mark.root, pytest.mark.registry]
+
+
+def cli(engine: Engine, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", args[0], "--root", str(engine.config.root),
+         "--run-dir", str(engine.config.run_dir), "--name-prefix", engine.config.name_prefix, *args[1:]],
+        capture_output=True, text=True, check=False, timeout=300)
+
+
+def test_build_tag_push_and_run_the_pushed_image_elsewhere(
+    engine: Engine, context_dir: Callable[..., Path], busybox_image: str, registry: RegistryServer, tmp_path: Path,
+) -> None:
+    ctx = context_dir({
+        "Dockerfile": f"FROM {busybox_image}\nARG MSG\nRUN echo \"$MSG\" > /msg\nCOPY f /f\nCMD cat /msg /f\n",
+        "f": "from the context\n",
+    })
+    built = cli(engine, "build", "-t", "localhost/cli:1", "--build-arg", "MSG=hi there", str(ctx))
+    assert built.returncode == 0, built.stderr
+    lines = built.stdout.splitlines()
+    assert lines[0] == f"Step 1/5 : FROM {busybox_image}"
+    assert "Step 3/5 : RUN echo \"$MSG\" > /msg" in lines
+    assert lines[-2].startswith("Successfully built ")
+    assert lines[-1] == "Successfully tagged localhost/cli:1"
+    again = cli(engine, "build", "-t", "localhost/cli:1", "--build-arg", "MSG=hi there", str(ctx))
+    assert again.stdout.count(" ---> Using cache") == 2
+
+    remote = f"{registry.host}/b{secrets.token_hex(3)}/cli:v1"
+    tagged = cli(engine, "tag", "localhost/cli:1", remote)
+    assert tagged.returncode == 0, tagged.stderr
+    pushed = cli(engine, "push", remote)
+    assert pushed.returncode == 0, pushed.stderr
+    digest = engine.store.get("localhost/cli:1").digest
+    assert f"v1: digest: {digest}" in pushed.stdout
+
+    # a fresh engine pulls it by that digest and runs it
+    other = NativeConfig(root=tmp_path / "other", run_dir=tmp_path / "other-run", name_prefix=engine.config.name_prefix)
+    store = images.ImageStore(other)
+    info = store.pull(remote)
+    assert info.digest == digest
+    fresh = Engine(other, store, containers.ContainerManager(other), engine.builder)
+    try:
+        code, out = fresh.run(remote)
+    finally:
+        for rec in fresh.manager.records():
+            fresh.manager.remove(rec.id, force=True)
+    assert (code, out.splitlines()) == (0, ["hi there", "from the context"])
+
+
+def test_build_failure_exit_code_and_message(engine: Engine, context_dir: Callable[..., Path],
+                                             busybox_image: str) -> None:
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN echo boom; false\n"})
+    res = cli(engine, "build", "-t", "localhost/bad:1", str(ctx))
+    assert res.returncode == 1
+    assert "Step 2/2 : RUN echo boom; false" in res.stderr
+    assert "non-zero code: 1" in res.stderr
+    assert "boom" in res.stderr
+    missing = cli(engine, "build", "-f", "Nope", str(ctx))
+    assert missing.returncode != 0
+    assert "cannot read the Dockerfile" in missing.stderr
+    assert cli(engine, "push", "localhost/never-built:1").returncode != 0

@@ -30,8 +30,9 @@ def add_common_flags(parser: argparse.ArgumentParser, *, source: bool = True) ->
                             help="a manifest file, a directory (searched recursively) or - for stdin")
     options.add_engine_options(parser)
     parser.add_argument("--runtime", default=os.environ.get("RECONCILER_RUNTIME", "native"),
-                        choices=("native", "fake"),
-                        help="container engine: native (embedded, default) or fake (in-memory, "
+                        choices=("native", "docker", "fake"),
+                        help="container engine: native (embedded, default), docker (a Docker or "
+                        "Podman engine via $DOCKER_HOST or /var/run/docker.sock) or fake (in-memory, "
                         "state in a JSON file under --root; for tests and dry runs)")
     parser.add_argument("--owner", default="default",
                         help="instance name written to the reconciler.owner label; only objects "

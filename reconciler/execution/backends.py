@@ -4,6 +4,8 @@
             bridge networking; while the session is open, the engine's healthcheck and
             restart-policy loops run in background threads (what the agent runs), so health
             gates work in a one-shot `reconcile --once` too
+    docker  a Docker (or Podman) engine over its API socket ($DOCKER_HOST unix://..., default
+            /var/run/docker.sock); --root then holds only the reconciler's own state DB
     fake    in-memory engine whose state is a JSON file under --root: for tests and dry runs
             of the reconciler's own logic; it runs no process
 """
@@ -22,7 +24,7 @@ from reconciler.runtime import errors as rterrors
 
 __all__ = ["RUNTIMES", "open_runtime", "session"]
 
-RUNTIMES = ("native", "fake")
+RUNTIMES = ("native", "docker", "fake")
 
 
 def open_runtime(
@@ -53,6 +55,15 @@ def open_runtime(
                               name_prefix=name_prefix, oci_runtime=oci_runtime)
         runtime: base.Runtime = backend.NativeRuntime(config, network=netmod.NetworkManager(config))
         return runtime
+    if name == "docker":
+        import os
+
+        from reconciler.runtime.docker import backend as docker_backend
+
+        host = os.environ.get("DOCKER_HOST", "")
+        socket_path = host.removeprefix("unix://") if host.startswith("unix://") else "/var/run/docker.sock"
+        docker: base.Runtime = docker_backend.DockerRuntime(socket_path)
+        return docker
     raise rterrors.InvalidArgument(f"unknown runtime {name!r}", hint=f"choose one of {', '.join(RUNTIMES)}")
 
 

@@ -1,0 +1,134 @@
+"""`reconcile apply|diff --runtime docker` on the host's real dockerd: the reconciler drives the
+Docker backend unchanged. Every object carries this test's own owner label and name prefix;
+teardown removes exactly those (never other containers of the host).
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli.main import main
+from reconciler.runtime import base
+from reconciler.runtime import errors as rterrors
+from reconciler.runtime.docker import DockerRuntime
+from tests.execution.helpers import write
+
+pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.slow]
+
+
+class Scope:
+    def __init__(self, tmp: Path) -> None:
+        self.owner = "rtd" + "".join(secrets.choice(string.ascii_lowercase) for _ in range(4))
+        self.root = tmp / "root"
+        self.subnet = f"10.24{secrets.randbelow(10)}.{secrets.randbelow(250) + 1}.0/24"
+        self.rt = DockerRuntime()
+
+    def cli(self, *args: str) -> int:
+        return main([args[0], *args[1:], "--root", str(self.root), "--runtime", "docker", "--owner", self.owner])
+
+    def ours(self) -> dict[str, base.ContainerState]:
+        return {c.name: c for c in self.rt.list_containers({"reconciler.owner": self.owner})}
+
+    def cleanup(self) -> None:
+        for c in self.rt.list_containers(None):
+            if c.name.startswith(self.owner):
+                try:
+                    self.rt.remove_container(c.id, force=True)
+                except rterrors.NotFound:
+                    pass
+        for n in self.rt.list_networks({"reconciler.owner": self.owner}):
+            self.rt.remove_network(n.name)
+        for v in self.rt.list_volumes({"reconciler.owner": self.owner}):
+            self.rt.remove_volume(v.name)
+        self.rt.close()
+
+
+@pytest.fixture
+def scope(tmp_path: Path) -> Iterator[Scope]:
+    s = Scope(tmp_path)
+    try:
+        yield s
+    finally:
+        s.cleanup()
+
+
+def manifests(m: Path, s: Scope, image: str, env: str = "1") -> None:
+    p = s.owner
+    write(m, "net.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Network
+        metadata: {{name: {p}-net}}
+        spec: {{subnet: {s.subnet}}}
+        """)
+    write(m, "web.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {p}-web}}
+        spec:
+          image: {image}
+          command: [sleep, "3600"]
+          env: {{V: "{env}"}}
+          networks: [{p}-net]
+          volumes: ["{p}-data:/data"]
+          healthcheck: {{test: [CMD, "true"], interval: 1s, retries: 1}}
+        ---
+        apiVersion: reconciler/v1
+        kind: Volume
+        metadata: {{name: {p}-data}}
+        spec: {{}}
+        """)
+    write(m, "api.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {p}-api}}
+        spec:
+          image: {image}
+          command: [sleep, "3600"]
+          networks: [{p}-net]
+          dependsOn: [{p}-web]
+        """)
+
+
+def test_docker_backend_converges_updates_and_prunes(tmp_path: Path, scope: Scope, busybox_image: str) -> None:
+    m = tmp_path / "m"
+    p = scope.owner
+    manifests(m, scope, busybox_image)
+    assert scope.cli("apply", str(m)) == 0
+    first = {n: c.id for n, c in scope.ours().items()}
+    assert set(first) == {f"{p}-web", f"{p}-api"}
+    assert scope.cli("diff", str(m)) == 0
+
+    manifests(m, scope, busybox_image, env="2")
+    assert scope.cli("diff", str(m)) == 1
+    assert scope.cli("apply", str(m)) == 0
+    second = {n: c.id for n, c in scope.ours().items()}
+    assert second[f"{p}-web"] != first[f"{p}-web"]
+    assert second[f"{p}-api"] == first[f"{p}-api"]
+
+    (m / "web.yaml").unlink()
+    manifests_api_only = (m / "api.yaml").read_text().replace(f"dependsOn: [{p}-web]", "dependsOn: []")
+    (m / "api.yaml").write_text(manifests_api_only)
+    assert scope.cli("apply", str(m)) == 0
+    assert set(scope.ours()) == {f"{p}-api"}
+    assert [v.name for v in scope.rt.list_volumes({"reconciler.owner": p})] == [f"{p}-data"]
+
+
+def test_docker_container_without_our_label_is_never_touched(
+    tmp_path: Path, scope: Scope, busybox_image: str,
+) -> None:
+    p = scope.owner
+    scope.rt.pull_image(busybox_image)
+    foreign = scope.rt.create_container(base.ContainerConfig(name=f"{p}-web", image=busybox_image,
+                                                             command=("sleep", "3600"), networks=("none",)))
+    m = tmp_path / "m"
+    manifests(m, scope, busybox_image)
+    assert scope.cli("apply", str(m)) == 1
+    st = scope.rt.inspect_container(f"{p}-web")
+    assert st.id == foreign
+    assert st.status == "created"
+    assert scope.ours() == {}                       # api depends on web: skipped, not created

@@ -27,6 +27,7 @@ class Scope:
         self.root = tmp / "root"
         self.subnet = f"10.24{secrets.randbelow(10)}.{secrets.randbelow(250) + 1}.0/24"
         self.rt = DockerRuntime()
+        self.images: list[str] = []         # pulled into dockerd by this test: removed after
 
     def cli(self, *args: str) -> int:
         return main([args[0], *args[1:], "--root", str(self.root), "--runtime", "docker", "--owner", self.owner])
@@ -45,6 +46,11 @@ class Scope:
             self.rt.remove_network(n.name)
         for v in self.rt.list_volumes({"reconciler.owner": self.owner}):
             self.rt.remove_volume(v.name)
+        for ref in self.images:
+            try:
+                self.rt.remove_image(ref)
+            except rterrors.RuntimeBackendError:
+                pass                        # still used by another test's container: theirs to remove
         self.rt.close()
 
 
@@ -97,6 +103,7 @@ def manifests(m: Path, s: Scope, image: str, env: str = "1") -> None:
 def test_docker_backend_converges_updates_and_prunes(tmp_path: Path, scope: Scope, busybox_image: str) -> None:
     m = tmp_path / "m"
     p = scope.owner
+    scope.images.append(busybox_image)
     manifests(m, scope, busybox_image)
     assert scope.cli("apply", str(m)) == 0
     first = {n: c.id for n, c in scope.ours().items()}
@@ -122,6 +129,7 @@ def test_docker_container_without_our_label_is_never_touched(
     tmp_path: Path, scope: Scope, busybox_image: str,
 ) -> None:
     p = scope.owner
+    scope.images.append(busybox_image)
     scope.rt.pull_image(busybox_image)
     foreign = scope.rt.create_container(base.ContainerConfig(name=f"{p}-web", image=busybox_image,
                                                              command=("sleep", "3600"), networks=("none",)))

@@ -426,7 +426,11 @@ class _Run:
     def do_env(self, s: _Stage, ins: dockerfile.Instruction) -> None:
         env = list(s.run_config.get("Env") or [])
         for k, v in self.pairs(s, ins):
-            env = [e for e in env if e.partition("=")[0] != k] + [f"{k}={v}"]
+            keys = [e.partition("=")[0] for e in env]
+            if k in keys:
+                env[keys.index(k)] = f"{k}={v}"     # in place, as Docker does
+            else:
+                env.append(f"{k}={v}")
             s.run_config["Env"] = env
         self.nop(s, ins)
 

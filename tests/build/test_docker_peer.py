@@ -1,0 +1,111 @@
+"""Peer check against Docker: an image we build and push runs under `docker`, and its config
+matches what `docker build` makes of the same Dockerfile and context."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.runtime.native.build import push
+from tests.build.conftest import Engine
+from tests.helpers.registry import RegistryServer
+
+pytestmark = [
+    pytest.mark.root, pytest.mark.registry, pytest.mark.docker,
+    pytest.mark.skipif(shutil.which("docker") is None, reason="docker not installed"),
+]
+
+DOCKERFILE = """FROM {base}
+ARG GREETING=hello
+ENV APP_HOME=/srv/app PATH=/srv/app/bin:$PATH
+ENV MESSAGE="$GREETING from the peer check"
+LABEL org.example.name=peer "org.example.two words"="yes"
+EXPOSE 8080 53/udp
+WORKDIR $APP_HOME
+COPY run.sh bin/run.sh
+RUN mkdir -p data && echo "$MESSAGE" > data/msg && chown -R 1000:1000 data
+USER 1000
+ENTRYPOINT ["run.sh"]
+CMD ["--flag", "value"]
+"""
+
+SCRIPT = "#!/bin/sh\necho \"args: $*\"\ncat /srv/app/data/msg\nid -u\npwd\n"
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=300)
+
+
+@pytest.fixture
+def docker_images() -> Iterator[list[str]]:
+    """References this test makes in dockerd; removed afterwards (only those)."""
+    made: list[str] = []
+    yield made
+    for ref in made:
+        docker("rmi", "-f", ref, check=False)
+
+
+def test_docker_runs_what_we_push_and_builds_the_same_config(
+    engine: Engine, context_dir: Callable[..., Path], busybox_image: str, registry: RegistryServer,
+    docker_images: list[str],
+) -> None:
+    if docker("info", check=False).returncode != 0:
+        pytest.skip("dockerd is not running")
+    ctx = context_dir({"Dockerfile": DOCKERFILE.format(base=busybox_image), "run.sh": SCRIPT})
+    (ctx / "run.sh").chmod(0o755)      # (dockerd 20.10's classic builder has no COPY --chmod)
+    repo = f"{registry.host}/peer{secrets.token_hex(3)}"
+    ours = f"{repo}/native:1"
+    engine.build(ctx, tags=(ours,), build_args={"GREETING": "hi"})
+    push.push(engine.store, ours)
+
+    docker_images.append(ours)
+    docker("pull", ours)
+    ran = docker("run", "--rm", "--network", "none", ours, "one", "two")
+    assert ran.stdout.splitlines() == ["args: one two", "hi from the peer check", "1000", "/srv/app"]
+
+    theirs = f"{repo}/docker:1"
+    docker_images.append(theirs)
+    docker("build", "-q", "--build-arg", "GREETING=hi", "-t", theirs, str(ctx))
+    ran = docker("run", "--rm", "--network", "none", theirs)
+    assert ran.stdout.splitlines() == ["args: --flag value", "hi from the peer check", "1000", "/srv/app"]
+
+    def config(ref: str) -> dict[str, object]:
+        data = json.loads(docker("image", "inspect", ref).stdout)[0]["Config"]
+        return {k: data.get(k) for k in ("Env", "Cmd", "Entrypoint", "User", "WorkingDir", "ExposedPorts", "Labels")}
+
+    assert config(ours) == config(theirs)
+    # and the native store's own view of our image says the same
+    native = engine.config_of(ours)["config"]
+    assert {k: native.get(k) for k in ("Env", "Cmd", "Entrypoint", "User", "WorkingDir")} == {
+        k: v for k, v in config(theirs).items() if k in ("Env", "Cmd", "Entrypoint", "User", "WorkingDir")}
+
+
+@pytest.mark.parametrize("body", [
+    "ENTRYPOINT [\"/bin/echo\"]\n",                                 # an inherited CMD is dropped
+    "CMD echo a\nENTRYPOINT echo b\n",                             # a CMD of this stage stays
+    "SHELL [\"/bin/sh\", \"-ec\"]\nCMD echo shell\nWORKDIR a\nWORKDIR ../b\nUSER nobody:nogroup\n",
+    "ENV A=1 B=\"two words\" C=${A:-x}-${UNSET:-d}-${A:+alt}\nLABEL a=$A b=\"$B\"\nEXPOSE 1-3/udp 80\n",
+    "FROM {base} AS second\nENV X=1\nCMD [\"true\"]\n",
+])
+def test_config_matches_docker_build(
+    engine: Engine, context_dir: Callable[..., Path], busybox_image: str, registry: RegistryServer,
+    docker_images: list[str], body: str,
+) -> None:
+    if docker("info", check=False).returncode != 0:
+        pytest.skip("dockerd is not running")
+    base = f"{busybox_image}"
+    ctx = context_dir({"Dockerfile": f"FROM {base}\nCMD [\"base-cmd\"]\n" + body.replace("{base}", base)})
+    theirs = f"{registry.host}/peer{secrets.token_hex(3)}/docker:1"
+    docker_images.append(theirs)
+    docker("build", "-q", "-t", theirs, str(ctx))
+    engine.build(ctx, tags=("localhost/peer:1",))
+    want = json.loads(docker("image", "inspect", theirs).stdout)[0]["Config"]
+    got = engine.config_of("localhost/peer:1")["config"]
+    for key in ("Env", "Cmd", "Entrypoint", "User", "WorkingDir", "ExposedPorts", "Labels"):
+        assert (key, got.get(key) or None) == (key, want.get(key) or None)

@@ -306,3 +306,22 @@ def test_log_size_cap_keeps_the_newest_lines(tmp_path: Path, busybox_image: str)
         cleanup(rt)
         assert leftovers(rt.config) == []
         rt.close()
+
+
+def test_parallel_create_start_remove(native: tuple[NativeRuntime, str]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    rt, image = native
+
+    def one(i: int) -> str:
+        cid = rt.create_container(_cfg(image, f"par{i}", "sleep", "1000"))
+        rt.start_container(cid)
+        return cid
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(one, range(12)))
+    assert {c.status for c in rt.list_containers()} == {base.ContainerStatus.RUNNING}
+    assert len(set(ids)) == 12
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda cid: rt.remove_container(cid, force=True), ids))
+    assert rt.list_containers() == []

@@ -42,6 +42,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--help", action="help", help="show this help message and exit")
     options.add_engine_options(p)
     p.add_argument("-d", "--detach", action="store_true", help="run in the background and print the id")
+    p.add_argument("-i", "--interactive", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("-t", "--tty", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument("--name", help="container name (default: generated)")
     p.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE", help="set an environment variable")
@@ -152,6 +154,11 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.runtime import errors
     from reconciler.runtime.native import backend, logs
 
+    if args.interactive or args.tty:
+        raise errors.InvalidArgument(
+            "run -i/-t (an interactive main process) is not supported by the native engine yet",
+            hint="run it detached (reconcile run -d --name NAME IMAGE sleep 1000000), then: reconcile exec -it NAME sh",
+        )
     config = build_config(args)
     native = options.native_config(args)
     network = None

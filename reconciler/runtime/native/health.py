@@ -19,6 +19,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from reconciler.runtime import base
@@ -78,6 +79,8 @@ class HealthChecker:
         self.manager = manager
         self.clock = clock
         self._next: dict[str, float] = {}
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
 
     def probe(self, cid: str) -> str | None:
         rec = self.manager.get(cid)
@@ -110,7 +113,9 @@ class HealthChecker:
 
         return self.manager.update(rec.id, apply).health
 
-    def tick(self) -> None:
+    def tick(self, *, pool: ThreadPoolExecutor | None = None) -> None:
+        """Probe the containers whose interval elapsed; with `pool`, probes run concurrently
+        (one at a time per container) and tick does not wait for them."""
         now = self.clock()
         live: set[str] = set()
         for rec in self.manager.records():
@@ -122,17 +127,34 @@ class HealthChecker:
             key = f"{rec.id}@{rec.started_at}"
             live.add(key)
             due = self._next.setdefault(key, now + hc.interval)
-            if due <= now:
-                self._next[key] = now + hc.interval
-                try:
-                    self.probe(rec.id)
-                except rterrors.RuntimeBackendError:
+            if due > now:
+                continue
+            with self._lock:
+                if key in self._running:
                     continue
+                self._running.add(key)
+            if pool is None:
+                self._probe_done(key, rec.id, hc.interval)
+            else:
+                pool.submit(self._probe_done, key, rec.id, hc.interval)
         for key in list(self._next):
             if key not in live:
                 del self._next[key]
 
-    def watch(self, stop: threading.Event, *, poll: float = 0.2) -> None:
-        while not stop.is_set():
-            self.tick()
-            stop.wait(poll)
+    def _probe_done(self, key: str, cid: str, interval: float) -> None:
+        try:
+            self.probe(cid)
+        except rterrors.RuntimeBackendError:
+            pass
+        finally:
+            # the next probe is due an interval after this one ended (Docker's ticker skips overlaps)
+            self._next[key] = self.clock() + interval
+            with self._lock:
+                self._running.discard(key)
+
+    def watch(self, stop: threading.Event, *, poll: float = 0.2, workers: int = 4) -> None:
+        """Probe until `stop`, up to `workers` probes at a time."""
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="health") as pool:
+            while not stop.is_set():
+                self.tick(pool=pool)
+                stop.wait(poll)

@@ -69,13 +69,13 @@ class AgentProc:
         self.config.update(changes)
         self.config_path.write_text(yaml.safe_dump(self.config))
 
-    def start(self) -> AgentProc:
+    def start(self, env: dict[str, str] | None = None) -> AgentProc:
         self.write_config()
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "reconciler", "--log-level", "info", "agent", "--config", str(self.config_path)],
             stdout=log, stderr=log, cwd=Path(__file__).resolve().parents[2],
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         log.close()
         wait_for("the agent's API", lambda: self.proc is not None and (self.proc.poll() is not None or self.api.available()))

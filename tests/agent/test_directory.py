@@ -215,3 +215,22 @@ def test_config_errors_say_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(config.ConfigError) as e:
         config.parse_config(text.replace("    git: {url: x}\n", ""), where="agent.yaml")
     assert "agent.yaml:5: sources.1.owner" in str(e.value)
+
+
+def test_systemd_notify_protocol(tmp_path: Path, agent: AgentProc) -> None:
+    """What the unit's Type=notify relies on: READY after start, RELOADING/READY around a
+    SIGHUP, STOPPING on SIGTERM."""
+    import socket
+
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind(str(path))
+        s.settimeout(60)
+        agent.start(env={"NOTIFY_SOCKET": str(path)})
+        assert s.recv(100) == b"READY=1"
+        agent.signal(signal.SIGHUP)
+        assert s.recv(100) == b"RELOADING=1"
+        assert s.recv(100) == b"READY=1"
+        agent.signal(signal.SIGTERM)
+        assert s.recv(100) == b"STOPPING=1"
+        assert agent.wait_exit() == 0

@@ -101,10 +101,11 @@ class ApiClient:
     def post(self, path: str, body: Mapping[str, Any], *, timeout: float | None = None) -> Any:
         return self.request("POST", path, body, timeout=timeout)
 
-    def events(self, *, since: int = 0, follow: bool = False) -> Iterator[dict[str, Any]]:
-        """Events as they come (JSON lines); ends when not following, or the agent stops."""
+    def events(self, *, since: int = 0, follow: bool = False, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """Events as they come (JSON lines); ends when not following, or the agent stops.
+        `timeout` bounds each wait for a line when following (default: none)."""
         q = urllib.parse.urlencode({"since": since, "follow": int(follow)})
-        conn, resp = self._open("GET", f"/v1/events?{q}", None, None if follow else self.timeout)
+        conn, resp = self._open("GET", f"/v1/events?{q}", None, timeout if follow else self.timeout)
         try:
             if resp.status >= 400:
                 raise errors.from_status(resp.status, resp.read().decode(errors="replace"))

@@ -5,6 +5,7 @@ and report, as the issue specifies."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from reconciler.cli.main import main
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.fake import FakeRuntime
-from tests.agent.conftest import AgentProc, wait_for
+from tests.agent.conftest import AgentProc, free_port, wait_for
 from tests.execution.helpers import IMG, container_doc, write
 
 SECRET = "s3cr3t-Value-never-shown"
@@ -158,8 +159,27 @@ def test_cli_status_events_history_and_apply_refused(tmp_path: Path, agent: Agen
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     m = tmp_path / "m"
     write(m, "web.yaml", container_doc("web"))
+    port = free_port()
+    agent.config["metrics"] = {"listen": f"127.0.0.1:{port}"}
     agent.start()
     wait_for("web", lambda: "web" in containers(agent.root))
+
+    # events are streamed while following
+    stream = agent.api.events(since=max(e["seq"] for e in agent.events()),
+                              follow=True, timeout=60)
+    write(m, "api.yaml", container_doc("api"))
+    seen = next(e for e in stream if e["type"] == "pass")
+    assert seen["counts"].get("created") == 1
+    stream.close()
+
+    # metrics (only) on TCP too
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/metrics")
+    assert b'reconciler_passes_total{result="converged",source="local"}' in conn.getresponse().read()
+    conn.request("GET", "/v1/status")
+    assert conn.getresponse().status == 404
+    conn.close()
+
     assert main(["status", "--socket", str(agent.socket)]) == 0
     out = capsys.readouterr().out
     assert "source local" in out

@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
     parser.add_argument("container", metavar="CONTAINER")
     parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, no_logging=True)   # prints data only; structlog not needed
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ def register(subparsers: Any) -> None:
                                    description="Show containers in detail, as a JSON array.")
     options.add_engine_options(parser)
     parser.add_argument("containers", nargs="+", metavar="CONTAINER")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, no_logging=True)   # prints data only; structlog not needed
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--since", help="only lines since this time (RFC 3339, Unix time, or 10m / 1h30m ago)")
     parser.add_argument("-n", "--tail", default="all", help='number of lines from the end (default "all")')
     parser.add_argument("-t", "--timestamps", action="store_true", help="prefix each line with its time")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, no_logging=True)   # prints data only; structlog not needed
 
 
 def run(args: argparse.Namespace) -> int:

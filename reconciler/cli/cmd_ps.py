@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-f", "--filter", action="append", default=[], metavar="label=KEY=VALUE",
                         help="only containers with this label (repeatable)")
     parser.add_argument("--no-trunc", action="store_true", help="do not truncate ids and commands")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, no_logging=True)   # prints data only; structlog not needed
 
 
 def open_runtime(args: argparse.Namespace) -> Any:

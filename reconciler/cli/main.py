@@ -67,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from reconciler.errors import ReconcilerError
     from reconciler.logs import configure_logging
 
-    configure_logging(level=args.log_level, json=args.log_json)
+    if not getattr(args, "no_logging", False):   # read-only commands (ps, logs) skip structlog's 0.1 s+
+        configure_logging(level=args.log_level, json=args.log_json)
     try:
         return int(args.run(args))
     except ReconcilerError as exc:

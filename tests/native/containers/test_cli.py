@@ -103,3 +103,14 @@ def test_run_with_volume_and_limits(cli: tuple[Reconcile, Path], busybox_image: 
     bad = reconcile("run", "--rm", busybox_image, "/nonexistent", check=False)
     assert bad.returncode == 2
     assert "/nonexistent" in bad.stderr
+
+
+def test_ps_and_logs_do_not_import_heavy_libraries(cli: tuple[Reconcile, Path]) -> None:
+    _, tmp = cli
+    code = (
+        "import sys; from reconciler.cli.main import main\n"
+        f"main(['ps', '-a', '--root', {str(tmp / 'root')!r}, '--run-dir', {str(tmp / 'run')!r}])\n"
+        "print(','.join(m for m in ('httpx', 'pyroute2', 'structlog', 'jsonschema') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines()[-1] == ""

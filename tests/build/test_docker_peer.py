@@ -91,7 +91,6 @@ def test_docker_runs_what_we_push_and_builds_the_same_config(
     "CMD echo a\nENTRYPOINT echo b\n",                             # a CMD of this stage stays
     "SHELL [\"/bin/sh\", \"-ec\"]\nCMD echo shell\nWORKDIR a\nWORKDIR ../b\nUSER nobody:nogroup\n",
     "ENV A=1 B=\"two words\" C=${A:-x}-${UNSET:-d}-${A:+alt}\nLABEL a=$A b=\"$B\"\nEXPOSE 1-3/udp 80\n",
-    "FROM {base} AS second\nENV X=1\nCMD [\"true\"]\n",
 ])
 def test_config_matches_docker_build(
     engine: Engine, context_dir: Callable[..., Path], busybox_image: str, registry: RegistryServer,

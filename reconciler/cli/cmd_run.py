@@ -74,7 +74,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE", help="set a label")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, no_logging=True)    # logging is set up only if a pull or a network needs it
 
 
 def _kv(items: list[str], what: str) -> dict[str, str]:
@@ -159,12 +159,15 @@ def run(args: argparse.Namespace) -> int:
             "run -i/-t (an interactive main process) is not supported by the native engine yet",
             hint="run it detached (reconcile run -d --name NAME IMAGE sleep 1000000), then: reconcile exec -it NAME sh",
         )
+    from reconciler.logs import configure_logging
+
     config = build_config(args)
     native = options.native_config(args)
     network = None
     if config.networks and config.networks not in (("none",), ("host",)):
         from reconciler.runtime.native import network as netmod
 
+        configure_logging(level=args.log_level, json=args.log_json)
         network = netmod.NetworkManager(native)
     rt = backend.NativeRuntime(native, network=network)
     try:
@@ -172,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
     except errors.NotFound as exc:
         if "image" not in str(exc):
             raise
+        configure_logging(level=args.log_level, json=args.log_json)
         rt.pull_image(config.image)
         cid = rt.create_container(config)
     try:

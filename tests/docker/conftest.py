@@ -218,53 +218,86 @@ def _unmount_under(root: Path) -> None:
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
-@pytest.fixture(scope="session")
-def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRuntime]:
-    """A `podman system service` on a socket of its own, with its own storage root."""
-    if shutil.which("podman") is None:
-        pytest.skip("podman not installed")
-    if os.geteuid() != 0:
-        pytest.skip("the podman service fixture runs rootful podman")
-    work = tmp_path_factory.mktemp("podman")
-    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    (work / "containers.conf").write_text(PODMAN_CONF.format(nofile=nofile))
-    (work / "registries.conf").write_text(REGISTRIES_CONF)
-    sock = f"/run/podman-test-{rand(6)}.sock"
-    env = {**os.environ, "CONTAINERS_CONF": str(work / "containers.conf"),
-           "CONTAINERS_REGISTRIES_CONF": str(work / "registries.conf")}
-    log = (work / "service.log").open("wb")
-    proc = subprocess.Popen(
-        ["podman", "--root", str(work / "root"), "--runroot", str(work / "run"),
-         "--tmpdir", str(work / "tmp"), "system", "service", "--time=0", f"unix://{sock}"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    rt = DockerRuntime(sock, what="podman")
-    try:
+class PodmanService:
+    """A `podman system service` on a socket of its own, with its own storage root and config.
+
+    `start()` raises Unavailable when the service does not come up; `stop()` ends it (by pid),
+    ends the monitors it left (by pid, found by the private work dir in their argv) and
+    unmounts its storage.
+    """
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.sock = f"/run/podman-test-{rand(6)}.sock"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.runtime: DockerRuntime | None = None
+
+    def start(self) -> DockerRuntime:
+        work = self.work
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        (work / "containers.conf").write_text(PODMAN_CONF.format(nofile=nofile))
+        (work / "registries.conf").write_text(REGISTRIES_CONF)
+        env = {**os.environ, "CONTAINERS_CONF": str(work / "containers.conf"),
+               "CONTAINERS_REGISTRIES_CONF": str(work / "registries.conf")}
+        with (work / "service.log").open("wb") as log:
+            self.proc = subprocess.Popen(
+                ["podman", "--root", str(work / "root"), "--runroot", str(work / "run"),
+                 "--tmpdir", str(work / "tmp"), "system", "service", "--time=0", f"unix://{self.sock}"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.runtime = DockerRuntime(self.sock, what="podman")
         deadline = time.monotonic() + 30
         while True:
             try:
-                rt.api.ping()
-                break
+                self.runtime.api.ping()
+                return self.runtime
             except errors.Unavailable:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.skip(f"podman service did not start: {(work / 'service.log').read_text()[-500:]}")
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise errors.Unavailable(
+                        f"podman service did not start: {(work / 'service.log').read_text()[-500:]}") from None
                 time.sleep(0.1)
-        yield rt
-    finally:
-        rt.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+
+    def stop(self) -> None:
+        if self.runtime is not None:
+            self.runtime.close()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(timeout=20)
+                self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
-        _end_helpers(work)
-        _unmount_under(work)
+                self.proc.kill()
+                self.proc.wait()
+        _end_helpers(self.work)
+        _unmount_under(self.work)
         try:
-            os.unlink(sock)
+            os.unlink(self.sock)
         except FileNotFoundError:
             pass
+
+
+def podman_usable() -> str | None:
+    """Why the podman service cannot be used here, or None."""
+    if shutil.which("podman") is None:
+        return "podman not installed"
+    if os.geteuid() != 0:
+        return "the podman service fixture runs rootful podman"
+    return None
+
+
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRuntime]:
+    """A podman service for the session (see PodmanService)."""
+    why = podman_usable()
+    if why:
+        pytest.skip(why)
+    service = PodmanService(tmp_path_factory.mktemp("podman"))
+    try:
+        try:
+            rt = service.start()
+        except errors.Unavailable as exc:
+            pytest.skip(str(exc))
+        yield rt
+    finally:
+        service.stop()
 
 
 @pytest.fixture(scope="session")

@@ -126,6 +126,7 @@ def create(
                 proc = subprocess.Popen(
                     argv, env=env, pass_fds=(sync_w, start_r), stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+                    cwd=paths.bundle,   # conmon also drops a relative "oom" file in its cwd
                 )
             except OSError as exc:
                 raise rterrors.Unavailable(f"cannot run conmon: {exc.strerror}") from exc

@@ -152,14 +152,19 @@ def test_crun_on_a_hybrid_host_is_reported_clearly(tmp_path: Path, busybox_image
         rt.close()
 
 
-def test_oom_file_from_conmon(native: tuple[NativeRuntime, str]) -> None:
+def test_oom_file_from_conmon(native: tuple[NativeRuntime, str], tmp_path: Path,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
     rt, image = native
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
     cid = rt.create_container(_cfg(image, "oom", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1",
                                    resources=base.Resources(memory=32 << 20)))
     rt.start_container(cid)
     assert rt.wait_container(cid, timeout=60) == 137
     assert conmon.was_oom_killed(rt.containers.paths(cid).conmon)
     assert rt.inspect_document(cid)["State"]["OOMKilled"] is True
+    assert list(cwd.iterdir()) == []          # conmon's relative "oom" file stays in the bundle
 
 
 ENGINE = textwrap.dedent("""

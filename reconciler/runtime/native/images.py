@@ -133,6 +133,8 @@ class ImageStore:
     `registry_client_factory()` returns a RegistryClient (a context manager) per pull;
     `container_image_ids()` returns the ids of images that containers use (GC roots, and
     `remove` refuses them without force). `limits` caps each layer's decompression.
+    `durable=True` fsyncs blobs and snapshot commits (power-loss safety, slower pulls; see
+    content.py).
     """
 
     def __init__(
@@ -144,14 +146,15 @@ class ImageStore:
         limits: layers.Limits | None = None,
         global_max_downloads: int = GLOBAL_MAX_DOWNLOADS,
         platform: str | None = None,
+        durable: bool = False,
     ) -> None:
         config.ensure_dirs()
         self.config = config
         self.client_factory = registry_client_factory
         self.container_image_ids = container_image_ids
         self.limits = limits or layers.Limits()
-        self.content = content.ContentStore(config.root)
-        self.snapshots = snapshots.SnapshotStore(config.root, config.run_dir / "locks")
+        self.content = content.ContentStore(config.root, durable=durable)
+        self.snapshots = snapshots.SnapshotStore(config.root, config.run_dir / "locks", durable=durable)
         self.platform = platform
         self._global = _global_semaphore(global_max_downloads)
         self.db = config.db()
@@ -356,9 +359,15 @@ class ImageStore:
 
     def _applier(self, rec: LayerRecord) -> Callable[[Path, list[Path]], dict[str, Any]]:
         def apply(fs: Path, lowers: list[Path]) -> dict[str, Any]:
-            with self.content.open(rec.digest) as blob:
-                res = layers.apply_layer(blob, fs, lowers=lowers, expected_diff_id=rec.diff_id,
-                                         limits=self.limits)
+            try:
+                with self.content.open(rec.digest) as blob:
+                    res = layers.apply_layer(blob, fs, lowers=lowers, expected_diff_id=rec.diff_id,
+                                             limits=self.limits)
+            except layers.LayerError:
+                # The blob is bad (or torn by a power loss): do not keep it, so that the next
+                # pull downloads it again instead of failing on the same bytes.
+                self.content.delete(rec.digest)
+                raise
             return {"diff_id": res.diff_id, "size": res.size, "digest": rec.digest}
         return apply
 

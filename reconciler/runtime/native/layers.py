@@ -35,11 +35,13 @@ import errno
 import hashlib
 import os
 import posixpath
+import queue
 import shutil
 import stat
 import tarfile
+import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
@@ -234,7 +236,8 @@ def _proc(fd: int) -> str:
 
 
 class _Applier:
-    def __init__(self, dest: Path, lowers: Sequence[Path], limits: Limits) -> None:
+    def __init__(self, dest: Path, lowers: Sequence[Path], limits: Limits, stream: _Decompressed) -> None:
+        self.stream = stream
         self.root_fd = os.open(dest, _O_DIR)
         self.lower_fds: list[int] = []
         for low in lowers:
@@ -243,10 +246,33 @@ class _Applier:
         self.created: set[str] = set()          # paths this layer created (explicit or implicit)
         self.whiteouts: set[str] = set()        # whiteouts this layer created
         self.dir_times: list[tuple[str, int]] = []
+        # The last parent directory resolved, kept open: consecutive entries mostly share
+        # one. Dropped whenever anything is removed (only a removal can change what an
+        # already-resolved path resolves to).
+        self._pcache: tuple[str, int] | None = None
+        self._orphans: list[int] = []   # cached fds invalidated while in use
 
     def close(self) -> None:
-        for fd in [self.root_fd, *self.lower_fds]:
+        self._invalidate()
+        for fd in [self.root_fd, *self.lower_fds, *self._orphans]:
             os.close(fd)
+        self._orphans.clear()
+
+    def _invalidate(self) -> None:
+        """Forget the cached parent; its fd may still be in use by the current entry, so it
+        is closed when the entry is done."""
+        if self._pcache is not None:
+            self._orphans.append(self._pcache[1])
+            self._pcache = None
+
+    def _parent(self, rel: str) -> int:
+        """A borrowed (do not close) fd of directory `rel`, created when missing."""
+        if self._pcache is not None and self._pcache[0] == rel:
+            return self._pcache[1]
+        self._invalidate()
+        fd = self._dir_fd(rel)
+        self._pcache = (rel, fd)
+        return fd
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -314,6 +340,7 @@ class _Applier:
                     nfd = openat2.open_in_root(self.root_fd, prefix, _O_DIR)
                 except OSError as exc:
                     if exc.errno == errno.ENOTDIR and prefix in self.whiteouts:
+                        self._invalidate()
                         os.unlink(name, dir_fd=fd)     # a dir replaces our own whiteout
                         self.whiteouts.discard(prefix)
                         self._mkdir_implicit(fd, name, prefix, opaque=True)
@@ -373,14 +400,17 @@ class _Applier:
         if stat.S_ISDIR(st.st_mode):
             if keep_dir:
                 return True
+            self._invalidate()
             shutil.rmtree(name, dir_fd=pfd)
         else:
+            self._invalidate()
             os.unlink(name, dir_fd=pfd)
         return False
 
     # -- entries ---------------------------------------------------------------------------
 
-    def apply(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def apply(self, tar: tarfile.TarFile | None, member: tarfile.TarInfo, data: bytes | None = None) -> None:
+        """Apply one entry; a regular file's content is `data`, or else read from `tar`."""
         rel = _clean(member.name)
         base = posixpath.basename(rel)
         if base.startswith(_WH_PREFIX):
@@ -391,14 +421,14 @@ class _Applier:
                 raise LayerError(f"tar entry {member.name!r} would change the type of the root directory")
             self._attrs_dir(self.root_fd, ".", member, "")
             return
-        pfd = self._dir_fd(posixpath.dirname(rel))
+        pfd = self._parent(posixpath.dirname(rel))
         try:
             was_whiteout = rel in self.whiteouts
             self.whiteouts.discard(rel)
             if member.isdir():
                 self._directory(pfd, base, rel, member, opaque=was_whiteout)
             elif member.isreg():
-                self._file(pfd, base, tar, member)
+                self._file(pfd, base, tar, member, data)
             elif member.issym():
                 self._symlink(pfd, base, member)
             elif member.islnk():
@@ -408,12 +438,16 @@ class _Applier:
             else:
                 raise LayerError(f"tar entry {member.name!r} has unsupported type {member.type!r}")
         finally:
-            os.close(pfd)
+            while self._orphans:
+                os.close(self._orphans.pop())
         self.created.add(rel)
 
     def _directory(self, pfd: int, name: str, rel: str, m: tarfile.TarInfo, *, opaque: bool) -> None:
-        if not self._clear(pfd, name, keep_dir=True):
+        try:
             os.mkdir(name, 0o700, dir_fd=pfd)
+        except FileExistsError:
+            if not self._clear(pfd, name, keep_dir=True):
+                os.mkdir(name, 0o700, dir_fd=pfd)
         self._attrs_dir(pfd, name, m, rel)
         if opaque:
             fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
@@ -432,13 +466,26 @@ class _Applier:
             os.close(fd)
         self.dir_times.append((rel, int(m.mtime * 1e9)))
 
-    def _file(self, pfd: int, name: str, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
-        self._clear(pfd, name, keep_dir=False)
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600, dir_fd=pfd)
+    def _create(self, pfd: int, name: str, make: Callable[[], Any]) -> Any:
+        """make() creates `name` exclusively; if something is there, remove it (never
+        following it) and try once more."""
         try:
-            src = tar.extractfile(m)
-            if src is not None and m.size:
+            return make()
+        except FileExistsError:
+            self._clear(pfd, name, keep_dir=False)
+            return make()
+
+    def _file(self, pfd: int, name: str, tar: tarfile.TarFile | None, m: tarfile.TarInfo,
+              data: bytes | None) -> None:
+        fd = self._create(pfd, name, lambda: os.open(
+            name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd))
+        try:
+            if data is not None:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            elif m.size and tar is not None:
+                src = _member_reader(self.stream, tar, m)
                 left = m.size
                 while left > 0:
                     chunk = src.read(min(left, _CHUNK))
@@ -459,8 +506,7 @@ class _Applier:
     def _symlink(self, pfd: int, name: str, m: tarfile.TarInfo) -> None:
         if "\x00" in m.linkname or not m.linkname:
             raise LayerError(f"symlink {m.name!r} has an empty or NUL-containing target")
-        self._clear(pfd, name, keep_dir=False)
-        os.symlink(m.linkname, name, dir_fd=pfd)
+        self._create(pfd, name, lambda: os.symlink(m.linkname, name, dir_fd=pfd))
         os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
         ns = int(m.mtime * 1e9)
         os.utime(name, ns=(ns, ns), dir_fd=pfd, follow_symlinks=False)
@@ -483,8 +529,8 @@ class _Applier:
                 raise LayerError(f"hardlink {m.name!r}: target {m.linkname!r} does not exist in the image")
             if stat.S_ISDIR(st.st_mode):
                 raise LayerError(f"hardlink {m.name!r}: target {m.linkname!r} is a directory")
-            self._clear(pfd, name, keep_dir=False)
-            os.link(tname, name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+            self._create(pfd, name, lambda: os.link(tname, name, src_dir_fd=tfd, dst_dir_fd=pfd,
+                                                    follow_symlinks=False))
         finally:
             os.close(tfd)
 
@@ -565,8 +611,7 @@ class _Applier:
                 raise LayerError(f"device {m.name!r} has an out-of-range number {m.devmajor}:{m.devminor}")
             kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
             dev = os.makedev(m.devmajor, m.devminor)
-        self._clear(pfd, name, keep_dir=False)
-        os.mknod(name, kind | 0o600, dev, dir_fd=pfd)
+        self._create(pfd, name, lambda: os.mknod(name, kind | 0o600, dev, dir_fd=pfd))
         os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
         fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
         try:
@@ -602,6 +647,7 @@ class _Applier:
                     raise
 
     def _whiteout(self, rel: str, base: str) -> None:
+        self._invalidate()
         parent = posixpath.dirname(rel)
         if base == _WH_OPAQUE:
             fd = self._dir_fd(parent)
@@ -669,20 +715,35 @@ def apply_layer(
     """
     limits = limits or Limits()
     stream = _Decompressed(blob, limits.max_size)
-    applier = _Applier(dest, lowers, limits)
+    applier = _Applier(dest, lowers, limits, stream)
     count = 0
     name = ""
+    writer = _Writer(applier)
     try:
         try:
-            # "r:" over our forward-only stream: tarfile reads headers straight from it (its
-            # "r|" mode re-copies a whole buffer per 512-byte header read).
-            with tarfile.open(fileobj=stream, mode="r:") as tar:  # type: ignore[call-overload]
-                for member in tar:
-                    name = member.name
-                    count += 1
-                    if count > limits.max_entries:
-                        raise LayerError(f"the layer has more than {limits.max_entries} entries (cap)")
-                    applier.apply(tar, member)
+            try:
+                # "r:" over our forward-only stream: tarfile reads headers straight from it
+                # (its "r|" mode re-copies a whole buffer per 512-byte header read).
+                with tarfile.open(fileobj=stream, mode="r:") as tar:  # type: ignore[call-overload]
+                    for member in tar:
+                        name = member.name
+                        count += 1
+                        if count > limits.max_entries:
+                            raise LayerError(f"the layer has more than {limits.max_entries} entries (cap)")
+                        if member.isreg() and (member.size > _INLINE_MAX or member.sparse is not None):
+                            writer.drain()                  # big file: stream it from here
+                            applier.apply(tar, member)
+                        else:
+                            data = _read_member(stream, tar, member) if member.isreg() else None
+                            writer.put(member, data)
+                writer.drain()
+            except BaseException:
+                writer.stop = True
+                if writer.error is not None:
+                    name = writer.error_name
+                raise
+            finally:
+                writer.close()
             name = ""
             applier.finish()
             stream.drain()
@@ -704,6 +765,74 @@ def apply_layer(
         raise LayerError(f"wrong diff id: the layer decompresses to {diff_id}, the image config says "
                          f"{expected_diff_id}", hint="the image is corrupt or was tampered with")
     return ApplyResult(diff_id=diff_id, size=stream.size, entries=count)
+
+
+def _member_reader(stream: _Decompressed, tar: tarfile.TarFile, m: tarfile.TarInfo) -> Any:
+    """Where a regular member's data is read from: straight from our forward-only stream when
+    it is positioned at the data (tarfile's extractfile wrapper costs more than the small
+    files it reads), else (sparse files) through tarfile."""
+    if m.sparse is None and stream.tell() == m.offset_data:
+        return stream
+    return tar.extractfile(m)
+
+
+def _read_member(stream: _Decompressed, tar: tarfile.TarFile, m: tarfile.TarInfo) -> bytes:
+    src = _member_reader(stream, tar, m)
+    data = src.read(m.size) if src is not None else b""
+    if len(data) != m.size:
+        raise LayerError(f"the layer ends inside file {m.name!r} (truncated)")
+    return bytes(data)
+
+
+class _Writer:
+    """A second stage that applies entries in tar order while the first stage decompresses,
+    hashes and parses the next ones. It is the only thread touching the snapshot (one
+    writer, entries in order: the extraction contract holds), and only small files'
+    contents travel through it, so memory stays bounded (64 entries of at most 1 MiB)."""
+
+    def __init__(self, applier: _Applier) -> None:
+        self.applier = applier
+        self.queue: queue.Queue[tuple[tarfile.TarInfo, bytes | None] | None] = queue.Queue(maxsize=64)
+        self.error: BaseException | None = None
+        self.error_name = ""
+        self.stop = False               # set by the reader when it fails: skip the rest
+        self.thread = threading.Thread(target=self._run, name="layer-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            try:
+                if item is None:
+                    return
+                if self.error is None and not self.stop:
+                    member, data = item
+                    try:
+                        self.applier.apply(None, member, data)
+                    except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+                        self.error, self.error_name = exc, member.name
+            finally:
+                self.queue.task_done()
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def put(self, member: tarfile.TarInfo, data: bytes | None) -> None:
+        self.check()
+        self.queue.put((member, data))
+
+    def drain(self) -> None:
+        """Wait until every queued entry is applied."""
+        self.queue.join()
+        self.check()
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+
+
+_INLINE_MAX = 1 << 20   # files up to this size go through the writer thread
 
 
 def _at(name: str) -> str:

@@ -12,7 +12,8 @@ and renamed to `snapshots/<short>` only after the layer was applied and its Diff
 A directory with a short-id name is therefore always complete; `extract-*` and `remove-*`
 leftovers are debris that GC deletes. Removal renames to `remove-*` first for the same reason.
 A per-ChainID lock file (fcntl) makes concurrent pulls (threads or processes) extract a
-layer once: the second waits, then finds it committed.
+layer once: the second waits, then finds it committed. Extracted files are not fsynced (as
+Docker and containerd do not); `durable` only fsyncs the directories around the rename.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ class SnapshotInfo:
 class SnapshotStore:
     """Committed snapshots under `<root>/snapshots`, locks under `lock_dir`."""
 
-    def __init__(self, root: Path, lock_dir: Path) -> None:
+    def __init__(self, root: Path, lock_dir: Path, *, durable: bool = False) -> None:
+        self.durable = durable      # fsync the metadata around the commit rename
         self.dir = root / "snapshots"
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
@@ -148,9 +150,11 @@ class SnapshotStore:
                         "created": time.time()}
                 (tmp / "meta.json").write_text(json.dumps(meta, sort_keys=True))
                 (tmp / "chainid").write_text(chain_id)
-                content.ContentStore.fsync_dir(tmp)
+                if self.durable:
+                    content.ContentStore.fsync_dir(tmp)
                 os.rename(tmp, self.path(chain_id))
-                content.ContentStore.fsync_dir(self.dir)
+                if self.durable:
+                    content.ContentStore.fsync_dir(self.dir)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise

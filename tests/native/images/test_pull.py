@@ -211,19 +211,22 @@ def test_concurrent_pulls_in_two_processes(tmp_path: Path, push: Callable[..., s
     built = [line for out in outs for line in out.splitlines() if '"downloaded"' in line and "layer-done" in line]
     store = images.ImageStore(native_config(tmp_path))
     base_digests = {rec.digest for rec in store.layer_records(store.get(refs[0]).id)[:2]}
-    assert sorted(d for line in built for d in base_digests if d in line) == sorted(base_digests)
+    assert sorted(d for line in built for d in base_digests if d in line) == sorted(base_digests), outs
 
 
 def _pull_process(tmp_path: Path, ref: str, *, hang_on: str = "") -> subprocess.Popen[str]:
     script = textwrap.dedent(f"""
-        import json, sys, time
+        import json, sys, threading, time
         sys.path.insert(0, {str(REPO)!r})
         from reconciler.runtime.native import images
         from tests.native.images.conftest import native_config
         from pathlib import Path
         hang_on = {hang_on!r}
+        lock = threading.Lock()
         def cb(event, detail):
-            print(json.dumps([event, dict(detail)]), flush=True)
+            with lock:  # download threads report too: one whole line per event
+                sys.stdout.write(json.dumps([event, dict(detail)]) + "\\n")
+                sys.stdout.flush()
             if hang_on == "partial-download" and event == "layer-progress" and detail["done"] < detail["total"]:
                 time.sleep(3600)
         images.ImageStore(native_config(Path({str(tmp_path)!r}))).pull({ref!r}, progress=cb)

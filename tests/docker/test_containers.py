@@ -302,3 +302,14 @@ def test_unavailable_engine(tmp_path: Any) -> None:
         assert "no.sock" in str(info.value)
     finally:
         rt.close()
+
+
+def test_list_containers_by_selector(docker: DockerRuntime, docker_image: PulledImage, scope: Scope) -> None:
+    names = {make(scope, docker_image, f"l{i}", ["true"], labels={"tier": "a"}) for i in range(6)}
+    other = make(scope, docker_image, "other", ["true"], labels={"tier": "b"})
+    listed = docker.list_containers({**scope.labels, "tier": "a"})
+    assert {c.name for c in listed} == names
+    assert all(c.status == base.ContainerStatus.CREATED for c in listed)
+    assert {c.name for c in docker.list_containers(scope.labels)} == names | {other}
+    images = docker.list_images()
+    assert docker.inspect_image(docker_image.ref).id in {i.id for i in images}

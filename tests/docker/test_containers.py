@@ -272,7 +272,7 @@ def test_error_mapping(engine: Engine) -> None:
     docker, docker_image, scope = engine.rt, engine.image, engine.scope
     missing = scope.prefix + "-missing"
     for call in (docker.inspect_container, docker.start_container, docker.remove_container,
-                 docker.stop_container, docker.kill_container):
+                 docker.stop_container, docker.kill_container, docker.logs):
         with pytest.raises(errors.NotFound):
             call(missing)
     name = make(scope, docker_image, "dup", ["true"])

@@ -554,9 +554,16 @@ class DockerRuntime:
         self, name_or_id: str, *, follow: bool = False, since: str | None = None,
         tail: int | None = None,
     ) -> Iterator[base.LogLine]:
+        # Checked now, not at the first next(): a missing container or a bad `since` fails
+        # the call itself.
         tty = bool((self.api.container_inspect(name_or_id).get("Config") or {}).get("Tty"))
         param = None if since is None else since_param(since)
-        with self.api.container_logs(name_or_id, follow=follow, since=param,
+        return self._logs(name_or_id, tty=tty, follow=follow, since=param, tail=tail)
+
+    def _logs(
+        self, name_or_id: str, *, tty: bool, follow: bool, since: str | None, tail: int | None,
+    ) -> Iterator[base.LogLine]:
+        with self.api.container_logs(name_or_id, follow=follow, since=since,
                                      tail="all" if tail is None else str(tail)) as chunks:
             frames = ((1, line) for line in _lines(chunks)) if tty else demux(chunks)
             yield from log_lines(frames)

@@ -117,14 +117,15 @@ class Agent:
                         on_restart=lambda name: self.prom.restarts.inc(),
                         on_flap=lambda name: self.prom.flapping.set(len(self._flapping_names())),
                     ).start()
-            self._api = api_server.ApiServer(self, cfg.socket).start()
-            if cfg.metrics_listen is not None:
-                self._metrics_server = api_server.MetricsServer(self, *cfg.metrics_listen).start()
-            self._write_agent_file()
             self.loop.start()
             for sc in cfg.sources:
                 self._add_source(sc)
             self._start_webhooks()
+            # serve last: a client that reaches the API sees every source
+            self._api = api_server.ApiServer(self, cfg.socket).start()
+            if cfg.metrics_listen is not None:
+                self._metrics_server = api_server.MetricsServer(self, *cfg.metrics_listen).start()
+            self._write_agent_file()
         except BaseException:
             self.stop()
             raise

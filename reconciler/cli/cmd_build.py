@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--pull", action="store_true", help="pull FROM images even when present")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
     parser.add_argument("context", metavar="CONTEXT", help="the build context directory")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, no_logging=True)   # progress is printed; structlog not needed
 
 
 def parse_build_args(items: list[str]) -> dict[str, str]:

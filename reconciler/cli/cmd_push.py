@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("ref", metavar="NAME[:TAG]", help="the image to push (its name says the registry)")
     parser.add_argument("dest", nargs="?", default=None, metavar="DEST",
                         help="push under this reference instead (it is tagged locally too)")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, no_logging=True)   # progress is printed; structlog not needed
 
 
 def run(args: argparse.Namespace) -> int:

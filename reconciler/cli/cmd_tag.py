@@ -16,7 +16,7 @@ def register(subparsers: Any) -> None:
     options.add_engine_options(parser)
     parser.add_argument("source", metavar="SOURCE", help="image reference or id")
     parser.add_argument("target", metavar="TARGET", help="new NAME[:TAG]")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, no_logging=True)   # progress is printed; structlog not needed
 
 
 def run(args: argparse.Namespace) -> int:

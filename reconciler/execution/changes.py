@@ -35,6 +35,8 @@ class Outcome(enum.StrEnum):
     STARTED = "started"
     STOPPED = "stopped"
     PULLED = "pulled"
+    BUILT = "built"             # an Image's build: ran (and maybe pushed)
+    PUSHED = "pushed"
     DELETED = "deleted"
     FORGOTTEN = "forgotten"     # dropped from the inventory, left in place
     FAILED = "failed"
@@ -95,6 +97,10 @@ def _outcome(results: list[ActionResult]) -> tuple[Outcome, str]:
         return Outcome.CREATED, results[0].action.cause
     if removes:
         return Outcome.DELETED, results[0].action.cause
+    if Kind.BUILD_IMAGE in kinds:
+        return Outcome.BUILT, results[0].action.cause
+    if Kind.PUSH_IMAGE in kinds:
+        return Outcome.PUSHED, results[0].action.cause
     if Kind.PULL_IMAGE in kinds:
         return Outcome.PULLED, results[0].action.cause
     if Kind.START in kinds:

@@ -136,6 +136,8 @@ def _perform(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> 
     if k is Kind.PULL_IMAGE:
         info = runtime.pull_image(a.image)
         return {"image_digest": info.digest or info.id}
+    if k in (Kind.BUILD_IMAGE, Kind.PUSH_IMAGE):
+        return _build_or_push(a, runtime)
     if k is Kind.ENSURE_NETWORK:
         net = a.spec if isinstance(a.spec, models.Network) else None
         runtime.ensure_network(translate.network_config(net, name=a.target, labels=a.labels))
@@ -174,6 +176,21 @@ def _perform(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> 
         rename(a.target, a.new_name)
         return {}
     raise _ActionFailed(f"the executor has no handler for {k}")   # pragma: no cover
+
+
+def _build_or_push(a: actions.Action, runtime: base.Runtime) -> dict[str, Any]:
+    """An Image's build: (tagged as its ref), or a push of it to one push: target."""
+    if a.kind is Kind.PUSH_IMAGE:
+        push = getattr(runtime, "push_image", None)
+        if not callable(push):
+            raise _ActionFailed(f"runtime {runtime.name} cannot push images")
+        return {"image_digest": push(a.image, a.target)}
+    build = getattr(runtime, "build_image", None)
+    if not callable(build) or not isinstance(a.spec, models.Image) or a.spec.build is None:
+        raise _ActionFailed(f"runtime {runtime.name} cannot build images")
+    b = a.spec.build
+    info = build(a.target, b.context, b.file, b.args, b.target)
+    return {"image_digest": info.digest or info.id}
 
 
 def _create(a: actions.Action, runtime: base.Runtime) -> dict[str, Any]:

@@ -27,6 +27,8 @@ class ActionKind(enum.StrEnum):
     ENSURE_NETWORK = "ensure-network"
     ENSURE_VOLUME = "ensure-volume"
     PULL_IMAGE = "pull-image"
+    BUILD_IMAGE = "build-image"     # build an Image's build: and tag it as its ref
+    PUSH_IMAGE = "push-image"       # push a built image to one of its push: targets
     CREATE = "create"
     START = "start"
     STOP = "stop"
@@ -89,7 +91,7 @@ class Action:
     group: str = ""                             # "recreate:web": steps of one replacement
     target: str = ""                            # runtime name or id acted on
     new_name: str = ""                          # rename: the final name
-    spec: models.Container | models.Network | models.Volume | None = None
+    spec: models.Container | models.Network | models.Volume | models.Image | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     image: str = ""                             # pull/create: image reference
     image_digest: str = ""                      # create: digest for the label ("" = read after pull)

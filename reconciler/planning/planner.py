@@ -47,6 +47,9 @@ class PlanOptions:
     prune: bool = True              # prune at all (False: report only)
     now: float = 0.0                # wall-clock seconds, for failure backoff (pure: passed in)
     can_rename: bool = False        # the runtime can rename containers (start-first needs it)
+    # Images with build: whose build is due (ref -> cause) and push targets not up to date
+    # (ref -> targets), as the runtime judged them (`build_due`); None: it cannot build.
+    builds: Mapping[str, tuple[str | None, tuple[str, ...]]] | None = None
 
 
 @dataclass
@@ -292,6 +295,24 @@ def plan(
     # --- images
     img_ready: dict[str, str] = {}
     want_digest: dict[str, str] = {}
+    rebuilt: set[str] = set()           # refs built in this plan: their digest is known after
+
+    def plan_build(img: models.Image, local: str | None) -> None:
+        ref = img.ref or ""
+        res = f"image:{ref}"
+        if options.builds is None:
+            if local is None:
+                img_ready[ref] = b.add(f"fail:{res}", Kind.FAIL, res,
+                                       "this runtime cannot build images; build and push it, then reference it")
+            return
+        cause, pushes = options.builds.get(ref, ("not built yet", img.push))
+        if cause is not None:
+            img_ready[ref] = b.add(f"build:{res}", Kind.BUILD_IMAGE, res, cause, spec=img, image=ref, target=ref)
+            rebuilt.add(ref)
+        for dest in pushes:
+            b.add(f"push:{res}->{dest}", Kind.PUSH_IMAGE, res, f"push to {dest}",
+                  [img_ready.get(ref, "")], image=ref, target=dest)
+
     for ref in sorted({c.image for c in desired.containers.values()}):
         users = [c for c in desired.containers.values() if c.image == ref]
         pol = _image_policy(users[0], desired)
@@ -300,10 +321,9 @@ def plan(
         remote = observed.remote_digest(ref) if (pol.track or obs.is_pinned(ref)) else None
         # the digest containers should run: the registry's if we follow it, else what is here
         want_digest[ref] = (local or "") if pol.pull == "never" else (remote or local or "")
-        if local is None and pol.build:
-            img_ready[ref] = b.add(f"fail:{res}", Kind.FAIL, res,
-                                   "image builds are not supported by this runtime yet; "
-                                   "build and push it, then reference it")
+        img = desired.images.get(users[0].image_object or "")
+        if pol.build and img is not None:
+            plan_build(img, local)
         elif local is None and pol.pull == "never":
             img_ready[ref] = b.add(f"fail:{res}", Kind.FAIL, res,
                                    "not present locally and pull policy is never")
@@ -318,6 +338,13 @@ def plan(
             img_ready[ref] = b.add(f"pull:{res}", Kind.PULL_IMAGE, res,
                                    "pull policy always (digest not resolved)", image=ref, target=ref)
 
+    # images with build: that no container uses are built (and pushed) all the same
+    used = {c.image for c in desired.containers.values()}
+    for name in sorted(desired.images):
+        img = desired.images[name]
+        if img.build is not None and img.ref and img.ref not in used:
+            plan_build(img, observed.local_digest(img.ref))
+
     # --- containers, in dependsOn order
     ready: dict[str, str] = {}
     for name in _topo_containers(desired.containers):
@@ -330,7 +357,7 @@ def plan(
         base_deps += [ready.get(d, "") for d in c.depends_on]
         # pruned containers go first: they may hold a host port or an address we need
         base_deps += container_removals
-        digest = want_digest.get(c.image, "")
+        digest = "" if c.image in rebuilt else want_digest.get(c.image, "")
         labels = lbl("Container", name, c.spec_hash, c.labels, digest)
         wait = None
         if c.healthcheck is not None and c.healthcheck.test[:1] != ("NONE",):
@@ -365,6 +392,8 @@ def plan(
                                                     "referenced file content" if entry else "spec"))
         if digest and o.owner.image_digest and digest != o.owner.image_digest:
             reasons.append(f"image digest changed: {_short(o.owner.image_digest)} -> {_short(digest)}")
+        if c.image in rebuilt:
+            reasons.append("image rebuilt")
         for n in c.networks:
             if n in net_recreated:
                 reasons.append(f"network {n} recreated")

@@ -113,6 +113,25 @@ class NativeRuntime:
     def remove_image(self, ref: str, *, force: bool = False) -> list[str]:
         return list(self._store_images.store.remove(ref, force=force))   # the store checks use
 
+    # -- builds (build/manifests.py, imported on first use): what an Image with build: needs
+
+    def build_due(self, ref: str, context: str, dockerfile: str, args: Mapping[str, str],
+                  target: str | None, push: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
+        from reconciler.runtime.native.build import manifests
+
+        return manifests.due(self._store_images.store, ref, context, dockerfile, args, target, push)
+
+    def build_image(self, ref: str, context: str, dockerfile: str, args: Mapping[str, str],
+                    target: str | None) -> base.ImageInfo:
+        from reconciler.runtime.native.build import manifests
+
+        return manifests.build(self._store_images.store, self.containers, ref, context, dockerfile, args, target)
+
+    def push_image(self, ref: str, dest: str) -> str:
+        from reconciler.runtime.native.build import manifests
+
+        return manifests.push_to(self._store_images.store, ref, dest)
+
     # -- containers
 
     def list_containers(self, selector: Mapping[str, str] | None = None) -> list[base.ContainerState]:

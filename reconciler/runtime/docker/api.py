@@ -32,7 +32,7 @@ import httpx
 
 from reconciler.runtime import errors
 
-__all__ = ["DEFAULT_SOCKET", "MAX_API_VERSION", "MIN_API_VERSION", "EngineAPI", "Raw"]
+__all__ = ["DEFAULT_SOCKET", "MAX_API_VERSION", "MIN_API_VERSION", "EngineAPI"]
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 MIN_API_VERSION = "1.40"    # Docker 19.03; Podman 4 compat speaks 1.41
@@ -40,8 +40,6 @@ MAX_API_VERSION = "1.43"    # the newest request/response shapes this module kno
 
 _CONNECT_TIMEOUT = 5.0
 _DEFAULT_TIMEOUT = 60.0
-
-Raw = Mapping[str, Any]
 
 
 def _vtuple(v: str) -> tuple[int, ...]:

@@ -8,6 +8,7 @@ did not create are never touched.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import random
 import resource
@@ -30,6 +31,21 @@ from tests.helpers.registry import RegistryServer
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 TEST_LABEL = "reconciler-test"
+
+
+def _routed() -> list[ipaddress.IPv4Network]:
+    """The IPv4 destinations in the host's main routing table (/proc/net/route)."""
+    nets = []
+    with open("/proc/net/route") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            dest = int(fields[1], 16).to_bytes(4, "little")
+            mask = int(fields[7], 16).to_bytes(4, "little")
+            if mask != b"\0\0\0\0":
+                nets.append(ipaddress.IPv4Network(
+                    (ipaddress.IPv4Address(dest), bin(int.from_bytes(mask, "big")).count("1")), strict=False))
+    return nets
 
 
 def rand(n: int = 4) -> str:
@@ -57,7 +73,12 @@ class Scope:
         return n
 
     def subnet(self) -> str:
-        return f"10.{random.randint(210, 249)}.{random.randint(0, 255)}.0/24"
+        """A random 10.2xx.x.0/24 that no route on the host (another test's bridge) uses."""
+        used = _routed()
+        while True:
+            net = ipaddress.IPv4Network(f"10.{random.randint(210, 249)}.{random.randint(0, 255)}.0/24")
+            if not any(net.overlaps(u) for u in used):
+                return str(net)
 
     def cleanup(self) -> None:
         api = self.runtime.api

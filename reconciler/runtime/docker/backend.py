@@ -28,10 +28,20 @@ from reconciler.runtime.docker import api
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["DockerRuntime", "container_body", "demux", "split_reference"]
+__all__ = [
+    "DockerRuntime",
+    "container_body",
+    "container_state",
+    "demux",
+    "image_info",
+    "log_lines",
+    "network_state",
+    "since_param",
+    "split_reference",
+    "volume_state",
+]
 
 _NS = 1_000_000_000
-_NULL_TIME = "0001-01-01T00:00:00Z"
 _STREAMS = {1: "stdout", 2: "stderr"}
 _NETWORK_MODES = ("none", "host", "bridge", "default")
 _INSPECT_THREADS = 8   # list_* inspect every object (the lists lack state): a few at a time
@@ -51,18 +61,22 @@ def split_reference(ref: str) -> tuple[str, str]:
 
 def demux(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
     """Docker's multiplexed stream: frames of [stream, 0, 0, 0, size:uint32 BE] + payload."""
-    buf = b""
+    buf = bytearray()
+    pos = 0
     for chunk in chunks:
         buf += chunk
-        while len(buf) >= 8:
-            kind, size = struct.unpack(">BxxxL", buf[:8])
-            if len(buf) < 8 + size:
+        while len(buf) - pos >= 8:
+            kind, size = struct.unpack_from(">BxxxL", buf, pos)
+            if len(buf) - pos < 8 + size:
                 break
-            yield kind, buf[8:8 + size]
-            buf = buf[8 + size:]
+            yield kind, bytes(buf[pos + 8:pos + 8 + size])
+            pos += 8 + size
+        if pos:
+            del buf[:pos]
+            pos = 0
     if buf:
         # A truncated frame at the end of the stream: give the payload we have.
-        yield (buf[0], buf[8:]) if len(buf) >= 8 else (1, b"")
+        yield (buf[0], bytes(buf[8:])) if len(buf) >= 8 else (1, b"")
 
 
 def _ns(seconds: float) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.runtime.native.backend import NativeRuntime
+from reconciler.runtime.native.config import NativeConfig
 from tests.runtime.conftest import cleanup, leftovers, native_config
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
@@ -20,9 +21,15 @@ REPO = Path(__file__).resolve().parents[3]
 Reconcile = Callable[..., subprocess.CompletedProcess[str]]
 
 
+def native_config_of(tmp: Path) -> NativeConfig:
+    """The config the `cli` fixture gave its engine (its prefix is in the file it wrote)."""
+    return NativeConfig(root=tmp / "root", run_dir=tmp / "run", name_prefix=(tmp / "prefix").read_text())
+
+
 @pytest.fixture
 def cli(tmp_path: Path) -> Iterator[tuple[Reconcile, Path]]:
     config = native_config(tmp_path)
+    (tmp_path / "prefix").write_text(config.name_prefix)
     env = {**os.environ, "RECONCILER_ROOT": str(config.root), "RECONCILER_RUN_DIR": str(config.run_dir),
            "RECONCILER_PREFIX": config.name_prefix}
 
@@ -114,3 +121,22 @@ def test_ps_and_logs_do_not_import_heavy_libraries(cli: tuple[Reconcile, Path]) 
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.splitlines()[-1] == ""
+
+
+def test_ps_and_inspect_show_health(cli: tuple[Reconcile, Path], busybox_image: str) -> None:
+    reconcile, tmp = cli
+    reconcile("run", "-d", "--name", "hc", "--health-cmd", "true", "--health-interval", "1s", busybox_image,
+              "sleep", "1000")
+    assert "(health: starting)" in reconcile("ps").stdout
+    from reconciler.runtime.native import health
+
+    rt = NativeRuntime(native_config_of(tmp))
+    try:
+        assert health.HealthChecker(rt.containers).probe("hc") == "healthy"
+    finally:
+        rt.close()
+    assert "(healthy)" in reconcile("ps").stdout
+    doc = json.loads(reconcile("inspect", "hc").stdout)[0]
+    assert doc["State"]["Health"]["Status"] == "healthy"
+    assert doc["State"]["Health"]["Log"][0]["ExitCode"] == 0
+    assert doc["Config"]["Healthcheck"]["Test"] == ["CMD-SHELL", "true"]

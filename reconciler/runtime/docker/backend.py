@@ -13,6 +13,7 @@ engine does not report it) as "exited although the policy is always/unless-stopp
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import ipaddress
 import math
 import re
@@ -432,6 +433,7 @@ class DockerRuntime:
         emit("resolve", {"ref": ref})
         pulled_digest: str | None = None
         started: set[str] = set()
+        extracting: set[str] = set()
         try:
             with self.api.image_pull(repo, tag) as messages:
                 for msg in messages:
@@ -452,7 +454,8 @@ class DockerRuntime:
                         det = msg.get("progressDetail") or {}
                         emit("layer-progress", {"digest": layer, "done": int(det.get("current") or 0),
                                                 "total": int(det.get("total") or 0)})
-                    elif status == "Extracting":
+                    elif status == "Extracting" and layer not in extracting:
+                        extracting.add(layer)
                         emit("extract", {"digest": layer})
                     elif status == "Pull complete":
                         emit("layer-done", {"digest": layer, "result": "downloaded"})
@@ -464,17 +467,13 @@ class DockerRuntime:
         except (errors.NotFound, errors.InvalidArgument, errors.Conflict) as exc:
             raise errors.ImageError(exc.message,
                                     hint="check the reference and that the registry is reachable") from None
-        except errors.Unavailable:
-            raise
-        except errors.ImageError:
+        except (errors.Unavailable, errors.ImageError):
             raise
         except errors.RuntimeBackendError as exc:
             raise errors.ImageError(exc.message) from None
         info = image_info(self.api.image_inspect(ref), ref)
         if pulled_digest and info.digest != pulled_digest and "@" not in ref:
-            info = base.ImageInfo(id=info.id, digest=pulled_digest, repo_tags=info.repo_tags,
-                                  size=info.size, created=info.created, config=info.config,
-                                  layers=info.layers)
+            info = dataclasses.replace(info, digest=pulled_digest)
         emit("done", {"ref": ref, "id": info.id, "digest": info.digest})
         return info
 

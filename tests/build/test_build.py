@@ -248,6 +248,12 @@ def test_unsupported_instructions_are_errors_with_their_line(engine: Engine, con
     ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nFROBNICATE x\n"})
     with pytest.raises(rterrors.InvalidArgument, match="line 2: FROBNICATE is not a Dockerfile instruction"):
         engine.build(ctx)
+    ctx = context_dir({"Dockerfile": f"FROM --platform=linux/s390x {busybox_image}\n"})
+    with pytest.raises(rterrors.InvalidArgument, match="line 1: FROM --platform=linux/s390x"):
+        engine.build(ctx)
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nADD https://example.com/x /x\n"})
+    with pytest.raises(builder.BuildError, match=r"line 2.*ADD of a URL"):
+        engine.build(ctx)
     ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN --mount=type=cache,target=/c true\n"})
     with pytest.raises(builder.BuildError, match=r"line 2.*--mount is not supported"):
         engine.build(ctx)

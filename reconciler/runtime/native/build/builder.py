@@ -36,6 +36,7 @@ import posixpath
 import secrets
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,6 +195,14 @@ class Builder:
                 raise dockerfile.DockerfileError(f"Dockerfile line {ins.line}: {ins.cmd} {what}",
                                                  hint="remove it or rewrite the step")
             if ins.cmd == "FROM":
+                unknown = set(ins.flags) - {"platform"}
+                if unknown:
+                    raise dockerfile.DockerfileError(f"Dockerfile line {ins.line}: FROM --{sorted(unknown)[0]} is not supported")
+                platform = ins.flags.get("platform", "")
+                if platform and platform not in (f"linux/{_host_arch()}", "$BUILDPLATFORM", "$TARGETPLATFORM",
+                                                 "${BUILDPLATFORM}", "${TARGETPLATFORM}"):
+                    raise dockerfile.DockerfileError(
+                        f"Dockerfile line {ins.line}: FROM --platform={platform}: this builder makes linux/{_host_arch()} images only")
                 words = ins.args.split()
                 name = None
                 if len(words) == 3 and words[1].lower() == "as":
@@ -623,10 +632,10 @@ class _Run:
         rec = mgr.create(cfg, image_id="", image_config=image_config, lowerdirs=lowers)
         try:
             mgr.start(rec.id)
+            output = self.output(rec.id)          # streamed while the step runs
             code = mgr.wait(rec.id)
-            output = self.output(rec.id)
             if code != 0:
-                tail = output[-_OUTPUT_TAIL:]
+                tail = list(output)
                 shown = "\n".join(tail) if tail else "(no output)"
                 raise self.err(ins, f"the command {json.dumps(argv)} returned a non-zero code: {code}\n"
                                     f"--- last {len(tail)} lines of its output ---\n{shown}",
@@ -637,15 +646,18 @@ class _Run:
             with contextlib.suppress(rterrors.RuntimeBackendError, OSError):
                 mgr.remove(rec.id, force=True)
 
-    def output(self, cid: str) -> list[str]:
+    def output(self, cid: str) -> deque[str]:
+        """Print the step's output as it comes; its last lines (for an error message)."""
         from reconciler.runtime.native import logs
 
-        lines = []
-        for line in logs.read_logs(self.b.manager.paths(cid).log):
+        mgr = self.b.manager
+        tail: deque[str] = deque(maxlen=_OUTPUT_TAIL)
+        for line in logs.read_logs(mgr.paths(cid).log, follow=True, poll=0.02,
+                                   is_running=lambda: mgr.get(cid).status in ("running", "created")):
             text = line.data.decode("utf-8", "replace")
             self.say(text)
-            lines.append(text)
-        return lines
+            tail.append(text)
+        return tail
 
     def commit(self, s: _Stage, upper: Path, *, skip: frozenset[str] = frozenset()) -> images.LayerRecord:
         """The upper dir as a layer: blob in the content store, snapshot by ChainID."""

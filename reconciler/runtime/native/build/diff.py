@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler.runtime import errors
 from reconciler.runtime.native import content
 
 __all__ = ["LayerBlob", "write_layer"]
@@ -74,6 +75,12 @@ def _entries(upper: Path, skip: frozenset[str]) -> Iterator[tuple[str, os.stat_r
             if r in skip:
                 continue
             st = e.stat(follow_symlinks=False)
+            for marker in _UNSUPPORTED:
+                with contextlib.suppress(OSError):
+                    if os.getxattr(e.path, marker, follow_symlinks=False) is not None:
+                        raise errors.ImageError(
+                            f"{r}: overlayfs left a {marker} entry, which a layer cannot carry",
+                            hint="load the overlay module with metacopy=off and redirect_dir=off")
             opaque = False
             if stat.S_ISDIR(st.st_mode):
                 with contextlib.suppress(OSError):
@@ -88,6 +95,9 @@ def _entries(upper: Path, skip: frozenset[str]) -> Iterator[tuple[str, os.stat_r
 
     yield from walk(upper, "")
 
+
+# Overlay features that leave entries whose content is elsewhere (off by default; refused).
+_UNSUPPORTED = ("trusted.overlay.metacopy", "trusted.overlay.redirect")
 
 # Directories created or copied up only because the runtime put mount points in them.
 _PRUNE_IF_EMPTY = frozenset({"etc"})

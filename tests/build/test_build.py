@@ -279,3 +279,36 @@ def test_image_config_json_is_stable(engine: Engine, context_dir: Ctx, busybox_i
     cfg = json.loads(raw)
     assert cfg["rootfs"]["diff_ids"] == list(engine.store.get(r.image_id).layers)
     assert cfg["history"][-1]["created_by"] == "/bin/sh -c echo x > /x"
+
+
+def test_add_unpacks_local_archives_safely(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    def tar(entries: list[tuple[str, bytes, int, int]], *, mode: str = "w:gz", evil_link: bool = False) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode=mode) as t:  # type: ignore[call-overload]
+            for name, data, uid, perm in entries:
+                ti = tarfile.TarInfo(name)
+                ti.size, ti.uid, ti.gid, ti.mode = len(data), uid, uid, perm
+                t.addfile(ti, io.BytesIO(data))
+            if evil_link:
+                ti = tarfile.TarInfo("escape")
+                ti.type, ti.linkname = tarfile.SYMTYPE, "/etc"
+                t.addfile(ti)
+                ti = tarfile.TarInfo("escape/pwned")
+                t.addfile(ti, io.BytesIO(b""))
+        return buf.getvalue()
+
+    ctx = context_dir({
+        "Dockerfile": f"FROM {busybox_image}\nADD app.tar.gz plain.tar /opt/\nADD note.txt /opt/note.txt\n"
+                      "CMD [\"sh\", \"-c\", \"stat -c '%n %u %a' /opt/app/bin /opt/other; cat /opt/note.txt\"]\n",
+        "app.tar.gz": tar([("app/bin", b"#!/bin/sh\n", 42, 0o755)]),
+        "plain.tar": tar([("other", b"x", 7, 0o640)], mode="w"),
+        "note.txt": "not an archive\n",
+    })
+    engine.build(ctx, tags=("localhost/add:1",))
+    code, out = engine.run("localhost/add:1")
+    assert (code, out.splitlines()) == (0, ["/opt/app/bin 42 755", "/opt/other 7 640", "not an archive"])
+    evil = context_dir({"Dockerfile": f"FROM {busybox_image}\nADD evil.tar /x/\n",
+                        "evil.tar": tar([], evil_link=True)})
+    with pytest.raises(builder.BuildError, match="cannot unpack the archive"):
+        engine.build(evil)
+    assert not os.path.exists("/etc/pwned")

@@ -37,7 +37,7 @@ import secrets
 import shutil
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -701,9 +701,6 @@ class _Run:
                 if "://" in src:
                     raise self.err(ins, f"ADD of a URL ({src}) is not supported by this builder",
                                    hint="download it in a RUN step, or into the context")
-                if src.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
-                    raise self.err(ins, f"ADD of a local archive ({src}) is not supported: it would be unpacked",
-                                   hint="COPY it and unpack it in a RUN step")
         workdir = s.run_config.get("WorkingDir") or "/"
         trailing = dest.endswith(("/", "/.", "/..")) or dest in (".", "..")
         dest = posixpath.normpath(posixpath.join(workdir, dest)) + ("/" if trailing else "")
@@ -721,12 +718,14 @@ class _Run:
         with contextlib.ExitStack() as stack:
             src_ctx, from_id = self.source(s, ins, stack)
             sources = [x for src in srcs for x in src_ctx.resolve(src)]
+            archives = {x.rel for x in sources if ins.cmd == "ADD" and context.is_archive(src_ctx, x)}
             inputs = context.hash_sources(src_ctx, sources, owners=from_id is not None)
             key = _sha(json.dumps({"parent": s.state_key(), "cmd": ins.cmd, "srcs": srcs, "dest": dest,
                                    "chown": chown, "chmod": chmod, "from": from_id, "inputs": inputs}))
             if self.hit(s, ins, key):
                 return
-            rec = self.copy_layer(s, ins, src_ctx, sources, dest, chown, chmod, keep_owner=from_id is not None)
+            rec = self.copy_layer(s, ins, src_ctx, sources, dest, chown, chmod, keep_owner=from_id is not None,
+                                  archives=archives)
         self.add_layer(s, ins, rec, key)
 
     def source(self, s: _Stage, ins: dockerfile.Instruction,
@@ -764,7 +763,7 @@ class _Run:
 
     def copy_layer(self, s: _Stage, ins: dockerfile.Instruction, src_ctx: context.BuildContext,
                    sources: Sequence[context.Source], dest: str, chown: str | None, chmod: int | None,
-                   *, keep_owner: bool) -> images.LayerRecord:
+                   *, keep_owner: bool, archives: Collection[str] = ()) -> images.LayerRecord:
         with _tempdir(self.b.work) as tmp:
             upper, work, merged = tmp / "upper", tmp / "work", tmp / "merged"
             for d in (upper, work, merged):
@@ -778,7 +777,18 @@ class _Run:
                     uid, gid = _chown(merged, chown)
                 root_fd = os.open(merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
                 try:
-                    context.copy_sources(src_ctx, sources, root_fd, dest, context.CopyOptions(uid, gid, chmod))
+                    plain = [x for x in sources if x.rel not in archives]
+                    if plain:
+                        context.copy_sources(src_ctx, plain, root_fd, dest if len(sources) == len(plain)
+                                             else dest.rstrip("/") + "/", context.CopyOptions(uid, gid, chmod))
+                    for i, x in enumerate(x for x in sources if x.rel in archives):
+                        # ADD unpacks a local archive into the destination directory
+                        unpacked = tmp / f"unpack-{i}"
+                        unpacked.mkdir(mode=0o755)
+                        context.unpack(src_ctx, x, os.fspath(unpacked))
+                        with context.BuildContext(os.fspath(unpacked), ignore=False, label=f"archive {x.rel}") as arc:
+                            context.copy_sources(arc, [context.Source("", True)], root_fd, dest.rstrip("/") + "/",
+                                                 context.CopyOptions(None, None, None))
                 finally:
                     os.close(root_fd)
             finally:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from reconciler.runtime import errors
 from reconciler.runtime.native import openat2
 
-__all__ = ["BuildContext", "CopyOptions", "IgnoreRules", "Source", "copy_sources", "hash_sources"]
+__all__ = ["BuildContext", "CopyOptions", "IgnoreRules", "Source", "copy_sources", "hash_sources", "is_archive"]
 
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _BENEATH = openat2.RESOLVE_BENEATH | openat2.RESOLVE_NO_MAGICLINKS
@@ -348,13 +348,15 @@ def copy_sources(
         else:
             target_dir, file_target = posixpath.split(dest.rstrip("/"))
             target_dir = target_dir or "/"
+        existed = _is_dir_in(root_fd, target_dir)
         dfd = _open_dir_in(root_fd, target_dir, create=True, uid=puid, gid=pgid)
         try:
             for rel, st in ctx.walk(src):
                 full = posixpath.join(src.rel, rel) if rel else src.rel
                 if rel == "":
                     if src.is_dir:
-                        _attrs(dfd, None, st, opts, is_dir=True)
+                        if not existed:         # a new destination takes the source's attributes
+                            _attrs(dfd, None, st, opts, is_dir=True)
                         continue
                     assert file_target is not None
                     _copy_entry(ctx, full, st, dfd, file_target, opts, follow=True)
@@ -434,3 +436,35 @@ def _attrs(fd: int, _name: None, st: os.stat_result, opts: CopyOptions, *, is_di
     os.chown(path, uid, gid)
     os.chmod(path, opts.chmod if opts.chmod is not None else stat.S_IMODE(st.st_mode))
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+_ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
+
+
+def is_archive(ctx: BuildContext, src: Source) -> bool:
+    """A local file ADD unpacks: tar, possibly gzip, bzip2 or xz compressed (Docker's rule)."""
+    if src.is_dir:
+        return False
+    fd = ctx.open(src.rel, os.O_RDONLY)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        head = os.pread(fd, 512, 0)
+    finally:
+        os.close(fd)
+    return head.startswith(_ARCHIVE_MAGIC) or head[257:262] == b"ustar"
+
+
+def unpack(ctx: BuildContext, src: Source, dest: str) -> None:
+    """Extract the archive `src` into the fresh directory `dest` (tarfile's "tar" filter:
+    nothing lands outside it; owners and modes kept, setuid/setgid and group/other write
+    bits dropped)."""
+    import tarfile
+
+    fd = ctx.open(src.rel, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as f:
+        try:
+            with tarfile.open(fileobj=f, mode="r:*") as tar:
+                tar.extractall(dest, numeric_owner=True, filter="tar")
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise ContextError(f"{src.rel}: cannot unpack the archive: {exc}") from None

@@ -500,9 +500,9 @@ class _Run:
         items = list(ins.json_args) if ins.json_args is not None else self.words(s, ins.args)
         for v in items:
             v = self.subst(s, v) if ins.json_args is not None else v
-            if not v:
-                raise self.err(ins, "VOLUME paths must not be empty")
-            vols[v] = {}
+            if not v.startswith("/") or ".." in v.split("/"):
+                raise self.err(ins, f"VOLUME {v!r}: give an absolute path without '..'")
+            vols[posixpath.normpath(v)] = {}
         s.run_config["Volumes"] = vols
         self.nop(s, ins)
 

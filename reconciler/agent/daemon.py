@@ -279,8 +279,9 @@ class Agent:
     # -- runtime ------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _runtime_session(self) -> Any:
-        """The native engine (kept open), or a fake re-read from its state file for this use."""
+    def _runtime_session(self, *, write: bool = False) -> Any:
+        """The native engine (kept open), or a fake re-read from its state file for this use;
+        only a writing use (a pass, under the pass lock) saves the fake's file back."""
         if self._runtime is not None:
             yield self._runtime
             return
@@ -289,7 +290,8 @@ class Agent:
         try:
             yield rt
         finally:
-            rt.close()
+            if write:
+                rt.close()
 
     def _flapping_names(self) -> set[str]:
         return {f.name for f in self.supervisor.flapping()} if self.supervisor is not None else set()
@@ -397,7 +399,7 @@ class Agent:
         options = passes.PassOptions(owner=src.cfg.owner, allow_empty=src.cfg.allow_empty,
                                      max_workers=self.config.parallel, source=f"{name}:{rev.origin}")
         assert self.db is not None
-        with self._pass_lock, self._runtime_session() as runtime:
+        with self._pass_lock, self._runtime_session(write=True) as runtime:
             result = passes.run_pass(desired, runtime, self.db, options,
                                      plan_filter=self._plan_filter(name, src, desired, drift_check))
             managed = len(runtime.list_containers({labelmod.OWNER: src.cfg.owner}))

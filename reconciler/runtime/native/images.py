@@ -160,6 +160,17 @@ class ImageStore:
         self.db = config.db()
         self.db.ensure_schema("native-images", _SCHEMA)
         self.lock_path = config.run_dir / "locks" / "image-store.lock"
+        self.recover()
+
+    def recover(self) -> int:
+        """Remove what interrupted extractions of dead processes left (never a committed
+        snapshot); partial downloads stay, to be resumed. Returns how many were removed."""
+        import shutil
+
+        debris = self.snapshots.debris()
+        for path in debris:
+            shutil.rmtree(path, ignore_errors=True)
+        return len(debris)
 
     # -- locking -----------------------------------------------------------------------------
 

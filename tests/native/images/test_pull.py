@@ -391,3 +391,15 @@ def test_content_store_validates_digests_and_verifies_commits(store: images.Imag
     d = store.content.write_blob(b"hello")
     assert store.content.read(d) == b"hello"
     assert os.stat(store.content.blob_path(d)).st_mode & 0o222 == 0
+
+
+def test_image_with_120_layers_mounts(
+    tmp_path: Path, push: Callable[..., str], view: Callable[[images.ImageStore, str], Path],
+) -> None:
+    layers = [layer_tar([Entry(f"l{i}", str(i).encode()), Entry("top", str(i).encode())]) for i in range(120)]
+    ref = push(layers)
+    store = images.ImageStore(native_config(tmp_path), durable=True)    # the fsync path too
+    store.pull(ref)
+    top = view(store, ref)
+    assert (top / "top").read_bytes() == b"119"
+    assert len(list(top.iterdir())) == 121

@@ -62,8 +62,9 @@ def _size(n: float) -> str:
 class Progress:
     """Renders pull events: redrawn per-layer lines on a TTY, plain lines otherwise."""
 
-    def __init__(self, ref: str, out: TextIO, *, tty: bool) -> None:
+    def __init__(self, ref: str, out: TextIO, *, tty: bool, interval: float = 0.1) -> None:
         self.ref = ref
+        self.interval = interval        # least seconds between two redraws for progress alone
         self.out = out
         self.tty = tty
         self.lock = threading.Lock()
@@ -86,7 +87,7 @@ class Progress:
         self.lines[key] = text
         if self.tty:
             now = time.monotonic()
-            if force or now - self.last_draw > 0.1:
+            if force or now - self.last_draw >= self.interval:
                 self._redraw()
                 self.last_draw = now
         elif changed and force:

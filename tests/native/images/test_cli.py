@@ -86,3 +86,32 @@ def test_pull_errors_are_clear(tmp_path: Path, push: Callable[..., str]) -> None
     usage = cli(tmp_path, "pull", "Bad Ref")
     assert usage.returncode == 2
     assert "invalid image reference" in usage.stderr
+
+
+def test_progress_redraws_bars_on_a_terminal_and_prints_plain_lines_otherwise() -> None:
+    import io
+
+    from reconciler.cli.cmd_pull import Progress
+
+    events = [("resolve", {"ref": "r.local/app:1", "digest": "sha256:" + "d" * 64}),
+              ("layer-done", {"digest": "sha256:" + "a" * 64, "status": "exists"}),
+              ("layer-start", {"digest": "sha256:" + "b" * 64, "size": 2000}),
+              ("layer-progress", {"digest": "sha256:" + "b" * 64, "done": 1000, "total": 2000}),
+              ("layer-downloaded", {"digest": "sha256:" + "b" * 64}),
+              ("extract", {"digest": "sha256:" + "b" * 64, "status": "extracting"}),
+              ("layer-done", {"digest": "sha256:" + "b" * 64, "status": "downloaded"})]
+    tty, plain = io.StringIO(), io.StringIO()
+    for out, is_tty in ((tty, True), (plain, False)):
+        p = Progress("r.local/app:1", out, tty=is_tty, interval=0)
+        for e, d in events:
+            p(e, d)
+    assert plain.getvalue().splitlines() == [
+        "1: Pulling from app",
+        "aaaaaaaaaaaa: Already exists",
+        "bbbbbbbbbbbb: Pulling fs layer",
+        "bbbbbbbbbbbb: Download complete",
+        "bbbbbbbbbbbb: Extracting",
+        "bbbbbbbbbbbb: Pull complete",
+    ]
+    assert "\x1b[2A" in tty.getvalue()          # lines redrawn in place
+    assert "Downloading [" in tty.getvalue()

@@ -162,7 +162,7 @@ def test_cli_status_events_history_and_apply_refused(tmp_path: Path, agent: Agen
     port = free_port()
     agent.config["metrics"] = {"listen": f"127.0.0.1:{port}"}
     agent.start()
-    wait_for("web", lambda: "web" in containers(agent.root))
+    wait_for("web's pass done", lambda: agent.source("local")["last_result"] == "converged")
 
     # events are streamed while following
     stream = agent.api.events(since=max(e["seq"] for e in agent.events()),
@@ -192,7 +192,7 @@ def test_cli_status_events_history_and_apply_refused(tmp_path: Path, agent: Agen
     assert hist[0]["source"] == "local"
     assert hist[0]["result"] == "converged"
     plan = agent.api.get("/v1/plan", source="local")
-    assert plan["in_sync"] is True
+    assert plan["in_sync"] is True, plan["rendered"]
     # a one-shot apply on the agent's root is refused and pointed at the agent
     rc = main(["apply", str(m), "--root", str(agent.root), "--runtime", "fake", "--owner", "local"])
     assert rc != 0

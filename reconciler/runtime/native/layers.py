@@ -251,6 +251,7 @@ class _Applier:
         # already-resolved path resolves to).
         self._pcache: tuple[str, int] | None = None
         self._orphans: list[int] = []   # cached fds invalidated while in use
+        self._link_maps: dict[int, dict[int, list[str]]] = {}
 
     def close(self) -> None:
         self._invalidate()
@@ -580,28 +581,39 @@ class _Applier:
         """The copied-up file had other names in its lower layer: link those that the merged
         view still shows to the copy too, so the hardlink group stays whole (as in a flat
         rootfs)."""
+        for rel in self._links_in_lower(lfd).get(st.st_ino, []):
+            if rel == target or rel in self.created:
+                continue
+            found = self._lower_lookup(rel)
+            if found is None or found[0] != lfd or found[1].st_ino != st.st_ino:
+                continue
+            pfd = self._dir_fd(posixpath.dirname(rel))
+            try:
+                name = posixpath.basename(rel)
+                if self._lstat(pfd, name) is None:
+                    os.link(tname, name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+            finally:
+                os.close(pfd)
+
+    def _links_in_lower(self, lfd: int) -> dict[int, list[str]]:
+        """Inode -> paths of the multiply-linked regular files of one lower layer (built once
+        per lower, on the first cross-layer hardlink that needs it)."""
+        cached = self._link_maps.get(lfd)
+        if cached is not None:
+            return cached
+        out: dict[int, list[str]] = {}
         top = _proc(lfd)
         for dirpath, _dirs, files in os.walk(top):
             for f in files:
-                rel = os.path.relpath(os.path.join(dirpath, f), top)
-                if rel == target or rel in self.created:
-                    continue
+                path = os.path.join(dirpath, f)
                 try:
-                    lst = os.lstat(os.path.join(dirpath, f))
+                    lst = os.lstat(path)
                 except OSError:
                     continue
-                if lst.st_ino != st.st_ino or lst.st_dev != st.st_dev:
-                    continue
-                found = self._lower_lookup(rel)
-                if found is None or found[0] != lfd or found[1].st_ino != st.st_ino:
-                    continue
-                pfd = self._dir_fd(posixpath.dirname(rel))
-                try:
-                    name = posixpath.basename(rel)
-                    if self._lstat(pfd, name) is None:
-                        os.link(tname, name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
-                finally:
-                    os.close(pfd)
+                if stat.S_ISREG(lst.st_mode) and lst.st_nlink > 1:
+                    out.setdefault(lst.st_ino, []).append(os.path.relpath(path, top))
+        self._link_maps[lfd] = out
+        return out
 
     def _node(self, pfd: int, name: str, m: tarfile.TarInfo) -> None:
         if m.isfifo():

@@ -373,7 +373,7 @@ class ImageStore:
             try:
                 with self.content.open(rec.digest) as blob:
                     res = layers.apply_layer(blob, fs, lowers=lowers, expected_diff_id=rec.diff_id,
-                                             limits=self.limits)
+                                             limits=self.limits, compressed_size=rec.size)
             except layers.LayerError:
                 # The blob is bad (or torn by a power loss): do not keep it, so that the next
                 # pull downloads it again instead of failing on the same bytes.

@@ -65,10 +65,19 @@ class LayerError(errors.ImageError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Caps for one layer: decompressed bytes, and tar entries."""
+    """Caps for one layer: decompressed bytes (absolute, and relative to the compressed size
+    above a floor), and tar entries. A gzip bomb expands ~1000x; real layers rarely 20x."""
 
     max_size: int = 64 << 30
     max_entries: int = 4_000_000
+    max_ratio: int = 200            # decompressed / compressed, enforced above ratio_floor
+    ratio_floor: int = 1 << 30
+
+    def cap(self, compressed_size: int | None) -> int:
+        """The decompressed-size cap for a blob of `compressed_size` bytes."""
+        if compressed_size is None:
+            return self.max_size
+        return min(self.max_size, max(self.ratio_floor, self.max_ratio * compressed_size))
 
 
 @dataclass(frozen=True)
@@ -717,16 +726,18 @@ def apply_layer(
     lowers: Sequence[Path] = (),
     expected_diff_id: str | None = None,
     limits: Limits | None = None,
+    compressed_size: int | None = None,
 ) -> ApplyResult:
     """Apply the layer `blob` (compressed or not) into `dest`, an empty directory.
 
     `lowers` are the fs dirs of the layers below, TOP-MOST FIRST (as overlayfs orders them);
     they are only read (implicit parents' attributes, hardlink copy-up). Raises LayerError
     (an ImageError) on any problem, including a DiffID different from `expected_diff_id`;
-    the caller must then discard `dest` entirely.
+    the caller must then discard `dest` entirely. `compressed_size` (the blob's size) turns
+    on the ratio cap of `limits`.
     """
     limits = limits or Limits()
-    stream = _Decompressed(blob, limits.max_size)
+    stream = _Decompressed(blob, limits.cap(compressed_size))
     applier = _Applier(dest, lowers, limits, stream)
     count = 0
     name = ""

@@ -258,6 +258,16 @@ def test_decompression_bomb_hits_the_cap(canary: Canary, tmp_path: Path) -> None
         _apply(tmp_path, [blob], limits=layers.Limits(max_size=16 << 20))
 
 
+def test_decompression_ratio_cap(canary: Canary, tmp_path: Path) -> None:
+    blob = _bomb(64 << 20)
+    with pytest.raises(layers.LayerError, match="decompresses to more than"):
+        _apply(tmp_path, [blob], limits=layers.Limits(max_ratio=100, ratio_floor=1 << 20),
+               compressed_size=len(blob))
+    ok = gzip.compress(_good())                     # an ordinary layer passes the same caps
+    _apply(tmp_path / "ok", [ok], limits=layers.Limits(max_ratio=100, ratio_floor=1 << 20),
+           compressed_size=len(ok))
+
+
 def test_entry_count_cap(canary: Canary, tmp_path: Path) -> None:
     blob = _tar([Entry(f"f{i}", b"") for i in range(50)])
     with pytest.raises(layers.LayerError, match="more than 20 entries"):

@@ -119,7 +119,7 @@ class Agent:
                     ).start()
             self.loop.start()
             for sc in cfg.sources:
-                self._add_source(sc)
+                self._add_source(sc, "agent started")
             self._start_webhooks()
             # serve last: a client that reaches the API sees every source
             self._api = api_server.ApiServer(self, cfg.socket).start()
@@ -222,7 +222,7 @@ class Agent:
             dkw["resync_interval"] = sc.interval
         return directory.DirectorySource(sc.directory, cache_dir=cache, **dkw)
 
-    def _add_source(self, sc: cfgmod.SourceConfig) -> None:
+    def _add_source(self, sc: cfgmod.SourceConfig, reason: str = "source added") -> None:
         src = _Source(cfg=sc, source=self._make_source(sc))
         with self._lock:
             self._sources[sc.name] = src
@@ -236,7 +236,7 @@ class Agent:
         except ReconcilerError as e:
             src.fetch_error = str(e)
             self._log.error("source_watch_failed", source=sc.name, error=str(e))
-        self.loop.trigger(sc.name, "agent started" if not self._sources else "source added")
+        self.loop.trigger(sc.name, reason)
 
     def _remove_source(self, name: str) -> None:
         with self._lock:

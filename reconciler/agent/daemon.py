@@ -44,7 +44,7 @@ from reconciler.api import events as events_mod
 from reconciler.api import server as api_server
 from reconciler.controller import loop as loop_mod
 from reconciler.errors import ReconcilerError, TerminalError
-from reconciler.execution import backends, locking, passes
+from reconciler.execution import backends, executor, locking, passes
 from reconciler.planning import actions
 from reconciler.runtime import base
 from reconciler.sources import base as srcbase
@@ -400,7 +400,9 @@ class Agent:
                                      max_workers=self.config.parallel, source=f"{name}:{rev.origin}")
         assert self.db is not None
         with self._pass_lock, self._runtime_session(write=True) as runtime:
-            result = passes.run_pass(desired, runtime, self.db, options,
+            eo = executor.ExecuteOptions(max_workers=self.config.parallel,
+                                         stop=lambda: self.loop.stop_requested)
+            result = passes.run_pass(desired, runtime, self.db, options, execute_options=eo,
                                      plan_filter=self._plan_filter(name, src, desired, drift_check))
             managed = len(runtime.list_containers({labelmod.OWNER: src.cfg.owner}))
         src.applied, src.desired = rev, desired

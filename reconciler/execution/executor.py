@@ -45,11 +45,13 @@ class ExecuteOptions:
         poll_interval: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        stop: Callable[[], bool] | None = None,   # the agent is stopping: start no new work
     ) -> None:
         self.max_workers = max_workers
         self.poll_interval = poll_interval
         self.clock = clock
         self.sleep = sleep
+        self.stop = stop
 
 
 class _ActionFailed(Exception):
@@ -70,6 +72,7 @@ def execute(
     by_id = plan.by_id()
     results: dict[int, changes.ActionResult] = {}
     running: dict[cf.Future[changes.ActionResult], int] = {}
+    groups: set[str] = set()                 # replacement groups that have started
 
     def finish(r: changes.ActionResult) -> None:
         results[r.action.id] = r
@@ -97,7 +100,13 @@ def execute(
                 elif a.kind is Kind.FAIL:
                     finish(changes.ActionResult(a, changes.Status.FAILED, error=a.cause))
                     progress = True
+                elif opts.stop is not None and (not a.group or a.group not in groups) and opts.stop():
+                    # stopping: what runs finishes (a replacement as a whole), nothing new starts
+                    finish(changes.ActionResult(a, changes.Status.SKIPPED, error="not started: stopping"))
+                    progress = True
                 else:
+                    if a.group:
+                        groups.add(a.group)
                     running[pool.submit(_run, a, runtime, opts)] = a.id
 
     with cf.ThreadPoolExecutor(max_workers=max(1, opts.max_workers),

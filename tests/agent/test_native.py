@@ -135,3 +135,48 @@ def test_kill9_and_restart_keeps_containers(tmp_path: Path, native_agent: AgentP
         assert {n: c.pid for n, c in state(b).items() if str(c.status) == "running"} == pids
     finally:
         b.stop()
+
+
+def test_sigterm_finishes_the_replacement_in_flight_and_starts_nothing_new(
+        tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
+    a = native_agent
+    a.config["parallel"] = 1
+    m = tmp_path / "m" / "pair.yaml"
+
+    def write(value: str) -> None:
+        # `sleep` as PID 1 ignores SIGTERM: each stop waits out the 10 s timeout, so a pass that
+        # replaces both is still busy with the first when the agent is told to stop
+        m.write_text(doc("first", busybox_image, "sleep 3600", extra=f"env: {{V: '{value}'}}\n")
+                     + doc("second", busybox_image, "sleep 3600",
+                           extra=f"env: {{V: '{value}'}}\ndependsOn: [first]\n"))
+
+    def env(name: str) -> str | None:
+        rt = engine(a)
+        try:
+            return rt.containers.get(name).config.env.get("V")
+        except Exception:
+            return None
+        finally:
+            rt.close()
+
+    write("1")
+    a.start()
+    wait_for("both converged", lambda: a.source("host")["last_result"] == "converged")
+    second = state(a)["second"].id
+    write("2")
+    wait_for("the replacing pass running", lambda: a.source("host")["running"])
+    a.signal(signal.SIGTERM)
+    assert a.wait_exit() == 0
+    assert running(a, "first") is not None
+    assert env("first") == "2"                                 # the replacement in flight completed
+    assert running(a, "second").id == second                    # the next one never started
+    assert env("second") == "1"
+
+    b = AgentProc(tmp_path, runtime="native", sources=a.config["sources"], supervision=a.config["supervision"])
+    b.prefix = b.config["name_prefix"] = a.prefix
+    b.log_path = tmp_path / "agent2.log"
+    b.start()
+    try:
+        wait_for("second replaced after the restart", lambda: env("second") == "2" and running(b, "second"))
+    finally:
+        b.stop()

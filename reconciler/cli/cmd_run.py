@@ -42,8 +42,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--help", action="help", help="show this help message and exit")
     options.add_engine_options(p)
     p.add_argument("-d", "--detach", action="store_true", help="run in the background and print the id")
-    p.add_argument("-i", "--interactive", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("-t", "--tty", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open and pass it to the container")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY for the main process")
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument("--name", help="container name (default: generated)")
     p.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE", help="set an environment variable")
@@ -151,15 +151,9 @@ def build_config(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import options
+    from reconciler.logs import configure_logging
     from reconciler.runtime import errors
     from reconciler.runtime.native import backend, logs
-
-    if args.interactive or args.tty:
-        raise errors.InvalidArgument(
-            "run -i/-t (an interactive main process) is not supported by the native engine yet",
-            hint="run it detached (reconcile run -d --name NAME IMAGE sleep 1000000), then: reconcile exec -it NAME sh",
-        )
-    from reconciler.logs import configure_logging
 
     config = build_config(args)
     native = options.native_config(args)
@@ -170,24 +164,40 @@ def run(args: argparse.Namespace) -> int:
         configure_logging(level=args.log_level, json=args.log_json)
         network = netmod.NetworkManager(native)
     rt = backend.NativeRuntime(native, network=network)
+    attached = (args.interactive or args.tty) and not args.detach
     try:
-        cid = rt.create_container(config)
+        image_id, image_cfg, layer_dirs = rt.images.resolve(config.image)
     except errors.NotFound as exc:
         if "image" not in str(exc):
             raise
         configure_logging(level=args.log_level, json=args.log_json)
         rt.pull_image(config.image)
-        cid = rt.create_container(config)
+        image_id, image_cfg, layer_dirs = rt.images.resolve(config.image)
+    mgr = rt.containers
+    cid = mgr.create(config, image_id=image_id, image_config=image_cfg.get("config") or {},
+                     lowerdirs=layer_dirs, terminal=args.tty, stdin=args.interactive).id
+    sock = None
     try:
+        sock = mgr.attach(cid) if attached else None
         rt.start_container(cid)
     except BaseException:
+        if sock is not None:
+            sock.close()
         if args.rm:
             rt.remove_container(cid, force=True)
         raise
     if args.detach:
         print(cid)
         return 0
-    mgr = rt.containers
+    if sock is not None:
+        try:
+            _relay(mgr, cid, sock, stdin=args.interactive, tty=args.tty)
+        finally:
+            sock.close()
+        code = mgr.wait(cid)
+        if args.rm:
+            rt.remove_container(cid, force=True)
+        return code
     path = mgr.paths(cid).log
 
     def running() -> bool:
@@ -206,3 +216,58 @@ def run(args: argparse.Namespace) -> int:
     if args.rm:
         rt.remove_container(cid, force=True)
     return code
+
+
+def _relay(mgr: Any, cid: str, sock: Any, *, stdin: bool, tty: bool) -> None:
+    """Copy our stdin to conmon's attach socket, and its packets (a stream byte, then data)
+    to our stdout/stderr, until conmon closes the socket (the process ended)."""
+    import os
+    import select
+    import signal
+    import socket
+
+    in_fd = sys.stdin.fileno()
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    restore = None
+    if tty and stdin and os.isatty(in_fd):
+        import termios
+        import tty as ttymod
+
+        restore = termios.tcgetattr(in_fd)
+        ttymod.setraw(in_fd, termios.TCSANOW)     # keep what was typed ahead
+
+    def resize(*_: object) -> None:
+        for fd in (in_fd, sys.stdout.fileno()):
+            if os.isatty(fd):
+                size = os.get_terminal_size(fd)
+                if size.lines and size.columns:
+                    mgr.resize(cid, size.lines, size.columns)
+                return
+
+    if tty:
+        resize()
+        signal.signal(signal.SIGWINCH, resize)
+    reading = stdin
+    try:
+        while True:
+            fds = [sock.fileno()] + ([in_fd] if reading else [])
+            ready, _, _ = select.select(fds, [], [])
+            if sock.fileno() in ready:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                stream = err if data[:1] == b"\x03" else out
+                stream.write(data[1:])
+                stream.flush()
+            if reading and in_fd in ready:
+                chunk = os.read(in_fd, 65536)
+                if chunk:
+                    sock.sendall(chunk)
+                else:
+                    reading = False
+                    sock.shutdown(socket.SHUT_WR)      # EOF: conmon closes the process's stdin
+    finally:
+        if restore is not None:
+            import termios
+
+            termios.tcsetattr(in_fd, termios.TCSADRAIN, restore)

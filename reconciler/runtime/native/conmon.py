@@ -85,6 +85,7 @@ def create(
     *,
     log_size_max: int = DEFAULT_LOG_SIZE_MAX,
     terminal: bool = False,
+    stdin: bool = False,
     place: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
     """Run conmon, which runs `<runtime> create`; returns (container pid, conmon pid).
@@ -113,6 +114,8 @@ def create(
     ]
     if terminal:
         argv.append("-t")
+    if stdin:
+        argv.append("-i")
     for arg in runtime.conmon_runtime_args(paths.oci_log):
         argv += ["--runtime-arg", arg]
     sync_r, sync_w = os.pipe()

@@ -166,6 +166,8 @@ class Record:
     netns_path: str | None = None
     restarting: bool = False                 # in restart backoff (set by the RestartManager)
     cgroup_prefix: str = ""                  # parent cgroup name (the creating engine's prefix)
+    terminal: bool = False                   # main process on a pseudo-terminal (run -t)
+    stdin: bool = False                      # main process stdin kept open for attach (run -i)
 
     def to_json(self) -> str:
         d = dataclasses.asdict(self)
@@ -448,8 +450,13 @@ class ContainerManager:
         image_id: str,
         image_config: Mapping[str, Any],
         lowerdirs: Sequence[Path],
+        terminal: bool = False,
+        stdin: bool = False,
     ) -> Record:
-        """Create the container (rootfs, bundle, conmon + `runc create`); nothing runs yet."""
+        """Create the container (rootfs, bundle, conmon + `runc create`); nothing runs yet.
+
+        `terminal`/`stdin` give the main process a pseudo-terminal / an open stdin that
+        `attach()` connects to (`run -it`)."""
         name = config.name.lstrip("/")
         if not _NAME.match(name):
             raise rterrors.InvalidArgument(
@@ -472,7 +479,8 @@ class ContainerManager:
                 d.mkdir()
             mounts.mount_overlay([Path(d) for d in reversed(lowerdirs)], p.upper, p.work, p.rootfs)
             undo.append(lambda: mounts.unmount(p.rootfs))
-            rec = self._prepare(cid, name, config, image_id, image_config, lowerdirs, undo)
+            rec = self._prepare(cid, name, config, image_id, image_config, lowerdirs, undo, terminal=terminal)
+            rec = dataclasses.replace(rec, terminal=terminal, stdin=stdin)
             try:
                 with self.db.tx() as conn:
                     conn.execute("INSERT INTO containers (id, name, data) VALUES (?, ?, ?)", (cid, name, rec.to_json()))
@@ -480,7 +488,7 @@ class ContainerManager:
                 raise rterrors.AlreadyExists(f"a container named {name} exists already") from None
             undo.append(lambda: self._delete_record(cid))
             pid, conmon_pid = conmon.create(cid, name, self.oci(rec.runtime), p.conmon, place=self._place(rec),
-                                             log_size_max=self.log_size_max)
+                                             log_size_max=self.log_size_max, terminal=rec.terminal, stdin=rec.stdin)
             undo.append(lambda: cgroups.remove(self.config.name_prefix, cid))
             rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid)
             self._save(rec)
@@ -501,6 +509,7 @@ class ContainerManager:
     def _prepare(
         self, cid: str, name: str, config: base.ContainerConfig, image_id: str,
         image_config: Mapping[str, Any], lowerdirs: Sequence[Path], undo: list[Callable[[], None]],
+        *, terminal: bool = False,
     ) -> Record:
         p = self.paths(cid)
         networks = tuple(config.networks)
@@ -513,6 +522,8 @@ class ContainerManager:
             raise rterrors.InvalidArgument(f"working directory {cwd!r} must be an absolute path")
         bundle.ensure_dir_in_root(p.rootfs, cwd)
         env = bundle.merge_env(image_config.get("Env"), config.env, hostname=hostname, home=user.home)
+        if terminal and not any(e.startswith("TERM=") for e in env):
+            env = (*env, "TERM=xterm")          # as `docker run -t` does
         stop_signal = bundle.parse_signal(config.stop_signal or image_config.get("StopSignal"))
         netns_path: str | None = None
         ips: dict[str, str] = {}
@@ -555,7 +566,7 @@ class ContainerManager:
             argv=argv, env=env, cwd=cwd,
             cgroups_path=cgroups.cgroups_path(self.config.name_prefix, cid),
             etc_files=etc, netns_path=netns_path, host_network=host_network,
-            volume_mounts=tuple(mount_specs),
+            volume_mounts=tuple(mount_specs), terminal=terminal,
             annotations={"io.reconciler.name": name},
         ))
         p.config_json.write_text(json.dumps(spec, indent=1))
@@ -584,14 +595,17 @@ class ContainerManager:
                 if not mounts.is_mounted(p.rootfs):
                     mounts.mount_overlay([Path(d) for d in reversed(rec.lowerdirs)], p.upper, p.work, p.rootfs)
                 pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec),
-                                                 log_size_max=self.log_size_max)
+                                                 log_size_max=self.log_size_max,
+                                                 terminal=rec.terminal, stdin=rec.stdin)
                 rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid, status="created")
                 self._save(rec)
             try:
                 rt.start(rec.id)
             except rterrors.RuntimeBackendError:
-                rec = self.refresh(rec)
-                raise
+                # a caller killed after `runc start` but before saving "running": it runs already
+                if not (fresh and (rt.state(rec.id) or {}).get("status") == "running"):
+                    rec = self.refresh(rec)
+                    raise
             rec = dataclasses.replace(rec, status="running", started_at=now(), exit_code=None,
                                       finished_at=None, oom_killed=False, manually_stopped=False,
                                       restarting=False, health="starting" if self._has_health(rec) else None,
@@ -695,6 +709,44 @@ class ContainerManager:
                     pass
             cgroups.remove(self._prefix(rec), rec.id)
             self._delete_record(rec.id)
+
+    # -- attach
+
+    def attach(self, name_or_id: str) -> socket.socket:
+        """Connect to conmon's attach socket of a container created with terminal/stdin.
+
+        Packets from conmon start with one byte naming the stream (2 stdout, 3 stderr); what
+        is sent goes to the process's stdin (or terminal). Connect before `start` so no
+        output is missed.
+        """
+        rec = self.get(name_or_id)
+        if rec.status not in ("created", "running"):
+            raise rterrors.Conflict(f"container {rec.name} is not running")
+        dir_fd = os.open(self.paths(rec.id).dir, os.O_PATH | os.O_CLOEXEC)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            sock.connect(f"/proc/self/fd/{dir_fd}/attach")    # bundle paths can exceed sun_path
+        except OSError as exc:
+            sock.close()
+            raise rterrors.RuntimeBackendError(f"cannot attach to container {rec.name}: {exc.strerror}") from exc
+        finally:
+            os.close(dir_fd)
+        return sock
+
+    def resize(self, name_or_id: str, rows: int, cols: int) -> None:
+        """Set the size of the container's terminal (conmon's ctl fifo: "1 ROWS COLS")."""
+        rec = self._load(name_or_id)
+        path = self.paths(rec.id).dir / "ctl"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            os.write(fd, f"1 {rows} {cols}\n".encode())
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
     # -- exec
 

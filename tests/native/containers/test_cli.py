@@ -140,3 +140,57 @@ def test_ps_and_inspect_show_health(cli: tuple[Reconcile, Path], busybox_image: 
     assert doc["State"]["Health"]["Status"] == "healthy"
     assert doc["State"]["Health"]["Log"][0]["ExitCode"] == 0
     assert doc["Config"]["Healthcheck"]["Test"] == ["CMD-SHELL", "true"]
+
+
+def test_run_interactive_and_tty(cli: tuple[Reconcile, Path], busybox_image: str) -> None:
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+    import time
+
+    _, tmp = cli
+    env = {**os.environ, "RECONCILER_ROOT": str(tmp / "root"), "RECONCILER_RUN_DIR": str(tmp / "run"),
+           "RECONCILER_PREFIX": (tmp / "prefix").read_text()}
+    piped = subprocess.run([sys.executable, "-m", "reconciler", "run", "--rm", "-i", busybox_image,
+                            "sh", "-c", "cat; echo err >&2; exit 4"], input="hello\nworld\n", cwd=REPO, env=env,
+                           capture_output=True, text=True, check=False, timeout=60)
+    assert piped.returncode == 4
+    assert piped.stdout == "hello\nworld\n"
+    assert piped.stderr.endswith("err\n")
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler", "run", "--rm", "-it", busybox_image,
+                             "sh", "-c", "echo ready; read line; echo got-$line; stty size; tty; exit 3"],
+                            stdin=slave, stdout=slave, stderr=slave, cwd=REPO, env=env, start_new_session=True)
+    os.close(slave)
+    out = b""
+    typed = False
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:             # EIO: the CLI exited and closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+            if not typed and b"ready" in out:
+                os.write(master, b"typed\r")
+                typed = True
+        assert proc.wait(timeout=30) == 3
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = out.decode(errors="replace")
+    assert "got-typed" in text
+    assert "30 100" in text
+    assert "/dev/pts/0" in text

@@ -62,7 +62,8 @@ def open_runtime(args: argparse.Namespace, *, supervise: bool = True) -> Any:
 
     runtime = backends.open_runtime(
         args.runtime, root=Path(args.root), run_dir=Path(args.run_dir),
-        name_prefix=getattr(args, "name_prefix", "rcl"), oci_runtime=getattr(args, "oci_runtime", "runc"))
+        name_prefix=getattr(args, "name_prefix", "rcl"), oci_runtime=getattr(args, "oci_runtime", "runc"),
+        recover=supervise)                    # diff (supervise=False) changes nothing, not even leftovers
     return backends.session(runtime, supervise=supervise)
 
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,8 +35,13 @@ def open_runtime(
     run_dir: Path | None = None,
     name_prefix: str = "rcl",
     oci_runtime: str = "runc",
+    recover: bool = True,
 ) -> base.Runtime:
-    """The runtime `name` keeping its state under `root` (and `run_dir` for native)."""
+    """The runtime `name` keeping its state under `root` (and `run_dir` for native).
+
+    A writer (`recover`, the default) of the native engine first collects what a crash left
+    (recovery.recover: half-made containers, orphan monitors, mounts, veths, namespaces,
+    rules); `reconcile diff` opens it with recover=False since it changes nothing."""
     if name == "fake":
         from reconciler.runtime import fake
 
@@ -52,12 +58,16 @@ def open_runtime(
         from reconciler.runtime.native.config import NativeConfig
 
         config = NativeConfig(root=root, run_dir=run_dir or NativeConfig().run_dir,
-                              name_prefix=name_prefix, oci_runtime=oci_runtime)
-        runtime: base.Runtime = backend.NativeRuntime(config, network=netmod.NetworkManager(config))
+                              name_prefix=name_prefix, oci_runtime=oci_runtime,
+                              subnet_pool=os.environ.get("RECONCILER_SUBNET_POOL", NativeConfig.subnet_pool))
+        native = backend.NativeRuntime(config, network=netmod.NetworkManager(config))
+        if recover:
+            from reconciler.runtime.native import recovery
+
+            recovery.recover(native)
+        runtime: base.Runtime = native
         return runtime
     if name == "docker":
-        import os
-
         from reconciler.runtime.docker import backend as docker_backend
 
         host = os.environ.get("DOCKER_HOST", "")

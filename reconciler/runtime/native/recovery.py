@@ -1,0 +1,169 @@
+"""Start-up recovery of the native engine: collect what a crash (kill -9, power loss) left.
+
+A process killed in the middle of `create` or `remove` can leave, for a container id:
+  - a bundle dir (containers/<id>/) with its overlay rootfs mounted but no record (killed
+    before the INSERT), or a record that never got its process (killed between the INSERT
+    and saving conmon's pid);
+  - a conmon monitor, a `runc init` process and runc state for an id no record names;
+  - cgroup leaves, conmon persist dirs, exit files and lock files of such ids;
+  - the network side: veths, namespaces, addresses, rules (NetworkManager.recover).
+
+`recover(runtime)` removes all of that and keeps every container that has a record (running
+or not; a stopped container is not garbage). It runs once when a writer opens the engine
+(`execution.backends.open_runtime`), under the state root's store lock, so no other pass is
+creating containers at the same time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.runtime import errors as rterrors
+from reconciler.runtime.native import cgroups, mounts
+
+__all__ = ["RecoveryReport", "recover"]
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """What recovery removed (container ids), besides the network's own report."""
+
+    half_made: tuple[str, ...] = ()       # records that never got a process, removed
+    orphans: tuple[str, ...] = ()         # ids with host state but no record, cleaned
+    processes: tuple[int, ...] = ()       # orphan conmon / runc processes killed
+    network: Any = None                   # network.RecoveryReport when bridge networking is on
+
+
+def _conmon_processes(run_dir: Path) -> dict[int, str]:
+    """pid -> container id of every conmon whose command line names this engine's run dir."""
+    found: dict[int, str] = {}
+    marker = str(run_dir).encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not argv or not argv[0].endswith(b"conmon") or not any(marker in a for a in argv):
+            continue
+        for flag in (b"--cid", b"-c"):
+            if flag in argv[:-1]:
+                found[int(entry)] = argv[argv.index(flag) + 1].decode(errors="replace")
+                break
+    return found
+
+
+def _cgroup_pids(prefix: str, cid: str) -> set[int]:
+    pids: set[int] = set()
+    for leaf in cgroups.leaf_dirs(prefix, cid):
+        for path in leaf.rglob("cgroup.procs"):
+            with contextlib.suppress(OSError, ValueError):
+                pids |= {int(x) for x in path.read_text().split()}
+    return pids
+
+
+def _kill_and_wait(pids: Iterable[int], timeout: float = 10.0) -> list[int]:
+    killed = []
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except ProcessLookupError:
+            continue
+    deadline = time.monotonic() + timeout
+    for pid in killed:
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.01)
+    return killed
+
+
+def _orphan_ids(manager: Any, known: set[str]) -> set[str]:
+    """Ids with a bundle dir, runc state, conmon persist dir or cgroup leaf but no record."""
+    config = manager.config
+    ids: set[str] = set()
+    for d in (config.root / "containers", config.run_dir / "conmon", config.run_dir / manager.runtime_name):
+        if d.is_dir():
+            ids |= {e.name for e in d.iterdir() if e.is_dir() and len(e.name) == 64}
+    for h in cgroups.hierarchies():
+        parent = h / config.name_prefix
+        if parent.is_dir():
+            ids |= {e.name for e in parent.iterdir() if e.is_dir() and len(e.name) == 64}
+    return ids - known
+
+
+def _clean_orphan(manager: Any, cid: str) -> None:
+    config = manager.config
+    p = manager.paths(cid)
+    with contextlib.suppress(rterrors.RuntimeBackendError):
+        manager.oci().delete(cid, force=True)
+    _kill_and_wait(_cgroup_pids(config.name_prefix, cid))
+    for _ in range(8):                      # stacked mounts (a retried create) come off one by one
+        if not mounts.is_mounted(p.rootfs):
+            break
+        mounts.unmount(p.rootfs)
+    shutil.rmtree(p.dir, ignore_errors=True)
+    shutil.rmtree(p.conmon.persist_dir, ignore_errors=True)
+    shutil.rmtree(config.run_dir / manager.runtime_name / cid, ignore_errors=True)
+    for f in (p.conmon.exit_file(cid), config.run_dir / "locks" / f"{cid}.lock"):
+        with contextlib.suppress(FileNotFoundError):
+            f.unlink()
+    cgroups.remove(config.name_prefix, cid)
+
+
+def _network_leftovers(net: Any, known: set[str]) -> bool:
+    """Whether the network side holds anything of a container without a record: an address
+    allocation, a namespace or a hosts-file dir (the full network recovery re-renders the
+    firewall, ~50 ms, so a clean start skips it)."""
+    ipam = getattr(net, "_ipam", None)
+    if ipam is not None and any(c.container_id not in known for c in ipam.containers()):
+        return True
+    for d in (getattr(net, "netns_dir", None), getattr(net, "files_dir", None)):
+        if isinstance(d, Path) and d.is_dir() and any(e.name not in known for e in d.iterdir()):
+            return True
+    return False
+
+
+def recover(runtime: Any) -> RecoveryReport:
+    """Clean up after a crash; `runtime` is a NativeRuntime (its `containers` and `network`)."""
+    import structlog
+
+    manager = runtime.containers
+    # a record that never got a process (killed between INSERT and saving conmon's pid)
+    half_made = [r for r in manager.records() if r.status == "created" and r.pid is None and r.conmon_pid is None]
+    for r in half_made:
+        with contextlib.suppress(rterrors.NotFound):
+            manager.remove(r.id, force=True)
+    known = {r.id for r in manager.records()}
+    # monitors of ids without a record first: they would otherwise restart nothing but hold mounts
+    orphan_conmons = {pid: cid for pid, cid in _conmon_processes(manager.config.run_dir).items() if cid not in known}
+    killed = _kill_and_wait(orphan_conmons)
+    orphans = sorted(_orphan_ids(manager, known) | set(orphan_conmons.values()))
+    for cid in orphans:
+        _clean_orphan(manager, cid)
+    net_report = None
+    net = runtime.network
+    if net is not None and callable(getattr(net, "recover", None)) and (
+            half_made or orphans or killed or _network_leftovers(net, known)):
+        net_report = net.recover(sorted(known))
+    report = RecoveryReport(half_made=tuple(r.id for r in half_made), orphans=tuple(orphans),
+                            processes=tuple(killed), network=net_report)
+    if half_made or orphans or killed:
+        structlog.get_logger("reconciler.runtime.native.recovery").warning(
+            "crash recovery done: removed what an interrupted run left", half_made=len(half_made),
+            orphans=len(orphans), processes=len(killed))
+    return report

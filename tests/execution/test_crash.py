@@ -1,0 +1,257 @@
+"""Crash safety: `reconcile --once` killed with SIGKILL at random points of a 20-container converge.
+
+Each round changes every container (recreate) or starts from no containers, runs the CLI as a
+real process, kills it after a seeded random delay, reruns it to completion (exit 0) and then
+checks the host holds exactly the 20 desired containers: no extra records, rootfs mounts,
+namespaces, veths, address allocations, conmon monitors, cgroups or bundle dirs, and the named
+volume's data unchanged. Start-up recovery (runtime/native/recovery.py) is what makes it pass.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.runtime.native import cgroups
+from reconciler.runtime.native.backend import NativeRuntime
+from reconciler.runtime.native.config import NativeConfig
+from reconciler.runtime.native.network import NetworkManager
+from tests.execution.helpers import write
+from tests.runtime.conftest import cleanup, leftovers, new_prefix
+
+pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
+
+N = 20
+ROUNDS = 20
+SEED = 20261127
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class Host:
+    def __init__(self, tmp: Path) -> None:
+        self.config = NativeConfig(root=tmp / "root", run_dir=tmp / "run", name_prefix=new_prefix())
+        self.subnet = f"10.24{secrets.randbelow(10)}.{secrets.randbelow(250) + 1}.0/24"
+
+    def argv(self, source: Path) -> list[str]:
+        return [sys.executable, "-m", "reconciler", "apply", str(source), "--root", str(self.config.root),
+                "--run-dir", str(self.config.run_dir), "--name-prefix", self.config.name_prefix,
+                "--runtime", "native", "--parallel", "8"]
+
+    def runtime(self) -> NativeRuntime:
+        return NativeRuntime(self.config, network=NetworkManager(self.config))
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[Host]:
+    h = Host(tmp_path)
+    try:
+        yield h
+    finally:
+        rt = h.runtime()
+        cleanup(rt)
+        for n in rt.list_networks():
+            try:
+                rt.remove_network(n.name)
+            except Exception:
+                pass
+        assert isinstance(rt.network, NetworkManager)
+        rt.network.recover([])
+        for v in rt.list_volumes():
+            rt.remove_volume(v.name)
+        left = leftovers(h.config)
+        rt.close()
+        assert left == [], f"left on the host: {left}"
+
+
+def manifests(m: Path, image: str, subnet: str, ports: list[int], generation: int) -> None:
+    write(m, "base.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Network
+        metadata: {{name: crash}}
+        spec: {{subnet: {subnet}}}
+        ---
+        apiVersion: reconciler/v1
+        kind: Volume
+        metadata: {{name: data}}
+        spec: {{}}
+        """)
+    docs = []
+    for i in range(N):
+        docs.append(f"""---
+apiVersion: reconciler/v1
+kind: Container
+metadata: {{name: c{i:02d}}}
+spec:
+  image: {image}
+  command: [sh, -c, "trap 'exit 0' TERM; sleep 3600 & wait"]
+  env: {{GENERATION: "{generation}"}}
+  networks: [crash]
+  ports: ["127.0.0.1:{ports[i]}:80/tcp"]
+  volumes: ["data:/data"]
+  stopTimeout: 1s
+""")
+    (m / "containers.yaml").write_text("".join(docs))
+
+
+def host_state(h: Host) -> dict[str, object]:
+    """What the engine instance holds on the host, by kind (compared with the records)."""
+    cfg = h.config
+    prefix = cfg.name_prefix
+    mounts = [line.split(" ")[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+              if line.split(" ")[4].startswith((str(cfg.root), str(cfg.run_dir)))]
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
+    names = [line.split(":")[1].strip().split("@")[0] for line in links.splitlines()]
+    conmons, runcs = [], []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(cfg.run_dir).encode() not in b" ".join(argv):
+            continue
+        if argv[0].endswith(b"conmon"):
+            conmons.append(argv[argv.index(b"-c") + 1].decode())
+        elif argv[0].endswith(b"runc"):
+            runcs.append(pid)
+    cg = set()
+    for hier in cgroups.hierarchies():
+        if (hier / prefix).is_dir():
+            cg |= {d.name for d in (hier / prefix).iterdir() if d.is_dir() and d.name != cgroups.MONITOR}
+    netns = cfg.run_dir / "netns"
+    return {
+        "rootfs": sorted(Path(mp).parent.name for mp in mounts if mp.endswith("/rootfs")),
+        "other_mounts": sorted(mp for mp in mounts if not mp.endswith("/rootfs")
+                               and Path(mp).parent != netns and Path(mp) != netns),
+        "netns_mounts": sorted(Path(mp).name for mp in mounts if Path(mp).parent == netns),
+        "netns": sorted(p.name for p in netns.iterdir()) if netns.is_dir() else [],
+        "veths": sum(1 for n in names if n.startswith(prefix + "v")),
+        "bridges": sorted(n for n in names if n.startswith(prefix) and not n.startswith(prefix + "v")),
+        "conmon": sorted(conmons),
+        "runc": runcs,
+        "cgroups": sorted(cg),
+        "dirs": sorted(p.name for p in (cfg.root / "containers").iterdir()),
+    }
+
+
+def remove_all(h: Host) -> None:
+    rt = h.runtime()
+    try:
+        for rec in rt.containers.records():
+            rt.remove_container(rec.id, force=True)
+    finally:
+        rt.close()
+
+
+def snapshot(h: Host) -> dict[str, tuple[str, str | None]]:
+    """name -> (container id, GENERATION) of every record."""
+    rt = h.runtime()
+    try:
+        return {r.name: (r.id, r.config.env.get("GENERATION")) for r in rt.containers.records()}
+    finally:
+        rt.close()
+
+
+def generations(h: Host) -> set[str | None]:
+    return {g for _, g in snapshot(h).values()}
+
+
+def check_converged(h: Host, volume_file: Path, payload: str) -> None:
+    rt = h.runtime()
+    try:
+        recs = rt.containers.records()
+        assert sorted(r.name for r in recs) == [f"c{i:02d}" for i in range(N)]
+        assert all(r.status == "running" for r in recs), [(r.name, r.status) for r in recs]
+        ids = sorted(r.id for r in recs)
+        assert isinstance(rt.network, NetworkManager)
+        _, members = rt.network.inspect_network("crash")
+        allocations = sorted(m[0] for m in members)
+        addresses = [m[2] for m in members]
+    finally:
+        rt.close()
+    st = host_state(h)
+    assert allocations == ids
+    assert len(set(addresses)) == N
+    assert st["rootfs"] == ids
+    assert st["other_mounts"] == []
+    assert st["netns"] == ids
+    assert st["netns_mounts"] == ids
+    assert st["veths"] == N
+    assert st["bridges"] == [f"{h.config.name_prefix}-crash"]
+    assert st["conmon"] == ids
+    assert st["runc"] == []
+    assert st["cgroups"] == ids
+    assert st["dirs"] == ids
+    assert volume_file.read_text() == payload
+
+
+def test_kill_9_during_converge_then_rerun_converges_without_leaks(
+        tmp_path: Path, host: Host, busybox_image: str) -> None:
+    rng = random.Random(SEED)
+    m = tmp_path / "m"
+    ports = free_ports(N)
+    manifests(m, busybox_image, host.subnet, ports, 0)
+    first = subprocess.run(host.argv(m), capture_output=True, text=True, timeout=600, check=False)
+    assert first.returncode == 0, first.stdout + first.stderr
+    remove_all(host)                                               # how long creating all takes
+    began = time.monotonic()
+    fresh = subprocess.run(host.argv(m), capture_output=True, text=True, timeout=600, check=False)
+    full_create = time.monotonic() - began
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    manifests(m, busybox_image, host.subnet, ports, -1)           # how long a recreate of all takes
+    began = time.monotonic()
+    again = subprocess.run(host.argv(m), capture_output=True, text=True, timeout=600, check=False)
+    full_recreate = time.monotonic() - began
+    assert again.returncode == 0, again.stdout + again.stderr
+    rt = host.runtime()
+    try:
+        volume_file = rt.containers.volumes.data_dir("data") / "keep.txt"
+    finally:
+        rt.close()
+    payload = secrets.token_hex(64)
+    volume_file.write_text(payload)
+    check_converged(host, volume_file, payload)
+
+    interrupted = recovered = 0
+    for generation in range(1, ROUNDS + 1):
+        if generation % 2 == 0:              # every other round converges from no containers at all
+            remove_all(host)
+        manifests(m, busybox_image, host.subnet, ports, generation)
+        before = snapshot(host)
+        proc = subprocess.Popen(host.argv(m), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, full_create if generation % 2 == 0 else full_recreate))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        after = snapshot(host)
+        done = len(after) == N and {g for _, g in after.values()} == {str(generation)}
+        interrupted += after != before and not done
+        rerun = subprocess.run(host.argv(m), capture_output=True, text=True, timeout=600, check=False)
+        assert rerun.returncode == 0, f"round {generation}: {rerun.stdout}{rerun.stderr}"
+        recovered += "crash recovery done" in rerun.stdout + rerun.stderr
+        check_converged(host, volume_file, payload)
+        assert generations(host) == {str(generation)}
+    print(f"{interrupted} of {ROUNDS} kills interrupted a converge; {recovered} reruns collected leftovers")
+    assert interrupted >= ROUNDS // 4           # the kills did land inside converges

@@ -1,0 +1,122 @@
+"""Start-up recovery (runtime/native/recovery.py) after a writer died mid-create.
+
+The states a SIGKILL can leave are made with the real engine, then the record is taken away
+(killed before the INSERT: bundle, mounted rootfs, netns, veth and address with no record) or
+left without its process (killed between the INSERT and saving conmon's pid). Recovery must
+remove exactly those and keep a healthy neighbour untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.execution import backends
+from reconciler.runtime import base
+from reconciler.runtime.native import cgroups, mounts, recovery
+from reconciler.runtime.native.backend import NativeRuntime
+from tests.helpers import images
+from tests.native.network.conftest import Harness
+from tests.runtime.conftest import BUSYBOX_CONFIG, LayerDirImages, cleanup
+
+pytestmark = [pytest.mark.root]
+
+IMAGE = "test/busybox:latest"
+
+
+@pytest.fixture
+def engine(harness: Harness) -> Iterator[NativeRuntime]:
+    source = LayerDirImages(harness.tmp / "images")
+    source.add(IMAGE, [images.busybox_layer()], BUSYBOX_CONFIG)
+    rt = NativeRuntime(harness.config, images=source, network=harness.manager)
+    try:
+        yield rt
+    finally:
+        cleanup(rt)
+        rt.close()
+
+
+def _conmon_pids(run_dir: Path) -> dict[str, int]:
+    found = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[0].endswith(b"conmon") and str(run_dir).encode() in b" ".join(argv):
+            found[argv[argv.index(b"-c") + 1].decode()] = int(pid)
+    return found
+
+
+def _links(prefix: str) -> set[str]:
+    return {p.name for p in Path("/sys/class/net").iterdir() if p.name.startswith(prefix + "v")}
+
+
+def test_recovery_removes_what_a_killed_create_left_and_keeps_the_rest(
+        harness: Harness, engine: NativeRuntime) -> None:
+    engine.ensure_network(base.NetworkConfig(name="app", subnet=harness.subnet(0)))
+    port = 20000 + secrets.randbelow(12000)
+
+    def make(name: str, *, publish: bool = False) -> str:
+        ports = (base.PortMapping(container_port=80, host_port=port, host_ip="127.0.0.1"),) if publish else ()
+        cid = engine.create_container(base.ContainerConfig(
+            name=name, image=IMAGE, command=("httpd", "-f", "-p", "80", "-h", "/etc"), networks=("app",),
+            ports=ports))
+        engine.start_container(cid)
+        return cid
+
+    keep = make("keep", publish=True)
+    orphan = make("orphan")
+    half = make("half")
+    mgr = engine.containers
+    with mgr.db.tx() as conn:                       # killed before the INSERT: no record at all
+        conn.execute("DELETE FROM containers WHERE id = ?", (orphan,))
+    mgr.update(half, lambda r: dataclasses.replace(r, status="created", pid=None, conmon_pid=None))
+    assert set(_conmon_pids(harness.config.run_dir)) == {keep, orphan, half}
+    assert len(_links(harness.prefix)) == 3
+
+    report = recovery.recover(engine)
+
+    assert report.orphans == (orphan,)
+    assert report.half_made == (half,)
+    assert [r.id for r in mgr.records()] == [keep]
+    assert set(_conmon_pids(harness.config.run_dir)) == {keep}
+    for cid in (orphan, half):
+        assert not mgr.paths(cid).dir.exists()
+        assert not mounts.is_mounted(mgr.paths(cid).rootfs)
+        assert not harness.manager.netns_path(cid).exists()
+        assert not cgroups.leaf_dirs(harness.config.name_prefix, cid)
+    _, members = harness.manager.inspect_network("app")
+    assert [m[0] for m in members] == [keep]
+    assert len(_links(harness.prefix)) == 1
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/passwd", timeout=5) as resp:
+        assert b"root:x:0:0" in resp.read()          # the neighbour was not disturbed
+
+    again = recovery.recover(engine)
+    assert (again.half_made, again.orphans, again.processes, again.network) == ((), (), (), None)
+
+
+def test_opening_the_engine_for_a_pass_runs_recovery(harness: Harness, engine: NativeRuntime) -> None:
+    engine.ensure_network(base.NetworkConfig(name="app", subnet=harness.subnet(0)))
+    cid = engine.create_container(base.ContainerConfig(name="gone", image=IMAGE, command=("sleep", "100"),
+                                                       networks=("app",)))
+    with engine.containers.db.tx() as conn:
+        conn.execute("DELETE FROM containers WHERE id = ?", (cid,))
+    cfg = harness.config
+    diff = backends.open_runtime("native", root=cfg.root, run_dir=cfg.run_dir, name_prefix=cfg.name_prefix,
+                                 recover=False)            # what `reconcile diff` opens: nothing changes
+    diff.close()
+    assert engine.containers.paths(cid).dir.exists()
+    rt = backends.open_runtime("native", root=cfg.root, run_dir=cfg.run_dir, name_prefix=cfg.name_prefix)
+    rt.close()
+    assert not engine.containers.paths(cid).dir.exists()
+    assert cid not in _conmon_pids(cfg.run_dir)
+    assert not harness.manager.netns_path(cid).exists()

@@ -315,3 +315,21 @@ def test_add_unpacks_local_archives_safely(engine: Engine, context_dir: Ctx, bus
     with pytest.raises(builder.BuildError, match="cannot unpack the archive"):
         engine.build(evil)
     assert not os.path.exists("/etc/pwned")
+
+
+def test_hardlinks_and_chown_by_name(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    ctx = context_dir({
+        "Dockerfile": f"FROM {busybox_image}\nRUN echo x > /a && ln /a /b\nCOPY --chown=app f /owned-by-name\n"
+                      "COPY --chown=app:nogroup f /owned-by-both\n"
+                      "CMD [\"sh\", \"-c\", \"stat -c '%i' /a /b; stat -c '%u:%g' /owned-by-name /owned-by-both\"]\n",
+        "f": "f",
+    })
+    engine.build(ctx, tags=("localhost/links:2",))
+    rec = engine.store.layer_records(engine.store.get("localhost/links:2").id)[1]
+    with engine.store.content.open(rec.digest) as f, tarfile.open(fileobj=io.BytesIO(gzip.decompress(f.read()))) as t:
+        kinds = {m.name: (m.type, m.linkname) for m in t.getmembers()}
+    assert sorted(kinds.values()) == [(tarfile.REGTYPE, ""), (tarfile.LNKTYPE, "a")]
+    _code, out = engine.run("localhost/links:2")
+    a, b, by_name, by_both = out.split()
+    assert a == b                        # one inode: the hard link survived the layer
+    assert (by_name, by_both) == ("1000:1000", "1000:65534")

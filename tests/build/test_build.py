@@ -333,3 +333,20 @@ def test_hardlinks_and_chown_by_name(engine: Engine, context_dir: Ctx, busybox_i
     a, b, by_name, by_both = out.split()
     assert a == b                        # one inode: the hard link survived the layer
     assert (by_name, by_both) == ("1000:1000", "1000:65534")
+
+
+def test_debris_of_a_killed_build_is_removed(engine: Engine) -> None:
+    import subprocess
+
+    from reconciler.runtime.native import mounts
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()                          # a pid nobody has any more
+    debris = engine.builder.work / f"step-{proc.pid}-dead"
+    (debris / "merged").mkdir(parents=True)
+    mounts.mount_tmpfs(debris / "merged")
+    mine = engine.builder.work / f"step-{os.getpid()}-live"
+    mine.mkdir()
+    builder.Builder(engine.store, engine.manager)
+    assert not debris.exists()
+    assert mine.exists()                 # a build of a live process is left alone

@@ -152,6 +152,24 @@ class Builder:
         self.work = self.config.root / "build"
         self.work.mkdir(parents=True, exist_ok=True)
         os.chmod(self.work, 0o700)
+        self._remove_debris()
+
+    def _remove_debris(self) -> None:
+        """Step dirs of builds whose process died (kill -9): unmount and delete them."""
+        for d in self.work.glob("step-*"):
+            try:
+                pid = int(d.name.split("-")[1])
+                os.kill(pid, 0)
+                continue                    # that build is still running
+            except (ValueError, IndexError, PermissionError):
+                continue
+            except ProcessLookupError:
+                pass
+            for sub in ("merged", "root"):
+                if mounts.is_mounted(d / sub):
+                    with contextlib.suppress(rterrors.RuntimeBackendError):
+                        mounts.unmount(d / sub)
+            shutil.rmtree(d, ignore_errors=True)
 
     # ------------------------------------------------------------------ entry point
 

@@ -11,7 +11,7 @@ import shlex
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["ago", "open_runtime", "register", "run", "status_text"]
+__all__ = ["ago", "open_runtime", "register", "run", "setup_logging_if_networked", "status_text"]
 
 COLUMNS = (("CONTAINER ID", "id12"), ("IMAGE", "image"), ("COMMAND", "command"), ("CREATED", "created_ago"),
            ("STATUS", "status_text"), ("PORTS", "ports"), ("NAMES", "name"))
@@ -37,6 +37,21 @@ def open_runtime(args: argparse.Namespace) -> Any:
     from reconciler.runtime.native import backend
 
     return backend.NativeRuntime(options.native_config(args))
+
+
+def setup_logging_if_networked(args: argparse.Namespace, rt: Any, names: list[str]) -> None:
+    """Commands that skip logging set-up (it costs 0.1 s+) still get it when they will touch
+    bridge networking, whose code logs."""
+    from reconciler.logs import configure_logging
+    from reconciler.runtime import errors
+
+    for name in names:
+        try:
+            if rt.containers.get(name).netns_path:
+                configure_logging(level=args.log_level, json=args.log_json)
+                return
+        except errors.RuntimeBackendError:
+            continue
 
 
 def _parse(ts: str | None) -> datetime | None:

@@ -16,7 +16,7 @@ def register(subparsers: Any) -> None:
     options.add_engine_options(parser)
     parser.add_argument("-f", "--force", action="store_true", help="kill a running container first")
     parser.add_argument("containers", nargs="+", metavar="CONTAINER")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, no_logging=True)   # set up below only if networking is involved
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.runtime import errors
 
     rt = cmd_ps.open_runtime(args)
+    cmd_ps.setup_logging_if_networked(args, rt, args.containers)
     rc = 0
     for name in args.containers:
         try:

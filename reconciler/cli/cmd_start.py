@@ -14,7 +14,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("start", help="start containers", description="Start one or more containers.")
     options.add_engine_options(parser)
     parser.add_argument("containers", nargs="+", metavar="CONTAINER")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, no_logging=True)   # set up below only if networking is involved
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.runtime import errors
 
     rt = cmd_ps.open_runtime(args)
+    cmd_ps.setup_logging_if_networked(args, rt, args.containers)
     rc = 0
     for name in args.containers:
         try:

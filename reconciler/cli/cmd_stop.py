@@ -17,7 +17,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-t", "--time", type=float, default=None,
                         help="seconds to wait before SIGKILL (default: the container's stop timeout, 10)")
     parser.add_argument("containers", nargs="+", metavar="CONTAINER")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, no_logging=True)   # set up below only if networking is involved
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.runtime import errors
 
     rt = cmd_ps.open_runtime(args)
+    cmd_ps.setup_logging_if_networked(args, rt, args.containers)
     rc = 0
     for name in args.containers:
         try:

@@ -350,3 +350,12 @@ def test_debris_of_a_killed_build_is_removed(engine: Engine) -> None:
     builder.Builder(engine.store, engine.manager)
     assert not debris.exists()
     assert mine.exists()                 # a build of a live process is left alone
+
+
+def test_automatic_platform_args(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    ctx = context_dir({"Dockerfile": f"FROM --platform=$BUILDPLATFORM {busybox_image}\nARG TARGETARCH\n"
+                                     "ARG TARGETPLATFORM\nRUN echo \"$TARGETPLATFORM $TARGETARCH\" > /p\n"})
+    engine.build(ctx, tags=("localhost/plat:1",))
+    _code, out = engine.run("localhost/plat:1", "cat", "/p")
+    arch = engine.config_of("localhost/plat:1")["architecture"]
+    assert out.strip() == f"linux/{arch} {arch}"

@@ -305,7 +305,7 @@ class Builder:
 
 def _meta_args(global_args: Sequence[dockerfile.Instruction], build_args: Mapping[str, str],
                escape: str) -> dict[str, str]:
-    meta: dict[str, str] = {}
+    meta: dict[str, str] = _platform_args()
     for ins in global_args:
         for word in dockerfile.split_words(ins.args, meta, escape=escape):
             name, eq, default = word.partition("=")
@@ -330,7 +330,7 @@ class _Run:
         self.total = total
         self.step = 0
         self.cached = 0
-        self.meta: dict[str, str] = {}
+        self.meta: dict[str, str] = _platform_args()
         self.declared_meta: set[str] = set()
 
     # ---------------------------------------------------------------- helpers
@@ -873,6 +873,16 @@ def _with_tag(r: Any) -> Any:
     if r.tag is None and r.digest is None:
         return r.with_tag("latest")
     return r
+
+
+def _platform_args() -> dict[str, str]:
+    """BuildKit's automatic platform ARGs (usable in FROM, and in a stage after `ARG NAME`)."""
+    arch = _host_arch()
+    out = {}
+    for prefix in ("TARGET", "BUILD"):
+        out.update({f"{prefix}PLATFORM": f"linux/{arch}", f"{prefix}OS": "linux", f"{prefix}ARCH": arch,
+                    f"{prefix}VARIANT": ""})
+    return out
 
 
 def _host_arch() -> str:

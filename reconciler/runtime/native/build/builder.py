@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 import secrets
 import shutil
 import time
@@ -62,6 +63,7 @@ DEFAULT_SHELL = ("/bin/sh", "-c")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _RUN_SKIP = frozenset({"proc", "sys", "dev", "etc/hosts", "etc/resolv.conf", "etc/hostname"})
 _OUTPUT_TAIL = 20
+_HEREDOC = re.compile(r"<<-?([\"']?)[A-Za-z_][A-Za-z0-9_]*\1(?:\s|$)")
 _SUPPORTED = {
     "FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "EXPOSE", "LABEL", "CMD",
     "ENTRYPOINT", "VOLUME", "HEALTHCHECK", "STOPSIGNAL", "SHELL", "MAINTAINER",
@@ -212,6 +214,10 @@ class Builder:
                 what = "is not supported by this builder" if ins.cmd in ("ONBUILD",) else "is not a Dockerfile instruction"
                 raise dockerfile.DockerfileError(f"Dockerfile line {ins.line}: {ins.cmd} {what}",
                                                  hint="remove it or rewrite the step")
+            if ins.cmd in ("RUN", "COPY", "ADD") and ins.json_args is None and _HEREDOC.search(ins.args):
+                raise dockerfile.DockerfileError(
+                    f"Dockerfile line {ins.line}: heredocs (<<WORD) are not supported by this builder",
+                    hint="put the text in a file of the context and COPY it, or use printf in RUN")
             if ins.cmd == "FROM":
                 unknown = set(ins.flags) - {"platform"}
                 if unknown:
@@ -892,8 +898,6 @@ def _host_arch() -> str:
 
 def _duration(text: str) -> int:
     """Go duration ("30s", "1m30s", "500ms") in nanoseconds."""
-    import re
-
     parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
     if not parts or "".join(a + b for a, b in parts) != text:
         raise dockerfile.DockerfileError(f"{text!r} is not a duration like 30s or 1m30s")

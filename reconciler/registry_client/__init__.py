@@ -39,21 +39,49 @@ Modules (import the module, use its names):
 * `errors`: RegistryError(code, hint, status, temporary) and its subclasses (see errors.py).
 """
 
-from reconciler.registry_client import (
-    auth,
-    client,
-    credentials,
-    digests,
-    errors,
-    models,
-    platforms,
-    references,
-)
-from reconciler.registry_client.client import PullPlan, RegistryClient
-from reconciler.registry_client.credentials import Credential, CredentialStore
-from reconciler.registry_client.errors import RegistryError
-from reconciler.registry_client.models import Descriptor, Manifest
-from reconciler.registry_client.references import Reference
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names below are loaded on first use: httpx costs ~0.2 s at start-up
+    from reconciler.registry_client import (
+        auth,
+        client,
+        credentials,
+        digests,
+        errors,
+        models,
+        platforms,
+        references,
+    )
+    from reconciler.registry_client.client import PullPlan, RegistryClient
+    from reconciler.registry_client.credentials import Credential, CredentialStore
+    from reconciler.registry_client.errors import RegistryError
+    from reconciler.registry_client.models import Descriptor, Manifest
+    from reconciler.registry_client.references import Reference
+
+_NAMES = {
+    "PullPlan": "client",
+    "RegistryClient": "client",
+    "Credential": "credentials",
+    "CredentialStore": "credentials",
+    "RegistryError": "errors",
+    "Descriptor": "models",
+    "Manifest": "models",
+    "Reference": "references",
+}
+_MODULES = {"auth", "client", "credentials", "digests", "errors", "models", "platforms", "references"}
+
+
+def __getattr__(name: str) -> Any:
+    """Import submodules and re-exported names lazily (PEP 562)."""
+    if name in _MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Credential",

@@ -18,7 +18,7 @@ from reconciler import __version__
 __all__ = ["main"]
 
 # Subcommand modules, in the order `reconcile --help` lists them. Add a line when a command works.
-COMMANDS: tuple[str, ...] = ("validate", "schema", "apply", "diff", "history", "run", "ps", "logs", "exec", "inspect", "start", "stop", "rm", "network", "pull", "images", "rmi", "image", "agent", "status", "events", "rollback", "reconcile-now", "build", "push", "tag")
+COMMANDS: tuple[str, ...] = ("validate", "schema", "apply", "diff", "history", "run", "ps", "logs", "exec", "inspect", "start", "stop", "rm", "network", "pull", "images", "rmi", "image", "agent", "status", "events", "rollback", "reconcile-now", "build", "push", "tag", "lock")
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -15,7 +15,7 @@ import os
 from types import MappingProxyType
 from typing import Any
 
-from reconciler.spec import building, models, reading
+from reconciler.spec import building, lock, models, reading
 from reconciler.spec.errors import Problem, SpecError
 from reconciler.spec.models import DesiredState
 from reconciler.spec.reading import Limits
@@ -23,8 +23,11 @@ from reconciler.spec.reading import Limits
 __all__ = ["DesiredState", "Limits", "Problem", "SpecError", "load", "models"]
 
 
-def load(path: str | os.PathLike[str], *, limits: Limits | None = None) -> DesiredState:
+def load(path: str | os.PathLike[str], *, limits: Limits | None = None, use_lock: bool = True) -> DesiredState:
     """Read, validate and build every manifest under `path` ("-" = stdin).
+
+    With `use_lock` (the default), the lock file beside the manifests (lock.py, written by
+    `reconcile lock`) pins the image references it names to their digests.
 
     The cyclic garbage collector is paused while loading: the YAML node trees are many small
     acyclic objects, and collections triggered by their allocation tripled the time of a load
@@ -33,13 +36,13 @@ def load(path: str | os.PathLike[str], *, limits: Limits | None = None) -> Desir
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _load(os.fspath(path), limits)
+        return _load(os.fspath(path), limits, use_lock)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _load(path: str, limits: Limits | None) -> DesiredState:
+def _load(path: str, limits: Limits | None, use_lock: bool = True) -> DesiredState:
     limits = limits or Limits()
     problems: list[Problem] = []
     sources = reading.read_source(path, problems, limits)
@@ -47,6 +50,10 @@ def _load(path: str, limits: Limits | None) -> DesiredState:
     for source in sources:
         docs.extend(reading.parse(source, problems, limits))
     builder = building.Builder(problems, limits)
+    lock_file = lock.lock_path(path) if use_lock else None
+    if lock_file is not None and lock_file.exists():
+        builder.pins = lock.read(lock_file, problems)
+        builder.read_file(str(lock_file))                  # its content counts in the revision
     classified = [builder.classify(doc) for doc in docs]
 
     names: dict[str, set[str]] = {kind: set() for kind in models.KINDS}

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
 
-from reconciler.spec import errors, hashing, models, reading, schemas, units
+from reconciler.spec import errors, hashing, lock, models, reading, schemas, units
 
 __all__ = ["Builder"]
 
@@ -63,6 +63,7 @@ class Builder:
     problems: list[errors.Problem] = field(default_factory=list)
     limits: reading.Limits = field(default_factory=reading.Limits)
     files: dict[str, str] = field(default_factory=dict)      # every referenced file -> digest
+    pins: dict[str, str] = field(default_factory=dict)       # the lock file's ref -> digest (lock.py)
     _file_cache: dict[str, bytes | None] = field(default_factory=dict)
 
     # -- reporting -------------------------------------------------------------------------
@@ -261,6 +262,8 @@ class Builder:
             self.report(d, sp("image"), f"no Image object named {image_ref!r}{hint}; define one, or give a full reference like registry:5000/repo/{image_ref}:tag")
         elif not valid_reference(image_ref):
             self.report(d, sp("image"), f"{schemas._short(image_ref)} is not a valid image reference (like registry:5000/repo/name:tag or ...@sha256:<64 hex>)")
+        if image_object is None or images.get(image_object) is None or images[image_object].build is None:
+            image_ref = lock.pin(image_ref, self.pins)     # built images are local: never pinned
 
         # environment: env files in order, then env on top
         env: dict[str, str] = {}

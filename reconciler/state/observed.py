@@ -39,9 +39,9 @@ def normalize_ref(ref: str) -> str:
         name = f"docker.io/library/{name}"
     elif not ("." in first or ":" in first or first == "localhost"):
         name = f"docker.io/{name}"
-    if at:
-        return f"{name}@{digest}"
     last = name.rsplit("/", 1)[-1]
+    if at:          # `name:tag@digest` is `name@digest` (the digest decides; reconciler.lock writes these)
+        return f"{name.removesuffix(last)}{last.split(':', 1)[0]}@{digest}"
     if ":" not in last:
         name = f"{name}:latest"
     return name

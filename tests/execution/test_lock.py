@@ -1,0 +1,128 @@
+"""`reconcile lock`: tags resolved once into reconciler.lock; apply runs those digests after the tag moves."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler import spec
+from reconciler.cli.main import main
+from reconciler.runtime.native.backend import NativeRuntime
+from reconciler.runtime.native.config import NativeConfig
+from reconciler.runtime.native.network import NetworkManager
+from reconciler.spec import lock
+from tests.execution.helpers import write
+from tests.helpers import images
+from tests.helpers.registry import RegistryServer
+from tests.runtime.conftest import cleanup, leftovers, new_prefix
+
+DIGEST_A = "sha256:" + "a" * 64
+
+
+def container(m: Path, image: str) -> None:
+    write(m, "app.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: app}}
+        spec:
+          image: {image}
+          command: [sleep, "3600"]
+          networks: [none]
+        """)
+
+
+def test_the_lock_file_pins_references_and_counts_in_the_revision(tmp_path: Path) -> None:
+    m = tmp_path / "m"
+    container(m, "registry.local:5000/shop/web:1")
+    before = spec.load(m)
+    lock.write(m / lock.LOCK_NAME, {"registry.local:5000/shop/web:1": DIGEST_A})
+    after = spec.load(m)
+    assert after.containers["app"].image == f"registry.local:5000/shop/web:1@{DIGEST_A}"
+    assert after.containers["app"].spec_hash != before.containers["app"].spec_hash
+    assert after.revision != before.revision
+    assert spec.load(m, use_lock=False).containers["app"].image == "registry.local:5000/shop/web:1"
+    assert spec.load(m / "app.yaml").containers["app"].image.endswith(DIGEST_A)   # beside a file too
+
+    (m / lock.LOCK_NAME).write_text("apiVersion: reconciler/v1\nkind: Lock\nimages: {x/y:1: latest}\n")
+    with pytest.raises(spec.SpecError, match="sha256:<64 hex>"):
+        spec.load(m)
+
+
+def test_lock_refuses_when_a_reference_does_not_resolve(tmp_path: Path) -> None:
+    m = tmp_path / "m"
+    container(m, "127.0.0.1:1/nothing/here:1")           # nothing listens on port 1
+    assert main(["lock", str(m)]) == 1
+    assert not (m / lock.LOCK_NAME).exists()
+
+
+class Host:
+    def __init__(self, tmp: Path) -> None:
+        self.config = NativeConfig(root=tmp / "root", run_dir=tmp / "run", name_prefix=new_prefix())
+
+    def cli(self, *args: str) -> int:
+        return main([*args, "--root", str(self.config.root), "--run-dir", str(self.config.run_dir),
+                     "--name-prefix", self.config.name_prefix, "--runtime", "native"])
+
+    def runtime(self) -> NativeRuntime:
+        return NativeRuntime(self.config, network=NetworkManager(self.config))
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[Host]:
+    h = Host(tmp_path)
+    try:
+        yield h
+    finally:
+        rt = h.runtime()
+        cleanup(rt)
+        left = leftovers(h.config)
+        rt.close()
+        assert left == [], f"left on the host: {left}"
+
+
+def push_marker(tmp: Path, ref: str, marker: str) -> str:
+    layout = tmp / f"layout-{marker}"
+    digest = images.write_layout(layout, [images.busybox_layer([images.Entry("marker", marker.encode())])])
+    images.push_layout(layout, ref)
+    return digest
+
+
+@pytest.mark.root
+@pytest.mark.registry
+def test_apply_uses_the_locked_digest_after_the_tag_moved(
+        tmp_path: Path, host: Host, registry: RegistryServer) -> None:
+    ref = f"{registry.host}/lock{secrets.token_hex(3)}/app:v1"
+    digest_a = push_marker(tmp_path, ref, "A")
+    m = tmp_path / "m"
+    container(m, ref)
+    assert main(["lock", str(m)]) == 0
+    assert lock.read(m / lock.LOCK_NAME, []) == {ref: digest_a}
+    assert main(["lock", "--check", str(m)]) == 0
+
+    digest_b = push_marker(tmp_path, ref, "B")               # the tag moves
+    assert digest_b != digest_a
+    assert main(["lock", "--check", str(m)]) == 1            # the lock says so ...
+    assert lock.read(m / lock.LOCK_NAME, []) == {ref: digest_a}   # ... and changes nothing
+
+    assert host.cli("apply", str(m)) == 0
+    rt = host.runtime()
+    try:
+        assert rt.exec("app", ["cat", "/marker"]).stdout == b"A"
+        first = rt.inspect_container("app").id
+    finally:
+        rt.close()
+    assert host.cli("apply", str(m)) == 0                    # stays on A: nothing to do
+    assert host.cli("diff", str(m)) == 0
+
+    assert main(["lock", str(m)]) == 0                       # re-lock: now B
+    assert lock.read(m / lock.LOCK_NAME, []) == {ref: digest_b}
+    assert host.cli("apply", str(m)) == 0
+    rt = host.runtime()
+    try:
+        assert rt.exec("app", ["cat", "/marker"]).stdout == b"B"
+        assert rt.inspect_container("app").id != first
+    finally:
+        rt.close()

@@ -25,6 +25,8 @@ from reconciler.runtime.native import openat2
 __all__ = ["BuildContext", "CopyOptions", "IgnoreRules", "Source", "copy_sources", "hash_sources", "is_archive"]
 
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+_DIGESTS: dict[tuple[int, int, int, int, int], str] = {}    # file identity and times -> sha256
+_DIGESTS_MAX = 100_000
 _BENEATH = openat2.RESOLVE_BENEATH | openat2.RESOLVE_NO_MAGICLINKS
 
 
@@ -250,14 +252,24 @@ class BuildContext:
                 yield from self._walk_dir(base, rel)
 
     def file_digest(self, rel: str) -> str:
+        """sha256 of a file's content; remembered per (device, inode, size, mtime, ctime), so
+        the agent re-hashing a context every pass reads only files that changed."""
         fd = self.open(rel, os.O_RDONLY | os.O_NOFOLLOW)
-        h = hashlib.sha256()
         try:
+            st = os.fstat(fd)
+            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            known = _DIGESTS.get(key)
+            if known is not None:
+                return known
+            h = hashlib.sha256()
             while chunk := os.read(fd, 1 << 20):
                 h.update(chunk)
         finally:
             os.close(fd)
-        return h.hexdigest()
+        if len(_DIGESTS) >= _DIGESTS_MAX:
+            _DIGESTS.clear()
+        _DIGESTS[key] = h.hexdigest()
+        return _DIGESTS[key]
 
     def readlink(self, rel: str) -> str:
         parent, name = posixpath.split(rel)

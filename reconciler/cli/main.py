@@ -18,15 +18,21 @@ from reconciler import __version__
 __all__ = ["main"]
 
 # Subcommand modules, in the order `reconcile --help` lists them. Add a line when a command works.
-COMMANDS: tuple[str, ...] = ("validate", "schema", "apply", "diff", "history", "run", "ps", "logs", "exec", "inspect", "start", "stop", "rm", "network", "pull", "images", "rmi", "image", "agent", "status", "events", "rollback", "reconcile-now", "build", "push", "tag", "lock")
+COMMANDS: tuple[str, ...] = (
+    "validate", "schema", "apply", "diff", "history", "lock",
+    "run", "ps", "logs", "exec", "inspect", "start", "stop", "rm",
+    "network", "pull", "images", "rmi", "image", "build", "push", "tag",
+    "agent", "status", "events", "rollback", "reconcile-now",
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (every subcommand registers its own arguments)."""
+def build_parser(only: str | None = None, *, commands: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
+    """The argument parser; with `only`, just that subcommand registers (its module alone is
+    imported, which keeps `ps` or `logs` from paying for every other command's imports)."""
     parser = argparse.ArgumentParser(
         prog="reconcile",
         description="Declarative containers: converge this host to YAML manifests.",
@@ -39,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-json", action="store_true", default=None, help="force JSON log lines")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in (only,) if only else commands:
         module = importlib.import_module(f"reconciler.cli.cmd_{name.replace('-', '_')}")
         module.register(subparsers)
     return parser
@@ -53,10 +59,25 @@ def _rewrite_once(argv: list[str]) -> list[str]:
     return argv
 
 
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand named on the command line, if it is a known one."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--log-level":
+            skip = True
+        elif not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the process exit code."""
     args_list = _rewrite_once(list(sys.argv[1:] if argv is None else argv))
-    parser = build_parser()
+    command = _command_of(args_list)
+    bare_version = command is None and "--version" in args_list and not {"-h", "--help"} & set(args_list)
+    parser = build_parser(command, commands=() if bare_version else COMMANDS)
     try:
         args = parser.parse_args(args_list)
     except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on --help/--version

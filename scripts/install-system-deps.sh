@@ -6,6 +6,7 @@ PKGS=(
   runc conmon crun            # OCI runtimes + monitor for the native engine
   nftables iptables iproute2  # native networking (our table; DOCKER-USER accepts)
   busybox-static              # tests and the demo build their images from it
+  tini                        # `init: true` (Docker's --init): a static init as PID 1
   docker-registry             # a real registry on 127.0.0.1 for tests and the demo
   git sqlite3 curl ca-certificates
   openssh-client              # git sources with an SSH key (GIT_SSH_COMMAND runs ssh)

@@ -19,7 +19,7 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["add_common_flags", "open_db", "open_runtime", "register", "run"]
+__all__ = ["add_common_flags", "keep_revision", "open_db", "open_runtime", "print_result", "register", "run"]
 
 def add_common_flags(parser: argparse.ArgumentParser, *, source: bool = True) -> None:
     """Flags shared by apply, diff and history."""
@@ -51,6 +51,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
     parser.add_argument("--parallel", type=int, default=4, metavar="N",
                         help="actions run at once (default: 4)")
+    parser.add_argument("--keep-revisions", type=int, default=10, metavar="N",
+                        help="converged revisions kept for `reconcile rollback` (default: 10; the last "
+                        "converged one is always kept)")
     parser.set_defaults(run=run)
 
 
@@ -77,7 +80,6 @@ def open_db(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from reconciler import spec
-    from reconciler.cli import output
     from reconciler.execution import locking, passes
 
     desired = spec.load(args.source)          # SpecError → exit 2 before anything is touched
@@ -86,6 +88,32 @@ def run(args: argparse.Namespace) -> int:
                                  if args.source != "-" else "-")
     with locking.store_lock(args.root), open_runtime(args, supervise=not args.dry_run) as runtime:
         result = passes.run_pass(desired, runtime, open_db(args), options)
+        if result.changeset is not None and result.converged:
+            keep_revision(args, desired, options.source, keep=args.keep_revisions)
+    return print_result(result)
+
+
+def keep_revision(args: argparse.Namespace, desired: Any, source: str, *, keep: int) -> None:
+    """Keep a copy of a converged revision for `reconcile rollback`, prune old ones; a failure
+    to keep one is a warning (the pass itself went fine)."""
+    from reconciler.state import history, revisions
+
+    store = revisions.RevisionStore(args.root)
+    try:
+        new = store.get(desired.revision) is None
+        snap = store.save(desired, source)
+        store.prune(keep, protect={desired.revision, *history.last_converged(open_db(args))})
+    except OSError as e:
+        print(f"warning: could not keep revision {desired.revision[:12]} for rollback: {e}", file=sys.stderr)
+        return
+    if new and not snap.rollback:
+        print(f"note: revision {desired.revision[:12]} cannot be rolled back to later: {snap.reason}")
+
+
+def print_result(result: Any) -> int:
+    """The summary of a pass (apply, rollback); its exit code."""
+    from reconciler.cli import output
+
     if result.changeset is None:              # dry run
         print(result.plan.render() or "nothing to do")
         return 0

@@ -1,4 +1,5 @@
-"""`reconcile history`: the passes that changed something or failed, newest first."""
+"""`reconcile history`: the passes that changed something or failed, newest first, and whether
+`reconcile rollback` can re-apply each one's revision (a copy of it is kept under <root>/revisions)."""
 
 from __future__ import annotations
 
@@ -25,23 +26,38 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from reconciler.cli import cmd_apply, output
-    from reconciler.state import history
+    from reconciler.state import history, revisions
 
     passes = history.HistoryStore(cmd_apply.open_db(args), args.owner).list(limit=args.limit)
+    kept = {s.revision: s for s in revisions.RevisionStore(args.root).kept()}
+
+    def rollback(p: history.Pass) -> tuple[bool, str]:
+        """Whether `reconcile rollback` can re-apply this pass's revision, and if not why."""
+        snap = kept.get(p.revision)
+        if p.result != "converged":
+            return False, "did not converge"
+        if snap is None:
+            return False, "no copy kept (pruned, or applied by an agent)"
+        return snap.rollback, snap.reason
+
     if args.output == "json":
         output.print_json([
             {"id": p.id, "revision": p.revision, "source": p.source, "started_at": p.started_at,
              "finished_at": p.finished_at, "result": p.result, "counts": dict(p.counts),
-             "changes": list(p.changes)}
+             "changes": list(p.changes), "cause": p.cause,
+             "rollback": dict(zip(("available", "reason"), rollback(p), strict=True))}
             for p in passes
         ])
         return 0
-    rows = [
-        {"id": p.id, "time": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(p.started_at)),
-         "revision": p.revision[:12], "result": p.result,
-         "changes": ", ".join(f"{v} {k}" for k, v in p.counts.items()), "source": p.source}
-        for p in passes
-    ]
+    rows = []
+    for p in passes:
+        ok, why = rollback(p)
+        rows.append({"id": p.id, "time": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(p.started_at)),
+                     "revision": p.revision[:12], "result": p.result,
+                     "changes": ", ".join(f"{v} {k}" for k, v in p.counts.items()),
+                     "source": f"{p.cause} ({p.source})" if p.cause else p.source,
+                     "rollback": "yes" if ok else f"no: {why}"})
     output.print_table(rows, [("ID", "id"), ("TIME (UTC)", "time"), ("REVISION", "revision"),
-                              ("RESULT", "result"), ("CHANGES", "changes"), ("SOURCE", "source")])
+                              ("RESULT", "result"), ("CHANGES", "changes"), ("ROLLBACK", "rollback"),
+                              ("SOURCE", "source")])
     return 0

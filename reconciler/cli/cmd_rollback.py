@@ -1,46 +1,162 @@
-"""`reconcile rollback SOURCE [REVISION]`: pin a source to an older converged revision.
+"""`reconcile rollback [REVISION]`: re-apply an earlier converged revision.
 
-The agent re-applies the revision (default: the newest converged one older than what is
-applied) and keeps it until `reconcile rollback --resume SOURCE`, which follows the source
-again. Needs a running agent: it keeps the revisions' snapshots.
+Without an agent (hosts run by `reconcile apply` / `--once`): re-applies the copy of the
+revision that apply kept under `<root>/revisions/` (default: the newest converged revision of
+`--owner` other than the one applied now), through the same pass as apply, with its exit codes
+(0 converged, 1 some actions failed, 2 unknown or unusable revision: nothing changed, the
+available ones are listed). History records the pass with the cause "rollback to <id>". The
+next `reconcile apply SOURCE` follows the files again.
+
+With a running agent on the root (its agent.json, $RECONCILER_SOCKET or --socket):
+`reconcile rollback SOURCE [REVISION]` pins the agent's source to an earlier converged revision
+(the agent keeps its own copies) until `reconcile rollback --resume SOURCE`.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 __all__ = ["register", "run"]
 
 
 def register(subparsers: Any) -> None:
-    from reconciler.cli import _agentapi, options, output
+    from reconciler.cli import _agentapi, cmd_apply, output
 
-    parser = subparsers.add_parser("rollback", help="re-apply an earlier revision of a source (agent)",
-                                   description="Pin SOURCE to an earlier converged revision; --resume unpins.")
-    options.add_engine_options(parser)
+    parser = subparsers.add_parser(
+        "rollback", help="re-apply an earlier converged revision",
+        description="Re-apply an earlier converged revision (default: the one before the current). "
+        "Without an agent: `rollback [REVISION]` re-applies the copy `apply` kept (exit 0 converged, "
+        "1 failed, 2 unknown revision). With a running agent: `rollback SOURCE [REVISION]` pins the "
+        "agent's source; --resume SOURCE unpins.",
+    )
+    cmd_apply.add_common_flags(parser, source=False)
     _agentapi.add_socket_flag(parser)
-    parser.add_argument("source", metavar="SOURCE", help="the source's name in the agent config")
-    parser.add_argument("revision", metavar="REVISION", nargs="?", help="a revision id (prefix); default: previous")
-    parser.add_argument("--resume", action="store_true", help="end the pin: follow the source again")
+    parser.add_argument("first", metavar="[SOURCE] REVISION", nargs="?",
+                        help="a revision id (prefix); with an agent, the source's name in its config first")
+    parser.add_argument("second", metavar="REVISION", nargs="?", help=argparse.SUPPRESS)
+    parser.add_argument("--resume", action="store_true", help="agent: end the pin, follow the source again")
+    parser.add_argument("--parallel", type=int, default=4, metavar="N", help="actions run at once (default: 4)")
     output.add_output_flag(parser)
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from reconciler.cli import _agentapi, output
+def _agent(args: argparse.Namespace) -> Any:
+    """The API client of an agent running for this root, or None."""
+    import json
+    from pathlib import Path
 
-    api = _agentapi.client(args)
+    from reconciler.api import client as api_client
+
+    path = args.socket or os.environ.get("RECONCILER_SOCKET")
+    if not path:
+        try:
+            path = json.loads((Path(args.root) / "agent.json").read_text()).get("socket")
+        except (OSError, ValueError):
+            return None
+    api = api_client.ApiClient(path)
+    return api if (args.socket or api.available()) else None
+
+
+def run(args: argparse.Namespace) -> int:
+    api = _agent(args)
+    if api is not None:
+        return _run_agent(args, api)
     if args.resume:
-        doc = api.post(f"/v1/sources/{args.source}", {"suspend": False})
-        print(f"{args.source}: following the source again") if args.output != "json" else output.print_json(doc)
+        print("error: --resume unpins an agent's source, and no agent runs for this root "
+              f"({args.root}); `reconcile apply SOURCE` follows the files again")
+        return 2
+    if args.second is not None:
+        print(f"error: no agent runs for this root ({args.root}), so there is no SOURCE to name: "
+              "`reconcile rollback [REVISION]`")
+        return 2
+    return _run_offline(args, args.first)
+
+
+def _run_agent(args: argparse.Namespace, api: Any) -> int:
+    from reconciler.cli import output
+
+    source, revision = args.first, args.second
+    if not source:
+        print("error: an agent runs for this root: name its source: `reconcile rollback SOURCE [REVISION]`")
+        return 2
+    if args.resume:
+        doc = api.post(f"/v1/sources/{source}", {"suspend": False})
+        print(f"{source}: following the source again") if args.output != "json" else output.print_json(doc)
         return 0
-    doc = api.post("/v1/rollback", {"source": args.source, "revision": args.revision}, timeout=330)
+    doc = api.post("/v1/rollback", {"source": source, "revision": revision}, timeout=330)
     if args.output == "json":
         output.print_json(doc)
     else:
         st = doc["status"]
-        print(f"{args.source}: pinned to {doc['pinned'][:12]} (was {(doc['previous'] or '-')[:12]}): "
+        print(f"{source}: pinned to {doc['pinned'][:12]} (was {(doc['previous'] or '-')[:12]}): "
               f"{st['last_result']}")
         print(f"hint: {doc['hint']}")
     return 0 if doc["status"]["last_result"] in ("converged", "in-sync") else 1
+
+
+def _run_offline(args: argparse.Namespace, wanted: str | None) -> int:
+    import sys
+    import time
+
+    from reconciler.cli import cmd_apply
+    from reconciler.execution import locking, passes
+    from reconciler.state import history, revisions
+
+    db = cmd_apply.open_db(args)
+    past = history.HistoryStore(db, args.owner).list(limit=1000)
+    store = revisions.RevisionStore(args.root)
+    current = past[0].revision if past else None
+    converged: list[history.Pass] = []
+    for p in past:
+        if p.result == "converged" and all(p.revision != q.revision for q in converged):
+            converged.append(p)
+    usable = [(p, s) for p in converged if (s := store.get(p.revision)) is not None and s.rollback]
+
+    def available() -> str:
+        lines = [f"  {p.revision[:12]}  {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(p.started_at))}"
+                 f"  {p.source}{'  (applied now)' if p.revision == current else ''}" for p, _ in usable]
+        return "revisions that can be rolled back to (newest first):\n" + "\n".join(lines) if lines else \
+            f"no revision of owner {args.owner!r} can be rolled back to (none kept under {store.dir})"
+
+    def refuse(message: str) -> int:
+        print(f"error: {message}", file=sys.stderr)
+        print(available(), file=sys.stderr)
+        return 2
+
+    if wanted:
+        matches = [p for p in converged if p.revision.startswith(wanted)]
+        if not matches:
+            return refuse(f"no converged revision {wanted!r} in the history of owner {args.owner!r}")
+        if len(matches) > 1:
+            return refuse(f"revision prefix {wanted!r} is ambiguous: "
+                          + ", ".join(p.revision[:12] for p in matches))
+        target = matches[0]
+    else:
+        older = [p for p in converged if p.revision != current]
+        if not older:
+            return refuse(f"no converged revision of owner {args.owner!r} older than the applied one "
+                          f"({(current or 'none')[:12]})")
+        target = older[0]
+    snap = store.get(target.revision)
+    if snap is None:
+        return refuse(f"revision {target.revision[:12]} is not kept (pruned, or applied by an agent "
+                      "or before revisions were kept): apply its files instead")
+    if not snap.rollback:
+        return refuse(f"revision {target.revision[:12]} cannot be re-applied: {snap.reason}")
+    desired = store.load(snap)               # SnapshotError (exit 2) if the copy was tampered with
+    cause = f"rollback to {target.revision[:12]}"
+    print(f"{cause} (applied {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(target.started_at))} UTC "
+          f"from {snap.source}; was {(current or '-')[:12]})")
+    options = passes.PassOptions(owner=args.owner, max_workers=max(1, args.parallel), source=snap.source,
+                                 cause=cause)
+    with locking.store_lock(args.root), cmd_apply.open_runtime(args) as runtime:
+        result = passes.run_pass(desired, runtime, db, options)
+        if result.changeset is not None and result.converged:
+            store.touch(snap.revision)
+    code: int = cmd_apply.print_result(result)
+    if code == 0:
+        print("hint: the next `reconcile apply SOURCE` applies the files again; revert them in the "
+              "source to stay on this revision")
+    return code

@@ -41,6 +41,7 @@ class PassOptions:
     digest_ttl: float = 300.0       # seconds a resolved tag digest is trusted
     max_workers: int = 4            # parallel actions
     source: str = ""                # what was applied (path), for history
+    cause: str = ""                 # why, when not the source itself ("rollback to <id>"), for history
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def run_pass(
         hist.HistoryStore(db, options.owner).record(
             revision=desired.revision, source=options.source, started_at=started_at,
             finished_at=time.time(), result=result.result, counts=cs.counts(),
-            changes=[c.to_json() for c in cs.changes],
+            changes=[c.to_json() for c in cs.changes], cause=options.cause,
         )
     failed = [f"{c.resource}: {c.detail}" for c in cs.failed()]
     log.info("reconcile_pass", result=result.result, actions=len(plan.actions),

@@ -53,7 +53,8 @@ def _load(path: str, limits: Limits | None, use_lock: bool = True) -> DesiredSta
     lock_file = lock.lock_path(path) if use_lock else None
     if lock_file is not None and lock_file.exists():
         builder.pins = lock.read(lock_file, problems)
-        builder.read_file(str(lock_file))                  # its content counts in the revision
+        builder.read_file(os.path.abspath(lock_file))      # its content counts in the revision (absolute:
+        #                                                    the order of files must not depend on the cwd)
     classified = [builder.classify(doc) for doc in docs]
 
     names: dict[str, set[str]] = {kind: set() for kind in models.KINDS}
@@ -87,6 +88,7 @@ def _load(path: str, limits: Limits | None, use_lock: bool = True) -> DesiredSta
         volumes=_frozen(volumes),
         revision=building.revision_of(docs, builder.files, os.path.abspath(root)),
         sources=tuple(sorted(s.path for s in sources)),
+        files=MappingProxyType(dict(builder.files)),    # what `reconcile rollback` keeps a copy of
     )
 
 

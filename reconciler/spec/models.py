@@ -16,7 +16,7 @@ references (env files, bind sources that are regular files). See `reconciler.spe
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
@@ -212,3 +212,4 @@ class DesiredState:
     volumes: Mapping[str, Volume]
     revision: str                   # sha256 of the canonical content of every document and file
     sources: tuple[str, ...]        # manifest files read, sorted
+    files: Mapping[str, str] = field(default_factory=dict)  # referenced files (absolute) -> digest

@@ -12,7 +12,7 @@ from typing import Any
 
 from reconciler._sqlite import Database
 
-__all__ = ["HistoryStore", "Pass"]
+__all__ = ["HistoryStore", "Pass", "last_converged"]
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS history_passes (
@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS history_passes (
     finished_at REAL NOT NULL,
     result TEXT NOT NULL,
     counts_json TEXT NOT NULL DEFAULT '{}',
-    changes_json TEXT NOT NULL DEFAULT '[]'
+    changes_json TEXT NOT NULL DEFAULT '[]',
+    cause TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS history_passes_owner ON history_passes (owner, id);
 """
@@ -43,6 +44,7 @@ class Pass:
     result: str                                  # converged | failed | invalid
     counts: Mapping[str, int] = field(default_factory=dict)
     changes: Sequence[Mapping[str, Any]] = ()
+    cause: str = ""                              # why the pass ran, when not the source ("rollback to <id>")
 
 
 class HistoryStore:
@@ -52,6 +54,7 @@ class HistoryStore:
         self.db = db
         self.owner = owner
         db.ensure_schema("history", _DDL)
+        _ensure_cause_column(db)
 
     def record(
         self,
@@ -63,15 +66,16 @@ class HistoryStore:
         result: str,
         counts: Mapping[str, int],
         changes: Sequence[Mapping[str, Any]],
+        cause: str = "",
     ) -> int:
         with self.db.tx() as conn:
             cur = conn.execute(
                 "INSERT INTO history_passes (owner, revision, source, started_at, finished_at,"
-                " result, counts_json, changes_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " result, counts_json, changes_json, cause) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     self.owner, revision, source, started_at, finished_at, result,
                     json.dumps(dict(counts), sort_keys=True),
-                    json.dumps(list(changes), sort_keys=True, default=str),
+                    json.dumps(list(changes), sort_keys=True, default=str), cause,
                 ),
             )
             return int(cur.lastrowid or 0)
@@ -87,6 +91,7 @@ class HistoryStore:
                 id=r["id"], owner=r["owner"], revision=r["revision"], source=r["source"],
                 started_at=r["started_at"], finished_at=r["finished_at"], result=r["result"],
                 counts=json.loads(r["counts_json"]), changes=json.loads(r["changes_json"]),
+                cause=r["cause"],
             )
             for r in rows
         ]
@@ -97,3 +102,27 @@ class HistoryStore:
             if p.result == "converged":
                 return p
         return None
+
+
+def last_converged(db: Database) -> set[str]:
+    """The newest converged revision of every owner (a rollback target never pruned)."""
+    db.ensure_schema("history", _DDL)
+    rows = db.connect().execute(
+        "SELECT revision FROM history_passes WHERE id IN"
+        " (SELECT MAX(id) FROM history_passes WHERE result = 'converged' GROUP BY owner)")
+    return {str(r["revision"]) for r in rows}
+
+
+def _ensure_cause_column(db: Database) -> None:
+    """Databases made before the `cause` column get it (once; a concurrent adder is fine)."""
+    import sqlite3
+
+    cols = {r["name"] for r in db.connect().execute("PRAGMA table_info(history_passes)")}
+    if "cause" in cols:
+        return
+    try:
+        with db.tx() as conn:
+            conn.execute("ALTER TABLE history_passes ADD COLUMN cause TEXT NOT NULL DEFAULT ''")
+    except sqlite3.OperationalError as exc:     # another process added it meanwhile
+        if "duplicate column" not in str(exc):
+            raise

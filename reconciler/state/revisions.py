@@ -1,0 +1,243 @@
+"""Kept revisions: a copy of what a converged `reconcile apply` loaded, for `reconcile rollback`.
+
+    <root>/revisions/<revision id>/revision.json    what was kept, from where, and whether it can
+                                                    be re-applied (and if not, why)
+    <root>/revisions/<revision id>/tree/...         the manifest files and every file they
+                                                    reference (env files, bind source files, the
+                                                    lock file, Dockerfiles), at their paths
+                                                    relative to a common base directory
+
+The directory is named by the revision id, itself the hash of all that content, so a revision
+applied twice is kept once. The copy is verified when it is made: loading `tree/` must give the
+same revision id, or it is marked as not re-appliable (with the reason).
+
+Re-applying (`load`) reads the copy and maps paths back to where the files came from, so a
+container's spec hash is the one it had when the revision was applied (`reconcile rollback`
+restores exactly that container), except for containers bind-mounting a manifest-owned file:
+they mount the kept copy (the revision's content), so their spec hash names the copy.
+Directories bind-mounted from the manifests' tree (often data) are not copied: the container
+mounts the original directory again. Revisions that build an image from a context directory,
+or were read from stdin, are recorded as not re-appliable.
+
+Pruning keeps the newest `keep` revisions (by last use) and the ones named `protect` (the last
+converged revision of each owner).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+from reconciler import spec
+from reconciler.errors import TerminalError
+from reconciler.spec import models
+
+__all__ = ["DEFAULT_KEEP", "META", "RevisionStore", "Snapshot", "SnapshotError"]
+
+DEFAULT_KEEP = 10
+META = "revision.json"
+_TREE = "tree"
+
+
+class SnapshotError(TerminalError):
+    """A kept revision is missing, unusable or does not load."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """One kept revision (its revision.json)."""
+
+    revision: str
+    path: Path                                   # <root>/revisions/<id>
+    source: str = ""                             # what was applied (absolute path)
+    base: str = ""                               # the common directory the tree mirrors
+    load: str = ""                               # the source relative to base (what to load)
+    saved_at: float = 0.0
+    rollback: bool = False                       # can be re-applied
+    reason: str = ""                             # why not
+    spec_hashes: Mapping[str, str] = dataclasses.field(default_factory=dict)   # "Kind/name" -> hash
+
+    @property
+    def used_at(self) -> float:
+        try:
+            return self.path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"revision": self.revision, "source": self.source, "base": self.base, "load": self.load,
+                "saved_at": self.saved_at, "rollback": self.rollback, "reason": self.reason,
+                "spec_hashes": dict(self.spec_hashes)}
+
+
+class RevisionStore:
+    """The kept revisions under `<root>/revisions`."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.dir = Path(root) / "revisions"
+
+    # -- keeping ------------------------------------------------------------------------------
+
+    def save(self, desired: models.DesiredState, source: str) -> Snapshot:
+        """Keep `desired` (loaded from `source`); a revision kept already is only marked used."""
+        final = self.dir / desired.revision
+        existing = self.get(desired.revision)
+        if existing is not None:
+            os.utime(final)
+            return existing
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / f".tmp-{desired.revision[:12]}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            snap = self._build(desired, source, tmp)
+            (tmp / META).write_text(json.dumps(snap.to_json(), indent=1, sort_keys=True))
+            try:
+                os.rename(tmp, final)
+            except OSError:                     # kept by a concurrent pass meanwhile
+                if self.get(desired.revision) is None:
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return dataclasses.replace(snap, path=final)
+
+    def _build(self, desired: models.DesiredState, source: str, tmp: Path) -> Snapshot:
+        hashes = _spec_hashes(desired)
+        snap = Snapshot(revision=desired.revision, path=tmp, source=source, saved_at=time.time(),
+                        spec_hashes=hashes)
+        if source == "-":
+            return dataclasses.replace(snap, reason="read from stdin: no copy kept; apply it again instead")
+        built = sorted(n for n, i in desired.images.items() if i.build is not None)
+        if built:
+            return dataclasses.replace(snap, reason=f"builds image {built[0]} from a context directory, which "
+                                       "is not kept; revert the files and apply them instead")
+        src = os.path.realpath(source)
+        manifests = [os.path.realpath(p) for p in desired.sources]
+        files = [os.path.abspath(p) for p in desired.files]
+        dirs = sorted({m.source for c in desired.containers.values() for m in c.volumes
+                       if m.type == "bind" and m.source not in desired.files and os.path.isdir(m.source)})
+        base = os.path.commonpath([src if os.path.isdir(src) else os.path.dirname(src), *manifests, *files, *dirs])
+        tree = tmp / _TREE
+        for path in (*manifests, *files):
+            dest = tree / os.path.relpath(path, base)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dest)
+        for d in dirs:                          # placeholders: the loader checks they exist
+            (tree / os.path.relpath(d, base)).mkdir(parents=True, exist_ok=True)
+        snap = dataclasses.replace(snap, base=base, load=os.path.relpath(src, base))
+        try:
+            kept = spec.load(tree / snap.load)
+        except spec.SpecError as e:
+            first = str(e.problems[0]) if e.problems else str(e)
+            return dataclasses.replace(snap, reason=f"the kept copy does not load ({first})")
+        if kept.revision != desired.revision:
+            return dataclasses.replace(snap, reason="the files changed while the pass ran; the kept copy "
+                                       "is a different revision")
+        return dataclasses.replace(snap, rollback=True)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def get(self, revision: str) -> Snapshot | None:
+        path = self.dir / revision
+        try:
+            doc = json.loads((path / META).read_text())
+        except (OSError, ValueError):
+            return None
+        return Snapshot(revision=str(doc["revision"]), path=path, source=str(doc.get("source", "")),
+                        base=str(doc.get("base", "")), load=str(doc.get("load", "")),
+                        saved_at=float(doc.get("saved_at", 0.0)), rollback=bool(doc.get("rollback")),
+                        reason=str(doc.get("reason", "")), spec_hashes=dict(doc.get("spec_hashes", {})))
+
+    def kept(self) -> list[Snapshot]:
+        """Every kept revision, most recently used first."""
+        try:
+            names = [p.name for p in self.dir.iterdir() if not p.name.startswith(".")]
+        except FileNotFoundError:
+            return []
+        snaps = [s for s in (self.get(n) for n in names) if s is not None]
+        return sorted(snaps, key=lambda s: s.used_at, reverse=True)
+
+    def touch(self, revision: str) -> None:
+        """Mark a kept revision used now (it is the newest for pruning)."""
+        try:
+            os.utime(self.dir / revision)
+        except FileNotFoundError:
+            pass
+
+    def load(self, snap: Snapshot) -> models.DesiredState:
+        """The kept revision's desired state, its paths mapped back to where the files came from."""
+        if not snap.rollback:
+            raise SnapshotError(f"revision {snap.revision[:12]} cannot be re-applied: {snap.reason}")
+        tree = Path(os.path.realpath(snap.path / _TREE))     # the loader resolves symlinks
+        try:
+            loaded = spec.load(tree / snap.load)
+        except spec.SpecError as e:
+            raise SnapshotError(f"the kept copy of revision {snap.revision[:12]} does not load:\n{e}",
+                                hint=f"remove {snap.path} and apply the files instead") from None
+        if loaded.revision != snap.revision:
+            raise SnapshotError(f"the kept copy of revision {snap.revision[:12]} was changed "
+                                f"(it reads as {loaded.revision[:12]})",
+                                hint=f"remove {snap.path} and apply the files instead")
+        return _map_back(loaded, tree, Path(snap.base), snap.spec_hashes)
+
+    # -- pruning ------------------------------------------------------------------------------
+
+    def prune(self, keep: int, protect: Collection[str] = ()) -> list[str]:
+        """Remove all but the `keep` most recently used revisions and the protected ones."""
+        snaps = self.kept()
+        gone = [s.revision for s in snaps[max(0, keep):] if s.revision not in protect]
+        for rev in gone:
+            shutil.rmtree(self.dir / rev, ignore_errors=True)
+        return gone
+
+
+def _spec_hashes(desired: models.DesiredState) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for kind, objs in (("Container", desired.containers), ("Image", desired.images),
+                       ("Network", desired.networks), ("Volume", desired.volumes)):
+        for name, obj in objs.items():
+            out[f"{kind}/{name}"] = obj.spec_hash
+    return out
+
+
+def _map_back(
+    d: models.DesiredState, tree: Path, base: Path, hashes: Mapping[str, str],
+) -> models.DesiredState:
+    def back(p: str) -> str:
+        rel = os.path.relpath(p, tree)
+        return p if rel.startswith("..") else os.path.normpath(base / rel)
+
+    def origin(o: models.Origin) -> models.Origin:
+        return dataclasses.replace(o, file=back(o.file))
+
+    containers: dict[str, models.Container] = {}
+    for name, c in d.containers.items():
+        owns_file = False
+        mounts = []
+        for m in c.volumes:
+            if m.type == "bind" and m.source in d.files:
+                owns_file = True                # the revision's content: mount the kept copy
+            elif m.type == "bind":
+                m = dataclasses.replace(m, source=back(m.source))
+            mounts.append(m)
+        c = dataclasses.replace(c, origin=origin(c.origin), env_files=tuple(back(p) for p in c.env_files),
+                                volumes=tuple(mounts))
+        if not owns_file:                       # now what loading the original files gave
+            c = dataclasses.replace(c, spec_hash=hashes.get(f"Container/{name}", c.spec_hash))
+        containers[name] = c
+    images = {n: dataclasses.replace(i, origin=origin(i.origin)) for n, i in d.images.items()}
+    networks = {n: dataclasses.replace(x, origin=origin(x.origin)) for n, x in d.networks.items()}
+    volumes = {n: dataclasses.replace(v, origin=origin(v.origin)) for n, v in d.volumes.items()}
+    from types import MappingProxyType
+
+    return dataclasses.replace(
+        d, containers=MappingProxyType(containers), images=MappingProxyType(images),
+        networks=MappingProxyType(networks), volumes=MappingProxyType(volumes),
+        sources=tuple(back(s) for s in d.sources),
+    )

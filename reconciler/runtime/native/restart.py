@@ -120,7 +120,10 @@ class RestartManager:
                 self.cancel(cid)
         for rec in recs:
             if rec.status == "exited" and self._handled.get(rec.id) != rec.finished_at:
-                self.handle_exit(rec.id)
+                try:
+                    self.handle_exit(rec.id)
+                except rterrors.NotFound:       # removed since it was listed
+                    self.cancel(rec.id)
         now = self.clock()
         for cid, p in list(self._pending.items()):
             if p.due > now:

@@ -3,9 +3,10 @@
 dockerd is shared with everything else on the host, and the suite names its containers and
 volumes plainly ("lc", "rtdata"). `Namespaced` gives each test a namespace on that engine: it
 prefixes container, volume and network names on the way in and strips them on the way out, and
-labels every container so listings see only the test's own. It changes nothing else; every
-call still goes through DockerRuntime to the real engine. Teardown removes exactly what the
-namespace holds.
+labels every container so listings see only the test's own. On a user-defined network a
+container also gets its plain name as an alias, so that peers find "srv" as they would without
+the prefix (the engine's DNS knows the prefixed name). It changes nothing else; every call still
+goes through DockerRuntime to the real engine. Teardown removes exactly what the namespace holds.
 """
 
 from __future__ import annotations
@@ -55,9 +56,15 @@ class Namespaced:
         mounts = tuple(dataclasses.replace(m, source=self._n(m.source)) if m.type == "volume" else m
                        for m in config.mounts)
         nets = tuple(n if n in _MODES else self._n(n) for n in config.networks)
+        aliases = config.aliases
+        if nets and nets[0] not in _MODES and config.name not in aliases:
+            aliases = (config.name, *aliases)
         return self.rt.create_container(dataclasses.replace(
             config, name=self._n(config.name), labels={**config.labels, **self.label},
-            mounts=mounts, networks=nets))
+            mounts=mounts, networks=nets, aliases=aliases))
+
+    def rename_container(self, name_or_id: str, new_name: str) -> None:
+        self.rt.rename_container(self._n(name_or_id), self._n(new_name))
 
     def list_containers(self, selector: Mapping[str, str] | None = None) -> list[base.ContainerState]:
         return [self._state(s) for s in self.rt.list_containers({**(selector or {}), **self.label})]

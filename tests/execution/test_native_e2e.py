@@ -155,3 +155,64 @@ def test_failing_healthcheck_on_update_rolls_back(tmp_path: Path, host: Host, bu
         assert rt.exec("web", ["sh", "-c", "test \"$V\" = 1"]).exit_code == 0
     finally:
         rt.close()
+
+
+START_FIRST_WEB = """
+    apiVersion: reconciler/v1
+    kind: Container
+    metadata: {{name: web}}
+    spec:
+      image: {image}
+      # what was alive when this one started, then an alive marker it drops when stopped
+      command: [sh, -c, 'ls /data > /data/seen-by-$V; touch /data/alive-$V; trap "rm /data/alive-$V; exit 0" TERM; sleep 3600 & wait']
+      env: {{V: "{v}"}}
+      networks: [shop]
+      volumes: ["data:/data"]
+      healthcheck: {{test: [CMD, "true"], interval: 1s, timeout: 2s, retries: 1}}
+      update: {{order: start-first, healthTimeout: 30s}}
+    """
+
+
+def test_start_first_update_starts_the_new_container_before_stopping_the_old(
+        tmp_path: Path, host: Host, busybox_image: str) -> None:
+    m = tmp_path / "m"
+    manifests(m, busybox_image, host.subnet)
+    write(m, "web.yaml", START_FIRST_WEB.format(image=busybox_image, v="1") + """
+    ---
+    apiVersion: reconciler/v1
+    kind: Volume
+    metadata: {name: data}
+    spec: {}
+    """)
+    assert host.cli("apply", str(m)) == 0
+    first = host.ids()
+    write(m, "web.yaml", START_FIRST_WEB.format(image=busybox_image, v="2") + """
+    ---
+    apiVersion: reconciler/v1
+    kind: Volume
+    metadata: {name: data}
+    spec: {}
+    """)
+    assert host.cli("apply", str(m)) == 0
+    second = host.ids()
+    assert second["web"] != first["web"]
+    assert second["api"] == first["api"]
+    rt = host.runtime()
+    try:
+        web = rt.inspect_container("web")               # renamed into place, running
+        assert web.id == second["web"]
+        assert web.status == "running"
+        assert sorted(c.name for c in rt.list_containers()) == ["api", "web"]
+        # the new one started while the old one was still running (its marker was there) ...
+        assert "alive-1" in rt.exec("web", ["cat", "/data/seen-by-2"]).stdout.decode().split()
+        # ... and the old one stopped afterwards (its trap removed the marker)
+        assert rt.exec("web", ["ls", "/data"]).stdout.decode().split() == ["alive-2", "seen-by-1", "seen-by-2"]
+        # peers know it by its final name, and no more by its temporary one
+        hosts = rt.exec("api", ["cat", "/etc/hosts"]).stdout.decode()
+        ip = web.ip_addresses["shop"]
+        assert any(line.split()[:2] == [ip, "web"] for line in hosts.splitlines()), hosts
+        assert ".next" not in hosts
+    finally:
+        rt.close()
+    assert host.cli("apply", str(m)) == 0                   # converged: nothing more to do
+    assert host.ids() == second

@@ -1,14 +1,16 @@
 """The `runtime` fixture: every conformance test runs against each backend (native for now).
 
-The native engine gets its own state root, run dir and name prefix per test, and the loops an
+The native engine gets its own state root, run dir, name prefix and subnet pool per test (with
+bridge networking, as `reconcile` opens it), and the loops an
 agent would run (restart policies, healthchecks) run in background threads, so that it
 behaves like a Docker daemon seen through the Runtime protocol. Teardown removes every
-container, then fails the test if a mount, a conmon process, a cgroup or a container directory
-of the test's prefix is left.
+container and network, then fails the test if a mount, a conmon process, a cgroup, a container
+directory, a link, an nft table or an iptables rule of the test's prefix is left.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import secrets
@@ -22,7 +24,7 @@ import pytest
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import cgroups, mounts
+from reconciler.runtime.native import cgroups, mounts, network
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
 from tests.docker import conformance as docker_conformance
@@ -95,6 +97,32 @@ def leftovers(config: NativeConfig) -> list[str]:
     return found
 
 
+def net_leftovers(prefix: str) -> list[str]:
+    """Host network objects of this engine instance: links, its nft table, iptables rules."""
+    import subprocess
+
+    from reconciler.runtime.native import netlink
+
+    with netlink.host() as h:
+        found = [f"link {x.name}" for x in h.links() if x.name.startswith(prefix)]
+    if subprocess.run(["nft", "list", "table", "ip", prefix], capture_output=True, check=False).returncode == 0:
+        found.append(f"nft table ip {prefix}")
+    rules = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True, check=True).stdout
+    return found + [f"iptables {r}" for r in rules.splitlines() if prefix in r]
+
+
+def remove_networks(rt: NativeRuntime) -> None:
+    """Remove the engine's networks and let recovery delete whatever they left (after cleanup)."""
+    if not isinstance(rt.network, network.NetworkManager):
+        return
+    for n in rt.list_networks():
+        try:
+            rt.remove_network(n.name)
+        except Exception:
+            continue
+    rt.network.recover([])
+
+
 def cleanup(rt: NativeRuntime) -> None:
     """Remove every container and whatever a failed test left behind."""
     for rec in rt.containers.records():
@@ -110,8 +138,18 @@ def cleanup(rt: NativeRuntime) -> None:
     cgroups.remove(config.name_prefix)
 
 
-def make_native(tmp: Path, busybox_ref: str | None = None, **kw: Any) -> tuple[NativeRuntime, str]:
+def private_pool() -> str:
+    """A /22 of 10.200-254 for one test's networks (other tests pick theirs the same way)."""
+    return f"10.{200 + secrets.randbelow(55)}.{4 * secrets.randbelow(64)}.0/22"
+
+
+def make_native(tmp: Path, busybox_ref: str | None = None, *, networking: bool = False,
+                **kw: Any) -> tuple[NativeRuntime, str]:
+    """A native engine on `tmp`; with `networking`, bridge networks from a private pool."""
     config = native_config(tmp, kw.pop("prefix", None))
+    if networking:
+        config = dataclasses.replace(config, subnet_pool=private_pool())
+        kw["network"] = network.NetworkManager(config)
     if busybox_ref is not None and _have_image_store():
         rt = NativeRuntime(config, **kw)
         rt.pull_image(busybox_ref)
@@ -147,14 +185,16 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[ba
         return
     if os.geteuid() != 0:
         pytest.skip("the native runtime needs root")
-    rt, ref = make_native(tmp_path, request.getfixturevalue("busybox_image") if _have_image_store() else None)
+    rt, ref = make_native(tmp_path, request.getfixturevalue("busybox_image") if _have_image_store() else None,
+                          networking=True)
     loops = Loops(rt)
     try:
         yield rt, ref
     finally:
         loops.close()
         cleanup(rt)
-        left = leftovers(rt.config)
+        remove_networks(rt)
+        left = leftovers(rt.config) + net_leftovers(rt.config.name_prefix)
         rt.close()
         assert left == [], f"left on the host: {left}"
 

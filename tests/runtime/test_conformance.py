@@ -6,8 +6,14 @@ Each test names containers after itself, uses the busybox image, and leaves clea
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import secrets
+import socket
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -388,3 +394,238 @@ def test_default_seccomp_refuses_new_namespaces(runtime: base.Runtime, image: st
     cid = run(runtime, cfg(image, "seccomp", "sh", "-c", "busybox unshare -U true && echo allowed || echo refused"))
     runtime.wait_container(cid, timeout=30)
     assert output(runtime, cid, "stdout") == "refused"
+
+
+# ------------------------------------------------------------------------------- networks
+
+HTTPD = "mkdir -p /www && echo hello-from-$0 > /www/index.html && exec httpd -f -p 8080 -h /www"
+
+
+def serve(runtime: base.Runtime, image: str, name: str, networks: tuple[str, ...], **kw: object) -> str:
+    """A busybox httpd on port 8080 answering `hello-from-<name>`."""
+    return run(runtime, cfg(image, name, "sh", "-c", HTTPD, name, networks=networks, **kw))
+
+
+def fetch(runtime: base.Runtime, cid: str, url: str) -> str | None:
+    """GET `url` from inside the container (busybox wget; its -T crashes, hence `timeout`)."""
+    res = runtime.exec(cid, ["timeout", "3", "wget", "-qO-", url])
+    return res.stdout.decode().strip() if res.exit_code == 0 else None
+
+
+def reaches(runtime: base.Runtime, cid: str, url: str, expect: str) -> None:
+    """`url` answers `expect` from inside the container (retried while the server starts)."""
+    eventually(lambda: fetch(runtime, cid, url) == expect)
+
+
+@pytest.fixture
+def networks(runtime: base.Runtime) -> Iterator[Callable[..., base.NetworkState]]:
+    """ensure_network for the test; what is left at the end is removed (containers go first)."""
+    made: list[str] = []
+
+    def make(name: str, **kw: object) -> base.NetworkState:
+        state = runtime.ensure_network(base.NetworkConfig(name=name, **kw))  # type: ignore[arg-type]
+        made.append(name)
+        return state
+
+    yield make
+    for c in runtime.list_containers():
+        runtime.remove_container(c.id, force=True)
+    for name in made:
+        with contextlib.suppress(rterrors.NotFound):
+            runtime.remove_network(name)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_ensure_network_is_idempotent(runtime: base.Runtime, networks: Callable[..., base.NetworkState]) -> None:
+    first = networks("lan", labels={"conf": "lan"})
+    assert ipaddress.ip_address(first.gateway) in ipaddress.ip_network(first.subnet)
+    assert first.name == "lan"
+    assert not first.internal
+    again = runtime.ensure_network(base.NetworkConfig(name="lan", labels={"conf": "lan"}))
+    assert (again.id, again.subnet, again.gateway) == (first.id, first.subnet, first.gateway)
+    other = networks("lan2", labels={"conf": "lan2"}, internal=True)
+    assert other.internal
+    assert not ipaddress.ip_network(other.subnet).overlaps(ipaddress.ip_network(first.subnet))
+    assert [n.name for n in runtime.list_networks({"conf": "lan"})] == ["lan"]
+    assert sorted(n.name for n in runtime.list_networks()) == ["lan", "lan2"]
+    assert runtime.list_networks({"conf": "nothing"}) == []
+    with pytest.raises(rterrors.Conflict):      # same name, other configuration
+        runtime.ensure_network(base.NetworkConfig(name="lan", internal=True, labels={"conf": "lan"}))
+
+
+def test_containers_on_one_network_reach_each_other_by_name_and_alias(
+        runtime: base.Runtime, image: str, networks: Callable[..., base.NetworkState]) -> None:
+    networks("shared")
+    serve(runtime, image, "srv", ("shared",), aliases=("api",))
+    client = run(runtime, cfg(image, "client", "sleep", "1000", networks=("shared",)))
+    reaches(runtime, client, "http://srv:8080/", "hello-from-srv")
+    reaches(runtime, client, "http://api:8080/", "hello-from-srv")
+
+
+def test_containers_on_different_networks_cannot_reach_each_other(
+        runtime: base.Runtime, image: str, networks: Callable[..., base.NetworkState]) -> None:
+    networks("net-a")
+    networks("net-b")
+    srv = serve(runtime, image, "srv-a", ("net-a",))
+    ip = runtime.inspect_container(srv).ip_addresses["net-a"]
+    near = run(runtime, cfg(image, "near", "sleep", "1000", networks=("net-a",)))
+    far = run(runtime, cfg(image, "far", "sleep", "1000", networks=("net-b",)))
+    reaches(runtime, near, f"http://{ip}:8080/", "hello-from-srv-a")    # it is up and reachable
+    assert fetch(runtime, far, f"http://{ip}:8080/") is None
+    assert fetch(runtime, far, "http://srv-a:8080/") is None            # nor known by name
+
+
+@dataclass
+class World:
+    """A network namespace playing the outside world: a veth to the host, an httpd on :8080."""
+
+    ip: str
+    url: str
+
+
+@pytest.fixture
+def outside_world(tmp_path: Path) -> Iterator[World]:
+    """The outside world for egress checks, on a 10.2xx /24 no route of the host covers yet
+    (engines allocate their subnets afterwards, around it). Removed at the end."""
+    from reconciler.runtime.native import netlink, network
+
+    with netlink.host() as h:
+        routed = [ipaddress.ip_network(f"{d}/{n}") for d, n in h.routes() if n]
+    while True:
+        subnet = ipaddress.ip_network(f"10.{200 + secrets.randbelow(55)}.{secrets.randbelow(256)}.0/24")
+        if not any(subnet.overlaps(r) for r in routed):
+            break
+    host_ip, ip = str(subnet[1]), str(subnet[2])
+    link = "tx" + "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(6)) + "w"
+    ns_dir = tmp_path / "world-ns"
+    ns_dir.mkdir()
+    ns = ns_dir / "world"
+    www = tmp_path / "world-www"
+    www.mkdir()
+    (www / "index.html").write_text("hello-from-world\n")
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        netlink.create_netns(ns)
+        with netlink.host() as h:
+            veth = h.add_veth(link, peer="eth0", peer_netns=ns, mtu=1500)
+            h.add_address(veth.index, netlink.Address(host_ip, 24))
+            h.set_link(veth.index, state="up")
+        netlink.configure_container_side(ns, ifname="eth0", address=netlink.Address(ip, 24), gateway=host_ip)
+        proc = subprocess.Popen(["nsenter", f"--net={ns}", "busybox", "httpd", "-f", "-p", f"{ip}:8080",
+                                 "-h", str(www)])
+        yield World(ip=ip, url=f"http://{ip}:8080/")
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait(timeout=10)
+        with netlink.host() as h:
+            h.delete_link(link)
+        netlink.remove_netns(ns)
+        network.unmount_all(ns_dir)
+
+
+def test_internal_network_has_no_egress(runtime: base.Runtime, image: str, outside_world: World,
+                                        networks: Callable[..., base.NetworkState]) -> None:
+    networks("outside")
+    networks("inner", internal=True)
+    srv = serve(runtime, image, "srv-out", ("outside",))
+    ip = runtime.inspect_container(srv).ip_addresses["outside"]
+    near = run(runtime, cfg(image, "near", "sleep", "1000", networks=("outside",)))
+    reaches(runtime, near, outside_world.url, "hello-from-world")      # egress from a plain network
+    reaches(runtime, near, f"http://{ip}:8080/", "hello-from-srv-out")
+    inner = run(runtime, cfg(image, "inner", "sleep", "1000", networks=("inner",)))
+    assert fetch(runtime, inner, outside_world.url) is None
+    assert fetch(runtime, inner, f"http://{ip}:8080/") is None
+    # ... while its own network works
+    serve(runtime, image, "srv-in", ("inner",))
+    reaches(runtime, inner, "http://srv-in:8080/", "hello-from-srv-in")
+
+
+def test_published_port_answers_on_loopback(
+        runtime: base.Runtime, image: str, networks: Callable[..., base.NetworkState]) -> None:
+    import urllib.request
+
+    networks("pub")
+    port = free_port()
+    mapping = base.PortMapping(container_port=8080, host_port=port, host_ip="127.0.0.1")
+    srv = serve(runtime, image, "web", ("pub",), ports=(mapping,))
+    assert runtime.inspect_container(srv).ports == (mapping,)
+
+    def answered() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=3) as resp:
+                return bool(resp.read() == b"hello-from-web\n")
+        except OSError:
+            return False
+
+    eventually(answered)
+    runtime.remove_container(srv, force=True)
+    assert not answered()
+
+
+def test_remove_network_in_use_is_a_conflict(
+        runtime: base.Runtime, image: str, networks: Callable[..., base.NetworkState]) -> None:
+    networks("busy")
+    cid = run(runtime, cfg(image, "user", "sleep", "1000", networks=("busy",)))
+    with pytest.raises(rterrors.Conflict):
+        runtime.remove_network("busy")
+    assert [n.name for n in runtime.list_networks()] == ["busy"]
+    assert runtime.inspect_container(cid).status == base.ContainerStatus.RUNNING
+    runtime.remove_container(cid, force=True)
+    runtime.remove_network("busy")
+    assert runtime.list_networks() == []
+    with pytest.raises(rterrors.NotFound):
+        runtime.remove_network("busy")
+
+
+def test_container_on_two_networks(
+        runtime: base.Runtime, image: str, networks: Callable[..., base.NetworkState]) -> None:
+    front = networks("front")
+    back = networks("back")
+    serve(runtime, image, "srv-front", ("front",))
+    serve(runtime, image, "srv-back", ("back",))
+    both = run(runtime, cfg(image, "both", "sleep", "1000", networks=("front", "back")))
+    ips = runtime.inspect_container(both).ip_addresses
+    assert set(ips) == {"front", "back"}
+    assert ipaddress.ip_address(ips["front"]) in ipaddress.ip_network(front.subnet)
+    assert ipaddress.ip_address(ips["back"]) in ipaddress.ip_network(back.subnet)
+    inside = runtime.exec(both, ["ip", "-4", "-o", "addr", "show"]).stdout.decode()
+    assert ips["front"] in inside
+    assert ips["back"] in inside
+    reaches(runtime, both, "http://srv-front:8080/", "hello-from-srv-front")
+    reaches(runtime, both, "http://srv-back:8080/", "hello-from-srv-back")
+    # the networks stay apart for everyone else
+    front_only = run(runtime, cfg(image, "front-only", "sleep", "1000", networks=("front",)))
+    reaches(runtime, front_only, "http://srv-front:8080/", "hello-from-srv-front")
+    back_ip = runtime.inspect_container("srv-back").ip_addresses["back"]
+    assert fetch(runtime, front_only, f"http://{back_ip}:8080/") is None
+
+
+# ------------------------------------------------------------------------------- rename
+
+def test_rename_container(runtime: base.Runtime, image: str, networks: Callable[..., base.NetworkState]) -> None:
+    networks("rn")
+    cid = run(runtime, cfg(image, "old", "sleep", "1000", networks=("rn",)))
+    other = runtime.create_container(cfg(image, "taken", "true"))
+    rename: Callable[[str, str], None] = runtime.rename_container  # type: ignore[attr-defined]  # optional capability
+    rename("old", "new")
+    st = runtime.inspect_container("new")
+    assert st.id == cid
+    assert st.name == "new"
+    assert st.status == base.ContainerStatus.RUNNING
+    assert runtime.exec("new", ["true"]).exit_code == 0
+    with pytest.raises(rterrors.NotFound):
+        runtime.inspect_container("old")
+    assert sorted(c.name for c in runtime.list_containers()) == ["new", "taken"]
+    with pytest.raises(rterrors.AlreadyExists):
+        rename("new", "taken")
+    assert runtime.inspect_container(other).name == "taken"
+    with pytest.raises(rterrors.NotFound):
+        rename("old", "newer")
+    runtime.create_container(cfg(image, "old", "true"))      # the old name is free again

@@ -322,6 +322,10 @@ class EngineAPI:
         self._post(f"/containers/{_q(ident)}/kill", params={"signal": signal},
                    what=f"kill container {ident}")
 
+    def container_rename(self, ident: str, new_name: str) -> None:
+        self._post(f"/containers/{_q(ident)}/rename", params={"name": new_name},
+                   what=f"rename container {ident} to {new_name}")
+
     def container_remove(self, ident: str, *, force: bool = False, volumes: bool = False) -> None:
         self._delete(f"/containers/{_q(ident)}", {"force": _b(force), "v": _b(volumes)},
                      what=f"remove container {ident}")

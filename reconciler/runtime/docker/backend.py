@@ -547,6 +547,10 @@ class DockerRuntime:
     def inspect_container(self, name_or_id: str) -> base.ContainerState:
         return container_state(self.api.container_inspect(name_or_id))
 
+    def rename_container(self, name_or_id: str, new_name: str) -> None:
+        """Give a container another name (start-first updates rename the new one into place)."""
+        self.api.container_rename(name_or_id, new_name)
+
     def wait_container(self, name_or_id: str, *, timeout: float | None = None) -> int:
         try:
             data = self.api.container_wait(name_or_id, timeout)

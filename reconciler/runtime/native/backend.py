@@ -164,6 +164,10 @@ class NativeRuntime:
     def inspect_container(self, name_or_id: str) -> base.ContainerState:
         return self.containers.get(name_or_id).state()
 
+    def rename_container(self, name_or_id: str, new_name: str) -> None:
+        """Give a container another name (start-first updates rename the new one into place)."""
+        self.containers.rename(name_or_id, new_name)
+
     def wait_container(self, name_or_id: str, *, timeout: float | None = None) -> int:
         return self.containers.wait(name_or_id, timeout=timeout)
 

@@ -102,6 +102,8 @@ class NetworkAttacher(Protocol):
 
     def detach(self, container_id: str) -> None: ...
 
+    def rename(self, container_id: str, name: str) -> None: ...
+
 
 # ---------------------------------------------------------------------------- records
 
@@ -709,6 +711,43 @@ class ContainerManager:
                     pass
             cgroups.remove(self._prefix(rec), rec.id)
             self._delete_record(rec.id)
+
+    # -- rename
+
+    def rename(self, name_or_id: str, new_name: str) -> Record:
+        """Give a container another name (a running one keeps running): its record, the name in
+        its bundle's annotations, and its entries in the hosts files of its networks."""
+        name = new_name.lstrip("/")
+        if not _NAME.match(name):
+            raise rterrors.InvalidArgument(
+                f"invalid container name {new_name!r}",
+                hint="names are letters, digits, '_', '.', '-', starting with a letter or digit",
+            )
+        rec = self._load(name_or_id)
+        with self.lock(rec.id):
+            try:
+                with self.db.tx() as conn:
+                    row = conn.execute("SELECT data FROM containers WHERE id = ?", (rec.id,)).fetchone()
+                    if row is None:
+                        raise rterrors.NotFound(f"no such container: {name_or_id}")
+                    cur = Record.from_json(row["data"])
+                    if cur.name == name:
+                        return cur
+                    rec = dataclasses.replace(cur, name=name, config=dataclasses.replace(cur.config, name=name))
+                    conn.execute("UPDATE containers SET name = ?, data = ? WHERE id = ?", (name, rec.to_json(), rec.id))
+            except sqlite3.IntegrityError:
+                raise rterrors.AlreadyExists(f"a container named {name} exists already",
+                                             hint="remove it first or choose another name") from None
+            spec_path = self.paths(rec.id).config_json
+            with contextlib.suppress(OSError, ValueError):
+                spec = json.loads(spec_path.read_text())
+                spec.setdefault("annotations", {})["io.reconciler.name"] = name
+                tmp = spec_path.with_suffix(".json.tmp")      # exec reads it meanwhile
+                tmp.write_text(json.dumps(spec, indent=1))
+                os.replace(tmp, spec_path)
+            if rec.netns_path:
+                self._network().rename(rec.id, name)
+        return rec
 
     # -- attach
 

@@ -425,6 +425,12 @@ class IPAM:
             out.append(rec)
         return out
 
+    def rename_container(self, container_id: str, name: str) -> bool:
+        """Record a container's new name; False if it is not attached."""
+        with self._db.tx() as conn:
+            cur = conn.execute("UPDATE net_containers SET name = ? WHERE container_id = ?", (name, container_id))
+            return cur.rowcount > 0
+
     def remove_container(self, container_id: str) -> bool:
         """Release everything of a container (endpoints and ports cascade)."""
         with self._db.tx() as conn:

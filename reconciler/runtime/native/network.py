@@ -458,6 +458,18 @@ class NetworkManager:
                         (e.network for e in endpoints if not records[e.network].internal), None) else None,
                 )
 
+    def rename(self, container_id: str, name: str) -> None:
+        """A container's new name: its own hosts file and its peers' name it from now on."""
+        self._check_container_id(container_id)
+        if not _HOSTNAME.match(name):
+            raise errors.InvalidArgument(f"{name!r} is not a valid host name for /etc/hosts")
+        with self._locked():
+            if not self._ipam.rename_container(container_id, name):
+                return
+            self._write_files(container_id)
+            self._refresh_peers(container_id, [e.network for e in self._ipam.endpoints(container_id=container_id)])
+            log.info("container renamed", container=container_id[:12], name=name)
+
     def detach(self, container_id: str) -> None:
         """Remove a container's veths, namespace, rules, addresses and files (partial state is fine)."""
         self._check_container_id(container_id)

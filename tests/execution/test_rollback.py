@@ -223,3 +223,31 @@ def test_a_tampered_copy_is_refused(tmp_path: Path, root: Path, capsys: pytest.C
     assert "was changed" in capsys.readouterr().err
     assert config(root)["env"]["V"] == "2"
     assert os.path.exists(m / "web.yaml")
+
+
+def test_a_revision_that_builds_an_image_is_kept_as_not_rollbackable(tmp_path: Path) -> None:
+    from reconciler import spec
+    from reconciler.state import revisions
+
+    m = tmp_path / "m"
+    write(m / "ctx", "Dockerfile", "FROM scratch\n")
+    write(m, "app.yaml", "apiVersion: reconciler/v1\nkind: Image\nmetadata: {name: app}\n"
+          "spec: {ref: '127.0.0.1:5000/app:1', build: {context: ./ctx}}\n" + container_doc("web", image="app"))
+    desired = spec.load(m)
+    store = revisions.RevisionStore(tmp_path / "root")
+    snap = store.save(desired, str(m))
+    assert snap.rollback is False
+    assert "builds image app from a context directory" in snap.reason
+    assert store.get(desired.revision) == snap
+    with pytest.raises(revisions.SnapshotError, match="cannot be re-applied"):
+        store.load(snap)
+
+
+def test_a_stale_agent_file_means_no_agent(tmp_path: Path, root: Path) -> None:
+    (root / "agent.json").write_text(json.dumps({"pid": 1, "socket": str(tmp_path / "gone.sock")}))
+    m = tmp_path / "m"
+    for v in ("1", "2"):
+        write(m, "web.yaml", container_doc("web", extra=f"env: {{V: '{v}'}}"))
+        assert cli(root, "apply", str(m)) == 0
+    assert cli(root, "rollback") == 0
+    assert config(root)["env"]["V"] == "1"

@@ -127,7 +127,7 @@ class RevisionStore:
         for path in (*manifests, *files):
             dest = tree / os.path.relpath(path, base)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, dest)
+            _copy(path, dest)
         for d in dirs:                          # placeholders: the loader checks they exist
             (tree / os.path.relpath(d, base)).mkdir(parents=True, exist_ok=True)
         snap = dataclasses.replace(snap, base=base, load=os.path.relpath(src, base))
@@ -194,7 +194,22 @@ class RevisionStore:
         gone = [s.revision for s in snaps[max(0, keep):] if s.revision not in protect]
         for rev in gone:
             shutil.rmtree(self.dir / rev, ignore_errors=True)
+        for tmp in self.dir.glob(".tmp-*"):     # left by a pass killed while keeping a revision
+            try:
+                if time.time() - tmp.stat().st_mtime > 3600:
+                    shutil.rmtree(tmp, ignore_errors=True)
+            except FileNotFoundError:
+                pass
         return gone
+
+
+def _copy(src: str, dest: Path) -> None:
+    """A file with its mode and owner: a bind-mounted copy must be readable (or executable) by the
+    same container user as the original."""
+    shutil.copy2(src, dest)
+    st = os.stat(src)
+    if os.geteuid() == 0:
+        os.chown(dest, st.st_uid, st.st_gid)
 
 
 def _spec_hashes(desired: models.DesiredState) -> dict[str, str]:

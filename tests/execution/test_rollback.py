@@ -251,3 +251,17 @@ def test_a_stale_agent_file_means_no_agent(tmp_path: Path, root: Path) -> None:
         assert cli(root, "apply", str(m)) == 0
     assert cli(root, "rollback") == 0
     assert config(root)["env"]["V"] == "1"
+
+
+def test_kept_bind_files_keep_their_mode_and_owner(tmp_path: Path, root: Path) -> None:
+    m = tmp_path / "m"
+    script = write(m, "run.sh", "#!/bin/sh\necho hi\n")
+    script.chmod(0o750)
+    if os.geteuid() == 0:
+        os.chown(script, 1234, 1234)
+    write(m, "web.yaml", container_doc("web", extra="volumes: ['./run.sh:/run.sh:ro']"))
+    assert cli(root, "apply", str(m)) == 0
+    rev = config(root)["labels"][labelmod.REVISION]
+    copy = next((root / "revisions" / rev / "tree").rglob("run.sh"))
+    assert copy.stat().st_mode & 0o777 == 0o750
+    assert (copy.stat().st_uid, copy.stat().st_gid) == (script.stat().st_uid, script.stat().st_gid)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["ago", "open_runtime", "register", "run", "setup_logging_if_networked", "status_text"]
+__all__ = ["ago", "for_each_container", "open_runtime", "register", "run", "setup_logging_if_networked", "status_text"]
 
 COLUMNS = (("CONTAINER ID", "id12"), ("IMAGE", "image"), ("COMMAND", "command"), ("CREATED", "created_ago"),
            ("STATUS", "status_text"), ("PORTS", "ports"), ("NAMES", "name"))
@@ -153,3 +154,24 @@ def run(args: argparse.Namespace) -> int:
     else:
         output.print_table(rows, COLUMNS)
     return 0
+
+
+def for_each_container(args: argparse.Namespace, act: Callable[[Any, str], None]) -> int:
+    """Open the engine once and apply `act(runtime, name)` to each of `args.containers`,
+    printing each name that succeeded, like docker; exit 1 if any failed."""
+    import sys
+
+    from reconciler.runtime import errors
+
+    rt = open_runtime(args)
+    setup_logging_if_networked(args, rt, args.containers)
+    rc = 0
+    for name in args.containers:
+        try:
+            act(rt, name)
+            print(name)
+        except errors.RuntimeBackendError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            rc = 1
+    return rc
+

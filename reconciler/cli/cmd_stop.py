@@ -21,19 +21,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
     from reconciler.cli import cmd_ps
-    from reconciler.runtime import errors
 
-    rt = cmd_ps.open_runtime(args)
-    cmd_ps.setup_logging_if_networked(args, rt, args.containers)
-    rc = 0
-    for name in args.containers:
-        try:
-            rt.stop_container(name, timeout=args.time)
-            print(name)
-        except errors.RuntimeBackendError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            rc = 1
-    return rc
+    return cmd_ps.for_each_container(args, lambda rt, name: rt.stop_container(name, timeout=args.time))

@@ -140,3 +140,37 @@ def test_docker_container_without_our_label_is_never_touched(
     assert st.id == foreign
     assert st.status == "created"
     assert scope.ours() == {}                       # api depends on web: skipped, not created
+
+
+def test_docker_start_first_update_starts_the_new_container_before_stopping_the_old(
+    tmp_path: Path, scope: Scope, busybox_image: str,
+) -> None:
+    m = tmp_path / "m"
+    p = scope.owner
+    scope.images.append(busybox_image)
+
+    def web(v: str) -> None:
+        manifests(m, scope, busybox_image)
+        # what was alive when this one started, then an alive marker it drops when stopped
+        script = 'ls /data > /data/seen-by-$V; touch /data/alive-$V; trap "rm /data/alive-$V; exit 0" TERM; sleep 3600 & wait'
+        text = (m / "web.yaml").read_text().replace('command: [sleep, "3600"]', f"command: [sh, -c, '{script}']")
+        text = text.replace('env: {V: "1"}', f'env: {{V: "{v}"}}')
+        text = text.replace("retries: 1}", "retries: 1}\n  update: {order: start-first, healthTimeout: 30s}")
+        (m / "web.yaml").write_text(text)
+
+    web("1")
+    assert scope.cli("apply", str(m)) == 0
+    first = {n: c.id for n, c in scope.ours().items()}
+    web("2")
+    assert scope.cli("apply", str(m)) == 0
+    second = {n: c.id for n, c in scope.ours().items()}
+    assert set(second) == {f"{p}-web", f"{p}-api"}                 # renamed into place
+    assert second[f"{p}-web"] != first[f"{p}-web"]
+    assert second[f"{p}-api"] == first[f"{p}-api"]
+    rt = scope.rt
+    name = f"{p}-web"
+    assert "alive-1" in rt.exec(name, ["cat", "/data/seen-by-2"]).stdout.decode().split()
+    assert rt.exec(name, ["ls", "/data"]).stdout.decode().split() == ["alive-2", "seen-by-1", "seen-by-2"]
+    ip = rt.inspect_container(name).ip_addresses[f"{p}-net"]
+    found = rt.exec(f"{p}-api", ["busybox", "nslookup", name]).stdout.decode()
+    assert ip in found, found

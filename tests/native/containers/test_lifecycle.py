@@ -330,3 +330,28 @@ def test_parallel_create_start_remove(native: tuple[NativeRuntime, str]) -> None
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda cid: rt.remove_container(cid, force=True), ids))
     assert rt.list_containers() == []
+
+
+def test_restart_tick_survives_a_container_removed_after_the_listing(native: tuple[NativeRuntime, str]) -> None:
+    rt, image = native
+
+    class RemovedAfterListing:
+        """The engine as a concurrent `rm` makes it: an exited container goes right after the listing."""
+
+        def __getattr__(self, attr: str) -> object:
+            return getattr(rt.containers, attr)
+
+        def records(self, selector: object = None) -> list[object]:
+            recs = rt.containers.records()
+            for r in recs:
+                rt.containers.remove(r.id, force=True)
+            return list(recs)
+
+    cid = rt.create_container(_cfg(image, "gone", "sh", "-c", "exit 1", restart=base.RestartPolicy("always")))
+    rt.start_container(cid)
+    rt.wait_container(cid, timeout=30)
+    rm = restart.RestartManager(RemovedAfterListing())  # type: ignore[arg-type]
+    assert rm.tick() == []                                    # no NotFound out of the watch loop
+    assert rm.next_due() is None
+    with pytest.raises(rterrors.NotFound):
+        rt.inspect_container(cid)

@@ -215,7 +215,7 @@ def _create(a: actions.Action, runtime: base.Runtime) -> dict[str, Any]:
         runtime.create_container(config)
     except ReconcilerError as exc:
         _roll_back(a, runtime, exc.message)
-    return {"config": translate.config_to_json(config), "image_digest": digest}
+    return {"config": base.config_to_json(config), "image_digest": digest}
 
 
 def _wait_ready(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> None:
@@ -250,7 +250,7 @@ def _roll_back(a: actions.Action, runtime: base.Runtime, message: str) -> None:
         except rterrors.NotFound:
             pass
         if not rb.get("remove_only"):
-            old = translate.config_from_json(rb["config"])
+            old = base.config_from_json(rb["config"])
             if rb.get("image_id"):
                 old = replace(old, image=str(rb["image_id"]))
             runtime.create_container(old)

@@ -220,7 +220,7 @@ def record(
                     labels = labelmod.make(owner=options.owner, kind="Container", name=name,
                                            spec_hash=c.spec_hash, revision=desired.revision,
                                            image_digest=digest, user=c.labels)
-                    config = translate.config_to_json(translate.container_config(c, name=name, labels=labels))
+                    config = base.config_to_json(translate.container_config(c, name=name, labels=labels))
             return inv.Entry(
                 kind="Container", name=name, spec_hash=c.spec_hash, image_digest=digest,
                 revision=desired.revision if created or old is None else old.revision,

@@ -1,22 +1,18 @@
-"""Spec models → runtime value types (the only place that knows both), and the config codec.
+"""Spec models → runtime value types (the only place that knows both).
 
 A backend knows nothing of manifests: it gets a `ContainerConfig` whose labels already carry
-ownership. The codec turns a `ContainerConfig` into JSON and back, so the inventory can keep
-the exact config a container was created with and a rollback can re-create it.
+ownership. The JSON codec of a `ContainerConfig` (what the inventory keeps so that a rollback
+can re-create a container exactly) is `runtime.base.config_to_json` / `config_from_json`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from typing import Any
 
 from reconciler.runtime import base
 from reconciler.spec import models
 
 __all__ = [
-    "config_from_json",
-    "config_to_json",
     "container_config",
     "network_config",
     "volume_config",
@@ -69,53 +65,3 @@ def network_config(n: models.Network | None, *, name: str, labels: Mapping[str, 
 
 def volume_config(name: str, *, labels: Mapping[str, str]) -> base.VolumeConfig:
     return base.VolumeConfig(name=name, labels=dict(labels))
-
-
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def config_to_json(config: base.ContainerConfig) -> dict[str, Any]:
-    """Plain JSON data of a container config (for the inventory)."""
-    out: dict[str, Any] = _jsonable(config)
-    return out
-
-
-def _tuple(v: Any) -> tuple[str, ...] | None:
-    return None if v is None else tuple(v)
-
-
-def config_from_json(d: Mapping[str, Any]) -> base.ContainerConfig:
-    """The inverse of `config_to_json`."""
-    hc = d.get("healthcheck")
-    return base.ContainerConfig(
-        name=d["name"],
-        image=d["image"],
-        command=_tuple(d.get("command")),
-        args=_tuple(d.get("args")),
-        env=dict(d.get("env") or {}),
-        user=d.get("user"),
-        workdir=d.get("workdir"),
-        hostname=d.get("hostname"),
-        labels=dict(d.get("labels") or {}),
-        ports=tuple(base.PortMapping(**p) for p in d.get("ports") or ()),
-        networks=tuple(d.get("networks") or ()),
-        aliases=tuple(d.get("aliases") or ()),
-        mounts=tuple(base.Mount(**{**m, "options": tuple(m.get("options") or ())})
-                     for m in d.get("mounts") or ()),
-        restart=base.RestartPolicy(**(d.get("restart") or {})),
-        healthcheck=base.Healthcheck(**{**hc, "test": tuple(hc["test"])}) if hc else None,
-        resources=base.Resources(**(d.get("resources") or {})),
-        read_only=bool(d.get("read_only", False)),
-        cap_add=tuple(d.get("cap_add") or ()),
-        cap_drop=tuple(d.get("cap_drop") or ()),
-        stop_signal=d.get("stop_signal"),
-        stop_timeout=float(d.get("stop_timeout", 10.0)),
-        init=bool(d.get("init", False)),
-    )

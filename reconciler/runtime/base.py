@@ -12,6 +12,7 @@ verifies and returns the state.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -131,6 +132,56 @@ class ContainerConfig:
     stop_signal: str | None = None
     stop_timeout: float = 10.0
     init: bool = False
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def config_to_json(config: ContainerConfig) -> dict[str, Any]:
+    """Plain JSON data of a container config (the inventory and the fake runtime keep these)."""
+    out: dict[str, Any] = _jsonable(config)
+    return out
+
+
+def _tuple(v: Any) -> tuple[str, ...] | None:
+    return None if v is None else tuple(v)
+
+
+def config_from_json(d: Mapping[str, Any]) -> ContainerConfig:
+    """The inverse of `config_to_json`."""
+    hc = d.get("healthcheck")
+    return ContainerConfig(
+        name=d["name"],
+        image=d["image"],
+        command=_tuple(d.get("command")),
+        args=_tuple(d.get("args")),
+        env=dict(d.get("env") or {}),
+        user=d.get("user"),
+        workdir=d.get("workdir"),
+        hostname=d.get("hostname"),
+        labels=dict(d.get("labels") or {}),
+        ports=tuple(PortMapping(**p) for p in d.get("ports") or ()),
+        networks=tuple(d.get("networks") or ()),
+        aliases=tuple(d.get("aliases") or ()),
+        mounts=tuple(Mount(**{**m, "options": tuple(m.get("options") or ())})
+                     for m in d.get("mounts") or ()),
+        restart=RestartPolicy(**(d.get("restart") or {})),
+        healthcheck=Healthcheck(**{**hc, "test": tuple(hc["test"])}) if hc else None,
+        resources=Resources(**(d.get("resources") or {})),
+        read_only=bool(d.get("read_only", False)),
+        cap_add=tuple(d.get("cap_add") or ()),
+        cap_drop=tuple(d.get("cap_drop") or ()),
+        stop_signal=d.get("stop_signal"),
+        stop_timeout=float(d.get("stop_timeout", 10.0)),
+        init=bool(d.get("init", False)),
+    )
 
 
 class ContainerStatus(enum.StrEnum):

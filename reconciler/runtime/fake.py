@@ -21,7 +21,6 @@ Extra capability over the protocol: `rename_container` (start-first updates need
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -59,32 +58,6 @@ def _norm(ref: str) -> str:
 
 def _match(labels: Mapping[str, str], selector: Mapping[str, str] | None) -> bool:
     return all(labels.get(k) == v for k, v in (selector or {}).items())
-
-
-def _config_from(d: Mapping[str, Any]) -> base.ContainerConfig:
-    hc = d.get("healthcheck")
-    return base.ContainerConfig(
-        name=d["name"], image=d["image"],
-        command=tuple(d["command"]) if d.get("command") is not None else None,
-        args=tuple(d["args"]) if d.get("args") is not None else None,
-        env=dict(d.get("env") or {}), labels=dict(d.get("labels") or {}),
-        ports=tuple(base.PortMapping(**p) for p in d.get("ports") or ()),
-        networks=tuple(d.get("networks") or ()),
-        mounts=tuple(base.Mount(**{**m, "options": tuple(m.get("options") or ())}) for m in d.get("mounts") or ()),
-        restart=base.RestartPolicy(**(d.get("restart") or {})),
-        healthcheck=base.Healthcheck(**{**hc, "test": tuple(hc["test"])}) if hc else None,
-        stop_timeout=float(d.get("stop_timeout", 10.0)),
-    )
-
-
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 class FakeRuntime:
@@ -263,7 +236,7 @@ class FakeRuntime:
                 if m.type == "volume" and m.source not in self.s["volumes"]:
                     self.s["volumes"][m.source] = {"name": m.source, "labels": {}, "created": _now()}
             cid = hashlib.sha256(f"{config.name}{time.time_ns()}".encode()).hexdigest()
-            self._put({"id": cid, "config": _jsonable(config), "image_id": img["id"], "status": "created",
+            self._put({"id": cid, "config": base.config_to_json(config), "image_id": img["id"], "status": "created",
                        "created": _now(), "exit_code": None, "health": None, "restart_count": 0})
             return cid
 
@@ -430,7 +403,7 @@ class FakeRuntime:
     def config_of(self, name_or_id: str) -> base.ContainerConfig:
         """The config a container was created with."""
         with self._lock:
-            return _config_from(self._get(name_or_id)["config"])
+            return base.config_from_json(self._get(name_or_id)["config"])
 
 
 def _conforms(runtime: FakeRuntime) -> base.Runtime:

@@ -470,7 +470,7 @@ class _Applier:
         fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
         try:
             os.fchown(fd, m.uid, m.gid)
-            self._set_xattrs(fd, m, regular=True)
+            self._set_xattrs(fd, m)
             os.fchmod(fd, m.mode & 0o7777)
         finally:
             os.close(fd)
@@ -506,7 +506,7 @@ class _Applier:
                     while view:
                         view = view[os.write(fd, view):]
             os.fchown(fd, m.uid, m.gid)
-            self._set_xattrs(fd, m, regular=True)
+            self._set_xattrs(fd, m)
             os.fchmod(fd, m.mode & 0o7777)
             ns = int(m.mtime * 1e9)
             os.utime(fd, ns=(ns, ns))
@@ -636,7 +636,7 @@ class _Applier:
         os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
         fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
         try:
-            self._set_xattrs_path(_proc(fd), m)
+            self._set_xattrs(_proc(fd), m)
             os.chmod(_proc(fd), m.mode & 0o7777)
             ns = int(m.mtime * 1e9)
             os.utime(_proc(fd), ns=(ns, ns))
@@ -651,18 +651,11 @@ class _Applier:
         finally:
             os.close(fd)
 
-    def _set_xattrs(self, fd: int, m: tarfile.TarInfo, *, regular: bool) -> None:
+    def _set_xattrs(self, target: int | str, m: tarfile.TarInfo) -> None:
+        """The member's xattrs on an open fd, or on a /proc/self/fd path (O_PATH fds of devices)."""
         for xname, value in _xattrs(m):
             try:
-                os.setxattr(fd, xname, value)
-            except OSError as exc:
-                if exc.errno not in (errno.ENOTSUP, errno.EPERM):
-                    raise
-
-    def _set_xattrs_path(self, path: str, m: tarfile.TarInfo) -> None:
-        for xname, value in _xattrs(m):
-            try:
-                os.setxattr(path, xname, value)
+                os.setxattr(target, xname, value)
             except OSError as exc:
                 if exc.errno not in (errno.ENOTSUP, errno.EPERM):
                     raise

@@ -19,9 +19,13 @@ from pathlib import Path
 import pytest
 
 from reconciler.runtime.native import netlink, network
+from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
+from tests.helpers import images
+from tests.runtime.conftest import BUSYBOX_CONFIG, LayerDirImages, cleanup
 
 PROBE = str(Path(__file__).with_name("probe.py"))
+IMAGE = "test/busybox:latest"     # what `engine` can run, from a local layer dir (no registry)
 
 
 @dataclass
@@ -152,3 +156,16 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
         finally:
             left = h.leftovers()
         assert left == [], f"the test left host objects behind: {left}"
+
+
+@pytest.fixture
+def engine(harness: Harness) -> Iterator[NativeRuntime]:
+    """The native engine (runc + conmon) on the harness's config and NetworkManager."""
+    source = LayerDirImages(harness.tmp / "images")
+    source.add(IMAGE, [images.busybox_layer()], BUSYBOX_CONFIG)
+    rt = NativeRuntime(harness.config, images=source, network=harness.manager)
+    try:
+        yield rt
+    finally:
+        cleanup(rt)
+        rt.close()

@@ -12,7 +12,6 @@ import dataclasses
 import os
 import secrets
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,26 +20,9 @@ from reconciler.execution import backends
 from reconciler.runtime import base
 from reconciler.runtime.native import cgroups, mounts, recovery
 from reconciler.runtime.native.backend import NativeRuntime
-from tests.helpers import images
-from tests.native.network.conftest import Harness
-from tests.runtime.conftest import BUSYBOX_CONFIG, LayerDirImages, cleanup
+from tests.native.network.conftest import IMAGE, Harness
 
 pytestmark = [pytest.mark.root]
-
-IMAGE = "test/busybox:latest"
-
-
-@pytest.fixture
-def engine(harness: Harness) -> Iterator[NativeRuntime]:
-    source = LayerDirImages(harness.tmp / "images")
-    source.add(IMAGE, [images.busybox_layer()], BUSYBOX_CONFIG)
-    rt = NativeRuntime(harness.config, images=source, network=harness.manager)
-    try:
-        yield rt
-    finally:
-        cleanup(rt)
-        rt.close()
-
 
 def _conmon_pids(run_dir: Path) -> dict[str, int]:
     found = {}

@@ -4,32 +4,14 @@ from __future__ import annotations
 
 import secrets
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 
 from reconciler.runtime import base
 from reconciler.runtime.native.backend import NativeRuntime
-from tests.helpers import images
-from tests.native.network.conftest import Harness
-from tests.runtime.conftest import BUSYBOX_CONFIG, LayerDirImages, cleanup
+from tests.native.network.conftest import IMAGE, Harness
 
 pytestmark = [pytest.mark.root]
-
-IMAGE = "test/busybox:latest"
-
-
-@pytest.fixture
-def engine(harness: Harness) -> Iterator[NativeRuntime]:
-    source = LayerDirImages(harness.tmp / "images")
-    source.add(IMAGE, [images.busybox_layer()], BUSYBOX_CONFIG)
-    rt = NativeRuntime(harness.config, images=source, network=harness.manager)
-    try:
-        yield rt
-    finally:
-        cleanup(rt)
-        rt.close()
-
 
 def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as resp:

@@ -10,11 +10,15 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.helpers import images
 from tests.helpers.registry import RegistryServer
+
+if TYPE_CHECKING:
+    from tests.helpers.host import Host
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -56,3 +60,12 @@ def busybox_image(registry: RegistryServer, tmp_path_factory: pytest.TempPathFac
     ref = f"{registry.host}/test/busybox:latest"
     images.push_layout(layout, ref)
     return ref
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[Host]:
+    """A native engine of the test's own (tests/helpers/host.py); fails the test on leftovers."""
+    from tests.helpers.host import native_host  # imported here: only root tests load the engine
+
+    with native_host(tmp_path) as h:
+        yield h

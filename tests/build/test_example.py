@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import shutil
 import socket
 import time
@@ -14,12 +13,9 @@ import pytest
 from reconciler import spec
 from reconciler._sqlite import Database
 from reconciler.execution import passes
-from reconciler.runtime.native import network
-from reconciler.runtime.native.backend import NativeRuntime
-from reconciler.runtime.native.config import NativeConfig
 from tests.helpers import images
+from tests.helpers.host import Host
 from tests.helpers.registry import RegistryServer
-from tests.runtime.conftest import cleanup, leftovers, new_prefix
 
 pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
 
@@ -42,7 +38,7 @@ def get(url: str) -> str:
     raise AssertionError(f"{url} never answered")
 
 
-def test_the_build_example_builds_pushes_and_serves(tmp_path: Path, registry: RegistryServer) -> None:
+def test_the_build_example_builds_pushes_and_serves(tmp_path: Path, host: Host, registry: RegistryServer) -> None:
     layout = tmp_path / "busybox"
     images.write_layout(layout, [images.busybox_layer()])
     images.push_layout(layout, f"{registry.host}/demo/busybox:latest")
@@ -52,27 +48,17 @@ def test_the_build_example_builds_pushes_and_serves(tmp_path: Path, registry: Re
     for f in (example / "build.yaml", example / "web" / "Dockerfile"):
         f.write_text(f.read_text().replace("127.0.0.1:5000", registry.host).replace(":8082:", f":{port}:"))
 
-    a, b = 200 + secrets.randbelow(55), 4 * secrets.randbelow(64)
-    config = NativeConfig(root=tmp_path / "root", run_dir=tmp_path / "run", name_prefix=new_prefix(),
-                          subnet_pool=f"10.{a}.{b}.0/23")
-    nets = network.NetworkManager(config)
-    rt = NativeRuntime(config, network=nets)
+    rt = host.runtime()
     try:
         desired = spec.load(example)
-        result = passes.run_pass(desired, rt, Database(config.root / "state.db"), passes.PassOptions())
+        result = passes.run_pass(desired, rt, Database(host.config.root / "state.db"), passes.PassOptions())
         assert result.converged, result.plan.render()
         kinds = [str(a.kind) for a in result.plan.actions]
         assert kinds[:2] == ["build-image", "push-image"]
         assert get(f"http://127.0.0.1:{port}/index.html").strip() == "hi from a built image"
         pushed = rt.resolve_digest(f"{registry.host}/demo/web:dev")
         assert pushed == rt.inspect_image(f"{registry.host}/demo/web:dev").digest
-        again = passes.run_pass(spec.load(example), rt, Database(config.root / "state.db"), passes.PassOptions())
+        again = passes.run_pass(spec.load(example), rt, Database(host.config.root / "state.db"), passes.PassOptions())
         assert again.plan.is_empty(), again.plan.render()
     finally:
-        cleanup(rt)
-        for n in rt.list_networks():
-            rt.remove_network(n.name)
-        nets.recover([])
-        left = leftovers(config)
         rt.close()
-        assert left == [], left

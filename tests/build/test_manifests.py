@@ -5,43 +5,15 @@ from __future__ import annotations
 
 import secrets
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from reconciler.cli.main import main
-from reconciler.runtime.native.backend import NativeRuntime
-from reconciler.runtime.native.config import NativeConfig
 from tests.execution.helpers import write
+from tests.helpers.host import Host
 from tests.helpers.registry import RegistryServer
-from tests.runtime.conftest import cleanup, leftovers, new_prefix
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
-
-
-class Host:
-    def __init__(self, tmp: Path) -> None:
-        self.config = NativeConfig(root=tmp / "root", run_dir=tmp / "run", name_prefix=new_prefix())
-
-    def cli(self, *args: str) -> int:
-        return main([args[0], *args[1:], "--root", str(self.config.root), "--run-dir", str(self.config.run_dir),
-                     "--name-prefix", self.config.name_prefix, "--runtime", "native"])
-
-    def runtime(self) -> NativeRuntime:
-        return NativeRuntime(self.config)
-
-
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[Host]:
-    h = Host(tmp_path)
-    try:
-        yield h
-    finally:
-        rt = h.runtime()
-        cleanup(rt)
-        left = leftovers(h.config)
-        assert left == [], f"left on the host: {left}"
 
 
 def manifests(m: Path, base: str, pushed: str) -> None:

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from reconciler import spec
 from reconciler.cli.main import main
-from reconciler.runtime.native.backend import NativeRuntime
-from reconciler.runtime.native.config import NativeConfig
-from reconciler.runtime.native.network import NetworkManager
 from reconciler.spec import lock
 from tests.execution.helpers import write
 from tests.helpers import images
+from tests.helpers.host import Host
 from tests.helpers.registry import RegistryServer
-from tests.runtime.conftest import cleanup, leftovers, new_prefix
 
 DIGEST_A = "sha256:" + "a" * 64
 
@@ -56,31 +52,6 @@ def test_lock_refuses_when_a_reference_does_not_resolve(tmp_path: Path) -> None:
     container(m, "127.0.0.1:1/nothing/here:1")           # nothing listens on port 1
     assert main(["lock", str(m)]) == 1
     assert not (m / lock.LOCK_NAME).exists()
-
-
-class Host:
-    def __init__(self, tmp: Path) -> None:
-        self.config = NativeConfig(root=tmp / "root", run_dir=tmp / "run", name_prefix=new_prefix())
-
-    def cli(self, *args: str) -> int:
-        return main([*args, "--root", str(self.config.root), "--run-dir", str(self.config.run_dir),
-                     "--name-prefix", self.config.name_prefix, "--runtime", "native"])
-
-    def runtime(self) -> NativeRuntime:
-        return NativeRuntime(self.config, network=NetworkManager(self.config))
-
-
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[Host]:
-    h = Host(tmp_path)
-    try:
-        yield h
-    finally:
-        rt = h.runtime()
-        cleanup(rt)
-        left = leftovers(h.config)
-        rt.close()
-        assert left == [], f"left on the host: {left}"
 
 
 def push_marker(tmp: Path, ref: str, marker: str) -> str:

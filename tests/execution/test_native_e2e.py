@@ -6,58 +6,14 @@ everything and fails the test if a mount, conmon process, cgroup or container di
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from reconciler.cli.main import main
-from reconciler.runtime.native.backend import NativeRuntime
-from reconciler.runtime.native.config import NativeConfig
-from reconciler.runtime.native.network import NetworkManager
 from tests.execution.helpers import write
-from tests.runtime.conftest import cleanup, leftovers, new_prefix
+from tests.helpers.host import Host
 
 pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
-
-
-class Host:
-    def __init__(self, tmp: Path) -> None:
-        self.config = NativeConfig(root=tmp / "root", run_dir=tmp / "run", name_prefix=new_prefix())
-        self.subnet = f"10.23{secrets.randbelow(10)}.{secrets.randbelow(250) + 1}.0/24"
-
-    def cli(self, *args: str) -> int:
-        return main([args[0], *args[1:], "--root", str(self.config.root), "--run-dir", str(self.config.run_dir),
-                     "--name-prefix", self.config.name_prefix, "--runtime", "native"])
-
-    def runtime(self) -> NativeRuntime:
-        return NativeRuntime(self.config, network=NetworkManager(self.config))
-
-    def ids(self) -> dict[str, str]:
-        rt = self.runtime()
-        try:
-            return {c.name: c.id for c in rt.list_containers({"reconciler.owner": "default"})}
-        finally:
-            rt.close()
-
-
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[Host]:
-    h = Host(tmp_path)
-    try:
-        yield h
-    finally:
-        rt = h.runtime()
-        cleanup(rt)
-        for n in rt.list_networks():
-            try:
-                rt.remove_network(n.name)
-            except Exception:
-                pass
-        left = leftovers(h.config)
-        rt.close()
-        assert left == [], f"left on the host: {left}"
 
 
 def manifests(m: Path, image: str, subnet: str, *, web_env: str = "1", web_health: str = "true",

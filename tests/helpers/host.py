@@ -1,0 +1,71 @@
+"""One native engine per test, driven through the CLI or directly (root; runc + conmon).
+
+Each Host has its own state root and run dir under the test's tmp_path, its own name prefix and
+its own 10.2NN subnet (`subnet`, the first /24 of the engine's private /23 pool). The `host`
+fixture (tests/conftest.py) tears it down even when the test failed: containers, mounts,
+cgroups, networks, volumes; then it fails the test if anything of the engine is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from reconciler.cli.main import main
+from reconciler.runtime.native.backend import NativeRuntime
+from reconciler.runtime.native.config import NativeConfig
+from reconciler.runtime.native.network import NetworkManager
+from tests.runtime.conftest import cleanup, leftovers, new_prefix, remove_networks
+
+
+class Host:
+    def __init__(self, tmp: Path) -> None:
+        a, b = 200 + secrets.randbelow(55), 4 * secrets.randbelow(64)
+        self.subnet = f"10.{a}.{b}.0/24"
+        self.config = NativeConfig(root=tmp / "root", run_dir=tmp / "run", name_prefix=new_prefix(),
+                                   subnet_pool=f"10.{a}.{b}.0/23")
+
+    def cli_args(self) -> list[str]:
+        """The flags that point a `reconcile` command at this engine."""
+        return ["--root", str(self.config.root), "--run-dir", str(self.config.run_dir),
+                "--name-prefix", self.config.name_prefix, "--runtime", "native"]
+
+    def cli(self, *args: str) -> int:
+        """Run `reconcile <args>` in this process against this engine; its exit code."""
+        return main([*args, *self.cli_args()])
+
+    def runtime(self) -> NativeRuntime:
+        return NativeRuntime(self.config, network=NetworkManager(self.config))
+
+    def ids(self) -> dict[str, str]:
+        """Container name -> id of what the default owner's manifests made."""
+        rt = self.runtime()
+        try:
+            return {c.name: c.id for c in rt.list_containers({"reconciler.owner": "default"})}
+        finally:
+            rt.close()
+
+    def teardown(self) -> list[str]:
+        """Remove everything the engine made; what is still on the host afterwards."""
+        rt = self.runtime()
+        try:
+            cleanup(rt)
+            remove_networks(rt)
+            for v in rt.list_volumes():
+                rt.remove_volume(v.name)
+            return leftovers(self.config)
+        finally:
+            rt.close()
+
+
+@contextlib.contextmanager
+def native_host(tmp: Path) -> Iterator[Host]:
+    """A Host on `tmp`, torn down on exit; fails if the engine left anything behind."""
+    h = Host(tmp)
+    try:
+        yield h
+    finally:
+        left = h.teardown()
+        assert left == [], f"left on the host: {left}"

@@ -65,11 +65,17 @@ class NativeRuntime:
         network: containers.NetworkAttacher | None = None,
         oci_runtime: str | None = None,
         log_size_max: int | None = None,
+        log_max_size: int | None = None,
+        log_max_files: int | None = None,
     ) -> None:
         self.config = config or NativeConfig()
         self.containers = containers.ContainerManager(self.config, network=network, oci_runtime=oci_runtime)
         if log_size_max is not None:
-            self.containers.log_size_max = log_size_max
+            self.containers.log_size_max = log_size_max      # conmon's own cap
+        if log_max_size is not None:
+            self.containers.log_max_size = log_max_size      # rotation (the config's by default)
+        if log_max_files is not None:
+            self.containers.log_max_files = log_max_files
         self._store_images = _StoreImages(self.config, self._image_ids_in_use)
         self.images: ImageSource = images or self._store_images
         self.network = network
@@ -93,6 +99,10 @@ class NativeRuntime:
         if self._health is None:
             self._health = health.HealthChecker(self.containers)
         return self._health
+
+    def rotate_logs(self) -> list[str]:
+        """Rotate the logs that reached their size now (the health checker's tick does it too)."""
+        return self.containers.rotate_logs()
 
     # -- images (the image store's)
 

@@ -36,6 +36,11 @@ class NativeConfig:
     subnet_pool: str = "10.89.0.0/16"
     oci_runtime: str = "runc"        # "runc" (default, works on hybrid cgroups) or "crun"
     max_concurrent_downloads: int = 3
+    # Container logs (k8s-file) rotate like Docker's json-file max-size/max-file: at
+    # `log_max_size` bytes the log becomes ctr.log.1, and `log_max_files` files are kept in all
+    # (so ~30 MiB per container by default). log_max_size 0: no rotation, conmon caps instead.
+    log_max_size: int = 10 * 1024 * 1024
+    log_max_files: int = 3
     # A `Database` shared by all parts of the engine in this process (set by `open_db`).
     _db: list[Database] = field(default_factory=list, repr=False, compare=False)
 

@@ -3,7 +3,12 @@
 Started as podman does (host-recipes §1): a sync pipe and a start pipe passed as inherited
 fds, `--exit-dir` (one file per container, named by id, holding the decimal exit status),
 `--persist-dir` (`exit`, and `oom` when the kernel OOM-killed the container), k8s-file logs
-with `--log-size-max`, and the runtime's JSON log for create errors.
+(with `--log-size-max` when a cap is asked for), and the runtime's JSON log for create errors.
+
+conmon's ctl fifo (`<bundle>/ctl`) takes lines "TYPE A B": 1 = resize the terminal to A rows,
+B columns; 2 = reopen the log file (logs.rotate). Its `--log-size-max` counts the bytes written
+since conmon started and is not reset by a reopen through the fifo, so with rotation the cap
+would cut (and lose) the current file in between rotations: it is only a cap without rotation.
 """
 
 from __future__ import annotations
@@ -83,7 +88,7 @@ def create(
     runtime: oci.OciRuntime,
     paths: ConmonPaths,
     *,
-    log_size_max: int = DEFAULT_LOG_SIZE_MAX,
+    log_size_max: int | None = DEFAULT_LOG_SIZE_MAX,
     terminal: bool = False,
     stdin: bool = False,
     place: Callable[[int], None] | None = None,
@@ -91,7 +96,7 @@ def create(
     """Run conmon, which runs `<runtime> create`; returns (container pid, conmon pid).
 
     The container is then in the runtime's `created` state, its process blocked until
-    `<runtime> start`. On failure every trace conmon left (exit files, runtime state) is
+    `<runtime> start`. `log_size_max` None or 0: conmon does not cap the log. On failure every trace conmon left (exit files, runtime state) is
     removed and a clear error raised. `place(pid)` runs before conmon may proceed (the
     start pipe), e.g. to move it into its own cgroup as podman does.
     """
@@ -109,9 +114,10 @@ def create(
         "--exit-dir", str(paths.exit_dir), "--persist-dir", str(paths.persist_dir),
         "--socket-dir-path", str(paths.socket_dir), "--full-attach",
         "-l", f"k8s-file:{paths.log_path}", "--log-level", "warn",
-        "--log-size-max", str(log_size_max),
         "--conmon-pidfile", str(paths.conmon_pidfile),
     ]
+    if log_size_max is not None and log_size_max > 0:
+        argv += ["--log-size-max", str(log_size_max)]
     if terminal:
         argv.append("-t")
     if stdin:

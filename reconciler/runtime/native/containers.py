@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import bundle, cgroups, conmon, mounts, oci, volumes
+from reconciler.runtime.native import bundle, cgroups, conmon, logs, mounts, oci, volumes
 from reconciler.runtime.native.config import NativeConfig
 
 __all__ = [
@@ -320,10 +320,13 @@ class ContainerManager:
         volume_store: volumes.VolumeStore | None = None,
         network: NetworkAttacher | None = None,
         oci_runtime: str | None = None,
-        log_size_max: int = conmon.DEFAULT_LOG_SIZE_MAX,
+        log_size_max: int | None = None,
     ) -> None:
         self.config = config
-        self.log_size_max = log_size_max     # conmon's k8s-file cap per container, bytes
+        # conmon's own cap of the k8s-file log, bytes; None: none while logs rotate, else 100 MiB
+        self.log_size_max = log_size_max
+        self.log_max_size = config.log_max_size      # rotation (rotate_logs), see logs.rotate
+        self.log_max_files = config.log_max_files
         config.ensure_dirs()
         self.db = config.db()
         self.db.ensure_schema("native.containers", SCHEMA)
@@ -400,6 +403,28 @@ class ContainerManager:
             new = fn(Record.from_json(row["data"]))
             conn.execute("UPDATE containers SET data = ? WHERE id = ?", (new.to_json(), rec.id))
         return new
+
+    def _log_cap(self) -> int | None:
+        if self.log_size_max is not None:
+            return self.log_size_max
+        return None if self.log_max_size > 0 else conmon.DEFAULT_LOG_SIZE_MAX
+
+    def rotate_logs(self, recs: Sequence[Record] | None = None) -> list[str]:
+        """Rotate the logs of running containers that reached `log_max_size` (a stat() each);
+        the supervision loop calls this every few seconds. Returns the ids rotated."""
+        if self.log_max_size <= 0:
+            return []
+        done = []
+        for rec in self.records() if recs is None else recs:
+            if rec.status != "running":
+                continue
+            p = self.paths(rec.id)
+            try:
+                if logs.rotate(p.log, p.dir / "ctl", max_size=self.log_max_size, max_files=self.log_max_files):
+                    done.append(rec.id)
+            except OSError:
+                continue                        # removed meanwhile; the next tick tries again
+        return done
 
     # -- observation
 
@@ -490,7 +515,7 @@ class ContainerManager:
                 raise rterrors.AlreadyExists(f"a container named {name} exists already") from None
             undo.append(lambda: self._delete_record(cid))
             pid, conmon_pid = conmon.create(cid, name, self.oci(rec.runtime), p.conmon, place=self._place(rec),
-                                             log_size_max=self.log_size_max, terminal=rec.terminal, stdin=rec.stdin)
+                                             log_size_max=self._log_cap(), terminal=rec.terminal, stdin=rec.stdin)
             undo.append(lambda: cgroups.remove(self.config.name_prefix, cid))
             rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid)
             self._save(rec)
@@ -597,7 +622,7 @@ class ContainerManager:
                 if not mounts.is_mounted(p.rootfs):
                     mounts.mount_overlay([Path(d) for d in reversed(rec.lowerdirs)], p.upper, p.work, p.rootfs)
                 pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec),
-                                                 log_size_max=self.log_size_max,
+                                                 log_size_max=self._log_cap(),
                                                  terminal=rec.terminal, stdin=rec.stdin)
                 rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid, status="created")
                 self._save(rec)

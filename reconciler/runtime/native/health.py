@@ -9,7 +9,8 @@ config has none.
 
     hc = HealthChecker(manager)
     hc.probe(id)         # run one probe now, store and return the new status
-    hc.tick()            # probe every running container whose interval has elapsed
+    hc.tick()            # probe every running container whose interval has elapsed, and
+                         # rotate the logs that reached their size (every LOG_CHECK_INTERVAL)
     hc.watch(stop_event)
 """
 
@@ -30,6 +31,7 @@ __all__ = ["HealthChecker", "effective_healthcheck", "probe_argv"]
 
 OUTPUT_LIMIT = 4096
 LOG_ENTRIES = 5
+LOG_CHECK_INTERVAL = 2.0     # seconds between the log size checks (one stat() per running container)
 
 
 def effective_healthcheck(rec: containers.Record) -> base.Healthcheck | None:
@@ -81,6 +83,7 @@ class HealthChecker:
         self._next: dict[str, float] = {}
         self._running: set[str] = set()
         self._lock = threading.Lock()
+        self._logs_due = 0.0
 
     def probe(self, cid: str) -> str | None:
         rec = self.manager.get(cid)
@@ -118,7 +121,13 @@ class HealthChecker:
         (one at a time per container) and tick does not wait for them."""
         now = self.clock()
         live: set[str] = set()
-        for rec in self.manager.records():
+        recs = self.manager.records()
+        if now >= self._logs_due:
+            # log rotation rides on this loop: it runs every half second in the agent and in
+            # `reconcile` sessions, and already lists the records
+            self._logs_due = now + LOG_CHECK_INTERVAL
+            self.manager.rotate_logs(recs)
+        for rec in recs:
             if rec.status != "running":
                 continue
             hc = effective_healthcheck(rec)

@@ -2,12 +2,21 @@
 
 Line format (conmon src/ctr_logging.c): `<RFC3339Nano with offset> <stdout|stderr> <F|P> <data>`.
 `P` is a partial chunk (conmon's 8 KiB buffer, or output without a newline); chunks of one
-stream are joined until its `F`. conmon may truncate the file when it reaches
-`--log-size-max` (it reopens a fresh file), which the follower notices by inode or size.
+stream are joined until its `F`.
+
+Rotation (Docker's json-file max-size/max-file, done as kubelet does for CRI logs): the
+engine's supervision loop calls `rotate()`, which renames `ctr.log` to `ctr.log.1` (shifting
+older files up to `max_files - 1`) and asks conmon to reopen through its ctl fifo. Readers
+take the rotated files oldest first with one reassembler, so a partial line continues across
+a boundary, and a follower finishes the old file and goes on with the new one. A rotated file
+may exceed the size by what was written between two supervision ticks. conmon's own
+`--log-size-max` cut (it replaces the file) is noticed the same way, by inode.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import time
@@ -15,11 +24,12 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 
-__all__ = ["parse_since", "read_logs"]
+__all__ = ["parse_since", "read_logs", "rotate", "rotated_files"]
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|m|s|ms))+$")
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
@@ -89,6 +99,143 @@ def _keep(line: base.LogLine, since: datetime | None) -> bool:
     return t is None or t >= since
 
 
+# ---------------------------------------------------------------------------- rotation
+
+def rotated_files(path: Path) -> list[Path]:
+    """The rotated files of a log (`ctr.log.N` ... `ctr.log.1`), oldest first."""
+    prefix = path.name + "."
+    found: list[tuple[int, Path]] = []
+    try:
+        with os.scandir(path.parent) as it:
+            for e in it:
+                suffix = e.name[len(prefix):]
+                if e.name.startswith(prefix) and suffix.isdigit():
+                    found.append((int(suffix), Path(e.path)))
+    except OSError:
+        return []
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def rotate(path: Path, ctl: Path, *, max_size: int, max_files: int) -> bool:
+    """Rotate a running container's k8s-file log once it holds `max_size` bytes or more.
+
+    `ctr.log` becomes `ctr.log.1` (older ones shift up, the files beyond `max_files` in
+    all are deleted), then conmon is asked through its ctl fifo (message "2 0 0": reopen the
+    log, conmon src/ctrl.c) to start a fresh `ctr.log`. Lines conmon writes between the
+    rename and the reopen land at the end of `ctr.log.1`, so nothing is lost or reordered.
+    Returns True when it rotated. Does nothing when conmon is gone (no reader on the fifo)
+    or another process is rotating this log right now.
+    """
+    if max_size <= 0:
+        return False
+    try:
+        if os.stat(path).st_size < max_size:
+            return False
+    except FileNotFoundError:
+        return False                        # conmon has not reopened after the last rotation yet
+    try:
+        ctl_fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False                        # ENXIO: conmon has exited, nothing writes the log
+    try:
+        lock_fd = os.open(path.parent / (path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        os.close(ctl_fd)
+        return False
+    try:
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        try:
+            if os.stat(path).st_size < max_size:
+                return False                # rotated by another process meanwhile
+        except FileNotFoundError:
+            return False
+        keep = max(max_files, 1) - 1        # rotated files besides the current one
+        for old in rotated_files(path):
+            n = int(old.name.rsplit(".", 1)[1])
+            if n >= keep:
+                old.unlink(missing_ok=True)
+        for n in range(keep - 1, 0, -1):
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(f"{path}.{n}", f"{path}.{n + 1}")
+        if keep:
+            os.rename(path, f"{path}.1")
+        else:
+            path.unlink()                   # max_files 1: Docker truncates; conmon starts anew
+        try:
+            os.write(ctl_fd, b"2 0 0\n")
+        except OSError:
+            pass                            # conmon exited meanwhile: its next start creates ctr.log
+        return True
+    finally:
+        os.close(lock_fd)
+        os.close(ctl_fd)
+
+
+# ---------------------------------------------------------------------------- reading
+
+def _open_all(path: Path) -> list[BinaryIO]:
+    """Open the log's files, return them oldest first.
+
+    Opened newest first (`ctr.log`, then `.1`, `.2`...) and a file seen already by inode is
+    skipped: a rotation between two opens shifts names but never hides a file or shows one twice.
+    """
+    files: list[BinaryIO] = []
+    seen: set[int] = set()
+    for p in [path, *reversed(rotated_files(path))]:
+        try:
+            f = open(p, "rb")  # noqa: SIM115 - returned open
+        except FileNotFoundError:
+            continue
+        ino = os.fstat(f.fileno()).st_ino
+        if ino in seen:
+            f.close()
+            continue
+        seen.add(ino)
+        files.append(f)
+    files.reverse()
+    return files
+
+
+def _newer_than(path: Path, ino: int | None) -> list[BinaryIO]:
+    """The log's files written after the one with inode `ino` (all when it is gone), oldest first."""
+    files = _open_all(path)
+    for i, f in enumerate(files):
+        if os.fstat(f.fileno()).st_ino == ino:
+            for g in files[: i + 1]:
+                g.close()
+            return files[i + 1:]
+    return files
+
+
+class _Reader:
+    """Splits bytes into k8s-file lines and reassembles them; one per reader, across files."""
+
+    def __init__(self, since: datetime | None) -> None:
+        self.asm = _Assembler()
+        self.since = since
+        self.buf = b""
+
+    def feed(self, data: bytes) -> list[base.LogLine]:
+        self.buf += data
+        *complete, self.buf = self.buf.split(b"\n")
+        out = []
+        for raw in complete:
+            line = self.asm.feed(raw)
+            if line is not None and _keep(line, self.since):
+                out.append(line)
+        return out
+
+    def end_of_file(self) -> None:
+        """A file ended: conmon never splits a record across files, drop a torn one."""
+        self.buf = b""
+
+    def flush(self) -> list[base.LogLine]:
+        return [ln for ln in self.asm.flush() if _keep(ln, self.since)]
+
+
 def read_logs(
     path: Path,
     *,
@@ -98,83 +245,80 @@ def read_logs(
     is_running: Callable[[], bool] | None = None,
     poll: float = 0.1,
 ) -> Iterator[base.LogLine]:
-    """Yield reassembled lines; with `follow`, keep reading until the container stops."""
-    since_dt = parse_since(since) if since else None
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - kept open across the follow loop
-    except FileNotFoundError:
-        if not follow:
-            return
-        f = None
-    asm = _Assembler()
+    """Yield reassembled lines of `path` and its rotated files (oldest first); with `follow`,
+    keep reading, into the fresh file after each rotation, until the container stops."""
+    reader = _Reader(parse_since(since) if since else None)
+    files = _open_all(path)
+    f = files.pop() if files else None          # the newest: followed
     try:
         backlog: deque[base.LogLine] | None = deque(maxlen=tail) if tail is not None and tail >= 0 else None
-        if f is not None:
-            for raw in f:
-                if not raw.endswith(b"\n"):
-                    f.seek(-len(raw), os.SEEK_CUR)      # a line conmon is still writing
-                    break
-                line = asm.feed(raw[:-1])
-                if line is None or not _keep(line, since_dt):
-                    continue
-                if backlog is not None:
-                    backlog.append(line)
-                else:
-                    yield line
-        if not follow:
-            for line in asm.flush():
-                if _keep(line, since_dt):
-                    if backlog is not None:
-                        backlog.append(line)
+        out: Callable[[base.LogLine], None] | None = backlog.append if backlog is not None else None
+        for g in files:
+            with g:
+                for line in reader.feed(g.read()):
+                    if out is not None:
+                        out(line)
                     else:
                         yield line
+            reader.end_of_file()
+        if f is not None:
+            for line in reader.feed(f.read()):
+                if out is not None:
+                    out(line)
+                else:
+                    yield line
+            if follow and reader.buf:
+                f.seek(-len(reader.buf), os.SEEK_CUR)     # a line conmon is still writing
+                reader.buf = b""
+        if not follow:
+            for line in reader.flush():
+                if out is not None:
+                    out(line)
+                else:
+                    yield line
             if backlog is not None:
                 yield from backlog
             return
         if backlog is not None:
             yield from backlog
-        buf = b""
         while True:
-            if f is None:
-                try:
-                    f = open(path, "rb")  # noqa: SIM115
-                except FileNotFoundError:
-                    f = None
-            chunk = f.read(65536) if f is not None else b""
-            if chunk:
-                buf += chunk
-                *complete, buf = buf.split(b"\n")
-                for raw in complete:
-                    line = asm.feed(raw)
-                    if line is not None and _keep(line, since_dt):
-                        yield line
-                continue
-            running = is_running() if is_running is not None else False
             if f is not None:
-                # conmon truncates by replacing the file: follow the new one
-                try:
-                    st = os.stat(path)
-                    if st.st_ino != os.fstat(f.fileno()).st_ino or st.st_size < f.tell():
-                        f.close()
-                        f = open(path, "rb")  # noqa: SIM115
-                        buf = b""
-                        continue
-                except FileNotFoundError:
-                    pass
+                chunk = f.read(65536)
+                if chunk:
+                    yield from reader.feed(chunk)
+                    continue
+            running = is_running() if is_running is not None else False
+            try:
+                st: os.stat_result | None = os.stat(path)
+            except FileNotFoundError:
+                st = None                       # renamed away, conmon has not reopened yet
+            if st is not None and (f is None or st.st_ino != os.fstat(f.fileno()).st_ino):
+                # rotated (or cut by conmon): conmon closed the old file before the new one
+                # appeared, so finish it, then read what came after it
+                old = None
+                if f is not None:
+                    yield from reader.feed(f.read())
+                    old = os.fstat(f.fileno()).st_ino
+                    f.close()
+                    f = None
+                reader.end_of_file()
+                newer = _newer_than(path, old)
+                if newer:
+                    f = newer.pop()
+                    for g in newer:
+                        with g:
+                            yield from reader.feed(g.read())
+                        reader.end_of_file()
+                    continue
+            elif st is not None and f is not None and st.st_size < f.tell():
+                f.seek(0)                       # truncated in place
+                reader.end_of_file()
+                continue
             if not running:
                 # one more read after the exit: conmon syncs the log before the exit file
                 if f is not None:
-                    rest = f.read()
-                    if rest:
-                        buf += rest
-                        *complete, buf = buf.split(b"\n")
-                        for raw in complete:
-                            line = asm.feed(raw)
-                            if line is not None and _keep(line, since_dt):
-                                yield line
-                for line in asm.flush():
-                    if _keep(line, since_dt):
-                        yield line
+                    yield from reader.feed(f.read())
+                yield from reader.flush()
                 return
             time.sleep(poll)
     finally:

@@ -1,0 +1,193 @@
+"""Container log rotation (max size x max files) with conmon's ctl fifo, and reading across it.
+
+The container writes numbered lines in bursts and waits on a gate file after each one, so
+every rotation happens at a known point: after the follower has seen the burst, with a
+partial line (a conmon `P` record) at the end of the file that is rotated away.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.runtime import base
+from reconciler.runtime.native import health, logs
+from reconciler.runtime.native.backend import NativeRuntime
+from tests.runtime.conftest import cleanup, leftovers, make_native
+
+pytestmark = [pytest.mark.root, pytest.mark.registry]
+
+MAX_SIZE = 64 * 1024
+MAX_FILES = 3
+PER_BURST = 64                  # lines per burst
+BURSTS = 100                    # ~1.5 MiB in all
+PAD = "x" * 160
+# a burst in conmon's format: "<35-byte time> stdout F line-N-PAD\n" per line, plus the partials
+BURST_BYTES = PER_BURST * (45 + len("line-000000-") + len(PAD)) + 2 * 64
+
+SCRIPT = f"""
+printf 'half-start-'
+i=0; b=0
+while [ $b -lt {BURSTS} ]; do
+  echo "rest-$b"
+  j=0
+  while [ $j -lt {PER_BURST} ]; do i=$((i+1)); echo "line-$i-{PAD}"; j=$((j+1)); done
+  printf 'half-%d-' $b
+  while [ ! -e /gate/$b ]; do sleep 0.01; done
+  b=$((b+1))
+done
+echo end
+"""
+
+
+def expected_lines() -> list[str]:
+    out = ["half-start-rest-0"]
+    for b in range(BURSTS):
+        out += [f"line-{b * PER_BURST + j + 1}-{PAD}" for j in range(PER_BURST)]
+        out.append(f"half-{b}-" + (f"rest-{b + 1}" if b + 1 < BURSTS else "end"))
+    return out
+
+
+@pytest.fixture
+def native(tmp_path: Path, busybox_image: str) -> Iterator[tuple[NativeRuntime, str]]:
+    rt, ref = make_native(tmp_path, busybox_image, log_max_size=MAX_SIZE, log_max_files=MAX_FILES)
+    try:
+        yield rt, ref
+    finally:
+        cleanup(rt)
+        left = leftovers(rt.config)
+        rt.close()
+        assert left == [], left
+
+
+def _wait(cond: object, what: str, timeout: float = 60.0) -> None:
+    """Wait for a condition the container or the follower reaches (not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while not cond():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.005)
+
+
+def _files(log: Path) -> list[Path]:
+    return [*logs.rotated_files(log), *([log] if log.exists() else [])]
+
+
+def test_rotation_keeps_max_files_and_reads_across_them(native: tuple[NativeRuntime, str], tmp_path: Path) -> None:
+    rt, image = native
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    cid = rt.create_container(base.ContainerConfig(
+        name="chatty", image=image, command=("sh", "-c", SCRIPT), networks=("none",),
+        mounts=(base.Mount(type="bind", source=str(gate), target="/gate", read_only=True),),
+    ))
+    log = rt.containers.paths(cid).log
+    followed: list[str] = []
+    follower_done = threading.Event()
+
+    def follow() -> None:
+        try:
+            for line in rt.logs(cid, follow=True):
+                followed.append(line.data.decode())
+        finally:
+            follower_done.set()
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    rt.start_container(cid)
+    # the supervision loop's path: the health checker's tick, its clock 10 s on per call
+    clock = itertools.count(0, 10)
+    checker = health.HealthChecker(rt.containers, clock=lambda: float(next(clock)))
+    partial_at_boundary = 0
+    for b in range(BURSTS):
+        last = f"line-{(b + 1) * PER_BURST}-{PAD}"
+        _wait(lambda last=last: bool(followed) and followed[-1] == last, f"the follower to see burst {b}")
+        tail = f" P half-{b}-\n".encode()
+        _wait(lambda tail=tail: log.exists() and log.read_bytes().endswith(tail), f"the partial line of burst {b}")
+        before = log.stat().st_ino
+        checker.tick()
+        if not log.exists() or log.stat().st_ino != before:
+            partial_at_boundary += 1            # rotated right after a P record
+            assert (log.parent / "ctr.log.1").read_bytes().endswith(tail)
+        (gate / str(b)).touch()
+    assert rt.wait_container(cid, timeout=60) == 0
+    reader.join(timeout=30)
+    assert follower_done.is_set()
+
+    expected = expected_lines()
+    # the follower saw every line once, in order, partial lines joined across the rotations
+    assert followed == expected
+    assert partial_at_boundary >= 10
+
+    files = _files(log)
+    assert 2 <= len(files) <= MAX_FILES
+    assert [p.name for p in files] == [f"ctr.log.{n}" for n in range(len(files) - 1, 0, -1)] + ["ctr.log"]
+    for p in files:
+        assert p.stat().st_size <= MAX_SIZE + BURST_BYTES, (p, p.stat().st_size)
+
+    lines = [ln.data.decode() for ln in rt.logs(cid)]
+    # the newest lines, in order; the oldest kept line may have lost its first part with the
+    # file that held it (as with Docker's rotated json files)
+    assert len(lines) > PER_BURST * 2
+    assert lines[1:] == expected[len(expected) - len(lines) + 1:]
+    assert expected[len(expected) - len(lines)].endswith(lines[0])
+    # --tail across files: more lines than the current file holds
+    in_current = log.read_bytes().count(b"\n")
+    for n in (1, in_current + 5, len(lines) - 1, len(lines) + 100):
+        assert [ln.data.decode() for ln in rt.logs(cid, tail=n)] == lines[-n:]
+    assert [ln.data.decode() for ln in rt.logs(cid, tail=0)] == []
+
+
+def test_no_rotation_below_the_size_nor_for_stopped_containers(native: tuple[NativeRuntime, str]) -> None:
+    rt, image = native
+    cid = rt.create_container(base.ContainerConfig(
+        name="quiet", image=image, command=("sh", "-c", "echo one; echo two; sleep 1000"), networks=("none",)))
+    rt.start_container(cid)
+    log = rt.containers.paths(cid).log
+    _wait(lambda: log.exists() and log.read_bytes().count(b"\n") == 2, "two lines")
+    assert rt.rotate_logs() == []
+    rt.stop_container(cid, timeout=1)
+    with open(log, "ab") as f:               # grown past the size while nothing writes it
+        f.write(b"2026-01-01T00:00:00.000000000+00:00 stdout F filler\n" * (MAX_SIZE // 40))
+    assert rt.rotate_logs() == []
+    assert logs.rotated_files(log) == []
+    assert [ln.data for ln in rt.logs(cid, tail=1)] == [b"filler"]
+
+
+def test_follow_continues_into_the_new_file(native: tuple[NativeRuntime, str], tmp_path: Path) -> None:
+    """A follower started before the rotation keeps reading the renamed file to its end, then
+    the fresh one; a second rotation while it waits is read too."""
+    rt, image = native
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    big = "y" * 1000
+    script = ("i=0; while [ $i -lt 3 ]; do j=0; while [ $j -lt 80 ]; do "
+              f"echo \"$i-$j-{big}\"; j=$((j+1)); done; "
+              "while [ ! -e /gate/$i ]; do sleep 0.01; done; i=$((i+1)); done")
+    cid = rt.create_container(base.ContainerConfig(
+        name="rot", image=image, command=("sh", "-c", script), networks=("none",),
+        mounts=(base.Mount(type="bind", source=str(gate), target="/gate", read_only=True),)))
+    rt.start_container(cid)
+    log = rt.containers.paths(cid).log
+    seen: list[str] = []
+    it = rt.logs(cid, follow=True)
+    for _ in range(80):
+        seen.append(next(it).data.decode())
+    assert rt.rotate_logs() == [cid]
+    (gate / "0").touch()
+    for _ in range(80):
+        seen.append(next(it).data.decode())
+    _wait(lambda: log.exists() and log.stat().st_size >= 80 * 1000, "the second burst in the new file")
+    assert rt.rotate_logs() == [cid]
+    (gate / "1").touch()
+    _wait(lambda: log.exists() and log.stat().st_size >= 80 * 1000, "the third burst in the new file")
+    assert rt.rotate_logs() == [cid]
+    (gate / "2").touch()
+    seen += [ln.data.decode() for ln in it]
+    assert seen == [f"{i}-{j}-{big}" for i in range(3) for j in range(80)]
+    assert len(logs.rotated_files(log)) == MAX_FILES - 1     # the first burst's file is gone

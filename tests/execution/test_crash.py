@@ -17,17 +17,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from reconciler.runtime.native import cgroups
-from reconciler.runtime.native.backend import NativeRuntime
-from reconciler.runtime.native.config import NativeConfig
 from reconciler.runtime.native.network import NetworkManager
 from tests.execution.helpers import write
-from tests.runtime.conftest import cleanup, leftovers, new_prefix
+from tests.helpers.host import Host
 
 pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
 
@@ -49,40 +46,9 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-class Host:
-    def __init__(self, tmp: Path) -> None:
-        self.config = NativeConfig(root=tmp / "root", run_dir=tmp / "run", name_prefix=new_prefix())
-        self.subnet = f"10.24{secrets.randbelow(10)}.{secrets.randbelow(250) + 1}.0/24"
-
-    def argv(self, source: Path) -> list[str]:
-        return [sys.executable, "-m", "reconciler", "apply", str(source), "--root", str(self.config.root),
-                "--run-dir", str(self.config.run_dir), "--name-prefix", self.config.name_prefix,
-                "--runtime", "native", "--parallel", "8"]
-
-    def runtime(self) -> NativeRuntime:
-        return NativeRuntime(self.config, network=NetworkManager(self.config))
-
-
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[Host]:
-    h = Host(tmp_path)
-    try:
-        yield h
-    finally:
-        rt = h.runtime()
-        cleanup(rt)
-        for n in rt.list_networks():
-            try:
-                rt.remove_network(n.name)
-            except Exception:
-                pass
-        assert isinstance(rt.network, NetworkManager)
-        rt.network.recover([])
-        for v in rt.list_volumes():
-            rt.remove_volume(v.name)
-        left = leftovers(h.config)
-        rt.close()
-        assert left == [], f"left on the host: {left}"
+def apply_argv(host: Host, source: Path) -> list[str]:
+    """`reconcile apply` as a separate process (so that it can be killed)."""
+    return [sys.executable, "-m", "reconciler", "apply", str(source), *host.cli_args(), "--parallel", "8"]
 
 
 def manifests(m: Path, image: str, subnet: str, ports: list[int], generation: int) -> None:
@@ -214,16 +180,16 @@ def test_kill_9_during_converge_then_rerun_converges_without_leaks(
     m = tmp_path / "m"
     ports = free_ports(N)
     manifests(m, busybox_image, host.subnet, ports, 0)
-    first = subprocess.run(host.argv(m), capture_output=True, text=True, timeout=600, check=False)
+    first = subprocess.run(apply_argv(host, m), capture_output=True, text=True, timeout=600, check=False)
     assert first.returncode == 0, first.stdout + first.stderr
     remove_all(host)                                               # how long creating all takes
     began = time.monotonic()
-    fresh = subprocess.run(host.argv(m), capture_output=True, text=True, timeout=600, check=False)
+    fresh = subprocess.run(apply_argv(host, m), capture_output=True, text=True, timeout=600, check=False)
     full_create = time.monotonic() - began
     assert fresh.returncode == 0, fresh.stdout + fresh.stderr
     manifests(m, busybox_image, host.subnet, ports, -1)           # how long a recreate of all takes
     began = time.monotonic()
-    again = subprocess.run(host.argv(m), capture_output=True, text=True, timeout=600, check=False)
+    again = subprocess.run(apply_argv(host, m), capture_output=True, text=True, timeout=600, check=False)
     full_recreate = time.monotonic() - began
     assert again.returncode == 0, again.stdout + again.stderr
     rt = host.runtime()
@@ -241,14 +207,14 @@ def test_kill_9_during_converge_then_rerun_converges_without_leaks(
             remove_all(host)
         manifests(m, busybox_image, host.subnet, ports, generation)
         before = snapshot(host)
-        proc = subprocess.Popen(host.argv(m), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(apply_argv(host, m), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.3, full_create if generation % 2 == 0 else full_recreate))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
         after = snapshot(host)
         done = len(after) == N and {g for _, g in after.values()} == {str(generation)}
         interrupted += after != before and not done
-        rerun = subprocess.run(host.argv(m), capture_output=True, text=True, timeout=600, check=False)
+        rerun = subprocess.run(apply_argv(host, m), capture_output=True, text=True, timeout=600, check=False)
         assert rerun.returncode == 0, f"round {generation}: {rerun.stdout}{rerun.stderr}"
         recovered += "crash recovery done" in rerun.stdout + rerun.stderr
         check_converged(host, volume_file, payload)

@@ -9,7 +9,6 @@ volume's data unchanged. Start-up recovery (runtime/native/recovery.py) is what 
 
 from __future__ import annotations
 
-import os
 import random
 import secrets
 import signal
@@ -24,7 +23,7 @@ import pytest
 from reconciler.runtime.native import cgroups
 from reconciler.runtime.native.network import NetworkManager
 from tests.execution.helpers import write
-from tests.helpers.host import Host
+from tests.helpers.host import Host, conmon_pids, engine_processes
 
 pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
 
@@ -89,20 +88,6 @@ def host_state(h: Host) -> dict[str, object]:
               if line.split(" ")[4].startswith((str(cfg.root), str(cfg.run_dir)))]
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
     names = [line.split(":")[1].strip().split("@")[0] for line in links.splitlines()]
-    conmons, runcs = [], []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if str(cfg.run_dir).encode() not in b" ".join(argv):
-            continue
-        if argv[0].endswith(b"conmon"):
-            conmons.append(argv[argv.index(b"-c") + 1].decode())
-        elif argv[0].endswith(b"runc"):
-            runcs.append(pid)
     cg = set()
     for hier in cgroups.hierarchies():
         if (hier / prefix).is_dir():
@@ -116,8 +101,8 @@ def host_state(h: Host) -> dict[str, object]:
         "netns": sorted(p.name for p in netns.iterdir()) if netns.is_dir() else [],
         "veths": sum(1 for n in names if n.startswith(prefix + "v")),
         "bridges": sorted(n for n in names if n.startswith(prefix) and not n.startswith(prefix + "v")),
-        "conmon": sorted(conmons),
-        "runc": runcs,
+        "conmon": sorted(conmon_pids(cfg.run_dir)),
+        "runc": [pid for pid, argv in engine_processes(cfg.run_dir) if argv[0].endswith(b"runc")],
         "cgroups": sorted(cg),
         "dirs": sorted(p.name for p in (cfg.root / "containers").iterdir()),
     }

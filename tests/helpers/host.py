@@ -9,6 +9,7 @@ cgroups, networks, volumes; then it fails the test if anything of the engine is 
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,6 +59,26 @@ class Host:
             return leftovers(self.config)
         finally:
             rt.close()
+
+
+def engine_processes(run_dir: Path) -> Iterator[tuple[int, list[bytes]]]:
+    """(pid, argv) of every process whose command line names `run_dir` (conmon, runc, ...)."""
+    marker = str(run_dir).encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if marker in b" ".join(argv):
+            yield int(entry), argv
+
+
+def conmon_pids(run_dir: Path) -> dict[str, int]:
+    """Container id -> pid of each conmon of the engine on `run_dir`."""
+    return {argv[argv.index(b"-c") + 1].decode(): pid
+            for pid, argv in engine_processes(run_dir) if argv[0].endswith(b"conmon")}
 
 
 @contextlib.contextmanager

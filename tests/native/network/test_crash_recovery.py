@@ -9,7 +9,6 @@ remove exactly those and keep a healthy neighbour untouched.
 from __future__ import annotations
 
 import dataclasses
-import os
 import secrets
 import urllib.request
 from pathlib import Path
@@ -20,23 +19,10 @@ from reconciler.execution import backends
 from reconciler.runtime import base
 from reconciler.runtime.native import cgroups, mounts, recovery
 from reconciler.runtime.native.backend import NativeRuntime
+from tests.helpers.host import conmon_pids
 from tests.native.network.conftest import IMAGE, Harness
 
 pytestmark = [pytest.mark.root]
-
-def _conmon_pids(run_dir: Path) -> dict[str, int]:
-    found = {}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv[0].endswith(b"conmon") and str(run_dir).encode() in b" ".join(argv):
-            found[argv[argv.index(b"-c") + 1].decode()] = int(pid)
-    return found
-
 
 def _links(prefix: str) -> set[str]:
     return {p.name for p in Path("/sys/class/net").iterdir() if p.name.startswith(prefix + "v")}
@@ -62,7 +48,7 @@ def test_recovery_removes_what_a_killed_create_left_and_keeps_the_rest(
     with mgr.db.tx() as conn:                       # killed before the INSERT: no record at all
         conn.execute("DELETE FROM containers WHERE id = ?", (orphan,))
     mgr.update(half, lambda r: dataclasses.replace(r, status="created", pid=None, conmon_pid=None))
-    assert set(_conmon_pids(harness.config.run_dir)) == {keep, orphan, half}
+    assert set(conmon_pids(harness.config.run_dir)) == {keep, orphan, half}
     assert len(_links(harness.prefix)) == 3
 
     report = recovery.recover(engine)
@@ -70,7 +56,7 @@ def test_recovery_removes_what_a_killed_create_left_and_keeps_the_rest(
     assert report.orphans == (orphan,)
     assert report.half_made == (half,)
     assert [r.id for r in mgr.records()] == [keep]
-    assert set(_conmon_pids(harness.config.run_dir)) == {keep}
+    assert set(conmon_pids(harness.config.run_dir)) == {keep}
     for cid in (orphan, half):
         assert not mgr.paths(cid).dir.exists()
         assert not mounts.is_mounted(mgr.paths(cid).rootfs)
@@ -100,5 +86,5 @@ def test_opening_the_engine_for_a_pass_runs_recovery(harness: Harness, engine: N
     rt = backends.open_runtime("native", root=cfg.root, run_dir=cfg.run_dir, name_prefix=cfg.name_prefix)
     rt.close()
     assert not engine.containers.paths(cid).dir.exists()
-    assert cid not in _conmon_pids(cfg.run_dir)
+    assert cid not in conmon_pids(cfg.run_dir)
     assert not harness.manager.netns_path(cid).exists()

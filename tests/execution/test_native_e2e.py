@@ -126,6 +126,11 @@ START_FIRST_WEB = """
       volumes: ["data:/data"]
       healthcheck: {{test: [CMD, "true"], interval: 1s, timeout: 2s, retries: 1}}
       update: {{order: start-first, healthTimeout: 30s}}
+    ---
+    apiVersion: reconciler/v1
+    kind: Volume
+    metadata: {{name: data}}
+    spec: {{}}
     """
 
 
@@ -133,22 +138,10 @@ def test_start_first_update_starts_the_new_container_before_stopping_the_old(
         tmp_path: Path, host: Host, busybox_image: str) -> None:
     m = tmp_path / "m"
     manifests(m, busybox_image, host.subnet)
-    write(m, "web.yaml", START_FIRST_WEB.format(image=busybox_image, v="1") + """
-    ---
-    apiVersion: reconciler/v1
-    kind: Volume
-    metadata: {name: data}
-    spec: {}
-    """)
+    write(m, "web.yaml", START_FIRST_WEB.format(image=busybox_image, v="1"))
     assert host.cli("apply", str(m)) == 0
     first = host.ids()
-    write(m, "web.yaml", START_FIRST_WEB.format(image=busybox_image, v="2") + """
-    ---
-    apiVersion: reconciler/v1
-    kind: Volume
-    metadata: {name: data}
-    spec: {}
-    """)
+    write(m, "web.yaml", START_FIRST_WEB.format(image=busybox_image, v="2"))
     assert host.cli("apply", str(m)) == 0
     second = host.ids()
     assert second["web"] != first["web"]

@@ -7,8 +7,8 @@ fds, `--exit-dir` (one file per container, named by id, holding the decimal exit
 
 conmon's ctl fifo (`<bundle>/ctl`) takes lines "TYPE A B": 1 = resize the terminal to A rows,
 B columns; 2 = reopen the log file (logs.rotate). Its `--log-size-max` counts the bytes written
-since conmon started and is not reset by a reopen through the fifo, so with rotation the cap
-would cut (and lose) the current file in between rotations: it is only a cap without rotation.
+since conmon started (or its last own cut), not reset by a reopen through the fifo, so with
+rotation the cap cuts in between rotations; logs.rotate keeps what such a cut drops.
 """
 
 from __future__ import annotations

@@ -323,7 +323,7 @@ class ContainerManager:
         log_size_max: int | None = None,
     ) -> None:
         self.config = config
-        # conmon's own cap of the k8s-file log, bytes; None: none while logs rotate, else 100 MiB
+        # conmon's own cap of the k8s-file log, bytes; None: 100 MiB or 4 x the rotation size
         self.log_size_max = log_size_max
         self.log_max_size = config.log_max_size      # rotation (rotate_logs), see logs.rotate
         self.log_max_files = config.log_max_files
@@ -407,7 +407,8 @@ class ContainerManager:
     def _log_cap(self) -> int | None:
         if self.log_size_max is not None:
             return self.log_size_max
-        return None if self.log_max_size > 0 else conmon.DEFAULT_LOG_SIZE_MAX
+        # a backstop well above the rotation size (logs.rotate keeps what its cut drops)
+        return max(conmon.DEFAULT_LOG_SIZE_MAX, 4 * self.log_max_size)
 
     def rotate_logs(self, recs: Sequence[Record] | None = None) -> list[str]:
         """Rotate the logs of running containers that reached `log_max_size` (a stat() each);

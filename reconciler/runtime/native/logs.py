@@ -10,7 +10,8 @@ older files up to `max_files - 1`) and asks conmon to reopen through its ctl fif
 take the rotated files oldest first with one reassembler, so a partial line continues across
 a boundary, and a follower finishes the old file and goes on with the new one. A rotated file
 may exceed the size by what was written between two supervision ticks. conmon's own
-`--log-size-max` cut (it replaces the file) is noticed the same way, by inode.
+`--log-size-max` cut (it replaces the file) stays as a backstop: a hard link (`ctr.log.pin`)
+keeps the file it drops until the next tick rotates it in.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import BinaryIO
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 
-__all__ = ["parse_since", "read_logs", "rotate", "rotated_files"]
+__all__ = ["parse_since", "pin_path", "read_logs", "rotate", "rotated_files"]
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|m|s|ms))+$")
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
@@ -116,62 +117,94 @@ def rotated_files(path: Path) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def rotate(path: Path, ctl: Path, *, max_size: int, max_files: int) -> bool:
-    """Rotate a running container's k8s-file log once it holds `max_size` bytes or more.
+def pin_path(path: Path) -> Path:
+    """A second hard link to the current log file, kept by `rotate` (see there)."""
+    return path.with_name(path.name + ".pin")
 
-    `ctr.log` becomes `ctr.log.1` (older ones shift up, the files beyond `max_files` in
-    all are deleted), then conmon is asked through its ctl fifo (message "2 0 0": reopen the
-    log, conmon src/ctrl.c) to start a fresh `ctr.log`. Lines conmon writes between the
-    rename and the reopen land at the end of `ctr.log.1`, so nothing is lost or reordered.
-    Returns True when it rotated. Does nothing when conmon is gone (no reader on the fifo)
-    or another process is rotating this log right now.
-    """
-    if max_size <= 0:
-        return False
+
+def _stat(path: Path | str) -> os.stat_result | None:
     try:
-        if os.stat(path).st_size < max_size:
-            return False
+        return os.stat(path)
     except FileNotFoundError:
-        return False                        # conmon has not reopened after the last rotation yet
-    try:
-        ctl_fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return False                        # ENXIO: conmon has exited, nothing writes the log
+        return None
+
+
+def _make_room(path: Path, keep: int) -> None:
+    """Shift `ctr.log.N` to `.N+1` and delete what would exceed `keep` rotated files."""
+    for old in rotated_files(path):
+        if int(old.name.rsplit(".", 1)[1]) >= keep:
+            old.unlink(missing_ok=True)
+    for n in range(keep - 1, 0, -1):
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(f"{path}.{n}", f"{path}.{n + 1}")
+
+
+def rotate(path: Path, ctl: Path, *, max_size: int, max_files: int) -> bool:
+    """One supervision step for a running container's k8s-file log; True when it rotated.
+
+    At `max_size` bytes or more, `ctr.log` becomes `ctr.log.1` (older ones shift up, the files
+    beyond `max_files` in all are deleted), then conmon is asked through its ctl fifo (message
+    "2 0 0": reopen the log, conmon src/ctrl.c) to start a fresh `ctr.log`. Lines conmon writes
+    between the rename and the reopen land at the end of `ctr.log.1`: nothing is lost or
+    reordered. Nothing happens when conmon is gone (no reader on the fifo).
+
+    conmon's own `--log-size-max` cut replaces `ctr.log` with a new file, which would drop
+    the old one; the backstop is harmless because `ctr.log.pin`, a hard link to the current
+    file made here, keeps it, and the next step rotates it in as `ctr.log.1`. A process that
+    finds another one rotating the same log leaves it alone.
+    """
+    pin = pin_path(path)
+    st, pst = _stat(path), _stat(pin)
+    if st is None or (pst is not None and pst.st_ino == st.st_ino and (max_size <= 0 or st.st_size < max_size)):
+        return False                        # not reopened yet after a rotation, or nothing to do
     try:
         lock_fd = os.open(path.parent / (path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError:
-        os.close(ctl_fd)
         return False
     try:
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
-        try:
-            if os.stat(path).st_size < max_size:
-                return False                # rotated by another process meanwhile
-        except FileNotFoundError:
-            return False
+        st, pst = _stat(path), _stat(pin)
         keep = max(max_files, 1) - 1        # rotated files besides the current one
-        for old in rotated_files(path):
-            n = int(old.name.rsplit(".", 1)[1])
-            if n >= keep:
-                old.unlink(missing_ok=True)
-        for n in range(keep - 1, 0, -1):
-            with contextlib.suppress(FileNotFoundError):
-                os.rename(f"{path}.{n}", f"{path}.{n + 1}")
-        if keep:
-            os.rename(path, f"{path}.1")
-        else:
-            path.unlink()                   # max_files 1: Docker truncates; conmon starts anew
-        try:
-            os.write(ctl_fd, b"2 0 0\n")
-        except OSError:
-            pass                            # conmon exited meanwhile: its next start creates ctr.log
-        return True
+        rotated = False
+        if st is not None and pst is not None and pst.st_ino != st.st_ino:
+            one = _stat(f"{path}.1")
+            if one is not None and one.st_ino == pst.st_ino:
+                pin.unlink()                # our own rotation: the pinned file is ctr.log.1
+            else:
+                _make_room(path, keep)      # conmon cut the file: keep the one it dropped
+                if keep:
+                    os.rename(pin, f"{path}.1")
+                else:
+                    pin.unlink()
+                rotated = True
+            pst = None
+        if st is not None and max_size > 0 and st.st_size >= max_size:
+            try:
+                ctl_fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:
+                ctl_fd = -1                 # ENXIO: conmon has exited, nothing writes the log
+            if ctl_fd >= 0:
+                try:
+                    _make_room(path, keep)
+                    if keep:
+                        os.rename(path, f"{path}.1")
+                    else:
+                        path.unlink()       # max_files 1: Docker truncates; conmon starts anew
+                    with contextlib.suppress(OSError):   # exited meanwhile: its next start creates it
+                        os.write(ctl_fd, b"2 0 0\n")
+                    st = None
+                    rotated = True
+                finally:
+                    os.close(ctl_fd)
+        if st is not None and pst is None:
+            with contextlib.suppress(OSError):
+                os.link(path, pin)
+        return rotated
     finally:
         os.close(lock_fd)
-        os.close(ctl_fd)
 
 
 # ---------------------------------------------------------------------------- reading
@@ -179,12 +212,13 @@ def rotate(path: Path, ctl: Path, *, max_size: int, max_files: int) -> bool:
 def _open_all(path: Path) -> list[BinaryIO]:
     """Open the log's files, return them oldest first.
 
-    Opened newest first (`ctr.log`, then `.1`, `.2`...) and a file seen already by inode is
-    skipped: a rotation between two opens shifts names but never hides a file or shows one twice.
+    Opened newest first (`ctr.log`, the pin, then `.1`, `.2`...) and a file seen already by
+    inode is skipped: a rotation between two opens shifts names but never hides a file or shows
+    one twice, and a file conmon cut that is not rotated in yet is read from its pin.
     """
     files: list[BinaryIO] = []
     seen: set[int] = set()
-    for p in [path, *reversed(rotated_files(path))]:
+    for p in [path, pin_path(path), *reversed(rotated_files(path))]:
         try:
             f = open(p, "rb")  # noqa: SIM115 - returned open
         except FileNotFoundError:

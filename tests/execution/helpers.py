@@ -7,6 +7,7 @@ from pathlib import Path
 
 from reconciler import spec
 from reconciler._sqlite import Database
+from reconciler.cli.main import main
 from reconciler.execution import executor, passes
 from reconciler.runtime.fake import FakeRuntime
 from reconciler.spec import models
@@ -25,6 +26,18 @@ def container_doc(name: str, *, image: str = IMG, extra: str = "") -> str:
     body = textwrap.indent(textwrap.dedent(extra).strip("\n"), "  ") if extra else ""
     return (f"---\napiVersion: reconciler/v1\nkind: Container\nmetadata:\n  name: {name}\n"
             f"spec:\n  image: {image}\n{body}\n")
+
+
+def fake_root(tmp: Path) -> Path:
+    """A state root for `--runtime fake` whose fake registry has IMG."""
+    root = tmp / "root"
+    FakeRuntime.at_root(root).publish(IMG)
+    return root
+
+
+def fake_cli(root: Path, *args: str) -> int:
+    """`reconcile <args>` in this process on the fake engine under `root`; its exit code."""
+    return main([*args, "--root", str(root), "--runtime", "fake"])
 
 
 def load(dir_: Path) -> models.DesiredState:

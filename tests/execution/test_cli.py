@@ -11,7 +11,8 @@ import pytest
 
 from reconciler.cli.main import main
 from reconciler.runtime.fake import STATE_FILE, FakeRuntime
-from tests.execution.helpers import IMG, container_doc, write
+from tests.execution.helpers import IMG, container_doc, fake_root, write
+from tests.execution.helpers import fake_cli as cli
 
 VOLUME = """
 ---
@@ -24,13 +25,7 @@ spec: {}
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    r = tmp_path / "root"
-    FakeRuntime.at_root(r).publish(IMG)
-    return r
-
-
-def cli(root: Path, *args: str) -> int:
-    return main([*args[:1], *args[1:], "--root", str(root), "--runtime", "fake"])
+    return fake_root(tmp_path)
 
 
 def fake(root: Path) -> FakeRuntime:

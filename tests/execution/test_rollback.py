@@ -10,22 +10,16 @@ from typing import Any
 
 import pytest
 
-from reconciler.cli.main import main
 from reconciler.runtime.fake import FakeRuntime
 from reconciler.spec import lock
 from reconciler.state import labels as labelmod
-from tests.execution.helpers import IMG, container_doc, write
+from tests.execution.helpers import IMG, container_doc, fake_root, write
+from tests.execution.helpers import fake_cli as cli
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    r = tmp_path / "root"
-    FakeRuntime.at_root(r).publish(IMG)
-    return r
-
-
-def cli(root: Path, *args: str) -> int:
-    return main([*args, "--root", str(root), "--runtime", "fake"])
+    return fake_root(tmp_path)
 
 
 def config(root: Path, name: str = "web") -> dict[str, Any]:

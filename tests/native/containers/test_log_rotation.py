@@ -8,6 +8,9 @@ partial line (a conmon `P` record) at the end of the file that is rotated away.
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +24,8 @@ from reconciler.runtime.native.backend import NativeRuntime
 from tests.runtime.conftest import cleanup, leftovers, make_native
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
+
+REPO = Path(__file__).resolve().parents[3]
 
 MAX_SIZE = 64 * 1024
 MAX_FILES = 3
@@ -205,3 +210,13 @@ def test_follow_continues_into_the_new_file(native: tuple[NativeRuntime, str], t
     seen += [ln.data.decode() for ln in it]
     assert seen == [f"{i}-{j}-{big}" for i in range(3) for j in range(80)]
     assert len(logs.rotated_files(log)) == MAX_FILES - 1     # the first burst's file is gone
+    kept = list(rt.logs(cid))
+    assert [ln.data.decode() for ln in kept] == seen[80:]
+    # --since a time in the newest rotated file: the older file's lines are left out
+    assert [ln.data.decode() for ln in rt.logs(cid, since=kept[80].time)] == seen[160:]
+    # `reconcile logs --tail` as a user runs it, across the two rotated files
+    env = {**os.environ, "RECONCILER_ROOT": str(rt.config.root), "RECONCILER_RUN_DIR": str(rt.config.run_dir),
+           "RECONCILER_PREFIX": rt.config.name_prefix}
+    out = subprocess.run([sys.executable, "-m", "reconciler", "logs", "--tail", "100", "rot"], cwd=REPO, env=env,
+                         capture_output=True, text=True, check=True, timeout=120).stdout
+    assert out.splitlines() == seen[-100:]

@@ -134,6 +134,11 @@ class ContainerConfig:
     init: bool = False
 
 
+def labels_match(labels: Mapping[str, str], selector: Mapping[str, str] | None) -> bool:
+    """The `list_*(selector)` rule: every selector key has that value in `labels` (None: all)."""
+    return all(labels.get(k) == v for k, v in (selector or {}).items())
+
+
 def _jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}

@@ -56,10 +56,6 @@ def _norm(ref: str) -> str:
     return name
 
 
-def _match(labels: Mapping[str, str], selector: Mapping[str, str] | None) -> bool:
-    return all(labels.get(k) == v for k, v in (selector or {}).items())
-
-
 class FakeRuntime:
     """The Runtime protocol in memory (optionally persisted to a JSON file)."""
 
@@ -217,7 +213,7 @@ class FakeRuntime:
     def list_containers(self, selector: Mapping[str, str] | None = None) -> list[base.ContainerState]:
         with self._lock:
             return [self._state(c) for c in self.s["containers"].values()
-                    if _match(c["config"]["labels"], selector)]
+                    if base.labels_match(c["config"]["labels"], selector)]
 
     def create_container(self, config: base.ContainerConfig) -> str:
         self._op("create", config.name)
@@ -340,7 +336,7 @@ class FakeRuntime:
 
     def list_networks(self, selector: Mapping[str, str] | None = None) -> list[base.NetworkState]:
         with self._lock:
-            return [self._network_state(n) for n in self.s["networks"].values() if _match(n["labels"], selector)]
+            return [self._network_state(n) for n in self.s["networks"].values() if base.labels_match(n["labels"], selector)]
 
     def ensure_network(self, config: base.NetworkConfig) -> base.NetworkState:
         self._op("ensure_network", config.name)
@@ -371,7 +367,7 @@ class FakeRuntime:
         with self._lock:
             return [base.VolumeState(name=v["name"], mountpoint=f"/fake/volumes/{v['name']}",
                                      labels=dict(v["labels"]), created=v["created"])
-                    for v in self.s["volumes"].values() if _match(v["labels"], selector)]
+                    for v in self.s["volumes"].values() if base.labels_match(v["labels"], selector)]
 
     def ensure_volume(self, config: base.VolumeConfig) -> base.VolumeState:
         self._op("ensure_volume", config.name)

@@ -79,10 +79,7 @@ class VolumeStore:
 
     def list(self, selector: Mapping[str, str] | None = None) -> list[base.VolumeState]:
         rows = self.db.connect().execute("SELECT * FROM volumes ORDER BY name").fetchall()
-        out = [self._state(r) for r in rows]
-        if selector:
-            out = [v for v in out if all(v.labels.get(k) == val for k, val in selector.items())]
-        return out
+        return [v for v in (self._state(r) for r in rows) if base.labels_match(v.labels, selector)]
 
     def remove(self, name: str, *, in_use: bool = False) -> None:
         if in_use:

@@ -466,7 +466,7 @@ class ContainerManager:
         rows = self.db.connect().execute("SELECT data FROM containers").fetchall()
         recs = [Record.from_json(r["data"]) for r in rows]
         if selector:
-            recs = [r for r in recs if all(r.config.labels.get(k) == v for k, v in selector.items())]
+            recs = [r for r in recs if base.labels_match(r.config.labels, selector)]
         return sorted((self.refresh(r) for r in recs), key=lambda r: r.created, reverse=True)
 
     # -- create

@@ -260,9 +260,7 @@ class NetworkManager:
 
     def list_networks(self, selector: Mapping[str, str] | None = None) -> list[base.NetworkState]:
         """Networks whose labels include every `selector` item."""
-        sel = dict(selector or {})
-        return [r.state() for r in self._ipam.networks()
-                if all(r.labels.get(k) == v for k, v in sel.items())]
+        return [r.state() for r in self._ipam.networks() if base.labels_match(r.labels, selector)]
 
     def inspect_network(self, name: str) -> tuple[base.NetworkState, list[tuple[str, str, str]]]:
         """The network and its containers as (container id, name, address)."""

@@ -9,29 +9,32 @@ no bridge network is configured), `host`, or a named network of the native engin
 from __future__ import annotations
 
 import argparse
-import re
 import sys
+from collections.abc import Callable
 from typing import Any
+
+from reconciler.spec import units
 
 __all__ = ["parse_bytes", "register", "run"]
 
-_BYTES = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$", re.IGNORECASE)
+
+def _checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse `type=` from a spec.units parser: the flag means what the manifest field means."""
+    def convert(value: str) -> Any:
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = parse.__name__.removeprefix("parse_")    # argparse names it in its error
+    return convert
 
 
 def parse_bytes(value: str) -> int:
     """Docker's sizes: 512, 64k, 32m, 1g (binary units, optional trailing b/ib)."""
-    m = _BYTES.match(value.strip())
-    if not m:
-        raise argparse.ArgumentTypeError(f"invalid size {value!r} (examples: 512m, 1g)")
-    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
-    return int(float(m.group(1)) * mult)
+    return int(_checked(units.parse_docker_size)(value))
 
 
-def _duration(value: str) -> float:
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)?", value.strip())
-    if not m:
-        raise argparse.ArgumentTypeError(f"invalid duration {value!r} (examples: 500ms, 10s, 1m)")
-    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+_duration = _checked(units.parse_duration)
 
 
 def register(subparsers: Any) -> None:
@@ -52,7 +55,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--entrypoint", help="override the image's entrypoint")
     p.add_argument("-h", "--hostname", help="container host name")
     p.add_argument("--network", action="append", default=[], help="none, host, or a named network (repeatable)")
-    p.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOST:CTR[/PROTO]",
+    p.add_argument("-p", "--publish", action="append", default=[], type=_checked(units.parse_port), metavar="[IP:]HOST:CTR[/PROTO]",
                    help="publish a port (bridge networks only)")
     p.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]",
                    help="named volume or absolute host path, mounted at DST")
@@ -61,9 +64,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--cap-add", action="append", default=[], help="add a capability")
     p.add_argument("--cap-drop", action="append", default=[], help="drop a capability")
     p.add_argument("-m", "--memory", type=parse_bytes, help="memory limit (e.g. 256m)")
-    p.add_argument("--cpus", type=float, help="CPU quota in CPUs (e.g. 0.5)")
+    p.add_argument("--cpus", type=_checked(units.parse_cpus), help="CPU quota in CPUs (e.g. 0.5)")
     p.add_argument("--pids-limit", type=int, help="maximum number of processes")
-    p.add_argument("--restart", default="no", help="no | on-failure[:N] | always | unless-stopped")
+    p.add_argument("--restart", default="no", type=_checked(units.parse_restart), help="no | on-failure[:N] | always | unless-stopped")
     p.add_argument("--health-cmd", help="healthcheck command (run with /bin/sh -c)")
     p.add_argument("--health-interval", type=_duration, default=30.0, help="time between checks (default 30s)")
     p.add_argument("--health-timeout", type=_duration, default=30.0, help="check timeout (default 30s)")
@@ -112,19 +115,11 @@ def build_config(args: argparse.Namespace) -> Any:
     for spec in args.tmpfs:
         dst, _, opts = spec.partition(":")
         mounts.append(base.Mount(type="tmpfs", target=dst, options=tuple(o for o in opts.split(",") if o)))
-    name, _, retries = args.restart.partition(":")
-    if name not in ("no", "on-failure", "always", "unless-stopped"):
-        raise errors.InvalidArgument(f"invalid restart policy {args.restart!r}",
-                                     hint="no, on-failure[:N], always or unless-stopped")
-    if retries and (name != "on-failure" or not retries.isdigit()):
-        raise errors.InvalidArgument(f"invalid restart policy {args.restart!r}", hint="only on-failure takes :N")
+    name, retries = args.restart
     ports: list[base.PortMapping] = []
-    for spec in args.publish:
-        m = re.fullmatch(r"(?:(\d+\.\d+\.\d+\.\d+):)?(\d+):(\d+)(?:/(tcp|udp))?", spec)
-        if not m:
-            raise errors.InvalidArgument(f"invalid port {spec!r}", hint="[IP:]HOSTPORT:CONTAINERPORT[/tcp|udp]")
-        ports.append(base.PortMapping(container_port=int(m.group(3)), host_port=int(m.group(2)),
-                                      protocol=m.group(4) or "tcp", host_ip=m.group(1) or "0.0.0.0"))  # noqa: S104
+    for host_ip, host_port, container_port, proto in args.publish:
+        ports.append(base.PortMapping(container_port=container_port, host_port=host_port,
+                                      protocol=proto, host_ip=host_ip))
     command = args.command or None
     entrypoint = None if args.entrypoint is None else (tuple(args.entrypoint.split()) if args.entrypoint else ())
     healthcheck = None
@@ -141,7 +136,7 @@ def build_config(args: argparse.Namespace) -> Any:
         user=args.user, workdir=args.workdir, hostname=args.hostname,
         labels=_kv(args.label, "label"), ports=tuple(ports),
         networks=tuple(args.network), mounts=tuple(mounts),
-        restart=base.RestartPolicy(name=name, max_retries=int(retries or 0)),
+        restart=base.RestartPolicy(name=name, max_retries=retries),
         healthcheck=healthcheck,
         resources=base.Resources(memory=args.memory, cpus=args.cpus, pids=args.pids_limit),
         read_only=args.read_only, cap_add=tuple(args.cap_add), cap_drop=tuple(args.cap_drop),

@@ -11,16 +11,35 @@ input. Models are in `reconciler.spec.models`; the spec hash rules in `reconcile
 from __future__ import annotations
 
 import gc
+import importlib
 import os
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.spec import building, lock, models, reading
 from reconciler.spec.errors import Problem, SpecError
-from reconciler.spec.models import DesiredState
-from reconciler.spec.reading import Limits
+
+if TYPE_CHECKING:
+    from reconciler.spec import models
+    from reconciler.spec.models import DesiredState
+    from reconciler.spec.reading import Limits
 
 __all__ = ["DesiredState", "Limits", "Problem", "SpecError", "load", "models"]
+
+# Submodules and names loaded on first use (PEP 562): `reconcile run` takes its flag parsers from
+# reconciler.spec.units and must not pay ~70 ms for the YAML loader and the schemas.
+_LAZY = {"building": ("building", None), "lock": ("lock", None), "models": ("models", None),
+         "reading": ("reading", None), "DesiredState": ("models", "DesiredState"),
+         "Limits": ("reading", "Limits")}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module_name, attr = _LAZY[name]
+    module = importlib.import_module(f"{__name__}.{module_name}")
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value
+    return value
 
 
 def load(path: str | os.PathLike[str], *, limits: Limits | None = None, use_lock: bool = True) -> DesiredState:
@@ -43,6 +62,10 @@ def load(path: str | os.PathLike[str], *, limits: Limits | None = None, use_lock
 
 
 def _load(path: str, limits: Limits | None, use_lock: bool = True) -> DesiredState:
+    from reconciler.spec import building, lock, models, reading
+    from reconciler.spec.models import DesiredState
+    from reconciler.spec.reading import Limits
+
     limits = limits or Limits()
     problems: list[Problem] = []
     sources = reading.read_source(path, problems, limits)

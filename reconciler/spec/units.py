@@ -11,6 +11,7 @@ import re
 
 __all__ = [
     "parse_cpus",
+    "parse_docker_size",
     "parse_duration",
     "parse_memory",
     "parse_port",
@@ -66,6 +67,18 @@ def parse_memory(value: str | float) -> int:
     if amount < MIN_MEMORY:
         raise ValueError(f"memory limit {value!r} is below the minimum of 6Mi")
     return amount
+
+
+_DOCKER_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$", re.IGNORECASE)
+
+
+def parse_docker_size(value: str) -> int:
+    """Bytes from a size as the docker CLI writes it (`512`, `64k`, `32m`, `1g`, `1GiB`): binary
+    units whatever the case, unlike a manifest's `M` (decimal, Kubernetes' meaning)."""
+    m = _DOCKER_SIZE.match(value.strip())
+    if not m:
+        raise ValueError(f"{value!r} is not a valid size (like 512, 64k, 32m or 1g)")
+    return int(float(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()])
 
 
 def parse_cpus(value: str | float) -> float:

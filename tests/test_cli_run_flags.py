@@ -1,0 +1,47 @@
+"""`reconcile run` flags mean what the same manifest fields mean (one parser: spec.units)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from reconciler.cli import cmd_run
+from reconciler.cli.main import build_parser
+from reconciler.spec import units
+
+
+def config_of(*flags: str) -> Any:
+    args = build_parser("run").parse_args(["run", *flags, "img"])
+    return cmd_run.build_config(args)
+
+
+def test_flags_take_the_manifest_syntax() -> None:
+    c = config_of("-p", "[::1]:8080:80/udp", "-p", "9090:90", "--health-cmd", "true",
+                  "--health-interval", "1m30s", "--health-timeout", "500ms",
+                  "--restart", "on-failure:3", "--cpus", "500m", "-m", "64m")
+    ports = [(p.host_ip, p.host_port, p.container_port, p.protocol) for p in c.ports]
+    assert ports == [("::1", 8080, 80, "udp"), ("0.0.0.0", 9090, 90, "tcp")]
+    assert c.healthcheck.interval == units.parse_duration("1m30s") == 90.0
+    assert c.healthcheck.timeout == 0.5
+    assert (c.restart.name, c.restart.max_retries) == ("on-failure", 3)
+    assert c.resources.cpus == 0.5
+    assert c.resources.memory == 64 << 20
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("-p", "8080", "has no host port"),
+    ("-p", "localhost:80:80", "is not an IP address"),
+    ("--restart", "on-failure:x", "is not a valid restart policy"),
+    ("--health-interval", "10 s", "is not a valid duration"),
+    ("--cpus", "0", "out of range"),
+    ("-m", "lots", "is not a valid size"),
+])
+def test_a_bad_flag_is_a_usage_error_with_the_manifest_message(flag: str, value: str, message: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "reconciler", "run", flag, value, "img"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -427,14 +427,11 @@ def _import(store: ImageStore, cand: _Candidate, say: Progress) -> LoadedImage:
             return {"diff_id": res.diff_id, "size": res.size, "digest": rec.digest}
         built = store.snapshots.create(rec.chain_id, [x.chain_id for x in recs[:i]], apply)
         say(f"{rec.digest[7:19]}: {'Loading layer' if built else 'Already exists'}")
-    manifest_digest = cand.manifest_digest
-    if manifest_digest is None:                            # legacy docker save: no manifest in it
-        manifest = {"schemaVersion": 2, "mediaType": _OCI_MANIFEST,
-                    "config": {"mediaType": _OCI_CONFIG, "digest": cand.config_digest, "size": len(config_raw)},
-                    "layers": [{"mediaType": r.media_type, "digest": r.digest, "size": r.size} for r in recs]}
-        manifest_digest = store.content.write_blob(json.dumps(manifest, sort_keys=True,
-                                                              separators=(",", ":")).encode())
-    store._record(cand.config_digest, manifest_digest, None, recs, cfg)
+    if cand.manifest_digest is None:                       # legacy docker save: no manifest in it
+        _, manifest_digest = store.add_local(cfg, recs, config_raw=config_raw)
+    else:
+        manifest_digest = cand.manifest_digest
+        store._record(cand.config_digest, manifest_digest, None, recs, cfg)
     tags = []
     for t in cand.tags:
         try:

@@ -419,6 +419,30 @@ class ImageStore:
                       " DO UPDATE SET image_id=excluded.image_id, digest=excluded.digest",
                       (name, image_id, digest))
 
+    def add_local(self, cfg: Mapping[str, Any], records: Sequence[LayerRecord],
+                  tags: Sequence[str] = (), *, config_raw: bytes | None = None) -> tuple[str, str]:
+        """Record an image made on this host (build, commit, load of a legacy archive) whose
+        layer blobs and snapshots exist: its config (`config_raw`, the bytes as they came, or
+        canonical JSON of `cfg`) and an OCI manifest become blobs, then the record and the tags
+        (a tag without one gets `latest`). Returns (image id, manifest digest)."""
+        raw = config_raw if config_raw is not None else json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode()
+        config_digest = self.content.write_blob(raw)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config_digest, "size": len(raw)},
+            "layers": [{"mediaType": r.media_type, "digest": r.digest, "size": r.size} for r in records],
+        }
+        manifest_digest = self.content.write_blob(json.dumps(manifest, sort_keys=True,
+                                                             separators=(",", ":")).encode())
+        self._record(config_digest, manifest_digest, None, records, cfg)
+        for tag in tags:
+            r = self.parse(tag)
+            self._tag(r.with_tag("latest") if r.tag is None and r.digest is None else r, config_digest,
+                      manifest_digest)
+        return config_digest, manifest_digest
+
     def _image_for_digest(self, digest: str) -> str | None:
         row = self.db.connect().execute(
             "SELECT id FROM images WHERE manifest_digest = ? OR index_digest = ? LIMIT 1",

@@ -91,6 +91,13 @@ class OciRuntime:
             return False
         raise rterrors.RuntimeBackendError(f"{self.name} kill {cid} failed: {msg.strip()}")
 
+    def pause(self, cid: str) -> None:
+        """Freeze every process of the container (cgroup freezer), for a consistent copy."""
+        self._run("pause", cid)
+
+    def resume(self, cid: str) -> None:
+        self._run("resume", cid)
+
     def delete(self, cid: str, *, force: bool = False) -> None:
         """Delete the runtime's record of the container; a missing one is fine."""
         proc = self._run("delete", *(["--force"] if force else []), cid, check=False)

@@ -685,19 +685,7 @@ class _Run:
 
     def commit(self, s: _Stage, upper: Path, *, skip: frozenset[str] = frozenset()) -> images.LayerRecord:
         """The upper dir as a layer: blob in the content store, snapshot by ChainID."""
-        store = self.b.store
-        blob = diff.write_layer(upper, store.content, self.b.work / "tmp", skip=skip)
-        parents = [x.chain_id for x in s.layers]
-        chain = snapshots.chain_ids([*(x.diff_id for x in s.layers), blob.diff_id])[-1]
-        rec = images.LayerRecord(blob.digest, blob.size, diff.LAYER_MEDIA_TYPE, blob.diff_id, chain)
-
-        def apply(fs: Path, lowers: list[Path]) -> dict[str, Any]:
-            with store.content.open(rec.digest) as f:
-                res = layers.apply_layer(f, fs, lowers=lowers, expected_diff_id=rec.diff_id, limits=store.limits)
-            return {"diff_id": res.diff_id, "size": res.size, "digest": rec.digest}
-
-        store.snapshots.create(chain, parents, apply)
-        return rec
+        return layer_from_upper(self.b.store, upper, s.layers, self.b.work / "tmp", skip=skip)
 
     def add_layer(self, s: _Stage, ins: dockerfile.Instruction, rec: images.LayerRecord, key: str) -> None:
         s.created = max(s.created, _now())
@@ -833,23 +821,9 @@ class _Run:
         cfg["config"] = {k: v for k, v in rc.items() if v is not None or k == "Cmd"}
         if cfg["config"].get("Cmd") is None:
             cfg["config"].pop("Cmd", None)
-        raw = json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode()
-        config_digest = store.content.write_blob(raw)
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                       "digest": config_digest, "size": len(raw)},
-            "layers": [{"mediaType": _oci_layer_type(x.media_type), "digest": x.digest, "size": x.size}
-                       for x in s.layers],
-        }
-        mraw = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
-        manifest_digest = store.content.write_blob(mraw)
         recs = [images.LayerRecord(x.digest, x.size, _oci_layer_type(x.media_type), x.diff_id, x.chain_id)
                 for x in s.layers]
-        store._record(config_digest, manifest_digest, None, recs, cfg)
-        for tag in self.opts.tags:
-            store._tag(_with_tag(store.parse(tag)), config_digest, manifest_digest)
+        config_digest, manifest_digest = store.add_local(cfg, recs, self.opts.tags)
         self.say(f"Successfully built {config_digest[7:19]}")
         for tag in self.opts.tags:
             self.say(f"Successfully tagged {tag}")
@@ -875,10 +849,21 @@ def _oci_layer_type(media_type: str) -> str:
     }.get(media_type, media_type)
 
 
-def _with_tag(r: Any) -> Any:
-    if r.tag is None and r.digest is None:
-        return r.with_tag("latest")
-    return r
+def layer_from_upper(store: images.ImageStore, upper: Path, below: Sequence[images.LayerRecord],
+                     tmp_dir: Path, *, skip: frozenset[str] = frozenset()) -> images.LayerRecord:
+    """An overlay upper dir as a new top layer over `below`: its blob in the content store and
+    its snapshot by ChainID (a build step's RUN/COPY, `reconcile commit`)."""
+    blob = diff.write_layer(upper, store.content, tmp_dir, skip=skip)
+    chain = snapshots.chain_ids([*(x.diff_id for x in below), blob.diff_id])[-1]
+    rec = images.LayerRecord(blob.digest, blob.size, diff.LAYER_MEDIA_TYPE, blob.diff_id, chain)
+
+    def apply(fs: Path, lowers: list[Path]) -> dict[str, Any]:
+        with store.content.open(rec.digest) as f:
+            res = layers.apply_layer(f, fs, lowers=lowers, expected_diff_id=rec.diff_id, limits=store.limits)
+        return {"diff_id": res.diff_id, "size": res.size, "digest": rec.digest}
+
+    store.snapshots.create(chain, [x.chain_id for x in below], apply)
+    return rec
 
 
 def _platform_args() -> dict[str, str]:
@@ -923,3 +908,29 @@ def _tempdir(parent: Path) -> Any:
         yield d
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+# Instructions `docker commit --change` (and `reconcile commit -c`) accepts: metadata only.
+CHANGE_INSTRUCTIONS = frozenset({"CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "USER", "VOLUME",
+                                 "WORKDIR", "STOPSIGNAL", "HEALTHCHECK", "SHELL"})
+
+
+def apply_changes(config: Mapping[str, Any], changes: Sequence[str]) -> dict[str, Any]:
+    """The image config `config` with Dockerfile metadata instructions applied (commit -c):
+    the same handlers, so `-c 'ENV A=1'` means what `ENV A=1` means in a Dockerfile."""
+    stage = _Stage(index=0, name=None, instructions=[], config=copy.deepcopy(dict(config)))
+    stage.config.setdefault("config", {})
+    run = _Run.__new__(_Run)                 # only the metadata handlers run: no builder, no context
+    run.escape, run.step, run.total, run.say = "\\", 0, len(changes), lambda _m: None
+    for text in changes:
+        instrs = dockerfile.parse(text).instructions
+        if len(instrs) != 1 or instrs[0].cmd not in CHANGE_INSTRUCTIONS:
+            raise rterrors.InvalidArgument(
+                f"invalid change {text!r}",
+                hint=f"one Dockerfile instruction of {', '.join(sorted(CHANGE_INSTRUCTIONS))}")
+        run.step += 1
+        try:
+            getattr(run, "do_" + instrs[0].cmd.lower())(stage, instrs[0])
+        except dockerfile.DockerfileError as exc:
+            raise rterrors.InvalidArgument(f"invalid change {text!r}: {exc.message}") from None
+    return stage.config

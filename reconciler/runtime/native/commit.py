@@ -1,0 +1,96 @@
+"""`reconcile commit`: a container's changes to its root filesystem as a new image.
+
+The container's overlay upper dir becomes one layer on top of its image's (deletions as OCI
+whiteouts; the runtime's mount points — /proc, /sys, /dev, /etc/hosts, /etc/resolv.conf,
+/etc/hostname — and the targets of volumes, binds and tmpfs left out, as Docker does: a volume's
+data is not part of an image). The new config is the image's, with the container's own settings
+(Env, Cmd, Entrypoint, User, WorkingDir, Labels, StopSignal) as Docker's commit merges them,
+then the `--change` instructions. A running container is paused (cgroup freezer) while its upper
+dir is read, so the copy is consistent, and resumed afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from reconciler.runtime import errors
+from reconciler.runtime.native import containers
+from reconciler.runtime.native.build import builder
+from reconciler.runtime.native.images import ImageStore
+
+__all__ = ["commit"]
+
+_RUNTIME_MOUNTS = frozenset({"proc", "sys", "dev", "etc/hosts", "etc/resolv.conf", "etc/hostname"})
+
+
+def _merged_config(image_cfg: dict[str, Any], rec: containers.Record) -> dict[str, Any]:
+    cfg = copy.deepcopy(image_cfg)
+    run = cfg.setdefault("config", {})
+    c = rec.config
+    if c.env:
+        env = list(run.get("Env") or [])
+        keys = [e.partition("=")[0] for e in env]
+        for k, v in c.env.items():
+            if k in keys:
+                env[keys.index(k)] = f"{k}={v}"
+            else:
+                env.append(f"{k}={v}")
+        run["Env"] = env
+    if c.command is not None:
+        run["Entrypoint"] = list(c.command) or None
+    if c.args is not None:
+        run["Cmd"] = list(c.args)
+    if c.user:
+        run["User"] = c.user
+    if c.workdir:
+        run["WorkingDir"] = c.workdir
+    labels = {k: v for k, v in c.labels.items() if not k.startswith("reconciler.")}
+    if labels:
+        run["Labels"] = {**(run.get("Labels") or {}), **labels}
+    if c.stop_signal:
+        run["StopSignal"] = c.stop_signal
+    return cfg
+
+
+@contextlib.contextmanager
+def _paused(manager: containers.ContainerManager, rec: containers.Record, pause: bool) -> Iterator[None]:
+    if not pause or rec.status != "running":
+        yield
+        return
+    oci = manager.oci(rec.runtime)
+    oci.pause(rec.id)
+    try:
+        yield
+    finally:
+        oci.resume(rec.id)
+
+
+def commit(store: ImageStore, manager: containers.ContainerManager, name_or_id: str,
+           ref: str | None = None, *, changes: Sequence[str] = (), message: str = "",
+           author: str = "", pause: bool = True) -> str:
+    """Commit the container's changes as a new image (tagged `ref` when given); its id."""
+    rec = manager.get(name_or_id)
+    upper = manager.paths(rec.id).upper
+    if not upper.is_dir():
+        raise errors.Conflict(f"container {rec.name} has no filesystem to commit (it was never created fully)")
+    below = store.layer_records(rec.image_id)
+    cfg = _merged_config(store.image_config(rec.image_id), rec)
+    cfg = builder.apply_changes(cfg, changes)
+    skip = _RUNTIME_MOUNTS | {m.target.strip("/") for m in rec.config.mounts if m.target.strip("/")}
+    with _paused(manager, rec, pause):
+        layer = builder.layer_from_upper(store, upper, below, store.config.root / "build" / "tmp", skip=skip)
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    cfg["created"] = now
+    cfg["rootfs"] = {"type": "layers", "diff_ids": [*(x.diff_id for x in below), layer.diff_id]}
+    entry: dict[str, Any] = {"created": now, "created_by": f"reconcile commit {rec.name}"}
+    if message:
+        entry["comment"] = message
+    if author:
+        cfg["author"] = entry["author"] = author
+    cfg.setdefault("history", []).append(entry)
+    image_id, _ = store.add_local(cfg, [*below, layer], [ref] if ref else [])
+    return image_id

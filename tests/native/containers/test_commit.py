@@ -1,0 +1,68 @@
+"""`reconcile commit`: what a container wrote and deleted becomes an image, as `docker commit`."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.registry import RegistryServer
+from tests.native.containers.test_cli import Reconcile, cli  # noqa: F401 - the fixture
+
+pytestmark = [pytest.mark.root, pytest.mark.registry]
+
+
+def wait_for_file(reconcile: Reconcile, name: str, path: str) -> None:
+    deadline = time.monotonic() + 30
+    while reconcile("exec", name, "cat", path, check=False).returncode != 0:
+        assert time.monotonic() < deadline, f"{path} never appeared in {name}"
+        time.sleep(0.1)
+
+
+def test_commit_keeps_writes_and_deletions_but_not_volumes(
+        cli: tuple[Reconcile, Path], busybox_image: str, registry: RegistryServer) -> None:  # noqa: F811
+    reconcile, _ = cli
+    reconcile("run", "-d", "--name", "box", "-v", "data:/data", "-e", "FROM_RUN=1", busybox_image, "sh", "-c",
+              "echo kept > /new.txt; rm /bin/ls; echo volume-only > /data/v; sleep 3600")
+    wait_for_file(reconcile, "box", "/data/v")
+    ref = f"{registry.host}/commit{secrets.token_hex(3)}/box:1"
+    out = reconcile("commit", "-c", "ENV COMMITTED=yes", "-c", 'CMD ["cat", "/new.txt"]', "-m", "by test",
+                    "box", ref).stdout.strip()
+    assert out.startswith("sha256:")
+    assert len(out) == 71
+    assert reconcile("exec", "box", "echo", "still running").stdout.strip() == "still running"  # resumed
+
+    assert reconcile("run", "--rm", ref).stdout.strip() == "kept"                  # CMD from --change
+    probe = reconcile("run", "--rm", ref, "sh", "-c",
+                      "echo $COMMITTED $FROM_RUN; ls /bin/ls 2>&1; cat /data/v 2>&1", check=False).stdout
+    lines = probe.strip().splitlines()
+    assert lines[0] == "yes 1"                                                     # ENV change + the run's env
+    assert "No such file" in lines[1] or "can't access" in lines[1]                # the deletion is a whiteout
+    assert "volume-only" not in lines[2]                                           # volume data left out
+    config = json.loads(reconcile("image", "inspect", ref).stdout)[0]["Config"]
+    assert "COMMITTED=yes" in config["Env"]
+    assert config["Cmd"] == ["cat", "/new.txt"]
+
+    if shutil.which("docker") and subprocess.run(["docker", "version"], capture_output=True).returncode == 0:
+        reconcile("push", ref)
+        try:
+            subprocess.run(["docker", "pull", ref], capture_output=True, check=True, timeout=120)
+            run = subprocess.run(["docker", "run", "--rm", "--network", "none", ref],
+                                 capture_output=True, text=True, timeout=120, check=False)
+            assert run.stdout.strip() == "kept", run.stderr
+        finally:
+            subprocess.run(["docker", "rmi", "-f", ref], capture_output=True, check=False)
+
+
+def test_a_bad_change_is_refused_before_anything_is_made(cli: tuple[Reconcile, Path], busybox_image: str) -> None:  # noqa: F811
+    reconcile, _ = cli
+    reconcile("run", "-d", "--name", "b2", busybox_image, "sleep", "3600")
+    proc = reconcile("commit", "-c", "RUN rm -rf /", "b2", "example.test/x:1", check=False)
+    assert proc.returncode == 2
+    assert "invalid change" in proc.stderr
+    assert "example.test/x" not in reconcile("images").stdout

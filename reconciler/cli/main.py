@@ -21,7 +21,7 @@ __all__ = ["main"]
 COMMANDS: tuple[str, ...] = (
     "validate", "schema", "apply", "diff", "history", "lock",
     "run", "ps", "logs", "exec", "inspect", "start", "stop", "rm",
-    "network", "pull", "images", "rmi", "image", "build", "push", "tag", "save", "load", "commit",
+    "network", "pull", "images", "rmi", "image", "build", "push", "tag", "save", "load", "commit", "container", "volume",
     "agent", "status", "events", "rollback", "reconcile-now",
 )
 

@@ -1,0 +1,127 @@
+"""`reconcile container export|import`: move a container (its config, rootfs changes, image and
+volume data) to another host or state root in one archive."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from typing import IO, Any
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    from reconciler.cli import options
+
+    parser = subparsers.add_parser("container", help="move containers between hosts (export, import)",
+                                   description="Export a native container to one archive and import it elsewhere.")
+    sub = parser.add_subparsers(dest="container_command", metavar="SUBCOMMAND")
+    p = sub.add_parser("export", help="write a container, its rootfs changes, image and volumes to an archive",
+                       description="Write one archive holding the container's config, its image with its "
+                       "rootfs changes committed on top, and its named volumes' data. A running container "
+                       "is refused unless --leave-running (then it is paused while copied).")
+    options.add_engine_options(p)
+    p.add_argument("name", metavar="CONTAINER")
+    p.add_argument("-o", "--output", metavar="FILE", default=None, help="write to FILE instead of stdout")
+    p.add_argument("--with-image", action=argparse.BooleanOptionalAction, default=True,
+                   help="include the image (default); without it the importing host needs the committed image")
+    p.add_argument("--without-volumes", action="store_true", help="leave the named volumes' data out")
+    p.add_argument("--leave-running", action="store_true",
+                   help="export a running container (paused while it is copied) instead of refusing")
+    p.set_defaults(run=_export)
+    p = sub.add_parser("import", help="recreate a container from an export archive",
+                       description="Load the archive's image, restore its volumes and create the container "
+                       "with the same config (and name, unless --name).")
+    options.add_engine_options(p)
+    p.add_argument("-i", "--input", metavar="FILE", default=None, help="read FILE instead of stdin")
+    p.add_argument("--name", default=None, help="create the container under this name")
+    p.add_argument("--start", action="store_true", help="start it once created")
+    p.set_defaults(run=_import)
+    parser.set_defaults(run=run, container_parser=parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    args.container_parser.print_help(sys.stderr)
+    return 2
+
+
+@contextlib.contextmanager
+def output_file(path: str | None) -> Iterator[IO[bytes]]:
+    """stdout, or `path` written atomically (a failed export leaves no file)."""
+    from reconciler.runtime import errors
+
+    if path is None:
+        if sys.stdout.isatty():
+            raise errors.InvalidArgument("refusing to write an archive to a terminal", hint="use -o FILE")
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def input_file(path: str | None) -> Iterator[IO[bytes]]:
+    from reconciler.runtime import errors
+
+    if path is None:
+        if sys.stdin.isatty():
+            raise errors.InvalidArgument("no archive on stdin", hint="use -i FILE or pipe an archive in")
+        yield sys.stdin.buffer
+        return
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise errors.InvalidArgument(f"cannot read {path}: {exc.strerror}") from None
+    with f:
+        yield f
+
+
+def _parts(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    from reconciler.cli import options
+    from reconciler.cli.cmd_pull import open_store
+    from reconciler.runtime.native import containers, volumes
+
+    config = options.native_config(args)
+    return (open_store(args), containers.ContainerManager(config, oci_runtime=args.oci_runtime),
+            volumes.VolumeStore(config.root, config.db()))
+
+
+def _export(args: argparse.Namespace) -> int:
+    from reconciler.runtime.native import transfer
+
+    store, manager, vols = _parts(args)
+    say = (lambda m: print(m, file=sys.stderr)) if sys.stderr.isatty() else None
+    with output_file(args.output) as out:
+        transfer.export_container(store, manager, vols, args.name, out, with_image=args.with_image,
+                                  with_volumes=not args.without_volumes, leave_running=args.leave_running,
+                                  progress=say)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from reconciler.execution.backends import open_runtime
+    from reconciler.runtime.native import transfer
+
+    store, _, vols = _parts(args)
+    runtime = open_runtime("native", root=Path(args.root), run_dir=Path(args.run_dir),
+                           name_prefix=args.name_prefix, oci_runtime=args.oci_runtime)
+    try:
+        with input_file(args.input) as f:
+            done = transfer.import_container(runtime, store, vols, f, name=args.name, start=args.start,
+                                             progress=lambda m: print(m, file=sys.stderr))
+    finally:
+        runtime.close()
+    print(done.id)
+    return 0

@@ -1,0 +1,133 @@
+"""`reconcile volume ls|inspect|rm|export|import`: the native engine's named volumes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    from reconciler.cli import options, output
+
+    parser = subparsers.add_parser("volume", help="manage named volumes (ls, inspect, rm, export, import)",
+                                   description="The native engine's named volumes, as docker volume ...")
+    sub = parser.add_subparsers(dest="volume_command", metavar="SUBCOMMAND")
+    p = sub.add_parser("ls", help="list volumes")
+    options.add_engine_options(p)
+    output.add_output_flag(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="only names")
+    p.set_defaults(run=_ls)
+    p = sub.add_parser("inspect", help="show volumes as JSON")
+    options.add_engine_options(p)
+    p.add_argument("names", nargs="+", metavar="VOLUME")
+    p.set_defaults(run=_inspect)
+    p = sub.add_parser("rm", help="remove volumes (their data is deleted)")
+    options.add_engine_options(p)
+    p.add_argument("names", nargs="+", metavar="VOLUME")
+    p.set_defaults(run=_rm)
+    p = sub.add_parser("export", help="write a volume's content as a tar stream")
+    options.add_engine_options(p)
+    p.add_argument("name", metavar="VOLUME")
+    p.add_argument("-o", "--output", metavar="FILE", default=None, help="write to FILE instead of stdout")
+    p.set_defaults(run=_export)
+    p = sub.add_parser("import", help="fill a new or empty volume from a tar stream")
+    options.add_engine_options(p)
+    p.add_argument("name", metavar="VOLUME")
+    p.add_argument("-i", "--input", metavar="FILE", default=None, help="read FILE instead of stdin")
+    p.set_defaults(run=_import)
+    parser.set_defaults(run=run, volume_parser=parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    args.volume_parser.print_help(sys.stderr)
+    return 2
+
+
+def _volumes(args: argparse.Namespace) -> Any:
+    from reconciler.cli import options
+    from reconciler.runtime.native import volumes
+
+    config = options.native_config(args)
+    return volumes.VolumeStore(config.root, config.db())
+
+
+def _in_use(args: argparse.Namespace) -> dict[str, list[str]]:
+    from reconciler.cli import options
+    from reconciler.runtime.native import containers
+
+    used: dict[str, list[str]] = {}
+    for r in containers.ContainerManager(options.native_config(args)).records():
+        for m in r.config.mounts:
+            if m.type == "volume":
+                used.setdefault(m.source, []).append(r.name)
+    return used
+
+
+def _ls(args: argparse.Namespace) -> int:
+    from reconciler.cli import output
+
+    vols = _volumes(args).list()
+    if args.quiet:
+        for v in vols:
+            print(v.name)
+        return 0
+    rows = [{"driver": "local", "name": v.name, "mountpoint": v.mountpoint, "created": v.created,
+             "labels": dict(v.labels)} for v in vols]
+    output.emit(args, rows, [("DRIVER", "driver"), ("VOLUME NAME", "name")])
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    store = _volumes(args)
+    used = _in_use(args)
+    docs = []
+    for n in args.names:
+        v = store.get(n)
+        docs.append({"Name": v.name, "Driver": "local", "Mountpoint": v.mountpoint, "CreatedAt": v.created,
+                     "Labels": dict(v.labels), "Scope": "local", "UsedBy": used.get(v.name, [])})
+    print(json.dumps(docs, indent=2))
+    return 0
+
+
+def _rm(args: argparse.Namespace) -> int:
+    store = _volumes(args)
+    used = _in_use(args)
+    for n in args.names:
+        store.remove(n, in_use=bool(used.get(n)))
+        print(n)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from reconciler.cli.cmd_container import output_file
+    from reconciler.runtime import errors
+    from reconciler.runtime.native import transfer
+
+    users = _in_use(args).get(args.name, [])
+    if users:
+        from reconciler.cli import options
+        from reconciler.runtime.native import containers
+
+        mgr = containers.ContainerManager(options.native_config(args))
+        running = [n for n in users if mgr.get(n).status == "running"]
+        if running:
+            raise errors.Conflict(f"volume {args.name} is used by running container {running[0]}",
+                                  hint="stop it first, so the copy is consistent")
+    with output_file(args.output) as out:
+        transfer.export_volume(_volumes(args), args.name, out)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from reconciler.cli.cmd_container import input_file
+    from reconciler.cli.cmd_pull import open_store
+    from reconciler.runtime.native import transfer
+
+    with input_file(args.input) as f:
+        transfer.import_volume(_volumes(args), args.name, f, store=open_store(args))
+    print(args.name)
+    return 0

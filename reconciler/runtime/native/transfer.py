@@ -1,0 +1,232 @@
+"""Moving containers and volumes between hosts without a registry (`container export/import`,
+`volume export/import`).
+
+A container archive is a tar of, in this order:
+  reconciler-container.json   {"format": "reconciler-container/v1", "name", "config" (the runtime
+                              ContainerConfig as JSON, runtime.base's codec), "image" (what it
+                              ran), "volumes": [names], "checkpoint": null}
+  image.tar                   a `reconcile save` archive of the container's image with its rootfs
+                              changes committed on top (commit.py), so the same archive can be
+                              loaded by any engine; left out with `with_image=False` (the
+                              importing host must then have the committed image already)
+  volumes/<name>.tar          the data of each named volume the container mounts
+The "checkpoint" key is reserved for a CRIU checkpoint section (live migration), not built: the
+criu of these hosts fails `criu check`.
+
+A volume archive is a plain tar of the volume's content (numeric owners, modes, xattrs). Import
+unpacks through the layer extractor (openat2 RESOLVE_IN_ROOT, the pull's limits) into a fresh
+directory that replaces the volume's data only when complete; a non-empty volume is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, Any, BinaryIO, cast
+
+from reconciler.runtime import base, errors
+from reconciler.runtime.native import archive, commit, containers, layers
+from reconciler.runtime.native.images import ImageStore
+from reconciler.runtime.native.volumes import VolumeStore
+
+__all__ = ["FORMAT", "ImportedContainer", "export_container", "export_volume", "import_container",
+           "import_volume"]
+
+FORMAT = "reconciler-container/v1"
+MAX_HEADER = 1 << 20
+Progress = Callable[[str], None]
+
+
+# ------------------------------------------------------------------------------------ volumes
+
+def export_volume(volumes: VolumeStore, name: str, out: IO[bytes]) -> None:
+    """The volume's content as a tar stream (PAX: numeric owners, modes, xattrs, hard links)."""
+    volumes.get(name)
+    data = volumes.data_dir(name)
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for entry in sorted(os.listdir(data)):
+            tar.add(data / entry, arcname=entry, recursive=True)
+
+
+def import_volume(volumes: VolumeStore, name: str, src: IO[bytes], *, store: ImageStore,
+                  labels: dict[str, str] | None = None) -> base.VolumeState:
+    """Create (or fill an empty) volume `name` from a tar stream, through the layer extractor."""
+    state = volumes.ensure(base.VolumeConfig(name=name, labels=labels or {}))
+    data = volumes.data_dir(name)
+    if any(data.iterdir()):
+        raise errors.Conflict(f"volume {name} is not empty", hint="remove it or import under another name")
+    tmp = data.parent / f"_import-{secrets.token_hex(4)}"
+    tmp.mkdir(mode=0o755)
+    try:
+        layers.apply_layer(cast(BinaryIO, _Unclosable(src)), tmp, limits=store.limits)
+        os.rmdir(data)
+        os.rename(tmp, data)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return state
+
+
+class _Unclosable:
+    """A stream passed to a reader that closes what it is given (the outer tar goes on)."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+
+    def read(self, n: int = -1) -> bytes:
+        return self._f.read(n)
+
+    def close(self) -> None:
+        pass
+
+
+# ------------------------------------------------------------------------------------ containers
+
+def _add_file(tar: tarfile.TarFile, name: str, path: Path) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = path.stat().st_size, 0o600, 0
+    with open(path, "rb") as f:
+        tar.addfile(info, f)
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, raw: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(raw), 0o600, 0
+    tar.addfile(info, _BytesReader(raw))
+
+
+class _BytesReader:
+    def __init__(self, raw: bytes) -> None:
+        self._raw, self._pos = raw, 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self._raw) if n < 0 else self._pos + n
+        chunk, self._pos = self._raw[self._pos:end], min(end, len(self._raw))
+        return chunk
+
+
+@contextlib.contextmanager
+def _stopped_or_paused(manager: containers.ContainerManager, rec: containers.Record,
+                       leave_running: bool) -> Iterator[None]:
+    if rec.status != "running":
+        yield
+        return
+    if not leave_running:
+        raise errors.Conflict(f"container {rec.name} is running",
+                              hint="stop it first (a consistent copy), or pass --leave-running to pause it "
+                                   "while it is copied")
+    oci = manager.oci(rec.runtime)
+    oci.pause(rec.id)
+    try:
+        yield
+    finally:
+        oci.resume(rec.id)
+
+
+def export_container(store: ImageStore, manager: containers.ContainerManager, volumes: VolumeStore,
+                     name: str, out: IO[bytes], *, with_image: bool = True, with_volumes: bool = True,
+                     leave_running: bool = False, progress: Progress | None = None) -> str:
+    """Write the container archive of `name` to `out`; returns the committed image's id."""
+    say = progress or (lambda _m: None)
+    rec = manager.get(name)
+    vols = [m.source for m in rec.config.mounts if m.type == "volume"] if with_volumes else []
+    had = {i.id for i in store.list()}
+    with tempfile.TemporaryDirectory(dir=store.config.root, prefix="export-") as tmpdir, \
+            _stopped_or_paused(manager, rec, leave_running):
+        tmp = Path(tmpdir)
+        image_id = commit.commit(store, manager, rec.id, pause=False, message=f"export of {rec.name}")
+        try:
+            header = {"format": FORMAT, "name": rec.name, "image": rec.image, "image_id": image_id,
+                      "config": base.config_to_json(rec.config), "volumes": vols, "checkpoint": None}
+            with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                _add_bytes(tar, "reconciler-container.json", json.dumps(header, indent=1).encode())
+                if with_image:
+                    say(f"saving the image of {rec.name} with its changes")
+                    with open(tmp / "image.tar", "wb") as f:
+                        archive.save(store, [image_id], f)
+                    _add_file(tar, "image.tar", tmp / "image.tar")
+                for v in vols:
+                    say(f"saving volume {v}")
+                    with open(tmp / "volume.tar", "wb") as f:
+                        export_volume(volumes, v, f)
+                    _add_file(tar, f"volumes/{v}.tar", tmp / "volume.tar")
+        finally:
+            if image_id not in had and with_image:
+                with contextlib.suppress(errors.RuntimeBackendError):
+                    store.remove(image_id, force=True)
+    return image_id
+
+
+@dataclass(frozen=True)
+class ImportedContainer:
+    id: str
+    name: str
+    image_id: str
+    volumes: tuple[str, ...]
+
+
+def import_container(runtime: Any, store: ImageStore, volumes: VolumeStore, src: IO[bytes], *,
+                     name: str | None = None, start: bool = False,
+                     progress: Progress | None = None) -> ImportedContainer:
+    """Recreate the container of an archive on the native engine `runtime` (a NativeRuntime)."""
+    say = progress or (lambda _m: None)
+    header: dict[str, Any] | None = None
+    image_id: str | None = None
+    made_volumes: list[str] = []
+    try:
+        with tarfile.open(fileobj=src, mode="r|") as tar:
+            for m in tar:
+                f = tar.extractfile(m) if m.isfile() else None
+                if f is None:
+                    raise errors.ImageError(f"unexpected member {m.name!r} in a container archive")
+                if header is None:
+                    if m.name != "reconciler-container.json" or m.size > MAX_HEADER:
+                        raise errors.InvalidArgument("not a container archive (no reconciler-container.json first)",
+                                                     hint="make one with: reconcile container export NAME")
+                    header = json.loads(f.read())
+                    if not isinstance(header, dict) or header.get("format") != FORMAT:
+                        raise errors.InvalidArgument(f"unsupported container archive format "
+                                                     f"{header.get('format') if isinstance(header, dict) else None!r}")
+                    target = name or str(header["name"])
+                    with contextlib.suppress(errors.NotFound):
+                        runtime.inspect_container(target)
+                        raise errors.Conflict(f"a container named {target} exists here",
+                                              hint="remove it or import with --name NEW")
+                elif m.name == "image.tar":
+                    say("loading the image")
+                    loaded = archive.load(store, cast(BinaryIO, f), progress=say)
+                    image_id = loaded[0].id
+                elif m.name.startswith("volumes/") and m.name.endswith(".tar"):
+                    vol = m.name[len("volumes/"):-len(".tar")]
+                    if vol not in header["volumes"]:
+                        raise errors.ImageError(f"the archive holds volume {vol!r}, which its header does not name")
+                    say(f"restoring volume {vol}")
+                    with contextlib.suppress(errors.NotFound):
+                        volumes.get(vol)
+                        raise errors.Conflict(f"volume {vol} exists here", hint="remove it first or keep it out")
+                    import_volume(volumes, vol, f, store=store)
+                    made_volumes.append(vol)
+                else:
+                    raise errors.ImageError(f"unexpected member {m.name!r} in a container archive")
+        if header is None:
+            raise errors.InvalidArgument("the container archive is empty")
+        image_id = image_id or str(header["image_id"])
+        store.get(image_id)                                # NotFound with a hint when neither came
+        config = base.config_from_json(header["config"])
+        config = replace(config, name=name or config.name, image=image_id)
+        cid = runtime.create_container(config)
+        if start:
+            runtime.start_container(cid)
+    except BaseException:
+        for vol in made_volumes:
+            with contextlib.suppress(errors.RuntimeBackendError):
+                volumes.remove(vol)
+        raise
+    return ImportedContainer(cid, config.name, image_id, tuple(made_volumes))

@@ -1,0 +1,93 @@
+"""Moving a container (config, rootfs changes, image, volume data) and a volume between two
+engines with `reconcile container export/import` and `reconcile volume export/import`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.runtime.native.backend import NativeRuntime
+from tests.runtime.conftest import cleanup, leftovers, native_config
+
+pytestmark = [pytest.mark.root, pytest.mark.registry]
+
+REPO = Path(__file__).resolve().parents[3]
+Reconcile = Callable[..., subprocess.CompletedProcess[bytes]]
+
+
+@pytest.fixture
+def engines(tmp_path: Path) -> Iterator[tuple[Reconcile, Reconcile]]:
+    """`reconcile` bound to two engines of the test's own (two hosts, as far as state goes)."""
+    configs = [native_config(tmp_path / side) for side in ("a", "b")]
+
+    def bound(i: int) -> Reconcile:
+        c = configs[i]
+        env = {**os.environ, "RECONCILER_ROOT": str(c.root), "RECONCILER_RUN_DIR": str(c.run_dir),
+               "RECONCILER_PREFIX": c.name_prefix}
+
+        def reconcile(*args: str, stdin: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+            proc = subprocess.run([sys.executable, "-m", "reconciler", *args], cwd=REPO, env=env, input=stdin,
+                                  capture_output=True, check=False, timeout=180)
+            if check and proc.returncode != 0:
+                raise AssertionError(f"reconcile {' '.join(args)} exited {proc.returncode}: {proc.stderr.decode()}")
+            return proc
+        return reconcile
+
+    try:
+        yield bound(0), bound(1)
+    finally:
+        left = []
+        for c in configs:
+            rt = NativeRuntime(c)
+            cleanup(rt)
+            left += leftovers(c)
+            rt.close()
+        assert left == [], left
+
+
+def test_a_stopped_container_moves_with_its_changes_and_volume(
+        engines: tuple[Reconcile, Reconcile], busybox_image: str, tmp_path: Path) -> None:
+    a, b = engines
+    a("run", "-d", "--name", "app", "-v", "appdata:/data", "-e", "MODE=moved", busybox_image, "sh", "-c",
+      "echo rootfs-change > /etc/motd; rm /bin/vi; echo volume-data > /data/v; "
+      "chown 1000:1000 /data/v; sleep 3600")
+    for _ in range(300):
+        if a("exec", "app", "cat", "/data/v", check=False).returncode == 0:
+            break
+    refused = a("container", "export", "app", "-o", str(tmp_path / "app.tar"), check=False)
+    assert refused.returncode == 1
+    assert b"--leave-running" in refused.stderr                # a running container needs a choice
+    assert not (tmp_path / "app.tar").exists()
+    a("stop", "app")
+    a("container", "export", "app", "-o", str(tmp_path / "app.tar"))
+
+    out = b("container", "import", "-i", str(tmp_path / "app.tar"), "--start").stdout.decode().strip()
+    assert len(out) == 64
+    probe = b("exec", "app", "sh", "-c", "cat /etc/motd /data/v; echo $MODE; ls /bin/vi 2>&1; stat -c %u /data/v")
+    lines = probe.stdout.decode().splitlines()
+    assert lines[:3] == ["rootfs-change", "volume-data", "moved"]
+    assert "vi" in lines[3] and ("No such file" in lines[3] or "can't" in lines[3])
+    assert lines[4] == "1000"                                   # owners kept
+    again = b("container", "import", "-i", str(tmp_path / "app.tar"), check=False)
+    assert again.returncode == 1
+    assert b"exists here" in again.stderr                      # never overwrites a container or volume
+
+
+def test_a_volume_moves_by_tar_stream(engines: tuple[Reconcile, Reconcile], busybox_image: str) -> None:
+    a, b = engines
+    a("run", "--rm", "-v", "shared:/v", busybox_image, "sh", "-c",
+      "mkdir -p /v/sub && echo one > /v/sub/f && ln -s sub/f /v/link && chmod 0600 /v/sub/f")
+    stream = a("volume", "export", "shared").stdout
+    b("volume", "import", "shared", stdin=stream)
+    out = b("run", "--rm", "-v", "shared:/v", busybox_image, "sh", "-c",
+            "cat /v/link; stat -c %a /v/sub/f").stdout.decode().split()
+    assert out == ["one", "600"]
+    assert b"shared" in b("volume", "ls").stdout
+    refused = b("volume", "import", "shared", stdin=stream, check=False)
+    assert refused.returncode == 1
+    assert b"not empty" in refused.stderr

@@ -143,12 +143,19 @@ def test_sigterm_finishes_the_replacement_in_flight_and_starts_nothing_new(
     a.config["parallel"] = 1
     m = tmp_path / "m" / "pair.yaml"
 
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    # PID 1 traps SIGTERM, notes it in a bind-mounted dir and goes on: each stop waits out the
+    # 10 s timeout, so a pass that replaces both is still busy with the first when the agent is
+    # told to stop, and the note says when that replacement is in flight
+    def trap(name: str) -> str:
+        return f"trap 'touch /marks/{name}-$V' TERM; while true; do sleep 1; done"
+
     def write(value: str) -> None:
-        # `sleep` as PID 1 ignores SIGTERM: each stop waits out the 10 s timeout, so a pass that
-        # replaces both is still busy with the first when the agent is told to stop
-        m.write_text(doc("first", busybox_image, "sleep 3600", extra=f"env: {{V: '{value}'}}\n")
-                     + doc("second", busybox_image, "sleep 3600",
-                           extra=f"env: {{V: '{value}'}}\ndependsOn: [first]\n"))
+        vol = f"volumes: ['{marks}:/marks']\n"
+        m.write_text(doc("first", busybox_image, trap("first"), extra=f"env: {{V: '{value}'}}\n{vol}")
+                     + doc("second", busybox_image, trap("second"),
+                           extra=f"env: {{V: '{value}'}}\ndependsOn: [first]\n{vol}"))
 
     def env(name: str) -> str | None:
         rt = engine(a)
@@ -164,7 +171,7 @@ def test_sigterm_finishes_the_replacement_in_flight_and_starts_nothing_new(
     wait_for("both converged", lambda: a.source("host")["last_result"] == "converged")
     second = state(a)["second"].id
     write("2")
-    wait_for("the replacing pass running", lambda: a.source("host")["running"])
+    wait_for("the old first told to stop", lambda: (marks / "first-1").exists())     # the replacement in flight
     a.signal(signal.SIGTERM)
     assert a.wait_exit() == 0
     assert running(a, "first") is not None

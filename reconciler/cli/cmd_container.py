@@ -36,6 +36,9 @@ def register(subparsers: Any) -> None:
                        description="Load the archive's image, restore its volumes and create the container "
                        "with the same config (and name, unless --name).")
     options.add_engine_options(p)
+    p.add_argument("--runtime", default="native", choices=("native", "docker"),
+                   help="the engine to create it on: native (default) or docker (a Docker/Podman API at "
+                        "$DOCKER_HOST or /var/run/docker.sock)")
     p.add_argument("-i", "--input", metavar="FILE", default=None, help="read FILE instead of stdin")
     p.add_argument("--name", default=None, help="create the container under this name")
     p.add_argument("--start", action="store_true", help="start it once created")
@@ -112,15 +115,14 @@ def _import(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from reconciler.execution.backends import open_runtime
-    from reconciler.runtime.native import transfer
+    from reconciler.runtime import moving
 
-    store, _, vols = _parts(args)
-    runtime = open_runtime("native", root=Path(args.root), run_dir=Path(args.run_dir),
+    runtime = open_runtime(args.runtime, root=Path(args.root), run_dir=Path(args.run_dir),
                            name_prefix=args.name_prefix, oci_runtime=args.oci_runtime)
     try:
         with input_file(args.input) as f:
-            done = transfer.import_container(runtime, store, vols, f, name=args.name, start=args.start,
-                                             progress=lambda m: print(m, file=sys.stderr))
+            done = moving.import_container(runtime, f, name=args.name, start=args.start,
+                                           progress=lambda m: print(m, file=sys.stderr))
     finally:
         runtime.close()
     print(done.id)

@@ -16,9 +16,10 @@ import dataclasses
 import enum
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import IO, Any, Protocol, runtime_checkable
 
 __all__ = [
+    "ArchiveTransfer",
     "ContainerConfig",
     "ContainerState",
     "ContainerStatus",
@@ -318,3 +319,11 @@ class Runtime(Protocol):
     def remove_volume(self, name: str) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ArchiveTransfer(Protocol):
+    """An engine that takes images and volume content as tar streams (container import)."""
+
+    def load_image_archive(self, src: IO[bytes]) -> list[str]: ...     # the loaded images' ids
+    def import_volume(self, name: str, src: IO[bytes], *, helper_image: str) -> None: ...

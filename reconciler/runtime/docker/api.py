@@ -144,6 +144,7 @@ class EngineAPI:
         *,
         params: Mapping[str, Any] | None = None,
         body: Any = None,
+        content: Any = None,
         timeout: float | None = _DEFAULT_TIMEOUT,
         versioned: bool = True,
         what: str = "",
@@ -152,6 +153,9 @@ class EngineAPI:
         kwargs: dict[str, Any] = {"params": {k: v for k, v in (params or {}).items() if v is not None}}
         if body is not None:
             kwargs["json"] = body
+        if content is not None:                      # a tar stream (image load, archive upload)
+            kwargs["content"] = content
+            kwargs["headers"] = {"Content-Type": "application/x-tar"}
         kwargs["timeout"] = httpx.Timeout(timeout, connect=_CONNECT_TIMEOUT)
         try:
             resp = self._client.request(method, url, **kwargs)
@@ -388,6 +392,24 @@ class EngineAPI:
         self._delete(f"/networks/{_q(name)}", what=f"remove network {name}")
 
     # -- volumes ----------------------------------------------------------------------------
+
+    def image_load(self, chunks: Iterator[bytes]) -> list[str]:
+        """POST /images/load: what the engine says it loaded ("Loaded image: ..." lines)."""
+        resp = self._send("POST", "/images/load", params={"quiet": "1"}, content=chunks, timeout=None,
+                          what="load images")
+        said: list[str] = []
+        for line in resp.text.splitlines():
+            with contextlib.suppress(ValueError):
+                msg = json.loads(line)
+                if msg.get("error") or msg.get("errorDetail"):
+                    raise errors.ImageError(f"{self.what}: load images: {msg.get('error') or msg['errorDetail']}")
+                said += [x.strip() for x in str(msg.get("stream", "")).splitlines() if x.strip()]
+        return said
+
+    def container_put_archive(self, ident: str, path: str, chunks: Iterator[bytes]) -> None:
+        """PUT /containers/{id}/archive: unpack a tar at `path` (volumes mounted there included)."""
+        self._send("PUT", f"/containers/{_q(ident)}/archive", params={"path": path}, content=chunks,
+                   timeout=None, what=f"copy into container {ident}")
 
     def volume_list(self, labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         data = self._get("/volumes", _filters(labels)) or {}

@@ -17,11 +17,12 @@ import dataclasses
 import ipaddress
 import math
 import re
+import secrets
 import struct
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from reconciler.runtime import base, errors
 from reconciler.runtime.docker import api
@@ -665,6 +666,31 @@ class DockerRuntime:
         self.api.network_remove(name)
 
     # -- volumes ----------------------------------------------------------------------------
+
+    # -- archives (container import)
+
+    def load_image_archive(self, src: IO[bytes]) -> list[str]:
+        said = self.api.image_load(iter(lambda: src.read(1 << 20), b""))
+        ids = []
+        for line in said:
+            name = line.removeprefix("Loaded image ID: ").removeprefix("Loaded image: ")
+            ids.append(name if name.startswith("sha256:") else str(self.api.image_inspect(name)["Id"]))
+        if not ids:
+            raise errors.ImageError(f"{self.api.what} loaded no image from the archive")
+        return ids
+
+    def import_volume(self, name: str, src: IO[bytes], *, helper_image: str) -> None:
+        """Create the volume and unpack `src` into it through a never-started helper container
+        (the Engine API's archive upload writes into the volumes a container mounts)."""
+        self.ensure_volume(base.VolumeConfig(name=name))
+        helper = self.api.container_create(
+            f"reconciler-volume-import-{secrets.token_hex(4)}",
+            {"Image": helper_image, "Entrypoint": ["/nonexistent"], "Cmd": [], "NetworkDisabled": True,
+             "HostConfig": {"Binds": [f"{name}:/_restore"], "NetworkMode": "none"}})
+        try:
+            self.api.container_put_archive(helper["Id"], "/_restore", iter(lambda: src.read(1 << 20), b""))
+        finally:
+            self.api.container_remove(helper["Id"], force=True)
 
     def list_volumes(self, selector: Mapping[str, str] | None = None) -> list[base.VolumeState]:
         return [volume_state(v) for v in self.api.volume_list(selector)]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, BinaryIO, Protocol, cast
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
@@ -217,6 +217,18 @@ class NativeRuntime:
 
     def remove_network(self, name: str) -> None:
         self._net().remove_network(name)
+
+    # -- archives (container import)
+
+    def load_image_archive(self, src: IO[bytes]) -> list[str]:
+        from reconciler.runtime.native import archive
+
+        return [i.id for i in archive.load(self._store_images.store, cast(BinaryIO, src))]
+
+    def import_volume(self, name: str, src: IO[bytes], *, helper_image: str) -> None:
+        from reconciler.runtime.native import transfer
+
+        transfer.import_volume(self.containers.volumes, name, src, store=self._store_images.store)
 
     # -- volumes
 

@@ -1,7 +1,7 @@
 """Moving containers and volumes between hosts without a registry (`container export/import`,
 `volume export/import`).
 
-A container archive is a tar of, in this order:
+A container archive is a tar of, in this order (runtime/moving.py imports it on any engine):
   reconciler-container.json   {"format": "reconciler-container/v1", "name", "config" (the runtime
                               ContainerConfig as JSON, runtime.base's codec), "image" (what it
                               ran), "volumes": [names], "checkpoint": null}
@@ -28,20 +28,17 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any, BinaryIO, cast
+from typing import IO, BinaryIO, cast
 
 from reconciler.runtime import base, errors
 from reconciler.runtime.native import archive, commit, containers, layers
 from reconciler.runtime.native.images import ImageStore
 from reconciler.runtime.native.volumes import VolumeStore
 
-__all__ = ["FORMAT", "ImportedContainer", "export_container", "export_volume", "import_container",
-           "import_volume"]
+__all__ = ["export_container", "export_volume", "import_volume"]
 
-FORMAT = "reconciler-container/v1"
-MAX_HEADER = 1 << 20
+FORMAT = "reconciler-container/v1"          # read by runtime/moving.py (the import, on any engine)
 Progress = Callable[[str], None]
 
 
@@ -162,71 +159,3 @@ def export_container(store: ImageStore, manager: containers.ContainerManager, vo
                 with contextlib.suppress(errors.RuntimeBackendError):
                     store.remove(image_id, force=True)
     return image_id
-
-
-@dataclass(frozen=True)
-class ImportedContainer:
-    id: str
-    name: str
-    image_id: str
-    volumes: tuple[str, ...]
-
-
-def import_container(runtime: Any, store: ImageStore, volumes: VolumeStore, src: IO[bytes], *,
-                     name: str | None = None, start: bool = False,
-                     progress: Progress | None = None) -> ImportedContainer:
-    """Recreate the container of an archive on the native engine `runtime` (a NativeRuntime)."""
-    say = progress or (lambda _m: None)
-    header: dict[str, Any] | None = None
-    image_id: str | None = None
-    made_volumes: list[str] = []
-    try:
-        with tarfile.open(fileobj=src, mode="r|") as tar:
-            for m in tar:
-                f = tar.extractfile(m) if m.isfile() else None
-                if f is None:
-                    raise errors.ImageError(f"unexpected member {m.name!r} in a container archive")
-                if header is None:
-                    if m.name != "reconciler-container.json" or m.size > MAX_HEADER:
-                        raise errors.InvalidArgument("not a container archive (no reconciler-container.json first)",
-                                                     hint="make one with: reconcile container export NAME")
-                    header = json.loads(f.read())
-                    if not isinstance(header, dict) or header.get("format") != FORMAT:
-                        raise errors.InvalidArgument(f"unsupported container archive format "
-                                                     f"{header.get('format') if isinstance(header, dict) else None!r}")
-                    target = name or str(header["name"])
-                    with contextlib.suppress(errors.NotFound):
-                        runtime.inspect_container(target)
-                        raise errors.Conflict(f"a container named {target} exists here",
-                                              hint="remove it or import with --name NEW")
-                elif m.name == "image.tar":
-                    say("loading the image")
-                    loaded = archive.load(store, cast(BinaryIO, f), progress=say)
-                    image_id = loaded[0].id
-                elif m.name.startswith("volumes/") and m.name.endswith(".tar"):
-                    vol = m.name[len("volumes/"):-len(".tar")]
-                    if vol not in header["volumes"]:
-                        raise errors.ImageError(f"the archive holds volume {vol!r}, which its header does not name")
-                    say(f"restoring volume {vol}")
-                    with contextlib.suppress(errors.NotFound):
-                        volumes.get(vol)
-                        raise errors.Conflict(f"volume {vol} exists here", hint="remove it first or keep it out")
-                    import_volume(volumes, vol, f, store=store)
-                    made_volumes.append(vol)
-                else:
-                    raise errors.ImageError(f"unexpected member {m.name!r} in a container archive")
-        if header is None:
-            raise errors.InvalidArgument("the container archive is empty")
-        image_id = image_id or str(header["image_id"])
-        store.get(image_id)                                # NotFound with a hint when neither came
-        config = base.config_from_json(header["config"])
-        config = replace(config, name=name or config.name, image=image_id)
-        cid = runtime.create_container(config)
-        if start:
-            runtime.start_container(cid)
-    except BaseException:
-        for vol in made_volumes:
-            with contextlib.suppress(errors.RuntimeBackendError):
-                volumes.remove(vol)
-        raise
-    return ImportedContainer(cid, config.name, image_id, tuple(made_volumes))

@@ -4,6 +4,8 @@ engines with `reconcile container export/import` and `reconcile volume export/im
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -92,3 +94,35 @@ def test_a_volume_moves_by_tar_stream(engines: tuple[Reconcile, Reconcile], busy
     refused = b("volume", "import", "shared", stdin=stream, check=False)
     assert refused.returncode == 1
     assert b"not empty" in refused.stderr
+
+
+def docker_ok() -> bool:
+    return shutil.which("docker") is not None and subprocess.run(
+        ["docker", "version"], capture_output=True, check=False).returncode == 0
+
+
+@pytest.mark.skipif(not docker_ok(), reason="needs a running dockerd")
+def test_a_container_moves_from_the_native_engine_to_docker(
+        engines: tuple[Reconcile, Reconcile], busybox_image: str, tmp_path: Path) -> None:
+    a, _ = engines
+    tag = secrets.token_hex(4)
+    name, vol = f"rtmove{tag}", f"rtmovevol{tag}"
+    a("run", "-d", "--name", "app", "-v", f"{vol}:/data", busybox_image, "sh", "-c",
+      "echo native-change > /etc/motd; echo native-volume > /data/v; sleep 3600")
+    for _ in range(300):
+        if a("exec", "app", "cat", "/data/v", check=False).returncode == 0:
+            break
+    a("container", "export", "--leave-running", "app", "-o", str(tmp_path / "app.tar"))
+    image = ""
+    try:
+        a("container", "import", "--runtime", "docker", "--name", name, "--start", "-i", str(tmp_path / "app.tar"))
+        out = subprocess.run(["docker", "exec", name, "cat", "/etc/motd", "/data/v"],
+                             capture_output=True, text=True, check=False, timeout=60)
+        assert out.stdout.split() == ["native-change", "native-volume"], out.stderr
+        image = subprocess.run(["docker", "inspect", "--format", "{{.Image}}", name],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+        subprocess.run(["docker", "volume", "rm", "-f", vol], capture_output=True, check=False)
+        if image:
+            subprocess.run(["docker", "rmi", "-f", image], capture_output=True, check=False)

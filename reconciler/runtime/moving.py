@@ -1,0 +1,101 @@
+"""Recreate an exported container on any engine that takes archives (`container import`).
+
+The archive (written by runtime/native/transfer.py `export_container`) holds a header with the
+container's config, `image.tar` (the image with the container's rootfs changes on top, in
+`reconcile save` format) and `volumes/<name>.tar`. The importing engine only needs the
+`base.ArchiveTransfer` capability: the native engine loads through its own store and extractor,
+a Docker or Podman engine through `POST /images/load` and an archive upload into the volume.
+Nothing of the same name is ever overwritten; what the import created is removed if it fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tarfile
+from dataclasses import dataclass, replace
+from typing import IO, Any
+
+from reconciler.runtime import base, errors
+
+__all__ = ["FORMAT", "ImportedContainer", "import_container"]
+
+FORMAT = "reconciler-container/v1"
+MAX_HEADER = 1 << 20
+
+
+@dataclass(frozen=True)
+class ImportedContainer:
+    id: str
+    name: str
+    image_id: str
+    volumes: tuple[str, ...]
+
+
+def _header(raw: bytes, name: str | None, runtime: base.Runtime) -> dict[str, Any]:
+    try:
+        header = json.loads(raw)
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        found = header.get("format") if isinstance(header, dict) else None
+        raise errors.InvalidArgument(f"unsupported container archive format {found!r}",
+                                     hint=f"this reconcile reads {FORMAT}")
+    target = name or str(header["name"])
+    with contextlib.suppress(errors.NotFound):
+        runtime.inspect_container(target)
+        raise errors.Conflict(f"a container named {target} exists here", hint="remove it or import with --name NEW")
+    return header
+
+
+def import_container(runtime: base.Runtime, src: IO[bytes], *, name: str | None = None, start: bool = False,
+                     progress: Any = None) -> ImportedContainer:
+    """Load the archive's image and volumes into `runtime` and create (and start) its container."""
+    if not isinstance(runtime, base.ArchiveTransfer):
+        raise errors.Unavailable(f"the {runtime.name} engine cannot import archives",
+                                 hint="import on the native engine or a Docker/Podman engine")
+    say = progress or (lambda _m: None)
+    header: dict[str, Any] | None = None
+    image_id: str | None = None
+    made_volumes: list[str] = []
+    existing = {v.name for v in runtime.list_volumes()}
+    try:
+        with tarfile.open(fileobj=src, mode="r|") as tar:
+            for m in tar:
+                f = tar.extractfile(m) if m.isfile() else None
+                if f is None:
+                    raise errors.ImageError(f"unexpected member {m.name!r} in a container archive")
+                if header is None:
+                    if m.name != "reconciler-container.json" or m.size > MAX_HEADER:
+                        raise errors.InvalidArgument("not a container archive (no reconciler-container.json first)",
+                                                     hint="make one with: reconcile container export NAME")
+                    header = _header(f.read(), name, runtime)
+                elif m.name == "image.tar":
+                    say("loading the image")
+                    image_id = runtime.load_image_archive(f)[0]
+                elif m.name.startswith("volumes/") and m.name.endswith(".tar"):
+                    vol = m.name[len("volumes/"):-len(".tar")]
+                    if vol not in header["volumes"]:
+                        raise errors.ImageError(f"the archive holds volume {vol!r}, which its header does not name")
+                    if vol in existing:
+                        raise errors.Conflict(f"volume {vol} exists here", hint="remove it first")
+                    say(f"restoring volume {vol}")
+                    made_volumes.append(vol)
+                    runtime.import_volume(vol, f, helper_image=image_id or str(header["image_id"]))
+                else:
+                    raise errors.ImageError(f"unexpected member {m.name!r} in a container archive")
+        if header is None:
+            raise errors.InvalidArgument("the container archive is empty")
+        image_id = image_id or str(header["image_id"])
+        runtime.inspect_image(image_id)                    # NotFound when the archive came without it
+        config = base.config_from_json(header["config"])
+        config = replace(config, name=name or config.name, image=image_id)
+        cid = runtime.create_container(config)
+        if start:
+            runtime.start_container(cid)
+    except BaseException:
+        for vol in made_volumes:
+            with contextlib.suppress(errors.RuntimeBackendError):
+                runtime.remove_volume(vol)
+        raise
+    return ImportedContainer(cid, config.name, image_id, tuple(made_volumes))

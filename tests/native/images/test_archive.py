@@ -13,6 +13,7 @@ import secrets
 import shutil
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,3 +166,30 @@ def test_reconcile_loads_and_runs_what_docker_saved(tmp_path: Path, busybox_imag
     assert f"Loaded image: docker.io/{tag}" in capfd.readouterr().out
     assert main(["run", "--rm", "--network", "none", *engine, tag, "echo", "moved by archive"]) == 0
     assert "moved by archive" in capfd.readouterr().out
+
+
+@pytest.mark.skipif(shutil.which("podman") is None, reason="needs podman")
+@pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
+def test_reconcile_loads_what_podman_saved(tmp_path: Path, busybox_image: str, fmt: str) -> None:
+    # podman with a storage of the test's own (vfs, no daemon): never the host's /var/lib/containers
+    runroot = Path(tempfile.mkdtemp(prefix="rpr", dir="/tmp"))           # podman: at most 50 characters
+    podman = ["podman", "--root", str(tmp_path / "proot"), "--runroot", str(runroot),
+              "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
+    tag = f"example.test/podman/saved{secrets.token_hex(3)}:1"
+    try:
+        pulled = subprocess.run([*podman, "pull", "--tls-verify=false", busybox_image], capture_output=True,
+                                text=True, check=False, timeout=120)
+        assert pulled.returncode == 0, pulled.stderr
+        subprocess.run([*podman, "tag", busybox_image, tag], capture_output=True, check=True)
+        path = tmp_path / "podman.tar"
+        subprocess.run([*podman, "save", "--format", fmt, "-o", str(path), tag], capture_output=True, check=True,
+                       timeout=120)
+        b = stored(tmp_path, "b")
+        with open(path, "rb") as f:
+            loaded = archive.load(b, f)
+        assert (Path(b.layer_dirs(loaded[0].id)[-1]) / "bin" / "busybox").is_file()
+        if fmt == "docker-archive":
+            assert loaded[0].tags == (tag,)
+    finally:
+        subprocess.run([*podman, "rmi", "-a", "-f"], capture_output=True, check=False, timeout=120)
+        shutil.rmtree(runroot, ignore_errors=True)

@@ -17,6 +17,7 @@ import shutil
 import signal
 import string
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -305,12 +306,14 @@ def podman_usable() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRuntime]:
+def podman() -> Iterator[DockerRuntime]:
     """A podman service for the session (see PodmanService)."""
     why = podman_usable()
     if why:
         pytest.skip(why)
-    service = PodmanService(tmp_path_factory.mktemp("podman"))
+    # podman refuses a run root over 50 characters, and xdist's temp paths are longer
+    work = Path(tempfile.mkdtemp(prefix="rpod", dir="/tmp"))
+    service = PodmanService(work)
     try:
         try:
             rt = service.start()
@@ -319,6 +322,7 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRuntime]:
         yield rt
     finally:
         service.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "validate", "schema", "apply", "diff", "history", "lock",
     "run", "ps", "logs", "exec", "inspect", "start", "stop", "rm",
     "network", "pull", "images", "rmi", "image", "build", "push", "tag", "save", "load", "commit", "container", "volume",
-    "agent", "status", "events", "rollback", "reconcile-now", "completion",
+    "agent", "status", "events", "rollback", "reconcile-now", "engine-api", "completion",
 )
 
 EXIT_OK = 0

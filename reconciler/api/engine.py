@@ -1,0 +1,490 @@
+"""A Docker-compatible Engine API served from the native engine (`reconcile engine-api`).
+
+It is a view of the native engine, not a second engine: every call becomes the runtime call the
+reconciler itself makes, so `docker ps` and `reconcile ps` show one state. Paths are accepted
+versioned (`/v1.41/containers/json`) and unversioned, bodies and answers have Docker's JSON
+shapes and status codes, errors are `{"message": ...}`.
+
+Served now (what `docker version|info|ps|images|pull|run -d|logs|inspect|stop|start|restart|
+kill|rm|wait|volume ls|network ls` and docker-py's equivalents call): `_ping` (GET/HEAD), `version`,
+`info`, containers list (filters: label, name, id, status), create, inspect, start, stop, restart,
+kill, wait, delete, logs (multiplexed stdout/stderr, follow, tail, timestamps), images list,
+inspect and create (= pull, with Docker's JSON progress lines), networks and volumes list.
+Not served yet (answered 501 with the route named): attach and exec (hijacked streams),
+events, build, push, archive, stats; see the issue note.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import socket
+import struct
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+from reconciler import __version__
+from reconciler.api.server import _remove_stale, _UnixHTTPServer
+from reconciler.runtime import base
+from reconciler.runtime import errors as rterrors
+
+__all__ = ["API_VERSION", "EngineApi"]
+
+API_VERSION = "1.41"
+MIN_API_VERSION = "1.24"
+MAX_BODY = 1 << 20
+_VERSIONED = re.compile(r"^/v1\.\d+(/.*)$")
+_STATUS_CODES = {rterrors.NotFound: 404, rterrors.AlreadyExists: 409, rterrors.Conflict: 409,
+                 rterrors.InvalidArgument: 400}
+
+
+class HttpError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# ----------------------------------------------------------------------------- translations
+
+def _duration_ns(ns: Any, default: float) -> float:
+    return float(ns) / 1e9 if isinstance(ns, int | float) and ns > 0 else default
+
+
+def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConfig:
+    """A Docker `POST /containers/create` body as the runtime's ContainerConfig."""
+    if not isinstance(body.get("Image"), str) or not body["Image"]:
+        raise HttpError(400, "config.Image is required")
+    host = body.get("HostConfig") or {}
+    mounts: list[base.Mount] = []
+    for spec in host.get("Binds") or ():
+        src, _, rest = str(spec).partition(":")
+        dst, _, mode = rest.partition(":")
+        kind = "bind" if src.startswith("/") else "volume"
+        mounts.append(base.Mount(type=kind, source=src, target=dst, read_only="ro" in mode.split(",")))
+    for m in host.get("Mounts") or ():
+        mounts.append(base.Mount(type=str(m.get("Type", "volume")), source=str(m.get("Source", "")),
+                                 target=str(m["Target"]), read_only=bool(m.get("ReadOnly"))))
+    for dst, opts in (host.get("Tmpfs") or {}).items():
+        mounts.append(base.Mount(type="tmpfs", target=dst, options=tuple(o for o in str(opts).split(",") if o)))
+    ports = []
+    for key, binds in (host.get("PortBindings") or {}).items():
+        cport, _, proto = str(key).partition("/")
+        for b in binds or [{}]:
+            hport = str((b or {}).get("HostPort") or cport)
+            ports.append(base.PortMapping(container_port=int(cport), host_port=int(hport), protocol=proto or "tcp",
+                                          host_ip=(b or {}).get("HostIp") or "0.0.0.0"))  # noqa: S104
+    rp = host.get("RestartPolicy") or {}
+    mode = str(host.get("NetworkMode") or "")
+    networks: tuple[str, ...] = () if mode in ("", "default", "bridge") else (mode,)
+    hc = body.get("Healthcheck")
+    healthcheck = None
+    if hc and hc.get("Test"):
+        healthcheck = base.Healthcheck(test=tuple(hc["Test"]), interval=_duration_ns(hc.get("Interval"), 30.0),
+                                       timeout=_duration_ns(hc.get("Timeout"), 30.0),
+                                       retries=int(hc.get("Retries") or 3),
+                                       start_period=_duration_ns(hc.get("StartPeriod"), 0.0))
+    env = {}
+    for item in body.get("Env") or ():
+        k, _, v = str(item).partition("=")
+        env[k] = v
+    nano = host.get("NanoCpus") or 0
+    return base.ContainerConfig(
+        name=name, image=body["Image"],
+        command=tuple(body["Entrypoint"]) if isinstance(body.get("Entrypoint"), list) else None,
+        args=tuple(body["Cmd"]) if isinstance(body.get("Cmd"), list) else None,
+        env=env, user=body.get("User") or None, workdir=body.get("WorkingDir") or None,
+        hostname=body.get("Hostname") or None, labels=dict(body.get("Labels") or {}), ports=tuple(ports),
+        networks=networks, mounts=tuple(mounts),
+        restart=base.RestartPolicy(name=str(rp.get("Name") or "no"), max_retries=int(rp.get("MaximumRetryCount") or 0)),
+        healthcheck=healthcheck,
+        resources=base.Resources(memory=host.get("Memory") or None, cpus=nano / 1e9 if nano else None,
+                                 pids=host.get("PidsLimit") or None),
+        read_only=bool(host.get("ReadonlyRootfs")), cap_add=tuple(host.get("CapAdd") or ()),
+        cap_drop=tuple(host.get("CapDrop") or ()), stop_signal=body.get("StopSignal") or None,
+        stop_timeout=float(body.get("StopTimeout") or 10), init=bool(host.get("Init")),
+    )
+
+
+def _unix(ts: str | None) -> int:
+    """Seconds since the epoch of an RFC 3339 UTC time (Docker lists times as integers)."""
+    import calendar
+    import time
+
+    if not ts or len(ts) < 19:
+        return 0
+    try:
+        return calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return 0
+
+
+def _status_text(c: base.ContainerState) -> str:
+    s = c.status.value
+    if s == "running":
+        return "Up" + (f" ({c.health})" if c.health else "")
+    if s == "exited":
+        return f"Exited ({c.exit_code or 0})"
+    return s.capitalize()
+
+
+def container_summary(c: base.ContainerState) -> dict[str, Any]:
+    return {
+        "Id": c.id, "Names": ["/" + c.name], "Image": c.image, "ImageID": c.image_id, "Command": "",
+        "Created": _unix(c.created), "State": c.status.value, "Status": _status_text(c),
+        "Ports": [{"IP": p.host_ip, "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.protocol}
+                  for p in c.ports],
+        "Labels": dict(c.labels), "SizeRw": 0, "SizeRootFs": 0, "HostConfig": {"NetworkMode": "default"},
+        "NetworkSettings": {"Networks": {n: {"IPAddress": ip} for n, ip in c.ip_addresses.items()}},
+        "Mounts": [],
+    }
+
+
+def image_summary(i: base.ImageInfo) -> dict[str, Any]:
+    digests = [f"{t.rpartition(':')[0]}@{i.digest}" for t in i.repo_tags] if i.digest else []
+    return {"Id": i.id, "ParentId": "", "RepoTags": list(i.repo_tags) or ["<none>:<none>"],
+            "RepoDigests": sorted(set(digests)), "Created": _unix(i.created), "Size": i.size, "VirtualSize": i.size,
+            "SharedSize": -1, "Labels": dict(i.config.get("Labels") or {}), "Containers": -1}
+
+
+def _filters(raw: str | None) -> dict[str, list[str]]:
+    if not raw:
+        return {}
+    data = json.loads(raw)
+    return {k: (list(v) if isinstance(v, list) else [k2 for k2, on in v.items() if on]) for k, v in data.items()}
+
+
+def _matches(c: base.ContainerState, filters: Mapping[str, list[str]]) -> bool:
+    for key, values in filters.items():
+        if key == "label":
+            ok = any((c.labels.get(v.partition("=")[0]) == v.partition("=")[2]) if "=" in v
+                     else v in c.labels for v in values)
+        elif key == "name":
+            ok = any(re.search(v.lstrip("/"), c.name) for v in values)
+        elif key == "id":
+            ok = any(c.id.startswith(v) for v in values)
+        elif key == "status":
+            ok = c.status.value in values
+        elif key == "ancestor":
+            ok = any(v in (c.image, c.image_id) for v in values)
+        else:
+            ok = True
+        if not ok:
+            return False
+    return True
+
+
+# ----------------------------------------------------------------------------- the server
+
+class EngineApi:
+    """Serves the Engine API for `runtime` (a NativeRuntime) on the Unix socket `path`."""
+
+    def __init__(self, runtime: Any, path: Path, *, group: int | None = None) -> None:
+        self.runtime = runtime
+        self.path = path
+        self.group = group
+        self._server: _UnixHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        _remove_stale(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        server = _UnixHTTPServer(str(self.path), _handler(self))
+        os.chmod(self.path, 0o660)
+        if self.group is not None:
+            os.chown(self.path, -1, self.group)
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="engine-api", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self.path.unlink(missing_ok=True)
+
+    # -- routes -------------------------------------------------------------------------------
+
+    def route(self, method: str, path: str, q: Mapping[str, str],
+              body: Callable[[], Any]) -> tuple[int, Any]:
+        rt = self.runtime
+        parts = [urllib.parse.unquote(p) for p in path.strip("/").split("/")]
+        if method in ("GET", "HEAD") and parts == ["_ping"]:
+            return 200, b"OK"
+        if method == "GET" and parts == ["version"]:
+            return 200, self._version()
+        if method == "GET" and parts == ["info"]:
+            return 200, self._info()
+        if parts[0] == "containers":
+            return self._containers(method, parts[1:], q, body)
+        if parts[0] == "images":
+            return self._images(method, parts[1:], q)
+        if method == "GET" and parts[0] == "networks" and len(parts) <= 2:
+            nets = [{"Name": n.name, "Id": n.name, "Driver": "bridge", "Scope": "local", "Internal": n.internal,
+                     "Labels": dict(n.labels), "IPAM": {"Driver": "default", "Config": [{"Subnet": n.subnet}]}}
+                    for n in rt.list_networks()]
+            if len(parts) == 1:
+                return 200, nets
+            found = [n for n in nets if parts[1] in (n["Name"], n["Id"])]
+            if not found:
+                raise HttpError(404, f"network {parts[1]} not found")
+            return 200, found[0]
+        if method == "GET" and parts[0] == "volumes" and len(parts) <= 2:
+            vols = [{"Name": v.name, "Driver": "local", "Mountpoint": v.mountpoint,
+                     "Labels": dict(v.labels), "Scope": "local", "CreatedAt": v.created} for v in rt.list_volumes()]
+            if len(parts) == 1:
+                return 200, {"Volumes": vols, "Warnings": []}
+            found = [v for v in vols if v["Name"] == parts[1]]
+            if not found:
+                raise HttpError(404, f"get {parts[1]}: no such volume")
+            return 200, found[0]
+        if method == "GET" and parts[0] == "plugins":
+            raise HttpError(404, "plugin not found")
+        raise HttpError(501, f"{method} /{'/'.join(parts)} is not served by reconciler's engine API yet")
+
+    def _version(self) -> dict[str, Any]:
+        u = platform.uname()
+        return {"Version": f"reconciler-{__version__}", "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+                "Os": "linux", "Arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(u.machine, u.machine),
+                "KernelVersion": u.release, "GitCommit": "", "GoVersion": "", "BuildTime": "",
+                "Components": [{"Name": "Engine", "Version": __version__,
+                                "Details": {"ApiVersion": API_VERSION, "Os": "linux"}}]}
+
+    def _info(self) -> dict[str, Any]:
+        cs = self.runtime.list_containers()
+        running = sum(1 for c in cs if c.status.value == "running")
+        stopped = sum(1 for c in cs if c.status.value in ("exited", "created", "dead"))
+        return {"ID": "reconciler", "Name": socket.gethostname(), "ServerVersion": f"reconciler-{__version__}",
+                "Containers": len(cs), "ContainersRunning": running, "ContainersPaused": 0,
+                "ContainersStopped": stopped, "Images": len(self.runtime.list_images()), "Driver": "overlay",
+                "DockerRootDir": str(self.runtime.config.root), "OSType": "linux",
+                "OperatingSystem": "reconciler native engine", "Architecture": platform.machine(),
+                "NCPU": os.cpu_count() or 1, "MemTotal": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+                "CgroupDriver": "cgroupfs", "Runtimes": {"runc": {"path": "runc"}}, "DefaultRuntime": "runc",
+                "Warnings": []}
+
+    def _containers(self, method: str, parts: list[str], q: Mapping[str, str],
+                    body: Callable[[], Any]) -> tuple[int, Any]:
+        rt = self.runtime
+        if method == "GET" and parts == ["json"]:
+            fl = _filters(q.get("filters"))
+            listed = [c for c in rt.list_containers()
+                      if (q.get("all") in ("1", "true") or c.status.value == "running") and _matches(c, fl)]
+            return 200, [container_summary(c) for c in listed]
+        if method == "POST" and parts == ["create"]:
+            import secrets
+
+            config = config_from_create(q.get("name") or f"r_{secrets.token_hex(4)}", body() or {})
+            return 201, {"Id": rt.create_container(config), "Warnings": []}
+        if not parts:
+            raise HttpError(404, "page not found")
+        ident, action = parts[0], "/".join(parts[1:])
+        if method == "GET" and action == "json":
+            from reconciler.runtime.native.backend import inspect_document
+
+            manager = rt.containers
+            doc = inspect_document(manager, manager.get(ident))
+            cfg = doc.get("Config") or {}
+            if isinstance(cfg.get("StopTimeout"), float):          # Go clients decode it as an int
+                cfg["StopTimeout"] = int(cfg["StopTimeout"])
+            return 200, doc
+        if method == "POST" and action == "start":
+            if rt.inspect_container(ident).status.value == "running":
+                return 304, None
+            rt.start_container(ident)
+            return 204, None
+        if method == "POST" and action == "stop":
+            if rt.inspect_container(ident).status.value != "running":
+                return 304, None
+            rt.stop_container(ident, timeout=float(q["t"]) if "t" in q else None)
+            return 204, None
+        if method == "POST" and action == "restart":
+            if rt.inspect_container(ident).status.value == "running":
+                rt.stop_container(ident, timeout=float(q["t"]) if "t" in q else None)
+            rt.start_container(ident)
+            return 204, None
+        if method == "POST" and action == "kill":
+            rt.kill_container(ident, q.get("signal") or "KILL")
+            return 204, None
+        if method == "POST" and action == "wait":
+            return 200, self._wait(ident, q.get("condition") or "not-running")
+        if method == "DELETE" and action == "":
+            rt.remove_container(ident, force=q.get("force") in ("1", "true"))
+            return 204, None
+        if method == "GET" and action == "logs":
+            return 200, self._logs(ident, q)
+        raise HttpError(501, f"{method} /containers/{{id}}/{action} is not served by reconciler's engine API yet")
+
+    def _wait(self, ident: str, condition: str) -> Iterator[bytes]:
+        """Docker's wait: `not-running` (now, if it is not running), `next-exit` (the exit after
+        the next start) or `removed`; the answer is streamed once the condition holds, so a
+        client can send its wait before the start (docker run does)."""
+        import time
+
+        rt = self.runtime
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise HttpError(400, f"invalid condition {condition!r}")
+        first = rt.inspect_container(ident)
+
+        def answer() -> Iterator[bytes]:
+            state = first
+            seen_running = state.status.value == "running"
+            while True:
+                try:
+                    state = rt.inspect_container(first.id)
+                except rterrors.NotFound:
+                    break
+                running = state.status.value in ("running", "restarting")
+                seen_running = seen_running or running
+                if condition == "not-running" and not running:
+                    break
+                if condition == "next-exit" and seen_running and not running:
+                    break
+                time.sleep(0.1)
+            yield json.dumps({"StatusCode": state.exit_code or 0, "Error": None}).encode()
+        return answer()
+
+    def _logs(self, ident: str, q: Mapping[str, str]) -> Iterator[bytes]:
+        want = {s for s in ("stdout", "stderr") if q.get(s) in ("1", "true")} or {"stdout", "stderr"}
+        tail = None if q.get("tail", "all") == "all" else int(q["tail"])
+        tty = False
+        stamps = q.get("timestamps") in ("1", "true")
+        for line in self.runtime.logs(ident, follow=q.get("follow") in ("1", "true"), tail=tail):
+            if line.stream not in want:
+                continue
+            data = (line.time.encode() + b" " if stamps else b"") + line.data + b"\n"
+            yield data if tty else struct.pack(">BxxxL", 1 if line.stream == "stdout" else 2, len(data)) + data
+
+    def _images(self, method: str, parts: list[str], q: Mapping[str, str]) -> tuple[int, Any]:
+        rt = self.runtime
+        if method == "GET" and parts == ["json"]:
+            return 200, [image_summary(i) for i in rt.list_images()]
+        if method == "POST" and parts == ["create"]:
+            ref = q.get("fromImage") or ""
+            tag = q.get("tag") or ""
+            if not ref:
+                raise HttpError(400, "fromImage is required")
+            full = f"{ref}@{tag}" if tag.startswith("sha256:") else (f"{ref}:{tag}" if tag else ref)
+            return 200, self._pull(full)
+        if method == "GET" and len(parts) >= 2 and parts[-1] == "json":
+            info = rt.inspect_image("/".join(parts[:-1]))
+            doc = image_summary(info)
+            doc.update({"Config": dict(info.config), "RootFS": {"Type": "layers", "Layers": list(info.layers)},
+                        "Os": "linux", "Architecture": "amd64"})
+            return 200, doc
+        raise HttpError(501, f"{method} /images/{'/'.join(parts)} is not served by reconciler's engine API yet")
+
+    def _pull(self, ref: str) -> Iterator[bytes]:
+        lines: list[dict[str, Any]] = []
+
+        def progress(event: str, d: Mapping[str, Any]) -> None:
+            short = str(d.get("digest", ""))[7:19]
+            text = {"layer-start": "Pulling fs layer", "layer-downloaded": "Download complete",
+                    "extract": "Extracting", "layer-done": "Pull complete"}.get(event)
+            if text:
+                lines.append({"status": text, "id": short})
+
+        try:
+            info = self.runtime.pull_image(ref, progress=progress)
+        except rterrors.RuntimeBackendError as exc:
+            lines.append({"errorDetail": {"message": exc.message}, "error": exc.message})
+        else:
+            lines.append({"status": f"Digest: {info.digest}"})
+            lines.append({"status": f"Status: Downloaded newer image for {ref}"})
+        for item in lines:
+            yield json.dumps(item).encode() + b"\r\n"
+
+
+def _handler(api: EngineApi) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "reconciler-engine-api"
+
+        def log_message(self, fmt: str, *args: Any) -> None:
+            pass
+
+        def _body(self) -> Any:
+            raw_len = self.headers.get("Content-Length") or "0"
+            if not raw_len.isdigit():
+                raise HttpError(400, "bad Content-Length")
+            n = int(raw_len)
+            if n > MAX_BODY:
+                raise HttpError(413, f"request body over {MAX_BODY} bytes")
+            raw = self.rfile.read(n) if n else b""
+            if not raw:
+                return None
+            try:
+                return json.loads(raw)
+            except ValueError:
+                raise HttpError(400, "the request body is not JSON") from None
+
+        def _answer(self, method: str) -> None:
+            url = urllib.parse.urlsplit(self.path)
+            path = url.path
+            m = _VERSIONED.match(path)
+            if m:
+                path = m.group(1)
+            q = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
+            try:
+                code, payload = api.route(method, path, q, self._body)
+            except HttpError as exc:
+                code, payload = exc.code, {"message": exc.message}
+            except rterrors.RuntimeBackendError as exc:
+                code = next((c for cls, c in _STATUS_CODES.items() if isinstance(exc, cls)), 500)
+                payload = {"message": exc.message}
+            self._send(method, code, payload)
+
+        def _send(self, method: str, code: int, payload: Any) -> None:
+            streaming = isinstance(payload, Iterator)
+            self.send_response(code)
+            self.send_header("Api-Version", API_VERSION)
+            self.send_header("Docker-Experimental", "false")
+            self.send_header("OSType", "linux")
+            self.send_header("Server", f"reconciler/{__version__}")
+            if streaming:
+                ctype = "application/vnd.docker.raw-stream" if "/logs" in self.path else "application/json"
+                self.send_header("Content-Type", ctype)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    for chunk in payload:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+                return
+            if payload is None or code in (204, 304):
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            self.send_header("Content-Type", "text/plain; charset=utf-8" if isinstance(payload, bytes)
+                             else "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            if method != "HEAD":
+                self.wfile.write(raw)
+
+        def do_GET(self) -> None:
+            self._answer("GET")
+
+        def do_HEAD(self) -> None:
+            self._answer("HEAD")
+
+        def do_POST(self) -> None:
+            self._answer("POST")
+
+        def do_DELETE(self) -> None:
+            self._answer("DELETE")
+
+        def do_PUT(self) -> None:
+            self._answer("PUT")
+
+    return Handler

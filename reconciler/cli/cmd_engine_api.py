@@ -1,0 +1,55 @@
+"""`reconcile engine-api`: serve a Docker-compatible Engine API for the native engine.
+
+For hosts without an agent: `docker`, docker-py, docker-compose and friends pointed at the
+socket (`DOCKER_HOST=unix:///run/reconciler/docker.sock`) see and drive the native engine's
+containers, the same ones `reconcile ps` shows. Runs in the foreground until SIGTERM/SIGINT,
+with the engine's restart-policy and healthcheck loops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from typing import Any
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    from reconciler.cli import options
+
+    parser = subparsers.add_parser(
+        "engine-api", help="serve a Docker-compatible Engine API for the native engine",
+        description="Serve the Docker Engine API (v1.41 paths, versioned and not) on a Unix socket, as a view "
+        "of the native engine: docker ps / run -d / logs / stop / rm and docker-py work against it.")
+    options.add_engine_options(parser)
+    parser.add_argument("--socket", default=None, metavar="PATH",
+                        help="the socket to serve (default: <run-dir>/docker.sock), mode 0660")
+    parser.add_argument("--group", default=None, help="group that owns the socket (like the docker group)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import grp
+    from pathlib import Path
+
+    from reconciler.api.engine import EngineApi
+    from reconciler.execution.backends import open_runtime, session
+
+    path = Path(args.socket) if args.socket else Path(args.run_dir) / "docker.sock"
+    gid = grp.getgrnam(args.group).gr_gid if args.group else None
+    runtime = open_runtime("native", root=Path(args.root), run_dir=Path(args.run_dir),
+                           name_prefix=args.name_prefix, oci_runtime=args.oci_runtime)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with session(runtime):
+        api = EngineApi(runtime, path, group=gid)
+        api.start()
+        print(f"serving the Docker Engine API on unix://{path}", flush=True)
+        try:
+            stop.wait()
+        finally:
+            api.stop()
+    return 0

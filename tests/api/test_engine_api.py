@@ -1,0 +1,128 @@
+"""The Docker-compatible Engine API of the native engine, driven by the real docker CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.host import Host
+
+pytestmark = [pytest.mark.root, pytest.mark.registry,
+              pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker CLI")]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def engine_api(host: Host, tmp_path: Path) -> Iterator[str]:
+    """`reconcile engine-api` on the test's own engine; its socket."""
+    sock = tmp_path / "docker.sock"
+    with (tmp_path / "engine-api.log").open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "reconciler", "engine-api", "--socket", str(sock),
+                                 *engine_args(host)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists():
+            assert proc.poll() is None, (tmp_path / "engine-api.log").read_text()
+            assert time.monotonic() < deadline, "the engine API did not start"
+            time.sleep(0.05)
+        yield str(sock)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def engine_args(host: Host) -> list[str]:
+    return [a for a in host.cli_args() if a not in ("--runtime", "native")]
+
+
+def docker(sock: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}"}
+    env.pop("DOCKER_CONTEXT", None)
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True, env=env, timeout=120, check=False)
+    if check:
+        assert proc.returncode == 0, f"docker {' '.join(args)}: {proc.stderr}"
+    return proc
+
+
+def test_the_docker_cli_drives_the_native_engine(engine_api: str, host: Host, busybox_image: str) -> None:
+    version = json.loads(docker(engine_api, "version", "--format", "{{json .Server}}").stdout)
+    assert version["ApiVersion"] == "1.41"
+    assert "reconciler" in version["Version"]
+
+    docker(engine_api, "pull", busybox_image)
+    assert busybox_image in docker(engine_api, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout
+
+    cid = docker(engine_api, "run", "-d", "--name", "web", "--network", "none", "-e", "WHO=docker-cli",
+                 "-l", "tier=front", busybox_image, "sh", "-c", "echo hello $WHO; echo oops >&2; sleep 3600"
+                 ).stdout.strip()
+    assert len(cid) == 64
+    ps = docker(engine_api, "ps", "--format", "{{.ID}} {{.Names}} {{.Status}}").stdout.split()
+    assert ps[:3] == [cid[:12], "web", "Up"]
+    assert docker(engine_api, "ps", "-q", "--filter", "label=tier=front").stdout.split() == [cid[:12]]
+    assert docker(engine_api, "ps", "-q", "--filter", "label=tier=back").stdout.strip() == ""
+
+    # one state: the engine's own CLI sees the container docker made
+    ps_out = subprocess.run([sys.executable, "-m", "reconciler", "ps", *engine_args(host)], cwd=REPO,
+                            capture_output=True, text=True, check=True, timeout=60).stdout
+    assert "web" in ps_out
+
+    for _ in range(100):
+        logs = docker(engine_api, "logs", "web")
+        if "hello docker-cli" in logs.stdout:
+            break
+        time.sleep(0.1)
+    assert logs.stdout.strip() == "hello docker-cli"
+    assert logs.stderr.strip() == "oops"                       # stderr demultiplexed as docker does
+    state = json.loads(docker(engine_api, "inspect", "web").stdout)[0]["State"]
+    assert state["Running"] is True
+
+    docker(engine_api, "stop", "-t", "1", "web")
+    assert docker(engine_api, "ps", "-a", "--format", "{{.Status}}").stdout.startswith("Exited")
+    docker(engine_api, "rm", "web")
+    assert docker(engine_api, "ps", "-aq").stdout.strip() == ""
+    missing = docker(engine_api, "inspect", "web", check=False)
+    assert missing.returncode == 1
+    assert "No such object" in missing.stderr or "not found" in missing.stderr
+
+
+def request(sock: str, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+    import http.client
+    import socket as socketmod
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socketmod.socket(socketmod.AF_UNIX, socketmod.SOCK_STREAM)
+            self.sock.connect(sock)
+
+    conn = Conn("localhost", timeout=30)
+    try:
+        conn.request(method, path)
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+def test_paths_errors_and_headers_follow_docker(engine_api: str) -> None:
+    for path in ("/_ping", "/v1.41/_ping", "/v1.24/_ping"):
+        code, headers, body = request(engine_api, "GET", path)
+        assert (code, body) == (200, b"OK")
+        assert headers["Api-Version"] == "1.41"
+    assert request(engine_api, "HEAD", "/_ping")[0] == 200
+    code, _, body = request(engine_api, "GET", "/v1.41/containers/nope/json")
+    assert code == 404
+    assert "nope" in json.loads(body)["message"]
+    code, _, body = request(engine_api, "GET", "/v1.41/containers/json?all=1")
+    assert (code, json.loads(body)) == (200, [])
+    code, _, body = request(engine_api, "POST", "/v1.41/containers/x/attach")
+    assert code == 501
+    assert "attach" in json.loads(body)["message"]

@@ -33,6 +33,7 @@ import random
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import threading
 import time
@@ -45,7 +46,7 @@ import structlog
 
 from reconciler.sources import base, errors
 
-__all__ = ["GitSource", "GitWatch", "redact_url"]
+__all__ = ["GitSource", "GitWatch", "redact_url", "url_credentials"]
 
 _HEX = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _TARGET = "refs/reconciler/target"
@@ -85,6 +86,26 @@ _CREDENTIAL_HELPER = (
     '!f() { test "$1" = get || exit 0; '
     'printf "username=%s\\npassword=%s\\n" "$RECONCILER_GIT_USERNAME" "$(head -n 1 "$RECONCILER_GIT_TOKEN_FILE" | tr -d "\\r\\t ")"; }; f'
 )
+
+
+def url_credentials(url: str) -> str | None:
+    """Why `url` may not be used (it carries a secret), or None.
+
+    git puts the URL on its command line at every fetch and poll, where `ps` shows it to every
+    user: an http(s) URL with any user info (`https://TOKEN@host` is how some forges take a
+    token) and any URL with a password are refused. `ssh://git@host/...` (a user name) is fine.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        has_password = parts.password is not None
+    except ValueError:
+        return None
+    if has_password or (parts.scheme.lower() in ("http", "https") and parts.username is not None):
+        return (f"the git URL {redact_url(url)} carries credentials, which would show on git's command line "
+                "(ps, /proc) at every poll; remove them from the URL and put the token in a file only the "
+                "agent can read (chmod 600), named by the source's git.token_file (token_username for the "
+                "user name)")
+    return None
 
 
 def redact_url(url: str) -> str:
@@ -129,6 +150,9 @@ class GitSource:
             raise errors.SourceInvalid(f"sub-path {path!r} must be relative, inside the repository")
         if ssh_key_file is not None and token_file is not None:
             raise errors.SourceInvalid("a git source takes an SSH key or an HTTPS token, not both")
+        refused = url_credentials(url)
+        if refused is not None:
+            raise errors.SourceInvalid(refused, hint="use token_file (HTTPS) or ssh_key_file (SSH)")
         parts = urllib.parse.urlsplit(url)
         if token_file is not None and parts.scheme not in ("http", "https"):
             raise errors.SourceInvalid(
@@ -305,12 +329,24 @@ class GitSource:
         if self.token_file is None:
             return None
         try:
-            token = self.token_file.read_text().strip()
+            fd = os.open(self.token_file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+            try:
+                st = os.fstat(fd)
+                token = os.read(fd, 64 << 10).decode("utf-8", "replace").strip() if stat.S_ISREG(st.st_mode) else ""
+            finally:
+                os.close(fd)
         except OSError as e:
             raise errors.SourceInvalid(
                 f"cannot read the token file {self.token_file}: {e.strerror}",
                 hint="check the path and that the agent's user can read it",
             ) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise errors.SourceInvalid(f"the token file {self.token_file} is not a regular file")
+        if st.st_mode & 0o077:
+            raise errors.SourceInvalid(
+                f"the token file {self.token_file} can be read by other users (mode {stat.S_IMODE(st.st_mode):04o})",
+                hint=f"chmod 600 {self.token_file} (and rotate the token if others could read it)",
+            )
         if not token or "\n" in token:
             raise errors.SourceInvalid(f"the token file {self.token_file} must hold one token on one line")
         return token

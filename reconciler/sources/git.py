@@ -133,6 +133,8 @@ class GitSource:
         token_file: Path | None = None,  # HTTPS token, read at every fetch
         token_username: str = "x-access-token",  # noqa: S107 - a user name; GitLab OAuth wants "oauth2"
         timeout: float = 300.0,  # per git command
+        max_bytes: int = 64 * 1024 * 1024,  # the directory source's limits, for the files under `path`
+        max_files: int = 10_000,
         keep: int = 3,  # most recent worktrees kept besides retained ones
         git: str = "git",
         ssh: str = "ssh",  # the ssh program GIT_SSH_COMMAND runs
@@ -176,6 +178,8 @@ class GitSource:
         self.token_file = token_file
         self.token_username = token_username
         self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.max_files = max_files
         self.keep = keep
         self._git = git
         self._ssh = ssh
@@ -214,6 +218,7 @@ class GitSource:
             self._ensure_repo()
             sha = self._fetch_commit()
             self._check_subpath(sha)
+            self._check_limits(sha)
             tree = self._checkout(sha)
             path = tree / self.subpath if self.subpath else tree
             if sha in self._recent:
@@ -268,6 +273,26 @@ class GitSource:
                 f"{redact_url(self.url)} at {sha[:12]} has no directory {self.subpath!r}",
                 hint="fix the source's path, or add the directory to the repository",
             )
+
+    def _check_limits(self, sha: str) -> None:
+        """Refuse a commit whose manifest directory holds more than the directory source's limits
+        (counted from the tree before anything is checked out)."""
+        treeish = f"{sha}:{self.subpath}" if self.subpath else sha
+        out = self._run(["ls-tree", "-r", "-l", "-z", treeish])
+        files = total = 0
+        for entry in out.split("\0"):
+            meta, _, _name = entry.partition("\t")
+            fields = meta.split()
+            if len(fields) != 4 or fields[1] != "blob":
+                continue
+            files += 1
+            total += int(fields[3]) if fields[3].isdigit() else 0
+            if files > self.max_files or total > self.max_bytes:
+                raise errors.SourceInvalid(
+                    f"{redact_url(self.url)} at {sha[:12]}: {self.subpath or 'the repository'} holds more than "
+                    f"{self.max_files} files or {self.max_bytes} bytes",
+                    hint="point the source's path at the manifests' directory, or move large files out of it",
+                )
 
     def _checkout(self, sha: str) -> Path:
         dest = self.worktrees / sha

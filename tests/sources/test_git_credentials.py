@@ -150,3 +150,17 @@ def test_a_token_file_others_can_read_is_refused(tmp_path: Path, slow_forge: Git
         src.fetch()
     assert f"chmod 600 {token_file}" in str(info.value)
     assert slow_forge.seen_auth == []
+
+
+def test_a_git_source_has_the_directory_sources_limits(tmp_path: Path) -> None:
+    up = Upstream(tmp_path / "remote")
+    up.commit({f"hosts/web1/v{i}.yaml": WEB for i in range(4)} | {"other/big.bin": "x" * 5000}, "many")
+    few = gitsrc.GitSource(str(up.bare), cache_dir=tmp_path / "c1", branch="main", path="hosts/web1", max_files=3)
+    with pytest.raises(errors.SourceInvalid, match="hosts/web1 holds more than 3 files or"):
+        few.fetch()
+    assert not (tmp_path / "c1" / "worktrees").exists() or not any((tmp_path / "c1" / "worktrees").iterdir())
+    small = gitsrc.GitSource(str(up.bare), cache_dir=tmp_path / "c2", branch="main", max_bytes=4000)
+    with pytest.raises(errors.SourceInvalid, match="the repository holds more than"):
+        small.fetch()
+    fine = gitsrc.GitSource(str(up.bare), cache_dir=tmp_path / "c3", branch="main", path="hosts/web1", max_files=4)
+    assert len(list(fine.fetch().path.iterdir())) == 4

@@ -91,7 +91,9 @@ SCHEMA: dict[str, Any] = {
                     "debounce": _DURATION,
                     "suspend": {"type": "boolean"},
                     "allow_empty": {"type": "boolean"},
-                    "policy": {"type": "string", "minLength": 1},
+                    "policy": {"type": "string", "minLength": 1,
+                               "description": "host, restricted or a policy file's path (docs/security.md); "
+                               "default: restricted for git sources, host for directory sources"},
                     "webhook": {
                         "type": "object", "additionalProperties": False, "required": ["path", "secret_file"],
                         "properties": {"path": {"type": "string", "pattern": "^/"},

@@ -210,9 +210,16 @@ def check(
     for doc, spec in images:
         build = spec.get("build")
         if isinstance(build, dict) and isinstance(build.get("context"), str):
-            message = _path(policy, root, resolve(doc, build["context"]), policy.file_prefixes, "filePrefixes")
+            context = resolve(doc, build["context"])
+            message = _path(policy, root, context, policy.file_prefixes, "filePrefixes")
             if message:
                 report(doc, ("spec", "build", "context"), f"build context {message}")
+            else:   # the Dockerfile is read on the host too: a symlink in the context must not lead out
+                dockerfile = os.path.normpath(os.path.join(context, str(build.get("file", "Dockerfile"))))
+                message = _path(policy, root, dockerfile, policy.file_prefixes, "filePrefixes")
+                if message:
+                    where = ("spec", "build", "file") if "file" in build else ("spec", "build", "context")
+                    report(doc, where, f"Dockerfile {message}")
         elif isinstance(spec.get("ref"), str):
             message = _registry(policy, policy.registries, "registries", spec["ref"], "pulling from")
             if message:

@@ -67,6 +67,10 @@ REFUSED: dict[str, tuple[str, dict[str, str], str]] = {
     "build_context": (image("  build: {context: ../outside/ctx}\n"), {},
                       r"m\.yaml:5:20: Image/app: spec\.build\.context: build context .*/outside/ctx is outside the "
                       r"source root .* refused by policy 'restricted' \(rule filePrefixes: none;"),
+    "dockerfile_symlink": (image("  build: {context: ./ctx, file: Dockerfile.link}\n"),
+                           {"ctx": "dir", "ctx/Dockerfile.link": "->../../outside/ctx/Dockerfile"},
+                           r"m\.yaml:5:33: Image/app: spec\.build\.file: Dockerfile ctx/Dockerfile\.link \(which "
+                           r"leads to .*/outside/ctx/Dockerfile\) is outside the source root"),
     "push_foreign": (image("  ref: 127.0.0.1:5000/app:1\n  push: [some.registry/loot:1]\n"), {},
                      r"m\.yaml:6:10: Image/app: spec\.push\[0\]: pushing to registry some\.registry refused by policy "
                      r"'restricted' \(rule pushRegistries: none\); list some\.registry under pushRegistries:"),
@@ -77,7 +81,9 @@ def _write(tree: Path, manifest: str, files: dict[str, str]) -> Path:
     src = tree / "src"
     (src / "m.yaml").write_text(manifest)
     for rel, content in files.items():
-        if content.startswith("->"):
+        if content == "dir":
+            (src / rel).mkdir()
+        elif content.startswith("->"):
             (src / rel).symlink_to(content[2:])
         else:
             (src / rel).write_text(content)

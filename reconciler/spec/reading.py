@@ -40,9 +40,11 @@ __all__ = [
     "MAX_REVISION_BYTES",
     "Document",
     "Limits",
+    "Refused",
     "SourceFile",
     "collect",
     "parse",
+    "read_regular",
     "read_source",
 ]
 
@@ -214,8 +216,8 @@ def read_source(path: str, problems: list[errors.Problem], limits: Limits = Limi
         raw = data
         if raw is None:
             try:
-                raw = _read_regular(name, root, limits.file_bytes + 1)
-            except _Refused as exc:
+                raw = read_regular(name, root, limits.file_bytes + 1)
+            except Refused as exc:
                 problems.append(_problem(name, 0, 0, str(exc)))
                 continue
             except OSError as exc:
@@ -235,15 +237,15 @@ def read_source(path: str, problems: list[errors.Problem], limits: Limits = Limi
     return sources
 
 
-class _Refused(Exception):
-    """Internal: a manifest path that is not a regular file, or leads out of its source."""
+class Refused(Exception):
+    """A path (manifest or referenced file) that is not a regular file, or leads out of its source."""
 
 
 _FILE_TYPES = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
 
 
-def _read_regular(name: str, root: str | None, limit: int) -> bytes:
+def read_regular(name: str, root: str | None, limit: int) -> bytes:
     """At most `limit` bytes of the regular file `name`, found beneath `root` when given.
 
     An O_PATH descriptor is opened first (opening it has no effect on a FIFO or device) and
@@ -268,7 +270,7 @@ def _read_regular(name: str, root: str | None, limit: int) -> bytes:
                 pfd = os.open(name, flags)
         except OSError as exc:
             if exc.errno in (errno.EXDEV, errno.ELOOP):
-                raise _Refused(
+                raise Refused(
                     f"a symlink that leads outside the source directory {root} (to {os.path.realpath(name)}); "
                     "manifests must be files inside the source: copy the file in instead of linking it"
                 ) from None
@@ -279,13 +281,13 @@ def _read_regular(name: str, root: str | None, limit: int) -> bytes:
         st = os.fstat(pfd)
         if not stat.S_ISREG(st.st_mode):
             what = next((word for test, word in _FILE_TYPES if test(st.st_mode)), "not a regular file")
-            raise _Refused(f"{what}, not a regular file; manifests must be regular files (nothing was read from it)")
+            raise Refused(f"{what}, not a regular file; manifests must be regular files (nothing was read from it)")
         fd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     finally:
         os.close(pfd)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise _Refused("not a regular file; manifests must be regular files")
+            raise Refused("not a regular file; manifests must be regular files")
         chunks: list[bytes] = []
         size = 0
         while size < limit:

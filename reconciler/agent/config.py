@@ -18,6 +18,8 @@
         interval: 3m                   # git: poll interval; directory: re-list interval
         webhook: {path: /hooks/shop, secret_file: /etc/reconciler/shop.hook}
         suspend: false
+        policy: restricted             # host | restricted | a policy file (docs/security.md);
+                                       # default: restricted for git, host for directory
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.errors import TerminalError
+from reconciler.spec import policy as policy_mod
 
 __all__ = ["AgentConfig", "ConfigError", "GitSettings", "SourceConfig", "load_config", "parse_config"]
 
@@ -88,6 +91,9 @@ SCHEMA: dict[str, Any] = {
                     "debounce": _DURATION,
                     "suspend": {"type": "boolean"},
                     "allow_empty": {"type": "boolean"},
+                    "policy": {"type": "string", "minLength": 1,
+                               "description": "host, restricted or a policy file's path (docs/security.md); "
+                               "default: restricted for git sources, host for directory sources"},
                     "webhook": {
                         "type": "object", "additionalProperties": False, "required": ["path", "secret_file"],
                         "properties": {"path": {"type": "string", "pattern": "^/"},
@@ -130,6 +136,7 @@ class SourceConfig:
     allow_empty: bool = False
     webhook_path: str | None = None
     webhook_secret_file: Path | None = None
+    policy: policy_mod.Policy = policy_mod.HOST     # what its manifests may ask (spec/policy.py)
 
     @property
     def kind(self) -> str:
@@ -264,6 +271,11 @@ def _source(s: Mapping[str, Any], owner: str) -> SourceConfig:
             raise ValueError("git takes one of branch, tag or commit")
         if "token_file" in g and "ssh_key_file" in g:
             raise ValueError("git takes an ssh_key_file or a token_file, not both")
+        from reconciler.sources import git as gitsrc
+
+        refused = gitsrc.url_credentials(g["url"])
+        if refused is not None:
+            raise ValueError(f"git.url: {refused}")
         git = GitSettings(
             url=g["url"], branch=g.get("branch"), tag=g.get("tag"), commit=g.get("commit"),
             path=g.get("path", ""), shallow=g.get("shallow", True),
@@ -275,6 +287,12 @@ def _source(s: Mapping[str, Any], owner: str) -> SourceConfig:
     hook = s.get("webhook")
     if hook and git is None:
         raise ValueError("webhook is for git sources (a directory is watched with inotify)")
+    # a directory on the host is written by root already; a repository is written by whoever
+    # may commit to it (and triggers passes through the webhook): restricted unless said otherwise
+    try:
+        policy = policy_mod.load_policy(str(s.get("policy", "restricted" if git is not None else "host")))
+    except policy_mod.PolicyError as e:
+        raise ValueError(f"policy: {e}") from None
     return SourceConfig(
         name=s["name"], owner=owner,
         directory=Path(os.path.abspath(s["directory"])) if "directory" in s else None, git=git,
@@ -282,7 +300,7 @@ def _source(s: Mapping[str, Any], owner: str) -> SourceConfig:
         debounce=_duration(s.get("debounce", 0.2)),
         suspend=bool(s.get("suspend", False)), allow_empty=bool(s.get("allow_empty", False)),
         webhook_path=hook["path"] if hook else None,
-        webhook_secret_file=Path(hook["secret_file"]) if hook else None,
+        webhook_secret_file=Path(hook["secret_file"]) if hook else None, policy=policy,
     )
 
 

@@ -324,7 +324,7 @@ class Agent:
         if src.invalid is not None and src.invalid[0] == rev.id:
             return None
         try:
-            desired = spec.load(rev.path)
+            desired = spec.load(rev.path, policy=src.cfg.policy)
         except spec.SpecError as e:
             snap = str(rev.path)
             problems = [str(p).replace(snap, rev.origin, 1) if rev.origin else str(p) for p in e.problems]

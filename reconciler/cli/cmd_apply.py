@@ -46,6 +46,9 @@ def register(subparsers: Any) -> None:
         "Exit 0 converged, 1 some actions failed, 2 invalid input (nothing changed).",
     )
     add_common_flags(parser)
+    from reconciler.cli import options
+
+    options.add_policy_flag(parser)
     parser.add_argument("--allow-empty", action="store_true",
                         help="let a revision that declares nothing prune every object this owner created")
     parser.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
@@ -81,8 +84,10 @@ def open_db(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     from reconciler import spec
     from reconciler.execution import locking, passes
+    from reconciler.spec import policy
 
-    desired = spec.load(args.source)          # SpecError → exit 2 before anything is touched
+    desired = spec.load(args.source, policy=policy.load_policy(args.policy))  # SpecError/PolicyError → exit 2,
+    #                                                                          before anything is touched
     options = passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty, dry_run=args.dry_run,
                                  max_workers=max(1, args.parallel), source=os.path.abspath(args.source)
                                  if args.source != "-" else "-")

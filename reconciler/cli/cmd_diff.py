@@ -15,7 +15,7 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers: Any) -> None:
-    from reconciler.cli import cmd_apply, output
+    from reconciler.cli import cmd_apply, options, output
 
     parser = subparsers.add_parser(
         "diff", help="show what apply would change, and why",
@@ -23,6 +23,7 @@ def register(subparsers: Any) -> None:
         "action and field-level differences. Exit 0 in sync, 1 drift, 2 error.",
     )
     cmd_apply.add_common_flags(parser)
+    options.add_policy_flag(parser)
     parser.add_argument("--allow-empty", action="store_true", help="plan as apply --allow-empty would")
     output.add_output_flag(parser)
     parser.set_defaults(run=run)
@@ -33,9 +34,10 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.cli import cmd_apply, output
     from reconciler.errors import ReconcilerError
     from reconciler.execution import passes
+    from reconciler.spec import policy
 
     try:
-        desired = spec.load(args.source)
+        desired = spec.load(args.source, policy=policy.load_policy(args.policy))
         with cmd_apply.open_runtime(args, supervise=False) as runtime:
             plan, errors = passes.plan_pass(desired, runtime, cmd_apply.open_db(args),
                                             passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty))

@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-from reconciler.cli import output
+from reconciler.cli import options, output
 
 __all__ = ["register", "run"]
 
@@ -24,6 +24,7 @@ def register(subparsers: Any) -> None:
         "Exit 0 when valid, 2 when not.",
     )
     parser.add_argument("path", metavar="PATH", help="a manifest file, a directory (searched recursively) or - for stdin")
+    options.add_policy_flag(parser)
     output.add_output_flag(parser)
     parser.set_defaults(run=run)
 
@@ -34,9 +35,11 @@ def _plural(n: int, word: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from reconciler import spec
+    from reconciler.spec import policy
 
+    chosen = policy.load_policy(args.policy)        # PolicyError: exit 2
     try:
-        desired = spec.load(args.path)
+        desired = spec.load(args.path, policy=chosen)
     except spec.SpecError as exc:
         if args.output == "json":
             output.print_json({

@@ -13,7 +13,7 @@ import argparse
 import os
 from typing import Any
 
-__all__ = ["DEFAULT_ROOT", "DEFAULT_RUN_DIR", "add_engine_options", "native_config"]
+__all__ = ["DEFAULT_ROOT", "DEFAULT_RUN_DIR", "add_engine_options", "add_policy_flag", "native_config"]
 
 DEFAULT_ROOT = "/var/lib/reconciler"
 DEFAULT_RUN_DIR = "/run/reconciler"
@@ -43,3 +43,12 @@ def native_config(args: argparse.Namespace) -> Any:
         name_prefix=getattr(args, "name_prefix", "rcl"),
         oci_runtime=getattr(args, "oci_runtime", "runc"),
     )
+
+
+def add_policy_flag(parser: argparse.ArgumentParser) -> None:
+    """--policy NAME|FILE for the commands that load manifests (apply, diff, validate)."""
+    parser.add_argument("--policy", default="host", metavar="NAME|FILE",
+                        help="what the manifests may ask of the host: host (default: anything; the "
+                        "caller is root already), restricted (files beneath the source, Docker's "
+                        "default capabilities, no host network, no push), or a policy file "
+                        "(docs/security.md); a refused field is a validation error")

@@ -33,6 +33,7 @@ import random
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import threading
 import time
@@ -45,7 +46,7 @@ import structlog
 
 from reconciler.sources import base, errors
 
-__all__ = ["GitSource", "GitWatch", "redact_url"]
+__all__ = ["GitSource", "GitWatch", "redact_url", "url_credentials"]
 
 _HEX = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _TARGET = "refs/reconciler/target"
@@ -87,6 +88,26 @@ _CREDENTIAL_HELPER = (
 )
 
 
+def url_credentials(url: str) -> str | None:
+    """Why `url` may not be used (it carries a secret), or None.
+
+    git puts the URL on its command line at every fetch and poll, where `ps` shows it to every
+    user: an http(s) URL with any user info (`https://TOKEN@host` is how some forges take a
+    token) and any URL with a password are refused. `ssh://git@host/...` (a user name) is fine.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        has_password = parts.password is not None
+    except ValueError:
+        return None
+    if has_password or (parts.scheme.lower() in ("http", "https") and parts.username is not None):
+        return (f"the git URL {redact_url(url)} carries credentials, which would show on git's command line "
+                "(ps, /proc) at every poll; remove them from the URL and put the token in a file only the "
+                "agent can read (chmod 600), named by the source's git.token_file (token_username for the "
+                "user name)")
+    return None
+
+
 def redact_url(url: str) -> str:
     """The URL without user:password@ (for messages and logs)."""
     return _USERINFO.sub(r"\g<scheme>***@", url)
@@ -112,6 +133,8 @@ class GitSource:
         token_file: Path | None = None,  # HTTPS token, read at every fetch
         token_username: str = "x-access-token",  # noqa: S107 - a user name; GitLab OAuth wants "oauth2"
         timeout: float = 300.0,  # per git command
+        max_bytes: int = 64 * 1024 * 1024,  # the directory source's limits, for the files under `path`
+        max_files: int = 10_000,
         keep: int = 3,  # most recent worktrees kept besides retained ones
         git: str = "git",
         ssh: str = "ssh",  # the ssh program GIT_SSH_COMMAND runs
@@ -129,6 +152,9 @@ class GitSource:
             raise errors.SourceInvalid(f"sub-path {path!r} must be relative, inside the repository")
         if ssh_key_file is not None and token_file is not None:
             raise errors.SourceInvalid("a git source takes an SSH key or an HTTPS token, not both")
+        refused = url_credentials(url)
+        if refused is not None:
+            raise errors.SourceInvalid(refused, hint="use token_file (HTTPS) or ssh_key_file (SSH)")
         parts = urllib.parse.urlsplit(url)
         if token_file is not None and parts.scheme not in ("http", "https"):
             raise errors.SourceInvalid(
@@ -152,6 +178,8 @@ class GitSource:
         self.token_file = token_file
         self.token_username = token_username
         self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.max_files = max_files
         self.keep = keep
         self._git = git
         self._ssh = ssh
@@ -190,6 +218,7 @@ class GitSource:
             self._ensure_repo()
             sha = self._fetch_commit()
             self._check_subpath(sha)
+            self._check_limits(sha)
             tree = self._checkout(sha)
             path = tree / self.subpath if self.subpath else tree
             if sha in self._recent:
@@ -244,6 +273,26 @@ class GitSource:
                 f"{redact_url(self.url)} at {sha[:12]} has no directory {self.subpath!r}",
                 hint="fix the source's path, or add the directory to the repository",
             )
+
+    def _check_limits(self, sha: str) -> None:
+        """Refuse a commit whose manifest directory holds more than the directory source's limits
+        (counted from the tree before anything is checked out)."""
+        treeish = f"{sha}:{self.subpath}" if self.subpath else sha
+        out = self._run(["ls-tree", "-r", "-l", "-z", treeish])
+        files = total = 0
+        for entry in out.split("\0"):
+            meta, _, _name = entry.partition("\t")
+            fields = meta.split()
+            if len(fields) != 4 or fields[1] != "blob":
+                continue
+            files += 1
+            total += int(fields[3]) if fields[3].isdigit() else 0
+            if files > self.max_files or total > self.max_bytes:
+                raise errors.SourceInvalid(
+                    f"{redact_url(self.url)} at {sha[:12]}: {self.subpath or 'the repository'} holds more than "
+                    f"{self.max_files} files or {self.max_bytes} bytes",
+                    hint="point the source's path at the manifests' directory, or move large files out of it",
+                )
 
     def _checkout(self, sha: str) -> Path:
         dest = self.worktrees / sha
@@ -305,12 +354,24 @@ class GitSource:
         if self.token_file is None:
             return None
         try:
-            token = self.token_file.read_text().strip()
+            fd = os.open(self.token_file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+            try:
+                st = os.fstat(fd)
+                token = os.read(fd, 64 << 10).decode("utf-8", "replace").strip() if stat.S_ISREG(st.st_mode) else ""
+            finally:
+                os.close(fd)
         except OSError as e:
             raise errors.SourceInvalid(
                 f"cannot read the token file {self.token_file}: {e.strerror}",
                 hint="check the path and that the agent's user can read it",
             ) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise errors.SourceInvalid(f"the token file {self.token_file} is not a regular file")
+        if st.st_mode & 0o077:
+            raise errors.SourceInvalid(
+                f"the token file {self.token_file} can be read by other users (mode {stat.S_IMODE(st.st_mode):04o})",
+                hint=f"chmod 600 {self.token_file} (and rotate the token if others could read it)",
+            )
         if not token or "\n" in token:
             raise errors.SourceInvalid(f"the token file {self.token_file} must hold one token on one line")
         return token

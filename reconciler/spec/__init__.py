@@ -21,6 +21,7 @@ from reconciler.spec.errors import Problem, SpecError
 if TYPE_CHECKING:
     from reconciler.spec import models
     from reconciler.spec.models import DesiredState
+    from reconciler.spec.policy import Policy
     from reconciler.spec.reading import Limits
 
 __all__ = ["DesiredState", "Limits", "Problem", "SpecError", "load", "models"]
@@ -28,7 +29,7 @@ __all__ = ["DesiredState", "Limits", "Problem", "SpecError", "load", "models"]
 # Submodules and names loaded on first use (PEP 562): `reconcile run` takes its flag parsers from
 # reconciler.spec.units and must not pay ~70 ms for the YAML loader and the schemas.
 _LAZY = {"building": ("building", None), "lock": ("lock", None), "models": ("models", None),
-         "reading": ("reading", None), "DesiredState": ("models", "DesiredState"),
+         "reading": ("reading", None), "policy": ("policy", None), "DesiredState": ("models", "DesiredState"),
          "Limits": ("reading", "Limits")}
 
 
@@ -42,8 +43,13 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def load(path: str | os.PathLike[str], *, limits: Limits | None = None, use_lock: bool = True) -> DesiredState:
+def load(
+    path: str | os.PathLike[str], *, limits: Limits | None = None, use_lock: bool = True, policy: Policy | None = None,
+) -> DesiredState:
     """Read, validate and build every manifest under `path` ("-" = stdin).
+
+    With a `policy` (reconciler.spec.policy; None allows everything, like the `host` profile),
+    every field it refuses is a Problem too, and the revision does not load.
 
     With `use_lock` (the default), the lock file beside the manifests (lock.py, written by
     `reconcile lock`) pins the image references it names to their digests.
@@ -55,13 +61,13 @@ def load(path: str | os.PathLike[str], *, limits: Limits | None = None, use_lock
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _load(os.fspath(path), limits, use_lock)
+        return _load(os.fspath(path), limits, use_lock, policy)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _load(path: str, limits: Limits | None, use_lock: bool = True) -> DesiredState:
+def _load(path: str, limits: Limits | None, use_lock: bool = True, policy: Policy | None = None) -> DesiredState:
     from reconciler.spec import building, lock, models, reading
     from reconciler.spec.models import DesiredState
     from reconciler.spec.reading import Limits
@@ -100,10 +106,19 @@ def _load(path: str, limits: Limits | None, use_lock: bool = True) -> DesiredSta
     containers = {n: builder.container(d, images, names) for n, d in sorted(by_kind["Container"].items())}
     builder.check_port_conflicts(by_kind["Container"], containers)
     builder.check_cycles(by_kind["Container"], containers)
+    root = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)) if path != "-" else os.getcwd()
+    if policy is not None:
+        from reconciler.spec import policy as policy_mod
+
+        policy_mod.check(
+            policy, os.path.realpath(root),      # manifests' bases are real paths too (reading.py)
+            [(d, d.data.get("spec") or {}) for d in by_kind["Image"].values()],
+            [(d, d.data.get("spec") or {}) for d in by_kind["Container"].values()],
+            names["Image"], lambda d, p: builder.resolve(d.raw.base, p), builder.report,
+        )
     if problems:
         raise SpecError(problems)
 
-    root = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)) if path != "-" else os.getcwd()
     return DesiredState(
         containers=_frozen(containers),
         images=_frozen(images),

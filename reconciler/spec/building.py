@@ -123,12 +123,11 @@ class Builder:
         """Bytes of a referenced file (cached, size-capped), or None if unreadable."""
         if path not in self._file_cache:
             data: bytes | None
-            try:
-                with open(path, "rb") as fh:
-                    data = fh.read(self.limits.referenced_file_bytes + 1)
+            try:        # regular files only, opened non-blocking: /proc/kmsg or a FIFO must not hang a load
+                data = reading.read_regular(path, None, self.limits.referenced_file_bytes + 1)
                 if len(data) > self.limits.referenced_file_bytes:
                     data = None
-            except OSError:
+            except (OSError, reading.Refused):
                 data = None
             self._file_cache[path] = data
             if data is not None:

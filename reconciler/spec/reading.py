@@ -2,7 +2,12 @@
 
 Hostile input is stopped here, before anything expands it (limits are a `Limits` value;
 the defaults are the MAX_* constants):
-- a file larger than `MAX_FILE_BYTES`, or a revision larger than `MAX_REVISION_BYTES`;
+- a file larger than `MAX_FILE_BYTES`, a revision larger than `MAX_REVISION_BYTES`, or more
+  than `MAX_FILES` manifest files;
+- anything but a regular file (a FIFO, a device, a socket: opened through an O_PATH descriptor,
+  checked with fstat, and only then re-opened O_NONBLOCK, so nothing blocks or has a side
+  effect of being opened), and a file under a directory that is a symlink leading out of it
+  (openat2 RESOLVE_BENEATH; git checkouts keep symlinks as the commit has them);
 - bytes that are not UTF-8 text (a NUL byte, or a failed decode);
 - a document that expands to more than `MAX_DOCUMENT_NODES` nodes through aliases (a
   "billion laughs" bomb is stopped after that many nodes, in milliseconds), a recursive
@@ -15,7 +20,9 @@ and an explicit tag the text does not fit is a located problem.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,18 +35,22 @@ from reconciler.spec import errors
 __all__ = [
     "MAX_DEPTH",
     "MAX_DOCUMENT_NODES",
+    "MAX_FILES",
     "MAX_FILE_BYTES",
     "MAX_REVISION_BYTES",
     "Document",
     "Limits",
+    "Refused",
     "SourceFile",
     "collect",
     "parse",
+    "read_regular",
     "read_source",
 ]
 
 MAX_FILE_BYTES = 1 << 20            # 1 MiB per manifest file
 MAX_REVISION_BYTES = 16 << 20       # 16 MiB for all manifests of a revision
+MAX_FILES = 10_000                  # manifest files of a revision (the directory source's limit)
 MAX_DOCUMENT_NODES = 50_000         # nodes of one document after alias expansion
 MAX_DEPTH = 64                      # nesting of mappings/sequences
 MAX_REFERENCED_FILE_BYTES = 16 << 20  # an env file, bind source or Dockerfile whose content is hashed
@@ -54,6 +65,7 @@ class Limits:
     document_nodes: int = MAX_DOCUMENT_NODES            # one document after alias expansion
     depth: int = MAX_DEPTH                              # nesting of mappings and lists
     referenced_file_bytes: int = MAX_REFERENCED_FILE_BYTES  # files whose content is hashed
+    files: int = MAX_FILES                              # manifest files of a revision
 
 Path_ = tuple[str | int, ...]
 
@@ -182,23 +194,36 @@ def decode(name: str, raw: bytes, problems: list[errors.Problem]) -> str | None:
 
 
 def read_source(path: str, problems: list[errors.Problem], limits: Limits = Limits()) -> list[SourceFile]:
-    """Read and decode every manifest file of `path` ("-" reads stdin), enforcing size limits."""
+    """Read and decode every manifest file of `path` ("-" reads stdin), enforcing size limits.
+
+    Only regular files are read; under a directory, a file whose path (symlinks included)
+    leads out of the directory is refused. A file named on its own is its own source.
+    """
     sources: list[SourceFile] = []
     total = 0
+    root: str | None = None
     if path == "-":
         raw = sys.stdin.buffer.read(limits.file_bytes + 1)
         items: list[tuple[str, str, bytes | None]] = [("<stdin>", os.getcwd(), raw)]
     else:
-        items = [(str(p), str(p.resolve().parent), None) for p in collect(path, problems)]
+        found = collect(path, problems)
+        if len(found) > limits.files:
+            problems.append(_problem(path, 0, 0, f"more than {limits.files} manifest files; split the source or move unrelated .yaml files out of it"))
+            return []
+        root = path if os.path.isdir(path) else None
+        items = [(str(p), "", None) for p in found]
     for name, base, data in items:
         raw = data
         if raw is None:
             try:
-                with open(name, "rb") as fh:
-                    raw = fh.read(limits.file_bytes + 1)
+                raw = read_regular(name, root, limits.file_bytes + 1)
+            except Refused as exc:
+                problems.append(_problem(name, 0, 0, str(exc)))
+                continue
             except OSError as exc:
                 problems.append(_problem(name, 0, 0, f"cannot read: {exc.strerror or exc}"))
                 continue
+            base = str(Path(name).resolve().parent)
         if len(raw) > limits.file_bytes:
             problems.append(_problem(name, 1, 1, f"file larger than {limits.file_bytes} bytes; split it into several files"))
             continue
@@ -210,6 +235,70 @@ def read_source(path: str, problems: list[errors.Problem], limits: Limits = Limi
         if text is not None:
             sources.append(SourceFile(path=name, base=base, text=text))
     return sources
+
+
+class Refused(Exception):
+    """A path (manifest or referenced file) that is not a regular file, or leads out of its source."""
+
+
+_FILE_TYPES = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+
+
+def read_regular(name: str, root: str | None, limit: int) -> bytes:
+    """At most `limit` bytes of the regular file `name`, found beneath `root` when given.
+
+    An O_PATH descriptor is opened first (opening it has no effect on a FIFO or device) and
+    checked with fstat; only a regular file is then re-opened for reading through it, with
+    O_NONBLOCK, so the file read is the file checked.
+    """
+    from reconciler.runtime.native import openat2
+
+    flags = os.O_PATH | os.O_CLOEXEC
+    if root is None:
+        pfd = os.open(name, flags)
+    else:
+        dfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        rel = os.path.relpath(name, root)
+        try:
+            if openat2.have_openat2():
+                pfd = openat2.openat2(dfd, rel, flags, 0, openat2.RESOLVE_BENEATH | openat2.RESOLVE_NO_MAGICLINKS)
+            else:
+                real, top = os.path.realpath(name), os.path.realpath(root)
+                if os.path.commonpath([real, top]) != top:
+                    raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), name)
+                pfd = os.open(name, flags)
+        except OSError as exc:
+            if exc.errno in (errno.EXDEV, errno.ELOOP):
+                raise Refused(
+                    f"a symlink that leads outside the source directory {root} (to {os.path.realpath(name)}); "
+                    "manifests must be files inside the source: copy the file in instead of linking it"
+                ) from None
+            raise
+        finally:
+            os.close(dfd)
+    try:
+        st = os.fstat(pfd)
+        if not stat.S_ISREG(st.st_mode):
+            what = next((word for test, word in _FILE_TYPES if test(st.st_mode)), "not a regular file")
+            raise Refused(f"{what}, not a regular file; manifests must be regular files (nothing was read from it)")
+        fd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    finally:
+        os.close(pfd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise Refused("not a regular file; manifests must be regular files")
+        chunks: list[bytes] = []
+        size = 0
+        while size < limit:
+            chunk = os.read(fd, min(1 << 20, limit - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 class _Bomb(Exception):

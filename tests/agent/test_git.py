@@ -41,6 +41,7 @@ def forge(tmp_path: Path) -> Iterator[tuple[Upstream, GitHTTPServer]]:
 def make_agent(tmp_path: Path, server: GitHTTPServer, *, interval: str, **extra: Any) -> AgentProc:
     token = tmp_path / "token"
     token.write_text(TOKEN + "\n")
+    token.chmod(0o600)
     src = {"name": "shop", "git": {"url": server.url("shop.git"), "branch": "main", "path": "hosts/web1",
                                    "token_file": str(token)}, "interval": interval, **extra}
     a = AgentProc(tmp_path / "agent", sources=[src])

@@ -140,6 +140,7 @@ def test_an_https_token_from_a_file_authenticates_and_never_shows(tmp_path: Path
     token = "tok-" + "".join(random.choice("abcdef0123456789") for _ in range(24))
     token_file = tmp_path / "token"
     token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
     server = GitHTTPServer(tmp_path / "remote", token=token)
     try:
         with capture_logs() as logs:
@@ -167,6 +168,7 @@ def test_the_token_is_not_sent_to_another_host_after_a_redirect(tmp_path: Path, 
     token = "tok-never-leaves-its-host"
     token_file = tmp_path / "token"
     token_file.write_text(token)
+    token_file.chmod(0o600)
     elsewhere = GitHTTPServer(tmp_path / "remote", token=token)  # asks for credentials too
     here = GitHTTPServer(tmp_path / "remote", redirect=f"http://127.0.0.1:{elsewhere.port}")
     try:
@@ -184,10 +186,9 @@ def test_a_token_needs_an_http_url(tmp_path: Path) -> None:
         source(tmp_path, "ssh://git@example.invalid/x.git", token_file=tmp_path / "token")
 
 
-def test_url_credentials_are_redacted_from_errors(tmp_path: Path) -> None:
-    src = source(tmp_path, "http://user:s3cr3t@127.0.0.1:9/repo.git", branch="main", timeout=30)
-    with pytest.raises(errors.SourceUnavailable) as info:
-        src.fetch()
+def test_url_credentials_are_refused_and_redacted(tmp_path: Path) -> None:
+    with pytest.raises(errors.SourceInvalid, match="token_file") as info:
+        source(tmp_path, "http://user:s3cr3t@127.0.0.1:9/repo.git", branch="main", timeout=30)
     assert "s3cr3t" not in str(info.value)
     assert "http://***@127.0.0.1:9/repo.git" in str(info.value)
 

@@ -1,0 +1,338 @@
+"""What a source may ask of the host: a per-source policy checked while a revision loads.
+
+DESIGN §10: policy is a planner input, checked at validation, per source, with a named rule in
+every refusal. `spec.load(path, policy=...)` runs `check()` after the objects are built; a
+refused field is a Problem like any other (`file:line:col: kind/name: field: message`), so a
+revision that breaks its source's policy is invalid as a whole and nothing changes on the host.
+
+Two built-in profiles:
+
+- `host`: everything the manifest language can say is allowed (the behaviour before policies).
+  The default of `reconcile apply/diff/validate` and of the agent's `directory:` sources: whoever
+  can write there is root already.
+- `restricted`: the default of the agent's `git:` sources (and so of webhook-triggered passes).
+  Files a manifest names (env files, bind sources, build contexts) must resolve beneath the
+  source root (openat2 RESOLVE_BENEATH: `..` and symlinks may not leave it); `capAdd` only of
+  capabilities in Docker's default set (adding them changes nothing); no `networks: [host]`;
+  pulls from any registry, `push:` to none.
+
+A policy file (YAML, `--policy FILE` or `policy: FILE` in the agent config) starts from a
+profile (`base:`) and replaces the settings it names; see SCHEMA and docs/security.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import fnmatch
+import os
+import stat
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import TerminalError
+
+__all__ = [
+    "BUILTIN",
+    "DOCKER_DEFAULT_CAPS",
+    "HOST",
+    "RESTRICTED",
+    "SCHEMA",
+    "Policy",
+    "PolicyError",
+    "beneath",
+    "check",
+    "load_policy",
+    "parse_policy",
+    "registry_of",
+]
+
+# Docker's default capability set (moby oci/caps/defaults.go): `capAdd` of one of these is a no-op.
+DOCKER_DEFAULT_CAPS = frozenset({
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+})
+
+ANY = "*"
+
+
+class PolicyError(TerminalError):
+    """A policy name or file is invalid (unknown profile, unreadable file, schema errors)."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What manifests under this policy may use. `*` in a list means anything."""
+
+    name: str                                   # "host", "restricted" or the policy file's path
+    bind_prefixes: tuple[str, ...] = ()         # bind sources allowed outside the source root
+    file_prefixes: tuple[str, ...] = ()         # env files and build contexts allowed outside it
+    capabilities: tuple[str, ...] = ()          # capAdd allowed beyond Docker's default set
+    host_network: bool = False                  # networks: [host]
+    registries: tuple[str, ...] = (ANY,)        # registries images may be pulled from
+    push_registries: tuple[str, ...] = ()       # registries `push:` may name
+
+    @property
+    def unrestricted(self) -> bool:
+        return (
+            "/" in self.bind_prefixes and "/" in self.file_prefixes and ANY in self.capabilities
+            and self.host_network and ANY in self.registries and ANY in self.push_registries
+        )
+
+
+HOST = Policy("host", bind_prefixes=("/",), file_prefixes=("/",), capabilities=(ANY,), host_network=True,
+              registries=(ANY,), push_registries=(ANY,))
+RESTRICTED = Policy("restricted")
+BUILTIN: Mapping[str, Policy] = {"host": HOST, "restricted": RESTRICTED}
+
+_LIST = {"type": "array", "items": {"type": "string", "minLength": 1}}
+_PREFIXES = {"type": "array", "items": {"type": "string", "pattern": "^/"}}
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "base": {"enum": sorted(BUILTIN), "description": "the profile the other settings change (default restricted)"},
+        "bindPrefixes": {**_PREFIXES, "description": "absolute directories bind sources may come from besides the source root; / allows any"},
+        "filePrefixes": {**_PREFIXES, "description": "absolute directories env files and build contexts may come from besides the source root; / allows any"},
+        "capabilities": {**_LIST, "description": "capAdd allowed beyond Docker's default set (CAP_ prefix optional); * allows any, ALL included"},
+        "hostNetwork": {"type": "boolean", "description": "allow networks: [host]"},
+        "registries": {**_LIST, "description": "registries images may be pulled from (host[:port], * wildcards); * allows any"},
+        "pushRegistries": {**_LIST, "description": "registries Image push: targets may name; * allows any"},
+    },
+}
+_FIELDS = {"bindPrefixes": "bind_prefixes", "filePrefixes": "file_prefixes", "capabilities": "capabilities",
+           "hostNetwork": "host_network", "registries": "registries", "pushRegistries": "push_registries"}
+
+
+# -- reading a policy ----------------------------------------------------------------------------
+
+
+def load_policy(spec: str) -> Policy:
+    """A built-in profile by name, or a policy file by path (PolicyError when invalid)."""
+    if spec in BUILTIN:
+        return BUILTIN[spec]
+    if os.sep not in spec and not spec.endswith((".yaml", ".yml")):
+        raise PolicyError(f"unknown policy {spec!r}: give {' or '.join(sorted(BUILTIN))}, or a policy file's path",
+                          hint="see docs/security.md, section Policy")
+    path = Path(spec)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise PolicyError(f"policy file {path} is not a regular file")
+            with os.fdopen(os.dup(fd), "rb") as fh:
+                raw = fh.read(1 << 20)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise PolicyError(f"cannot read the policy file {path}: {e.strerror}",
+                          hint=f"give {' or '.join(sorted(BUILTIN))}, or the path of a readable policy file") from None
+    return parse_policy(raw.decode("utf-8", "replace"), where=str(path))
+
+
+def parse_policy(text: str, *, where: str = "<policy>") -> Policy:
+    """Validate a policy file's text against SCHEMA; errors name the file, line and setting."""
+    import jsonschema
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f":{mark.line + 1}" if mark is not None else ""
+        raise PolicyError(f"{where}{at}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise PolicyError(f"{where}:1: a policy file is a mapping of settings ({', '.join(SCHEMA['properties'])})")
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        lines = {str(k.value): k.start_mark.line + 1 for k, _ in node.value}
+    problems = []
+    from reconciler.spec import schemas
+
+    for err in sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(data), key=lambda e: list(map(str, e.path))):
+        setting = str(err.path[0]) if err.path else ""
+        msg = err.message
+        if err.validator == "additionalProperties":
+            unknown = sorted(set(data) - set(SCHEMA["properties"]))
+            setting = unknown[0] if unknown else ""
+            msg = (f"unknown setting {setting!r}{schemas.did_you_mean(setting, list(SCHEMA['properties']))}; "
+                   f"known: {', '.join(SCHEMA['properties'])}")
+        elif err.validator == "pattern":
+            msg = f"{err.instance!r} is not an absolute path"
+        problems.append(f"{where}:{lines.get(setting, 1)}: {setting or '(top)'}: {msg}")
+    if problems:
+        raise PolicyError(f"{len(problems)} problem(s) in the policy file:\n" + "\n".join(problems),
+                          hint="fix the policy file (settings: docs/security.md, section Policy)")
+    base = BUILTIN[data.get("base", "restricted")]
+    changes: dict[str, Any] = {"name": where}
+    for key, attr in _FIELDS.items():
+        if key in data:
+            value = data[key]
+            if key == "capabilities":
+                value = [c if c == ANY else _cap(c) for c in value]
+            elif key.endswith("Prefixes"):
+                value = [os.path.normpath(p) for p in value]
+            elif key != "hostNetwork":
+                value = [v.lower() for v in value]
+            changes[attr] = value if isinstance(value, bool) else tuple(value)
+    return dataclasses.replace(base, **changes)
+
+
+# -- checking a revision -------------------------------------------------------------------------
+
+Report = Callable[[Any, tuple[str | int, ...], str], None]     # (document, field path, message)
+
+
+def check(
+    policy: Policy,
+    root: str,
+    images: Iterable[tuple[Any, Mapping[str, Any]]],
+    containers: Iterable[tuple[Any, Mapping[str, Any]]],
+    image_names: set[str],
+    resolve: Callable[[Any, str], str],
+    report: Report,
+) -> None:
+    """Report every field of the Image and Container documents (doc, spec) the policy refuses.
+
+    `resolve(doc, path)` is the loader's own resolution of a path named in `doc`; `root` is the
+    source root relative paths must stay beneath.
+    """
+    if policy.unrestricted:
+        return
+    for doc, spec in images:
+        build = spec.get("build")
+        if isinstance(build, dict) and isinstance(build.get("context"), str):
+            context = resolve(doc, build["context"])
+            message = _path(policy, root, context, policy.file_prefixes, "filePrefixes")
+            if message:
+                report(doc, ("spec", "build", "context"), f"build context {message}")
+            else:   # the Dockerfile is read on the host too: a symlink in the context must not lead out
+                dockerfile = os.path.normpath(os.path.join(context, str(build.get("file", "Dockerfile"))))
+                message = _path(policy, root, dockerfile, policy.file_prefixes, "filePrefixes")
+                if message:
+                    where = ("spec", "build", "file") if "file" in build else ("spec", "build", "context")
+                    report(doc, where, f"Dockerfile {message}")
+        elif isinstance(spec.get("ref"), str):
+            message = _registry(policy, policy.registries, "registries", spec["ref"], "pulling from")
+            if message:
+                report(doc, ("spec", "ref"), message)
+        for i, target in enumerate(spec.get("push") or ()):
+            message = _registry(policy, policy.push_registries, "pushRegistries", str(target), "pushing to")
+            if message:
+                report(doc, ("spec", "push", i), message)
+    for doc, spec in containers:
+        _container(policy, root, doc, spec, image_names, resolve, report)
+
+
+def _container(policy: Policy, root: str, doc: Any, spec: Mapping[str, Any], image_names: set[str],
+               resolve: Callable[[Any, str], str], report: Report) -> None:
+    rule = f"by policy {policy.name!r}"
+    image = spec.get("image")
+    if isinstance(image, str) and image not in image_names:
+        message = _registry(policy, policy.registries, "registries", image, "pulling from")
+        if message:
+            report(doc, ("spec", "image"), message)
+    for i, name in enumerate(spec.get("capAdd") or ()):
+        cap = _cap(str(name))
+        if cap in DOCKER_DEFAULT_CAPS or ANY in policy.capabilities or cap in policy.capabilities:
+            continue
+        what = "every capability" if cap == "ALL" else f"capability {cap}"
+        report(doc, ("spec", "capAdd", i),
+               f"{what} refused {rule} (rule capabilities: only Docker's default set unless listed); "
+               f"list {cap.removeprefix('CAP_')} under capabilities: in a policy file to allow it")
+    networks = list(spec.get("networks") or ())
+    if "host" in networks and not policy.host_network:
+        report(doc, ("spec", "networks", networks.index("host")),
+               f"the host network namespace is refused {rule} (rule hostNetwork: false); "
+               "use a Network object, or set hostNetwork: true in a policy file")
+    for i, rel in enumerate(spec.get("envFiles") or ()):
+        message = _path(policy, root, resolve(doc, str(rel)), policy.file_prefixes, "filePrefixes")
+        if message:
+            report(doc, ("spec", "envFiles", i), f"env file {message}")
+    for i, item in enumerate(spec.get("volumes") or ()):
+        source = _bind_source(item)
+        if source is not None:
+            message = _path(policy, root, resolve(doc, source), policy.bind_prefixes, "bindPrefixes")
+            if message:
+                report(doc, ("spec", "volumes", i), f"bind source {message}")
+
+
+def _path(policy: Policy, root: str, full: str, prefixes: tuple[str, ...], setting: str) -> str | None:
+    """Why `full` is refused, or None when it is beneath the root or an allowed prefix."""
+    if "/" in prefixes or beneath(root, full) or any(beneath(p, full) for p in prefixes):
+        return None
+    allowed = ", ".join(prefixes) if prefixes else "none"
+    real = os.path.realpath(full)
+    shown = full if real == full else f"{full} (which leads to {real})"
+    return (f"{shown} is outside the source root {root} and refused by policy {policy.name!r} "
+            f"(rule {setting}: {allowed}; symlinks count where they lead); keep the file in the "
+            f"source, or list a directory holding it under {setting}: in a policy file")
+
+
+def _registry(policy: Policy, allowed: tuple[str, ...], setting: str, ref: str, verb: str) -> str | None:
+    registry = registry_of(ref)
+    if any(fnmatch.fnmatchcase(registry, pattern) for pattern in allowed):
+        return None
+    return (f"{verb} registry {registry} refused by policy {policy.name!r} (rule {setting}: "
+            f"{', '.join(allowed) or 'none'}); list {registry} under {setting}: in a policy file to allow it")
+
+
+def _bind_source(item: Any) -> str | None:
+    if isinstance(item, dict):
+        source = item.get("source")
+        return source if item.get("type") == "bind" and isinstance(source, str) and source else None
+    if isinstance(item, str):
+        source = item.split(":")[0]
+        return source if source.startswith(("/", ".", "~")) else None
+    return None
+
+
+def _cap(name: str) -> str:
+    upper = name.upper()
+    return upper if upper == "ALL" or upper.startswith("CAP_") else "CAP_" + upper
+
+
+def registry_of(ref: str) -> str:
+    """The registry host[:port] of an image reference, as Docker reads it (docker.io by default)."""
+    first, sep, _ = ref.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
+        return first.lower()
+    return "docker.io"
+
+
+def beneath(base: str, path: str) -> bool:
+    """True when `path` resolves beneath the directory `base`, symlinks included.
+
+    openat2(RESOLVE_BENEATH): `..` past `base` and symlinks that lead out of it (absolute ones
+    included) fail with EXDEV. A path whose last parts do not exist yet counts as beneath when
+    what exists of it is.
+    """
+    from reconciler.runtime.native import openat2
+
+    base = os.path.normpath(base)
+    rel = os.path.relpath(os.path.normpath(path), base)
+    if rel == ".." or rel.startswith("../"):
+        return False
+    try:
+        dfd = os.open(base, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        if not openat2.have_openat2():
+            real = os.path.realpath(os.path.join(base, rel))
+            return os.path.commonpath([real, os.path.realpath(base)]) == os.path.realpath(base)
+        fd = openat2.openat2(dfd, rel, os.O_PATH, 0, openat2.RESOLVE_BENEATH | openat2.RESOLVE_NO_MAGICLINKS)
+        os.close(fd)
+        return True
+    except OSError as e:
+        return e.errno in (errno.ENOENT, errno.ENOTDIR)
+    finally:
+        os.close(dfd)

@@ -1,0 +1,48 @@
+"""A git source is `restricted` by default in a real agent (fake engine): a commit asking for every
+capability and the host's root directory is refused with the policy's located messages and the host
+keeps the last good revision; the source's `policy: host`, set in the config and reloaded (SIGHUP),
+lets the same commit through."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from reconciler.runtime.fake import FakeRuntime
+from tests.agent.conftest import AgentProc, wait_for
+from tests.agent.test_git import TOKEN, labels
+from tests.execution.helpers import IMG, container_doc
+from tests.sources.gitrepos import GitHTTPServer, Upstream
+
+
+def test_a_git_source_is_restricted_unless_its_policy_says_host(tmp_path: Path, agents: list[AgentProc]) -> None:
+    up = Upstream(tmp_path / "forge", "shop")
+    server = GitHTTPServer(tmp_path / "forge", token=TOKEN)
+    try:
+        c1 = up.commit({"web.yaml": container_doc("web")})
+        token = tmp_path / "token"
+        token.write_text(TOKEN)
+        token.chmod(0o600)
+        src = {"name": "shop", "git": {"url": server.url("shop.git"), "branch": "main", "token_file": str(token)},
+               "interval": "0.5s"}
+        a = AgentProc(tmp_path / "agent", sources=[src])
+        a.tmp.mkdir(parents=True, exist_ok=True)
+        FakeRuntime.at_root(a.root).publish(IMG)
+        agents.append(a.start())
+        wait_for("c1 deployed", lambda: a.source("shop")["revision"] == c1)
+
+        c2 = up.commit({"web.yaml": container_doc("web", extra="capAdd: [ALL]\nvolumes: ['/:/host']")})
+        problems = wait_for("c2 refused", lambda: a.source("shop")["problems"])
+        assert len(problems) == 2, problems
+        assert "web.yaml:8:12: Container/web: spec.capAdd[0]: every capability refused by policy 'restricted'" in problems[0]
+        assert "web.yaml:9:13: Container/web: spec.volumes[0]: bind source / is outside the source root" in problems[1]
+        assert a.source("shop")["revision"] == c1
+        assert labels(a.root)["web"]["reconciler.revision"] == c1      # nothing changed on the host
+
+        src["policy"] = "host"
+        a.write_config(sources=[src])
+        a.signal(signal.SIGHUP)
+        wait_for("c2 deployed under host", lambda: a.source("shop")["revision"] == c2)
+        assert labels(a.root)["web"]["reconciler.revision"] == c2
+    finally:
+        server.stop()

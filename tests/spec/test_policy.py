@@ -1,0 +1,209 @@
+"""Per-source policy (spec/policy.py): what a manifest may ask of the host.
+
+Each field issue 14 showed to be root on the host (capAdd ALL, networks host, a bind of /, an
+env file or build context outside the source, a push to a foreign registry) is a validation
+error under `restricted`, in the loader's format and naming the rule, and is accepted under
+`host`. The commands run as `reconcile validate/apply --policy` in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from reconciler import spec
+from reconciler.agent import config as agentcfg
+from reconciler.cli.main import main
+from reconciler.spec import policy
+
+HEAD = "apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: web}\nspec:\n  image: 127.0.0.1:5000/shop/web:1\n"
+
+
+def image(body: str) -> str:
+    return "apiVersion: reconciler/v1\nkind: Image\nmetadata: {name: app}\nspec:\n" + body
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """tmp/src is the source; tmp/outside holds what it must not reach."""
+    (tmp_path / "src").mkdir()
+    outside = tmp_path / "outside"
+    (outside / "ctx").mkdir(parents=True)
+    (outside / "secret.env").write_text("PASSWORD=hunter2\n")
+    (outside / "ctx" / "Dockerfile").write_text("FROM scratch\n")
+    return tmp_path
+
+
+def validate(src: Path, pol: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    code = main(["validate", str(src), "--policy", pol])
+    out = capsys.readouterr().out
+    return code, [line.replace(str(src) + "/", "") for line in out.splitlines() if not line.startswith("valid:")]
+
+
+REFUSED: dict[str, tuple[str, dict[str, str], str]] = {
+    # case: (manifest, extra files relative to the source, the expected line, as a regex)
+    "cap_all": (HEAD + "  capAdd: [ALL]\n", {},
+                r"m\.yaml:6:12: Container/web: spec\.capAdd\[0\]: every capability refused by policy 'restricted' "
+                r"\(rule capabilities: only Docker's default set unless listed\); list ALL under capabilities:"),
+    "cap_sys_admin": (HEAD + "  capAdd: [NET_BIND_SERVICE, sys_admin]\n", {},
+                      r"m\.yaml:6:30: Container/web: spec\.capAdd\[1\]: capability CAP_SYS_ADMIN refused by policy "
+                      r"'restricted' \(rule capabilities: .*list SYS_ADMIN under capabilities: in a policy file"),
+    "host_network": (HEAD + "  networks: [host]\n", {},
+                     r"m\.yaml:6:14: Container/web: spec\.networks\[0\]: the host network namespace is refused by "
+                     r"policy 'restricted' \(rule hostNetwork: false\)"),
+    "bind_root": (HEAD + "  volumes: ['/:/host']\n", {},
+                  r"m\.yaml:6:13: Container/web: spec\.volumes\[0\]: bind source / is outside the source root .* "
+                  r"refused by policy 'restricted' \(rule bindPrefixes: none; .*list a directory holding it under "
+                  r"bindPrefixes: in a policy file"),
+    "env_file_dotdot": (HEAD + "  envFiles: [../outside/secret.env]\n", {},
+                        r"m\.yaml:6:14: Container/web: spec\.envFiles\[0\]: env file .*/outside/secret\.env is outside "
+                        r"the source root .* refused by policy 'restricted' \(rule filePrefixes: none;"),
+    "env_file_symlink": (HEAD + "  envFiles: [link/secret.env]\n", {"link": "->../outside"},
+                         r"m\.yaml:6:14: Container/web: spec\.envFiles\[0\]: env file link/secret\.env \(which leads to "
+                         r".*/outside/secret\.env\) is outside the source root .* \(rule filePrefixes: none; symlinks count where they lead\)"),
+    "build_context": (image("  build: {context: ../outside/ctx}\n"), {},
+                      r"m\.yaml:5:20: Image/app: spec\.build\.context: build context .*/outside/ctx is outside the "
+                      r"source root .* refused by policy 'restricted' \(rule filePrefixes: none;"),
+    "dockerfile_symlink": (image("  build: {context: ./ctx, file: Dockerfile.link}\n"),
+                           {"ctx": "dir", "ctx/Dockerfile.link": "->../../outside/ctx/Dockerfile"},
+                           r"m\.yaml:5:33: Image/app: spec\.build\.file: Dockerfile ctx/Dockerfile\.link \(which "
+                           r"leads to .*/outside/ctx/Dockerfile\) is outside the source root"),
+    "push_foreign": (image("  ref: 127.0.0.1:5000/app:1\n  push: [some.registry/loot:1]\n"), {},
+                     r"m\.yaml:6:10: Image/app: spec\.push\[0\]: pushing to registry some\.registry refused by policy "
+                     r"'restricted' \(rule pushRegistries: none\); list some\.registry under pushRegistries:"),
+}
+
+
+def _write(tree: Path, manifest: str, files: dict[str, str]) -> Path:
+    src = tree / "src"
+    (src / "m.yaml").write_text(manifest)
+    for rel, content in files.items():
+        if content == "dir":
+            (src / rel).mkdir()
+        elif content.startswith("->"):
+            (src / rel).symlink_to(content[2:])
+        else:
+            (src / rel).write_text(content)
+    return src
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_restricted_refuses_the_field_and_names_the_rule(
+    case: str, tree: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    manifest, files, expected = REFUSED[case]
+    src = _write(tree, manifest, files)
+    code, lines = validate(src, "restricted", capsys)
+    assert code == 2
+    assert len(lines) == 1, lines
+    assert re.match(expected, lines[0]), lines[0]
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_host_accepts_all_of_it(case: str, tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest, files, _ = REFUSED[case]
+    src = _write(tree, manifest, files)
+    assert validate(src, "host", capsys) == (0, [])
+    assert main(["validate", str(src)]) == 0            # host is the CLI's default
+    capsys.readouterr()
+
+
+def test_restricted_accepts_what_stays_inside(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tree / "src"
+    (src / "app.env").write_text("A=1\n")
+    (src / "data").mkdir()
+    (src / "ctx").mkdir()
+    (src / "ctx" / "Dockerfile").write_text("FROM scratch\n")
+    (src / "m.yaml").write_text(
+        HEAD + "  envFiles: [app.env]\n  volumes: ['./data:/data', 'cache:/cache']\n"
+        "  capAdd: [NET_BIND_SERVICE, CAP_CHOWN]\n  networks: [n]\n"
+        "---\napiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: cache}\n"
+        "---\napiVersion: reconciler/v1\nkind: Network\nmetadata: {name: n}\n"
+        "---\n" + image("  build: {context: ./ctx}\n") + "---\n"
+        + image("  ref: docker.io/library/busybox:1\n").replace("name: app", "name: pulled")
+    )
+    assert validate(src, "restricted", capsys) == (0, [])
+
+
+def test_a_policy_file_allows_what_it_lists(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _write(tree, HEAD + "  capAdd: [SYS_ADMIN]\n  envFiles: [../outside/secret.env]\n  volumes: ['/srv/x:/x']\n"
+                 "---\n" + image("  ref: 127.0.0.1:5000/app:1\n  push: [some.registry/loot:1]\n"), {})
+    pol = tree / "policy.yaml"
+    pol.write_text(f"base: restricted\ncapabilities: [sys_admin]\nfilePrefixes: [{tree / 'outside'}]\n"
+                   "bindPrefixes: [/srv]\npushRegistries: ['*.registry']\n")
+    assert validate(src, str(pol), capsys) == (0, [])
+    # and only that: a registry allow-list narrows pulls too
+    pol.write_text("registries: [registry.example]\ncapabilities: ['*']\nbindPrefixes: [/]\nfilePrefixes: [/]\n"
+                   "pushRegistries: ['*']\n")
+    code, lines = validate(src, str(pol), capsys)
+    assert code == 2
+    assert [re.sub(r" \(rule.*", "", line) for line in lines] == [
+        "m.yaml:5:10: Container/web: spec.image: pulling from registry 127.0.0.1:5000 refused by policy "
+        f"'{pol}'",
+        f"m.yaml:14:8: Image/app: spec.ref: pulling from registry 127.0.0.1:5000 refused by policy '{pol}'",
+    ]
+
+
+def test_a_bad_policy_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "m.yaml").write_text(HEAD)
+    pol = tmp_path / "p.yaml"
+    pol.write_text("base: restricted\ncapabilties: [NET_ADMIN]\nbindPrefixes: [srv]\n")
+    assert main(["validate", str(tmp_path / "m.yaml"), "--policy", str(pol)]) == 2
+    err = capsys.readouterr().err
+    assert f"{pol}:2: capabilties: unknown setting 'capabilties' (did you mean 'capabilities'?)" in err
+    assert f"{pol}:3: bindPrefixes: 'srv' is not an absolute path" in err
+    assert main(["validate", str(tmp_path / "m.yaml"), "--policy", "strict"]) == 2
+    assert "unknown policy 'strict': give host or restricted, or a policy file's path" in capsys.readouterr().err
+    with pytest.raises(policy.PolicyError, match="cannot read the policy file"):
+        policy.load_policy(str(tmp_path / "missing.yaml"))
+
+
+def test_apply_under_restricted_changes_nothing(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _write(tree, HEAD + "  capAdd: [ALL]\n  volumes: ['/:/host']\n", {})
+    root = tree / "state"
+    code = main(["apply", str(src), "--policy", "restricted", "--runtime", "fake", "--root", str(root),
+                 "--run-dir", str(tree / "run")])
+    assert code == 2
+    assert "spec.capAdd[0]: every capability refused by policy 'restricted'" in capsys.readouterr().err
+    assert not root.exists() or os.listdir(root) == []
+    assert main(["--once", str(src), "--policy", "host", "--runtime", "fake", "--root", str(root),
+                 "--run-dir", str(tree / "run"), "--dry-run"]) == 0
+
+
+def test_spec_load_takes_a_policy_object(tree: Path) -> None:
+    src = _write(tree, HEAD + "  networks: [host]\n", {})
+    assert spec.load(src, policy=policy.HOST).containers["web"].networks == ("host",)
+    with pytest.raises(spec.SpecError) as info:
+        spec.load(src, policy=policy.RESTRICTED)
+    assert [p.field for p in info.value.problems] == ["spec.networks[0]"]
+
+
+def test_registry_of_reads_references_like_docker() -> None:
+    assert policy.registry_of("busybox:1") == "docker.io"
+    assert policy.registry_of("library/busybox") == "docker.io"
+    assert policy.registry_of("127.0.0.1:5000/a/b:1") == "127.0.0.1:5000"
+    assert policy.registry_of("localhost/app:latest") == "localhost"
+    assert policy.registry_of("Ghcr.IO/x/y") == "ghcr.io"
+
+
+def test_the_agent_defaults_git_sources_to_restricted_and_directories_to_host(tmp_path: Path) -> None:
+    pol = tmp_path / "shop.yaml"
+    pol.write_text("hostNetwork: true\n")
+    cfg = agentcfg.parse_config(
+        "sources:\n"
+        "  - {name: local, directory: /etc/reconciler/manifests.d}\n"
+        "  - {name: shop, git: {url: 'https://git.example/shop.git'}}\n"
+        "  - {name: lab, git: {url: 'https://git.example/lab.git'}, policy: host}\n"
+        f"  - {{name: web, git: {{url: 'https://git.example/web.git'}}, policy: {pol}}}\n"
+    )
+    by_name = {s.name: s.policy for s in cfg.sources}
+    assert by_name["local"] is policy.HOST
+    assert by_name["shop"] is policy.RESTRICTED
+    assert by_name["lab"] is policy.HOST
+    assert by_name["web"].host_network
+    assert by_name["web"].bind_prefixes == ()
+    with pytest.raises(agentcfg.ConfigError, match=r"<config>:2: sources\.0: policy: unknown policy 'nope'"):
+        agentcfg.parse_config("sources:\n  - {name: a, directory: /x, policy: nope}\n")

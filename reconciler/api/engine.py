@@ -10,12 +10,14 @@ kill|rm|wait|volume ls|network ls` and docker-py's equivalents call): `_ping` (G
 `info`, containers list (filters: label, name, id, status), create, inspect, start, stop, restart,
 kill, wait, delete, logs (multiplexed stdout/stderr, follow, tail, timestamps), images list,
 inspect and create (= pull, with Docker's JSON progress lines), networks and volumes list.
-Not served yet (answered 501 with the route named): attach and exec (hijacked streams),
-events, build, push, archive, stats; see the issue note.
+attach (output only) and exec (non-interactive: the output when the command ends) on the
+hijacked connection, AutoRemove. Not served yet (answered 501 with the route named): stdin on
+attach/exec (`-i`), events, build, push, archive, stats; see the issue note.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -42,6 +44,19 @@ MAX_BODY = 1 << 20
 _VERSIONED = re.compile(r"^/v1\.\d+(/.*)$")
 _STATUS_CODES = {rterrors.NotFound: 404, rterrors.AlreadyExists: 409, rterrors.Conflict: 409,
                  rterrors.InvalidArgument: 400}
+
+
+class Hijack:
+    """A raw stream on the hijacked connection (attach, exec start): Docker's 8-byte framed
+    stdout/stderr, after a 101 Upgrade when the client asked for one; the connection closes
+    at its end."""
+
+    def __init__(self, frames: Iterator[bytes]) -> None:
+        self.frames = frames
+
+
+def _frame(stream: str, data: bytes) -> bytes:
+    return struct.pack(">BxxxL", 1 if stream == "stdout" else 2, len(data)) + data
 
 
 class HttpError(Exception):
@@ -191,6 +206,9 @@ class EngineApi:
         self.group = group
         self._server: _UnixHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._execs: dict[str, dict[str, Any]] = {}          # exec id -> container, argv, result
+        self._auto_remove: set[str] = set()                  # containers created with AutoRemove
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         _remove_stale(self.path)
@@ -225,6 +243,8 @@ class EngineApi:
             return self._containers(method, parts[1:], q, body)
         if parts[0] == "images":
             return self._images(method, parts[1:], q)
+        if parts[0] == "exec" and len(parts) == 3:
+            return self._exec(method, parts[1], parts[2], body)
         if method == "GET" and parts[0] == "networks" and len(parts) <= 2:
             nets = [{"Name": n.name, "Id": n.name, "Driver": "bridge", "Scope": "local", "Internal": n.internal,
                      "Labels": dict(n.labels), "IPAM": {"Driver": "default", "Config": [{"Subnet": n.subnet}]}}
@@ -280,8 +300,13 @@ class EngineApi:
         if method == "POST" and parts == ["create"]:
             import secrets
 
-            config = config_from_create(q.get("name") or f"r_{secrets.token_hex(4)}", body() or {})
-            return 201, {"Id": rt.create_container(config), "Warnings": []}
+            data = body() or {}
+            config = config_from_create(q.get("name") or f"r_{secrets.token_hex(4)}", data)
+            cid = rt.create_container(config)
+            if (data.get("HostConfig") or {}).get("AutoRemove"):
+                with self._lock:
+                    self._auto_remove.add(cid)
+            return 201, {"Id": cid, "Warnings": []}
         if not parts:
             raise HttpError(404, "page not found")
         ident, action = parts[0], "/".join(parts[1:])
@@ -319,6 +344,24 @@ class EngineApi:
             return 204, None
         if method == "GET" and action == "logs":
             return 200, self._logs(ident, q)
+        if method == "POST" and action == "exec":
+            import secrets
+
+            data = body() or {}
+            if not isinstance(data.get("Cmd"), list) or not data["Cmd"]:
+                raise HttpError(400, "No exec command specified")
+            state = rt.inspect_container(ident)
+            if state.status.value != "running":
+                raise HttpError(409, f"Container {ident} is not running")
+            exec_id = secrets.token_hex(32)
+            with self._lock:
+                self._execs[exec_id] = {"container": state.id, "argv": [str(x) for x in data["Cmd"]],
+                                        "tty": bool(data.get("Tty")), "running": False, "exit": None}
+            return 201, {"Id": exec_id}
+        if method == "POST" and action == "attach":
+            return 200, Hijack(self._attach(ident, q))
+        if method == "POST" and action == "resize":
+            return 200, None
         raise HttpError(501, f"{method} /containers/{{id}}/{action} is not served by reconciler's engine API yet")
 
     def _wait(self, ident: str, condition: str) -> Iterator[bytes]:
@@ -334,21 +377,76 @@ class EngineApi:
 
         def answer() -> Iterator[bytes]:
             state = first
-            seen_running = state.status.value == "running"
+            seen_running = state.status.value in ("running", "created")   # created: its start is next
+            with self._lock:
+                auto = first.id in self._auto_remove
             while True:
                 try:
                     state = rt.inspect_container(first.id)
                 except rterrors.NotFound:
                     break
-                running = state.status.value in ("running", "restarting")
+                running = state.status.value in ("running", "restarting", "created")
                 seen_running = seen_running or running
-                if condition == "not-running" and not running:
+                if condition == "not-running" and state.status.value != "running":
                     break
-                if condition == "next-exit" and seen_running and not running:
+                if not running and seen_running and condition == "next-exit":
+                    break
+                if not running and condition == "removed" and auto:
+                    with contextlib.suppress(rterrors.NotFound):
+                        rt.remove_container(first.id, force=True)
                     break
                 time.sleep(0.1)
+            with self._lock:
+                self._auto_remove.discard(first.id)
             yield json.dumps({"StatusCode": state.exit_code or 0, "Error": None}).encode()
         return answer()
+
+    def _attach(self, ident: str, q: Mapping[str, str]) -> Iterator[bytes]:
+        """Output from now until the container exits (stdin is not attached)."""
+        if q.get("stdin") in ("1", "true") and not (q.get("stdout") in ("1", "true") or q.get("stderr") in ("1", "true")):
+            raise HttpError(501, "attaching stdin is not served by reconciler's engine API yet")
+        want = {s for s in ("stdout", "stderr") if q.get(s) in ("1", "true")} or {"stdout", "stderr"}
+        state = self.runtime.inspect_container(ident)
+        tail = 0 if state.status.value == "running" else None     # a created container: from its start
+        lines = self.runtime.logs(state.id, follow=True, tail=tail)
+
+        def frames() -> Iterator[bytes]:
+            for line in lines:
+                if line.stream in want:
+                    yield _frame(line.stream, line.data + b"\n")
+        return frames()
+
+    def _exec(self, method: str, exec_id: str, action: str, body: Callable[[], Any]) -> tuple[int, Any]:
+        with self._lock:
+            ex = self._execs.get(exec_id)
+        if ex is None:
+            raise HttpError(404, f"No such exec instance: {exec_id}")
+        if method == "GET" and action == "json":
+            return 200, {"ID": exec_id, "Running": ex["running"], "ExitCode": ex["exit"], "ContainerID": ex["container"],
+                         "ProcessConfig": {"entrypoint": ex["argv"][0], "arguments": ex["argv"][1:], "tty": ex["tty"]},
+                         "OpenStdin": False, "OpenStdout": True, "OpenStderr": True, "Pid": 0}
+        if method == "POST" and action == "resize":
+            return 201, None
+        if method == "POST" and action == "start":
+            opts = body() or {}
+
+            def run() -> Iterator[bytes]:
+                ex["running"] = True
+                try:
+                    res = self.runtime.exec(ex["container"], ex["argv"], tty=ex["tty"])
+                finally:
+                    ex["running"] = False
+                ex["exit"] = res.exit_code
+                if res.stdout:
+                    yield res.stdout if ex["tty"] else _frame("stdout", res.stdout)
+                if res.stderr and not ex["tty"]:
+                    yield _frame("stderr", res.stderr)
+
+            if opts.get("Detach"):
+                threading.Thread(target=lambda: list(run()), daemon=True).start()
+                return 200, None
+            return 200, Hijack(run())
+        raise HttpError(501, f"{method} /exec/{{id}}/{action} is not served by reconciler's engine API yet")
 
     def _logs(self, ident: str, q: Mapping[str, str]) -> Iterator[bytes]:
         want = {s for s in ("stdout", "stderr") if q.get(s) in ("1", "true")} or {"stdout", "stderr"}
@@ -440,7 +538,26 @@ def _handler(api: EngineApi) -> type[BaseHTTPRequestHandler]:
                 payload = {"message": exc.message}
             self._send(method, code, payload)
 
+        def _hijacked(self, payload: Hijack) -> None:
+            upgrade = self.headers.get("Upgrade", "").lower() == "tcp"
+            self.send_response(101 if upgrade else 200)
+            self.send_header("Content-Type", "application/vnd.docker.raw-stream")
+            if upgrade:
+                self.send_header("Connection", "Upgrade")
+                self.send_header("Upgrade", "tcp")
+            self.end_headers()
+            self.close_connection = True
+            try:
+                for chunk in payload.frames:
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
         def _send(self, method: str, code: int, payload: Any) -> None:
+            if isinstance(payload, Hijack):
+                self._hijacked(payload)
+                return
             streaming = isinstance(payload, Iterator)
             self.send_response(code)
             self.send_header("Api-Version", API_VERSION)

@@ -123,6 +123,22 @@ def test_paths_errors_and_headers_follow_docker(engine_api: str) -> None:
     assert "nope" in json.loads(body)["message"]
     code, _, body = request(engine_api, "GET", "/v1.41/containers/json?all=1")
     assert (code, json.loads(body)) == (200, [])
-    code, _, body = request(engine_api, "POST", "/v1.41/containers/x/attach")
+    code, _, body = request(engine_api, "GET", "/v1.41/events")
     assert code == 501
-    assert "attach" in json.loads(body)["message"]
+    assert "/events" in json.loads(body)["message"]
+
+
+def test_docker_run_in_the_foreground_exec_and_auto_remove(engine_api: str, busybox_image: str) -> None:
+    docker(engine_api, "pull", busybox_image)
+    fg = docker(engine_api, "run", "--rm", "--network", "none", busybox_image, "sh", "-c",
+                "echo to-stdout; echo to-stderr >&2; exit 3", check=False)
+    assert fg.returncode == 3                                  # the container's exit code
+    assert fg.stdout.strip() == "to-stdout"
+    assert fg.stderr.strip() == "to-stderr"
+    assert docker(engine_api, "ps", "-aq").stdout.strip() == ""   # --rm removed it
+
+    docker(engine_api, "run", "-d", "--name", "box", "--network", "none", busybox_image, "sleep", "3600")
+    out = docker(engine_api, "exec", "box", "sh", "-c", "echo inside $HOSTNAME; exit 4", check=False)
+    assert out.returncode == 4
+    assert out.stdout.startswith("inside ")
+    docker(engine_api, "rm", "-f", "box")

@@ -314,10 +314,18 @@ class EngineApi:
             from reconciler.runtime.native.backend import inspect_document
 
             manager = rt.containers
-            doc = inspect_document(manager, manager.get(ident))
-            cfg = doc.get("Config") or {}
+            rec = manager.get(ident)
+            doc = inspect_document(manager, rec)
+            cfg = doc.setdefault("Config", {})
+            for key, value in (("Tty", rec.terminal), ("OpenStdin", rec.stdin), ("StdinOnce", False),
+                               ("AttachStdin", False), ("AttachStdout", True), ("AttachStderr", True)):
+                cfg.setdefault(key, value)
             if isinstance(cfg.get("StopTimeout"), float):          # Go clients decode it as an int
                 cfg["StopTimeout"] = int(cfg["StopTimeout"])
+            host = doc.setdefault("HostConfig", {})
+            host.setdefault("LogConfig", {"Type": "json-file", "Config": {}})   # logs readable (docker-py)
+            with self._lock:
+                host.setdefault("AutoRemove", doc["Id"] in self._auto_remove)
             return 200, doc
         if method == "POST" and action == "start":
             if rt.inspect_container(ident).status.value == "running":

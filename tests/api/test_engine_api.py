@@ -142,3 +142,25 @@ def test_docker_run_in_the_foreground_exec_and_auto_remove(engine_api: str, busy
     assert out.returncode == 4
     assert out.stdout.startswith("inside ")
     docker(engine_api, "rm", "-f", "box")
+
+
+def test_docker_py_drives_the_native_engine(engine_api: str, busybox_image: str) -> None:
+    docker_py = pytest.importorskip("docker")
+    client = docker_py.DockerClient(base_url=f"unix://{engine_api}", version="1.41")
+    try:
+        assert client.ping() is True
+        client.images.pull(busybox_image)
+        out = client.containers.run(busybox_image, ["sh", "-c", "echo from docker-py"], network_mode="none",
+                                    remove=True)
+        assert out == b"from docker-py\n"
+        c = client.containers.run(busybox_image, ["sleep", "3600"], name="py", network_mode="none",
+                                  labels={"app": "py"}, detach=True)
+        assert [x.name for x in client.containers.list(filters={"label": "app=py"})] == ["py"]
+        assert c.exec_run(["cat", "/etc/hostname"]).exit_code == 0
+        c.stop(timeout=1)
+        c.reload()
+        assert c.status == "exited"
+        c.remove()
+        assert client.containers.list(all=True) == []
+    finally:
+        client.close()

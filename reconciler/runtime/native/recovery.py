@@ -42,10 +42,17 @@ class RecoveryReport:
     network: Any = None                   # network.RecoveryReport when bridge networking is on
 
 
+def _names_dir(arg: bytes, marker: bytes) -> bool:
+    """Whether the argument is `marker` or a path inside it (as itself or after `k8s-file:`):
+    a path component match, never a substring (run dir `.../run` must not claim `.../run5`)."""
+    _, _, value = arg.rpartition(b":") if arg.startswith(b"k8s-file:") else (b"", b"", arg)
+    return value == marker or value.startswith(marker + b"/")
+
+
 def _conmon_processes(run_dir: Path) -> dict[int, str]:
     """pid -> container id of every conmon whose command line names this engine's run dir."""
     found: dict[int, str] = {}
-    marker = str(run_dir).encode()
+    marker = str(run_dir).rstrip("/").encode()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -53,7 +60,7 @@ def _conmon_processes(run_dir: Path) -> dict[int, str]:
             argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if not argv or not argv[0].endswith(b"conmon") or not any(marker in a for a in argv):
+        if not argv or not argv[0].endswith(b"conmon") or not any(_names_dir(a, marker) for a in argv):
             continue
         for flag in (b"--cid", b"-c"):
             if flag in argv[:-1]:

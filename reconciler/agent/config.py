@@ -250,11 +250,14 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
         raise ConfigError(f"{len(problems)} problem(s) in the agent config:\n" + "\n".join(problems),
                           hint="fix the agent config; `reconcile agent --config FILE --check` validates it")
     sup = data.get("supervision") or {}
+    from reconciler.runtime.native.config import locations
+
     root = Path(data.get("root", "/var/lib/reconciler"))
-    run_dir = Path(data.get("run_dir", "/run/reconciler"))
+    # not given: what the root recorded, else names of the root's own (the defaults for the default root)
+    run_dir, name_prefix = locations(root, data.get("run_dir"), data.get("name_prefix"))
     return AgentConfig(
         root=root, run_dir=run_dir, runtime=data.get("runtime", "native"),
-        name_prefix=data.get("name_prefix", "rcl"), oci_runtime=data.get("oci_runtime", "runc"),
+        name_prefix=name_prefix, oci_runtime=data.get("oci_runtime", "runc"),
         socket=Path(data.get("socket", run_dir / "reconciler.sock")),
         drift_interval=_duration(data.get("drift_interval", 60)), parallel=int(data.get("parallel", 4)),
         metrics_listen=_listen(data.get("metrics")), webhook_listen=_listen(data.get("webhook")),

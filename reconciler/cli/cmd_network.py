@@ -7,24 +7,18 @@ Read-only: it opens the state database under `--root` and lists what the engine 
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 __all__ = ["register", "run"]
-
-_DEFAULT_ROOT = "/var/lib/reconciler"
-_DEFAULT_RUN = "/run/reconciler"
-
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "network", help="list and inspect the native engine's networks",
         description="List and inspect the networks of the native engine (read from its state DB).",
     )
-    parser.add_argument("--root", default=os.environ.get("RECONCILER_ROOT", _DEFAULT_ROOT),
-                        help=f"state root of the native engine (default: $RECONCILER_ROOT or {_DEFAULT_ROOT})")
-    parser.add_argument("--run-dir", default=os.environ.get("RECONCILER_RUN_DIR", _DEFAULT_RUN),
-                        help=f"run directory (default: $RECONCILER_RUN_DIR or {_DEFAULT_RUN})")
+    from reconciler.cli import options
+
+    options.add_engine_options(parser)
     sub = parser.add_subparsers(dest="network_command", metavar="SUBCOMMAND", required=True)
     from reconciler.cli import output
 
@@ -38,13 +32,10 @@ def register(subparsers: Any) -> None:
 
 
 def _manager(args: argparse.Namespace) -> Any:
-    from pathlib import Path
-
+    from reconciler.cli import options
     from reconciler.runtime.native import network
-    from reconciler.runtime.native.config import NativeConfig
 
-    config = NativeConfig(root=Path(args.root), run_dir=Path(args.run_dir))
-    return network.NetworkManager(config)
+    return network.NetworkManager(options.native_config(args))
 
 
 def run(args: argparse.Namespace) -> int:

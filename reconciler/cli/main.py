@@ -85,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    from reconciler.cli import options
+
+    options.resolve(args)
     from reconciler.errors import ReconcilerError
     from reconciler.logs import configure_logging
 

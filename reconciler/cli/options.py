@@ -23,13 +23,33 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     """Add the native engine's location options to a subcommand."""
     parser.add_argument("--root", default=os.environ.get("RECONCILER_ROOT", DEFAULT_ROOT),
                         help=f"state root of the native engine (default: $RECONCILER_ROOT or {DEFAULT_ROOT})")
-    parser.add_argument("--run-dir", default=os.environ.get("RECONCILER_RUN_DIR", DEFAULT_RUN_DIR),
-                        help=f"run directory (default: $RECONCILER_RUN_DIR or {DEFAULT_RUN_DIR})")
+    parser.add_argument("--run-dir", default=os.environ.get("RECONCILER_RUN_DIR"),
+                        help=f"run directory (default: $RECONCILER_RUN_DIR; {DEFAULT_RUN_DIR} for the default "
+                        "root, /run/reconciler-<hash of the root> for any other)")
     parser.add_argument("--oci-runtime", default=os.environ.get("RECONCILER_OCI_RUNTIME", "runc"),
                         choices=("runc", "crun"),
                         help="OCI runtime for new containers (default: runc; crun 1.8 refuses hybrid-cgroup hosts)")
-    parser.add_argument("--name-prefix", default=os.environ.get("RECONCILER_PREFIX", "rcl"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument("--name-prefix", default=os.environ.get("RECONCILER_PREFIX"),
+                        help="prefix of the engine's host objects: cgroups, bridges, veths, nft table "
+                        "(default: $RECONCILER_PREFIX; rcl for the default root, r<hash> for any other; "
+                        "recorded in the root on first use)")
+
+
+def resolve(args: argparse.Namespace) -> None:
+    """Fill in the run dir and name prefix a command did not name: what its state root recorded
+    when first opened, else names of its own (runtime.native.config.locations), once, right
+    after parsing."""
+    if getattr(args, "root", None) is None or not hasattr(args, "run_dir"):
+        return
+    if args.run_dir is not None and getattr(args, "name_prefix", "") is not None:
+        return
+    from reconciler.runtime.native.config import locations
+
+    run_dir, prefix = locations(args.root, args.run_dir, getattr(args, "name_prefix", None))
+    if args.run_dir is None:
+        args.run_dir = str(run_dir)
+    if hasattr(args, "name_prefix") and args.name_prefix is None:
+        args.name_prefix = prefix
 
 
 def native_config(args: argparse.Namespace) -> Any:
@@ -40,7 +60,7 @@ def native_config(args: argparse.Namespace) -> Any:
 
     return NativeConfig(
         root=Path(args.root), run_dir=Path(args.run_dir),
-        name_prefix=getattr(args, "name_prefix", "rcl"),
+        name_prefix=getattr(args, "name_prefix", None) or "rcl",
         oci_runtime=getattr(args, "oci_runtime", "runc"),
     )
 

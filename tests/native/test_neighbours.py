@@ -44,3 +44,51 @@ def test_host_prefix_match_is_a_path_match() -> None:
     assert recovery._names_dir(b"k8s-file:/x/run/c/ctr.log", b"/x/run")
     assert not recovery._names_dir(b"/x/run5/exits", b"/x/run")
     assert not recovery._names_dir(b"--log=/x/run5/y", b"/x/run")
+
+
+def test_a_run_dir_belongs_to_one_state_root(tmp_path: Path, busybox_image: str,
+                                             capfd: pytest.CaptureFixture[str]) -> None:
+    with native_host(tmp_path / "a") as a:
+        args = [x for x in a.cli_args() if x not in ("--runtime", "native")]
+        assert main(["run", "-d", "--name", "mine", "--network", "none", *args, busybox_image, "sleep", "3600"]) == 0
+        rt = a.runtime()
+        try:
+            pid = rt.inspect_container("mine").pid
+        finally:
+            rt.close()
+        capfd.readouterr()
+        other = ["--root", str(tmp_path / "other"), "--run-dir", str(a.config.run_dir),
+                 "--name-prefix", a.config.name_prefix]
+        assert main(["ps", *other]) == 1
+        err = capfd.readouterr().err
+        assert f"run dir {a.config.run_dir} belongs to state root {a.config.root}" in err
+        assert "--run-dir" in err                                   # says what to do
+        assert main(["ps", *args[:4], "--name-prefix", "zz9"]) == 1  # the root keeps its prefix
+        assert f"prefix {a.config.name_prefix!r}" in capfd.readouterr().err
+        rt = a.runtime()
+        try:
+            state = rt.inspect_container("mine")
+            assert (state.status.value, state.pid) == ("running", pid)  # nothing of a's was touched
+        finally:
+            rt.close()
+
+
+def test_a_root_alone_gets_a_run_dir_and_prefix_of_its_own(tmp_path: Path) -> None:
+    from reconciler.runtime.native.config import DEFAULT_ROOT, derived_locations
+
+    assert derived_locations(DEFAULT_ROOT) == (Path("/run/reconciler"), "rcl")
+    run_a, prefix_a = derived_locations(tmp_path / "a")
+    run_b, prefix_b = derived_locations(tmp_path / "b")
+    assert run_a != run_b
+    assert prefix_a != prefix_b
+    assert run_a != Path("/run/reconciler")
+    assert run_a.parent == Path("/run")
+    assert len(prefix_a) <= 5                                       # interface names stay under 15 chars
+    try:
+        assert main(["ps", "--root", str(tmp_path / "a")]) == 0
+        assert (run_a / ".state-root").read_text().strip() == str(tmp_path / "a")
+        assert (tmp_path / "a" / "name-prefix").read_text().strip() == prefix_a
+    finally:
+        import shutil
+
+        shutil.rmtree(run_a, ignore_errors=True)

@@ -14,24 +14,60 @@ Layout under `root` (persistent):          Layout under `run_dir` (volatile, tmp
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler._sqlite import Database
 
-__all__ = ["NativeConfig"]
+__all__ = ["DEFAULT_PREFIX", "DEFAULT_ROOT", "DEFAULT_RUN_DIR", "NativeConfig", "derived_locations", "locations"]
+
+DEFAULT_ROOT = Path("/var/lib/reconciler")
+DEFAULT_RUN_DIR = Path("/run/reconciler")
+DEFAULT_PREFIX = "rcl"
+_ROOT_FILE = ".state-root"           # in the run dir: the state root it belongs to
+_PREFIX_FILE = "name-prefix"         # in the state root: the prefix of its host objects
+_RUN_DIR_FILE = "run-dir"            # in the state root: the run dir it was first opened with
+
+
+def derived_locations(root: Path | str) -> tuple[Path, str]:
+    """The run dir and name prefix a state root gets when they are not given: the defaults for
+    the default root; for any other root, names of its own (from a hash of its path), so
+    `--root X` alone never shares a run dir, cgroup parent, bridges or nft table with another
+    engine on the host."""
+    root = Path(os.path.abspath(root))
+    if root == DEFAULT_ROOT:
+        return DEFAULT_RUN_DIR, DEFAULT_PREFIX
+    h = hashlib.sha256(str(root).encode()).hexdigest()
+    return Path(f"/run/reconciler-{h[:12]}"), "r" + h[:4]
+
+
+def locations(root: Path | str, run_dir: Path | str | None = None,
+              name_prefix: str | None = None) -> tuple[Path, str]:
+    """The run dir and name prefix to open `root` with: what the caller names, else what the
+    root recorded when it was first opened, else `derived_locations`."""
+    derived_run, derived_prefix = derived_locations(root)
+
+    def recorded(name: str) -> str | None:
+        try:
+            return (Path(root) / name).read_text().strip() or None
+        except OSError:
+            return None
+    return (Path(run_dir) if run_dir else Path(recorded(_RUN_DIR_FILE) or derived_run),
+            name_prefix or recorded(_PREFIX_FILE) or derived_prefix)
 
 
 @dataclass(frozen=True)
 class NativeConfig:
     """Where the native engine keeps things, and the names it gives host objects."""
 
-    root: Path = Path("/var/lib/reconciler")
-    run_dir: Path = Path("/run/reconciler")
+    root: Path = DEFAULT_ROOT
+    run_dir: Path = DEFAULT_RUN_DIR
     # Prefix of every host object name (bridges, veths, netns, nft table, cgroup parent).
     # Short: Linux interface names have 15 characters at most.
-    name_prefix: str = "rcl"
+    name_prefix: str = DEFAULT_PREFIX
     # Pool from which networks without a subnet get a /24.
     subnet_pool: str = "10.89.0.0/16"
     oci_runtime: str = "runc"        # "runc" (default, works on hybrid cgroups) or "crun"
@@ -50,12 +86,45 @@ class NativeConfig:
             self._db.append(Database(self.root / "state.db"))
         return self._db[0]
 
-    def ensure_dirs(self) -> None:
-        """Create the directory layout (mode 0700 for the roots)."""
+    def ensure_dirs(self, *, host_objects: bool = True) -> None:
+        """Create the directory layout (mode 0700 for the roots), and tie the run dir to this
+        state root and the root to its name prefix: an engine opened on another root's run dir,
+        or on its root with another prefix, is refused (it would take the other's processes,
+        mounts and links for its own orphans). The image store alone (`host_objects=False`)
+        makes no host object and claims nothing."""
         for d in (self.root, self.run_dir):
             d.mkdir(parents=True, exist_ok=True)
             os.chmod(d, 0o700)
+        if host_objects:
+            self._claim_names()
         for sub in ("blobs/sha256", "ingest", "snapshots", "containers", "volumes"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         for sub in ("runc", "exits", "conmon", "netns", "locks"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    def _claim_names(self) -> None:
+        self._claim(self.root / _RUN_DIR_FILE, str(Path(os.path.abspath(self.run_dir))), None)
+        self._claim(self.run_dir / _ROOT_FILE, str(Path(os.path.abspath(self.root))), lambda other: (
+            f"run dir {self.run_dir} belongs to state root {other}, not {self.root}",
+            "give each state root its own --run-dir (or leave --run-dir out: a root other than "
+            f"{DEFAULT_ROOT} gets one of its own)"))
+        self._claim(self.root / _PREFIX_FILE, self.name_prefix, lambda other: (
+            f"state root {self.root} names its host objects with prefix {other!r}, not {self.name_prefix!r}",
+            f"use --name-prefix {other} with this root (or leave it out)"))
+
+    @staticmethod
+    def _claim(path: Path, value: str, refusal: Callable[[str], tuple[str, str]] | None) -> None:
+        """Record `value` in `path` on first use; refuse when it records another one (unless
+        `refusal` is None: then the first value is only a default for later commands)."""
+        from reconciler.runtime import errors
+
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            recorded = path.read_text().strip()
+            if recorded and recorded != value and refusal is not None:
+                message, hint = refusal(recorded)
+                raise errors.Conflict(message, hint=hint) from None
+            return
+        with os.fdopen(fd, "w") as f:
+            f.write(value + "\n")

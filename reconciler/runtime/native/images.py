@@ -148,7 +148,7 @@ class ImageStore:
         platform: str | None = None,
         durable: bool = False,
     ) -> None:
-        config.ensure_dirs()
+        config.ensure_dirs(host_objects=False)         # the store makes no host object
         self.config = config
         self.client_factory = registry_client_factory
         self.container_image_ids = container_image_ids

@@ -116,7 +116,8 @@ def test_ps_and_logs_do_not_import_heavy_libraries(cli: tuple[Reconcile, Path]) 
     _, tmp = cli
     code = (
         "import sys; from reconciler.cli.main import main\n"
-        f"main(['ps', '-a', '--root', {str(tmp / 'root')!r}, '--run-dir', {str(tmp / 'run')!r}])\n"
+        f"main(['ps', '-a', '--root', {str(tmp / 'root')!r}, '--run-dir', {str(tmp / 'run')!r}, "
+        f"'--name-prefix', {(tmp / 'prefix').read_text()!r}])\n"
         "print(','.join(m for m in ('httpx', 'pyroute2', 'structlog', 'jsonschema') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import bundle, cgroups, conmon, logs, mounts, oci, volumes
+from reconciler.runtime.native import bundle, cgroups, conmon, logs, mounts, oci, procs, volumes
 from reconciler.runtime.native.config import NativeConfig
 
 __all__ = [
@@ -170,6 +170,16 @@ class Record:
     cgroup_prefix: str = ""                  # parent cgroup name (the creating engine's prefix)
     terminal: bool = False                   # main process on a pseudo-terminal (run -t)
     stdin: bool = False                      # main process stdin kept open for attach (run -i)
+    # who `pid` and `conmon_pid` are (procs.alive): their start times and the boot they ran in
+    pid_start: int | None = None
+    conmon_start: int | None = None
+    boot_id: str | None = None
+
+    def main_alive(self) -> bool:
+        return procs.alive(self.pid, self.pid_start, self.boot_id)
+
+    def conmon_alive(self) -> bool:
+        return procs.alive(self.conmon_pid, self.conmon_start, self.boot_id)
 
     def to_json(self) -> str:
         d = dataclasses.asdict(self)
@@ -271,6 +281,12 @@ def _find_init() -> str:
             return os.path.realpath(found)
     raise rterrors.Unavailable("init: true needs a static tini on the host",
                                hint="install the tini package (it provides /usr/bin/tini-static)")
+
+
+def _identity(pid: int | None, conmon_pid: int | None) -> dict[str, Any]:
+    """The start times and boot id that tell these processes from later ones with their pids."""
+    return {"pid_start": procs.start_time(pid), "conmon_start": procs.start_time(conmon_pid),
+            "boot_id": procs.boot_id()}
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -435,16 +451,20 @@ class ContainerManager:
             return rec
         p = self.paths(rec.id).conmon
         ex = conmon.read_exit(p, rec.id)
+        if ex is None and rec.status == "running" and not rec.main_alive() and not rec.conmon_alive():
+            # conmon writes the exit file, then ends: it may have done both since the first read
+            ex = conmon.read_exit(p, rec.id)
         new = rec
         if ex is not None:
             code, ns = ex
             oom = conmon.was_oom_killed(p) or (code == 137 and cgroups.oom_kill_count(self._prefix(rec), rec.id) > 0)
             new = dataclasses.replace(rec, status="exited", exit_code=code, finished_at=_ns_time(ns),
                                       oom_killed=oom, pid=None)
-        elif rec.status == "running" and not _pid_alive(rec.pid) and not _pid_alive(rec.conmon_pid):
-            # no exit file and neither process: the host rebooted or conmon was killed
+        elif rec.status == "running" and not rec.main_alive() and not rec.conmon_alive():
+            # no exit file and neither process (gone, a zombie, another process with the pid, or
+            # from an earlier boot): the host rebooted, or conmon was killed with the container
             new = dataclasses.replace(rec, status="exited", exit_code=255, finished_at=now(), pid=None)
-        elif rec.status == "created" and rec.conmon_pid and not _pid_alive(rec.conmon_pid):
+        elif rec.status == "created" and rec.conmon_pid and not rec.conmon_alive():
             st = self.oci(rec.runtime).state(rec.id)
             if st is None or st.get("status") == "stopped":
                 new = dataclasses.replace(rec, status="exited", exit_code=255, finished_at=now(), pid=None)
@@ -518,7 +538,7 @@ class ContainerManager:
             pid, conmon_pid = conmon.create(cid, name, self.oci(rec.runtime), p.conmon, place=self._place(rec),
                                              log_size_max=self._log_cap(), terminal=rec.terminal, stdin=rec.stdin)
             undo.append(lambda: cgroups.remove(self.config.name_prefix, cid))
-            rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid)
+            rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid, **_identity(pid, conmon_pid))
             self._save(rec)
         except BaseException:
             for fn in reversed(undo):
@@ -615,7 +635,7 @@ class ContainerManager:
                 return rec
             rt = self.oci(rec.runtime)
             p = self.paths(rec.id)
-            fresh = rec.status == "created" and _pid_alive(rec.conmon_pid) and _pid_alive(rec.pid)
+            fresh = rec.status == "created" and rec.conmon_alive() and rec.main_alive()
             if not fresh:
                 # exited (or lost with a reboot): a fresh runtime container from the same bundle
                 rt.delete(rec.id, force=True)
@@ -625,7 +645,8 @@ class ContainerManager:
                 pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec),
                                                  log_size_max=self._log_cap(),
                                                  terminal=rec.terminal, stdin=rec.stdin)
-                rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid, status="created")
+                rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid, status="created",
+                                          **_identity(pid, conmon_pid))
                 self._save(rec)
             try:
                 rt.start(rec.id)
@@ -673,7 +694,7 @@ class ContainerManager:
             # every container has its own pid namespace: ending PID 1 ends them all (no --all)
             if timeout > 0 and rt.kill(rec.id, rec.stop_signal):
                 _wait_pid(rec.pid, timeout)
-            if _pid_alive(rec.pid):
+            if rec.main_alive():
                 rt.kill(rec.id, 9)
                 _wait_pid(rec.pid, 10)
             _wait_pid(rec.conmon_pid, 10)

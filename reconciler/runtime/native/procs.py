@@ -1,0 +1,50 @@
+"""Is a recorded process still the one we started? pid + start time + boot id, from /proc.
+
+A pid alone lies: after a reboot or once reaped, the number can belong to another process, and
+a killed child the agent has not reaped yet is a zombie that `kill(pid, 0)` still finds. A
+process is taken for ours only when /proc/PID/stat exists, its state is not Z (zombie) or X
+(dead), its start time (field 22, clock ticks since boot) is the one recorded when it was
+started, and the host's boot id is the one recorded with it.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+__all__ = ["alive", "boot_id", "start_time"]
+
+
+@functools.cache
+def boot_id() -> str:
+    """This boot's id (/proc/sys/kernel/random/boot_id); changes at every boot."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first), or None."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return raw[raw.rfind(b")") + 2:].decode().split()
+
+
+def start_time(pid: int | None) -> int | None:
+    """The process's start time in clock ticks since boot, None if there is no such process."""
+    fields = _stat(pid) if pid else None
+    return int(fields[19]) if fields and len(fields) > 19 else None
+
+
+def alive(pid: int | None, start: int | None = None, boot: str | None = None) -> bool:
+    """Whether `pid` is a live (not zombie) process that started at `start` in boot `boot`
+    (either left out when it was not recorded: records of older versions)."""
+    if not pid or (boot and boot != boot_id()):
+        return False
+    fields = _stat(pid)
+    if not fields or fields[0] in ("Z", "X", "x"):
+        return False
+    return start is None or (len(fields) > 19 and int(fields[19]) == start)

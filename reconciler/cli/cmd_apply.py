@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     #                                                                          before anything is touched
     options = passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty, dry_run=args.dry_run,
                                  max_workers=max(1, args.parallel), source=os.path.abspath(args.source)
-                                 if args.source != "-" else "-")
+                                 if args.source != "-" else "-", settle=SETTLE)
     with locking.store_lock(args.root), open_runtime(args, supervise=not args.dry_run) as runtime:
         result = passes.run_pass(desired, runtime, open_db(args), options)
         if result.changeset is not None and result.converged:
@@ -115,6 +115,11 @@ def keep_revision(args: argparse.Namespace, desired: Any, source: str, *, keep: 
         print(f"note: revision {desired.revision[:12]} cannot be rolled back to later: {snap.reason}")
 
 
+# A container started by a one-shot pass gets this long to show that it crashes at once before
+# the pass reports (a pass that starts nothing does not wait).
+SETTLE = 1.0
+
+
 def print_result(result: Any) -> int:
     """The summary of a pass (apply, rollback); its exit code."""
     from reconciler.cli import output
@@ -134,6 +139,8 @@ def print_result(result: Any) -> int:
         print(f"note: {note}")
     for ref, err in sorted(result.resolve_errors.items()):
         print(f"warning: could not resolve {ref}: {err}", file=sys.stderr)
+    for name, why in sorted(getattr(result, "unready", {}).items()):
+        print(f"error: container {name} is not running as desired: {why}", file=sys.stderr)
     counts = ", ".join(f"{v} {k}" for k, v in result.changeset.counts().items()) or "nothing to do"
     print(f"{result.result}: revision {result.revision[:12]}: {counts} ({result.duration:.2f}s)")
     return 0 if result.converged else 1

@@ -150,7 +150,7 @@ def _run_offline(args: argparse.Namespace, wanted: str | None) -> int:
     print(f"{cause} (applied {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(target.started_at))} UTC "
           f"from {snap.source}; was {(current or '-')[:12]})")
     options = passes.PassOptions(owner=args.owner, max_workers=max(1, args.parallel), source=snap.source,
-                                 cause=cause)
+                                 cause=cause, settle=cmd_apply.SETTLE)
     with locking.store_lock(args.root), cmd_apply.open_runtime(args) as runtime:
         result = passes.run_pass(desired, runtime, db, options)
         if result.changeset is not None and result.converged:

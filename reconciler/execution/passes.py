@@ -13,7 +13,7 @@ The CLI (`reconcile apply`, `reconcile diff`) and the controller loop both call 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from reconciler._sqlite import Database
@@ -42,6 +42,9 @@ class PassOptions:
     max_workers: int = 4            # parallel actions
     source: str = ""                # what was applied (path), for history
     cause: str = ""                 # why, when not the source itself ("rollback to <id>"), for history
+    # seconds to let started containers show a crash before the check; `--once` waits, the agent
+    # does not (its restart supervision and next pass see a crash loop)
+    settle: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -53,18 +56,53 @@ class PassResult:
     changeset: changes.ChangeSet | None
     resolve_errors: Mapping[str, str] = field(default_factory=dict)
     duration: float = 0.0
+    # desired containers that, observed after the pass, do not run as their spec says, and why
+    unready: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def converged(self) -> bool:
         if self.changeset is None:
             return self.plan.is_empty()
-        return self.changeset.ok
+        return self.changeset.ok and not self.unready
 
     @property
     def result(self) -> str:
         if self.changeset is None:
             return "in-sync" if self.plan.is_empty() else "drift"
-        return "converged" if self.changeset.ok else "failed"
+        if not self.changeset.ok:
+            return "failed"
+        return "degraded" if self.unready else "converged"
+
+
+def unready(desired: models.DesiredState, states: Iterable[base.ContainerState]) -> dict[str, str]:
+    """The desired containers that do not run as their spec says, and why (pure): "converged"
+    means each one runs (or exited as its restart policy allows, or was stopped by hand) and is
+    not unhealthy. Containers whose drift is only reported are left out (they are drift)."""
+    by_name = {s.labels.get(labelmod.NAME, s.name): s for s in states}
+    out: dict[str, str] = {}
+    for name, c in sorted(desired.containers.items()):
+        if c.drift == "report":
+            continue
+        s = by_name.get(name)
+        if s is None:
+            out[name] = "not created"
+            continue
+        status = s.status.value
+        if status == "running":
+            if c.healthcheck is not None and s.health == "unhealthy":
+                out[name] = "running but unhealthy"
+            continue
+        if s.manually_stopped:
+            continue
+        policy = c.restart.name
+        code = s.exit_code
+        if status == "exited" and (policy == "no" or (policy == "on-failure" and code == 0)):
+            continue
+        if status == "restarting":
+            out[name] = f"restarting (exit code {code}, {s.restart_count} restarts): its restart policy keeps it down"
+        else:
+            out[name] = f"{status} (exit code {code}) but its restart policy is {policy}"
+    return out
 
 
 def plan_pass(
@@ -154,14 +192,18 @@ def run_pass(
     eo = execute_options or executor.ExecuteOptions(max_workers=options.max_workers)
     cs = executor.execute(plan, runtime, options=eo)
     record(desired, cs, db, inventory, options, now=time.time() if now is None else now)
-    result = PassResult(desired.revision, plan, cs, errors, time.monotonic() - began)
-    if not plan.is_empty() or not cs.ok:
+    if options.settle > 0 and any(r.action.kind in (Kind.START, Kind.CREATE) for r in cs.results):
+        time.sleep(options.settle)         # a container that crashes at once shows it by now
+    down = unready(desired, runtime.list_containers({labelmod.OWNER: options.owner}))
+    result = PassResult(desired.revision, plan, cs, errors, time.monotonic() - began, down)
+    if not plan.is_empty() or not cs.ok or down:
         hist.HistoryStore(db, options.owner).record(
             revision=desired.revision, source=options.source, started_at=started_at,
             finished_at=time.time(), result=result.result, counts=cs.counts(),
             changes=[c.to_json() for c in cs.changes], cause=options.cause,
         )
     failed = [f"{c.resource}: {c.detail}" for c in cs.failed()]
+    failed += [f"container:{n}: {why}" for n, why in down.items()]
     log.info("reconcile_pass", result=result.result, actions=len(plan.actions),
              duration=round(result.duration, 3), failures=failed, counts=cs.counts())
     return result

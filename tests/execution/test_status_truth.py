@@ -1,0 +1,79 @@
+"""A pass is "converged" only when every desired container runs as its spec says (#13):
+observed after the pass, never taken from the plan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reconciler import spec
+from reconciler.execution import passes
+from reconciler.runtime import base
+from reconciler.state import labels
+from tests.execution.helpers import write
+from tests.helpers.host import Host
+
+
+def desired(tmp_path: Path, restart: str, extra: str = "") -> spec.DesiredState:
+    write(tmp_path / "m", "c.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: app}}
+        spec: {{image: registry.local/app:1, restart: "{restart}"{extra}}}
+        """)
+    return spec.load(tmp_path / "m")
+
+
+def state(status: str, *, exit_code: int | None = None, health: str | None = None,
+          manually_stopped: bool = False) -> base.ContainerState:
+    return base.ContainerState(id="c1", name="app", image="registry.local/app:1", image_id="sha256:x",
+                               labels={labels.NAME: "app", labels.OWNER: "default"},
+                               status=base.ContainerStatus(status), created="", exit_code=exit_code,
+                               health=health, manually_stopped=manually_stopped)
+
+
+@pytest.mark.parametrize(("restart", "observed", "reason"), [
+    ("always", state("running"), None),
+    ("always", state("exited", exit_code=1), "exited (exit code 1) but its restart policy is always"),
+    ("always", state("restarting", exit_code=1), "restarting"),
+    ("no", state("exited", exit_code=1), None),                       # ran and ended, as its policy allows
+    ("on-failure", state("exited", exit_code=0), None),
+    ("on-failure", state("exited", exit_code=2), "exited (exit code 2) but its restart policy is on-failure"),
+    ("always", state("exited", exit_code=0, manually_stopped=True), None),   # stopped by hand
+    ("always", None, "not created"),
+])
+def test_unready_says_which_desired_container_is_down_and_why(
+        tmp_path: Path, restart: str, observed: base.ContainerState | None, reason: str | None) -> None:
+    down = passes.unready(desired(tmp_path, restart), [observed] if observed else [])
+    if reason is None:
+        assert down == {}
+    else:
+        assert reason in down["app"]
+
+
+def test_an_unhealthy_container_is_not_converged(tmp_path: Path) -> None:
+    d = desired(tmp_path, "always", ", healthcheck: {test: [CMD, 'true']}")
+    assert passes.unready(d, [state("running", health="unhealthy")]) == {"app": "running but unhealthy"}
+    assert passes.unready(d, [state("running", health="starting")]) == {}
+
+
+@pytest.mark.root
+@pytest.mark.registry
+def test_once_exits_1_naming_a_container_that_keeps_crashing(
+        host: Host, busybox_image: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path / "m", "c.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: crasher}}
+        spec: {{image: "{busybox_image}", command: [sh, -c, "exit 1"], networks: [none], restart: always}}
+        """)
+    capfd.readouterr()
+    assert host.cli("apply", str(tmp_path / "m")) == 1
+    out = capfd.readouterr()
+    assert "error: container crasher is not running as desired" in out.err
+    assert out.out.strip().splitlines()[-1].startswith("degraded: ")
+    assert host.cli("history", "-o", "json") == 0
+    rows = json.loads(capfd.readouterr().out)
+    assert rows[0]["result"] == "degraded"

@@ -642,6 +642,12 @@ class ContainerManager:
                 _wait_pid(rec.conmon_pid, 5)
                 if not mounts.is_mounted(p.rootfs):
                     mounts.mount_overlay([Path(d) for d in reversed(rec.lowerdirs)], p.upper, p.work, p.rootfs)
+                if rec.netns_path and not os.path.exists(rec.netns_path) and self.network is not None:
+                    # a reboot (or an emptied run dir) took the namespace, interfaces, hosts file
+                    # and rules: attach repairs them, with the addresses the IPAM still leases
+                    self.network.attach(rec.id, name=rec.name, hostname=rec.hostname,
+                                        networks=rec.config.networks, ports=rec.config.ports,
+                                        aliases=rec.config.aliases)
                 pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec),
                                                  log_size_max=self._log_cap(),
                                                  terminal=rec.terminal, stdin=rec.stdin)

@@ -139,7 +139,7 @@ class RestartManager:
                 restarted.append(cid)
             except rterrors.NotFound:
                 self.cancel(cid)
-            except rterrors.RuntimeBackendError:
+            except Exception:  # noqa: BLE001 - any failure: a failed run, not the end of the watch loop
                 # could not start: treat as a failed run, back off further
                 self._handled.pop(cid, None)
         return restarted
@@ -162,8 +162,11 @@ class RestartManager:
                 try:
                     self.manager.start(rec.id)
                     started.append(rec.id)
-                except rterrors.RuntimeBackendError:
-                    continue
+                except Exception as exc:  # noqa: BLE001 - one container that cannot start does not stop the others
+                    import structlog
+
+                    structlog.get_logger("reconciler.runtime.native.restart").warning(
+                        "could not start at engine start", container=rec.name, error=str(exc))
         return started
 
     def watch(self, stop: threading.Event, *, poll: float = 0.2) -> None:

@@ -22,7 +22,7 @@ from reconciler.runtime.native import containers
 from reconciler.runtime.native.build import builder
 from reconciler.runtime.native.images import ImageStore
 
-__all__ = ["commit"]
+__all__ = ["commit", "paused"]
 
 _RUNTIME_MOUNTS = frozenset({"proc", "sys", "dev", "etc/hosts", "etc/resolv.conf", "etc/hostname"})
 
@@ -57,7 +57,8 @@ def _merged_config(image_cfg: dict[str, Any], rec: containers.Record) -> dict[st
 
 
 @contextlib.contextmanager
-def _paused(manager: containers.ContainerManager, rec: containers.Record, pause: bool) -> Iterator[None]:
+def paused(manager: containers.ContainerManager, rec: containers.Record, pause: bool) -> Iterator[None]:
+    """`rec` frozen (cgroup freezer, runc pause) while the block runs, if it runs and `pause`."""
     if not pause or rec.status != "running":
         yield
         return
@@ -81,7 +82,7 @@ def commit(store: ImageStore, manager: containers.ContainerManager, name_or_id: 
     cfg = _merged_config(store.image_config(rec.image_id), rec)
     cfg = builder.apply_changes(cfg, changes)
     skip = _RUNTIME_MOUNTS | {m.target.strip("/") for m in rec.config.mounts if m.target.strip("/")}
-    with _paused(manager, rec, pause):
+    with paused(manager, rec, pause):
         layer = builder.layer_from_upper(store, upper, below, store.config.root / "build" / "tmp", skip=skip)
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     cfg["created"] = now

@@ -27,7 +27,7 @@ import secrets
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, BinaryIO, cast
 
@@ -109,22 +109,15 @@ class _BytesReader:
         return chunk
 
 
-@contextlib.contextmanager
 def _stopped_or_paused(manager: containers.ContainerManager, rec: containers.Record,
-                       leave_running: bool) -> Iterator[None]:
-    if rec.status != "running":
-        yield
-        return
-    if not leave_running:
+                       leave_running: bool) -> contextlib.AbstractContextManager[None]:
+    """A consistent copy: a stopped container as it is, a running one paused (commit's rule) only
+    when the caller said so."""
+    if rec.status == "running" and not leave_running:
         raise errors.Conflict(f"container {rec.name} is running",
                               hint="stop it first (a consistent copy), or pass --leave-running to pause it "
                                    "while it is copied")
-    oci = manager.oci(rec.runtime)
-    oci.pause(rec.id)
-    try:
-        yield
-    finally:
-        oci.resume(rec.id)
+    return commit.paused(manager, rec, True)
 
 
 def export_container(store: ImageStore, manager: containers.ContainerManager, volumes: VolumeStore,

@@ -410,6 +410,9 @@ class Agent:
         src.notes = list(result.plan.notes)
         src.last_failures = [f"{c.resource}: {c.detail}" for c in result.changeset.failed()] \
             if result.changeset is not None else []
+        # desired containers that do not run as they should: a failure of the pass, shown as such
+        src.last_failures += [f"container:{n}: {why}" for n, why in sorted(result.unready.items())]
+        self.prom.down.labels(name).set(len(result.unready))
         if result.converged:
             src.good = [rev, *[g for g in src.good if g.id != rev.id]][:KEEP_GOOD]
             self.prom.last_applied.labels(name).set(time.time())

@@ -36,6 +36,9 @@ class Metrics:
                                  "Containers over the flap limit, left stopped", registry=r)
         self.managed = pc.Gauge("reconciler_containers_managed", "Containers the agent's sources own",
                                 ["source"], registry=r)
+        self.down = pc.Gauge("reconciler_containers_down",
+                             "Desired containers that, after the last pass, do not run as their spec says "
+                             "(the pass is 'degraded')", ["source"], registry=r)
 
     def render(self) -> tuple[bytes, str]:
         body: bytes = self._pc.generate_latest(self.registry)
@@ -47,7 +50,7 @@ class Metrics:
             self.source_error.labels(source, r).set(1 if r == reason else 0)
 
     def forget(self, source: str) -> None:
-        for g in (self.source_suspended, self.last_applied, self.drift, self.managed):
+        for g in (self.source_suspended, self.last_applied, self.drift, self.managed, self.down):
             _remove(g, source)
         for r in ("fetch", "invalid"):
             _remove(self.source_error, source, r)

@@ -95,6 +95,11 @@ def test_restart_policy_and_flap_limit(tmp_path: Path, native_agent: AgentProc, 
     assert state(a)["crash"].restart_count == count
     assert any(e["type"] == "container_flapping" for e in a.events())
     assert "reconciler_containers_flapping 1.0" in a.api.get("/metrics")
+    # and the agent says so: the pass is degraded, naming the container, never "converged"
+    src = a.source("host")
+    assert src["last_result"] == "degraded"
+    assert any(f.startswith("container:crash: ") for f in src["failures"]), src["failures"]
+    assert 'reconciler_containers_down{source="host"} 1.0' in a.api.get("/metrics")
     assert running(a, "web").pid == again.pid           # the healthy one was never touched
 
 

@@ -4,6 +4,7 @@ run dir emptied; the state root kept), then `ps` and `--once` (#13)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -42,6 +43,13 @@ def reboot(host: Host) -> None:
         subprocess.run(["ip", "link", "del", br], capture_output=True, check=False)
     subprocess.run(["nft", "delete", "table", "ip", host.config.name_prefix], capture_output=True, check=False)
     shutil.rmtree(host.config.run_dir)                     # a tmpfs on a real host
+    # and the boot id changes: what the records name ran in the boot before
+    rt = host.runtime()
+    try:
+        for rec in rt.containers.records():
+            rt.containers.update(rec.id, lambda r: dataclasses.replace(r, boot_id="the-boot-before"))
+    finally:
+        rt.close()
 
 
 def get(url: str) -> str | None:

@@ -179,7 +179,8 @@ class Record:
         return procs.alive(self.pid, self.pid_start, self.boot_id)
 
     def conmon_alive(self) -> bool:
-        return procs.alive(self.conmon_pid, self.conmon_start, self.boot_id)
+        # a conmon that ended is a zombie until PID 1 reaps it: its exit file is (being) written
+        return procs.alive(self.conmon_pid, self.conmon_start, self.boot_id, zombie_ok=True)
 
     def to_json(self) -> str:
         d = dataclasses.asdict(self)
@@ -451,9 +452,16 @@ class ContainerManager:
             return rec
         p = self.paths(rec.id).conmon
         ex = conmon.read_exit(p, rec.id)
-        if ex is None and rec.status == "running" and not rec.main_alive() and not rec.conmon_alive():
-            # conmon writes the exit file, then ends: it may have done both since the first read
-            ex = conmon.read_exit(p, rec.id)
+        if ex is None and rec.conmon_pid and not rec.conmon_alive() and (
+                rec.status == "created" or not rec.main_alive()):
+            # conmon writes the exit file, then ends: it may have done both since the first read,
+            # or be ending now. Only a killed conmon (a reboot) leaves none: give it half a second
+            # once, before the container is taken for lost
+            for _ in range(10):
+                ex = conmon.read_exit(p, rec.id)
+                if ex is not None:
+                    break
+                time.sleep(0.05)
         new = rec
         if ex is not None:
             code, ns = ex

@@ -39,12 +39,14 @@ def start_time(pid: int | None) -> int | None:
     return int(fields[19]) if fields and len(fields) > 19 else None
 
 
-def alive(pid: int | None, start: int | None = None, boot: str | None = None) -> bool:
-    """Whether `pid` is a live (not zombie) process that started at `start` in boot `boot`
-    (either left out when it was not recorded: records of older versions)."""
+def alive(pid: int | None, start: int | None = None, boot: str | None = None, *,
+          zombie_ok: bool = False) -> bool:
+    """Whether `pid` is a live process that started at `start` in boot `boot` (either left out
+    when it was not recorded: records of older versions). A zombie is dead, unless `zombie_ok`:
+    a monitor that has just ended is still finishing its bookkeeping until it is reaped."""
     if not pid or (boot and boot != boot_id()):
         return False
     fields = _stat(pid)
-    if not fields or fields[0] in ("Z", "X", "x"):
+    if not fields or fields[0] in ("X", "x") or (fields[0] == "Z" and not zombie_ok):
         return False
     return start is None or (len(fields) > 19 and int(fields[19]) == start)

@@ -176,7 +176,8 @@ class Record:
     boot_id: str | None = None
 
     def main_alive(self) -> bool:
-        return procs.alive(self.pid, self.pid_start, self.boot_id)
+        # a zombie still counts until reaped (conmon reaps it and writes the exit file meanwhile)
+        return procs.alive(self.pid, self.pid_start, self.boot_id, zombie_ok=True)
 
     def conmon_alive(self) -> bool:
         # a conmon that ended is a zombie until PID 1 reaps it: its exit file is (being) written

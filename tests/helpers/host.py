@@ -18,7 +18,7 @@ from reconciler.cli.main import main
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
 from reconciler.runtime.native.network import NetworkManager
-from tests.runtime.conftest import cleanup, leftovers, new_prefix, remove_networks
+from tests.runtime.conftest import cleanup, leftovers, net_leftovers, new_prefix, remove_networks
 
 
 class Host:
@@ -56,7 +56,7 @@ class Host:
             remove_networks(rt)
             for v in rt.list_volumes():
                 rt.remove_volume(v.name)
-            return leftovers(self.config)
+            return leftovers(self.config) + net_leftovers(self.config.name_prefix)
         finally:
             rt.close()
 

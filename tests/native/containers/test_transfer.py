@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runtime.native.backend import NativeRuntime
-from tests.runtime.conftest import cleanup, leftovers, native_config
+from tests.helpers.host import Host, native_host
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
 
@@ -24,13 +23,12 @@ Reconcile = Callable[..., subprocess.CompletedProcess[bytes]]
 
 @pytest.fixture
 def engines(tmp_path: Path) -> Iterator[tuple[Reconcile, Reconcile]]:
-    """`reconcile` bound to two engines of the test's own (two hosts, as far as state goes)."""
-    configs = [native_config(tmp_path / side) for side in ("a", "b")]
+    """`reconcile` bound to two engines of the test's own (two hosts, as far as state goes), each
+    torn down by the shared Host helper (containers, networks the import made, volumes)."""
 
-    def bound(i: int) -> Reconcile:
-        c = configs[i]
-        env = {**os.environ, "RECONCILER_ROOT": str(c.root), "RECONCILER_RUN_DIR": str(c.run_dir),
-               "RECONCILER_PREFIX": c.name_prefix}
+    def bound(h: Host) -> Reconcile:
+        env = {**os.environ, "RECONCILER_ROOT": str(h.config.root), "RECONCILER_RUN_DIR": str(h.config.run_dir),
+               "RECONCILER_PREFIX": h.config.name_prefix}
 
         def reconcile(*args: str, stdin: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
             proc = subprocess.run([sys.executable, "-m", "reconciler", *args], cwd=REPO, env=env, input=stdin,
@@ -40,16 +38,8 @@ def engines(tmp_path: Path) -> Iterator[tuple[Reconcile, Reconcile]]:
             return proc
         return reconcile
 
-    try:
-        yield bound(0), bound(1)
-    finally:
-        left = []
-        for c in configs:
-            rt = NativeRuntime(c)
-            cleanup(rt)
-            left += leftovers(c)
-            rt.close()
-        assert left == [], left
+    with native_host(tmp_path / "a") as a, native_host(tmp_path / "b") as b:
+        yield bound(a), bound(b)
 
 
 def test_a_stopped_container_moves_with_its_changes_and_volume(

@@ -221,6 +221,7 @@ class ContainerState:
     ip_addresses: Mapping[str, str] = field(default_factory=dict)   # network -> address
     ports: tuple[PortMapping, ...] = ()
     manually_stopped: bool = False
+    error: str | None = None        # why the engine ended it (Docker's State.Error)
 
 
 @dataclass(frozen=True)

@@ -271,7 +271,7 @@ def inspect_document(manager: containers.ContainerManager, rec: containers.Recor
         "Paused": False, "Restarting": rec.restarting and rec.status == "exited",
         "OOMKilled": rec.oom_killed, "Dead": rec.status == "dead",
         "Pid": rec.pid if rec.status == "running" else 0,
-        "ExitCode": rec.exit_code or 0, "Error": "",
+        "ExitCode": rec.exit_code or 0, "Error": rec.error or "",
         "StartedAt": rec.started_at or "0001-01-01T00:00:00Z",
         "FinishedAt": rec.finished_at or "0001-01-01T00:00:00Z",
     }

@@ -174,6 +174,7 @@ class Record:
     pid_start: int | None = None
     conmon_start: int | None = None
     boot_id: str | None = None
+    error: str | None = None                 # why the engine ended it (State.Error), None otherwise
 
     def main_alive(self) -> bool:
         # a zombie still counts until reaped (conmon reaps it and writes the exit file meanwhile)
@@ -211,7 +212,7 @@ class Record:
             pid=self.pid if self.status == "running" else None, oom_killed=self.oom_killed,
             health=self.health, restart_count=self.restart_count,
             ip_addresses=dict(self.ip_addresses), ports=self.config.ports,
-            manually_stopped=self.manually_stopped,
+            manually_stopped=self.manually_stopped, error=self.error,
         )
 
 
@@ -488,6 +489,42 @@ class ContainerManager:
                         new = cur
         return new
 
+    def unmonitored(self, rec: Record) -> bool:
+        """Running, its process alive, its conmon gone without an exit file (killed, OOM-killed):
+        nobody reaps it, records its exit or reads its output any more."""
+        # conmon ends (a zombie until PID 1 reaps it) only after the container's process did:
+        # conmon ended first and that process still runs (not even a zombie) = conmon was killed
+        return (rec.status == "running" and rec.conmon_pid is not None
+                and not procs.alive(rec.conmon_pid, rec.conmon_start, rec.boot_id)
+                and procs.alive(rec.pid, rec.pid_start, rec.boot_id)
+                and conmon.read_exit(self.paths(rec.id).conmon, rec.id) is None)
+
+    def end_unmonitored(self, name_or_id: str) -> Record | None:
+        """A container whose conmon is gone cannot be adopted by a new one (conmon must create
+        it), so it is ended: SIGKILL to its PID 1 (its pid namespace goes with it), recorded as
+        exited 137 with the reason, for its restart policy to bring it back with a monitor, as
+        containerd does when a shim dies. The record if it was ended, else None."""
+        rec = self._load(name_or_id)
+        with self.lock(rec.id):
+            rec = self.refresh(self._load(rec.id))
+            if not self.unmonitored(rec):
+                return None
+            import structlog  # lazily: `ps` and `--version` stay light
+
+            structlog.get_logger("reconciler.runtime.native.containers").warning(
+                "container monitor lost: ending it so its restart policy brings it back",
+                container=rec.name, id=rec.id[:12], conmon_pid=rec.conmon_pid)
+            if not self.oci(rec.runtime).kill(rec.id, 9) and rec.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(rec.pid, 9)      # the runtime lost its state too: the pid is still ours
+            deadline = time.monotonic() + 10
+            while procs.alive(rec.pid, rec.pid_start, rec.boot_id) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            rec = dataclasses.replace(rec, status="exited", exit_code=137, finished_at=now(), pid=None,
+                                      error="monitor (conmon) lost; the container was killed")
+            self._save(rec)
+            return rec
+
     def get(self, name_or_id: str) -> Record:
         return self.refresh(self._load(name_or_id))
 
@@ -670,7 +707,7 @@ class ContainerManager:
                 if not (fresh and (rt.state(rec.id) or {}).get("status") == "running"):
                     rec = self.refresh(rec)
                     raise
-            rec = dataclasses.replace(rec, status="running", started_at=now(), exit_code=None,
+            rec = dataclasses.replace(rec, status="running", started_at=now(), exit_code=None, error=None,
                                       finished_at=None, oom_killed=False, manually_stopped=False,
                                       restarting=False, health="starting" if self._has_health(rec) else None,
                                       health_failures=0)

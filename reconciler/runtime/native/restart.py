@@ -10,6 +10,9 @@ container ran for 10 s or more.
     rm.handle_exit(id)        # decide for one exited container; returns the delay or None
     rm.boot()                 # on engine start: start `always` / not-stopped `unless-stopped`
     rm.watch(stop_event)      # loop: tick whenever the exits dir changes (polling its listing)
+
+A container whose conmon was killed (nothing would record its exit or read its output) is
+ended by tick and boot (exit 137, State.Error says why) and its policy then applies.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from datetime import datetime
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native import containers
 
-__all__ = ["DEFAULT_DELAY", "MAX_DELAY", "RESET_AFTER", "RestartManager", "next_delay", "should_restart"]
+__all__ = ["DEFAULT_DELAY", "MAX_DELAY", "RESET_AFTER", "SWEEP", "RestartManager", "next_delay", "should_restart"]
 
 DEFAULT_DELAY = 0.1
+SWEEP = 2.0             # seconds between checks for containers whose conmon was killed
 MAX_DELAY = 60.0
 RESET_AFTER = 10.0
 
@@ -114,6 +118,7 @@ class RestartManager:
             recs = self.manager.records()
         except rterrors.RuntimeBackendError:
             return restarted
+        recs = self._end_unmonitored(recs)
         live = {r.id for r in recs}
         for cid in list(self._pending):
             if cid not in live:
@@ -151,15 +156,30 @@ class RestartManager:
                 return None
             return max(0.0, min(p.due for p in self._pending.values()) - self.clock())
 
+    def _end_unmonitored(self, recs: list[containers.Record]) -> list[containers.Record]:
+        """`recs`, with each container whose conmon is gone ended (its exit then handled as any)."""
+        out = []
+        for rec in recs:
+            if self.manager.unmonitored(rec):
+                try:
+                    rec = self.manager.end_unmonitored(rec.id) or rec
+                except rterrors.NotFound:
+                    continue
+            out.append(rec)
+        return out
+
     def boot(self) -> list[str]:
-        """Engine start: `always` containers, and `unless-stopped` ones not stopped by hand."""
+        """Engine start: containers whose monitor died with the last engine are ended, then
+        `always` containers, and `unless-stopped` ones not stopped by hand, are started."""
         started = []
-        for rec in self.manager.records():
+        for rec in self._end_unmonitored(self.manager.records()):
             pol = rec.config.restart.name
             if rec.status != "exited":
                 continue
             if pol == "always" or (pol == "unless-stopped" and not rec.manually_stopped):
                 try:
+                    if rec.error is not None:        # ended just now, not by the reboot: a restart
+                        self.manager.update(rec.id, lambda r: dataclasses.replace(r, restart_count=r.restart_count + 1))
                     self.manager.start(rec.id)
                     started.append(rec.id)
                 except Exception as exc:  # noqa: BLE001 - one container that cannot start does not stop the others
@@ -169,18 +189,20 @@ class RestartManager:
                         "could not start at engine start", container=rec.name, error=str(exc))
         return started
 
-    def watch(self, stop: threading.Event, *, poll: float = 0.2) -> None:
-        """Tick whenever conmon's exits dir changes, and when a restart is due, until `stop`."""
+    def watch(self, stop: threading.Event, *, poll: float = 0.2, sweep: float = SWEEP) -> None:
+        """Tick whenever conmon's exits dir changes, when a restart is due, and every `sweep`
+        seconds (a killed conmon writes no exit file), until `stop`."""
         exits = self.manager.config.run_dir / "exits"
         seen: tuple[tuple[str, int], ...] | None = None
+        swept = self.clock()
         while not stop.is_set():
             try:
                 listing = tuple(sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(exits)))
             except OSError:
                 listing = ()
             due = self.next_due()
-            if listing != seen or (due is not None and due <= 0):
-                seen = listing
+            if listing != seen or (due is not None and due <= 0) or self.clock() - swept >= sweep:
+                seen, swept = listing, self.clock()
                 self.tick()
             due = self.next_due()
             stop.wait(poll if due is None else min(poll, due))

@@ -8,13 +8,15 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from reconciler.cli.main import main
-from reconciler.runtime.native import procs
+from reconciler.runtime.native import containers, procs, restart
+from reconciler.runtime.native.backend import NativeRuntime
 from tests.helpers.host import Host
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
@@ -105,4 +107,78 @@ def test_pid_reuse_is_caught_by_the_start_time(host: Host, busybox_image: str) -
     finally:
         stranger.kill()
         stranger.wait()
+        rt.close()
+
+
+def run_ticker(host: Host, image: str, restart: str) -> None:
+    args = [a for a in host.cli_args() if a not in ("--runtime", "native")]
+    assert main(["run", "-d", "--name", "box", "--network", "none", "--restart", restart, *args, image,
+                 "sh", "-c", "while true; do echo tick; sleep 0.1; done"]) == 0
+
+
+def kill_monitor(rt: NativeRuntime) -> containers.Record:
+    rec = rt.containers.get("box")
+    assert rec.status == "running"
+    assert rec.conmon_pid
+    os.kill(rec.conmon_pid, signal.SIGKILL)              # the container's process lives on
+    deadline = time.monotonic() + 10
+    while procs.alive(rec.conmon_pid, rec.conmon_start):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    return rec
+
+
+def test_a_container_whose_monitor_was_killed_is_ended_and_restarted_by_the_agents_watch(
+        host: Host, busybox_image: str) -> None:
+    run_ticker(host, busybox_image, "always")
+    rt = host.runtime()
+    stop = threading.Event()
+    watcher = threading.Thread(target=rt.restart_manager.watch, args=(stop,), daemon=True)
+    try:
+        before = kill_monitor(rt)
+        assert rt.containers.unmonitored(rt.containers.get("box"))
+        assert rt.inspect_container("box").status.value == "running"     # true: its process runs
+        watcher.start()
+        deadline = time.monotonic() + 3 * restart.SWEEP + 10
+        while (rec := rt.containers.get("box")).restart_count == 0 or rec.status != "running":
+            assert time.monotonic() < deadline, "the lost monitor was not noticed"
+            time.sleep(0.05)
+        assert not procs.alive(before.pid, before.pid_start)          # the unmonitored process was ended
+        assert rec.conmon_alive()
+        assert rec.main_alive()
+        assert rec.conmon_pid != before.conmon_pid
+        seen = len(list(rt.logs("box")))
+        deadline = time.monotonic() + 10
+        while len(list(rt.logs("box"))) <= seen:                            # its output is read again
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        if watcher.is_alive():
+            watcher.join(timeout=10)
+        rt.close()
+
+
+def test_an_engine_start_ends_a_container_left_without_a_monitor_with_its_exit_and_reason(
+        host: Host, busybox_image: str) -> None:
+    run_ticker(host, busybox_image, "on-failure")
+    rt = host.runtime()
+    try:
+        before = kill_monitor(rt)
+        rt.restart_manager.boot()                                    # what --once and the agent do first
+        rec = rt.containers.get("box")
+        assert not procs.alive(before.pid, before.pid_start)
+        state = rt.inspect_container("box")
+        assert (state.status.value, state.exit_code) == ("exited", 137)
+        assert state.error is not None
+        assert "monitor" in state.error
+        assert "monitor" in rt.inspect_document("box")["State"]["Error"]   # docker inspect's field
+        deadline = time.monotonic() + 10                              # on-failure: 137 is a failure
+        while (rec := rt.containers.get("box")).status != "running":
+            assert time.monotonic() < deadline
+            rt.restart_manager.tick()
+            time.sleep(0.05)
+        assert rec.restart_count == 1
+        assert rec.error is None
+    finally:
         rt.close()

@@ -4,11 +4,8 @@ volume data) to another host or state root in one archive."""
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
-from collections.abc import Iterator
-from typing import IO, Any
+from typing import Any
 
 __all__ = ["register", "run"]
 
@@ -51,44 +48,6 @@ def run(args: argparse.Namespace) -> int:
     return 2
 
 
-@contextlib.contextmanager
-def output_file(path: str | None) -> Iterator[IO[bytes]]:
-    """stdout, or `path` written atomically (a failed export leaves no file)."""
-    from reconciler.runtime import errors
-
-    if path is None:
-        if sys.stdout.isatty():
-            raise errors.InvalidArgument("refusing to write an archive to a terminal", hint="use -o FILE")
-        yield sys.stdout.buffer
-        sys.stdout.buffer.flush()
-        return
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            yield f
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-@contextlib.contextmanager
-def input_file(path: str | None) -> Iterator[IO[bytes]]:
-    from reconciler.runtime import errors
-
-    if path is None:
-        if sys.stdin.isatty():
-            raise errors.InvalidArgument("no archive on stdin", hint="use -i FILE or pipe an archive in")
-        yield sys.stdin.buffer
-        return
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise errors.InvalidArgument(f"cannot read {path}: {exc.strerror}") from None
-    with f:
-        yield f
-
-
 def _parts(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from reconciler.cli import options
     from reconciler.cli.cmd_pull import open_store
@@ -100,11 +59,12 @@ def _parts(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from reconciler.cli import output
     from reconciler.runtime.native import transfer
 
     store, manager, vols = _parts(args)
     say = (lambda m: print(m, file=sys.stderr)) if sys.stderr.isatty() else None
-    with output_file(args.output) as out:
+    with output.output_file(args.output) as out:
         transfer.export_container(store, manager, vols, args.name, out, with_image=args.with_image,
                                   with_volumes=not args.without_volumes, leave_running=args.leave_running,
                                   progress=say)
@@ -114,13 +74,14 @@ def _export(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from reconciler.cli import output
     from reconciler.execution.backends import open_runtime
     from reconciler.runtime import moving
 
     runtime = open_runtime(args.runtime, root=Path(args.root), run_dir=Path(args.run_dir),
                            name_prefix=args.name_prefix, oci_runtime=args.oci_runtime)
     try:
-        with input_file(args.input) as f:
+        with output.input_file(args.input) as f:
             done = moving.import_container(runtime, f, name=args.name, start=args.start,
                                            progress=lambda m: print(m, file=sys.stderr))
     finally:

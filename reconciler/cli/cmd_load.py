@@ -28,19 +28,14 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.cli import output
     from reconciler.cli.cmd_pull import open_store
-    from reconciler.runtime import errors
     from reconciler.runtime.native import archive
 
     store = open_store(args)
     say = None if args.quiet else (lambda m: print(m, file=sys.stderr))
-    if args.input is None:
-        if sys.stdin.isatty():
-            raise errors.InvalidArgument("no archive on stdin", hint="use -i FILE or pipe an archive in")
-        loaded = archive.load(store, sys.stdin.buffer, progress=say)
-    else:
-        with open(args.input, "rb") as f:
-            loaded = archive.load(store, f, progress=say)
+    with output.input_file(args.input) as f:
+        loaded = archive.load(store, f, progress=say)
     for image in loaded:
         for tag in image.tags:
             print(f"Loaded image: {tag}")

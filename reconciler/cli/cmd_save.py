@@ -8,7 +8,6 @@ The default format is what `docker save` writes (manifest.json + an OCI layout),
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
@@ -32,27 +31,14 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.cli import output
     from reconciler.cli.cmd_pull import open_store
-    from reconciler.runtime import errors
     from reconciler.runtime.native import archive
 
     store = open_store(args)
     for ref in args.images:        # every name checked before anything is written
         store.get(ref)
     say = (lambda m: print(m, file=sys.stderr)) if sys.stderr.isatty() else None
-    if args.output is None:
-        if sys.stdout.isatty():
-            raise errors.InvalidArgument("refusing to write an archive to a terminal",
-                                         hint="use -o FILE or redirect stdout")
-        archive.save(store, args.images, sys.stdout.buffer, fmt=args.format, progress=say)
-        sys.stdout.buffer.flush()
-        return 0
-    tmp = f"{args.output}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as out:
-            archive.save(store, args.images, out, fmt=args.format, progress=say)
-        os.replace(tmp, args.output)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with output.output_file(args.output) as out:
+        archive.save(store, args.images, out, fmt=args.format, progress=say)
     return 0

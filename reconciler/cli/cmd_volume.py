@@ -103,7 +103,7 @@ def _rm(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from reconciler.cli.cmd_container import output_file
+    from reconciler.cli import output
     from reconciler.runtime import errors
     from reconciler.runtime.native import transfer
 
@@ -117,17 +117,17 @@ def _export(args: argparse.Namespace) -> int:
         if running:
             raise errors.Conflict(f"volume {args.name} is used by running container {running[0]}",
                                   hint="stop it first, so the copy is consistent")
-    with output_file(args.output) as out:
+    with output.output_file(args.output) as out:
         transfer.export_volume(_volumes(args), args.name, out)
     return 0
 
 
 def _import(args: argparse.Namespace) -> int:
-    from reconciler.cli.cmd_container import input_file
+    from reconciler.cli import output
     from reconciler.cli.cmd_pull import open_store
     from reconciler.runtime.native import transfer
 
-    with input_file(args.input) as f:
+    with output.input_file(args.input) as f:
         transfer.import_volume(_volumes(args), args.name, f, store=open_store(args))
     print(args.name)
     return 0

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TextIO
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import IO, Any, TextIO
 
-__all__ = ["add_output_flag", "emit", "print_json", "print_table"]
+__all__ = ["add_output_flag", "emit", "input_file", "output_file", "print_json", "print_table"]
 
 
 def add_output_flag(parser: argparse.ArgumentParser) -> None:
@@ -52,3 +54,45 @@ def emit(
         print_json(list(rows))
     else:
         print_table(rows, columns)
+
+
+@contextlib.contextmanager
+def output_file(path: str | None) -> Iterator[IO[bytes]]:
+    """Where an archive goes (`save`, `container export`, `volume export`): stdout, refused when
+    it is a terminal as docker does, or `path` written atomically (a failed write leaves no file)."""
+    from reconciler.runtime import errors
+
+    if path is None:
+        if sys.stdout.isatty():
+            raise errors.InvalidArgument("refusing to write an archive to a terminal",
+                                         hint="use -o FILE or redirect stdout")
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def input_file(path: str | None) -> Iterator[IO[bytes]]:
+    """Where an archive comes from (`load`, `container import`, `volume import`): stdin, refused
+    when it is a terminal, or `path`."""
+    from reconciler.runtime import errors
+
+    if path is None:
+        if sys.stdin.isatty():
+            raise errors.InvalidArgument("no archive on stdin", hint="use -i FILE or pipe an archive in")
+        yield sys.stdin.buffer
+        return
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise errors.InvalidArgument(f"cannot read {path}: {exc.strerror}") from None
+    with f:
+        yield f

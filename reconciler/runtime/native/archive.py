@@ -26,7 +26,7 @@ import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, BinaryIO, cast
+from typing import IO, Any, cast
 
 from reconciler.runtime import errors
 from reconciler.runtime.native import content, layers, snapshots
@@ -102,7 +102,7 @@ def _tags_named(store: ImageStore, ref: str, repo_tags: Sequence[str]) -> list[s
     return [t for t in wanted if store.parse(t).tag == r.tag] if explicit else wanted
 
 
-def save(store: ImageStore, refs: Sequence[str], out: BinaryIO, *, fmt: str = "docker-archive",
+def save(store: ImageStore, refs: Sequence[str], out: IO[bytes], *, fmt: str = "docker-archive",
          progress: Progress | None = None) -> list[str]:
     """Write the images `refs` names to `out` as one tar stream; returns their ids."""
     if fmt not in FORMATS:
@@ -167,7 +167,7 @@ class _Refusing(io.RawIOBase):
         return len(data)
 
 
-def _open_stream(src: BinaryIO) -> tuple[IO[bytes], Callable[[], None]]:
+def _open_stream(src: IO[bytes]) -> tuple[IO[bytes], Callable[[], None]]:
     """`src` decompressed if it is gzip or zstd (sniffed), as a plain byte stream."""
     buffered = io.BufferedReader(_Refusing(src), 1 << 16)
     head = buffered.peek(4)[:4]
@@ -446,7 +446,7 @@ def _import(store: ImageStore, cand: _Candidate, say: Progress) -> LoadedImage:
     return LoadedImage(cand.config_digest, tuple(tags), manifest_digest)
 
 
-def load(store: ImageStore, src: BinaryIO, *, progress: Progress | None = None) -> list[LoadedImage]:
+def load(store: ImageStore, src: IO[bytes], *, progress: Progress | None = None) -> list[LoadedImage]:
     """Load every image of the archive `src`; all or nothing for the blobs it adds."""
     say = progress or (lambda _m: None)
     stream, close = _open_stream(src)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -106,26 +105,10 @@ class Supervisor:
             self._stop.wait(max(self.poll, 0.5))
 
     def _restart_loop(self) -> None:
-        rm = self.runtime.restart_manager
-        exits = self.runtime.config.run_dir / "exits"
-        seen: tuple[tuple[str, int], ...] | None = None
-        while not self._stop.is_set():
-            try:
-                listing = tuple(sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(exits)))
-            except OSError:
-                listing = ()
-            due = rm.next_due()
-            if listing != seen or (due is not None and due <= 0):
-                seen = listing
-                try:
-                    self._tick(rm)
-                except Exception:  # noqa: BLE001 - keep supervising
-                    self._log.exception("restart_tick_failed")
-            due = rm.next_due()
-            self._stop.wait(self.poll if due is None else min(self.poll, max(due, 0.01)))
+        # the engine's own watch (exit files, due restarts, lost monitors), with flap accounting
+        self.runtime.restart_manager.watch(self._stop, poll=self.poll, on_tick=self._restarted)
 
-    def _tick(self, rm: Any) -> None:
-        restarted = rm.tick()
+    def _restarted(self, restarted: list[str]) -> None:
         now = time.monotonic()
         manager = self.runtime.containers
         for cid in restarted:
@@ -160,6 +143,6 @@ class Supervisor:
                     self._flapping.pop(cid, None)
                 continue
             if rec.status == "exited":
-                rm.cancel(cid)                  # no further restart: reported instead
+                self.runtime.restart_manager.cancel(cid)   # no further restart: reported instead
                 if rec.restarting:
                     manager.update(cid, lambda r: dataclasses.replace(r, restarting=False))

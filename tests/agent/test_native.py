@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 
+from reconciler.runtime.native import procs
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
 from tests.agent.conftest import AgentProc, wait_for
+from tests.helpers.host import reboot
 from tests.runtime.conftest import cleanup, leftovers
 
 pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
@@ -192,3 +194,46 @@ def test_sigterm_finishes_the_replacement_in_flight_and_starts_nothing_new(
         wait_for("second replaced after the restart", lambda: env("second") == "2" and running(b, "second"))
     finally:
         b.stop()
+
+
+def test_after_a_reboot_the_agent_alone_brings_back_the_always_containers(
+        tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
+    a = native_agent
+    (tmp_path / "m" / "web.yaml").write_text(doc("web", busybox_image, "sleep 3600"))
+    (tmp_path / "m" / "job.yaml").write_text(doc("job", busybox_image, "sleep 3600", restart="\"no\""))
+    a.start()
+    web = wait_for("web running", lambda: running(a, "web"))
+    wait_for("job running", lambda: running(a, "job"))
+    a.stop()
+    reboot(NativeConfig(root=a.root, run_dir=a.run_dir, name_prefix=a.prefix))
+    assert {n: str(c.status) for n, c in state(a).items()} == {"web": "exited", "job": "exited"}
+    # the manifests are unreachable after the reboot (a network share not mounted yet): no pass
+    # can run, so only the engine's own start can bring a container back, as dockerd does
+    (tmp_path / "m").rename(tmp_path / "m.away")
+    a.start()
+    again = wait_for("web back without a pass", lambda: running(a, "web"))
+    assert again.id == web.id
+    assert again.pid != web.pid
+    assert str(state(a)["job"].status) == "exited"              # restart: no stays down
+    assert a.source("host").get("last_result") != "converged"
+
+
+def test_a_killed_conmon_under_the_agent_is_noticed_and_the_container_restarted(
+        tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
+    a = native_agent
+    (tmp_path / "m" / "web.yaml").write_text(doc("web", busybox_image, "sleep 3600"))
+    a.start()
+    wait_for("web running", lambda: running(a, "web"))
+    rt = engine(a)
+    try:
+        before = rt.containers.get("web")
+        assert before.conmon_pid is not None
+        os.kill(before.conmon_pid, signal.SIGKILL)                    # its monitor dies, it runs on
+        again = wait_for("web restarted with a new monitor",
+                         lambda: (r := rt.containers.get("web")).status == "running"
+                         and r.conmon_pid != before.conmon_pid and r)
+    finally:
+        rt.close()
+    assert again.restart_count == before.restart_count + 1
+    assert not procs.alive(before.pid, before.pid_start)              # the unmonitored process ended
+    assert any(e["type"] == "container_restarted" and e["container"] == "web" for e in a.events())

@@ -9,12 +9,18 @@ cgroups, networks, volumes; then it fails the test if anything of the engine is 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
+import shutil
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from reconciler.cli.main import main
+from reconciler.runtime.native import ipam
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
 from reconciler.runtime.native.network import NetworkManager
@@ -90,3 +96,34 @@ def native_host(tmp: Path) -> Iterator[Host]:
     finally:
         left = h.teardown()
         assert left == [], f"left on the host: {left}"
+
+
+def reboot(config: NativeConfig) -> None:
+    """What a reboot does to the engine on `config`, and only to it: every process of its run dir
+    and of its containers killed, its mounts, bridges and nft table gone, its run dir emptied
+    (a tmpfs on a real host), the boot id moved on; its state root kept."""
+    pids = {pid for pid, _ in engine_processes(config.run_dir)}
+    for procs in Path("/sys/fs/cgroup").glob(f"*/{config.name_prefix}/**/cgroup.procs"):
+        pids |= {int(x) for x in procs.read_text().split()}    # the containers' own processes
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    time.sleep(0.2)
+    mounted = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+               if line.split()[4].startswith((str(config.root), str(config.run_dir)))]
+    for mp in sorted(mounted, key=len, reverse=True):
+        subprocess.run(["umount", "-l", mp], check=False)
+    bridges = [n.bridge for n in ipam.IPAM(config.db()).networks()]
+    for br in bridges:
+        subprocess.run(["ip", "link", "del", br], capture_output=True, check=False)
+    subprocess.run(["nft", "delete", "table", "ip", config.name_prefix], capture_output=True, check=False)
+    shutil.rmtree(config.run_dir)                     # a tmpfs on a real host
+    # and the boot id changes: what the records name ran in the boot before
+    rt = NativeRuntime(config, network=NetworkManager(config))
+    try:
+        for rec in rt.containers.records():
+            rt.containers.update(rec.id, lambda r: dataclasses.replace(r, boot_id="the-boot-before"))
+    finally:
+        rt.close()

@@ -4,52 +4,18 @@ run dir emptied; the state root kept), then `ps` and `--once` (#13)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import shutil
-import signal
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from reconciler.runtime.native import ipam
 from tests.execution.helpers import write
-from tests.helpers.host import Host, engine_processes
+from tests.helpers.host import Host, reboot
 
 pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
-
-
-def reboot(host: Host) -> None:
-    """What a reboot does to this engine, and only to it."""
-    pids = {pid for pid, _ in engine_processes(host.config.run_dir)}
-    for procs in Path("/sys/fs/cgroup").glob(f"*/{host.config.name_prefix}/**/cgroup.procs"):
-        pids |= {int(x) for x in procs.read_text().split()}    # the containers' own processes
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    time.sleep(0.2)
-    mounted = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
-               if line.split()[4].startswith((str(host.config.root), str(host.config.run_dir)))]
-    for mp in sorted(mounted, key=len, reverse=True):
-        subprocess.run(["umount", "-l", mp], check=False)
-    bridges = [n.bridge for n in ipam.IPAM(host.config.db()).networks()]
-    for br in bridges:
-        subprocess.run(["ip", "link", "del", br], capture_output=True, check=False)
-    subprocess.run(["nft", "delete", "table", "ip", host.config.name_prefix], capture_output=True, check=False)
-    shutil.rmtree(host.config.run_dir)                     # a tmpfs on a real host
-    # and the boot id changes: what the records name ran in the boot before
-    rt = host.runtime()
-    try:
-        for rec in rt.containers.records():
-            rt.containers.update(rec.id, lambda r: dataclasses.replace(r, boot_id="the-boot-before"))
-    finally:
-        rt.close()
 
 
 def get(url: str) -> str | None:
@@ -106,7 +72,7 @@ def test_once_brings_back_a_served_app_with_its_network_port_and_volume_after_a_
     finally:
         rt.close()
 
-    reboot(host)
+    reboot(host.config)
 
     capfd.readouterr()
     args = [a for a in host.cli_args() if a not in ("--runtime", "native")]

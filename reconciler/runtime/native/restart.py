@@ -189,9 +189,11 @@ class RestartManager:
                         "could not start at engine start", container=rec.name, error=str(exc))
         return started
 
-    def watch(self, stop: threading.Event, *, poll: float = 0.2, sweep: float = SWEEP) -> None:
+    def watch(self, stop: threading.Event, *, poll: float = 0.2, sweep: float = SWEEP,
+              on_tick: Callable[[list[str]], None] | None = None) -> None:
         """Tick whenever conmon's exits dir changes, when a restart is due, and every `sweep`
-        seconds (a killed conmon writes no exit file), until `stop`."""
+        seconds (a killed conmon writes no exit file), until `stop`; `on_tick` gets the ids
+        each tick restarted. A failing tick is logged and the watch goes on."""
         exits = self.manager.config.run_dir / "exits"
         seen: tuple[tuple[str, int], ...] | None = None
         swept = self.clock()
@@ -203,6 +205,13 @@ class RestartManager:
             due = self.next_due()
             if listing != seen or (due is not None and due <= 0) or self.clock() - swept >= sweep:
                 seen, swept = listing, self.clock()
-                self.tick()
+                try:
+                    restarted = self.tick()
+                    if on_tick is not None:
+                        on_tick(restarted)
+                except Exception:  # noqa: BLE001 - keep watching: one bad tick is not the end
+                    import structlog
+
+                    structlog.get_logger("reconciler.runtime.native.restart").exception("restart_tick_failed")
             due = self.next_due()
-            stop.wait(poll if due is None else min(poll, due))
+            stop.wait(poll if due is None else min(poll, max(due, 0.01)))

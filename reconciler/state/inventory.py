@@ -25,6 +25,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -270,6 +271,9 @@ class InventoryStore:
             with self.db.tx() as tx:
                 tx.executemany("UPDATE inv_objects SET spec_json = ?, config_json = ?"
                                " WHERE owner = ? AND kind = ? AND name = ?", fixes)
+            # the old pages are still in the main file until a checkpoint copies the new ones over
+            with contextlib.suppress(sqlite3.OperationalError):     # busy: the next checkpoint does it
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def load(self) -> Inventory:
         conn = self.db.connect()

@@ -534,6 +534,7 @@ class ContainerManager:
             undo.append(lambda: shutil.rmtree(p.dir, ignore_errors=True))
             for d in (p.upper, p.work, p.rootfs):
                 d.mkdir()
+            os.chmod(p.upper, 0o755)  # noqa: S103 - the container's "/" has the upper dir's mode, not the umask's
             mounts.mount_overlay([Path(d) for d in reversed(lowerdirs)], p.upper, p.work, p.rootfs)
             undo.append(lambda: mounts.unmount(p.rootfs))
             rec = self._prepare(cid, name, config, image_id, image_config, lowerdirs, undo, terminal=terminal)
@@ -611,6 +612,9 @@ class ContainerManager:
         if resolv_src is None:
             resolv.write_text(_resolv_conf(host_network))
         (p.dir / "hostname").write_text(hostname + "\n")
+        for f in (hosts, resolv, p.dir / "hostname"):
+            if f.parent == p.dir:
+                os.chmod(f, 0o644)
         etc = {"/etc/hosts": hosts, "/etc/resolv.conf": resolv, "/etc/hostname": p.dir / "hostname"}
         mount_specs = volumes.mount_entries(config.mounts, self.volumes, p.rootfs)
         if config.init:

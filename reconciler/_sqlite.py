@@ -79,13 +79,15 @@ class Database:
         mode) and its WAL/SHM files: 0600."""
         if str(self.path) == ":memory:":
             return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # Never open and close a descriptor of a database this process may have open: closing
+        # any descriptor of a file drops every POSIX lock the process holds on it, and sqlite's
+        # other connections then write over each other ("database disk image is malformed").
+        # Only a file created here, that nobody can have open yet, is opened; others are chmodded.
         try:
-            if os.fstat(fd).st_mode & 0o077:
-                os.fchmod(fd, 0o600)
-        finally:
-            os.close(fd)
-        for suffix in _SIDE_FILES[1:]:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        except FileExistsError:
+            pass
+        for suffix in _SIDE_FILES:
             side = Path(f"{self.path}{suffix}")
             try:
                 if side.stat().st_mode & 0o077:

@@ -891,7 +891,8 @@ class ContainerManager:
                 return self._exec_tty(cmd, timeout)
             pid_file = path.with_suffix(".pid")
             cmd = [*cmd[:-1], "--pid-file", str(pid_file), cmd[-1]]
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    umask=oci.CONTAINER_UMASK)
             try:
                 out, err = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired as exc:
@@ -915,7 +916,8 @@ class ContainerManager:
 
         master, slave = pty.openpty()
         try:
-            proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+            proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                                    umask=oci.CONTAINER_UMASK)
         finally:
             os.close(slave)
         out = bytearray()

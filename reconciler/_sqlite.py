@@ -4,6 +4,11 @@ Each module that keeps records declares its own tables with `ensure_schema()` (i
 `CREATE TABLE IF NOT EXISTS` statements), so the DB has no central migration list to edit.
 Connections are per thread (sqlite3 objects must not cross threads); writers serialise on
 sqlite's own lock with a busy timeout.
+
+The database holds what the reconciler knows about the host (docs/security.md, "Secrets at
+rest"), so it is private: its directory (the state root) is made 0700 when the database is
+opened, and `state.db`, `state.db-wal` and `state.db-shm` are 0600 whoever created them and
+whatever the process umask was.
 """
 
 from __future__ import annotations
@@ -15,7 +20,33 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["Database"]
+__all__ = ["Database", "make_private", "private_umask"]
+
+PRIVATE_UMASK = 0o077
+_SIDE_FILES = ("", "-wal", "-shm", "-journal")
+
+
+def private_umask() -> int:
+    """Set the process umask to 077 (files 0600, directories 0700); returns the old one.
+
+    Called first thing by the CLI and the agent: everything they write under the state root
+    (records, revision copies, git checkouts, runtime state) is the owner's only.
+    """
+    return os.umask(PRIVATE_UMASK)
+
+
+def make_private(directory: Path) -> None:
+    """Create `directory` 0700, or take group/other access away from an existing one.
+
+    A shared directory (sticky bit, as /tmp) or `/` is never changed: that would be a
+    misconfigured root, not ours to lock.
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = directory.stat()
+    if str(directory.resolve()) == "/" or st.st_mode & 0o1000:
+        return
+    if st.st_mode & 0o077:
+        os.chmod(directory, st.st_mode & 0o7700)
 
 
 class Database:
@@ -23,7 +54,8 @@ class Database:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private(self.path.parent)
+        self._private_files()
         self._local = threading.local()
         self._schemas: set[str] = set()
         self._lock = threading.Lock()
@@ -37,8 +69,31 @@ class Database:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA secure_delete=ON")     # replaced rows leave no old bytes behind
             self._local.conn = conn
+            self._private_files()
         return conn
+
+    def _private_files(self) -> None:
+        """state.db (created empty here if missing, so sqlite never makes it with a wider
+        mode) and its WAL/SHM files: 0600."""
+        if str(self.path) == ":memory:":
+            return
+        # Never open and close a descriptor of a database this process may have open: closing
+        # any descriptor of a file drops every POSIX lock the process holds on it, and sqlite's
+        # other connections then write over each other ("database disk image is malformed").
+        # Only a file created here, that nobody can have open yet, is opened; others are chmodded.
+        try:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        except FileExistsError:
+            pass
+        for suffix in _SIDE_FILES:
+            side = Path(f"{self.path}{suffix}")
+            try:
+                if side.stat().st_mode & 0o077:
+                    os.chmod(side, 0o600)
+            except FileNotFoundError:
+                pass
 
     def ensure_schema(self, name: str, ddl: str) -> None:
         """Run `ddl` (a script of idempotent statements) once per process under `name`."""

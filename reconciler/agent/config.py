@@ -8,6 +8,7 @@
     metrics: {listen: "127.0.0.1:9464"}    # optional: /metrics on TCP as well
     webhook: {listen: "127.0.0.1:9465"}    # optional: push webhooks for git sources
     supervision: {flap_limit: 5, flap_window: 2m}
+    history: {keep: 1000, max_age: 30d}    # per owner; identical failed passes share one row
     sources:
       - name: local                    # also the owner (reconciler.owner label) unless `owner`
         directory: /etc/reconciler/manifests.d
@@ -60,6 +61,12 @@ SCHEMA: dict[str, Any] = {
             "properties": {"flap_limit": {"type": "integer", "minimum": 1},
                            "flap_window": _DURATION,
                            "enabled": {"type": "boolean"}},
+        },
+        "history": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"keep": {"type": "integer", "minimum": 1},
+                           "max_age": {"oneOf": [{"type": "number", "exclusiveMinimum": 0},
+                                                 {"type": "string", "pattern": r"^([0-9.]+(ms|s|m|h|d))+$"}]}},
         },
         "sources": {
             "type": "array",
@@ -158,6 +165,8 @@ class AgentConfig:
     supervise: bool = True
     flap_limit: int = 5
     flap_window: float = 120.0
+    history_keep: int = 1000                # passes kept per owner
+    history_max_age: float = 30 * 86400.0   # seconds a pass is kept
     sources: tuple[SourceConfig, ...] = field(default_factory=tuple)
     path: Path | None = None                # the file it was read from (SIGHUP re-reads it)
 
@@ -250,6 +259,7 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
         raise ConfigError(f"{len(problems)} problem(s) in the agent config:\n" + "\n".join(problems),
                           hint="fix the agent config; `reconcile agent --config FILE --check` validates it")
     sup = data.get("supervision") or {}
+    history = data.get("history") or {}
     from reconciler.runtime.native.config import locations
 
     root = Path(data.get("root", "/var/lib/reconciler"))
@@ -262,8 +272,18 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
         drift_interval=_duration(data.get("drift_interval", 60)), parallel=int(data.get("parallel", 4)),
         metrics_listen=_listen(data.get("metrics")), webhook_listen=_listen(data.get("webhook")),
         supervise=bool(sup.get("enabled", True)), flap_limit=int(sup.get("flap_limit", 5)),
-        flap_window=_duration(sup.get("flap_window", 120)), sources=tuple(sources),
+        flap_window=_duration(sup.get("flap_window", 120)),
+        history_keep=int(history.get("keep", 1000)), history_max_age=_days(history.get("max_age", "30d")),
+        sources=tuple(sources),
     )
+
+
+def _days(value: Any) -> float:
+    """A duration that may also be written in days ("30d", "1d12h")."""
+    if isinstance(value, str) and "d" in value:
+        days, _, rest = value.partition("d")
+        return float(days) * 86400.0 + (_duration(rest) if rest else 0.0)
+    return _duration(value)
 
 
 def _source(s: Mapping[str, Any], owner: str) -> SourceConfig:

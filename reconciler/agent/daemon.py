@@ -35,7 +35,7 @@ from typing import Any
 import structlog
 
 from reconciler import __version__, spec
-from reconciler._sqlite import Database
+from reconciler._sqlite import Database, private_umask
 from reconciler.agent import config as cfgmod
 from reconciler.agent import metrics as metrics_mod
 from reconciler.agent import supervise
@@ -107,6 +107,7 @@ class Agent:
         try:
             self._stack.enter_context(locking.store_lock(cfg.root))
             self.db = Database(cfg.root / "state.db")
+            hist.configure(keep=cfg.history_keep, max_age=cfg.history_max_age)
             if cfg.runtime == "native":
                 self._runtime = backends.open_runtime("native", root=cfg.root, run_dir=cfg.run_dir,
                                                       name_prefix=cfg.name_prefix, oci_runtime=cfg.oci_runtime)
@@ -180,6 +181,7 @@ class Agent:
         if ignored:
             self._log.warning("config_reload_partial", needs_restart=ignored)
         self.config = dataclasses.replace(new, **{f: getattr(old, f) for f in fixed})
+        hist.configure(keep=new.history_keep, max_age=new.history_max_age)
         wanted = {s.name: s for s in new.sources}
         with self._lock:
             current = dict(self._sources)
@@ -548,7 +550,8 @@ class Agent:
             for p in hist.HistoryStore(self.db, s.cfg.owner).list(limit=limit):
                 out.append({"id": p.id, "source": s.cfg.name, "owner": p.owner, "revision": p.revision,
                             "started_at": p.started_at, "finished_at": p.finished_at, "result": p.result,
-                            "counts": dict(p.counts), "changes": list(p.changes)})
+                            "counts": dict(p.counts), "changes": list(p.changes),
+                            "repeats": p.repeats, "first_started_at": p.first_started_at})
         out.sort(key=lambda p: int(p["id"]), reverse=True)
         return out[:limit]
 
@@ -590,7 +593,19 @@ def _origin(sc: cfgmod.SourceConfig) -> str:
 
 
 def run_agent(config: cfgmod.AgentConfig, *, ready: Callable[[Agent], None] | None = None) -> int:
-    """Run in the foreground until SIGTERM/SIGINT; SIGHUP re-reads the config file."""
+    """Run in the foreground until SIGTERM/SIGINT; SIGHUP re-reads the config file.
+
+    Under umask 077 (docs/security.md, "Secrets at rest"); history is bounded by the
+    config's `history:` settings.
+    """
+    old_umask = private_umask()
+    try:
+        return _run_agent(config, ready=ready)
+    finally:
+        os.umask(old_umask)
+
+
+def _run_agent(config: cfgmod.AgentConfig, *, ready: Callable[[Agent], None] | None) -> int:
     stop = threading.Event()
     reload = threading.Event()
 

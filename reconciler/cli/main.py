@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -73,7 +74,22 @@ def _command_of(argv: list[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line and return the process exit code."""
+    """Run the command line and return the process exit code.
+
+    Under umask 077 (docs/security.md, "Secrets at rest"): what a command writes under the
+    state root is the owner's only. The old umask is back on return (main() is also called
+    in-process, by tests and embedders).
+    """
+    from reconciler._sqlite import private_umask
+
+    old_umask = private_umask()
+    try:
+        return _main(argv)
+    finally:
+        os.umask(old_umask)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     args_list = _rewrite_once(list(sys.argv[1:] if argv is None else argv))
     command = _command_of(args_list)
     bare_version = command is None and "--version" in args_list and not {"-h", "--help"} & set(args_list)

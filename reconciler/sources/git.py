@@ -239,7 +239,7 @@ class GitSource:
     def _ensure_repo(self) -> None:
         if (self.repo / "HEAD").is_file():
             return
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._run(["init", "--quiet", "--bare", str(self.repo)], git_dir=False)
 
     def _fetch_commit(self) -> str:
@@ -298,7 +298,7 @@ class GitSource:
         dest = self.worktrees / sha
         if dest.is_dir():
             return dest
-        self.worktrees.mkdir(parents=True, exist_ok=True)
+        self.worktrees.mkdir(mode=0o700, parents=True, exist_ok=True)   # checkouts: private
         tmp = self.worktrees / f".tmp-{sha[:12]}-{uuid.uuid4().hex[:8]}"
         try:
             self._run(["worktree", "add", "--quiet", "--detach", "--force", str(tmp), sha])

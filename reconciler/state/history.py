@@ -1,18 +1,54 @@
 """History: one record per pass that changed something or failed (revision, time, changes, result).
 
 `reconcile history` lists it; the last good revision is what a rollback re-applies.
+
+The history is bounded (docs/security.md, "Secrets at rest"; the agent config's `history:`):
+a pass that fails exactly as the one before it (same revision, source, result, counts,
+changes and cause) bumps that row's `repeats` and last time instead of adding a row, and
+each record prunes the owner's rows beyond the newest `keep` (default 1000) and those that
+finished more than `max_age` ago (default 30 days) — never the newest converged pass, the
+rollback target. Change values under `env.` and `build.args.` are never stored.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler._sqlite import Database
 
-__all__ = ["HistoryStore", "Pass", "last_converged"]
+__all__ = ["DEFAULT_KEEP", "DEFAULT_MAX_AGE", "HistoryLimits", "HistoryStore", "Pass", "configure",
+           "last_converged"]
+
+DEFAULT_KEEP = 1000                     # passes per owner
+DEFAULT_MAX_AGE = 30 * 86400.0          # seconds
+
+
+@dataclass(frozen=True)
+class HistoryLimits:
+    keep: int = DEFAULT_KEEP
+    max_age: float = DEFAULT_MAX_AGE
+
+    def __post_init__(self) -> None:
+        if self.keep < 1 or self.max_age <= 0:
+            raise ValueError("history limits must keep at least one pass for some time")
+
+
+_limits = HistoryLimits()
+_limits_lock = threading.Lock()
+
+
+def configure(*, keep: int = DEFAULT_KEEP, max_age: float = DEFAULT_MAX_AGE) -> HistoryLimits:
+    """Set the process-wide limits (the agent applies its config's `history:`); returns the old."""
+    global _limits
+    with _limits_lock:
+        old, _limits = _limits, HistoryLimits(keep=keep, max_age=max_age)
+    return old
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS history_passes (
@@ -25,7 +61,9 @@ CREATE TABLE IF NOT EXISTS history_passes (
     result TEXT NOT NULL,
     counts_json TEXT NOT NULL DEFAULT '{}',
     changes_json TEXT NOT NULL DEFAULT '[]',
-    cause TEXT NOT NULL DEFAULT ''
+    cause TEXT NOT NULL DEFAULT '',
+    repeats INTEGER NOT NULL DEFAULT 1,
+    first_at REAL
 );
 CREATE INDEX IF NOT EXISTS history_passes_owner ON history_passes (owner, id);
 """
@@ -45,16 +83,27 @@ class Pass:
     counts: Mapping[str, int] = field(default_factory=dict)
     changes: Sequence[Mapping[str, Any]] = ()
     cause: str = ""                              # why the pass ran, when not the source ("rollback to <id>")
+    repeats: int = 1                             # identical failed passes merged into this row
+    first_at: float | None = None                # started_at of the first of them
+
+    @property
+    def first_started_at(self) -> float:
+        return self.started_at if self.first_at is None else self.first_at
 
 
 class HistoryStore:
     """The pass history of one owner in the state DB."""
 
-    def __init__(self, db: Database, owner: str) -> None:
+    def __init__(self, db: Database, owner: str, *, limits: HistoryLimits | None = None) -> None:
         self.db = db
         self.owner = owner
+        self._limits = limits
         db.ensure_schema("history", _DDL)
-        _ensure_cause_column(db)
+        _ensure_columns(db)
+
+    @property
+    def limits(self) -> HistoryLimits:
+        return self._limits or _limits
 
     def record(
         self,
@@ -68,17 +117,51 @@ class HistoryStore:
         changes: Sequence[Mapping[str, Any]],
         cause: str = "",
     ) -> int:
+        counts_json = json.dumps(dict(counts), sort_keys=True)
+        changes_json = json.dumps([_mask_change(c) for c in changes], sort_keys=True, default=str)
         with self.db.tx() as conn:
-            cur = conn.execute(
-                "INSERT INTO history_passes (owner, revision, source, started_at, finished_at,"
-                " result, counts_json, changes_json, cause) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    self.owner, revision, source, started_at, finished_at, result,
-                    json.dumps(dict(counts), sort_keys=True),
-                    json.dumps(list(changes), sort_keys=True, default=str), cause,
-                ),
-            )
-            return int(cur.lastrowid or 0)
+            last = conn.execute(
+                "SELECT id, revision, source, result, counts_json, changes_json, cause, started_at, first_at"
+                " FROM history_passes WHERE owner = ? ORDER BY id DESC LIMIT 1", (self.owner,),
+            ).fetchone()
+            if (last is not None and result != "converged"
+                    and (last["revision"], last["source"], last["result"], last["counts_json"],
+                         last["changes_json"], last["cause"])
+                    == (revision, source, result, counts_json, changes_json, cause)):
+                first = last["first_at"] if last["first_at"] is not None else last["started_at"]
+                conn.execute(
+                    "UPDATE history_passes SET repeats = repeats + 1, first_at = ?, started_at = ?,"
+                    " finished_at = ? WHERE id = ?", (first, started_at, finished_at, last["id"]),
+                )
+                pass_id = int(last["id"])
+            else:
+                cur = conn.execute(
+                    "INSERT INTO history_passes (owner, revision, source, started_at, finished_at,"
+                    " result, counts_json, changes_json, cause) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (self.owner, revision, source, started_at, finished_at, result,
+                     counts_json, changes_json, cause),
+                )
+                pass_id = int(cur.lastrowid or 0)
+            self._prune(conn, now=finished_at)
+            return pass_id
+
+    def prune(self, *, now: float | None = None) -> int:
+        """Apply the limits now; returns how many rows went."""
+        with self.db.tx() as conn:
+            return self._prune(conn, now=time.time() if now is None else now)
+
+    def _prune(self, conn: sqlite3.Connection, *, now: float) -> int:
+        lim = self.limits
+        keep_row = conn.execute(
+            "SELECT MAX(id) FROM history_passes WHERE owner = ? AND result = 'converged'", (self.owner,),
+        ).fetchone()[0]
+        protect = -1 if keep_row is None else int(keep_row)
+        cur = conn.execute(
+            "DELETE FROM history_passes WHERE owner = ? AND id != ? AND (finished_at < ? OR id <= "
+            " COALESCE((SELECT id FROM history_passes WHERE owner = ? ORDER BY id DESC LIMIT 1 OFFSET ?), -1))",
+            (self.owner, protect, now - lim.max_age, self.owner, lim.keep),
+        )
+        return int(cur.rowcount or 0)
 
     def list(self, *, limit: int = 50) -> list[Pass]:
         """Newest first."""
@@ -91,7 +174,7 @@ class HistoryStore:
                 id=r["id"], owner=r["owner"], revision=r["revision"], source=r["source"],
                 started_at=r["started_at"], finished_at=r["finished_at"], result=r["result"],
                 counts=json.loads(r["counts_json"]), changes=json.loads(r["changes_json"]),
-                cause=r["cause"],
+                cause=r["cause"], repeats=r["repeats"], first_at=r["first_at"],
             )
             for r in rows
         ]
@@ -113,16 +196,35 @@ def last_converged(db: Database) -> set[str]:
     return {str(r["revision"]) for r in rows}
 
 
-def _ensure_cause_column(db: Database) -> None:
-    """Databases made before the `cause` column get it (once; a concurrent adder is fine)."""
-    import sqlite3
+_SECRET_PATHS = ("env.", "build.args.")
 
+
+def _mask_change(change: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A change record without the values of env vars and build args (names only)."""
+    path = str(change.get("path", ""))
+    if not path.startswith(_SECRET_PATHS) or ("old" not in change and "new" not in change):
+        return change
+    old, new = change.get("old"), change.get("new")
+    what = "added" if old is None else "removed" if new is None else "changed"
+    return {k: v for k, v in change.items() if k not in ("old", "new")} | {"change": change.get("change", what)}
+
+
+_COLUMNS = (
+    ("cause", "TEXT NOT NULL DEFAULT ''"),
+    ("repeats", "INTEGER NOT NULL DEFAULT 1"),
+    ("first_at", "REAL"),
+)
+
+
+def _ensure_columns(db: Database) -> None:
+    """Databases made before a column was added get it (once; a concurrent adder is fine)."""
     cols = {r["name"] for r in db.connect().execute("PRAGMA table_info(history_passes)")}
-    if "cause" in cols:
-        return
-    try:
-        with db.tx() as conn:
-            conn.execute("ALTER TABLE history_passes ADD COLUMN cause TEXT NOT NULL DEFAULT ''")
-    except sqlite3.OperationalError as exc:     # another process added it meanwhile
-        if "duplicate column" not in str(exc):
-            raise
+    for name, decl in _COLUMNS:
+        if name in cols:
+            continue
+        try:
+            with db.tx() as conn:
+                conn.execute(f"ALTER TABLE history_passes ADD COLUMN {name} {decl}")
+        except sqlite3.OperationalError as exc:     # another process added it meanwhile
+            if "duplicate column" not in str(exc):
+                raise

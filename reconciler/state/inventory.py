@@ -10,18 +10,29 @@ The same DB keeps the failure records that stop recreate loops (DESIGN §5.7: on
 resolved tag digests (one registry HEAD per reference per interval).
 
 `Inventory` is the pure value the planner reads; `InventoryStore` reads and writes it.
+
+Secrets at rest (docs/security.md): env values and build args never reach the database in
+clear. `spec_document` replaces each by a hash of (name, value) — enough for `reconcile diff`
+to say "env.X: changed", not enough to read it back. The env of the runtime config a rollback
+re-creates is kept beside the database, in `<root>/inventory-env/` (0700, files 0600), and
+joined back on load; without that file the entry has no rollback config.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
+import os
+import sqlite3
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from reconciler._sqlite import Database
+from reconciler._sqlite import Database, make_private
 
 __all__ = [
     "Entry",
@@ -29,6 +40,7 @@ __all__ = [
     "Inventory",
     "InventoryStore",
     "backoff_delay",
+    "mask_value",
     "spec_document",
 ]
 
@@ -77,18 +89,48 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+MASK_PREFIX = "sha256:"
+
+
+def mask_value(name: str, value: str) -> str:
+    """What is kept of a secret value: a hash of its name and value (a change shows, the
+    value does not). Already masked values are returned as they are."""
+    if value.startswith(MASK_PREFIX) and len(value) == len(MASK_PREFIX) + 16:
+        return value
+    digest = hashlib.sha256(b"reconciler-secret\0" + name.encode() + b"\0" + value.encode())
+    return MASK_PREFIX + digest.hexdigest()[:16]
+
+
+def _masked(values: Any) -> Any:
+    if not isinstance(values, Mapping):
+        return values
+    return {str(k): mask_value(str(k), str(v)) for k, v in values.items()}
+
+
+def _mask_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    """A spec document with env values and build args masked."""
+    out = dict(doc)
+    if "env" in out:
+        out["env"] = _masked(out["env"])
+    build = out.get("build")
+    if isinstance(build, Mapping) and "args" in build:
+        out["build"] = {**build, "args": _masked(build["args"])}
+    return out
+
+
 def spec_document(obj: object) -> dict[str, Any]:
     """The spec of a manifest model as plain JSON data (what `reconcile diff` compares).
 
-    Name, origin and hash are left out: they are the key or bookkeeping.
+    Name, origin and hash are left out: they are the key or bookkeeping. Env values and
+    build args are masked (`mask_value`): this document is stored in the state database.
     """
     if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
         raise TypeError(f"not a spec model: {obj!r}")
-    return {
+    return _mask_doc({
         f.name: _jsonable(getattr(obj, f.name))
         for f in dataclasses.fields(obj)
         if f.name not in _NOT_SPEC
-    }
+    })
 
 
 BACKOFF_BASE = 30.0
@@ -154,6 +196,84 @@ class InventoryStore:
         self.db = db
         self.owner = owner
         db.ensure_schema("inventory", _DDL)
+        self.env_dir = db.path.parent / "inventory-env"
+        self._scrub()
+
+    # --- env values kept out of the database
+
+    def _env_file(self, kind: str, name: str) -> Path:
+        key = hashlib.sha256(f"{self.owner}\0{kind}\0{name}".encode()).hexdigest()[:32]
+        return self.env_dir / f"{key}.json"
+
+    def _split_config(self, e: Entry) -> tuple[str | None, dict[str, str] | None]:
+        """The config JSON for the database (env masked) and the env to keep beside it."""
+        if e.config is None:
+            return None, None
+        config = dict(e.config)
+        env = config.get("env")
+        if not isinstance(env, Mapping) or not env:
+            return json.dumps(config, sort_keys=True), None
+        clear = {str(k): str(v) for k, v in env.items()}
+        config["env"] = _masked(clear)
+        return json.dumps(config, sort_keys=True), clear
+
+    def _write_env(self, kind: str, name: str, env: dict[str, str] | None) -> None:
+        path = self._env_file(kind, name)
+        if env is None:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            return
+        make_private(self.env_dir)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"owner": self.owner, "kind": kind, "name": name, "env": env}, f, sort_keys=True)
+        os.replace(tmp, path)
+
+    def _join_config(self, kind: str, name: str, raw: str | None) -> Mapping[str, Any] | None:
+        """The stored config with its env values back; None if they are not to be had."""
+        if not raw:
+            return None
+        config: dict[str, Any] = json.loads(raw)
+        env = config.get("env")
+        if not isinstance(env, Mapping) or not env:
+            return config
+        try:
+            kept = json.loads(self._env_file(kind, name).read_text())
+        except (OSError, ValueError):
+            return None                         # no rollback config rather than a wrong one
+        clear = kept.get("env") if isinstance(kept, dict) else None
+        if not isinstance(clear, dict) or _masked(clear) != dict(env):
+            return None
+        config["env"] = clear
+        return config
+
+    def _scrub(self) -> None:
+        """Rows written before env values were masked are rewritten (once: then nothing matches)."""
+        conn = self.db.connect()
+        rows = conn.execute(
+            "SELECT kind, name, spec_json, config_json FROM inv_objects WHERE owner = ?", (self.owner,),
+        ).fetchall()
+        fixes = []
+        for r in rows:
+            spec = json.loads(r["spec_json"])
+            masked = _mask_doc(spec) if isinstance(spec, dict) else spec
+            config = json.loads(r["config_json"]) if r["config_json"] else None
+            entry = Entry(r["kind"], r["name"], "", config=config)
+            config_json, env = self._split_config(entry)
+            if masked == spec and config_json == (json.dumps(config, sort_keys=True) if config is not None else None):
+                continue
+            if env is not None:
+                self._write_env(r["kind"], r["name"], env)
+            fixes.append((json.dumps(masked, sort_keys=True, default=str), config_json,
+                          self.owner, r["kind"], r["name"]))
+        if fixes:
+            with self.db.tx() as tx:
+                tx.executemany("UPDATE inv_objects SET spec_json = ?, config_json = ?"
+                               " WHERE owner = ? AND kind = ? AND name = ?", fixes)
+            # the old pages are still in the main file until a checkpoint copies the new ones over
+            with contextlib.suppress(sqlite3.OperationalError):     # busy: the next checkpoint does it
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def load(self) -> Inventory:
         conn = self.db.connect()
@@ -165,7 +285,7 @@ class InventoryStore:
                 image_digest=r["image_digest"],
                 revision=r["revision"],
                 spec=json.loads(r["spec_json"]),
-                config=json.loads(r["config_json"]) if r["config_json"] else None,
+                config=self._join_config(r["kind"], r["name"], r["config_json"]),
                 deletion_policy=r["deletion_policy"],
             )
             for r in conn.execute("SELECT * FROM inv_objects WHERE owner = ?", (self.owner,))
@@ -201,15 +321,17 @@ class InventoryStore:
     ) -> None:
         """Several changes in one transaction (a pass writes its results at once)."""
         now = time.time()
-        rows = [
-            (
+        put = list(put)
+        rows = []
+        for e in put:
+            config_json, env = self._split_config(e)
+            self._write_env(e.kind, e.name, env)    # before the row: a row never lacks its env
+            rows.append((
                 self.owner, e.kind, e.name, e.spec_hash, e.image_digest, e.revision,
-                json.dumps(e.spec, sort_keys=True, default=str),
-                json.dumps(e.config, sort_keys=True) if e.config is not None else None,
-                e.deletion_policy, now,
-            )
-            for e in put
-        ]
+                json.dumps(_mask_doc(dict(e.spec)), sort_keys=True, default=str),
+                config_json, e.deletion_policy, now,
+            ))
+        remove = list(remove)
         gone = [(self.owner, k, n) for k, n in remove]
         cleared = [(self.owner, k, n) for k, n in clear_failures] + gone
         if not (rows or gone or cleared):
@@ -223,6 +345,8 @@ class InventoryStore:
             )
             conn.executemany("DELETE FROM inv_objects WHERE owner = ? AND kind = ? AND name = ?", gone)
             conn.executemany("DELETE FROM inv_failures WHERE owner = ? AND kind = ? AND name = ?", cleared)
+        for k, n in remove:
+            self._write_env(k, n, None)
 
     def record_failure(
         self, kind: str, name: str, *, revision: str, spec_hash: str, error: str, now: float,

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import spec
+from reconciler._sqlite import make_private
 from reconciler.errors import TerminalError
 from reconciler.spec import models
 
@@ -91,10 +92,10 @@ class RevisionStore:
         if existing is not None:
             os.utime(final)
             return existing
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_private(self.dir)                  # copies of env files: as private as the state root
         tmp = self.dir / f".tmp-{desired.revision[:12]}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+        tmp.mkdir(mode=0o700)
         try:
             snap = self._build(desired, source, tmp)
             (tmp / META).write_text(json.dumps(snap.to_json(), indent=1, sort_keys=True))
@@ -124,10 +125,11 @@ class RevisionStore:
                        if m.type == "bind" and m.source not in desired.files and os.path.isdir(m.source)})
         base = os.path.commonpath([src if os.path.isdir(src) else os.path.dirname(src), *manifests, *files, *dirs])
         tree = tmp / _TREE
+        binds = {m.source for c in desired.containers.values() for m in c.volumes if m.type == "bind"}
         for path in (*manifests, *files):
             dest = tree / os.path.relpath(path, base)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            _copy(path, dest)
+            _copy(path, dest, private=path not in binds)
         for d in dirs:                          # placeholders: the loader checks they exist
             (tree / os.path.relpath(d, base)).mkdir(parents=True, exist_ok=True)
         snap = dataclasses.replace(snap, base=base, load=os.path.relpath(src, base))
@@ -203,10 +205,13 @@ class RevisionStore:
         return gone
 
 
-def _copy(src: str, dest: Path) -> None:
+def _copy(src: str, dest: Path, *, private: bool = False) -> None:
     """A file with its mode and owner: a bind-mounted copy must be readable (or executable) by the
-    same container user as the original."""
+    same container user as the original. Files only the reconciler reads (manifests, env files)
+    are `private`: 0600, whatever the original's mode."""
     shutil.copy2(src, dest)
+    if private:
+        os.chmod(dest, 0o600)
     st = os.stat(src)
     if os.geteuid() == 0:
         os.chown(dest, st.st_uid, st.st_gid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -89,10 +90,15 @@ def test_inventory_store_round_trip(db: Database) -> None:
     store = inventory.InventoryStore(db, "default")
     other = inventory.InventoryStore(db, "team-b")
     e = inventory.Entry(kind="Container", name="web", spec_hash="h", image_digest="sha256:d",
-                        revision="r1", spec={"env": {"A": "1"}}, config={"name": "web", "image": "x"})
+                        revision="r1", spec={"env": {"A": "1"}},
+                        config={"name": "web", "image": "x", "env": {"A": "1"}})
     store.put(e)
     other.put(inventory.Entry(kind="Volume", name="data", spec_hash="v", deletion_policy="Delete"))
-    assert store.load().entries == {("Container", "web"): e}
+    # env values come back masked in the spec (diff only needs to see a change) and in clear
+    # in the rollback config (kept beside the DB, not in it)
+    masked = inventory.mask_value("A", "1")
+    assert masked != "1"
+    assert store.load().entries == {("Container", "web"): dataclasses.replace(e, spec={"env": {"A": masked}})}
     assert list(other.load().entries) == [("Volume", "data")]
     store.remove("Container", "web")
     assert store.load().entries == {}
@@ -133,7 +139,7 @@ def test_spec_document_is_plain_json() -> None:
     from tests.planning.builders import container
 
     doc = inventory.spec_document(container("web", env={"A": "1"}))
-    assert doc["env"] == {"A": "1"}
+    assert doc["env"] == {"A": inventory.mask_value("A", "1")}          # stored: no value in clear
     assert "origin" not in doc
     assert "spec_hash" not in doc
     assert doc["restart"] == {"name": "no", "max_retries": 0}

@@ -205,7 +205,11 @@ def ensure_dir_in_root(root: Path, path: str) -> None:
     target = secure_join(root, path)
     if not target.is_relative_to(root):  # pragma: no cover - secure_join guarantees it
         raise rterrors.InvalidArgument(f"{path} resolves outside the container")
-    target.mkdir(parents=True, exist_ok=True)
+    missing = [target, *(p for p in target.parents if p.is_relative_to(root) and p != root)]
+    for d in reversed(missing):
+        if not d.exists():
+            d.mkdir()
+            os.chmod(d, 0o755)  # noqa: S103 - inside the container, as Docker makes it; not the umask's 0700
 
 
 # ---------------------------------------------------------------------------- users

@@ -136,6 +136,7 @@ def create(
                     argv, env=env, pass_fds=(sync_w, start_r), stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
                     cwd=paths.bundle,   # conmon also drops a relative "oom" file in its cwd
+                    umask=oci.CONTAINER_UMASK,
                 )
             except OSError as exc:
                 raise rterrors.Unavailable(f"cannot run conmon: {exc.strerror}") from exc

@@ -571,6 +571,7 @@ class ContainerManager:
             undo.append(lambda: shutil.rmtree(p.dir, ignore_errors=True))
             for d in (p.upper, p.work, p.rootfs):
                 d.mkdir()
+            os.chmod(p.upper, 0o755)  # noqa: S103 - the container's "/" has the upper dir's mode, not the umask's
             mounts.mount_overlay([Path(d) for d in reversed(lowerdirs)], p.upper, p.work, p.rootfs)
             undo.append(lambda: mounts.unmount(p.rootfs))
             rec = self._prepare(cid, name, config, image_id, image_config, lowerdirs, undo, terminal=terminal)
@@ -648,6 +649,9 @@ class ContainerManager:
         if resolv_src is None:
             resolv.write_text(_resolv_conf(host_network))
         (p.dir / "hostname").write_text(hostname + "\n")
+        for f in (hosts, resolv, p.dir / "hostname"):
+            if f.parent == p.dir:
+                os.chmod(f, 0o644)
         etc = {"/etc/hosts": hosts, "/etc/resolv.conf": resolv, "/etc/hostname": p.dir / "hostname"}
         mount_specs = volumes.mount_entries(config.mounts, self.volumes, p.rootfs)
         if config.init:
@@ -924,7 +928,8 @@ class ContainerManager:
                 return self._exec_tty(cmd, timeout)
             pid_file = path.with_suffix(".pid")
             cmd = [*cmd[:-1], "--pid-file", str(pid_file), cmd[-1]]
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    umask=oci.CONTAINER_UMASK)
             try:
                 out, err = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired as exc:
@@ -948,7 +953,8 @@ class ContainerManager:
 
         master, slave = pty.openpty()
         try:
-            proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+            proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                                    umask=oci.CONTAINER_UMASK)
         finally:
             os.close(slave)
         out = bytearray()

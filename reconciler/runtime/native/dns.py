@@ -74,6 +74,7 @@ def write_in_place(path: Path, text: str) -> None:
     data = text.encode()
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
+        os.fchmod(fd, 0o644)  # /etc/hosts and resolv.conf in the container: every user reads them
         current = b""
         size = os.fstat(fd).st_size
         if size == len(data):

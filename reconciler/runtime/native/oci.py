@@ -16,7 +16,12 @@ from typing import Any
 
 from reconciler.runtime import errors as rterrors
 
-__all__ = ["CRUN_HYBRID_MARKER", "OciRuntime", "explain_create_failure"]
+__all__ = ["CONTAINER_UMASK", "CRUN_HYBRID_MARKER", "OciRuntime", "explain_create_failure"]
+
+# What conmon, the runtime and the container's processes start with: Docker's 022, not the
+# engine's own 077 (docs/security.md): cgroup files runc makes stay readable by a container's
+# non-root user, and files a container writes get the modes its image expects.
+CONTAINER_UMASK = 0o022
 
 CRUN_HYBRID_MARKER = "cgroups in hybrid mode not supported"
 
@@ -65,7 +70,8 @@ class OciRuntime:
 
     def _run(self, *args: str, check: bool = True, timeout: float | None = 30) -> subprocess.CompletedProcess[bytes]:
         try:
-            proc = subprocess.run([*self.base_args(), *args], capture_output=True, timeout=timeout, check=False)
+            proc = subprocess.run([*self.base_args(), *args], capture_output=True, timeout=timeout, check=False,
+                                  umask=CONTAINER_UMASK)
         except subprocess.TimeoutExpired as exc:
             raise rterrors.Unavailable(f"{self.name} {args[0]} did not answer within {timeout}s") from exc
         except OSError as exc:

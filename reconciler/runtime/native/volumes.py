@@ -68,7 +68,10 @@ class VolumeStore:
                 conn.execute("INSERT INTO volumes (name, labels, created) VALUES (?, ?, ?)",
                              (config.name, json.dumps(dict(config.labels), sort_keys=True), _now()))
                 row = conn.execute("SELECT * FROM volumes WHERE name = ?", (config.name,)).fetchone()
-        self.data_dir(config.name).mkdir(parents=True, exist_ok=True)
+        data = self.data_dir(config.name)
+        if not data.exists():
+            data.mkdir(parents=True)
+            os.chmod(data, 0o755)  # noqa: S103 - as Docker's _data, whatever the umask (the parent is private)
         return self._state(row)
 
     def get(self, name: str) -> base.VolumeState:

@@ -361,6 +361,7 @@ class _Run:
     def empty_dir(self) -> Path:
         d = self.b.work / "empty"
         d.mkdir(exist_ok=True)
+        os.chmod(d, 0o755)  # noqa: S103 - a scratch image's "/", whatever the process umask
         return d
 
     # ---------------------------------------------------------------- global ARGs

@@ -318,6 +318,11 @@ def _open_dir_in(root_fd: int, path: str, *, create: bool, uid: int, gid: int) -
         try:
             os.mkdir(name, 0o755, dir_fd=pfd)
             os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
+            dfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+            try:
+                os.fchmod(dfd, 0o755)          # as Docker makes it, not masked by the agent's umask 077
+            finally:
+                os.close(dfd)
         except FileExistsError:
             pass
         return openat2.open_in_root(root_fd, path, _DIR)

@@ -9,6 +9,9 @@
     webhook: {listen: "127.0.0.1:9465"}    # optional: push webhooks for git sources
     supervision: {flap_limit: 5, flap_window: 2m}
     history: {keep: 1000, max_age: 30d}    # per owner; identical failed passes share one row
+    notify:                            # optional: Apprise URLs or a signed JSON webhook
+      - {url_file: /etc/reconciler/chat.url, severity: warning}
+      - {webhook: {url: "https://ci.example/hook", secret_file: /etc/reconciler/hook.secret}}
     sources:
       - name: local                    # also the owner (reconciler.owner label) unless `owner`
         directory: /etc/reconciler/manifests.d
@@ -31,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconciler.agent.notify import KINDS as NOTIFY_KINDS
+from reconciler.agent.notify import NotifyTarget, target_from_config
 from reconciler.errors import TerminalError
 from reconciler.spec import policy as policy_mod
 
@@ -67,6 +72,28 @@ SCHEMA: dict[str, Any] = {
             "properties": {"keep": {"type": "integer", "minimum": 1},
                            "max_age": {"oneOf": [{"type": "number", "exclusiveMinimum": 0},
                                                  {"type": "string", "pattern": r"^([0-9.]+(ms|s|m|h|d))+$"}]}},
+        },
+        "notify": {
+            "type": "array",
+            "description": "where to send notifications (reconciler/agent/notify.py, docs/operations.md)",
+            "items": {
+                "type": "object", "additionalProperties": False,
+                "oneOf": [{"required": ["url"]}, {"required": ["url_file"]}, {"required": ["webhook"]}],
+                "properties": {
+                    "url": {"type": "string", "minLength": 3,
+                            "description": "an Apprise URL (slack://, ntfy://, mailto://, ...); one with a "
+                            "token belongs in url_file"},
+                    "url_file": {"type": "string", "minLength": 1},
+                    "webhook": {
+                        "type": "object", "additionalProperties": False, "required": ["url"],
+                        "properties": {"url": {"type": "string", "pattern": "^https?://"},
+                                       "secret_file": {"type": "string", "minLength": 1}},
+                    },
+                    "sources": {"type": "array", "items": {"type": "string", "pattern": _NAME}},
+                    "events": {"type": "array", "items": {"enum": sorted(NOTIFY_KINDS)}},
+                    "severity": {"enum": ["info", "warning", "error"]},
+                },
+            },
         },
         "sources": {
             "type": "array",
@@ -167,6 +194,7 @@ class AgentConfig:
     flap_window: float = 120.0
     history_keep: int = 1000                # passes kept per owner
     history_max_age: float = 30 * 86400.0   # seconds a pass is kept
+    notify: tuple[NotifyTarget, ...] = ()
     sources: tuple[SourceConfig, ...] = field(default_factory=tuple)
     path: Path | None = None                # the file it was read from (SIGHUP re-reads it)
 
@@ -255,6 +283,14 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
             sources.append(_source(s, owner))
         except ValueError as e:
             problems.append(f"{where}:{at}: sources.{i}: {e}")
+    notify: list[NotifyTarget] = []
+    for i, n in enumerate(data.get("notify") or []):
+        if problems:
+            break
+        try:
+            notify.append(target_from_config(n))
+        except ValueError as e:
+            problems.append(f"{where}:{lines.get(('notify', i), 1)}: notify.{i}: {e}")
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) in the agent config:\n" + "\n".join(problems),
                           hint="fix the agent config; `reconcile agent --config FILE --check` validates it")
@@ -274,7 +310,7 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
         supervise=bool(sup.get("enabled", True)), flap_limit=int(sup.get("flap_limit", 5)),
         flap_window=_duration(sup.get("flap_window", 120)),
         history_keep=int(history.get("keep", 1000)), history_max_age=_days(history.get("max_age", "30d")),
-        sources=tuple(sources),
+        notify=tuple(notify), sources=tuple(sources),
     )
 
 

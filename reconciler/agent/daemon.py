@@ -38,7 +38,7 @@ from reconciler import __version__, spec
 from reconciler._sqlite import Database, private_umask
 from reconciler.agent import config as cfgmod
 from reconciler.agent import metrics as metrics_mod
-from reconciler.agent import supervise
+from reconciler.agent import notify, supervise
 from reconciler.api import errors as apierr
 from reconciler.api import events as events_mod
 from reconciler.api import server as api_server
@@ -99,6 +99,7 @@ class Agent:
         self._api: api_server.ApiServer | None = None
         self._metrics_server: api_server.MetricsServer | None = None
         self._webhooks: Any = None
+        self.notifier = notify.Notifier(config.notify, self.events)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -118,6 +119,7 @@ class Agent:
                         on_restart=lambda name: self.prom.restarts.inc(),
                         on_flap=lambda name: self.prom.flapping.set(len(self._flapping_names())),
                     ).start()
+            self.notifier.start()            # before the first pass: its result is news too
             self.loop.start()
             for sc in cfg.sources:
                 self._add_source(sc, "agent started")
@@ -150,6 +152,7 @@ class Agent:
         if self.supervisor is not None:
             self.supervisor.stop()
         self.events.publish("agent_stopped", pid=os.getpid())
+        self.notifier.stop()
         self.events.close()
         if self._metrics_server is not None:
             self._metrics_server.close()

@@ -1,0 +1,312 @@
+"""Notifications: the agent's events that a person should hear of, sent to chat, mail or a hook.
+
+    notify:
+      - url_file: /etc/reconciler/chat.url      # an Apprise URL (slack://, discord://, ntfy://,
+                                                # mailto://, tgram://, json://, ...), kept in a file
+        severity: warning                       # the least severe to send (info|warning|error)
+      - webhook: {url: "https://ci.example/hook", secret_file: /etc/reconciler/hook.secret}
+        sources: [shop]                         # only these sources (default: all)
+        events: [pass_failed, recovered]        # only these kinds (default: all)
+
+What is sent (`KINDS`): a failed or degraded pass, its recovery, a rollback, a revision that
+does not load and its fix, a source that cannot be read and its recovery, reported drift, a
+crash-looping container, and (info) each pass that changed something. A failure repeated on
+every pass is sent once, then its recovery once (`Deduper`), so a broken host does not page
+every few seconds.
+
+Delivery is off the pass's path: the notifier follows the agent's EventBus on a thread of its
+own and each target has a bounded queue and a sender thread that retries with backoff; a dead
+or slow target never slows a pass, and when its queue is full the oldest waiting message is
+dropped and counted. URLs and secrets come from the config or files; logs name a target by its
+scheme and host only.
+
+The generic webhook POSTs JSON (`payload()`) with `X-Reconciler-Signature: sha256=<hex>`, the
+HMAC-SHA256 of the body under the secret, as GitHub signs its hooks; the receiver recomputes it.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import hmac
+import json
+import socket
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+__all__ = ["KINDS", "SEVERITIES", "Deduper", "Notification", "Notifier", "NotifyTarget", "payload", "sign"]
+
+SEVERITIES = ("info", "warning", "error")
+KINDS = {
+    "pass_failed": "error", "recovered": "info", "applied": "info", "rolled_back": "warning",
+    "revision_invalid": "error", "revision_fixed": "info", "source_error": "error",
+    "source_recovered": "info", "drift": "warning", "container_flapping": "error",
+}
+SIGNATURE_HEADER = "X-Reconciler-Signature"
+QUEUE_LIMIT = 100
+ATTEMPTS = 4
+
+log = structlog.get_logger("reconciler.agent.notify")
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    """One `notify:` entry: where to send and what."""
+
+    url: str | None = None                       # an Apprise URL
+    webhook_url: str | None = None               # or a signed JSON webhook
+    secret: bytes | None = field(default=None, repr=False)
+    sources: frozenset[str] | None = None        # None: all
+    kinds: frozenset[str] | None = None          # None: all
+    severity: str = "info"                       # the least severe sent
+
+    def wants(self, n: Notification) -> bool:
+        return ((self.sources is None or n.source in self.sources)
+                and (self.kinds is None or n.kind in self.kinds)
+                and SEVERITIES.index(n.severity) >= SEVERITIES.index(self.severity))
+
+    @property
+    def label(self) -> str:
+        """What logs may say of the target: scheme and host, never the path, user or token."""
+        url = urllib.parse.urlsplit(self.webhook_url or self.url or "")
+        return f"{url.scheme}://{url.hostname or ''}"
+
+
+@dataclass(frozen=True)
+class Notification:
+    kind: str
+    source: str
+    title: str
+    message: str
+    event: Mapping[str, Any]
+
+    @property
+    def severity(self) -> str:
+        return KINDS[self.kind]
+
+
+def payload(n: Notification, *, host: str | None = None) -> dict[str, Any]:
+    """The webhook's JSON body (docs/operations.md, "Notifications")."""
+    return {"kind": n.kind, "severity": n.severity, "source": n.source, "title": n.title,
+            "message": n.message, "host": host or socket.gethostname(), "time": n.event.get("time", time.time()),
+            "event": dict(n.event)}
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+class Deduper:
+    """Events -> notifications, a repeated failure once and its recovery once."""
+
+    def __init__(self) -> None:
+        self._failing: dict[tuple[str, str], str] = {}     # (source, what) -> the message last sent
+
+    def __call__(self, e: Mapping[str, Any]) -> list[Notification]:
+        t, source = e.get("type"), str(e.get("source") or "")
+        if t == "pass":
+            return self._pass(e, source)
+        if t == "rollback":
+            return [Notification("rolled_back", source, f"{source}: rolled back to {e.get('revision')}",
+                                 f"revision {e.get('previous')} was rolled back to {e.get('revision')}", e)]
+        if t == "revision_invalid":
+            problems = "\n".join(str(p) for p in e.get("problems") or ())
+            return self._fail(("revision", source), Notification(
+                "revision_invalid", source, f"{source}: revision {e.get('revision')} does not load", problems, e))
+        if t == "revision_fixed":
+            return self._recover(("revision", source), Notification(
+                "revision_fixed", source, f"{source}: revision {e.get('revision')} loads again", "", e))
+        if t == "source_error":
+            return self._fail(("source", source), Notification(
+                "source_error", source, f"{source}: cannot read the source", str(e.get("error", "")), e))
+        if t == "source_recovered":
+            return self._recover(("source", source), Notification(
+                "source_recovered", source, f"{source}: source readable again", f"revision {e.get('revision')}", e))
+        if t == "drift_reported":
+            objects = ", ".join(str(o) for o in e.get("objects") or ())
+            return self._fail(("drift", source), Notification(
+                "drift", source, f"{source}: the host differs from the manifests", objects, e))
+        if t == "container_flapping":
+            name = str(e.get("container", ""))
+            return self._fail(("flapping", name), Notification(
+                "container_flapping", source, f"container {name} is crash-looping", str(e.get("message", "")), e))
+        return []
+
+    def _pass(self, e: Mapping[str, Any], source: str) -> list[Notification]:
+        result = str(e.get("result"))
+        if result in ("failed", "degraded"):
+            failures = "\n".join(str(f) for f in e.get("failures") or ())
+            return self._fail(("pass", source), Notification(
+                "pass_failed", source, f"{source}: pass {result} at revision {e.get('revision')}", failures, e))
+        out = self._recover(("pass", source), Notification(
+            "recovered", source, f"{source}: converged again at revision {e.get('revision')}", "", e))
+        counts = {k: v for k, v in (e.get("counts") or {}).items() if v}
+        if counts:
+            done = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+            out.append(Notification("applied", source, f"{source}: revision {e.get('revision')} applied", done, e))
+        return out
+
+    def _fail(self, key: tuple[str, str], n: Notification) -> list[Notification]:
+        said = self._failing.get(key)
+        self._failing[key] = n.message
+        return [] if said == n.message else [n]
+
+    def _recover(self, key: tuple[str, str], n: Notification) -> list[Notification]:
+        return [n] if self._failing.pop(key, None) is not None else []
+
+
+class _Bus(Protocol):
+    @property
+    def last_seq(self) -> int: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    def wait(self, seq: int, timeout: float) -> Sequence[Mapping[str, Any]]: ...
+
+
+Sender = Callable[[NotifyTarget, Notification], None]
+
+
+def send(target: NotifyTarget, n: Notification) -> None:
+    """Deliver one notification; raises on failure (the caller retries)."""
+    if target.webhook_url is not None:
+        import httpx
+
+        body = json.dumps(payload(n), sort_keys=True).encode()
+        headers = {"Content-Type": "application/json", "X-Reconciler-Event": n.kind}
+        if target.secret is not None:
+            headers[SIGNATURE_HEADER] = sign(target.secret, body)
+        r = httpx.post(target.webhook_url, content=body, headers=headers, timeout=10)
+        r.raise_for_status()
+        return
+    import apprise
+
+    a = apprise.Apprise()
+    if target.url is None or not a.add(target.url):
+        raise ValueError("Apprise does not know this URL")
+    kind = {"info": apprise.NotifyType.INFO, "warning": apprise.NotifyType.WARNING,
+            "error": apprise.NotifyType.FAILURE}[n.severity]
+    if not a.notify(title=n.title, body=n.message or n.title, notify_type=kind):
+        raise OSError("the Apprise service refused or could not be reached")
+
+
+class _Queue:
+    """One target's bounded queue and sender thread."""
+
+    def __init__(self, target: NotifyTarget, sender: Sender, stop: threading.Event, backoff: float) -> None:
+        self.target, self.sender, self.stop, self.backoff = target, sender, stop, backoff
+        self.items: collections.deque[Notification] = collections.deque()
+        self.cond = threading.Condition()
+        self.dropped = self.sent = self.failed = 0
+        self.thread = threading.Thread(target=self._run, name=f"notify-{target.label}", daemon=True)
+
+    def put(self, n: Notification) -> None:
+        with self.cond:
+            if len(self.items) >= QUEUE_LIMIT:
+                self.items.popleft()
+                self.dropped += 1
+            self.items.append(n)
+            self.cond.notify()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            with self.cond:
+                while not self.items and not self.stop.is_set():
+                    self.cond.wait(1.0)
+                if self.stop.is_set():
+                    return
+                n = self.items.popleft()
+            self._deliver(n)
+
+    def _deliver(self, n: Notification) -> None:
+        for attempt in range(ATTEMPTS):
+            try:
+                self.sender(self.target, n)
+                self.sent += 1
+                return
+            except Exception as exc:  # noqa: BLE001 - any failure of a target is retried, then logged
+                error = f"{type(exc).__name__}: {exc}"
+            if self.stop.wait(self.backoff * 2 ** attempt):
+                return
+        self.failed += 1
+        log.warning("notification_failed", target=self.target.label, kind=n.kind, source=n.source,
+                    attempts=ATTEMPTS, error=error[:200])
+
+
+class Notifier:
+    """Follows an EventBus and sends what each target wants, off the pass's path."""
+
+    def __init__(self, targets: Sequence[NotifyTarget], bus: _Bus, *, sender: Sender = send,
+                 backoff: float = 1.0) -> None:
+        self.bus = bus
+        self.dedupe = Deduper()
+        self._stop = threading.Event()
+        self.queues = [_Queue(t, sender, self._stop, backoff) for t in targets]
+        self._thread = threading.Thread(target=self._follow, name="notify", daemon=True)
+
+    def start(self) -> Notifier:
+        if self.queues:
+            for q in self.queues:
+                q.thread.start()
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for q in self.queues:
+            with q.cond:
+                q.cond.notify_all()
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {q.target.label: {"sent": q.sent, "failed": q.failed, "dropped": q.dropped} for q in self.queues}
+
+    def _follow(self) -> None:
+        seq = self.bus.last_seq
+        while not self._stop.is_set() and not self.bus.closed:
+            for e in self.bus.wait(seq, 1.0):
+                seq = max(seq, int(e["seq"]))
+                for n in self.dedupe(e):
+                    for q in self.queues:
+                        if q.target.wants(n):
+                            q.put(n)
+
+
+def read_secret(path: str, what: str) -> str:
+    """A URL or secret from a file (first line, stripped); ValueError says which and why."""
+    try:
+        text = Path(path).read_text().strip()
+    except OSError as e:
+        raise ValueError(f"cannot read {what} {path}: {e.strerror}") from None
+    if not text:
+        raise ValueError(f"{what} {path} is empty")
+    return text.splitlines()[0].strip()
+
+
+def target_from_config(d: Mapping[str, Any]) -> NotifyTarget:
+    """One validated `notify:` entry -> a NotifyTarget (files read now; ValueError if unusable)."""
+    sources = frozenset(d["sources"]) if "sources" in d else None
+    kinds = frozenset(d["events"]) if "events" in d else None
+    severity = str(d.get("severity", "info"))
+    if "webhook" in d:
+        w = d["webhook"]
+        secret = read_secret(w["secret_file"], "webhook secret_file").encode() if "secret_file" in w else None
+        return NotifyTarget(webhook_url=str(w["url"]), secret=secret, sources=sources, kinds=kinds,
+                            severity=severity)
+    url = read_secret(d["url_file"], "url_file") if "url_file" in d else str(d["url"])
+    try:
+        import apprise
+    except ImportError:
+        raise ValueError("Apprise URLs need the apprise package (pip install apprise)") from None
+    if apprise.Apprise.instantiate(url) is None:
+        scheme = url.split("://", 1)[0]
+        raise ValueError(f"Apprise does not know the URL scheme {scheme!r}: see "
+                         "https://github.com/caronc/apprise/wiki for the services and their URLs")
+    return NotifyTarget(url=url, sources=sources, kinds=kinds, severity=severity)

@@ -1,0 +1,161 @@
+"""Notifications from a real agent process (fake engine) to real HTTP servers on loopback: the
+signed JSON webhook, an Apprise URL (Apprise's own json:// service), filters, de-duplication of
+a failure repeated on every pass, and a target that hangs without slowing anything down."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.server
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.agent import config as cfgmod
+from reconciler.agent import notify
+from reconciler.runtime.fake import FakeRuntime
+from tests.agent.conftest import AgentProc, wait_for
+from tests.execution.helpers import IMG, container_doc, write
+
+SECRET = b"hook-secret-of-this-test"
+BROKEN = "apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: api\n"
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 that keeps what is POSTed to it."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[dict[str, str], bytes]] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.got.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def kinds(self) -> list[str]:
+        return [json.loads(body)["kind"] for _, body in self.got]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receivers() -> Iterator[list[Receiver]]:
+    made: list[Receiver] = []
+    yield made
+    for r in made:
+        r.close()
+
+
+def agent_with(tmp_path: Path, agents: list[AgentProc], targets: list[dict[str, Any]]) -> AgentProc:
+    a = AgentProc(tmp_path, sources=[{"name": "local", "directory": str(tmp_path / "m")}], notify=targets)
+    FakeRuntime.at_root(a.root).publish(IMG)
+    (tmp_path / "m").mkdir()
+    agents.append(a)
+    return a
+
+
+def test_signed_webhook_hears_a_failure_once_then_its_recovery(
+        tmp_path: Path, agents: list[AgentProc], receivers: list[Receiver]) -> None:
+    hook = Receiver()
+    receivers.append(hook)
+    (tmp_path / "hook.secret").write_bytes(SECRET + b"\n")
+    a = agent_with(tmp_path, agents, [{"webhook": {"url": hook.url, "secret_file": str(tmp_path / "hook.secret")}}])
+    m = tmp_path / "m"
+    write(m, "web.yaml", container_doc("web"))
+    a.start()
+    wait_for("applied", lambda: "applied" in hook.kinds())
+
+    (m / "api.yaml").write_text(BROKEN)                      # a revision that does not load
+    wait_for("revision_invalid", lambda: "revision_invalid" in hook.kinds())
+    for _ in range(3):                                       # failing again and again: said once
+        a.reconcile("local")
+    write(m, "api.yaml", container_doc("api"))                # fixed
+    wait_for("revision_fixed", lambda: "revision_fixed" in hook.kinds())
+    wait_for("api applied", lambda: hook.kinds().count("applied") == 2)
+    assert hook.kinds().count("revision_invalid") == 1
+
+    for headers, body in hook.got:                           # each signed with the secret
+        assert headers["x-reconciler-signature"] == "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest()
+        assert headers["content-type"] == "application/json"
+    invalid = next(json.loads(b) for _, b in hook.got if json.loads(b)["kind"] == "revision_invalid")
+    assert invalid["severity"] == "error"
+    assert invalid["source"] == "local"
+    assert "api.yaml:" in invalid["message"]                 # the user's file:line
+    assert SECRET.decode() not in a.log()
+
+
+def test_apprise_url_filters_and_a_hanging_target_that_slows_nothing(
+        tmp_path: Path, agents: list[AgentProc], receivers: list[Receiver]) -> None:
+    chat, errors_only = Receiver(), Receiver()
+    receivers += [chat, errors_only]
+    hang = socket.socket()                                   # accepts, never answers
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(16)
+    try:
+        url_file = tmp_path / "chat.url"
+        url_file.write_text(chat.url.replace("http://", "json://") + "\n")     # Apprise's JSON service
+        a = agent_with(tmp_path, agents, [
+            {"webhook": {"url": f"http://127.0.0.1:{hang.getsockname()[1]}/never"}},
+            {"url_file": str(url_file)},
+            {"webhook": {"url": errors_only.url}, "severity": "error", "sources": ["local"]},
+            {"webhook": {"url": errors_only.url}, "sources": ["another"]},   # never this source
+        ])
+        m = tmp_path / "m"
+        write(m, "web.yaml", container_doc("web"))
+        a.start()
+        wait_for("chat told of the apply", lambda: chat.got)
+        (m / "web.yaml").write_text(BROKEN)
+        wait_for("the error sent", lambda: errors_only.got)
+        for _ in range(3):                                   # passes are not held up by the hung target
+            a.reconcile("local")
+        wait_for("chat told of the error", lambda: len(chat.got) >= 2)
+    finally:
+        hang.close()
+    assert [json.loads(b)["kind"] for _, b in errors_only.got] == ["revision_invalid"]
+    first = json.loads(chat.got[0][1])                       # Apprise's json:// body
+    assert "applied" in first["title"]
+    assert first["type"] == "info"
+    assert json.loads(chat.got[1][1])["type"] == "failure"
+    assert str(url_file) not in a.log()
+
+
+def test_config_refuses_an_unknown_apprise_scheme_and_an_unreadable_url_file(tmp_path: Path) -> None:
+    text = "sources: [{name: a, directory: /srv/m}]\nnotify:\n  - url: nosuchservice://x\n"
+    with pytest.raises(cfgmod.ConfigError, match=r"agent.yaml:3: notify.0: Apprise does not know the URL scheme"):
+        cfgmod.parse_config(text, where="agent.yaml")
+    text = f"sources: [{{name: a, directory: /srv/m}}]\nnotify:\n  - url_file: {tmp_path}/missing\n"
+    with pytest.raises(cfgmod.ConfigError, match="cannot read url_file"):
+        cfgmod.parse_config(text, where="agent.yaml")
+    text = "sources: [{name: a, directory: /srv/m}]\nnotify:\n  - {webhook: {url: 'http://h/x'}, events: [nope]}\n"
+    with pytest.raises(cfgmod.ConfigError, match=r"notify\.0\.events\.0"):
+        cfgmod.parse_config(text, where="agent.yaml")
+
+
+def test_a_degraded_pass_repeated_is_one_notification_and_recovery_is_one() -> None:
+    d = notify.Deduper()
+    fail = {"type": "pass", "source": "s", "revision": "r1", "result": "degraded", "failures": ["container:web: exited (1)"]}
+    ok = {"type": "pass", "source": "s", "revision": "r1", "result": "converged", "counts": {}}
+    assert [n.kind for n in d(fail)] == ["pass_failed"]
+    assert d(fail) == []
+    assert [n.kind for n in d(ok)] == ["recovered"]
+    assert d(ok) == []
+    changed = {**fail, "failures": ["container:api: exited (2)"]}     # a new failure is news
+    assert [n.kind for n in d(changed)] == ["pass_failed"]

@@ -7,7 +7,9 @@ Per source (its own owner name, so sources never prune each other's objects) the
    remote raises SourceUnavailable: reported, retried with backoff, nothing changes);
 2. loads it (`spec.load`); a revision that does not load is reported with every problem as
    `file:line` of the user's file (status, event, log line, metric) and is never applied: the
-   last good revision stays applied and keeps being drift-checked;
+   last good revision stays applied and keeps being drift-checked. Relative bind sources resolve
+   in the source's live directory (`source.place(revision)` first), never in the revision copy;
+   it moves only under the pass lock, so a running pass never sees it change;
 3. runs one pass (`passes.run_pass`) under the agent's single writer lock, with a plan filter
    that drops (and reports) the corrections of objects marked `drift: report` when the
    revision did not change, and never starts a container over the flap limit;
@@ -329,7 +331,9 @@ class Agent:
         if src.invalid is not None and src.invalid[0] == rev.id:
             return None
         try:
-            desired = spec.load(rev.path, policy=src.cfg.policy)
+            with self._pass_lock:               # a source's live directory moves between passes only
+                src.source.place(rev)           # binds are checked and hashed where they will be mounted
+                desired = spec.load(rev.path, policy=src.cfg.policy, live=rev.live)
         except spec.SpecError as e:
             snap = str(rev.path)
             problems = [str(p).replace(snap, rev.origin, 1) if rev.origin else str(p) for p in e.problems]
@@ -405,6 +409,7 @@ class Agent:
                                      max_workers=self.config.parallel, source=f"{name}:{rev.origin}")
         assert self.db is not None
         with self._pass_lock, self._runtime_session(write=True) as runtime:
+            src.source.place(rev)               # what the pass applies is what its binds show
             eo = executor.ExecuteOptions(max_workers=self.config.parallel,
                                          stop=lambda: self.loop.stop_requested)
             result = passes.run_pass(desired, runtime, self.db, options, execute_options=eo,
@@ -503,6 +508,9 @@ class Agent:
         src = self._get(name)
         rev = self._revision(name, src)
         desired = self._load(name, src, rev)
+        if src.applied is not None and src.applied.id != rev.id:
+            with self._pass_lock:               # a plan only looks: the live directory shows what runs
+                src.source.place(src.applied)
         if desired is None:
             return {"source": name, "revision": rev.id, "error": "the revision does not load",
                     "problems": src.invalid[1] if src.invalid else []}

@@ -7,6 +7,11 @@ revision. `fetch()` returns an immutable on-disk snapshot, so the spec loader
 was applied stays readable after newer ones fail to load (see `retain`). Paths inside the
 snapshot are not the user's: report file:line errors relative to `revision.path`, prefixed
 with `revision.origin`.
+
+A snapshot is never what a container mounts: a bind source named relative to the manifests
+resolves beneath `revision.live`, a directory that outlives revisions (the drop-in directory
+itself; a git source's one checkout, moved to each revision by `place()`), so a new revision
+neither moves a bind nor deletes what a container wrote there (DESIGN §10).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ class Revision:
     id: str  # git commit SHA, or the content hash of a directory's files
     path: Path  # a directory to load manifests from; not modified while retained
     origin: str = ""  # where the files came from, for messages: "/etc/…/manifests.d" or "URL@sha:path"
+    live: Path | None = None  # where relative bind sources resolve (see the module doc); None: `path`
 
 
 class Closeable(Protocol):
@@ -50,4 +56,9 @@ class Source(Protocol):
 
     def retain(self, ids: Collection[str]) -> None:
         """Keep these revisions' snapshots (e.g. the last applied one) when older ones are dropped."""
+        ...
+
+    def place(self, revision: Revision) -> None:
+        """Make `revision.live` show this revision's files before it is loaded or applied (a git
+        checkout moves, keeping files nobody committed; a live directory already is); idempotent."""
         ...

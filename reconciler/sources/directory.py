@@ -3,7 +3,9 @@
 `fetch()` reads every file that is not ignored, hashes paths and contents into the revision
 id, and writes exactly the bytes it hashed into an immutable snapshot directory
 `<cache_dir>/<id>/`, so the loader never sees a file changing under it and an applied
-revision stays readable after the directory changes (or breaks).
+revision stays readable after the directory changes (or breaks). The snapshot is read, never
+mounted: bind sources resolve in the directory itself (`Revision.live`), so what a container
+writes there stays, and a new revision leaves the bind where it was.
 
 `watch()` wakes the loop on inotify events (watchdog), debounced: a burst of writes (an
 editor saving, `cp -r`, a config-management run) makes one wake after `debounce` seconds of
@@ -115,12 +117,15 @@ class DirectorySource:
                 self._recent.remove(rev_id)
             self._recent.insert(0, rev_id)
             self._collect()
-        return base.Revision(id=rev_id, path=path, origin=str(self.root))
+        return base.Revision(id=rev_id, path=path, origin=str(self.root), live=self.root)
 
     def retain(self, ids: Collection[str]) -> None:
         with self._lock:
             self._retained = set(ids)
             self._collect()
+
+    def place(self, revision: base.Revision) -> None:
+        """Nothing to do: the directory is live (edits show at once, and make a new revision)."""
 
     def _read_all(self) -> dict[str, tuple[int, bytes]]:
         # a file that vanishes between listing and reading (an editor's rename dance) is

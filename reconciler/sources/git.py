@@ -8,6 +8,12 @@ into place, so a revision directory is complete or absent. Old worktrees are rem
 the most recent `keep` and those `retain()`ed (the last applied one), so when the remote is
 unreachable or the new commit does not load, the last good revision stays readable.
 
+Containers never mount those: a bind source named relative to the manifests resolves in one
+checkout per source, `<cache_dir>/checkout/` (`Revision.live`), which `place(revision)` moves
+to the revision's commit before the agent loads or applies it (`git checkout --force`: committed
+files become the commit's; files nobody committed, such as what a container wrote into a bound
+directory, stay).
+
 Auth: an SSH private key file (`GIT_SSH_COMMAND=ssh -i KEY -o IdentitiesOnly=yes -o
 BatchMode=yes`, optionally with a known_hosts file and strict checking), or an HTTPS token read
 from a file at every fetch (so rotation needs no restart) by a credential helper configured
@@ -188,6 +194,7 @@ class GitSource:
         self._recent: list[str] = []
         self._retained: set[str] = set()
         self.last_revision: base.Revision | None = None  # the last successful fetch
+        self._placed: str | None = None  # the commit `checkout` shows (None: not known yet)
         self._log = structlog.get_logger("reconciler.sources.git").bind(url=redact_url(url), ref=self.ref_name)
 
     def __repr__(self) -> str:
@@ -210,6 +217,11 @@ class GitSource:
     def worktrees(self) -> Path:
         return self.cache_dir / "worktrees"
 
+    @property
+    def checkout(self) -> Path:
+        """The one checkout bind sources resolve in (see the module doc)."""
+        return self.cache_dir / "checkout"
+
     # -- fetch ------------------------------------------------------------------------------
 
     def fetch(self) -> base.Revision:
@@ -226,7 +238,8 @@ class GitSource:
             self._recent.insert(0, sha)
             self._collect()
             origin = f"{redact_url(self.url)}@{sha[:12]}" + (f":{self.subpath}" if self.subpath else "")
-            rev = base.Revision(id=sha, path=path, origin=origin)
+            live = self.checkout / self.subpath if self.subpath else self.checkout
+            rev = base.Revision(id=sha, path=path, origin=origin, live=live)
             self.last_revision = rev
             self._log.info("git_fetched", commit=sha, duration_s=round(time.monotonic() - started, 3))
             return rev
@@ -235,6 +248,26 @@ class GitSource:
         with self._lock:
             self._retained = set(ids)
             self._collect()
+
+    def place(self, revision: base.Revision) -> None:
+        with self._lock:
+            if self._placed == revision.id:
+                return
+            self._place(revision.id)
+            self._placed = revision.id
+
+    def _place(self, sha: str) -> None:
+        co = self.checkout
+        if (co / ".git").is_file():
+            self._run(["-C", str(co), "checkout", "--quiet", "--force", "--detach", sha], git_dir=False)
+            return
+        if co.exists() and any(co.iterdir()):
+            raise errors.SourceUnavailable(
+                f"{co} is not a git checkout of this source but holds files (what containers wrote?)",
+                hint=f"move its content away and remove {co}; the next pass checks the source out there again",
+            )
+        co.parent.mkdir(parents=True, exist_ok=True)
+        self._run(["worktree", "add", "--quiet", "--detach", "--force", str(co), sha])
 
     def _ensure_repo(self) -> None:
         if (self.repo / "HEAD").is_file():

@@ -45,8 +45,15 @@ def __getattr__(name: str) -> Any:
 
 def load(
     path: str | os.PathLike[str], *, limits: Limits | None = None, use_lock: bool = True, policy: Policy | None = None,
+    live: str | os.PathLike[str] | None = None,
 ) -> DesiredState:
     """Read, validate and build every manifest under `path` ("-" = stdin).
+
+    With `live` (a source's `Revision.live`, when `path` is a revision copy), a bind source named
+    relative to the manifests resolves beneath `live` instead of `path`: the container mounts the
+    live file or directory, its existence, content (for the spec hash) and policy are checked
+    there, and a new revision leaves the bind where it was. Env files are read from `path`, and
+    named by their live path in the spec hash (a revision copy's path would change it each time).
 
     With a `policy` (reconciler.spec.policy; None allows everything, like the `host` profile),
     every field it refuses is a Problem too, and the revision does not load.
@@ -61,13 +68,15 @@ def load(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _load(os.fspath(path), limits, use_lock, policy)
+        return _load(os.fspath(path), limits, use_lock, policy, None if live is None else os.fspath(live))
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _load(path: str, limits: Limits | None, use_lock: bool = True, policy: Policy | None = None) -> DesiredState:
+def _load(
+    path: str, limits: Limits | None, use_lock: bool = True, policy: Policy | None = None, live: str | None = None,
+) -> DesiredState:
     from reconciler.spec import building, lock, models, reading
     from reconciler.spec.models import DesiredState
     from reconciler.spec.reading import Limits
@@ -78,7 +87,10 @@ def _load(path: str, limits: Limits | None, use_lock: bool = True, policy: Polic
     docs: list[reading.Document] = []
     for source in sources:
         docs.extend(reading.parse(source, problems, limits))
-    builder = building.Builder(problems, limits)
+    root = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)) if path != "-" else os.getcwd()
+    # the manifests' bases are real paths (reading.py), and so is the root they are placed from
+    builder = building.Builder(problems, limits, root=os.path.realpath(root),
+                               live=None if live is None else os.path.normpath(os.path.abspath(live)))
     lock_file = lock.lock_path(path) if use_lock else None
     if lock_file is not None and lock_file.exists():
         builder.pins = lock.read(lock_file, problems)
@@ -106,15 +118,15 @@ def _load(path: str, limits: Limits | None, use_lock: bool = True, policy: Polic
     containers = {n: builder.container(d, images, names) for n, d in sorted(by_kind["Container"].items())}
     builder.check_port_conflicts(by_kind["Container"], containers)
     builder.check_cycles(by_kind["Container"], containers)
-    root = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)) if path != "-" else os.getcwd()
     if policy is not None:
         from reconciler.spec import policy as policy_mod
 
         policy_mod.check(
-            policy, os.path.realpath(root),      # manifests' bases are real paths too (reading.py)
+            policy, builder.root,
             [(d, d.data.get("spec") or {}) for d in by_kind["Image"].values()],
             [(d, d.data.get("spec") or {}) for d in by_kind["Container"].values()],
             names["Image"], lambda d, p: builder.resolve(d.raw.base, p), builder.report,
+            bind_root=builder.live, resolve_bind=lambda d, p: builder.live_path(d.raw.base, p),
         )
     if problems:
         raise SpecError(problems)

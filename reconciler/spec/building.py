@@ -62,6 +62,8 @@ class Builder:
 
     problems: list[errors.Problem] = field(default_factory=list)
     limits: reading.Limits = field(default_factory=reading.Limits)
+    root: str = ""                  # the real path of the directory loaded (where relative paths start)
+    live: str | None = None         # where relative bind sources resolve instead (spec.load's `live`)
     files: dict[str, str] = field(default_factory=dict)      # every referenced file -> digest
     pins: dict[str, str] = field(default_factory=dict)       # the lock file's ref -> digest (lock.py)
     _file_cache: dict[str, bytes | None] = field(default_factory=dict)
@@ -137,6 +139,15 @@ class Builder:
     @staticmethod
     def resolve(base: str, path: str) -> str:
         return os.path.normpath(os.path.join(base, os.path.expanduser(path) if path.startswith("~") else path))
+
+    def live_path(self, base: str, name: str) -> str:
+        """The host path `name`, written in a manifest whose directory is `base`, stands for: an
+        absolute or ~ path as written; a relative one resolved from `base` and, when the manifests
+        are a revision copy, moved to the same place beneath the live directory."""
+        full = self.resolve(base, name)
+        if self.live is None or name.startswith(("/", "~")):
+            return full
+        return os.path.normpath(os.path.join(self.live, os.path.relpath(full, self.root)))
 
     # -- Network / Volume ------------------------------------------------------------------
 
@@ -269,12 +280,13 @@ class Builder:
         env_files: list[str] = []
         for i, rel in enumerate(spec.get("envFiles", ())):
             full = self.resolve(d.raw.base, rel)
-            env_files.append(full)
+            named = self.live_path(d.raw.base, rel)     # the user's file: a copy's path changes each revision
+            env_files.append(named)
             content = self.read_file(full) if os.path.isfile(full) else None
             if content is None:
                 self.report(d, sp("envFiles", i), f"env file {rel!r} not found or unreadable (resolved to {full})")
                 continue
-            files[full] = hashing.file_digest(content)
+            files[named] = hashing.file_digest(content)
             env.update(self.env_file(d, sp("envFiles", i), rel, content))
         for key, value in (spec.get("env") or {}).items():
             if not _ENV_KEY.match(key):
@@ -467,9 +479,9 @@ class Builder:
         self, d: _Doc, path: Path_, mount: models.VolumeMount, files: dict[str, str],
     ) -> models.VolumeMount:
         raw_source = mount.source
-        source = self.resolve(d.raw.base, raw_source)
+        source = self.live_path(d.raw.base, raw_source)
         owned = not raw_source.startswith(("/", "~"))
-        if owned:
+        if owned:       # the manifests' own file or directory: checked and hashed where it is mounted from
             if not os.path.exists(source):
                 self.report(d, path, f"bind source {raw_source!r} does not exist (resolved to {source})")
             elif os.path.isfile(source):

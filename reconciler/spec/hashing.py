@@ -9,7 +9,9 @@ Excluded from the Container hash (changing them needs no recreate): `name`, `ori
 `update` (how to replace, not what runs), `drift` (how the agent reacts). Everything else,
 metadata labels included (they are stamped on the container, which Docker cannot relabel),
 is hashed. The content of every env file and of every bind source that is a regular file
-inside the manifests' own directory tree is hashed too, so editing such a file recreates.
+named relative to the manifests is hashed too (a bind source as read where it is mounted from:
+a source's live place, not a revision copy), so editing such a file recreates. Those files are
+named by their live path, so a new revision copy of unchanged files hashes the same.
 A changed image *digest* is the planner's separate recreate reason, not part of this hash.
 
 Image: everything but `pull` and `track` (policies), plus the Dockerfile's content.

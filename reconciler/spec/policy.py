@@ -12,7 +12,8 @@ Two built-in profiles:
   can write there is root already.
 - `restricted`: the default of the agent's `git:` sources (and so of webhook-triggered passes).
   Files a manifest names (env files, bind sources, build contexts) must resolve beneath the
-  source root (openat2 RESOLVE_BENEATH: `..` and symlinks may not leave it); `capAdd` only of
+  source root (openat2 RESOLVE_BENEATH: `..` and symlinks may not leave it; for bind sources, the
+  source's live directory, where they are mounted from); `capAdd` only of
   capabilities in Docker's default set (adding them changes nothing); no `networks: [host]`;
   pulls from any registry, `push:` to none.
 
@@ -199,11 +200,16 @@ def check(
     image_names: set[str],
     resolve: Callable[[Any, str], str],
     report: Report,
+    *,
+    bind_root: str | None = None,
+    resolve_bind: Callable[[Any, str], str] | None = None,
 ) -> None:
     """Report every field of the Image and Container documents (doc, spec) the policy refuses.
 
     `resolve(doc, path)` is the loader's own resolution of a path named in `doc`; `root` is the
-    source root relative paths must stay beneath.
+    source root relative paths must stay beneath. Bind sources are resolved with `resolve_bind`
+    and must stay beneath `bind_root` instead when given: the live directory a revision copy's
+    binds are mounted from (spec.load's `live`), checked where the container will see it.
     """
     if policy.unrestricted:
         return
@@ -228,12 +234,14 @@ def check(
             message = _registry(policy, policy.push_registries, "pushRegistries", str(target), "pushing to")
             if message:
                 report(doc, ("spec", "push", i), message)
+    binds = (bind_root or root, resolve_bind or resolve)
     for doc, spec in containers:
-        _container(policy, root, doc, spec, image_names, resolve, report)
+        _container(policy, root, doc, spec, image_names, resolve, report, binds)
 
 
 def _container(policy: Policy, root: str, doc: Any, spec: Mapping[str, Any], image_names: set[str],
-               resolve: Callable[[Any, str], str], report: Report) -> None:
+               resolve: Callable[[Any, str], str], report: Report,
+               binds: tuple[str, Callable[[Any, str], str]]) -> None:
     rule = f"by policy {policy.name!r}"
     image = spec.get("image")
     if isinstance(image, str) and image not in image_names:
@@ -257,10 +265,11 @@ def _container(policy: Policy, root: str, doc: Any, spec: Mapping[str, Any], ima
         message = _path(policy, root, resolve(doc, str(rel)), policy.file_prefixes, "filePrefixes")
         if message:
             report(doc, ("spec", "envFiles", i), f"env file {message}")
+    bind_root, resolve_bind = binds
     for i, item in enumerate(spec.get("volumes") or ()):
         source = _bind_source(item)
         if source is not None:
-            message = _path(policy, root, resolve(doc, source), policy.bind_prefixes, "bindPrefixes")
+            message = _path(policy, bind_root, resolve_bind(doc, source), policy.bind_prefixes, "bindPrefixes")
             if message:
                 report(doc, ("spec", "volumes", i), f"bind source {message}")
 

@@ -496,7 +496,7 @@ def outside_world(tmp_path: Path) -> Iterator[World]:
     from reconciler.runtime.native import netlink, network
 
     with netlink.host() as h:
-        routed = [ipaddress.ip_network(f"{d}/{n}") for d, n in h.routes() if n]
+        routed = [ipaddress.ip_network(f"{r.dst}/{r.prefixlen}") for r in h.routes() if r.prefixlen]
     while True:
         subnet = ipaddress.ip_network(f"10.{200 + secrets.randbelow(55)}.{secrets.randbelow(256)}.0/24")
         if not any(subnet.overlaps(r) for r in routed):

@@ -71,6 +71,22 @@ def test_a_change_makes_a_new_revision_and_the_retained_one_survives(harness: Ha
     assert (new.path / "web.yaml").read_text() == WEB + "# 2\n"
 
 
+def test_live_is_one_place_that_follows_revisions_and_keeps_what_others_wrote(harness: Harness) -> None:
+    old = harness.source.fetch()
+    harness.source.place(old)
+    assert old.live is not None
+    assert not old.live.is_relative_to(old.path)
+    assert (old.live / "web.yaml").read_text() == WEB
+    (old.live / "data").mkdir()
+    (old.live / "data" / "written").write_text("a container's")     # as through a bind of ./data
+    harness.write("web.yaml", WEB + "# 2\n")
+    new = harness.source.fetch()
+    harness.source.place(new)
+    assert new.live == old.live
+    assert (new.live / "web.yaml").read_text() == WEB + "# 2\n"
+    assert (new.live / "data" / "written").read_text() == "a container's"
+
+
 def test_watch_wakes_on_a_change_and_closes_cleanly(harness: Harness) -> None:
     harness.source.fetch()
     wakes = Wakes()

@@ -227,6 +227,46 @@ def test_old_worktrees_are_removed_unless_retained(tmp_path: Path, upstream: Ups
     assert sorted(os.listdir(tmp_path / "cache" / "worktrees")) == sorted({applied.id, revs[2].id})
 
 
+def test_place_moves_the_one_checkout_and_keeps_what_nobody_committed(tmp_path: Path, upstream: Upstream) -> None:
+    upstream.commit({"app/web.yaml": WEB, "app/app.conf": "v1\n", "app/data/seed": "s1\n"})
+    src = source(tmp_path, upstream.bare, branch="main", path="app", keep=1)
+    first = src.fetch()
+    assert first.live == tmp_path / "cache" / "checkout" / "app"      # not in any revision's worktree
+    assert not first.live.exists()                                   # placed by `place`, not by a fetch
+    src.place(first)
+    assert (first.live / "app.conf").read_text() == "v1\n"
+    (first.live / "data" / "written").write_text("a container's\n")  # as through a bind of ./data
+    (first.live / "data" / "seed").write_text("changed in place\n")
+
+    upstream.commit({"app/app.conf": "v2\n", "app/data/seed": "s2\n", "app/notes": "n\n"})
+    second = src.fetch()
+    assert (second.live, (second.live / "app.conf").read_text()) == (first.live, "v1\n")    # not yet placed
+    src.place(second)
+    assert (second.live / "app.conf").read_text() == "v2\n"
+    assert (second.live / "data" / "seed").read_text() == "s2\n"      # committed files are the commit's
+    assert (second.live / "data" / "written").read_text() == "a container's\n"  # the rest stays
+    for i in range(2):                                               # old worktrees go; the checkout stays
+        upstream.commit({"app/notes": f"{i}\n"})
+        src.place(src.fetch())
+    assert not first.path.exists()
+    assert (second.live / "data" / "written").exists()
+    src.place(first)                                                 # back to an older commit (a rollback)
+    assert (first.live / "app.conf").read_text() == "v1\n"
+    assert not (first.live / "notes").exists()
+    assert (first.live / "data" / "written").exists()
+
+
+def test_a_checkout_directory_that_is_no_checkout_is_left_alone(tmp_path: Path, upstream: Upstream) -> None:
+    src = source(tmp_path, upstream.bare, branch="main")
+    rev = src.fetch()
+    assert rev.live is not None
+    rev.live.mkdir()
+    (rev.live / "db").write_text("precious\n")
+    with pytest.raises(errors.SourceUnavailable, match="is not a git checkout of this source but holds files"):
+        src.place(rev)
+    assert (rev.live / "db").read_text() == "precious\n"
+
+
 def test_polling_wakes_when_the_branch_moves(tmp_path: Path, upstream: Upstream) -> None:
     src = source(tmp_path, upstream.bare, branch="main", poll_interval=0.05, jitter=0.5)
     src.fetch()

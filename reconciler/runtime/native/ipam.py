@@ -10,7 +10,10 @@ containers at once can never hand out the same address, subnet or host port:
     net_ports       published ports (protocol, host ip, host port) -> container endpoint
 
 Allocation is round robin from gateway + 1 to the last usable address (like host-local), so a
-just-released address is not handed out again at once. The records are the source of truth the
+just-released address is not handed out again at once. A new network's subnet never overlaps
+what the host uses outside these records (`HostNetwork`, read by the caller from netlink): the
+pool skips every such address and route, and an explicit subnet on an interface the engine did
+not make is refused, naming the interface. The records are the source of truth the
 firewall ruleset, hosts files and start-up recovery are rebuilt from.
 """
 
@@ -20,7 +23,7 @@ import ipaddress
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -31,6 +34,7 @@ __all__ = [
     "IPAM",
     "ContainerRecord",
     "EndpointRecord",
+    "HostNetwork",
     "NetworkRecord",
     "PortRecord",
 ]
@@ -103,6 +107,18 @@ class NetworkRecord:
             id=self.id, name=self.name, subnet=self.subnet, gateway=self.gateway,
             internal=self.internal, labels=dict(self.labels), bridge=self.bridge,
         )
+
+
+@dataclass(frozen=True)
+class HostNetwork:
+    """A network the host uses outside this engine's records: an interface's address, or a route."""
+
+    network: ipaddress.IPv4Network
+    interface: str          # the link it is on or goes out of ("" when the kernel names none)
+    on_link: bool           # an address or a route without a gateway: the interface is in it
+
+    def describe(self) -> str:
+        return f"{self.network} on host interface {self.interface}" if self.interface else f"the host's route to {self.network}"
 
 
 @dataclass(frozen=True)
@@ -196,10 +212,12 @@ class IPAM:
         *,
         bridge: str,
         pool: str,
-        avoid: Iterable[ipaddress.IPv4Network],
+        host: Sequence[HostNetwork] = (),
     ) -> NetworkRecord:
         """Record `config` (subnet from the manifest, or the first free /24 of `pool`).
 
+        A new network's subnet comes from the pool around every network in `host`; an explicit
+        one overlapping an address or on-link route of `host` is a Conflict naming the interface.
         An existing record of the same name is returned if it agrees with `config`; one that
         disagrees on subnet, gateway or internal is a Conflict (remove the network first).
         """
@@ -225,8 +243,16 @@ class IPAM:
                         f"subnet {net} of network {config.name!r} overlaps {clash} of another network",
                         hint="choose a subnet no other network uses, or omit it to get one from the pool",
                     )
+                used = next((h for h in host if h.on_link and h.network.overlaps(net)), None)
+                if used is not None:
+                    raise errors.Conflict(
+                        f"subnet {net} of network {config.name!r} overlaps {used.describe()}, "
+                        "which this engine did not make",
+                        hint="choose a subnet the host does not use (`ip -4 addr` and `ip -4 route` list "
+                        "them), or omit it to get a free one from the pool",
+                    )
             else:
-                net = self._free_subnet(pool, [*taken, *avoid], config.name)
+                net = self._free_subnet(pool, [*taken, *(h.network for h in host)], config.name)
                 net, gw = validate_subnet(str(net), config.gateway)
             record = NetworkRecord(
                 name=config.name, id=uuid.uuid4().hex, bridge=bridge, subnet=str(net),

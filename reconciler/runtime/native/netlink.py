@@ -30,6 +30,7 @@ __all__ = [
     "Address",
     "Host",
     "Link",
+    "Route",
     "clear_conntrack",
     "configure_container_side",
     "create_netns",
@@ -57,6 +58,16 @@ class Address:
 
     address: str
     prefixlen: int
+
+
+@dataclass(frozen=True)
+class Route:
+    """An IPv4 route of the main table."""
+
+    dst: str                 # "0.0.0.0" for the default route
+    prefixlen: int
+    oif: int | None          # index of the link it goes out of
+    gateway: str | None      # None: the destination is on the link itself
 
 
 _DEFAULT_DST = "0.0.0.0"  # noqa: S104 - the default route's destination, not a bind
@@ -227,13 +238,14 @@ class Host:
         with _netlink(f"remove address {addr.address}/{addr.prefixlen} from link {index}"):
             self._ipr.addr("del", index=index, address=addr.address, prefixlen=addr.prefixlen)
 
-    def routes(self) -> list[tuple[str, int]]:
-        """Destinations of the IPv4 main-table routes as (network, prefixlen)."""
+    def routes(self) -> list[Route]:
+        """The IPv4 routes of the main table."""
         with _netlink("list routes"):
             out = []
             for m in self._ipr.route("dump", family=socket.AF_INET, table=254):
-                dst = m.get_attr("RTA_DST")
-                out.append((str(dst) if dst else _DEFAULT_DST, int(m["dst_len"])))
+                dst, oif, gateway = m.get_attr("RTA_DST"), m.get_attr("RTA_OIF"), m.get_attr("RTA_GATEWAY")
+                out.append(Route(str(dst) if dst else _DEFAULT_DST, int(m["dst_len"]),
+                                 None if oif is None else int(oif), None if gateway is None else str(gateway)))
             return out
 
     def set_default_route(self, gateway: str) -> None:

@@ -173,11 +173,10 @@ class NetworkManager:
             raise errors.InvalidArgument(f"network {config.name!r}: MTU {config.mtu} is out of range 68-65535")
         with self._locked():
             existed = self._ipam.network(config.name) is not None
-            avoid: list[ipaddress.IPv4Network] = []
-            if config.subnet is None and not existed:
-                avoid = self._host_networks()
+            bridge = self.bridge_name(config.name)
             record = self._ipam.add_network(
-                config, bridge=self.bridge_name(config.name), pool=self.config.subnet_pool, avoid=avoid,
+                config, bridge=bridge, pool=self.config.subnet_pool,
+                host=() if existed else self._host_networks(bridge),
             )
             created: list[str] = []
             try:
@@ -191,16 +190,22 @@ class NetworkManager:
             log.info("network ensured", network=record.name, bridge=record.bridge, subnet=record.subnet)
             return record.state()
 
-    def _host_networks(self) -> list[ipaddress.IPv4Network]:
-        """Subnets the host routes already (docker0's, the uplink's): the pool skips them."""
+    def _host_networks(self, bridge: str) -> list[ipam.HostNetwork]:
+        """What the host uses besides this engine's bridges (and `bridge`, the one a new network
+        gets): every address, and every route but the default (docker0's, the uplink's, a VPN's)."""
+        ours = {r.bridge for r in self._ipam.networks()} | {bridge}
         with netlink.host() as h:
-            out = []
-            for dst, plen in h.routes():
-                if plen == 0:
+            names = {link.index: link.name for link in h.links()}
+            out = [ipam.HostNetwork(ipaddress.IPv4Network(f"{a.address}/{a.prefixlen}", strict=False),
+                                    names.get(index, ""), on_link=True)
+                   for index, a in h.addresses() if names.get(index) not in ours]
+            for r in h.routes():
+                name = names.get(r.oif, "") if r.oif is not None else ""
+                if r.prefixlen == 0 or name in ours:
                     continue
                 with suppress(ValueError):
-                    out.append(ipaddress.IPv4Network(f"{dst}/{plen}", strict=False))
-            out += [ipaddress.IPv4Network(f"{a.address}/{a.prefixlen}", strict=False) for _, a in h.addresses()]
+                    out.append(ipam.HostNetwork(ipaddress.IPv4Network(f"{r.dst}/{r.prefixlen}", strict=False),
+                                                name, on_link=r.gateway is None))
             return out
 
     def _ensure_bridge(self, record: ipam.NetworkRecord, *, created: list[str] | None = None) -> None:

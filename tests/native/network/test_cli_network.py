@@ -22,9 +22,9 @@ def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def _seed(root: Path) -> None:
     store = ipam.IPAM(Database(root / "state.db"))
     store.add_network(base.NetworkConfig("shop", subnet="10.210.0.0/24", labels={"tier": "front"}),
-                      bridge="rcl-shop", pool="10.89.0.0/16", avoid=[])
+                      bridge="rcl-shop", pool="10.89.0.0/16")
     store.add_network(base.NetworkConfig("backend", subnet="10.210.1.0/24", internal=True),
-                      bridge="rcl-backend", pool="10.89.0.0/16", avoid=[])
+                      bridge="rcl-backend", pool="10.89.0.0/16")
     store.add_container(ipam.ContainerRecord("c" * 64, "web", "web", (), "/x"), networks=["shop"],
                         static_ips={}, ports=[], veth_name={"shop": "rclv1"})
 

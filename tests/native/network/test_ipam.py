@@ -25,41 +25,60 @@ def _add(store: ipam.IPAM, cid: str, *, nets: tuple[str, ...] = ("n",), static: 
     return eps
 
 
+def _host(net: str, interface: str = "eth9", *, on_link: bool = True) -> ipam.HostNetwork:
+    return ipam.HostNetwork(ipaddress.IPv4Network(net), interface, on_link)
+
+
 def test_pool_allocation_skips_taken_and_host_subnets(tmp_path: Path) -> None:
     store = _store(tmp_path)
     first = store.add_network(base.NetworkConfig("a"), bridge="b-a", pool="10.250.0.0/22",
-                              avoid=[ipaddress.IPv4Network("10.250.1.0/24")])
-    second = store.add_network(base.NetworkConfig("b"), bridge="b-b", pool="10.250.0.0/22", avoid=[])
+                              host=[_host("10.250.1.0/24")])
+    second = store.add_network(base.NetworkConfig("b"), bridge="b-b", pool="10.250.0.0/22")
     assert (first.subnet, first.gateway) == ("10.250.0.0/24", "10.250.0.1")
-    assert second.subnet == "10.250.1.0/24"   # avoid= applied only to the first call
+    assert second.subnet == "10.250.1.0/24"   # host= applied only to the first call
     third = store.add_network(base.NetworkConfig("c"), bridge="b-c", pool="10.250.0.0/22",
-                              avoid=[ipaddress.IPv4Network("10.250.2.0/24")])
+                              host=[_host("10.250.2.0/25", on_link=False)])    # a route via a gateway too
     assert third.subnet == "10.250.3.0/24"
-    fourth = store.add_network(base.NetworkConfig("d"), bridge="b-d", pool="10.250.0.0/22", avoid=[])
+    fourth = store.add_network(base.NetworkConfig("d"), bridge="b-d", pool="10.250.0.0/22")
     assert fourth.subnet == "10.250.2.0/24"
     with pytest.raises(errors.Conflict, match="no free /24"):
-        store.add_network(base.NetworkConfig("e"), bridge="b-e", pool="10.250.0.0/22", avoid=[])
+        store.add_network(base.NetworkConfig("e"), bridge="b-e", pool="10.250.0.0/22")
 
 
 def test_network_record_is_verified_against_the_manifest(tmp_path: Path) -> None:
     store = _store(tmp_path)
-    rec = store.add_network(base.NetworkConfig("n", subnet="10.251.0.0/24"), bridge="b", pool="10.0.0.0/8", avoid=[])
+    rec = store.add_network(base.NetworkConfig("n", subnet="10.251.0.0/24"), bridge="b", pool="10.0.0.0/8")
     again = store.add_network(base.NetworkConfig("n", subnet="10.251.0.0/24", labels={"x": "1"}),
-                              bridge="b", pool="10.0.0.0/8", avoid=[])
+                              bridge="b", pool="10.0.0.0/8")
     assert again.id == rec.id
     assert again.labels == {"x": "1"}
     with pytest.raises(errors.Conflict, match="different settings"):
-        store.add_network(base.NetworkConfig("n", subnet="10.251.1.0/24"), bridge="b", pool="10.0.0.0/8", avoid=[])
+        store.add_network(base.NetworkConfig("n", subnet="10.251.1.0/24"), bridge="b", pool="10.0.0.0/8")
     with pytest.raises(errors.Conflict, match="overlaps"):
         store.add_network(base.NetworkConfig("m", subnet="10.251.0.0/16".replace("/16", "/23")),
-                          bridge="c", pool="10.0.0.0/8", avoid=[])
+                          bridge="c", pool="10.0.0.0/8")
     with pytest.raises(errors.InvalidArgument, match="no host bits"):
-        store.add_network(base.NetworkConfig("k", subnet="10.251.5.1/24"), bridge="d", pool="10.0.0.0/8", avoid=[])
+        store.add_network(base.NetworkConfig("k", subnet="10.251.5.1/24"), bridge="d", pool="10.0.0.0/8")
+
+
+def test_an_explicit_subnet_on_a_host_interface_is_refused_naming_it(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    host = [_host("10.251.8.0/24", "wg0"), _host("10.251.16.0/20", "eth0", on_link=False), _host("10.251.9.0/24", "")]
+    with pytest.raises(errors.Conflict, match=r"subnet 10\.251\.8\.0/25 of network 'a' overlaps 10\.251\.8\.0/24 on "
+                       r"host interface wg0, which this engine did not make") as e:
+        store.add_network(base.NetworkConfig("a", subnet="10.251.8.0/25"), bridge="b-a", pool="10.0.0.0/8", host=host)
+    assert "omit it to get a free one from the pool" in (e.value.hint or "")
+    with pytest.raises(errors.Conflict, match=r"overlaps the host's route to 10\.251\.9\.0/24"):
+        store.add_network(base.NetworkConfig("a", subnet="10.251.9.0/24"), bridge="b-a", pool="10.0.0.0/8", host=host)
+    assert store.networks() == []
+    # a route through a gateway is not the interface's own network: an explicit subnet may take a part
+    ok = store.add_network(base.NetworkConfig("a", subnet="10.251.17.0/24"), bridge="b-a", pool="10.0.0.0/8", host=host)
+    assert ok.subnet == "10.251.17.0/24"
 
 
 def test_addresses_round_robin_static_and_release(tmp_path: Path) -> None:
     store = _store(tmp_path)
-    store.add_network(base.NetworkConfig("n", subnet="10.252.0.0/29"), bridge="b", pool="10.0.0.0/8", avoid=[])
+    store.add_network(base.NetworkConfig("n", subnet="10.252.0.0/29"), bridge="b", pool="10.0.0.0/8")
     assert _add(store, "c1")[0].address == "10.252.0.2"
     assert _add(store, "c2", static={"n": "10.252.0.6"})[0].address == "10.252.0.6"
     assert _add(store, "c3")[0].address == "10.252.0.3"
@@ -84,7 +103,7 @@ def test_addresses_round_robin_static_and_release(tmp_path: Path) -> None:
 
 def test_host_ports_are_exclusive(tmp_path: Path) -> None:
     store = _store(tmp_path)
-    store.add_network(base.NetworkConfig("n", subnet="10.253.0.0/24"), bridge="b", pool="10.0.0.0/8", avoid=[])
+    store.add_network(base.NetworkConfig("n", subnet="10.253.0.0/24"), bridge="b", pool="10.0.0.0/8")
     _add(store, "c1", ports=(base.PortMapping(80, 8080, host_ip="127.0.0.1"),))
     _add(store, "c2", ports=(base.PortMapping(80, 8080, host_ip="127.0.0.2"), base.PortMapping(53, 8080, "udp")))
     with pytest.raises(errors.Conflict, match="already published by container 'c1'"):
@@ -108,7 +127,7 @@ def _worker(args: tuple[str, int]) -> list[str]:
 
 def test_concurrent_processes_never_share_an_address(tmp_path: Path) -> None:
     store = _store(tmp_path)
-    store.add_network(base.NetworkConfig("n", subnet="10.254.0.0/24"), bridge="b", pool="10.0.0.0/8", avoid=[])
+    store.add_network(base.NetworkConfig("n", subnet="10.254.0.0/24"), bridge="b", pool="10.0.0.0/8")
     with multiprocessing.get_context("fork").Pool(4) as pool:
         results = pool.map(_worker, [(str(tmp_path / "state.db"), 25)] * 4)
     addresses = [a for r in results for a in r]
@@ -119,7 +138,7 @@ def test_concurrent_processes_never_share_an_address(tmp_path: Path) -> None:
 
 def test_records_survive_a_new_process(tmp_path: Path) -> None:
     store = _store(tmp_path)
-    store.add_network(base.NetworkConfig("n", subnet="10.254.1.0/24"), bridge="b", pool="10.0.0.0/8", avoid=[])
+    store.add_network(base.NetworkConfig("n", subnet="10.254.1.0/24"), bridge="b", pool="10.0.0.0/8")
     _add(store, "c1")
     reopened = ipam.IPAM(Database(tmp_path / "state.db"))
     assert [n.name for n in reopened.networks()] == ["n"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import socket
 import subprocess
@@ -84,6 +85,48 @@ def test_a_foreign_interface_with_the_bridge_name_is_refused_and_nothing_is_reco
         assert m.list_networks() == []
     finally:
         subprocess.run(["ip", "link", "del", name], check=True)
+
+
+def test_subnets_a_host_interface_uses_are_skipped_or_refused(harness: Harness) -> None:
+    m = harness.manager
+    veth, peer = f"{harness.link_tag}h", f"{harness.link_tag}i"      # the test's own, not the engine's
+    used, free = harness.subnet(0), harness.subnet(1)                # the pool's two /24s
+    subprocess.run(["ip", "link", "add", veth, "type", "veth", "peer", "name", peer], check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", f"10.{harness.a}.{harness.b}.77/24", "dev", veth], check=True)
+        assert m.ensure_network(base.NetworkConfig(name="picked")).subnet == free      # the pool skips it
+        m.remove_network("picked")
+        with pytest.raises(errors.Conflict, match=re.escape(f"subnet {used} of network 'asked' overlaps {used} on "
+                                                            f"host interface {veth}, which this engine did not make")):
+            m.ensure_network(base.NetworkConfig(name="asked", subnet=used))
+        assert m.list_networks() == []
+        with netlink.host() as h:
+            assert h.link(m.bridge_name("asked")) is None                # nothing was made for it
+
+        # a route out of the interface (no address) counts too: the whole pool is taken now
+        subprocess.run(["ip", "link", "set", veth, "up"], check=True)
+        subprocess.run(["ip", "link", "set", peer, "up"], check=True)
+        subprocess.run(["ip", "route", "add", free, "dev", veth], check=True)
+        with pytest.raises(errors.Conflict, match="no free /24 left in the subnet pool"):
+            m.ensure_network(base.NetworkConfig(name="picked"))
+        with pytest.raises(errors.Conflict, match=re.escape(f"overlaps {free} on host interface {veth}")):
+            m.ensure_network(base.NetworkConfig(name="asked", subnet=free))
+        assert m.list_networks() == []
+    finally:
+        subprocess.run(["ip", "link", "del", veth], check=False)         # its address and route go with it
+
+
+def test_the_engines_own_bridges_are_no_host_interfaces_to_it(harness: Harness) -> None:
+    m = harness.manager
+    state = m.ensure_network(base.NetworkConfig(name="own", subnet=harness.subnet(0)))
+    with pytest.raises(errors.Conflict, match="of another network"):      # another network of its own: named so
+        m.ensure_network(base.NetworkConfig(name="other", subnet=harness.subnet(0)))
+    # a crash left the bridge (with the subnet's gateway) but not the record: the network's own
+    # bridge, taken up again, not a foreign interface
+    m._ipam.remove_network("own")
+    again = m.ensure_network(base.NetworkConfig(name="own", subnet=harness.subnet(0)))
+    assert (again.bridge, again.subnet, again.gateway) == (state.bridge, state.subnet, state.gateway)
+    assert _addresses(state.bridge) == {f"{state.gateway}/24"}
 
 
 def test_networks_from_the_pool_labels_selector_and_removal(harness: Harness) -> None:

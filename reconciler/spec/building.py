@@ -228,8 +228,9 @@ class Builder:
                     if content is None:
                         where = ("spec", "build", "file") if "file" in build_spec else ("spec", "build", "context")
                         self.report(d, where, f"no Dockerfile {dockerfile!r} in the build context {build_spec['context']!r}")
-                    else:
-                        files[full] = hashing.file_digest(content)
+                    else:       # named by its live path, as env files are: see below
+                        files[self.live_path(d.raw.base, os.path.join(build_spec["context"], dockerfile))] = \
+                            hashing.file_digest(content)
             build = models.BuildSpec(
                 context=context, file=dockerfile,
                 args=MappingProxyType({k: _env_str(v) for k, v in sorted((build_spec.get("args") or {}).items())}),
@@ -242,9 +243,13 @@ class Builder:
             "labels": labels, "ref": ref, "pull": spec.get("pull", "missing"), "track": bool(spec.get("track", False)),
             "build": build, "push": tuple(spec.get("push", ())),
         }
+        # built from the revision's copy (what this revision says), hashed by the live context's
+        # name: a new copy of an unchanged source must not look like a new build
+        hashed = fields if build is None else {
+            **fields, "build": dataclasses.replace(build, context=self.live_path(d.raw.base, build_spec["context"]))}
         return models.Image(
             name=d.name, origin=self.origin(d),
-            spec_hash=hashing.spec_hash("Image", fields, hashing.IMAGE_EXCLUDED, files), **fields,
+            spec_hash=hashing.spec_hash("Image", hashed, hashing.IMAGE_EXCLUDED, files), **fields,
         )
 
     # -- Container -------------------------------------------------------------------------

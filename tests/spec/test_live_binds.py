@@ -90,3 +90,34 @@ def test_policy_checks_binds_where_they_are_mounted(live: Path, tmp_path: Path) 
     message = e.value.problems[0].message
     assert message.startswith(f"bind source {live / 'data'} (which leads to {outside}) is outside the source "
                               f"root {live} and refused by policy 'restricted'"), message
+
+
+IMAGE = """\
+apiVersion: reconciler/v1
+kind: Image
+metadata: {name: app}
+spec:
+  build: {context: ./app}
+"""
+
+
+def test_copies_of_one_source_build_from_the_copy_with_one_image_hash(tmp_path: Path) -> None:
+    live = tmp_path / "live"
+    (live / "app").mkdir(parents=True)
+    (live / "app" / "Dockerfile").write_text("FROM scratch\nCOPY . /\n")
+    (live / "image.yaml").write_text(IMAGE)
+
+    def revision(name: str, **extra: str) -> Path:
+        dest = tmp_path / "sources" / name
+        shutil.copytree(live, dest)
+        for rel, text in extra.items():
+            (dest / rel).write_text(text)
+        return dest
+
+    r1, r2 = revision("r1"), revision("r2", notes="other\n")
+    one, two = spec.load(r1, live=live).images["app"], spec.load(r2, live=live).images["app"]
+    assert one.build is not None
+    assert one.build.context == str(r1 / "app")          # what this revision says is what is built
+    assert two.spec_hash == one.spec_hash                # a new copy is not a new build
+    (live / "app" / "Dockerfile").write_text("FROM scratch\nCOPY . /srv/\n")
+    assert spec.load(revision("r3"), live=live).images["app"].spec_hash != one.spec_hash

@@ -57,6 +57,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--keep-revisions", type=int, default=10, metavar="N",
                         help="converged revisions kept for `reconcile rollback` (default: 10; the last "
                         "converged one is always kept)")
+    from reconciler.cli import output
+
+    output.add_output_flag(parser)
     parser.set_defaults(run=run)
 
 
@@ -95,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         result = passes.run_pass(desired, runtime, open_db(args), options)
         if result.changeset is not None and result.converged:
             keep_revision(args, desired, options.source, keep=args.keep_revisions)
-    return print_result(result)
+    return print_result(result, args.output)
 
 
 def keep_revision(args: argparse.Namespace, desired: Any, source: str, *, keep: int) -> None:
@@ -112,7 +115,8 @@ def keep_revision(args: argparse.Namespace, desired: Any, source: str, *, keep: 
         print(f"warning: could not keep revision {desired.revision[:12]} for rollback: {e}", file=sys.stderr)
         return
     if new and not snap.rollback:
-        print(f"note: revision {desired.revision[:12]} cannot be rolled back to later: {snap.reason}")
+        print(f"note: revision {desired.revision[:12]} cannot be rolled back to later: {snap.reason}",
+              file=sys.stderr if args.output == "json" else sys.stdout)
 
 
 # A container started by a one-shot pass gets this long to show that it crashes at once before
@@ -120,10 +124,14 @@ def keep_revision(args: argparse.Namespace, desired: Any, source: str, *, keep: 
 SETTLE = 1.0
 
 
-def print_result(result: Any) -> int:
-    """The summary of a pass (apply, rollback); its exit code."""
+def print_result(result: Any, fmt: str = "table") -> int:
+    """The summary of a pass (apply, rollback) as a table or JSON (`-o json`); its exit code."""
     from reconciler.cli import output
 
+    code = 0 if result.changeset is None or result.converged else 1
+    if fmt == "json":
+        output.print_json(result.to_json())
+        return code
     if result.changeset is None:              # dry run
         print(result.plan.render() or "nothing to do")
         return 0
@@ -143,4 +151,4 @@ def print_result(result: Any) -> int:
         print(f"error: container {name} is not running as desired: {why}", file=sys.stderr)
     counts = ", ".join(f"{v} {k}" for k, v in result.changeset.counts().items()) or "nothing to do"
     print(f"{result.result}: revision {result.revision[:12]}: {counts} ({result.duration:.2f}s)")
-    return 0 if result.converged else 1
+    return code

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 __all__ = ["register", "run"]
@@ -97,7 +98,6 @@ def _run_agent(args: argparse.Namespace, api: Any) -> int:
 
 
 def _run_offline(args: argparse.Namespace, wanted: str | None) -> int:
-    import sys
     import time
 
     from reconciler.cli import cmd_apply
@@ -148,15 +148,15 @@ def _run_offline(args: argparse.Namespace, wanted: str | None) -> int:
     desired = store.load(snap)               # SnapshotError (exit 2) if the copy was tampered with
     cause = f"rollback to {target.revision[:12]}"
     print(f"{cause} (applied {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(target.started_at))} UTC "
-          f"from {snap.source}; was {(current or '-')[:12]})")
+          f"from {snap.source}; was {(current or '-')[:12]})", file=sys.stderr if args.output == "json" else sys.stdout)
     options = passes.PassOptions(owner=args.owner, max_workers=max(1, args.parallel), source=snap.source,
                                  cause=cause, settle=cmd_apply.SETTLE)
     with locking.store_lock(args.root), cmd_apply.open_runtime(args) as runtime:
         result = passes.run_pass(desired, runtime, db, options)
         if result.changeset is not None and result.converged:
             store.touch(snap.revision)
-    code: int = cmd_apply.print_result(result)
-    if code == 0:
+    code: int = cmd_apply.print_result(result, args.output)
+    if code == 0 and args.output != "json":
         print("hint: the next `reconcile apply SOURCE` applies the files again; revert them in the "
               "source to stay on this revision")
     return code

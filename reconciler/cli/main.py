@@ -49,7 +49,46 @@ def build_parser(only: str | None = None, *, commands: Sequence[str] = COMMANDS)
     for name in (only,) if only else commands:
         module = importlib.import_module(f"reconciler.cli.cmd_{name.replace('-', '_')}")
         module.register(subparsers)
+    for sub in _subparsers(parser):             # `reconcile ps --log-level debug` too, as kubectl takes
+        sub.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=argparse.SUPPRESS,
+                         help=argparse.SUPPRESS)
+        sub.add_argument("--log-json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every (sub-)subcommand's parser below `parser`."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                found += [sub, *_subparsers(sub)]
+    return found
+
+
+def _hoist(argv: list[str], parser: argparse.ArgumentParser, command: str) -> list[str]:
+    """Move the command's own options written before it (`reconcile --root X ps`) to just after
+    it (`reconcile ps --root X`), so they are accepted in either place, as docker and kubectl
+    users expect; the global options (--log-level, ...) stay where they are."""
+    at = argv.index(command)
+    sub = next((s for s in _subparsers(parser) if s.prog.split()[-1] == command), None)
+    if sub is None or at == 0:
+        return argv
+    known = sub._option_string_actions
+    keep: list[str] = []
+    moved: list[str] = []
+    i = 0
+    while i < at:
+        arg = argv[i]
+        name = arg.split("=", 1)[0]
+        target = moved if name in known and name not in parser._option_string_actions else keep
+        action = known.get(name) or parser._option_string_actions.get(name)
+        target.append(arg)
+        if action is not None and action.nargs != 0 and "=" not in arg and i + 1 < at:
+            target.append(argv[i + 1])
+            i += 1
+        i += 1
+    return [*keep, command, *moved, *argv[at + 1:]]
 
 
 def _rewrite_once(argv: list[str]) -> list[str]:
@@ -61,15 +100,16 @@ def _rewrite_once(argv: list[str]) -> list[str]:
 
 
 def _command_of(argv: list[str]) -> str | None:
-    """The subcommand named on the command line, if it is a known one."""
+    """The subcommand named on the command line (the first known one: options of the command
+    may stand before it, with their values), if any."""
     skip = False
     for arg in argv:
         if skip:
             skip = False
         elif arg == "--log-level":
             skip = True
-        elif not arg.startswith("-"):
-            return arg if arg in COMMANDS else None
+        elif arg in COMMANDS:
+            return arg
     return None
 
 
@@ -94,6 +134,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
     command = _command_of(args_list)
     bare_version = command is None and "--version" in args_list and not {"-h", "--help"} & set(args_list)
     parser = build_parser(command, commands=() if bare_version else COMMANDS)
+    if command is not None:
+        args_list = _hoist(args_list, parser, command)
     try:
         args = parser.parse_args(args_list)
     except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on --help/--version

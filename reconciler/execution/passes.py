@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from reconciler._sqlite import Database
 from reconciler.execution import changes, executor, translate
@@ -72,6 +73,27 @@ class PassResult:
         if not self.changeset.ok:
             return "failed"
         return "degraded" if self.unready else "converged"
+
+    def to_json(self) -> dict[str, Any]:
+        """What `apply -o json` prints: the result, each resource's outcome with its actions
+        (kind, cause, status, error, seconds), the containers not running as desired, and the
+        plan's notes; a dry run's plan instead of outcomes."""
+        out: dict[str, Any] = {
+            "result": self.result, "revision": self.revision, "duration": round(self.duration, 3),
+            "notes": list(self.plan.notes), "resolve_errors": dict(self.resolve_errors),
+            "unready": dict(self.unready),
+        }
+        if self.changeset is None:
+            out["plan"] = self.plan.to_json()["actions"]
+            return out
+        out["counts"] = self.changeset.counts()
+        out["changes"] = [
+            {"resource": c.resource, "outcome": str(c.outcome), "detail": c.detail,
+             "actions": [{"id": r.action.id, "kind": str(r.action.kind), "cause": r.action.cause,
+                          "status": str(r.status), "error": r.error, "duration": round(r.duration, 3)}
+                         for r in c.results]}
+            for c in self.changeset.changes]
+        return out
 
 
 def unready(desired: models.DesiredState, states: Iterable[base.ContainerState]) -> dict[str, str]:

@@ -1,6 +1,12 @@
 """History: one record per pass that changed something or failed (revision, time, changes, result).
 
 `reconcile history` lists it; the last good revision is what a rollback re-applies.
+
+A pass that is about to change the host is put on record first (`begin`, result `running`)
+and completed at its end (`finish`). A process that never got there (kill -9, a second
+SIGTERM) leaves its pass `running`; the next pass, which holds the same store lock, marks it
+`interrupted` (`close_unfinished`). A pass stopped at a safe point by SIGTERM ends
+`interrupted` by itself.
 """
 
 from __future__ import annotations
@@ -12,7 +18,10 @@ from typing import Any
 
 from reconciler._sqlite import Database
 
-__all__ = ["HistoryStore", "Pass", "last_converged"]
+__all__ = ["INTERRUPTED", "RUNNING", "HistoryStore", "Pass", "close_unfinished", "last_converged"]
+
+RUNNING = "running"             # begun, not finished (yet, or ever: its process died)
+INTERRUPTED = "interrupted"     # stopped early by a signal, or found unfinished
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS history_passes (
@@ -41,7 +50,7 @@ class Pass:
     source: str
     started_at: float
     finished_at: float
-    result: str                                  # converged | failed | invalid
+    result: str                                  # converged | degraded | failed | interrupted | running
     counts: Mapping[str, int] = field(default_factory=dict)
     changes: Sequence[Mapping[str, Any]] = ()
     cause: str = ""                              # why the pass ran, when not the source ("rollback to <id>")
@@ -80,6 +89,29 @@ class HistoryStore:
             )
             return int(cur.lastrowid or 0)
 
+    def begin(self, *, revision: str, source: str, started_at: float, cause: str = "") -> int:
+        """Put a pass on record before it changes anything (result `running`); its id."""
+        return self.record(revision=revision, source=source, started_at=started_at, finished_at=started_at,
+                           result=RUNNING, counts={}, changes=[], cause=cause)
+
+    def finish(
+        self,
+        pass_id: int,
+        *,
+        finished_at: float,
+        result: str,
+        counts: Mapping[str, int],
+        changes: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Complete the record `begin` opened."""
+        with self.db.tx() as conn:
+            conn.execute(
+                "UPDATE history_passes SET finished_at = ?, result = ?, counts_json = ?, changes_json = ?"
+                " WHERE id = ?",
+                (finished_at, result, json.dumps(dict(counts), sort_keys=True),
+                 json.dumps(list(changes), sort_keys=True, default=str), pass_id),
+            )
+
     def list(self, *, limit: int = 50) -> list[Pass]:
         """Newest first."""
         rows = self.db.connect().execute(
@@ -102,6 +134,18 @@ class HistoryStore:
             if p.result == "converged":
                 return p
         return None
+
+
+def close_unfinished(db: Database) -> int:
+    """Mark every pass still `running` as `interrupted`; how many. Only for a writer holding the
+    store lock before its own pass begins: no other pass can be running then, so a `running`
+    record is one whose process died (kill -9, a second SIGTERM)."""
+    db.ensure_schema("history", _DDL)
+    if db.connect().execute("SELECT 1 FROM history_passes WHERE result = ? LIMIT 1", (RUNNING,)).fetchone() is None:
+        return 0                                # the usual case: no write
+    with db.tx() as conn:
+        cur = conn.execute("UPDATE history_passes SET result = ? WHERE result = ?", (INTERRUPTED, RUNNING))
+        return int(cur.rowcount or 0)
 
 
 def last_converged(db: Database) -> set[str]:

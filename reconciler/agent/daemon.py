@@ -46,7 +46,7 @@ from reconciler.api import events as events_mod
 from reconciler.api import server as api_server
 from reconciler.controller import loop as loop_mod
 from reconciler.errors import ReconcilerError, TerminalError
-from reconciler.execution import backends, executor, locking, passes
+from reconciler.execution import backends, executor, locking, passes, stopping
 from reconciler.planning import actions
 from reconciler.runtime import base
 from reconciler.sources import base as srcbase
@@ -140,7 +140,8 @@ class Agent:
         return self
 
     def stop(self) -> None:
-        """Stop watching, let the pass in flight finish, stop serving; containers keep running."""
+        """Stop watching, end the pass in flight at its next safe point (the executor finishes the
+        actions in flight and starts nothing new), stop serving; containers keep running."""
         with self._lock:
             sources = list(self._sources.values())
         for s in sources:
@@ -607,7 +608,9 @@ def run_agent(config: cfgmod.AgentConfig, *, ready: Callable[[Agent], None] | No
     """Run in the foreground until SIGTERM/SIGINT; SIGHUP re-reads the config file.
 
     Under umask 077 (docs/security.md, "Secrets at rest"); history is bounded by the
-    config's `history:` settings.
+    config's `history:` settings. The first SIGTERM/SIGINT stops the agent at the next safe
+    point of the pass in flight (see execution/stopping.py) and exits 0; a second one exits at
+    once with 143/130.
     """
     old_umask = private_umask()
     try:
@@ -617,17 +620,12 @@ def run_agent(config: cfgmod.AgentConfig, *, ready: Callable[[Agent], None] | No
 
 
 def _run_agent(config: cfgmod.AgentConfig, *, ready: Callable[[Agent], None] | None) -> int:
-    stop = threading.Event()
+    stop = stopping.Stopper(after="the current action (containers keep running)").install()
     reload = threading.Event()
-
-    def on_term(signum: int, frame: object) -> None:
-        stop.set()
 
     def on_hup(signum: int, frame: object) -> None:
         reload.set()
 
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, on_hup)
     agent = Agent(config).start()
     log = structlog.get_logger("reconciler.agent")
@@ -635,8 +633,8 @@ def _run_agent(config: cfgmod.AgentConfig, *, ready: Callable[[Agent], None] | N
     if ready is not None:
         ready(agent)
     try:
-        while not stop.is_set():
-            stop.wait(0.5)
+        while not stop.requested.is_set():
+            stop.requested.wait(0.5)
             if reload.is_set():
                 reload.clear()
                 if config.path is None:
@@ -653,7 +651,8 @@ def _run_agent(config: cfgmod.AgentConfig, *, ready: Callable[[Agent], None] | N
                 _notify("READY=1")
     finally:
         _notify("STOPPING=1")
-        log.info("agent_stopping", note="finishing the pass in flight; containers keep running")
+        log.info("agent_stopping", note="the pass in flight stops after its actions in flight; "
+                 "containers keep running")
         agent.stop()
     return 0
 

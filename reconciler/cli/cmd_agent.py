@@ -1,8 +1,9 @@
 """`reconcile agent --config FILE`: the daemon (sources, controller loop, supervision, API).
 
 Runs in the foreground (systemd: contrib/reconciler.service, Type=notify). SIGTERM (and ^C)
-finish the pass in flight and exit, leaving containers running; SIGHUP re-reads the config
-file (an invalid file is reported and the running config stays). Flags override the file.
+stop the pass in flight after its actions in flight and exit 0, leaving containers running; a
+second signal exits at once (143/130); SIGHUP re-reads the config file (an invalid file is
+reported and the running config stays). Flags override the file.
 `--check` validates the config and exits (0 valid, 2 invalid).
 """
 

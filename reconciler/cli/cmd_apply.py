@@ -2,7 +2,10 @@
 
 Exit codes: 0 converged; 1 some actions failed (the host is left consistent: failures are
 isolated, updates rolled back); 2 invalid input or usage (nothing was changed: the manifests
-are loaded and validated in full before anything is observed or touched).
+are loaded and validated in full before anything is observed or touched); 143 (SIGTERM) or
+130 (SIGINT) stopped by a signal: the first finishes the actions in flight and leaves the rest
+for the next run (the pass is `interrupted` in the history), a second one stops at once
+(execution/stopping.py).
 
 Prints a summary table (one row per resource that changed or failed) and logs one canonical
 `reconcile_pass` line. `--dry-run` prints the plan instead of executing it.
@@ -19,7 +22,8 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["add_common_flags", "keep_revision", "open_db", "open_runtime", "print_result", "register", "run"]
+__all__ = ["add_common_flags", "keep_revision", "open_db", "open_runtime", "print_result", "register", "run",
+           "stopped_code"]
 
 def add_common_flags(parser: argparse.ArgumentParser, *, source: bool = True) -> None:
     """Flags shared by apply, diff and history."""
@@ -43,7 +47,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "apply", help="converge the host to the manifests once (alias: --once SOURCE)",
         description="Load and validate the manifests, compare with the host, and converge it. "
-        "Exit 0 converged, 1 some actions failed, 2 invalid input (nothing changed).",
+        "Exit 0 converged, 1 some actions failed, 2 invalid input (nothing changed), 143/130 stopped "
+        "by SIGTERM/SIGINT (the actions in flight finish; a second signal stops at once).",
     )
     add_common_flags(parser)
     from reconciler.cli import options
@@ -86,7 +91,7 @@ def open_db(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from reconciler import spec
-    from reconciler.execution import locking, passes
+    from reconciler.execution import executor, locking, passes, stopping
     from reconciler.spec import policy
 
     desired = spec.load(args.source, policy=policy.load_policy(args.policy))  # SpecError/PolicyError → exit 2,
@@ -94,11 +99,26 @@ def run(args: argparse.Namespace) -> int:
     options = passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty, dry_run=args.dry_run,
                                  max_workers=max(1, args.parallel), source=os.path.abspath(args.source)
                                  if args.source != "-" else "-", settle=SETTLE)
-    with locking.store_lock(args.root), open_runtime(args, supervise=not args.dry_run) as runtime:
-        result = passes.run_pass(desired, runtime, open_db(args), options)
+    with stopping.Stopper() as stop, locking.store_lock(args.root), \
+            open_runtime(args, supervise=not args.dry_run) as runtime:
+        result = passes.run_pass(desired, runtime, open_db(args), options,
+                                 execute_options=executor.ExecuteOptions(max_workers=options.max_workers, stop=stop))
         if result.changeset is not None and result.converged:
             keep_revision(args, desired, options.source, keep=args.keep_revisions)
+    if stopped := stopped_code(result, stop, args.output):
+        return stopped
     return print_result(result, args.output)
+
+
+def stopped_code(result: Any, stop: Any, fmt: str = "table") -> int:
+    """For a pass a signal cut short: its summary, and 128 + the signal as the exit code; else 0."""
+    if stop.exit_code is None or not result.interrupted:
+        return 0
+    print_result(result, fmt)
+    print("note: stopped by a signal: the actions in flight finished, the rest were not started; "
+          "run the command again to finish", file=sys.stderr)
+    code: int = stop.exit_code
+    return code
 
 
 def keep_revision(args: argparse.Namespace, desired: Any, source: str, *, keep: int) -> None:

@@ -4,7 +4,7 @@ Without an agent (hosts run by `reconcile apply` / `--once`): re-applies the cop
 revision that apply kept under `<root>/revisions/` (default: the newest converged revision of
 `--owner` other than the one applied now), through the same pass as apply, with its exit codes
 (0 converged, 1 some actions failed, 2 unknown or unusable revision: nothing changed, the
-available ones are listed). History records the pass with the cause "rollback to <id>". The
+available ones are listed; 143/130 stopped by SIGTERM/SIGINT, as apply). History records the pass with the cause "rollback to <id>". The
 next `reconcile apply SOURCE` follows the files again.
 
 With a running agent on the root (its agent.json, $RECONCILER_SOCKET or --socket):
@@ -101,7 +101,7 @@ def _run_offline(args: argparse.Namespace, wanted: str | None) -> int:
     import time
 
     from reconciler.cli import cmd_apply
-    from reconciler.execution import locking, passes
+    from reconciler.execution import executor, locking, passes, stopping
     from reconciler.state import history, revisions
 
     db = cmd_apply.open_db(args)
@@ -151,10 +151,13 @@ def _run_offline(args: argparse.Namespace, wanted: str | None) -> int:
           f"from {snap.source}; was {(current or '-')[:12]})", file=sys.stderr if args.output == "json" else sys.stdout)
     options = passes.PassOptions(owner=args.owner, max_workers=max(1, args.parallel), source=snap.source,
                                  cause=cause, settle=cmd_apply.SETTLE)
-    with locking.store_lock(args.root), cmd_apply.open_runtime(args) as runtime:
-        result = passes.run_pass(desired, runtime, db, options)
+    with stopping.Stopper() as stop, locking.store_lock(args.root), cmd_apply.open_runtime(args) as runtime:
+        result = passes.run_pass(desired, runtime, db, options,
+                                 execute_options=executor.ExecuteOptions(max_workers=options.max_workers, stop=stop))
         if result.changeset is not None and result.converged:
             store.touch(snap.revision)
+    if stopped := cmd_apply.stopped_code(result, stop, args.output):
+        return stopped
     code: int = cmd_apply.print_result(result, args.output)
     if code == 0 and args.output != "json":
         print("hint: the next `reconcile apply SOURCE` applies the files again; revert them in the "

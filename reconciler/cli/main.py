@@ -4,6 +4,7 @@ Exit codes (documented in the README):
   0  success (converged, valid, in sync)
   1  failure at run time (some actions failed; drift found for `diff`)
   2  invalid input or usage; nothing was changed
+  130, 143  stopped by SIGINT / SIGTERM (apply, rollback: execution/stopping.py)
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def build_parser(only: str | None = None, *, commands: Sequence[str] = COMMANDS)
     parser = argparse.ArgumentParser(
         prog="reconcile",
         description="Declarative containers: converge this host to YAML manifests.",
-        epilog="Exit codes: 0 success, 1 run-time failure (or drift for diff), 2 invalid input or usage.",
+        epilog="Exit codes: 0 success, 1 run-time failure (or drift for diff), 2 invalid input or usage, "
+        "130/143 stopped by SIGINT/SIGTERM.",
     )
     parser.add_argument("--version", action="version", version=f"reconcile {__version__}")
     parser.add_argument(

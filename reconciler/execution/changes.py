@@ -25,6 +25,7 @@ class Status(enum.StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"     # a dependency did not succeed
     HELD = "held"           # the plan held it (previous failure, backoff)
+    INTERRUPTED = "interrupted"  # the reconciler is stopping: not started, or cut short where safe
 
 
 class Outcome(enum.StrEnum):
@@ -43,6 +44,7 @@ class Outcome(enum.StrEnum):
     ROLLED_BACK = "rolled-back"  # the update failed; the previous container runs again
     SKIPPED = "skipped"
     HELD = "held"
+    INTERRUPTED = "interrupted"  # left for the next pass: the reconciler was stopping
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,9 @@ def _outcome(results: list[ActionResult]) -> tuple[Outcome, str]:
         if any(x.rolled_back for x in failed):
             return Outcome.ROLLED_BACK, r.error
         return Outcome.FAILED, r.error
+    if any(r.status is Status.INTERRUPTED for r in results):
+        r = next(r for r in results if r.status is Status.INTERRUPTED)
+        return Outcome.INTERRUPTED, r.error
     if any(r.status is Status.HELD for r in results):
         return Outcome.HELD, next(r.action.cause for r in results if r.status is Status.HELD)
     if all(r.status is Status.SKIPPED for r in results):
@@ -133,6 +138,11 @@ class ChangeSet:
     def ok(self) -> bool:
         """Every action succeeded (the host converged to the plan)."""
         return all(r.ok for r in self.results)
+
+    @property
+    def interrupted(self) -> bool:
+        """The pass was stopped early (SIGTERM): some actions were left for the next pass."""
+        return any(r.status is Status.INTERRUPTED for r in self.results)
 
     def counts(self) -> dict[str, int]:
         return dict(sorted(Counter(str(c.outcome) for c in self.changes).items()))

@@ -12,6 +12,15 @@
   previous container back (its config from the inventory, its image by id), or, for a
   start-first update, removes the new one; the action is still reported failed.
 - NotFound on a remove (or a stop) means the object is gone already: done.
+
+Stopping (`ExecuteOptions.stop` turns true: the reconciler got SIGTERM or SIGINT) ends the
+execution at the next safe point, and every action it leaves is reported `interrupted`:
+- no action starts any more, except the next step of a replacement already begun, which
+  completes as a whole (a service is not left without its container);
+- an action in flight finishes: a stop waits out its container's stop timeout, a create or
+  start completes; a pull stops at its next chunk (the runtime removes the partial download);
+- a health gate is not waited for: a container not yet healthy is rolled back as if the gate had
+  failed (if the plan says how), so an update is never left unverified; the next pass retries it.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from reconciler.state import labels as labelmod
 __all__ = ["ExecuteOptions", "execute"]
 
 Kind = actions.ActionKind
+_STOP_POLL = 0.5        # seconds between looks at `stop` while actions run (to say what it waits for)
 
 
 class ExecuteOptions:
@@ -55,9 +65,14 @@ class ExecuteOptions:
 
 
 class _ActionFailed(Exception):
-    def __init__(self, message: str, *, rolled_back: bool = False) -> None:
+    def __init__(self, message: str, *, rolled_back: bool = False, interrupted: bool = False) -> None:
         super().__init__(message)
         self.rolled_back = rolled_back
+        self.interrupted = interrupted    # cut short because the reconciler is stopping
+
+
+def _stopping(opts: ExecuteOptions) -> bool:
+    return opts.stop is not None and opts.stop()
 
 
 def execute(
@@ -73,6 +88,7 @@ def execute(
     results: dict[int, changes.ActionResult] = {}
     running: dict[cf.Future[changes.ActionResult], int] = {}
     groups: set[str] = set()                 # replacement groups that have started
+    workers = max(1, opts.max_workers)
 
     def finish(r: changes.ActionResult) -> None:
         results[r.action.id] = r
@@ -91,7 +107,8 @@ def execute(
                     continue
                 bad = [d for d in deps if d is not None and not d.ok]
                 if bad:
-                    finish(changes.ActionResult(a, changes.Status.SKIPPED,
+                    cut = bad[0].status is changes.Status.INTERRUPTED
+                    finish(changes.ActionResult(a, changes.Status.INTERRUPTED if cut else changes.Status.SKIPPED,
                                                 error=f"dependency #{bad[0].action.id} {bad[0].status}"))
                     progress = True
                 elif a.kind is Kind.HOLD:
@@ -100,20 +117,28 @@ def execute(
                 elif a.kind is Kind.FAIL:
                     finish(changes.ActionResult(a, changes.Status.FAILED, error=a.cause))
                     progress = True
-                elif opts.stop is not None and (not a.group or a.group not in groups) and opts.stop():
+                elif (not a.group or a.group not in groups) and _stopping(opts):
                     # stopping: what runs finishes (a replacement as a whole), nothing new starts
-                    finish(changes.ActionResult(a, changes.Status.SKIPPED, error="not started: stopping"))
+                    finish(changes.ActionResult(a, changes.Status.INTERRUPTED, error="not started: stopping"))
                     progress = True
+                elif len(running) >= workers:
+                    # submitted only when a worker is free: nothing waits in the pool's queue,
+                    # where a stop could not hold it back
+                    continue
                 else:
                     if a.group:
                         groups.add(a.group)
                     running[pool.submit(_run, a, runtime, opts)] = a.id
 
-    with cf.ThreadPoolExecutor(max_workers=max(1, opts.max_workers),
-                               thread_name_prefix="reconcile") as pool:
+    told = False
+    with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile") as pool:
         schedule(pool)
         while running:
-            done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            done, _ = cf.wait(running, timeout=None if opts.stop is None else _STOP_POLL,
+                              return_when=cf.FIRST_COMPLETED)
+            if not told and _stopping(opts):
+                told = True
+                _log_stopping([by_id[i] for i in running.values()])
             for fut in done:
                 running.pop(fut)
                 finish(fut.result())
@@ -121,14 +146,29 @@ def execute(
     return changes.ChangeSet.of(list(results.values()))
 
 
+def _log_stopping(in_flight: list[actions.Action]) -> None:
+    """Say what the stop waits for (and how long a stop may take)."""
+    import structlog
+
+    waits = [f"{a.kind} {a.resource}" for a in sorted(in_flight, key=lambda a: a.id)]
+    structlog.get_logger("reconciler.execution").warning(
+        "pass_stopping", in_flight=waits,
+        note="finishing the actions in flight (a container stop takes up to its stopTimeout); "
+             "nothing new starts")
+
+
 def _run(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> changes.ActionResult:
     start = opts.clock()
     try:
         extra = _perform(a, runtime, opts)
     except _ActionFailed as exc:
-        return changes.ActionResult(a, changes.Status.FAILED, error=str(exc),
+        status = changes.Status.INTERRUPTED if exc.interrupted else changes.Status.FAILED
+        return changes.ActionResult(a, status, error=str(exc),
                                     duration=opts.clock() - start, rolled_back=exc.rolled_back,
                                     detail="rolled back" if exc.rolled_back else "")
+    except rterrors.Cancelled as exc:
+        return changes.ActionResult(a, changes.Status.INTERRUPTED, error=exc.message,
+                                    duration=opts.clock() - start)
     except ReconcilerError as exc:
         return changes.ActionResult(a, changes.Status.FAILED, error=exc.message,
                                     duration=opts.clock() - start)
@@ -143,7 +183,7 @@ def _perform(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> 
     if k is Kind.FORGET:
         return {}
     if k is Kind.PULL_IMAGE:
-        info = runtime.pull_image(a.image)
+        info = runtime.pull_image(a.image, progress=_cancel_when_stopping(a, opts))
         return {"image_digest": info.digest or info.id}
     if k in (Kind.BUILD_IMAGE, Kind.PUSH_IMAGE):
         return _build_or_push(a, runtime)
@@ -176,7 +216,7 @@ def _perform(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> 
                 _wait_ready(a, runtime, opts)
         except (ReconcilerError, _ActionFailed) as exc:
             message = exc.message if isinstance(exc, ReconcilerError) else str(exc)
-            _roll_back(a, runtime, message)
+            _roll_back(a, runtime, message, interrupted=isinstance(exc, _ActionFailed) and exc.interrupted)
         return {}
     if k is Kind.RENAME:
         rename = getattr(runtime, "rename_container", None)
@@ -185,6 +225,15 @@ def _perform(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> 
         rename(a.target, a.new_name)
         return {}
     raise _ActionFailed(f"the executor has no handler for {k}")   # pragma: no cover
+
+
+def _cancel_when_stopping(a: actions.Action, opts: ExecuteOptions) -> base.ProgressCallback:
+    """A pull's progress callback that cancels it (at the runtime's next safe point) once stopping."""
+    def progress(event: str, detail: Any) -> None:
+        if _stopping(opts):
+            raise rterrors.Cancelled(f"pull of {a.image} stopped: the reconciler is stopping",
+                                     hint="the next pass pulls it again")
+    return progress
 
 
 def _build_or_push(a: actions.Action, runtime: base.Runtime) -> dict[str, Any]:
@@ -233,17 +282,22 @@ def _wait_ready(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) 
                 raise _ActionFailed(f"{a.target} is unhealthy")
         elif opts.clock() - began >= a.wait.min_ready and st.status is base.ContainerStatus.RUNNING:
             return
+        if _stopping(opts):
+            what = "healthy" if a.wait.healthcheck else "ready"
+            raise _ActionFailed(f"{a.target} not yet {what}: not waited for, the reconciler is stopping",
+                                interrupted=True)
         if opts.clock() >= deadline:
             what = "healthy" if a.wait.healthcheck else f"running for {a.wait.min_ready:g}s"
             raise _ActionFailed(f"{a.target} not {what} within {a.wait.timeout:g}s")
         opts.sleep(opts.poll_interval)
 
 
-def _roll_back(a: actions.Action, runtime: base.Runtime, message: str) -> None:
-    """Undo a failed replacement step if the plan says how; always raises _ActionFailed."""
+def _roll_back(a: actions.Action, runtime: base.Runtime, message: str, *, interrupted: bool = False) -> None:
+    """Undo a failed (or, stopping, an unverified) replacement step if the plan says how;
+    always raises _ActionFailed."""
     rb = a.rollback
     if not rb:
-        raise _ActionFailed(message)
+        raise _ActionFailed(message, interrupted=interrupted)
     try:
         try:
             runtime.remove_container(a.target, force=True)
@@ -257,4 +311,5 @@ def _roll_back(a: actions.Action, runtime: base.Runtime, message: str) -> None:
             runtime.start_container(old.name)
     except ReconcilerError as exc:
         raise _ActionFailed(f"{message}; rollback failed too: {exc.message}") from exc
-    raise _ActionFailed(f"{message}; rolled back to the previous container", rolled_back=True)
+    raise _ActionFailed(f"{message}; rolled back to the previous container", rolled_back=True,
+                        interrupted=interrupted)

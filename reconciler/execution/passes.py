@@ -8,6 +8,10 @@
       → inventory, failure records, history, one canonical log line
 
 The CLI (`reconcile apply`, `reconcile diff`) and the controller loop both call `run_pass`.
+
+A pass that will change the host is put in the history before it executes (`running`) and
+completed after; a pass stopped by SIGTERM (`ExecuteOptions.stop`) ends `interrupted`, and one
+whose process died is marked `interrupted` by the next pass.
 """
 
 from __future__ import annotations
@@ -67,9 +71,18 @@ class PassResult:
         return self.changeset.ok and not self.unready
 
     @property
+    def interrupted(self) -> bool:
+        """Stopped early (SIGTERM): actions were left for the next pass."""
+        return self.changeset is not None and self.changeset.interrupted
+
+    @property
     def result(self) -> str:
         if self.changeset is None:
             return "in-sync" if self.plan.is_empty() else "drift"
+        if any(r.status is changes.Status.FAILED for r in self.changeset.results):
+            return "failed"
+        if self.changeset.interrupted:
+            return hist.INTERRUPTED
         if not self.changeset.ok:
             return "failed"
         return "degraded" if self.unready else "converged"
@@ -142,10 +155,12 @@ def plan_pass(
 
 def _prepare(
     desired: models.DesiredState, runtime: base.Runtime, db: Database, options: PassOptions, *, now: float,
+    stop: Callable[[], bool] | None = None,
 ) -> tuple[actions.Plan, Mapping[str, str], inv.Inventory]:
     store = inv.InventoryStore(db, options.owner)
     refs = _tracked_refs(desired)
-    resolved, errors = obs.resolve_digests(runtime, refs, inventory=store, ttl=options.digest_ttl, now=now)
+    resolved, errors = obs.resolve_digests(runtime, refs, inventory=store, ttl=options.digest_ttl, now=now,
+                                           stop=stop)
     observed = obs.observe(runtime, resolved=resolved)
     inventory = store.load()
     plan = planner.plan(
@@ -201,7 +216,8 @@ def run_pass(
     log = structlog.get_logger("reconciler.pass").bind(owner=options.owner, revision=desired.revision[:12])
     began = time.monotonic()
     started_at = time.time() if now is None else now
-    plan, errors, inventory = _prepare(desired, runtime, db, options, now=started_at)
+    eo = execute_options or executor.ExecuteOptions(max_workers=options.max_workers)
+    plan, errors, inventory = _prepare(desired, runtime, db, options, now=started_at, stop=eo.stop)
     if plan_filter is not None:
         plan = plan_filter(plan)
     for ref, err in errors.items():
@@ -211,23 +227,34 @@ def run_pass(
         log.info("reconcile_pass", dry_run=True, result=result.result, actions=len(plan.actions),
                  duration=round(result.duration, 3))
         return result
-    eo = execute_options or executor.ExecuteOptions(max_workers=options.max_workers)
+    history = hist.HistoryStore(db, options.owner)
+    if hist.close_unfinished(db):
+        log.warning("unfinished_passes_closed", note="a pass whose process died is recorded as interrupted")
+    pass_id = None
+    if not plan.is_empty():
+        pass_id = history.begin(revision=desired.revision, source=options.source, started_at=started_at,
+                                cause=options.cause)
     cs = executor.execute(plan, runtime, options=eo)
     record(desired, cs, db, inventory, options, now=time.time() if now is None else now)
-    if options.settle > 0 and any(r.action.kind in (Kind.START, Kind.CREATE) for r in cs.results):
+    if options.settle > 0 and not cs.interrupted and any(r.action.kind in (Kind.START, Kind.CREATE)
+                                                          for r in cs.results):
         time.sleep(options.settle)         # a container that crashes at once shows it by now
     down = unready(desired, runtime.list_containers({labelmod.OWNER: options.owner}))
     result = PassResult(desired.revision, plan, cs, errors, time.monotonic() - began, down)
-    if not plan.is_empty() or not cs.ok or down:
-        hist.HistoryStore(db, options.owner).record(
-            revision=desired.revision, source=options.source, started_at=started_at,
-            finished_at=time.time(), result=result.result, counts=cs.counts(),
-            changes=[c.to_json() for c in cs.changes], cause=options.cause,
-        )
+    finished, counts, docs = time.time(), cs.counts(), [c.to_json() for c in cs.changes]
+    if pass_id is not None:
+        history.finish(pass_id, finished_at=finished, result=result.result, counts=counts, changes=docs)
+    elif not cs.ok or down:
+        history.record(revision=desired.revision, source=options.source, started_at=started_at,
+                       finished_at=finished, result=result.result, counts=counts, changes=docs,
+                       cause=options.cause)
     failed = [f"{c.resource}: {c.detail}" for c in cs.failed()]
     failed += [f"container:{n}: {why}" for n, why in down.items()]
+    extra = {}
+    if cs.interrupted:
+        extra["left_for_next_pass"] = [c.resource for c in cs.changes if c.outcome is changes.Outcome.INTERRUPTED]
     log.info("reconcile_pass", result=result.result, actions=len(plan.actions),
-             duration=round(result.duration, 3), failures=failed, counts=cs.counts())
+             duration=round(result.duration, 3), failures=failed, counts=counts, **extra)
     return result
 
 

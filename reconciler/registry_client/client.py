@@ -582,6 +582,9 @@ class RegistryClient:
         and truncated to 0 and the blob fetched once more from the start; otherwise the
         mismatch is raised. Bytes past `size` are never passed on (SizeMismatch).
 
+        `progress(done, size)` is called after each chunk written and before each retry; an
+        exception it raises ends the transfer there (how a caller cancels a download).
+
         To continue an earlier partial download pass `offset` (bytes the sink already holds)
         and `prefix_hash`, a hashlib object already fed those bytes (a file sink must be
         positioned at `offset`). Blob `urls` (foreign layers) are never used.
@@ -600,9 +603,11 @@ class RegistryClient:
         url = self._url(ref, "blobs", digest)
         what = f"fetch blob {digest} of {ref.name}"
 
-        def attempt(_: int) -> None:
+        def attempt(n: int) -> None:
             nonlocal h
             start = state["written"]
+            if n and progress is not None:
+                progress(start, size)   # before a retry too: a caller that is stopping can raise here
             headers = {"Accept-Encoding": "identity"}
             if start:
                 headers["Range"] = f"bytes={start}-"

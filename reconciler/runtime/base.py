@@ -291,6 +291,9 @@ class Runtime(Protocol):
     name: str
 
     # images
+    # `progress` may raise errors.Cancelled to stop the pull: the native engine stops at the next
+    # chunk of a download or before the next layer is extracted, removes what it half-downloaded
+    # and passes Cancelled on (a layer being extracted is finished first)
     def pull_image(self, ref: str, *, progress: ProgressCallback | None = None) -> ImageInfo: ...
     def resolve_digest(self, ref: str) -> str: ...         # registry HEAD; no download
     def list_images(self) -> list[ImageInfo]: ...

@@ -6,7 +6,9 @@
     ├── Conflict            the object is in a state that forbids the call (remove a running one)
     ├── InvalidArgument     the request itself is wrong (bad user name, port syntax)
     ├── Unavailable         the engine or a tool it needs is missing or not answering
-    └── ImageError          an image could not be pulled, verified or unpacked
+    ├── ImageError          an image could not be pulled, verified or unpacked
+    └── Cancelled           the caller asked to stop (the reconciler got SIGTERM); what was
+                            half done was undone
 
 Backends translate library exceptions (httpx, pyroute2, subprocess, OSError) into these at
 their boundary, and name the object they concern in the message.
@@ -18,6 +20,7 @@ from reconciler.errors import ReconcilerError
 
 __all__ = [
     "AlreadyExists",
+    "Cancelled",
     "Conflict",
     "ImageError",
     "InvalidArgument",
@@ -55,3 +58,8 @@ class Unavailable(RuntimeBackendError):
 
 class ImageError(RuntimeBackendError):
     """An image could not be resolved, fetched, verified or unpacked."""
+
+
+class Cancelled(RuntimeBackendError):
+    """The caller asked to stop: raised by a progress callback (the executor's, once the
+    reconciler is stopping) and passed on by the runtime at its next safe point."""

@@ -8,6 +8,12 @@ changes and cause) bumps that row's `repeats` and last time instead of adding a 
 each record prunes the owner's rows beyond the newest `keep` (default 1000) and those that
 finished more than `max_age` ago (default 30 days) — never the newest converged pass, the
 rollback target. Change values under `env.` and `build.args.` are never stored.
+
+A pass that is about to change the host is put on record first (`begin`, result `running`)
+and completed at its end (`finish`). A process that never got there (kill -9, a second
+SIGTERM) leaves its pass `running`; the next pass, which holds the same store lock, marks it
+`interrupted` (`close_unfinished`). A pass stopped at a safe point by SIGTERM ends
+`interrupted` by itself.
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ from typing import Any
 
 from reconciler._sqlite import Database
 
-__all__ = ["DEFAULT_KEEP", "DEFAULT_MAX_AGE", "HistoryLimits", "HistoryStore", "Pass", "configure",
-           "last_converged"]
+__all__ = ["DEFAULT_KEEP", "DEFAULT_MAX_AGE", "INTERRUPTED", "RUNNING", "HistoryLimits", "HistoryStore", "Pass",
+           "close_unfinished", "configure", "last_converged"]
 
+RUNNING = "running"             # begun, not finished (yet, or ever: its process died)
+INTERRUPTED = "interrupted"     # stopped early by a signal, or found unfinished
 DEFAULT_KEEP = 1000                     # passes per owner
 DEFAULT_MAX_AGE = 30 * 86400.0          # seconds
 
@@ -79,7 +87,7 @@ class Pass:
     source: str
     started_at: float
     finished_at: float
-    result: str                                  # converged | failed | invalid
+    result: str                                  # converged | degraded | failed | interrupted | running
     counts: Mapping[str, int] = field(default_factory=dict)
     changes: Sequence[Mapping[str, Any]] = ()
     cause: str = ""                              # why the pass ran, when not the source ("rollback to <id>")
@@ -124,7 +132,7 @@ class HistoryStore:
                 "SELECT id, revision, source, result, counts_json, changes_json, cause, started_at, first_at"
                 " FROM history_passes WHERE owner = ? ORDER BY id DESC LIMIT 1", (self.owner,),
             ).fetchone()
-            if (last is not None and result != "converged"
+            if (last is not None and result not in ("converged", RUNNING)
                     and (last["revision"], last["source"], last["result"], last["counts_json"],
                          last["changes_json"], last["cause"])
                     == (revision, source, result, counts_json, changes_json, cause)):
@@ -163,6 +171,45 @@ class HistoryStore:
         )
         return int(cur.rowcount or 0)
 
+    def begin(self, *, revision: str, source: str, started_at: float, cause: str = "") -> int:
+        """Put a pass on record before it changes anything (result `running`); its id."""
+        return self.record(revision=revision, source=source, started_at=started_at, finished_at=started_at,
+                           result=RUNNING, counts={}, changes=[], cause=cause)
+
+    def finish(
+        self,
+        pass_id: int,
+        *,
+        finished_at: float,
+        result: str,
+        counts: Mapping[str, int],
+        changes: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Complete the record `begin` opened: env and build-arg values masked as `record` does,
+        and a failure identical to the pass before it merged into that row (its `repeats`)."""
+        counts_json = json.dumps(dict(counts), sort_keys=True)
+        changes_json = json.dumps([_mask_change(c) for c in changes], sort_keys=True, default=str)
+        with self.db.tx() as conn:
+            conn.execute(
+                "UPDATE history_passes SET finished_at = ?, result = ?, counts_json = ?, changes_json = ?"
+                " WHERE id = ?", (finished_at, result, counts_json, changes_json, pass_id),
+            )
+            row = conn.execute("SELECT * FROM history_passes WHERE id = ?", (pass_id,)).fetchone()
+            prev = conn.execute(
+                "SELECT * FROM history_passes WHERE owner = ? AND id < ? ORDER BY id DESC LIMIT 1",
+                (self.owner, pass_id),
+            ).fetchone()
+            same = ("revision", "source", "result", "counts_json", "changes_json", "cause")
+            if (row is not None and prev is not None and result not in ("converged", RUNNING)
+                    and all(row[k] == prev[k] for k in same)):
+                first = prev["first_at"] if prev["first_at"] is not None else prev["started_at"]
+                conn.execute(
+                    "UPDATE history_passes SET repeats = repeats + 1, first_at = ?, started_at = ?,"
+                    " finished_at = ? WHERE id = ?", (first, row["started_at"], finished_at, prev["id"]),
+                )
+                conn.execute("DELETE FROM history_passes WHERE id = ?", (pass_id,))
+            self._prune(conn, now=finished_at)
+
     def list(self, *, limit: int = 50) -> list[Pass]:
         """Newest first."""
         rows = self.db.connect().execute(
@@ -185,6 +232,18 @@ class HistoryStore:
             if p.result == "converged":
                 return p
         return None
+
+
+def close_unfinished(db: Database) -> int:
+    """Mark every pass still `running` as `interrupted`; how many. Only for a writer holding the
+    store lock before its own pass begins: no other pass can be running then, so a `running`
+    record is one whose process died (kill -9, a second SIGTERM)."""
+    db.ensure_schema("history", _DDL)
+    if db.connect().execute("SELECT 1 FROM history_passes WHERE result = ? LIMIT 1", (RUNNING,)).fetchone() is None:
+        return 0                                # the usual case: no write
+    with db.tx() as conn:
+        cur = conn.execute("UPDATE history_passes SET result = ? WHERE result = ?", (INTERRUPTED, RUNNING))
+        return int(cur.rowcount or 0)
 
 
 def last_converged(db: Database) -> set[str]:

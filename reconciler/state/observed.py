@@ -9,7 +9,7 @@ are visible too: the planner needs them to refuse a clashing name rather than to
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -158,11 +158,13 @@ def resolve_digests(
     inventory: InventoryStore | None,
     ttl: float,
     now: float,
+    stop: Callable[[], bool] | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """One `resolve_digest` per distinct tag, cached `ttl` seconds in the state DB.
 
     Returns (digests by normalised ref, errors by ref). Pinned refs need no lookup. A lookup
-    that fails leaves the ref out: the planner then keeps what is running or pulls.
+    that fails leaves the ref out: the planner then keeps what is running or pulls. Once `stop()`
+    is true (the reconciler is stopping; the pass will start nothing) no further registry is asked.
     """
     from reconciler.runtime import errors as rterrors
 
@@ -172,6 +174,8 @@ def resolve_digests(
         cached = inventory.cached_digest(ref, now=now, ttl=ttl) if inventory else None
         if cached:
             digests[ref] = cached
+            continue
+        if stop is not None and stop():
             continue
         try:
             digest = runtime.resolve_digest(ref)

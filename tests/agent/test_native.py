@@ -9,17 +9,21 @@ from __future__ import annotations
 import os
 import signal
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from reconciler._sqlite import Database
 from reconciler.runtime.native import procs
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
+from reconciler.state import history as hist
 from tests.agent.conftest import AgentProc, wait_for
-from tests.helpers.host import reboot
+from tests.execution.helpers import STOP_MARGIN, trapping_app
+from tests.helpers.host import assert_holds_exactly, random_pool, reboot
 from tests.runtime.conftest import cleanup, leftovers
 
 pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
@@ -54,6 +58,11 @@ def native_agent(tmp_path: Path, agents: list[AgentProc]) -> Iterator[AgentProc]
         left = leftovers(rt.config)
         rt.close()
         assert left == [], f"left on the host: {left}"
+
+
+def passes(a: AgentProc) -> list[str]:
+    """The history's pass results of the source `host`, newest first (read from the state DB)."""
+    return [p.result for p in hist.HistoryStore(Database(a.root / "state.db"), "host").list()]
 
 
 def engine(a: AgentProc) -> NativeRuntime:
@@ -179,8 +188,13 @@ def test_sigterm_finishes_the_replacement_in_flight_and_starts_nothing_new(
     second = state(a)["second"].id
     write("2")
     wait_for("the old first told to stop", lambda: (marks / "first-1").exists())     # the replacement in flight
+    signalled = time.monotonic()
     a.signal(signal.SIGTERM)
     assert a.wait_exit() == 0
+    took = time.monotonic() - signalled
+    assert took < 10 + STOP_MARGIN, f"stopped {took:.1f}s after SIGTERM (stop timeout 10 s)\n{a.log()}"
+    assert "stopping after the current action" in a.log()
+    assert passes(a)[0] == "interrupted"
     assert running(a, "first") is not None
     assert env("first") == "2"                                 # the replacement in flight completed
     assert running(a, "second").id == second                    # the next one never started
@@ -237,3 +251,43 @@ def test_a_killed_conmon_under_the_agent_is_noticed_and_the_container_restarted(
     assert again.restart_count == before.restart_count + 1
     assert not procs.alive(before.pid, before.pid_start)              # the unmonitored process ended
     assert any(e["type"] == "container_restarted" and e["container"] == "web" for e in a.events())
+def test_a_second_signal_stops_the_agent_at_once_and_the_next_start_recovers(
+        tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
+    a = native_agent
+    a.config["parallel"] = 1
+    m, marks = tmp_path / "m", tmp_path / "marks"
+    marks.mkdir()
+    subnet = random_pool().replace("/23", "/24")
+    (marks / "obey").touch()
+    trapping_app(m, busybox_image, subnet, marks, ["a", "b"], 1, stop_timeout="30s")
+    a.start()
+    wait_for("converged", lambda: a.source("host")["last_result"] == "converged")
+    (marks / "obey").unlink()
+
+    trapping_app(m, busybox_image, subnet, marks, ["a", "b"], 2, stop_timeout="30s")
+    wait_for("a stop in flight", lambda: list(marks.iterdir()))     # its container ignores SIGTERM
+    a.signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert a.proc is not None
+    assert a.proc.poll() is None                    # the first signal waits for the 30 s stop
+    signalled = time.monotonic()
+    a.signal(signal.SIGTERM)
+    assert a.wait_exit() == 143
+    took = time.monotonic() - signalled
+    assert took < 3, f"stopped {took:.1f}s after the second SIGTERM\n{a.log()}"
+    assert "stopping_now" in a.log()
+
+    (marks / "obey").touch()
+    b = AgentProc(tmp_path, runtime="native", sources=a.config["sources"], supervision=a.config["supervision"])
+    b.prefix = b.config["name_prefix"] = a.prefix
+    b.log_path = tmp_path / "agent2.log"
+    b.start()
+    try:
+        wait_for("converged after the restart", lambda: b.source("host")["last_result"] == "converged")
+        assert {n: c.labels.get("reconciler.revision") for n, c in state(b).items()} == \
+            dict.fromkeys(["a", "b"], b.source("host")["revision"])
+        assert_holds_exactly(NativeConfig(root=a.root, run_dir=a.run_dir, name_prefix=a.prefix), ["a", "b"],
+                             network="stop")
+        assert [r["result"] for r in b.api.get("/v1/history?source=host")][:2] == ["converged", "interrupted"]
+    finally:
+        b.stop()

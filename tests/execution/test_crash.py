@@ -20,10 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runtime.native import cgroups
-from reconciler.runtime.native.network import NetworkManager
 from tests.execution.helpers import write
-from tests.helpers.host import Host, conmon_pids, engine_processes
+from tests.helpers.host import Host, assert_holds_exactly
 
 pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
 
@@ -80,34 +78,6 @@ spec:
     (m / "containers.yaml").write_text("".join(docs))
 
 
-def host_state(h: Host) -> dict[str, object]:
-    """What the engine instance holds on the host, by kind (compared with the records)."""
-    cfg = h.config
-    prefix = cfg.name_prefix
-    mounts = [line.split(" ")[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
-              if line.split(" ")[4].startswith((str(cfg.root), str(cfg.run_dir)))]
-    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
-    names = [line.split(":")[1].strip().split("@")[0] for line in links.splitlines()]
-    cg = set()
-    for hier in cgroups.hierarchies():
-        if (hier / prefix).is_dir():
-            cg |= {d.name for d in (hier / prefix).iterdir() if d.is_dir() and d.name != cgroups.MONITOR}
-    netns = cfg.run_dir / "netns"
-    return {
-        "rootfs": sorted(Path(mp).parent.name for mp in mounts if mp.endswith("/rootfs")),
-        "other_mounts": sorted(mp for mp in mounts if not mp.endswith("/rootfs")
-                               and Path(mp).parent != netns and Path(mp) != netns),
-        "netns_mounts": sorted(Path(mp).name for mp in mounts if Path(mp).parent == netns),
-        "netns": sorted(p.name for p in netns.iterdir()) if netns.is_dir() else [],
-        "veths": sum(1 for n in names if n.startswith(prefix + "v")),
-        "bridges": sorted(n for n in names if n.startswith(prefix) and not n.startswith(prefix + "v")),
-        "conmon": sorted(conmon_pids(cfg.run_dir)),
-        "runc": [pid for pid, argv in engine_processes(cfg.run_dir) if argv[0].endswith(b"runc")],
-        "cgroups": sorted(cg),
-        "dirs": sorted(p.name for p in (cfg.root / "containers").iterdir()),
-    }
-
-
 def remove_all(h: Host) -> None:
     rt = h.runtime()
     try:
@@ -131,31 +101,7 @@ def generations(h: Host) -> set[str | None]:
 
 
 def check_converged(h: Host, volume_file: Path, payload: str) -> None:
-    rt = h.runtime()
-    try:
-        recs = rt.containers.records()
-        assert sorted(r.name for r in recs) == [f"c{i:02d}" for i in range(N)]
-        assert all(r.status == "running" for r in recs), [(r.name, r.status) for r in recs]
-        ids = sorted(r.id for r in recs)
-        assert isinstance(rt.network, NetworkManager)
-        _, members = rt.network.inspect_network("crash")
-        allocations = sorted(m[0] for m in members)
-        addresses = [m[2] for m in members]
-    finally:
-        rt.close()
-    st = host_state(h)
-    assert allocations == ids
-    assert len(set(addresses)) == N
-    assert st["rootfs"] == ids
-    assert st["other_mounts"] == []
-    assert st["netns"] == ids
-    assert st["netns_mounts"] == ids
-    assert st["veths"] == N
-    assert st["bridges"] == [f"{h.config.name_prefix}-crash"]
-    assert st["conmon"] == ids
-    assert st["runc"] == []
-    assert st["cgroups"] == ids
-    assert st["dirs"] == ids
+    assert_holds_exactly(h.config, [f"c{i:02d}" for i in range(N)], network="crash")
     assert volume_file.read_text() == payload
 
 

@@ -299,3 +299,53 @@ def test_create_failure_after_the_old_container_went_puts_it_back(
     assert now.status == "running"
     assert now.labels == old.labels
     assert rt.config_of("web").env == {"V": "1"}
+
+
+def test_stopping_starts_nothing_new_and_the_pass_ends_interrupted(tmp_path: Path, db: Database) -> None:
+    from reconciler.execution import passes
+    from reconciler.state import history
+
+    rt = FakeRuntime(op_delay=0.05)
+    rt.publish(IMG)
+    rt.pull_image(IMG)
+    m = tmp_path / "m"
+    write(m, "a.yaml", "".join(container_doc(f"c{i}") for i in range(4)))
+    rt.calls.clear()
+    # SIGTERM arrives while the first create runs: with one worker nothing else may have begun
+    result = passes.run_pass(load(m), rt, db, passes.PassOptions(), now=1_800_000_000.0,
+                             execute_options=exec_options(workers=1, stop=lambda: bool(rt.list_containers())))
+    assert rt.calls == [("create", "c0")]
+    assert result.result == "interrupted"
+    assert result.interrupted
+    assert not result.converged
+    assert result.changeset is not None
+    assert {c.resource: c.outcome for c in result.changeset.changes} == \
+        {f"container:c{i}": changes.Outcome.INTERRUPTED for i in range(4)}
+    assert result.changeset.failed() == []                      # left for the next pass, not failures
+    assert [p.result for p in history.HistoryStore(db, "default").list()] == ["interrupted"]
+    again = apply(m, rt, db, now=1_800_000_010.0)               # no backoff: the next pass does it all
+    assert again.converged
+    assert names_running(rt) == {"c0", "c1", "c2", "c3"}
+
+
+def test_stopping_cuts_a_health_gate_short_and_rolls_the_update_back(
+    tmp_path: Path, rt: FakeRuntime, db: Database,
+) -> None:
+    from reconciler.execution import passes
+
+    m = tmp_path / "m"
+    write(m, "a.yaml", container_doc("web", extra="env: {V: '1'}"))
+    assert apply(m, rt, db).converged
+    write(m, "a.yaml", container_doc("web", extra="env: {V: '2'}\nhealthcheck: {test: [CMD, sleep, '1']}"))
+    rt.calls.clear()
+    clock = FakeClock()
+    result = passes.run_pass(load(m), rt, db, passes.PassOptions(), now=1_800_000_000.0,
+                             execute_options=exec_options(clock, stop=lambda: ("start", "web") in rt.calls))
+    assert clock.t - 1000.0 < 60.0                              # the 60 s health timeout not waited out
+    assert result.result == "interrupted"
+    assert result.changeset is not None
+    [change] = result.changeset.changes
+    assert change.outcome is changes.Outcome.INTERRUPTED
+    assert "the reconciler is stopping; rolled back to the previous container" in change.detail
+    assert rt.config_of("web").env == {"V": "1"}
+    assert rt.inspect_container("web").status == "running"

@@ -1,6 +1,6 @@
 """A fault-injecting HTTP proxy in front of a real registry, on loopback.
 
-Faults the real registry cannot produce on demand: a connection dropped mid-body, 5xx, 429 +
+Faults the real registry cannot produce on demand: a slow link, a connection dropped mid-body, 5xx, 429 +
 Retry-After, a 307 to another host (a second server on 127.0.0.2 that serves the same content
 and records whether credentials reached it), a server that ignores Range, a body that does not
 match its digest, a body longer than announced, an oversized manifest. Every request is
@@ -19,6 +19,7 @@ import json
 import re
 import socket
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,7 +32,9 @@ HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrad
 
 @dataclass
 class Fault:
-    """kind: drop | status | ratelimit | redirect | ignore_range | corrupt | extra | oversize | retype | paginate | warn
+    """kind: slow | drop | status | ratelimit | redirect | ignore_range | corrupt | extra | oversize | retype |
+    paginate | warn
+    (slow: the body goes out `chunk` bytes at a time, `delay` seconds apart, as over a slow link)
     (warn: adds `Warning: 299` and rate-limit headers to the real response)
     (paginate: the tags list is served in pages of `n` with Link headers, as newer registries do)."""
 
@@ -44,6 +47,8 @@ class Fault:
     after_bytes: int = 0  # drop: bytes of body sent before the connection is cut
     size: int = 5 * 1024 * 1024  # oversize: manifest body length
     content_type: str = "application/vnd.docker.distribution.manifest.v2+json"  # retype
+    chunk: int = 8192  # slow: bytes per write
+    delay: float = 0.05  # slow: seconds between writes
 
 
 @dataclass
@@ -252,8 +257,18 @@ class FaultProxy:
                     return
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
+                if self.command == "HEAD":
+                    return
+                if kind == "slow" and fault:
+                    try:
+                        for i in range(0, len(data), fault.chunk):
+                            self.wfile.write(data[i:i + fault.chunk])
+                            self.wfile.flush()
+                            time.sleep(fault.delay)
+                    except OSError:             # the client went away (cancelled)
+                        self.close_connection = True
+                    return
+                self.wfile.write(data)
 
             do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _handle
 

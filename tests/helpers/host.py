@@ -16,23 +16,29 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from reconciler.cli.main import main
-from reconciler.runtime.native import ipam
+from reconciler.runtime.native import cgroups, ipam
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
 from reconciler.runtime.native.network import NetworkManager
 from tests.runtime.conftest import cleanup, leftovers, net_leftovers, new_prefix, remove_networks
 
 
+def random_pool() -> str:
+    """A private /23 of 10.200-254.x for one test's engine; its first /24 is the test's subnet."""
+    a, b = 200 + secrets.randbelow(55), 4 * secrets.randbelow(64)
+    return f"10.{a}.{b}.0/23"
+
+
 class Host:
     def __init__(self, tmp: Path) -> None:
-        a, b = 200 + secrets.randbelow(55), 4 * secrets.randbelow(64)
-        self.subnet = f"10.{a}.{b}.0/24"
+        pool = random_pool()
+        self.subnet = pool.replace("/23", "/24")
         self.config = NativeConfig(root=tmp / "root", run_dir=tmp / "run", name_prefix=new_prefix(),
-                                   subnet_pool=f"10.{a}.{b}.0/23")
+                                   subnet_pool=pool)
 
     def cli_args(self) -> list[str]:
         """The flags that point a `reconcile` command at this engine."""
@@ -85,6 +91,64 @@ def conmon_pids(run_dir: Path) -> dict[str, int]:
     """Container id -> pid of each conmon of the engine on `run_dir`."""
     return {argv[argv.index(b"-c") + 1].decode(): pid
             for pid, argv in engine_processes(run_dir) if argv[0].endswith(b"conmon")}
+
+
+def host_state(cfg: NativeConfig) -> dict[str, object]:
+    """What the engine instance holds on the host, by kind (compared with the records)."""
+    prefix = cfg.name_prefix
+    mounts = [line.split(" ")[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+              if line.split(" ")[4].startswith((str(cfg.root), str(cfg.run_dir)))]
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
+    names = [line.split(":")[1].strip().split("@")[0] for line in links.splitlines()]
+    cg = set()
+    for hier in cgroups.hierarchies():
+        if (hier / prefix).is_dir():
+            cg |= {d.name for d in (hier / prefix).iterdir() if d.is_dir() and d.name != cgroups.MONITOR}
+    netns = cfg.run_dir / "netns"
+    return {
+        "rootfs": sorted(Path(mp).parent.name for mp in mounts if mp.endswith("/rootfs")),
+        "other_mounts": sorted(mp for mp in mounts if not mp.endswith("/rootfs")
+                               and Path(mp).parent != netns and Path(mp) != netns),
+        "netns_mounts": sorted(Path(mp).name for mp in mounts if Path(mp).parent == netns),
+        "netns": sorted(p.name for p in netns.iterdir()) if netns.is_dir() else [],
+        "veths": sum(1 for n in names if n.startswith(prefix + "v")),
+        "bridges": sorted(n for n in names if n.startswith(prefix) and not n.startswith(prefix + "v")),
+        "conmon": sorted(conmon_pids(cfg.run_dir)),
+        "runc": [pid for pid, argv in engine_processes(cfg.run_dir) if argv[0].endswith(b"runc")],
+        "cgroups": sorted(cg),
+        "dirs": sorted(p.name for p in (cfg.root / "containers").iterdir()),
+    }
+
+
+def assert_holds_exactly(cfg: NativeConfig, names: Iterable[str], *, network: str) -> None:
+    """The engine holds exactly the containers `names`, all running on `network`, and nothing
+    else of theirs is left: no extra records, rootfs mounts, namespaces, veths, address
+    allocations, conmon monitors, runc processes, cgroups or bundle dirs."""
+    rt = NativeRuntime(cfg, network=NetworkManager(cfg))
+    try:
+        recs = rt.containers.records()
+        assert sorted(r.name for r in recs) == sorted(names)
+        assert all(r.status == "running" for r in recs), [(r.name, r.status) for r in recs]
+        ids = sorted(r.id for r in recs)
+        assert isinstance(rt.network, NetworkManager)
+        _, members = rt.network.inspect_network(network)
+        allocations = sorted(m[0] for m in members)
+        addresses = [m[2] for m in members]
+    finally:
+        rt.close()
+    st = host_state(cfg)
+    assert allocations == ids
+    assert len(set(addresses)) == len(ids)
+    assert st["rootfs"] == ids
+    assert st["other_mounts"] == []
+    assert st["netns"] == ids
+    assert st["netns_mounts"] == ids
+    assert st["veths"] == len(ids)
+    assert st["bridges"] == [f"{cfg.name_prefix}-{network}"]
+    assert st["conmon"] == ids
+    assert st["runc"] == []
+    assert st["cgroups"] == ids
+    assert st["dirs"] == ids
 
 
 @contextlib.contextmanager

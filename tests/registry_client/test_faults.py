@@ -74,6 +74,24 @@ def test_dropped_connection_mid_blob_resumes_with_range(proxy: FaultProxy, big_i
     assert len(sleeps) == 1
 
 
+def test_a_caller_stopping_is_asked_before_a_retry(
+        proxy: FaultProxy, big_image: tuple[models.Manifest, dict[str, bytes]]) -> None:
+    """A download whose connection broke is not retried when progress raises (a reconciler
+    told to stop cancels there instead of waiting out the retries)."""
+    d, _ = layer_of(big_image)
+    proxy.add(Fault("drop", path="/blobs/", after_bytes=0))
+
+    class Stopping(Exception):
+        pass
+
+    def progress(done: int, total: int) -> None:
+        raise Stopping
+
+    with client() as c, pytest.raises(Stopping):
+        c.fetch_blob(f"{proxy.host}/{REPO}", d, io.BytesIO(), progress=progress)
+    assert len(proxy.requests(path="/blobs/", method="GET")) == 1
+
+
 def test_resume_when_server_ignores_range(proxy: FaultProxy, big_image: tuple[models.Manifest, dict[str, bytes]]) -> None:
     d, data = layer_of(big_image)
     proxy.add(Fault("drop", path="/blobs/", after_bytes=500_000))

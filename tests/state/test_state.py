@@ -135,6 +135,21 @@ def test_history_newest_first_and_last_good(db: Database) -> None:
     assert history.HistoryStore(db, "team-b").list() == []
 
 
+def test_a_pass_is_on_record_before_it_acts_and_one_never_finished_becomes_interrupted(db: Database) -> None:
+    h = history.HistoryStore(db, "default")
+    done = h.begin(revision="r1", source="/m", started_at=1)
+    h.finish(done, finished_at=2, result="converged", counts={"created": 1}, changes=[{"resource": "container:a"}])
+    h.begin(revision="r2", source="/m", started_at=3)            # its process died (kill -9, second SIGTERM)
+    other = history.HistoryStore(db, "team-b")
+    other.begin(revision="b1", source="/b", started_at=4)
+    assert [p.result for p in h.list()] == ["running", "converged"]
+    assert h.list()[1].counts == {"created": 1}
+    assert history.close_unfinished(db) == 2                     # the next writer, under the store lock
+    assert [p.result for p in h.list()] == ["interrupted", "converged"]
+    assert [p.result for p in other.list()] == ["interrupted"]
+    assert history.close_unfinished(db) == 0
+
+
 def test_spec_document_is_plain_json() -> None:
     from tests.planning.builders import container
 

@@ -65,7 +65,7 @@ class Ingest:
     Use as a context manager: entering takes the lock and re-hashes any bytes a previous
     attempt left (so `offset` can be used to resume); `write()` appends; `commit()` verifies
     and publishes. Leaving without commit keeps the data for a later resume (call `reset()`
-    to drop it, e.g. after the server ignored a Range request).
+    to drop it, e.g. after the server ignored a Range request, or `discard()` to leave nothing).
     """
 
     def __init__(self, store: ContentStore, digest: str, expected_size: int | None) -> None:
@@ -78,11 +78,10 @@ class Ingest:
         self._hash = hashlib.sha256()
         self.offset = 0
         self.committed = False
+        self._discard = False
 
     def __enter__(self) -> Ingest:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._lock_fd = self._lock()
         if self.store.has(self.digest):
             self.committed = True
             return self
@@ -92,6 +91,21 @@ class Ingest:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _lock(self) -> int:
+        """The ingest's lock, held; taken again when the holder removed the directory meanwhile
+        (it committed or discarded it), so the lock held is always the one at the path."""
+        path = self.dir / "lock"
+        while True:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                    return fd
+            except FileNotFoundError:
+                pass
+            os.close(fd)
 
     def _rehash(self) -> None:
         self._hash = hashlib.sha256()
@@ -111,6 +125,11 @@ class Ingest:
         os.lseek(self._fd, 0, os.SEEK_SET)
         self._hash = hashlib.sha256()
         self.offset = 0
+
+    def discard(self) -> None:
+        """Leave nothing of this ingest: its directory goes when it is closed (still under
+        its lock, so a concurrent writer of the same digest starts afresh)."""
+        self._discard = True
 
     def write(self, data: bytes | memoryview) -> None:
         """Append and hash `data`; raise ImageError past the expected size."""
@@ -167,7 +186,7 @@ class Ingest:
             os.close(self._fd)
             self._fd = -1
         if self._lock_fd >= 0:
-            if self.committed:
+            if self.committed or self._discard:
                 shutil.rmtree(self.dir, ignore_errors=True)
             os.close(self._lock_fd)
             self._lock_fd = -1

@@ -20,6 +20,11 @@ A pull holds the store lock shared (GC takes it exclusive) and registers a lease
 expiry naming everything it may still reference, so an interrupted pull's blobs survive a GC
 until the lease expires. A kill -9 at any point leaves only ingests (resumed next time),
 `extract-*` dirs (debris), and a lease (expires): the next pull completes.
+
+A pull is cancelled when its `progress` callback raises errors.Cancelled (the executor's does
+once the reconciler is stopping): downloads stop at their next chunk and their ingests are
+removed, no further layer is extracted (one being extracted is finished), the lease is dropped,
+and Cancelled is passed on. Committed blobs and snapshots stay (they are whole).
 """
 
 from __future__ import annotations
@@ -271,7 +276,8 @@ class ImageStore:
             image_id = cdesc.digest
             self._record(image_id, manifest.descriptor.digest, index_digest, records, image_config)
             self._tag(r, image_id, desc.digest)
-        emit("done", {"id": image_id, "digest": desc.digest, "status": "downloaded"})
+        with contextlib.suppress(errors.Cancelled):     # too late to cancel: the image is here
+            emit("done", {"id": image_id, "digest": desc.digest, "status": "downloaded"})
         return self.get(image_id)
 
     def _select(self, client: rc.RegistryClient, index: rc.Manifest) -> rc.Descriptor:
@@ -297,12 +303,12 @@ class ImageStore:
         own: set[Future[None]] = set()
         with ThreadPoolExecutor(max_workers=max(1, self.config.max_concurrent_downloads),
                                 thread_name_prefix="pull") as pool:
-            for digest, rec in needed.items():
-                emit("layer-start", {"digest": digest, "size": rec.size})
-                futures[digest], mine = self._shared_download(pool, client, r, rec, emit)
-                if mine:
-                    own.add(futures[digest])
             try:
+                for digest, rec in needed.items():
+                    emit("layer-start", {"digest": digest, "size": rec.size})
+                    futures[digest], mine = self._shared_download(pool, client, r, rec, emit)
+                    if mine:
+                        own.add(futures[digest])
                 for i, (rec, miss) in enumerate(zip(records, missing, strict=True)):
                     if not miss:
                         continue
@@ -312,7 +318,8 @@ class ImageStore:
                             fut.result()
                         except BaseException:
                             # A download shared with another pull may have been cancelled or
-                            # failed there; try once more ourselves before giving up.
+                            # failed there; try once more ourselves before giving up (if this
+                            # pull is being cancelled too, its own download stops at once).
                             if fut in own or self.content.has(rec.digest):
                                 if not self.content.has(rec.digest):
                                     raise
@@ -361,10 +368,14 @@ class ImageStore:
                 def prog(done: int, total: int) -> None:
                     emit("layer-progress", {"digest": rec.digest, "done": done, "total": total})
 
-                with ing.sink() as f:
-                    client.fetch_blob(r, desc, f, offset=ing.offset,
-                                      prefix_hash=ing.prefix_hash() if ing.offset else None,
-                                      progress=prog)
+                try:
+                    with ing.sink() as f:
+                        client.fetch_blob(r, desc, f, offset=ing.offset,
+                                          prefix_hash=ing.prefix_hash() if ing.offset else None,
+                                          progress=prog)
+                except errors.Cancelled:
+                    ing.discard()               # stopped on purpose: no partial blob stays
+                    raise
                 ing.commit(verified=True)
         emit("layer-downloaded", {"digest": rec.digest})
 

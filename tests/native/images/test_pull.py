@@ -393,6 +393,39 @@ def test_content_store_validates_digests_and_verifies_commits(store: images.Imag
     assert os.stat(store.content.blob_path(d)).st_mode & 0o222 == 0
 
 
+def test_a_discarded_ingest_leaves_nothing_and_a_writer_waiting_on_it_starts_afresh(
+        store: images.ImageStore) -> None:
+    import hashlib
+
+    data = b"the whole blob"
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    committed: list[str] = []
+    first = store.content.ingest(digest, len(data)).__enter__()
+    first.write(data[:5])                               # half a download, then cancelled
+
+    def second() -> None:                               # waits for the first's lock
+        with store.content.ingest(digest, len(data)) as ing:
+            assert ing.offset == 0                      # nothing of the discarded bytes
+            ing.write(data)
+            committed.append(str(ing.commit()))
+
+    t = threading.Thread(target=second)
+    t.start()
+    time.sleep(0.2)
+    first.discard()
+    first.close()
+    t.join(10)
+    assert committed
+    assert store.content.read(digest) == data
+    assert list(store.content.ingest_dir.iterdir()) == []
+
+    other = "sha256:" + "d" * 64
+    with store.content.ingest(other, 10) as ing:
+        ing.write(b"12345")
+        ing.discard()
+    assert list(store.content.ingest_dir.iterdir()) == []
+
+
 def test_image_with_120_layers_mounts(
     tmp_path: Path, push: Callable[..., str], view: Callable[[images.ImageStore, str], Path],
 ) -> None:

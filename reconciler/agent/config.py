@@ -6,6 +6,7 @@
     socket: /run/reconciler/reconciler.sock
     drift_interval: 60s                # periodic pass even without a change (drift check)
     metrics: {listen: "127.0.0.1:9464"}    # optional: /metrics on TCP as well
+    dashboard: {listen: "127.0.0.1:9466", token_file: /etc/reconciler/dashboard.token}  # optional
     webhook: {listen: "127.0.0.1:9465"}    # optional: push webhooks for git sources
     supervision: {flap_limit: 5, flap_window: 2m}
     history: {keep: 1000, max_age: 30d}    # per owner; identical failed passes share one row
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.agent.notify import KINDS as NOTIFY_KINDS
-from reconciler.agent.notify import NotifyTarget, target_from_config
+from reconciler.agent.notify import NotifyTarget, read_secret, target_from_config
 from reconciler.errors import TerminalError
 from reconciler.spec import policy as policy_mod
 
@@ -43,8 +44,8 @@ __all__ = ["AgentConfig", "ConfigError", "GitSettings", "SourceConfig", "load_co
 
 _NAME = r"^[a-z0-9]([a-z0-9_.-]{0,62})$"
 _DURATION = {"oneOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": r"^([0-9.]+(ms|s|m|h))+$"}]}
-_LISTEN = {"type": "object", "additionalProperties": False, "required": ["listen"],
-           "properties": {"listen": {"type": "string", "pattern": r"^[^\s:]*:[0-9]{1,5}$"}}}
+_ADDRESS = {"type": "string", "pattern": r"^[^\s:]*:[0-9]{1,5}$"}
+_LISTEN = {"type": "object", "additionalProperties": False, "required": ["listen"], "properties": {"listen": _ADDRESS}}
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -60,6 +61,11 @@ SCHEMA: dict[str, Any] = {
         "drift_interval": _DURATION,
         "parallel": {"type": "integer", "minimum": 1, "maximum": 64},
         "metrics": _LISTEN,
+        "dashboard": {
+            "type": "object", "additionalProperties": False, "required": ["listen", "token_file"],
+            "description": "the read-only dashboard on TCP too (it is always on the socket at /)",
+            "properties": {"listen": _ADDRESS, "token_file": {"type": "string", "minLength": 1}},
+        },
         "webhook": _LISTEN,
         "supervision": {
             "type": "object", "additionalProperties": False,
@@ -195,6 +201,7 @@ class AgentConfig:
     history_keep: int = 1000                # passes kept per owner
     history_max_age: float = 30 * 86400.0   # seconds a pass is kept
     notify: tuple[NotifyTarget, ...] = ()
+    dashboard: tuple[str, int, bytes] | None = field(default=None, repr=False)   # host, port, token
     sources: tuple[SourceConfig, ...] = field(default_factory=tuple)
     path: Path | None = None                # the file it was read from (SIGHUP re-reads it)
 
@@ -291,6 +298,16 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
             notify.append(target_from_config(n))
         except ValueError as e:
             problems.append(f"{where}:{lines.get(('notify', i), 1)}: notify.{i}: {e}")
+    dashboard = None
+    if data.get("dashboard") and not problems:
+        try:
+            token = read_secret(data["dashboard"]["token_file"], "dashboard token_file")
+        except ValueError as e:
+            problems.append(f"{where}:{lines.get(('dashboard',), 1)}: dashboard: {e}")
+        else:
+            listen = _listen(data["dashboard"])
+            assert listen is not None
+            dashboard = (*listen, token.encode())
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) in the agent config:\n" + "\n".join(problems),
                           hint="fix the agent config; `reconcile agent --config FILE --check` validates it")
@@ -310,7 +327,7 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
         supervise=bool(sup.get("enabled", True)), flap_limit=int(sup.get("flap_limit", 5)),
         flap_window=_duration(sup.get("flap_window", 120)),
         history_keep=int(history.get("keep", 1000)), history_max_age=_days(history.get("max_age", "30d")),
-        notify=tuple(notify), sources=tuple(sources),
+        notify=tuple(notify), dashboard=dashboard, sources=tuple(sources),
     )
 
 

@@ -100,6 +100,7 @@ class Agent:
         self.supervisor: supervise.Supervisor | None = None
         self._api: api_server.ApiServer | None = None
         self._metrics_server: api_server.MetricsServer | None = None
+        self._dashboard_server: api_server.DashboardServer | None = None
         self._webhooks: Any = None
         self.notifier = notify.Notifier(config.notify, self.events)
 
@@ -130,6 +131,9 @@ class Agent:
             self._api = api_server.ApiServer(self, cfg.socket).start()
             if cfg.metrics_listen is not None:
                 self._metrics_server = api_server.MetricsServer(self, *cfg.metrics_listen).start()
+            if cfg.dashboard is not None:
+                host, port, token = cfg.dashboard
+                self._dashboard_server = api_server.DashboardServer(self, host, port, token).start()
             self._write_agent_file()
         except BaseException:
             self.stop()
@@ -160,6 +164,9 @@ class Agent:
         if self._metrics_server is not None:
             self._metrics_server.close()
             self._metrics_server = None
+        if self._dashboard_server is not None:
+            self._dashboard_server.close()
+            self._dashboard_server = None
         if self._api is not None:
             self._api.close()
             self._api = None
@@ -593,6 +600,18 @@ class Agent:
     def metrics(self) -> tuple[bytes, str]:
         self.prom.flapping.set(len(self._flapping_names()))
         return self.prom.render()
+
+    def logs_tail(self, container: str, lines: int) -> Sequence[str]:
+        """The last `lines` lines of one of the agent's own containers (a source's owner label):
+        the dashboard shows nothing else of the host."""
+        owners = {s.cfg.owner for s in list(self._sources.values())}
+        with self._runtime_session() as rt:
+            state = next((c for c in rt.list_containers({labelmod.KIND: "Container"})
+                          if c.name == container and c.labels.get(labelmod.OWNER) in owners), None)
+            if state is None:
+                raise apierr.NotFound(f"no container {container} of this agent's sources")
+            out = [ln.data.decode(errors="replace").rstrip("\n") for ln in rt.logs(state.id, tail=lines)]
+        return out[-lines:]
 
 
 def _origin(sc: cfgmod.SourceConfig) -> str:

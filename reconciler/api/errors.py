@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from reconciler.errors import ReconcilerError, TemporaryError, TerminalError
 
-__all__ = ["AgentUnreachable", "ApiError", "BadRequest", "Conflict", "NotFound"]
+__all__ = ["AgentUnreachable", "ApiError", "BadRequest", "Conflict", "MethodNotAllowed", "NotFound", "Unauthorized"]
 
 
 class ApiError(TerminalError):
@@ -17,8 +17,16 @@ class BadRequest(ApiError):
     status = 400
 
 
+class Unauthorized(ApiError):
+    status = 401
+
+
 class NotFound(ApiError):
     status = 404
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
 
 
 class Conflict(ApiError):

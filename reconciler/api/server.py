@@ -9,6 +9,7 @@ Request bodies are bounded; every reply is JSON except `/metrics` (Prometheus te
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import os
 import socket
@@ -18,14 +19,14 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import structlog
 
-from reconciler.api import errors
+from reconciler.api import dashboard, errors
 from reconciler.api import events as events_mod
 
-__all__ = ["AgentView", "ApiServer", "MetricsServer"]
+__all__ = ["AgentView", "ApiServer", "DashboardServer", "MetricsServer"]
 
 MAX_BODY = 1024 * 1024
 
@@ -51,6 +52,8 @@ class AgentView(Protocol):
 
     def metrics(self) -> tuple[bytes, str]: ...
 
+    def logs_tail(self, container: str, lines: int) -> Sequence[str]: ...
+
 
 class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
@@ -74,7 +77,8 @@ def _remove_stale(path: Path) -> None:
                           hint="stop it first, or give this agent another socket in its config")
 
 
-def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float) -> type[BaseHTTPRequestHandler]:
+def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
+                  dashboard_token: bytes | None = None, dashboard_only: bool = False) -> type[BaseHTTPRequestHandler]:
     log = structlog.get_logger("reconciler.api")
 
     class Handler(BaseHTTPRequestHandler):
@@ -143,6 +147,9 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float) ->
         # -- routes -----------------------------------------------------------------------
 
         def _route(self, method: str, path: str, q: Mapping[str, str]) -> None:
+            if dashboard_only or path == "/" or path.startswith("/ui/"):
+                self._dashboard(method, path, q)
+                return
             if path == "/metrics" and method == "GET":
                 text, ctype = view.metrics()
                 self._send(200, text, ctype)
@@ -176,9 +183,49 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float) ->
                     raise errors.BadRequest('POST a JSON object {"source": NAME, "revision": ID (optional)}')
                 self._json(200, view.rollback(body["source"], body.get("revision")))
             elif path in ("/v1/status", "/v1/plan", "/v1/events", "/v1/history", "/v1/reconcile", "/v1/rollback"):
-                raise errors.ApiError(f"{method} is not allowed on {path}")
+                raise errors.MethodNotAllowed(f"{method} is not allowed on {path}")
             else:
                 raise errors.NotFound(f"no such API path {path}", hint="paths are versioned: /v1/status, ...")
+
+        def _dashboard(self, method: str, path: str, q: Mapping[str, str]) -> None:
+            if method != "GET":
+                raise errors.MethodNotAllowed(f"{method} is not allowed on the dashboard (it is read-only)")
+            if dashboard_token is not None and path == "/" and "token" in q:
+                if not hmac.compare_digest(q["token"].encode(), dashboard_token):
+                    raise errors.Unauthorized("wrong dashboard token")
+                self.send_response(303)           # keep the token out of the address bar and history
+                self.send_header("Set-Cookie", f"{dashboard.COOKIE}={q['token']}; HttpOnly; SameSite=Strict; Path=/")
+                self.send_header("Location", "/")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if not dashboard.authorized(dashboard_token, self.headers.get("Authorization") or "",
+                                        self.headers.get("Cookie") or ""):
+                raise errors.Unauthorized("the dashboard needs its token",
+                                          hint="open /?token=TOKEN once, or send Authorization: Bearer TOKEN")
+            html_type = "text/html; charset=utf-8"
+            if path == "/":
+                self._send(200, dashboard.render_index(view.status(), view.history(None, 20)), html_type)
+            elif path.startswith("/ui/logs/"):
+                name = urllib.parse.unquote(path[len("/ui/logs/"):])
+                self._send(200, dashboard.render_logs(name, view.logs_tail(name, 200)), html_type)
+            elif path == "/ui/events":
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                bus, seq = view.events, view.events.last_seq
+                while not bus.closed:
+                    batch = bus.wait(seq, follow_poll)
+                    for chunk in dashboard.sse_lines(batch):
+                        self.wfile.write(chunk)
+                    seq = max([seq, *(int(e["seq"]) for e in batch)])
+                    self.wfile.write(b": keep-alive\n\n" if not batch else b"")
+                    self.wfile.flush()
+            else:
+                raise errors.NotFound(f"no dashboard page {path}")
 
         def _stream_events(self, since: int, follow: bool) -> None:
             self.send_response(200)
@@ -240,9 +287,13 @@ class ApiServer:
 class MetricsServer:
     """`/metrics` only, on TCP (for a Prometheus that cannot reach the socket)."""
 
+    what = "metrics"
+
     def __init__(self, view: AgentView, host: str, port: int) -> None:
-        self._server = ThreadingHTTPServer((host, port), _make_handler(view, metrics_only=True, follow_poll=1.0),
-                                           bind_and_activate=False)
+        self._make(_make_handler(view, metrics_only=True, follow_poll=1.0), host, port)
+
+    def _make(self, handler: type[BaseHTTPRequestHandler], host: str, port: int) -> None:
+        self._server = ThreadingHTTPServer((host, port), handler, bind_and_activate=False)
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -250,15 +301,15 @@ class MetricsServer:
     def port(self) -> int:
         return int(self._server.server_address[1])
 
-    def start(self) -> MetricsServer:
+    def start(self) -> Self:
         try:
             self._server.server_bind()
             self._server.server_activate()
         except OSError as e:
             self._server.server_close()
-            raise errors.ApiError(f"cannot listen for metrics on {self._server.server_address}: {e.strerror}",
-                                  hint="pick a free port in the agent config (metrics.listen)") from None
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
+            raise errors.ApiError(f"cannot listen for {self.what} on {self._server.server_address}: {e.strerror}",
+                                  hint=f"pick a free port in the agent config ({self.what}.listen)") from None
+        self._thread = threading.Thread(target=self._server.serve_forever, name=self.what, daemon=True)
         self._thread.start()
         return self
 
@@ -268,3 +319,13 @@ class MetricsServer:
             self._thread.join(timeout=5)
             self._thread = None
         self._server.server_close()
+
+
+class DashboardServer(MetricsServer):
+    """The dashboard alone on TCP, every request checked against the token."""
+
+    what = "dashboard"
+
+    def __init__(self, view: AgentView, host: str, port: int, token: bytes) -> None:
+        self._make(_make_handler(view, metrics_only=False, follow_poll=1.0, dashboard_token=token,
+                                 dashboard_only=True), host, port)

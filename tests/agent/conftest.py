@@ -21,7 +21,9 @@ import yaml
 
 from reconciler.api import client as api_client
 from reconciler.api import errors as api_errors
-from tests.runtime.conftest import new_prefix
+from reconciler.runtime.native.backend import NativeRuntime
+from reconciler.runtime.native.config import NativeConfig
+from tests.runtime.conftest import cleanup, leftovers, new_prefix
 
 WAIT = 60.0                              # generous: a slow CI machine, never a timed assertion
 
@@ -140,3 +142,20 @@ def agents() -> Iterator[list[AgentProc]]:
     finally:
         for a in started:
             a.stop()
+
+
+@pytest.fixture
+def native_agent(tmp_path: Path, agents: list[AgentProc]) -> Iterator[AgentProc]:
+    a = AgentProc(tmp_path, runtime="native", sources=[{"name": "host", "directory": str(tmp_path / "m")}],
+                  supervision={"flap_limit": 3, "flap_window": "5m"})
+    (tmp_path / "m").mkdir()
+    agents.append(a)
+    try:
+        yield a
+    finally:
+        a.stop()
+        rt = NativeRuntime(NativeConfig(root=a.root, run_dir=a.run_dir, name_prefix=a.prefix))
+        cleanup(rt)
+        left = leftovers(rt.config)
+        rt.close()
+        assert left == [], f"left on the host: {left}"

@@ -10,7 +10,6 @@ import os
 import signal
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from reconciler.state import history as hist
 from tests.agent.conftest import AgentProc, wait_for
 from tests.execution.helpers import STOP_MARGIN, trapping_app
 from tests.helpers.host import assert_holds_exactly, random_pool, reboot
-from tests.runtime.conftest import cleanup, leftovers
 
 pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
 
@@ -41,23 +39,6 @@ def doc(name: str, image: str, command: str, restart: str = "always", extra: str
           networks: [none]
           restart: {restart}
         """) + textwrap.indent(textwrap.dedent(extra), "  ")
-
-
-@pytest.fixture
-def native_agent(tmp_path: Path, agents: list[AgentProc]) -> Iterator[AgentProc]:
-    a = AgentProc(tmp_path, runtime="native", sources=[{"name": "host", "directory": str(tmp_path / "m")}],
-                  supervision={"flap_limit": 3, "flap_window": "5m"})
-    (tmp_path / "m").mkdir()
-    agents.append(a)
-    try:
-        yield a
-    finally:
-        a.stop()
-        rt = NativeRuntime(NativeConfig(root=a.root, run_dir=a.run_dir, name_prefix=a.prefix))
-        cleanup(rt)
-        left = leftovers(rt.config)
-        rt.close()
-        assert left == [], f"left on the host: {left}"
 
 
 def passes(a: AgentProc) -> list[str]:

@@ -1,0 +1,128 @@
+"""The read-only dashboard of a real agent process: on its socket at /, and on TCP behind a
+token; sources with their problems (escaped), containers, passes, live events, logs."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from reconciler.runtime.fake import FakeRuntime
+from tests.agent.conftest import AgentProc, free_port, wait_for
+from tests.agent.test_native import doc
+from tests.execution.helpers import IMG, container_doc, write
+
+TOKEN = "dash-token-of-this-test"
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path) -> None:
+        super().__init__("localhost", timeout=30)
+        self.path = str(path)
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
+
+
+def get(conn: http.client.HTTPConnection, path: str, **headers: str) -> tuple[int, dict[str, str], str]:
+    conn.request("GET", path, headers=headers)
+    r = conn.getresponse()
+    body = r.read().decode()
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, body
+
+
+@pytest.fixture
+def agent(tmp_path: Path, agents: list[AgentProc]) -> AgentProc:
+    (tmp_path / "dash.token").write_text(TOKEN + "\n")
+    a = AgentProc(tmp_path, sources=[{"name": "local", "directory": str(tmp_path / "m")}],
+                  dashboard={"listen": f"127.0.0.1:{free_port()}", "token_file": str(tmp_path / "dash.token")})
+    FakeRuntime.at_root(a.root).publish(IMG)
+    (tmp_path / "m").mkdir()
+    agents.append(a)
+    return a
+
+
+def test_the_dashboard_shows_sources_containers_passes_and_problems_escaped(tmp_path: Path, agent: AgentProc) -> None:
+    write(tmp_path / "m", "web.yaml", container_doc("web"))
+    agent.start()
+    wait_for("converged", lambda: agent.source("local")["last_result"] == "converged")
+    tcp = http.client.HTTPConnection("127.0.0.1", int(agent.config["dashboard"]["listen"].rsplit(":", 1)[1]), timeout=30)
+
+    status, _, _ = get(tcp, "/")
+    assert status == 401                                           # TCP needs the token
+    status, _, _ = get(tcp, "/", Authorization="Bearer wrong")
+    assert status == 401
+    status, headers, page = get(tcp, "/", Authorization=f"Bearer {TOKEN}")
+    assert status == 200
+    assert headers["content-type"].startswith("text/html")
+    for shown in (">local<", ">web<", "converged"):
+        assert shown in page
+    assert "<script src" not in page                               # nothing from a CDN
+    assert "http" not in page.split("</style>")[0]
+
+    status, headers, _ = get(tcp, f"/?token={TOKEN}")               # a browser: the token once, then a cookie
+    assert status == 303
+    cookie = headers["set-cookie"].split(";")[0]
+    assert "HttpOnly" in headers["set-cookie"]
+    assert get(tcp, "/", Cookie=cookie)[0] == 200
+
+    (tmp_path / "m" / "api.yaml").write_text(textwrap.dedent("""\
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {name: api}
+        spec: {image: "<script>alert(1)</script>"}
+        """))
+    wait_for("refused", lambda: agent.source("local")["problems"])
+    page = get(tcp, "/", Authorization=f"Bearer {TOKEN}")[2]
+    assert "api.yaml:4" in page                                     # the user's file:line
+    assert "<script>alert(1)" not in page
+    assert "&lt;script&gt;alert(1)" in page
+
+    unix = UnixHTTPConnection(agent.socket)
+    sock_page = get(unix, "/")                                      # the socket needs no token
+    unix.close()
+    assert sock_page[0] == 200
+    assert ">web<" in sock_page[2]
+    assert get(tcp, "/v1/status", Authorization=f"Bearer {TOKEN}")[0] == 404    # TCP: the dashboard only
+    tcp.request("POST", "/", body=b"{}", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert tcp.getresponse().status == 405                          # read-only
+    tcp.close()
+
+
+def test_the_dashboard_follows_events_live(tmp_path: Path, agent: AgentProc) -> None:
+    write(tmp_path / "m", "web.yaml", container_doc("web"))
+    agent.start()
+    wait_for("converged", lambda: agent.source("local")["last_result"] == "converged")
+    port = int(agent.config["dashboard"]["listen"].rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(f"GET /ui/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+        head = s.recv(4096).decode()
+        assert "200" in head.splitlines()[0]
+        assert "text/event-stream" in head
+        write(tmp_path / "m", "api.yaml", container_doc("api"))
+        seen = ""
+        while '"type": "pass"' not in seen:
+            chunk = s.recv(65536).decode()
+            assert chunk, "the stream ended"
+            seen += chunk
+    assert "data: {" in seen
+
+
+@pytest.mark.root
+@pytest.mark.registry
+@pytest.mark.slow
+def test_a_containers_logs_on_the_dashboard(tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
+    a = native_agent
+    (tmp_path / "m" / "web.yaml").write_text(doc("web", busybox_image, "echo hello-from-web; sleep 3600"))
+    a.start()
+    wait_for("web running", lambda: any(o.get("status") == "running" for o in a.source("host")["objects"]))
+    conn = UnixHTTPConnection(a.socket)
+    try:
+        wait_for("its output", lambda: "hello-from-web" in get(conn, "/ui/logs/web")[2])
+        assert get(conn, "/ui/logs/not-ours")[0] == 404
+    finally:
+        conn.close()

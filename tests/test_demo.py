@@ -20,6 +20,7 @@ import pytest
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
 from reconciler.runtime.native.network import NetworkManager
+from tests.helpers.ports import publish_port
 from tests.helpers.registry import free_port
 from tests.runtime.conftest import cleanup, leftovers, new_prefix
 
@@ -31,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 class Demo:
     def __init__(self, tmp: Path) -> None:
         self.config = NativeConfig(root=tmp / "root", run_dir=tmp / "run", name_prefix=new_prefix())
-        self.registry_port, self.host_port = free_port(), free_port()
+        self.registry_port, self.host_port = free_port(), publish_port()
         self.env = {
             **os.environ,
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -15,17 +14,12 @@ from reconciler._sqlite import Database
 from reconciler.execution import passes
 from tests.helpers import images
 from tests.helpers.host import Host
+from tests.helpers.ports import publish_port
 from tests.helpers.registry import RegistryServer
 
 pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
 
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "examples" / "manifests" / "build"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(url: str) -> str:
@@ -42,7 +36,7 @@ def test_the_build_example_builds_pushes_and_serves(tmp_path: Path, host: Host, 
     layout = tmp_path / "busybox"
     images.write_layout(layout, [images.busybox_layer()])
     images.push_layout(layout, f"{registry.host}/demo/busybox:latest")
-    port = free_port()
+    port = publish_port()
     example = tmp_path / "example"
     shutil.copytree(EXAMPLE, example)
     for f in (example / "build.yaml", example / "web" / "Dockerfile"):

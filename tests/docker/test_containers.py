@@ -180,9 +180,10 @@ def test_healthcheck_healthy_and_unhealthy(docker: DockerRuntime, docker_image: 
 
 
 def test_published_port_is_reachable(docker: DockerRuntime, docker_image: PulledImage, scope: Scope) -> None:
-    from tests.helpers.registry import free_port, wait_http
+    from tests.helpers.ports import publish_port
+    from tests.helpers.registry import wait_http
 
-    port = free_port()
+    port = publish_port()
     name = run(scope, docker_image, "web", "mkdir -p /www && echo hello-port > /www/index.html && httpd -f -p 8080 -h /www",
                ports=(base.PortMapping(8080, port, host_ip="127.0.0.1"),))
     assert docker.inspect_container(name).ports == (base.PortMapping(8080, port, "tcp", "127.0.0.1"),)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import random
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,25 +21,13 @@ import pytest
 
 from tests.execution.helpers import write
 from tests.helpers.host import Host, assert_holds_exactly
+from tests.helpers.ports import publish_ports
 
 pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
 
 N = 20
 ROUNDS = 20
 SEED = 20261127
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def apply_argv(host: Host, source: Path) -> list[str]:
@@ -109,7 +96,7 @@ def test_kill_9_during_converge_then_rerun_converges_without_leaks(
         tmp_path: Path, host: Host, busybox_image: str) -> None:
     rng = random.Random(SEED)
     m = tmp_path / "m"
-    ports = free_ports(N)
+    ports = publish_ports(N)
     manifests(m, busybox_image, host.subnet, ports, 0)
     first = subprocess.run(apply_argv(host, m), capture_output=True, text=True, timeout=600, check=False)
     assert first.returncode == 0, first.stdout + first.stderr

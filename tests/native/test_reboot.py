@@ -5,7 +5,6 @@ run dir emptied; the state root kept), then `ps` and `--once` (#13)."""
 from __future__ import annotations
 
 import json
-import os
 import time
 import urllib.request
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 from tests.execution.helpers import write
 from tests.helpers.host import Host, reboot
+from tests.helpers.ports import publish_port
 
 pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
 
@@ -28,7 +28,7 @@ def get(url: str) -> str | None:
 
 def test_once_brings_back_a_served_app_with_its_network_port_and_volume_after_a_reboot(
         host: Host, busybox_image: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    port = 20000 + int.from_bytes(os.urandom(2), "big") % 20000
+    port = publish_port()
     write(tmp_path / "m", "app.yaml", f"""
         apiVersion: reconciler/v1
         kind: Network

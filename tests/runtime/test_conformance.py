@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import secrets
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ import pytest
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
+from tests.helpers.ports import publish_port
 
 pytestmark = [pytest.mark.root]
 
@@ -435,13 +435,6 @@ def networks(runtime: base.Runtime) -> Iterator[Callable[..., base.NetworkState]
             runtime.remove_network(name)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_ensure_network_is_idempotent(runtime: base.Runtime, networks: Callable[..., base.NetworkState]) -> None:
     first = networks("lan", labels={"conf": "lan"})
     assert ipaddress.ip_address(first.gateway) in ipaddress.ip_network(first.subnet)
@@ -552,7 +545,7 @@ def test_published_port_answers_on_loopback(
     import urllib.request
 
     networks("pub")
-    port = free_port()
+    port = publish_port()
     mapping = base.PortMapping(container_port=8080, host_port=port, host_ip="127.0.0.1")
     srv = serve(runtime, image, "web", ("pub",), ports=(mapping,))
     assert runtime.inspect_container(srv).ports == (mapping,)

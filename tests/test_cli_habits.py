@@ -56,3 +56,14 @@ def test_apply_output_json_is_the_pass_as_data(tmp_path: Path, capsys: pytest.Ca
     doc = json.loads(capsys.readouterr().out)
     assert doc["result"] == "drift"
     assert {a["resource"] for a in doc["plan"]} >= {"container:web"}
+
+
+@pytest.mark.parametrize("argv", [["ps", "-a"], ["ps", "-q"], ["images"], ["volume", "ls"], ["ps", "-o", "json"]])
+def test_a_read_only_command_on_a_root_with_no_engine_creates_nothing(
+        tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    root, run_dir = tmp_path / "no-engine-yet", tmp_path / "run"
+    assert main([*argv, "--root", str(root), "--run-dir", str(run_dir), "--name-prefix", "rtnone"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out) == [] if "json" in argv else len(out.splitlines()) <= 1   # headers at most
+    assert not root.exists()
+    assert not run_dir.exists()

@@ -68,10 +68,9 @@ def image_rows(infos: list[Any], *, no_trunc: bool = False) -> list[dict[str, An
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.cli import cmd_pull, output
+    from reconciler.cli import cmd_pull, options, output
 
-    store = cmd_pull.open_store(args)
-    rows = image_rows(store.list(), no_trunc=args.no_trunc)
+    rows = image_rows(cmd_pull.open_store(args).list(), no_trunc=args.no_trunc) if options.engine_exists(args) else []
     if args.quiet:
         seen: list[str] = []
         for r in rows:

@@ -112,18 +112,17 @@ def _ports(st: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.cli import output
+    from reconciler.cli import options, output
     from reconciler.runtime import errors
     from reconciler.runtime.native import backend
 
-    rt = open_runtime(args)
     selector: dict[str, str] = {}
     for item in args.filter:
         key, sep, value = item.removeprefix("label=").partition("=")
         if not sep:
             raise errors.InvalidArgument(f"filter {item!r} is not label=KEY=VALUE")
         selector[key] = value
-    recs = rt.containers.records(selector or None)
+    recs = open_runtime(args).containers.records(selector or None) if options.engine_exists(args) else []
     if not args.all:
         recs = [r for r in recs if r.status == "running"]
     if args.quiet:

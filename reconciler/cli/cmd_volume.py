@@ -68,9 +68,9 @@ def _in_use(args: argparse.Namespace) -> dict[str, list[str]]:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    from reconciler.cli import output
+    from reconciler.cli import options, output
 
-    vols = _volumes(args).list()
+    vols = _volumes(args).list() if options.engine_exists(args) else []
     if args.quiet:
         for v in vols:
             print(v.name)

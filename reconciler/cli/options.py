@@ -52,6 +52,14 @@ def resolve(args: argparse.Namespace) -> None:
         args.name_prefix = prefix
 
 
+def engine_exists(args: argparse.Namespace) -> bool:
+    """Whether the state root the options name holds an engine yet. A read-only command (ps,
+    images, volume ls) on one that does not answers with nothing instead of creating it."""
+    from pathlib import Path
+
+    return (Path(args.root) / "state.db").exists()
+
+
 def native_config(args: argparse.Namespace) -> Any:
     """The NativeConfig the options name."""
     from pathlib import Path

@@ -1,18 +1,28 @@
 """The default seccomp filter: Docker's profile, an allowlist, translated for each container.
 
-The translation is checked on the shipped profile and on small profiles of the same format.
+The translation is checked on the shipped profile and on small profiles of the same format;
+the behaviour in real runc containers. busybox has no way to make an arbitrary syscall, so the
+probes run the host's own python3 inside the container, with the host's /usr, /lib and /lib64
+bound read-only (not chrooted: the kernel refuses a user namespace to a chrooted process).
 """
 
 from __future__ import annotations
 
 import errno
-from collections.abc import Mapping
+import json
+import platform
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native import bundle, seccomp
+from reconciler.runtime.native.backend import NativeRuntime
+from tests.runtime.conftest import cleanup, leftovers, make_native
 
 NONE = ("none",)
 SYS_ADMIN = [*bundle.DEFAULT_CAPS, "CAP_SYS_ADMIN"]
@@ -131,3 +141,128 @@ def test_kernel_version() -> None:
     assert seccomp.kernel_version("4.8") == (4, 8)
     with pytest.raises(rterrors.Unavailable):
         seccomp.kernel_version("weird")
+
+
+# ------------------------------------------------------------------------ real containers
+
+PROBE = r"""
+import ctypes, json, os, platform
+NR = {"x86_64": {"clone": 56, "io_uring_setup": 425},
+      "aarch64": {"clone": 220, "io_uring_setup": 425}}[platform.machine()]
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+libc.personality.argtypes = [ctypes.c_ulong]
+def result(r):
+    return 0 if r >= 0 else ctypes.get_errno()
+def clone(flags):
+    pid = libc.syscall(ctypes.c_long(NR["clone"]), ctypes.c_long(flags | 17), *[ctypes.c_long(0)] * 4)
+    if pid == 0:
+        os._exit(0)
+    if pid > 0:
+        os.waitpid(pid, 0)
+    return result(pid)
+out = {
+    "personality query": result(libc.personality(0xFFFFFFFF)),
+    "personality PER_LINUX32": result(libc.personality(0x0008)),
+    "personality ADDR_NO_RANDOMIZE": result(libc.personality(0x0040000)),
+    "clone": clone(0),
+    "clone CLONE_NEWUSER": clone(0x10000000),
+    "io_uring_setup": result(libc.syscall(ctypes.c_long(NR["io_uring_setup"]), ctypes.c_long(1), None)),
+}
+libc.personality(0)
+out["unshare CLONE_NEWUSER"] = result(libc.unshare(0x10000000))
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture
+def native(tmp_path: Path, busybox_image: str) -> Iterator[tuple[NativeRuntime, str]]:
+    rt, ref = make_native(tmp_path, busybox_image)
+    try:
+        yield rt, ref
+    finally:
+        cleanup(rt)
+        left = leftovers(rt.config)
+        rt.close()
+        assert left == [], left
+
+
+def host_python() -> tuple[base.Mount, ...]:
+    """The host's /usr, /lib and /lib64 bound read-only at the same places: its python3 runs."""
+    return tuple(base.Mount(type="bind", source=str(Path(top).resolve()), target=top, read_only=True)
+                 for top in ("/usr", "/lib", "/lib64") if Path(top).exists())
+
+
+def probe_in_container(rt: NativeRuntime, image: str, name: str, cap_add: tuple[str, ...] = ()) -> dict[str, int]:
+    cid = rt.create_container(base.ContainerConfig(
+        name=name, image=image, networks=NONE, cap_add=cap_add, mounts=host_python(),
+        command=("/usr/bin/python3", "-I", "-c", PROBE)))
+    rt.start_container(cid)
+    assert rt.wait_container(cid, timeout=60) == 0, [ln.data for ln in rt.logs(cid)]
+    return json.loads(b"".join(ln.data for ln in rt.logs(cid) if ln.stream == "stdout"))  # type: ignore[no-any-return]
+
+
+def shell_in_container(rt: NativeRuntime, image: str, name: str, script: str,
+                       cap_add: tuple[str, ...] = ()) -> str:
+    cid = rt.create_container(base.ContainerConfig(name=name, image=image, networks=NONE, cap_add=cap_add,
+                                                   command=("sh", "-c", script)))
+    rt.start_container(cid)
+    rt.wait_container(cid, timeout=30)
+    return "\n".join(ln.data.decode() for ln in rt.logs(cid) if ln.stream == "stdout")
+
+
+@pytest.fixture(scope="module")
+def on_the_host() -> dict[str, int]:
+    """The probe outside any container: each call is there, so a refusal inside is the filter's."""
+    if platform.machine() not in ("x86_64", "aarch64"):
+        pytest.skip("the probe knows syscall numbers of x86_64 and aarch64 only")
+    out = subprocess.run(["/usr/bin/python3", "-I", "-c", PROBE], capture_output=True, check=True).stdout
+    host: dict[str, int] = json.loads(out)
+    assert host["personality ADDR_NO_RANDOMIZE"] == 0
+    assert host["clone CLONE_NEWUSER"] == 0, "the host must allow user namespaces for this test"
+    assert host["io_uring_setup"] == errno.EFAULT, "the host's kernel must have io_uring for this test"
+    return host
+
+
+CALLS = ("personality query", "personality PER_LINUX32", "personality ADDR_NO_RANDOMIZE", "clone",
+         "clone CLONE_NEWUSER", "io_uring_setup", "unshare CLONE_NEWUSER")
+
+
+@pytest.mark.root
+def test_default_container_gets_only_what_the_profile_allows(
+    native: tuple[NativeRuntime, str], on_the_host: dict[str, int],
+) -> None:
+    rt, image = native
+    inside = probe_in_container(rt, image, "probe")
+    assert {k: inside[k] for k in CALLS} == {
+        "personality query": 0, "personality PER_LINUX32": 0, "clone": 0,
+        "personality ADDR_NO_RANDOMIZE": errno.EPERM,     # argument rule: only the listed personas
+        "clone CLONE_NEWUSER": errno.EPERM,               # argument rule: no namespace flags
+        "io_uring_setup": errno.EPERM,                    # not in the profile at all
+        "unshare CLONE_NEWUSER": errno.EPERM,             # CAP_SYS_ADMIN only
+    }
+    spec = json.loads(rt.containers.paths(rt.inspect_container("probe").id).config_json.read_text())
+    filt = spec["linux"]["seccomp"]
+    assert (filt["defaultAction"], filt["defaultErrnoRet"]) == ("SCMP_ACT_ERRNO", errno.EPERM)
+    assert "io_uring_setup" not in {n for r in filt["syscalls"] for n in r["names"]}
+    assert filt == seccomp.linux_seccomp(spec["process"]["capabilities"]["bounding"])
+    out = shell_in_container(rt, image, "busy", "busybox unshare -U true && echo unshare || echo no-unshare; "
+                             "mkdir /m; busybox mount -t tmpfs t /m && echo mount || echo no-mount")
+    assert out.splitlines() == ["no-unshare", "no-mount"]
+
+
+@pytest.mark.root
+def test_sys_admin_container_gets_namespaces_but_still_no_more(
+    native: tuple[NativeRuntime, str], on_the_host: dict[str, int],
+) -> None:
+    rt, image = native
+    inside = probe_in_container(rt, image, "admin", cap_add=("SYS_ADMIN",))
+    assert {k: inside[k] for k in CALLS} == {
+        "personality query": 0, "personality PER_LINUX32": 0, "clone": 0,
+        "clone CLONE_NEWUSER": 0, "unshare CLONE_NEWUSER": 0,
+        "personality ADDR_NO_RANDOMIZE": errno.EPERM, "io_uring_setup": errno.EPERM,
+    }
+    out = shell_in_container(rt, image, "busy", "busybox unshare -U true && echo unshare || echo no-unshare; "
+                             "mkdir /m; busybox mount -t tmpfs t /m && echo mount || echo no-mount",
+                             cap_add=("SYS_ADMIN",))
+    assert out.splitlines() == ["unshare", "mount"]

@@ -3,7 +3,8 @@
 Pure functions over values, except for the two reads of the image's `/etc/passwd` and
 `/etc/group` (through in-root path resolution, size-capped) and the creation of the working
 directory. Docker's defaults (moby daemon/pkg/oci/defaults.go, caps/defaults.go) are copied as
-data: mounts, masked and read-only paths, capabilities and device rules.
+data: mounts, masked and read-only paths, capabilities and device rules; the seccomp filter is
+Docker's default profile translated for the container's capabilities (`seccomp.py`).
 
     build_spec(BundleInputs) -> dict       the config.json document
     resolve_user(rootfs, "app:app")        -> User(uid, gid, additional_gids, home)
@@ -23,7 +24,7 @@ from typing import Any
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import openat2
+from reconciler.runtime.native import openat2, seccomp
 
 __all__ = [
     "DEFAULT_CAPS",
@@ -37,7 +38,6 @@ __all__ = [
     "parse_signal",
     "process_argv",
     "resolve_user",
-    "seccomp_profile",
     "secure_join",
 ]
 
@@ -84,22 +84,6 @@ DEVICE_RULES: tuple[dict[str, Any], ...] = (
     {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},    # ptmx
     {"allow": True, "type": "c", "major": 136, "access": "rwm"},              # pts/*
     {"allow": False, "type": "c", "major": 10, "minor": 229, "access": "rwm"},  # fuse
-)
-
-# Syscalls Docker's default seccomp profile does not allow (moby profiles/seccomp/default.json is
-# an allowlist; these are the x86-64 calls it leaves out or grants only with CAP_SYS_ADMIN and
-# friends). Kept as a denylist: everything else is allowed, these fail with EPERM.
-SECCOMP_DENY: tuple[str, ...] = (
-    "acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module", "delete_module",
-    "finit_module", "get_kernel_syms", "init_module", "ioperm", "iopl", "kcmp", "kexec_file_load",
-    "kexec_load", "keyctl", "lookup_dcookie", "nfsservctl", "open_by_handle_at", "perf_event_open",
-    "query_module", "quotactl", "reboot", "request_key", "settimeofday", "swapon", "swapoff", "sysfs",
-    "_sysctl", "uselib", "userfaultfd", "ustat",
-)
-# Allowed only when CAP_SYS_ADMIN was added (Docker grants them with that capability).
-SECCOMP_SYS_ADMIN: tuple[str, ...] = (
-    "mount", "umount2", "unshare", "setns", "pivot_root", "name_to_handle_at",
-    "fsopen", "fsconfig", "fsmount", "fspick", "move_mount", "open_tree", "mount_setattr",
 )
 
 MAX_ID = 2**31 - 1          # uids/gids above int32 are refused (CVE-2024-40635 class)
@@ -404,23 +388,6 @@ def _resources(r: base.Resources) -> dict[str, Any]:
     return res
 
 
-def seccomp_profile(caps: Sequence[str]) -> dict[str, Any]:
-    """A seccomp filter that refuses what Docker's default profile refuses (EPERM)."""
-    deny = list(SECCOMP_DENY)
-    if "CAP_SYS_ADMIN" not in caps:
-        deny += SECCOMP_SYS_ADMIN
-    for cap, calls in (("CAP_SYS_TIME", ("settimeofday", "clock_settime", "clock_adjtime")),
-                       ("CAP_SYS_MODULE", ("init_module", "finit_module", "delete_module")),
-                       ("CAP_SYS_BOOT", ("reboot",)), ("CAP_SYS_PACCT", ("acct",))):
-        if cap in caps:
-            deny = [c for c in deny if c not in calls]
-    return {
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-        "syscalls": [{"names": sorted(deny), "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM}],
-    }
-
-
 def _depth(m: Mapping[str, Any]) -> int:
     return len([p for p in str(m["destination"]).split("/") if p])
 
@@ -465,7 +432,7 @@ def build_spec(inp: BundleInputs) -> dict[str, Any]:
             "namespaces": namespaces,
             "cgroupsPath": inp.cgroups_path,
             "resources": _resources(cfg.resources),
-            "seccomp": seccomp_profile(caps),
+            "seccomp": seccomp.linux_seccomp(caps),
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
         },

@@ -112,13 +112,19 @@ def test_run_with_volume_and_limits(cli: tuple[Reconcile, Path], busybox_image: 
     assert "/nonexistent" in bad.stderr
 
 
-def test_ps_and_logs_do_not_import_heavy_libraries(cli: tuple[Reconcile, Path]) -> None:
-    _, tmp = cli
+@pytest.mark.parametrize("command", [["ps", "-a"], ["images"], ["volume", "ls"]])
+def test_read_only_commands_do_not_import_heavy_libraries(cli: tuple[Reconcile, Path], busybox_image: str,
+                                                          command: list[str]) -> None:
+    reconcile, tmp = cli
+    reconcile("pull", busybox_image)                 # an engine with an image and a volume to list
+    reconcile("run", "--rm", "-v", "data:/data", busybox_image, "true")
+    assert (tmp / "root" / "state.db").exists()
     code = (
         "import sys; from reconciler.cli.main import main\n"
-        f"main(['ps', '-a', '--root', {str(tmp / 'root')!r}, '--run-dir', {str(tmp / 'run')!r}, "
+        f"main({command!r} + ['--root', {str(tmp / 'root')!r}, '--run-dir', {str(tmp / 'run')!r}, "
         f"'--name-prefix', {(tmp / 'prefix').read_text()!r}])\n"
-        "print(','.join(m for m in ('httpx', 'pyroute2', 'structlog', 'jsonschema') if m in sys.modules))"
+        "print(','.join(m for m in ('httpx', 'pyroute2', 'structlog', 'jsonschema', 'asyncio', 'ssl') "
+        "if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.splitlines()[-1] == ""

@@ -1,0 +1,108 @@
+"""Benchmark: what a user waits for when typing a read-only command, reconcile vs docker vs podman.
+
+    .venv/bin/python bench/bench_cli.py [--runs 21] [--containers 5]
+
+Each command is a fresh process, as at a shell prompt: `ps -a`, `ps -a` as JSON, `images` and
+`--version`, against an engine on a private state root holding `--containers` exited containers
+(made with `reconcile run` from a busybox image this script builds into the root, no registry
+needed), and the same commands of the docker CLI (dockerd must run) and podman where present,
+whatever they hold. Runs are interleaved (reconcile, docker, podman, reconcile, ...) so drift
+of the machine's speed hits all alike; prints medians, min-max and the ratio reconcile/docker
+per command (issue #21's goal: the CLI starts like docker's). Also prints the floor: a bare
+`python3 -c pass` and `python3 -S -c pass`.
+
+Nothing is left behind: the containers and the root are removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - start
+
+
+def busybox_image(root: Path, env: dict[str, str]) -> str:
+    """A one-layer image of Debian's busybox-static, built into `root` with `reconcile build`."""
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    ctx = root.parent / "ctx"
+    (ctx / "bin").mkdir(parents=True)
+    shutil.copy(busybox, ctx / "bin" / "busybox")
+    for tool in ("sh", "true", "sleep"):
+        os.symlink("busybox", ctx / "bin" / tool)
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY bin /bin\nCMD [\"sh\"]\n")
+    ref = "localhost/bench-cli:1"
+    subprocess.run([PY, "-m", "reconciler", "build", "-t", ref, str(ctx)], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    return ref
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=21)
+    ap.add_argument("--containers", type=int, default=5)
+    opts = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-cli-"))
+    root, run_dir = tmp / "root", tmp / "run"
+    env = {**os.environ, "RECONCILER_ROOT": str(root), "RECONCILER_RUN_DIR": str(run_dir),
+           "RECONCILER_PREFIX": "rbcli", "PYTHONPATH": str(REPO)}
+    reconcile = [str(Path(PY).parent / "reconcile")] if (Path(PY).parent / "reconcile").exists() else [PY, "-m", "reconciler"]
+    try:
+        image = busybox_image(root, env)
+        for i in range(opts.containers):
+            subprocess.run([*reconcile, "run", "--name", f"c{i}", "--network", "none", image, "true"],
+                           env=env, check=True, stdout=subprocess.DEVNULL)
+        commands = {
+            "ps -a": ["ps", "-a"], "ps -a (json)": ["ps", "-a", "--format", "{{json .}}"],
+            "images": ["images"], "--version": ["--version"],
+        }
+        ours = {"ps -a (json)": ["ps", "-a", "-o", "json"]}
+        peers = {name: shutil.which(name) for name in ("docker", "podman")}
+        rows = []
+        for label, argv in commands.items():
+            times: dict[str, list[float]] = {"reconcile": [], **{p: [] for p, path in peers.items() if path}}
+            for _ in range(opts.runs):
+                times["reconcile"].append(timed([*reconcile, *ours.get(label, argv)], env))
+                for peer, path in peers.items():
+                    if path:
+                        times[peer].append(timed([path, *argv], env))
+            rows.append((label, {k: sorted(v) for k, v in times.items()}))
+        floor = {"python3 -c pass": [timed([PY, "-c", "pass"], env) for _ in range(opts.runs)],
+                 "python3 -S -c pass": [timed([PY, "-S", "-c", "pass"], env) for _ in range(opts.runs)]}
+    finally:
+        subprocess.run([*reconcile, "rm", "-f", *(f"c{i}" for i in range(opts.containers))], env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+    def ms(values: list[float]) -> str:
+        return f"{statistics.median(values) * 1000:7.1f} ms ({min(values) * 1000:.0f}-{max(values) * 1000:.0f})"
+
+    print(f"{opts.runs} interleaved runs each, {opts.containers} containers in the reconcile root; medians (min-max)")
+    for label, times in rows:
+        line = f"{label:14s} " + "  ".join(f"{k} {ms(v)}" for k, v in times.items())
+        if "docker" in times:
+            line += f"  ratio reconcile/docker {statistics.median(times['reconcile']) / statistics.median(times['docker']):.2f}"
+        print(line)
+    for label, values in floor.items():
+        print(f"floor {label:20s} {ms(values)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -161,9 +161,20 @@ def container_summary(c: base.ContainerState) -> dict[str, Any]:
     }
 
 
+def _familiar(ref: str) -> str:
+    """A stored reference as Docker's API shows it (docker.io/library/ left out)."""
+    from reconciler.registry_client import references
+
+    try:
+        return references.parse(ref).familiar
+    except ValueError:
+        return ref
+
+
 def image_summary(i: base.ImageInfo) -> dict[str, Any]:
-    digests = [f"{t.rpartition(':')[0]}@{i.digest}" for t in i.repo_tags] if i.digest else []
-    return {"Id": i.id, "ParentId": "", "RepoTags": list(i.repo_tags) or ["<none>:<none>"],
+    tags = [_familiar(t) for t in i.repo_tags]
+    digests = [f"{t.rpartition(':')[0]}@{i.digest}" for t in tags] if i.digest else []
+    return {"Id": i.id, "ParentId": "", "RepoTags": tags or ["<none>:<none>"],
             "RepoDigests": sorted(set(digests)), "Created": _unix(i.created), "Size": i.size, "VirtualSize": i.size,
             "SharedSize": -1, "Labels": dict(i.config.get("Labels") or {}), "Containers": -1}
 
@@ -245,6 +256,10 @@ class EngineApi:
             return self._images(method, parts[1:], q)
         if parts[0] == "exec" and len(parts) == 3:
             return self._exec(method, parts[1], parts[2], body)
+        if parts[0] == "networks" and (method != "GET" or len(parts) > 2):
+            return self._network_change(method, parts[1:], body)
+        if parts[0] == "volumes" and method != "GET":
+            return self._volume_change(method, parts[1:], body)
         if method == "GET" and parts[0] == "networks" and len(parts) <= 2:
             nets = [{"Name": n.name, "Id": n.name, "Driver": "bridge", "Scope": "local", "Internal": n.internal,
                      "Labels": dict(n.labels), "IPAM": {"Driver": "default", "Config": [{"Subnet": n.subnet}]}}
@@ -267,6 +282,52 @@ class EngineApi:
         if method == "GET" and parts[0] == "plugins":
             raise HttpError(404, "plugin not found")
         raise HttpError(501, f"{method} /{'/'.join(parts)} is not served by reconciler's engine API yet")
+
+    def _network_change(self, method: str, parts: list[str], body: Callable[[], Any]) -> tuple[int, Any]:
+        """docker network create / rm: a bridge network of the engine's own."""
+        rt = self.runtime
+        if method == "POST" and parts == ["create"]:
+            data = body() or {}
+            name = str(data.get("Name") or "")
+            if not name:
+                raise HttpError(400, "network name is required")
+            if data.get("Driver") not in (None, "", "bridge"):
+                raise HttpError(400, f"network driver {data['Driver']!r} is not supported: the native engine makes "
+                                     "bridge networks")
+            if any(n.name == name for n in rt.list_networks()):
+                raise HttpError(409, f"network with name {name} already exists")
+            ipam = ((data.get("IPAM") or {}).get("Config") or [{}])[0] or {}
+            state = rt.ensure_network(base.NetworkConfig(
+                name=name, subnet=ipam.get("Subnet"), gateway=ipam.get("Gateway"),
+                internal=bool(data.get("Internal")), labels=dict(data.get("Labels") or {})))
+            return 201, {"Id": state.id or name, "Warning": ""}
+        if method == "DELETE" and len(parts) == 1:
+            found = [n for n in rt.list_networks() if parts[0] in (n.name, n.id)]
+            if not found:
+                raise HttpError(404, f"network {parts[0]} not found")
+            rt.remove_network(found[0].name)
+            return 204, None
+        raise HttpError(501, f"{method} /networks/{'/'.join(parts)} is not served by reconciler's engine API yet")
+
+    def _volume_change(self, method: str, parts: list[str], body: Callable[[], Any]) -> tuple[int, Any]:
+        """docker volume create / rm: a local named volume."""
+        rt = self.runtime
+        if method == "POST" and parts == ["create"]:
+            import secrets
+
+            data = body() or {}
+            if data.get("Driver") not in (None, "", "local") or data.get("DriverOpts"):
+                raise HttpError(400, "only local volumes without driver options are supported")
+            name = str(data.get("Name") or secrets.token_hex(32))
+            v = rt.ensure_volume(base.VolumeConfig(name=name, labels=dict(data.get("Labels") or {})))
+            return 201, {"Name": v.name, "Driver": "local", "Mountpoint": v.mountpoint, "Labels": dict(v.labels),
+                         "Scope": "local", "CreatedAt": v.created, "Options": {}}
+        if method == "DELETE" and len(parts) == 1:
+            if not any(v.name == parts[0] for v in rt.list_volumes()):
+                raise HttpError(404, f"get {parts[0]}: no such volume")
+            rt.remove_volume(parts[0])
+            return 204, None
+        raise HttpError(501, f"{method} /volumes/{'/'.join(parts)} is not served by reconciler's engine API yet")
 
     def _version(self) -> dict[str, Any]:
         u = platform.uname()
@@ -370,6 +431,11 @@ class EngineApi:
             return 200, Hijack(self._attach(ident, q))
         if method == "POST" and action == "resize":
             return 200, None
+        if method == "POST" and action == "rename":
+            if not q.get("name"):
+                raise HttpError(400, "the new name is required (?name=)")
+            rt.rename_container(ident, q["name"])
+            return 204, None
         raise HttpError(501, f"{method} /containers/{{id}}/{action} is not served by reconciler's engine API yet")
 
     def _wait(self, ident: str, condition: str) -> Iterator[bytes]:
@@ -478,6 +544,17 @@ class EngineApi:
                 raise HttpError(400, "fromImage is required")
             full = f"{ref}@{tag}" if tag.startswith("sha256:") else (f"{ref}:{tag}" if tag else ref)
             return 200, self._pull(full)
+        if method == "POST" and len(parts) >= 2 and parts[-1] == "tag":
+            repo, tag = q.get("repo") or "", q.get("tag") or "latest"
+            if not repo:
+                raise HttpError(400, "repository name is required (?repo=)")
+            rt.tag_image("/".join(parts[:-1]), f"{repo}:{tag}")
+            return 201, None
+        if method == "DELETE" and parts:
+            name = "/".join(parts)
+            lines = rt.remove_image(name, force=q.get("force") in ("1", "true"))     # "Untagged: x", "Deleted: y"
+            return 200, [{k: _familiar(v) if k == "Untagged" else v}
+                         for k, _, v in (line.partition(": ") for line in lines)]
         if method == "GET" and len(parts) >= 2 and parts[-1] == "json":
             info = rt.inspect_image("/".join(parts[:-1]))
             doc = image_summary(info)

@@ -64,6 +64,15 @@ class Reference:
         _check_tag(tag)
         return replace(self, tag=tag, digest=None)
 
+    @property
+    def familiar(self) -> str:
+        """How Docker shows it to people: `nginx:latest`, `me/app:1`, `localhost:5000/x:1` (the
+        docker.io registry and its `library/` left out)."""
+        name = self.name
+        if self.registry == DEFAULT_REGISTRY:
+            name = self.repository.removeprefix("library/")
+        return name + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
+
     def __str__(self) -> str:
         s = self.name
         if self.tag:

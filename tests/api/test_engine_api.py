@@ -164,3 +164,39 @@ def test_docker_py_drives_the_native_engine(engine_api: str, busybox_image: str)
         assert client.containers.list(all=True) == []
     finally:
         client.close()
+
+
+def test_docker_cli_manages_networks_volumes_tags_and_names(engine_api: str, host: Host, busybox_image: str) -> None:
+    net = f"{host.config.name_prefix}n"
+    docker(engine_api, "network", "create", "--subnet", host.subnet, "--internal", "--label", "team=a", net)
+    listed = json.loads(docker(engine_api, "network", "inspect", net).stdout)[0]
+    assert listed["IPAM"]["Config"][0]["Subnet"] == host.subnet
+    assert listed["Internal"] is True
+    assert listed["Labels"] == {"team": "a"}
+    again = docker(engine_api, "network", "create", net, check=False)
+    assert again.returncode != 0
+    assert "already exists" in again.stderr
+
+    docker(engine_api, "volume", "create", "--label", "keep=1", "data")
+    assert json.loads(docker(engine_api, "volume", "inspect", "data").stdout)[0]["Labels"] == {"keep": "1"}
+    anonymous = docker(engine_api, "volume", "create").stdout.strip()
+    assert len(anonymous) == 64
+
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "tag", busybox_image, "local/renamed:2")
+    assert "local/renamed:2" in docker(engine_api, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout
+    docker(engine_api, "run", "-d", "--name", "first", "--network", net, "-v", "data:/data", busybox_image,
+           "sleep", "3600")
+    docker(engine_api, "rename", "first", "second")
+    assert docker(engine_api, "ps", "--format", "{{.Names}}").stdout.split() == ["second"]
+    busy = docker(engine_api, "network", "rm", net, check=False)           # in use: refused, kept
+    assert busy.returncode != 0
+    docker(engine_api, "rm", "-f", "second")
+
+    removed = docker(engine_api, "rmi", "local/renamed:2").stdout
+    assert "Untagged: local/renamed:2" in removed
+    assert "local/renamed" not in docker(engine_api, "images", "--format", "{{.Repository}}").stdout
+    docker(engine_api, "volume", "rm", "data", anonymous)
+    docker(engine_api, "network", "rm", net)
+    assert net not in docker(engine_api, "network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert docker(engine_api, "volume", "ls", "-q").stdout.split() == []

@@ -69,3 +69,12 @@ def test_digest_validation_accepts() -> None:
     s512 = "sha512:" + "0" * 128
     assert digests.validate(s512) == s512
     assert digests.compute(b"") == "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+@pytest.mark.parametrize(("given", "shown"), [
+    ("nginx", "nginx:latest"), ("docker.io/library/nginx:1.25", "nginx:1.25"), ("me/app:1", "me/app:1"),
+    ("localhost:5000/x:1", "localhost:5000/x:1"), ("ghcr.io/library/x:2", "ghcr.io/library/x:2"),
+    (f"busybox@sha256:{'a' * 64}", f"busybox@sha256:{'a' * 64}"),
+])
+def test_familiar_names_are_what_docker_shows(given: str, shown: str) -> None:
+    assert references.parse(given).familiar == shown

@@ -123,6 +123,12 @@ class NativeRuntime:
     def remove_image(self, ref: str, *, force: bool = False) -> list[str]:
         return list(self._store_images.store.remove(ref, force=force))   # the store checks use
 
+    def tag_image(self, source: str, target: str) -> str:
+        """Give the stored image `source` the name `target` (NAME[:TAG]); its id."""
+        from reconciler.runtime.native.build import push
+
+        return push.tag(self._store_images.store, source, target)
+
     # -- builds (build/manifests.py, imported on first use): what an Image with build: needs
 
     def build_due(self, ref: str, context: str, dockerfile: str, args: Mapping[str, str],

@@ -7,6 +7,7 @@
     drift_interval: 60s                # periodic pass even without a change (drift check)
     metrics: {listen: "127.0.0.1:9464"}    # optional: /metrics on TCP as well
     dashboard: {listen: "127.0.0.1:9466", token_file: /etc/reconciler/dashboard.token}  # optional
+    engine_api: {group: docker}        # optional: the Docker Engine API at <run_dir>/docker.sock
     webhook: {listen: "127.0.0.1:9465"}    # optional: push webhooks for git sources
     supervision: {flap_limit: 5, flap_window: 2m}
     history: {keep: 1000, max_age: 30d}    # per owner; identical failed passes share one row
@@ -61,6 +62,12 @@ SCHEMA: dict[str, Any] = {
         "drift_interval": _DURATION,
         "parallel": {"type": "integer", "minimum": 1, "maximum": 64},
         "metrics": _LISTEN,
+        "engine_api": {
+            "type": "object", "additionalProperties": False,
+            "description": "serve the Docker Engine API for the agent's native engine (docker CLI, docker-py)",
+            "properties": {"socket": {"type": "string", "minLength": 1},
+                           "group": {"type": "string", "minLength": 1}},
+        },
         "dashboard": {
             "type": "object", "additionalProperties": False, "required": ["listen", "token_file"],
             "description": "the read-only dashboard on TCP too (it is always on the socket at /)",
@@ -202,6 +209,7 @@ class AgentConfig:
     history_max_age: float = 30 * 86400.0   # seconds a pass is kept
     notify: tuple[NotifyTarget, ...] = ()
     dashboard: tuple[str, int, bytes] | None = field(default=None, repr=False)   # host, port, token
+    engine_api: tuple[Path, int | None] | None = None    # socket, group id
     sources: tuple[SourceConfig, ...] = field(default_factory=tuple)
     path: Path | None = None                # the file it was read from (SIGHUP re-reads it)
 
@@ -308,6 +316,19 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
             listen = _listen(data["dashboard"])
             assert listen is not None
             dashboard = (*listen, token.encode())
+    engine_api_cfg = data.get("engine_api")
+    gid = None
+    if engine_api_cfg is not None and engine_api_cfg.get("group") and not problems:
+        import grp
+
+        try:
+            gid = grp.getgrnam(engine_api_cfg["group"]).gr_gid
+        except KeyError:
+            problems.append(f"{where}:{lines.get(('engine_api',), 1)}: engine_api.group: no group "
+                            f"{engine_api_cfg['group']!r} on this host")
+    if engine_api_cfg is not None and data.get("runtime", "native") != "native":
+        problems.append(f"{where}:{lines.get(('engine_api',), 1)}: engine_api: only the native runtime serves the "
+                        "Engine API (docker and podman serve their own)")
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) in the agent config:\n" + "\n".join(problems),
                           hint="fix the agent config; `reconcile agent --config FILE --check` validates it")
@@ -328,6 +349,8 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
         flap_window=_duration(sup.get("flap_window", 120)),
         history_keep=int(history.get("keep", 1000)), history_max_age=_days(history.get("max_age", "30d")),
         notify=tuple(notify), dashboard=dashboard, sources=tuple(sources),
+        engine_api=None if engine_api_cfg is None else
+        (Path(engine_api_cfg.get("socket") or run_dir / "docker.sock"), gid),
     )
 
 

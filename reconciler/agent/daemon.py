@@ -101,6 +101,7 @@ class Agent:
         self._api: api_server.ApiServer | None = None
         self._metrics_server: api_server.MetricsServer | None = None
         self._dashboard_server: api_server.DashboardServer | None = None
+        self._engine_api: Any = None
         self._webhooks: Any = None
         self.notifier = notify.Notifier(config.notify, self.events)
 
@@ -131,6 +132,11 @@ class Agent:
             self._api = api_server.ApiServer(self, cfg.socket).start()
             if cfg.metrics_listen is not None:
                 self._metrics_server = api_server.MetricsServer(self, *cfg.metrics_listen).start()
+            if cfg.engine_api is not None and self._runtime is not None:
+                from reconciler.api.engine import EngineApi
+
+                self._engine_api = EngineApi(self._runtime, cfg.engine_api[0], group=cfg.engine_api[1])
+                self._engine_api.start()
             if cfg.dashboard is not None:
                 host, port, token = cfg.dashboard
                 self._dashboard_server = api_server.DashboardServer(self, host, port, token).start()
@@ -167,6 +173,9 @@ class Agent:
         if self._dashboard_server is not None:
             self._dashboard_server.close()
             self._dashboard_server = None
+        if self._engine_api is not None:
+            self._engine_api.stop()
+            self._engine_api = None
         if self._api is not None:
             self._api.close()
             self._api = None

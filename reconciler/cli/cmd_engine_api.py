@@ -35,8 +35,17 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from reconciler.api.engine import EngineApi
+    from reconciler.execution import locking
     from reconciler.execution.backends import open_runtime, session
 
+    from reconciler.errors import TemporaryError
+
+    try:
+        with locking.store_lock(args.root):     # not beside an agent: two engines' supervisors on one root
+            pass
+    except TemporaryError as exc:
+        raise TemporaryError(f"{exc.message}; it serves the Engine API itself",
+                             hint="add `engine_api: {}` to the agent's config (socket <run-dir>/docker.sock)") from exc
     path = Path(args.socket) if args.socket else Path(args.run_dir) / "docker.sock"
     gid = grp.getgrnam(args.group).gr_gid if args.group else None
     runtime = open_runtime("native", root=Path(args.root), run_dir=Path(args.run_dir),

@@ -200,3 +200,4 @@ def test_docker_cli_manages_networks_volumes_tags_and_names(engine_api: str, hos
     docker(engine_api, "network", "rm", net)
     assert net not in docker(engine_api, "network", "ls", "--format", "{{.Name}}").stdout.split()
     assert docker(engine_api, "volume", "ls", "-q").stdout.split() == []
+

@@ -161,6 +161,16 @@ def container_summary(c: base.ContainerState) -> dict[str, Any]:
     }
 
 
+def _image_or_404(rt: Any, ref: str) -> base.ImageInfo:
+    """The local image `ref`, or Docker's 404 "No such image: REF" (docker-py and compose key
+    their pull-on-missing on those words)."""
+    try:
+        info: base.ImageInfo = rt.inspect_image(ref)
+    except rterrors.NotFound:
+        raise HttpError(404, f"No such image: {ref}") from None
+    return info
+
+
 def _familiar(ref: str) -> str:
     """A stored reference as Docker's API shows it (docker.io/library/ left out)."""
     from reconciler.registry_client import references
@@ -188,8 +198,8 @@ def _filters(raw: str | None) -> dict[str, list[str]]:
 
 def _matches(c: base.ContainerState, filters: Mapping[str, list[str]]) -> bool:
     for key, values in filters.items():
-        if key == "label":
-            ok = any((c.labels.get(v.partition("=")[0]) == v.partition("=")[2]) if "=" in v
+        if key == "label":              # every label given must match (Docker); other keys: any value
+            ok = all((c.labels.get(v.partition("=")[0]) == v.partition("=")[2]) if "=" in v
                      else v in c.labels for v in values)
         elif key == "name":
             ok = any(re.search(v.lstrip("/"), c.name) for v in values)
@@ -301,6 +311,14 @@ class EngineApi:
                 name=name, subnet=ipam.get("Subnet"), gateway=ipam.get("Gateway"),
                 internal=bool(data.get("Internal")), labels=dict(data.get("Labels") or {})))
             return 201, {"Id": state.id or name, "Warning": ""}
+        if method == "POST" and len(parts) == 2 and parts[1] in ("connect", "disconnect"):
+            found = [n for n in rt.list_networks() if parts[0] in (n.name, n.id)]
+            if not found:
+                raise HttpError(404, f"network {parts[0]} not found")
+            data = body() or {}
+            aliases = tuple(str(a) for a in ((data.get("EndpointConfig") or {}).get("Aliases") or ()))
+            self._reattach(str(data.get("Container") or ""), found[0].name, parts[1] == "connect", aliases)
+            return 200, None
         if method == "DELETE" and len(parts) == 1:
             found = [n for n in rt.list_networks() if parts[0] in (n.name, n.id)]
             if not found:
@@ -308,6 +326,28 @@ class EngineApi:
             rt.remove_network(found[0].name)
             return 204, None
         raise HttpError(501, f"{method} /networks/{'/'.join(parts)} is not served by reconciler's engine API yet")
+
+    def _reattach(self, ident: str, network: str, connect: bool, aliases: tuple[str, ...]) -> None:
+        """docker network connect/disconnect of a container not started yet (what compose does
+        between create and start to set aliases): its networks and aliases are config until it
+        starts. A running container's networks cannot change yet."""
+        import dataclasses
+
+        manager = self.runtime.containers
+        rec = manager.get(ident)
+        if rec.status != "created":
+            raise HttpError(501, f"network {'connect' if connect else 'disconnect'} of a {rec.status} container is "
+                                 "not served by reconciler's engine API yet: connect before it starts")
+
+        def change(r: Any) -> Any:
+            nets = tuple(n for n in r.config.networks if n not in (network, "none"))
+            extra = tuple(a for a in aliases if a not in r.config.aliases)
+            if connect:
+                nets = (*nets, network)
+            nets = nets or ("none",)             # () would mean the default network, not none
+            return dataclasses.replace(r, config=dataclasses.replace(
+                r.config, networks=nets, aliases=(*r.config.aliases, *extra) if connect else r.config.aliases))
+        manager.update(rec.id, change)
 
     def _volume_change(self, method: str, parts: list[str], body: Callable[[], Any]) -> tuple[int, Any]:
         """docker volume create / rm: a local named volume."""
@@ -363,6 +403,7 @@ class EngineApi:
 
             data = body() or {}
             config = config_from_create(q.get("name") or f"r_{secrets.token_hex(4)}", data)
+            _image_or_404(rt, config.image)      # the docker CLI pulls on this 404, then creates again
             cid = rt.create_container(config)
             if (data.get("HostConfig") or {}).get("AutoRemove"):
                 with self._lock:
@@ -552,11 +593,12 @@ class EngineApi:
             return 201, None
         if method == "DELETE" and parts:
             name = "/".join(parts)
+            _image_or_404(rt, name)
             lines = rt.remove_image(name, force=q.get("force") in ("1", "true"))     # "Untagged: x", "Deleted: y"
             return 200, [{k: _familiar(v) if k == "Untagged" else v}
                          for k, _, v in (line.partition(": ") for line in lines)]
         if method == "GET" and len(parts) >= 2 and parts[-1] == "json":
-            info = rt.inspect_image("/".join(parts[:-1]))
+            info = _image_or_404(rt, "/".join(parts[:-1]))
             doc = image_summary(info)
             doc.update({"Config": dict(info.config), "RootFS": {"Type": "layers", "Layers": list(info.layers)},
                         "Os": "linux", "Architecture": "amd64"})

@@ -35,10 +35,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from reconciler.api.engine import EngineApi
+    from reconciler.errors import TemporaryError
     from reconciler.execution import locking
     from reconciler.execution.backends import open_runtime, session
-
-    from reconciler.errors import TemporaryError
 
     try:
         with locking.store_lock(args.root):     # not beside an agent: two engines' supervisors on one root

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -201,3 +202,59 @@ def test_docker_cli_manages_networks_volumes_tags_and_names(engine_api: str, hos
     assert net not in docker(engine_api, "network", "ls", "--format", "{{.Name}}").stdout.split()
     assert docker(engine_api, "volume", "ls", "-q").stdout.split() == []
 
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="needs Debian's docker-compose (v1)")
+def test_docker_compose_brings_a_project_up_and_down_on_the_native_engine(
+        engine_api: str, host: Host, busybox_image: str, tmp_path: Path) -> None:
+    from tests.helpers.ports import publish_port
+
+    port = publish_port()
+    project = f"{host.config.name_prefix}c"
+    (tmp_path / "compose.yml").write_text(f"""
+version: "3.8"
+services:
+  web:
+    image: {busybox_image}
+    command: sh -c "mkdir -p /www && echo hi-compose > /www/index.html && httpd -f -p 80 -h /www"
+    ports: ["127.0.0.1:{port}:80"]
+    networks: [front]
+  worker:
+    image: {busybox_image}
+    command: sh -c "echo seen > /data/mark; sleep 3600"
+    volumes: ["data:/data"]
+    networks: [front]
+    depends_on: [web]
+networks:
+  front:
+    ipam: {{config: [{{subnet: "{host.subnet}"}}]}}
+volumes:
+  data: {{}}
+""")
+    env = {**os.environ, "DOCKER_HOST": f"unix://{engine_api}"}
+
+    def compose(*args: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(["docker-compose", "-p", project, *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=180, check=False)
+        assert proc.returncode == 0, f"docker-compose {' '.join(args)}: {proc.stdout}{proc.stderr}"
+        return proc
+
+    try:
+        compose("up", "-d")
+        names = docker(engine_api, "ps", "--format", "{{.Names}}").stdout.split()
+        assert sorted(names) == [f"{project}_web_1", f"{project}_worker_1"]     # compose's own numbering
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                    assert r.read().decode().strip() == "hi-compose"
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the compose project does not serve"
+                time.sleep(0.2)
+        assert "up-to-date" in compose("up", "-d").stderr                      # a second up changes nothing
+        assert compose("exec", "-T", "worker", "cat", "/data/mark").stdout.strip() == "seen"
+    finally:
+        compose("down", "-v")
+    assert docker(engine_api, "ps", "-aq").stdout.strip() == ""
+    assert f"{project}_front" not in docker(engine_api, "network", "ls", "--format", "{{.Name}}").stdout

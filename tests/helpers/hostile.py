@@ -6,9 +6,12 @@ Each returns an uncompressed tar; tests gzip it (a layer, or an `ADD x.tar.gz`).
 
 from __future__ import annotations
 
+import io
 import tarfile
+from pathlib import Path
 
 __all__ = [
+    "escape_by_hardlink",
     "global_pax_keys",
     "pax_chain",
     "pax_declaring",
@@ -44,6 +47,24 @@ def _record(key: str, value: str) -> bytes:
     while len(str(n)) + len(body) != n:
         n += 1
     return str(n).encode() + body
+
+
+def escape_by_hardlink(outside: Path, victim: str, data: bytes) -> bytes:
+    """Issue #14 item 1: symlink `a -> outside` (a host directory), hardlink `h -> a/victim`,
+    then a regular file `h`: an extractor that follows `a` links `h` to the host's file and
+    then writes `data` into its inode."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        link = tarfile.TarInfo("a")
+        link.type, link.linkname = tarfile.SYMTYPE, str(outside)
+        tar.addfile(link)
+        hard = tarfile.TarInfo("h")
+        hard.type, hard.linkname = tarfile.LNKTYPE, f"a/{victim}"
+        tar.addfile(hard)
+        reg = tarfile.TarInfo("h")
+        reg.size = len(data)
+        tar.addfile(reg, io.BytesIO(data))
+    return out.getvalue()
 
 
 def sparse_gnu(name: str, apparent: int) -> bytes:

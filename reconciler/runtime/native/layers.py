@@ -2,9 +2,9 @@
 
 Written for this project (tarfile's extractall is not used; runtime-internals.md §3.5):
 
-- The blob is read once as a stream: gzip (multi-member) / zstd (multi-frame) / plain tar,
-  chosen by magic bytes; the decompressed bytes are hashed (the DiffID) and counted (a size
-  cap stops decompression bombs) as tarfile reads them, forward only, in one pass.
+- The blob is read once as a stream: gzip (multi-member) / zstd (multi-frame) / bzip2 / xz /
+  plain tar, chosen by magic bytes; the decompressed bytes are hashed (the DiffID) and counted
+  (a size cap stops decompression bombs) as tarfile reads them, forward only, in one pass.
 - Headers are bounded before tarfile holds them: no read of the stream asks for more than
   1 MiB at once (Go's archive/tar limit for a PAX header or GNU long name), the extended
   headers before one entry total at most 2 MiB, global PAX headers at most 1,000 keys, and
@@ -36,8 +36,10 @@ On any error an ImageError names the entry; the caller discards the whole snapsh
 
 from __future__ import annotations
 
+import bz2
 import errno
 import hashlib
+import lzma
 import os
 import posixpath
 import queue
@@ -111,18 +113,29 @@ class _Decompressed:
         self._eof = False
         self._in = src.read(4)
         self._z: Any = None
-        self._zstd: Any = None
+        self._reader: Any = None        # zstd, bzip2, xz: a decompressing file object
         self._gzip = self._in[:2] == b"\x1f\x8b"
+        whole = cast("IO[bytes]", _Prefixed(self._in, src))
+        # The readers hold nothing to release: their source is the caller's (no close needed).
         if self._in == b"\x28\xb5\x2f\xfd":
             import zstandard  # only needed for zstd layers
 
-            self._zstd = zstandard.ZstdDecompressor().stream_reader(
-                cast("IO[bytes]", _Prefixed(self._in, src)), read_across_frames=True, read_size=_CHUNK)
+            self._reader = zstandard.ZstdDecompressor().stream_reader(whole, read_across_frames=True,
+                                                                      read_size=_CHUNK)
+        elif self._in[:3] == b"BZh" and self._in[3:4].isdigit():
+            self._reader = bz2.BZ2File(whole)
+        elif self._in == b"\xfd7zX":
+            self._reader = lzma.LZMAFile(whole, format=lzma.FORMAT_XZ)  # noqa: SIM115
+        if self._reader is not None:
             self._in = b""
 
     def _fill(self) -> bytes:
-        if self._zstd is not None:
-            return bytes(self._zstd.read(_CHUNK))
+        if self._reader is not None:
+            try:
+                return bytes(self._reader.read(_CHUNK))
+            except (OSError, EOFError, lzma.LZMAError) as exc:    # bz2 and xz; zstd's own errors pass
+                raise LayerError(f"the layer's compressed stream is corrupt or truncated: {exc}",
+                                 hint="the blob is corrupt or incomplete; pull again") from None
         if not self._gzip:
             out, self._in = self._in + self.src.read(_CHUNK), b""
             return out
@@ -295,8 +308,10 @@ def _proc(fd: int) -> str:
 
 
 class _Applier:
-    def __init__(self, dest: Path, lowers: Sequence[Path], limits: Limits, stream: _Decompressed) -> None:
+    def __init__(self, dest: Path, lowers: Sequence[Path], limits: Limits, stream: _Decompressed, *,
+                 root_attrs: bool = True) -> None:
         self.stream = stream
+        self.root_attrs = root_attrs
         self.root_fd = os.open(dest, _O_DIR)
         self.lower_fds: list[int] = []
         for low in lowers:
@@ -479,7 +494,8 @@ class _Applier:
         if rel == "":
             if not member.isdir():
                 raise LayerError(f"tar entry {member.name!r} would change the type of the root directory")
-            self._attrs_dir(self.root_fd, ".", member, "")
+            if self.root_attrs:
+                self._attrs_dir(self.root_fd, ".", member, "")
             return
         pfd = self._parent(posixpath.dirname(rel))
         try:
@@ -770,18 +786,21 @@ def apply_layer(
     expected_diff_id: str | None = None,
     limits: Limits | None = None,
     compressed_size: int | None = None,
+    root_attrs: bool = True,
 ) -> ApplyResult:
-    """Apply the layer `blob` (compressed or not) into `dest`, an empty directory.
+    """Apply the layer `blob` (compressed or not) into `dest`, an empty directory (or, for a
+    build's ADD of an archive, the destination directory in the rootfs being built).
 
     `lowers` are the fs dirs of the layers below, TOP-MOST FIRST (as overlayfs orders them);
     they are only read (implicit parents' attributes, hardlink copy-up). Raises LayerError
     (an ImageError) on any problem, including a DiffID different from `expected_diff_id`;
     the caller must then discard `dest` entirely. `compressed_size` (the blob's size) turns
-    on the ratio cap of `limits`.
+    on the ratio cap of `limits`. `root_attrs=False` leaves `dest`'s own owner, mode and times
+    when the archive has a root entry ("./"), as Docker's ADD does.
     """
     limits = limits or Limits()
     stream = _Decompressed(blob, limits.cap(compressed_size))
-    applier = _Applier(dest, lowers, limits, stream)
+    applier = _Applier(dest, lowers, limits, stream, root_attrs=root_attrs)
     count = 0
     name = ""
     writer = _Writer(applier)

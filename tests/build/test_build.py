@@ -15,6 +15,7 @@ import pytest
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native.build import builder
 from tests.build.conftest import Engine
+from tests.helpers import hostile
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
 
@@ -287,37 +288,79 @@ def test_image_config_json_is_stable(engine: Engine, context_dir: Ctx, busybox_i
     assert cfg["history"][-1]["created_by"] == "/bin/sh -c echo x > /x"
 
 
-def test_add_unpacks_local_archives_safely(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
-    def tar(entries: list[tuple[str, bytes, int, int]], *, mode: str = "w:gz", evil_link: bool = False) -> bytes:
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode=mode) as t:  # type: ignore[call-overload]
-            for name, data, uid, perm in entries:
-                ti = tarfile.TarInfo(name)
-                ti.size, ti.uid, ti.gid, ti.mode = len(data), uid, uid, perm
-                t.addfile(ti, io.BytesIO(data))
-            if evil_link:
-                ti = tarfile.TarInfo("escape")
-                ti.type, ti.linkname = tarfile.SYMTYPE, "/etc"
-                t.addfile(ti)
-                ti = tarfile.TarInfo("escape/pwned")
-                t.addfile(ti, io.BytesIO(b""))
-        return buf.getvalue()
+def _tar(entries: list[tuple[str, bytes, int, int]], *, mode: str = "w:gz", evil_link: bool = False) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as t:  # type: ignore[call-overload]
+        for name, data, uid, perm in entries:
+            ti = tarfile.TarInfo(name)
+            ti.type = tarfile.DIRTYPE if name.endswith("/") else tarfile.REGTYPE
+            ti.size, ti.uid, ti.gid, ti.mode = len(data), uid, uid, perm
+            t.addfile(ti, io.BytesIO(data))
+        if evil_link:
+            ti = tarfile.TarInfo("escape")
+            ti.type, ti.linkname = tarfile.SYMTYPE, "/etc"
+            t.addfile(ti)
+            ti = tarfile.TarInfo("escape/pwned")
+            t.addfile(ti, io.BytesIO(b""))
+    return buf.getvalue()
 
+
+def test_add_unpacks_local_archives_safely(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
     ctx = context_dir({
         "Dockerfile": f"FROM {busybox_image}\nADD app.tar.gz plain.tar /opt/\nADD note.txt /opt/note.txt\n"
-                      "CMD [\"sh\", \"-c\", \"stat -c '%n %u %a' /opt/app/bin /opt/other; cat /opt/note.txt\"]\n",
-        "app.tar.gz": tar([("app/bin", b"#!/bin/sh\n", 42, 0o755)]),
-        "plain.tar": tar([("other", b"x", 7, 0o640)], mode="w"),
+                      "ADD more.tar.bz2 more.tar.xz /opt/\n"
+                      "CMD [\"sh\", \"-c\", \"stat -c '%n %u %a' /opt /opt/app/bin /opt/other /opt/bz /opt/xz; "
+                      "cat /opt/note.txt\"]\n",
+        # the archive's root entry does not change the destination's own owner and mode (Docker)
+        "app.tar.gz": _tar([("./", b"", 9, 0o700), ("app/bin", b"#!/bin/sh\n", 42, 0o755)]),
+        "plain.tar": _tar([("other", b"x", 7, 0o640)], mode="w"),
         "note.txt": "not an archive\n",
+        "more.tar.bz2": _tar([("bz", b"b", 0, 0o600)], mode="w:bz2"),
+        "more.tar.xz": _tar([("xz", b"x", 0, 0o604)], mode="w:xz"),
     })
     engine.build(ctx, tags=("localhost/add:1",))
     code, out = engine.run("localhost/add:1")
-    assert (code, out.splitlines()) == (0, ["/opt/app/bin 42 755", "/opt/other 7 640", "not an archive"])
+    assert (code, out.splitlines()) == (0, ["/opt 0 755", "/opt/app/bin 42 755", "/opt/other 7 640", "/opt/bz 0 600",
+                                            "/opt/xz 0 604", "not an archive"])
+    # an absolute symlink in an archive resolves inside the destination, as if it were /
     evil = context_dir({"Dockerfile": f"FROM {busybox_image}\nADD evil.tar /x/\n",
-                        "evil.tar": tar([], evil_link=True)})
-    with pytest.raises(builder.BuildError, match="cannot unpack the archive"):
-        engine.build(evil)
+                        "evil.tar": _tar([], evil_link=True)})
+    engine.build(evil, tags=("localhost/add:2",))
     assert not os.path.exists("/etc/pwned")
+    assert "x/etc/pwned" in layer_names(engine, "localhost/add:2")
+
+
+@pytest.mark.parametrize("origin", ["context", "from-stage"])
+def test_add_of_a_hostile_archive_writes_nothing_outside_the_step(
+    engine: Engine, context_dir: Ctx, tmp_path: Path, origin: str,
+) -> None:
+    """#14 item 1: a symlink to a host directory, a hardlink through it to a host file, then a
+    file over the hardlink. Unpacked on host paths this rewrote the host file's inode."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim.conf"
+    victim.write_text("original\n")
+    dockerfile = {
+        "context": "FROM scratch\nADD evil.tar /x/\n",
+        # the archive comes from an earlier stage (it could as well be made by a RUN there)
+        "from-stage": "FROM scratch AS src\nCOPY evil.tar /evil.tar\nFROM scratch\nADD --from=src /evil.tar /x/\n",
+    }[origin]
+    ctx = context_dir({"Dockerfile": dockerfile,
+                       "evil.tar": hostile.escape_by_hardlink(outside, "victim.conf", b"pwned\n")})
+    with pytest.raises(builder.BuildError, match=r"evil\.tar: cannot unpack the archive: hardlink 'h'.*does not exist"):
+        engine.build(ctx)
+    assert victim.read_text() == "original\n"
+    assert os.stat(victim).st_nlink == 1
+    assert os.listdir(outside) == ["victim.conf"]
+
+
+def test_add_of_a_sparse_archive_is_refused(engine: Engine, context_dir: Ctx) -> None:
+    """#14 item 4: a 73-byte archive whose one sparse member is 300 MiB of holes."""
+    raw = gzip.compress(hostile.sparse_gnu("big", 300 << 20))
+    assert len(raw) < 100
+    ctx = context_dir({"Dockerfile": "FROM scratch\nADD sparse.tar.gz /x/\n", "sparse.tar.gz": raw})
+    with pytest.raises(builder.BuildError, match=r"sparse\.tar\.gz: cannot unpack the archive: tar entry 'big' is a sparse"):
+        engine.build(ctx)
 
 
 def test_hardlinks_and_chown_by_name(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:

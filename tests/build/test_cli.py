@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import secrets
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import pytest
 from reconciler.runtime.native import containers, images
 from reconciler.runtime.native.config import NativeConfig
 from tests.build.conftest import Engine
+from tests.helpers import hostile
+from tests.helpers.measure import run_measured
 from tests.helpers.registry import RegistryServer
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
@@ -76,3 +79,19 @@ def test_build_failure_exit_code_and_message(engine: Engine, context_dir: Callab
     assert missing.returncode != 0
     assert "cannot read the Dockerfile" in missing.stderr
     assert cli(engine, "push", "localhost/never-built:1").returncode != 0
+
+
+def test_add_of_an_archive_with_a_huge_pax_header_stays_within_a_memory_bound(
+    engine: Engine, context_dir: Callable[..., Path], tmp_path: Path,
+) -> None:
+    """#14 item 5: a 256 KiB archive whose PAX header declares 256 MiB; read in one piece it
+    took the build to over 500 MiB."""
+    ctx = context_dir({"Dockerfile": "FROM scratch\nADD bomb.tar.gz /x/\n",
+                       "bomb.tar.gz": gzip.compress(hostile.pax_declaring(256 << 20), compresslevel=9)})
+    cfg = engine.config
+    built = run_measured([sys.executable, "-m", "reconciler", "build", "--root", str(cfg.root), "--run-dir",
+                          str(cfg.run_dir), "--name-prefix", cfg.name_prefix, str(ctx)], tmp_path)
+    assert built.peak_rss < 120 << 20, f"the build peaked at {built.peak_rss >> 20} MiB"
+    assert built.returncode == 1
+    assert "bomb.tar.gz: cannot unpack the archive: a tar header in the layer declares 268435456 bytes" in built.stderr
+

@@ -2,9 +2,14 @@
 
 Written for this project (tarfile's extractall is not used; runtime-internals.md §3.5):
 
-- The blob is read once as a stream: gzip (multi-member) / zstd (multi-frame) / plain tar,
-  chosen by magic bytes; the decompressed bytes are hashed (the DiffID) and counted (a size
-  cap stops decompression bombs) as tarfile reads them, forward only, in one pass.
+- The blob is read once as a stream: gzip (multi-member) / zstd (multi-frame) / bzip2 / xz /
+  plain tar, chosen by magic bytes; the decompressed bytes are hashed (the DiffID) and counted
+  (a size cap stops decompression bombs) as tarfile reads them, forward only, in one pass.
+- Headers are bounded before tarfile holds them: no read of the stream asks for more than
+  1 MiB at once (Go's archive/tar limit for a PAX header or GNU long name), the extended
+  headers before one entry total at most 2 MiB, global PAX headers at most 1,000 keys, and
+  sparse entries are refused before their map is read (their holes would be written as zeros
+  that no cap counts).
 - Names are cleaned; NUL, empty-after-cleaning non-directories and names that climb above
   the root with `..` are rejected; absolute names are taken relative to the root.
 - Every parent directory is resolved with openat2(RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS)
@@ -31,8 +36,10 @@ On any error an ImageError names the entry; the caller discards the whole snapsh
 
 from __future__ import annotations
 
+import bz2
 import errno
 import hashlib
+import lzma
 import os
 import posixpath
 import queue
@@ -44,7 +51,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO, cast
+from typing import IO, Any, BinaryIO, NoReturn, Self, cast
 
 from reconciler.runtime import errors
 from reconciler.runtime.native import openat2
@@ -52,6 +59,9 @@ from reconciler.runtime.native import openat2
 __all__ = ["ApplyResult", "LayerError", "Limits", "apply_layer", "open_decompressed"]
 
 _CHUNK = 1 << 20
+_MAX_READ = 1 << 20         # one read of the stream: a header's declared size cannot ask for more
+_MAX_HEADERS = 2 << 20      # the extended headers (PAX, GNU long names) before one entry
+_MAX_GLOBAL_KEYS = 1000     # keys in global PAX headers, which tarfile keeps for the whole archive
 _WH_PREFIX = ".wh."
 _WH_OPAQUE = ".wh..wh..opq"
 _WH_META = ".wh..wh."
@@ -103,18 +113,29 @@ class _Decompressed:
         self._eof = False
         self._in = src.read(4)
         self._z: Any = None
-        self._zstd: Any = None
+        self._reader: Any = None        # zstd, bzip2, xz: a decompressing file object
         self._gzip = self._in[:2] == b"\x1f\x8b"
+        whole = cast("IO[bytes]", _Prefixed(self._in, src))
+        # The readers hold nothing to release: their source is the caller's (no close needed).
         if self._in == b"\x28\xb5\x2f\xfd":
             import zstandard  # only needed for zstd layers
 
-            self._zstd = zstandard.ZstdDecompressor().stream_reader(
-                cast("IO[bytes]", _Prefixed(self._in, src)), read_across_frames=True, read_size=_CHUNK)
+            self._reader = zstandard.ZstdDecompressor().stream_reader(whole, read_across_frames=True,
+                                                                      read_size=_CHUNK)
+        elif self._in[:3] == b"BZh" and self._in[3:4].isdigit():
+            self._reader = bz2.BZ2File(whole)
+        elif self._in == b"\xfd7zX":
+            self._reader = lzma.LZMAFile(whole, format=lzma.FORMAT_XZ)  # noqa: SIM115
+        if self._reader is not None:
             self._in = b""
 
     def _fill(self) -> bytes:
-        if self._zstd is not None:
-            return bytes(self._zstd.read(_CHUNK))
+        if self._reader is not None:
+            try:
+                return bytes(self._reader.read(_CHUNK))
+            except (OSError, EOFError, lzma.LZMAError) as exc:    # bz2 and xz; zstd's own errors pass
+                raise LayerError(f"the layer's compressed stream is corrupt or truncated: {exc}",
+                                 hint="the blob is corrupt or incomplete; pull again") from None
         if not self._gzip:
             out, self._in = self._in + self.src.read(_CHUNK), b""
             return out
@@ -153,10 +174,13 @@ class _Decompressed:
         self._pos = 0
         return True
 
-    def read(self, n: int = -1) -> bytes:
-        """Up to n bytes (all that is left for n < 0); slices, never re-copies the buffer."""
-        if n < 0:
-            n = 1 << 62
+    def read(self, n: int = _CHUNK) -> bytes:
+        """Up to n bytes, n at most _MAX_READ (tarfile reads a header's declared size in one
+        request: refuse it rather than hold it); slices, never re-copies the buffer."""
+        if not 0 <= n <= _MAX_READ:
+            raise LayerError(f"a tar header in the layer declares {n} bytes of extended data (PAX header or "
+                             f"GNU long name); at most {_MAX_READ} bytes are read at once",
+                             hint="the image is hostile or corrupt; rebuild it with an ordinary tar writer")
         avail = len(self._buf) - self._pos
         if avail >= n:
             out = self._buf[self._pos:self._pos + n]
@@ -212,6 +236,45 @@ def open_decompressed(src: BinaryIO, max_size: int = Limits.max_size) -> _Decomp
     return _Decompressed(src, max_size)
 
 
+class _Member(tarfile.TarInfo):
+    """tarfile's header parser with bounds. A chain of extended headers is parsed recursively,
+    each header's data held until the entry they describe is read; the chain, and the global
+    PAX keys tarfile keeps for the rest of the archive, are checked before each next header.
+    Sparse entries are refused as their header is parsed, before tarfile reads a sparse map
+    (an unbounded list, as long as the stream), by overriding tarfile's own private hooks for
+    the four sparse formats; `apply_layer` also refuses any member whose `sparse` is set,
+    should those hooks ever be renamed."""
+
+    @classmethod
+    def fromtarfile(cls, tarfile: tarfile.TarFile) -> Self:
+        fileobj = cast("_Decompressed", tarfile.fileobj)
+        if fileobj.tell() - tarfile.offset > _MAX_HEADERS:
+            raise LayerError(f"the extended headers of one tar entry at offset {tarfile.offset} exceed "
+                             f"{_MAX_HEADERS} bytes", hint="the image is hostile or corrupt")
+        if len(tarfile.pax_headers) > _MAX_GLOBAL_KEYS:
+            raise LayerError(f"the layer's global PAX headers hold more than {_MAX_GLOBAL_KEYS} keys",
+                             hint="the image is hostile or corrupt")
+        return super().fromtarfile(tarfile)
+
+    def _proc_sparse(self, _tarfile: tarfile.TarFile) -> NoReturn:
+        raise _sparse(self.name)
+
+    def _proc_gnusparse_00(self, nxt: tarfile.TarInfo, pax: dict[str, str], _buf: bytes) -> NoReturn:
+        raise _sparse(pax.get("GNU.sparse.name") or pax.get("path") or nxt.name)
+
+    def _proc_gnusparse_01(self, nxt: tarfile.TarInfo, pax: dict[str, str]) -> NoReturn:
+        raise _sparse(pax.get("GNU.sparse.name") or pax.get("path") or nxt.name)
+
+    def _proc_gnusparse_10(self, nxt: tarfile.TarInfo, pax: dict[str, str], _tarfile: tarfile.TarFile) -> NoReturn:
+        raise _sparse(pax.get("GNU.sparse.name") or pax.get("path") or nxt.name)
+
+
+def _sparse(name: str) -> LayerError:
+    return LayerError(f"tar entry {name!r} is a sparse file; sparse entries are refused (their holes "
+                      "would be written out in full without counting against the layer's size cap)",
+                      hint="recreate the archive without sparse files (GNU tar without --sparse/-S)")
+
+
 def _clean(name: str) -> str:
     """The entry's path relative to the root ("" for the root); LayerError if it escapes."""
     if "\x00" in name:
@@ -245,8 +308,10 @@ def _proc(fd: int) -> str:
 
 
 class _Applier:
-    def __init__(self, dest: Path, lowers: Sequence[Path], limits: Limits, stream: _Decompressed) -> None:
+    def __init__(self, dest: Path, lowers: Sequence[Path], limits: Limits, stream: _Decompressed, *,
+                 root_attrs: bool = True) -> None:
         self.stream = stream
+        self.root_attrs = root_attrs
         self.root_fd = os.open(dest, _O_DIR)
         self.lower_fds: list[int] = []
         for low in lowers:
@@ -429,7 +494,8 @@ class _Applier:
         if rel == "":
             if not member.isdir():
                 raise LayerError(f"tar entry {member.name!r} would change the type of the root directory")
-            self._attrs_dir(self.root_fd, ".", member, "")
+            if self.root_attrs:
+                self._attrs_dir(self.root_fd, ".", member, "")
             return
         pfd = self._parent(posixpath.dirname(rel))
         try:
@@ -720,18 +786,21 @@ def apply_layer(
     expected_diff_id: str | None = None,
     limits: Limits | None = None,
     compressed_size: int | None = None,
+    root_attrs: bool = True,
 ) -> ApplyResult:
-    """Apply the layer `blob` (compressed or not) into `dest`, an empty directory.
+    """Apply the layer `blob` (compressed or not) into `dest`, an empty directory (or, for a
+    build's ADD of an archive, the destination directory in the rootfs being built).
 
     `lowers` are the fs dirs of the layers below, TOP-MOST FIRST (as overlayfs orders them);
     they are only read (implicit parents' attributes, hardlink copy-up). Raises LayerError
     (an ImageError) on any problem, including a DiffID different from `expected_diff_id`;
     the caller must then discard `dest` entirely. `compressed_size` (the blob's size) turns
-    on the ratio cap of `limits`.
+    on the ratio cap of `limits`. `root_attrs=False` leaves `dest`'s own owner, mode and times
+    when the archive has a root entry ("./"), as Docker's ADD does.
     """
     limits = limits or Limits()
     stream = _Decompressed(blob, limits.cap(compressed_size))
-    applier = _Applier(dest, lowers, limits, stream)
+    applier = _Applier(dest, lowers, limits, stream, root_attrs=root_attrs)
     count = 0
     name = ""
     writer = _Writer(applier)
@@ -740,13 +809,15 @@ def apply_layer(
             try:
                 # "r:" over our forward-only stream: tarfile reads headers straight from it
                 # (its "r|" mode re-copies a whole buffer per 512-byte header read).
-                with tarfile.open(fileobj=stream, mode="r:") as tar:  # type: ignore[call-overload]
+                with tarfile.open(fileobj=stream, mode="r:", tarinfo=_Member) as tar:  # type: ignore[call-overload]
                     for member in tar:
                         name = member.name
                         count += 1
                         if count > limits.max_entries:
                             raise LayerError(f"the layer has more than {limits.max_entries} entries (cap)")
-                        if member.isreg() and (member.size > _INLINE_MAX or member.sparse is not None):
+                        if member.sparse is not None:
+                            raise _sparse(member.name)
+                        if member.isreg() and member.size > _INLINE_MAX:
                             writer.drain()                  # big file: stream it from here
                             applier.apply(tar, member)
                         else:
@@ -768,6 +839,9 @@ def apply_layer(
         except (tarfile.TarError, zlib.error, EOFError) as exc:
             raise LayerError(f"the layer is not a valid tar stream{_at(name)}: {exc}",
                              hint="the blob is corrupt or truncated; pull again") from None
+        except RecursionError:
+            raise LayerError(f"the layer chains too many extended tar headers{_at(name)}",
+                             hint="the image is hostile or corrupt") from None
         except OSError as exc:
             raise LayerError(f"applying the layer failed{_at(name)}: {exc}") from None
         except Exception as exc:
@@ -786,8 +860,8 @@ def apply_layer(
 def _member_reader(stream: _Decompressed, tar: tarfile.TarFile, m: tarfile.TarInfo) -> Any:
     """Where a regular member's data is read from: straight from our forward-only stream when
     it is positioned at the data (tarfile's extractfile wrapper costs more than the small
-    files it reads), else (sparse files) through tarfile."""
-    if m.sparse is None and stream.tell() == m.offset_data:
+    files it reads), else through tarfile."""
+    if stream.tell() == m.offset_data:
         return stream
     return tar.extractfile(m)
 

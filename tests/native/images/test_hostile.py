@@ -10,6 +10,7 @@ import io
 import json
 import os
 import stat
+import sys
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,9 +20,11 @@ import pytest
 
 from reconciler.runtime import errors
 from reconciler.runtime.native import images, layers
+from tests.helpers import hostile
 from tests.helpers.images import layer_tar, push_layout
+from tests.helpers.measure import run_measured
 
-from .conftest import BLK, CHR, DIR, LNK, SYM, Entry, write_layout
+from .conftest import BLK, CHR, DIR, LNK, SYM, Entry, native_config, write_layout
 
 pytestmark = pytest.mark.root
 
@@ -114,6 +117,13 @@ REJECTED: dict[str, tuple[Case, str]] = {
     "device-number-too-big": (lambda c: [_tar([Entry("d", type=CHR)], fmt=tarfile.GNU_FORMAT,
                                               devs={"d": (1 << 40, 1)})], "out-of-range"),
     "file-under-a-file": (lambda c: [_tar([Entry("f", b"x"), Entry("f/g", b"y")])], "not a directory"),
+    # sparse members: their holes would be written as zeros no cap counts (#14 item 4)
+    "sparse-gnu": (lambda c: [hostile.sparse_gnu("big", 64 << 20)], "'big' is a sparse file"),
+    "sparse-pax-0.0": (lambda c: [hostile.sparse_pax("big", 64 << 20, "0.0")], "'big' is a sparse file"),
+    "sparse-pax-0.1": (lambda c: [hostile.sparse_pax("big", 64 << 20, "0.1")], "'big' is a sparse file"),
+    "sparse-pax-1.0": (lambda c: [hostile.sparse_pax("big", 64 << 20, "1.0")], "'big' is a sparse file"),
+    # tarfile parses a chain of extended headers recursively: a clear error, not a RecursionError
+    "chain-of-2000-small-pax-headers": (lambda c: [hostile.pax_chain(2000, 64)], "chains too many extended tar headers"),
 }
 
 CONTAINED: dict[str, tuple[Case, Callable[[Path, Canary], None]]] = {}
@@ -355,3 +365,46 @@ def test_pull_with_wrong_diff_id_commits_no_snapshot(
 def test_store_dirs_are_not_world_traversable(store: images.ImageStore) -> None:
     for d in (store.config.root, store.snapshots.dir):
         assert stat.S_IMODE(os.stat(d).st_mode) & 0o007 == 0
+
+
+@pytest.mark.registry
+def test_a_93_byte_sparse_layer_cannot_write_300_mib(
+    canary: Canary, push: Callable[..., str], store: images.ImageStore,
+) -> None:
+    raw = hostile.sparse_gnu("big", 300 << 20)
+    assert len(gzip.compress(raw)) < 100
+    ref = push([raw])
+    with pytest.raises(errors.ImageError, match="'big' is a sparse file"):
+        store.pull(ref)
+    assert store.snapshots.list() == []
+    assert not [p for p in store.snapshots.dir.iterdir() if p.name.startswith("extract-")]
+
+
+_MIB = 1 << 20
+_RSS_BOUND = 120 * _MIB     # a pull of a small image stays near 50 MiB
+HEADER_BOMBS: dict[str, tuple[Callable[[], bytes], str]] = {
+    # #14 item 5: one header declaring 256 MiB; before the fix the pull peaked above 500 MiB
+    "pax-header-of-256-mib": (lambda: hostile.pax_declaring(256 * _MIB), "declares 268435456 bytes"),
+    # 100 headers of 1 MiB each (each one a bounded read) chained before one file
+    "chain-of-100-pax-headers": (lambda: hostile.pax_chain(100), "extended headers of one tar entry"),
+    # 12 global headers of 75,000 new keys each, one before each of 12 files
+    "global-pax-keys": (lambda: hostile.global_pax_keys(12), "global PAX headers hold more than"),
+    # a sparse map of 3 million pairs, refused before it is read
+    "sparse-map-of-3m-pairs": (lambda: hostile.sparse_map(3_000_000), "is a sparse file"),
+}
+
+
+@pytest.mark.registry
+@pytest.mark.parametrize("case", sorted(HEADER_BOMBS))
+def test_header_bombs_are_refused_within_a_memory_bound(
+    case: str, canary: Canary, push: Callable[..., str], tmp_path: Path,
+) -> None:
+    make, message = HEADER_BOMBS[case]
+    ref = push([make()])
+    config = native_config(tmp_path)
+    pulled = run_measured([sys.executable, "-m", "reconciler", "pull", "--root", str(config.root),
+                           "--run-dir", str(config.run_dir), "--name-prefix", config.name_prefix, ref], tmp_path)
+    assert pulled.peak_rss < _RSS_BOUND, f"the pull peaked at {pulled.peak_rss // _MIB} MiB"
+    assert pulled.returncode != 0
+    assert message in pulled.stderr
+

@@ -794,14 +794,9 @@ class _Run:
                     if plain:
                         context.copy_sources(src_ctx, plain, root_fd, dest if len(sources) == len(plain)
                                              else dest.rstrip("/") + "/", context.CopyOptions(uid, gid, chmod))
-                    for i, x in enumerate(x for x in sources if x.rel in archives):
-                        # ADD unpacks a local archive into the destination directory
-                        unpacked = tmp / f"unpack-{i}"
-                        unpacked.mkdir(mode=0o755)
-                        context.unpack(src_ctx, x, os.fspath(unpacked))
-                        with context.BuildContext(os.fspath(unpacked), ignore=False, label=f"archive {x.rel}") as arc:
-                            context.copy_sources(arc, [context.Source("", True)], root_fd, dest.rstrip("/") + "/",
-                                                 context.CopyOptions(None, None, None))
+                    for x in sources:
+                        if x.rel in archives:   # ADD unpacks a local archive into the destination directory
+                            context.unpack(src_ctx, x, root_fd, dest, self.b.store.limits)
                 finally:
                     os.close(root_fd)
             finally:

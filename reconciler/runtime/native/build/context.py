@@ -5,6 +5,8 @@ RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS (symlinks on the way are followed but can 
 the context: a source reached through a symlink pointing outside is refused). Symlinks inside
 a copied directory are copied as links, never read through. Destinations are resolved inside
 the rootfs being built (RESOLVE_IN_ROOT), so an image's own absolute symlinks stay inside it.
+A local archive that ADD unpacks goes through the image layer extractor (layers.py) into the
+destination directory, with the image layers' limits; tarfile never extracts onto host paths.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import re
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from reconciler.runtime import errors
-from reconciler.runtime.native import openat2
+from reconciler.runtime.native import layers, openat2
 
-__all__ = ["BuildContext", "CopyOptions", "IgnoreRules", "Source", "copy_sources", "hash_sources", "is_archive"]
+__all__ = ["BuildContext", "CopyOptions", "IgnoreRules", "Source", "copy_sources", "hash_sources", "is_archive",
+           "unpack"]
 
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _DIGESTS: dict[tuple[int, int, int, int, int], str] = {}    # file identity and times -> sha256
@@ -472,16 +476,23 @@ def is_archive(ctx: BuildContext, src: Source) -> bool:
     return head.startswith(_ARCHIVE_MAGIC) or head[257:262] == b"ustar"
 
 
-def unpack(ctx: BuildContext, src: Source, dest: str) -> None:
-    """Extract the archive `src` into the fresh directory `dest` (tarfile's "tar" filter:
-    nothing lands outside it; owners and modes kept, setuid/setgid and group/other write
-    bits dropped)."""
-    import tarfile
-
+def unpack(ctx: BuildContext, src: Source, root_fd: int, dest: str, limits: layers.Limits) -> None:
+    """ADD of a local archive: apply `src` to the directory `dest` of the rootfs at `root_fd`
+    (created when missing) through the image layer extractor, with the image layers' limits.
+    Every entry is resolved inside `dest` as if it were `/` (Docker's untar chroots there too),
+    so no name, symlink or hardlink in the archive reaches anything outside it; owners, modes
+    and allowed xattrs are kept, except that `dest` keeps its own (the archive's "./" entry is
+    not applied to it, as in Docker); whiteout entries have nothing below them and are dropped."""
     fd = ctx.open(src.rel, os.O_RDONLY)
     with os.fdopen(fd, "rb") as f:
         try:
-            with tarfile.open(fileobj=f, mode="r:*") as tar:
-                tar.extractall(dest, numeric_owner=True, filter="tar")
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            raise ContextError(f"{src.rel}: cannot unpack the archive: {exc}") from None
+            dfd = _open_dir_in(root_fd, dest, create=True, uid=0, gid=0)
+        except OSError as exc:
+            raise ContextError(f"{src.rel}: cannot unpack the archive into {dest}: {exc.strerror}") from None
+        try:
+            layers.apply_layer(f, Path(f"/proc/self/fd/{dfd}"), limits=limits, root_attrs=False,
+                               compressed_size=os.fstat(f.fileno()).st_size)
+        except layers.LayerError as exc:
+            raise ContextError(f"{src.rel}: cannot unpack the archive: {exc.message}", hint=exc.hint) from None
+        finally:
+            os.close(dfd)

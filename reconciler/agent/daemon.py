@@ -98,10 +98,8 @@ class Agent:
         self.db: Database | None = None
         self._runtime: base.Runtime | None = None    # native: one engine for the agent's life
         self.supervisor: supervise.Supervisor | None = None
-        self._api: api_server.ApiServer | None = None
-        self._metrics_server: api_server.MetricsServer | None = None
-        self._dashboard_server: api_server.DashboardServer | None = None
-        self._engine_api: Any = None
+        # what the agent serves (its API, metrics, dashboard, the Engine API): closed in reverse
+        self._serving: list[Callable[[], None]] = []
         self._webhooks: Any = None
         self.notifier = notify.Notifier(config.notify, self.events)
 
@@ -129,17 +127,18 @@ class Agent:
                 self._add_source(sc, "agent started")
             self._start_webhooks()
             # serve last: a client that reaches the API sees every source
-            self._api = api_server.ApiServer(self, cfg.socket).start()
+            self._serving.append(api_server.ApiServer(self, cfg.socket).start().close)
             if cfg.metrics_listen is not None:
-                self._metrics_server = api_server.MetricsServer(self, *cfg.metrics_listen).start()
+                self._serving.append(api_server.MetricsServer(self, *cfg.metrics_listen).start().close)
             if cfg.engine_api is not None and self._runtime is not None:
                 from reconciler.api.engine import EngineApi
 
-                self._engine_api = EngineApi(self._runtime, cfg.engine_api[0], group=cfg.engine_api[1])
-                self._engine_api.start()
+                engine_api = EngineApi(self._runtime, cfg.engine_api[0], group=cfg.engine_api[1])
+                engine_api.start()
+                self._serving.append(engine_api.stop)
             if cfg.dashboard is not None:
                 host, port, token = cfg.dashboard
-                self._dashboard_server = api_server.DashboardServer(self, host, port, token).start()
+                self._serving.append(api_server.DashboardServer(self, host, port, token).start().close)
             self._write_agent_file()
         except BaseException:
             self.stop()
@@ -167,18 +166,8 @@ class Agent:
         self.events.publish("agent_stopped", pid=os.getpid())
         self.notifier.stop()
         self.events.close()
-        if self._metrics_server is not None:
-            self._metrics_server.close()
-            self._metrics_server = None
-        if self._dashboard_server is not None:
-            self._dashboard_server.close()
-            self._dashboard_server = None
-        if self._engine_api is not None:
-            self._engine_api.stop()
-            self._engine_api = None
-        if self._api is not None:
-            self._api.close()
-            self._api = None
+        while self._serving:
+            self._serving.pop()()
         if self._runtime is not None:
             self._runtime.close()
             self._runtime = None

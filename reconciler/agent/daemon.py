@@ -466,9 +466,14 @@ class Agent:
         ks = self.loop.status(name)
         flapping = self._flapping_names()
         objects = []
+        down: dict[str, str] = {}
         try:
             with self._runtime_session() as rt:
-                for c in sorted(rt.list_containers({labelmod.OWNER: src.cfg.owner}), key=lambda c: c.name):
+                states = rt.list_containers({labelmod.OWNER: src.cfg.owner})
+                # observed now, not at the last pass: a container that died since is down already
+                down = passes.unready(src.desired, states) if src.desired is not None else {}
+                self.prom.down.labels(name).set(len(down))
+                for c in sorted(states, key=lambda c: c.name):
                     objects.append({"kind": "Container", "name": c.name, "id": c.id[:12], "status": str(c.status),
                                     "health": c.health, "restart_count": c.restart_count,
                                     "revision": c.labels.get(labelmod.REVISION, ""), "flapping": c.name in flapping})
@@ -489,7 +494,7 @@ class Agent:
             "fetched": src.fetched, "last_good": src.good[0].id if src.good else None,
             "last_result": src.last_result, "last_pass_at": src.last_pass_at,
             "error": error, "problems": src.invalid[1] if src.invalid else [],
-            "failures": src.last_failures, "drift": src.drift, "notes": src.notes,
+            "failures": src.last_failures, "drift": src.drift, "notes": src.notes, "down": down,
             "passes": ks.passes, "running": ks.running, "backoff_failures": ks.failures,
             "next_pass_in": None if ks.next_in is None else round(max(ks.next_in, 0.0), 3),
             "objects": objects,
@@ -597,6 +602,11 @@ class Agent:
 
     def metrics(self) -> tuple[bytes, str]:
         self.prom.flapping.set(len(self._flapping_names()))
+        with self._lock:
+            names = sorted(self._sources)
+        for n in names:                  # reconciler_containers_down as observed now, not at the last pass
+            with contextlib.suppress(apierr.NotFound):
+                self.source_status(n)
         return self.prom.render()
 
     def logs_tail(self, container: str, lines: int) -> Sequence[str]:

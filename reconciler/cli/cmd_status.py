@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         output.print_json(doc)
     else:
         _print(doc)
-    bad = any(s.get("error") or s.get("failures") for s in doc["sources"])
+    bad = any(s.get("error") or s.get("failures") or s.get("down") for s in doc["sources"])
     return 1 if bad else 0
 
 
@@ -60,6 +60,8 @@ def _print(doc: dict[str, Any]) -> None:
             print("  error: " + s["error"].replace("\n", "\n    "))
         for f in s["failures"]:
             print(f"  failed: {f}")
+        for n, why in sorted((s.get("down") or {}).items()):
+            print(f"  down now: container {n}: {why}")
         for d in s["drift"]:
             print(f"  drift (reported): {d}")
         rows = [o for o in s["objects"] if "name" in o]

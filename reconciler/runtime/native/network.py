@@ -41,7 +41,7 @@ from reconciler.runtime.native.config import NativeConfig
 __all__ = ["DEFAULT_NETWORK", "Attachment", "NetworkManager", "RecoveryReport", "unmount_all"]
 
 DEFAULT_NETWORK = "default"
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$")
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{0,6}$")
 _IFNAMSIZ = 15
@@ -123,12 +123,13 @@ class NetworkManager:
     # names ----------------------------------------------------------------------------------
 
     def bridge_name(self, network: str) -> str:
-        """`<prefix>-<network>` when it fits in 15 characters, else `<prefix>_<hash>`.
+        """`<prefix>-<network>` when it fits in 15 characters and has only letters, digits and
+        '-', else `<prefix>_<hash>` (compose's `<project>_<name>` networks are hashed).
 
-        Network names never contain "_", so the hashed form cannot collide with a verbatim one.
+        The prefix has neither "-" nor "_", so the hashed form cannot collide with a verbatim one.
         """
         verbatim = f"{self.prefix}-{network}"
-        if len(verbatim) <= _IFNAMSIZ:
+        if len(verbatim) <= _IFNAMSIZ and re.fullmatch(r"[a-z0-9-]+", network):
             return verbatim
         return f"{self.prefix}_{_short_hash(network, _IFNAMSIZ - len(self.prefix) - 1)}"
 
@@ -167,7 +168,7 @@ class NetworkManager:
         if not _NAME.match(config.name) or config.name in _RESERVED:
             raise errors.InvalidArgument(
                 f"network name {config.name!r} is not allowed",
-                hint="use lowercase letters, digits and '-' (not none/host/bridge)",
+                hint="use lowercase letters, digits, '-', '_' and '.' (not none/host/bridge)",
             )
         if not 68 <= config.mtu <= 65535:
             raise errors.InvalidArgument(f"network {config.name!r}: MTU {config.mtu} is out of range 68-65535")

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from reconciler.spec.policy import Policy
     from reconciler.spec.reading import Limits
 
-__all__ = ["ComposeOptions", "DesiredState", "Limits", "Problem", "SpecError", "load", "models"]
+__all__ = ["ComposeOptions", "DesiredState", "Limits", "Problem", "SpecError", "convert", "load", "models"]
 
 # Submodules and names loaded on first use (PEP 562): `reconcile run` takes its flag parsers from
 # reconciler.spec.units and must not pay ~70 ms for the YAML loader and the schemas.
@@ -78,16 +78,38 @@ def load(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _load(os.fspath(path), limits, use_lock, policy, None if live is None else os.fspath(live), compose)
+        desired, _ = _load(os.fspath(path), limits, use_lock, policy, None if live is None else os.fspath(live),
+                           compose)
+        return desired
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
+def convert(
+    path: str | os.PathLike[str], *, compose: ComposeOptions | None = None, policy: Policy | None = None,
+) -> tuple[DesiredState, list[dict[str, Any]]]:
+    """The compose project at `path` (or `compose.files`) as native manifest documents, with the
+    state they load into; raises SpecError like `load` (also when `path` holds no compose file).
+
+    The documents name files relative to the project directory (bind sources, build contexts):
+    saved there, they load into the same objects with the same spec hashes.
+    """
+    from reconciler.spec import compose as compose_mod
+
+    target = os.fspath(path)
+    if not (compose is not None and compose.files) and not compose_mod.find(target):
+        names = ", ".join(compose_mod.COMPOSE_FILES)
+        raise SpecError([Problem(target, 0, 0, "", "", "", f"no compose file here (one of {names}); give a "
+                                 "directory holding one, or the files with -f")])
+    desired, docs = _load(target, None, True, policy, None, compose)
+    return desired, [d.data for d in docs]
+
+
 def _load(
     path: str, limits: Limits | None, use_lock: bool = True, policy: Policy | None = None, live: str | None = None,
     compose_opts: ComposeOptions | None = None,
-) -> DesiredState:
+) -> tuple[DesiredState, list[Any]]:
     from reconciler.spec import building, compose, lock, models, reading
     from reconciler.spec.models import DesiredState
     from reconciler.spec.reading import Limits
@@ -162,7 +184,7 @@ def _load(
         files=MappingProxyType(dict(builder.files)),    # what `reconcile rollback` keeps a copy of
         project=project,
         warnings=tuple(str(w) for w in sorted(warnings, key=Problem.sort_key)),
-    )
+    ), docs
 
 
 def _compose(

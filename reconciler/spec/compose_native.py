@@ -12,18 +12,8 @@ volumes `<project>_<key>` (or their `name:`), built images `<project>-<service>`
 carry compose's labels `com.docker.compose.project`, `.service`, `.container-number` and
 `.oneoff`, networks and volumes `com.docker.compose.project` and `.network` / `.volume`.
 
-What maps where (compose key -> manifest field): image -> image (a bare `name` gets `:latest`);
-build -> an Image object's build (context, dockerfile -> file, args, target); entrypoint ->
-command and command -> args (a string is split like a shell does); environment and env_file ->
-env (env files read in compose's dotenv format, interpolated, then `environment` on top, as
-`docker compose config` shows them); ports -> ports; networks -> networks, with the service
-name and every `aliases:` entry as aliases; network_mode host/none -> networks [host]/[none];
-volumes and tmpfs -> volumes; restart, user, hostname, init -> the same; working_dir ->
-workdir; read_only -> readOnly; cap_add/cap_drop -> capAdd/capDrop; stop_signal ->
-stopSignal; stop_grace_period -> stopTimeout; healthcheck -> healthcheck (disable -> [NONE]);
-depends_on -> dependsOn; deploy.resources.limits, mem_limit, cpus, pids_limit -> resources;
-labels -> metadata.labels; top-level networks: internal, ipam subnet/gateway, the
-`com.docker.network.driver.mtu` option -> the Network's spec.
+What each compose key becomes is `SERVICE_KEYS` (service keys), `TOP_KEYS`, `NETWORK_KEYS`
+and `VOLUME_KEYS`, published as docs/reference/compose.md.
 
 A key compose defines that the manifest language cannot say yet is an error naming it
 ("not supported yet"); a key that changes nothing here (expose, logging, a port's name) is a
@@ -38,7 +28,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.spec import compose, interpolation, located, reading, units
+from reconciler.spec import compose, interpolation, located, reading, schemas, units
 from reconciler.spec.located import Map, Seq
 from reconciler.spec.models import Origin
 
@@ -46,18 +36,42 @@ __all__ = ["documents", "not_supported"]
 
 Path_ = tuple[str | int, ...]
 
-# Service keys with no field in the manifest language yet (an error names them).
-_SERVICE_UNSUPPORTED = (
-    "annotations", "blkio_config", "cgroup", "cgroup_parent", "configs", "cpu_count", "cpu_percent", "cpu_period",
-    "cpu_quota", "cpu_rt_period", "cpu_rt_runtime", "cpu_shares", "cpuset", "credential_spec", "device_cgroup_rules",
-    "devices", "dns", "dns_opt", "dns_search", "domainname", "external_links", "extra_hosts", "gpus", "group_add",
-    "ipc", "isolation", "label_file", "links", "mac_address", "mem_reservation", "mem_swappiness", "memswap_limit",
-    "models", "oom_kill_disable", "oom_score_adj", "pid", "platform", "post_start", "pre_start", "pre_stop",
-    "privileged", "provider", "pull_refresh_after", "runtime", "scale", "secrets", "security_opt", "shm_size",
-    "stdin_open", "storage_opt", "sysctls", "tty", "ulimits", "use_api_socket", "userns_mode", "uts",
-    "volumes_from",
-)
-# ... unless they say what the engine does anyway.
+# What each service key becomes (the `_Service.k_<key>` handlers); docs/reference/compose.md.
+SERVICE_KEYS: dict[str, str] = {
+    "image": "`image` (a bare `name` is `name:latest`); with `build`, the Image's `ref`",
+    "build": "an Image object `<project>-<service>`: `context`, `dockerfile` (`file`), `args`, `target`; other build keys are errors",
+    "pull_policy": "`missing`/`if_not_present` (the default); `always`/`never`: an Image object with that `pull`",
+    "command": "`args` (a string is split as a shell splits words)",
+    "entrypoint": "`command` (a string is split as a shell splits words)",
+    "environment": "`env`, over the env files; a bare `KEY` takes the shell's or `.env`'s value, or is left out",
+    "env_file": "`env`: read in compose's dotenv format, interpolated; `required: false` files may be missing",
+    "ports": "`ports`: short and long syntax, ranges, tcp/udp; a random host port or a host range for one port is an error",
+    "networks": "`networks` (`<project>_<name>`), and `aliases`: the service name and every `aliases:` entry",
+    "network_mode": "`host` and `none`: `networks: [host]` / `[none]`; other modes are errors",
+    "volumes": "`volumes`: named volumes, binds (relative to the project directory), tmpfs; `read_only`",
+    "tmpfs": "`volumes` of type tmpfs (options are errors)",
+    "restart": "`restart`",
+    "healthcheck": "`healthcheck`: `test`, `interval`, `timeout`, `retries`, `start_period`; `disable: true` is `[NONE]`",
+    "depends_on": "`dependsOn` (created, and healthy when they have a healthcheck, first); `service_completed_successfully` is an error",
+    "deploy": "`replicas: 1`, `resources.limits` (`memory`, `cpus`, `pids`) into `resources`; other deploy keys are errors",
+    "mem_limit": "`resources.memory` (compose's binary units)",
+    "cpus": "`resources.cpus`",
+    "pids_limit": "`resources.pids` (-1: unlimited)",
+    "user": "`user`",
+    "working_dir": "`workdir`",
+    "hostname": "`hostname`",
+    "read_only": "`readOnly`",
+    "cap_add": "`capAdd`",
+    "cap_drop": "`capDrop`",
+    "stop_signal": "`stopSignal`",
+    "stop_grace_period": "`stopTimeout`",
+    "init": "`init`",
+    "labels": "`metadata.labels`, with compose's `com.docker.compose.*` labels",
+    "container_name": "`metadata.name` (default `<project>-<service>-1`)",
+    "profiles": "whether the service runs (`--profile`, `COMPOSE_PROFILES`)",
+    "extends": "applied while loading (same file or another file)",
+}
+# Service keys that are errors unless they say what the engine does anyway.
 _SERVICE_DEFAULTS: dict[str, Any] = {"privileged": False, "tty": False, "stdin_open": False,
                                       "oom_kill_disable": False, "scale": 1}
 # Service keys that change nothing on this engine (a warning names them).
@@ -68,6 +82,50 @@ _SERVICE_NO_EFFECT = {
     "develop": "has no effect: reconcile has no watch mode; commit or save the change and the agent applies it",
 }
 _TOP_UNSUPPORTED = ("include", "secrets", "configs", "models")
+# The rest of the file (docs/reference/compose.md): key -> ("supported" | "warning" | "error", what it does)
+TOP_KEYS: dict[str, tuple[str, str]] = {
+    "name": ("supported", "the project name (after `-p` and `COMPOSE_PROJECT_NAME`), normalised as compose does"),
+    "services": ("supported", "one Container each (below)"),
+    "networks": ("supported", "one Network each that an active service uses (below)"),
+    "volumes": ("supported", "one Volume each that an active service uses (below)"),
+    "version": ("warning", "obsolete, ignored (compose warns too)"),
+    **{k: ("error", "not supported yet") for k in _TOP_UNSUPPORTED},
+    "x-*": ("supported", "extension fields, anywhere: ignored, usable as YAML anchors"),
+}
+NETWORK_KEYS: dict[str, tuple[str, str]] = {
+    "name": ("supported", "`metadata.name` (default `<project>_<key>`)"),
+    "labels": ("supported", "`metadata.labels`, with `com.docker.compose.project` and `.network`"),
+    "driver": ("supported", "`bridge` only; other drivers are errors"),
+    "internal": ("supported", "`internal`"),
+    "ipam": ("supported", "one `config` entry's `subnet` and `gateway`; other IPAM settings are errors"),
+    "driver_opts": ("supported", "`com.docker.network.driver.mtu` is `mtu`; other options are errors"),
+    "attachable": ("warning", "no effect: any container of the project can join"),
+    "external": ("error", "not supported yet: declare the network in the project"),
+    "enable_ipv6": ("error", "not supported yet (IPv4 networks only)"),
+    "enable_ipv4": ("error", "not supported yet when false"),
+}
+VOLUME_KEYS: dict[str, tuple[str, str]] = {
+    "name": ("supported", "`metadata.name` (default `<project>_<key>`)"),
+    "labels": ("supported", "`metadata.labels`, with `com.docker.compose.project` and `.volume`"),
+    "driver": ("supported", "`local` only; other drivers are errors"),
+    "driver_opts": ("error", "not supported yet"),
+    "external": ("error", "not supported yet: declare the volume in the project (an existing one of that name is kept)"),
+}
+
+
+def service_support(keys: list[str]) -> dict[str, tuple[str, str]]:
+    """What becomes of each service key: ("supported" | "warning" | "error", what it does)."""
+    out: dict[str, tuple[str, str]] = {}
+    for key in keys:
+        if key in SERVICE_KEYS:
+            out[key] = ("supported", SERVICE_KEYS[key])
+        elif key in _SERVICE_NO_EFFECT:
+            out[key] = ("warning", f"{key} {_SERVICE_NO_EFFECT[key]}")
+        elif key in _SERVICE_DEFAULTS:
+            out[key] = ("error", f"not supported yet, unless `{key}: {str(_SERVICE_DEFAULTS[key]).lower()}` (the default)")
+        else:
+            out[key] = ("error", "not supported yet")
+    return out
 
 
 def not_supported(what: str, hint: str = "") -> str:
@@ -723,6 +781,8 @@ def _manifest(kind: str, name: str, labels: dict[str, str], spec: dict[str, Any]
     meta: dict[str, Any] = {"name": name}
     if labels:
         meta["labels"] = dict(sorted(labels.items()))
+    order = list(schemas.schema(kind)["properties"]["spec"]["properties"])    # the reference's order
+    spec = {k: spec[k] for k in sorted(spec, key=order.index)}
     return {"apiVersion": "reconciler/v1", "kind": kind, "metadata": meta, "spec": spec}
 
 

@@ -70,3 +70,24 @@ def test_a_compose_directory_converges_and_follows_its_env_files(tmp_path: Path,
                                "sysctls; the manifest language cannot say it yet, remove it"]
     agent.reconcile("shop")
     assert {n: c.id for n, c in containers(agent.root).items()} == after
+
+
+def test_a_compose_repository_is_named_after_its_clone(tmp_path: Path, agents: list[AgentProc]) -> None:
+    """A git source's project takes the name `git clone` gives its directory, not that of the
+    agent's checkout; .env and env files come from the commit."""
+    from tests.sources.gitrepos import GitHTTPServer, Upstream
+
+    up = Upstream(tmp_path / "forge", "storefront")
+    up.commit({"compose.yaml": COMPOSE, ".env": "GREETING=from-git\n", "api.env": "LEVEL=x\n"})
+    server = GitHTTPServer(tmp_path / "forge")
+    try:
+        a = AgentProc(tmp_path / "agent", sources=[
+            {"name": "shop", "git": {"url": server.url("storefront.git"), "branch": "main"}, "interval": "0.5s"}])
+        a.tmp.mkdir(parents=True, exist_ok=True)
+        FakeRuntime.at_root(a.root).publish(IMG)
+        agents.append(a.start())
+        wait_for("deployed", lambda: {"storefront-web-1", "storefront-api-1"} <= set(containers(a.root, "shop")))
+        assert env_of(a.root, "storefront-web-1") == {"GREETING": "from-git"}
+        assert env_of(a.root, "storefront-api-1") == {"LEVEL": "x"}
+    finally:
+        server.stop()

@@ -957,18 +957,20 @@ def load(directory: str, opts: Options, rd: Reader, *, files: list[str] | None =
     if not files:
         rd.error(None, "", f"no compose file in {directory} (one of {', '.join(COMPOSE_FILES)})")
         return None
-    env = _environment(directory, environ, rd)
+    env = _environment(directory, environ, rd)      # a broken .env is reported; the rest still loads
     loader = _Loader(directory, env, rd)
+    before = len(rd.problems)
     per_file = [(f, _read_yaml(f, root, rd)) for f in files]
+    valid = len(rd.problems) == before              # a file that does not read leaves no project to check
     docs = [d for _, ds in per_file for d in ds]
     name = _project_name(opts, env, docs, directory, rd) if docs else None
     if name is None:
-        if not docs and not rd.problems:
+        if not docs and valid:
             rd.error(Origin(files[0], 1, 1), "", "empty compose file")
         return None
     env["COMPOSE_PROJECT_NAME"] = name             # compose sets it for interpolation
     data = Map(docs[0].at)
-    valid = True
+    before = len(rd.problems)
     for file, file_docs in per_file:
         for doc in file_docs:
             if not loader.prepare(doc):
@@ -979,7 +981,7 @@ def load(directory: str, opts: Options, rd: Reader, *, files: list[str] | None =
                 doc.drop("version")
             loader.extends(doc, file)
             data = merge(data, doc, ())
-    if not valid or rd.problems:
+    if not valid or len(rd.problems) > before:     # a model that does not merge is not checked further
         return None
     _default_network(data)
     profiles = list(opts.profiles) if opts.profiles is not None else \

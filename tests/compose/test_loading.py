@@ -576,3 +576,20 @@ def test_policy_refuses_env_files_outside_the_source(tmp_path: Path) -> None:
     [problem] = info.value.problems
     assert str(problem).startswith(f"{root}/compose.yaml:4:15: services.web.env_file[0]: env file {outside} is outside the source root")
     assert "SECRET" not in str(info.value)
+
+
+def test_env_file_errors_are_located(tmp_path: Path) -> None:
+    assert problems(tmp_path, {
+        "compose.yaml": "services:\n  web:\n    image: x/web:1\n    env_file: [web.env, gone.env]\n",
+        ".env": "OK=1\nBAD KEY=2\n",
+        "web.env": "A=1\nB='open\n",
+    }) == [
+        ".env:2:1: key 'BAD KEY' cannot contain a space",
+        "compose.yaml:4:16: services.web.env_file[0]: env file web.env line 2: unterminated quoted value 'open",
+        "compose.yaml:4:25: services.web.env_file[1]: env file gone.env not found, unreadable or "
+        "larger than 16777216 bytes",
+    ]
+
+
+def test_an_empty_compose_file_is_an_error(tmp_path: Path) -> None:
+    assert problems(tmp_path, {"compose.yaml": "# nothing yet\n"}) == ["compose.yaml:1:1: empty compose file"]

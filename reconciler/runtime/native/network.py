@@ -124,7 +124,8 @@ class NetworkManager:
 
     def bridge_name(self, network: str) -> str:
         """`<prefix>-<network>` when it fits in 15 characters and has only letters, digits and
-        '-', else `<prefix>_<hash>` (compose's `<project>_<name>` networks are hashed).
+        '-', else `<prefix>_<hash>`: a network named with '.' or '_' (compose's `<project>_<name>`)
+        gets no interface name that tools could read as a VLAN (`eth0.100`) or mangle.
 
         The prefix has neither "-" nor "_", so the hashed form cannot collide with a verbatim one.
         """

@@ -101,12 +101,13 @@ class Reader:
     read_file: Callable[[str], bytes | None]
     refuse: Callable[[str], str | None] = lambda _path: None
     limits: reading.Limits = field(default_factory=reading.Limits)
+    file: str = "compose.yaml"      # what a problem of no particular place names (the first compose file)
 
     def error(self, at: Origin | None, where: str, message: str) -> None:
-        self.problems.append(_problem(at, where, message))
+        self.problems.append(_problem(at or Origin(self.file, 0, 0), where, message))
 
     def warn(self, at: Origin | None, where: str, message: str) -> None:
-        problem = _problem(at, where, message)
+        problem = _problem(at or Origin(self.file, 0, 0), where, message)
         if problem not in self.warnings:
             self.warnings.append(problem)
 
@@ -124,9 +125,7 @@ class Reader:
         return data
 
 
-def _problem(at: Origin | None, where: str, message: str) -> errors.Problem:
-    if at is None:
-        return errors.Problem(file="<compose>", line=0, column=0, kind="", name="", field=where, message=message)
+def _problem(at: Origin, where: str, message: str) -> errors.Problem:
     return errors.Problem(file=at.file, line=at.line, column=at.column, kind="", name="", field=where,
                           message=message)
 
@@ -955,8 +954,9 @@ def load(directory: str, opts: Options, rd: Reader, *, files: list[str] | None =
         else:
             directory = os.path.dirname(os.path.abspath(directory))
     if not files:
-        rd.error(None, "", f"no compose file in {directory} (one of {', '.join(COMPOSE_FILES)})")
+        rd.error(Origin(directory, 0, 0), "", f"no compose file in {directory} (one of {', '.join(COMPOSE_FILES)})")
         return None
+    rd.file = files[0]
     env = _environment(directory, environ, rd)      # a broken .env is reported; the rest still loads
     loader = _Loader(directory, env, rd)
     before = len(rd.problems)

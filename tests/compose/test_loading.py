@@ -413,7 +413,7 @@ def test_project_name_precedence_and_normalisation(tmp_path: Path, name: str, en
 def test_project_name_errors(tmp_path: Path) -> None:
     files = {"compose.yaml": "services:\n  web: {image: 'x/web:1'}\n"}
     assert problems(tmp_path, files, env={"COMPOSE_PROJECT_NAME": "Bad Name"}) == [
-        "<compose>:0:0: invalid project name 'Bad Name' (from COMPOSE_PROJECT_NAME): use lower-case letters, "
+        "compose.yaml:0:0: invalid project name 'Bad Name' (from COMPOSE_PROJECT_NAME): use lower-case letters, "
         "digits, '-' and '_', starting with a letter or digit"]
     assert problems(tmp_path, {"compose.yaml": "name: '!!!'\nservices:\n  web: {image: 'x/web:1'}\n"}) == [
         "compose.yaml:1:7: name: project name '!!!' has no letter or digit; compose names are lower-case "

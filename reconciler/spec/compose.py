@@ -42,7 +42,7 @@ import json
 import os
 import posixpath
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -361,7 +361,7 @@ def _validator() -> Any:
 _NAMED = {"services": "service", "volumes": "volume", "secrets": "secret", "configs": "config", "networks": "network"}
 
 
-def _validate(doc: Map, rd: Reader, reported: list[Path_] = ()) -> bool:  # type: ignore[assignment]
+def _validate(doc: Map, rd: Reader, reported: Sequence[Path_] = ()) -> bool:
     """Report every place `doc` breaks the Compose Specification (but those already `reported`);
     True when it has none."""
     issues = list(schemas.explain(_validator().iter_errors(doc)))
@@ -437,33 +437,40 @@ class _Canonical:
                 svc.put(key, new, at, svc.key_origin(key))
 
     def field(self, key: str, value: Any, at: Origin, path: Path_) -> Any:
-        if key == "build":
-            build = Map(at, [("context", value)]) if isinstance(value, str) else value
-            if isinstance(build, Map) and "args" in build:
-                build.put("args", _kv(build["args"], build.origin("args")), build.origin("args"),
-                          build.key_origin("args"))
-            return build
-        if key == "environment":
-            return _kv(value, at)
-        if key == "labels":
-            return _kv(value, at, null="")
-        if key == "extends":
-            return Map(at, [("service", value)]) if isinstance(value, str) else value
-        if key == "env_file":
-            return self.env_files(_seq(value, at))
+        """The long form of one service key (the value itself when it has no other form)."""
+        if key in ("environment", "labels"):
+            return _kv(value, at, null="" if key == "labels" else None)
         if key in ("tmpfs", "dns", "dns_search", "dns_opt"):
             return _seq(value, at)
-        if key == "expose":
-            return Seq(at, ((_scalar_text(v), value.origin(i)) for i, v in enumerate(value)))
-        if key == "networks" and isinstance(value, Seq):
-            return self._names(value)
-        if key == "depends_on":
-            return self.depends_on(value, at)
-        if key == "ports":
-            return self.ports(value, path)
-        if key == "volumes":
-            return self.volumes(value, path)
-        return value
+        convert = getattr(self, "f_" + key, None)
+        return convert(value, at, path) if convert is not None else value
+
+    def f_build(self, value: Any, at: Origin, path: Path_) -> Any:
+        build = Map(at, [("context", value)]) if isinstance(value, str) else value
+        if isinstance(build, Map) and "args" in build:
+            build.put("args", _kv(build["args"], build.origin("args")), build.origin("args"), build.key_origin("args"))
+        return build
+
+    def f_extends(self, value: Any, at: Origin, path: Path_) -> Any:
+        return Map(at, [("service", value)]) if isinstance(value, str) else value
+
+    def f_env_file(self, value: Any, at: Origin, path: Path_) -> Seq:
+        return self.env_files(_seq(value, at), path)
+
+    def f_expose(self, value: Seq, at: Origin, path: Path_) -> Seq:
+        return Seq(at, ((_scalar_text(v), value.origin(i)) for i, v in enumerate(value)))
+
+    def f_networks(self, value: Any, at: Origin, path: Path_) -> Any:
+        return self._names(value) if isinstance(value, Seq) else value
+
+    def f_depends_on(self, value: Any, at: Origin, path: Path_) -> Map:
+        return self.depends_on(value, at)
+
+    def f_ports(self, value: Seq, at: Origin, path: Path_) -> Seq:
+        return self.ports(value, path)
+
+    def f_volumes(self, value: Seq, at: Origin, path: Path_) -> Seq:
+        return self.volumes(value, path)
 
     @staticmethod
     def _names(value: Seq) -> Map:
@@ -472,7 +479,7 @@ class _Canonical:
             out.put(str(name), None, value.origin(i))
         return out
 
-    def env_files(self, value: Seq) -> Seq:
+    def env_files(self, value: Seq, path: Path_) -> Seq:
         out = Seq(value.at)
         for i, item in enumerate(value):
             at = value.origin(i)
@@ -481,7 +488,7 @@ class _Canonical:
                 try:
                     entry.put("required", _to_bool(entry["required"]), entry.origin("required"))
                 except ValueError as exc:
-                    self.rd.error(entry.origin("required"), "env_file.required", str(exc))
+                    self.rd.error(entry.origin("required"), fmt((*path, i, "required")), str(exc))
             entry.setdefault("required", True)
             out.add(entry, at)
         return out

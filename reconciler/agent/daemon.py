@@ -339,7 +339,8 @@ class Agent:
         try:
             with self._pass_lock:               # a source's live directory moves between passes only
                 src.source.place(rev)           # binds are checked and hashed where they will be mounted
-                desired = spec.load(rev.path, policy=src.cfg.policy, live=rev.live)
+                desired = spec.load(rev.path, policy=src.cfg.policy, live=rev.live,
+                                    compose=spec.ComposeOptions(default_name=rev.name or None))
         except spec.SpecError as e:
             snap = str(rev.path)
             problems = [str(p).replace(snap, rev.origin, 1) if rev.origin else str(p) for p in e.problems]
@@ -352,6 +353,10 @@ class Agent:
             return None
         if src.invalid is not None:
             self.events.publish("revision_fixed", source=name, revision=rev.id)
+        if desired.warnings:            # once per revision: a loaded revision is kept (src.desired)
+            snap = str(rev.path)
+            self._log.warning("revision_warnings", source=name, revision=rev.id[:12],
+                              warnings=[w.replace(snap, rev.origin, 1) if rev.origin else w for w in desired.warnings])
         src.invalid = None
         self.prom.set_error(name, None)
         return dataclasses.replace(desired, revision=rev.id)

@@ -31,7 +31,8 @@ def add_common_flags(parser: argparse.ArgumentParser, *, source: bool = True) ->
 
     if source:
         parser.add_argument("source", metavar="SOURCE",
-                            help="a manifest file, a directory (searched recursively) or - for stdin")
+                            help="a manifest file, a directory (searched recursively), a directory "
+                            "holding a compose file (compose.yaml, docker-compose.yml, ...) or - for stdin")
     options.add_engine_options(parser)
     parser.add_argument("--runtime", default=os.environ.get("RECONCILER_RUNTIME", "native"),
                         choices=("native", "docker", "fake"),
@@ -89,6 +90,12 @@ def open_db(args: argparse.Namespace) -> Any:
     return Database(Path(args.root) / "state.db")
 
 
+def print_warnings(desired: Any) -> None:
+    """What loaded but is not honoured (a compose key without effect here, an unset variable)."""
+    for warning in desired.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from reconciler import spec
     from reconciler.execution import executor, locking, passes, stopping
@@ -96,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
     desired = spec.load(args.source, policy=policy.load_policy(args.policy))  # SpecError/PolicyError → exit 2,
     #                                                                          before anything is touched
+    print_warnings(desired)
     options = passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty, dry_run=args.dry_run,
                                  max_workers=max(1, args.parallel), source=os.path.abspath(args.source)
                                  if args.source != "-" else "-", settle=SETTLE)

@@ -21,7 +21,7 @@ __all__ = ["main"]
 
 # Subcommand modules, in the order `reconcile --help` lists them. Add a line when a command works.
 COMMANDS: tuple[str, ...] = (
-    "validate", "schema", "apply", "diff", "history", "lock",
+    "validate", "convert", "schema", "apply", "diff", "history", "lock",
     "run", "ps", "logs", "exec", "inspect", "start", "stop", "rm",
     "network", "pull", "images", "rmi", "image", "build", "push", "tag", "save", "load", "commit", "container", "volume",
     "agent", "status", "events", "rollback", "reconcile-now", "engine-api", "completion",

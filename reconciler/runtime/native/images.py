@@ -19,7 +19,14 @@ Pull pipeline (runtime-internals.md §7, moby/containerd behaviour):
 A pull holds the store lock shared (GC takes it exclusive) and registers a lease with an
 expiry naming everything it may still reference, so an interrupted pull's blobs survive a GC
 until the lease expires. A kill -9 at any point leaves only ingests (resumed next time),
-`extract-*` dirs (debris), and a lease (expires): the next pull completes.
+`extract-*` dirs (debris), and a lease (expires): the next pull completes; `image prune`
+reclaims them at once.
+
+A full file system is `DiskFull`, never a layer or download error: each partial download is
+dropped at once (content.py), a blob that filled the disk while being unpacked is kept (it is
+not corrupt), the lease is dropped on the way out, and then the error is said for the image:
+the file system, its free space now, and the compressed size of the layers still missing (the
+least a retry needs). The next pull, with room, starts over.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reconciler import diskfull
+from reconciler.errors import DiskFull
 from reconciler.runtime import base, errors
 from reconciler.runtime.native import content, layers, snapshots
 from reconciler.runtime.native.config import NativeConfig
@@ -266,11 +275,18 @@ class ImageStore:
         records = [LayerRecord(d.digest, d.size, d.media_type, diff, chain)
                    for d, diff, chain in zip(descs, diff_ids, chains, strict=True)]
         blobs += [cdesc.digest, *(d.digest for d in descs)]
-        with self._lease(blobs, chains):
-            self._fetch_and_unpack(client, r, records, emit)
-            image_id = cdesc.digest
-            self._record(image_id, manifest.descriptor.digest, index_digest, records, image_config)
-            self._tag(r, image_id, desc.digest)
+        try:
+            with self._lease(blobs, chains):
+                self._fetch_and_unpack(client, r, records, emit)
+                image_id = cdesc.digest
+                self._record(image_id, manifest.descriptor.digest, index_digest, records, image_config)
+                self._tag(r, image_id, desc.digest)
+        except DiskFull as exc:
+            # Said for the whole image, now that every download of it stopped and dropped its
+            # partial data: the free space is what a retry has, the need what it downloads.
+            missing = {rec.digest: rec.size for rec in records if not self.snapshots.exists(rec.chain_id)}
+            raise diskfull.error(f"pulling {r}", exc.path or self.config.root, needed=sum(missing.values()) or None,
+                                 quota=exc.quota) from exc
         emit("done", {"id": image_id, "digest": desc.digest, "status": "downloaded"})
         return self.get(image_id)
 
@@ -320,7 +336,8 @@ class ImageStore:
                                 self._download(client, r, rec, emit)
                     parents = [x.chain_id for x in records[:i]]
                     emit("extract", {"digest": rec.digest, "status": "extracting"})
-                    built = self.snapshots.create(rec.chain_id, parents, self._applier(rec))
+                    with diskfull.translated(f"unpacking layer {rec.digest[:19]}", self.snapshots.dir):
+                        built = self.snapshots.create(rec.chain_id, parents, self._applier(rec))
                     emit("layer-done", {"digest": rec.digest,
                                         "status": "downloaded" if built else "exists"})
             except BaseException:
@@ -390,9 +407,17 @@ class ImageStore:
                       (lease, time.time() + LEASE_SECONDS, json.dumps(list(blobs)), json.dumps(list(chains))))
         try:
             yield lease
-        finally:
-            with self.db.tx() as c:
-                c.execute("DELETE FROM pull_leases WHERE id = ?", (lease,))
+        except BaseException:
+            # A pull that failed (a full disk, mostly) must not fail again here and hide why:
+            # a lease left behind is dropped by `image prune` (or expires).
+            with contextlib.suppress(DiskFull):
+                self._drop_lease(lease)
+            raise
+        self._drop_lease(lease)
+
+    def _drop_lease(self, lease: str) -> None:
+        with self.db.tx() as c:
+            c.execute("DELETE FROM pull_leases WHERE id = ?", (lease,))
 
     # -- records ---------------------------------------------------------------------------------
 
@@ -584,7 +609,8 @@ class ImageStore:
 
     def prune(self, *, all_images: bool = False) -> list[str]:
         """Delete dangling (untagged) images, or with `all_images` every image no container
-        uses; then collect garbage. Returns the deleted ids."""
+        uses; then collect garbage, including what interrupted pulls left (partial downloads
+        and their leases). Returns the deleted ids."""
         import reconciler.runtime.native.gc as gc
 
         conn = self.db.connect()
@@ -596,7 +622,7 @@ class ImageStore:
             for i in victims:
                 c.execute("DELETE FROM image_refs WHERE image_id = ?", (i,))
                 c.execute("DELETE FROM images WHERE id = ?", (i,))
-        gc.collect(self)
+        gc.collect(self, keep_partial=False)
         return victims
 
 

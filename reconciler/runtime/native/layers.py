@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
+from reconciler import diskfull
 from reconciler.runtime import errors
 from reconciler.runtime.native import openat2
 
@@ -726,7 +727,8 @@ def apply_layer(
     `lowers` are the fs dirs of the layers below, TOP-MOST FIRST (as overlayfs orders them);
     they are only read (implicit parents' attributes, hardlink copy-up). Raises LayerError
     (an ImageError) on any problem, including a DiffID different from `expected_diff_id`;
-    the caller must then discard `dest` entirely. `compressed_size` (the blob's size) turns
+    the caller must then discard `dest` entirely. A full file system is not the layer's fault:
+    that OSError (ENOSPC, EDQUOT) passes unchanged. `compressed_size` (the blob's size) turns
     on the ratio cap of `limits`.
     """
     limits = limits or Limits()
@@ -769,6 +771,8 @@ def apply_layer(
             raise LayerError(f"the layer is not a valid tar stream{_at(name)}: {exc}",
                              hint="the blob is corrupt or truncated; pull again") from None
         except OSError as exc:
+            if diskfull.is_disk_full(exc):
+                raise                       # not the layer's fault: the caller says where and how much
             raise LayerError(f"applying the layer failed{_at(name)}: {exc}") from None
         except Exception as exc:
             if type(exc).__module__.startswith("zstd"):

@@ -2,7 +2,10 @@
 
 Exit codes: 0 converged; 1 some actions failed (the host is left consistent: failures are
 isolated, updates rolled back); 2 invalid input or usage (nothing was changed: the manifests
-are loaded and validated in full before anything is observed or touched).
+are loaded and validated in full before anything is observed or touched); 3 a file system the
+engine writes (the state root) is full or over quota: the error names it, what was being
+written and how much it needed; the pass is in `reconcile history` (or a `note:` under the
+error says that it could not be recorded either).
 
 Prints a summary table (one row per resource that changed or failed) and logs one canonical
 `reconcile_pass` line. `--dry-run` prints the plan instead of executing it.
@@ -43,7 +46,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "apply", help="converge the host to the manifests once (alias: --once SOURCE)",
         description="Load and validate the manifests, compare with the host, and converge it. "
-        "Exit 0 converged, 1 some actions failed, 2 invalid input (nothing changed).",
+        "Exit 0 converged, 1 some actions failed, 2 invalid input (nothing changed), 3 a file "
+        "system the engine writes is full (free space, then run again).",
     )
     add_common_flags(parser)
     from reconciler.cli import options
@@ -82,6 +86,9 @@ def open_db(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    import contextlib
+    import time
+
     from reconciler import spec
     from reconciler.execution import locking, passes
     from reconciler.spec import policy
@@ -91,8 +98,11 @@ def run(args: argparse.Namespace) -> int:
     options = passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty, dry_run=args.dry_run,
                                  max_workers=max(1, args.parallel), source=os.path.abspath(args.source)
                                  if args.source != "-" else "-", settle=SETTLE)
-    with locking.store_lock(args.root), open_runtime(args, supervise=not args.dry_run) as runtime:
-        result = passes.run_pass(desired, runtime, open_db(args), options)
+    started, db = time.time(), open_db(args)
+    with locking.store_lock(args.root), contextlib.ExitStack() as stack:
+        with passes.failure_recorded(desired, db, options, started_at=started):    # the engine may not open
+            runtime = stack.enter_context(open_runtime(args, supervise=not args.dry_run))   # (a full disk)
+        result = passes.run_pass(desired, runtime, db, options)
         if result.changeset is not None and result.converged:
             keep_revision(args, desired, options.source, keep=args.keep_revisions)
     return print_result(result)
@@ -120,6 +130,9 @@ def keep_revision(args: argparse.Namespace, desired: Any, source: str, *, keep: 
 SETTLE = 1.0
 
 
+EXIT_DISK_FULL = 3        # errors.DiskFull.exit_code: an action failed because a file system is full
+
+
 def print_result(result: Any) -> int:
     """The summary of a pass (apply, rollback); its exit code."""
     from reconciler.cli import output
@@ -139,8 +152,17 @@ def print_result(result: Any) -> int:
         print(f"note: {note}")
     for ref, err in sorted(result.resolve_errors.items()):
         print(f"warning: could not resolve {ref}: {err}", file=sys.stderr)
+    in_table = {c.resource for c in result.changeset.failed()}
     for name, why in sorted(getattr(result, "unready", {}).items()):
-        print(f"error: container {name} is not running as desired: {why}", file=sys.stderr)
+        if f"container:{name}" not in in_table:       # its failed or skipped action says why already
+            print(f"error: container {name} is not running as desired: {why}", file=sys.stderr)
+    full = result.changeset.disk_full()
+    for r in full[:1]:                    # a full file system fails whatever writes to it: say it once
+        print(f"error: {r.action.resource}: {r.error}", file=sys.stderr)
+        if r.hint:
+            print(f"  hint: {r.hint}", file=sys.stderr)
     counts = ", ".join(f"{v} {k}" for k, v in result.changeset.counts().items()) or "nothing to do"
     print(f"{result.result}: revision {result.revision[:12]}: {counts} ({result.duration:.2f}s)")
+    if full:
+        return EXIT_DISK_FULL
     return 0 if result.converged else 1

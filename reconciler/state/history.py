@@ -12,7 +12,7 @@ from typing import Any
 
 from reconciler._sqlite import Database
 
-__all__ = ["HistoryStore", "Pass", "last_converged"]
+__all__ = ["HistoryStore", "Pass", "last_converged", "last_passes"]
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS history_passes (
@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS history_passes (
     result TEXT NOT NULL,
     counts_json TEXT NOT NULL DEFAULT '{}',
     changes_json TEXT NOT NULL DEFAULT '[]',
-    cause TEXT NOT NULL DEFAULT ''
+    cause TEXT NOT NULL DEFAULT '',
+    error TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS history_passes_owner ON history_passes (owner, id);
 """
@@ -45,6 +46,7 @@ class Pass:
     counts: Mapping[str, int] = field(default_factory=dict)
     changes: Sequence[Mapping[str, Any]] = ()
     cause: str = ""                              # why the pass ran, when not the source ("rollback to <id>")
+    error: str = ""                              # what ended the pass before it finished (disk full...)
 
 
 class HistoryStore:
@@ -53,8 +55,7 @@ class HistoryStore:
     def __init__(self, db: Database, owner: str) -> None:
         self.db = db
         self.owner = owner
-        db.ensure_schema("history", _DDL)
-        _ensure_cause_column(db)
+        _ensure_table(db)
 
     def record(
         self,
@@ -67,15 +68,16 @@ class HistoryStore:
         counts: Mapping[str, int],
         changes: Sequence[Mapping[str, Any]],
         cause: str = "",
+        error: str = "",
     ) -> int:
         with self.db.tx() as conn:
             cur = conn.execute(
                 "INSERT INTO history_passes (owner, revision, source, started_at, finished_at,"
-                " result, counts_json, changes_json, cause) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " result, counts_json, changes_json, cause, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     self.owner, revision, source, started_at, finished_at, result,
                     json.dumps(dict(counts), sort_keys=True),
-                    json.dumps(list(changes), sort_keys=True, default=str), cause,
+                    json.dumps(list(changes), sort_keys=True, default=str), cause, error,
                 ),
             )
             return int(cur.lastrowid or 0)
@@ -86,15 +88,13 @@ class HistoryStore:
             "SELECT * FROM history_passes WHERE owner = ? ORDER BY id DESC LIMIT ?",
             (self.owner, limit),
         )
-        return [
-            Pass(
-                id=r["id"], owner=r["owner"], revision=r["revision"], source=r["source"],
-                started_at=r["started_at"], finished_at=r["finished_at"], result=r["result"],
-                counts=json.loads(r["counts_json"]), changes=json.loads(r["changes_json"]),
-                cause=r["cause"],
-            )
-            for r in rows
-        ]
+        return [_pass(r) for r in rows]
+
+    def last_result(self) -> str | None:
+        """The result of the newest recorded pass (None: none yet)."""
+        row = self.db.connect().execute(
+            "SELECT result FROM history_passes WHERE owner = ? ORDER BY id DESC LIMIT 1", (self.owner,)).fetchone()
+        return None if row is None else str(row["result"])
 
     def last_good(self) -> Pass | None:
         """The newest pass that converged."""
@@ -102,6 +102,24 @@ class HistoryStore:
             if p.result == "converged":
                 return p
         return None
+
+
+def _pass(r: Any) -> Pass:
+    return Pass(
+        id=r["id"], owner=r["owner"], revision=r["revision"], source=r["source"],
+        started_at=r["started_at"], finished_at=r["finished_at"], result=r["result"],
+        counts=json.loads(r["counts_json"]), changes=json.loads(r["changes_json"]),
+        cause=r["cause"], error=r["error"],
+    )
+
+
+def last_passes(db: Database) -> dict[str, Pass]:
+    """The newest recorded pass of every owner, by owner."""
+    _ensure_table(db)
+    rows = db.connect().execute(
+        "SELECT * FROM history_passes WHERE id IN (SELECT MAX(id) FROM history_passes GROUP BY owner)"
+        " ORDER BY owner")
+    return {str(r["owner"]): _pass(r) for r in rows}
 
 
 def last_converged(db: Database) -> set[str]:
@@ -113,16 +131,19 @@ def last_converged(db: Database) -> set[str]:
     return {str(r["revision"]) for r in rows}
 
 
-def _ensure_cause_column(db: Database) -> None:
-    """Databases made before the `cause` column get it (once; a concurrent adder is fine)."""
+def _ensure_table(db: Database) -> None:
+    """The table, with every column: databases made before the `cause` or `error` column get
+    it (once; a concurrent adder is fine)."""
     import sqlite3
 
+    db.ensure_schema("history", _DDL)
     cols = {r["name"] for r in db.connect().execute("PRAGMA table_info(history_passes)")}
-    if "cause" in cols:
-        return
-    try:
-        with db.tx() as conn:
-            conn.execute("ALTER TABLE history_passes ADD COLUMN cause TEXT NOT NULL DEFAULT ''")
-    except sqlite3.OperationalError as exc:     # another process added it meanwhile
-        if "duplicate column" not in str(exc):
-            raise
+    for name in ("cause", "error"):
+        if name in cols:
+            continue
+        try:
+            with db.tx() as conn:
+                conn.execute(f"ALTER TABLE history_passes ADD COLUMN {name} TEXT NOT NULL DEFAULT ''")
+        except sqlite3.OperationalError as exc:     # another process added it meanwhile
+            if "duplicate column" not in str(exc):
+                raise

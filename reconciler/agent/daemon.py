@@ -423,8 +423,16 @@ class Agent:
             src.source.place(rev)               # what the pass applies is what its binds show
             eo = executor.ExecuteOptions(max_workers=self.config.parallel,
                                          stop=lambda: self.loop.stop_requested)
-            result = passes.run_pass(desired, runtime, self.db, options, execute_options=eo,
-                                     plan_filter=self._plan_filter(name, src, desired, drift_check))
+            try:
+                result = passes.run_pass(desired, runtime, self.db, options, execute_options=eo,
+                                         plan_filter=self._plan_filter(name, src, desired, drift_check))
+            except ReconcilerError as e:      # a full disk...: the loop retries; status must not say converged
+                src.last_result, src.last_pass_at = "failed", time.time()
+                src.last_failures = [e.message]
+                self.prom.passes.labels(name, "failed").inc()
+                self.events.publish("pass", source=name, revision=rev.id, result="failed", counts={},
+                                    failures=src.last_failures, reconcile_id=request.reconcile_id)
+                raise
             managed = len(runtime.list_containers({labelmod.OWNER: src.cfg.owner}))
         src.applied, src.desired = rev, desired
         src.last_result, src.last_pass_at = result.result, time.time()

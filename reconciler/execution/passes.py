@@ -7,6 +7,10 @@
       → execute (unless dry run)
       → inventory, failure records, history, one canonical log line
 
+History gets every pass that changed something, did not converge, or converged after one that
+did not (so that its last row tells whether the owner is well). A pass that an error ends early
+(errors.DiskFull, mostly) is recorded as failed with that error.
+
 The CLI (`reconcile apply`, `reconcile diff`) and the controller loop both call `run_pass`.
 
 A pass that will change the host is put in the history before it executes (`running`) and
@@ -16,12 +20,15 @@ whose process died is marked `interrupted` by the next pass.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler import diskfull
 from reconciler._sqlite import Database
+from reconciler.errors import DiskFull, ReconcilerError
 from reconciler.execution import changes, executor, translate
 from reconciler.planning import actions, planner
 from reconciler.runtime import base
@@ -31,7 +38,7 @@ from reconciler.state import inventory as inv
 from reconciler.state import labels as labelmod
 from reconciler.state import observed as obs
 
-__all__ = ["PassOptions", "PassResult", "plan_pass", "run_pass"]
+__all__ = ["PassOptions", "PassResult", "failure_recorded", "plan_pass", "run_pass"]
 
 Kind = actions.ActionKind
 
@@ -210,12 +217,68 @@ def run_pass(
 ) -> PassResult:
     """One full pass; the host is touched only by `execute` (never on dry run).
     `plan_filter` (the agent's) may drop actions before execution: drift only reported,
-    containers over the flap limit left stopped."""
+    containers over the flap limit left stopped.
+
+    An error that ends the pass early (a full disk, an engine that does not answer) is raised
+    after the pass is recorded in history as failed, with the error; if even that cannot be
+    written (the disk is still full), the error carries a note saying so."""
+    started_at = time.time() if now is None else now
+    with failure_recorded(desired, db, options, started_at=started_at):
+        return _run_pass(desired, runtime, db, options, started_at=started_at, now=now,
+                         execute_options=execute_options, plan_filter=plan_filter)
+
+
+@contextlib.contextmanager
+def failure_recorded(desired: models.DesiredState, db: Database, options: PassOptions, *,
+                     started_at: float) -> Iterator[None]:
+    """A pass that an error ends inside the block is recorded in history as failed, with the
+    error; then the error is raised (a full disk that came through as OSError or sqlite3 error
+    as errors.DiskFull), with a note when even the history could not be written. Anything else
+    (a bug) passes untouched. run_pass uses it; so does a caller whose pass can fail before
+    run_pass (`--once`: the engine did not open)."""
+    try:
+        yield
+    except Exception as exc:
+        error = exc if isinstance(exc, ReconcilerError) else \
+            diskfull.translate(exc, "running the pass", db.path.parent)      # the state root
+        if error is None:
+            raise
+        _record_failure(desired, db, options, error, started_at=started_at)
+        if error is exc:
+            raise
+        raise error from exc
+
+
+def _record_failure(desired: models.DesiredState, db: Database, options: PassOptions, error: ReconcilerError,
+                    *, started_at: float) -> None:
+    """History gets the failed pass; the error a note (shown with it) if even that fails."""
+    if options.dry_run:
+        return
+    try:
+        hist.HistoryStore(db, options.owner).record(
+            revision=desired.revision, source=options.source, started_at=started_at, finished_at=time.time(),
+            result="failed", counts={}, changes=[], cause=options.cause, error=error.message)
+    except ReconcilerError as again:
+        why = "there is no room to write it either" if isinstance(again, DiskFull) else \
+            f"writing it failed too: {again.message}"
+        error.add_note(f"this failed pass is not in `reconcile history`: {why}")
+
+
+def _run_pass(
+    desired: models.DesiredState,
+    runtime: base.Runtime,
+    db: Database,
+    options: PassOptions,
+    *,
+    started_at: float,
+    now: float | None,
+    execute_options: executor.ExecuteOptions | None,
+    plan_filter: Callable[[actions.Plan], actions.Plan] | None,
+) -> PassResult:
     import structlog
 
     log = structlog.get_logger("reconciler.pass").bind(owner=options.owner, revision=desired.revision[:12])
     began = time.monotonic()
-    started_at = time.time() if now is None else now
     eo = execute_options or executor.ExecuteOptions(max_workers=options.max_workers)
     plan, errors, inventory = _prepare(desired, runtime, db, options, now=started_at, stop=eo.stop)
     if plan_filter is not None:
@@ -244,7 +307,7 @@ def run_pass(
     finished, counts, docs = time.time(), cs.counts(), [c.to_json() for c in cs.changes]
     if pass_id is not None:
         history.finish(pass_id, finished_at=finished, result=result.result, counts=counts, changes=docs)
-    elif not cs.ok or down:
+    elif not cs.ok or down or history.last_result() not in (None, "converged"):
         history.record(revision=desired.revision, source=options.source, started_at=started_at,
                        finished_at=finished, result=result.result, counts=counts, changes=docs,
                        cause=options.cause)

@@ -19,7 +19,8 @@ What a fake cannot have is simulated simply and deterministically:
 - `op_delay` makes every mutating call take that long, and `max_in_flight` records the most
   calls seen running at once (how executor tests observe parallelism without timing).
 
-Extra capability over the protocol: `rename_container` (start-first updates need it).
+Capabilities beyond the protocol: `base.Renaming` (start-first updates need it); not building,
+pushing, supervision loops or archive transfer.
 """
 
 from __future__ import annotations
@@ -468,6 +469,6 @@ def _check_same_network(found: Mapping[str, Any], config: base.NetworkConfig) ->
                                 hint="remove it so that it can be re-created")
 
 
-def _conforms(runtime: FakeRuntime) -> base.Runtime:
-    """mypy checks here that the fake implements the whole protocol."""
-    return runtime
+def _conforms(runtime: FakeRuntime) -> tuple[base.Runtime, base.Renaming]:
+    """mypy checks here that the fake implements the whole protocol and renaming."""
+    return runtime, runtime

@@ -655,7 +655,8 @@ def test_rename_container(runtime: base.Runtime, image: str, networks: Callable[
     networks("rn")
     cid = run(runtime, cfg(image, "old", "sleep", "1000", networks=("rn",)))
     other = runtime.create_container(cfg(image, "taken", "true"))
-    rename: Callable[[str, str], None] = runtime.rename_container  # type: ignore[attr-defined]  # optional capability
+    assert isinstance(runtime, base.Renaming)           # every engine has it (start-first updates)
+    rename = runtime.rename_container
     rename("old", "new")
     st = runtime.inspect_container("new")
     assert st.id == cid

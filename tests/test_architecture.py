@@ -23,3 +23,20 @@ def imported_roots(path: Path) -> set[str]:
 def test_pyroute2_is_imported_in_one_module_only() -> None:
     offenders = [p for p in PKG.rglob("*.py") if p != PYROUTE2_MODULE and "pyroute2" in imported_roots(p)]
     assert offenders == []
+
+
+def _probes_an_engine(node: ast.AST) -> bool:
+    """`getattr(runtime, ...)` / `hasattr(rt, ...)`: a capability asked by attribute name."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr")):
+        return False
+    target = node.args[0] if node.args else None
+    name = target.id if isinstance(target, ast.Name) else target.attr if isinstance(target, ast.Attribute) else ""
+    return name in ("runtime", "rt", "engine")
+
+
+def test_engine_capabilities_are_asked_with_isinstance() -> None:
+    """What an engine can do beyond the Runtime protocol is a runtime_checkable protocol of
+    runtime/base.py, tested with isinstance; no caller probes an engine's attributes."""
+    offenders = [f"{p.relative_to(PKG)}:{node.lineno}" for p in PKG.rglob("*.py")
+                 for node in ast.walk(ast.parse(p.read_text(), filename=str(p))) if _probes_an_engine(node)]
+    assert offenders == []

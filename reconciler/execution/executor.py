@@ -234,10 +234,9 @@ def _perform(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> 
                        interrupted=isinstance(exc, _ActionFailed) and exc.interrupted)
         return {}
     if k is Kind.RENAME:
-        rename = getattr(runtime, "rename_container", None)
-        if rename is None:
+        if not isinstance(runtime, base.Renaming):
             raise _ActionFailed(f"runtime {runtime.name} cannot rename containers")
-        rename(a.target, a.new_name)
+        runtime.rename_container(a.target, a.new_name)
         return {}
     raise _ActionFailed(f"the executor has no handler for {k}")   # pragma: no cover
 
@@ -254,15 +253,13 @@ def _cancel_when_stopping(a: actions.Action, opts: ExecuteOptions) -> base.Progr
 def _build_or_push(a: actions.Action, runtime: base.Runtime) -> dict[str, Any]:
     """An Image's build: (tagged as its ref), or a push of it to one push: target."""
     if a.kind is Kind.PUSH_IMAGE:
-        push = getattr(runtime, "push_image", None)
-        if not callable(push):
+        if not isinstance(runtime, base.ImagePushing):
             raise _ActionFailed(f"runtime {runtime.name} cannot push images")
-        return {"image_digest": push(a.image, a.target)}
-    build = getattr(runtime, "build_image", None)
-    if not callable(build) or not isinstance(a.spec, models.Image) or a.spec.build is None:
+        return {"image_digest": runtime.push_image(a.image, a.target)}
+    if not isinstance(runtime, base.ImageBuilding) or not isinstance(a.spec, models.Image) or a.spec.build is None:
         raise _ActionFailed(f"runtime {runtime.name} cannot build images")
     b = a.spec.build
-    info = build(a.target, b.context, b.file, b.args, b.target)
+    info = runtime.build_image(a.target, b.context, b.file, b.args, b.target)
     return {"image_digest": info.digest or info.id}
 
 

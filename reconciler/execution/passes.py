@@ -173,7 +173,7 @@ def _prepare(
     plan = planner.plan(
         desired, observed, inventory,
         planner.PlanOptions(owner=options.owner, allow_empty=options.allow_empty, now=now,
-                            can_rename=callable(getattr(runtime, "rename_container", None)),
+                            can_rename=isinstance(runtime, base.Renaming),
                             builds=_builds_due(desired, runtime)),
     )
     return plan, errors, inventory
@@ -185,14 +185,13 @@ def _builds_due(
     """For each Image with build:, why it must be built now (None: up to date) and the push
     targets that lack its current build, as the runtime judges them (it hashes the context);
     None when the runtime cannot build."""
-    due = getattr(runtime, "build_due", None)
-    if not callable(due):
+    if not isinstance(runtime, base.ImageBuilding):
         return None
     out: dict[str, tuple[str | None, tuple[str, ...]]] = {}
     for img in desired.images.values():
         if img.build is not None and img.ref:
             b = img.build
-            out[img.ref] = due(img.ref, b.context, b.file, b.args, b.target, img.push)
+            out[img.ref] = runtime.build_due(img.ref, b.context, b.file, b.args, b.target, img.push)
     return out
 
 

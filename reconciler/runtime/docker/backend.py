@@ -711,3 +711,9 @@ class DockerRuntime:
 
     def remove_volume(self, name: str) -> None:
         self.api.volume_remove(name)
+
+
+def _conforms(rt: DockerRuntime) -> tuple[base.Runtime, base.Renaming, base.ArchiveTransfer]:
+    """mypy checks here that the backend implements the protocol and its capabilities (dockerd
+    supervises its containers itself; building and pushing are not done through it)."""
+    return rt, rt, rt

@@ -41,6 +41,7 @@ import io
 import json
 import re
 import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -252,8 +253,12 @@ class _Server(ThreadingHTTPServer):
         self.shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        # a client that resets its connection is not the agent's problem: no traceback on stderr
-        self._log.debug("webhook_connection_error", peer=str(client_address[0]), exc_info=True)
+        # instead of socketserver's traceback on stderr: a connection the client reset is not
+        # the agent's problem; anything else is a bug, logged as one
+        if isinstance(sys.exc_info()[1], OSError):
+            self._log.debug("webhook_connection_error", peer=str(client_address[0]), exc_info=True)
+        else:
+            self._log.exception("webhook_failed", peer=str(client_address[0]))
 
 
 class WebhookServer:
@@ -304,8 +309,8 @@ class WebhookServer:
                 try:
                     super().handle_one_request()
                 except _HeadersTooLarge:
-                    server._log.warning("webhook_rejected", status=431, peer=self.client_address[0],
-                                        reason=f"headers over {HEADER_LIMIT} bytes")
+                    server._log.warning("webhook_rejected", peer=self.client_address[0],
+                                        reason=f"headers over {HEADER_LIMIT} bytes: connection dropped")
                     self.close_connection = True
 
             def log_message(self, format: str, *args: Any) -> None:
@@ -392,7 +397,7 @@ class WebhookServer:
             log.info("webhook_rejected", status=404)
             return 404, {"error": "no webhook at this path"}
         signature = _signature(req.headers)
-        if signature is None or (signature.forge == "gitlab" and not signature.verify(b"", hook.secret)):
+        if signature is None or not signature.may_be_right(hook.secret):
             log.warning("webhook_rejected", status=401, reason="missing or wrong signature")
             return 401, {"error": "missing or wrong signature"}
         try:
@@ -406,7 +411,7 @@ class WebhookServer:
         try:
             body = req.rfile.read(length)
         except TimeoutError:
-            log.warning("webhook_rejected", status=408, reason=f"body not in within {self.request_timeout:g}s")
+            log.warning("webhook_rejected", status=408, reason=f"the body did not arrive within {self.request_timeout:g}s")
             return 408, {"error": "the request took too long"}
         if len(body) != length:
             log.warning("webhook_rejected", status=400, reason="the body ended before its Content-Length")
@@ -471,6 +476,10 @@ class _Signature:
     forge: str
     scheme: str  # "hmac": hex HMAC-SHA256 of the body; "token": the secret itself (GitLab)
     value: str = field(repr=False)
+
+    def may_be_right(self, secret: bytes) -> bool:
+        """What can be known before the body: a token is compared in full, an HMAC's form was checked."""
+        return self.scheme != "token" or self.verify(b"", secret)
 
     def verify(self, body: bytes, secret: bytes) -> bool:
         if self.scheme == "token":

@@ -102,6 +102,7 @@ class Agent:
         self._serving: list[Callable[[], None]] = []
         self._webhooks: Any = None
         self.notifier = notify.Notifier(config.notify, self.events)
+        self._deliveries: Any = None                 # webhook.DeliveryIds, kept across reloads
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -280,7 +281,13 @@ class Agent:
                                       wake=self.loop.waker(sc.name), refs=refs))
         if hooks:
             host, port = self.config.webhook_listen
-            self._webhooks = webhook.WebhookServer(hooks, host=host, port=port).start()
+            cfg = self.config
+            if self._deliveries is None:
+                self._deliveries = webhook.DeliveryIds()
+            self._webhooks = webhook.WebhookServer(
+                hooks, host=host, port=port, max_body=cfg.webhook_max_body,
+                max_connections=cfg.webhook_max_connections, request_timeout=cfg.webhook_request_timeout,
+                deliveries=self._deliveries).start()
 
     def _get(self, name: str) -> _Source:
         with self._lock:

@@ -62,7 +62,7 @@ class Supervisor:
         self._log = structlog.get_logger("reconciler.agent.supervise")
 
     def start(self) -> Supervisor:
-        self.runtime.restart_manager.boot()     # `always` / `unless-stopped` ones that exited meanwhile
+        self.runtime.restart_manager.boot()     # the ones that exited meanwhile and their policy runs
         for name, target in (("restarts", self._restart_loop), ("health", self._health_loop)):
             t = threading.Thread(target=target, name=f"supervise-{name}", daemon=True)
             t.start()

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler import restarting
 from reconciler.planning import actions
 from reconciler.spec import hashing, models
 from reconciler.state import inventory as inv
@@ -452,11 +453,11 @@ def plan(
         if o.status == "restarting":
             b.notes.append(f"{res} is restarting (converging, not drift)")
             continue
-        start_cause = _start_cause(c, o)
-        if start_cause.startswith("!"):
-            b.notes.append(f"{res}: {start_cause[1:]}")
+        decision = _start_decision(c, o)
+        if not decision.start:
+            b.notes.append(f"{res}: {decision.why}")
             continue
-        ready[name] = b.add(f"start:{res}", Kind.START, res, start_cause, base_deps,
+        ready[name] = b.add(f"start:{res}", Kind.START, res, decision.why, base_deps,
                             target=o.id, wait=wait)
 
     # a recreated network waits for the removal of every container attached to it
@@ -498,23 +499,9 @@ def plan(
     return b.build(rev)
 
 
-def _start_cause(c: models.Container, o: obs.ObservedContainer) -> str:
-    """Why a matching stopped container is started, or "!why not" when the policy says no."""
+def _start_decision(c: models.Container, o: obs.ObservedContainer) -> restarting.StartDecision:
+    """Whether a matching stopped container is started, and why (`reconciler.restarting`)."""
     if o.status == "created":
-        return "created but never started"
-    policy = c.restart.name
-    code = o.exit_code
-    if policy == "always":
-        return f"exited (code {code}); restart policy always"
-    if policy == "unless-stopped":
-        if o.manually_stopped:
-            return "!stopped by hand; restart policy unless-stopped keeps it stopped"
-        return f"exited (code {code}); restart policy unless-stopped"
-    if policy == "on-failure":
-        if code == 0:
-            return "!exited with code 0; restart policy on-failure leaves it stopped"
-        if c.restart.max_retries and o.restart_count >= c.restart.max_retries:
-            return (f"!exited (code {code}) after {o.restart_count} restarts; "
-                    f"on-failure:{c.restart.max_retries} gave up")
-        return f"exited (code {code}); restart policy on-failure"
-    return f"!exited (code {code}); restart policy no leaves it stopped"
+        return restarting.StartDecision(True, "created but never started")
+    return restarting.decide(c.restart, exit_code=o.exit_code, restart_count=o.restart_count,
+                             manually_stopped=o.manually_stopped, moment=restarting.Moment.RESUME)

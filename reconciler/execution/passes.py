@@ -23,7 +23,7 @@ from typing import Any
 
 from reconciler._sqlite import Database
 from reconciler.execution import changes, executor, translate
-from reconciler.planning import actions, planner
+from reconciler.planning import actions, implied, planner
 from reconciler.runtime import base
 from reconciler.spec import models
 from reconciler.state import history as hist
@@ -158,7 +158,7 @@ def _prepare(
     stop: Callable[[], bool] | None = None,
 ) -> tuple[actions.Plan, Mapping[str, str], inv.Inventory]:
     store = inv.InventoryStore(db, options.owner)
-    refs = _tracked_refs(desired)
+    refs = implied.tracked_refs(desired)
     resolved, errors = obs.resolve_digests(runtime, refs, inventory=store, ttl=options.digest_ttl, now=now,
                                            stop=stop)
     observed = obs.observe(runtime, resolved=resolved)
@@ -187,15 +187,6 @@ def _builds_due(
             b = img.build
             out[img.ref] = due(img.ref, b.context, b.file, b.args, b.target, img.push)
     return out
-
-
-def _tracked_refs(desired: models.DesiredState) -> list[str]:
-    refs = []
-    for c in desired.containers.values():
-        img = desired.images.get(c.image_object) if c.image_object else None
-        if img is None or img.track or img.pull == "always":
-            refs.append(c.image)
-    return refs
 
 
 def run_pass(
@@ -308,9 +299,8 @@ def record(
                 config = old.config if old else None
                 digest = old.image_digest if old else ""
                 if config is None:
-                    labels = labelmod.make(owner=options.owner, kind="Container", name=name,
-                                           spec_hash=c.spec_hash, revision=desired.revision,
-                                           image_digest=digest, user=c.labels)
+                    labels = implied.labels(owner=options.owner, revision=desired.revision, kind="Container",
+                                            name=name, obj=c, image_digest=digest)
                     config = base.config_to_json(translate.container_config(c, name=name, labels=labels))
             return inv.Entry(
                 kind="Container", name=name, spec_hash=c.spec_hash, image_digest=digest,
@@ -324,12 +314,7 @@ def record(
                              spec=inv.spec_document(n))
 
         settle("Network", name, n.spec_hash, network_entry)
-    volumes: dict[str, models.Volume | None] = dict(desired.volumes)
-    for c in desired.containers.values():
-        for m in c.volumes:
-            if m.type == "volume":
-                volumes.setdefault(m.source, None)
-    for name, v in volumes.items():
+    for name, v in implied.volumes(desired).items():
         def volume_entry(name: str = name, v: models.Volume | None = v) -> inv.Entry:
             return inv.Entry(kind="Volume", name=name, spec_hash=v.spec_hash if v else "",
                              revision=desired.revision, spec=inv.spec_document(v) if v else {},
@@ -337,8 +322,7 @@ def record(
 
         settle("Volume", name, v.spec_hash if v else "", volume_entry)
     # prunes: a successful delete or forget drops the entry; a failed one stays (retried)
-    desired_keys = {("Container", n) for n in desired.containers} | {("Network", n) for n in desired.networks} \
-        | {("Volume", n) for n in volumes}
+    desired_keys = implied.keys(desired)
     for r in cs.results:
         key = r.action.kind_name
         if key in desired_keys or key not in current.entries or key in removed:

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler import restarting
-from reconciler.planning import actions
+from reconciler.planning import actions, implied
 from reconciler.spec import hashing, models
 from reconciler.state import inventory as inv
 from reconciler.state import labels as labelmod
@@ -182,21 +182,6 @@ def _topo_containers(containers: Mapping[str, models.Container]) -> list[str]:
     return order
 
 
-@dataclass(frozen=True)
-class _ImagePolicy:
-    pull: str
-    track: bool
-    build: bool
-
-
-def _image_policy(c: models.Container, desired: models.DesiredState) -> _ImagePolicy:
-    img = desired.images.get(c.image_object) if c.image_object else None
-    if img is None:
-        return _ImagePolicy(pull="missing", track=True, build=False)
-    return _ImagePolicy(pull=img.pull, track=img.track or img.pull == "always",
-                        build=img.build is not None)
-
-
 def plan(
     desired: models.DesiredState,
     observed: obs.ObservedState,
@@ -207,21 +192,12 @@ def plan(
     b = _Builder()
     rev = desired.revision
 
-    def lbl(kind: str, name: str, spec_hash: str, user: Mapping[str, str], digest: str = "") -> dict[str, str]:
-        return labelmod.make(owner=options.owner, kind=kind, name=name, spec_hash=spec_hash,
-                             revision=rev, image_digest=digest, user=user)
+    def lbl(kind: str, name: str, obj: models.Container | models.Network | models.Volume | None,
+            digest: str = "") -> dict[str, str]:
+        return implied.labels(owner=options.owner, revision=rev, kind=kind, name=name, obj=obj, image_digest=digest)
 
     # --- prune set first (computed from a fully valid revision only: the caller loaded it)
-    desired_keys = (
-        {("Container", n) for n in desired.containers}
-        | {("Network", n) for n in desired.networks}
-        | {("Volume", n) for n in desired.volumes}
-    )
-    # implicit volumes (mounted but not declared) count as desired too
-    for c in desired.containers.values():
-        for m in c.volumes:
-            if m.type == "volume":
-                desired_keys.add(("Volume", m.source))
+    desired_keys = implied.keys(desired)
     garbage = sorted(k for k in inventory.entries if k not in desired_keys and k[0] != "Image")
     empty = not (desired.containers or desired.networks or desired.volumes or desired.images)
     prune_refused = bool(options.prune and empty and garbage and not options.allow_empty)
@@ -257,7 +233,7 @@ def plan(
         net = desired.networks[name]
         res = f"network:{name}"
         on = observed.networks.get(name)
-        labels = lbl("Network", name, net.spec_hash, net.labels)
+        labels = lbl("Network", name, net)
         if on is None:
             net_ready[name] = b.add(f"ensure:{res}", Kind.ENSURE_NETWORK, res, "not found",
                                     spec=net, labels=labels, target=name)
@@ -278,18 +254,14 @@ def plan(
 
     # --- volumes (declared, then implicit ones)
     vol_ready: dict[str, str] = {}
-    implicit = sorted({m.source for c in desired.containers.values() for m in c.volumes
-                       if m.type == "volume" and m.source not in desired.volumes})
-    for name in [*sorted(desired.volumes), *implicit]:
-        v = desired.volumes.get(name)
+    for name, v in implied.volumes(desired).items():
         res = f"volume:{name}"
         ov = observed.volumes.get(name)
         if ov is None:
-            spec_hash = v.spec_hash if v else ""
             vol_ready[name] = b.add(
                 f"ensure:{res}", Kind.ENSURE_VOLUME, res,
                 "not found" if v else "not found (mounted, not declared)",
-                spec=v, labels=lbl("Volume", name, spec_hash, v.labels if v else {}), target=name)
+                spec=v, labels=lbl("Volume", name, v), target=name)
         elif not _owned(ov.owner, options):
             vol_ready[name] = b.add(f"fail:{res}", Kind.FAIL, res, _stranger("volume", ov.owner))
 
@@ -316,7 +288,7 @@ def plan(
 
     for ref in sorted({c.image for c in desired.containers.values()}):
         users = [c for c in desired.containers.values() if c.image == ref]
-        pol = _image_policy(users[0], desired)
+        pol = implied.image_policy(users[0], desired)
         res = f"image:{ref}"
         local = observed.local_digest(ref)
         remote = observed.remote_digest(ref) if (pol.track or obs.is_pinned(ref)) else None
@@ -359,7 +331,7 @@ def plan(
         # pruned containers go first: they may hold a host port or an address we need
         base_deps += container_removals
         digest = "" if c.image in rebuilt else want_digest.get(c.image, "")
-        labels = lbl("Container", name, c.spec_hash, c.labels, digest)
+        labels = lbl("Container", name, c, digest)
         wait = None
         if c.healthcheck is not None and c.healthcheck.test[:1] != ("NONE",):
             wait = actions.Wait(timeout=c.update.health_timeout, healthcheck=True)

@@ -50,6 +50,10 @@ class PassOptions:
     # seconds to let started containers show a crash before the check; `--once` waits, the agent
     # does not (its restart supervision and next pass see a crash loop)
     settle: float = 0.0
+    # the agent's planner inputs (planner.PlanOptions says what they do): the revision its
+    # previous pass applied, and the containers over its flap limit
+    applied_revision: str = ""
+    flapping: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -167,7 +171,8 @@ def _prepare(
         desired, observed, inventory,
         planner.PlanOptions(owner=options.owner, allow_empty=options.allow_empty, now=now,
                             can_rename=callable(getattr(runtime, "rename_container", None)),
-                            builds=_builds_due(desired, runtime)),
+                            builds=_builds_due(desired, runtime), applied_revision=options.applied_revision,
+                            flapping=options.flapping),
     )
     return plan, errors, inventory
 
@@ -197,11 +202,8 @@ def run_pass(
     *,
     now: float | None = None,
     execute_options: executor.ExecuteOptions | None = None,
-    plan_filter: Callable[[actions.Plan], actions.Plan] | None = None,
 ) -> PassResult:
-    """One full pass; the host is touched only by `execute` (never on dry run).
-    `plan_filter` (the agent's) may drop actions before execution: drift only reported,
-    containers over the flap limit left stopped."""
+    """One full pass; the host is touched only by `execute` (never on dry run)."""
     import structlog
 
     log = structlog.get_logger("reconciler.pass").bind(owner=options.owner, revision=desired.revision[:12])
@@ -209,8 +211,6 @@ def run_pass(
     started_at = time.time() if now is None else now
     eo = execute_options or executor.ExecuteOptions(max_workers=options.max_workers)
     plan, errors, inventory = _prepare(desired, runtime, db, options, now=started_at, stop=eo.stop)
-    if plan_filter is not None:
-        plan = plan_filter(plan)
     for ref, err in errors.items():
         log.warning("digest_unresolved", ref=ref, error=err)
     if options.dry_run:

@@ -15,11 +15,13 @@ same plan text. The rules are DESIGN §5:
   empty without `allow_empty`, named volumes only with `deletionPolicy: Delete`;
 - order: networks → volumes → images → containers by dependsOn; deletes in reverse;
 - no loops: an object whose last attempt at the same (revision, spec hash) failed is held
-  until its backoff expires.
+  until its backoff expires; a container over the agent's flap limit is not started again;
+- drift: in a pass over the revision applied last (a drift check), the corrections of a
+  `drift: report` container are reported (`Plan.drift`), not made.
 
 `_Planner` works in phases, one method each, in the order the actions are numbered: inputs →
-prune containers → networks and volumes → images → containers → ordering (what waits for what)
-→ prune networks and volumes. The maps one phase fills and a later one reads
+prune containers → networks and volumes → images → containers → ordering (what waits for what,
+what is held back) → prune networks and volumes. The maps one phase fills and a later one reads
 are its documented fields. Rules shared with other parts live in their one home:
 `reconciler.restarting` (should a stopped container run), `planning/implied.py` (tracked image
 tags, implicit volumes, ownership labels).
@@ -58,6 +60,13 @@ class PlanOptions:
     # Images with build: whose build is due (ref -> cause) and push targets not up to date
     # (ref -> targets), as the runtime judged them (`build_due`); None: it cannot build.
     builds: Mapping[str, tuple[str | None, tuple[str, ...]]] | None = None
+    # The agent's inputs. The revision its previous pass applied ("" none): a pass over the same
+    # revision is a drift check, where the corrections of `drift: report` containers are
+    # reported (Plan.drift), not made, nor anything that waits for them.
+    applied_revision: str = ""
+    # Containers over the flap limit: a start outside a recreate is left out (and noted), with
+    # everything that waits for it.
+    flapping: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -84,7 +93,13 @@ class _Builder:
         self.order.append(key)
         return key
 
-    def build(self, revision: str) -> actions.Plan:
+    def drop(self, keys: set[str]) -> None:
+        """Leave these actions out of the plan."""
+        self.order = [k for k in self.order if k not in keys]
+        for k in keys:
+            del self.nodes[k]
+
+    def build(self, revision: str, drift: tuple[str, ...] = ()) -> actions.Plan:
         index = {k: i for i, k in enumerate(self.order)}
         indegree = {k: 0 for k in self.order}
         children: dict[str, list[str]] = {k: [] for k in self.order}
@@ -110,7 +125,7 @@ class _Builder:
                     heapq.heappush(ready, (index[c], c))
         if len(out) != len(self.order):   # pragma: no cover - dependsOn cycles are spec errors
             raise ValueError("plan has a dependency cycle")
-        return actions.Plan(actions=tuple(out), notes=tuple(self.notes), revision=revision)
+        return actions.Plan(actions=tuple(out), notes=tuple(self.notes), revision=revision, drift=drift)
 
 
 def _short(digest: str) -> str:
@@ -219,10 +234,11 @@ class _Planner:
     options: PlanOptions
     b: _Builder = field(default_factory=_Builder)
     # inputs: inventory keys no longer desired (Images aside), sorted; whether prune runs, or
-    # is refused (an empty revision)
+    # is refused (an empty revision); whether this pass is a drift check
     garbage: list[tuple[str, str]] = field(default_factory=list)
     prune: bool = False
     prune_refused: bool = False
+    drift_check: bool = False
     # prune containers → every new container waits for these removals (a pruned container may
     # hold a host port or an address), and so does a recreated network
     container_removals: list[str] = field(default_factory=list)
@@ -237,6 +253,8 @@ class _Planner:
     rebuilt: set[str] = field(default_factory=set)              # built here: digest known only after
     # containers → dependents (dependsOn) and ordering
     ready: dict[str, str] = field(default_factory=dict)         # name → action after which it runs
+    held_back: set[str] = field(default_factory=set)            # left out with their dependents
+    drift: set[str] = field(default_factory=set)                # "resource: cause" reported, not made
 
     def plan(self) -> actions.Plan:
         self._inputs()
@@ -247,7 +265,7 @@ class _Planner:
         self._containers()
         self._ordering()
         self._prune_networks_and_volumes()
-        return self.b.build(self.desired.revision)
+        return self.b.build(self.desired.revision, tuple(sorted(self.drift)))
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -259,6 +277,7 @@ class _Planner:
         empty = not (d.containers or d.networks or d.volumes or d.images)
         self.prune_refused = bool(opts.prune and empty and self.garbage and not opts.allow_empty)
         self.prune = opts.prune and not self.prune_refused
+        self.drift_check = bool(opts.applied_revision) and opts.applied_revision == d.revision
 
     def _labels(self, kind: str, name: str, obj: models.Container | models.Network | models.Volume | None,
                 digest: str = "") -> dict[str, str]:
@@ -425,7 +444,9 @@ class _Planner:
 
     def _containers(self) -> None:
         for name in _topo_containers(self.desired.containers):
+            first = len(self.b.order)
             self._container(self.desired.containers[name])
+            self._hold_back_from(name, self.b.order[first:])
 
     def _container(self, c: models.Container) -> None:
         name, res = c.name, f"container:{c.name}"
@@ -568,10 +589,42 @@ class _Planner:
         self.ready[c.name] = self.b.add(f"start:{res}", Kind.START, res, decision.why, self._deps(c),
                                         target=o.id, wait=_wait(c))
 
+    def _hold_back_from(self, name: str, keys: list[str]) -> None:
+        """The agent's inputs, for the actions just planned for container `name`: in a drift
+        check a `drift: report` container's are reported, not made; a flapping container's
+        start outside a recreate is left out."""
+        c = self.desired.containers[name]
+        for key in keys:
+            node = self.b.nodes[key]
+            if self.drift_check and c.drift == "report":
+                self.held_back.add(key)
+                self.drift.add(f"{node.resource}: {node.cause}")
+            elif name in self.options.flapping and node.kind is Kind.START and not node.extra.get("group"):
+                self.held_back.add(key)
+                self.b.notes.append(f"{node.resource}: over the flap limit: left stopped (reported, not restarted)")
+
     # -- ordering ----------------------------------------------------------------------------
 
     def _ordering(self) -> None:
         """A recreated network waits for the removal of every container attached to it (and of
-        the pruned ones, which may be attached to it too)."""
+        the pruned ones, which may be attached to it too); what waits for an action held back
+        is held back as well (noted once per resource)."""
         for n, rms in self.removals_for_net.items():
             self.b.nodes[f"remove:network:{n}"].deps.extend([*rms, *self.container_removals])
+        if not self.held_back:
+            return
+        waits_for: dict[str, str] = {}
+        changed = True
+        while changed:
+            changed = False
+            for key in self.b.order:
+                node = self.b.nodes[key]
+                held = next((d for d in node.deps if d in self.held_back or d in waits_for), None)
+                if key not in self.held_back and key not in waits_for and held is not None:
+                    waits_for[key] = held
+                    changed = True
+        notes = {f"{self.b.nodes[k].resource}: waits for {self.b.nodes[d].resource}, held back"
+                 for k, d in waits_for.items() if self.b.nodes[k].resource != self.b.nodes[d].resource}
+        self.b.notes.extend(sorted(notes))
+        self.b.notes.extend(f"drift (reported only): {d}" for d in sorted(self.drift))
+        self.b.drop(self.held_back | set(waits_for))

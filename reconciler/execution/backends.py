@@ -83,8 +83,9 @@ def session(runtime: base.Runtime, *, supervise: bool = True, poll: float = 0.2)
     stop = threading.Event()
     threads = []
     if supervise and isinstance(runtime, base.Supervised):
-        # as dockerd does at start: `always` / `unless-stopped` containers that are down (after a
-        # reboot, a crash) start now, before the pass observes, instead of racing the restart loop
+        # as dockerd does at start: containers that are down (after a reboot, a crash) and that
+        # their restart policy runs again start now, before the pass observes, instead of racing
+        # the restart loop
         try:
             runtime.restart_manager.boot()
         except Exception:  # noqa: BLE001 - the pass will see what is down and say so

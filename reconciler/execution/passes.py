@@ -30,7 +30,7 @@ from reconciler import diskfull
 from reconciler._sqlite import Database
 from reconciler.errors import DiskFull, ReconcilerError
 from reconciler.execution import changes, executor, translate
-from reconciler.planning import actions, planner
+from reconciler.planning import actions, implied, planner
 from reconciler.runtime import base
 from reconciler.spec import models
 from reconciler.state import history as hist
@@ -57,6 +57,10 @@ class PassOptions:
     # seconds to let started containers show a crash before the check; `--once` waits, the agent
     # does not (its restart supervision and next pass see a crash loop)
     settle: float = 0.0
+    # the agent's planner inputs (planner.PlanOptions says what they do): the revision its
+    # previous pass applied, and the containers over its flap limit
+    applied_revision: str = ""
+    flapping: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -165,7 +169,7 @@ def _prepare(
     stop: Callable[[], bool] | None = None,
 ) -> tuple[actions.Plan, Mapping[str, str], inv.Inventory]:
     store = inv.InventoryStore(db, options.owner)
-    refs = _tracked_refs(desired)
+    refs = implied.tracked_refs(desired)
     resolved, errors = obs.resolve_digests(runtime, refs, inventory=store, ttl=options.digest_ttl, now=now,
                                            stop=stop)
     observed = obs.observe(runtime, resolved=resolved)
@@ -174,7 +178,8 @@ def _prepare(
         desired, observed, inventory,
         planner.PlanOptions(owner=options.owner, allow_empty=options.allow_empty, now=now,
                             can_rename=isinstance(runtime, base.Renaming),
-                            builds=_builds_due(desired, runtime)),
+                            builds=_builds_due(desired, runtime), applied_revision=options.applied_revision,
+                            flapping=options.flapping),
     )
     return plan, errors, inventory
 
@@ -195,15 +200,6 @@ def _builds_due(
     return out
 
 
-def _tracked_refs(desired: models.DesiredState) -> list[str]:
-    refs = []
-    for c in desired.containers.values():
-        img = desired.images.get(c.image_object) if c.image_object else None
-        if img is None or img.track or img.pull == "always":
-            refs.append(c.image)
-    return refs
-
-
 def run_pass(
     desired: models.DesiredState,
     runtime: base.Runtime,
@@ -212,11 +208,8 @@ def run_pass(
     *,
     now: float | None = None,
     execute_options: executor.ExecuteOptions | None = None,
-    plan_filter: Callable[[actions.Plan], actions.Plan] | None = None,
 ) -> PassResult:
     """One full pass; the host is touched only by `execute` (never on dry run).
-    `plan_filter` (the agent's) may drop actions before execution: drift only reported,
-    containers over the flap limit left stopped.
 
     An error that ends the pass early (a full disk, an engine that does not answer) is raised
     after the pass is recorded in history as failed, with the error; if even that cannot be
@@ -224,7 +217,7 @@ def run_pass(
     started_at = time.time() if now is None else now
     with failure_recorded(desired, db, options, started_at=started_at):
         return _run_pass(desired, runtime, db, options, started_at=started_at, now=now,
-                         execute_options=execute_options, plan_filter=plan_filter)
+                         execute_options=execute_options)
 
 
 @contextlib.contextmanager
@@ -272,7 +265,6 @@ def _run_pass(
     started_at: float,
     now: float | None,
     execute_options: executor.ExecuteOptions | None,
-    plan_filter: Callable[[actions.Plan], actions.Plan] | None,
 ) -> PassResult:
     import structlog
 
@@ -280,8 +272,6 @@ def _run_pass(
     began = time.monotonic()
     eo = execute_options or executor.ExecuteOptions(max_workers=options.max_workers)
     plan, errors, inventory = _prepare(desired, runtime, db, options, now=started_at, stop=eo.stop)
-    if plan_filter is not None:
-        plan = plan_filter(plan)
     for ref, err in errors.items():
         log.warning("digest_unresolved", ref=ref, error=err)
     if options.dry_run:
@@ -370,9 +360,8 @@ def record(
                 config = old.config if old else None
                 digest = old.image_digest if old else ""
                 if config is None:
-                    labels = labelmod.make(owner=options.owner, kind="Container", name=name,
-                                           spec_hash=c.spec_hash, revision=desired.revision,
-                                           image_digest=digest, user=c.labels)
+                    labels = implied.labels(owner=options.owner, revision=desired.revision, kind="Container",
+                                            name=name, obj=c, image_digest=digest)
                     config = base.config_to_json(translate.container_config(c, name=name, labels=labels))
             return inv.Entry(
                 kind="Container", name=name, spec_hash=c.spec_hash, image_digest=digest,
@@ -386,12 +375,7 @@ def record(
                              spec=inv.spec_document(n))
 
         settle("Network", name, n.spec_hash, network_entry)
-    volumes: dict[str, models.Volume | None] = dict(desired.volumes)
-    for c in desired.containers.values():
-        for m in c.volumes:
-            if m.type == "volume":
-                volumes.setdefault(m.source, None)
-    for name, v in volumes.items():
+    for name, v in implied.volumes(desired).items():
         def volume_entry(name: str = name, v: models.Volume | None = v) -> inv.Entry:
             return inv.Entry(kind="Volume", name=name, spec_hash=v.spec_hash if v else "",
                              revision=desired.revision, spec=inv.spec_document(v) if v else {},
@@ -399,8 +383,7 @@ def record(
 
         settle("Volume", name, v.spec_hash if v else "", volume_entry)
     # prunes: a successful delete or forget drops the entry; a failed one stays (retried)
-    desired_keys = {("Container", n) for n in desired.containers} | {("Network", n) for n in desired.networks} \
-        | {("Volume", n) for n in volumes}
+    desired_keys = implied.keys(desired)
     for r in cs.results:
         key = r.action.kind_name
         if key in desired_keys or key not in current.entries or key in removed:

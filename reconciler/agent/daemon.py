@@ -128,8 +128,6 @@ class Agent:
             for sc in cfg.sources:
                 self._add_source(sc, "agent started")
             self._start_webhooks()
-            # serve last: a client that reaches the API sees every source
-            self._serving.append(api_server.ApiServer(self, cfg.socket).start().close)
             if cfg.metrics_listen is not None:
                 self._serving.append(api_server.MetricsServer(self, *cfg.metrics_listen).start().close)
             if cfg.engine_api is not None and self._runtime is not None:
@@ -141,6 +139,8 @@ class Agent:
             if cfg.dashboard is not None:
                 host, port, token = cfg.dashboard
                 self._serving.append(api_server.DashboardServer(self, host, port, token).start().close)
+            # the agent's own API last: a client that reaches it finds every source and endpoint up
+            self._serving.append(api_server.ApiServer(self, cfg.socket).start().close)
             self._write_agent_file()
         except BaseException:
             self.stop()

@@ -72,7 +72,8 @@ MAINTAINER someone
     assert c["Cmd"] == ["/bin/sh", "-ec", "hello ${MODE:-x} ${UNSET:-dflt} ${MODE:+alt}"]
     assert cfg["author"] == "someone"
     assert not any(e.startswith("VERSION=") for e in c["Env"])     # ARGs stay out of the image
-    assert len(cfg["rootfs"]["diff_ids"]) == 1                     # metadata makes no layers
+    assert len(cfg["rootfs"]["diff_ids"]) == 3                     # metadata makes no layers; each
+    #                                                                WORKDIR made its missing directory
     assert engine.lines[0].startswith("Step 1/17 : ARG BASE=")
 
 

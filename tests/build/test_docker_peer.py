@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.runtime.native.build import push
+from tests.build import test_modes
 from tests.build.conftest import Engine
 from tests.helpers.registry import RegistryServer
 
@@ -108,3 +109,22 @@ def test_config_matches_docker_build(
     got = engine.config_of("localhost/peer:1")["config"]
     for key in ("Env", "Cmd", "Entrypoint", "User", "WorkingDir", "ExposedPorts", "Labels"):
         assert (key, got.get(key) or None) == (key, want.get(key) or None)
+
+
+def test_modes_of_what_the_build_creates_match_docker_build(
+    engine: Engine, context_dir: Callable[..., Path], busybox_image: str, registry: RegistryServer,
+    docker_images: list[str],
+) -> None:
+    """#20 item 1: a 0700 context (as `mktemp -d` makes it) gives the same destination
+    directories (modes, owners) under both builders, WORKDIR's included."""
+    if docker("info", check=False).returncode != 0:
+        pytest.skip("dockerd is not running")
+    ctx = test_modes.private_context(context_dir, busybox_image)
+    theirs = f"{registry.host}/peer{secrets.token_hex(3)}/modes:1"
+    docker_images.append(theirs)
+    docker("build", "-q", "-t", theirs, str(ctx))
+    want = docker("run", "--rm", "--network", "none", "--user", "0", theirs, "sh", "-c", test_modes.MODES_CMD)
+    engine.build(ctx, tags=("localhost/peer-modes:1",))
+    code, got = engine.run("localhost/peer-modes:1", "sh", "-c", test_modes.MODES_CMD, user="0")
+    assert code == 0, got
+    assert got.splitlines() == want.stdout.splitlines() == test_modes.EXPECTED

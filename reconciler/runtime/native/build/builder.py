@@ -325,6 +325,8 @@ def _meta_args(global_args: Sequence[dockerfile.Instruction], build_args: Mappin
 class _Run:
     """One build in progress."""
 
+    metadata_only = False       # apply_changes (commit -c): WORKDIR sets the config and makes no layer
+
     def __init__(self, builder: Builder, opts: BuildOptions, escape: str, stages: list[_Stage],
                  ctx: context.BuildContext, say: Progress, total: int) -> None:
         self.b = builder
@@ -496,7 +498,22 @@ class _Run:
             raise self.err(ins, "WORKDIR needs a path")
         cur = s.run_config.get("WorkingDir") or "/"
         s.run_config["WorkingDir"] = posixpath.normpath(posixpath.join(cur, path))
-        self.nop(s, ins)
+        if self.metadata_only or s.run_config["WorkingDir"] == "/":
+            self.nop(s, ins)
+            return
+        self.make_workdir(s, ins, s.run_config["WorkingDir"])
+
+    def make_workdir(self, s: _Stage, ins: dockerfile.Instruction, path: str) -> None:
+        """Docker creates a missing WORKDIR as a layer: 0755 root:root, whatever USER says
+        (a directory already there is left as it is and makes no layer)."""
+        key = _sha(json.dumps({"parent": s.state_key(), "workdir": path}))
+        if self.hit(s, ins, key):
+            return
+        rec = self.overlay_step(s, lambda root_fd, _merged: context.ensure_dir(root_fd, path), empty_layer=False)
+        if rec is None:
+            self.nop(s, ins)
+            return
+        self.add_layer(s, ins, rec, key)
 
     def do_user(self, s: _Stage, ins: dockerfile.Instruction) -> None:
         user = self.subst(s, ins.args.strip())
@@ -774,9 +791,11 @@ class _Run:
         stack.callback(ctx.close)
         return ctx, ident
 
-    def copy_layer(self, s: _Stage, ins: dockerfile.Instruction, src_ctx: context.BuildContext,
-                   sources: Sequence[context.Source], dest: str, chown: str | None, chmod: int | None,
-                   *, keep_owner: bool, archives: Collection[str] = ()) -> images.LayerRecord:
+    def overlay_step(self, s: _Stage, change: Callable[[int, Path], None], *,
+                     empty_layer: bool = True) -> images.LayerRecord | None:
+        """Run `change(root_fd, merged)` on a writable overlay of the stage's snapshots (root_fd:
+        an O_PATH fd of its "/" at `merged`); the layer of what it changed. A change that
+        changed nothing makes an empty layer, or None when not `empty_layer`."""
         with _tempdir(self.b.work) as tmp:
             upper, work, merged = tmp / "upper", tmp / "work", tmp / "merged"
             for d in (upper, work, merged):
@@ -784,24 +803,36 @@ class _Run:
             lowers = self.layer_dirs(s.layers) or [self.empty_dir()]
             mounts.mount_overlay(list(reversed(lowers)), upper, work, merged)
             try:
-                uid: int | None = None if keep_owner else 0
-                gid: int | None = None if keep_owner else 0
-                if chown:
-                    uid, gid = _chown(merged, chown)
                 root_fd = os.open(merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
                 try:
-                    plain = [x for x in sources if x.rel not in archives]
-                    if plain:
-                        context.copy_sources(src_ctx, plain, root_fd, dest if len(sources) == len(plain)
-                                             else dest.rstrip("/") + "/", context.CopyOptions(uid, gid, chmod))
-                    for x in sources:
-                        if x.rel in archives:   # ADD unpacks a local archive into the destination directory
-                            context.unpack(src_ctx, x, root_fd, dest, self.b.store.limits)
+                    change(root_fd, merged)
                 finally:
                     os.close(root_fd)
             finally:
                 mounts.unmount(merged)
+            if not empty_layer and not any(upper.iterdir()):
+                return None
             return self.commit(s, upper)
+
+    def copy_layer(self, s: _Stage, ins: dockerfile.Instruction, src_ctx: context.BuildContext,
+                   sources: Sequence[context.Source], dest: str, chown: str | None, chmod: int | None,
+                   *, keep_owner: bool, archives: Collection[str] = ()) -> images.LayerRecord:
+        def change(root_fd: int, merged: Path) -> None:
+            uid: int | None = None if keep_owner else 0
+            gid: int | None = None if keep_owner else 0
+            if chown:
+                uid, gid = _chown(merged, chown)
+            plain = [x for x in sources if x.rel not in archives]
+            if plain:
+                context.copy_sources(src_ctx, plain, root_fd, dest if len(sources) == len(plain)
+                                     else dest.rstrip("/") + "/", context.CopyOptions(uid, gid, chmod))
+            for x in sources:
+                if x.rel in archives:   # ADD unpacks a local archive into the destination directory
+                    context.unpack(src_ctx, x, root_fd, dest, self.b.store.limits)
+
+        rec = self.overlay_step(s, change)
+        assert rec is not None
+        return rec
 
     # ---------------------------------------------------------------- the image
 
@@ -918,6 +949,7 @@ def apply_changes(config: Mapping[str, Any], changes: Sequence[str]) -> dict[str
     stage.config.setdefault("config", {})
     run = _Run.__new__(_Run)                 # only the metadata handlers run: no builder, no context
     run.escape, run.step, run.total, run.say = "\\", 0, len(changes), lambda _m: None
+    run.metadata_only = True
     for text in changes:
         instrs = dockerfile.parse(text).instructions
         if len(instrs) != 1 or instrs[0].cmd not in CHANGE_INSTRUCTIONS:

@@ -25,8 +25,8 @@ from pathlib import Path
 from reconciler.runtime import errors
 from reconciler.runtime.native import layers, openat2
 
-__all__ = ["BuildContext", "CopyOptions", "IgnoreRules", "Source", "copy_sources", "hash_sources", "is_archive",
-           "unpack"]
+__all__ = ["BuildContext", "CopyOptions", "IgnoreRules", "Source", "copy_sources", "ensure_dir", "hash_sources",
+           "is_archive", "unpack"]
 
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _DIGESTS: dict[tuple[int, int, int, int, int], str] = {}    # file identity and times -> sha256
@@ -334,6 +334,15 @@ def _open_dir_in(root_fd: int, path: str, *, create: bool, uid: int, gid: int) -
         os.close(pfd)
 
 
+def ensure_dir(root_fd: int, path: str, *, uid: int = 0, gid: int = 0) -> None:
+    """mkdir -p `path` inside the rootfs: missing directories 0755 uid:gid (WORKDIR)."""
+    try:
+        os.close(_open_dir_in(root_fd, path, create=True, uid=uid, gid=gid))
+    except NotADirectoryError:
+        raise ContextError(f"{path}: a part of it exists and is not a directory",
+                           hint="remove that file in an earlier step, or choose another path") from None
+
+
 def _is_dir_in(root_fd: int, path: str) -> bool:
     try:
         fd = openat2.open_in_root(root_fd, path, os.O_PATH)
@@ -369,15 +378,15 @@ def copy_sources(
         else:
             target_dir, file_target = posixpath.split(dest.rstrip("/"))
             target_dir = target_dir or "/"
-        existed = _is_dir_in(root_fd, target_dir)
+        # a destination directory made here is 0755, owned by --chown's owner or root, whatever
+        # the source directory's mode (Docker's MkdirAll): a 0700 context still gives a /ctx
+        # any user can read
         dfd = _open_dir_in(root_fd, target_dir, create=True, uid=puid, gid=pgid)
         try:
             for rel, st in ctx.walk(src):
                 full = posixpath.join(src.rel, rel) if rel else src.rel
                 if rel == "":
                     if src.is_dir:
-                        if not existed:         # a new destination takes the source's attributes
-                            _attrs(dfd, None, st, opts, is_dir=True)
                         continue
                     assert file_target is not None
                     _copy_entry(ctx, full, st, dfd, file_target, opts, follow=True)

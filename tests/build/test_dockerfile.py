@@ -50,6 +50,51 @@ def test_directive_twice_is_an_error() -> None:
         dockerfile.parse("# escape=`\n# escape=\\\nFROM x\n")
 
 
+def test_heredocs() -> None:
+    df = dockerfile.parse(
+        "FROM x\n"
+        "RUN <<EOF\n"
+        "echo $A\n"
+        "\n"
+        "EOF\n"
+        "RUN cat <<-'A' 3<<B > f && echo \"<<no\" '<<no' \\\n"
+        "    done\n"
+        "\t\tone\n"
+        "\tA\n"
+        "two\n"
+        "B\n"
+        "COPY --chmod=644 <<a.txt <<\"b.txt\" /d/\n"
+        "a $A\n"
+        "a.txt\n"
+        "b\n"
+        "b.txt\n"
+        "ONBUILD RUN <<X\n"
+        "x\n"
+        "X\n"
+        "CMD <<NOT\n"
+        "RUN [\"<<NOT\"]\n"
+    )
+    got = [(i.cmd, i.line, i.args, [(d.name, d.content, d.expand, d.chomp) for d in i.heredocs])
+           for i in df.instructions]
+    assert got == [
+        ("FROM", 1, "x", []),
+        ("RUN", 2, "<<EOF", [("EOF", "echo $A\n\n", True, False)]),
+        ("RUN", 6, "cat <<-'A' 3<<B > f && echo \"<<no\" '<<no'     done",
+         [("A", "\t\tone\n", False, True), ("B", "two\n", True, False)]),
+        ("COPY", 12, "<<a.txt <<\"b.txt\" /d/", [("a.txt", "a $A\n", True, False), ("b.txt", "b\n", False, False)]),
+        ("ONBUILD", 17, "RUN <<X", [("X", "x\n", True, False)]),
+        ("CMD", 20, "<<NOT", []),                  # only RUN, COPY and ADD (and ONBUILD of them) take heredocs
+        ("RUN", 21, '["<<NOT"]', []),              # and only in the shell form
+    ]
+    assert df.instructions[2].heredocs[0].text == "one\n"      # <<- strips the leading tabs
+    with pytest.raises(dockerfile.DockerfileError, match="line 2: unterminated heredoc <<EOF"):
+        dockerfile.parse("FROM x\nRUN <<EOF\necho\n EOF\n")
+
+
+def test_heredoc_bodies_copy_expands() -> None:
+    assert dockerfile.expand_text('a=$A "$A" \'$A\' \\$A ${B:-b} $', {"A": "1"}) == "a=1 \"1\" '1' $A b $"
+
+
 @pytest.mark.parametrize(("word", "expected"), [
     ("$A", "a"), ("${A}", "a"), ("x${A}y", "xay"), ("$UNSET", ""),
     ("${UNSET:-dflt}", "dflt"), ("${EMPTY:-dflt}", "dflt"), ("${EMPTY-dflt}", ""), ("${UNSET-dflt}", "dflt"),

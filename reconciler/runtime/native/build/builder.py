@@ -38,7 +38,7 @@ import secrets
 import shutil
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,6 @@ DEFAULT_SHELL = ("/bin/sh", "-c")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _RUN_SKIP = frozenset({"proc", "sys", "dev", "etc/hosts", "etc/resolv.conf", "etc/hostname"})
 _OUTPUT_TAIL = 20
-_HEREDOC = re.compile(r"<<-?([\"']?)[A-Za-z_][A-Za-z0-9_]*\1(?:\s|$)")
 _SUPPORTED = {
     "FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "EXPOSE", "LABEL", "CMD",
     "ENTRYPOINT", "VOLUME", "HEALTHCHECK", "STOPSIGNAL", "SHELL", "MAINTAINER",
@@ -96,6 +95,15 @@ class BuildResult:
     tags: tuple[str, ...]
     steps: int
     cached: int                     # steps answered from the cache
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Sources of one COPY/ADD read from one root (the context, a stage, the heredocs)."""
+
+    ctx: context.BuildContext
+    sources: list[context.Source]
+    archives: frozenset[str] = frozenset()      # rel paths ADD unpacks
 
 
 @dataclass
@@ -214,10 +222,6 @@ class Builder:
                 what = "is not supported by this builder" if ins.cmd in ("ONBUILD",) else "is not a Dockerfile instruction"
                 raise dockerfile.DockerfileError(f"Dockerfile line {ins.line}: {ins.cmd} {what}",
                                                  hint="remove it or rewrite the step")
-            if ins.cmd in ("RUN", "COPY", "ADD") and ins.json_args is None and _HEREDOC.search(ins.args):
-                raise dockerfile.DockerfileError(
-                    f"Dockerfile line {ins.line}: heredocs (<<WORD) are not supported by this builder",
-                    hint="put the text in a file of the context and COPY it, or use printf in RUN")
             if ins.cmd == "FROM":
                 unknown = set(ins.flags) - {"platform"}
                 if unknown:
@@ -621,15 +625,46 @@ class _Run:
             network = self.opts.network
         if network not in ("none", "host"):
             raise self.err(ins, f"RUN network {network!r} is not supported; use none or host")
-        argv = self.command(s, ins)
+        argv, script = self.run_command(s, ins)
         # build args visible to the step (ENV wins over an ARG of the same name)
         env_keys = {e.partition("=")[0] for e in s.run_config.get("Env") or ()}
         args = {k: v for k, v in sorted(s.args.items()) if k not in env_keys}
-        key = _sha(json.dumps({"parent": s.state_key(), "run": argv, "args": args, "net": network}))
+        key = _sha(json.dumps({"parent": s.state_key(), "run": argv, "args": args, "net": network,
+                               "heredocs": [[d.name, d.content, d.chomp] for d in ins.heredocs]}))
         if self.hit(s, ins, key):
             return
-        rec = self.run_container(s, ins, argv, args, network)
+        with contextlib.ExitStack() as stack:
+            mnts = [self.script_mount(script, stack)] if script else []
+            rec = self.run_container(s, ins, argv, args, network, mnts)
         self.add_layer(s, ins, rec, key)
+
+    def run_command(self, s: _Stage, ins: dockerfile.Instruction) -> tuple[list[str], dockerfile.Heredoc | None]:
+        """A RUN's argv (BuildKit's heredoc rules), and the heredoc it runs as a script, if any.
+
+        `RUN <<EOF` alone runs the body: as a script when it starts with #! (mounted at
+        /dev/pipes/EOF and executed, its interpreter from the shebang), else with the SHELL. A
+        heredoc in a longer command line goes to the SHELL with the command (`cat <<EOF > f`)."""
+        if not ins.heredocs:
+            return self.command(s, ins), None
+        shell = list(s.run_config.get("Shell") or DEFAULT_SHELL)
+        if dockerfile.heredoc_word(ins.args) is not None:
+            doc = ins.heredocs[0]
+            if doc.text.startswith("#!"):
+                if "/" in doc.name or doc.name in (".", ".."):
+                    raise dockerfile.DockerfileError(f"heredoc <<{doc.name}: a script's name must not contain /")
+                return [f"/dev/pipes/{doc.name}"], doc
+            return [*shell, doc.text], None
+        return [*shell, ins.args + "".join(f"\n{d.content}{d.name}" for d in ins.heredocs)], None
+
+    def script_mount(self, doc: dockerfile.Heredoc, stack: contextlib.ExitStack) -> base.Mount:
+        """The script heredoc as /dev/pipes/NAME (0755, read-only) for the step's container."""
+        pipes = Path(stack.enter_context(_tempdir(self.b.work))) / "pipes"
+        pipes.mkdir()
+        os.chmod(pipes, 0o755)  # noqa: S103 - the step's USER runs it
+        script = pipes / doc.name
+        script.write_text(doc.text, encoding="utf-8")
+        os.chmod(script, 0o755)  # noqa: S103 - the step's USER runs it
+        return base.Mount(type="bind", target="/dev/pipes", source=os.fspath(pipes), read_only=True)
 
     def hit(self, s: _Stage, ins: dockerfile.Instruction, key: str) -> bool:
         if self.opts.no_cache:
@@ -661,14 +696,14 @@ class _Run:
         self.history(s, by, empty=False)
 
     def run_container(self, s: _Stage, ins: dockerfile.Instruction, argv: list[str],
-                      args: Mapping[str, str], network: str) -> images.LayerRecord:
+                      args: Mapping[str, str], network: str, mnts: Sequence[base.Mount] = ()) -> images.LayerRecord:
         mgr = self.b.manager
         lowers = self.layer_dirs(s.layers) or [self.empty_dir()]
         rc = s.run_config
         cfg = base.ContainerConfig(
             name=f"build-{secrets.token_hex(6)}", image="build", command=tuple(argv), args=(),
             env=dict(args), user=rc.get("User") or None, workdir=rc.get("WorkingDir") or None,
-            networks=(network,), labels={"reconciler.build": "true"},
+            networks=(network,), labels={"reconciler.build": "true"}, mounts=tuple(mnts),
         )
         image_config = {k: v for k, v in rc.items() if k in ("Env", "User", "WorkingDir")}
         rec = mgr.create(cfg, image_id="", image_config=image_config, lowerdirs=lowers)
@@ -719,23 +754,21 @@ class _Run:
         unknown = set(ins.flags) - {"from", "chown", "chmod"}
         if unknown:
             raise self.err(ins, f"{ins.cmd} --{sorted(unknown)[0]} is not supported by this builder")
-        if ins.json_args is not None:
-            items = [self.subst(s, x) for x in ins.json_args]
-        else:
-            items = self.words(s, ins.args)
-        if len(items) < 2:
+        raw = list(ins.json_args) if ins.json_args is not None else dockerfile.raw_words(ins.args, self.escape)
+        if len(raw) < 2:
             raise self.err(ins, f"{ins.cmd} needs at least one source and a destination")
-        *srcs, dest = items
+        *raw_srcs, raw_dest = raw
+        docs = {d.name: d for d in ins.heredocs}
+        if docs and dockerfile.heredoc_word(raw_dest):
+            raise self.err(ins, f"{ins.cmd} cannot take a heredoc as its destination")
+        inline = [docs[h.name] for w in raw_srcs if docs and (h := dockerfile.heredoc_word(w)) and h.name in docs]
+        srcs = [self.subst(s, w) for w in raw_srcs if not (docs and dockerfile.heredoc_word(w))]
+        dest = self.dest(s, self.subst(s, raw_dest))
         if ins.cmd == "ADD":
             for src in srcs:
                 if "://" in src:
                     raise self.err(ins, f"ADD of a URL ({src}) is not supported by this builder",
                                    hint="download it in a RUN step, or into the context")
-        workdir = s.run_config.get("WorkingDir") or "/"
-        trailing = dest.endswith(("/", "/.", "/..")) or dest in (".", "..")
-        dest = posixpath.normpath(posixpath.join(workdir, dest)) + ("/" if trailing else "")
-        if dest == "//":
-            dest = "/"
         chmod = None
         if "chmod" in ins.flags:
             try:
@@ -749,14 +782,41 @@ class _Run:
             src_ctx, from_id = self.source(s, ins, stack)
             sources = [x for src in srcs for x in src_ctx.resolve(src)]
             archives = {x.rel for x in sources if ins.cmd == "ADD" and context.is_archive(src_ctx, x)}
-            inputs = context.hash_sources(src_ctx, sources, owners=from_id is not None)
+            groups = [_Group(src_ctx, sources, frozenset(archives))] if sources else []
+            if inline:
+                groups.append(self.inline_files(s, inline, stack))
+            inputs = [context.hash_sources(g.ctx, g.sources, owners=from_id is not None) for g in groups]
             key = _sha(json.dumps({"parent": s.state_key(), "cmd": ins.cmd, "srcs": srcs, "dest": dest,
                                    "chown": chown, "chmod": chmod, "from": from_id, "inputs": inputs}))
             if self.hit(s, ins, key):
                 return
-            rec = self.copy_layer(s, ins, src_ctx, sources, dest, chown, chmod, keep_owner=from_id is not None,
-                                  archives=archives)
+            rec = self.copy_layer(s, groups, dest, chown, chmod, keep_owner=from_id is not None)
         self.add_layer(s, ins, rec, key)
+
+    @staticmethod
+    def dest(s: _Stage, dest: str) -> str:
+        """A COPY/ADD destination made absolute against the WORKDIR (a trailing / kept)."""
+        workdir = s.run_config.get("WorkingDir") or "/"
+        trailing = dest.endswith(("/", "/.", "/..")) or dest in (".", "..")
+        dest = posixpath.normpath(posixpath.join(workdir, dest)) + ("/" if trailing else "")
+        return "/" if dest == "//" else dest
+
+    def inline_files(self, s: _Stage, docs: Sequence[dockerfile.Heredoc], stack: contextlib.ExitStack) -> _Group:
+        """COPY <<NAME: each heredoc as a file NAME (0644), its variables expanded unless the
+        word was quoted (BuildKit's rule: escapes applied, quotes kept)."""
+        tmp = Path(stack.enter_context(_tempdir(self.b.work)))
+        for doc in docs:
+            if "/" in doc.name or doc.name in (".", ".."):
+                raise dockerfile.DockerfileError(f"heredoc <<{doc.name}: the name of a COPY heredoc is a file name",
+                                                 hint="use a name without /; the destination says where it goes")
+            text = dockerfile.expand_text(doc.text, s.env()) if doc.expand else doc.text
+            fd = os.open(tmp / doc.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.chmod(tmp / doc.name, 0o644)  # whatever the umask
+        ctx = context.BuildContext(os.fspath(tmp), ignore=False, label="the heredocs")
+        stack.callback(ctx.close)
+        return _Group(ctx, [context.Source(doc.name, False) for doc in docs])
 
     def source(self, s: _Stage, ins: dockerfile.Instruction,
                stack: contextlib.ExitStack) -> tuple[context.BuildContext, str | None]:
@@ -814,21 +874,27 @@ class _Run:
                 return None
             return self.commit(s, upper)
 
-    def copy_layer(self, s: _Stage, ins: dockerfile.Instruction, src_ctx: context.BuildContext,
-                   sources: Sequence[context.Source], dest: str, chown: str | None, chmod: int | None,
-                   *, keep_owner: bool, archives: Collection[str] = ()) -> images.LayerRecord:
+    def copy_layer(self, s: _Stage, groups: Sequence[_Group], dest: str, chown: str | None, chmod: int | None,
+                   *, keep_owner: bool) -> images.LayerRecord:
+        total = sum(len(g.sources) for g in groups)
+
         def change(root_fd: int, merged: Path) -> None:
             uid: int | None = None if keep_owner else 0
             gid: int | None = None if keep_owner else 0
             if chown:
                 uid, gid = _chown(merged, chown)
-            plain = [x for x in sources if x.rel not in archives]
-            if plain:
-                context.copy_sources(src_ctx, plain, root_fd, dest if len(sources) == len(plain)
-                                     else dest.rstrip("/") + "/", context.CopyOptions(uid, gid, chmod))
-            for x in sources:
-                if x.rel in archives:   # ADD unpacks a local archive into the destination directory
-                    context.unpack(src_ctx, x, root_fd, dest, self.b.store.limits)
+            if total > 1 and not dest.endswith("/") and not context.is_dir_in(root_fd, dest):
+                raise context.ContextError(
+                    f"when copying several sources, the destination {dest!r} must be a directory ending in /")
+            for g in groups:
+                plain = [x for x in g.sources if x.rel not in g.archives]
+                if plain:
+                    # several sources (of any kind) go into the destination directory
+                    context.copy_sources(g.ctx, plain, root_fd, dest if total == len(plain)
+                                         else dest.rstrip("/") + "/", context.CopyOptions(uid, gid, chmod))
+                for x in g.sources:
+                    if x.rel in g.archives:   # ADD unpacks a local archive into the destination directory
+                        context.unpack(g.ctx, x, root_fd, dest, self.b.store.limits)
 
         rec = self.overlay_step(s, change)
         assert rec is not None

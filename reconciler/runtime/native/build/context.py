@@ -26,7 +26,7 @@ from reconciler.runtime import errors
 from reconciler.runtime.native import layers, openat2
 
 __all__ = ["BuildContext", "CopyOptions", "IgnoreRules", "Source", "copy_sources", "ensure_dir", "hash_sources",
-           "is_archive", "unpack"]
+           "is_archive", "is_dir_in", "unpack"]
 
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _DIGESTS: dict[tuple[int, int, int, int, int], str] = {}    # file identity and times -> sha256
@@ -343,7 +343,8 @@ def ensure_dir(root_fd: int, path: str, *, uid: int = 0, gid: int = 0) -> None:
                            hint="remove that file in an earlier step, or choose another path") from None
 
 
-def _is_dir_in(root_fd: int, path: str) -> bool:
+def is_dir_in(root_fd: int, path: str) -> bool:
+    """Whether `path` inside the rootfs is a directory (symlinks followed inside it)."""
     try:
         fd = openat2.open_in_root(root_fd, path, os.O_PATH)
     except OSError:
@@ -362,7 +363,7 @@ def copy_sources(
     A directory source copies its contents; a file goes to `dest/<name>` when dest ends with
     "/", is an existing directory or there are several sources, else to `dest` itself."""
     many = len(sources) > 1
-    dest_is_dir = dest.endswith("/") or _is_dir_in(root_fd, dest)
+    dest_is_dir = dest.endswith("/") or is_dir_in(root_fd, dest)
     if many and not dest_is_dir:
         raise ContextError(f"when copying several sources, the destination {dest!r} must be a directory ending in /")
     count = 0

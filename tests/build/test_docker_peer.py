@@ -1,5 +1,8 @@
 """Peer check against Docker: an image we build and push runs under `docker`, and its config
-matches what `docker build` makes of the same Dockerfile and context."""
+matches what `docker build` makes of the same Dockerfile and context.
+
+`docker build --network none`: RUN steps need no network, and the check then does not depend
+on dockerd's default bridge (docker0), which another test on the host may have taken down."""
 
 from __future__ import annotations
 
@@ -72,7 +75,7 @@ def test_docker_runs_what_we_push_and_builds_the_same_config(
 
     theirs = f"{repo}/docker:1"
     docker_images.append(theirs)
-    docker("build", "-q", "--build-arg", "GREETING=hi", "-t", theirs, str(ctx))
+    docker("build", "-q", "--network", "none", "--build-arg", "GREETING=hi", "-t", theirs, str(ctx))
     ran = docker("run", "--rm", "--network", "none", theirs)
     assert ran.stdout.splitlines() == ["args: --flag value", "hi from the peer check", "1000", "/srv/app"]
 
@@ -103,7 +106,7 @@ def test_config_matches_docker_build(
     ctx = context_dir({"Dockerfile": f"FROM {base}\nCMD [\"base-cmd\"]\n" + body.replace("{base}", base)})
     theirs = f"{registry.host}/peer{secrets.token_hex(3)}/docker:1"
     docker_images.append(theirs)
-    docker("build", "-q", "-t", theirs, str(ctx))
+    docker("build", "-q", "--network", "none", "-t", theirs, str(ctx))
     engine.build(ctx, tags=("localhost/peer:1",))
     want = json.loads(docker("image", "inspect", theirs).stdout)[0]["Config"]
     got = engine.config_of("localhost/peer:1")["config"]
@@ -122,7 +125,7 @@ def test_modes_of_what_the_build_creates_match_docker_build(
     ctx = test_modes.private_context(context_dir, busybox_image)
     theirs = f"{registry.host}/peer{secrets.token_hex(3)}/modes:1"
     docker_images.append(theirs)
-    docker("build", "-q", "-t", theirs, str(ctx))
+    docker("build", "-q", "--network", "none", "-t", theirs, str(ctx))
     want = docker("run", "--rm", "--network", "none", "--user", "0", theirs, "sh", "-c", test_modes.MODES_CMD)
     engine.build(ctx, tags=("localhost/peer-modes:1",))
     code, got = engine.run("localhost/peer-modes:1", "sh", "-c", test_modes.MODES_CMD, user="0")

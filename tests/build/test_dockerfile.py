@@ -35,6 +35,14 @@ def test_continuations_comments_and_forms() -> None:
     assert df.instructions[5].json_args is None       # not JSON: the shell form
 
 
+def test_repeatable_flags() -> None:
+    (ins,) = dockerfile.parse("COPY --exclude=*.md --chmod=644 --exclude=tmp/ --link . /x/\n").instructions
+    assert ins.repeated == {"exclude": ("*.md", "tmp/")}
+    assert ins.flags == {"exclude": "tmp/", "chmod": "644", "link": "true"}
+    with pytest.raises(dockerfile.DockerfileError, match="flag --chmod given twice"):
+        dockerfile.parse("COPY --chmod=644 --chmod=600 a /b\n")
+
+
 def test_escape_directive() -> None:
     df = dockerfile.parse("# escape=`\nFROM x\nRUN echo a `\n  b\nRUN echo c\\\n")
     assert df.escape == "`"
@@ -146,3 +154,15 @@ def test_globs_resolve_inside_the_context(tmp_path: Path) -> None:
         with pytest.raises(context.ContextError, match="not found"):
             ctx.resolve("missing")
         assert [s.rel for s in ctx.resolve("../../a.txt")] == ["a.txt"]   # clamped, as Docker does
+
+
+@pytest.mark.parametrize(("spec", "mode", "is_dir", "expected"), [
+    # BuildKit applies --chmod with BSD setmode (tonistiigi/dchapes-mode): `t` belongs to u/g/a,
+    # not to o (GNU chmod: the other way round)
+    ("u+t", 0o644, False, 0o1644), ("o+t", 0o644, False, 0o644), ("o=", 0o1644, False, 0o1640),
+    ("=", 0o6755, False, 0o0), ("a=rX", 0o700, True, 0o555), ("a=rX", 0o600, False, 0o444),
+    ("g=u,o=g", 0o750, False, 0o777), ("u-x,+X", 0o744, False, 0o755),
+])
+def test_symbolic_chmod_is_buildkits(spec: str, mode: int, is_dir: bool, expected: int) -> None:
+    assert context.Chmod.parse(spec).apply(mode, is_dir=is_dir) == expected
+

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -146,7 +147,8 @@ def _now() -> str:
 
 
 def _one_line(ins: dockerfile.Instruction) -> str:
-    flags = " ".join(f"--{k}={v}" for k, v in ins.flags.items())
+    flags = " ".join([f"--{k}={v}" for k, v in ins.flags.items() if k not in ins.repeated]
+                     + [f"--{k}={v}" for k, values in ins.repeated.items() for v in values])
     return " ".join(x for x in (ins.cmd, flags, ins.args) if x)
 
 
@@ -751,7 +753,7 @@ class _Run:
         self.do_copy(s, ins)
 
     def do_copy(self, s: _Stage, ins: dockerfile.Instruction) -> None:
-        unknown = set(ins.flags) - {"from", "chown", "chmod"}
+        unknown = set(ins.flags) - {"from", "chown", "chmod", "link", "exclude"}
         if unknown:
             raise self.err(ins, f"{ins.cmd} --{sorted(unknown)[0]} is not supported by this builder")
         raw = list(ins.json_args) if ins.json_args is not None else dockerfile.raw_words(ins.args, self.escape)
@@ -769,28 +771,29 @@ class _Run:
                 if "://" in src:
                     raise self.err(ins, f"ADD of a URL ({src}) is not supported by this builder",
                                    hint="download it in a RUN step, or into the context")
-        chmod = None
-        if "chmod" in ins.flags:
-            try:
-                chmod = int(ins.flags["chmod"], 8)
-            except ValueError:
-                raise self.err(ins, f"--chmod={ins.flags['chmod']} is not an octal mode") from None
-            if chmod > 0o7777:
-                raise self.err(ins, f"--chmod={ins.flags['chmod']} is not a file mode")
+        if ins.flags.get("link", "true") not in ("true", "false"):
+            raise self.err(ins, f"--link={ins.flags['link']}: give --link, --link=true or --link=false")
+        chmod = context.Chmod.parse(self.subst(s, ins.flags["chmod"])) if "chmod" in ins.flags else None
         chown = self.subst(s, ins.flags["chown"]) if "chown" in ins.flags else None
+        excludes = [self.subst(s, x) for x in ins.repeated.get("exclude", ())]
+        exclude = context.IgnoreRules(excludes) if excludes else None
         with contextlib.ExitStack() as stack:
             src_ctx, from_id = self.source(s, ins, stack)
-            sources = [x for src in srcs for x in src_ctx.resolve(src)]
+            sources = [x for src in srcs for x in src_ctx.resolve(src)
+                       if not (exclude and not x.is_dir and exclude.excluded(posixpath.basename(x.rel)))]
             archives = {x.rel for x in sources if ins.cmd == "ADD" and context.is_archive(src_ctx, x)}
             groups = [_Group(src_ctx, sources, frozenset(archives))] if sources else []
             if inline:
                 groups.append(self.inline_files(s, inline, stack))
-            inputs = [context.hash_sources(g.ctx, g.sources, owners=from_id is not None) for g in groups]
+            inputs = [context.hash_sources(g.ctx, g.sources, owners=from_id is not None, exclude=exclude)
+                      for g in groups]
             key = _sha(json.dumps({"parent": s.state_key(), "cmd": ins.cmd, "srcs": srcs, "dest": dest,
-                                   "chown": chown, "chmod": chmod, "from": from_id, "inputs": inputs}))
+                                   "chown": chown, "chmod": chmod.spec if chmod else None, "from": from_id,
+                                   "exclude": excludes, "inputs": inputs}))
             if self.hit(s, ins, key):
                 return
-            rec = self.copy_layer(s, groups, dest, chown, chmod, keep_owner=from_id is not None)
+            opts = context.CopyOptions(None if from_id else 0, None if from_id else 0, chmod, exclude)
+            rec = self.copy_layer(s, groups, dest, chown, opts)
         self.add_layer(s, ins, rec, key)
 
     @staticmethod
@@ -874,15 +877,17 @@ class _Run:
                 return None
             return self.commit(s, upper)
 
-    def copy_layer(self, s: _Stage, groups: Sequence[_Group], dest: str, chown: str | None, chmod: int | None,
-                   *, keep_owner: bool) -> images.LayerRecord:
+    def copy_layer(self, s: _Stage, groups: Sequence[_Group], dest: str, chown: str | None,
+                   opts: context.CopyOptions) -> images.LayerRecord:
+        """COPY/ADD into an overlay of the stage. Owners are `opts`' (root, or the source's
+        for --from), or --chown's resolved in the stage's own /etc/passwd and /etc/group."""
         total = sum(len(g.sources) for g in groups)
 
         def change(root_fd: int, merged: Path) -> None:
-            uid: int | None = None if keep_owner else 0
-            gid: int | None = None if keep_owner else 0
+            nonlocal opts
             if chown:
                 uid, gid = _chown(merged, chown)
+                opts = dataclasses.replace(opts, uid=uid, gid=gid)
             if total > 1 and not dest.endswith("/") and not context.is_dir_in(root_fd, dest):
                 raise context.ContextError(
                     f"when copying several sources, the destination {dest!r} must be a directory ending in /")
@@ -891,7 +896,7 @@ class _Run:
                 if plain:
                     # several sources (of any kind) go into the destination directory
                     context.copy_sources(g.ctx, plain, root_fd, dest if total == len(plain)
-                                         else dest.rstrip("/") + "/", context.CopyOptions(uid, gid, chmod))
+                                         else dest.rstrip("/") + "/", opts)
                 for x in g.sources:
                     if x.rel in g.archives:   # ADD unpacks a local archive into the destination directory
                         context.unpack(g.ctx, x, root_fd, dest, self.b.store.limits)

@@ -60,7 +60,8 @@ class Instruction:
     line: int
     original: str
     args: str                                 # the text after the keyword and the flags
-    flags: Mapping[str, str] = field(default_factory=dict)
+    flags: Mapping[str, str] = field(default_factory=dict)      # the last value of each flag
+    repeated: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # every value of a repeatable flag
     json_args: tuple[str, ...] | None = None   # the exec (JSON) form, when it parsed as one
     heredocs: tuple[Heredoc, ...] = ()         # in the order of their words
 
@@ -214,6 +215,7 @@ def _instruction(full: str, line: int, original: str) -> Instruction:
     cmd = keyword.upper()
     rest = rest.strip()
     flags: dict[str, str] = {}
+    repeated: dict[str, tuple[str, ...]] = {}
     if cmd in _TAKES_FLAGS:
         while rest.startswith("--"):
             word, _, tail = rest.partition(" ")
@@ -221,9 +223,12 @@ def _instruction(full: str, line: int, original: str) -> Instruction:
             if not m:
                 raise DockerfileError(f"Dockerfile line {line}: bad flag {word!r} in {cmd}")
             name = m.group(1).lower()
-            if name in flags:
+            value = m.group(2) if m.group(2) is not None else "true"
+            if name in _REPEATABLE:
+                repeated[name] = (*repeated.get(name, ()), value)
+            elif name in flags:
                 raise DockerfileError(f"Dockerfile line {line}: flag --{name} given twice")
-            flags[name] = m.group(2) if m.group(2) is not None else "true"
+            flags[name] = value
             rest = tail.strip()
     json_args: tuple[str, ...] | None = None
     if rest.startswith("[") and cmd in _JSON_FORM:
@@ -233,10 +238,12 @@ def _instruction(full: str, line: int, original: str) -> Instruction:
             value = None
         if isinstance(value, list) and all(isinstance(x, str) for x in value):
             json_args = tuple(value)
-    return Instruction(cmd=cmd, line=line, original=original, args=rest, flags=flags, json_args=json_args)
+    return Instruction(cmd=cmd, line=line, original=original, args=rest, flags=flags, json_args=json_args,
+                       repeated=repeated)
 
 
 _TAKES_FLAGS = {"FROM", "RUN", "COPY", "ADD", "HEALTHCHECK"}
+_REPEATABLE = frozenset({"exclude", "mount"})        # flags BuildKit takes more than once
 _JSON_FORM = {"RUN", "CMD", "ENTRYPOINT", "SHELL", "COPY", "ADD", "VOLUME", "HEALTHCHECK"}
 
 

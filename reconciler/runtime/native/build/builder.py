@@ -66,7 +66,7 @@ _RUN_SKIP = frozenset({"proc", "sys", "dev", "etc/hosts", "etc/resolv.conf", "et
 _OUTPUT_TAIL = 20
 _SUPPORTED = {
     "FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "EXPOSE", "LABEL", "CMD",
-    "ENTRYPOINT", "VOLUME", "HEALTHCHECK", "STOPSIGNAL", "SHELL", "MAINTAINER",
+    "ENTRYPOINT", "VOLUME", "HEALTHCHECK", "STOPSIGNAL", "SHELL", "MAINTAINER", "ONBUILD",
 }
 _DURATION_UNITS = {"ns": 1, "us": 1000, "µs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 
@@ -113,6 +113,7 @@ class _Stage:
     name: str | None
     instructions: list[dockerfile.Instruction]
     base: str = ""
+    line: int = 0                               # of its FROM
     layers: list[images.LayerRecord] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)     # full OCI image config
     args: dict[str, str] = field(default_factory=dict)
@@ -221,9 +222,10 @@ class Builder:
         stages: list[_Stage] = []
         for ins in df.instructions:
             if ins.cmd not in _SUPPORTED:
-                what = "is not supported by this builder" if ins.cmd in ("ONBUILD",) else "is not a Dockerfile instruction"
-                raise dockerfile.DockerfileError(f"Dockerfile line {ins.line}: {ins.cmd} {what}",
+                raise dockerfile.DockerfileError(f"Dockerfile line {ins.line}: {ins.cmd} is not a Dockerfile instruction",
                                                  hint="remove it or rewrite the step")
+            if ins.cmd == "ONBUILD":
+                _check_trigger(ins.args, f"Dockerfile line {ins.line}: ")
             if ins.cmd == "FROM":
                 unknown = set(ins.flags) - {"platform"}
                 if unknown:
@@ -240,7 +242,7 @@ class Builder:
                 elif len(words) != 1:
                     raise dockerfile.DockerfileError(
                         f"Dockerfile line {ins.line}: FROM takes an image and optionally AS <name>")
-                stages.append(_Stage(index=len(stages), name=name, instructions=[], base=words[0]))
+                stages.append(_Stage(index=len(stages), name=name, instructions=[], base=words[0], line=ins.line))
                 stages[-1].instructions.append(ins)
             elif not stages:
                 if ins.cmd != "ARG":
@@ -392,20 +394,44 @@ class _Run:
         base = dockerfile.substitute(s.base, meta, escape=self.escape)
         self.begin(f"FROM {base}" + (f" AS {s.name}" if s.name else ""))
         self.from_(s, base)
+        self.triggers(s, base)
         self.say(f" ---> {self.short(s)}")
         for ins in s.instructions:
             self.begin(_one_line(ins))
-            handler = getattr(self, "do_" + ins.cmd.lower())
-            try:
-                handler(s, ins)
-            except BuildError:
-                raise
-            except dockerfile.DockerfileError as exc:
-                raise self.err(ins, exc.message) from None
-            except rterrors.RuntimeBackendError as exc:
-                raise self.err(ins, exc.message, exc.hint) from None
+            self.dispatch(s, ins)
             self.say(f" ---> {self.short(s)}")
         s.done = True
+
+    def dispatch(self, s: _Stage, ins: dockerfile.Instruction) -> None:
+        handler = getattr(self, "do_" + ins.cmd.lower())
+        try:
+            handler(s, ins)
+        except BuildError:
+            raise
+        except dockerfile.DockerfileError as exc:
+            raise self.err(ins, exc.message) from None
+        except rterrors.RuntimeBackendError as exc:
+            raise self.err(ins, exc.message, exc.hint) from None
+
+    def triggers(self, s: _Stage, base: str) -> None:
+        """Run the base image's ONBUILD triggers, in order, as if they followed the FROM; the
+        new image does not inherit them (Docker's rule: grandchildren do not run them)."""
+        triggers = s.run_config.get("OnBuild") or []
+        s.run_config["OnBuild"] = None
+        if not triggers:
+            return
+        self.say(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}")
+        for text in triggers:
+            where = f"ONBUILD trigger {text.splitlines()[0]!r} of {base} (run by FROM, Dockerfile line {s.line}): "
+            try:
+                _check_trigger(str(text), where)
+                (ins,) = dockerfile.parse(str(text)).instructions
+            except (dockerfile.DockerfileError, ValueError) as exc:
+                message = exc.message if isinstance(exc, dockerfile.DockerfileError) else "not one instruction"
+                raise BuildError(where + message, hint="fix the base image's ONBUILD, or build FROM another image") from None
+            ins = dataclasses.replace(ins, line=s.line)
+            self.say(f" ---> Running trigger: {_one_line(ins)}")
+            self.dispatch(s, ins)
 
     def short(self, s: _Stage) -> str:
         return s.state_key()[:12]
@@ -481,6 +507,12 @@ class _Run:
         for k, v in self.pairs(s, ins):
             labels[k] = v
         s.run_config["Labels"] = labels
+        self.nop(s, ins)
+
+    def do_onbuild(self, s: _Stage, ins: dockerfile.Instruction) -> None:
+        """Store the trigger as written (heredoc bodies after it); builds FROM this image run it."""
+        text = ins.args + "".join(f"\n{d.content}{d.name}" for d in ins.heredocs)
+        s.run_config["OnBuild"] = [*(s.run_config.get("OnBuild") or []), text]
         self.nop(s, ins)
 
     def do_maintainer(self, s: _Stage, ins: dockerfile.Instruction) -> None:
@@ -939,6 +971,19 @@ class _Run:
         return used
 
 
+def _check_trigger(text: str, where: str) -> None:
+    """ONBUILD's instruction: any but ONBUILD, FROM and MAINTAINER (Docker's rule)."""
+    keyword = text.split(None, 1)[0].upper() if text.strip() else ""
+    if not keyword:
+        raise dockerfile.DockerfileError(where + "ONBUILD needs an instruction to run")
+    if keyword == "ONBUILD":
+        raise dockerfile.DockerfileError(where + "chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
+    if keyword in ("FROM", "MAINTAINER"):
+        raise dockerfile.DockerfileError(where + f"{keyword} isn't allowed as an ONBUILD trigger")
+    if keyword not in _SUPPORTED:
+        raise dockerfile.DockerfileError(where + f"{keyword} is not a Dockerfile instruction")
+
+
 def _oci_layer_type(media_type: str) -> str:
     return {
         "application/vnd.docker.image.rootfs.diff.tar.gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
@@ -1010,7 +1055,7 @@ def _tempdir(parent: Path) -> Any:
 
 # Instructions `docker commit --change` (and `reconcile commit -c`) accepts: metadata only.
 CHANGE_INSTRUCTIONS = frozenset({"CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "USER", "VOLUME",
-                                 "WORKDIR", "STOPSIGNAL", "HEALTHCHECK", "SHELL"})
+                                 "WORKDIR", "STOPSIGNAL", "HEALTHCHECK", "SHELL", "ONBUILD"})
 
 
 def apply_changes(config: Mapping[str, Any], changes: Sequence[str]) -> dict[str, Any]:

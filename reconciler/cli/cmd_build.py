@@ -32,6 +32,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--target", default=None, metavar="STAGE", help="build this stage of a multi-stage file")
     parser.add_argument("--network", default="none", choices=("none", "host"),
                         help="network of RUN steps (default: none)")
+    parser.add_argument("--secret", action="append", default=[], metavar="id=ID,src=FILE|env=VAR",
+                        help="a secret for RUN --mount=type=secret,id=ID, from a file or an environment "
+                             "variable (repeatable); never stored in the image, its history or the cache")
     parser.add_argument("--no-cache", action="store_true", help="do not use the build cache")
     parser.add_argument("--pull", action="store_true", help="pull FROM images even when present")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
@@ -51,6 +54,41 @@ def parse_build_args(items: list[str]) -> dict[str, str]:
     return out
 
 
+_SECRET_MAX = 1 << 20
+
+
+def parse_secrets(items: list[str]) -> dict[str, bytes]:
+    """`--secret id=ID,src=FILE` or `id=ID,env=VAR` (buildx's syntax; `source`, `type=file|env`
+    accepted too): the secret values by id."""
+    from reconciler.runtime import errors
+
+    out: dict[str, bytes] = {}
+    for item in items:
+        fields = dict(part.partition("=")[::2] for part in item.split(","))
+        ident = fields.pop("id", "")
+        src = fields.pop("src", "") or fields.pop("source", "")
+        env = fields.pop("env", "")
+        kind = fields.pop("type", "env" if env else "file")
+        wrong = (src if kind == "env" else env or not src) or kind not in ("file", "env")
+        if not ident or fields or wrong:
+            raise errors.InvalidArgument(f"--secret {item!r}: give id=ID and one of src=FILE or env=VAR")
+        if kind == "env":
+            var = env or ident
+            if var not in os.environ:
+                raise errors.InvalidArgument(f"--secret {item!r}: the environment variable {var} is not set")
+            out[ident] = os.environ[var].encode()
+            continue
+        try:
+            with open(src, "rb") as f:
+                value = f.read(_SECRET_MAX + 1)
+        except OSError as exc:
+            raise errors.InvalidArgument(f"--secret {item!r}: cannot read {src}: {exc.strerror}") from None
+        if len(value) > _SECRET_MAX:
+            raise errors.InvalidArgument(f"--secret {item!r}: {src} is larger than 1 MiB")
+        out[ident] = value
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import options
     from reconciler.runtime.native import containers, images
@@ -65,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     opts = builder.BuildOptions(
         context=args.context, dockerfile=dockerfile, build_args=parse_build_args(args.build_arg),
         target=args.target, tags=tuple(args.tag), network=args.network, no_cache=args.no_cache, pull=args.pull,
+        secrets=parse_secrets(args.secret),
     )
 
     def say(line: str) -> None:

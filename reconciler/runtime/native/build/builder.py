@@ -50,7 +50,7 @@ from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native import bundle, containers, images, layers, mounts, openat2, snapshots
 from reconciler.runtime.native.build import context, diff, dockerfile, runmounts
 
-__all__ = ["BuildError", "BuildOptions", "BuildResult", "Builder"]
+__all__ = ["BuildError", "BuildOptions", "BuildResult", "Builder", "platform_args", "validate"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS build_cache (
@@ -219,7 +219,7 @@ class Builder:
     # ------------------------------------------------------------------ structure
 
     @staticmethod
-    def _split(df: dockerfile.Dockerfile) -> tuple[list[dockerfile.Instruction], list[_Stage]]:
+    def _split(df: dockerfile.Dockerfile, *, this_host: bool = True) -> tuple[list[dockerfile.Instruction], list[_Stage]]:
         global_args: list[dockerfile.Instruction] = []
         stages: list[_Stage] = []
         for ins in df.instructions:
@@ -233,7 +233,7 @@ class Builder:
                 if unknown:
                     raise dockerfile.DockerfileError(f"Dockerfile line {ins.line}: FROM --{sorted(unknown)[0]} is not supported")
                 platform = ins.flags.get("platform", "")
-                if platform and platform not in (f"linux/{_host_arch()}", "$BUILDPLATFORM", "$TARGETPLATFORM",
+                if this_host and platform and platform not in (f"linux/{_host_arch()}", "$BUILDPLATFORM", "$TARGETPLATFORM",
                                                  "${BUILDPLATFORM}", "${TARGETPLATFORM}"):
                     raise dockerfile.DockerfileError(
                         f"Dockerfile line {ins.line}: FROM --platform={platform}: this builder makes linux/{_host_arch()} images only")
@@ -318,9 +318,16 @@ class Builder:
                       (key, json.dumps(rec.__dict__), created, time.time()))
 
 
+def validate(df: dockerfile.Dockerfile) -> None:
+    """The checks a build makes of a parsed Dockerfile before it starts (a FROM first, known
+    instructions, FROM's form, ONBUILD's triggers; not whether this host builds its platform);
+    DockerfileError names the line."""
+    Builder._split(df, this_host=False)
+
+
 def _meta_args(global_args: Sequence[dockerfile.Instruction], build_args: Mapping[str, str],
                escape: str) -> dict[str, str]:
-    meta: dict[str, str] = _platform_args()
+    meta: dict[str, str] = platform_args()
     for ins in global_args:
         for word in dockerfile.split_words(ins.args, meta, escape=escape):
             name, eq, default = word.partition("=")
@@ -347,7 +354,7 @@ class _Run:
         self.total = total
         self.step = 0
         self.cached = 0
-        self.meta: dict[str, str] = _platform_args()
+        self.meta: dict[str, str] = platform_args()
         self.declared_meta: set[str] = set()
 
     # ---------------------------------------------------------------- helpers
@@ -1138,7 +1145,7 @@ def layer_from_upper(store: images.ImageStore, upper: Path, below: Sequence[imag
     return rec
 
 
-def _platform_args() -> dict[str, str]:
+def platform_args() -> dict[str, str]:
     """BuildKit's automatic platform ARGs (usable in FROM, and in a stage after `ARG NAME`)."""
     arch = _host_arch()
     out = {}

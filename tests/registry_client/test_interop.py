@@ -187,7 +187,8 @@ def test_tag_listing_pages_with_n_and_last_when_there_is_no_link(registry: Regis
             assert c.list_tags(f"{proxy.host}/interop/bare-pages", page_size=3) == want
         pages = [p.path for p in proxy.requests(path="/tags/list")]
         assert len(pages) == 3                      # 3 + 3 + 1: the short page is the last
-        assert pages[1].endswith("?n=3&last=t2") and pages[2].endswith("?n=3&last=t5")
+        assert pages[1].endswith("?n=3&last=t2")
+        assert pages[2].endswith("?n=3&last=t5")
     finally:
         proxy.stop()
 

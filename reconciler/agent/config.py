@@ -166,8 +166,11 @@ SCHEMA: dict[str, Any] = {
                                                 "description": "commit message template: $source, $updates, $containers"},
                                     "author": {
                                         "type": "object", "additionalProperties": False,
-                                        "properties": {"name": {"type": "string", "minLength": 1},
-                                                       "email": {"type": "string", "minLength": 1}},
+                                        "description": "the commits' author and committer",
+                                        "properties": {"name": {"type": "string", "minLength": 1,
+                                                                "description": "default reconciler"},
+                                                       "email": {"type": "string", "minLength": 1,
+                                                                 "description": "default reconciler@localhost"}},
                                     },
                                 },
                             },

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.registry
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[RegistryServer]:
+def tagged(tmp_path: Path) -> Iterator[RegistryServer]:
     """A real registry whose shop/web has the tags TAGS."""
     reg = RegistryServer(tmp_path / "registry").start()
     try:
@@ -72,8 +72,8 @@ def running(a: AgentProc) -> dict[str, tuple[str, str]]:
 
 
 def test_apply_picks_the_newest_allowed_tag_and_writes_it_back_for_a_second_clone(
-        tmp_path: Path, registry: RegistryServer, agents: list[AgentProc], receivers: list[Receiver]) -> None:  # noqa: F811
-    repo = f"{registry.host}/shop/web"
+        tmp_path: Path, tagged: RegistryServer, agents: list[AgentProc], receivers: list[Receiver]) -> None:  # noqa: F811
+    repo = f"{tagged.host}/shop/web"
     up = Upstream(tmp_path / "forge", "shop")
     text = manifest(repo, "1.4.1", '{semver: ">=1.4 <2"}')
     first = up.commit({"hosts/web1/web.yaml": text}, "web on 1.4.1")
@@ -122,8 +122,8 @@ def test_apply_picks_the_newest_allowed_tag_and_writes_it_back_for_a_second_clon
 
 
 def test_notify_mode_changes_nothing_and_announces_once(
-        tmp_path: Path, registry: RegistryServer, agents: list[AgentProc], receivers: list[Receiver]) -> None:  # noqa: F811
-    repo = f"{registry.host}/shop/web"
+        tmp_path: Path, tagged: RegistryServer, agents: list[AgentProc], receivers: list[Receiver]) -> None:  # noqa: F811
+    repo = f"{tagged.host}/shop/web"
     hook = Receiver()
     receivers.append(hook)
     m = tmp_path / "m"
@@ -148,8 +148,8 @@ def test_notify_mode_changes_nothing_and_announces_once(
 
 
 def test_a_failed_update_keeps_the_running_tag_and_is_not_tried_again(
-        tmp_path: Path, registry: RegistryServer, agents: list[AgentProc]) -> None:
-    repo = f"{registry.host}/shop/web"
+        tmp_path: Path, tagged: RegistryServer, agents: list[AgentProc]) -> None:
+    repo = f"{tagged.host}/shop/web"
     m = tmp_path / "m"
     write(m, "web.yaml", manifest(repo, "1.4.1", '{semver: "^1"}'))
     a = AgentProc(tmp_path, sources=[{"name": "local", "directory": str(m)}], image_updates={"interval": "1h"})
@@ -167,8 +167,8 @@ def test_a_failed_update_keeps_the_running_tag_and_is_not_tried_again(
     assert len([e for e in a.events() if e["type"] == "image_update_failed"]) == 1
 
 
-def test_tag_listings_are_reused_rate_limited_per_repository_and_backed_off(registry: RegistryServer) -> None:
-    proxy = FaultProxy(registry.port).start()
+def test_tag_listings_are_reused_rate_limited_per_repository_and_backed_off(tagged: RegistryServer) -> None:
+    proxy = FaultProxy(tagged.port).start()
     lister = updates.RegistryLister(page_size=2, retries=0)
     try:
         now = [0.0]
@@ -212,3 +212,56 @@ def test_config_refuses_an_unknown_message_field_and_a_write_back_without_a_bran
     wb = parse("{url: /srv/shop.git, branch: main, write_back: {}}").sources[0].git
     assert wb is not None
     assert (wb.write_back.branch, wb.write_back.author_name) == ("main", "reconciler")
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_native_an_update_that_fails_its_health_gate_is_rolled_back_and_notified(
+        tmp_path: Path, tagged: RegistryServer, native_agent: AgentProc) -> None:
+    """Real images, pulled by the native engine: 1.4.1 has /ok (its healthcheck passes), 1.9.0
+    has not. Widening the policy to 1.9.0 replaces the container, the health gate fails, and the
+    container that ran comes back; the tag is not tried again."""
+    from reconciler.runtime.native.backend import NativeRuntime
+    from reconciler.runtime.native.config import NativeConfig
+    from tests.helpers import images
+
+    repo = f"{tagged.host}/shop/app"
+    for tag, extra in (("1.4.1", [images.Entry("ok", b"ok\n")]), ("1.9.0", [])):
+        layout = tmp_path / f"layout-{tag}"
+        images.write_layout(layout, [images.busybox_layer(extra)])
+        images.push_layout(layout, f"{repo}:{tag}")
+
+    def app(policy: str) -> str:
+        return (f'apiVersion: reconciler/v1\nkind: Container\nmetadata: {{name: app}}\nspec:\n'
+                f'  image: {{track: "{repo}:1.4.1", policy: {{semver: "{policy}"}}}}\n'
+                '  command: [sh, -c, "sleep 3600"]\n  networks: [none]\n  restart: always\n'
+                '  healthcheck: {test: [CMD, test, -e, /ok], interval: 0.5s, timeout: 2s, retries: 1}\n'
+                '  update: {healthTimeout: 8s, onFailure: rollback}\n')
+
+    def app_state() -> Any:
+        rt = NativeRuntime(NativeConfig(root=native_agent.root, run_dir=native_agent.run_dir,
+                                        name_prefix=native_agent.prefix))
+        try:
+            return next((c for c in rt.list_containers({"reconciler.owner": "host"}) if c.name == "app"), None)
+        finally:
+            rt.close()
+
+    m = tmp_path / "m"
+    (m / "app.yaml").write_text(app("~1.4"))
+    native_agent.write_config(image_updates={"interval": "1s"})
+    native_agent.start()
+    first = wait_for("1.4.1 healthy", lambda: (c := app_state()) and c.health == "healthy" and c)
+    assert first.image == f"{repo}:1.4.1"
+
+    (m / "app.yaml").write_text(app(">=1.4 <2"))                 # 1.9.0 allowed now
+    failed = wait_for("the failed update", lambda: [e for e in native_agent.events()
+                                                     if e["type"] == "image_update_failed"])
+    assert failed[0]["chosen"] == "1.9.0"
+    back = wait_for("1.4.1 healthy again", lambda: (c := app_state()) and c.health == "healthy"
+                    and str(c.status) == "running" and c)
+    assert back.image_id == first.image_id                        # the container that ran, from 1.4.1's image
+    assert back.id != first.id
+    native_agent.reconcile("host")
+    assert native_agent.source("host")["last_result"] == "converged"
+    assert app_state().id == back.id                              # not tried again
+    assert [e["type"] for e in native_agent.events()].count("image_update_failed") == 1

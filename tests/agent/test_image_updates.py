@@ -7,6 +7,9 @@ the real registry."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from tests.registry_client.imagegen import make_image
 from tests.sources.gitrepos import Upstream, git
 
 TAGS = ["1.2.0", "1.4.1", "1.9.0", "2.0.0"]
+REPO = str(Path(__file__).resolve().parents[2])
 
 pytestmark = pytest.mark.registry
 
@@ -145,6 +149,9 @@ def test_notify_mode_changes_nothing_and_announces_once(
     assert sent["title"] == f"local: web can run {repo}:1.9.0"
     assert sent["event"]["current"] == "1.4.1"
     assert a.source("local")["images"][0]["policy_tag"] == "1.9.0"
+    status = subprocess.run([sys.executable, "-m", "reconciler", "status", "--root", str(a.root)],
+                            capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": REPO})
+    assert f"  image policy: web: {repo}:1.4.1 -> 1.9.0 (notify)\n" in status.stdout
 
 
 def test_a_failed_update_keeps_the_running_tag_and_is_not_tried_again(

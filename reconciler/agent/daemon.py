@@ -586,7 +586,7 @@ class Agent:
             return {"source": name, "revision": rev.id, "error": "the revision does not load",
                     "problems": src.invalid[1] if src.invalid else []}
         assert self.db is not None
-        desired = updates_mod.applied(desired, src.updates.decisions, src.updates.refusals(rev.id))
+        desired = src.updates.replay(desired, rev.id)
         with self._runtime_session() as rt:
             plan, unresolved = passes.plan_pass(desired, rt, self.db,
                                                 self._planner_inputs(src, passes.PassOptions(owner=src.cfg.owner)))

@@ -11,8 +11,9 @@ Each pass of a source whose containers have `image: {track, policy, mode}` (spec
 2. `decide()` gives each container's `Decision`: the tag its manifest names, the newest tag the
    policy allows, and what to do (`apply`, `notify`, or nothing when they are the same tag).
 3. `applied()` is the desired state with each `apply` decision's tag in place of the
-   manifest's, unless that tag failed before (`refused`): the pass then recreates the container
-   the usual way (its `update:` order, health gate and rollback on failure).
+   manifest's, unless that tag failed before (`refused`; then the tag the container last ran
+   healthy, else the manifest's): the pass then recreates the container the usual way (its
+   `update:` order, health gate and rollback on failure).
 
 The agent (daemon.py) then tells what happened (`image_update_available`, `image_updated`,
 `image_update_failed` events, which notify.py sends), remembers a tag whose update failed so it
@@ -135,14 +136,22 @@ def decide(desired: models.DesiredState, cache: TagCache) -> list[Decision]:
 
 
 def applied(desired: models.DesiredState, decisions: Collection[Decision],
-            refused: Mapping[str, str]) -> models.DesiredState:
-    """`desired` with each `apply` decision's newer tag in place, except a tag `refused` (by
-    container name: the tag whose update failed)."""
+            refused: Mapping[str, str], ran: Mapping[str, str] | None = None) -> models.DesiredState:
+    """`desired` with each `apply` decision's newer tag in place. A tag `refused` (by container
+    name: the tag whose update failed) gives way to the tag the container last ran healthy
+    (`ran`, by name) if its policy still allows it, else to the manifest's."""
     containers = dict(desired.containers)
     for d in decisions:
-        if d.mode != "apply" or not d.newer or d.chosen is None or refused.get(d.container) == d.chosen:
+        c = containers[d.container]
+        if d.mode != "apply" or not d.newer or d.chosen is None or c.image_update is None:
             continue
-        containers[d.container] = dataclasses.replace(containers[d.container], image=d.ref(d.chosen))
+        tag = d.chosen
+        if refused.get(d.container) == d.chosen:
+            last = (ran or {}).get(d.container)
+            if last is None or last == d.current or tagpolicy.choose([last], c.image_update.policy) != last:
+                continue
+            tag = last
+        containers[d.container] = dataclasses.replace(c, image=d.ref(tag))
     if containers == dict(desired.containers):
         return desired
     from types import MappingProxyType
@@ -159,7 +168,7 @@ class Follower:
 
     refused: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)  # name -> (tag, revision)
     announced: dict[str, str] = dataclasses.field(default_factory=dict)   # notify mode: tag last announced
-    running: dict[str, str] = dataclasses.field(default_factory=dict)     # apply mode: tag last run healthy
+    running: dict[str, str] = dataclasses.field(default_factory=dict)     # apply mode: ref last run healthy
     written: dict[str, str] = dataclasses.field(default_factory=dict)     # tag last written back
     decisions: list[Decision] = dataclasses.field(default_factory=list)   # of the last pass
 
@@ -169,7 +178,14 @@ class Follower:
             self.decisions = []
             return desired
         self.decisions = decide(desired, cache)
-        return applied(desired, self.decisions, self.refusals(revision))
+        return self.replay(desired, revision)
+
+    def replay(self, desired: models.DesiredState, revision: str) -> models.DesiredState:
+        """`desired` as the last decisions make it (no listing: what a plan shows)."""
+        repos = {d.container: d.repository for d in self.decisions}
+        ran = {name: ref.rpartition(":")[2] for name, ref in self.running.items()
+               if ref.rpartition(":")[0] == repos.get(name)}
+        return applied(desired, self.decisions, self.refusals(revision), ran)
 
     def refusals(self, revision: str) -> dict[str, str]:
         """The tags not to try again: their update failed at this revision of the manifests."""
@@ -196,8 +212,8 @@ class Follower:
                 self.refused[d.container] = (d.chosen, revision)
                 publish("image_update_failed", **fields, error=failed[d.container])
                 continue
-            if self.running.get(d.container) != d.chosen:
-                self.running[d.container] = d.chosen
+            if self.running.get(d.container) != d.ref(d.chosen):
+                self.running[d.container] = d.ref(d.chosen)
                 publish("image_updated", **fields)
             if self.written.get(d.container) != d.chosen:
                 write.append(d)

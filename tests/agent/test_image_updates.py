@@ -272,3 +272,30 @@ def test_native_an_update_that_fails_its_health_gate_is_rolled_back_and_notified
     assert native_agent.source("host")["last_result"] == "converged"
     assert app_state().id == back.id                              # not tried again
     assert [e["type"] for e in native_agent.events()].count("image_update_failed") == 1
+
+
+def test_a_refused_tag_gives_way_to_the_tag_that_ran_healthy_not_to_the_manifests(tmp_path: Path) -> None:
+    """Decisions across passes (no engine): 1.9.0 runs healthy, 1.9.1 fails; the next pass runs
+    1.9.0 again, not the manifest's 1.4.1; a new revision of the manifests tries 1.9.1 again."""
+    from reconciler import spec
+
+    (tmp_path / "web.yaml").write_text(manifest("reg.local:5000/shop/web", "1.4.1", '{semver: "^1"}'))
+    desired = spec.load(tmp_path)
+    published = ["1.4.1", "1.9.0"]
+    now = [0.0]
+    cache = updates.TagCache(lambda _repo: list(published), interval=10, clock=lambda: now[0])
+    events: list[tuple[str, dict[str, Any]]] = []
+    f = updates.Follower()
+
+    def image(rev: str = "r1") -> str:
+        return f.prepare(desired, cache, rev).containers["web"].image
+
+    assert image() == "reg.local:5000/shop/web:1.9.0"
+    f.settle("local", "r1", {}, lambda t, **e: events.append((t, e)))
+    published.append("1.9.1")
+    now[0] = 11.0
+    assert image() == "reg.local:5000/shop/web:1.9.1"
+    f.settle("local", "r1", {"web": "unhealthy"}, lambda t, **e: events.append((t, e)))
+    assert [t for t, _ in events] == ["image_updated", "image_update_failed"]
+    assert image() == "reg.local:5000/shop/web:1.9.0"               # what ran healthy
+    assert image("r2") == "reg.local:5000/shop/web:1.9.1"           # the manifests changed: tried again

@@ -299,3 +299,19 @@ def test_a_refused_tag_gives_way_to_the_tag_that_ran_healthy_not_to_the_manifest
     assert [t for t, _ in events] == ["image_updated", "image_update_failed"]
     assert image() == "reg.local:5000/shop/web:1.9.0"               # what ran healthy
     assert image("r2") == "reg.local:5000/shop/web:1.9.1"           # the manifests changed: tried again
+
+
+def test_update_notifications_are_sent_once_per_tag_and_a_write_back_failure_once() -> None:
+    from reconciler.agent import notify
+
+    d = notify.Deduper()
+    ev = {"source": "s", "container": "web", "repository": "r/web", "current": "1.4.1", "chosen": "1.9.0"}
+    assert [n.kind for n in d({"type": "image_update_available", **ev})] == ["image_update_available"]
+    assert d({"type": "image_update_available", **ev}) == []
+    assert [n.severity for n in d({"type": "image_update_available", **ev, "chosen": "1.9.1"})] == ["info"]
+    assert [n.severity for n in d({"type": "image_update_failed", **ev, "error": "unhealthy"})] == ["error"]
+    failed = {"type": "write_back_failed", "source": "s", "error": "push refused"}
+    assert [n.kind for n in d(failed)] == ["write_back_failed"]
+    assert d(failed) == []
+    assert d({"type": "written_back", "source": "s"}) == []       # recovered silently...
+    assert [n.kind for n in d(failed)] == ["write_back_failed"]  # ...so a new failure is news

@@ -12,6 +12,8 @@
                                            # max_body: 1048576, max_connections: 16, request_timeout: 10s
     supervision: {flap_limit: 5, flap_window: 2m}
     history: {keep: 1000, max_age: 30d}    # per owner; identical failed passes share one row
+    decryption: {provider: sops, age_key_file: /etc/reconciler/age.key}   # optional: SOPS env files
+                                       # (also gnupg_home: DIR for files encrypted to a PGP key)
     notify:                            # optional: Apprise URLs or a signed JSON webhook
       - {url_file: /etc/reconciler/chat.url, severity: warning}
       - {webhook: {url: "https://ci.example/hook", secret_file: /etc/reconciler/hook.secret}}
@@ -41,6 +43,7 @@ from reconciler.agent.notify import KINDS as NOTIFY_KINDS
 from reconciler.agent.notify import NotifyTarget, read_secret, target_from_config
 from reconciler.errors import TerminalError
 from reconciler.spec import policy as policy_mod
+from reconciler.spec import sops
 
 __all__ = ["AgentConfig", "ConfigError", "GitSettings", "SourceConfig", "load_config", "parse_config"]
 
@@ -100,6 +103,21 @@ SCHEMA: dict[str, Any] = {
             "properties": {"keep": {"type": "integer", "minimum": 1},
                            "max_age": {"oneOf": [{"type": "number", "exclusiveMinimum": 0},
                                                  {"type": "string", "pattern": r"^([0-9.]+(ms|s|m|h|d))+$"}]}},
+        },
+        "decryption": {
+            "type": "object", "additionalProperties": False, "required": ["provider"],
+            "anyOf": [{"required": ["age_key_file"]}, {"required": ["gnupg_home"]}],
+            "description": "open SOPS-encrypted env files of every source in memory while a revision "
+            "loads (docs/security.md, SOPS-encrypted env files)",
+            "properties": {
+                "provider": {"enum": ["sops"]},
+                "age_key_file": {"type": "string", "minLength": 1,
+                                 "description": "age identities (age-keygen's file, 0600): files encrypted "
+                                 "to their recipients open"},
+                "gnupg_home": {"type": "string", "minLength": 1,
+                               "description": "a GnuPG home holding the secret keys of files encrypted to a "
+                               "PGP key (gpg must be installed)"},
+            },
         },
         "notify": {
             "type": "array",
@@ -226,6 +244,7 @@ class AgentConfig:
     history_keep: int = 1000                # passes kept per owner
     history_max_age: float = 30 * 86400.0   # seconds a pass is kept
     notify: tuple[NotifyTarget, ...] = ()
+    decryption: sops.Keys | None = None     # opens SOPS-encrypted env files (spec.load's `decryption`)
     dashboard: tuple[str, int, bytes] | None = field(default=None, repr=False)   # host, port, token
     engine_api: tuple[Path, int | None] | None = None    # socket, group id
     sources: tuple[SourceConfig, ...] = field(default_factory=tuple)
@@ -361,6 +380,15 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
     if engine_api_cfg is not None and data.get("runtime", "native") != "native":
         problems.append(f"{where}:{lines.get(('engine_api',), 1)}: engine_api: only the native runtime serves the "
                         "Engine API (docker and podman serve their own)")
+    decryption = None
+    if data.get("decryption") and not problems:
+        dec = data["decryption"]
+        try:
+            decryption = sops.load_keys(dec.get("age_key_file"), gnupg_home=dec.get("gnupg_home"),
+                                        where="decryption." + ("age_key_file " + dec["age_key_file"]
+                                                               if "age_key_file" in dec else "gnupg_home"))
+        except sops.KeyConfigError as e:
+            problems.append(f"{where}:{lines.get(('decryption',), 1)}: decryption: {e.message}")
     hook_limits: dict[str, Any] = {}
     if not problems and data.get("webhook"):
         try:
@@ -387,7 +415,7 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
         supervise=bool(sup.get("enabled", True)), flap_limit=int(sup.get("flap_limit", 5)),
         flap_window=_duration(sup.get("flap_window", 120)),
         history_keep=int(history.get("keep", 1000)), history_max_age=_days(history.get("max_age", "30d")),
-        notify=tuple(notify), dashboard=dashboard, sources=tuple(sources),
+        notify=tuple(notify), dashboard=dashboard, sources=tuple(sources), decryption=decryption,
         engine_api=None if engine_api_cfg is None else
         (Path(engine_api_cfg.get("socket") or run_dir / "docker.sock"), gid),
     )

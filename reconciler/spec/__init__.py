@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from reconciler.spec.models import DesiredState
     from reconciler.spec.policy import Policy
     from reconciler.spec.reading import Limits
+    from reconciler.spec.sops import Keys
 
 __all__ = ["ComposeOptions", "DesiredState", "Limits", "Problem", "SpecError", "convert", "load", "models"]
 
@@ -49,6 +50,7 @@ def __getattr__(name: str) -> Any:
 def load(
     path: str | os.PathLike[str], *, limits: Limits | None = None, use_lock: bool = True, policy: Policy | None = None,
     live: str | os.PathLike[str] | None = None, compose: ComposeOptions | None = None,
+    decryption: Keys | None = None,
 ) -> DesiredState:
     """Read, validate and build every manifest under `path` ("-" = stdin).
 
@@ -68,6 +70,11 @@ def load(
     With a `policy` (reconciler.spec.policy; None allows everything, like the `host` profile),
     every field it refuses is a Problem too, and the revision does not load.
 
+    With `decryption` (reconciler.spec.sops.Keys), an env file that sops encrypted is decrypted
+    in memory: its values join the container's env like a plain file's, its digest in the spec
+    hash and revision is the encrypted file's. Without it, or when its keys do not open the
+    file, or the file's MAC does not match, that is a Problem naming the file.
+
     With `use_lock` (the default), the lock file beside the manifests (lock.py, written by
     `reconcile lock`) pins the image references it names to their digests.
 
@@ -79,7 +86,7 @@ def load(
     gc.disable()
     try:
         desired, _ = _load(os.fspath(path), limits, use_lock, policy, None if live is None else os.fspath(live),
-                           compose)
+                           compose, decryption)
         return desired
     finally:
         if gc_was_enabled:
@@ -108,7 +115,7 @@ def convert(
 
 def _load(
     path: str, limits: Limits | None, use_lock: bool = True, policy: Policy | None = None, live: str | None = None,
-    compose_opts: ComposeOptions | None = None,
+    compose_opts: ComposeOptions | None = None, decryption: Keys | None = None,
 ) -> tuple[DesiredState, list[Any]]:
     from reconciler.spec import building, compose, lock, models, reading
     from reconciler.spec.models import DesiredState
@@ -124,7 +131,8 @@ def _load(
     root = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)) if path != "-" else os.getcwd()
     # the manifests' bases are real paths (reading.py), and so is the root they are placed from
     builder = building.Builder(problems, limits, root=os.path.realpath(root),
-                               live=None if live is None else os.path.normpath(os.path.abspath(live)))
+                               live=None if live is None else os.path.normpath(os.path.abspath(live)),
+                               decryption=decryption)
     project = ""
     if compose_files:
         project, docs, source_files = _compose(path, live, list(compose_files), compose_opts, builder, warnings, policy)

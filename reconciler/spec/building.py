@@ -21,7 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
 
-from reconciler.spec import errors, hashing, lock, models, reading, schemas, units
+from reconciler.spec import errors, hashing, lock, models, reading, schemas, sops, units
 
 __all__ = ["Builder"]
 
@@ -66,7 +66,9 @@ class Builder:
     live: str | None = None         # where relative bind sources resolve instead (spec.load's `live`)
     files: dict[str, str] = field(default_factory=dict)      # every referenced file -> digest
     pins: dict[str, str] = field(default_factory=dict)       # the lock file's ref -> digest (lock.py)
+    decryption: sops.Keys | None = None     # opens SOPS-encrypted env files (spec.load's `decryption`)
     _file_cache: dict[str, bytes | None] = field(default_factory=dict)
+    _plain_cache: dict[str, sops.Decrypted | str] = field(default_factory=dict, repr=False)
 
     # -- reporting -------------------------------------------------------------------------
 
@@ -296,8 +298,11 @@ class Builder:
             if content is None:
                 self.report(d, sp("envFiles", i), f"env file {rel!r} not found or unreadable (resolved to {full})")
                 continue
-            files[named] = hashing.file_digest(content)
-            env.update(self.env_file(d, sp("envFiles", i), rel, content))
+            files[named] = hashing.file_digest(content)     # of the file as stored: never of a plaintext
+            if sops.is_encrypted(full, content):
+                env.update(self.sops_env_file(d, sp("envFiles", i), rel, full, content))
+            else:
+                env.update(self.env_file(d, sp("envFiles", i), rel, content))
         for key, value in (spec.get("env") or {}).items():
             if not _ENV_KEY.match(key):
                 self.report(d, sp("env", key), f"{key!r} is not a valid environment variable name", key=True)
@@ -413,6 +418,33 @@ class Builder:
             key, eq, value = line.lstrip().partition("=")
             if not eq or not _ENV_KEY.match(key):
                 self.report(d, path, f"env file {rel!r} line {number}: expected KEY=VALUE")
+                continue
+            out[key] = value
+        return out
+
+    def decrypted(self, full: str, content: bytes) -> sops.Decrypted | str:
+        """A SOPS file decrypted in memory (once per load), or why it cannot be."""
+        if full not in self._plain_cache:
+            try:
+                self._plain_cache[full] = sops.decrypt(full, content, self.decryption)
+            except sops.SopsError as exc:
+                self._plain_cache[full] = str(exc)
+        return self._plain_cache[full]
+
+    def sops_env_file(self, d: _Doc, path: Path_, rel: str, full: str, content: bytes) -> dict[str, str]:
+        """A SOPS-encrypted dotenv file's KEY=VALUE pairs; the plaintext stays in this process."""
+        plain = self.decrypted(full, content)
+        if isinstance(plain, str):
+            self.report(d, path, f"env file {rel!r}: {plain}")
+            return {}
+        if plain.format != "dotenv":
+            self.report(d, path, f"env file {rel!r} is a SOPS {plain.format} file; envFiles take dotenv "
+                        "files: encrypt KEY=VALUE lines in a file named *.env")
+            return {}
+        out: dict[str, str] = {}
+        for key, value in plain.pairs:
+            if not _ENV_KEY.match(key):
+                self.report(d, path, f"env file {rel!r}: {key!r} is not a valid environment variable name")
                 continue
             out[key] = value
         return out

@@ -38,7 +38,10 @@ from typing import Any
 
 import yaml
 
-__all__ = ["Decrypted", "Keys", "SopsError", "decrypt", "is_encrypted", "read_age_identities"]
+from reconciler.errors import TerminalError
+
+__all__ = ["Decrypted", "KeyConfigError", "Keys", "SopsError", "decrypt", "is_encrypted", "load_keys",
+           "read_age_identities"]
 
 _ENC = re.compile(r"^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]")
 _UNSUPPORTED_KEYS = ("kms", "gcp_kms", "azure_kv", "hc_vault", "hckms")
@@ -50,6 +53,12 @@ _GPG_TIMEOUT = 30.0
 
 class SopsError(ValueError):
     """A SOPS file that cannot be decrypted; the message says why and what to do."""
+
+
+class KeyConfigError(TerminalError):
+    """The configured decryption keys cannot be read (a missing or malformed age key file)."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,27 @@ def read_age_identities(path: str) -> tuple[str, ...]:
     if not out:
         raise SopsError(f"{path} holds no age identity; make it with `age-keygen -o {path}`")
     return tuple(out)
+
+
+def load_keys(age_key_file: str | None = None, *, age_key: str | None = None, gnupg_home: str | None = None,
+              use_gpg: bool = False, where: str = "") -> Keys:
+    """Keys from an age key file and/or identities given inline (SOPS_AGE_KEY), and whether gpg
+    (with `gnupg_home`, else its default home) is asked for PGP-encrypted data keys."""
+    identities: tuple[str, ...] = ()
+    try:
+        if age_key_file:
+            identities += read_age_identities(age_key_file)
+        if age_key:
+            identities += tuple(line.strip() for line in age_key.splitlines()
+                                if line.strip().startswith("AGE-SECRET-KEY-"))
+    except SopsError as exc:
+        raise KeyConfigError(str(exc), hint="point age_key_file (or --sops-age-key-file, "
+                             "SOPS_AGE_KEY_FILE) at the file age-keygen wrote") from None
+    if gnupg_home and not os.path.isdir(gnupg_home):
+        raise KeyConfigError(f"gnupg_home {gnupg_home} is not a directory",
+                             hint="import the PGP secret key there: gpg --homedir DIR --import KEY.asc")
+    return Keys(age_identities=identities, gnupg_home=gnupg_home, use_gpg=use_gpg or bool(gnupg_home),
+                where=where or (f"age_key_file {age_key_file}" if age_key_file else "decryption"))
 
 
 # -- detection -------------------------------------------------------------------------------
@@ -220,7 +250,7 @@ def _data_key(meta: Mapping[str, Any], keys: Keys | None, where: str) -> bytes:
     ages = [k for k in group.get("age") or () if isinstance(k, dict)]
     pgps = [k for k in group.get("pgp") or () if isinstance(k, dict)]
     others = [k for k in _UNSUPPORTED_KEYS if group.get(k)]
-    if keys is None or not (keys.age_identities or keys.use_gpg):
+    if keys is None or not (keys.age_identities or (keys.use_gpg and pgps)):
         raise SopsError(f"{where} is SOPS-encrypted and no decryption key is configured; set "
                         "`decryption: {provider: sops, age_key_file: PATH}` in the agent config "
                         "(for apply/validate: --sops-age-key-file PATH or SOPS_AGE_KEY_FILE)")

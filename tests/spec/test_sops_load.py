@@ -1,0 +1,142 @@
+"""SOPS-encrypted env files while manifests load (#22 "SOPS/age secrets"): `reconcile validate`
+and `apply` (`--once`) decrypt them in memory with the key of `--sops-age-key-file` or
+SOPS_AGE_KEY_FILE; a missing, unreadable or wrong key and a tampered file are validation errors
+(exit 2, nothing changed) naming the manifest and the env file. After an apply the container has
+the values, and the plaintext is in no revision copy, no state database row, no output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+import pytest
+
+from reconciler import spec
+from reconciler.cli.main import main
+from reconciler.runtime.fake import FakeRuntime
+from reconciler.spec import sops
+from tests.execution.helpers import container_doc, fake_root
+from tests.helpers.sops_files import AgeKey, encrypt_dotenv, new_age_key
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("SOPS_AGE_KEY_FILE", "SOPS_AGE_KEY"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> tuple[AgeKey, Path]:
+    k = new_age_key()
+    return k, k.write(tmp_path / "age.key")
+
+
+def _source(tmp: Path, recipient: str) -> tuple[Path, dict[str, str]]:
+    values = {"DB_PASSWORD": "pw-" + secrets.token_hex(12), "API_TOKEN": "tok-" + secrets.token_hex(12)}
+    src = tmp / "src"
+    src.mkdir()
+    (src / "secrets.env").write_bytes(encrypt_dotenv(values, recipient))
+    (src / "app.yaml").write_text(container_doc("web", extra="command: [sleep, '3600']\n"
+                                                "envFiles: [secrets.env]\nenv: {PLAIN: visible}\n"))
+    return src, values
+
+
+def _files_holding(root: Path, needles: list[str]) -> set[str]:
+    found = set()
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            p = Path(dirpath, name)
+            data = p.read_bytes()
+            if any(n.encode() in data for n in needles):
+                found.add(str(p.relative_to(root)).split(os.sep)[0])
+    return found
+
+
+def test_validate_decrypts_with_the_flag(tmp_path: Path, key: tuple[AgeKey, Path]) -> None:
+    k, key_file = key
+    src, values = _source(tmp_path, k.recipient)
+    assert main(["validate", str(src), "--sops-age-key-file", str(key_file)]) == 0
+    desired = spec.load(src, decryption=sops.load_keys(str(key_file)))
+    env = desired.containers["web"].env
+    assert {name: env[name] for name in values} == values
+    assert env["PLAIN"] == "visible"
+
+
+def test_apply_with_sops_age_key_file_gives_the_container_its_env_and_keeps_no_plaintext(
+    tmp_path: Path, key: tuple[AgeKey, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    k, key_file = key
+    src, values = _source(tmp_path, k.recipient)
+    root = fake_root(tmp_path)
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(key_file))
+    assert main(["--once", str(src), "--root", str(root), "--runtime", "fake", "-o", "json"]) == 0
+    config = FakeRuntime.at_root(root).config_of("web")
+    assert {name: config.env[name] for name in values} == values          # the container got them
+    out = capsys.readouterr()
+    needles = list(values.values())
+    assert not any(n in out.out or n in out.err for n in needles)
+    assert (root / "revisions").is_dir()
+    # the revision copy keeps the encrypted file, the database keeps hashes; what holds the values
+    # is the engine's record of the container and the rollback env beside the database, as every
+    # env value (docs/security.md, "SOPS-encrypted env files")
+    assert _files_holding(root, needles) == {"fake-runtime.json", "inventory-env"}
+    copies = [p for p in (root / "revisions").rglob("secrets.env")]
+    assert copies
+    assert all(p.read_bytes() == (src / "secrets.env").read_bytes() for p in copies)
+
+
+def test_missing_key_is_a_validation_error_naming_the_file(
+    tmp_path: Path, key: tuple[AgeKey, Path], capsys: pytest.CaptureFixture[str],
+) -> None:
+    k, _ = key
+    src, _ = _source(tmp_path, k.recipient)
+    root = fake_root(tmp_path)
+    assert main(["apply", str(src), "--root", str(root), "--runtime", "fake"]) == 2
+    err = capsys.readouterr().err
+    assert f"{src / 'app.yaml'}:" in err
+    assert ("Container/web: spec.envFiles[0]: env file 'secrets.env': secrets.env is SOPS-encrypted and no "
+            "decryption key is configured") in err
+    assert FakeRuntime.at_root(root).list_containers() == []            # nothing changed
+
+
+def test_tampered_file_is_a_mac_mismatch_naming_the_file(
+    tmp_path: Path, key: tuple[AgeKey, Path], capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Swapping two lines keeps every value decryptable (each is bound to its own key) but not
+    the MAC, which covers the values in order."""
+    k, key_file = key
+    src, _ = _source(tmp_path, k.recipient)
+    lines = (src / "secrets.env").read_text().splitlines(keepends=True)
+    (src / "secrets.env").write_text("".join([lines[1], lines[0], *lines[2:]]))
+    assert main(["validate", str(src), "--sops-age-key-file", str(key_file)]) == 2
+    err = capsys.readouterr().out
+    assert "spec.envFiles[0]: env file 'secrets.env': secrets.env: MAC mismatch" in err
+
+
+def test_wrong_or_unreadable_key(tmp_path: Path, key: tuple[AgeKey, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    k, _ = key
+    src, _ = _source(tmp_path, k.recipient)
+    other = new_age_key().write(tmp_path / "other.key")
+    assert main(["validate", str(src), "--sops-age-key-file", str(other)]) == 2
+    err = capsys.readouterr().out
+    assert f"secrets.env: none of its master keys opens with the configured keys (--sops-age-key-file {other})" in err
+    assert f"age {k.recipient}" in err
+    assert main(["validate", str(src), "--sops-age-key-file", str(tmp_path / "nope.key")]) == 2
+    assert f"cannot read the age key file {tmp_path / 'nope.key'}" in capsys.readouterr().err
+
+
+def test_a_sops_json_file_is_not_an_env_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The real sops CLI's age-encrypted JSON, named as an env file: decrypted, then refused."""
+    fix = Path(__file__).resolve().parents[1] / "fixtures" / "sops" / "age"
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "example.json").write_bytes((fix / "example.json").read_bytes())
+    (src / "app.yaml").write_text(container_doc("web", extra="envFiles: [example.json]\n"))
+    assert main(["validate", str(src), "--sops-age-key-file", str(fix / "keys.txt"), "-o", "json"]) == 2
+    problems = json.loads(capsys.readouterr().out)["problems"]
+    assert [p["message"] for p in problems] == [
+        "env file 'example.json' is a SOPS json file; envFiles take dotenv files: encrypt KEY=VALUE lines "
+        "in a file named *.env"]

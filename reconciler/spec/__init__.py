@@ -211,7 +211,8 @@ def _compose(
         from reconciler.spec import policy as policy_mod
 
         refuse = lambda p: policy_mod.refuse_file(policy, builder.root, p)  # noqa: E731 - a one-line hook
-    rd = compose.Reader(builder.problems, warnings, builder.read_file, refuse or (lambda _p: None), builder.limits)
+    rd = compose.Reader(builder.problems, warnings, builder.read_file, refuse or (lambda _p: None), builder.limits,
+                        open_sops=builder.decrypted)
     model = compose.load(path, opts, rd, files=files)
     if model is None:
         raise SpecError(builder.problems or [Problem(files[0], 0, 0, "", "", "", "the compose project does not load")])

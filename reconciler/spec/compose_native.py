@@ -563,7 +563,7 @@ class _Service:
         full = os.path.normpath(os.path.join(self.tr.model.directory, path))
         if not os.path.lexists(full) and item.get("required") is False:
             return {}
-        content = self.tr.rd.read(full, self.tr.at(at), compose.fmt(at), "env file")
+        content = self.tr.rd.read(full, self.tr.at(at), compose.fmt(at), "env file", dotenv=True)
         if content is None:
             return {}
         try:

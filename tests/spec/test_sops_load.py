@@ -140,3 +140,28 @@ def test_a_sops_json_file_is_not_an_env_file(tmp_path: Path, capsys: pytest.Capt
     assert [p["message"] for p in problems] == [
         "env file 'example.json' is a SOPS json file; envFiles take dotenv files: encrypt KEY=VALUE lines "
         "in a file named *.env"]
+
+
+def test_compose_dotenv_and_env_file_decrypt(tmp_path: Path, key: tuple[AgeKey, Path]) -> None:
+    """doco-cd's pattern: a compose project whose `.env` (interpolation) and `env_file` sops
+    encrypted; `apply --once` gives the service both; `convert` (which prints manifests) refuses."""
+    k, key_file = key
+    proj = tmp_path / "shop"
+    proj.mkdir()
+    tag, password = "1", "pw-" + secrets.token_hex(12)
+    (proj / ".env").write_bytes(encrypt_dotenv({"WEB_TAG": tag}, k.recipient))
+    (proj / "db.env").write_bytes(encrypt_dotenv({"DB_PASSWORD": password}, k.recipient))
+    (proj / "compose.yaml").write_text("services:\n  web:\n    image: registry.local:5000/shop/web:${WEB_TAG}\n"
+                                       "    env_file: [db.env]\n    command: [sleep, '3600']\n")
+    desired = spec.load(proj, decryption=sops.load_keys(str(key_file)))
+    web = next(iter(desired.containers.values()))
+    assert web.image == "registry.local:5000/shop/web:1"
+    assert web.env["DB_PASSWORD"] == password
+
+    with pytest.raises(spec.SpecError) as caught:
+        spec.load(proj)
+    messages = [p.message for p in caught.value.problems]
+    assert any(f"the .env file {proj / '.env'}: .env is SOPS-encrypted and no decryption key is configured" in m
+               for m in messages), messages
+    with pytest.raises(spec.SpecError, match=r"env file .*db.env: db.env is SOPS-encrypted"):
+        spec.convert(proj)

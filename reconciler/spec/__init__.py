@@ -141,6 +141,12 @@ def _load(
         source_files = [s.path for s in sources]
         docs = []
         for source in sources:
+            if _sops_manifest(source.path, source.text):
+                problems.append(Problem(source.path, 1, 1, "", "", "", "a SOPS-encrypted file: manifests are "
+                                        "read as written, never decrypted; keep the secret values in an env file "
+                                        "(envFiles) encrypted with sops, and name this file other than *.yaml/*.yml "
+                                        "or move it out of the manifests' directory"))
+                continue
             docs.extend(reading.parse(source, problems, limits))
     lock_file = lock.lock_path(path) if use_lock else None
     if lock_file is not None and lock_file.exists():
@@ -220,6 +226,15 @@ def _compose(
     if builder.problems:            # the manifests' own checks would repeat them
         raise SpecError(builder.problems)
     return model.name, docs, list(model.files)
+
+
+def _sops_manifest(path: str, text: str) -> bool:
+    """Whether a manifest file is one sops encrypted (its `sops:` mapping at the top level)."""
+    if "\nsops:" not in text and not text.startswith("sops:"):
+        return False
+    from reconciler.spec import sops
+
+    return sops.is_encrypted(path, text.encode())
 
 
 def _frozen(items: dict[str, Any]) -> MappingProxyType[str, Any]:

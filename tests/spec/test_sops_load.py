@@ -165,3 +165,18 @@ def test_compose_dotenv_and_env_file_decrypt(tmp_path: Path, key: tuple[AgeKey, 
                for m in messages), messages
     with pytest.raises(spec.SpecError, match=r"env file .*db.env: db.env is SOPS-encrypted"):
         spec.convert(proj)
+
+
+def test_a_sops_encrypted_manifest_is_refused_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The real sops CLI's YAML in the manifests' directory: one problem naming it, not a
+    schema error per field."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "example.yaml").write_bytes((Path(__file__).resolve().parents[1] / "fixtures" / "sops" / "age"
+                                        / "example.yaml").read_bytes())
+    (src / "app.yaml").write_text(container_doc("web"))
+    assert main(["validate", str(src), "-o", "json"]) == 2
+    problems = json.loads(capsys.readouterr().out)["problems"]
+    assert len(problems) == 1, problems
+    assert problems[0]["file"] == str(src / "example.yaml")
+    assert problems[0]["message"].startswith("a SOPS-encrypted file: manifests are read as written, never decrypted")

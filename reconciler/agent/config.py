@@ -29,6 +29,8 @@
         suspend: false
         policy: restricted             # host | restricted | a policy file (docs/security.md);
                                        # default: restricted for git, host for directory
+        decryption: {provider: sops, age_key_file: /etc/reconciler/shop.age}   # its own key
+                                       # instead of the top-level one ({provider: none}: no key)
 """
 
 from __future__ import annotations
@@ -63,6 +65,20 @@ _WEBHOOK = {
                             "from one address; one more is answered 503 at once"},
         "request_timeout": {**_DURATION, "description": "time for a whole request, from its connection "
                             "to its last byte (default 10s); a slower one is dropped"},
+    },
+}
+
+_DECRYPTION: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["provider"],
+    "properties": {
+        "provider": {"enum": ["sops", "none"],
+                     "description": "sops (with age_key_file and/or gnupg_home), or none: decrypt nothing"},
+        "age_key_file": {"type": "string", "minLength": 1,
+                         "description": "age identities (age-keygen's file, 0600): files encrypted to their "
+                         "recipients open"},
+        "gnupg_home": {"type": "string", "minLength": 1,
+                       "description": "a GnuPG home holding the secret keys of files encrypted to a PGP key "
+                       "(gpg must be installed)"},
     },
 }
 
@@ -104,21 +120,9 @@ SCHEMA: dict[str, Any] = {
                            "max_age": {"oneOf": [{"type": "number", "exclusiveMinimum": 0},
                                                  {"type": "string", "pattern": r"^([0-9.]+(ms|s|m|h|d))+$"}]}},
         },
-        "decryption": {
-            "type": "object", "additionalProperties": False, "required": ["provider"],
-            "anyOf": [{"required": ["age_key_file"]}, {"required": ["gnupg_home"]}],
-            "description": "open SOPS-encrypted env files of every source in memory while a revision "
-            "loads (docs/security.md, SOPS-encrypted env files)",
-            "properties": {
-                "provider": {"enum": ["sops"]},
-                "age_key_file": {"type": "string", "minLength": 1,
-                                 "description": "age identities (age-keygen's file, 0600): files encrypted "
-                                 "to their recipients open"},
-                "gnupg_home": {"type": "string", "minLength": 1,
-                               "description": "a GnuPG home holding the secret keys of files encrypted to a "
-                               "PGP key (gpg must be installed)"},
-            },
-        },
+        "decryption": {**_DECRYPTION, "description": "open SOPS-encrypted env files in memory while a "
+                       "revision loads, for every source without its own decryption (docs/security.md, "
+                       "SOPS-encrypted env files)"},
         "notify": {
             "type": "array",
             "description": "where to send notifications (reconciler/agent/notify.py, docs/operations.md)",
@@ -174,6 +178,8 @@ SCHEMA: dict[str, Any] = {
                     "policy": {"type": "string", "minLength": 1,
                                "description": "host, restricted or a policy file's path (docs/security.md); "
                                "default: restricted for git sources, host for directory sources"},
+                    "decryption": {**_DECRYPTION, "description": "this source's own key for SOPS-encrypted "
+                                   "env files, instead of the top-level decryption (provider: none: no key)"},
                     "webhook": {
                         "type": "object", "additionalProperties": False, "required": ["path", "secret_file"],
                         "properties": {"path": {"type": "string", "pattern": "^/"},
@@ -217,6 +223,12 @@ class SourceConfig:
     webhook_path: str | None = None
     webhook_secret_file: Path | None = None
     policy: policy_mod.Policy = policy_mod.HOST     # what its manifests may ask (spec/policy.py)
+    decryption: sops.Keys | None = None     # its own keys for SOPS files (with own_decryption)
+    own_decryption: bool = False            # it has a decryption: entry (provider none included)
+
+    def keys(self, default: sops.Keys | None) -> sops.Keys | None:
+        """What opens this source's SOPS files: its own decryption, else the agent's."""
+        return self.decryption if self.own_decryption else default
 
     @property
     def kind(self) -> str:
@@ -382,13 +394,10 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
                         "Engine API (docker and podman serve their own)")
     decryption = None
     if data.get("decryption") and not problems:
-        dec = data["decryption"]
         try:
-            decryption = sops.load_keys(dec.get("age_key_file"), gnupg_home=dec.get("gnupg_home"),
-                                        where="decryption." + ("age_key_file " + dec["age_key_file"]
-                                                               if "age_key_file" in dec else "gnupg_home"))
-        except sops.KeyConfigError as e:
-            problems.append(f"{where}:{lines.get(('decryption',), 1)}: decryption: {e.message}")
+            decryption = _decryption(data["decryption"], "decryption")
+        except ValueError as e:
+            problems.append(f"{where}:{lines.get(('decryption',), 1)}: decryption: {e}")
     hook_limits: dict[str, Any] = {}
     if not problems and data.get("webhook"):
         try:
@@ -419,6 +428,19 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
         engine_api=None if engine_api_cfg is None else
         (Path(engine_api_cfg.get("socket") or run_dir / "docker.sock"), gid),
     )
+
+
+def _decryption(dec: Mapping[str, Any], at: str) -> sops.Keys | None:
+    """The keys a `decryption:` entry names (None for provider none); ValueError says what is wrong."""
+    if dec["provider"] == "none":
+        return None
+    if not dec.get("age_key_file") and not dec.get("gnupg_home"):
+        raise ValueError("provider sops needs age_key_file (or gnupg_home)")
+    what = f"{at}.age_key_file {dec['age_key_file']}" if dec.get("age_key_file") else f"{at}.gnupg_home"
+    try:
+        return sops.load_keys(dec.get("age_key_file"), gnupg_home=dec.get("gnupg_home"), where=what)
+    except sops.KeyConfigError as e:
+        raise ValueError(e.message) from None
 
 
 def _days(value: Any) -> float:
@@ -459,7 +481,9 @@ def _source(s: Mapping[str, Any], owner: str) -> SourceConfig:
         policy = policy_mod.load_policy(str(s.get("policy", "restricted" if git is not None else "host")))
     except policy_mod.PolicyError as e:
         raise ValueError(f"policy: {e}") from None
+    decryption = _decryption(s["decryption"], "decryption") if "decryption" in s else None
     return SourceConfig(
+        decryption=decryption, own_decryption="decryption" in s,
         name=s["name"], owner=owner,
         directory=Path(os.path.abspath(s["directory"])) if "directory" in s else None, git=git,
         interval=_duration(s["interval"]) if "interval" in s else None,

@@ -143,9 +143,10 @@ def stopped_code(result: Any, stop: Any, fmt: str = "table") -> int:
 def keep_revision(args: argparse.Namespace, desired: Any, source: str, *, keep: int) -> None:
     """Keep a copy of a converged revision for `reconcile rollback`, prune old ones; a failure
     to keep one is a warning (the pass itself went fine)."""
+    from reconciler.cli.options import decryption_keys
     from reconciler.state import history, revisions
 
-    store = revisions.RevisionStore(args.root)
+    store = revisions.RevisionStore(args.root, decryption=decryption_keys(args))
     try:
         new = store.get(desired.revision) is None
         snap = store.save(desired, source)

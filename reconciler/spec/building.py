@@ -316,6 +316,7 @@ class Builder:
         if ports and networks in (("host",), ("none",)):
             self.report(d, sp("ports"), f"ports cannot be published with network {networks[0]}")
         volumes = self.volumes(d, spec, names["Volume"], files)
+        secrets = self.secrets(d, spec, files, {m.target for m in volumes})
 
         restart_name, max_retries = units.parse_restart(spec.get("restart", "no"))
         healthcheck = self.healthcheck(d, spec.get("healthcheck"))
@@ -372,6 +373,8 @@ class Builder:
             "stop_timeout": self.duration(d, sp("stopTimeout"), spec.get("stopTimeout"), 10.0),
             "init": bool(spec.get("init", False)),
         }
+        if secrets:         # absent when none: the hashes of containers without secrets stay as they were
+            fields["secrets"] = secrets
         return models.Container(
             name=d.name, origin=self.origin(d),
             spec_hash=hashing.spec_hash("Container", fields, hashing.CONTAINER_EXCLUDED, files),
@@ -421,6 +424,40 @@ class Builder:
                 continue
             out[key] = value
         return out
+
+    def secrets(
+        self, d: _Doc, spec: Mapping[str, Any], files: dict[str, str], mounted: set[str],
+    ) -> tuple[models.SecretFile, ...]:
+        """`secrets:` files read (from the revision, like env files), decrypted in memory when sops
+        encrypted them; hashed by the stored file's digest under their live path."""
+        out: list[models.SecretFile] = []
+        for i, item in enumerate(spec.get("secrets", ())):
+            rel = item["source"]
+            full = self.resolve(d.raw.base, rel)
+            target = item.get("target") or "/run/secrets/" + os.path.basename(full)
+            if not target.startswith("/") or target in mounted:
+                why = "must be an absolute path" if not target.startswith("/") else "is mounted twice"
+                self.report(d, ("spec", "secrets", i, "target"), f"secret target {target!r} {why}")
+                continue
+            mounted.add(target)
+            content = self.read_file(full) if os.path.isfile(full) else None
+            if content is None:
+                self.report(d, ("spec", "secrets", i, "source"), f"secret file {rel!r} not found, unreadable or "
+                            f"larger than {self.limits.referenced_file_bytes} bytes (resolved to {full})")
+                continue
+            named = self.live_path(d.raw.base, rel)
+            files[named] = hashing.file_digest(content)
+            data = content
+            if sops.is_encrypted(full, content):
+                plain = self.decrypted(full, content)
+                if isinstance(plain, str):
+                    self.report(d, ("spec", "secrets", i, "source"), f"secret file {rel!r}: {plain}")
+                    continue
+                data = plain.data
+            mode = item.get("mode", 0o400)
+            out.append(models.SecretFile(source=named, target=target, mode=int(mode, 8) if isinstance(mode, str) else mode,
+                                         uid=int(item.get("uid", 0)), gid=int(item.get("gid", 0)), data=data))
+        return tuple(out)
 
     def decrypted(self, full: str, content: bytes) -> sops.Decrypted | str:
         """A SOPS file decrypted in memory (once per load), or why it cannot be."""

@@ -31,6 +31,7 @@ __all__ = [
     "PortSpec",
     "Resources",
     "RestartPolicy",
+    "SecretFile",
     "UpdatePolicy",
     "Volume",
     "VolumeMount",
@@ -76,6 +77,20 @@ class VolumeMount:
     source: str                     # "" for tmpfs
     target: str                     # absolute path in the container
     read_only: bool
+
+
+@dataclass(frozen=True)
+class SecretFile:
+    """A file put into the container from a tmpfs of its own (`secrets:`). `data` is the file's
+    content, decrypted in memory when sops encrypted it: never part of the spec hash (the
+    stored file's digest is), never stored (repr and comparisons leave it out)."""
+
+    source: str                     # absolute host path (the live path, as env files are named)
+    target: str                     # absolute path in the container
+    mode: int                       # default 0o400
+    uid: int                        # default 0
+    gid: int                        # default 0
+    data: bytes = field(default=b"", repr=False, compare=False, metadata={"transient": True})
 
 
 @dataclass(frozen=True)
@@ -149,6 +164,7 @@ class Container:
     stop_timeout: float             # seconds; default 10
     init: bool
     spec_hash: str
+    secrets: tuple[SecretFile, ...] = field(default=(), metadata={"omit_empty": True})
 
 
 @dataclass(frozen=True)

@@ -69,3 +69,23 @@ def encrypt_dotenv(pairs: dict[str, str], recipient: str) -> bytes:
         "sops_version=3.9.4",
     ]
     return ("\n".join(lines) + "\n").encode()
+
+
+def encrypt_binary(data: bytes, recipient: str) -> bytes:
+    """A binary file as `sops --encrypt --age RECIPIENT FILE` writes it (a JSON document)."""
+    import json
+
+    data_key = os.urandom(32)
+    mac = hashlib.sha512(data).hexdigest().upper()
+    doc = {
+        "data": _seal(data_key, data, "data:"),
+        "sops": {
+            "age": [{"recipient": recipient,
+                     "enc": _armor(pyrage.encrypt(data_key, [pyrage.x25519.Recipient.from_str(recipient)]))}],
+            "lastmodified": LASTMODIFIED,
+            "mac": _seal(data_key, mac.encode(), LASTMODIFIED),
+            "unencrypted_suffix": "_unencrypted",
+            "version": "3.9.4",
+        },
+    }
+    return (json.dumps(doc, indent="\t") + "\n").encode()

@@ -180,3 +180,79 @@ def test_a_sops_encrypted_manifest_is_refused_by_name(tmp_path: Path, capsys: py
     assert len(problems) == 1, problems
     assert problems[0]["file"] == str(src / "example.yaml")
     assert problems[0]["message"].startswith("a SOPS-encrypted file: manifests are read as written, never decrypted")
+
+
+# -- secrets: files for a tmpfs of the container's own -----------------------------------------------
+
+def _secret_source(tmp: Path, recipient: str, secrets_yaml: str) -> tuple[Path, str]:
+    from tests.helpers.sops_files import encrypt_binary
+
+    value = "sv-" + secrets.token_hex(12)
+    src = tmp / "src"
+    src.mkdir()
+    (src / "db.password").write_bytes(encrypt_binary(value.encode(), recipient))
+    (src / "plain.conf").write_text("level=1\n")
+    (src / "app.yaml").write_text(container_doc("web", extra="command: [sleep, '3600']\n" + secrets_yaml))
+    return src, value
+
+
+def test_secrets_load_decrypted_and_never_in_hash_document_or_record(
+    tmp_path: Path, key: tuple[AgeKey, Path], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from reconciler.state import inventory
+
+    k, key_file = key
+    src, value = _secret_source(tmp_path, k.recipient, "secrets:\n- {source: db.password}\n"
+                                "- {source: plain.conf, target: /etc/app.conf, mode: 0440, uid: 7}\n")
+    desired = spec.load(src, decryption=sops.load_keys(str(key_file)))
+    web = desired.containers["web"]
+    assert [(s.target, s.mode, s.uid, s.data) for s in web.secrets] == [
+        ("/run/secrets/db.password", 0o400, 0, value.encode()), ("/etc/app.conf", 0o440, 7, b"level=1\n")]
+    assert value not in repr(web)
+    doc = json.dumps(inventory.spec_document(web))
+    assert "db.password" in doc
+    assert value not in doc
+    assert "data" not in inventory.spec_document(web)["secrets"][0]
+    # the spec hash takes the stored file's digest: the same file, another key, the same hash
+    other = new_age_key()
+    assert web.spec_hash == spec.load(src, decryption=sops.Keys(age_identities=(k.identity, other.identity))
+                                      ).containers["web"].spec_hash
+
+    root = fake_root(tmp_path)
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(key_file))
+    assert main(["apply", str(src), "--root", str(root), "--runtime", "fake"]) == 0
+    mounts = FakeRuntime.at_root(root).config_of("web").mounts
+    assert [(m.type, m.target, m.options) for m in mounts] == [
+        ("secret", "/run/secrets/db.password", ("mode=0400", "uid=0", "gid=0")),
+        ("secret", "/etc/app.conf", ("mode=0440", "uid=7", "gid=0"))]
+    assert all(m.data is None for m in mounts)                  # a record never has the content
+    assert _files_holding(root, [value]) == set()
+
+
+def test_secret_problems(tmp_path: Path, key: tuple[AgeKey, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    k, _ = key
+    outside = tmp_path / "outside.txt"
+    outside.write_text("x")
+    src, _ = _secret_source(tmp_path, k.recipient, f"volumes: ['./plain.conf:/etc/x']\nsecrets:\n"
+                            "- {source: db.password}\n- {source: missing.txt}\n- {source: plain.conf, target: etc/y}\n"
+                            "- {source: plain.conf, target: /etc/x}\n"
+                            f"- {{source: {outside}}}\n")
+    assert main(["validate", str(src), "--policy", "restricted", "-o", "json"]) == 2
+    got = sorted((p["field"], p["message"]) for p in json.loads(capsys.readouterr().out)["problems"])
+    assert [f for f, _ in got] == ["spec.secrets[0].source", "spec.secrets[1].source", "spec.secrets[2].target",
+                                   "spec.secrets[3].target", "spec.secrets[4].source"]
+    messages = dict(got)
+    assert "db.password is SOPS-encrypted and no decryption key is configured" in messages["spec.secrets[0].source"]
+    assert messages["spec.secrets[1].source"].startswith("secret file 'missing.txt' not found")
+    assert messages["spec.secrets[2].target"] == "secret target 'etc/y' must be an absolute path"
+    assert messages["spec.secrets[3].target"] == "secret target '/etc/x' is mounted twice"
+    assert "rule filePrefixes" in messages["spec.secrets[4].source"]
+
+
+def test_the_docker_backend_refuses_secrets() -> None:
+    from reconciler.runtime import base
+    from reconciler.runtime import errors as rterrors
+    from reconciler.runtime.docker import backend
+
+    with pytest.raises(rterrors.InvalidArgument, match="the secret file /run/secrets/x needs the native engine"):
+        backend._mount(base.Mount(type="secret", target="/run/secrets/x", data=b"v"))

@@ -126,9 +126,11 @@ def load_keys(age_key_file: str | None = None, *, age_key: str | None = None, gn
 
 # -- detection -------------------------------------------------------------------------------
 
-def _format(name: str) -> str:
+def _format(name: str, text: str = "") -> str:
+    """The format sops gives the file by its name; a dotenv file is also known by its
+    `sops_mac=` line (`web.env.enc`)."""
     ext = os.path.splitext(name)[1].lower()
-    if ext == ".env" or os.path.basename(name) == ".env":
+    if ext == ".env" or os.path.basename(name) == ".env" or re.search(r"(?m)^sops_mac=", text):
         return "dotenv"
     return {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".ini": "ini"}.get(ext, "binary")
 
@@ -148,7 +150,7 @@ def is_encrypted(name: str, content: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     try:
-        docs = [json.loads(text)] if text.lstrip().startswith("{") else list(yaml.load_all(text, _Loader))
+        docs = [json.loads(text)] if text.lstrip().startswith("{") else _yaml(text)
     except (ValueError, yaml.YAMLError):
         return False
     meta = docs[0].get("sops") if docs and isinstance(docs[0], dict) else None
@@ -157,14 +159,12 @@ def is_encrypted(name: str, content: bytes) -> bool:
 
 # -- loading the stores ------------------------------------------------------------------------
 
-class _Loader(yaml.SafeLoader):
-    """YAML as sops reads it: timestamps stay strings (yaml.v3 into interface{})."""
+def _yaml(text: str) -> list[Any]:
+    """YAML documents as sops reads them: yaml.v3's YAML 1.2 scalars (`yes`, `on` and timestamps
+    are strings), which the MAC of a value left in clear depends on; compose reads YAML so too."""
+    from reconciler.spec.compose import _Yaml12Loader
 
-
-_Loader.yaml_implicit_resolvers = {
-    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
-    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+    return list(yaml.load_all(text, _Yaml12Loader))
 
 
 def _load(fmt: str, text: str) -> tuple[list[Any], dict[str, Any]]:
@@ -174,7 +174,7 @@ def _load(fmt: str, text: str) -> tuple[list[Any], dict[str, Any]]:
     if fmt == "ini":
         raise SopsError("INI files are not supported; encrypt the settings as YAML, JSON or dotenv")
     try:
-        docs = [json.loads(text)] if fmt in ("json", "binary") else list(yaml.load_all(text, _Loader))
+        docs = [json.loads(text)] if fmt in ("json", "binary") else _yaml(text)
     except (ValueError, yaml.YAMLError) as exc:
         raise SopsError(f"not a SOPS {fmt} file: {str(exc).splitlines()[0]}") from None
     docs = [d for d in docs if d is not None]
@@ -481,11 +481,11 @@ def _walk_docs(walk: _Walk, docs: list[Any]) -> Iterator[dict[str, Any]]:
 
 def decrypt(name: str, content: bytes, keys: Keys | None) -> Decrypted:
     """Decrypt the SOPS file `name` (its format follows the name) held in `content`."""
-    fmt = _format(name)
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError:
         raise SopsError("a SOPS file is UTF-8 text; this one is not") from None
+    fmt = _format(name, text)
     docs, meta = _load(fmt, text)
     if fmt == "binary" and set(docs[0]) != {"data"}:
         fmt = "json"            # a structured file named without .json: sops -d would need --input-type

@@ -87,6 +87,8 @@ def test_age_binary_decrypts_to_the_file(age_keys: sops.Keys) -> None:
 def test_pgp_dotenv_yaml_json_decrypt_as_sops_functional_tests_expect(pgp_keys: sops.Keys) -> None:
     env = sops.decrypt("format.enc.env", _read("pgp/format.enc.env"), pgp_keys)
     assert (env.format, env.data, env.pairs) == ("dotenv", b"foo = bar\n", (("foo ", " bar"),))
+    renamed = sops.decrypt("web.env.enc", _read("pgp/format.enc.env"), pgp_keys)    # known by its sops_mac line
+    assert (renamed.format, renamed.pairs) == ("dotenv", (("foo ", " bar"),))
     assert sops.decrypt("format.enc.yaml", _read("pgp/format.enc.yaml"), pgp_keys).data == b"foo: bar\n"
     assert json.loads(sops.decrypt("format.enc.json", _read("pgp/format.enc.json"), pgp_keys).data) == {"foo": "bar"}
 

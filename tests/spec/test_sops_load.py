@@ -256,3 +256,34 @@ def test_the_docker_backend_refuses_secrets() -> None:
 
     with pytest.raises(rterrors.InvalidArgument, match="the secret file /run/secrets/x needs the native engine"):
         backend._mount(base.Mount(type="secret", target="/run/secrets/x", data=b"v"))
+
+
+def test_compose_secrets_and_configs_become_secret_files(tmp_path: Path, key: tuple[AgeKey, Path]) -> None:
+    """compose's `secrets:`/`configs:` with `file:` (one sops-encrypted): the same tmpfs files."""
+    from tests.helpers.sops_files import encrypt_binary
+
+    k, key_file = key
+    proj = tmp_path / "shop"
+    proj.mkdir()
+    value = "cs-" + secrets.token_hex(8)
+    (proj / "db.password.enc").write_bytes(encrypt_binary(value.encode(), k.recipient))
+    (proj / "nginx.conf").write_text("worker_processes 1;\n")
+    (proj / "compose.yaml").write_text(
+        "services:\n  web:\n    image: registry.local:5000/shop/web:1\n"
+        "    secrets: [db_password, {source: db_password, target: again, uid: '33', mode: 0440}]\n"
+        "    configs: [{source: nginx, target: /etc/nginx/nginx.conf}]\n"
+        "secrets:\n  db_password: {file: ./db.password.enc}\n"
+        "configs:\n  nginx: {file: ./nginx.conf}\n  unused: {environment: X}\n")
+    web = next(iter(spec.load(proj, decryption=sops.load_keys(str(key_file))).containers.values()))
+    assert [(s.target, s.mode, s.uid, s.data) for s in web.secrets] == [
+        ("/run/secrets/db_password", 0o400, 0, value.encode()),
+        ("/run/secrets/again", 0o440, 33, value.encode()),
+        ("/etc/nginx/nginx.conf", 0o444, 0, b"worker_processes 1;\n")]
+
+    (proj / "compose.yaml").write_text("services:\n  web:\n    image: registry.local:5000/shop/web:1\n"
+                                       "    secrets: [token, nope]\nsecrets:\n  token: {environment: TOKEN}\n")
+    with pytest.raises(spec.SpecError) as caught:
+        spec.load(proj)
+    assert sorted(p.message for p in caught.value.problems) == [
+        "no top-level secrets entry named 'nope'; declare it with file:",
+        "not supported yet: secrets.token: environment; give it a file: (sops-encrypted if it is secret)"]

@@ -456,7 +456,8 @@ class Builder:
                 data = plain.data
             mode = item.get("mode", 0o400)
             out.append(models.SecretFile(source=named, target=target, mode=int(mode, 8) if isinstance(mode, str) else mode,
-                                         uid=int(item.get("uid", 0)), gid=int(item.get("gid", 0)), data=data))
+                                         uid=int(item.get("uid", 0)), gid=int(item.get("gid", 0)),
+                                         digest=files[named], data=data))
         return tuple(out)
 
     def decrypted(self, full: str, content: bytes) -> sops.Decrypted | str:

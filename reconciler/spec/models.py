@@ -90,6 +90,7 @@ class SecretFile:
     mode: int                       # default 0o400
     uid: int                        # default 0
     gid: int                        # default 0
+    digest: str = ""                # of the file as stored (encrypted or not): what the hash and a rollback compare
     data: bytes = field(default=b"", repr=False, compare=False, metadata={"transient": True})
 
 

@@ -116,3 +116,38 @@ def test_secret_files_on_a_tmpfs_of_their_own(host: Host, busybox_image: str, tm
         rt.close()
     assert not mounts.is_mounted(again)
     assert not again.exists()
+
+
+def test_a_failed_update_rolls_back_to_the_previous_container_with_its_secret(
+        host: Host, busybox_image: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No record keeps a secret's content, but the secret file did not change: the rollback of a
+    stop-first update that never becomes healthy gets the content the manifests gave again."""
+    key = new_age_key()
+    key_file = key.write(tmp_path / "age.key")
+    m = tmp_path / "m"
+    value = "rb-" + secrets.token_hex(16)
+    m.mkdir()
+    (m / "db.password").write_bytes(encrypt_binary(value.encode(), key.recipient))
+
+    def manifest(check: str) -> None:
+        write(m, "app.yaml", f"""
+            apiVersion: reconciler/v1
+            kind: Container
+            metadata: {{name: web}}
+            spec:
+              image: {busybox_image}
+              command: [sleep, "3600"]
+              networks: [none]
+              secrets: [{{source: db.password}}]
+              healthcheck: {{test: [CMD, "{check}"], interval: 1s, retries: 1}}
+              update: {{healthTimeout: 4s}}
+            """)
+
+    manifest("true")
+    apply = ["apply", str(m), "--sops-age-key-file", str(key_file)]
+    assert host.cli(*apply) == 0
+    manifest("false")                                   # the new container never becomes healthy
+    capsys.readouterr()
+    assert host.cli(*apply) == 1
+    assert "rolled back to the previous container" in capsys.readouterr().out
+    assert _exec(host, "cat", "/run/secrets/db.password") == (0, value)

@@ -287,3 +287,23 @@ def test_compose_secrets_and_configs_become_secret_files(tmp_path: Path, key: tu
     assert sorted(p.message for p in caught.value.problems) == [
         "no top-level secrets entry named 'nope'; declare it with file:",
         "not supported yet: secrets.token: environment; give it a file: (sops-encrypted if it is secret)"]
+
+
+def test_a_rollback_gets_a_secret_only_from_the_same_stored_file(tmp_path: Path, key: tuple[AgeKey, Path]) -> None:
+    """The planner gives a stop-first rollback the new content only where the previous
+    container's secret came from the same file (digest): a changed secret is not passed off as
+    the old one (the rollback then fails, saying no record keeps a secret)."""
+    from reconciler.execution import translate
+    from reconciler.planning import planner
+    from reconciler.runtime import base
+
+    k, key_file = key
+    src, value = _secret_source(tmp_path, k.recipient, "secrets:\n- {source: db.password}\n- {source: plain.conf}\n")
+    web = spec.load(src, decryption=sops.load_keys(str(key_file))).containers["web"]
+    before = base.config_to_json(translate.container_config(web, name="web", labels={}))
+    assert "data" not in json.dumps(before)
+    (src / "plain.conf").write_text("level=2\n")                            # this one changes
+    after = spec.load(src, decryption=sops.load_keys(str(key_file))).containers["web"]
+    kept = planner._unchanged_secrets(before, after)
+    assert kept.by_target == {"/run/secrets/db.password": value.encode()}
+    assert value not in repr(kept)

@@ -222,9 +222,10 @@ def test_secrets_load_decrypted_and_never_in_hash_document_or_record(
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(key_file))
     assert main(["apply", str(src), "--root", str(root), "--runtime", "fake"]) == 0
     mounts = FakeRuntime.at_root(root).config_of("web").mounts
-    assert [(m.type, m.target, m.options) for m in mounts] == [
+    assert [(m.type, m.target, m.options[:3]) for m in mounts] == [
         ("secret", "/run/secrets/db.password", ("mode=0400", "uid=0", "gid=0")),
         ("secret", "/etc/app.conf", ("mode=0440", "uid=7", "gid=0"))]
+    assert [m.options[3] for m in mounts] == [f"digest={s.digest}" for s in web.secrets]   # the stored file's
     assert all(m.data is None for m in mounts)                  # a record never has the content
     assert _files_holding(root, [value]) == set()
 

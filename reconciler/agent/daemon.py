@@ -214,6 +214,10 @@ class Agent:
                 self._add_source(sc)
             elif sc.suspend != self.loop.queue.is_suspended(name):
                 self.set_suspended(name, sc.suspend)
+        if old.decryption != new.decryption:        # a revision refused for want of a key loads now
+            with self._lock:
+                for src in self._sources.values():
+                    src.invalid = None
         if self._webhooks is not None:
             self._webhooks.close()
             self._webhooks = None
@@ -356,7 +360,8 @@ class Agent:
             with self._pass_lock:               # a source's live directory moves between passes only
                 src.source.place(rev)           # binds are checked and hashed where they will be mounted
                 desired = spec.load(rev.path, policy=src.cfg.policy, live=rev.live,
-                                    compose=spec.ComposeOptions(default_name=rev.name or None))
+                                    compose=spec.ComposeOptions(default_name=rev.name or None),
+                                    decryption=src.cfg.keys(self.config.decryption))
         except spec.SpecError as e:
             snap = str(rev.path)
             problems = [str(p).replace(snap, rev.origin, 1) if rev.origin else str(p) for p in e.problems]

@@ -34,6 +34,7 @@ __all__ = [
     "PortSpec",
     "Resources",
     "RestartPolicy",
+    "SecretFile",
     "UpdatePolicy",
     "Volume",
     "VolumeMount",
@@ -80,6 +81,21 @@ class VolumeMount:
     source: str                     # "" for tmpfs
     target: str                     # absolute path in the container
     read_only: bool
+
+
+@dataclass(frozen=True)
+class SecretFile:
+    """A file put into the container from a tmpfs of its own (`secrets:`). `data` is the file's
+    content, decrypted in memory when sops encrypted it: never part of the spec hash (the
+    stored file's digest is), never stored (repr and comparisons leave it out)."""
+
+    source: str                     # absolute host path (the live path, as env files are named)
+    target: str                     # absolute path in the container
+    mode: int                       # default 0o400
+    uid: int                        # default 0
+    gid: int                        # default 0
+    digest: str = ""                # of the file as stored (encrypted or not): what the hash and a rollback compare
+    data: bytes = field(default=b"", repr=False, compare=False, metadata={"transient": True})
 
 
 @dataclass(frozen=True)
@@ -167,6 +183,7 @@ class Container:
     # `image:` as an update policy (None: a plain reference); `image` is then `repository:tag`,
     # and the spec hash names the repository only: which tag runs is the image digest's matter
     image_update: ImageUpdate | None = None
+    secrets: tuple[SecretFile, ...] = field(default=(), metadata={"omit_empty": True})
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,6 @@ import hashlib
 import json
 import os
 import posixpath
-import re
 import secrets
 import shutil
 import stat
@@ -48,7 +47,7 @@ from typing import Any
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native import bundle, containers, images, layers, mounts, openat2, snapshots
-from reconciler.runtime.native.build import context, diff, dockerfile, runmounts
+from reconciler.runtime.native.build import context, diff, dockerfile, instructions, runmounts
 
 __all__ = ["BuildError", "BuildOptions", "BuildResult", "Builder", "platform_args", "validate"]
 
@@ -65,11 +64,6 @@ DEFAULT_SHELL = ("/bin/sh", "-c")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _RUN_SKIP = frozenset({"proc", "sys", "dev", "etc/hosts", "etc/resolv.conf", "etc/hostname"})
 _OUTPUT_TAIL = 20
-_SUPPORTED = {
-    "FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "EXPOSE", "LABEL", "CMD",
-    "ENTRYPOINT", "VOLUME", "HEALTHCHECK", "STOPSIGNAL", "SHELL", "MAINTAINER", "ONBUILD",
-}
-_DURATION_UNITS = {"ns": 1, "us": 1000, "µs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 
 Progress = Callable[[str], None]
 
@@ -223,15 +217,10 @@ class Builder:
         global_args: list[dockerfile.Instruction] = []
         stages: list[_Stage] = []
         for ins in df.instructions:
-            if ins.cmd not in _SUPPORTED:
-                raise dockerfile.DockerfileError(f"Dockerfile line {ins.line}: {ins.cmd} is not a Dockerfile instruction",
-                                                 hint="remove it or rewrite the step")
+            instructions.check(ins, df.escape)
             if ins.cmd == "ONBUILD":
                 _check_trigger(ins.args, f"Dockerfile line {ins.line}: ")
             if ins.cmd == "FROM":
-                unknown = set(ins.flags) - {"platform"}
-                if unknown:
-                    raise dockerfile.DockerfileError(f"Dockerfile line {ins.line}: FROM --{sorted(unknown)[0]} is not supported")
                 platform = ins.flags.get("platform", "")
                 if this_host and platform and platform not in (f"linux/{_host_arch()}", "$BUILDPLATFORM", "$TARGETPLATFORM",
                                                  "${BUILDPLATFORM}", "${TARGETPLATFORM}"):
@@ -243,16 +232,20 @@ class Builder:
                     name = words[2].lower()
                 elif len(words) != 1:
                     raise dockerfile.DockerfileError(
-                        f"Dockerfile line {ins.line}: FROM takes an image and optionally AS <name>")
+                        f"Dockerfile line {ins.line}: FROM requires either one or three arguments",
+                        hint="FROM <image> [AS <name>]")
                 stages.append(_Stage(index=len(stages), name=name, instructions=[], base=words[0], line=ins.line))
                 stages[-1].instructions.append(ins)
             elif not stages:
                 if ins.cmd != "ARG":
                     raise dockerfile.DockerfileError(
-                        f"Dockerfile line {ins.line}: {ins.cmd} before the first FROM; only ARG may come first")
+                        f"Dockerfile line {ins.line}: no build stage in current context: {ins.cmd} comes before "
+                        "the first FROM", hint="only ARG may come before FROM")
                 global_args.append(ins)
             else:
                 stages[-1].instructions.append(ins)
+        if not df.instructions:
+            raise dockerfile.DockerfileError("file with no instructions", hint="start the Dockerfile with FROM <image>")
         if not stages:
             raise dockerfile.DockerfileError("the Dockerfile has no FROM instruction")
         for s in stages:
@@ -318,11 +311,12 @@ class Builder:
                       (key, json.dumps(rec.__dict__), created, time.time()))
 
 
-def validate(df: dockerfile.Dockerfile) -> None:
+def validate(df: dockerfile.Dockerfile, *, this_host: bool = False) -> None:
     """The checks a build makes of a parsed Dockerfile before it starts (a FROM first, known
-    instructions, FROM's form, ONBUILD's triggers; not whether this host builds its platform);
-    DockerfileError names the line."""
-    Builder._split(df, this_host=False)
+    instructions and flags, arguments (instructions.check), FROM's form, ONBUILD's triggers;
+    whether this host builds FROM --platform only when `this_host`); DockerfileError names
+    the line."""
+    Builder._split(df, this_host=this_host)
 
 
 def _meta_args(global_args: Sequence[dockerfile.Instruction], build_args: Mapping[str, str],
@@ -543,7 +537,8 @@ class _Run:
         if not path:
             raise self.err(ins, "WORKDIR needs a path")
         cur = s.run_config.get("WorkingDir") or "/"
-        s.run_config["WorkingDir"] = posixpath.normpath(posixpath.join(cur, path))
+        # Docker keeps an absolute path as written (a trailing / too); a relative one is joined
+        s.run_config["WorkingDir"] = path if path.startswith("/") else posixpath.normpath(posixpath.join(cur, path))
         if self.metadata_only or s.run_config["WorkingDir"] == "/":
             self.nop(s, ins)
             return
@@ -645,7 +640,7 @@ class _Run:
         for flag, key in (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"),
                           ("start-interval", "StartInterval")):
             if flag in ins.flags:
-                hc[key] = _duration(ins.flags[flag])
+                hc[key] = instructions.duration(ins.flags[flag])
         if "retries" in ins.flags:
             if not ins.flags["retries"].isdigit():
                 raise self.err(ins, f"--retries={ins.flags['retries']} is not a number")
@@ -1112,11 +1107,11 @@ def _check_trigger(text: str, where: str) -> None:
     if not keyword:
         raise dockerfile.DockerfileError(where + "ONBUILD needs an instruction to run")
     if keyword == "ONBUILD":
-        raise dockerfile.DockerfileError(where + "chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
+        raise dockerfile.DockerfileError(where + "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
     if keyword in ("FROM", "MAINTAINER"):
         raise dockerfile.DockerfileError(where + f"{keyword} isn't allowed as an ONBUILD trigger")
-    if keyword not in _SUPPORTED:
-        raise dockerfile.DockerfileError(where + f"{keyword} is not a Dockerfile instruction")
+    if keyword not in instructions.INSTRUCTIONS:
+        raise dockerfile.DockerfileError(where + f"unknown instruction: {keyword}")
 
 
 def _oci_layer_type(media_type: str) -> str:
@@ -1158,14 +1153,6 @@ def platform_args() -> dict[str, str]:
 def _host_arch() -> str:
     m = os.uname().machine
     return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(m, m)
-
-
-def _duration(text: str) -> int:
-    """Go duration ("30s", "1m30s", "500ms") in nanoseconds."""
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
-    if not parts or "".join(a + b for a, b in parts) != text:
-        raise dockerfile.DockerfileError(f"{text!r} is not a duration like 30s or 1m30s")
-    return int(sum(float(n) * _DURATION_UNITS[u] for n, u in parts))
 
 
 def _chown(rootfs: Path, spec: str) -> tuple[int, int]:

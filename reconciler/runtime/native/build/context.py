@@ -261,10 +261,11 @@ class BuildContext:
             if stat.S_ISDIR(st.st_mode):
                 yield from self._walk_dir(base, rel, exclude)
 
-    def file_digest(self, rel: str) -> str:
+    def file_digest(self, rel: str, *, follow: bool = False) -> str:
         """sha256 of a file's content; remembered per (device, inode, size, mtime, ctime), so
-        the agent re-hashing a context every pass reads only files that changed."""
-        fd = self.open(rel, os.O_RDONLY | os.O_NOFOLLOW)
+        the agent re-hashing a context every pass reads only files that changed. `follow`: a
+        symlink named as a source is read through (inside the context), as COPY copies it."""
+        fd = self.open(rel, os.O_RDONLY | (0 if follow else os.O_NOFOLLOW))
         try:
             st = os.fstat(fd)
             key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
@@ -301,7 +302,7 @@ def hash_sources(ctx: BuildContext, sources: Sequence[Source], *, owners: bool,
             owner = f" {st.st_uid}:{st.st_gid}" if owners else ""
             h.update(f"{rel}\0{stat.S_IFMT(st.st_mode)} {stat.S_IMODE(st.st_mode):o}{owner}\0".encode())
             if stat.S_ISREG(st.st_mode):
-                h.update(ctx.file_digest(full).encode())
+                h.update(ctx.file_digest(full, follow=rel == "").encode())
             elif stat.S_ISLNK(st.st_mode):
                 h.update(ctx.readlink(full).encode())
     return h.hexdigest()
@@ -426,6 +427,25 @@ def is_dir_in(root_fd: int, path: str) -> bool:
         os.close(fd)
 
 
+def _resolve_link(root_fd: int, path: str) -> str:
+    """`path` with its last component's symlinks followed inside the rootfs (as many as the
+    kernel would: 40)."""
+    for _ in range(40):
+        parent, name = posixpath.split(posixpath.normpath("/" + path))
+        try:
+            pfd = openat2.open_in_root(root_fd, parent, _DIR)
+        except OSError:
+            return path
+        try:
+            target = os.readlink(name, dir_fd=pfd)
+        except OSError:
+            return path             # not a symlink (or not there): written as it is
+        finally:
+            os.close(pfd)
+        path = posixpath.normpath(posixpath.join(parent, target))
+    raise ContextError(f"{path}: too many levels of symbolic links")
+
+
 def copy_sources(
     ctx: BuildContext, sources: Sequence[Source], root_fd: int, dest: str, opts: CopyOptions,
 ) -> int:
@@ -448,7 +468,9 @@ def copy_sources(
             target_dir = dest
             file_target = posixpath.basename(src.rel)
         else:
-            target_dir, file_target = posixpath.split(dest.rstrip("/"))
+            # a destination that is a symlink is written through (BuildKit resolves the whole
+            # destination path inside the rootfs, its last component too)
+            target_dir, file_target = posixpath.split(_resolve_link(root_fd, dest.rstrip("/")))
             target_dir = target_dir or "/"
         # a destination directory made here is 0755, owned by --chown's owner or root, whatever
         # the source directory's mode (Docker's MkdirAll): a 0700 context still gives a /ctx

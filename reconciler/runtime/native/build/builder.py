@@ -47,7 +47,14 @@ from typing import Any
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native import bundle, containers, images, layers, mounts, openat2, snapshots
-from reconciler.runtime.native.build import context, diff, dockerfile, instructions, runmounts
+from reconciler.runtime.native.build import (
+    context,
+    diff,
+    dockerfile,
+    instructions,
+    remote,
+    runmounts,
+)
 
 __all__ = ["BuildError", "BuildOptions", "BuildResult", "Builder", "platform_args", "validate"]
 
@@ -900,7 +907,7 @@ class _Run:
         self.do_copy(s, ins)
 
     def do_copy(self, s: _Stage, ins: dockerfile.Instruction) -> None:
-        unknown = set(ins.flags) - {"from", "chown", "chmod", "link", "exclude"}
+        unknown = set(ins.flags) - {"from", "chown", "chmod", "link", "exclude", "checksum", "keep-git-dir"}
         if unknown:
             raise self.err(ins, f"{ins.cmd} --{sorted(unknown)[0]} is not supported by this builder")
         raw = list(ins.json_args) if ins.json_args is not None else dockerfile.raw_words(ins.args, self.escape)
@@ -913,11 +920,9 @@ class _Run:
         inline = [docs[h.name] for w in raw_srcs if docs and (h := dockerfile.heredoc_word(w)) and h.name in docs]
         srcs = [self.subst(s, w) for w in raw_srcs if not (docs and dockerfile.heredoc_word(w))]
         dest = self.dest(s, self.subst(s, raw_dest))
-        if ins.cmd == "ADD":
-            for src in srcs:
-                if "://" in src:
-                    raise self.err(ins, f"ADD of a URL ({src}) is not supported by this builder",
-                                   hint="download it in a RUN step, or into the context")
+        remotes = [x for x in srcs if remote.is_url(x) or remote.is_git(x)]
+        self.check_remote_flags(ins, srcs, remotes)
+        srcs = [x for x in srcs if x not in remotes]
         if ins.flags.get("link", "true") not in ("true", "false"):
             raise self.err(ins, f"--link={ins.flags['link']}: give --link, --link=true or --link=false")
         chmod = context.Chmod.parse(self.subst(s, ins.flags["chmod"])) if "chmod" in ins.flags else None
@@ -930,11 +935,12 @@ class _Run:
                        if not (exclude and not x.is_dir and exclude.excluded(posixpath.basename(x.rel)))]
             archives = {x.rel for x in sources if ins.cmd == "ADD" and context.is_archive(src_ctx, x)}
             groups = [_Group(src_ctx, sources, frozenset(archives))] if sources else []
+            groups += [self.remote_group(s, ins, x, stack) for x in remotes]
             if inline:
                 groups.append(self.inline_files(s, inline, stack))
             inputs = [context.hash_sources(g.ctx, g.sources, owners=from_id is not None, exclude=exclude)
                       for g in groups]
-            key = _sha(json.dumps({"parent": s.state_key(), "cmd": ins.cmd, "srcs": srcs, "dest": dest,
+            key = _sha(json.dumps({"parent": s.state_key(), "cmd": ins.cmd, "srcs": srcs + remotes, "dest": dest,
                                    "chown": chown, "chmod": chmod.spec if chmod else None, "from": from_id,
                                    "exclude": excludes, "inputs": inputs}))
             if self.hit(s, ins, key):
@@ -942,6 +948,32 @@ class _Run:
             opts = context.CopyOptions(None if from_id else 0, None if from_id else 0, chmod, exclude)
             rec = self.copy_layer(s, groups, dest, chown, opts)
         self.add_layer(s, ins, rec, key)
+
+    def check_remote_flags(self, ins: dockerfile.Instruction, srcs: Sequence[str], remotes: Sequence[str]) -> None:
+        """BuildKit's rules: URLs and git only for ADD; --checksum and --keep-git-dir only for them."""
+        if remotes and ins.cmd == "COPY":
+            raise self.err(ins, f"source can't be a URL for COPY ({remote.redact(remotes[0])})",
+                           hint="use ADD for URLs and git repositories")
+        if "checksum" in ins.flags and (len(remotes) != len(srcs) or not remotes):
+            raise self.err(ins, "checksum can't be specified for non-HTTP(S) sources")
+        if "keep-git-dir" in ins.flags and not any(remote.is_git(x) for x in remotes):
+            raise self.err(ins, "--keep-git-dir is only for git sources")
+        if ins.flags.get("keep-git-dir", "false") not in ("true", "false"):
+            raise self.err(ins, f"--keep-git-dir={ins.flags['keep-git-dir']}: give true or false")
+
+    def remote_group(self, s: _Stage, ins: dockerfile.Instruction, src: str, stack: contextlib.ExitStack) -> _Group:
+        """A URL downloaded, or a git repository cloned, into a directory of the step's own."""
+        tmp = Path(stack.enter_context(_tempdir(self.b.work)))
+        checksum = self.subst(s, ins.flags["checksum"]) if "checksum" in ins.flags else None
+        if remote.is_git(src):
+            self.say(f"Cloning {remote.redact(src)}")
+            got = remote.clone(src, tmp, keep_git_dir=ins.flags.get("keep-git-dir") == "true", checksum=checksum)
+        else:
+            self.say(f"Downloading {remote.redact(src)}")
+            got = remote.download(src, tmp, checksum=checksum, max_size=self.b.store.limits.max_size)
+        ctx = context.BuildContext(os.fspath(got.root), ignore=False, label=remote.redact(src))
+        stack.callback(ctx.close)
+        return _Group(ctx, ctx.resolve(got.name) if got.name else [context.Source("", True)])
 
     @staticmethod
     def dest(s: _Stage, dest: str) -> str:

@@ -563,11 +563,11 @@ def _attrs(fd: int, _name: None, st: os.stat_result, opts: CopyOptions, *, is_di
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-_ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
+_ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
 
 
 def is_archive(ctx: BuildContext, src: Source) -> bool:
-    """A local file ADD unpacks: tar, possibly gzip, bzip2 or xz compressed (Docker's rule)."""
+    """A local file ADD unpacks: tar, possibly gzip, bzip2, xz or zstd compressed (Docker's rule)."""
     if src.is_dir:
         return False
     fd = ctx.open(src.rel, os.O_RDONLY)

@@ -30,7 +30,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-f", "--file", default=None, metavar="FILE",
                         help="the Dockerfile (default: CONTEXT/Dockerfile)")
     parser.add_argument("--build-arg", action="append", default=[], metavar="KEY[=VALUE]",
-                        help="set a build-time variable (KEY alone takes it from the environment)")
+                        help="set a build-time variable (KEY alone takes it from the environment); "
+                             "SOURCE_DATE_EPOCH=SECONDS (also taken from the environment) makes the build "
+                             "reproducible: image and history times are it, no file in a new layer is newer")
     parser.add_argument("--target", default=None, metavar="STAGE", help="build this stage of a multi-stage file")
     parser.add_argument("--network", default="none", choices=("none", "host"),
                         help="network of RUN steps (default: none)")
@@ -135,8 +137,11 @@ def run(args: argparse.Namespace) -> int:
     dockerfile = args.file or "Dockerfile"
     if args.file and not os.path.isabs(args.file):
         dockerfile = os.path.abspath(args.file)
+    build_args = parse_build_args(args.build_arg)
+    if os.environ.get("SOURCE_DATE_EPOCH") and "SOURCE_DATE_EPOCH" not in build_args:
+        build_args["SOURCE_DATE_EPOCH"] = os.environ["SOURCE_DATE_EPOCH"]     # as buildx passes it
     opts = builder.BuildOptions(
-        context=args.context, dockerfile=dockerfile, build_args=parse_build_args(args.build_arg),
+        context=args.context, dockerfile=dockerfile, build_args=build_args,
         target=args.target, tags=tuple(args.tag), network=args.network, no_cache=args.no_cache, pull=args.pull,
         secrets=parse_secrets(args.secret),
     )

@@ -146,6 +146,21 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _iso(epoch: int) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _source_date_epoch(build_args: Mapping[str, str]) -> int | None:
+    """SOURCE_DATE_EPOCH (a build arg, as BuildKit takes it): a Unix time in seconds, or None."""
+    value = build_args.get("SOURCE_DATE_EPOCH")
+    if value is None or value == "":
+        return None
+    if not value.isdigit():
+        raise BuildError(f"SOURCE_DATE_EPOCH={value!r} is not a Unix time in seconds",
+                         hint="give it like SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)")
+    return int(value)
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -357,6 +372,7 @@ class _Run:
         self.cached = 0
         self.meta: dict[str, str] = platform_args()
         self.declared_meta: set[str] = set()
+        self.epoch = _source_date_epoch(opts.build_args)
 
     # ---------------------------------------------------------------- helpers
 
@@ -403,6 +419,8 @@ class _Run:
         base = dockerfile.substitute(s.base, meta, escape=self.escape)
         self.begin(f"FROM {base}" + (f" AS {s.name}" if s.name else ""))
         self.from_(s, base)
+        if self.epoch is not None:          # the image's and every new history entry's time
+            s.created = _iso(self.epoch)
         self.triggers(s, base)
         self.say(f" ---> {self.short(s)}")
         for ins in s.instructions:
@@ -820,10 +838,14 @@ class _Run:
         os.chmod(script, 0o755)  # noqa: S103 - the step's USER runs it
         return base.Mount(type="bind", target="/dev/pipes", source=os.fspath(pipes), read_only=True)
 
+    def keyed(self, key: str) -> str:
+        """A step's cache key with SOURCE_DATE_EPOCH in it (its layer's times depend on it)."""
+        return key if self.epoch is None else _sha(f"{key} epoch={self.epoch}")
+
     def hit(self, s: _Stage, ins: dockerfile.Instruction, key: str) -> bool:
         if self.opts.no_cache:
             return False
-        found = self.b.cache_get(key)
+        found = self.b.cache_get(self.keyed(key))
         if found is None:
             return False
         rec, created = found
@@ -894,11 +916,12 @@ class _Run:
     def commit(self, s: _Stage, upper: Path, *, skip: frozenset[str] = frozenset(),
                prune: runmounts.Before | None = None) -> images.LayerRecord:
         """The upper dir as a layer: blob in the content store, snapshot by ChainID."""
-        return layer_from_upper(self.b.store, upper, s.layers, self.b.work / "tmp", skip=skip, prune=prune)
+        return layer_from_upper(self.b.store, upper, s.layers, self.b.work / "tmp", skip=skip, prune=prune,
+                                epoch=self.epoch)
 
     def add_layer(self, s: _Stage, ins: dockerfile.Instruction, rec: images.LayerRecord, key: str) -> None:
-        s.created = max(s.created, _now())
-        self.b.cache_put(key, rec, s.created)
+        s.created = _iso(self.epoch) if self.epoch is not None else max(s.created, _now())
+        self.b.cache_put(self.keyed(key), rec, s.created)
         self.append(s, ins, rec)
 
     # ---------------------------------------------------------------- COPY / ADD
@@ -1119,7 +1142,7 @@ class _Run:
         self.say(f"Successfully built {config_digest[7:19]}")
         for tag in self.opts.tags:
             self.say(f"Successfully tagged {tag}")
-        unused = sorted(set(self.opts.build_args) - self.used_args())
+        unused = sorted(set(self.opts.build_args) - self.used_args() - {"SOURCE_DATE_EPOCH"})
         if unused:
             self.say(f"[Warning] One or more build-args {unused} were not consumed")
         return BuildResult(config_digest, manifest_digest, self.opts.tags, self.step, self.cached)
@@ -1156,10 +1179,11 @@ def _oci_layer_type(media_type: str) -> str:
 
 def layer_from_upper(store: images.ImageStore, upper: Path, below: Sequence[images.LayerRecord],
                      tmp_dir: Path, *, skip: frozenset[str] = frozenset(),
-                     prune: runmounts.Before | None = None) -> images.LayerRecord:
+                     prune: runmounts.Before | None = None, epoch: int | None = None) -> images.LayerRecord:
     """An overlay upper dir as a new top layer over `below`: its blob in the content store and
-    its snapshot by ChainID (a build step's RUN/COPY, `reconcile commit`)."""
-    blob = diff.write_layer(upper, store.content, tmp_dir, skip=skip, prune=prune)
+    its snapshot by ChainID (a build step's RUN/COPY, `reconcile commit`); `epoch`: no entry
+    newer than this Unix time (SOURCE_DATE_EPOCH)."""
+    blob = diff.write_layer(upper, store.content, tmp_dir, skip=skip, prune=prune, epoch=epoch)
     chain = snapshots.chain_ids([*(x.diff_id for x in below), blob.diff_id])[-1]
     rec = images.LayerRecord(blob.digest, blob.size, diff.LAYER_MEDIA_TYPE, blob.diff_id, chain)
 

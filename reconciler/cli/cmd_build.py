@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import stat
 import sys
 from typing import Any
 
@@ -39,6 +40,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--secret", action="append", default=[], metavar="id=ID,src=FILE|env=VAR",
                         help="a secret for RUN --mount=type=secret,id=ID, from a file or an environment "
                              "variable (repeatable); never stored in the image, its history or the cache")
+    parser.add_argument("--ssh", action="append", default=[], metavar="ID[=SOCKET]",
+                        help="an SSH agent for RUN --mount=type=ssh[,id=ID] (repeatable; ID default: "
+                             "default; SOCKET default: $SSH_AUTH_SOCK); the step reaches it through a "
+                             "socket of its own, never the agent's path")
+    parser.add_argument("--allow", action="append", default=[], choices=("security.insecure",),
+                        help="security.insecure: let RUN --security=insecure run its step with every "
+                             "capability (refused without it)")
     parser.add_argument("--no-cache", action="store_true", help="do not use the build cache")
     parser.add_argument("--pull", action="store_true", help="pull FROM images even when present")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
@@ -124,6 +132,29 @@ def check(args: argparse.Namespace) -> int:
     return 1 if result.findings and (args.check_error or result.error) else 0
 
 
+def parse_ssh(items: list[str]) -> dict[str, str]:
+    """`--ssh ID[=SOCKET]` values: agent socket paths by id."""
+    from reconciler.runtime import errors as rterrors
+
+    out: dict[str, str] = {}
+    for item in items:
+        ident, eq, path = item.partition("=")
+        if not eq:
+            path = os.environ.get("SSH_AUTH_SOCK", "")
+            if not path:
+                raise rterrors.InvalidArgument(f"--ssh {item}: SSH_AUTH_SOCK is not set",
+                                               hint=f"start an agent, or give its socket: --ssh {ident}=PATH")
+        try:
+            is_socket = stat.S_ISSOCK(os.stat(path).st_mode)
+        except OSError as exc:
+            raise rterrors.InvalidArgument(f"--ssh {item}: {path}: {exc.strerror}") from None
+        if not is_socket:
+            raise rterrors.InvalidArgument(f"--ssh {item}: {path} is not an SSH agent socket",
+                                           hint="give the agent's socket ($SSH_AUTH_SOCK); key files are not taken")
+        out[ident or "default"] = path
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     if args.check:
         return check(args)
@@ -143,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
     opts = builder.BuildOptions(
         context=args.context, dockerfile=dockerfile, build_args=build_args,
         target=args.target, tags=tuple(args.tag), network=args.network, no_cache=args.no_cache, pull=args.pull,
-        secrets=parse_secrets(args.secret),
+        secrets=parse_secrets(args.secret), ssh=parse_ssh(args.ssh),
+        allow_insecure="security.insecure" in args.allow,
     )
 
     def say(line: str) -> None:

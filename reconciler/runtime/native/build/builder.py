@@ -90,6 +90,8 @@ class BuildOptions:
     no_cache: bool = False
     pull: bool = False                              # pull FROM images even when present
     secrets: Mapping[str, bytes] = field(default_factory=dict, repr=False)   # RUN --mount=type=secret, by id
+    ssh: Mapping[str, str] = field(default_factory=dict)    # RUN --mount=type=ssh: agent socket path, by id
+    allow_insecure: bool = False                    # RUN --security=insecure may run (all capabilities)
 
 
 @dataclass(frozen=True)
@@ -679,9 +681,15 @@ class _Run:
     # ---------------------------------------------------------------- RUN
 
     def do_run(self, s: _Stage, ins: dockerfile.Instruction) -> None:
-        unknown = set(ins.flags) - {"network", "mount"}
+        unknown = set(ins.flags) - {"network", "mount", "security"}
         if unknown:
             raise self.err(ins, f"RUN --{sorted(unknown)[0]} is not supported by this builder")
+        security = ins.flags.get("security", "sandbox")
+        if security not in ("sandbox", "insecure"):
+            raise self.err(ins, f"RUN --security={security}: give sandbox or insecure")
+        if security == "insecure" and not self.opts.allow_insecure:
+            raise self.err(ins, "RUN --security=insecure runs the step with every capability; this build does not "
+                                "allow it", hint="if you trust this Dockerfile: reconcile build --allow security.insecure")
         network = ins.flags.get("network", self.opts.network)
         if network == "default":
             network = self.opts.network
@@ -692,8 +700,11 @@ class _Run:
         env_keys = {e.partition("=")[0] for e in s.run_config.get("Env") or ()}
         args = {k: v for k, v in sorted(s.args.items()) if k not in env_keys}
         workdir = s.run_config.get("WorkingDir") or "/"
-        specs = [runmounts.parse(x, expand=lambda v: self.subst(s, v), workdir=workdir)
-                 for x in ins.repeated.get("mount", ())]
+        specs = _number_ssh([runmounts.parse(x, expand=lambda v: self.subst(s, v), workdir=workdir)
+                             for x in ins.repeated.get("mount", ())])
+        ssh = [m for m in specs if m.type == "ssh" and m.id in self.opts.ssh]
+        if ssh:             # BuildKit's rule: the first forwarded agent is the step's SSH_AUTH_SOCK
+            args = {**args, "SSH_AUTH_SOCK": ssh[0].target}
         targets = [m.target for m in specs]
         if len(set(targets)) != len(targets):
             raise self.err(ins, "two --mount flags have the same target")
@@ -701,13 +712,15 @@ class _Run:
             held: dict[str, Path] = {}          # cache ids this step holds (two mounts of one id share it)
             prepared = [self.prepare_mount(s, ins, m, held) for m in specs]
             key = _sha(json.dumps({"parent": s.state_key(), "run": argv, "args": args, "net": network,
+                                   "security": security,
                                    "heredocs": [[d.name, d.content, d.chomp] for d in ins.heredocs],
                                    "mounts": [k for k, _make in prepared]}))
             if self.hit(s, ins, key):
                 return
             mnts = [self.script_mount(script, stack)] if script else []
             mnts += [m for _key, make in prepared if (m := make(stack)) is not None]
-            rec = self.run_container(s, ins, argv, args, network, mnts, stubs=self.stubs(s, targets))
+            rec = self.run_container(s, ins, argv, args, network, mnts, stubs=self.stubs(s, targets),
+                                     cap_add=("ALL",) if security == "insecure" else ())
         self.add_layer(s, ins, rec, key)
 
     def stubs(self, s: _Stage, targets: list[str]) -> tuple[frozenset[str], runmounts.Before]:
@@ -733,6 +746,8 @@ class _Run:
                                                       options=(f"size={m.size}",) if m.size else ())
         if m.type == "secret":            # its content is in no key: only its id and target
             return m.key(), lambda stack: self.secret_mount(m, stack)
+        if m.type == "ssh":               # nor is the agent's socket
+            return m.key(), lambda stack: self.ssh_mount(m, stack)
         if m.from_ is None:
             src = self.ctx.resolve(m.source or ".")
             if len(src) != 1:
@@ -810,6 +825,18 @@ class _Run:
             os.close(fd)
         return base.Mount(type="bind", target=m.target, source=os.fspath(tmp / "value"), read_only=True)
 
+    def ssh_mount(self, m: runmounts.RunMount, stack: contextlib.ExitStack) -> base.Mount | None:
+        """The agent given for the mount's id, through a proxy socket of the step's own."""
+        agent = self.opts.ssh.get(m.id)
+        if agent is None:
+            if m.required:
+                raise dockerfile.DockerfileError(f"no SSH agent was given for the ssh mount {m.id!r}",
+                                                 hint=f"reconcile build --ssh {m.id}=$SSH_AUTH_SOCK")
+            return None
+        tmp = Path(stack.enter_context(_tempdir(self.b.work)))
+        sock = stack.enter_context(runmounts.ssh_proxy(tmp / "agent.sock", agent, m))
+        return base.Mount(type="bind", target=m.target, source=os.fspath(sock), read_only=False)
+
     def run_command(self, s: _Stage, ins: dockerfile.Instruction) -> tuple[list[str], dockerfile.Heredoc | None]:
         """A RUN's argv (BuildKit's heredoc rules), and the heredoc it runs as a script, if any.
 
@@ -873,14 +900,15 @@ class _Run:
 
     def run_container(self, s: _Stage, ins: dockerfile.Instruction, argv: list[str],
                       args: Mapping[str, str], network: str, mnts: Sequence[base.Mount] = (),
-                      stubs: tuple[frozenset[str], runmounts.Before] = (frozenset(), {})) -> images.LayerRecord:
+                      stubs: tuple[frozenset[str], runmounts.Before] = (frozenset(), {}),
+                      cap_add: tuple[str, ...] = ()) -> images.LayerRecord:
         mgr = self.b.manager
         lowers = self.layer_dirs(s.layers) or [self.empty_dir()]
         rc = s.run_config
         cfg = base.ContainerConfig(
             name=f"build-{secrets.token_hex(6)}", image="build", command=tuple(argv), args=(),
             env=dict(args), user=rc.get("User") or None, workdir=rc.get("WorkingDir") or None,
-            networks=(network,), labels={"reconciler.build": "true"}, mounts=tuple(mnts),
+            networks=(network,), labels={"reconciler.build": "true"}, mounts=tuple(mnts), cap_add=cap_add,
         )
         image_config = {k: v for k, v in rc.items() if k in ("Env", "User", "WorkingDir")}
         rec = mgr.create(cfg, image_id="", image_config=image_config, lowerdirs=lowers)
@@ -1154,6 +1182,18 @@ class _Run:
                 if ins.cmd == "ARG":
                     used |= {w.partition("=")[0] for w in ins.args.split()}
         return used
+
+
+def _number_ssh(specs: list[runmounts.RunMount]) -> list[runmounts.RunMount]:
+    """ssh mounts without a target get /run/buildkit/ssh_agent.N, N counting them (BuildKit)."""
+    out, n = [], 0
+    for m in specs:
+        if m.type == "ssh":
+            if m.target == "/run/buildkit/ssh_agent.0":
+                m = dataclasses.replace(m, target=f"/run/buildkit/ssh_agent.{n}")
+            n += 1
+        out.append(m)
+    return out
 
 
 def _check_trigger(text: str, where: str) -> None:

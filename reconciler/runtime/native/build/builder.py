@@ -110,6 +110,7 @@ class _Group:
     ctx: context.BuildContext
     sources: list[context.Source]
     archives: frozenset[str] = frozenset()      # rel paths ADD unpacks
+    parents: Mapping[str, str] | None = None    # COPY --parents: each source's path kept below the destination
 
 
 @dataclass
@@ -119,6 +120,7 @@ class _Stage:
     instructions: list[dockerfile.Instruction]
     base: str = ""
     line: int = 0                               # of its FROM
+    platform: str = ""                          # FROM --platform= as written
     layers: list[images.LayerRecord] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)     # full OCI image config
     args: dict[str, str] = field(default_factory=dict)
@@ -225,7 +227,7 @@ class Builder:
         target = self._target(stages, opts.target)
         needed = self._needed(stages, target, global_args, opts, df.escape)
         total = len(global_args) + sum(len(s.instructions) + 1 for s in stages if s.index in needed)
-        with self.store.store_lock(exclusive=False), context.BuildContext(ctx_path) as ctx:
+        with self.store.store_lock(exclusive=False), context.BuildContext(ctx_path, dockerfile=df_path) as ctx:
             b = _Run(self, opts, df.escape, stages, ctx, say, total)
             meta = b.global_args(global_args)
             for s in stages:
@@ -246,10 +248,8 @@ class Builder:
                 _check_trigger(ins.args, f"Dockerfile line {ins.line}: ")
             if ins.cmd == "FROM":
                 platform = ins.flags.get("platform", "")
-                if this_host and platform and platform not in (f"linux/{_host_arch()}", "$BUILDPLATFORM", "$TARGETPLATFORM",
-                                                 "${BUILDPLATFORM}", "${TARGETPLATFORM}"):
-                    raise dockerfile.DockerfileError(
-                        f"Dockerfile line {ins.line}: FROM --platform={platform}: this builder makes linux/{_host_arch()} images only")
+                if this_host and platform and "$" not in platform:     # (with variables: checked when built)
+                    _check_platform(platform, f"Dockerfile line {ins.line}: ")
                 words = ins.args.split()
                 name = None
                 if len(words) == 3 and words[1].lower() == "as":
@@ -258,7 +258,8 @@ class Builder:
                     raise dockerfile.DockerfileError(
                         f"Dockerfile line {ins.line}: FROM requires either one or three arguments",
                         hint="FROM <image> [AS <name>]")
-                stages.append(_Stage(index=len(stages), name=name, instructions=[], base=words[0], line=ins.line))
+                stages.append(_Stage(index=len(stages), name=name, instructions=[], base=words[0], line=ins.line,
+                                     platform=platform))
                 stages[-1].instructions.append(ins)
             elif not stages:
                 if ins.cmd != "ARG":
@@ -418,6 +419,9 @@ class _Run:
     # ---------------------------------------------------------------- stages
 
     def stage(self, s: _Stage, meta: Mapping[str, str]) -> None:
+        if s.platform:
+            _check_platform(dockerfile.substitute(s.platform, meta, escape=self.escape),
+                            f"Dockerfile line {s.line}: ")
         base = dockerfile.substitute(s.base, meta, escape=self.escape)
         self.begin(f"FROM {base}" + (f" AS {s.name}" if s.name else ""))
         self.from_(s, base)
@@ -958,7 +962,7 @@ class _Run:
         self.do_copy(s, ins)
 
     def do_copy(self, s: _Stage, ins: dockerfile.Instruction) -> None:
-        unknown = set(ins.flags) - {"from", "chown", "chmod", "link", "exclude", "checksum", "keep-git-dir"}
+        unknown = set(ins.flags) - {"from", "chown", "chmod", "link", "exclude", "checksum", "keep-git-dir", "parents"}
         if unknown:
             raise self.err(ins, f"{ins.cmd} --{sorted(unknown)[0]} is not supported by this builder")
         raw = list(ins.json_args) if ins.json_args is not None else dockerfile.raw_words(ins.args, self.escape)
@@ -974,8 +978,10 @@ class _Run:
         remotes = [x for x in srcs if remote.is_url(x) or remote.is_git(x)]
         self.check_remote_flags(ins, srcs, remotes)
         srcs = [x for x in srcs if x not in remotes]
-        if ins.flags.get("link", "true") not in ("true", "false"):
-            raise self.err(ins, f"--link={ins.flags['link']}: give --link, --link=true or --link=false")
+        for flag in ("link", "parents"):
+            if ins.flags.get(flag, "true") not in ("true", "false"):
+                raise self.err(ins, f"--{flag}={ins.flags[flag]}: give --{flag}, --{flag}=true or --{flag}=false")
+        parents = ins.flags.get("parents") == "true"
         chmod = context.Chmod.parse(self.subst(s, ins.flags["chmod"])) if "chmod" in ins.flags else None
         chown = self.subst(s, ins.flags["chown"]) if "chown" in ins.flags else None
         excludes = [self.subst(s, x) for x in ins.repeated.get("exclude", ())]
@@ -985,7 +991,8 @@ class _Run:
             sources = [x for src in srcs for x in src_ctx.resolve(src)
                        if not (exclude and not x.is_dir and exclude.excluded(posixpath.basename(x.rel)))]
             archives = {x.rel for x in sources if ins.cmd == "ADD" and context.is_archive(src_ctx, x)}
-            groups = [_Group(src_ctx, sources, frozenset(archives))] if sources else []
+            kept = _kept_paths(src_ctx, srcs) if parents else None
+            groups = [_Group(src_ctx, sources, frozenset(archives), kept)] if sources else []
             groups += [self.remote_group(s, ins, x, stack) for x in remotes]
             if inline:
                 groups.append(self.inline_files(s, inline, stack))
@@ -993,7 +1000,7 @@ class _Run:
                       for g in groups]
             key = _sha(json.dumps({"parent": s.state_key(), "cmd": ins.cmd, "srcs": srcs + remotes, "dest": dest,
                                    "chown": chown, "chmod": chmod.spec if chmod else None, "from": from_id,
-                                   "exclude": excludes, "inputs": inputs}))
+                                   "exclude": excludes, "inputs": inputs, "parents": parents}))
             if self.hit(s, ins, key):
                 return
             opts = context.CopyOptions(None if from_id else 0, None if from_id else 0, chmod, exclude)
@@ -1138,7 +1145,10 @@ class _Run:
                     f"when copying several sources, the destination {dest!r} must be a directory ending in /")
             for g in groups:
                 plain = [x for x in g.sources if x.rel not in g.archives]
-                if plain:
+                if plain and g.parents is not None:
+                    for x in plain:
+                        context.copy_parents(g.ctx, x, g.parents[x.rel], root_fd, dest, opts)
+                elif plain:
                     # several sources (of any kind) go into the destination directory
                     context.copy_sources(g.ctx, plain, root_fd, dest if total == len(plain)
                                          else dest.rstrip("/") + "/", opts)
@@ -1182,6 +1192,32 @@ class _Run:
                 if ins.cmd == "ARG":
                     used |= {w.partition("=")[0] for w in ins.args.split()}
         return used
+
+
+def _kept_paths(ctx: context.BuildContext, srcs: Sequence[str]) -> dict[str, str]:
+    """COPY --parents: each source's path below its pivot, the part of the argument before
+    `/./` (BuildKit's syntax: `./x/./y/*.txt` keeps `y/...`), or below the root without one."""
+    kept: dict[str, str] = {}
+    for src in srcs:
+        pivot = posixpath.normpath("/" + src.rsplit("/./", 1)[0]).lstrip("/") if "/./" in src else ""
+        for x in ctx.resolve(src):
+            kept[x.rel] = x.rel[len(pivot):].lstrip("/") if pivot else x.rel
+    return kept
+
+
+def _check_platform(platform: str, where: str) -> None:
+    """FROM --platform: this host's platform only (os/arch, a variant of it, any case)."""
+    host = f"linux/{_host_arch()}"
+    parts = platform.lower().split("/")
+    normal = "/".join(parts[:2])
+    if normal in ("linux/x86_64", "linux/x86-64"):
+        normal = "linux/amd64"
+    if normal == "linux/aarch64":
+        normal = "linux/arm64"
+    if normal != host or len(parts) > 3 or not all(parts):
+        raise dockerfile.DockerfileError(
+            f"{where}FROM --platform={platform}: this builder makes {host} images only (the host's platform)",
+            hint=f"remove --platform, or build for {platform} on a {platform} host")
 
 
 def _number_ssh(specs: list[runmounts.RunMount]) -> list[runmounts.RunMount]:

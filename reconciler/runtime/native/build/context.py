@@ -25,8 +25,8 @@ from pathlib import Path
 from reconciler.runtime import errors
 from reconciler.runtime.native import layers, openat2
 
-__all__ = ["BuildContext", "Chmod", "CopyOptions", "IgnoreRules", "Source", "copy_sources", "ensure_dir", "hash_sources",
-           "is_archive", "is_dir_in", "unpack"]
+__all__ = ["BuildContext", "Chmod", "CopyOptions", "IgnoreRules", "Source", "copy_parents", "copy_sources", "ensure_dir",
+           "hash_sources", "ignore_file_for", "is_archive", "is_dir_in", "unpack"]
 
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _DIGESTS: dict[tuple[int, int, int, int, int], str] = {}    # file identity and times -> sha256
@@ -60,9 +60,13 @@ class IgnoreRules:
             self.patterns.append((re.compile(_glob_regex(line)), negate))
 
     @classmethod
-    def read(cls, root_fd: int) -> IgnoreRules:
+    def read(cls, root_fd: int, ignore_file: str | None = None) -> IgnoreRules:
+        """The context's `.dockerignore`, or `ignore_file` (the Dockerfile's own) instead."""
         try:
-            fd = openat2.openat2(root_fd, ".dockerignore", os.O_RDONLY, 0, _BENEATH)
+            if ignore_file is not None:
+                fd = os.open(ignore_file, os.O_RDONLY | os.O_CLOEXEC)
+            else:
+                fd = openat2.openat2(root_fd, ".dockerignore", os.O_RDONLY, 0, _BENEATH)
         except FileNotFoundError:
             return cls([])
         except OSError as exc:
@@ -85,6 +89,15 @@ class IgnoreRules:
             if any(rx.match(p) for p in prefixes):
                 result = not negate
         return result
+
+
+def ignore_file_for(dockerfile: str | None) -> str | None:
+    """The Dockerfile's own ignore file, `<Dockerfile path>.dockerignore` next to it, when it
+    exists: BuildKit reads it instead of the context's `.dockerignore`."""
+    if dockerfile is None:
+        return None
+    path = dockerfile + ".dockerignore"
+    return path if os.path.isfile(path) else None
 
 
 def _glob_regex(pattern: str) -> str:
@@ -138,14 +151,15 @@ class Source:
 class BuildContext:
     """A directory read through an fd; for a stage or image (`--from`) too, then unfiltered."""
 
-    def __init__(self, path: str, *, ignore: bool = True, label: str = "the build context") -> None:
+    def __init__(self, path: str, *, ignore: bool = True, label: str = "the build context",
+                 dockerfile: str | None = None) -> None:
         self.path = path
         self.label = label
         try:
             self.fd = os.open(path, _DIR)
         except OSError as exc:
             raise ContextError(f"{label} {path} cannot be opened: {exc.strerror}") from None
-        self.rules = IgnoreRules.read(self.fd) if ignore else IgnoreRules([])
+        self.rules = IgnoreRules.read(self.fd, ignore_file_for(dockerfile)) if ignore else IgnoreRules([])
         self.in_root = not ignore       # a stage's rootfs: absolute symlinks resolve in it
 
     def close(self) -> None:
@@ -497,6 +511,27 @@ def copy_sources(
         finally:
             os.close(dfd)
     return count
+
+
+def copy_parents(ctx: BuildContext, src: Source, keep: str, root_fd: int, dest: str, opts: CopyOptions) -> None:
+    """COPY --parents: `src` to `dest/keep` (keep: its path below the pivot), the directories on
+    the way made as the source's own are (mode, times; owner as every copied entry's)."""
+    if not keep:
+        copy_sources(ctx, [src], root_fd, dest.rstrip("/") + "/", opts)
+        return
+    parts = keep.split("/")
+    pivot = src.rel[: len(src.rel) - len(keep)].rstrip("/")
+    puid = opts.uid if opts.uid is not None else 0
+    pgid = opts.gid if opts.gid is not None else 0
+    for i in range(len(parts) if src.is_dir else len(parts) - 1):
+        rel = posixpath.join(pivot, *parts[: i + 1])
+        pfd = _open_dir_in(root_fd, posixpath.join(dest, *parts[:i]), create=True, uid=puid, gid=pgid)
+        try:
+            _copy_entry(ctx, rel, ctx.lstat(rel), pfd, parts[i], opts, follow=False)
+        finally:
+            os.close(pfd)
+    target = posixpath.join(dest, keep) if src.is_dir else posixpath.join(dest, *parts[:-1]) + "/"
+    copy_sources(ctx, [src], root_fd, target, opts)
 
 
 def _remove_existing(pfd: int, name: str, want_dir: bool) -> bool:

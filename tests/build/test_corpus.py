@@ -36,6 +36,7 @@ TREES = [c for c in CASES if c.startswith("tree-")]
 # error cases Docker's parser refuses too, and the words both errors say
 DOCKER_ERRORS = {
     "error-bad-escape": "invalid escape token 'x' does not match ` or \\",
+    "error-continuation-at-eof": "ENV requires at least one argument",
     "error-copy-one-arg": "COPY requires at least two arguments, but only one was provided",
     "error-empty-file": "file with no instructions",
     "error-env-no-args": "ENV requires at least one argument",

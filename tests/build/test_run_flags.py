@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -95,3 +96,32 @@ RUN --mount=type=ssh,id=absent echo "${{SSH_AUTH_SOCK:-unset}}" > /absent
     ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN --mount=type=ssh,required=true true\n"})
     with pytest.raises(rterrors.RuntimeBackendError, match="no SSH agent was given for the ssh mount 'default'"):
         engine.build(ctx)
+
+
+def test_cli_allow_and_ssh_options(
+    engine: Engine, context_dir: Ctx, busybox_image: str, agent: tuple[str, str], tmp_path: Path,
+) -> None:
+    """`reconcile build --allow security.insecure` and `--ssh ID[=SOCKET]` as a user gives them."""
+    sock, _listed = agent
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN --security=insecure --mount=type=ssh,required=true "
+                                     "test -S \"$SSH_AUTH_SOCK\"\n"})
+    base = [sys.executable, "-m", "reconciler", "build", "--root", str(engine.config.root), "--run-dir",
+            str(engine.config.run_dir), "--name-prefix", engine.config.name_prefix, "-q"]
+    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+
+    def build(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *args, str(ctx)], capture_output=True, text=True, timeout=300, check=False,
+                              env={**env, **extra})
+
+    refused = build("--ssh", f"default={sock}")
+    assert refused.returncode == 1
+    assert "--allow security.insecure" in refused.stderr
+    done = build("--allow", "security.insecure", "--ssh", "default", SSH_AUTH_SOCK=sock)
+    assert done.returncode == 0, done.stderr
+    (tmp_path / "key").write_text("not a socket")
+    bad = build("--allow", "security.insecure", "--ssh", f"default={tmp_path / 'key'}")
+    assert bad.returncode == 2
+    assert "is not an SSH agent socket" in bad.stderr
+    unset = build("--allow", "security.insecure", "--ssh", "default")
+    assert unset.returncode == 2
+    assert "SSH_AUTH_SOCK is not set" in unset.stderr

@@ -55,12 +55,13 @@ DOCKER_ERRORS = {
 # internet) and BuildKit differ, the native builder does what BuildKit does; these lines of
 # the legacy result are replaced by BuildKit's before the trees are compared.
 BUILDKIT_DIFFERS = {
-    # fsutil sends a directory .dockerignore excludes, but that holds a re-included path, with
-    # its own mode; the legacy tar leaves it out and the daemon makes it 0755
+    # fsutil's Walk sends a directory .dockerignore excludes, but that holds a re-included path,
+    # with its own stat (walker.go, `passedFilter`); the legacy tar leaves it out and the daemon
+    # makes it 0755
     "tree-dockerignore": {"ctx/docs dir 40750 0:0": "ctx/docs dir 40755 0:0"},
     # BuildKit's copy makes the missing parents of the destination with --chown's owner
-    # (MkdirAll with the chown option); the legacy builder makes them root's when the source is
-    # a directory
+    # (fsutil copy.go: `MkdirAll(ensureDstPath, 0755, ci.Chown, ...)`); the legacy builder makes
+    # them root's when the source is a directory
     "tree-copy-chown": {"nested dir 40755 12:34": "nested dir 40755 0:0"},
 }
 CONFIG_KEYS = ("Env", "Cmd", "Entrypoint", "User", "WorkingDir", "ExposedPorts", "Labels", "Volumes",

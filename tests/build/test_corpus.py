@@ -163,7 +163,7 @@ def test_tree_matches_docker(
     repo = f"{registry.host}/corpus{secrets.token_hex(3)}"
     theirs, ours = f"{repo}/docker:1", f"{repo}/native:1"
     docker_refs.extend([theirs, ours])
-    built = docker("build", "-q", "--network", "none", "--build-arg", f"BASE={busybox_image}", "-t", theirs,
+    built = docker("build", "-q", "--force-rm", "--network", "none", "--build-arg", f"BASE={busybox_image}", "-t", theirs,
                    str(ctx), check=False)
     assert built.returncode == 0, built.stderr
 
@@ -190,6 +190,6 @@ def test_error_matches_docker(case: str, tmp_path: Path) -> None:
     ctx = tmp_path / "context"
     ctx.mkdir()
     shutil.copy(corpus.CORPUS / case / "Dockerfile", ctx / "Dockerfile")
-    built = docker("build", "-q", "--network", "none", str(ctx), check=False)
+    built = docker("build", "-q", "--force-rm", "--network", "none", str(ctx), check=False)
     assert built.returncode != 0
     assert words in built.stderr

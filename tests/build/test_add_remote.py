@@ -191,7 +191,7 @@ def test_add_url_matches_docker(
     repo = f"{registry.host}/addurl{secrets.token_hex(3)}"
     theirs, ours = f"{repo}/docker:1", f"{repo}/native:1"
     docker_refs.extend([theirs, ours])
-    built = test_corpus.docker("build", "-q", "--force-rm", "--network", "none", "-t", theirs, str(ctx), check=False)
+    built = test_corpus.build(docker_refs, "-t", theirs, str(ctx))
     assert built.returncode == 0, built.stderr
     engine.build(ctx, tags=(ours,))
     push.push(engine.store, ours)

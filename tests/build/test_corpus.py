@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -105,11 +106,24 @@ def _docker_ready() -> None:
 
 @pytest.fixture
 def docker_refs() -> Iterator[list[str]]:
-    """Images this test makes in dockerd; removed afterwards (only those)."""
+    """Images this test makes in dockerd (references, and the ids `build()` saw its steps make);
+    removed afterwards, only those: the tags first, then the steps' images, last first (one
+    that another image still builds on stays)."""
     made: list[str] = []
     yield made
-    for ref in made:
+    ids = [x for x in made if re.fullmatch(r"[0-9a-f]{12}", x)]
+    for ref in [x for x in made if x not in ids]:
         docker("rmi", "-f", ref, check=False)
+    for image_id in reversed(ids):
+        docker("rmi", image_id, check=False)
+
+
+def build(made: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`docker build` (legacy builder) with its steps' images noted in `made` for removal: a
+    multi-stage build leaves the images of the other stages untagged."""
+    done = docker("build", "--force-rm", "--network", "none", *args, check=False)
+    made.extend(re.findall(r"(?m)^ ---> ([0-9a-f]{12})$", done.stdout))
+    return done
 
 
 def file_tree(ref: str) -> list[str]:
@@ -163,8 +177,7 @@ def test_tree_matches_docker(
     repo = f"{registry.host}/corpus{secrets.token_hex(3)}"
     theirs, ours = f"{repo}/docker:1", f"{repo}/native:1"
     docker_refs.extend([theirs, ours])
-    built = docker("build", "-q", "--force-rm", "--network", "none", "--build-arg", f"BASE={busybox_image}", "-t", theirs,
-                   str(ctx), check=False)
+    built = build(docker_refs, "--build-arg", f"BASE={busybox_image}", "-t", theirs, str(ctx))
     assert built.returncode == 0, built.stderr
 
     engine.build(ctx, tags=(ours,), build_args={"BASE": busybox_image})

@@ -9,6 +9,12 @@
 
 The CLI (`reconcile apply`, `reconcile diff`) and the controller loop both call `run_pass`.
 
+On a cluster (`runtime.base.ServiceEngine`: Swarm) the pass first asks the engine what of the
+manifests it cannot run (host bind mounts, addresses of one host): a refusal is a SpecError
+naming the object and field, raised before anything is observed or touched; every image
+reference is resolved (services run images pinned by digest) and each rollout is waited for
+up to `rollout_timeout`.
+
 A pass that will change the host is put in the history before it executes (`running`) and
 completed after; a pass stopped by SIGTERM (`ExecuteOptions.stop`) ends `interrupted`, and one
 whose process died is marked `interrupted` by the next pass.
@@ -50,6 +56,7 @@ class PassOptions:
     # seconds to let started containers show a crash before the check; `--once` waits, the agent
     # does not (its restart supervision and next pass see a crash loop)
     settle: float = 0.0
+    rollout_timeout: float = 300.0  # seconds a cluster's rollout of one service may take (--timeout)
 
 
 @dataclass(frozen=True)
@@ -112,7 +119,8 @@ class PassResult:
 def unready(desired: models.DesiredState, states: Iterable[base.ContainerState]) -> dict[str, str]:
     """The desired containers that do not run as their spec says, and why (pure): "converged"
     means each one runs (or exited as its restart policy allows, or was stopped by hand) and is
-    not unhealthy. Containers whose drift is only reported are left out (they are drift)."""
+    not unhealthy; a service, that every wanted copy runs. Containers whose drift is only
+    reported are left out (they are drift)."""
     by_name = {s.labels.get(labelmod.NAME, s.name): s for s in states}
     out: dict[str, str] = {}
     for name, c in sorted(desired.containers.items()):
@@ -121,6 +129,11 @@ def unready(desired: models.DesiredState, states: Iterable[base.ContainerState])
         s = by_name.get(name)
         if s is None:
             out[name] = "not created"
+            continue
+        if s.replicas is not None:
+            running = s.replicas_running or 0
+            if running < s.replicas:
+                out[name] = f"{running} of {s.replicas} copies running" + (f"; task error: {s.error}" if s.error else "")
             continue
         status = s.status.value
         if status == "running":
@@ -157,8 +170,11 @@ def _prepare(
     desired: models.DesiredState, runtime: base.Runtime, db: Database, options: PassOptions, *, now: float,
     stop: Callable[[], bool] | None = None,
 ) -> tuple[actions.Plan, Mapping[str, str], inv.Inventory]:
+    cluster = isinstance(runtime, base.ServiceEngine)
+    if isinstance(runtime, base.ServiceEngine):
+        _check_refusals(desired, runtime)
     store = inv.InventoryStore(db, options.owner)
-    refs = _tracked_refs(desired)
+    refs = _tracked_refs(desired, every=cluster)
     resolved, errors = obs.resolve_digests(runtime, refs, inventory=store, ttl=options.digest_ttl, now=now,
                                            stop=stop)
     observed = obs.observe(runtime, resolved=resolved)
@@ -167,9 +183,26 @@ def _prepare(
         desired, observed, inventory,
         planner.PlanOptions(owner=options.owner, allow_empty=options.allow_empty, now=now,
                             can_rename=callable(getattr(runtime, "rename_container", None)),
-                            builds=_builds_due(desired, runtime)),
+                            builds=_builds_due(desired, runtime), cluster=cluster,
+                            rollout_timeout=options.rollout_timeout),
     )
     return plan, errors, inventory
+
+
+def _check_refusals(desired: models.DesiredState, runtime: base.ServiceEngine) -> None:
+    """Raise a SpecError naming every field of the manifests that the cluster cannot run."""
+    from reconciler.spec import errors as spec_errors
+
+    problems = []
+    for name, c in sorted(desired.containers.items()):
+        config = translate.container_config(c, name=name, labels={})
+        for refusal in runtime.refusals(config):
+            where, _, why = refusal.partition(": ")
+            problems.append(spec_errors.Problem(file=c.origin.file, line=c.origin.line, column=c.origin.column,
+                                                kind="Container", name=name, field=where, message=why))
+    if problems:
+        raise spec_errors.SpecError(problems, hint="these only make sense on one host: change them for the "
+                                    "cluster (docs/swarm.md), or apply to a single-host runtime")
 
 
 def _builds_due(
@@ -189,11 +222,12 @@ def _builds_due(
     return out
 
 
-def _tracked_refs(desired: models.DesiredState) -> list[str]:
+def _tracked_refs(desired: models.DesiredState, *, every: bool = False) -> list[str]:
+    """The references whose registry digest the pass resolves (`every`: all, for a cluster)."""
     refs = []
     for c in desired.containers.values():
         img = desired.images.get(c.image_object) if c.image_object else None
-        if img is None or img.track or img.pull == "always":
+        if every or img is None or img.track or img.pull == "always":
             refs.append(c.image)
     return refs
 
@@ -298,7 +332,7 @@ def record(
     for name, c in desired.containers.items():
         def container_entry(name: str = name, c: models.Container = c) -> inv.Entry:
             rs = by_resource.get(f"container:{name}", [])
-            created = next((r for r in rs if r.action.kind is Kind.CREATE and r.ok), None)
+            created = next((r for r in rs if r.action.kind in (Kind.CREATE, Kind.UPDATE) and r.ok), None)
             old = current.entries.get(("Container", name))
             if created is not None:
                 config, digest = created.config, created.image_digest

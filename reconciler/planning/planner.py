@@ -15,7 +15,12 @@ same plan text. The rules are DESIGN §5:
   empty without `allow_empty`, named volumes only with `deletionPolicy: Delete`;
 - order: networks → volumes → images → containers by dependsOn; deletes in reverse;
 - no loops: an object whose last attempt at the same (revision, spec hash) failed is held
-  until its backoff expires.
+  until its backoff expires;
+- a cluster (`options.cluster`: Swarm services) updates a changed service in place, as one
+  `update` action, and scales it the same way; Swarm rolls it out and back. Its nodes pull:
+  no image is pulled here, every service runs its image pinned by the registry digest resolved
+  for this pass. Every create and update waits for the rollout. A single-host engine runs one
+  container per object: `replicas` other than 1 is refused there.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ class PlanOptions:
     # Images with build: whose build is due (ref -> cause) and push targets not up to date
     # (ref -> targets), as the runtime judged them (`build_due`); None: it cannot build.
     builds: Mapping[str, tuple[str | None, tuple[str, ...]]] | None = None
+    cluster: bool = False           # the runtime is a cluster of services (runtime.base.ServiceEngine)
+    rollout_timeout: float = 300.0  # seconds a cluster's rollout of one service may take
 
 
 @dataclass
@@ -188,6 +195,11 @@ class _ImagePolicy:
     build: bool
 
 
+def _pinned(ref: str, digest: str) -> str:
+    """`ref` pinned to `digest` (`name:tag@sha256:...`, as the docker CLI pins a service's image)."""
+    return ref if obs.is_pinned(ref) or not digest else f"{ref}@{digest}"
+
+
 def _image_policy(c: models.Container, desired: models.DesiredState) -> _ImagePolicy:
     img = desired.images.get(c.image_object) if c.image_object else None
     if img is None:
@@ -322,7 +334,12 @@ def plan(
         # the digest containers should run: the registry's if we follow it, else what is here
         want_digest[ref] = (local or "") if pol.pull == "never" else (remote or local or "")
         img = desired.images.get(users[0].image_object or "")
-        if pol.build and img is not None:
+        if options.cluster:
+            # the nodes pull; every service runs its image pinned by the registry's digest
+            want_digest[ref] = observed.remote_digest(ref) or ""
+            if pol.build and img is not None:
+                plan_build(img, None)
+        elif pol.build and img is not None:
             plan_build(img, local)
         elif local is None and pol.pull == "never":
             img_ready[ref] = b.add(f"fail:{res}", Kind.FAIL, res,
@@ -345,6 +362,17 @@ def plan(
         if img.build is not None and img.ref and img.ref not in used:
             plan_build(img, observed.local_digest(img.ref))
 
+    def pin(needed: bool, ref: str) -> list[str]:
+        """The refusal a service's create or update waits on when its image has no digest
+        (made when first needed)."""
+        if not needed:
+            return []
+        key = f"fail:image:{ref}"
+        if key not in b.nodes:
+            b.add(key, Kind.FAIL, f"image:{ref}", "registry digest not resolved: a service runs its image "
+                  "pinned by digest; check the reference and that the registry answers")
+        return [key]
+
     # --- containers, in dependsOn order
     ready: dict[str, str] = {}
     for name in _topo_containers(desired.containers):
@@ -359,21 +387,33 @@ def plan(
         base_deps += container_removals
         digest = "" if c.image in rebuilt else want_digest.get(c.image, "")
         labels = lbl("Container", name, c.spec_hash, c.labels, digest)
+        if c.replicas != 1 and not options.cluster:
+            ready[name] = b.add(f"fail:{res}", Kind.FAIL, res,
+                                f"replicas: {c.replicas}: this runtime runs exactly one container per "
+                                "Container object (replicas is for --runtime swarm)")
+            continue
+        # a service is not made or changed without its image's digest: it waits on a refusal
+        need_pin = options.cluster and not digest
         wait = None
-        if c.healthcheck is not None and c.healthcheck.test[:1] != ("NONE",):
+        if options.cluster:
+            wait = actions.Wait(timeout=options.rollout_timeout, healthcheck=False, rollout=True)
+        elif c.healthcheck is not None and c.healthcheck.test[:1] != ("NONE",):
             wait = actions.Wait(timeout=c.update.health_timeout, healthcheck=True)
         elif c.update.min_ready > 0:
             wait = actions.Wait(timeout=c.update.health_timeout, healthcheck=False,
                                 min_ready=c.update.min_ready)
         create_kw: dict[str, Any] = {"spec": c, "labels": labels, "image": c.image,
                                      "image_digest": digest}
+        if options.cluster:
+            create_kw["image"] = _pinned(c.image, digest)
 
         if o is None:
             held = _held("Container", name, c.spec_hash, rev, inventory, options)
             if held:
                 ready[name] = b.add(f"hold:{res}", Kind.HOLD, res, held)
                 continue
-            cr = b.add(f"create:{res}", Kind.CREATE, res, "not found", base_deps, target=name, **create_kw)
+            cr = b.add(f"create:{res}", Kind.CREATE, res, "not found", [*base_deps, *pin(need_pin, c.image)],
+                       target=name, **create_kw)
             ready[name] = b.add(f"start:{res}", Kind.START, res, "not found", [cr],
                                 target=name, wait=wait)
             continue
@@ -399,6 +439,8 @@ def plan(
                 reasons.append(f"network {n} recreated")
         if o.status == "dead":
             reasons.append("container is dead")
+        if options.cluster and o.replicas is not None and o.replicas != c.replicas:
+            reasons.append(f"replicas {o.replicas} -> {c.replicas}")
         if reasons:
             held = _held("Container", name, c.spec_hash, rev, inventory, options)
             if held:
@@ -406,8 +448,14 @@ def plan(
                 continue
             cause = "; ".join(reasons)
             group = f"recreate:{res}"
+            base_deps += pin(need_pin, c.image)
             entry = inventory.entries.get(("Container", name))
-            start_first = c.update.order == "start-first"
+            if options.cluster and not any(n in net_recreated for n in c.networks):
+                # changed in place: Swarm rolls the new spec out copy by copy, and back on failure
+                ready[name] = b.add(f"update:{res}", Kind.UPDATE, res, cause, base_deps, target=o.id,
+                                    changes=changes, wait=wait, **create_kw)
+                continue
+            start_first = c.update.order == "start-first" and not options.cluster
             if start_first and any(p.host_port for p in c.ports):
                 b.notes.append(f"{res}: start-first falls back to stop-first: it publishes host ports")
                 start_first = False
@@ -427,7 +475,7 @@ def plan(
                                     new_name=name, group=group)
             else:
                 rollback = None
-                if c.update.on_failure == "rollback" and entry is not None and entry.config:
+                if c.update.on_failure == "rollback" and entry is not None and entry.config and not options.cluster:
                     rollback = {"config": dict(entry.config), "image_id": o.image_id}
                 # stop only once the new image and networks are there: less downtime, and a
                 # failed pull leaves the old container running (a recreated network is the

@@ -361,6 +361,7 @@ class Builder:
             "stop_signal": stop_signal,
             "stop_timeout": self.duration(d, sp("stopTimeout"), spec.get("stopTimeout"), 10.0),
             "init": bool(spec.get("init", False)),
+            "replicas": int(spec.get("replicas", 1)),
         }
         return models.Container(
             name=d.name, origin=self.origin(d),

@@ -149,6 +149,7 @@ class Container:
     stop_timeout: float             # seconds; default 10
     init: bool
     spec_hash: str
+    replicas: int = 1               # copies that run: a Swarm service's replicas; one on a single host
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ class ObservedContainer:
     exit_code: int | None = None
     restart_count: int = 0
     manually_stopped: bool = False
+    replicas: int | None = None         # a service's wanted copies (Swarm); None: one container
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ def observe(
             exit_code=c.exit_code,
             restart_count=c.restart_count,
             manually_stopped=c.manually_stopped,
+            replicas=c.replicas,
         )
         for c in runtime.list_containers(None)
     }

@@ -2,7 +2,7 @@
 
     root: /var/lib/reconciler          # state DB, engine state, source caches
     run_dir: /run/reconciler           # conmon exit files, netns; the socket's default home
-    runtime: native                    # native | docker | fake
+    runtime: native                    # native | docker | swarm | fake
     socket: /run/reconciler/reconciler.sock
     drift_interval: 60s                # periodic pass even without a change (drift check)
     metrics: {listen: "127.0.0.1:9464"}    # optional: /metrics on TCP as well
@@ -55,7 +55,7 @@ SCHEMA: dict[str, Any] = {
     "properties": {
         "root": {"type": "string", "minLength": 1},
         "run_dir": {"type": "string", "minLength": 1},
-        "runtime": {"enum": ["native", "docker", "fake"]},
+        "runtime": {"enum": ["native", "docker", "swarm", "fake"]},
         "name_prefix": {"type": "string", "pattern": r"^[a-z][a-z0-9]{1,7}$"},
         "oci_runtime": {"enum": ["runc", "crun"]},
         "socket": {"type": "string", "minLength": 1},

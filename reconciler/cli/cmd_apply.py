@@ -12,7 +12,9 @@ Prints a summary table (one row per resource that changed or failed) and logs on
 
 `--runtime native` is the embedded engine; `--runtime fake` is an in-memory engine whose
 state is a JSON file under `--root`: it runs no process and exists for tests and for trying
-the reconciler's decisions without touching the host.
+the reconciler's decisions without touching the host. `--runtime swarm` converges the services
+of a Docker Swarm cluster through a manager (docs/swarm.md) and waits for each rollout up to
+`--timeout`: exit 1 when Swarm rolled an update back or a service did not converge in time.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["add_common_flags", "keep_revision", "open_db", "open_runtime", "print_result", "register", "run",
-           "stopped_code"]
+__all__ = ["add_common_flags", "add_timeout_flag", "keep_revision", "open_db", "open_runtime", "print_result",
+           "register", "run", "stopped_code"]
 
 def add_common_flags(parser: argparse.ArgumentParser, *, source: bool = True) -> None:
     """Flags shared by apply, diff and history."""
@@ -34,13 +36,30 @@ def add_common_flags(parser: argparse.ArgumentParser, *, source: bool = True) ->
                             help="a manifest file, a directory (searched recursively) or - for stdin")
     options.add_engine_options(parser)
     parser.add_argument("--runtime", default=os.environ.get("RECONCILER_RUNTIME", "native"),
-                        choices=("native", "docker", "fake"),
+                        choices=("native", "docker", "swarm", "fake"),
                         help="container engine: native (embedded, default), docker (a Docker or "
-                        "Podman engine via $DOCKER_HOST or /var/run/docker.sock) or fake (in-memory, "
+                        "Podman engine via $DOCKER_HOST or /var/run/docker.sock), swarm (the services of "
+                        "a Docker Swarm cluster, through the manager $DOCKER_HOST names) or fake (in-memory, "
                         "state in a JSON file under --root; for tests and dry runs)")
     parser.add_argument("--owner", default="default",
                         help="instance name written to the reconciler.owner label; only objects "
                         "with this owner are ever changed (default: default)")
+
+
+def _duration(value: str) -> float:
+    from reconciler.spec import units
+
+    try:
+        return float(units.parse_duration(value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_timeout_flag(parser: argparse.ArgumentParser) -> None:
+    """--timeout: how long a cluster's rollout of one service may take (apply, rollback)."""
+    parser.add_argument("--timeout", type=_duration, default=300.0, metavar="DURATION",
+                        help="--runtime swarm: how long each service's rollout may take before the "
+                        "pass fails naming it (default 5m; like 90s, 10m)")
 
 
 def register(subparsers: Any) -> None:
@@ -57,6 +76,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--allow-empty", action="store_true",
                         help="let a revision that declares nothing prune every object this owner created")
     parser.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+    add_timeout_flag(parser)
     parser.add_argument("--parallel", type=int, default=4, metavar="N",
                         help="actions run at once (default: 4)")
     parser.add_argument("--keep-revisions", type=int, default=10, metavar="N",
@@ -98,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     #                                                                          before anything is touched
     options = passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty, dry_run=args.dry_run,
                                  max_workers=max(1, args.parallel), source=os.path.abspath(args.source)
-                                 if args.source != "-" else "-", settle=SETTLE)
+                                 if args.source != "-" else "-", settle=SETTLE, rollout_timeout=args.timeout)
     with stopping.Stopper() as stop, locking.store_lock(args.root), \
             open_runtime(args, supervise=not args.dry_run) as runtime:
         result = passes.run_pass(desired, runtime, open_db(args), options,

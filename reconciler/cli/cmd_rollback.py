@@ -39,6 +39,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("second", metavar="REVISION", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--resume", action="store_true", help="agent: end the pin, follow the source again")
     parser.add_argument("--parallel", type=int, default=4, metavar="N", help="actions run at once (default: 4)")
+    cmd_apply.add_timeout_flag(parser)
     output.add_output_flag(parser)
     parser.set_defaults(run=run)
 
@@ -150,7 +151,7 @@ def _run_offline(args: argparse.Namespace, wanted: str | None) -> int:
     print(f"{cause} (applied {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(target.started_at))} UTC "
           f"from {snap.source}; was {(current or '-')[:12]})", file=sys.stderr if args.output == "json" else sys.stdout)
     options = passes.PassOptions(owner=args.owner, max_workers=max(1, args.parallel), source=snap.source,
-                                 cause=cause, settle=cmd_apply.SETTLE)
+                                 cause=cause, settle=cmd_apply.SETTLE, rollout_timeout=args.timeout)
     with stopping.Stopper() as stop, locking.store_lock(args.root), cmd_apply.open_runtime(args) as runtime:
         result = passes.run_pass(desired, runtime, db, options,
                                  execute_options=executor.ExecuteOptions(max_workers=options.max_workers, stop=stop))

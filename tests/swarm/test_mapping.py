@@ -157,3 +157,13 @@ def test_tls_to_the_engine_is_refused_with_a_way_out(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
     with pytest.raises(errors.InvalidArgument, match="TLS to the engine is not supported"):
         api.from_docker_host("tcp://manager:2376")
+
+
+def test_the_task_error_is_that_of_the_task_swarm_blames() -> None:
+    tasks = [{"ID": "a" * 25, "Status": {"Err": "task: non-zero exit (137): dockerexec: unhealthy container",
+                                         "Timestamp": "2026-01-01T00:00:02Z"}},
+             {"ID": "b" * 25, "Status": {"Err": "no suitable node (host-mode port already in use on 1 node)",
+                                         "Timestamp": "2026-01-01T00:00:05Z"}}]
+    blame = f"update rolled back due to failure or early termination of task {'a' * 25}"
+    assert services.task_error(tasks, blame=blame) == "task: non-zero exit (137): dockerexec: unhealthy container"
+    assert services.task_error(tasks) == "no suitable node (host-mode port already in use on 1 node)"

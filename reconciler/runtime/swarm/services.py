@@ -193,8 +193,9 @@ def task_error(tasks: Sequence[Mapping[str, Any]], *, since: str | None = None, 
     `blame`s ("... failure or early termination of task ID"), else the newest error of a task
     changed at or after `since`."""
     named = _BLAMED.search(blame)
-    for t in tasks if named else ():
-        if t.get("ID") == named.group(1) and (t.get("Status") or {}).get("Err"):
+    blamed = named.group(1) if named else None
+    for t in tasks:
+        if blamed is not None and t.get("ID") == blamed and (t.get("Status") or {}).get("Err"):
             return str(t["Status"]["Err"])
     floor = timestamp(since)
     best: tuple[tuple[int, int], str] = ((0, 0), "")

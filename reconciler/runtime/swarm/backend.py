@@ -295,6 +295,8 @@ class SwarmRuntime:
                 f"service {now.name}: Swarm paused the update ({now.message}){tail}",
                 hint="fix the manifest and apply again, or `docker service rollback` it")
         phase = f"; update {now.state.replace('_', ' ')}" if now.state else ""
+        if where is rollout.Step.SETTLED:       # all there at this look, but not for the monitor period
+            phase += f", not yet for {now.monitor:g}s in a row"
         return errors.RolloutFailed(f"service {now.name} has not converged after {timeout:g}s: "
                                     f"{now.counts()}{phase}{tail}",
                                     hint="raise --timeout, or see `reconcile ps --runtime swarm -a`")

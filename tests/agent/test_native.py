@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -23,6 +25,7 @@ from reconciler.state import history as hist
 from tests.agent.conftest import AgentProc, wait_for
 from tests.execution.helpers import STOP_MARGIN, trapping_app
 from tests.helpers.host import assert_holds_exactly, random_pool, reboot
+from tests.runtime.conftest import cleanup, leftovers
 
 pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
 
@@ -272,3 +275,35 @@ def test_a_second_signal_stops_the_agent_at_once_and_the_next_start_recovers(
         assert [r["result"] for r in b.api.get("/v1/history?source=host")][:2] == ["converged", "interrupted"]
     finally:
         b.stop()
+
+
+def test_status_and_metrics_show_a_container_down_between_passes(
+        tmp_path: Path, agents: list[AgentProc], busybox_image: str) -> None:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "web.yaml").write_text(doc("web", busybox_image, "sleep 3600"))
+    a = AgentProc(tmp_path, runtime="native", sources=[{"name": "host", "directory": str(tmp_path / "m")}],
+                  supervision={"enabled": False})                 # nothing restarts it until the next pass
+    agents.append(a)
+    try:
+        a.start()
+        web = wait_for("web running", lambda: running(a, "web"))
+        assert a.source("host")["down"] == {}
+        os.kill(web.pid, signal.SIGKILL)
+        src = wait_for("web down now", lambda: (s := a.source("host"))["down"] and s)
+        assert src["last_result"] == "converged"                   # the last pass did converge...
+        assert "restart policy is always" in src["down"]["web"]    # ...but web is down now
+        assert 'reconciler_containers_down{source="host"} 1.0' in a.api.get("/metrics")
+        status = subprocess.run([sys.executable, "-m", "reconciler", "status", "--root", str(a.root),
+                                 "--socket", str(a.socket)], capture_output=True, text=True, timeout=60,
+                                check=False, cwd=Path(__file__).resolve().parents[2])
+        assert status.returncode == 1, status.stdout + status.stderr
+        assert "down now: container web" in status.stdout
+    finally:
+        a.stop()
+        rt = engine(a)
+        try:
+            cleanup(rt)
+            left = leftovers(rt.config)
+        finally:
+            rt.close()
+        assert left == []

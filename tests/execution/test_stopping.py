@@ -96,6 +96,17 @@ def marked(marks: Path) -> list[str]:
     return sorted(p.name for p in marks.iterdir() if p.name != "obey")
 
 
+def rerun_finishes(host: Host, m: Path, marks: Path, names: list[str]) -> None:
+    """The containers obey SIGTERM again; the next --once finishes the update, leaks nothing,
+    and the interrupted pass stays on record below the converged one."""
+    (marks / "obey").touch()
+    rerun = once(host, m)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert {n: g for n, (g, _) in generations(host).items()} == dict.fromkeys(names, "2")
+    assert_holds_exactly(host.config, names, network="stop")
+    assert results(host)[:2] == ["converged", "interrupted"]
+
+
 def test_one_signal_finishes_the_stop_in_flight_then_exits_within_the_bound(
         tmp_path: Path, host: Host, busybox_image: str, runs: list[Once]) -> None:
     m, marks = tmp_path / "m", tmp_path / "marks"
@@ -128,12 +139,7 @@ def test_one_signal_finishes_the_stop_in_flight_then_exits_within_the_bound(
     assert marked(marks) == [stopping]
     assert results(host)[0] == "interrupted"
 
-    (marks / "obey").touch()
-    rerun = once(host, m)
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert {n: g for n, (g, _) in generations(host).items()} == dict.fromkeys(names, "2")
-    assert_holds_exactly(host.config, names, network="stop")
-    assert results(host)[:2] == ["converged", "interrupted"]
+    rerun_finishes(host, m, marks, names)
 
 
 def test_a_second_signal_stops_at_once_and_the_next_run_recovers(
@@ -165,12 +171,7 @@ def test_a_second_signal_stops_at_once_and_the_next_run_recovers(
     assert "stopping_now" in out
     assert results(host)[0] == "running"              # on record, never finished
 
-    (marks / "obey").touch()
-    rerun = once(host, m)
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert {n: g for n, (g, _) in generations(host).items()} == dict.fromkeys(names, "2")
-    assert_holds_exactly(host.config, names, network="stop")
-    assert results(host)[:2] == ["converged", "interrupted"]
+    rerun_finishes(host, m, marks, names)
 
 
 def test_a_health_gate_is_not_waited_out_the_unverified_update_is_rolled_back(

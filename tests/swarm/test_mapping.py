@@ -167,3 +167,14 @@ def test_the_task_error_is_that_of_the_task_swarm_blames() -> None:
     blame = f"update rolled back due to failure or early termination of task {'a' * 25}"
     assert services.task_error(tasks, blame=blame) == "task: non-zero exit (137): dockerexec: unhealthy container"
     assert services.task_error(tasks) == "no suitable node (host-mode port already in use on 1 node)"
+
+
+def test_the_swarm_engine_is_a_service_engine_and_nothing_more() -> None:
+    from reconciler.runtime.swarm import SwarmRuntime
+    from tests.runtime.test_capabilities import PROTOCOLS
+
+    rt = SwarmRuntime(api.EngineAPI("/nonexistent/docker.sock"))       # no call is made
+    try:
+        assert {p.__name__ for p in PROTOCOLS if isinstance(rt, p)} == {"ServiceEngine"}
+    finally:
+        rt.close()

@@ -126,5 +126,9 @@ class NativeConfig:
                 message, hint = refusal(recorded)
                 raise errors.Conflict(message, hint=hint) from None
             return
-        with os.fdopen(fd, "w") as f:
-            f.write(value + "\n")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(value + "\n")
+        except BaseException:
+            path.unlink(missing_ok=True)     # never a half-written record (a full disk): the next start retries
+            raise

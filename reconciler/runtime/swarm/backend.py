@@ -424,3 +424,9 @@ class SwarmRuntime:
                 if self._clock() >= deadline:
                     raise
             self._sleep(self._poll)
+
+
+def _conforms(rt: SwarmRuntime) -> tuple[base.Runtime, base.ServiceEngine]:
+    """mypy checks here that the backend implements the protocol and its capability (Swarm runs
+    and restarts the copies itself; it renames, builds, pushes and transfers archives not)."""
+    return rt, rt

@@ -198,8 +198,10 @@ def cleanup(rt: NativeRuntime) -> None:
 
 
 def private_pool() -> str:
-    """A /22 of 10.200-254 for one test's networks (other tests pick theirs the same way)."""
-    return f"10.{200 + secrets.randbelow(55)}.{4 * secrets.randbelow(64)}.0/22"
+    """A /22 of 10.200-254 for one test's networks, leased so that no other test gets it."""
+    from tests.helpers import subnets
+
+    return str(subnets.lease_block())
 
 
 def make_native(tmp: Path, busybox_ref: str | None = None, *, networking: bool = False,

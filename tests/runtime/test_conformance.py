@@ -19,6 +19,7 @@ import pytest
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
+from tests.helpers import subnets
 from tests.helpers.ports import publish_port
 
 NONE = ("none",)
@@ -519,12 +520,7 @@ def outside_world(tmp_path: Path) -> Iterator[World]:
     (engines allocate their subnets afterwards, around it). Removed at the end."""
     from reconciler.runtime.native import netlink, network
 
-    with netlink.host() as h:
-        routed = [ipaddress.ip_network(f"{r.dst}/{r.prefixlen}") for r in h.routes() if r.prefixlen]
-    while True:
-        subnet = ipaddress.ip_network(f"10.{200 + secrets.randbelow(55)}.{secrets.randbelow(256)}.0/24")
-        if not any(subnet.overlaps(r) for r in routed):
-            break
+    subnet = next(subnets.lease_block().subnets(new_prefix=24))
     host_ip, ip = str(subnet[1]), str(subnet[2])
     link = "tx" + "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(6)) + "w"
     ns_dir = tmp_path / "world-ns"

@@ -37,6 +37,7 @@ import posixpath
 import re
 import secrets
 import shutil
+import stat
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -46,10 +47,10 @@ from typing import Any
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import bundle, containers, images, layers, mounts, snapshots
-from reconciler.runtime.native.build import context, diff, dockerfile
+from reconciler.runtime.native import bundle, containers, images, layers, mounts, openat2, snapshots
+from reconciler.runtime.native.build import context, diff, dockerfile, runmounts
 
-__all__ = ["BuildError", "BuildOptions", "BuildResult", "Builder"]
+__all__ = ["BuildError", "BuildOptions", "BuildResult", "Builder", "platform_args", "validate"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS build_cache (
@@ -87,6 +88,7 @@ class BuildOptions:
     network: str = "none"                           # RUN's network: "none" or "host"
     no_cache: bool = False
     pull: bool = False                              # pull FROM images even when present
+    secrets: Mapping[str, bytes] = field(default_factory=dict, repr=False)   # RUN --mount=type=secret, by id
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,7 @@ class Builder:
                 continue
             except ProcessLookupError:
                 pass
-            for sub in ("merged", "root"):
+            for sub in ("bind", "secret", "merged", "root"):
                 if mounts.is_mounted(d / sub):
                     with contextlib.suppress(rterrors.RuntimeBackendError):
                         mounts.unmount(d / sub)
@@ -217,7 +219,7 @@ class Builder:
     # ------------------------------------------------------------------ structure
 
     @staticmethod
-    def _split(df: dockerfile.Dockerfile) -> tuple[list[dockerfile.Instruction], list[_Stage]]:
+    def _split(df: dockerfile.Dockerfile, *, this_host: bool = True) -> tuple[list[dockerfile.Instruction], list[_Stage]]:
         global_args: list[dockerfile.Instruction] = []
         stages: list[_Stage] = []
         for ins in df.instructions:
@@ -231,7 +233,7 @@ class Builder:
                 if unknown:
                     raise dockerfile.DockerfileError(f"Dockerfile line {ins.line}: FROM --{sorted(unknown)[0]} is not supported")
                 platform = ins.flags.get("platform", "")
-                if platform and platform not in (f"linux/{_host_arch()}", "$BUILDPLATFORM", "$TARGETPLATFORM",
+                if this_host and platform and platform not in (f"linux/{_host_arch()}", "$BUILDPLATFORM", "$TARGETPLATFORM",
                                                  "${BUILDPLATFORM}", "${TARGETPLATFORM}"):
                     raise dockerfile.DockerfileError(
                         f"Dockerfile line {ins.line}: FROM --platform={platform}: this builder makes linux/{_host_arch()} images only")
@@ -285,14 +287,13 @@ class Builder:
             if base in names and names[base] < i:
                 todo.append(names[base])
             for ins in s.instructions:
-                src = ins.flags.get("from") if ins.cmd in ("COPY", "ADD") else None
-                if src is None:
-                    continue
-                src = src.lower()
-                if src in names and names[src] < i:
-                    todo.append(names[src])
-                elif src.isdigit() and int(src) < i:
-                    todo.append(int(src))
+                froms = [ins.flags["from"]] if ins.cmd in ("COPY", "ADD") and "from" in ins.flags else []
+                for src in [*froms, *runmounts.mount_sources(ins)]:
+                    src = src.lower()
+                    if src in names and names[src] < i:
+                        todo.append(names[src])
+                    elif src.isdigit() and int(src) < i:
+                        todo.append(int(src))
         return needed
 
     # ------------------------------------------------------------------ cache
@@ -317,9 +318,16 @@ class Builder:
                       (key, json.dumps(rec.__dict__), created, time.time()))
 
 
+def validate(df: dockerfile.Dockerfile) -> None:
+    """The checks a build makes of a parsed Dockerfile before it starts (a FROM first, known
+    instructions, FROM's form, ONBUILD's triggers; not whether this host builds its platform);
+    DockerfileError names the line."""
+    Builder._split(df, this_host=False)
+
+
 def _meta_args(global_args: Sequence[dockerfile.Instruction], build_args: Mapping[str, str],
                escape: str) -> dict[str, str]:
-    meta: dict[str, str] = _platform_args()
+    meta: dict[str, str] = platform_args()
     for ins in global_args:
         for word in dockerfile.split_words(ins.args, meta, escape=escape):
             name, eq, default = word.partition("=")
@@ -346,7 +354,7 @@ class _Run:
         self.total = total
         self.step = 0
         self.cached = 0
-        self.meta: dict[str, str] = _platform_args()
+        self.meta: dict[str, str] = platform_args()
         self.declared_meta: set[str] = set()
 
     # ---------------------------------------------------------------- helpers
@@ -651,7 +659,7 @@ class _Run:
     # ---------------------------------------------------------------- RUN
 
     def do_run(self, s: _Stage, ins: dockerfile.Instruction) -> None:
-        unknown = set(ins.flags) - {"network"}
+        unknown = set(ins.flags) - {"network", "mount"}
         if unknown:
             raise self.err(ins, f"RUN --{sorted(unknown)[0]} is not supported by this builder")
         network = ins.flags.get("network", self.opts.network)
@@ -663,14 +671,124 @@ class _Run:
         # build args visible to the step (ENV wins over an ARG of the same name)
         env_keys = {e.partition("=")[0] for e in s.run_config.get("Env") or ()}
         args = {k: v for k, v in sorted(s.args.items()) if k not in env_keys}
-        key = _sha(json.dumps({"parent": s.state_key(), "run": argv, "args": args, "net": network,
-                               "heredocs": [[d.name, d.content, d.chomp] for d in ins.heredocs]}))
-        if self.hit(s, ins, key):
-            return
+        workdir = s.run_config.get("WorkingDir") or "/"
+        specs = [runmounts.parse(x, expand=lambda v: self.subst(s, v), workdir=workdir)
+                 for x in ins.repeated.get("mount", ())]
+        targets = [m.target for m in specs]
+        if len(set(targets)) != len(targets):
+            raise self.err(ins, "two --mount flags have the same target")
         with contextlib.ExitStack() as stack:
+            held: dict[str, Path] = {}          # cache ids this step holds (two mounts of one id share it)
+            prepared = [self.prepare_mount(s, ins, m, held) for m in specs]
+            key = _sha(json.dumps({"parent": s.state_key(), "run": argv, "args": args, "net": network,
+                                   "heredocs": [[d.name, d.content, d.chomp] for d in ins.heredocs],
+                                   "mounts": [k for k, _make in prepared]}))
+            if self.hit(s, ins, key):
+                return
             mnts = [self.script_mount(script, stack)] if script else []
-            rec = self.run_container(s, ins, argv, args, network, mnts)
+            mnts += [m for _key, make in prepared if (m := make(stack)) is not None]
+            rec = self.run_container(s, ins, argv, args, network, mnts, stubs=self.stubs(s, targets))
         self.add_layer(s, ins, rec, key)
+
+    def stubs(self, s: _Stage, targets: list[str]) -> tuple[frozenset[str], runmounts.Before]:
+        """What the step's layer leaves out for its mount targets (runmounts.stubs)."""
+        if not targets:
+            return frozenset(), {}
+        with contextlib.ExitStack() as stack:
+            root = self.mount_layers(s.layers, stack)
+            root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                return runmounts.stubs(targets, root_fd)
+            finally:
+                os.close(root_fd)
+
+    def prepare_mount(self, s: _Stage, ins: dockerfile.Instruction, m: runmounts.RunMount,
+                      held: dict[str, Path]) -> tuple[object, Callable[[contextlib.ExitStack], base.Mount | None]]:
+        """A RUN --mount's part of the step's cache key, and how to make it for the step's
+        container (None: an optional secret that was not given)."""
+        if m.type == "cache":
+            return m.key(), lambda stack: self.cache_mount(m, stack, held)
+        if m.type == "tmpfs":
+            return m.key(), lambda _stack: base.Mount(type="tmpfs", target=m.target,
+                                                      options=(f"size={m.size}",) if m.size else ())
+        if m.type == "secret":            # its content is in no key: only its id and target
+            return m.key(), lambda stack: self.secret_mount(m, stack)
+        if m.from_ is None:
+            src = self.ctx.resolve(m.source or ".")
+            if len(src) != 1:
+                raise self.err(ins, f"--mount source {m.source!r} names {len(src)} paths; give one")
+            return ({"mount": m.key(), "inputs": context.hash_sources(self.ctx, src, owners=False)},
+                    lambda stack: self.context_mount(m, src[0], stack))
+        recs, _label, ident = self.from_layers(s, ins, m.from_)
+        return {"mount": m.key(), "from": ident}, lambda stack: self.layers_mount(m, recs, stack)
+
+    def context_mount(self, m: runmounts.RunMount, src: context.Source, stack: contextlib.ExitStack) -> base.Mount:
+        """A bind from the context: a copy of what .dockerignore keeps, so the step can change
+        nothing of the context (a rw mount's writes are dropped with the copy)."""
+        copy_dir = Path(stack.enter_context(_tempdir(self.b.work))) / "bind"
+        copy_dir.mkdir()
+        os.chmod(copy_dir, 0o755)  # noqa: S103 - the context's root as the step's USER sees it
+        root_fd = os.open(copy_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            context.copy_sources(self.ctx, [src], root_fd, "/", context.CopyOptions(0, 0, None))
+        finally:
+            os.close(root_fd)
+        source = copy_dir if src.is_dir else copy_dir / posixpath.basename(src.rel)
+        return base.Mount(type="bind", target=m.target, source=os.fspath(source), read_only=m.readonly)
+
+    def layers_mount(self, m: runmounts.RunMount, recs: Sequence[images.LayerRecord],
+                     stack: contextlib.ExitStack) -> base.Mount:
+        """A bind from a stage or image: its path resolved inside its rootfs (an overlay of
+        its layers, writable when rw: the writes are dropped with it)."""
+        root = self.mount_layers(recs, stack, writable=not m.readonly)
+        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd = openat2.open_in_root(root_fd, m.source or ".", os.O_PATH)
+        except OSError as exc:
+            raise context.ContextError(f"--mount source {m.source!r}: {exc.strerror} in {m.from_}") from None
+        finally:
+            os.close(root_fd)
+        try:
+            stub = root.parent / "bind"
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                stub.mkdir()
+            else:
+                stub.touch()
+            mounts.bind_mount(Path(f"/proc/self/fd/{fd}"), stub, read_only=m.readonly)
+            stack.callback(mounts.unmount, stub)
+        finally:
+            os.close(fd)
+        return base.Mount(type="bind", target=m.target, source=os.fspath(stub), read_only=m.readonly)
+
+    def cache_mount(self, m: runmounts.RunMount, stack: contextlib.ExitStack, held: dict[str, Path]) -> base.Mount:
+        def fresh() -> Path:
+            return Path(stack.enter_context(_tempdir(self.b.work)))
+
+        if m.id not in held:
+            held[m.id] = stack.enter_context(runmounts.cache_dir(self.b.work / "cache-mounts", m, fresh))
+        data = held[m.id]
+        return base.Mount(type="bind", target=m.target, source=os.fspath(data), read_only=m.readonly)
+
+    def secret_mount(self, m: runmounts.RunMount, stack: contextlib.ExitStack) -> base.Mount | None:
+        """The secret as a file on a tmpfs of its own (never on disk), bound read-only."""
+        value = self.opts.secrets.get(m.id)
+        if value is None:
+            if m.required:
+                raise dockerfile.DockerfileError(f"the secret {m.id!r} is required but was not given",
+                                                 hint=f"reconcile build --secret id={m.id},src=FILE (or env=VAR)")
+            return None
+        tmp = Path(stack.enter_context(_tempdir(self.b.work))) / "secret"
+        tmp.mkdir()
+        mounts.mount_tmpfs(tmp, ["mode=0700", f"size={max(len(value), 1) + 4096}"])
+        stack.callback(mounts.unmount, tmp)
+        fd = os.open(tmp / "value", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o400)
+        try:
+            os.write(fd, value)
+            os.fchown(fd, m.uid or 0, m.gid or 0)
+            os.fchmod(fd, m.mode if m.mode is not None else 0o400)
+        finally:
+            os.close(fd)
+        return base.Mount(type="bind", target=m.target, source=os.fspath(tmp / "value"), read_only=True)
 
     def run_command(self, s: _Stage, ins: dockerfile.Instruction) -> tuple[list[str], dockerfile.Heredoc | None]:
         """A RUN's argv (BuildKit's heredoc rules), and the heredoc it runs as a script, if any.
@@ -730,7 +848,8 @@ class _Run:
         self.history(s, by, empty=False)
 
     def run_container(self, s: _Stage, ins: dockerfile.Instruction, argv: list[str],
-                      args: Mapping[str, str], network: str, mnts: Sequence[base.Mount] = ()) -> images.LayerRecord:
+                      args: Mapping[str, str], network: str, mnts: Sequence[base.Mount] = (),
+                      stubs: tuple[frozenset[str], runmounts.Before] = (frozenset(), {})) -> images.LayerRecord:
         mgr = self.b.manager
         lowers = self.layer_dirs(s.layers) or [self.empty_dir()]
         rc = s.run_config
@@ -752,7 +871,7 @@ class _Run:
                                     f"--- last {len(tail)} lines of its output ---\n{shown}",
                                hint="fix the command; the steps before it are cached")
             upper = mgr.paths(rec.id).upper
-            return self.commit(s, upper, skip=_RUN_SKIP)
+            return self.commit(s, upper, skip=_RUN_SKIP | stubs[0], prune=stubs[1])
         finally:
             with contextlib.suppress(rterrors.RuntimeBackendError, OSError):
                 mgr.remove(rec.id, force=True)
@@ -770,9 +889,10 @@ class _Run:
             tail.append(text)
         return tail
 
-    def commit(self, s: _Stage, upper: Path, *, skip: frozenset[str] = frozenset()) -> images.LayerRecord:
+    def commit(self, s: _Stage, upper: Path, *, skip: frozenset[str] = frozenset(),
+               prune: runmounts.Before | None = None) -> images.LayerRecord:
         """The upper dir as a layer: blob in the content store, snapshot by ChainID."""
-        return layer_from_upper(self.b.store, upper, s.layers, self.b.work / "tmp", skip=skip)
+        return layer_from_upper(self.b.store, upper, s.layers, self.b.work / "tmp", skip=skip, prune=prune)
 
     def add_layer(self, s: _Stage, ins: dockerfile.Instruction, rec: images.LayerRecord, key: str) -> None:
         s.created = max(s.created, _now())
@@ -859,7 +979,15 @@ class _Run:
         frm = ins.flags.get("from")
         if frm is None:
             return self.ctx, None
-        frm = self.subst(s, frm)
+        recs, label, ident = self.from_layers(s, ins, self.subst(s, frm))
+        ctx = context.BuildContext(os.fspath(self.mount_layers(recs, stack)), ignore=False, label=label)
+        stack.callback(ctx.close)
+        return ctx, ident
+
+    def from_layers(self, s: _Stage, ins: dockerfile.Instruction,
+                    frm: str) -> tuple[list[images.LayerRecord], str, str]:
+        """The layers of an earlier stage (by name or index) or of an image (pulled if
+        missing), a label for messages, and an identity for cache keys."""
         names = {x.name: x for x in self.stages if x.name and x.index < s.index}
         src_stage = names.get(frm.lower())
         if src_stage is None and frm.isdigit() and int(frm) < s.index:
@@ -867,24 +995,31 @@ class _Run:
         if src_stage is not None:
             if not src_stage.done:
                 raise self.err(ins, f"stage {frm!r} was not built")
-            recs, label, ident = src_stage.layers, f"stage {frm}", "stage:" + src_stage.state_key()
-        else:
-            store = self.b.store
-            try:
-                info = store.get(frm)
-            except rterrors.NotFound:
-                self.say(f"Pulling {frm}")
-                info = store.pull(frm)
-            recs, label, ident = store.layer_records(info.id), f"image {frm}", "image:" + info.id
+            return list(src_stage.layers), f"stage {frm}", "stage:" + src_stage.state_key()
+        store = self.b.store
+        try:
+            info = store.get(frm)
+        except rterrors.NotFound:
+            self.say(f"Pulling {frm}")
+            info = store.pull(frm)
+        return store.layer_records(info.id), f"image {frm}", "image:" + info.id
+
+    def mount_layers(self, recs: Sequence[images.LayerRecord], stack: contextlib.ExitStack, *,
+                     writable: bool = False) -> Path:
+        """An overlay of `recs` (read-only, or writable into a throw-away upper dir), unmounted
+        when `stack` closes."""
         tmp = Path(stack.enter_context(_tempdir(self.b.work)))
         root = tmp / "root"
         root.mkdir()
         dirs = self.layer_dirs(recs) or [self.empty_dir()]
-        mounts.mount_overlay(list(reversed(dirs)), None, None, root)
+        if writable:
+            (tmp / "upper").mkdir()
+            (tmp / "work").mkdir()
+            mounts.mount_overlay(list(reversed(dirs)), tmp / "upper", tmp / "work", root)
+        else:
+            mounts.mount_overlay(list(reversed(dirs)), None, None, root)
         stack.callback(mounts.unmount, root)
-        ctx = context.BuildContext(os.fspath(root), ignore=False, label=label)
-        stack.callback(ctx.close)
-        return ctx, ident
+        return root
 
     def overlay_step(self, s: _Stage, change: Callable[[int, Path], None], *,
                      empty_layer: bool = True) -> images.LayerRecord | None:
@@ -993,10 +1128,11 @@ def _oci_layer_type(media_type: str) -> str:
 
 
 def layer_from_upper(store: images.ImageStore, upper: Path, below: Sequence[images.LayerRecord],
-                     tmp_dir: Path, *, skip: frozenset[str] = frozenset()) -> images.LayerRecord:
+                     tmp_dir: Path, *, skip: frozenset[str] = frozenset(),
+                     prune: runmounts.Before | None = None) -> images.LayerRecord:
     """An overlay upper dir as a new top layer over `below`: its blob in the content store and
     its snapshot by ChainID (a build step's RUN/COPY, `reconcile commit`)."""
-    blob = diff.write_layer(upper, store.content, tmp_dir, skip=skip)
+    blob = diff.write_layer(upper, store.content, tmp_dir, skip=skip, prune=prune)
     chain = snapshots.chain_ids([*(x.diff_id for x in below), blob.diff_id])[-1]
     rec = images.LayerRecord(blob.digest, blob.size, diff.LAYER_MEDIA_TYPE, blob.diff_id, chain)
 
@@ -1009,7 +1145,7 @@ def layer_from_upper(store: images.ImageStore, upper: Path, below: Sequence[imag
     return rec
 
 
-def _platform_args() -> dict[str, str]:
+def platform_args() -> dict[str, str]:
     """BuildKit's automatic platform ARGs (usable in FROM, and in a stage after `ARG NAME`)."""
     arch = _host_arch()
     out = {}

@@ -70,6 +70,8 @@ class Instruction:
 class Dockerfile:
     instructions: tuple[Instruction, ...]
     escape: str
+    directives: Mapping[str, str] = field(default_factory=dict)     # escape, syntax, check: as given
+    empty_continuations: tuple[int, ...] = ()     # lines of instructions with a blank line inside a continuation
 
 
 def parse(text: str) -> Dockerfile:
@@ -78,7 +80,7 @@ def parse(text: str) -> Dockerfile:
     escape = "\\"
     i = 0
     # parser directives: only at the very top, before any comment, blank line or instruction
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     while i < len(lines):
         m = _DIRECTIVE.match(lines[i].strip())
         if not m:
@@ -88,13 +90,14 @@ def parse(text: str) -> Dockerfile:
             break
         if key in seen:
             raise DockerfileError(f"Dockerfile line {i + 1}: the parser directive {key!r} is given twice")
-        seen.add(key)
+        seen[key] = m.group(2)
         if key == "escape":
             if m.group(2) not in ("\\", "`"):
                 raise DockerfileError(f"Dockerfile line {i + 1}: escape must be \\ or `, not {m.group(2)!r}")
             escape = m.group(2)
         i += 1
     out: list[Instruction] = []
+    empty: list[int] = []
     while i < len(lines):
         raw = lines[i]
         stripped = raw.strip()
@@ -113,6 +116,8 @@ def parse(text: str) -> Dockerfile:
                 i += 1
                 # continuation: skip comment and blank lines inside it
                 while i < len(lines) and (not lines[i].strip() or lines[i].strip().startswith("#")):
+                    if not lines[i].strip() and (not empty or empty[-1] != start + 1):
+                        empty.append(start + 1)     # BuildKit warns (NoEmptyContinuation)
                     i += 1
                 if i >= len(lines):
                     break
@@ -131,7 +136,7 @@ def parse(text: str) -> Dockerfile:
                 docs.append(Heredoc(doc.name, body, doc.expand, doc.chomp))
             ins = dataclasses.replace(ins, heredocs=tuple(docs))
         out.append(ins)
-    return Dockerfile(tuple(out), escape)
+    return Dockerfile(tuple(out), escape, seen, tuple(empty))
 
 
 def _may_have_heredocs(ins: Instruction) -> bool:

@@ -1,29 +1,34 @@
-"""A single-node Swarm of the tests' own: a second dockerd, never the host's.
+"""A single-node Swarm of the tests' own: a second dockerd, never the host's, in a network
+namespace of its own.
 
 `docker swarm init` changes an engine's networking (an ingress network, a docker_gwbridge
-bridge, gossip and VXLAN ports), and other tests use the host's dockerd in parallel. So the
-swarm runs on a dockerd this fixture starts and ends, with its own data root, exec root (so
-its own containerd), pidfile and Unix socket, `--bridge=none`, `--iptables=false` and
-`--ip6tables=false` (the host's firewall is not touched: a port published in host mode is
-served by docker-proxy), and a TCP socket on 127.0.0.1 for the DOCKER_HOST=tcp:// test. Its
-docker_gwbridge is made before `swarm init` with a bridge name and a subnet of its own; the
-manager listens and gossips on an address of its own in 127.0.0.0/8, with its own VXLAN port,
-so two such swarms (two xdist workers, or two test runs) do not meet.
+bridge, gossip and VXLAN ports), and other tests use the host's dockerd in parallel; a second
+dockerd with `--bridge=none` in the host's namespace even deletes the host's `docker0`. So the
+swarm runs on a dockerd this fixture starts and ends in a network namespace of its own
+(tests/helpers/netns.py; `nsenter --net`, so its mounts and cgroups are the host's): its links,
+bridges, routes and firewall rules are the namespace's, and `--iptables=false` keeps even those
+untouched. It has its own data root, exec root (so its own
+containerd), pidfile and Unix socket (a file: no network needed to reach it), and a TCP socket on
+its veth address for the DOCKER_HOST=tcp:// test. The manager advertises that address. Its nodes
+pull from the tests' registries on the host's 127.0.0.1 through forwards of those ports onto the
+namespace's loopback (`forward`), so an image reference means the same on both sides.
 
 Teardown, even when tests fail: `docker swarm leave --force`, SIGTERM to the dockerd (by pid;
-its containerd ends with it), unmount what is left under its directories, delete its bridge.
+its containerd ends with it), unmount what it left under its directories, then the namespace,
+the veth and the address lease go. A guard then checks the host lost none of its own links
+(`docker0` above all) while this daemon ran.
 The swarm tests share one daemon per session (xdist group "swarm": scripts/test.sh passes
 `--dist loadgroup`, so one worker runs them all).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
+import re
 import secrets
 import shutil
 import signal
-import socket
+import socketserver
 import string
 import subprocess
 import tempfile
@@ -37,52 +42,33 @@ import pytest
 from reconciler.runtime import errors
 from reconciler.runtime.docker import api as docker_api
 from reconciler.runtime.swarm import SwarmRuntime
-from tests.docker.conftest import _routed
+from tests.helpers.netns import NetNamespace, host_links
+from tests.helpers.registry import RegistryServer
 
 LABEL = "reconciler.owner"
+API_PORT = 2375
+
+# links other tests (and other runs on this host) make and remove at any time: not the host's own
+TRANSIENT = re.compile(r"^(rt|rs|tx|br-|veth)")
 
 
 def rand(n: int = 4) -> str:
     return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(n))
 
 
-def _free_port(host: str, kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def _free_udp_port() -> int:
-    """A free UDP port for the swarm's VXLAN traffic: Swarm takes 1024-49151; below the
-    ephemeral range, so no other test's socket is handed it meanwhile."""
-    while True:
-        port = 20000 + secrets.randbelow(12000)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            try:
-                s.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-            return port
-
-
-def _free_subnet(first: int, last: int) -> str:
-    used = _routed()
-    while True:
-        net = ipaddress.IPv4Network(f"10.{first + secrets.randbelow(last - first + 1)}.{secrets.randbelow(256)}.0/24")
-        if not any(net.overlaps(u) for u in used):
-            return str(net)
+def lost_links(before: set[str], after: set[str]) -> list[str]:
+    """The host's own links (not a test's transient one) in `before` and not in `after`."""
+    return sorted(name for name in before - after if not TRANSIENT.match(name))
 
 
 class SwarmDaemon:
-    """A dockerd of our own, made a single-node Swarm manager."""
+    """A dockerd of our own in a network namespace of its own, made a single-node Swarm manager."""
 
     def __init__(self) -> None:
         # short paths: containerd's socket lives under the exec root (sun_path is 108 bytes)
         self.work = Path(tempfile.mkdtemp(prefix="rsw", dir="/tmp"))
         self.sock = str(self.work / "d.sock")
-        self.advertise = f"127.{secrets.randbelow(200) + 20}.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 1}"
-        self.tcp = f"127.0.0.1:{_free_port('127.0.0.1')}"
-        self.bridge = f"rsw{rand(5)}"
+        self.ns = NetNamespace("rsw")
         self.proc: subprocess.Popen[bytes] | None = None
         self.started = 0.0
 
@@ -90,19 +76,34 @@ class SwarmDaemon:
     def host(self) -> str:
         return f"unix://{self.sock}"
 
+    @property
+    def address(self) -> str:
+        """The daemon's address (its namespace's end of the veth): the manager's advertise
+        address, the TCP API's, and where ports its services publish in host mode are served."""
+        return self.ns.ip
+
+    @property
+    def tcp(self) -> str:
+        return f"{self.ns.ip}:{API_PORT}"
+
     def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """The real docker CLI on this daemon."""
         return subprocess.run(["docker", "-H", self.host, *args], capture_output=True, text=True, check=check,
                               timeout=120)
 
+    def forward(self, port: int) -> socketserver.ThreadingTCPServer:
+        """Let the nodes reach the host's 127.0.0.1:`port` (a test registry) at their 127.0.0.1,
+        until the daemon stops or the returned server's shutdown()."""
+        return self.ns.forward(port)
+
     def start(self) -> None:
         began = time.monotonic()
+        self.ns.create()
         log = (self.work / "dockerd.log").open("wb")
         self.proc = subprocess.Popen(
-            ["dockerd", "--data-root", str(self.work / "data"), "--exec-root", str(self.work / "x"),
-             "--pidfile", str(self.work / "dockerd.pid"), "-H", self.host, "-H", f"tcp://{self.tcp}",
-             "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
-             "--default-address-pool", f"base={_free_subnet(250, 253).rsplit('.', 2)[0]}.0.0/16,size=24"],
+            self.ns.argv("dockerd", "--data-root", str(self.work / "data"), "--exec-root", str(self.work / "x"),
+                         "--pidfile", str(self.work / "dockerd.pid"), "-H", self.host, "-H", f"tcp://{self.tcp}",
+                         "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false"),
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         api = docker_api.EngineAPI(self.sock)
@@ -118,16 +119,13 @@ class SwarmDaemon:
                     time.sleep(0.2)
         finally:
             api.close()
-        self.docker("network", "create", "--driver", "bridge", "--subnet", _free_subnet(250, 253),
-                    "--opt", f"com.docker.network.bridge.name={self.bridge}",
-                    "--opt", "com.docker.network.bridge.enable_icc=false",
-                    "--opt", "com.docker.network.bridge.enable_ip_masquerade=false", "docker_gwbridge")
-        port = _free_port(self.advertise)
-        self.docker("swarm", "init", "--advertise-addr", f"{self.advertise}:{port}",
-                    "--listen-addr", f"{self.advertise}:{port}",
-                    "--data-path-port", str(_free_udp_port()),
-                    "--default-addr-pool", "10.96.0.0/12")
+        self.docker("swarm", "init", "--advertise-addr", self.address, "--default-addr-pool", "10.96.0.0/12")
         self.started = time.monotonic() - began
+
+    def netns_of(self) -> str:
+        """The network namespace the dockerd runs in (as /proc names it)."""
+        assert self.proc is not None
+        return os.readlink(f"/proc/{self.proc.pid}/ns/net")
 
     def log_tail(self, n: int = 2000) -> str:
         try:
@@ -136,20 +134,26 @@ class SwarmDaemon:
             return ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.docker("swarm", "leave", "--force", check=False)
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                self.docker("swarm", "leave", "--force", check=False)
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+        finally:
+            self.unmount()
+            self.ns.delete()
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def unmount(self) -> None:
+        """Unmount what the dockerd left under its directories (its netns bind mount, say)."""
         with open("/proc/self/mounts") as f:
             points = [line.split()[1] for line in f]
         for point in sorted((p for p in points if p.startswith(str(self.work) + "/")), reverse=True):
             subprocess.run(["umount", "-l", point], check=False, capture_output=True)
-        subprocess.run(["ip", "link", "del", self.bridge], check=False, capture_output=True)
-        shutil.rmtree(self.work, ignore_errors=True)
 
 
 def swarm_usable() -> str | None:
@@ -163,14 +167,16 @@ def swarm_usable() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def swarm_daemon() -> Iterator[SwarmDaemon]:
+def swarm_daemon(registry: RegistryServer) -> Iterator[SwarmDaemon]:
     why = swarm_usable()
     if why:
         pytest.skip(why)
+    before = host_links()
     daemon = SwarmDaemon()
     try:
         try:
             daemon.start()
+            daemon.forward(registry.port)
         except RuntimeError as exc:                  # dockerd itself did not come up
             pytest.skip(f"this host refuses a second dockerd: {exc}")
         except subprocess.CalledProcessError as exc:  # our set-up is wrong: say so, do not skip
@@ -178,6 +184,8 @@ def swarm_daemon() -> Iterator[SwarmDaemon]:
         yield daemon
     finally:
         daemon.stop()
+    lost = lost_links(before, host_links())
+    assert not lost, f"the host lost links while the tests' swarm ran: {lost} (did its dockerd leave its namespace?)"
 
 
 @dataclass
@@ -192,7 +200,7 @@ class Scope:
         self.rt = SwarmRuntime.from_docker_host(self.daemon.host)
 
     def subnet(self) -> str:
-        """An overlay subnet (it lives in the swarm's own namespaces, not on the host)."""
+        """An overlay subnet (it lives in the swarm's own namespaces, never on the host)."""
         return f"10.{96 + secrets.randbelow(16)}.{secrets.randbelow(256)}.0/24"
 
     def env(self) -> dict[str, str]:

@@ -101,8 +101,9 @@ def api_doc(s: Scope, image: str, *, replicas: int, network: bool = True) -> str
         """
 
 
-def http_get(port: int, path: str) -> bytes:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+def http_get(s: Scope, port: int, path: str) -> bytes:
+    """GET from a port published in host mode: served on the node's address (the daemon's veth)."""
+    with urllib.request.urlopen(f"http://{s.daemon.address}:{port}{path}", timeout=5) as resp:
         data: bytes = resp.read()
         return data
 
@@ -130,7 +131,7 @@ def test_converges_services_replicas_overlay_network_and_a_published_port(
     net = swarm.rt.api.network_inspect(f"{p}-net", scope="swarm")
     assert (net["Driver"], net["Attachable"], net["Labels"][LABEL]) == ("overlay", True, p)
 
-    assert b"root:x:0:" in http_get(port, "/passwd")                 # published in host mode, served
+    assert b"root:x:0:" in http_get(swarm, port, "/passwd")                 # published in host mode, served
     # the copies find each other on the overlay network by service name and alias
     assert "root:x:0:" in in_copy(swarm, f"{p}-api", "wget", "-q", "-O", "-", f"http://{p}-www:8080/group")
 
@@ -312,6 +313,7 @@ def test_the_manager_gets_the_registry_credentials_so_its_nodes_pull_a_private_i
     work.mkdir()
     reg = RegistryServer(work, auth={"htpasswd": {"realm": "test", "path": str(write_htpasswd(work / "pw", USERS))}})
     reg.start()
+    fwd = swarm.daemon.forward(reg.port)
     try:
         layout = tmp_path / "layout"
         images.write_layout(layout, [images.busybox_layer()], config={"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]})
@@ -326,4 +328,6 @@ def test_the_manager_gets_the_registry_credentials_so_its_nodes_pull_a_private_i
                      "--timeout", "60s"]) == 0
         assert len(running_tasks(swarm, f"{swarm.owner}-api")) == 1
     finally:
+        fwd.shutdown()
+        fwd.server_close()
         reg.stop()

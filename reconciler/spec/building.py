@@ -367,6 +367,7 @@ class Builder:
             "stop_timeout": self.duration(d, sp("stopTimeout"), spec.get("stopTimeout"), 10.0),
             "init": bool(spec.get("init", False)),
             "replicas": int(spec.get("replicas", 1)),
+            "placement": _placement(spec.get("placement") or {}),
         }
         return models.Container(
             name=d.name, origin=self.origin(d),
@@ -615,3 +616,9 @@ def revision_of(docs: list[reading.Document], files: Mapping[str, str], root: st
         rel = os.path.relpath(path, root)
         h.update(hashing.canonical({"ref": rel, "digest": files[path]}))
     return h.hexdigest()
+
+
+def _placement(doc: Mapping[str, Any]) -> models.Placement:
+    return models.Placement(labels=MappingProxyType(dict(sorted((doc.get("labels") or {}).items()))),
+                            constraints=tuple(c.strip() for c in doc.get("constraints", ())),
+                            preferences=tuple(doc.get("preferences", ())))

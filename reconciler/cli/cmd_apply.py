@@ -26,8 +26,8 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["add_common_flags", "add_timeout_flag", "keep_revision", "open_db", "open_runtime", "print_result",
-           "register", "run", "stopped_code"]
+__all__ = ["add_common_flags", "add_host_label_flag", "add_timeout_flag", "host_part", "keep_revision", "open_db",
+           "open_runtime", "print_result", "register", "run", "stopped_code"]
 
 def add_common_flags(parser: argparse.ArgumentParser, *, source: bool = True) -> None:
     """Flags shared by apply, diff and history."""
@@ -65,6 +65,46 @@ def add_timeout_flag(parser: argparse.ArgumentParser) -> None:
                         "pass fails naming it (default 5m; like 90s, 10m)")
 
 
+def add_host_label_flag(parser: argparse.ArgumentParser) -> None:
+    """--host-label KEY=VALUE: this host's labels, which containers' spec.placement selects by."""
+    parser.add_argument("--host-label", action="append", default=[], metavar="KEY=VALUE",
+                        help="a label of this host (repeatable): only the containers whose spec.placement "
+                        "matches this host's labels are converged here (no placement: every host), so one "
+                        "repository serves many hosts; not with --runtime swarm (label the nodes instead)")
+
+
+def host_part(args: argparse.Namespace, desired: Any) -> Any:
+    """The part of `desired` this host converges (reconciler.spec.placement); SpecError when it
+    cannot be told, TerminalError (exit 2) for a bad --host-label or one given to a Swarm (whose
+    manager places services itself)."""
+    from reconciler.errors import TerminalError
+    from reconciler.spec import placement
+
+    if args.runtime == "swarm":
+        if args.host_label:
+            raise TerminalError("--host-label is for a single host: a Swarm manager places services by its "
+                                "nodes' labels", hint="label the nodes: docker node update --label-add KEY=VALUE NODE")
+        return desired
+    try:
+        labels = placement.parse_labels(args.host_label)
+    except ValueError as exc:
+        raise TerminalError(f"--host-label {exc}") from None
+    return placement.select(desired, labels)
+
+
+def print_elsewhere(desired: Any, *, every: bool) -> None:
+    """What the manifests place on other hosts: each object (`every`), or how many."""
+    if not desired.elsewhere:
+        return
+    if every:
+        for what, why in desired.elsewhere.items():
+            print(f"note: {what} is not for this host: {why}")
+    else:
+        n = len(desired.elsewhere)
+        print(f"note: {n} {'object is' if n == 1 else 'objects are'} placed on other hosts (`reconcile diff` names "
+              f"{'it' if n == 1 else 'them'})")
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "apply", help="converge the host to the manifests once (alias: --once SOURCE)",
@@ -74,6 +114,7 @@ def register(subparsers: Any) -> None:
         "SIGTERM/SIGINT (the actions in flight finish; a second signal stops at once).",
     )
     add_common_flags(parser)
+    add_host_label_flag(parser)
     from reconciler.cli import options
 
     options.add_policy_flag(parser)
@@ -130,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
     desired = spec.load(args.source, policy=policy.load_policy(args.policy))  # SpecError/PolicyError → exit 2,
     #                                                                          before anything is touched
     print_warnings(desired)
+    desired = host_part(args, desired)
     options = passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty, dry_run=args.dry_run,
                                  max_workers=max(1, args.parallel), source=os.path.abspath(args.source)
                                  if args.source != "-" else "-", settle=SETTLE, rollout_timeout=args.timeout)
@@ -143,6 +185,8 @@ def run(args: argparse.Namespace) -> int:
             keep_revision(args, desired, options.source, keep=args.keep_revisions)
     if stopped := stopped_code(result, stop, args.output):
         return stopped
+    if args.output != "json":
+        print_elsewhere(desired, every=False)
     return print_result(result, args.output)
 
 

@@ -33,6 +33,7 @@ def register(subparsers: Any) -> None:
         "agent's source; --resume SOURCE unpins.",
     )
     cmd_apply.add_common_flags(parser, source=False)
+    cmd_apply.add_host_label_flag(parser)
     _agentapi.add_socket_flag(parser)
     parser.add_argument("first", metavar="[SOURCE] REVISION", nargs="?",
                         help="a revision id (prefix); with an agent, the source's name in its config first")
@@ -146,7 +147,7 @@ def _run_offline(args: argparse.Namespace, wanted: str | None) -> int:
                       "or before revisions were kept): apply its files instead")
     if not snap.rollback:
         return refuse(f"revision {target.revision[:12]} cannot be re-applied: {snap.reason}")
-    desired = store.load(snap)               # SnapshotError (exit 2) if the copy was tampered with
+    desired = cmd_apply.host_part(args, store.load(snap))   # SnapshotError (exit 2) if the copy was tampered with
     cause = f"rollback to {target.revision[:12]}"
     print(f"{cause} (applied {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(target.started_at))} UTC "
           f"from {snap.source}; was {(current or '-')[:12]})", file=sys.stderr if args.output == "json" else sys.stdout)

@@ -55,6 +55,8 @@ def container_config(
         init=c.init,
         replicas=c.replicas,
         update=base.UpdateConfig(order=c.update.order, on_failure=c.update.on_failure, monitor=c.update.min_ready),
+        constraints=c.placement.swarm_constraints(),
+        spread=c.placement.preferences,
     )
 
 

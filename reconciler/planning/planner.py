@@ -548,6 +548,9 @@ class _Planner:
             reasons.append("container is dead")
         if self.options.cluster and o.replicas is not None and o.replicas != c.replicas:
             reasons.append(f"replicas {o.replicas} -> {c.replicas}")
+        wanted = (c.placement.swarm_constraints(), c.placement.preferences)
+        if self.options.cluster and o.placement is not None and o.placement != wanted:
+            reasons.append(f"placement {_placement(o.placement)} -> {_placement(wanted)}")
         return reasons, changes
 
     def _recreate(
@@ -674,3 +677,8 @@ class _Planner:
         self.b.notes.extend(sorted(notes))
         self.b.notes.extend(f"drift (reported only): {d}" for d in sorted(self.drift))
         self.b.drop(self.held_back | set(waits_for))
+
+
+def _placement(p: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
+    """A service's placement for a cause: its constraints, then `spread LABEL`s; `anywhere`."""
+    return ", ".join([*p[0], *(f"spread {s}" for s in p[1])]) or "anywhere"

@@ -158,6 +158,8 @@ class ContainerConfig:
     init: bool = False
     replicas: int = 1                        # copies (a Swarm service's replicas); single hosts run one
     update: UpdateConfig = UpdateConfig()
+    constraints: tuple[str, ...] = ()        # Swarm placement constraints ("node.labels.role==edge")
+    spread: tuple[str, ...] = ()             # Swarm spread preferences ("node.labels.zone")
 
 
 def labels_match(labels: Mapping[str, str], selector: Mapping[str, str] | None) -> bool:
@@ -214,6 +216,8 @@ def config_from_json(d: Mapping[str, Any]) -> ContainerConfig:
         init=bool(d.get("init", False)),
         replicas=int(d.get("replicas", 1)),
         update=UpdateConfig(**(d.get("update") or {})),
+        constraints=tuple(d.get("constraints") or ()),
+        spread=tuple(d.get("spread") or ()),
     )
 
 
@@ -252,6 +256,7 @@ class ContainerState:
                                     # newest task error)
     replicas: int | None = None     # a service's wanted copies (Swarm); None: one container
     replicas_running: int | None = None   # of those, how many run (healthy where checked)
+    placement: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # a service's (constraints, spread)
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,10 @@ class Placement:
     def __hash__(self) -> int:
         return hash((tuple(sorted(self.labels.items())), self.constraints, self.preferences))
 
+    def swarm_constraints(self) -> tuple[str, ...]:
+        """The labels as Swarm constraints on node labels, then the constraints as written."""
+        return (*(f"node.labels.{k}=={v}" for k, v in sorted(self.labels.items())), *self.constraints)
+
     def __str__(self) -> str:
         """`role=edge, node.labels.zone==east` (for messages)."""
         return ", ".join([*(f"{k}={v}" for k, v in sorted(self.labels.items())), *self.constraints]) or "every host"

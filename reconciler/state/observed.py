@@ -66,6 +66,7 @@ class ObservedContainer:
     restart_count: int = 0
     manually_stopped: bool = False
     replicas: int | None = None         # a service's wanted copies (Swarm); None: one container
+    placement: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # a service's (constraints, spread)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ def observe(
             restart_count=c.restart_count,
             manually_stopped=c.manually_stopped,
             replicas=c.replicas,
+            placement=c.placement,
         )
         for c in runtime.list_containers(None)
     }

@@ -85,6 +85,25 @@ def test_the_manifest_update_policy_reaches_the_service() -> None:
     assert spec["UpdateConfig"]["Monitor"] == 4 * NS                   # minReady
 
 
+def test_the_placement_becomes_constraints_and_spread_preferences() -> None:
+    from dataclasses import replace
+
+    from reconciler.spec import models
+
+    c = replace(container("web"), placement=models.Placement(
+        labels={"role": "edge", "disk": "ssd"}, constraints=("node.role!=manager",), preferences=("node.labels.zone",)))
+    spec = services.service_spec(translate.container_config(c, name="web", labels={}))
+    assert spec["TaskTemplate"]["Placement"] == {
+        "Constraints": ["node.labels.disk==ssd", "node.labels.role==edge", "node.role!=manager"],
+        "Preferences": [{"Spread": {"SpreadDescriptor": "node.labels.zone"}}]}
+    # observed back as the planner compares it
+    assert services.placement(spec) == (("node.labels.disk==ssd", "node.labels.role==edge", "node.role!=manager"),
+                                        ("node.labels.zone",))
+    unplaced = services.service_spec(translate.container_config(container("web"), name="web", labels={}))
+    assert "Placement" not in unplaced["TaskTemplate"]
+    assert services.placement(unplaced) == ((), ())
+
+
 def test_one_host_fields_are_refused_naming_them() -> None:
     config = base.ContainerConfig(
         name="web", image="i", mounts=(base.Mount("volume", "/d", "data"), base.Mount("bind", "/c", "/srv/c")),

@@ -331,3 +331,47 @@ def test_the_manager_gets_the_registry_credentials_so_its_nodes_pull_a_private_i
         fwd.shutdown()
         fwd.server_close()
         reg.stop()
+
+
+def placed_doc(s: Scope, image: str, placement: str) -> str:
+    return f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {s.owner}-edge}}
+        spec:
+          image: {image}
+          command: [sleep, "3600"]
+          networks: [host]
+          restart: always
+          stopTimeout: 1s
+          placement: {placement}
+        """
+
+
+def test_placement_labels_become_constraints_on_node_labels(
+    tmp_path: Path, swarm: Scope, busybox_image: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    m, p, key = tmp_path / "m", swarm.owner, f"{swarm.owner}-role"      # a node label of this test's own
+    node = swarm.daemon.docker("info", "--format", "{{.Swarm.NodeID}}").stdout.strip()
+    swarm.daemon.docker("node", "update", "--label-add", f"{key}=edge", node)
+    try:
+        write(m, "edge.yaml", placed_doc(swarm, busybox_image, f"{{labels: {{{key}: edge}}}}"))
+        assert cli(swarm, "apply", str(m)) == 0
+        svc = services(swarm)[f"{p}-edge"]
+        assert svc["Spec"]["TaskTemplate"]["Placement"]["Constraints"] == [f"node.labels.{key}==edge"]
+        assert len(running_tasks(swarm, f"{p}-edge")) == 1                # the labelled node runs it
+        capsys.readouterr()
+        assert cli(swarm, "diff", str(m)) == 0
+
+        # placed where no node is: an update of the same service that Swarm cannot place
+        write(m, "edge.yaml", placed_doc(swarm, busybox_image, f"{{labels: {{{key}: db}}}}"))
+        assert cli(swarm, "diff", str(m)) == 1
+        assert f"placement node.labels.{key}==edge -> node.labels.{key}==db" in capsys.readouterr().out
+        assert main(["apply", str(m), "--root", str(swarm.root), "--runtime", "swarm", "--owner", p,
+                     "--timeout", "5s"]) == 1
+        assert "no suitable node (scheduling constraints not satisfied on 1 node)" in capsys.readouterr().out
+        after = services(swarm)[f"{p}-edge"]
+        assert after["ID"] == svc["ID"]
+        assert after["Spec"]["TaskTemplate"]["Placement"]["Constraints"] == [f"node.labels.{key}==db"]
+    finally:
+        swarm.daemon.docker("node", "update", "--label-rm", key, node, check=False)

@@ -28,6 +28,7 @@ from reconciler.runtime import base, errors
 
 __all__ = [
     "LABEL_PREFIX",
+    "placement",
     "refusals",
     "running_tasks",
     "service_spec",
@@ -166,6 +167,9 @@ def service_spec(config: base.ContainerConfig) -> dict[str, Any]:
                             "Resources": {"Limits": limits}}
     if config.networks:
         task["Networks"] = _networks(config)
+    if config.constraints or config.spread:
+        task["Placement"] = {"Constraints": list(config.constraints),
+                             "Preferences": [{"Spread": {"SpreadDescriptor": s}} for s in config.spread]}
     return {
         "Name": config.name,
         "Labels": dict(config.labels),
@@ -261,7 +265,15 @@ def service_state(service: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]
         error=task_error(tasks) or None,
         replicas=wanted_replicas(service),
         replicas_running=running,
+        placement=placement(spec),
     )
+
+
+def placement(spec: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A ServiceSpec's (constraints, spread descriptors)."""
+    p = (spec.get("TaskTemplate") or {}).get("Placement") or {}
+    spread = tuple(str((pref.get("Spread") or {}).get("SpreadDescriptor", "")) for pref in p.get("Preferences") or ())
+    return tuple(str(c) for c in p.get("Constraints") or ()), spread
 
 
 def stop_grace(service: Mapping[str, Any]) -> float:

@@ -102,8 +102,9 @@ class _Server(socketserver.ThreadingTCPServer):
 
 
 class NetNamespace:
-    """`ip netns add` of a unique name, with `lo` up and a veth pair: `host_ip` on the host end,
-    `ip` on the namespace's `eth0`."""
+    """`ip netns add` of a unique name, with `lo` up and (`host_link`) a veth pair: `host_ip` on
+    the host end, `ip` on the namespace's `eth0`; `link` joins two namespaces by a veth pair of
+    their own (no route through the host)."""
 
     def __init__(self, prefix: str = "rt") -> None:
         suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(6))
@@ -114,19 +115,42 @@ class NetNamespace:
         self.host_ip = ""
         self.ip = ""
         self._forwards: list[socketserver.ThreadingTCPServer] = []
+        self._links = 0
 
-    def create(self) -> NetNamespace:
+    def create(self, *, host_link: bool = True) -> NetNamespace:
         self.block = subnets.lease_block()
-        host, ns = list(next(self.block.subnets(new_prefix=30)).hosts())
-        self.host_ip, self.ip = str(host), str(ns)
         _ip("netns", "add", self.name)
         _ip("-n", self.name, "link", "set", "lo", "up")
+        if host_link:
+            self._host_link()
+        return self
+
+    def _next_30(self) -> tuple[str, str]:
+        assert self.block is not None, "create() first"
+        self._links += 1
+        first, second = list(list(self.block.subnets(new_prefix=30))[self._links - 1].hosts())
+        return str(first), str(second)
+
+    def link(self, other: NetNamespace) -> tuple[str, str]:
+        """A veth pair from this namespace (`eth<N>`) to `other`; (this end's address, other's)."""
+        mine, theirs = self._next_30()
+        name = f"eth{self._links}"
+        _ip("-n", self.name, "link", "add", name, "type", "veth", "peer", "name", f"to{self.name}",
+            "netns", other.name)
+        _ip("-n", self.name, "addr", "add", f"{mine}/30", "dev", name)
+        _ip("-n", self.name, "link", "set", name, "up")
+        _ip("-n", other.name, "addr", "add", f"{theirs}/30", "dev", f"to{self.name}")
+        _ip("-n", other.name, "link", "set", f"to{self.name}", "up")
+        return mine, theirs
+
+    def _host_link(self) -> None:
+        host, ns = self._next_30()
+        self.host_ip, self.ip = host, ns
         _ip("link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", self.name)
         _ip("addr", "add", f"{self.host_ip}/30", "dev", self.veth)
         _ip("link", "set", self.veth, "up")
         _ip("-n", self.name, "addr", "add", f"{self.ip}/30", "dev", "eth0")
         _ip("-n", self.name, "link", "set", "eth0", "up")
-        return self
 
     def argv(self, *command: str) -> list[str]:
         """`command` run in the namespace, and in the host's other namespaces: its mounts are the

@@ -62,13 +62,16 @@ def lost_links(before: set[str], after: set[str]) -> list[str]:
 
 
 class SwarmDaemon:
-    """A dockerd of our own in a network namespace of its own, made a single-node Swarm manager."""
+    """A dockerd of our own in a network namespace of its own (made by `start`, or given made:
+    the nodes of a two-node swarm reach each other over a link of their namespaces)."""
 
-    def __init__(self) -> None:
+    def __init__(self, ns: NetNamespace | None = None, *, address: str = "") -> None:
         # short paths: containerd's socket lives under the exec root (sun_path is 108 bytes)
         self.work = Path(tempfile.mkdtemp(prefix="rsw", dir="/tmp"))
         self.sock = str(self.work / "d.sock")
-        self.ns = NetNamespace("rsw")
+        self.given = ns is not None
+        self.ns = ns or NetNamespace("rsw")
+        self._address = address
         self.proc: subprocess.Popen[bytes] | None = None
         self.started = 0.0
 
@@ -80,7 +83,7 @@ class SwarmDaemon:
     def address(self) -> str:
         """The daemon's address (its namespace's end of the veth): the manager's advertise
         address, the TCP API's, and where ports its services publish in host mode are served."""
-        return self.ns.ip
+        return self._address or self.ns.ip
 
     @property
     def tcp(self) -> str:
@@ -96,13 +99,17 @@ class SwarmDaemon:
         until the daemon stops or the returned server's shutdown()."""
         return self.ns.forward(port)
 
-    def start(self) -> None:
+    def start(self, *, join: tuple[str, str] | None = None) -> None:
+        """Start the dockerd, then `swarm init`, or `swarm join` (manager address, token)."""
         began = time.monotonic()
-        self.ns.create()
+        if not self.given:
+            self.ns.create()
+        # --tls=false says plain TCP is meant: else dockerd sleeps 15 s to warn of it (not on loopback)
+        tcp = ["-H", f"tcp://{self.tcp}", "--tls=false"] if self.ns.ip else []
         log = (self.work / "dockerd.log").open("wb")
         self.proc = subprocess.Popen(
             self.ns.argv("dockerd", "--data-root", str(self.work / "data"), "--exec-root", str(self.work / "x"),
-                         "--pidfile", str(self.work / "dockerd.pid"), "-H", self.host, "-H", f"tcp://{self.tcp}",
+                         "--pidfile", str(self.work / "dockerd.pid"), "-H", self.host, *tcp,
                          "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false"),
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
@@ -119,8 +126,14 @@ class SwarmDaemon:
                     time.sleep(0.2)
         finally:
             api.close()
-        self.docker("swarm", "init", "--advertise-addr", self.address, "--default-addr-pool", "10.96.0.0/12")
+        if join is None:
+            self.docker("swarm", "init", "--advertise-addr", self.address, "--default-addr-pool", "10.96.0.0/12")
+        else:
+            self.docker("swarm", "join", "--advertise-addr", self.address, "--token", join[1], join[0])
         self.started = time.monotonic() - began
+
+    def node_id(self) -> str:
+        return self.docker("info", "--format", "{{.Swarm.NodeID}}").stdout.strip()
 
     def netns_of(self) -> str:
         """The network namespace the dockerd runs in (as /proc names it)."""
@@ -145,7 +158,8 @@ class SwarmDaemon:
                     self.proc.wait()
         finally:
             self.unmount()
-            self.ns.delete()
+            if not self.given:
+                self.ns.delete()
             shutil.rmtree(self.work, ignore_errors=True)
 
     def unmount(self) -> None:
@@ -186,6 +200,42 @@ def swarm_daemon(registry: RegistryServer) -> Iterator[SwarmDaemon]:
         daemon.stop()
     lost = lost_links(before, host_links())
     assert not lost, f"the host lost links while the tests' swarm ran: {lost} (did its dockerd leave its namespace?)"
+
+
+@pytest.fixture(scope="session")
+def two_nodes(registry: RegistryServer) -> Iterator[tuple[SwarmDaemon, SwarmDaemon]]:
+    """A manager and a worker, each a dockerd in a namespace of its own; the namespaces are
+    joined by a veth pair (no host link, no route through the host), over which the worker joins
+    and the nodes gossip. Both pull from the tests' registry through forwards."""
+    why = swarm_usable()
+    if why:
+        pytest.skip(why)
+    before = host_links()
+    namespaces = [NetNamespace("rsm"), NetNamespace("rsk")]
+    nodes: list[SwarmDaemon] = []
+    try:
+        for ns in namespaces:
+            ns.create(host_link=False)
+            ns.forward(registry.port)
+        manager_addr, worker_addr = namespaces[0].link(namespaces[1])
+        nodes.append(SwarmDaemon(namespaces[0], address=manager_addr))
+        nodes.append(SwarmDaemon(namespaces[1], address=worker_addr))
+        try:
+            nodes[0].start()
+            token = nodes[0].docker("swarm", "join-token", "-q", "worker").stdout.strip()
+            nodes[1].start(join=(f"{manager_addr}:2377", token))
+        except RuntimeError as exc:
+            pytest.skip(f"this host refuses a second dockerd: {exc}")
+        except subprocess.CalledProcessError as exc:
+            pytest.fail(f"two-node swarm set-up failed: {' '.join(exc.cmd)}: {exc.stderr}")
+        yield nodes[0], nodes[1]
+    finally:
+        for node in reversed(nodes):
+            node.stop()
+        for ns in namespaces:
+            ns.delete()
+    lost = lost_links(before, host_links())
+    assert not lost, f"the host lost links while the tests' two-node swarm ran: {lost}"
 
 
 @dataclass

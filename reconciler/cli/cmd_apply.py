@@ -168,10 +168,10 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.execution import executor, locking, passes, stopping
     from reconciler.spec import policy
 
-    desired = spec.load(args.source, policy=policy.load_policy(args.policy))  # SpecError/PolicyError → exit 2,
-    #                                                                          before anything is touched
-    print_warnings(desired)
-    desired = host_part(args, desired)
+    loaded = spec.load(args.source, policy=policy.load_policy(args.policy))  # SpecError/PolicyError → exit 2,
+    #                                                                         before anything is touched
+    print_warnings(loaded)
+    desired = host_part(args, loaded)
     options = passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty, dry_run=args.dry_run,
                                  max_workers=max(1, args.parallel), source=os.path.abspath(args.source)
                                  if args.source != "-" else "-", settle=SETTLE, rollout_timeout=args.timeout)
@@ -182,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
         result = passes.run_pass(desired, runtime, db, options,
                                  execute_options=executor.ExecuteOptions(max_workers=options.max_workers, stop=stop))
         if result.changeset is not None and result.converged:
-            keep_revision(args, desired, options.source, keep=args.keep_revisions)
+            keep_revision(args, loaded, options.source, keep=args.keep_revisions)   # all of it: a
+            #                                         rollback takes this host's part again, by its labels then
     if stopped := stopped_code(result, stop, args.output):
         return stopped
     if args.output != "json":

@@ -61,6 +61,11 @@ def test_two_labelled_hosts_on_one_directory_each_converge_their_part(
         assert sorted(b.ids()) == ["db", "edge", "every"]
         assert b.ids()["every"] == b_every
 
+        # rolled back on the edge host: the revision before, this host's part of it again
+        assert a.cli("rollback", *edge_flags) == 0
+        assert sorted(a.ids()) == ["edge", "every"]
+        assert a.ids()["every"] == before["every"]
+
 
 def test_host_labels_are_refused_on_a_swarm_and_when_malformed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -534,7 +534,7 @@ class Agent:
             plan, unresolved = passes.plan_pass(desired, rt, self.db,
                                                 self._planner_inputs(src, passes.PassOptions(owner=src.cfg.owner)))
         return {"source": name, **plan.to_json(), "rendered": plan.render(), "in_sync": plan.is_empty(),
-                "unresolved": dict(unresolved)}
+                "unresolved": dict(unresolved), "elsewhere": dict(desired.elsewhere)}
 
     def _only(self, name: str | None) -> str:
         if name:

@@ -95,6 +95,8 @@ def test_two_labelled_agents_on_one_repository_each_converge_their_part(
     out = capsys.readouterr().out
     assert "  not for this host: Container/db: placed on hosts with role=db; this host has role=edge" in out
     assert "degraded" not in out
+    plan = edge.api.get("/v1/plan?source=fleet")                  # what a pass would do now: nothing
+    assert (plan["in_sync"], plan["elsewhere"]) == (True, src["elsewhere"])
 
     # a commit moves the proxy to the db hosts: the edge host removes it, the db host runs it
     c2 = up.commit({"fleet.yaml": fleet(busybox_image, edge_role="db")})

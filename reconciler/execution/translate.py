@@ -55,6 +55,7 @@ def container_config(
         init=c.init,
         replicas=c.replicas,
         update=base.UpdateConfig(order=c.update.order, on_failure=c.update.on_failure, monitor=c.update.min_ready),
+        global_mode=c.global_mode,
         constraints=c.placement.swarm_constraints(),
         spread=c.placement.preferences,
     )

@@ -546,12 +546,19 @@ class _Planner:
         reasons += [f"network {n} recreated" for n in c.networks if n in self.net_recreated]
         if o.status == "dead":
             reasons.append("container is dead")
-        if self.options.cluster and o.replicas is not None and o.replicas != c.replicas:
+        if self._mode_changed(c, o):
+            reasons.append(f"replicas {o.replicas} -> global" if c.global_mode else f"replicas global -> {c.replicas}")
+        elif self.options.cluster and o.replicas is not None and o.replicas != c.replicas:
             reasons.append(f"replicas {o.replicas} -> {c.replicas}")
         wanted = (c.placement.swarm_constraints(), c.placement.preferences)
         if self.options.cluster and o.placement is not None and o.placement != wanted:
             reasons.append(f"placement {_placement(o.placement)} -> {_placement(wanted)}")
         return reasons, changes
+
+    def _mode_changed(self, c: models.Container, o: obs.ObservedContainer) -> bool:
+        """A cluster's service that is global where replicated is wanted, or the other way round:
+        Swarm cannot change a service's mode, so it is replaced (removed, then created)."""
+        return self.options.cluster and (o.replicas is None) != c.global_mode
 
     def _recreate(
         self, c: models.Container, o: obs.ObservedContainer, cause: str, changes: tuple[actions.FieldChange, ...],
@@ -561,7 +568,8 @@ class _Planner:
         if held:
             self.ready[c.name] = self.b.add(f"hold:{res}", Kind.HOLD, res, held)
             return
-        if self.options.cluster and not any(n in self.net_recreated for n in c.networks):
+        if self.options.cluster and not any(n in self.net_recreated for n in c.networks) \
+                and not self._mode_changed(c, o):
             # changed in place: Swarm rolls the new spec out copy by copy, and back on failure
             self.ready[c.name] = self.b.add(f"update:{res}", Kind.UPDATE, res, cause, self._deps(c), target=o.id,
                                             changes=changes, wait=self._wait(c), **self._create_fields(c))

@@ -158,6 +158,7 @@ class ContainerConfig:
     init: bool = False
     replicas: int = 1                        # copies (a Swarm service's replicas); single hosts run one
     update: UpdateConfig = UpdateConfig()
+    global_mode: bool = False                # a Swarm global service: one copy per node it is placed on
     constraints: tuple[str, ...] = ()        # Swarm placement constraints ("node.labels.role==edge")
     spread: tuple[str, ...] = ()             # Swarm spread preferences ("node.labels.zone")
 
@@ -216,6 +217,7 @@ def config_from_json(d: Mapping[str, Any]) -> ContainerConfig:
         init=bool(d.get("init", False)),
         replicas=int(d.get("replicas", 1)),
         update=UpdateConfig(**(d.get("update") or {})),
+        global_mode=bool(d.get("global_mode", False)),
         constraints=tuple(d.get("constraints") or ()),
         spread=tuple(d.get("spread") or ()),
     )

@@ -366,7 +366,8 @@ class Builder:
             "stop_signal": stop_signal,
             "stop_timeout": self.duration(d, sp("stopTimeout"), spec.get("stopTimeout"), 10.0),
             "init": bool(spec.get("init", False)),
-            "replicas": int(spec.get("replicas", 1)),
+            "replicas": 1 if spec.get("replicas") == "global" else int(spec.get("replicas", 1)),
+            "global_mode": spec.get("replicas") == "global",
             "placement": _placement(spec.get("placement") or {}),
         }
         return models.Container(

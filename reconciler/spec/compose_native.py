@@ -53,7 +53,7 @@ SERVICE_KEYS: dict[str, str] = {
     "restart": "`restart`",
     "healthcheck": "`healthcheck`: `test`, `interval`, `timeout`, `retries`, `start_period`; `disable: true` is `[NONE]`",
     "depends_on": "`dependsOn` (created, and healthy when they have a healthcheck, first); `service_completed_successfully` is an error",
-    "deploy": "`replicas: 1`, `resources.limits` (`memory`, `cpus`, `pids`) into `resources`, `placement` (`constraints`, `preferences` of `spread`) into `placement`; other deploy keys are errors",
+    "deploy": "`replicas: 1`, `resources.limits` (`memory`, `cpus`, `pids`) into `resources`, `placement` (`constraints`, `preferences` of `spread`) into `placement`, `mode: global` into `replicas: global`; other deploy keys are errors",
     "mem_limit": "`resources.memory` (compose's binary units)",
     "cpus": "`resources.cpus`",
     "pids_limit": "`resources.pids` (-1: unlimited)",
@@ -460,7 +460,9 @@ class _Service:
                 if item != 1:
                     self.tr.error(at, not_supported("replicas other than 1", "each service runs one container"))
             elif opt == "mode":
-                if item != "replicated":
+                if item == "global":
+                    self.put("replicas", "global", "deploy", "mode")
+                elif item != "replicated":
                     self.tr.error(at, not_supported(f"deploy.mode {item!r}"))
             elif opt == "placement":
                 if item:

@@ -175,6 +175,7 @@ class Container:
     spec_hash: str
     replicas: int = 1               # copies that run: a Swarm service's replicas; one on a single host
     placement: Placement = Placement()  # where it runs (spec.placement; reconciler.spec.placement)
+    global_mode: bool = False       # replicas: global: one copy per node placed on (replicas is 1 then)
 
 
 @dataclass(frozen=True)

@@ -402,10 +402,12 @@ def test_deploy_placement_is_the_containers_placement(tmp_path: Path) -> None:
           proxy:
             image: registry.local/proxy:2
             deploy:
+              mode: global
               placement:
                 constraints: ["node.labels.role==edge", "node.role!=manager"]
                 preferences: [{spread: node.labels.zone}]
         """})
+    assert desired.containers["fleet-proxy-1"].global_mode
     p = desired.containers["fleet-proxy-1"].placement
     assert (dict(p.labels), p.constraints, p.preferences) == (
         {}, ("node.labels.role==edge", "node.role!=manager"), ("node.labels.zone",))

@@ -79,3 +79,16 @@ def test_host_labels_are_refused_on_a_swarm_and_when_malformed(
     assert "docker node update --label-add KEY=VALUE NODE" in err
     assert main(["diff", str(m), "--root", root, "--runtime", "fake", "--host-label", "role"]) == 2
     assert "--host-label 'role' is not KEY=VALUE" in capsys.readouterr().err
+
+
+def test_a_global_container_is_one_container_on_a_single_host(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from reconciler.runtime.fake import FakeRuntime
+    from tests.execution.helpers import fake_root
+
+    m, root = tmp_path / "m", fake_root(tmp_path)
+    write(m, "agent.yaml", container_doc("node-agent", extra="replicas: global"))
+    assert main(["apply", str(m), "--root", str(root), "--runtime", "fake"]) == 0
+    assert [c.name for c in FakeRuntime.at_root(root).list_containers()] == ["node-agent"]
+    assert main(["diff", str(m), "--root", str(root), "--runtime", "fake"]) == 0

@@ -104,6 +104,12 @@ def test_the_placement_becomes_constraints_and_spread_preferences() -> None:
     assert services.placement(unplaced) == ((), ())
 
 
+def test_a_global_container_is_a_global_service() -> None:
+    spec = services.service_spec(base.ContainerConfig(name="a", image="i", global_mode=True))
+    assert spec["Mode"] == {"Global": {}}
+    assert services.wanted_replicas({"Spec": spec}) is None
+
+
 def test_one_host_fields_are_refused_naming_them() -> None:
     config = base.ContainerConfig(
         name="web", image="i", mounts=(base.Mount("volume", "/d", "data"), base.Mount("bind", "/c", "/srv/c")),

@@ -29,7 +29,7 @@ def cluster(two_nodes: tuple[SwarmDaemon, SwarmDaemon], tmp_path: Path,
         s.cleanup()
 
 
-def doc(s: Scope, image: str, placement: str) -> str:
+def doc(s: Scope, image: str, placement: str, replicas: str = "2") -> str:
     return f"""
         apiVersion: reconciler/v1
         kind: Container
@@ -38,7 +38,7 @@ def doc(s: Scope, image: str, placement: str) -> str:
           image: {image}
           command: [sleep, "3600"]
           networks: [host]
-          replicas: 2
+          replicas: {replicas}
           restart: always
           stopTimeout: 1s
           update: {{order: start-first}}
@@ -75,3 +75,38 @@ def test_a_placement_by_node_label_puts_the_copies_on_the_labelled_node(
         assert nodes_running(cluster) == [ids["manager"]] * 2
     finally:
         manager.docker("node", "update", "--label-rm", key, ids["worker"], check=False)
+
+
+def test_a_global_service_runs_one_copy_on_every_node_its_placement_selects(
+    tmp_path: Path, cluster: Scope, two_nodes: tuple[SwarmDaemon, SwarmDaemon], busybox_image: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    manager, worker = two_nodes
+    ids = sorted([manager.node_id(), worker.node_id()])
+    key = f"{cluster.owner}-role"
+    manager.docker("node", "update", "--label-add", f"{key}=edge", worker.node_id())
+    apply = ["apply", str(tmp_path / "m"), "--root", str(cluster.root), "--runtime", "swarm", "--owner", cluster.owner,
+             "--timeout", "90s"]
+    try:
+        write(tmp_path / "m", "edge.yaml", doc(cluster, busybox_image, "{}", replicas="global"))
+        assert main(apply) == 0
+        (svc,) = cluster.rt.api.service_list({LABEL: cluster.owner})
+        assert svc["Spec"]["Mode"] == {"Global": {}}
+        assert nodes_running(cluster) == ids                           # one copy on each node
+        write(tmp_path / "m", "edge.yaml", doc(cluster, busybox_image, f"{{labels: {{{key}: edge}}}}",
+                                               replicas="global"))
+        assert main(apply) == 0
+        assert nodes_running(cluster) == [worker.node_id()]            # on each node the placement selects
+
+        # Swarm cannot change a service's mode: replicated again, the service is replaced
+        capsys.readouterr()
+        write(tmp_path / "m", "edge.yaml", doc(cluster, busybox_image, "{}", replicas="2"))
+        assert main(["diff", *apply[1:-2]]) == 1
+        assert "replicas global -> 2" in capsys.readouterr().out
+        assert main(apply) == 0
+        (again,) = cluster.rt.api.service_list({LABEL: cluster.owner})
+        assert again["ID"] != svc["ID"]
+        assert again["Spec"]["Mode"] == {"Replicated": {"Replicas": 2}}
+        assert len(nodes_running(cluster)) == 2
+    finally:
+        manager.docker("node", "update", "--label-rm", key, worker.node_id(), check=False)

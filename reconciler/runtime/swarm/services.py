@@ -174,7 +174,7 @@ def service_spec(config: base.ContainerConfig) -> dict[str, Any]:
         "Name": config.name,
         "Labels": dict(config.labels),
         "TaskTemplate": task,
-        "Mode": {"Replicated": {"Replicas": config.replicas}},
+        "Mode": {"Global": {}} if config.global_mode else {"Replicated": {"Replicas": config.replicas}},
         "UpdateConfig": _update_config(config, rollback=False),
         "RollbackConfig": _update_config(config, rollback=True),
         "EndpointSpec": {"Mode": "dnsrr", "Ports": ports},

@@ -2,7 +2,9 @@
 
     root: /var/lib/reconciler          # state DB, engine state, source caches
     run_dir: /run/reconciler           # conmon exit files, netns; the socket's default home
-    runtime: native                    # native | docker | fake
+    runtime: native                    # native | docker | swarm | fake
+    labels: {role: edge, zone: east}   # this host's labels: only containers whose spec.placement
+                                       # they match are converged here (not with runtime: swarm)
     socket: /run/reconciler/reconciler.sock
     drift_interval: 60s                # periodic pass even without a change (drift check)
     metrics: {listen: "127.0.0.1:9464"}    # optional: /metrics on TCP as well
@@ -91,7 +93,14 @@ SCHEMA: dict[str, Any] = {
     "properties": {
         "root": {"type": "string", "minLength": 1},
         "run_dir": {"type": "string", "minLength": 1},
-        "runtime": {"enum": ["native", "docker", "fake"]},
+        "runtime": {"enum": ["native", "docker", "swarm", "fake"]},
+        "labels": {
+            "type": "object",
+            "description": "this host's labels: the agent converges only the containers whose spec.placement "
+            "they match (no placement: every host); one repository then serves a fleet",
+            "propertyNames": {"pattern": r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,62})$"},
+            "additionalProperties": {"type": "string"},
+        },
         "name_prefix": {"type": "string", "pattern": r"^[a-z][a-z0-9]{1,7}$"},
         "oci_runtime": {"enum": ["runc", "crun"]},
         "socket": {"type": "string", "minLength": 1},
@@ -268,6 +277,7 @@ class AgentConfig:
     root: Path = Path("/var/lib/reconciler")
     run_dir: Path = Path("/run/reconciler")
     runtime: str = "native"
+    labels: Mapping[str, str] = field(default_factory=dict)   # this host's (spec.placement selects by them)
     name_prefix: str = "rcl"
     oci_runtime: str = "runc"
     socket: Path = Path("/run/reconciler/reconciler.sock")
@@ -418,6 +428,9 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
         except KeyError:
             problems.append(f"{where}:{lines.get(('engine_api',), 1)}: engine_api.group: no group "
                             f"{engine_api_cfg['group']!r} on this host")
+    if data.get("labels") and data.get("runtime") == "swarm":
+        problems.append(f"{where}:{lines.get(('labels',), 1)}: labels: a Swarm manager places services by its "
+                        "nodes' labels (docker node update --label-add KEY=VALUE NODE); drop labels here")
     if engine_api_cfg is not None and data.get("runtime", "native") != "native":
         problems.append(f"{where}:{lines.get(('engine_api',), 1)}: engine_api: only the native runtime serves the "
                         "Engine API (docker and podman serve their own)")
@@ -445,6 +458,7 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
     run_dir, name_prefix = locations(root, data.get("run_dir"), data.get("name_prefix"))
     return AgentConfig(
         root=root, run_dir=run_dir, runtime=data.get("runtime", "native"),
+        labels=dict(sorted((data.get("labels") or {}).items())),
         name_prefix=name_prefix, oci_runtime=data.get("oci_runtime", "runc"),
         socket=Path(data.get("socket", run_dir / "reconciler.sock")),
         drift_interval=_duration(data.get("drift_interval", 60)), parallel=int(data.get("parallel", 4)),

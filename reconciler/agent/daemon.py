@@ -195,7 +195,7 @@ class Agent:
     def reload(self, new: cfgmod.AgentConfig) -> None:
         """Apply a re-read config: sources added, removed or changed; the rest needs a restart."""
         old = self.config
-        fixed = ("root", "run_dir", "runtime", "socket", "name_prefix", "metrics_listen")
+        fixed = ("root", "run_dir", "runtime", "socket", "name_prefix", "metrics_listen", "labels")
         ignored = [f for f in fixed if getattr(old, f) != getattr(new, f)]
         if ignored:
             self._log.warning("config_reload_partial", needs_restart=ignored)
@@ -359,9 +359,9 @@ class Agent:
         try:
             with self._pass_lock:               # a source's live directory moves between passes only
                 src.source.place(rev)           # binds are checked and hashed where they will be mounted
-                desired = spec.load(rev.path, policy=src.cfg.policy, live=rev.live,
-                                    compose=spec.ComposeOptions(default_name=rev.name or None),
-                                    decryption=src.cfg.keys(self.config.decryption))
+                desired = self._host_part(spec.load(rev.path, policy=src.cfg.policy, live=rev.live,
+                                                    compose=spec.ComposeOptions(default_name=rev.name or None),
+                                                    decryption=src.cfg.keys(self.config.decryption)))
         except spec.SpecError as e:
             snap = str(rev.path)
             problems = [str(p).replace(snap, rev.origin, 1) if rev.origin else str(p) for p in e.problems]
@@ -381,6 +381,13 @@ class Agent:
         src.invalid = None
         self.prom.set_error(name, None)
         return dataclasses.replace(desired, revision=rev.id)
+
+    def _host_part(self, desired: spec.DesiredState) -> spec.DesiredState:
+        """This host's part of the manifests (spec.placement; SpecError when it cannot be told);
+        a Swarm manager places services itself."""
+        from reconciler.spec import placement
+
+        return desired if self.config.runtime == "swarm" else placement.select(desired, self.config.labels)
 
     def _planner_inputs(self, src: _Source, options: passes.PassOptions) -> passes.PassOptions:
         """`options` with what the planner needs from the agent (`planner.PlanOptions`): the
@@ -560,6 +567,7 @@ class Agent:
             "error": error, "problems": src.invalid[1] if src.invalid else [],
             "failures": src.last_failures, "drift": src.drift, "notes": src.notes, "down": down,
             "images": src.updates.status(src.applied.id) if src.applied else [],
+            "elsewhere": dict(src.desired.elsewhere) if src.desired is not None else {},
             "passes": ks.passes, "running": ks.running, "backoff_failures": ks.failures,
             "next_pass_in": None if ks.next_in is None else round(max(ks.next_in, 0.0), 3),
             "objects": objects,
@@ -596,7 +604,7 @@ class Agent:
             plan, unresolved = passes.plan_pass(desired, rt, self.db,
                                                 self._planner_inputs(src, passes.PassOptions(owner=src.cfg.owner)))
         return {"source": name, **plan.to_json(), "rendered": plan.render(), "in_sync": plan.is_empty(),
-                "unresolved": dict(unresolved)}
+                "unresolved": dict(unresolved), "elsewhere": dict(desired.elsewhere)}
 
     def _only(self, name: str | None) -> str:
         if name:

@@ -57,6 +57,11 @@ def container_config(
         stop_signal=c.stop_signal,
         stop_timeout=c.stop_timeout,
         init=c.init,
+        replicas=c.replicas,
+        update=base.UpdateConfig(order=c.update.order, on_failure=c.update.on_failure, monitor=c.update.min_ready),
+        global_mode=c.global_mode,
+        constraints=c.placement.swarm_constraints(),
+        spread=c.placement.preferences,
     )
 
 

@@ -34,6 +34,7 @@ class ActionKind(enum.StrEnum):
     STOP = "stop"
     REMOVE = "remove"
     RENAME = "rename"
+    UPDATE = "update"       # change a service in place (a cluster rolls it out itself)
     REMOVE_NETWORK = "remove-network"
     REMOVE_VOLUME = "remove-volume"
     FORGET = "forget"       # drop an inventory entry; no runtime call
@@ -80,11 +81,13 @@ def _show(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Wait:
-    """After a start: wait until healthy (healthcheck) or running for `min_ready` seconds."""
+    """After a start: wait until healthy (healthcheck) or running for `min_ready` seconds; on a
+    cluster (`rollout`), after a create or update: until the engine's rollout converged."""
 
     timeout: float
     healthcheck: bool
     min_ready: float = 0.0
+    rollout: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ class Action:
     image_digest: str = ""                      # create: digest for the label ("" = read after pull)
     wait: Wait | None = None
     rollback: Mapping[str, Any] | None = None   # start: {"config": ..., "image_id": ..., "secrets": SecretData}
-    #                                             or {"remove_only": True}
+    #                                             or {"remove_only": True} (a cluster's update: none, the engine rolls back)
     changes: tuple[FieldChange, ...] = ()
     best_effort: bool = False
 

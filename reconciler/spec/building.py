@@ -376,6 +376,9 @@ class Builder:
             "stop_signal": stop_signal,
             "stop_timeout": self.duration(d, sp("stopTimeout"), spec.get("stopTimeout"), 10.0),
             "init": bool(spec.get("init", False)),
+            "replicas": 1 if spec.get("replicas") == "global" else int(spec.get("replicas", 1)),
+            "global_mode": spec.get("replicas") == "global",
+            "placement": _placement(spec.get("placement") or {}),
         }
         if secrets:         # absent when none: the hashes of containers without secrets stay as they were
             fields["secrets"] = secrets
@@ -716,3 +719,9 @@ def revision_of(docs: list[reading.Document], files: Mapping[str, str], root: st
         rel = os.path.relpath(path, root)
         h.update(hashing.canonical({"ref": rel, "digest": files[path]}))
     return h.hexdigest()
+
+
+def _placement(doc: Mapping[str, Any]) -> models.Placement:
+    return models.Placement(labels=MappingProxyType(dict(sorted((doc.get("labels") or {}).items()))),
+                            constraints=tuple(c.strip() for c in doc.get("constraints", ())),
+                            preferences=tuple(doc.get("preferences", ())))

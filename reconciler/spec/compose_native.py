@@ -54,7 +54,7 @@ SERVICE_KEYS: dict[str, str] = {
     "restart": "`restart`",
     "healthcheck": "`healthcheck`: `test`, `interval`, `timeout`, `retries`, `start_period`; `disable: true` is `[NONE]`",
     "depends_on": "`dependsOn` (created, and healthy when they have a healthcheck, first); `service_completed_successfully` is an error",
-    "deploy": "`replicas: 1`, `resources.limits` (`memory`, `cpus`, `pids`) into `resources`; other deploy keys are errors",
+    "deploy": "`replicas: 1`, `resources.limits` (`memory`, `cpus`, `pids`) into `resources`, `placement` (`constraints`, `preferences` of `spread`) into `placement`, `mode: global` into `replicas: global`; other deploy keys are errors",
     "mem_limit": "`resources.memory` (compose's binary units)",
     "cpus": "`resources.cpus`",
     "pids_limit": "`resources.pids` (-1: unlimited)",
@@ -469,10 +469,36 @@ class _Service:
                 if item != 1:
                     self.tr.error(at, not_supported("replicas other than 1", "each service runs one container"))
             elif opt == "mode":
-                if item != "replicated":
+                if item == "global":
+                    self.put("replicas", "global", "deploy", "mode")
+                elif item != "replicated":
                     self.tr.error(at, not_supported(f"deploy.mode {item!r}"))
+            elif opt == "placement":
+                if item:
+                    self.placement(item)
             elif item not in (None, [], {}):
                 self.tr.error(at, not_supported(f"deploy.{opt}"), key=True)
+
+    def placement(self, value: Map) -> None:
+        """deploy.placement: constraints as they are, spread preferences as their label."""
+        out: dict[str, Any] = {}
+        for opt, item in value.items():
+            at = self.p("deploy", "placement", opt)
+            if opt == "constraints" and item:
+                out["constraints"] = [str(c) for c in item]
+                self.doc.came(("spec", "placement", "constraints"), at)
+            elif opt == "preferences" and item:
+                spread = [p.get("spread") if isinstance(p, dict) else None for p in item]
+                for i, label in enumerate(spread):
+                    if not label:
+                        self.tr.error(self.p("deploy", "placement", opt, i),
+                                      not_supported("a preference other than spread", "write {spread: node.labels.KEY}"))
+                out["preferences"] = [str(label) for label in spread if label]
+                self.doc.came(("spec", "placement", "preferences"), at)
+            elif not opt.startswith("x-") and item not in (None, [], {}, 0):
+                self.tr.error(at, not_supported(f"deploy.placement.{opt}"), key=True)
+        if out:
+            self.spec["placement"] = out
 
     def resources(self) -> None:
         deploy = self.svc.get("deploy") or {}

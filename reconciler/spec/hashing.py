@@ -6,7 +6,10 @@ whitespace, UTF-8, tuples as lists.
 
 Excluded from the Container hash (changing them needs no recreate): `name`, `origin`,
 `image_object` (the resolved `image` ref is hashed instead), `depends_on` (ordering only),
-`update` (how to replace, not what runs), `drift` (how the agent reacts). Everything else,
+`update` (how to replace, not what runs), `drift` (how the agent reacts), `replicas` (how many
+copies run, not what runs: a Swarm service is scaled, not replaced; with `global_mode`, which
+a Swarm compares on its own), `placement` (where it runs,
+not what runs: a host it still selects keeps its container; Swarm compares it on its own). Everything else,
 metadata labels included (they are stamped on the container, which Docker cannot relabel),
 is hashed. A secret's decrypted content (`transient` fields) never is: the digest of the
 file as stored stands for it. The content of every env file and of every bind source that is a regular file
@@ -33,7 +36,7 @@ from typing import Any
 __all__ = ["COMMON_EXCLUDED", "CONTAINER_EXCLUDED", "IMAGE_EXCLUDED", "canonical", "file_digest", "spec_hash"]
 
 CONTAINER_EXCLUDED = frozenset({"name", "origin", "image_object", "depends_on", "update", "drift", "spec_hash",
-                                "image_update"})
+                                "image_update", "replicas", "global_mode", "placement"})
 IMAGE_EXCLUDED = frozenset({"name", "origin", "pull", "track", "spec_hash"})
 COMMON_EXCLUDED = frozenset({"name", "origin", "spec_hash", "deletion_policy"})
 

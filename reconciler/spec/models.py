@@ -31,6 +31,7 @@ __all__ = [
     "ImageUpdate",
     "Network",
     "Origin",
+    "Placement",
     "PortSpec",
     "Resources",
     "RestartPolicy",
@@ -148,6 +149,29 @@ class ImageUpdate:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where a container runs (`spec.placement`); empty = every host."""
+
+    labels: Mapping[str, str] = field(default_factory=dict)  # the host (Swarm: node) carries all of them
+    constraints: tuple[str, ...] = ()   # Swarm syntax ("node.labels.zone==east", "node.role!=manager")
+    preferences: tuple[str, ...] = ()   # Swarm spread preferences ("node.labels.zone")
+
+    def __bool__(self) -> bool:
+        return bool(self.labels or self.constraints or self.preferences)
+
+    def __hash__(self) -> int:
+        return hash((tuple(sorted(self.labels.items())), self.constraints, self.preferences))
+
+    def swarm_constraints(self) -> tuple[str, ...]:
+        """The labels as Swarm constraints on node labels, then the constraints as written."""
+        return (*(f"node.labels.{k}=={v}" for k, v in sorted(self.labels.items())), *self.constraints)
+
+    def __str__(self) -> str:
+        """`role=edge, node.labels.zone==east` (for messages)."""
+        return ", ".join([*(f"{k}={v}" for k, v in sorted(self.labels.items())), *self.constraints]) or "every host"
+
+
+@dataclass(frozen=True)
 class Container:
     """A `kind: Container` document."""
 
@@ -184,6 +208,9 @@ class Container:
     # and the spec hash names the repository only: which tag runs is the image digest's matter
     image_update: ImageUpdate | None = None
     secrets: tuple[SecretFile, ...] = field(default=(), metadata={"omit_empty": True})
+    replicas: int = 1               # copies that run: a Swarm service's replicas; one on a single host
+    placement: Placement = Placement()  # where it runs (spec.placement; reconciler.spec.placement)
+    global_mode: bool = False       # replicas: global: one copy per node placed on (replicas is 1 then)
 
 
 @dataclass(frozen=True)
@@ -250,3 +277,6 @@ class DesiredState:
     files: Mapping[str, str] = field(default_factory=dict)  # referenced files (absolute) -> digest
     project: str = ""               # the compose project's name, when loaded from compose files
     warnings: tuple[str, ...] = ()  # what loads but is not honoured ("file:line:col: field: message")
+    # what the manifests place on other hosts than this one ("Container/web" -> why), when a
+    # single host took its part (reconciler.spec.placement.select)
+    elsewhere: Mapping[str, str] = field(default_factory=dict)

@@ -65,6 +65,8 @@ class ObservedContainer:
     exit_code: int | None = None
     restart_count: int = 0
     manually_stopped: bool = False
+    replicas: int | None = None         # a service's wanted copies (Swarm); None: one container
+    placement: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # a service's (constraints, spread)
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,8 @@ def observe(
             exit_code=c.exit_code,
             restart_count=c.restart_count,
             manually_stopped=c.manually_stopped,
+            replicas=c.replicas,
+            placement=c.placement,
         )
         for c in runtime.list_containers(None)
     }

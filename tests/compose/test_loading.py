@@ -395,6 +395,34 @@ def test_names_and_labels_follow_compose(tmp_path: Path) -> None:
         "com.docker.compose.project": "my_shopv2", "com.docker.compose.volume": "data"}
 
 
+def test_deploy_placement_is_the_containers_placement(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        name: fleet
+        services:
+          proxy:
+            image: registry.local/proxy:2
+            deploy:
+              mode: global
+              placement:
+                constraints: ["node.labels.role==edge", "node.role!=manager"]
+                preferences: [{spread: node.labels.zone}]
+        """})
+    assert desired.containers["fleet-proxy-1"].global_mode
+    p = desired.containers["fleet-proxy-1"].placement
+    assert (dict(p.labels), p.constraints, p.preferences) == (
+        {}, ("node.labels.role==edge", "node.role!=manager"), ("node.labels.zone",))
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          proxy:
+            image: registry.local/proxy:2
+            deploy: {placement: {max_replicas_per_node: 2, preferences: [{x-note: a}]}}
+        """}) == [
+        "compose.yaml:4:26: services.proxy.deploy.placement.max_replicas_per_node: not supported yet: "
+        "deploy.placement.max_replicas_per_node; the manifest language cannot say it yet, remove it",
+        "compose.yaml:4:66: services.proxy.deploy.placement.preferences[0]: not supported yet: a preference "
+        "other than spread; write {spread: node.labels.KEY}"]
+
+
 @pytest.mark.parametrize(("name", "env", "expected"), [
     ("name: My App!", {}, "myapp"),
     ("name: __x-1", {}, "x-1"),

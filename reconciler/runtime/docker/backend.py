@@ -426,9 +426,11 @@ class DockerRuntime:
         transport: httpx.BaseTransport | None = None,
         *,
         what: str = "docker",
+        engine: api.EngineAPI | None = None,
     ) -> None:
-        """`transport` replaces the Unix socket (e.g. `httpx.HTTPTransport` to a TCP engine)."""
-        self.api = api.EngineAPI(socket_path, transport=transport, what=what)
+        """`transport` replaces the Unix socket (e.g. `httpx.HTTPTransport` to a TCP engine);
+        `engine` is a client made already (`api.from_docker_host`)."""
+        self.api = engine or api.EngineAPI(socket_path, transport=transport, what=what)
 
     def close(self) -> None:
         self.api.close()

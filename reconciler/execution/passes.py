@@ -35,14 +35,13 @@ from typing import Any
 from reconciler import diskfull
 from reconciler._sqlite import Database
 from reconciler.errors import DiskFull, ReconcilerError
-from reconciler.execution import changes, executor, translate
+from reconciler.execution import changes, executor, observing, translate
 from reconciler.planning import actions, implied, planner
 from reconciler.runtime import base
 from reconciler.spec import models
 from reconciler.state import history as hist
 from reconciler.state import inventory as inv
 from reconciler.state import labels as labelmod
-from reconciler.state import observed as obs
 
 __all__ = ["PassOptions", "PassResult", "failure_recorded", "plan_pass", "run_pass"]
 
@@ -186,9 +185,9 @@ def _prepare(
         _check_refusals(desired, runtime)
     store = inv.InventoryStore(db, options.owner)
     refs = implied.tracked_refs(desired, every=cluster)
-    resolved, errors = obs.resolve_digests(runtime, refs, inventory=store, ttl=options.digest_ttl, now=now,
+    resolved, errors = observing.resolve_digests(runtime, refs, inventory=store, ttl=options.digest_ttl, now=now,
                                            stop=stop)
-    observed = obs.observe(runtime, resolved=resolved)
+    observed = observing.observe(runtime, resolved=resolved)
     inventory = store.load()
     plan = planner.plan(
         desired, observed, inventory,

@@ -18,6 +18,7 @@ if [ "${1:-}" = "--test" ]; then
     docker.io podman            # peers and the Docker backend's engine
     docker-compose              # compose peer for benchmarks
     zsh                         # the generated zsh completion is parsed by zsh itself
+    chromium                    # the dashboard's browser test (DevTools protocol over a pipe)
   )
 fi
 missing=()

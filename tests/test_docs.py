@@ -29,3 +29,21 @@ def test_every_schema_field_and_command_is_documented() -> None:
     cli = (REPO / "docs" / "reference" / "cli.md").read_text()
     for command in COMMANDS:
         assert f"## reconcile {command}\n" in cli, command
+
+
+def test_the_man_page_renders_without_warnings_and_names_every_command() -> None:
+    import shutil
+
+    import pytest
+
+    from reconciler.cli.main import COMMANDS
+
+    if shutil.which("groff") is None:
+        pytest.skip("groff is not installed")
+    page = REPO / "docs" / "man" / "reconcile.1"
+    proc = subprocess.run(["groff", "-man", "-ww", "-Tutf8", str(page)], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert proc.stderr == ""
+    text = proc.stdout.replace("\u2010", "-")
+    for command in COMMANDS:
+        assert f"reconcile {command}" in text, command

@@ -12,6 +12,9 @@
                                            # max_body: 1048576, max_connections: 16, request_timeout: 10s
     supervision: {flap_limit: 5, flap_window: 2m}
     history: {keep: 1000, max_age: 30d}    # per owner; identical failed passes share one row
+    image_updates: {interval: 5m}      # image update policies: how long a tag listing is reused
+    decryption: {provider: sops, age_key_file: /etc/reconciler/age.key}   # optional: SOPS env files
+                                       # (also gnupg_home: DIR for files encrypted to a PGP key)
     notify:                            # optional: Apprise URLs or a signed JSON webhook
       - {url_file: /etc/reconciler/chat.url, severity: warning}
       - {webhook: {url: "https://ci.example/hook", secret_file: /etc/reconciler/hook.secret}}
@@ -21,12 +24,15 @@
       - name: shop
         owner: shop
         git: {url: https://git.example/ops/shop.git, branch: main, path: hosts/web1,
-              token_file: /etc/reconciler/shop.token}
+              token_file: /etc/reconciler/shop.token,
+              write_back: {branch: main, message: "Update $containers", author: {name: bot, email: bot@example}}}
         interval: 3m                   # git: poll interval; directory: re-list interval
         webhook: {path: /hooks/shop, secret_file: /etc/reconciler/shop.hook}
         suspend: false
         policy: restricted             # host | restricted | a policy file (docs/security.md);
                                        # default: restricted for git, host for directory
+        decryption: {provider: sops, age_key_file: /etc/reconciler/shop.age}   # its own key
+                                       # instead of the top-level one ({provider: none}: no key)
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from reconciler.agent.notify import KINDS as NOTIFY_KINDS
 from reconciler.agent.notify import NotifyTarget, read_secret, target_from_config
 from reconciler.errors import TerminalError
 from reconciler.spec import policy as policy_mod
+from reconciler.spec import sops
 
 __all__ = ["AgentConfig", "ConfigError", "GitSettings", "SourceConfig", "load_config", "parse_config"]
 
@@ -60,6 +67,20 @@ _WEBHOOK = {
                             "from one address; one more is answered 503 at once"},
         "request_timeout": {**_DURATION, "description": "time for a whole request, from its connection "
                             "to its last byte (default 10s); a slower one is dropped"},
+    },
+}
+
+_DECRYPTION: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["provider"],
+    "properties": {
+        "provider": {"enum": ["sops", "none"],
+                     "description": "sops (with age_key_file and/or gnupg_home), or none: decrypt nothing"},
+        "age_key_file": {"type": "string", "minLength": 1,
+                         "description": "age identities (age-keygen's file, 0600): files encrypted to their "
+                         "recipients open"},
+        "gnupg_home": {"type": "string", "minLength": 1,
+                       "description": "a GnuPG home holding the secret keys of files encrypted to a PGP key "
+                       "(gpg must be installed)"},
     },
 }
 
@@ -101,6 +122,15 @@ SCHEMA: dict[str, Any] = {
                            "max_age": {"oneOf": [{"type": "number", "exclusiveMinimum": 0},
                                                  {"type": "string", "pattern": r"^([0-9.]+(ms|s|m|h|d))+$"}]}},
         },
+        "image_updates": {
+            "type": "object", "additionalProperties": False,
+            "description": "image update policies (docs/image-updates.md)",
+            "properties": {"interval": {**_DURATION, "description": "a repository's tags are listed at most once "
+                                        "per interval (default 5m); a failing registry is asked less and less often"}},
+        },
+        "decryption": {**_DECRYPTION, "description": "open SOPS-encrypted env files in memory while a "
+                       "revision loads, for every source without its own decryption (docs/security.md, "
+                       "SOPS-encrypted env files)"},
         "notify": {
             "type": "array",
             "description": "where to send notifications (reconciler/agent/notify.py, docs/operations.md)",
@@ -147,6 +177,25 @@ SCHEMA: dict[str, Any] = {
                             "known_hosts_file": {"type": "string"},
                             "token_file": {"type": "string"},
                             "token_username": {"type": "string"},
+                            "write_back": {
+                                "type": "object", "additionalProperties": False,
+                                "description": "commit the image tags update policies chose into the manifests "
+                                "(lines marked # {\"$imagepolicy\": \"<container>\"}) and push (docs/image-updates.md)",
+                                "properties": {
+                                    "branch": {"type": "string", "minLength": 1,
+                                               "description": "pushed to (default: the source's branch)"},
+                                    "message": {"type": "string", "minLength": 1,
+                                                "description": "commit message template: $source, $updates, $containers"},
+                                    "author": {
+                                        "type": "object", "additionalProperties": False,
+                                        "description": "the commits' author and committer",
+                                        "properties": {"name": {"type": "string", "minLength": 1,
+                                                                "description": "default reconciler"},
+                                                       "email": {"type": "string", "minLength": 1,
+                                                                 "description": "default reconciler@localhost"}},
+                                    },
+                                },
+                            },
                         },
                     },
                     "interval": _DURATION,
@@ -156,6 +205,8 @@ SCHEMA: dict[str, Any] = {
                     "policy": {"type": "string", "minLength": 1,
                                "description": "host, restricted or a policy file's path (docs/security.md); "
                                "default: restricted for git sources, host for directory sources"},
+                    "decryption": {**_DECRYPTION, "description": "this source's own key for SOPS-encrypted "
+                                   "env files, instead of the top-level decryption (provider: none: no key)"},
                     "webhook": {
                         "type": "object", "additionalProperties": False, "required": ["path", "secret_file"],
                         "properties": {"path": {"type": "string", "pattern": "^/"},
@@ -184,6 +235,7 @@ class GitSettings:
     known_hosts_file: Path | None = None
     token_file: Path | None = None
     token_username: str = "x-access-token"  # noqa: S105 - a user name, not a secret
+    write_back: Any = None                  # sources.writeback.Settings: commit chosen image tags and push
 
 
 @dataclass(frozen=True)
@@ -199,6 +251,12 @@ class SourceConfig:
     webhook_path: str | None = None
     webhook_secret_file: Path | None = None
     policy: policy_mod.Policy = policy_mod.HOST     # what its manifests may ask (spec/policy.py)
+    decryption: sops.Keys | None = None     # its own keys for SOPS files (with own_decryption)
+    own_decryption: bool = False            # it has a decryption: entry (provider none included)
+
+    def keys(self, default: sops.Keys | None) -> sops.Keys | None:
+        """What opens this source's SOPS files: its own decryption, else the agent's."""
+        return self.decryption if self.own_decryption else default
 
     @property
     def kind(self) -> str:
@@ -226,6 +284,8 @@ class AgentConfig:
     history_keep: int = 1000                # passes kept per owner
     history_max_age: float = 30 * 86400.0   # seconds a pass is kept
     notify: tuple[NotifyTarget, ...] = ()
+    image_update_interval: float = 300.0    # seconds a repository's tag listing is reused (agent/updates.py)
+    decryption: sops.Keys | None = None     # opens SOPS-encrypted env files (spec.load's `decryption`)
     dashboard: tuple[str, int, bytes] | None = field(default=None, repr=False)   # host, port, token
     engine_api: tuple[Path, int | None] | None = None    # socket, group id
     sources: tuple[SourceConfig, ...] = field(default_factory=tuple)
@@ -361,6 +421,12 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
     if engine_api_cfg is not None and data.get("runtime", "native") != "native":
         problems.append(f"{where}:{lines.get(('engine_api',), 1)}: engine_api: only the native runtime serves the "
                         "Engine API (docker and podman serve their own)")
+    decryption = None
+    if data.get("decryption") and not problems:
+        try:
+            decryption = _decryption(data["decryption"], "decryption")
+        except ValueError as e:
+            problems.append(f"{where}:{lines.get(('decryption',), 1)}: decryption: {e}")
     hook_limits: dict[str, Any] = {}
     if not problems and data.get("webhook"):
         try:
@@ -387,10 +453,24 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
         supervise=bool(sup.get("enabled", True)), flap_limit=int(sup.get("flap_limit", 5)),
         flap_window=_duration(sup.get("flap_window", 120)),
         history_keep=int(history.get("keep", 1000)), history_max_age=_days(history.get("max_age", "30d")),
-        notify=tuple(notify), dashboard=dashboard, sources=tuple(sources),
+        notify=tuple(notify), dashboard=dashboard, sources=tuple(sources), decryption=decryption,
+        image_update_interval=_duration((data.get("image_updates") or {}).get("interval", 300)),
         engine_api=None if engine_api_cfg is None else
         (Path(engine_api_cfg.get("socket") or run_dir / "docker.sock"), gid),
     )
+
+
+def _decryption(dec: Mapping[str, Any], at: str) -> sops.Keys | None:
+    """The keys a `decryption:` entry names (None for provider none); ValueError says what is wrong."""
+    if dec["provider"] == "none":
+        return None
+    if not dec.get("age_key_file") and not dec.get("gnupg_home"):
+        raise ValueError("provider sops needs age_key_file (or gnupg_home)")
+    what = f"{at}.age_key_file {dec['age_key_file']}" if dec.get("age_key_file") else f"{at}.gnupg_home"
+    try:
+        return sops.load_keys(dec.get("age_key_file"), gnupg_home=dec.get("gnupg_home"), where=what)
+    except sops.KeyConfigError as e:
+        raise ValueError(e.message) from None
 
 
 def _days(value: Any) -> float:
@@ -415,6 +495,7 @@ def _source(s: Mapping[str, Any], owner: str) -> SourceConfig:
         if refused is not None:
             raise ValueError(f"git.url: {refused}")
         git = GitSettings(
+            write_back=_write_back(g),
             url=g["url"], branch=g.get("branch"), tag=g.get("tag"), commit=g.get("commit"),
             path=g.get("path", ""), shallow=g.get("shallow", True),
             ssh_key_file=Path(g["ssh_key_file"]) if "ssh_key_file" in g else None,
@@ -431,7 +512,9 @@ def _source(s: Mapping[str, Any], owner: str) -> SourceConfig:
         policy = policy_mod.load_policy(str(s.get("policy", "restricted" if git is not None else "host")))
     except policy_mod.PolicyError as e:
         raise ValueError(f"policy: {e}") from None
+    decryption = _decryption(s["decryption"], "decryption") if "decryption" in s else None
     return SourceConfig(
+        decryption=decryption, own_decryption="decryption" in s,
         name=s["name"], owner=owner,
         directory=Path(os.path.abspath(s["directory"])) if "directory" in s else None, git=git,
         interval=_duration(s["interval"]) if "interval" in s else None,
@@ -440,6 +523,31 @@ def _source(s: Mapping[str, Any], owner: str) -> SourceConfig:
         webhook_path=hook["path"] if hook else None,
         webhook_secret_file=Path(hook["secret_file"]) if hook else None, policy=policy,
     )
+
+
+def _write_back(g: Mapping[str, Any]) -> Any:
+    """A git source's `write_back:` as writeback.Settings, or None; ValueError says what is wrong."""
+    if "write_back" not in g:
+        return None
+    import string
+
+    from reconciler.sources import writeback
+
+    w = g["write_back"]
+    branch = w.get("branch") or g.get("branch")
+    if not branch:
+        raise ValueError("git.write_back.branch: name the branch to push to (the source follows a tag, a commit "
+                         "or the remote HEAD)")
+    template = w.get("message", writeback.DEFAULT_MESSAGE)
+    t = string.Template(template)
+    unknown = sorted(set(t.get_identifiers()) - set(writeback.MESSAGE_FIELDS))
+    if not t.is_valid() or unknown:
+        fields = ", ".join(f"${f}" for f in writeback.MESSAGE_FIELDS)
+        what = f"unknown field {', '.join('$' + u for u in unknown)}" if unknown else "a $ that names nothing (write $$ for a dollar sign)"
+        raise ValueError(f"git.write_back.message: {what}; the template may use {fields}")
+    author = w.get("author") or {}
+    return writeback.Settings(branch=branch, message=template, author_name=author.get("name", "reconciler"),
+                              author_email=author.get("email", "reconciler@localhost"))
 
 
 def load_config(path: str | os.PathLike[str], *, overrides: Mapping[str, Any] | None = None) -> AgentConfig:

@@ -58,6 +58,7 @@ def register(subparsers: Any) -> None:
     from reconciler.cli import options
 
     options.add_policy_flag(parser)
+    options.add_decryption_flag(parser)
     parser.add_argument("--allow-empty", action="store_true",
                         help="let a revision that declares nothing prune every object this owner created")
     parser.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
@@ -104,10 +105,12 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from reconciler import spec
+    from reconciler.cli.options import decryption_keys
     from reconciler.execution import executor, locking, passes, stopping
     from reconciler.spec import policy
 
-    desired = spec.load(args.source, policy=policy.load_policy(args.policy))  # SpecError/PolicyError → exit 2,
+    desired = spec.load(args.source, policy=policy.load_policy(args.policy),
+                        decryption=decryption_keys(args))  # SpecError/PolicyError → exit 2,
     #                                                                          before anything is touched
     print_warnings(desired)
     options = passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty, dry_run=args.dry_run,
@@ -140,9 +143,10 @@ def stopped_code(result: Any, stop: Any, fmt: str = "table") -> int:
 def keep_revision(args: argparse.Namespace, desired: Any, source: str, *, keep: int) -> None:
     """Keep a copy of a converged revision for `reconcile rollback`, prune old ones; a failure
     to keep one is a warning (the pass itself went fine)."""
+    from reconciler.cli.options import decryption_keys
     from reconciler.state import history, revisions
 
-    store = revisions.RevisionStore(args.root)
+    store = revisions.RevisionStore(args.root, decryption=decryption_keys(args))
     try:
         new = store.get(desired.revision) is None
         snap = store.save(desired, source)

@@ -24,6 +24,7 @@ def register(subparsers: Any) -> None:
     )
     cmd_apply.add_common_flags(parser)
     options.add_policy_flag(parser)
+    options.add_decryption_flag(parser)
     parser.add_argument("--allow-empty", action="store_true", help="plan as apply --allow-empty would")
     output.add_output_flag(parser)
     parser.set_defaults(run=run)
@@ -31,13 +32,14 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from reconciler import spec
-    from reconciler.cli import cmd_apply, output
+    from reconciler.cli import cmd_apply, options, output
     from reconciler.errors import ReconcilerError
     from reconciler.execution import passes
     from reconciler.spec import policy
 
     try:
-        desired = spec.load(args.source, policy=policy.load_policy(args.policy))
+        desired = spec.load(args.source, policy=policy.load_policy(args.policy),
+                            decryption=options.decryption_keys(args))
         cmd_apply.print_warnings(desired)
         with cmd_apply.open_runtime(args, supervise=False) as runtime:
             plan, errors = passes.plan_pass(desired, runtime, cmd_apply.open_db(args),

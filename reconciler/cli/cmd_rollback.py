@@ -23,7 +23,7 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers: Any) -> None:
-    from reconciler.cli import _agentapi, cmd_apply, output
+    from reconciler.cli import _agentapi, cmd_apply, options, output
 
     parser = subparsers.add_parser(
         "rollback", help="re-apply an earlier converged revision",
@@ -34,6 +34,7 @@ def register(subparsers: Any) -> None:
     )
     cmd_apply.add_common_flags(parser, source=False)
     _agentapi.add_socket_flag(parser)
+    options.add_decryption_flag(parser)
     parser.add_argument("first", metavar="[SOURCE] REVISION", nargs="?",
                         help="a revision id (prefix); with an agent, the source's name in its config first")
     parser.add_argument("second", metavar="REVISION", nargs="?", help=argparse.SUPPRESS)
@@ -106,7 +107,9 @@ def _run_offline(args: argparse.Namespace, wanted: str | None) -> int:
 
     db = cmd_apply.open_db(args)
     past = history.HistoryStore(db, args.owner).list(limit=1000)
-    store = revisions.RevisionStore(args.root)
+    from reconciler.cli.options import decryption_keys
+
+    store = revisions.RevisionStore(args.root, decryption=decryption_keys(args))
     current = past[0].revision if past else None
     converged: list[history.Pass] = []
     for p in past:

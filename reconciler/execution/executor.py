@@ -320,6 +320,10 @@ def _roll_back(a: actions.Action, runtime: base.Runtime, message: str,
             old = base.config_from_json(rb["config"])
             if rb.get("image_id"):
                 old = replace(old, image=str(rb["image_id"]))
+            kept = rb.get("secrets")
+            if isinstance(kept, actions.SecretData):    # a record has none: the same files' contents
+                old = replace(old, mounts=tuple(replace(m, data=kept.by_target.get(m.target))
+                                                if m.type == "secret" else m for m in old.mounts))
             runtime.create_container(old)
             runtime.start_container(old.name)
     except ReconcilerError as exc:

@@ -15,7 +15,7 @@ from typing import Any
 
 from reconciler.spec import models
 
-__all__ = ["TEMP_SUFFIX", "Action", "ActionKind", "FieldChange", "Plan", "Wait"]
+__all__ = ["TEMP_SUFFIX", "Action", "ActionKind", "FieldChange", "Plan", "SecretData", "Wait"]
 
 # start-first creates the new container under `<name>.next`, then renames it into place
 TEMP_SUFFIX = ".next"
@@ -39,6 +39,14 @@ class ActionKind(enum.StrEnum):
     FORGET = "forget"       # drop an inventory entry; no runtime call
     FAIL = "fail"           # refuse (foreign name, impossible request); reported as failed
     HOLD = "hold"           # a previous attempt failed; wait for backoff or a new revision
+
+
+@dataclass(frozen=True)
+class SecretData:
+    """A rollback's secret contents by target: the new container's, for the secrets whose stored
+    file is the one the previous container was made from. Never printed (repr) nor stored."""
+
+    by_target: Mapping[str, bytes] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,8 @@ class Action:
     image: str = ""                             # pull/create: image reference
     image_digest: str = ""                      # create: digest for the label ("" = read after pull)
     wait: Wait | None = None
-    rollback: Mapping[str, Any] | None = None   # start: {"config": ..., "image_id": ...} or {"remove_only": True}
+    rollback: Mapping[str, Any] | None = None   # start: {"config": ..., "image_id": ..., "secrets": SecretData}
+    #                                             or {"remove_only": True}
     changes: tuple[FieldChange, ...] = ()
     best_effort: bool = False
 

@@ -160,6 +160,21 @@ def field_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[actio
     return tuple(out)
 
 
+def _unchanged_secrets(config: Mapping[str, Any], c: models.Container) -> actions.SecretData:
+    """The contents a rollback to `config` can have again: a record keeps no secret's content,
+    but where the previous container's secret came from the file `c` reads now (the same
+    digest at the same target), it is this content."""
+    now = {s.target: s for s in c.secrets}
+    out: dict[str, bytes] = {}
+    for m in config.get("mounts") or ():
+        if m.get("type") != "secret" or m.get("target") not in now:
+            continue
+        digest = next((o.partition("=")[2] for o in m.get("options") or () if o.startswith("digest=")), "")
+        if digest and digest == now[m["target"]].digest:
+            out[m["target"]] = now[m["target"]].data
+    return actions.SecretData(out)
+
+
 def _owned(owner: labelmod.Ownership | None, options: PlanOptions) -> bool:
     return owner is not None and owner.owner == options.owner
 
@@ -550,9 +565,11 @@ class _Planner:
         """STOP → REMOVE → CREATE → START, with a rollback to the previous config and image."""
         b, name, res, group = self.b, c.name, f"container:{c.name}", f"recreate:container:{c.name}"
         entry = self.inventory.entries.get(("Container", name))
-        rollback = None
+        rollback: dict[str, Any] | None = None
         if c.update.on_failure == "rollback" and entry is not None and entry.config:
             rollback = {"config": dict(entry.config), "image_id": o.image_id}
+            if c.secrets:
+                rollback["secrets"] = _unchanged_secrets(entry.config, c)
         # stop only once the new image and networks are there: less downtime, and a failed pull
         # leaves the old container running (a recreated network is the exception: it needs this
         # container gone first)

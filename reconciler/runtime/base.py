@@ -83,11 +83,14 @@ class PortMapping:
 class Mount:
     """A volume, bind or tmpfs mount in the container."""
 
-    type: str                       # "volume" | "bind" | "tmpfs"
+    type: str                       # "volume" | "bind" | "tmpfs" | "secret"
     target: str
-    source: str = ""                # volume name, or absolute host path for bind
+    source: str = ""                # volume name, or absolute host path for bind (a secret: where it came from)
     read_only: bool = False
-    options: tuple[str, ...] = ()   # tmpfs size=, mode=
+    options: tuple[str, ...] = ()   # tmpfs size=, mode=; secret mode=, uid=, gid=
+    # a secret's content: held in memory only, never in a record (config_to_json leaves it out),
+    # so a config read back has none (the engine refuses to create from it)
+    data: bytes | None = field(default=None, repr=False, compare=False, metadata={"transient": True})
 
 
 @dataclass(frozen=True)
@@ -153,7 +156,8 @@ def labels_match(labels: Mapping[str, str], selector: Mapping[str, str] | None) 
 
 def _jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if not f.metadata.get("transient")}
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, tuple | list):

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
 
-from reconciler.spec import errors, hashing, lock, models, reading, schemas, units
+from reconciler.spec import errors, hashing, lock, models, reading, schemas, sops, tagpolicy, units
 
 __all__ = ["Builder"]
 
@@ -66,7 +66,9 @@ class Builder:
     live: str | None = None         # where relative bind sources resolve instead (spec.load's `live`)
     files: dict[str, str] = field(default_factory=dict)      # every referenced file -> digest
     pins: dict[str, str] = field(default_factory=dict)       # the lock file's ref -> digest (lock.py)
+    decryption: sops.Keys | None = None     # opens SOPS-encrypted env files (spec.load's `decryption`)
     _file_cache: dict[str, bytes | None] = field(default_factory=dict)
+    _plain_cache: dict[str, sops.Decrypted | str] = field(default_factory=dict, repr=False)
 
     # -- reporting -------------------------------------------------------------------------
 
@@ -269,10 +271,13 @@ class Builder:
         files: dict[str, str] = {}
         sp: Callable[..., Path_] = lambda *p: ("spec", *p)  # noqa: E731 - a short path builder
 
-        # image: an Image object's name, or a reference
-        image_ref: str = spec["image"]
+        # image: an Image object's name, a reference, or an update policy
+        image_update = self.image_update(d, spec["image"]) if isinstance(spec["image"], dict) else None
+        image_ref: str = spec["image"]["track"] if isinstance(spec["image"], dict) else spec["image"]
         image_object: str | None = None
-        if image_ref in images:
+        if image_update is not None:
+            pass                          # checked by image_update(); never an Image object, never pinned
+        elif image_ref in images:
             image_object = image_ref
             image_ref = images[image_ref].ref or image_ref
         elif image_ref in names["Image"]:
@@ -282,7 +287,8 @@ class Builder:
             self.report(d, sp("image"), f"no Image object named {image_ref!r}{hint}; define one, or give a full reference like registry:5000/repo/{image_ref}:tag")
         elif not valid_reference(image_ref):
             self.report(d, sp("image"), f"{schemas._short(image_ref)} is not a valid image reference (like registry:5000/repo/name:tag or ...@sha256:<64 hex>)")
-        if image_object is None or images.get(image_object) is None or images[image_object].build is None:
+        if image_update is None and (image_object is None or images.get(image_object) is None
+                                     or images[image_object].build is None):
             image_ref = lock.pin(image_ref, self.pins)     # built images are local: never pinned
 
         # environment: env files in order, then env on top
@@ -296,8 +302,11 @@ class Builder:
             if content is None:
                 self.report(d, sp("envFiles", i), f"env file {rel!r} not found or unreadable (resolved to {full})")
                 continue
-            files[named] = hashing.file_digest(content)
-            env.update(self.env_file(d, sp("envFiles", i), rel, content))
+            files[named] = hashing.file_digest(content)     # of the file as stored: never of a plaintext
+            if sops.is_encrypted(full, content):
+                env.update(self.sops_env_file(d, sp("envFiles", i), rel, full, content))
+            else:
+                env.update(self.env_file(d, sp("envFiles", i), rel, content))
         for key, value in (spec.get("env") or {}).items():
             if not _ENV_KEY.match(key):
                 self.report(d, sp("env", key), f"{key!r} is not a valid environment variable name", key=True)
@@ -311,6 +320,7 @@ class Builder:
         if ports and networks in (("host",), ("none",)):
             self.report(d, sp("ports"), f"ports cannot be published with network {networks[0]}")
         volumes = self.volumes(d, spec, names["Volume"], files)
+        secrets = self.secrets(d, spec, files, {m.target for m in volumes})
 
         restart_name, max_retries = units.parse_restart(spec.get("restart", "no"))
         healthcheck = self.healthcheck(d, spec.get("healthcheck"))
@@ -367,11 +377,41 @@ class Builder:
             "stop_timeout": self.duration(d, sp("stopTimeout"), spec.get("stopTimeout"), 10.0),
             "init": bool(spec.get("init", False)),
         }
+        if secrets:         # absent when none: the hashes of containers without secrets stay as they were
+            fields["secrets"] = secrets
+        # an update policy moves the tag: the hash names the repository (hashing.py)
+        hashed = fields if image_update is None else {**fields, "image": image_update.repository}
         return models.Container(
             name=d.name, origin=self.origin(d),
-            spec_hash=hashing.spec_hash("Container", fields, hashing.CONTAINER_EXCLUDED, files),
-            **fields,
+            spec_hash=hashing.spec_hash("Container", hashed, hashing.CONTAINER_EXCLUDED, files),
+            image_update=image_update, **fields,
         )
+
+    def image_update(self, d: _Doc, value: Mapping[str, Any]) -> models.ImageUpdate | None:
+        """`image: {track, policy, mode}` checked (tagpolicy.py), or None after reporting why not."""
+        where: Path_ = ("spec", "image")
+        track: str = value["track"]
+        m = _REF.match(track) if len(track) <= 512 else None
+        ok = True
+        if m is None or m.group("digest") or not m.group("tag"):
+            self.report(d, (*where, "track"), f"{schemas._short(track)} is not an image reference with a tag "
+                        "(like registry:5000/repo/name:1.4.1): the policy moves the tag, so it names one and no digest")
+            ok = False
+        raw = value["policy"]
+        policy = tagpolicy.Policy(semver=raw.get("semver"), pattern=raw.get("pattern"),
+                                  order=raw.get("order", "alphabetical"))
+        if "order" in raw and policy.pattern is None:
+            self.report(d, (*where, "policy", "order"), "order applies to pattern, not to semver (versions have their own order)")
+            ok = False
+        wrong = tagpolicy.problem(policy)
+        if wrong is not None:
+            self.report(d, (*where, "policy", *((wrong[0],) if wrong[0] else ())), wrong[1])
+            ok = False
+        if not ok or m is None:
+            return None
+        line, column = d.raw.where((*where, "track"))
+        return models.ImageUpdate(repository=track.rpartition(":")[0], tag=m.group("tag"), policy=policy,
+                                  mode=value.get("mode", "apply"), at=models.Origin(d.raw.file, line, column))
 
     def convert(self, d: _Doc, path: Path_, parse: Callable[[Any], Any], value: Any) -> Any:
         if value is None:
@@ -413,6 +453,68 @@ class Builder:
             key, eq, value = line.lstrip().partition("=")
             if not eq or not _ENV_KEY.match(key):
                 self.report(d, path, f"env file {rel!r} line {number}: expected KEY=VALUE")
+                continue
+            out[key] = value
+        return out
+
+    def secrets(
+        self, d: _Doc, spec: Mapping[str, Any], files: dict[str, str], mounted: set[str],
+    ) -> tuple[models.SecretFile, ...]:
+        """`secrets:` files read (from the revision, like env files), decrypted in memory when sops
+        encrypted them; hashed by the stored file's digest under their live path."""
+        out: list[models.SecretFile] = []
+        for i, item in enumerate(spec.get("secrets", ())):
+            rel = item["source"]
+            full = self.resolve(d.raw.base, rel)
+            target = item.get("target") or "/run/secrets/" + os.path.basename(full)
+            if not target.startswith("/") or target in mounted:
+                why = "must be an absolute path" if not target.startswith("/") else "is mounted twice"
+                self.report(d, ("spec", "secrets", i, "target"), f"secret target {target!r} {why}")
+                continue
+            mounted.add(target)
+            content = self.read_file(full) if os.path.isfile(full) else None
+            if content is None:
+                self.report(d, ("spec", "secrets", i, "source"), f"secret file {rel!r} not found, unreadable or "
+                            f"larger than {self.limits.referenced_file_bytes} bytes (resolved to {full})")
+                continue
+            named = self.live_path(d.raw.base, rel)
+            files[named] = hashing.file_digest(content)
+            data = content
+            if sops.is_encrypted(full, content):
+                plain = self.decrypted(full, content)
+                if isinstance(plain, str):
+                    self.report(d, ("spec", "secrets", i, "source"), f"secret file {rel!r}: {plain}")
+                    continue
+                data = plain.data
+            mode = item.get("mode", 0o400)
+            out.append(models.SecretFile(source=named, target=target, mode=int(mode, 8) if isinstance(mode, str) else mode,
+                                         uid=int(item.get("uid", 0)), gid=int(item.get("gid", 0)),
+                                         digest=files[named], data=data))
+        return tuple(out)
+
+    def decrypted(self, full: str, content: bytes) -> sops.Decrypted | str:
+        """A SOPS file decrypted in memory (once per load), or why it cannot be."""
+        if full not in self._plain_cache:
+            try:
+                self._plain_cache[full] = sops.decrypt(full, content, self.decryption)
+            except sops.SopsError as exc:
+                self._plain_cache[full] = str(exc)
+        return self._plain_cache[full]
+
+    def sops_env_file(self, d: _Doc, path: Path_, rel: str, full: str, content: bytes) -> dict[str, str]:
+        """A SOPS-encrypted dotenv file's KEY=VALUE pairs; the plaintext stays in this process."""
+        plain = self.decrypted(full, content)
+        if isinstance(plain, str):
+            self.report(d, path, f"env file {rel!r}: {plain}")
+            return {}
+        if plain.format != "dotenv":
+            self.report(d, path, f"env file {rel!r} is a SOPS {plain.format} file; envFiles take dotenv "
+                        "files: encrypt KEY=VALUE lines in a file named *.env")
+            return {}
+        out: dict[str, str] = {}
+        for key, value in plain.pairs:
+            if not _ENV_KEY.match(key):
+                self.report(d, path, f"env file {rel!r}: {key!r} is not a valid environment variable name")
                 continue
             out[key] = value
         return out

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from reconciler.spec import tagpolicy
+
 __all__ = [
     "KINDS",
     "BuildSpec",
@@ -26,11 +28,13 @@ __all__ = [
     "DesiredState",
     "Healthcheck",
     "Image",
+    "ImageUpdate",
     "Network",
     "Origin",
     "PortSpec",
     "Resources",
     "RestartPolicy",
+    "SecretFile",
     "UpdatePolicy",
     "Volume",
     "VolumeMount",
@@ -44,6 +48,7 @@ OnFailure = Literal["rollback", "pause"]
 DriftMode = Literal["correct", "report"]
 MountType = Literal["volume", "bind", "tmpfs"]
 DeletionPolicy = Literal["Retain", "Delete"]
+UpdateMode = Literal["apply", "notify"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,21 @@ class VolumeMount:
     source: str                     # "" for tmpfs
     target: str                     # absolute path in the container
     read_only: bool
+
+
+@dataclass(frozen=True)
+class SecretFile:
+    """A file put into the container from a tmpfs of its own (`secrets:`). `data` is the file's
+    content, decrypted in memory when sops encrypted it: never part of the spec hash (the
+    stored file's digest is), never stored (repr and comparisons leave it out)."""
+
+    source: str                     # absolute host path (the live path, as env files are named)
+    target: str                     # absolute path in the container
+    mode: int                       # default 0o400
+    uid: int                        # default 0
+    gid: int                        # default 0
+    digest: str = ""                # of the file as stored (encrypted or not): what the hash and a rollback compare
+    data: bytes = field(default=b"", repr=False, compare=False, metadata={"transient": True})
 
 
 @dataclass(frozen=True)
@@ -117,6 +137,17 @@ class UpdatePolicy:
 
 
 @dataclass(frozen=True)
+class ImageUpdate:
+    """`image: {track, policy, mode}`: the agent follows the repository's tags (spec/tagpolicy.py)."""
+
+    repository: str                 # the tracked reference without its tag ("registry:5000/shop/web")
+    tag: str                        # the tag the manifest names (what runs until the policy picks another)
+    policy: tagpolicy.Policy
+    mode: UpdateMode                # default "apply"
+    at: Origin                      # where the `track` value is written (write-back edits that line)
+
+
+@dataclass(frozen=True)
 class Container:
     """A `kind: Container` document."""
 
@@ -149,6 +180,10 @@ class Container:
     stop_timeout: float             # seconds; default 10
     init: bool
     spec_hash: str
+    # `image:` as an update policy (None: a plain reference); `image` is then `repository:tag`,
+    # and the spec hash names the repository only: which tag runs is the image digest's matter
+    image_update: ImageUpdate | None = None
+    secrets: tuple[SecretFile, ...] = field(default=(), metadata={"omit_empty": True})
 
 
 @dataclass(frozen=True)

@@ -495,8 +495,7 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
             image: x/db:1
             depends_on:
               web: {condition: service_completed_successfully}
-        secrets:
-          token: {file: ./token}
+        include: [other.yaml]
         """, [
             "compose.yaml:4:13: services.web.ports[0]: not supported yet: publishing container port 80 on a random host port; name the host port, like \"8080:80\"",
             "compose.yaml:4:19: services.web.ports[1]: not supported yet: the sctp protocol; use tcp or udp",
@@ -507,7 +506,7 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
             "compose.yaml:9:24: services.web.deploy.replicas: not supported yet: replicas other than 1; each service runs one container",
             "compose.yaml:10:13: services.web.tmpfs[0]: not supported yet: tmpfs options (size=64m); mount /run without options",
             "compose.yaml:14:24: services.db.depends_on.web.condition: not supported yet: service_completed_successfully; one-shot jobs are not run yet; use service_started or service_healthy",
-            "compose.yaml:15:1: secrets: not supported yet: top-level secrets; the manifest language cannot say it yet, remove it",
+            "compose.yaml:15:1: include: not supported yet: top-level include; the manifest language cannot say it yet, remove it",
         ]),
     "manifest_checks_at_compose_keys": ("""
         name: t

@@ -125,6 +125,10 @@ def _mount(m: base.Mount) -> dict[str, Any]:
                     hint="use size= and mode=")
         if opts:
             out["TmpfsOptions"] = opts
+    elif m.type == "secret":
+        raise errors.InvalidArgument(
+            f"the secret file {m.target} needs the native engine: Docker has no tmpfs a file can be put on "
+            "before the container starts", hint="use the native runtime, or an env file for this value")
     else:
         raise errors.InvalidArgument(f"mount type {m.type!r} on {m.target} is not volume, bind or tmpfs")
     return out

@@ -55,6 +55,9 @@ def test_the_docs_site_builds_strict_offline_with_its_pictures(tmp_path: Path) -
     another address (fonts, scripts, styles)."""
     import re
 
+    nav = (REPO / "mkdocs.yml").read_text()
+    for md in (REPO / "docs").rglob("*.md"):                           # no page left out of the menu
+        assert f" {md.relative_to(REPO / 'docs').as_posix()}\n" in nav, f"{md} is not in mkdocs.yml's nav"
     site = tmp_path / "site"
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(REPO / "mkdocs.yml"),

@@ -56,6 +56,8 @@ class AgentView(Protocol):
 
     def logs_tail(self, container: str, lines: int) -> Sequence[str]: ...
 
+    def logs_tails(self, lines: int) -> Mapping[str, Sequence[str]]: ...
+
 
 class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
@@ -226,18 +228,14 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
             else:
                 raise errors.NotFound(f"no dashboard page {path}")
 
-        def _dashboard_data(self) -> tuple[Mapping[str, Any], Sequence[Mapping[str, Any]], dict[str, list[str]]]:
+        def _dashboard_data(self) -> tuple[Mapping[str, Any], Sequence[Mapping[str, Any]],
+                                           Mapping[str, Sequence[str]]]:
             """What the page shows: status, the last passes, each container's last log lines."""
-            status = view.status()
-            tails: dict[str, list[str]] = {}
-            for s in status.get("sources") or ():
-                for o in s.get("objects") or ():
-                    if o.get("name"):
-                        try:
-                            tails[o["name"]] = list(view.logs_tail(o["name"], dashboard.TAIL_LINES))
-                        except (errors.ApiError, ReconcilerError, OSError):
-                            continue    # removed meanwhile, or no log yet: the row shows no tail
-            return status, view.history(None, 20), tails
+            try:
+                tails = view.logs_tails(dashboard.TAIL_LINES)
+            except ReconcilerError:
+                tails = {}                      # the engine cannot be read: status says why
+            return view.status(), view.history(None, 20), tails
 
         def _follow_dashboard(self) -> None:
             """Events as they come; and after each batch or poll interval, the page's sections

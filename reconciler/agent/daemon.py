@@ -546,7 +546,10 @@ class Agent:
                 self.prom.down.labels(name).set(len(down))
                 for c in sorted(states, key=lambda c: c.name):
                     objects.append({"kind": "Container", "name": c.name, "id": c.id[:12], "status": str(c.status),
-                                    "health": c.health, "restart_count": c.restart_count,
+                                    "health": c.health, "restart_count": c.restart_count, "exit_code": c.exit_code,
+                                    "image": c.image, "digest": c.labels.get(labelmod.DIGEST) or c.image_id,
+                                    "ports": [f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}"
+                                              for p in c.ports],
                                     "revision": c.labels.get(labelmod.REVISION, ""), "flapping": c.name in flapping})
         except ReconcilerError as e:
             objects.append({"error": str(e)})
@@ -684,17 +687,36 @@ class Agent:
                 self.source_status(n)
         return self.prom.render()
 
-    def logs_tail(self, container: str, lines: int) -> Sequence[str]:
-        """The last `lines` lines of one of the agent's own containers (a source's owner label):
-        the dashboard shows nothing else of the host."""
+    def _own_containers(self, rt: Any) -> list[Any]:
+        """The containers of the agent's sources (their owner label): the dashboard shows
+        nothing else of the host."""
         owners = {s.cfg.owner for s in list(self._sources.values())}
+        return [c for c in rt.list_containers({labelmod.KIND: "Container"}) if c.labels.get(labelmod.OWNER) in owners]
+
+    @staticmethod
+    def _tail(rt: Any, container_id: str, lines: int) -> list[str]:
+        out = [ln.data.decode(errors="replace").rstrip("\n") for ln in rt.logs(container_id, tail=lines)]
+        return out[-lines:]
+
+    def logs_tail(self, container: str, lines: int) -> Sequence[str]:
+        """The last `lines` lines of one of the agent's own containers."""
         with self._runtime_session() as rt:
-            state = next((c for c in rt.list_containers({labelmod.KIND: "Container"})
-                          if c.name == container and c.labels.get(labelmod.OWNER) in owners), None)
+            state = next((c for c in self._own_containers(rt) if c.name == container), None)
             if state is None:
                 raise apierr.NotFound(f"no container {container} of this agent's sources")
-            out = [ln.data.decode(errors="replace").rstrip("\n") for ln in rt.logs(state.id, tail=lines)]
-        return out[-lines:]
+            return self._tail(rt, state.id, lines)
+
+    def logs_tails(self, lines: int) -> Mapping[str, Sequence[str]]:
+        """The last `lines` lines of each of the agent's own containers, from one listing (the
+        dashboard's live view asks every second); one whose logs cannot be read is left out."""
+        tails: dict[str, Sequence[str]] = {}
+        with self._runtime_session() as rt:
+            for c in self._own_containers(rt):
+                try:
+                    tails[c.name] = self._tail(rt, c.id, lines)
+                except (ReconcilerError, OSError):
+                    continue
+        return tails
 
 
 def _origin(sc: cfgmod.SourceConfig) -> str:

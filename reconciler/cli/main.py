@@ -141,6 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
+    if argv is None and "_ARGCOMPLETE" in os.environ:     # the shell asks for completions (TAB)
+        from reconciler.cli import completers
+
+        completers.complete(build_parser(), _hoist, COMMANDS)
     args_list = _rewrite_once(list(sys.argv[1:] if argv is None else argv))
     command = _command_of(args_list)
     bare_version = command is None and "--version" in args_list and not {"-h", "--help"} & set(args_list)

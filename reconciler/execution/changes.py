@@ -78,7 +78,8 @@ class Change:
 
     def to_json(self) -> dict[str, Any]:
         return {"resource": self.resource, "outcome": str(self.outcome), "detail": self.detail,
-                "actions": [f"#{r.action.id} {r.action.kind} {r.status}" for r in self.results]}
+                "actions": [f"#{r.action.id} {r.action.kind} {r.status}" for r in self.results],
+                "causes": [r.action.cause for r in self.results]}        # one per action: why it ran
 
 
 def _outcome(results: list[ActionResult]) -> tuple[Outcome, str]:

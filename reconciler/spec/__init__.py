@@ -161,6 +161,7 @@ def _load(
     containers = {n: builder.container(d, images, names) for n, d in sorted(by_kind["Container"].items())}
     builder.check_port_conflicts(by_kind["Container"], containers)
     builder.check_cycles(by_kind["Container"], containers)
+    containers = builder.replicate(by_kind["Container"], containers)
     if policy is not None:
         from reconciler.spec import policy as policy_mod
 

@@ -66,6 +66,7 @@ class Builder:
     live: str | None = None         # where relative bind sources resolve instead (spec.load's `live`)
     files: dict[str, str] = field(default_factory=dict)      # every referenced file -> digest
     pins: dict[str, str] = field(default_factory=dict)       # the lock file's ref -> digest (lock.py)
+    hashed_files: dict[str, dict[str, str]] = field(default_factory=dict)   # Container name -> its files' digests
     _file_cache: dict[str, bytes | None] = field(default_factory=dict)
 
     # -- reporting -------------------------------------------------------------------------
@@ -367,11 +368,56 @@ class Builder:
             "stop_timeout": self.duration(d, sp("stopTimeout"), spec.get("stopTimeout"), 10.0),
             "init": bool(spec.get("init", False)),
         }
+        self.hashed_files[d.name] = files
         return models.Container(
             name=d.name, origin=self.origin(d),
             spec_hash=hashing.spec_hash("Container", fields, hashing.CONTAINER_EXCLUDED, files),
             **fields,
         )
+
+    # -- replicas --------------------------------------------------------------------------
+
+    def replicate(
+        self, docs: Mapping[str, _Doc], containers: Mapping[str, models.Container],
+    ) -> dict[str, models.Container]:
+        """Each Container with `replicas: N` as N containers `<name>-1` .. `<name>-N` (none for 0),
+        and every `dependsOn` naming it as all of them. A replica of a compose service
+        (labelled `com.docker.compose.service`) carries its number in
+        `com.docker.compose.container-number`, as compose numbers them."""
+        copies: dict[str, list[str]] = {}
+        for name in containers:
+            count = docs[name].data["spec"].get("replicas")
+            if count is not None:
+                copies[name] = [f"{name}-{i}" for i in range(1, count + 1)]
+                self.check_replicas(docs[name], containers[name], copies[name])
+        out: dict[str, models.Container] = {}
+        for name, c in containers.items():
+            deps = tuple(dict.fromkeys(r for dep in c.depends_on for r in copies.get(dep, [dep])))
+            c = dataclasses.replace(c, depends_on=deps)     # depends_on is not hashed
+            for i, replica in enumerate(copies.get(name, [name]), start=1):
+                if replica in out or (replica != name and replica in containers):
+                    self.report(docs[name], ("spec", "replicas"), f"replica {replica!r} has the name of another Container; rename one of them")
+                    continue
+                out[replica] = c if replica == name else self.replica(c, replica, i)
+        return dict(sorted(out.items()))
+
+    def replica(self, c: models.Container, name: str, number: int) -> models.Container:
+        labels = dict(c.labels)
+        if "com.docker.compose.service" in labels:
+            labels["com.docker.compose.container-number"] = str(number)
+        fields = {f.name: getattr(c, f.name) for f in dataclasses.fields(c)}
+        fields["labels"] = MappingProxyType(labels)
+        digest = hashing.spec_hash("Container", fields, hashing.CONTAINER_EXCLUDED, self.hashed_files.get(c.name, {}))
+        return dataclasses.replace(c, name=name, labels=fields["labels"], spec_hash=digest)
+
+    def check_replicas(self, d: _Doc, c: models.Container, names: list[str]) -> None:
+        if len(names) > 1:
+            for i, p in enumerate(c.ports):
+                self.report(d, ("spec", "ports", i), f"{len(names)} replicas cannot all publish host port {p.host_port}/{p.protocol}; "
+                            "publish it from one container (a proxy in front of the replicas) or set replicas: 1")
+        longest = max(names, key=len, default="")
+        if len(longest) > 63:
+            self.report(d, ("metadata", "name"), f"replica name {longest!r} is longer than 63 characters; shorten the name")
 
     def convert(self, d: _Doc, path: Path_, parse: Callable[[Any], Any], value: Any) -> Any:
         if value is None:

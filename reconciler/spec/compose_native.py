@@ -53,7 +53,8 @@ SERVICE_KEYS: dict[str, str] = {
     "restart": "`restart`",
     "healthcheck": "`healthcheck`: `test`, `interval`, `timeout`, `retries`, `start_period`; `disable: true` is `[NONE]`",
     "depends_on": "`dependsOn` (created, and healthy when they have a healthcheck, first); `service_completed_successfully` is an error",
-    "deploy": "`replicas: 1`, `resources.limits` (`memory`, `cpus`, `pids`) into `resources`; other deploy keys are errors",
+    "deploy": "`replicas` (as `scale`), `resources.limits` (`memory`, `cpus`, `pids`) into `resources`; other deploy keys are errors",
+    "scale": "`replicas`: other than 1, the Container is `<project>-<service>` with `replicas: N`, run as `<project>-<service>-1..N`; with `container_name` or a published host port it is an error",
     "mem_limit": "`resources.memory` (compose's binary units)",
     "cpus": "`resources.cpus`",
     "pids_limit": "`resources.pids` (-1: unlimited)",
@@ -73,7 +74,7 @@ SERVICE_KEYS: dict[str, str] = {
 }
 # Service keys that are errors unless they say what the engine does anyway.
 _SERVICE_DEFAULTS: dict[str, Any] = {"privileged": False, "tty": False, "stdin_open": False,
-                                      "oom_kill_disable": False, "scale": 1}
+                                      "oom_kill_disable": False}
 # Service keys that change nothing on this engine (a warning names them).
 _SERVICE_NO_EFFECT = {
     "expose": "has no effect: every port of a container is reachable on its networks; publish with ports: to reach it from the host",
@@ -343,6 +344,10 @@ class _Service:
         self.env()
         self.resources()
         container = self.container_name()
+        replicas = self.replicas()
+        if replicas is not None:
+            self.spec["replicas"] = replicas[0]
+            self.doc.came(("spec", "replicas"), self.p(*replicas[1]))
         labels = self.tr.labels(svc, {
             "com.docker.compose.project": self.tr.project, "com.docker.compose.service": self.name,
             "com.docker.compose.container-number": "1", "com.docker.compose.oneoff": "False",
@@ -354,7 +359,27 @@ class _Service:
 
     def container_name(self) -> str:
         custom = self.svc.get("container_name")
-        return str(custom) if custom else f"{self.tr.project}-{self.name}-1"
+        if custom and _replicas(self.svc) != 1:
+            self.tr.error(self.p("container_name"), f"container_name {custom!r} names one container, but the service runs "
+                          f"{_replicas(self.svc)}; remove container_name or run one replica", key=True)
+        return str(custom) if custom else _container(self.tr.project, self.name, self.svc)
+
+    def replicas(self) -> tuple[int, Path_] | None:
+        """The service's replica count and its key when other than 1 (None: one container)."""
+        deploy = self.svc.get("deploy") or {}
+        given = [(v, p) for v, p in ((self.svc.get("scale"), ("scale",)), (deploy.get("replicas"), ("deploy", "replicas")))
+                 if v is not None]
+        if len({v for v, _ in given}) > 1:
+            self.tr.error(self.p("deploy", "replicas"), "can't set distinct values on 'scale' and 'deploy.replicas'; keep one")
+        if not given or given[0][0] == 1:
+            return None
+        if given[0][0] < 0:
+            self.tr.error(self.p(*given[0][1]), f"{given[0][0]} is not a number of replicas (0 or more)")
+            return None
+        return given[0][0], given[0][1]
+
+    def k_scale(self, value: Any) -> None:
+        """Handled with the metadata (replicas())."""
 
     # -- image ------------------------------------------------------------------------------
 
@@ -457,9 +482,8 @@ class _Service:
             if opt.startswith("x-") or opt == "resources":
                 continue
             if opt == "replicas":
-                if item != 1:
-                    self.tr.error(at, not_supported("replicas other than 1", "each service runs one container"))
-            elif opt == "mode":
+                continue                        # replicas()
+            if opt == "mode":
                 if item != "replicated":
                     self.tr.error(at, not_supported(f"deploy.mode {item!r}"))
             elif item not in (None, [], {}):
@@ -729,7 +753,7 @@ class _Service:
             if cfg.get("restart") is True:
                 self.tr.warn(self.p(*here, "restart"), "restart: true is not honoured: a container is replaced only when its own spec changes")
             other = services.get(dep) or {}
-            name = other.get("container_name") or f"{self.tr.project}-{dep}-1"
+            name = other.get("container_name") or _container(self.tr.project, dep, other)
             self.doc.came(("spec", "dependsOn", len(out)), self.p(*here))
             out.append(str(name))
         if out:
@@ -775,6 +799,18 @@ class _Service:
     def k_pids_limit(self, value: Any) -> None:
         """Handled with deploy.resources (resources())."""
 
+
+
+def _replicas(svc: Any) -> Any:
+    """How many containers a service runs (`scale`, else `deploy.replicas`, else 1)."""
+    deploy = svc.get("deploy") or {}
+    return next((v for v in (svc.get("scale"), deploy.get("replicas")) if v is not None), 1)
+
+
+def _container(project: str, service: str, svc: Any) -> str:
+    """The Container a service becomes: `<project>-<service>-1`, or `<project>-<service>` with
+    replicas (run as `-1` .. `-N`)."""
+    return f"{project}-{service}-1" if _replicas(svc) == 1 else f"{project}-{service}"
 
 
 def _manifest(kind: str, name: str, labels: dict[str, str], spec: dict[str, Any]) -> dict[str, Any]:

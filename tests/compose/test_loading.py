@@ -489,7 +489,6 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
             privileged: true
             volumes: [/anonymous]
             network_mode: "service:db"
-            deploy: {replicas: 3}
             tmpfs: ["/run:size=64m"]
           db:
             image: x/db:1
@@ -504,10 +503,9 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
             "compose.yaml:6:5: services.web.privileged: not supported yet: privileged; the manifest language cannot say it yet, remove it",
             "compose.yaml:7:15: services.web.volumes[0]: not supported yet: anonymous volumes; name the volume (data:/anonymous) and declare it under the top-level volumes:",
             "compose.yaml:8:19: services.web.network_mode: not supported yet: network_mode 'service:db'; use host or none, or networks:",
-            "compose.yaml:9:24: services.web.deploy.replicas: not supported yet: replicas other than 1; each service runs one container",
-            "compose.yaml:10:13: services.web.tmpfs[0]: not supported yet: tmpfs options (size=64m); mount /run without options",
-            "compose.yaml:14:24: services.db.depends_on.web.condition: not supported yet: service_completed_successfully; one-shot jobs are not run yet; use service_started or service_healthy",
-            "compose.yaml:15:1: secrets: not supported yet: top-level secrets; the manifest language cannot say it yet, remove it",
+            "compose.yaml:9:13: services.web.tmpfs[0]: not supported yet: tmpfs options (size=64m); mount /run without options",
+            "compose.yaml:13:24: services.db.depends_on.web.condition: not supported yet: service_completed_successfully; one-shot jobs are not run yet; use service_started or service_healthy",
+            "compose.yaml:14:1: secrets: not supported yet: top-level secrets; the manifest language cannot say it yet, remove it",
         ]),
     "manifest_checks_at_compose_keys": ("""
         name: t
@@ -593,3 +591,68 @@ def test_env_file_errors_are_located(tmp_path: Path) -> None:
 
 def test_an_empty_compose_file_is_an_error(tmp_path: Path) -> None:
     assert problems(tmp_path, {"compose.yaml": "# nothing yet\n"}) == ["compose.yaml:1:1: empty compose file"]
+
+
+# -- replicas ------------------------------------------------------------------------------------
+
+
+def test_deploy_replicas_and_scale_run_numbered_containers(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        name: shop
+        services:
+          worker:
+            image: busybox:1
+            deploy: {replicas: 3}
+          mailer:
+            image: busybox:1
+            scale: 2
+          off:
+            image: busybox:1
+            scale: 0
+          web:
+            image: nginx:1
+            depends_on: [worker, off]
+        """})
+    assert sorted(desired.containers) == ["shop-mailer-1", "shop-mailer-2", "shop-web-1",
+                                          "shop-worker-1", "shop-worker-2", "shop-worker-3"]
+    assert desired.containers["shop-web-1"].depends_on == ("shop-worker-1", "shop-worker-2", "shop-worker-3")
+    assert [c.labels["com.docker.compose.container-number"] for n, c in sorted(desired.containers.items())
+            if n.startswith("shop-worker")] == ["1", "2", "3"]
+    assert set(desired.containers["shop-worker-2"].aliases) == {"worker"}
+    docs = spec.convert(tmp_path, compose=compose.Options(environ={}))[1]
+    worker = next(d for d in docs if d["metadata"]["name"] == "shop-worker")
+    assert worker["spec"]["replicas"] == 3
+
+
+def test_scaling_a_service_up_keeps_its_first_container(tmp_path: Path) -> None:
+    one = load(tmp_path, {"compose.yaml": "name: s\nservices:\n  w:\n    image: busybox:1\n"})
+    three = load(tmp_path, {"compose.yaml": "name: s\nservices:\n  w:\n    image: busybox:1\n    deploy: {replicas: 3}\n"})
+    assert one.containers["s-w-1"].spec_hash == three.containers["s-w-1"].spec_hash
+
+
+def test_replica_errors_are_located_in_the_compose_file(tmp_path: Path) -> None:
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          web:
+            image: nginx:1
+            scale: 2
+            deploy: {replicas: 3}
+          api:
+            image: nginx:1
+            container_name: the-api
+            scale: 2
+        """}) == [
+        "compose.yaml:5:24: services.web.deploy.replicas: can't set distinct values on 'scale' and 'deploy.replicas'; keep one",
+        "compose.yaml:8:5: services.api.container_name: container_name 'the-api' names one container, but the service runs 2; "
+        "remove container_name or run one replica",
+    ]
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          web:
+            image: nginx:1
+            ports: ["8080:80"]
+            deploy: {replicas: 2}
+        """}) == [
+        "compose.yaml:4:13: services.web.ports[0]: 2 replicas cannot all publish host port 8080/tcp; "
+        "publish it from one container (a proxy in front of the replicas) or set replicas: 1",
+    ]

@@ -1,8 +1,8 @@
 """A compose project converges for real on the native engine (root, a real registry, runc + conmon).
 
 Two busybox services from the test registry: `web` serves a bind-mounted site on a loopback
-port and waits for `api` to be healthy; `api` answers on the project's networks under its
-service name. An edit of `.env` replaces only the service using the variable. One engine per
+port and waits for `api` to be healthy; `api` runs two replicas that answer on the project's
+networks under the service name. An edit of `.env` replaces only the service using the variable. One engine per
 test (own state root, run dir, name prefix and subnet pool); teardown removes everything and
 fails the test if anything is left.
 """
@@ -41,6 +41,7 @@ COMPOSE = """
         image: {image}
         command: sh -c 'mkdir -p /srv && echo api-answers > /srv/index.html && exec httpd -f -p 8000 -h /srv'
         networks: [default, back]
+        deploy: {{replicas: 2}}
         tmpfs: /tmp
         healthcheck:
           test: ["CMD", "wget", "-qO-", "http://127.0.0.1:8000/"]
@@ -85,7 +86,7 @@ def test_a_compose_project_converges_serves_and_follows_its_dotenv(
     eventually(f"http://127.0.0.1:{port}/", "hello-from-compose")
     eventually(f"http://127.0.0.1:{port}/greeting", "hi")
     ids = host.ids()
-    assert set(ids) == {"e2e-web-1", "e2e-api-1"}
+    assert set(ids) == {"e2e-web-1", "e2e-api-1", "e2e-api-2"}
     rt = host.runtime()
     try:
         web = rt.inspect_container("e2e-web-1")
@@ -95,6 +96,12 @@ def test_a_compose_project_converges_serves_and_follows_its_dotenv(
         # the service name resolves on the project's network
         res = rt.exec("e2e-web-1", ["timeout", "3", "wget", "-qO-", "http://api:8000/"])
         assert (res.exit_code, res.stdout.decode().strip()) == (0, "api-answers")
+        # both replicas run, numbered as compose numbers them, and answer
+        for n in (1, 2):
+            api = rt.inspect_container(f"e2e-api-{n}")
+            assert api.labels["com.docker.compose.container-number"] == str(n)
+            res = rt.exec(f"e2e-api-{n}", ["timeout", "3", "wget", "-qO-", "http://127.0.0.1:8000/"])
+            assert (res.exit_code, res.stdout.decode().strip()) == (0, "api-answers")
         assert {n.name for n in rt.list_networks({"reconciler.owner": "default"})} == {"e2e_default", "e2e_back"}
     finally:
         rt.close()
@@ -106,4 +113,5 @@ def test_a_compose_project_converges_serves_and_follows_its_dotenv(
     eventually(f"http://127.0.0.1:{port}/greeting", "bonjour")
     after = host.ids()
     assert after["e2e-api-1"] == ids["e2e-api-1"]
+    assert after["e2e-api-2"] == ids["e2e-api-2"]
     assert after["e2e-web-1"] != ids["e2e-web-1"]

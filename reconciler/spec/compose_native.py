@@ -50,6 +50,8 @@ SERVICE_KEYS: dict[str, str] = {
     "network_mode": "`host` and `none`: `networks: [host]` / `[none]`; other modes are errors",
     "volumes": "`volumes`: named volumes, binds (relative to the project directory), tmpfs; `read_only`",
     "tmpfs": "`volumes` of type tmpfs (options are errors)",
+    "secrets": "`volumes`: a read-only bind of the secret's `file` at `/run/secrets/<name>` (or `target`); `uid`, `gid` and `mode` are warnings (compose ignores them for files too)",
+    "configs": "`volumes`: a read-only bind of the config's `file` at `/<name>` (or `target`); `uid`, `gid` and `mode` are warnings (compose ignores them for files too)",
     "restart": "`restart`",
     "healthcheck": "`healthcheck`: `test`, `interval`, `timeout`, `retries`, `start_period`; `disable: true` is `[NONE]`",
     "depends_on": "`dependsOn` (created, and healthy when they have a healthcheck, first); `service_completed_successfully` is an error",
@@ -82,7 +84,7 @@ _SERVICE_NO_EFFECT = {
     "attach": "has no effect: reconcile does not attach to containers' output",
     "develop": "has no effect: reconcile has no watch mode; commit or save the change and the agent applies it",
 }
-_TOP_UNSUPPORTED = ("include", "secrets", "configs", "models")
+_TOP_UNSUPPORTED = ("include", "models")
 # The rest of the file (docs/reference/compose.md): key -> ("supported" | "warning" | "error", what it does)
 TOP_KEYS: dict[str, tuple[str, str]] = {
     "name": ("supported", "the project name (after `-p` and `COMPOSE_PROJECT_NAME`), normalised as compose does"),
@@ -90,6 +92,8 @@ TOP_KEYS: dict[str, tuple[str, str]] = {
     "networks": ("supported", "one Network each that an active service uses (below)"),
     "volumes": ("supported", "one Volume each that an active service uses (below)"),
     "version": ("warning", "obsolete, ignored (compose warns too)"),
+    "secrets": ("supported", "those with a `file:` (below), mounted by the services naming them"),
+    "configs": ("supported", "those with a `file:` (below), mounted by the services naming them"),
     **{k: ("error", "not supported yet") for k in _TOP_UNSUPPORTED},
     "x-*": ("supported", "extension fields, anywhere: ignored, usable as YAML anchors"),
 }
@@ -104,6 +108,18 @@ NETWORK_KEYS: dict[str, tuple[str, str]] = {
     "external": ("error", "not supported yet: declare the network in the project"),
     "enable_ipv6": ("error", "not supported yet (IPv4 networks only)"),
     "enable_ipv4": ("error", "not supported yet when false"),
+}
+# Top-level secrets and configs (docs/reference/compose.md), as `docker compose` runs them on one host.
+SECRET_KEYS: dict[str, tuple[str, str]] = {
+    "file": ("supported", "the file (relative to the project directory) bind-mounted read-only; its content is part of the spec hash, so an edit replaces the services using it"),
+    "name": ("supported", "no effect for a file (the mount is named by the service's reference)"),
+    "labels": ("warning", "no effect: a file is mounted, no secret or config object is made"),
+    "environment": ("error", "not supported yet: write the value to a file and name it with file:"),
+    "content": ("error", "not supported yet (configs): write the content to a file and name it with file:"),
+    "external": ("error", "not supported: external secrets and configs live in a swarm"),
+    "driver": ("error", "not supported: secret drivers are a swarm feature"),
+    "driver_opts": ("error", "not supported: secret drivers are a swarm feature"),
+    "template_driver": ("error", "not supported: templates are a swarm feature"),
 }
 VOLUME_KEYS: dict[str, tuple[str, str]] = {
     "name": ("supported", "`metadata.name` (default `<project>_<key>`)"),
@@ -156,6 +172,7 @@ class _Translator:
         self.networks: dict[str, str] = {}      # compose key -> native name, for those used
         self.volumes: dict[str, str] = {}
         self.docs: list[_Doc] = []
+        self.checked: set[Path_] = set()        # top-level secrets and configs already checked
 
     # -- reporting ------------------------------------------------------------------------------
 
@@ -301,6 +318,34 @@ class _Translator:
         doc.data = _manifest("Volume", name, labels, {})
         doc.came(("metadata", "name"), (*path, "name") if "name" in cfg else path)
         self.docs.append(doc)
+
+    def file_source(self, kind: str, name: str, at: Path_) -> str | None:
+        """The file a top-level secret or config `name` mounts ("./path"); None (reported) when it
+        is undefined or has no file."""
+        top = self.data.get(kind) or {}
+        what = kind[:-1]
+        if name not in top:
+            self.error(at, f"refers to undefined {what} {name!r}{schemas.did_you_mean(name, sorted(top))}; "
+                       f"declare it under the top-level {kind}:")
+            return None
+        cfg = top[name]
+        path: Path_ = (kind, name)
+        if path not in self.checked:
+            self.checked.add(path)
+            for opt, value in cfg.items():
+                status, text = SECRET_KEYS.get(opt, ("error", "not supported yet"))
+                if opt.startswith("x-") or status == "supported" or value in (None, {}, [], False, ""):
+                    continue
+                if status == "warning":
+                    self.warn((*path, opt), f"{opt} has {text}", key=True)
+                else:
+                    self.error((*path, opt), f"{what} {opt}: {text}", key=True)
+        file = cfg.get("file")
+        if not isinstance(file, str) or not file:
+            if not any(cfg.get(k) for k in ("environment", "content", "external")):
+                self.error(path, f"{what} {name!r} has no file: name the file holding it", key=True)
+            return None
+        return file if file.startswith(("/", ".", "~")) else "./" + file
 
     # -- services -------------------------------------------------------------------------------------
 
@@ -701,6 +746,32 @@ class _Service:
             return {"type": "tmpfs", "target": target}
         self.tr.error(self.p(*at, "type"), not_supported(f"{kind} mounts"))
         return None
+
+    def k_secrets(self, value: Seq) -> None:
+        self.files("secrets", value, "/run/secrets/")
+
+    def k_configs(self, value: Seq) -> None:
+        self.files("configs", value, "/")
+
+    def files(self, kind: str, value: Seq, base: str) -> None:
+        """Service `secrets:`/`configs:` as `docker compose` mounts file sources on one host: a
+        read-only bind of the file at `base + name` (or the target: absolute, or under `base`)."""
+        mounts = self.spec.setdefault("volumes", [])
+        for i, item in enumerate(value):
+            at = (kind, i)
+            ref = item if isinstance(item, Map) else {"source": item}
+            source = str(ref.get("source"))
+            for opt in ("uid", "gid", "mode"):
+                if ref.get(opt) is not None:
+                    self.tr.warn(self.p(*at, opt), f"{opt} is not honoured for a file source (compose ignores it too): "
+                                 "the container sees the file's own owner and mode", key=True)
+            file = self.tr.file_source(kind, source, self.p(*at))
+            if file is None:
+                continue
+            target = str(ref.get("target") or source)
+            target = target if target.startswith("/") else base + target
+            self.doc.came(("spec", "volumes", len(mounts)), self.p(*at))
+            mounts.append(f"{file}:{target}:ro")
 
     def k_tmpfs(self, value: Seq) -> None:
         mounts = self.spec.setdefault("volumes", [])

@@ -494,8 +494,6 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
             image: x/db:1
             depends_on:
               web: {condition: service_completed_successfully}
-        secrets:
-          token: {file: ./token}
         """, [
             "compose.yaml:4:13: services.web.ports[0]: not supported yet: publishing container port 80 on a random host port; name the host port, like \"8080:80\"",
             "compose.yaml:4:19: services.web.ports[1]: not supported yet: the sctp protocol; use tcp or udp",
@@ -505,7 +503,6 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
             "compose.yaml:8:19: services.web.network_mode: not supported yet: network_mode 'service:db'; use host or none, or networks:",
             "compose.yaml:9:13: services.web.tmpfs[0]: not supported yet: tmpfs options (size=64m); mount /run without options",
             "compose.yaml:13:24: services.db.depends_on.web.condition: not supported yet: service_completed_successfully; one-shot jobs are not run yet; use service_started or service_healthy",
-            "compose.yaml:14:1: secrets: not supported yet: top-level secrets; the manifest language cannot say it yet, remove it",
         ]),
     "manifest_checks_at_compose_keys": ("""
         name: t
@@ -655,4 +652,106 @@ def test_replica_errors_are_located_in_the_compose_file(tmp_path: Path) -> None:
         """}) == [
         "compose.yaml:4:13: services.web.ports[0]: 2 replicas cannot all publish host port 8080/tcp; "
         "publish it from one container (a proxy in front of the replicas) or set replicas: 1",
+    ]
+
+
+# -- secrets and configs -------------------------------------------------------------------------
+
+SECRETS = {
+    "compose.yaml": """
+        name: shop
+        services:
+          db:
+            image: postgres:16
+            secrets:
+              - db_password
+              - source: db_password
+                target: pw2
+                uid: "999"
+                mode: 0400
+          web:
+            image: nginx:1
+            configs:
+              - source: site
+                target: /etc/nginx/conf.d/default.conf
+              - site
+          other:
+            image: busybox:1
+        secrets:
+          db_password:
+            file: ./secrets/db_password.txt
+        configs:
+          site:
+            file: site.conf
+            labels: {a: b}
+        """,
+    "secrets/db_password.txt": "s3cret\n",
+    "site.conf": "listen 80;\n",
+}
+
+
+def test_file_secrets_and_configs_are_read_only_binds_where_compose_mounts_them(tmp_path: Path) -> None:
+    desired = load(tmp_path, SECRETS)
+    db, web = desired.containers["shop-db-1"], desired.containers["shop-web-1"]
+    secret, config = str(tmp_path / "secrets/db_password.txt"), str(tmp_path / "site.conf")
+    assert db.volumes == (spec.models.VolumeMount("bind", secret, "/run/secrets/db_password", True),
+                          spec.models.VolumeMount("bind", secret, "/run/secrets/pw2", True))
+    assert web.volumes == (spec.models.VolumeMount("bind", config, "/etc/nginx/conf.d/default.conf", True),
+                           spec.models.VolumeMount("bind", config, "/site", True))
+    assert warnings(desired, tmp_path) == [
+        "compose.yaml:9:9: services.db.secrets[1].uid: uid is not honoured for a file source (compose ignores it too): "
+        "the container sees the file's own owner and mode",
+        "compose.yaml:10:9: services.db.secrets[1].mode: mode is not honoured for a file source (compose ignores it too): "
+        "the container sees the file's own owner and mode",
+        "compose.yaml:25:5: configs.site.labels: labels has no effect: a file is mounted, no secret or config object is made",
+    ]
+    docs = spec.convert(tmp_path, compose=compose.Options(environ={}))[1]
+    assert next(d for d in docs if d["metadata"]["name"] == "shop-db-1")["spec"]["volumes"] == [
+        "./secrets/db_password.txt:/run/secrets/db_password:ro", "./secrets/db_password.txt:/run/secrets/pw2:ro"]
+
+
+def test_an_edited_secret_file_replaces_exactly_the_services_using_it(tmp_path: Path) -> None:
+    before = load(tmp_path, SECRETS)
+    (tmp_path / "secrets/db_password.txt").write_text("rotated\n")
+    after = load(tmp_path)
+    changed = sorted(n for n in before.containers if before.containers[n].spec_hash != after.containers[n].spec_hash)
+    assert changed == ["shop-db-1"]
+    assert before.revision != after.revision
+
+
+def test_secret_and_config_errors_are_located_in_the_compose_file(tmp_path: Path) -> None:
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          web:
+            image: nginx:1
+            secrets: [token, nope, from_env, ext]
+            configs: [missing, inline]
+        secrets:
+          token:
+            file: ./token.txt
+          from_env:
+            environment: TOKEN
+          ext:
+            external: true
+        configs:
+          missing:
+            file: ./missing.conf
+          inline:
+            content: "hello"
+        """}) == [
+        "compose.yaml:4:22: services.web.secrets[1]: refers to undefined secret 'nope'; declare it under the top-level secrets:",
+        "compose.yaml:10:5: secrets.from_env.environment: secret environment: not supported yet: write the value to a file and name it with file:",
+        "compose.yaml:12:5: secrets.ext.external: secret external: not supported: external secrets and configs live in a swarm",
+        "compose.yaml:17:5: configs.inline.content: config content: not supported yet (configs): write the content to a file and name it with file:",
+    ]
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          web:
+            image: nginx:1
+            configs: [missing]
+        configs:
+          missing:
+            file: ./missing.conf
+        """}) == [
+        "compose.yaml:4:15: services.web.configs[0]: bind source './missing.conf' does not exist (resolved to missing.conf)",
     ]

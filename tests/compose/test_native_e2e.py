@@ -2,7 +2,7 @@
 
 Two busybox services from the test registry: `web` serves a bind-mounted site on a loopback
 port and waits for `api` to be healthy; `api` runs two replicas that answer on the project's
-networks under the service name. An edit of `.env` replaces only the service using the variable. One engine per
+networks under the service name; `web` reads a compose secret from /run/secrets. An edit of `.env` replaces only the service using the variable. One engine per
 test (own state root, run dir, name prefix and subnet pool); teardown removes everything and
 fails the test if anything is left.
 """
@@ -33,6 +33,7 @@ COMPOSE = """
           - "127.0.0.1:{port}:8080"
         volumes:
           - ./site:/site:ro
+        secrets: [token]
         depends_on:
           api:
             condition: service_healthy
@@ -52,6 +53,9 @@ COMPOSE = """
     networks:
       back:
         internal: true
+    secrets:
+      token:
+        file: ./token.txt
     """
 
 
@@ -81,6 +85,7 @@ def test_a_compose_project_converges_serves_and_follows_its_dotenv(
     (project / "site" / "index.html").write_text("hello-from-compose\n")
     (project / "compose.yaml").write_text(textwrap.dedent(COMPOSE.format(image=busybox_image, port=port)))
     (project / ".env").write_text("GREETING=hi\n")
+    (project / "token.txt").write_text("t0ken\n")
 
     assert host.cli("apply", str(project)) == 0
     eventually(f"http://127.0.0.1:{port}/", "hello-from-compose")
@@ -96,6 +101,10 @@ def test_a_compose_project_converges_serves_and_follows_its_dotenv(
         # the service name resolves on the project's network
         res = rt.exec("e2e-web-1", ["timeout", "3", "wget", "-qO-", "http://api:8000/"])
         assert (res.exit_code, res.stdout.decode().strip()) == (0, "api-answers")
+        # the secret file is mounted where compose mounts it, read-only
+        res = rt.exec("e2e-web-1", ["cat", "/run/secrets/token"])
+        assert (res.exit_code, res.stdout.decode()) == (0, "t0ken\n")
+        assert rt.exec("e2e-web-1", ["sh", "-c", "echo x > /run/secrets/token"]).exit_code != 0
         # both replicas run, numbered as compose numbers them, and answer
         for n in (1, 2):
             api = rt.inspect_container(f"e2e-api-{n}")

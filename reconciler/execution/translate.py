@@ -53,6 +53,8 @@ def container_config(
         stop_signal=c.stop_signal,
         stop_timeout=c.stop_timeout,
         init=c.init,
+        sysctls=dict(c.sysctls),
+        ulimits=tuple(base.Ulimit(u.name, u.soft, u.hard) for u in c.ulimits),
     )
 
 

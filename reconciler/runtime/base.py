@@ -119,6 +119,15 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class Ulimit:
+    """One setrlimit(2) limit of the container's processes; -1 is unlimited."""
+
+    name: str                       # "nofile", "nproc", ...
+    soft: int
+    hard: int
+
+
+@dataclass(frozen=True)
 class ContainerConfig:
     """What to run: the image plus everything that overrides or adds to its config."""
 
@@ -144,6 +153,8 @@ class ContainerConfig:
     stop_signal: str | None = None
     stop_timeout: float = 10.0
     init: bool = False
+    sysctls: Mapping[str, str] = field(default_factory=dict)     # namespaced kernel parameters
+    ulimits: tuple[Ulimit, ...] = ()
 
 
 def labels_match(labels: Mapping[str, str], selector: Mapping[str, str] | None) -> bool:
@@ -198,6 +209,8 @@ def config_from_json(d: Mapping[str, Any]) -> ContainerConfig:
         stop_signal=d.get("stop_signal"),
         stop_timeout=float(d.get("stop_timeout", 10.0)),
         init=bool(d.get("init", False)),
+        sysctls=dict(d.get("sysctls") or {}),
+        ulimits=tuple(Ulimit(**u) for u in d.get("ulimits") or ()),
     )
 
 

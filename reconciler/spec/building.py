@@ -36,6 +36,8 @@ _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _RESERVED_LABEL = "reconciler."
 _WILDCARDS = ("0.0.0.0", "::")  # noqa: S104 - a wildcard host IP conflicts with every address
 _KNOWN_SIGNALS = {s.name for s in signal.Signals}
+_IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
+                "kernel.shmmni", "kernel.shm_rmid_forced"}
 _SHORT_SIGNAL = {s.name.removeprefix("SIG") for s in signal.Signals}
 
 Path_ = tuple[str | int, ...]
@@ -367,6 +369,8 @@ class Builder:
             "stop_signal": stop_signal,
             "stop_timeout": self.duration(d, sp("stopTimeout"), spec.get("stopTimeout"), 10.0),
             "init": bool(spec.get("init", False)),
+            "sysctls": self.sysctls(d, spec.get("sysctls") or {}, networks),
+            "ulimits": self.ulimits(d, spec.get("ulimits") or {}),
         }
         self.hashed_files[d.name] = files
         return models.Container(
@@ -374,6 +378,28 @@ class Builder:
             spec_hash=hashing.spec_hash("Container", fields, hashing.CONTAINER_EXCLUDED, files),
             **fields,
         )
+
+    def sysctls(self, d: _Doc, given: Mapping[str, Any], networks: tuple[str, ...]) -> Mapping[str, str]:
+        """Docker's rule: only sysctls of the container's own namespaces (IPC: kernel.msg*, sem,
+        shm*, fs.mqueue.*; network: net.*, not with the host's network)."""
+        for key in given:
+            at = ("spec", "sysctls", key)
+            if key.startswith("net."):
+                if networks == ("host",):
+                    self.report(d, at, f"{key} would change the host's network stack (network host); remove it or use a network of the container's own", key=True)
+            elif key not in _IPC_SYSCTLS and not key.startswith("fs.mqueue."):
+                self.report(d, at, f"{key} is not a namespaced sysctl: it would change the whole host; only net.*, "
+                            "fs.mqueue.* and kernel.msgmax/msgmnb/msgmni/sem/shmall/shmmax/shmmni/shm_rmid_forced can be set per container", key=True)
+        return MappingProxyType({k: _env_str(v) for k, v in sorted(given.items())})
+
+    def ulimits(self, d: _Doc, given: Mapping[str, Any]) -> tuple[models.Ulimit, ...]:
+        out: list[models.Ulimit] = []
+        for name, value in sorted(given.items()):
+            soft, hard = (value, value) if isinstance(value, int) else (value["soft"], value["hard"])
+            if hard != -1 and (soft == -1 or soft > hard):
+                self.report(d, ("spec", "ulimits", name), f"soft limit {soft} is above the hard limit {hard}; lower soft or raise hard")
+            out.append(models.Ulimit(name, soft, hard))
+        return tuple(out)
 
     # -- replicas --------------------------------------------------------------------------
 

@@ -69,6 +69,8 @@ SERVICE_KEYS: dict[str, str] = {
     "stop_signal": "`stopSignal`",
     "stop_grace_period": "`stopTimeout`",
     "init": "`init`",
+    "sysctls": "`sysctls` (map or `key=value` list); only namespaced ones (net.*, fs.mqueue.*, kernel IPC), as Docker allows",
+    "ulimits": "`ulimits` (a number or `soft`/`hard`)",
     "labels": "`metadata.labels`, with compose's `com.docker.compose.*` labels",
     "container_name": "`metadata.name` (default `<project>-<service>-1`)",
     "profiles": "whether the service runs (`--profile`, `COMPOSE_PROFILES`)",
@@ -860,6 +862,25 @@ class _Service:
 
     def k_stop_grace_period(self, value: Any) -> None:
         self.put("stopTimeout", _duration(value), "stop_grace_period")
+
+    def k_sysctls(self, value: Any) -> None:
+        out: dict[str, Any] = {}
+        items = value.items() if isinstance(value, dict) else (str(v).partition("=")[::2] for v in value)
+        for key, item in items:
+            out[str(key).strip()] = "" if item is None else item if isinstance(item, int | float) else str(item).strip()
+            self.doc.came(("spec", "sysctls", str(key).strip()), self.p("sysctls", key) if isinstance(value, dict) else self.p("sysctls"))
+        if out:
+            self.spec["sysctls"] = out
+            self.doc.came(("spec", "sysctls"), self.p("sysctls"))
+
+    def k_ulimits(self, value: Map) -> None:
+        out: dict[str, Any] = {}
+        for name, item in value.items():
+            out[name] = item if isinstance(item, int) else {k: v for k, v in item.items() if k in ("soft", "hard")}
+            self.doc.came(("spec", "ulimits", name), self.p("ulimits", name))
+        if out:
+            self.spec["ulimits"] = out
+            self.doc.came(("spec", "ulimits"), self.p("ulimits"))
 
     def k_mem_limit(self, value: Any) -> None:
         """Handled with deploy.resources (resources())."""

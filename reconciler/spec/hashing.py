@@ -14,6 +14,9 @@ a source's live place, not a revision copy), so editing such a file recreates. T
 named by their live path, so a new revision copy of unchanged files hashes the same.
 A changed image *digest* is the planner's separate recreate reason, not part of this hash.
 
+Fields added to the Container after its first release (`CONTAINER_IF_SET`: sysctls, ulimits)
+are hashed only when set, so upgrading reconciler recreates no container that does not use them.
+
 Image: everything but `pull` and `track` (policies), plus the Dockerfile's content.
 Network: subnet, gateway, internal, mtu, labels. Volume: labels only (`deletion_policy` is
 a prune policy, so changing it never recreates a volume).
@@ -27,9 +30,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["COMMON_EXCLUDED", "CONTAINER_EXCLUDED", "IMAGE_EXCLUDED", "canonical", "file_digest", "spec_hash"]
+__all__ = ["COMMON_EXCLUDED", "CONTAINER_EXCLUDED", "CONTAINER_IF_SET", "IMAGE_EXCLUDED", "canonical", "file_digest", "spec_hash"]
 
 CONTAINER_EXCLUDED = frozenset({"name", "origin", "image_object", "depends_on", "update", "drift", "spec_hash"})
+CONTAINER_IF_SET = frozenset({"sysctls", "ulimits"})
 IMAGE_EXCLUDED = frozenset({"name", "origin", "pull", "track", "spec_hash"})
 COMMON_EXCLUDED = frozenset({"name", "origin", "spec_hash", "deletion_policy"})
 
@@ -57,5 +61,5 @@ def file_digest(data: bytes) -> str:
 
 def spec_hash(kind: str, fields: Mapping[str, Any], excluded: frozenset[str], files: Mapping[str, str]) -> str:
     """sha256 hex of the kind, the fields not excluded, and the referenced files' digests."""
-    body = {k: v for k, v in fields.items() if k not in excluded}
+    body = {k: v for k, v in fields.items() if k not in excluded and (v or k not in CONTAINER_IF_SET)}
     return hashlib.sha256(canonical({"kind": kind, "spec": body, "files": dict(files)})).hexdigest()

@@ -31,6 +31,7 @@ __all__ = [
     "PortSpec",
     "Resources",
     "RestartPolicy",
+    "Ulimit",
     "UpdatePolicy",
     "Volume",
     "VolumeMount",
@@ -107,6 +108,15 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class Ulimit:
+    """One setrlimit(2) limit; -1 is unlimited."""
+
+    name: str                       # "nofile", "nproc", ... (RLIMIT_ without the prefix, lower case)
+    soft: int
+    hard: int
+
+
+@dataclass(frozen=True)
 class UpdatePolicy:
     """How a changed container is replaced (DESIGN.md §5.6)."""
 
@@ -149,6 +159,8 @@ class Container:
     stop_timeout: float             # seconds; default 10
     init: bool
     spec_hash: str
+    sysctls: Mapping[str, str] = field(default_factory=dict)    # namespaced kernel parameters
+    ulimits: tuple[Ulimit, ...] = ()                            # sorted by name
 
 
 @dataclass(frozen=True)

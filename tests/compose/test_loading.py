@@ -485,7 +485,6 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
           web:
             image: x/web:1
             ports: ["80", "53:53/sctp"]
-            sysctls: {net.core.somaxconn: 1024}
             privileged: true
             volumes: [/anonymous]
             network_mode: "service:db"
@@ -497,12 +496,11 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
         """, [
             "compose.yaml:4:13: services.web.ports[0]: not supported yet: publishing container port 80 on a random host port; name the host port, like \"8080:80\"",
             "compose.yaml:4:19: services.web.ports[1]: not supported yet: the sctp protocol; use tcp or udp",
-            "compose.yaml:5:5: services.web.sysctls: not supported yet: sysctls; the manifest language cannot say it yet, remove it",
-            "compose.yaml:6:5: services.web.privileged: not supported yet: privileged; the manifest language cannot say it yet, remove it",
-            "compose.yaml:7:15: services.web.volumes[0]: not supported yet: anonymous volumes; name the volume (data:/anonymous) and declare it under the top-level volumes:",
-            "compose.yaml:8:19: services.web.network_mode: not supported yet: network_mode 'service:db'; use host or none, or networks:",
-            "compose.yaml:9:13: services.web.tmpfs[0]: not supported yet: tmpfs options (size=64m); mount /run without options",
-            "compose.yaml:13:24: services.db.depends_on.web.condition: not supported yet: service_completed_successfully; one-shot jobs are not run yet; use service_started or service_healthy",
+            "compose.yaml:5:5: services.web.privileged: not supported yet: privileged; the manifest language cannot say it yet, remove it",
+            "compose.yaml:6:15: services.web.volumes[0]: not supported yet: anonymous volumes; name the volume (data:/anonymous) and declare it under the top-level volumes:",
+            "compose.yaml:7:19: services.web.network_mode: not supported yet: network_mode 'service:db'; use host or none, or networks:",
+            "compose.yaml:8:13: services.web.tmpfs[0]: not supported yet: tmpfs options (size=64m); mount /run without options",
+            "compose.yaml:12:24: services.db.depends_on.web.condition: not supported yet: service_completed_successfully; one-shot jobs are not run yet; use service_started or service_healthy",
         ]),
     "manifest_checks_at_compose_keys": ("""
         name: t
@@ -754,4 +752,41 @@ def test_secret_and_config_errors_are_located_in_the_compose_file(tmp_path: Path
             file: ./missing.conf
         """}) == [
         "compose.yaml:4:15: services.web.configs[0]: bind source './missing.conf' does not exist (resolved to missing.conf)",
+    ]
+
+
+# -- sysctls and ulimits ---------------------------------------------------------------------------
+
+
+def test_sysctls_and_ulimits_become_the_containers_own(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        name: shop
+        services:
+          web:
+            image: nginx:1
+            sysctls:
+              net.core.somaxconn: 1024
+            ulimits:
+              nproc: 65535
+              nofile: {soft: 20000, hard: 40000}
+          db:
+            image: postgres:16
+            sysctls: ["kernel.shmmax=100000", "net.ipv4.tcp_syncookies=0"]
+        """})
+    web, db = desired.containers["shop-web-1"], desired.containers["shop-db-1"]
+    assert dict(web.sysctls) == {"net.core.somaxconn": "1024"}
+    assert web.ulimits == (spec.models.Ulimit("nofile", 20000, 40000), spec.models.Ulimit("nproc", 65535, 65535))
+    assert dict(db.sysctls) == {"kernel.shmmax": "100000", "net.ipv4.tcp_syncookies": "0"}
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          web:
+            image: nginx:1
+            network_mode: host
+            sysctls: {net.core.somaxconn: 1024, vm.overcommit_memory: 1}
+        """}) == [
+        "compose.yaml:5:15: services.web.sysctls.net.core.somaxconn: net.core.somaxconn would change the host's network stack "
+        "(network host); remove it or use a network of the container's own",
+        "compose.yaml:5:41: services.web.sysctls.vm.overcommit_memory: vm.overcommit_memory is not a namespaced sysctl: it would "
+        "change the whole host; only net.*, fs.mqueue.* and kernel.msgmax/msgmnb/msgmni/sem/shmall/shmmax/shmmni/shm_rmid_forced "
+        "can be set per container",
     ]

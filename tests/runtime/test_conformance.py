@@ -246,6 +246,15 @@ def test_cpu_quota_is_applied(runtime: base.Runtime, image: str) -> None:
     assert output(runtime, cid) == "50000"
 
 
+def test_sysctls_and_ulimits_are_set_in_the_container(runtime: base.Runtime, image: str) -> None:
+    script = "cat /proc/sys/net/core/somaxconn /proc/sys/kernel/shmmni; ulimit -Sn; ulimit -Hn"
+    cid = run(runtime, cfg(image, "limits", "sh", "-c", script,
+                           sysctls={"net.core.somaxconn": "1234", "kernel.shmmni": "2345"},
+                           ulimits=(base.Ulimit("nofile", 1000, 2000),)))
+    runtime.wait_container(cid, timeout=30)
+    assert output(runtime, cid, "stdout").split() == ["1234", "2345", "1000", "2000"]
+
+
 # ------------------------------------------------------------------------------- volumes
 
 def test_named_volume_survives_recreation(runtime: base.Runtime, image: str) -> None:

@@ -180,6 +180,10 @@ def container_body(config: base.ContainerConfig) -> dict[str, Any]:
         host["CapAdd"] = list(config.cap_add)
     if config.cap_drop:
         host["CapDrop"] = list(config.cap_drop)
+    if config.sysctls:
+        host["Sysctls"] = dict(config.sysctls)
+    if config.ulimits:
+        host["Ulimits"] = [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in config.ulimits]
     if config.networks:
         first = config.networks[0]
         host["NetworkMode"] = first

@@ -416,9 +416,12 @@ def build_spec(inp: BundleInputs) -> dict[str, Any]:
         "cwd": inp.cwd,
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
         "noNewPrivileges": False,
-        # no rlimits: the process inherits ours; asking for more than the inherited hard limit
-        # fails without CAP_SYS_RESOURCE (podman's defaults do, on the test machines)
+        # only the rlimits asked for: the process inherits ours; default rlimits asking for more
+        # than the inherited hard limit fail without CAP_SYS_RESOURCE (podman's do, on the test machines)
     }
+    if cfg.ulimits:
+        process["rlimits"] = [{"type": "RLIMIT_" + u.name.upper(), "soft": _rlimit(u.soft), "hard": _rlimit(u.hard)}
+                              for u in cfg.ulimits]
     if inp.user.additional_gids:
         process["user"]["additionalGids"] = list(inp.user.additional_gids)
     return {
@@ -435,5 +438,11 @@ def build_spec(inp: BundleInputs) -> dict[str, Any]:
             "seccomp": seccomp.linux_seccomp(caps),
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
+            **({"sysctl": dict(cfg.sysctls)} if cfg.sysctls else {}),
         },
     }
+
+
+def _rlimit(value: int) -> int:
+    """An rlimit as the runtime spec has it (uint64): -1 is RLIM_INFINITY."""
+    return (1 << 64) - 1 if value < 0 else value

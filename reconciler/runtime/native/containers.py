@@ -111,6 +111,7 @@ def config_to_dict(c: base.ContainerConfig) -> dict[str, Any]:
     d = dataclasses.asdict(c)
     d["env"] = dict(c.env)
     d["labels"] = dict(c.labels)
+    d["sysctls"] = dict(c.sysctls)
     return d
 
 
@@ -134,6 +135,7 @@ def config_from_dict(d: Mapping[str, Any]) -> base.ContainerConfig:
         read_only=bool(d.get("read_only")), cap_add=tuple(d.get("cap_add") or ()),
         cap_drop=tuple(d.get("cap_drop") or ()), stop_signal=d.get("stop_signal"),
         stop_timeout=float(d.get("stop_timeout", 10.0)), init=bool(d.get("init")),
+        sysctls=dict(d.get("sysctls") or {}), ulimits=tuple(base.Ulimit(**u) for u in d.get("ulimits") or ()),
     )
 
 

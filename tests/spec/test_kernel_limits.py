@@ -1,0 +1,64 @@
+"""`sysctls` and `ulimits` on a Container: what loads, what is refused, and that adding the fields
+did not change the spec hash of containers that do not use them (no recreate on upgrade).
+
+That the engines apply them is tests/runtime/test_conformance.py
+(test_sysctls_and_ulimits_are_set_in_the_container).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from reconciler import spec
+
+HEAD = "apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: web}\nspec:\n  image: 127.0.0.1:5000/demo/web:1\n"
+
+
+def load(tmp_path: Path, body: str) -> spec.DesiredState:
+    (tmp_path / "m.yaml").write_text(HEAD + body)
+    return spec.load(tmp_path)
+
+
+def problems(tmp_path: Path, body: str) -> list[str]:
+    with pytest.raises(spec.SpecError) as info:
+        load(tmp_path, body)
+    return [str(p).replace(str(tmp_path) + os.sep, "") for p in info.value.problems]
+
+
+def test_sysctls_and_ulimits_load_into_the_model(tmp_path: Path) -> None:
+    c = load(tmp_path, "  sysctls: {net.core.somaxconn: 1024, kernel.shmmax: '65536', fs.mqueue.msg_max: 20}\n"
+                       "  ulimits: {nproc: 512, nofile: {soft: 1024, hard: 4096}, core: -1}\n").containers["web"]
+    assert dict(c.sysctls) == {"fs.mqueue.msg_max": "20", "kernel.shmmax": "65536", "net.core.somaxconn": "1024"}
+    assert c.ulimits == (spec.models.Ulimit("core", -1, -1), spec.models.Ulimit("nofile", 1024, 4096),
+                         spec.models.Ulimit("nproc", 512, 512))
+
+
+def test_they_are_hashed_when_set_and_leave_other_containers_hashes_as_they_were(tmp_path: Path) -> None:
+    # the hash reconciler gave this container before sysctls and ulimits existed
+    before = "bcd03ac106c6b9c3529608900c4f91e1a386ceb40ee6dda83611ad7ac591bba6"
+    assert load(tmp_path, "  capAdd: [NET_ADMIN]\n").containers["web"].spec_hash == before
+    with_sysctl = load(tmp_path, "  capAdd: [NET_ADMIN]\n  sysctls: {net.core.somaxconn: 1024}\n").containers["web"]
+    with_ulimit = load(tmp_path, "  capAdd: [NET_ADMIN]\n  ulimits: {nofile: 1024}\n").containers["web"]
+    assert len({before, with_sysctl.spec_hash, with_ulimit.spec_hash}) == 3
+
+
+def test_host_wide_sysctls_and_bad_limits_are_refused(tmp_path: Path) -> None:
+    assert problems(tmp_path, "  sysctls: {vm.swappiness: 10, kernel.pid_max: 100000, net.ipv4.ip_forward: 1}\n"
+                              "  networks: [host]\n"
+                              "  ulimits: {nofile: {soft: 4096, hard: 1024}, stack: {soft: -1, hard: 10}}\n") == [
+        "m.yaml:6:13: Container/web: spec.sysctls.vm.swappiness: vm.swappiness is not a namespaced sysctl: it would change the "
+        "whole host; only net.*, fs.mqueue.* and kernel.msgmax/msgmnb/msgmni/sem/shmall/shmmax/shmmni/shm_rmid_forced can be set per container",
+        "m.yaml:6:32: Container/web: spec.sysctls.kernel.pid_max: kernel.pid_max is not a namespaced sysctl: it would change the "
+        "whole host; only net.*, fs.mqueue.* and kernel.msgmax/msgmnb/msgmni/sem/shmall/shmmax/shmmni/shm_rmid_forced can be set per container",
+        "m.yaml:6:56: Container/web: spec.sysctls.net.ipv4.ip_forward: net.ipv4.ip_forward would change the host's network "
+        "stack (network host); remove it or use a network of the container's own",
+        "m.yaml:8:21: Container/web: spec.ulimits.nofile: soft limit 4096 is above the hard limit 1024; lower soft or raise hard",
+        "m.yaml:8:54: Container/web: spec.ulimits.stack: soft limit -1 is above the hard limit 10; lower soft or raise hard",
+    ]
+    assert problems(tmp_path, "  ulimits: {bogus: 1}\n") == [
+        "m.yaml:6:12: Container/web: spec.ulimits: 'bogus' is not one of as, core, cpu, data, fsize, locks, memlock, msgqueue, "
+        "nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack",
+    ]

@@ -55,6 +55,7 @@ def container_config(
         init=c.init,
         sysctls=dict(c.sysctls),
         ulimits=tuple(base.Ulimit(u.name, u.soft, u.hard) for u in c.ulimits),
+        shm_size=c.shm_size,
     )
 
 

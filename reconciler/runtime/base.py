@@ -155,6 +155,7 @@ class ContainerConfig:
     init: bool = False
     sysctls: Mapping[str, str] = field(default_factory=dict)     # namespaced kernel parameters
     ulimits: tuple[Ulimit, ...] = ()
+    shm_size: int | None = None                 # bytes of /dev/shm; None: 64 MiB (Docker's)
 
 
 def labels_match(labels: Mapping[str, str], selector: Mapping[str, str] | None) -> bool:
@@ -211,6 +212,7 @@ def config_from_json(d: Mapping[str, Any]) -> ContainerConfig:
         init=bool(d.get("init", False)),
         sysctls=dict(d.get("sysctls") or {}),
         ulimits=tuple(Ulimit(**u) for u in d.get("ulimits") or ()),
+        shm_size=d.get("shm_size"),
     )
 
 

@@ -371,6 +371,7 @@ class Builder:
             "init": bool(spec.get("init", False)),
             "sysctls": self.sysctls(d, spec.get("sysctls") or {}, networks),
             "ulimits": self.ulimits(d, spec.get("ulimits") or {}),
+            "shm_size": self.convert(d, sp("shmSize"), units.parse_memory, spec.get("shmSize")),
         }
         self.hashed_files[d.name] = files
         return models.Container(

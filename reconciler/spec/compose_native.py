@@ -71,6 +71,7 @@ SERVICE_KEYS: dict[str, str] = {
     "init": "`init`",
     "sysctls": "`sysctls` (map or `key=value` list); only namespaced ones (net.*, fs.mqueue.*, kernel IPC), as Docker allows",
     "ulimits": "`ulimits` (a number or `soft`/`hard`)",
+    "shm_size": "`shmSize` (compose's binary units)",
     "labels": "`metadata.labels`, with compose's `com.docker.compose.*` labels",
     "container_name": "`metadata.name` (default `<project>-<service>-1`)",
     "profiles": "whether the service runs (`--profile`, `COMPOSE_PROFILES`)",
@@ -881,6 +882,14 @@ class _Service:
         if out:
             self.spec["ulimits"] = out
             self.doc.came(("spec", "ulimits"), self.p("ulimits"))
+
+    def k_shm_size(self, value: Any) -> None:
+        try:
+            size = int(value) if isinstance(value, int | float) else units.parse_docker_size(str(value))
+        except ValueError as exc:
+            self.tr.error(self.p("shm_size"), str(exc))
+            return
+        self.put("shmSize", _bytes(size), "shm_size")
 
     def k_mem_limit(self, value: Any) -> None:
         """Handled with deploy.resources (resources())."""

@@ -161,6 +161,7 @@ class Container:
     spec_hash: str
     sysctls: Mapping[str, str] = field(default_factory=dict)    # namespaced kernel parameters
     ulimits: tuple[Ulimit, ...] = ()                            # sorted by name
+    shm_size: int | None = None                                 # bytes of /dev/shm; None: 64 MiB
 
 
 @dataclass(frozen=True)

@@ -758,7 +758,7 @@ def test_secret_and_config_errors_are_located_in_the_compose_file(tmp_path: Path
 # -- sysctls and ulimits ---------------------------------------------------------------------------
 
 
-def test_sysctls_and_ulimits_become_the_containers_own(tmp_path: Path) -> None:
+def test_sysctls_ulimits_and_shm_size_become_the_containers_own(tmp_path: Path) -> None:
     desired = load(tmp_path, {"compose.yaml": """
         name: shop
         services:
@@ -769,6 +769,7 @@ def test_sysctls_and_ulimits_become_the_containers_own(tmp_path: Path) -> None:
             ulimits:
               nproc: 65535
               nofile: {soft: 20000, hard: 40000}
+            shm_size: 256m
           db:
             image: postgres:16
             sysctls: ["kernel.shmmax=100000", "net.ipv4.tcp_syncookies=0"]
@@ -776,6 +777,7 @@ def test_sysctls_and_ulimits_become_the_containers_own(tmp_path: Path) -> None:
     web, db = desired.containers["shop-web-1"], desired.containers["shop-db-1"]
     assert dict(web.sysctls) == {"net.core.somaxconn": "1024"}
     assert web.ulimits == (spec.models.Ulimit("nofile", 20000, 40000), spec.models.Ulimit("nproc", 65535, 65535))
+    assert (web.shm_size, db.shm_size) == (256 << 20, None)
     assert dict(db.sysctls) == {"kernel.shmmax": "100000", "net.ipv4.tcp_syncookies": "0"}
     assert problems(tmp_path, {"compose.yaml": """
         services:

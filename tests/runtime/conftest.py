@@ -61,6 +61,7 @@ FAKE_CANNOT: dict[str, str] = {
     "test_pids_limit": "runs no process, so no cgroup limit can end one",
     "test_cpu_quota_is_applied": NO_OUTPUT,
     "test_sysctls_and_ulimits_are_set_in_the_container": NO_OUTPUT,
+    "test_shm_size": NO_OUTPUT,
     "test_named_volume_survives_recreation": "keeps no volume content (volumes are names only)",
     "test_new_volume_is_populated_from_the_image": "has no image filesystem to copy into a volume",
     "test_bind_mount_read_only": "has no filesystem to mount",

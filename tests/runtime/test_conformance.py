@@ -255,6 +255,16 @@ def test_sysctls_and_ulimits_are_set_in_the_container(runtime: base.Runtime, ima
     assert output(runtime, cid, "stdout").split() == ["1234", "2345", "1000", "2000"]
 
 
+def test_shm_size(runtime: base.Runtime, image: str) -> None:
+    script = "df -k /dev/shm | tail -1 | awk '{print $2}'"
+    sizes = []
+    for name, shm in (("shm-default", None), ("shm-big", 128 << 20)):
+        cid = run(runtime, cfg(image, name, "sh", "-c", script, shm_size=shm))
+        runtime.wait_container(cid, timeout=30)
+        sizes.append(output(runtime, cid, "stdout"))
+    assert sizes == ["65536", "131072"]
+
+
 # ------------------------------------------------------------------------------- volumes
 
 def test_named_volume_survives_recreation(runtime: base.Runtime, image: str) -> None:

@@ -1,8 +1,8 @@
-"""`sysctls` and `ulimits` on a Container: what loads, what is refused, and that adding the fields
+"""`sysctls`, `ulimits` and `shmSize` on a Container: what loads, what is refused, and that adding the fields
 did not change the spec hash of containers that do not use them (no recreate on upgrade).
 
 That the engines apply them is tests/runtime/test_conformance.py
-(test_sysctls_and_ulimits_are_set_in_the_container).
+(test_sysctls_and_ulimits_are_set_in_the_container, test_shm_size).
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ def test_they_are_hashed_when_set_and_leave_other_containers_hashes_as_they_were
     assert load(tmp_path, "  capAdd: [NET_ADMIN]\n").containers["web"].spec_hash == before
     with_sysctl = load(tmp_path, "  capAdd: [NET_ADMIN]\n  sysctls: {net.core.somaxconn: 1024}\n").containers["web"]
     with_ulimit = load(tmp_path, "  capAdd: [NET_ADMIN]\n  ulimits: {nofile: 1024}\n").containers["web"]
-    assert len({before, with_sysctl.spec_hash, with_ulimit.spec_hash}) == 3
+    with_shm = load(tmp_path, "  capAdd: [NET_ADMIN]\n  shmSize: 256Mi\n").containers["web"]
+    assert with_shm.shm_size == 256 << 20
+    assert len({before, with_sysctl.spec_hash, with_ulimit.spec_hash, with_shm.spec_hash}) == 4
 
 
 def test_host_wide_sysctls_and_bad_limits_are_refused(tmp_path: Path) -> None:

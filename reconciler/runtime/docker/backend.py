@@ -182,6 +182,8 @@ def container_body(config: base.ContainerConfig) -> dict[str, Any]:
         host["CapDrop"] = list(config.cap_drop)
     if config.sysctls:
         host["Sysctls"] = dict(config.sysctls)
+    if config.shm_size is not None:
+        host["ShmSize"] = config.shm_size
     if config.ulimits:
         host["Ulimits"] = [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in config.ulimits]
     if config.networks:

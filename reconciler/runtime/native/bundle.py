@@ -347,7 +347,7 @@ def parse_signal(value: str | int | None, default: int = _signal.SIGTERM) -> int
 
 # ---------------------------------------------------------------------------- spec
 
-def _default_mounts(*, host_network: bool) -> list[dict[str, Any]]:
+def _default_mounts(*, host_network: bool, shm_size: int | None = None) -> list[dict[str, Any]]:
     sysfs: dict[str, Any] = {
         "destination": "/sys", "type": "sysfs", "source": "sysfs",
         "options": ["nosuid", "noexec", "nodev", "ro"],
@@ -367,7 +367,7 @@ def _default_mounts(*, host_network: bool) -> list[dict[str, Any]]:
          "options": ["ro", "nosuid", "noexec", "nodev"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]},
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size or 67108864}"]},
     ]
 
 
@@ -402,7 +402,7 @@ def build_spec(inp: BundleInputs) -> dict[str, Any]:
         if inp.netns_path:
             ns["path"] = inp.netns_path
         namespaces.append(ns)
-    mounts = _default_mounts(host_network=inp.host_network)
+    mounts = _default_mounts(host_network=inp.host_network, shm_size=cfg.shm_size)
     user_mounts = sorted((dict(m) for m in inp.volume_mounts), key=_depth)  # parents before children
     mounts += user_mounts
     for dest, src in sorted(inp.etc_files.items()):

@@ -136,6 +136,7 @@ def config_from_dict(d: Mapping[str, Any]) -> base.ContainerConfig:
         cap_drop=tuple(d.get("cap_drop") or ()), stop_signal=d.get("stop_signal"),
         stop_timeout=float(d.get("stop_timeout", 10.0)), init=bool(d.get("init")),
         sysctls=dict(d.get("sysctls") or {}), ulimits=tuple(base.Ulimit(**u) for u in d.get("ulimits") or ()),
+        shm_size=d.get("shm_size"),
     )
 
 

@@ -317,9 +317,14 @@ class _Planner:
 
     def _prune_networks_and_volumes(self) -> None:
         b, opts = self.b, self.options
+        external = {("Network", n) for n in self.desired.external_networks} | \
+            {("Volume", n) for n in self.desired.external_volumes}
         for kind, name in self.garbage if self.prune else []:
             entry = self.inventory.entries[(kind, name)]
-            if kind == "Network":
+            if (kind, name) in external:
+                b.add(f"forget:{kind.lower()}:{name}", Kind.FORGET, f"{kind.lower()}:{name}",
+                      "declared external now: no longer managed, left in place", self.container_removals)
+            elif kind == "Network":
                 res = f"network:{name}"
                 o_n = self.observed.networks.get(name)
                 if o_n is None or not _owned(o_n.owner, opts):
@@ -362,6 +367,15 @@ class _Planner:
                 self.net_ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res, _stranger("network", on.owner))
             elif on.owner is not None and on.owner.spec_hash != net.spec_hash:
                 self._recreate_network(net, labels)
+        for name in self.desired.external_networks:
+            if name not in self.observed.networks:
+                self.net_ready[name] = self._missing_external("network", name)
+
+    def _missing_external(self, kind: str, name: str) -> str:
+        res = f"{kind}:{name}"
+        return self.b.add(f"fail:{res}", Kind.FAIL, res, f"external {kind} {name} does not exist: create it "
+                          f"(docker {kind} create {name}, or a {kind.title()} manifest of another source) "
+                          "and converge again")
 
     def _recreate_network(self, net: models.Network, labels: dict[str, str]) -> None:
         name, res = net.name, f"network:{net.name}"
@@ -386,6 +400,9 @@ class _Planner:
                     spec=v, labels=self._labels("Volume", name, v), target=name)
             elif not _owned(ov.owner, self.options):
                 self.vol_ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res, _stranger("volume", ov.owner))
+        for name in self.desired.external_volumes:
+            if name not in self.observed.volumes:
+                self.vol_ready[name] = self._missing_external("volume", name)
 
     # -- images ------------------------------------------------------------------------------
 

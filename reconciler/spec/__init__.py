@@ -155,8 +155,9 @@ def _load(
         if d.data is not None:      # valid, or valid once its schema errors are left out
             by_kind[d.kind][d.name] = d
 
-    networks = {n: builder.network(d) for n, d in sorted(by_kind["Network"].items())}
-    volumes = {n: builder.volume(d) for n, d in sorted(by_kind["Volume"].items())}
+    external = {kind: tuple(n for n, d in sorted(by_kind[kind].items()) if builder.external(d)) for kind in ("Network", "Volume")}
+    networks = {n: builder.network(d) for n, d in sorted(by_kind["Network"].items()) if n not in external["Network"]}
+    volumes = {n: builder.volume(d) for n, d in sorted(by_kind["Volume"].items()) if n not in external["Volume"]}
     images = {n: builder.image(d) for n, d in sorted(by_kind["Image"].items())}
     containers = {n: builder.container(d, images, names) for n, d in sorted(by_kind["Container"].items())}
     builder.check_port_conflicts(by_kind["Container"], containers)
@@ -171,6 +172,7 @@ def _load(
             [(d, d.data.get("spec") or {}) for d in by_kind["Container"].values()],
             names["Image"], lambda d, p: builder.resolve(d.raw.base, p), builder.report,
             bind_root=builder.live, resolve_bind=lambda d, p: builder.live_path(d.raw.base, p),
+            externals=[by_kind[k][n] for k in ("Network", "Volume") for n in external[k]],
         )
     if problems:
         raise SpecError(problems)
@@ -185,6 +187,8 @@ def _load(
         files=MappingProxyType(dict(builder.files)),    # what `reconcile rollback` keeps a copy of
         project=project,
         warnings=tuple(str(w) for w in sorted(warnings, key=Problem.sort_key)),
+        external_networks=external["Network"],
+        external_volumes=external["Volume"],
     ), docs
 
 

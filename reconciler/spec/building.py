@@ -159,6 +159,19 @@ class Builder:
 
     # -- Network / Volume ------------------------------------------------------------------
 
+    def external(self, d: _Doc) -> bool:
+        """Whether `d` declares an existing object (`external: true`); anything else it sets is
+        reported, as nothing of it would be made."""
+        spec = d.data.get("spec") or {}
+        if not spec.get("external"):
+            return False
+        for key in spec:
+            if key != "external":
+                self.report(d, ("spec", key), f"an external {d.kind} is used as it is; remove {key} or external: true", key=True)
+        if d.data["metadata"].get("labels"):
+            self.report(d, ("metadata", "labels"), f"an external {d.kind} is used as it is and cannot be labelled; remove the labels", key=True)
+        return True
+
     def network(self, d: _Doc) -> models.Network:
         spec = d.data.get("spec") or {}
         subnet = spec.get("subnet")

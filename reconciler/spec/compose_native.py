@@ -108,7 +108,7 @@ NETWORK_KEYS: dict[str, tuple[str, str]] = {
     "ipam": ("supported", "one `config` entry's `subnet` and `gateway`; other IPAM settings are errors"),
     "driver_opts": ("supported", "`com.docker.network.driver.mtu` is `mtu`; other options are errors"),
     "attachable": ("warning", "no effect: any container of the project can join"),
-    "external": ("error", "not supported yet: declare the network in the project"),
+    "external": ("supported", "a Network with `external: true` named `name` (or the key): used, never created or pruned; converging fails while it is missing"),
     "enable_ipv6": ("error", "not supported yet (IPv4 networks only)"),
     "enable_ipv4": ("error", "not supported yet when false"),
 }
@@ -129,7 +129,7 @@ VOLUME_KEYS: dict[str, tuple[str, str]] = {
     "labels": ("supported", "`metadata.labels`, with `com.docker.compose.project` and `.volume`"),
     "driver": ("supported", "`local` only; other drivers are errors"),
     "driver_opts": ("error", "not supported yet"),
-    "external": ("error", "not supported yet: declare the volume in the project (an existing one of that name is kept)"),
+    "external": ("supported", "a Volume with `external: true` named `name` (or the key): used, never created or pruned; converging fails while it is missing"),
 }
 
 
@@ -223,11 +223,33 @@ class _Translator:
     def _resource_name(self, kind: str, key: str) -> str:
         cfg = self.data[kind][key]
         custom = cfg.get("name") if isinstance(cfg, Map) else None
+        if isinstance(cfg, Map) and cfg.get("external"):
+            return str(custom or key)            # compose: an external object is named as written
         return str(custom) if custom else f"{self.project}_{key}"
+
+    def external(self, kind: str, key: str) -> bool:
+        """An `external: true` network or volume: a document that only names it (the rest of its
+        keys are errors: nothing of them would be made)."""
+        path: Path_ = (kind, key)
+        cfg: Map = self.data[kind][key]
+        if not cfg.get("external"):
+            return False
+        for opt, value in cfg.items():
+            if opt not in ("external", "name") and not opt.startswith("x-") and value not in (None, {}, [], False, ""):
+                self.error((*path, opt), f"an external {kind[:-1]} is used as it is; remove {opt} or external: true", key=True)
+        name = self._resource_name(kind, key)
+        (self.networks if kind == "networks" else self.volumes)[key] = name
+        doc = _Doc(kind[:-1].title(), _manifest(kind[:-1].title(), name, {}, {"external": True}), path)
+        doc.came(("metadata", "name"), (*path, "name") if "name" in cfg else path)
+        doc.came(("spec", "external"), (*path, "external"))
+        self.docs.append(doc)
+        return True
 
     # -- networks and volumes -----------------------------------------------------------------------
 
     def network(self, key: str) -> None:
+        if self.external("networks", key):
+            return
         path: Path_ = ("networks", key)
         cfg: Map = self.data["networks"][key]
         name = self._resource_name("networks", key)
@@ -239,9 +261,8 @@ class _Translator:
             if opt.startswith("x-") or opt in ("name", "labels"):
                 continue
             if opt == "external":
-                if value:
-                    self.error(here, not_supported("external networks", "declare the network in this project instead"))
-            elif opt == "driver":
+                continue                        # false: external() took the true ones
+            if opt == "driver":
                 if value not in ("bridge", "default"):
                     self.error(here, not_supported(f"the {value!r} network driver", "use bridge (the default)"))
             elif opt == "internal":
@@ -300,6 +321,8 @@ class _Translator:
                 self.error(here, not_supported(f"ipam.{opt}"), key=True)
 
     def volume(self, key: str) -> None:
+        if self.external("volumes", key):
+            return
         path: Path_ = ("volumes", key)
         cfg: Map = self.data["volumes"][key]
         name = self._resource_name("volumes", key)
@@ -310,9 +333,8 @@ class _Translator:
             if opt.startswith("x-") or opt in ("name", "labels"):
                 continue
             if opt == "external":
-                if value:
-                    self.error(here, not_supported("external volumes", "declare the volume in this project instead; an existing volume of that name is kept"))
-            elif opt == "driver":
+                continue                        # false: external() took the true ones
+            if opt == "driver":
                 if value != "local":
                     self.error(here, not_supported(f"the {value!r} volume driver", "use local (the default)"))
             elif value:

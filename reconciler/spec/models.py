@@ -228,3 +228,5 @@ class DesiredState:
     files: Mapping[str, str] = field(default_factory=dict)  # referenced files (absolute) -> digest
     project: str = ""               # the compose project's name, when loaded from compose files
     warnings: tuple[str, ...] = ()  # what loads but is not honoured ("file:line:col: field: message")
+    external_networks: tuple[str, ...] = ()     # Networks declared `external: true`: used, never made
+    external_volumes: tuple[str, ...] = ()      # Volumes declared `external: true`: used, never made

@@ -792,3 +792,42 @@ def test_sysctls_ulimits_and_shm_size_become_the_containers_own(tmp_path: Path) 
         "change the whole host; only net.*, fs.mqueue.* and kernel.msgmax/msgmnb/msgmni/sem/shmall/shmmax/shmmni/shm_rmid_forced "
         "can be set per container",
     ]
+
+
+# -- external networks and volumes ------------------------------------------------------------------
+
+
+def test_external_networks_and_volumes_are_named_as_written_and_never_made(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        name: shop
+        services:
+          web:
+            image: nginx:1
+            networks: [proxy, default]
+            volumes: [certs:/certs:ro, data:/data]
+        networks:
+          proxy:
+            external: true
+            name: traefik_proxy
+        volumes:
+          certs:
+            external: true
+          data: {}
+        """})
+    assert (desired.external_networks, desired.external_volumes) == (("traefik_proxy",), ("certs",))
+    assert (sorted(desired.networks), sorted(desired.volumes)) == (["shop_default"], ["shop_data"])
+    web = desired.containers["shop-web-1"]
+    assert web.networks == ("shop_default", "traefik_proxy")
+    assert [m.source for m in web.volumes] == ["certs", "shop_data"]
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          web: {image: nginx:1, networks: [proxy]}
+        networks:
+          proxy:
+            external: true
+            driver: overlay
+            ipam: {config: [{subnet: 10.1.0.0/24}]}
+        """}) == [
+        "compose.yaml:6:5: networks.proxy.driver: an external network is used as it is; remove driver or external: true",
+        "compose.yaml:7:5: networks.proxy.ipam: an external network is used as it is; remove ipam or external: true",
+    ]

@@ -56,6 +56,9 @@ def container_config(
         sysctls=dict(c.sysctls),
         ulimits=tuple(base.Ulimit(u.name, u.soft, u.hard) for u in c.ulimits),
         shm_size=c.shm_size,
+        extra_hosts=tuple(c.extra_hosts),
+        dns=tuple(c.dns),
+        dns_search=tuple(c.dns_search),
     )
 
 

@@ -156,6 +156,9 @@ class ContainerConfig:
     sysctls: Mapping[str, str] = field(default_factory=dict)     # namespaced kernel parameters
     ulimits: tuple[Ulimit, ...] = ()
     shm_size: int | None = None                 # bytes of /dev/shm; None: 64 MiB (Docker's)
+    extra_hosts: tuple[str, ...] = ()           # "name:address" lines added to /etc/hosts
+    dns: tuple[str, ...] = ()                   # nameservers instead of the host's
+    dns_search: tuple[str, ...] = ()            # search domains instead of the host's
 
 
 def labels_match(labels: Mapping[str, str], selector: Mapping[str, str] | None) -> bool:
@@ -213,6 +216,8 @@ def config_from_json(d: Mapping[str, Any]) -> ContainerConfig:
         sysctls=dict(d.get("sysctls") or {}),
         ulimits=tuple(Ulimit(**u) for u in d.get("ulimits") or ()),
         shm_size=d.get("shm_size"),
+        extra_hosts=tuple(d.get("extra_hosts") or ()), dns=tuple(d.get("dns") or ()),
+        dns_search=tuple(d.get("dns_search") or ()),
     )
 
 

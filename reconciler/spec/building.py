@@ -385,6 +385,9 @@ class Builder:
             "sysctls": self.sysctls(d, spec.get("sysctls") or {}, networks),
             "ulimits": self.ulimits(d, spec.get("ulimits") or {}),
             "shm_size": self.convert(d, sp("shmSize"), units.parse_memory, spec.get("shmSize")),
+            "extra_hosts": self.extra_hosts(d, spec.get("extraHosts") or ()),
+            "dns": self.addresses(d, sp("dns"), spec.get("dns") or ()),
+            "dns_search": tuple(spec.get("dnsSearch") or ()),
         }
         self.hashed_files[d.name] = files
         return models.Container(
@@ -405,6 +408,28 @@ class Builder:
                 self.report(d, at, f"{key} is not a namespaced sysctl: it would change the whole host; only net.*, "
                             "fs.mqueue.* and kernel.msgmax/msgmnb/msgmni/sem/shmall/shmmax/shmmni/shm_rmid_forced can be set per container", key=True)
         return MappingProxyType({k: _env_str(v) for k, v in sorted(given.items())})
+
+    def extra_hosts(self, d: _Doc, given: Any) -> tuple[str, ...]:
+        out: list[str] = []
+        for i, item in enumerate(given):
+            name, address = re.split(r"[:=]", item, maxsplit=1)
+            address = address.strip("[]")
+            if address == "host-gateway":
+                self.report(d, ("spec", "extraHosts", i), "host-gateway is not supported yet; name the address")
+                continue
+            if self.addresses(d, ("spec", "extraHosts", i), (address,)):
+                out.append(f"{name}:{address}")
+        return tuple(out)
+
+    def addresses(self, d: _Doc, path: Path_, given: Any) -> tuple[str, ...]:
+        out: list[str] = []
+        for i, item in enumerate(given):
+            try:
+                out.append(str(ipaddress.ip_address(item)))
+            except ValueError:
+                at = path if path[-2:-1] == ("extraHosts",) else (*path, i)
+                self.report(d, at, f"{item!r} is not an IP address")
+        return tuple(out)
 
     def ulimits(self, d: _Doc, given: Mapping[str, Any]) -> tuple[models.Ulimit, ...]:
         out: list[models.Ulimit] = []

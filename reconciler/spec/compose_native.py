@@ -72,6 +72,9 @@ SERVICE_KEYS: dict[str, str] = {
     "sysctls": "`sysctls` (map or `key=value` list); only namespaced ones (net.*, fs.mqueue.*, kernel IPC), as Docker allows",
     "ulimits": "`ulimits` (a number or `soft`/`hard`)",
     "shm_size": "`shmSize` (compose's binary units)",
+    "extra_hosts": "`extraHosts` (list of `host:ip` / `host=ip`, or a map); `host-gateway` is an error",
+    "dns": "`dns`",
+    "dns_search": "`dnsSearch`",
     "labels": "`metadata.labels`, with compose's `com.docker.compose.*` labels",
     "container_name": "`metadata.name` (default `<project>-<service>-1`)",
     "profiles": "whether the service runs (`--profile`, `COMPOSE_PROFILES`)",
@@ -904,6 +907,22 @@ class _Service:
         if out:
             self.spec["ulimits"] = out
             self.doc.came(("spec", "ulimits"), self.p("ulimits"))
+
+    def k_extra_hosts(self, value: Any) -> None:
+        if isinstance(value, dict):
+            items = [f"{k}:{a}" for k, v in value.items() for a in (v if isinstance(v, list) else [v])]
+        else:
+            items = [str(v) for v in value]
+        if items:
+            self.put("extraHosts", items, "extra_hosts")
+
+    def k_dns(self, value: Any) -> None:
+        if value:
+            self.put("dns", [str(v) for v in value], "dns")
+
+    def k_dns_search(self, value: Any) -> None:
+        if value:
+            self.put("dnsSearch", [str(v) for v in value], "dns_search")
 
     def k_shm_size(self, value: Any) -> None:
         try:

@@ -162,6 +162,9 @@ class Container:
     sysctls: Mapping[str, str] = field(default_factory=dict)    # namespaced kernel parameters
     ulimits: tuple[Ulimit, ...] = ()                            # sorted by name
     shm_size: int | None = None                                 # bytes of /dev/shm; None: 64 MiB
+    extra_hosts: tuple[str, ...] = ()                           # "name:address" lines for /etc/hosts
+    dns: tuple[str, ...] = ()                                   # nameserver addresses (): the host's
+    dns_search: tuple[str, ...] = ()                            # search domains (): the host's
 
 
 @dataclass(frozen=True)

@@ -831,3 +831,21 @@ def test_external_networks_and_volumes_are_named_as_written_and_never_made(tmp_p
         "compose.yaml:6:5: networks.proxy.driver: an external network is used as it is; remove driver or external: true",
         "compose.yaml:7:5: networks.proxy.ipam: an external network is used as it is; remove ipam or external: true",
     ]
+
+
+def test_extra_hosts_and_dns_in_both_compose_forms(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        services:
+          a:
+            image: busybox:1
+            extra_hosts: ["db.internal:10.0.0.5", "old=10.0.0.6"]
+            dns: 1.1.1.1
+            dns_search: [corp.example]
+          b:
+            image: busybox:1
+            extra_hosts: {x.internal: 10.0.0.7}
+            dns: []
+        """})
+    a, b = desired.containers[f"{tmp_path.name}-a-1"], desired.containers[f"{tmp_path.name}-b-1"]
+    assert (a.extra_hosts, a.dns, a.dns_search) == (("db.internal:10.0.0.5", "old:10.0.0.6"), ("1.1.1.1",), ("corp.example",))
+    assert (b.extra_hosts, b.dns) == (("x.internal:10.0.0.7",), ())

@@ -6,7 +6,8 @@ Each project under tests/compose/oracle/ runs twice on the host's dockerd, under
 names, with its own subnets and host port (IMAGE, SUBNET_*, PORT are interpolated). What is
 compared: image, command, entrypoint, environment, mounts, published ports, networks and
 aliases, restart policy, user, working directory, hostname, healthcheck, stop signal and
-timeout, read-only root, init, capabilities, sysctls, ulimits, /dev/shm size and labels. Names that carry the project name (volumes,
+timeout, read-only root, init, capabilities, sysctls, ulimits, /dev/shm size, extra hosts, DNS
+servers and search domains, and labels. Names that carry the project name (volumes,
 networks) are compared with it replaced, and what each tool adds of its own is left out:
 reconciler's `reconciler.*` labels, compose's config-hash/version/working_dir/config_files
 labels, and the container-id alias Docker gives every container. Teardown removes both projects
@@ -100,7 +101,8 @@ def view(attrs: dict[str, Any], run: Run) -> dict[str, Any]:
         "mounts": sorted(mounts), "ports": host.get("PortBindings") or {}, "networks": networks,
         "restart": host["RestartPolicy"], "read_only": host["ReadonlyRootfs"], "init": bool(host.get("Init")),
         "sysctls": host.get("Sysctls") or {}, "ulimits": sorted(host.get("Ulimits") or [], key=lambda u: u["Name"]),
-        "shm_size": host.get("ShmSize"), "stop_timeout": cfg.get("StopTimeout") or 10,     # unset: Docker's 10 s
+        "shm_size": host.get("ShmSize"), "extra_hosts": sorted(host.get("ExtraHosts") or []),
+        "dns": host.get("Dns") or [], "dns_search": host.get("DnsSearch") or [], "stop_timeout": cfg.get("StopTimeout") or 10,     # unset: Docker's 10 s
         # Docker takes capabilities with or without CAP_ (reconciler writes it, compose passes them as written)
         "cap_add": sorted(c.removeprefix("CAP_") for c in host.get("CapAdd") or []),
         "cap_drop": sorted(c.removeprefix("CAP_") for c in host.get("CapDrop") or []),

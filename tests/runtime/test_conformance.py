@@ -525,6 +525,23 @@ def test_containers_on_different_networks_cannot_reach_each_other(
     assert fetch(runtime, far, "http://srv-a:8080/") is None            # nor known by name
 
 
+def test_extra_hosts_and_dns_on_and_off_networks(
+        runtime: base.Runtime, image: str, networks: Callable[..., base.NetworkState]) -> None:
+    networks("named")
+    kw: dict[str, object] = {"extra_hosts": ("db.internal:10.1.2.3", "v6.internal:fd00::5"),
+                             "dns": ("192.0.2.53",), "dns_search": ("corp.example",)}
+    off = run(runtime, cfg(image, "off-net", "sleep", "1000", **kw))
+    on = run(runtime, cfg(image, "on-net", "sleep", "1000", **{**kw, "networks": ("named",)}))
+    for cid in (off, on):
+        hosts = runtime.exec(cid, ["cat", "/etc/hosts"]).stdout.decode()
+        assert {tuple(line.split()[:2]) for line in hosts.splitlines() if ".internal" in line} == \
+            {("10.1.2.3", "db.internal"), ("fd00::5", "v6.internal")}, hosts
+        resolv = runtime.exec(cid, ["cat", "/etc/resolv.conf"]).stdout.decode()
+        assert "search corp.example" in resolv.splitlines(), resolv
+    # off networks the nameserver is the container's own (on one, Docker puts its resolver in front)
+    assert "nameserver 192.0.2.53" in runtime.exec(off, ["cat", "/etc/resolv.conf"]).stdout.decode().splitlines()
+
+
 @dataclass
 class World:
     """A network namespace playing the outside world: a veth to the host, an httpd on :8080."""

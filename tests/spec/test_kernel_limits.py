@@ -1,8 +1,9 @@
-"""`sysctls`, `ulimits` and `shmSize` on a Container: what loads, what is refused, and that adding the fields
+"""`sysctls`, `ulimits`, `shmSize`, `extraHosts` and `dns` on a Container: what loads, what is refused, and that adding the fields
 did not change the spec hash of containers that do not use them (no recreate on upgrade).
 
 That the engines apply them is tests/runtime/test_conformance.py
-(test_sysctls_and_ulimits_are_set_in_the_container, test_shm_size).
+(test_sysctls_and_ulimits_are_set_in_the_container, test_shm_size,
+test_extra_hosts_and_dns_on_and_off_networks).
 """
 
 from __future__ import annotations
@@ -63,4 +64,20 @@ def test_host_wide_sysctls_and_bad_limits_are_refused(tmp_path: Path) -> None:
     assert problems(tmp_path, "  ulimits: {bogus: 1}\n") == [
         "m.yaml:6:12: Container/web: spec.ulimits: 'bogus' is not one of as, core, cpu, data, fsize, locks, memlock, msgqueue, "
         "nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack",
+    ]
+
+
+def test_extra_hosts_and_dns(tmp_path: Path) -> None:
+    c = load(tmp_path, "  extraHosts: ['db.internal:10.0.0.5', 'old=10.0.0.6', 'v6:[fd00::1]']\n"
+                       "  dns: [1.1.1.1]\n  dnsSearch: [corp.example]\n").containers["web"]
+    assert c.extra_hosts == ("db.internal:10.0.0.5", "old:10.0.0.6", "v6:fd00::1")
+    assert (c.dns, c.dns_search) == (("1.1.1.1",), ("corp.example",))
+    assert problems(tmp_path, "  extraHosts: ['db:nowhere', 'gw:host-gateway', 'plain']\n  dns: [dns.google]\n") == [
+        "m.yaml:6:49: Container/web: spec.extraHosts[2]: 'plain' is not a valid NAME:ADDRESS (like db.internal:10.0.0.5)",
+        "m.yaml:7:9: Container/web: spec.dns[0]: 'dns.google' is not an IP address",
+    ]
+    assert problems(tmp_path, "  extraHosts: ['db:nowhere', 'gw:host-gateway']\n  dns: [dns.google]\n") == [
+        "m.yaml:6:16: Container/web: spec.extraHosts[0]: 'nowhere' is not an IP address",
+        "m.yaml:6:30: Container/web: spec.extraHosts[1]: host-gateway is not supported yet; name the address",
+        "m.yaml:7:9: Container/web: spec.dns[0]: 'dns.google' is not an IP address",
     ]

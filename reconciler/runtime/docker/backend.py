@@ -184,6 +184,9 @@ def container_body(config: base.ContainerConfig) -> dict[str, Any]:
         host["Sysctls"] = dict(config.sysctls)
     if config.shm_size is not None:
         host["ShmSize"] = config.shm_size
+    for key, values in (("ExtraHosts", config.extra_hosts), ("Dns", config.dns), ("DnsSearch", config.dns_search)):
+        if values:
+            host[key] = list(values)
     if config.ulimits:
         host["Ulimits"] = [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in config.ulimits]
     if config.networks:

@@ -42,8 +42,8 @@ def container_config(
                                      protocol=p.protocol, host_ip=p.host_ip) for p in c.ports),
         networks=tuple(c.networks),
         aliases=tuple(c.aliases),
-        mounts=tuple(base.Mount(type=m.type, target=m.target, source=m.source, read_only=m.read_only)
-                     for m in c.volumes),
+        mounts=tuple(base.Mount(type=m.type, target=m.target, source=m.source, read_only=m.read_only,
+                                options=tuple(m.options)) for m in c.volumes),
         restart=base.RestartPolicy(name=c.restart.name, max_retries=c.restart.max_retries),
         healthcheck=hc,
         resources=base.Resources(memory=c.resources.memory, cpus=c.resources.cpus, pids=c.resources.pids),

@@ -575,7 +575,16 @@ class Builder:
             if kind != "tmpfs" and not source:
                 self.report(d, path, f"a {kind} mount needs a source")
                 return None
-            return models.VolumeMount(kind, source, item["target"], bool(item.get("readOnly", False)))
+            options: list[str] = []
+            for key in ("size", "mode"):
+                if key in item and kind != "tmpfs":
+                    self.report(d, (*path, key), f"{key} is a tmpfs setting; a {kind} mount has none", key=True)
+            if "size" in item:
+                size = self.convert(d, (*path, "size"), units.parse_memory, item["size"])
+                options += [f"size={size}"] if size is not None else []
+            if "mode" in item:
+                options.append(f"mode={item['mode']}")
+            return models.VolumeMount(kind, source, item["target"], bool(item.get("readOnly", False)), tuple(options))
         parts = item.split(":")
         if len(parts) == 1:
             self.report(d, path, f"{item!r} has no source; anonymous volumes are not supported, write volume-name:{item} or ./dir:{item}")

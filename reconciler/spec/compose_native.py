@@ -49,7 +49,7 @@ SERVICE_KEYS: dict[str, str] = {
     "networks": "`networks` (`<project>_<name>`), and `aliases`: the service name and every `aliases:` entry",
     "network_mode": "`host` and `none`: `networks: [host]` / `[none]`; other modes are errors",
     "volumes": "`volumes`: named volumes, binds (relative to the project directory), tmpfs; `read_only`",
-    "tmpfs": "`volumes` of type tmpfs (options are errors)",
+    "tmpfs": "`volumes` of type tmpfs, with `size` and `mode` options (other options are errors)",
     "secrets": "`volumes`: a read-only bind of the secret's `file` at `/run/secrets/<name>` (or `target`); `uid`, `gid` and `mode` are warnings (compose ignores them for files too)",
     "configs": "`volumes`: a read-only bind of the config's `file` at `/<name>` (or `target`); `uid`, `gid` and `mode` are warnings (compose ignores them for files too)",
     "restart": "`restart`",
@@ -750,6 +750,10 @@ class _Service:
                 continue
             if opt == "consistency":
                 self.tr.warn(here, f"consistency {item!r} has no effect on Linux", key=True)
+            elif opt == "tmpfs" and kind == "tmpfs":
+                for t, tv in item.items():
+                    if t not in ("size", "mode") and not t.startswith("x-") and tv not in (None, "", 0):
+                        self.tr.error(self.p(*at, opt, t), not_supported(f"tmpfs.{t}"), key=True)
             elif opt == "bind" and kind == "bind":
                 for b, bv in item.items():
                     if b not in ("create_host_path",) and not b.startswith("x-") and bv not in (None, "", False):
@@ -771,7 +775,13 @@ class _Service:
                 source = "./" + source
             return f"{source}:{target}" + (":ro" if ro else "")
         if kind == "tmpfs":
-            return {"type": "tmpfs", "target": target}
+            opts = vol.get("tmpfs") or {}
+            out: dict[str, Any] = {"type": "tmpfs", "target": target}
+            if opts.get("size") not in (None, "", 0):
+                out["size"] = opts["size"] if isinstance(opts["size"], int) else _docker_size(str(opts["size"]))
+            if opts.get("mode") not in (None, ""):
+                out["mode"] = str(opts["mode"])      # octal digits, as written
+            return out
         self.tr.error(self.p(*at, "type"), not_supported(f"{kind} mounts"))
         return None
 
@@ -805,11 +815,17 @@ class _Service:
         mounts = self.spec.setdefault("volumes", [])
         for i, item in enumerate(value):
             target, _, options = str(item).partition(":")
-            if options:
-                self.tr.error(self.p("tmpfs", i), not_supported(f"tmpfs options ({options})", f"mount {target} without options"))
-                continue
+            mount: dict[str, Any] = {"type": "tmpfs", "target": target}
+            for option in filter(None, options.split(",")):
+                key, _, val = option.partition("=")
+                if key == "size" and val:
+                    mount["size"] = _docker_size(val)
+                elif key == "mode" and val:
+                    mount["mode"] = val
+                else:
+                    self.tr.error(self.p("tmpfs", i), not_supported(f"the tmpfs option {option!r}", "only size= and mode= are"))
             self.doc.came(("spec", "volumes", len(mounts)), self.p("tmpfs", i))
-            mounts.append({"type": "tmpfs", "target": target})
+            mounts.append(mount)
 
     def k_restart(self, value: Any) -> None:
         self.put("restart", str(value), "restart")
@@ -967,6 +983,14 @@ def _manifest(kind: str, name: str, labels: dict[str, str], spec: dict[str, Any]
 def _reference(image: str) -> str:
     """An image as a manifest names it: `nginx` is Docker's `nginx:latest`."""
     return image if any(c in image for c in "/:@") else f"{image}:latest"
+
+
+def _docker_size(text: str) -> str | int:
+    """A size as compose and the docker CLI write it (`64m`: binary) as a manifest writes it."""
+    try:
+        return _bytes(units.parse_docker_size(text))
+    except ValueError:
+        return text                     # the loader reports it at this key
 
 
 def _bytes(amount: int) -> str | int:

@@ -14,7 +14,7 @@ a source's live place, not a revision copy), so editing such a file recreates. T
 named by their live path, so a new revision copy of unchanged files hashes the same.
 A changed image *digest* is the planner's separate recreate reason, not part of this hash.
 
-Fields added to the Container after its first release (`CONTAINER_IF_SET`: sysctls, ulimits, shm_size, extra hosts, dns)
+Fields added to the Container after its first release (`CONTAINER_IF_SET`: sysctls, ulimits, shm_size, extra hosts, dns; a mount's tmpfs `options`)
 are hashed only when set, so upgrading reconciler recreates no container that does not use them.
 
 Image: everything but `pull` and `track` (policies), plus the Dockerfile's content.
@@ -38,10 +38,13 @@ IMAGE_EXCLUDED = frozenset({"name", "origin", "pull", "track", "spec_hash"})
 COMMON_EXCLUDED = frozenset({"name", "origin", "spec_hash", "deletion_policy"})
 
 
+_NESTED_IF_SET = frozenset({"options"})        # VolumeMount.options: added later, hashed only when set
+
+
 def _default(value: Any) -> Any:
     """JSON fallback for the models: dataclasses as their fields, mappings as dicts."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return value.__dict__
+        return {k: v for k, v in value.__dict__.items() if v or k not in _NESTED_IF_SET}
     if isinstance(value, Mapping):
         return dict(value)
     return str(value)

@@ -77,6 +77,7 @@ class VolumeMount:
     source: str                     # "" for tmpfs
     target: str                     # absolute path in the container
     read_only: bool
+    options: tuple[str, ...] = ()   # tmpfs: "size=<bytes>", "mode=<octal>"
 
 
 @dataclass(frozen=True)

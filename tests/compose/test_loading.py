@@ -488,7 +488,7 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
             privileged: true
             volumes: [/anonymous]
             network_mode: "service:db"
-            tmpfs: ["/run:size=64m"]
+            tmpfs: ["/run:size=64m,uid=1000"]
           db:
             image: x/db:1
             depends_on:
@@ -499,7 +499,7 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
             "compose.yaml:5:5: services.web.privileged: not supported yet: privileged; the manifest language cannot say it yet, remove it",
             "compose.yaml:6:15: services.web.volumes[0]: not supported yet: anonymous volumes; name the volume (data:/anonymous) and declare it under the top-level volumes:",
             "compose.yaml:7:19: services.web.network_mode: not supported yet: network_mode 'service:db'; use host or none, or networks:",
-            "compose.yaml:8:13: services.web.tmpfs[0]: not supported yet: tmpfs options (size=64m); mount /run without options",
+            "compose.yaml:8:13: services.web.tmpfs[0]: not supported yet: the tmpfs option 'uid=1000'; only size= and mode= are",
             "compose.yaml:12:24: services.db.depends_on.web.condition: not supported yet: service_completed_successfully; one-shot jobs are not run yet; use service_started or service_healthy",
         ]),
     "manifest_checks_at_compose_keys": ("""
@@ -849,3 +849,21 @@ def test_extra_hosts_and_dns_in_both_compose_forms(tmp_path: Path) -> None:
     a, b = desired.containers[f"{tmp_path.name}-a-1"], desired.containers[f"{tmp_path.name}-b-1"]
     assert (a.extra_hosts, a.dns, a.dns_search) == (("db.internal:10.0.0.5", "old:10.0.0.6"), ("1.1.1.1",), ("corp.example",))
     assert (b.extra_hosts, b.dns) == (("x.internal:10.0.0.7",), ())
+
+
+def test_tmpfs_size_and_mode_in_both_compose_forms(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        services:
+          a:
+            image: busybox:1
+            tmpfs: ["/run:size=64m,mode=1770", /tmp]
+            volumes:
+              - type: tmpfs
+                target: /cache
+                tmpfs: {size: 10485760, mode: 1777}
+        """})
+    assert desired.containers[f"{tmp_path.name}-a-1"].volumes == (
+        spec.models.VolumeMount("tmpfs", "", "/run", False, ("size=67108864", "mode=1770")),
+        spec.models.VolumeMount("tmpfs", "", "/tmp", False),
+        spec.models.VolumeMount("tmpfs", "", "/cache", False, ("size=10485760", "mode=1777")),
+    )

@@ -31,6 +31,7 @@ import pytest
 from reconciler.cli.main import main
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.docker import DockerRuntime
+from reconciler.spec import units
 from tests.docker.conftest import PulledImage
 from tests.helpers import subnets
 from tests.helpers.registry import free_port
@@ -84,13 +85,25 @@ def _norm(value: Any, run: Run) -> Any:
     return json.loads(text)
 
 
+def _tmpfs_options(text: str) -> dict[str, Any]:
+    opts = dict(o.partition("=")[::2] for o in text.split(",") if o)
+    return {"size": units.parse_docker_size(opts["size"]) if "size" in opts else None, "mode": opts.get("mode"),
+            "ro": "ro" in opts}
+
+
 def view(attrs: dict[str, Any], run: Run) -> dict[str, Any]:
     """What the compose file decides about a container, as `docker inspect` shows it."""
     cfg, host = attrs["Config"], attrs["HostConfig"]
     short = attrs["Id"][:12]
     mounts = sorted((m["Type"], m.get("Name") or m.get("Source", ""), m["Destination"], m["RW"])
-                    for m in attrs["Mounts"])
-    mounts += sorted(("tmpfs", "", dest, "ro" not in opts.split(",")) for dest, opts in (host.get("Tmpfs") or {}).items())
+                    for m in attrs["Mounts"] if m["Type"] != "tmpfs")
+    # tmpfs: compose 1.29 sends HostConfig.Tmpfs ("size=64m,mode=1770"), reconciler HostConfig.Mounts
+    tmpfs = {dest: _tmpfs_options(opts) for dest, opts in (host.get("Tmpfs") or {}).items()}
+    for m in host.get("Mounts") or []:
+        if m["Type"] == "tmpfs":
+            o = m.get("TmpfsOptions") or {}
+            tmpfs[m["Target"]] = {"size": o.get("SizeBytes"), "mode": f"{o['Mode']:o}" if "Mode" in o else None,
+                                  "ro": bool(m.get("ReadOnly"))}
     networks = {name: sorted(a for a in (net.get("Aliases") or ()) if a not in (short, attrs["Name"].lstrip("/")))
                 for name, net in attrs["NetworkSettings"]["Networks"].items()}
     return _norm({
@@ -98,7 +111,7 @@ def view(attrs: dict[str, Any], run: Run) -> dict[str, Any]:
         "user": cfg["User"], "workdir": cfg["WorkingDir"], "hostname": cfg["Hostname"] if cfg["Hostname"] != short else "",
         "healthcheck": cfg.get("Healthcheck"), "stop_signal": cfg.get("StopSignal"),
         "labels": {k: v for k, v in cfg["Labels"].items() if not k.startswith(OWN_LABELS)},
-        "mounts": sorted(mounts), "ports": host.get("PortBindings") or {}, "networks": networks,
+        "mounts": sorted(mounts), "tmpfs": tmpfs, "ports": host.get("PortBindings") or {}, "networks": networks,
         "restart": host["RestartPolicy"], "read_only": host["ReadonlyRootfs"], "init": bool(host.get("Init")),
         "sysctls": host.get("Sysctls") or {}, "ulimits": sorted(host.get("Ulimits") or [], key=lambda u: u["Name"]),
         "shm_size": host.get("ShmSize"), "extra_hosts": sorted(host.get("ExtraHosts") or []),

@@ -265,6 +265,14 @@ def test_shm_size(runtime: base.Runtime, image: str) -> None:
     assert sizes == ["65536", "131072"]
 
 
+def test_tmpfs_size_and_mode(runtime: base.Runtime, image: str) -> None:
+    script = "df -k /scratch | tail -1 | awk '{print $2}'; stat -c %a /scratch"
+    cid = run(runtime, cfg(image, "tmpfs-opts", "sh", "-c", script,
+                           mounts=(base.Mount(type="tmpfs", target="/scratch", options=("size=8388608", "mode=1770")),)))
+    runtime.wait_container(cid, timeout=30)
+    assert output(runtime, cid, "stdout").split() == ["8192", "1770"]
+
+
 # ------------------------------------------------------------------------------- volumes
 
 def test_named_volume_survives_recreation(runtime: base.Runtime, image: str) -> None:

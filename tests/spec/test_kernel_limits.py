@@ -81,3 +81,16 @@ def test_extra_hosts_and_dns(tmp_path: Path) -> None:
         "m.yaml:6:30: Container/web: spec.extraHosts[1]: host-gateway is not supported yet; name the address",
         "m.yaml:7:9: Container/web: spec.dns[0]: 'dns.google' is not an IP address",
     ]
+
+
+def test_tmpfs_size_and_mode(tmp_path: Path) -> None:
+    body = "  volumes: ['data:/data', {type: tmpfs, target: /t}]\n---\napiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: data}\n"
+    # the hash reconciler gave this container before tmpfs options existed
+    assert load(tmp_path, body).containers["web"].spec_hash == "bbf41ce897c4b68dc9b5238413297077e6637b34eec92ed5aea97ce813a678d3"
+    sized = load(tmp_path, body.replace("{type: tmpfs, target: /t}", "{type: tmpfs, target: /t, size: 64m, mode: '1770'}"))
+    mount = sized.containers["web"].volumes[1]
+    assert mount == spec.models.VolumeMount("tmpfs", "", "/t", False, ("size=67108864", "mode=1770"))
+    assert sized.containers["web"].spec_hash != "bbf41ce897c4b68dc9b5238413297077e6637b34eec92ed5aea97ce813a678d3"
+    assert problems(tmp_path, body.replace("'data:/data', ", "{type: volume, source: data, target: /data, size: 1Gi}, ")) == [
+        "m.yaml:6:57: Container/web: spec.volumes[0].size: size is a tmpfs setting; a volume mount has none",
+    ]

@@ -72,11 +72,13 @@ def _show(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Wait:
-    """After a start: wait until healthy (healthcheck) or running for `min_ready` seconds."""
+    """After a start: wait until healthy (healthcheck), running for `min_ready` seconds, or, for
+    a job (`completion`), exited with code 0."""
 
     timeout: float
     healthcheck: bool
     min_ready: float = 0.0
+    completion: bool = False
 
 
 @dataclass(frozen=True)

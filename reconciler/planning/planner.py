@@ -215,7 +215,10 @@ def plan(
 
 
 def _wait(c: models.Container) -> actions.Wait | None:
-    """What a start of `c` waits for: healthy (a healthcheck), else running for minReady."""
+    """What a start of `c` waits for: a job's exit 0, healthy (a healthcheck), else running for
+    minReady."""
+    if c.job:
+        return actions.Wait(timeout=c.update.health_timeout, healthcheck=False, completion=True)
     if c.healthcheck is not None and c.healthcheck.test[:1] != ("NONE",):
         return actions.Wait(timeout=c.update.health_timeout, healthcheck=True)
     if c.update.min_ready > 0:

@@ -329,6 +329,9 @@ class Builder:
         volumes = self.volumes(d, spec, names["Volume"], files)
 
         restart_name, max_retries = units.parse_restart(spec.get("restart", "no"))
+        if spec.get("job") and restart_name in ("always", "unless-stopped"):
+            self.report(d, sp("restart"), f"a job runs to completion; restart {restart_name} would run it again "
+                        "and again: use no or on-failure")
         healthcheck = self.healthcheck(d, spec.get("healthcheck"))
         res = spec.get("resources") or {}
         resources = models.Resources(
@@ -388,6 +391,7 @@ class Builder:
             "extra_hosts": self.extra_hosts(d, spec.get("extraHosts") or ()),
             "dns": self.addresses(d, sp("dns"), spec.get("dns") or ()),
             "dns_search": tuple(spec.get("dnsSearch") or ()),
+            "job": bool(spec.get("job", False)),
         }
         self.hashed_files[d.name] = files
         return models.Container(

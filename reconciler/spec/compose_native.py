@@ -54,7 +54,7 @@ SERVICE_KEYS: dict[str, str] = {
     "configs": "`volumes`: a read-only bind of the config's `file` at `/<name>` (or `target`); `uid`, `gid` and `mode` are warnings (compose ignores them for files too)",
     "restart": "`restart`",
     "healthcheck": "`healthcheck`: `test`, `interval`, `timeout`, `retries`, `start_period`; `disable: true` is `[NONE]`",
-    "depends_on": "`dependsOn` (created, and healthy when they have a healthcheck, first); `service_completed_successfully` is an error",
+    "depends_on": "`dependsOn` (created, and healthy when they have a healthcheck, first); a dependency with `service_completed_successfully` becomes a `job: true` Container (run to exit 0 first)",
     "deploy": "`replicas` (as `scale`), `resources.limits` (`memory`, `cpus`, `pids`) into `resources`; other deploy keys are errors",
     "scale": "`replicas`: other than 1, the Container is `<project>-<service>` with `replicas: N`, run as `<project>-<service>-1..N`; with `container_name` or a published host port it is an error",
     "mem_limit": "`resources.memory` (compose's binary units)",
@@ -179,6 +179,7 @@ class _Translator:
         self.volumes: dict[str, str] = {}
         self.docs: list[_Doc] = []
         self.checked: set[Path_] = set()        # top-level secrets and configs already checked
+        self.jobs: set[str] = set()             # services some service waits to complete
 
     # -- reporting ------------------------------------------------------------------------------
 
@@ -211,6 +212,10 @@ class _Translator:
             self.network(key)
         for key in sorted(self.volumes):
             self.volume(key)
+        for name in self.model.services:         # dependencies others wait to complete are jobs
+            for dep, cfg in (services[name].get("depends_on") or {}).items():
+                if isinstance(cfg, Map) and cfg.get("condition") == "service_completed_successfully":
+                    self.jobs.add(dep)
         containers = [self.service(name, services[name]) for name in self.model.services]
         self.docs.extend(d for d in containers if d is not None)
         return self.docs
@@ -417,6 +422,9 @@ class _Service:
         self.env()
         self.resources()
         container = self.container_name()
+        if self.name in self.tr.jobs:
+            self.spec["job"] = True
+            self.doc.came(("spec", "job"), self.path)
         replicas = self.replicas()
         if replicas is not None:
             self.spec["replicas"] = replicas[0]
@@ -862,9 +870,6 @@ class _Service:
         out: list[str] = []
         for dep, cfg in deps.items():
             here = ("depends_on", dep)
-            cond = cfg.get("condition", "service_started")
-            if cond == "service_completed_successfully":
-                self.tr.error(self.p(*here, "condition"), not_supported("service_completed_successfully", "one-shot jobs are not run yet; use service_started or service_healthy"))
             if cfg.get("restart") is True:
                 self.tr.warn(self.p(*here, "restart"), "restart: true is not honoured: a container is replaced only when its own spec changes")
             other = services.get(dep) or {}

@@ -166,6 +166,7 @@ class Container:
     extra_hosts: tuple[str, ...] = ()                           # "name:address" lines for /etc/hosts
     dns: tuple[str, ...] = ()                                   # nameserver addresses (): the host's
     dns_search: tuple[str, ...] = ()                            # search domains (): the host's
+    job: bool = False                                           # runs to completion (exit 0) once
 
 
 @dataclass(frozen=True)

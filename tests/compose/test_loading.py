@@ -500,7 +500,6 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
             "compose.yaml:6:15: services.web.volumes[0]: not supported yet: anonymous volumes; name the volume (data:/anonymous) and declare it under the top-level volumes:",
             "compose.yaml:7:19: services.web.network_mode: not supported yet: network_mode 'service:db'; use host or none, or networks:",
             "compose.yaml:8:13: services.web.tmpfs[0]: not supported yet: the tmpfs option 'uid=1000'; only size= and mode= are",
-            "compose.yaml:12:24: services.db.depends_on.web.condition: not supported yet: service_completed_successfully; one-shot jobs are not run yet; use service_started or service_healthy",
         ]),
     "manifest_checks_at_compose_keys": ("""
         name: t
@@ -867,3 +866,33 @@ def test_tmpfs_size_and_mode_in_both_compose_forms(tmp_path: Path) -> None:
         spec.models.VolumeMount("tmpfs", "", "/tmp", False),
         spec.models.VolumeMount("tmpfs", "", "/cache", False, ("size=10485760", "mode=1777")),
     )
+
+
+def test_a_dependency_others_wait_to_complete_is_a_job(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        name: app
+        services:
+          migrate:
+            image: x/app:1
+            command: ["migrate", "up"]
+          web:
+            image: x/app:1
+            depends_on:
+              migrate: {condition: service_completed_successfully}
+          worker:
+            image: x/app:1
+            depends_on: [migrate]
+        """})
+    assert {n: c.job for n, c in desired.containers.items()} == {"app-migrate-1": True, "app-web-1": False,
+                                                                 "app-worker-1": False}
+    assert desired.containers["app-web-1"].depends_on == ("app-migrate-1",)
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          migrate: {image: x/app:1, restart: always}
+          web:
+            image: x/app:1
+            depends_on: {migrate: {condition: service_completed_successfully}}
+        """}) == [
+        "compose.yaml:2:38: services.migrate.restart: a job runs to completion; restart always would run it again "
+        "and again: use no or on-failure",
+    ]

@@ -2,7 +2,8 @@
 
 Two busybox services from the test registry: `web` serves a bind-mounted site on a loopback
 port and waits for `api` to be healthy; `api` runs two replicas that answer on the project's
-networks under the service name; `web` reads a compose secret from /run/secrets. An edit of `.env` replaces only the service using the variable. One engine per
+networks under the service name; `web` reads a compose secret from /run/secrets and starts only
+after the one-shot `migrate` job wrote its volume and exited 0. An edit of `.env` replaces only the service using the variable. One engine per
 test (own state root, run dir, name prefix and subnet pool); teardown removes everything and
 fails the test if anything is left.
 """
@@ -26,17 +27,20 @@ COMPOSE = """
     services:
       web:
         image: {image}
-        command: ["sh", "-c", "mkdir -p /www && cp /site/index.html /www/ && echo $$GREETING > /www/greeting && exec httpd -f -p 8080 -h /www"]
+        command: ["sh", "-c", "mkdir -p /www && cp /site/index.html /state/done /www/ && echo $$GREETING > /www/greeting && exec httpd -f -p 8080 -h /www"]
         environment:
           GREETING: ${{GREETING:?set GREETING in .env}}
         ports:
           - "127.0.0.1:{port}:8080"
         volumes:
           - ./site:/site:ro
+          - state:/state:ro
         secrets: [token]
         depends_on:
           api:
             condition: service_healthy
+          migrate:
+            condition: service_completed_successfully
         restart: unless-stopped
       api:
         image: {image}
@@ -50,9 +54,16 @@ COMPOSE = """
           timeout: 2s
           retries: 3
         stop_grace_period: 2s
+      migrate:
+        image: {image}
+        command: ["sh", "-c", "sleep 1; echo migrated > /state/done"]
+        volumes: [state:/state]
+        network_mode: none
     networks:
       back:
         internal: true
+    volumes:
+      state: {{}}
     secrets:
       token:
         file: ./token.txt
@@ -90,8 +101,9 @@ def test_a_compose_project_converges_serves_and_follows_its_dotenv(
     assert host.cli("apply", str(project)) == 0
     eventually(f"http://127.0.0.1:{port}/", "hello-from-compose")
     eventually(f"http://127.0.0.1:{port}/greeting", "hi")
+    eventually(f"http://127.0.0.1:{port}/done", "migrated")          # web started after the job ended
     ids = host.ids()
-    assert set(ids) == {"e2e-web-1", "e2e-api-1", "e2e-api-2"}
+    assert set(ids) == {"e2e-web-1", "e2e-api-1", "e2e-api-2", "e2e-migrate-1"}
     rt = host.runtime()
     try:
         web = rt.inspect_container("e2e-web-1")
@@ -114,7 +126,7 @@ def test_a_compose_project_converges_serves_and_follows_its_dotenv(
         assert {n.name for n in rt.list_networks({"reconciler.owner": "default"})} == {"e2e_default", "e2e_back"}
     finally:
         rt.close()
-    assert host.cli("diff", str(project)) == 0                          # in sync
+    assert host.cli("diff", str(project)) == 0                          # in sync (the job stays exited)
 
     (project / ".env").write_text("GREETING=bonjour\n")                # only web uses it
     assert host.cli("diff", str(project)) == 1

@@ -59,6 +59,8 @@ def container_config(
         extra_hosts=tuple(c.extra_hosts),
         dns=tuple(c.dns),
         dns_search=tuple(c.dns_search),
+        tty=c.tty,
+        stdin_open=c.stdin_open,
     )
 
 

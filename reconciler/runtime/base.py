@@ -159,6 +159,8 @@ class ContainerConfig:
     extra_hosts: tuple[str, ...] = ()           # "name:address" lines added to /etc/hosts
     dns: tuple[str, ...] = ()                   # nameservers instead of the host's
     dns_search: tuple[str, ...] = ()            # search domains instead of the host's
+    tty: bool = False                           # main process on a pseudo-terminal (run -t)
+    stdin_open: bool = False                    # main process's stdin kept open (run -i)
 
 
 def labels_match(labels: Mapping[str, str], selector: Mapping[str, str] | None) -> bool:
@@ -217,7 +219,8 @@ def config_from_json(d: Mapping[str, Any]) -> ContainerConfig:
         ulimits=tuple(Ulimit(**u) for u in d.get("ulimits") or ()),
         shm_size=d.get("shm_size"),
         extra_hosts=tuple(d.get("extra_hosts") or ()), dns=tuple(d.get("dns") or ()),
-        dns_search=tuple(d.get("dns_search") or ()),
+        dns_search=tuple(d.get("dns_search") or ()), tty=bool(d.get("tty", False)),
+        stdin_open=bool(d.get("stdin_open", False)),
     )
 
 

@@ -392,6 +392,8 @@ class Builder:
             "dns": self.addresses(d, sp("dns"), spec.get("dns") or ()),
             "dns_search": tuple(spec.get("dnsSearch") or ()),
             "job": bool(spec.get("job", False)),
+            "tty": bool(spec.get("tty", False)),
+            "stdin_open": bool(spec.get("stdinOpen", False)),
         }
         self.hashed_files[d.name] = files
         return models.Container(

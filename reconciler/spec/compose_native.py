@@ -69,6 +69,8 @@ SERVICE_KEYS: dict[str, str] = {
     "stop_signal": "`stopSignal`",
     "stop_grace_period": "`stopTimeout`",
     "init": "`init`",
+    "tty": "`tty`",
+    "stdin_open": "`stdinOpen`",
     "sysctls": "`sysctls` (map or `key=value` list); only namespaced ones (net.*, fs.mqueue.*, kernel IPC), as Docker allows",
     "ulimits": "`ulimits` (a number or `soft`/`hard`)",
     "shm_size": "`shmSize` (compose's binary units)",
@@ -81,8 +83,7 @@ SERVICE_KEYS: dict[str, str] = {
     "extends": "applied while loading (same file or another file)",
 }
 # Service keys that are errors unless they say what the engine does anyway.
-_SERVICE_DEFAULTS: dict[str, Any] = {"privileged": False, "tty": False, "stdin_open": False,
-                                      "oom_kill_disable": False}
+_SERVICE_DEFAULTS: dict[str, Any] = {"privileged": False, "oom_kill_disable": False}
 # Service keys that change nothing on this engine (a warning names them).
 _SERVICE_NO_EFFECT = {
     "expose": "has no effect: every port of a container is reachable on its networks; publish with ports: to reach it from the host",
@@ -894,6 +895,14 @@ class _Service:
 
     def k_read_only(self, value: Any) -> None:
         self.put("readOnly", bool(value), "read_only")
+
+    def k_tty(self, value: Any) -> None:
+        if value:
+            self.put("tty", True, "tty")
+
+    def k_stdin_open(self, value: Any) -> None:
+        if value:
+            self.put("stdinOpen", True, "stdin_open")
 
     def k_init(self, value: Any) -> None:
         self.put("init", bool(value), "init")

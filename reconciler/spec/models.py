@@ -167,6 +167,8 @@ class Container:
     dns: tuple[str, ...] = ()                                   # nameserver addresses (): the host's
     dns_search: tuple[str, ...] = ()                            # search domains (): the host's
     job: bool = False                                           # runs to completion (exit 0) once
+    tty: bool = False                                           # main process on a pseudo-terminal
+    stdin_open: bool = False                                    # main process's stdin kept open
 
 
 @dataclass(frozen=True)

@@ -896,3 +896,13 @@ def test_a_dependency_others_wait_to_complete_is_a_job(tmp_path: Path) -> None:
         "compose.yaml:2:38: services.migrate.restart: a job runs to completion; restart always would run it again "
         "and again: use no or on-failure",
     ]
+
+
+def test_tty_and_stdin_open(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        services:
+          shell: {image: busybox:1, command: sh, tty: true, stdin_open: true}
+          plain: {image: busybox:1, tty: false}
+        """})
+    shell, plain = desired.containers[f"{tmp_path.name}-shell-1"], desired.containers[f"{tmp_path.name}-plain-1"]
+    assert (shell.tty, shell.stdin_open, plain.tty, plain.stdin_open) == (True, True, False, False)

@@ -6,7 +6,7 @@ Each project under tests/compose/oracle/ runs twice on the host's dockerd, under
 names, with its own subnets and host port (IMAGE, SUBNET_*, PORT are interpolated). What is
 compared: image, command, entrypoint, environment, mounts, published ports, networks and
 aliases, restart policy, user, working directory, hostname, healthcheck, stop signal and
-timeout, read-only root, init, capabilities, sysctls, ulimits, /dev/shm size, extra hosts, DNS
+timeout, terminal and open stdin, read-only root, init, capabilities, sysctls, ulimits, /dev/shm size, extra hosts, DNS
 servers and search domains, and labels. Names that carry the project name (volumes,
 networks) are compared with it replaced, and what each tool adds of its own is left out:
 reconciler's `reconciler.*` labels, compose's config-hash/version/working_dir/config_files
@@ -109,7 +109,7 @@ def view(attrs: dict[str, Any], run: Run) -> dict[str, Any]:
     return _norm({
         "image": cfg["Image"], "cmd": cfg["Cmd"], "entrypoint": cfg["Entrypoint"], "env": sorted(cfg["Env"]),
         "user": cfg["User"], "workdir": cfg["WorkingDir"], "hostname": cfg["Hostname"] if cfg["Hostname"] != short else "",
-        "healthcheck": cfg.get("Healthcheck"), "stop_signal": cfg.get("StopSignal"),
+        "healthcheck": cfg.get("Healthcheck"), "tty": cfg["Tty"], "stdin": cfg["OpenStdin"], "stop_signal": cfg.get("StopSignal"),
         "labels": {k: v for k, v in cfg["Labels"].items() if not k.startswith(OWN_LABELS)},
         "mounts": sorted(mounts), "tmpfs": tmpfs, "ports": host.get("PortBindings") or {}, "networks": networks,
         "restart": host["RestartPolicy"], "read_only": host["ReadonlyRootfs"], "init": bool(host.get("Init")),

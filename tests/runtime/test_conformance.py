@@ -265,6 +265,18 @@ def test_shm_size(runtime: base.Runtime, image: str) -> None:
     assert sizes == ["65536", "131072"]
 
 
+def test_tty_and_open_stdin(runtime: base.Runtime, image: str) -> None:
+    plain = run(runtime, cfg(image, "plain", "sleep", "1000"))
+    both = run(runtime, cfg(image, "tty", "sleep", "1000", tty=True, stdin_open=True))
+
+    def fd(cid: str, n: int) -> str:
+        return runtime.exec(cid, ["ls", "-l", f"/proc/1/fd/{n}"]).stdout.decode().strip().rpartition(" -> ")[2]
+
+    assert (fd(plain, 0), fd(plain, 1).startswith("/dev/pts/")) == ("/dev/null", False)
+    assert fd(both, 1).startswith("/dev/pts/")
+    assert fd(both, 0) != "/dev/null"
+
+
 def test_tmpfs_size_and_mode(runtime: base.Runtime, image: str) -> None:
     script = "df -k /scratch | tail -1 | awk '{print $2}'; stat -c %a /scratch"
     cid = run(runtime, cfg(image, "tmpfs-opts", "sh", "-c", script,

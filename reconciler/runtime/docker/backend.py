@@ -145,6 +145,10 @@ def container_body(config: base.ContainerConfig) -> dict[str, Any]:
         "StopTimeout": math.ceil(config.stop_timeout),
         "HostConfig": host,
     }
+    if config.tty:
+        body["Tty"] = True
+    if config.stdin_open:
+        body["OpenStdin"] = True
     if config.command is not None:
         body["Entrypoint"] = list(config.command)
     if config.args is not None:

@@ -116,6 +116,9 @@ class Resources:
     memory: int | None = None       # bytes
     cpus: float | None = None       # CPUs (quota / period)
     pids: int | None = None
+    memory_reservation: int | None = None   # bytes (soft limit)
+    cpu_shares: int | None = None           # relative weight
+    cpuset: str | None = None               # CPUs it may run on
 
 
 @dataclass(frozen=True)

@@ -338,6 +338,10 @@ class Builder:
             memory=self.convert(d, sp("resources", "memory"), units.parse_memory, res.get("memory")),
             cpus=self.convert(d, sp("resources", "cpus"), units.parse_cpus, res.get("cpus")),
             pids=int(res["pids"]) if "pids" in res else None,
+            memory_reservation=self.convert(d, sp("resources", "memoryReservation"), units.parse_memory,
+                                            res.get("memoryReservation")),
+            cpu_shares=res.get("cpuShares"),
+            cpuset=res.get("cpuset"),
         )
         depends_on = tuple(spec.get("dependsOn", ()))
         self.check_refs(d, sp("dependsOn"), depends_on, names["Container"], "Container")

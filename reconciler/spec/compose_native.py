@@ -55,11 +55,14 @@ SERVICE_KEYS: dict[str, str] = {
     "restart": "`restart`",
     "healthcheck": "`healthcheck`: `test`, `interval`, `timeout`, `retries`, `start_period`; `disable: true` is `[NONE]`",
     "depends_on": "`dependsOn` (created, and healthy when they have a healthcheck, first); a dependency with `service_completed_successfully` becomes a `job: true` Container (run to exit 0 first)",
-    "deploy": "`replicas` (as `scale`), `resources.limits` (`memory`, `cpus`, `pids`) into `resources`; other deploy keys are errors",
+    "deploy": "`replicas` (as `scale`), `resources.limits` (`memory`, `cpus`, `pids`) and `resources.reservations.memory` into `resources`; other deploy keys are errors",
     "scale": "`replicas`: other than 1, the Container is `<project>-<service>` with `replicas: N`, run as `<project>-<service>-1..N`; with `container_name` or a published host port it is an error",
     "mem_limit": "`resources.memory` (compose's binary units)",
     "cpus": "`resources.cpus`",
     "pids_limit": "`resources.pids` (-1: unlimited)",
+    "mem_reservation": "`resources.memoryReservation` (as `deploy.resources.reservations.memory`)",
+    "cpu_shares": "`resources.cpuShares`",
+    "cpuset": "`resources.cpuset`",
     "user": "`user`",
     "working_dir": "`workdir`",
     "hostname": "`hostname`",
@@ -577,8 +580,13 @@ class _Service:
         limits = res.get("limits") or {}
         base = ("deploy", "resources")
         for opt in res:
-            if opt not in ("limits",) and not opt.startswith("x-") and res[opt]:
+            if opt not in ("limits", "reservations") and not opt.startswith("x-") and res[opt]:
                 self.tr.error(self.p(*base, opt), not_supported(f"deploy.resources.{opt}"), key=True)
+        reservations = res.get("reservations") or {}
+        for opt, value in reservations.items():
+            if opt != "memory" and not opt.startswith("x-") and value not in (None, [], {}):
+                self.tr.error(self.p(*base, "reservations", opt), not_supported(
+                    f"reservations.{opt}", "only a memory reservation can be made on one host"), key=True)
         out: dict[str, Any] = {}
         for native, short, long_ in (("memory", "mem_limit", "memory"), ("cpus", "cpus", "cpus"),
                                      ("pids", "pids_limit", "pids")):
@@ -595,6 +603,20 @@ class _Service:
         for opt in limits:
             if opt not in ("memory", "cpus", "pids") and not opt.startswith("x-"):
                 self.tr.error(self.p(*base, "limits", opt), not_supported(f"limits.{opt}"), key=True)
+        for native, value, path in (("memoryReservation", self.svc.get("mem_reservation"), ("mem_reservation",)),
+                                    ("memoryReservation", reservations.get("memory"), (*base, "reservations", "memory")),
+                                    ("cpuShares", self.svc.get("cpu_shares"), ("cpu_shares",)),
+                                    ("cpuset", self.svc.get("cpuset"), ("cpuset",))):
+            if value is None:
+                continue
+            given: Any = self.resource("memory", value, path) if native == "memoryReservation" else \
+                int(value) if native == "cpuShares" else str(value)
+            if native in out and out[native] != given:
+                self.tr.error(self.p(*path), "can't set distinct values on 'mem_reservation' and "
+                              "'deploy.resources.reservations.memory'; keep one")
+                continue
+            out[native] = given
+            self.doc.came(("spec", "resources", native), self.p(*path))
         if out:
             self.spec["resources"] = out
 
@@ -969,6 +991,15 @@ class _Service:
         """Handled with deploy.resources (resources())."""
 
     def k_pids_limit(self, value: Any) -> None:
+        """Handled with deploy.resources (resources())."""
+
+    def k_mem_reservation(self, value: Any) -> None:
+        """Handled with deploy.resources (resources())."""
+
+    def k_cpu_shares(self, value: Any) -> None:
+        """Handled with deploy.resources (resources())."""
+
+    def k_cpuset(self, value: Any) -> None:
         """Handled with deploy.resources (resources())."""
 
 

@@ -39,7 +39,8 @@ IMAGE_EXCLUDED = frozenset({"name", "origin", "pull", "track", "spec_hash"})
 COMMON_EXCLUDED = frozenset({"name", "origin", "spec_hash", "deletion_policy"})
 
 
-_NESTED_IF_SET = frozenset({"options"})        # VolumeMount.options: added later, hashed only when set
+# added to nested models later, hashed only when set: VolumeMount.options, Resources' reservation, shares, cpuset
+_NESTED_IF_SET = frozenset({"options", "memory_reservation", "cpu_shares", "cpuset"})
 
 
 def _default(value: Any) -> Any:

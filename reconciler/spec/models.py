@@ -106,6 +106,9 @@ class Resources:
     memory: int | None              # bytes
     cpus: float | None              # CPUs (quota / period)
     pids: int | None
+    memory_reservation: int | None = None   # bytes (soft limit)
+    cpu_shares: int | None = None           # relative weight (Docker's 1024 when None)
+    cpuset: str | None = None               # CPUs it may run on, like "0-1,3"
 
 
 @dataclass(frozen=True)

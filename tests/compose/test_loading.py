@@ -906,3 +906,32 @@ def test_tty_and_stdin_open(tmp_path: Path) -> None:
         """})
     shell, plain = desired.containers[f"{tmp_path.name}-shell-1"], desired.containers[f"{tmp_path.name}-plain-1"]
     assert (shell.tty, shell.stdin_open, plain.tty, plain.stdin_open) == (True, True, False, False)
+
+
+def test_cpu_shares_cpuset_and_memory_reservations(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        services:
+          a:
+            image: busybox:1
+            cpu_shares: 512
+            cpuset: "0-1"
+            mem_reservation: 64m
+          b:
+            image: busybox:1
+            deploy: {resources: {reservations: {memory: 32M}}}
+        """})
+    a, b = desired.containers[f"{tmp_path.name}-a-1"], desired.containers[f"{tmp_path.name}-b-1"]
+    assert (a.resources.cpu_shares, a.resources.cpuset, a.resources.memory_reservation) == (512, "0-1", 64 << 20)
+    assert b.resources.memory_reservation == 32 << 20
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          a:
+            image: busybox:1
+            mem_reservation: 64m
+            deploy: {resources: {reservations: {memory: 32M, cpus: "0.5"}}}
+        """}) == [
+        "compose.yaml:5:49: services.a.deploy.resources.reservations.memory: can't set distinct values on "
+        "'mem_reservation' and 'deploy.resources.reservations.memory'; keep one",
+        "compose.yaml:5:54: services.a.deploy.resources.reservations.cpus: not supported yet: reservations.cpus; "
+        "only a memory reservation can be made on one host",
+    ]

@@ -6,7 +6,7 @@ Each project under tests/compose/oracle/ runs twice on the host's dockerd, under
 names, with its own subnets and host port (IMAGE, SUBNET_*, PORT are interpolated). What is
 compared: image, command, entrypoint, environment, mounts, published ports, networks and
 aliases, restart policy, user, working directory, hostname, healthcheck, stop signal and
-timeout, terminal and open stdin, read-only root, init, capabilities, sysctls, ulimits, /dev/shm size, extra hosts, DNS
+timeout, terminal and open stdin, read-only root, init, capabilities, sysctls, ulimits, /dev/shm size, CPU shares and set, memory reservation, extra hosts, DNS
 servers and search domains, and labels. Names that carry the project name (volumes,
 networks) are compared with it replaced, and what each tool adds of its own is left out:
 reconciler's `reconciler.*` labels, compose's config-hash/version/working_dir/config_files
@@ -115,7 +115,8 @@ def view(attrs: dict[str, Any], run: Run) -> dict[str, Any]:
         "restart": host["RestartPolicy"], "read_only": host["ReadonlyRootfs"], "init": bool(host.get("Init")),
         "sysctls": host.get("Sysctls") or {}, "ulimits": sorted(host.get("Ulimits") or [], key=lambda u: u["Name"]),
         "shm_size": host.get("ShmSize"), "extra_hosts": sorted(host.get("ExtraHosts") or []),
-        "dns": host.get("Dns") or [], "dns_search": host.get("DnsSearch") or [], "stop_timeout": cfg.get("StopTimeout") or 10,     # unset: Docker's 10 s
+        "dns": host.get("Dns") or [], "cpu_shares": host.get("CpuShares") or 0,
+        "cpuset": host.get("CpusetCpus") or "", "memory_reservation": host.get("MemoryReservation") or 0, "dns_search": host.get("DnsSearch") or [], "stop_timeout": cfg.get("StopTimeout") or 10,     # unset: Docker's 10 s
         # Docker takes capabilities with or without CAP_ (reconciler writes it, compose passes them as written)
         "cap_add": sorted(c.removeprefix("CAP_") for c in host.get("CapAdd") or []),
         "cap_drop": sorted(c.removeprefix("CAP_") for c in host.get("CapDrop") or []),

@@ -285,6 +285,18 @@ def test_tmpfs_size_and_mode(runtime: base.Runtime, image: str) -> None:
     assert output(runtime, cid, "stdout").split() == ["8192", "1770"]
 
 
+def test_cpu_shares_cpuset_and_memory_reservation(runtime: base.Runtime, image: str) -> None:
+    script = ("cat /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || cat /sys/fs/cgroup/cpu.weight; "
+              "cat /sys/fs/cgroup/cpuset/cpuset.cpus 2>/dev/null || cat /sys/fs/cgroup/cpuset.cpus; "
+              "cat /sys/fs/cgroup/memory/memory.soft_limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.low")
+    cid = run(runtime, cfg(image, "weights", "sh", "-c", script, resources=base.Resources(
+        memory_reservation=64 << 20, cpu_shares=512, cpuset="0")))
+    runtime.wait_container(cid, timeout=30)
+    shares, cpuset, reservation = output(runtime, cid, "stdout").split()
+    assert shares in ("512", "20")          # cgroup v1 shares, or v2's weight for them
+    assert (cpuset, reservation) == ("0", str(64 << 20))
+
+
 # ------------------------------------------------------------------------------- volumes
 
 def test_named_volume_survives_recreation(runtime: base.Runtime, image: str) -> None:

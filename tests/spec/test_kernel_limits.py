@@ -94,3 +94,12 @@ def test_tmpfs_size_and_mode(tmp_path: Path) -> None:
     assert problems(tmp_path, body.replace("'data:/data', ", "{type: volume, source: data, target: /data, size: 1Gi}, ")) == [
         "m.yaml:6:57: Container/web: spec.volumes[0].size: size is a tmpfs setting; a volume mount has none",
     ]
+
+
+def test_cpu_shares_cpuset_and_memory_reservation(tmp_path: Path) -> None:
+    body = "  resources: {memory: 256Mi, cpus: 0.5}\n"
+    # the hash reconciler gave this container before these resources existed
+    assert load(tmp_path, body).containers["web"].spec_hash == "ecdf984a80f04382163549f5ec5a1e608b76dfeabbd764c0dbfacf8c80573070"
+    more = load(tmp_path, "  resources: {memory: 256Mi, cpus: 0.5, memoryReservation: 64Mi, cpuShares: 512, cpuset: '0-1,3'}\n")
+    assert more.containers["web"].resources == spec.models.Resources(256 << 20, 0.5, None, 64 << 20, 512, "0-1,3")
+    assert more.containers["web"].spec_hash != "ecdf984a80f04382163549f5ec5a1e608b76dfeabbd764c0dbfacf8c80573070"

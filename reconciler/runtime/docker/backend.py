@@ -180,6 +180,11 @@ def container_body(config: base.ContainerConfig) -> dict[str, Any]:
         host["NanoCpus"] = _ns(res.cpus)
     if res.pids is not None:
         host["PidsLimit"] = res.pids
+    reserved: tuple[tuple[str, int | str | None], ...] = (
+        ("MemoryReservation", res.memory_reservation), ("CpuShares", res.cpu_shares), ("CpusetCpus", res.cpuset))
+    for key, setting in reserved:
+        if setting is not None:
+            host[key] = setting
     if config.cap_add:
         host["CapAdd"] = list(config.cap_add)
     if config.cap_drop:

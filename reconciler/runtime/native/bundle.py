@@ -383,6 +383,12 @@ def _resources(r: base.Resources) -> dict[str, Any]:
             raise rterrors.InvalidArgument("cpus must be positive")
         period = 100_000
         res["cpu"] = {"quota": int(r.cpus * period), "period": period}
+    if r.cpu_shares is not None:
+        res.setdefault("cpu", {})["shares"] = r.cpu_shares
+    if r.cpuset is not None:
+        res.setdefault("cpu", {})["cpus"] = r.cpuset
+    if r.memory_reservation is not None:
+        res.setdefault("memory", {})["reservation"] = r.memory_reservation
     if r.pids is not None:
         res["pids"] = {"limit": r.pids}
     return res

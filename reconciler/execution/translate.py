@@ -63,6 +63,7 @@ def container_config(
         dns_search=tuple(c.dns_search),
         tty=c.tty,
         stdin_open=c.stdin_open,
+        no_new_privileges=c.no_new_privileges,
     )
 
 

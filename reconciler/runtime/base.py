@@ -164,6 +164,7 @@ class ContainerConfig:
     dns_search: tuple[str, ...] = ()            # search domains instead of the host's
     tty: bool = False                           # main process on a pseudo-terminal (run -t)
     stdin_open: bool = False                    # main process's stdin kept open (run -i)
+    no_new_privileges: bool = False             # the no_new_privs bit (security-opt no-new-privileges)
 
 
 def labels_match(labels: Mapping[str, str], selector: Mapping[str, str] | None) -> bool:
@@ -223,7 +224,7 @@ def config_from_json(d: Mapping[str, Any]) -> ContainerConfig:
         shm_size=d.get("shm_size"),
         extra_hosts=tuple(d.get("extra_hosts") or ()), dns=tuple(d.get("dns") or ()),
         dns_search=tuple(d.get("dns_search") or ()), tty=bool(d.get("tty", False)),
-        stdin_open=bool(d.get("stdin_open", False)),
+        stdin_open=bool(d.get("stdin_open", False)), no_new_privileges=bool(d.get("no_new_privileges", False)),
     )
 
 

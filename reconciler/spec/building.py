@@ -398,6 +398,7 @@ class Builder:
             "job": bool(spec.get("job", False)),
             "tty": bool(spec.get("tty", False)),
             "stdin_open": bool(spec.get("stdinOpen", False)),
+            "no_new_privileges": bool(spec.get("noNewPrivileges", False)),
         }
         self.hashed_files[d.name] = files
         return models.Container(

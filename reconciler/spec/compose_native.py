@@ -69,6 +69,7 @@ SERVICE_KEYS: dict[str, str] = {
     "read_only": "`readOnly`",
     "cap_add": "`capAdd`",
     "cap_drop": "`capDrop`",
+    "security_opt": "`no-new-privileges[:true]` is `noNewPrivileges`; other options (seccomp, apparmor, label) are errors",
     "stop_signal": "`stopSignal`",
     "stop_grace_period": "`stopTimeout`",
     "init": "`init`",
@@ -934,6 +935,16 @@ class _Service:
 
     def k_cap_drop(self, value: Any) -> None:
         self.put("capDrop", [str(c) for c in value], "cap_drop")
+
+    def k_security_opt(self, value: Any) -> None:
+        for i, item in enumerate(value):
+            key, _, flag = str(item).replace("=", ":", 1).partition(":")
+            if key == "no-new-privileges" and flag in ("", "true", "false"):
+                if flag != "false":
+                    self.put("noNewPrivileges", True, "security_opt", i)
+            else:
+                self.tr.error(self.p("security_opt", i), not_supported(
+                    f"security_opt {item!r}", "only no-new-privileges is; the default seccomp profile always applies"))
 
     def k_stop_signal(self, value: Any) -> None:
         self.put("stopSignal", str(value), "stop_signal")

@@ -172,6 +172,7 @@ class Container:
     job: bool = False                                           # runs to completion (exit 0) once
     tty: bool = False                                           # main process on a pseudo-terminal
     stdin_open: bool = False                                    # main process's stdin kept open
+    no_new_privileges: bool = False                             # the no_new_privs bit for every process
 
 
 @dataclass(frozen=True)

@@ -935,3 +935,20 @@ def test_cpu_shares_cpuset_and_memory_reservations(tmp_path: Path) -> None:
         "compose.yaml:5:54: services.a.deploy.resources.reservations.cpus: not supported yet: reservations.cpus; "
         "only a memory reservation can be made on one host",
     ]
+
+
+def test_security_opt_no_new_privileges(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        services:
+          a: {image: busybox:1, security_opt: ["no-new-privileges:true"]}
+          b: {image: busybox:1, security_opt: [no-new-privileges]}
+          c: {image: busybox:1, security_opt: ["no-new-privileges=false"]}
+        """})
+    assert [c.no_new_privileges for _, c in sorted(desired.containers.items())] == [True, True, False]
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          a: {image: busybox:1, security_opt: ["seccomp:unconfined", "no-new-privileges:true"]}
+        """}) == [
+        "compose.yaml:2:40: services.a.security_opt[0]: not supported yet: security_opt 'seccomp:unconfined'; "
+        "only no-new-privileges is; the default seccomp profile always applies",
+    ]

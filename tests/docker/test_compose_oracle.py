@@ -6,7 +6,7 @@ Each project under tests/compose/oracle/ runs twice on the host's dockerd, under
 names, with its own subnets and host port (IMAGE, SUBNET_*, PORT are interpolated). What is
 compared: image, command, entrypoint, environment, mounts, published ports, networks and
 aliases, restart policy, user, working directory, hostname, healthcheck, stop signal and
-timeout, terminal and open stdin, read-only root, init, capabilities, sysctls, ulimits, /dev/shm size, CPU shares and set, memory reservation, extra hosts, DNS
+timeout, terminal and open stdin, read-only root, init, capabilities, security options, sysctls, ulimits, /dev/shm size, CPU shares and set, memory reservation, extra hosts, DNS
 servers and search domains, and labels. Names that carry the project name (volumes,
 networks) are compared with it replaced, and what each tool adds of its own is left out:
 reconciler's `reconciler.*` labels, compose's config-hash/version/working_dir/config_files
@@ -120,6 +120,7 @@ def view(attrs: dict[str, Any], run: Run) -> dict[str, Any]:
         # Docker takes capabilities with or without CAP_ (reconciler writes it, compose passes them as written)
         "cap_add": sorted(c.removeprefix("CAP_") for c in host.get("CapAdd") or []),
         "cap_drop": sorted(c.removeprefix("CAP_") for c in host.get("CapDrop") or []),
+        "security_opt": host.get("SecurityOpt") or [],
     }, run)
 
 

@@ -265,6 +265,15 @@ def test_shm_size(runtime: base.Runtime, image: str) -> None:
     assert sizes == ["65536", "131072"]
 
 
+def test_no_new_privileges(runtime: base.Runtime, image: str) -> None:
+    flags = []
+    for name, nnp in (("privs", False), ("no-new-privs", True)):
+        cid = run(runtime, cfg(image, name, "grep", "NoNewPrivs", "/proc/self/status", no_new_privileges=nnp))
+        runtime.wait_container(cid, timeout=30)
+        flags.append(output(runtime, cid, "stdout").split())
+    assert flags == [["NoNewPrivs:", "0"], ["NoNewPrivs:", "1"]]
+
+
 def test_tty_and_open_stdin(runtime: base.Runtime, image: str) -> None:
     plain = run(runtime, cfg(image, "plain", "sleep", "1000"))
     both = run(runtime, cfg(image, "tty", "sleep", "1000", tty=True, stdin_open=True))

@@ -189,6 +189,8 @@ def container_body(config: base.ContainerConfig) -> dict[str, Any]:
         host["CapAdd"] = list(config.cap_add)
     if config.cap_drop:
         host["CapDrop"] = list(config.cap_drop)
+    if config.no_new_privileges:
+        host["SecurityOpt"] = ["no-new-privileges:true"]
     if config.sysctls:
         host["Sysctls"] = dict(config.sysctls)
     if config.shm_size is not None:

@@ -421,7 +421,7 @@ def build_spec(inp: BundleInputs) -> dict[str, Any]:
         "env": list(inp.env),
         "cwd": inp.cwd,
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-        "noNewPrivileges": False,
+        "noNewPrivileges": cfg.no_new_privileges,
         # only the rlimits asked for: the process inherits ours; default rlimits asking for more
         # than the inherited hard limit fail without CAP_SYS_RESOURCE (podman's do, on the test machines)
     }

@@ -149,6 +149,7 @@ def config_from_dict(d: Mapping[str, Any]) -> base.ContainerConfig:
         sysctls=dict(d.get("sysctls") or {}), ulimits=tuple(base.Ulimit(**u) for u in d.get("ulimits") or ()),
         shm_size=d.get("shm_size"), extra_hosts=tuple(d.get("extra_hosts") or ()), dns=tuple(d.get("dns") or ()),
         dns_search=tuple(d.get("dns_search") or ()), tty=bool(d.get("tty")), stdin_open=bool(d.get("stdin_open")),
+        no_new_privileges=bool(d.get("no_new_privileges")),
     )
 
 

@@ -64,6 +64,8 @@ def container_config(
         tty=c.tty,
         stdin_open=c.stdin_open,
         no_new_privileges=c.no_new_privileges,
+        dns_options=tuple(c.dns_options),
+        oom_score_adj=c.oom_score_adj,
     )
 
 

@@ -165,6 +165,8 @@ class ContainerConfig:
     tty: bool = False                           # main process on a pseudo-terminal (run -t)
     stdin_open: bool = False                    # main process's stdin kept open (run -i)
     no_new_privileges: bool = False             # the no_new_privs bit (security-opt no-new-privileges)
+    dns_options: tuple[str, ...] = ()           # resolv.conf options instead of the host's
+    oom_score_adj: int | None = None            # -1000..1000
 
 
 def labels_match(labels: Mapping[str, str], selector: Mapping[str, str] | None) -> bool:
@@ -225,6 +227,7 @@ def config_from_json(d: Mapping[str, Any]) -> ContainerConfig:
         extra_hosts=tuple(d.get("extra_hosts") or ()), dns=tuple(d.get("dns") or ()),
         dns_search=tuple(d.get("dns_search") or ()), tty=bool(d.get("tty", False)),
         stdin_open=bool(d.get("stdin_open", False)), no_new_privileges=bool(d.get("no_new_privileges", False)),
+        dns_options=tuple(d.get("dns_options") or ()), oom_score_adj=d.get("oom_score_adj"),
     )
 
 

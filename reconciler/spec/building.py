@@ -399,6 +399,8 @@ class Builder:
             "tty": bool(spec.get("tty", False)),
             "stdin_open": bool(spec.get("stdinOpen", False)),
             "no_new_privileges": bool(spec.get("noNewPrivileges", False)),
+            "dns_options": tuple(spec.get("dnsOptions") or ()),
+            "oom_score_adj": spec.get("oomScoreAdj"),
         }
         self.hashed_files[d.name] = files
         return models.Container(

@@ -81,6 +81,8 @@ SERVICE_KEYS: dict[str, str] = {
     "extra_hosts": "`extraHosts` (list of `host:ip` / `host=ip`, or a map); `host-gateway` is an error",
     "dns": "`dns`",
     "dns_search": "`dnsSearch`",
+    "dns_opt": "`dnsOptions`",
+    "oom_score_adj": "`oomScoreAdj`",
     "labels": "`metadata.labels`, with compose's `com.docker.compose.*` labels",
     "container_name": "`metadata.name` (default `<project>-<service>-1`)",
     "profiles": "whether the service runs (`--profile`, `COMPOSE_PROFILES`)",
@@ -986,6 +988,13 @@ class _Service:
     def k_dns_search(self, value: Any) -> None:
         if value:
             self.put("dnsSearch", [str(v) for v in value], "dns_search")
+
+    def k_dns_opt(self, value: Any) -> None:
+        if value:
+            self.put("dnsOptions", [str(v) for v in value], "dns_opt")
+
+    def k_oom_score_adj(self, value: Any) -> None:
+        self.put("oomScoreAdj", int(value), "oom_score_adj")
 
     def k_shm_size(self, value: Any) -> None:
         try:

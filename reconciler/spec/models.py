@@ -173,6 +173,8 @@ class Container:
     tty: bool = False                                           # main process on a pseudo-terminal
     stdin_open: bool = False                                    # main process's stdin kept open
     no_new_privileges: bool = False                             # the no_new_privs bit for every process
+    dns_options: tuple[str, ...] = ()                           # resolv.conf options (): the host's
+    oom_score_adj: int | None = None                            # -1000..1000; None: the engine's
 
 
 @dataclass(frozen=True)

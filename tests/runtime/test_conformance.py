@@ -265,6 +265,12 @@ def test_shm_size(runtime: base.Runtime, image: str) -> None:
     assert sizes == ["65536", "131072"]
 
 
+def test_oom_score_adj(runtime: base.Runtime, image: str) -> None:
+    cid = run(runtime, cfg(image, "oom-adj", "cat", "/proc/self/oom_score_adj", oom_score_adj=500))
+    runtime.wait_container(cid, timeout=30)
+    assert output(runtime, cid, "stdout") == "500"
+
+
 def test_no_new_privileges(runtime: base.Runtime, image: str) -> None:
     flags = []
     for name, nnp in (("privs", False), ("no-new-privs", True)):
@@ -570,7 +576,7 @@ def test_extra_hosts_and_dns_on_and_off_networks(
         runtime: base.Runtime, image: str, networks: Callable[..., base.NetworkState]) -> None:
     networks("named")
     kw: dict[str, object] = {"extra_hosts": ("db.internal:10.1.2.3", "v6.internal:fd00::5"),
-                             "dns": ("192.0.2.53",), "dns_search": ("corp.example",)}
+                             "dns": ("192.0.2.53",), "dns_search": ("corp.example",), "dns_options": ("ndots:3",)}
     off = run(runtime, cfg(image, "off-net", "sleep", "1000", **kw))
     on = run(runtime, cfg(image, "on-net", "sleep", "1000", **{**kw, "networks": ("named",)}))
     for cid in (off, on):
@@ -579,6 +585,7 @@ def test_extra_hosts_and_dns_on_and_off_networks(
             {("10.1.2.3", "db.internal"), ("fd00::5", "v6.internal")}, hosts
         resolv = runtime.exec(cid, ["cat", "/etc/resolv.conf"]).stdout.decode()
         assert "search corp.example" in resolv.splitlines(), resolv
+        assert "options ndots:3" in resolv.splitlines(), resolv
     # off networks the nameserver is the container's own (on one, Docker puts its resolver in front)
     assert "nameserver 192.0.2.53" in runtime.exec(off, ["cat", "/etc/resolv.conf"]).stdout.decode().splitlines()
 

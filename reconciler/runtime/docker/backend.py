@@ -195,7 +195,10 @@ def container_body(config: base.ContainerConfig) -> dict[str, Any]:
         host["Sysctls"] = dict(config.sysctls)
     if config.shm_size is not None:
         host["ShmSize"] = config.shm_size
-    for key, values in (("ExtraHosts", config.extra_hosts), ("Dns", config.dns), ("DnsSearch", config.dns_search)):
+    if config.oom_score_adj is not None:
+        host["OomScoreAdj"] = config.oom_score_adj
+    for key, values in (("ExtraHosts", config.extra_hosts), ("Dns", config.dns), ("DnsSearch", config.dns_search),
+                        ("DnsOptions", config.dns_options)):
         if values:
             host[key] = list(values)
     if config.ulimits:

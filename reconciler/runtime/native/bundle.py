@@ -425,6 +425,8 @@ def build_spec(inp: BundleInputs) -> dict[str, Any]:
         # only the rlimits asked for: the process inherits ours; default rlimits asking for more
         # than the inherited hard limit fail without CAP_SYS_RESOURCE (podman's do, on the test machines)
     }
+    if cfg.oom_score_adj is not None:
+        process["oomScoreAdj"] = cfg.oom_score_adj
     if cfg.ulimits:
         process["rlimits"] = [{"type": "RLIMIT_" + u.name.upper(), "soft": _rlimit(u.soft), "hard": _rlimit(u.hard)}
                               for u in cfg.ulimits]

@@ -109,6 +109,7 @@ class NetworkAttacher(Protocol):
         self, container_id: str, *, name: str, hostname: str, networks: Sequence[str],
         ports: Sequence[base.PortMapping] = (), aliases: Sequence[str] = (),
         extra_hosts: Sequence[str] = (), dns: Sequence[str] = (), dns_search: Sequence[str] = (),
+        dns_options: Sequence[str] = (),
     ) -> Attachment: ...
 
     def detach(self, container_id: str) -> None: ...
@@ -149,7 +150,8 @@ def config_from_dict(d: Mapping[str, Any]) -> base.ContainerConfig:
         sysctls=dict(d.get("sysctls") or {}), ulimits=tuple(base.Ulimit(**u) for u in d.get("ulimits") or ()),
         shm_size=d.get("shm_size"), extra_hosts=tuple(d.get("extra_hosts") or ()), dns=tuple(d.get("dns") or ()),
         dns_search=tuple(d.get("dns_search") or ()), tty=bool(d.get("tty")), stdin_open=bool(d.get("stdin_open")),
-        no_new_privileges=bool(d.get("no_new_privileges")),
+        no_new_privileges=bool(d.get("no_new_privileges")), dns_options=tuple(d.get("dns_options") or ()),
+        oom_score_adj=d.get("oom_score_adj"),
     )
 
 
@@ -270,13 +272,14 @@ class Paths:
 
 # ---------------------------------------------------------------------------- helpers
 
-def _resolv_conf(host_network: bool, nameservers: Sequence[str] = (), search: Sequence[str] = ()) -> str:
+def _resolv_conf(host_network: bool, nameservers: Sequence[str] = (), search: Sequence[str] = (),
+                 options: Sequence[str] = ()) -> str:
     try:
         text = Path("/etc/resolv.conf").read_text(errors="replace")
     except OSError:
         text = ""
-    if nameservers or search:
-        return dns.render_resolv_conf(text, nameservers, search)
+    if nameservers or search or options:
+        return dns.render_resolv_conf(text, nameservers, search, options)
     if host_network:
         return text
     lines, servers = [], 0
@@ -652,7 +655,8 @@ class ContainerManager:
                 )
             att = self.network.attach(cid, name=name, hostname=hostname, networks=networks,
                                       ports=config.ports, aliases=config.aliases, extra_hosts=config.extra_hosts,
-                                      dns=config.dns, dns_search=config.dns_search)
+                                      dns=config.dns, dns_search=config.dns_search,
+                                      dns_options=config.dns_options)
             undo.append(lambda: self.network.detach(cid) if self.network else None)
             netns_path, ips = os.fspath(att.netns_path), dict(att.ip_addresses)
             hosts_src = Path(att.hosts_path) if att.hosts_path else None
@@ -667,7 +671,7 @@ class ContainerManager:
                 hosts.write_text(HOSTS_BASE + "".join(f"{ip}\t{hostname}\n" for ip in ips.values()) + extra)
         resolv = resolv_src or p.dir / "resolv.conf"
         if resolv_src is None:
-            resolv.write_text(_resolv_conf(host_network, config.dns, config.dns_search))
+            resolv.write_text(_resolv_conf(host_network, config.dns, config.dns_search, config.dns_options))
         (p.dir / "hostname").write_text(hostname + "\n")
         for f in (hosts, resolv, p.dir / "hostname"):
             if f.parent == p.dir:

@@ -57,14 +57,16 @@ def extra_entries(extra_hosts: Iterable[str]) -> list[HostEntry]:
     return [HostEntry(address, (name,)) for name, _, address in (h.partition(":") for h in extra_hosts)]
 
 
-def render_resolv_conf(host_text: str, nameservers: Sequence[str] = (), search: Sequence[str] = ()) -> str:
-    """The host's resolv.conf minus loopback nameservers (Docker's rule); `nameservers` and
-    `search`, when given, replace the host's."""
+def render_resolv_conf(host_text: str, nameservers: Sequence[str] = (), search: Sequence[str] = (),
+                       options: Sequence[str] = ()) -> str:
+    """The host's resolv.conf minus loopback nameservers (Docker's rule); `nameservers`,
+    `search` and `options`, when given, replace the host's."""
     out: list[str] = []
     servers = 0
     for line in host_text.splitlines():
         words = line.split()
-        if (nameservers and words[:1] == ["nameserver"]) or (search and words[:1] in (["search"], ["domain"])):
+        if (nameservers and words[:1] == ["nameserver"]) or (search and words[:1] in (["search"], ["domain"])) \
+                or (options and words[:1] == ["options"]):
             continue
         if words[:1] == ["nameserver"] and len(words) > 1:
             try:
@@ -76,6 +78,8 @@ def render_resolv_conf(host_text: str, nameservers: Sequence[str] = (), search: 
         out.append(line)
     if search:
         out.append("search " + " ".join(search))
+    if options:
+        out.append("options " + " ".join(options))
     out += [f"nameserver {ns}" for ns in nameservers]
     if servers == 0 and not nameservers:
         out += [f"nameserver {ns}" for ns in _FALLBACK_NAMESERVERS]

@@ -134,6 +134,7 @@ class ContainerRecord:
     extra_hosts: tuple[str, ...] = ()           # "name:address" lines of its hosts file
     dns: tuple[str, ...] = ()                   # its own nameservers (): the host's
     dns_search: tuple[str, ...] = ()            # its own search domains (): the host's
+    dns_options: tuple[str, ...] = ()           # its own resolver options (): the host's
 
 
 @dataclass(frozen=True)
@@ -372,7 +373,7 @@ class IPAM:
                 (container.container_id, container.name, container.hostname,
                  json.dumps(list(container.aliases)), container.netns,
                  json.dumps({"extra_hosts": list(container.extra_hosts), "dns": list(container.dns),
-                             "dns_search": list(container.dns_search)})),
+                             "dns_search": list(container.dns_search), "dns_options": list(container.dns_options)})),
             )
             endpoints = []
             for pos, net_name in enumerate(networks):
@@ -491,7 +492,7 @@ class IPAM:
             resolve = json.loads(r["resolve"])
             out.append(ContainerRecord(r["container_id"], r["name"], r["hostname"], tuple(json.loads(r["aliases"])),
                                        r["netns"], tuple(resolve.get("extra_hosts", ())), tuple(resolve.get("dns", ())),
-                                       tuple(resolve.get("dns_search", ()))))
+                                       tuple(resolve.get("dns_search", ())), tuple(resolve.get("dns_options", ()))))
         return out
 
     def container(self, container_id: str) -> ContainerRecord | None:

@@ -362,6 +362,7 @@ class NetworkManager:
         extra_hosts: Sequence[str] = (),
         dns: Sequence[str] = (),
         dns_search: Sequence[str] = (),
+        dns_options: Sequence[str] = (),
     ) -> Attachment:
         """Give a container its namespace, interfaces, addresses, published ports and names.
 
@@ -397,6 +398,7 @@ class NetworkManager:
                 container_id=container_id, name=name, hostname=hostname or name,
                 aliases=tuple(aliases), netns=str(self.netns_path(container_id)),
                 extra_hosts=tuple(extra_hosts), dns=tuple(dns), dns_search=tuple(dns_search),
+                dns_options=tuple(dns_options),
             )
             endpoints, port_records = self._ipam.add_container(
                 record, networks=nets, static_ips=static, ports=ports,
@@ -544,7 +546,8 @@ class NetworkManager:
             ]
             own += dns.extra_entries(rec.extra_hosts)
             dns.write_in_place(hosts_path, dns.render_hosts(own, peers))
-            dns.write_in_place(resolv_path, dns.render_resolv_conf(host_resolv, rec.dns, rec.dns_search))
+            dns.write_in_place(resolv_path, dns.render_resolv_conf(host_resolv, rec.dns, rec.dns_search,
+                                                                        rec.dns_options))
 
     def _refresh_peers(self, container_id: str, networks: Sequence[str]) -> None:
         """Rewrite the hosts files of every container sharing one of `networks`."""

@@ -66,6 +66,7 @@ def container_config(
         no_new_privileges=c.no_new_privileges,
         dns_options=tuple(c.dns_options),
         oom_score_adj=c.oom_score_adj,
+        group_add=tuple(c.group_add),
     )
 
 

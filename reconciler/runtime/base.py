@@ -167,6 +167,7 @@ class ContainerConfig:
     no_new_privileges: bool = False             # the no_new_privs bit (security-opt no-new-privileges)
     dns_options: tuple[str, ...] = ()           # resolv.conf options instead of the host's
     oom_score_adj: int | None = None            # -1000..1000
+    group_add: tuple[str, ...] = ()             # supplementary groups: names in the image, or gids
 
 
 def labels_match(labels: Mapping[str, str], selector: Mapping[str, str] | None) -> bool:
@@ -228,6 +229,7 @@ def config_from_json(d: Mapping[str, Any]) -> ContainerConfig:
         dns_search=tuple(d.get("dns_search") or ()), tty=bool(d.get("tty", False)),
         stdin_open=bool(d.get("stdin_open", False)), no_new_privileges=bool(d.get("no_new_privileges", False)),
         dns_options=tuple(d.get("dns_options") or ()), oom_score_adj=d.get("oom_score_adj"),
+        group_add=tuple(d.get("group_add") or ()),
     )
 
 

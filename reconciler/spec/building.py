@@ -401,6 +401,7 @@ class Builder:
             "no_new_privileges": bool(spec.get("noNewPrivileges", False)),
             "dns_options": tuple(spec.get("dnsOptions") or ()),
             "oom_score_adj": spec.get("oomScoreAdj"),
+            "group_add": tuple(str(g) for g in spec.get("groupAdd") or ()),
         }
         self.hashed_files[d.name] = files
         return models.Container(

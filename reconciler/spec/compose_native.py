@@ -64,6 +64,7 @@ SERVICE_KEYS: dict[str, str] = {
     "cpu_shares": "`resources.cpuShares`",
     "cpuset": "`resources.cpuset`",
     "user": "`user`",
+    "group_add": "`groupAdd`",
     "working_dir": "`workdir`",
     "hostname": "`hostname`",
     "read_only": "`readOnly`",
@@ -911,6 +912,10 @@ class _Service:
 
     def k_user(self, value: Any) -> None:
         self.put("user", str(value), "user")
+
+    def k_group_add(self, value: Any) -> None:
+        if value:
+            self.put("groupAdd", [str(g) for g in value], "group_add")
 
     def k_working_dir(self, value: Any) -> None:
         self.put("workdir", str(value), "working_dir")

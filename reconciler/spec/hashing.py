@@ -15,7 +15,7 @@ named by their live path, so a new revision copy of unchanged files hashes the s
 A changed image *digest* is the planner's separate recreate reason, not part of this hash.
 
 Fields added to the Container after its first release (`CONTAINER_IF_SET`: sysctls, ulimits, shm_size, extra hosts, dns, job, tty, stdin_open, no_new_privileges, dns options,
-oom_score_adj; a mount's tmpfs `options`)
+oom_score_adj, group_add; a mount's tmpfs `options`)
 are hashed only when set, so upgrading reconciler recreates no container that does not use them.
 
 Image: everything but `pull` and `track` (policies), plus the Dockerfile's content.
@@ -35,7 +35,8 @@ __all__ = ["COMMON_EXCLUDED", "CONTAINER_EXCLUDED", "CONTAINER_IF_SET", "IMAGE_E
 
 CONTAINER_EXCLUDED = frozenset({"name", "origin", "image_object", "depends_on", "update", "drift", "spec_hash"})
 CONTAINER_IF_SET = frozenset({"sysctls", "ulimits", "shm_size", "extra_hosts", "dns", "dns_search", "job",
-                              "tty", "stdin_open", "no_new_privileges", "dns_options", "oom_score_adj"})
+                              "tty", "stdin_open", "no_new_privileges", "dns_options", "oom_score_adj",
+                              "group_add"})
 IMAGE_EXCLUDED = frozenset({"name", "origin", "pull", "track", "spec_hash"})
 COMMON_EXCLUDED = frozenset({"name", "origin", "spec_hash", "deletion_policy"})
 

@@ -175,6 +175,7 @@ class Container:
     no_new_privileges: bool = False                             # the no_new_privs bit for every process
     dns_options: tuple[str, ...] = ()                           # resolv.conf options (): the host's
     oom_score_adj: int | None = None                            # -1000..1000; None: the engine's
+    group_add: tuple[str, ...] = ()                             # supplementary groups (names or gids)
 
 
 @dataclass(frozen=True)

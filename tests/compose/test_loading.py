@@ -842,6 +842,7 @@ def test_extra_hosts_and_dns_in_both_compose_forms(tmp_path: Path) -> None:
             dns_search: [corp.example]
             dns_opt: [ndots:2, rotate]
             oom_score_adj: -500
+            group_add: [video, 4242]
           b:
             image: busybox:1
             extra_hosts: {x.internal: 10.0.0.7}
@@ -851,6 +852,7 @@ def test_extra_hosts_and_dns_in_both_compose_forms(tmp_path: Path) -> None:
     assert (a.extra_hosts, a.dns, a.dns_search) == (("db.internal:10.0.0.5", "old:10.0.0.6"), ("1.1.1.1",), ("corp.example",))
     assert (b.extra_hosts, b.dns) == (("x.internal:10.0.0.7",), ())
     assert (a.dns_options, a.oom_score_adj, b.dns_options, b.oom_score_adj) == (("ndots:2", "rotate"), -500, (), None)
+    assert (a.group_add, b.group_add) == (("video", "4242"), ())
 
 
 def test_tmpfs_size_and_mode_in_both_compose_forms(tmp_path: Path) -> None:

@@ -265,6 +265,12 @@ def test_shm_size(runtime: base.Runtime, image: str) -> None:
     assert sizes == ["65536", "131072"]
 
 
+def test_group_add(runtime: base.Runtime, image: str) -> None:
+    cid = run(runtime, cfg(image, "groups", "id", "-G", user="1000:1000", group_add=("4242", "4243")))
+    runtime.wait_container(cid, timeout=30)
+    assert sorted(output(runtime, cid, "stdout").split()) == ["1000", "4242", "4243"]
+
+
 def test_oom_score_adj(runtime: base.Runtime, image: str) -> None:
     cid = run(runtime, cfg(image, "oom-adj", "cat", "/proc/self/oom_score_adj", oom_score_adj=500))
     runtime.wait_container(cid, timeout=30)

@@ -198,7 +198,7 @@ def container_body(config: base.ContainerConfig) -> dict[str, Any]:
     if config.oom_score_adj is not None:
         host["OomScoreAdj"] = config.oom_score_adj
     for key, values in (("ExtraHosts", config.extra_hosts), ("Dns", config.dns), ("DnsSearch", config.dns_search),
-                        ("DnsOptions", config.dns_options)):
+                        ("DnsOptions", config.dns_options), ("GroupAdd", config.group_add)):
         if values:
             host[key] = list(values)
     if config.ulimits:

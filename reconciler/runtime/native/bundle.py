@@ -205,12 +205,13 @@ def _parse_id(value: str, what: str) -> int:
     return n
 
 
-def resolve_user(rootfs: Path, spec: str | None) -> User:
+def resolve_user(rootfs: Path, spec: str | None, *, group_add: Sequence[str] = ()) -> User:
     """Docker's `User` forms: user, uid, user:group, uid:gid, uid:group, user:gid.
 
     Names are looked up in the image's /etc/passwd and /etc/group. With only a user, its
     primary group and the groups that list it are used; with a group, supplementary groups
-    from the image are not added.
+    from the image are not added. `group_add` (names or gids) are supplementary groups on top,
+    as `docker run --group-add` adds them.
     """
     spec = (spec or "").strip() or "0"
     user_part, _, group_part = spec.partition(":")
@@ -264,6 +265,19 @@ def resolve_user(rootfs: Path, spec: str | None) -> User:
                     n = _parse_id(g[2], "gid")
                     if n != gid and n not in additional:
                         additional.append(n)
+    for group in group_add:
+        if group.isdigit():
+            n = _parse_id(group, "gid")
+        else:
+            found = [g for g in groups if g[0] == group]
+            if not found:
+                raise rterrors.InvalidArgument(
+                    f"unable to find group {group}: no matching entries in the image's /etc/group",
+                    hint="use a numeric gid in groupAdd, or a group the image defines",
+                )
+            n = _parse_id(found[0][2], "gid")
+        if n not in additional:
+            additional.append(n)
     return User(uid=uid, gid=gid, additional_gids=tuple(additional), home=home)
 
 

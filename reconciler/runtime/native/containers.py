@@ -151,7 +151,7 @@ def config_from_dict(d: Mapping[str, Any]) -> base.ContainerConfig:
         shm_size=d.get("shm_size"), extra_hosts=tuple(d.get("extra_hosts") or ()), dns=tuple(d.get("dns") or ()),
         dns_search=tuple(d.get("dns_search") or ()), tty=bool(d.get("tty")), stdin_open=bool(d.get("stdin_open")),
         no_new_privileges=bool(d.get("no_new_privileges")), dns_options=tuple(d.get("dns_options") or ()),
-        oom_score_adj=d.get("oom_score_adj"),
+        oom_score_adj=d.get("oom_score_adj"), group_add=tuple(d.get("group_add") or ()),
     )
 
 
@@ -631,7 +631,8 @@ class ContainerManager:
         networks = tuple(config.networks)
         host_network = networks == ("host",)
         hostname = socket.gethostname() if host_network else (config.hostname or cid[:12])
-        user = bundle.resolve_user(p.rootfs, config.user if config.user is not None else image_config.get("User"))
+        user = bundle.resolve_user(p.rootfs, config.user if config.user is not None else image_config.get("User"),
+                                   group_add=config.group_add)
         argv = bundle.process_argv(image_config, config)
         cwd = config.workdir or image_config.get("WorkingDir") or "/"
         if not cwd.startswith("/"):

@@ -85,6 +85,7 @@ SERVICE_KEYS: dict[str, str] = {
     "dns_opt": "`dnsOptions`",
     "oom_score_adj": "`oomScoreAdj`",
     "labels": "`metadata.labels`, with compose's `com.docker.compose.*` labels",
+    "label_file": "`metadata.labels`: KEY=VALUE lines of each file (part of the revision), under `labels:`",
     "container_name": "`metadata.name` (default `<project>-<service>-1`)",
     "profiles": "whether the service runs (`--profile`, `COMPOSE_PROFILES`)",
     "extends": "applied while loading (same file or another file)",
@@ -437,14 +438,34 @@ class _Service:
         if replicas is not None:
             self.spec["replicas"] = replicas[0]
             self.doc.came(("spec", "replicas"), self.p(*replicas[1]))
-        labels = self.tr.labels(svc, {
+        labels = {**self.label_files(), **self.tr.labels(svc, {
             "com.docker.compose.project": self.tr.project, "com.docker.compose.service": self.name,
             "com.docker.compose.container-number": "1", "com.docker.compose.oneoff": "False",
-        })
+        })}
         self.doc.data = _manifest("Container", container, labels, self.spec)
         self.doc.came(("metadata", "name"), self.p("container_name") if "container_name" in svc else self.path)
         self.doc.came(("metadata", "labels"), self.p("labels") if "labels" in svc else self.path)
         return self.doc
+
+    def label_files(self) -> dict[str, str]:
+        """The `label_file:` files' KEY=VALUE lines (compose's dotenv format, not interpolated),
+        in order; `labels:` win over them."""
+        value = self.svc.get("label_file")
+        out: dict[str, str] = {}
+        for i, rel in enumerate([value] if isinstance(value, str) else value or ()):
+            at = self.p("label_file") if isinstance(value, str) else self.p("label_file", i)
+            full = os.path.normpath(os.path.join(self.tr.model.directory, str(rel)))
+            content = self.tr.rd.read(full, self.tr.at(at), compose.fmt(at), "label file")
+            if content is None:
+                continue
+            try:
+                out.update(interpolation.parse_dotenv(content.decode("utf-8"), lambda _name: None))
+            except (UnicodeDecodeError, interpolation.DotenvError) as exc:
+                self.tr.error(at, f"label file {rel} cannot be read as KEY=VALUE lines: {exc}")
+        return out
+
+    def k_label_file(self, value: Any) -> None:
+        """Handled with the metadata (label_files())."""
 
     def container_name(self) -> str:
         custom = self.svc.get("container_name")

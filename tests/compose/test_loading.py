@@ -957,3 +957,30 @@ def test_security_opt_no_new_privileges(tmp_path: Path) -> None:
         "compose.yaml:2:40: services.a.security_opt[0]: not supported yet: security_opt 'seccomp:unconfined'; "
         "only no-new-privileges is; the default seccomp profile always applies",
     ]
+
+
+def test_label_files_under_labels(tmp_path: Path) -> None:
+    desired = load(tmp_path, {
+        "compose.yaml": """
+            services:
+              web:
+                image: nginx:1
+                label_file: [./common.labels, ./web.labels]
+                labels: {tier: edge}
+            """,
+        "common.labels": "team=shop\ntier=back\n# a comment\n",
+        "web.labels": "traefik.enable=true\n",
+    })
+    labels = dict(desired.containers[f"{tmp_path.name}-web-1"].labels)
+    assert {k: v for k, v in labels.items() if not k.startswith("com.docker.compose.")} == {
+        "team": "shop", "tier": "edge", "traefik.enable": "true"}
+    (tmp_path / "web.labels").write_text("traefik.enable=false\n")
+    assert load(tmp_path).containers[f"{tmp_path.name}-web-1"].spec_hash != \
+        desired.containers[f"{tmp_path.name}-web-1"].spec_hash            # the file is part of the spec
+    (tmp_path / "web.labels").unlink()
+    with pytest.raises(spec.SpecError) as info:
+        load(tmp_path)
+    assert [str(p).replace(str(tmp_path) + os.sep, "") for p in info.value.problems] == [
+        "compose.yaml:4:35: services.web.label_file[1]: label file web.labels not found, unreadable or larger "
+        "than 16777216 bytes",
+    ]

@@ -211,6 +211,7 @@ def compose_page() -> str:
         "## Services\n", *_support_table(compose_native.service_support(service_keys)),
         "## Networks\n", *_support_table(compose_native.NETWORK_KEYS),
         "## Volumes\n", *_support_table(compose_native.VOLUME_KEYS),
+        "## Secrets and configs\n", *_support_table(compose_native.SECRET_KEYS),
     ])
 
 

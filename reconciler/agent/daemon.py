@@ -361,7 +361,8 @@ class Agent:
                 src.source.place(rev)           # binds are checked and hashed where they will be mounted
                 desired = self._host_part(spec.load(rev.path, policy=src.cfg.policy, live=rev.live,
                                                     compose=spec.ComposeOptions(default_name=rev.name or None),
-                                                    decryption=src.cfg.keys(self.config.decryption)))
+                                                    decryption=src.cfg.keys(self.config.decryption),
+                                                    cluster=self.config.runtime == "swarm"))
         except spec.SpecError as e:
             snap = str(rev.path)
             problems = [str(p).replace(snap, rev.origin, 1) if rev.origin else str(p) for p in e.problems]

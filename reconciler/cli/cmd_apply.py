@@ -171,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.spec import policy
 
     loaded = spec.load(args.source, policy=policy.load_policy(args.policy),
-                       decryption=decryption_keys(args))  # SpecError/PolicyError → exit 2,
+                       decryption=decryption_keys(args), cluster=args.runtime == "swarm")  # SpecError/PolicyError → exit 2,
     #                                                       before anything is touched
     print_warnings(loaded)
     desired = host_part(args, loaded)
@@ -211,7 +211,8 @@ def keep_revision(args: argparse.Namespace, desired: Any, source: str, *, keep: 
     from reconciler.cli.options import decryption_keys
     from reconciler.state import history, revisions
 
-    store = revisions.RevisionStore(args.root, decryption=decryption_keys(args))
+    store = revisions.RevisionStore(args.root, decryption=decryption_keys(args),
+                                   cluster=args.runtime == "swarm")
     try:
         new = store.get(desired.revision) is None
         snap = store.save(desired, source)

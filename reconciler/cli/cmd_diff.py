@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         desired = spec.load(args.source, policy=policy.load_policy(args.policy),
-                            decryption=options.decryption_keys(args))
+                            decryption=options.decryption_keys(args), cluster=args.runtime == "swarm")
         cmd_apply.print_warnings(desired)
         desired = cmd_apply.host_part(args, desired)
         with cmd_apply.open_runtime(args, supervise=False) as runtime:

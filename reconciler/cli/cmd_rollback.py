@@ -111,7 +111,8 @@ def _run_offline(args: argparse.Namespace, wanted: str | None) -> int:
     past = history.HistoryStore(db, args.owner).list(limit=1000)
     from reconciler.cli.options import decryption_keys
 
-    store = revisions.RevisionStore(args.root, decryption=decryption_keys(args))
+    store = revisions.RevisionStore(args.root, decryption=decryption_keys(args),
+                                   cluster=args.runtime == "swarm")
     current = past[0].revision if past else None
     converged: list[history.Pass] = []
     for p in past:

@@ -321,9 +321,14 @@ def _wait_ready(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) 
     deadline = began + a.wait.timeout
     while True:
         st = runtime.inspect_container(a.target)
-        if st.status not in (base.ContainerStatus.RUNNING, base.ContainerStatus.RESTARTING):
+        if a.wait.completion:
+            if st.status in (base.ContainerStatus.EXITED, base.ContainerStatus.DEAD):
+                if st.exit_code == 0:
+                    return
+                raise _ActionFailed(f"job {a.target} failed: it exited with code {st.exit_code}")
+        elif st.status not in (base.ContainerStatus.RUNNING, base.ContainerStatus.RESTARTING):
             raise _ActionFailed(f"{a.target} exited (code {st.exit_code}) before it was ready")
-        if a.wait.healthcheck:
+        elif a.wait.healthcheck:
             if st.health == "healthy":
                 return
             if st.health == "unhealthy":
@@ -331,11 +336,12 @@ def _wait_ready(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) 
         elif opts.clock() - began >= a.wait.min_ready and st.status is base.ContainerStatus.RUNNING:
             return
         if _stopping(opts):
-            what = "healthy" if a.wait.healthcheck else "ready"
+            what = "complete" if a.wait.completion else "healthy" if a.wait.healthcheck else "ready"
             raise _ActionFailed(f"{a.target} not yet {what}: not waited for, the reconciler is stopping",
                                 interrupted=True)
         if opts.clock() >= deadline:
-            what = "healthy" if a.wait.healthcheck else f"running for {a.wait.min_ready:g}s"
+            what = "complete" if a.wait.completion else "healthy" if a.wait.healthcheck \
+                else f"running for {a.wait.min_ready:g}s"
             raise _ActionFailed(f"{a.target} not {what} within {a.wait.timeout:g}s")
         opts.sleep(opts.poll_interval)
 

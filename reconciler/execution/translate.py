@@ -42,15 +42,17 @@ def container_config(
                                      protocol=p.protocol, host_ip=p.host_ip) for p in c.ports),
         networks=tuple(c.networks),
         aliases=tuple(c.aliases),
-        mounts=tuple(base.Mount(type=m.type, target=m.target, source=m.source, read_only=m.read_only)
-                     for m in c.volumes) + tuple(
+        mounts=tuple(base.Mount(type=m.type, target=m.target, source=m.source, read_only=m.read_only,
+                                options=tuple(m.options)) for m in c.volumes) + tuple(
             base.Mount(type="secret", target=s.target, source=s.source, read_only=True,
                        options=(f"mode={s.mode:04o}", f"uid={s.uid}", f"gid={s.gid}", f"digest={s.digest}"),
                        data=s.data)
             for s in c.secrets),
         restart=base.RestartPolicy(name=c.restart.name, max_retries=c.restart.max_retries),
         healthcheck=hc,
-        resources=base.Resources(memory=c.resources.memory, cpus=c.resources.cpus, pids=c.resources.pids),
+        resources=base.Resources(memory=c.resources.memory, cpus=c.resources.cpus, pids=c.resources.pids,
+                                 memory_reservation=c.resources.memory_reservation,
+                                 cpu_shares=c.resources.cpu_shares, cpuset=c.resources.cpuset),
         read_only=c.read_only,
         cap_add=tuple(c.cap_add),
         cap_drop=tuple(c.cap_drop),
@@ -62,6 +64,18 @@ def container_config(
         global_mode=c.global_mode,
         constraints=c.placement.swarm_constraints(),
         spread=c.placement.preferences,
+        sysctls=dict(c.sysctls),
+        ulimits=tuple(base.Ulimit(u.name, u.soft, u.hard) for u in c.ulimits),
+        shm_size=c.shm_size,
+        extra_hosts=tuple(c.extra_hosts),
+        dns=tuple(c.dns),
+        dns_search=tuple(c.dns_search),
+        tty=c.tty,
+        stdin_open=c.stdin_open,
+        no_new_privileges=c.no_new_privileges,
+        dns_options=tuple(c.dns_options),
+        oom_score_adj=c.oom_score_adj,
+        group_add=tuple(c.group_add),
     )
 
 

@@ -81,13 +81,15 @@ def _show(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Wait:
-    """After a start: wait until healthy (healthcheck) or running for `min_ready` seconds; on a
-    cluster (`rollout`), after a create or update: until the engine's rollout converged."""
+    """After a start: wait until healthy (healthcheck), running for `min_ready` seconds, or, for
+    a job (`completion`), exited with code 0; on a cluster (`rollout`), after a create or update:
+    until the engine's rollout converged."""
 
     timeout: float
     healthcheck: bool
     min_ready: float = 0.0
     rollout: bool = False
+    completion: bool = False
 
 
 @dataclass(frozen=True)

@@ -47,11 +47,11 @@ def tracked_refs(desired: models.DesiredState, *, every: bool = False) -> list[s
 
 
 def volumes(desired: models.DesiredState) -> dict[str, models.Volume | None]:
-    """Every volume the revision needs: the declared ones, then the implicit ones (None), each
-    part sorted by name."""
+    """Every volume the revision makes: the declared ones, then the implicit ones (None), each
+    part sorted by name; external volumes are not made, so not among them."""
     out: dict[str, models.Volume | None] = {n: desired.volumes[n] for n in sorted(desired.volumes)}
     implicit = {m.source for c in desired.containers.values() for m in c.volumes if m.type == "volume"}
-    out.update((n, None) for n in sorted(implicit - set(out)))
+    out.update((n, None) for n in sorted(implicit - set(out) - set(desired.external_volumes)))
     return out
 
 

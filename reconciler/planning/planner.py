@@ -21,8 +21,9 @@ same plan text. The rules are DESIGN §5:
 - a cluster (`options.cluster`: Swarm services) updates a changed service in place, as one
   `update` action, and scales it the same way; Swarm rolls it out and back. Its nodes pull:
   no image is pulled here, every service runs its image pinned by the registry digest resolved
-  for this pass. Every create and update waits for the rollout. A single-host engine runs one
-  container per object: `replicas` other than 1 is refused there.
+  for this pass. Every create and update waits for the rollout. For a single-host engine the
+  loader has made `replicas: N` into N containers (spec.load's `cluster`); one that reaches the
+  planner unexpanded is refused.
 
 `_Planner` works in phases, one method each, in the order the actions are numbered: inputs →
 prune containers → networks and volumes → images → containers → ordering (what waits for what,
@@ -242,7 +243,10 @@ def _pinned(ref: str, digest: str) -> str:
 
 
 def _wait(c: models.Container) -> actions.Wait | None:
-    """What a start of `c` waits for: healthy (a healthcheck), else running for minReady."""
+    """What a start of `c` waits for: a job's exit 0, healthy (a healthcheck), else running for
+    minReady."""
+    if c.job:
+        return actions.Wait(timeout=c.update.health_timeout, healthcheck=False, completion=True)
     if c.healthcheck is not None and c.healthcheck.test[:1] != ("NONE",):
         return actions.Wait(timeout=c.update.health_timeout, healthcheck=True)
     if c.update.min_ready > 0:
@@ -344,9 +348,14 @@ class _Planner:
 
     def _prune_networks_and_volumes(self) -> None:
         b, opts = self.b, self.options
+        external = {("Network", n) for n in self.desired.external_networks} | \
+            {("Volume", n) for n in self.desired.external_volumes}
         for kind, name in self.garbage if self.prune else []:
             entry = self.inventory.entries[(kind, name)]
-            if kind == "Network":
+            if (kind, name) in external:
+                b.add(f"forget:{kind.lower()}:{name}", Kind.FORGET, f"{kind.lower()}:{name}",
+                      "declared external now: no longer managed, left in place", self.container_removals)
+            elif kind == "Network":
                 res = f"network:{name}"
                 o_n = self.observed.networks.get(name)
                 if o_n is None or not _owned(o_n.owner, opts):
@@ -389,6 +398,15 @@ class _Planner:
                 self.net_ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res, _stranger("network", on.owner))
             elif on.owner is not None and on.owner.spec_hash != net.spec_hash:
                 self._recreate_network(net, labels)
+        for name in self.desired.external_networks:
+            if name not in self.observed.networks:
+                self.net_ready[name] = self._missing_external("network", name)
+
+    def _missing_external(self, kind: str, name: str) -> str:
+        res = f"{kind}:{name}"
+        return self.b.add(f"fail:{res}", Kind.FAIL, res, f"external {kind} {name} does not exist: create it "
+                          f"(docker {kind} create {name}, or a {kind.title()} manifest of another source) "
+                          "and converge again")
 
     def _recreate_network(self, net: models.Network, labels: dict[str, str]) -> None:
         name, res = net.name, f"network:{net.name}"
@@ -413,6 +431,9 @@ class _Planner:
                     spec=v, labels=self._labels("Volume", name, v), target=name)
             elif not _owned(ov.owner, self.options):
                 self.vol_ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res, _stranger("volume", ov.owner))
+        for name in self.desired.external_volumes:
+            if name not in self.observed.volumes:
+                self.vol_ready[name] = self._missing_external("volume", name)
 
     # -- images ------------------------------------------------------------------------------
 
@@ -485,8 +506,8 @@ class _Planner:
         o = self.observed.containers.get(name)
         if c.replicas != 1 and not self.options.cluster:
             self.ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res,
-                                          f"replicas: {c.replicas}: this runtime runs exactly one container per "
-                                          "Container object (replicas is for --runtime swarm)")
+                                          f"replicas: {c.replicas}: this runtime runs one container per "
+                                          "Container object (load the manifests for a single host: spec.load without cluster)")
         elif o is None:
             held = self._held("Container", name, c.spec_hash)
             if held:

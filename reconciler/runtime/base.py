@@ -121,6 +121,18 @@ class Resources:
     memory: int | None = None       # bytes
     cpus: float | None = None       # CPUs (quota / period)
     pids: int | None = None
+    memory_reservation: int | None = None   # bytes (soft limit)
+    cpu_shares: int | None = None           # relative weight
+    cpuset: str | None = None               # CPUs it may run on
+
+
+@dataclass(frozen=True)
+class Ulimit:
+    """One setrlimit(2) limit of the container's processes; -1 is unlimited."""
+
+    name: str                       # "nofile", "nproc", ...
+    soft: int
+    hard: int
 
 
 @dataclass(frozen=True)
@@ -164,6 +176,18 @@ class ContainerConfig:
     global_mode: bool = False                # a Swarm global service: one copy per node it is placed on
     constraints: tuple[str, ...] = ()        # Swarm placement constraints ("node.labels.role==edge")
     spread: tuple[str, ...] = ()             # Swarm spread preferences ("node.labels.zone")
+    sysctls: Mapping[str, str] = field(default_factory=dict)     # namespaced kernel parameters
+    ulimits: tuple[Ulimit, ...] = ()
+    shm_size: int | None = None                 # bytes of /dev/shm; None: 64 MiB (Docker's)
+    extra_hosts: tuple[str, ...] = ()           # "name:address" lines added to /etc/hosts
+    dns: tuple[str, ...] = ()                   # nameservers instead of the host's
+    dns_search: tuple[str, ...] = ()            # search domains instead of the host's
+    tty: bool = False                           # main process on a pseudo-terminal (run -t)
+    stdin_open: bool = False                    # main process's stdin kept open (run -i)
+    no_new_privileges: bool = False             # the no_new_privs bit (security-opt no-new-privileges)
+    dns_options: tuple[str, ...] = ()           # resolv.conf options instead of the host's
+    oom_score_adj: int | None = None            # -1000..1000
+    group_add: tuple[str, ...] = ()             # supplementary groups: names in the image, or gids
 
 
 def labels_match(labels: Mapping[str, str], selector: Mapping[str, str] | None) -> bool:
@@ -224,6 +248,14 @@ def config_from_json(d: Mapping[str, Any]) -> ContainerConfig:
         global_mode=bool(d.get("global_mode", False)),
         constraints=tuple(d.get("constraints") or ()),
         spread=tuple(d.get("spread") or ()),
+        sysctls=dict(d.get("sysctls") or {}),
+        ulimits=tuple(Ulimit(**u) for u in d.get("ulimits") or ()),
+        shm_size=d.get("shm_size"),
+        extra_hosts=tuple(d.get("extra_hosts") or ()), dns=tuple(d.get("dns") or ()),
+        dns_search=tuple(d.get("dns_search") or ()), tty=bool(d.get("tty", False)),
+        stdin_open=bool(d.get("stdin_open", False)), no_new_privileges=bool(d.get("no_new_privileges", False)),
+        dns_options=tuple(d.get("dns_options") or ()), oom_score_adj=d.get("oom_score_adj"),
+        group_add=tuple(d.get("group_add") or ()),
     )
 
 

@@ -50,7 +50,7 @@ def __getattr__(name: str) -> Any:
 def load(
     path: str | os.PathLike[str], *, limits: Limits | None = None, use_lock: bool = True, policy: Policy | None = None,
     live: str | os.PathLike[str] | None = None, compose: ComposeOptions | None = None,
-    decryption: Keys | None = None,
+    decryption: Keys | None = None, cluster: bool = False,
 ) -> DesiredState:
     """Read, validate and build every manifest under `path` ("-" = stdin).
 
@@ -75,6 +75,10 @@ def load(
     hash and revision is the encrypted file's. Without it, or when its keys do not open the
     file, or the file's MAC does not match, that is a Problem naming the file.
 
+    `replicas: N` on a Container is N containers `<name>-1` .. `<name>-N` of one host (as compose
+    runs a scaled service), each with `replicas` 1; with `cluster` (the runtime is a cluster of
+    services, `--runtime swarm`) the Container stays one service with N replicas.
+
     With `use_lock` (the default), the lock file beside the manifests (lock.py, written by
     `reconcile lock`) pins the image references it names to their digests.
 
@@ -86,7 +90,7 @@ def load(
     gc.disable()
     try:
         desired, _ = _load(os.fspath(path), limits, use_lock, policy, None if live is None else os.fspath(live),
-                           compose, decryption)
+                           compose, decryption, cluster)
         return desired
     finally:
         if gc_was_enabled:
@@ -115,7 +119,7 @@ def convert(
 
 def _load(
     path: str, limits: Limits | None, use_lock: bool = True, policy: Policy | None = None, live: str | None = None,
-    compose_opts: ComposeOptions | None = None, decryption: Keys | None = None,
+    compose_opts: ComposeOptions | None = None, decryption: Keys | None = None, cluster: bool = False,
 ) -> tuple[DesiredState, list[Any]]:
     from reconciler.spec import building, compose, lock, models, reading
     from reconciler.spec.models import DesiredState
@@ -169,12 +173,15 @@ def _load(
         if d.data is not None:      # valid, or valid once its schema errors are left out
             by_kind[d.kind][d.name] = d
 
-    networks = {n: builder.network(d) for n, d in sorted(by_kind["Network"].items())}
-    volumes = {n: builder.volume(d) for n, d in sorted(by_kind["Volume"].items())}
+    external = {kind: tuple(n for n, d in sorted(by_kind[kind].items()) if builder.external(d)) for kind in ("Network", "Volume")}
+    networks = {n: builder.network(d) for n, d in sorted(by_kind["Network"].items()) if n not in external["Network"]}
+    volumes = {n: builder.volume(d) for n, d in sorted(by_kind["Volume"].items()) if n not in external["Volume"]}
     images = {n: builder.image(d) for n, d in sorted(by_kind["Image"].items())}
     containers = {n: builder.container(d, images, names) for n, d in sorted(by_kind["Container"].items())}
     builder.check_port_conflicts(by_kind["Container"], containers)
     builder.check_cycles(by_kind["Container"], containers)
+    if not cluster:
+        containers = builder.replicate(by_kind["Container"], containers)
     if policy is not None:
         from reconciler.spec import policy as policy_mod
 
@@ -184,6 +191,7 @@ def _load(
             [(d, d.data.get("spec") or {}) for d in by_kind["Container"].values()],
             names["Image"], lambda d, p: builder.resolve(d.raw.base, p), builder.report,
             bind_root=builder.live, resolve_bind=lambda d, p: builder.live_path(d.raw.base, p),
+            externals=[by_kind[k][n] for k in ("Network", "Volume") for n in external[k]],
         )
     if problems:
         raise SpecError(problems)
@@ -198,6 +206,8 @@ def _load(
         files=MappingProxyType(dict(builder.files)),    # what `reconcile rollback` keeps a copy of
         project=project,
         warnings=tuple(str(w) for w in sorted(warnings, key=Problem.sort_key)),
+        external_networks=external["Network"],
+        external_volumes=external["Volume"],
     ), docs
 
 

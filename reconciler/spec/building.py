@@ -36,6 +36,8 @@ _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _RESERVED_LABEL = "reconciler."
 _WILDCARDS = ("0.0.0.0", "::")  # noqa: S104 - a wildcard host IP conflicts with every address
 _KNOWN_SIGNALS = {s.name for s in signal.Signals}
+_IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
+                "kernel.shmmni", "kernel.shm_rmid_forced"}
 _SHORT_SIGNAL = {s.name.removeprefix("SIG") for s in signal.Signals}
 
 Path_ = tuple[str | int, ...]
@@ -157,6 +159,19 @@ class Builder:
         return os.path.normpath(os.path.join(self.live, os.path.relpath(full, self.root)))
 
     # -- Network / Volume ------------------------------------------------------------------
+
+    def external(self, d: _Doc) -> bool:
+        """Whether `d` declares an existing object (`external: true`); anything else it sets is
+        reported, as nothing of it would be made."""
+        spec = d.data.get("spec") or {}
+        if not spec.get("external"):
+            return False
+        for key in spec:
+            if key != "external":
+                self.report(d, ("spec", key), f"an external {d.kind} is used as it is; remove {key} or external: true", key=True)
+        if d.data["metadata"].get("labels"):
+            self.report(d, ("metadata", "labels"), f"an external {d.kind} is used as it is and cannot be labelled; remove the labels", key=True)
+        return True
 
     def network(self, d: _Doc) -> models.Network:
         spec = d.data.get("spec") or {}
@@ -323,12 +338,19 @@ class Builder:
         secrets = self.secrets(d, spec, files, {m.target for m in volumes})
 
         restart_name, max_retries = units.parse_restart(spec.get("restart", "no"))
+        if spec.get("job") and restart_name in ("always", "unless-stopped"):
+            self.report(d, sp("restart"), f"a job runs to completion; restart {restart_name} would run it again "
+                        "and again: use no or on-failure")
         healthcheck = self.healthcheck(d, spec.get("healthcheck"))
         res = spec.get("resources") or {}
         resources = models.Resources(
             memory=self.convert(d, sp("resources", "memory"), units.parse_memory, res.get("memory")),
             cpus=self.convert(d, sp("resources", "cpus"), units.parse_cpus, res.get("cpus")),
             pids=int(res["pids"]) if "pids" in res else None,
+            memory_reservation=self.convert(d, sp("resources", "memoryReservation"), units.parse_memory,
+                                            res.get("memoryReservation")),
+            cpu_shares=res.get("cpuShares"),
+            cpuset=res.get("cpuset"),
         )
         depends_on = tuple(spec.get("dependsOn", ()))
         self.check_refs(d, sp("dependsOn"), depends_on, names["Container"], "Container")
@@ -379,6 +401,19 @@ class Builder:
             "replicas": 1 if spec.get("replicas") == "global" else int(spec.get("replicas", 1)),
             "global_mode": spec.get("replicas") == "global",
             "placement": _placement(spec.get("placement") or {}),
+            "sysctls": self.sysctls(d, spec.get("sysctls") or {}, networks),
+            "ulimits": self.ulimits(d, spec.get("ulimits") or {}),
+            "shm_size": self.convert(d, sp("shmSize"), units.parse_memory, spec.get("shmSize")),
+            "extra_hosts": self.extra_hosts(d, spec.get("extraHosts") or ()),
+            "dns": self.addresses(d, sp("dns"), spec.get("dns") or ()),
+            "dns_search": tuple(spec.get("dnsSearch") or ()),
+            "job": bool(spec.get("job", False)),
+            "tty": bool(spec.get("tty", False)),
+            "stdin_open": bool(spec.get("stdinOpen", False)),
+            "no_new_privileges": bool(spec.get("noNewPrivileges", False)),
+            "dns_options": tuple(spec.get("dnsOptions") or ()),
+            "oom_score_adj": spec.get("oomScoreAdj"),
+            "group_add": tuple(str(g) for g in spec.get("groupAdd") or ()),
         }
         if secrets:         # absent when none: the hashes of containers without secrets stay as they were
             fields["secrets"] = secrets
@@ -415,6 +450,97 @@ class Builder:
         line, column = d.raw.where((*where, "track"))
         return models.ImageUpdate(repository=track.rpartition(":")[0], tag=m.group("tag"), policy=policy,
                                   mode=value.get("mode", "apply"), at=models.Origin(d.raw.file, line, column))
+
+    def sysctls(self, d: _Doc, given: Mapping[str, Any], networks: tuple[str, ...]) -> Mapping[str, str]:
+        """Docker's rule: only sysctls of the container's own namespaces (IPC: kernel.msg*, sem,
+        shm*, fs.mqueue.*; network: net.*, not with the host's network)."""
+        for key in given:
+            at = ("spec", "sysctls", key)
+            if key.startswith("net."):
+                if networks == ("host",):
+                    self.report(d, at, f"{key} would change the host's network stack (network host); remove it or use a network of the container's own", key=True)
+            elif key not in _IPC_SYSCTLS and not key.startswith("fs.mqueue."):
+                self.report(d, at, f"{key} is not a namespaced sysctl: it would change the whole host; only net.*, "
+                            "fs.mqueue.* and kernel.msgmax/msgmnb/msgmni/sem/shmall/shmmax/shmmni/shm_rmid_forced can be set per container", key=True)
+        return MappingProxyType({k: _env_str(v) for k, v in sorted(given.items())})
+
+    def extra_hosts(self, d: _Doc, given: Any) -> tuple[str, ...]:
+        out: list[str] = []
+        for i, item in enumerate(given):
+            name, address = re.split(r"[:=]", item, maxsplit=1)
+            address = address.strip("[]")
+            if address == "host-gateway":
+                self.report(d, ("spec", "extraHosts", i), "host-gateway is not supported yet; name the address")
+                continue
+            if self.addresses(d, ("spec", "extraHosts", i), (address,)):
+                out.append(f"{name}:{address}")
+        return tuple(out)
+
+    def addresses(self, d: _Doc, path: Path_, given: Any) -> tuple[str, ...]:
+        out: list[str] = []
+        for i, item in enumerate(given):
+            try:
+                out.append(str(ipaddress.ip_address(item)))
+            except ValueError:
+                at = path if path[-2:-1] == ("extraHosts",) else (*path, i)
+                self.report(d, at, f"{item!r} is not an IP address")
+        return tuple(out)
+
+    def ulimits(self, d: _Doc, given: Mapping[str, Any]) -> tuple[models.Ulimit, ...]:
+        out: list[models.Ulimit] = []
+        for name, value in sorted(given.items()):
+            soft, hard = (value, value) if isinstance(value, int) else (value["soft"], value["hard"])
+            if hard != -1 and (soft == -1 or soft > hard):
+                self.report(d, ("spec", "ulimits", name), f"soft limit {soft} is above the hard limit {hard}; lower soft or raise hard")
+            out.append(models.Ulimit(name, soft, hard))
+        return tuple(out)
+
+    # -- replicas --------------------------------------------------------------------------
+
+    def replicate(
+        self, docs: Mapping[str, _Doc], containers: Mapping[str, models.Container],
+    ) -> dict[str, models.Container]:
+        """Each Container with `replicas: N` as N containers `<name>-1` .. `<name>-N` (none for 0),
+        and every `dependsOn` naming it as all of them. A replica of a compose service
+        (labelled `com.docker.compose.service`) carries its number in
+        `com.docker.compose.container-number`, as compose numbers them."""
+        copies: dict[str, list[str]] = {}
+        for name in containers:
+            count = docs[name].data["spec"].get("replicas")
+            if isinstance(count, int):          # "global": one container on a single host
+                copies[name] = [f"{name}-{i}" for i in range(1, count + 1)]
+                self.check_replicas(docs[name], containers[name], copies[name])
+        out: dict[str, models.Container] = {}
+        for name, c in containers.items():
+            deps = tuple(dict.fromkeys(r for dep in c.depends_on for r in copies.get(dep, [dep])))
+            c = dataclasses.replace(c, depends_on=deps)     # depends_on is not hashed
+            for i, replica in enumerate(copies.get(name, [name]), start=1):
+                if replica in out or (replica != name and replica in containers):
+                    self.report(docs[name], ("spec", "replicas"), f"replica {replica!r} has the name of another Container; rename one of them")
+                    continue
+                out[replica] = c if replica == name else self.replica(c, replica, i)
+        return dict(sorted(out.items()))
+
+    def replica(self, c: models.Container, name: str, number: int) -> models.Container:
+        """Copy `number` of `c`, one container of a single host, with `c`'s spec hash; a compose
+        service's copy carries its number in a label, so copies after the first hash it too (the
+        first keeps the hash of the unscaled service, whose label says 1: scaling up leaves it)."""
+        labels = dict(c.labels)
+        digest = c.spec_hash
+        if "com.docker.compose.service" in labels:
+            labels["com.docker.compose.container-number"] = str(number)
+            if number != 1:
+                digest = hashlib.sha256(f"{c.spec_hash}#{number}".encode()).hexdigest()
+        return dataclasses.replace(c, name=name, labels=MappingProxyType(labels), replicas=1, spec_hash=digest)
+
+    def check_replicas(self, d: _Doc, c: models.Container, names: list[str]) -> None:
+        if len(names) > 1:
+            for i, p in enumerate(c.ports):
+                self.report(d, ("spec", "ports", i), f"{len(names)} replicas cannot all publish host port {p.host_port}/{p.protocol}; "
+                            "publish it from one container (a proxy in front of the replicas) or set replicas: 1")
+        longest = max(names, key=len, default="")
+        if len(longest) > 63:
+            self.report(d, ("metadata", "name"), f"replica name {longest!r} is longer than 63 characters; shorten the name")
 
     def convert(self, d: _Doc, path: Path_, parse: Callable[[Any], Any], value: Any) -> Any:
         if value is None:
@@ -569,7 +695,16 @@ class Builder:
             if kind != "tmpfs" and not source:
                 self.report(d, path, f"a {kind} mount needs a source")
                 return None
-            return models.VolumeMount(kind, source, item["target"], bool(item.get("readOnly", False)))
+            options: list[str] = []
+            for key in ("size", "mode"):
+                if key in item and kind != "tmpfs":
+                    self.report(d, (*path, key), f"{key} is a tmpfs setting; a {kind} mount has none", key=True)
+            if "size" in item:
+                size = self.convert(d, (*path, "size"), units.parse_memory, item["size"])
+                options += [f"size={size}"] if size is not None else []
+            if "mode" in item:
+                options.append(f"mode={item['mode']}")
+            return models.VolumeMount(kind, source, item["target"], bool(item.get("readOnly", False)), tuple(options))
         parts = item.split(":")
         if len(parts) == 1:
             self.report(d, path, f"{item!r} has no source; anonymous volumes are not supported, write volume-name:{item} or ./dir:{item}")

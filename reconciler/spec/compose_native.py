@@ -50,24 +50,41 @@ SERVICE_KEYS: dict[str, str] = {
     "networks": "`networks` (`<project>_<name>`), and `aliases`: the service name and every `aliases:` entry",
     "network_mode": "`host` and `none`: `networks: [host]` / `[none]`; other modes are errors",
     "volumes": "`volumes`: named volumes, binds (relative to the project directory), tmpfs; `read_only`",
-    "tmpfs": "`volumes` of type tmpfs (options are errors)",
+    "tmpfs": "`volumes` of type tmpfs, with `size` and `mode` options (other options are errors)",
     "restart": "`restart`",
     "healthcheck": "`healthcheck`: `test`, `interval`, `timeout`, `retries`, `start_period`; `disable: true` is `[NONE]`",
-    "depends_on": "`dependsOn` (created, and healthy when they have a healthcheck, first); `service_completed_successfully` is an error",
-    "deploy": "`replicas: 1`, `resources.limits` (`memory`, `cpus`, `pids`) into `resources`, `placement` (`constraints`, `preferences` of `spread`) into `placement`, `mode: global` into `replicas: global`; other deploy keys are errors",
+    "depends_on": "`dependsOn` (created, and healthy when they have a healthcheck, first); a dependency with `service_completed_successfully` becomes a `job: true` Container (run to exit 0 first)",
+    "deploy": "`replicas` (as `scale`), `resources.limits` (`memory`, `cpus`, `pids`) and `resources.reservations.memory` into `resources`, `placement` (`constraints`, `preferences` of `spread`) into `placement`, `mode: global` into `replicas: global`; other deploy keys are errors",
+    "scale": "`replicas`: other than 1, the Container is `<project>-<service>` with `replicas: N`, run as `<project>-<service>-1..N`; with `container_name` or a published host port it is an error",
     "mem_limit": "`resources.memory` (compose's binary units)",
     "cpus": "`resources.cpus`",
     "pids_limit": "`resources.pids` (-1: unlimited)",
+    "mem_reservation": "`resources.memoryReservation` (as `deploy.resources.reservations.memory`)",
+    "cpu_shares": "`resources.cpuShares`",
+    "cpuset": "`resources.cpuset`",
     "user": "`user`",
+    "group_add": "`groupAdd`",
     "working_dir": "`workdir`",
     "hostname": "`hostname`",
     "read_only": "`readOnly`",
     "cap_add": "`capAdd`",
     "cap_drop": "`capDrop`",
+    "security_opt": "`no-new-privileges[:true]` is `noNewPrivileges`; other options (seccomp, apparmor, label) are errors",
     "stop_signal": "`stopSignal`",
     "stop_grace_period": "`stopTimeout`",
     "init": "`init`",
+    "tty": "`tty`",
+    "stdin_open": "`stdinOpen`",
+    "sysctls": "`sysctls` (map or `key=value` list); only namespaced ones (net.*, fs.mqueue.*, kernel IPC), as Docker allows",
+    "ulimits": "`ulimits` (a number or `soft`/`hard`)",
+    "shm_size": "`shmSize` (compose's binary units)",
+    "extra_hosts": "`extraHosts` (list of `host:ip` / `host=ip`, or a map); `host-gateway` is an error",
+    "dns": "`dns`",
+    "dns_search": "`dnsSearch`",
+    "dns_opt": "`dnsOptions`",
+    "oom_score_adj": "`oomScoreAdj`",
     "labels": "`metadata.labels`, with compose's `com.docker.compose.*` labels",
+    "label_file": "`metadata.labels`: KEY=VALUE lines of each file (part of the revision), under `labels:`",
     "container_name": "`metadata.name` (default `<project>-<service>-1`)",
     "secrets": "`secrets`: the top-level secret's `file` at `target` (`/run/secrets/<name>` by default), "
                "`uid`, `gid`, `mode` (0400); a file sops encrypted is decrypted (docs/security.md)",
@@ -77,8 +94,7 @@ SERVICE_KEYS: dict[str, str] = {
     "extends": "applied while loading (same file or another file)",
 }
 # Service keys that are errors unless they say what the engine does anyway.
-_SERVICE_DEFAULTS: dict[str, Any] = {"privileged": False, "tty": False, "stdin_open": False,
-                                      "oom_kill_disable": False, "scale": 1}
+_SERVICE_DEFAULTS: dict[str, Any] = {"privileged": False, "oom_kill_disable": False}
 # Service keys that change nothing on this engine (a warning names them).
 _SERVICE_NO_EFFECT = {
     "expose": "has no effect: every port of a container is reachable on its networks; publish with ports: to reach it from the host",
@@ -94,10 +110,8 @@ TOP_KEYS: dict[str, tuple[str, str]] = {
     "networks": ("supported", "one Network each that an active service uses (below)"),
     "volumes": ("supported", "one Volume each that an active service uses (below)"),
     "version": ("warning", "obsolete, ignored (compose warns too)"),
-    "secrets": ("supported", "`file:` secrets: put into the services naming them (`secrets`); `environment`, "
-                "`external` and `content` are errors"),
-    "configs": ("supported", "`file:` configs: put into the services naming them (`configs`); `environment`, "
-                "`external` and `content` are errors"),
+    "secrets": ("supported", "those with a `file:` (below), mounted by the services naming them"),
+    "configs": ("supported", "those with a `file:` (below), mounted by the services naming them"),
     **{k: ("error", "not supported yet") for k in _TOP_UNSUPPORTED},
     "x-*": ("supported", "extension fields, anywhere: ignored, usable as YAML anchors"),
 }
@@ -109,16 +123,28 @@ NETWORK_KEYS: dict[str, tuple[str, str]] = {
     "ipam": ("supported", "one `config` entry's `subnet` and `gateway`; other IPAM settings are errors"),
     "driver_opts": ("supported", "`com.docker.network.driver.mtu` is `mtu`; other options are errors"),
     "attachable": ("warning", "no effect: any container of the project can join"),
-    "external": ("error", "not supported yet: declare the network in the project"),
+    "external": ("supported", "a Network with `external: true` named `name` (or the key): used, never created or pruned; converging fails while it is missing"),
     "enable_ipv6": ("error", "not supported yet (IPv4 networks only)"),
     "enable_ipv4": ("error", "not supported yet when false"),
+}
+# Top-level secrets and configs (docs/reference/compose.md), as `docker compose` runs them on one host.
+SECRET_KEYS: dict[str, tuple[str, str]] = {
+    "file": ("supported", "the file (relative to the project directory) put into the services naming it as a secret file (a tmpfs of the container's own, read-only; sops-encrypted: decrypted); its content is part of the spec hash, so an edit replaces the services using it"),
+    "name": ("supported", "no effect for a file (the mount is named by the service's reference)"),
+    "labels": ("warning", "no effect: the file is put into the container, no secret or config object is made"),
+    "environment": ("error", "not supported yet: write the value to a file and name it with file:"),
+    "content": ("error", "not supported yet (configs): write the content to a file and name it with file:"),
+    "external": ("error", "not supported: external secrets and configs live in a swarm"),
+    "driver": ("error", "not supported: secret drivers are a swarm feature"),
+    "driver_opts": ("error", "not supported: secret drivers are a swarm feature"),
+    "template_driver": ("error", "not supported: templates are a swarm feature"),
 }
 VOLUME_KEYS: dict[str, tuple[str, str]] = {
     "name": ("supported", "`metadata.name` (default `<project>_<key>`)"),
     "labels": ("supported", "`metadata.labels`, with `com.docker.compose.project` and `.volume`"),
     "driver": ("supported", "`local` only; other drivers are errors"),
     "driver_opts": ("error", "not supported yet"),
-    "external": ("error", "not supported yet: declare the volume in the project (an existing one of that name is kept)"),
+    "external": ("supported", "a Volume with `external: true` named `name` (or the key): used, never created or pruned; converging fails while it is missing"),
 }
 
 
@@ -164,6 +190,8 @@ class _Translator:
         self.networks: dict[str, str] = {}      # compose key -> native name, for those used
         self.volumes: dict[str, str] = {}
         self.docs: list[_Doc] = []
+        self.checked: set[Path_] = set()        # top-level secrets and configs already checked
+        self.jobs: set[str] = set()             # services some service waits to complete
 
     # -- reporting ------------------------------------------------------------------------------
 
@@ -196,6 +224,10 @@ class _Translator:
             self.network(key)
         for key in sorted(self.volumes):
             self.volume(key)
+        for name in self.model.services:         # dependencies others wait to complete are jobs
+            for dep, cfg in (services[name].get("depends_on") or {}).items():
+                if isinstance(cfg, Map) and cfg.get("condition") == "service_completed_successfully":
+                    self.jobs.add(dep)
         containers = [self.service(name, services[name]) for name in self.model.services]
         self.docs.extend(d for d in containers if d is not None)
         return self.docs
@@ -211,11 +243,33 @@ class _Translator:
     def _resource_name(self, kind: str, key: str) -> str:
         cfg = self.data[kind][key]
         custom = cfg.get("name") if isinstance(cfg, Map) else None
+        if isinstance(cfg, Map) and cfg.get("external"):
+            return str(custom or key)            # compose: an external object is named as written
         return str(custom) if custom else f"{self.project}_{key}"
+
+    def external(self, kind: str, key: str) -> bool:
+        """An `external: true` network or volume: a document that only names it (the rest of its
+        keys are errors: nothing of them would be made)."""
+        path: Path_ = (kind, key)
+        cfg: Map = self.data[kind][key]
+        if not cfg.get("external"):
+            return False
+        for opt, value in cfg.items():
+            if opt not in ("external", "name") and not opt.startswith("x-") and value not in (None, {}, [], False, ""):
+                self.error((*path, opt), f"an external {kind[:-1]} is used as it is; remove {opt} or external: true", key=True)
+        name = self._resource_name(kind, key)
+        (self.networks if kind == "networks" else self.volumes)[key] = name
+        doc = _Doc(kind[:-1].title(), _manifest(kind[:-1].title(), name, {}, {"external": True}), path)
+        doc.came(("metadata", "name"), (*path, "name") if "name" in cfg else path)
+        doc.came(("spec", "external"), (*path, "external"))
+        self.docs.append(doc)
+        return True
 
     # -- networks and volumes -----------------------------------------------------------------------
 
     def network(self, key: str) -> None:
+        if self.external("networks", key):
+            return
         path: Path_ = ("networks", key)
         cfg: Map = self.data["networks"][key]
         name = self._resource_name("networks", key)
@@ -227,9 +281,8 @@ class _Translator:
             if opt.startswith("x-") or opt in ("name", "labels"):
                 continue
             if opt == "external":
-                if value:
-                    self.error(here, not_supported("external networks", "declare the network in this project instead"))
-            elif opt == "driver":
+                continue                        # false: external() took the true ones
+            if opt == "driver":
                 if value not in ("bridge", "default"):
                     self.error(here, not_supported(f"the {value!r} network driver", "use bridge (the default)"))
             elif opt == "internal":
@@ -288,6 +341,8 @@ class _Translator:
                 self.error(here, not_supported(f"ipam.{opt}"), key=True)
 
     def volume(self, key: str) -> None:
+        if self.external("volumes", key):
+            return
         path: Path_ = ("volumes", key)
         cfg: Map = self.data["volumes"][key]
         name = self._resource_name("volumes", key)
@@ -298,9 +353,8 @@ class _Translator:
             if opt.startswith("x-") or opt in ("name", "labels"):
                 continue
             if opt == "external":
-                if value:
-                    self.error(here, not_supported("external volumes", "declare the volume in this project instead; an existing volume of that name is kept"))
-            elif opt == "driver":
+                continue                        # false: external() took the true ones
+            if opt == "driver":
                 if value != "local":
                     self.error(here, not_supported(f"the {value!r} volume driver", "use local (the default)"))
             elif value:
@@ -309,6 +363,34 @@ class _Translator:
         doc.data = _manifest("Volume", name, labels, {})
         doc.came(("metadata", "name"), (*path, "name") if "name" in cfg else path)
         self.docs.append(doc)
+
+    def file_source(self, kind: str, name: str, at: Path_) -> str | None:
+        """The file a top-level secret or config `name` mounts ("./path"); None (reported) when it
+        is undefined or has no file."""
+        top = self.data.get(kind) or {}
+        what = kind[:-1]
+        if name not in top:
+            self.error(at, f"refers to undefined {what} {name!r}{schemas.did_you_mean(name, sorted(top))}; "
+                       f"declare it under the top-level {kind}:")
+            return None
+        cfg = top[name]
+        path: Path_ = (kind, name)
+        if path not in self.checked:
+            self.checked.add(path)
+            for opt, value in cfg.items():
+                status, text = SECRET_KEYS.get(opt, ("error", "not supported yet"))
+                if opt.startswith("x-") or status == "supported" or value in (None, {}, [], False, ""):
+                    continue
+                if status == "warning":
+                    self.warn((*path, opt), f"{opt} has {text}", key=True)
+                else:
+                    self.error((*path, opt), f"{what} {opt}: {text}", key=True)
+        file = cfg.get("file")
+        if not isinstance(file, str) or not file:
+            if not any(cfg.get(k) for k in ("environment", "content", "external")):
+                self.error(path, f"{what} {name!r} has no file: name the file holding it", key=True)
+            return None
+        return file if file.startswith(("/", ".", "~")) else "./" + file
 
     # -- services -------------------------------------------------------------------------------------
 
@@ -352,18 +434,65 @@ class _Service:
         self.env()
         self.resources()
         container = self.container_name()
-        labels = self.tr.labels(svc, {
+        if self.name in self.tr.jobs:
+            self.spec["job"] = True
+            self.doc.came(("spec", "job"), self.path)
+        replicas = self.replicas()
+        if replicas is not None:
+            self.spec["replicas"] = replicas[0]
+            self.doc.came(("spec", "replicas"), self.p(*replicas[1]))
+        labels = {**self.label_files(), **self.tr.labels(svc, {
             "com.docker.compose.project": self.tr.project, "com.docker.compose.service": self.name,
             "com.docker.compose.container-number": "1", "com.docker.compose.oneoff": "False",
-        })
+        })}
         self.doc.data = _manifest("Container", container, labels, self.spec)
         self.doc.came(("metadata", "name"), self.p("container_name") if "container_name" in svc else self.path)
         self.doc.came(("metadata", "labels"), self.p("labels") if "labels" in svc else self.path)
         return self.doc
 
+    def label_files(self) -> dict[str, str]:
+        """The `label_file:` files' KEY=VALUE lines (compose's dotenv format, not interpolated),
+        in order; `labels:` win over them."""
+        value = self.svc.get("label_file")
+        out: dict[str, str] = {}
+        for i, rel in enumerate([value] if isinstance(value, str) else value or ()):
+            at = self.p("label_file") if isinstance(value, str) else self.p("label_file", i)
+            full = os.path.normpath(os.path.join(self.tr.model.directory, str(rel)))
+            content = self.tr.rd.read(full, self.tr.at(at), compose.fmt(at), "label file")
+            if content is None:
+                continue
+            try:
+                out.update(interpolation.parse_dotenv(content.decode("utf-8"), lambda _name: None))
+            except (UnicodeDecodeError, interpolation.DotenvError) as exc:
+                self.tr.error(at, f"label file {rel} cannot be read as KEY=VALUE lines: {exc}")
+        return out
+
+    def k_label_file(self, value: Any) -> None:
+        """Handled with the metadata (label_files())."""
+
     def container_name(self) -> str:
         custom = self.svc.get("container_name")
-        return str(custom) if custom else f"{self.tr.project}-{self.name}-1"
+        if custom and _replicas(self.svc) != 1:
+            self.tr.error(self.p("container_name"), f"container_name {custom!r} names one container, but the service runs "
+                          f"{_replicas(self.svc)}; remove container_name or run one replica", key=True)
+        return str(custom) if custom else _container(self.tr.project, self.name, self.svc)
+
+    def replicas(self) -> tuple[int, Path_] | None:
+        """The service's replica count and its key when other than 1 (None: one container)."""
+        deploy = self.svc.get("deploy") or {}
+        given = [(v, p) for v, p in ((self.svc.get("scale"), ("scale",)), (deploy.get("replicas"), ("deploy", "replicas")))
+                 if v is not None]
+        if len({v for v, _ in given}) > 1:
+            self.tr.error(self.p("deploy", "replicas"), "can't set distinct values on 'scale' and 'deploy.replicas'; keep one")
+        if not given or given[0][0] == 1:
+            return None
+        if given[0][0] < 0:
+            self.tr.error(self.p(*given[0][1]), f"{given[0][0]} is not a number of replicas (0 or more)")
+            return None
+        return given[0][0], given[0][1]
+
+    def k_scale(self, value: Any) -> None:
+        """Handled with the metadata (replicas())."""
 
     # -- image ------------------------------------------------------------------------------
 
@@ -466,9 +595,8 @@ class _Service:
             if opt.startswith("x-") or opt == "resources":
                 continue
             if opt == "replicas":
-                if item != 1:
-                    self.tr.error(at, not_supported("replicas other than 1", "each service runs one container"))
-            elif opt == "mode":
+                continue                        # replicas()
+            if opt == "mode":
                 if item == "global":
                     self.put("replicas", "global", "deploy", "mode")
                 elif item != "replicated":
@@ -506,8 +634,13 @@ class _Service:
         limits = res.get("limits") or {}
         base = ("deploy", "resources")
         for opt in res:
-            if opt not in ("limits",) and not opt.startswith("x-") and res[opt]:
+            if opt not in ("limits", "reservations") and not opt.startswith("x-") and res[opt]:
                 self.tr.error(self.p(*base, opt), not_supported(f"deploy.resources.{opt}"), key=True)
+        reservations = res.get("reservations") or {}
+        for opt, value in reservations.items():
+            if opt != "memory" and not opt.startswith("x-") and value not in (None, [], {}):
+                self.tr.error(self.p(*base, "reservations", opt), not_supported(
+                    f"reservations.{opt}", "only a memory reservation can be made on one host"), key=True)
         out: dict[str, Any] = {}
         for native, short, long_ in (("memory", "mem_limit", "memory"), ("cpus", "cpus", "cpus"),
                                      ("pids", "pids_limit", "pids")):
@@ -524,6 +657,20 @@ class _Service:
         for opt in limits:
             if opt not in ("memory", "cpus", "pids") and not opt.startswith("x-"):
                 self.tr.error(self.p(*base, "limits", opt), not_supported(f"limits.{opt}"), key=True)
+        for native, value, path in (("memoryReservation", self.svc.get("mem_reservation"), ("mem_reservation",)),
+                                    ("memoryReservation", reservations.get("memory"), (*base, "reservations", "memory")),
+                                    ("cpuShares", self.svc.get("cpu_shares"), ("cpu_shares",)),
+                                    ("cpuset", self.svc.get("cpuset"), ("cpuset",))):
+            if value is None:
+                continue
+            given: Any = self.resource("memory", value, path) if native == "memoryReservation" else \
+                int(value) if native == "cpuShares" else str(value)
+            if native in out and out[native] != given:
+                self.tr.error(self.p(*path), "can't set distinct values on 'mem_reservation' and "
+                              "'deploy.resources.reservations.memory'; keep one")
+                continue
+            out[native] = given
+            self.doc.came(("spec", "resources", native), self.p(*path))
         if out:
             self.spec["resources"] = out
 
@@ -688,6 +835,10 @@ class _Service:
                 continue
             if opt == "consistency":
                 self.tr.warn(here, f"consistency {item!r} has no effect on Linux", key=True)
+            elif opt == "tmpfs" and kind == "tmpfs":
+                for t, tv in item.items():
+                    if t not in ("size", "mode") and not t.startswith("x-") and tv not in (None, "", 0):
+                        self.tr.error(self.p(*at, opt, t), not_supported(f"tmpfs.{t}"), key=True)
             elif opt == "bind" and kind == "bind":
                 for b, bv in item.items():
                     if b not in ("create_host_path",) and not b.startswith("x-") and bv not in (None, "", False):
@@ -709,7 +860,13 @@ class _Service:
                 source = "./" + source
             return f"{source}:{target}" + (":ro" if ro else "")
         if kind == "tmpfs":
-            return {"type": "tmpfs", "target": target}
+            opts = vol.get("tmpfs") or {}
+            out: dict[str, Any] = {"type": "tmpfs", "target": target}
+            if opts.get("size") not in (None, "", 0):
+                out["size"] = opts["size"] if isinstance(opts["size"], int) else _docker_size(str(opts["size"]))
+            if opts.get("mode") not in (None, ""):
+                out["mode"] = str(opts["mode"])      # octal digits, as written
+            return out
         self.tr.error(self.p(*at, "type"), not_supported(f"{kind} mounts"))
         return None
 
@@ -717,11 +874,17 @@ class _Service:
         mounts = self.spec.setdefault("volumes", [])
         for i, item in enumerate(value):
             target, _, options = str(item).partition(":")
-            if options:
-                self.tr.error(self.p("tmpfs", i), not_supported(f"tmpfs options ({options})", f"mount {target} without options"))
-                continue
+            mount: dict[str, Any] = {"type": "tmpfs", "target": target}
+            for option in filter(None, options.split(",")):
+                key, _, val = option.partition("=")
+                if key == "size" and val:
+                    mount["size"] = _docker_size(val)
+                elif key == "mode" and val:
+                    mount["mode"] = val
+                else:
+                    self.tr.error(self.p("tmpfs", i), not_supported(f"the tmpfs option {option!r}", "only size= and mode= are"))
             self.doc.came(("spec", "volumes", len(mounts)), self.p("tmpfs", i))
-            mounts.append({"type": "tmpfs", "target": target})
+            mounts.append(mount)
 
     def k_secrets(self, value: Seq) -> None:
         self.files("secrets", value, lambda name: f"/run/secrets/{name}", 0o400)
@@ -731,26 +894,17 @@ class _Service:
 
     def files(self, kind: str, value: Seq, default_target: Callable[[str], str], default_mode: int) -> None:
         """Service `secrets`/`configs` into `secrets` entries: the top-level entry's `file`."""
-        declared = self.tr.data.get(kind) or {}
         out = self.spec.setdefault("secrets", [])
         for i, item in enumerate(value):
             ref = item if isinstance(item, Map) else {"source": item}
             name = str(ref.get("source") or "")
-            top = declared.get(name) if isinstance(declared, dict) else None
-            if not isinstance(top, dict):
-                self.tr.error(self.p(kind, i), f"no top-level {kind} entry named {name!r}; declare it with file:")
-                continue
-            others = [k for k, v in top.items() if k not in ("file", "name") and not k.startswith("x-")
-                      and v not in (None, False, "")]
-            if others or not top.get("file"):
-                what = others[0] if others else "a secret without file"
-                self.tr.error(self.p(kind, i), not_supported(f"{kind}.{name}: {what}", "give it a file: (sops-encrypted "
-                              "if it is secret)"))
+            file = self.tr.file_source(kind, name, self.p(kind, i))      # checks the top-level entry
+            if file is None:
                 continue
             target = str(ref.get("target") or default_target(name))
             if kind == "secrets" and not target.startswith("/"):
                 target = f"/run/secrets/{target}"
-            entry: dict[str, Any] = {"source": str(top["file"]), "target": target}
+            entry: dict[str, Any] = {"source": file, "target": target}
             mode = ref.get("mode")
             entry["mode"] = int(str(mode), 8) if isinstance(mode, str) else int(mode) if mode is not None else default_mode
             for key in ("uid", "gid"):
@@ -794,13 +948,10 @@ class _Service:
         out: list[str] = []
         for dep, cfg in deps.items():
             here = ("depends_on", dep)
-            cond = cfg.get("condition", "service_started")
-            if cond == "service_completed_successfully":
-                self.tr.error(self.p(*here, "condition"), not_supported("service_completed_successfully", "one-shot jobs are not run yet; use service_started or service_healthy"))
             if cfg.get("restart") is True:
                 self.tr.warn(self.p(*here, "restart"), "restart: true is not honoured: a container is replaced only when its own spec changes")
             other = services.get(dep) or {}
-            name = other.get("container_name") or f"{self.tr.project}-{dep}-1"
+            name = other.get("container_name") or _container(self.tr.project, dep, other)
             self.doc.came(("spec", "dependsOn", len(out)), self.p(*here))
             out.append(str(name))
         if out:
@@ -813,6 +964,10 @@ class _Service:
     def k_user(self, value: Any) -> None:
         self.put("user", str(value), "user")
 
+    def k_group_add(self, value: Any) -> None:
+        if value:
+            self.put("groupAdd", [str(g) for g in value], "group_add")
+
     def k_working_dir(self, value: Any) -> None:
         self.put("workdir", str(value), "working_dir")
 
@@ -821,6 +976,14 @@ class _Service:
 
     def k_read_only(self, value: Any) -> None:
         self.put("readOnly", bool(value), "read_only")
+
+    def k_tty(self, value: Any) -> None:
+        if value:
+            self.put("tty", True, "tty")
+
+    def k_stdin_open(self, value: Any) -> None:
+        if value:
+            self.put("stdinOpen", True, "stdin_open")
 
     def k_init(self, value: Any) -> None:
         self.put("init", bool(value), "init")
@@ -831,11 +994,71 @@ class _Service:
     def k_cap_drop(self, value: Any) -> None:
         self.put("capDrop", [str(c) for c in value], "cap_drop")
 
+    def k_security_opt(self, value: Any) -> None:
+        for i, item in enumerate(value):
+            key, _, flag = str(item).replace("=", ":", 1).partition(":")
+            if key == "no-new-privileges" and flag in ("", "true", "false"):
+                if flag != "false":
+                    self.put("noNewPrivileges", True, "security_opt", i)
+            else:
+                self.tr.error(self.p("security_opt", i), not_supported(
+                    f"security_opt {item!r}", "only no-new-privileges is; the default seccomp profile always applies"))
+
     def k_stop_signal(self, value: Any) -> None:
         self.put("stopSignal", str(value), "stop_signal")
 
     def k_stop_grace_period(self, value: Any) -> None:
         self.put("stopTimeout", _duration(value), "stop_grace_period")
+
+    def k_sysctls(self, value: Any) -> None:
+        out: dict[str, Any] = {}
+        items = value.items() if isinstance(value, dict) else (str(v).partition("=")[::2] for v in value)
+        for key, item in items:
+            out[str(key).strip()] = "" if item is None else item if isinstance(item, int | float) else str(item).strip()
+            self.doc.came(("spec", "sysctls", str(key).strip()), self.p("sysctls", key) if isinstance(value, dict) else self.p("sysctls"))
+        if out:
+            self.spec["sysctls"] = out
+            self.doc.came(("spec", "sysctls"), self.p("sysctls"))
+
+    def k_ulimits(self, value: Map) -> None:
+        out: dict[str, Any] = {}
+        for name, item in value.items():
+            out[name] = item if isinstance(item, int) else {k: v for k, v in item.items() if k in ("soft", "hard")}
+            self.doc.came(("spec", "ulimits", name), self.p("ulimits", name))
+        if out:
+            self.spec["ulimits"] = out
+            self.doc.came(("spec", "ulimits"), self.p("ulimits"))
+
+    def k_extra_hosts(self, value: Any) -> None:
+        if isinstance(value, dict):
+            items = [f"{k}:{a}" for k, v in value.items() for a in (v if isinstance(v, list) else [v])]
+        else:
+            items = [str(v) for v in value]
+        if items:
+            self.put("extraHosts", items, "extra_hosts")
+
+    def k_dns(self, value: Any) -> None:
+        if value:
+            self.put("dns", [str(v) for v in value], "dns")
+
+    def k_dns_search(self, value: Any) -> None:
+        if value:
+            self.put("dnsSearch", [str(v) for v in value], "dns_search")
+
+    def k_dns_opt(self, value: Any) -> None:
+        if value:
+            self.put("dnsOptions", [str(v) for v in value], "dns_opt")
+
+    def k_oom_score_adj(self, value: Any) -> None:
+        self.put("oomScoreAdj", int(value), "oom_score_adj")
+
+    def k_shm_size(self, value: Any) -> None:
+        try:
+            size = int(value) if isinstance(value, int | float) else units.parse_docker_size(str(value))
+        except ValueError as exc:
+            self.tr.error(self.p("shm_size"), str(exc))
+            return
+        self.put("shmSize", _bytes(size), "shm_size")
 
     def k_mem_limit(self, value: Any) -> None:
         """Handled with deploy.resources (resources())."""
@@ -846,6 +1069,27 @@ class _Service:
     def k_pids_limit(self, value: Any) -> None:
         """Handled with deploy.resources (resources())."""
 
+    def k_mem_reservation(self, value: Any) -> None:
+        """Handled with deploy.resources (resources())."""
+
+    def k_cpu_shares(self, value: Any) -> None:
+        """Handled with deploy.resources (resources())."""
+
+    def k_cpuset(self, value: Any) -> None:
+        """Handled with deploy.resources (resources())."""
+
+
+
+def _replicas(svc: Any) -> Any:
+    """How many containers a service runs (`scale`, else `deploy.replicas`, else 1)."""
+    deploy = svc.get("deploy") or {}
+    return next((v for v in (svc.get("scale"), deploy.get("replicas")) if v is not None), 1)
+
+
+def _container(project: str, service: str, svc: Any) -> str:
+    """The Container a service becomes: `<project>-<service>-1`, or `<project>-<service>` with
+    replicas (run as `-1` .. `-N`)."""
+    return f"{project}-{service}-1" if _replicas(svc) == 1 else f"{project}-{service}"
 
 
 def _manifest(kind: str, name: str, labels: dict[str, str], spec: dict[str, Any]) -> dict[str, Any]:
@@ -860,6 +1104,14 @@ def _manifest(kind: str, name: str, labels: dict[str, str], spec: dict[str, Any]
 def _reference(image: str) -> str:
     """An image as a manifest names it: `nginx` is Docker's `nginx:latest`."""
     return image if any(c in image for c in "/:@") else f"{image}:latest"
+
+
+def _docker_size(text: str) -> str | int:
+    """A size as compose and the docker CLI write it (`64m`: binary) as a manifest writes it."""
+    try:
+        return _bytes(units.parse_docker_size(text))
+    except ValueError:
+        return text                     # the loader reports it at this key
 
 
 def _bytes(amount: int) -> str | int:

@@ -20,6 +20,10 @@ A changed image *digest* is the planner's separate recreate reason, not part of 
 container whose `image:` is an update policy hashes its repository without the tag: the agent
 moves the tag (tagpolicy.py), and a write-back commit of the tag that runs must not recreate it.
 
+Fields added to the Container after its first release (`CONTAINER_IF_SET`: sysctls, ulimits, shm_size, extra hosts, dns, job, tty, stdin_open, no_new_privileges, dns options,
+oom_score_adj, group_add; a mount's tmpfs `options`)
+are hashed only when set, so upgrading reconciler recreates no container that does not use them.
+
 Image: everything but `pull` and `track` (policies), plus the Dockerfile's content.
 Network: subnet, gateway, internal, mtu, labels. Volume: labels only (`deletion_policy` is
 a prune policy, so changing it never recreates a volume).
@@ -33,18 +37,26 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["COMMON_EXCLUDED", "CONTAINER_EXCLUDED", "IMAGE_EXCLUDED", "canonical", "file_digest", "spec_hash"]
+__all__ = ["COMMON_EXCLUDED", "CONTAINER_EXCLUDED", "CONTAINER_IF_SET", "IMAGE_EXCLUDED", "canonical", "file_digest", "spec_hash"]
 
 CONTAINER_EXCLUDED = frozenset({"name", "origin", "image_object", "depends_on", "update", "drift", "spec_hash",
                                 "image_update", "replicas", "global_mode", "placement"})
+CONTAINER_IF_SET = frozenset({"sysctls", "ulimits", "shm_size", "extra_hosts", "dns", "dns_search", "job",
+                              "tty", "stdin_open", "no_new_privileges", "dns_options", "oom_score_adj",
+                              "group_add"})
 IMAGE_EXCLUDED = frozenset({"name", "origin", "pull", "track", "spec_hash"})
 COMMON_EXCLUDED = frozenset({"name", "origin", "spec_hash", "deletion_policy"})
+
+
+# added to nested models later, hashed only when set: VolumeMount.options, Resources' reservation, shares, cpuset
+_NESTED_IF_SET = frozenset({"options", "memory_reservation", "cpu_shares", "cpuset"})
 
 
 def _default(value: Any) -> Any:
     """JSON fallback for the models: dataclasses as their fields, mappings as dicts."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if not f.metadata.get("transient")}
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)
+                if not f.metadata.get("transient") and (getattr(value, f.name) or f.name not in _NESTED_IF_SET)}
     if isinstance(value, Mapping):
         return dict(value)
     return str(value)
@@ -64,5 +76,5 @@ def file_digest(data: bytes) -> str:
 
 def spec_hash(kind: str, fields: Mapping[str, Any], excluded: frozenset[str], files: Mapping[str, str]) -> str:
     """sha256 hex of the kind, the fields not excluded, and the referenced files' digests."""
-    body = {k: v for k, v in fields.items() if k not in excluded}
+    body = {k: v for k, v in fields.items() if k not in excluded and (v or k not in CONTAINER_IF_SET)}
     return hashlib.sha256(canonical({"kind": kind, "spec": body, "files": dict(files)})).hexdigest()

@@ -36,6 +36,7 @@ __all__ = [
     "Resources",
     "RestartPolicy",
     "SecretFile",
+    "Ulimit",
     "UpdatePolicy",
     "Volume",
     "VolumeMount",
@@ -82,6 +83,7 @@ class VolumeMount:
     source: str                     # "" for tmpfs
     target: str                     # absolute path in the container
     read_only: bool
+    options: tuple[str, ...] = ()   # tmpfs: "size=<bytes>", "mode=<octal>"
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,18 @@ class Resources:
     memory: int | None              # bytes
     cpus: float | None              # CPUs (quota / period)
     pids: int | None
+    memory_reservation: int | None = None   # bytes (soft limit)
+    cpu_shares: int | None = None           # relative weight (Docker's 1024 when None)
+    cpuset: str | None = None               # CPUs it may run on, like "0-1,3"
+
+
+@dataclass(frozen=True)
+class Ulimit:
+    """One setrlimit(2) limit; -1 is unlimited."""
+
+    name: str                       # "nofile", "nproc", ... (RLIMIT_ without the prefix, lower case)
+    soft: int
+    hard: int
 
 
 @dataclass(frozen=True)
@@ -211,6 +225,19 @@ class Container:
     replicas: int = 1               # copies that run: a Swarm service's replicas; one on a single host
     placement: Placement = Placement()  # where it runs (spec.placement; reconciler.spec.placement)
     global_mode: bool = False       # replicas: global: one copy per node placed on (replicas is 1 then)
+    sysctls: Mapping[str, str] = field(default_factory=dict)    # namespaced kernel parameters
+    ulimits: tuple[Ulimit, ...] = ()                            # sorted by name
+    shm_size: int | None = None                                 # bytes of /dev/shm; None: 64 MiB
+    extra_hosts: tuple[str, ...] = ()                           # "name:address" lines for /etc/hosts
+    dns: tuple[str, ...] = ()                                   # nameserver addresses (): the host's
+    dns_search: tuple[str, ...] = ()                            # search domains (): the host's
+    job: bool = False                                           # runs to completion (exit 0) once
+    tty: bool = False                                           # main process on a pseudo-terminal
+    stdin_open: bool = False                                    # main process's stdin kept open
+    no_new_privileges: bool = False                             # the no_new_privs bit for every process
+    dns_options: tuple[str, ...] = ()                           # resolv.conf options (): the host's
+    oom_score_adj: int | None = None                            # -1000..1000; None: the engine's
+    group_add: tuple[str, ...] = ()                             # supplementary groups (names or gids)
 
 
 @dataclass(frozen=True)
@@ -280,3 +307,5 @@ class DesiredState:
     # what the manifests place on other hosts than this one ("Container/web" -> why), when a
     # single host took its part (reconciler.spec.placement.select)
     elsewhere: Mapping[str, str] = field(default_factory=dict)
+    external_networks: tuple[str, ...] = ()     # Networks declared `external: true`: used, never made
+    external_volumes: tuple[str, ...] = ()      # Volumes declared `external: true`: used, never made

@@ -15,7 +15,8 @@ Two built-in profiles:
   source root (openat2 RESOLVE_BENEATH: `..` and symlinks may not leave it; for bind sources, the
   source's live directory, where they are mounted from); `capAdd` only of
   capabilities in Docker's default set (adding them changes nothing); no `networks: [host]`;
-  pulls from any registry, `push:` to none.
+  no `external: true` Network or Volume (it would reach objects other sources or people made:
+  their networks, their data); pulls from any registry, `push:` to none.
 
 A policy file (YAML, `--policy FILE` or `policy: FILE` in the agent config) starts from a
 profile (`base:`) and replaces the settings it names; see SCHEMA and docs/security.md.
@@ -78,17 +79,18 @@ class Policy:
     host_network: bool = False                  # networks: [host]
     registries: tuple[str, ...] = (ANY,)        # registries images may be pulled from
     push_registries: tuple[str, ...] = ()       # registries `push:` may name
+    external: bool = False                      # external: true Networks and Volumes
 
     @property
     def unrestricted(self) -> bool:
         return (
             "/" in self.bind_prefixes and "/" in self.file_prefixes and ANY in self.capabilities
-            and self.host_network and ANY in self.registries and ANY in self.push_registries
+            and self.host_network and ANY in self.registries and ANY in self.push_registries and self.external
         )
 
 
 HOST = Policy("host", bind_prefixes=("/",), file_prefixes=("/",), capabilities=(ANY,), host_network=True,
-              registries=(ANY,), push_registries=(ANY,))
+              registries=(ANY,), push_registries=(ANY,), external=True)
 RESTRICTED = Policy("restricted")
 BUILTIN: Mapping[str, Policy] = {"host": HOST, "restricted": RESTRICTED}
 
@@ -103,12 +105,14 @@ SCHEMA: dict[str, Any] = {
         "filePrefixes": {**_PREFIXES, "description": "absolute directories env files and build contexts may come from besides the source root; / allows any"},
         "capabilities": {**_LIST, "description": "capAdd allowed beyond Docker's default set (CAP_ prefix optional); * allows any, ALL included"},
         "hostNetwork": {"type": "boolean", "description": "allow networks: [host]"},
+        "external": {"type": "boolean", "description": "allow external: true Networks and Volumes (objects made outside the source)"},
         "registries": {**_LIST, "description": "registries images may be pulled from (host[:port], * wildcards); * allows any"},
         "pushRegistries": {**_LIST, "description": "registries Image push: targets may name; * allows any"},
     },
 }
 _FIELDS = {"bindPrefixes": "bind_prefixes", "filePrefixes": "file_prefixes", "capabilities": "capabilities",
-           "hostNetwork": "host_network", "registries": "registries", "pushRegistries": "push_registries"}
+           "hostNetwork": "host_network", "registries": "registries", "pushRegistries": "push_registries",
+           "external": "external"}
 
 
 # -- reading a policy ----------------------------------------------------------------------------
@@ -182,7 +186,7 @@ def parse_policy(text: str, *, where: str = "<policy>") -> Policy:
                 value = [c if c == ANY else _cap(c) for c in value]
             elif key.endswith("Prefixes"):
                 value = [os.path.normpath(p) for p in value]
-            elif key != "hostNetwork":
+            elif key not in ("hostNetwork", "external"):
                 value = [v.lower() for v in value]
             changes[attr] = value if isinstance(value, bool) else tuple(value)
     return dataclasses.replace(base, **changes)
@@ -204,8 +208,10 @@ def check(
     *,
     bind_root: str | None = None,
     resolve_bind: Callable[[Any, str], str] | None = None,
+    externals: Iterable[Any] = (),
 ) -> None:
-    """Report every field of the Image and Container documents (doc, spec) the policy refuses.
+    """Report every field of the Image and Container documents (doc, spec) the policy refuses,
+    and each of the `externals` (external Network and Volume documents) when it refuses them.
 
     `resolve(doc, path)` is the loader's own resolution of a path named in `doc`; `root` is the
     source root relative paths must stay beneath. Bind sources are resolved with `resolve_bind`
@@ -235,6 +241,10 @@ def check(
             message = _registry(policy, policy.push_registries, "pushRegistries", str(target), "pushing to")
             if message:
                 report(doc, ("spec", "push", i), message)
+    if not policy.external:
+        for doc in externals:
+            report(doc, ("spec", "external"), f"an external {doc.kind} (made outside this source) is refused by policy "
+                   f"{policy.name!r} (rule external: false); declare it in the source, or set external: true in a policy file")
     binds = (bind_root or root, resolve_bind or resolve)
     for doc, spec in containers:
         _container(policy, root, doc, spec, image_names, resolve, report, binds)

@@ -172,7 +172,9 @@ def _rewrite(err: Any) -> Iterator[SchemaIssue]:
 
         # a branch whose type the value does not have says least ("must be a string, not mapping"
         # for a mapping that has a branch of its own): the others first
-        typed = [e for e in err.context if not (e.validator == "type" and e.absolute_path == err.absolute_path)]
+        # (likewise a constant of another type: -1 against `const: global` beside an integer branch)
+        typed = [e for e in err.context if not (e.absolute_path == err.absolute_path and (
+            e.validator == "type" or (e.validator == "const" and type(e.validator_value) is not type(inst))))]
         best = jsonschema.exceptions.best_match(typed or err.context)
         if best is not None:
             yield from _rewrite(best)

@@ -80,20 +80,23 @@ class Snapshot:
                 "spec_hashes": dict(self.spec_hashes), "project": self.project}
 
 
-def _load_copy(path: Path, snap: Snapshot, decryption: Keys | None = None) -> models.DesiredState:
+def _load_copy(path: Path, snap: Snapshot, decryption: Keys | None = None, cluster: bool = False) -> models.DesiredState:
     """A kept copy loaded as the original was: a compose project under its own name; its
-    SOPS-encrypted files (kept encrypted) decrypted again with `decryption`."""
+    SOPS-encrypted files (kept encrypted) decrypted again with `decryption`; replicas as one
+    service each on a cluster (spec.load's `cluster`)."""
     if snap.project:
-        return spec.load(path, compose=spec.ComposeOptions(project_name=snap.project), decryption=decryption)
-    return spec.load(path, decryption=decryption)
+        return spec.load(path, compose=spec.ComposeOptions(project_name=snap.project), decryption=decryption,
+                         cluster=cluster)
+    return spec.load(path, decryption=decryption, cluster=cluster)
 
 
 class RevisionStore:
     """The kept revisions under `<root>/revisions`; `decryption` opens their SOPS files."""
 
-    def __init__(self, root: str | os.PathLike[str], *, decryption: Keys | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, decryption: Keys | None = None, cluster: bool = False) -> None:
         self.dir = Path(root) / "revisions"
         self.decryption = decryption
+        self.cluster = cluster
 
     # -- keeping ------------------------------------------------------------------------------
 
@@ -146,7 +149,7 @@ class RevisionStore:
             (tree / os.path.relpath(d, base)).mkdir(parents=True, exist_ok=True)
         snap = dataclasses.replace(snap, base=base, load=os.path.relpath(src, base))
         try:
-            kept = _load_copy(tree / snap.load, snap, self.decryption)
+            kept = _load_copy(tree / snap.load, snap, self.decryption, self.cluster)
         except spec.SpecError as e:
             first = str(e.problems[0]) if e.problems else str(e)
             return dataclasses.replace(snap, reason=f"the kept copy does not load ({first})")
@@ -191,7 +194,7 @@ class RevisionStore:
             raise SnapshotError(f"revision {snap.revision[:12]} cannot be re-applied: {snap.reason}")
         tree = Path(os.path.realpath(snap.path / _TREE))     # the loader resolves symlinks
         try:
-            loaded = _load_copy(tree / snap.load, snap, self.decryption)
+            loaded = _load_copy(tree / snap.load, snap, self.decryption, self.cluster)
         except spec.SpecError as e:
             raise SnapshotError(f"the kept copy of revision {snap.revision[:12]} does not load:\n{e}",
                                 hint=f"remove {snap.path} and apply the files instead") from None

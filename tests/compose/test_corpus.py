@@ -2,15 +2,23 @@
 
 Each directory is a project as people write them (a three-tier app, a reverse proxy, health-gated
 start order, env files, a hardened read-only service, host networking, image builds, WordPress,
-a development override file, shared `extends` definitions, profiles, monitoring, Gitea), with
-an `expected.json` naming what it becomes. For each: the project loads with an empty shell
-environment, its `reconcile convert` output saved beside it loads into the same objects with the
-same spec hashes, and `reconcile validate` accepts both.
+a development override file, shared `extends` definitions, profiles, monitoring, Gitea,
+Nextcloud, apps on an external Traefik network, worker replicas, file secrets and configs,
+OpenSearch's limits, MinIO, Home Assistant, Pi-hole, a built notebook, a sysctl-tuned cache pool,
+MongoDB, analytics, a CI runner with an external cache, a static site, Keycloak, Matrix), with
+an `expected.json` naming what it becomes and `native.yaml`, its native form (the golden
+`reconcile convert` output). For each: the project loads with an empty shell environment, it
+converts to exactly `native.yaml`, that output saved beside it loads into the same objects with
+the same spec hashes, and `reconcile validate` accepts both.
+
+After a deliberate change of the conversion, rewrite the golden files with
+`RECONCILER_UPDATE_GOLDEN=1 pytest tests/compose/test_corpus.py` and review their diff.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -25,7 +33,7 @@ PROJECTS = sorted(p.name for p in CORPUS.iterdir() if p.is_dir())
 
 
 def test_the_corpus_is_large_enough() -> None:
-    assert len(PROJECTS) >= 10
+    assert len(PROJECTS) >= 30
 
 
 @pytest.mark.parametrize("name", PROJECTS)
@@ -38,9 +46,16 @@ def test_project_loads_converts_and_validates(tmp_path: Path, name: str, monkeyp
     assert sorted(desired.networks) == expected["networks"]
     assert sorted(desired.volumes) == expected["volumes"]
     assert sorted(desired.images) == expected["images"]
+    assert list(desired.external_networks) == expected.get("external_networks", [])
+    assert list(desired.external_volumes) == expected.get("external_volumes", [])
     assert len(desired.warnings) == expected["warnings"], desired.warnings
 
     converted, docs = spec.convert(project, compose=spec.ComposeOptions(environ={}))
+    text = yaml.safe_dump_all(docs, sort_keys=False)
+    golden = CORPUS / name / "native.yaml"
+    if os.environ.get("RECONCILER_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text(), f"{name}: the conversion changed; see the module docstring"
     (project / "converted.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
     native = spec.load(project / "converted.yaml")
     for kind in ("containers", "images", "networks", "volumes"):

@@ -513,28 +513,21 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
           web:
             image: x/web:1
             ports: ["80", "53:53/sctp"]
-            sysctls: {net.core.somaxconn: 1024}
             privileged: true
             volumes: [/anonymous]
             network_mode: "service:db"
-            deploy: {replicas: 3}
-            tmpfs: ["/run:size=64m"]
+            tmpfs: ["/run:size=64m,uid=1000"]
           db:
             image: x/db:1
             depends_on:
               web: {condition: service_completed_successfully}
-        include: [other.yaml]
         """, [
             "compose.yaml:4:13: services.web.ports[0]: not supported yet: publishing container port 80 on a random host port; name the host port, like \"8080:80\"",
             "compose.yaml:4:19: services.web.ports[1]: not supported yet: the sctp protocol; use tcp or udp",
-            "compose.yaml:5:5: services.web.sysctls: not supported yet: sysctls; the manifest language cannot say it yet, remove it",
-            "compose.yaml:6:5: services.web.privileged: not supported yet: privileged; the manifest language cannot say it yet, remove it",
-            "compose.yaml:7:15: services.web.volumes[0]: not supported yet: anonymous volumes; name the volume (data:/anonymous) and declare it under the top-level volumes:",
-            "compose.yaml:8:19: services.web.network_mode: not supported yet: network_mode 'service:db'; use host or none, or networks:",
-            "compose.yaml:9:24: services.web.deploy.replicas: not supported yet: replicas other than 1; each service runs one container",
-            "compose.yaml:10:13: services.web.tmpfs[0]: not supported yet: tmpfs options (size=64m); mount /run without options",
-            "compose.yaml:14:24: services.db.depends_on.web.condition: not supported yet: service_completed_successfully; one-shot jobs are not run yet; use service_started or service_healthy",
-            "compose.yaml:15:1: include: not supported yet: top-level include; the manifest language cannot say it yet, remove it",
+            "compose.yaml:5:5: services.web.privileged: not supported yet: privileged; the manifest language cannot say it yet, remove it",
+            "compose.yaml:6:15: services.web.volumes[0]: not supported yet: anonymous volumes; name the volume (data:/anonymous) and declare it under the top-level volumes:",
+            "compose.yaml:7:19: services.web.network_mode: not supported yet: network_mode 'service:db'; use host or none, or networks:",
+            "compose.yaml:8:13: services.web.tmpfs[0]: not supported yet: the tmpfs option 'uid=1000'; only size= and mode= are",
         ]),
     "manifest_checks_at_compose_keys": ("""
         name: t
@@ -620,3 +613,400 @@ def test_env_file_errors_are_located(tmp_path: Path) -> None:
 
 def test_an_empty_compose_file_is_an_error(tmp_path: Path) -> None:
     assert problems(tmp_path, {"compose.yaml": "# nothing yet\n"}) == ["compose.yaml:1:1: empty compose file"]
+
+
+# -- replicas ------------------------------------------------------------------------------------
+
+
+def test_deploy_replicas_and_scale_run_numbered_containers(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        name: shop
+        services:
+          worker:
+            image: busybox:1
+            deploy: {replicas: 3}
+          mailer:
+            image: busybox:1
+            scale: 2
+          off:
+            image: busybox:1
+            scale: 0
+          web:
+            image: nginx:1
+            depends_on: [worker, off]
+        """})
+    assert sorted(desired.containers) == ["shop-mailer-1", "shop-mailer-2", "shop-web-1",
+                                          "shop-worker-1", "shop-worker-2", "shop-worker-3"]
+    assert desired.containers["shop-web-1"].depends_on == ("shop-worker-1", "shop-worker-2", "shop-worker-3")
+    assert [c.labels["com.docker.compose.container-number"] for n, c in sorted(desired.containers.items())
+            if n.startswith("shop-worker")] == ["1", "2", "3"]
+    assert set(desired.containers["shop-worker-2"].aliases) == {"worker"}
+    docs = spec.convert(tmp_path, compose=compose.Options(environ={}))[1]
+    worker = next(d for d in docs if d["metadata"]["name"] == "shop-worker")
+    assert worker["spec"]["replicas"] == 3
+
+
+def test_scaling_a_service_up_keeps_its_first_container(tmp_path: Path) -> None:
+    one = load(tmp_path, {"compose.yaml": "name: s\nservices:\n  w:\n    image: busybox:1\n"})
+    three = load(tmp_path, {"compose.yaml": "name: s\nservices:\n  w:\n    image: busybox:1\n    deploy: {replicas: 3}\n"})
+    assert one.containers["s-w-1"].spec_hash == three.containers["s-w-1"].spec_hash
+
+
+def test_replica_errors_are_located_in_the_compose_file(tmp_path: Path) -> None:
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          web:
+            image: nginx:1
+            scale: 2
+            deploy: {replicas: 3}
+          api:
+            image: nginx:1
+            container_name: the-api
+            scale: 2
+        """}) == [
+        "compose.yaml:5:24: services.web.deploy.replicas: can't set distinct values on 'scale' and 'deploy.replicas'; keep one",
+        "compose.yaml:8:5: services.api.container_name: container_name 'the-api' names one container, but the service runs 2; "
+        "remove container_name or run one replica",
+    ]
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          web:
+            image: nginx:1
+            ports: ["8080:80"]
+            deploy: {replicas: 2}
+        """}) == [
+        "compose.yaml:4:13: services.web.ports[0]: 2 replicas cannot all publish host port 8080/tcp; "
+        "publish it from one container (a proxy in front of the replicas) or set replicas: 1",
+    ]
+
+
+# -- secrets and configs -------------------------------------------------------------------------
+
+SECRETS = {
+    "compose.yaml": """
+        name: shop
+        services:
+          db:
+            image: postgres:16
+            secrets:
+              - db_password
+              - source: db_password
+                target: pw2
+                uid: "999"
+                mode: 0400
+          web:
+            image: nginx:1
+            configs:
+              - source: site
+                target: /etc/nginx/conf.d/default.conf
+              - site
+          other:
+            image: busybox:1
+        secrets:
+          db_password:
+            file: ./secrets/db_password.txt
+        configs:
+          site:
+            file: site.conf
+            labels: {a: b}
+        """,
+    "secrets/db_password.txt": "s3cret\n",
+    "site.conf": "listen 80;\n",
+}
+
+
+def test_file_secrets_and_configs_become_secret_files_where_compose_mounts_them(tmp_path: Path) -> None:
+    desired = load(tmp_path, SECRETS)
+    db, web = desired.containers["shop-db-1"], desired.containers["shop-web-1"]
+    secret, config = str(tmp_path / "secrets/db_password.txt"), str(tmp_path / "site.conf")
+    assert [(s.source, s.target, s.mode, s.uid, s.data) for s in db.secrets] == [
+        (secret, "/run/secrets/db_password", 0o400, 0, b"s3cret\n"),
+        (secret, "/run/secrets/pw2", 0o400, 999, b"s3cret\n")]
+    assert [(s.source, s.target, s.mode) for s in web.secrets] == [
+        (config, "/etc/nginx/conf.d/default.conf", 0o444), (config, "/site", 0o444)]
+    assert db.volumes == web.volumes == ()
+    assert warnings(desired, tmp_path) == [
+        "compose.yaml:25:5: configs.site.labels: labels has no effect: the file is put into the container, no secret or config object is made",
+    ]
+    docs = spec.convert(tmp_path, compose=compose.Options(environ={}))[1]
+    assert [s["target"] for s in next(d for d in docs if d["metadata"]["name"] == "shop-db-1")["spec"]["secrets"]] == [
+        "/run/secrets/db_password", "/run/secrets/pw2"]
+
+
+def test_an_edited_secret_file_replaces_exactly_the_services_using_it(tmp_path: Path) -> None:
+    before = load(tmp_path, SECRETS)
+    (tmp_path / "secrets/db_password.txt").write_text("rotated\n")
+    after = load(tmp_path)
+    changed = sorted(n for n in before.containers if before.containers[n].spec_hash != after.containers[n].spec_hash)
+    assert changed == ["shop-db-1"]
+    assert before.revision != after.revision
+
+
+def test_secret_and_config_errors_are_located_in_the_compose_file(tmp_path: Path) -> None:
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          web:
+            image: nginx:1
+            secrets: [token, nope, from_env, ext]
+            configs: [missing, inline]
+        secrets:
+          token:
+            file: ./token.txt
+          from_env:
+            environment: TOKEN
+          ext:
+            external: true
+        configs:
+          missing:
+            file: ./missing.conf
+          inline:
+            content: "hello"
+        """}) == [
+        "compose.yaml:4:22: services.web.secrets[1]: refers to undefined secret 'nope'; declare it under the top-level secrets:",
+        "compose.yaml:10:5: secrets.from_env.environment: secret environment: not supported yet: write the value to a file and name it with file:",
+        "compose.yaml:12:5: secrets.ext.external: secret external: not supported: external secrets and configs live in a swarm",
+        "compose.yaml:17:5: configs.inline.content: config content: not supported yet (configs): write the content to a file and name it with file:",
+    ]
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          web:
+            image: nginx:1
+            configs: [missing]
+        configs:
+          missing:
+            file: ./missing.conf
+        """}) == [
+        "compose.yaml:4:15: services.web.configs[0]: secret file './missing.conf' not found, unreadable or larger than 16777216 bytes (resolved to missing.conf)",
+    ]
+
+
+# -- sysctls and ulimits ---------------------------------------------------------------------------
+
+
+def test_sysctls_ulimits_and_shm_size_become_the_containers_own(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        name: shop
+        services:
+          web:
+            image: nginx:1
+            sysctls:
+              net.core.somaxconn: 1024
+            ulimits:
+              nproc: 65535
+              nofile: {soft: 20000, hard: 40000}
+            shm_size: 256m
+          db:
+            image: postgres:16
+            sysctls: ["kernel.shmmax=100000", "net.ipv4.tcp_syncookies=0"]
+        """})
+    web, db = desired.containers["shop-web-1"], desired.containers["shop-db-1"]
+    assert dict(web.sysctls) == {"net.core.somaxconn": "1024"}
+    assert web.ulimits == (spec.models.Ulimit("nofile", 20000, 40000), spec.models.Ulimit("nproc", 65535, 65535))
+    assert (web.shm_size, db.shm_size) == (256 << 20, None)
+    assert dict(db.sysctls) == {"kernel.shmmax": "100000", "net.ipv4.tcp_syncookies": "0"}
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          web:
+            image: nginx:1
+            network_mode: host
+            sysctls: {net.core.somaxconn: 1024, vm.overcommit_memory: 1}
+        """}) == [
+        "compose.yaml:5:15: services.web.sysctls.net.core.somaxconn: net.core.somaxconn would change the host's network stack "
+        "(network host); remove it or use a network of the container's own",
+        "compose.yaml:5:41: services.web.sysctls.vm.overcommit_memory: vm.overcommit_memory is not a namespaced sysctl: it would "
+        "change the whole host; only net.*, fs.mqueue.* and kernel.msgmax/msgmnb/msgmni/sem/shmall/shmmax/shmmni/shm_rmid_forced "
+        "can be set per container",
+    ]
+
+
+# -- external networks and volumes ------------------------------------------------------------------
+
+
+def test_external_networks_and_volumes_are_named_as_written_and_never_made(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        name: shop
+        services:
+          web:
+            image: nginx:1
+            networks: [proxy, default]
+            volumes: [certs:/certs:ro, data:/data]
+        networks:
+          proxy:
+            external: true
+            name: traefik_proxy
+        volumes:
+          certs:
+            external: true
+          data: {}
+        """})
+    assert (desired.external_networks, desired.external_volumes) == (("traefik_proxy",), ("certs",))
+    assert (sorted(desired.networks), sorted(desired.volumes)) == (["shop_default"], ["shop_data"])
+    web = desired.containers["shop-web-1"]
+    assert web.networks == ("shop_default", "traefik_proxy")
+    assert [m.source for m in web.volumes] == ["certs", "shop_data"]
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          web: {image: nginx:1, networks: [proxy]}
+        networks:
+          proxy:
+            external: true
+            driver: overlay
+            ipam: {config: [{subnet: 10.1.0.0/24}]}
+        """}) == [
+        "compose.yaml:6:5: networks.proxy.driver: an external network is used as it is; remove driver or external: true",
+        "compose.yaml:7:5: networks.proxy.ipam: an external network is used as it is; remove ipam or external: true",
+    ]
+
+
+def test_extra_hosts_and_dns_in_both_compose_forms(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        services:
+          a:
+            image: busybox:1
+            extra_hosts: ["db.internal:10.0.0.5", "old=10.0.0.6"]
+            dns: 1.1.1.1
+            dns_search: [corp.example]
+            dns_opt: [ndots:2, rotate]
+            oom_score_adj: -500
+            group_add: [video, 4242]
+          b:
+            image: busybox:1
+            extra_hosts: {x.internal: 10.0.0.7}
+            dns: []
+        """})
+    a, b = desired.containers[f"{tmp_path.name}-a-1"], desired.containers[f"{tmp_path.name}-b-1"]
+    assert (a.extra_hosts, a.dns, a.dns_search) == (("db.internal:10.0.0.5", "old:10.0.0.6"), ("1.1.1.1",), ("corp.example",))
+    assert (b.extra_hosts, b.dns) == (("x.internal:10.0.0.7",), ())
+    assert (a.dns_options, a.oom_score_adj, b.dns_options, b.oom_score_adj) == (("ndots:2", "rotate"), -500, (), None)
+    assert (a.group_add, b.group_add) == (("video", "4242"), ())
+
+
+def test_tmpfs_size_and_mode_in_both_compose_forms(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        services:
+          a:
+            image: busybox:1
+            tmpfs: ["/run:size=64m,mode=1770", /tmp]
+            volumes:
+              - type: tmpfs
+                target: /cache
+                tmpfs: {size: 10485760, mode: 1777}
+        """})
+    assert desired.containers[f"{tmp_path.name}-a-1"].volumes == (
+        spec.models.VolumeMount("tmpfs", "", "/run", False, ("size=67108864", "mode=1770")),
+        spec.models.VolumeMount("tmpfs", "", "/tmp", False),
+        spec.models.VolumeMount("tmpfs", "", "/cache", False, ("size=10485760", "mode=1777")),
+    )
+
+
+def test_a_dependency_others_wait_to_complete_is_a_job(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        name: app
+        services:
+          migrate:
+            image: x/app:1
+            command: ["migrate", "up"]
+          web:
+            image: x/app:1
+            depends_on:
+              migrate: {condition: service_completed_successfully}
+          worker:
+            image: x/app:1
+            depends_on: [migrate]
+        """})
+    assert {n: c.job for n, c in desired.containers.items()} == {"app-migrate-1": True, "app-web-1": False,
+                                                                 "app-worker-1": False}
+    assert desired.containers["app-web-1"].depends_on == ("app-migrate-1",)
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          migrate: {image: x/app:1, restart: always}
+          web:
+            image: x/app:1
+            depends_on: {migrate: {condition: service_completed_successfully}}
+        """}) == [
+        "compose.yaml:2:38: services.migrate.restart: a job runs to completion; restart always would run it again "
+        "and again: use no or on-failure",
+    ]
+
+
+def test_tty_and_stdin_open(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        services:
+          shell: {image: busybox:1, command: sh, tty: true, stdin_open: true}
+          plain: {image: busybox:1, tty: false}
+        """})
+    shell, plain = desired.containers[f"{tmp_path.name}-shell-1"], desired.containers[f"{tmp_path.name}-plain-1"]
+    assert (shell.tty, shell.stdin_open, plain.tty, plain.stdin_open) == (True, True, False, False)
+
+
+def test_cpu_shares_cpuset_and_memory_reservations(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        services:
+          a:
+            image: busybox:1
+            cpu_shares: 512
+            cpuset: "0-1"
+            mem_reservation: 64m
+          b:
+            image: busybox:1
+            deploy: {resources: {reservations: {memory: 32M}}}
+        """})
+    a, b = desired.containers[f"{tmp_path.name}-a-1"], desired.containers[f"{tmp_path.name}-b-1"]
+    assert (a.resources.cpu_shares, a.resources.cpuset, a.resources.memory_reservation) == (512, "0-1", 64 << 20)
+    assert b.resources.memory_reservation == 32 << 20
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          a:
+            image: busybox:1
+            mem_reservation: 64m
+            deploy: {resources: {reservations: {memory: 32M, cpus: "0.5"}}}
+        """}) == [
+        "compose.yaml:5:49: services.a.deploy.resources.reservations.memory: can't set distinct values on "
+        "'mem_reservation' and 'deploy.resources.reservations.memory'; keep one",
+        "compose.yaml:5:54: services.a.deploy.resources.reservations.cpus: not supported yet: reservations.cpus; "
+        "only a memory reservation can be made on one host",
+    ]
+
+
+def test_security_opt_no_new_privileges(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        services:
+          a: {image: busybox:1, security_opt: ["no-new-privileges:true"]}
+          b: {image: busybox:1, security_opt: [no-new-privileges]}
+          c: {image: busybox:1, security_opt: ["no-new-privileges=false"]}
+        """})
+    assert [c.no_new_privileges for _, c in sorted(desired.containers.items())] == [True, True, False]
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          a: {image: busybox:1, security_opt: ["seccomp:unconfined", "no-new-privileges:true"]}
+        """}) == [
+        "compose.yaml:2:40: services.a.security_opt[0]: not supported yet: security_opt 'seccomp:unconfined'; "
+        "only no-new-privileges is; the default seccomp profile always applies",
+    ]
+
+
+def test_label_files_under_labels(tmp_path: Path) -> None:
+    desired = load(tmp_path, {
+        "compose.yaml": """
+            services:
+              web:
+                image: nginx:1
+                label_file: [./common.labels, ./web.labels]
+                labels: {tier: edge}
+            """,
+        "common.labels": "team=shop\ntier=back\n# a comment\n",
+        "web.labels": "traefik.enable=true\n",
+    })
+    labels = dict(desired.containers[f"{tmp_path.name}-web-1"].labels)
+    assert {k: v for k, v in labels.items() if not k.startswith("com.docker.compose.")} == {
+        "team": "shop", "tier": "edge", "traefik.enable": "true"}
+    (tmp_path / "web.labels").write_text("traefik.enable=false\n")
+    assert load(tmp_path).containers[f"{tmp_path.name}-web-1"].spec_hash != \
+        desired.containers[f"{tmp_path.name}-web-1"].spec_hash            # the file is part of the spec
+    (tmp_path / "web.labels").unlink()
+    with pytest.raises(spec.SpecError) as info:
+        load(tmp_path)
+    assert [str(p).replace(str(tmp_path) + os.sep, "") for p in info.value.problems] == [
+        "compose.yaml:4:35: services.web.label_file[1]: label file web.labels not found, unreadable or larger "
+        "than 16777216 bytes",
+    ]

@@ -1,8 +1,9 @@
 """A compose project converges for real on the native engine (root, a real registry, runc + conmon).
 
 Two busybox services from the test registry: `web` serves a bind-mounted site on a loopback
-port and waits for `api` to be healthy; `api` answers on the project's networks under its
-service name. An edit of `.env` replaces only the service using the variable. One engine per
+port and waits for `api` to be healthy; `api` runs two replicas that answer on the project's
+networks under the service name; `web` reads a compose secret from /run/secrets and starts only
+after the one-shot `migrate` job wrote its volume and exited 0. An edit of `.env` replaces only the service using the variable. One engine per
 test (own state root, run dir, name prefix and subnet pool); teardown removes everything and
 fails the test if anything is left.
 """
@@ -26,21 +27,26 @@ COMPOSE = """
     services:
       web:
         image: {image}
-        command: ["sh", "-c", "mkdir -p /www && cp /site/index.html /www/ && echo $$GREETING > /www/greeting && exec httpd -f -p 8080 -h /www"]
+        command: ["sh", "-c", "mkdir -p /www && cp /site/index.html /state/done /www/ && echo $$GREETING > /www/greeting && exec httpd -f -p 8080 -h /www"]
         environment:
           GREETING: ${{GREETING:?set GREETING in .env}}
         ports:
           - "127.0.0.1:{port}:8080"
         volumes:
           - ./site:/site:ro
+          - state:/state:ro
+        secrets: [token]
         depends_on:
           api:
             condition: service_healthy
+          migrate:
+            condition: service_completed_successfully
         restart: unless-stopped
       api:
         image: {image}
         command: sh -c 'mkdir -p /srv && echo api-answers > /srv/index.html && exec httpd -f -p 8000 -h /srv'
         networks: [default, back]
+        deploy: {{replicas: 2}}
         tmpfs: /tmp
         healthcheck:
           test: ["CMD", "wget", "-qO-", "http://127.0.0.1:8000/"]
@@ -48,9 +54,19 @@ COMPOSE = """
           timeout: 2s
           retries: 3
         stop_grace_period: 2s
+      migrate:
+        image: {image}
+        command: ["sh", "-c", "sleep 1; echo migrated > /state/done"]
+        volumes: [state:/state]
+        network_mode: none
     networks:
       back:
         internal: true
+    volumes:
+      state: {{}}
+    secrets:
+      token:
+        file: ./token.txt
     """
 
 
@@ -80,12 +96,14 @@ def test_a_compose_project_converges_serves_and_follows_its_dotenv(
     (project / "site" / "index.html").write_text("hello-from-compose\n")
     (project / "compose.yaml").write_text(textwrap.dedent(COMPOSE.format(image=busybox_image, port=port)))
     (project / ".env").write_text("GREETING=hi\n")
+    (project / "token.txt").write_text("t0ken\n")
 
     assert host.cli("apply", str(project)) == 0
     eventually(f"http://127.0.0.1:{port}/", "hello-from-compose")
     eventually(f"http://127.0.0.1:{port}/greeting", "hi")
+    eventually(f"http://127.0.0.1:{port}/done", "migrated")          # web started after the job ended
     ids = host.ids()
-    assert set(ids) == {"e2e-web-1", "e2e-api-1"}
+    assert set(ids) == {"e2e-web-1", "e2e-api-1", "e2e-api-2", "e2e-migrate-1"}
     rt = host.runtime()
     try:
         web = rt.inspect_container("e2e-web-1")
@@ -95,10 +113,20 @@ def test_a_compose_project_converges_serves_and_follows_its_dotenv(
         # the service name resolves on the project's network
         res = rt.exec("e2e-web-1", ["timeout", "3", "wget", "-qO-", "http://api:8000/"])
         assert (res.exit_code, res.stdout.decode().strip()) == (0, "api-answers")
+        # the secret file is mounted where compose mounts it, read-only
+        res = rt.exec("e2e-web-1", ["cat", "/run/secrets/token"])
+        assert (res.exit_code, res.stdout.decode()) == (0, "t0ken\n")
+        assert rt.exec("e2e-web-1", ["sh", "-c", "echo x > /run/secrets/token"]).exit_code != 0
+        # both replicas run, numbered as compose numbers them, and answer
+        for n in (1, 2):
+            api = rt.inspect_container(f"e2e-api-{n}")
+            assert api.labels["com.docker.compose.container-number"] == str(n)
+            res = rt.exec(f"e2e-api-{n}", ["timeout", "3", "wget", "-qO-", "http://127.0.0.1:8000/"])
+            assert (res.exit_code, res.stdout.decode().strip()) == (0, "api-answers")
         assert {n.name for n in rt.list_networks({"reconciler.owner": "default"})} == {"e2e_default", "e2e_back"}
     finally:
         rt.close()
-    assert host.cli("diff", str(project)) == 0                          # in sync
+    assert host.cli("diff", str(project)) == 0                          # in sync (the job stays exited)
 
     (project / ".env").write_text("GREETING=bonjour\n")                # only web uses it
     assert host.cli("diff", str(project)) == 1
@@ -106,4 +134,5 @@ def test_a_compose_project_converges_serves_and_follows_its_dotenv(
     eventually(f"http://127.0.0.1:{port}/greeting", "bonjour")
     after = host.ids()
     assert after["e2e-api-1"] == ids["e2e-api-1"]
+    assert after["e2e-api-2"] == ids["e2e-api-2"]
     assert after["e2e-web-1"] != ids["e2e-web-1"]

@@ -70,7 +70,8 @@ def test_container_body_maps_every_field() -> None:
         restart=base.RestartPolicy("on-failure", 3),
         healthcheck=base.Healthcheck(("CMD", "true"), interval=1.5, timeout=2, retries=4, start_period=0.25),
         resources=base.Resources(memory=1 << 26, cpus=1.5, pids=100), read_only=True,
-        cap_add=("NET_ADMIN",), cap_drop=("ALL",), stop_signal="SIGINT", stop_timeout=5, init=True)
+        cap_add=("NET_ADMIN",), cap_drop=("ALL",), stop_signal="SIGINT", stop_timeout=5, init=True,
+        sysctls={"net.core.somaxconn": "1024"}, ulimits=(base.Ulimit("nofile", 1024, 2048),), shm_size=1 << 27)
     body = backend.container_body(cfg)
     host = body.pop("HostConfig")
     assert body == {
@@ -95,13 +96,17 @@ def test_container_body_maps_every_field() -> None:
              "TmpfsOptions": {"SizeBytes": 64 << 20, "Mode": 0o1777}},
         ],
         "Memory": 1 << 26, "NanoCpus": 1_500_000_000, "PidsLimit": 100,
-        "CapAdd": ["NET_ADMIN"], "CapDrop": ["ALL"],
+        "CapAdd": ["NET_ADMIN"], "CapDrop": ["ALL"], "Sysctls": {"net.core.somaxconn": "1024"},
+        "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048}], "ShmSize": 1 << 27,
     }
     # the image's defaults stay untouched when nothing overrides them
     plain = backend.container_body(base.ContainerConfig(name="p", image="img"))
     assert "Entrypoint" not in plain
     assert "Cmd" not in plain
     assert plain["HostConfig"]["RestartPolicy"]["Name"] == ""
+    # a disabled healthcheck is only NONE, as compose sends it: timings of a check that never runs say nothing
+    off = backend.container_body(base.ContainerConfig(name="p", image="img", healthcheck=base.Healthcheck(("NONE",))))
+    assert off["Healthcheck"] == {"Test": ["NONE"]}
 
 
 def test_container_body_rejects_what_docker_cannot_do() -> None:

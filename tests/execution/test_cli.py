@@ -208,13 +208,15 @@ def test_tag_moved_pulls_and_recreates(tmp_path: Path, root: Path, capsys: pytes
     assert now.labels["reconciler.image-digest"] == new_digest
 
 
-def test_a_single_host_refuses_replicas_naming_the_field(
+def test_a_single_host_runs_replicas_as_numbered_containers(
     tmp_path: Path, root: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
     m = tmp_path / "m"
-    write(m, "web.yaml", container_doc("web", extra="replicas: 3") + container_doc("one", extra="replicas: 1"))
-    assert cli(root, "apply", str(m)) == 1
-    out = capsys.readouterr().out
-    assert re.search(r"container:web +failed +fail +replicas: 3", out)
-    assert "replicas: 3: this runtime runs exactly one container per Container object" in out
-    assert running(root) == {"one": "running"}
+    write(m, "web.yaml", container_doc("web", extra="replicas: 3") + container_doc("one", extra="replicas: global"))
+    assert cli(root, "apply", str(m)) == 0
+    assert running(root) == {"web-1": "running", "web-2": "running", "web-3": "running", "one": "running"}
+    capsys.readouterr()
+    write(m, "web.yaml", container_doc("web", extra="replicas: 2") + container_doc("one", extra="replicas: global"))
+    assert cli(root, "apply", str(m)) == 0               # scaled down: the last copy goes
+    assert re.search(r"container:web-3 +deleted +stop,remove", capsys.readouterr().out)
+    assert running(root) == {"web-1": "running", "web-2": "running", "one": "running"}

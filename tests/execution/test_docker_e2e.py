@@ -175,3 +175,63 @@ def test_docker_start_first_update_starts_the_new_container_before_stopping_the_
     ip = rt.inspect_container(name).ip_addresses[f"{p}-net"]
     found = rt.exec(f"{p}-api", ["busybox", "nslookup", name]).stdout.decode()
     assert ip in found, found
+
+
+def test_docker_external_network_and_volume_are_used_never_made_nor_pruned(
+    tmp_path: Path, scope: Scope, busybox_image: str,
+) -> None:
+    m = tmp_path / "m"
+    p = scope.owner
+    scope.images.append(busybox_image)
+    write(m, "web.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Network
+        metadata: {{name: {p}-ext}}
+        spec: {{external: true}}
+        ---
+        apiVersion: reconciler/v1
+        kind: Volume
+        metadata: {{name: {p}-extvol}}
+        spec: {{external: true}}
+        ---
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {p}-web}}
+        spec:
+          image: {busybox_image}
+          command: [sleep, "3600"]
+          networks: [{p}-ext]
+          volumes: ["{p}-extvol:/data"]
+        """)
+    write(m, "other.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {p}-other}}
+        spec: {{image: {busybox_image}, command: [sleep, "3600"], networks: [none]}}
+        """)
+    try:
+        assert scope.cli("apply", str(m)) == 1                      # missing: a clear failure, web not made
+        assert set(scope.ours()) == {f"{p}-other"}
+        assert f"{p}-ext" not in {n.name for n in scope.rt.list_networks(None)}
+        # someone else makes them (no owner label of ours)
+        scope.rt.ensure_network(base.NetworkConfig(name=f"{p}-ext", subnet=scope.subnet, labels={"made-by": "hand"}))
+        scope.rt.ensure_volume(base.VolumeConfig(name=f"{p}-extvol", labels={"made-by": "hand"}))
+        assert scope.cli("apply", str(m)) == 0
+        attrs = scope.rt.api.container_inspect(f"{p}-web")
+        assert list(attrs["NetworkSettings"]["Networks"]) == [f"{p}-ext"]
+        assert [(mt["Name"], mt["Destination"]) for mt in attrs["Mounts"]] == [(f"{p}-extvol", "/data")]
+        assert scope.cli("diff", str(m)) == 0
+        (m / "web.yaml").unlink()                                   # prune web: the external ones stay
+        assert scope.cli("apply", str(m)) == 0
+        assert set(scope.ours()) == {f"{p}-other"}
+        assert [n.name for n in scope.rt.list_networks(None) if n.name == f"{p}-ext"] == [f"{p}-ext"]
+        assert [v.name for v in scope.rt.list_volumes(None) if v.name == f"{p}-extvol"] == [f"{p}-extvol"]
+    finally:
+        for c in scope.rt.list_containers(None):
+            if c.name.startswith(p):
+                scope.rt.remove_container(c.id, force=True)
+        for remove, name in ((scope.rt.remove_network, f"{p}-ext"), (scope.rt.remove_volume, f"{p}-extvol")):
+            try:
+                remove(name)
+            except rterrors.NotFound:
+                pass

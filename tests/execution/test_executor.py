@@ -271,6 +271,30 @@ def test_min_ready_waits_for_the_container_to_keep_running(tmp_path: Path, rt: F
     assert clock.t >= 1005.0                                  # steady was watched for minReady
 
 
+def test_a_failed_job_fails_its_start_and_skips_what_waits_for_it(tmp_path: Path, rt: FakeRuntime) -> None:
+    m = tmp_path / "m"
+    write(m, "a.yaml", container_doc("migrate", extra="command: ['false']\njob: true")
+          + container_doc("web", extra="dependsOn: [migrate]"))
+    plan = fresh_plan(m, rt)
+    start = next(a for a in plan.actions if a.kind is Kind.START and a.target == "migrate")
+    assert start.wait == actions.Wait(timeout=60.0, healthcheck=False, completion=True)
+    cs = executor.execute(plan, rt, options=exec_options(FakeClock()))
+    outcomes = {c.resource: c.outcome for c in cs.changes}
+    assert outcomes["container:migrate"] is changes.Outcome.FAILED
+    assert "job migrate failed: it exited with code 1" in next(
+        c.detail for c in cs.changes if c.resource == "container:migrate")
+    assert outcomes["container:web"] is changes.Outcome.SKIPPED
+
+
+def test_a_job_that_never_ends_times_out(tmp_path: Path, rt: FakeRuntime) -> None:
+    m = tmp_path / "m"
+    write(m, "a.yaml", container_doc("migrate", extra="job: true\nupdate: {healthTimeout: 5s}"))
+    clock = FakeClock()
+    cs = executor.execute(fresh_plan(m, rt), rt, options=exec_options(clock))
+    assert "migrate not complete within 5s" in cs.changes[-1].detail
+    assert clock.t >= 1005.0
+
+
 def test_create_failure_after_the_old_container_went_puts_it_back(
     tmp_path: Path, rt: FakeRuntime, db: Database,
 ) -> None:

@@ -492,3 +492,27 @@ def cluster_network_change_recreates_the_service() -> Case:
 @scenario
 def replicas_refused_on_a_single_host() -> Case:
     return case(desired(replace(WEB, replicas=2), SHOP, DATA), up())
+
+
+# external networks and volumes: used by name, never made, changed or pruned
+
+def _external(d: models.DesiredState, nets: tuple[str, ...] = ("shop",), vols: tuple[str, ...] = ("data",)) -> models.DesiredState:
+    return replace(d, external_networks=nets, external_volumes=vols)
+
+
+@scenario
+def external_network_and_volume_present() -> Case:
+    # made by someone else (no owner label): used as they are
+    return case(_external(desired(WEB)), observed(obs.ObservedNetwork(name="shop", owner=None), ovol("data", owned=False)))
+
+
+@scenario
+def external_network_and_volume_missing() -> Case:
+    return case(_external(desired(WEB)), observed())
+
+
+@scenario
+def managed_network_and_volume_declared_external() -> Case:
+    # once made by this owner, now external: forgotten, not pruned, and the container keeps them
+    return case(_external(desired(WEB)), up(),
+                inv.Inventory.of([entry(WEB), entry(SHOP), entry(DATA, deletion_policy="Delete")]))

@@ -26,6 +26,20 @@ EXPECTED: dict[str, str] = {
 [4] -> #5 container:web, start, not found
 """,
     "nothing_changed": "",
+    "external_network_and_volume_present": """\
+[] -> #1 container:web, create, not found
+[1] -> #2 container:web, start, not found
+""",
+    "external_network_and_volume_missing": """\
+[] -> #1 network:shop, fail, external network shop does not exist: create it (docker network create shop, or a Network manifest of another source) and converge again
+[] -> #2 volume:data, fail, external volume data does not exist: create it (docker volume create data, or a Volume manifest of another source) and converge again
+[1,2] -> #3 container:web, create, not found
+[3] -> #4 container:web, start, not found
+""",
+    "managed_network_and_volume_declared_external": """\
+[] -> #1 network:shop, forget, declared external now: no longer managed, left in place
+[] -> #2 volume:data, forget, declared external now: no longer managed, left in place
+""",
     "env_change": """\
 [] -> #1 container:web, stop, spec hash changed: env
       env.LOG_LEVEL: changed
@@ -346,7 +360,7 @@ note: container:web: over the flap limit: left stopped (reported, not restarted)
 [5] -> #6 container:web, start, network shop recreated
 """,
     "replicas_refused_on_a_single_host": """\
-[] -> #1 container:web, fail, replicas: 2: this runtime runs exactly one container per Container object (replicas is for --runtime swarm)
+[] -> #1 container:web, fail, replicas: 2: this runtime runs one container per Container object (load the manifests for a single host: spec.load without cluster)
 """,
 }
 

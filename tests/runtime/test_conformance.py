@@ -246,6 +246,78 @@ def test_cpu_quota_is_applied(runtime: base.Runtime, image: str) -> None:
     assert output(runtime, cid) == "50000"
 
 
+def test_sysctls_and_ulimits_are_set_in_the_container(runtime: base.Runtime, image: str) -> None:
+    script = "cat /proc/sys/net/core/somaxconn /proc/sys/kernel/shmmni; ulimit -Sn; ulimit -Hn"
+    cid = run(runtime, cfg(image, "limits", "sh", "-c", script,
+                           sysctls={"net.core.somaxconn": "1234", "kernel.shmmni": "2345"},
+                           ulimits=(base.Ulimit("nofile", 1000, 2000),)))
+    runtime.wait_container(cid, timeout=30)
+    assert output(runtime, cid, "stdout").split() == ["1234", "2345", "1000", "2000"]
+
+
+def test_shm_size(runtime: base.Runtime, image: str) -> None:
+    script = "df -k /dev/shm | tail -1 | awk '{print $2}'"
+    sizes = []
+    for name, shm in (("shm-default", None), ("shm-big", 128 << 20)):
+        cid = run(runtime, cfg(image, name, "sh", "-c", script, shm_size=shm))
+        runtime.wait_container(cid, timeout=30)
+        sizes.append(output(runtime, cid, "stdout"))
+    assert sizes == ["65536", "131072"]
+
+
+def test_group_add(runtime: base.Runtime, image: str) -> None:
+    cid = run(runtime, cfg(image, "groups", "id", "-G", user="1000:1000", group_add=("4242", "4243")))
+    runtime.wait_container(cid, timeout=30)
+    assert sorted(output(runtime, cid, "stdout").split()) == ["1000", "4242", "4243"]
+
+
+def test_oom_score_adj(runtime: base.Runtime, image: str) -> None:
+    cid = run(runtime, cfg(image, "oom-adj", "cat", "/proc/self/oom_score_adj", oom_score_adj=500))
+    runtime.wait_container(cid, timeout=30)
+    assert output(runtime, cid, "stdout") == "500"
+
+
+def test_no_new_privileges(runtime: base.Runtime, image: str) -> None:
+    flags = []
+    for name, nnp in (("privs", False), ("no-new-privs", True)):
+        cid = run(runtime, cfg(image, name, "grep", "NoNewPrivs", "/proc/self/status", no_new_privileges=nnp))
+        runtime.wait_container(cid, timeout=30)
+        flags.append(output(runtime, cid, "stdout").split())
+    assert flags == [["NoNewPrivs:", "0"], ["NoNewPrivs:", "1"]]
+
+
+def test_tty_and_open_stdin(runtime: base.Runtime, image: str) -> None:
+    plain = run(runtime, cfg(image, "plain", "sleep", "1000"))
+    both = run(runtime, cfg(image, "tty", "sleep", "1000", tty=True, stdin_open=True))
+
+    def fd(cid: str, n: int) -> str:
+        return runtime.exec(cid, ["ls", "-l", f"/proc/1/fd/{n}"]).stdout.decode().strip().rpartition(" -> ")[2]
+
+    assert (fd(plain, 0), fd(plain, 1).startswith("/dev/pts/")) == ("/dev/null", False)
+    assert fd(both, 1).startswith("/dev/pts/")
+    assert fd(both, 0) != "/dev/null"
+
+
+def test_tmpfs_size_and_mode(runtime: base.Runtime, image: str) -> None:
+    script = "df -k /scratch | tail -1 | awk '{print $2}'; stat -c %a /scratch"
+    cid = run(runtime, cfg(image, "tmpfs-opts", "sh", "-c", script,
+                           mounts=(base.Mount(type="tmpfs", target="/scratch", options=("size=8388608", "mode=1770")),)))
+    runtime.wait_container(cid, timeout=30)
+    assert output(runtime, cid, "stdout").split() == ["8192", "1770"]
+
+
+def test_cpu_shares_cpuset_and_memory_reservation(runtime: base.Runtime, image: str) -> None:
+    script = ("cat /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || cat /sys/fs/cgroup/cpu.weight; "
+              "cat /sys/fs/cgroup/cpuset/cpuset.cpus 2>/dev/null || cat /sys/fs/cgroup/cpuset.cpus; "
+              "cat /sys/fs/cgroup/memory/memory.soft_limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.low")
+    cid = run(runtime, cfg(image, "weights", "sh", "-c", script, resources=base.Resources(
+        memory_reservation=64 << 20, cpu_shares=512, cpuset="0")))
+    runtime.wait_container(cid, timeout=30)
+    shares, cpuset, reservation = output(runtime, cid, "stdout").split()
+    assert shares in ("512", "20")          # cgroup v1 shares, or v2's weight for them
+    assert (cpuset, reservation) == ("0", str(64 << 20))
+
+
 # ------------------------------------------------------------------------------- volumes
 
 def test_named_volume_survives_recreation(runtime: base.Runtime, image: str) -> None:
@@ -504,6 +576,24 @@ def test_containers_on_different_networks_cannot_reach_each_other(
     reaches(runtime, near, f"http://{ip}:8080/", "hello-from-srv-a")    # it is up and reachable
     assert fetch(runtime, far, f"http://{ip}:8080/") is None
     assert fetch(runtime, far, "http://srv-a:8080/") is None            # nor known by name
+
+
+def test_extra_hosts_and_dns_on_and_off_networks(
+        runtime: base.Runtime, image: str, networks: Callable[..., base.NetworkState]) -> None:
+    networks("named")
+    kw: dict[str, object] = {"extra_hosts": ("db.internal:10.1.2.3", "v6.internal:fd00::5"),
+                             "dns": ("192.0.2.53",), "dns_search": ("corp.example",), "dns_options": ("ndots:3",)}
+    off = run(runtime, cfg(image, "off-net", "sleep", "1000", **kw))
+    on = run(runtime, cfg(image, "on-net", "sleep", "1000", **{**kw, "networks": ("named",)}))
+    for cid in (off, on):
+        hosts = runtime.exec(cid, ["cat", "/etc/hosts"]).stdout.decode()
+        assert {tuple(line.split()[:2]) for line in hosts.splitlines() if ".internal" in line} == \
+            {("10.1.2.3", "db.internal"), ("fd00::5", "v6.internal")}, hosts
+        resolv = runtime.exec(cid, ["cat", "/etc/resolv.conf"]).stdout.decode()
+        assert "search corp.example" in resolv.splitlines(), resolv
+        assert "options ndots:3" in resolv.splitlines(), resolv
+    # off networks the nameserver is the container's own (on one, Docker puts its resolver in front)
+    assert "nameserver 192.0.2.53" in runtime.exec(off, ["cat", "/etc/resolv.conf"]).stdout.decode().splitlines()
 
 
 @dataclass

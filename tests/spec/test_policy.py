@@ -71,6 +71,12 @@ REFUSED: dict[str, tuple[str, dict[str, str], str]] = {
                            {"ctx": "dir", "ctx/Dockerfile.link": "->../../outside/ctx/Dockerfile"},
                            r"m\.yaml:5:33: Image/app: spec\.build\.file: Dockerfile ctx/Dockerfile\.link \(which "
                            r"leads to .*/outside/ctx/Dockerfile\) is outside the source root"),
+    "external_network": ("apiVersion: reconciler/v1\nkind: Network\nmetadata: {name: tenant-b}\nspec: {external: true}\n", {},
+                         r"m\.yaml:4:18: Network/tenant-b: spec\.external: an external Network \(made outside this source\) is "
+                         r"refused by policy 'restricted' \(rule external: false\); declare it in the source, or set external: true"),
+    "external_volume": ("apiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: their-data}\nspec: {external: true}\n", {},
+                        r"m\.yaml:4:18: Volume/their-data: spec\.external: an external Volume \(made outside this source\) "
+                        r"is refused by policy 'restricted' \(rule external: false\)"),
     "push_foreign": (image("  ref: 127.0.0.1:5000/app:1\n  push: [some.registry/loot:1]\n"), {},
                      r"m\.yaml:6:10: Image/app: spec\.push\[0\]: pushing to registry some\.registry refused by policy "
                      r"'restricted' \(rule pushRegistries: none\); list some\.registry under pushRegistries:"),

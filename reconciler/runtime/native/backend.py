@@ -157,6 +157,7 @@ class NativeRuntime:
         image_id, image_cfg, layer_dirs = self.images.resolve(config.image)
         rec = self.containers.create(
             config, image_id=image_id, image_config=image_cfg.get("config") or {}, lowerdirs=layer_dirs,
+            terminal=config.tty, stdin=config.stdin_open,
         )
         return rec.id
 

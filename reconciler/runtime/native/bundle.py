@@ -205,12 +205,13 @@ def _parse_id(value: str, what: str) -> int:
     return n
 
 
-def resolve_user(rootfs: Path, spec: str | None) -> User:
+def resolve_user(rootfs: Path, spec: str | None, *, group_add: Sequence[str] = ()) -> User:
     """Docker's `User` forms: user, uid, user:group, uid:gid, uid:group, user:gid.
 
     Names are looked up in the image's /etc/passwd and /etc/group. With only a user, its
     primary group and the groups that list it are used; with a group, supplementary groups
-    from the image are not added.
+    from the image are not added. `group_add` (names or gids) are supplementary groups on top,
+    as `docker run --group-add` adds them.
     """
     spec = (spec or "").strip() or "0"
     user_part, _, group_part = spec.partition(":")
@@ -264,6 +265,19 @@ def resolve_user(rootfs: Path, spec: str | None) -> User:
                     n = _parse_id(g[2], "gid")
                     if n != gid and n not in additional:
                         additional.append(n)
+    for group in group_add:
+        if group.isdigit():
+            n = _parse_id(group, "gid")
+        else:
+            found = [g for g in groups if g[0] == group]
+            if not found:
+                raise rterrors.InvalidArgument(
+                    f"unable to find group {group}: no matching entries in the image's /etc/group",
+                    hint="use a numeric gid in groupAdd, or a group the image defines",
+                )
+            n = _parse_id(found[0][2], "gid")
+        if n not in additional:
+            additional.append(n)
     return User(uid=uid, gid=gid, additional_gids=tuple(additional), home=home)
 
 
@@ -361,7 +375,7 @@ def parse_signal(value: str | int | None, default: int = _signal.SIGTERM) -> int
 
 # ---------------------------------------------------------------------------- spec
 
-def _default_mounts(*, host_network: bool) -> list[dict[str, Any]]:
+def _default_mounts(*, host_network: bool, shm_size: int | None = None) -> list[dict[str, Any]]:
     sysfs: dict[str, Any] = {
         "destination": "/sys", "type": "sysfs", "source": "sysfs",
         "options": ["nosuid", "noexec", "nodev", "ro"],
@@ -381,7 +395,7 @@ def _default_mounts(*, host_network: bool) -> list[dict[str, Any]]:
          "options": ["ro", "nosuid", "noexec", "nodev"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]},
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size or 67108864}"]},
     ]
 
 
@@ -397,6 +411,12 @@ def _resources(r: base.Resources) -> dict[str, Any]:
             raise rterrors.InvalidArgument("cpus must be positive")
         period = 100_000
         res["cpu"] = {"quota": int(r.cpus * period), "period": period}
+    if r.cpu_shares is not None:
+        res.setdefault("cpu", {})["shares"] = r.cpu_shares
+    if r.cpuset is not None:
+        res.setdefault("cpu", {})["cpus"] = r.cpuset
+    if r.memory_reservation is not None:
+        res.setdefault("memory", {})["reservation"] = r.memory_reservation
     if r.pids is not None:
         res["pids"] = {"limit": r.pids}
     return res
@@ -416,7 +436,7 @@ def build_spec(inp: BundleInputs) -> dict[str, Any]:
         if inp.netns_path:
             ns["path"] = inp.netns_path
         namespaces.append(ns)
-    mounts = _default_mounts(host_network=inp.host_network)
+    mounts = _default_mounts(host_network=inp.host_network, shm_size=cfg.shm_size)
     user_mounts = sorted((dict(m) for m in inp.volume_mounts), key=_depth)  # parents before children
     mounts += user_mounts
     for dest, src in sorted(inp.etc_files.items()):
@@ -429,10 +449,15 @@ def build_spec(inp: BundleInputs) -> dict[str, Any]:
         "env": list(inp.env),
         "cwd": inp.cwd,
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-        "noNewPrivileges": False,
-        # no rlimits: the process inherits ours; asking for more than the inherited hard limit
-        # fails without CAP_SYS_RESOURCE (podman's defaults do, on the test machines)
+        "noNewPrivileges": cfg.no_new_privileges,
+        # only the rlimits asked for: the process inherits ours; default rlimits asking for more
+        # than the inherited hard limit fail without CAP_SYS_RESOURCE (podman's do, on the test machines)
     }
+    if cfg.oom_score_adj is not None:
+        process["oomScoreAdj"] = cfg.oom_score_adj
+    if cfg.ulimits:
+        process["rlimits"] = [{"type": "RLIMIT_" + u.name.upper(), "soft": _rlimit(u.soft), "hard": _rlimit(u.hard)}
+                              for u in cfg.ulimits]
     if inp.user.additional_gids:
         process["user"]["additionalGids"] = list(inp.user.additional_gids)
     return {
@@ -449,5 +474,11 @@ def build_spec(inp: BundleInputs) -> dict[str, Any]:
             "seccomp": seccomp.linux_seccomp(caps),
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
+            **({"sysctl": dict(cfg.sysctls)} if cfg.sysctls else {}),
         },
     }
+
+
+def _rlimit(value: int) -> int:
+    """An rlimit as the runtime spec has it (uint64): -1 is RLIM_INFINITY."""
+    return (1 << 64) - 1 if value < 0 else value

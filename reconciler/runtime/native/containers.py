@@ -38,7 +38,17 @@ from typing import Any, Protocol
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import bundle, cgroups, conmon, logs, mounts, oci, procs, volumes
+from reconciler.runtime.native import (
+    bundle,
+    cgroups,
+    conmon,
+    dns,
+    logs,
+    mounts,
+    oci,
+    procs,
+    volumes,
+)
 from reconciler.runtime.native.config import NativeConfig
 
 __all__ = [
@@ -98,6 +108,8 @@ class NetworkAttacher(Protocol):
     def attach(
         self, container_id: str, *, name: str, hostname: str, networks: Sequence[str],
         ports: Sequence[base.PortMapping] = (), aliases: Sequence[str] = (),
+        extra_hosts: Sequence[str] = (), dns: Sequence[str] = (), dns_search: Sequence[str] = (),
+        dns_options: Sequence[str] = (),
     ) -> Attachment: ...
 
     def detach(self, container_id: str) -> None: ...
@@ -132,6 +144,11 @@ def config_from_dict(d: Mapping[str, Any]) -> base.ContainerConfig:
         read_only=bool(d.get("read_only")), cap_add=tuple(d.get("cap_add") or ()),
         cap_drop=tuple(d.get("cap_drop") or ()), stop_signal=d.get("stop_signal"),
         stop_timeout=float(d.get("stop_timeout", 10.0)), init=bool(d.get("init")),
+        sysctls=dict(d.get("sysctls") or {}), ulimits=tuple(base.Ulimit(**u) for u in d.get("ulimits") or ()),
+        shm_size=d.get("shm_size"), extra_hosts=tuple(d.get("extra_hosts") or ()), dns=tuple(d.get("dns") or ()),
+        dns_search=tuple(d.get("dns_search") or ()), tty=bool(d.get("tty")), stdin_open=bool(d.get("stdin_open")),
+        no_new_privileges=bool(d.get("no_new_privileges")), dns_options=tuple(d.get("dns_options") or ()),
+        oom_score_adj=d.get("oom_score_adj"), group_add=tuple(d.get("group_add") or ()),
     )
 
 
@@ -257,11 +274,14 @@ class Paths:
 
 # ---------------------------------------------------------------------------- helpers
 
-def _resolv_conf(host_network: bool) -> str:
+def _resolv_conf(host_network: bool, nameservers: Sequence[str] = (), search: Sequence[str] = (),
+                 options: Sequence[str] = ()) -> str:
     try:
         text = Path("/etc/resolv.conf").read_text(errors="replace")
     except OSError:
         text = ""
+    if nameservers or search or options:
+        return dns.render_resolv_conf(text, nameservers, search, options)
     if host_network:
         return text
     lines, servers = [], 0
@@ -664,7 +684,8 @@ class ContainerManager:
         networks = tuple(config.networks)
         host_network = networks == ("host",)
         hostname = socket.gethostname() if host_network else (config.hostname or cid[:12])
-        user = bundle.resolve_user(p.rootfs, config.user if config.user is not None else image_config.get("User"))
+        user = bundle.resolve_user(p.rootfs, config.user if config.user is not None else image_config.get("User"),
+                                   group_add=config.group_add)
         argv = bundle.process_argv(image_config, config)
         cwd = config.workdir or image_config.get("WorkingDir") or "/"
         if not cwd.startswith("/"):
@@ -687,21 +708,24 @@ class ContainerManager:
                     hint="use networks 'none' or 'host'",
                 )
             att = self.network.attach(cid, name=name, hostname=hostname, networks=networks,
-                                      ports=config.ports, aliases=config.aliases)
+                                      ports=config.ports, aliases=config.aliases, extra_hosts=config.extra_hosts,
+                                      dns=config.dns, dns_search=config.dns_search,
+                                      dns_options=config.dns_options)
             undo.append(lambda: self.network.detach(cid) if self.network else None)
             netns_path, ips = os.fspath(att.netns_path), dict(att.ip_addresses)
             hosts_src = Path(att.hosts_path) if att.hosts_path else None
             resolv_src = Path(att.resolv_conf_path) if att.resolv_conf_path else None
         # the network manager's own files are bound directly: it updates them as peers come and go
         hosts = hosts_src or p.dir / "hosts"
+        extra = "".join(f"{e.address}\t{e.names[0]}\n" for e in dns.extra_entries(config.extra_hosts))
         if hosts_src is None:
             if host_network:
-                shutil.copyfile("/etc/hosts", hosts)
+                hosts.write_text(Path("/etc/hosts").read_text(errors="replace") + extra)
             else:
-                hosts.write_text(HOSTS_BASE + "".join(f"{ip}\t{hostname}\n" for ip in ips.values()))
+                hosts.write_text(HOSTS_BASE + "".join(f"{ip}\t{hostname}\n" for ip in ips.values()) + extra)
         resolv = resolv_src or p.dir / "resolv.conf"
         if resolv_src is None:
-            resolv.write_text(_resolv_conf(host_network))
+            resolv.write_text(_resolv_conf(host_network, config.dns, config.dns_search, config.dns_options))
         (p.dir / "hostname").write_text(hostname + "\n")
         for f in (hosts, resolv, p.dir / "hostname"):
             if f.parent == p.dir:

@@ -7,7 +7,9 @@ files into the container, so they are rewritten **in place** (same inode: trunca
 containers come and go; a rename would leave the container looking at the old file.
 
 resolv.conf is the host's with loopback nameservers removed (they mean nothing inside the
-container's namespace), falling back to the public resolvers Docker uses when none remain.
+container's namespace), falling back to the public resolvers Docker uses when none remain; a
+container's own `dns` nameservers and `dnsSearch` domains replace the host's, as with
+`docker run --dns/--dns-search`. Its `extraHosts` are lines of its hosts file (`extra_entries`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["HostEntry", "render_hosts", "render_resolv_conf", "write_in_place"]
+__all__ = ["HostEntry", "extra_entries", "render_hosts", "render_resolv_conf", "write_in_place"]
 
 _FALLBACK_NAMESERVERS = ("8.8.8.8", "8.8.4.4")
 
@@ -50,12 +52,22 @@ def render_hosts(own: Sequence[HostEntry], peers: Iterable[HostEntry]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_resolv_conf(host_text: str) -> str:
-    """The host's resolv.conf minus loopback nameservers (Docker's rule)."""
+def extra_entries(extra_hosts: Iterable[str]) -> list[HostEntry]:
+    """Hosts entries of `name:address` strings (the address may hold colons: IPv6)."""
+    return [HostEntry(address, (name,)) for name, _, address in (h.partition(":") for h in extra_hosts)]
+
+
+def render_resolv_conf(host_text: str, nameservers: Sequence[str] = (), search: Sequence[str] = (),
+                       options: Sequence[str] = ()) -> str:
+    """The host's resolv.conf minus loopback nameservers (Docker's rule); `nameservers`,
+    `search` and `options`, when given, replace the host's."""
     out: list[str] = []
     servers = 0
     for line in host_text.splitlines():
         words = line.split()
+        if (nameservers and words[:1] == ["nameserver"]) or (search and words[:1] in (["search"], ["domain"])) \
+                or (options and words[:1] == ["options"]):
+            continue
         if words[:1] == ["nameserver"] and len(words) > 1:
             try:
                 if ipaddress.ip_address(words[1].split("%")[0]).is_loopback:
@@ -64,7 +76,12 @@ def render_resolv_conf(host_text: str) -> str:
                 continue
             servers += 1
         out.append(line)
-    if servers == 0:
+    if search:
+        out.append("search " + " ".join(search))
+    if options:
+        out.append("options " + " ".join(options))
+    out += [f"nameserver {ns}" for ns in nameservers]
+    if servers == 0 and not nameservers:
         out += [f"nameserver {ns}" for ns in _FALLBACK_NAMESERVERS]
     return "\n".join(out) + "\n"
 

@@ -5,7 +5,8 @@ lives here in tables, each change one `BEGIN IMMEDIATE` transaction, so two proc
 containers at once can never hand out the same address, subnet or host port:
 
     net_networks    name, bridge, subnet, gateway, internal, mtu, labels, last allocated address
-    net_containers  one row per attached container: name, hostname, aliases, netns path
+    net_containers  one row per attached container: name, hostname, aliases, netns path, and
+                    `resolve` (JSON: its extra hosts, nameservers and search domains)
     net_endpoints   (network, address) -> container, its interface name and host-side veth
     net_ports       published ports (protocol, host ip, host port) -> container endpoint
 
@@ -130,6 +131,10 @@ class ContainerRecord:
     hostname: str
     aliases: tuple[str, ...]
     netns: str
+    extra_hosts: tuple[str, ...] = ()           # "name:address" lines of its hosts file
+    dns: tuple[str, ...] = ()                   # its own nameservers (): the host's
+    dns_search: tuple[str, ...] = ()            # its own search domains (): the host's
+    dns_options: tuple[str, ...] = ()           # its own resolver options (): the host's
 
 
 @dataclass(frozen=True)
@@ -189,12 +194,27 @@ def validate_subnet(subnet: str, gateway: str | None) -> tuple[ipaddress.IPv4Net
     return net, gw
 
 
+def _ensure_resolve_column(db: Database) -> None:
+    """A database made before containers had extra hosts and dns gets their column (once; a
+    concurrent adder is fine)."""
+    cols = {r["name"] for r in db.connect().execute("PRAGMA table_info(net_containers)")}
+    if "resolve" in cols:
+        return
+    try:
+        with db.tx() as conn:
+            conn.execute("ALTER TABLE net_containers ADD COLUMN resolve TEXT NOT NULL DEFAULT '{}'")
+    except sqlite3.OperationalError as exc:     # another process added it meanwhile
+        if "duplicate column" not in str(exc):
+            raise
+
+
 class IPAM:
     """Networks, endpoints and ports in the state DB."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
         db.ensure_schema("native.network", _DDL)
+        _ensure_resolve_column(db)
 
     # networks ----------------------------------------------------------------------------
 
@@ -349,9 +369,11 @@ class IPAM:
                     hint="detach it first",
                 )
             conn.execute(
-                "INSERT INTO net_containers (container_id, name, hostname, aliases, netns) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO net_containers (container_id, name, hostname, aliases, netns, resolve) VALUES (?, ?, ?, ?, ?, ?)",
                 (container.container_id, container.name, container.hostname,
-                 json.dumps(list(container.aliases)), container.netns),
+                 json.dumps(list(container.aliases)), container.netns,
+                 json.dumps({"extra_hosts": list(container.extra_hosts), "dns": list(container.dns),
+                             "dns_search": list(container.dns_search), "dns_options": list(container.dns_options)})),
             )
             endpoints = []
             for pos, net_name in enumerate(networks):
@@ -465,10 +487,13 @@ class IPAM:
 
     def containers(self) -> list[ContainerRecord]:
         rows = self._db.connect().execute("SELECT * FROM net_containers ORDER BY name").fetchall()
-        return [
-            ContainerRecord(r["container_id"], r["name"], r["hostname"], tuple(json.loads(r["aliases"])), r["netns"])
-            for r in rows
-        ]
+        out = []
+        for r in rows:
+            resolve = json.loads(r["resolve"])
+            out.append(ContainerRecord(r["container_id"], r["name"], r["hostname"], tuple(json.loads(r["aliases"])),
+                                       r["netns"], tuple(resolve.get("extra_hosts", ())), tuple(resolve.get("dns", ())),
+                                       tuple(resolve.get("dns_search", ())), tuple(resolve.get("dns_options", ()))))
+        return out
 
     def container(self, container_id: str) -> ContainerRecord | None:
         return next((c for c in self.containers() if c.container_id == container_id), None)

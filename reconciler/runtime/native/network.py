@@ -359,6 +359,10 @@ class NetworkManager:
         ports: Sequence[base.PortMapping] = (),
         aliases: Sequence[str] = (),
         static_ips: Mapping[str, str] | None = None,
+        extra_hosts: Sequence[str] = (),
+        dns: Sequence[str] = (),
+        dns_search: Sequence[str] = (),
+        dns_options: Sequence[str] = (),
     ) -> Attachment:
         """Give a container its namespace, interfaces, addresses, published ports and names.
 
@@ -393,6 +397,8 @@ class NetworkManager:
             record = ipam.ContainerRecord(
                 container_id=container_id, name=name, hostname=hostname or name,
                 aliases=tuple(aliases), netns=str(self.netns_path(container_id)),
+                extra_hosts=tuple(extra_hosts), dns=tuple(dns), dns_search=tuple(dns_search),
+                dns_options=tuple(dns_options),
             )
             endpoints, port_records = self._ipam.add_container(
                 record, networks=nets, static_ips=static, ports=ports,
@@ -521,9 +527,9 @@ class NetworkManager:
         for e in all_eps:
             by_network.setdefault(e.network, []).append(e)
         try:
-            resolv = dns.render_resolv_conf(Path("/etc/resolv.conf").read_text())
+            host_resolv = Path("/etc/resolv.conf").read_text()
         except OSError:
-            resolv = dns.render_resolv_conf("")
+            host_resolv = ""
         for container_id in container_ids:
             rec = containers.get(container_id)
             if rec is None:
@@ -538,8 +544,10 @@ class NetworkManager:
                 for e in mine for other in by_network.get(e.network, ())
                 if other.container_id != container_id
             ]
+            own += dns.extra_entries(rec.extra_hosts)
             dns.write_in_place(hosts_path, dns.render_hosts(own, peers))
-            dns.write_in_place(resolv_path, resolv)
+            dns.write_in_place(resolv_path, dns.render_resolv_conf(host_resolv, rec.dns, rec.dns_search,
+                                                                        rec.dns_options))
 
     def _refresh_peers(self, container_id: str, networks: Sequence[str]) -> None:
         """Rewrite the hosts files of every container sharing one of `networks`."""

@@ -41,6 +41,13 @@ def test_user_forms(tmp_path: Path) -> None:
         bundle.resolve_user(r, str(2**31))
 
 
+def test_group_add_adds_named_and_numeric_groups(tmp_path: Path) -> None:
+    r = rootfs(tmp_path, PASSWD, GROUP)
+    assert bundle.resolve_user(r, "app:7", group_add=("extra", "77", "extra")) == bundle.User(1000, 7, (2000, 77), "/home/app")
+    with pytest.raises(rterrors.InvalidArgument, match="unable to find group nogroup"):
+        bundle.resolve_user(r, "app", group_add=("nogroup",))
+
+
 def test_passwd_symlink_cannot_escape_the_rootfs(tmp_path: Path) -> None:
     host = tmp_path / "host"
     host.mkdir()

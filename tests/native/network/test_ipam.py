@@ -149,3 +149,19 @@ def test_records_survive_a_new_process(tmp_path: Path) -> None:
     reopened.remove_network("n")
     with pytest.raises(errors.NotFound):
         reopened.remove_network("n")
+
+
+def test_a_database_from_before_extra_hosts_gets_their_column_and_keeps_its_containers(tmp_path: Path) -> None:
+    old = Database(tmp_path / "state.db")
+    old.ensure_schema("old", ipam._DDL)         # the tables as they were made: no resolve column (ALTER adds it)
+    with old.tx() as conn:
+        conn.execute("INSERT INTO net_containers (container_id, name, hostname, aliases, netns) "
+                     "VALUES ('c1', 'web', 'web', '[\"www\"]', '/run/x/c1')")
+    old.close()
+    store = _store(tmp_path)
+    assert store.containers() == [ipam.ContainerRecord("c1", "web", "web", ("www",), "/run/x/c1")]
+    store.add_network(base.NetworkConfig("n"), bridge="b-n", pool="10.250.0.0/22")
+    rec = ipam.ContainerRecord("c2", "api", "api", (), "/run/x/c2", extra_hosts=("db:10.1.2.3",),
+                               dns=("192.0.2.53",), dns_search=("corp.example",))
+    store.add_container(rec, networks=["n"], static_ips={}, ports=(), veth_name={"n": "vc2n"})
+    assert _store(tmp_path).container("c2") == rec

@@ -1,0 +1,105 @@
+"""`sysctls`, `ulimits`, `shmSize`, `extraHosts` and `dns` on a Container: what loads, what is refused, and that adding the fields
+did not change the spec hash of containers that do not use them (no recreate on upgrade).
+
+That the engines apply them is tests/runtime/test_conformance.py
+(test_sysctls_and_ulimits_are_set_in_the_container, test_shm_size,
+test_extra_hosts_and_dns_on_and_off_networks).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from reconciler import spec
+
+HEAD = "apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: web}\nspec:\n  image: 127.0.0.1:5000/demo/web:1\n"
+
+
+def load(tmp_path: Path, body: str) -> spec.DesiredState:
+    (tmp_path / "m.yaml").write_text(HEAD + body)
+    return spec.load(tmp_path)
+
+
+def problems(tmp_path: Path, body: str) -> list[str]:
+    with pytest.raises(spec.SpecError) as info:
+        load(tmp_path, body)
+    return [str(p).replace(str(tmp_path) + os.sep, "") for p in info.value.problems]
+
+
+def test_sysctls_and_ulimits_load_into_the_model(tmp_path: Path) -> None:
+    c = load(tmp_path, "  sysctls: {net.core.somaxconn: 1024, kernel.shmmax: '65536', fs.mqueue.msg_max: 20}\n"
+                       "  ulimits: {nproc: 512, nofile: {soft: 1024, hard: 4096}, core: -1}\n").containers["web"]
+    assert dict(c.sysctls) == {"fs.mqueue.msg_max": "20", "kernel.shmmax": "65536", "net.core.somaxconn": "1024"}
+    assert c.ulimits == (spec.models.Ulimit("core", -1, -1), spec.models.Ulimit("nofile", 1024, 4096),
+                         spec.models.Ulimit("nproc", 512, 512))
+
+
+def test_they_are_hashed_when_set_and_leave_other_containers_hashes_as_they_were(tmp_path: Path) -> None:
+    # the hash reconciler gave this container before sysctls and ulimits existed
+    before = "bcd03ac106c6b9c3529608900c4f91e1a386ceb40ee6dda83611ad7ac591bba6"
+    assert load(tmp_path, "  capAdd: [NET_ADMIN]\n").containers["web"].spec_hash == before
+    with_sysctl = load(tmp_path, "  capAdd: [NET_ADMIN]\n  sysctls: {net.core.somaxconn: 1024}\n").containers["web"]
+    with_ulimit = load(tmp_path, "  capAdd: [NET_ADMIN]\n  ulimits: {nofile: 1024}\n").containers["web"]
+    with_shm = load(tmp_path, "  capAdd: [NET_ADMIN]\n  shmSize: 256Mi\n").containers["web"]
+    assert with_shm.shm_size == 256 << 20
+    assert len({before, with_sysctl.spec_hash, with_ulimit.spec_hash, with_shm.spec_hash}) == 4
+
+
+def test_host_wide_sysctls_and_bad_limits_are_refused(tmp_path: Path) -> None:
+    assert problems(tmp_path, "  sysctls: {vm.swappiness: 10, kernel.pid_max: 100000, net.ipv4.ip_forward: 1}\n"
+                              "  networks: [host]\n"
+                              "  ulimits: {nofile: {soft: 4096, hard: 1024}, stack: {soft: -1, hard: 10}}\n") == [
+        "m.yaml:6:13: Container/web: spec.sysctls.vm.swappiness: vm.swappiness is not a namespaced sysctl: it would change the "
+        "whole host; only net.*, fs.mqueue.* and kernel.msgmax/msgmnb/msgmni/sem/shmall/shmmax/shmmni/shm_rmid_forced can be set per container",
+        "m.yaml:6:32: Container/web: spec.sysctls.kernel.pid_max: kernel.pid_max is not a namespaced sysctl: it would change the "
+        "whole host; only net.*, fs.mqueue.* and kernel.msgmax/msgmnb/msgmni/sem/shmall/shmmax/shmmni/shm_rmid_forced can be set per container",
+        "m.yaml:6:56: Container/web: spec.sysctls.net.ipv4.ip_forward: net.ipv4.ip_forward would change the host's network "
+        "stack (network host); remove it or use a network of the container's own",
+        "m.yaml:8:21: Container/web: spec.ulimits.nofile: soft limit 4096 is above the hard limit 1024; lower soft or raise hard",
+        "m.yaml:8:54: Container/web: spec.ulimits.stack: soft limit -1 is above the hard limit 10; lower soft or raise hard",
+    ]
+    assert problems(tmp_path, "  ulimits: {bogus: 1}\n") == [
+        "m.yaml:6:12: Container/web: spec.ulimits: 'bogus' is not one of as, core, cpu, data, fsize, locks, memlock, msgqueue, "
+        "nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack",
+    ]
+
+
+def test_extra_hosts_and_dns(tmp_path: Path) -> None:
+    c = load(tmp_path, "  extraHosts: ['db.internal:10.0.0.5', 'old=10.0.0.6', 'v6:[fd00::1]']\n"
+                       "  dns: [1.1.1.1]\n  dnsSearch: [corp.example]\n").containers["web"]
+    assert c.extra_hosts == ("db.internal:10.0.0.5", "old:10.0.0.6", "v6:fd00::1")
+    assert (c.dns, c.dns_search) == (("1.1.1.1",), ("corp.example",))
+    assert problems(tmp_path, "  extraHosts: ['db:nowhere', 'gw:host-gateway', 'plain']\n  dns: [dns.google]\n") == [
+        "m.yaml:6:49: Container/web: spec.extraHosts[2]: 'plain' is not a valid NAME:ADDRESS (like db.internal:10.0.0.5)",
+        "m.yaml:7:9: Container/web: spec.dns[0]: 'dns.google' is not an IP address",
+    ]
+    assert problems(tmp_path, "  extraHosts: ['db:nowhere', 'gw:host-gateway']\n  dns: [dns.google]\n") == [
+        "m.yaml:6:16: Container/web: spec.extraHosts[0]: 'nowhere' is not an IP address",
+        "m.yaml:6:30: Container/web: spec.extraHosts[1]: host-gateway is not supported yet; name the address",
+        "m.yaml:7:9: Container/web: spec.dns[0]: 'dns.google' is not an IP address",
+    ]
+
+
+def test_tmpfs_size_and_mode(tmp_path: Path) -> None:
+    body = "  volumes: ['data:/data', {type: tmpfs, target: /t}]\n---\napiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: data}\n"
+    # the hash reconciler gave this container before tmpfs options existed
+    assert load(tmp_path, body).containers["web"].spec_hash == "bbf41ce897c4b68dc9b5238413297077e6637b34eec92ed5aea97ce813a678d3"
+    sized = load(tmp_path, body.replace("{type: tmpfs, target: /t}", "{type: tmpfs, target: /t, size: 64m, mode: '1770'}"))
+    mount = sized.containers["web"].volumes[1]
+    assert mount == spec.models.VolumeMount("tmpfs", "", "/t", False, ("size=67108864", "mode=1770"))
+    assert sized.containers["web"].spec_hash != "bbf41ce897c4b68dc9b5238413297077e6637b34eec92ed5aea97ce813a678d3"
+    assert problems(tmp_path, body.replace("'data:/data', ", "{type: volume, source: data, target: /data, size: 1Gi}, ")) == [
+        "m.yaml:6:57: Container/web: spec.volumes[0].size: size is a tmpfs setting; a volume mount has none",
+    ]
+
+
+def test_cpu_shares_cpuset_and_memory_reservation(tmp_path: Path) -> None:
+    body = "  resources: {memory: 256Mi, cpus: 0.5}\n"
+    # the hash reconciler gave this container before these resources existed
+    assert load(tmp_path, body).containers["web"].spec_hash == "ecdf984a80f04382163549f5ec5a1e608b76dfeabbd764c0dbfacf8c80573070"
+    more = load(tmp_path, "  resources: {memory: 256Mi, cpus: 0.5, memoryReservation: 64Mi, cpuShares: 512, cpuset: '0-1,3'}\n")
+    assert more.containers["web"].resources == spec.models.Resources(256 << 20, 0.5, None, 64 << 20, 512, "0-1,3")
+    assert more.containers["web"].spec_hash != "ecdf984a80f04382163549f5ec5a1e608b76dfeabbd764c0dbfacf8c80573070"

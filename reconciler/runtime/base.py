@@ -124,6 +124,7 @@ class Resources:
     memory_reservation: int | None = None   # bytes (soft limit)
     cpu_shares: int | None = None           # relative weight
     cpuset: str | None = None               # CPUs it may run on
+    memory_swap: int | None = None          # memory + swap bytes; -1 unlimited; None: = memory
 
 
 @dataclass(frozen=True)

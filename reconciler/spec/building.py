@@ -351,6 +351,7 @@ class Builder:
                                             res.get("memoryReservation")),
             cpu_shares=res.get("cpuShares"),
             cpuset=res.get("cpuset"),
+            memory_swap=self.memory_swap(d, res),
         )
         depends_on = tuple(spec.get("dependsOn", ()))
         self.check_refs(d, sp("dependsOn"), depends_on, names["Container"], "Container")
@@ -485,6 +486,21 @@ class Builder:
                 at = path if path[-2:-1] == ("extraHosts",) else (*path, i)
                 self.report(d, at, f"{item!r} is not an IP address")
         return tuple(out)
+
+    def memory_swap(self, d: _Doc, res: Mapping[str, Any]) -> int | None:
+        given = res.get("memorySwap")
+        if given is None:
+            return None
+        if "memory" not in res:
+            self.report(d, ("spec", "resources", "memorySwap"), "memorySwap needs a memory limit; set resources.memory too")
+            return None
+        if str(given) == "-1":
+            return -1
+        swap: int | None = self.convert(d, ("spec", "resources", "memorySwap"), units.parse_memory, given)
+        memory = units.parse_memory(res["memory"]) if isinstance(res["memory"], str | int) else None
+        if swap is not None and memory is not None and swap < memory:
+            self.report(d, ("spec", "resources", "memorySwap"), "memorySwap counts memory plus swap: it cannot be below memory")
+        return swap
 
     def ulimits(self, d: _Doc, given: Mapping[str, Any]) -> tuple[models.Ulimit, ...]:
         out: list[models.Ulimit] = []

@@ -62,6 +62,7 @@ SERVICE_KEYS: dict[str, str] = {
     "mem_reservation": "`resources.memoryReservation` (as `deploy.resources.reservations.memory`)",
     "cpu_shares": "`resources.cpuShares`",
     "cpuset": "`resources.cpuset`",
+    "memswap_limit": "`resources.memorySwap` (-1: unlimited swap)",
     "user": "`user`",
     "group_add": "`groupAdd`",
     "working_dir": "`workdir`",
@@ -660,10 +661,12 @@ class _Service:
         for native, value, path in (("memoryReservation", self.svc.get("mem_reservation"), ("mem_reservation",)),
                                     ("memoryReservation", reservations.get("memory"), (*base, "reservations", "memory")),
                                     ("cpuShares", self.svc.get("cpu_shares"), ("cpu_shares",)),
-                                    ("cpuset", self.svc.get("cpuset"), ("cpuset",))):
+                                    ("cpuset", self.svc.get("cpuset"), ("cpuset",)),
+                                    ("memorySwap", self.svc.get("memswap_limit"), ("memswap_limit",))):
             if value is None:
                 continue
-            given: Any = self.resource("memory", value, path) if native == "memoryReservation" else \
+            given: Any = -1 if native == "memorySwap" and str(value) == "-1" else \
+                self.resource("memory", value, path) if native in ("memoryReservation", "memorySwap") else \
                 int(value) if native == "cpuShares" else str(value)
             if native in out and out[native] != given:
                 self.tr.error(self.p(*path), "can't set distinct values on 'mem_reservation' and "
@@ -1076,6 +1079,9 @@ class _Service:
         """Handled with deploy.resources (resources())."""
 
     def k_cpuset(self, value: Any) -> None:
+        """Handled with deploy.resources (resources())."""
+
+    def k_memswap_limit(self, value: Any) -> None:
         """Handled with deploy.resources (resources())."""
 
 

@@ -49,7 +49,7 @@ COMMON_EXCLUDED = frozenset({"name", "origin", "spec_hash", "deletion_policy"})
 
 
 # added to nested models later, hashed only when set: VolumeMount.options, Resources' reservation, shares, cpuset
-_NESTED_IF_SET = frozenset({"options", "memory_reservation", "cpu_shares", "cpuset"})
+_NESTED_IF_SET = frozenset({"options", "memory_reservation", "cpu_shares", "cpuset", "memory_swap"})
 
 
 def _default(value: Any) -> Any:

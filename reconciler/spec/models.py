@@ -130,6 +130,7 @@ class Resources:
     memory_reservation: int | None = None   # bytes (soft limit)
     cpu_shares: int | None = None           # relative weight (Docker's 1024 when None)
     cpuset: str | None = None               # CPUs it may run on, like "0-1,3"
+    memory_swap: int | None = None          # bytes of memory + swap; -1 unlimited; None: = memory
 
 
 @dataclass(frozen=True)

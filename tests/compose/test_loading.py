@@ -947,6 +947,8 @@ def test_cpu_shares_cpuset_and_memory_reservations(tmp_path: Path) -> None:
             cpu_shares: 512
             cpuset: "0-1"
             mem_reservation: 64m
+            mem_limit: 128m
+            memswap_limit: -1
           b:
             image: busybox:1
             deploy: {resources: {reservations: {memory: 32M}}}
@@ -954,6 +956,7 @@ def test_cpu_shares_cpuset_and_memory_reservations(tmp_path: Path) -> None:
     a, b = desired.containers[f"{tmp_path.name}-a-1"], desired.containers[f"{tmp_path.name}-b-1"]
     assert (a.resources.cpu_shares, a.resources.cpuset, a.resources.memory_reservation) == (512, "0-1", 64 << 20)
     assert b.resources.memory_reservation == 32 << 20
+    assert (a.resources.memory, a.resources.memory_swap, b.resources.memory_swap) == (128 << 20, -1, None)
     assert problems(tmp_path, {"compose.yaml": """
         services:
           a:

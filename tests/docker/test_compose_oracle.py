@@ -6,7 +6,7 @@ Each project under tests/compose/oracle/ runs twice on the host's dockerd, under
 names, with its own subnets and host port (IMAGE, SUBNET_*, PORT are interpolated). What is
 compared: image, command, entrypoint, environment, mounts, published ports, networks and
 aliases, restart policy, user, working directory, hostname, healthcheck, stop signal and
-timeout, terminal and open stdin, read-only root, init, capabilities, security options, sysctls, ulimits, /dev/shm size, CPU shares and set, memory reservation, extra hosts, DNS
+timeout, terminal and open stdin, read-only root, init, capabilities, security options, sysctls, ulimits, /dev/shm size, CPU shares and set, memory limit, swap and reservation, extra hosts, DNS
 servers, search domains and options, OOM score adjustment, supplementary groups, and labels. Names that carry the project name (volumes,
 networks) are compared with it replaced, and what each tool adds of its own is left out:
 reconciler's `reconciler.*` labels, compose's config-hash/version/working_dir/config_files
@@ -116,7 +116,8 @@ def view(attrs: dict[str, Any], run: Run) -> dict[str, Any]:
         "sysctls": host.get("Sysctls") or {}, "ulimits": sorted(host.get("Ulimits") or [], key=lambda u: u["Name"]),
         "shm_size": host.get("ShmSize"), "extra_hosts": sorted(host.get("ExtraHosts") or []),
         "dns": host.get("Dns") or [], "cpu_shares": host.get("CpuShares") or 0,
-        "cpuset": host.get("CpusetCpus") or "", "memory_reservation": host.get("MemoryReservation") or 0, "dns_search": host.get("DnsSearch") or [],
+        "cpuset": host.get("CpusetCpus") or "", "memory_reservation": host.get("MemoryReservation") or 0,
+        "memory": host.get("Memory") or 0, "memory_swap": host.get("MemorySwap") or 0, "dns_search": host.get("DnsSearch") or [],
         "dns_options": host.get("DnsOptions") or [], "oom_score_adj": host.get("OomScoreAdj") or 0,
         "group_add": host.get("GroupAdd") or [], "stop_timeout": cfg.get("StopTimeout") or 10,     # unset: Docker's 10 s
         # Docker takes capabilities with or without CAP_ (reconciler writes it, compose passes them as written)

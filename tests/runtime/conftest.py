@@ -62,6 +62,7 @@ FAKE_CANNOT: dict[str, str] = {
     "test_cpu_quota_is_applied": NO_OUTPUT,
     "test_sysctls_and_ulimits_are_set_in_the_container": NO_OUTPUT,
     "test_shm_size": NO_OUTPUT,
+    "test_memory_swap": NO_OUTPUT,
     "test_group_add": NO_OUTPUT,
     "test_oom_score_adj": NO_OUTPUT,
     "test_no_new_privileges": NO_OUTPUT,

@@ -306,6 +306,14 @@ def test_tmpfs_size_and_mode(runtime: base.Runtime, image: str) -> None:
     assert output(runtime, cid, "stdout").split() == ["8192", "1770"]
 
 
+def test_memory_swap(runtime: base.Runtime, image: str) -> None:
+    script = "cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.swap.max"
+    cid = run(runtime, cfg(image, "swap", "sh", "-c", script,
+                           resources=base.Resources(memory=32 << 20, memory_swap=64 << 20)))
+    runtime.wait_container(cid, timeout=30)
+    assert output(runtime, cid, "stdout") in (str(64 << 20), str(32 << 20))   # v1 memory+swap, or v2 swap alone
+
+
 def test_cpu_shares_cpuset_and_memory_reservation(runtime: base.Runtime, image: str) -> None:
     script = ("cat /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || cat /sys/fs/cgroup/cpu.weight; "
               "cat /sys/fs/cgroup/cpuset/cpuset.cpus 2>/dev/null || cat /sys/fs/cgroup/cpuset.cpus; "

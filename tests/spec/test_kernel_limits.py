@@ -103,3 +103,13 @@ def test_cpu_shares_cpuset_and_memory_reservation(tmp_path: Path) -> None:
     more = load(tmp_path, "  resources: {memory: 256Mi, cpus: 0.5, memoryReservation: 64Mi, cpuShares: 512, cpuset: '0-1,3'}\n")
     assert more.containers["web"].resources == spec.models.Resources(256 << 20, 0.5, None, 64 << 20, 512, "0-1,3")
     assert more.containers["web"].spec_hash != "ecdf984a80f04382163549f5ec5a1e608b76dfeabbd764c0dbfacf8c80573070"
+
+
+def test_memory_swap(tmp_path: Path) -> None:
+    c = load(tmp_path, "  resources: {memory: 256Mi, memorySwap: 1Gi}\n").containers["web"]
+    assert (c.resources.memory, c.resources.memory_swap) == (256 << 20, 1 << 30)
+    assert load(tmp_path, "  resources: {memory: 256Mi, memorySwap: -1}\n").containers["web"].resources.memory_swap == -1
+    assert problems(tmp_path, "  resources: {memorySwap: 1Gi}\n") == [
+        "m.yaml:6:27: Container/web: spec.resources.memorySwap: memorySwap needs a memory limit; set resources.memory too"]
+    assert problems(tmp_path, "  resources: {memory: 1Gi, memorySwap: 256Mi}\n") == [
+        "m.yaml:6:40: Container/web: spec.resources.memorySwap: memorySwap counts memory plus swap: it cannot be below memory"]

@@ -180,6 +180,8 @@ def container_body(config: base.ContainerConfig) -> dict[str, Any]:
     res = config.resources
     if res.memory is not None:
         host["Memory"] = res.memory
+        if res.memory_swap is not None:
+            host["MemorySwap"] = res.memory_swap
     if res.cpus is not None:
         host["NanoCpus"] = _ns(res.cpus)
     if res.pids is not None:

@@ -405,7 +405,7 @@ def _resources(r: base.Resources) -> dict[str, Any]:
         if r.memory < 6 * 1024 * 1024:
             raise rterrors.InvalidArgument("minimum memory limit allowed is 6MB")
         # swap = limit: no swap beyond the memory limit (v1 memsw; v2 swap.max 0)
-        res["memory"] = {"limit": r.memory, "swap": r.memory}
+        res["memory"] = {"limit": r.memory, "swap": r.memory if r.memory_swap is None else r.memory_swap}
     if r.cpus is not None:
         if r.cpus <= 0:
             raise rterrors.InvalidArgument("cpus must be positive")

@@ -9,7 +9,8 @@ Excluded from the Container hash (changing them needs no recreate): `name`, `ori
 `update` (how to replace, not what runs), `drift` (how the agent reacts). Everything else,
 metadata labels included (they are stamped on the container, which Docker cannot relabel),
 is hashed. A secret's decrypted content (`transient` fields) never is: the digest of the
-file as stored stands for it. The content of every env file and of every bind source that is a regular file
+file as stored stands for it (a build secret: only its id and where it comes from, no digest;
+an `omit_empty` field only when set, so adding one leaves older hashes as they were). The content of every env file and of every bind source that is a regular file
 named relative to the manifests is hashed too (a bind source as read where it is mounted from:
 a source's live place, not a revision copy), so editing such a file recreates. Those files are
 named by their live path, so a new revision copy of unchanged files hashes the same.
@@ -41,7 +42,8 @@ COMMON_EXCLUDED = frozenset({"name", "origin", "spec_hash", "deletion_policy"})
 def _default(value: Any) -> Any:
     """JSON fallback for the models: dataclasses as their fields, mappings as dicts."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if not f.metadata.get("transient")}
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if not f.metadata.get("transient")
+                and not (f.metadata.get("omit_empty") and not getattr(value, f.name))}
     if isinstance(value, Mapping):
         return dict(value)
     return str(value)

@@ -267,7 +267,9 @@ def _build_or_push(a: actions.Action, runtime: base.Runtime) -> dict[str, Any]:
     if not isinstance(runtime, base.ImageBuilding) or not isinstance(a.spec, models.Image) or a.spec.build is None:
         raise _ActionFailed(f"runtime {runtime.name} cannot build images")
     b = a.spec.build
-    info = runtime.build_image(a.target, b.context, b.file, b.args, b.target)
+    info = runtime.build_image(a.target, b.context, b.file, b.args, b.target,
+                               secrets={s.id: s.data for s in b.secrets}, ssh={s.id: s.socket for s in b.ssh},
+                               allow_insecure="security.insecure" in b.allow)
     return {"image_digest": info.digest or info.id}
 
 

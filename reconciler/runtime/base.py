@@ -446,7 +446,10 @@ class ImageBuilding(Protocol):
     # (why `ref` must be built now, None if its build is current; the `push` targets that lack it)
 
     def build_image(self, ref: str, context: str, dockerfile: str, args: Mapping[str, str],
-                    target: str | None) -> ImageInfo: ...
+                    target: str | None, *, secrets: Mapping[str, bytes] | None = None,
+                    ssh: Mapping[str, str] | None = None, allow_insecure: bool = False) -> ImageInfo: ...
+    # (secrets: RUN --mount=type=secret contents by id, never stored; ssh: agent sockets by id;
+    # allow_insecure: RUN --security=insecure may run)
 
 
 @runtime_checkable

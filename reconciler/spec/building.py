@@ -15,6 +15,7 @@ import ipaddress
 import os
 import re
 import signal
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ _REF = re.compile(
     r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
+_BUILD_SECRET_MAX = 1 << 20       # as `reconcile build --secret` reads them
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _RESERVED_LABEL = "reconciler."
 _WILDCARDS = ("0.0.0.0", "::")  # noqa: S104 - a wildcard host IP conflicts with every address
@@ -256,7 +258,8 @@ class Builder:
             build = models.BuildSpec(
                 context=context, file=dockerfile,
                 args=MappingProxyType({k: _env_str(v) for k, v in sorted((build_spec.get("args") or {}).items())}),
-                target=build_spec.get("target"),
+                target=build_spec.get("target"), secrets=self.build_secrets(d, build_spec),
+                ssh=self.build_ssh(d, build_spec), allow=tuple(build_spec.get("allow", ())),
             )
             if ref is None:
                 ref = f"localhost/{d.name}:latest"
@@ -273,6 +276,83 @@ class Builder:
             name=d.name, origin=self.origin(d),
             spec_hash=hashing.spec_hash("Image", hashed, hashing.IMAGE_EXCLUDED, files), **fields,
         )
+
+    def build_secrets(self, d: _Doc, build_spec: Mapping[str, Any]) -> tuple[models.BuildSecret, ...]:
+        """`build.secrets`: each read now (a file from the revision, decrypted in memory when
+        sops encrypted it; an environment variable of this process), kept only in memory. Not
+        registered as a referenced file: no digest of a secret goes into a hash (the build's
+        input digest included), so a changed secret alone rebuilds nothing (docs/security.md)."""
+        out: list[models.BuildSecret] = []
+        seen: set[str] = set()
+        for i, item in enumerate(build_spec.get("secrets", ())):
+            at: Path_ = ("spec", "build", "secrets", i)
+            ident, rel, var = item["id"], item.get("file"), item.get("env")
+            if ident in seen:
+                self.report(d, (*at, "id"), f"secret id {ident!r} is listed twice; give each secret its own id")
+                continue
+            seen.add(ident)
+            if (rel is None) == (var is None):
+                self.report(d, at, f"secret {ident!r}: give file: FILE or env: VARIABLE (one of them)")
+                continue
+            if var is not None:
+                if var not in os.environ:
+                    self.report(d, (*at, "env"), f"secret {ident!r}: the environment variable {var} is not set "
+                                "in the reconciler's environment; set it there, or take the secret from a file")
+                    continue
+                out.append(models.BuildSecret(id=ident, env=var, data=os.environ[var].encode()))
+                continue
+            data = self.build_secret_file(d, (*at, "file"), ident, rel)
+            if data is not None:
+                out.append(models.BuildSecret(id=ident, file=self.live_path(d.raw.base, rel), data=data))
+        return tuple(out)
+
+    def build_secret_file(self, d: _Doc, at: Path_, ident: str, rel: str) -> bytes | None:
+        full = self.resolve(d.raw.base, rel)
+        try:
+            content = reading.read_regular(full, None, _BUILD_SECRET_MAX + 1)
+        except (OSError, reading.Refused) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a regular file"
+            self.report(d, at, f"secret {ident!r}: cannot read {rel!r} (resolved to {full}): {why}")
+            return None
+        if len(content) > _BUILD_SECRET_MAX:
+            self.report(d, at, f"secret {ident!r}: {rel!r} is larger than 1 MiB")
+            return None
+        if not sops.is_encrypted(full, content):
+            return content
+        plain = self.decrypted(full, content)
+        if isinstance(plain, str):
+            self.report(d, at, f"secret {ident!r}: {rel!r}: {plain}")
+            return None
+        return plain.data
+
+    def build_ssh(self, d: _Doc, build_spec: Mapping[str, Any]) -> tuple[models.BuildSsh, ...]:
+        """`build.ssh`: agent sockets by id (default id `default`, socket $SSH_AUTH_SOCK)."""
+        out: list[models.BuildSsh] = []
+        seen: set[str] = set()
+        for i, item in enumerate(build_spec.get("ssh", ())):
+            at: Path_ = ("spec", "build", "ssh", i)
+            ident = item.get("id", "default")
+            if ident in seen:
+                self.report(d, (*at, "id") if "id" in item else at, f"ssh id {ident!r} is listed twice")
+                continue
+            seen.add(ident)
+            given = item.get("socket")
+            path = self.live_path(d.raw.base, given) if given else os.environ.get("SSH_AUTH_SOCK", "")
+            if not path:
+                self.report(d, at, f"ssh {ident!r}: no socket given and SSH_AUTH_SOCK is not set in the "
+                            "reconciler's environment; give socket: PATH")
+                continue
+            try:
+                is_socket = stat.S_ISSOCK(os.stat(path).st_mode)
+            except OSError as exc:
+                self.report(d, (*at, "socket") if given else at, f"ssh {ident!r}: {path}: {exc.strerror}")
+                continue
+            if not is_socket:
+                self.report(d, (*at, "socket") if given else at,
+                            f"ssh {ident!r}: {path} is not an SSH agent socket (key files are not taken)")
+                continue
+            out.append(models.BuildSsh(id=ident, socket=path))
+        return tuple(out)
 
     # -- Container -------------------------------------------------------------------------
 

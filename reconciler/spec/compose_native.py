@@ -40,7 +40,9 @@ Path_ = tuple[str | int, ...]
 # What each service key becomes (the `_Service.k_<key>` handlers); docs/reference/compose.md.
 SERVICE_KEYS: dict[str, str] = {
     "image": "`image` (a bare `name` is `name:latest`); with `build`, the Image's `ref`",
-    "build": "an Image object `<project>-<service>`: `context`, `dockerfile` (`file`), `args`, `target`; other build keys are errors",
+    "build": "an Image object `<project>-<service>`: `context`, `dockerfile` (`file`), `args`, `target`, `secrets` "
+             "(top-level secrets with `file:` or `environment:`, by name), `ssh` (`default` or `ID=SOCKET`), "
+             "`entitlements` (`security.insecure`: `allow`); other build keys are errors",
     "pull_policy": "`missing`/`if_not_present` (the default); `always`/`never`: an Image object with that `pull`",
     "command": "`args` (a string is split as a shell splits words)",
     "entrypoint": "`command` (a string is split as a shell splits words)",
@@ -111,8 +113,11 @@ TOP_KEYS: dict[str, tuple[str, str]] = {
     "networks": ("supported", "one Network each that an active service uses (below)"),
     "volumes": ("supported", "one Volume each that an active service uses (below)"),
     "version": ("warning", "obsolete, ignored (compose warns too)"),
-    "secrets": ("supported", "those with a `file:` (below), mounted by the services naming them"),
-    "configs": ("supported", "those with a `file:` (below), mounted by the services naming them"),
+    "secrets": ("supported", "`file:` secrets: put into the services naming them (`secrets`); `environment`, "
+                "`external` and `content` are errors there; a service's `build.secrets` takes `file:` and "
+                "`environment:` ones (the variable read from the reconciler's environment)"),
+    "configs": ("supported", "`file:` configs: put into the services naming them (`configs`); `environment`, "
+                "`external` and `content` are errors"),
     **{k: ("error", "not supported yet") for k in _TOP_UNSUPPORTED},
     "x-*": ("supported", "extension fields, anywhere: ignored, usable as YAML anchors"),
 }
@@ -548,6 +553,13 @@ class _Service:
             elif opt == "target":
                 out["target"] = str(value)
                 paths[("spec", "build", "target")] = at
+            elif opt == "secrets" and value:
+                out["secrets"] = self.build_secrets(value, at, paths)
+            elif opt == "ssh" and value:
+                out["ssh"] = self.build_ssh(value, at, paths)
+            elif opt == "entitlements" and value:
+                out["allow"] = [str(v) for v in value]
+                paths[("spec", "build", "allow")] = at
             elif value in (None, [], {}, False):
                 continue
             else:
@@ -560,6 +572,38 @@ class _Service:
         paths[("spec", "ref")] = self.p("image") if image else here
         self.image_doc(obj, spec, paths)
         self.put("image", obj, "build")
+
+    def build_secrets(self, value: Seq, at: Path_, paths: dict[Path_, Path_]) -> list[dict[str, str]]:
+        """`build.secrets` names (or `{source}`) of top-level secrets with `file:` or `environment:`."""
+        declared = self.tr.data.get("secrets") or {}
+        out: list[dict[str, str]] = []
+        for i, item in enumerate(value):
+            ref = item if isinstance(item, Map) else {"source": item}
+            name = str(ref.get("source") or "")
+            top = declared.get(name) if isinstance(declared, dict) else None
+            extra = [k for k in ref if k not in ("source", "target") and not str(k).startswith("x-")]
+            if extra or ref.get("target") not in (None, name):
+                self.tr.error((*at, i), not_supported(f"build.secrets {extra[0] if extra else 'target'}",
+                              "name the secret by its id: the step mounts it with id=<name>"))
+                continue
+            if not isinstance(top, dict) or not (top.get("file") or top.get("environment")):
+                self.tr.error((*at, i), f"no top-level secrets entry named {name!r} with file: or environment:")
+                continue
+            entry = {"id": name, "file": str(top["file"])} if top.get("file") else \
+                {"id": name, "env": str(top["environment"])}
+            paths[("spec", "build", "secrets", len(out))] = (*at, i)
+            out.append(entry)
+        return out
+
+    def build_ssh(self, value: Seq | Map, at: Path_, paths: dict[Path_, Path_]) -> list[dict[str, str]]:
+        """`build.ssh`: `default` ($SSH_AUTH_SOCK) or `ID=SOCKET` (a key file is not an agent)."""
+        items = [f"{k}={v}" if v else str(k) for k, v in value.items()] if isinstance(value, dict) else list(value)
+        out: list[dict[str, str]] = []
+        for i, item in enumerate(items):
+            ident, eq, path = str(item).partition("=")
+            paths[("spec", "build", "ssh", len(out))] = (*at, i)
+            out.append({"id": ident, "socket": path} if eq else {"id": ident})
+        return out
 
     def image_doc(self, name: str, spec: dict[str, Any], paths: dict[Path_, Path_]) -> None:
         doc = _Doc("Image", _manifest("Image", name, {}, spec), self.p("build") if "build" in self.svc else self.p("image"))

@@ -12,7 +12,8 @@ a Swarm compares on its own), `placement` (where it runs,
 not what runs: a host it still selects keeps its container; Swarm compares it on its own). Everything else,
 metadata labels included (they are stamped on the container, which Docker cannot relabel),
 is hashed. A secret's decrypted content (`transient` fields) never is: the digest of the
-file as stored stands for it. The content of every env file and of every bind source that is a regular file
+file as stored stands for it (a build secret: only its id and where it comes from, no digest;
+an `omit_empty` field only when set, so adding one leaves older hashes as they were). The content of every env file and of every bind source that is a regular file
 named relative to the manifests is hashed too (a bind source as read where it is mounted from:
 a source's live place, not a revision copy), so editing such a file recreates. Those files are
 named by their live path, so a new revision copy of unchanged files hashes the same.
@@ -56,7 +57,9 @@ def _default(value: Any) -> Any:
     """JSON fallback for the models: dataclasses as their fields, mappings as dicts."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)
-                if not f.metadata.get("transient") and (getattr(value, f.name) or f.name not in _NESTED_IF_SET)}
+                if not f.metadata.get("transient")
+                and not (f.metadata.get("omit_empty") and not getattr(value, f.name))
+                and (getattr(value, f.name) or f.name not in _NESTED_IF_SET)}
     if isinstance(value, Mapping):
         return dict(value)
     return str(value)

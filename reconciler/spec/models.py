@@ -23,7 +23,9 @@ from reconciler.spec import tagpolicy
 
 __all__ = [
     "KINDS",
+    "BuildSecret",
     "BuildSpec",
+    "BuildSsh",
     "Container",
     "DesiredState",
     "Healthcheck",
@@ -242,6 +244,25 @@ class Container:
 
 
 @dataclass(frozen=True)
+class BuildSecret:
+    """A secret for `RUN --mount=type=secret,id=ID` (`build.secrets`). Only where it comes from is
+    part of the spec hash; `data` (read or decrypted at load) never is, and is never stored."""
+
+    id: str
+    file: str = ""                  # absolute host path (the live path), or
+    env: str = ""                   # an environment variable of the loading process
+    data: bytes = field(default=b"", repr=False, compare=False, metadata={"transient": True})
+
+
+@dataclass(frozen=True)
+class BuildSsh:
+    """An SSH agent for `RUN --mount=type=ssh,id=ID` (`build.ssh`)."""
+
+    id: str                         # default "default"
+    socket: str                     # absolute path of the agent's socket
+
+
+@dataclass(frozen=True)
 class BuildSpec:
     """How to build an Image from a context directory."""
 
@@ -249,6 +270,10 @@ class BuildSpec:
     file: str                       # Dockerfile path relative to the context; default "Dockerfile"
     args: Mapping[str, str]         # build args
     target: str | None              # multi-stage target
+    # (omitted from hashes and state while empty: the hashes of older builds stay the same)
+    secrets: tuple[BuildSecret, ...] = field(default=(), metadata={"omit_empty": True})
+    ssh: tuple[BuildSsh, ...] = field(default=(), metadata={"omit_empty": True})
+    allow: tuple[str, ...] = field(default=(), metadata={"omit_empty": True})   # "security.insecure"
 
 
 @dataclass(frozen=True)

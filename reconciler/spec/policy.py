@@ -16,7 +16,9 @@ Two built-in profiles:
   source's live directory, where they are mounted from); `capAdd` only of
   capabilities in Docker's default set (adding them changes nothing); no `networks: [host]`;
   no `external: true` Network or Volume (it would reach objects other sources or people made:
-  their networks, their data); pulls from any registry, `push:` to none.
+  their networks, their data); pulls from any registry, `push:` to none; build secrets from files beneath the source root
+  only (no environment variable of the agent: rule secretEnv), SSH agent sockets likewise
+  (filePrefixes), no build entitlement (`allow: [security.insecure]`: rule buildAllow).
 
 A policy file (YAML, `--policy FILE` or `policy: FILE` in the agent config) starts from a
 profile (`base:`) and replaces the settings it names; see SCHEMA and docs/security.md.
@@ -80,17 +82,20 @@ class Policy:
     registries: tuple[str, ...] = (ANY,)        # registries images may be pulled from
     push_registries: tuple[str, ...] = ()       # registries `push:` may name
     external: bool = False                      # external: true Networks and Volumes
+    secret_env: tuple[str, ...] = ()            # environment variables build secrets may read (* wildcards)
+    build_allow: tuple[str, ...] = ()           # build entitlements `allow:` may name
 
     @property
     def unrestricted(self) -> bool:
         return (
             "/" in self.bind_prefixes and "/" in self.file_prefixes and ANY in self.capabilities
             and self.host_network and ANY in self.registries and ANY in self.push_registries and self.external
+            and ANY in self.secret_env and ANY in self.build_allow
         )
 
 
 HOST = Policy("host", bind_prefixes=("/",), file_prefixes=("/",), capabilities=(ANY,), host_network=True,
-              registries=(ANY,), push_registries=(ANY,), external=True)
+              registries=(ANY,), push_registries=(ANY,), external=True, secret_env=(ANY,), build_allow=(ANY,))
 RESTRICTED = Policy("restricted")
 BUILTIN: Mapping[str, Policy] = {"host": HOST, "restricted": RESTRICTED}
 
@@ -108,11 +113,15 @@ SCHEMA: dict[str, Any] = {
         "external": {"type": "boolean", "description": "allow external: true Networks and Volumes (objects made outside the source)"},
         "registries": {**_LIST, "description": "registries images may be pulled from (host[:port], * wildcards); * allows any"},
         "pushRegistries": {**_LIST, "description": "registries Image push: targets may name; * allows any"},
+        "secretEnv": {**_LIST, "description": "environment variables of the agent an Image's build.secrets may read "
+                      "(env: VARIABLE; * wildcards); * allows any"},
+        "buildAllow": {"type": "array", "items": {"enum": ["security.insecure", ANY]},
+                       "description": "build entitlements an Image's build.allow may name (security.insecure); * allows any"},
     },
 }
 _FIELDS = {"bindPrefixes": "bind_prefixes", "filePrefixes": "file_prefixes", "capabilities": "capabilities",
            "hostNetwork": "host_network", "registries": "registries", "pushRegistries": "push_registries",
-           "external": "external"}
+           "external": "external", "secretEnv": "secret_env", "buildAllow": "build_allow"}
 
 
 # -- reading a policy ----------------------------------------------------------------------------
@@ -186,7 +195,7 @@ def parse_policy(text: str, *, where: str = "<policy>") -> Policy:
                 value = [c if c == ANY else _cap(c) for c in value]
             elif key.endswith("Prefixes"):
                 value = [os.path.normpath(p) for p in value]
-            elif key not in ("hostNetwork", "external"):
+            elif key not in ("hostNetwork", "external", "secretEnv"):
                 value = [v.lower() for v in value]
             changes[attr] = value if isinstance(value, bool) else tuple(value)
     return dataclasses.replace(base, **changes)
@@ -222,6 +231,8 @@ def check(
         return
     for doc, spec in images:
         build = spec.get("build")
+        if isinstance(build, dict):
+            _build_inputs(policy, root, doc, build, resolve, report)
         if isinstance(build, dict) and isinstance(build.get("context"), str):
             context = resolve(doc, build["context"])
             message = _path(policy, root, context, policy.file_prefixes, "filePrefixes")
@@ -248,6 +259,38 @@ def check(
     binds = (bind_root or root, resolve_bind or resolve)
     for doc, spec in containers:
         _container(policy, root, doc, spec, image_names, resolve, report, binds)
+
+
+def _build_inputs(policy: Policy, root: str, doc: Any, build: Mapping[str, Any],
+                  resolve: Callable[[Any, str], str], report: Report) -> None:
+    """build.secrets (files beneath the root, environment variables the policy lists),
+    build.ssh sockets (as files) and build.allow entitlements."""
+    rule = f"by policy {policy.name!r}"
+    for i, item in enumerate(build.get("secrets") or ()):
+        if not isinstance(item, dict):
+            continue
+        if isinstance(item.get("file"), str):
+            message = _path(policy, root, resolve(doc, item["file"]), policy.file_prefixes, "filePrefixes")
+            if message:
+                report(doc, ("spec", "build", "secrets", i, "file"), f"secret file {message}")
+        var = item.get("env")
+        if isinstance(var, str) and not any(fnmatch.fnmatchcase(var, p) for p in policy.secret_env):
+            report(doc, ("spec", "build", "secrets", i, "env"),
+                   f"reading the agent's environment variable {var} is refused {rule} (rule secretEnv: "
+                   f"{', '.join(policy.secret_env) or 'none'}); take the secret from a file in the source "
+                   f"(sops-encrypted), or list {var} under secretEnv: in a policy file")
+    for i, item in enumerate(build.get("ssh") or ()):
+        socket = item.get("socket") if isinstance(item, dict) else None
+        path = resolve(doc, socket) if isinstance(socket, str) else os.environ.get("SSH_AUTH_SOCK", "")
+        message = _path(policy, root, path, policy.file_prefixes, "filePrefixes") if path else None
+        if message:
+            report(doc, ("spec", "build", "ssh", i, "socket") if isinstance(socket, str) else ("spec", "build", "ssh", i),
+                   f"SSH agent socket {message}")
+    for i, name in enumerate(build.get("allow") or ()):
+        if ANY not in policy.build_allow and name not in policy.build_allow:
+            report(doc, ("spec", "build", "allow", i),
+                   f"build entitlement {name} is refused {rule} (rule buildAllow: "
+                   f"{', '.join(policy.build_allow) or 'none'}); list {name} under buildAllow: in a policy file to allow it")
 
 
 def _container(policy: Policy, root: str, doc: Any, spec: Mapping[str, Any], image_names: set[str],

@@ -8,6 +8,7 @@ process's own).
 from __future__ import annotations
 
 import os
+import socket
 import textwrap
 from pathlib import Path
 
@@ -1012,4 +1013,52 @@ def test_label_files_under_labels(tmp_path: Path) -> None:
     assert [str(p).replace(str(tmp_path) + os.sep, "") for p in info.value.problems] == [
         "compose.yaml:4:35: services.web.label_file[1]: label file web.labels not found, unreadable or larger "
         "than 16777216 bytes",
+    ]
+
+
+def test_build_secrets_ssh_and_entitlements_become_the_images_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """#20: compose's build.secrets (top-level file: and environment: secrets), build.ssh and
+    build.entitlements become the Image's build.secrets, ssh and allow."""
+    monkeypatch.setenv("NPM_TOKEN_20", "tok")
+    sock = socket.socket(socket.AF_UNIX)
+    dfd = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
+    try:
+        sock.bind(f"/proc/self/fd/{dfd}/agent.sock")
+    finally:
+        os.close(dfd)
+    try:
+        desired = load(tmp_path, {"app/Dockerfile": "FROM scratch\n", "npmrc": "registry=x\n", "compose.yaml": """
+            name: shop
+            services:
+              web:
+                build:
+                  context: ./app
+                  secrets: [npmrc, {source: token}]
+                  ssh: [default=./agent.sock]
+                  entitlements: [security.insecure]
+            secrets:
+              npmrc: {file: ./npmrc}
+              token: {environment: NPM_TOKEN_20}
+            """})
+    finally:
+        sock.close()
+    build = desired.images["shop-web"].build
+    assert build is not None
+    assert [(s.id, s.file, s.env, s.data) for s in build.secrets] == [
+        ("npmrc", str(tmp_path / "npmrc"), "", b"registry=x\n"), ("token", "", "NPM_TOKEN_20", b"tok")]
+    assert [(s.id, s.socket) for s in build.ssh] == [("default", str(tmp_path / "agent.sock"))]
+    assert build.allow == ("security.insecure",)
+    assert problems(tmp_path, {"compose.yaml": """
+        name: shop
+        services:
+          web:
+            build:
+              context: ./app
+              secrets: [nope, {source: npmrc, target: other}]
+        secrets:
+          npmrc: {file: ./npmrc}
+        """}) == [
+        "compose.yaml:6:17: services.web.build.secrets[0]: no top-level secrets entry named 'nope' with file: or environment:",
+        "compose.yaml:6:23: services.web.build.secrets[1]: not supported yet: build.secrets target; name the secret "
+        "by its id: the step mounts it with id=<name>",
     ]

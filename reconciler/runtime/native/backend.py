@@ -138,10 +138,12 @@ class NativeRuntime:
         return manifests.due(self._store_images.store, ref, context, dockerfile, args, target, push)
 
     def build_image(self, ref: str, context: str, dockerfile: str, args: Mapping[str, str],
-                    target: str | None) -> base.ImageInfo:
+                    target: str | None, *, secrets: Mapping[str, bytes] | None = None,
+                    ssh: Mapping[str, str] | None = None, allow_insecure: bool = False) -> base.ImageInfo:
         from reconciler.runtime.native.build import manifests
 
-        return manifests.build(self._store_images.store, self.containers, ref, context, dockerfile, args, target)
+        return manifests.build(self._store_images.store, self.containers, ref, context, dockerfile, args, target,
+                               secrets=secrets or {}, ssh=ssh or {}, allow_insecure=allow_insecure)
 
     def push_image(self, ref: str, dest: str) -> str:
         from reconciler.runtime.native.build import manifests

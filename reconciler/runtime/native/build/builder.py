@@ -305,7 +305,7 @@ class Builder:
             if base in names and names[base] < i:
                 todo.append(names[base])
             for ins in s.instructions:
-                froms = [ins.flags["from"]] if ins.cmd in ("COPY", "ADD") and "from" in ins.flags else []
+                froms = [ins.flags["from"]] if ins.cmd == "COPY" and "from" in ins.flags else []
                 for src in [*froms, *runmounts.mount_sources(ins)]:
                     src = src.lower()
                     if src in names and names[src] < i:

@@ -25,8 +25,8 @@ FLAGS: dict[str, frozenset[str]] = {
     "FROM": frozenset({"platform"}),
     "RUN": frozenset({"mount", "network", "security"}),
     "COPY": frozenset({"from", "chown", "chmod", "link", "exclude", "parents"}),
-    # (ADD --from: this builder's own, an archive of a stage unpacked; Docker's ADD has none)
-    "ADD": frozenset({"from", "chown", "chmod", "link", "exclude", "keep-git-dir", "checksum"}),
+    # (no ADD --from: Docker's ADD has none, so `Unknown flag: from` as Docker says it)
+    "ADD": frozenset({"chown", "chmod", "link", "exclude", "keep-git-dir", "checksum"}),
     "HEALTHCHECK": frozenset({"interval", "timeout", "start-period", "start-interval", "retries"}),
 }
 _BOOL_FLAGS = frozenset({"link", "keep-git-dir", "parents"})

@@ -85,13 +85,19 @@ def build(
     args: Mapping[str, str],
     target: str | None,
     *,
+    secrets: Mapping[str, bytes] | None = None,
+    ssh: Mapping[str, str] | None = None,
+    allow_insecure: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> base.ImageInfo:
-    """Build and tag `ref`; record its input digest (taken before the build reads the context)."""
+    """Build and tag `ref`; record its input digest (taken before the build reads the context).
+    The secrets reach the build's RUN --mount=type=secret steps only: they are no input of the
+    digest (nothing derived from a secret is stored), so a changed secret alone rebuilds nothing."""
     digest = input_digest(ctx_dir, dockerfile, args, target)
     result = builder.Builder(store, manager).build(
         builder.BuildOptions(context=ctx_dir, dockerfile=dockerfile, build_args=dict(args), target=target,
-                             tags=(ref,)),
+                             tags=(ref,), secrets=dict(secrets or {}), ssh=dict(ssh or {}),
+                             allow_insecure=allow_insecure),
         progress,
     )
     BuildRecords(store).built(ref, digest, result.image_id)

@@ -5,14 +5,8 @@ reconciler itself makes, so `docker ps` and `reconcile ps` show one state. Paths
 versioned (`/v1.41/containers/json`) and unversioned, bodies and answers have Docker's JSON
 shapes and status codes, errors are `{"message": ...}`.
 
-Served now (what `docker version|info|ps|images|pull|run -d|logs|inspect|stop|start|restart|
-kill|rm|wait|volume ls|network ls` and docker-py's equivalents call): `_ping` (GET/HEAD), `version`,
-`info`, containers list (filters: label, name, id, status), create, inspect, start, stop, restart,
-kill, wait, delete, logs (multiplexed stdout/stderr, follow, tail, timestamps), images list,
-inspect and create (= pull, with Docker's JSON progress lines), networks and volumes list.
-attach (output only) and exec (non-interactive: the output when the command ends) on the
-hijacked connection, AutoRemove. Not served yet (answered 501 with the route named): stdin on
-attach/exec (`-i`), events, build, push, archive, stats; see the issue note.
+What is served and what is not: docs/engine-api.md (keep its table true when a route changes).
+Routes not served answer 501 with the route named.
 """
 
 from __future__ import annotations
@@ -196,6 +190,57 @@ def _filters(raw: str | None) -> dict[str, list[str]]:
     return {k: (list(v) if isinstance(v, list) else [k2 for k2, on in v.items() if on]) for k, v in data.items()}
 
 
+def _flag(q: Mapping[str, str], key: str, *, default: bool = False) -> bool:
+    """A boolean query parameter as Docker reads one: absent is `default`; "", 0, no, false
+    and none (any case) are false; anything else (1, true, True as docker-py sends it) is true."""
+    if key not in q:
+        return default
+    return q[key].strip().lower() not in ("", "0", "no", "false", "none")
+
+
+def _timestamp_ns(raw: str | None, what: str) -> int | None:
+    """`since`/`until` as the docker CLI sends them (seconds since the epoch, with a fraction)."""
+    if not raw:
+        return None
+    try:
+        return int(float(raw) * 1e9)
+    except ValueError:
+        raise HttpError(400, f"{what}: {raw!r} is not a timestamp (seconds since the epoch)") from None
+
+
+def event_message(ev: Any) -> dict[str, Any]:
+    """A journal event (native/journal.Event) as Docker's events message."""
+    doc: dict[str, Any] = {"Type": ev.type, "Action": ev.action,
+                           "Actor": {"ID": ev.actor, "Attributes": dict(ev.attributes)},
+                           "scope": "local", "time": ev.time_ns // 1_000_000_000, "timeNano": ev.time_ns}
+    if ev.type in ("container", "image"):      # the fields of the older API, docker-py reads them
+        doc.update({"status": ev.action, "id": ev.actor})
+        if "image" in ev.attributes:
+            doc["from"] = ev.attributes["image"]
+    return doc
+
+
+def _event_matches(ev: Any, filters: Mapping[str, list[str]]) -> bool:
+    attrs = ev.attributes
+    for key, values in filters.items():
+        if key == "type":
+            ok = ev.type in values
+        elif key == "event":
+            ok = any(ev.action == v or ev.action.startswith(v + ":") for v in values)
+        elif key in ("container", "network", "volume"):
+            ok = ev.type == key and any(ev.actor.startswith(v) or attrs.get("name") == v for v in values)
+        elif key == "image":
+            ok = any(v in (attrs.get("image"), attrs.get("name"), ev.actor) for v in values)
+        elif key == "label":
+            ok = all(attrs.get(v.partition("=")[0]) == v.partition("=")[2] if "=" in v else v in attrs
+                     for v in values)
+        else:
+            ok = True
+        if not ok:
+            return False
+    return True
+
+
 def _matches(c: base.ContainerState, filters: Mapping[str, list[str]]) -> bool:
     for key, values in filters.items():
         if key == "label":              # every label given must match (Docker); other keys: any value
@@ -260,6 +305,8 @@ class EngineApi:
             return 200, self._version()
         if method == "GET" and parts == ["info"]:
             return 200, self._info()
+        if method == "GET" and parts == ["events"]:
+            return 200, self._events(q)
         if parts[0] == "containers":
             return self._containers(method, parts[1:], q, body)
         if parts[0] == "images":
@@ -292,6 +339,34 @@ class EngineApi:
         if method == "GET" and parts[0] == "plugins":
             raise HttpError(404, "plugin not found")
         raise HttpError(501, f"{method} /{'/'.join(parts)} is not served by reconciler's engine API yet")
+
+    def _events(self, q: Mapping[str, str]) -> Iterator[bytes]:
+        """Docker's event stream from the engine's journal: from `since` (else from now), until
+        `until` (else for as long as the client stays), filtered. Empty chunks are ticks: the
+        server checks the client is still there."""
+        import time
+
+        manager = self.runtime.containers
+        journal = manager.journal
+        fl = _filters(q.get("filters"))
+        since, until = _timestamp_ns(q.get("since"), "since"), _timestamp_ns(q.get("until"), "until")
+        seq = 0 if since is not None else journal.last_seq()
+
+        def stream() -> Iterator[bytes]:
+            nonlocal seq
+            while True:
+                for ev in journal.after(seq, since_ns=since or 0):
+                    seq = ev.seq
+                    if until is not None and ev.time_ns > until:
+                        return
+                    if _event_matches(ev, fl):
+                        yield json.dumps(event_message(ev)).encode() + b"\n"
+                if until is not None and time.time_ns() > until:
+                    return
+                yield b""
+                manager.records()       # a death nobody has looked at yet is journalled now
+                time.sleep(0.2)
+        return stream()
 
     def _network_change(self, method: str, parts: list[str], body: Callable[[], Any]) -> tuple[int, Any]:
         """docker network create / rm: a bridge network of the engine's own."""
@@ -396,7 +471,7 @@ class EngineApi:
         if method == "GET" and parts == ["json"]:
             fl = _filters(q.get("filters"))
             listed = [c for c in rt.list_containers()
-                      if (q.get("all") in ("1", "true") or c.status.value == "running") and _matches(c, fl)]
+                      if (_flag(q, "all") or c.status.value == "running") and _matches(c, fl)]
             return 200, [container_summary(c) for c in listed]
         if method == "POST" and parts == ["create"]:
             import secrets
@@ -450,10 +525,12 @@ class EngineApi:
         if method == "POST" and action == "wait":
             return 200, self._wait(ident, q.get("condition") or "not-running")
         if method == "DELETE" and action == "":
-            rt.remove_container(ident, force=q.get("force") in ("1", "true"))
+            rt.remove_container(ident, force=_flag(q, "force"))
             return 204, None
         if method == "GET" and action == "logs":
             return 200, self._logs(ident, q)
+        if method == "GET" and action == "stats":
+            return 200, self._stats(ident, q)
         if method == "POST" and action == "exec":
             import secrets
 
@@ -518,9 +595,9 @@ class EngineApi:
 
     def _attach(self, ident: str, q: Mapping[str, str]) -> Iterator[bytes]:
         """Output from now until the container exits (stdin is not attached)."""
-        if q.get("stdin") in ("1", "true") and not (q.get("stdout") in ("1", "true") or q.get("stderr") in ("1", "true")):
+        if _flag(q, "stdin") and not (_flag(q, "stdout") or _flag(q, "stderr")):
             raise HttpError(501, "attaching stdin is not served by reconciler's engine API yet")
-        want = {s for s in ("stdout", "stderr") if q.get(s) in ("1", "true")} or {"stdout", "stderr"}
+        want = {s for s in ("stdout", "stderr") if _flag(q, s)} or {"stdout", "stderr"}
         state = self.runtime.inspect_container(ident)
         tail = 0 if state.status.value == "running" else None     # a created container: from its start
         lines = self.runtime.logs(state.id, follow=True, tail=tail)
@@ -563,12 +640,64 @@ class EngineApi:
             return 200, Hijack(run())
         raise HttpError(501, f"{method} /exec/{{id}}/{action} is not served by reconciler's engine API yet")
 
+    def _stats(self, ident: str, q: Mapping[str, str]) -> Any:
+        """Docker's stats document from the container's cgroup files: one a second while
+        `stream` (the default), else one; a one-shot answer without `one-shot=1` has the CPU
+        counters of a second before in `precpu_stats`, as Docker's (so `docker stats --no-stream`
+        shows a CPU %)."""
+        import time
+
+        from reconciler.runtime.native import stats
+
+        manager = self.runtime.containers
+        cid = manager.get(ident).id
+        never = "0001-01-01T00:00:00Z"
+
+        def now() -> str:
+            return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 10**9:09d}Z"
+
+        def take() -> tuple[Any, dict[str, Any], str] | None:
+            try:
+                rec = manager.get(cid)
+            except rterrors.NotFound:
+                return None
+            if rec.status != "running":
+                return rec, stats.zero(), never
+            return rec, stats.sample(rec.cgroup_prefix or manager.config.name_prefix, rec.id, rec.pid), now()
+
+        def document(rec: Any, cur: dict[str, Any], read: str, pre: dict[str, Any], preread: str) -> dict[str, Any]:
+            return {"read": read, "preread": preread, **cur, "precpu_stats": pre["cpu_stats"],
+                    "name": "/" + rec.name, "id": rec.id}
+
+        first = take()
+        if first is None:
+            raise HttpError(404, f"No such container: {ident}")
+        pre, preread = stats.zero(), never
+        if not _flag(q, "stream", default=True):
+            if not _flag(q, "one-shot") and first[2] != never:
+                time.sleep(1)
+                pre, preread = first[1], first[2]
+                first = take() or first
+            return document(*first, pre, preread)
+
+        def stream() -> Iterator[bytes]:
+            nonlocal pre, preread
+            cur: tuple[Any, dict[str, Any], str] | None = first
+            while cur is not None:
+                yield json.dumps(document(*cur, pre, preread)).encode() + b"\n"
+                pre, preread = cur[1], cur[2]
+                for _ in range(4):
+                    yield b""                       # the client may have gone
+                    time.sleep(0.25)
+                cur = take()
+        return stream()
+
     def _logs(self, ident: str, q: Mapping[str, str]) -> Iterator[bytes]:
-        want = {s for s in ("stdout", "stderr") if q.get(s) in ("1", "true")} or {"stdout", "stderr"}
+        want = {s for s in ("stdout", "stderr") if _flag(q, s)} or {"stdout", "stderr"}
         tail = None if q.get("tail", "all") == "all" else int(q["tail"])
         tty = False
-        stamps = q.get("timestamps") in ("1", "true")
-        for line in self.runtime.logs(ident, follow=q.get("follow") in ("1", "true"), tail=tail):
+        stamps = _flag(q, "timestamps")
+        for line in self.runtime.logs(ident, follow=_flag(q, "follow"), tail=tail):
             if line.stream not in want:
                 continue
             data = (line.time.encode() + b" " if stamps else b"") + line.data + b"\n"
@@ -594,7 +723,7 @@ class EngineApi:
         if method == "DELETE" and parts:
             name = "/".join(parts)
             _image_or_404(rt, name)
-            lines = rt.remove_image(name, force=q.get("force") in ("1", "true"))     # "Untagged: x", "Deleted: y"
+            lines = rt.remove_image(name, force=_flag(q, "force"))     # "Untagged: x", "Deleted: y"
             return 200, [{k: _familiar(v) if k == "Untagged" else v}
                          for k, _, v in (line.partition(": ") for line in lines)]
         if method == "GET" and len(parts) >= 2 and parts[-1] == "json":
@@ -680,6 +809,20 @@ def _handler(api: EngineApi) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):
                 pass
 
+        def _peer_gone(self) -> bool:
+            """The client closed its end (it sends nothing while it reads a stream)."""
+            import select
+
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable:
+                return False
+            try:
+                return bool(self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"")
+            except BlockingIOError:
+                return False
+            except OSError:
+                return True
+
         def _send(self, method: str, code: int, payload: Any) -> None:
             if isinstance(payload, Hijack):
                 self._hijacked(payload)
@@ -699,6 +842,11 @@ def _handler(api: EngineApi) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()
                 try:
                     for chunk in payload:
+                        if not chunk:                   # a tick of a quiet stream
+                            if self._peer_gone():
+                                self.close_connection = True
+                                return
+                            continue
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                         self.wfile.flush()
                     self.wfile.write(b"0\r\n\r\n")

@@ -108,6 +108,7 @@ class NativeRuntime:
 
     def pull_image(self, ref: str, *, progress: base.ProgressCallback | None = None) -> base.ImageInfo:
         info: base.ImageInfo = self._store_images.store.pull(ref, progress=progress)
+        self.containers.journal.record("image", "pull", ref, {"name": ref})
         return info
 
     def resolve_digest(self, ref: str) -> str:
@@ -121,13 +122,22 @@ class NativeRuntime:
         return info
 
     def remove_image(self, ref: str, *, force: bool = False) -> list[str]:
-        return list(self._store_images.store.remove(ref, force=force))   # the store checks use
+        image_id = self.inspect_image(ref).id
+        lines = list(self._store_images.store.remove(ref, force=force))   # the store checks use
+        for line in lines:                                                # "Untagged: x", "Deleted: y"
+            what, _, name = line.partition(": ")
+            action = {"Untagged": "untag", "Deleted": "delete"}.get(what)
+            if action:
+                self.containers.journal.record("image", action, image_id, {"name": name})
+        return lines
 
     def tag_image(self, source: str, target: str) -> str:
         """Give the stored image `source` the name `target` (NAME[:TAG]); its id."""
         from reconciler.runtime.native.build import push
 
-        return push.tag(self._store_images.store, source, target)
+        image_id = push.tag(self._store_images.store, source, target)
+        self.containers.journal.record("image", "tag", image_id, {"name": target})
+        return image_id
 
     # -- builds (build/manifests.py, imported on first use): what an Image with build: needs
 
@@ -218,11 +228,19 @@ class NativeRuntime:
         return list(self._net().list_networks(selector))
 
     def ensure_network(self, config: base.NetworkConfig) -> base.NetworkState:
+        known = any(n.name == config.name for n in self.list_networks())
         state: base.NetworkState = self._net().ensure_network(config)
+        if not known:
+            self.containers.journal.record("network", "create", state.name,
+                                           {**config.labels, "name": state.name, "type": "bridge"})
         return state
 
     def remove_network(self, name: str) -> None:
+        found = [n for n in self.list_networks() if n.name == name]
         self._net().remove_network(name)
+        if found:
+            self.containers.journal.record("network", "destroy", name,
+                                           {"name": name, "type": "bridge"})
 
     # -- archives (container import)
 
@@ -242,12 +260,19 @@ class NativeRuntime:
         return self.containers.volumes.list(selector)
 
     def ensure_volume(self, config: base.VolumeConfig) -> base.VolumeState:
-        return self.containers.volumes.ensure(config)
+        known = any(v.name == config.name for v in self.list_volumes())
+        state = self.containers.volumes.ensure(config)
+        if not known:
+            self.containers.journal.record("volume", "create", state.name, {**config.labels, "driver": "local"})
+        return state
 
     def remove_volume(self, name: str) -> None:
         in_use = any(m.type == "volume" and m.source == name
                      for r in self.containers.records() for m in r.config.mounts)
+        known = any(v.name == name for v in self.list_volumes())
         self.containers.volumes.remove(name, in_use=in_use)
+        if known:
+            self.containers.journal.record("volume", "destroy", name, {"driver": "local"})
 
     def close(self) -> None:
         self.config.db().close()

@@ -38,7 +38,17 @@ from typing import Any, Protocol
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import bundle, cgroups, conmon, logs, mounts, oci, procs, volumes
+from reconciler.runtime.native import (
+    bundle,
+    cgroups,
+    conmon,
+    journal,
+    logs,
+    mounts,
+    oci,
+    procs,
+    volumes,
+)
 from reconciler.runtime.native.config import NativeConfig
 
 __all__ = [
@@ -391,6 +401,7 @@ class ContainerManager:
         self.db = config.db()
         self.db.ensure_schema("native.containers", SCHEMA)
         self.volumes = volume_store or volumes.VolumeStore(config.root, self.db)
+        self.journal = journal.Journal(self.db)
         self.network = network
         self.runtime_name = oci_runtime or config.oci_runtime
         self._runtimes: dict[str, oci.OciRuntime] = {}
@@ -435,6 +446,11 @@ class ContainerManager:
     def _place(self, rec: Record) -> Callable[[int], None]:
         prefix = self._prefix(rec)
         return lambda pid: cgroups.move_monitor(prefix, pid)
+
+    def event(self, rec: Record, action: str, *, conn: sqlite3.Connection | None = None, **extra: Any) -> None:
+        """Journal a lifecycle step of `rec` with Docker's attributes (its labels, image, name)."""
+        attrs = {**rec.config.labels, "image": rec.config.image, "name": rec.name, **extra}
+        self.journal.record("container", action, rec.id, attrs, conn=conn)
 
     def _save(self, rec: Record) -> None:
         with self.db.tx() as conn:
@@ -539,6 +555,9 @@ class ContainerManager:
                     cur = Record.from_json(row["data"])
                     if cur.status == rec.status and cur.pid == rec.pid:
                         conn.execute("UPDATE containers SET data = ? WHERE id = ?", (new.to_json(), rec.id))
+                        if new.oom_killed:
+                            self.event(new, "oom", conn=conn)
+                        self.event(new, "die", conn=conn, exitCode=new.exit_code)
                     else:
                         new = cur
         return new
@@ -577,6 +596,7 @@ class ContainerManager:
             rec = dataclasses.replace(rec, status="exited", exit_code=137, finished_at=now(), pid=None,
                                       error="monitor (conmon) lost; the container was killed")
             self._save(rec)
+            self.event(rec, "die", exitCode=137)
             return rec
 
     def get(self, name_or_id: str) -> Record:
@@ -649,6 +669,7 @@ class ContainerManager:
                     pass
             cgroups.remove(self.config.name_prefix, cid)
             raise
+        self.event(rec, "create")
         return rec
 
     def _delete_record(self, cid: str) -> None:
@@ -777,6 +798,7 @@ class ContainerManager:
                                       restarting=False, health="starting" if self._has_health(rec) else None,
                                       health_failures=0)
             self._save(rec)
+            self.event(rec, "start")
             return self.refresh(rec)
 
     @staticmethod
@@ -809,13 +831,18 @@ class ContainerManager:
             timeout = rec.config.stop_timeout if timeout is None else timeout
             rt = self.oci(rec.runtime)
             # every container has its own pid namespace: ending PID 1 ends them all (no --all)
-            if timeout > 0 and rt.kill(rec.id, rec.stop_signal):
-                _wait_pid(rec.pid, timeout)
+            if timeout > 0:
+                self.event(rec, "kill", signal=rec.stop_signal)
+                if rt.kill(rec.id, rec.stop_signal):
+                    _wait_pid(rec.pid, timeout)
             if rec.main_alive():
+                self.event(rec, "kill", signal=9)
                 rt.kill(rec.id, 9)
                 _wait_pid(rec.pid, 10)
             _wait_pid(rec.conmon_pid, 10)
-            return self._wait_exit_file(rec, 5)
+            rec = self._wait_exit_file(rec, 5)
+            self.event(rec, "stop")
+            return rec
 
     def kill(self, name_or_id: str, signal: str | int = "KILL") -> Record:
         rec = self.get(name_or_id)
@@ -825,6 +852,7 @@ class ContainerManager:
         if signo in (9, rec.stop_signal):
             # Docker: a kill that ends the container counts as stopped by hand (no restart)
             rec = self.update(rec.id, lambda r: dataclasses.replace(r, manually_stopped=True, restarting=False))
+        self.event(rec, "kill", signal=signo)
         self.oci(rec.runtime).kill(rec.id, signo)
         if signo == 9:
             _wait_pid(rec.pid, 10)
@@ -876,6 +904,7 @@ class ContainerManager:
                     pass
             cgroups.remove(self._prefix(rec), rec.id)
             self._delete_record(rec.id)
+            self.event(rec, "destroy")
 
     # -- rename
 
@@ -912,6 +941,7 @@ class ContainerManager:
                 os.replace(tmp, spec_path)
             if rec.netns_path:
                 self._network().rename(rec.id, name)
+            self.event(rec, "rename", oldName=cur.name)
         return rec
 
     # -- attach

@@ -35,6 +35,7 @@ __all__ = ["API_VERSION", "EngineApi"]
 API_VERSION = "1.41"
 MIN_API_VERSION = "1.24"
 MAX_BODY = 1 << 20
+MAX_UPLOAD = 1 << 40           # a tar body (docker cp, build): the layer extractor's limits apply
 _VERSIONED = re.compile(r"^/v1\.\d+(/.*)$")
 _STATUS_CODES = {rterrors.NotFound: 404, rterrors.AlreadyExists: 409, rterrors.Conflict: 409,
                  rterrors.InvalidArgument: 400}
@@ -51,6 +52,14 @@ class Hijack:
 
 def _frame(stream: str, data: bytes) -> bytes:
     return struct.pack(">BxxxL", 1 if stream == "stdout" else 2, len(data)) + data
+
+
+class WithHeaders:
+    """An answer with headers of its own (docker cp's path stat, a tar's content type)."""
+
+    def __init__(self, payload: Any, headers: Mapping[str, str]) -> None:
+        self.payload = payload
+        self.headers = headers
 
 
 class HttpError(Exception):
@@ -296,7 +305,8 @@ class EngineApi:
     # -- routes -------------------------------------------------------------------------------
 
     def route(self, method: str, path: str, q: Mapping[str, str],
-              body: Callable[[], Any]) -> tuple[int, Any]:
+              body: Callable[[], Any], raw: Callable[[], Any] | None = None) -> tuple[int, Any]:
+        """`body()` is the request's JSON body; `raw()` the body as a stream (a tar)."""
         rt = self.runtime
         parts = [urllib.parse.unquote(p) for p in path.strip("/").split("/")]
         if method in ("GET", "HEAD") and parts == ["_ping"]:
@@ -308,7 +318,7 @@ class EngineApi:
         if method == "GET" and parts == ["events"]:
             return 200, self._events(q)
         if parts[0] == "containers":
-            return self._containers(method, parts[1:], q, body)
+            return self._containers(method, parts[1:], q, body, raw)
         if parts[0] == "images":
             return self._images(method, parts[1:], q)
         if parts[0] == "exec" and len(parts) == 3:
@@ -466,7 +476,7 @@ class EngineApi:
                 "Warnings": []}
 
     def _containers(self, method: str, parts: list[str], q: Mapping[str, str],
-                    body: Callable[[], Any]) -> tuple[int, Any]:
+                    body: Callable[[], Any], raw: Callable[[], Any] | None = None) -> tuple[int, Any]:
         rt = self.runtime
         if method == "GET" and parts == ["json"]:
             fl = _filters(q.get("filters"))
@@ -531,6 +541,8 @@ class EngineApi:
             return 200, self._logs(ident, q)
         if method == "GET" and action == "stats":
             return 200, self._stats(ident, q)
+        if action == "archive" and method in ("GET", "HEAD", "PUT"):
+            return self._archive(method, ident, q, raw)
         if method == "POST" and action == "exec":
             import secrets
 
@@ -639,6 +651,29 @@ class EngineApi:
                 return 200, None
             return 200, Hijack(run())
         raise HttpError(501, f"{method} /exec/{{id}}/{action} is not served by reconciler's engine API yet")
+
+    def _archive(self, method: str, ident: str, q: Mapping[str, str],
+                 raw: Callable[[], Any] | None) -> tuple[int, Any]:
+        """docker cp: HEAD stats a path, GET reads it as a tar, PUT unpacks a tar into a
+        directory (through the layer extractor); paths resolved inside the container."""
+        from reconciler.runtime.native import copying
+
+        path = q.get("path") or ""
+        if not path.startswith("/"):
+            raise HttpError(400, f"path {path!r} must be absolute")
+        fd = self.runtime.containers.open_root(ident)
+        try:
+            if method == "PUT":
+                if raw is None:
+                    raise HttpError(400, "the request has no body")
+                copying.extract(fd, path, raw())
+                return 200, None
+            header = {"X-Docker-Container-Path-Stat": copying.stat_header(copying.path_stat(fd, path))}
+            if method == "HEAD":
+                return 200, WithHeaders(None, header)
+            return 200, WithHeaders(copying.archive(fd, path), {**header, "Content-Type": "application/x-tar"})
+        finally:
+            os.close(fd)            # archive() has its own: it opened the path's parent
 
     def _stats(self, ident: str, q: Mapping[str, str]) -> Any:
         """Docker's stats document from the container's cgroup files: one a second while
@@ -777,6 +812,10 @@ def _handler(api: EngineApi) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 raise HttpError(400, "the request body is not JSON") from None
 
+        def _stream(self) -> httpbody.BodyStream:
+            self.close_connection = True        # what the route leaves unread ends the connection
+            return httpbody.BodyStream(self.headers, self.rfile, MAX_UPLOAD)
+
         def _answer(self, method: str) -> None:
             url = urllib.parse.urlsplit(self.path)
             path = url.path
@@ -785,12 +824,14 @@ def _handler(api: EngineApi) -> type[BaseHTTPRequestHandler]:
                 path = m.group(1)
             q = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
             try:
-                code, payload = api.route(method, path, q, self._body)
+                code, payload = api.route(method, path, q, self._body, self._stream)
             except HttpError as exc:
                 code, payload = exc.code, {"message": exc.message}
             except rterrors.RuntimeBackendError as exc:
                 code = next((c for cls, c in _STATUS_CODES.items() if isinstance(exc, cls)), 500)
                 payload = {"message": exc.message}
+            except httpbody.BodyRefused as exc:
+                code, payload = exc.status, {"message": exc.message}
             self._send(method, code, payload)
 
         def _hijacked(self, payload: Hijack) -> None:
@@ -827,16 +868,23 @@ def _handler(api: EngineApi) -> type[BaseHTTPRequestHandler]:
             if isinstance(payload, Hijack):
                 self._hijacked(payload)
                 return
+            extra: Mapping[str, str] = {}
+            if isinstance(payload, WithHeaders):
+                payload, extra = payload.payload, payload.headers
             streaming = isinstance(payload, Iterator)
             self.send_response(code)
             self.send_header("Api-Version", API_VERSION)
             self.send_header("Docker-Experimental", "false")
             self.send_header("OSType", "linux")
             self.send_header("Server", f"reconciler/{__version__}")
+            for key, value in extra.items():
+                if key != "Content-Type":
+                    self.send_header(key, value)
             if self.close_connection:
                 self.send_header("Connection", "close")
             if streaming:
-                ctype = "application/vnd.docker.raw-stream" if "/logs" in self.path else "application/json"
+                ctype = extra.get("Content-Type") or (
+                    "application/vnd.docker.raw-stream" if "/logs" in self.path else "application/json")
                 self.send_header("Content-Type", ctype)
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()

@@ -944,6 +944,28 @@ class ContainerManager:
             self.event(rec, "rename", oldName=cur.name)
         return rec
 
+    # -- the file system, for docker cp
+
+    def open_root(self, name_or_id: str) -> int:
+        """A directory fd of the container's `/`: a running container's own view
+        (`/proc/<pid>/root`, its volumes, binds and tmpfs included), else its overlay rootfs
+        (mounted again if a reboot took the mount). The caller closes it."""
+        rec = self.get(name_or_id)
+        if rec.status == "running" and rec.pid:
+            try:
+                fd = os.open(f"/proc/{rec.pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError:
+                fd = -1
+            if fd >= 0 and procs.alive(rec.pid, rec.pid_start, rec.boot_id):
+                return fd                       # still the container's process: not a reused pid
+            if fd >= 0:
+                os.close(fd)
+        p = self.paths(rec.id)
+        with self.lock(rec.id):
+            if not mounts.is_mounted(p.rootfs):
+                mounts.mount_overlay([Path(d) for d in reversed(rec.lowerdirs)], p.upper, p.work, p.rootfs)
+        return os.open(p.rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
     # -- attach
 
     def attach(self, name_or_id: str) -> socket.socket:

@@ -207,6 +207,21 @@ def _flag(q: Mapping[str, str], key: str, *, default: bool = False) -> bool:
     return q[key].strip().lower() not in ("", "0", "no", "false", "none")
 
 
+def registry_auth(header: str | None) -> dict[str, Any] | None:
+    """The `X-Registry-Auth` header: Docker's AuthConfig as URL-safe base64 JSON (padding
+    optional); None when absent, empty or unreadable (then the engine's own credentials)."""
+    import base64
+    import binascii
+
+    if not header:
+        return None
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc else None
+
+
 def _timestamp_ns(raw: str | None, what: str) -> int | None:
     """`since`/`until` as the docker CLI sends them (seconds since the epoch, with a fraction)."""
     if not raw:
@@ -304,10 +319,11 @@ class EngineApi:
 
     # -- routes -------------------------------------------------------------------------------
 
-    def route(self, method: str, path: str, q: Mapping[str, str],
-              body: Callable[[], Any], raw: Callable[[], Any] | None = None) -> tuple[int, Any]:
+    def route(self, method: str, path: str, q: Mapping[str, str], body: Callable[[], Any],
+              raw: Callable[[], Any] | None = None, headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
         """`body()` is the request's JSON body; `raw()` the body as a stream (a tar)."""
         rt = self.runtime
+        auth = registry_auth((headers or {}).get("X-Registry-Auth"))
         parts = [urllib.parse.unquote(p) for p in path.strip("/").split("/")]
         if method in ("GET", "HEAD") and parts == ["_ping"]:
             return 200, b"OK"
@@ -320,7 +336,9 @@ class EngineApi:
         if parts[0] == "containers":
             return self._containers(method, parts[1:], q, body, raw)
         if parts[0] == "images":
-            return self._images(method, parts[1:], q)
+            return self._images(method, parts[1:], q, auth)
+        if method == "POST" and parts == ["auth"]:
+            return 200, self._login(body() or {})
         if parts[0] == "exec" and len(parts) == 3:
             return self._exec(method, parts[1], parts[2], body)
         if parts[0] == "networks" and (method != "GET" or len(parts) > 2):
@@ -738,7 +756,20 @@ class EngineApi:
             data = (line.time.encode() + b" " if stamps else b"") + line.data + b"\n"
             yield data if tty else struct.pack(">BxxxL", 1 if line.stream == "stdout" else 2, len(data)) + data
 
-    def _images(self, method: str, parts: list[str], q: Mapping[str, str]) -> tuple[int, Any]:
+    def _login(self, data: Mapping[str, Any]) -> dict[str, str]:
+        """docker login: the registry checks the credentials (nothing is kept here: the client
+        stores them and sends them with each pull and push)."""
+        server = str(data.get("serveraddress") or "docker.io")
+        host = server.split("://", 1)[-1].split("/", 1)[0]
+        registry = "docker.io" if host in ("index.docker.io", "registry-1.docker.io", "docker.io") else host
+        try:
+            self.runtime.check_login(registry, data)
+        except rterrors.ImageError as exc:
+            raise HttpError(401, exc.message) from None
+        return {"Status": "Login Succeeded", "IdentityToken": ""}
+
+    def _images(self, method: str, parts: list[str], q: Mapping[str, str],
+                auth: Mapping[str, Any] | None = None) -> tuple[int, Any]:
         rt = self.runtime
         if method == "GET" and parts == ["json"]:
             return 200, [image_summary(i) for i in rt.list_images()]
@@ -748,7 +779,10 @@ class EngineApi:
             if not ref:
                 raise HttpError(400, "fromImage is required")
             full = f"{ref}@{tag}" if tag.startswith("sha256:") else (f"{ref}:{tag}" if tag else ref)
-            return 200, self._pull(full)
+            return 200, self._pull(full, auth)
+        if method == "POST" and len(parts) >= 2 and parts[-1] == "push":
+            name = "/".join(parts[:-1])
+            return 200, self._push(f"{name}:{q.get('tag') or 'latest'}", auth)
         if method == "POST" and len(parts) >= 2 and parts[-1] == "tag":
             repo, tag = q.get("repo") or "", q.get("tag") or "latest"
             if not repo:
@@ -769,7 +803,23 @@ class EngineApi:
             return 200, doc
         raise HttpError(501, f"{method} /images/{'/'.join(parts)} is not served by reconciler's engine API yet")
 
-    def _pull(self, ref: str) -> Iterator[bytes]:
+    def _push(self, ref: str, auth: Mapping[str, Any] | None) -> Iterator[bytes]:
+        """docker push: Docker's JSON progress lines, the digest last (an error as Docker's
+        errorDetail line: the CLI prints it and fails)."""
+        _image_or_404(self.runtime, ref)
+        lines: list[dict[str, Any]] = []
+        try:
+            digest = self.runtime.push_image(ref, ref, auth=auth, progress=lambda text: lines.append({"status": text}))
+        except rterrors.RuntimeBackendError as exc:
+            lines.append({"errorDetail": {"message": exc.message}, "error": exc.message})
+        else:
+            size = lines[-1]["status"].rpartition("size: ")[2] if lines else ""
+            lines.append({"progressDetail": {}, "aux": {"Tag": ref.rpartition(":")[2], "Digest": digest,
+                                                        "Size": int(size) if size.isdigit() else 0}})
+        for item in lines:
+            yield json.dumps(item).encode() + b"\r\n"
+
+    def _pull(self, ref: str, auth: Mapping[str, Any] | None = None) -> Iterator[bytes]:
         lines: list[dict[str, Any]] = []
 
         def progress(event: str, d: Mapping[str, Any]) -> None:
@@ -780,7 +830,7 @@ class EngineApi:
                 lines.append({"status": text, "id": short})
 
         try:
-            info = self.runtime.pull_image(ref, progress=progress)
+            info = self.runtime.pull_image(ref, progress=progress, auth=auth)
         except rterrors.RuntimeBackendError as exc:
             lines.append({"errorDetail": {"message": exc.message}, "error": exc.message})
         else:
@@ -824,7 +874,8 @@ def _handler(api: EngineApi) -> type[BaseHTTPRequestHandler]:
                 path = m.group(1)
             q = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
             try:
-                code, payload = api.route(method, path, q, self._body, self._stream)
+                code, payload = api.route(method, path, q, self._body, self._stream,
+                                          {k.title(): v for k, v in self.headers.items()})
             except HttpError as exc:
                 code, payload = exc.code, {"message": exc.message}
             except rterrors.RuntimeBackendError as exc:

@@ -106,8 +106,11 @@ class NativeRuntime:
 
     # -- images (the image store's)
 
-    def pull_image(self, ref: str, *, progress: base.ProgressCallback | None = None) -> base.ImageInfo:
-        info: base.ImageInfo = self._store_images.store.pull(ref, progress=progress)
+    def pull_image(self, ref: str, *, progress: base.ProgressCallback | None = None,
+                   auth: Mapping[str, Any] | None = None) -> base.ImageInfo:
+        """`auth`: Docker's AuthConfig for the registry (an Engine API client's X-Registry-Auth),
+        tried before the engine's own credential store."""
+        info: base.ImageInfo = self._store_images.store.pull(ref, progress=progress, auth=auth)
         self.containers.journal.record("image", "pull", ref, {"name": ref})
         return info
 
@@ -153,10 +156,23 @@ class NativeRuntime:
 
         return manifests.build(self._store_images.store, self.containers, ref, context, dockerfile, args, target)
 
-    def push_image(self, ref: str, dest: str) -> str:
+    def push_image(self, ref: str, dest: str, *, auth: Mapping[str, Any] | None = None,
+                   progress: Callable[[str], None] | None = None) -> str:
         from reconciler.runtime.native.build import manifests
 
-        return manifests.push_to(self._store_images.store, ref, dest)
+        digest = manifests.push_to(self._store_images.store, ref, dest, auth=auth, progress=progress)
+        self.containers.journal.record("image", "push", dest, {"name": dest})
+        return digest
+
+    def check_login(self, registry: str, auth: Mapping[str, Any]) -> None:
+        """Whether `registry` accepts the credentials `auth` (Docker's AuthConfig): `docker login`."""
+        store = self._store_images.store
+        rcm = importlib.import_module("reconciler.registry_client")
+        try:
+            with store.client_factory_for(registry, auth)() as client:
+                client.check_login(registry)
+        except rcm.errors.RegistryError as exc:
+            raise rterrors.ImageError(str(exc.args[0] if exc.args else exc), hint=getattr(exc, "hint", None)) from None
 
     # -- containers
 

@@ -320,8 +320,11 @@ class EngineApi:
     # -- routes -------------------------------------------------------------------------------
 
     def route(self, method: str, path: str, q: Mapping[str, str], body: Callable[[], Any],
-              raw: Callable[[], Any] | None = None, headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
-        """`body()` is the request's JSON body; `raw()` the body as a stream (a tar)."""
+              raw: Callable[[], Any] | None = None, headers: Mapping[str, str] | None = None,
+              query: str = "") -> tuple[int, Any]:
+        """`q` has the last value of each query parameter, `query` is the whole query string
+        (parameters given more than once: build's `t`); `body()` is the request's JSON body,
+        `raw()` the body as a stream (a tar); `headers` in title case."""
         rt = self.runtime
         auth = registry_auth((headers or {}).get("X-Registry-Auth"))
         parts = [urllib.parse.unquote(p) for p in path.strip("/").split("/")]
@@ -339,6 +342,8 @@ class EngineApi:
             return self._images(method, parts[1:], q, auth)
         if method == "POST" and parts == ["auth"]:
             return 200, self._login(body() or {})
+        if method == "POST" and parts == ["build"]:
+            return 200, self._build(q, query, raw)
         if parts[0] == "exec" and len(parts) == 3:
             return self._exec(method, parts[1], parts[2], body)
         if parts[0] == "networks" and (method != "GET" or len(parts) > 2):
@@ -756,6 +761,60 @@ class EngineApi:
             data = (line.time.encode() + b" " if stamps else b"") + line.data + b"\n"
             yield data if tty else struct.pack(">BxxxL", 1 if line.stream == "stdout" else 2, len(data)) + data
 
+    def _build(self, q: Mapping[str, str], query: str, raw: Callable[[], Any] | None) -> Iterator[bytes]:
+        """docker build (the classic API): the tar context is unpacked by the image layer
+        extractor into a directory of its own, then built by the native builder; its progress
+        streamed as Docker's `{"stream": ...}` lines, the image id as `aux`."""
+        import queue
+        import shutil
+        import tempfile
+
+        from reconciler.runtime.native import layers
+
+        if raw is None:
+            raise HttpError(400, "the build context (a tar) is missing")
+        multi = urllib.parse.parse_qs(query, keep_blank_values=True)
+        try:
+            build_args = {k: str(v) for k, v in json.loads(q.get("buildargs") or "{}").items() if v is not None}
+        except (ValueError, AttributeError):
+            raise HttpError(400, "buildargs must be a JSON object") from None
+        if q.get("remote"):
+            raise HttpError(501, "a remote build context is not served by reconciler's engine API: send a tar")
+        where = Path(self.runtime.config.root) / "build" / "api-contexts"
+        where.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ctx = Path(tempfile.mkdtemp(dir=where))
+        try:
+            layers.apply_layer(raw(), ctx, root_attrs=False)
+        except layers.LayerError as exc:
+            shutil.rmtree(ctx, ignore_errors=True)
+            raise HttpError(400, f"the build context is not a usable tar: {exc.message}") from None
+        except BaseException:
+            shutil.rmtree(ctx, ignore_errors=True)
+            raise
+        out: queue.Queue[dict[str, Any] | None] = queue.Queue()
+
+        def run() -> None:
+            try:
+                image_id = self.runtime.build_context(
+                    str(ctx), dockerfile=q.get("dockerfile") or "Dockerfile", build_args=build_args,
+                    target=q.get("target") or None, tags=tuple(t for t in multi.get("t", []) if t),
+                    no_cache=_flag(q, "nocache"), pull=_flag(q, "pull"),
+                    network="host" if q.get("networkmode") == "host" else "none",
+                    progress=None if _flag(q, "q") else lambda line: out.put({"stream": line + "\n"}))
+                out.put({"aux": {"ID": image_id}})
+            except rterrors.RuntimeBackendError as exc:
+                out.put({"errorDetail": {"message": exc.message}, "error": exc.message})
+            finally:
+                shutil.rmtree(ctx, ignore_errors=True)
+                out.put(None)
+
+        threading.Thread(target=run, name="engine-api-build", daemon=True).start()
+
+        def stream() -> Iterator[bytes]:
+            while (item := out.get()) is not None:
+                yield json.dumps(item).encode() + b"\r\n"
+        return stream()
+
     def _login(self, data: Mapping[str, Any]) -> dict[str, str]:
         """docker login: the registry checks the credentials (nothing is kept here: the client
         stores them and sends them with each pull and push)."""
@@ -875,7 +934,7 @@ def _handler(api: EngineApi) -> type[BaseHTTPRequestHandler]:
             q = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
             try:
                 code, payload = api.route(method, path, q, self._body, self._stream,
-                                          {k.title(): v for k, v in self.headers.items()})
+                                          {k.title(): v for k, v in self.headers.items()}, url.query)
             except HttpError as exc:
                 code, payload = exc.code, {"message": exc.message}
             except rterrors.RuntimeBackendError as exc:

@@ -156,6 +156,21 @@ class NativeRuntime:
 
         return manifests.build(self._store_images.store, self.containers, ref, context, dockerfile, args, target)
 
+    def build_context(self, context: str, *, dockerfile: str = "Dockerfile", build_args: Mapping[str, str] | None = None,
+                      target: str | None = None, tags: tuple[str, ...] = (), no_cache: bool = False,
+                      pull: bool = False, network: str = "none",
+                      progress: Callable[[str], None] | None = None) -> str:
+        """Build the Dockerfile of the directory `context` with the native builder (Docker's
+        progress lines to `progress`); the image id."""
+        from reconciler.runtime.native.build import builder
+
+        opts = builder.BuildOptions(context=context, dockerfile=dockerfile, build_args=dict(build_args or {}),
+                                    target=target, tags=tags, network=network, no_cache=no_cache, pull=pull)
+        result = builder.Builder(self._store_images.store, self.containers).build(opts, progress)
+        for tag in result.tags:
+            self.containers.journal.record("image", "tag", result.image_id, {"name": tag})
+        return result.image_id
+
     def push_image(self, ref: str, dest: str, *, auth: Mapping[str, Any] | None = None,
                    progress: Callable[[str], None] | None = None) -> str:
         from reconciler.runtime.native.build import manifests

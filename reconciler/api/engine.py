@@ -43,11 +43,13 @@ _STATUS_CODES = {rterrors.NotFound: 404, rterrors.AlreadyExists: 409, rterrors.C
 
 class Hijack:
     """A raw stream on the hijacked connection (attach, exec start): Docker's 8-byte framed
-    stdout/stderr, after a 101 Upgrade when the client asked for one; the connection closes
-    at its end."""
+    stdout/stderr (raw with a TTY), after a 101 Upgrade when the client asked for one; the
+    connection closes at its end. `stdin`, when given, gets what the client sends, chunk by
+    chunk, then None at its end (the client closed its writing side)."""
 
-    def __init__(self, frames: Iterator[bytes]) -> None:
+    def __init__(self, frames: Iterator[bytes], stdin: Callable[[bytes | None], None] | None = None) -> None:
         self.frames = frames
+        self.stdin = stdin
 
 
 def _frame(stream: str, data: bytes) -> bytes:
@@ -512,7 +514,7 @@ class EngineApi:
             data = body() or {}
             config = config_from_create(q.get("name") or f"r_{secrets.token_hex(4)}", data)
             _image_or_404(rt, config.image)      # the docker CLI pulls on this 404, then creates again
-            cid = rt.create_container(config)
+            cid = rt.create_container(config, terminal=bool(data.get("Tty")), stdin=bool(data.get("OpenStdin")))
             if (data.get("HostConfig") or {}).get("AutoRemove"):
                 with self._lock:
                     self._auto_remove.add(cid)
@@ -581,7 +583,8 @@ class EngineApi:
                                         "tty": bool(data.get("Tty")), "running": False, "exit": None}
             return 201, {"Id": exec_id}
         if method == "POST" and action == "attach":
-            return 200, Hijack(self._attach(ident, q))
+            attached = self._attach(ident, q)
+            return 200, attached if isinstance(attached, Hijack) else Hijack(attached)
         if method == "POST" and action == "resize":
             return 200, None
         if method == "POST" and action == "rename":
@@ -628,11 +631,14 @@ class EngineApi:
             yield json.dumps({"StatusCode": state.exit_code or 0, "Error": None}).encode()
         return answer()
 
-    def _attach(self, ident: str, q: Mapping[str, str]) -> Iterator[bytes]:
-        """Output from now until the container exits (stdin is not attached)."""
-        if _flag(q, "stdin") and not (_flag(q, "stdout") or _flag(q, "stderr")):
-            raise HttpError(501, "attaching stdin is not served by reconciler's engine API yet")
+    def _attach(self, ident: str, q: Mapping[str, str]) -> Iterator[bytes] | Hijack:
+        """A container created with a TTY or an open stdin: conmon's attach socket, both ways.
+        Any other: its output from now until it exits (it has no stdin to attach)."""
         want = {s for s in ("stdout", "stderr") if _flag(q, s)} or {"stdout", "stderr"}
+        manager = self.runtime.containers
+        rec = manager.get(ident)
+        if rec.terminal or rec.stdin:
+            return self._attach_socket(rec, want, stdin=rec.stdin and _flag(q, "stdin"))
         state = self.runtime.inspect_container(ident)
         tail = 0 if state.status.value == "running" else None     # a created container: from its start
         lines = self.runtime.logs(state.id, follow=True, tail=tail)
@@ -642,6 +648,33 @@ class EngineApi:
                 if line.stream in want:
                     yield _frame(line.stream, line.data + b"\n")
         return frames()
+
+    def _attach_socket(self, rec: Any, want: set[str], *, stdin: bool) -> Hijack:
+        """Relay between the client and conmon's attach socket: packets from conmon (a byte
+        naming the stream: 2 stdout, 3 stderr, then data) become Docker's frames (raw with a
+        TTY); what the client sends goes to the process's stdin, and its end closes that stdin
+        (conmon does when the socket is shut for writing)."""
+        sock = self.runtime.containers.attach(rec.id)
+
+        def frames() -> Iterator[bytes]:
+            try:
+                while data := sock.recv(65536):
+                    stream = "stderr" if data[:1] == b"\x03" else "stdout"
+                    if stream in want:
+                        yield data[1:] if rec.terminal else _frame(stream, data[1:])
+            finally:
+                sock.close()
+
+        def to_stdin(chunk: bytes | None) -> None:
+            try:
+                if chunk is None:
+                    sock.shutdown(socket.SHUT_WR)
+                else:
+                    sock.sendall(chunk)
+            except OSError:
+                pass                            # the container ended meanwhile
+
+        return Hijack(frames(), to_stdin if stdin else None)
 
     def _exec(self, method: str, exec_id: str, action: str, body: Callable[[], Any]) -> tuple[int, Any]:
         with self._lock:
@@ -953,12 +986,25 @@ def _handler(api: EngineApi) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Upgrade", "tcp")
             self.end_headers()
             self.close_connection = True
+            if payload.stdin is not None:
+                threading.Thread(target=self._pump_stdin, args=(payload.stdin,), name="engine-api-stdin",
+                                 daemon=True).start()
             try:
                 for chunk in payload.frames:
                     self.wfile.write(chunk)
                     self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError):
                 pass
+
+        def _pump_stdin(self, stdin: Callable[[bytes | None], None]) -> None:
+            """What the client sends on the hijacked connection, to `stdin`, until it closes its
+            writing side (or the connection goes)."""
+            try:
+                while chunk := self.rfile.read1(65536):
+                    stdin(chunk)
+            except (OSError, ValueError):
+                pass
+            stdin(None)
 
         def _peer_gone(self) -> bool:
             """The client closed its end (it sends nothing while it reads a stream)."""

@@ -194,10 +194,12 @@ class NativeRuntime:
     def list_containers(self, selector: Mapping[str, str] | None = None) -> list[base.ContainerState]:
         return [r.state() for r in self.containers.records(selector)]
 
-    def create_container(self, config: base.ContainerConfig) -> str:
+    def create_container(self, config: base.ContainerConfig, *, terminal: bool = False, stdin: bool = False) -> str:
+        """`terminal`/`stdin`: a pseudo-terminal / an open stdin for attach (`run -it`)."""
         image_id, image_cfg, layer_dirs = self.images.resolve(config.image)
         rec = self.containers.create(
             config, image_id=image_id, image_config=image_cfg.get("config") or {}, lowerdirs=layer_dirs,
+            terminal=terminal, stdin=stdin,
         )
         return rec.id
 

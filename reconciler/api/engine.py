@@ -103,6 +103,8 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
     rp = host.get("RestartPolicy") or {}
     mode = str(host.get("NetworkMode") or "")
     networks: tuple[str, ...] = () if mode in ("", "default", "bridge") else (mode,)
+    endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    aliases = tuple(dict.fromkeys(str(a) for ep in endpoints.values() for a in ((ep or {}).get("Aliases") or ())))
     hc = body.get("Healthcheck")
     healthcheck = None
     if hc and hc.get("Test"):
@@ -121,7 +123,7 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
         args=tuple(body["Cmd"]) if isinstance(body.get("Cmd"), list) else None,
         env=env, user=body.get("User") or None, workdir=body.get("WorkingDir") or None,
         hostname=body.get("Hostname") or None, labels=dict(body.get("Labels") or {}), ports=tuple(ports),
-        networks=networks, mounts=tuple(mounts),
+        networks=networks, aliases=aliases, mounts=tuple(mounts),
         restart=base.RestartPolicy(name=str(rp.get("Name") or "no"), max_retries=int(rp.get("MaximumRetryCount") or 0)),
         healthcheck=healthcheck,
         resources=base.Resources(memory=host.get("Memory") or None, cpus=nano / 1e9 if nano else None,
@@ -267,6 +269,32 @@ def _event_matches(ev: Any, filters: Mapping[str, list[str]]) -> bool:
     return True
 
 
+def _name_taken(rt: Any, name: str) -> str:
+    """Docker's words for a container name in use (its clients key AlreadyExists on them)."""
+    try:
+        holder = rt.inspect_container(name).id
+    except rterrors.NotFound:
+        holder = ""
+    return (f'Conflict. The container name "/{name.lstrip("/")}" is already in use by container "{holder}". '
+            "You have to remove (or rename) that container to be able to reuse that name.")
+
+
+def _network_matches(n: Mapping[str, Any], filters: Mapping[str, list[str]]) -> bool:
+    """The network list's filters: label (all given), name, id (any given)."""
+    labels = n["Labels"]
+    for key, values in filters.items():
+        if key == "label":
+            ok = all(labels.get(v.partition("=")[0]) == v.partition("=")[2] if "=" in v else v in labels
+                     for v in values)
+        elif key in ("name", "id"):
+            ok = any(v in n["Name" if key == "name" else "Id"] for v in values)
+        else:
+            ok = True
+        if not ok:
+            return False
+    return True
+
+
 def _matches(c: base.ContainerState, filters: Mapping[str, list[str]]) -> bool:
     for key, values in filters.items():
         if key == "label":              # every label given must match (Docker); other keys: any value
@@ -354,10 +382,11 @@ class EngineApi:
             return self._volume_change(method, parts[1:], body)
         if method == "GET" and parts[0] == "networks" and len(parts) <= 2:
             nets = [{"Name": n.name, "Id": n.name, "Driver": "bridge", "Scope": "local", "Internal": n.internal,
-                     "Labels": dict(n.labels), "IPAM": {"Driver": "default", "Config": [{"Subnet": n.subnet}]}}
+                     "Labels": dict(n.labels),
+                     "IPAM": {"Driver": "default", "Config": [{"Subnet": n.subnet, "Gateway": n.gateway}]}}
                     for n in rt.list_networks()]
             if len(parts) == 1:
-                return 200, nets
+                return 200, [n for n in nets if _network_matches(n, _filters(q.get("filters")))]
             found = [n for n in nets if parts[1] in (n["Name"], n["Id"])]
             if not found:
                 raise HttpError(404, f"network {parts[1]} not found")
@@ -439,25 +468,21 @@ class EngineApi:
 
     def _reattach(self, ident: str, network: str, connect: bool, aliases: tuple[str, ...]) -> None:
         """docker network connect/disconnect of a container not started yet (what compose does
-        between create and start to set aliases): its networks and aliases are config until it
-        starts. A running container's networks cannot change yet."""
-        import dataclasses
-
+        between create and start): ContainerManager.reconnect. A running container's networks
+        cannot change yet."""
         manager = self.runtime.containers
         rec = manager.get(ident)
         if rec.status != "created":
             raise HttpError(501, f"network {'connect' if connect else 'disconnect'} of a {rec.status} container is "
                                  "not served by reconciler's engine API yet: connect before it starts")
-
-        def change(r: Any) -> Any:
-            nets = tuple(n for n in r.config.networks if n not in (network, "none"))
-            extra = tuple(a for a in aliases if a not in r.config.aliases)
-            if connect:
-                nets = (*nets, network)
-            nets = nets or ("none",)             # () would mean the default network, not none
-            return dataclasses.replace(r, config=dataclasses.replace(
-                r.config, networks=nets, aliases=(*r.config.aliases, *extra) if connect else r.config.aliases))
-        manager.update(rec.id, change)
+        nets = tuple(n for n in rec.config.networks if n not in (network, "none"))
+        if connect:
+            nets = (*nets, network)
+        extra = tuple(a for a in aliases if a not in rec.config.aliases)
+        if not rec.netns_path:
+            raise HttpError(501, f"network {'connect' if connect else 'disconnect'} of a container without a bridge "
+                                 "network is not served by reconciler's engine API yet")
+        manager.reconnect(rec.id, nets, (*rec.config.aliases, *extra) if connect else rec.config.aliases)
 
     def _volume_change(self, method: str, parts: list[str], body: Callable[[], Any]) -> tuple[int, Any]:
         """docker volume create / rm: a local named volume."""
@@ -514,7 +539,10 @@ class EngineApi:
             data = body() or {}
             config = config_from_create(q.get("name") or f"r_{secrets.token_hex(4)}", data)
             _image_or_404(rt, config.image)      # the docker CLI pulls on this 404, then creates again
-            cid = rt.create_container(config, terminal=bool(data.get("Tty")), stdin=bool(data.get("OpenStdin")))
+            try:
+                cid = rt.create_container(config, terminal=bool(data.get("Tty")), stdin=bool(data.get("OpenStdin")))
+            except rterrors.AlreadyExists:
+                raise HttpError(409, _name_taken(rt, config.name)) from None
             if (data.get("HostConfig") or {}).get("AutoRemove"):
                 with self._lock:
                     self._auto_remove.add(cid)
@@ -545,10 +573,9 @@ class EngineApi:
             rt.start_container(ident)
             return 204, None
         if method == "POST" and action == "stop":
-            if rt.inspect_container(ident).status.value != "running":
-                return 304, None
-            rt.stop_container(ident, timeout=float(q["t"]) if "t" in q else None)
-            return 204, None
+            was = rt.inspect_container(ident).status.value
+            rt.stop_container(ident, timeout=float(q["t"]) if "t" in q else None)   # also ends a restart backoff
+            return (204, None) if was in ("running", "restarting") else (304, None)
         if method == "POST" and action == "restart":
             if rt.inspect_container(ident).status.value == "running":
                 rt.stop_container(ident, timeout=float(q["t"]) if "t" in q else None)
@@ -590,7 +617,10 @@ class EngineApi:
         if method == "POST" and action == "rename":
             if not q.get("name"):
                 raise HttpError(400, "the new name is required (?name=)")
-            rt.rename_container(ident, q["name"])
+            try:
+                rt.rename_container(ident, q["name"])
+            except rterrors.AlreadyExists:
+                raise HttpError(409, "Error when allocating new name: " + _name_taken(rt, q["name"])) from None
             return 204, None
         raise HttpError(501, f"{method} /containers/{{id}}/{action} is not served by reconciler's engine API yet")
 
@@ -788,7 +818,8 @@ class EngineApi:
         tail = None if q.get("tail", "all") == "all" else int(q["tail"])
         tty = False
         stamps = _flag(q, "timestamps")
-        for line in self.runtime.logs(ident, follow=_flag(q, "follow"), tail=tail):
+        since = q.get("since") if q.get("since") not in (None, "", "0") else None
+        for line in self.runtime.logs(ident, follow=_flag(q, "follow"), tail=tail, since=since):
             if line.stream not in want:
                 continue
             data = (line.time.encode() + b" " if stamps else b"") + line.data + b"\n"

@@ -522,6 +522,8 @@ class ContainerManager:
     def _refresh(self, rec: Record) -> Record:
         if rec.status not in ("running", "created"):
             return rec
+        if rec.status == "created" and rec.conmon_pid is None:
+            return rec              # reconnect() dropped its runtime container: its start makes one
         p = self.paths(rec.id).conmon
         ex = conmon.read_exit(p, rec.id)
         if ex is None and rec.conmon_pid and not rec.conmon_alive() and (
@@ -774,12 +776,16 @@ class ContainerManager:
                 _wait_pid(rec.conmon_pid, 5)
                 if not mounts.is_mounted(p.rootfs):
                     mounts.mount_overlay([Path(d) for d in reversed(rec.lowerdirs)], p.upper, p.work, p.rootfs)
+                if rec.netns_path and rec.config.networks == ("none",):
+                    raise rterrors.InvalidArgument(f"container {rec.name} was disconnected from every network",
+                                                   hint="connect it to a network before starting it")
                 if rec.netns_path and not os.path.exists(rec.netns_path) and self.network is not None:
                     # a reboot (or an emptied run dir) took the namespace, interfaces, hosts file
                     # and rules: attach repairs them, with the addresses the IPAM still leases
-                    self.network.attach(rec.id, name=rec.name, hostname=rec.hostname,
-                                        networks=rec.config.networks, ports=rec.config.ports,
-                                        aliases=rec.config.aliases)
+                    att = self.network.attach(rec.id, name=rec.name, hostname=rec.hostname,
+                                              networks=rec.config.networks, ports=rec.config.ports,
+                                              aliases=rec.config.aliases)
+                    rec = dataclasses.replace(rec, ip_addresses=dict(att.ip_addresses))   # reconnect() changes them
                 pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec),
                                                  log_size_max=self._log_cap(),
                                                  terminal=rec.terminal, stdin=rec.stdin)
@@ -943,6 +949,32 @@ class ContainerManager:
                 self._network().rename(rec.id, name)
             self.event(rec, "rename", oldName=cur.name)
         return rec
+
+    # -- networks of a created container
+
+    def reconnect(self, name_or_id: str, networks: Sequence[str], aliases: Sequence[str]) -> Record:
+        """Give a container that was created and not started yet other networks and aliases
+        (`docker network connect` between create and start, as compose does). Its runtime
+        container and network namespace are dropped now; its start makes them again (as after
+        a reboot), attached to the new networks."""
+        rec = self._load(name_or_id)
+        with self.lock(rec.id):
+            rec = self.refresh(self._load(rec.id))
+            if rec.status != "created":
+                raise rterrors.Conflict(f"container {rec.name} is {rec.status}: its networks change only before "
+                                        "its first start", hint="remove it and create it with the networks it needs")
+            nets = tuple(dict.fromkeys(networks)) or ("none",)   # disconnected from all, until a connect
+            if not rec.netns_path or (nets != ("none",) and set(nets) & {"none", "host"}):
+                raise rterrors.InvalidArgument(f"container {rec.name}: only a container on bridge networks can be "
+                                               "connected to other bridge networks")
+            self.oci(rec.runtime).delete(rec.id, force=True)
+            _wait_pid(rec.conmon_pid, 10)
+            self.paths(rec.id).conmon.exit_file(rec.id).unlink(missing_ok=True)    # not an exit: a re-plan
+            self._network().detach(rec.id)
+            rec = dataclasses.replace(rec, pid=None, conmon_pid=None,
+                                      config=dataclasses.replace(rec.config, networks=nets, aliases=tuple(aliases)))
+            self._save(rec)
+            return rec
 
     # -- the file system, for docker cp
 

@@ -607,7 +607,8 @@ class EngineApi:
             exec_id = secrets.token_hex(32)
             with self._lock:
                 self._execs[exec_id] = {"container": state.id, "argv": [str(x) for x in data["Cmd"]],
-                                        "tty": bool(data.get("Tty")), "running": False, "exit": None}
+                                        "tty": bool(data.get("Tty")), "stdin": bool(data.get("AttachStdin")),
+                                        "running": False, "exit": None}
             return 201, {"Id": exec_id}
         if method == "POST" and action == "attach":
             attached = self._attach(ident, q)
@@ -714,28 +715,15 @@ class EngineApi:
         if method == "GET" and action == "json":
             return 200, {"ID": exec_id, "Running": ex["running"], "ExitCode": ex["exit"], "ContainerID": ex["container"],
                          "ProcessConfig": {"entrypoint": ex["argv"][0], "arguments": ex["argv"][1:], "tty": ex["tty"]},
-                         "OpenStdin": False, "OpenStdout": True, "OpenStderr": True, "Pid": 0}
+                         "OpenStdin": ex["stdin"], "OpenStdout": True, "OpenStderr": True, "Pid": 0}
         if method == "POST" and action == "resize":
             return 201, None
         if method == "POST" and action == "start":
             opts = body() or {}
-
-            def run() -> Iterator[bytes]:
-                ex["running"] = True
-                try:
-                    res = self.runtime.exec(ex["container"], ex["argv"], tty=ex["tty"])
-                finally:
-                    ex["running"] = False
-                ex["exit"] = res.exit_code
-                if res.stdout:
-                    yield res.stdout if ex["tty"] else _frame("stdout", res.stdout)
-                if res.stderr and not ex["tty"]:
-                    yield _frame("stderr", res.stderr)
-
             if opts.get("Detach"):
-                threading.Thread(target=lambda: list(run()), daemon=True).start()
+                threading.Thread(target=lambda: list(self._exec_run(ex).frames), daemon=True).start()
                 return 200, None
-            return 200, Hijack(run())
+            return 200, self._exec_run(ex)
         raise HttpError(501, f"{method} /exec/{{id}}/{action} is not served by reconciler's engine API yet")
 
     def _archive(self, method: str, ident: str, q: Mapping[str, str],
@@ -812,6 +800,72 @@ class EngineApi:
                     time.sleep(0.25)
                 cur = take()
         return stream()
+
+    def _exec_run(self, ex: dict[str, Any]) -> Hijack:
+        """Run an exec and relay it live: its output as Docker's frames (raw with a TTY) as it
+        comes, the client's input to its stdin when it was created with AttachStdin (the
+        client's end of input closes that stdin); the exit code for /exec/{id}/json."""
+        import selectors
+
+        proc, master, path = self.runtime.containers.spawn_exec(ex["container"], ex["argv"], tty=ex["tty"],
+                                                                stdin=ex["stdin"])
+        ex["running"] = True
+
+        def finish() -> None:
+            ex["exit"] = proc.wait()
+            ex["running"] = False
+            path.unlink(missing_ok=True)
+
+        def tty_frames(fd: int) -> Iterator[bytes]:
+            try:
+                while True:
+                    try:
+                        chunk = os.read(fd, 65536)
+                    except OSError:             # EIO: the terminal's last user is gone
+                        break
+                    if not chunk:
+                        break
+                    yield chunk
+            finally:
+                os.close(fd)
+                finish()
+
+        def pipe_frames() -> Iterator[bytes]:
+            sel = selectors.DefaultSelector()
+            for f, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
+                if f is not None:
+                    sel.register(f, selectors.EVENT_READ, name)
+            try:
+                while sel.get_map():
+                    for key, _ in sel.select():
+                        chunk = os.read(key.fd, 65536)
+                        if chunk:
+                            yield _frame(key.data, chunk)
+                        else:
+                            sel.unregister(key.fileobj)
+            finally:
+                sel.close()
+                for f in (proc.stdout, proc.stderr):
+                    if f is not None:
+                        f.close()
+                finish()
+
+        def to_stdin(chunk: bytes | None) -> None:
+            try:
+                if master is not None:
+                    if chunk:
+                        os.write(master, chunk)
+                elif proc.stdin is not None:
+                    if chunk is None:
+                        proc.stdin.close()
+                    else:
+                        proc.stdin.write(chunk)
+                        proc.stdin.flush()
+            except (OSError, ValueError):
+                pass                            # it ended meanwhile
+
+        frames = tty_frames(master) if master is not None else pipe_frames()
+        return Hijack(frames, to_stdin if ex["stdin"] else None)
 
     def _logs(self, ident: str, q: Mapping[str, str]) -> Iterator[bytes]:
         want = {s for s in ("stdout", "stderr") if _flag(q, s)} or {"stdout", "stderr"}

@@ -1,6 +1,7 @@
 """Attach with stdin through the native engine's Engine API: `docker run -i` feeds the
 container's stdin and gives its output and exit code, `docker attach` to a running container
-started with `-i` relays both ways, and docker-py's attach socket does the same."""
+started with `-i` relays both ways, docker-py's attach socket does the same, and `docker exec
+-i` / `-t` relay an exec's stdin and terminal."""
 
 from __future__ import annotations
 
@@ -74,3 +75,21 @@ def test_docker_py_attach_socket(engine_api: str, busybox_image: str) -> None:
         c.remove()
     finally:
         client.close()
+
+
+def test_docker_exec_with_stdin_and_a_terminal(engine_api: str, busybox_image: str) -> None:
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "run", "-d", "--name", "box", "--network", "none", busybox_image, "sleep", "3600")
+    try:
+        fed = _docker_in(engine_api, "data\nmore\n", "exec", "-i", "box", "sh", "-c",
+                         "read x; echo got:$x; cat; echo e >&2; exit 3")
+        assert fed.returncode == 3, fed.stderr
+        assert fed.stdout == "got:data\nmore\n"
+        assert fed.stderr == "e\n"
+        term = docker(engine_api, "exec", "-t", "box", "sh", "-c", "tty; echo done").stdout
+        assert term.splitlines()[0].startswith("/dev/pts/")         # a terminal of its own
+        assert term.splitlines()[1].strip() == "done"
+        plain = docker(engine_api, "exec", "box", "sh", "-c", "tty || true").stdout
+        assert plain.strip() == "not a tty"
+    finally:
+        docker(engine_api, "rm", "-f", "box", check=False)

@@ -1093,6 +1093,34 @@ class ContainerManager:
         finally:
             path.unlink(missing_ok=True)
 
+    def spawn_exec(self, name_or_id: str, argv: Sequence[str], *, tty: bool = False,
+                   stdin: bool = False) -> tuple[subprocess.Popen[bytes], int | None, Path]:
+        """Start `argv` in the container and hand it over, for a caller that relays it live
+        (the Engine API's exec): with `tty`, the master fd of its terminal (its input and
+        output), else pipes (stdout, stderr, and stdin when `stdin`). The caller waits for the
+        process, closes the fd and removes the returned process file."""
+        cmd, path = self.exec_argv(name_or_id, argv, tty=tty)
+        try:
+            if not tty:
+                return (subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, umask=oci.CONTAINER_UMASK),
+                        None, path)
+            import pty
+
+            master, slave = pty.openpty()
+            try:
+                proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                                        umask=oci.CONTAINER_UMASK)
+            except BaseException:
+                os.close(master)
+                raise
+            finally:
+                os.close(slave)
+            return proc, master, path
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+
     @staticmethod
     def _exec_tty(cmd: list[str], timeout: float | None) -> base.ExecResult:
         import pty

@@ -870,7 +870,7 @@ class EngineApi:
     def _logs(self, ident: str, q: Mapping[str, str]) -> Iterator[bytes]:
         want = {s for s in ("stdout", "stderr") if _flag(q, s)} or {"stdout", "stderr"}
         tail = None if q.get("tail", "all") == "all" else int(q["tail"])
-        tty = False
+        tty = self.runtime.containers.get(ident).terminal      # a terminal's output is one raw stream
         stamps = _flag(q, "timestamps")
         since = q.get("since") if q.get("since") not in (None, "", "0") else None
         for line in self.runtime.logs(ident, follow=_flag(q, "follow"), tail=tail, since=since):

@@ -109,3 +109,29 @@ def test_docker_py_reads_events_with_filters(engine_api: str, busybox_image: str
         assert [(e["Action"], e["Actor"]["ID"]) for e in images] == [("pull", busybox_image)]
     finally:
         client.close()
+
+
+def test_health_status_events_and_tty_logs(engine_api: str, busybox_image: str) -> None:
+    docker(engine_api, "pull", busybox_image)
+    since = time.time()
+    docker(engine_api, "run", "-d", "--name", "probed", "--network", "none", "--health-cmd", "test -e /tmp/ok",
+           "--health-interval", "1s", "--health-retries", "1", busybox_image, "sh", "-c",
+           "touch /tmp/ok; sleep 3; rm /tmp/ok; sleep 3600")
+
+    def statuses() -> list[str]:
+        out = docker(engine_api, "events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
+                     "--filter", "event=health_status", "--format", "{{.Action}}").stdout
+        return out.split("\n")[:-1]
+
+    deadline = time.monotonic() + 30
+    while statuses() != ["health_status: healthy", "health_status: unhealthy"]:   # once per change
+        assert time.monotonic() < deadline, statuses()
+        time.sleep(0.5)
+    docker(engine_api, "rm", "-f", "probed")
+
+    docker(engine_api, "run", "-d", "-t", "--name", "term", "--network", "none", busybox_image, "sh", "-c",
+           "echo on-a-terminal")
+    docker(engine_api, "wait", "term")
+    logs = docker(engine_api, "logs", "term")
+    assert logs.stdout.strip() == "on-a-terminal"       # one raw stream: no frame headers in it
+    docker(engine_api, "rm", "term")

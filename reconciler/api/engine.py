@@ -37,6 +37,7 @@ MIN_API_VERSION = "1.24"
 MAX_BODY = 1 << 20
 MAX_UPLOAD = 1 << 40           # a tar body (docker cp, build): the layer extractor's limits apply
 _VERSIONED = re.compile(r"^/v1\.\d+(/.*)$")
+_PRUNE = ("containers", "images", "networks", "volumes")
 _STATUS_CODES = {rterrors.NotFound: 404, rterrors.AlreadyExists: 409, rterrors.Conflict: 409,
                  rterrors.InvalidArgument: 400}
 
@@ -366,6 +367,8 @@ class EngineApi:
             return 200, self._info()
         if method == "GET" and parts == ["events"]:
             return 200, self._events(q)
+        if method == "POST" and len(parts) == 2 and parts[1] == "prune" and parts[0] in _PRUNE:
+            return 200, self._prune(parts[0], _filters(q.get("filters")))
         if parts[0] == "containers":
             return self._containers(method, parts[1:], q, body, raw)
         if parts[0] == "images":
@@ -593,6 +596,8 @@ class EngineApi:
             return 200, self._logs(ident, q)
         if method == "GET" and action == "stats":
             return 200, self._stats(ident, q)
+        if method == "GET" and action == "top":
+            return 200, self._top(ident, q.get("ps_args") or "-ef")
         if action == "archive" and method in ("GET", "HEAD", "PUT"):
             return self._archive(method, ident, q, raw)
         if method == "POST" and action == "exec":
@@ -748,6 +753,82 @@ class EngineApi:
             return 200, WithHeaders(copying.archive(fd, path), {**header, "Content-Type": "application/x-tar"})
         finally:
             os.close(fd)            # archive() has its own: it opened the path's parent
+
+    def _top(self, ident: str, ps_args: str) -> dict[str, Any]:
+        """docker top, as Docker does it: the host's `ps` with the client's arguments, the rows
+        of the processes in the container's cgroup."""
+        import shlex
+        import subprocess
+
+        from reconciler.runtime.native import cgroups
+
+        manager = self.runtime.containers
+        rec = manager.get(ident)
+        if rec.status != "running":
+            raise HttpError(409, f"Container {rec.id} is not running")
+        pids: set[int] = set()
+        for d in cgroups.leaf_dirs(rec.cgroup_prefix or manager.config.name_prefix, rec.id):
+            with contextlib.suppress(OSError):
+                pids |= {int(x) for x in (d / "cgroup.procs").read_text().split()}
+        try:
+            out = subprocess.run(["ps", *shlex.split(ps_args)], capture_output=True, text=True, timeout=30,
+                                 check=True).stdout.splitlines()
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            raise HttpError(500, f"ps {ps_args}: {exc}") from None
+        titles = out[0].split() if out else []
+        if "PID" not in titles:
+            raise HttpError(500, f"ps {ps_args} printed no PID column")
+        col = titles.index("PID")
+        rows = []
+        for line in out[1:]:
+            fields = line.split(None, len(titles) - 1)
+            if len(fields) > col and fields[col].isdigit() and int(fields[col]) in pids:
+                rows.append(fields)
+        return {"Titles": titles, "Processes": rows}
+
+    def _prune(self, kind: str, filters: Mapping[str, list[str]]) -> dict[str, Any]:
+        """docker container|image|network|volume prune: what nothing uses (stopped containers;
+        images without a tag, or with dangling=false any, that no container uses; networks and
+        volumes no container names), filtered by `label` and `label!`."""
+        rt = self.runtime
+
+        def has(labels: Mapping[str, str], v: str) -> bool:
+            return labels.get(v.partition("=")[0]) == v.partition("=")[2] if "=" in v else v in labels
+
+        def labelled(labels: Mapping[str, str]) -> bool:      # label: all of them; label!: none
+            return (all(has(labels, v) for v in filters.get("label", []))
+                    and not any(has(labels, v) for v in filters.get("label!", [])))
+
+        recs = rt.containers.records()
+        if kind == "containers":
+            gone = [r.id for r in recs if r.status in ("exited", "created", "dead") and labelled(r.config.labels)]
+            for cid in gone:
+                with contextlib.suppress(rterrors.NotFound):
+                    rt.remove_container(cid)
+            return {"ContainersDeleted": gone, "SpaceReclaimed": 0}
+        if kind == "volumes":
+            used = {m.source for r in recs for m in r.config.mounts if m.type == "volume"}
+            gone = [v.name for v in rt.list_volumes() if v.name not in used and labelled(v.labels)]
+            for name in gone:
+                rt.remove_volume(name)
+            return {"VolumesDeleted": gone, "SpaceReclaimed": 0}
+        if kind == "networks":
+            used = {n for r in recs for n in r.config.networks}
+            gone = [n.name for n in rt.list_networks() if n.name not in used and labelled(n.labels)]
+            for name in gone:
+                rt.remove_network(name)
+            return {"NetworksDeleted": gone}
+        dangling_only = filters.get("dangling", ["true"])[0].lower() not in ("false", "0")
+        used = {r.image_id for r in recs}
+        deleted: list[dict[str, str]] = []
+        space = 0
+        for image in rt.list_images():
+            if image.id in used or (dangling_only and image.repo_tags) or not labelled(image.config.get("Labels") or {}):
+                continue
+            lines = rt.remove_image(image.id, force=True)
+            deleted += [{k: v} for k, _, v in (line.partition(": ") for line in lines)]
+            space += image.size
+        return {"ImagesDeleted": deleted, "SpaceReclaimed": space}
 
     def _stats(self, ident: str, q: Mapping[str, str]) -> Any:
         """Docker's stats document from the container's cgroup files: one a second while

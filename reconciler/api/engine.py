@@ -270,6 +270,16 @@ def _event_matches(ev: Any, filters: Mapping[str, list[str]]) -> bool:
     return True
 
 
+def _reference_matches(tag: str, pattern: str) -> bool:
+    """The images list's `reference` filter (`docker images NAME[:TAG]`): a shell pattern
+    against the familiar name, with its tag when the pattern has one."""
+    import fnmatch
+
+    name = _familiar(tag)
+    repo = name.rpartition(":")[0] if ":" in name.rpartition("/")[2] else name
+    return fnmatch.fnmatchcase(name if ":" in pattern.rpartition("/")[2] else repo, pattern)
+
+
 def _name_taken(rt: Any, name: str) -> str:
     """Docker's words for a container name in use (its clients key AlreadyExists on them)."""
     try:
@@ -371,6 +381,11 @@ class EngineApi:
             return 200, self._prune(parts[0], _filters(q.get("filters")))
         if parts[0] == "containers":
             return self._containers(method, parts[1:], q, body, raw)
+        if parts[0] == "images" and method == "GET" and (parts[1:] == ["get"] or parts[-1:] == ["get"]):
+            names = urllib.parse.parse_qs(query).get("names", []) if parts[1:] == ["get"] else ["/".join(parts[1:-1])]
+            return 200, WithHeaders(self._save(names), {"Content-Type": "application/x-tar"})
+        if parts[0] == "images" and method == "POST" and parts[1:] == ["load"]:
+            return 200, self._load(raw)
         if parts[0] == "images":
             return self._images(method, parts[1:], q, auth)
         if method == "POST" and parts == ["auth"]:
@@ -1014,6 +1029,51 @@ class EngineApi:
                 yield json.dumps(item).encode() + b"\r\n"
         return stream()
 
+    def _save(self, names: list[str]) -> Iterator[bytes]:
+        """docker save: the archive streamed as it is written (a thread writes, this reads)."""
+        import queue
+
+        if not names:
+            raise HttpError(400, "no image names given (?names=)")
+        for name in names:
+            _image_or_404(self.runtime, name)
+        chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=64)
+
+        class Out:
+            def write(self, data: bytes) -> int:
+                chunks.put(bytes(data))
+                return len(data)
+
+        def produce() -> None:
+            try:
+                self.runtime.save_images(names, Out())
+                chunks.put(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the reading side
+                chunks.put(exc)
+
+        threading.Thread(target=produce, name="engine-api-save", daemon=True).start()
+
+        def stream() -> Iterator[bytes]:
+            while (item := chunks.get()) is not None:
+                if isinstance(item, BaseException):
+                    return              # the client sees a truncated archive, as with Docker
+                yield item
+        return stream()
+
+    def _load(self, raw: Callable[[], Any] | None) -> Iterator[bytes]:
+        """docker load: the archive (docker save's, podman's, OCI layout) read as a stream; the
+        names loaded (always: `quiet` only leaves out progress, of which there is none)."""
+        if raw is None:
+            raise HttpError(400, "the archive is missing")
+        try:
+            loaded = self.runtime.load_images(raw())
+            lines = [f"Loaded image: {_familiar(t)}" for _, tags in loaded for t in tags]
+            lines += [f"Loaded image ID: {i}" for i, tags in loaded if not tags]
+            items: list[dict[str, Any]] = [{"stream": line + "\n"} for line in lines]   # quiet: no progress
+        except rterrors.RuntimeBackendError as exc:
+            items = [{"errorDetail": {"message": exc.message}, "error": exc.message}]
+        return (json.dumps(item).encode() + b"\r\n" for item in items)
+
     def _login(self, data: Mapping[str, Any]) -> dict[str, str]:
         """docker login: the registry checks the credentials (nothing is kept here: the client
         stores them and sends them with each pull and push)."""
@@ -1030,7 +1090,9 @@ class EngineApi:
                 auth: Mapping[str, Any] | None = None) -> tuple[int, Any]:
         rt = self.runtime
         if method == "GET" and parts == ["json"]:
-            return 200, [image_summary(i) for i in rt.list_images()]
+            wanted = _filters(q.get("filters")).get("reference", [])
+            return 200, [image_summary(i) for i in rt.list_images()
+                         if not wanted or any(_reference_matches(t, w) for t in i.repo_tags for w in wanted)]
         if method == "POST" and parts == ["create"]:
             ref = q.get("fromImage") or ""
             tag = q.get("tag") or ""
@@ -1053,6 +1115,14 @@ class EngineApi:
             lines = rt.remove_image(name, force=_flag(q, "force"))     # "Untagged: x", "Deleted: y"
             return 200, [{k: _familiar(v) if k == "Untagged" else v}
                          for k, _, v in (line.partition(": ") for line in lines)]
+        if method == "GET" and len(parts) >= 2 and parts[-1] == "history":
+            info = _image_or_404(rt, "/".join(parts[:-1]))
+            entries = list(rt.image_history(info.id))
+            out = [{"Id": "<missing>", "Created": _unix(e.get("created")), "CreatedBy": e.get("created_by", ""),
+                    "Tags": None, "Size": 0, "Comment": e.get("comment", "")} for e in reversed(entries)]
+            if out:
+                out[0].update({"Id": info.id, "Tags": [_familiar(t) for t in info.repo_tags] or None})
+            return 200, out
         if method == "GET" and len(parts) >= 2 and parts[-1] == "json":
             info = _image_or_404(rt, "/".join(parts[:-1]))
             doc = image_summary(info)

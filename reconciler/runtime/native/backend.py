@@ -282,6 +282,27 @@ class NativeRuntime:
 
         return [i.id for i in archive.load(self._store_images.store, cast(BinaryIO, src))]
 
+    def load_images(self, src: IO[bytes]) -> list[tuple[str, tuple[str, ...]]]:
+        """`docker load`: every image of the archive `src`; (id, tags) of each."""
+        from reconciler.runtime.native import archive
+
+        loaded = archive.load(self._store_images.store, cast(BinaryIO, src))
+        for image in loaded:
+            self.containers.journal.record("image", "load", image.id, {"name": ",".join(image.tags)})
+        return [(i.id, i.tags) for i in loaded]
+
+    def save_images(self, refs: list[str], out: IO[bytes]) -> None:
+        """`docker save`: the images `refs` names as one docker-archive tar stream."""
+        from reconciler.runtime.native import archive
+
+        archive.save(self._store_images.store, refs, out)
+
+    def image_history(self, ref: str) -> list[Mapping[str, Any]]:
+        """The `history` entries of the image's config, oldest first."""
+        store = self._store_images.store
+        history: list[Mapping[str, Any]] = store.image_config(store.get(ref).id).get("history") or []
+        return history
+
     def import_volume(self, name: str, src: IO[bytes], *, helper_image: str) -> None:
         from reconciler.runtime.native import transfer
 

@@ -280,6 +280,21 @@ def _reference_matches(tag: str, pattern: str) -> bool:
     return fnmatch.fnmatchcase(name if ":" in pattern.rpartition("/")[2] else repo, pattern)
 
 
+def _du(path: Path) -> int:
+    """Bytes a directory tree takes on disk (blocks, links not followed, hard links once)."""
+    total, seen = 0, set()
+    for root, dirs, files in os.walk(path):
+        for name in (*dirs, *files):
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total
+
+
 def _name_taken(rt: Any, name: str) -> str:
     """Docker's words for a container name in use (its clients key AlreadyExists on them)."""
     try:
@@ -319,6 +334,8 @@ def _matches(c: base.ContainerState, filters: Mapping[str, list[str]]) -> bool:
             ok = c.status.value in values
         elif key == "ancestor":
             ok = any(v in (c.image, c.image_id) for v in values)
+        elif key == "network":
+            ok = any(v in c.ip_addresses for v in values)
         else:
             ok = True
         if not ok:
@@ -375,6 +392,8 @@ class EngineApi:
             return 200, self._version()
         if method == "GET" and parts == ["info"]:
             return 200, self._info()
+        if method == "GET" and parts == ["system", "df"]:
+            return 200, self._disk_usage()
         if method == "GET" and parts == ["events"]:
             return 200, self._events(q)
         if method == "POST" and len(parts) == 2 and parts[1] == "prune" and parts[0] in _PRUNE:
@@ -421,6 +440,31 @@ class EngineApi:
         if method == "GET" and parts[0] == "plugins":
             raise HttpError(404, "plugin not found")
         raise HttpError(501, f"{method} /{'/'.join(parts)} is not served by reconciler's engine API yet")
+
+    def _disk_usage(self) -> dict[str, Any]:
+        """docker system df: images (their compressed layer sizes, as the store counts them),
+        containers (the size of their writable layer), volumes (the size of their data)."""
+        rt = self.runtime
+        manager = rt.containers
+        recs = manager.records()
+        images = []
+        for info in rt.list_images():
+            doc = image_summary(info)
+            doc["Containers"] = sum(1 for r in recs if r.image_id == info.id)
+            images.append(doc)
+        conts = []
+        for c in rt.list_containers():
+            doc = container_summary(c)
+            doc["SizeRw"] = _du(manager.paths(c.id).upper)
+            conts.append(doc)
+        vols = []
+        for v in rt.list_volumes():
+            refs = sum(1 for r in recs for m in r.config.mounts if m.type == "volume" and m.source == v.name)
+            vols.append({"Name": v.name, "Driver": "local", "Mountpoint": v.mountpoint, "Labels": dict(v.labels),
+                         "Scope": "local", "CreatedAt": v.created, "Options": {},
+                         "UsageData": {"Size": _du(Path(v.mountpoint)), "RefCount": refs}})
+        return {"LayersSize": sum(i.size for i in rt.list_images()), "Images": images, "Containers": conts,
+                "Volumes": vols, "BuildCache": []}
 
     def _events(self, q: Mapping[str, str]) -> Iterator[bytes]:
         """Docker's event stream from the engine's journal: from `since` (else from now), until

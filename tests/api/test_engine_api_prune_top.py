@@ -54,3 +54,34 @@ def test_docker_top_and_prune(engine_api: str, host: Host, busybox_image: str) -
         docker(engine_api, "rm", "-f", "live", "done1", "done2", check=False)
         docker(engine_api, "volume", "rm", "kept", "spare", check=False)
         docker(engine_api, "network", "rm", net, idle, check=False)
+
+
+def test_docker_system_df_and_the_network_filter(engine_api: str, host: Host, busybox_image: str) -> None:
+    import json
+
+    net = f"{host.config.name_prefix}d"
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "network", "create", "--subnet", host.subnet, net)
+    docker(engine_api, "run", "-d", "--name", "writer", "--network", net, "-v", "dfdata:/data", busybox_image,
+           "sh", "-c", "head -c 3000000 /dev/zero > /data/f; head -c 2000000 /dev/zero > /rw; sleep 3600")
+    docker(engine_api, "run", "-d", "--name", "apart", "--network", "none", busybox_image, "sleep", "3600")
+    try:
+        assert docker(engine_api, "ps", "--filter", f"network={net}", "--format", "{{.Names}}").stdout.split() \
+            == ["writer"]
+        for _ in range(50):
+            if docker(engine_api, "exec", "writer", "test", "-e", "/rw", check=False).returncode == 0:
+                break
+        rows = {}
+        for line in docker(engine_api, "system", "df", "-v", "--format", "{{json .}}").stdout.splitlines():
+            rows.update(json.loads(line))
+        volumes = {v["Name"]: v for v in rows["Volumes"]}
+        assert volumes["dfdata"]["Links"] == "1"
+        assert volumes["dfdata"]["Size"].endswith("MB")                     # the 3 MB file
+        containers = {c["Names"]: c for c in rows["Containers"]}
+        assert containers["writer"]["Size"].endswith("MB")                  # its writable layer
+        assert len(rows["Images"]) == 1
+        assert rows["Images"][0]["Containers"] == "2"
+    finally:
+        docker(engine_api, "rm", "-f", "writer", "apart", check=False)
+        docker(engine_api, "volume", "rm", "dfdata", check=False)
+        docker(engine_api, "network", "rm", net, check=False)

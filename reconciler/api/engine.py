@@ -409,6 +409,8 @@ class EngineApi:
             return self._images(method, parts[1:], q, auth)
         if method == "POST" and parts == ["auth"]:
             return 200, self._login(body() or {})
+        if method == "POST" and parts == ["commit"]:
+            return 201, self._commit(q, query)
         if method == "POST" and parts == ["build"]:
             return 200, self._build(q, query, raw)
         if parts[0] == "exec" and len(parts) == 3:
@@ -1072,6 +1074,18 @@ class EngineApi:
             while (item := out.get()) is not None:
                 yield json.dumps(item).encode() + b"\r\n"
         return stream()
+
+    def _commit(self, q: Mapping[str, str], query: str) -> dict[str, str]:
+        """docker commit: the container's changes as an image (the native engine's commit), with
+        the request's `changes` (Dockerfile instructions), comment, author and pause."""
+        if not q.get("container"):
+            raise HttpError(400, "the container is required (?container=)")
+        repo = q.get("repo") or ""
+        ref = f"{repo}:{q.get('tag') or 'latest'}" if repo else None
+        changes = tuple(c for c in urllib.parse.parse_qs(query).get("changes", []) if c)
+        image_id = self.runtime.commit_container(q["container"], ref, changes=changes, message=q.get("comment") or "",
+                                                 author=q.get("author") or "", pause=_flag(q, "pause", default=True))
+        return {"Id": image_id}
 
     def _save(self, names: list[str]) -> Iterator[bytes]:
         """docker save: the archive streamed as it is written (a thread writes, this reads)."""

@@ -38,3 +38,23 @@ def test_docker_save_load_and_history(engine_api: str, busybox_image: str, tmp_p
     missing = docker(engine_api, "save", "-o", str(tmp_path / "x.tar"), "local/nothing:1", check=False)
     assert missing.returncode != 0
     assert "No such image" in missing.stderr
+
+
+def test_docker_commit(engine_api: str, busybox_image: str) -> None:
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "run", "-d", "--name", "src", "--network", "none", busybox_image, "sh", "-c",
+           "echo committed > /state.txt; sleep 3600")
+    try:
+        for _ in range(50):
+            if docker(engine_api, "exec", "src", "test", "-e", "/state.txt", check=False).returncode == 0:
+                break
+        image_id = docker(engine_api, "commit", "-m", "from the api", "-c", "CMD [\"cat\", \"/state.txt\"]",
+                          "src", "local/committed:2").stdout.strip()
+        assert image_id.startswith("sha256:")
+        assert docker(engine_api, "run", "--rm", "--network", "none", "local/committed:2").stdout == "committed\n"
+        history = docker(engine_api, "history", "--format", "{{.Comment}}", "local/committed:2").stdout
+        assert history.splitlines()[0] == "from the api"
+        state = docker(engine_api, "inspect", "--format", "{{.State.Status}}", "src").stdout.strip()
+        assert state == "running"                                   # paused while read, then resumed
+    finally:
+        docker(engine_api, "rm", "-f", "src", check=False)

@@ -282,6 +282,17 @@ class NativeRuntime:
 
         return [i.id for i in archive.load(self._store_images.store, cast(BinaryIO, src))]
 
+    def commit_container(self, name_or_id: str, ref: str | None, *, changes: tuple[str, ...] = (),
+                         message: str = "", author: str = "", pause: bool = True) -> str:
+        """`docker commit`: the container's changes as a new image (commit.py); its id."""
+        from reconciler.runtime.native import commit
+
+        image_id = commit.commit(self._store_images.store, self.containers, name_or_id, ref, changes=list(changes),
+                                 message=message, author=author, pause=pause)
+        self.containers.journal.record("container", "commit", self.containers.get(name_or_id).id,
+                                       {"comment": message, "imageID": image_id, "imageRef": ref or ""})
+        return image_id
+
     def load_images(self, src: IO[bytes]) -> list[tuple[str, tuple[str, ...]]]:
         """`docker load`: every image of the archive `src`; (id, tags) of each."""
         from reconciler.runtime.native import archive

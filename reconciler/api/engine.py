@@ -659,6 +659,14 @@ class EngineApi:
             return 200, self._stats(ident, q)
         if method == "GET" and action == "top":
             return 200, self._top(ident, q.get("ps_args") or "-ef")
+        if method == "GET" and action == "export":
+            from reconciler.runtime.native import copying
+
+            fd = rt.containers.open_root(ident, live=False)
+            try:
+                return 200, WithHeaders(copying.archive(fd, "/"), {"Content-Type": "application/x-tar"})
+            finally:
+                os.close(fd)
         if action == "archive" and method in ("GET", "HEAD", "PUT"):
             return self._archive(method, ident, q, raw)
         if method == "POST" and action == "exec":

@@ -121,3 +121,26 @@ def test_cp_stays_inside_the_container(engine_api: str, busybox_image: str, tmp_
         assert "Could not find the file /nowhere" in json.loads(body)["message"]
     finally:
         docker(engine_api, "rm", "-f", "trap", check=False)
+
+
+def test_docker_export(engine_api: str, busybox_image: str, tmp_path: Path) -> None:
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "run", "-d", "--name", "exp", "--network", "none", "-v", "expdata:/data", busybox_image,
+           "sh", "-c", "echo mine > /marker.txt; echo vol > /data/in-volume; sleep 3600")
+    try:
+        for _ in range(50):
+            if docker(engine_api, "exec", "exp", "test", "-e", "/marker.txt", check=False).returncode == 0:
+                break
+        out = tmp_path / "exp.tar"
+        docker(engine_api, "export", "-o", str(out), "exp")
+        with tarfile.open(out) as tar:
+            names = set(tar.getnames())
+            marker = tar.extractfile("marker.txt")
+            assert marker is not None
+            assert marker.read() == b"mine\n"
+        assert "bin/busybox" in names                                   # the image's files, by their names
+        assert "data/in-volume" not in names                            # a volume is not the container's
+        assert not any(n.startswith("proc/") for n in names)            # nor the kernel's file systems
+    finally:
+        docker(engine_api, "rm", "-f", "exp", check=False)
+        docker(engine_api, "volume", "rm", "expdata", check=False)

@@ -978,12 +978,13 @@ class ContainerManager:
 
     # -- the file system, for docker cp
 
-    def open_root(self, name_or_id: str) -> int:
+    def open_root(self, name_or_id: str, *, live: bool = True) -> int:
         """A directory fd of the container's `/`: a running container's own view
-        (`/proc/<pid>/root`, its volumes, binds and tmpfs included), else its overlay rootfs
-        (mounted again if a reboot took the mount). The caller closes it."""
+        (`/proc/<pid>/root`, its volumes, binds and tmpfs included), else (or with `live`
+        false: its own files only, as `docker export` wants them) its overlay rootfs (mounted
+        again if a reboot took the mount). The caller closes it."""
         rec = self.get(name_or_id)
-        if rec.status == "running" and rec.pid:
+        if live and rec.status == "running" and rec.pid:
             try:
                 fd = os.open(f"/proc/{rec.pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             except OSError:

@@ -147,22 +147,24 @@ def _add(tar: tarfile.TarFile, pfd: int, base: str, name: str) -> None:
 
 def archive(root_fd: int, path: str) -> Iterator[bytes]:
     """`path` as a tar stream, its entries named from its last component (a directory's
-    content below it). Raises NotFound before the stream starts when `path` does not exist."""
+    content below it; for `/`, its entries by their own names: `docker export`). Raises
+    NotFound before the stream starts when `path` does not exist."""
     pfd, base = _open_parent(root_fd, path)
     try:
         _lstat(pfd, base, path)
     except BaseException:
         os.close(pfd)
         raise
-    if not base:                                   # the root itself: its entries, under "."
+    if not base:                                   # the root itself: its entries, named from there
         os.close(pfd)
-        pfd, base = openat2.open_in_root(root_fd, "/", _O_DIR), "."
+        pfd = openat2.open_in_root(root_fd, "/", _O_DIR)
     out = _QueueWriter()
 
     def produce() -> None:
         try:
             with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
-                _add(tar, pfd, base, base)
+                for name in ([base] if base else sorted(os.listdir(pfd))):
+                    _add(tar, pfd, name, name)
             out.q.put(None)
         except BaseException as exc:  # noqa: BLE001 - handed to the reading side
             out.q.put(exc)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 from email.message import Message
+from typing import Protocol
 
-__all__ = ["BodyRefused", "content_length"]
+__all__ = ["BodyRefused", "BodyStream", "Readable", "content_length"]
 
 _LENGTH = re.compile(r"[0-9]{1,19}")
 
@@ -40,3 +41,61 @@ def content_length(headers: Message, limit: int) -> int | None:
     if length > limit:
         raise BodyRefused(413, f"request body of {length} bytes is over the limit of {limit} bytes")
     return length
+
+
+class Readable(Protocol):
+    def read(self, n: int, /) -> bytes: ...
+
+    def readline(self, n: int, /) -> bytes: ...
+
+
+class BodyStream:
+    """A request body of any size as a stream (a tar sent to the Engine API): `read(n)` gives
+    at most `n` bytes, b"" at its end. The body is `Content-Length` bytes, or the chunks of
+    `Transfer-Encoding: chunked` (what Go clients send for a body of unknown length), or
+    nothing. More than `limit` bytes in all, or a malformed chunk, is BodyRefused."""
+
+    def __init__(self, headers: Message, rfile: Readable, limit: int) -> None:
+        self.rfile = rfile
+        self.limit = limit
+        self.total = 0
+        self.chunked = "chunked" in (headers.get("Transfer-Encoding") or "").lower()
+        length = None if self.chunked else content_length(headers, limit)
+        self.left = length or 0                 # bytes left in the body or the current chunk
+        self.done = not self.chunked and not length
+
+    def _next_chunk(self) -> None:
+        line = self.rfile.readline(100)
+        size = line.split(b";", 1)[0].strip()
+        if not re.fullmatch(rb"[0-9a-fA-F]{1,16}", size):
+            raise BodyRefused(400, f"malformed chunk size {size[:20]!r} in a chunked body")
+        self.left = int(size, 16)
+        if self.left == 0:
+            while self.rfile.readline(1000) not in (b"\r\n", b"\n", b""):
+                pass                            # trailers
+            self.done = True
+
+    def read(self, n: int = 1 << 16) -> bytes:
+        if n is None or n < 0:
+            n = 1 << 16
+        while not self.done and self.left == 0:
+            self._next_chunk()
+        if self.done:
+            return b""
+        data = self.rfile.read(min(n, self.left))
+        if not data:
+            raise BodyRefused(400, "the request body ended early")
+        self.left -= len(data)
+        self.total += len(data)
+        if self.total > self.limit:
+            raise BodyRefused(413, f"request body over the limit of {self.limit} bytes")
+        if self.chunked and self.left == 0:
+            self.rfile.readline(10)             # the CRLF after the chunk
+        elif not self.chunked and self.left == 0:
+            self.done = True
+        return data
+
+    def drain(self) -> None:
+        """Read what is left (so the connection can serve its next request)."""
+        while self.read():
+            pass

@@ -5,14 +5,8 @@ reconciler itself makes, so `docker ps` and `reconcile ps` show one state. Paths
 versioned (`/v1.41/containers/json`) and unversioned, bodies and answers have Docker's JSON
 shapes and status codes, errors are `{"message": ...}`.
 
-Served now (what `docker version|info|ps|images|pull|run -d|logs|inspect|stop|start|restart|
-kill|rm|wait|volume ls|network ls` and docker-py's equivalents call): `_ping` (GET/HEAD), `version`,
-`info`, containers list (filters: label, name, id, status), create, inspect, start, stop, restart,
-kill, wait, delete, logs (multiplexed stdout/stderr, follow, tail, timestamps), images list,
-inspect and create (= pull, with Docker's JSON progress lines), networks and volumes list.
-attach (output only) and exec (non-interactive: the output when the command ends) on the
-hijacked connection, AutoRemove. Not served yet (answered 501 with the route named): stdin on
-attach/exec (`-i`), events, build, push, archive, stats; see the issue note.
+What is served and what is not: docs/engine-api.md (keep its table true when a route changes).
+Routes not served answer 501 with the route named.
 """
 
 from __future__ import annotations
@@ -41,22 +35,34 @@ __all__ = ["API_VERSION", "EngineApi"]
 API_VERSION = "1.41"
 MIN_API_VERSION = "1.24"
 MAX_BODY = 1 << 20
+MAX_UPLOAD = 1 << 40           # a tar body (docker cp, build): the layer extractor's limits apply
 _VERSIONED = re.compile(r"^/v1\.\d+(/.*)$")
+_PRUNE = ("containers", "images", "networks", "volumes")
 _STATUS_CODES = {rterrors.NotFound: 404, rterrors.AlreadyExists: 409, rterrors.Conflict: 409,
                  rterrors.InvalidArgument: 400}
 
 
 class Hijack:
     """A raw stream on the hijacked connection (attach, exec start): Docker's 8-byte framed
-    stdout/stderr, after a 101 Upgrade when the client asked for one; the connection closes
-    at its end."""
+    stdout/stderr (raw with a TTY), after a 101 Upgrade when the client asked for one; the
+    connection closes at its end. `stdin`, when given, gets what the client sends, chunk by
+    chunk, then None at its end (the client closed its writing side)."""
 
-    def __init__(self, frames: Iterator[bytes]) -> None:
+    def __init__(self, frames: Iterator[bytes], stdin: Callable[[bytes | None], None] | None = None) -> None:
         self.frames = frames
+        self.stdin = stdin
 
 
 def _frame(stream: str, data: bytes) -> bytes:
     return struct.pack(">BxxxL", 1 if stream == "stdout" else 2, len(data)) + data
+
+
+class WithHeaders:
+    """An answer with headers of its own (docker cp's path stat, a tar's content type)."""
+
+    def __init__(self, payload: Any, headers: Mapping[str, str]) -> None:
+        self.payload = payload
+        self.headers = headers
 
 
 class HttpError(Exception):
@@ -98,6 +104,8 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
     rp = host.get("RestartPolicy") or {}
     mode = str(host.get("NetworkMode") or "")
     networks: tuple[str, ...] = () if mode in ("", "default", "bridge") else (mode,)
+    endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    aliases = tuple(dict.fromkeys(str(a) for ep in endpoints.values() for a in ((ep or {}).get("Aliases") or ())))
     hc = body.get("Healthcheck")
     healthcheck = None
     if hc and hc.get("Test"):
@@ -116,7 +124,7 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
         args=tuple(body["Cmd"]) if isinstance(body.get("Cmd"), list) else None,
         env=env, user=body.get("User") or None, workdir=body.get("WorkingDir") or None,
         hostname=body.get("Hostname") or None, labels=dict(body.get("Labels") or {}), ports=tuple(ports),
-        networks=networks, mounts=tuple(mounts),
+        networks=networks, aliases=aliases, mounts=tuple(mounts),
         restart=base.RestartPolicy(name=str(rp.get("Name") or "no"), max_retries=int(rp.get("MaximumRetryCount") or 0)),
         healthcheck=healthcheck,
         resources=base.Resources(memory=host.get("Memory") or None, cpus=nano / 1e9 if nano else None,
@@ -196,6 +204,123 @@ def _filters(raw: str | None) -> dict[str, list[str]]:
     return {k: (list(v) if isinstance(v, list) else [k2 for k2, on in v.items() if on]) for k, v in data.items()}
 
 
+def _flag(q: Mapping[str, str], key: str, *, default: bool = False) -> bool:
+    """A boolean query parameter as Docker reads one: absent is `default`; "", 0, no, false
+    and none (any case) are false; anything else (1, true, True as docker-py sends it) is true."""
+    if key not in q:
+        return default
+    return q[key].strip().lower() not in ("", "0", "no", "false", "none")
+
+
+def registry_auth(header: str | None) -> dict[str, Any] | None:
+    """The `X-Registry-Auth` header: Docker's AuthConfig as URL-safe base64 JSON (padding
+    optional); None when absent, empty or unreadable (then the engine's own credentials)."""
+    import base64
+    import binascii
+
+    if not header:
+        return None
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc else None
+
+
+def _timestamp_ns(raw: str | None, what: str) -> int | None:
+    """`since`/`until` as the docker CLI sends them (seconds since the epoch, with a fraction)."""
+    if not raw:
+        return None
+    try:
+        return int(float(raw) * 1e9)
+    except ValueError:
+        raise HttpError(400, f"{what}: {raw!r} is not a timestamp (seconds since the epoch)") from None
+
+
+def event_message(ev: Any) -> dict[str, Any]:
+    """A journal event (native/journal.Event) as Docker's events message."""
+    doc: dict[str, Any] = {"Type": ev.type, "Action": ev.action,
+                           "Actor": {"ID": ev.actor, "Attributes": dict(ev.attributes)},
+                           "scope": "local", "time": ev.time_ns // 1_000_000_000, "timeNano": ev.time_ns}
+    if ev.type in ("container", "image"):      # the fields of the older API, docker-py reads them
+        doc.update({"status": ev.action, "id": ev.actor})
+        if "image" in ev.attributes:
+            doc["from"] = ev.attributes["image"]
+    return doc
+
+
+def _event_matches(ev: Any, filters: Mapping[str, list[str]]) -> bool:
+    attrs = ev.attributes
+    for key, values in filters.items():
+        if key == "type":
+            ok = ev.type in values
+        elif key == "event":
+            ok = any(ev.action == v or ev.action.startswith(v + ":") for v in values)
+        elif key in ("container", "network", "volume"):
+            ok = ev.type == key and any(ev.actor.startswith(v) or attrs.get("name") == v for v in values)
+        elif key == "image":
+            ok = any(v in (attrs.get("image"), attrs.get("name"), ev.actor) for v in values)
+        elif key == "label":
+            ok = all(attrs.get(v.partition("=")[0]) == v.partition("=")[2] if "=" in v else v in attrs
+                     for v in values)
+        else:
+            ok = True
+        if not ok:
+            return False
+    return True
+
+
+def _reference_matches(tag: str, pattern: str) -> bool:
+    """The images list's `reference` filter (`docker images NAME[:TAG]`): a shell pattern
+    against the familiar name, with its tag when the pattern has one."""
+    import fnmatch
+
+    name = _familiar(tag)
+    repo = name.rpartition(":")[0] if ":" in name.rpartition("/")[2] else name
+    return fnmatch.fnmatchcase(name if ":" in pattern.rpartition("/")[2] else repo, pattern)
+
+
+def _du(path: Path) -> int:
+    """Bytes a directory tree takes on disk (blocks, links not followed, hard links once)."""
+    total, seen = 0, set()
+    for root, dirs, files in os.walk(path):
+        for name in (*dirs, *files):
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total
+
+
+def _name_taken(rt: Any, name: str) -> str:
+    """Docker's words for a container name in use (its clients key AlreadyExists on them)."""
+    try:
+        holder = rt.inspect_container(name).id
+    except rterrors.NotFound:
+        holder = ""
+    return (f'Conflict. The container name "/{name.lstrip("/")}" is already in use by container "{holder}". '
+            "You have to remove (or rename) that container to be able to reuse that name.")
+
+
+def _network_matches(n: Mapping[str, Any], filters: Mapping[str, list[str]]) -> bool:
+    """The network list's filters: label (all given), name, id (any given)."""
+    labels = n["Labels"]
+    for key, values in filters.items():
+        if key == "label":
+            ok = all(labels.get(v.partition("=")[0]) == v.partition("=")[2] if "=" in v else v in labels
+                     for v in values)
+        elif key in ("name", "id"):
+            ok = any(v in n["Name" if key == "name" else "Id"] for v in values)
+        else:
+            ok = True
+        if not ok:
+            return False
+    return True
+
+
 def _matches(c: base.ContainerState, filters: Mapping[str, list[str]]) -> bool:
     for key, values in filters.items():
         if key == "label":              # every label given must match (Docker); other keys: any value
@@ -209,6 +334,8 @@ def _matches(c: base.ContainerState, filters: Mapping[str, list[str]]) -> bool:
             ok = c.status.value in values
         elif key == "ancestor":
             ok = any(v in (c.image, c.image_id) for v in values)
+        elif key == "network":
+            ok = any(v in c.ip_addresses for v in values)
         else:
             ok = True
         if not ok:
@@ -250,9 +377,14 @@ class EngineApi:
 
     # -- routes -------------------------------------------------------------------------------
 
-    def route(self, method: str, path: str, q: Mapping[str, str],
-              body: Callable[[], Any]) -> tuple[int, Any]:
+    def route(self, method: str, path: str, q: Mapping[str, str], body: Callable[[], Any],
+              raw: Callable[[], Any] | None = None, headers: Mapping[str, str] | None = None,
+              query: str = "") -> tuple[int, Any]:
+        """`q` has the last value of each query parameter, `query` is the whole query string
+        (parameters given more than once: build's `t`); `body()` is the request's JSON body,
+        `raw()` the body as a stream (a tar); `headers` in title case."""
         rt = self.runtime
+        auth = registry_auth((headers or {}).get("X-Registry-Auth"))
         parts = [urllib.parse.unquote(p) for p in path.strip("/").split("/")]
         if method in ("GET", "HEAD") and parts == ["_ping"]:
             return 200, b"OK"
@@ -260,10 +392,27 @@ class EngineApi:
             return 200, self._version()
         if method == "GET" and parts == ["info"]:
             return 200, self._info()
+        if method == "GET" and parts == ["system", "df"]:
+            return 200, self._disk_usage()
+        if method == "GET" and parts == ["events"]:
+            return 200, self._events(q)
+        if method == "POST" and len(parts) == 2 and parts[1] == "prune" and parts[0] in _PRUNE:
+            return 200, self._prune(parts[0], _filters(q.get("filters")))
         if parts[0] == "containers":
-            return self._containers(method, parts[1:], q, body)
+            return self._containers(method, parts[1:], q, body, raw)
+        if parts[0] == "images" and method == "GET" and (parts[1:] == ["get"] or parts[-1:] == ["get"]):
+            names = urllib.parse.parse_qs(query).get("names", []) if parts[1:] == ["get"] else ["/".join(parts[1:-1])]
+            return 200, WithHeaders(self._save(names), {"Content-Type": "application/x-tar"})
+        if parts[0] == "images" and method == "POST" and parts[1:] == ["load"]:
+            return 200, self._load(raw)
         if parts[0] == "images":
-            return self._images(method, parts[1:], q)
+            return self._images(method, parts[1:], q, auth)
+        if method == "POST" and parts == ["auth"]:
+            return 200, self._login(body() or {})
+        if method == "POST" and parts == ["commit"]:
+            return 201, self._commit(q, query)
+        if method == "POST" and parts == ["build"]:
+            return 200, self._build(q, query, raw)
         if parts[0] == "exec" and len(parts) == 3:
             return self._exec(method, parts[1], parts[2], body)
         if parts[0] == "networks" and (method != "GET" or len(parts) > 2):
@@ -272,10 +421,11 @@ class EngineApi:
             return self._volume_change(method, parts[1:], body)
         if method == "GET" and parts[0] == "networks" and len(parts) <= 2:
             nets = [{"Name": n.name, "Id": n.name, "Driver": "bridge", "Scope": "local", "Internal": n.internal,
-                     "Labels": dict(n.labels), "IPAM": {"Driver": "default", "Config": [{"Subnet": n.subnet}]}}
+                     "Labels": dict(n.labels),
+                     "IPAM": {"Driver": "default", "Config": [{"Subnet": n.subnet, "Gateway": n.gateway}]}}
                     for n in rt.list_networks()]
             if len(parts) == 1:
-                return 200, nets
+                return 200, [n for n in nets if _network_matches(n, _filters(q.get("filters")))]
             found = [n for n in nets if parts[1] in (n["Name"], n["Id"])]
             if not found:
                 raise HttpError(404, f"network {parts[1]} not found")
@@ -292,6 +442,59 @@ class EngineApi:
         if method == "GET" and parts[0] == "plugins":
             raise HttpError(404, "plugin not found")
         raise HttpError(501, f"{method} /{'/'.join(parts)} is not served by reconciler's engine API yet")
+
+    def _disk_usage(self) -> dict[str, Any]:
+        """docker system df: images (their compressed layer sizes, as the store counts them),
+        containers (the size of their writable layer), volumes (the size of their data)."""
+        rt = self.runtime
+        manager = rt.containers
+        recs = manager.records()
+        images = []
+        for info in rt.list_images():
+            doc = image_summary(info)
+            doc["Containers"] = sum(1 for r in recs if r.image_id == info.id)
+            images.append(doc)
+        conts = []
+        for c in rt.list_containers():
+            doc = container_summary(c)
+            doc["SizeRw"] = _du(manager.paths(c.id).upper)
+            conts.append(doc)
+        vols = []
+        for v in rt.list_volumes():
+            refs = sum(1 for r in recs for m in r.config.mounts if m.type == "volume" and m.source == v.name)
+            vols.append({"Name": v.name, "Driver": "local", "Mountpoint": v.mountpoint, "Labels": dict(v.labels),
+                         "Scope": "local", "CreatedAt": v.created, "Options": {},
+                         "UsageData": {"Size": _du(Path(v.mountpoint)), "RefCount": refs}})
+        return {"LayersSize": sum(i.size for i in rt.list_images()), "Images": images, "Containers": conts,
+                "Volumes": vols, "BuildCache": []}
+
+    def _events(self, q: Mapping[str, str]) -> Iterator[bytes]:
+        """Docker's event stream from the engine's journal: from `since` (else from now), until
+        `until` (else for as long as the client stays), filtered. Empty chunks are ticks: the
+        server checks the client is still there."""
+        import time
+
+        manager = self.runtime.containers
+        journal = manager.journal
+        fl = _filters(q.get("filters"))
+        since, until = _timestamp_ns(q.get("since"), "since"), _timestamp_ns(q.get("until"), "until")
+        seq = 0 if since is not None else journal.last_seq()
+
+        def stream() -> Iterator[bytes]:
+            nonlocal seq
+            while True:
+                for ev in journal.after(seq, since_ns=since or 0):
+                    seq = ev.seq
+                    if until is not None and ev.time_ns > until:
+                        return
+                    if _event_matches(ev, fl):
+                        yield json.dumps(event_message(ev)).encode() + b"\n"
+                if until is not None and time.time_ns() > until:
+                    return
+                yield b""
+                manager.records()       # a death nobody has looked at yet is journalled now
+                time.sleep(0.2)
+        return stream()
 
     def _network_change(self, method: str, parts: list[str], body: Callable[[], Any]) -> tuple[int, Any]:
         """docker network create / rm: a bridge network of the engine's own."""
@@ -329,25 +532,21 @@ class EngineApi:
 
     def _reattach(self, ident: str, network: str, connect: bool, aliases: tuple[str, ...]) -> None:
         """docker network connect/disconnect of a container not started yet (what compose does
-        between create and start to set aliases): its networks and aliases are config until it
-        starts. A running container's networks cannot change yet."""
-        import dataclasses
-
+        between create and start): ContainerManager.reconnect. A running container's networks
+        cannot change yet."""
         manager = self.runtime.containers
         rec = manager.get(ident)
         if rec.status != "created":
             raise HttpError(501, f"network {'connect' if connect else 'disconnect'} of a {rec.status} container is "
                                  "not served by reconciler's engine API yet: connect before it starts")
-
-        def change(r: Any) -> Any:
-            nets = tuple(n for n in r.config.networks if n not in (network, "none"))
-            extra = tuple(a for a in aliases if a not in r.config.aliases)
-            if connect:
-                nets = (*nets, network)
-            nets = nets or ("none",)             # () would mean the default network, not none
-            return dataclasses.replace(r, config=dataclasses.replace(
-                r.config, networks=nets, aliases=(*r.config.aliases, *extra) if connect else r.config.aliases))
-        manager.update(rec.id, change)
+        nets = tuple(n for n in rec.config.networks if n not in (network, "none"))
+        if connect:
+            nets = (*nets, network)
+        extra = tuple(a for a in aliases if a not in rec.config.aliases)
+        if not rec.netns_path:
+            raise HttpError(501, f"network {'connect' if connect else 'disconnect'} of a container without a bridge "
+                                 "network is not served by reconciler's engine API yet")
+        manager.reconnect(rec.id, nets, (*rec.config.aliases, *extra) if connect else rec.config.aliases)
 
     def _volume_change(self, method: str, parts: list[str], body: Callable[[], Any]) -> tuple[int, Any]:
         """docker volume create / rm: a local named volume."""
@@ -391,12 +590,12 @@ class EngineApi:
                 "Warnings": []}
 
     def _containers(self, method: str, parts: list[str], q: Mapping[str, str],
-                    body: Callable[[], Any]) -> tuple[int, Any]:
+                    body: Callable[[], Any], raw: Callable[[], Any] | None = None) -> tuple[int, Any]:
         rt = self.runtime
         if method == "GET" and parts == ["json"]:
             fl = _filters(q.get("filters"))
             listed = [c for c in rt.list_containers()
-                      if (q.get("all") in ("1", "true") or c.status.value == "running") and _matches(c, fl)]
+                      if (_flag(q, "all") or c.status.value == "running") and _matches(c, fl)]
             return 200, [container_summary(c) for c in listed]
         if method == "POST" and parts == ["create"]:
             import secrets
@@ -404,7 +603,10 @@ class EngineApi:
             data = body() or {}
             config = config_from_create(q.get("name") or f"r_{secrets.token_hex(4)}", data)
             _image_or_404(rt, config.image)      # the docker CLI pulls on this 404, then creates again
-            cid = rt.create_container(config)
+            try:
+                cid = rt.create_container(config, terminal=bool(data.get("Tty")), stdin=bool(data.get("OpenStdin")))
+            except rterrors.AlreadyExists:
+                raise HttpError(409, _name_taken(rt, config.name)) from None
             if (data.get("HostConfig") or {}).get("AutoRemove"):
                 with self._lock:
                     self._auto_remove.add(cid)
@@ -435,10 +637,9 @@ class EngineApi:
             rt.start_container(ident)
             return 204, None
         if method == "POST" and action == "stop":
-            if rt.inspect_container(ident).status.value != "running":
-                return 304, None
-            rt.stop_container(ident, timeout=float(q["t"]) if "t" in q else None)
-            return 204, None
+            was = rt.inspect_container(ident).status.value
+            rt.stop_container(ident, timeout=float(q["t"]) if "t" in q else None)   # also ends a restart backoff
+            return (204, None) if was in ("running", "restarting") else (304, None)
         if method == "POST" and action == "restart":
             if rt.inspect_container(ident).status.value == "running":
                 rt.stop_container(ident, timeout=float(q["t"]) if "t" in q else None)
@@ -450,10 +651,24 @@ class EngineApi:
         if method == "POST" and action == "wait":
             return 200, self._wait(ident, q.get("condition") or "not-running")
         if method == "DELETE" and action == "":
-            rt.remove_container(ident, force=q.get("force") in ("1", "true"))
+            rt.remove_container(ident, force=_flag(q, "force"))
             return 204, None
         if method == "GET" and action == "logs":
             return 200, self._logs(ident, q)
+        if method == "GET" and action == "stats":
+            return 200, self._stats(ident, q)
+        if method == "GET" and action == "top":
+            return 200, self._top(ident, q.get("ps_args") or "-ef")
+        if method == "GET" and action == "export":
+            from reconciler.runtime.native import copying
+
+            fd = rt.containers.open_root(ident, live=False)
+            try:
+                return 200, WithHeaders(copying.archive(fd, "/"), {"Content-Type": "application/x-tar"})
+            finally:
+                os.close(fd)
+        if action == "archive" and method in ("GET", "HEAD", "PUT"):
+            return self._archive(method, ident, q, raw)
         if method == "POST" and action == "exec":
             import secrets
 
@@ -466,16 +681,21 @@ class EngineApi:
             exec_id = secrets.token_hex(32)
             with self._lock:
                 self._execs[exec_id] = {"container": state.id, "argv": [str(x) for x in data["Cmd"]],
-                                        "tty": bool(data.get("Tty")), "running": False, "exit": None}
+                                        "tty": bool(data.get("Tty")), "stdin": bool(data.get("AttachStdin")),
+                                        "running": False, "exit": None}
             return 201, {"Id": exec_id}
         if method == "POST" and action == "attach":
-            return 200, Hijack(self._attach(ident, q))
+            attached = self._attach(ident, q)
+            return 200, attached if isinstance(attached, Hijack) else Hijack(attached)
         if method == "POST" and action == "resize":
             return 200, None
         if method == "POST" and action == "rename":
             if not q.get("name"):
                 raise HttpError(400, "the new name is required (?name=)")
-            rt.rename_container(ident, q["name"])
+            try:
+                rt.rename_container(ident, q["name"])
+            except rterrors.AlreadyExists:
+                raise HttpError(409, "Error when allocating new name: " + _name_taken(rt, q["name"])) from None
             return 204, None
         raise HttpError(501, f"{method} /containers/{{id}}/{action} is not served by reconciler's engine API yet")
 
@@ -516,11 +736,14 @@ class EngineApi:
             yield json.dumps({"StatusCode": state.exit_code or 0, "Error": None}).encode()
         return answer()
 
-    def _attach(self, ident: str, q: Mapping[str, str]) -> Iterator[bytes]:
-        """Output from now until the container exits (stdin is not attached)."""
-        if q.get("stdin") in ("1", "true") and not (q.get("stdout") in ("1", "true") or q.get("stderr") in ("1", "true")):
-            raise HttpError(501, "attaching stdin is not served by reconciler's engine API yet")
-        want = {s for s in ("stdout", "stderr") if q.get(s) in ("1", "true")} or {"stdout", "stderr"}
+    def _attach(self, ident: str, q: Mapping[str, str]) -> Iterator[bytes] | Hijack:
+        """A container created with a TTY or an open stdin: conmon's attach socket, both ways.
+        Any other: its output from now until it exits (it has no stdin to attach)."""
+        want = {s for s in ("stdout", "stderr") if _flag(q, s)} or {"stdout", "stderr"}
+        manager = self.runtime.containers
+        rec = manager.get(ident)
+        if rec.terminal or rec.stdin:
+            return self._attach_socket(rec, want, stdin=rec.stdin and _flag(q, "stdin"))
         state = self.runtime.inspect_container(ident)
         tail = 0 if state.status.value == "running" else None     # a created container: from its start
         lines = self.runtime.logs(state.id, follow=True, tail=tail)
@@ -531,6 +754,33 @@ class EngineApi:
                     yield _frame(line.stream, line.data + b"\n")
         return frames()
 
+    def _attach_socket(self, rec: Any, want: set[str], *, stdin: bool) -> Hijack:
+        """Relay between the client and conmon's attach socket: packets from conmon (a byte
+        naming the stream: 2 stdout, 3 stderr, then data) become Docker's frames (raw with a
+        TTY); what the client sends goes to the process's stdin, and its end closes that stdin
+        (conmon does when the socket is shut for writing)."""
+        sock = self.runtime.containers.attach(rec.id)
+
+        def frames() -> Iterator[bytes]:
+            try:
+                while data := sock.recv(65536):
+                    stream = "stderr" if data[:1] == b"\x03" else "stdout"
+                    if stream in want:
+                        yield data[1:] if rec.terminal else _frame(stream, data[1:])
+            finally:
+                sock.close()
+
+        def to_stdin(chunk: bytes | None) -> None:
+            try:
+                if chunk is None:
+                    sock.shutdown(socket.SHUT_WR)
+                else:
+                    sock.sendall(chunk)
+            except OSError:
+                pass                            # the container ended meanwhile
+
+        return Hijack(frames(), to_stdin if stdin else None)
+
     def _exec(self, method: str, exec_id: str, action: str, body: Callable[[], Any]) -> tuple[int, Any]:
         with self._lock:
             ex = self._execs.get(exec_id)
@@ -539,52 +789,386 @@ class EngineApi:
         if method == "GET" and action == "json":
             return 200, {"ID": exec_id, "Running": ex["running"], "ExitCode": ex["exit"], "ContainerID": ex["container"],
                          "ProcessConfig": {"entrypoint": ex["argv"][0], "arguments": ex["argv"][1:], "tty": ex["tty"]},
-                         "OpenStdin": False, "OpenStdout": True, "OpenStderr": True, "Pid": 0}
+                         "OpenStdin": ex["stdin"], "OpenStdout": True, "OpenStderr": True, "Pid": 0}
         if method == "POST" and action == "resize":
             return 201, None
         if method == "POST" and action == "start":
             opts = body() or {}
-
-            def run() -> Iterator[bytes]:
-                ex["running"] = True
-                try:
-                    res = self.runtime.exec(ex["container"], ex["argv"], tty=ex["tty"])
-                finally:
-                    ex["running"] = False
-                ex["exit"] = res.exit_code
-                if res.stdout:
-                    yield res.stdout if ex["tty"] else _frame("stdout", res.stdout)
-                if res.stderr and not ex["tty"]:
-                    yield _frame("stderr", res.stderr)
-
             if opts.get("Detach"):
-                threading.Thread(target=lambda: list(run()), daemon=True).start()
+                threading.Thread(target=lambda: list(self._exec_run(ex).frames), daemon=True).start()
                 return 200, None
-            return 200, Hijack(run())
+            return 200, self._exec_run(ex)
         raise HttpError(501, f"{method} /exec/{{id}}/{action} is not served by reconciler's engine API yet")
 
+    def _archive(self, method: str, ident: str, q: Mapping[str, str],
+                 raw: Callable[[], Any] | None) -> tuple[int, Any]:
+        """docker cp: HEAD stats a path, GET reads it as a tar, PUT unpacks a tar into a
+        directory (through the layer extractor); paths resolved inside the container."""
+        from reconciler.runtime.native import copying
+
+        path = q.get("path") or ""
+        if not path.startswith("/"):
+            raise HttpError(400, f"path {path!r} must be absolute")
+        fd = self.runtime.containers.open_root(ident)
+        try:
+            if method == "PUT":
+                if raw is None:
+                    raise HttpError(400, "the request has no body")
+                copying.extract(fd, path, raw())
+                return 200, None
+            header = {"X-Docker-Container-Path-Stat": copying.stat_header(copying.path_stat(fd, path))}
+            if method == "HEAD":
+                return 200, WithHeaders(None, header)
+            return 200, WithHeaders(copying.archive(fd, path), {**header, "Content-Type": "application/x-tar"})
+        finally:
+            os.close(fd)            # archive() has its own: it opened the path's parent
+
+    def _top(self, ident: str, ps_args: str) -> dict[str, Any]:
+        """docker top, as Docker does it: the host's `ps` with the client's arguments, the rows
+        of the processes in the container's cgroup."""
+        import shlex
+        import subprocess
+
+        from reconciler.runtime.native import cgroups
+
+        manager = self.runtime.containers
+        rec = manager.get(ident)
+        if rec.status != "running":
+            raise HttpError(409, f"Container {rec.id} is not running")
+        pids: set[int] = set()
+        for d in cgroups.leaf_dirs(rec.cgroup_prefix or manager.config.name_prefix, rec.id):
+            with contextlib.suppress(OSError):
+                pids |= {int(x) for x in (d / "cgroup.procs").read_text().split()}
+        try:
+            out = subprocess.run(["ps", *shlex.split(ps_args)], capture_output=True, text=True, timeout=30,
+                                 check=True).stdout.splitlines()
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            raise HttpError(500, f"ps {ps_args}: {exc}") from None
+        titles = out[0].split() if out else []
+        if "PID" not in titles:
+            raise HttpError(500, f"ps {ps_args} printed no PID column")
+        col = titles.index("PID")
+        rows = []
+        for line in out[1:]:
+            fields = line.split(None, len(titles) - 1)
+            if len(fields) > col and fields[col].isdigit() and int(fields[col]) in pids:
+                rows.append(fields)
+        return {"Titles": titles, "Processes": rows}
+
+    def _prune(self, kind: str, filters: Mapping[str, list[str]]) -> dict[str, Any]:
+        """docker container|image|network|volume prune: what nothing uses (stopped containers;
+        images without a tag, or with dangling=false any, that no container uses; networks and
+        volumes no container names), filtered by `label` and `label!`."""
+        rt = self.runtime
+
+        def has(labels: Mapping[str, str], v: str) -> bool:
+            return labels.get(v.partition("=")[0]) == v.partition("=")[2] if "=" in v else v in labels
+
+        def labelled(labels: Mapping[str, str]) -> bool:      # label: all of them; label!: none
+            return (all(has(labels, v) for v in filters.get("label", []))
+                    and not any(has(labels, v) for v in filters.get("label!", [])))
+
+        recs = rt.containers.records()
+        if kind == "containers":
+            gone = [r.id for r in recs if r.status in ("exited", "created", "dead") and labelled(r.config.labels)]
+            for cid in gone:
+                with contextlib.suppress(rterrors.NotFound):
+                    rt.remove_container(cid)
+            return {"ContainersDeleted": gone, "SpaceReclaimed": 0}
+        if kind == "volumes":
+            used = {m.source for r in recs for m in r.config.mounts if m.type == "volume"}
+            gone = [v.name for v in rt.list_volumes() if v.name not in used and labelled(v.labels)]
+            for name in gone:
+                rt.remove_volume(name)
+            return {"VolumesDeleted": gone, "SpaceReclaimed": 0}
+        if kind == "networks":
+            used = {n for r in recs for n in r.config.networks}
+            gone = [n.name for n in rt.list_networks() if n.name not in used and labelled(n.labels)]
+            for name in gone:
+                rt.remove_network(name)
+            return {"NetworksDeleted": gone}
+        dangling_only = filters.get("dangling", ["true"])[0].lower() not in ("false", "0")
+        used = {r.image_id for r in recs}
+        deleted: list[dict[str, str]] = []
+        space = 0
+        for image in rt.list_images():
+            if image.id in used or (dangling_only and image.repo_tags) or not labelled(image.config.get("Labels") or {}):
+                continue
+            lines = rt.remove_image(image.id, force=True)
+            deleted += [{k: v} for k, _, v in (line.partition(": ") for line in lines)]
+            space += image.size
+        return {"ImagesDeleted": deleted, "SpaceReclaimed": space}
+
+    def _stats(self, ident: str, q: Mapping[str, str]) -> Any:
+        """Docker's stats document from the container's cgroup files: one a second while
+        `stream` (the default), else one; a one-shot answer without `one-shot=1` has the CPU
+        counters of a second before in `precpu_stats`, as Docker's (so `docker stats --no-stream`
+        shows a CPU %)."""
+        import time
+
+        from reconciler.runtime.native import stats
+
+        manager = self.runtime.containers
+        cid = manager.get(ident).id
+        never = "0001-01-01T00:00:00Z"
+
+        def now() -> str:
+            return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 10**9:09d}Z"
+
+        def take() -> tuple[Any, dict[str, Any], str] | None:
+            try:
+                rec = manager.get(cid)
+            except rterrors.NotFound:
+                return None
+            if rec.status != "running":
+                return rec, stats.zero(), never
+            return rec, stats.sample(rec.cgroup_prefix or manager.config.name_prefix, rec.id, rec.pid), now()
+
+        def document(rec: Any, cur: dict[str, Any], read: str, pre: dict[str, Any], preread: str) -> dict[str, Any]:
+            return {"read": read, "preread": preread, **cur, "precpu_stats": pre["cpu_stats"],
+                    "name": "/" + rec.name, "id": rec.id}
+
+        first = take()
+        if first is None:
+            raise HttpError(404, f"No such container: {ident}")
+        pre, preread = stats.zero(), never
+        if not _flag(q, "stream", default=True):
+            if not _flag(q, "one-shot") and first[2] != never:
+                time.sleep(1)
+                pre, preread = first[1], first[2]
+                first = take() or first
+            return document(*first, pre, preread)
+
+        def stream() -> Iterator[bytes]:
+            nonlocal pre, preread
+            cur: tuple[Any, dict[str, Any], str] | None = first
+            while cur is not None:
+                yield json.dumps(document(*cur, pre, preread)).encode() + b"\n"
+                pre, preread = cur[1], cur[2]
+                for _ in range(4):
+                    yield b""                       # the client may have gone
+                    time.sleep(0.25)
+                cur = take()
+        return stream()
+
+    def _exec_run(self, ex: dict[str, Any]) -> Hijack:
+        """Run an exec and relay it live: its output as Docker's frames (raw with a TTY) as it
+        comes, the client's input to its stdin when it was created with AttachStdin (the
+        client's end of input closes that stdin); the exit code for /exec/{id}/json."""
+        import selectors
+
+        proc, master, path = self.runtime.containers.spawn_exec(ex["container"], ex["argv"], tty=ex["tty"],
+                                                                stdin=ex["stdin"])
+        ex["running"] = True
+
+        def finish() -> None:
+            ex["exit"] = proc.wait()
+            ex["running"] = False
+            path.unlink(missing_ok=True)
+
+        def tty_frames(fd: int) -> Iterator[bytes]:
+            try:
+                while True:
+                    try:
+                        chunk = os.read(fd, 65536)
+                    except OSError:             # EIO: the terminal's last user is gone
+                        break
+                    if not chunk:
+                        break
+                    yield chunk
+            finally:
+                os.close(fd)
+                finish()
+
+        def pipe_frames() -> Iterator[bytes]:
+            sel = selectors.DefaultSelector()
+            for f, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
+                if f is not None:
+                    sel.register(f, selectors.EVENT_READ, name)
+            try:
+                while sel.get_map():
+                    for key, _ in sel.select():
+                        chunk = os.read(key.fd, 65536)
+                        if chunk:
+                            yield _frame(key.data, chunk)
+                        else:
+                            sel.unregister(key.fileobj)
+            finally:
+                sel.close()
+                for f in (proc.stdout, proc.stderr):
+                    if f is not None:
+                        f.close()
+                finish()
+
+        def to_stdin(chunk: bytes | None) -> None:
+            try:
+                if master is not None:
+                    if chunk:
+                        os.write(master, chunk)
+                elif proc.stdin is not None:
+                    if chunk is None:
+                        proc.stdin.close()
+                    else:
+                        proc.stdin.write(chunk)
+                        proc.stdin.flush()
+            except (OSError, ValueError):
+                pass                            # it ended meanwhile
+
+        frames = tty_frames(master) if master is not None else pipe_frames()
+        return Hijack(frames, to_stdin if ex["stdin"] else None)
+
     def _logs(self, ident: str, q: Mapping[str, str]) -> Iterator[bytes]:
-        want = {s for s in ("stdout", "stderr") if q.get(s) in ("1", "true")} or {"stdout", "stderr"}
+        want = {s for s in ("stdout", "stderr") if _flag(q, s)} or {"stdout", "stderr"}
         tail = None if q.get("tail", "all") == "all" else int(q["tail"])
-        tty = False
-        stamps = q.get("timestamps") in ("1", "true")
-        for line in self.runtime.logs(ident, follow=q.get("follow") in ("1", "true"), tail=tail):
+        tty = self.runtime.containers.get(ident).terminal      # a terminal's output is one raw stream
+        stamps = _flag(q, "timestamps")
+        since = q.get("since") if q.get("since") not in (None, "", "0") else None
+        for line in self.runtime.logs(ident, follow=_flag(q, "follow"), tail=tail, since=since):
             if line.stream not in want:
                 continue
             data = (line.time.encode() + b" " if stamps else b"") + line.data + b"\n"
             yield data if tty else struct.pack(">BxxxL", 1 if line.stream == "stdout" else 2, len(data)) + data
 
-    def _images(self, method: str, parts: list[str], q: Mapping[str, str]) -> tuple[int, Any]:
+    def _build(self, q: Mapping[str, str], query: str, raw: Callable[[], Any] | None) -> Iterator[bytes]:
+        """docker build (the classic API): the tar context is unpacked by the image layer
+        extractor into a directory of its own, then built by the native builder; its progress
+        streamed as Docker's `{"stream": ...}` lines, the image id as `aux`."""
+        import queue
+        import shutil
+        import tempfile
+
+        from reconciler.runtime.native import layers
+
+        if raw is None:
+            raise HttpError(400, "the build context (a tar) is missing")
+        multi = urllib.parse.parse_qs(query, keep_blank_values=True)
+        try:
+            build_args = {k: str(v) for k, v in json.loads(q.get("buildargs") or "{}").items() if v is not None}
+        except (ValueError, AttributeError):
+            raise HttpError(400, "buildargs must be a JSON object") from None
+        if q.get("remote"):
+            raise HttpError(501, "a remote build context is not served by reconciler's engine API: send a tar")
+        where = Path(self.runtime.config.root) / "build" / "api-contexts"
+        where.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ctx = Path(tempfile.mkdtemp(dir=where))
+        try:
+            layers.apply_layer(raw(), ctx, root_attrs=False)
+        except layers.LayerError as exc:
+            shutil.rmtree(ctx, ignore_errors=True)
+            raise HttpError(400, f"the build context is not a usable tar: {exc.message}") from None
+        except BaseException:
+            shutil.rmtree(ctx, ignore_errors=True)
+            raise
+        out: queue.Queue[dict[str, Any] | None] = queue.Queue()
+
+        def run() -> None:
+            try:
+                image_id = self.runtime.build_context(
+                    str(ctx), dockerfile=q.get("dockerfile") or "Dockerfile", build_args=build_args,
+                    target=q.get("target") or None, tags=tuple(t for t in multi.get("t", []) if t),
+                    no_cache=_flag(q, "nocache"), pull=_flag(q, "pull"),
+                    network="host" if q.get("networkmode") == "host" else "none",
+                    progress=None if _flag(q, "q") else lambda line: out.put({"stream": line + "\n"}))
+                out.put({"aux": {"ID": image_id}})
+            except rterrors.RuntimeBackendError as exc:
+                out.put({"errorDetail": {"message": exc.message}, "error": exc.message})
+            finally:
+                shutil.rmtree(ctx, ignore_errors=True)
+                out.put(None)
+
+        threading.Thread(target=run, name="engine-api-build", daemon=True).start()
+
+        def stream() -> Iterator[bytes]:
+            while (item := out.get()) is not None:
+                yield json.dumps(item).encode() + b"\r\n"
+        return stream()
+
+    def _commit(self, q: Mapping[str, str], query: str) -> dict[str, str]:
+        """docker commit: the container's changes as an image (the native engine's commit), with
+        the request's `changes` (Dockerfile instructions), comment, author and pause."""
+        if not q.get("container"):
+            raise HttpError(400, "the container is required (?container=)")
+        repo = q.get("repo") or ""
+        ref = f"{repo}:{q.get('tag') or 'latest'}" if repo else None
+        changes = tuple(c for c in urllib.parse.parse_qs(query).get("changes", []) if c)
+        image_id = self.runtime.commit_container(q["container"], ref, changes=changes, message=q.get("comment") or "",
+                                                 author=q.get("author") or "", pause=_flag(q, "pause", default=True))
+        return {"Id": image_id}
+
+    def _save(self, names: list[str]) -> Iterator[bytes]:
+        """docker save: the archive streamed as it is written (a thread writes, this reads)."""
+        import queue
+
+        if not names:
+            raise HttpError(400, "no image names given (?names=)")
+        for name in names:
+            _image_or_404(self.runtime, name)
+        chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=64)
+
+        class Out:
+            def write(self, data: bytes) -> int:
+                chunks.put(bytes(data))
+                return len(data)
+
+        def produce() -> None:
+            try:
+                self.runtime.save_images(names, Out())
+                chunks.put(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the reading side
+                chunks.put(exc)
+
+        threading.Thread(target=produce, name="engine-api-save", daemon=True).start()
+
+        def stream() -> Iterator[bytes]:
+            while (item := chunks.get()) is not None:
+                if isinstance(item, BaseException):
+                    return              # the client sees a truncated archive, as with Docker
+                yield item
+        return stream()
+
+    def _load(self, raw: Callable[[], Any] | None) -> Iterator[bytes]:
+        """docker load: the archive (docker save's, podman's, OCI layout) read as a stream; the
+        names loaded (always: `quiet` only leaves out progress, of which there is none)."""
+        if raw is None:
+            raise HttpError(400, "the archive is missing")
+        try:
+            loaded = self.runtime.load_images(raw())
+            lines = [f"Loaded image: {_familiar(t)}" for _, tags in loaded for t in tags]
+            lines += [f"Loaded image ID: {i}" for i, tags in loaded if not tags]
+            items: list[dict[str, Any]] = [{"stream": line + "\n"} for line in lines]   # quiet: no progress
+        except rterrors.RuntimeBackendError as exc:
+            items = [{"errorDetail": {"message": exc.message}, "error": exc.message}]
+        return (json.dumps(item).encode() + b"\r\n" for item in items)
+
+    def _login(self, data: Mapping[str, Any]) -> dict[str, str]:
+        """docker login: the registry checks the credentials (nothing is kept here: the client
+        stores them and sends them with each pull and push)."""
+        server = str(data.get("serveraddress") or "docker.io")
+        host = server.split("://", 1)[-1].split("/", 1)[0]
+        registry = "docker.io" if host in ("index.docker.io", "registry-1.docker.io", "docker.io") else host
+        try:
+            self.runtime.check_login(registry, data)
+        except rterrors.ImageError as exc:
+            raise HttpError(401, exc.message) from None
+        return {"Status": "Login Succeeded", "IdentityToken": ""}
+
+    def _images(self, method: str, parts: list[str], q: Mapping[str, str],
+                auth: Mapping[str, Any] | None = None) -> tuple[int, Any]:
         rt = self.runtime
         if method == "GET" and parts == ["json"]:
-            return 200, [image_summary(i) for i in rt.list_images()]
+            wanted = _filters(q.get("filters")).get("reference", [])
+            return 200, [image_summary(i) for i in rt.list_images()
+                         if not wanted or any(_reference_matches(t, w) for t in i.repo_tags for w in wanted)]
         if method == "POST" and parts == ["create"]:
             ref = q.get("fromImage") or ""
             tag = q.get("tag") or ""
             if not ref:
                 raise HttpError(400, "fromImage is required")
             full = f"{ref}@{tag}" if tag.startswith("sha256:") else (f"{ref}:{tag}" if tag else ref)
-            return 200, self._pull(full)
+            return 200, self._pull(full, auth)
+        if method == "POST" and len(parts) >= 2 and parts[-1] == "push":
+            name = "/".join(parts[:-1])
+            return 200, self._push(f"{name}:{q.get('tag') or 'latest'}", auth)
         if method == "POST" and len(parts) >= 2 and parts[-1] == "tag":
             repo, tag = q.get("repo") or "", q.get("tag") or "latest"
             if not repo:
@@ -594,9 +1178,17 @@ class EngineApi:
         if method == "DELETE" and parts:
             name = "/".join(parts)
             _image_or_404(rt, name)
-            lines = rt.remove_image(name, force=q.get("force") in ("1", "true"))     # "Untagged: x", "Deleted: y"
+            lines = rt.remove_image(name, force=_flag(q, "force"))     # "Untagged: x", "Deleted: y"
             return 200, [{k: _familiar(v) if k == "Untagged" else v}
                          for k, _, v in (line.partition(": ") for line in lines)]
+        if method == "GET" and len(parts) >= 2 and parts[-1] == "history":
+            info = _image_or_404(rt, "/".join(parts[:-1]))
+            entries = list(rt.image_history(info.id))
+            out = [{"Id": "<missing>", "Created": _unix(e.get("created")), "CreatedBy": e.get("created_by", ""),
+                    "Tags": None, "Size": 0, "Comment": e.get("comment", "")} for e in reversed(entries)]
+            if out:
+                out[0].update({"Id": info.id, "Tags": [_familiar(t) for t in info.repo_tags] or None})
+            return 200, out
         if method == "GET" and len(parts) >= 2 and parts[-1] == "json":
             info = _image_or_404(rt, "/".join(parts[:-1]))
             doc = image_summary(info)
@@ -605,7 +1197,23 @@ class EngineApi:
             return 200, doc
         raise HttpError(501, f"{method} /images/{'/'.join(parts)} is not served by reconciler's engine API yet")
 
-    def _pull(self, ref: str) -> Iterator[bytes]:
+    def _push(self, ref: str, auth: Mapping[str, Any] | None) -> Iterator[bytes]:
+        """docker push: Docker's JSON progress lines, the digest last (an error as Docker's
+        errorDetail line: the CLI prints it and fails)."""
+        _image_or_404(self.runtime, ref)
+        lines: list[dict[str, Any]] = []
+        try:
+            digest = self.runtime.push_image(ref, ref, auth=auth, progress=lambda text: lines.append({"status": text}))
+        except rterrors.RuntimeBackendError as exc:
+            lines.append({"errorDetail": {"message": exc.message}, "error": exc.message})
+        else:
+            size = lines[-1]["status"].rpartition("size: ")[2] if lines else ""
+            lines.append({"progressDetail": {}, "aux": {"Tag": ref.rpartition(":")[2], "Digest": digest,
+                                                        "Size": int(size) if size.isdigit() else 0}})
+        for item in lines:
+            yield json.dumps(item).encode() + b"\r\n"
+
+    def _pull(self, ref: str, auth: Mapping[str, Any] | None = None) -> Iterator[bytes]:
         lines: list[dict[str, Any]] = []
 
         def progress(event: str, d: Mapping[str, Any]) -> None:
@@ -616,7 +1224,7 @@ class EngineApi:
                 lines.append({"status": text, "id": short})
 
         try:
-            info = self.runtime.pull_image(ref, progress=progress)
+            info = self.runtime.pull_image(ref, progress=progress, auth=auth)
         except rterrors.RuntimeBackendError as exc:
             lines.append({"errorDetail": {"message": exc.message}, "error": exc.message})
         else:
@@ -648,6 +1256,10 @@ def _handler(api: EngineApi) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 raise HttpError(400, "the request body is not JSON") from None
 
+        def _stream(self) -> httpbody.BodyStream:
+            self.close_connection = True        # what the route leaves unread ends the connection
+            return httpbody.BodyStream(self.headers, self.rfile, MAX_UPLOAD)
+
         def _answer(self, method: str) -> None:
             url = urllib.parse.urlsplit(self.path)
             path = url.path
@@ -656,12 +1268,15 @@ def _handler(api: EngineApi) -> type[BaseHTTPRequestHandler]:
                 path = m.group(1)
             q = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
             try:
-                code, payload = api.route(method, path, q, self._body)
+                code, payload = api.route(method, path, q, self._body, self._stream,
+                                          {k.title(): v for k, v in self.headers.items()}, url.query)
             except HttpError as exc:
                 code, payload = exc.code, {"message": exc.message}
             except rterrors.RuntimeBackendError as exc:
                 code = next((c for cls, c in _STATUS_CODES.items() if isinstance(exc, cls)), 500)
                 payload = {"message": exc.message}
+            except httpbody.BodyRefused as exc:
+                code, payload = exc.status, {"message": exc.message}
             self._send(method, code, payload)
 
         def _hijacked(self, payload: Hijack) -> None:
@@ -673,6 +1288,9 @@ def _handler(api: EngineApi) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Upgrade", "tcp")
             self.end_headers()
             self.close_connection = True
+            if payload.stdin is not None:
+                threading.Thread(target=self._pump_stdin, args=(payload.stdin,), name="engine-api-stdin",
+                                 daemon=True).start()
             try:
                 for chunk in payload.frames:
                     self.wfile.write(chunk)
@@ -680,25 +1298,61 @@ def _handler(api: EngineApi) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):
                 pass
 
+        def _pump_stdin(self, stdin: Callable[[bytes | None], None]) -> None:
+            """What the client sends on the hijacked connection, to `stdin`, until it closes its
+            writing side (or the connection goes)."""
+            try:
+                while chunk := self.rfile.read1(65536):
+                    stdin(chunk)
+            except (OSError, ValueError):
+                pass
+            stdin(None)
+
+        def _peer_gone(self) -> bool:
+            """The client closed its end (it sends nothing while it reads a stream)."""
+            import select
+
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable:
+                return False
+            try:
+                return bool(self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"")
+            except BlockingIOError:
+                return False
+            except OSError:
+                return True
+
         def _send(self, method: str, code: int, payload: Any) -> None:
             if isinstance(payload, Hijack):
                 self._hijacked(payload)
                 return
+            extra: Mapping[str, str] = {}
+            if isinstance(payload, WithHeaders):
+                payload, extra = payload.payload, payload.headers
             streaming = isinstance(payload, Iterator)
             self.send_response(code)
             self.send_header("Api-Version", API_VERSION)
             self.send_header("Docker-Experimental", "false")
             self.send_header("OSType", "linux")
             self.send_header("Server", f"reconciler/{__version__}")
+            for key, value in extra.items():
+                if key != "Content-Type":
+                    self.send_header(key, value)
             if self.close_connection:
                 self.send_header("Connection", "close")
             if streaming:
-                ctype = "application/vnd.docker.raw-stream" if "/logs" in self.path else "application/json"
+                ctype = extra.get("Content-Type") or (
+                    "application/vnd.docker.raw-stream" if "/logs" in self.path else "application/json")
                 self.send_header("Content-Type", ctype)
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 try:
                     for chunk in payload:
+                        if not chunk:                   # a tick of a quiet stream
+                            if self._peer_gone():
+                                self.close_connection = True
+                                return
+                            continue
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                         self.wfile.flush()
                     self.wfile.write(b"0\r\n\r\n")

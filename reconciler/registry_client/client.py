@@ -942,6 +942,22 @@ class RegistryClient:
 
     # -- tags --------------------------------------------------------------------------------
 
+    def check_login(self, registry: str) -> None:
+        """What `docker login` asks: does `registry` accept the credentials this client has for
+        it? One GET /v2/ through the auth flow (with a token of no scope where the registry uses
+        tokens). Raises RegistryError (Unauthorized when the credentials are refused)."""
+        ref = references.Reference(registry=registry, repository="library/login")
+        what = f"log in to {registry}"
+
+        def attempt(_: int) -> None:
+            resp = self._send("GET", ref, f"{self.base_url(ref.api_host)}/v2/", scopes=[])
+            resp.read()
+            self._retryable(resp, ref, what)
+            if resp.status_code != 200:
+                raise self._error(resp, ref, what)
+
+        self._run(what, ref, attempt)
+
     def list_tags(
         self, ref: references.Reference | str, *, page_size: int | None = None, limit: int | None = None
     ) -> list[str]:

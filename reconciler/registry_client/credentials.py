@@ -29,7 +29,7 @@ from typing import Any
 
 from reconciler.registry_client import errors
 
-__all__ = ["DOCKER_HUB_KEY", "Credential", "CredentialStore", "server_key"]
+__all__ = ["DOCKER_HUB_KEY", "Credential", "CredentialStore", "from_auth_config", "server_key"]
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 _HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io"}
@@ -90,6 +90,12 @@ def _decode_entry(entry: Mapping[str, Any], where: str) -> Credential | None:
             return Credential("", "", identity_token=password)
         return Credential(user, password)
     return None
+
+
+def from_auth_config(doc: Mapping[str, Any]) -> Credential | None:
+    """Docker's AuthConfig (what an Engine API client sends base64-encoded in `X-Registry-Auth`,
+    and `docker login` in the body of `/auth`): username + password, `auth`, or identitytoken."""
+    return _decode_entry(doc, "the request's registry auth")
 
 
 Runner = Callable[[list[str], str], "tuple[int, str]"]

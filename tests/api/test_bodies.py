@@ -68,3 +68,24 @@ def test_a_bad_length_is_refused_unread(engine_api: Path, lengths: list[str], st
     assert b"Connection: close" in reply
     message = json.loads(reply.split(b"\r\n\r\n", 1)[1])["message"]
     assert ("Content-Length" if status == 400 else "1048576") in message
+
+
+def test_a_malformed_chunked_body_is_refused(engine_api: Path) -> None:
+    """A tar body (build, docker cp) is read as a stream of chunks: a bad chunk size is a 400
+    naming it, and the server goes on serving."""
+    head = "POST /v1.41/build?t=x HTTP/1.1\r\nHost: docker\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10.0)
+        s.connect(str(engine_api))
+        s.sendall(head.encode() + b"zz\r\nnot a chunk\r\n")
+        data = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := s.recv(65536):
+                data += chunk
+    assert data.startswith(b"HTTP/1.1 400 "), data[:200]
+    assert "malformed chunk size" in json.loads(data.split(b"\r\n\r\n", 1)[1])["message"]
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10.0)
+        s.connect(str(engine_api))
+        s.sendall(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 200 ")

@@ -124,9 +124,9 @@ def test_paths_errors_and_headers_follow_docker(engine_api: str) -> None:
     assert "nope" in json.loads(body)["message"]
     code, _, body = request(engine_api, "GET", "/v1.41/containers/json?all=1")
     assert (code, json.loads(body)) == (200, [])
-    code, _, body = request(engine_api, "GET", "/v1.41/events")
+    code, _, body = request(engine_api, "GET", "/v1.41/swarm")
     assert code == 501
-    assert "/events" in json.loads(body)["message"]
+    assert "/swarm" in json.loads(body)["message"]
 
 
 def test_docker_run_in_the_foreground_exec_and_auto_remove(engine_api: str, busybox_image: str) -> None:

@@ -263,9 +263,11 @@ def fake_backend(tmp_path: Path) -> Iterator[tuple[base.Runtime, str]]:
     "fake",
     pytest.param("native", marks=pytest.mark.root),
     pytest.param("docker", marks=[pytest.mark.root, pytest.mark.docker]),
+    pytest.param("native-api", marks=pytest.mark.root),
 ])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[base.Runtime, str]]:
-    """(runtime, busybox image reference) for each backend."""
+    """(runtime, busybox image reference) for each backend. "native-api" is the native engine
+    through its own Engine API (reconciler/api/engine.py), with the Docker backend as the client."""
     if request.param == "docker":
         yield from docker_conformance.docker_backend(request)
         return
@@ -278,7 +280,10 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[ba
                           networking=True)
     loops = Loops(rt)
     try:
-        yield rt, ref
+        if request.param == "native-api":
+            yield from _through_engine_api(rt, ref, tmp_path)
+        else:
+            yield rt, ref
     finally:
         loops.close()
         cleanup(rt)
@@ -286,6 +291,21 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[ba
         left = leftovers(rt.config) + net_leftovers(rt.config.name_prefix)
         rt.close()
         assert left == [], f"left on the host: {left}"
+
+
+def _through_engine_api(rt: NativeRuntime, ref: str, tmp: Path) -> Iterator[tuple[base.Runtime, str]]:
+    """The Docker backend as a client of `rt`'s Engine API on a socket of the test's own."""
+    from reconciler.api.engine import EngineApi
+    from reconciler.runtime.docker import DockerRuntime
+
+    api = EngineApi(rt, tmp / "docker.sock")
+    api.start()
+    client = DockerRuntime(str(tmp / "docker.sock"), what="the native engine's Engine API")
+    try:
+        yield client, ref
+    finally:
+        client.close()
+        api.stop()
 
 
 @pytest.fixture

@@ -106,8 +106,12 @@ class NativeRuntime:
 
     # -- images (the image store's)
 
-    def pull_image(self, ref: str, *, progress: base.ProgressCallback | None = None) -> base.ImageInfo:
-        info: base.ImageInfo = self._store_images.store.pull(ref, progress=progress)
+    def pull_image(self, ref: str, *, progress: base.ProgressCallback | None = None,
+                   auth: Mapping[str, Any] | None = None) -> base.ImageInfo:
+        """`auth`: Docker's AuthConfig for the registry (an Engine API client's X-Registry-Auth),
+        tried before the engine's own credential store."""
+        info: base.ImageInfo = self._store_images.store.pull(ref, progress=progress, auth=auth)
+        self.containers.journal.record("image", "pull", ref, {"name": ref})
         return info
 
     def resolve_digest(self, ref: str) -> str:
@@ -121,13 +125,22 @@ class NativeRuntime:
         return info
 
     def remove_image(self, ref: str, *, force: bool = False) -> list[str]:
-        return list(self._store_images.store.remove(ref, force=force))   # the store checks use
+        image_id = self.inspect_image(ref).id
+        lines = list(self._store_images.store.remove(ref, force=force))   # the store checks use
+        for line in lines:                                                # "Untagged: x", "Deleted: y"
+            what, _, name = line.partition(": ")
+            action = {"Untagged": "untag", "Deleted": "delete"}.get(what)
+            if action:
+                self.containers.journal.record("image", action, image_id, {"name": name})
+        return lines
 
     def tag_image(self, source: str, target: str) -> str:
         """Give the stored image `source` the name `target` (NAME[:TAG]); its id."""
         from reconciler.runtime.native.build import push
 
-        return push.tag(self._store_images.store, source, target)
+        image_id = push.tag(self._store_images.store, source, target)
+        self.containers.journal.record("image", "tag", image_id, {"name": target})
+        return image_id
 
     # -- builds (build/manifests.py, imported on first use): what an Image with build: needs
 
@@ -145,21 +158,50 @@ class NativeRuntime:
         return manifests.build(self._store_images.store, self.containers, ref, context, dockerfile, args, target,
                                secrets=secrets or {}, ssh=ssh or {}, allow_insecure=allow_insecure)
 
-    def push_image(self, ref: str, dest: str) -> str:
+    def build_context(self, context: str, *, dockerfile: str = "Dockerfile", build_args: Mapping[str, str] | None = None,
+                      target: str | None = None, tags: tuple[str, ...] = (), no_cache: bool = False,
+                      pull: bool = False, network: str = "none",
+                      progress: Callable[[str], None] | None = None) -> str:
+        """Build the Dockerfile of the directory `context` with the native builder (Docker's
+        progress lines to `progress`); the image id."""
+        from reconciler.runtime.native.build import builder
+
+        opts = builder.BuildOptions(context=context, dockerfile=dockerfile, build_args=dict(build_args or {}),
+                                    target=target, tags=tags, network=network, no_cache=no_cache, pull=pull)
+        result = builder.Builder(self._store_images.store, self.containers).build(opts, progress)
+        for tag in result.tags:
+            self.containers.journal.record("image", "tag", result.image_id, {"name": tag})
+        return result.image_id
+
+    def push_image(self, ref: str, dest: str, *, auth: Mapping[str, Any] | None = None,
+                   progress: Callable[[str], None] | None = None) -> str:
         from reconciler.runtime.native.build import manifests
 
-        return manifests.push_to(self._store_images.store, ref, dest)
+        digest = manifests.push_to(self._store_images.store, ref, dest, auth=auth, progress=progress)
+        self.containers.journal.record("image", "push", dest, {"name": dest})
+        return digest
+
+    def check_login(self, registry: str, auth: Mapping[str, Any]) -> None:
+        """Whether `registry` accepts the credentials `auth` (Docker's AuthConfig): `docker login`."""
+        store = self._store_images.store
+        rcm = importlib.import_module("reconciler.registry_client")
+        try:
+            with store.client_factory_for(registry, auth)() as client:
+                client.check_login(registry)
+        except rcm.errors.RegistryError as exc:
+            raise rterrors.ImageError(str(exc.args[0] if exc.args else exc), hint=getattr(exc, "hint", None)) from None
 
     # -- containers
 
     def list_containers(self, selector: Mapping[str, str] | None = None) -> list[base.ContainerState]:
         return [r.state() for r in self.containers.records(selector)]
 
-    def create_container(self, config: base.ContainerConfig) -> str:
+    def create_container(self, config: base.ContainerConfig, *, terminal: bool = False, stdin: bool = False) -> str:
+        """`terminal`/`stdin`: a pseudo-terminal / an open stdin for attach (`run -it`)."""
         image_id, image_cfg, layer_dirs = self.images.resolve(config.image)
         rec = self.containers.create(
             config, image_id=image_id, image_config=image_cfg.get("config") or {}, lowerdirs=layer_dirs,
-            terminal=config.tty, stdin=config.stdin_open,
+            terminal=terminal or config.tty, stdin=stdin or config.stdin_open,
         )
         return rec.id
 
@@ -221,11 +263,19 @@ class NativeRuntime:
         return list(self._net().list_networks(selector))
 
     def ensure_network(self, config: base.NetworkConfig) -> base.NetworkState:
+        known = any(n.name == config.name for n in self.list_networks())
         state: base.NetworkState = self._net().ensure_network(config)
+        if not known:
+            self.containers.journal.record("network", "create", state.name,
+                                           {**config.labels, "name": state.name, "type": "bridge"})
         return state
 
     def remove_network(self, name: str) -> None:
+        found = [n for n in self.list_networks() if n.name == name]
         self._net().remove_network(name)
+        if found:
+            self.containers.journal.record("network", "destroy", name,
+                                           {"name": name, "type": "bridge"})
 
     # -- archives (container import)
 
@@ -233,6 +283,38 @@ class NativeRuntime:
         from reconciler.runtime.native import archive
 
         return [i.id for i in archive.load(self._store_images.store, cast(BinaryIO, src))]
+
+    def commit_container(self, name_or_id: str, ref: str | None, *, changes: tuple[str, ...] = (),
+                         message: str = "", author: str = "", pause: bool = True) -> str:
+        """`docker commit`: the container's changes as a new image (commit.py); its id."""
+        from reconciler.runtime.native import commit
+
+        image_id = commit.commit(self._store_images.store, self.containers, name_or_id, ref, changes=list(changes),
+                                 message=message, author=author, pause=pause)
+        self.containers.journal.record("container", "commit", self.containers.get(name_or_id).id,
+                                       {"comment": message, "imageID": image_id, "imageRef": ref or ""})
+        return image_id
+
+    def load_images(self, src: IO[bytes]) -> list[tuple[str, tuple[str, ...]]]:
+        """`docker load`: every image of the archive `src`; (id, tags) of each."""
+        from reconciler.runtime.native import archive
+
+        loaded = archive.load(self._store_images.store, cast(BinaryIO, src))
+        for image in loaded:
+            self.containers.journal.record("image", "load", image.id, {"name": ",".join(image.tags)})
+        return [(i.id, i.tags) for i in loaded]
+
+    def save_images(self, refs: list[str], out: IO[bytes]) -> None:
+        """`docker save`: the images `refs` names as one docker-archive tar stream."""
+        from reconciler.runtime.native import archive
+
+        archive.save(self._store_images.store, refs, out)
+
+    def image_history(self, ref: str) -> list[Mapping[str, Any]]:
+        """The `history` entries of the image's config, oldest first."""
+        store = self._store_images.store
+        history: list[Mapping[str, Any]] = store.image_config(store.get(ref).id).get("history") or []
+        return history
 
     def import_volume(self, name: str, src: IO[bytes], *, helper_image: str) -> None:
         from reconciler.runtime.native import transfer
@@ -245,12 +327,19 @@ class NativeRuntime:
         return self.containers.volumes.list(selector)
 
     def ensure_volume(self, config: base.VolumeConfig) -> base.VolumeState:
-        return self.containers.volumes.ensure(config)
+        known = any(v.name == config.name for v in self.list_volumes())
+        state = self.containers.volumes.ensure(config)
+        if not known:
+            self.containers.journal.record("volume", "create", state.name, {**config.labels, "driver": "local"})
+        return state
 
     def remove_volume(self, name: str) -> None:
         in_use = any(m.type == "volume" and m.source == name
                      for r in self.containers.records() for m in r.config.mounts)
+        known = any(v.name == name for v in self.list_volumes())
         self.containers.volumes.remove(name, in_use=in_use)
+        if known:
+            self.containers.journal.record("volume", "destroy", name, {"driver": "local"})
 
     def close(self) -> None:
         self.config.db().close()

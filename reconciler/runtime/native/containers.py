@@ -43,6 +43,7 @@ from reconciler.runtime.native import (
     cgroups,
     conmon,
     dns,
+    journal,
     logs,
     mounts,
     oci,
@@ -411,6 +412,7 @@ class ContainerManager:
         self.db = config.db()
         self.db.ensure_schema("native.containers", SCHEMA)
         self.volumes = volume_store or volumes.VolumeStore(config.root, self.db)
+        self.journal = journal.Journal(self.db)
         self.network = network
         self.runtime_name = oci_runtime or config.oci_runtime
         self._runtimes: dict[str, oci.OciRuntime] = {}
@@ -455,6 +457,11 @@ class ContainerManager:
     def _place(self, rec: Record) -> Callable[[int], None]:
         prefix = self._prefix(rec)
         return lambda pid: cgroups.move_monitor(prefix, pid)
+
+    def event(self, rec: Record, action: str, *, conn: sqlite3.Connection | None = None, **extra: Any) -> None:
+        """Journal a lifecycle step of `rec` with Docker's attributes (its labels, image, name)."""
+        attrs = {**rec.config.labels, "image": rec.config.image, "name": rec.name, **extra}
+        self.journal.record("container", action, rec.id, attrs, conn=conn)
 
     def _save(self, rec: Record) -> None:
         with self.db.tx() as conn:
@@ -526,6 +533,8 @@ class ContainerManager:
     def _refresh(self, rec: Record) -> Record:
         if rec.status not in ("running", "created"):
             return rec
+        if rec.status == "created" and rec.conmon_pid is None:
+            return rec              # reconnect() dropped its runtime container: its start makes one
         p = self.paths(rec.id).conmon
         ex = conmon.read_exit(p, rec.id)
         if ex is None and rec.conmon_pid and not rec.conmon_alive() and (
@@ -559,6 +568,9 @@ class ContainerManager:
                     cur = Record.from_json(row["data"])
                     if cur.status == rec.status and cur.pid == rec.pid:
                         conn.execute("UPDATE containers SET data = ? WHERE id = ?", (new.to_json(), rec.id))
+                        if new.oom_killed:
+                            self.event(new, "oom", conn=conn)
+                        self.event(new, "die", conn=conn, exitCode=new.exit_code)
                     else:
                         new = cur
         return new
@@ -597,6 +609,7 @@ class ContainerManager:
             rec = dataclasses.replace(rec, status="exited", exit_code=137, finished_at=now(), pid=None,
                                       error="monitor (conmon) lost; the container was killed")
             self._save(rec)
+            self.event(rec, "die", exitCode=137)
             return rec
 
     def get(self, name_or_id: str) -> Record:
@@ -669,6 +682,7 @@ class ContainerManager:
                     pass
             cgroups.remove(self.config.name_prefix, cid)
             raise
+        self.event(rec, "create")
         return rec
 
     def _delete_record(self, cid: str) -> None:
@@ -777,12 +791,16 @@ class ContainerManager:
                 _wait_pid(rec.conmon_pid, 5)
                 if not mounts.is_mounted(p.rootfs):
                     mounts.mount_overlay([Path(d) for d in reversed(rec.lowerdirs)], p.upper, p.work, p.rootfs)
+                if rec.netns_path and rec.config.networks == ("none",):
+                    raise rterrors.InvalidArgument(f"container {rec.name} was disconnected from every network",
+                                                   hint="connect it to a network before starting it")
                 if rec.netns_path and not os.path.exists(rec.netns_path) and self.network is not None:
                     # a reboot (or an emptied run dir) took the namespace, interfaces, hosts file
                     # and rules: attach repairs them, with the addresses the IPAM still leases
-                    self.network.attach(rec.id, name=rec.name, hostname=rec.hostname,
-                                        networks=rec.config.networks, ports=rec.config.ports,
-                                        aliases=rec.config.aliases)
+                    att = self.network.attach(rec.id, name=rec.name, hostname=rec.hostname,
+                                              networks=rec.config.networks, ports=rec.config.ports,
+                                              aliases=rec.config.aliases)
+                    rec = dataclasses.replace(rec, ip_addresses=dict(att.ip_addresses))   # reconnect() changes them
                 pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec),
                                                  log_size_max=self._log_cap(),
                                                  terminal=rec.terminal, stdin=rec.stdin)
@@ -801,6 +819,7 @@ class ContainerManager:
                                       restarting=False, health="starting" if self._has_health(rec) else None,
                                       health_failures=0)
             self._save(rec)
+            self.event(rec, "start")
             return self.refresh(rec)
 
     @staticmethod
@@ -833,13 +852,18 @@ class ContainerManager:
             timeout = rec.config.stop_timeout if timeout is None else timeout
             rt = self.oci(rec.runtime)
             # every container has its own pid namespace: ending PID 1 ends them all (no --all)
-            if timeout > 0 and rt.kill(rec.id, rec.stop_signal):
-                _wait_pid(rec.pid, timeout)
+            if timeout > 0:
+                self.event(rec, "kill", signal=rec.stop_signal)
+                if rt.kill(rec.id, rec.stop_signal):
+                    _wait_pid(rec.pid, timeout)
             if rec.main_alive():
+                self.event(rec, "kill", signal=9)
                 rt.kill(rec.id, 9)
                 _wait_pid(rec.pid, 10)
             _wait_pid(rec.conmon_pid, 10)
-            return self._wait_exit_file(rec, 5)
+            rec = self._wait_exit_file(rec, 5)
+            self.event(rec, "stop")
+            return rec
 
     def kill(self, name_or_id: str, signal: str | int = "KILL") -> Record:
         rec = self.get(name_or_id)
@@ -849,6 +873,7 @@ class ContainerManager:
         if signo in (9, rec.stop_signal):
             # Docker: a kill that ends the container counts as stopped by hand (no restart)
             rec = self.update(rec.id, lambda r: dataclasses.replace(r, manually_stopped=True, restarting=False))
+        self.event(rec, "kill", signal=signo)
         self.oci(rec.runtime).kill(rec.id, signo)
         if signo == 9:
             _wait_pid(rec.pid, 10)
@@ -900,6 +925,7 @@ class ContainerManager:
                     pass
             cgroups.remove(self._prefix(rec), rec.id)
             self._delete_record(rec.id)
+            self.event(rec, "destroy")
 
     # -- rename
 
@@ -936,7 +962,57 @@ class ContainerManager:
                 os.replace(tmp, spec_path)
             if rec.netns_path:
                 self._network().rename(rec.id, name)
+            self.event(rec, "rename", oldName=cur.name)
         return rec
+
+    # -- networks of a created container
+
+    def reconnect(self, name_or_id: str, networks: Sequence[str], aliases: Sequence[str]) -> Record:
+        """Give a container that was created and not started yet other networks and aliases
+        (`docker network connect` between create and start, as compose does). Its runtime
+        container and network namespace are dropped now; its start makes them again (as after
+        a reboot), attached to the new networks."""
+        rec = self._load(name_or_id)
+        with self.lock(rec.id):
+            rec = self.refresh(self._load(rec.id))
+            if rec.status != "created":
+                raise rterrors.Conflict(f"container {rec.name} is {rec.status}: its networks change only before "
+                                        "its first start", hint="remove it and create it with the networks it needs")
+            nets = tuple(dict.fromkeys(networks)) or ("none",)   # disconnected from all, until a connect
+            if not rec.netns_path or (nets != ("none",) and set(nets) & {"none", "host"}):
+                raise rterrors.InvalidArgument(f"container {rec.name}: only a container on bridge networks can be "
+                                               "connected to other bridge networks")
+            self.oci(rec.runtime).delete(rec.id, force=True)
+            _wait_pid(rec.conmon_pid, 10)
+            self.paths(rec.id).conmon.exit_file(rec.id).unlink(missing_ok=True)    # not an exit: a re-plan
+            self._network().detach(rec.id)
+            rec = dataclasses.replace(rec, pid=None, conmon_pid=None,
+                                      config=dataclasses.replace(rec.config, networks=nets, aliases=tuple(aliases)))
+            self._save(rec)
+            return rec
+
+    # -- the file system, for docker cp
+
+    def open_root(self, name_or_id: str, *, live: bool = True) -> int:
+        """A directory fd of the container's `/`: a running container's own view
+        (`/proc/<pid>/root`, its volumes, binds and tmpfs included), else (or with `live`
+        false: its own files only, as `docker export` wants them) its overlay rootfs (mounted
+        again if a reboot took the mount). The caller closes it."""
+        rec = self.get(name_or_id)
+        if live and rec.status == "running" and rec.pid:
+            try:
+                fd = os.open(f"/proc/{rec.pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError:
+                fd = -1
+            if fd >= 0 and procs.alive(rec.pid, rec.pid_start, rec.boot_id):
+                return fd                       # still the container's process: not a reused pid
+            if fd >= 0:
+                os.close(fd)
+        p = self.paths(rec.id)
+        with self.lock(rec.id):
+            if not mounts.is_mounted(p.rootfs):
+                mounts.mount_overlay([Path(d) for d in reversed(rec.lowerdirs)], p.upper, p.work, p.rootfs)
+        return os.open(p.rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
     # -- attach
 
@@ -1032,6 +1108,34 @@ class ContainerManager:
             return base.ExecResult(exit_code=proc.returncode, stdout=out, stderr=err)
         finally:
             path.unlink(missing_ok=True)
+
+    def spawn_exec(self, name_or_id: str, argv: Sequence[str], *, tty: bool = False,
+                   stdin: bool = False) -> tuple[subprocess.Popen[bytes], int | None, Path]:
+        """Start `argv` in the container and hand it over, for a caller that relays it live
+        (the Engine API's exec): with `tty`, the master fd of its terminal (its input and
+        output), else pipes (stdout, stderr, and stdin when `stdin`). The caller waits for the
+        process, closes the fd and removes the returned process file."""
+        cmd, path = self.exec_argv(name_or_id, argv, tty=tty)
+        try:
+            if not tty:
+                return (subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, umask=oci.CONTAINER_UMASK),
+                        None, path)
+            import pty
+
+            master, slave = pty.openpty()
+            try:
+                proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                                        umask=oci.CONTAINER_UMASK)
+            except BaseException:
+                os.close(master)
+                raise
+            finally:
+                os.close(slave)
+            return proc, master, path
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
 
     @staticmethod
     def _exec_tty(cmd: list[str], timeout: float | None) -> base.ExecResult:

@@ -114,7 +114,10 @@ class HealthChecker:
             status = "unhealthy" if failures >= hc.retries else (r.health or "starting")
             return dataclasses.replace(r, health=status, health_failures=failures, health_log=log)
 
-        return self.manager.update(rec.id, apply).health
+        new = self.manager.update(rec.id, apply)
+        if new.health != rec.health and new.health in ("healthy", "unhealthy"):
+            self.manager.event(new, f"health_status: {new.health}")     # Docker's event, on a change
+        return new.health
 
     def tick(self, *, pool: ThreadPoolExecutor | None = None) -> None:
         """Probe the containers whose interval elapsed; with `pool`, probes run concurrently

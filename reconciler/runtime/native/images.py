@@ -219,9 +219,23 @@ class ImageStore:
 
     # -- pull ----------------------------------------------------------------------------------
 
-    def pull(self, ref: str, *, progress: base.ProgressCallback | None = None) -> base.ImageInfo:
-        """Pull `ref` (tag or digest) and unpack it; returns the stored image."""
+    def client_factory_for(self, registry: str,
+                           auth: Mapping[str, Any] | None) -> Callable[[], rc.RegistryClient]:
+        """The store's registry client, or one that tries `auth` for `registry` first: Docker's
+        AuthConfig, as an Engine API client sends it (the engine's own credential store after)."""
+        rcm = _rc()
+        cred = rcm.credentials.from_auth_config(auth) if auth else None
+        if cred is None:
+            return self.client_factory
+        store = rcm.credentials.CredentialStore(static={rcm.credentials.server_key(registry): cred})
+        return lambda: rcm.RegistryClient(credentials=store)
+
+    def pull(self, ref: str, *, progress: base.ProgressCallback | None = None,
+             auth: Mapping[str, Any] | None = None) -> base.ImageInfo:
+        """Pull `ref` (tag or digest) and unpack it; returns the stored image. `auth`: see
+        client_factory_for."""
         r = self.parse(ref)
+        factory = self.client_factory_for(r.registry, auth)
         emit = progress or (lambda _e, _d: None)
         with self.store_lock(exclusive=False):
             if r.digest:
@@ -231,7 +245,7 @@ class ImageStore:
                     emit("done", {"id": known, "digest": r.digest, "status": "up to date"})
                     return self.get(known)
             try:
-                with self.client_factory() as client:
+                with factory() as client:
                     return self._pull(client, r, emit)
             except _rc().RegistryError as exc:
                 raise _registry_error(exc, f"pulling {r}") from None

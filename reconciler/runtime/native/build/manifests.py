@@ -15,6 +15,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from reconciler.runtime import base
 from reconciler.runtime.native import containers, images
@@ -105,11 +106,14 @@ def build(
     return info
 
 
-def push_to(store: images.ImageStore, ref: str, dest: str) -> str:
-    """Push the built `ref` to `dest`; remember which input digest `dest` now has."""
+def push_to(store: images.ImageStore, ref: str, dest: str, *, auth: Mapping[str, Any] | None = None,
+            progress: Callable[[str], None] | None = None) -> str:
+    """Push the built `ref` to `dest`; remember which input digest `dest` now has. `auth`:
+    Docker's AuthConfig for dest's registry (images.ImageStore.client_factory_for)."""
     records = BuildRecords(store)
     last = records.get(ref)
-    digest = push.push(store, ref, dest if dest != ref else None)
+    factory = store.client_factory_for(store.parse(dest).registry, auth)
+    digest = push.push(store, ref, dest if dest != ref else None, client_factory=factory, progress=progress)
     if last is not None:
         records.pushed(ref, dest, last[0])
     return digest

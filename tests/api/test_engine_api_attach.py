@@ -1,0 +1,95 @@
+"""Attach with stdin through the native engine's Engine API: `docker run -i` feeds the
+container's stdin and gives its output and exit code, `docker attach` to a running container
+started with `-i` relays both ways, docker-py's attach socket does the same, and `docker exec
+-i` / `-t` relay an exec's stdin and terminal."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import subprocess
+import time
+
+import pytest
+
+from tests.api.test_engine_api import docker
+from tests.api.test_engine_api import engine_api as engine_api  # the fixture
+from tests.api.test_engine_api import pytestmark as pytestmark  # root, registry, docker CLI
+
+
+def _docker_in(sock: str, stdin: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}"}
+    env.pop("DOCKER_CONTEXT", None)
+    return subprocess.run(["docker", *args], input=stdin, capture_output=True, text=True, env=env, timeout=60,
+                          check=False)
+
+
+def test_docker_run_i_and_attach_feed_stdin(engine_api: str, busybox_image: str) -> None:
+    docker(engine_api, "pull", busybox_image)
+    run = _docker_in(engine_api, "first\nsecond\n", "run", "-i", "--rm", "--network", "none", busybox_image,
+                     "sh", "-c", "read a; echo got $a; cat; echo err >&2; exit 5")
+    assert run.returncode == 5, run.stderr
+    assert run.stdout == "got first\nsecond\n"
+    assert run.stderr == "err\n"
+    assert docker(engine_api, "ps", "-aq").stdout.strip() == ""
+
+    docker(engine_api, "run", "-d", "-i", "--name", "echoer", "--network", "none", busybox_image, "sh", "-c",
+           "while read line; do echo \"echo:$line\"; done; echo stdin-closed")
+    inspect = docker(engine_api, "inspect", "--format", "{{.Config.OpenStdin}}", "echoer").stdout.strip()
+    assert inspect == "true"
+    attached = _docker_in(engine_api, "a\nb\n", "attach", "echoer")
+    assert attached.stdout == "echo:a\necho:b\nstdin-closed\n", attached.stderr
+    assert docker(engine_api, "inspect", "--format", "{{.State.Status}}", "echoer").stdout.strip() == "exited"
+    docker(engine_api, "rm", "echoer")
+
+
+def test_docker_py_attach_socket(engine_api: str, busybox_image: str) -> None:
+    docker_py = pytest.importorskip("docker")
+    client = docker_py.DockerClient(base_url=f"unix://{engine_api}", version="1.41", timeout=60)
+    try:
+        client.images.pull(busybox_image)
+        c = client.containers.create(busybox_image, ["sh", "-c", "read x; echo py:$x; echo e >&2"],
+                                     stdin_open=True, network_mode="none")
+        raw = c.attach_socket(params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+        sock: socket.socket = raw._sock
+        c.start()
+        sock.sendall(b"hello\n")
+        sock.shutdown(socket.SHUT_WR)
+        got: dict[int, bytes] = {1: b"", 2: b""}
+        buf = b""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+        raw.close()
+        sock.close()
+        while len(buf) >= 8:                                    # Docker's 8-byte frame headers
+            stream, size = struct.unpack(">BxxxL", buf[:8])
+            got[stream] += buf[8:8 + size]
+            buf = buf[8 + size:]
+        assert got == {1: b"py:hello\n", 2: b"e\n"}
+        assert c.wait(timeout=30)["StatusCode"] == 0
+        c.remove()
+    finally:
+        client.close()
+
+
+def test_docker_exec_with_stdin_and_a_terminal(engine_api: str, busybox_image: str) -> None:
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "run", "-d", "--name", "box", "--network", "none", busybox_image, "sleep", "3600")
+    try:
+        fed = _docker_in(engine_api, "data\nmore\n", "exec", "-i", "box", "sh", "-c",
+                         "read x; echo got:$x; cat; echo e >&2; exit 3")
+        assert fed.returncode == 3, fed.stderr
+        assert fed.stdout == "got:data\nmore\n"
+        assert fed.stderr == "e\n"
+        term = docker(engine_api, "exec", "-t", "box", "sh", "-c", "tty; echo done").stdout
+        assert term.splitlines()[0].startswith("/dev/pts/")         # a terminal of its own
+        assert term.splitlines()[1].strip() == "done"
+        plain = docker(engine_api, "exec", "box", "sh", "-c", "tty || true").stdout
+        assert plain.strip() == "not a tty"
+    finally:
+        docker(engine_api, "rm", "-f", "box", check=False)

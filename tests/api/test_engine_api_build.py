@@ -1,0 +1,70 @@
+"""docker build (the classic Engine API, POST /build with a tar context) against the native
+engine's Engine API: the native builder builds it, with Docker's progress, tags, build args and
+targets; a failing step fails the CLI; docker-py builds too."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.api.test_engine_api import docker
+from tests.api.test_engine_api import engine_api as engine_api  # the fixture
+from tests.api.test_engine_api import pytestmark as pytestmark  # root, registry, docker CLI
+
+
+def _build(sock: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}", "DOCKER_BUILDKIT": "0"}   # the classic API
+    env.pop("DOCKER_CONTEXT", None)
+    return subprocess.run(["docker", "build", *args], capture_output=True, text=True, env=env, timeout=300,
+                          check=False)
+
+
+def test_docker_build_uses_the_native_builder(engine_api: str, busybox_image: str, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "greeting.txt").write_text("hello from the context\n")
+    (ctx / "ignored.txt").write_text("not sent\n")
+    (ctx / ".dockerignore").write_text("ignored.txt\n")
+    (ctx / "Dockerfile").write_text(f"""FROM {busybox_image} AS base
+ARG WHO=nobody
+COPY greeting.txt /greeting.txt
+RUN echo "built for $WHO" > /who.txt && ls / > /listing.txt
+CMD ["cat", "/greeting.txt", "/who.txt"]
+
+FROM base AS other
+RUN echo other > /other.txt
+""")
+    built = _build(engine_api, "-t", "local/built:1", "-t", "local/built:latest", "--build-arg", "WHO=docker-cli",
+                   "--target", "base", str(ctx))
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert "Step 1/5 : FROM" in built.stdout                           # the builder's own progress
+    assert "Successfully tagged local/built:1" in built.stdout
+    tags = docker(engine_api, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    assert {"local/built:1", "local/built:latest"} <= set(tags)
+    out = docker(engine_api, "run", "--rm", "--network", "none", "local/built:1").stdout
+    assert out == "hello from the context\nbuilt for docker-cli\n"
+    listing = docker(engine_api, "run", "--rm", "--network", "none", "local/built:1", "cat", "/listing.txt").stdout
+    assert "other.txt" not in listing                                  # --target stopped at base
+    files = docker(engine_api, "run", "--rm", "--network", "none", "local/built:1", "ls", "/").stdout.split()
+    assert "ignored.txt" not in files
+
+    (ctx / "Dockerfile").write_text(f"FROM {busybox_image}\nRUN echo failing; exit 7\n")
+    failed = _build(engine_api, "-t", "local/failed", str(ctx))
+    assert failed.returncode != 0
+    assert "exit" in (failed.stdout + failed.stderr).lower()
+    assert "local/failed" not in docker(engine_api, "images", "--format", "{{.Repository}}").stdout
+
+    docker_py = pytest.importorskip("docker")
+    client = docker_py.DockerClient(base_url=f"unix://{engine_api}", version="1.41", timeout=300)
+    try:
+        dockerfile = f"FROM {busybox_image}\nLABEL made=docker-py\nCMD [\"echo\", \"py-built\"]\n"
+        image, logs = client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag="local/pybuilt:1", rm=True)
+        assert image.labels["made"] == "docker-py"
+        assert any("Successfully built" in (line.get("stream") or "") for line in logs)
+        assert client.containers.run("local/pybuilt:1", network_mode="none", remove=True) == b"py-built\n"
+    finally:
+        client.close()

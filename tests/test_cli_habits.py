@@ -152,10 +152,11 @@ def _steady(doc: Any) -> Any:
 def _column(table: str, header: str) -> list[str]:
     """The cells under `header` of the docker-style table in a command's output."""
     lines = table.splitlines()
-    head = next(i for i, line in enumerate(lines) if re.search(rf"(^|   ){re.escape(header)}(   |$)", line)
-                and line.isupper())
-    at = re.search(rf"(^|   ){re.escape(header)}(   |$)", lines[head]).start(0)      # type: ignore[union-attr]
-    at += 3 if at else 0
+    cell = re.compile(rf"(^|   ){re.escape(header)}(   |$)")
+    head = next(i for i, line in enumerate(lines) if cell.search(line) and line.isupper())
+    found = cell.search(lines[head])
+    assert found is not None
+    at = found.start(0) + (3 if found.start(0) else 0)
     rows = []
     for line in lines[head + 1:]:
         if not line.strip() or line.startswith(("note:", "warning:", "converged:", "drift:", "in sync")):

@@ -195,6 +195,14 @@ def test_the_commands_print_the_same_data_as_json_yaml_and_table(
     assert [str(p["id"]) for p in doc] == _column(table, "ID")
     assert {p["result"] for p in doc} == {"converged"}
 
+    write(m, "api.yaml", container_doc("api", extra="env: {V: '2'}"))
+    assert main(["apply", str(m), *fake]) == 0
+    capsys.readouterr()
+    assert main(["rollback", "-o", "yaml", *fake]) == 0              # back to the pass before, as YAML
+    doc = yaml.safe_load(capsys.readouterr().out)
+    assert doc["result"] == "converged"
+    assert [(c["resource"], c["detail"]) for c in doc["changes"]] == [("container:api", "spec hash changed: env")]
+
     doc, table = _formats(["status", *fake[:2], "--socket", str(tmp_path / "no-agent.sock")], capsys)
     assert doc["agent"] is None
     assert {(r["kind"], r["name"]) for r in doc["inventory"]} >= {("Container", "web"), ("Container", "api")}

@@ -159,7 +159,7 @@ def _column(table: str, header: str) -> list[str]:
     at = found.start(0) + (3 if found.start(0) else 0)
     rows = []
     for line in lines[head + 1:]:
-        if not line.strip() or line.startswith(("note:", "warning:", "converged:", "drift:", "in sync")):
+        if not line.strip() or ("   " not in line and "   " in lines[head]):      # the table ended: a message
             break
         rows.append(re.split(r"\s{3,}", line[at:].strip())[0] if len(line) > at else "")
     return rows
@@ -275,3 +275,20 @@ def test_the_engine_commands_print_the_same_data_as_json_yaml_and_table(
     assert [n["subnet"] for n in doc] == _column(table, "SUBNET")
     doc, _ = _formats(["network", *engine, "inspect", "front"], capsys)
     assert [c["name"] for c in doc[0]["containers"]] == ["web"]
+
+
+@pytest.mark.registry
+def test_lock_prints_its_pins_as_json_yaml_and_table(
+        tmp_path: Path, busybox_image: str, capsys: pytest.CaptureFixture[str]) -> None:
+    m = tmp_path / "m"
+    write(m, "web.yaml", container_doc("web", image=busybox_image))
+    assert main(["lock", str(m), "-o", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)                 # stdout is the document alone
+    assert doc["written"] is True
+    assert [i["ref"] for i in doc["images"]] == [busybox_image]
+    assert doc["images"][0]["digest"].startswith("sha256:")
+    checked, table = _formats(["lock", str(m), "--check"], capsys)
+    assert (checked["up_to_date"], checked["written"]) == (True, False)
+    assert checked["images"] == doc["images"]
+    assert _column(table, "IMAGE") == [busybox_image]
+    assert _column(table, "DIGEST") == [doc["images"][0]["digest"]]

@@ -292,3 +292,15 @@ def test_lock_prints_its_pins_as_json_yaml_and_table(
     assert checked["images"] == doc["images"]
     assert _column(table, "IMAGE") == [busybox_image]
     assert _column(table, "DIGEST") == [doc["images"][0]["digest"]]
+
+
+def test_convert_prints_the_same_manifests_as_yaml_and_json(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES", "COMPOSE_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    write(tmp_path / "shop", "compose.yaml", "services:\n  web: {image: 'busybox:1', ports: ['8080:80']}\n")
+    assert main(["convert", str(tmp_path / "shop")]) == 0                  # YAML by default
+    as_yaml = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert main(["convert", str(tmp_path / "shop"), "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == as_yaml
+    assert {(d["kind"], d["metadata"]["name"]) for d in as_yaml} >= {("Container", "shop-web-1")}

@@ -119,6 +119,41 @@ def _action_row(action: argparse.Action) -> str | None:
     return f"| {_cell(names)} | {_cell(help_text)} |"
 
 
+def _formats_section(parser: argparse.ArgumentParser) -> list[str]:
+    """Which commands print data, and in which formats (`-o`), read from the parser."""
+    from reconciler.cli import main as climain
+
+    by_formats: dict[tuple[str, ...], list[str]] = {}
+    for sub in climain._subparsers(parser):
+        action = sub._option_string_actions.get("--output")
+        if action is not None and action.choices and "json" in action.choices:
+            key = (*action.choices, str(action.default))
+            by_formats.setdefault(key, []).append(f"`{sub.prog}`")
+    out = ["## Output formats\n",
+           "Every command that prints data takes `-o/--output`: `table` is for people (docker's columns, "
+           "kubectl's habits), `json` and `yaml` carry the same data for programs, sorted keys, on stdout "
+           "alone (notes, warnings and progress go to stderr, so `reconcile apply DIR -o json | jq` reads one "
+           "document). YAML is the JSON document written as YAML: `yaml.safe_load` of one equals `json.loads` "
+           "of the other. `events -o json` prints one JSON line per event, `-o yaml` one YAML document "
+           "(`---`) per event. Commands that act (`start`, `rm`, `pull`, `build`...) print what docker prints; "
+           "`save` and `export` take `-o FILE` for their archive, as docker does.\n",
+           "| formats | default | commands |", "|---|---|---|"]
+    for key, commands in by_formats.items():
+        *choices, default = key
+        out.append(f"| {', '.join(f'`{c}`' for c in choices)} | `{default}` | {', '.join(commands)} |")
+    return [*out, ""]
+
+
+def _exit_codes_section(codes: tuple[tuple[str, str, str], ...]) -> list[str]:
+    """The exit codes a script or CI job reads (reconciler.cli.main.EXIT_CODES)."""
+    return ["## Exit codes\n",
+            "For CI: `reconcile apply DIR -o json` (or `reconcile --once DIR`) converges and exits 0, 1 or 2; "
+            "`reconcile diff DIR` exits 1 on drift, so a job can gate on it; `reconcile validate DIR` exits 2 "
+            "on any problem without touching the host.\n",
+            "| command | exit code | meaning |", "|---|---|---|",
+            *(f"| {_cell(cmd)} | {code} | {_cell(meaning)} |" for cmd, code, meaning in codes), ""]
+
+
 def cli_page() -> str:
     import os
 
@@ -134,7 +169,7 @@ def cli_page() -> str:
            f"{parser.epilog}\n", "| global option | meaning |", "|---|---|"]
     out += [row for a in parser._actions if not isinstance(a, argparse._SubParsersAction)
             if (row := _action_row(a))]
-    out.append("")
+    out += ["", *_formats_section(parser), *_exit_codes_section(climain.EXIT_CODES)]
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     helps = {c.dest: c.help for c in sub._choices_actions}
     for name, p in sub.choices.items():

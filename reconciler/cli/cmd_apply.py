@@ -166,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from reconciler import spec
+    from reconciler.cli import output
     from reconciler.cli.options import decryption_keys
     from reconciler.execution import executor, locking, passes, stopping
     from reconciler.spec import policy
@@ -189,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
             #                                         rollback takes this host's part again, by its labels then
     if stopped := stopped_code(result, stop, args.output):
         return stopped
-    if args.output != "json":
+    if not output.wants_data(args):
         print_elsewhere(desired, every=False)
     return print_result(result, args.output)
 
@@ -222,7 +223,7 @@ def keep_revision(args: argparse.Namespace, desired: Any, source: str, *, keep: 
         return
     if new and not snap.rollback:
         print(f"note: revision {desired.revision[:12]} cannot be rolled back to later: {snap.reason}",
-              file=sys.stderr if args.output == "json" else sys.stdout)
+              file=sys.stderr if args.output != "table" else sys.stdout)
 
 
 # A container started by a one-shot pass gets this long to show that it crashes at once before
@@ -234,13 +235,13 @@ EXIT_DISK_FULL = 3        # errors.DiskFull.exit_code: an action failed because 
 
 
 def print_result(result: Any, fmt: str = "table") -> int:
-    """The summary of a pass (apply, rollback) as a table or JSON (`-o json`); its exit code."""
+    """The summary of a pass (apply, rollback) as a table, or as JSON/YAML (`-o json|yaml`); its exit code."""
     from reconciler.cli import output
 
     code = 0 if result.changeset is None or result.converged else \
         EXIT_DISK_FULL if result.changeset.disk_full() else 1
-    if fmt == "json":
-        output.print_json(result.to_json())
+    if fmt != "table":
+        output.print_data(result.to_json(), fmt)
         return code
     if result.changeset is None:              # dry run
         print(result.plan.render() or "nothing to do")

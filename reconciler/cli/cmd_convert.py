@@ -4,7 +4,8 @@ The project is read as `reconcile validate`, `apply` and the agent read it (reco
 the output is exactly what they converge to, and valid input for `reconcile validate`. Saved
 in the project directory (relative bind sources and build contexts start there), it loads into
 the same objects with the same spec hashes. Values from `.env`, env files and the environment are
-written out, as `docker compose config` does. Exit 0 printed, 2 invalid (every problem listed).
+written out, as `docker compose config` does; `-o json` prints the same documents as one JSON list.
+Exit 0 printed, 2 invalid (every problem listed).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ def register(subparsers: Any) -> None:
                         "directory's name)")
     parser.add_argument("--profile", dest="profiles", action="append", metavar="PROFILE",
                         help="enable the services of this profile; repeat for several (default: COMPOSE_PROFILES)")
+    from reconciler.cli import output
+
+    output.add_output_flag(parser, table=False, default="yaml")
     parser.set_defaults(run=run)
 
 
@@ -42,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from reconciler import spec
+    from reconciler.cli import output
 
     opts = spec.ComposeOptions(files=tuple(args.files), project_name=args.project_name,
                                profiles=tuple(args.profiles) if args.profiles else None)
@@ -56,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     where = os.path.dirname(os.path.abspath(args.files[0])) if args.files else os.path.abspath(args.directory)
     sources = ", ".join(os.path.relpath(s, where) for s in desired.sources)
+    if args.output == "json":             # the documents as one JSON list (no room for the comments)
+        output.print_json(docs)
+        return 0
     sys.stdout.write(f"# the compose project {desired.project!r} ({sources}) as reconciler manifests\n"
                      f"# relative paths start in {where}: save this file there\n")
     sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False, explicit_start=True, allow_unicode=True,

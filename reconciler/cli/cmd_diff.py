@@ -50,9 +50,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     drift = not plan.is_empty()
-    if args.output == "json":
-        output.print_json({**plan.to_json(), "in_sync": not drift,
-                           "unresolved": dict(sorted(errors.items())), "elsewhere": dict(desired.elsewhere)})
+    if output.wants_data(args):
+        output.print_data({**plan.to_json(), "in_sync": not drift,
+                           "unresolved": dict(sorted(errors.items())), "elsewhere": dict(desired.elsewhere)},
+                          args.output)
     else:
         if plan.actions or plan.notes:
             print(plan.render())

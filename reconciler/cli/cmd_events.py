@@ -1,5 +1,5 @@
 """`reconcile events [-f]`: the running agent's events (passes, refused revisions, drift,
-restarts, flapping, rollbacks), one line each, or JSON lines with -o json."""
+restarts, flapping, rollbacks), one line each, or JSON lines with -o json (a YAML document each with -o yaml)."""
 
 from __future__ import annotations
 
@@ -29,11 +29,11 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import time
 
-    from reconciler.cli import _agentapi
+    from reconciler.cli import _agentapi, output
 
     for e in _agentapi.client(args).events(since=args.since, follow=args.follow):
-        if args.output == "json":
-            print(json.dumps(e, sort_keys=True))
+        if output.wants_data(args):
+            output.print_record(e, args.output)
         else:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(e["time"]))
             rest = " ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}"

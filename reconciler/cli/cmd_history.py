@@ -40,14 +40,14 @@ def run(args: argparse.Namespace) -> int:
             return False, "no copy kept (pruned, or applied by an agent)"
         return snap.rollback, snap.reason
 
-    if args.output == "json":
-        output.print_json([
+    if output.wants_data(args):
+        output.print_data([
             {"id": p.id, "revision": p.revision, "source": p.source, "started_at": p.started_at,
              "finished_at": p.finished_at, "result": p.result, "counts": dict(p.counts),
              "changes": list(p.changes), "cause": p.cause,
              "rollback": dict(zip(("available", "reason"), rollback(p), strict=True))}
             for p in passes
-        ])
+        ], args.output)
         return 0
     rows = []
     for p in passes:

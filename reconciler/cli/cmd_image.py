@@ -15,8 +15,9 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("image", help="manage images (inspect, prune, ls, rm, pull)",
                                    description="Manage the native engine's images.")
     sub = parser.add_subparsers(dest="image_command", metavar="SUBCOMMAND")
-    p = sub.add_parser("inspect", help="show images as JSON")
+    p = sub.add_parser("inspect", help="show images as JSON (or YAML)")
     options.add_engine_options(p)
+    output.add_output_flag(p, table=False)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(run=_inspect, no_logging=True)
     p = sub.add_parser("prune", help="remove unused images and layers, and what interrupted pulls left")
@@ -83,7 +84,7 @@ def _inspect(args: argparse.Namespace) -> int:
         except ReconcilerError as exc:
             print(f"Error: {exc}", file=sys.stderr)
             status = 1
-    output.print_json(docs)
+    output.print_data(docs, args.output)
     return status
 
 

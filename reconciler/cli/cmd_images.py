@@ -78,9 +78,9 @@ def run(args: argparse.Namespace) -> int:
                 seen.append(r["short_id"])
         print("\n".join(seen))
         return 0
-    if args.output == "json":
-        output.print_json([{k: r[k] for k in ("repository", "tag", "id", "digest", "created", "size")}
-                           for r in rows])
+    if output.wants_data(args):
+        output.print_data([{k: r[k] for k in ("repository", "tag", "id", "digest", "created", "size")}
+                           for r in rows], args.output)
         return 0
     columns = list(COLUMNS)
     if args.digests:

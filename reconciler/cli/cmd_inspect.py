@@ -1,4 +1,4 @@
-"""`reconcile inspect NAME...`: containers in detail, as a JSON array like `docker inspect`."""
+"""`reconcile inspect NAME...`: containers in detail, as a JSON array like `docker inspect` (or YAML)."""
 
 from __future__ import annotations
 
@@ -9,20 +9,20 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers: Any) -> None:
-    from reconciler.cli import options
+    from reconciler.cli import options, output
 
-    parser = subparsers.add_parser("inspect", help="show containers in detail (JSON)",
-                                   description="Show containers in detail, as a JSON array.")
+    parser = subparsers.add_parser("inspect", help="show containers in detail (JSON or YAML)",
+                                   description="Show containers in detail, as a JSON array (or YAML with -o yaml).")
     options.add_engine_options(parser)
+    output.add_output_flag(parser, table=False)
     parser.add_argument("containers", nargs="+", metavar="CONTAINER")
     parser.set_defaults(run=run, no_logging=True)   # prints data only; structlog not needed
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     import sys
 
-    from reconciler.cli import cmd_ps
+    from reconciler.cli import cmd_ps, output
     from reconciler.runtime import errors
 
     rt = cmd_ps.open_runtime(args)
@@ -34,6 +34,5 @@ def run(args: argparse.Namespace) -> int:
         except errors.NotFound as exc:
             print(f"error: {exc}", file=sys.stderr)
             rc = 1
-    json.dump(docs, sys.stdout, indent=4)
-    sys.stdout.write("\n")
+    output.print_data(docs, args.output)
     return rc

@@ -29,6 +29,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("source", metavar="SOURCE", help="a manifest file or a directory (searched recursively)")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 when the lock is missing or a tag moved since")
+    from reconciler.cli import output
+
+    output.add_output_flag(parser)
     parser.set_defaults(run=run, no_logging=True)
 
 
@@ -77,14 +80,18 @@ def run(args: argparse.Namespace) -> int:
     old = lock.read(path, []) if path.exists() else None
     rows = [{"ref": r, "digest": d, "change": "" if old is None or old.get(r) == d else
              ("new" if r not in old else "moved")} for r, d in sorted(pins.items())]
-    if rows:
-        output.print_table(rows, [("IMAGE", "ref"), ("DIGEST", "digest"), ("CHANGE", "change")])
+    if not args.check:
+        lock.write(path, pins)
+    columns = [("IMAGE", "ref"), ("DIGEST", "digest"), ("CHANGE", "change")]
+    output.render(args, {"lock": str(path), "images": rows, "up_to_date": old == pins, "written": not args.check},
+                  lambda: output.print_table(rows, columns) if rows else None)
+    note = sys.stderr if output.wants_data(args) else sys.stdout
     if args.check:
         if old != pins:
-            print(f"{path} is {'missing' if old is None else 'out of date'}; run `reconcile lock {args.source}`")
+            print(f"{path} is {'missing' if old is None else 'out of date'}; run `reconcile lock {args.source}`",
+                  file=note)
             return 1
-        print(f"{path} is up to date")
+        print(f"{path} is up to date", file=note)
         return 0
-    lock.write(path, pins)
-    print(f"wrote {path} ({len(pins)} image{'' if len(pins) == 1 else 's'})")
+    print(f"wrote {path} ({len(pins)} image{'' if len(pins) == 1 else 's'})", file=note)
     return 0

@@ -26,7 +26,9 @@ def register(subparsers: Any) -> None:
     output.add_output_flag(ls)
     ls.add_argument("-f", "--filter", action="append", default=[], metavar="label=VALUE",
                     help="only networks with this label (repeatable)")
-    inspect = sub.add_parser("inspect", help="show networks in detail", description="Show networks in detail (JSON).")
+    inspect = sub.add_parser("inspect", help="show networks in detail",
+                             description="Show networks in detail (JSON, or YAML with -o yaml).")
+    output.add_output_flag(inspect, table=False)
     inspect.add_argument("names", nargs="+", metavar="NAME")
     parser.set_defaults(run=run)
 
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             "gateway": state.gateway, "internal": state.internal, "labels": dict(state.labels),
             "containers": [{"id": cid, "name": cname, "address": addr} for cid, cname, addr in members],
         })
-    output.print_json(docs)
+    output.print_data(docs, args.output)
     if missing:
         raise errors.NotFound(f"no such network: {', '.join(missing)}", hint="see `reconcile network ls`")
     return 0

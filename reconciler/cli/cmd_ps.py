@@ -159,11 +159,11 @@ def run_swarm(args: argparse.Namespace) -> int:
         for name in sorted(states):
             print(states[name].id if args.no_trunc else states[name].id[:12])
         return 0
-    if args.output == "json":
-        output.print_json([
+    if output.wants_data(args):
+        output.print_data([
             {"id": st.id, "name": name, "image": st.image, "replicas": st.replicas, "running": st.replicas_running,
              "labels": dict(st.labels), "error": st.error, "tasks": [t.to_json() for t in tasks.get(name, [])]}
-            for name, st in sorted(states.items())])
+            for name, st in sorted(states.items())], args.output)
         return 0
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
@@ -209,12 +209,12 @@ def run(args: argparse.Namespace) -> int:
             "health": st.health, "ports": _ports(st), "name": r.name, "labels": dict(r.config.labels),
             "restart_count": st.restart_count, "started_at": st.started_at, "finished_at": st.finished_at,
         })
-    if args.output == "json":
+    if output.wants_data(args):
         for row in rows:
             row.pop("id12")
             row.pop("created_ago")
             row["command"] = shlex.join(backend.command_line(next(r for r in recs if r.id == row["id"])))
-        output.print_json(rows)
+        output.print_data(rows, args.output)
     else:
         output.print_table(rows, COLUMNS)
     return 0

@@ -27,12 +27,12 @@ def run(args: argparse.Namespace) -> int:
 
     doc = _agentapi.client(args).post("/v1/reconcile", {"source": args.source, "wait": not args.no_wait,
                                                         "timeout": args.timeout}, timeout=args.timeout + 30)
-    if args.output == "json":
-        output.print_json(doc)
+    if output.wants_data(args):
+        output.print_data(doc, args.output)
     bad = False
     for s in doc["sources"]:
         bad = bad or bool(s["error"] or s["failures"])
-        if args.output != "json":
+        if not output.wants_data(args):
             print(f"{s['name']}: {s['last_result'] or '-'} revision {(s['revision'] or '-')[:12]}"
                   + (f"\n  error: {s['error']}" if s["error"] else ""))
     return 1 if bad else 0

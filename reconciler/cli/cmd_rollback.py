@@ -87,23 +87,19 @@ def _run_agent(args: argparse.Namespace, api: Any) -> int:
         return 2
     if args.resume:
         doc = api.post(f"/v1/sources/{source}", {"suspend": False})
-        print(f"{source}: following the source again") if args.output != "json" else output.print_json(doc)
+        output.render(args, doc, lambda: print(f"{source}: following the source again"))
         return 0
     doc = api.post("/v1/rollback", {"source": source, "revision": revision}, timeout=330)
-    if args.output == "json":
-        output.print_json(doc)
-    else:
-        st = doc["status"]
-        print(f"{source}: pinned to {doc['pinned'][:12]} (was {(doc['previous'] or '-')[:12]}): "
-              f"{st['last_result']}")
-        print(f"hint: {doc['hint']}")
+    output.render(args, doc, lambda: print(
+        f"{source}: pinned to {doc['pinned'][:12]} (was {(doc['previous'] or '-')[:12]}): "
+        f"{doc['status']['last_result']}\nhint: {doc['hint']}"))
     return 0 if doc["status"]["last_result"] in ("converged", "in-sync") else 1
 
 
 def _run_offline(args: argparse.Namespace, wanted: str | None) -> int:
     import time
 
-    from reconciler.cli import cmd_apply
+    from reconciler.cli import cmd_apply, output
     from reconciler.execution import executor, locking, passes, stopping
     from reconciler.state import history, revisions
 
@@ -154,7 +150,7 @@ def _run_offline(args: argparse.Namespace, wanted: str | None) -> int:
     desired = cmd_apply.host_part(args, store.load(snap))   # SnapshotError (exit 2) if the copy was tampered with
     cause = f"rollback to {target.revision[:12]}"
     print(f"{cause} (applied {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(target.started_at))} UTC "
-          f"from {snap.source}; was {(current or '-')[:12]})", file=sys.stderr if args.output == "json" else sys.stdout)
+          f"from {snap.source}; was {(current or '-')[:12]})", file=sys.stderr if output.wants_data(args) else sys.stdout)
     options = passes.PassOptions(owner=args.owner, max_workers=max(1, args.parallel), source=snap.source,
                                  cause=cause, settle=cmd_apply.SETTLE, rollout_timeout=args.timeout)
     with stopping.Stopper() as stop, locking.store_lock(args.root), cmd_apply.open_runtime(args) as runtime:
@@ -165,7 +161,7 @@ def _run_offline(args: argparse.Namespace, wanted: str | None) -> int:
     if stopped := cmd_apply.stopped_code(result, stop, args.output):
         return stopped
     code: int = cmd_apply.print_result(result, args.output)
-    if code == 0 and args.output != "json":
+    if code == 0 and not output.wants_data(args):
         print("hint: the next `reconcile apply SOURCE` applies the files again; revert them in the "
               "source to stay on this revision")
     return code

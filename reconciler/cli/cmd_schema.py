@@ -25,16 +25,18 @@ def register(subparsers: Any) -> None:
         "kind", metavar="KIND", nargs="?", type=lambda s: s.capitalize(), choices=_KINDS,
         help=f"one of {', '.join(_KINDS)} (case-insensitive); all kinds when absent",
     )
+    from reconciler.cli import output
+
+    output.add_output_flag(parser, table=False)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.cli import output
     from reconciler.spec import schemas
 
-    if args.kind:
-        sys.stdout.write(schemas.schema_text(args.kind))
+    if args.kind and args.output == "json":
+        sys.stdout.write(schemas.schema_text(args.kind))     # the file as shipped, byte for byte
         return 0
-    from reconciler.cli import output
-
-    output.print_json(schemas.combined())
+    output.print_data(schemas.schema(args.kind) if args.kind else schemas.combined(), args.output)
     return 0

@@ -37,10 +37,7 @@ def run(args: argparse.Namespace) -> int:
         doc = api.get("/v1/status")
     except errors.AgentUnreachable as e:
         return _offline(args, str(e))
-    if args.output == "json":
-        output.print_json(doc)
-    else:
-        _print(doc)
+    output.render(args, doc, lambda: _print(doc))
     bad = any(s.get("error") or s.get("failures") or s.get("down") for s in doc["sources"])
     return 1 if bad else 0
 
@@ -98,6 +95,7 @@ def _offline(args: argparse.Namespace, why: str) -> int:
     """What the state DB says with no agent: each owner's last pass (degraded, and why, unless
     it converged) and the inventory. Exit 0 when every owner's last pass converged."""
     import sqlite3
+    import sys
     from pathlib import Path
 
     from reconciler._sqlite import Database
@@ -105,9 +103,12 @@ def _offline(args: argparse.Namespace, why: str) -> int:
     from reconciler.state import history
 
     db_path = Path(args.root) / "state.db"
-    print(f"no agent is running ({why.splitlines()[0]})")
+    note = sys.stderr if output.wants_data(args) else sys.stdout
+    print(f"no agent is running ({why.splitlines()[0]})", file=note)
     if not db_path.exists():
-        print(f"no state under {args.root}")
+        print(f"no state under {args.root}", file=note)
+        if output.wants_data(args):
+            output.print_data({"agent": None, "owners": [], "inventory": []}, args.output)
         return 1
     db = Database(db_path)
     try:
@@ -117,8 +118,8 @@ def _offline(args: argparse.Namespace, why: str) -> int:
         rows = []
     owners = [_owner_state(p) for p in history.last_passes(db).values()]
     degraded = any(o["state"] != "ok" for o in owners)
-    if args.output == "json":
-        output.print_json({"agent": None, "owners": owners, "inventory": rows})
+    if output.wants_data(args):
+        output.print_data({"agent": None, "owners": owners, "inventory": rows}, args.output)
         return 1 if degraded else 0
     for o in owners:
         last = o["last_pass"]

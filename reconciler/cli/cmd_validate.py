@@ -1,8 +1,8 @@
 """`reconcile validate PATH`: load and check manifests without touching the host.
 
 Exit 0 when every manifest is valid (prints a summary), 2 when any is not (lists every
-problem as `file:line:column: kind/name: field: message`). `--output json` prints the same
-as data.
+problem as `file:line:column: kind/name: field: message`). `--output json` (or yaml) prints
+the same as data.
 """
 
 from __future__ import annotations
@@ -43,15 +43,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         desired = spec.load(args.path, policy=chosen, decryption=options.decryption_keys(args))
     except spec.SpecError as exc:
-        if args.output == "json":
-            output.print_json({
+        if output.wants_data(args):
+            output.print_data({
                 "valid": False,
                 "problems": [
                     {"file": p.file, "line": p.line, "column": p.column, "kind": p.kind, "name": p.name,
                      "field": p.field, "message": p.message}
                     for p in exc.problems
                 ],
-            })
+            }, args.output)
         else:
             for problem in exc.problems:
                 print(problem)
@@ -64,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
                             ("Image", desired.images), ("Container", desired.containers))
         for obj in items.values()
     ]
-    if args.output == "json":
-        output.print_json({"valid": True, "revision": desired.revision, "files": list(desired.sources), "objects": objects,
-                           "warnings": list(desired.warnings)})
+    if output.wants_data(args):
+        output.print_data({"valid": True, "revision": desired.revision, "files": list(desired.sources),
+                           "objects": objects, "warnings": list(desired.warnings)}, args.output)
         return 0
     for warning in desired.warnings:
         print(f"warning: {warning}", file=sys.stderr)

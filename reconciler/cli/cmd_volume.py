@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -21,8 +20,9 @@ def register(subparsers: Any) -> None:
     output.add_output_flag(p)
     p.add_argument("-q", "--quiet", action="store_true", help="only names")
     p.set_defaults(run=_ls, no_logging=True)
-    p = sub.add_parser("inspect", help="show volumes as JSON")
+    p = sub.add_parser("inspect", help="show volumes as JSON (or YAML)")
     options.add_engine_options(p)
+    output.add_output_flag(p, table=False)
     p.add_argument("names", nargs="+", metavar="VOLUME")
     p.set_defaults(run=_inspect, no_logging=True)
     p = sub.add_parser("rm", help="remove volumes (their data is deleted)")
@@ -89,7 +89,9 @@ def _inspect(args: argparse.Namespace) -> int:
         v = store.get(n)
         docs.append({"Name": v.name, "Driver": "local", "Mountpoint": v.mountpoint, "CreatedAt": v.created,
                      "Labels": dict(v.labels), "Scope": "local", "UsedBy": used.get(v.name, [])})
-    print(json.dumps(docs, indent=2))
+    from reconciler.cli import output
+
+    output.print_data(docs, args.output)
     return 0
 
 

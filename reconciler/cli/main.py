@@ -26,13 +26,36 @@ COMMANDS: tuple[str, ...] = (
     "validate", "convert", "schema", "apply", "diff", "history", "lock",
     "run", "ps", "logs", "exec", "inspect", "start", "stop", "rm",
     "network", "pull", "images", "rmi", "image", "build", "push", "tag", "save", "load", "commit", "container", "volume",
-    "agent", "status", "events", "rollback", "reconcile-now", "engine-api", "completion",
+    "agent", "status", "events", "rollback", "reconcile-now", "engine-api", "completion", "version",
 )
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_DISK_FULL = 3
+
+# What each exit code means to a script or CI job, per command (docs/reference/cli.md lists them).
+EXIT_CODES: tuple[tuple[str, str, str], ...] = (
+    ("every command", "0", "success"),
+    ("every command", "2", "invalid input or usage: nothing was changed (argparse's usage errors too)"),
+    ("every command", "3", "a file system the engine writes is full or over quota: free space, then run again"),
+    ("every command", "130, 143", "stopped by SIGINT / SIGTERM"),
+    ("apply, --once, rollback", "0", "converged (`-o json`: `result` is `converged`; `--dry-run`: `drift` "
+     "or `in-sync`)"),
+    ("apply, --once, rollback", "1", "some actions failed; the host is left consistent (failures isolated, "
+     "updates rolled back); `-o json` names each failed action and its error"),
+    ("apply, --once, rollback", "130, 143", "a signal stopped the pass: the actions in flight finished, the "
+     "rest were not started (the pass is `interrupted` in the history)"),
+    ("diff", "0", "in sync (`-o json`: `in_sync: true`)"),
+    ("diff", "1", "drift found: the plan is printed, each action with its cause"),
+    ("validate", "0", "every manifest is valid"),
+    ("validate", "2", "some manifest is not: every problem is listed as file:line:column"),
+    ("lock", "1", "a reference did not resolve (nothing written), or `--check` found the lock out of date"),
+    ("status, reconcile-now", "1", "some source (or, with no agent, some owner's last pass) has an error or "
+     "failures"),
+    ("inspect, image inspect, network inspect, volume inspect", "1", "some name was not found (all but "
+     "volume inspect still print the others)"),
+)
 
 
 def build_parser(only: str | None = None, *, commands: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:

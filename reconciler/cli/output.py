@@ -1,4 +1,15 @@
-"""Output helpers shared by the subcommands: docker-style tables and `--output json`."""
+"""The one place that renders what a command prints as data: a docker-style table (or the
+command's own human text), JSON, or YAML, after the command's `-o/--output` flag.
+
+    add_output_flag(parser)              -o table|json|yaml (default table); inspect-like commands
+                                         pass `table=False`: json (default) or yaml
+    render(args, data, human)            data as JSON/YAML, or `human()` prints the table/text
+    emit(args, rows, columns)            rows as a table, or as JSON/YAML
+    print_data(data, fmt)                JSON or YAML of the same data (YAML is JSON's data, in YAML)
+
+JSON and YAML carry the same data: YAML is written from the JSON form (sorted keys, timestamps
+and other values as their JSON strings), so `yaml.safe_load(yaml_out) == json.loads(json_out)`.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +18,32 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any, TextIO
 
-__all__ = ["add_output_flag", "emit", "input_file", "output_file", "print_json", "print_table"]
+__all__ = ["FORMATS", "add_output_flag", "emit", "input_file", "output_file", "print_data", "print_json",
+           "print_record", "print_table", "print_yaml", "render", "wants_data"]
+
+FORMATS = ("table", "json", "yaml")
 
 
-def add_output_flag(parser: argparse.ArgumentParser) -> None:
-    """Add `-o/--output {table,json}` to a subcommand whose output is data."""
-    parser.add_argument(
-        "-o", "--output", choices=("table", "json"), default="table",
-        help="output format (default: table)",
-    )
+def add_output_flag(parser: argparse.ArgumentParser, *, table: bool = True, default: str = "json") -> None:
+    """Add `-o/--output` to a subcommand whose output is data: table (default), json or yaml;
+    with `table=False` (inspect-like commands, whose only form is a document) json or yaml,
+    `default` when not given."""
+    if table:
+        parser.add_argument("-o", "--output", choices=FORMATS, default="table",
+                            help="output format: table (for people), json or yaml (same data, for programs; "
+                            "default: table)")
+    else:
+        parser.add_argument("-o", "--output", choices=FORMATS[1:], default=default,
+                            help=f"output format: json or yaml (same data; default: {default})")
+
+
+def wants_data(args: argparse.Namespace) -> bool:
+    """Whether the command prints JSON/YAML (then stdout carries that document only: notes and
+    progress go to stderr)."""
+    return getattr(args, "output", "table") in FORMATS[1:]
 
 
 def print_json(data: Any, *, file: TextIO | None = None) -> None:
@@ -26,6 +51,38 @@ def print_json(data: Any, *, file: TextIO | None = None) -> None:
     out = file or sys.stdout
     json.dump(data, out, indent=2, sort_keys=True, default=str)
     out.write("\n")
+
+
+def print_yaml(data: Any, *, file: TextIO | None = None) -> None:
+    """The JSON form of `data` as YAML (block style, sorted keys)."""
+    import yaml
+
+    plain = json.loads(json.dumps(data, default=str))
+    out = file or sys.stdout
+    out.write(yaml.safe_dump(plain, sort_keys=True, default_flow_style=False, allow_unicode=True, width=120))
+
+
+def print_data(data: Any, fmt: str, *, file: TextIO | None = None) -> None:
+    """`data` as JSON or YAML (`fmt`)."""
+    (print_yaml if fmt == "yaml" else print_json)(data, file=file)
+
+
+def print_record(data: Any, fmt: str) -> None:
+    """One record of a stream (`events -f`): a JSON line, or a YAML document (`---` first)."""
+    if fmt == "yaml":
+        sys.stdout.write("---\n")
+        print_yaml(data)
+    else:
+        sys.stdout.write(json.dumps(data, sort_keys=True, default=str) + "\n")
+
+
+def render(args: argparse.Namespace, data: Any, human: Callable[[], object]) -> None:
+    """Print `data` in the format `-o` asked for; for a table, `human()` prints the command's own
+    text (computed only then)."""
+    if wants_data(args):
+        print_data(data, args.output)
+    else:
+        human()
 
 
 def print_table(
@@ -49,11 +106,8 @@ def emit(
     rows: Sequence[Mapping[str, Any]],
     columns: Sequence[tuple[str, str]],
 ) -> None:
-    """Print rows as a table or as JSON, following the subcommand's `--output` flag."""
-    if getattr(args, "output", "table") == "json":
-        print_json(list(rows))
-    else:
-        print_table(rows, columns)
+    """Print rows as a table, or as JSON/YAML, following the subcommand's `--output` flag."""
+    render(args, list(rows), lambda: print_table(rows, columns))
 
 
 @contextlib.contextmanager

@@ -6,12 +6,14 @@ and report, as the issue specifies."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from reconciler.cli.main import main
 from reconciler.runtime import errors as rterrors
@@ -205,6 +207,36 @@ def test_cli_status_events_history_and_apply_refused(tmp_path: Path, agent: Agen
     assert "an agent is running" in err
     assert "reconcile-now" in err
     assert main(["reconcile-now", "--socket", str(agent.socket)]) == 0
+
+
+def test_the_agents_commands_print_json_and_yaml(tmp_path: Path, agent: AgentProc,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """status, events and reconcile-now (#22 CLI habits): -o json and -o yaml, the same data."""
+    write(tmp_path / "m", "web.yaml", container_doc("web"))
+    agent.start()
+    wait_for("web's pass done", lambda: agent.source("local")["last_result"] == "converged")
+    sock = ["--socket", str(agent.socket)]
+    docs = {}
+    for fmt in ("json", "yaml"):
+        capsys.readouterr()
+        assert main(["status", "-o", fmt, *sock]) == 0
+        out = capsys.readouterr().out
+        docs[fmt] = json.loads(out) if fmt == "json" else yaml.safe_load(out)
+    for doc in docs.values():
+        [src] = doc["sources"]
+        assert (src["name"], src["last_result"]) == ("local", "converged")
+        assert [o["name"] for o in src["objects"] if "name" in o] == ["web"]
+    assert docs["json"]["agent"]["pid"] == docs["yaml"]["agent"]["pid"]
+
+    assert main(["events", "-o", "json", *sock]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert main(["events", "-o", "yaml", *sock]) == 0
+    records = list(yaml.safe_load_all(capsys.readouterr().out))     # one YAML document per event
+    assert records[:len(lines)] == lines
+    assert any(e["type"] == "pass" for e in lines)
+
+    assert main(["reconcile-now", "-o", "yaml", *sock]) == 0
+    assert [s["name"] for s in yaml.safe_load(capsys.readouterr().out)["sources"]] == ["local"]
 
 
 def test_sighup_reloads_and_sigterm_exits(tmp_path: Path, agent: AgentProc) -> None:

@@ -67,3 +67,13 @@ def test_a_read_only_command_on_a_root_with_no_engine_creates_nothing(
     assert json.loads(out) == [] if "json" in argv else len(out.splitlines()) <= 1   # headers at most
     assert not root.exists()
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("argv", [["inspect", "web"], ["logs", "web"]])
+def test_reading_a_container_on_a_root_with_no_engine_creates_nothing(
+        tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    root, run_dir = tmp_path / "no-engine-yet", tmp_path / "run"
+    assert main([*argv, "--root", str(root), "--run-dir", str(run_dir), "--name-prefix", "rtnone"]) == 1
+    assert "no such container: web" in capsys.readouterr().err
+    assert not root.exists()
+    assert not run_dir.exists()

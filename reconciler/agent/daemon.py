@@ -37,7 +37,8 @@ from typing import Any
 import structlog
 
 from reconciler import __version__, spec
-from reconciler._sqlite import Database, private_umask
+from reconciler._private import private_umask
+from reconciler._sqlite import Database
 from reconciler.agent import config as cfgmod
 from reconciler.agent import metrics as metrics_mod
 from reconciler.agent import notify, supervise

@@ -22,15 +22,18 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from reconciler.cli import cmd_ps
+    from reconciler.cli import cmd_ps, options
     from reconciler.runtime import errors
+    from reconciler.runtime.native import inspection
 
-    rt = cmd_ps.open_runtime(args)
+    store = cmd_ps.open_records(args) if options.engine_exists(args) else None
     docs: list[dict[str, Any]] = []
     rc = 0
     for name in args.containers:
         try:
-            docs.append(rt.inspect_document(name))
+            if store is None:
+                raise errors.NotFound(f"no such container: {name}")
+            docs.append(inspection.document(store, store.get(name)))
         except errors.NotFound as exc:
             print(f"error: {exc}", file=sys.stderr)
             rc = 1

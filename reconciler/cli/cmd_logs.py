@@ -24,7 +24,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.cli import cmd_ps
+    from reconciler.cli import cmd_ps, options
     from reconciler.runtime import errors
 
     tail: int | None = None
@@ -33,9 +33,10 @@ def run(args: argparse.Namespace) -> int:
             tail = int(args.tail)
         except ValueError:
             raise errors.InvalidArgument(f"--tail must be a number or 'all', not {args.tail!r}") from None
-    rt = cmd_ps.open_runtime(args)
+    if not options.engine_exists(args):
+        raise errors.NotFound(f"no such container: {args.container}")
     out, err = sys.stdout.buffer, sys.stderr.buffer
-    for line in rt.logs(args.container, follow=args.follow, since=args.since, tail=tail):
+    for line in cmd_ps.open_records(args).logs(args.container, follow=args.follow, since=args.since, tail=tail):
         stream = err if line.stream == "stderr" else out
         if args.timestamps:
             stream.write(line.time.encode() + b" ")

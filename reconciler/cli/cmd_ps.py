@@ -12,7 +12,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["ago", "for_each_container", "open_runtime", "register", "run", "setup_logging_if_networked", "status_text"]
+__all__ = ["ago", "for_each_container", "open_records", "open_runtime", "register", "run", "setup_logging_if_networked",
+           "status_text"]
 
 COLUMNS = (("CONTAINER ID", "id12"), ("IMAGE", "image"), ("COMMAND", "command"), ("CREATED", "created_ago"),
            ("STATUS", "status_text"), ("PORTS", "ports"), ("NAMES", "name"))
@@ -38,6 +39,15 @@ def open_runtime(args: argparse.Namespace) -> Any:
     from reconciler.runtime.native import backend
 
     return backend.NativeRuntime(options.native_config(args))
+
+
+def open_records(args: argparse.Namespace) -> Any:
+    """The container records of the engine the options name, for commands that only read
+    (ps, inspect, logs): no lifecycle, image store or network code loaded, nothing created."""
+    from reconciler.cli import options
+    from reconciler.runtime.native import records
+
+    return records.RecordStore(options.native_config(args))
 
 
 def setup_logging_if_networked(args: argparse.Namespace, rt: Any, names: list[str]) -> None:
@@ -114,7 +124,6 @@ def _ports(st: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import options, output
     from reconciler.runtime import errors
-    from reconciler.runtime.native import backend
 
     selector: dict[str, str] = {}
     for item in args.filter:
@@ -122,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         if not sep:
             raise errors.InvalidArgument(f"filter {item!r} is not label=KEY=VALUE")
         selector[key] = value
-    recs = open_runtime(args).containers.records(selector or None) if options.engine_exists(args) else []
+    recs = open_records(args).records(selector or None) if options.engine_exists(args) else []
     if not args.all:
         recs = [r for r in recs if r.status == "running"]
     if args.quiet:
@@ -130,29 +139,29 @@ def run(args: argparse.Namespace) -> int:
             print(r.id if args.no_trunc else r.id[:12])
         return 0
     now = datetime.now(UTC)
-    rows: list[dict[str, Any]] = []
-    for r in recs:
-        st = r.state()
-        argv = backend.command_line(r)
-        cmd = shlex.join(argv)
-        if not args.no_trunc and len(cmd) > 20:
-            cmd = cmd[:19] + "…"
-        rows.append({
-            "id": r.id, "id12": r.id if args.no_trunc else r.id[:12], "image": r.image,
-            "command": f'"{cmd}"', "created": r.created, "created_ago": ago(r.created, now),
-            "status": st.status.value, "status_text": status_text(st, now), "exit_code": st.exit_code,
-            "health": st.health, "ports": _ports(st), "name": r.name, "labels": dict(r.config.labels),
-            "restart_count": st.restart_count, "started_at": st.started_at, "finished_at": st.finished_at,
-        })
+    rows = [_row(r, now, no_trunc=args.no_trunc, json=args.output == "json") for r in recs]
     if args.output == "json":
-        for row in rows:
-            row.pop("id12")
-            row.pop("created_ago")
-            row["command"] = shlex.join(backend.command_line(next(r for r in recs if r.id == row["id"])))
         output.print_json(rows)
     else:
         output.print_table(rows, COLUMNS)
     return 0
+
+
+def _row(r: Any, now: datetime, *, no_trunc: bool, json: bool) -> dict[str, Any]:
+    """One container's line: the table's columns, or the JSON document's fields."""
+    st = r.state()
+    cmd = shlex.join(r.command_line())
+    row = {
+        "id": r.id, "image": r.image, "command": cmd, "created": r.created,
+        "status": st.status.value, "status_text": status_text(st, now), "exit_code": st.exit_code,
+        "health": st.health, "ports": _ports(st), "name": r.name, "labels": dict(r.config.labels),
+        "restart_count": st.restart_count, "started_at": st.started_at, "finished_at": st.finished_at,
+    }
+    if not json:
+        if not no_trunc and len(cmd) > 20:
+            cmd = cmd[:19] + "…"
+        row.update(id12=r.id if no_trunc else r.id[:12], command=f'"{cmd}"', created_ago=ago(r.created, now))
+    return row
 
 
 def for_each_container(args: argparse.Namespace, act: Callable[[Any, str], None]) -> int:

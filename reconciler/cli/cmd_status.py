@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
     options.add_engine_options(parser)
     _agentapi.add_socket_flag(parser)
     output.add_output_flag(parser)
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, no_logging=True)   # prints data only; structlog not needed
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,13 +16,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import oci
+
+if TYPE_CHECKING:
+    from reconciler.runtime.native import oci
 
 __all__ = ["ConmonPaths", "create", "read_exit", "read_pid", "was_oom_killed"]
 
@@ -100,6 +102,11 @@ def create(
     removed and a clear error raised. `place(pid)` runs before conmon may proceed (the
     start pipe), e.g. to move it into its own cgroup as podman does.
     """
+    # imported here: reading exit files (records.refresh, on every `ps`) needs no processes
+    import subprocess
+
+    from reconciler.runtime.native import oci
+
     for stale in (paths.exit_file(cid), paths.persist_dir / "exit", paths.persist_dir / "oom",
                   paths.pidfile, paths.conmon_pidfile, paths.oci_log):
         try:

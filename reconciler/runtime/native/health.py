@@ -23,36 +23,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import containers
+from reconciler.runtime.native import containers, records
 
-__all__ = ["HealthChecker", "effective_healthcheck", "probe_argv"]
+__all__ = ["HealthChecker", "probe_argv"]
 
 OUTPUT_LIMIT = 4096
 LOG_ENTRIES = 5
 LOG_CHECK_INTERVAL = 2.0     # seconds between the log size checks (one stat() per running container)
-
-
-def effective_healthcheck(rec: containers.Record) -> base.Healthcheck | None:
-    """The container's healthcheck, else the image's; None when there is none or it is NONE."""
-    hc = rec.config.healthcheck
-    if hc is None:
-        img = rec.image_config.get("Healthcheck") or {}
-        test = tuple(img.get("Test") or ())
-        if not test:
-            return None
-        ns = 1e9
-        hc = base.Healthcheck(
-            test=test,
-            interval=(img.get("Interval") or 30 * ns) / ns,
-            timeout=(img.get("Timeout") or 30 * ns) / ns,
-            retries=int(img.get("Retries") or 3),
-            start_period=(img.get("StartPeriod") or 0) / ns,
-        )
-    if not hc.test or hc.test[0] == "NONE":
-        return None
-    return hc
 
 
 def probe_argv(test: tuple[str, ...]) -> list[str]:
@@ -87,10 +65,10 @@ class HealthChecker:
 
     def probe(self, cid: str) -> str | None:
         rec = self.manager.get(cid)
-        hc = effective_healthcheck(rec)
+        hc = records.effective_healthcheck(rec)
         if hc is None or rec.status != "running":
             return rec.health
-        started = containers.now()
+        started = records.now()
         try:
             res = self.manager.exec(rec.id, probe_argv(hc.test), timeout=hc.timeout)
             code, output = res.exit_code, (res.stdout + res.stderr)[:OUTPUT_LIMIT]
@@ -98,11 +76,11 @@ class HealthChecker:
             code, output = -1, f"Health check exceeded timeout ({hc.timeout}s)".encode()
         except rterrors.Conflict:
             return rec.health                   # stopped meanwhile
-        entry = {"Start": started, "End": containers.now(), "ExitCode": code,
+        entry = {"Start": started, "End": records.now(), "ExitCode": code,
                  "Output": output.decode(errors="replace")}
         in_start_period = _age(rec.started_at) < hc.start_period
 
-        def apply(r: containers.Record) -> containers.Record:
+        def apply(r: records.Record) -> records.Record:
             if r.started_at != rec.started_at:
                 return r                        # restarted while probing
             log = (*r.health_log, entry)[-LOG_ENTRIES:]
@@ -130,7 +108,7 @@ class HealthChecker:
         for rec in recs:
             if rec.status != "running":
                 continue
-            hc = effective_healthcheck(rec)
+            hc = records.effective_healthcheck(rec)
             if hc is None:
                 continue
             key = f"{rec.id}@{rec.started_at}"

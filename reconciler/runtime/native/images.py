@@ -37,17 +37,19 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.runtime import base, errors
-from reconciler.runtime.native import content, layers, snapshots
+from reconciler.runtime.native import content, snapshots
 from reconciler.runtime.native.config import NativeConfig
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from reconciler import registry_client as rc
+    from reconciler.runtime.native import layers
 
 __all__ = ["GLOBAL_MAX_DOWNLOADS", "ImageStore", "LayerRecord"]
 
@@ -157,7 +159,7 @@ class ImageStore:
         self.config = config
         self.client_factory = registry_client_factory
         self.container_image_ids = container_image_ids
-        self.limits = limits or layers.Limits()
+        self._limits = limits
         self.content = content.ContentStore(config.root, durable=durable)
         self.snapshots = snapshots.SnapshotStore(config.root, config.run_dir / "locks", durable=durable)
         self.platform = platform
@@ -166,6 +168,17 @@ class ImageStore:
         self.db.ensure_schema("native-images", _SCHEMA)
         self.lock_path = config.run_dir / "locks" / "image-store.lock"
         self.recover()
+
+    @property
+    def limits(self) -> layers.Limits:
+        """What each layer may expand to (layers.Limits() unless given)."""
+        if self._limits is None:
+            # the extractor (tarfile, ctypes, bz2, lzma) loads when a layer is unpacked, not
+            # for `reconcile images`
+            from reconciler.runtime.native import layers
+
+            self._limits = layers.Limits()
+        return self._limits
 
     def recover(self) -> int:
         """Remove what interrupted extractions of dead processes left (never a committed
@@ -299,6 +312,8 @@ class ImageStore:
         for rec, miss in zip(records, missing, strict=True):
             if miss and not self.content.has(rec.digest):
                 needed.setdefault(rec.digest, rec)
+        from concurrent.futures import ThreadPoolExecutor  # brings logging: pulls only
+
         futures: dict[str, Future[None]] = {}
         own: set[Future[None]] = set()
         with ThreadPoolExecutor(max_workers=max(1, self.config.max_concurrent_downloads),
@@ -380,6 +395,8 @@ class ImageStore:
         emit("layer-downloaded", {"digest": rec.digest})
 
     def _applier(self, rec: LayerRecord) -> Callable[[Path, list[Path]], dict[str, Any]]:
+        from reconciler.runtime.native import layers
+
         def apply(fs: Path, lowers: list[Path]) -> dict[str, Any]:
             try:
                 with self.content.open(rec.digest) as blob:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import containers
+from reconciler.runtime.native import containers, records
 
 __all__ = ["DEFAULT_DELAY", "MAX_DELAY", "RESET_AFTER", "SWEEP", "RestartManager", "next_delay", "should_restart"]
 
@@ -156,7 +156,7 @@ class RestartManager:
                 return None
             return max(0.0, min(p.due for p in self._pending.values()) - self.clock())
 
-    def _end_unmonitored(self, recs: list[containers.Record]) -> list[containers.Record]:
+    def _end_unmonitored(self, recs: list[records.Record]) -> list[records.Record]:
         """`recs`, with each container whose conmon is gone ended (its exit then handled as any)."""
         out = []
         for rec in recs:

@@ -6,14 +6,18 @@ Each side: one network, N busybox containers (`sleep 3600`) publishing one port 
 docker-registry into the engine's store; docker: `docker import` of the same layer), so the
 times compare the convergence itself. Both are timed as a user runs them: one CLI process.
 Goals: converge ratio <= 0.7; no-op pass < 0.2 s for 50 (issue 7), printed both as the whole
-CLI process and as the pass alone (from the summary line). Needs root and dockerd.
+CLI process and as the pass alone (from the summary line). Then the CPU the engine's
+supervision loops (health checker, restart manager, as the agent and a pass run them) use
+while nothing happens, as a share of one core (issue 21's goal: < 1 % at 500 containers).
+Needs root, and dockerd unless --native-only.
 
-    sudo .venv/bin/python bench/bench_converge.py [--containers 50] [--noop-runs 3]
+    sudo .venv/bin/python bench/bench_converge.py [--containers 50] [--noop-runs 3] [--native-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import secrets
 import shutil
@@ -21,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -28,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
+from reconciler.runtime.native.network import NetworkManager
 from tests.helpers import images
 from tests.helpers.registry import RegistryServer
 
@@ -59,6 +65,37 @@ def write_manifests(d: Path, ref: str, n: int, subnet: str, port0: int) -> None:
             f"  ports: ['127.0.0.1:{port0 + i}:80']\n")
 
 
+def wall_and_cpu(argv: list[str]) -> tuple[float, float]:
+    """Wall time and CPU time (user + sys, its threads included) of one CLI process."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:4])} ... failed ({proc.returncode})")
+    return time.perf_counter() - t, usage.ru_utime + usage.ru_stime
+
+
+def idle_supervision_cpu(config: NativeConfig, seconds: float) -> float:
+    """Share of one core the health checker and the restart manager use on an idle engine."""
+    rt = NativeRuntime(config, network=NetworkManager(config))
+    stop = threading.Event()
+    loops = [threading.Thread(target=loop.watch, args=(stop,), daemon=True)
+             for loop in (rt.health_checker, rt.restart_manager)]
+    try:
+        for t in loops:
+            t.start()
+        time.sleep(2)                       # past the first ticks, which read everything
+        cpu, wall = time.process_time(), time.perf_counter()
+        time.sleep(seconds)
+        return (time.process_time() - cpu) / (time.perf_counter() - wall)
+    finally:
+        stop.set()
+        for t in loops:
+            t.join()
+        rt.close()
+
+
 def write_compose(path: Path, tag: str, n: int, subnet: str, port0: int) -> None:
     lines = ["version: '2.4'", "services:"]
     for i in range(n):
@@ -72,6 +109,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--containers", type=int, default=50)
     ap.add_argument("--noop-runs", type=int, default=3)
+    ap.add_argument("--idle-seconds", type=float, default=10.0)
+    ap.add_argument("--native-only", action="store_true", help="leave docker-compose out")
     opts = ap.parse_args()
     n = opts.containers
     with tempfile.TemporaryDirectory(prefix="bench-converge-") as tmp_s:
@@ -93,8 +132,9 @@ def main() -> int:
             rt = NativeRuntime(config)
             rt.pull_image(ref)
             rt.close()
-            subprocess.run(["docker", "import", "-", tag], input=images.busybox_layer(),
-                           capture_output=True, check=True)
+            if not opts.native_only:
+                subprocess.run(["docker", "import", "-", tag], input=images.busybox_layer(),
+                               capture_output=True, check=True)
             a, b = 200 + secrets.randbelow(50), secrets.randbelow(250) + 1
             write_manifests(m, ref, n, f"10.{a}.{b}.0/24", 21000)
             write_compose(compose_file, tag, n, f"10.{a}.{(b + 1) % 250 + 1}.0/24", 22000)
@@ -103,9 +143,17 @@ def main() -> int:
             pass_times.clear()
             native_noop = statistics.median(timed(cli) for _ in range(opts.noop_runs))
             noop_pass = statistics.median(pass_times) if pass_times else float("nan")
-            compose = ["docker-compose", "-p", project, "-f", str(compose_file)]
-            compose_up = timed([*compose, "up", "-d"])
-            compose_noop = statistics.median(timed([*compose, "up", "-d"]) for _ in range(opts.noop_runs))
+            idle = idle_supervision_cpu(config, opts.idle_seconds)
+            # remove them all: busybox sleep as PID 1 ignores SIGTERM, so each stop waits its
+            # 10 s timeout, and the pass waits with its supervision loops running (issue 21)
+            shutil.rmtree(m)
+            m.mkdir()
+            remove_wall, remove_cpu = wall_and_cpu([*cli, "--allow-empty"])
+            compose_up = compose_noop = float("nan")
+            if not opts.native_only:
+                compose = ["docker-compose", "-p", project, "-f", str(compose_file)]
+                compose_up = timed([*compose, "up", "-d"])
+                compose_noop = statistics.median(timed([*compose, "up", "-d"]) for _ in range(opts.noop_runs))
 
             print(f"{n} containers, one network, one published port each")
             print(f"  converge from empty   reconcile --once {native_up:7.2f} s   docker-compose up -d {compose_up:7.2f} s"
@@ -113,10 +161,15 @@ def main() -> int:
             print(f"  nothing to do         reconcile --once {native_noop:7.2f} s   docker-compose up -d {compose_noop:7.2f} s"
                   f"   ratio {native_noop / compose_noop:5.2f}")
             print(f"  nothing to do, the pass alone (after CLI start-up): {noop_pass:.3f} s (goal < 0.2 s for 50)")
+            print(f"  idle supervision (health checker + restart manager): {100 * idle:.2f} % of a core "
+                  f"over {opts.idle_seconds:.0f} s (goal < 1 % at 500)")
+            print(f"  remove all (a pass waiting for {n} stopping containers): {remove_wall:.2f} s, "
+                  f"CPU {remove_cpu:.2f} s")
         finally:
-            subprocess.run(["docker-compose", "-p", project, "-f", str(compose_file), "down", "-v",
-                            "--remove-orphans"], capture_output=True, check=False)
-            subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
+            if not opts.native_only:
+                subprocess.run(["docker-compose", "-p", project, "-f", str(compose_file), "down", "-v",
+                                "--remove-orphans"], capture_output=True, check=False)
+                subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
             if m.exists():
                 shutil.rmtree(m)
                 m.mkdir()

@@ -199,13 +199,20 @@ def read_pid(path: Path) -> int | None:
 
 
 def read_exit(paths: ConmonPaths, cid: str) -> tuple[int, int] | None:
-    """(exit status, time of exit in ns) from conmon's exit file, or None while it runs."""
+    """(exit status, time of exit in ns) from conmon's exit file, or None while it runs (asked
+    for every running container by each refresh: os calls, not pathlib's)."""
     for p in (paths.exit_file(cid), paths.persist_dir / "exit"):
         try:
-            text = p.read_text().strip()
-            mtime = p.stat().st_mtime_ns
+            fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             continue
+        try:
+            text = os.read(fd, 4096).decode(errors="replace").strip()
+            mtime = os.fstat(fd).st_mtime_ns
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
         if text.lstrip("-").isdigit():
             return int(text), mtime
     return None

@@ -12,6 +12,11 @@ config has none.
     hc.tick()            # probe every running container whose interval has elapsed, and
                          # rotate the logs that reached their size (every LOG_CHECK_INTERVAL)
     hc.watch(stop_event)
+
+A tick costs O(containers with a healthcheck) while no record changes: it reads the records as
+stored (`RecordStore.stored()`: one query of the records' version when none changed), not
+refreshed from conmon's files and /proc. A container that ended unseen is still "running"
+there until the restart manager (or any reader) records its exit; probing it finds it ended.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
+from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native import containers, records
 
@@ -62,6 +68,9 @@ class HealthChecker:
         self._running: set[str] = set()
         self._lock = threading.Lock()
         self._logs_due = 0.0
+        # the records the last tick saw, and what is probed among them: (key, id, healthcheck)
+        self._seen: tuple[records.Record, ...] | None = None
+        self._targets: list[tuple[str, str, base.Healthcheck]] = []
 
     def probe(self, cid: str) -> str | None:
         rec = self.manager.get(cid)
@@ -98,21 +107,19 @@ class HealthChecker:
         """Probe the containers whose interval elapsed; with `pool`, probes run concurrently
         (one at a time per container) and tick does not wait for them."""
         now = self.clock()
-        live: set[str] = set()
-        recs = self.manager.records()
+        recs = self.manager.stored()
         if now >= self._logs_due:
             # log rotation rides on this loop: it runs every half second in the agent and in
             # `reconcile` sessions, and already lists the records
             self._logs_due = now + LOG_CHECK_INTERVAL
             self.manager.rotate_logs(recs)
-        for rec in recs:
-            if rec.status != "running":
-                continue
-            hc = records.effective_healthcheck(rec)
-            if hc is None:
-                continue
-            key = f"{rec.id}@{rec.started_at}"
-            live.add(key)
+        if recs is not self._seen:             # a new version of the records: who is probed
+            self._seen, self._targets = recs, self._probed(recs)
+            live = {key for key, _, _ in self._targets}
+            for key in list(self._next):
+                if key not in live:
+                    del self._next[key]
+        for key, cid, hc in self._targets:
             due = self._next.setdefault(key, now + hc.interval)
             if due > now:
                 continue
@@ -121,12 +128,19 @@ class HealthChecker:
                     continue
                 self._running.add(key)
             if pool is None:
-                self._probe_done(key, rec.id, hc.interval)
+                self._probe_done(key, cid, hc.interval)
             else:
-                pool.submit(self._probe_done, key, rec.id, hc.interval)
-        for key in list(self._next):
-            if key not in live:
-                del self._next[key]
+                pool.submit(self._probe_done, key, cid, hc.interval)
+
+    @staticmethod
+    def _probed(recs: tuple[records.Record, ...]) -> list[tuple[str, str, base.Healthcheck]]:
+        """The running containers that have a healthcheck: (key of this run, id, healthcheck)."""
+        out = []
+        for rec in recs:
+            hc = records.effective_healthcheck(rec) if rec.status == "running" else None
+            if hc is not None:
+                out.append((f"{rec.id}@{rec.started_at}", rec.id, hc))
+        return out
 
     def _probe_done(self, key: str, cid: str, interval: float) -> None:
         try:

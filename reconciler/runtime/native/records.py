@@ -8,12 +8,18 @@ only what reading needs, not the lifecycle's bundle, mounts, networking, health 
 Rediscovery: records say what we last knew; `refresh()` reads conmon's exit file (written
 even while no engine process runs) and /proc, so a restarted engine learns about exits that
 happened meanwhile.
+
+Reading is O(changes): triggers bump a version number (`containers_version`) with every write
+to the table, by any process, so `stored()` re-reads the rows only when it moved, and parses
+only the rows whose JSON changed. The supervision loops poll `stored()` (health) and conmon's
+exits dir (`exits_signature`, restarts) instead of refreshing every record every tick.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -47,7 +53,26 @@ CREATE TABLE IF NOT EXISTS containers (
     name TEXT NOT NULL UNIQUE,
     data TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS containers_version (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    n INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS containers_inserted AFTER INSERT ON containers BEGIN
+    INSERT INTO containers_version (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS containers_updated AFTER UPDATE ON containers BEGIN
+    INSERT INTO containers_version (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS containers_deleted AFTER DELETE ON containers BEGIN
+    INSERT INTO containers_version (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1;
+END;
 """
+
+# How long after a change of conmon's exits dir it counts as changed still: a directory's mtime
+# has the kernel's coarse clock (a tick, 1-10 ms), so an exit file written within the same
+# tick as the last look leaves the mtime as it was; looking again until this long has passed
+# sees it.
+EXITS_SETTLE = 0.1
 
 
 def now() -> str:
@@ -265,6 +290,10 @@ class RecordStore:
         self.db.ensure_schema("native.containers", SCHEMA)
         self.runtime_name = oci_runtime or config.oci_runtime
         self._runtimes: dict[str, oci.OciRuntime] = {}
+        # parsed records: id -> (its JSON, the Record), and the records of one version, newest
+        # first. Replaced whole, never mutated: threads share them without a lock
+        self._parsed: dict[str, tuple[str, Record]] = {}
+        self._stored: tuple[int, tuple[Record, ...]] | None = None
 
     def oci(self, name: str | None = None) -> oci.OciRuntime:
         """The OCI runtime `name` (runc, crun; the one for new containers by default)."""
@@ -289,15 +318,57 @@ class RecordStore:
     def _load(self, name_or_id: str) -> Record:
         key = name_or_id.lstrip("/")
         conn = self.db.connect()
-        row = conn.execute("SELECT data FROM containers WHERE id = ? OR name = ?", (key, key)).fetchone()
+        row = conn.execute("SELECT id, data FROM containers WHERE id = ? OR name = ?", (key, key)).fetchone()
         if row is None and len(key) >= 3 and re.fullmatch(r"[0-9a-f]+", key):
-            rows = conn.execute("SELECT data FROM containers WHERE id LIKE ?", (key + "%",)).fetchall()
+            rows = conn.execute("SELECT id, data FROM containers WHERE id LIKE ?", (key + "%",)).fetchall()
             if len(rows) > 1:
                 raise rterrors.InvalidArgument(f"container id prefix {key} is ambiguous")
             row = rows[0] if rows else None
         if row is None:
             raise rterrors.NotFound(f"no such container: {name_or_id}")
-        return Record.from_json(row["data"])
+        return self._parse(row["id"], row["data"])
+
+    def _parse(self, cid: str, text: str) -> Record:
+        """The record stored as `text`: parsed once for as long as the stored JSON stays the same."""
+        known = self._parsed.get(cid)
+        return known[1] if known is not None and known[0] == text else Record.from_json(text)
+
+    def version(self) -> int:
+        """A number that changes with every write to the container records, by any process."""
+        row = self.db.connect().execute("SELECT n FROM containers_version").fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def exits_signature(self) -> tuple[int, int, int] | None:
+        """What tells a change of conmon's exits dir (a container ended): its inode, size and
+        mtime; None while it changed too recently to tell a further change (EXITS_SETTLE)."""
+        try:
+            st = os.stat(self.config.run_dir / "exits")
+        except OSError:
+            return (0, 0, 0)
+        if time.time_ns() - st.st_mtime_ns < EXITS_SETTLE * 1e9:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def exit_files(self) -> set[str]:
+        """The ids conmon wrote an exit file for (the names in its exits dir; none is read)."""
+        try:
+            with os.scandir(self.config.run_dir / "exits") as entries:
+                return {e.name for e in entries}
+        except OSError:
+            return set()
+
+    def stored(self) -> tuple[Record, ...]:
+        """Every record as the DB holds it (not refreshed), newest first. The rows are read only
+        when the version moved, and only the ones whose JSON changed are parsed again."""
+        version = self.version()          # first: rows read after it are at least this new
+        cached = self._stored
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        parsed = {row["id"]: (row["data"], self._parse(row["id"], row["data"]))
+                  for row in self.db.connect().execute("SELECT id, data FROM containers")}
+        recs = tuple(sorted((rec for _, rec in parsed.values()), key=lambda r: r.created, reverse=True))
+        self._parsed, self._stored = parsed, (version, recs)
+        return recs
 
     def update(self, name_or_id: str, fn: Callable[[Record], Record]) -> Record:
         """Read-modify-write of a record (used by health checks and the restart manager)."""
@@ -355,11 +426,9 @@ class RecordStore:
         return self.refresh(self._load(name_or_id))
 
     def records(self, selector: Mapping[str, str] | None = None) -> list[Record]:
-        rows = self.db.connect().execute("SELECT data FROM containers").fetchall()
-        recs = [Record.from_json(r["data"]) for r in rows]
-        if selector:
-            recs = [r for r in recs if base.labels_match(r.config.labels, selector)]
-        return sorted((self.refresh(r) for r in recs), key=lambda r: r.created, reverse=True)
+        """The records (those whose labels match `selector`), newest first, each refreshed."""
+        return [self.refresh(r) for r in self.stored()
+                if not selector or base.labels_match(r.config.labels, selector)]
 
     def logs(
         self, name_or_id: str, *, follow: bool = False, since: str | None = None, tail: int | None = None,

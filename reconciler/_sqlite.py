@@ -9,10 +9,15 @@ The database holds what the reconciler knows about the host (docs/security.md, "
 rest"), so it is private: its directory (the state root) is made 0700 when the database is
 opened, and `state.db`, `state.db-wal` and `state.db-shm` are 0600 whoever created them and
 whatever the process umask was.
+
+A full file system (SQLITE_FULL, or a -shm/-wal file that
+cannot grow) is raised as `errors.DiskFull` naming the database; a write that failed is rolled
+back, so the connection stays usable once there is room again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -20,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from reconciler import diskfull
 from reconciler._private import make_private
 
 __all__ = ["Database"]
@@ -44,7 +50,12 @@ class Database:
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
+            try:
+                with self._space("opening"):        # even a reader needs room for the -shm file
+                    conn.execute("PRAGMA journal_mode=WAL")
+            except BaseException:
+                conn.close()
+                raise
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA secure_delete=ON")     # replaced rows leave no old bytes behind
@@ -73,25 +84,42 @@ class Database:
             except FileNotFoundError:
                 pass
 
+    @contextmanager
+    def _space(self, doing: str = "writing") -> Iterator[None]:
+        """SQLite's "database or disk is full" (and its I/O errors on a full file system) as
+        DiskFull naming this database; other errors pass unchanged."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            full = diskfull.translate(exc, f"{doing} the state database {self.path}", self.path)
+            if full is None:
+                raise
+            raise full from exc
+
     def ensure_schema(self, name: str, ddl: str) -> None:
         """Run `ddl` (a script of idempotent statements) once per process under `name`."""
         with self._lock:
             if name in self._schemas:
                 return
-            self.connect().executescript(ddl)
+            with self._space():
+                self.connect().executescript(ddl)
             self._schemas.add(name)
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction (BEGIN IMMEDIATE): committed on success, rolled back on error."""
+        """A write transaction (BEGIN IMMEDIATE): committed on success, rolled back on error
+        (a COMMIT that failed too: sqlite may have rolled back already, then ROLLBACK is a no-op)."""
         conn = self.connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._space():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         """Close this thread's connection (others close when their threads end)."""

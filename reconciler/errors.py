@@ -2,6 +2,8 @@
 
     ReconcilerError                 root: anything the package raises deliberately
     ├── TemporaryError(delay)       retry later with backoff (registry down, lock busy)
+    │   └── DiskFull                a file system the engine writes is full or over quota
+    │                               (exit code 3; made by reconciler.diskfull)
     └── TerminalError               retrying cannot help until the input changes
                                     (invalid manifests, unknown image, bad configuration)
 
@@ -13,11 +15,14 @@ escape it. Messages never carry secrets and, where they can, say what to do next
 
 from __future__ import annotations
 
-__all__ = ["ReconcilerError", "TemporaryError", "TerminalError"]
+from pathlib import Path
+
+__all__ = ["DiskFull", "ReconcilerError", "TemporaryError", "TerminalError"]
 
 
 class ReconcilerError(Exception):
-    """Root of the deliberate errors; `hint` says what the user can do next."""
+    """Root of the deliberate errors; `hint` says what the user can do next, notes
+    (`add_note`) what else went wrong meanwhile."""
 
     exit_code = 1
 
@@ -27,9 +32,11 @@ class ReconcilerError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
+        lines = [self.message]
         if self.hint:
-            return f"{self.message}\n  hint: {self.hint}"
-        return self.message
+            lines.append(f"  hint: {self.hint}")
+        lines += [f"  note: {n}" for n in getattr(self, "__notes__", ())]
+        return "\n".join(lines)
 
 
 class TemporaryError(ReconcilerError):
@@ -44,3 +51,20 @@ class TerminalError(ReconcilerError):
     """A failure that needs a change of input; the loop waits for the next trigger."""
 
     exit_code = 2
+
+
+class DiskFull(TemporaryError):
+    """No space left (ENOSPC), the quota used up (EDQUOT), or SQLite's "database or disk is
+    full", while writing `path` (None: not known); `needed` is how many bytes the operation
+    needed, when known.
+    Whatever was half-written is removed before this is raised. The loop retries it like any
+    temporary error (space may come back); the CLI exits 3."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, path: Path | None, needed: int | None = None, quota: bool = False,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
+        self.needed = needed
+        self.quota = quota          # EDQUOT: the user's quota, not the file system, is used up

@@ -187,8 +187,35 @@ def man_page() -> str:
     return "\n".join(out)
 
 
+def _support_table(rows: Mapping[str, tuple[str, str]]) -> list[str]:
+    return ["| key | | what it becomes |", "|---|---|---|",
+            *(f"| `{key}` | {level} | {_cell(note)} |" for key, (level, note) in rows.items()), ""]
+
+
+def compose_page() -> str:
+    from reconciler.spec import compose_native, schemas
+
+    spec_schema = json.loads(schemas.schema_text("compose-spec"))
+    service_keys = sorted(spec_schema["$defs"]["service"]["properties"])
+    return "\n".join([
+        HEADER.format(src="reconciler/spec/compose_native.py and the Compose Specification's schema"),
+        "# Compose support\n",
+        "A directory holding `compose.yaml`, `compose.yml`, `docker-compose.yml` or `docker-compose.yaml` "
+        "(with its `compose.override.y[a]ml`) is read as `docker compose` reads it and converges like any "
+        "manifest directory; `reconcile convert` prints the manifests it becomes. Every key the Compose "
+        "Specification defines is listed here: *supported* keys become the manifest field named, *warning* "
+        "keys load with a warning naming them (they change nothing here), *error* keys stop the revision "
+        "with a problem at their file:line:column. A key the specification does not define is an error too. "
+        "Keys starting with `x-` are extensions, allowed anywhere.\n",
+        "## Top level\n", *_support_table(compose_native.TOP_KEYS),
+        "## Services\n", *_support_table(compose_native.service_support(service_keys)),
+        "## Networks\n", *_support_table(compose_native.NETWORK_KEYS),
+        "## Volumes\n", *_support_table(compose_native.VOLUME_KEYS),
+    ])
+
+
 PAGES = {"reference/manifests.md": manifests_page, "reference/agent-config.md": agent_config_page,
-         "reference/cli.md": cli_page, "man/reconcile.1": man_page}
+         "reference/compose.md": compose_page, "reference/cli.md": cli_page, "man/reconcile.1": man_page}
 
 
 def main(argv: list[str]) -> int:

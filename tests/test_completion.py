@@ -28,7 +28,7 @@ def test_bash_completes_commands_subcommands_and_flags() -> None:
     assert complete("reconcile image pr") == ["prune"]
     assert complete("reconcile apply --allow") == ["--allow-empty"]
     assert complete("reconcile container export --leave") == ["--leave-running"]
-    assert complete("reconcile --root /x con") == ["container"]
+    assert complete("reconcile --root /x con") == ["container", "convert"]
     assert "--leave-running" not in complete("reconcile container import --")
 
 

@@ -8,7 +8,6 @@ they are (DEMO_SKIP_INSTALL). Run twice (the second run changes nothing), then `
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 import urllib.request
@@ -20,6 +19,7 @@ import pytest
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
 from reconciler.runtime.native.network import NetworkManager
+from tests.helpers import subnets
 from tests.helpers.ports import publish_port
 from tests.helpers.registry import free_port
 from tests.runtime.conftest import cleanup, leftovers, new_prefix
@@ -39,7 +39,7 @@ class Demo:
             "DEMO_SKIP_INSTALL": "1",
             "RECONCILER_ROOT": str(self.config.root), "RECONCILER_RUN_DIR": str(self.config.run_dir),
             "RECONCILER_PREFIX": self.config.name_prefix,
-            "RECONCILER_SUBNET_POOL": f"10.25{secrets.randbelow(5)}.{secrets.randbelow(250) + 1}.0/24",
+            "RECONCILER_SUBNET_POOL": str(next(subnets.lease_block().subnets(new_prefix=24))),
             "DEMO_REGISTRY_PORT": str(self.registry_port), "DEMO_HOST_PORT": str(self.host_port),
         }
         self.pidfile = self.config.root / "demo" / "registry.pid"

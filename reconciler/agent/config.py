@@ -8,7 +8,8 @@
     metrics: {listen: "127.0.0.1:9464"}    # optional: /metrics on TCP as well
     dashboard: {listen: "127.0.0.1:9466", token_file: /etc/reconciler/dashboard.token}  # optional
     engine_api: {group: docker}        # optional: the Docker Engine API at <run_dir>/docker.sock
-    webhook: {listen: "127.0.0.1:9465"}    # optional: push webhooks for git sources
+    webhook: {listen: "127.0.0.1:9465"}    # optional: push webhooks for git sources; also
+                                           # max_body: 1048576, max_connections: 16, request_timeout: 10s
     supervision: {flap_limit: 5, flap_window: 2m}
     history: {keep: 1000, max_age: 30d}    # per owner; identical failed passes share one row
     notify:                            # optional: Apprise URLs or a signed JSON webhook
@@ -47,6 +48,20 @@ _NAME = r"^[a-z0-9]([a-z0-9_.-]{0,62})$"
 _DURATION = {"oneOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": r"^([0-9.]+(ms|s|m|h))+$"}]}
 _ADDRESS = {"type": "string", "pattern": r"^[^\s:]*:[0-9]{1,5}$"}
 _LISTEN = {"type": "object", "additionalProperties": False, "required": ["listen"], "properties": {"listen": _ADDRESS}}
+_WEBHOOK = {
+    "type": "object", "additionalProperties": False, "required": ["listen"],
+    "properties": {
+        "listen": _ADDRESS,
+        "max_body": {"type": "integer", "minimum": 1024, "maximum": 25 * 1024 * 1024,
+                     "description": "largest payload accepted, in bytes (default 1048576: 1 MiB); "
+                     "a larger one is answered 413 unread and the next poll picks the push up"},
+        "max_connections": {"type": "integer", "minimum": 1, "maximum": 1024,
+                            "description": "connections served at once (default 16), a quarter of them "
+                            "from one address; one more is answered 503 at once"},
+        "request_timeout": {**_DURATION, "description": "time for a whole request, from its connection "
+                            "to its last byte (default 10s); a slower one is dropped"},
+    },
+}
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -73,7 +88,7 @@ SCHEMA: dict[str, Any] = {
             "description": "the read-only dashboard on TCP too (it is always on the socket at /)",
             "properties": {"listen": _ADDRESS, "token_file": {"type": "string", "minLength": 1}},
         },
-        "webhook": _LISTEN,
+        "webhook": _WEBHOOK,
         "supervision": {
             "type": "object", "additionalProperties": False,
             "properties": {"flap_limit": {"type": "integer", "minimum": 1},
@@ -202,6 +217,9 @@ class AgentConfig:
     parallel: int = 4
     metrics_listen: tuple[str, int] | None = None
     webhook_listen: tuple[str, int] | None = None
+    webhook_max_body: int = 1 << 20             # sources/webhook.py: MAX_BODY, MAX_CONNECTIONS, REQUEST_TIMEOUT
+    webhook_max_connections: int = 16
+    webhook_request_timeout: float = 10.0
     supervise: bool = True
     flap_limit: int = 5
     flap_window: float = 120.0
@@ -225,6 +243,20 @@ def _listen(value: Mapping[str, Any] | None) -> tuple[str, int] | None:
         return None
     host, _, port = str(value["listen"]).rpartition(":")
     return host or "127.0.0.1", int(port)
+
+
+def _webhook_limits(value: Mapping[str, Any]) -> dict[str, Any]:
+    """The webhook listener's limits the config names (the rest keep AgentConfig's defaults)."""
+    out: dict[str, Any] = {}
+    if "max_body" in value:
+        out["webhook_max_body"] = int(value["max_body"])
+    if "max_connections" in value:
+        out["webhook_max_connections"] = int(value["max_connections"])
+    if "request_timeout" in value:
+        out["webhook_request_timeout"] = _duration(value["request_timeout"])
+        if out["webhook_request_timeout"] <= 0:
+            raise ValueError("request_timeout must be more than 0s (like 10s)")
+    return out
 
 
 def _lines(text: str) -> dict[tuple[str | int, ...], int]:
@@ -329,6 +361,12 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
     if engine_api_cfg is not None and data.get("runtime", "native") != "native":
         problems.append(f"{where}:{lines.get(('engine_api',), 1)}: engine_api: only the native runtime serves the "
                         "Engine API (docker and podman serve their own)")
+    hook_limits: dict[str, Any] = {}
+    if not problems and data.get("webhook"):
+        try:
+            hook_limits = _webhook_limits(data["webhook"])
+        except ValueError as e:
+            problems.append(f"{where}:{lines.get(('webhook',), 1)}: webhook: {e}")
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) in the agent config:\n" + "\n".join(problems),
                           hint="fix the agent config; `reconcile agent --config FILE --check` validates it")
@@ -345,6 +383,7 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
         socket=Path(data.get("socket", run_dir / "reconciler.sock")),
         drift_interval=_duration(data.get("drift_interval", 60)), parallel=int(data.get("parallel", 4)),
         metrics_listen=_listen(data.get("metrics")), webhook_listen=_listen(data.get("webhook")),
+        **hook_limits,
         supervise=bool(sup.get("enabled", True)), flap_limit=int(sup.get("flap_limit", 5)),
         flap_window=_duration(sup.get("flap_window", 120)),
         history_keep=int(history.get("keep", 1000)), history_max_age=_days(history.get("max_age", "30d")),

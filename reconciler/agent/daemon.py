@@ -10,9 +10,10 @@ Per source (its own owner name, so sources never prune each other's objects) the
    last good revision stays applied and keeps being drift-checked. Relative bind sources resolve
    in the source's live directory (`source.place(revision)` first), never in the revision copy;
    it moves only under the pass lock, so a running pass never sees it change;
-3. runs one pass (`passes.run_pass`) under the agent's single writer lock, with a plan filter
-   that drops (and reports) the corrections of objects marked `drift: report` when the
-   revision did not change, and never starts a container over the flap limit;
+3. runs one pass (`passes.run_pass`) under the agent's single writer lock, telling the planner
+   the revision applied last (in a pass over the same one, the corrections of containers marked
+   `drift: report` are reported, not made) and the containers over the flap limit (not
+   started again);
 4. records the result (status, event, metrics) and asks to be called again after
    `drift_interval` (the periodic drift check).
 
@@ -103,6 +104,7 @@ class Agent:
         self._serving: list[Callable[[], None]] = []
         self._webhooks: Any = None
         self.notifier = notify.Notifier(config.notify, self.events)
+        self._deliveries: Any = None                 # webhook.DeliveryIds, kept across reloads
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -127,8 +129,6 @@ class Agent:
             for sc in cfg.sources:
                 self._add_source(sc, "agent started")
             self._start_webhooks()
-            # serve last: a client that reaches the API sees every source
-            self._serving.append(api_server.ApiServer(self, cfg.socket).start().close)
             if cfg.metrics_listen is not None:
                 self._serving.append(api_server.MetricsServer(self, *cfg.metrics_listen).start().close)
             if cfg.engine_api is not None and self._runtime is not None:
@@ -140,6 +140,8 @@ class Agent:
             if cfg.dashboard is not None:
                 host, port, token = cfg.dashboard
                 self._serving.append(api_server.DashboardServer(self, host, port, token).start().close)
+            # the agent's own API last: a client that reaches it finds every source and endpoint up
+            self._serving.append(api_server.ApiServer(self, cfg.socket).start().close)
             self._write_agent_file()
         except BaseException:
             self.stop()
@@ -281,7 +283,13 @@ class Agent:
                                       wake=self.loop.waker(sc.name), refs=refs))
         if hooks:
             host, port = self.config.webhook_listen
-            self._webhooks = webhook.WebhookServer(hooks, host=host, port=port).start()
+            cfg = self.config
+            if self._deliveries is None:
+                self._deliveries = webhook.DeliveryIds()
+            self._webhooks = webhook.WebhookServer(
+                hooks, host=host, port=port, max_body=cfg.webhook_max_body,
+                max_connections=cfg.webhook_max_connections, request_timeout=cfg.webhook_request_timeout,
+                deliveries=self._deliveries).start()
 
     def _get(self, name: str) -> _Source:
         with self._lock:
@@ -340,7 +348,8 @@ class Agent:
         try:
             with self._pass_lock:               # a source's live directory moves between passes only
                 src.source.place(rev)           # binds are checked and hashed where they will be mounted
-                desired = spec.load(rev.path, policy=src.cfg.policy, live=rev.live)
+                desired = spec.load(rev.path, policy=src.cfg.policy, live=rev.live,
+                                    compose=spec.ComposeOptions(default_name=rev.name or None))
         except spec.SpecError as e:
             snap = str(rev.path)
             problems = [str(p).replace(snap, rev.origin, 1) if rev.origin else str(p) for p in e.problems]
@@ -353,49 +362,28 @@ class Agent:
             return None
         if src.invalid is not None:
             self.events.publish("revision_fixed", source=name, revision=rev.id)
+        if desired.warnings:            # once per revision: a loaded revision is kept (src.desired)
+            snap = str(rev.path)
+            self._log.warning("revision_warnings", source=name, revision=rev.id[:12],
+                              warnings=[w.replace(snap, rev.origin, 1) if rev.origin else w for w in desired.warnings])
         src.invalid = None
         self.prom.set_error(name, None)
         return dataclasses.replace(desired, revision=rev.id)
 
-    def _plan_filter(self, name: str, src: _Source, desired: spec.DesiredState,
-                     drift_check: bool) -> Callable[[actions.Plan], actions.Plan]:
-        flapping = self._flapping_names()
+    def _planner_inputs(self, src: _Source, options: passes.PassOptions) -> passes.PassOptions:
+        """`options` with what the planner needs from the agent (`planner.PlanOptions`): the
+        revision applied last (a pass over it again is a drift check) and the containers over
+        the flap limit."""
+        return dataclasses.replace(options, applied_revision=src.applied.id if src.applied is not None else "",
+                                   flapping=frozenset(self._flapping_names()))
 
-        def keep(plan: actions.Plan) -> actions.Plan:
-            dropped: set[int] = set()
-            reported: list[str] = []
-            notes = list(plan.notes)
-            for a in plan.actions:
-                prefix, _, cname = a.resource.partition(":")
-                if prefix != "container":
-                    continue
-                c = desired.containers.get(cname)
-                if drift_check and c is not None and c.drift == "report":
-                    dropped.add(a.id)
-                    reported.append(f"{a.resource}: {a.cause}")
-                elif cname in flapping and a.kind is actions.ActionKind.START and not a.group:
-                    dropped.add(a.id)
-                    notes.append(f"{a.resource}: over the flap limit: left stopped (reported, not restarted)")
-            if not dropped:
-                src.drift = []
-                return plan
-            changed = True
-            while changed:                      # dependents of a dropped action go too
-                changed = False
-                for a in plan.actions:
-                    if a.id not in dropped and any(d in dropped for d in a.depends_on):
-                        dropped.add(a.id)
-                        changed = True
-            drift = sorted(set(reported))
-            if drift and drift != src.drift:
-                self.events.publish("drift_reported", source=name, objects=drift)
-                self._log.warning("drift_reported", source=name, objects=drift)
-            src.drift = drift
-            notes.extend(f"drift (reported only): {d}" for d in drift)
-            return actions.Plan(actions=tuple(a for a in plan.actions if a.id not in dropped),
-                                notes=tuple(notes), revision=plan.revision)
-
-        return keep
+    def _report_drift(self, name: str, src: _Source, plan: actions.Plan) -> None:
+        """The drift the plan only reports (`drift: report`): event and log line when it changes."""
+        drift = list(plan.drift)
+        if drift and drift != src.drift:
+            self.events.publish("drift_reported", source=name, objects=drift)
+            self._log.warning("drift_reported", source=name, objects=drift)
+        src.drift = drift
 
     def _reconcile(self, request: loop_mod.Request) -> loop_mod.Result:
         name = request.key
@@ -411,17 +399,25 @@ class Agent:
                 raise TerminalError(f"revision {rev.id[:12]} of {name} does not load; nothing applied yet:\n"
                                     + "\n".join(src.invalid[1]))
             rev, desired = src.applied, src.desired   # the last good stays applied (drift-checked)
-        drift_check = src.applied is not None and src.applied.id == rev.id
-        options = passes.PassOptions(owner=src.cfg.owner, allow_empty=src.cfg.allow_empty,
-                                     max_workers=self.config.parallel, source=f"{name}:{rev.origin}")
+        options = self._planner_inputs(src, passes.PassOptions(
+            owner=src.cfg.owner, allow_empty=src.cfg.allow_empty, max_workers=self.config.parallel,
+            source=f"{name}:{rev.origin}"))
         assert self.db is not None
         with self._pass_lock, self._runtime_session(write=True) as runtime:
             src.source.place(rev)               # what the pass applies is what its binds show
             eo = executor.ExecuteOptions(max_workers=self.config.parallel,
                                          stop=lambda: self.loop.stop_requested)
-            result = passes.run_pass(desired, runtime, self.db, options, execute_options=eo,
-                                     plan_filter=self._plan_filter(name, src, desired, drift_check))
+            try:
+                result = passes.run_pass(desired, runtime, self.db, options, execute_options=eo)
+            except ReconcilerError as e:      # a full disk...: the loop retries; status must not say converged
+                src.last_result, src.last_pass_at = "failed", time.time()
+                src.last_failures = [e.message]
+                self.prom.passes.labels(name, "failed").inc()
+                self.events.publish("pass", source=name, revision=rev.id, result="failed", counts={},
+                                    failures=src.last_failures, reconcile_id=request.reconcile_id)
+                raise
             managed = len(runtime.list_containers({labelmod.OWNER: src.cfg.owner}))
+        self._report_drift(name, src, result.plan)
         src.applied, src.desired = rev, desired
         src.last_result, src.last_pass_at = result.result, time.time()
         src.notes = list(result.plan.notes)
@@ -528,7 +524,8 @@ class Agent:
                     "problems": src.invalid[1] if src.invalid else []}
         assert self.db is not None
         with self._runtime_session() as rt:
-            plan, unresolved = passes.plan_pass(desired, rt, self.db, passes.PassOptions(owner=src.cfg.owner))
+            plan, unresolved = passes.plan_pass(desired, rt, self.db,
+                                                self._planner_inputs(src, passes.PassOptions(owner=src.cfg.owner)))
         return {"source": name, **plan.to_json(), "rendered": plan.render(), "in_sync": plan.is_empty(),
                 "unresolved": dict(unresolved)}
 

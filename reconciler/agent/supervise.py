@@ -4,8 +4,8 @@ Restart policies run continuously from conmon's exit files (the RestartManager: 
 backoff, 100 ms doubling to 1 min, reset after 10 s of running); healthchecks on their
 intervals (the HealthChecker). On top, a flap limit: a container restarted `flap_limit` times
 within `flap_window` seconds is left stopped and reported (event, log line, metric, status)
-instead of looping for ever; the controller's passes do not start it either (see
-`Agent._plan_filter`). A new container (a changed spec, a new id) starts with a clean slate,
+instead of looping for ever; the controller's passes do not start it either (the planner's
+`PlanOptions.flapping`). A new container (a changed spec, a new id) starts with a clean slate,
 and `clear(name)` forgets a container's flapping (resume of its source).
 """
 
@@ -62,7 +62,7 @@ class Supervisor:
         self._log = structlog.get_logger("reconciler.agent.supervise")
 
     def start(self) -> Supervisor:
-        self.runtime.restart_manager.boot()     # `always` / `unless-stopped` ones that exited meanwhile
+        self.runtime.restart_manager.boot()     # the ones that exited meanwhile and their policy runs
         for name, target in (("restarts", self._restart_loop), ("health", self._health_loop)):
             t = threading.Thread(target=target, name=f"supervise-{name}", daemon=True)
             t.start()

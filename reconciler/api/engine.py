@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from reconciler import __version__
+from reconciler import __version__, httpbody
 from reconciler.api.server import _remove_stale, _UnixHTTPServer
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
@@ -635,12 +635,11 @@ def _handler(api: EngineApi) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _body(self) -> Any:
-            raw_len = self.headers.get("Content-Length") or "0"
-            if not raw_len.isdigit():
-                raise HttpError(400, "bad Content-Length")
-            n = int(raw_len)
-            if n > MAX_BODY:
-                raise HttpError(413, f"request body over {MAX_BODY} bytes")
+            try:
+                n = httpbody.content_length(self.headers, MAX_BODY)
+            except httpbody.BodyRefused as e:
+                self.close_connection = True    # the body is left unread: the connection cannot go on
+                raise HttpError(e.status, e.message) from None
             raw = self.rfile.read(n) if n else b""
             if not raw:
                 return None
@@ -691,6 +690,8 @@ def _handler(api: EngineApi) -> type[BaseHTTPRequestHandler]:
             self.send_header("Docker-Experimental", "false")
             self.send_header("OSType", "linux")
             self.send_header("Server", f"reconciler/{__version__}")
+            if self.close_connection:
+                self.send_header("Connection", "close")
             if streaming:
                 ctype = "application/vnd.docker.raw-stream" if "/logs" in self.path else "application/json"
                 self.send_header("Content-Type", ctype)

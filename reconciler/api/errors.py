@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from reconciler.errors import ReconcilerError, TemporaryError, TerminalError
 
-__all__ = ["AgentUnreachable", "ApiError", "BadRequest", "Conflict", "MethodNotAllowed", "NotFound", "Unauthorized"]
+__all__ = ["AgentUnreachable", "ApiError", "BadRequest", "Conflict", "MethodNotAllowed", "NotFound",
+           "PayloadTooLarge", "Unauthorized"]
 
 
 class ApiError(TerminalError):
@@ -33,11 +34,15 @@ class Conflict(ApiError):
     status = 409
 
 
+class PayloadTooLarge(ApiError):
+    status = 413
+
+
 class AgentUnreachable(TemporaryError):
     """No agent answers on the socket (not running, or another root's)."""
 
 
 def from_status(status: int, message: str, hint: str | None = None) -> ReconcilerError:
     """The client-side error for an error reply."""
-    cls: type[ApiError] = {400: BadRequest, 404: NotFound, 409: Conflict}.get(status, ApiError)
+    cls: type[ApiError] = {400: BadRequest, 404: NotFound, 409: Conflict, 413: PayloadTooLarge}.get(status, ApiError)
     return cls(message, hint=hint)

@@ -23,6 +23,7 @@ from typing import Any, Protocol, Self
 
 import structlog
 
+from reconciler import httpbody
 from reconciler.api import dashboard, errors
 from reconciler.api import events as events_mod
 
@@ -100,6 +101,8 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
@@ -109,9 +112,11 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                        "application/json")
 
         def _body(self) -> dict[str, Any]:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                raise errors.BadRequest(f"request body over {MAX_BODY} bytes")
+            try:
+                length = httpbody.content_length(self.headers, MAX_BODY)
+            except httpbody.BodyRefused as e:
+                self.close_connection = True    # the body is left unread: the connection cannot go on
+                raise (errors.PayloadTooLarge if e.status == 413 else errors.BadRequest)(e.message) from None
             if not length:
                 return {}
             try:

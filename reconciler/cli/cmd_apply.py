@@ -2,10 +2,12 @@
 
 Exit codes: 0 converged; 1 some actions failed (the host is left consistent: failures are
 isolated, updates rolled back); 2 invalid input or usage (nothing was changed: the manifests
-are loaded and validated in full before anything is observed or touched); 143 (SIGTERM) or
-130 (SIGINT) stopped by a signal: the first finishes the actions in flight and leaves the rest
-for the next run (the pass is `interrupted` in the history), a second one stops at once
-(execution/stopping.py).
+are loaded and validated in full before anything is observed or touched); 3 a file system the
+engine writes (the state root) is full or over quota: the error names it, what was being
+written and how much it needed; the pass is in `reconcile history` (or a `note:` under the
+error says that it could not be recorded either); 143 (SIGTERM) or 130 (SIGINT) stopped by a
+signal: the first finishes the actions in flight and leaves the rest for the next run (the pass
+is `interrupted` in the history), a second one stops at once (execution/stopping.py).
 
 Prints a summary table (one row per resource that changed or failed) and logs one canonical
 `reconcile_pass` line. `--dry-run` prints the plan instead of executing it.
@@ -31,7 +33,8 @@ def add_common_flags(parser: argparse.ArgumentParser, *, source: bool = True) ->
 
     if source:
         parser.add_argument("source", metavar="SOURCE",
-                            help="a manifest file, a directory (searched recursively) or - for stdin")
+                            help="a manifest file, a directory (searched recursively), a directory "
+                            "holding a compose file (compose.yaml, docker-compose.yml, ...) or - for stdin")
     options.add_engine_options(parser)
     parser.add_argument("--runtime", default=os.environ.get("RECONCILER_RUNTIME", "native"),
                         choices=("native", "docker", "fake"),
@@ -47,8 +50,9 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "apply", help="converge the host to the manifests once (alias: --once SOURCE)",
         description="Load and validate the manifests, compare with the host, and converge it. "
-        "Exit 0 converged, 1 some actions failed, 2 invalid input (nothing changed), 143/130 stopped "
-        "by SIGTERM/SIGINT (the actions in flight finish; a second signal stops at once).",
+        "Exit 0 converged, 1 some actions failed, 2 invalid input (nothing changed), 3 a file "
+        "system the engine writes is full (free space, then run again), 143/130 stopped by "
+        "SIGTERM/SIGINT (the actions in flight finish; a second signal stops at once).",
     )
     add_common_flags(parser)
     from reconciler.cli import options
@@ -89,19 +93,31 @@ def open_db(args: argparse.Namespace) -> Any:
     return Database(Path(args.root) / "state.db")
 
 
+def print_warnings(desired: Any) -> None:
+    """What loaded but is not honoured (a compose key without effect here, an unset variable)."""
+    for warning in desired.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
+    import contextlib
+    import time
+
     from reconciler import spec
     from reconciler.execution import executor, locking, passes, stopping
     from reconciler.spec import policy
 
     desired = spec.load(args.source, policy=policy.load_policy(args.policy))  # SpecError/PolicyError → exit 2,
     #                                                                          before anything is touched
+    print_warnings(desired)
     options = passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty, dry_run=args.dry_run,
                                  max_workers=max(1, args.parallel), source=os.path.abspath(args.source)
                                  if args.source != "-" else "-", settle=SETTLE)
-    with stopping.Stopper() as stop, locking.store_lock(args.root), \
-            open_runtime(args, supervise=not args.dry_run) as runtime:
-        result = passes.run_pass(desired, runtime, open_db(args), options,
+    started, db = time.time(), open_db(args)
+    with stopping.Stopper() as stop, locking.store_lock(args.root), contextlib.ExitStack() as stack:
+        with passes.failure_recorded(desired, db, options, started_at=started):    # the engine may not open
+            runtime = stack.enter_context(open_runtime(args, supervise=not args.dry_run))   # (a full disk)
+        result = passes.run_pass(desired, runtime, db, options,
                                  execute_options=executor.ExecuteOptions(max_workers=options.max_workers, stop=stop))
         if result.changeset is not None and result.converged:
             keep_revision(args, desired, options.source, keep=args.keep_revisions)
@@ -144,11 +160,15 @@ def keep_revision(args: argparse.Namespace, desired: Any, source: str, *, keep: 
 SETTLE = 1.0
 
 
+EXIT_DISK_FULL = 3        # errors.DiskFull.exit_code: an action failed because a file system is full
+
+
 def print_result(result: Any, fmt: str = "table") -> int:
     """The summary of a pass (apply, rollback) as a table or JSON (`-o json`); its exit code."""
     from reconciler.cli import output
 
-    code = 0 if result.changeset is None or result.converged else 1
+    code = 0 if result.changeset is None or result.converged else \
+        EXIT_DISK_FULL if result.changeset.disk_full() else 1
     if fmt == "json":
         output.print_json(result.to_json())
         return code
@@ -167,8 +187,17 @@ def print_result(result: Any, fmt: str = "table") -> int:
         print(f"note: {note}")
     for ref, err in sorted(result.resolve_errors.items()):
         print(f"warning: could not resolve {ref}: {err}", file=sys.stderr)
+    in_table = {c.resource for c in result.changeset.failed()}
     for name, why in sorted(getattr(result, "unready", {}).items()):
-        print(f"error: container {name} is not running as desired: {why}", file=sys.stderr)
+        if f"container:{name}" not in in_table:       # its failed or skipped action says why already
+            print(f"error: container {name} is not running as desired: {why}", file=sys.stderr)
+    full = result.changeset.disk_full()
+    for r in full[:1]:                    # a full file system fails whatever writes to it: say it once
+        print(f"error: {r.action.resource}: {r.error}", file=sys.stderr)
+        if r.hint:
+            print(f"  hint: {r.hint}", file=sys.stderr)
     counts = ", ".join(f"{v} {k}" for k, v in result.changeset.counts().items()) or "nothing to do"
     print(f"{result.result}: revision {result.revision[:12]}: {counts} ({result.duration:.2f}s)")
+    if full:
+        return EXIT_DISK_FULL
     return code

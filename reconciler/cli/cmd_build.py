@@ -1,15 +1,17 @@
-"""`reconcile build -t NAME[:TAG] [-f FILE] [--build-arg K=V] [--target T] CONTEXT`.
+"""`reconcile build -t NAME[:TAG] [-f FILE] [--build-arg K=V] [--secret ...] [--target T] CONTEXT`,
+`reconcile build --check [--check-error] [-f FILE] CONTEXT`.
 
 Builds a Dockerfile on the native engine into its image store, printing Docker-style step
 progress ("Step 2/6 : RUN ...", " ---> Using cache", the RUN output, the state after each
 step). Exit code 1 when a step fails; the error names the step and shows a failing RUN's
-last output lines.
+last output lines. `--check` only parses and lints (build/lint.py), for CI.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from typing import Any
 
@@ -32,9 +34,17 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--target", default=None, metavar="STAGE", help="build this stage of a multi-stage file")
     parser.add_argument("--network", default="none", choices=("none", "host"),
                         help="network of RUN steps (default: none)")
+    parser.add_argument("--secret", action="append", default=[], metavar="id=ID,src=FILE|env=VAR",
+                        help="a secret for RUN --mount=type=secret,id=ID, from a file or an environment "
+                             "variable (repeatable); never stored in the image, its history or the cache")
     parser.add_argument("--no-cache", action="store_true", help="do not use the build cache")
     parser.add_argument("--pull", action="store_true", help="pull FROM images even when present")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    parser.add_argument("--check", action="store_true",
+                        help="parse and lint the Dockerfile, build nothing: prints FILE:LINE: RULE: MESSAGE per "
+                             "finding (BuildKit's rule names); exit 0, or 2 when it cannot be parsed")
+    parser.add_argument("--check-error", action="store_true",
+                        help="with --check: exit 1 when there are findings (as `# check=error=true` does)")
     parser.add_argument("context", metavar="CONTEXT", help="the build context directory")
     parser.set_defaults(run=run, no_logging=True)   # progress is printed; structlog not needed
 
@@ -51,7 +61,70 @@ def parse_build_args(items: list[str]) -> dict[str, str]:
     return out
 
 
+_SECRET_MAX = 1 << 20
+
+
+def parse_secrets(items: list[str]) -> dict[str, bytes]:
+    """`--secret id=ID,src=FILE` or `id=ID,env=VAR` (buildx's syntax; `source`, `type=file|env`
+    accepted too): the secret values by id."""
+    from reconciler.runtime import errors
+
+    out: dict[str, bytes] = {}
+    for item in items:
+        fields = dict(part.partition("=")[::2] for part in item.split(","))
+        ident = fields.pop("id", "")
+        src = fields.pop("src", "") or fields.pop("source", "")
+        env = fields.pop("env", "")
+        kind = fields.pop("type", "env" if env else "file")
+        wrong = (src if kind == "env" else env or not src) or kind not in ("file", "env")
+        if not ident or fields or wrong:
+            raise errors.InvalidArgument(f"--secret {item!r}: give id=ID and one of src=FILE or env=VAR")
+        if kind == "env":
+            var = env or ident
+            if var not in os.environ:
+                raise errors.InvalidArgument(f"--secret {item!r}: the environment variable {var} is not set")
+            out[ident] = os.environ[var].encode()
+            continue
+        try:
+            with open(src, "rb") as f:
+                value = f.read(_SECRET_MAX + 1)
+        except OSError as exc:
+            raise errors.InvalidArgument(f"--secret {item!r}: cannot read {src}: {exc.strerror}") from None
+        if len(value) > _SECRET_MAX:
+            raise errors.InvalidArgument(f"--secret {item!r}: {src} is larger than 1 MiB")
+        out[ident] = value
+    return out
+
+
+_AT_LINE = re.compile(r"^Dockerfile line (\d+): (.*)$", re.DOTALL)
+
+
+def check(args: argparse.Namespace) -> int:
+    """`--check`: findings on stdout (exit 0, or 1 with --check-error); a Dockerfile that cannot
+    be parsed is FILE:LINE: MESSAGE on stderr and exit 2."""
+    from reconciler.runtime.native.build import dockerfile, lint
+
+    shown = args.file or os.path.join(args.context, "Dockerfile")
+    try:
+        with open(shown, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        print(f"{shown}: cannot read the Dockerfile: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        result = lint.check(text)
+    except dockerfile.DockerfileError as exc:
+        m = _AT_LINE.match(exc.message)
+        print(f"{shown}:{m.group(1)}: {m.group(2)}" if m else f"{shown}: {exc.message}", file=sys.stderr)
+        return 2
+    for finding in result.findings:
+        print(f"{shown}:{finding.line}: {finding.rule}: {finding.message}")
+    return 1 if result.findings and (args.check_error or result.error) else 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.check:
+        return check(args)
     from reconciler.cli import options
     from reconciler.runtime.native import containers, images
     from reconciler.runtime.native.build import builder
@@ -65,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
     opts = builder.BuildOptions(
         context=args.context, dockerfile=dockerfile, build_args=parse_build_args(args.build_arg),
         target=args.target, tags=tuple(args.tag), network=args.network, no_cache=args.no_cache, pull=args.pull,
+        secrets=parse_secrets(args.secret),
     )
 
     def say(line: str) -> None:

@@ -18,7 +18,7 @@ def register(subparsers: Any) -> None:
     options.add_engine_options(parser)
     parser.add_argument("-c", "--change", action="append", default=[], metavar="INSTRUCTION",
                         help="apply a Dockerfile instruction to the config (CMD, ENTRYPOINT, ENV, EXPOSE, "
-                             "LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL, HEALTHCHECK, SHELL); repeatable")
+                             "LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL, HEALTHCHECK, SHELL, ONBUILD); repeatable")
     parser.add_argument("-m", "--message", default="", help="commit message (in the image history)")
     parser.add_argument("-a", "--author", default="", help='author (e.g. "Jane <jane@example.org>")')
     parser.add_argument("-p", "--pause", action=argparse.BooleanOptionalAction, default=True,

@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         desired = spec.load(args.source, policy=policy.load_policy(args.policy))
+        cmd_apply.print_warnings(desired)
         with cmd_apply.open_runtime(args, supervise=False) as runtime:
             plan, errors = passes.plan_pass(desired, runtime, cmd_apply.open_db(args),
                                             passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty))

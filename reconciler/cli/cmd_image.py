@@ -19,7 +19,7 @@ def register(subparsers: Any) -> None:
     options.add_engine_options(p)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(run=_inspect, no_logging=True)
-    p = sub.add_parser("prune", help="remove unused images and layers")
+    p = sub.add_parser("prune", help="remove unused images and layers, and what interrupted pulls left")
     options.add_engine_options(p)
     p.add_argument("-a", "--all", action="store_true", help="remove every image no container uses, not just dangling ones")
     p.add_argument("-f", "--force", action="store_true", help="do not ask (accepted for docker compatibility)")
@@ -107,7 +107,7 @@ def _disk_usage(store: Any) -> int:
     import os
 
     total = 0
-    for top in (store.content.blob_dir, store.snapshots.dir):
+    for top in (store.content.blob_dir, store.content.ingest_dir, store.snapshots.dir):
         for dirpath, _dirs, files in os.walk(top):
             for f in files:
                 try:

@@ -1,7 +1,8 @@
 """`reconcile status`: each source's revision, last result, errors (file:line) and objects.
 
 Asks the running agent (GET /v1/status); with no agent it reads the state DB under --root
-(the inventory and the last pass of each owner) and says that no agent runs.
+(the inventory and the last pass of each owner: `degraded`, with the reason, unless it
+converged) and says that no agent runs.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "status", help="what the agent applies: sources, revisions, errors, containers",
         description="Status of every source of the running agent (or, with no agent, what the "
-        "state DB under --root records). Exit 0 all well, 1 some source has an error or failures.",
+        "state DB under --root records: each owner's last pass, degraded with the reason unless it "
+        "converged). Exit 0 all well, 1 some source (or owner) has an error or failures.",
     )
     options.add_engine_options(parser)
     _agentapi.add_socket_flag(parser)
@@ -51,7 +53,8 @@ def _print(doc: dict[str, Any]) -> None:
     a = doc["agent"]
     print(f"agent pid {a['pid']} ({a['runtime']}), up {int(time.time() - a['started_at'])}s, root {a['root']}")
     for s in doc["sources"]:
-        flags = [x for x in ("suspended" if s["suspended"] else "",
+        degraded = s["error"] or s["failures"] or s["last_result"] not in (None, "converged")
+        flags = [x for x in ("degraded" if degraded else "", "suspended" if s["suspended"] else "",
                              f"pinned {s['pinned'][:12]}" if s["pinned"] else "") if x]
         print(f"\nsource {s['name']} ({s['kind']} {s['origin']}, owner {s['owner']})"
               + (f" [{', '.join(flags)}]" if flags else ""))
@@ -75,27 +78,54 @@ def _print(doc: dict[str, Any]) -> None:
 
 
 def _offline(args: argparse.Namespace, why: str) -> int:
+    """What the state DB says with no agent: each owner's last pass (degraded, and why, unless
+    it converged) and the inventory. Exit 0 when every owner's last pass converged."""
+    import sqlite3
     from pathlib import Path
 
     from reconciler._sqlite import Database
     from reconciler.cli import output
+    from reconciler.state import history
 
     db_path = Path(args.root) / "state.db"
     print(f"no agent is running ({why.splitlines()[0]})")
     if not db_path.exists():
         print(f"no state under {args.root}")
         return 1
-    conn = Database(db_path).connect()
+    db = Database(db_path)
     try:
-        rows = [dict(r) for r in conn.execute(
+        rows = [dict(r) for r in db.connect().execute(
             "SELECT owner, kind, name, revision FROM inv_objects ORDER BY owner, kind, name")]
-    except Exception:  # noqa: BLE001 - an older or empty DB
+    except sqlite3.OperationalError:        # an older or empty DB
         rows = []
+    owners = [_owner_state(p) for p in history.last_passes(db).values()]
+    degraded = any(o["state"] != "ok" for o in owners)
     if args.output == "json":
-        output.print_json({"agent": None, "inventory": rows})
-        return 1
+        output.print_json({"agent": None, "owners": owners, "inventory": rows})
+        return 1 if degraded else 0
+    for o in owners:
+        last = o["last_pass"]
+        print(f"owner {o['owner']}: {o['state']} (last pass #{last['id']} {last['result']} at "
+              f"{last['time']} UTC, revision {last['revision'][:12]})")
+        for reason in o["reasons"]:
+            print("  " + reason.replace("\n", "\n    "))
     if rows:
         for r in rows:
             r["revision"] = str(r["revision"])[:12]
         output.print_table(rows, [("OWNER", "owner"), ("KIND", "kind"), ("NAME", "name"), ("REVISION", "revision")])
-    return 1
+    return 1 if degraded else 0
+
+
+def _owner_state(p: Any) -> dict[str, Any]:
+    """An owner seen through its last recorded pass: ok when it converged, else degraded with
+    the reasons (the error that ended the pass, the resources that failed)."""
+    import time
+
+    reasons = [f"error: {p.error}"] if p.error else []
+    reasons += [f"failed: {c['resource']}: {c['detail']}" for c in p.changes
+                if c.get("outcome") in ("failed", "rolled-back")]
+    if p.result != "converged" and not reasons:
+        reasons = [f"the pass ended {p.result}: see `reconcile history`"]
+    return {"owner": p.owner, "state": "ok" if p.result == "converged" else "degraded", "reasons": reasons,
+            "last_pass": {"id": p.id, "result": p.result, "revision": p.revision,
+                          "time": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(p.started_at))}}

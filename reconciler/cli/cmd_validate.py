@@ -23,7 +23,8 @@ def register(subparsers: Any) -> None:
         description="Load manifests like the agent does and report every problem at once. "
         "Exit 0 when valid, 2 when not.",
     )
-    parser.add_argument("path", metavar="PATH", help="a manifest file, a directory (searched recursively) or - for stdin")
+    parser.add_argument("path", metavar="PATH", help="a manifest file, a directory (searched recursively), a "
+                        "directory holding a compose file (compose.yaml, docker-compose.yml, ...) or - for stdin")
     options.add_policy_flag(parser)
     output.add_output_flag(parser)
     parser.set_defaults(run=run)
@@ -63,8 +64,11 @@ def run(args: argparse.Namespace) -> int:
         for obj in items.values()
     ]
     if args.output == "json":
-        output.print_json({"valid": True, "revision": desired.revision, "files": list(desired.sources), "objects": objects})
+        output.print_json({"valid": True, "revision": desired.revision, "files": list(desired.sources), "objects": objects,
+                           "warnings": list(desired.warnings)})
         return 0
+    for warning in desired.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     counts = ", ".join(
         _plural(len(items), word)
         for word, items in (("container", desired.containers), ("image", desired.images),

@@ -4,6 +4,7 @@ Exit codes (documented in the README):
   0  success (converged, valid, in sync)
   1  failure at run time (some actions failed; drift found for `diff`)
   2  invalid input or usage; nothing was changed
+  3  a file system the engine writes is full or over quota (errors.DiskFull): free space, run again
   130, 143  stopped by SIGINT / SIGTERM (apply, rollback: execution/stopping.py)
 """
 
@@ -15,10 +16,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from typing import Any
+from typing import Any
 
 from reconciler import __version__
 
@@ -26,7 +24,7 @@ __all__ = ["main"]
 
 # Subcommand modules, in the order `reconcile --help` lists them. Add a line when a command works.
 COMMANDS: tuple[str, ...] = (
-    "validate", "schema", "apply", "diff", "history", "lock",
+    "validate", "convert", "schema", "apply", "diff", "history", "lock",
     "run", "ps", "logs", "exec", "inspect", "start", "stop", "rm",
     "network", "pull", "images", "rmi", "image", "build", "push", "tag", "save", "load", "commit", "container", "volume",
     "agent", "status", "events", "rollback", "reconcile-now", "engine-api", "completion",
@@ -35,6 +33,7 @@ COMMANDS: tuple[str, ...] = (
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_DISK_FULL = 3
 
 
 @functools.cache
@@ -66,7 +65,7 @@ def build_parser(only: str | None = None, *, commands: Sequence[str] = COMMANDS)
         prog="reconcile",
         description="Declarative containers: converge this host to YAML manifests.",
         epilog="Exit codes: 0 success, 1 run-time failure (or drift for diff), 2 invalid input or usage, "
-        "130/143 stopped by SIGINT/SIGTERM.",
+        "3 a file system the engine writes is full (free space, then run again), 130/143 stopped by SIGINT/SIGTERM.",
     )
     parser.add_argument("--version", action="version", version=f"reconcile {__version__}")
     parser.add_argument(
@@ -142,6 +141,12 @@ def _command_of(argv: list[str]) -> str | None:
     return None
 
 
+def _report(exc: Any) -> int:
+    """Print a ReconcilerError (its hint and notes too) on stderr; its exit code."""
+    print(f"error: {exc}", file=sys.stderr)
+    return int(exc.exit_code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the process exit code.
 
@@ -187,10 +192,16 @@ def _main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except ReconcilerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _report(exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:   # a full disk is an error like any, wherever it hit (OSError, sqlite3)
+        from reconciler import diskfull
+
+        full = diskfull.translate(exc, f"running `reconcile {args.command}`", getattr(args, "root", None))
+        if full is None:
+            raise
+        return _report(full)

@@ -18,7 +18,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
@@ -83,19 +82,19 @@ def session(runtime: base.Runtime, *, supervise: bool = True, poll: float = 0.2)
     close the runtime after. `reconcile diff` opens a session without them: it changes nothing."""
     stop = threading.Event()
     threads = []
-    boot = getattr(getattr(runtime, "restart_manager", None), "boot", None) if supervise else None
-    if callable(boot):
-        # as dockerd does at start: `always` / `unless-stopped` containers that are down (after a
-        # reboot, a crash) start now, before the pass observes, instead of racing the restart loop
+    if supervise and isinstance(runtime, base.Supervised):
+        # as dockerd does at start: containers that are down (after a reboot, a crash) and that
+        # their restart policy runs again start now, before the pass observes, instead of racing
+        # the restart loop
         try:
-            boot()
+            runtime.restart_manager.boot()
         except Exception:  # noqa: BLE001 - the pass will see what is down and say so
             import structlog
 
             structlog.get_logger("reconciler.execution").warning("restart at engine start failed", exc_info=True)
-    for part in ("health_checker", "restart_manager") if supervise else ():
-        loop: Any = getattr(runtime, part, None)
-        if loop is not None and callable(getattr(loop, "watch", None)):
+        loops: dict[str, base.SupervisionLoop] = {"health_checker": runtime.health_checker,
+                                                  "restart_manager": runtime.restart_manager}
+        for part, loop in loops.items():
             t = threading.Thread(target=loop.watch, args=(stop,), kwargs={"poll": poll},
                                  name=f"reconcile-{part}", daemon=True)
             t.start()

@@ -59,6 +59,8 @@ class ActionResult:
     config: Mapping[str, Any] | None = None     # create: the runtime config used (JSON data)
     image_digest: str = ""                      # create/pull: the digest used
     rolled_back: bool = False
+    hint: str = ""                              # what to do about `error`, when the error said
+    disk_full: bool = False                     # `error` is a full file system (errors.DiskFull)
 
     @property
     def ok(self) -> bool:
@@ -146,6 +148,10 @@ class ChangeSet:
 
     def counts(self) -> dict[str, int]:
         return dict(sorted(Counter(str(c.outcome) for c in self.changes).items()))
+
+    def disk_full(self) -> list[ActionResult]:
+        """The actions that failed because a file system was full."""
+        return [r for r in self.results if r.disk_full]
 
     def failed(self) -> list[Change]:
         bad = {Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.SKIPPED, Outcome.HELD}

@@ -21,6 +21,8 @@ execution at the next safe point, and every action it leaves is reported `interr
   start completes; a pull stops at its next chunk (the runtime removes the partial download);
 - a health gate is not waited for: a container not yet healthy is rolled back as if the gate had
   failed (if the plan says how), so an update is never left unverified; the next pass retries it.
+- A full file system fails the action like any error, marked `disk_full` (an ENOSPC that came
+  through untranslated is translated here), so that the caller can say so and exit 3.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from reconciler.errors import ReconcilerError
+from reconciler import diskfull
+from reconciler.errors import DiskFull, ReconcilerError
 from reconciler.execution import changes, translate
 from reconciler.planning import actions
 from reconciler.runtime import base
@@ -65,10 +68,12 @@ class ExecuteOptions:
 
 
 class _ActionFailed(Exception):
-    def __init__(self, message: str, *, rolled_back: bool = False, interrupted: bool = False) -> None:
+    def __init__(self, message: str, *, rolled_back: bool = False, interrupted: bool = False,
+                 cause: ReconcilerError | None = None) -> None:
         super().__init__(message)
         self.rolled_back = rolled_back
         self.interrupted = interrupted    # cut short because the reconciler is stopping
+        self.cause = cause                # the runtime's error that failed the step, if one did
 
 
 def _stopping(opts: ExecuteOptions) -> bool:
@@ -163,19 +168,28 @@ def _run(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> chan
         extra = _perform(a, runtime, opts)
     except _ActionFailed as exc:
         status = changes.Status.INTERRUPTED if exc.interrupted else changes.Status.FAILED
+        cause = exc.cause
         return changes.ActionResult(a, status, error=str(exc),
                                     duration=opts.clock() - start, rolled_back=exc.rolled_back,
-                                    detail="rolled back" if exc.rolled_back else "")
+                                    detail="rolled back" if exc.rolled_back else "",
+                                    hint=(cause.hint or "") if cause else "", disk_full=isinstance(cause, DiskFull))
     except rterrors.Cancelled as exc:
         return changes.ActionResult(a, changes.Status.INTERRUPTED, error=exc.message,
                                     duration=opts.clock() - start)
     except ReconcilerError as exc:
-        return changes.ActionResult(a, changes.Status.FAILED, error=exc.message,
-                                    duration=opts.clock() - start)
+        return _failed(a, exc, opts.clock() - start)
     except Exception as exc:  # noqa: BLE001 - isolate: one action's bug must not stop unrelated work
+        full = diskfull.translate(exc, f"running {a.kind} for {a.resource}")
+        if full is not None:
+            return _failed(a, full, opts.clock() - start)
         return changes.ActionResult(a, changes.Status.FAILED, error=f"{type(exc).__name__}: {exc}",
                                     duration=opts.clock() - start)
     return changes.ActionResult(a, changes.Status.DONE, duration=opts.clock() - start, **extra)
+
+
+def _failed(a: actions.Action, exc: ReconcilerError, duration: float) -> changes.ActionResult:
+    return changes.ActionResult(a, changes.Status.FAILED, error=exc.message, duration=duration,
+                                hint=exc.hint or "", disk_full=isinstance(exc, DiskFull))
 
 
 def _perform(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> dict[str, Any]:
@@ -216,13 +230,13 @@ def _perform(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> 
                 _wait_ready(a, runtime, opts)
         except (ReconcilerError, _ActionFailed) as exc:
             message = exc.message if isinstance(exc, ReconcilerError) else str(exc)
-            _roll_back(a, runtime, message, interrupted=isinstance(exc, _ActionFailed) and exc.interrupted)
+            _roll_back(a, runtime, message, exc if isinstance(exc, ReconcilerError) else None,
+                       interrupted=isinstance(exc, _ActionFailed) and exc.interrupted)
         return {}
     if k is Kind.RENAME:
-        rename = getattr(runtime, "rename_container", None)
-        if rename is None:
+        if not isinstance(runtime, base.Renaming):
             raise _ActionFailed(f"runtime {runtime.name} cannot rename containers")
-        rename(a.target, a.new_name)
+        runtime.rename_container(a.target, a.new_name)
         return {}
     raise _ActionFailed(f"the executor has no handler for {k}")   # pragma: no cover
 
@@ -239,15 +253,13 @@ def _cancel_when_stopping(a: actions.Action, opts: ExecuteOptions) -> base.Progr
 def _build_or_push(a: actions.Action, runtime: base.Runtime) -> dict[str, Any]:
     """An Image's build: (tagged as its ref), or a push of it to one push: target."""
     if a.kind is Kind.PUSH_IMAGE:
-        push = getattr(runtime, "push_image", None)
-        if not callable(push):
+        if not isinstance(runtime, base.ImagePushing):
             raise _ActionFailed(f"runtime {runtime.name} cannot push images")
-        return {"image_digest": push(a.image, a.target)}
-    build = getattr(runtime, "build_image", None)
-    if not callable(build) or not isinstance(a.spec, models.Image) or a.spec.build is None:
+        return {"image_digest": runtime.push_image(a.image, a.target)}
+    if not isinstance(runtime, base.ImageBuilding) or not isinstance(a.spec, models.Image) or a.spec.build is None:
         raise _ActionFailed(f"runtime {runtime.name} cannot build images")
     b = a.spec.build
-    info = build(a.target, b.context, b.file, b.args, b.target)
+    info = runtime.build_image(a.target, b.context, b.file, b.args, b.target)
     return {"image_digest": info.digest or info.id}
 
 
@@ -263,7 +275,7 @@ def _create(a: actions.Action, runtime: base.Runtime) -> dict[str, Any]:
         config = translate.container_config(a.spec, name=a.target, labels=labels, image=a.image)
         runtime.create_container(config)
     except ReconcilerError as exc:
-        _roll_back(a, runtime, exc.message)
+        _roll_back(a, runtime, exc.message, exc)
     return {"config": base.config_to_json(config), "image_digest": digest}
 
 
@@ -292,12 +304,13 @@ def _wait_ready(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) 
         opts.sleep(opts.poll_interval)
 
 
-def _roll_back(a: actions.Action, runtime: base.Runtime, message: str, *, interrupted: bool = False) -> None:
+def _roll_back(a: actions.Action, runtime: base.Runtime, message: str,
+               cause: ReconcilerError | None = None, *, interrupted: bool = False) -> None:
     """Undo a failed (or, stopping, an unverified) replacement step if the plan says how;
     always raises _ActionFailed."""
     rb = a.rollback
     if not rb:
-        raise _ActionFailed(message, interrupted=interrupted)
+        raise _ActionFailed(message, interrupted=interrupted, cause=cause)
     try:
         try:
             runtime.remove_container(a.target, force=True)
@@ -310,6 +323,6 @@ def _roll_back(a: actions.Action, runtime: base.Runtime, message: str, *, interr
             runtime.create_container(old)
             runtime.start_container(old.name)
     except ReconcilerError as exc:
-        raise _ActionFailed(f"{message}; rollback failed too: {exc.message}") from exc
+        raise _ActionFailed(f"{message}; rollback failed too: {exc.message}", cause=cause) from exc
     raise _ActionFailed(f"{message}; rolled back to the previous container", rolled_back=True,
-                        interrupted=interrupted)
+                        interrupted=interrupted, cause=cause)

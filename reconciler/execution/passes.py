@@ -7,6 +7,10 @@
       → execute (unless dry run)
       → inventory, failure records, history, one canonical log line
 
+History gets every pass that changed something, did not converge, or converged after one that
+did not (so that its last row tells whether the owner is well). A pass that an error ends early
+(errors.DiskFull, mostly) is recorded as failed with that error.
+
 The CLI (`reconcile apply`, `reconcile diff`) and the controller loop both call `run_pass`.
 
 A pass that will change the host is put in the history before it executes (`running`) and
@@ -16,14 +20,17 @@ whose process died is marked `interrupted` by the next pass.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler import diskfull
 from reconciler._sqlite import Database
+from reconciler.errors import DiskFull, ReconcilerError
 from reconciler.execution import changes, executor, translate
-from reconciler.planning import actions, planner
+from reconciler.planning import actions, implied, planner
 from reconciler.runtime import base
 from reconciler.spec import models
 from reconciler.state import history as hist
@@ -31,7 +38,7 @@ from reconciler.state import inventory as inv
 from reconciler.state import labels as labelmod
 from reconciler.state import observed as obs
 
-__all__ = ["PassOptions", "PassResult", "plan_pass", "run_pass"]
+__all__ = ["PassOptions", "PassResult", "failure_recorded", "plan_pass", "run_pass"]
 
 Kind = actions.ActionKind
 
@@ -50,6 +57,10 @@ class PassOptions:
     # seconds to let started containers show a crash before the check; `--once` waits, the agent
     # does not (its restart supervision and next pass see a crash loop)
     settle: float = 0.0
+    # the agent's planner inputs (planner.PlanOptions says what they do): the revision its
+    # previous pass applied, and the containers over its flap limit
+    applied_revision: str = ""
+    flapping: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -158,7 +169,7 @@ def _prepare(
     stop: Callable[[], bool] | None = None,
 ) -> tuple[actions.Plan, Mapping[str, str], inv.Inventory]:
     store = inv.InventoryStore(db, options.owner)
-    refs = _tracked_refs(desired)
+    refs = implied.tracked_refs(desired)
     resolved, errors = obs.resolve_digests(runtime, refs, inventory=store, ttl=options.digest_ttl, now=now,
                                            stop=stop)
     observed = obs.observe(runtime, resolved=resolved)
@@ -166,8 +177,9 @@ def _prepare(
     plan = planner.plan(
         desired, observed, inventory,
         planner.PlanOptions(owner=options.owner, allow_empty=options.allow_empty, now=now,
-                            can_rename=callable(getattr(runtime, "rename_container", None)),
-                            builds=_builds_due(desired, runtime)),
+                            can_rename=isinstance(runtime, base.Renaming),
+                            builds=_builds_due(desired, runtime), applied_revision=options.applied_revision,
+                            flapping=options.flapping),
     )
     return plan, errors, inventory
 
@@ -178,24 +190,14 @@ def _builds_due(
     """For each Image with build:, why it must be built now (None: up to date) and the push
     targets that lack its current build, as the runtime judges them (it hashes the context);
     None when the runtime cannot build."""
-    due = getattr(runtime, "build_due", None)
-    if not callable(due):
+    if not isinstance(runtime, base.ImageBuilding):
         return None
     out: dict[str, tuple[str | None, tuple[str, ...]]] = {}
     for img in desired.images.values():
         if img.build is not None and img.ref:
             b = img.build
-            out[img.ref] = due(img.ref, b.context, b.file, b.args, b.target, img.push)
+            out[img.ref] = runtime.build_due(img.ref, b.context, b.file, b.args, b.target, img.push)
     return out
-
-
-def _tracked_refs(desired: models.DesiredState) -> list[str]:
-    refs = []
-    for c in desired.containers.values():
-        img = desired.images.get(c.image_object) if c.image_object else None
-        if img is None or img.track or img.pull == "always":
-            refs.append(c.image)
-    return refs
 
 
 def run_pass(
@@ -206,20 +208,70 @@ def run_pass(
     *,
     now: float | None = None,
     execute_options: executor.ExecuteOptions | None = None,
-    plan_filter: Callable[[actions.Plan], actions.Plan] | None = None,
 ) -> PassResult:
     """One full pass; the host is touched only by `execute` (never on dry run).
-    `plan_filter` (the agent's) may drop actions before execution: drift only reported,
-    containers over the flap limit left stopped."""
+
+    An error that ends the pass early (a full disk, an engine that does not answer) is raised
+    after the pass is recorded in history as failed, with the error; if even that cannot be
+    written (the disk is still full), the error carries a note saying so."""
+    started_at = time.time() if now is None else now
+    with failure_recorded(desired, db, options, started_at=started_at):
+        return _run_pass(desired, runtime, db, options, started_at=started_at, now=now,
+                         execute_options=execute_options)
+
+
+@contextlib.contextmanager
+def failure_recorded(desired: models.DesiredState, db: Database, options: PassOptions, *,
+                     started_at: float) -> Iterator[None]:
+    """A pass that an error ends inside the block is recorded in history as failed, with the
+    error; then the error is raised (a full disk that came through as OSError or sqlite3 error
+    as errors.DiskFull), with a note when even the history could not be written. Anything else
+    (a bug) passes untouched. run_pass uses it; so does a caller whose pass can fail before
+    run_pass (`--once`: the engine did not open)."""
+    try:
+        yield
+    except Exception as exc:
+        error = exc if isinstance(exc, ReconcilerError) else \
+            diskfull.translate(exc, "running the pass", db.path.parent)      # the state root
+        if error is None:
+            raise
+        _record_failure(desired, db, options, error, started_at=started_at)
+        if error is exc:
+            raise
+        raise error from exc
+
+
+def _record_failure(desired: models.DesiredState, db: Database, options: PassOptions, error: ReconcilerError,
+                    *, started_at: float) -> None:
+    """History gets the failed pass; the error a note (shown with it) if even that fails."""
+    if options.dry_run:
+        return
+    try:
+        hist.HistoryStore(db, options.owner).record(
+            revision=desired.revision, source=options.source, started_at=started_at, finished_at=time.time(),
+            result="failed", counts={}, changes=[], cause=options.cause, error=error.message)
+    except ReconcilerError as again:
+        why = "there is no room to write it either" if isinstance(again, DiskFull) else \
+            f"writing it failed too: {again.message}"
+        error.add_note(f"this failed pass is not in `reconcile history`: {why}")
+
+
+def _run_pass(
+    desired: models.DesiredState,
+    runtime: base.Runtime,
+    db: Database,
+    options: PassOptions,
+    *,
+    started_at: float,
+    now: float | None,
+    execute_options: executor.ExecuteOptions | None,
+) -> PassResult:
     import structlog
 
     log = structlog.get_logger("reconciler.pass").bind(owner=options.owner, revision=desired.revision[:12])
     began = time.monotonic()
-    started_at = time.time() if now is None else now
     eo = execute_options or executor.ExecuteOptions(max_workers=options.max_workers)
     plan, errors, inventory = _prepare(desired, runtime, db, options, now=started_at, stop=eo.stop)
-    if plan_filter is not None:
-        plan = plan_filter(plan)
     for ref, err in errors.items():
         log.warning("digest_unresolved", ref=ref, error=err)
     if options.dry_run:
@@ -244,7 +296,7 @@ def run_pass(
     finished, counts, docs = time.time(), cs.counts(), [c.to_json() for c in cs.changes]
     if pass_id is not None:
         history.finish(pass_id, finished_at=finished, result=result.result, counts=counts, changes=docs)
-    elif not cs.ok or down:
+    elif not cs.ok or down or history.last_result() not in (None, "converged"):
         history.record(revision=desired.revision, source=options.source, started_at=started_at,
                        finished_at=finished, result=result.result, counts=counts, changes=docs,
                        cause=options.cause)
@@ -308,9 +360,8 @@ def record(
                 config = old.config if old else None
                 digest = old.image_digest if old else ""
                 if config is None:
-                    labels = labelmod.make(owner=options.owner, kind="Container", name=name,
-                                           spec_hash=c.spec_hash, revision=desired.revision,
-                                           image_digest=digest, user=c.labels)
+                    labels = implied.labels(owner=options.owner, revision=desired.revision, kind="Container",
+                                            name=name, obj=c, image_digest=digest)
                     config = base.config_to_json(translate.container_config(c, name=name, labels=labels))
             return inv.Entry(
                 kind="Container", name=name, spec_hash=c.spec_hash, image_digest=digest,
@@ -324,12 +375,7 @@ def record(
                              spec=inv.spec_document(n))
 
         settle("Network", name, n.spec_hash, network_entry)
-    volumes: dict[str, models.Volume | None] = dict(desired.volumes)
-    for c in desired.containers.values():
-        for m in c.volumes:
-            if m.type == "volume":
-                volumes.setdefault(m.source, None)
-    for name, v in volumes.items():
+    for name, v in implied.volumes(desired).items():
         def volume_entry(name: str = name, v: models.Volume | None = v) -> inv.Entry:
             return inv.Entry(kind="Volume", name=name, spec_hash=v.spec_hash if v else "",
                              revision=desired.revision, spec=inv.spec_document(v) if v else {},
@@ -337,8 +383,7 @@ def record(
 
         settle("Volume", name, v.spec_hash if v else "", volume_entry)
     # prunes: a successful delete or forget drops the entry; a failed one stays (retried)
-    desired_keys = {("Container", n) for n in desired.containers} | {("Network", n) for n in desired.networks} \
-        | {("Volume", n) for n in volumes}
+    desired_keys = implied.keys(desired)
     for r in cs.results:
         key = r.action.kind_name
         if key in desired_keys or key not in current.entries or key in removed:

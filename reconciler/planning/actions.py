@@ -138,6 +138,9 @@ class Plan:
     actions: tuple[Action, ...] = ()
     notes: tuple[str, ...] = ()
     revision: str = ""
+    # corrections not made because the container's drift is only reported ("resource: cause");
+    # the notes say so too
+    drift: tuple[str, ...] = ()
 
     def is_empty(self) -> bool:
         return not self.actions
@@ -155,8 +158,11 @@ class Plan:
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "revision": self.revision,
             "actions": [a.to_json() for a in self.actions],
             "notes": list(self.notes),
         }
+        if self.drift:
+            out["drift"] = list(self.drift)
+        return out

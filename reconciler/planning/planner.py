@@ -15,7 +15,16 @@ same plan text. The rules are DESIGN §5:
   empty without `allow_empty`, named volumes only with `deletionPolicy: Delete`;
 - order: networks → volumes → images → containers by dependsOn; deletes in reverse;
 - no loops: an object whose last attempt at the same (revision, spec hash) failed is held
-  until its backoff expires.
+  until its backoff expires; a container over the agent's flap limit is not started again;
+- drift: in a pass over the revision applied last (a drift check), the corrections of a
+  `drift: report` container are reported (`Plan.drift`), not made.
+
+`_Planner` works in phases, one method each, in the order the actions are numbered: inputs →
+prune containers → networks and volumes → images → containers → ordering (what waits for what,
+what is held back) → prune networks and volumes. The maps one phase fills and a later one reads
+are its documented fields. Rules shared with other parts live in their one home:
+`reconciler.restarting` (should a stopped container run), `planning/implied.py` (tracked image
+tags, implicit volumes, ownership labels).
 """
 
 from __future__ import annotations
@@ -26,7 +35,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.planning import actions
+from reconciler import restarting
+from reconciler.planning import actions, implied
 from reconciler.spec import hashing, models
 from reconciler.state import inventory as inv
 from reconciler.state import labels as labelmod
@@ -50,6 +60,13 @@ class PlanOptions:
     # Images with build: whose build is due (ref -> cause) and push targets not up to date
     # (ref -> targets), as the runtime judged them (`build_due`); None: it cannot build.
     builds: Mapping[str, tuple[str | None, tuple[str, ...]]] | None = None
+    # The agent's inputs. The revision its previous pass applied ("" none): a pass over the same
+    # revision is a drift check, where the corrections of `drift: report` containers are
+    # reported (Plan.drift), not made, nor anything that waits for them.
+    applied_revision: str = ""
+    # Containers over the flap limit: a start outside a recreate is left out (and noted), with
+    # everything that waits for it.
+    flapping: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -76,7 +93,13 @@ class _Builder:
         self.order.append(key)
         return key
 
-    def build(self, revision: str) -> actions.Plan:
+    def drop(self, keys: set[str]) -> None:
+        """Leave these actions out of the plan."""
+        self.order = [k for k in self.order if k not in keys]
+        for k in keys:
+            del self.nodes[k]
+
+    def build(self, revision: str, drift: tuple[str, ...] = ()) -> actions.Plan:
         index = {k: i for i, k in enumerate(self.order)}
         indegree = {k: 0 for k in self.order}
         children: dict[str, list[str]] = {k: [] for k in self.order}
@@ -102,7 +125,7 @@ class _Builder:
                     heapq.heappush(ready, (index[c], c))
         if len(out) != len(self.order):   # pragma: no cover - dependsOn cycles are spec errors
             raise ValueError("plan has a dependency cycle")
-        return actions.Plan(actions=tuple(out), notes=tuple(self.notes), revision=revision)
+        return actions.Plan(actions=tuple(out), notes=tuple(self.notes), revision=revision, drift=drift)
 
 
 def _short(digest: str) -> str:
@@ -181,21 +204,6 @@ def _topo_containers(containers: Mapping[str, models.Container]) -> list[str]:
     return order
 
 
-@dataclass(frozen=True)
-class _ImagePolicy:
-    pull: str
-    track: bool
-    build: bool
-
-
-def _image_policy(c: models.Container, desired: models.DesiredState) -> _ImagePolicy:
-    img = desired.images.get(c.image_object) if c.image_object else None
-    if img is None:
-        return _ImagePolicy(pull="missing", track=True, build=False)
-    return _ImagePolicy(pull=img.pull, track=img.track or img.pull == "always",
-                        build=img.build is not None)
-
-
 def plan(
     desired: models.DesiredState,
     observed: obs.ObservedState,
@@ -203,37 +211,100 @@ def plan(
     options: PlanOptions,
 ) -> actions.Plan:
     """The actions that take `observed` to `desired`, each with its cause."""
-    b = _Builder()
-    rev = desired.revision
+    return _Planner(desired, observed, inventory, options).plan()
 
-    def lbl(kind: str, name: str, spec_hash: str, user: Mapping[str, str], digest: str = "") -> dict[str, str]:
-        return labelmod.make(owner=options.owner, kind=kind, name=name, spec_hash=spec_hash,
-                             revision=rev, image_digest=digest, user=user)
 
-    # --- prune set first (computed from a fully valid revision only: the caller loaded it)
-    desired_keys = (
-        {("Container", n) for n in desired.containers}
-        | {("Network", n) for n in desired.networks}
-        | {("Volume", n) for n in desired.volumes}
-    )
-    # implicit volumes (mounted but not declared) count as desired too
-    for c in desired.containers.values():
-        for m in c.volumes:
-            if m.type == "volume":
-                desired_keys.add(("Volume", m.source))
-    garbage = sorted(k for k in inventory.entries if k not in desired_keys and k[0] != "Image")
-    empty = not (desired.containers or desired.networks or desired.volumes or desired.images)
-    prune_refused = bool(options.prune and empty and garbage and not options.allow_empty)
-    container_removals: list[str] = []
-    if options.prune and not prune_refused:
-        for kind, name in garbage:
+def _wait(c: models.Container) -> actions.Wait | None:
+    """What a start of `c` waits for: healthy (a healthcheck), else running for minReady."""
+    if c.healthcheck is not None and c.healthcheck.test[:1] != ("NONE",):
+        return actions.Wait(timeout=c.update.health_timeout, healthcheck=True)
+    if c.update.min_ready > 0:
+        return actions.Wait(timeout=c.update.health_timeout, healthcheck=False, min_ready=c.update.min_ready)
+    return None
+
+
+@dataclass
+class _Planner:
+    """One plan, phase by phase (see the module's docstring). Each phase adds its actions to
+    `b` and fills the maps below; the values are the keys of actions in `b`."""
+
+    desired: models.DesiredState
+    observed: obs.ObservedState
+    inventory: inv.Inventory
+    options: PlanOptions
+    b: _Builder = field(default_factory=_Builder)
+    # inputs: inventory keys no longer desired (Images aside), sorted; whether prune runs, or
+    # is refused (an empty revision); whether this pass is a drift check
+    garbage: list[tuple[str, str]] = field(default_factory=list)
+    prune: bool = False
+    prune_refused: bool = False
+    drift_check: bool = False
+    # prune containers → every new container waits for these removals (a pruned container may
+    # hold a host port or an address), and so does a recreated network
+    container_removals: list[str] = field(default_factory=list)
+    # networks and volumes → containers
+    net_ready: dict[str, str] = field(default_factory=dict)     # name → action that makes it usable
+    net_recreated: set[str] = field(default_factory=set)        # removed and made again here
+    removals_for_net: dict[str, list[str]] = field(default_factory=dict)  # recreated → container removals
+    vol_ready: dict[str, str] = field(default_factory=dict)     # name → its ensure (or fail)
+    # images → containers
+    img_ready: dict[str, str] = field(default_factory=dict)     # ref → its pull or build (or fail)
+    want_digest: dict[str, str] = field(default_factory=dict)   # ref → digest containers should run
+    rebuilt: set[str] = field(default_factory=set)              # built here: digest known only after
+    # containers → dependents (dependsOn) and ordering
+    ready: dict[str, str] = field(default_factory=dict)         # name → action after which it runs
+    held_back: set[str] = field(default_factory=set)            # left out with their dependents
+    drift: set[str] = field(default_factory=set)                # "resource: cause" reported, not made
+
+    def plan(self) -> actions.Plan:
+        self._inputs()
+        self._prune_containers()
+        self._networks()
+        self._volumes()
+        self._images()
+        self._containers()
+        self._ordering()
+        self._prune_networks_and_volumes()
+        return self.b.build(self.desired.revision, tuple(sorted(self.drift)))
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def _inputs(self) -> None:
+        """The prune set (the caller loaded a fully valid revision: only then is prune safe)."""
+        d, opts = self.desired, self.options
+        wanted = implied.keys(d)
+        self.garbage = sorted(k for k in self.inventory.entries if k not in wanted and k[0] != "Image")
+        empty = not (d.containers or d.networks or d.volumes or d.images)
+        self.prune_refused = bool(opts.prune and empty and self.garbage and not opts.allow_empty)
+        self.prune = opts.prune and not self.prune_refused
+        self.drift_check = bool(opts.applied_revision) and opts.applied_revision == d.revision
+
+    def _labels(self, kind: str, name: str, obj: models.Container | models.Network | models.Volume | None,
+                digest: str = "") -> dict[str, str]:
+        return implied.labels(owner=self.options.owner, revision=self.desired.revision, kind=kind,
+                              name=name, obj=obj, image_digest=digest)
+
+    def _held(self, kind: str, name: str, spec_hash: str) -> str | None:
+        return _held(kind, name, spec_hash, self.desired.revision, self.inventory, self.options)
+
+    # -- prune (containers first, the rest after the containers went) ------------------------
+
+    def _prune_containers(self) -> None:
+        rev, b = self.desired.revision, self.b
+        if self.prune_refused:
+            b.add(f"refuse-prune:{rev}", Kind.FAIL, f"revision:{rev[:12]}",
+                  f"the revision declares nothing: refusing to prune {len(self.garbage)} objects "
+                  "(pass --allow-empty to remove everything)")
+        if not self.prune:
+            return
+        for kind, name in self.garbage:
             if kind != "Container":
                 continue
             res = f"container:{name}"
-            o = observed.containers.get(name)
+            o = self.observed.containers.get(name)
             if o is None:
                 b.add(f"forget:{res}", Kind.FORGET, res, "not in desired state; already gone")
-            elif not _owned(o.owner, options):
+            elif not _owned(o.owner, self.options):
                 b.add(f"forget:{res}", Kind.FORGET, res,
                       "not in desired state; the container now there is not ours: left untouched")
             else:
@@ -241,280 +312,319 @@ def plan(
                 if o.status in {"running", "restarting"}:
                     dep = [b.add(f"stop:{res}", Kind.STOP, res, "not in desired state (prune)",
                                  target=o.id, spec=None)]
-                container_removals.append(b.add(
+                self.container_removals.append(b.add(
                     f"remove:{res}", Kind.REMOVE, res, "not in desired state (prune)", dep, target=o.id))
-    if prune_refused:
-        b.add(f"refuse-prune:{rev}", Kind.FAIL, f"revision:{rev[:12]}",
-              f"the revision declares nothing: refusing to prune {len(garbage)} objects "
-              "(pass --allow-empty to remove everything)")
 
-    # --- networks
-    net_ready: dict[str, str] = {}
-    net_recreated: set[str] = set()
-    removals_for_net: dict[str, list[str]] = {}
-    for name in sorted(desired.networks):
-        net = desired.networks[name]
-        res = f"network:{name}"
-        on = observed.networks.get(name)
-        labels = lbl("Network", name, net.spec_hash, net.labels)
-        if on is None:
-            net_ready[name] = b.add(f"ensure:{res}", Kind.ENSURE_NETWORK, res, "not found",
-                                    spec=net, labels=labels, target=name)
-        elif not _owned(on.owner, options):
-            net_ready[name] = b.add(f"fail:{res}", Kind.FAIL, res, _stranger("network", on.owner))
-        elif on.owner is not None and on.owner.spec_hash != net.spec_hash:
-            entry = inventory.entries.get(("Network", name))
-            net_changes = field_changes(entry.spec, inv.spec_document(net)) if entry else ()
-            what = ", ".join(sorted({c.path.split(".")[0] for c in net_changes}
-                                    - hashing.COMMON_EXCLUDED)) or "spec"
-            net_recreated.add(name)
-            removals_for_net[name] = []
-            rm = b.add(f"remove:{res}", Kind.REMOVE_NETWORK, res, f"spec hash changed: {what}",
-                       target=name, group=f"recreate:{res}", changes=net_changes)
-            net_ready[name] = b.add(f"ensure:{res}", Kind.ENSURE_NETWORK, res,
-                                    f"spec hash changed: {what}", [rm], spec=net, labels=labels,
-                                    target=name, group=f"recreate:{res}")
+    def _prune_networks_and_volumes(self) -> None:
+        b, opts = self.b, self.options
+        for kind, name in self.garbage if self.prune else []:
+            entry = self.inventory.entries[(kind, name)]
+            if kind == "Network":
+                res = f"network:{name}"
+                o_n = self.observed.networks.get(name)
+                if o_n is None or not _owned(o_n.owner, opts):
+                    b.add(f"forget:{res}", Kind.FORGET, res, "not in desired state; already gone"
+                          if o_n is None else "not in desired state; not ours any more: left untouched")
+                else:
+                    b.add(f"prune:{res}", Kind.REMOVE_NETWORK, res, "not in desired state (prune)",
+                          self.container_removals, target=name)
+            elif kind == "Volume":
+                res = f"volume:{name}"
+                o_v = self.observed.volumes.get(name)
+                if o_v is None:
+                    b.add(f"forget:{res}", Kind.FORGET, res, "not in desired state; already gone")
+                elif entry.deletion_policy == "Delete" and _owned(o_v.owner, opts):
+                    b.add(f"prune:{res}", Kind.REMOVE_VOLUME, res, "not in desired state; deletionPolicy Delete",
+                          self.container_removals, target=name)
+                else:
+                    b.add(f"forget:{res}", Kind.FORGET, res,
+                          "not in desired state; data kept (deletionPolicy Retain): "
+                          "no longer tracked, remove it by hand if unwanted")
+        for name in sorted(self.observed.containers):
+            oc = self.observed.containers[name]
+            if (_owned(oc.owner, opts) and name not in self.desired.containers
+                    and ("Container", name) not in self.inventory.entries and not name.endswith(actions.TEMP_SUFFIX)):
+                b.notes.append(f"container:{name} carries our owner label but is not in the inventory: "
+                               "left untouched")
 
-    # --- volumes (declared, then implicit ones)
-    vol_ready: dict[str, str] = {}
-    implicit = sorted({m.source for c in desired.containers.values() for m in c.volumes
-                       if m.type == "volume" and m.source not in desired.volumes})
-    for name in [*sorted(desired.volumes), *implicit]:
-        v = desired.volumes.get(name)
-        res = f"volume:{name}"
-        ov = observed.volumes.get(name)
-        if ov is None:
-            spec_hash = v.spec_hash if v else ""
-            vol_ready[name] = b.add(
-                f"ensure:{res}", Kind.ENSURE_VOLUME, res,
-                "not found" if v else "not found (mounted, not declared)",
-                spec=v, labels=lbl("Volume", name, spec_hash, v.labels if v else {}), target=name)
-        elif not _owned(ov.owner, options):
-            vol_ready[name] = b.add(f"fail:{res}", Kind.FAIL, res, _stranger("volume", ov.owner))
+    # -- networks and volumes ----------------------------------------------------------------
 
-    # --- images
-    img_ready: dict[str, str] = {}
-    want_digest: dict[str, str] = {}
-    rebuilt: set[str] = set()           # refs built in this plan: their digest is known after
+    def _networks(self) -> None:
+        for name in sorted(self.desired.networks):
+            net = self.desired.networks[name]
+            res = f"network:{name}"
+            on = self.observed.networks.get(name)
+            labels = self._labels("Network", name, net)
+            if on is None:
+                self.net_ready[name] = self.b.add(f"ensure:{res}", Kind.ENSURE_NETWORK, res, "not found",
+                                                  spec=net, labels=labels, target=name)
+            elif not _owned(on.owner, self.options):
+                self.net_ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res, _stranger("network", on.owner))
+            elif on.owner is not None and on.owner.spec_hash != net.spec_hash:
+                self._recreate_network(net, labels)
 
-    def plan_build(img: models.Image, local: str | None) -> None:
+    def _recreate_network(self, net: models.Network, labels: dict[str, str]) -> None:
+        name, res = net.name, f"network:{net.name}"
+        entry = self.inventory.entries.get(("Network", name))
+        changes = field_changes(entry.spec, inv.spec_document(net)) if entry else ()
+        what = ", ".join(sorted({c.path.split(".")[0] for c in changes} - hashing.COMMON_EXCLUDED)) or "spec"
+        self.net_recreated.add(name)
+        self.removals_for_net[name] = []
+        rm = self.b.add(f"remove:{res}", Kind.REMOVE_NETWORK, res, f"spec hash changed: {what}",
+                        target=name, group=f"recreate:{res}", changes=changes)
+        self.net_ready[name] = self.b.add(f"ensure:{res}", Kind.ENSURE_NETWORK, res, f"spec hash changed: {what}",
+                                          [rm], spec=net, labels=labels, target=name, group=f"recreate:{res}")
+
+    def _volumes(self) -> None:
+        """Declared volumes, then implicit ones (mounted, not declared)."""
+        for name, v in implied.volumes(self.desired).items():
+            res = f"volume:{name}"
+            ov = self.observed.volumes.get(name)
+            if ov is None:
+                self.vol_ready[name] = self.b.add(
+                    f"ensure:{res}", Kind.ENSURE_VOLUME, res, "not found" if v else "not found (mounted, not declared)",
+                    spec=v, labels=self._labels("Volume", name, v), target=name)
+            elif not _owned(ov.owner, self.options):
+                self.vol_ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res, _stranger("volume", ov.owner))
+
+    # -- images ------------------------------------------------------------------------------
+
+    def _images(self) -> None:
+        """Images containers use, then images with build: no container uses (built all the same)."""
+        used = {c.image for c in self.desired.containers.values()}
+        for ref in sorted(used):
+            self._image(ref)
+        for name in sorted(self.desired.images):
+            img = self.desired.images[name]
+            if img.build is not None and img.ref and img.ref not in used:
+                self._build(img, self.observed.local_digest(img.ref))
+
+    def _image(self, ref: str) -> None:
+        users = [c for c in self.desired.containers.values() if c.image == ref]
+        pol = implied.image_policy(users[0], self.desired)
+        res = f"image:{ref}"
+        local = self.observed.local_digest(ref)
+        remote = self.observed.remote_digest(ref) if (pol.track or obs.is_pinned(ref)) else None
+        # the digest containers should run: the registry's if we follow it, else what is here
+        self.want_digest[ref] = (local or "") if pol.pull == "never" else (remote or local or "")
+        img = self.desired.images.get(users[0].image_object or "")
+        cause = None
+        if pol.build and img is not None:
+            self._build(img, local)
+        elif local is None and pol.pull == "never":
+            self.img_ready[ref] = self.b.add(f"fail:{res}", Kind.FAIL, res,
+                                             "not present locally and pull policy is never")
+        elif local is None:
+            cause = "not present locally"
+        elif remote and remote != local and pol.pull != "never":
+            cause = f"tag moved: {_short(local)} -> {_short(remote)}"
+        elif pol.pull == "always" and not remote:
+            cause = "pull policy always (digest not resolved)"
+        if cause is not None:
+            self.img_ready[ref] = self.b.add(f"pull:{res}", Kind.PULL_IMAGE, res, cause, image=ref, target=ref)
+
+    def _build(self, img: models.Image, local: str | None) -> None:
         ref = img.ref or ""
         res = f"image:{ref}"
-        if options.builds is None:
+        if self.options.builds is None:
             if local is None:
-                img_ready[ref] = b.add(f"fail:{res}", Kind.FAIL, res,
-                                       "this runtime cannot build images; build and push it, then reference it")
+                self.img_ready[ref] = self.b.add(
+                    f"fail:{res}", Kind.FAIL, res, "this runtime cannot build images; build and push it, then reference it")
             return
-        cause, pushes = options.builds.get(ref, ("not built yet", img.push))
+        cause, pushes = self.options.builds.get(ref, ("not built yet", img.push))
         if cause is not None:
-            img_ready[ref] = b.add(f"build:{res}", Kind.BUILD_IMAGE, res, cause, spec=img, image=ref, target=ref)
-            rebuilt.add(ref)
+            self.img_ready[ref] = self.b.add(f"build:{res}", Kind.BUILD_IMAGE, res, cause, spec=img, image=ref,
+                                             target=ref)
+            self.rebuilt.add(ref)
         for dest in pushes:
-            b.add(f"push:{res}->{dest}", Kind.PUSH_IMAGE, res, f"push to {dest}",
-                  [img_ready.get(ref, "")], image=ref, target=dest)
+            self.b.add(f"push:{res}->{dest}", Kind.PUSH_IMAGE, res, f"push to {dest}",
+                       [self.img_ready.get(ref, "")], image=ref, target=dest)
 
-    for ref in sorted({c.image for c in desired.containers.values()}):
-        users = [c for c in desired.containers.values() if c.image == ref]
-        pol = _image_policy(users[0], desired)
-        res = f"image:{ref}"
-        local = observed.local_digest(ref)
-        remote = observed.remote_digest(ref) if (pol.track or obs.is_pinned(ref)) else None
-        # the digest containers should run: the registry's if we follow it, else what is here
-        want_digest[ref] = (local or "") if pol.pull == "never" else (remote or local or "")
-        img = desired.images.get(users[0].image_object or "")
-        if pol.build and img is not None:
-            plan_build(img, local)
-        elif local is None and pol.pull == "never":
-            img_ready[ref] = b.add(f"fail:{res}", Kind.FAIL, res,
-                                   "not present locally and pull policy is never")
-        elif local is None:
-            img_ready[ref] = b.add(f"pull:{res}", Kind.PULL_IMAGE, res, "not present locally",
-                                   image=ref, target=ref)
-        elif remote and remote != local and pol.pull != "never":
-            img_ready[ref] = b.add(f"pull:{res}", Kind.PULL_IMAGE, res,
-                                   f"tag moved: {_short(local)} -> {_short(remote)}",
-                                   image=ref, target=ref)
-        elif pol.pull == "always" and not remote:
-            img_ready[ref] = b.add(f"pull:{res}", Kind.PULL_IMAGE, res,
-                                   "pull policy always (digest not resolved)", image=ref, target=ref)
+    # -- containers, in dependsOn order ------------------------------------------------------
 
-    # images with build: that no container uses are built (and pushed) all the same
-    used = {c.image for c in desired.containers.values()}
-    for name in sorted(desired.images):
-        img = desired.images[name]
-        if img.build is not None and img.ref and img.ref not in used:
-            plan_build(img, observed.local_digest(img.ref))
+    def _containers(self) -> None:
+        for name in _topo_containers(self.desired.containers):
+            first = len(self.b.order)
+            self._container(self.desired.containers[name])
+            self._hold_back_from(name, self.b.order[first:])
 
-    # --- containers, in dependsOn order
-    ready: dict[str, str] = {}
-    for name in _topo_containers(desired.containers):
-        c = desired.containers[name]
-        res = f"container:{name}"
-        o = observed.containers.get(name)
-        base_deps = [net_ready.get(n, "") for n in c.networks if n not in _SPECIAL_NETWORKS]
-        base_deps += [vol_ready.get(m.source, "") for m in c.volumes if m.type == "volume"]
-        base_deps.append(img_ready.get(c.image, ""))
-        base_deps += [ready.get(d, "") for d in c.depends_on]
-        # pruned containers go first: they may hold a host port or an address we need
-        base_deps += container_removals
-        digest = "" if c.image in rebuilt else want_digest.get(c.image, "")
-        labels = lbl("Container", name, c.spec_hash, c.labels, digest)
-        wait = None
-        if c.healthcheck is not None and c.healthcheck.test[:1] != ("NONE",):
-            wait = actions.Wait(timeout=c.update.health_timeout, healthcheck=True)
-        elif c.update.min_ready > 0:
-            wait = actions.Wait(timeout=c.update.health_timeout, healthcheck=False,
-                                min_ready=c.update.min_ready)
-        create_kw: dict[str, Any] = {"spec": c, "labels": labels, "image": c.image,
-                                     "image_digest": digest}
-
+    def _container(self, c: models.Container) -> None:
+        name, res = c.name, f"container:{c.name}"
+        o = self.observed.containers.get(name)
         if o is None:
-            held = _held("Container", name, c.spec_hash, rev, inventory, options)
+            held = self._held("Container", name, c.spec_hash)
             if held:
-                ready[name] = b.add(f"hold:{res}", Kind.HOLD, res, held)
-                continue
-            cr = b.add(f"create:{res}", Kind.CREATE, res, "not found", base_deps, target=name, **create_kw)
-            ready[name] = b.add(f"start:{res}", Kind.START, res, "not found", [cr],
-                                target=name, wait=wait)
-            continue
-        if not _owned(o.owner, options):
-            ready[name] = b.add(f"fail:{res}", Kind.FAIL, res, _stranger("container", o.owner))
-            continue
-        assert o.owner is not None
+                self.ready[name] = self.b.add(f"hold:{res}", Kind.HOLD, res, held)
+                return
+            cr = self.b.add(f"create:{res}", Kind.CREATE, res, "not found", self._deps(c), target=name,
+                            **self._create_fields(c))
+            self.ready[name] = self.b.add(f"start:{res}", Kind.START, res, "not found", [cr], target=name,
+                                          wait=_wait(c))
+        elif o.owner is None or not _owned(o.owner, self.options):
+            self.ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res, _stranger("container", o.owner))
+        else:
+            reasons, changes = self._recreate_reasons(c, o, o.owner)
+            if reasons:
+                self._recreate(c, o, "; ".join(reasons), changes)
+            else:
+                self._state_rules(c, o)
+
+    def _deps(self, c: models.Container) -> list[str]:
+        """What `c`'s create waits for: its networks, volumes, image, dependencies, and the
+        pruned containers (they may hold a host port or an address it needs)."""
+        deps = [self.net_ready.get(n, "") for n in c.networks if n not in _SPECIAL_NETWORKS]
+        deps += [self.vol_ready.get(m.source, "") for m in c.volumes if m.type == "volume"]
+        deps.append(self.img_ready.get(c.image, ""))
+        deps += [self.ready.get(d, "") for d in c.depends_on]
+        return deps + self.container_removals
+
+    def _digest(self, c: models.Container) -> str:
+        return "" if c.image in self.rebuilt else self.want_digest.get(c.image, "")
+
+    def _create_fields(self, c: models.Container) -> dict[str, Any]:
+        digest = self._digest(c)
+        return {"spec": c, "labels": self._labels("Container", c.name, c, digest), "image": c.image,
+                "image_digest": digest}
+
+    def _recreate_reasons(
+        self, c: models.Container, o: obs.ObservedContainer, owner: labelmod.Ownership,
+    ) -> tuple[list[str], tuple[actions.FieldChange, ...]]:
+        """Why `c` must be made again (none: it matches), and its field-level changes."""
         reasons: list[str] = []
         changes: tuple[actions.FieldChange, ...] = ()
-        if o.owner.spec_hash != c.spec_hash:
-            entry = inventory.entries.get(("Container", name))
+        if owner.spec_hash != c.spec_hash:
+            entry = self.inventory.entries.get(("Container", c.name))
             if entry is not None and entry.spec:
                 changes = field_changes(entry.spec, inv.spec_document(c))
             tops = sorted({ch.path.split(".")[0] for ch in changes} - hashing.CONTAINER_EXCLUDED)
             reasons.append("spec hash changed: " + (", ".join(tops) if tops else
                                                     "referenced file content" if entry else "spec"))
-        if digest and o.owner.image_digest and digest != o.owner.image_digest:
-            reasons.append(f"image digest changed: {_short(o.owner.image_digest)} -> {_short(digest)}")
-        if c.image in rebuilt:
+        digest = self._digest(c)
+        if digest and owner.image_digest and digest != owner.image_digest:
+            reasons.append(f"image digest changed: {_short(owner.image_digest)} -> {_short(digest)}")
+        if c.image in self.rebuilt:
             reasons.append("image rebuilt")
-        for n in c.networks:
-            if n in net_recreated:
-                reasons.append(f"network {n} recreated")
+        reasons += [f"network {n} recreated" for n in c.networks if n in self.net_recreated]
         if o.status == "dead":
             reasons.append("container is dead")
-        if reasons:
-            held = _held("Container", name, c.spec_hash, rev, inventory, options)
-            if held:
-                ready[name] = b.add(f"hold:{res}", Kind.HOLD, res, held)
-                continue
-            cause = "; ".join(reasons)
-            group = f"recreate:{res}"
-            entry = inventory.entries.get(("Container", name))
-            start_first = c.update.order == "start-first"
-            if start_first and any(p.host_port for p in c.ports):
-                b.notes.append(f"{res}: start-first falls back to stop-first: it publishes host ports")
-                start_first = False
-            elif start_first and not options.can_rename:
-                b.notes.append(f"{res}: start-first falls back to stop-first: "
-                               "the runtime cannot rename containers")
-                start_first = False
-            if start_first:
-                tmp = f"{name}{actions.TEMP_SUFFIX}"
-                cr = b.add(f"create:{res}", Kind.CREATE, res, cause, base_deps, target=tmp,
-                           group=group, changes=changes, rollback={"remove_only": True}, **create_kw)
-                st = b.add(f"start:{res}", Kind.START, res, cause, [cr], target=tmp, group=group,
-                           wait=wait, rollback={"remove_only": True})
-                sp = b.add(f"stop:{res}", Kind.STOP, res, cause, [st], target=o.id, group=group)
-                rm = b.add(f"remove:{res}", Kind.REMOVE, res, cause, [sp], target=o.id, group=group)
-                ready[name] = b.add(f"rename:{res}", Kind.RENAME, res, cause, [rm], target=tmp,
-                                    new_name=name, group=group)
-            else:
-                rollback = None
-                if c.update.on_failure == "rollback" and entry is not None and entry.config:
-                    rollback = {"config": dict(entry.config), "image_id": o.image_id}
-                # stop only once the new image and networks are there: less downtime, and a
-                # failed pull leaves the old container running (a recreated network is the
-                # exception: it needs this container gone first)
-                recreated = {net_ready[n] for n in c.networks if n in net_recreated}
-                stop_deps = [d for d in base_deps if d not in recreated]
-                sp = b.add(f"stop:{res}", Kind.STOP, res, cause, stop_deps, target=o.id, group=group,
-                           changes=changes)
-                rm = b.add(f"remove:{res}", Kind.REMOVE, res, cause, [sp], target=o.id, group=group)
-                if "network" in cause:
-                    for n in c.networks:
-                        if n in net_recreated:
-                            removals_for_net[n].append(rm)
-                cr = b.add(f"create:{res}", Kind.CREATE, res, cause, [rm, *recreated], target=name,
-                           group=group, rollback=rollback, **create_kw)
-                ready[name] = b.add(f"start:{res}", Kind.START, res, cause, [cr], target=name,
-                                    group=group, wait=wait, rollback=rollback)
-            continue
-        # up to date: state rules
+        return reasons, changes
+
+    def _recreate(
+        self, c: models.Container, o: obs.ObservedContainer, cause: str, changes: tuple[actions.FieldChange, ...],
+    ) -> None:
+        res = f"container:{c.name}"
+        held = self._held("Container", c.name, c.spec_hash)
+        if held:
+            self.ready[c.name] = self.b.add(f"hold:{res}", Kind.HOLD, res, held)
+            return
+        start_first = c.update.order == "start-first"
+        if start_first and any(p.host_port for p in c.ports):
+            self.b.notes.append(f"{res}: start-first falls back to stop-first: it publishes host ports")
+            start_first = False
+        elif start_first and not self.options.can_rename:
+            self.b.notes.append(f"{res}: start-first falls back to stop-first: the runtime cannot rename containers")
+            start_first = False
+        if start_first:
+            self._recreate_start_first(c, o, cause, changes)
+        else:
+            self._recreate_stop_first(c, o, cause, changes)
+
+    def _recreate_start_first(
+        self, c: models.Container, o: obs.ObservedContainer, cause: str, changes: tuple[actions.FieldChange, ...],
+    ) -> None:
+        """CREATE(tmp) → START → STOP(old) → REMOVE(old) → RENAME."""
+        b, name, res, group = self.b, c.name, f"container:{c.name}", f"recreate:container:{c.name}"
+        tmp = f"{name}{actions.TEMP_SUFFIX}"
+        cr = b.add(f"create:{res}", Kind.CREATE, res, cause, self._deps(c), target=tmp, group=group,
+                   changes=changes, rollback={"remove_only": True}, **self._create_fields(c))
+        st = b.add(f"start:{res}", Kind.START, res, cause, [cr], target=tmp, group=group, wait=_wait(c),
+                   rollback={"remove_only": True})
+        sp = b.add(f"stop:{res}", Kind.STOP, res, cause, [st], target=o.id, group=group)
+        rm = b.add(f"remove:{res}", Kind.REMOVE, res, cause, [sp], target=o.id, group=group)
+        self.ready[name] = b.add(f"rename:{res}", Kind.RENAME, res, cause, [rm], target=tmp, new_name=name,
+                                 group=group)
+
+    def _recreate_stop_first(
+        self, c: models.Container, o: obs.ObservedContainer, cause: str, changes: tuple[actions.FieldChange, ...],
+    ) -> None:
+        """STOP → REMOVE → CREATE → START, with a rollback to the previous config and image."""
+        b, name, res, group = self.b, c.name, f"container:{c.name}", f"recreate:container:{c.name}"
+        entry = self.inventory.entries.get(("Container", name))
+        rollback = None
+        if c.update.on_failure == "rollback" and entry is not None and entry.config:
+            rollback = {"config": dict(entry.config), "image_id": o.image_id}
+        # stop only once the new image and networks are there: less downtime, and a failed pull
+        # leaves the old container running (a recreated network is the exception: it needs this
+        # container gone first)
+        recreated = {self.net_ready[n] for n in c.networks if n in self.net_recreated}
+        stop_deps = [d for d in self._deps(c) if d not in recreated]
+        sp = b.add(f"stop:{res}", Kind.STOP, res, cause, stop_deps, target=o.id, group=group, changes=changes)
+        rm = b.add(f"remove:{res}", Kind.REMOVE, res, cause, [sp], target=o.id, group=group)
+        if "network" in cause:
+            for n in c.networks:
+                if n in self.net_recreated:
+                    self.removals_for_net[n].append(rm)
+        cr = b.add(f"create:{res}", Kind.CREATE, res, cause, [rm, *recreated], target=name, group=group,
+                   rollback=rollback, **self._create_fields(c))
+        self.ready[name] = b.add(f"start:{res}", Kind.START, res, cause, [cr], target=name, group=group,
+                                 wait=_wait(c), rollback=rollback)
+
+    def _state_rules(self, c: models.Container, o: obs.ObservedContainer) -> None:
+        """A matching container: running is left alone, restarting is converging, a stopped one
+        starts if its restart policy says it should run (`reconciler.restarting`)."""
+        res = f"container:{c.name}"
         if o.status == "running":
-            continue
+            return
         if o.status == "restarting":
-            b.notes.append(f"{res} is restarting (converging, not drift)")
-            continue
-        start_cause = _start_cause(c, o)
-        if start_cause.startswith("!"):
-            b.notes.append(f"{res}: {start_cause[1:]}")
-            continue
-        ready[name] = b.add(f"start:{res}", Kind.START, res, start_cause, base_deps,
-                            target=o.id, wait=wait)
+            self.b.notes.append(f"{res} is restarting (converging, not drift)")
+            return
+        if o.status == "created":
+            decision = restarting.StartDecision(True, "created but never started")
+        else:
+            decision = restarting.decide(c.restart, exit_code=o.exit_code, restart_count=o.restart_count,
+                                         manually_stopped=o.manually_stopped, moment=restarting.Moment.RESUME)
+        if not decision.start:
+            self.b.notes.append(f"{res}: {decision.why}")
+            return
+        self.ready[c.name] = self.b.add(f"start:{res}", Kind.START, res, decision.why, self._deps(c),
+                                        target=o.id, wait=_wait(c))
 
-    # a recreated network waits for the removal of every container attached to it
-    # (and for pruned containers, which may be attached to it too)
-    for n, rms in removals_for_net.items():
-        b.nodes[f"remove:network:{n}"].deps.extend([*rms, *container_removals])
+    def _hold_back_from(self, name: str, keys: list[str]) -> None:
+        """The agent's inputs, for the actions just planned for container `name`: in a drift
+        check a `drift: report` container's are reported, not made; a flapping container's
+        start outside a recreate is left out."""
+        c = self.desired.containers[name]
+        for key in keys:
+            node = self.b.nodes[key]
+            if self.drift_check and c.drift == "report":
+                self.held_back.add(key)
+                self.drift.add(f"{node.resource}: {node.cause}")
+            elif name in self.options.flapping and node.kind is Kind.START and not node.extra.get("group"):
+                self.held_back.add(key)
+                self.b.notes.append(f"{node.resource}: over the flap limit: left stopped (reported, not restarted)")
 
-    # --- prune networks and volumes after the containers went
-    if options.prune and not prune_refused:
-        for kind, name in garbage:
-            entry = inventory.entries[(kind, name)]
-            if kind == "Network":
-                res = f"network:{name}"
-                o_n = observed.networks.get(name)
-                if o_n is None or not _owned(o_n.owner, options):
-                    b.add(f"forget:{res}", Kind.FORGET, res, "not in desired state; already gone"
-                          if o_n is None else "not in desired state; not ours any more: left untouched")
-                else:
-                    b.add(f"prune:{res}", Kind.REMOVE_NETWORK, res, "not in desired state (prune)",
-                          container_removals, target=name)
-            elif kind == "Volume":
-                res = f"volume:{name}"
-                o_v = observed.volumes.get(name)
-                if o_v is None:
-                    b.add(f"forget:{res}", Kind.FORGET, res, "not in desired state; already gone")
-                elif entry.deletion_policy == "Delete" and _owned(o_v.owner, options):
-                    b.add(f"prune:{res}", Kind.REMOVE_VOLUME, res,
-                          "not in desired state; deletionPolicy Delete", container_removals, target=name)
-                else:
-                    b.add(f"forget:{res}", Kind.FORGET, res,
-                          "not in desired state; data kept (deletionPolicy Retain): "
-                          "no longer tracked, remove it by hand if unwanted")
-    for name in sorted(observed.containers):
-        oc = observed.containers[name]
-        if (_owned(oc.owner, options) and name not in desired.containers
-                and ("Container", name) not in inventory.entries and not name.endswith(actions.TEMP_SUFFIX)):
-            b.notes.append(f"container:{name} carries our owner label but is not in the inventory: "
-                           "left untouched")
-    return b.build(rev)
+    # -- ordering ----------------------------------------------------------------------------
 
-
-def _start_cause(c: models.Container, o: obs.ObservedContainer) -> str:
-    """Why a matching stopped container is started, or "!why not" when the policy says no."""
-    if o.status == "created":
-        return "created but never started"
-    policy = c.restart.name
-    code = o.exit_code
-    if policy == "always":
-        return f"exited (code {code}); restart policy always"
-    if policy == "unless-stopped":
-        if o.manually_stopped:
-            return "!stopped by hand; restart policy unless-stopped keeps it stopped"
-        return f"exited (code {code}); restart policy unless-stopped"
-    if policy == "on-failure":
-        if code == 0:
-            return "!exited with code 0; restart policy on-failure leaves it stopped"
-        if c.restart.max_retries and o.restart_count >= c.restart.max_retries:
-            return (f"!exited (code {code}) after {o.restart_count} restarts; "
-                    f"on-failure:{c.restart.max_retries} gave up")
-        return f"exited (code {code}); restart policy on-failure"
-    return f"!exited (code {code}); restart policy no leaves it stopped"
+    def _ordering(self) -> None:
+        """A recreated network waits for the removal of every container attached to it (and of
+        the pruned ones, which may be attached to it too); what waits for an action held back
+        is held back as well (noted once per resource)."""
+        for n, rms in self.removals_for_net.items():
+            self.b.nodes[f"remove:network:{n}"].deps.extend([*rms, *self.container_removals])
+        if not self.held_back:
+            return
+        waits_for: dict[str, str] = {}
+        changed = True
+        while changed:
+            changed = False
+            for key in self.b.order:
+                node = self.b.nodes[key]
+                held = next((d for d in node.deps if d in self.held_back or d in waits_for), None)
+                if key not in self.held_back and key not in waits_for and held is not None:
+                    waits_for[key] = held
+                    changed = True
+        notes = {f"{self.b.nodes[k].resource}: waits for {self.b.nodes[d].resource}, held back"
+                 for k, d in waits_for.items() if self.b.nodes[k].resource != self.b.nodes[d].resource}
+        self.b.notes.extend(sorted(notes))
+        self.b.notes.extend(f"drift (reported only): {d}" for d in sorted(self.drift))
+        self.b.drop(self.held_back | set(waits_for))

@@ -20,7 +20,8 @@ Modules (import the module, use its names):
   max_manifest_size=4*1048*1048, max_connections=16, download_concurrency=3,
   clock=time.monotonic)`; a context
   manager; thread-safe (one pooled httpx.Client). Loopback hosts (127.0.0.0/8, localhost,
-  [::1]) and `insecure_hosts` use http, all others https.
+  [::1]) and `insecure_hosts` use http, all others https; a Bearer token realm too, and also
+  on the host of a registry in `insecure_hosts` (see `auth`).
     - `resolve(ref) -> Descriptor` (HEAD + Docker-Content-Digest, GET fallback)
     - `get_manifest(ref, reference=None) -> Manifest` (byte-exact, verified, size-capped,
       Content-Type checked against mediaType, schema1 refused)

@@ -3,13 +3,20 @@
 The client sends a request with what it already knows for the host (a cached token for the
 scopes, or Basic); on 401 it parses `WWW-Authenticate` and, for Bearer, asks the realm for a
 token (OAuth2 POST when it has a secret, falling back to GET on 400/401/403/404/405; anonymous
-GET otherwise), caches it per (host, scopes) for `expires_in` (default 60 s) and retries once.
-`error="insufficient_scope"` / `invalid_token` drops the cached token before re-asking.
+GET otherwise), caches it per (host, scopes) for `expires_in` (default 60 s, clamped to 10 s..1 h)
+and retries once. `error="insufficient_scope"` / `invalid_token` drops the cached token before
+re-asking.
+
+The realm comes from the registry's answer, so it is checked before anything is sent to it:
+only `https`, unless the caller's `http_realm_ok` says this host may be spoken to in clear
+(the client allows loopback and registries named insecure). Otherwise a registry, or whoever
+sits on its plain-http path, could send passwords and tokens to any http URL.
 """
 
 from __future__ import annotations
 
 import base64
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -21,7 +28,9 @@ from reconciler.registry_client import credentials, errors
 
 __all__ = ["Challenge", "Token", "TokenCache", "basic_header", "fetch_token", "parse_challenges"]
 
-DEFAULT_EXPIRES_IN = 60.0
+DEFAULT_EXPIRES_IN = 60.0      # the token spec's value when the server names none
+MIN_EXPIRES_IN = 10.0          # a shorter one would make every request ask for a token
+MAX_EXPIRES_IN = 3600.0        # a longer one is asked again after an hour anyway
 CLIENT_ID = "reconciler"
 
 
@@ -147,11 +156,11 @@ def fetch_token(
     *,
     registry: str,
     clock: Callable[[], float] = time.monotonic,
+    http_realm_ok: Callable[[httpx.URL], bool] = lambda url: False,
 ) -> Token:
-    """Ask the challenge's realm for a token covering `scopes`."""
-    realm = challenge.params.get("realm")
-    if not realm:
-        raise errors.Unauthorized(f"{registry} sent a Bearer challenge without a realm")
+    """Ask the challenge's realm for a token covering `scopes`; an http realm only where
+    `http_realm_ok` allows it."""
+    realm = _realm(challenge, registry, http_realm_ok)
     service = challenge.params.get("service")
     started = clock()
     resp: httpx.Response | None = None
@@ -189,12 +198,47 @@ def fetch_token(
     try:
         doc = resp.json()
         value = doc.get("token") or doc.get("access_token")
-        expires_in = float(doc.get("expires_in") or DEFAULT_EXPIRES_IN)
+        expires_in = _expires_in(doc.get("expires_in"))
     except (ValueError, AttributeError, TypeError):
         raise errors.Unauthorized(f"token server for {registry} sent an invalid token response") from None
     if not isinstance(value, str) or not value:
         raise errors.Unauthorized(f"token server for {registry} sent no token")
-    if expires_in <= 0:
-        expires_in = DEFAULT_EXPIRES_IN
     # Renew a little early so a token does not expire between check and use.
     return Token(value, started + max(expires_in - min(10.0, expires_in / 10), 1.0))
+
+
+def _realm(challenge: Challenge, registry: str, http_realm_ok: Callable[[httpx.URL], bool]) -> str:
+    """The challenge's realm, if credentials and tokens may go there."""
+    realm = challenge.params.get("realm")
+    if not realm:
+        raise errors.Unauthorized(f"{registry} sent a Bearer challenge without a realm")
+    try:
+        url = httpx.URL(realm)
+    except httpx.InvalidURL:
+        url = None
+    if url is None or not url.host or url.scheme not in ("https", "http"):
+        raise errors.Unauthorized(f"{registry} sent a Bearer realm that is not an http(s) URL: {realm[:200]!r}",
+                                  code="INSECURE_REALM")
+    if url.scheme == "http" and not http_realm_ok(url):
+        raise errors.Unauthorized(
+            f"{registry} asks for a token at {realm[:200]}, which is plain http: refused, since credentials "
+            "and tokens would cross the network in clear",
+            code="INSECURE_REALM",
+            hint="the registry's token server must use https; plain http is accepted only on loopback, on a "
+                 "host named insecure, and on the host of a registry named insecure",
+        )
+    return realm
+
+
+def _expires_in(value: object) -> float:
+    """A token's lifetime in seconds: the spec's default when the server names none (or zero, a
+    negative number, NaN, infinity or no number), else clamped to MIN..MAX_EXPIRES_IN."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return DEFAULT_EXPIRES_IN
+    try:
+        seconds = float(value)
+    except ValueError:
+        return DEFAULT_EXPIRES_IN
+    if not math.isfinite(seconds) or seconds <= 0:
+        return DEFAULT_EXPIRES_IN
+    return min(max(seconds, MIN_EXPIRES_IN), MAX_EXPIRES_IN)

@@ -186,8 +186,18 @@ class RegistryClient:
     # -- URLs and auth ---------------------------------------------------------------------
 
     def base_url(self, host: str) -> str:
-        scheme = "http" if (_is_loopback(host) or host in self.insecure_hosts) else "https"
-        return f"{scheme}://{host}"
+        return f"{'http' if self._plain_http(host) else 'https'}://{host}"
+
+    def _plain_http(self, host: str) -> bool:
+        """Whether `host` (host[:port]) is spoken to in clear: loopback, or named insecure."""
+        return _is_loopback(host) or host in self.insecure_hosts
+
+    def _http_realm_ok(self, realm: httpx.URL, registry_host: str) -> bool:
+        """A token realm may be plain http on a host spoken to in clear anyway, or on the host
+        (any port) of a registry named insecure; anywhere else credentials would leak."""
+        if self._plain_http(_host_of(realm)):
+            return True
+        return self._plain_http(registry_host) and realm.host == httpx.URL(f"http://{registry_host}").host
 
     def _url(self, ref: references.Reference, kind: str, tail: str) -> str:
         return f"{self.base_url(ref.api_host)}/v2/{ref.repository}/{kind}/{tail}"
@@ -216,6 +226,7 @@ class RegistryClient:
                         tok = auth.fetch_token(
                             self._http, challenge, scopes, self._credential(ref),
                             registry=ref.registry, clock=self.clock,
+                            http_realm_ok=lambda url: self._http_realm_ok(url, host),
                         )
                         self._tokens.put(key, tok)
             return f"Bearer {tok.value}"

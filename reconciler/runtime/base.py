@@ -8,12 +8,17 @@ knows nothing of manifests, revisions or owners beyond the labels it is given.
 Contract: every method either does what it says or raises one of `runtime.errors`; `remove_*`
 of a missing object raises NotFound (the executor counts that as done); `ensure_*` creates or
 verifies and returns the state.
+
+What only some engines can do is a capability: a small `runtime_checkable` protocol below
+(`Renaming`, `ImageBuilding`, `ImagePushing`, `Supervised`, `ArchiveTransfer`) that callers
+test with `isinstance` before they use it, and say what is missing when it is not there.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol, runtime_checkable
@@ -25,16 +30,22 @@ __all__ = [
     "ContainerStatus",
     "ExecResult",
     "Healthcheck",
+    "ImageBuilding",
     "ImageInfo",
+    "ImagePushing",
     "LogLine",
     "Mount",
     "NetworkConfig",
     "NetworkState",
     "PortMapping",
     "ProgressCallback",
+    "Renaming",
     "Resources",
     "RestartPolicy",
+    "RestartSupervision",
     "Runtime",
+    "Supervised",
+    "SupervisionLoop",
     "VolumeConfig",
     "VolumeState",
 ]
@@ -331,3 +342,53 @@ class ArchiveTransfer(Protocol):
 
     def load_image_archive(self, src: IO[bytes]) -> list[str]: ...     # the loaded images' ids
     def import_volume(self, name: str, src: IO[bytes], *, helper_image: str) -> None: ...
+
+
+@runtime_checkable
+class Renaming(Protocol):
+    """An engine that renames containers (a start-first update renames the new one into place)."""
+
+    def rename_container(self, name_or_id: str, new_name: str) -> None: ...
+
+
+@runtime_checkable
+class ImageBuilding(Protocol):
+    """An engine that builds images from a Dockerfile (an Image object with `build:`)."""
+
+    def build_due(self, ref: str, context: str, dockerfile: str, args: Mapping[str, str],
+                  target: str | None, push: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]: ...
+    # (why `ref` must be built now, None if its build is current; the `push` targets that lack it)
+
+    def build_image(self, ref: str, context: str, dockerfile: str, args: Mapping[str, str],
+                    target: str | None) -> ImageInfo: ...
+
+
+@runtime_checkable
+class ImagePushing(Protocol):
+    """An engine that pushes a local image to a registry (an Image object with `push:`)."""
+
+    def push_image(self, ref: str, dest: str) -> str: ...     # the pushed manifest's digest
+
+
+class SupervisionLoop(Protocol):
+    """A loop the engine's host process runs until `stop` is set, a sweep every `poll` seconds."""
+
+    def watch(self, stop: threading.Event, *, poll: float = ...) -> None: ...
+
+
+class RestartSupervision(SupervisionLoop, Protocol):
+    """The restart-policy loop, which also starts at engine start what its policy wants up."""
+
+    def boot(self) -> list[str]: ...                          # the containers it started
+
+
+@runtime_checkable
+class Supervised(Protocol):
+    """An engine whose restart policies and healthchecks are loops that the process holding it
+    must run (the native engine; dockerd runs its own)."""
+
+    @property
+    def restart_manager(self) -> RestartSupervision: ...
+
+    @property
+    def health_checker(self) -> SupervisionLoop: ...

@@ -9,19 +9,24 @@ or volume in use, ImageError on an unknown reference, host-port clashes refused 
 What a fake cannot have is simulated simply and deterministically:
 - a "registry": `publish(ref, digest)` makes a reference pullable (tests move tags with it);
 - a process: a container whose command or args contain "false" exits with code 1 on start,
-  any other one runs until stopped;
+  any other one runs until stopped, with a made-up PID and an address on each of its networks
+  (the next free one of the subnet); it is a PID 1 without signal handlers, so stop ends it as
+  the engines end `sleep`: the stop signal does nothing and the kill after the timeout (not
+  waited for) leaves exit code 137;
 - health: a container with a healthcheck starts "starting" and becomes "healthy" on the next
   inspect, "unhealthy" if its test contains "false", or stays "starting" for ever if it
   contains "sleep" (so health gates, failures and timeouts can be exercised);
 - `op_delay` makes every mutating call take that long, and `max_in_flight` records the most
   calls seen running at once (how executor tests observe parallelism without timing).
 
-Extra capability over the protocol: `rename_container` (start-first updates need it).
+Capabilities beyond the protocol: `base.Renaming` (start-first updates need it); not building,
+pushing, supervision loops or archive transfer.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import threading
@@ -36,6 +41,8 @@ from reconciler.runtime import errors as rterrors
 __all__ = ["FakeRuntime"]
 
 STATE_FILE = "fake-runtime.json"
+FIRST_PID = 1000                # the made-up PIDs of running containers count up from here
+SUBNETS = ipaddress.IPv4Network("10.89.0.0/16")     # networks without a subnet get a /24 of it
 
 
 def _now() -> str:
@@ -71,6 +78,7 @@ class FakeRuntime:
         self.s: dict[str, Any] = {"registry": {}, "images": {}, "containers": {}, "networks": {}, "volumes": {}}
         if self.state_path is not None and self.state_path.exists():
             self.s = json.loads(self.state_path.read_text())
+        self.s.setdefault("next_pid", FIRST_PID)
 
     @classmethod
     def at_root(cls, root: str | os.PathLike[str]) -> FakeRuntime:
@@ -204,8 +212,9 @@ class FakeRuntime:
         return base.ContainerState(
             id=c["id"], name=cfg["name"], image=cfg["image"], image_id=c["image_id"],
             labels=dict(cfg["labels"]), status=base.ContainerStatus(c["status"]), created=c["created"],
-            exit_code=c.get("exit_code"), started_at=c.get("started_at"), health=c.get("health"),
-            restart_count=c.get("restart_count", 0),
+            exit_code=c.get("exit_code"), started_at=c.get("started_at"), finished_at=c.get("finished_at"),
+            pid=c.get("pid") if c["status"] == "running" else None, health=c.get("health"),
+            restart_count=c.get("restart_count", 0), ip_addresses=dict(c.get("ip_addresses") or {}),
             ports=tuple(base.PortMapping(**p) for p in cfg["ports"]) if c["status"] == "running" else (),
             manually_stopped=c.get("manually_stopped", False),
         )
@@ -253,20 +262,45 @@ class FakeRuntime:
                             f"container {cfg['name']}: port {p['host_port']} is in use by "
                             f"{other['config']['name']}")
             argv = [*(cfg.get("command") or []), *(cfg.get("args") or [])]
+            c.update(started_at=_now(), manually_stopped=False)
             if "false" in argv:
-                c.update(status="exited", exit_code=1, started_at=_now())
-            else:
-                c.update(status="running", exit_code=None, started_at=_now(), manually_stopped=False,
-                         health="starting" if cfg.get("healthcheck") else None)
+                self._exit(c, 1)
+                return
+            pid = self.s["next_pid"]
+            self.s["next_pid"] = pid + 1
+            c.update(status="running", exit_code=None, health="starting" if cfg.get("healthcheck") else None,
+                     pid=pid, ip_addresses=self._addresses(cfg["name"], cfg["networks"]))
             self._put(c)
+
+    def _addresses(self, container: str, networks: list[str]) -> dict[str, str]:
+        """The next free address of each user-defined network (not the gateway, not a running
+        container's), as the engines' IPAM hands them out at start."""
+        out = {}
+        for name in networks:
+            net = self.s["networks"].get(name)
+            if net is None:
+                continue
+            taken = {net["gateway"]} | {c["ip_addresses"][name] for c in self.s["containers"].values()
+                                        if c["status"] == "running" and name in (c.get("ip_addresses") or {})}
+            free = next((a for a in ipaddress.IPv4Network(net["subnet"]).hosts() if str(a) not in taken), None)
+            if free is None:
+                raise rterrors.Conflict(f"container {container}: network {name} has no free address left",
+                                        hint="stop containers on it or give it a larger subnet")
+            out[name] = str(free)
+        return out
+
+    def _exit(self, c: dict[str, Any], code: int, **changes: Any) -> None:
+        """The container's process ended with `code`: no PID, no address, no health any more."""
+        c.update(status="exited", exit_code=code, finished_at=_now(), health=None, pid=None,
+                 ip_addresses={}, **changes)
+        self._put(c)
 
     def stop_container(self, name_or_id: str, *, timeout: float | None = None) -> None:
         self._op("stop", name_or_id)
         with self._lock:
             c = self._get(name_or_id)
             if c["status"] in ("running", "restarting"):
-                c.update(status="exited", exit_code=0, health=None, manually_stopped=True)
-                self._put(c)
+                self._exit(c, 137, manually_stopped=True)
 
     def kill_container(self, name_or_id: str, signal: str = "KILL") -> None:
         self._op("kill", name_or_id)
@@ -274,8 +308,7 @@ class FakeRuntime:
             c = self._get(name_or_id)
             if c["status"] != "running":
                 raise rterrors.Conflict(f"container {name_or_id} is not running")
-            c.update(status="exited", exit_code=137, health=None)
-            self._put(c)
+            self._exit(c, 137)
 
     def remove_container(self, name_or_id: str, *, force: bool = False) -> None:
         self._op("remove", name_or_id)
@@ -343,14 +376,33 @@ class FakeRuntime:
         with self._lock:
             n = self.s["networks"].get(config.name)
             if n is None:
-                index = len(self.s["networks"]) + 1
-                subnet = config.subnet or f"10.89.{index}.0/24"
+                subnet = self._subnet(config)
                 n = {"id": hashlib.sha256(config.name.encode()).hexdigest()[:12], "name": config.name,
-                     "subnet": subnet, "gateway": config.gateway or subnet.rsplit(".", 1)[0] + ".1",
+                     "subnet": str(subnet), "gateway": config.gateway or str(subnet.network_address + 1),
                      "internal": config.internal, "labels": dict(config.labels)}
-                self.s["networks"][config.name] = n
-                self._save()
+            else:
+                _check_same_network(n, config)
+                n["labels"] = dict(config.labels)        # labels follow the config, as native's do
+            self.s["networks"][config.name] = n
+            self._save()
             return self._network_state(n)
+
+    def _subnet(self, config: base.NetworkConfig) -> ipaddress.IPv4Network:
+        """The configured subnet (Conflict if another network overlaps it), or the first /24 of
+        SUBNETS that none overlaps."""
+        taken = [ipaddress.IPv4Network(n["subnet"]) for n in self.s["networks"].values()]
+        if config.subnet:
+            net = ipaddress.IPv4Network(config.subnet, strict=False)
+            clash = next((t for t in taken if t.overlaps(net)), None)
+            if clash is not None:
+                raise rterrors.Conflict(f"subnet {net} of network {config.name!r} overlaps {clash} of another network",
+                                        hint="choose a subnet no other network uses, or omit it to get one from the pool")
+            return net
+        free = next((s for s in SUBNETS.subnets(new_prefix=24) if not any(s.overlaps(t) for t in taken)), None)
+        if free is None:
+            raise rterrors.Conflict(f"network {config.name}: every /24 of {SUBNETS} is taken",
+                                    hint="remove networks that are no longer needed")
+        return free
 
     def remove_network(self, name: str) -> None:
         self._op("remove_network", name)
@@ -402,6 +454,21 @@ class FakeRuntime:
             return base.config_from_json(self._get(name_or_id)["config"])
 
 
-def _conforms(runtime: FakeRuntime) -> base.Runtime:
-    """mypy checks here that the fake implements the whole protocol."""
-    return runtime
+def _check_same_network(found: Mapping[str, Any], config: base.NetworkConfig) -> None:
+    """An existing network must agree with `config` on subnet, gateway and internal (as the
+    engines require); otherwise it is a Conflict."""
+    diffs = []
+    if config.subnet and ipaddress.IPv4Network(config.subnet, strict=False) != ipaddress.IPv4Network(found["subnet"]):
+        diffs.append(f"subnet {found['subnet']} (want {config.subnet})")
+    if config.gateway and config.gateway != found["gateway"]:
+        diffs.append(f"gateway {found['gateway']} (want {config.gateway})")
+    if config.internal != found["internal"]:
+        diffs.append(f"internal={found['internal']} (want {config.internal})")
+    if diffs:
+        raise rterrors.Conflict(f"network {config.name} exists with a different configuration: {'; '.join(diffs)}",
+                                hint="remove it so that it can be re-created")
+
+
+def _conforms(runtime: FakeRuntime) -> tuple[base.Runtime, base.Renaming]:
+    """mypy checks here that the fake implements the whole protocol and renaming."""
+    return runtime, runtime

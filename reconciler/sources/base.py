@@ -35,6 +35,9 @@ class Revision:
     path: Path  # a directory to load manifests from; not modified while retained
     origin: str = ""  # where the files came from, for messages: "/etc/…/manifests.d" or "URL@sha:path"
     live: Path | None = None  # where relative bind sources resolve (see the module doc); None: `path`
+    name: str = ""  # what the files' directory is called where they come from (a directory's own name,
+    #                 a repository's or sub-path's): a compose project's default name, as `docker compose`
+    #                 run there would name it; "": the name of `live`
 
 
 class Closeable(Protocol):

@@ -49,14 +49,22 @@ _IGNORED_SUFFIXES = (
 _IGNORED_NAMES = frozenset({"4913"})  # vim creates and deletes it to test the directory
 
 
+def _is_env_file(name: str) -> bool:
+    return name == ".env" or (name.startswith(".env.") and not name.endswith(_IGNORED_SUFFIXES))
+
+
 def is_ignored(relpath: str) -> bool:
-    """True for paths the source never reads: hidden components, editor and package-manager files."""
+    """True for paths the source never reads: hidden components, editor and package-manager files.
+
+    Env files are the exception: `.env` and `.env.<anything>` (a compose project's environment
+    and env files) are read like any file.
+    """
     parts = [p for p in relpath.replace(os.sep, "/").split("/") if p not in ("", ".")]
     if not parts:
         return False
-    if any(p.startswith(".") for p in parts):
-        return True  # dotfiles, .git, `..data` (Kubernetes ConfigMap volumes), vim's .x.swp
     name = parts[-1]
+    if any(p.startswith(".") for p in parts[:-1]) or (name.startswith(".") and not _is_env_file(name)):
+        return True  # dotfiles, .git, `..data` (Kubernetes ConfigMap volumes), vim's .x.swp
     if name in _IGNORED_NAMES or (name.startswith("#") and name.endswith("#")):
         return True  # emacs auto-save files
     return name.endswith(_IGNORED_SUFFIXES)
@@ -117,7 +125,8 @@ class DirectorySource:
                 self._recent.remove(rev_id)
             self._recent.insert(0, rev_id)
             self._collect()
-        return base.Revision(id=rev_id, path=path, origin=str(self.root), live=self.root)
+        return base.Revision(id=rev_id, path=path, origin=str(self.root), live=self.root,
+                             name=self.root.resolve().name)
 
     def retain(self, ids: Collection[str]) -> None:
         with self._lock:

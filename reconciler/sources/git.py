@@ -239,10 +239,18 @@ class GitSource:
             self._collect()
             origin = f"{redact_url(self.url)}@{sha[:12]}" + (f":{self.subpath}" if self.subpath else "")
             live = self.checkout / self.subpath if self.subpath else self.checkout
-            rev = base.Revision(id=sha, path=path, origin=origin, live=live)
+            rev = base.Revision(id=sha, path=path, origin=origin, live=live, name=self.directory_name)
             self.last_revision = rev
             self._log.info("git_fetched", commit=sha, duration_s=round(time.monotonic() - started, 3))
             return rev
+
+    @property
+    def directory_name(self) -> str:
+        """The name of the directory `git clone URL` makes (or of the sub-path in it)."""
+        if self.subpath:
+            return PurePosixPath(self.subpath).name
+        tail = urllib.parse.urlsplit(self.url).path.rstrip("/") if "://" in self.url else self.url.rstrip("/")
+        return re.split(r"[/:]", tail)[-1].removesuffix(".git")
 
     def retain(self, ids: Collection[str]) -> None:
         with self._lock:

@@ -10,6 +10,7 @@ input. Models are in `reconciler.spec.models`; the spec hash rules in `reconcile
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import importlib
 import os
@@ -20,15 +21,17 @@ from reconciler.spec.errors import Problem, SpecError
 
 if TYPE_CHECKING:
     from reconciler.spec import models
+    from reconciler.spec.compose import Options as ComposeOptions
     from reconciler.spec.models import DesiredState
     from reconciler.spec.policy import Policy
     from reconciler.spec.reading import Limits
 
-__all__ = ["DesiredState", "Limits", "Problem", "SpecError", "load", "models"]
+__all__ = ["ComposeOptions", "DesiredState", "Limits", "Problem", "SpecError", "convert", "load", "models"]
 
 # Submodules and names loaded on first use (PEP 562): `reconcile run` takes its flag parsers from
 # reconciler.spec.units and must not pay ~70 ms for the YAML loader and the schemas.
 _LAZY = {"building": ("building", None), "lock": ("lock", None), "models": ("models", None),
+         "compose": ("compose", None), "ComposeOptions": ("compose", "Options"),
          "reading": ("reading", None), "policy": ("policy", None), "DesiredState": ("models", "DesiredState"),
          "Limits": ("reading", "Limits")}
 
@@ -45,9 +48,16 @@ def __getattr__(name: str) -> Any:
 
 def load(
     path: str | os.PathLike[str], *, limits: Limits | None = None, use_lock: bool = True, policy: Policy | None = None,
-    live: str | os.PathLike[str] | None = None,
+    live: str | os.PathLike[str] | None = None, compose: ComposeOptions | None = None,
 ) -> DesiredState:
     """Read, validate and build every manifest under `path` ("-" = stdin).
+
+    A directory holding a compose file (compose.yaml, docker-compose.yml, ...; see
+    `reconciler.spec.compose`), or a file named like one, is a compose project instead: its
+    compose files (and override file), `.env` and env files make the same models, and nothing
+    else in the directory is read as a manifest. `compose` sets what `docker compose` takes
+    from its command line (files, project name, profiles); by default the project is named
+    after `live` (or `path`), as compose names it after its directory.
 
     With `live` (a source's `Revision.live`, when `path` is a revision copy), a bind source named
     relative to the manifests resolves beneath `live` instead of `path`: the container mounts the
@@ -68,29 +78,62 @@ def load(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _load(os.fspath(path), limits, use_lock, policy, None if live is None else os.fspath(live))
+        desired, _ = _load(os.fspath(path), limits, use_lock, policy, None if live is None else os.fspath(live),
+                           compose)
+        return desired
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
+def convert(
+    path: str | os.PathLike[str], *, compose: ComposeOptions | None = None, policy: Policy | None = None,
+) -> tuple[DesiredState, list[dict[str, Any]]]:
+    """The compose project at `path` (or `compose.files`) as native manifest documents, with the
+    state they load into; raises SpecError like `load` (also when `path` holds no compose file).
+
+    The documents name files relative to the project directory (bind sources, build contexts):
+    saved there, they load into the same objects with the same spec hashes.
+    """
+    from reconciler.spec import compose as compose_mod
+
+    target = os.fspath(path)
+    if not (compose is not None and compose.files) and not compose_mod.find(target):
+        names = ", ".join(compose_mod.COMPOSE_FILES)
+        raise SpecError([Problem(target, 0, 0, "", "", "", f"no compose file here (one of {names}); give a "
+                                 "directory holding one, or the files with -f")])
+    desired, docs = _load(target, None, True, policy, None, compose)
+    return desired, [d.data for d in docs]
+
+
 def _load(
     path: str, limits: Limits | None, use_lock: bool = True, policy: Policy | None = None, live: str | None = None,
-) -> DesiredState:
-    from reconciler.spec import building, lock, models, reading
+    compose_opts: ComposeOptions | None = None,
+) -> tuple[DesiredState, list[Any]]:
+    from reconciler.spec import building, compose, lock, models, reading
     from reconciler.spec.models import DesiredState
     from reconciler.spec.reading import Limits
 
     limits = limits or Limits()
     problems: list[Problem] = []
-    sources = reading.read_source(path, problems, limits)
-    docs: list[reading.Document] = []
-    for source in sources:
-        docs.extend(reading.parse(source, problems, limits))
+    warnings: list[Problem] = []
+    compose_files = compose_opts.files if compose_opts is not None and compose_opts.files else \
+        compose.find(path) if path != "-" else []
+    if compose_opts is not None and compose_opts.files:
+        path = os.path.dirname(os.path.abspath(compose_opts.files[0]))
     root = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)) if path != "-" else os.getcwd()
     # the manifests' bases are real paths (reading.py), and so is the root they are placed from
     builder = building.Builder(problems, limits, root=os.path.realpath(root),
                                live=None if live is None else os.path.normpath(os.path.abspath(live)))
+    project = ""
+    if compose_files:
+        project, docs, source_files = _compose(path, live, list(compose_files), compose_opts, builder, warnings, policy)
+    else:
+        sources = reading.read_source(path, problems, limits)
+        source_files = [s.path for s in sources]
+        docs = []
+        for source in sources:
+            docs.extend(reading.parse(source, problems, limits))
     lock_file = lock.lock_path(path) if use_lock else None
     if lock_file is not None and lock_file.exists():
         builder.pins = lock.read(lock_file, problems)
@@ -137,9 +180,37 @@ def _load(
         networks=_frozen(networks),
         volumes=_frozen(volumes),
         revision=building.revision_of(docs, builder.files, os.path.abspath(root)),
-        sources=tuple(sorted(s.path for s in sources)),
+        sources=tuple(sorted(source_files)),
         files=MappingProxyType(dict(builder.files)),    # what `reconcile rollback` keeps a copy of
-    )
+        project=project,
+        warnings=tuple(str(w) for w in sorted(warnings, key=Problem.sort_key)),
+    ), docs
+
+
+def _compose(
+    path: str, live: str | None, files: list[str], opts: ComposeOptions | None, builder: Any,
+    warnings: list[Problem], policy: Policy | None,
+) -> tuple[str, list[Any], list[str]]:
+    """The native documents of the compose project at `path` (compose.py, compose_native.py)."""
+    from reconciler.spec import compose, compose_native
+
+    opts = opts or compose.Options()
+    if opts.default_name is None:
+        named = live if live is not None else path
+        opts = dataclasses.replace(opts, default_name=os.path.basename(os.path.abspath(named)))
+    refuse = None
+    if policy is not None and not policy.unrestricted:
+        from reconciler.spec import policy as policy_mod
+
+        refuse = lambda p: policy_mod.refuse_file(policy, builder.root, p)  # noqa: E731 - a one-line hook
+    rd = compose.Reader(builder.problems, warnings, builder.read_file, refuse or (lambda _p: None), builder.limits)
+    model = compose.load(path, opts, rd, files=files)
+    if model is None:
+        raise SpecError(builder.problems or [Problem(files[0], 0, 0, "", "", "", "the compose project does not load")])
+    docs = compose_native.documents(model, rd)
+    if builder.problems:            # the manifests' own checks would repeat them
+        raise SpecError(builder.problems)
+    return model.name, docs, list(model.files)
 
 
 def _frozen(items: dict[str, Any]) -> MappingProxyType[str, Any]:

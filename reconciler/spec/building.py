@@ -71,6 +71,11 @@ class Builder:
     # -- reporting -------------------------------------------------------------------------
 
     def report(self, d: _Doc, path: Path_, message: str, *, key: bool = False) -> None:
+        if d.raw.locate is not None:    # a document made from a compose file: named as written there
+            file, line, column, where = d.raw.locate(path, key)
+            self.problems.append(errors.Problem(file=file, line=line, column=column, kind="", name="",
+                                                field=where, message=message))
+            return
         line, column = d.raw.where(path, key=key)
         self.problems.append(
             errors.Problem(

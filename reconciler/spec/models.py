@@ -213,3 +213,5 @@ class DesiredState:
     revision: str                   # sha256 of the canonical content of every document and file
     sources: tuple[str, ...]        # manifest files read, sorted
     files: Mapping[str, str] = field(default_factory=dict)  # referenced files (absolute) -> digest
+    project: str = ""               # the compose project's name, when loaded from compose files
+    warnings: tuple[str, ...] = ()  # what loads but is not honoured ("file:line:col: field: message")

@@ -47,6 +47,7 @@ __all__ = [
     "check",
     "load_policy",
     "parse_policy",
+    "refuse_file",
     "registry_of",
 ]
 
@@ -272,6 +273,14 @@ def _container(policy: Policy, root: str, doc: Any, spec: Mapping[str, Any], ima
             message = _path(policy, bind_root, resolve_bind(doc, source), policy.bind_prefixes, "bindPrefixes")
             if message:
                 report(doc, ("spec", "volumes", i), f"bind source {message}")
+
+
+def refuse_file(policy: Policy, root: str, full: str) -> str | None:
+    """Why the policy refuses reading the file `full` (an env file, an extended compose file) for
+    manifests rooted at `root`, or None when it is allowed (the rule filePrefixes)."""
+    if policy.unrestricted:
+        return None
+    return _path(policy, root, full, policy.file_prefixes, "filePrefixes")
 
 
 def _path(policy: Policy, root: str, full: str, prefixes: tuple[str, ...], setting: str) -> str | None:

@@ -24,6 +24,7 @@ import errno
 import os
 import stat
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,7 @@ class _Loader(_BaseLoader):  # type: ignore[misc]
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _STR_TAG = "tag:yaml.org,2002:str"
 _MAP_TAG = "tag:yaml.org,2002:map"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 _EDITOR_TEMP_SUFFIXES = ("~", ".swp", ".swo", ".swx", ".tmp", ".bak", ".orig")
 
 
@@ -118,6 +120,9 @@ class Document:
     data: Any
     node: Any = None                # the composed root yaml.Node (marks are 0-based)
     problems: list[errors.Problem] = field(default_factory=list)        # found while building it
+    # Documents made from another format (a compose file) locate their fields there instead:
+    # (path, at the key?) -> (file, line, column, field as that format names it)
+    locate: Callable[[Path_, bool], tuple[str, int, int, str]] | None = None
 
     def where(self, path: Path_, *, key: bool = False) -> tuple[int, int]:
         """1-based line and column of the node at `path`, or of its key in the enclosing mapping.
@@ -320,6 +325,7 @@ class _Builder:
         self.constructor = yaml.constructor.SafeConstructor()
         self.budget = limits.document_nodes
         self.active: set[int] = set()
+        self.merged: dict[int, int] = {}        # mapping node -> pairs its merge keys brought in
 
     def fail(self, node: yaml.Node, path: Path_, message: str) -> None:
         self.problems.append(
@@ -348,19 +354,29 @@ class _Builder:
             if isinstance(node, yaml.SequenceNode):
                 return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
             assert isinstance(node, yaml.MappingNode)
-            self.constructor.flatten_mapping(node)   # "<<" merge keys, as safe_load does
+            merged = self.flatten(node)
             out: dict[str, Any] = {}
-            for knode, vnode in node.value:
+            first: dict[str, int] = {}
+            for i, (knode, vnode) in enumerate(node.value):
                 name = self.build_key(knode, path)
                 if name is None:
                     continue
-                if name in out:
+                if name in out and first[name] >= merged:
                     self.fail(knode, (*path, name), f"duplicate key {name!r}; remove one of them")
                     continue
+                first[name] = i                     # a key of the mapping's own overrides a merged one
                 out[name] = self.build(vnode, (*path, name))
             return out
         finally:
             self.active.discard(key)
+
+    def flatten(self, node: yaml.MappingNode) -> int:
+        """Apply the "<<" merge keys (as safe_load does); how many leading pairs they brought in."""
+        if id(node) not in self.merged:            # an aliased node is flattened once
+            own = sum(1 for k, _ in node.value if k.tag != _MERGE_TAG)
+            self.constructor.flatten_mapping(node)
+            self.merged[id(node)] = len(node.value) - own
+        return self.merged[id(node)]
 
     def scalar(self, node: yaml.Node) -> Any:
         """A scalar as safe_load builds it; an explicit tag the text does not fit is a located error."""
@@ -407,11 +423,15 @@ def _fmt(path: Path_) -> str:
     return out
 
 
-def parse(source: SourceFile, problems: list[errors.Problem], limits: Limits = Limits()) -> list[Document]:
-    """Every non-empty document of a file; YAML errors become problems located at their mark."""
+def parse(
+    source: SourceFile, problems: list[errors.Problem], limits: Limits = Limits(), *, loader: Any = None,
+) -> list[Document]:
+    """Every non-empty document of a file; YAML errors become problems located at their mark.
+
+    `loader` replaces the YAML loader class (compose files resolve scalars as YAML 1.2 does)."""
     docs: list[Document] = []
     try:
-        for index, node in enumerate(yaml.compose_all(source.text, Loader=_Loader)):
+        for index, node in enumerate(yaml.compose_all(source.text, Loader=loader or _Loader)):
             if node is None:
                 continue
             mark = node.start_mark

@@ -9,13 +9,14 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import re
 from collections.abc import Iterator, Mapping
 from importlib import resources
 from typing import Any
 
 from reconciler.spec import models
 
-__all__ = ["SchemaIssue", "combined", "did_you_mean", "is_valid", "issues", "schema", "schema_text"]
+__all__ = ["SchemaIssue", "combined", "did_you_mean", "explain", "is_valid", "issues", "schema", "schema_text"]
 
 SchemaIssue = tuple[tuple[str | int, ...], bool, str]   # (path, at the key?, message)
 
@@ -106,9 +107,14 @@ def issues(kind: str, data: Any) -> Iterator[SchemaIssue]:
             return
     except ValueError:      # a value JSON has no type for (a YAML date, !!binary): let jsonschema word it
         pass
+    yield from explain(_validator(kind).iter_errors(data))   # "required" fails once per missing key
+
+
+def explain(errors: Iterator[Any]) -> Iterator[SchemaIssue]:
+    """`jsonschema` validation errors as short (path, at_key, message) issues, each once."""
     seen: set[SchemaIssue] = set()
-    for err in _validator(kind).iter_errors(data):
-        for issue in _rewrite(err):   # "required" fails once per missing key; each issue once
+    for err in errors:
+        for issue in _rewrite(err):
             if issue not in seen:
                 seen.add(issue)
                 yield issue
@@ -119,8 +125,9 @@ def _rewrite(err: Any) -> Iterator[SchemaIssue]:
     v, sch, inst = err.validator, err.schema, err.instance
     if v == "additionalProperties" and isinstance(inst, dict):
         known = list(sch.get("properties", {}))
+        patterns = [re.compile(p) for p in sch.get("patternProperties", {})]
         for key in inst:
-            if key not in known:
+            if key not in known and not any(p.search(key) for p in patterns):
                 yield (*path, key), True, f"unknown field {key!r}{did_you_mean(key, known)}"
         return
     if v == "required":

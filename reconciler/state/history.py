@@ -29,7 +29,7 @@ from typing import Any
 from reconciler._sqlite import Database
 
 __all__ = ["DEFAULT_KEEP", "DEFAULT_MAX_AGE", "INTERRUPTED", "RUNNING", "HistoryLimits", "HistoryStore", "Pass",
-           "close_unfinished", "configure", "last_converged"]
+           "close_unfinished", "configure", "last_converged", "last_passes"]
 
 RUNNING = "running"             # begun, not finished (yet, or ever: its process died)
 INTERRUPTED = "interrupted"     # stopped early by a signal, or found unfinished
@@ -71,7 +71,8 @@ CREATE TABLE IF NOT EXISTS history_passes (
     changes_json TEXT NOT NULL DEFAULT '[]',
     cause TEXT NOT NULL DEFAULT '',
     repeats INTEGER NOT NULL DEFAULT 1,
-    first_at REAL
+    first_at REAL,
+    error TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS history_passes_owner ON history_passes (owner, id);
 """
@@ -93,6 +94,7 @@ class Pass:
     cause: str = ""                              # why the pass ran, when not the source ("rollback to <id>")
     repeats: int = 1                             # identical failed passes merged into this row
     first_at: float | None = None                # started_at of the first of them
+    error: str = ""                              # what ended the pass before it finished (disk full...)
 
     @property
     def first_started_at(self) -> float:
@@ -124,6 +126,7 @@ class HistoryStore:
         counts: Mapping[str, int],
         changes: Sequence[Mapping[str, Any]],
         cause: str = "",
+        error: str = "",
     ) -> int:
         counts_json = json.dumps(dict(counts), sort_keys=True)
         changes_json = json.dumps([_mask_change(c) for c in changes], sort_keys=True, default=str)
@@ -145,9 +148,9 @@ class HistoryStore:
             else:
                 cur = conn.execute(
                     "INSERT INTO history_passes (owner, revision, source, started_at, finished_at,"
-                    " result, counts_json, changes_json, cause) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " result, counts_json, changes_json, cause, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (self.owner, revision, source, started_at, finished_at, result,
-                     counts_json, changes_json, cause),
+                     counts_json, changes_json, cause, error),
                 )
                 pass_id = int(cur.lastrowid or 0)
             self._prune(conn, now=finished_at)
@@ -216,15 +219,13 @@ class HistoryStore:
             "SELECT * FROM history_passes WHERE owner = ? ORDER BY id DESC LIMIT ?",
             (self.owner, limit),
         )
-        return [
-            Pass(
-                id=r["id"], owner=r["owner"], revision=r["revision"], source=r["source"],
-                started_at=r["started_at"], finished_at=r["finished_at"], result=r["result"],
-                counts=json.loads(r["counts_json"]), changes=json.loads(r["changes_json"]),
-                cause=r["cause"], repeats=r["repeats"], first_at=r["first_at"],
-            )
-            for r in rows
-        ]
+        return [_pass(r) for r in rows]
+
+    def last_result(self) -> str | None:
+        """The result of the newest recorded pass (None: none yet)."""
+        row = self.db.connect().execute(
+            "SELECT result FROM history_passes WHERE owner = ? ORDER BY id DESC LIMIT 1", (self.owner,)).fetchone()
+        return None if row is None else str(row["result"])
 
     def last_good(self) -> Pass | None:
         """The newest pass that converged."""
@@ -232,6 +233,25 @@ class HistoryStore:
             if p.result == "converged":
                 return p
         return None
+
+
+def _pass(r: Any) -> Pass:
+    return Pass(
+        id=r["id"], owner=r["owner"], revision=r["revision"], source=r["source"],
+        started_at=r["started_at"], finished_at=r["finished_at"], result=r["result"],
+        counts=json.loads(r["counts_json"]), changes=json.loads(r["changes_json"]),
+        cause=r["cause"], repeats=r["repeats"], first_at=r["first_at"], error=r["error"],
+    )
+
+
+def last_passes(db: Database) -> dict[str, Pass]:
+    """The newest recorded pass of every owner, by owner."""
+    db.ensure_schema("history", _DDL)
+    _ensure_columns(db)
+    rows = db.connect().execute(
+        "SELECT * FROM history_passes WHERE id IN (SELECT MAX(id) FROM history_passes GROUP BY owner)"
+        " ORDER BY owner")
+    return {str(r["owner"]): _pass(r) for r in rows}
 
 
 def close_unfinished(db: Database) -> int:
@@ -272,6 +292,7 @@ _COLUMNS = (
     ("cause", "TEXT NOT NULL DEFAULT ''"),
     ("repeats", "INTEGER NOT NULL DEFAULT 1"),
     ("first_at", "REAL"),
+    ("error", "TEXT NOT NULL DEFAULT ''"),
 )
 
 

@@ -63,6 +63,8 @@ class Snapshot:
     rollback: bool = False                       # can be re-applied
     reason: str = ""                             # why not
     spec_hashes: Mapping[str, str] = dataclasses.field(default_factory=dict)   # "Kind/name" -> hash
+    project: str = ""                            # a compose project's name ("" for manifests): the
+    #                                              copy loads under it, not under the copy's directory
 
     @property
     def used_at(self) -> float:
@@ -74,7 +76,14 @@ class Snapshot:
     def to_json(self) -> dict[str, Any]:
         return {"revision": self.revision, "source": self.source, "base": self.base, "load": self.load,
                 "saved_at": self.saved_at, "rollback": self.rollback, "reason": self.reason,
-                "spec_hashes": dict(self.spec_hashes)}
+                "spec_hashes": dict(self.spec_hashes), "project": self.project}
+
+
+def _load_copy(path: Path, snap: Snapshot) -> models.DesiredState:
+    """A kept copy loaded as the original was: a compose project under its own name."""
+    if snap.project:
+        return spec.load(path, compose=spec.ComposeOptions(project_name=snap.project))
+    return spec.load(path)
 
 
 class RevisionStore:
@@ -111,7 +120,7 @@ class RevisionStore:
     def _build(self, desired: models.DesiredState, source: str, tmp: Path) -> Snapshot:
         hashes = _spec_hashes(desired)
         snap = Snapshot(revision=desired.revision, path=tmp, source=source, saved_at=time.time(),
-                        spec_hashes=hashes)
+                        spec_hashes=hashes, project=desired.project)
         if source == "-":
             return dataclasses.replace(snap, reason="read from stdin: no copy kept; apply it again instead")
         built = sorted(n for n, i in desired.images.items() if i.build is not None)
@@ -134,7 +143,7 @@ class RevisionStore:
             (tree / os.path.relpath(d, base)).mkdir(parents=True, exist_ok=True)
         snap = dataclasses.replace(snap, base=base, load=os.path.relpath(src, base))
         try:
-            kept = spec.load(tree / snap.load)
+            kept = _load_copy(tree / snap.load, snap)
         except spec.SpecError as e:
             first = str(e.problems[0]) if e.problems else str(e)
             return dataclasses.replace(snap, reason=f"the kept copy does not load ({first})")
@@ -154,7 +163,8 @@ class RevisionStore:
         return Snapshot(revision=str(doc["revision"]), path=path, source=str(doc.get("source", "")),
                         base=str(doc.get("base", "")), load=str(doc.get("load", "")),
                         saved_at=float(doc.get("saved_at", 0.0)), rollback=bool(doc.get("rollback")),
-                        reason=str(doc.get("reason", "")), spec_hashes=dict(doc.get("spec_hashes", {})))
+                        reason=str(doc.get("reason", "")), spec_hashes=dict(doc.get("spec_hashes", {})),
+                        project=str(doc.get("project", "")))
 
     def kept(self) -> list[Snapshot]:
         """Every kept revision, most recently used first."""
@@ -178,7 +188,7 @@ class RevisionStore:
             raise SnapshotError(f"revision {snap.revision[:12]} cannot be re-applied: {snap.reason}")
         tree = Path(os.path.realpath(snap.path / _TREE))     # the loader resolves symlinks
         try:
-            loaded = spec.load(tree / snap.load)
+            loaded = _load_copy(tree / snap.load, snap)
         except spec.SpecError as e:
             raise SnapshotError(f"the kept copy of revision {snap.revision[:12]} does not load:\n{e}",
                                 hint=f"remove {snap.path} and apply the files instead") from None

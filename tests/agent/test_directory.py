@@ -111,6 +111,11 @@ def test_drift_restored_or_only_reported(tmp_path: Path, agent: AgentProc) -> No
     agent.reconcile("local")
     assert "db" not in containers(agent.root)                   # reported, never corrected
     assert any(e["type"] == "drift_reported" for e in agent.events())
+    # the agent's plan says what its pass does: the planner made the decision, not a filter after it
+    plan = agent.api.get("/v1/plan", source="local")
+    assert plan["in_sync"], plan["rendered"]
+    assert plan["actions"] == []
+    assert plan["drift"] == ["container:db: not found"]
 
 
 def test_suspend_resume_and_two_owners(tmp_path: Path, agents: list[AgentProc]) -> None:

@@ -72,7 +72,8 @@ MAINTAINER someone
     assert c["Cmd"] == ["/bin/sh", "-ec", "hello ${MODE:-x} ${UNSET:-dflt} ${MODE:+alt}"]
     assert cfg["author"] == "someone"
     assert not any(e.startswith("VERSION=") for e in c["Env"])     # ARGs stay out of the image
-    assert len(cfg["rootfs"]["diff_ids"]) == 1                     # metadata makes no layers
+    assert len(cfg["rootfs"]["diff_ids"]) == 3                     # metadata makes no layers; each
+    #                                                                WORKDIR made its missing directory
     assert engine.lines[0].startswith("Step 1/17 : ARG BASE=")
 
 
@@ -243,14 +244,8 @@ def test_run_network_is_none_by_default(engine: Engine, context_dir: Ctx, busybo
 
 def test_unsupported_instructions_are_errors_with_their_line(engine: Engine, context_dir: Ctx,
                                                              busybox_image: str) -> None:
-    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN true\nONBUILD RUN true\n"})
-    with pytest.raises(rterrors.InvalidArgument, match="line 3: ONBUILD is not supported"):
-        engine.build(ctx)
     ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nFROBNICATE x\n"})
     with pytest.raises(rterrors.InvalidArgument, match="line 2: FROBNICATE is not a Dockerfile instruction"):
-        engine.build(ctx)
-    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN <<EOF\necho hi\nEOF\n"})
-    with pytest.raises(rterrors.InvalidArgument, match="line 2: heredocs"):
         engine.build(ctx)
     ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nVOLUME /data/../../etc\n"})
     with pytest.raises(builder.BuildError, match="absolute path without"):
@@ -261,8 +256,8 @@ def test_unsupported_instructions_are_errors_with_their_line(engine: Engine, con
     ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nADD https://example.com/x /x\n"})
     with pytest.raises(builder.BuildError, match=r"line 2.*ADD of a URL"):
         engine.build(ctx)
-    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN --mount=type=cache,target=/c true\n"})
-    with pytest.raises(builder.BuildError, match=r"line 2.*--mount is not supported"):
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN --mount=type=ssh true\n"})
+    with pytest.raises(builder.BuildError, match=r"line 2.*type=ssh is not supported"):
         engine.build(ctx)
 
 

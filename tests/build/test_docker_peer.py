@@ -1,5 +1,8 @@
 """Peer check against Docker: an image we build and push runs under `docker`, and its config
-matches what `docker build` makes of the same Dockerfile and context."""
+matches what `docker build` makes of the same Dockerfile and context.
+
+`docker build --network none`: RUN steps need no network, and the check then does not depend
+on dockerd's default bridge (docker0), which another test on the host may have taken down."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.runtime.native.build import push
+from tests.build import test_modes, test_onbuild
 from tests.build.conftest import Engine
 from tests.helpers.registry import RegistryServer
 
@@ -71,7 +75,7 @@ def test_docker_runs_what_we_push_and_builds_the_same_config(
 
     theirs = f"{repo}/docker:1"
     docker_images.append(theirs)
-    docker("build", "-q", "--build-arg", "GREETING=hi", "-t", theirs, str(ctx))
+    docker("build", "-q", "--network", "none", "--build-arg", "GREETING=hi", "-t", theirs, str(ctx))
     ran = docker("run", "--rm", "--network", "none", theirs)
     assert ran.stdout.splitlines() == ["args: --flag value", "hi from the peer check", "1000", "/srv/app"]
 
@@ -102,9 +106,61 @@ def test_config_matches_docker_build(
     ctx = context_dir({"Dockerfile": f"FROM {base}\nCMD [\"base-cmd\"]\n" + body.replace("{base}", base)})
     theirs = f"{registry.host}/peer{secrets.token_hex(3)}/docker:1"
     docker_images.append(theirs)
-    docker("build", "-q", "-t", theirs, str(ctx))
+    docker("build", "-q", "--network", "none", "-t", theirs, str(ctx))
     engine.build(ctx, tags=("localhost/peer:1",))
     want = json.loads(docker("image", "inspect", theirs).stdout)[0]["Config"]
     got = engine.config_of("localhost/peer:1")["config"]
     for key in ("Env", "Cmd", "Entrypoint", "User", "WorkingDir", "ExposedPorts", "Labels"):
         assert (key, got.get(key) or None) == (key, want.get(key) or None)
+
+
+def test_modes_of_what_the_build_creates_match_docker_build(
+    engine: Engine, context_dir: Callable[..., Path], busybox_image: str, registry: RegistryServer,
+    docker_images: list[str],
+) -> None:
+    """#20 item 1: a 0700 context (as `mktemp -d` makes it) gives the same destination
+    directories (modes, owners) under both builders, WORKDIR's included."""
+    if docker("info", check=False).returncode != 0:
+        pytest.skip("dockerd is not running")
+    ctx = test_modes.private_context(context_dir, busybox_image)
+    theirs = f"{registry.host}/peer{secrets.token_hex(3)}/modes:1"
+    docker_images.append(theirs)
+    docker("build", "-q", "--network", "none", "-t", theirs, str(ctx))
+    want = docker("run", "--rm", "--network", "none", "--user", "0", theirs, "sh", "-c", test_modes.MODES_CMD)
+    engine.build(ctx, tags=("localhost/peer-modes:1",))
+    code, got = engine.run("localhost/peer-modes:1", "sh", "-c", test_modes.MODES_CMD, user="0")
+    assert code == 0, got
+    assert got.splitlines() == want.stdout.splitlines() == test_modes.EXPECTED
+
+
+def test_onbuild_matches_docker_build(
+    engine: Engine, context_dir: Callable[..., Path], busybox_image: str, registry: RegistryServer,
+    docker_images: list[str],
+) -> None:
+    """#20 item 4: the parent's stored triggers, and what a child built FROM it gets (files,
+    owners, Env, no inherited OnBuild), are Docker's."""
+    if docker("info", check=False).returncode != 0:
+        pytest.skip("dockerd is not running")
+    parent_ctx = context_dir({"Dockerfile": test_onbuild.PARENT.format(base=busybox_image), "parent-file": "p"})
+    repo = f"{registry.host}/peer{secrets.token_hex(3)}"
+    docker_images.extend([f"{repo}/parent:1", f"{repo}/child:1"])
+    docker("build", "-q", "--network", "none", "-t", f"{repo}/parent:1", str(parent_ctx))
+    engine.build(parent_ctx, tags=("localhost/parent:1",))
+
+    def inspect(ref: str) -> dict[str, object]:
+        data = json.loads(docker("image", "inspect", ref).stdout)[0]["Config"]
+        return {"OnBuild": data.get("OnBuild"), "Env": data.get("Env")}
+
+    ours = engine.config_of("localhost/parent:1")["config"]
+    assert ours["OnBuild"] == inspect(f"{repo}/parent:1")["OnBuild"] == test_onbuild.PARENT_TRIGGERS
+
+    child_ctx = context_dir({"Dockerfile": test_onbuild.CHILD.format(parent=f"{repo}/parent:1"), "file": "c"})
+    docker("build", "-q", "--network", "none", "-t", f"{repo}/child:1", str(child_ctx))
+    (child_ctx / "Dockerfile").write_text(test_onbuild.CHILD.format(parent="localhost/parent:1"))
+    engine.build(child_ctx, tags=("localhost/child:1",))
+    want = docker("run", "--rm", "--network", "none", f"{repo}/child:1", "sh", "-c", test_onbuild.CHILD_CMD)
+    code, got = engine.run("localhost/child:1", "sh", "-c", test_onbuild.CHILD_CMD)
+    assert code == 0, got
+    assert got.splitlines() == want.stdout.splitlines() == ["Dockerfile", "file", "yes", "/app/file 1:2"]
+    ours = engine.config_of("localhost/child:1")["config"]
+    assert {"OnBuild": ours.get("OnBuild"), "Env": ours["Env"]} == inspect(f"{repo}/child:1")

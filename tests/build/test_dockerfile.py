@@ -35,6 +35,14 @@ def test_continuations_comments_and_forms() -> None:
     assert df.instructions[5].json_args is None       # not JSON: the shell form
 
 
+def test_repeatable_flags() -> None:
+    (ins,) = dockerfile.parse("COPY --exclude=*.md --chmod=644 --exclude=tmp/ --link . /x/\n").instructions
+    assert ins.repeated == {"exclude": ("*.md", "tmp/")}
+    assert ins.flags == {"exclude": "tmp/", "chmod": "644", "link": "true"}
+    with pytest.raises(dockerfile.DockerfileError, match="flag --chmod given twice"):
+        dockerfile.parse("COPY --chmod=644 --chmod=600 a /b\n")
+
+
 def test_escape_directive() -> None:
     df = dockerfile.parse("# escape=`\nFROM x\nRUN echo a `\n  b\nRUN echo c\\\n")
     assert df.escape == "`"
@@ -48,6 +56,51 @@ def test_escape_directive() -> None:
 def test_directive_twice_is_an_error() -> None:
     with pytest.raises(dockerfile.DockerfileError, match="line 2"):
         dockerfile.parse("# escape=`\n# escape=\\\nFROM x\n")
+
+
+def test_heredocs() -> None:
+    df = dockerfile.parse(
+        "FROM x\n"
+        "RUN <<EOF\n"
+        "echo $A\n"
+        "\n"
+        "EOF\n"
+        "RUN cat <<-'A' 3<<B > f && echo \"<<no\" '<<no' \\\n"
+        "    done\n"
+        "\t\tone\n"
+        "\tA\n"
+        "two\n"
+        "B\n"
+        "COPY --chmod=644 <<a.txt <<\"b.txt\" /d/\n"
+        "a $A\n"
+        "a.txt\n"
+        "b\n"
+        "b.txt\n"
+        "ONBUILD RUN <<X\n"
+        "x\n"
+        "X\n"
+        "CMD <<NOT\n"
+        "RUN [\"<<NOT\"]\n"
+    )
+    got = [(i.cmd, i.line, i.args, [(d.name, d.content, d.expand, d.chomp) for d in i.heredocs])
+           for i in df.instructions]
+    assert got == [
+        ("FROM", 1, "x", []),
+        ("RUN", 2, "<<EOF", [("EOF", "echo $A\n\n", True, False)]),
+        ("RUN", 6, "cat <<-'A' 3<<B > f && echo \"<<no\" '<<no'     done",
+         [("A", "\t\tone\n", False, True), ("B", "two\n", True, False)]),
+        ("COPY", 12, "<<a.txt <<\"b.txt\" /d/", [("a.txt", "a $A\n", True, False), ("b.txt", "b\n", False, False)]),
+        ("ONBUILD", 17, "RUN <<X", [("X", "x\n", True, False)]),
+        ("CMD", 20, "<<NOT", []),                  # only RUN, COPY and ADD (and ONBUILD of them) take heredocs
+        ("RUN", 21, '["<<NOT"]', []),              # and only in the shell form
+    ]
+    assert df.instructions[2].heredocs[0].text == "one\n"      # <<- strips the leading tabs
+    with pytest.raises(dockerfile.DockerfileError, match="line 2: unterminated heredoc <<EOF"):
+        dockerfile.parse("FROM x\nRUN <<EOF\necho\n EOF\n")
+
+
+def test_heredoc_bodies_copy_expands() -> None:
+    assert dockerfile.expand_text('a=$A "$A" \'$A\' \\$A ${B:-b} $', {"A": "1"}) == "a=1 \"1\" '1' $A b $"
 
 
 @pytest.mark.parametrize(("word", "expected"), [
@@ -101,3 +154,15 @@ def test_globs_resolve_inside_the_context(tmp_path: Path) -> None:
         with pytest.raises(context.ContextError, match="not found"):
             ctx.resolve("missing")
         assert [s.rel for s in ctx.resolve("../../a.txt")] == ["a.txt"]   # clamped, as Docker does
+
+
+@pytest.mark.parametrize(("spec", "mode", "is_dir", "expected"), [
+    # BuildKit applies --chmod with BSD setmode (tonistiigi/dchapes-mode): `t` belongs to u/g/a,
+    # not to o (GNU chmod: the other way round)
+    ("u+t", 0o644, False, 0o1644), ("o+t", 0o644, False, 0o644), ("o=", 0o1644, False, 0o1640),
+    ("=", 0o6755, False, 0o0), ("a=rX", 0o700, True, 0o555), ("a=rX", 0o600, False, 0o444),
+    ("g=u,o=g", 0o750, False, 0o777), ("u-x,+X", 0o744, False, 0o755),
+])
+def test_symbolic_chmod_is_buildkits(spec: str, mode: int, is_dir: bool, expected: int) -> None:
+    assert context.Chmod.parse(spec).apply(mode, is_dir=is_dir) == expected
+

@@ -8,9 +8,7 @@ did not create are never touched.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import random
 import resource
 import secrets
 import shutil
@@ -27,26 +25,11 @@ import pytest
 
 from reconciler.runtime import errors
 from reconciler.runtime.docker import DockerRuntime
-from tests.helpers import images
+from tests.helpers import images, subnets
 from tests.helpers.registry import RegistryServer
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 TEST_LABEL = "reconciler-test"
-
-
-def _routed() -> list[ipaddress.IPv4Network]:
-    """The IPv4 destinations in the host's main routing table (/proc/net/route)."""
-    nets = []
-    with open("/proc/net/route") as f:
-        next(f)
-        for line in f:
-            fields = line.split()
-            dest = int(fields[1], 16).to_bytes(4, "little")
-            mask = int(fields[7], 16).to_bytes(4, "little")
-            if mask != b"\0\0\0\0":
-                nets.append(ipaddress.IPv4Network(
-                    (ipaddress.IPv4Address(dest), bin(int.from_bytes(mask, "big")).count("1")), strict=False))
-    return nets
 
 
 def rand(n: int = 4) -> str:
@@ -75,11 +58,7 @@ class Scope:
 
     def subnet(self) -> str:
         """A random 10.2xx.x.0/24 that no route on the host (another test's bridge) uses."""
-        used = _routed()
-        while True:
-            net = ipaddress.IPv4Network(f"10.{random.randint(210, 249)}.{random.randint(0, 255)}.0/24")
-            if not any(net.overlaps(u) for u in used):
-                return str(net)
+        return str(next(subnets.lease_block().subnets(new_prefix=24)))
 
     def cleanup(self) -> None:
         api = self.runtime.api

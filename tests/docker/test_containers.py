@@ -267,6 +267,12 @@ def test_restart_policy_counts_restarts(docker: DockerRuntime, docker_image: Pul
     always = run(scope, docker_image, "always", "sleep 600", restart=base.RestartPolicy("always"))
     docker.stop_container(always, timeout=0)
     assert docker.inspect_container(always).manually_stopped
+    # on-failure stopped by hand: exit 137 and retries left, yet Docker did not restart it
+    retry = run(scope, docker_image, "retry", "sleep 600", restart=base.RestartPolicy("on-failure"))
+    docker.stop_container(retry, timeout=0)
+    state = docker.inspect_container(retry)
+    assert (state.status, state.exit_code) == (base.ContainerStatus.EXITED, 137)
+    assert state.manually_stopped
 
 
 def test_error_mapping(engine: Engine) -> None:

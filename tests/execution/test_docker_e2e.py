@@ -17,6 +17,7 @@ from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.docker import DockerRuntime
 from tests.execution.helpers import write
+from tests.helpers import subnets
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.slow]
 
@@ -25,7 +26,7 @@ class Scope:
     def __init__(self, tmp: Path) -> None:
         self.owner = "rtd" + "".join(secrets.choice(string.ascii_lowercase) for _ in range(4))
         self.root = tmp / "root"
-        self.subnet = f"10.24{secrets.randbelow(10)}.{secrets.randbelow(250) + 1}.0/24"
+        self.subnet = str(next(subnets.lease_block().subnets(new_prefix=24)))
         self.rt = DockerRuntime()
         self.images: list[str] = []         # pulled into dockerd by this test: removed after
 

@@ -259,3 +259,32 @@ def test_kept_bind_files_keep_their_mode_and_owner(tmp_path: Path, root: Path) -
     copy = next((root / "revisions" / rev / "tree").rglob("run.sh"))
     assert copy.stat().st_mode & 0o777 == 0o750
     assert (copy.stat().st_uid, copy.stat().st_gid) == (script.stat().st_uid, script.stat().st_gid)
+
+
+def test_a_compose_project_rolls_back_under_its_own_name(
+    tmp_path: Path, root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The kept copy of a compose project sits in a directory of another name: it must still load
+    as the same project (same containers, same revision), .env and env files included."""
+    for var in ("MODE", "TAG", "COMPOSE_PROFILES"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("COMPOSE_PROJECT_NAME", raising=False)
+    m = tmp_path / "shop"
+    write(m, "compose.yaml", f"services:\n  web:\n    image: {IMG}\n    env_file: app.env\n"
+                             "    environment: {TAG: '${TAG}'}\n")
+    write(m, ".env", "TAG=one\n")
+    write(m, "app.env", "MODE=one\n")
+    assert cli(root, "apply", str(m)) == 0
+    v1 = config(root, "shop-web-1")
+    write(m, ".env", "TAG=two\n")
+    write(m, "app.env", "MODE=two\n")
+    assert cli(root, "apply", str(m)) == 0
+    [snap] = [json.loads((root / "revisions" / r / "revision.json").read_text()) for r in kept(root)
+              if r == v1["labels"][labelmod.REVISION]]
+    assert snap["rollback"], snap["reason"]
+    assert snap["project"] == "shop"
+    capsys.readouterr()
+    assert cli(root, "rollback") == 0
+    back = config(root, "shop-web-1")
+    assert back["labels"][labelmod.SPEC_HASH] == v1["labels"][labelmod.SPEC_HASH]
+    assert (back["env"]["TAG"], back["env"]["MODE"]) == ("one", "one")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -24,13 +23,14 @@ from reconciler.runtime.native import cgroups, ipam
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
 from reconciler.runtime.native.network import NetworkManager
+from tests.helpers import subnets
 from tests.runtime.conftest import cleanup, leftovers, net_leftovers, new_prefix, remove_networks
 
 
 def random_pool() -> str:
-    """A private /23 of 10.200-254.x for one test's engine; its first /24 is the test's subnet."""
-    a, b = 200 + secrets.randbelow(55), 4 * secrets.randbelow(64)
-    return f"10.{a}.{b}.0/23"
+    """A private /23 for one test's engine (leased: no other test gets it); its first /24 is the
+    test's subnet."""
+    return str(next(subnets.lease_block().subnets(new_prefix=23)))
 
 
 class Host:

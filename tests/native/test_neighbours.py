@@ -92,3 +92,49 @@ def test_a_root_alone_gets_a_run_dir_and_prefix_of_its_own(tmp_path: Path) -> No
         import shutil
 
         shutil.rmtree(run_a, ignore_errors=True)
+
+
+def test_two_roots_with_the_same_network_name_never_disturb_each_other(tmp_path: Path, busybox_image: str) -> None:
+    from tests.execution.helpers import write
+
+    with native_host(tmp_path / "a") as a, native_host(tmp_path / "b") as b:
+        for h, m in ((a, tmp_path / "ma"), (b, tmp_path / "mb")):
+            write(m, "app.yaml", f"""
+                apiVersion: reconciler/v1
+                kind: Network
+                metadata: {{name: app}}
+                spec: {{subnet: {h.subnet}}}
+                ---
+                apiVersion: reconciler/v1
+                kind: Container
+                metadata: {{name: web}}
+                spec:
+                  image: {busybox_image}
+                  command: [sleep, "3600"]
+                  networks: [app]
+                """)
+            assert h.cli("apply", str(m)) == 0
+        rt_a, rt_b = a.runtime(), b.runtime()
+        try:
+            bridge_a = next(n.bridge for n in rt_a.list_networks() if n.name == "app")
+            bridge_b = next(n.bridge for n in rt_b.list_networks() if n.name == "app")
+            assert bridge_a != bridge_b                        # each root's own prefix
+            assert [n.name for n in rt_a.list_networks()] == ["app"]    # neither lists the other's
+            web_b = rt_b.inspect_container("web")
+        finally:
+            rt_a.close()
+            rt_b.close()
+        (tmp_path / "ma" / "app.yaml").unlink()                # a prunes all it made
+        assert a.cli("apply", str(tmp_path / "ma"), "--allow-empty") == 0
+        rt_a, rt_b = a.runtime(), b.runtime()
+        try:
+            assert rt_a.list_containers() == []
+            assert rt_a.list_networks() == []
+            after = rt_b.inspect_container("web")
+            assert (after.status.value, after.pid) == ("running", web_b.pid)     # b untouched
+            assert [n.bridge for n in rt_b.list_networks()] == [bridge_b]
+            assert Path(f"/sys/class/net/{bridge_b}").exists()
+            assert not Path(f"/sys/class/net/{bridge_a}").exists()
+        finally:
+            rt_a.close()
+            rt_b.close()

@@ -387,3 +387,45 @@ def network_change_with_a_pruned_container_on_it() -> Case:
 def tag_moved_but_pull_never() -> Case:
     return case(desired(replace(WEB, image_object="webimg"), image("webimg", REF, pull="never", track=True),
                         SHOP, DATA), up(resolved={REF: D2}))
+
+
+# -- the agent's inputs: the revision applied last (a drift check) and the flapping containers
+
+@scenario
+def drift_reported_in_a_drift_check() -> Case:
+    web = replace(WEB, drift="report")
+    return case(desired(web, SHOP, DATA), observed(onet(SHOP), ovol("data")), inv.Inventory.of([entry(web)]),
+                applied_revision=REV)
+
+
+@scenario
+def drift_corrected_with_a_new_revision() -> Case:
+    web = replace(WEB, drift="report")
+    return case(desired(web, SHOP, DATA), observed(onet(SHOP), ovol("data")), inv.Inventory.of([entry(web)]),
+                applied_revision="rev-1")
+
+
+@scenario
+def drift_reported_holds_back_its_dependents() -> Case:
+    new_db = replace(DB, env={"MAX": "9"}, spec_hash="h-db-2", drift="report")
+    new_web = replace(WEB_ON_DB, env={"X": "1"}, spec_hash="h-web-2")
+    return case(desired(new_web, new_db, SHOP, DATA), up(running(DB)),
+                inv.Inventory.of([entry(DB), entry(WEB_ON_DB)]), applied_revision=REV)
+
+
+@scenario
+def flapping_container_left_stopped() -> Case:
+    d, o, i, _ = _stopped("always")
+    return case(d, o, i, flapping=frozenset({"job"}))
+
+
+@scenario
+def flapping_container_removed_by_hand_created_not_started() -> Case:
+    return case(desired(WEB, SHOP, DATA), observed(onet(SHOP), ovol("data")), inv.Inventory.of([entry(WEB)]),
+                flapping=frozenset({"web"}))
+
+
+@scenario
+def flapping_container_still_recreated_on_a_change() -> Case:
+    new = replace(WEB, env={"LOG_LEVEL": "debug"}, spec_hash="h-web-2")
+    return case(desired(new, SHOP, DATA), up(), inv.Inventory.of([entry(WEB)]), flapping=frozenset({"web"}))

@@ -281,6 +281,34 @@ note: container:web: start-first falls back to stop-first: the runtime cannot re
 [7] -> #8 container:web, start, network shop recreated
 """,
     "tag_moved_but_pull_never": "",
+    # the agent's inputs: in a pass over the revision applied last, a `drift: report`
+    # container's corrections are reported, not made, nor what waits for them
+    "drift_reported_in_a_drift_check": """\
+note: drift (reported only): container:web: not found
+""",
+    "drift_corrected_with_a_new_revision": """\
+[] -> #1 container:web, create, not found
+[1] -> #2 container:web, start, not found
+""",
+    "drift_reported_holds_back_its_dependents": """\
+note: container:web: waits for container:db, held back
+note: drift (reported only): container:db: spec hash changed: env
+""",
+    # a container over the flap limit is not started again, but a change still recreates it
+    "flapping_container_left_stopped": """\
+note: container:job: over the flap limit: left stopped (reported, not restarted)
+""",
+    "flapping_container_removed_by_hand_created_not_started": """\
+[] -> #1 container:web, create, not found
+note: container:web: over the flap limit: left stopped (reported, not restarted)
+""",
+    "flapping_container_still_recreated_on_a_change": """\
+[] -> #1 container:web, stop, spec hash changed: env
+      env.LOG_LEVEL: added
+[1] -> #2 container:web, remove, spec hash changed: env
+[2] -> #3 container:web, create, spec hash changed: env
+[3] -> #4 container:web, start, spec hash changed: env
+""",
 }
 
 
@@ -370,6 +398,15 @@ def test_plan_json_lists_actions_with_causes_and_changes() -> None:
         "cause": "spec hash changed: subnet", "depends_on": [2], "group": "recreate:network:shop",
         "changes": [{"path": "subnet", "old": None, "new": "10.210.0.0/24"}],
     }
+
+
+def test_reported_drift_is_data_for_the_agent() -> None:
+    d, o, i, opts = scenarios.SCENARIOS["drift_reported_holds_back_its_dependents"]()
+    p = planner.plan(d, o, i, planner.PlanOptions(now=scenarios.NOW, **opts))
+    assert p.is_empty()
+    assert p.drift == ("container:db: spec hash changed: env",)
+    assert p.to_json()["drift"] == ["container:db: spec hash changed: env"]
+    assert "drift" not in planner.plan(d, o, i, planner.PlanOptions(now=scenarios.NOW)).to_json()
 
 
 def test_empty_desired_on_empty_host_is_empty_plan() -> None:

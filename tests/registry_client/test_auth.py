@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,79 @@ def test_concurrent_downloads_share_one_token(
         c.fetch_blobs(ref, m.layers, open_sink, concurrency=8)
     assert {k: v.getvalue() for k, v in got.items()} == {d.digest: blobs[d.digest] for d in m.layers}
     assert len(token_server.requests) == 1
+
+
+# -- where a token may be asked for, and for how long it is kept (#14) ----------------------------
+
+
+@pytest.fixture(scope="module")
+def http_realm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TokenServer, RegistryServer]]:
+    """A token-auth registry whose realm is `http://0.0.0.0:PORT/token`. Linux connects 0.0.0.0
+    to this host, but it is no loopback address: it stands for a token server elsewhere on the
+    network without traffic leaving the machine."""
+    work = tmp_path_factory.mktemp("http-realm")
+    tokens = TokenServer(work, users=dict(USERS), acl={None: ("pull",), "alice": ("pull", "push")}).start()
+    auth = tokens.registry_auth()
+    auth["token"]["realm"] = f"http://0.0.0.0:{tokens.port}/token"
+    server = RegistryServer(work, auth=auth)
+    try:
+        server.start()
+        yield tokens, server
+    finally:
+        server.stop()
+        tokens.stop()
+
+
+def test_a_plain_http_realm_off_loopback_is_refused_before_anything_is_sent(
+    http_realm: tuple[TokenServer, RegistryServer], tmp_path: Path
+) -> None:
+    tokens, registry = http_realm
+    tokens.requests.clear()
+    for creds in (creds_for(registry.host, "alice"), {}):       # a password, or an anonymous request
+        with RegistryClient(credentials=store(tmp_path, **creds)) as c, pytest.raises(errors.Unauthorized) as ei:
+            c.resolve(f"{registry.host}/t/app:v1")
+        assert ei.value.code == "INSECURE_REALM"
+        assert f"http://0.0.0.0:{tokens.port}/token" in ei.value.message
+        assert "https" in (ei.value.hint or "")
+    assert tokens.requests == []                 # alice's password never went there, nor anything else
+
+
+def test_a_plain_http_realm_on_an_insecure_registrys_host_is_used(
+    http_realm: tuple[TokenServer, RegistryServer], tmp_path: Path
+) -> None:
+    tokens, registry = http_realm
+    tokens.requests.clear()
+    named = f"0.0.0.0:{registry.port}"           # the registry, named insecure: its realm's host is the same
+    with RegistryClient(credentials=store(tmp_path, **creds_for(named, "alice")), insecure_hosts=[named]) as c:
+        digest, _ = push(c, f"{named}/t/insecure:v1")
+    assert {r.user for r in tokens.requests} == {"alice"}         # asked, with her password
+    # the realm's own host:port named insecure
+    with RegistryClient(credentials=store(tmp_path), insecure_hosts=[f"0.0.0.0:{tokens.port}"]) as c:
+        assert c.resolve(f"{registry.host}/t/insecure:v1").digest == digest
+
+
+@pytest.mark.parametrize(("expires_in", "lifetime"), [
+    (10**9, 3600.0),                 # kept an hour at most
+    (1, 10.0),                       # and 10 s at least
+    (float("nan"), 60.0),            # json.loads reads NaN and Infinity: the spec's default
+    (float("inf"), 60.0),
+    (-5, 60.0),
+    ("300", 300.0),
+], ids=["huge", "tiny", "nan", "infinity", "negative", "string"])
+def test_a_token_is_kept_for_its_lifetime_within_bounds(
+    token_registry: RegistryServer, token_server: TokenServer, tmp_path: Path, expires_in: object, lifetime: float
+) -> None:
+    ref = f"{token_registry.host}/t/lifetime:v1"
+    with RegistryClient(credentials=store(tmp_path, **creds_for(token_registry.host, "alice"))) as c:
+        push(c, ref)
+    token_server.expires_in = expires_in  # type: ignore[assignment]
+    token_server.requests.clear()
+    clock = FakeClock()
+    with RegistryClient(credentials=store(tmp_path), clock=clock) as c:
+        c.resolve(ref)
+        clock.now += lifetime * 0.85     # renewed a little early: 10 s, or a tenth, before it ends
+        c.resolve(ref)
+        assert len(token_server.requests) == 1, "the token is still good"
+        clock.now += lifetime * 0.15 + 1
+        c.resolve(ref)
+        assert len(token_server.requests) == 2, "the token is asked for again"

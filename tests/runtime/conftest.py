@@ -1,4 +1,11 @@
-"""The `runtime` fixture: every conformance test runs against each backend (native for now).
+"""The `runtime` fixture: every conformance test runs against each backend: fake, native, docker.
+
+The fake engine (reconciler/runtime/fake.py) needs no root and runs unmarked; it runs no
+process, so the tests that need one (its output, its own exit, its signal handlers, its
+user, files, limits, namespaces or traffic) are skipped for it by name in FAKE_CANNOT, each
+with its reason. Everything else (names, states, conflicts, volumes, networks, health,
+rename) holds for it as for the real engines, which is what the executor, CLI and rollback
+tests that use it rely on.
 
 The native engine gets its own state root, run dir, name prefix and subnet pool per test (with
 bridge networking, as `reconcile` opens it), and the loops an
@@ -22,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.runtime import base
+from reconciler.runtime import base, fake
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native import cgroups, mounts, network
 from reconciler.runtime.native.backend import NativeRuntime
@@ -31,6 +38,58 @@ from tests.docker import conformance as docker_conformance
 from tests.helpers import images
 
 BUSYBOX_CONFIG: dict[str, Any] = {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]}
+FAKE_IMAGE = "test/busybox:latest"      # published in the fake's own registry
+
+# Conformance tests the fake engine cannot pass, and why; the rest run on it.
+NO_OUTPUT = "runs no process, so a container writes no output"
+FAKE_CANNOT: dict[str, str] = {
+    "test_restart_of_exited_container": NO_OUTPUT,
+    "test_exit_codes": "runs no process: only a `false` command exits by itself, with code 1",
+    "test_bad_entrypoint_is_a_clear_error": "has no image filesystem in which a command could be missing",
+    "test_stop_sends_stop_signal_and_waits": "runs no process, so none traps the stop signal",
+    "test_stop_signal_override": "runs no process, so none traps the stop signal",
+    "test_stop_kills_a_process_ignoring_sigterm": NO_OUTPUT,
+    "test_logs_streams_partial_and_long_lines": NO_OUTPUT,
+    "test_logs_follow_until_exit": NO_OUTPUT,
+    "test_env_user_workdir": NO_OUTPUT,
+    "test_numeric_user_not_in_passwd": NO_OUTPUT,
+    "test_unknown_user_is_rejected": "has no image filesystem, so no /etc/passwd to look a user up in",
+    "test_command_and_args_override": NO_OUTPUT,
+    "test_read_only_rootfs": "has no filesystem to write to",
+    "test_capabilities_drop": "runs no process to hold capabilities",
+    "test_memory_limit_triggers_oom_kill": "runs no process, so no cgroup limit can end one",
+    "test_pids_limit": "runs no process, so no cgroup limit can end one",
+    "test_cpu_quota_is_applied": NO_OUTPUT,
+    "test_named_volume_survives_recreation": "keeps no volume content (volumes are names only)",
+    "test_new_volume_is_populated_from_the_image": "has no image filesystem to copy into a volume",
+    "test_bind_mount_read_only": "has no filesystem to mount",
+    "test_exec": "runs no process: an exec has no output and exits 1 only for `false`",
+    "test_on_failure_restarts_up_to_max": "runs no process that exits by itself, so no policy restarts it",
+    "test_always_restarts_but_not_after_stop": "runs no process that exits by itself, so no policy restarts it",
+    "test_no_policy_does_not_restart": "runs no process that exits by itself (wait_container cannot return)",
+    "test_container_cannot_see_host_processes": "has no namespaces (it runs no process)",
+    "test_container_cannot_see_other_containers_files": "has no namespaces (it runs no process)",
+    "test_container_cannot_see_host_mounts": "has no namespaces (it runs no process)",
+    "test_init_forwards_the_stop_signal": "runs no process, so there is no init to forward a signal",
+    "test_default_seccomp_refuses_new_namespaces": "runs no process for seccomp to filter",
+    "test_containers_on_one_network_reach_each_other_by_name_and_alias": "carries no traffic",
+    "test_containers_on_different_networks_cannot_reach_each_other": "carries no traffic",
+    "test_internal_network_has_no_egress": "carries no traffic",
+    "test_published_port_answers_on_loopback": "carries no traffic",
+    "test_container_on_two_networks": "carries no traffic",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip FAKE_CANNOT's tests for the fake engine, saying why."""
+    here = Path(__file__).parent
+    for item in items:
+        if not isinstance(item, pytest.Function) or item.path.parent != here:
+            continue
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        reason = FAKE_CANNOT.get(item.originalname)
+        if params.get("backend") == "fake" and reason is not None:
+            item.add_marker(pytest.mark.skip(reason=f"the fake engine {reason}"))
 
 
 class LayerDirImages:
@@ -139,8 +198,10 @@ def cleanup(rt: NativeRuntime) -> None:
 
 
 def private_pool() -> str:
-    """A /22 of 10.200-254 for one test's networks (other tests pick theirs the same way)."""
-    return f"10.{200 + secrets.randbelow(55)}.{4 * secrets.randbelow(64)}.0/22"
+    """A /22 of 10.200-254 for one test's networks, leased so that no other test gets it."""
+    from tests.helpers import subnets
+
+    return str(subnets.lease_block())
 
 
 def make_native(tmp: Path, busybox_ref: str | None = None, *, networking: bool = False,
@@ -177,11 +238,29 @@ class Loops:
             t.join(timeout=30)
 
 
-@pytest.fixture(params=["native", pytest.param("docker", marks=pytest.mark.docker)])
+def fake_backend(tmp_path: Path) -> Iterator[tuple[base.Runtime, str]]:
+    """The fake engine with FAKE_IMAGE pulled, its state in the test's own file."""
+    rt = fake.FakeRuntime(tmp_path / fake.STATE_FILE)
+    rt.publish(FAKE_IMAGE)
+    rt.pull_image(FAKE_IMAGE)
+    try:
+        yield rt, FAKE_IMAGE
+    finally:
+        rt.close()
+
+
+@pytest.fixture(params=[
+    "fake",
+    pytest.param("native", marks=pytest.mark.root),
+    pytest.param("docker", marks=[pytest.mark.root, pytest.mark.docker]),
+])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[base.Runtime, str]]:
     """(runtime, busybox image reference) for each backend."""
     if request.param == "docker":
         yield from docker_conformance.docker_backend(request)
+        return
+    if request.param == "fake":
+        yield from fake_backend(tmp_path)
         return
     if os.geteuid() != 0:
         pytest.skip("the native runtime needs root")

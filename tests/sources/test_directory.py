@@ -67,6 +67,25 @@ def test_ignored_files_neither_change_the_revision_nor_reach_the_snapshot(manife
     assert sorted(p.name for p in rev.path.iterdir()) == ["web.yaml"]
 
 
+def test_env_files_change_the_revision_and_reach_the_snapshot(manifests: Path) -> None:
+    src = make_source(manifests)
+    before = src.fetch().id
+    (manifests / ".env").write_text("TAG=1\n")
+    (manifests / ".env.local").write_text("DEBUG=1\n")
+    rev = src.fetch()
+    assert rev.id != before
+    assert sorted(p.name for p in rev.path.iterdir()) == [".env", ".env.local", "web.yaml"]
+    assert rev.name == manifests.name                   # a compose project's default name
+    (manifests / ".env").write_text("TAG=2\n")
+    assert src.fetch().id != rev.id
+
+
+def test_editing_an_env_file_wakes(watched: tuple[directory.DirectorySource, Wakes], manifests: Path) -> None:
+    _, wakes = watched
+    (manifests / ".env").write_text("TAG=1\n")
+    assert ".env" in wakes.wait(1)[0]
+
+
 def test_subdirectories_modes_and_file_symlinks_are_snapshotted(manifests: Path, tmp_path: Path) -> None:
     (manifests / "shop").mkdir()
     (manifests / "shop" / "db.yaml").write_text(DB)
@@ -152,6 +171,13 @@ def test_an_empty_directory_is_a_valid_empty_revision(tmp_path: Path) -> None:
         ("..data/web.yaml", True),
         ("web.yaml.part", True),
         ("web.yaml.rpmnew", True),
+        (".env", False),                # a compose project's environment and env files
+        (".env.production", False),
+        ("api/.env", False),
+        (".env.swp", True),
+        (".env.production~", True),
+        (".envrc", True),
+        (".hidden/.env", True),
     ],
 )
 def test_ignore_rules(path: str, ignored: bool) -> None:

@@ -92,6 +92,20 @@ def test_a_sub_path_is_the_revision_directory(tmp_path: Path, upstream: Upstream
     assert rev.path.name == "prod"
     assert rev.origin == f"{upstream.bare}@{rev.id[:12]}:deploy/prod"
     assert [p.name for p in rev.path.iterdir()] == ["web.yaml"]
+    assert rev.name == "prod"
+
+
+@pytest.mark.parametrize(("url", "path", "name"), [
+    ("https://git.example/team/shop.git", "", "shop"),
+    ("https://git.example/team/shop/", "", "shop"),
+    ("ssh://git@git.example:2222/team/shop.git", "", "shop"),
+    ("git@git.example:team/shop.git", "", "shop"),
+    ("/srv/repos/shop", "", "shop"),
+    ("https://git.example/team/shop.git", "deploy/prod", "prod"),
+])
+def test_a_revision_is_named_as_a_clone_of_it_would_be(tmp_path: Path, url: str, path: str, name: str) -> None:
+    """What `git clone URL` names its directory: a compose project's default name."""
+    assert source(tmp_path, url, path=path).directory_name == name
 
 
 def test_a_missing_sub_path_is_terminal(tmp_path: Path, upstream: Upstream) -> None:

@@ -62,7 +62,7 @@ CASES: dict[str, tuple[dict[str, str | bytes], list[str]]] = {
     ),
     "bad_name": (
         {"m.yaml": c(IMG, name="Web_1")},
-        ["m.yaml:4:9: Container/Web_1: metadata.name: 'Web_1' is not a valid name (lower-case letters, digits and '-', starting and ending with a letter or digit)"],
+        ["m.yaml:4:9: Container/Web_1: metadata.name: 'Web_1' is not a valid name (lower-case letters, digits, '-', '_' and '.', starting and ending with a letter or digit)"],
     ),
     "duplicate_name": (
         {"m.yaml": c(IMG) + "---\n" + c(IMG)},

@@ -241,6 +241,22 @@ spec:
     assert dict(c.env) == {"B": "2", "tier": "front"}
 
 
+def test_a_key_of_its_own_overrides_a_merged_one_and_true_duplicates_are_still_reported(tmp_path: Path) -> None:
+    desired = load_text(tmp_path, """\
+apiVersion: reconciler/v1
+kind: Container
+metadata: {name: web, labels: &base {A: '1', B: '1'}}
+spec:
+  image: r.local/a:1
+  env: {<<: *base, B: '2'}
+""")
+    assert dict(desired.containers["web"].env) == {"A": "1", "B": "2"}
+    (tmp_path / "m.yaml").write_text(MINIMAL + "  env: {<<: {A: '1'}, C: '1', C: '2'}\n")
+    with pytest.raises(spec.SpecError) as info:
+        spec.load(tmp_path)
+    assert [p.message for p in info.value.problems] == ["duplicate key 'C'; remove one of them"]
+
+
 def test_stdin(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "reconciler", "validate", "-"], input=MINIMAL, capture_output=True, text=True,

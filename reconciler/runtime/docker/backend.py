@@ -7,7 +7,8 @@ engine's streams (pull progress, multiplexed logs and exec output) become callba
 
 Where Docker differs from the protocol's wording, Docker wins and the difference is noted:
 `ImageInfo.size` is the engine's (uncompressed) size; `manually_stopped` is inferred (the
-engine does not report it) as "exited although the policy is always/unless-stopped".
+engine does not report it) as "exited although its policy would have run it again"
+(`reconciler.restarting`, at an exit: Docker marks such a container restarting instead).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
+from reconciler import restarting
 from reconciler.runtime import base, errors
 from reconciler.runtime.docker import api
 
@@ -233,7 +235,8 @@ def container_state(attrs: Mapping[str, Any]) -> base.ContainerState:
                       base.ContainerStatus.RESTARTING)
     health = (state.get("Health") or {}).get("Status")
     networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
-    policy = ((attrs.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or "no"
+    exit_code = int(state.get("ExitCode", 0)) if finished else None
+    restart_count = int(attrs.get("RestartCount") or 0)
     pid = int(state.get("Pid") or 0)
     return base.ContainerState(
         id=str(attrs["Id"]),
@@ -243,19 +246,25 @@ def container_state(attrs: Mapping[str, Any]) -> base.ContainerState:
         labels=dict(cfg.get("Labels") or {}),
         status=st,
         created=str(attrs.get("Created", "")),
-        exit_code=int(state.get("ExitCode", 0)) if finished else None,
+        exit_code=exit_code,
         started_at=_time(state.get("StartedAt")),
         finished_at=_time(state.get("FinishedAt")),
         pid=pid or None,
         oom_killed=bool(state.get("OOMKilled")),
         health=health if health in ("starting", "healthy", "unhealthy") else None,
-        restart_count=int(attrs.get("RestartCount") or 0),
+        restart_count=restart_count,
         ip_addresses={n: str(e["IPAddress"]) for n, e in networks.items()
                       if e and e.get("IPAddress")},
         ports=_ports(attrs),
-        manually_stopped=st == base.ContainerStatus.EXITED
-        and policy in ("always", "unless-stopped"),
+        manually_stopped=st == base.ContainerStatus.EXITED and restarting.decide(
+            _restart_policy(attrs), exit_code=exit_code, restart_count=restart_count,
+            manually_stopped=False, moment=restarting.Moment.EXIT).start,
     )
+
+
+def _restart_policy(attrs: Mapping[str, Any]) -> base.RestartPolicy:
+    raw = (attrs.get("HostConfig") or {}).get("RestartPolicy") or {}
+    return base.RestartPolicy(raw.get("Name") or "no", int(raw.get("MaximumRetryCount") or 0))
 
 
 def _repo_of(ref: str) -> str:
@@ -711,3 +720,9 @@ class DockerRuntime:
 
     def remove_volume(self, name: str) -> None:
         self.api.volume_remove(name)
+
+
+def _conforms(rt: DockerRuntime) -> tuple[base.Runtime, base.Renaming, base.ArchiveTransfer]:
+    """mypy checks here that the backend implements the protocol and its capabilities (dockerd
+    supervises its containers itself; building and pushing are not done through it)."""
+    return rt, rt, rt

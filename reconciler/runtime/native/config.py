@@ -131,8 +131,12 @@ class NativeConfig:
             except FileExistsError:
                 pass
             else:
-                with os.fdopen(fd, "w") as f:
-                    f.write(value + "\n")
+                try:
+                    with os.fdopen(fd, "w") as f:
+                        f.write(value + "\n")
+                except BaseException:
+                    path.unlink(missing_ok=True)    # never a half-written record (a full disk): the next start retries
+                    raise
                 return
         try:
             recorded = path.read_text().strip()

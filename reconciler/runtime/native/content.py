@@ -13,10 +13,15 @@ the layer files being extracted, which made pulls 2-3x slower on the test machin
 torn by a power loss is caught by the DiffID check when it is extracted (the pull then
 deletes it and the next pull downloads it again). Two writers of the same digest serialise on the ingest's lock file; the second finds
 the blob committed. Digest strings are validated before they touch a path (CVE-2024-3727).
+
+A full file system (ENOSPC, EDQUOT) while writing is `errors.DiskFull` naming the blob, its size
+and the file system; the ingest is then dropped at once (its bytes hold the very space a retry
+needs, and resuming it would only fill the disk again).
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
@@ -27,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from reconciler import diskfull
+from reconciler.errors import DiskFull
 from reconciler.runtime import errors
 
 __all__ = ["ContentStore", "Ingest", "IngestInfo", "digest_hex", "validate_digest"]
@@ -78,16 +85,38 @@ class Ingest:
         self._hash = hashlib.sha256()
         self.offset = 0
         self.committed = False
-        self._discard = False
+        self._discard = False       # the caller cancelled: removed on close
+        self.dropped = False        # the file system filled up: removed on close, never resumed
 
     def __enter__(self) -> Ingest:
-        self._lock_fd = self._lock()
+        with diskfull.translated(self._writing(), self.store.ingest_dir, needed=self.expected_size):
+            self._lock_fd = self._lock()
         if self.store.has(self.digest):
             self.committed = True
             return self
-        self._fd = os.open(self.dir / "data", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            self._fd = os.open(self.dir / "data", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise self._full(exc) from exc
         self._rehash()
         return self
+
+    def _writing(self) -> str:
+        return f"writing blob {self.digest[:19]} to {self.store.ingest_dir}"
+
+    def _full(self, exc: OSError) -> DiskFull | OSError:
+        """What to raise for a failed write: for a full file system, drop the partial data first
+        (so the free space the error reports is what a retry has) and say how much is needed;
+        any other error unchanged."""
+        if not diskfull.is_disk_full(exc):
+            return exc
+        self.dropped = True
+        if self._fd >= 0:
+            os.ftruncate(self._fd, 0)
+            self.offset = 0
+            self._hash = hashlib.sha256()
+        quota = exc.errno == errno.EDQUOT
+        return diskfull.error(self._writing(), self.dir, needed=self.expected_size, quota=quota)
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -138,9 +167,11 @@ class Ingest:
                 f"blob {self.digest} is larger than the {self.expected_size} bytes its descriptor says")
         self._hash.update(data)
         view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as exc:
+            raise self._full(exc) from exc
         self.offset += len(data)
         os.utime(self._fd)
 
@@ -148,7 +179,7 @@ class Ingest:
         """An unbuffered writer positioned at `offset` for a downloader that hashes by itself
         (the registry client verifies the digest); commit with `verified=True` afterwards.
         Unbuffered, so a kill -9 loses nothing that was written (the next pull resumes)."""
-        return _Sink(self._fd, self.offset)
+        return _Sink(self, self.offset)
 
     def prefix_hash(self) -> Any:
         """A copy of the hash of the bytes already held (to resume a verified download)."""
@@ -186,7 +217,7 @@ class Ingest:
             os.close(self._fd)
             self._fd = -1
         if self._lock_fd >= 0:
-            if self.committed or self._discard:
+            if self.committed or self._discard or self.dropped:
                 shutil.rmtree(self.dir, ignore_errors=True)
             os.close(self._lock_fd)
             self._lock_fd = -1
@@ -194,16 +225,21 @@ class Ingest:
 
 class _Sink:
     """Writes go straight to the ingest fd (complete writes, no user-space buffer); seekable
-    and truncatable so a downloader can restart a blob from 0."""
+    and truncatable so a downloader can restart a blob from 0. A full file system drops the
+    ingest (DiskFull)."""
 
-    def __init__(self, fd: int, offset: int) -> None:
-        self._fd = os.dup(fd)
+    def __init__(self, ingest: Ingest, offset: int) -> None:
+        self._ingest = ingest
+        self._fd = os.dup(ingest._fd)
         os.lseek(self._fd, offset, os.SEEK_SET)
 
     def write(self, data: bytes) -> int:
         view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as exc:
+            raise self._ingest._full(exc) from exc
         return len(data)
 
     def seekable(self) -> bool:

@@ -7,7 +7,11 @@ index, config and layer blobs, and its layers' ChainID snapshots), the images co
 swept: unreferenced blobs and snapshots, `extract-*`/`remove-*` debris of dead processes,
 and ingests not written to for `ingest_max_age` seconds that nobody holds.
 
-GC takes the store lock exclusively; pulls hold it shared, so a sweep never races a pull.
+GC takes the store lock exclusively; pulls hold it shared, so a sweep never races a pull. That
+also means that every lease a sweep finds belongs to a pull that is not running any more (killed,
+or failed without dropping it). The automatic sweep after `rmi` keeps those leases until they
+expire and their partial downloads for a day, so that the next pull resumes them; an explicit
+`image prune` (`keep_partial=False`) reclaims them at once: the space is what the user asked for.
 """
 
 from __future__ import annotations
@@ -37,12 +41,15 @@ class GCResult:
     expired_leases: int = 0
 
 
-def collect(store: ImageStore, *, ingest_max_age: float = INGEST_MAX_AGE, now: float | None = None) -> GCResult:
-    """Mark from images, containers and live leases; sweep the rest. Returns what went."""
+def collect(store: ImageStore, *, ingest_max_age: float = INGEST_MAX_AGE, now: float | None = None,
+            keep_partial: bool = True) -> GCResult:
+    """Mark from images, containers and live leases; sweep the rest. Returns what went.
+    `keep_partial=False`: what interrupted pulls left (their leases, partial downloads) goes too."""
     now = time.time() if now is None else now
     with store.store_lock(exclusive=True):
         with store.db.tx() as c:
-            expired = c.execute("DELETE FROM pull_leases WHERE expires < ?", (now,)).rowcount
+            cut = now if keep_partial else float("inf")       # no pull runs: every lease is left over
+            expired = c.execute("DELETE FROM pull_leases WHERE expires < ?", (cut,)).rowcount
         conn = store.db.connect()
         blobs: set[str] = set()
         chains: set[str] = set()
@@ -70,7 +77,7 @@ def collect(store: ImageStore, *, ingest_max_age: float = INGEST_MAX_AGE, now: f
             shutil.rmtree(path, ignore_errors=True)
         gone_ingests = []
         for info in store.content.ingests():
-            stale = now - info.updated > ingest_max_age
+            stale = not keep_partial or now - info.updated > ingest_max_age
             if (stale or store.content.has(info.digest)) and store.content.remove_ingest(info):
                 gone_ingests.append(info.digest)
     return GCResult(gone_blobs, gone_snaps, gone_ingests, len(debris), expired)

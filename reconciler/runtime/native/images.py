@@ -25,6 +25,12 @@ A pull is cancelled when its `progress` callback raises errors.Cancelled (the ex
 once the reconciler is stopping): downloads stop at their next chunk and their ingests are
 removed, no further layer is extracted (one being extracted is finished), the lease is dropped,
 and Cancelled is passed on. Committed blobs and snapshots stay (they are whole).
+
+A full file system is `DiskFull`, never a layer or download error: each partial download is
+dropped at once (content.py), a blob that filled the disk while being unpacked is kept (it is
+not corrupt), the lease is dropped on the way out, and then the error is said for the image:
+the file system, its free space now, and the compressed size of the layers still missing (the
+least a retry needs). The next pull, with room, starts over.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reconciler import diskfull
+from reconciler.errors import DiskFull
 from reconciler.runtime import base, errors
 from reconciler.runtime.native import content, snapshots
 from reconciler.runtime.native.config import NativeConfig
@@ -284,11 +292,18 @@ class ImageStore:
         records = [LayerRecord(d.digest, d.size, d.media_type, diff, chain)
                    for d, diff, chain in zip(descs, diff_ids, chains, strict=True)]
         blobs += [cdesc.digest, *(d.digest for d in descs)]
-        with self._lease(blobs, chains):
-            self._fetch_and_unpack(client, r, records, emit)
-            image_id = cdesc.digest
-            self._record(image_id, manifest.descriptor.digest, index_digest, records, image_config)
-            self._tag(r, image_id, desc.digest)
+        try:
+            with self._lease(blobs, chains):
+                self._fetch_and_unpack(client, r, records, emit)
+                image_id = cdesc.digest
+                self._record(image_id, manifest.descriptor.digest, index_digest, records, image_config)
+                self._tag(r, image_id, desc.digest)
+        except DiskFull as exc:
+            # Said for the whole image, now that every download of it stopped and dropped its
+            # partial data: the free space is what a retry has, the need what it downloads.
+            missing = {rec.digest: rec.size for rec in records if not self.snapshots.exists(rec.chain_id)}
+            raise diskfull.error(f"pulling {r}", exc.path or self.config.root, needed=sum(missing.values()) or None,
+                                 quota=exc.quota) from exc
         with contextlib.suppress(errors.Cancelled):     # too late to cancel: the image is here
             emit("done", {"id": image_id, "digest": desc.digest, "status": "downloaded"})
         return self.get(image_id)
@@ -342,7 +357,8 @@ class ImageStore:
                                 self._download(client, r, rec, emit)
                     parents = [x.chain_id for x in records[:i]]
                     emit("extract", {"digest": rec.digest, "status": "extracting"})
-                    built = self.snapshots.create(rec.chain_id, parents, self._applier(rec))
+                    with diskfull.translated(f"unpacking layer {rec.digest[:19]}", self.snapshots.dir):
+                        built = self.snapshots.create(rec.chain_id, parents, self._applier(rec))
                     emit("layer-done", {"digest": rec.digest,
                                         "status": "downloaded" if built else "exists"})
             except BaseException:
@@ -418,9 +434,17 @@ class ImageStore:
                       (lease, time.time() + LEASE_SECONDS, json.dumps(list(blobs)), json.dumps(list(chains))))
         try:
             yield lease
-        finally:
-            with self.db.tx() as c:
-                c.execute("DELETE FROM pull_leases WHERE id = ?", (lease,))
+        except BaseException:
+            # A pull that failed (a full disk, mostly) must not fail again here and hide why:
+            # a lease left behind is dropped by `image prune` (or expires).
+            with contextlib.suppress(DiskFull):
+                self._drop_lease(lease)
+            raise
+        self._drop_lease(lease)
+
+    def _drop_lease(self, lease: str) -> None:
+        with self.db.tx() as c:
+            c.execute("DELETE FROM pull_leases WHERE id = ?", (lease,))
 
     # -- records ---------------------------------------------------------------------------------
 
@@ -612,7 +636,8 @@ class ImageStore:
 
     def prune(self, *, all_images: bool = False) -> list[str]:
         """Delete dangling (untagged) images, or with `all_images` every image no container
-        uses; then collect garbage. Returns the deleted ids."""
+        uses; then collect garbage, including what interrupted pulls left (partial downloads
+        and their leases). Returns the deleted ids."""
         import reconciler.runtime.native.gc as gc
 
         conn = self.db.connect()
@@ -624,7 +649,7 @@ class ImageStore:
             for i in victims:
                 c.execute("DELETE FROM image_refs WHERE image_id = ?", (i,))
                 c.execute("DELETE FROM images WHERE id = ?", (i,))
-        gc.collect(self)
+        gc.collect(self, keep_partial=False)
         return victims
 
 

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, NoReturn, Self, cast
 
+from reconciler import diskfull
 from reconciler.runtime import errors
 from reconciler.runtime.native import openat2
 
@@ -796,7 +797,8 @@ def apply_layer(
     (an ImageError) on any problem, including a DiffID different from `expected_diff_id`;
     the caller must then discard `dest` entirely. `compressed_size` (the blob's size) turns
     on the ratio cap of `limits`. `root_attrs=False` leaves `dest`'s own owner, mode and times
-    when the archive has a root entry ("./"), as Docker's ADD does.
+    when the archive has a root entry ("./"), as Docker's ADD does. A full file system is not the
+    layer's fault: that OSError (ENOSPC, EDQUOT) passes unchanged.
     """
     limits = limits or Limits()
     stream = _Decompressed(blob, limits.cap(compressed_size))
@@ -843,6 +845,8 @@ def apply_layer(
             raise LayerError(f"the layer chains too many extended tar headers{_at(name)}",
                              hint="the image is hostile or corrupt") from None
         except OSError as exc:
+            if diskfull.is_disk_full(exc):
+                raise                       # not the layer's fault: the caller says where and how much
             raise LayerError(f"applying the layer failed{_at(name)}: {exc}") from None
         except Exception as exc:
             if type(exc).__module__.startswith("zstd"):

@@ -125,8 +125,10 @@ class NetworkManager:
 
     def bridge_name(self, network: str) -> str:
         """`<prefix>-<network>` when it fits in 15 characters and the name is lowercase letters,
-        digits and '-', else `<prefix>_<hash>`: the verbatim form always has '-' after the prefix
-        and the hashed one '_', so they cannot collide."""
+        digits and '-', else `<prefix>_<hash>`: a network named with '.', '_' or capitals (compose's
+        `<project>_<name>`, Docker's names) gets no interface name that tools could read as a VLAN
+        (`eth0.100`) or mangle. The verbatim form has '-' after the prefix and the hashed one '_',
+        so they cannot collide."""
         verbatim = f"{self.prefix}-{network}"
         if len(verbatim) <= _IFNAMSIZ and _VERBATIM.match(network):
             return verbatim

@@ -1,14 +1,14 @@
 """Restart policies with Docker's backoff, as a mechanism the agent drives.
 
-Docker's rules (moby restartmanager): `no`; `always`; `unless-stopped`; `on-failure[:N]`
-(exit code != 0 and fewer than N restarts, N = 0 unlimited). A manual stop cancels restarts.
-The delay before a restart starts at 100 ms and doubles up to 1 min; it resets when the
-container ran for 10 s or more.
+Whether a container runs again is `reconciler.restarting.decide` (Docker's rules, shared with
+the planner and the Docker backend): at an exit a stop by hand cancels every policy; at engine
+start only `unless-stopped` remembers it. The delay before a restart starts at 100 ms and
+doubles up to 1 min; it resets when the container ran for 10 s or more.
 
     rm = RestartManager(manager)
     rm.tick()                 # notice exits (conmon's exit files), start containers that are due
     rm.handle_exit(id)        # decide for one exited container; returns the delay or None
-    rm.boot()                 # on engine start: start `always` / not-stopped `unless-stopped`
+    rm.boot()                 # on engine start: start the exited ones their policy runs again
     rm.watch(stop_event)      # loop: tick whenever the exits dir changes (polling its stat)
 
 A container whose conmon was killed (nothing would record its exit or read its output) is
@@ -24,10 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from reconciler import restarting
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native import containers, records
 
-__all__ = ["DEFAULT_DELAY", "MAX_DELAY", "RESET_AFTER", "SWEEP", "RestartManager", "next_delay", "should_restart"]
+__all__ = ["DEFAULT_DELAY", "MAX_DELAY", "RESET_AFTER", "SWEEP", "RestartManager", "next_delay"]
 
 DEFAULT_DELAY = 0.1
 SWEEP = 2.0             # seconds between checks for containers whose conmon was killed
@@ -35,15 +36,9 @@ MAX_DELAY = 60.0
 RESET_AFTER = 10.0
 
 
-def should_restart(policy: str, max_retries: int, exit_code: int, restart_count: int, manually_stopped: bool) -> bool:
-    """Docker's decision for one exit."""
-    if manually_stopped:
-        return False
-    if policy in ("always", "unless-stopped"):
-        return True
-    if policy == "on-failure":
-        return exit_code != 0 and (max_retries == 0 or restart_count < max_retries)
-    return False
+def _decision(rec: records.Record, moment: restarting.Moment) -> restarting.StartDecision:
+    return restarting.decide(rec.config.restart, exit_code=rec.exit_code, restart_count=rec.restart_count,
+                             manually_stopped=rec.manually_stopped, moment=moment)
 
 
 def next_delay(previous: float, ran_for: float) -> float:
@@ -92,8 +87,7 @@ class RestartManager:
                 p = self._pending.get(rec.id)
                 return None if p is None else max(0.0, p.due - self.clock())
             self._handled[rec.id] = rec.finished_at
-            pol = rec.config.restart
-            if not should_restart(pol.name, pol.max_retries, rec.exit_code or 0, rec.restart_count, rec.manually_stopped):
+            if not _decision(rec, restarting.Moment.EXIT).start:
                 self._pending.pop(rec.id, None)
                 if rec.restarting:
                     self.manager.update(rec.id, lambda r: dataclasses.replace(r, restarting=False))
@@ -139,8 +133,8 @@ class RestartManager:
                 self._pending.pop(cid, None)
             try:
                 rec = self.manager.get(cid)
-                if rec.status != "exited" or rec.manually_stopped:
-                    continue
+                if rec.status != "exited" or not _decision(rec, restarting.Moment.EXIT).start:
+                    continue                    # stopped by hand since
                 self.manager.update(cid, lambda r: dataclasses.replace(r, restart_count=r.restart_count + 1))
                 self.manager.start(cid)
                 restarted.append(cid)
@@ -176,14 +170,14 @@ class RestartManager:
         return out
 
     def boot(self) -> list[str]:
-        """Engine start: containers whose monitor died with the last engine are ended, then
-        `always` containers, and `unless-stopped` ones not stopped by hand, are started."""
+        """Engine start: containers whose monitor died with the last engine are ended, then the
+        exited ones whose policy runs them again are started (`always`, `unless-stopped` unless
+        stopped by hand, `on-failure` after a failure with retries left)."""
         started = []
         for rec in self._end_unmonitored(self.manager.records()):
-            pol = rec.config.restart.name
             if rec.status != "exited":
                 continue
-            if pol == "always" or (pol == "unless-stopped" and not rec.manually_stopped):
+            if _decision(rec, restarting.Moment.RESUME).start:
                 try:
                     if rec.error is not None:        # ended just now, not by the reboot: a restart
                         self.manager.update(rec.id, lambda r: dataclasses.replace(r, restart_count=r.restart_count + 1))

@@ -254,16 +254,19 @@ def test_backoff_rules() -> None:
     assert restart.next_delay(40, 1) == 60
     assert restart.next_delay(60, 1) == 60
     assert restart.next_delay(60, 10) == 0.1                  # ran 10 s: reset
-    assert restart.should_restart("on-failure", 0, 1, 99, False)
-    assert not restart.should_restart("on-failure", 3, 1, 3, False)
-    assert not restart.should_restart("on-failure", 0, 0, 0, False)
-    assert restart.should_restart("unless-stopped", 0, 0, 0, False)
-    assert not restart.should_restart("always", 0, 1, 0, True)
-    assert not restart.should_restart("no", 0, 1, 0, False)
 
 
-def test_boot_starts_always_and_unless_stopped(native: tuple[NativeRuntime, str]) -> None:
+def test_boot_starts_what_the_restart_rule_runs(native: tuple[NativeRuntime, str]) -> None:
     rt, image = native
+    gave_up = rt.create_container(_cfg(image, "f3", "sh", "-c", "exit 1", restart=base.RestartPolicy("on-failure", 1)))
+    rt.start_container(gave_up)
+    rt.wait_container(gave_up, timeout=30)
+    rm = restart.RestartManager(rt.containers)
+    assert rm.handle_exit(gave_up) is not None                # its one retry ...
+    time.sleep(0.2)
+    assert rm.tick() == [gave_up]
+    rt.wait_container(gave_up, timeout=30)                    # ... failed too: on-failure:1 gave up
+    assert rt.inspect_container(gave_up).restart_count == 1
     ids = {}
     for name, pol in (("a", "always"), ("u", "unless-stopped"), ("n", "no")):
         ids[name] = rt.create_container(_cfg(image, name, "sleep", "1000", restart=base.RestartPolicy(pol)))
@@ -275,8 +278,16 @@ def test_boot_starts_always_and_unless_stopped(native: tuple[NativeRuntime, str]
     killed = rt.create_container(_cfg(image, "k", "sleep", "1000", restart=base.RestartPolicy("unless-stopped")))
     rt.start_container(killed)
     rt.kill_container(killed, "KILL")                         # Docker: a kill is a stop by hand
+    # on-failure (the planner's rule too, and Docker's at daemon start): a failure runs again,
+    # a clean exit or a policy that gave up does not
+    failed, clean = (rt.create_container(_cfg(image, n, "sh", "-c", f"exit {code}",
+                                              restart=base.RestartPolicy("on-failure")))
+                     for n, code in (("f1", 1), ("f0", 0)))
+    for c in (failed, clean):
+        rt.start_container(c)
+        rt.wait_container(c, timeout=30)
     started = restart.RestartManager(rt.containers).boot()
-    assert sorted(started) == sorted([ids["a"], cid])
+    assert sorted(started) == sorted([ids["a"], cid, failed])
 
 
 def test_health_failures_in_start_period_do_not_count(native: tuple[NativeRuntime, str]) -> None:

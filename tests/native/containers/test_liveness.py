@@ -161,24 +161,33 @@ def test_a_container_whose_monitor_was_killed_is_ended_and_restarted_by_the_agen
 
 def test_an_engine_start_ends_a_container_left_without_a_monitor_with_its_exit_and_reason(
         host: Host, busybox_image: str) -> None:
-    run_ticker(host, busybox_image, "on-failure")
+    run_ticker(host, busybox_image, "no")                             # so that nothing starts it again
     rt = host.runtime()
     try:
         before = kill_monitor(rt)
-        rt.restart_manager.boot()                                    # what --once and the agent do first
-        rec = rt.containers.get("box")
+        assert rt.restart_manager.boot() == []                       # what --once and the agent do first
         assert not procs.alive(before.pid, before.pid_start)
         state = rt.inspect_container("box")
         assert (state.status.value, state.exit_code) == ("exited", 137)
         assert state.error is not None
         assert "monitor" in state.error
         assert "monitor" in rt.inspect_document("box")["State"]["Error"]   # docker inspect's field
-        deadline = time.monotonic() + 10                              # on-failure: 137 is a failure
-        while (rec := rt.containers.get("box")).status != "running":
-            assert time.monotonic() < deadline
-            rt.restart_manager.tick()
-            time.sleep(0.05)
-        assert rec.restart_count == 1
+    finally:
+        rt.close()
+
+
+def test_an_engine_start_brings_a_container_left_without_a_monitor_back_by_its_policy(
+        host: Host, busybox_image: str) -> None:
+    run_ticker(host, busybox_image, "on-failure")
+    rt = host.runtime()
+    try:
+        before = kill_monitor(rt)
+        assert rt.restart_manager.boot() == [before.id]               # on-failure: 137 is a failure
+        assert not procs.alive(before.pid, before.pid_start)
+        rec = rt.containers.get("box")
+        assert rec.status == "running"
+        assert rec.conmon_pid != before.conmon_pid                    # a new monitor
+        assert rec.restart_count == 1                                 # counted as a restart
         assert rec.error is None
     finally:
         rt.close()

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from reconciler import registry_client as rc
+from reconciler.cli.main import main
 from reconciler.runtime import errors
 from reconciler.runtime.native import gc, images
 from tests.helpers.images import layer_tar
@@ -273,6 +274,31 @@ def test_kill_9_mid_download_then_repull_resumes_and_completes(
     assert resumed, "the partial ingest should be resumed with a Range request"
     assert len(list(view(store, ref).iterdir())) == 3
     assert store.get(ref).id == info.id
+
+
+@pytest.mark.slow
+def test_image_prune_reclaims_what_a_killed_pull_left(
+    tmp_path: Path, push: Callable[..., str], capsys: pytest.CaptureFixture[str],
+) -> None:
+    ref = push(_files(3, 4_000_000, "big"))
+    proc = _pull_process(tmp_path, ref, hang_on="partial-download")
+    try:
+        _read_until(proc, '["layer-progress"')
+    finally:
+        _kill(proc)
+    store = images.ImageStore(native_config(tmp_path))
+    partial = sum(i.size for i in store.content.ingests())
+    leases = store.db.connect().execute("SELECT COUNT(*) FROM pull_leases").fetchone()[0]
+    assert (partial > 0, leases) == (True, 1), "the kill should have left a partial download and its lease"
+    assert gc.collect(store).ingests == []          # the automatic sweep keeps them to resume
+
+    capsys.readouterr()
+    assert main(["image", "prune", "--root", str(store.config.root), "--run-dir", str(store.config.run_dir)]) == 0
+    reclaimed = capsys.readouterr().out.split("Total reclaimed space: ")[1]
+    assert float(reclaimed.removesuffix("MB\n")) >= partial / 1e6 - 0.01
+    assert store.content.ingests() == []
+    assert store.db.connect().execute("SELECT COUNT(*) FROM pull_leases").fetchone()[0] == 0
+    assert list(store.content.digests()) == []
 
 
 @pytest.mark.slow

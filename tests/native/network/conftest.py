@@ -21,7 +21,7 @@ import pytest
 from reconciler.runtime.native import netlink, network
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
-from tests.helpers import images
+from tests.helpers import images, subnets
 from tests.runtime.conftest import BUSYBOX_CONFIG, LayerDirImages, cleanup
 
 PROBE = str(Path(__file__).with_name("probe.py"))
@@ -43,8 +43,8 @@ class Harness:
         self.prefix = "rt" + tag
         self.link_tag = "tx" + tag                  # test-owned links (not the engine's prefix)
         # a /22 nobody else uses: pool = first /23 of it, outside namespaces in the third and fourth /24
-        self.a = 200 + secrets.randbelow(55)
-        self.b = 4 * secrets.randbelow(64)
+        block = subnets.lease_block()
+        self.a, self.b = block.network_address.packed[1], block.network_address.packed[2]
         self.tmp = tmp
         self.config = self.make_config()
         self.manager = network.NetworkManager(self.config)

@@ -35,9 +35,13 @@ def test_names_fit_ifnamsiz_and_do_not_collide(harness: Harness) -> None:
     assert len(long_a) <= 15
     assert long_a != long_b
     assert long_a == m.bridge_name("a-rather-long-network-name")
+    # compose's <project>_<name> networks get a hashed bridge name (no "." or "_" in interface names)
+    assert m.bridge_name("a-b") == f"{harness.prefix}-a-b"
+    assert m.bridge_name("a_b").startswith(f"{harness.prefix}_")
+    assert len(m.bridge_name("a.b")) <= 15
     assert len(m.veth_name("c" * 64, "n")) <= 15
     with pytest.raises(errors.InvalidArgument):
-        m.ensure_network(base.NetworkConfig(name="Bad_Name"))
+        m.ensure_network(base.NetworkConfig(name="bad/name"))   # Docker allows [a-zA-Z0-9][a-zA-Z0-9_.-]*
     with pytest.raises(errors.InvalidArgument):
         m.ensure_network(base.NetworkConfig(name="host"))
     with pytest.raises(errors.InvalidArgument, match="host name"):

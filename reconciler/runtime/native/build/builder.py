@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -36,19 +37,20 @@ import posixpath
 import re
 import secrets
 import shutil
+import stat
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import bundle, containers, images, layers, mounts, snapshots
-from reconciler.runtime.native.build import context, diff, dockerfile
+from reconciler.runtime.native import bundle, containers, images, layers, mounts, openat2, snapshots
+from reconciler.runtime.native.build import context, diff, dockerfile, runmounts
 
-__all__ = ["BuildError", "BuildOptions", "BuildResult", "Builder"]
+__all__ = ["BuildError", "BuildOptions", "BuildResult", "Builder", "platform_args", "validate"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS build_cache (
@@ -63,10 +65,9 @@ DEFAULT_SHELL = ("/bin/sh", "-c")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _RUN_SKIP = frozenset({"proc", "sys", "dev", "etc/hosts", "etc/resolv.conf", "etc/hostname"})
 _OUTPUT_TAIL = 20
-_HEREDOC = re.compile(r"<<-?([\"']?)[A-Za-z_][A-Za-z0-9_]*\1(?:\s|$)")
 _SUPPORTED = {
     "FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "EXPOSE", "LABEL", "CMD",
-    "ENTRYPOINT", "VOLUME", "HEALTHCHECK", "STOPSIGNAL", "SHELL", "MAINTAINER",
+    "ENTRYPOINT", "VOLUME", "HEALTHCHECK", "STOPSIGNAL", "SHELL", "MAINTAINER", "ONBUILD",
 }
 _DURATION_UNITS = {"ns": 1, "us": 1000, "µs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 
@@ -87,6 +88,7 @@ class BuildOptions:
     network: str = "none"                           # RUN's network: "none" or "host"
     no_cache: bool = False
     pull: bool = False                              # pull FROM images even when present
+    secrets: Mapping[str, bytes] = field(default_factory=dict, repr=False)   # RUN --mount=type=secret, by id
 
 
 @dataclass(frozen=True)
@@ -98,12 +100,22 @@ class BuildResult:
     cached: int                     # steps answered from the cache
 
 
+@dataclass(frozen=True)
+class _Group:
+    """Sources of one COPY/ADD read from one root (the context, a stage, the heredocs)."""
+
+    ctx: context.BuildContext
+    sources: list[context.Source]
+    archives: frozenset[str] = frozenset()      # rel paths ADD unpacks
+
+
 @dataclass
 class _Stage:
     index: int
     name: str | None
     instructions: list[dockerfile.Instruction]
     base: str = ""
+    line: int = 0                               # of its FROM
     layers: list[images.LayerRecord] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)     # full OCI image config
     args: dict[str, str] = field(default_factory=dict)
@@ -138,7 +150,8 @@ def _now() -> str:
 
 
 def _one_line(ins: dockerfile.Instruction) -> str:
-    flags = " ".join(f"--{k}={v}" for k, v in ins.flags.items())
+    flags = " ".join([f"--{k}={v}" for k, v in ins.flags.items() if k not in ins.repeated]
+                     + [f"--{k}={v}" for k, values in ins.repeated.items() for v in values])
     return " ".join(x for x in (ins.cmd, flags, ins.args) if x)
 
 
@@ -167,7 +180,7 @@ class Builder:
                 continue
             except ProcessLookupError:
                 pass
-            for sub in ("merged", "root"):
+            for sub in ("bind", "secret", "merged", "root"):
                 if mounts.is_mounted(d / sub):
                     with contextlib.suppress(rterrors.RuntimeBackendError):
                         mounts.unmount(d / sub)
@@ -206,24 +219,21 @@ class Builder:
     # ------------------------------------------------------------------ structure
 
     @staticmethod
-    def _split(df: dockerfile.Dockerfile) -> tuple[list[dockerfile.Instruction], list[_Stage]]:
+    def _split(df: dockerfile.Dockerfile, *, this_host: bool = True) -> tuple[list[dockerfile.Instruction], list[_Stage]]:
         global_args: list[dockerfile.Instruction] = []
         stages: list[_Stage] = []
         for ins in df.instructions:
             if ins.cmd not in _SUPPORTED:
-                what = "is not supported by this builder" if ins.cmd in ("ONBUILD",) else "is not a Dockerfile instruction"
-                raise dockerfile.DockerfileError(f"Dockerfile line {ins.line}: {ins.cmd} {what}",
+                raise dockerfile.DockerfileError(f"Dockerfile line {ins.line}: {ins.cmd} is not a Dockerfile instruction",
                                                  hint="remove it or rewrite the step")
-            if ins.cmd in ("RUN", "COPY", "ADD") and ins.json_args is None and _HEREDOC.search(ins.args):
-                raise dockerfile.DockerfileError(
-                    f"Dockerfile line {ins.line}: heredocs (<<WORD) are not supported by this builder",
-                    hint="put the text in a file of the context and COPY it, or use printf in RUN")
+            if ins.cmd == "ONBUILD":
+                _check_trigger(ins.args, f"Dockerfile line {ins.line}: ")
             if ins.cmd == "FROM":
                 unknown = set(ins.flags) - {"platform"}
                 if unknown:
                     raise dockerfile.DockerfileError(f"Dockerfile line {ins.line}: FROM --{sorted(unknown)[0]} is not supported")
                 platform = ins.flags.get("platform", "")
-                if platform and platform not in (f"linux/{_host_arch()}", "$BUILDPLATFORM", "$TARGETPLATFORM",
+                if this_host and platform and platform not in (f"linux/{_host_arch()}", "$BUILDPLATFORM", "$TARGETPLATFORM",
                                                  "${BUILDPLATFORM}", "${TARGETPLATFORM}"):
                     raise dockerfile.DockerfileError(
                         f"Dockerfile line {ins.line}: FROM --platform={platform}: this builder makes linux/{_host_arch()} images only")
@@ -234,7 +244,7 @@ class Builder:
                 elif len(words) != 1:
                     raise dockerfile.DockerfileError(
                         f"Dockerfile line {ins.line}: FROM takes an image and optionally AS <name>")
-                stages.append(_Stage(index=len(stages), name=name, instructions=[], base=words[0]))
+                stages.append(_Stage(index=len(stages), name=name, instructions=[], base=words[0], line=ins.line))
                 stages[-1].instructions.append(ins)
             elif not stages:
                 if ins.cmd != "ARG":
@@ -277,14 +287,13 @@ class Builder:
             if base in names and names[base] < i:
                 todo.append(names[base])
             for ins in s.instructions:
-                src = ins.flags.get("from") if ins.cmd in ("COPY", "ADD") else None
-                if src is None:
-                    continue
-                src = src.lower()
-                if src in names and names[src] < i:
-                    todo.append(names[src])
-                elif src.isdigit() and int(src) < i:
-                    todo.append(int(src))
+                froms = [ins.flags["from"]] if ins.cmd in ("COPY", "ADD") and "from" in ins.flags else []
+                for src in [*froms, *runmounts.mount_sources(ins)]:
+                    src = src.lower()
+                    if src in names and names[src] < i:
+                        todo.append(names[src])
+                    elif src.isdigit() and int(src) < i:
+                        todo.append(int(src))
         return needed
 
     # ------------------------------------------------------------------ cache
@@ -309,9 +318,16 @@ class Builder:
                       (key, json.dumps(rec.__dict__), created, time.time()))
 
 
+def validate(df: dockerfile.Dockerfile) -> None:
+    """The checks a build makes of a parsed Dockerfile before it starts (a FROM first, known
+    instructions, FROM's form, ONBUILD's triggers; not whether this host builds its platform);
+    DockerfileError names the line."""
+    Builder._split(df, this_host=False)
+
+
 def _meta_args(global_args: Sequence[dockerfile.Instruction], build_args: Mapping[str, str],
                escape: str) -> dict[str, str]:
-    meta: dict[str, str] = _platform_args()
+    meta: dict[str, str] = platform_args()
     for ins in global_args:
         for word in dockerfile.split_words(ins.args, meta, escape=escape):
             name, eq, default = word.partition("=")
@@ -325,6 +341,8 @@ def _meta_args(global_args: Sequence[dockerfile.Instruction], build_args: Mappin
 class _Run:
     """One build in progress."""
 
+    metadata_only = False       # apply_changes (commit -c): WORKDIR sets the config and makes no layer
+
     def __init__(self, builder: Builder, opts: BuildOptions, escape: str, stages: list[_Stage],
                  ctx: context.BuildContext, say: Progress, total: int) -> None:
         self.b = builder
@@ -336,7 +354,7 @@ class _Run:
         self.total = total
         self.step = 0
         self.cached = 0
-        self.meta: dict[str, str] = _platform_args()
+        self.meta: dict[str, str] = platform_args()
         self.declared_meta: set[str] = set()
 
     # ---------------------------------------------------------------- helpers
@@ -384,20 +402,44 @@ class _Run:
         base = dockerfile.substitute(s.base, meta, escape=self.escape)
         self.begin(f"FROM {base}" + (f" AS {s.name}" if s.name else ""))
         self.from_(s, base)
+        self.triggers(s, base)
         self.say(f" ---> {self.short(s)}")
         for ins in s.instructions:
             self.begin(_one_line(ins))
-            handler = getattr(self, "do_" + ins.cmd.lower())
-            try:
-                handler(s, ins)
-            except BuildError:
-                raise
-            except dockerfile.DockerfileError as exc:
-                raise self.err(ins, exc.message) from None
-            except rterrors.RuntimeBackendError as exc:
-                raise self.err(ins, exc.message, exc.hint) from None
+            self.dispatch(s, ins)
             self.say(f" ---> {self.short(s)}")
         s.done = True
+
+    def dispatch(self, s: _Stage, ins: dockerfile.Instruction) -> None:
+        handler = getattr(self, "do_" + ins.cmd.lower())
+        try:
+            handler(s, ins)
+        except BuildError:
+            raise
+        except dockerfile.DockerfileError as exc:
+            raise self.err(ins, exc.message) from None
+        except rterrors.RuntimeBackendError as exc:
+            raise self.err(ins, exc.message, exc.hint) from None
+
+    def triggers(self, s: _Stage, base: str) -> None:
+        """Run the base image's ONBUILD triggers, in order, as if they followed the FROM; the
+        new image does not inherit them (Docker's rule: grandchildren do not run them)."""
+        triggers = s.run_config.get("OnBuild") or []
+        s.run_config["OnBuild"] = None
+        if not triggers:
+            return
+        self.say(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}")
+        for text in triggers:
+            where = f"ONBUILD trigger {text.splitlines()[0]!r} of {base} (run by FROM, Dockerfile line {s.line}): "
+            try:
+                _check_trigger(str(text), where)
+                (ins,) = dockerfile.parse(str(text)).instructions
+            except (dockerfile.DockerfileError, ValueError) as exc:
+                message = exc.message if isinstance(exc, dockerfile.DockerfileError) else "not one instruction"
+                raise BuildError(where + message, hint="fix the base image's ONBUILD, or build FROM another image") from None
+            ins = dataclasses.replace(ins, line=s.line)
+            self.say(f" ---> Running trigger: {_one_line(ins)}")
+            self.dispatch(s, ins)
 
     def short(self, s: _Stage) -> str:
         return s.state_key()[:12]
@@ -475,6 +517,12 @@ class _Run:
         s.run_config["Labels"] = labels
         self.nop(s, ins)
 
+    def do_onbuild(self, s: _Stage, ins: dockerfile.Instruction) -> None:
+        """Store the trigger as written (heredoc bodies after it); builds FROM this image run it."""
+        text = ins.args + "".join(f"\n{d.content}{d.name}" for d in ins.heredocs)
+        s.run_config["OnBuild"] = [*(s.run_config.get("OnBuild") or []), text]
+        self.nop(s, ins)
+
     def do_maintainer(self, s: _Stage, ins: dockerfile.Instruction) -> None:
         s.config["author"] = ins.args
         self.nop(s, ins)
@@ -496,7 +544,22 @@ class _Run:
             raise self.err(ins, "WORKDIR needs a path")
         cur = s.run_config.get("WorkingDir") or "/"
         s.run_config["WorkingDir"] = posixpath.normpath(posixpath.join(cur, path))
-        self.nop(s, ins)
+        if self.metadata_only or s.run_config["WorkingDir"] == "/":
+            self.nop(s, ins)
+            return
+        self.make_workdir(s, ins, s.run_config["WorkingDir"])
+
+    def make_workdir(self, s: _Stage, ins: dockerfile.Instruction, path: str) -> None:
+        """Docker creates a missing WORKDIR as a layer: 0755 root:root, whatever USER says
+        (a directory already there is left as it is and makes no layer)."""
+        key = _sha(json.dumps({"parent": s.state_key(), "workdir": path}))
+        if self.hit(s, ins, key):
+            return
+        rec = self.overlay_step(s, lambda root_fd, _merged: context.ensure_dir(root_fd, path), empty_layer=False)
+        if rec is None:
+            self.nop(s, ins)
+            return
+        self.add_layer(s, ins, rec, key)
 
     def do_user(self, s: _Stage, ins: dockerfile.Instruction) -> None:
         user = self.subst(s, ins.args.strip())
@@ -596,7 +659,7 @@ class _Run:
     # ---------------------------------------------------------------- RUN
 
     def do_run(self, s: _Stage, ins: dockerfile.Instruction) -> None:
-        unknown = set(ins.flags) - {"network"}
+        unknown = set(ins.flags) - {"network", "mount"}
         if unknown:
             raise self.err(ins, f"RUN --{sorted(unknown)[0]} is not supported by this builder")
         network = ins.flags.get("network", self.opts.network)
@@ -604,15 +667,156 @@ class _Run:
             network = self.opts.network
         if network not in ("none", "host"):
             raise self.err(ins, f"RUN network {network!r} is not supported; use none or host")
-        argv = self.command(s, ins)
+        argv, script = self.run_command(s, ins)
         # build args visible to the step (ENV wins over an ARG of the same name)
         env_keys = {e.partition("=")[0] for e in s.run_config.get("Env") or ()}
         args = {k: v for k, v in sorted(s.args.items()) if k not in env_keys}
-        key = _sha(json.dumps({"parent": s.state_key(), "run": argv, "args": args, "net": network}))
-        if self.hit(s, ins, key):
-            return
-        rec = self.run_container(s, ins, argv, args, network)
+        workdir = s.run_config.get("WorkingDir") or "/"
+        specs = [runmounts.parse(x, expand=lambda v: self.subst(s, v), workdir=workdir)
+                 for x in ins.repeated.get("mount", ())]
+        targets = [m.target for m in specs]
+        if len(set(targets)) != len(targets):
+            raise self.err(ins, "two --mount flags have the same target")
+        with contextlib.ExitStack() as stack:
+            held: dict[str, Path] = {}          # cache ids this step holds (two mounts of one id share it)
+            prepared = [self.prepare_mount(s, ins, m, held) for m in specs]
+            key = _sha(json.dumps({"parent": s.state_key(), "run": argv, "args": args, "net": network,
+                                   "heredocs": [[d.name, d.content, d.chomp] for d in ins.heredocs],
+                                   "mounts": [k for k, _make in prepared]}))
+            if self.hit(s, ins, key):
+                return
+            mnts = [self.script_mount(script, stack)] if script else []
+            mnts += [m for _key, make in prepared if (m := make(stack)) is not None]
+            rec = self.run_container(s, ins, argv, args, network, mnts, stubs=self.stubs(s, targets))
         self.add_layer(s, ins, rec, key)
+
+    def stubs(self, s: _Stage, targets: list[str]) -> tuple[frozenset[str], runmounts.Before]:
+        """What the step's layer leaves out for its mount targets (runmounts.stubs)."""
+        if not targets:
+            return frozenset(), {}
+        with contextlib.ExitStack() as stack:
+            root = self.mount_layers(s.layers, stack)
+            root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                return runmounts.stubs(targets, root_fd)
+            finally:
+                os.close(root_fd)
+
+    def prepare_mount(self, s: _Stage, ins: dockerfile.Instruction, m: runmounts.RunMount,
+                      held: dict[str, Path]) -> tuple[object, Callable[[contextlib.ExitStack], base.Mount | None]]:
+        """A RUN --mount's part of the step's cache key, and how to make it for the step's
+        container (None: an optional secret that was not given)."""
+        if m.type == "cache":
+            return m.key(), lambda stack: self.cache_mount(m, stack, held)
+        if m.type == "tmpfs":
+            return m.key(), lambda _stack: base.Mount(type="tmpfs", target=m.target,
+                                                      options=(f"size={m.size}",) if m.size else ())
+        if m.type == "secret":            # its content is in no key: only its id and target
+            return m.key(), lambda stack: self.secret_mount(m, stack)
+        if m.from_ is None:
+            src = self.ctx.resolve(m.source or ".")
+            if len(src) != 1:
+                raise self.err(ins, f"--mount source {m.source!r} names {len(src)} paths; give one")
+            return ({"mount": m.key(), "inputs": context.hash_sources(self.ctx, src, owners=False)},
+                    lambda stack: self.context_mount(m, src[0], stack))
+        recs, _label, ident = self.from_layers(s, ins, m.from_)
+        return {"mount": m.key(), "from": ident}, lambda stack: self.layers_mount(m, recs, stack)
+
+    def context_mount(self, m: runmounts.RunMount, src: context.Source, stack: contextlib.ExitStack) -> base.Mount:
+        """A bind from the context: a copy of what .dockerignore keeps, so the step can change
+        nothing of the context (a rw mount's writes are dropped with the copy)."""
+        copy_dir = Path(stack.enter_context(_tempdir(self.b.work))) / "bind"
+        copy_dir.mkdir()
+        os.chmod(copy_dir, 0o755)  # noqa: S103 - the context's root as the step's USER sees it
+        root_fd = os.open(copy_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            context.copy_sources(self.ctx, [src], root_fd, "/", context.CopyOptions(0, 0, None))
+        finally:
+            os.close(root_fd)
+        source = copy_dir if src.is_dir else copy_dir / posixpath.basename(src.rel)
+        return base.Mount(type="bind", target=m.target, source=os.fspath(source), read_only=m.readonly)
+
+    def layers_mount(self, m: runmounts.RunMount, recs: Sequence[images.LayerRecord],
+                     stack: contextlib.ExitStack) -> base.Mount:
+        """A bind from a stage or image: its path resolved inside its rootfs (an overlay of
+        its layers, writable when rw: the writes are dropped with it)."""
+        root = self.mount_layers(recs, stack, writable=not m.readonly)
+        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd = openat2.open_in_root(root_fd, m.source or ".", os.O_PATH)
+        except OSError as exc:
+            raise context.ContextError(f"--mount source {m.source!r}: {exc.strerror} in {m.from_}") from None
+        finally:
+            os.close(root_fd)
+        try:
+            stub = root.parent / "bind"
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                stub.mkdir()
+            else:
+                stub.touch()
+            mounts.bind_mount(Path(f"/proc/self/fd/{fd}"), stub, read_only=m.readonly)
+            stack.callback(mounts.unmount, stub)
+        finally:
+            os.close(fd)
+        return base.Mount(type="bind", target=m.target, source=os.fspath(stub), read_only=m.readonly)
+
+    def cache_mount(self, m: runmounts.RunMount, stack: contextlib.ExitStack, held: dict[str, Path]) -> base.Mount:
+        def fresh() -> Path:
+            return Path(stack.enter_context(_tempdir(self.b.work)))
+
+        if m.id not in held:
+            held[m.id] = stack.enter_context(runmounts.cache_dir(self.b.work / "cache-mounts", m, fresh))
+        data = held[m.id]
+        return base.Mount(type="bind", target=m.target, source=os.fspath(data), read_only=m.readonly)
+
+    def secret_mount(self, m: runmounts.RunMount, stack: contextlib.ExitStack) -> base.Mount | None:
+        """The secret as a file on a tmpfs of its own (never on disk), bound read-only."""
+        value = self.opts.secrets.get(m.id)
+        if value is None:
+            if m.required:
+                raise dockerfile.DockerfileError(f"the secret {m.id!r} is required but was not given",
+                                                 hint=f"reconcile build --secret id={m.id},src=FILE (or env=VAR)")
+            return None
+        tmp = Path(stack.enter_context(_tempdir(self.b.work))) / "secret"
+        tmp.mkdir()
+        mounts.mount_tmpfs(tmp, ["mode=0700", f"size={max(len(value), 1) + 4096}"])
+        stack.callback(mounts.unmount, tmp)
+        fd = os.open(tmp / "value", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o400)
+        try:
+            os.write(fd, value)
+            os.fchown(fd, m.uid or 0, m.gid or 0)
+            os.fchmod(fd, m.mode if m.mode is not None else 0o400)
+        finally:
+            os.close(fd)
+        return base.Mount(type="bind", target=m.target, source=os.fspath(tmp / "value"), read_only=True)
+
+    def run_command(self, s: _Stage, ins: dockerfile.Instruction) -> tuple[list[str], dockerfile.Heredoc | None]:
+        """A RUN's argv (BuildKit's heredoc rules), and the heredoc it runs as a script, if any.
+
+        `RUN <<EOF` alone runs the body: as a script when it starts with #! (mounted at
+        /dev/pipes/EOF and executed, its interpreter from the shebang), else with the SHELL. A
+        heredoc in a longer command line goes to the SHELL with the command (`cat <<EOF > f`)."""
+        if not ins.heredocs:
+            return self.command(s, ins), None
+        shell = list(s.run_config.get("Shell") or DEFAULT_SHELL)
+        if dockerfile.heredoc_word(ins.args) is not None:
+            doc = ins.heredocs[0]
+            if doc.text.startswith("#!"):
+                if "/" in doc.name or doc.name in (".", ".."):
+                    raise dockerfile.DockerfileError(f"heredoc <<{doc.name}: a script's name must not contain /")
+                return [f"/dev/pipes/{doc.name}"], doc
+            return [*shell, doc.text], None
+        return [*shell, ins.args + "".join(f"\n{d.content}{d.name}" for d in ins.heredocs)], None
+
+    def script_mount(self, doc: dockerfile.Heredoc, stack: contextlib.ExitStack) -> base.Mount:
+        """The script heredoc as /dev/pipes/NAME (0755, read-only) for the step's container."""
+        pipes = Path(stack.enter_context(_tempdir(self.b.work))) / "pipes"
+        pipes.mkdir()
+        os.chmod(pipes, 0o755)  # noqa: S103 - the step's USER runs it
+        script = pipes / doc.name
+        script.write_text(doc.text, encoding="utf-8")
+        os.chmod(script, 0o755)  # noqa: S103 - the step's USER runs it
+        return base.Mount(type="bind", target="/dev/pipes", source=os.fspath(pipes), read_only=True)
 
     def hit(self, s: _Stage, ins: dockerfile.Instruction, key: str) -> bool:
         if self.opts.no_cache:
@@ -644,14 +848,15 @@ class _Run:
         self.history(s, by, empty=False)
 
     def run_container(self, s: _Stage, ins: dockerfile.Instruction, argv: list[str],
-                      args: Mapping[str, str], network: str) -> images.LayerRecord:
+                      args: Mapping[str, str], network: str, mnts: Sequence[base.Mount] = (),
+                      stubs: tuple[frozenset[str], runmounts.Before] = (frozenset(), {})) -> images.LayerRecord:
         mgr = self.b.manager
         lowers = self.layer_dirs(s.layers) or [self.empty_dir()]
         rc = s.run_config
         cfg = base.ContainerConfig(
             name=f"build-{secrets.token_hex(6)}", image="build", command=tuple(argv), args=(),
             env=dict(args), user=rc.get("User") or None, workdir=rc.get("WorkingDir") or None,
-            networks=(network,), labels={"reconciler.build": "true"},
+            networks=(network,), labels={"reconciler.build": "true"}, mounts=tuple(mnts),
         )
         image_config = {k: v for k, v in rc.items() if k in ("Env", "User", "WorkingDir")}
         rec = mgr.create(cfg, image_id="", image_config=image_config, lowerdirs=lowers)
@@ -666,7 +871,7 @@ class _Run:
                                     f"--- last {len(tail)} lines of its output ---\n{shown}",
                                hint="fix the command; the steps before it are cached")
             upper = mgr.paths(rec.id).upper
-            return self.commit(s, upper, skip=_RUN_SKIP)
+            return self.commit(s, upper, skip=_RUN_SKIP | stubs[0], prune=stubs[1])
         finally:
             with contextlib.suppress(rterrors.RuntimeBackendError, OSError):
                 mgr.remove(rec.id, force=True)
@@ -684,9 +889,10 @@ class _Run:
             tail.append(text)
         return tail
 
-    def commit(self, s: _Stage, upper: Path, *, skip: frozenset[str] = frozenset()) -> images.LayerRecord:
+    def commit(self, s: _Stage, upper: Path, *, skip: frozenset[str] = frozenset(),
+               prune: runmounts.Before | None = None) -> images.LayerRecord:
         """The upper dir as a layer: blob in the content store, snapshot by ChainID."""
-        return layer_from_upper(self.b.store, upper, s.layers, self.b.work / "tmp", skip=skip)
+        return layer_from_upper(self.b.store, upper, s.layers, self.b.work / "tmp", skip=skip, prune=prune)
 
     def add_layer(self, s: _Stage, ins: dockerfile.Instruction, rec: images.LayerRecord, key: str) -> None:
         s.created = max(s.created, _now())
@@ -699,47 +905,73 @@ class _Run:
         self.do_copy(s, ins)
 
     def do_copy(self, s: _Stage, ins: dockerfile.Instruction) -> None:
-        unknown = set(ins.flags) - {"from", "chown", "chmod"}
+        unknown = set(ins.flags) - {"from", "chown", "chmod", "link", "exclude"}
         if unknown:
             raise self.err(ins, f"{ins.cmd} --{sorted(unknown)[0]} is not supported by this builder")
-        if ins.json_args is not None:
-            items = [self.subst(s, x) for x in ins.json_args]
-        else:
-            items = self.words(s, ins.args)
-        if len(items) < 2:
+        raw = list(ins.json_args) if ins.json_args is not None else dockerfile.raw_words(ins.args, self.escape)
+        if len(raw) < 2:
             raise self.err(ins, f"{ins.cmd} needs at least one source and a destination")
-        *srcs, dest = items
+        *raw_srcs, raw_dest = raw
+        docs = {d.name: d for d in ins.heredocs}
+        if docs and dockerfile.heredoc_word(raw_dest):
+            raise self.err(ins, f"{ins.cmd} cannot take a heredoc as its destination")
+        inline = [docs[h.name] for w in raw_srcs if docs and (h := dockerfile.heredoc_word(w)) and h.name in docs]
+        srcs = [self.subst(s, w) for w in raw_srcs if not (docs and dockerfile.heredoc_word(w))]
+        dest = self.dest(s, self.subst(s, raw_dest))
         if ins.cmd == "ADD":
             for src in srcs:
                 if "://" in src:
                     raise self.err(ins, f"ADD of a URL ({src}) is not supported by this builder",
                                    hint="download it in a RUN step, or into the context")
+        if ins.flags.get("link", "true") not in ("true", "false"):
+            raise self.err(ins, f"--link={ins.flags['link']}: give --link, --link=true or --link=false")
+        chmod = context.Chmod.parse(self.subst(s, ins.flags["chmod"])) if "chmod" in ins.flags else None
+        chown = self.subst(s, ins.flags["chown"]) if "chown" in ins.flags else None
+        excludes = [self.subst(s, x) for x in ins.repeated.get("exclude", ())]
+        exclude = context.IgnoreRules(excludes) if excludes else None
+        with contextlib.ExitStack() as stack:
+            src_ctx, from_id = self.source(s, ins, stack)
+            sources = [x for src in srcs for x in src_ctx.resolve(src)
+                       if not (exclude and not x.is_dir and exclude.excluded(posixpath.basename(x.rel)))]
+            archives = {x.rel for x in sources if ins.cmd == "ADD" and context.is_archive(src_ctx, x)}
+            groups = [_Group(src_ctx, sources, frozenset(archives))] if sources else []
+            if inline:
+                groups.append(self.inline_files(s, inline, stack))
+            inputs = [context.hash_sources(g.ctx, g.sources, owners=from_id is not None, exclude=exclude)
+                      for g in groups]
+            key = _sha(json.dumps({"parent": s.state_key(), "cmd": ins.cmd, "srcs": srcs, "dest": dest,
+                                   "chown": chown, "chmod": chmod.spec if chmod else None, "from": from_id,
+                                   "exclude": excludes, "inputs": inputs}))
+            if self.hit(s, ins, key):
+                return
+            opts = context.CopyOptions(None if from_id else 0, None if from_id else 0, chmod, exclude)
+            rec = self.copy_layer(s, groups, dest, chown, opts)
+        self.add_layer(s, ins, rec, key)
+
+    @staticmethod
+    def dest(s: _Stage, dest: str) -> str:
+        """A COPY/ADD destination made absolute against the WORKDIR (a trailing / kept)."""
         workdir = s.run_config.get("WorkingDir") or "/"
         trailing = dest.endswith(("/", "/.", "/..")) or dest in (".", "..")
         dest = posixpath.normpath(posixpath.join(workdir, dest)) + ("/" if trailing else "")
-        if dest == "//":
-            dest = "/"
-        chmod = None
-        if "chmod" in ins.flags:
-            try:
-                chmod = int(ins.flags["chmod"], 8)
-            except ValueError:
-                raise self.err(ins, f"--chmod={ins.flags['chmod']} is not an octal mode") from None
-            if chmod > 0o7777:
-                raise self.err(ins, f"--chmod={ins.flags['chmod']} is not a file mode")
-        chown = self.subst(s, ins.flags["chown"]) if "chown" in ins.flags else None
-        with contextlib.ExitStack() as stack:
-            src_ctx, from_id = self.source(s, ins, stack)
-            sources = [x for src in srcs for x in src_ctx.resolve(src)]
-            archives = {x.rel for x in sources if ins.cmd == "ADD" and context.is_archive(src_ctx, x)}
-            inputs = context.hash_sources(src_ctx, sources, owners=from_id is not None)
-            key = _sha(json.dumps({"parent": s.state_key(), "cmd": ins.cmd, "srcs": srcs, "dest": dest,
-                                   "chown": chown, "chmod": chmod, "from": from_id, "inputs": inputs}))
-            if self.hit(s, ins, key):
-                return
-            rec = self.copy_layer(s, ins, src_ctx, sources, dest, chown, chmod, keep_owner=from_id is not None,
-                                  archives=archives)
-        self.add_layer(s, ins, rec, key)
+        return "/" if dest == "//" else dest
+
+    def inline_files(self, s: _Stage, docs: Sequence[dockerfile.Heredoc], stack: contextlib.ExitStack) -> _Group:
+        """COPY <<NAME: each heredoc as a file NAME (0644), its variables expanded unless the
+        word was quoted (BuildKit's rule: escapes applied, quotes kept)."""
+        tmp = Path(stack.enter_context(_tempdir(self.b.work)))
+        for doc in docs:
+            if "/" in doc.name or doc.name in (".", ".."):
+                raise dockerfile.DockerfileError(f"heredoc <<{doc.name}: the name of a COPY heredoc is a file name",
+                                                 hint="use a name without /; the destination says where it goes")
+            text = dockerfile.expand_text(doc.text, s.env()) if doc.expand else doc.text
+            fd = os.open(tmp / doc.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.chmod(tmp / doc.name, 0o644)  # whatever the umask
+        ctx = context.BuildContext(os.fspath(tmp), ignore=False, label="the heredocs")
+        stack.callback(ctx.close)
+        return _Group(ctx, [context.Source(doc.name, False) for doc in docs])
 
     def source(self, s: _Stage, ins: dockerfile.Instruction,
                stack: contextlib.ExitStack) -> tuple[context.BuildContext, str | None]:
@@ -747,7 +979,15 @@ class _Run:
         frm = ins.flags.get("from")
         if frm is None:
             return self.ctx, None
-        frm = self.subst(s, frm)
+        recs, label, ident = self.from_layers(s, ins, self.subst(s, frm))
+        ctx = context.BuildContext(os.fspath(self.mount_layers(recs, stack)), ignore=False, label=label)
+        stack.callback(ctx.close)
+        return ctx, ident
+
+    def from_layers(self, s: _Stage, ins: dockerfile.Instruction,
+                    frm: str) -> tuple[list[images.LayerRecord], str, str]:
+        """The layers of an earlier stage (by name or index) or of an image (pulled if
+        missing), a label for messages, and an identity for cache keys."""
         names = {x.name: x for x in self.stages if x.name and x.index < s.index}
         src_stage = names.get(frm.lower())
         if src_stage is None and frm.isdigit() and int(frm) < s.index:
@@ -755,28 +995,37 @@ class _Run:
         if src_stage is not None:
             if not src_stage.done:
                 raise self.err(ins, f"stage {frm!r} was not built")
-            recs, label, ident = src_stage.layers, f"stage {frm}", "stage:" + src_stage.state_key()
-        else:
-            store = self.b.store
-            try:
-                info = store.get(frm)
-            except rterrors.NotFound:
-                self.say(f"Pulling {frm}")
-                info = store.pull(frm)
-            recs, label, ident = store.layer_records(info.id), f"image {frm}", "image:" + info.id
+            return list(src_stage.layers), f"stage {frm}", "stage:" + src_stage.state_key()
+        store = self.b.store
+        try:
+            info = store.get(frm)
+        except rterrors.NotFound:
+            self.say(f"Pulling {frm}")
+            info = store.pull(frm)
+        return store.layer_records(info.id), f"image {frm}", "image:" + info.id
+
+    def mount_layers(self, recs: Sequence[images.LayerRecord], stack: contextlib.ExitStack, *,
+                     writable: bool = False) -> Path:
+        """An overlay of `recs` (read-only, or writable into a throw-away upper dir), unmounted
+        when `stack` closes."""
         tmp = Path(stack.enter_context(_tempdir(self.b.work)))
         root = tmp / "root"
         root.mkdir()
         dirs = self.layer_dirs(recs) or [self.empty_dir()]
-        mounts.mount_overlay(list(reversed(dirs)), None, None, root)
+        if writable:
+            (tmp / "upper").mkdir()
+            (tmp / "work").mkdir()
+            mounts.mount_overlay(list(reversed(dirs)), tmp / "upper", tmp / "work", root)
+        else:
+            mounts.mount_overlay(list(reversed(dirs)), None, None, root)
         stack.callback(mounts.unmount, root)
-        ctx = context.BuildContext(os.fspath(root), ignore=False, label=label)
-        stack.callback(ctx.close)
-        return ctx, ident
+        return root
 
-    def copy_layer(self, s: _Stage, ins: dockerfile.Instruction, src_ctx: context.BuildContext,
-                   sources: Sequence[context.Source], dest: str, chown: str | None, chmod: int | None,
-                   *, keep_owner: bool, archives: Collection[str] = ()) -> images.LayerRecord:
+    def overlay_step(self, s: _Stage, change: Callable[[int, Path], None], *,
+                     empty_layer: bool = True) -> images.LayerRecord | None:
+        """Run `change(root_fd, merged)` on a writable overlay of the stage's snapshots (root_fd:
+        an O_PATH fd of its "/" at `merged`); the layer of what it changed. A change that
+        changed nothing makes an empty layer, or None when not `empty_layer`."""
         with _tempdir(self.b.work) as tmp:
             upper, work, merged = tmp / "upper", tmp / "work", tmp / "merged"
             for d in (upper, work, merged):
@@ -784,24 +1033,44 @@ class _Run:
             lowers = self.layer_dirs(s.layers) or [self.empty_dir()]
             mounts.mount_overlay(list(reversed(lowers)), upper, work, merged)
             try:
-                uid: int | None = None if keep_owner else 0
-                gid: int | None = None if keep_owner else 0
-                if chown:
-                    uid, gid = _chown(merged, chown)
                 root_fd = os.open(merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
                 try:
-                    plain = [x for x in sources if x.rel not in archives]
-                    if plain:
-                        context.copy_sources(src_ctx, plain, root_fd, dest if len(sources) == len(plain)
-                                             else dest.rstrip("/") + "/", context.CopyOptions(uid, gid, chmod))
-                    for x in sources:
-                        if x.rel in archives:   # ADD unpacks a local archive into the destination directory
-                            context.unpack(src_ctx, x, root_fd, dest, self.b.store.limits)
+                    change(root_fd, merged)
                 finally:
                     os.close(root_fd)
             finally:
                 mounts.unmount(merged)
+            if not empty_layer and not any(upper.iterdir()):
+                return None
             return self.commit(s, upper)
+
+    def copy_layer(self, s: _Stage, groups: Sequence[_Group], dest: str, chown: str | None,
+                   opts: context.CopyOptions) -> images.LayerRecord:
+        """COPY/ADD into an overlay of the stage. Owners are `opts`' (root, or the source's
+        for --from), or --chown's resolved in the stage's own /etc/passwd and /etc/group."""
+        total = sum(len(g.sources) for g in groups)
+
+        def change(root_fd: int, merged: Path) -> None:
+            nonlocal opts
+            if chown:
+                uid, gid = _chown(merged, chown)
+                opts = dataclasses.replace(opts, uid=uid, gid=gid)
+            if total > 1 and not dest.endswith("/") and not context.is_dir_in(root_fd, dest):
+                raise context.ContextError(
+                    f"when copying several sources, the destination {dest!r} must be a directory ending in /")
+            for g in groups:
+                plain = [x for x in g.sources if x.rel not in g.archives]
+                if plain:
+                    # several sources (of any kind) go into the destination directory
+                    context.copy_sources(g.ctx, plain, root_fd, dest if total == len(plain)
+                                         else dest.rstrip("/") + "/", opts)
+                for x in g.sources:
+                    if x.rel in g.archives:   # ADD unpacks a local archive into the destination directory
+                        context.unpack(g.ctx, x, root_fd, dest, self.b.store.limits)
+
+        rec = self.overlay_step(s, change)
+        assert rec is not None
+        return rec
 
     # ---------------------------------------------------------------- the image
 
@@ -837,6 +1106,19 @@ class _Run:
         return used
 
 
+def _check_trigger(text: str, where: str) -> None:
+    """ONBUILD's instruction: any but ONBUILD, FROM and MAINTAINER (Docker's rule)."""
+    keyword = text.split(None, 1)[0].upper() if text.strip() else ""
+    if not keyword:
+        raise dockerfile.DockerfileError(where + "ONBUILD needs an instruction to run")
+    if keyword == "ONBUILD":
+        raise dockerfile.DockerfileError(where + "chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
+    if keyword in ("FROM", "MAINTAINER"):
+        raise dockerfile.DockerfileError(where + f"{keyword} isn't allowed as an ONBUILD trigger")
+    if keyword not in _SUPPORTED:
+        raise dockerfile.DockerfileError(where + f"{keyword} is not a Dockerfile instruction")
+
+
 def _oci_layer_type(media_type: str) -> str:
     return {
         "application/vnd.docker.image.rootfs.diff.tar.gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
@@ -846,10 +1128,11 @@ def _oci_layer_type(media_type: str) -> str:
 
 
 def layer_from_upper(store: images.ImageStore, upper: Path, below: Sequence[images.LayerRecord],
-                     tmp_dir: Path, *, skip: frozenset[str] = frozenset()) -> images.LayerRecord:
+                     tmp_dir: Path, *, skip: frozenset[str] = frozenset(),
+                     prune: runmounts.Before | None = None) -> images.LayerRecord:
     """An overlay upper dir as a new top layer over `below`: its blob in the content store and
     its snapshot by ChainID (a build step's RUN/COPY, `reconcile commit`)."""
-    blob = diff.write_layer(upper, store.content, tmp_dir, skip=skip)
+    blob = diff.write_layer(upper, store.content, tmp_dir, skip=skip, prune=prune)
     chain = snapshots.chain_ids([*(x.diff_id for x in below), blob.diff_id])[-1]
     rec = images.LayerRecord(blob.digest, blob.size, diff.LAYER_MEDIA_TYPE, blob.diff_id, chain)
 
@@ -862,7 +1145,7 @@ def layer_from_upper(store: images.ImageStore, upper: Path, below: Sequence[imag
     return rec
 
 
-def _platform_args() -> dict[str, str]:
+def platform_args() -> dict[str, str]:
     """BuildKit's automatic platform ARGs (usable in FROM, and in a stage after `ARG NAME`)."""
     arch = _host_arch()
     out = {}
@@ -908,7 +1191,7 @@ def _tempdir(parent: Path) -> Any:
 
 # Instructions `docker commit --change` (and `reconcile commit -c`) accepts: metadata only.
 CHANGE_INSTRUCTIONS = frozenset({"CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "USER", "VOLUME",
-                                 "WORKDIR", "STOPSIGNAL", "HEALTHCHECK", "SHELL"})
+                                 "WORKDIR", "STOPSIGNAL", "HEALTHCHECK", "SHELL", "ONBUILD"})
 
 
 def apply_changes(config: Mapping[str, Any], changes: Sequence[str]) -> dict[str, Any]:
@@ -918,6 +1201,7 @@ def apply_changes(config: Mapping[str, Any], changes: Sequence[str]) -> dict[str
     stage.config.setdefault("config", {})
     run = _Run.__new__(_Run)                 # only the metadata handlers run: no builder, no context
     run.escape, run.step, run.total, run.say = "\\", 0, len(changes), lambda _m: None
+    run.metadata_only = True
     for text in changes:
         instrs = dockerfile.parse(text).instructions
         if len(instrs) != 1 or instrs[0].cmd not in CHANGE_INSTRUCTIONS:

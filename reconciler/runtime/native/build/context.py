@@ -25,8 +25,8 @@ from pathlib import Path
 from reconciler.runtime import errors
 from reconciler.runtime.native import layers, openat2
 
-__all__ = ["BuildContext", "CopyOptions", "IgnoreRules", "Source", "copy_sources", "hash_sources", "is_archive",
-           "unpack"]
+__all__ = ["BuildContext", "Chmod", "CopyOptions", "IgnoreRules", "Source", "copy_sources", "ensure_dir", "hash_sources",
+           "is_archive", "is_dir_in", "unpack"]
 
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _DIGESTS: dict[tuple[int, int, int, int, int], str] = {}    # file identity and times -> sha256
@@ -69,6 +69,11 @@ class IgnoreRules:
             raise ContextError(f".dockerignore cannot be read: {exc.strerror}") from None
         with os.fdopen(fd, "rb") as f:
             return cls(f.read(1 << 20).decode("utf-8", "replace").splitlines())
+
+    @property
+    def negates(self) -> bool:
+        """Some pattern re-includes (`!`): an excluded directory may still hold kept files."""
+        return any(neg for _, neg in self.patterns)
 
     def excluded(self, rel: str) -> bool:
         if not self.patterns:
@@ -227,33 +232,34 @@ class BuildContext:
         finally:
             os.close(fd)
 
-    def walk(self, src: Source) -> Iterator[tuple[str, os.stat_result]]:
+    def walk(self, src: Source, exclude: IgnoreRules | None = None) -> Iterator[tuple[str, os.stat_result]]:
         """(path relative to the source, lstat) of a source and, for a directory, everything
-        below it that .dockerignore keeps, parents before children, names sorted. The source
-        itself comes first with rel "" (stat followed)."""
+        below it that .dockerignore keeps (and `exclude`, COPY --exclude's patterns matched
+        against the path relative to the source), parents before children, names sorted. The
+        source itself comes first with rel "" (stat followed)."""
         fd = self.open(src.rel, os.O_PATH)
         try:
             yield "", os.fstat(fd)
         finally:
             os.close(fd)
         if src.is_dir:
-            yield from self._walk_dir(src.rel, "")
+            yield from self._walk_dir(src.rel, "", exclude or IgnoreRules([]))
 
-    def _walk_dir(self, base: str, sub: str) -> Iterator[tuple[str, os.stat_result]]:
+    def _walk_dir(self, base: str, sub: str, exclude: IgnoreRules) -> Iterator[tuple[str, os.stat_result]]:
         here = posixpath.join(base, sub) if sub else base
         for name, st in self._entries(here):
             full = f"{here}/{name}" if here else name
             rel = f"{sub}/{name}" if sub else name
-            if self.rules.excluded(full):
-                if stat.S_ISDIR(st.st_mode) and any(neg for _, neg in self.rules.patterns):
-                    kept = list(self._walk_dir(base, rel))
+            if self.rules.excluded(full) or exclude.excluded(rel):
+                if stat.S_ISDIR(st.st_mode) and (self.rules.negates or exclude.negates):
+                    kept = list(self._walk_dir(base, rel, exclude))
                     if kept:
                         yield rel, st
                         yield from kept
                 continue
             yield rel, st
             if stat.S_ISDIR(st.st_mode):
-                yield from self._walk_dir(base, rel)
+                yield from self._walk_dir(base, rel, exclude)
 
     def file_digest(self, rel: str) -> str:
         """sha256 of a file's content; remembered per (device, inode, size, mtime, ctime), so
@@ -284,12 +290,13 @@ class BuildContext:
             os.close(fd)
 
 
-def hash_sources(ctx: BuildContext, sources: Sequence[Source], *, owners: bool) -> str:
+def hash_sources(ctx: BuildContext, sources: Sequence[Source], *, owners: bool,
+                 exclude: IgnoreRules | None = None) -> str:
     """A digest of everything the sources would copy: names, types, modes, (owners,) contents."""
     h = hashlib.sha256()
     for src in sources:
         h.update(f"src {src.rel}\0".encode())
-        for rel, st in ctx.walk(src):
+        for rel, st in ctx.walk(src, exclude):
             full = posixpath.join(src.rel, rel) if rel else src.rel
             owner = f" {st.st_uid}:{st.st_gid}" if owners else ""
             h.update(f"{rel}\0{stat.S_IFMT(st.st_mode)} {stat.S_IMODE(st.st_mode):o}{owner}\0".encode())
@@ -306,7 +313,71 @@ def hash_sources(ctx: BuildContext, sources: Sequence[Source], *, owners: bool) 
 class CopyOptions:
     uid: int | None         # None: keep the source's (copies from a stage), else this owner
     gid: int | None
-    chmod: int | None       # mode bits for files and directories copied (not created parents)
+    chmod: Chmod | None     # for files and directories copied (not created parents)
+    exclude: IgnoreRules | None = None      # COPY --exclude
+
+
+_WHO = {"u": 0o4700, "g": 0o2070, "o": 0o0007, "a": 0o6777}
+_PERM = {"r": 0o444, "w": 0o222, "x": 0o111, "s": 0o6000, "t": 0o1000}
+_CLAUSE = re.compile(r"([ugoa]*)((?:[-+=](?:[ugo]|[rwxXst]*))+)")
+_ACTION = re.compile(r"([-+=])([ugo]|[rwxXst]*)")
+
+
+@dataclass(frozen=True)
+class Chmod:
+    """`--chmod`: an octal mode, or chmod(1)'s symbolic clauses (`u+x`, `go-w`, `a=rX,u+w`)
+    applied to each copied entry's own mode, as BuildKit does (umask 0: no who means all)."""
+
+    spec: str
+    octal: int | None
+
+    @classmethod
+    def parse(cls, spec: str) -> Chmod:
+        if spec[:1].isdigit():
+            try:
+                mode = int(spec, 8)
+            except ValueError:
+                mode = -1
+            if not 0 <= mode <= 0o7777:
+                raise ContextError(f"--chmod={spec} is not a mode: give octal (0755) or symbolic (u+x,go-w)")
+            return cls(spec, mode)
+        if not spec or not all(_CLAUSE.fullmatch(c) for c in spec.split(",")):
+            raise ContextError(f"--chmod={spec} is not a mode: give octal (0755) or symbolic (u+x,go-w)")
+        return cls(spec, None)
+
+    def apply(self, mode: int, *, is_dir: bool) -> int:
+        if self.octal is not None:
+            return self.octal
+        original = mode
+        for clause in self.spec.split(","):
+            m = _CLAUSE.fullmatch(clause)
+            assert m is not None            # checked in parse()
+            who = 0
+            for w in m.group(1) or "a":
+                who |= _WHO[w]
+            sticky = not m.group(1) or bool(set(m.group(1)) & set("uga"))
+            for op, perms in _ACTION.findall(m.group(2)):
+                bits = self._bits(perms, mode, original, is_dir=is_dir) & (who | (0o1000 if sticky else 0))
+                if op == "+":
+                    mode |= bits
+                elif op == "-":
+                    mode &= ~bits
+                else:
+                    mode = (mode & ~who) | bits
+        return mode & 0o7777
+
+    @staticmethod
+    def _bits(perms: str, mode: int, original: int, *, is_dir: bool) -> int:
+        if perms in ("u", "g", "o"):        # copy another class's permissions
+            trio = (mode >> {"u": 6, "g": 3, "o": 0}[perms]) & 0o7
+            return trio * 0o111
+        bits = 0
+        for p in perms:
+            if p == "X":                    # x only for directories and files executable already
+                bits |= 0o111 if is_dir or original & 0o111 else 0
+            else:
+                bits |= _PERM[p]
+        return bits
 
 
 def _open_dir_in(root_fd: int, path: str, *, create: bool, uid: int, gid: int) -> int:
@@ -334,7 +405,17 @@ def _open_dir_in(root_fd: int, path: str, *, create: bool, uid: int, gid: int) -
         os.close(pfd)
 
 
-def _is_dir_in(root_fd: int, path: str) -> bool:
+def ensure_dir(root_fd: int, path: str, *, uid: int = 0, gid: int = 0) -> None:
+    """mkdir -p `path` inside the rootfs: missing directories 0755 uid:gid (WORKDIR)."""
+    try:
+        os.close(_open_dir_in(root_fd, path, create=True, uid=uid, gid=gid))
+    except NotADirectoryError:
+        raise ContextError(f"{path}: a part of it exists and is not a directory",
+                           hint="remove that file in an earlier step, or choose another path") from None
+
+
+def is_dir_in(root_fd: int, path: str) -> bool:
+    """Whether `path` inside the rootfs is a directory (symlinks followed inside it)."""
     try:
         fd = openat2.open_in_root(root_fd, path, os.O_PATH)
     except OSError:
@@ -353,7 +434,7 @@ def copy_sources(
     A directory source copies its contents; a file goes to `dest/<name>` when dest ends with
     "/", is an existing directory or there are several sources, else to `dest` itself."""
     many = len(sources) > 1
-    dest_is_dir = dest.endswith("/") or _is_dir_in(root_fd, dest)
+    dest_is_dir = dest.endswith("/") or is_dir_in(root_fd, dest)
     if many and not dest_is_dir:
         raise ContextError(f"when copying several sources, the destination {dest!r} must be a directory ending in /")
     count = 0
@@ -369,15 +450,15 @@ def copy_sources(
         else:
             target_dir, file_target = posixpath.split(dest.rstrip("/"))
             target_dir = target_dir or "/"
-        existed = _is_dir_in(root_fd, target_dir)
+        # a destination directory made here is 0755, owned by --chown's owner or root, whatever
+        # the source directory's mode (Docker's MkdirAll): a 0700 context still gives a /ctx
+        # any user can read
         dfd = _open_dir_in(root_fd, target_dir, create=True, uid=puid, gid=pgid)
         try:
-            for rel, st in ctx.walk(src):
+            for rel, st in ctx.walk(src, opts.exclude):
                 full = posixpath.join(src.rel, rel) if rel else src.rel
                 if rel == "":
                     if src.is_dir:
-                        if not existed:         # a new destination takes the source's attributes
-                            _attrs(dfd, None, st, opts, is_dir=True)
                         continue
                     assert file_target is not None
                     _copy_entry(ctx, full, st, dfd, file_target, opts, follow=True)
@@ -455,7 +536,8 @@ def _attrs(fd: int, _name: None, st: os.stat_result, opts: CopyOptions, *, is_di
     gid = opts.gid if opts.gid is not None else st.st_gid
     path = f"/proc/self/fd/{fd}"
     os.chown(path, uid, gid)
-    os.chmod(path, opts.chmod if opts.chmod is not None else stat.S_IMODE(st.st_mode))
+    mode = stat.S_IMODE(st.st_mode)
+    os.chmod(path, opts.chmod.apply(mode, is_dir=is_dir) if opts.chmod is not None else mode)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 

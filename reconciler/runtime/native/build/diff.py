@@ -18,7 +18,7 @@ import os
 import secrets
 import stat
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,9 +63,12 @@ class _HashingWriter:
         pass
 
 
-def _entries(upper: Path, skip: frozenset[str]) -> Iterator[tuple[str, os.stat_result, bool]]:
+def _entries(upper: Path, skip: frozenset[str],
+             prune: Mapping[str, tuple[int, int, int] | None]) -> Iterator[tuple[str, os.stat_result, bool]]:
     """(relative path, lstat, opaque) for everything under `upper`, parents first, sorted;
-    `skip` names relative paths left out with everything below them."""
+    `skip` names relative paths left out with everything below them; a directory in `prune`
+    is left out when nothing below it is kept and it is as it was ((mode, uid, gid), or None
+    when it did not exist before)."""
 
     def walk(d: Path, rel: str) -> Iterator[tuple[str, os.stat_result, bool]]:
         with os.scandir(d) as it:
@@ -86,7 +89,7 @@ def _entries(upper: Path, skip: frozenset[str]) -> Iterator[tuple[str, os.stat_r
                 with contextlib.suppress(OSError):
                     opaque = os.getxattr(e.path, _OPAQUE, follow_symlinks=False) == b"y"
                 children = list(walk(Path(e.path), r))
-                if not children and not opaque and r in _PRUNE_IF_EMPTY:
+                if not children and not opaque and (r in _PRUNE_IF_EMPTY or _unchanged(r, st, prune)):
                     continue    # only a parent of skipped mount points
                 yield r, st, opaque
                 yield from children
@@ -94,6 +97,13 @@ def _entries(upper: Path, skip: frozenset[str]) -> Iterator[tuple[str, os.stat_r
                 yield r, st, False
 
     yield from walk(upper, "")
+
+
+def _unchanged(rel: str, st: os.stat_result, prune: Mapping[str, tuple[int, int, int] | None]) -> bool:
+    if rel not in prune:
+        return False
+    was = prune[rel]
+    return was is None or was == (st.st_mode, st.st_uid, st.st_gid)
 
 
 # Overlay features that leave entries whose content is elsewhere (off by default; refused).
@@ -118,7 +128,8 @@ def _xattrs(path: str) -> dict[str, str]:
 
 
 def write_layer(upper: Path, store: content.ContentStore, tmp_dir: Path,
-                *, skip: frozenset[str] = frozenset(), level: int = 6) -> LayerBlob:
+                *, skip: frozenset[str] = frozenset(), prune: Mapping[str, tuple[int, int, int] | None] | None = None,
+                level: int = 6) -> LayerBlob:
     """Turn `upper` into a gzip layer blob in `store`."""
     tmp_dir.mkdir(parents=True, exist_ok=True)
     tmp = tmp_dir / f"layer-{secrets.token_hex(6)}.tar.gz"
@@ -131,7 +142,7 @@ def write_layer(upper: Path, store: content.ContentStore, tmp_dir: Path,
             tar_stream = _HashingWriter(gz)
             links: dict[tuple[int, int], str] = {}
             with tarfile.open(fileobj=tar_stream, mode="w", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
-                for rel, st, opaque in _entries(upper, skip):
+                for rel, st, opaque in _entries(upper, skip, prune or {}):
                     path = os.path.join(upper, rel)
                     count += 1
                     if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:

@@ -2,7 +2,10 @@
 
 `parse(text)` turns a Dockerfile into `Instruction`s: parser directives (`# escape=`,
 `# syntax=` is read and ignored), comments, line continuations with the escape character,
-JSON (exec) and shell forms, `--flag=value` options. `substitute(word, env)` expands
+JSON (exec) and shell forms, `--flag=value` options, and heredocs: in the shell form of RUN,
+COPY and ADD (and ONBUILD of those) every word `<<WORD`, `<<-WORD`, `<<"WORD"` takes the lines
+that follow, up to a line that is WORD, as its body (`<<-` strips leading tabs; a quoted word
+switches off expansion), several in the order they appear. `substitute(word, env)` expands
 `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:+alt}`, `${VAR+alt}` with
 BuildKit's quoting: single quotes are literal, double quotes group, the escape character
 escapes; quotes are removed. `split_words` is the same lexer splitting on blanks (ENV,
@@ -11,6 +14,7 @@ LABEL, ARG, EXPOSE, ... take several words).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping
@@ -18,15 +22,34 @@ from dataclasses import dataclass, field
 
 from reconciler.runtime import errors
 
-__all__ = ["DockerfileError", "Instruction", "parse", "split_words", "substitute"]
+__all__ = ["DockerfileError", "Heredoc", "Instruction", "expand_text", "heredoc_word", "parse", "raw_words",
+           "split_words",
+           "substitute"]
 
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9_-]*)\s*=\s*(.*?)\s*$")
 _FLAG = re.compile(r"^--([a-zA-Z][a-zA-Z0-9-]*)(?:=(.*))?$")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_HEREDOC = re.compile(r"^(\d*)<<(-?)\s*([^<]*)$")
+_HEREDOC_CMDS = frozenset({"RUN", "COPY", "ADD"})
 
 
 class DockerfileError(errors.InvalidArgument):
     """The Dockerfile cannot be parsed or names something unsupported; says the line."""
+
+
+@dataclass(frozen=True)
+class Heredoc:
+    """One heredoc: `<<NAME` and the lines up to the line `NAME`."""
+
+    name: str
+    content: str = ""       # the body lines, each with its newline, as written
+    expand: bool = True     # the word was not quoted: COPY expands variables in the body
+    chomp: bool = False     # <<-NAME: leading tabs are removed from the body lines
+
+    @property
+    def text(self) -> str:
+        """The body as the command or file gets it (tabs chomped for <<-)."""
+        return re.sub(r"(?m)^\t+", "", self.content) if self.chomp else self.content
 
 
 @dataclass(frozen=True)
@@ -37,14 +60,18 @@ class Instruction:
     line: int
     original: str
     args: str                                 # the text after the keyword and the flags
-    flags: Mapping[str, str] = field(default_factory=dict)
+    flags: Mapping[str, str] = field(default_factory=dict)      # the last value of each flag
+    repeated: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # every value of a repeatable flag
     json_args: tuple[str, ...] | None = None   # the exec (JSON) form, when it parsed as one
+    heredocs: tuple[Heredoc, ...] = ()         # in the order of their words
 
 
 @dataclass(frozen=True)
 class Dockerfile:
     instructions: tuple[Instruction, ...]
     escape: str
+    directives: Mapping[str, str] = field(default_factory=dict)     # escape, syntax, check: as given
+    empty_continuations: tuple[int, ...] = ()     # lines of instructions with a blank line inside a continuation
 
 
 def parse(text: str) -> Dockerfile:
@@ -53,7 +80,7 @@ def parse(text: str) -> Dockerfile:
     escape = "\\"
     i = 0
     # parser directives: only at the very top, before any comment, blank line or instruction
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     while i < len(lines):
         m = _DIRECTIVE.match(lines[i].strip())
         if not m:
@@ -63,13 +90,14 @@ def parse(text: str) -> Dockerfile:
             break
         if key in seen:
             raise DockerfileError(f"Dockerfile line {i + 1}: the parser directive {key!r} is given twice")
-        seen.add(key)
+        seen[key] = m.group(2)
         if key == "escape":
             if m.group(2) not in ("\\", "`"):
                 raise DockerfileError(f"Dockerfile line {i + 1}: escape must be \\ or `, not {m.group(2)!r}")
             escape = m.group(2)
         i += 1
     out: list[Instruction] = []
+    empty: list[int] = []
     while i < len(lines):
         raw = lines[i]
         stripped = raw.strip()
@@ -88,6 +116,8 @@ def parse(text: str) -> Dockerfile:
                 i += 1
                 # continuation: skip comment and blank lines inside it
                 while i < len(lines) and (not lines[i].strip() or lines[i].strip().startswith("#")):
+                    if not lines[i].strip() and (not empty or empty[-1] != start + 1):
+                        empty.append(start + 1)     # BuildKit warns (NoEmptyContinuation)
                     i += 1
                 if i >= len(lines):
                     break
@@ -98,8 +128,88 @@ def parse(text: str) -> Dockerfile:
             i += 1
             break
         full = "".join(parts).strip()
-        out.append(_instruction(full, start + 1, "\n".join(original)))
-    return Dockerfile(tuple(out), escape)
+        ins = _instruction(full, start + 1, "\n".join(original))
+        if _may_have_heredocs(ins) and "<<" in full:
+            docs: list[Heredoc] = []
+            for doc in _heredoc_words(full):
+                body, i = _heredoc_body(lines, i, doc, start + 1)
+                docs.append(Heredoc(doc.name, body, doc.expand, doc.chomp))
+            ins = dataclasses.replace(ins, heredocs=tuple(docs))
+        out.append(ins)
+    return Dockerfile(tuple(out), escape, seen, tuple(empty))
+
+
+def _may_have_heredocs(ins: Instruction) -> bool:
+    if ins.json_args is not None:
+        return False
+    if ins.cmd == "ONBUILD":
+        inner = ins.args.split(None, 1)
+        return bool(inner) and inner[0].upper() in _HEREDOC_CMDS and not (len(inner) > 1 and inner[1].startswith("["))
+    return ins.cmd in _HEREDOC_CMDS
+
+
+def heredoc_word(word: str) -> Heredoc | None:
+    """The heredoc a word such as `<<EOF`, `<<-EOF`, `<<'EOF'` opens (BuildKit's rule), else None."""
+    m = _HEREDOC.match(word)
+    if not m or not m.group(3):
+        return None
+    rest = m.group(3)
+    try:
+        names = split_words(rest, None)
+    except DockerfileError:
+        return None
+    if len(names) != 1:
+        return None
+    quoted = names[0].count("'") + names[0].count('"') != rest.count("'") + rest.count('"')
+    return Heredoc(names[0], expand=not quoted, chomp=m.group(2) == "-")
+
+
+def _heredoc_words(line: str) -> list[Heredoc]:
+    return [doc for word in raw_words(line) if (doc := heredoc_word(word)) is not None]
+
+
+def _heredoc_body(lines: list[str], i: int, doc: Heredoc, line_no: int) -> tuple[str, int]:
+    """The body of `doc` from lines[i] on, and the index after its terminating line."""
+    body: list[str] = []
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if (line.lstrip("\t") if doc.chomp else line) == doc.name:
+            return "".join(body), i
+        body.append(line + "\n")
+    raise DockerfileError(f"Dockerfile line {line_no}: unterminated heredoc <<{doc.name}",
+                          hint=f"end it with a line that is just {doc.name}")
+
+
+def raw_words(text: str, escape: str = "\\") -> list[str]:
+    """Split on blanks outside quotes, keeping quotes and escapes as written (how BuildKit
+    finds heredoc words in a line, and the sources of COPY before expansion)."""
+    out: list[str] = []
+    cur: list[str] = []
+    quote = ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == escape and quote != "'" and i + 1 < len(text):
+            cur.append(text[i:i + 2])
+            i += 2
+            continue
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch in " \t\n":
+            if cur:
+                out.append("".join(cur))
+                cur = []
+            i += 1
+            continue
+        cur.append(ch)
+        i += 1
+    if cur:
+        out.append("".join(cur))
+    return out
 
 
 def _instruction(full: str, line: int, original: str) -> Instruction:
@@ -110,6 +220,7 @@ def _instruction(full: str, line: int, original: str) -> Instruction:
     cmd = keyword.upper()
     rest = rest.strip()
     flags: dict[str, str] = {}
+    repeated: dict[str, tuple[str, ...]] = {}
     if cmd in _TAKES_FLAGS:
         while rest.startswith("--"):
             word, _, tail = rest.partition(" ")
@@ -117,9 +228,12 @@ def _instruction(full: str, line: int, original: str) -> Instruction:
             if not m:
                 raise DockerfileError(f"Dockerfile line {line}: bad flag {word!r} in {cmd}")
             name = m.group(1).lower()
-            if name in flags:
+            value = m.group(2) if m.group(2) is not None else "true"
+            if name in _REPEATABLE:
+                repeated[name] = (*repeated.get(name, ()), value)
+            elif name in flags:
                 raise DockerfileError(f"Dockerfile line {line}: flag --{name} given twice")
-            flags[name] = m.group(2) if m.group(2) is not None else "true"
+            flags[name] = value
             rest = tail.strip()
     json_args: tuple[str, ...] | None = None
     if rest.startswith("[") and cmd in _JSON_FORM:
@@ -129,10 +243,12 @@ def _instruction(full: str, line: int, original: str) -> Instruction:
             value = None
         if isinstance(value, list) and all(isinstance(x, str) for x in value):
             json_args = tuple(value)
-    return Instruction(cmd=cmd, line=line, original=original, args=rest, flags=flags, json_args=json_args)
+    return Instruction(cmd=cmd, line=line, original=original, args=rest, flags=flags, json_args=json_args,
+                       repeated=repeated)
 
 
 _TAKES_FLAGS = {"FROM", "RUN", "COPY", "ADD", "HEALTHCHECK"}
+_REPEATABLE = frozenset({"exclude", "mount"})        # flags BuildKit takes more than once
 _JSON_FORM = {"RUN", "CMD", "ENTRYPOINT", "SHELL", "COPY", "ADD", "VOLUME", "HEALTHCHECK"}
 
 
@@ -149,7 +265,14 @@ def split_words(text: str, env: Mapping[str, str] | None, *, escape: str = "\\")
     return _lex(text, env, escape, split=True)
 
 
-def _lex(text: str, env: Mapping[str, str] | None, escape: str, *, split: bool) -> list[str]:
+def expand_text(text: str, env: Mapping[str, str], *, escape: str = "\\") -> str:
+    """A heredoc body COPY expands: variables expanded and escapes applied, quotes kept as
+    they are (BuildKit's SkipProcessQuotes)."""
+    words = _lex(text, env, escape, split=False, quotes=False)
+    return words[0] if words else ""
+
+
+def _lex(text: str, env: Mapping[str, str] | None, escape: str, *, split: bool, quotes: bool = True) -> list[str]:
     out: list[str] = []
     cur: list[str] = []
     have = False
@@ -171,6 +294,10 @@ def _lex(text: str, env: Mapping[str, str] | None, escape: str, *, split: bool) 
             else:
                 cur.append(ch)
                 i += 1
+            continue
+        if not quotes and ch in "'\"":
+            cur.append(ch)
+            i += 1
             continue
         if ch == "'":
             end = text.find("'", i + 1)

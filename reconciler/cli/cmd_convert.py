@@ -1,0 +1,63 @@
+"""`reconcile convert [-f FILE]... [DIR]`: a compose project printed as native manifests.
+
+The project is read as `reconcile validate`, `apply` and the agent read it (reconciler.spec.compose):
+the output is exactly what they converge to, and valid input for `reconcile validate`. Saved
+in the project directory (relative bind sources and build contexts start there), it loads into
+the same objects with the same spec hashes. Values from `.env`, env files and the environment are
+written out, as `docker compose config` does. Exit 0 printed, 2 invalid (every problem listed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "convert",
+        help="print a compose project as reconciler manifests",
+        description="Read a compose project (compose.yaml, docker-compose.yml, ... and its override file, "
+        "or the files given with -f) as apply and the agent read it, and print the equivalent "
+        "manifests. Exit 0 printed, 2 invalid.",
+    )
+    parser.add_argument("directory", metavar="DIR", nargs="?", default=".",
+                        help="the project directory holding the compose file (default: the current one)")
+    parser.add_argument("-f", "--file", dest="files", action="append", default=[], metavar="FILE",
+                        help="a compose file; repeat to merge several in order (the project directory is "
+                        "then the first file's)")
+    parser.add_argument("-p", "--project-name", metavar="NAME",
+                        help="the project name (default: COMPOSE_PROJECT_NAME, the file's name:, or the "
+                        "directory's name)")
+    parser.add_argument("--profile", dest="profiles", action="append", metavar="PROFILE",
+                        help="enable the services of this profile; repeat for several (default: COMPOSE_PROFILES)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from reconciler import spec
+
+    opts = spec.ComposeOptions(files=tuple(args.files), project_name=args.project_name,
+                               profiles=tuple(args.profiles) if args.profiles else None)
+    try:
+        desired, docs = spec.convert(args.directory, compose=opts)
+    except spec.SpecError as exc:
+        for problem in exc.problems:
+            print(problem)
+        print(f"invalid: {len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''}", file=sys.stderr)
+        return exc.exit_code
+    for warning in desired.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    where = os.path.dirname(os.path.abspath(args.files[0])) if args.files else os.path.abspath(args.directory)
+    sources = ", ".join(os.path.relpath(s, where) for s in desired.sources)
+    sys.stdout.write(f"# the compose project {desired.project!r} ({sources}) as reconciler manifests\n"
+                     f"# relative paths start in {where}: save this file there\n")
+    sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False, explicit_start=True, allow_unicode=True,
+                                        default_flow_style=False, width=120))
+    return 0

@@ -1,0 +1,854 @@
+"""A loaded compose project (`compose.load`) as native manifest documents.
+
+Each active service becomes a `Container` (and an `Image` when it builds, or pins a pull policy),
+each network and volume the active services use a `Network` or `Volume`. The documents then go
+through the same schema, checks and defaults as hand-written manifests (`building.Builder`), so
+a compose project and its `reconcile convert` output load into the same models. Every field of
+a document remembers the compose key it came from: a problem found later (an invalid image
+reference, a port published twice, a policy refusal) is reported at that key.
+
+Names follow compose: containers `<project>-<service>-1` (or `container_name`), networks and
+volumes `<project>_<key>` (or their `name:`), built images `<project>-<service>`; containers
+carry compose's labels `com.docker.compose.project`, `.service`, `.container-number` and
+`.oneoff`, networks and volumes `com.docker.compose.project` and `.network` / `.volume`.
+
+What each compose key becomes is `SERVICE_KEYS` (service keys), `TOP_KEYS`, `NETWORK_KEYS`
+and `VOLUME_KEYS`, published as docs/reference/compose.md.
+
+A key compose defines that the manifest language cannot say yet is an error naming it
+("not supported yet"); a key that changes nothing here (expose, logging, a port's name) is a
+warning. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.spec import compose, interpolation, located, reading, schemas, units
+from reconciler.spec.located import Map, Seq
+from reconciler.spec.models import Origin
+
+__all__ = ["documents", "not_supported"]
+
+Path_ = tuple[str | int, ...]
+
+# What each service key becomes (the `_Service.k_<key>` handlers); docs/reference/compose.md.
+SERVICE_KEYS: dict[str, str] = {
+    "image": "`image` (a bare `name` is `name:latest`); with `build`, the Image's `ref`",
+    "build": "an Image object `<project>-<service>`: `context`, `dockerfile` (`file`), `args`, `target`; other build keys are errors",
+    "pull_policy": "`missing`/`if_not_present` (the default); `always`/`never`: an Image object with that `pull`",
+    "command": "`args` (a string is split as a shell splits words)",
+    "entrypoint": "`command` (a string is split as a shell splits words)",
+    "environment": "`env`, over the env files; a bare `KEY` takes the shell's or `.env`'s value, or is left out",
+    "env_file": "`env`: read in compose's dotenv format, interpolated; `required: false` files may be missing",
+    "ports": "`ports`: short and long syntax, ranges, tcp/udp; a random host port or a host range for one port is an error",
+    "networks": "`networks` (`<project>_<name>`), and `aliases`: the service name and every `aliases:` entry",
+    "network_mode": "`host` and `none`: `networks: [host]` / `[none]`; other modes are errors",
+    "volumes": "`volumes`: named volumes, binds (relative to the project directory), tmpfs; `read_only`",
+    "tmpfs": "`volumes` of type tmpfs (options are errors)",
+    "restart": "`restart`",
+    "healthcheck": "`healthcheck`: `test`, `interval`, `timeout`, `retries`, `start_period`; `disable: true` is `[NONE]`",
+    "depends_on": "`dependsOn` (created, and healthy when they have a healthcheck, first); `service_completed_successfully` is an error",
+    "deploy": "`replicas: 1`, `resources.limits` (`memory`, `cpus`, `pids`) into `resources`; other deploy keys are errors",
+    "mem_limit": "`resources.memory` (compose's binary units)",
+    "cpus": "`resources.cpus`",
+    "pids_limit": "`resources.pids` (-1: unlimited)",
+    "user": "`user`",
+    "working_dir": "`workdir`",
+    "hostname": "`hostname`",
+    "read_only": "`readOnly`",
+    "cap_add": "`capAdd`",
+    "cap_drop": "`capDrop`",
+    "stop_signal": "`stopSignal`",
+    "stop_grace_period": "`stopTimeout`",
+    "init": "`init`",
+    "labels": "`metadata.labels`, with compose's `com.docker.compose.*` labels",
+    "container_name": "`metadata.name` (default `<project>-<service>-1`)",
+    "profiles": "whether the service runs (`--profile`, `COMPOSE_PROFILES`)",
+    "extends": "applied while loading (same file or another file)",
+}
+# Service keys that are errors unless they say what the engine does anyway.
+_SERVICE_DEFAULTS: dict[str, Any] = {"privileged": False, "tty": False, "stdin_open": False,
+                                      "oom_kill_disable": False, "scale": 1}
+# Service keys that change nothing on this engine (a warning names them).
+_SERVICE_NO_EFFECT = {
+    "expose": "has no effect: every port of a container is reachable on its networks; publish with ports: to reach it from the host",
+    "logging": "is not honoured: the engine keeps each container's output itself (reconcile logs NAME)",
+    "attach": "has no effect: reconcile does not attach to containers' output",
+    "develop": "has no effect: reconcile has no watch mode; commit or save the change and the agent applies it",
+}
+_TOP_UNSUPPORTED = ("include", "secrets", "configs", "models")
+# The rest of the file (docs/reference/compose.md): key -> ("supported" | "warning" | "error", what it does)
+TOP_KEYS: dict[str, tuple[str, str]] = {
+    "name": ("supported", "the project name (after `-p` and `COMPOSE_PROJECT_NAME`), normalised as compose does"),
+    "services": ("supported", "one Container each (below)"),
+    "networks": ("supported", "one Network each that an active service uses (below)"),
+    "volumes": ("supported", "one Volume each that an active service uses (below)"),
+    "version": ("warning", "obsolete, ignored (compose warns too)"),
+    **{k: ("error", "not supported yet") for k in _TOP_UNSUPPORTED},
+    "x-*": ("supported", "extension fields, anywhere: ignored, usable as YAML anchors"),
+}
+NETWORK_KEYS: dict[str, tuple[str, str]] = {
+    "name": ("supported", "`metadata.name` (default `<project>_<key>`)"),
+    "labels": ("supported", "`metadata.labels`, with `com.docker.compose.project` and `.network`"),
+    "driver": ("supported", "`bridge` only; other drivers are errors"),
+    "internal": ("supported", "`internal`"),
+    "ipam": ("supported", "one `config` entry's `subnet` and `gateway`; other IPAM settings are errors"),
+    "driver_opts": ("supported", "`com.docker.network.driver.mtu` is `mtu`; other options are errors"),
+    "attachable": ("warning", "no effect: any container of the project can join"),
+    "external": ("error", "not supported yet: declare the network in the project"),
+    "enable_ipv6": ("error", "not supported yet (IPv4 networks only)"),
+    "enable_ipv4": ("error", "not supported yet when false"),
+}
+VOLUME_KEYS: dict[str, tuple[str, str]] = {
+    "name": ("supported", "`metadata.name` (default `<project>_<key>`)"),
+    "labels": ("supported", "`metadata.labels`, with `com.docker.compose.project` and `.volume`"),
+    "driver": ("supported", "`local` only; other drivers are errors"),
+    "driver_opts": ("error", "not supported yet"),
+    "external": ("error", "not supported yet: declare the volume in the project (an existing one of that name is kept)"),
+}
+
+
+def service_support(keys: list[str]) -> dict[str, tuple[str, str]]:
+    """What becomes of each service key: ("supported" | "warning" | "error", what it does)."""
+    out: dict[str, tuple[str, str]] = {}
+    for key in keys:
+        if key in SERVICE_KEYS:
+            out[key] = ("supported", SERVICE_KEYS[key])
+        elif key in _SERVICE_NO_EFFECT:
+            out[key] = ("warning", f"{key} {_SERVICE_NO_EFFECT[key]}")
+        elif key in _SERVICE_DEFAULTS:
+            out[key] = ("error", f"not supported yet, unless `{key}: {str(_SERVICE_DEFAULTS[key]).lower()}` (the default)")
+        else:
+            out[key] = ("error", "not supported yet")
+    return out
+
+
+def not_supported(what: str, hint: str = "") -> str:
+    """The message for a compose key or value reconciler cannot honour yet."""
+    return f"not supported yet: {what}; " + (hint or "the manifest language cannot say it yet, remove it")
+
+
+@dataclass
+class _Doc:
+    """A native document being built, and which compose key each of its fields came from."""
+
+    kind: str
+    data: dict[str, Any]
+    at: Path_                                   # the compose key of the whole object
+    paths: dict[Path_, Path_] = field(default_factory=dict)     # native path -> compose path
+
+    def came(self, native: Path_, source: Path_) -> None:
+        self.paths[native] = source
+
+
+class _Translator:
+    def __init__(self, model: compose.Model, rd: compose.Reader) -> None:
+        self.model = model
+        self.rd = rd
+        self.data = model.data
+        self.project = model.name
+        self.networks: dict[str, str] = {}      # compose key -> native name, for those used
+        self.volumes: dict[str, str] = {}
+        self.docs: list[_Doc] = []
+
+    # -- reporting ------------------------------------------------------------------------------
+
+    def at(self, path: Path_, *, key: bool = False) -> Origin | None:
+        return located.where(self.data, path, key=key)
+
+    def error(self, path: Path_, message: str, *, key: bool = False) -> None:
+        self.rd.error(self.at(path, key=key), compose.fmt(path), message)
+
+    def warn(self, path: Path_, message: str, *, key: bool = False) -> None:
+        self.rd.warn(self.at(path, key=key), compose.fmt(path), message)
+
+    # -- the project ------------------------------------------------------------------------------
+
+    def run(self) -> list[_Doc]:
+        for key in _TOP_UNSUPPORTED:
+            if self.data.get(key):
+                self.error((key,), not_supported(f"top-level {key}"), key=True)
+        services: Map = self.data.get("services") or Map(self.data.at)
+        declared_networks = self.data.get("networks") or {}
+        declared_volumes = self.data.get("volumes") or {}
+        for name in self.model.services:         # only what the active services use is made
+            for net in (services[name].get("networks") or ()):
+                if net in declared_networks:
+                    self.networks.setdefault(net, "")
+            for vol in services[name].get("volumes") or ():
+                if isinstance(vol, Map) and vol.get("type") == "volume" and vol.get("source") in declared_volumes:
+                    self.volumes.setdefault(str(vol["source"]), "")
+        for key in sorted(self.networks):
+            self.network(key)
+        for key in sorted(self.volumes):
+            self.volume(key)
+        containers = [self.service(name, services[name]) for name in self.model.services]
+        self.docs.extend(d for d in containers if d is not None)
+        return self.docs
+
+    @staticmethod
+    def labels(owner: Map, extra: dict[str, str]) -> dict[str, str]:
+        """The `labels:` of a service, network or volume, then compose's own (which win, as in compose)."""
+        labels = owner.get("labels")
+        out = {k: "" if v is None else str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+        out.update(extra)
+        return out
+
+    def _resource_name(self, kind: str, key: str) -> str:
+        cfg = self.data[kind][key]
+        custom = cfg.get("name") if isinstance(cfg, Map) else None
+        return str(custom) if custom else f"{self.project}_{key}"
+
+    # -- networks and volumes -----------------------------------------------------------------------
+
+    def network(self, key: str) -> None:
+        path: Path_ = ("networks", key)
+        cfg: Map = self.data["networks"][key]
+        name = self._resource_name("networks", key)
+        self.networks[key] = name
+        doc = _Doc("Network", {}, path)
+        spec: dict[str, Any] = {}
+        for opt, value in cfg.items():
+            here = (*path, opt)
+            if opt.startswith("x-") or opt in ("name", "labels"):
+                continue
+            if opt == "external":
+                if value:
+                    self.error(here, not_supported("external networks", "declare the network in this project instead"))
+            elif opt == "driver":
+                if value not in ("bridge", "default"):
+                    self.error(here, not_supported(f"the {value!r} network driver", "use bridge (the default)"))
+            elif opt == "internal":
+                spec["internal"] = bool(value)
+                doc.came(("spec", "internal"), here)
+            elif opt == "attachable":
+                self.warn(here, "has no effect: every network can be joined by the project's containers")
+            elif opt == "enable_ipv6":
+                if value:
+                    self.error(here, not_supported("IPv6 networks"))
+            elif opt == "enable_ipv4":
+                if value is False:
+                    self.error(here, not_supported("networks without IPv4"))
+            elif opt == "driver_opts":
+                self.driver_opts(value, here, spec, doc)
+            elif opt == "ipam":
+                self.ipam(value, here, spec, doc)
+            else:
+                self.error(here, not_supported(f"networks.{opt}"))
+        labels = self.labels(cfg, {"com.docker.compose.project": self.project, "com.docker.compose.network": key})
+        doc.data = _manifest("Network", name, labels, spec)
+        doc.came(("metadata", "name"), (*path, "name") if "name" in cfg else path)
+        doc.came(("metadata", "labels"), (*path, "labels") if "labels" in cfg else path)
+        self.docs.append(doc)
+
+    def driver_opts(self, opts: Any, path: Path_, spec: dict[str, Any], doc: _Doc) -> None:
+        for opt, value in (opts or {}).items():
+            if opt == "com.docker.network.driver.mtu":
+                try:
+                    spec["mtu"] = int(value)
+                except (TypeError, ValueError):
+                    self.error((*path, opt), f"{value!r} is not an MTU (a number like 1450)")
+                doc.came(("spec", "mtu"), (*path, opt))
+            else:
+                self.error((*path, opt), not_supported(f"the network driver option {opt!r}", "only com.docker.network.driver.mtu is, remove it"), key=True)
+
+    def ipam(self, ipam: Map, path: Path_, spec: dict[str, Any], doc: _Doc) -> None:
+        for opt, value in ipam.items():
+            here = (*path, opt)
+            if opt.startswith("x-"):
+                continue
+            if opt == "driver":
+                if value != "default":
+                    self.error(here, not_supported(f"the IPAM driver {value!r}"))
+            elif opt == "config":
+                configs = list(value or ())
+                if len(configs) > 1:
+                    self.error((*here, 1), not_supported("more than one IPAM config (subnet) per network", "keep one"))
+                for sub, item in (configs[0] if configs else {}).items():
+                    if sub in ("subnet", "gateway"):
+                        spec[sub] = item
+                        doc.came(("spec", sub), (*here, 0, sub))
+                    elif not sub.startswith("x-"):
+                        self.error((*here, 0, sub), not_supported(f"ipam.config {sub}"), key=True)
+            elif value:
+                self.error(here, not_supported(f"ipam.{opt}"), key=True)
+
+    def volume(self, key: str) -> None:
+        path: Path_ = ("volumes", key)
+        cfg: Map = self.data["volumes"][key]
+        name = self._resource_name("volumes", key)
+        self.volumes[key] = name
+        doc = _Doc("Volume", {}, path)
+        for opt, value in cfg.items():
+            here = (*path, opt)
+            if opt.startswith("x-") or opt in ("name", "labels"):
+                continue
+            if opt == "external":
+                if value:
+                    self.error(here, not_supported("external volumes", "declare the volume in this project instead; an existing volume of that name is kept"))
+            elif opt == "driver":
+                if value != "local":
+                    self.error(here, not_supported(f"the {value!r} volume driver", "use local (the default)"))
+            elif value:
+                self.error(here, not_supported(f"volumes.{opt}"), key=True)
+        labels = self.labels(cfg, {"com.docker.compose.project": self.project, "com.docker.compose.volume": key})
+        doc.data = _manifest("Volume", name, labels, {})
+        doc.came(("metadata", "name"), (*path, "name") if "name" in cfg else path)
+        self.docs.append(doc)
+
+    # -- services -------------------------------------------------------------------------------------
+
+    def service(self, name: str, svc: Map) -> _Doc | None:
+        return _Service(self, name, svc).build()
+
+
+class _Service:
+    """One service into a Container document (and an Image document when it builds)."""
+
+    def __init__(self, tr: _Translator, name: str, svc: Map) -> None:
+        self.tr = tr
+        self.name = name
+        self.svc = svc
+        self.path: Path_ = ("services", name)
+        self.spec: dict[str, Any] = {}
+        self.doc = _Doc("Container", {}, self.path)
+
+    def p(self, *parts: str | int) -> Path_:
+        return (*self.path, *parts)
+
+    def put(self, native: str, value: Any, *source: str | int) -> None:
+        self.spec[native] = value
+        self.doc.came(("spec", native), self.p(*source))
+
+    def build(self) -> _Doc | None:
+        svc = self.svc
+        for key, value in svc.items():
+            if key.startswith("x-"):
+                continue
+            handler = getattr(self, "k_" + key, None)
+            if handler is not None:
+                handler(value)
+            elif key in _SERVICE_NO_EFFECT:
+                self.tr.warn(self.p(key), f"{key} {_SERVICE_NO_EFFECT[key]}", key=True)
+            elif (key in _SERVICE_DEFAULTS and value == _SERVICE_DEFAULTS[key]) or value in (None, [], {}):
+                continue            # says what the engine does anyway
+            else:                   # every other key compose defines (the schema refused the rest)
+                self.tr.error(self.p(key), not_supported(key), key=True)
+        self.image()
+        self.env()
+        self.resources()
+        container = self.container_name()
+        labels = self.tr.labels(svc, {
+            "com.docker.compose.project": self.tr.project, "com.docker.compose.service": self.name,
+            "com.docker.compose.container-number": "1", "com.docker.compose.oneoff": "False",
+        })
+        self.doc.data = _manifest("Container", container, labels, self.spec)
+        self.doc.came(("metadata", "name"), self.p("container_name") if "container_name" in svc else self.path)
+        self.doc.came(("metadata", "labels"), self.p("labels") if "labels" in svc else self.path)
+        return self.doc
+
+    def container_name(self) -> str:
+        custom = self.svc.get("container_name")
+        return str(custom) if custom else f"{self.tr.project}-{self.name}-1"
+
+    # -- image ------------------------------------------------------------------------------
+
+    def image(self) -> None:
+        svc = self.svc
+        image = svc.get("image")
+        policy = str(svc.get("pull_policy") or "missing")
+        build = svc.get("build")
+        if build is not None:
+            self.build_image(build, image, policy)
+            return
+        if image is None:
+            return                               # reported by the consistency check
+        ref = _reference(str(image))
+        if policy in ("missing", "if_not_present"):
+            self.put("image", ref, "image")
+        elif policy in ("always", "never"):
+            obj = f"{self.tr.project}-{self.name}"
+            self.image_doc(obj, {"ref": ref, "pull": policy}, {("spec", "ref"): self.p("image"),
+                                                               ("spec", "pull"): self.p("pull_policy")})
+            self.put("image", obj, "image")
+        else:
+            self.tr.error(self.p("pull_policy"), not_supported(f"pull_policy {policy!r}", "use always, never or missing"))
+
+    def build_image(self, build: Map, image: Any, policy: str) -> None:
+        here = self.p("build")
+        out: dict[str, Any] = {}
+        paths: dict[Path_, Path_] = {}
+        for opt, value in build.items():
+            at = (*here, opt)
+            if opt.startswith("x-"):
+                continue
+            if opt == "context":
+                if "://" in str(value) or str(value).startswith("git@"):
+                    self.tr.error(at, not_supported("a remote build context (a git or https URL)", "clone it beside the compose file and name its directory"))
+                out["context"] = str(value)
+                paths[("spec", "build", "context")] = at
+            elif opt == "dockerfile":
+                out["file"] = str(value)
+                paths[("spec", "build", "file")] = at
+            elif opt == "args":
+                args = {}
+                for key, arg in value.items():
+                    if arg is None:
+                        arg = self.tr.model.env.get(key)
+                        if arg is None:
+                            continue         # compose leaves an unset bare arg out
+                    args[key] = arg
+                    paths[("spec", "build", "args", key)] = (*at, key)
+                if args:
+                    out["args"] = args
+            elif opt == "target":
+                out["target"] = str(value)
+                paths[("spec", "build", "target")] = at
+            elif value in (None, [], {}, False):
+                continue
+            else:
+                self.tr.error(at, not_supported(f"build.{opt}"), key=True)
+        out.setdefault("context", ".")
+        if policy not in ("missing", "if_not_present", "build"):
+            self.tr.error(self.p("pull_policy"), not_supported(f"pull_policy {policy!r} with build:", "remove it: a built image is rebuilt when its context changes"))
+        obj = f"{self.tr.project}-{self.name}"
+        spec: dict[str, Any] = {"ref": _reference(str(image)) if image else obj, "build": out}
+        paths[("spec", "ref")] = self.p("image") if image else here
+        self.image_doc(obj, spec, paths)
+        self.put("image", obj, "build")
+
+    def image_doc(self, name: str, spec: dict[str, Any], paths: dict[Path_, Path_]) -> None:
+        doc = _Doc("Image", _manifest("Image", name, {}, spec), self.p("build") if "build" in self.svc else self.p("image"))
+        doc.paths.update(paths)
+        doc.came(("metadata", "name"), self.path)
+        self.tr.docs.append(doc)
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def k_image(self, value: Any) -> None:
+        """Handled with build (image())."""
+
+    def k_build(self, value: Any) -> None:
+        """Handled with image (image())."""
+
+    def k_pull_policy(self, value: Any) -> None:
+        """Handled with image (image())."""
+
+    def k_container_name(self, value: Any) -> None:
+        """Handled with the metadata."""
+
+    def k_labels(self, value: Any) -> None:
+        """Handled with the metadata."""
+
+    def k_profiles(self, value: Any) -> None:
+        """Chose whether the service runs at all (compose.load)."""
+
+    def k_extends(self, value: Any) -> None:
+        """Applied by compose.load."""
+
+    def k_deploy(self, value: Map) -> None:
+        for opt, item in value.items():
+            at = self.p("deploy", opt)
+            if opt.startswith("x-") or opt == "resources":
+                continue
+            if opt == "replicas":
+                if item != 1:
+                    self.tr.error(at, not_supported("replicas other than 1", "each service runs one container"))
+            elif opt == "mode":
+                if item != "replicated":
+                    self.tr.error(at, not_supported(f"deploy.mode {item!r}"))
+            elif item not in (None, [], {}):
+                self.tr.error(at, not_supported(f"deploy.{opt}"), key=True)
+
+    def resources(self) -> None:
+        deploy = self.svc.get("deploy") or {}
+        res = deploy.get("resources") or {}
+        limits = res.get("limits") or {}
+        base = ("deploy", "resources")
+        for opt in res:
+            if opt not in ("limits",) and not opt.startswith("x-") and res[opt]:
+                self.tr.error(self.p(*base, opt), not_supported(f"deploy.resources.{opt}"), key=True)
+        out: dict[str, Any] = {}
+        for native, short, long_ in (("memory", "mem_limit", "memory"), ("cpus", "cpus", "cpus"),
+                                     ("pids", "pids_limit", "pids")):
+            values = [(v, p) for v, p in ((self.svc.get(short), (short,)), (limits.get(long_), (*base, "limits", long_)))
+                      if v is not None]
+            parsed = [(self.resource(native, v, p), p) for v, p in values]
+            parsed = [(v, p) for v, p in parsed if v is not None]
+            if len({v for v, _ in parsed}) > 1:
+                self.tr.error(self.p(*parsed[1][1]), f"can't set distinct values on {short!r} and "
+                              f"'deploy.resources.limits.{long_}'; keep one")
+            if parsed and parsed[0][0] != "unlimited":
+                out[native] = parsed[0][0]
+                self.doc.came(("spec", "resources", native), self.p(*parsed[0][1]))
+        for opt in limits:
+            if opt not in ("memory", "cpus", "pids") and not opt.startswith("x-"):
+                self.tr.error(self.p(*base, "limits", opt), not_supported(f"limits.{opt}"), key=True)
+        if out:
+            self.spec["resources"] = out
+
+    def resource(self, native: str, value: Any, path: Path_) -> Any:
+        try:
+            if native == "memory":
+                amount = int(value) if isinstance(value, int | float) else units.parse_docker_size(str(value))
+                return _bytes(amount)
+            if native == "cpus":
+                cpus = float(value)
+                return "unlimited" if cpus == 0 else cpus
+            pids = int(value)
+            return "unlimited" if pids <= 0 else pids
+        except (TypeError, ValueError) as exc:
+            self.tr.error(self.p(*path), str(exc))
+            return None
+
+    def k_command(self, value: Any) -> None:
+        self.put("args", self.words(value, "command"), "command")
+
+    def k_entrypoint(self, value: Any) -> None:
+        self.put("command", self.words(value, "entrypoint"), "entrypoint")
+
+    def words(self, value: Any, key: str) -> list[str]:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            try:
+                return shlex.split(value)
+            except ValueError as exc:
+                self.tr.error(self.p(key), f"cannot split {value!r} into words: {exc}")
+                return []
+        return [str(v) for v in value]
+
+    def k_environment(self, value: Any) -> None:
+        """Merged with env_file (env())."""
+
+    def k_env_file(self, value: Any) -> None:
+        """Merged with environment (env())."""
+
+    def env(self) -> None:
+        env: dict[str, str] = {}
+        sources: dict[str, Path_] = {}
+        environment: Map = self.svc.get("environment") or Map(self.svc.at)
+        own = {k: v for k, v in environment.items() if v is not None}
+        project = self.tr.model.env
+
+        def lookup(name: str) -> str | None:
+            return project.get(name, own.get(name))
+
+        for i, item in enumerate(self.svc.get("env_file") or ()):
+            values = self.env_file(item, self.p("env_file", i), lookup)
+            env.update(values)
+            sources.update(dict.fromkeys(values, self.p("env_file", i)))
+        for key, value in environment.items():
+            if value is None:
+                value = project.get(key)
+                if value is None:
+                    continue                    # compose leaves an unset variable out
+            env[key] = value
+            sources[key] = self.p("environment", key)
+        if env:
+            self.spec["env"] = env
+            for key, src in sources.items():
+                self.doc.came(("spec", "env", key), src)
+
+    def env_file(self, item: Map, at: Path_, lookup: interpolation.Lookup) -> dict[str, str]:
+        path = str(item.get("path"))
+        if item.get("format") not in (None, ""):
+            self.tr.error((*at, "format"), not_supported(f"env_file format {item['format']!r}"))
+            return {}
+        full = os.path.normpath(os.path.join(self.tr.model.directory, path))
+        if not os.path.lexists(full) and item.get("required") is False:
+            return {}
+        content = self.tr.rd.read(full, self.tr.at(at), compose.fmt(at), "env file")
+        if content is None:
+            return {}
+        try:
+            return interpolation.parse_dotenv(content.decode("utf-8"), lookup)
+        except UnicodeDecodeError:
+            self.tr.error(at, f"env file {path} is not UTF-8 text")
+        except interpolation.DotenvError as exc:
+            self.tr.error(at, f"env file {path} {exc}")
+        return {}
+
+    def k_ports(self, value: Seq) -> None:
+        out: list[str] = []
+        for i, port in enumerate(value):
+            at = ("ports", i)
+            text = self.port(port, at)
+            if text is not None:
+                self.doc.came(("spec", "ports", len(out)), self.p(*at))
+                out.append(text)
+        if out:
+            self.spec["ports"] = out
+
+    def port(self, port: Map, at: Path_) -> str | None:
+        for opt in port:
+            if opt in ("name", "app_protocol"):
+                self.tr.warn(self.p(*at, opt), f"{opt} is descriptive only and not kept", key=True)
+            elif opt not in ("target", "published", "host_ip", "protocol", "mode") and not opt.startswith("x-"):
+                self.tr.error(self.p(*at, opt), not_supported(f"ports.{opt}"), key=True)
+        target = port.get("target")
+        published = port.get("published")
+        protocol = str(port.get("protocol") or "tcp")
+        if port.get("mode") not in (None, "ingress", "host"):
+            self.tr.error(self.p(*at, "mode"), f"{port['mode']!r} is not a port mode (host or ingress)")
+        if protocol not in ("tcp", "udp"):
+            self.tr.error(self.p(*at), not_supported(f"the {protocol} protocol", "use tcp or udp"))
+            return None
+        if published in (None, ""):
+            self.tr.error(self.p(*at), not_supported(
+                f"publishing container port {target} on a random host port", f'name the host port, like "8080:{target}"'))
+            return None
+        if "-" in str(published):
+            self.tr.error(self.p(*at), not_supported(f"a host port range ({published}) for one container port", "name one host port"))
+            return None
+        host_ip = port.get("host_ip")
+        head = "" if not host_ip else f"[{host_ip}]:" if ":" in str(host_ip) else f"{host_ip}:"
+        return f"{head}{published}:{target}/{protocol}"
+
+    def k_network_mode(self, value: Any) -> None:
+        if value in ("host", "none"):
+            self.put("networks", [value], "network_mode")
+        else:
+            self.tr.error(self.p("network_mode"), not_supported(f"network_mode {value!r}", "use host or none, or networks:"))
+
+    def k_networks(self, value: Map) -> None:
+        names: list[str] = []
+        aliases: list[str] = [self.name]
+        for key, cfg in value.items():
+            names.append(self.tr.networks.get(key) or key)
+            for opt, item in (cfg or {}).items():
+                if opt == "aliases":
+                    aliases.extend(str(a) for a in item or ())
+                elif not opt.startswith("x-") and item not in (None, [], {}):
+                    self.tr.error(self.p("networks", key, opt), not_supported(f"networks.{opt}"), key=True)
+        order = sorted(range(len(names)), key=lambda i: names[i])
+        self.spec["networks"] = [names[i] for i in order]
+        keys = list(value)
+        for n, i in enumerate(order):
+            self.doc.came(("spec", "networks", n), self.p("networks", keys[i]))
+        if len(value) > 1 and any((cfg or {}).get("aliases") for cfg in value.values()):
+            self.tr.warn(self.p("networks"), "aliases apply on every network of the container here, not only on the network naming them")
+        self.put("aliases", list(dict.fromkeys(aliases)), "networks")
+
+    def k_volumes(self, value: Seq) -> None:
+        mounts = self.spec.setdefault("volumes", [])
+        for i, vol in enumerate(value):
+            mount = self.mount(vol, ("volumes", i))
+            if mount is not None:
+                self.doc.came(("spec", "volumes", len(mounts)), self.p("volumes", i))
+                mounts.append(mount)
+
+    def mount(self, vol: Map, at: Path_) -> Any:
+        kind = vol.get("type")
+        target = vol.get("target")
+        ro = bool(vol.get("read_only", False))
+        for opt, item in vol.items():
+            here = self.p(*at, opt)
+            if opt in ("type", "source", "target", "read_only") or opt.startswith("x-"):
+                continue
+            if opt == "consistency":
+                self.tr.warn(here, f"consistency {item!r} has no effect on Linux", key=True)
+            elif opt == "bind" and kind == "bind":
+                for b, bv in item.items():
+                    if b not in ("create_host_path",) and not b.startswith("x-") and bv not in (None, "", False):
+                        self.tr.error(self.p(*at, opt, b), not_supported(f"bind.{b}"), key=True)
+            elif item not in (None, {}, False):
+                self.tr.error(here, not_supported(f"{opt} options of a {kind} mount"), key=True)
+        if kind == "volume":
+            source = vol.get("source")
+            if not source:
+                self.tr.error(self.p(*at), not_supported("anonymous volumes", f"name the volume (data:{target}) and declare it under the top-level volumes:"))
+                return None
+            return f"{self.tr.volumes.get(str(source), source)}:{target}" + (":ro" if ro else "")
+        if kind == "bind":
+            source = str(vol.get("source") or "")
+            if not source:
+                self.tr.error(self.p(*at), "a bind mount needs a source")
+                return None
+            if not source.startswith(("/", ".", "~")):
+                source = "./" + source
+            return f"{source}:{target}" + (":ro" if ro else "")
+        if kind == "tmpfs":
+            return {"type": "tmpfs", "target": target}
+        self.tr.error(self.p(*at, "type"), not_supported(f"{kind} mounts"))
+        return None
+
+    def k_tmpfs(self, value: Seq) -> None:
+        mounts = self.spec.setdefault("volumes", [])
+        for i, item in enumerate(value):
+            target, _, options = str(item).partition(":")
+            if options:
+                self.tr.error(self.p("tmpfs", i), not_supported(f"tmpfs options ({options})", f"mount {target} without options"))
+                continue
+            self.doc.came(("spec", "volumes", len(mounts)), self.p("tmpfs", i))
+            mounts.append({"type": "tmpfs", "target": target})
+
+    def k_restart(self, value: Any) -> None:
+        self.put("restart", str(value), "restart")
+
+    def k_healthcheck(self, hc: Map) -> None:
+        out: dict[str, Any] = {}
+        for opt, value in hc.items():
+            here = ("healthcheck", opt)
+            if opt.startswith("x-"):
+                continue
+            if opt == "test":
+                out["test"] = ["CMD-SHELL", value] if isinstance(value, str) else [str(v) for v in value]
+            elif opt in ("interval", "timeout", "start_period"):
+                out[{"start_period": "startPeriod"}.get(opt, opt)] = _duration(value)
+            elif opt == "retries":
+                if int(value) > 0:
+                    out["retries"] = int(value)
+            elif opt == "disable":
+                continue
+            else:
+                self.tr.error(self.p(*here), not_supported(f"healthcheck.{opt}"), key=True)
+                continue
+            self.doc.came(("spec", "healthcheck", {"start_period": "startPeriod"}.get(opt, opt)), self.p(*here))
+        if hc.get("disable") is True:
+            out = {"test": ["NONE"]}
+            self.doc.came(("spec", "healthcheck", "test"), self.p("healthcheck", "disable"))
+        if "test" not in out:
+            self.tr.error(self.p("healthcheck"), not_supported("a healthcheck without test (the image's test with other timings)", "write the test out"), key=True)
+            return
+        self.put("healthcheck", out, "healthcheck")
+
+    def k_depends_on(self, deps: Map) -> None:
+        services = self.tr.data["services"]
+        out: list[str] = []
+        for dep, cfg in deps.items():
+            here = ("depends_on", dep)
+            cond = cfg.get("condition", "service_started")
+            if cond == "service_completed_successfully":
+                self.tr.error(self.p(*here, "condition"), not_supported("service_completed_successfully", "one-shot jobs are not run yet; use service_started or service_healthy"))
+            if cfg.get("restart") is True:
+                self.tr.warn(self.p(*here, "restart"), "restart: true is not honoured: a container is replaced only when its own spec changes")
+            other = services.get(dep) or {}
+            name = other.get("container_name") or f"{self.tr.project}-{dep}-1"
+            self.doc.came(("spec", "dependsOn", len(out)), self.p(*here))
+            out.append(str(name))
+        if out:
+            order = sorted(range(len(out)), key=lambda i: out[i])
+            self.spec["dependsOn"] = [out[i] for i in order]
+            moved: dict[Path_, Path_] = {("spec", "dependsOn", n): self.doc.paths[("spec", "dependsOn", i)]
+                                         for n, i in enumerate(order)}
+            self.doc.paths.update(moved)
+
+    def k_user(self, value: Any) -> None:
+        self.put("user", str(value), "user")
+
+    def k_working_dir(self, value: Any) -> None:
+        self.put("workdir", str(value), "working_dir")
+
+    def k_hostname(self, value: Any) -> None:
+        self.put("hostname", str(value), "hostname")
+
+    def k_read_only(self, value: Any) -> None:
+        self.put("readOnly", bool(value), "read_only")
+
+    def k_init(self, value: Any) -> None:
+        self.put("init", bool(value), "init")
+
+    def k_cap_add(self, value: Any) -> None:
+        self.put("capAdd", [str(c) for c in value], "cap_add")
+
+    def k_cap_drop(self, value: Any) -> None:
+        self.put("capDrop", [str(c) for c in value], "cap_drop")
+
+    def k_stop_signal(self, value: Any) -> None:
+        self.put("stopSignal", str(value), "stop_signal")
+
+    def k_stop_grace_period(self, value: Any) -> None:
+        self.put("stopTimeout", _duration(value), "stop_grace_period")
+
+    def k_mem_limit(self, value: Any) -> None:
+        """Handled with deploy.resources (resources())."""
+
+    def k_cpus(self, value: Any) -> None:
+        """Handled with deploy.resources (resources())."""
+
+    def k_pids_limit(self, value: Any) -> None:
+        """Handled with deploy.resources (resources())."""
+
+
+
+def _manifest(kind: str, name: str, labels: dict[str, str], spec: dict[str, Any]) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if labels:
+        meta["labels"] = dict(sorted(labels.items()))
+    order = list(schemas.schema(kind)["properties"]["spec"]["properties"])    # the reference's order
+    spec = {k: spec[k] for k in sorted(spec, key=order.index)}
+    return {"apiVersion": "reconciler/v1", "kind": kind, "metadata": meta, "spec": spec}
+
+
+def _reference(image: str) -> str:
+    """An image as a manifest names it: `nginx` is Docker's `nginx:latest`."""
+    return image if any(c in image for c in "/:@") else f"{image}:latest"
+
+
+def _bytes(amount: int) -> str | int:
+    for unit, size in (("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
+        if amount and amount % size == 0:
+            return f"{amount // size}{unit}"
+    return amount
+
+
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _duration(value: Any) -> Any:
+    """A compose duration (Go's syntax) as a manifest writes it: kept when the manifest syntax
+    reads it too, else seconds; left as it is when it is none (the loader then reports it)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        units.parse_duration(value)
+        return value
+    except ValueError:
+        pass
+    parts = re.findall(r"([0-9]+(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)", value)
+    if parts and "".join(a + b for a, b in parts) == value:
+        return round(sum(float(a) * _GO_UNITS[b] for a, b in parts), 9)
+    return value
+
+
+# -- documents -------------------------------------------------------------------------------------
+
+
+def _locator(tr: _Translator, doc: _Doc) -> Any:
+    def locate(path: Path_, key: bool) -> tuple[str, int, int, str]:
+        for n in range(len(path), -1, -1):
+            source = doc.paths.get(path[:n])
+            if source is not None:
+                break
+        else:
+            source = doc.at
+        exact = n == len(path)
+        at = tr.at(source, key=key and exact) or tr.at(doc.at)
+        if at is None:
+            return (tr.model.files[0], 0, 0, compose.fmt(source))
+        return (at.file, at.line, at.column, compose.fmt(source))
+    return locate
+
+
+_ORDER = {"Network": 0, "Volume": 1, "Image": 2, "Container": 3}
+
+
+def documents(model: compose.Model, rd: compose.Reader) -> list[reading.Document]:
+    """The native documents of `model`, in the order networks, volumes, images, containers.
+
+    Problems are reported to `rd`; the documents of a project with problems are still returned
+    (the loader checks them too, so one run reports everything)."""
+    tr = _Translator(model, rd)
+    docs = tr.run()
+    out: list[reading.Document] = []
+    for i, d in enumerate(sorted(docs, key=lambda d: _ORDER[d.kind])):
+        at = tr.at(d.at, key=True) or Origin(model.files[0], 1, 1)
+        out.append(reading.Document(file=at.file, base=model.directory, index=i, line=at.line, column=at.column,
+                                    data=d.data, locate=_locator(tr, d)))
+    return out

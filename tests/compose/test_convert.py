@@ -1,0 +1,138 @@
+"""`reconcile convert` and `reconcile validate` on compose projects, through the command line."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reconciler import spec
+from reconciler.cli.main import main
+
+PROJECT = {
+    "compose.yaml": """
+        services:
+          web:
+            image: registry.local/web:${TAG:-1}
+            ports: ["127.0.0.1:8080:80"]
+            volumes: ["./site:/usr/share/www:ro", "cache:/cache"]
+            depends_on:
+              api: {condition: service_healthy}
+            expose: ["80"]
+          api:
+            build: {context: ./api, args: {VERSION: "${VERSION}"}}
+            env_file: api.env
+            healthcheck: {test: "wget -qO- localhost:8000/health", interval: 5s}
+            networks: [default, back]
+          debug:
+            image: registry.local/debug:1
+            profiles: [debug]
+        networks:
+          back: {internal: true}
+        volumes:
+          cache: {}
+        """,
+    ".env": "VERSION=7\n",
+    "api.env": 'LEVEL="info"\n',
+    "api/Dockerfile": "FROM busybox\n",
+    "site/index.html": "hi\n",
+}
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for var in ("TAG", "VERSION", "LEVEL", "COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES", "COMPOSE_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    root = tmp_path / "shop"
+    for name, text in PROJECT.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(textwrap.dedent(text).lstrip("\n"))
+    return root
+
+
+def test_convert_prints_manifests_that_load_into_the_same_objects(
+    project: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["convert", str(project)]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"# the compose project 'shop' (compose.yaml) as reconciler manifests\n"
+                          f"# relative paths start in {project}: save this file there\n---\n")
+    assert "expose has no effect" in err
+    docs = list(yaml.safe_load_all(out))
+    assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [
+        ("Network", "shop_back"), ("Network", "shop_default"), ("Volume", "shop_cache"),
+        ("Image", "shop-api"), ("Container", "shop-api-1"), ("Container", "shop-web-1")]
+    api = docs[4]["spec"]
+    assert api["env"] == {"LEVEL": "info"}
+    assert api["image"] == "shop-api"
+    assert docs[3]["spec"] == {"ref": "shop-api", "build": {"context": "./api", "args": {"VERSION": "7"}}}
+
+    (project / "converted.yaml").write_text(out)
+    native = spec.load(project / "converted.yaml")
+    from_compose = spec.load(project)
+    for kind in ("containers", "images", "networks", "volumes"):
+        mine, theirs = getattr(native, kind), getattr(from_compose, kind)
+        assert {n: o.spec_hash for n, o in mine.items()} == {n: o.spec_hash for n, o in theirs.items()}, kind
+    capsys.readouterr()
+    assert main(["validate", str(project / "converted.yaml")]) == 0
+    assert capsys.readouterr().out.startswith("valid: 2 containers, 1 image, 2 networks, 1 volume in 1 file")
+
+
+def test_convert_takes_files_profiles_and_a_project_name(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "prod.yaml").write_text("services:\n  web:\n    image: registry.local/web:prod\n")
+    assert main(["convert", "-f", str(project / "compose.yaml"), "-f", str(project / "prod.yaml"),
+                 "-p", "live", "--profile", "debug"]) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    containers = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "Container"}
+    assert set(containers) == {"live-web-1", "live-api-1", "live-debug-1"}
+    assert containers["live-web-1"]["image"] == "registry.local/web:prod"
+
+
+def test_convert_and_validate_report_problems_at_the_compose_keys(
+    project: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = (project / "compose.yaml").read_text().replace("expose:", "shm_size: 1g\n    expose:")
+    (project / "compose.yaml").write_text(text)
+    expected = f"{project}/compose.yaml:8:5: services.web.shm_size: not supported yet: shm_size; the manifest language cannot say it yet, remove it\n"
+    assert main(["convert", str(project)]) == 2
+    out, err = capsys.readouterr()
+    assert out == expected
+    assert err == "invalid: 1 problem\n"
+    assert main(["validate", str(project)]) == 2
+    assert capsys.readouterr().out == expected
+
+
+def test_validate_summarises_a_compose_project_and_prints_its_warnings(
+    project: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["validate", str(project)]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("valid: 2 containers, 1 image, 2 networks, 1 volume in 1 file (revision ")
+    assert err == (f"warning: {project}/compose.yaml:8:5: services.web.expose: expose has no effect: every port of "
+                   "a container is reachable on its networks; publish with ports: to reach it from the host\n")
+
+
+def test_convert_needs_a_compose_project(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    os.mkdir(tmp_path / "empty")
+    assert main(["convert", str(tmp_path / "empty")]) == 2
+    assert capsys.readouterr().out == (
+        f"{tmp_path / 'empty'}:0:0: no compose file here (one of compose.yaml, compose.yml, docker-compose.yml, "
+        "docker-compose.yaml); give a directory holding one, or the files with -f\n")
+
+
+def test_the_support_table_is_the_code() -> None:
+    """docs/reference/compose.md lists SERVICE_KEYS as supported: each must have its handler, and
+    every handler a line there; every key the specification defines gets a verdict."""
+    import json
+
+    from reconciler.spec import compose_native, schemas
+
+    handlers = {n.removeprefix("k_") for n in dir(compose_native._Service) if n.startswith("k_")}
+    assert handlers == set(compose_native.SERVICE_KEYS)
+    keys = sorted(json.loads(schemas.schema_text("compose-spec"))["$defs"]["service"]["properties"])
+    verdicts = compose_native.service_support(keys)
+    assert {level for level, _ in verdicts.values()} == {"supported", "warning", "error"}
+    assert set(compose_native.SERVICE_KEYS) <= set(keys)

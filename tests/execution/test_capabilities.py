@@ -1,0 +1,57 @@
+"""What an engine can do beyond the Runtime protocol is asked with isinstance against the small
+protocols of runtime.base; a pass uses what is there and says what is missing.
+
+The fake engine renames (start-first updates: test_executor.py) but does not build; the native
+engine runs supervision loops, which a session drives (boot at engine start, healthchecks).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from reconciler.execution import backends
+from reconciler.runtime import base
+from reconciler.runtime.native.backend import NativeRuntime
+from tests.execution.helpers import container_doc, fake_cli, fake_root, write
+from tests.runtime.conftest import cleanup, leftovers, make_native
+
+
+def test_an_engine_that_cannot_build_fails_the_build_and_skips_its_users(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    m = tmp_path / "m"
+    write(m / "ctx", "Dockerfile", "FROM scratch\n")
+    write(m, "app.yaml", "apiVersion: reconciler/v1\nkind: Image\nmetadata: {name: app}\n"
+          "spec: {ref: '127.0.0.1:5000/app:1', build: {context: ./ctx}}\n" + container_doc("web", image="app"))
+    root = fake_root(tmp_path)
+    assert fake_cli(root, "apply", str(m)) == 1
+    out = capsys.readouterr().out
+    assert "this runtime cannot build images; build and push it" in out
+    assert "dependency #1 failed" in out                    # web is skipped, not created
+
+
+@pytest.mark.root
+def test_a_session_on_a_supervised_engine_boots_it_and_runs_its_loops(tmp_path: Path) -> None:
+    rt, image = make_native(tmp_path)
+    try:
+        rt.create_container(base.ContainerConfig(
+            name="always", image=image, command=("sleep", "1000"), networks=("none",),
+            restart=base.RestartPolicy("always")))
+        rt.start_container("always")
+        rt.stop_container("always", timeout=0)                 # down, as after a reboot
+        rt.start_container(rt.create_container(base.ContainerConfig(
+            name="checked", image=image, command=("sleep", "1000"), networks=("none",),
+            healthcheck=base.Healthcheck(test=("CMD", "true"), interval=0.1, timeout=5))))
+        with backends.session(NativeRuntime(rt.config, images=rt.images), poll=0.05) as session:
+            assert session.inspect_container("always").status == base.ContainerStatus.RUNNING
+            deadline = time.monotonic() + 30
+            while session.inspect_container("checked").health != "healthy":   # only the loop checks
+                assert time.monotonic() < deadline, "the healthcheck loop did not run"
+                time.sleep(0.05)
+    finally:
+        cleanup(rt)
+        left = leftovers(rt.config)
+        rt.close()
+    assert left == []

@@ -1,0 +1,18 @@
+"""Which optional capabilities (the small protocols of runtime.base) each engine has, as the
+executor finds them with isinstance: renaming (start-first updates), building and pushing
+images, supervision loops its holder must run, archive transfer (container import)."""
+
+from __future__ import annotations
+
+from reconciler.runtime import base
+
+PROTOCOLS = (base.Renaming, base.ImageBuilding, base.ImagePushing, base.Supervised, base.ArchiveTransfer)
+CAPABILITIES = {
+    "fake": {"Renaming"},
+    "native": {"Renaming", "ImageBuilding", "ImagePushing", "Supervised", "ArchiveTransfer"},
+    "docker": {"Renaming", "ArchiveTransfer"},       # dockerd supervises its containers itself
+}
+
+
+def test_each_engine_has_its_capabilities(runtime: base.Runtime) -> None:
+    assert {p.__name__ for p in PROTOCOLS if isinstance(runtime, p)} == CAPABILITIES[runtime.name]

@@ -12,6 +12,9 @@ per command (issue #21's goal: the CLI starts like docker's), and the CPU time (
 the same processes, which a busy machine disturbs less than the wall time. Also prints the
 floor: a bare `python3 -c pass` and `python3 -S -c pass`.
 
+With --agent, `ps -a` is timed a second time while an agent holds the root: the client–server
+split (#21) makes it a thin client of the agent's socket (rows "ps -a (agent)").
+
 Python runs with its bytecode cached, as an installed package has it: these machines set
 PYTHONDONTWRITEBYTECODE=1, which makes every start of a source checkout compile its modules
 again (~65 of them for `ps`); the bench unsets it and keeps the cache in a temporary
@@ -23,13 +26,16 @@ Nothing is left behind: the containers and the root are removed at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,10 +66,33 @@ def busybox_image(root: Path, env: dict[str, str]) -> str:
     return ref
 
 
+@contextlib.contextmanager
+def agent(tmp: Path, reconcile: list[str], env: dict[str, str]) -> Iterator[None]:
+    """An agent (no sources) holding the bench's root while the block runs; stopped by its pid."""
+    sock = tmp / "agent.sock"
+    (tmp / "agent.yaml").write_text(
+        f"root: {env['RECONCILER_ROOT']}\nrun_dir: {env['RECONCILER_RUN_DIR']}\nruntime: native\n"
+        f"name_prefix: {env['RECONCILER_PREFIX']}\nsocket: {sock}\nsources: []\n")
+    proc = subprocess.Popen([*reconcile, "agent", "--config", str(tmp / "agent.yaml")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (Path(env["RECONCILER_ROOT"]) / "agent.json").exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the agent did not start")
+            time.sleep(0.1)
+        time.sleep(0.5)                         # the socket opens last
+        yield
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=21)
     ap.add_argument("--containers", type=int, default=5)
+    ap.add_argument("--agent", action="store_true", help="also time ps -a served by an agent on the root")
     opts = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-cli-"))
@@ -94,6 +123,11 @@ def main() -> int:
                     if path:
                         times[peer].append(timed([path, *argv], env))
             rows.append((label, times))
+        if opts.agent:
+            with agent(tmp, reconcile, env):
+                for label, argv in (("ps -a (agent)", ["ps", "-a"]), ("ps json (agent)", ["ps", "-a", "-o", "json"])):
+                    timed([*reconcile, *argv], env)
+                    rows.append((label, {"reconcile": [timed([*reconcile, *argv], env) for _ in range(opts.runs)]}))
         floor = {"python3 -c pass": [timed([PY, "-c", "pass"], env) for _ in range(opts.runs)],
                  "python3 -S -c pass": [timed([PY, "-S", "-c", "pass"], env) for _ in range(opts.runs)]}
     finally:

@@ -619,6 +619,17 @@ class Agent:
             out = [ln.data.decode(errors="replace").rstrip("\n") for ln in rt.logs(state.id, tail=lines)]
         return out[-lines:]
 
+    def containers(self, labels: Mapping[str, str]) -> Sequence[Mapping[str, Any]]:
+        """What `reconcile ps` shows of every container of the engine (those with `labels`),
+        newest first, read through the engine the agent keeps open (the CLI then needs no engine
+        code of its own). Only the native engine's: `ps` lists no other."""
+        from reconciler.runtime.native import backend, records
+
+        if not isinstance(self._runtime, backend.NativeRuntime):
+            raise apierr.Conflict(f"this agent runs the {self.config.runtime} engine, not the native one",
+                                  hint="`reconcile ps` reads the native engine's state root itself")
+        return [records.summary(r) for r in self._runtime.containers.records(labels or None)]
+
 
 def _origin(sc: cfgmod.SourceConfig) -> str:
     if sc.git is not None:

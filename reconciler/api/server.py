@@ -55,6 +55,8 @@ class AgentView(Protocol):
 
     def logs_tail(self, container: str, lines: int) -> Sequence[str]: ...
 
+    def containers(self, labels: Mapping[str, str]) -> Sequence[Mapping[str, Any]]: ...
+
 
 class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
@@ -76,6 +78,19 @@ def _remove_stale(path: Path) -> None:
         probe.close()
     raise errors.Conflict(f"an agent already serves {path}",
                           hint="stop it first, or give this agent another socket in its config")
+
+
+def _labels(text: str | None) -> dict[str, str]:
+    """The `labels` query parameter: a JSON object of label values to match (none: all)."""
+    if not text:
+        return {}
+    try:
+        labels = json.loads(text)
+    except ValueError as e:
+        raise errors.BadRequest(f"labels is not JSON: {e}") from None
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise errors.BadRequest('labels must be a JSON object of strings, e.g. {"tier": "front"}')
+    return labels
 
 
 def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
@@ -178,6 +193,8 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                 body = self._body()
                 timeout = float(body.get("timeout", 300))
                 self._json(200, view.reconcile_now(body.get("source"), wait=bool(body.get("wait")), timeout=timeout))
+            elif path == "/v1/containers" and method == "GET":
+                self._json(200, list(view.containers(_labels(q.get("labels")))))
             elif path == "/v1/events" and method == "GET":
                 self._stream_events(int(q.get("since", "0") or 0), q.get("follow") in ("1", "true"))
             elif path == "/v1/history" and method == "GET":
@@ -187,7 +204,8 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                 if not isinstance(body.get("source"), str):
                     raise errors.BadRequest('POST a JSON object {"source": NAME, "revision": ID (optional)}')
                 self._json(200, view.rollback(body["source"], body.get("revision")))
-            elif path in ("/v1/status", "/v1/plan", "/v1/events", "/v1/history", "/v1/reconcile", "/v1/rollback"):
+            elif path in ("/v1/status", "/v1/plan", "/v1/events", "/v1/history", "/v1/reconcile", "/v1/rollback",
+                          "/v1/containers"):
                 raise errors.MethodNotAllowed(f"{method} is not allowed on {path}")
             else:
                 raise errors.NotFound(f"no such API path {path}", hint="paths are versioned: /v1/status, ...")

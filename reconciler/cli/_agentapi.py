@@ -1,4 +1,5 @@
-"""Finding the running agent for status/events/rollback/reconcile-now (stdlib only)."""
+"""Finding the running agent for status/events/rollback/reconcile-now, and asking the agent of a
+state root what it already knows (`served`: ps), stdlib only."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import os
 from typing import Any
 
-__all__ = ["add_socket_flag", "client"]
+__all__ = ["add_socket_flag", "client", "served"]
 
 
 def add_socket_flag(parser: argparse.ArgumentParser) -> None:
@@ -30,3 +31,37 @@ def client(args: argparse.Namespace) -> Any:
         except (OSError, ValueError):
             path = None
     return api_client.ApiClient(path or api_client.DEFAULT_SOCKET)
+
+
+def served(args: argparse.Namespace, path: str, **query: Any) -> Any | None:
+    """What the agent that holds the state root `args.root` answers to GET `path`, or None when
+    no agent runs there (no `<root>/agent.json`, or nobody answers on its socket) or it does not
+    serve that (an older agent, another engine): the command then reads the root itself.
+
+    The client–server split (#21): while an agent runs, a read-only command is a thin client
+    of it, loading no engine code and opening no database.
+    """
+    import json
+    from pathlib import Path
+
+    try:
+        socket_path = json.loads((Path(args.root) / "agent.json").read_text())["socket"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    import urllib.parse
+
+    from reconciler.api import thin
+
+    q = {k: v for k, v in query.items() if v is not None}
+    try:
+        status, doc = thin.get(str(socket_path), path + (f"?{urllib.parse.urlencode(q)}" if q else ""))
+    except (OSError, ValueError):
+        return None
+    if status in (404, 409):
+        return None
+    if status >= 400:
+        from reconciler.api import errors
+
+        raise errors.from_status(status, str(doc.get("error") if isinstance(doc, dict) else doc),
+                                 doc.get("hint") if isinstance(doc, dict) else None)
+    return doc

@@ -1,4 +1,6 @@
-"""`reconcile ps`: containers of the native engine, as `docker ps` shows them.
+"""`reconcile ps`: containers of the native engine, as `docker ps` shows them: served by the
+agent that holds the state root when one runs (#21, the client–server split: no engine code is
+loaded), else read from the root; the same rows either way (records.summary).
 
 Also home of the helpers the other container commands share (opening the engine, Docker's
 "Up 5 seconds (healthy)" status text, "2 minutes ago").
@@ -7,9 +9,9 @@ Also home of the helpers the other container commands share (opening the engine,
 from __future__ import annotations
 
 import argparse
-import shlex
 from collections.abc import Callable
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 __all__ = ["ago", "for_each_container", "open_records", "open_runtime", "register", "run", "setup_logging_if_networked",
@@ -117,12 +119,8 @@ def status_text(st: Any, now: datetime | None = None) -> str:
     return status.capitalize()
 
 
-def _ports(st: Any) -> str:
-    return ", ".join(f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}" for p in st.ports)
-
-
 def run(args: argparse.Namespace) -> int:
-    from reconciler.cli import options, output
+    from reconciler.cli import output
     from reconciler.runtime import errors
 
     selector: dict[str, str] = {}
@@ -131,15 +129,15 @@ def run(args: argparse.Namespace) -> int:
         if not sep:
             raise errors.InvalidArgument(f"filter {item!r} is not label=KEY=VALUE")
         selector[key] = value
-    recs = open_records(args).records(selector or None) if options.engine_exists(args) else []
+    rows = _summaries(args, selector)
     if not args.all:
-        recs = [r for r in recs if r.status == "running"]
+        rows = [r for r in rows if r["status"] == "running"]
     if args.quiet:
-        for r in recs:
-            print(r.id if args.no_trunc else r.id[:12])
+        for r in rows:
+            print(r["id"] if args.no_trunc else r["id"][:12])
         return 0
     now = datetime.now(UTC)
-    rows = [_row(r, now, no_trunc=args.no_trunc, json=args.output == "json") for r in recs]
+    rows = [_row(r, now, no_trunc=args.no_trunc, json=args.output == "json") for r in rows]
     if args.output == "json":
         output.print_json(rows)
     else:
@@ -147,20 +145,32 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _row(r: Any, now: datetime, *, no_trunc: bool, json: bool) -> dict[str, Any]:
+def _summaries(args: argparse.Namespace, selector: dict[str, str]) -> list[dict[str, Any]]:
+    """records.summary() of each container with the `selector` labels, newest first: served by
+    the agent that holds the root when one runs, else read from the root."""
+    import json
+
+    from reconciler.cli import _agentapi, options
+
+    served = _agentapi.served(args, "/v1/containers", labels=json.dumps(selector) if selector else None)
+    if served is not None:
+        return list(served)
+    if not options.engine_exists(args):
+        return []
+    from reconciler.runtime.native import records
+
+    return [records.summary(r) for r in open_records(args).records(selector or None)]
+
+
+def _row(summary: dict[str, Any], now: datetime, *, no_trunc: bool, json: bool) -> dict[str, Any]:
     """One container's line: the table's columns, or the JSON document's fields."""
-    st = r.state()
-    cmd = shlex.join(r.command_line())
-    row = {
-        "id": r.id, "image": r.image, "command": cmd, "created": r.created,
-        "status": st.status.value, "status_text": status_text(st, now), "exit_code": st.exit_code,
-        "health": st.health, "ports": _ports(st), "name": r.name, "labels": dict(r.config.labels),
-        "restart_count": st.restart_count, "started_at": st.started_at, "finished_at": st.finished_at,
-    }
+    row = {**summary, "status_text": status_text(SimpleNamespace(**summary), now)}
     if not json:
+        cmd = row["command"]
         if not no_trunc and len(cmd) > 20:
             cmd = cmd[:19] + "…"
-        row.update(id12=r.id if no_trunc else r.id[:12], command=f'"{cmd}"', created_ago=ago(r.created, now))
+        row.update(id12=row["id"] if no_trunc else row["id"][:12], command=f'"{cmd}"',
+                   created_ago=ago(row["created"], now))
     return row
 
 

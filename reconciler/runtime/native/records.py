@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import re
+import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ __all__ = [
     "effective_healthcheck",
     "now",
     "process_argv",
+    "summary",
 ]
 
 SCHEMA = """
@@ -254,6 +256,19 @@ class Paths:
             bundle=self.dir, log_path=self.log, exit_dir=self.run_dir / "exits",
             persist_dir=self.run_dir / "conmon" / self.cid, socket_dir=self.run_dir / "conmon",
         )
+
+
+def summary(rec: Record) -> dict[str, Any]:
+    """What `ps` shows of a container, as JSON values: the CLI makes its rows of these, whether
+    it read the records itself or the agent served them (GET /v1/containers)."""
+    st = rec.state()
+    return {
+        "id": rec.id, "image": rec.image, "command": shlex.join(rec.command_line()), "created": rec.created,
+        "status": st.status.value, "exit_code": st.exit_code, "health": st.health,
+        "ports": ", ".join(f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}" for p in st.ports),
+        "name": rec.name, "labels": dict(rec.config.labels), "restart_count": st.restart_count,
+        "started_at": st.started_at, "finished_at": st.finished_at,
+    }
 
 
 def effective_healthcheck(rec: Record) -> base.Healthcheck | None:

@@ -13,7 +13,7 @@ the same processes, which a busy machine disturbs less than the wall time. Also 
 floor: a bare `python3 -c pass` and `python3 -S -c pass`.
 
 With --agent, `ps -a` is timed a second time while an agent holds the root: the client–server
-split (#21) makes it a thin client of the agent's socket (rows "ps -a (agent)").
+split (#21) makes it a thin client of the agent's socket (rows "... (agent)", `images` too).
 
 Python runs with its bytecode cached, as an installed package has it: these machines set
 PYTHONDONTWRITEBYTECODE=1, which makes every start of a source checkout compile its modules
@@ -125,7 +125,8 @@ def main() -> int:
             rows.append((label, times))
         if opts.agent:
             with agent(tmp, reconcile, env):
-                for label, argv in (("ps -a (agent)", ["ps", "-a"]), ("ps json (agent)", ["ps", "-a", "-o", "json"])):
+                for label, argv in (("ps -a (agent)", ["ps", "-a"]), ("ps json (agent)", ["ps", "-a", "-o", "json"]),
+                                    ("images (agent)", ["images"])):
                     timed([*reconcile, *argv], env)
                     rows.append((label, {"reconcile": [timed([*reconcile, *argv], env) for _ in range(opts.runs)]}))
         floor = {"python3 -c pass": [timed([PY, "-c", "pass"], env) for _ in range(opts.runs)],

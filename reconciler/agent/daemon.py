@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -55,6 +55,9 @@ from reconciler.sources import base as srcbase
 from reconciler.sources import errors as srcerr
 from reconciler.state import history as hist
 from reconciler.state import labels as labelmod
+
+if TYPE_CHECKING:
+    from reconciler.runtime.native.backend import NativeRuntime
 
 __all__ = ["AGENT_FILE", "Agent", "run_agent"]
 
@@ -623,13 +626,34 @@ class Agent:
         """What `reconcile ps` shows of every container of the engine (those with `labels`),
         newest first, read through the engine the agent keeps open (the CLI then needs no engine
         code of its own). Only the native engine's: `ps` lists no other."""
-        from reconciler.runtime.native import backend, records
+        from reconciler.runtime.native import records
+
+        return [records.summary(r) for r in self._native().containers.records(labels or None)]
+
+    def inspect_container(self, name: str) -> Mapping[str, Any]:
+        """What `reconcile inspect NAME` shows (a `docker inspect` document)."""
+        from reconciler.runtime import errors as rterrors
+        from reconciler.runtime.native import inspection
+
+        rt = self._native()
+        try:
+            return inspection.document(rt.containers, rt.containers.get(name))
+        except rterrors.NotFound as e:
+            raise apierr.NotFound(str(e)) from None
+
+    def images(self) -> Sequence[Mapping[str, Any]]:
+        """What `reconcile images` shows of each image of the engine, newest first."""
+        return [{"id": i.id, "digest": i.digest, "repo_tags": list(i.repo_tags), "size": i.size,
+                 "created": i.created} for i in self._native().list_images()]
+
+    def _native(self) -> NativeRuntime:
+        """The native engine the agent keeps open; 409 for another (the CLI then reads the root)."""
+        from reconciler.runtime.native import backend
 
         if not isinstance(self._runtime, backend.NativeRuntime):
             raise apierr.Conflict(f"this agent runs the {self.config.runtime} engine, not the native one",
-                                  hint="`reconcile ps` reads the native engine's state root itself")
-        return [records.summary(r) for r in self._runtime.containers.records(labels or None)]
-
+                                  hint="the CLI reads the native engine's state root itself")
+        return self._runtime
 
 def _origin(sc: cfgmod.SourceConfig) -> str:
     if sc.git is not None:

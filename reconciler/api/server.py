@@ -57,6 +57,10 @@ class AgentView(Protocol):
 
     def containers(self, labels: Mapping[str, str]) -> Sequence[Mapping[str, Any]]: ...
 
+    def inspect_container(self, name: str) -> Mapping[str, Any]: ...
+
+    def images(self) -> Sequence[Mapping[str, Any]]: ...
+
 
 class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
@@ -122,8 +126,8 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
             if self.command != "HEAD":
                 self.wfile.write(body)
 
-        def _json(self, status: int, value: Any) -> None:
-            self._send(status, json.dumps(value, sort_keys=True, default=str).encode() + b"\n",
+        def _json(self, status: int, value: Any, *, sort: bool = True) -> None:
+            self._send(status, json.dumps(value, sort_keys=sort, default=str).encode() + b"\n",
                        "application/json")
 
         def _body(self) -> dict[str, Any]:
@@ -195,6 +199,11 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                 self._json(200, view.reconcile_now(body.get("source"), wait=bool(body.get("wait")), timeout=timeout))
             elif path == "/v1/containers" and method == "GET":
                 self._json(200, list(view.containers(_labels(q.get("labels")))))
+            elif path.startswith("/v1/containers/") and method == "GET":   # in `docker inspect`'s order
+                self._json(200, view.inspect_container(urllib.parse.unquote(path[len("/v1/containers/"):])),
+                           sort=False)
+            elif path == "/v1/images" and method == "GET":
+                self._json(200, list(view.images()))
             elif path == "/v1/events" and method == "GET":
                 self._stream_events(int(q.get("since", "0") or 0), q.get("follow") in ("1", "true"))
             elif path == "/v1/history" and method == "GET":
@@ -205,7 +214,7 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                     raise errors.BadRequest('POST a JSON object {"source": NAME, "revision": ID (optional)}')
                 self._json(200, view.rollback(body["source"], body.get("revision")))
             elif path in ("/v1/status", "/v1/plan", "/v1/events", "/v1/history", "/v1/reconcile", "/v1/rollback",
-                          "/v1/containers"):
+                          "/v1/containers", "/v1/images"):
                 raise errors.MethodNotAllowed(f"{method} is not allowed on {path}")
             else:
                 raise errors.NotFound(f"no such API path {path}", hint="paths are versioned: /v1/status, ...")

@@ -1,4 +1,5 @@
-"""`reconcile inspect NAME...`: containers in detail, as a JSON array like `docker inspect`."""
+"""`reconcile inspect NAME...`: containers in detail, as a JSON array like `docker inspect`;
+asked of the agent that holds the state root when one runs (#21), else read from the root."""
 
 from __future__ import annotations
 
@@ -21,22 +22,46 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
     import sys
+    import urllib.parse
 
-    from reconciler.cli import cmd_ps, options
-    from reconciler.runtime import errors
-    from reconciler.runtime.native import inspection
+    from reconciler.cli import _agentapi
 
-    store = cmd_ps.open_records(args) if options.engine_exists(args) else None
     docs: list[dict[str, Any]] = []
     rc = 0
+    local: Any = None
     for name in args.containers:
-        try:
-            if store is None:
-                raise errors.NotFound(f"no such container: {name}")
-            docs.append(inspection.document(store, store.get(name)))
-        except errors.NotFound as exc:
-            print(f"error: {exc}", file=sys.stderr)
+        doc = _agentapi.served(args, "/v1/containers/" + urllib.parse.quote(name, safe=""))
+        if doc is None:             # no agent, or it knows no such container: read the root
+            local = local or _Local(args)
+            doc = local.document(name)
+        if doc is None:
             rc = 1
+        else:
+            docs.append(doc)
     json.dump(docs, sys.stdout, indent=4)
     sys.stdout.write("\n")
     return rc
+
+
+class _Local:
+    """`docker inspect` documents read from the state root (no agent answers for it)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from reconciler.cli import cmd_ps, options
+
+        self.store = cmd_ps.open_records(args) if options.engine_exists(args) else None
+
+    def document(self, name: str) -> dict[str, Any] | None:
+        """The document of `name`, or None (said on stderr) when there is no such container."""
+        import sys
+
+        from reconciler.runtime import errors
+        from reconciler.runtime.native import inspection
+
+        try:
+            if self.store is None:
+                raise errors.NotFound(f"no such container: {name}")
+            return inspection.document(self.store, self.store.get(name))
+        except errors.NotFound as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return None

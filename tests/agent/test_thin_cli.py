@@ -1,9 +1,11 @@
-"""The client–server split (#21): while an agent holds a state root, `reconcile ps` is a thin
-client of the agent's socket (no engine code loaded, no database opened), and what it prints is
-the same as when it reads the root itself (no agent, or one that no longer answers)."""
+"""The client–server split (#21): while an agent holds a state root, `reconcile ps`, `inspect`
+and `images` are thin clients of the agent's socket (no engine code loaded, no database opened),
+and what they print is the same as when they read the root themselves (no agent, or one that no
+longer answers)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -18,38 +20,44 @@ from tests.agent.test_native import doc, state
 pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-COMMANDS = (("-a",), ("-a", "--no-trunc"), ("-a", "-o", "json"), ("-q",), ("-aq", "--filter", "label=tier=front"))
+COMMANDS = (("ps", "-a"), ("ps", "-a", "--no-trunc"), ("ps", "-a", "-o", "json"), ("ps", "-q"),
+            ("ps", "-aq", "--filter", "label=tier=front"), ("inspect", "web", "job"), ("inspect", "web", "nope"),
+            ("images",), ("images", "-o", "json"), ("images", "-q", "--no-trunc"))
 # what `ps` must not load when the agent answers: the engine's code, the state database, and
 # http.client's email and ssl
 ENGINE = ("sqlite3", "reconciler.runtime.native", "reconciler._sqlite", "http.client", "email", "ssl")
 
 
-def ps(a: AgentProc, *argv: str, importtime: bool = False) -> subprocess.CompletedProcess[str]:
+def reconcile(a: AgentProc, *argv: str, importtime: bool = False) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RECONCILER_ROOT": str(a.root), "RECONCILER_RUN_DIR": str(a.run_dir),
            "RECONCILER_PREFIX": a.prefix}
-    proc = subprocess.run([sys.executable, *(["-X", "importtime"] if importtime else []), "-m", "reconciler",
-                           "ps", *argv], cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=60)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc
+    return subprocess.run([sys.executable, *(["-X", "importtime"] if importtime else []), "-m", "reconciler",
+                           *argv], cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=60)
 
 
-def outputs(a: AgentProc) -> list[str]:
-    """What each of COMMANDS prints, with the ages ("Up 3 seconds", "4 seconds ago") made equal."""
+def outputs(a: AgentProc) -> list[tuple[int, str, str]]:
+    """Exit code, stdout and stderr of each of COMMANDS, with the ages ("Up 3 seconds",
+    "4 seconds ago") made equal."""
     ages = re.compile(r"\b(\d+ seconds?|Less than a second|About a minute|\d+ minutes)\b")
-    return [re.sub(r" {2,}", "  ", ages.sub("AGE", ps(a, *argv).stdout)) for argv in COMMANDS]
+    done = [reconcile(a, *argv) for argv in COMMANDS]
+    return [(p.returncode, re.sub(r" {2,}", "  ", ages.sub("AGE", p.stdout)), p.stderr) for p in done]
 
 
 def loaded(a: AgentProc) -> set[str]:
-    """The modules `reconcile ps -a` imports."""
-    stderr = ps(a, "-a", importtime=True).stderr
-    return {ln.rsplit("|", 1)[1].strip() for ln in stderr.splitlines() if ln.startswith("import time:")}
+    """The modules `reconcile ps -a`, `inspect web` and `images` import."""
+    modules: set[str] = set()
+    for argv in (("ps", "-a"), ("inspect", "web"), ("images",)):
+        proc = reconcile(a, *argv, importtime=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        modules |= {ln.rsplit("|", 1)[1].strip() for ln in proc.stderr.splitlines() if ln.startswith("import time:")}
+    return modules
 
 
 def engine_modules(modules: set[str]) -> list[str]:
     return sorted(m for m in modules if m.startswith(ENGINE))
 
 
-def test_ps_is_served_by_the_agent_and_prints_what_it_prints_without_one(
+def test_ps_inspect_and_images_are_served_by_the_agent_and_print_what_they_print_without_one(
         tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
     a = native_agent
     (tmp_path / "m" / "web.yaml").write_text(doc("web", busybox_image, "sleep 3600").replace(
@@ -61,9 +69,13 @@ def test_ps_is_served_by_the_agent_and_prints_what_it_prints_without_one(
 
     served = outputs(a)
     assert engine_modules(loaded(a)) == []                      # the agent answered: no engine here
-    assert "web" in served[0]
-    assert "Exited (3)" in served[0]                            # job
-    assert len(served[4].split()) == 1                          # the label filter went to the agent
+    assert [rc for rc, _, _ in served] == [0, 0, 0, 0, 0, 0, 1, 0, 0, 0]
+    assert "web" in served[0][1]
+    assert "Exited (3)" in served[0][1]                         # job
+    assert len(served[4][1].split()) == 1                       # the label filter went to the agent
+    assert [d["Name"] for d in json.loads(served[5][1])] == ["/web", "/job"]
+    assert served[6][2] == "error: no such container: nope\n"
+    assert "test/busybox" in served[7][1]
 
     a.kill9()                                                   # its agent.json stays, nobody answers
     assert (a.root / "agent.json").exists()

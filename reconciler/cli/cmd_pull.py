@@ -26,7 +26,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--platform", default=None, metavar="OS/ARCH[/VARIANT]",
                         help="platform to pull from a multi-platform image (default: this host's)")
     parser.add_argument("ref", metavar="REF", help="image reference, e.g. registry:5000/app:1.2")
-    parser.set_defaults(run=run)
+    # the image store and the registry client log nothing: a re-pull (one HEAD) would spend
+    # more on setting up structlog than on the pull
+    parser.set_defaults(run=run, no_logging=True)
 
 
 def open_store(args: argparse.Namespace) -> Any:

@@ -185,7 +185,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
     options.resolve(args)
     from reconciler.errors import ReconcilerError
 
-    if not getattr(args, "no_logging", False):   # read-only commands (ps, logs) skip structlog's 0.1 s+
+    # commands whose code logs nothing (ps, logs, pull) skip structlog's 0.1-0.25 s, unless asked
+    # for more than warnings (their libraries', httpx's, then show)
+    if not getattr(args, "no_logging", False) or args.log_level in ("debug", "info"):
         from reconciler.logs import configure_logging
 
         configure_logging(level=args.log_level, json=args.log_json)

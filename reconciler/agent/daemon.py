@@ -646,6 +646,21 @@ class Agent:
         return [{"id": i.id, "digest": i.digest, "repo_tags": list(i.repo_tags), "size": i.size,
                  "created": i.created} for i in self._native().list_images()]
 
+    def pull_if_present(self, ref: str) -> Mapping[str, Any]:
+        """`reconcile pull REF` when the engine holds the image REF names now (one HEAD, in the
+        agent, whose engine and registry client are loaded already): the progress events the
+        pull made, its digest and the name it is shown by. 404 when a pull would download: the
+        CLI then pulls itself."""
+        store = self._native().image_store
+        events: list[tuple[str, Mapping[str, Any]]] = []
+        try:
+            info = store.pull_if_present(ref, progress=lambda e, d: events.append((e, dict(d))))
+        except ReconcilerError as e:
+            raise apierr.Conflict(e.message, hint=e.hint) from None     # the CLI pulls itself, and says why
+        if info is None:
+            raise apierr.NotFound(f"{ref} is not present as the registry has it now")
+        return {"events": events, "digest": info.digest, "shown": store.shown(ref)}
+
     def _native(self) -> NativeRuntime:
         """The native engine the agent keeps open; 409 for another (the CLI then reads the root)."""
         from reconciler.runtime.native import backend

@@ -61,6 +61,8 @@ class AgentView(Protocol):
 
     def images(self) -> Sequence[Mapping[str, Any]]: ...
 
+    def pull_if_present(self, ref: str) -> Mapping[str, Any]: ...
+
 
 class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
@@ -204,6 +206,11 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                            sort=False)
             elif path == "/v1/images" and method == "GET":
                 self._json(200, list(view.images()))
+            elif path == "/v1/pull" and method == "POST":
+                body = self._body()
+                if not isinstance(body.get("ref"), str):
+                    raise errors.BadRequest('POST a JSON object {"ref": IMAGE}')
+                self._json(200, view.pull_if_present(body["ref"]))
             elif path == "/v1/events" and method == "GET":
                 self._stream_events(int(q.get("since", "0") or 0), q.get("follow") in ("1", "true"))
             elif path == "/v1/history" and method == "GET":
@@ -214,7 +221,7 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                     raise errors.BadRequest('POST a JSON object {"source": NAME, "revision": ID (optional)}')
                 self._json(200, view.rollback(body["source"], body.get("revision")))
             elif path in ("/v1/status", "/v1/plan", "/v1/events", "/v1/history", "/v1/reconcile", "/v1/rollback",
-                          "/v1/containers", "/v1/images"):
+                          "/v1/containers", "/v1/images", "/v1/pull"):
                 raise errors.MethodNotAllowed(f"{method} is not allowed on {path}")
             else:
                 raise errors.NotFound(f"no such API path {path}", hint="paths are versioned: /v1/status, ...")

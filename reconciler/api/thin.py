@@ -1,11 +1,12 @@
-"""The smallest client of the agent's API: one GET over its Unix socket, a JSON reply back.
+"""The smallest client of the agent's API: one request over its Unix socket, a JSON reply back.
 
 For the read-only commands the agent serves (#21, the client–server split), which must start
 as fast as docker's: `http.client` (ApiClient) imports `email` and `ssl`, about as much as the
 rest of `reconcile ps` together. The agent always answers HTTP/1.1 with a Content-Length
 (api/server.py), and closes when asked to, so a reply is the bytes up to EOF.
 
-    thin.get(socket_path, "/v1/containers")   -> (status, JSON value); OSError when nobody answers
+    thin.request(socket_path, "GET", "/v1/containers")          -> (status, JSON value)
+    thin.request(socket_path, "POST", "/v1/pull", {"ref": ...})  (OSError when nobody answers)
 """
 
 from __future__ import annotations
@@ -14,24 +15,30 @@ import json
 import socket
 from typing import Any
 
-__all__ = ["get"]
+__all__ = ["request"]
 
 
-def get(socket_path: str, path: str, *, timeout: float = 30.0) -> tuple[int, Any]:
-    """GET `path` from the agent on `socket_path`: (HTTP status, the JSON body). OSError when
-    the socket does not answer; ValueError for a reply that is not whole HTTP with JSON."""
+def request(socket_path: str, method: str, path: str, body: Any = None, *,
+            timeout: float = 30.0) -> tuple[int, Any]:
+    """`method` `path` (with `body` as JSON, if any) to the agent on `socket_path`: (HTTP
+    status, the JSON reply). OSError when the socket does not answer; ValueError for a reply
+    that is not whole HTTP with JSON."""
+    data = b"" if body is None else json.dumps(body).encode()
+    asked = (f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+             + (f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n" if body is not None else "")
+             + "\r\n")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(socket_path)
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        s.sendall(asked.encode() + data)
         chunks = []
         while chunk := s.recv(1 << 16):
             chunks.append(chunk)
-    head, sep, body = b"".join(chunks).partition(b"\r\n\r\n")
+    head, sep, reply = b"".join(chunks).partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     if not sep or not lines[0].startswith("HTTP/1."):
         raise ValueError(f"the agent on {socket_path} did not answer HTTP")
     headers = dict(line.lower().split(":", 1) for line in lines[1:] if ":" in line)
-    if int(headers.get("content-length", len(body))) != len(body):
+    if int(headers.get("content-length", len(reply))) != len(reply):
         raise ValueError(f"the agent on {socket_path} closed the connection mid-reply")
-    return int(lines[0].split(" ", 2)[1]), json.loads(body)
+    return int(lines[0].split(" ", 2)[1]), json.loads(reply)

@@ -33,8 +33,10 @@ def client(args: argparse.Namespace) -> Any:
     return api_client.ApiClient(path or api_client.DEFAULT_SOCKET)
 
 
-def served(args: argparse.Namespace, path: str, **query: Any) -> Any | None:
-    """What the agent that holds the state root `args.root` answers to GET `path`, or None when
+def served(args: argparse.Namespace, path: str, body: Any = None, *, timeout: float = 30.0,
+           **query: Any) -> Any | None:
+    """What the agent that holds the state root `args.root` answers to GET `path` (POST with
+    `body`, if any), or None when
     no agent runs there (no `<root>/agent.json`, or nobody answers on its socket) or it does not
     serve that (an older agent, another engine): the command then reads the root itself.
 
@@ -54,7 +56,8 @@ def served(args: argparse.Namespace, path: str, **query: Any) -> Any | None:
 
     q = {k: v for k, v in query.items() if v is not None}
     try:
-        status, doc = thin.get(str(socket_path), path + (f"?{urllib.parse.urlencode(q)}" if q else ""))
+        status, doc = thin.request(str(socket_path), "GET" if body is None else "POST",
+                                   path + (f"?{urllib.parse.urlencode(q)}" if q else ""), body, timeout=timeout)
     except (OSError, ValueError):
         return None
     if status in (404, 409):

@@ -117,6 +117,11 @@ class NativeRuntime:
         info: base.ImageInfo = self._store_images.store.pull(ref, progress=progress)
         return info
 
+    @property
+    def image_store(self) -> Any:
+        """The engine's ImageStore (runtime/native/images.py), opened on first use."""
+        return self._store_images.store
+
     def resolve_digest(self, ref: str) -> str:
         return str(self._store_images.store.resolve_digest(ref))
 

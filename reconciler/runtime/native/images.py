@@ -234,6 +234,23 @@ class ImageStore:
 
     def pull(self, ref: str, *, progress: base.ProgressCallback | None = None) -> base.ImageInfo:
         """Pull `ref` (tag or digest) and unpack it; returns the stored image."""
+        info = self._pull_or_present(ref, progress, download=True)
+        assert info is not None
+        return info
+
+    def shown(self, ref: str) -> str:
+        """How `reconcile pull` names the image `ref` it pulled (as docker pull does)."""
+        r = self.parse(ref)
+        return str(r) if r.tag or not r.digest else f"{r.name}@{r.digest}"
+
+    def pull_if_present(self, ref: str, *, progress: base.ProgressCallback | None = None) -> base.ImageInfo | None:
+        """What `pull` does when the store holds the image `ref` names now (after one HEAD for a
+        tag, none for a digest): tag it and return it. None, having downloaded nothing, when a
+        pull would download (the agent answers re-pulls this way, #21)."""
+        return self._pull_or_present(ref, progress, download=False)
+
+    def _pull_or_present(self, ref: str, progress: base.ProgressCallback | None, *,
+                         download: bool) -> base.ImageInfo | None:
         r = self.parse(ref)
         emit = progress or (lambda _e, _d: None)
         with self.store_lock(exclusive=False):
@@ -245,19 +262,22 @@ class ImageStore:
                     return self.get(known)
             try:
                 with self.client_factory() as client:
-                    return self._pull(client, r, emit)
+                    desc = client.resolve(r)
+                    known = self._image_for_digest(desc.digest)
+                    if known is not None and self._complete(known):
+                        emit("resolve", {"ref": str(r), "digest": desc.digest})
+                        self._tag(r, known, desc.digest)
+                        emit("done", {"id": known, "digest": desc.digest, "status": "up to date"})
+                        return self.get(known)
+                    if not download:
+                        return None
+                    emit("resolve", {"ref": str(r), "digest": desc.digest})
+                    return self._pull(client, r, desc, emit)
             except _rc().RegistryError as exc:
                 raise _registry_error(exc, f"pulling {r}") from None
 
-    def _pull(self, client: rc.RegistryClient, r: rc.Reference,
+    def _pull(self, client: rc.RegistryClient, r: rc.Reference, desc: rc.Descriptor,
               emit: base.ProgressCallback) -> base.ImageInfo:
-        desc = client.resolve(r)
-        emit("resolve", {"ref": str(r), "digest": desc.digest})
-        known = self._image_for_digest(desc.digest)
-        if known is not None and self._complete(known):
-            self._tag(r, known, desc.digest)
-            emit("done", {"id": known, "digest": desc.digest, "status": "up to date"})
-            return self.get(known)
         manifest = client.get_manifest(r, desc.digest)
         blobs = [manifest.descriptor.digest]
         self.content.write_blob(manifest.raw, manifest.descriptor.digest)

@@ -12,6 +12,7 @@
                                            # max_body: 1048576, max_connections: 16, request_timeout: 10s
     supervision: {flap_limit: 5, flap_window: 2m}
     history: {keep: 1000, max_age: 30d}    # per owner; identical failed passes share one row
+    image_updates: {interval: 5m}      # image update policies: how long a tag listing is reused
     notify:                            # optional: Apprise URLs or a signed JSON webhook
       - {url_file: /etc/reconciler/chat.url, severity: warning}
       - {webhook: {url: "https://ci.example/hook", secret_file: /etc/reconciler/hook.secret}}
@@ -21,7 +22,8 @@
       - name: shop
         owner: shop
         git: {url: https://git.example/ops/shop.git, branch: main, path: hosts/web1,
-              token_file: /etc/reconciler/shop.token}
+              token_file: /etc/reconciler/shop.token,
+              write_back: {branch: main, message: "Update $containers", author: {name: bot, email: bot@example}}}
         interval: 3m                   # git: poll interval; directory: re-list interval
         webhook: {path: /hooks/shop, secret_file: /etc/reconciler/shop.hook}
         suspend: false
@@ -101,6 +103,12 @@ SCHEMA: dict[str, Any] = {
                            "max_age": {"oneOf": [{"type": "number", "exclusiveMinimum": 0},
                                                  {"type": "string", "pattern": r"^([0-9.]+(ms|s|m|h|d))+$"}]}},
         },
+        "image_updates": {
+            "type": "object", "additionalProperties": False,
+            "description": "image update policies (docs/image-updates.md)",
+            "properties": {"interval": {**_DURATION, "description": "a repository's tags are listed at most once "
+                                        "per interval (default 5m); a failing registry is asked less and less often"}},
+        },
         "notify": {
             "type": "array",
             "description": "where to send notifications (reconciler/agent/notify.py, docs/operations.md)",
@@ -147,6 +155,25 @@ SCHEMA: dict[str, Any] = {
                             "known_hosts_file": {"type": "string"},
                             "token_file": {"type": "string"},
                             "token_username": {"type": "string"},
+                            "write_back": {
+                                "type": "object", "additionalProperties": False,
+                                "description": "commit the image tags update policies chose into the manifests "
+                                "(lines marked # {\"$imagepolicy\": \"<container>\"}) and push (docs/image-updates.md)",
+                                "properties": {
+                                    "branch": {"type": "string", "minLength": 1,
+                                               "description": "pushed to (default: the source's branch)"},
+                                    "message": {"type": "string", "minLength": 1,
+                                                "description": "commit message template: $source, $updates, $containers"},
+                                    "author": {
+                                        "type": "object", "additionalProperties": False,
+                                        "description": "the commits' author and committer",
+                                        "properties": {"name": {"type": "string", "minLength": 1,
+                                                                "description": "default reconciler"},
+                                                       "email": {"type": "string", "minLength": 1,
+                                                                 "description": "default reconciler@localhost"}},
+                                    },
+                                },
+                            },
                         },
                     },
                     "interval": _DURATION,
@@ -184,6 +211,7 @@ class GitSettings:
     known_hosts_file: Path | None = None
     token_file: Path | None = None
     token_username: str = "x-access-token"  # noqa: S105 - a user name, not a secret
+    write_back: Any = None                  # sources.writeback.Settings: commit chosen image tags and push
 
 
 @dataclass(frozen=True)
@@ -226,6 +254,7 @@ class AgentConfig:
     history_keep: int = 1000                # passes kept per owner
     history_max_age: float = 30 * 86400.0   # seconds a pass is kept
     notify: tuple[NotifyTarget, ...] = ()
+    image_update_interval: float = 300.0    # seconds a repository's tag listing is reused (agent/updates.py)
     dashboard: tuple[str, int, bytes] | None = field(default=None, repr=False)   # host, port, token
     engine_api: tuple[Path, int | None] | None = None    # socket, group id
     sources: tuple[SourceConfig, ...] = field(default_factory=tuple)
@@ -388,6 +417,7 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
         flap_window=_duration(sup.get("flap_window", 120)),
         history_keep=int(history.get("keep", 1000)), history_max_age=_days(history.get("max_age", "30d")),
         notify=tuple(notify), dashboard=dashboard, sources=tuple(sources),
+        image_update_interval=_duration((data.get("image_updates") or {}).get("interval", 300)),
         engine_api=None if engine_api_cfg is None else
         (Path(engine_api_cfg.get("socket") or run_dir / "docker.sock"), gid),
     )
@@ -415,6 +445,7 @@ def _source(s: Mapping[str, Any], owner: str) -> SourceConfig:
         if refused is not None:
             raise ValueError(f"git.url: {refused}")
         git = GitSettings(
+            write_back=_write_back(g),
             url=g["url"], branch=g.get("branch"), tag=g.get("tag"), commit=g.get("commit"),
             path=g.get("path", ""), shallow=g.get("shallow", True),
             ssh_key_file=Path(g["ssh_key_file"]) if "ssh_key_file" in g else None,
@@ -440,6 +471,31 @@ def _source(s: Mapping[str, Any], owner: str) -> SourceConfig:
         webhook_path=hook["path"] if hook else None,
         webhook_secret_file=Path(hook["secret_file"]) if hook else None, policy=policy,
     )
+
+
+def _write_back(g: Mapping[str, Any]) -> Any:
+    """A git source's `write_back:` as writeback.Settings, or None; ValueError says what is wrong."""
+    if "write_back" not in g:
+        return None
+    import string
+
+    from reconciler.sources import writeback
+
+    w = g["write_back"]
+    branch = w.get("branch") or g.get("branch")
+    if not branch:
+        raise ValueError("git.write_back.branch: name the branch to push to (the source follows a tag, a commit "
+                         "or the remote HEAD)")
+    template = w.get("message", writeback.DEFAULT_MESSAGE)
+    t = string.Template(template)
+    unknown = sorted(set(t.get_identifiers()) - set(writeback.MESSAGE_FIELDS))
+    if not t.is_valid() or unknown:
+        fields = ", ".join(f"${f}" for f in writeback.MESSAGE_FIELDS)
+        what = f"unknown field {', '.join('$' + u for u in unknown)}" if unknown else "a $ that names nothing (write $$ for a dollar sign)"
+        raise ValueError(f"git.write_back.message: {what}; the template may use {fields}")
+    author = w.get("author") or {}
+    return writeback.Settings(branch=branch, message=template, author_name=author.get("name", "reconciler"),
+                              author_email=author.get("email", "reconciler@localhost"))
 
 
 def load_config(path: str | os.PathLike[str], *, overrides: Mapping[str, Any] | None = None) -> AgentConfig:

@@ -43,6 +43,7 @@ from reconciler._sqlite import Database
 from reconciler.agent import config as cfgmod
 from reconciler.agent import metrics as metrics_mod
 from reconciler.agent import notify, supervise
+from reconciler.agent import updates as updates_mod
 from reconciler.api import errors as apierr
 from reconciler.api import events as events_mod
 from reconciler.api import server as api_server
@@ -83,6 +84,7 @@ class _Source:
     last_pass_at: float | None = None
     last_failures: list[str] = dataclasses.field(default_factory=list)
     drift: list[str] = dataclasses.field(default_factory=list)   # reported, not corrected
+    updates: updates_mod.Follower = dataclasses.field(default_factory=updates_mod.Follower)  # image policies
     notes: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -108,6 +110,8 @@ class Agent:
         self._webhooks: Any = None
         self.notifier = notify.Notifier(config.notify, self.events)
         self._deliveries: Any = None                 # webhook.DeliveryIds, kept across reloads
+        self._tags: updates_mod.TagCache | None = None   # image update policies' tag listings, made on first use
+        self._lister: updates_mod.RegistryLister | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -177,6 +181,8 @@ class Agent:
         if self._runtime is not None:
             self._runtime.close()
             self._runtime = None
+        if self._lister is not None:
+            self._lister.close()
         with contextlib.suppress(OSError):
             af = self.config.root / AGENT_FILE
             if json.loads(af.read_text()).get("pid") == os.getpid():
@@ -199,6 +205,8 @@ class Agent:
             self._log.warning("config_reload_partial", needs_restart=ignored)
         self.config = dataclasses.replace(new, **{f: getattr(old, f) for f in fixed})
         hist.configure(keep=new.history_keep, max_age=new.history_max_age)
+        if self._tags is not None:
+            self._tags.interval = new.image_update_interval
         wanted = {s.name: s for s in new.sources}
         with self._lock:
             current = dict(self._sources)
@@ -406,12 +414,13 @@ class Agent:
             owner=src.cfg.owner, allow_empty=src.cfg.allow_empty, max_workers=self.config.parallel,
             source=f"{name}:{rev.origin}"))
         assert self.db is not None
+        run = src.updates.prepare(desired, self._tag_cache(), rev.id)     # update policies' tags in place
         with self._pass_lock, self._runtime_session(write=True) as runtime:
             src.source.place(rev)               # what the pass applies is what its binds show
             eo = executor.ExecuteOptions(max_workers=self.config.parallel,
                                          stop=lambda: self.loop.stop_requested)
             try:
-                result = passes.run_pass(desired, runtime, self.db, options, execute_options=eo)
+                result = passes.run_pass(run, runtime, self.db, options, execute_options=eo)
             except ReconcilerError as e:      # a full disk...: the loop retries; status must not say converged
                 src.last_result, src.last_pass_at = "failed", time.time()
                 src.last_failures = [e.message]
@@ -421,6 +430,7 @@ class Agent:
                 raise
             managed = len(runtime.list_containers({labelmod.OWNER: src.cfg.owner}))
         self._report_drift(name, src, result.plan)
+        self._settle_updates(name, src, rev, desired, result)
         src.applied, src.desired = rev, desired
         src.last_result, src.last_pass_at = result.result, time.time()
         src.notes = list(result.plan.notes)
@@ -444,6 +454,59 @@ class Agent:
                 failures=src.last_failures, reconcile_id=request.reconcile_id)
         retry = self.config.drift_interval if result.converged else min(self.config.drift_interval, 5.0)
         return loop_mod.Result(requeue_after=retry)
+
+    # -- image update policies (agent/updates.py) ---------------------------------------------
+
+    def _tag_cache(self) -> updates_mod.TagCache:
+        if self._tags is None:
+            self._lister = updates_mod.RegistryLister()
+            self._tags = updates_mod.TagCache(self._lister, interval=self.config.image_update_interval)
+        return self._tags
+
+    def _settle_updates(self, name: str, src: _Source, rev: srcbase.Revision, desired: spec.DesiredState,
+                        result: passes.PassResult) -> None:
+        """Events for what the update policies did in this pass, then the write-back."""
+        if not src.updates.decisions:
+            return
+        failed = dict(result.unready)
+        broken = {c.resource: c.detail for c in result.changeset.failed()} if result.changeset is not None else {}
+        for d in src.updates.decisions:         # the image's own failure (a pull) says more than "dependency failed"
+            if f"container:{d.container}" in broken and d.chosen is not None:
+                failed[d.container] = broken.get(f"image:{d.ref(d.chosen)}") or broken[f"container:{d.container}"]
+        for d in src.updates.decisions:
+            if d.error is not None:
+                self._log.warning("image_tags_unlisted", source=name, container=d.container,
+                                  repository=d.repository, error=d.error)
+        write = src.updates.settle(name, rev.id, failed, self.events.publish, interrupted=result.interrupted)
+        settings = src.cfg.git.write_back if src.cfg.git is not None else None
+        if write and settings is not None:
+            self._write_back(name, src, rev, desired, write, settings)
+
+    def _write_back(self, name: str, src: _Source, rev: srcbase.Revision, desired: spec.DesiredState,
+                    write: list[updates_mod.Decision], settings: Any) -> None:
+        from reconciler.sources import git, writeback
+
+        if not isinstance(src.source, git.GitSource):
+            return
+        edits = []
+        for d in write:
+            u = desired.containers[d.container].image_update
+            assert u is not None
+            assert d.chosen is not None
+            edits.append(writeback.Edit(file=os.path.relpath(u.at.file, rev.path), container=d.container,
+                                        repository=d.repository, tag=d.chosen, old=d.current))
+        try:
+            commit = writeback.write_back(src.source, name, edits, settings)
+        except srcerr.SourceError as e:
+            self.events.publish("write_back_failed", source=name, branch=settings.branch, error=str(e))
+            self._log.error("write_back_failed", source=name, branch=settings.branch, error=str(e))
+            return
+        for d in write:
+            src.updates.written[d.container] = d.chosen or ""
+        if commit is not None:
+            self.events.publish("written_back", source=name, branch=settings.branch, commit=commit,
+                                containers=[d.container for d in write])
+            self.loop.trigger(name, f"write-back pushed {commit[:12]}")
 
     # -- the API's view (api.server.AgentView) -------------------------------------------------
 
@@ -495,6 +558,7 @@ class Agent:
             "last_result": src.last_result, "last_pass_at": src.last_pass_at,
             "error": error, "problems": src.invalid[1] if src.invalid else [],
             "failures": src.last_failures, "drift": src.drift, "notes": src.notes, "down": down,
+            "images": src.updates.status(src.applied.id) if src.applied else [],
             "passes": ks.passes, "running": ks.running, "backoff_failures": ks.failures,
             "next_pass_in": None if ks.next_in is None else round(max(ks.next_in, 0.0), 3),
             "objects": objects,
@@ -526,6 +590,7 @@ class Agent:
             return {"source": name, "revision": rev.id, "error": "the revision does not load",
                     "problems": src.invalid[1] if src.invalid else []}
         assert self.db is not None
+        desired = src.updates.replay(desired, rev.id)
         with self._runtime_session() as rt:
             plan, unresolved = passes.plan_pass(desired, rt, self.db,
                                                 self._planner_inputs(src, passes.PassOptions(owner=src.cfg.owner)))

@@ -10,7 +10,9 @@
 
 What is sent (`KINDS`): a failed or degraded pass, its recovery, a rollback, a revision that
 does not load and its fix, a source that cannot be read and its recovery, reported drift, a
-crash-looping container, and (info) each pass that changed something. A failure repeated on
+crash-looping container, (info) each pass that changed something, and what image update
+policies did (agent/updates.py): a newer tag announced, a container updated, an update that
+failed (rolled back), a write-back that could not be pushed. A failure repeated on
 every pass is sent once, then its recovery once (`Deduper`), so a broken host does not page
 every few seconds.
 
@@ -48,6 +50,8 @@ KINDS = {
     "pass_failed": "error", "recovered": "info", "applied": "info", "rolled_back": "warning",
     "revision_invalid": "error", "revision_fixed": "info", "source_error": "error",
     "source_recovered": "info", "drift": "warning", "container_flapping": "error",
+    "image_update_available": "info", "image_updated": "info", "image_update_failed": "error",
+    "write_back_failed": "error",
 }
 SIGNATURE_HEADER = "X-Reconciler-Signature"
 QUEUE_LIMIT = 100
@@ -133,10 +137,35 @@ class Deduper:
             objects = ", ".join(str(o) for o in e.get("objects") or ())
             return self._fail(("drift", source), Notification(
                 "drift", source, f"{source}: the host differs from the manifests", objects, e))
+        if isinstance(t, str) and t.startswith(("image_", "write_back", "written_back")):
+            return self._image(t, e, source)
         if t == "container_flapping":
             name = str(e.get("container", ""))
             return self._fail(("flapping", name), Notification(
                 "container_flapping", source, f"container {name} is crash-looping", str(e.get("message", "")), e))
+        return []
+
+    def _image(self, t: str, e: Mapping[str, Any], source: str) -> list[Notification]:
+        """Update policies (agent/updates.py): a newer tag is announced once per tag; a failed
+        update once per tag; a failing write-back once, until one succeeds."""
+        name, repo = str(e.get("container", "")), str(e.get("repository", ""))
+        old, new = e.get("current"), e.get("chosen")
+        if t == "image_update_available":
+            return self._fail(("available", f"{source}/{name}"), Notification(
+                t, source, f"{source}: {name} can run {repo}:{new}",
+                f"its policy allows {repo}:{new}; it runs {repo}:{old} (mode notify: nothing changed)", e))
+        if t == "image_updated":
+            return [Notification(t, source, f"{source}: {name} updated to {repo}:{new}",
+                                 f"{repo}:{old} -> {repo}:{new}, running and healthy", e)]
+        if t == "image_update_failed":
+            return self._fail(("update", f"{source}/{name}"), Notification(
+                t, source, f"{source}: {name} could not be updated to {repo}:{new}",
+                f"{e.get('error', '')}\n{name} stays on {repo}:{old}; the tag is not tried again", e))
+        if t == "write_back_failed":
+            return self._fail(("write_back", source), Notification(
+                t, source, f"{source}: the chosen image tags could not be committed", str(e.get("error", "")), e))
+        if t == "written_back":
+            self._failing.pop(("write_back", source), None)
         return []
 
     def _pass(self, e: Mapping[str, Any], source: str) -> list[Notification]:

@@ -67,6 +67,8 @@ def _print(doc: dict[str, Any]) -> None:
             print(f"  down now: container {n}: {why}")
         for d in s["drift"]:
             print(f"  drift (reported): {d}")
+        for i in s.get("images") or ():
+            print(f"  image policy: {_image_line(i)}")
         rows = [o for o in s["objects"] if "name" in o]
         if rows:
             output.print_table([{**o, "health": o["health"] or "", "flapping": "yes" if o["flapping"] else ""}
@@ -75,6 +77,19 @@ def _print(doc: dict[str, Any]) -> None:
                                 ("RESTARTS", "restart_count"), ("FLAPPING", "flapping")])
     for f in doc["supervision"]["flapping"]:
         print(f"\nflapping: {f['container']} restarted {f['restarts']} times: left stopped")
+
+
+def _image_line(i: dict[str, Any]) -> str:
+    """One update policy's state: `web: shop/web:1.4.1 -> 1.9.0 (apply)` and what stops it."""
+    head = f"{i['container']}: {i['repository']}:{i['manifest_tag']}"
+    if i["error"] and i["policy_tag"] is None:
+        return f"{head}: tags not listed ({i['error']})"
+    if i["policy_tag"] is None:
+        return f"{head}: no tag allowed by the policy"
+    if i["policy_tag"] == i["manifest_tag"]:
+        return f"{head}: up to date ({i['mode']})"
+    why = ", refused: its update failed" if i["refused"] else ""
+    return f"{head} -> {i['policy_tag']} ({i['mode']}{why})"
 
 
 def _offline(args: argparse.Namespace, why: str) -> int:

@@ -945,7 +945,9 @@ class RegistryClient:
     def list_tags(
         self, ref: references.Reference | str, *, page_size: int | None = None, limit: int | None = None
     ) -> list[str]:
-        """All tags of the repository, following `Link: <...>; rel="next"` pagination."""
+        """All tags of the repository, page by page: the `Link: <...>; rel="next"` the registry
+        sends, else (with `page_size`) a full page of `n` tags asks for the next with `last=` (the
+        distribution spec's two ways); `limit` stops after that many tags."""
         ref = _ref(ref)
         base = self.base_url(ref.api_host)
         first = f"{base}/v2/{ref.repository}/tags/list"
@@ -955,6 +957,7 @@ class RegistryClient:
         what = f"list tags of {ref.name}"
         out: list[str] = []
         seen_urls: set[str] = set()
+        seen_tags: set[str] = set()
         while url and url not in seen_urls:
             seen_urls.add(url)
             page_url = url
@@ -970,10 +973,17 @@ class RegistryClient:
                 except (ValueError, AttributeError):
                     raise errors.RegistryError(f"{what}: invalid JSON from the registry") from None
                 nxt = _next_link(resp)
+                # exactly n: a full page of a registry that honours n (one that ignores it sent all)
+                if nxt is None and page_size and len(tags) == page_size:
+                    nxt = f"{first.partition('?')[0]}?" + urllib.parse.urlencode({"n": page_size, "last": tags[-1]})
                 return [str(t) for t in tags], (urllib.parse.urljoin(str(resp.url), nxt) if nxt else None)
 
             tags, url = self._run(what, ref, attempt)
-            out.extend(tags)
+            fresh = [t for t in tags if t not in seen_tags]
+            if not fresh:                   # a page of nothing new: a registry that ignores `last`
+                break
+            seen_tags.update(fresh)
+            out.extend(fresh)
             if limit is not None and len(out) >= limit:
                 break
         return out

@@ -429,6 +429,16 @@ class GitSource:
                 text = text.replace(base64.b64encode(f"{self.token_username}:{token}".encode()).decode(), "***")
         return text
 
+    def run_git(self, args: Sequence[str], *, git_dir: bool = True, network: bool = False, check: bool = True) -> str:
+        """git `args` on this source's repository (`git_dir`), with its credentials when `network`;
+        its output. Failures raise like a fetch's (redacted), or give "" with `check=False`."""
+        if check:
+            return self._run(args, git_dir=git_dir, network=network)
+        try:
+            return self._run(args, git_dir=git_dir, network=network)
+        except errors.SourceError:
+            return ""
+
     def _try(self, args: Sequence[str]) -> str | None:
         try:
             return self._run(args)

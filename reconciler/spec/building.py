@@ -21,7 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
 
-from reconciler.spec import errors, hashing, lock, models, reading, schemas, units
+from reconciler.spec import errors, hashing, lock, models, reading, schemas, tagpolicy, units
 
 __all__ = ["Builder"]
 
@@ -269,10 +269,13 @@ class Builder:
         files: dict[str, str] = {}
         sp: Callable[..., Path_] = lambda *p: ("spec", *p)  # noqa: E731 - a short path builder
 
-        # image: an Image object's name, or a reference
-        image_ref: str = spec["image"]
+        # image: an Image object's name, a reference, or an update policy
+        image_update = self.image_update(d, spec["image"]) if isinstance(spec["image"], dict) else None
+        image_ref: str = spec["image"]["track"] if isinstance(spec["image"], dict) else spec["image"]
         image_object: str | None = None
-        if image_ref in images:
+        if image_update is not None:
+            pass                          # checked by image_update(); never an Image object, never pinned
+        elif image_ref in images:
             image_object = image_ref
             image_ref = images[image_ref].ref or image_ref
         elif image_ref in names["Image"]:
@@ -282,7 +285,8 @@ class Builder:
             self.report(d, sp("image"), f"no Image object named {image_ref!r}{hint}; define one, or give a full reference like registry:5000/repo/{image_ref}:tag")
         elif not valid_reference(image_ref):
             self.report(d, sp("image"), f"{schemas._short(image_ref)} is not a valid image reference (like registry:5000/repo/name:tag or ...@sha256:<64 hex>)")
-        if image_object is None or images.get(image_object) is None or images[image_object].build is None:
+        if image_update is None and (image_object is None or images.get(image_object) is None
+                                     or images[image_object].build is None):
             image_ref = lock.pin(image_ref, self.pins)     # built images are local: never pinned
 
         # environment: env files in order, then env on top
@@ -367,11 +371,39 @@ class Builder:
             "stop_timeout": self.duration(d, sp("stopTimeout"), spec.get("stopTimeout"), 10.0),
             "init": bool(spec.get("init", False)),
         }
+        # an update policy moves the tag: the hash names the repository (hashing.py)
+        hashed = fields if image_update is None else {**fields, "image": image_update.repository}
         return models.Container(
             name=d.name, origin=self.origin(d),
-            spec_hash=hashing.spec_hash("Container", fields, hashing.CONTAINER_EXCLUDED, files),
-            **fields,
+            spec_hash=hashing.spec_hash("Container", hashed, hashing.CONTAINER_EXCLUDED, files),
+            image_update=image_update, **fields,
         )
+
+    def image_update(self, d: _Doc, value: Mapping[str, Any]) -> models.ImageUpdate | None:
+        """`image: {track, policy, mode}` checked (tagpolicy.py), or None after reporting why not."""
+        where: Path_ = ("spec", "image")
+        track: str = value["track"]
+        m = _REF.match(track) if len(track) <= 512 else None
+        ok = True
+        if m is None or m.group("digest") or not m.group("tag"):
+            self.report(d, (*where, "track"), f"{schemas._short(track)} is not an image reference with a tag "
+                        "(like registry:5000/repo/name:1.4.1): the policy moves the tag, so it names one and no digest")
+            ok = False
+        raw = value["policy"]
+        policy = tagpolicy.Policy(semver=raw.get("semver"), pattern=raw.get("pattern"),
+                                  order=raw.get("order", "alphabetical"))
+        if "order" in raw and policy.pattern is None:
+            self.report(d, (*where, "policy", "order"), "order applies to pattern, not to semver (versions have their own order)")
+            ok = False
+        wrong = tagpolicy.problem(policy)
+        if wrong is not None:
+            self.report(d, (*where, "policy", *((wrong[0],) if wrong[0] else ())), wrong[1])
+            ok = False
+        if not ok or m is None:
+            return None
+        line, column = d.raw.where((*where, "track"))
+        return models.ImageUpdate(repository=track.rpartition(":")[0], tag=m.group("tag"), policy=policy,
+                                  mode=value.get("mode", "apply"), at=models.Origin(d.raw.file, line, column))
 
     def convert(self, d: _Doc, path: Path_, parse: Callable[[Any], Any], value: Any) -> Any:
         if value is None:

@@ -12,7 +12,9 @@ is hashed. The content of every env file and of every bind source that is a regu
 named relative to the manifests is hashed too (a bind source as read where it is mounted from:
 a source's live place, not a revision copy), so editing such a file recreates. Those files are
 named by their live path, so a new revision copy of unchanged files hashes the same.
-A changed image *digest* is the planner's separate recreate reason, not part of this hash.
+A changed image *digest* is the planner's separate recreate reason, not part of this hash. A
+container whose `image:` is an update policy hashes its repository without the tag: the agent
+moves the tag (tagpolicy.py), and a write-back commit of the tag that runs must not recreate it.
 
 Image: everything but `pull` and `track` (policies), plus the Dockerfile's content.
 Network: subnet, gateway, internal, mtu, labels. Volume: labels only (`deletion_policy` is
@@ -29,7 +31,8 @@ from typing import Any
 
 __all__ = ["COMMON_EXCLUDED", "CONTAINER_EXCLUDED", "IMAGE_EXCLUDED", "canonical", "file_digest", "spec_hash"]
 
-CONTAINER_EXCLUDED = frozenset({"name", "origin", "image_object", "depends_on", "update", "drift", "spec_hash"})
+CONTAINER_EXCLUDED = frozenset({"name", "origin", "image_object", "depends_on", "update", "drift", "spec_hash",
+                                "image_update"})
 IMAGE_EXCLUDED = frozenset({"name", "origin", "pull", "track", "spec_hash"})
 COMMON_EXCLUDED = frozenset({"name", "origin", "spec_hash", "deletion_policy"})
 

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from reconciler.spec import tagpolicy
+
 __all__ = [
     "KINDS",
     "BuildSpec",
@@ -26,6 +28,7 @@ __all__ = [
     "DesiredState",
     "Healthcheck",
     "Image",
+    "ImageUpdate",
     "Network",
     "Origin",
     "PortSpec",
@@ -44,6 +47,7 @@ OnFailure = Literal["rollback", "pause"]
 DriftMode = Literal["correct", "report"]
 MountType = Literal["volume", "bind", "tmpfs"]
 DeletionPolicy = Literal["Retain", "Delete"]
+UpdateMode = Literal["apply", "notify"]
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,17 @@ class UpdatePolicy:
 
 
 @dataclass(frozen=True)
+class ImageUpdate:
+    """`image: {track, policy, mode}`: the agent follows the repository's tags (spec/tagpolicy.py)."""
+
+    repository: str                 # the tracked reference without its tag ("registry:5000/shop/web")
+    tag: str                        # the tag the manifest names (what runs until the policy picks another)
+    policy: tagpolicy.Policy
+    mode: UpdateMode                # default "apply"
+    at: Origin                      # where the `track` value is written (write-back edits that line)
+
+
+@dataclass(frozen=True)
 class Container:
     """A `kind: Container` document."""
 
@@ -149,6 +164,9 @@ class Container:
     stop_timeout: float             # seconds; default 10
     init: bool
     spec_hash: str
+    # `image:` as an update policy (None: a plain reference); `image` is then `repository:tag`,
+    # and the spec hash names the repository only: which tag runs is the image digest's matter
+    image_update: ImageUpdate | None = None
 
 
 @dataclass(frozen=True)

@@ -245,10 +245,13 @@ def _container(policy: Policy, root: str, doc: Any, spec: Mapping[str, Any], ima
                binds: tuple[str, Callable[[Any, str], str]]) -> None:
     rule = f"by policy {policy.name!r}"
     image = spec.get("image")
-    if isinstance(image, str) and image not in image_names:
-        message = _registry(policy, policy.registries, "registries", image, "pulling from")
+    # an update policy pulls from the tracked repository's registry: the same rule
+    tracked = image.get("track") if isinstance(image, dict) else None
+    ref = tracked if isinstance(tracked, str) else image if isinstance(image, str) and image not in image_names else None
+    if ref is not None:
+        message = _registry(policy, policy.registries, "registries", ref, "pulling from")
         if message:
-            report(doc, ("spec", "image"), message)
+            report(doc, ("spec", "image", "track") if ref is tracked else ("spec", "image"), message)
     for i, name in enumerate(spec.get("capAdd") or ()):
         cap = _cap(str(name))
         if cap in DOCKER_DEFAULT_CAPS or ANY in policy.capabilities or cap in policy.capabilities:

@@ -170,7 +170,10 @@ def _rewrite(err: Any) -> Iterator[SchemaIssue]:
         # report the branch that got furthest (deepest path), like jsonschema's best_match
         import jsonschema
 
-        best = jsonschema.exceptions.best_match(err.context)
+        # a branch whose type the value does not have says least ("must be a string, not mapping"
+        # for a mapping that has a branch of its own): the others first
+        typed = [e for e in err.context if not (e.validator == "type" and e.absolute_path == err.absolute_path)]
+        best = jsonschema.exceptions.best_match(typed or err.context)
         if best is not None:
             yield from _rewrite(best)
             return

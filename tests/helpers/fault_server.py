@@ -36,7 +36,8 @@ class Fault:
     paginate | warn
     (slow: the body goes out `chunk` bytes at a time, `delay` seconds apart, as over a slow link)
     (warn: adds `Warning: 299` and rate-limit headers to the real response)
-    (paginate: the tags list is served in pages of `n` with Link headers, as newer registries do)."""
+    (paginate: the tags list is served in pages of `n` with Link headers, as newer registries do;
+    paginate_bare: the same pages without Link, as registries that only honour `n` and `last` do)."""
 
     kind: str
     path: str = ""  # regex searched in the request path
@@ -213,9 +214,9 @@ class FaultProxy:
                     data = resp.read()
                 finally:
                     conn.close()
-                if kind == "paginate" and resp.status == 200:
+                if kind in ("paginate", "paginate_bare") and resp.status == 200:
                     data, link = _paginate(self.path, data)
-                    if link:
+                    if link and kind == "paginate":
                         self.send_response(200)
                         self.send_header("Link", f'<{link}>; rel="next"')
                         self.send_header("Content-Type", "application/json")

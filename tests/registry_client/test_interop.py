@@ -174,6 +174,25 @@ def test_tag_listing_paginates(registry: RegistryServer) -> None:
         proxy.stop()
 
 
+def test_tag_listing_pages_with_n_and_last_when_there_is_no_link(registry: RegistryServer) -> None:
+    """A registry that honours `n` and `last` but sends no Link: a full page asks for the next."""
+    m, blobs = make_image()
+    want = [f"t{i}" for i in range(7)]
+    with anon() as c:
+        c.push_image(f"{registry.host}/interop/bare-pages:t0", m, lambda d: blobs[d.digest], tags=want)
+    proxy = FaultProxy(registry.port).start()
+    try:
+        proxy.add(Fault("paginate_bare", path="/tags/list", times=100))
+        with anon() as c:
+            assert c.list_tags(f"{proxy.host}/interop/bare-pages", page_size=3) == want
+        pages = [p.path for p in proxy.requests(path="/tags/list")]
+        assert len(pages) == 3                      # 3 + 3 + 1: the short page is the last
+        assert pages[1].endswith("?n=3&last=t2")
+        assert pages[2].endswith("?n=3&last=t5")
+    finally:
+        proxy.stop()
+
+
 @pytest.fixture
 def docker_cleanup() -> Iterator[list[str]]:
     refs: list[str] = []

@@ -31,7 +31,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -725,6 +725,21 @@ class Agent:
         if info is None:
             raise apierr.NotFound(f"{ref} is not present as the registry has it now")
         return {"events": events, "digest": info.digest, "shown": store.shown(ref)}
+
+    def container_logs(self, name: str, *, follow: bool, since: str | None,
+                       tail: int | None) -> Iterator[Mapping[str, Any]]:
+        """What `reconcile logs` prints of a container, line by line as its engine reads them:
+        s (stdout|stderr), t (RFC 3339 time) and d (the bytes as latin-1: any byte goes)."""
+        from reconciler.runtime import errors as rterrors
+
+        try:
+            lines = self._native().containers.logs(name, follow=follow, since=since, tail=tail)
+            for line in lines:
+                yield {"s": line.stream, "t": line.time, "d": line.data.decode("latin-1")}
+        except rterrors.NotFound as e:
+            raise apierr.NotFound(str(e)) from None
+        except rterrors.InvalidArgument as e:
+            raise apierr.BadRequest(str(e)) from None
 
     def _native(self) -> NativeRuntime:
         """The native engine the agent keeps open; 409 for another (the CLI then reads the root)."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import itertools
 import json
 import os
 import socket
 import socketserver
 import threading
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol, Self
@@ -62,6 +63,9 @@ class AgentView(Protocol):
     def images(self) -> Sequence[Mapping[str, Any]]: ...
 
     def pull_if_present(self, ref: str) -> Mapping[str, Any]: ...
+
+    def container_logs(self, name: str, *, follow: bool, since: str | None,
+                       tail: int | None) -> Iterator[Mapping[str, Any]]: ...
 
 
 class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -201,6 +205,11 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                 self._json(200, view.reconcile_now(body.get("source"), wait=bool(body.get("wait")), timeout=timeout))
             elif path == "/v1/containers" and method == "GET":
                 self._json(200, list(view.containers(_labels(q.get("labels")))))
+            elif path.startswith("/v1/containers/") and path.endswith("/logs") and method == "GET":
+                name = urllib.parse.unquote(path[len("/v1/containers/"):-len("/logs")])
+                tail = q.get("tail")
+                self._stream_lines(view.container_logs(name, follow=q.get("follow") in ("1", "true"),
+                                                       since=q.get("since"), tail=int(tail) if tail else None))
             elif path.startswith("/v1/containers/") and method == "GET":   # in `docker inspect`'s order
                 self._json(200, view.inspect_container(urllib.parse.unquote(path[len("/v1/containers/"):])),
                            sort=False)
@@ -265,6 +274,19 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                     self.wfile.flush()
             else:
                 raise errors.NotFound(f"no dashboard page {path}")
+
+        def _stream_lines(self, values: Iterator[Mapping[str, Any]]) -> None:
+            """JSON lines as `values` yields them; its first is taken before the reply starts,
+            so an error in it (no such container, a bad argument) is answered with its status."""
+            first = next(values, None)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-ndjson")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            for value in itertools.chain(() if first is None else (first,), values):
+                self.wfile.write(json.dumps(value).encode() + b"\n")
+                self.wfile.flush()
 
         def _stream_events(self, since: int, follow: bool) -> None:
             self.send_response(200)

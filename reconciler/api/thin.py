@@ -7,15 +7,17 @@ rest of `reconcile ps` together. The agent always answers HTTP/1.1 with a Conten
 
     thin.request(socket_path, "GET", "/v1/containers")          -> (status, JSON value)
     thin.request(socket_path, "POST", "/v1/pull", {"ref": ...})  (OSError when nobody answers)
+    thin.stream(socket_path, "/v1/containers/web/logs?follow=1")  -> (status, JSON lines as they come)
 """
 
 from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Generator
 from typing import Any
 
-__all__ = ["request"]
+__all__ = ["request", "stream"]
 
 
 def request(socket_path: str, method: str, path: str, body: Any = None, *,
@@ -42,3 +44,35 @@ def request(socket_path: str, method: str, path: str, body: Any = None, *,
     if int(headers.get("content-length", len(reply))) != len(reply):
         raise ValueError(f"the agent on {socket_path} closed the connection mid-reply")
     return int(lines[0].split(" ", 2)[1]), json.loads(reply)
+
+
+def stream(socket_path: str, path: str, *, timeout: float | None = None) -> tuple[int, Generator[Any, None, None]]:
+    """GET `path`, whose reply (200) is JSON lines written as they come (api/server.py streams
+    events and logs so): (HTTP status, each line's value as it arrives, until the agent ends
+    the reply). A reply other than 200 yields nothing. OSError when the socket does not answer."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        s.connect(socket_path)
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        f = s.makefile("rb")
+        status_line = f.readline().decode("latin-1")
+        if not status_line.startswith("HTTP/1."):
+            raise ValueError(f"the agent on {socket_path} did not answer HTTP")
+        while f.readline() not in (b"\r\n", b"\n", b""):
+            continue
+    except BaseException:
+        s.close()
+        raise
+
+    def values() -> Generator[Any, None, None]:
+        try:
+            for line in f if status == 200 else ():
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            f.close()
+            s.close()
+
+    status = int(status_line.split(" ", 2)[1])
+    return status, values()

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["add_socket_flag", "client", "served"]
+__all__ = ["add_socket_flag", "client", "served", "streamed"]
 
 
 def add_socket_flag(parser: argparse.ArgumentParser) -> None:
@@ -40,31 +41,56 @@ def served(args: argparse.Namespace, path: str, body: Any = None, *, timeout: fl
     no agent runs there (no `<root>/agent.json`, or nobody answers on its socket) or it does not
     serve that (an older agent, another engine): the command then reads the root itself.
 
-    The client–server split (#21): while an agent runs, a read-only command is a thin client
-    of it, loading no engine code and opening no database.
+    The client–server split (#21): while an agent runs, a command it can answer is a thin
+    client of it, loading no engine code and opening no database.
     """
+    from reconciler.api import thin
+
+    socket_path = _agent_socket(args)
+    if socket_path is None:
+        return None
+    try:
+        status, doc = thin.request(socket_path, "GET" if body is None else "POST", _path(path, query), body,
+                                   timeout=timeout)
+    except (OSError, ValueError):
+        return None
+    # any refusal (no such path or container, another engine, a bad argument, an agent's
+    # failure): the command does it itself, and says what is wrong in its own words
+    return None if status >= 400 else doc
+
+
+def streamed(args: argparse.Namespace, path: str, *, timeout: float | None = None,
+             **query: Any) -> Iterator[Any] | None:
+    """The JSON lines the agent that holds `args.root` streams for GET `path` (logs), as they
+    come (`timeout`: the longest wait for the next bytes); None as for `served`."""
+    from reconciler.api import thin
+
+    socket_path = _agent_socket(args)
+    if socket_path is None:
+        return None
+    try:
+        status, values = thin.stream(socket_path, _path(path, query), timeout=timeout)
+    except (OSError, ValueError):
+        return None
+    if status != 200:
+        values.close()
+        return None
+    return values
+
+
+def _agent_socket(args: argparse.Namespace) -> str | None:
+    """The API socket of the agent that holds the state root `args.root`, if it says it runs."""
     import json
     from pathlib import Path
 
     try:
-        socket_path = json.loads((Path(args.root) / "agent.json").read_text())["socket"]
+        return str(json.loads((Path(args.root) / "agent.json").read_text())["socket"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _path(path: str, query: dict[str, Any]) -> str:
     import urllib.parse
 
-    from reconciler.api import thin
-
     q = {k: v for k, v in query.items() if v is not None}
-    try:
-        status, doc = thin.request(str(socket_path), "GET" if body is None else "POST",
-                                   path + (f"?{urllib.parse.urlencode(q)}" if q else ""), body, timeout=timeout)
-    except (OSError, ValueError):
-        return None
-    if status in (404, 409):
-        return None
-    if status >= 400:
-        from reconciler.api import errors
-
-        raise errors.from_status(status, str(doc.get("error") if isinstance(doc, dict) else doc),
-                                 doc.get("hint") if isinstance(doc, dict) else None)
-    return doc
+    return path + (f"?{urllib.parse.urlencode(q)}" if q else "")

@@ -17,7 +17,9 @@ import socket
 from collections.abc import Generator
 from typing import Any
 
-__all__ = ["request", "stream"]
+__all__ = ["DEFAULT_SOCKET", "request", "stream"]
+
+DEFAULT_SOCKET = "/run/reconciler/reconciler.sock"
 
 
 def request(socket_path: str, method: str, path: str, body: Any = None, *,

@@ -17,21 +17,19 @@ def add_socket_flag(parser: argparse.ArgumentParser) -> None:
                         "<root>/agent.json, or /run/reconciler/reconciler.sock)")
 
 
+def socket_path(args: argparse.Namespace) -> str:
+    """The API socket of the agent these options name (it may not be running): --socket,
+    $RECONCILER_SOCKET, the one `<root>/agent.json` names, or the default."""
+    from reconciler.api.thin import DEFAULT_SOCKET
+
+    return args.socket or os.environ.get("RECONCILER_SOCKET") or _agent_socket(args) or DEFAULT_SOCKET
+
+
 def client(args: argparse.Namespace) -> Any:
     """An ApiClient for the agent these options name (it may not be running)."""
-    import json
-    from pathlib import Path
-
     from reconciler.api import client as api_client
 
-    path = args.socket or os.environ.get("RECONCILER_SOCKET")
-    root = getattr(args, "root", None)
-    if not path and root:
-        try:
-            path = json.loads((Path(root) / "agent.json").read_text()).get("socket")
-        except (OSError, ValueError):
-            path = None
-    return api_client.ApiClient(path or api_client.DEFAULT_SOCKET)
+    return api_client.ApiClient(socket_path(args))
 
 
 def served(args: argparse.Namespace, path: str, body: Any = None, *, timeout: float = 30.0,
@@ -83,6 +81,8 @@ def _agent_socket(args: argparse.Namespace) -> str | None:
     import json
     from pathlib import Path
 
+    if not getattr(args, "root", None):
+        return None
     try:
         return str(json.loads((Path(args.root) / "agent.json").read_text())["socket"])
     except (OSError, ValueError, KeyError, TypeError):

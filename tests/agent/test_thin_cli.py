@@ -53,8 +53,13 @@ def loaded(a: AgentProc, image: str) -> set[str]:
     for argv in (("ps", "-a"), ("inspect", "web"), ("images",), ("pull", image), ("logs", "web")):
         proc = reconcile(a, *argv, importtime=True)
         assert proc.returncode == 0, proc.stderr[-2000:]
-        modules |= {ln.rsplit("|", 1)[1].strip() for ln in proc.stderr.splitlines() if ln.startswith("import time:")}
+        modules |= modules_of(proc)
     return modules
+
+
+def modules_of(proc: subprocess.CompletedProcess[str]) -> set[str]:
+    """The modules a `python -X importtime` process imported."""
+    return {ln.rsplit("|", 1)[1].strip() for ln in proc.stderr.splitlines() if ln.startswith("import time:")}
 
 
 def engine_modules(modules: set[str]) -> list[str]:
@@ -88,6 +93,10 @@ def test_ps_inspect_and_images_are_served_by_the_agent_and_print_what_they_print
     assert re.fullmatch(r"\S+ err\n", served[13][2])
     assert served[14][1:] == ("", "err\n")                      # the last line, on stderr
     assert served[15][2] == "error: no such container: nope\n"
+
+    status = reconcile(a, "status", importtime=True)           # the agent's status, with no http.client
+    assert status.stdout.startswith(f"agent pid {a.pid} (native)")
+    assert sorted(m for m in modules_of(status) if m.startswith(("ssl", "email", "http.client"))) == []
 
     a.kill9()                                                   # its agent.json stays, nobody answers
     assert (a.root / "agent.json").exists()

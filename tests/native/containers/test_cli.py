@@ -132,6 +132,7 @@ def imported(argv: list[str], env: dict[str, str]) -> set[str]:
     (["ps", "-a"], HEAVY + LIFECYCLE), (["ps", "-a", "-o", "json"], HEAVY + LIFECYCLE),
     (["inspect", "done"], HEAVY + LIFECYCLE), (["logs", "done"], HEAVY + LIFECYCLE),
     (["images"], HEAVY), (["volume", "ls"], HEAVY), (["--version"], (*HEAVY, *LIFECYCLE, "sqlite3")),
+    (["status"], (*HEAVY, "http.client", "email")),                     # no agent: what the state DB says
     # a re-pull: one HEAD through the registry client (httpx), nothing logged, no container code
     (["pull", "-q", "IMAGE"], ("structlog", "jsonschema", "pyroute2", *LIFECYCLE[:-1])),
 ])

@@ -13,7 +13,8 @@ the same processes, which a busy machine disturbs less than the wall time. Also 
 floor: a bare `python3 -c pass` and `python3 -S -c pass`.
 
 With --agent, `ps -a` is timed a second time while an agent holds the root: the client–server
-split (#21) makes it a thin client of the agent's socket (rows "... (agent)", `images` too).
+split (#21) makes it a thin client of the agent's socket (rows "... (agent)": `images`, `logs`
+and `status` too).
 
 Python runs with its bytecode cached, as an installed package has it: these machines set
 PYTHONDONTWRITEBYTECODE=1, which makes every start of a source checkout compile its modules
@@ -126,7 +127,8 @@ def main() -> int:
         if opts.agent:
             with agent(tmp, reconcile, env):
                 for label, argv in (("ps -a (agent)", ["ps", "-a"]), ("ps json (agent)", ["ps", "-a", "-o", "json"]),
-                                    ("images (agent)", ["images"])):
+                                    ("images (agent)", ["images"]), ("logs c0 (agent)", ["logs", "c0"]),
+                                    ("status (agent)", ["status"])):
                     timed([*reconcile, *argv], env)
                     rows.append((label, {"reconcile": [timed([*reconcile, *argv], env) for _ in range(opts.runs)]}))
         floor = {"python3 -c pass": [timed([PY, "-c", "pass"], env) for _ in range(opts.runs)],

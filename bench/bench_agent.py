@@ -1,6 +1,9 @@
 """Benchmark: the agent (`reconcile agent`, native engine) beside Docker, in one run.
 
-    .venv/bin/python bench/bench_agent.py [--edits 20] [--containers 50] [--idle 10]
+    .venv/bin/python bench/bench_agent.py [--edits 20] [--containers 50] [--idle 10] [--plot]
+
+With --plot it also draws the memory at rest, daemon and per-container monitors, beside
+Docker's, into docs/img/bench-memory.png (docs/benchmarks.md).
 
 Starts its own docker-registry on 127.0.0.1 and pushes a busybox-static image there.
 
@@ -33,6 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench import plots  # noqa: E402
 from reconciler.api import client as api_client  # noqa: E402
 from reconciler.runtime.native import cgroups, mounts  # noqa: E402
 from reconciler.runtime.native.backend import NativeRuntime  # noqa: E402
@@ -112,6 +116,7 @@ def main() -> int:
     ap.add_argument("--edits", type=int, default=20)
     ap.add_argument("--containers", type=int, default=50)
     ap.add_argument("--idle", type=float, default=10.0)
+    plots.add_plot_flags(ap)
     args = ap.parse_args()
     have_docker = shutil.which("docker") is not None and sh("docker", "info", check=False).returncode == 0
     have_compose = have_docker and shutil.which("docker-compose") is not None
@@ -255,6 +260,12 @@ def main() -> int:
             print(f"   ratio agent/(dockerd+containerd)          {agent_rss / d_rss:5.2f}")
             print(f"   ratio (agent+conmons)/(docker+shims)      {(agent_rss + conmon_rss) / docker_total:5.2f}"
                   f"   (goal < 0.5: {'met' if (agent_rss + conmon_rss) / docker_total < 0.5 else 'NOT met'})")
+        if args.plot:
+            stacked = {"reconcile agent": {"daemon": agent_rss / 2**20, "per-container monitors": conmon_rss / 2**20}}
+            if have_docker:
+                stacked["docker"] = {"daemon": d_rss / 2**20, "per-container monitors": shim_rss / 2**20}
+            plots.bars(args.plot_dir / "bench-memory.png",
+                       f"Memory (RSS) at rest with {n} containers: daemon + monitors", "MiB", {}, stacked=stacked)
         rt.close()
     finally:
         if agent is not None and agent.poll() is None:

@@ -8,10 +8,14 @@ times compare the convergence itself. Both are timed as a user runs them: one CL
 Goals: converge ratio <= 0.7; no-op pass < 0.2 s for 50 (issue 7), printed both as the whole
 CLI process and as the pass alone (from the summary line). Then the CPU the engine's
 supervision loops (health checker, restart manager, as the agent and a pass run them) use
-while nothing happens, as a share of one core (issue 21's goal: < 1 % at 500 containers).
+while nothing happens, as a share of one core (issue 21's goal: < 1 % at 500 containers), and
+the wall and CPU time of a pass that removes them all (it waits for every stop).
 Needs root, and dockerd unless --native-only.
 
-    sudo .venv/bin/python bench/bench_converge.py [--containers 50] [--noop-runs 3] [--native-only]
+    sudo .venv/bin/python bench/bench_converge.py [--containers 50|5,10,25] [--noop-runs 3] [--plot] [--native-only]
+
+With --plot it also draws converge time against the number of containers, both tools, into
+docs/img/bench-converge.png (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -31,10 +35,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import plots
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
 from reconciler.runtime.native.network import NetworkManager
-from tests.helpers import images
+from tests.helpers import images, subnets
 from tests.helpers.registry import RegistryServer
 
 PASS_TIME = re.compile(r"\((\d+\.\d+)s\)\s*$")
@@ -105,14 +110,8 @@ def write_compose(path: Path, tag: str, n: int, subnet: str, port0: int) -> None
     path.write_text("\n".join(lines) + "\n")
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--containers", type=int, default=50)
-    ap.add_argument("--noop-runs", type=int, default=3)
-    ap.add_argument("--idle-seconds", type=float, default=10.0)
-    ap.add_argument("--native-only", action="store_true", help="leave docker-compose out")
-    opts = ap.parse_args()
-    n = opts.containers
+def converge(n: int, noop_runs: int, idle_seconds: float, native_only: bool) -> dict[str, float]:
+    """One measurement of `n` containers on each side; the times in seconds."""
     with tempfile.TemporaryDirectory(prefix="bench-converge-") as tmp_s:
         tmp = Path(tmp_s)
         registry = RegistryServer(tmp / "registry").start()
@@ -124,6 +123,7 @@ def main() -> int:
         m = tmp / "manifests"
         cli = [sys.executable, "-m", "reconciler", "--once", str(m), "--root", str(config.root),
                "--run-dir", str(config.run_dir), "--name-prefix", prefix, "--runtime", "native"]
+        block = subnets.lease_block()           # a /22 nobody else (tests, other benches) uses
         try:
             layout = tmp / "layout"
             images.write_layout(layout, [images.busybox_layer()])
@@ -132,41 +132,30 @@ def main() -> int:
             rt = NativeRuntime(config)
             rt.pull_image(ref)
             rt.close()
-            if not opts.native_only:
+            if not native_only:
                 subprocess.run(["docker", "import", "-", tag], input=images.busybox_layer(),
                                capture_output=True, check=True)
-            a, b = 200 + secrets.randbelow(50), secrets.randbelow(250) + 1
-            write_manifests(m, ref, n, f"10.{a}.{b}.0/24", 21000)
-            write_compose(compose_file, tag, n, f"10.{a}.{(b + 1) % 250 + 1}.0/24", 22000)
+            halves = list(block.subnets(new_prefix=24))
+            write_manifests(m, ref, n, str(halves[0]), 21000)
+            write_compose(compose_file, tag, n, str(halves[1]), 22000)
 
             native_up = timed(cli)
             pass_times.clear()
-            native_noop = statistics.median(timed(cli) for _ in range(opts.noop_runs))
+            native_noop = statistics.median(timed(cli) for _ in range(noop_runs))
             noop_pass = statistics.median(pass_times) if pass_times else float("nan")
-            idle = idle_supervision_cpu(config, opts.idle_seconds)
+            idle = idle_supervision_cpu(config, idle_seconds)
             # remove them all: busybox sleep as PID 1 ignores SIGTERM, so each stop waits its
             # 10 s timeout, and the pass waits with its supervision loops running (issue 21)
             shutil.rmtree(m)
             m.mkdir()
             remove_wall, remove_cpu = wall_and_cpu([*cli, "--allow-empty"])
             compose_up = compose_noop = float("nan")
-            if not opts.native_only:
+            if not native_only:
                 compose = ["docker-compose", "-p", project, "-f", str(compose_file)]
                 compose_up = timed([*compose, "up", "-d"])
-                compose_noop = statistics.median(timed([*compose, "up", "-d"]) for _ in range(opts.noop_runs))
-
-            print(f"{n} containers, one network, one published port each")
-            print(f"  converge from empty   reconcile --once {native_up:7.2f} s   docker-compose up -d {compose_up:7.2f} s"
-                  f"   ratio {native_up / compose_up:5.2f} (goal <= 0.7)")
-            print(f"  nothing to do         reconcile --once {native_noop:7.2f} s   docker-compose up -d {compose_noop:7.2f} s"
-                  f"   ratio {native_noop / compose_noop:5.2f}")
-            print(f"  nothing to do, the pass alone (after CLI start-up): {noop_pass:.3f} s (goal < 0.2 s for 50)")
-            print(f"  idle supervision (health checker + restart manager): {100 * idle:.2f} % of a core "
-                  f"over {opts.idle_seconds:.0f} s (goal < 1 % at 500)")
-            print(f"  remove all (a pass waiting for {n} stopping containers): {remove_wall:.2f} s, "
-                  f"CPU {remove_cpu:.2f} s")
+                compose_noop = statistics.median(timed([*compose, "up", "-d"]) for _ in range(noop_runs))
         finally:
-            if not opts.native_only:
+            if not native_only:
                 subprocess.run(["docker-compose", "-p", project, "-f", str(compose_file), "down", "-v",
                                 "--remove-orphans"], capture_output=True, check=False)
                 subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
@@ -175,6 +164,45 @@ def main() -> int:
                 m.mkdir()
                 subprocess.run([*cli, "--allow-empty"], capture_output=True, check=False)
             registry.stop()
+            subnets.release(block)
+    return {"native_up": native_up, "native_noop": native_noop, "noop_pass": noop_pass,
+            "compose_up": compose_up, "compose_noop": compose_noop, "idle": idle,
+            "remove_wall": remove_wall, "remove_cpu": remove_cpu}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--containers", default="50",
+                    help="how many containers; a comma list measures each (default: 50; "
+                         "with --plot and one number: 5,10,25,50)")
+    ap.add_argument("--noop-runs", type=int, default=3)
+    ap.add_argument("--idle-seconds", type=float, default=10.0)
+    ap.add_argument("--native-only", action="store_true", help="leave docker-compose out")
+    plots.add_plot_flags(ap)
+    opts = ap.parse_args()
+    counts = [int(c) for c in opts.containers.split(",")]
+    if opts.plot and len(counts) == 1:
+        counts = [5, 10, 25, 50]
+    results = {}
+    for n in counts:
+        r = results[n] = converge(n, opts.noop_runs, opts.idle_seconds, opts.native_only)
+        print(f"{n} containers, one network, one published port each")
+        print(f"  converge from empty   reconcile --once {r['native_up']:7.2f} s   docker-compose up -d "
+              f"{r['compose_up']:7.2f} s   ratio {r['native_up'] / r['compose_up']:5.2f} (goal <= 0.7)")
+        print(f"  nothing to do         reconcile --once {r['native_noop']:7.2f} s   docker-compose up -d "
+              f"{r['compose_noop']:7.2f} s   ratio {r['native_noop'] / r['compose_noop']:5.2f}")
+        print(f"  nothing to do, the pass alone (after CLI start-up): {r['noop_pass']:.3f} s (goal < 0.2 s for 50)")
+        print(f"  idle supervision (health checker + restart manager): {100 * r['idle']:.2f} % of a core "
+              f"over {opts.idle_seconds:.0f} s (goal < 1 % at 500)")
+        print(f"  remove all (a pass waiting for {n} stopping containers): {r['remove_wall']:.2f} s, "
+              f"CPU {r['remove_cpu']:.2f} s", flush=True)
+    if opts.plot:
+        plots.lines(opts.plot_dir / "bench-converge.png", "Converge from an empty host (one CLI run)",
+                    "containers (one network, one published port each)", "seconds", counts,
+                    {"reconcile --once": [results[n]["native_up"] for n in counts],
+                     "docker-compose up -d": [results[n]["compose_up"] for n in counts],
+                     "reconcile --once, nothing to do": [results[n]["native_noop"] for n in counts],
+                     "docker-compose up -d, nothing to do": [results[n]["compose_noop"] for n in counts]})
     return 0
 
 

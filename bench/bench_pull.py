@@ -14,7 +14,9 @@ once untimed first (warm store directories); each cold run starts after `sync`, 
 pays for another's writeback. Medians and ratios are printed.
 Goal: native / docker <= 0.8. The native numbers include the CLI's Python start-up (~0.5 s).
 
-    sudo .venv/bin/python bench/bench_pull.py [--runs 3] [--layers 10] [--mib 300]
+    sudo .venv/bin/python bench/bench_pull.py [--runs 3] [--layers 10] [--mib 300] [--plot]
+
+With --plot it also draws the cold pulls as bars into docs/img/bench-pull.png (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import plots
 from tests.helpers import images
 from tests.helpers.registry import RegistryServer
 
@@ -71,6 +74,7 @@ def main() -> int:
     ap.add_argument("--layers", type=int, default=10)
     ap.add_argument("--mib", type=int, default=300)
     ap.add_argument("--skip", action="append", default=[], choices=("docker", "podman", "skopeo"))
+    plots.add_plot_flags(ap)
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("run as root (docker, podman and overlay snapshots need it)", file=sys.stderr)
@@ -155,6 +159,11 @@ def main() -> int:
         if "docker" in med:
             ok = med["native"] / med["docker"] <= 0.8
             print(f"goal native/docker <= 0.8: {'met' if ok else 'NOT met'}")
+        if args.plot:
+            plots.bars(args.plot_dir / "bench-pull.png",
+                       f"Pull and unpack {args.layers} layers, {raw / 2**20:.0f} MiB (median of {args.runs})",
+                       "seconds", {("reconcile" if k == "native" else k + " (download only)" if k == "skopeo" else k):
+                                   v for k, v in med.items()})
     finally:
         quiet(["docker", "rmi", "-f", ref])
         quiet(["podman", "rmi", "-f", ref])

@@ -34,7 +34,7 @@ def _type_of(node: Mapping[str, Any]) -> str:
     if "enum" in node:
         return " | ".join(f"`{v}`" for v in node["enum"])
     for key in ("anyOf", "oneOf"):
-        if key in node:
+        if key in node and "type" not in node:      # with a type, the alternatives say which keys are required
             return " or ".join(_type_of(n) for n in node[key])
     t = node.get("type")
     if isinstance(t, list):

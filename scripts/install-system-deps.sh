@@ -17,7 +17,8 @@ if [ "${1:-}" = "--test" ]; then
     skopeo umoci                # interoperability peers and the unpack oracle
     docker.io podman            # peers and the Docker backend's engine
     docker-compose              # compose peer for benchmarks
-    zsh                         # the generated zsh completion is parsed by zsh itself
+    zsh fish                    # the generated zsh and fish completion is parsed by the shell itself
+    chromium                    # the dashboard's browser test (DevTools protocol over a pipe)
   )
 fi
 missing=()

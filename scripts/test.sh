@@ -14,7 +14,7 @@ echo "== import-linter"; lint-imports
 echo "== pytest"
 set +e
 # tests wait on processes, mounts and servers more than on the CPU: 4 workers on 2 cores
-pytest -n "${PYTEST_WORKERS:-4}" "$@"
+pytest -n "${PYTEST_WORKERS:-4}" --dist loadgroup "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi

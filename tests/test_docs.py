@@ -29,3 +29,60 @@ def test_every_schema_field_and_command_is_documented() -> None:
     cli = (REPO / "docs" / "reference" / "cli.md").read_text()
     for command in COMMANDS:
         assert f"## reconcile {command}\n" in cli, command
+
+
+def test_the_man_page_renders_without_warnings_and_names_every_command() -> None:
+    import shutil
+
+    import pytest
+
+    from reconciler.cli.main import COMMANDS
+
+    if shutil.which("groff") is None:
+        pytest.skip("groff is not installed")
+    page = REPO / "docs" / "man" / "reconcile.1"
+    proc = subprocess.run(["groff", "-man", "-ww", "-Tutf8", str(page)], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert proc.stderr == ""
+    text = proc.stdout.replace("\u2010", "-")
+    for command in COMMANDS:
+        assert f"reconcile {command}" in text, command
+
+
+def test_the_docs_site_builds_strict_offline_with_its_pictures(tmp_path: Path) -> None:
+    """mkdocs build --strict (a broken link or a missing page fails it) of docs/ and the README
+    as its guide; every picture a page shows is in the site, and no page loads anything from
+    another address (fonts, scripts, styles)."""
+    import re
+
+    nav = (REPO / "mkdocs.yml").read_text()
+    for md in (REPO / "docs").rglob("*.md"):                           # no page left out of the menu
+        assert f" {md.relative_to(REPO / 'docs').as_posix()}\n" in nav, f"{md} is not in mkdocs.yml's nav"
+    site = tmp_path / "site"
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(REPO / "mkdocs.yml"),
+                           "-d", str(site)], capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    pages = {p.relative_to(site).as_posix(): p.read_text() for p in site.rglob("*.html")}
+    for page in ("index.html", "guide.html", "dashboard.html", "benchmarks.html", "reference/cli.html"):
+        assert page in pages, sorted(pages)
+    assert "reconcile completion bash" in pages["guide.html"]           # the README, as the guide
+    shown = {m for html in pages.values() for m in re.findall(r'<img[^>]* src="([^"]+\.png)"', html)}
+    for png in ("img/dashboard-phone.png", "img/bench-converge.png", "img/bench-pull.png", "img/bench-memory.png"):
+        assert png in shown, (png, shown)
+        assert (site / png).stat().st_size > 1000
+    for name, html in pages.items():
+        assert not re.findall(r'<(?:script|img)[^>]* src="https?://', html), name
+        assert not re.findall(r'<link[^>]* rel="stylesheet"[^>]* href="https?://', html), name
+
+
+def test_the_bench_plots_draw_pngs(tmp_path: Path) -> None:
+    """What `bench/*.py --plot` calls: a line plot and a stacked bar plot, as PNG files."""
+    from bench import plots
+
+    line = plots.lines(tmp_path / "l.png", "t", "containers", "seconds", [5, 10],
+                       {"reconcile --once": [1.0, 2.0], "docker-compose up -d, nothing to do": [3.0, 4.0]})
+    bar = plots.bars(tmp_path / "b.png", "t", "MiB", {}, stacked={"reconcile agent": {"daemon": 40.0},
+                                                                 "docker": {"daemon": 90.0, "shims": 200.0}})
+    for png in (line, bar):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -2,7 +2,9 @@
 
     root: /var/lib/reconciler          # state DB, engine state, source caches
     run_dir: /run/reconciler           # conmon exit files, netns; the socket's default home
-    runtime: native                    # native | docker | fake
+    runtime: native                    # native | docker | swarm | fake
+    labels: {role: edge, zone: east}   # this host's labels: only containers whose spec.placement
+                                       # they match are converged here (not with runtime: swarm)
     socket: /run/reconciler/reconciler.sock
     drift_interval: 60s                # periodic pass even without a change (drift check)
     metrics: {listen: "127.0.0.1:9464"}    # optional: /metrics on TCP as well
@@ -13,6 +15,8 @@
     supervision: {flap_limit: 5, flap_window: 2m}
     history: {keep: 1000, max_age: 30d}    # per owner; identical failed passes share one row
     image_updates: {interval: 5m}      # image update policies: how long a tag listing is reused
+    decryption: {provider: sops, age_key_file: /etc/reconciler/age.key}   # optional: SOPS env files
+                                       # (also gnupg_home: DIR for files encrypted to a PGP key)
     notify:                            # optional: Apprise URLs or a signed JSON webhook
       - {url_file: /etc/reconciler/chat.url, severity: warning}
       - {webhook: {url: "https://ci.example/hook", secret_file: /etc/reconciler/hook.secret}}
@@ -29,6 +33,8 @@
         suspend: false
         policy: restricted             # host | restricted | a policy file (docs/security.md);
                                        # default: restricted for git, host for directory
+        decryption: {provider: sops, age_key_file: /etc/reconciler/shop.age}   # its own key
+                                       # instead of the top-level one ({provider: none}: no key)
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from reconciler.agent.notify import KINDS as NOTIFY_KINDS
 from reconciler.agent.notify import NotifyTarget, read_secret, target_from_config
 from reconciler.errors import TerminalError
 from reconciler.spec import policy as policy_mod
+from reconciler.spec import sops
 
 __all__ = ["AgentConfig", "ConfigError", "GitSettings", "SourceConfig", "load_config", "parse_config"]
 
@@ -65,6 +72,20 @@ _WEBHOOK = {
     },
 }
 
+_DECRYPTION: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["provider"],
+    "properties": {
+        "provider": {"enum": ["sops", "none"],
+                     "description": "sops (with age_key_file and/or gnupg_home), or none: decrypt nothing"},
+        "age_key_file": {"type": "string", "minLength": 1,
+                         "description": "age identities (age-keygen's file, 0600): files encrypted to their "
+                         "recipients open"},
+        "gnupg_home": {"type": "string", "minLength": 1,
+                       "description": "a GnuPG home holding the secret keys of files encrypted to a PGP key "
+                       "(gpg must be installed)"},
+    },
+}
+
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -72,7 +93,14 @@ SCHEMA: dict[str, Any] = {
     "properties": {
         "root": {"type": "string", "minLength": 1},
         "run_dir": {"type": "string", "minLength": 1},
-        "runtime": {"enum": ["native", "docker", "fake"]},
+        "runtime": {"enum": ["native", "docker", "swarm", "fake"]},
+        "labels": {
+            "type": "object",
+            "description": "this host's labels: the agent converges only the containers whose spec.placement "
+            "they match (no placement: every host); one repository then serves a fleet",
+            "propertyNames": {"pattern": r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,62})$"},
+            "additionalProperties": {"type": "string"},
+        },
         "name_prefix": {"type": "string", "pattern": r"^[a-z][a-z0-9]{1,7}$"},
         "oci_runtime": {"enum": ["runc", "crun"]},
         "socket": {"type": "string", "minLength": 1},
@@ -109,6 +137,9 @@ SCHEMA: dict[str, Any] = {
             "properties": {"interval": {**_DURATION, "description": "a repository's tags are listed at most once "
                                         "per interval (default 5m); a failing registry is asked less and less often"}},
         },
+        "decryption": {**_DECRYPTION, "description": "open SOPS-encrypted env files in memory while a "
+                       "revision loads, for every source without its own decryption (docs/security.md, "
+                       "SOPS-encrypted env files)"},
         "notify": {
             "type": "array",
             "description": "where to send notifications (reconciler/agent/notify.py, docs/operations.md)",
@@ -183,6 +214,8 @@ SCHEMA: dict[str, Any] = {
                     "policy": {"type": "string", "minLength": 1,
                                "description": "host, restricted or a policy file's path (docs/security.md); "
                                "default: restricted for git sources, host for directory sources"},
+                    "decryption": {**_DECRYPTION, "description": "this source's own key for SOPS-encrypted "
+                                   "env files, instead of the top-level decryption (provider: none: no key)"},
                     "webhook": {
                         "type": "object", "additionalProperties": False, "required": ["path", "secret_file"],
                         "properties": {"path": {"type": "string", "pattern": "^/"},
@@ -227,6 +260,12 @@ class SourceConfig:
     webhook_path: str | None = None
     webhook_secret_file: Path | None = None
     policy: policy_mod.Policy = policy_mod.HOST     # what its manifests may ask (spec/policy.py)
+    decryption: sops.Keys | None = None     # its own keys for SOPS files (with own_decryption)
+    own_decryption: bool = False            # it has a decryption: entry (provider none included)
+
+    def keys(self, default: sops.Keys | None) -> sops.Keys | None:
+        """What opens this source's SOPS files: its own decryption, else the agent's."""
+        return self.decryption if self.own_decryption else default
 
     @property
     def kind(self) -> str:
@@ -238,6 +277,7 @@ class AgentConfig:
     root: Path = Path("/var/lib/reconciler")
     run_dir: Path = Path("/run/reconciler")
     runtime: str = "native"
+    labels: Mapping[str, str] = field(default_factory=dict)   # this host's (spec.placement selects by them)
     name_prefix: str = "rcl"
     oci_runtime: str = "runc"
     socket: Path = Path("/run/reconciler/reconciler.sock")
@@ -255,6 +295,7 @@ class AgentConfig:
     history_max_age: float = 30 * 86400.0   # seconds a pass is kept
     notify: tuple[NotifyTarget, ...] = ()
     image_update_interval: float = 300.0    # seconds a repository's tag listing is reused (agent/updates.py)
+    decryption: sops.Keys | None = None     # opens SOPS-encrypted env files (spec.load's `decryption`)
     dashboard: tuple[str, int, bytes] | None = field(default=None, repr=False)   # host, port, token
     engine_api: tuple[Path, int | None] | None = None    # socket, group id
     sources: tuple[SourceConfig, ...] = field(default_factory=tuple)
@@ -387,9 +428,18 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
         except KeyError:
             problems.append(f"{where}:{lines.get(('engine_api',), 1)}: engine_api.group: no group "
                             f"{engine_api_cfg['group']!r} on this host")
+    if data.get("labels") and data.get("runtime") == "swarm":
+        problems.append(f"{where}:{lines.get(('labels',), 1)}: labels: a Swarm manager places services by its "
+                        "nodes' labels (docker node update --label-add KEY=VALUE NODE); drop labels here")
     if engine_api_cfg is not None and data.get("runtime", "native") != "native":
         problems.append(f"{where}:{lines.get(('engine_api',), 1)}: engine_api: only the native runtime serves the "
                         "Engine API (docker and podman serve their own)")
+    decryption = None
+    if data.get("decryption") and not problems:
+        try:
+            decryption = _decryption(data["decryption"], "decryption")
+        except ValueError as e:
+            problems.append(f"{where}:{lines.get(('decryption',), 1)}: decryption: {e}")
     hook_limits: dict[str, Any] = {}
     if not problems and data.get("webhook"):
         try:
@@ -408,6 +458,7 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
     run_dir, name_prefix = locations(root, data.get("run_dir"), data.get("name_prefix"))
     return AgentConfig(
         root=root, run_dir=run_dir, runtime=data.get("runtime", "native"),
+        labels=dict(sorted((data.get("labels") or {}).items())),
         name_prefix=name_prefix, oci_runtime=data.get("oci_runtime", "runc"),
         socket=Path(data.get("socket", run_dir / "reconciler.sock")),
         drift_interval=_duration(data.get("drift_interval", 60)), parallel=int(data.get("parallel", 4)),
@@ -416,11 +467,24 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
         supervise=bool(sup.get("enabled", True)), flap_limit=int(sup.get("flap_limit", 5)),
         flap_window=_duration(sup.get("flap_window", 120)),
         history_keep=int(history.get("keep", 1000)), history_max_age=_days(history.get("max_age", "30d")),
-        notify=tuple(notify), dashboard=dashboard, sources=tuple(sources),
+        notify=tuple(notify), dashboard=dashboard, sources=tuple(sources), decryption=decryption,
         image_update_interval=_duration((data.get("image_updates") or {}).get("interval", 300)),
         engine_api=None if engine_api_cfg is None else
         (Path(engine_api_cfg.get("socket") or run_dir / "docker.sock"), gid),
     )
+
+
+def _decryption(dec: Mapping[str, Any], at: str) -> sops.Keys | None:
+    """The keys a `decryption:` entry names (None for provider none); ValueError says what is wrong."""
+    if dec["provider"] == "none":
+        return None
+    if not dec.get("age_key_file") and not dec.get("gnupg_home"):
+        raise ValueError("provider sops needs age_key_file (or gnupg_home)")
+    what = f"{at}.age_key_file {dec['age_key_file']}" if dec.get("age_key_file") else f"{at}.gnupg_home"
+    try:
+        return sops.load_keys(dec.get("age_key_file"), gnupg_home=dec.get("gnupg_home"), where=what)
+    except sops.KeyConfigError as e:
+        raise ValueError(e.message) from None
 
 
 def _days(value: Any) -> float:
@@ -462,7 +526,9 @@ def _source(s: Mapping[str, Any], owner: str) -> SourceConfig:
         policy = policy_mod.load_policy(str(s.get("policy", "restricted" if git is not None else "host")))
     except policy_mod.PolicyError as e:
         raise ValueError(f"policy: {e}") from None
+    decryption = _decryption(s["decryption"], "decryption") if "decryption" in s else None
     return SourceConfig(
+        decryption=decryption, own_decryption="decryption" in s,
         name=s["name"], owner=owner,
         directory=Path(os.path.abspath(s["directory"])) if "directory" in s else None, git=git,
         interval=_duration(s["interval"]) if "interval" in s else None,

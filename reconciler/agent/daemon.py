@@ -199,7 +199,7 @@ class Agent:
     def reload(self, new: cfgmod.AgentConfig) -> None:
         """Apply a re-read config: sources added, removed or changed; the rest needs a restart."""
         old = self.config
-        fixed = ("root", "run_dir", "runtime", "socket", "name_prefix", "metrics_listen")
+        fixed = ("root", "run_dir", "runtime", "socket", "name_prefix", "metrics_listen", "labels")
         ignored = [f for f in fixed if getattr(old, f) != getattr(new, f)]
         if ignored:
             self._log.warning("config_reload_partial", needs_restart=ignored)
@@ -218,6 +218,10 @@ class Agent:
                 self._add_source(sc)
             elif sc.suspend != self.loop.queue.is_suspended(name):
                 self.set_suspended(name, sc.suspend)
+        if old.decryption != new.decryption:        # a revision refused for want of a key loads now
+            with self._lock:
+                for src in self._sources.values():
+                    src.invalid = None
         if self._webhooks is not None:
             self._webhooks.close()
             self._webhooks = None
@@ -359,8 +363,9 @@ class Agent:
         try:
             with self._pass_lock:               # a source's live directory moves between passes only
                 src.source.place(rev)           # binds are checked and hashed where they will be mounted
-                desired = spec.load(rev.path, policy=src.cfg.policy, live=rev.live,
-                                    compose=spec.ComposeOptions(default_name=rev.name or None))
+                desired = self._host_part(spec.load(rev.path, policy=src.cfg.policy, live=rev.live,
+                                                    compose=spec.ComposeOptions(default_name=rev.name or None),
+                                                    decryption=src.cfg.keys(self.config.decryption)))
         except spec.SpecError as e:
             snap = str(rev.path)
             problems = [str(p).replace(snap, rev.origin, 1) if rev.origin else str(p) for p in e.problems]
@@ -380,6 +385,13 @@ class Agent:
         src.invalid = None
         self.prom.set_error(name, None)
         return dataclasses.replace(desired, revision=rev.id)
+
+    def _host_part(self, desired: spec.DesiredState) -> spec.DesiredState:
+        """This host's part of the manifests (spec.placement; SpecError when it cannot be told);
+        a Swarm manager places services itself."""
+        from reconciler.spec import placement
+
+        return desired if self.config.runtime == "swarm" else placement.select(desired, self.config.labels)
 
     def _planner_inputs(self, src: _Source, options: passes.PassOptions) -> passes.PassOptions:
         """`options` with what the planner needs from the agent (`planner.PlanOptions`): the
@@ -538,7 +550,10 @@ class Agent:
                 self.prom.down.labels(name).set(len(down))
                 for c in sorted(states, key=lambda c: c.name):
                     objects.append({"kind": "Container", "name": c.name, "id": c.id[:12], "status": str(c.status),
-                                    "health": c.health, "restart_count": c.restart_count,
+                                    "health": c.health, "restart_count": c.restart_count, "exit_code": c.exit_code,
+                                    "image": c.image, "digest": c.labels.get(labelmod.DIGEST) or c.image_id,
+                                    "ports": [f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}"
+                                              for p in c.ports],
                                     "revision": c.labels.get(labelmod.REVISION, ""), "flapping": c.name in flapping})
         except ReconcilerError as e:
             objects.append({"error": str(e)})
@@ -559,6 +574,7 @@ class Agent:
             "error": error, "problems": src.invalid[1] if src.invalid else [],
             "failures": src.last_failures, "drift": src.drift, "notes": src.notes, "down": down,
             "images": src.updates.status(src.applied.id) if src.applied else [],
+            "elsewhere": dict(src.desired.elsewhere) if src.desired is not None else {},
             "passes": ks.passes, "running": ks.running, "backoff_failures": ks.failures,
             "next_pass_in": None if ks.next_in is None else round(max(ks.next_in, 0.0), 3),
             "objects": objects,
@@ -595,7 +611,7 @@ class Agent:
             plan, unresolved = passes.plan_pass(desired, rt, self.db,
                                                 self._planner_inputs(src, passes.PassOptions(owner=src.cfg.owner)))
         return {"source": name, **plan.to_json(), "rendered": plan.render(), "in_sync": plan.is_empty(),
-                "unresolved": dict(unresolved)}
+                "unresolved": dict(unresolved), "elsewhere": dict(desired.elsewhere)}
 
     def _only(self, name: str | None) -> str:
         if name:
@@ -675,17 +691,36 @@ class Agent:
                 self.source_status(n)
         return self.prom.render()
 
-    def logs_tail(self, container: str, lines: int) -> Sequence[str]:
-        """The last `lines` lines of one of the agent's own containers (a source's owner label):
-        the dashboard shows nothing else of the host."""
+    def _own_containers(self, rt: Any) -> list[Any]:
+        """The containers of the agent's sources (their owner label): the dashboard shows
+        nothing else of the host."""
         owners = {s.cfg.owner for s in list(self._sources.values())}
+        return [c for c in rt.list_containers({labelmod.KIND: "Container"}) if c.labels.get(labelmod.OWNER) in owners]
+
+    @staticmethod
+    def _tail(rt: Any, container_id: str, lines: int) -> list[str]:
+        out = [ln.data.decode(errors="replace").rstrip("\n") for ln in rt.logs(container_id, tail=lines)]
+        return out[-lines:]
+
+    def logs_tail(self, container: str, lines: int) -> Sequence[str]:
+        """The last `lines` lines of one of the agent's own containers."""
         with self._runtime_session() as rt:
-            state = next((c for c in rt.list_containers({labelmod.KIND: "Container"})
-                          if c.name == container and c.labels.get(labelmod.OWNER) in owners), None)
+            state = next((c for c in self._own_containers(rt) if c.name == container), None)
             if state is None:
                 raise apierr.NotFound(f"no container {container} of this agent's sources")
-            out = [ln.data.decode(errors="replace").rstrip("\n") for ln in rt.logs(state.id, tail=lines)]
-        return out[-lines:]
+            return self._tail(rt, state.id, lines)
+
+    def logs_tails(self, lines: int) -> Mapping[str, Sequence[str]]:
+        """The last `lines` lines of each of the agent's own containers, from one listing (the
+        dashboard's live view asks every second); one whose logs cannot be read is left out."""
+        tails: dict[str, Sequence[str]] = {}
+        with self._runtime_session() as rt:
+            for c in self._own_containers(rt):
+                try:
+                    tails[c.name] = self._tail(rt, c.id, lines)
+                except (ReconcilerError, OSError):
+                    continue
+        return tails
 
     def containers(self, labels: Mapping[str, str]) -> Sequence[Mapping[str, Any]]:
         """What `reconcile ps` shows of every container of the engine (those with `labels`),

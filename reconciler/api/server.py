@@ -27,6 +27,7 @@ import structlog
 from reconciler import httpbody
 from reconciler.api import dashboard, errors
 from reconciler.api import events as events_mod
+from reconciler.errors import ReconcilerError
 
 __all__ = ["AgentView", "ApiServer", "DashboardServer", "MetricsServer"]
 
@@ -55,6 +56,8 @@ class AgentView(Protocol):
     def metrics(self) -> tuple[bytes, str]: ...
 
     def logs_tail(self, container: str, lines: int) -> Sequence[str]: ...
+
+    def logs_tails(self, lines: int) -> Mapping[str, Sequence[str]]: ...
 
     def containers(self, labels: Mapping[str, str]) -> Sequence[Mapping[str, Any]]: ...
 
@@ -253,7 +256,7 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                                           hint="open /?token=TOKEN once, or send Authorization: Bearer TOKEN")
             html_type = "text/html; charset=utf-8"
             if path == "/":
-                self._send(200, dashboard.render_index(view.status(), view.history(None, 20)), html_type)
+                self._send(200, dashboard.render_index(*self._dashboard_data()), html_type)
             elif path.startswith("/ui/logs/"):
                 name = urllib.parse.unquote(path[len("/ui/logs/"):])
                 self._send(200, dashboard.render_logs(name, view.logs_tail(name, 200)), html_type)
@@ -264,14 +267,7 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                 self.send_header("Connection", "close")
                 self.end_headers()
                 self.close_connection = True
-                bus, seq = view.events, view.events.last_seq
-                while not bus.closed:
-                    batch = bus.wait(seq, follow_poll)
-                    for chunk in dashboard.sse_lines(batch):
-                        self.wfile.write(chunk)
-                    seq = max([seq, *(int(e["seq"]) for e in batch)])
-                    self.wfile.write(b": keep-alive\n\n" if not batch else b"")
-                    self.wfile.flush()
+                self._follow_dashboard()
             else:
                 raise errors.NotFound(f"no dashboard page {path}")
 
@@ -286,6 +282,34 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
             self.close_connection = True
             for value in itertools.chain(() if first is None else (first,), values):
                 self.wfile.write(json.dumps(value).encode() + b"\n")
+                self.wfile.flush()
+
+        def _dashboard_data(self) -> tuple[Mapping[str, Any], Sequence[Mapping[str, Any]],
+                                           Mapping[str, Sequence[str]]]:
+            """What the page shows: status, the last passes, each container's last log lines."""
+            try:
+                tails = view.logs_tails(dashboard.TAIL_LINES)
+            except ReconcilerError:
+                tails = {}                      # the engine cannot be read: status says why
+            return view.status(), view.history(None, 20), tails
+
+        def _follow_dashboard(self) -> None:
+            """Events as they come; and after each batch or poll interval, the page's sections
+            when they differ from what this client was last sent."""
+            bus, seq = view.events, view.events.last_seq
+            sent: dict[str, str] = {}
+            while not bus.closed:
+                batch = bus.wait(seq, follow_poll)
+                for chunk in dashboard.sse_lines(batch):
+                    self.wfile.write(chunk)
+                seq = max([seq, *(int(e["seq"]) for e in batch)])
+                parts = dashboard.sections(*self._dashboard_data())
+                changed = {k: v for k, v in parts.items() if sent.get(k) != v}
+                if changed:
+                    self.wfile.write(dashboard.sse_sections(changed))
+                    sent.update(changed)
+                elif not batch:
+                    self.wfile.write(b": keep-alive\n\n")
                 self.wfile.flush()
 
         def _stream_events(self, since: int, follow: bool) -> None:

@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--root", default=None, help="state root (overrides the config's root)")
     parser.add_argument("--run-dir", default=None, help="run directory (overrides run_dir)")
     parser.add_argument("--socket", default=None, help="API socket (overrides socket)")
-    parser.add_argument("--runtime", default=None, choices=("native", "docker", "fake"),
+    parser.add_argument("--runtime", default=None, choices=("native", "docker", "swarm", "fake"),
                         help="engine (overrides runtime; supervision of restarts is the native engine's, dockerd does its own)")
     parser.add_argument("--name-prefix", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--drift-interval", default=None, help="seconds or 30s/5m between drift checks")

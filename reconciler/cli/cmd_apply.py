@@ -14,7 +14,9 @@ Prints a summary table (one row per resource that changed or failed) and logs on
 
 `--runtime native` is the embedded engine; `--runtime fake` is an in-memory engine whose
 state is a JSON file under `--root`: it runs no process and exists for tests and for trying
-the reconciler's decisions without touching the host.
+the reconciler's decisions without touching the host. `--runtime swarm` converges the services
+of a Docker Swarm cluster through a manager (docs/swarm.md) and waits for each rollout up to
+`--timeout`: exit 1 when Swarm rolled an update back or a service did not converge in time.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["add_common_flags", "keep_revision", "open_db", "open_runtime", "print_result", "register", "run",
-           "stopped_code"]
+__all__ = ["add_common_flags", "add_host_label_flag", "add_timeout_flag", "host_part", "keep_revision", "open_db",
+           "open_runtime", "print_result", "register", "run", "stopped_code"]
 
 def add_common_flags(parser: argparse.ArgumentParser, *, source: bool = True) -> None:
     """Flags shared by apply, diff and history."""
@@ -37,13 +39,70 @@ def add_common_flags(parser: argparse.ArgumentParser, *, source: bool = True) ->
                             "holding a compose file (compose.yaml, docker-compose.yml, ...) or - for stdin")
     options.add_engine_options(parser)
     parser.add_argument("--runtime", default=os.environ.get("RECONCILER_RUNTIME", "native"),
-                        choices=("native", "docker", "fake"),
+                        choices=("native", "docker", "swarm", "fake"),
                         help="container engine: native (embedded, default), docker (a Docker or "
-                        "Podman engine via $DOCKER_HOST or /var/run/docker.sock) or fake (in-memory, "
+                        "Podman engine via $DOCKER_HOST or /var/run/docker.sock), swarm (the services of "
+                        "a Docker Swarm cluster, through the manager $DOCKER_HOST names) or fake (in-memory, "
                         "state in a JSON file under --root; for tests and dry runs)")
     parser.add_argument("--owner", default="default",
                         help="instance name written to the reconciler.owner label; only objects "
                         "with this owner are ever changed (default: default)")
+
+
+def _duration(value: str) -> float:
+    from reconciler.spec import units
+
+    try:
+        return float(units.parse_duration(value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_timeout_flag(parser: argparse.ArgumentParser) -> None:
+    """--timeout: how long a cluster's rollout of one service may take (apply, rollback)."""
+    parser.add_argument("--timeout", type=_duration, default=300.0, metavar="DURATION",
+                        help="--runtime swarm: how long each service's rollout may take before the "
+                        "pass fails naming it (default 5m; like 90s, 10m)")
+
+
+def add_host_label_flag(parser: argparse.ArgumentParser) -> None:
+    """--host-label KEY=VALUE: this host's labels, which containers' spec.placement selects by."""
+    parser.add_argument("--host-label", action="append", default=[], metavar="KEY=VALUE",
+                        help="a label of this host (repeatable): only the containers whose spec.placement "
+                        "matches this host's labels are converged here (no placement: every host), so one "
+                        "repository serves many hosts; not with --runtime swarm (label the nodes instead)")
+
+
+def host_part(args: argparse.Namespace, desired: Any) -> Any:
+    """The part of `desired` this host converges (reconciler.spec.placement); SpecError when it
+    cannot be told, TerminalError (exit 2) for a bad --host-label or one given to a Swarm (whose
+    manager places services itself)."""
+    from reconciler.errors import TerminalError
+    from reconciler.spec import placement
+
+    if args.runtime == "swarm":
+        if args.host_label:
+            raise TerminalError("--host-label is for a single host: a Swarm manager places services by its "
+                                "nodes' labels", hint="label the nodes: docker node update --label-add KEY=VALUE NODE")
+        return desired
+    try:
+        labels = placement.parse_labels(args.host_label)
+    except ValueError as exc:
+        raise TerminalError(f"--host-label {exc}") from None
+    return placement.select(desired, labels)
+
+
+def print_elsewhere(desired: Any, *, every: bool) -> None:
+    """What the manifests place on other hosts: each object (`every`), or how many."""
+    if not desired.elsewhere:
+        return
+    if every:
+        for what, why in desired.elsewhere.items():
+            print(f"note: {what} is not for this host: {why}")
+    else:
+        n = len(desired.elsewhere)
+        print(f"note: {n} {'object is' if n == 1 else 'objects are'} placed on other hosts (`reconcile diff` names "
+              f"{'it' if n == 1 else 'them'})")
 
 
 def register(subparsers: Any) -> None:
@@ -55,12 +114,15 @@ def register(subparsers: Any) -> None:
         "SIGTERM/SIGINT (the actions in flight finish; a second signal stops at once).",
     )
     add_common_flags(parser)
+    add_host_label_flag(parser)
     from reconciler.cli import options
 
     options.add_policy_flag(parser)
+    options.add_decryption_flag(parser)
     parser.add_argument("--allow-empty", action="store_true",
                         help="let a revision that declares nothing prune every object this owner created")
     parser.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+    add_timeout_flag(parser)
     parser.add_argument("--parallel", type=int, default=4, metavar="N",
                         help="actions run at once (default: 4)")
     parser.add_argument("--keep-revisions", type=int, default=10, metavar="N",
@@ -104,15 +166,18 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from reconciler import spec
+    from reconciler.cli.options import decryption_keys
     from reconciler.execution import executor, locking, passes, stopping
     from reconciler.spec import policy
 
-    desired = spec.load(args.source, policy=policy.load_policy(args.policy))  # SpecError/PolicyError → exit 2,
-    #                                                                          before anything is touched
-    print_warnings(desired)
+    loaded = spec.load(args.source, policy=policy.load_policy(args.policy),
+                       decryption=decryption_keys(args))  # SpecError/PolicyError → exit 2,
+    #                                                       before anything is touched
+    print_warnings(loaded)
+    desired = host_part(args, loaded)
     options = passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty, dry_run=args.dry_run,
                                  max_workers=max(1, args.parallel), source=os.path.abspath(args.source)
-                                 if args.source != "-" else "-", settle=SETTLE)
+                                 if args.source != "-" else "-", settle=SETTLE, rollout_timeout=args.timeout)
     started, db = time.time(), open_db(args)
     with stopping.Stopper() as stop, locking.store_lock(args.root), contextlib.ExitStack() as stack:
         with passes.failure_recorded(desired, db, options, started_at=started):    # the engine may not open
@@ -120,9 +185,12 @@ def run(args: argparse.Namespace) -> int:
         result = passes.run_pass(desired, runtime, db, options,
                                  execute_options=executor.ExecuteOptions(max_workers=options.max_workers, stop=stop))
         if result.changeset is not None and result.converged:
-            keep_revision(args, desired, options.source, keep=args.keep_revisions)
+            keep_revision(args, loaded, options.source, keep=args.keep_revisions)   # all of it: a
+            #                                         rollback takes this host's part again, by its labels then
     if stopped := stopped_code(result, stop, args.output):
         return stopped
+    if args.output != "json":
+        print_elsewhere(desired, every=False)
     return print_result(result, args.output)
 
 
@@ -140,9 +208,10 @@ def stopped_code(result: Any, stop: Any, fmt: str = "table") -> int:
 def keep_revision(args: argparse.Namespace, desired: Any, source: str, *, keep: int) -> None:
     """Keep a copy of a converged revision for `reconcile rollback`, prune old ones; a failure
     to keep one is a warning (the pass itself went fine)."""
+    from reconciler.cli.options import decryption_keys
     from reconciler.state import history, revisions
 
-    store = revisions.RevisionStore(args.root)
+    store = revisions.RevisionStore(args.root, decryption=decryption_keys(args))
     try:
         new = store.get(desired.revision) is None
         snap = store.save(desired, source)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import stat
 import sys
 from typing import Any
 
@@ -30,13 +31,22 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-f", "--file", default=None, metavar="FILE",
                         help="the Dockerfile (default: CONTEXT/Dockerfile)")
     parser.add_argument("--build-arg", action="append", default=[], metavar="KEY[=VALUE]",
-                        help="set a build-time variable (KEY alone takes it from the environment)")
+                        help="set a build-time variable (KEY alone takes it from the environment); "
+                             "SOURCE_DATE_EPOCH=SECONDS (also taken from the environment) makes the build "
+                             "reproducible: image and history times are it, no file in a new layer is newer")
     parser.add_argument("--target", default=None, metavar="STAGE", help="build this stage of a multi-stage file")
     parser.add_argument("--network", default="none", choices=("none", "host"),
                         help="network of RUN steps (default: none)")
     parser.add_argument("--secret", action="append", default=[], metavar="id=ID,src=FILE|env=VAR",
                         help="a secret for RUN --mount=type=secret,id=ID, from a file or an environment "
                              "variable (repeatable); never stored in the image, its history or the cache")
+    parser.add_argument("--ssh", action="append", default=[], metavar="ID[=SOCKET]",
+                        help="an SSH agent for RUN --mount=type=ssh[,id=ID] (repeatable; ID default: "
+                             "default; SOCKET default: $SSH_AUTH_SOCK); the step reaches it through a "
+                             "socket of its own, never the agent's path")
+    parser.add_argument("--allow", action="append", default=[], choices=("security.insecure",),
+                        help="security.insecure: let RUN --security=insecure run its step with every "
+                             "capability (refused without it)")
     parser.add_argument("--no-cache", action="store_true", help="do not use the build cache")
     parser.add_argument("--pull", action="store_true", help="pull FROM images even when present")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
@@ -122,6 +132,29 @@ def check(args: argparse.Namespace) -> int:
     return 1 if result.findings and (args.check_error or result.error) else 0
 
 
+def parse_ssh(items: list[str]) -> dict[str, str]:
+    """`--ssh ID[=SOCKET]` values: agent socket paths by id."""
+    from reconciler.runtime import errors as rterrors
+
+    out: dict[str, str] = {}
+    for item in items:
+        ident, eq, path = item.partition("=")
+        if not eq:
+            path = os.environ.get("SSH_AUTH_SOCK", "")
+            if not path:
+                raise rterrors.InvalidArgument(f"--ssh {item}: SSH_AUTH_SOCK is not set",
+                                               hint=f"start an agent, or give its socket: --ssh {ident}=PATH")
+        try:
+            is_socket = stat.S_ISSOCK(os.stat(path).st_mode)
+        except OSError as exc:
+            raise rterrors.InvalidArgument(f"--ssh {item}: {path}: {exc.strerror}") from None
+        if not is_socket:
+            raise rterrors.InvalidArgument(f"--ssh {item}: {path} is not an SSH agent socket",
+                                           hint="give the agent's socket ($SSH_AUTH_SOCK); key files are not taken")
+        out[ident or "default"] = path
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     if args.check:
         return check(args)
@@ -135,10 +168,14 @@ def run(args: argparse.Namespace) -> int:
     dockerfile = args.file or "Dockerfile"
     if args.file and not os.path.isabs(args.file):
         dockerfile = os.path.abspath(args.file)
+    build_args = parse_build_args(args.build_arg)
+    if os.environ.get("SOURCE_DATE_EPOCH") and "SOURCE_DATE_EPOCH" not in build_args:
+        build_args["SOURCE_DATE_EPOCH"] = os.environ["SOURCE_DATE_EPOCH"]     # as buildx passes it
     opts = builder.BuildOptions(
-        context=args.context, dockerfile=dockerfile, build_args=parse_build_args(args.build_arg),
+        context=args.context, dockerfile=dockerfile, build_args=build_args,
         target=args.target, tags=tuple(args.tag), network=args.network, no_cache=args.no_cache, pull=args.pull,
-        secrets=parse_secrets(args.secret),
+        secrets=parse_secrets(args.secret), ssh=parse_ssh(args.ssh),
+        allow_insecure="security.insecure" in args.allow,
     )
 
     def say(line: str) -> None:

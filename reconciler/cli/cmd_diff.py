@@ -23,7 +23,9 @@ def register(subparsers: Any) -> None:
         "action and field-level differences. Exit 0 in sync, 1 drift, 2 error.",
     )
     cmd_apply.add_common_flags(parser)
+    cmd_apply.add_host_label_flag(parser)
     options.add_policy_flag(parser)
+    options.add_decryption_flag(parser)
     parser.add_argument("--allow-empty", action="store_true", help="plan as apply --allow-empty would")
     output.add_output_flag(parser)
     parser.set_defaults(run=run)
@@ -31,14 +33,16 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from reconciler import spec
-    from reconciler.cli import cmd_apply, output
+    from reconciler.cli import cmd_apply, options, output
     from reconciler.errors import ReconcilerError
     from reconciler.execution import passes
     from reconciler.spec import policy
 
     try:
-        desired = spec.load(args.source, policy=policy.load_policy(args.policy))
+        desired = spec.load(args.source, policy=policy.load_policy(args.policy),
+                            decryption=options.decryption_keys(args))
         cmd_apply.print_warnings(desired)
+        desired = cmd_apply.host_part(args, desired)
         with cmd_apply.open_runtime(args, supervise=False) as runtime:
             plan, errors = passes.plan_pass(desired, runtime, cmd_apply.open_db(args),
                                             passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty))
@@ -48,10 +52,11 @@ def run(args: argparse.Namespace) -> int:
     drift = not plan.is_empty()
     if args.output == "json":
         output.print_json({**plan.to_json(), "in_sync": not drift,
-                           "unresolved": dict(sorted(errors.items()))})
+                           "unresolved": dict(sorted(errors.items())), "elsewhere": dict(desired.elsewhere)})
     else:
         if plan.actions or plan.notes:
             print(plan.render())
+        cmd_apply.print_elsewhere(desired, every=True)
         for ref, err in sorted(errors.items()):
             print(f"warning: could not resolve {ref}: {err}", file=sys.stderr)
         print(f"drift: {len(plan.actions)} actions" if drift else "in sync")

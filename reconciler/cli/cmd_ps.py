@@ -1,6 +1,8 @@
 """`reconcile ps`: containers of the native engine, as `docker ps` shows them: served by the
 agent that holds the state root when one runs (#21, the client–server split: no engine code is
-loaded), else read from the root; the same rows either way (records.summary).
+loaded), else read from the root; the same rows either way (records.summary). With
+`--runtime swarm`, the services of a Swarm cluster and their tasks (node, state), through the
+manager $DOCKER_HOST names.
 
 Also home of the helpers the other container commands share (opening the engine, Docker's
 "Up 5 seconds (healthy)" status text, "2 minutes ago").
@@ -14,8 +16,8 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
-__all__ = ["ago", "for_each_container", "open_records", "open_runtime", "register", "run", "setup_logging_if_networked",
-           "status_text"]
+__all__ = ["ago", "for_each_container", "open_records", "open_runtime", "register", "run", "run_swarm",
+           "setup_logging_if_networked", "status_text"]
 
 COLUMNS = (("CONTAINER ID", "id12"), ("IMAGE", "image"), ("COMMAND", "command"), ("CREATED", "created_ago"),
            ("STATUS", "status_text"), ("PORTS", "ports"), ("NAMES", "name"))
@@ -24,11 +26,18 @@ COLUMNS = (("CONTAINER ID", "id12"), ("IMAGE", "image"), ("COMMAND", "command"),
 def register(subparsers: Any) -> None:
     from reconciler.cli import options, output
 
-    parser = subparsers.add_parser("ps", help="list containers", description="List the native engine's containers.")
+    parser = subparsers.add_parser("ps", help="list containers (or a Swarm cluster's services and tasks)",
+                                   description="List the native engine's containers; with --runtime swarm, "
+                                   "the services of a Swarm cluster with their tasks (node, state, error).")
     options.add_engine_options(parser)
     output.add_output_flag(parser)
-    parser.add_argument("-a", "--all", action="store_true", help="show all containers (default: running only)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only print container ids")
+    parser.add_argument("--runtime", choices=("native", "swarm"), default="native",
+                        help="native (default): the embedded engine's containers; swarm: the services and "
+                        "tasks of the Swarm cluster whose manager $DOCKER_HOST names (default the local socket)")
+    parser.add_argument("-a", "--all", action="store_true",
+                        help="show all containers (default: running only); swarm: every kept task, not only "
+                        "the ones Swarm wants running")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only print container (service) ids")
     parser.add_argument("-f", "--filter", action="append", default=[], metavar="label=KEY=VALUE",
                         help="only containers with this label (repeatable)")
     parser.add_argument("--no-trunc", action="store_true", help="do not truncate ids and commands")
@@ -119,8 +128,7 @@ def status_text(st: Any, now: datetime | None = None) -> str:
     return status.capitalize()
 
 
-def run(args: argparse.Namespace) -> int:
-    from reconciler.cli import output
+def _selector(args: argparse.Namespace) -> dict[str, str]:
     from reconciler.runtime import errors
 
     selector: dict[str, str] = {}
@@ -129,7 +137,62 @@ def run(args: argparse.Namespace) -> int:
         if not sep:
             raise errors.InvalidArgument(f"filter {item!r} is not label=KEY=VALUE")
         selector[key] = value
-    rows = _summaries(args, selector)
+    return selector
+
+
+SWARM_COLUMNS = (("SERVICE", "service"), ("REPLICAS", "replicas"), ("IMAGE", "image"), ("TASK", "task"),
+                 ("NODE", "node"), ("DESIRED", "desired"), ("STATE", "state"), ("ERROR", "error"))
+
+
+def _short_image(image: str, no_trunc: bool) -> str:
+    name, at, digest = image.partition("@")
+    if no_trunc or not at:
+        return image
+    return f"{name}@{digest[:19]}"
+
+
+def run_swarm(args: argparse.Namespace) -> int:
+    """Services and their tasks: one row per task, the service's columns on its first row."""
+    import os
+
+    from reconciler.cli import output
+    from reconciler.runtime.swarm import backend
+
+    with backend.SwarmRuntime.from_docker_host(os.environ.get("DOCKER_HOST")) as rt:
+        selector = _selector(args) or None
+        states = {s.name: s for s in rt.list_containers(selector)}
+        tasks = rt.tasks(selector, all_tasks=args.all)
+    if args.quiet:
+        for name in sorted(states):
+            print(states[name].id if args.no_trunc else states[name].id[:12])
+        return 0
+    if args.output == "json":
+        output.print_json([
+            {"id": st.id, "name": name, "image": st.image, "replicas": st.replicas, "running": st.replicas_running,
+             "labels": dict(st.labels), "error": st.error, "tasks": [t.to_json() for t in tasks.get(name, [])]}
+            for name, st in sorted(states.items())])
+        return 0
+    now = datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    for name, st in sorted(states.items()):
+        head = {"service": name, "image": _short_image(st.image, args.no_trunc),
+                "replicas": f"{st.replicas_running}/{st.replicas}" if st.replicas is not None else "global"}
+        for i, t in enumerate(tasks.get(name) or [None]):
+            row = dict(head) if i == 0 else {}
+            if t is not None:
+                row.update(task=t.name, node=t.node, desired=t.desired, error=t.error,
+                           state=f"{t.state} {ago(t.since, now)}".strip())
+            rows.append(row)
+    output.print_table(rows, SWARM_COLUMNS)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from reconciler.cli import output
+
+    if args.runtime == "swarm":
+        return run_swarm(args)
+    rows = _summaries(args, _selector(args))
     if not args.all:
         rows = [r for r in rows if r["status"] == "running"]
     if args.quiet:

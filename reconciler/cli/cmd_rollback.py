@@ -23,7 +23,7 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers: Any) -> None:
-    from reconciler.cli import _agentapi, cmd_apply, output
+    from reconciler.cli import _agentapi, cmd_apply, options, output
 
     parser = subparsers.add_parser(
         "rollback", help="re-apply an earlier converged revision",
@@ -33,12 +33,15 @@ def register(subparsers: Any) -> None:
         "agent's source; --resume SOURCE unpins.",
     )
     cmd_apply.add_common_flags(parser, source=False)
+    cmd_apply.add_host_label_flag(parser)
     _agentapi.add_socket_flag(parser)
+    options.add_decryption_flag(parser)
     parser.add_argument("first", metavar="[SOURCE] REVISION", nargs="?",
                         help="a revision id (prefix); with an agent, the source's name in its config first")
     parser.add_argument("second", metavar="REVISION", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--resume", action="store_true", help="agent: end the pin, follow the source again")
     parser.add_argument("--parallel", type=int, default=4, metavar="N", help="actions run at once (default: 4)")
+    cmd_apply.add_timeout_flag(parser)
     output.add_output_flag(parser)
     parser.set_defaults(run=run)
 
@@ -106,7 +109,9 @@ def _run_offline(args: argparse.Namespace, wanted: str | None) -> int:
 
     db = cmd_apply.open_db(args)
     past = history.HistoryStore(db, args.owner).list(limit=1000)
-    store = revisions.RevisionStore(args.root)
+    from reconciler.cli.options import decryption_keys
+
+    store = revisions.RevisionStore(args.root, decryption=decryption_keys(args))
     current = past[0].revision if past else None
     converged: list[history.Pass] = []
     for p in past:
@@ -145,12 +150,12 @@ def _run_offline(args: argparse.Namespace, wanted: str | None) -> int:
                       "or before revisions were kept): apply its files instead")
     if not snap.rollback:
         return refuse(f"revision {target.revision[:12]} cannot be re-applied: {snap.reason}")
-    desired = store.load(snap)               # SnapshotError (exit 2) if the copy was tampered with
+    desired = cmd_apply.host_part(args, store.load(snap))   # SnapshotError (exit 2) if the copy was tampered with
     cause = f"rollback to {target.revision[:12]}"
     print(f"{cause} (applied {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(target.started_at))} UTC "
           f"from {snap.source}; was {(current or '-')[:12]})", file=sys.stderr if args.output == "json" else sys.stdout)
     options = passes.PassOptions(owner=args.owner, max_workers=max(1, args.parallel), source=snap.source,
-                                 cause=cause, settle=cmd_apply.SETTLE)
+                                 cause=cause, settle=cmd_apply.SETTLE, rollout_timeout=args.timeout)
     with stopping.Stopper() as stop, locking.store_lock(args.root), cmd_apply.open_runtime(args) as runtime:
         result = passes.run_pass(desired, runtime, db, options,
                                  execute_options=executor.ExecuteOptions(max_workers=options.max_workers, stop=stop))

@@ -73,6 +73,8 @@ def _print(doc: dict[str, Any]) -> None:
             print(f"  drift (reported): {d}")
         for i in s.get("images") or ():
             print(f"  image policy: {_image_line(i)}")
+        for what, why in sorted((s.get("elsewhere") or {}).items()):
+            print(f"  not for this host: {what}: {why}")
         rows = [o for o in s["objects"] if "name" in o]
         if rows:
             output.print_table([{**o, "health": o["health"] or "", "flapping": "yes" if o["flapping"] else ""}

@@ -26,6 +26,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("path", metavar="PATH", help="a manifest file, a directory (searched recursively), a "
                         "directory holding a compose file (compose.yaml, docker-compose.yml, ...) or - for stdin")
     options.add_policy_flag(parser)
+    options.add_decryption_flag(parser)
     output.add_output_flag(parser)
     parser.set_defaults(run=run)
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     chosen = policy.load_policy(args.policy)        # PolicyError: exit 2
     try:
-        desired = spec.load(args.path, policy=chosen)
+        desired = spec.load(args.path, policy=chosen, decryption=options.decryption_keys(args))
     except spec.SpecError as exc:
         if args.output == "json":
             output.print_json({

@@ -164,6 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
+    if argv is None and "_ARGCOMPLETE" in os.environ:     # the shell asks for completions (TAB)
+        from reconciler.cli import completers
+
+        completers.complete(build_parser(), _hoist, COMMANDS)
     args_list = _rewrite_once(list(sys.argv[1:] if argv is None else argv))
     if args_list == ["--version"]:              # what argparse prints, without building a parser
         print(f"reconcile {__version__}")

@@ -13,7 +13,8 @@ import argparse
 import os
 from typing import Any
 
-__all__ = ["DEFAULT_ROOT", "DEFAULT_RUN_DIR", "add_engine_options", "add_policy_flag", "native_config"]
+__all__ = ["DEFAULT_ROOT", "DEFAULT_RUN_DIR", "add_decryption_flag", "add_engine_options", "add_policy_flag",
+           "decryption_keys", "native_config"]
 
 DEFAULT_ROOT = "/var/lib/reconciler"
 DEFAULT_RUN_DIR = "/run/reconciler"
@@ -80,3 +81,25 @@ def add_policy_flag(parser: argparse.ArgumentParser) -> None:
                         "caller is root already), restricted (files beneath the source, Docker's "
                         "default capabilities, no host network, no push), or a policy file "
                         "(docs/security.md); a refused field is a validation error")
+
+
+def add_decryption_flag(parser: argparse.ArgumentParser) -> None:
+    """--sops-age-key-file FILE for the commands that load manifests (apply, diff, validate)."""
+    parser.add_argument("--sops-age-key-file", metavar="FILE", default=None,
+                        help="age identities (age-keygen's file) that open SOPS-encrypted env files; "
+                        "default: $SOPS_AGE_KEY_FILE, or the identities in $SOPS_AGE_KEY, as sops reads "
+                        "them; files encrypted to a PGP key open with gpg's keyring ($GNUPGHOME)")
+
+
+def decryption_keys(args: argparse.Namespace) -> Any:
+    """The sops.Keys the flag and sops' environment variables name (KeyConfigError: exit 2)."""
+    import os
+    import shutil
+
+    from reconciler.spec import sops
+
+    key_file = getattr(args, "sops_age_key_file", None) or os.environ.get("SOPS_AGE_KEY_FILE") or None
+    flag = "--sops-age-key-file" if getattr(args, "sops_age_key_file", None) else "SOPS_AGE_KEY_FILE"
+    return sops.load_keys(key_file, age_key=os.environ.get("SOPS_AGE_KEY"), gnupg_home=os.environ.get("GNUPGHOME"),
+                          use_gpg=shutil.which("gpg") is not None,
+                          where=f"{flag} {key_file}" if key_file else "SOPS_AGE_KEY / gpg")

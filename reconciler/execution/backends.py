@@ -4,8 +4,10 @@
             bridge networking; while the session is open, the engine's healthcheck and
             restart-policy loops run in background threads (what the agent runs), so health
             gates work in a one-shot `reconcile --once` too
-    docker  a Docker (or Podman) engine over its API socket ($DOCKER_HOST unix://..., default
+    docker  a Docker (or Podman) engine over its API ($DOCKER_HOST unix://... or tcp://..., default
             /var/run/docker.sock); --root then holds only the reconciler's own state DB
+    swarm   the services of a Docker Swarm cluster, through a manager's Engine API (found as for
+            docker); --root holds only the reconciler's own state DB
     fake    in-memory engine whose state is a JSON file under --root: for tests and dry runs
             of the reconciler's own logic; it runs no process
 """
@@ -24,7 +26,7 @@ from reconciler.runtime import errors as rterrors
 
 __all__ = ["RUNTIMES", "open_runtime", "session"]
 
-RUNTIMES = ("native", "docker", "fake")
+RUNTIMES = ("native", "docker", "swarm", "fake")
 
 
 def open_runtime(
@@ -67,12 +69,17 @@ def open_runtime(
         runtime: base.Runtime = native
         return runtime
     if name == "docker":
+        from reconciler.runtime.docker import api as docker_api
         from reconciler.runtime.docker import backend as docker_backend
 
-        host = os.environ.get("DOCKER_HOST", "")
-        socket_path = host.removeprefix("unix://") if host.startswith("unix://") else "/var/run/docker.sock"
-        docker: base.Runtime = docker_backend.DockerRuntime(socket_path)
+        docker: base.Runtime = docker_backend.DockerRuntime(
+            engine=docker_api.from_docker_host(os.environ.get("DOCKER_HOST")))
         return docker
+    if name == "swarm":
+        from reconciler.runtime.swarm import backend as swarm_backend
+
+        swarm: base.Runtime = swarm_backend.SwarmRuntime.from_docker_host(os.environ.get("DOCKER_HOST"))
+        return swarm
     raise rterrors.InvalidArgument(f"unknown runtime {name!r}", hint=f"choose one of {', '.join(RUNTIMES)}")
 
 

@@ -32,7 +32,7 @@ class Outcome(enum.StrEnum):
     """What happened to one resource in the pass."""
 
     CREATED = "created"
-    CONFIGURED = "configured"   # replaced (recreated) with the new spec or image
+    CONFIGURED = "configured"   # replaced (recreated, or a service updated) with the new spec or image
     STARTED = "started"
     STOPPED = "stopped"
     PULLED = "pulled"
@@ -41,7 +41,7 @@ class Outcome(enum.StrEnum):
     DELETED = "deleted"
     FORGOTTEN = "forgotten"     # dropped from the inventory, left in place
     FAILED = "failed"
-    ROLLED_BACK = "rolled-back"  # the update failed; the previous container runs again
+    ROLLED_BACK = "rolled-back"  # the update failed; the previous container (service spec) runs again
     SKIPPED = "skipped"
     HELD = "held"
     INTERRUPTED = "interrupted"  # left for the next pass: the reconciler was stopping
@@ -78,7 +78,8 @@ class Change:
 
     def to_json(self) -> dict[str, Any]:
         return {"resource": self.resource, "outcome": str(self.outcome), "detail": self.detail,
-                "actions": [f"#{r.action.id} {r.action.kind} {r.status}" for r in self.results]}
+                "actions": [f"#{r.action.id} {r.action.kind} {r.status}" for r in self.results],
+                "causes": [r.action.cause for r in self.results]}        # one per action: why it ran
 
 
 def _outcome(results: list[ActionResult]) -> tuple[Outcome, str]:
@@ -98,7 +99,7 @@ def _outcome(results: list[ActionResult]) -> tuple[Outcome, str]:
     kinds = {r.action.kind for r in results if r.ok}
     creates = kinds & {Kind.CREATE, Kind.ENSURE_NETWORK, Kind.ENSURE_VOLUME}
     removes = kinds & {Kind.REMOVE, Kind.REMOVE_NETWORK, Kind.REMOVE_VOLUME}
-    if creates and removes:
+    if (creates and removes) or Kind.UPDATE in kinds:
         return Outcome.CONFIGURED, results[0].action.cause
     if creates:
         return Outcome.CREATED, results[0].action.cause

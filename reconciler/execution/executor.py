@@ -12,6 +12,10 @@
   previous container back (its config from the inventory, its image by id), or, for a
   start-first update, removes the new one; the action is still reported failed.
 - NotFound on a remove (or a stop) means the object is gone already: done.
+- On a cluster (`runtime.base.ServiceEngine`), an `update` changes a service in place and a
+  wait with `rollout` follows the engine's rollout after a create, start or update: the
+  engine rolls a failed update back itself, and the action is reported failed (rolled back)
+  with the engine's reason.
 
 Stopping (`ExecuteOptions.stop` turns true: the reconciler got SIGTERM or SIGINT) ends the
 execution at the next safe point, and every action it leaves is reported `interrupted`:
@@ -223,10 +227,14 @@ def _perform(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> 
         return {}
     if k is Kind.CREATE:
         return _create(a, runtime)
+    if k is Kind.UPDATE:
+        return _update(a, runtime, opts)
     if k is Kind.START:
         try:
             runtime.start_container(a.target)
-            if a.wait is not None:
+            if a.wait is not None and a.wait.rollout:
+                _wait_rollout(a, runtime, opts)
+            elif a.wait is not None:
                 _wait_ready(a, runtime, opts)
         except (ReconcilerError, _ActionFailed) as exc:
             message = exc.message if isinstance(exc, ReconcilerError) else str(exc)
@@ -263,20 +271,48 @@ def _build_or_push(a: actions.Action, runtime: base.Runtime) -> dict[str, Any]:
     return {"image_digest": info.digest or info.id}
 
 
-def _create(a: actions.Action, runtime: base.Runtime) -> dict[str, Any]:
+def _config(a: actions.Action, runtime: base.Runtime) -> tuple[base.ContainerConfig, str]:
     if not isinstance(a.spec, models.Container):
-        raise _ActionFailed(f"{a.resource}: create needs a container spec")
+        raise _ActionFailed(f"{a.resource}: {a.kind} needs a container spec")
+    digest = a.image_digest
+    if not digest:                      # pulled in this pass: label what is here now
+        info = runtime.inspect_image(a.image)
+        digest = info.digest or info.id
+    labels = {**a.labels, labelmod.DIGEST: digest}
+    name = a.target if a.kind is Kind.CREATE else a.kind_name[1]
+    return translate.container_config(a.spec, name=name, labels=labels, image=a.image), digest
+
+
+def _create(a: actions.Action, runtime: base.Runtime) -> dict[str, Any]:
     try:
-        digest = a.image_digest
-        if not digest:                      # pulled in this pass: label what is here now
-            info = runtime.inspect_image(a.image)
-            digest = info.digest or info.id
-        labels = {**a.labels, labelmod.DIGEST: digest}
-        config = translate.container_config(a.spec, name=a.target, labels=labels, image=a.image)
+        config, digest = _config(a, runtime)
         runtime.create_container(config)
     except ReconcilerError as exc:
         _roll_back(a, runtime, exc.message, exc)
     return {"config": base.config_to_json(config), "image_digest": digest}
+
+
+def _update(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> dict[str, Any]:
+    """Change a service in place and follow its rollout; the engine rolls a failure back."""
+    if not isinstance(runtime, base.ServiceEngine):
+        raise _ActionFailed(f"runtime {runtime.name} cannot update containers in place")
+    config, digest = _config(a, runtime)
+    runtime.update_container(a.target, config)
+    if a.wait is not None:
+        _wait_rollout(a, runtime, opts)
+    return {"config": base.config_to_json(config), "image_digest": digest}
+
+
+def _wait_rollout(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> None:
+    assert a.wait is not None
+    if not isinstance(runtime, base.ServiceEngine):
+        raise _ActionFailed(f"runtime {runtime.name} has no rollouts to wait for")
+    try:
+        runtime.wait_rollout(a.target, timeout=a.wait.timeout, stop=opts.stop)
+    except rterrors.RolloutFailed as exc:
+        raise _ActionFailed(exc.message, rolled_back=exc.rolled_back) from exc
+    except rterrors.Cancelled as exc:
+        raise _ActionFailed(exc.message, interrupted=True) from exc
 
 
 def _wait_ready(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> None:
@@ -320,6 +356,10 @@ def _roll_back(a: actions.Action, runtime: base.Runtime, message: str,
             old = base.config_from_json(rb["config"])
             if rb.get("image_id"):
                 old = replace(old, image=str(rb["image_id"]))
+            kept = rb.get("secrets")
+            if isinstance(kept, actions.SecretData):    # a record has none: the same files' contents
+                old = replace(old, mounts=tuple(replace(m, data=kept.by_target.get(m.target))
+                                                if m.type == "secret" else m for m in old.mounts))
             runtime.create_container(old)
             runtime.start_container(old.name)
     except ReconcilerError as exc:

@@ -13,6 +13,12 @@ did not (so that its last row tells whether the owner is well). A pass that an e
 
 The CLI (`reconcile apply`, `reconcile diff`) and the controller loop both call `run_pass`.
 
+On a cluster (`runtime.base.ServiceEngine`: Swarm) the pass first asks the engine what of the
+manifests it cannot run (host bind mounts, addresses of one host): a refusal is a SpecError
+naming the object and field, raised before anything is observed or touched; every image
+reference is resolved (services run images pinned by digest) and each rollout is waited for
+up to `rollout_timeout`.
+
 A pass that will change the host is put in the history before it executes (`running`) and
 completed after; a pass stopped by SIGTERM (`ExecuteOptions.stop`) ends `interrupted`, and one
 whose process died is marked `interrupted` by the next pass.
@@ -29,14 +35,13 @@ from typing import Any
 from reconciler import diskfull
 from reconciler._sqlite import Database
 from reconciler.errors import DiskFull, ReconcilerError
-from reconciler.execution import changes, executor, translate
+from reconciler.execution import changes, executor, observing, translate
 from reconciler.planning import actions, implied, planner
 from reconciler.runtime import base
 from reconciler.spec import models
 from reconciler.state import history as hist
 from reconciler.state import inventory as inv
 from reconciler.state import labels as labelmod
-from reconciler.state import observed as obs
 
 __all__ = ["PassOptions", "PassResult", "failure_recorded", "plan_pass", "run_pass"]
 
@@ -61,6 +66,7 @@ class PassOptions:
     # previous pass applied, and the containers over its flap limit
     applied_revision: str = ""
     flapping: frozenset[str] = frozenset()
+    rollout_timeout: float = 300.0  # seconds a cluster's rollout of one service may take (--timeout)
 
 
 @dataclass(frozen=True)
@@ -123,7 +129,8 @@ class PassResult:
 def unready(desired: models.DesiredState, states: Iterable[base.ContainerState]) -> dict[str, str]:
     """The desired containers that do not run as their spec says, and why (pure): "converged"
     means each one runs (or exited as its restart policy allows, or was stopped by hand) and is
-    not unhealthy. Containers whose drift is only reported are left out (they are drift)."""
+    not unhealthy; a service, that every wanted copy runs. Containers whose drift is only
+    reported are left out (they are drift)."""
     by_name = {s.labels.get(labelmod.NAME, s.name): s for s in states}
     out: dict[str, str] = {}
     for name, c in sorted(desired.containers.items()):
@@ -132,6 +139,11 @@ def unready(desired: models.DesiredState, states: Iterable[base.ContainerState])
         s = by_name.get(name)
         if s is None:
             out[name] = "not created"
+            continue
+        if s.replicas is not None:
+            running = s.replicas_running or 0
+            if running < s.replicas:
+                out[name] = f"{running} of {s.replicas} copies running" + (f"; task error: {s.error}" if s.error else "")
             continue
         status = s.status.value
         if status == "running":
@@ -168,20 +180,40 @@ def _prepare(
     desired: models.DesiredState, runtime: base.Runtime, db: Database, options: PassOptions, *, now: float,
     stop: Callable[[], bool] | None = None,
 ) -> tuple[actions.Plan, Mapping[str, str], inv.Inventory]:
+    cluster = isinstance(runtime, base.ServiceEngine)
+    if isinstance(runtime, base.ServiceEngine):
+        _check_refusals(desired, runtime)
     store = inv.InventoryStore(db, options.owner)
-    refs = implied.tracked_refs(desired)
-    resolved, errors = obs.resolve_digests(runtime, refs, inventory=store, ttl=options.digest_ttl, now=now,
+    refs = implied.tracked_refs(desired, every=cluster)
+    resolved, errors = observing.resolve_digests(runtime, refs, inventory=store, ttl=options.digest_ttl, now=now,
                                            stop=stop)
-    observed = obs.observe(runtime, resolved=resolved)
+    observed = observing.observe(runtime, resolved=resolved)
     inventory = store.load()
     plan = planner.plan(
         desired, observed, inventory,
         planner.PlanOptions(owner=options.owner, allow_empty=options.allow_empty, now=now,
                             can_rename=isinstance(runtime, base.Renaming),
                             builds=_builds_due(desired, runtime), applied_revision=options.applied_revision,
-                            flapping=options.flapping),
+                            flapping=options.flapping, cluster=cluster,
+                            rollout_timeout=options.rollout_timeout),
     )
     return plan, errors, inventory
+
+
+def _check_refusals(desired: models.DesiredState, runtime: base.ServiceEngine) -> None:
+    """Raise a SpecError naming every field of the manifests that the cluster cannot run."""
+    from reconciler.spec import errors as spec_errors
+
+    problems = []
+    for name, c in sorted(desired.containers.items()):
+        config = translate.container_config(c, name=name, labels={})
+        for refusal in runtime.refusals(config):
+            where, _, why = refusal.partition(": ")
+            problems.append(spec_errors.Problem(file=c.origin.file, line=c.origin.line, column=c.origin.column,
+                                                kind="Container", name=name, field=where, message=why))
+    if problems:
+        raise spec_errors.SpecError(problems, hint="these only make sense on one host: change them for the "
+                                    "cluster (docs/swarm.md), or apply to a single-host runtime")
 
 
 def _builds_due(
@@ -350,7 +382,7 @@ def record(
     for name, c in desired.containers.items():
         def container_entry(name: str = name, c: models.Container = c) -> inv.Entry:
             rs = by_resource.get(f"container:{name}", [])
-            created = next((r for r in rs if r.action.kind is Kind.CREATE and r.ok), None)
+            created = next((r for r in rs if r.action.kind in (Kind.CREATE, Kind.UPDATE) and r.ok), None)
             old = current.entries.get(("Container", name))
             if created is not None:
                 config, digest = created.config, created.image_digest

@@ -43,7 +43,11 @@ def container_config(
         networks=tuple(c.networks),
         aliases=tuple(c.aliases),
         mounts=tuple(base.Mount(type=m.type, target=m.target, source=m.source, read_only=m.read_only)
-                     for m in c.volumes),
+                     for m in c.volumes) + tuple(
+            base.Mount(type="secret", target=s.target, source=s.source, read_only=True,
+                       options=(f"mode={s.mode:04o}", f"uid={s.uid}", f"gid={s.gid}", f"digest={s.digest}"),
+                       data=s.data)
+            for s in c.secrets),
         restart=base.RestartPolicy(name=c.restart.name, max_retries=c.restart.max_retries),
         healthcheck=hc,
         resources=base.Resources(memory=c.resources.memory, cpus=c.resources.cpus, pids=c.resources.pids),
@@ -53,6 +57,11 @@ def container_config(
         stop_signal=c.stop_signal,
         stop_timeout=c.stop_timeout,
         init=c.init,
+        replicas=c.replicas,
+        update=base.UpdateConfig(order=c.update.order, on_failure=c.update.on_failure, monitor=c.update.min_ready),
+        global_mode=c.global_mode,
+        constraints=c.placement.swarm_constraints(),
+        spread=c.placement.preferences,
     )
 
 

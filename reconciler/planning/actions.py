@@ -15,7 +15,7 @@ from typing import Any
 
 from reconciler.spec import models
 
-__all__ = ["TEMP_SUFFIX", "Action", "ActionKind", "FieldChange", "Plan", "Wait"]
+__all__ = ["TEMP_SUFFIX", "Action", "ActionKind", "FieldChange", "Plan", "SecretData", "Wait"]
 
 # start-first creates the new container under `<name>.next`, then renames it into place
 TEMP_SUFFIX = ".next"
@@ -34,11 +34,20 @@ class ActionKind(enum.StrEnum):
     STOP = "stop"
     REMOVE = "remove"
     RENAME = "rename"
+    UPDATE = "update"       # change a service in place (a cluster rolls it out itself)
     REMOVE_NETWORK = "remove-network"
     REMOVE_VOLUME = "remove-volume"
     FORGET = "forget"       # drop an inventory entry; no runtime call
     FAIL = "fail"           # refuse (foreign name, impossible request); reported as failed
     HOLD = "hold"           # a previous attempt failed; wait for backoff or a new revision
+
+
+@dataclass(frozen=True)
+class SecretData:
+    """A rollback's secret contents by target: the new container's, for the secrets whose stored
+    file is the one the previous container was made from. Never printed (repr) nor stored."""
+
+    by_target: Mapping[str, bytes] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -72,11 +81,13 @@ def _show(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Wait:
-    """After a start: wait until healthy (healthcheck) or running for `min_ready` seconds."""
+    """After a start: wait until healthy (healthcheck) or running for `min_ready` seconds; on a
+    cluster (`rollout`), after a create or update: until the engine's rollout converged."""
 
     timeout: float
     healthcheck: bool
     min_ready: float = 0.0
+    rollout: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,7 +107,8 @@ class Action:
     image: str = ""                             # pull/create: image reference
     image_digest: str = ""                      # create: digest for the label ("" = read after pull)
     wait: Wait | None = None
-    rollback: Mapping[str, Any] | None = None   # start: {"config": ..., "image_id": ...} or {"remove_only": True}
+    rollback: Mapping[str, Any] | None = None   # start: {"config": ..., "image_id": ..., "secrets": SecretData}
+    #                                             or {"remove_only": True} (a cluster's update: none, the engine rolls back)
     changes: tuple[FieldChange, ...] = ()
     best_effort: bool = False
 

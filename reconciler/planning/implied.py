@@ -5,7 +5,7 @@ the inventory recorded after it) read the same rules, so each is written here on
 
 - image tracking: a container's image is followed at the registry (its tag's digest resolved
   every pass, a moved tag pulled) unless an Image object says `track: false` with a pull
-  policy other than `always`;
+  policy other than `always`; on a cluster every image is (its services run it by digest);
 - implicit volumes: a volume a container mounts but no Volume object declares is desired all
   the same (created, tracked in the inventory, never pruned while mounted);
 - ownership labels: what every object made for a revision carries (`state/labels.py` encodes
@@ -40,9 +40,10 @@ def image_policy(c: models.Container, desired: models.DesiredState) -> ImagePoli
     return ImagePolicy(pull=img.pull, track=img.track or img.pull == "always", build=img.build is not None)
 
 
-def tracked_refs(desired: models.DesiredState) -> list[str]:
-    """The image references whose registry digest a pass resolves before planning, sorted."""
-    return sorted({c.image for c in desired.containers.values() if image_policy(c, desired).track})
+def tracked_refs(desired: models.DesiredState, *, every: bool = False) -> list[str]:
+    """The image references whose registry digest a pass resolves before planning, sorted
+    (`every`: all of them, for a cluster, which runs every image pinned by its digest)."""
+    return sorted({c.image for c in desired.containers.values() if every or image_policy(c, desired).track})
 
 
 def volumes(desired: models.DesiredState) -> dict[str, models.Volume | None]:

@@ -17,7 +17,12 @@ same plan text. The rules are DESIGN §5:
 - no loops: an object whose last attempt at the same (revision, spec hash) failed is held
   until its backoff expires; a container over the agent's flap limit is not started again;
 - drift: in a pass over the revision applied last (a drift check), the corrections of a
-  `drift: report` container are reported (`Plan.drift`), not made.
+  `drift: report` container are reported (`Plan.drift`), not made;
+- a cluster (`options.cluster`: Swarm services) updates a changed service in place, as one
+  `update` action, and scales it the same way; Swarm rolls it out and back. Its nodes pull:
+  no image is pulled here, every service runs its image pinned by the registry digest resolved
+  for this pass. Every create and update waits for the rollout. A single-host engine runs one
+  container per object: `replicas` other than 1 is refused there.
 
 `_Planner` works in phases, one method each, in the order the actions are numbered: inputs →
 prune containers → networks and volumes → images → containers → ordering (what waits for what,
@@ -67,6 +72,8 @@ class PlanOptions:
     # Containers over the flap limit: a start outside a recreate is left out (and noted), with
     # everything that waits for it.
     flapping: frozenset[str] = frozenset()
+    cluster: bool = False           # the runtime is a cluster of services (runtime.base.ServiceEngine)
+    rollout_timeout: float = 300.0  # seconds a cluster's rollout of one service may take
 
 
 @dataclass
@@ -160,6 +167,21 @@ def field_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[actio
     return tuple(out)
 
 
+def _unchanged_secrets(config: Mapping[str, Any], c: models.Container) -> actions.SecretData:
+    """The contents a rollback to `config` can have again: a record keeps no secret's content,
+    but where the previous container's secret came from the file `c` reads now (the same
+    digest at the same target), it is this content."""
+    now = {s.target: s for s in c.secrets}
+    out: dict[str, bytes] = {}
+    for m in config.get("mounts") or ():
+        if m.get("type") != "secret" or m.get("target") not in now:
+            continue
+        digest = next((o.partition("=")[2] for o in m.get("options") or () if o.startswith("digest=")), "")
+        if digest and digest == now[m["target"]].digest:
+            out[m["target"]] = now[m["target"]].data
+    return actions.SecretData(out)
+
+
 def _owned(owner: labelmod.Ownership | None, options: PlanOptions) -> bool:
     return owner is not None and owner.owner == options.owner
 
@@ -212,6 +234,11 @@ def plan(
 ) -> actions.Plan:
     """The actions that take `observed` to `desired`, each with its cause."""
     return _Planner(desired, observed, inventory, options).plan()
+
+
+def _pinned(ref: str, digest: str) -> str:
+    """`ref` pinned to `digest` (`name:tag@sha256:...`, as the docker CLI pins a service's image)."""
+    return ref if obs.is_pinned(ref) or not digest else f"{ref}@{digest}"
 
 
 def _wait(c: models.Container) -> actions.Wait | None:
@@ -409,7 +436,12 @@ class _Planner:
         self.want_digest[ref] = (local or "") if pol.pull == "never" else (remote or local or "")
         img = self.desired.images.get(users[0].image_object or "")
         cause = None
-        if pol.build and img is not None:
+        if self.options.cluster:
+            # the nodes pull; every service runs its image pinned by the registry's digest
+            self.want_digest[ref] = self.observed.remote_digest(ref) or ""
+            if pol.build and img is not None:
+                self._build(img, None)
+        elif pol.build and img is not None:
             self._build(img, local)
         elif local is None and pol.pull == "never":
             self.img_ready[ref] = self.b.add(f"fail:{res}", Kind.FAIL, res,
@@ -451,7 +483,11 @@ class _Planner:
     def _container(self, c: models.Container) -> None:
         name, res = c.name, f"container:{c.name}"
         o = self.observed.containers.get(name)
-        if o is None:
+        if c.replicas != 1 and not self.options.cluster:
+            self.ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res,
+                                          f"replicas: {c.replicas}: this runtime runs exactly one container per "
+                                          "Container object (replicas is for --runtime swarm)")
+        elif o is None:
             held = self._held("Container", name, c.spec_hash)
             if held:
                 self.ready[name] = self.b.add(f"hold:{res}", Kind.HOLD, res, held)
@@ -459,7 +495,7 @@ class _Planner:
             cr = self.b.add(f"create:{res}", Kind.CREATE, res, "not found", self._deps(c), target=name,
                             **self._create_fields(c))
             self.ready[name] = self.b.add(f"start:{res}", Kind.START, res, "not found", [cr], target=name,
-                                          wait=_wait(c))
+                                          wait=self._wait(c))
         elif o.owner is None or not _owned(o.owner, self.options):
             self.ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res, _stranger("container", o.owner))
         else:
@@ -476,14 +512,32 @@ class _Planner:
         deps += [self.vol_ready.get(m.source, "") for m in c.volumes if m.type == "volume"]
         deps.append(self.img_ready.get(c.image, ""))
         deps += [self.ready.get(d, "") for d in c.depends_on]
-        return deps + self.container_removals
+        return deps + self.container_removals + self._pin(c)
+
+    def _pin(self, c: models.Container) -> list[str]:
+        """On a cluster, what a service's create or update waits on when its image has no digest:
+        a refusal (made when first needed; a running service that needs no change is left be)."""
+        if not self.options.cluster or self._digest(c):
+            return []
+        key = f"fail:image:{c.image}"
+        if key not in self.b.nodes:
+            self.b.add(key, Kind.FAIL, f"image:{c.image}", "registry digest not resolved: a service runs its "
+                       "image pinned by digest; check the reference and that the registry answers")
+        return [key]
+
+    def _wait(self, c: models.Container) -> actions.Wait | None:
+        """What a start (and on a cluster, a create or update) of `c` waits for."""
+        if self.options.cluster:
+            return actions.Wait(timeout=self.options.rollout_timeout, healthcheck=False, rollout=True)
+        return _wait(c)
 
     def _digest(self, c: models.Container) -> str:
         return "" if c.image in self.rebuilt else self.want_digest.get(c.image, "")
 
     def _create_fields(self, c: models.Container) -> dict[str, Any]:
         digest = self._digest(c)
-        return {"spec": c, "labels": self._labels("Container", c.name, c, digest), "image": c.image,
+        image = _pinned(c.image, digest) if self.options.cluster else c.image
+        return {"spec": c, "labels": self._labels("Container", c.name, c, digest), "image": image,
                 "image_digest": digest}
 
     def _recreate_reasons(
@@ -507,7 +561,19 @@ class _Planner:
         reasons += [f"network {n} recreated" for n in c.networks if n in self.net_recreated]
         if o.status == "dead":
             reasons.append("container is dead")
+        if self._mode_changed(c, o):
+            reasons.append(f"replicas {o.replicas} -> global" if c.global_mode else f"replicas global -> {c.replicas}")
+        elif self.options.cluster and o.replicas is not None and o.replicas != c.replicas:
+            reasons.append(f"replicas {o.replicas} -> {c.replicas}")
+        wanted = (c.placement.swarm_constraints(), c.placement.preferences)
+        if self.options.cluster and o.placement is not None and o.placement != wanted:
+            reasons.append(f"placement {_placement(o.placement)} -> {_placement(wanted)}")
         return reasons, changes
+
+    def _mode_changed(self, c: models.Container, o: obs.ObservedContainer) -> bool:
+        """A cluster's service that is global where replicated is wanted, or the other way round:
+        Swarm cannot change a service's mode, so it is replaced (removed, then created)."""
+        return self.options.cluster and (o.replicas is None) != c.global_mode
 
     def _recreate(
         self, c: models.Container, o: obs.ObservedContainer, cause: str, changes: tuple[actions.FieldChange, ...],
@@ -517,7 +583,13 @@ class _Planner:
         if held:
             self.ready[c.name] = self.b.add(f"hold:{res}", Kind.HOLD, res, held)
             return
-        start_first = c.update.order == "start-first"
+        if self.options.cluster and not any(n in self.net_recreated for n in c.networks) \
+                and not self._mode_changed(c, o):
+            # changed in place: Swarm rolls the new spec out copy by copy, and back on failure
+            self.ready[c.name] = self.b.add(f"update:{res}", Kind.UPDATE, res, cause, self._deps(c), target=o.id,
+                                            changes=changes, wait=self._wait(c), **self._create_fields(c))
+            return
+        start_first = c.update.order == "start-first" and not self.options.cluster
         if start_first and any(p.host_port for p in c.ports):
             self.b.notes.append(f"{res}: start-first falls back to stop-first: it publishes host ports")
             start_first = False
@@ -537,7 +609,7 @@ class _Planner:
         tmp = f"{name}{actions.TEMP_SUFFIX}"
         cr = b.add(f"create:{res}", Kind.CREATE, res, cause, self._deps(c), target=tmp, group=group,
                    changes=changes, rollback={"remove_only": True}, **self._create_fields(c))
-        st = b.add(f"start:{res}", Kind.START, res, cause, [cr], target=tmp, group=group, wait=_wait(c),
+        st = b.add(f"start:{res}", Kind.START, res, cause, [cr], target=tmp, group=group, wait=self._wait(c),
                    rollback={"remove_only": True})
         sp = b.add(f"stop:{res}", Kind.STOP, res, cause, [st], target=o.id, group=group)
         rm = b.add(f"remove:{res}", Kind.REMOVE, res, cause, [sp], target=o.id, group=group)
@@ -550,9 +622,11 @@ class _Planner:
         """STOP → REMOVE → CREATE → START, with a rollback to the previous config and image."""
         b, name, res, group = self.b, c.name, f"container:{c.name}", f"recreate:container:{c.name}"
         entry = self.inventory.entries.get(("Container", name))
-        rollback = None
-        if c.update.on_failure == "rollback" and entry is not None and entry.config:
+        rollback: dict[str, Any] | None = None
+        if c.update.on_failure == "rollback" and entry is not None and entry.config and not self.options.cluster:
             rollback = {"config": dict(entry.config), "image_id": o.image_id}
+            if c.secrets:
+                rollback["secrets"] = _unchanged_secrets(entry.config, c)
         # stop only once the new image and networks are there: less downtime, and a failed pull
         # leaves the old container running (a recreated network is the exception: it needs this
         # container gone first)
@@ -567,7 +641,7 @@ class _Planner:
         cr = b.add(f"create:{res}", Kind.CREATE, res, cause, [rm, *recreated], target=name, group=group,
                    rollback=rollback, **self._create_fields(c))
         self.ready[name] = b.add(f"start:{res}", Kind.START, res, cause, [cr], target=name, group=group,
-                                 wait=_wait(c), rollback=rollback)
+                                 wait=self._wait(c), rollback=rollback)
 
     def _state_rules(self, c: models.Container, o: obs.ObservedContainer) -> None:
         """A matching container: running is left alone, restarting is converging, a stopped one
@@ -587,7 +661,7 @@ class _Planner:
             self.b.notes.append(f"{res}: {decision.why}")
             return
         self.ready[c.name] = self.b.add(f"start:{res}", Kind.START, res, decision.why, self._deps(c),
-                                        target=o.id, wait=_wait(c))
+                                        target=o.id, wait=self._wait(c))
 
     def _hold_back_from(self, name: str, keys: list[str]) -> None:
         """The agent's inputs, for the actions just planned for container `name`: in a drift
@@ -628,3 +702,8 @@ class _Planner:
         self.b.notes.extend(sorted(notes))
         self.b.notes.extend(f"drift (reported only): {d}" for d in sorted(self.drift))
         self.b.drop(self.held_back | set(waits_for))
+
+
+def _placement(p: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
+    """A service's placement for a cause: its constraints, then `spread LABEL`s; `anywhere`."""
+    return ", ".join([*p[0], *(f"spread {s}" for s in p[1])]) or "anywhere"

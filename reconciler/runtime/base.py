@@ -44,8 +44,10 @@ __all__ = [
     "RestartPolicy",
     "RestartSupervision",
     "Runtime",
+    "ServiceEngine",
     "Supervised",
     "SupervisionLoop",
+    "UpdateConfig",
     "VolumeConfig",
     "VolumeState",
 ]
@@ -83,11 +85,14 @@ class PortMapping:
 class Mount:
     """A volume, bind or tmpfs mount in the container."""
 
-    type: str                       # "volume" | "bind" | "tmpfs"
+    type: str                       # "volume" | "bind" | "tmpfs" | "secret"
     target: str
-    source: str = ""                # volume name, or absolute host path for bind
+    source: str = ""                # volume name, or absolute host path for bind (a secret: where it came from)
     read_only: bool = False
-    options: tuple[str, ...] = ()   # tmpfs size=, mode=
+    options: tuple[str, ...] = ()   # tmpfs size=, mode=; secret mode=, uid=, gid=
+    # a secret's content: held in memory only, never in a record (config_to_json leaves it out),
+    # so a config read back has none (the engine refuses to create from it)
+    data: bytes | None = field(default=None, repr=False, compare=False, metadata={"transient": True})
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,16 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class UpdateConfig:
+    """How an engine that replaces a container's copies itself (a Swarm service) rolls out a change;
+    the single-host engines replace containers as the plan says and ignore it."""
+
+    order: str = "stop-first"       # "stop-first" | "start-first"
+    on_failure: str = "rollback"    # "rollback" | "pause": what the engine does when new copies fail
+    monitor: float = 0.0            # seconds each new copy is watched for failure (0: the engine's default)
+
+
+@dataclass(frozen=True)
 class ContainerConfig:
     """What to run: the image plus everything that overrides or adds to its config."""
 
@@ -144,6 +159,11 @@ class ContainerConfig:
     stop_signal: str | None = None
     stop_timeout: float = 10.0
     init: bool = False
+    replicas: int = 1                        # copies (a Swarm service's replicas); single hosts run one
+    update: UpdateConfig = UpdateConfig()
+    global_mode: bool = False                # a Swarm global service: one copy per node it is placed on
+    constraints: tuple[str, ...] = ()        # Swarm placement constraints ("node.labels.role==edge")
+    spread: tuple[str, ...] = ()             # Swarm spread preferences ("node.labels.zone")
 
 
 def labels_match(labels: Mapping[str, str], selector: Mapping[str, str] | None) -> bool:
@@ -153,7 +173,8 @@ def labels_match(labels: Mapping[str, str], selector: Mapping[str, str] | None) 
 
 def _jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if not f.metadata.get("transient")}
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, tuple | list):
@@ -198,6 +219,11 @@ def config_from_json(d: Mapping[str, Any]) -> ContainerConfig:
         stop_signal=d.get("stop_signal"),
         stop_timeout=float(d.get("stop_timeout", 10.0)),
         init=bool(d.get("init", False)),
+        replicas=int(d.get("replicas", 1)),
+        update=UpdateConfig(**(d.get("update") or {})),
+        global_mode=bool(d.get("global_mode", False)),
+        constraints=tuple(d.get("constraints") or ()),
+        spread=tuple(d.get("spread") or ()),
     )
 
 
@@ -232,7 +258,11 @@ class ContainerState:
     ip_addresses: Mapping[str, str] = field(default_factory=dict)   # network -> address
     ports: tuple[PortMapping, ...] = ()
     manually_stopped: bool = False
-    error: str | None = None        # why the engine ended it (Docker's State.Error)
+    error: str | None = None        # why the engine ended it (Docker's State.Error; a service's
+                                    # newest task error)
+    replicas: int | None = None     # a service's wanted copies (Swarm); None: one container
+    replicas_running: int | None = None   # of those, how many run (healthy where checked)
+    placement: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # a service's (constraints, spread)
 
 
 @dataclass(frozen=True)
@@ -334,6 +364,29 @@ class Runtime(Protocol):
     def remove_volume(self, name: str) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ServiceEngine(Protocol):
+    """A cluster engine whose "containers" are services (Docker Swarm): the engine places their
+    copies on its nodes, which pull images themselves, replaces them in a rolling update and
+    rolls a failed update back on its own. The planner then updates in place instead of
+    recreating, pins images by registry digest, and waits for every rollout."""
+
+    def refusals(self, config: ContainerConfig) -> list[str]: ...
+    # what in `config` the engine cannot run, each as "FIELD: why" in manifest terms
+    # (spec.volumes[1], spec.ports[0]); [] when it can run it all
+
+    def update_container(self, name_or_id: str, config: ContainerConfig) -> None: ...
+    # change the service to `config` in place; the engine rolls the change out
+
+    def wait_rollout(
+        self, name_or_id: str, *, timeout: float, stop: Callable[[], bool] | None = None,
+    ) -> None: ...
+    # until every wanted copy of the current spec runs (healthy where checked); raises
+    # errors.RolloutFailed naming the service and the engine's own reason when the engine rolled
+    # the update back or paused it, or when it has not converged after `timeout` seconds;
+    # errors.Cancelled once `stop()` is true
 
 
 @runtime_checkable

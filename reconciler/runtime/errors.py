@@ -7,6 +7,8 @@
     ├── InvalidArgument     the request itself is wrong (bad user name, port syntax)
     ├── Unavailable         the engine or a tool it needs is missing or not answering
     ├── ImageError          an image could not be pulled, verified or unpacked
+    ├── RolloutFailed       a cluster engine rolled an update back, paused it, or did not
+    │                       converge in time (a Swarm service; the message has its task error)
     └── Cancelled           the caller asked to stop (the reconciler got SIGTERM); what was
                             half done was undone
 
@@ -25,6 +27,7 @@ __all__ = [
     "ImageError",
     "InvalidArgument",
     "NotFound",
+    "RolloutFailed",
     "RuntimeBackendError",
     "Unavailable",
 ]
@@ -58,6 +61,15 @@ class Unavailable(RuntimeBackendError):
 
 class ImageError(RuntimeBackendError):
     """An image could not be resolved, fetched, verified or unpacked."""
+
+
+class RolloutFailed(RuntimeBackendError):
+    """A cluster engine's rollout did not end with every wanted copy running: it rolled the
+    update back (`rolled_back`), paused it, or had not converged by the deadline."""
+
+    def __init__(self, message: str, *, hint: str | None = None, rolled_back: bool = False) -> None:
+        super().__init__(message, hint=hint)
+        self.rolled_back = rolled_back
 
 
 class Cancelled(RuntimeBackendError):

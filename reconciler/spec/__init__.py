@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from reconciler.spec.models import DesiredState
     from reconciler.spec.policy import Policy
     from reconciler.spec.reading import Limits
+    from reconciler.spec.sops import Keys
 
 __all__ = ["ComposeOptions", "DesiredState", "Limits", "Problem", "SpecError", "convert", "load", "models"]
 
@@ -49,6 +50,7 @@ def __getattr__(name: str) -> Any:
 def load(
     path: str | os.PathLike[str], *, limits: Limits | None = None, use_lock: bool = True, policy: Policy | None = None,
     live: str | os.PathLike[str] | None = None, compose: ComposeOptions | None = None,
+    decryption: Keys | None = None,
 ) -> DesiredState:
     """Read, validate and build every manifest under `path` ("-" = stdin).
 
@@ -68,6 +70,11 @@ def load(
     With a `policy` (reconciler.spec.policy; None allows everything, like the `host` profile),
     every field it refuses is a Problem too, and the revision does not load.
 
+    With `decryption` (reconciler.spec.sops.Keys), an env file that sops encrypted is decrypted
+    in memory: its values join the container's env like a plain file's, its digest in the spec
+    hash and revision is the encrypted file's. Without it, or when its keys do not open the
+    file, or the file's MAC does not match, that is a Problem naming the file.
+
     With `use_lock` (the default), the lock file beside the manifests (lock.py, written by
     `reconcile lock`) pins the image references it names to their digests.
 
@@ -79,7 +86,7 @@ def load(
     gc.disable()
     try:
         desired, _ = _load(os.fspath(path), limits, use_lock, policy, None if live is None else os.fspath(live),
-                           compose)
+                           compose, decryption)
         return desired
     finally:
         if gc_was_enabled:
@@ -108,7 +115,7 @@ def convert(
 
 def _load(
     path: str, limits: Limits | None, use_lock: bool = True, policy: Policy | None = None, live: str | None = None,
-    compose_opts: ComposeOptions | None = None,
+    compose_opts: ComposeOptions | None = None, decryption: Keys | None = None,
 ) -> tuple[DesiredState, list[Any]]:
     from reconciler.spec import building, compose, lock, models, reading
     from reconciler.spec.models import DesiredState
@@ -124,7 +131,8 @@ def _load(
     root = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)) if path != "-" else os.getcwd()
     # the manifests' bases are real paths (reading.py), and so is the root they are placed from
     builder = building.Builder(problems, limits, root=os.path.realpath(root),
-                               live=None if live is None else os.path.normpath(os.path.abspath(live)))
+                               live=None if live is None else os.path.normpath(os.path.abspath(live)),
+                               decryption=decryption)
     project = ""
     if compose_files:
         project, docs, source_files = _compose(path, live, list(compose_files), compose_opts, builder, warnings, policy)
@@ -133,6 +141,12 @@ def _load(
         source_files = [s.path for s in sources]
         docs = []
         for source in sources:
+            if _sops_manifest(source.path, source.text):
+                problems.append(Problem(source.path, 1, 1, "", "", "", "a SOPS-encrypted file: manifests are "
+                                        "read as written, never decrypted; keep the secret values in an env file "
+                                        "(envFiles) encrypted with sops, and name this file other than *.yaml/*.yml "
+                                        "or move it out of the manifests' directory"))
+                continue
             docs.extend(reading.parse(source, problems, limits))
     lock_file = lock.lock_path(path) if use_lock else None
     if lock_file is not None and lock_file.exists():
@@ -203,7 +217,8 @@ def _compose(
         from reconciler.spec import policy as policy_mod
 
         refuse = lambda p: policy_mod.refuse_file(policy, builder.root, p)  # noqa: E731 - a one-line hook
-    rd = compose.Reader(builder.problems, warnings, builder.read_file, refuse or (lambda _p: None), builder.limits)
+    rd = compose.Reader(builder.problems, warnings, builder.read_file, refuse or (lambda _p: None), builder.limits,
+                        open_sops=builder.decrypted)
     model = compose.load(path, opts, rd, files=files)
     if model is None:
         raise SpecError(builder.problems or [Problem(files[0], 0, 0, "", "", "", "the compose project does not load")])
@@ -211,6 +226,15 @@ def _compose(
     if builder.problems:            # the manifests' own checks would repeat them
         raise SpecError(builder.problems)
     return model.name, docs, list(model.files)
+
+
+def _sops_manifest(path: str, text: str) -> bool:
+    """Whether a manifest file is one sops encrypted (its `sops:` mapping at the top level)."""
+    if "\nsops:" not in text and not text.startswith("sops:"):
+        return False
+    from reconciler.spec import sops
+
+    return sops.is_encrypted(path, text.encode())
 
 
 def _frozen(items: dict[str, Any]) -> MappingProxyType[str, Any]:

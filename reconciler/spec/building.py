@@ -21,7 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
 
-from reconciler.spec import errors, hashing, lock, models, reading, schemas, tagpolicy, units
+from reconciler.spec import errors, hashing, lock, models, reading, schemas, sops, tagpolicy, units
 
 __all__ = ["Builder"]
 
@@ -66,7 +66,9 @@ class Builder:
     live: str | None = None         # where relative bind sources resolve instead (spec.load's `live`)
     files: dict[str, str] = field(default_factory=dict)      # every referenced file -> digest
     pins: dict[str, str] = field(default_factory=dict)       # the lock file's ref -> digest (lock.py)
+    decryption: sops.Keys | None = None     # opens SOPS-encrypted env files (spec.load's `decryption`)
     _file_cache: dict[str, bytes | None] = field(default_factory=dict)
+    _plain_cache: dict[str, sops.Decrypted | str] = field(default_factory=dict, repr=False)
 
     # -- reporting -------------------------------------------------------------------------
 
@@ -300,8 +302,11 @@ class Builder:
             if content is None:
                 self.report(d, sp("envFiles", i), f"env file {rel!r} not found or unreadable (resolved to {full})")
                 continue
-            files[named] = hashing.file_digest(content)
-            env.update(self.env_file(d, sp("envFiles", i), rel, content))
+            files[named] = hashing.file_digest(content)     # of the file as stored: never of a plaintext
+            if sops.is_encrypted(full, content):
+                env.update(self.sops_env_file(d, sp("envFiles", i), rel, full, content))
+            else:
+                env.update(self.env_file(d, sp("envFiles", i), rel, content))
         for key, value in (spec.get("env") or {}).items():
             if not _ENV_KEY.match(key):
                 self.report(d, sp("env", key), f"{key!r} is not a valid environment variable name", key=True)
@@ -315,6 +320,7 @@ class Builder:
         if ports and networks in (("host",), ("none",)):
             self.report(d, sp("ports"), f"ports cannot be published with network {networks[0]}")
         volumes = self.volumes(d, spec, names["Volume"], files)
+        secrets = self.secrets(d, spec, files, {m.target for m in volumes})
 
         restart_name, max_retries = units.parse_restart(spec.get("restart", "no"))
         healthcheck = self.healthcheck(d, spec.get("healthcheck"))
@@ -370,7 +376,12 @@ class Builder:
             "stop_signal": stop_signal,
             "stop_timeout": self.duration(d, sp("stopTimeout"), spec.get("stopTimeout"), 10.0),
             "init": bool(spec.get("init", False)),
+            "replicas": 1 if spec.get("replicas") == "global" else int(spec.get("replicas", 1)),
+            "global_mode": spec.get("replicas") == "global",
+            "placement": _placement(spec.get("placement") or {}),
         }
+        if secrets:         # absent when none: the hashes of containers without secrets stay as they were
+            fields["secrets"] = secrets
         # an update policy moves the tag: the hash names the repository (hashing.py)
         hashed = fields if image_update is None else {**fields, "image": image_update.repository}
         return models.Container(
@@ -445,6 +456,68 @@ class Builder:
             key, eq, value = line.lstrip().partition("=")
             if not eq or not _ENV_KEY.match(key):
                 self.report(d, path, f"env file {rel!r} line {number}: expected KEY=VALUE")
+                continue
+            out[key] = value
+        return out
+
+    def secrets(
+        self, d: _Doc, spec: Mapping[str, Any], files: dict[str, str], mounted: set[str],
+    ) -> tuple[models.SecretFile, ...]:
+        """`secrets:` files read (from the revision, like env files), decrypted in memory when sops
+        encrypted them; hashed by the stored file's digest under their live path."""
+        out: list[models.SecretFile] = []
+        for i, item in enumerate(spec.get("secrets", ())):
+            rel = item["source"]
+            full = self.resolve(d.raw.base, rel)
+            target = item.get("target") or "/run/secrets/" + os.path.basename(full)
+            if not target.startswith("/") or target in mounted:
+                why = "must be an absolute path" if not target.startswith("/") else "is mounted twice"
+                self.report(d, ("spec", "secrets", i, "target"), f"secret target {target!r} {why}")
+                continue
+            mounted.add(target)
+            content = self.read_file(full) if os.path.isfile(full) else None
+            if content is None:
+                self.report(d, ("spec", "secrets", i, "source"), f"secret file {rel!r} not found, unreadable or "
+                            f"larger than {self.limits.referenced_file_bytes} bytes (resolved to {full})")
+                continue
+            named = self.live_path(d.raw.base, rel)
+            files[named] = hashing.file_digest(content)
+            data = content
+            if sops.is_encrypted(full, content):
+                plain = self.decrypted(full, content)
+                if isinstance(plain, str):
+                    self.report(d, ("spec", "secrets", i, "source"), f"secret file {rel!r}: {plain}")
+                    continue
+                data = plain.data
+            mode = item.get("mode", 0o400)
+            out.append(models.SecretFile(source=named, target=target, mode=int(mode, 8) if isinstance(mode, str) else mode,
+                                         uid=int(item.get("uid", 0)), gid=int(item.get("gid", 0)),
+                                         digest=files[named], data=data))
+        return tuple(out)
+
+    def decrypted(self, full: str, content: bytes) -> sops.Decrypted | str:
+        """A SOPS file decrypted in memory (once per load), or why it cannot be."""
+        if full not in self._plain_cache:
+            try:
+                self._plain_cache[full] = sops.decrypt(full, content, self.decryption)
+            except sops.SopsError as exc:
+                self._plain_cache[full] = str(exc)
+        return self._plain_cache[full]
+
+    def sops_env_file(self, d: _Doc, path: Path_, rel: str, full: str, content: bytes) -> dict[str, str]:
+        """A SOPS-encrypted dotenv file's KEY=VALUE pairs; the plaintext stays in this process."""
+        plain = self.decrypted(full, content)
+        if isinstance(plain, str):
+            self.report(d, path, f"env file {rel!r}: {plain}")
+            return {}
+        if plain.format != "dotenv":
+            self.report(d, path, f"env file {rel!r} is a SOPS {plain.format} file; envFiles take dotenv "
+                        "files: encrypt KEY=VALUE lines in a file named *.env")
+            return {}
+        out: dict[str, str] = {}
+        for key, value in plain.pairs:
+            if not _ENV_KEY.match(key):
+                self.report(d, path, f"env file {rel!r}: {key!r} is not a valid environment variable name")
                 continue
             out[key] = value
         return out
@@ -646,3 +719,9 @@ def revision_of(docs: list[reading.Document], files: Mapping[str, str], root: st
         rel = os.path.relpath(path, root)
         h.update(hashing.canonical({"ref": rel, "digest": files[path]}))
     return h.hexdigest()
+
+
+def _placement(doc: Mapping[str, Any]) -> models.Placement:
+    return models.Placement(labels=MappingProxyType(dict(sorted((doc.get("labels") or {}).items()))),
+                            constraints=tuple(c.strip() for c in doc.get("constraints", ())),
+                            preferences=tuple(doc.get("preferences", ())))

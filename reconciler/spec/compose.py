@@ -49,7 +49,7 @@ from typing import Any
 
 import yaml
 
-from reconciler.spec import errors, interpolation, located, reading, schemas
+from reconciler.spec import errors, interpolation, located, reading, schemas, sops
 from reconciler.spec.located import Map, Seq
 from reconciler.spec.models import Origin
 
@@ -102,6 +102,8 @@ class Reader:
     refuse: Callable[[str], str | None] = lambda _path: None
     limits: reading.Limits = field(default_factory=reading.Limits)
     file: str = "compose.yaml"      # what a problem of no particular place names (the first compose file)
+    # a SOPS-encrypted env file decrypted in memory (building.Builder.decrypted), or why it cannot be
+    open_sops: Callable[[str, bytes], Any] | None = None
 
     def error(self, at: Origin | None, where: str, message: str) -> None:
         self.problems.append(_problem(at or Origin(self.file, 0, 0), where, message))
@@ -111,9 +113,10 @@ class Reader:
         if problem not in self.warnings:
             self.warnings.append(problem)
 
-    def read(self, path: str, at: Origin | None, where: str, what: str) -> bytes | None:
+    def read(self, path: str, at: Origin | None, where: str, what: str, *, dotenv: bool = False) -> bytes | None:
         """A file the project names (an env file, an extended compose file); None with a problem
-        when the policy refuses it or it cannot be read."""
+        when the policy refuses it or it cannot be read. A `dotenv` file that sops encrypted is
+        its decrypted text (held in memory only)."""
         refused = self.refuse(path)
         if refused:
             self.error(at, where, f"{what} {refused}")
@@ -122,7 +125,22 @@ class Reader:
         if data is None:
             self.error(at, where, f"{what} {path} not found, unreadable or larger than "
                        f"{self.limits.referenced_file_bytes} bytes")
+        elif dotenv and sops.is_encrypted(path, data):
+            return self.decrypt(path, data, at, where, what)
         return data
+
+    def decrypt(self, path: str, data: bytes, at: Origin | None, where: str, what: str) -> bytes | None:
+        plain = self.open_sops(path, data) if self.open_sops is not None else \
+            f"{os.path.basename(path)} is SOPS-encrypted and this command does not decrypt"
+        if isinstance(plain, str):
+            self.error(at, where, f"{what} {path}: {plain}")
+            return None
+        if plain.format != "dotenv":
+            self.error(at, where, f"{what} {path} is a SOPS {plain.format} file; env files are dotenv files "
+                       "(name the encrypted file *.env)")
+            return None
+        data_: bytes = plain.data
+        return data_
 
 
 def _problem(at: Origin, where: str, message: str) -> errors.Problem:
@@ -191,7 +209,7 @@ def _environment(directory: str, environ: Mapping[str, str], rd: Reader) -> dict
     if _true(env.get("COMPOSE_DISABLE_ENV_FILE", "")) or not os.path.lexists(dotenv) or os.path.isdir(dotenv):
         return env
     at = Origin(dotenv, 1, 1)
-    content = rd.read(dotenv, at, "", "the .env file")
+    content = rd.read(dotenv, at, "", "the .env file", dotenv=True)
     if content is None:
         return env
     try:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +54,7 @@ SERVICE_KEYS: dict[str, str] = {
     "restart": "`restart`",
     "healthcheck": "`healthcheck`: `test`, `interval`, `timeout`, `retries`, `start_period`; `disable: true` is `[NONE]`",
     "depends_on": "`dependsOn` (created, and healthy when they have a healthcheck, first); `service_completed_successfully` is an error",
-    "deploy": "`replicas: 1`, `resources.limits` (`memory`, `cpus`, `pids`) into `resources`; other deploy keys are errors",
+    "deploy": "`replicas: 1`, `resources.limits` (`memory`, `cpus`, `pids`) into `resources`, `placement` (`constraints`, `preferences` of `spread`) into `placement`, `mode: global` into `replicas: global`; other deploy keys are errors",
     "mem_limit": "`resources.memory` (compose's binary units)",
     "cpus": "`resources.cpus`",
     "pids_limit": "`resources.pids` (-1: unlimited)",
@@ -68,6 +69,10 @@ SERVICE_KEYS: dict[str, str] = {
     "init": "`init`",
     "labels": "`metadata.labels`, with compose's `com.docker.compose.*` labels",
     "container_name": "`metadata.name` (default `<project>-<service>-1`)",
+    "secrets": "`secrets`: the top-level secret's `file` at `target` (`/run/secrets/<name>` by default), "
+               "`uid`, `gid`, `mode` (0400); a file sops encrypted is decrypted (docs/security.md)",
+    "configs": "`secrets` too (a tmpfs file of the container's own, read-only): at `target` (`/<name>` by "
+               "default), `mode` 0444 by default",
     "profiles": "whether the service runs (`--profile`, `COMPOSE_PROFILES`)",
     "extends": "applied while loading (same file or another file)",
 }
@@ -81,7 +86,7 @@ _SERVICE_NO_EFFECT = {
     "attach": "has no effect: reconcile does not attach to containers' output",
     "develop": "has no effect: reconcile has no watch mode; commit or save the change and the agent applies it",
 }
-_TOP_UNSUPPORTED = ("include", "secrets", "configs", "models")
+_TOP_UNSUPPORTED = ("include", "models")
 # The rest of the file (docs/reference/compose.md): key -> ("supported" | "warning" | "error", what it does)
 TOP_KEYS: dict[str, tuple[str, str]] = {
     "name": ("supported", "the project name (after `-p` and `COMPOSE_PROJECT_NAME`), normalised as compose does"),
@@ -89,6 +94,10 @@ TOP_KEYS: dict[str, tuple[str, str]] = {
     "networks": ("supported", "one Network each that an active service uses (below)"),
     "volumes": ("supported", "one Volume each that an active service uses (below)"),
     "version": ("warning", "obsolete, ignored (compose warns too)"),
+    "secrets": ("supported", "`file:` secrets: put into the services naming them (`secrets`); `environment`, "
+                "`external` and `content` are errors"),
+    "configs": ("supported", "`file:` configs: put into the services naming them (`configs`); `environment`, "
+                "`external` and `content` are errors"),
     **{k: ("error", "not supported yet") for k in _TOP_UNSUPPORTED},
     "x-*": ("supported", "extension fields, anywhere: ignored, usable as YAML anchors"),
 }
@@ -460,10 +469,36 @@ class _Service:
                 if item != 1:
                     self.tr.error(at, not_supported("replicas other than 1", "each service runs one container"))
             elif opt == "mode":
-                if item != "replicated":
+                if item == "global":
+                    self.put("replicas", "global", "deploy", "mode")
+                elif item != "replicated":
                     self.tr.error(at, not_supported(f"deploy.mode {item!r}"))
+            elif opt == "placement":
+                if item:
+                    self.placement(item)
             elif item not in (None, [], {}):
                 self.tr.error(at, not_supported(f"deploy.{opt}"), key=True)
+
+    def placement(self, value: Map) -> None:
+        """deploy.placement: constraints as they are, spread preferences as their label."""
+        out: dict[str, Any] = {}
+        for opt, item in value.items():
+            at = self.p("deploy", "placement", opt)
+            if opt == "constraints" and item:
+                out["constraints"] = [str(c) for c in item]
+                self.doc.came(("spec", "placement", "constraints"), at)
+            elif opt == "preferences" and item:
+                spread = [p.get("spread") if isinstance(p, dict) else None for p in item]
+                for i, label in enumerate(spread):
+                    if not label:
+                        self.tr.error(self.p("deploy", "placement", opt, i),
+                                      not_supported("a preference other than spread", "write {spread: node.labels.KEY}"))
+                out["preferences"] = [str(label) for label in spread if label]
+                self.doc.came(("spec", "placement", "preferences"), at)
+            elif not opt.startswith("x-") and item not in (None, [], {}, 0):
+                self.tr.error(at, not_supported(f"deploy.placement.{opt}"), key=True)
+        if out:
+            self.spec["placement"] = out
 
     def resources(self) -> None:
         deploy = self.svc.get("deploy") or {}
@@ -563,7 +598,7 @@ class _Service:
         full = os.path.normpath(os.path.join(self.tr.model.directory, path))
         if not os.path.lexists(full) and item.get("required") is False:
             return {}
-        content = self.tr.rd.read(full, self.tr.at(at), compose.fmt(at), "env file")
+        content = self.tr.rd.read(full, self.tr.at(at), compose.fmt(at), "env file", dotenv=True)
         if content is None:
             return {}
         try:
@@ -687,6 +722,42 @@ class _Service:
                 continue
             self.doc.came(("spec", "volumes", len(mounts)), self.p("tmpfs", i))
             mounts.append({"type": "tmpfs", "target": target})
+
+    def k_secrets(self, value: Seq) -> None:
+        self.files("secrets", value, lambda name: f"/run/secrets/{name}", 0o400)
+
+    def k_configs(self, value: Seq) -> None:
+        self.files("configs", value, lambda name: f"/{name}", 0o444)
+
+    def files(self, kind: str, value: Seq, default_target: Callable[[str], str], default_mode: int) -> None:
+        """Service `secrets`/`configs` into `secrets` entries: the top-level entry's `file`."""
+        declared = self.tr.data.get(kind) or {}
+        out = self.spec.setdefault("secrets", [])
+        for i, item in enumerate(value):
+            ref = item if isinstance(item, Map) else {"source": item}
+            name = str(ref.get("source") or "")
+            top = declared.get(name) if isinstance(declared, dict) else None
+            if not isinstance(top, dict):
+                self.tr.error(self.p(kind, i), f"no top-level {kind} entry named {name!r}; declare it with file:")
+                continue
+            others = [k for k, v in top.items() if k not in ("file", "name") and not k.startswith("x-")
+                      and v not in (None, False, "")]
+            if others or not top.get("file"):
+                what = others[0] if others else "a secret without file"
+                self.tr.error(self.p(kind, i), not_supported(f"{kind}.{name}: {what}", "give it a file: (sops-encrypted "
+                              "if it is secret)"))
+                continue
+            target = str(ref.get("target") or default_target(name))
+            if kind == "secrets" and not target.startswith("/"):
+                target = f"/run/secrets/{target}"
+            entry: dict[str, Any] = {"source": str(top["file"]), "target": target}
+            mode = ref.get("mode")
+            entry["mode"] = int(str(mode), 8) if isinstance(mode, str) else int(mode) if mode is not None else default_mode
+            for key in ("uid", "gid"):
+                if ref.get(key) not in (None, ""):
+                    entry[key] = int(str(ref[key]))
+            self.doc.came(("spec", "secrets", len(out)), self.p(kind, i))
+            out.append(entry)
 
     def k_restart(self, value: Any) -> None:
         self.put("restart", str(value), "restart")

@@ -6,9 +6,13 @@ whitespace, UTF-8, tuples as lists.
 
 Excluded from the Container hash (changing them needs no recreate): `name`, `origin`,
 `image_object` (the resolved `image` ref is hashed instead), `depends_on` (ordering only),
-`update` (how to replace, not what runs), `drift` (how the agent reacts). Everything else,
+`update` (how to replace, not what runs), `drift` (how the agent reacts), `replicas` (how many
+copies run, not what runs: a Swarm service is scaled, not replaced; with `global_mode`, which
+a Swarm compares on its own), `placement` (where it runs,
+not what runs: a host it still selects keeps its container; Swarm compares it on its own). Everything else,
 metadata labels included (they are stamped on the container, which Docker cannot relabel),
-is hashed. The content of every env file and of every bind source that is a regular file
+is hashed. A secret's decrypted content (`transient` fields) never is: the digest of the
+file as stored stands for it. The content of every env file and of every bind source that is a regular file
 named relative to the manifests is hashed too (a bind source as read where it is mounted from:
 a source's live place, not a revision copy), so editing such a file recreates. Those files are
 named by their live path, so a new revision copy of unchanged files hashes the same.
@@ -32,7 +36,7 @@ from typing import Any
 __all__ = ["COMMON_EXCLUDED", "CONTAINER_EXCLUDED", "IMAGE_EXCLUDED", "canonical", "file_digest", "spec_hash"]
 
 CONTAINER_EXCLUDED = frozenset({"name", "origin", "image_object", "depends_on", "update", "drift", "spec_hash",
-                                "image_update"})
+                                "image_update", "replicas", "global_mode", "placement"})
 IMAGE_EXCLUDED = frozenset({"name", "origin", "pull", "track", "spec_hash"})
 COMMON_EXCLUDED = frozenset({"name", "origin", "spec_hash", "deletion_policy"})
 
@@ -40,7 +44,7 @@ COMMON_EXCLUDED = frozenset({"name", "origin", "spec_hash", "deletion_policy"})
 def _default(value: Any) -> Any:
     """JSON fallback for the models: dataclasses as their fields, mappings as dicts."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return value.__dict__
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if not f.metadata.get("transient")}
     if isinstance(value, Mapping):
         return dict(value)
     return str(value)

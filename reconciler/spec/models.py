@@ -31,9 +31,11 @@ __all__ = [
     "ImageUpdate",
     "Network",
     "Origin",
+    "Placement",
     "PortSpec",
     "Resources",
     "RestartPolicy",
+    "SecretFile",
     "UpdatePolicy",
     "Volume",
     "VolumeMount",
@@ -80,6 +82,21 @@ class VolumeMount:
     source: str                     # "" for tmpfs
     target: str                     # absolute path in the container
     read_only: bool
+
+
+@dataclass(frozen=True)
+class SecretFile:
+    """A file put into the container from a tmpfs of its own (`secrets:`). `data` is the file's
+    content, decrypted in memory when sops encrypted it: never part of the spec hash (the
+    stored file's digest is), never stored (repr and comparisons leave it out)."""
+
+    source: str                     # absolute host path (the live path, as env files are named)
+    target: str                     # absolute path in the container
+    mode: int                       # default 0o400
+    uid: int                        # default 0
+    gid: int                        # default 0
+    digest: str = ""                # of the file as stored (encrypted or not): what the hash and a rollback compare
+    data: bytes = field(default=b"", repr=False, compare=False, metadata={"transient": True})
 
 
 @dataclass(frozen=True)
@@ -132,6 +149,29 @@ class ImageUpdate:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where a container runs (`spec.placement`); empty = every host."""
+
+    labels: Mapping[str, str] = field(default_factory=dict)  # the host (Swarm: node) carries all of them
+    constraints: tuple[str, ...] = ()   # Swarm syntax ("node.labels.zone==east", "node.role!=manager")
+    preferences: tuple[str, ...] = ()   # Swarm spread preferences ("node.labels.zone")
+
+    def __bool__(self) -> bool:
+        return bool(self.labels or self.constraints or self.preferences)
+
+    def __hash__(self) -> int:
+        return hash((tuple(sorted(self.labels.items())), self.constraints, self.preferences))
+
+    def swarm_constraints(self) -> tuple[str, ...]:
+        """The labels as Swarm constraints on node labels, then the constraints as written."""
+        return (*(f"node.labels.{k}=={v}" for k, v in sorted(self.labels.items())), *self.constraints)
+
+    def __str__(self) -> str:
+        """`role=edge, node.labels.zone==east` (for messages)."""
+        return ", ".join([*(f"{k}={v}" for k, v in sorted(self.labels.items())), *self.constraints]) or "every host"
+
+
+@dataclass(frozen=True)
 class Container:
     """A `kind: Container` document."""
 
@@ -167,6 +207,10 @@ class Container:
     # `image:` as an update policy (None: a plain reference); `image` is then `repository:tag`,
     # and the spec hash names the repository only: which tag runs is the image digest's matter
     image_update: ImageUpdate | None = None
+    secrets: tuple[SecretFile, ...] = field(default=(), metadata={"omit_empty": True})
+    replicas: int = 1               # copies that run: a Swarm service's replicas; one on a single host
+    placement: Placement = Placement()  # where it runs (spec.placement; reconciler.spec.placement)
+    global_mode: bool = False       # replicas: global: one copy per node placed on (replicas is 1 then)
 
 
 @dataclass(frozen=True)
@@ -233,3 +277,6 @@ class DesiredState:
     files: Mapping[str, str] = field(default_factory=dict)  # referenced files (absolute) -> digest
     project: str = ""               # the compose project's name, when loaded from compose files
     warnings: tuple[str, ...] = ()  # what loads but is not honoured ("file:line:col: field: message")
+    # what the manifests place on other hosts than this one ("Container/web" -> why), when a
+    # single host took its part (reconciler.spec.placement.select)
+    elsewhere: Mapping[str, str] = field(default_factory=dict)

@@ -269,6 +269,11 @@ def _container(policy: Policy, root: str, doc: Any, spec: Mapping[str, Any], ima
         message = _path(policy, root, resolve(doc, str(rel)), policy.file_prefixes, "filePrefixes")
         if message:
             report(doc, ("spec", "envFiles", i), f"env file {message}")
+    for i, item in enumerate(spec.get("secrets") or ()):
+        if isinstance(item, dict) and isinstance(item.get("source"), str):
+            message = _path(policy, root, resolve(doc, item["source"]), policy.file_prefixes, "filePrefixes")
+            if message:
+                report(doc, ("spec", "secrets", i, "source"), f"secret file {message}")
     bind_root, resolve_bind = binds
     for i, item in enumerate(spec.get("volumes") or ()):
         source = _bind_source(item)

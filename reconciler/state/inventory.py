@@ -81,8 +81,11 @@ _NOT_SPEC = frozenset({"name", "origin", "spec_hash"})
 
 
 def _jsonable(value: Any) -> Any:
+    """Plain data of a model; a `transient` field (a secret's content) is never included, an
+    `omit_empty` one only when set (the documents of older containers stay the same)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if not f.metadata.get("transient") and not (f.metadata.get("omit_empty") and not getattr(value, f.name))}
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in sorted(value.items())}
     if isinstance(value, tuple | list):
@@ -127,11 +130,7 @@ def spec_document(obj: object) -> dict[str, Any]:
     """
     if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
         raise TypeError(f"not a spec model: {obj!r}")
-    return _mask_doc({
-        f.name: _jsonable(getattr(obj, f.name))
-        for f in dataclasses.fields(obj)
-        if f.name not in _NOT_SPEC
-    })
+    return _mask_doc({k: v for k, v in _jsonable(obj).items() if k not in _NOT_SPEC})
 
 
 BACKOFF_BASE = 30.0

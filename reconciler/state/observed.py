@@ -1,5 +1,9 @@
 """ObservedState: one snapshot of what exists, read in one pass, so planning makes no calls.
 
+The values only: reading them from an engine (`observe`, `resolve_digests`) is an effect and
+lives in `reconciler.execution.observing`, so the planner, which imports this module, reaches
+no runtime even indirectly (the import contract forbids it).
+
 Like compose's `ObservedState`: containers, networks and volumes with their ownership labels
 already decoded, the local images by normalised reference, and the registry digests resolved
 for the desired tags (through the TTL cache in the state DB). Everything is listed without a
@@ -9,15 +13,10 @@ are visible too: the planner needs them to refuse a clashing name rather than to
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from reconciler.state import labels as labelmod
-
-if TYPE_CHECKING:
-    from reconciler.runtime.base import Runtime
-    from reconciler.state.inventory import InventoryStore
 
 __all__ = [
     "ObservedContainer",
@@ -26,8 +25,6 @@ __all__ = [
     "ObservedVolume",
     "is_pinned",
     "normalize_ref",
-    "observe",
-    "resolve_digests",
 ]
 
 
@@ -65,6 +62,8 @@ class ObservedContainer:
     exit_code: int | None = None
     restart_count: int = 0
     manually_stopped: bool = False
+    replicas: int | None = None         # a service's wanted copies (Swarm); None: one container
+    placement: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # a service's (constraints, spread)
 
 
 @dataclass(frozen=True)
@@ -103,86 +102,3 @@ class ObservedState:
         if is_pinned(ref):
             return ref.rpartition("@")[2]
         return self.resolved.get(normalize_ref(ref))
-
-
-def observe(
-    runtime: Runtime,
-    *,
-    resolved: Mapping[str, str] | None = None,
-) -> ObservedState:
-    """Read containers, networks, volumes and images in one call each."""
-    containers = {
-        c.name: ObservedContainer(
-            id=c.id,
-            name=c.name,
-            status=str(c.status),
-            owner=labelmod.parse(c.labels),
-            image_id=c.image_id,
-            health=c.health,
-            exit_code=c.exit_code,
-            restart_count=c.restart_count,
-            manually_stopped=c.manually_stopped,
-        )
-        for c in runtime.list_containers(None)
-    }
-    networks = {
-        n.name: ObservedNetwork(name=n.name, owner=labelmod.parse(n.labels), id=n.id)
-        for n in runtime.list_networks(None)
-    }
-    volumes = {
-        v.name: ObservedVolume(name=v.name, owner=labelmod.parse(v.labels))
-        for v in runtime.list_volumes(None)
-    }
-    images: dict[str, str] = {}
-    for info in runtime.list_images():
-        digest = info.digest or info.id
-        for tag in info.repo_tags:
-            images[normalize_ref(tag)] = digest
-        if info.digest:
-            for tag in info.repo_tags:
-                repo = normalize_ref(tag).rsplit(":", 1)[0]
-                images[f"{repo}@{info.digest}"] = info.digest
-    return ObservedState(
-        containers=containers,
-        networks=networks,
-        volumes=volumes,
-        images=images,
-        resolved={normalize_ref(k): v for k, v in (resolved or {}).items()},
-    )
-
-
-def resolve_digests(
-    runtime: Runtime,
-    refs: Iterable[str],
-    *,
-    inventory: InventoryStore | None,
-    ttl: float,
-    now: float,
-    stop: Callable[[], bool] | None = None,
-) -> tuple[dict[str, str], dict[str, str]]:
-    """One `resolve_digest` per distinct tag, cached `ttl` seconds in the state DB.
-
-    Returns (digests by normalised ref, errors by ref). Pinned refs need no lookup. A lookup
-    that fails leaves the ref out: the planner then keeps what is running or pulls. Once `stop()`
-    is true (the reconciler is stopping; the pass will start nothing) no further registry is asked.
-    """
-    from reconciler.runtime import errors as rterrors
-
-    digests: dict[str, str] = {}
-    errors: dict[str, str] = {}
-    for ref in sorted({normalize_ref(r) for r in refs if not is_pinned(r)}):
-        cached = inventory.cached_digest(ref, now=now, ttl=ttl) if inventory else None
-        if cached:
-            digests[ref] = cached
-            continue
-        if stop is not None and stop():
-            continue
-        try:
-            digest = runtime.resolve_digest(ref)
-        except rterrors.RuntimeBackendError as exc:
-            errors[ref] = str(exc)
-            continue
-        digests[ref] = digest
-        if inventory is not None:
-            inventory.cache_digest(ref, digest, now=now)
-    return digests, errors

@@ -38,6 +38,7 @@ from reconciler import spec
 from reconciler._private import make_private
 from reconciler.errors import TerminalError
 from reconciler.spec import models
+from reconciler.spec.sops import Keys
 
 __all__ = ["DEFAULT_KEEP", "META", "RevisionStore", "Snapshot", "SnapshotError"]
 
@@ -79,18 +80,20 @@ class Snapshot:
                 "spec_hashes": dict(self.spec_hashes), "project": self.project}
 
 
-def _load_copy(path: Path, snap: Snapshot) -> models.DesiredState:
-    """A kept copy loaded as the original was: a compose project under its own name."""
+def _load_copy(path: Path, snap: Snapshot, decryption: Keys | None = None) -> models.DesiredState:
+    """A kept copy loaded as the original was: a compose project under its own name; its
+    SOPS-encrypted files (kept encrypted) decrypted again with `decryption`."""
     if snap.project:
-        return spec.load(path, compose=spec.ComposeOptions(project_name=snap.project))
-    return spec.load(path)
+        return spec.load(path, compose=spec.ComposeOptions(project_name=snap.project), decryption=decryption)
+    return spec.load(path, decryption=decryption)
 
 
 class RevisionStore:
-    """The kept revisions under `<root>/revisions`."""
+    """The kept revisions under `<root>/revisions`; `decryption` opens their SOPS files."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, decryption: Keys | None = None) -> None:
         self.dir = Path(root) / "revisions"
+        self.decryption = decryption
 
     # -- keeping ------------------------------------------------------------------------------
 
@@ -143,7 +146,7 @@ class RevisionStore:
             (tree / os.path.relpath(d, base)).mkdir(parents=True, exist_ok=True)
         snap = dataclasses.replace(snap, base=base, load=os.path.relpath(src, base))
         try:
-            kept = _load_copy(tree / snap.load, snap)
+            kept = _load_copy(tree / snap.load, snap, self.decryption)
         except spec.SpecError as e:
             first = str(e.problems[0]) if e.problems else str(e)
             return dataclasses.replace(snap, reason=f"the kept copy does not load ({first})")
@@ -188,7 +191,7 @@ class RevisionStore:
             raise SnapshotError(f"revision {snap.revision[:12]} cannot be re-applied: {snap.reason}")
         tree = Path(os.path.realpath(snap.path / _TREE))     # the loader resolves symlinks
         try:
-            loaded = _load_copy(tree / snap.load, snap)
+            loaded = _load_copy(tree / snap.load, snap, self.decryption)
         except spec.SpecError as e:
             raise SnapshotError(f"the kept copy of revision {snap.revision[:12]} does not load:\n{e}",
                                 hint=f"remove {snap.path} and apply the files instead") from None

@@ -6,16 +6,18 @@ from __future__ import annotations
 import http.client
 import socket
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from reconciler.runtime.fake import FakeRuntime
-from tests.agent.conftest import AgentProc, free_port, wait_for
+from tests.agent.conftest import WAIT, AgentProc, free_port, wait_for
 from tests.agent.test_native import doc
 from tests.execution.helpers import IMG, container_doc, write
 
 TOKEN = "dash-token-of-this-test"
+SECRET = "never-on-the-dashboard"
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -47,7 +49,10 @@ def agent(tmp_path: Path, agents: list[AgentProc]) -> AgentProc:
 
 
 def test_the_dashboard_shows_sources_containers_passes_and_problems_escaped(tmp_path: Path, agent: AgentProc) -> None:
-    write(tmp_path / "m", "web.yaml", container_doc("web"))
+    write(tmp_path / "m", "web.yaml", container_doc("web", extra=f"""
+        ports: ["127.0.0.1:{free_port()}:80"]
+        env: {{DB_PASSWORD: {SECRET}}}
+        """))
     agent.start()
     wait_for("converged", lambda: agent.source("local")["last_result"] == "converged")
     tcp = http.client.HTTPConnection("127.0.0.1", int(agent.config["dashboard"]["listen"].rsplit(":", 1)[1]), timeout=30)
@@ -59,8 +64,9 @@ def test_the_dashboard_shows_sources_containers_passes_and_problems_escaped(tmp_
     status, headers, page = get(tcp, "/", Authorization=f"Bearer {TOKEN}")
     assert status == 200
     assert headers["content-type"].startswith("text/html")
-    for shown in (">local<", ">web<", "converged"):
-        assert shown in page
+    for shown in (">local<", ">web<", "converged", "-&gt;80/tcp", "sha256:", "not found"):
+        assert shown in page                                        # ... ports, digest, causes of the plan
+    assert SECRET not in page
     assert "<script src" not in page                               # nothing from a CDN
     assert "http" not in page.split("</style>")[0]
 
@@ -104,12 +110,14 @@ def test_the_dashboard_follows_events_live(tmp_path: Path, agent: AgentProc) -> 
         assert "200" in head.splitlines()[0]
         assert "text/event-stream" in head
         write(tmp_path / "m", "api.yaml", container_doc("api"))
-        seen = ""
-        while '"type": "pass"' not in seen:
+        seen, deadline = "", time.monotonic() + WAIT
+        while '"type": "pass"' not in seen or "ui/logs/api" not in seen:
+            assert time.monotonic() < deadline, f"no pass event and new sections in: {seen[-2000:]}"
             chunk = s.recv(65536).decode()
             assert chunk, "the stream ended"
             seen += chunk
     assert "data: {" in seen
+    assert "event: sections" in seen                               # the page's parts, re-rendered
 
 
 @pytest.mark.root

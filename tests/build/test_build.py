@@ -245,7 +245,7 @@ def test_run_network_is_none_by_default(engine: Engine, context_dir: Ctx, busybo
 def test_unsupported_instructions_are_errors_with_their_line(engine: Engine, context_dir: Ctx,
                                                              busybox_image: str) -> None:
     ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nFROBNICATE x\n"})
-    with pytest.raises(rterrors.InvalidArgument, match="line 2: FROBNICATE is not a Dockerfile instruction"):
+    with pytest.raises(rterrors.InvalidArgument, match="line 2: unknown instruction: FROBNICATE"):
         engine.build(ctx)
     ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nVOLUME /data/../../etc\n"})
     with pytest.raises(builder.BuildError, match="absolute path without"):
@@ -253,11 +253,11 @@ def test_unsupported_instructions_are_errors_with_their_line(engine: Engine, con
     ctx = context_dir({"Dockerfile": f"FROM --platform=linux/s390x {busybox_image}\n"})
     with pytest.raises(rterrors.InvalidArgument, match="line 1: FROM --platform=linux/s390x"):
         engine.build(ctx)
-    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nADD https://example.com/x /x\n"})
-    with pytest.raises(builder.BuildError, match=r"line 2.*ADD of a URL"):
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nCOPY https://example.invalid/x /x\n"})
+    with pytest.raises(builder.BuildError, match=r"line 2.*source can't be a URL for COPY"):
         engine.build(ctx)
-    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN --mount=type=ssh true\n"})
-    with pytest.raises(builder.BuildError, match=r"line 2.*type=ssh is not supported"):
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN --mount=type=ssh,required=true true\n"})
+    with pytest.raises(builder.BuildError, match=r"line 2.*no SSH agent was given"):
         engine.build(ctx)
 
 

@@ -96,7 +96,7 @@ def test_copy_heredocs_are_files(engine: Engine, context_dir: Ctx, busybox_image
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    ("COPY <<EOF\nx\nEOF\n", "needs at least one source and a destination"),
+    ("COPY <<EOF\nx\nEOF\n", "COPY requires at least two arguments"),
     ("COPY a <<EOF\nx\nEOF\n", "cannot take a heredoc as its destination"),
     ("COPY <<EOF a /x\nx\nEOF\n", "when copying several sources, the destination '/x' must be a directory"),
     ("RUN <<EOF\necho never ends\n", "line 2: unterminated heredoc <<EOF"),

@@ -153,7 +153,7 @@ def test_mount_syntax(text: str, expected: runmounts.RunMount) -> None:
     ("type=bind,target=/x,mode=0700", "mode, uid and gid are not allowed for bind mounts"),
     ("type=cache,target=/x,sharing=wild", "unsupported sharing value 'wild'"),
     ("type=cache", "a cache mount needs a target"),
-    ("type=ssh", "type=ssh is not supported by this builder"),
+    ("type=ssh,source=x", "an ssh mount has no from or source"),
     ("type=secret,id=a,env=A", "env=... is not supported by this builder"),
     ("target=/x,colour=blue", "unexpected key 'colour'"),
     ("type=secret", "a secret mount needs an id or a target"),

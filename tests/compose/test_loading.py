@@ -395,6 +395,34 @@ def test_names_and_labels_follow_compose(tmp_path: Path) -> None:
         "com.docker.compose.project": "my_shopv2", "com.docker.compose.volume": "data"}
 
 
+def test_deploy_placement_is_the_containers_placement(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        name: fleet
+        services:
+          proxy:
+            image: registry.local/proxy:2
+            deploy:
+              mode: global
+              placement:
+                constraints: ["node.labels.role==edge", "node.role!=manager"]
+                preferences: [{spread: node.labels.zone}]
+        """})
+    assert desired.containers["fleet-proxy-1"].global_mode
+    p = desired.containers["fleet-proxy-1"].placement
+    assert (dict(p.labels), p.constraints, p.preferences) == (
+        {}, ("node.labels.role==edge", "node.role!=manager"), ("node.labels.zone",))
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          proxy:
+            image: registry.local/proxy:2
+            deploy: {placement: {max_replicas_per_node: 2, preferences: [{x-note: a}]}}
+        """}) == [
+        "compose.yaml:4:26: services.proxy.deploy.placement.max_replicas_per_node: not supported yet: "
+        "deploy.placement.max_replicas_per_node; the manifest language cannot say it yet, remove it",
+        "compose.yaml:4:66: services.proxy.deploy.placement.preferences[0]: not supported yet: a preference "
+        "other than spread; write {spread: node.labels.KEY}"]
+
+
 @pytest.mark.parametrize(("name", "env", "expected"), [
     ("name: My App!", {}, "myapp"),
     ("name: __x-1", {}, "x-1"),
@@ -495,8 +523,7 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
             image: x/db:1
             depends_on:
               web: {condition: service_completed_successfully}
-        secrets:
-          token: {file: ./token}
+        include: [other.yaml]
         """, [
             "compose.yaml:4:13: services.web.ports[0]: not supported yet: publishing container port 80 on a random host port; name the host port, like \"8080:80\"",
             "compose.yaml:4:19: services.web.ports[1]: not supported yet: the sctp protocol; use tcp or udp",
@@ -507,7 +534,7 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
             "compose.yaml:9:24: services.web.deploy.replicas: not supported yet: replicas other than 1; each service runs one container",
             "compose.yaml:10:13: services.web.tmpfs[0]: not supported yet: tmpfs options (size=64m); mount /run without options",
             "compose.yaml:14:24: services.db.depends_on.web.condition: not supported yet: service_completed_successfully; one-shot jobs are not run yet; use service_started or service_healthy",
-            "compose.yaml:15:1: secrets: not supported yet: top-level secrets; the manifest language cannot say it yet, remove it",
+            "compose.yaml:15:1: include: not supported yet: top-level include; the manifest language cannot say it yet, remove it",
         ]),
     "manifest_checks_at_compose_keys": ("""
         name: t

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -205,3 +206,15 @@ def test_tag_moved_pulls_and_recreates(tmp_path: Path, root: Path, capsys: pytes
     now = fake(root).inspect_container("web")
     assert now.id != first.id
     assert now.labels["reconciler.image-digest"] == new_digest
+
+
+def test_a_single_host_refuses_replicas_naming_the_field(
+    tmp_path: Path, root: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    m = tmp_path / "m"
+    write(m, "web.yaml", container_doc("web", extra="replicas: 3") + container_doc("one", extra="replicas: 1"))
+    assert cli(root, "apply", str(m)) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"container:web +failed +fail +replicas: 3", out)
+    assert "replicas: 3: this runtime runs exactly one container per Container object" in out
+    assert running(root) == {"one": "running"}

@@ -7,11 +7,10 @@ from pathlib import Path
 import pytest
 
 from reconciler._sqlite import Database
-from reconciler.execution import changes, executor
+from reconciler.execution import changes, executor, observing
 from reconciler.planning import actions, planner
 from reconciler.runtime.fake import FakeRuntime
 from reconciler.state import inventory as inv
-from reconciler.state import observed as obs
 from tests.execution.helpers import IMG, FakeClock, apply, container_doc, exec_options, load, write
 
 Kind = actions.ActionKind
@@ -31,7 +30,7 @@ def db(tmp_path: Path) -> Database:
 
 def fresh_plan(manifests: Path, rt: FakeRuntime, owner: str = "default") -> actions.Plan:
     d = load(manifests)
-    return planner.plan(d, obs.observe(rt), inv.Inventory(), planner.PlanOptions(owner=owner))
+    return planner.plan(d, observing.observe(rt), inv.Inventory(), planner.PlanOptions(owner=owner))
 
 
 def names_running(rt: FakeRuntime) -> set[str]:

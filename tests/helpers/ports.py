@@ -5,10 +5,18 @@ kernel may hand to some other test's socket meanwhile: ports come from below the
 range (/proc/sys/net/ipv4/ip_local_port_range, 32768 up here), picked at random and checked
 free. A port the kernel chose (`bind(0)`) is fine for a server of the test's own, never for
 publishing: another test's client could be redirected into this test's container.
+
+A port free now can still be chosen by a neighbour a moment later (a published port holds no
+socket, so the neighbour's check cannot see it): ports are leased like address blocks
+(tests/helpers/subnets.py), in a file shared by every process of the host under an flock, owned
+by the leasing pid and dropped when that process is gone.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import secrets
 import socket
 from pathlib import Path
@@ -16,6 +24,8 @@ from pathlib import Path
 __all__ = ["publish_port", "publish_ports"]
 
 LOW = 20000
+LEASES = Path("/tmp/reconciler-test-ports.json")
+LOCK = Path("/tmp/reconciler-test-ports.lock")
 
 
 def _ephemeral_start() -> int:
@@ -35,14 +45,39 @@ def _free(port: int) -> bool:
     return True
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read() -> dict[int, int]:
+    try:
+        data = json.loads(LEASES.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {int(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
 def publish_ports(n: int) -> list[int]:
-    """`n` distinct free ports below the ephemeral range."""
+    """`n` distinct free ports below the ephemeral range that no other live test holds."""
     top = _ephemeral_start()
-    chosen: list[int] = []
-    while len(chosen) < n:
-        port = LOW + secrets.randbelow(top - LOW)
-        if port not in chosen and _free(port):
-            chosen.append(port)
+    with LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        leases = {port: pid for port, pid in _read().items() if _alive(pid)}
+        chosen: list[int] = []
+        while len(chosen) < n:
+            port = LOW + secrets.randbelow(top - LOW)
+            if port not in chosen and port not in leases and _free(port):
+                chosen.append(port)
+        leases.update((port, os.getpid()) for port in chosen)
+        tmp = LEASES.with_suffix(f".{os.getpid()}")
+        tmp.write_text(json.dumps({str(k): v for k, v in leases.items()}))
+        os.replace(tmp, LEASES)
     return chosen
 
 

@@ -429,3 +429,66 @@ def flapping_container_removed_by_hand_created_not_started() -> Case:
 def flapping_container_still_recreated_on_a_change() -> Case:
     new = replace(WEB, env={"LOG_LEVEL": "debug"}, spec_hash="h-web-2")
     return case(desired(new, SHOP, DATA), up(), inv.Inventory.of([entry(WEB)]), flapping=frozenset({"web"}))
+
+
+# --- a cluster (Swarm services): updates in place, no pulls, images pinned by registry digest
+
+def _service(c: models.Container, **kw: Any) -> obs.ObservedContainer:
+    return running(c, digest=D2, replicas=c.replicas, **kw)
+
+
+@scenario
+def cluster_fresh() -> Case:
+    return case(desired(WEB, SHOP, DATA), observed(images={}, resolved={REF: D2}), cluster=True)
+
+
+@scenario
+def cluster_nothing_changed() -> Case:
+    return case(desired(WEB, SHOP, DATA), observed(_service(WEB), onet(SHOP), ovol("data"), images={},
+                                                   resolved={REF: D2}), cluster=True)
+
+
+@scenario
+def cluster_env_change() -> Case:
+    old = replace(WEB, env={"LOG_LEVEL": "info"}, spec_hash="h-web-1")
+    new = replace(WEB, env={"LOG_LEVEL": "debug"}, spec_hash="h-web-2")
+    return case(desired(new, SHOP, DATA),
+                observed(_service(old), onet(SHOP), ovol("data"), images={}, resolved={REF: D2}),
+                inv.Inventory.of([entry(old)]), cluster=True)
+
+
+@scenario
+def cluster_scale() -> Case:
+    return case(desired(replace(WEB, replicas=3), SHOP, DATA),
+                observed(_service(WEB), onet(SHOP), ovol("data"), images={}, resolved={REF: D2}), cluster=True)
+
+
+@scenario
+def cluster_tag_moved() -> Case:
+    return case(desired(WEB, SHOP, DATA),
+                observed(running(WEB, digest=D1, replicas=1), onet(SHOP), ovol("data"), images={},
+                         resolved={REF: D2}), cluster=True)
+
+
+@scenario
+def cluster_digest_unresolved_new_service() -> Case:
+    return case(desired(WEB, API, SHOP, DATA), observed(images={}), cluster=True)
+
+
+@scenario
+def cluster_digest_unresolved_running_service() -> Case:
+    return case(desired(WEB, SHOP, DATA), observed(_service(WEB), onet(SHOP), ovol("data"), images={}),
+                cluster=True)
+
+
+@scenario
+def cluster_network_change_recreates_the_service() -> Case:
+    new = replace(SHOP, subnet="10.210.0.0/24", spec_hash="h-shop-2")
+    return case(desired(WEB, new, DATA), observed(_service(WEB), onet(SHOP), ovol("data"), images={},
+                                                  resolved={REF: D2}),
+                inv.Inventory.of([entry(SHOP), entry(WEB, config={"name": "web", "image": REF})]), cluster=True)
+
+
+@scenario
+def replicas_refused_on_a_single_host() -> Case:
+    return case(desired(replace(WEB, replicas=2), SHOP, DATA), up())

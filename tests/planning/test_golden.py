@@ -309,6 +309,45 @@ note: container:web: over the flap limit: left stopped (reported, not restarted)
 [2] -> #3 container:web, create, spec hash changed: env
 [3] -> #4 container:web, start, spec hash changed: env
 """,
+    "cluster_fresh": """\
+[] -> #1 network:shop, ensure-network, not found
+[] -> #2 volume:data, ensure-volume, not found
+[1,2] -> #3 container:web, create, not found
+[3] -> #4 container:web, start, not found
+""",
+    "cluster_nothing_changed": "",
+    "cluster_env_change": """\
+[] -> #1 container:web, update, spec hash changed: env
+      env.LOG_LEVEL: changed
+""",
+    "cluster_scale": """\
+[] -> #1 container:web, update, replicas 1 -> 3
+""",
+    "cluster_tag_moved": """\
+[] -> #1 container:web, update, image digest changed: sha256:111111111111 -> sha256:222222222222
+""",
+    "cluster_digest_unresolved_new_service": """\
+[] -> #1 network:shop, ensure-network, not found
+[] -> #2 volume:data, ensure-volume, not found
+[] -> #3 image:registry.local:5000/shop/web:1.4, fail, registry digest not resolved: a service runs its image pinned by digest; check the reference and that the registry answers
+[1,2,3] -> #4 container:web, create, not found
+[4] -> #5 container:web, start, not found
+[3,5] -> #6 container:api, create, not found
+[6] -> #7 container:api, start, not found
+""",
+    "cluster_digest_unresolved_running_service": "",
+    "cluster_network_change_recreates_the_service": """\
+[] -> #1 container:web, stop, network shop recreated
+[1] -> #2 container:web, remove, network shop recreated
+[2] -> #3 network:shop, remove-network, spec hash changed: subnet
+      subnet: (none) -> '10.210.0.0/24'
+[3] -> #4 network:shop, ensure-network, spec hash changed: subnet
+[2,4] -> #5 container:web, create, network shop recreated
+[5] -> #6 container:web, start, network shop recreated
+""",
+    "replicas_refused_on_a_single_host": """\
+[] -> #1 container:web, fail, replicas: 2: this runtime runs exactly one container per Container object (replicas is for --runtime swarm)
+""",
 }
 
 
@@ -329,7 +368,8 @@ def test_golden_plan(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["nothing_changed", "image_tag_unchanged", "digest_pinned_present",
-                                  "depends_on_added_only", "other_owner_objects_ignored"])
+                                  "depends_on_added_only", "other_owner_objects_ignored",
+                                  "cluster_nothing_changed", "cluster_digest_unresolved_running_service"])
 def test_in_sync_plans_are_empty(name: str) -> None:
     d, o, i, opts = scenarios.SCENARIOS[name]()
     p = planner.plan(d, o, i, planner.PlanOptions(now=scenarios.NOW, **opts))
@@ -411,3 +451,18 @@ def test_reported_drift_is_data_for_the_agent() -> None:
 
 def test_empty_desired_on_empty_host_is_empty_plan() -> None:
     assert planner.plan(desired(), observed(), inv.Inventory(), planner.PlanOptions()).is_empty()
+
+
+def test_a_cluster_pins_the_image_by_digest_and_waits_for_each_rollout() -> None:
+    d, o, i, opts = scenarios.SCENARIOS["cluster_fresh"]()
+    p = planner.plan(d, o, i, planner.PlanOptions(rollout_timeout=42.0, **opts))
+    create = next(a for a in p.actions if a.kind is actions.ActionKind.CREATE)
+    start = next(a for a in p.actions if a.kind is actions.ActionKind.START)
+    assert create.image == f"{scenarios.REF}@{scenarios.D2}"
+    assert create.labels["reconciler.image-digest"] == scenarios.D2
+    assert start.wait == actions.Wait(timeout=42.0, healthcheck=False, rollout=True)
+    d, o, i, opts = scenarios.SCENARIOS["cluster_env_change"]()
+    (update,) = planner.plan(d, o, i, planner.PlanOptions(rollout_timeout=42.0, **opts)).actions
+    assert (update.target, update.image, update.rollback) == ("id-web", f"{scenarios.REF}@{scenarios.D2}", None)
+    assert update.wait == actions.Wait(timeout=42.0, healthcheck=False, rollout=True)
+    assert update.labels["reconciler.spec-hash"] == "h-web-2"

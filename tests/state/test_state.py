@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from reconciler._sqlite import Database
+from reconciler.execution import observing
 from reconciler.runtime import base
 from reconciler.runtime.fake import FakeRuntime
 from reconciler.state import history, inventory, labels, observed
@@ -51,7 +52,7 @@ def test_observe_reads_everything_in_one_pass_with_ownership_decoded() -> None:
     rt.ensure_network(base.NetworkConfig(name="shop", labels=labels.make(
         owner="default", kind="Network", name="shop", spec_hash="n", revision="r")))
     rt.ensure_volume(base.VolumeConfig(name="data"))
-    o = observed.observe(rt, resolved={REF: digest})
+    o = observing.observe(rt, resolved={REF: digest})
     assert o.containers["web"].owner is not None
     assert o.containers["web"].owner.spec_hash == "h"
     assert o.containers["theirs"].owner is None
@@ -75,14 +76,14 @@ def test_resolve_digests_once_per_reference_and_cached_with_ttl(db: Database) ->
     rt.resolve_digest = counting  # type: ignore[method-assign]
     store = inventory.InventoryStore(db, "default")
     refs = [REF, REF, "registry.local:5000/shop/web:1", "reg.io/a@sha256:" + "1" * 64, "reg.io/nope:1"]
-    got, errors = observed.resolve_digests(rt, refs, inventory=store, ttl=60, now=1000.0)
+    got, errors = observing.resolve_digests(rt, refs, inventory=store, ttl=60, now=1000.0)
     assert got == {REF: digest}
     assert list(errors) == ["reg.io/nope:1"]
     assert calls == ["reg.io/nope:1", REF]                  # pinned refs need no lookup
     calls.clear()
-    observed.resolve_digests(rt, [REF], inventory=store, ttl=60, now=1030.0)
+    observing.resolve_digests(rt, [REF], inventory=store, ttl=60, now=1030.0)
     assert calls == []                                      # cached
-    observed.resolve_digests(rt, [REF], inventory=store, ttl=60, now=1100.0)
+    observing.resolve_digests(rt, [REF], inventory=store, ttl=60, now=1100.0)
     assert calls == [REF]                                   # expired
 
 

@@ -12,6 +12,7 @@ Errors are mapped by status code at this boundary and httpx never leaks out:
     403            Conflict   (remove a predefined network or one with endpoints)
     404            NotFound
     409            AlreadyExists when the message says the name is taken, else Conflict
+    503            Unavailable (a Swarm call on a node that is not a manager)
     404 non-JSON   Unavailable: the engine lacks the route (Podman has no /distribution)
     5xx            RuntimeBackendError with the engine's message; Podman's 500s for a name
                    clash, "container state improper" and "fill out specgen" map like
@@ -32,7 +33,7 @@ import httpx
 
 from reconciler.runtime import errors
 
-__all__ = ["DEFAULT_SOCKET", "MAX_API_VERSION", "MIN_API_VERSION", "EngineAPI"]
+__all__ = ["DEFAULT_SOCKET", "MAX_API_VERSION", "MIN_API_VERSION", "EngineAPI", "from_docker_host"]
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 MIN_API_VERSION = "1.40"    # Docker 19.03; Podman 4 compat speaks 1.41
@@ -60,11 +61,34 @@ def _q(name: str) -> str:
     return quote(name, safe="/:@")
 
 
+def from_docker_host(host: str | None, *, what: str = "docker") -> EngineAPI:
+    """The Engine API that a `DOCKER_HOST` value names, as the docker CLI reads it: unset or
+    empty is the local socket, `unix:///path` a socket, `tcp://host:port` plain HTTP."""
+    value = (host or "").strip()
+    if not value:
+        return EngineAPI(DEFAULT_SOCKET, what=what)
+    scheme, sep, rest = value.partition("://")
+    if sep and scheme == "unix" and rest:
+        return EngineAPI(rest, what=what)
+    if sep and scheme == "tcp" and rest:
+        if os.environ.get("DOCKER_TLS_VERIFY"):
+            raise errors.InvalidArgument(
+                f"DOCKER_HOST={value} with DOCKER_TLS_VERIFY: TLS to the engine is not supported",
+                hint="reach the engine's Unix socket instead (e.g. `ssh -L /tmp/d.sock:/var/run/docker.sock "
+                "HOST`, then DOCKER_HOST=unix:///tmp/d.sock)")
+        address = rest.rstrip("/")
+        return EngineAPI(address, transport=httpx.HTTPTransport(), what=what, base_url=f"http://{address}")
+    raise errors.InvalidArgument(
+        f"DOCKER_HOST={value!r} is not unix:///PATH or tcp://HOST:PORT",
+        hint="for ssh://, forward the engine's socket (`ssh -L /tmp/d.sock:/var/run/docker.sock HOST`) "
+        "and set DOCKER_HOST=unix:///tmp/d.sock")
+
+
 class EngineAPI:
     """A Docker (or Podman compat) Engine API client on a Unix socket.
 
     `transport` replaces the socket transport (httpx.MockTransport in unit tests, or a TCP
-    transport); `what` names the engine in error messages.
+    transport with `base_url` http://HOST:PORT); `what` names the engine in error messages.
     """
 
     def __init__(
@@ -73,12 +97,13 @@ class EngineAPI:
         *,
         transport: httpx.BaseTransport | None = None,
         what: str = "docker",
+        base_url: str = "http://docker",
     ) -> None:
-        self.socket_path = socket_path
+        self.socket_path = socket_path     # the socket, or HOST:PORT for a TCP engine
         self.what = what
         self._client = httpx.Client(
             transport=transport or httpx.HTTPTransport(uds=socket_path),
-            base_url="http://docker",
+            base_url=base_url,
             timeout=httpx.Timeout(_DEFAULT_TIMEOUT, connect=_CONNECT_TIMEOUT),
         )
         self._check_socket = transport is None
@@ -148,14 +173,16 @@ class EngineAPI:
         timeout: float | None = _DEFAULT_TIMEOUT,
         versioned: bool = True,
         what: str = "",
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         url = self._url(path, versioned)
-        kwargs: dict[str, Any] = {"params": {k: v for k, v in (params or {}).items() if v is not None}}
+        kwargs: dict[str, Any] = {"params": {k: v for k, v in (params or {}).items() if v is not None},
+                                  "headers": dict(headers or {})}
         if body is not None:
             kwargs["json"] = body
         if content is not None:                      # a tar stream (image load, archive upload)
             kwargs["content"] = content
-            kwargs["headers"] = {"Content-Type": "application/x-tar"}
+            kwargs["headers"]["Content-Type"] = "application/x-tar"
         kwargs["timeout"] = httpx.Timeout(timeout, connect=_CONNECT_TIMEOUT)
         try:
             resp = self._client.request(method, url, **kwargs)
@@ -236,6 +263,8 @@ class EngineAPI:
             if "already in use" in low or "already exists" in low:
                 raise errors.AlreadyExists(text, hint="choose another name or remove the existing object")
             raise errors.Conflict(text)
+        if code == 503:
+            raise errors.Unavailable(text, hint="is the engine a Swarm manager? (`docker info`, `docker swarm init`)")
         if code == 403 or (code >= 500 and "state improper" in low):
             # (Podman reports "container state improper" as a 500)
             raise errors.Conflict(text)
@@ -254,8 +283,9 @@ class EngineAPI:
         *,
         timeout: float | None = _DEFAULT_TIMEOUT,
         what: str = "",
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
-        resp = self._send("POST", path, params=params, body=body, timeout=timeout, what=what)
+        resp = self._send("POST", path, params=params, body=body, timeout=timeout, what=what, headers=headers)
         return self._json(resp, path)
 
     def _delete(self, path: str, params: Mapping[str, Any] | None = None, what: str = "") -> Any:
@@ -379,8 +409,9 @@ class EngineAPI:
         data: list[dict[str, Any]] = self._get("/networks", _filters(labels)) or []
         return data
 
-    def network_inspect(self, name: str) -> dict[str, Any]:
-        data: dict[str, Any] = self._get(f"/networks/{_q(name)}", what=f"network {name}")
+    def network_inspect(self, name: str, *, scope: str | None = None) -> dict[str, Any]:
+        """`scope`: "swarm" asks a manager for the cluster's network of that name only."""
+        data: dict[str, Any] = self._get(f"/networks/{_q(name)}", {"scope": scope}, what=f"network {name}")
         return data
 
     def network_create(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -427,6 +458,54 @@ class EngineAPI:
 
     def volume_remove(self, name: str) -> None:
         self._delete(f"/volumes/{_q(name)}", what=f"remove volume {name}")
+
+
+    # -- swarm (services, tasks, nodes: a manager answers; other engines say 503) --------
+
+    def service_list(self, labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = self._get("/services", _filters(labels), what="list services") or []
+        return data
+
+    def service_inspect(self, ident: str) -> dict[str, Any]:
+        data: dict[str, Any] = self._get(f"/services/{_q(ident)}", what=f"service {ident}")
+        return data
+
+    def service_create(self, body: Mapping[str, Any], *, registry_auth: str | None = None) -> dict[str, Any]:
+        """`registry_auth`: the X-Registry-Auth value the manager passes to the nodes that pull."""
+        data: dict[str, Any] = self._post("/services/create", body, what=f"create service {body.get('Name')}",
+                                          headers=_auth_header(registry_auth))
+        return data
+
+    def service_update(
+        self, ident: str, version: int, body: Mapping[str, Any], *, registry_auth: str | None = None,
+    ) -> dict[str, Any]:
+        data: dict[str, Any] = self._post(f"/services/{_q(ident)}/update", body, {"version": str(version)},
+                                          what=f"update service {ident}", headers=_auth_header(registry_auth))
+        return data or {}
+
+    def service_remove(self, ident: str) -> None:
+        self._delete(f"/services/{_q(ident)}", what=f"remove service {ident}")
+
+    @contextlib.contextmanager
+    def service_logs(self, ident: str, *, follow: bool, since: str | None, tail: str) -> Iterator[Iterator[bytes]]:
+        params = {"stdout": "1", "stderr": "1", "timestamps": "1", "follow": _b(follow),
+                  "since": since, "tail": tail}
+        with self._stream("GET", f"/services/{_q(ident)}/logs", params=params,
+                          timeout=None if follow else _DEFAULT_TIMEOUT, what=f"logs of service {ident}") as chunks:
+            yield chunks
+
+    def task_list(self, filters: Mapping[str, list[str]] | None = None) -> list[dict[str, Any]]:
+        params = {"filters": json.dumps(dict(filters))} if filters else {}
+        data: list[dict[str, Any]] = self._get("/tasks", params, what="list tasks") or []
+        return data
+
+    def node_list(self) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = self._get("/nodes", what="list nodes") or []
+        return data
+
+
+def _auth_header(registry_auth: str | None) -> dict[str, str]:
+    return {"X-Registry-Auth": registry_auth} if registry_auth else {}
 
 
 def _b(flag: bool) -> str:

@@ -125,6 +125,10 @@ def _mount(m: base.Mount) -> dict[str, Any]:
                     hint="use size= and mode=")
         if opts:
             out["TmpfsOptions"] = opts
+    elif m.type == "secret":
+        raise errors.InvalidArgument(
+            f"the secret file {m.target} needs the native engine: Docker has no tmpfs a file can be put on "
+            "before the container starts", hint="use the native runtime, or an env file for this value")
     else:
         raise errors.InvalidArgument(f"mount type {m.type!r} on {m.target} is not volume, bind or tmpfs")
     return out
@@ -422,9 +426,11 @@ class DockerRuntime:
         transport: httpx.BaseTransport | None = None,
         *,
         what: str = "docker",
+        engine: api.EngineAPI | None = None,
     ) -> None:
-        """`transport` replaces the Unix socket (e.g. `httpx.HTTPTransport` to a TCP engine)."""
-        self.api = api.EngineAPI(socket_path, transport=transport, what=what)
+        """`transport` replaces the Unix socket (e.g. `httpx.HTTPTransport` to a TCP engine);
+        `engine` is a client made already (`api.from_docker_host`)."""
+        self.api = engine or api.EngineAPI(socket_path, transport=transport, what=what)
 
     def close(self) -> None:
         self.api.close()

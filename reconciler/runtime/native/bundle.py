@@ -298,10 +298,24 @@ def capabilities(cap_add: Sequence[str], cap_drop: Sequence[str]) -> list[str]:
     add = [norm(c) for c in cap_add]
     drop = [norm(c) for c in cap_drop]
     caps = [] if "ALL" in drop else list(DEFAULT_CAPS)
-    if "ALL" in add:
-        caps = list(ALL_CAPS)
+    if "ALL" in add:        # every capability this process can hand on (its bounding set)
+        bounding = _bounding_set()
+        caps = [c for bit, c in enumerate(ALL_CAPS) if bounding >> bit & 1]
     caps += [c for c in add if c != "ALL" and c not in caps]
     return [c for c in caps if c not in drop]
+
+
+def _bounding_set() -> int:
+    """This process's capability bounding set (a kernel without a capability, or an agent
+    started without it, cannot give it to a container)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return (1 << len(ALL_CAPS)) - 1
 
 
 def parse_signal(value: str | int | None, default: int = _signal.SIGTERM) -> int:

@@ -110,6 +110,44 @@ def _resolv_conf(host_network: bool) -> str:
 INIT_PATH = "/sbin/docker-init"
 
 
+def _has_secrets(config: base.ContainerConfig) -> bool:
+    return any(m.type == "secret" for m in config.mounts)
+
+
+def _secret_entries(p: records.Paths, config: base.ContainerConfig, undo: list[Callable[[], None]]) -> list[dict[str, Any]]:
+    """The container's secret files written to a tmpfs of its own (0700; each file with its
+    mode and owner, 0400 root by default) and bound read-only at their targets. The content is
+    in the config only in memory: a config read back from a record has none, and is refused."""
+    secrets_ = [m for m in config.mounts if m.type == "secret"]
+    if not secrets_:
+        return []
+    for m in secrets_:
+        if m.data is None:
+            raise rterrors.InvalidArgument(
+                f"the secret for {m.target} has no content: a container config read back from a record "
+                "(a rollback, a copy) never carries one", hint="apply the manifests: they give it again")
+        if not m.target.startswith("/"):
+            raise rterrors.InvalidArgument(f"secret target {m.target!r} must be an absolute path")
+    p.secrets.mkdir(mode=0o700)
+    size = sum(len(m.data or b"") + 4096 for m in secrets_)
+    mounts.mount_tmpfs(p.secrets, [f"size={max(size, 65536)}", "mode=0700", "nosuid", "nodev", "noexec"])
+    undo.append(lambda: mounts.unmount(p.secrets))
+    out = []
+    for i, m in enumerate(secrets_):
+        opts = dict(o.split("=", 1) for o in m.options if "=" in o)
+        path = p.secrets / str(i)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, m.data or b"")
+            os.fchown(fd, int(opts.get("uid", "0")), int(opts.get("gid", "0")))
+            os.fchmod(fd, int(opts.get("mode", "0400"), 8))
+        finally:
+            os.close(fd)
+        out.append({"destination": m.target, "type": "bind", "source": str(path),
+                    "options": ["bind", "rprivate", "ro", "nosuid", "nodev", "noexec"]})
+    return out
+
+
 def _find_init() -> str:
     for name in ("tini-static", "docker-init"):
         found = shutil.which(name, path="/usr/bin:/usr/local/bin:/usr/libexec/docker:/usr/sbin")
@@ -391,7 +429,9 @@ class ContainerManager(records.RecordStore):
             if f.parent == p.dir:
                 os.chmod(f, 0o644)
         etc = {"/etc/hosts": hosts, "/etc/resolv.conf": resolv, "/etc/hostname": p.dir / "hostname"}
-        mount_specs = volumes.mount_entries(config.mounts, self.volumes, p.rootfs)
+        mount_specs = volumes.mount_entries(tuple(m for m in config.mounts if m.type != "secret"),
+                                            self.volumes, p.rootfs)
+        mount_specs += _secret_entries(p, config, undo)
         if config.init:
             # Docker's --init: a static tini as PID 1 reaps zombies and forwards the stop signal
             mount_specs.append({"destination": INIT_PATH, "type": "bind", "source": _find_init(),
@@ -424,6 +464,11 @@ class ContainerManager(records.RecordStore):
             rt = self.oci(rec.runtime)
             p = self.paths(rec.id)
             fresh = rec.status == "created" and rec.conmon_alive() and rec.main_alive()
+            if not fresh and _has_secrets(rec.config) and not mounts.is_mounted(p.secrets):
+                raise rterrors.Conflict(
+                    f"container {rec.name}: its secret files were in memory only and are gone (the host "
+                    "rebooted, or their tmpfs was unmounted); it cannot start again",
+                    hint="remove it; applying its manifests creates it again with them")
             if not fresh:
                 # exited (or lost with a reboot): a fresh runtime container from the same bundle
                 rt.delete(rec.id, force=True)
@@ -541,6 +586,7 @@ class ContainerManager(records.RecordStore):
             _wait_pid(rec.conmon_pid, 10)
             p = self.paths(rec.id)
             mounts.unmount(p.rootfs)
+            mounts.unmount(p.secrets)
             if rec.netns_path:
                 self._network().detach(rec.id)
             shutil.rmtree(p.dir, ignore_errors=True)

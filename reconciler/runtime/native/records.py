@@ -107,10 +107,8 @@ def process_argv(image_config: Mapping[str, Any], config: base.ContainerConfig) 
 
 
 def config_to_dict(c: base.ContainerConfig) -> dict[str, Any]:
-    d = dataclasses.asdict(c)
-    d["env"] = dict(c.env)
-    d["labels"] = dict(c.labels)
-    return d
+    """The record's config: a secret mount's content is left out (base.config_to_json)."""
+    return base.config_to_json(c)
 
 
 def config_from_dict(d: Mapping[str, Any]) -> base.ContainerConfig:
@@ -249,6 +247,11 @@ class Paths:
     @property
     def config_json(self) -> Path:
         return self.dir / "config.json"
+
+    @property
+    def secrets(self) -> Path:
+        """The container's own tmpfs holding its secret files (RAM only; gone with a reboot)."""
+        return self.dir / "secrets"
 
     @property
     def conmon(self) -> conmon.ConmonPaths:
@@ -398,6 +401,23 @@ class RecordStore:
 
     def refresh(self, rec: Record) -> Record:
         """Bring a record up to date with conmon's exit file and the runtime's state."""
+        return self._secrets_lost(self._refresh(rec))
+
+    def _secrets_lost(self, rec: Record) -> Record:
+        """An exited container whose secret files' tmpfs is gone (a reboot) cannot run again:
+        it is `dead`, which the planner recreates from the manifests (with the secrets)."""
+        if rec.status != "exited" or not any(m.type == "secret" for m in rec.config.mounts):
+            return rec
+        from reconciler.runtime.native import mounts  # only for such a one: ps stays light
+
+        if mounts.is_mounted(self.paths(rec.id).secrets):
+            return rec
+        new = dataclasses.replace(rec, status="dead", error="its secret files were in memory only and are gone "
+                                  "(the host rebooted); it is re-created from its manifests")
+        self._save(new)
+        return new
+
+    def _refresh(self, rec: Record) -> Record:
         if rec.status not in ("running", "created"):
             return rec
         p = self.paths(rec.id).conmon

@@ -9,7 +9,6 @@ remove exactly those and keep a healthy neighbour untouched.
 from __future__ import annotations
 
 import dataclasses
-import secrets
 import urllib.request
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from reconciler.runtime import base
 from reconciler.runtime.native import cgroups, mounts, recovery
 from reconciler.runtime.native.backend import NativeRuntime
 from tests.helpers.host import conmon_pids
+from tests.helpers.ports import publish_port
 from tests.native.network.conftest import IMAGE, Harness
 
 pytestmark = [pytest.mark.root]
@@ -31,7 +31,7 @@ def _links(prefix: str) -> set[str]:
 def test_recovery_removes_what_a_killed_create_left_and_keeps_the_rest(
         harness: Harness, engine: NativeRuntime) -> None:
     engine.ensure_network(base.NetworkConfig(name="app", subnet=harness.subnet(0)))
-    port = 20000 + secrets.randbelow(12000)
+    port = publish_port()
 
     def make(name: str, *, publish: bool = False) -> str:
         ports = (base.PortMapping(container_port=80, host_port=port, host_ip="127.0.0.1"),) if publish else ()

@@ -13,6 +13,7 @@ import pytest
 
 from reconciler.runtime import base
 from tests.helpers import images
+from tests.helpers.ports import publish_ports
 from tests.native.network.conftest import Harness
 
 pytestmark = [pytest.mark.root, pytest.mark.docker]
@@ -50,7 +51,7 @@ def _get(url: str, *, wait: float = 0.0) -> str:
 def test_docker_and_native_ports_work_side_by_side(harness: Harness, docker_busybox: str) -> None:
     m = harness.manager
     m.ensure_network(base.NetworkConfig(name="side"))
-    ours, theirs = 20000 + secrets.randbelow(6000), 26000 + secrets.randbelow(6000)
+    ours, theirs = publish_ports(2)
     web = m.attach("ctr-side", name="side", hostname="side", networks=["side"],
                    ports=[base.PortMapping(container_port=80, host_port=ours)])
     harness.serve(web.netns_path, "serve-tcp", "80", "native")

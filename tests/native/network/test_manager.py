@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 import socket
 import subprocess
 from pathlib import Path
@@ -12,13 +11,14 @@ import pytest
 
 from reconciler.runtime import base, errors
 from reconciler.runtime.native import netlink, network
+from tests.helpers.ports import publish_port
 from tests.native.network.conftest import Harness
 
 pytestmark = [pytest.mark.root]
 
 
 def _port() -> int:
-    return 20000 + secrets.randbelow(12000)  # below the ephemeral port range
+    return publish_port()
 
 
 def _addresses(name: str) -> set[str]:

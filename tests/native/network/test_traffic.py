@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import os
-import secrets
 
 import pytest
 
 from reconciler.runtime import base
+from tests.helpers.ports import publish_port
 from tests.native.network.conftest import Harness
 
 pytestmark = [pytest.mark.root]
 
 
 def _port() -> int:
-    return 20000 + secrets.randbelow(12000)  # below the ephemeral port range
+    return publish_port()
 
 
 def test_two_containers_talk_by_name_and_alias(harness: Harness) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
 import urllib.request
 
 import pytest
 
 from reconciler.runtime import base
 from reconciler.runtime.native.backend import NativeRuntime
+from tests.helpers.ports import publish_port
 from tests.native.network.conftest import IMAGE, Harness
 
 pytestmark = [pytest.mark.root]
@@ -20,7 +20,7 @@ def _get(url: str) -> str:
 
 def test_containers_serve_by_name_and_on_a_published_port(harness: Harness, engine: NativeRuntime) -> None:
     engine.ensure_network(base.NetworkConfig(name="app"))
-    port = 20000 + secrets.randbelow(12000)
+    port = publish_port()
     web = engine.create_container(base.ContainerConfig(
         name="web", image=IMAGE, command=("httpd", "-f", "-p", "80", "-h", "/etc"), networks=("app",),
         ports=(base.PortMapping(container_port=80, host_port=port, host_ip="127.0.0.1"),),

@@ -34,7 +34,6 @@ import hashlib
 import json
 import os
 import posixpath
-import re
 import secrets
 import shutil
 import stat
@@ -48,7 +47,14 @@ from typing import Any
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native import bundle, containers, images, layers, mounts, openat2, snapshots
-from reconciler.runtime.native.build import context, diff, dockerfile, runmounts
+from reconciler.runtime.native.build import (
+    context,
+    diff,
+    dockerfile,
+    instructions,
+    remote,
+    runmounts,
+)
 
 __all__ = ["BuildError", "BuildOptions", "BuildResult", "Builder", "platform_args", "validate"]
 
@@ -65,11 +71,6 @@ DEFAULT_SHELL = ("/bin/sh", "-c")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _RUN_SKIP = frozenset({"proc", "sys", "dev", "etc/hosts", "etc/resolv.conf", "etc/hostname"})
 _OUTPUT_TAIL = 20
-_SUPPORTED = {
-    "FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "EXPOSE", "LABEL", "CMD",
-    "ENTRYPOINT", "VOLUME", "HEALTHCHECK", "STOPSIGNAL", "SHELL", "MAINTAINER", "ONBUILD",
-}
-_DURATION_UNITS = {"ns": 1, "us": 1000, "µs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 
 Progress = Callable[[str], None]
 
@@ -89,6 +90,8 @@ class BuildOptions:
     no_cache: bool = False
     pull: bool = False                              # pull FROM images even when present
     secrets: Mapping[str, bytes] = field(default_factory=dict, repr=False)   # RUN --mount=type=secret, by id
+    ssh: Mapping[str, str] = field(default_factory=dict)    # RUN --mount=type=ssh: agent socket path, by id
+    allow_insecure: bool = False                    # RUN --security=insecure may run (all capabilities)
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ class _Group:
     ctx: context.BuildContext
     sources: list[context.Source]
     archives: frozenset[str] = frozenset()      # rel paths ADD unpacks
+    parents: Mapping[str, str] | None = None    # COPY --parents: each source's path kept below the destination
 
 
 @dataclass
@@ -116,6 +120,7 @@ class _Stage:
     instructions: list[dockerfile.Instruction]
     base: str = ""
     line: int = 0                               # of its FROM
+    platform: str = ""                          # FROM --platform= as written
     layers: list[images.LayerRecord] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)     # full OCI image config
     args: dict[str, str] = field(default_factory=dict)
@@ -143,6 +148,21 @@ class _Stage:
 
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _iso(epoch: int) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _source_date_epoch(build_args: Mapping[str, str]) -> int | None:
+    """SOURCE_DATE_EPOCH (a build arg, as BuildKit takes it): a Unix time in seconds, or None."""
+    value = build_args.get("SOURCE_DATE_EPOCH")
+    if value is None or value == "":
+        return None
+    if not value.isdigit():
+        raise BuildError(f"SOURCE_DATE_EPOCH={value!r} is not a Unix time in seconds",
+                         hint="give it like SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)")
+    return int(value)
 
 
 def _now() -> str:
@@ -207,7 +227,7 @@ class Builder:
         target = self._target(stages, opts.target)
         needed = self._needed(stages, target, global_args, opts, df.escape)
         total = len(global_args) + sum(len(s.instructions) + 1 for s in stages if s.index in needed)
-        with self.store.store_lock(exclusive=False), context.BuildContext(ctx_path) as ctx:
+        with self.store.store_lock(exclusive=False), context.BuildContext(ctx_path, dockerfile=df_path) as ctx:
             b = _Run(self, opts, df.escape, stages, ctx, say, total)
             meta = b.global_args(global_args)
             for s in stages:
@@ -223,36 +243,34 @@ class Builder:
         global_args: list[dockerfile.Instruction] = []
         stages: list[_Stage] = []
         for ins in df.instructions:
-            if ins.cmd not in _SUPPORTED:
-                raise dockerfile.DockerfileError(f"Dockerfile line {ins.line}: {ins.cmd} is not a Dockerfile instruction",
-                                                 hint="remove it or rewrite the step")
+            instructions.check(ins, df.escape)
             if ins.cmd == "ONBUILD":
                 _check_trigger(ins.args, f"Dockerfile line {ins.line}: ")
             if ins.cmd == "FROM":
-                unknown = set(ins.flags) - {"platform"}
-                if unknown:
-                    raise dockerfile.DockerfileError(f"Dockerfile line {ins.line}: FROM --{sorted(unknown)[0]} is not supported")
                 platform = ins.flags.get("platform", "")
-                if this_host and platform and platform not in (f"linux/{_host_arch()}", "$BUILDPLATFORM", "$TARGETPLATFORM",
-                                                 "${BUILDPLATFORM}", "${TARGETPLATFORM}"):
-                    raise dockerfile.DockerfileError(
-                        f"Dockerfile line {ins.line}: FROM --platform={platform}: this builder makes linux/{_host_arch()} images only")
+                if this_host and platform and "$" not in platform:     # (with variables: checked when built)
+                    _check_platform(platform, f"Dockerfile line {ins.line}: ")
                 words = ins.args.split()
                 name = None
                 if len(words) == 3 and words[1].lower() == "as":
                     name = words[2].lower()
                 elif len(words) != 1:
                     raise dockerfile.DockerfileError(
-                        f"Dockerfile line {ins.line}: FROM takes an image and optionally AS <name>")
-                stages.append(_Stage(index=len(stages), name=name, instructions=[], base=words[0], line=ins.line))
+                        f"Dockerfile line {ins.line}: FROM requires either one or three arguments",
+                        hint="FROM <image> [AS <name>]")
+                stages.append(_Stage(index=len(stages), name=name, instructions=[], base=words[0], line=ins.line,
+                                     platform=platform))
                 stages[-1].instructions.append(ins)
             elif not stages:
                 if ins.cmd != "ARG":
                     raise dockerfile.DockerfileError(
-                        f"Dockerfile line {ins.line}: {ins.cmd} before the first FROM; only ARG may come first")
+                        f"Dockerfile line {ins.line}: no build stage in current context: {ins.cmd} comes before "
+                        "the first FROM", hint="only ARG may come before FROM")
                 global_args.append(ins)
             else:
                 stages[-1].instructions.append(ins)
+        if not df.instructions:
+            raise dockerfile.DockerfileError("file with no instructions", hint="start the Dockerfile with FROM <image>")
         if not stages:
             raise dockerfile.DockerfileError("the Dockerfile has no FROM instruction")
         for s in stages:
@@ -318,11 +336,12 @@ class Builder:
                       (key, json.dumps(rec.__dict__), created, time.time()))
 
 
-def validate(df: dockerfile.Dockerfile) -> None:
+def validate(df: dockerfile.Dockerfile, *, this_host: bool = False) -> None:
     """The checks a build makes of a parsed Dockerfile before it starts (a FROM first, known
-    instructions, FROM's form, ONBUILD's triggers; not whether this host builds its platform);
-    DockerfileError names the line."""
-    Builder._split(df, this_host=False)
+    instructions and flags, arguments (instructions.check), FROM's form, ONBUILD's triggers;
+    whether this host builds FROM --platform only when `this_host`); DockerfileError names
+    the line."""
+    Builder._split(df, this_host=this_host)
 
 
 def _meta_args(global_args: Sequence[dockerfile.Instruction], build_args: Mapping[str, str],
@@ -356,6 +375,7 @@ class _Run:
         self.cached = 0
         self.meta: dict[str, str] = platform_args()
         self.declared_meta: set[str] = set()
+        self.epoch = _source_date_epoch(opts.build_args)
 
     # ---------------------------------------------------------------- helpers
 
@@ -399,9 +419,14 @@ class _Run:
     # ---------------------------------------------------------------- stages
 
     def stage(self, s: _Stage, meta: Mapping[str, str]) -> None:
+        if s.platform:
+            _check_platform(dockerfile.substitute(s.platform, meta, escape=self.escape),
+                            f"Dockerfile line {s.line}: ")
         base = dockerfile.substitute(s.base, meta, escape=self.escape)
         self.begin(f"FROM {base}" + (f" AS {s.name}" if s.name else ""))
         self.from_(s, base)
+        if self.epoch is not None:          # the image's and every new history entry's time
+            s.created = _iso(self.epoch)
         self.triggers(s, base)
         self.say(f" ---> {self.short(s)}")
         for ins in s.instructions:
@@ -543,7 +568,8 @@ class _Run:
         if not path:
             raise self.err(ins, "WORKDIR needs a path")
         cur = s.run_config.get("WorkingDir") or "/"
-        s.run_config["WorkingDir"] = posixpath.normpath(posixpath.join(cur, path))
+        # Docker keeps an absolute path as written (a trailing / too); a relative one is joined
+        s.run_config["WorkingDir"] = path if path.startswith("/") else posixpath.normpath(posixpath.join(cur, path))
         if self.metadata_only or s.run_config["WorkingDir"] == "/":
             self.nop(s, ins)
             return
@@ -645,7 +671,7 @@ class _Run:
         for flag, key in (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"),
                           ("start-interval", "StartInterval")):
             if flag in ins.flags:
-                hc[key] = _duration(ins.flags[flag])
+                hc[key] = instructions.duration(ins.flags[flag])
         if "retries" in ins.flags:
             if not ins.flags["retries"].isdigit():
                 raise self.err(ins, f"--retries={ins.flags['retries']} is not a number")
@@ -659,9 +685,15 @@ class _Run:
     # ---------------------------------------------------------------- RUN
 
     def do_run(self, s: _Stage, ins: dockerfile.Instruction) -> None:
-        unknown = set(ins.flags) - {"network", "mount"}
+        unknown = set(ins.flags) - {"network", "mount", "security"}
         if unknown:
             raise self.err(ins, f"RUN --{sorted(unknown)[0]} is not supported by this builder")
+        security = ins.flags.get("security", "sandbox")
+        if security not in ("sandbox", "insecure"):
+            raise self.err(ins, f"RUN --security={security}: give sandbox or insecure")
+        if security == "insecure" and not self.opts.allow_insecure:
+            raise self.err(ins, "RUN --security=insecure runs the step with every capability; this build does not "
+                                "allow it", hint="if you trust this Dockerfile: reconcile build --allow security.insecure")
         network = ins.flags.get("network", self.opts.network)
         if network == "default":
             network = self.opts.network
@@ -672,8 +704,11 @@ class _Run:
         env_keys = {e.partition("=")[0] for e in s.run_config.get("Env") or ()}
         args = {k: v for k, v in sorted(s.args.items()) if k not in env_keys}
         workdir = s.run_config.get("WorkingDir") or "/"
-        specs = [runmounts.parse(x, expand=lambda v: self.subst(s, v), workdir=workdir)
-                 for x in ins.repeated.get("mount", ())]
+        specs = _number_ssh([runmounts.parse(x, expand=lambda v: self.subst(s, v), workdir=workdir)
+                             for x in ins.repeated.get("mount", ())])
+        ssh = [m for m in specs if m.type == "ssh" and m.id in self.opts.ssh]
+        if ssh:             # BuildKit's rule: the first forwarded agent is the step's SSH_AUTH_SOCK
+            args = {**args, "SSH_AUTH_SOCK": ssh[0].target}
         targets = [m.target for m in specs]
         if len(set(targets)) != len(targets):
             raise self.err(ins, "two --mount flags have the same target")
@@ -681,13 +716,15 @@ class _Run:
             held: dict[str, Path] = {}          # cache ids this step holds (two mounts of one id share it)
             prepared = [self.prepare_mount(s, ins, m, held) for m in specs]
             key = _sha(json.dumps({"parent": s.state_key(), "run": argv, "args": args, "net": network,
+                                   "security": security,
                                    "heredocs": [[d.name, d.content, d.chomp] for d in ins.heredocs],
                                    "mounts": [k for k, _make in prepared]}))
             if self.hit(s, ins, key):
                 return
             mnts = [self.script_mount(script, stack)] if script else []
             mnts += [m for _key, make in prepared if (m := make(stack)) is not None]
-            rec = self.run_container(s, ins, argv, args, network, mnts, stubs=self.stubs(s, targets))
+            rec = self.run_container(s, ins, argv, args, network, mnts, stubs=self.stubs(s, targets),
+                                     cap_add=("ALL",) if security == "insecure" else ())
         self.add_layer(s, ins, rec, key)
 
     def stubs(self, s: _Stage, targets: list[str]) -> tuple[frozenset[str], runmounts.Before]:
@@ -713,6 +750,8 @@ class _Run:
                                                       options=(f"size={m.size}",) if m.size else ())
         if m.type == "secret":            # its content is in no key: only its id and target
             return m.key(), lambda stack: self.secret_mount(m, stack)
+        if m.type == "ssh":               # nor is the agent's socket
+            return m.key(), lambda stack: self.ssh_mount(m, stack)
         if m.from_ is None:
             src = self.ctx.resolve(m.source or ".")
             if len(src) != 1:
@@ -790,6 +829,18 @@ class _Run:
             os.close(fd)
         return base.Mount(type="bind", target=m.target, source=os.fspath(tmp / "value"), read_only=True)
 
+    def ssh_mount(self, m: runmounts.RunMount, stack: contextlib.ExitStack) -> base.Mount | None:
+        """The agent given for the mount's id, through a proxy socket of the step's own."""
+        agent = self.opts.ssh.get(m.id)
+        if agent is None:
+            if m.required:
+                raise dockerfile.DockerfileError(f"no SSH agent was given for the ssh mount {m.id!r}",
+                                                 hint=f"reconcile build --ssh {m.id}=$SSH_AUTH_SOCK")
+            return None
+        tmp = Path(stack.enter_context(_tempdir(self.b.work)))
+        sock = stack.enter_context(runmounts.ssh_proxy(tmp / "agent.sock", agent, m))
+        return base.Mount(type="bind", target=m.target, source=os.fspath(sock), read_only=False)
+
     def run_command(self, s: _Stage, ins: dockerfile.Instruction) -> tuple[list[str], dockerfile.Heredoc | None]:
         """A RUN's argv (BuildKit's heredoc rules), and the heredoc it runs as a script, if any.
 
@@ -818,10 +869,14 @@ class _Run:
         os.chmod(script, 0o755)  # noqa: S103 - the step's USER runs it
         return base.Mount(type="bind", target="/dev/pipes", source=os.fspath(pipes), read_only=True)
 
+    def keyed(self, key: str) -> str:
+        """A step's cache key with SOURCE_DATE_EPOCH in it (its layer's times depend on it)."""
+        return key if self.epoch is None else _sha(f"{key} epoch={self.epoch}")
+
     def hit(self, s: _Stage, ins: dockerfile.Instruction, key: str) -> bool:
         if self.opts.no_cache:
             return False
-        found = self.b.cache_get(key)
+        found = self.b.cache_get(self.keyed(key))
         if found is None:
             return False
         rec, created = found
@@ -849,14 +904,15 @@ class _Run:
 
     def run_container(self, s: _Stage, ins: dockerfile.Instruction, argv: list[str],
                       args: Mapping[str, str], network: str, mnts: Sequence[base.Mount] = (),
-                      stubs: tuple[frozenset[str], runmounts.Before] = (frozenset(), {})) -> images.LayerRecord:
+                      stubs: tuple[frozenset[str], runmounts.Before] = (frozenset(), {}),
+                      cap_add: tuple[str, ...] = ()) -> images.LayerRecord:
         mgr = self.b.manager
         lowers = self.layer_dirs(s.layers) or [self.empty_dir()]
         rc = s.run_config
         cfg = base.ContainerConfig(
             name=f"build-{secrets.token_hex(6)}", image="build", command=tuple(argv), args=(),
             env=dict(args), user=rc.get("User") or None, workdir=rc.get("WorkingDir") or None,
-            networks=(network,), labels={"reconciler.build": "true"}, mounts=tuple(mnts),
+            networks=(network,), labels={"reconciler.build": "true"}, mounts=tuple(mnts), cap_add=cap_add,
         )
         image_config = {k: v for k, v in rc.items() if k in ("Env", "User", "WorkingDir")}
         rec = mgr.create(cfg, image_id="", image_config=image_config, lowerdirs=lowers)
@@ -892,11 +948,12 @@ class _Run:
     def commit(self, s: _Stage, upper: Path, *, skip: frozenset[str] = frozenset(),
                prune: runmounts.Before | None = None) -> images.LayerRecord:
         """The upper dir as a layer: blob in the content store, snapshot by ChainID."""
-        return layer_from_upper(self.b.store, upper, s.layers, self.b.work / "tmp", skip=skip, prune=prune)
+        return layer_from_upper(self.b.store, upper, s.layers, self.b.work / "tmp", skip=skip, prune=prune,
+                                epoch=self.epoch)
 
     def add_layer(self, s: _Stage, ins: dockerfile.Instruction, rec: images.LayerRecord, key: str) -> None:
-        s.created = max(s.created, _now())
-        self.b.cache_put(key, rec, s.created)
+        s.created = _iso(self.epoch) if self.epoch is not None else max(s.created, _now())
+        self.b.cache_put(self.keyed(key), rec, s.created)
         self.append(s, ins, rec)
 
     # ---------------------------------------------------------------- COPY / ADD
@@ -905,7 +962,7 @@ class _Run:
         self.do_copy(s, ins)
 
     def do_copy(self, s: _Stage, ins: dockerfile.Instruction) -> None:
-        unknown = set(ins.flags) - {"from", "chown", "chmod", "link", "exclude"}
+        unknown = set(ins.flags) - {"from", "chown", "chmod", "link", "exclude", "checksum", "keep-git-dir", "parents"}
         if unknown:
             raise self.err(ins, f"{ins.cmd} --{sorted(unknown)[0]} is not supported by this builder")
         raw = list(ins.json_args) if ins.json_args is not None else dockerfile.raw_words(ins.args, self.escape)
@@ -918,13 +975,13 @@ class _Run:
         inline = [docs[h.name] for w in raw_srcs if docs and (h := dockerfile.heredoc_word(w)) and h.name in docs]
         srcs = [self.subst(s, w) for w in raw_srcs if not (docs and dockerfile.heredoc_word(w))]
         dest = self.dest(s, self.subst(s, raw_dest))
-        if ins.cmd == "ADD":
-            for src in srcs:
-                if "://" in src:
-                    raise self.err(ins, f"ADD of a URL ({src}) is not supported by this builder",
-                                   hint="download it in a RUN step, or into the context")
-        if ins.flags.get("link", "true") not in ("true", "false"):
-            raise self.err(ins, f"--link={ins.flags['link']}: give --link, --link=true or --link=false")
+        remotes = [x for x in srcs if remote.is_url(x) or remote.is_git(x)]
+        self.check_remote_flags(ins, srcs, remotes)
+        srcs = [x for x in srcs if x not in remotes]
+        for flag in ("link", "parents"):
+            if ins.flags.get(flag, "true") not in ("true", "false"):
+                raise self.err(ins, f"--{flag}={ins.flags[flag]}: give --{flag}, --{flag}=true or --{flag}=false")
+        parents = ins.flags.get("parents") == "true"
         chmod = context.Chmod.parse(self.subst(s, ins.flags["chmod"])) if "chmod" in ins.flags else None
         chown = self.subst(s, ins.flags["chown"]) if "chown" in ins.flags else None
         excludes = [self.subst(s, x) for x in ins.repeated.get("exclude", ())]
@@ -934,19 +991,47 @@ class _Run:
             sources = [x for src in srcs for x in src_ctx.resolve(src)
                        if not (exclude and not x.is_dir and exclude.excluded(posixpath.basename(x.rel)))]
             archives = {x.rel for x in sources if ins.cmd == "ADD" and context.is_archive(src_ctx, x)}
-            groups = [_Group(src_ctx, sources, frozenset(archives))] if sources else []
+            kept = _kept_paths(src_ctx, srcs) if parents else None
+            groups = [_Group(src_ctx, sources, frozenset(archives), kept)] if sources else []
+            groups += [self.remote_group(s, ins, x, stack) for x in remotes]
             if inline:
                 groups.append(self.inline_files(s, inline, stack))
             inputs = [context.hash_sources(g.ctx, g.sources, owners=from_id is not None, exclude=exclude)
                       for g in groups]
-            key = _sha(json.dumps({"parent": s.state_key(), "cmd": ins.cmd, "srcs": srcs, "dest": dest,
+            key = _sha(json.dumps({"parent": s.state_key(), "cmd": ins.cmd, "srcs": srcs + remotes, "dest": dest,
                                    "chown": chown, "chmod": chmod.spec if chmod else None, "from": from_id,
-                                   "exclude": excludes, "inputs": inputs}))
+                                   "exclude": excludes, "inputs": inputs, "parents": parents}))
             if self.hit(s, ins, key):
                 return
             opts = context.CopyOptions(None if from_id else 0, None if from_id else 0, chmod, exclude)
             rec = self.copy_layer(s, groups, dest, chown, opts)
         self.add_layer(s, ins, rec, key)
+
+    def check_remote_flags(self, ins: dockerfile.Instruction, srcs: Sequence[str], remotes: Sequence[str]) -> None:
+        """BuildKit's rules: URLs and git only for ADD; --checksum and --keep-git-dir only for them."""
+        if remotes and ins.cmd == "COPY":
+            raise self.err(ins, f"source can't be a URL for COPY ({remote.redact(remotes[0])})",
+                           hint="use ADD for URLs and git repositories")
+        if "checksum" in ins.flags and (len(remotes) != len(srcs) or not remotes):
+            raise self.err(ins, "checksum can't be specified for non-HTTP(S) sources")
+        if "keep-git-dir" in ins.flags and not any(remote.is_git(x) for x in remotes):
+            raise self.err(ins, "--keep-git-dir is only for git sources")
+        if ins.flags.get("keep-git-dir", "false") not in ("true", "false"):
+            raise self.err(ins, f"--keep-git-dir={ins.flags['keep-git-dir']}: give true or false")
+
+    def remote_group(self, s: _Stage, ins: dockerfile.Instruction, src: str, stack: contextlib.ExitStack) -> _Group:
+        """A URL downloaded, or a git repository cloned, into a directory of the step's own."""
+        tmp = Path(stack.enter_context(_tempdir(self.b.work)))
+        checksum = self.subst(s, ins.flags["checksum"]) if "checksum" in ins.flags else None
+        if remote.is_git(src):
+            self.say(f"Cloning {remote.redact(src)}")
+            got = remote.clone(src, tmp, keep_git_dir=ins.flags.get("keep-git-dir") == "true", checksum=checksum)
+        else:
+            self.say(f"Downloading {remote.redact(src)}")
+            got = remote.download(src, tmp, checksum=checksum, max_size=self.b.store.limits.max_size)
+        ctx = context.BuildContext(os.fspath(got.root), ignore=False, label=remote.redact(src))
+        stack.callback(ctx.close)
+        return _Group(ctx, ctx.resolve(got.name) if got.name else [context.Source("", True)])
 
     @staticmethod
     def dest(s: _Stage, dest: str) -> str:
@@ -1060,7 +1145,10 @@ class _Run:
                     f"when copying several sources, the destination {dest!r} must be a directory ending in /")
             for g in groups:
                 plain = [x for x in g.sources if x.rel not in g.archives]
-                if plain:
+                if plain and g.parents is not None:
+                    for x in plain:
+                        context.copy_parents(g.ctx, x, g.parents[x.rel], root_fd, dest, opts)
+                elif plain:
                     # several sources (of any kind) go into the destination directory
                     context.copy_sources(g.ctx, plain, root_fd, dest if total == len(plain)
                                          else dest.rstrip("/") + "/", opts)
@@ -1092,7 +1180,7 @@ class _Run:
         self.say(f"Successfully built {config_digest[7:19]}")
         for tag in self.opts.tags:
             self.say(f"Successfully tagged {tag}")
-        unused = sorted(set(self.opts.build_args) - self.used_args())
+        unused = sorted(set(self.opts.build_args) - self.used_args() - {"SOURCE_DATE_EPOCH"})
         if unused:
             self.say(f"[Warning] One or more build-args {unused} were not consumed")
         return BuildResult(config_digest, manifest_digest, self.opts.tags, self.step, self.cached)
@@ -1106,17 +1194,55 @@ class _Run:
         return used
 
 
+def _kept_paths(ctx: context.BuildContext, srcs: Sequence[str]) -> dict[str, str]:
+    """COPY --parents: each source's path below its pivot, the part of the argument before
+    `/./` (BuildKit's syntax: `./x/./y/*.txt` keeps `y/...`), or below the root without one."""
+    kept: dict[str, str] = {}
+    for src in srcs:
+        pivot = posixpath.normpath("/" + src.rsplit("/./", 1)[0]).lstrip("/") if "/./" in src else ""
+        for x in ctx.resolve(src):
+            kept[x.rel] = x.rel[len(pivot):].lstrip("/") if pivot else x.rel
+    return kept
+
+
+def _check_platform(platform: str, where: str) -> None:
+    """FROM --platform: this host's platform only (os/arch, a variant of it, any case)."""
+    host = f"linux/{_host_arch()}"
+    parts = platform.lower().split("/")
+    normal = "/".join(parts[:2])
+    if normal in ("linux/x86_64", "linux/x86-64"):
+        normal = "linux/amd64"
+    if normal == "linux/aarch64":
+        normal = "linux/arm64"
+    if normal != host or len(parts) > 3 or not all(parts):
+        raise dockerfile.DockerfileError(
+            f"{where}FROM --platform={platform}: this builder makes {host} images only (the host's platform)",
+            hint=f"remove --platform, or build for {platform} on a {platform} host")
+
+
+def _number_ssh(specs: list[runmounts.RunMount]) -> list[runmounts.RunMount]:
+    """ssh mounts without a target get /run/buildkit/ssh_agent.N, N counting them (BuildKit)."""
+    out, n = [], 0
+    for m in specs:
+        if m.type == "ssh":
+            if m.target == "/run/buildkit/ssh_agent.0":
+                m = dataclasses.replace(m, target=f"/run/buildkit/ssh_agent.{n}")
+            n += 1
+        out.append(m)
+    return out
+
+
 def _check_trigger(text: str, where: str) -> None:
     """ONBUILD's instruction: any but ONBUILD, FROM and MAINTAINER (Docker's rule)."""
     keyword = text.split(None, 1)[0].upper() if text.strip() else ""
     if not keyword:
         raise dockerfile.DockerfileError(where + "ONBUILD needs an instruction to run")
     if keyword == "ONBUILD":
-        raise dockerfile.DockerfileError(where + "chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
+        raise dockerfile.DockerfileError(where + "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
     if keyword in ("FROM", "MAINTAINER"):
         raise dockerfile.DockerfileError(where + f"{keyword} isn't allowed as an ONBUILD trigger")
-    if keyword not in _SUPPORTED:
-        raise dockerfile.DockerfileError(where + f"{keyword} is not a Dockerfile instruction")
+    if keyword not in instructions.INSTRUCTIONS:
+        raise dockerfile.DockerfileError(where + f"unknown instruction: {keyword}")
 
 
 def _oci_layer_type(media_type: str) -> str:
@@ -1129,10 +1255,11 @@ def _oci_layer_type(media_type: str) -> str:
 
 def layer_from_upper(store: images.ImageStore, upper: Path, below: Sequence[images.LayerRecord],
                      tmp_dir: Path, *, skip: frozenset[str] = frozenset(),
-                     prune: runmounts.Before | None = None) -> images.LayerRecord:
+                     prune: runmounts.Before | None = None, epoch: int | None = None) -> images.LayerRecord:
     """An overlay upper dir as a new top layer over `below`: its blob in the content store and
-    its snapshot by ChainID (a build step's RUN/COPY, `reconcile commit`)."""
-    blob = diff.write_layer(upper, store.content, tmp_dir, skip=skip, prune=prune)
+    its snapshot by ChainID (a build step's RUN/COPY, `reconcile commit`); `epoch`: no entry
+    newer than this Unix time (SOURCE_DATE_EPOCH)."""
+    blob = diff.write_layer(upper, store.content, tmp_dir, skip=skip, prune=prune, epoch=epoch)
     chain = snapshots.chain_ids([*(x.diff_id for x in below), blob.diff_id])[-1]
     rec = images.LayerRecord(blob.digest, blob.size, diff.LAYER_MEDIA_TYPE, blob.diff_id, chain)
 
@@ -1158,14 +1285,6 @@ def platform_args() -> dict[str, str]:
 def _host_arch() -> str:
     m = os.uname().machine
     return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(m, m)
-
-
-def _duration(text: str) -> int:
-    """Go duration ("30s", "1m30s", "500ms") in nanoseconds."""
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
-    if not parts or "".join(a + b for a, b in parts) != text:
-        raise dockerfile.DockerfileError(f"{text!r} is not a duration like 30s or 1m30s")
-    return int(sum(float(n) * _DURATION_UNITS[u] for n, u in parts))
 
 
 def _chown(rootfs: Path, spec: str) -> tuple[int, int]:

@@ -25,8 +25,8 @@ from pathlib import Path
 from reconciler.runtime import errors
 from reconciler.runtime.native import layers, openat2
 
-__all__ = ["BuildContext", "Chmod", "CopyOptions", "IgnoreRules", "Source", "copy_sources", "ensure_dir", "hash_sources",
-           "is_archive", "is_dir_in", "unpack"]
+__all__ = ["BuildContext", "Chmod", "CopyOptions", "IgnoreRules", "Source", "copy_parents", "copy_sources", "ensure_dir",
+           "hash_sources", "ignore_file_for", "is_archive", "is_dir_in", "unpack"]
 
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _DIGESTS: dict[tuple[int, int, int, int, int], str] = {}    # file identity and times -> sha256
@@ -60,9 +60,13 @@ class IgnoreRules:
             self.patterns.append((re.compile(_glob_regex(line)), negate))
 
     @classmethod
-    def read(cls, root_fd: int) -> IgnoreRules:
+    def read(cls, root_fd: int, ignore_file: str | None = None) -> IgnoreRules:
+        """The context's `.dockerignore`, or `ignore_file` (the Dockerfile's own) instead."""
         try:
-            fd = openat2.openat2(root_fd, ".dockerignore", os.O_RDONLY, 0, _BENEATH)
+            if ignore_file is not None:
+                fd = os.open(ignore_file, os.O_RDONLY | os.O_CLOEXEC)
+            else:
+                fd = openat2.openat2(root_fd, ".dockerignore", os.O_RDONLY, 0, _BENEATH)
         except FileNotFoundError:
             return cls([])
         except OSError as exc:
@@ -85,6 +89,15 @@ class IgnoreRules:
             if any(rx.match(p) for p in prefixes):
                 result = not negate
         return result
+
+
+def ignore_file_for(dockerfile: str | None) -> str | None:
+    """The Dockerfile's own ignore file, `<Dockerfile path>.dockerignore` next to it, when it
+    exists: BuildKit reads it instead of the context's `.dockerignore`."""
+    if dockerfile is None:
+        return None
+    path = dockerfile + ".dockerignore"
+    return path if os.path.isfile(path) else None
 
 
 def _glob_regex(pattern: str) -> str:
@@ -138,14 +151,15 @@ class Source:
 class BuildContext:
     """A directory read through an fd; for a stage or image (`--from`) too, then unfiltered."""
 
-    def __init__(self, path: str, *, ignore: bool = True, label: str = "the build context") -> None:
+    def __init__(self, path: str, *, ignore: bool = True, label: str = "the build context",
+                 dockerfile: str | None = None) -> None:
         self.path = path
         self.label = label
         try:
             self.fd = os.open(path, _DIR)
         except OSError as exc:
             raise ContextError(f"{label} {path} cannot be opened: {exc.strerror}") from None
-        self.rules = IgnoreRules.read(self.fd) if ignore else IgnoreRules([])
+        self.rules = IgnoreRules.read(self.fd, ignore_file_for(dockerfile)) if ignore else IgnoreRules([])
         self.in_root = not ignore       # a stage's rootfs: absolute symlinks resolve in it
 
     def close(self) -> None:
@@ -261,10 +275,11 @@ class BuildContext:
             if stat.S_ISDIR(st.st_mode):
                 yield from self._walk_dir(base, rel, exclude)
 
-    def file_digest(self, rel: str) -> str:
+    def file_digest(self, rel: str, *, follow: bool = False) -> str:
         """sha256 of a file's content; remembered per (device, inode, size, mtime, ctime), so
-        the agent re-hashing a context every pass reads only files that changed."""
-        fd = self.open(rel, os.O_RDONLY | os.O_NOFOLLOW)
+        the agent re-hashing a context every pass reads only files that changed. `follow`: a
+        symlink named as a source is read through (inside the context), as COPY copies it."""
+        fd = self.open(rel, os.O_RDONLY | (0 if follow else os.O_NOFOLLOW))
         try:
             st = os.fstat(fd)
             key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
@@ -301,7 +316,7 @@ def hash_sources(ctx: BuildContext, sources: Sequence[Source], *, owners: bool,
             owner = f" {st.st_uid}:{st.st_gid}" if owners else ""
             h.update(f"{rel}\0{stat.S_IFMT(st.st_mode)} {stat.S_IMODE(st.st_mode):o}{owner}\0".encode())
             if stat.S_ISREG(st.st_mode):
-                h.update(ctx.file_digest(full).encode())
+                h.update(ctx.file_digest(full, follow=rel == "").encode())
             elif stat.S_ISLNK(st.st_mode):
                 h.update(ctx.readlink(full).encode())
     return h.hexdigest()
@@ -426,6 +441,25 @@ def is_dir_in(root_fd: int, path: str) -> bool:
         os.close(fd)
 
 
+def _resolve_link(root_fd: int, path: str) -> str:
+    """`path` with its last component's symlinks followed inside the rootfs (as many as the
+    kernel would: 40)."""
+    for _ in range(40):
+        parent, name = posixpath.split(posixpath.normpath("/" + path))
+        try:
+            pfd = openat2.open_in_root(root_fd, parent, _DIR)
+        except OSError:
+            return path
+        try:
+            target = os.readlink(name, dir_fd=pfd)
+        except OSError:
+            return path             # not a symlink (or not there): written as it is
+        finally:
+            os.close(pfd)
+        path = posixpath.normpath(posixpath.join(parent, target))
+    raise ContextError(f"{path}: too many levels of symbolic links")
+
+
 def copy_sources(
     ctx: BuildContext, sources: Sequence[Source], root_fd: int, dest: str, opts: CopyOptions,
 ) -> int:
@@ -448,7 +482,9 @@ def copy_sources(
             target_dir = dest
             file_target = posixpath.basename(src.rel)
         else:
-            target_dir, file_target = posixpath.split(dest.rstrip("/"))
+            # a destination that is a symlink is written through (BuildKit resolves the whole
+            # destination path inside the rootfs, its last component too)
+            target_dir, file_target = posixpath.split(_resolve_link(root_fd, dest.rstrip("/")))
             target_dir = target_dir or "/"
         # a destination directory made here is 0755, owned by --chown's owner or root, whatever
         # the source directory's mode (Docker's MkdirAll): a 0700 context still gives a /ctx
@@ -475,6 +511,27 @@ def copy_sources(
         finally:
             os.close(dfd)
     return count
+
+
+def copy_parents(ctx: BuildContext, src: Source, keep: str, root_fd: int, dest: str, opts: CopyOptions) -> None:
+    """COPY --parents: `src` to `dest/keep` (keep: its path below the pivot), the directories on
+    the way made as the source's own are (mode, times; owner as every copied entry's)."""
+    if not keep:
+        copy_sources(ctx, [src], root_fd, dest.rstrip("/") + "/", opts)
+        return
+    parts = keep.split("/")
+    pivot = src.rel[: len(src.rel) - len(keep)].rstrip("/")
+    puid = opts.uid if opts.uid is not None else 0
+    pgid = opts.gid if opts.gid is not None else 0
+    for i in range(len(parts) if src.is_dir else len(parts) - 1):
+        rel = posixpath.join(pivot, *parts[: i + 1])
+        pfd = _open_dir_in(root_fd, posixpath.join(dest, *parts[:i]), create=True, uid=puid, gid=pgid)
+        try:
+            _copy_entry(ctx, rel, ctx.lstat(rel), pfd, parts[i], opts, follow=False)
+        finally:
+            os.close(pfd)
+    target = posixpath.join(dest, keep) if src.is_dir else posixpath.join(dest, *parts[:-1]) + "/"
+    copy_sources(ctx, [src], root_fd, target, opts)
 
 
 def _remove_existing(pfd: int, name: str, want_dir: bool) -> bool:
@@ -541,11 +598,11 @@ def _attrs(fd: int, _name: None, st: os.stat_result, opts: CopyOptions, *, is_di
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-_ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
+_ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
 
 
 def is_archive(ctx: BuildContext, src: Source) -> bool:
-    """A local file ADD unpacks: tar, possibly gzip, bzip2 or xz compressed (Docker's rule)."""
+    """A local file ADD unpacks: tar, possibly gzip, bzip2, xz or zstd compressed (Docker's rule)."""
     if src.is_dir:
         return False
     fd = ctx.open(src.rel, os.O_RDONLY)

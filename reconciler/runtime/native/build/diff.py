@@ -127,10 +127,16 @@ def _xattrs(path: str) -> dict[str, str]:
     return out
 
 
+def _clamp(mtime: float, epoch: int | None) -> int:
+    return int(mtime) if epoch is None else min(int(mtime), epoch)
+
+
 def write_layer(upper: Path, store: content.ContentStore, tmp_dir: Path,
                 *, skip: frozenset[str] = frozenset(), prune: Mapping[str, tuple[int, int, int] | None] | None = None,
-                level: int = 6) -> LayerBlob:
-    """Turn `upper` into a gzip layer blob in `store`."""
+                level: int = 6, epoch: int | None = None) -> LayerBlob:
+    """Turn `upper` into a gzip layer blob in `store`; with `epoch` (SOURCE_DATE_EPOCH) no
+    entry's mtime is later than it (BuildKit's rewrite-timestamp), so the same inputs give
+    the same bytes whenever they are built."""
     tmp_dir.mkdir(parents=True, exist_ok=True)
     tmp = tmp_dir / f"layer-{secrets.token_hex(6)}.tar.gz"
     count = 0
@@ -148,21 +154,21 @@ def write_layer(upper: Path, store: content.ContentStore, tmp_dir: Path,
                     if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
                         parent, name = os.path.split(rel)
                         ti = tarfile.TarInfo(os.path.join(parent, ".wh." + name))
-                        ti.mtime = int(st.st_mtime)
+                        ti.mtime = _clamp(st.st_mtime, epoch)
                         tar.addfile(ti)
                         continue
                     ti = tarfile.TarInfo(rel)
                     ti.mode = stat.S_IMODE(st.st_mode)
                     ti.uid, ti.gid = st.st_uid, st.st_gid
                     ti.uname = ti.gname = ""
-                    ti.mtime = int(st.st_mtime)
+                    ti.mtime = _clamp(st.st_mtime, epoch)
                     ti.pax_headers = _xattrs(path)
                     if stat.S_ISDIR(st.st_mode):
                         ti.type = tarfile.DIRTYPE
                         tar.addfile(ti)
                         if opaque:
                             wh = tarfile.TarInfo(rel + "/.wh..wh..opq")
-                            wh.mtime = int(st.st_mtime)
+                            wh.mtime = _clamp(st.st_mtime, epoch)
                             tar.addfile(wh)
                     elif stat.S_ISLNK(st.st_mode):
                         ti.type = tarfile.SYMTYPE

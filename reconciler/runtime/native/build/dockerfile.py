@@ -27,7 +27,7 @@ __all__ = ["DockerfileError", "Heredoc", "Instruction", "expand_text", "heredoc_
            "substitute"]
 
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9_-]*)\s*=\s*(.*?)\s*$")
-_FLAG = re.compile(r"^--([a-zA-Z][a-zA-Z0-9-]*)(?:=(.*))?$")
+_FLAG = re.compile(r"^--([^=\s]*)(?:=(.*))?$")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HEREDOC = re.compile(r"^(\d*)<<(-?)\s*([^<]*)$")
 _HEREDOC_CMDS = frozenset({"RUN", "COPY", "ADD"})
@@ -64,6 +64,7 @@ class Instruction:
     repeated: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # every value of a repeatable flag
     json_args: tuple[str, ...] | None = None   # the exec (JSON) form, when it parsed as one
     heredocs: tuple[Heredoc, ...] = ()         # in the order of their words
+    bare_flags: tuple[str, ...] = ()           # flags given without =VALUE (`--link`)
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,12 @@ def parse(text: str) -> Dockerfile:
         if key in seen:
             raise DockerfileError(f"Dockerfile line {i + 1}: the parser directive {key!r} is given twice")
         seen[key] = m.group(2)
+        if key == "syntax":
+            _check_syntax(m.group(2), i + 1)
         if key == "escape":
             if m.group(2) not in ("\\", "`"):
-                raise DockerfileError(f"Dockerfile line {i + 1}: escape must be \\ or `, not {m.group(2)!r}")
+                raise DockerfileError(f"Dockerfile line {i + 1}: invalid escape token {m.group(2)!r} does not match ` or \\",
+                                      hint="# escape=\\ (the default) or # escape=`")
             escape = m.group(2)
         i += 1
     out: list[Instruction] = []
@@ -137,6 +141,18 @@ def parse(text: str) -> Dockerfile:
             ins = dataclasses.replace(ins, heredocs=tuple(docs))
         out.append(ins)
     return Dockerfile(tuple(out), escape, seen, tuple(empty))
+
+
+_FRONTEND = re.compile(r"^(?:docker\.io/)?docker/dockerfile(?::(?:1(?:\.\d+){0,2}|latest)(?:-labs)?)?(?:@sha256:[0-9a-f]{64})?$")
+
+
+def _check_syntax(value: str, line: int) -> None:
+    """`# syntax=`: a docker/dockerfile:1.x frontend is this builder; any other frontend
+    (an image BuildKit would run to parse the file) is refused by name."""
+    if not _FRONTEND.match(value):
+        raise DockerfileError(f"Dockerfile line {line}: # syntax={value}: this builder is the docker/dockerfile:1 "
+                              "frontend and cannot run another frontend",
+                              hint="remove the directive, or write # syntax=docker/dockerfile:1")
 
 
 def _may_have_heredocs(ins: Instruction) -> bool:
@@ -221,6 +237,7 @@ def _instruction(full: str, line: int, original: str) -> Instruction:
     rest = rest.strip()
     flags: dict[str, str] = {}
     repeated: dict[str, tuple[str, ...]] = {}
+    bare: list[str] = []
     if cmd in _TAKES_FLAGS:
         while rest.startswith("--"):
             word, _, tail = rest.partition(" ")
@@ -229,6 +246,8 @@ def _instruction(full: str, line: int, original: str) -> Instruction:
                 raise DockerfileError(f"Dockerfile line {line}: bad flag {word!r} in {cmd}")
             name = m.group(1).lower()
             value = m.group(2) if m.group(2) is not None else "true"
+            if m.group(2) is None:
+                bare.append(name)
             if name in _REPEATABLE:
                 repeated[name] = (*repeated.get(name, ()), value)
             elif name in flags:
@@ -241,10 +260,13 @@ def _instruction(full: str, line: int, original: str) -> Instruction:
             value = json.loads(rest)
         except ValueError:
             value = None
-        if isinstance(value, list) and all(isinstance(x, str) for x in value):
+        if isinstance(value, list):
+            if not all(isinstance(x, str) for x in value):     # BuildKit: an error, not the shell form
+                raise DockerfileError(f"Dockerfile line {line}: when using JSON array syntax, arrays must be "
+                                      "comprised of strings only", hint='quote every element: ["a", "1"]')
             json_args = tuple(value)
     return Instruction(cmd=cmd, line=line, original=original, args=rest, flags=flags, json_args=json_args,
-                       repeated=repeated)
+                       repeated=repeated, bare_flags=tuple(bare))
 
 
 _TAKES_FLAGS = {"FROM", "RUN", "COPY", "ADD", "HEALTHCHECK"}

@@ -40,7 +40,7 @@ def input_digest(ctx_dir: str, dockerfile: str, args: Mapping[str, str], target:
     with open(df, "rb") as f:
         h.update(hashlib.sha256(f.read()).hexdigest().encode())
     h.update(json.dumps({"args": dict(sorted(args.items())), "target": target}, sort_keys=True).encode())
-    with context.BuildContext(ctx_dir) as ctx:
+    with context.BuildContext(ctx_dir, dockerfile=df) as ctx:
         h.update(context.hash_sources(ctx, ctx.resolve("."), owners=False).encode())
     return "sha256:" + h.hexdigest()
 

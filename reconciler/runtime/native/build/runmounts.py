@@ -12,6 +12,10 @@ builds until that directory is deleted. `sharing=shared` (the default) lets step
 the same time, `locked` makes them take turns (flock), `private` gives a step that finds it in
 use a fresh empty directory instead.
 
+`type=ssh` forwards an SSH agent socket given to the build (`--ssh ID=SOCKET`) through a
+proxy socket of the step's own (`ssh_proxy`), at `/run/buildkit/ssh_agent.N` by default, with
+the step's SSH_AUTH_SOCK pointing at the first one.
+
 A mount target the step's container had to create (and its parent directories the image did
 not have, or that the step left as they were) is left out of the step's layer, as BuildKit
 removes its mount stubs; `stubs()` computes what to leave out.
@@ -25,7 +29,10 @@ import fcntl
 import hashlib
 import os
 import posixpath
+import select
+import socket
 import stat
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +40,7 @@ from pathlib import Path
 from reconciler.runtime.native import openat2
 from reconciler.runtime.native.build import dockerfile
 
-__all__ = ["RunMount", "cache_dir", "mount_sources", "parse", "stubs"]
+__all__ = ["RunMount", "cache_dir", "mount_sources", "parse", "ssh_proxy", "stubs"]
 
 _TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")
 _SHARING = ("shared", "private", "locked")
@@ -96,9 +103,6 @@ def parse(text: str, *, expand: Callable[[str], str], workdir: str) -> RunMount:
     kind = values.pop("type", "bind").lower()
     if kind not in _TYPES:
         raise dockerfile.DockerfileError(f"--mount: unsupported mount type {kind!r}", hint="use " + ", ".join(_TYPES))
-    if kind == "ssh":
-        raise dockerfile.DockerfileError("RUN --mount=type=ssh is not supported by this builder",
-                                         hint="fetch with a deploy token given as a secret mount instead")
     return _mount(kind, values, flags, workdir)
 
 
@@ -118,13 +122,13 @@ def _mount(kind: str, values: dict[str, str], flags: dict[str, bool], workdir: s
     if "env" in values:
         raise dockerfile.DockerfileError("--mount=type=secret,env=... is not supported by this builder",
                                          hint="read the secret from its file, /run/secrets/<id> by default")
-    if kind not in ("cache", "secret") and {"mode", "uid", "gid"} & set(values):
+    if kind not in ("cache", "secret", "ssh") and {"mode", "uid", "gid"} & set(values):
         raise dockerfile.DockerfileError(f"--mount: mode, uid and gid are not allowed for {kind} mounts")
     if "sharing" in values and kind != "cache":
         raise dockerfile.DockerfileError(f"--mount: invalid cache sharing set for {kind} mount")
     if "size" in values and kind != "tmpfs":
         raise dockerfile.DockerfileError(f"--mount: unexpected key 'size' for mount type {kind!r}")
-    if flags.get("required") and kind != "secret":
+    if flags.get("required") and kind not in ("secret", "ssh"):
         raise dockerfile.DockerfileError(f"--mount: unexpected key 'required' for mount type {kind!r}")
     readonly = kind in ("bind", "secret")
     if "readonly" in flags or "ro" in flags:
@@ -142,6 +146,11 @@ def _mount(kind: str, values: dict[str, str], flags: dict[str, bool], workdir: s
         if not ident:
             raise dockerfile.DockerfileError("--mount: a secret mount needs an id or a target")
         target = target or "/run/secrets/" + posixpath.basename(ident)
+    if kind == "ssh":
+        if values.get("from") or values.get("source"):
+            raise dockerfile.DockerfileError("--mount: an ssh mount has no from or source")
+        ident = ident or "default"
+        target = target or "/run/buildkit/ssh_agent.0"
     if not target:
         raise dockerfile.DockerfileError(f"--mount: a {kind} mount needs a target")
     target = posixpath.normpath(posixpath.join("/", workdir, target))
@@ -267,3 +276,69 @@ def _state(root_fd: int, rel: str) -> tuple[int, int, int] | None:
     finally:
         os.close(fd)
     return (st.st_mode, st.st_uid, st.st_gid) if stat.S_ISDIR(st.st_mode) else None
+
+
+@contextlib.contextmanager
+def ssh_proxy(path: Path, agent: str, m: RunMount) -> Iterator[Path]:
+    """A socket at `path` (mode/uid/gid of the mount: 0600 root by default) that relays every
+    connection to the SSH agent socket `agent`, for as long as the step runs (BuildKit
+    forwards the agent the same way: the step never sees the agent's own socket)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dfd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        listener.bind(f"/proc/self/fd/{dfd}/{path.name}")     # (a state root's paths exceed sun_path)
+        os.chown(path, m.uid or 0, m.gid or 0)
+        os.chmod(path, m.mode if m.mode is not None else 0o600)
+        listener.listen(8)
+        listener.settimeout(0.2)
+        stop = threading.Event()
+        relays: list[threading.Thread] = []
+        thread = threading.Thread(target=_accept, args=(listener, agent, stop, relays), daemon=True, name="ssh-proxy")
+        thread.start()
+        try:
+            yield path
+        finally:
+            stop.set()
+            thread.join()
+            for relay in relays:
+                relay.join()
+    finally:
+        listener.close()
+        os.close(dfd)
+
+
+def _accept(listener: socket.socket, agent: str, stop: threading.Event, relays: list[threading.Thread]) -> None:
+    while not stop.is_set():
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            continue
+        except OSError:
+            return
+        relay = threading.Thread(target=_relay, args=(conn, agent, stop), daemon=True, name="ssh-relay")
+        relay.start()
+        relays.append(relay)
+
+
+def _relay(conn: socket.socket, agent: str, stop: threading.Event) -> None:
+    """Copy bytes both ways between a step's connection and the agent until either closes."""
+    with conn, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as up:
+        try:
+            dfd = os.open(os.path.dirname(agent) or ".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                up.connect(f"/proc/self/fd/{dfd}/{os.path.basename(agent)}")
+            finally:
+                os.close(dfd)
+        except OSError:
+            return
+        pair = {conn: up, up: conn}
+        while not stop.is_set():
+            ready, _, _ = select.select(list(pair), [], [], 0.2)
+            for s in ready:
+                try:
+                    data = s.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                pair[s].sendall(data)

@@ -1,0 +1,96 @@
+"""Where a service's rollout stands, from one look at the service and its up-to-date tasks.
+
+The rules are the docker CLI's (`docker service create/update` without `--detach`,
+cli/command/service/progress): a task counts once Swarm wants it running and it runs (for a
+healthchecked service Swarm says "running" only once the copy is healthy); the update status
+Swarm keeps on the service says whether a rolling update is under way, done, paused or rolled
+back. Every update call resets that status (to "updating" when the task template changed, to
+none for a scale or a label change), so what a look finds after our own call is about our call.
+
+    step(look)  DONE        the rolling update completed with every wanted copy running
+                SETTLED     every wanted copy runs and no rolling update was made (a new or a
+                            scaled service): done once it stays so for the monitor period
+                WAIT        still converging (or rolling back)
+                ROLLED_BACK Swarm rolled the update back (FailureAction rollback)
+                PAUSED      Swarm paused the update or the rollback (FailureAction pause)
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.runtime.swarm import services
+
+__all__ = ["DEFAULT_MONITOR", "Look", "Step", "look", "step"]
+
+DEFAULT_MONITOR = 5.0       # seconds: Swarm's update monitor when the spec sets none
+
+
+class Step(enum.StrEnum):
+    DONE = "done"
+    SETTLED = "settled"
+    WAIT = "wait"
+    ROLLED_BACK = "rolled-back"
+    PAUSED = "paused"
+
+
+@dataclass(frozen=True)
+class Look:
+    """One look at a service's rollout."""
+
+    name: str
+    state: str              # the update status: "", updating, completed, paused, rollback_started, ...
+    message: str            # Swarm's message with it
+    wanted: int             # copies wanted (a global service: its up-to-date tasks)
+    running: int            # up-to-date copies running
+    since: str              # when this change began (the update's start, else the service's last change)
+    monitor: float          # seconds a converged service must stay so when no rolling update ran
+
+    def counts(self) -> str:
+        return f"{self.running} of {self.wanted} copies running"
+
+
+def look(service: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -> Look:
+    """A Look from `GET /services/{id}` and the service's up-to-date tasks."""
+    spec = service.get("Spec") or {}
+    status = service.get("UpdateStatus") or {}
+    wanted = services.wanted_replicas(service)
+    if wanted is None:
+        wanted = sum(1 for t in tasks if t.get("DesiredState") == "running")
+    monitor_ns = (spec.get("UpdateConfig") or {}).get("Monitor")
+    return Look(
+        name=str(spec.get("Name", service.get("ID", ""))),
+        state=str(status.get("State") or ""),
+        message=str(status.get("Message") or ""),
+        wanted=wanted,
+        running=_running_by_slot(tasks),
+        since=str(status.get("StartedAt") or service.get("UpdatedAt") or ""),
+        monitor=int(monitor_ns) / 1e9 if monitor_ns else DEFAULT_MONITOR,
+    )
+
+
+def _running_by_slot(tasks: Sequence[Mapping[str, Any]]) -> int:
+    """Running copies, one per slot (node, for a global service): a slot's task Swarm wants
+    running wins over one it is shutting down (start-first updates have both for a while)."""
+    best: dict[Any, Mapping[str, Any]] = {}
+    for t in tasks:
+        key = t.get("Slot") or t.get("NodeID")
+        have = best.get(key)
+        if have is None or (have.get("DesiredState") != "running" and t.get("DesiredState") == "running"):
+            best[key] = t
+    return services.running_tasks(list(best.values()))
+
+
+def step(now: Look) -> Step:
+    """Where the rollout `now` stands."""
+    converged = now.running >= now.wanted
+    if now.state in ("paused", "rollback_paused"):
+        return Step.PAUSED
+    if now.state == "rollback_completed":
+        return Step.ROLLED_BACK
+    if now.state in ("updating", "rollback_started") or not converged:
+        return Step.WAIT
+    return Step.DONE if now.state == "completed" else Step.SETTLED

@@ -1,0 +1,283 @@
+"""A `ContainerConfig` as a Swarm service, and a service (with its tasks) as a `ContainerState`.
+
+Pure translation, no I/O: `service_spec` is the `ServiceSpec` body of `POST /services/create`
+and `/services/{id}/update`, `refusals` says what of a config a cluster cannot run, and
+`service_state` reads a service and its tasks back. The mapping, field by field, is the table
+in docs/swarm.md; where Swarm has no equivalent the choice is noted here:
+
+- the ownership labels go on the service only; the task containers carry the user's labels
+  (the revision label on every container would restart all copies at a mere scale);
+- `restart: no` is Swarm's `none` (a copy that exits stays down), `always` and
+  `unless-stopped` are `any` (a service cannot be stopped by hand);
+- ports are published in host mode (each copy on its own node, as on one host);
+  `update.order: start-first` falls back to stop-first when a port is published (a new copy
+  could not bind it beside the old one, as on one host);
+- `update.minReady` is Swarm's update monitor (0: Swarm's 5 s); a failed update is rolled
+  back (`onFailure: rollback`, FailureAction rollback) or paused.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from reconciler.runtime import base, errors
+
+__all__ = [
+    "LABEL_PREFIX",
+    "placement",
+    "refusals",
+    "running_tasks",
+    "service_spec",
+    "service_state",
+    "stop_grace",
+    "task_error",
+    "timestamp",
+    "wanted_replicas",
+]
+
+LABEL_PREFIX = "reconciler."           # ownership labels: on the service, never on its containers
+_NS = 1_000_000_000
+_RESTART = {"no": "none", "on-failure": "on-failure", "always": "any", "unless-stopped": "any"}
+_WILDCARDS = ("0.0.0.0", "::", "")  # noqa: S104 - Docker's "every address"
+_SPECIAL_NETWORKS = ("host", "none")
+_BLAMED = re.compile(r"\btask ([a-z0-9]{25})\b")
+_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
+
+
+def _ns(seconds: float) -> int:
+    return round(seconds * _NS)
+
+
+def refusals(config: base.ContainerConfig) -> list[str]:
+    """What in `config` only makes sense on one host, as "FIELD: why" in manifest terms."""
+    out: list[str] = []
+    for i, m in enumerate(config.mounts):
+        if m.type == "bind":
+            out.append(f"spec.volumes[{i}]: {m.source}:{m.target} is a host bind mount, but a service's "
+                       "copies run on any node of the cluster; use a named Volume")
+    for i, p in enumerate(config.ports):
+        if p.host_ip not in _WILDCARDS:
+            out.append(f"spec.ports[{i}]: a service publishes on every address of its node, not on "
+                       f"{p.host_ip} alone; write {p.host_port}:{p.container_port}/{p.protocol}")
+    return out
+
+
+def _mount(m: base.Mount) -> dict[str, Any]:
+    out: dict[str, Any] = {"Type": m.type, "Target": m.target, "ReadOnly": m.read_only}
+    if m.type == "volume":
+        out["Source"] = m.source
+    elif m.type == "tmpfs":
+        opts: dict[str, Any] = {}
+        for o in m.options:
+            key, _, value = o.partition("=")
+            if key == "mode":
+                opts["Mode"] = int(value, 8)
+            elif key == "size":
+                opts["SizeBytes"] = _size(value)
+        if opts:
+            out["TmpfsOptions"] = opts
+    else:
+        raise errors.InvalidArgument(f"service {m.target}: mount type {m.type!r} cannot run on a cluster",
+                                     hint="use a named volume or tmpfs")
+    return out
+
+
+def _size(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().removesuffix("b")
+    if t and t[-1] in units:
+        return int(t[:-1]) * units[t[-1]]
+    return int(t)
+
+
+def _networks(config: base.ContainerConfig) -> list[dict[str, Any]]:
+    if config.aliases and (not config.networks or config.networks[0] in _SPECIAL_NETWORKS):
+        raise errors.InvalidArgument(f"service {config.name}: aliases need an overlay network",
+                                     hint="add the container to a Network object")
+    return [{"Target": n, **({"Aliases": list(config.aliases)} if config.aliases and n not in _SPECIAL_NETWORKS
+                             else {})}
+            for n in config.networks]
+
+
+def _container_spec(config: base.ContainerConfig) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "Image": config.image,
+        "Labels": {k: v for k, v in config.labels.items() if not k.startswith(LABEL_PREFIX)},
+        "Env": [f"{k}={v}" for k, v in config.env.items()],
+        "StopGracePeriod": _ns(config.stop_timeout),
+        "ReadOnly": config.read_only,
+        "Init": config.init,
+    }
+    for key, value in (("Command", config.command), ("Args", config.args)):
+        if value is not None:
+            spec[key] = list(value)
+    for key, text in (("User", config.user), ("Dir", config.workdir), ("Hostname", config.hostname),
+                      ("StopSignal", config.stop_signal)):
+        if text is not None:
+            spec[key] = text
+    if config.mounts:
+        spec["Mounts"] = [_mount(m) for m in config.mounts]
+    if config.healthcheck is not None:
+        hc = config.healthcheck
+        spec["Healthcheck"] = {"Test": list(hc.test), "Interval": _ns(hc.interval), "Timeout": _ns(hc.timeout),
+                               "Retries": hc.retries, "StartPeriod": _ns(hc.start_period)}
+    if config.cap_add:
+        spec["CapabilityAdd"] = list(config.cap_add)
+    if config.cap_drop:
+        spec["CapabilityDrop"] = list(config.cap_drop)
+    return spec
+
+
+def _update_config(config: base.ContainerConfig, *, rollback: bool) -> dict[str, Any]:
+    order = config.update.order
+    if any(p.host_port for p in config.ports):
+        order = "stop-first"
+    out: dict[str, Any] = {"Parallelism": 1, "Order": order, "MaxFailureRatio": 0,
+                           "FailureAction": "pause" if rollback else config.update.on_failure}
+    if config.update.monitor > 0:
+        out["Monitor"] = _ns(config.update.monitor)
+    return out
+
+
+def service_spec(config: base.ContainerConfig) -> dict[str, Any]:
+    """The ServiceSpec of `config` (refusals are checked by the caller; see `refusals`)."""
+    if config.replicas < 0:
+        raise errors.InvalidArgument(f"service {config.name}: replicas {config.replicas} is below 0")
+    limits: dict[str, Any] = {}
+    if config.resources.memory is not None:
+        limits["MemoryBytes"] = config.resources.memory
+    if config.resources.cpus is not None:
+        limits["NanoCPUs"] = _ns(config.resources.cpus)
+    if config.resources.pids is not None:
+        limits["Pids"] = config.resources.pids
+    restart: dict[str, Any] = {"Condition": _RESTART.get(config.restart.name, "none")}
+    if config.restart.name == "on-failure" and config.restart.max_retries:
+        restart["MaxAttempts"] = config.restart.max_retries
+    ports = []
+    for p in config.ports:
+        if p.protocol not in ("tcp", "udp", "sctp"):
+            raise errors.InvalidArgument(f"service {config.name}: port protocol {p.protocol!r} is not tcp or udp")
+        ports.append({"Protocol": p.protocol, "TargetPort": p.container_port, "PublishedPort": p.host_port,
+                      "PublishMode": "host"})
+    task: dict[str, Any] = {"ContainerSpec": _container_spec(config), "RestartPolicy": restart,
+                            "Resources": {"Limits": limits}}
+    if config.networks:
+        task["Networks"] = _networks(config)
+    if config.constraints or config.spread:
+        task["Placement"] = {"Constraints": list(config.constraints),
+                             "Preferences": [{"Spread": {"SpreadDescriptor": s}} for s in config.spread]}
+    return {
+        "Name": config.name,
+        "Labels": dict(config.labels),
+        "TaskTemplate": task,
+        "Mode": {"Global": {}} if config.global_mode else {"Replicated": {"Replicas": config.replicas}},
+        "UpdateConfig": _update_config(config, rollback=False),
+        "RollbackConfig": _update_config(config, rollback=True),
+        "EndpointSpec": {"Mode": "dnsrr", "Ports": ports},
+    }
+
+
+def timestamp(text: str | None) -> tuple[int, int]:
+    """An RFC 3339 time of the engine (nanoseconds, trailing zeros dropped) as a sortable
+    (seconds, nanoseconds); (0, 0) when absent. Compared only with the same engine's times."""
+    m = _TIME.fullmatch(text or "")
+    if m is None:
+        return (0, 0)
+    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
+    seconds = int(datetime.fromisoformat(m.group(1) + zone).timestamp())
+    return (seconds, int((m.group(2) or "").ljust(9, "0")[:9]))
+
+
+def task_error(tasks: Sequence[Mapping[str, Any]], *, since: str | None = None, blame: str = "") -> str:
+    """Swarm's own words for why a task failed: those of the task that Swarm's update message
+    `blame`s ("... failure or early termination of task ID"), else the newest error of a task
+    changed at or after `since`."""
+    named = _BLAMED.search(blame)
+    blamed = named.group(1) if named else None
+    for t in tasks:
+        if blamed is not None and t.get("ID") == blamed and (t.get("Status") or {}).get("Err"):
+            return str(t["Status"]["Err"])
+    floor = timestamp(since)
+    best: tuple[tuple[int, int], str] = ((0, 0), "")
+    for t in tasks:
+        status = t.get("Status") or {}
+        err = str(status.get("Err") or "")
+        when = timestamp(status.get("Timestamp"))
+        if err and when >= floor and when >= best[0]:
+            best = (when, err)
+    return best[1]
+
+
+def _healthchecked(spec: Mapping[str, Any]) -> bool:
+    hc = ((spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}).get("Healthcheck") or {}
+    return bool(hc.get("Test")) and hc["Test"][:1] != ["NONE"]
+
+
+def wanted_replicas(service: Mapping[str, Any]) -> int | None:
+    """A replicated service's replicas; None for a global one."""
+    replicated = ((service.get("Spec") or {}).get("Mode") or {}).get("Replicated")
+    return None if replicated is None else int(replicated.get("Replicas") or 0)
+
+
+def running_tasks(tasks: Sequence[Mapping[str, Any]]) -> int:
+    """Tasks Swarm wants running that run: for a healthchecked service Swarm reports a task
+    running only once it is healthy (it is "starting" until then)."""
+    return sum(1 for t in tasks if t.get("DesiredState") == "running"
+               and (t.get("Status") or {}).get("State") == "running")
+
+
+def service_state(service: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -> base.ContainerState:
+    """A service (`GET /services/{id}`) and its tasks, seen as a ContainerState: running when
+    every wanted copy runs, restarting (converging) while not."""
+    spec = service.get("Spec") or {}
+    cspec = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+    image = str(cspec.get("Image", ""))
+    running = running_tasks(tasks)
+    wanted = wanted_replicas(service)
+    if wanted is None:
+        wanted = sum(1 for t in tasks if t.get("DesiredState") == "running")
+    converged = running >= wanted
+    failed = [t for t in tasks if (t.get("Status") or {}).get("State") in ("failed", "rejected")]
+    current = [t for t in tasks if t.get("DesiredState") == "running"
+               and (t.get("Status") or {}).get("State") == "running"]
+    started = max((str((t.get("Status") or {}).get("Timestamp", "")) for t in current),
+                  key=timestamp, default=None)
+    ports = tuple(base.PortMapping(container_port=int(p.get("TargetPort") or 0),
+                                   host_port=int(p.get("PublishedPort") or 0),
+                                   protocol=str(p.get("Protocol") or "tcp"))
+                  for p in (spec.get("EndpointSpec") or {}).get("Ports") or ())
+    return base.ContainerState(
+        id=str(service.get("ID", "")),
+        name=str(spec.get("Name", "")),
+        image=image,
+        image_id=image.rpartition("@")[2] if "@" in image else "",
+        labels=dict(spec.get("Labels") or {}),
+        status=base.ContainerStatus.RUNNING if converged else base.ContainerStatus.RESTARTING,
+        created=str(service.get("CreatedAt", "")),
+        started_at=started or None,
+        health=("healthy" if converged else "starting") if _healthchecked(spec) else None,
+        restart_count=len(failed),
+        ports=ports,
+        error=task_error(tasks) or None,
+        replicas=wanted_replicas(service),
+        replicas_running=running,
+        placement=placement(spec),
+    )
+
+
+def placement(spec: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A ServiceSpec's (constraints, spread descriptors)."""
+    p = (spec.get("TaskTemplate") or {}).get("Placement") or {}
+    spread = tuple(str((pref.get("Spread") or {}).get("SpreadDescriptor", "")) for pref in p.get("Preferences") or ())
+    return tuple(str(c) for c in p.get("Constraints") or ()), spread
+
+
+def stop_grace(service: Mapping[str, Any]) -> float:
+    """Seconds Swarm gives a task to stop before it kills it (10 by default)."""
+    cspec = (((service.get("Spec") or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {})
+    grace = cspec.get("StopGracePeriod")
+    return 10.0 if grace is None else math.ceil(int(grace) / _NS)

@@ -1,0 +1,153 @@
+"""Secret files from SOPS on the native engine (#22 "SOPS/age secrets"): `secrets:` puts a file
+into the container from a tmpfs of its own, 0400 and read-only, decrypted in memory while the
+manifests load. One is the real sops CLI's age-encrypted binary file (tests/fixtures/sops), one a
+random value; the random value is nowhere under the state root or the run dir but in that tmpfs,
+and the tmpfs goes with the container. After a reboot the secret is gone with the tmpfs: the
+container is reported dead and `--once` makes it again, secret included.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from pathlib import Path
+
+import pytest
+
+from reconciler.runtime.native import mounts
+from tests.execution.helpers import write
+from tests.helpers.host import Host, reboot
+from tests.helpers.sops_files import encrypt_binary, encrypt_dotenv, new_age_key
+
+pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "sops" / "age"
+
+
+def _holders(top: Path, needle: bytes) -> set[str]:
+    """Files under `top` (mount points followed, as the host sees them) that hold `needle`."""
+    out = set()
+    for dirpath, _, files in os.walk(top):
+        for name in files:
+            p = Path(dirpath, name)
+            try:
+                if stat.S_ISREG(p.lstat().st_mode) and needle in p.read_bytes():
+                    out.add(str(p.relative_to(top)))
+            except OSError:
+                continue
+    return out
+
+
+def _exec(host: Host, *argv: str) -> tuple[int, str]:
+    rt = host.runtime()
+    try:
+        res = rt.exec("web", list(argv))
+        return res.exit_code, (res.stdout + res.stderr).decode()
+    finally:
+        rt.close()
+
+
+def test_secret_files_on_a_tmpfs_of_their_own(host: Host, busybox_image: str, tmp_path: Path) -> None:
+    key = new_age_key()
+    key_file = key.write(tmp_path / "age.key")
+    # the real CLI's file is encrypted to the fixtures' key: both identities in one key file
+    key_file.write_text(key_file.read_text() + (FIX / "keys.txt").read_text())
+    m = tmp_path / "m"
+    value = "pw-" + secrets.token_hex(16)
+    m.mkdir()
+    (m / "db.password").write_bytes(encrypt_binary(value.encode(), key.recipient))
+    (m / "welcome.txt").write_bytes((FIX / "example.txt").read_bytes())
+    (m / "app.env").write_bytes(encrypt_dotenv({"MODE": "prod"}, key.recipient))
+    write(m, "app.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: web}}
+        spec:
+          image: {busybox_image}
+          command: [sleep, "3600"]
+          networks: [none]
+          restart: always
+          envFiles: [app.env]
+          secrets:
+            - {{source: db.password}}
+            - {{source: welcome.txt, target: /etc/app/welcome.txt, mode: "0440", uid: 1000, gid: 1000}}
+        """)
+    apply = ["apply", str(m), "--sops-age-key-file", str(key_file)]
+    assert host.cli(*apply) == 0
+
+    assert _exec(host, "cat", "/run/secrets/db.password") == (0, value)
+    code, out = _exec(host, "cat", "/etc/app/welcome.txt")
+    assert (code, out.splitlines()[0]) == (0, "Welcome to SOPS!")           # the real sops CLI's file
+    assert _exec(host, "stat", "-c", "%a %u %g", "/run/secrets/db.password") == (0, "400 0 0\n")
+    assert _exec(host, "stat", "-c", "%a %u %g", "/etc/app/welcome.txt") == (0, "440 1000 1000\n")
+    code, _ = _exec(host, "sh", "-c", "echo x > /run/secrets/db.password")
+    assert code != 0                                                        # read-only
+    assert _exec(host, "sh", "-c", "echo $MODE") == (0, "prod\n")
+
+    cid = host.ids()["web"]
+    tmpfs = host.config.root / "containers" / cid / "secrets"
+    assert mounts.is_mounted(tmpfs)
+    assert stat.S_IMODE(tmpfs.stat().st_mode) == 0o700
+    # the value is in the container's own tmpfs and nowhere else the engine keeps things
+    assert _holders(host.config.root, value.encode()) == {f"containers/{cid}/secrets/0"}
+    assert _holders(host.config.run_dir, value.encode()) == set()
+
+    # a reboot takes the tmpfs: the container is dead (it cannot start without its secrets) and
+    # --once makes it again from the manifests
+    reboot(host.config)
+    rt = host.runtime()
+    try:
+        assert rt.inspect_container("web").status == "dead"
+    finally:
+        rt.close()
+    assert not mounts.is_mounted(tmpfs)
+    assert host.cli(*apply) == 0
+    assert host.ids()["web"] != cid
+    assert _exec(host, "cat", "/run/secrets/db.password") == (0, value)
+
+    # removing the container unmounts its tmpfs (the host fixture also fails on any mount left)
+    again = host.config.root / "containers" / host.ids()["web"] / "secrets"
+    assert mounts.is_mounted(again)
+    rt = host.runtime()
+    try:
+        rt.remove_container("web", force=True)
+    finally:
+        rt.close()
+    assert not mounts.is_mounted(again)
+    assert not again.exists()
+
+
+def test_a_failed_update_rolls_back_to_the_previous_container_with_its_secret(
+        host: Host, busybox_image: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No record keeps a secret's content, but the secret file did not change: the rollback of a
+    stop-first update that never becomes healthy gets the content the manifests gave again."""
+    key = new_age_key()
+    key_file = key.write(tmp_path / "age.key")
+    m = tmp_path / "m"
+    value = "rb-" + secrets.token_hex(16)
+    m.mkdir()
+    (m / "db.password").write_bytes(encrypt_binary(value.encode(), key.recipient))
+
+    def manifest(check: str) -> None:
+        write(m, "app.yaml", f"""
+            apiVersion: reconciler/v1
+            kind: Container
+            metadata: {{name: web}}
+            spec:
+              image: {busybox_image}
+              command: [sleep, "3600"]
+              networks: [none]
+              secrets: [{{source: db.password}}]
+              healthcheck: {{test: [CMD, "{check}"], interval: 1s, retries: 1}}
+              update: {{healthTimeout: 4s}}
+            """)
+
+    manifest("true")
+    apply = ["apply", str(m), "--sops-age-key-file", str(key_file)]
+    assert host.cli(*apply) == 0
+    manifest("false")                                   # the new container never becomes healthy
+    capsys.readouterr()
+    assert host.cli(*apply) == 1
+    assert "rolled back to the previous container" in capsys.readouterr().out
+    assert _exec(host, "cat", "/run/secrets/db.password") == (0, value)

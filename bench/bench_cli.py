@@ -8,8 +8,18 @@ Each command is a fresh process, as at a shell prompt: `ps -a`, `ps -a` as JSON,
 needed), and the same commands of the docker CLI (dockerd must run) and podman where present,
 whatever they hold. Runs are interleaved (reconcile, docker, podman, reconcile, ...) so drift
 of the machine's speed hits all alike; prints medians, min-max and the ratio reconcile/docker
-per command (issue #21's goal: the CLI starts like docker's). Also prints the floor: a bare
-`python3 -c pass` and `python3 -S -c pass`.
+per command (issue #21's goal: the CLI starts like docker's), and the CPU time (user + sys) of
+the same processes, which a busy machine disturbs less than the wall time. Also prints the
+floor: a bare `python3 -c pass` and `python3 -S -c pass`.
+
+With --agent, `ps -a` is timed a second time while an agent holds the root: the client–server
+split (#21) makes it a thin client of the agent's socket (rows "... (agent)": `images`, `logs`
+and `status` too).
+
+Python runs with its bytecode cached, as an installed package has it: these machines set
+PYTHONDONTWRITEBYTECODE=1, which makes every start of a source checkout compile its modules
+again (~65 of them for `ps`); the bench unsets it and keeps the cache in a temporary
+PYTHONPYCACHEPREFIX instead, warmed by one untimed run of each command.
 
 Nothing is left behind: the containers and the root are removed at the end.
 """
@@ -17,23 +27,29 @@ Nothing is left behind: the containers and the root are removed at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 
-def timed(argv: list[str], env: dict[str, str]) -> float:
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall time and CPU time (user + sys) of one process."""
     start = time.perf_counter()
-    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    return time.perf_counter() - start
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, _, usage = os.wait4(proc.pid, 0)
+    proc.returncode = 0                         # reaped above
+    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime
 
 
 def busybox_image(root: Path, env: dict[str, str]) -> str:
@@ -51,16 +67,40 @@ def busybox_image(root: Path, env: dict[str, str]) -> str:
     return ref
 
 
+@contextlib.contextmanager
+def agent(tmp: Path, reconcile: list[str], env: dict[str, str]) -> Iterator[None]:
+    """An agent (no sources) holding the bench's root while the block runs; stopped by its pid."""
+    sock = tmp / "agent.sock"
+    (tmp / "agent.yaml").write_text(
+        f"root: {env['RECONCILER_ROOT']}\nrun_dir: {env['RECONCILER_RUN_DIR']}\nruntime: native\n"
+        f"name_prefix: {env['RECONCILER_PREFIX']}\nsocket: {sock}\nsources: []\n")
+    proc = subprocess.Popen([*reconcile, "agent", "--config", str(tmp / "agent.yaml")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (Path(env["RECONCILER_ROOT"]) / "agent.json").exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the agent did not start")
+            time.sleep(0.1)
+        time.sleep(0.5)                         # the socket opens last
+        yield
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=21)
     ap.add_argument("--containers", type=int, default=5)
+    ap.add_argument("--agent", action="store_true", help="also time ps -a served by an agent on the root")
     opts = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-cli-"))
     root, run_dir = tmp / "root", tmp / "run"
     env = {**os.environ, "RECONCILER_ROOT": str(root), "RECONCILER_RUN_DIR": str(run_dir),
-           "RECONCILER_PREFIX": "rbcli", "PYTHONPATH": str(REPO)}
+           "RECONCILER_PREFIX": "rbcli", "PYTHONPATH": str(REPO), "PYTHONPYCACHEPREFIX": str(tmp / "pycache")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     reconcile = [str(Path(PY).parent / "reconcile")] if (Path(PY).parent / "reconcile").exists() else [PY, "-m", "reconciler"]
     try:
         image = busybox_image(root, env)
@@ -69,19 +109,28 @@ def main() -> int:
                            env=env, check=True, stdout=subprocess.DEVNULL)
         commands = {
             "ps -a": ["ps", "-a"], "ps -a (json)": ["ps", "-a", "--format", "{{json .}}"],
-            "images": ["images"], "--version": ["--version"],
+            "images": ["images"], "--version": ["--version"], "--help": ["--help"],
         }
         ours = {"ps -a (json)": ["ps", "-a", "-o", "json"]}
         peers = {name: shutil.which(name) for name in ("docker", "podman")}
         rows = []
         for label, argv in commands.items():
-            times: dict[str, list[float]] = {"reconcile": [], **{p: [] for p, path in peers.items() if path}}
+            timed([*reconcile, *ours.get(label, argv)], env)       # fills the bytecode cache
+            times: dict[str, list[tuple[float, float]]] = {"reconcile": [],
+                                                           **{p: [] for p, path in peers.items() if path}}
             for _ in range(opts.runs):
                 times["reconcile"].append(timed([*reconcile, *ours.get(label, argv)], env))
                 for peer, path in peers.items():
                     if path:
                         times[peer].append(timed([path, *argv], env))
-            rows.append((label, {k: sorted(v) for k, v in times.items()}))
+            rows.append((label, times))
+        if opts.agent:
+            with agent(tmp, reconcile, env):
+                for label, argv in (("ps -a (agent)", ["ps", "-a"]), ("ps json (agent)", ["ps", "-a", "-o", "json"]),
+                                    ("images (agent)", ["images"]), ("logs c0 (agent)", ["logs", "c0"]),
+                                    ("status (agent)", ["status"])):
+                    timed([*reconcile, *argv], env)
+                    rows.append((label, {"reconcile": [timed([*reconcile, *argv], env) for _ in range(opts.runs)]}))
         floor = {"python3 -c pass": [timed([PY, "-c", "pass"], env) for _ in range(opts.runs)],
                  "python3 -S -c pass": [timed([PY, "-S", "-c", "pass"], env) for _ in range(opts.runs)]}
     finally:
@@ -90,17 +139,24 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(run_dir, ignore_errors=True)
 
-    def ms(values: list[float]) -> str:
+    def ms(samples: list[tuple[float, float]], i: int) -> str:
+        values = [s[i] for s in samples]
         return f"{statistics.median(values) * 1000:7.1f} ms ({min(values) * 1000:.0f}-{max(values) * 1000:.0f})"
 
-    print(f"{opts.runs} interleaved runs each, {opts.containers} containers in the reconcile root; medians (min-max)")
-    for label, times in rows:
-        line = f"{label:14s} " + "  ".join(f"{k} {ms(v)}" for k, v in times.items())
-        if "docker" in times:
-            line += f"  ratio reconcile/docker {statistics.median(times['reconcile']) / statistics.median(times['docker']):.2f}"
-        print(line)
-    for label, values in floor.items():
-        print(f"floor {label:20s} {ms(values)}")
+    def ratio(times: dict[str, list[tuple[float, float]]], i: int) -> str:
+        if "docker" not in times:
+            return ""
+        ours, theirs = (statistics.median(s[i] for s in times[k]) for k in ("reconcile", "docker"))
+        return f"  ratio reconcile/docker {ours / theirs:.2f}"
+
+    print(f"{opts.runs} interleaved runs each, {opts.containers} containers in the reconcile root, bytecode "
+          "cached; medians (min-max)")
+    for i, what in ((0, "wall time"), (1, "CPU time (user + sys)")):
+        print(f"\n{what}")
+        for label, times in rows:
+            print(f"{label:14s} " + "  ".join(f"{k} {ms(v, i)}" for k, v in times.items()) + ratio(times, i))
+        for label, values in floor.items():
+            print(f"floor {label:20s} {ms(values, i)}")
     return 0
 
 

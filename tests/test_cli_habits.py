@@ -304,3 +304,13 @@ def test_convert_prints_the_same_manifests_as_yaml_and_json(
     assert main(["convert", str(tmp_path / "shop"), "-o", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == as_yaml
     assert {(d["kind"], d["metadata"]["name"]) for d in as_yaml} >= {("Container", "shop-web-1")}
+
+
+@pytest.mark.parametrize("argv", [["inspect", "web"], ["logs", "web"]])
+def test_reading_a_container_on_a_root_with_no_engine_creates_nothing(
+        tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    root, run_dir = tmp_path / "no-engine-yet", tmp_path / "run"
+    assert main([*argv, "--root", str(root), "--run-dir", str(run_dir), "--name-prefix", "rtnone"]) == 1
+    assert "no such container: web" in capsys.readouterr().err
+    assert not root.exists()
+    assert not run_dir.exists()

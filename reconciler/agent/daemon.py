@@ -31,14 +31,15 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from reconciler import __version__, spec
-from reconciler._sqlite import Database, private_umask
+from reconciler._private import private_umask
+from reconciler._sqlite import Database
 from reconciler.agent import config as cfgmod
 from reconciler.agent import metrics as metrics_mod
 from reconciler.agent import notify, supervise
@@ -55,6 +56,9 @@ from reconciler.sources import base as srcbase
 from reconciler.sources import errors as srcerr
 from reconciler.state import history as hist
 from reconciler.state import labels as labelmod
+
+if TYPE_CHECKING:
+    from reconciler.runtime.native.backend import NativeRuntime
 
 __all__ = ["AGENT_FILE", "Agent", "run_agent"]
 
@@ -719,6 +723,68 @@ class Agent:
                     continue
         return tails
 
+    def containers(self, labels: Mapping[str, str]) -> Sequence[Mapping[str, Any]]:
+        """What `reconcile ps` shows of every container of the engine (those with `labels`),
+        newest first, read through the engine the agent keeps open (the CLI then needs no engine
+        code of its own). Only the native engine's: `ps` lists no other."""
+        from reconciler.runtime.native import records
+
+        return [records.summary(r) for r in self._native().containers.records(labels or None)]
+
+    def inspect_container(self, name: str) -> Mapping[str, Any]:
+        """What `reconcile inspect NAME` shows (a `docker inspect` document)."""
+        from reconciler.runtime import errors as rterrors
+        from reconciler.runtime.native import inspection
+
+        rt = self._native()
+        try:
+            return inspection.document(rt.containers, rt.containers.get(name))
+        except rterrors.NotFound as e:
+            raise apierr.NotFound(str(e)) from None
+
+    def images(self) -> Sequence[Mapping[str, Any]]:
+        """What `reconcile images` shows of each image of the engine, newest first."""
+        return [{"id": i.id, "digest": i.digest, "repo_tags": list(i.repo_tags), "size": i.size,
+                 "created": i.created} for i in self._native().list_images()]
+
+    def pull_if_present(self, ref: str) -> Mapping[str, Any]:
+        """`reconcile pull REF` when the engine holds the image REF names now (one HEAD, in the
+        agent, whose engine and registry client are loaded already): the progress events the
+        pull made, its digest and the name it is shown by. 404 when a pull would download: the
+        CLI then pulls itself."""
+        store = self._native().image_store
+        events: list[tuple[str, Mapping[str, Any]]] = []
+        try:
+            info = store.pull_if_present(ref, progress=lambda e, d: events.append((e, dict(d))))
+        except ReconcilerError as e:
+            raise apierr.Conflict(e.message, hint=e.hint) from None     # the CLI pulls itself, and says why
+        if info is None:
+            raise apierr.NotFound(f"{ref} is not present as the registry has it now")
+        return {"events": events, "digest": info.digest, "shown": store.shown(ref)}
+
+    def container_logs(self, name: str, *, follow: bool, since: str | None,
+                       tail: int | None) -> Iterator[Mapping[str, Any]]:
+        """What `reconcile logs` prints of a container, line by line as its engine reads them:
+        s (stdout|stderr), t (RFC 3339 time) and d (the bytes as latin-1: any byte goes)."""
+        from reconciler.runtime import errors as rterrors
+
+        try:
+            lines = self._native().containers.logs(name, follow=follow, since=since, tail=tail)
+            for line in lines:
+                yield {"s": line.stream, "t": line.time, "d": line.data.decode("latin-1")}
+        except rterrors.NotFound as e:
+            raise apierr.NotFound(str(e)) from None
+        except rterrors.InvalidArgument as e:
+            raise apierr.BadRequest(str(e)) from None
+
+    def _native(self) -> NativeRuntime:
+        """The native engine the agent keeps open; 409 for another (the CLI then reads the root)."""
+        from reconciler.runtime.native import backend
+
+        if not isinstance(self._runtime, backend.NativeRuntime):
+            raise apierr.Conflict(f"this agent runs the {self.config.runtime} engine, not the native one",
+                                  hint="the CLI reads the native engine's state root itself")
+        return self._runtime
 
 def _origin(sc: cfgmod.SourceConfig) -> str:
     if sc.git is not None:

@@ -4,6 +4,8 @@
   `server.AgentView` (the agent implements it); `/metrics` (Prometheus text) is served on the
   socket and, with `tcp=(host, port)`, on TCP too (metrics only there).
 - `client`: `ApiClient(socket_path)` over stdlib `http.client` (the CLI's side).
+- `thin`: one GET over the socket without `http.client` (which loads email and ssl), for the
+  commands the agent answers (`reconcile ps`, `inspect`, `images`, `logs`, a re-pull).
 - `events`: `EventBus`, the in-memory ring of events `/v1/events` streams as JSON lines.
 - `errors`: `ApiError` and its HTTP status mapping; `AgentUnreachable` for the client.
 
@@ -14,6 +16,11 @@
     POST /v1/reconcile                {"source": name?, "wait": bool}: reconcile now
     GET  /v1/events?since=N&follow=1  JSON lines, streamed while follow
     GET  /v1/history?source=&limit=   passes that changed something or failed
+    GET  /v1/containers?labels=JSON   what `reconcile ps` shows of each container (native engine)
+    GET  /v1/containers/<name>        what `reconcile inspect` shows of one
+    GET  /v1/containers/<name>/logs?follow=&since=&tail=   its output, JSON lines (s, t, d)
+    GET  /v1/images                   what `reconcile images` shows
+    POST /v1/pull                     {"ref": IMAGE}: `reconcile pull` of an image present (404: absent)
     POST /v1/rollback                 {"source": name, "revision": id?}: pin an older revision
     GET  /metrics                     Prometheus text format
 """

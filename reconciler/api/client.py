@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.api import errors
+from reconciler.api.thin import DEFAULT_SOCKET
 
 __all__ = ["DEFAULT_SOCKET", "ApiClient", "default_socket"]
-
-DEFAULT_SOCKET = "/run/reconciler/reconciler.sock"
 
 
 def default_socket() -> str:

@@ -615,11 +615,11 @@ class EngineApi:
             raise HttpError(404, "page not found")
         ident, action = parts[0], "/".join(parts[1:])
         if method == "GET" and action == "json":
-            from reconciler.runtime.native.backend import inspect_document
+            from reconciler.runtime.native import inspection
 
             manager = rt.containers
             rec = manager.get(ident)
-            doc = inspect_document(manager, rec)
+            doc = inspection.document(manager, rec)
             cfg = doc.setdefault("Config", {})
             for key, value in (("Tty", rec.terminal), ("OpenStdin", rec.stdin), ("StdinOnce", False),
                                ("AttachStdin", False), ("AttachStdout", True), ("AttachStderr", True)):

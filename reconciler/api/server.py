@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import itertools
 import json
 import os
 import socket
 import socketserver
 import threading
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol, Self
@@ -58,6 +59,17 @@ class AgentView(Protocol):
 
     def logs_tails(self, lines: int) -> Mapping[str, Sequence[str]]: ...
 
+    def containers(self, labels: Mapping[str, str]) -> Sequence[Mapping[str, Any]]: ...
+
+    def inspect_container(self, name: str) -> Mapping[str, Any]: ...
+
+    def images(self) -> Sequence[Mapping[str, Any]]: ...
+
+    def pull_if_present(self, ref: str) -> Mapping[str, Any]: ...
+
+    def container_logs(self, name: str, *, follow: bool, since: str | None,
+                       tail: int | None) -> Iterator[Mapping[str, Any]]: ...
+
 
 class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
@@ -79,6 +91,19 @@ def _remove_stale(path: Path) -> None:
         probe.close()
     raise errors.Conflict(f"an agent already serves {path}",
                           hint="stop it first, or give this agent another socket in its config")
+
+
+def _labels(text: str | None) -> dict[str, str]:
+    """The `labels` query parameter: a JSON object of label values to match (none: all)."""
+    if not text:
+        return {}
+    try:
+        labels = json.loads(text)
+    except ValueError as e:
+        raise errors.BadRequest(f"labels is not JSON: {e}") from None
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise errors.BadRequest('labels must be a JSON object of strings, e.g. {"tier": "front"}')
+    return labels
 
 
 def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
@@ -110,8 +135,8 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
             if self.command != "HEAD":
                 self.wfile.write(body)
 
-        def _json(self, status: int, value: Any) -> None:
-            self._send(status, json.dumps(value, sort_keys=True, default=str).encode() + b"\n",
+        def _json(self, status: int, value: Any, *, sort: bool = True) -> None:
+            self._send(status, json.dumps(value, sort_keys=sort, default=str).encode() + b"\n",
                        "application/json")
 
         def _body(self) -> dict[str, Any]:
@@ -181,6 +206,23 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                 body = self._body()
                 timeout = float(body.get("timeout", 300))
                 self._json(200, view.reconcile_now(body.get("source"), wait=bool(body.get("wait")), timeout=timeout))
+            elif path == "/v1/containers" and method == "GET":
+                self._json(200, list(view.containers(_labels(q.get("labels")))))
+            elif path.startswith("/v1/containers/") and path.endswith("/logs") and method == "GET":
+                name = urllib.parse.unquote(path[len("/v1/containers/"):-len("/logs")])
+                tail = q.get("tail")
+                self._stream_lines(view.container_logs(name, follow=q.get("follow") in ("1", "true"),
+                                                       since=q.get("since"), tail=int(tail) if tail else None))
+            elif path.startswith("/v1/containers/") and method == "GET":   # in `docker inspect`'s order
+                self._json(200, view.inspect_container(urllib.parse.unquote(path[len("/v1/containers/"):])),
+                           sort=False)
+            elif path == "/v1/images" and method == "GET":
+                self._json(200, list(view.images()))
+            elif path == "/v1/pull" and method == "POST":
+                body = self._body()
+                if not isinstance(body.get("ref"), str):
+                    raise errors.BadRequest('POST a JSON object {"ref": IMAGE}')
+                self._json(200, view.pull_if_present(body["ref"]))
             elif path == "/v1/events" and method == "GET":
                 self._stream_events(int(q.get("since", "0") or 0), q.get("follow") in ("1", "true"))
             elif path == "/v1/history" and method == "GET":
@@ -190,7 +232,8 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                 if not isinstance(body.get("source"), str):
                     raise errors.BadRequest('POST a JSON object {"source": NAME, "revision": ID (optional)}')
                 self._json(200, view.rollback(body["source"], body.get("revision")))
-            elif path in ("/v1/status", "/v1/plan", "/v1/events", "/v1/history", "/v1/reconcile", "/v1/rollback"):
+            elif path in ("/v1/status", "/v1/plan", "/v1/events", "/v1/history", "/v1/reconcile", "/v1/rollback",
+                          "/v1/containers", "/v1/images", "/v1/pull"):
                 raise errors.MethodNotAllowed(f"{method} is not allowed on {path}")
             else:
                 raise errors.NotFound(f"no such API path {path}", hint="paths are versioned: /v1/status, ...")
@@ -227,6 +270,19 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                 self._follow_dashboard()
             else:
                 raise errors.NotFound(f"no dashboard page {path}")
+
+        def _stream_lines(self, values: Iterator[Mapping[str, Any]]) -> None:
+            """JSON lines as `values` yields them; its first is taken before the reply starts,
+            so an error in it (no such container, a bad argument) is answered with its status."""
+            first = next(values, None)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-ndjson")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            for value in itertools.chain(() if first is None else (first,), values):
+                self.wfile.write(json.dumps(value).encode() + b"\n")
+                self.wfile.flush()
 
         def _dashboard_data(self) -> tuple[Mapping[str, Any], Sequence[Mapping[str, Any]],
                                            Mapping[str, Sequence[str]]]:

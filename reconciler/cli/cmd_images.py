@@ -1,4 +1,5 @@
-"""`reconcile images`: the native engine's images, as `docker images` lists them."""
+"""`reconcile images`: the native engine's images, as `docker images` lists them; asked of the
+agent that holds the state root when one runs (#21), else read from the root."""
 
 from __future__ import annotations
 
@@ -67,10 +68,23 @@ def image_rows(infos: list[Any], *, no_trunc: bool = False) -> list[dict[str, An
     return rows
 
 
-def run(args: argparse.Namespace) -> int:
-    from reconciler.cli import cmd_pull, options, output
+def _infos(args: argparse.Namespace) -> list[Any]:
+    """The engine's images (id, digest, repo_tags, size, created), newest first: served by the
+    agent that holds the state root when one runs (#21), else read from the root."""
+    from types import SimpleNamespace
 
-    rows = image_rows(cmd_pull.open_store(args).list(), no_trunc=args.no_trunc) if options.engine_exists(args) else []
+    from reconciler.cli import _agentapi, cmd_pull, options
+
+    served = _agentapi.served(args, "/v1/images")
+    if served is not None:
+        return [SimpleNamespace(**doc) for doc in served]
+    return cmd_pull.open_store(args).list() if options.engine_exists(args) else []
+
+
+def run(args: argparse.Namespace) -> int:
+    from reconciler.cli import output
+
+    rows = image_rows(_infos(args), no_trunc=args.no_trunc)
     if args.quiet:
         seen: list[str] = []
         for r in rows:

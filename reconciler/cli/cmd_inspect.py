@@ -1,4 +1,5 @@
-"""`reconcile inspect NAME...`: containers in detail, as a JSON array like `docker inspect` (or YAML)."""
+"""`reconcile inspect NAME...`: containers in detail, as a JSON array like `docker inspect` (or YAML);
+asked of the agent that holds the state root when one runs (#21), else read from the root."""
 
 from __future__ import annotations
 
@@ -20,19 +21,45 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
+    import urllib.parse
 
-    from reconciler.cli import cmd_ps, output
-    from reconciler.runtime import errors
+    from reconciler.cli import _agentapi, output
 
-    rt = cmd_ps.open_runtime(args)
     docs: list[dict[str, Any]] = []
     rc = 0
+    local: Any = None
     for name in args.containers:
-        try:
-            docs.append(rt.inspect_document(name))
-        except errors.NotFound as exc:
-            print(f"error: {exc}", file=sys.stderr)
+        doc = _agentapi.served(args, "/v1/containers/" + urllib.parse.quote(name, safe=""))
+        if doc is None:             # no agent, or it knows no such container: read the root
+            local = local or _Local(args)
+            doc = local.document(name)
+        if doc is None:
             rc = 1
+        else:
+            docs.append(doc)
     output.print_data(docs, args.output)
     return rc
+
+
+class _Local:
+    """`docker inspect` documents read from the state root (no agent answers for it)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from reconciler.cli import cmd_ps, options
+
+        self.store = cmd_ps.open_records(args) if options.engine_exists(args) else None
+
+    def document(self, name: str) -> dict[str, Any] | None:
+        """The document of `name`, or None (said on stderr) when there is no such container."""
+        import sys
+
+        from reconciler.runtime import errors
+        from reconciler.runtime.native import inspection
+
+        try:
+            if self.store is None:
+                raise errors.NotFound(f"no such container: {name}")
+            return inspection.document(self.store, self.store.get(name))
+        except errors.NotFound as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return None

@@ -1,9 +1,11 @@
-"""`reconcile logs NAME`: a container's output, as `docker logs` prints it."""
+"""`reconcile logs NAME`: a container's output, as `docker logs` prints it; streamed by the
+agent that holds the state root when one runs (#21), else read from the root."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 __all__ = ["register", "run"]
@@ -24,7 +26,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.cli import cmd_ps
     from reconciler.runtime import errors
 
     tail: int | None = None
@@ -33,14 +34,34 @@ def run(args: argparse.Namespace) -> int:
             tail = int(args.tail)
         except ValueError:
             raise errors.InvalidArgument(f"--tail must be a number or 'all', not {args.tail!r}") from None
-    rt = cmd_ps.open_runtime(args)
     out, err = sys.stdout.buffer, sys.stderr.buffer
-    for line in rt.logs(args.container, follow=args.follow, since=args.since, tail=tail):
-        stream = err if line.stream == "stderr" else out
+    for stream_name, time, data in _lines(args, tail):
+        stream = err if stream_name == "stderr" else out
         if args.timestamps:
-            stream.write(line.time.encode() + b" ")
-        stream.write(line.data + b"\n")
+            stream.write(time.encode() + b" ")
+        stream.write(data + b"\n")
         if args.follow:
             stream.flush()
     out.flush()
     return 0
+
+
+def _lines(args: argparse.Namespace, tail: int | None) -> Iterator[tuple[str, str, bytes]]:
+    """(stream, time, data) of each line: streamed by the agent that holds the state root when
+    one runs (#21), else read from the root."""
+    import urllib.parse
+
+    from reconciler.cli import _agentapi, cmd_ps, options
+    from reconciler.runtime import errors
+
+    served = _agentapi.streamed(args, f"/v1/containers/{urllib.parse.quote(args.container, safe='')}/logs",
+                                timeout=None if args.follow else 30.0, follow=int(args.follow), since=args.since,
+                                tail=tail)
+    if served is not None:
+        for v in served:
+            yield v["s"], v["t"], v["d"].encode("latin-1")
+        return
+    if not options.engine_exists(args):
+        raise errors.NotFound(f"no such container: {args.container}")
+    for line in cmd_ps.open_records(args).logs(args.container, follow=args.follow, since=args.since, tail=tail):
+        yield line.stream, line.time, line.data

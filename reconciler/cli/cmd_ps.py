@@ -1,4 +1,6 @@
-"""`reconcile ps`: containers of the native engine, as `docker ps` shows them; with
+"""`reconcile ps`: containers of the native engine, as `docker ps` shows them: served by the
+agent that holds the state root when one runs (#21, the client–server split: no engine code is
+loaded), else read from the root; the same rows either way (records.summary). With
 `--runtime swarm`, the services of a Swarm cluster and their tasks (node, state), through the
 manager $DOCKER_HOST names.
 
@@ -9,13 +11,13 @@ Also home of the helpers the other container commands share (opening the engine,
 from __future__ import annotations
 
 import argparse
-import shlex
 from collections.abc import Callable
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
-__all__ = ["ago", "for_each_container", "open_runtime", "register", "run", "run_swarm", "setup_logging_if_networked",
-           "status_text"]
+__all__ = ["ago", "for_each_container", "open_records", "open_runtime", "register", "run", "run_swarm",
+           "setup_logging_if_networked", "status_text"]
 
 COLUMNS = (("CONTAINER ID", "id12"), ("IMAGE", "image"), ("COMMAND", "command"), ("CREATED", "created_ago"),
            ("STATUS", "status_text"), ("PORTS", "ports"), ("NAMES", "name"))
@@ -48,6 +50,15 @@ def open_runtime(args: argparse.Namespace) -> Any:
     from reconciler.runtime.native import backend
 
     return backend.NativeRuntime(options.native_config(args))
+
+
+def open_records(args: argparse.Namespace) -> Any:
+    """The container records of the engine the options name, for commands that only read
+    (ps, inspect, logs): no lifecycle, image store or network code loaded, nothing created."""
+    from reconciler.cli import options
+    from reconciler.runtime.native import records
+
+    return records.RecordStore(options.native_config(args))
 
 
 def setup_logging_if_networked(args: argparse.Namespace, rt: Any, names: list[str]) -> None:
@@ -117,10 +128,6 @@ def status_text(st: Any, now: datetime | None = None) -> str:
     return status.capitalize()
 
 
-def _ports(st: Any) -> str:
-    return ", ".join(f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}" for p in st.ports)
-
-
 def _selector(args: argparse.Namespace) -> dict[str, str]:
     from reconciler.runtime import errors
 
@@ -181,43 +188,54 @@ def run_swarm(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.cli import options, output
-    from reconciler.runtime.native import backend
+    from reconciler.cli import output
 
     if args.runtime == "swarm":
         return run_swarm(args)
-    selector = _selector(args)
-    recs = open_runtime(args).containers.records(selector or None) if options.engine_exists(args) else []
+    rows = _summaries(args, _selector(args))
     if not args.all:
-        recs = [r for r in recs if r.status == "running"]
+        rows = [r for r in rows if r["status"] == "running"]
     if args.quiet:
-        for r in recs:
-            print(r.id if args.no_trunc else r.id[:12])
+        for r in rows:
+            print(r["id"] if args.no_trunc else r["id"][:12])
         return 0
     now = datetime.now(UTC)
-    rows: list[dict[str, Any]] = []
-    for r in recs:
-        st = r.state()
-        argv = backend.command_line(r)
-        cmd = shlex.join(argv)
-        if not args.no_trunc and len(cmd) > 20:
-            cmd = cmd[:19] + "…"
-        rows.append({
-            "id": r.id, "id12": r.id if args.no_trunc else r.id[:12], "image": r.image,
-            "command": f'"{cmd}"', "created": r.created, "created_ago": ago(r.created, now),
-            "status": st.status.value, "status_text": status_text(st, now), "exit_code": st.exit_code,
-            "health": st.health, "ports": _ports(st), "name": r.name, "labels": dict(r.config.labels),
-            "restart_count": st.restart_count, "started_at": st.started_at, "finished_at": st.finished_at,
-        })
-    if output.wants_data(args):
-        for row in rows:
-            row.pop("id12")
-            row.pop("created_ago")
-            row["command"] = shlex.join(backend.command_line(next(r for r in recs if r.id == row["id"])))
+    data = output.wants_data(args)
+    rows = [_row(r, now, no_trunc=args.no_trunc, json=data) for r in rows]
+    if data:
         output.print_data(rows, args.output)
     else:
         output.print_table(rows, COLUMNS)
     return 0
+
+
+def _summaries(args: argparse.Namespace, selector: dict[str, str]) -> list[dict[str, Any]]:
+    """records.summary() of each container with the `selector` labels, newest first: served by
+    the agent that holds the root when one runs, else read from the root."""
+    import json
+
+    from reconciler.cli import _agentapi, options
+
+    served = _agentapi.served(args, "/v1/containers", labels=json.dumps(selector) if selector else None)
+    if served is not None:
+        return list(served)
+    if not options.engine_exists(args):
+        return []
+    from reconciler.runtime.native import records
+
+    return [records.summary(r) for r in open_records(args).records(selector or None)]
+
+
+def _row(summary: dict[str, Any], now: datetime, *, no_trunc: bool, json: bool) -> dict[str, Any]:
+    """One container's line: the table's columns, or the JSON document's fields."""
+    row = {**summary, "status_text": status_text(SimpleNamespace(**summary), now)}
+    if not json:
+        cmd = row["command"]
+        if not no_trunc and len(cmd) > 20:
+            cmd = cmd[:19] + "…"
+        row.update(id12=row["id"] if no_trunc else row["id"][:12], command=f'"{cmd}"',
+                   created_ago=ago(row["created"], now))
+    return row
 
 
 def for_each_container(args: argparse.Namespace, act: Callable[[Any, str], None]) -> int:

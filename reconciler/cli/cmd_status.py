@@ -25,18 +25,22 @@ def register(subparsers: Any) -> None:
     options.add_engine_options(parser)
     _agentapi.add_socket_flag(parser)
     output.add_output_flag(parser)
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, no_logging=True)   # prints data only; structlog not needed
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.api import errors
+    from reconciler.api import thin
     from reconciler.cli import _agentapi, output
 
-    api = _agentapi.client(args)
-    try:
-        doc = api.get("/v1/status")
-    except errors.AgentUnreachable as e:
-        return _offline(args, str(e))
+    path = _agentapi.socket_path(args)
+    try:        # the thin client: http.client would load email and ssl (#21, start-up budget)
+        status, doc = thin.request(path, "GET", "/v1/status")
+    except (OSError, ValueError) as e:
+        return _offline(args, f"no agent answers on {path}: {getattr(e, 'strerror', None) or e}")
+    if status >= 400:
+        from reconciler.api import errors
+
+        raise errors.from_status(status, str(doc.get("error")), doc.get("hint"))
     output.render(args, doc, lambda: _print(doc))
     bad = any(s.get("error") or s.get("failures") or s.get("down") for s in doc["sources"])
     return 1 if bad else 0

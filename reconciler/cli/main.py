@@ -11,6 +11,7 @@ Exit codes (documented in the README):
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import sys
@@ -58,10 +59,32 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
 )
 
 
+@functools.cache
+def _help_width() -> int:
+    """The width help is formatted to: the terminal's, as argparse measures it, minus 2."""
+    import shutil
+
+    return shutil.get_terminal_size().columns - 2
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.HelpFormatter(prog, width=_help_width())
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser (and the subcommands' parsers) whose help formatters take the terminal
+    width measured once: Python 3.11 makes a formatter for every argument added, and each one
+    asked the terminal again (~480 times for `reconcile --help`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _formatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser(only: str | None = None, *, commands: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
     """The argument parser; with `only`, just that subcommand registers (its module alone is
     imported, which keeps `ps` or `logs` from paying for every other command's imports)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="reconcile",
         description="Declarative containers: converge this host to YAML manifests.",
         epilog="Exit codes: 0 success, 1 run-time failure (or drift for diff), 2 invalid input or usage, "
@@ -154,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     state root is the owner's only. The old umask is back on return (main() is also called
     in-process, by tests and embedders).
     """
-    from reconciler._sqlite import private_umask
+    from reconciler._private import private_umask
 
     old_umask = private_umask()
     try:
@@ -169,6 +192,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
         completers.complete(build_parser(), _hoist, COMMANDS)
     args_list = _rewrite_once(list(sys.argv[1:] if argv is None else argv))
+    if args_list == ["--version"]:              # what argparse prints, without building a parser
+        print(f"reconcile {__version__}")
+        return EXIT_OK
     command = _command_of(args_list)
     bare_version = command is None and "--version" in args_list and not {"-h", "--help"} & set(args_list)
     parser = build_parser(command, commands=() if bare_version else COMMANDS)
@@ -185,9 +211,12 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
     options.resolve(args)
     from reconciler.errors import ReconcilerError
-    from reconciler.logs import configure_logging
 
-    if not getattr(args, "no_logging", False):   # read-only commands (ps, logs) skip structlog's 0.1 s+
+    # commands whose code logs nothing (ps, logs, pull) skip structlog's 0.1-0.25 s, unless asked
+    # for more than warnings (their libraries', httpx's, then show)
+    if not getattr(args, "no_logging", False) or args.log_level in ("debug", "info"):
+        from reconciler.logs import configure_logging
+
         configure_logging(level=args.log_level, json=args.log_json)
     try:
         return int(args.run(args))

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler._sqlite import Database, make_private
+from reconciler._private import make_private
+from reconciler._sqlite import Database
 
 __all__ = [
     "Entry",

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import spec
-from reconciler._sqlite import make_private
+from reconciler._private import make_private
 from reconciler.errors import TerminalError
 from reconciler.spec import models
 from reconciler.spec.sops import Keys

@@ -12,14 +12,17 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Protocol, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import bundle, containers, health, logs, restart
+from reconciler.runtime.native import containers, inspection
 from reconciler.runtime.native.config import NativeConfig
 
-__all__ = ["ImageSource", "NativeRuntime", "command_line", "inspect_document"]
+if TYPE_CHECKING:
+    from reconciler.runtime.native import health, restart
+
+__all__ = ["ImageSource", "NativeRuntime"]
 
 
 class ImageSource(Protocol):
@@ -91,12 +94,16 @@ class NativeRuntime:
     @property
     def restart_manager(self) -> restart.RestartManager:
         if self._restart is None:
+            from reconciler.runtime.native import restart
+
             self._restart = restart.RestartManager(self.containers)
         return self._restart
 
     @property
     def health_checker(self) -> health.HealthChecker:
         if self._health is None:
+            from reconciler.runtime.native import health
+
             self._health = health.HealthChecker(self.containers)
         return self._health
 
@@ -113,6 +120,11 @@ class NativeRuntime:
         info: base.ImageInfo = self._store_images.store.pull(ref, progress=progress, auth=auth)
         self.containers.journal.record("image", "pull", ref, {"name": ref})
         return info
+
+    @property
+    def image_store(self) -> Any:
+        """The engine's ImageStore (runtime/native/images.py), opened on first use."""
+        return self._store_images.store
 
     def resolve_digest(self, ref: str) -> str:
         return str(self._store_images.store.resolve_digest(ref))
@@ -235,16 +247,7 @@ class NativeRuntime:
     def logs(
         self, name_or_id: str, *, follow: bool = False, since: str | None = None, tail: int | None = None,
     ) -> Iterator[base.LogLine]:
-        rec = self.containers.get(name_or_id)
-        path = self.containers.paths(rec.id).log
-
-        def running() -> bool:
-            try:
-                return self.containers.get(rec.id).status in ("running", "created")
-            except rterrors.NotFound:
-                return False
-
-        return logs.read_logs(path, follow=follow, since=since, tail=tail, is_running=running)
+        return self.containers.logs(name_or_id, follow=follow, since=since, tail=tail)
 
     def exec(self, name_or_id: str, argv: list[str], *, tty: bool = False) -> base.ExecResult:
         return self.containers.exec(name_or_id, argv, tty=tty)
@@ -347,87 +350,7 @@ class NativeRuntime:
     # -- extras for the CLI
 
     def inspect_document(self, name_or_id: str) -> dict[str, Any]:
-        return inspect_document(self.containers, self.containers.get(name_or_id))
-
-
-def command_line(rec: containers.Record) -> list[str]:
-    """The container's argv (Entrypoint + Cmd after overrides)."""
-    try:
-        return list(bundle.process_argv(rec.image_config, rec.config))
-    except rterrors.RuntimeBackendError:
-        return []
-
-
-def inspect_document(manager: containers.ContainerManager, rec: containers.Record) -> dict[str, Any]:
-    """A `docker inspect`-shaped document of one container."""
-    argv = command_line(rec)
-    p = manager.paths(rec.id)
-    cfg = rec.config
-    hc = health.effective_healthcheck(rec)
-    state: dict[str, Any] = {
-        "Status": rec.state().status.value, "Running": rec.status == "running",
-        "Paused": False, "Restarting": rec.restarting and rec.status == "exited",
-        "OOMKilled": rec.oom_killed, "Dead": rec.status == "dead",
-        "Pid": rec.pid if rec.status == "running" else 0,
-        "ExitCode": rec.exit_code or 0, "Error": rec.error or "",
-        "StartedAt": rec.started_at or "0001-01-01T00:00:00Z",
-        "FinishedAt": rec.finished_at or "0001-01-01T00:00:00Z",
-    }
-    if hc is not None:
-        state["Health"] = {"Status": rec.health or "starting", "FailingStreak": rec.health_failures,
-                           "Log": [dict(x) for x in rec.health_log]}
-    env = [f"{k}={v}" for k, v in cfg.env.items()]
-    mounts = [{"Type": m.type, "Name": m.source if m.type == "volume" else "",
-               "Source": str(manager.volumes.data_dir(m.source)) if m.type == "volume" else m.source,
-               "Destination": m.target, "RW": not m.read_only} for m in cfg.mounts]
-    res = cfg.resources
-    network_mode = "host" if cfg.networks == ("host",) else ("none" if cfg.networks in ((), ("none",)) and not rec.netns_path else ",".join(cfg.networks) or "default")
-    return {
-        "Id": rec.id,
-        "Name": "/" + rec.name,
-        "Created": rec.created,
-        "Path": argv[0] if argv else "",
-        "Args": argv[1:],
-        "State": state,
-        "Image": rec.image_id,
-        "ImageRef": rec.image,
-        "RestartCount": rec.restart_count,
-        "Driver": "overlay",
-        "LogPath": str(p.log),
-        "ResolvConfPath": str(p.dir / "resolv.conf"),
-        "HostnamePath": str(p.dir / "hostname"),
-        "HostsPath": str(p.dir / "hosts"),
-        "Platform": "linux",
-        "Mounts": mounts,
-        "GraphDriver": {"Name": "overlay", "Data": {
-            "LowerDir": ":".join(reversed(rec.lowerdirs)), "UpperDir": str(p.upper),
-            "WorkDir": str(p.work), "MergedDir": str(p.rootfs)}},
-        "Config": {
-            "Hostname": rec.hostname, "User": cfg.user if cfg.user is not None else rec.image_config.get("User", ""),
-            "Env": list(rec.image_config.get("Env") or []) + env,
-            "Cmd": list(cfg.args) if cfg.args is not None else rec.image_config.get("Cmd"),
-            "Entrypoint": list(cfg.command) if cfg.command is not None else rec.image_config.get("Entrypoint"),
-            "Image": rec.image, "WorkingDir": cfg.workdir or rec.image_config.get("WorkingDir", ""),
-            "Labels": dict(cfg.labels), "StopSignal": cfg.stop_signal or rec.image_config.get("StopSignal", "SIGTERM"),
-            "StopTimeout": cfg.stop_timeout,
-            "Healthcheck": None if hc is None else {"Test": list(hc.test), "Interval": int(hc.interval * 1e9),
-                                                     "Timeout": int(hc.timeout * 1e9), "Retries": hc.retries,
-                                                     "StartPeriod": int(hc.start_period * 1e9)},
-        },
-        "HostConfig": {
-            "NetworkMode": network_mode,
-            "RestartPolicy": {"Name": cfg.restart.name, "MaximumRetryCount": cfg.restart.max_retries},
-            "Memory": res.memory or 0, "NanoCpus": int((res.cpus or 0) * 1e9), "PidsLimit": res.pids,
-            "ReadonlyRootfs": cfg.read_only, "CapAdd": list(cfg.cap_add), "CapDrop": list(cfg.cap_drop),
-            "Runtime": rec.runtime,
-        },
-        "NetworkSettings": {
-            "Networks": {n: {"IPAddress": ip} for n, ip in rec.ip_addresses.items()},
-            "Ports": {f"{pm.container_port}/{pm.protocol}": [{"HostIp": pm.host_ip, "HostPort": str(pm.host_port)}]
-                      for pm in cfg.ports},
-            "SandboxKey": rec.netns_path or "",
-        },
-    }
+        return inspection.document(self.containers, self.containers.get(name_or_id))
 
 
 def _conforms(rt: NativeRuntime) -> tuple[base.Runtime, base.Renaming, base.ImageBuilding, base.ImagePushing,

@@ -8,7 +8,6 @@ Docker's default profile translated for the container's capabilities (`seccomp.p
 
     build_spec(BundleInputs) -> dict       the config.json document
     resolve_user(rootfs, "app:app")        -> User(uid, gid, additional_gids, home)
-    process_argv(image_config, config)     Entrypoint/Cmd with Docker's override rules
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ __all__ = [
     "merge_env",
     "open_in_root",
     "parse_signal",
-    "process_argv",
     "resolve_user",
     "secure_join",
 ]
@@ -282,24 +280,6 @@ def resolve_user(rootfs: Path, spec: str | None, *, group_add: Sequence[str] = (
 
 
 # ---------------------------------------------------------------------------- process
-
-def process_argv(image_config: Mapping[str, Any], config: base.ContainerConfig) -> tuple[str, ...]:
-    """Entrypoint + Cmd: a given entrypoint drops the image's Cmd (Docker's rule)."""
-    entrypoint = list(config.command) if config.command is not None else list(image_config.get("Entrypoint") or [])
-    if config.args is not None:
-        cmd = list(config.args)
-    elif config.command is not None:
-        cmd = []
-    else:
-        cmd = list(image_config.get("Cmd") or [])
-    argv = tuple(entrypoint + cmd)
-    if not argv:
-        raise rterrors.InvalidArgument(
-            f"container {config.name}: no command specified",
-            hint="the image has neither Entrypoint nor Cmd; give a command",
-        )
-    return argv
-
 
 def merge_env(
     image_env: Sequence[str] | None, env: Mapping[str, str], *, hostname: str, home: str,

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from reconciler.runtime import errors
-from reconciler.runtime.native import containers
+from reconciler.runtime.native import containers, records
 from reconciler.runtime.native.build import builder
 from reconciler.runtime.native.images import ImageStore
 
@@ -27,7 +27,7 @@ __all__ = ["commit", "paused"]
 _RUNTIME_MOUNTS = frozenset({"proc", "sys", "dev", "etc/hosts", "etc/resolv.conf", "etc/hostname"})
 
 
-def _merged_config(image_cfg: dict[str, Any], rec: containers.Record) -> dict[str, Any]:
+def _merged_config(image_cfg: dict[str, Any], rec: records.Record) -> dict[str, Any]:
     cfg = copy.deepcopy(image_cfg)
     run = cfg.setdefault("config", {})
     c = rec.config
@@ -57,7 +57,7 @@ def _merged_config(image_cfg: dict[str, Any], rec: containers.Record) -> dict[st
 
 
 @contextlib.contextmanager
-def paused(manager: containers.ContainerManager, rec: containers.Record, pause: bool) -> Iterator[None]:
+def paused(manager: containers.ContainerManager, rec: records.Record, pause: bool) -> Iterator[None]:
     """`rec` frozen (cgroup freezer, runc pause) while the block runs, if it runs and `pause`."""
     if not pause or rec.status != "running":
         yield

@@ -14,7 +14,6 @@ Layout under `root` (persistent):          Layout under `run_dir` (volatile, tmp
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +39,8 @@ def derived_locations(root: Path | str) -> tuple[Path, str]:
     root = Path(os.path.abspath(root))
     if root == DEFAULT_ROOT:
         return DEFAULT_RUN_DIR, DEFAULT_PREFIX
+    import hashlib  # here: OpenSSL's loading costs every command ~3 ms, and the default root needs none
+
     h = hashlib.sha256(str(root).encode()).hexdigest()
     return Path(f"/run/reconciler-{h[:12]}"), "r" + h[:4]
 
@@ -102,33 +103,45 @@ class NativeConfig:
         for sub in ("runc", "exits", "conmon", "netns", "locks"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
 
-    def _claim_names(self) -> None:
-        self._claim(self.root / _RUN_DIR_FILE, str(Path(os.path.abspath(self.run_dir))), None)
+    def check_names(self) -> None:
+        """Refuse, as `ensure_dirs` does, an engine opened on another root's run dir or on its
+        root with another prefix, creating nothing: what commands that only read check."""
+        self._claim_names(create=False)
+
+    def _claim_names(self, *, create: bool = True) -> None:
+        self._claim(self.root / _RUN_DIR_FILE, str(Path(os.path.abspath(self.run_dir))), None, create=create)
         self._claim(self.run_dir / _ROOT_FILE, str(Path(os.path.abspath(self.root))), lambda other: (
             f"run dir {self.run_dir} belongs to state root {other}, not {self.root}",
             "give each state root its own --run-dir (or leave --run-dir out: a root other than "
-            f"{DEFAULT_ROOT} gets one of its own)"))
+            f"{DEFAULT_ROOT} gets one of its own)"), create=create)
         self._claim(self.root / _PREFIX_FILE, self.name_prefix, lambda other: (
             f"state root {self.root} names its host objects with prefix {other!r}, not {self.name_prefix!r}",
-            f"use --name-prefix {other} with this root (or leave it out)"))
+            f"use --name-prefix {other} with this root (or leave it out)"), create=create)
 
     @staticmethod
-    def _claim(path: Path, value: str, refusal: Callable[[str], tuple[str, str]] | None) -> None:
-        """Record `value` in `path` on first use; refuse when it records another one (unless
-        `refusal` is None: then the first value is only a default for later commands)."""
+    def _claim(path: Path, value: str, refusal: Callable[[str], tuple[str, str]] | None, *,
+               create: bool = True) -> None:
+        """Record `value` in `path` on first use (if `create`); refuse when it records another
+        one (unless `refusal` is None: then the first value is only a default for later commands)."""
         from reconciler.runtime import errors
 
+        if create:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                try:
+                    with os.fdopen(fd, "w") as f:
+                        f.write(value + "\n")
+                except BaseException:
+                    path.unlink(missing_ok=True)    # never a half-written record (a full disk): the next start retries
+                    raise
+                return
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        except FileExistsError:
             recorded = path.read_text().strip()
-            if recorded and recorded != value and refusal is not None:
-                message, hint = refusal(recorded)
-                raise errors.Conflict(message, hint=hint) from None
-            return
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(value + "\n")
-        except BaseException:
-            path.unlink(missing_ok=True)     # never a half-written record (a full disk): the next start retries
-            raise
+        except FileNotFoundError:
+            return                              # nothing recorded yet (and reading, nothing to create)
+        if recorded and recorded != value and refusal is not None:
+            message, hint = refusal(recorded)
+            raise errors.Conflict(message, hint=hint) from None

@@ -16,13 +16,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import oci
+
+if TYPE_CHECKING:
+    from reconciler.runtime.native import oci
 
 __all__ = ["ConmonPaths", "create", "read_exit", "read_pid", "was_oom_killed"]
 
@@ -100,6 +102,11 @@ def create(
     removed and a clear error raised. `place(pid)` runs before conmon may proceed (the
     start pipe), e.g. to move it into its own cgroup as podman does.
     """
+    # imported here: reading exit files (records.refresh, on every `ps`) needs no processes
+    import subprocess
+
+    from reconciler.runtime.native import oci
+
     for stale in (paths.exit_file(cid), paths.persist_dir / "exit", paths.persist_dir / "oom",
                   paths.pidfile, paths.conmon_pidfile, paths.oci_log):
         try:
@@ -192,13 +199,20 @@ def read_pid(path: Path) -> int | None:
 
 
 def read_exit(paths: ConmonPaths, cid: str) -> tuple[int, int] | None:
-    """(exit status, time of exit in ns) from conmon's exit file, or None while it runs."""
+    """(exit status, time of exit in ns) from conmon's exit file, or None while it runs (asked
+    for every running container by each refresh: os calls, not pathlib's)."""
     for p in (paths.exit_file(cid), paths.persist_dir / "exit"):
         try:
-            text = p.read_text().strip()
-            mtime = p.stat().st_mtime_ns
+            fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             continue
+        try:
+            text = os.read(fd, 4096).decode(errors="replace").strip()
+            mtime = os.fstat(fd).st_mtime_ns
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
         if text.lstrip("-").isdigit():
             return int(text), mtime
     return None

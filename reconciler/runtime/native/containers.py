@@ -1,4 +1,4 @@
-"""Native containers: records, bundles, and the create/start/stop/kill/remove lifecycle.
+"""Native containers: the create/start/stop/kill/remove lifecycle (records: records.py).
 
 A container is a directory `<root>/containers/<id>/` (overlay `rootfs` of the image's layer
 dirs plus the private `upper`/`work`, `config.json`, the generated `hosts`, `hostname` and
@@ -8,10 +8,8 @@ OCI runtime, a conmon process plus runc state under `<run_dir>/runc`.
 `ContainerManager` does not care where the image came from: `create()` takes the image
 config (its "config" object) and the layer directories (bottom first). `runc create` runs at
 create time (through conmon), so a bad entrypoint fails `create` and leaves nothing behind.
-
-Rediscovery: records say what we last knew; `refresh()` reads conmon's exit file (written
-even while no engine process runs) and the runtime's state, so a restarted engine learns
-about exits that happened meanwhile.
+It is a `records.RecordStore`: reading records (`get`, `records`, `refresh`) is done there,
+with a smaller set of imports, for the commands that only read.
 """
 
 from __future__ import annotations
@@ -31,8 +29,6 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,44 +44,19 @@ from reconciler.runtime.native import (
     mounts,
     oci,
     procs,
+    records,
     volumes,
 )
 from reconciler.runtime.native.config import NativeConfig
 
-__all__ = [
-    "Attachment",
-    "ContainerManager",
-    "NetworkAttacher",
-    "Paths",
-    "Record",
-    "config_from_dict",
-    "config_to_dict",
-    "now",
-]
+__all__ = ["Attachment", "ContainerManager", "NetworkAttacher"]
 
 _NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS containers (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    data TEXT NOT NULL
-);
-"""
 
 HOSTS_BASE = (
     "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
     "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
 )
-
-
-def now() -> str:
-    """RFC 3339 UTC with microseconds, as stored in records."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _ns_time(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # ---------------------------------------------------------------------------- networking plug
@@ -116,161 +87,6 @@ class NetworkAttacher(Protocol):
     def detach(self, container_id: str) -> None: ...
 
     def rename(self, container_id: str, name: str) -> None: ...
-
-
-# ---------------------------------------------------------------------------- records
-
-def config_to_dict(c: base.ContainerConfig) -> dict[str, Any]:
-    """The record's config: a secret mount's content is left out (base.config_to_json)."""
-    return base.config_to_json(c)
-
-
-def config_from_dict(d: Mapping[str, Any]) -> base.ContainerConfig:
-    d = dict(d)
-
-    def tup(v: Any) -> tuple[Any, ...] | None:
-        return None if v is None else tuple(v)
-
-    hc = d.get("healthcheck")
-    return base.ContainerConfig(
-        name=d["name"], image=d["image"], command=tup(d.get("command")), args=tup(d.get("args")),
-        env=dict(d.get("env") or {}), user=d.get("user"), workdir=d.get("workdir"),
-        hostname=d.get("hostname"), labels=dict(d.get("labels") or {}),
-        ports=tuple(base.PortMapping(**p) for p in d.get("ports") or ()),
-        networks=tuple(d.get("networks") or ()), aliases=tuple(d.get("aliases") or ()),
-        mounts=tuple(base.Mount(**{**m, "options": tuple(m.get("options") or ())}) for m in d.get("mounts") or ()),
-        restart=base.RestartPolicy(**(d.get("restart") or {})),
-        healthcheck=base.Healthcheck(**{**hc, "test": tuple(hc["test"])}) if hc else None,
-        resources=base.Resources(**(d.get("resources") or {})),
-        read_only=bool(d.get("read_only")), cap_add=tuple(d.get("cap_add") or ()),
-        cap_drop=tuple(d.get("cap_drop") or ()), stop_signal=d.get("stop_signal"),
-        stop_timeout=float(d.get("stop_timeout", 10.0)), init=bool(d.get("init")),
-        sysctls=dict(d.get("sysctls") or {}), ulimits=tuple(base.Ulimit(**u) for u in d.get("ulimits") or ()),
-        shm_size=d.get("shm_size"), extra_hosts=tuple(d.get("extra_hosts") or ()), dns=tuple(d.get("dns") or ()),
-        dns_search=tuple(d.get("dns_search") or ()), tty=bool(d.get("tty")), stdin_open=bool(d.get("stdin_open")),
-        no_new_privileges=bool(d.get("no_new_privileges")), dns_options=tuple(d.get("dns_options") or ()),
-        oom_score_adj=d.get("oom_score_adj"), group_add=tuple(d.get("group_add") or ()),
-    )
-
-
-@dataclass(frozen=True)
-class Record:
-    """What the engine knows about one container (persisted as JSON in the state DB)."""
-
-    id: str
-    name: str
-    image: str
-    image_id: str
-    created: str
-    config: base.ContainerConfig
-    image_config: Mapping[str, Any]
-    lowerdirs: tuple[str, ...]               # bottom first
-    hostname: str
-    stop_signal: int
-    runtime: str = "runc"
-    status: str = "created"                  # base.ContainerStatus values
-    pid: int | None = None
-    conmon_pid: int | None = None
-    exit_code: int | None = None
-    started_at: str | None = None
-    finished_at: str | None = None
-    oom_killed: bool = False
-    restart_count: int = 0
-    manually_stopped: bool = False
-    health: str | None = None
-    health_failures: int = 0
-    health_log: tuple[Mapping[str, Any], ...] = ()
-    ip_addresses: Mapping[str, str] = field(default_factory=dict)
-    netns_path: str | None = None
-    restarting: bool = False                 # in restart backoff (set by the RestartManager)
-    cgroup_prefix: str = ""                  # parent cgroup name (the creating engine's prefix)
-    terminal: bool = False                   # main process on a pseudo-terminal (run -t)
-    stdin: bool = False                      # main process stdin kept open for attach (run -i)
-    # who `pid` and `conmon_pid` are (procs.alive): their start times and the boot they ran in
-    pid_start: int | None = None
-    conmon_start: int | None = None
-    boot_id: str | None = None
-    error: str | None = None                 # why the engine ended it (State.Error), None otherwise
-
-    def main_alive(self) -> bool:
-        # a zombie still counts until reaped (conmon reaps it and writes the exit file meanwhile)
-        return procs.alive(self.pid, self.pid_start, self.boot_id, zombie_ok=True)
-
-    def conmon_alive(self) -> bool:
-        # a conmon that ended is a zombie until PID 1 reaps it: its exit file is (being) written
-        return procs.alive(self.conmon_pid, self.conmon_start, self.boot_id, zombie_ok=True)
-
-    def to_json(self) -> str:
-        d = dataclasses.asdict(self)
-        d["config"] = config_to_dict(self.config)
-        d["image_config"] = dict(self.image_config)
-        d["ip_addresses"] = dict(self.ip_addresses)
-        d["health_log"] = [dict(x) for x in self.health_log]
-        return json.dumps(d, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> Record:
-        d = json.loads(text)
-        d["config"] = config_from_dict(d["config"])
-        d["lowerdirs"] = tuple(d.get("lowerdirs") or ())
-        d["health_log"] = tuple(d.get("health_log") or ())
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-    def state(self) -> base.ContainerState:
-        status = base.ContainerStatus(self.status)
-        if self.restarting and status == base.ContainerStatus.EXITED:
-            status = base.ContainerStatus.RESTARTING
-        return base.ContainerState(
-            id=self.id, name=self.name, image=self.image, image_id=self.image_id,
-            labels=dict(self.config.labels), status=status, created=self.created,
-            exit_code=self.exit_code, started_at=self.started_at, finished_at=self.finished_at,
-            pid=self.pid if self.status == "running" else None, oom_killed=self.oom_killed,
-            health=self.health, restart_count=self.restart_count,
-            ip_addresses=dict(self.ip_addresses), ports=self.config.ports,
-            manually_stopped=self.manually_stopped, error=self.error,
-        )
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Every host path of one container."""
-
-    dir: Path
-    run_dir: Path
-    cid: str
-
-    @property
-    def rootfs(self) -> Path:
-        return self.dir / "rootfs"
-
-    @property
-    def upper(self) -> Path:
-        return self.dir / "upper"
-
-    @property
-    def work(self) -> Path:
-        return self.dir / "work"
-
-    @property
-    def log(self) -> Path:
-        return self.dir / "ctr.log"
-
-    @property
-    def config_json(self) -> Path:
-        return self.dir / "config.json"
-
-    @property
-    def secrets(self) -> Path:
-        """The container's own tmpfs holding its secret files (RAM only; gone with a reboot)."""
-        return self.dir / "secrets"
-
-    @property
-    def conmon(self) -> conmon.ConmonPaths:
-        return conmon.ConmonPaths(
-            bundle=self.dir, log_path=self.log, exit_dir=self.run_dir / "exits",
-            persist_dir=self.run_dir / "conmon" / self.cid, socket_dir=self.run_dir / "conmon",
-        )
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -305,7 +121,7 @@ def _has_secrets(config: base.ContainerConfig) -> bool:
     return any(m.type == "secret" for m in config.mounts)
 
 
-def _secret_entries(p: Paths, config: base.ContainerConfig, undo: list[Callable[[], None]]) -> list[dict[str, Any]]:
+def _secret_entries(p: records.Paths, config: base.ContainerConfig, undo: list[Callable[[], None]]) -> list[dict[str, Any]]:
     """The container's secret files written to a tmpfs of its own (0700; each file with its
     mode and owner, 0400 root by default) and bound read-only at their targets. The content is
     in the config only in memory: a config read back from a record has none, and is refused."""
@@ -391,7 +207,7 @@ def _wait_pid(pid: int | None, timeout: float | None) -> bool:
 
 # ---------------------------------------------------------------------------- manager
 
-class ContainerManager:
+class ContainerManager(records.RecordStore):
     """Creates and drives native containers; the backend composes it with images and networks."""
 
     def __init__(
@@ -403,30 +219,17 @@ class ContainerManager:
         oci_runtime: str | None = None,
         log_size_max: int | None = None,
     ) -> None:
-        self.config = config
+        config.ensure_dirs()
+        super().__init__(config, oci_runtime=oci_runtime)
         # conmon's own cap of the k8s-file log, bytes; None: 100 MiB or 4 x the rotation size
         self.log_size_max = log_size_max
         self.log_max_size = config.log_max_size      # rotation (rotate_logs), see logs.rotate
         self.log_max_files = config.log_max_files
-        config.ensure_dirs()
-        self.db = config.db()
-        self.db.ensure_schema("native.containers", SCHEMA)
         self.volumes = volume_store or volumes.VolumeStore(config.root, self.db)
         self.journal = journal.Journal(self.db)
         self.network = network
-        self.runtime_name = oci_runtime or config.oci_runtime
-        self._runtimes: dict[str, oci.OciRuntime] = {}
 
     # -- plumbing
-
-    def oci(self, name: str | None = None) -> oci.OciRuntime:
-        name = name or self.runtime_name
-        if name not in self._runtimes:
-            self._runtimes[name] = oci.OciRuntime.find(name, self.config.run_dir / name)
-        return self._runtimes[name]
-
-    def paths(self, cid: str) -> Paths:
-        return Paths(dir=self.config.root / "containers" / cid, run_dir=self.config.run_dir, cid=cid)
 
     @contextlib.contextmanager
     def lock(self, cid: str) -> Iterator[None]:
@@ -451,45 +254,9 @@ class ContainerManager:
             return net
         return self.network
 
-    def _prefix(self, rec: Record) -> str:
-        return rec.cgroup_prefix or self.config.name_prefix
-
-    def _place(self, rec: Record) -> Callable[[int], None]:
+    def _place(self, rec: records.Record) -> Callable[[int], None]:
         prefix = self._prefix(rec)
         return lambda pid: cgroups.move_monitor(prefix, pid)
-
-    def event(self, rec: Record, action: str, *, conn: sqlite3.Connection | None = None, **extra: Any) -> None:
-        """Journal a lifecycle step of `rec` with Docker's attributes (its labels, image, name)."""
-        attrs = {**rec.config.labels, "image": rec.config.image, "name": rec.name, **extra}
-        self.journal.record("container", action, rec.id, attrs, conn=conn)
-
-    def _save(self, rec: Record) -> None:
-        with self.db.tx() as conn:
-            conn.execute("UPDATE containers SET data = ? WHERE id = ?", (rec.to_json(), rec.id))
-
-    def _load(self, name_or_id: str) -> Record:
-        key = name_or_id.lstrip("/")
-        conn = self.db.connect()
-        row = conn.execute("SELECT data FROM containers WHERE id = ? OR name = ?", (key, key)).fetchone()
-        if row is None and len(key) >= 3 and re.fullmatch(r"[0-9a-f]+", key):
-            rows = conn.execute("SELECT data FROM containers WHERE id LIKE ?", (key + "%",)).fetchall()
-            if len(rows) > 1:
-                raise rterrors.InvalidArgument(f"container id prefix {key} is ambiguous")
-            row = rows[0] if rows else None
-        if row is None:
-            raise rterrors.NotFound(f"no such container: {name_or_id}")
-        return Record.from_json(row["data"])
-
-    def update(self, name_or_id: str, fn: Callable[[Record], Record]) -> Record:
-        """Read-modify-write of a record (used by health checks and the restart manager)."""
-        rec = self._load(name_or_id)
-        with self.db.tx() as conn:
-            row = conn.execute("SELECT data FROM containers WHERE id = ?", (rec.id,)).fetchone()
-            if row is None:
-                raise rterrors.NotFound(f"no such container: {name_or_id}")
-            new = fn(Record.from_json(row["data"]))
-            conn.execute("UPDATE containers SET data = ? WHERE id = ?", (new.to_json(), rec.id))
-        return new
 
     def _log_cap(self) -> int | None:
         if self.log_size_max is not None:
@@ -497,7 +264,7 @@ class ContainerManager:
         # a backstop well above the rotation size (logs.rotate keeps what its cut drops)
         return max(conmon.DEFAULT_LOG_SIZE_MAX, 4 * self.log_max_size)
 
-    def rotate_logs(self, recs: Sequence[Record] | None = None) -> list[str]:
+    def rotate_logs(self, recs: Sequence[records.Record] | None = None) -> list[str]:
         """Rotate the logs of running containers that reached `log_max_size` (a stat() each);
         the supervision loop calls this every few seconds. Returns the ids rotated."""
         if self.log_max_size <= 0:
@@ -516,66 +283,7 @@ class ContainerManager:
 
     # -- observation
 
-    def refresh(self, rec: Record) -> Record:
-        """Bring a record up to date with conmon's exit file and the runtime's state."""
-        return self._secrets_lost(self._refresh(rec))
-
-    def _secrets_lost(self, rec: Record) -> Record:
-        """An exited container whose secret files' tmpfs is gone (a reboot) cannot run again:
-        it is `dead`, which the planner recreates from the manifests (with the secrets)."""
-        if rec.status != "exited" or not _has_secrets(rec.config) or mounts.is_mounted(self.paths(rec.id).secrets):
-            return rec
-        new = dataclasses.replace(rec, status="dead", error="its secret files were in memory only and are gone "
-                                  "(the host rebooted); it is re-created from its manifests")
-        self._save(new)
-        return new
-
-    def _refresh(self, rec: Record) -> Record:
-        if rec.status not in ("running", "created"):
-            return rec
-        if rec.status == "created" and rec.conmon_pid is None:
-            return rec              # reconnect() dropped its runtime container: its start makes one
-        p = self.paths(rec.id).conmon
-        ex = conmon.read_exit(p, rec.id)
-        if ex is None and rec.conmon_pid and not rec.conmon_alive() and (
-                rec.status == "created" or not rec.main_alive()):
-            # conmon writes the exit file, then ends: it may have done both since the first read,
-            # or be ending now. Only a killed conmon (a reboot) leaves none: give it half a second
-            # once, before the container is taken for lost
-            for _ in range(10):
-                ex = conmon.read_exit(p, rec.id)
-                if ex is not None:
-                    break
-                time.sleep(0.05)
-        new = rec
-        if ex is not None:
-            code, ns = ex
-            oom = conmon.was_oom_killed(p) or (code == 137 and cgroups.oom_kill_count(self._prefix(rec), rec.id) > 0)
-            new = dataclasses.replace(rec, status="exited", exit_code=code, finished_at=_ns_time(ns),
-                                      oom_killed=oom, pid=None)
-        elif rec.status == "running" and not rec.main_alive() and not rec.conmon_alive():
-            # no exit file and neither process (gone, a zombie, another process with the pid, or
-            # from an earlier boot): the host rebooted, or conmon was killed with the container
-            new = dataclasses.replace(rec, status="exited", exit_code=255, finished_at=now(), pid=None)
-        elif rec.status == "created" and rec.conmon_pid and not rec.conmon_alive():
-            st = self.oci(rec.runtime).state(rec.id)
-            if st is None or st.get("status") == "stopped":
-                new = dataclasses.replace(rec, status="exited", exit_code=255, finished_at=now(), pid=None)
-        if new is not rec:
-            with self.db.tx() as conn:
-                row = conn.execute("SELECT data FROM containers WHERE id = ?", (rec.id,)).fetchone()
-                if row is not None:
-                    cur = Record.from_json(row["data"])
-                    if cur.status == rec.status and cur.pid == rec.pid:
-                        conn.execute("UPDATE containers SET data = ? WHERE id = ?", (new.to_json(), rec.id))
-                        if new.oom_killed:
-                            self.event(new, "oom", conn=conn)
-                        self.event(new, "die", conn=conn, exitCode=new.exit_code)
-                    else:
-                        new = cur
-        return new
-
-    def unmonitored(self, rec: Record) -> bool:
+    def unmonitored(self, rec: records.Record) -> bool:
         """Running, its process alive, its conmon gone without an exit file (killed, OOM-killed):
         nobody reaps it, records its exit or reads its output any more."""
         # conmon ends (a zombie until PID 1 reaps it) only after the container's process did:
@@ -585,7 +293,7 @@ class ContainerManager:
                 and procs.alive(rec.pid, rec.pid_start, rec.boot_id)
                 and conmon.read_exit(self.paths(rec.id).conmon, rec.id) is None)
 
-    def end_unmonitored(self, name_or_id: str) -> Record | None:
+    def end_unmonitored(self, name_or_id: str) -> records.Record | None:
         """A container whose conmon is gone cannot be adopted by a new one (conmon must create
         it), so it is ended: SIGKILL to its PID 1 (its pid namespace goes with it), recorded as
         exited 137 with the reason, for its restart policy to bring it back with a monitor, as
@@ -606,21 +314,11 @@ class ContainerManager:
             deadline = time.monotonic() + 10
             while procs.alive(rec.pid, rec.pid_start, rec.boot_id) and time.monotonic() < deadline:
                 time.sleep(0.01)
-            rec = dataclasses.replace(rec, status="exited", exit_code=137, finished_at=now(), pid=None,
+            rec = dataclasses.replace(rec, status="exited", exit_code=137, finished_at=records.now(), pid=None,
                                       error="monitor (conmon) lost; the container was killed")
             self._save(rec)
             self.event(rec, "die", exitCode=137)
             return rec
-
-    def get(self, name_or_id: str) -> Record:
-        return self.refresh(self._load(name_or_id))
-
-    def records(self, selector: Mapping[str, str] | None = None) -> list[Record]:
-        rows = self.db.connect().execute("SELECT data FROM containers").fetchall()
-        recs = [Record.from_json(r["data"]) for r in rows]
-        if selector:
-            recs = [r for r in recs if base.labels_match(r.config.labels, selector)]
-        return sorted((self.refresh(r) for r in recs), key=lambda r: r.created, reverse=True)
 
     # -- create
 
@@ -633,7 +331,7 @@ class ContainerManager:
         lowerdirs: Sequence[Path],
         terminal: bool = False,
         stdin: bool = False,
-    ) -> Record:
+    ) -> records.Record:
         """Create the container (rootfs, bundle, conmon + `runc create`); nothing runs yet.
 
         `terminal`/`stdin` give the main process a pseudo-terminal / an open stdin that
@@ -693,14 +391,14 @@ class ContainerManager:
         self, cid: str, name: str, config: base.ContainerConfig, image_id: str,
         image_config: Mapping[str, Any], lowerdirs: Sequence[Path], undo: list[Callable[[], None]],
         *, terminal: bool = False,
-    ) -> Record:
+    ) -> records.Record:
         p = self.paths(cid)
         networks = tuple(config.networks)
         host_network = networks == ("host",)
         hostname = socket.gethostname() if host_network else (config.hostname or cid[:12])
         user = bundle.resolve_user(p.rootfs, config.user if config.user is not None else image_config.get("User"),
                                    group_add=config.group_add)
-        argv = bundle.process_argv(image_config, config)
+        argv = records.process_argv(image_config, config)
         cwd = config.workdir or image_config.get("WorkingDir") or "/"
         if not cwd.startswith("/"):
             raise rterrors.InvalidArgument(f"working directory {cwd!r} must be an absolute path")
@@ -762,8 +460,8 @@ class ContainerManager:
             annotations={"io.reconciler.name": name},
         ))
         p.config_json.write_text(json.dumps(spec, indent=1))
-        return Record(
-            id=cid, name=name, image=config.image, image_id=image_id, created=now(), config=config,
+        return records.Record(
+            id=cid, name=name, image=config.image, image_id=image_id, created=records.now(), config=config,
             image_config=dict(image_config), lowerdirs=tuple(str(d) for d in lowerdirs),
             hostname=hostname, stop_signal=stop_signal, runtime=self.runtime_name,
             ip_addresses=ips, netns_path=netns_path, cgroup_prefix=self.config.name_prefix,
@@ -771,7 +469,7 @@ class ContainerManager:
 
     # -- start / stop / kill
 
-    def start(self, name_or_id: str) -> Record:
+    def start(self, name_or_id: str) -> records.Record:
         rec = self._load(name_or_id)
         with self.lock(rec.id):
             rec = self.refresh(self._load(rec.id))
@@ -814,7 +512,7 @@ class ContainerManager:
                 if not (fresh and (rt.state(rec.id) or {}).get("status") == "running"):
                     rec = self.refresh(rec)
                     raise
-            rec = dataclasses.replace(rec, status="running", started_at=now(), exit_code=None, error=None,
+            rec = dataclasses.replace(rec, status="running", started_at=records.now(), exit_code=None, error=None,
                                       finished_at=None, oom_killed=False, manually_stopped=False,
                                       restarting=False, health="starting" if self._has_health(rec) else None,
                                       health_failures=0)
@@ -823,14 +521,14 @@ class ContainerManager:
             return self.refresh(rec)
 
     @staticmethod
-    def _has_health(rec: Record) -> bool:
+    def _has_health(rec: records.Record) -> bool:
         hc = rec.config.healthcheck
         if hc is not None:
             return bool(hc.test) and hc.test[0] != "NONE"
         test = (rec.image_config.get("Healthcheck") or {}).get("Test") or []
         return bool(test) and test[0] != "NONE"
 
-    def _wait_exit_file(self, rec: Record, timeout: float) -> Record:
+    def _wait_exit_file(self, rec: records.Record, timeout: float) -> records.Record:
         deadline = time.monotonic() + timeout
         while True:
             new = self.refresh(rec)
@@ -838,7 +536,7 @@ class ContainerManager:
                 return new
             time.sleep(0.005)
 
-    def stop(self, name_or_id: str, *, timeout: float | None = None) -> Record:
+    def stop(self, name_or_id: str, *, timeout: float | None = None) -> records.Record:
         """StopSignal, wait `timeout` (the container's stop_timeout by default), then SIGKILL."""
         rec = self._load(name_or_id)
         with self.lock(rec.id):
@@ -865,7 +563,7 @@ class ContainerManager:
             self.event(rec, "stop")
             return rec
 
-    def kill(self, name_or_id: str, signal: str | int = "KILL") -> Record:
+    def kill(self, name_or_id: str, signal: str | int = "KILL") -> records.Record:
         rec = self.get(name_or_id)
         if rec.status != "running":
             raise rterrors.Conflict(f"container {rec.name} is not running")
@@ -929,7 +627,7 @@ class ContainerManager:
 
     # -- rename
 
-    def rename(self, name_or_id: str, new_name: str) -> Record:
+    def rename(self, name_or_id: str, new_name: str) -> records.Record:
         """Give a container another name (a running one keeps running): its record, the name in
         its bundle's annotations, and its entries in the hosts files of its networks."""
         name = new_name.lstrip("/")
@@ -945,7 +643,7 @@ class ContainerManager:
                     row = conn.execute("SELECT data FROM containers WHERE id = ?", (rec.id,)).fetchone()
                     if row is None:
                         raise rterrors.NotFound(f"no such container: {name_or_id}")
-                    cur = Record.from_json(row["data"])
+                    cur = records.Record.from_json(row["data"])
                     if cur.name == name:
                         return cur
                     rec = dataclasses.replace(cur, name=name, config=dataclasses.replace(cur.config, name=name))
@@ -967,7 +665,7 @@ class ContainerManager:
 
     # -- networks of a created container
 
-    def reconnect(self, name_or_id: str, networks: Sequence[str], aliases: Sequence[str]) -> Record:
+    def reconnect(self, name_or_id: str, networks: Sequence[str], aliases: Sequence[str]) -> records.Record:
         """Give a container that was created and not started yet other networks and aliases
         (`docker network connect` between create and start, as compose does). Its runtime
         container and network namespace are dropped now; its start makes them again (as after
@@ -1054,7 +752,7 @@ class ContainerManager:
 
     # -- exec
 
-    def exec_process(self, rec: Record, argv: Sequence[str], *, tty: bool = False) -> dict[str, Any]:
+    def exec_process(self, rec: records.Record, argv: Sequence[str], *, tty: bool = False) -> dict[str, Any]:
         """The process.json of an exec: the container's user, env, cwd and caps, new args."""
         try:
             spec = json.loads(self.paths(rec.id).config_json.read_text())

@@ -12,6 +12,11 @@ config has none.
     hc.tick()            # probe every running container whose interval has elapsed, and
                          # rotate the logs that reached their size (every LOG_CHECK_INTERVAL)
     hc.watch(stop_event)
+
+A tick costs O(containers with a healthcheck) while no record changes: it reads the records as
+stored (`RecordStore.stored()`: one query of the records' version when none changed), not
+refreshed from conmon's files and /proc. A container that ended unseen is still "running"
+there until the restart manager (or any reader) records its exit; probing it finds it ended.
 """
 
 from __future__ import annotations
@@ -25,34 +30,13 @@ from datetime import datetime
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import containers
+from reconciler.runtime.native import containers, records
 
-__all__ = ["HealthChecker", "effective_healthcheck", "probe_argv"]
+__all__ = ["HealthChecker", "probe_argv"]
 
 OUTPUT_LIMIT = 4096
 LOG_ENTRIES = 5
 LOG_CHECK_INTERVAL = 2.0     # seconds between the log size checks (one stat() per running container)
-
-
-def effective_healthcheck(rec: containers.Record) -> base.Healthcheck | None:
-    """The container's healthcheck, else the image's; None when there is none or it is NONE."""
-    hc = rec.config.healthcheck
-    if hc is None:
-        img = rec.image_config.get("Healthcheck") or {}
-        test = tuple(img.get("Test") or ())
-        if not test:
-            return None
-        ns = 1e9
-        hc = base.Healthcheck(
-            test=test,
-            interval=(img.get("Interval") or 30 * ns) / ns,
-            timeout=(img.get("Timeout") or 30 * ns) / ns,
-            retries=int(img.get("Retries") or 3),
-            start_period=(img.get("StartPeriod") or 0) / ns,
-        )
-    if not hc.test or hc.test[0] == "NONE":
-        return None
-    return hc
 
 
 def probe_argv(test: tuple[str, ...]) -> list[str]:
@@ -84,13 +68,16 @@ class HealthChecker:
         self._running: set[str] = set()
         self._lock = threading.Lock()
         self._logs_due = 0.0
+        # the records the last tick saw, and what is probed among them: (key, id, healthcheck)
+        self._seen: tuple[records.Record, ...] | None = None
+        self._targets: list[tuple[str, str, base.Healthcheck]] = []
 
     def probe(self, cid: str) -> str | None:
         rec = self.manager.get(cid)
-        hc = effective_healthcheck(rec)
+        hc = records.effective_healthcheck(rec)
         if hc is None or rec.status != "running":
             return rec.health
-        started = containers.now()
+        started = records.now()
         try:
             res = self.manager.exec(rec.id, probe_argv(hc.test), timeout=hc.timeout)
             code, output = res.exit_code, (res.stdout + res.stderr)[:OUTPUT_LIMIT]
@@ -98,11 +85,11 @@ class HealthChecker:
             code, output = -1, f"Health check exceeded timeout ({hc.timeout}s)".encode()
         except rterrors.Conflict:
             return rec.health                   # stopped meanwhile
-        entry = {"Start": started, "End": containers.now(), "ExitCode": code,
+        entry = {"Start": started, "End": records.now(), "ExitCode": code,
                  "Output": output.decode(errors="replace")}
         in_start_period = _age(rec.started_at) < hc.start_period
 
-        def apply(r: containers.Record) -> containers.Record:
+        def apply(r: records.Record) -> records.Record:
             if r.started_at != rec.started_at:
                 return r                        # restarted while probing
             log = (*r.health_log, entry)[-LOG_ENTRIES:]
@@ -123,21 +110,19 @@ class HealthChecker:
         """Probe the containers whose interval elapsed; with `pool`, probes run concurrently
         (one at a time per container) and tick does not wait for them."""
         now = self.clock()
-        live: set[str] = set()
-        recs = self.manager.records()
+        recs = self.manager.stored()
         if now >= self._logs_due:
             # log rotation rides on this loop: it runs every half second in the agent and in
             # `reconcile` sessions, and already lists the records
             self._logs_due = now + LOG_CHECK_INTERVAL
             self.manager.rotate_logs(recs)
-        for rec in recs:
-            if rec.status != "running":
-                continue
-            hc = effective_healthcheck(rec)
-            if hc is None:
-                continue
-            key = f"{rec.id}@{rec.started_at}"
-            live.add(key)
+        if recs is not self._seen:             # a new version of the records: who is probed
+            self._seen, self._targets = recs, self._probed(recs)
+            live = {key for key, _, _ in self._targets}
+            for key in list(self._next):
+                if key not in live:
+                    del self._next[key]
+        for key, cid, hc in self._targets:
             due = self._next.setdefault(key, now + hc.interval)
             if due > now:
                 continue
@@ -146,12 +131,19 @@ class HealthChecker:
                     continue
                 self._running.add(key)
             if pool is None:
-                self._probe_done(key, rec.id, hc.interval)
+                self._probe_done(key, cid, hc.interval)
             else:
-                pool.submit(self._probe_done, key, rec.id, hc.interval)
-        for key in list(self._next):
-            if key not in live:
-                del self._next[key]
+                pool.submit(self._probe_done, key, cid, hc.interval)
+
+    @staticmethod
+    def _probed(recs: tuple[records.Record, ...]) -> list[tuple[str, str, base.Healthcheck]]:
+        """The running containers that have a healthcheck: (key of this run, id, healthcheck)."""
+        out = []
+        for rec in recs:
+            hc = records.effective_healthcheck(rec) if rec.status == "running" else None
+            if hc is not None:
+                out.append((f"{rec.id}@{rec.started_at}", rec.id, hc))
+        return out
 
     def _probe_done(self, key: str, cid: str, interval: float) -> None:
         try:

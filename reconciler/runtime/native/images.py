@@ -43,7 +43,6 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,11 +50,14 @@ from typing import TYPE_CHECKING, Any
 from reconciler import diskfull
 from reconciler.errors import DiskFull
 from reconciler.runtime import base, errors
-from reconciler.runtime.native import content, layers, snapshots
+from reconciler.runtime.native import content, snapshots
 from reconciler.runtime.native.config import NativeConfig
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from reconciler import registry_client as rc
+    from reconciler.runtime.native import layers
 
 __all__ = ["GLOBAL_MAX_DOWNLOADS", "ImageStore", "LayerRecord"]
 
@@ -165,7 +167,7 @@ class ImageStore:
         self.config = config
         self.client_factory = registry_client_factory
         self.container_image_ids = container_image_ids
-        self.limits = limits or layers.Limits()
+        self._limits = limits
         self.content = content.ContentStore(config.root, durable=durable)
         self.snapshots = snapshots.SnapshotStore(config.root, config.run_dir / "locks", durable=durable)
         self.platform = platform
@@ -174,6 +176,17 @@ class ImageStore:
         self.db.ensure_schema("native-images", _SCHEMA)
         self.lock_path = config.run_dir / "locks" / "image-store.lock"
         self.recover()
+
+    @property
+    def limits(self) -> layers.Limits:
+        """What each layer may expand to (layers.Limits() unless given)."""
+        if self._limits is None:
+            # the extractor (tarfile, ctypes, bz2, lzma) loads when a layer is unpacked, not
+            # for `reconcile images`
+            from reconciler.runtime.native import layers
+
+            self._limits = layers.Limits()
+        return self._limits
 
     def recover(self) -> int:
         """Remove what interrupted extractions of dead processes left (never a committed
@@ -234,6 +247,23 @@ class ImageStore:
              auth: Mapping[str, Any] | None = None) -> base.ImageInfo:
         """Pull `ref` (tag or digest) and unpack it; returns the stored image. `auth`: see
         client_factory_for."""
+        info = self._pull_or_present(ref, progress, download=True, auth=auth)
+        assert info is not None
+        return info
+
+    def shown(self, ref: str) -> str:
+        """How `reconcile pull` names the image `ref` it pulled (as docker pull does)."""
+        r = self.parse(ref)
+        return str(r) if r.tag or not r.digest else f"{r.name}@{r.digest}"
+
+    def pull_if_present(self, ref: str, *, progress: base.ProgressCallback | None = None) -> base.ImageInfo | None:
+        """What `pull` does when the store holds the image `ref` names now (after one HEAD for a
+        tag, none for a digest): tag it and return it. None, having downloaded nothing, when a
+        pull would download (the agent answers re-pulls this way, #21)."""
+        return self._pull_or_present(ref, progress, download=False)
+
+    def _pull_or_present(self, ref: str, progress: base.ProgressCallback | None, *,
+                         download: bool, auth: Mapping[str, Any] | None = None) -> base.ImageInfo | None:
         r = self.parse(ref)
         factory = self.client_factory_for(r.registry, auth)
         emit = progress or (lambda _e, _d: None)
@@ -246,19 +276,22 @@ class ImageStore:
                     return self.get(known)
             try:
                 with factory() as client:
-                    return self._pull(client, r, emit)
+                    desc = client.resolve(r)
+                    known = self._image_for_digest(desc.digest)
+                    if known is not None and self._complete(known):
+                        emit("resolve", {"ref": str(r), "digest": desc.digest})
+                        self._tag(r, known, desc.digest)
+                        emit("done", {"id": known, "digest": desc.digest, "status": "up to date"})
+                        return self.get(known)
+                    if not download:
+                        return None
+                    emit("resolve", {"ref": str(r), "digest": desc.digest})
+                    return self._pull(client, r, desc, emit)
             except _rc().RegistryError as exc:
                 raise _registry_error(exc, f"pulling {r}") from None
 
-    def _pull(self, client: rc.RegistryClient, r: rc.Reference,
+    def _pull(self, client: rc.RegistryClient, r: rc.Reference, desc: rc.Descriptor,
               emit: base.ProgressCallback) -> base.ImageInfo:
-        desc = client.resolve(r)
-        emit("resolve", {"ref": str(r), "digest": desc.digest})
-        known = self._image_for_digest(desc.digest)
-        if known is not None and self._complete(known):
-            self._tag(r, known, desc.digest)
-            emit("done", {"id": known, "digest": desc.digest, "status": "up to date"})
-            return self.get(known)
         manifest = client.get_manifest(r, desc.digest)
         blobs = [manifest.descriptor.digest]
         self.content.write_blob(manifest.raw, manifest.descriptor.digest)
@@ -328,6 +361,8 @@ class ImageStore:
         for rec, miss in zip(records, missing, strict=True):
             if miss and not self.content.has(rec.digest):
                 needed.setdefault(rec.digest, rec)
+        from concurrent.futures import ThreadPoolExecutor  # brings logging: pulls only
+
         futures: dict[str, Future[None]] = {}
         own: set[Future[None]] = set()
         with ThreadPoolExecutor(max_workers=max(1, self.config.max_concurrent_downloads),
@@ -410,6 +445,8 @@ class ImageStore:
         emit("layer-downloaded", {"digest": rec.digest})
 
     def _applier(self, rec: LayerRecord) -> Callable[[Path, list[Path]], dict[str, Any]]:
+        from reconciler.runtime.native import layers
+
         def apply(fs: Path, lowers: list[Path]) -> dict[str, Any]:
             try:
                 with self.content.open(rec.digest) as blob:

@@ -10,6 +10,7 @@ started, and the host's boot id is the one recorded with it.
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 __all__ = ["alive", "boot_id", "start_time"]
@@ -25,11 +26,20 @@ def boot_id() -> str:
 
 
 def _stat(pid: int) -> list[str] | None:
-    """The fields of /proc/PID/stat after the command name (state first), or None."""
+    """The fields of /proc/PID/stat after the command name (state first), or None.
+
+    Read with os.open/os.read (half the cost of pathlib's): supervision asks this for every
+    running container's processes."""
     try:
-        raw = Path(f"/proc/{pid}/stat").read_bytes()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        raw = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     return raw[raw.rfind(b")") + 2:].decode().split()
 
 

@@ -49,6 +49,23 @@ def _names_dir(arg: bytes, marker: bytes) -> bool:
     return value == marker or value.startswith(marker + b"/")
 
 
+def _cmdline(pid: str) -> list[bytes] | None:
+    """The argv of process `pid`, or None (os calls: every process on the host is asked)."""
+    try:
+        fd = os.open(f"/proc/{pid}/cmdline", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return b"".join(chunks).split(b"\0")
+
+
 def _conmon_processes(run_dir: Path) -> dict[int, str]:
     """pid -> container id of every conmon whose command line names this engine's run dir."""
     found: dict[int, str] = {}
@@ -56,9 +73,8 @@ def _conmon_processes(run_dir: Path) -> dict[int, str]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except OSError:
+        argv = _cmdline(entry)
+        if argv is None:
             continue
         if not argv or not argv[0].endswith(b"conmon") or not any(_names_dir(a, marker) for a in argv):
             continue
@@ -99,17 +115,24 @@ def _kill_and_wait(pids: Iterable[int], timeout: float = 10.0) -> list[int]:
     return killed
 
 
+def _id_dirs(d: Path) -> set[str]:
+    """The subdirectories of `d` named like a container id (none if `d` is missing); scandir's
+    entry types, no stat per entry."""
+    try:
+        with os.scandir(d) as entries:
+            return {e.name for e in entries if len(e.name) == 64 and e.is_dir()}
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
+
+
 def _orphan_ids(manager: Any, known: set[str]) -> set[str]:
     """Ids with a bundle dir, runc state, conmon persist dir or cgroup leaf but no record."""
     config = manager.config
     ids: set[str] = set()
     for d in (config.root / "containers", config.run_dir / "conmon", config.run_dir / manager.runtime_name):
-        if d.is_dir():
-            ids |= {e.name for e in d.iterdir() if e.is_dir() and len(e.name) == 64}
+        ids |= _id_dirs(d)
     for h in cgroups.hierarchies():
-        parent = h / config.name_prefix
-        if parent.is_dir():
-            ids |= {e.name for e in parent.iterdir() if e.is_dir() and len(e.name) == 64}
+        ids |= _id_dirs(h / config.name_prefix)
     return ids - known
 
 
@@ -150,12 +173,13 @@ def recover(runtime: Any) -> RecoveryReport:
     import structlog
 
     manager = runtime.containers
-    # a record that never got a process (killed between INSERT and saving conmon's pid)
-    half_made = [r for r in manager.records() if r.status == "created" and r.pid is None and r.conmon_pid is None]
+    # a record that never got a process (killed between INSERT and saving conmon's pid); the
+    # records as stored tell (no refresh: no exit file or process can belong to such a one)
+    half_made = [r for r in manager.stored() if r.status == "created" and r.pid is None and r.conmon_pid is None]
     for r in half_made:
         with contextlib.suppress(rterrors.NotFound):
             manager.remove(r.id, force=True)
-    known = {r.id for r in manager.records()}
+    known = {r.id for r in manager.stored()}      # read again only if a removal changed them
     # monitors of ids without a record first: they would otherwise restart nothing but hold mounts
     orphan_conmons = {pid: cid for pid, cid in _conmon_processes(manager.config.run_dir).items() if cid not in known}
     killed = _kill_and_wait(orphan_conmons)

@@ -9,7 +9,7 @@ doubles up to 1 min; it resets when the container ran for 10 s or more.
     rm.tick()                 # notice exits (conmon's exit files), start containers that are due
     rm.handle_exit(id)        # decide for one exited container; returns the delay or None
     rm.boot()                 # on engine start: start the exited ones their policy runs again
-    rm.watch(stop_event)      # loop: tick whenever the exits dir changes (polling its listing)
+    rm.watch(stop_event)      # loop: tick whenever the exits dir changes (polling its stat)
 
 A container whose conmon was killed (nothing would record its exit or read its output) is
 ended by tick and boot (exit 137, State.Error says why) and its policy then applies.
@@ -18,7 +18,6 @@ ended by tick and boot (exit 137, State.Error says why) and its policy then appl
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from datetime import datetime
 
 from reconciler import restarting
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import containers
+from reconciler.runtime.native import containers, records
 
 __all__ = ["DEFAULT_DELAY", "MAX_DELAY", "RESET_AFTER", "SWEEP", "RestartManager", "next_delay"]
 
@@ -37,7 +36,7 @@ MAX_DELAY = 60.0
 RESET_AFTER = 10.0
 
 
-def _decision(rec: containers.Record, moment: restarting.Moment) -> restarting.StartDecision:
+def _decision(rec: records.Record, moment: restarting.Moment) -> restarting.StartDecision:
     return restarting.decide(rec.config.restart, exit_code=rec.exit_code, restart_count=rec.restart_count,
                              manually_stopped=rec.manually_stopped, moment=moment)
 
@@ -105,14 +104,17 @@ class RestartManager:
             self._pending.pop(cid, None)
             self._delay.pop(cid, None)
 
-    def tick(self) -> list[str]:
-        """Notice new exits and run the restarts that are due; returns the ids restarted."""
+    def tick(self, *, full: bool = True) -> list[str]:
+        """Notice new exits and run the restarts that are due; returns the ids restarted.
+
+        `full` (the sweep): every record is refreshed, and containers whose conmon was killed
+        are ended. Otherwise (conmon's exits dir changed) only the containers that have an exit
+        file are refreshed: O(exits), not O(containers), while a pass stops many at once."""
         restarted: list[str] = []
         try:
-            recs = self.manager.records()
+            recs = self._end_unmonitored(self.manager.records()) if full else self._ended()
         except rterrors.RuntimeBackendError:
             return restarted
-        recs = self._end_unmonitored(recs)
         live = {r.id for r in recs}
         for cid in list(self._pending):
             if cid not in live:
@@ -143,6 +145,11 @@ class RestartManager:
                 self._handled.pop(cid, None)
         return restarted
 
+    def _ended(self) -> list[records.Record]:
+        """The records, with those of the containers conmon wrote an exit file for refreshed."""
+        ended = self.manager.exit_files()
+        return [self.manager.refresh(r) if r.id in ended else r for r in self.manager.stored()]
+
     def next_due(self) -> float | None:
         """Seconds until the next pending restart, or None."""
         with self._lock:
@@ -150,7 +157,7 @@ class RestartManager:
                 return None
             return max(0.0, min(p.due for p in self._pending.values()) - self.clock())
 
-    def _end_unmonitored(self, recs: list[containers.Record]) -> list[containers.Record]:
+    def _end_unmonitored(self, recs: list[records.Record]) -> list[records.Record]:
         """`recs`, with each container whose conmon is gone ended (its exit then handled as any)."""
         out = []
         for rec in recs:
@@ -187,20 +194,20 @@ class RestartManager:
               on_tick: Callable[[list[str]], None] | None = None) -> None:
         """Tick whenever conmon's exits dir changes, when a restart is due, and every `sweep`
         seconds (a killed conmon writes no exit file), until `stop`; `on_tick` gets the ids
-        each tick restarted. A failing tick is logged and the watch goes on."""
-        exits = self.manager.config.run_dir / "exits"
-        seen: tuple[tuple[str, int], ...] | None = None
-        swept = self.clock()
+        each tick restarted. A failing tick is logged and the watch goes on. Between ticks a
+        poll costs one stat() of the exits dir, however many containers there are."""
+        seen: tuple[int, int, int] | None = None
+        swept: float | None = None
         while not stop.is_set():
-            try:
-                listing = tuple(sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(exits)))
-            except OSError:
-                listing = ()
+            signature = self.manager.exits_signature()      # None: changed a moment ago
             due = self.next_due()
-            if listing != seen or (due is not None and due <= 0) or self.clock() - swept >= sweep:
-                seen, swept = listing, self.clock()
+            full = swept is None or self.clock() - swept >= sweep
+            if full or signature is None or signature != seen or (due is not None and due <= 0):
+                seen = signature
+                if full:
+                    swept = self.clock()
                 try:
-                    restarted = self.tick()
+                    restarted = self.tick(full=full)
                     if on_tick is not None:
                         on_tick(restarted)
                 except Exception:  # noqa: BLE001 - keep watching: one bad tick is not the end

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, BinaryIO, cast
 
 from reconciler.runtime import base, errors
-from reconciler.runtime.native import archive, commit, containers, layers
+from reconciler.runtime.native import archive, commit, containers, layers, records
 from reconciler.runtime.native.images import ImageStore
 from reconciler.runtime.native.volumes import VolumeStore
 
@@ -109,7 +109,7 @@ class _BytesReader:
         return chunk
 
 
-def _stopped_or_paused(manager: containers.ContainerManager, rec: containers.Record,
+def _stopped_or_paused(manager: containers.ContainerManager, rec: records.Record,
                        leave_running: bool) -> contextlib.AbstractContextManager[None]:
     """A consistent copy: a stopped container as it is, a running one paused (commit's rule) only
     when the caller said so."""

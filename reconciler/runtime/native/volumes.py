@@ -21,9 +21,8 @@ from typing import Any
 from reconciler._sqlite import Database
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import bundle
 
-__all__ = ["VolumeStore", "mount_entries"]
+__all__ = ["VolumeStore", "data_dir", "mount_entries"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -34,6 +33,11 @@ CREATE TABLE IF NOT EXISTS volumes (
     created TEXT NOT NULL
 );
 """
+
+
+def data_dir(state_root: Path, name: str) -> Path:
+    """Where volume `name` of the engine with state root `state_root` keeps its data."""
+    return state_root / "volumes" / name / "_data"
 
 
 def _now() -> str:
@@ -49,7 +53,7 @@ class VolumeStore:
         db.ensure_schema("native.volumes", SCHEMA)
 
     def data_dir(self, name: str) -> Path:
-        return self.root / name / "_data"
+        return data_dir(self.root.parent, name)
 
     def _state(self, row: Mapping[str, Any]) -> base.VolumeState:
         return base.VolumeState(name=row["name"], mountpoint=str(self.data_dir(row["name"])),
@@ -98,6 +102,9 @@ class VolumeStore:
         data = self.data_dir(name)
         if any(data.iterdir()):
             return
+        # the lifecycle's module, imported here: `inspect` reads volumes.data_dir
+        from reconciler.runtime.native import bundle
+
         src = bundle.secure_join(rootfs, target)
         if not src.is_dir() or src.is_symlink():
             return

@@ -11,7 +11,7 @@ import pytest
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import bundle, logs
+from reconciler.runtime.native import bundle, logs, records
 
 
 def rootfs(tmp_path: Path, passwd: str, group: str = "") -> Path:
@@ -82,13 +82,13 @@ def _c(**kw: object) -> base.ContainerConfig:
 
 def test_entrypoint_and_cmd_rules() -> None:
     img = {"Entrypoint": ["/ep"], "Cmd": ["a", "b"]}
-    assert bundle.process_argv(img, _c()) == ("/ep", "a", "b")
-    assert bundle.process_argv(img, _c(args=("x",))) == ("/ep", "x")
-    assert bundle.process_argv(img, _c(command=("/other",))) == ("/other",)          # drops image Cmd
-    assert bundle.process_argv(img, _c(command=("/other",), args=("y",))) == ("/other", "y")
-    assert bundle.process_argv({"Cmd": ["sh"]}, _c()) == ("sh",)
+    assert records.process_argv(img, _c()) == ("/ep", "a", "b")
+    assert records.process_argv(img, _c(args=("x",))) == ("/ep", "x")
+    assert records.process_argv(img, _c(command=("/other",))) == ("/other",)          # drops image Cmd
+    assert records.process_argv(img, _c(command=("/other",), args=("y",))) == ("/other", "y")
+    assert records.process_argv({"Cmd": ["sh"]}, _c()) == ("sh",)
     with pytest.raises(rterrors.InvalidArgument, match="no command"):
-        bundle.process_argv({}, _c())
+        records.process_argv({}, _c())
 
 
 def test_env_merge() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli.main import main
-from reconciler.runtime.native import containers, procs, restart
+from reconciler.runtime.native import procs, records, restart
 from reconciler.runtime.native.backend import NativeRuntime
 from tests.helpers.host import Host
 
@@ -116,7 +116,7 @@ def run_ticker(host: Host, image: str, restart: str) -> None:
                  "sh", "-c", "while true; do echo tick; sleep 0.1; done"]) == 0
 
 
-def kill_monitor(rt: NativeRuntime) -> containers.Record:
+def kill_monitor(rt: NativeRuntime) -> records.Record:
     rec = rt.containers.get("box")
     assert rec.status == "running"
     assert rec.conmon_pid

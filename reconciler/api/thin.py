@@ -1,0 +1,80 @@
+"""The smallest client of the agent's API: one request over its Unix socket, a JSON reply back.
+
+For the read-only commands the agent serves (#21, the client–server split), which must start
+as fast as docker's: `http.client` (ApiClient) imports `email` and `ssl`, about as much as the
+rest of `reconcile ps` together. The agent always answers HTTP/1.1 with a Content-Length
+(api/server.py), and closes when asked to, so a reply is the bytes up to EOF.
+
+    thin.request(socket_path, "GET", "/v1/containers")          -> (status, JSON value)
+    thin.request(socket_path, "POST", "/v1/pull", {"ref": ...})  (OSError when nobody answers)
+    thin.stream(socket_path, "/v1/containers/web/logs?follow=1")  -> (status, JSON lines as they come)
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Generator
+from typing import Any
+
+__all__ = ["DEFAULT_SOCKET", "request", "stream"]
+
+DEFAULT_SOCKET = "/run/reconciler/reconciler.sock"
+
+
+def request(socket_path: str, method: str, path: str, body: Any = None, *,
+            timeout: float = 30.0) -> tuple[int, Any]:
+    """`method` `path` (with `body` as JSON, if any) to the agent on `socket_path`: (HTTP
+    status, the JSON reply). OSError when the socket does not answer; ValueError for a reply
+    that is not whole HTTP with JSON."""
+    data = b"" if body is None else json.dumps(body).encode()
+    asked = (f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+             + (f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n" if body is not None else "")
+             + "\r\n")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(socket_path)
+        s.sendall(asked.encode() + data)
+        chunks = []
+        while chunk := s.recv(1 << 16):
+            chunks.append(chunk)
+    head, sep, reply = b"".join(chunks).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    if not sep or not lines[0].startswith("HTTP/1."):
+        raise ValueError(f"the agent on {socket_path} did not answer HTTP")
+    headers = dict(line.lower().split(":", 1) for line in lines[1:] if ":" in line)
+    if int(headers.get("content-length", len(reply))) != len(reply):
+        raise ValueError(f"the agent on {socket_path} closed the connection mid-reply")
+    return int(lines[0].split(" ", 2)[1]), json.loads(reply)
+
+
+def stream(socket_path: str, path: str, *, timeout: float | None = None) -> tuple[int, Generator[Any, None, None]]:
+    """GET `path`, whose reply (200) is JSON lines written as they come (api/server.py streams
+    events and logs so): (HTTP status, each line's value as it arrives, until the agent ends
+    the reply). A reply other than 200 yields nothing. OSError when the socket does not answer."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        s.connect(socket_path)
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        f = s.makefile("rb")
+        status_line = f.readline().decode("latin-1")
+        if not status_line.startswith("HTTP/1."):
+            raise ValueError(f"the agent on {socket_path} did not answer HTTP")
+        while f.readline() not in (b"\r\n", b"\n", b""):
+            continue
+    except BaseException:
+        s.close()
+        raise
+
+    def values() -> Generator[Any, None, None]:
+        try:
+            for line in f if status == 200 else ():
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            f.close()
+            s.close()
+
+    status = int(status_line.split(" ", 2)[1])
+    return status, values()

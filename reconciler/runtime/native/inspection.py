@@ -1,0 +1,84 @@
+"""`docker inspect`-shaped documents of container records (the CLI's `inspect`, the Engine API).
+
+Reading only: imports the records, not the lifecycle, so `reconcile inspect` starts light.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.runtime.native import records, volumes
+
+__all__ = ["document"]
+
+
+def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
+    """A `docker inspect`-shaped document of one container."""
+    argv = rec.command_line()
+    p = store.paths(rec.id)
+    cfg = rec.config
+    hc = records.effective_healthcheck(rec)
+    state: dict[str, Any] = {
+        "Status": rec.state().status.value, "Running": rec.status == "running",
+        "Paused": False, "Restarting": rec.restarting and rec.status == "exited",
+        "OOMKilled": rec.oom_killed, "Dead": rec.status == "dead",
+        "Pid": rec.pid if rec.status == "running" else 0,
+        "ExitCode": rec.exit_code or 0, "Error": rec.error or "",
+        "StartedAt": rec.started_at or "0001-01-01T00:00:00Z",
+        "FinishedAt": rec.finished_at or "0001-01-01T00:00:00Z",
+    }
+    if hc is not None:
+        state["Health"] = {"Status": rec.health or "starting", "FailingStreak": rec.health_failures,
+                           "Log": [dict(x) for x in rec.health_log]}
+    env = [f"{k}={v}" for k, v in cfg.env.items()]
+    mounts = [{"Type": m.type, "Name": m.source if m.type == "volume" else "",
+               "Source": str(volumes.data_dir(store.config.root, m.source)) if m.type == "volume" else m.source,
+               "Destination": m.target, "RW": not m.read_only} for m in cfg.mounts]
+    res = cfg.resources
+    network_mode = "host" if cfg.networks == ("host",) else ("none" if cfg.networks in ((), ("none",)) and not rec.netns_path else ",".join(cfg.networks) or "default")
+    return {
+        "Id": rec.id,
+        "Name": "/" + rec.name,
+        "Created": rec.created,
+        "Path": argv[0] if argv else "",
+        "Args": argv[1:],
+        "State": state,
+        "Image": rec.image_id,
+        "ImageRef": rec.image,
+        "RestartCount": rec.restart_count,
+        "Driver": "overlay",
+        "LogPath": str(p.log),
+        "ResolvConfPath": str(p.dir / "resolv.conf"),
+        "HostnamePath": str(p.dir / "hostname"),
+        "HostsPath": str(p.dir / "hosts"),
+        "Platform": "linux",
+        "Mounts": mounts,
+        "GraphDriver": {"Name": "overlay", "Data": {
+            "LowerDir": ":".join(reversed(rec.lowerdirs)), "UpperDir": str(p.upper),
+            "WorkDir": str(p.work), "MergedDir": str(p.rootfs)}},
+        "Config": {
+            "Hostname": rec.hostname, "User": cfg.user if cfg.user is not None else rec.image_config.get("User", ""),
+            "Env": list(rec.image_config.get("Env") or []) + env,
+            "Cmd": list(cfg.args) if cfg.args is not None else rec.image_config.get("Cmd"),
+            "Entrypoint": list(cfg.command) if cfg.command is not None else rec.image_config.get("Entrypoint"),
+            "Image": rec.image, "WorkingDir": cfg.workdir or rec.image_config.get("WorkingDir", ""),
+            "Labels": dict(cfg.labels), "StopSignal": cfg.stop_signal or rec.image_config.get("StopSignal", "SIGTERM"),
+            "StopTimeout": cfg.stop_timeout,
+            "Healthcheck": None if hc is None else {"Test": list(hc.test), "Interval": int(hc.interval * 1e9),
+                                                     "Timeout": int(hc.timeout * 1e9), "Retries": hc.retries,
+                                                     "StartPeriod": int(hc.start_period * 1e9)},
+        },
+        "HostConfig": {
+            "NetworkMode": network_mode,
+            "RestartPolicy": {"Name": cfg.restart.name, "MaximumRetryCount": cfg.restart.max_retries},
+            "Memory": res.memory or 0, "NanoCpus": int((res.cpus or 0) * 1e9), "PidsLimit": res.pids,
+            "ReadonlyRootfs": cfg.read_only, "CapAdd": list(cfg.cap_add), "CapDrop": list(cfg.cap_drop),
+            "Runtime": rec.runtime,
+        },
+        "NetworkSettings": {
+            "Networks": {n: {"IPAddress": ip} for n, ip in rec.ip_addresses.items()},
+            "Ports": {f"{pm.container_port}/{pm.protocol}": [{"HostIp": pm.host_ip, "HostPort": str(pm.host_port)}]
+                      for pm in cfg.ports},
+            "SandboxKey": rec.netns_path or "",
+        },
+    }

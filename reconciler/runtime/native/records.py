@@ -1,0 +1,498 @@
+"""Container records: what the engine knows about each container, read cheaply.
+
+A record is a row of the state DB (`containers`: id, name and the `Record` as JSON). Reading
+records is what `ps`, `inspect`, `logs` and every pass's observation do, so this module imports
+only what reading needs, not the lifecycle's bundle, mounts, networking, health or restart code:
+`RecordStore` loads records, and `containers.ContainerManager` adds the lifecycle on top of it.
+
+Rediscovery: records say what we last knew; `refresh()` reads conmon's exit file (written
+even while no engine process runs) and /proc, so a restarted engine learns about exits that
+happened meanwhile.
+
+Reading is O(changes): triggers bump a version number (`containers_version`) with every write
+to the table, by any process, so `stored()` re-reads the rows only when it moved, and parses
+only the rows whose JSON changed. The supervision loops poll `stored()` (health) and conmon's
+exits dir (`exits_signature`, restarts) instead of refreshing every record every tick.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shlex
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reconciler.runtime import base
+from reconciler.runtime import errors as rterrors
+from reconciler.runtime.native import cgroups, conmon, logs, procs
+from reconciler.runtime.native.config import NativeConfig
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from reconciler.runtime.native import oci
+
+__all__ = [
+    "Paths",
+    "Record",
+    "RecordStore",
+    "config_from_dict",
+    "config_to_dict",
+    "effective_healthcheck",
+    "now",
+    "process_argv",
+    "summary",
+]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS containers_version (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    n INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS containers_inserted AFTER INSERT ON containers BEGIN
+    INSERT INTO containers_version (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS containers_updated AFTER UPDATE ON containers BEGIN
+    INSERT INTO containers_version (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS containers_deleted AFTER DELETE ON containers BEGIN
+    INSERT INTO containers_version (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1;
+END;
+"""
+
+# How long after a change of conmon's exits dir it counts as changed still: a directory's mtime
+# has the kernel's coarse clock (a tick, 1-10 ms), so an exit file written within the same
+# tick as the last look leaves the mtime as it was; looking again until this long has passed
+# sees it.
+EXITS_SETTLE = 0.1
+
+
+def now() -> str:
+    """RFC 3339 UTC with microseconds, as stored in records."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _ns_time(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# ---------------------------------------------------------------------------- records
+
+def process_argv(image_config: Mapping[str, Any], config: base.ContainerConfig) -> tuple[str, ...]:
+    """Entrypoint + Cmd: a given entrypoint drops the image's Cmd (Docker's rule)."""
+    entrypoint = list(config.command) if config.command is not None else list(image_config.get("Entrypoint") or [])
+    if config.args is not None:
+        cmd = list(config.args)
+    elif config.command is not None:
+        cmd = []
+    else:
+        cmd = list(image_config.get("Cmd") or [])
+    argv = tuple(entrypoint + cmd)
+    if not argv:
+        raise rterrors.InvalidArgument(
+            f"container {config.name}: no command specified",
+            hint="the image has neither Entrypoint nor Cmd; give a command",
+        )
+    return argv
+
+
+def config_to_dict(c: base.ContainerConfig) -> dict[str, Any]:
+    """The record's config: a secret mount's content is left out (base.config_to_json)."""
+    return base.config_to_json(c)
+
+
+def config_from_dict(d: Mapping[str, Any]) -> base.ContainerConfig:
+    d = dict(d)
+
+    def tup(v: Any) -> tuple[Any, ...] | None:
+        return None if v is None else tuple(v)
+
+    hc = d.get("healthcheck")
+    return base.ContainerConfig(
+        name=d["name"], image=d["image"], command=tup(d.get("command")), args=tup(d.get("args")),
+        env=dict(d.get("env") or {}), user=d.get("user"), workdir=d.get("workdir"),
+        hostname=d.get("hostname"), labels=dict(d.get("labels") or {}),
+        ports=tuple(base.PortMapping(**p) for p in d.get("ports") or ()),
+        networks=tuple(d.get("networks") or ()), aliases=tuple(d.get("aliases") or ()),
+        mounts=tuple(base.Mount(**{**m, "options": tuple(m.get("options") or ())}) for m in d.get("mounts") or ()),
+        restart=base.RestartPolicy(**(d.get("restart") or {})),
+        healthcheck=base.Healthcheck(**{**hc, "test": tuple(hc["test"])}) if hc else None,
+        resources=base.Resources(**(d.get("resources") or {})),
+        read_only=bool(d.get("read_only")), cap_add=tuple(d.get("cap_add") or ()),
+        cap_drop=tuple(d.get("cap_drop") or ()), stop_signal=d.get("stop_signal"),
+        stop_timeout=float(d.get("stop_timeout", 10.0)), init=bool(d.get("init")),
+        sysctls=dict(d.get("sysctls") or {}), ulimits=tuple(base.Ulimit(**u) for u in d.get("ulimits") or ()),
+        shm_size=d.get("shm_size"), extra_hosts=tuple(d.get("extra_hosts") or ()), dns=tuple(d.get("dns") or ()),
+        dns_search=tuple(d.get("dns_search") or ()), tty=bool(d.get("tty")), stdin_open=bool(d.get("stdin_open")),
+        no_new_privileges=bool(d.get("no_new_privileges")), dns_options=tuple(d.get("dns_options") or ()),
+        oom_score_adj=d.get("oom_score_adj"), group_add=tuple(d.get("group_add") or ()),
+    )
+
+
+@dataclass(frozen=True)
+class Record:
+    """What the engine knows about one container (persisted as JSON in the state DB)."""
+
+    id: str
+    name: str
+    image: str
+    image_id: str
+    created: str
+    config: base.ContainerConfig
+    image_config: Mapping[str, Any]
+    lowerdirs: tuple[str, ...]               # bottom first
+    hostname: str
+    stop_signal: int
+    runtime: str = "runc"
+    status: str = "created"                  # base.ContainerStatus values
+    pid: int | None = None
+    conmon_pid: int | None = None
+    exit_code: int | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    oom_killed: bool = False
+    restart_count: int = 0
+    manually_stopped: bool = False
+    health: str | None = None
+    health_failures: int = 0
+    health_log: tuple[Mapping[str, Any], ...] = ()
+    ip_addresses: Mapping[str, str] = field(default_factory=dict)
+    netns_path: str | None = None
+    restarting: bool = False                 # in restart backoff (set by the RestartManager)
+    cgroup_prefix: str = ""                  # parent cgroup name (the creating engine's prefix)
+    terminal: bool = False                   # main process on a pseudo-terminal (run -t)
+    stdin: bool = False                      # main process stdin kept open for attach (run -i)
+    # who `pid` and `conmon_pid` are (procs.alive): their start times and the boot they ran in
+    pid_start: int | None = None
+    conmon_start: int | None = None
+    boot_id: str | None = None
+    error: str | None = None                 # why the engine ended it (State.Error), None otherwise
+
+    def main_alive(self) -> bool:
+        # a zombie still counts until reaped (conmon reaps it and writes the exit file meanwhile)
+        return procs.alive(self.pid, self.pid_start, self.boot_id, zombie_ok=True)
+
+    def conmon_alive(self) -> bool:
+        # a conmon that ended is a zombie until PID 1 reaps it: its exit file is (being) written
+        return procs.alive(self.conmon_pid, self.conmon_start, self.boot_id, zombie_ok=True)
+
+    def to_json(self) -> str:
+        d = dataclasses.asdict(self)
+        d["config"] = config_to_dict(self.config)
+        d["image_config"] = dict(self.image_config)
+        d["ip_addresses"] = dict(self.ip_addresses)
+        d["health_log"] = [dict(x) for x in self.health_log]
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Record:
+        d = json.loads(text)
+        d["config"] = config_from_dict(d["config"])
+        d["lowerdirs"] = tuple(d.get("lowerdirs") or ())
+        d["health_log"] = tuple(d.get("health_log") or ())
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def state(self) -> base.ContainerState:
+        status = base.ContainerStatus(self.status)
+        if self.restarting and status == base.ContainerStatus.EXITED:
+            status = base.ContainerStatus.RESTARTING
+        return base.ContainerState(
+            id=self.id, name=self.name, image=self.image, image_id=self.image_id,
+            labels=dict(self.config.labels), status=status, created=self.created,
+            exit_code=self.exit_code, started_at=self.started_at, finished_at=self.finished_at,
+            pid=self.pid if self.status == "running" else None, oom_killed=self.oom_killed,
+            health=self.health, restart_count=self.restart_count,
+            ip_addresses=dict(self.ip_addresses), ports=self.config.ports,
+            manually_stopped=self.manually_stopped, error=self.error,
+        )
+
+    def command_line(self) -> list[str]:
+        """The container's argv (Entrypoint + Cmd after overrides); [] when it has none."""
+        try:
+            return list(process_argv(self.image_config, self.config))
+        except rterrors.RuntimeBackendError:
+            return []
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every host path of one container."""
+
+    dir: Path
+    run_dir: Path
+    cid: str
+
+    @property
+    def rootfs(self) -> Path:
+        return self.dir / "rootfs"
+
+    @property
+    def upper(self) -> Path:
+        return self.dir / "upper"
+
+    @property
+    def work(self) -> Path:
+        return self.dir / "work"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "ctr.log"
+
+    @property
+    def config_json(self) -> Path:
+        return self.dir / "config.json"
+
+    @property
+    def secrets(self) -> Path:
+        """The container's own tmpfs holding its secret files (RAM only; gone with a reboot)."""
+        return self.dir / "secrets"
+
+    @property
+    def conmon(self) -> conmon.ConmonPaths:
+        return conmon.ConmonPaths(
+            bundle=self.dir, log_path=self.log, exit_dir=self.run_dir / "exits",
+            persist_dir=self.run_dir / "conmon" / self.cid, socket_dir=self.run_dir / "conmon",
+        )
+
+
+def summary(rec: Record) -> dict[str, Any]:
+    """What `ps` shows of a container, as JSON values: the CLI makes its rows of these, whether
+    it read the records itself or the agent served them (GET /v1/containers)."""
+    st = rec.state()
+    return {
+        "id": rec.id, "image": rec.image, "command": shlex.join(rec.command_line()), "created": rec.created,
+        "status": st.status.value, "exit_code": st.exit_code, "health": st.health,
+        "ports": ", ".join(f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}" for p in st.ports),
+        "name": rec.name, "labels": dict(rec.config.labels), "restart_count": st.restart_count,
+        "started_at": st.started_at, "finished_at": st.finished_at,
+    }
+
+
+def effective_healthcheck(rec: Record) -> base.Healthcheck | None:
+    """The container's healthcheck, else the image's; None when there is none or it is NONE."""
+    hc = rec.config.healthcheck
+    if hc is None:
+        img = rec.image_config.get("Healthcheck") or {}
+        test = tuple(img.get("Test") or ())
+        if not test:
+            return None
+        ns = 1e9
+        hc = base.Healthcheck(
+            test=test,
+            interval=(img.get("Interval") or 30 * ns) / ns,
+            timeout=(img.get("Timeout") or 30 * ns) / ns,
+            retries=int(img.get("Retries") or 3),
+            start_period=(img.get("StartPeriod") or 0) / ns,
+        )
+    if not hc.test or hc.test[0] == "NONE":
+        return None
+    return hc
+
+
+# ---------------------------------------------------------------------------- store
+
+class RecordStore:
+    """The container records of an engine's state DB, kept up to date with what conmon and
+    /proc say (`refresh`). Creates nothing but its table: `ps` and `inspect` read through it."""
+
+    def __init__(self, config: NativeConfig, *, oci_runtime: str | None = None) -> None:
+        config.check_names()            # another root's run dir, or this root with another prefix
+        self.config = config
+        self.db = config.db()
+        self.db.ensure_schema("native.containers", SCHEMA)
+        self.runtime_name = oci_runtime or config.oci_runtime
+        self._runtimes: dict[str, oci.OciRuntime] = {}
+        # parsed records: id -> (its JSON, the Record), and the records of one version, newest
+        # first. Replaced whole, never mutated: threads share them without a lock
+        self._parsed: dict[str, tuple[str, Record]] = {}
+        self._stored: tuple[int, tuple[Record, ...]] | None = None
+
+    def oci(self, name: str | None = None) -> oci.OciRuntime:
+        """The OCI runtime `name` (runc, crun; the one for new containers by default)."""
+        # the lifecycle's module: reading needs it only for a created container whose conmon is gone
+        from reconciler.runtime.native import oci as oci_mod
+
+        name = name or self.runtime_name
+        if name not in self._runtimes:
+            self._runtimes[name] = oci_mod.OciRuntime.find(name, self.config.run_dir / name)
+        return self._runtimes[name]
+
+    def paths(self, cid: str) -> Paths:
+        return Paths(dir=self.config.root / "containers" / cid, run_dir=self.config.run_dir, cid=cid)
+
+    def _prefix(self, rec: Record) -> str:
+        return rec.cgroup_prefix or self.config.name_prefix
+
+    def event(self, rec: Record, action: str, *, conn: sqlite3.Connection | None = None, **extra: Any) -> None:
+        """Journal a lifecycle step of `rec` with Docker's attributes (its labels, image, name):
+        whichever process sees it first (`refresh` learns of exits) writes it (journal.py)."""
+        from reconciler.runtime.native import journal
+
+        attrs = {**rec.config.labels, "image": rec.config.image, "name": rec.name, **extra}
+        journal.Journal(self.db).record("container", action, rec.id, attrs, conn=conn)
+
+    def _save(self, rec: Record) -> None:
+        with self.db.tx() as conn:
+            conn.execute("UPDATE containers SET data = ? WHERE id = ?", (rec.to_json(), rec.id))
+
+    def _load(self, name_or_id: str) -> Record:
+        key = name_or_id.lstrip("/")
+        conn = self.db.connect()
+        row = conn.execute("SELECT id, data FROM containers WHERE id = ? OR name = ?", (key, key)).fetchone()
+        if row is None and len(key) >= 3 and re.fullmatch(r"[0-9a-f]+", key):
+            rows = conn.execute("SELECT id, data FROM containers WHERE id LIKE ?", (key + "%",)).fetchall()
+            if len(rows) > 1:
+                raise rterrors.InvalidArgument(f"container id prefix {key} is ambiguous")
+            row = rows[0] if rows else None
+        if row is None:
+            raise rterrors.NotFound(f"no such container: {name_or_id}")
+        return self._parse(row["id"], row["data"])
+
+    def _parse(self, cid: str, text: str) -> Record:
+        """The record stored as `text`: parsed once for as long as the stored JSON stays the same."""
+        known = self._parsed.get(cid)
+        return known[1] if known is not None and known[0] == text else Record.from_json(text)
+
+    def version(self) -> int:
+        """A number that changes with every write to the container records, by any process."""
+        row = self.db.connect().execute("SELECT n FROM containers_version").fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def exits_signature(self) -> tuple[int, int, int] | None:
+        """What tells a change of conmon's exits dir (a container ended): its inode, size and
+        mtime; None while it changed too recently to tell a further change (EXITS_SETTLE)."""
+        try:
+            st = os.stat(self.config.run_dir / "exits")
+        except OSError:
+            return (0, 0, 0)
+        if time.time_ns() - st.st_mtime_ns < EXITS_SETTLE * 1e9:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def exit_files(self) -> set[str]:
+        """The ids conmon wrote an exit file for (the names in its exits dir; none is read)."""
+        try:
+            with os.scandir(self.config.run_dir / "exits") as entries:
+                return {e.name for e in entries}
+        except OSError:
+            return set()
+
+    def stored(self) -> tuple[Record, ...]:
+        """Every record as the DB holds it (not refreshed), newest first. The rows are read only
+        when the version moved, and only the ones whose JSON changed are parsed again."""
+        version = self.version()          # first: rows read after it are at least this new
+        cached = self._stored
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        parsed = {row["id"]: (row["data"], self._parse(row["id"], row["data"]))
+                  for row in self.db.connect().execute("SELECT id, data FROM containers")}
+        recs = tuple(sorted((rec for _, rec in parsed.values()), key=lambda r: r.created, reverse=True))
+        self._parsed, self._stored = parsed, (version, recs)
+        return recs
+
+    def update(self, name_or_id: str, fn: Callable[[Record], Record]) -> Record:
+        """Read-modify-write of a record (used by health checks and the restart manager)."""
+        rec = self._load(name_or_id)
+        with self.db.tx() as conn:
+            row = conn.execute("SELECT data FROM containers WHERE id = ?", (rec.id,)).fetchone()
+            if row is None:
+                raise rterrors.NotFound(f"no such container: {name_or_id}")
+            new = fn(Record.from_json(row["data"]))
+            conn.execute("UPDATE containers SET data = ? WHERE id = ?", (new.to_json(), rec.id))
+        return new
+
+    def refresh(self, rec: Record) -> Record:
+        """Bring a record up to date with conmon's exit file and the runtime's state."""
+        return self._secrets_lost(self._refresh(rec))
+
+    def _secrets_lost(self, rec: Record) -> Record:
+        """An exited container whose secret files' tmpfs is gone (a reboot) cannot run again:
+        it is `dead`, which the planner recreates from the manifests (with the secrets)."""
+        if rec.status != "exited" or not any(m.type == "secret" for m in rec.config.mounts):
+            return rec
+        from reconciler.runtime.native import mounts  # only for such a one: ps stays light
+
+        if mounts.is_mounted(self.paths(rec.id).secrets):
+            return rec
+        new = dataclasses.replace(rec, status="dead", error="its secret files were in memory only and are gone "
+                                  "(the host rebooted); it is re-created from its manifests")
+        self._save(new)
+        return new
+
+    def _refresh(self, rec: Record) -> Record:
+        if rec.status not in ("running", "created"):
+            return rec
+        p = self.paths(rec.id).conmon
+        ex = conmon.read_exit(p, rec.id)
+        if ex is None and rec.conmon_pid and not rec.conmon_alive() and (
+                rec.status == "created" or not rec.main_alive()):
+            # conmon writes the exit file, then ends: it may have done both since the first read,
+            # or be ending now. Only a killed conmon (a reboot) leaves none: give it half a second
+            # once, before the container is taken for lost
+            for _ in range(10):
+                ex = conmon.read_exit(p, rec.id)
+                if ex is not None:
+                    break
+                time.sleep(0.05)
+        new = rec
+        if ex is not None:
+            code, ns = ex
+            oom = conmon.was_oom_killed(p) or (code == 137 and cgroups.oom_kill_count(self._prefix(rec), rec.id) > 0)
+            new = dataclasses.replace(rec, status="exited", exit_code=code, finished_at=_ns_time(ns),
+                                      oom_killed=oom, pid=None)
+        elif rec.status == "running" and not rec.main_alive() and not rec.conmon_alive():
+            # no exit file and neither process (gone, a zombie, another process with the pid, or
+            # from an earlier boot): the host rebooted, or conmon was killed with the container
+            new = dataclasses.replace(rec, status="exited", exit_code=255, finished_at=now(), pid=None)
+        elif rec.status == "created" and rec.conmon_pid and not rec.conmon_alive():
+            st = self.oci(rec.runtime).state(rec.id)
+            if st is None or st.get("status") == "stopped":
+                new = dataclasses.replace(rec, status="exited", exit_code=255, finished_at=now(), pid=None)
+        if new is not rec:
+            with self.db.tx() as conn:
+                row = conn.execute("SELECT data FROM containers WHERE id = ?", (rec.id,)).fetchone()
+                if row is not None:
+                    cur = Record.from_json(row["data"])
+                    if cur.status == rec.status and cur.pid == rec.pid:
+                        conn.execute("UPDATE containers SET data = ? WHERE id = ?", (new.to_json(), rec.id))
+                        if new.oom_killed:
+                            self.event(new, "oom", conn=conn)
+                        self.event(new, "die", conn=conn, exitCode=new.exit_code)
+                    else:
+                        new = cur
+        return new
+
+    def get(self, name_or_id: str) -> Record:
+        return self.refresh(self._load(name_or_id))
+
+    def records(self, selector: Mapping[str, str] | None = None) -> list[Record]:
+        """The records (those whose labels match `selector`), newest first, each refreshed."""
+        return [self.refresh(r) for r in self.stored()
+                if not selector or base.labels_match(r.config.labels, selector)]
+
+    def logs(
+        self, name_or_id: str, *, follow: bool = False, since: str | None = None, tail: int | None = None,
+    ) -> Iterator[base.LogLine]:
+        """The container's output (k8s-file log and its rotated files); `follow` until it stops."""
+        rec = self.get(name_or_id)
+
+        def running() -> bool:
+            try:
+                return self.get(rec.id).status in ("running", "created")
+            except rterrors.NotFound:
+                return False
+
+        return logs.read_logs(self.paths(rec.id).log, follow=follow, since=since, tail=tail, is_running=running)

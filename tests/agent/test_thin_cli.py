@@ -1,0 +1,105 @@
+"""The client–server split (#21): while an agent holds a state root, `reconcile ps`, `inspect`,
+`images`, `logs` and a `pull` of an image present are thin clients of the agent's socket (no engine
+code, registry client or database loaded), and what they print is the same as when they read
+the root themselves (no agent, or one that no longer answers)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.agent.conftest import AgentProc, wait_for
+from tests.agent.test_native import doc, state
+
+pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+COMMANDS = (("ps", "-a"), ("ps", "-a", "--no-trunc"), ("ps", "-a", "-o", "json"), ("ps", "-q"),
+            ("ps", "-aq", "--filter", "label=tier=front"), ("inspect", "web", "job"), ("inspect", "web", "nope"),
+            ("images",), ("images", "-o", "json"), ("images", "-q", "--no-trunc"), ("pull", "IMAGE"),
+            ("pull", "-q", "IMAGE"), ("logs", "web"), ("logs", "-t", "job"), ("logs", "--tail", "1", "-f", "job"),
+            ("logs", "nope"), ("logs", "--since", "yesterday", "job"))
+# what `ps` must not load when the agent answers: the engine's code, the state database, and
+# http.client's email and ssl
+ENGINE = ("sqlite3", "reconciler.runtime.native", "reconciler._sqlite", "http.client", "email", "ssl", "httpx",
+          "reconciler.registry_client")
+
+
+def reconcile(a: AgentProc, *argv: str, importtime: bool = False) -> subprocess.CompletedProcess[str]:
+    """`reconcile ARGV` on the agent's root."""
+    env = {**os.environ, "RECONCILER_ROOT": str(a.root), "RECONCILER_RUN_DIR": str(a.run_dir),
+           "RECONCILER_PREFIX": a.prefix}
+    return subprocess.run([sys.executable, *(["-X", "importtime"] if importtime else []), "-m", "reconciler",
+                           *argv], cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=60)
+
+
+def outputs(a: AgentProc, image: str) -> list[tuple[int, str, str]]:
+    """Exit code, stdout and stderr of each of COMMANDS (IMAGE: `image`), with the ages
+    ("Up 3 seconds", "4 seconds ago") made equal."""
+    ages = re.compile(r"\b(\d+ seconds?|Less than a second|About a minute|\d+ minutes)\b")
+    done = [reconcile(a, *(image if x == "IMAGE" else x for x in argv)) for argv in COMMANDS]
+    return [(p.returncode, re.sub(r" {2,}", "  ", ages.sub("AGE", p.stdout)), p.stderr) for p in done]
+
+
+def loaded(a: AgentProc, image: str) -> set[str]:
+    """The modules `reconcile ps -a`, `inspect web`, `images`, `pull IMAGE` and `logs web` import."""
+    modules: set[str] = set()
+    for argv in (("ps", "-a"), ("inspect", "web"), ("images",), ("pull", image), ("logs", "web")):
+        proc = reconcile(a, *argv, importtime=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        modules |= modules_of(proc)
+    return modules
+
+
+def modules_of(proc: subprocess.CompletedProcess[str]) -> set[str]:
+    """The modules a `python -X importtime` process imported."""
+    return {ln.rsplit("|", 1)[1].strip() for ln in proc.stderr.splitlines() if ln.startswith("import time:")}
+
+
+def engine_modules(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if m.startswith(ENGINE))
+
+
+def test_ps_inspect_and_images_are_served_by_the_agent_and_print_what_they_print_without_one(
+        tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
+    a = native_agent
+    (tmp_path / "m" / "web.yaml").write_text(doc("web", busybox_image, "echo started; sleep 3600").replace(
+        "metadata: {name: web}", "metadata: {name: web, labels: {tier: front}}"))
+    (tmp_path / "m" / "job.yaml").write_text(doc("job", busybox_image, "echo out; echo err >&2; exit 3",
+                                                 restart="'no'"))
+    a.start()
+    wait_for("web running, job exited", lambda: {n: str(c.status) for n, c in state(a).items()}
+             == {"web": "running", "job": "exited"})
+
+    served = outputs(a, busybox_image)
+    assert engine_modules(loaded(a, busybox_image)) == []       # the agent answered: no engine here
+    assert [rc for rc, _, _ in served] == [0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2]
+    assert "web" in served[0][1]
+    assert "Exited (3)" in served[0][1]                         # job
+    assert len(served[4][1].split()) == 1                       # the label filter went to the agent
+    assert [d["Name"] for d in json.loads(served[5][1])] == ["/web", "/job"]
+    assert served[6][2] == "error: no such container: nope\n"
+    assert "test/busybox" in served[7][1]
+    assert f"Status: Image is up to date for {busybox_image}\n" in served[10][1]
+    assert served[11][1] == f"{busybox_image}\n"
+    assert served[12][1] == "started\n"
+    assert re.fullmatch(r"\S+ out\n", served[13][1])
+    assert re.fullmatch(r"\S+ err\n", served[13][2])
+    assert served[14][1:] == ("", "err\n")                      # the last line, on stderr
+    assert served[15][2] == "error: no such container: nope\n"
+
+    status = reconcile(a, "status", importtime=True)           # the agent's status, with no http.client
+    assert status.stdout.startswith(f"agent pid {a.pid} (native)")
+    assert sorted(m for m in modules_of(status) if m.startswith(("ssl", "email", "http.client"))) == []
+
+    a.kill9()                                                   # its agent.json stays, nobody answers
+    assert (a.root / "agent.json").exists()
+    read_here = outputs(a, busybox_image)
+    assert "sqlite3" in engine_modules(loaded(a, busybox_image))  # it read the root itself
+    assert read_here == served

@@ -1,0 +1,128 @@
+"""Reading container records costs O(changes) (#21): the rows are read again only when the
+version the triggers keep has moved, a row is parsed again only when its JSON changed, and the
+supervision loops poll what changed instead of refreshing every record every 200 ms."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli.main import main
+from reconciler.runtime.native import health, records, recovery, restart
+from tests.helpers.host import Host
+
+pytestmark = [pytest.mark.root, pytest.mark.registry]
+
+ROWS = "SELECT id, data FROM containers"
+
+
+def cli(host: Host, command: str, *argv: str) -> None:
+    args = [a for a in host.cli_args() if a not in ("--runtime", "native")]
+    assert main([command, *args, *argv]) == 0
+
+
+def test_records_are_read_and_parsed_again_only_when_they_change(host: Host, busybox_image: str) -> None:
+    cli(host, "run", "-d", "--name", "a", "--network", "none", busybox_image, "sleep", "3600")
+    cli(host, "run", "-d", "--name", "b", "--network", "none", busybox_image, "sleep", "3600")
+    rt = host.runtime()
+    statements: list[str] = []
+    conn = rt.containers.db.connect()
+    try:
+        first = rt.containers.stored()
+        assert [r.name for r in first] == ["b", "a"]                    # newest first, as ps lists
+        conn.set_trace_callback(statements.append)
+        assert rt.containers.stored() is first                         # nothing changed: no row read
+        assert [r.status for r in rt.containers.records()] == ["running", "running"]
+        recovery.recover(rt)                                            # nothing to recover: no row read
+        assert not [s for s in statements if ROWS in s], statements
+        cli(host, "stop", "-t", "0", "b")                               # another connection writes
+        after = rt.containers.stored()
+        assert after is not first
+        assert [s for s in statements if ROWS in s] == [ROWS]
+        by_name = {r.name: r for r in after}
+        assert by_name["b"].status == "exited"
+        assert by_name["a"] is first[1]                                 # its JSON did not change: not parsed
+    finally:
+        conn.set_trace_callback(None)
+        rt.close()
+
+
+def test_an_idle_health_tick_reads_no_record_and_a_due_probe_still_runs(host: Host, busybox_image: str) -> None:
+    cli(host, "run", "-d", "--name", "hc", "--network", "none", "--health-cmd", "true", "--health-interval", "5s",
+        busybox_image, "sleep", "3600")
+    cli(host, "run", "-d", "--name", "plain", "--network", "none", busybox_image, "sleep", "3600")
+    rt = host.runtime()
+    now = [1000.0]
+    checker = health.HealthChecker(rt.containers, clock=lambda: now[0])
+    statements: list[str] = []
+    conn = rt.containers.db.connect()
+    try:
+        checker.tick()                                                  # reads the records, schedules hc
+        conn.set_trace_callback(statements.append)
+        checker.tick()
+        checker.tick()
+        assert statements == ["SELECT n FROM containers_version"] * 2  # the version, nothing else
+        now[0] += 6                                                     # hc's interval passed
+        checker.tick()
+        assert rt.containers.get("hc").health == "healthy"
+        assert rt.containers.get("plain").health is None
+    finally:
+        conn.set_trace_callback(None)
+        rt.close()
+
+
+def test_the_exits_dir_counts_as_changed_until_its_mtime_settles(host: Host) -> None:
+    """A directory's mtime has the kernel's coarse clock: an exit file written in the same tick
+    as the restart manager's last look would leave it unchanged. While the last change is that
+    recent, the signature says "changed" (None), so the loop looks again."""
+    rt = host.runtime()
+    exits = Path(host.config.run_dir) / "exits"
+    written = [exits / "not-a-container-1", exits / "not-a-container-2"]
+    try:
+        store = rt.containers
+        written[0].write_text("0")
+        assert store.exits_signature() is None
+        time.sleep(records.EXITS_SETTLE + 0.05)
+        settled = store.exits_signature()
+        assert settled is not None
+        assert store.exits_signature() == settled                       # nothing changed: the same
+        written[1].write_text("0")
+        assert store.exits_signature() is None
+        time.sleep(records.EXITS_SETTLE + 0.05)
+        assert store.exits_signature() not in (None, settled)
+    finally:
+        for f in written:
+            f.unlink(missing_ok=True)
+        rt.close()
+
+
+def test_a_tick_for_new_exit_files_refreshes_their_containers_and_the_sweep_all(host: Host,
+                                                                                busybox_image: str) -> None:
+    """While a pass stops many containers, the exits dir changes at every poll: those ticks
+    refresh the containers that have an exit file, not all; the sweep (every 2 s) refreshes
+    all, and finds one whose processes vanished without one."""
+    cli(host, "run", "-d", "--name", "ends", "--network", "none", busybox_image, "sh", "-c", "exit 3")
+    cli(host, "run", "-d", "--name", "lost", "--network", "none", busybox_image, "sleep", "3600")
+    rt = host.runtime()
+    try:
+        lost = rt.containers.get("lost")
+        os.kill(lost.conmon_pid or 0, signal.SIGKILL)               # a reboot's doing: no exit file
+        os.kill(lost.pid or 0, signal.SIGKILL)
+        ends = next(r for r in rt.containers.stored() if r.name == "ends")
+        deadline = time.monotonic() + 10
+        while ends.id not in rt.containers.exit_files() or lost.main_alive() or lost.conmon_alive():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        manager = restart.RestartManager(rt.containers)
+        manager.tick(full=False)
+        status = {r.name: (r.status, r.exit_code) for r in rt.containers.stored()}
+        assert status == {"ends": ("exited", 3), "lost": ("running", None)}
+        manager.tick()
+        status = {r.name: (r.status, r.exit_code) for r in rt.containers.stored()}
+        assert status == {"ends": ("exited", 3), "lost": ("exited", 255)}
+    finally:
+        rt.close()

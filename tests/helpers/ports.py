@@ -8,24 +8,21 @@ publishing: another test's client could be redirected into this test's container
 
 A port free now can still be chosen by a neighbour a moment later (a published port holds no
 socket, so the neighbour's check cannot see it): ports are leased like address blocks
-(tests/helpers/subnets.py), in a file shared by every process of the host under an flock, owned
-by the leasing pid and dropped when that process is gone.
+(tests/helpers/leases.py), owned by the leasing pid and dropped when that process is gone.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import secrets
 import socket
 from pathlib import Path
 
+from tests.helpers import leases
+
 __all__ = ["publish_port", "publish_ports"]
 
 LOW = 20000
-LEASES = Path("/tmp/reconciler-test-ports.json")
-LOCK = Path("/tmp/reconciler-test-ports.lock")
 
 
 def _ephemeral_start() -> int:
@@ -45,39 +42,16 @@ def _free(port: int) -> bool:
     return True
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _read() -> dict[int, int]:
-    try:
-        data = json.loads(LEASES.read_text())
-    except (OSError, ValueError):
-        return {}
-    return {int(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
-
-
 def publish_ports(n: int) -> list[int]:
     """`n` distinct free ports below the ephemeral range that no other live test holds."""
     top = _ephemeral_start()
-    with LOCK.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        leases = {port: pid for port, pid in _read().items() if _alive(pid)}
+    with leases.held("ports") as live:
         chosen: list[int] = []
         while len(chosen) < n:
             port = LOW + secrets.randbelow(top - LOW)
-            if port not in chosen and port not in leases and _free(port):
+            if port not in chosen and str(port) not in live and _free(port):
                 chosen.append(port)
-        leases.update((port, os.getpid()) for port in chosen)
-        tmp = LEASES.with_suffix(f".{os.getpid()}")
-        tmp.write_text(json.dumps({str(k): v for k, v in leases.items()}))
-        os.replace(tmp, LEASES)
+        live.update((str(port), os.getpid()) for port in chosen)
     return chosen
 
 

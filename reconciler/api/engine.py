@@ -90,8 +90,11 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
         kind = "bind" if src.startswith("/") else "volume"
         mounts.append(base.Mount(type=kind, source=src, target=dst, read_only="ro" in mode.split(",")))
     for m in host.get("Mounts") or ():
+        tmpfs = m.get("TmpfsOptions") or {}
+        options = tuple([*((f"size={tmpfs['SizeBytes']}",) if tmpfs.get("SizeBytes") else ()),
+                         *((f"mode={int(tmpfs['Mode']):o}",) if tmpfs.get("Mode") is not None else ())])
         mounts.append(base.Mount(type=str(m.get("Type", "volume")), source=str(m.get("Source", "")),
-                                 target=str(m["Target"]), read_only=bool(m.get("ReadOnly"))))
+                                 target=str(m["Target"]), read_only=bool(m.get("ReadOnly")), options=options))
     for dst, opts in (host.get("Tmpfs") or {}).items():
         mounts.append(base.Mount(type="tmpfs", target=dst, options=tuple(o for o in str(opts).split(",") if o)))
     ports = []
@@ -128,11 +131,33 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
         restart=base.RestartPolicy(name=str(rp.get("Name") or "no"), max_retries=int(rp.get("MaximumRetryCount") or 0)),
         healthcheck=healthcheck,
         resources=base.Resources(memory=host.get("Memory") or None, cpus=nano / 1e9 if nano else None,
-                                 pids=host.get("PidsLimit") or None),
+                                 pids=host.get("PidsLimit") or None,
+                                 memory_swap=host.get("MemorySwap") or None,
+                                 memory_reservation=host.get("MemoryReservation") or None,
+                                 cpu_shares=host.get("CpuShares") or None, cpuset=host.get("CpusetCpus") or None),
         read_only=bool(host.get("ReadonlyRootfs")), cap_add=tuple(host.get("CapAdd") or ()),
         cap_drop=tuple(host.get("CapDrop") or ()), stop_signal=body.get("StopSignal") or None,
         stop_timeout=float(body.get("StopTimeout") or 10), init=bool(host.get("Init")),
+        **_host_extras(host),
     )
+
+
+def _host_extras(host: Mapping[str, Any]) -> dict[str, Any]:
+    """The HostConfig settings beyond the basics, as the Docker backend writes them (its inverse)."""
+    security = [str(o) for o in host.get("SecurityOpt") or ()]
+    return {
+        "sysctls": {str(k): str(v) for k, v in (host.get("Sysctls") or {}).items()},
+        "ulimits": tuple(base.Ulimit(str(u["Name"]), int(u["Soft"]), int(u["Hard"])) for u in host.get("Ulimits") or ()),
+        "shm_size": host.get("ShmSize") or None,
+        "extra_hosts": tuple(str(h) for h in host.get("ExtraHosts") or ()),
+        "dns": tuple(str(d) for d in host.get("Dns") or ()),
+        "dns_search": tuple(str(d) for d in host.get("DnsSearch") or ()),
+        "dns_options": tuple(str(d) for d in host.get("DnsOptions") or ()),
+        "group_add": tuple(str(g) for g in host.get("GroupAdd") or ()),
+        "oom_score_adj": host.get("OomScoreAdj") if host.get("OomScoreAdj") else None,
+        "no_new_privileges": any(o.split(":")[0].split("=")[0] == "no-new-privileges"
+                                 and not o.endswith(("false", "=false")) for o in security),
+    }
 
 
 def _unix(ts: str | None) -> int:

@@ -250,13 +250,18 @@ def test_secret_problems(tmp_path: Path, key: tuple[AgeKey, Path], capsys: pytes
     assert "rule filePrefixes" in messages["spec.secrets[4].source"]
 
 
-def test_the_docker_backend_refuses_secrets() -> None:
+def test_the_docker_backend_binds_a_plain_secret_file_and_refuses_a_decrypted_one(tmp_path: Path) -> None:
     from reconciler.runtime import base
     from reconciler.runtime import errors as rterrors
     from reconciler.runtime.docker import backend
 
+    plain = tmp_path / "token"
+    plain.write_bytes(b"v")
+    assert backend._mount(base.Mount(type="secret", target="/run/secrets/x", source=str(plain), read_only=True,
+                                     data=b"v")) == {"Type": "bind", "Target": "/run/secrets/x",
+                                                     "Source": str(plain), "ReadOnly": True}
     with pytest.raises(rterrors.InvalidArgument, match="the secret file /run/secrets/x needs the native engine"):
-        backend._mount(base.Mount(type="secret", target="/run/secrets/x", data=b"v"))
+        backend._mount(base.Mount(type="secret", target="/run/secrets/x", source=str(plain), data=b"decrypted"))
 
 
 def test_compose_secrets_and_configs_become_secret_files(tmp_path: Path, key: tuple[AgeKey, Path]) -> None:

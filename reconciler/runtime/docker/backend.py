@@ -23,6 +23,7 @@ import struct
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from reconciler import restarting
@@ -126,9 +127,19 @@ def _mount(m: base.Mount) -> dict[str, Any]:
         if opts:
             out["TmpfsOptions"] = opts
     elif m.type == "secret":
-        raise errors.InvalidArgument(
-            f"the secret file {m.target} needs the native engine: Docker has no tmpfs a file can be put on "
-            "before the container starts", hint="use the native runtime, or an env file for this value")
+        # a plain file is bind-mounted read-only, as docker compose mounts file secrets on one
+        # host (its own owner and mode: compose ignores uid/gid/mode for files too); a file whose
+        # content is not what the container must see (sops decrypted it) has nowhere to go
+        try:
+            plain = Path(m.source).read_bytes() == m.data
+        except OSError:
+            plain = False
+        if not plain:
+            raise errors.InvalidArgument(
+                f"the secret file {m.target} needs the native engine: its content was decrypted in memory, and "
+                "Docker has no tmpfs a file can be put on before the container starts",
+                hint="use the native runtime, or an env file for this value")
+        out.update(Type="bind", Source=m.source, ReadOnly=True)
     else:
         raise errors.InvalidArgument(f"mount type {m.type!r} on {m.target} is not volume, bind or tmpfs")
     return out

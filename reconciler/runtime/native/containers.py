@@ -39,7 +39,6 @@ from reconciler.runtime.native import (
     cgroups,
     conmon,
     dns,
-    journal,
     logs,
     mounts,
     oci,
@@ -226,7 +225,6 @@ class ContainerManager(records.RecordStore):
         self.log_max_size = config.log_max_size      # rotation (rotate_logs), see logs.rotate
         self.log_max_files = config.log_max_files
         self.volumes = volume_store or volumes.VolumeStore(config.root, self.db)
-        self.journal = journal.Journal(self.db)
         self.network = network
 
     # -- plumbing

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import cgroups, conmon, logs, procs
+from reconciler.runtime.native import cgroups, conmon, journal, logs, procs
 from reconciler.runtime.native.config import NativeConfig
 
 if TYPE_CHECKING:
@@ -319,6 +319,9 @@ class RecordStore:
         # first. Replaced whole, never mutated: threads share them without a lock
         self._parsed: dict[str, tuple[str, Record]] = {}
         self._stored: tuple[int, tuple[Record, ...]] | None = None
+        # the engine's event journal (its table is made now: never inside a transaction, where
+        # its DDL would end the caller's)
+        self.journal = journal.Journal(self.db)
 
     def oci(self, name: str | None = None) -> oci.OciRuntime:
         """The OCI runtime `name` (runc, crun; the one for new containers by default)."""
@@ -339,10 +342,8 @@ class RecordStore:
     def event(self, rec: Record, action: str, *, conn: sqlite3.Connection | None = None, **extra: Any) -> None:
         """Journal a lifecycle step of `rec` with Docker's attributes (its labels, image, name):
         whichever process sees it first (`refresh` learns of exits) writes it (journal.py)."""
-        from reconciler.runtime.native import journal
-
         attrs = {**rec.config.labels, "image": rec.config.image, "name": rec.name, **extra}
-        journal.Journal(self.db).record("container", action, rec.id, attrs, conn=conn)
+        self.journal.record("container", action, rec.id, attrs, conn=conn)
 
     def _save(self, rec: Record) -> None:
         with self.db.tx() as conn:
@@ -435,6 +436,8 @@ class RecordStore:
     def _refresh(self, rec: Record) -> Record:
         if rec.status not in ("running", "created"):
             return rec
+        if rec.status == "created" and rec.conmon_pid is None:
+            return rec              # reconnect() dropped its runtime container: its start makes one
         p = self.paths(rec.id).conmon
         ex = conmon.read_exit(p, rec.id)
         if ex is None and rec.conmon_pid and not rec.conmon_alive() and (

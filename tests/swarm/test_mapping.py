@@ -110,6 +110,24 @@ def test_a_global_container_is_a_global_service() -> None:
     assert services.wanted_replicas({"Spec": spec}) is None
 
 
+def test_secret_files_are_swarm_secrets_named_by_file_digest_and_target() -> None:
+    def secret(target: str, digest: str) -> base.Mount:
+        return base.Mount("secret", target, "/m/pw", read_only=True, data=b"pw",
+                          options=("mode=0440", "uid=1000", "gid=7", f"digest={digest}"))
+
+    a, b = secret("/run/secrets/pw", "sha256:" + "1" * 64), secret("/etc/pw", "sha256:" + "1" * 64)
+    changed = secret("/run/secrets/pw", "sha256:" + "2" * 64)
+    names = {services.secret_name("web", m) for m in (a, b, changed)}
+    assert len(names) == 3                     # another target or another file: another secret
+    assert all(n.startswith("web-") and len(n) <= 64 for n in names)
+    config = base.ContainerConfig(name="web", image="i", mounts=(a, base.Mount("tmpfs", "/tmp")))
+    spec = services.service_spec(config, {services.secret_name("web", a): "sid1"})
+    cspec = spec["TaskTemplate"]["ContainerSpec"]
+    assert cspec["Mounts"] == [{"Type": "tmpfs", "Target": "/tmp", "ReadOnly": False}]
+    assert cspec["Secrets"] == [{"SecretID": "sid1", "SecretName": services.secret_name("web", a),
+                                 "File": {"Name": "/run/secrets/pw", "UID": "1000", "GID": "7", "Mode": 0o440}}]
+
+
 def test_one_host_fields_are_refused_naming_them() -> None:
     config = base.ContainerConfig(
         name="web", image="i", mounts=(base.Mount("volume", "/d", "data"), base.Mount("bind", "/c", "/srv/c")),

@@ -12,12 +12,15 @@ in docs/swarm.md; where Swarm has no equivalent the choice is noted here:
 - ports are published in host mode (each copy on its own node, as on one host);
   `update.order: start-first` falls back to stop-first when a port is published (a new copy
   could not bind it beside the old one, as on one host);
+- a secret file (`spec.secrets`) is a Swarm secret, named by `secret_name` (the backend makes
+  it; `service_spec` is given the ids);
 - `update.minReady` is Swarm's update monitor (0: Swarm's 5 s); a failed update is rolled
   back (`onFailure: rollback`, FailureAction rollback) or paused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -31,6 +34,8 @@ __all__ = [
     "placement",
     "refusals",
     "running_tasks",
+    "secret_name",
+    "secret_refs",
     "service_spec",
     "service_state",
     "stop_grace",
@@ -63,6 +68,35 @@ def refusals(config: base.ContainerConfig) -> list[str]:
         if p.host_ip not in _WILDCARDS:
             out.append(f"spec.ports[{i}]: a service publishes on every address of its node, not on "
                        f"{p.host_ip} alone; write {p.host_port}:{p.container_port}/{p.protocol}")
+    return out
+
+
+def _option(m: base.Mount, key: str, default: str) -> str:
+    for o in m.options:
+        k, _, value = o.partition("=")
+        if k == key:
+            return value
+    return default
+
+
+def secret_name(service: str, m: base.Mount) -> str:
+    """The Swarm secret holding secret file `m` of `service`: named by the stored file's digest
+    (never the decrypted content's: a hash of a short value would give it away) and the target,
+    so a changed file is a new secret and the service an update (a Swarm secret is immutable)."""
+    key = hashlib.sha256(f"{m.target}\0{_option(m, 'digest', '')}".encode()).hexdigest()[:20]
+    return f"{service[:40]}-{key}"
+
+
+def secret_refs(config: base.ContainerConfig, ids: Mapping[str, str]) -> list[dict[str, Any]]:
+    """`ContainerSpec.Secrets` for `config`'s secret files, given each secret's id by name."""
+    out = []
+    for m in config.mounts:
+        if m.type != "secret":
+            continue
+        name = secret_name(config.name, m)
+        out.append({"SecretID": ids[name], "SecretName": name,
+                    "File": {"Name": m.target, "UID": _option(m, "uid", "0"), "GID": _option(m, "gid", "0"),
+                             "Mode": int(_option(m, "mode", "0400"), 8)}})
     return out
 
 
@@ -103,7 +137,7 @@ def _networks(config: base.ContainerConfig) -> list[dict[str, Any]]:
             for n in config.networks]
 
 
-def _container_spec(config: base.ContainerConfig) -> dict[str, Any]:
+def _container_spec(config: base.ContainerConfig, secret_ids: Mapping[str, str]) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "Image": config.image,
         "Labels": {k: v for k, v in config.labels.items() if not k.startswith(LABEL_PREFIX)},
@@ -119,8 +153,12 @@ def _container_spec(config: base.ContainerConfig) -> dict[str, Any]:
                       ("StopSignal", config.stop_signal)):
         if text is not None:
             spec[key] = text
-    if config.mounts:
-        spec["Mounts"] = [_mount(m) for m in config.mounts]
+    mounts = [_mount(m) for m in config.mounts if m.type != "secret"]
+    if mounts:
+        spec["Mounts"] = mounts
+    secrets = secret_refs(config, secret_ids)
+    if secrets:
+        spec["Secrets"] = secrets
     if config.healthcheck is not None:
         hc = config.healthcheck
         spec["Healthcheck"] = {"Test": list(hc.test), "Interval": _ns(hc.interval), "Timeout": _ns(hc.timeout),
@@ -143,8 +181,9 @@ def _update_config(config: base.ContainerConfig, *, rollback: bool) -> dict[str,
     return out
 
 
-def service_spec(config: base.ContainerConfig) -> dict[str, Any]:
-    """The ServiceSpec of `config` (refusals are checked by the caller; see `refusals`)."""
+def service_spec(config: base.ContainerConfig, secret_ids: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The ServiceSpec of `config` (refusals are checked by the caller; see `refusals`);
+    `secret_ids`: the id of each Swarm secret its secret files are in, by `secret_name`."""
     if config.replicas < 0:
         raise errors.InvalidArgument(f"service {config.name}: replicas {config.replicas} is below 0")
     limits: dict[str, Any] = {}
@@ -163,7 +202,7 @@ def service_spec(config: base.ContainerConfig) -> dict[str, Any]:
             raise errors.InvalidArgument(f"service {config.name}: port protocol {p.protocol!r} is not tcp or udp")
         ports.append({"Protocol": p.protocol, "TargetPort": p.container_port, "PublishedPort": p.host_port,
                       "PublishMode": "host"})
-    task: dict[str, Any] = {"ContainerSpec": _container_spec(config), "RestartPolicy": restart,
+    task: dict[str, Any] = {"ContainerSpec": _container_spec(config, secret_ids or {}), "RestartPolicy": restart,
                             "Resources": {"Limits": limits}}
     if config.networks:
         task["Networks"] = _networks(config)

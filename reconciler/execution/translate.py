@@ -62,6 +62,8 @@ def container_config(
         global_mode=c.global_mode,
         constraints=c.placement.swarm_constraints(),
         spread=c.placement.preferences,
+        reservations=base.Resources() if c.reservations is None else base.Resources(
+            memory=c.reservations.memory, cpus=c.reservations.cpus),
     )
 
 

@@ -164,6 +164,7 @@ class ContainerConfig:
     global_mode: bool = False                # a Swarm global service: one copy per node it is placed on
     constraints: tuple[str, ...] = ()        # Swarm placement constraints ("node.labels.role==edge")
     spread: tuple[str, ...] = ()             # Swarm spread preferences ("node.labels.zone")
+    reservations: Resources = Resources()    # Swarm's reservations (memory, cpus); single hosts: unused
 
 
 def labels_match(labels: Mapping[str, str], selector: Mapping[str, str] | None) -> bool:
@@ -224,6 +225,7 @@ def config_from_json(d: Mapping[str, Any]) -> ContainerConfig:
         global_mode=bool(d.get("global_mode", False)),
         constraints=tuple(d.get("constraints") or ()),
         spread=tuple(d.get("spread") or ()),
+        reservations=Resources(**(d.get("reservations") or {})),
     )
 
 

@@ -330,6 +330,12 @@ class Builder:
             cpus=self.convert(d, sp("resources", "cpus"), units.parse_cpus, res.get("cpus")),
             pids=int(res["pids"]) if "pids" in res else None,
         )
+        reserve = res.get("reservations") or {}
+        reservations = models.Reservations(
+            memory=self.convert(d, sp("resources", "reservations", "memory"), units.parse_memory,
+                                reserve.get("memory")),
+            cpus=self.convert(d, sp("resources", "reservations", "cpus"), units.parse_cpus, reserve.get("cpus")),
+        ) if reserve else None
         depends_on = tuple(spec.get("dependsOn", ()))
         self.check_refs(d, sp("dependsOn"), depends_on, names["Container"], "Container")
         if d.name in depends_on:
@@ -382,6 +388,8 @@ class Builder:
         }
         if secrets:         # absent when none: the hashes of containers without secrets stay as they were
             fields["secrets"] = secrets
+        if reservations is not None:    # likewise
+            fields["reservations"] = reservations
         # an update policy moves the tag: the hash names the repository (hashing.py)
         hashed = fields if image_update is None else {**fields, "image": image_update.repository}
         return models.Container(

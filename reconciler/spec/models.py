@@ -33,6 +33,7 @@ __all__ = [
     "Origin",
     "Placement",
     "PortSpec",
+    "Reservations",
     "Resources",
     "RestartPolicy",
     "SecretFile",
@@ -128,6 +129,14 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class Reservations:
+    """`resources.reservations`: what a Swarm node must have free to run a copy; None: nothing."""
+
+    memory: int | None              # bytes
+    cpus: float | None
+
+
+@dataclass(frozen=True)
 class UpdatePolicy:
     """How a changed container is replaced (DESIGN.md §5.6)."""
 
@@ -211,6 +220,8 @@ class Container:
     replicas: int = 1               # copies that run: a Swarm service's replicas; one on a single host
     placement: Placement = Placement()  # where it runs (spec.placement; reconciler.spec.placement)
     global_mode: bool = False       # replicas: global: one copy per node placed on (replicas is 1 then)
+    # resources.reservations (Swarm's scheduler); absent when not set, so older hashes stay
+    reservations: Reservations | None = field(default=None, metadata={"omit_empty": True})
 
 
 @dataclass(frozen=True)

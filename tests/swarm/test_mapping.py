@@ -3,6 +3,8 @@ where a rollout stands, and which engine DOCKER_HOST names. No engine needed."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from reconciler.execution import translate
@@ -126,6 +128,32 @@ def test_secret_files_are_swarm_secrets_named_by_file_digest_and_target() -> Non
     assert cspec["Mounts"] == [{"Type": "tmpfs", "Target": "/tmp", "ReadOnly": False}]
     assert cspec["Secrets"] == [{"SecretID": "sid1", "SecretName": services.secret_name("web", a),
                                  "File": {"Name": "/run/secrets/pw", "UID": "1000", "GID": "7", "Mode": 0o440}}]
+
+
+def test_reservations_are_the_services_resource_reservations_and_keep_older_hashes(tmp_path: Path) -> None:
+    from reconciler import spec as specs
+
+    doc = """apiVersion: reconciler/v1
+kind: Container
+metadata: {name: web}
+spec:
+  image: reg:5000/web:1
+  resources: {memory: 256Mi%s}
+"""
+    (tmp_path / "a.yaml").write_text(doc % ", reservations: {memory: 64Mi, cpus: 250m}")
+    (tmp_path / "b.yaml").write_text(doc.replace("name: web}", "name: web2}") % "")
+    desired = specs.load(tmp_path)
+    config = translate.container_config(desired.containers["web"], name="web", labels={})
+    resources = services.service_spec(config)["TaskTemplate"]["Resources"]
+    assert resources == {"Limits": {"MemoryBytes": 256 << 20}, "Reservations": {"MemoryBytes": 64 << 20,
+                                                                                "NanoCPUs": NS // 4}}
+    assert base.config_from_json(base.config_to_json(config)) == config
+    plain = translate.container_config(desired.containers["web2"], name="web2", labels={})
+    assert "Reservations" not in services.service_spec(plain)["TaskTemplate"]["Resources"]
+    # a reservation is part of the spec hash; a container without one hashes as before the field
+    # existed (the hash main gave it), so an upgrade recreates nothing
+    assert desired.containers["web"].spec_hash != desired.containers["web2"].spec_hash
+    assert desired.containers["web2"].spec_hash == "bd6812867d659fa781a0cf57fe0940fd941741f9d2b817a388ad005ecde32b37"
 
 
 def test_one_host_fields_are_refused_naming_them() -> None:

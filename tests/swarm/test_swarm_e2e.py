@@ -375,3 +375,37 @@ def test_placement_labels_become_constraints_on_node_labels(
         assert after["Spec"]["TaskTemplate"]["Placement"]["Constraints"] == [f"node.labels.{key}==db"]
     finally:
         swarm.daemon.docker("node", "update", "--label-rm", key, node, check=False)
+
+
+def test_reservations_reach_the_scheduler_and_one_no_node_can_meet_fails_the_pass(
+    tmp_path: Path, swarm: Scope, busybox_image: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    m, p = tmp_path / "m", swarm.owner
+
+    def doc(memory: str) -> str:
+        return f"""
+            apiVersion: reconciler/v1
+            kind: Container
+            metadata: {{name: {p}-res}}
+            spec:
+              image: {busybox_image}
+              command: [sleep, "3600"]
+              restart: always
+              stopTimeout: 1s
+              resources: {{memory: 64Mi, reservations: {{memory: {memory}, cpus: 10m}}}}
+            """
+
+    write(m, "res.yaml", doc("8Mi"))
+    assert cli(swarm, "apply", str(m)) == 0
+    res = services(swarm)[f"{p}-res"]["Spec"]["TaskTemplate"]["Resources"]
+    assert res["Reservations"] == {"MemoryBytes": 8 << 20, "NanoCPUs": 10_000_000}
+    assert len(running_tasks(swarm, f"{p}-res")) == 1
+    assert cli(swarm, "diff", str(m)) == 0
+    capsys.readouterr()
+
+    write(m, "res.yaml", doc("1000Ti"))          # more than any node has: the new copy stays pending
+    assert cli(swarm, "diff", str(m)) == 1
+    assert f"container:{p}-res, update, spec hash changed: reservations" in capsys.readouterr().out
+    assert cli(swarm, "apply", str(m), "--timeout", "6s") == 1
+    out = capsys.readouterr()
+    assert "insufficient resources" in out.out + out.err, out.out + out.err

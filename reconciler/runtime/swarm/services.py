@@ -193,6 +193,11 @@ def service_spec(config: base.ContainerConfig, secret_ids: Mapping[str, str] | N
         limits["NanoCPUs"] = _ns(config.resources.cpus)
     if config.resources.pids is not None:
         limits["Pids"] = config.resources.pids
+    reserve: dict[str, Any] = {}
+    if config.reservations.memory is not None:
+        reserve["MemoryBytes"] = config.reservations.memory
+    if config.reservations.cpus is not None:
+        reserve["NanoCPUs"] = _ns(config.reservations.cpus)
     restart: dict[str, Any] = {"Condition": _RESTART.get(config.restart.name, "none")}
     if config.restart.name == "on-failure" and config.restart.max_retries:
         restart["MaxAttempts"] = config.restart.max_retries
@@ -203,7 +208,7 @@ def service_spec(config: base.ContainerConfig, secret_ids: Mapping[str, str] | N
         ports.append({"Protocol": p.protocol, "TargetPort": p.container_port, "PublishedPort": p.host_port,
                       "PublishMode": "host"})
     task: dict[str, Any] = {"ContainerSpec": _container_spec(config, secret_ids or {}), "RestartPolicy": restart,
-                            "Resources": {"Limits": limits}}
+                            "Resources": {"Limits": limits, **({"Reservations": reserve} if reserve else {})}}
     if config.networks:
         task["Networks"] = _networks(config)
     if config.constraints or config.spread:

@@ -39,7 +39,8 @@ def container_config(
         hostname=c.hostname,
         labels=dict(labels),
         ports=tuple(base.PortMapping(container_port=p.container_port, host_port=p.host_port,
-                                     protocol=p.protocol, host_ip=p.host_ip) for p in c.ports),
+                                     protocol=p.protocol, host_ip=p.host_ip, ingress=p.ingress)
+                    for p in c.ports),
         networks=tuple(c.networks),
         aliases=tuple(c.aliases),
         mounts=tuple(base.Mount(type=m.type, target=m.target, source=m.source, read_only=m.read_only)

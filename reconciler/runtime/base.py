@@ -79,6 +79,7 @@ class PortMapping:
     host_port: int
     protocol: str = "tcp"           # "tcp" | "udp"
     host_ip: str = "0.0.0.0"  # noqa: S104 - Docker publishes on all addresses by default
+    ingress: bool = False           # Swarm's routing mesh (every node) instead of the copy's node
 
 
 @dataclass(frozen=True)

@@ -533,6 +533,10 @@ class Builder:
     def ports(self, d: _Doc, spec: Mapping[str, Any]) -> tuple[models.PortSpec, ...]:
         out: list[models.PortSpec] = []
         for i, text in enumerate(spec.get("ports", ())):
+            if isinstance(text, Mapping):       # the long form
+                out.append(models.PortSpec("0.0.0.0", int(text["published"]), int(text["target"]),  # noqa: S104
+                                           str(text.get("protocol", "tcp")), ingress=text.get("mode") == "ingress"))
+                continue
             try:
                 host_ip, host_port, container_port, proto = units.parse_port(text)
             except ValueError as exc:

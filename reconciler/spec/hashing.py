@@ -11,7 +11,8 @@ copies run, not what runs: a Swarm service is scaled, not replaced; with `global
 a Swarm compares on its own), `placement` (where it runs,
 not what runs: a host it still selects keeps its container; Swarm compares it on its own). Everything else,
 metadata labels included (they are stamped on the container, which Docker cannot relabel),
-is hashed. A secret's decrypted content (`transient` fields) never is: the digest of the
+is hashed, but a field marked `omit_empty` only when set (a field added later leaves the hashes
+of the manifests that do not use it as they were). A secret's decrypted content (`transient` fields) never is: the digest of the
 file as stored stands for it. The content of every env file and of every bind source that is a regular file
 named relative to the manifests is hashed too (a bind source as read where it is mounted from:
 a source's live place, not a revision copy), so editing such a file recreates. Those files are
@@ -44,7 +45,8 @@ COMMON_EXCLUDED = frozenset({"name", "origin", "spec_hash", "deletion_policy"})
 def _default(value: Any) -> Any:
     """JSON fallback for the models: dataclasses as their fields, mappings as dicts."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if not f.metadata.get("transient")}
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if not f.metadata.get("transient")
+                and not (f.metadata.get("omit_empty") and not getattr(value, f.name))}
     if isinstance(value, Mapping):
         return dict(value)
     return str(value)

@@ -73,6 +73,8 @@ class PortSpec:
     host_port: int
     container_port: int
     protocol: str                   # "tcp" | "udp"
+    # mode: ingress (Swarm's routing mesh); absent from the hash when False, so older hashes stay
+    ingress: bool = field(default=False, metadata={"omit_empty": True})
 
 
 @dataclass(frozen=True)

@@ -492,3 +492,9 @@ def cluster_network_change_recreates_the_service() -> Case:
 @scenario
 def replicas_refused_on_a_single_host() -> Case:
     return case(desired(replace(WEB, replicas=2), SHOP, DATA), up())
+
+
+@scenario
+def ingress_port_refused_on_a_single_host() -> Case:
+    return case(desired(replace(WEB, ports=(models.PortSpec("0.0.0.0", 8080, 80, "tcp", ingress=True),)),
+                        SHOP, DATA), up())

@@ -156,6 +156,26 @@ spec:
     assert desired.containers["web2"].spec_hash == "bd6812867d659fa781a0cf57fe0940fd941741f9d2b817a388ad005ecde32b37"
 
 
+def test_the_long_form_of_a_port_says_ingress_and_the_short_form_hashes_as_before(tmp_path: Path) -> None:
+    from reconciler import spec as specs
+
+    doc = "apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: %s}\nspec:\n  image: reg:5000/web:1\n  ports: [%s]\n"
+    (tmp_path / "a.yaml").write_text(doc % ("web", '"8080:80"'))
+    (tmp_path / "b.yaml").write_text(doc % ("mesh", "{published: 8081, target: 80, mode: ingress}"))
+    desired = specs.load(tmp_path)
+    web, mesh = desired.containers["web"], desired.containers["mesh"]
+    (tmp_path / "a.yaml").write_text(doc % ("long", "{published: 8080, target: 80, protocol: tcp, mode: host}"))
+    long = specs.load(tmp_path).containers["long"]
+    # the hash main gave a short-form port: the new field leaves it alone; the long host form is the same port
+    assert web.spec_hash == long.spec_hash == "cbb6d7f41b9c0ab023c8676505168a973966cf3d494ce7b0a54931af5fc9c22b"
+    spec = services.service_spec(translate.container_config(mesh, name="mesh", labels={}))
+    assert spec["EndpointSpec"] == {"Mode": "vip", "Ports": [
+        {"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 8081, "PublishMode": "ingress"}]}
+    plain = services.service_spec(translate.container_config(web, name="web", labels={}))
+    assert plain["EndpointSpec"]["Mode"] == "dnsrr"
+    assert plain["EndpointSpec"]["Ports"][0]["PublishMode"] == "host"
+
+
 def test_one_host_fields_are_refused_naming_them() -> None:
     config = base.ContainerConfig(
         name="web", image="i", mounts=(base.Mount("volume", "/d", "data"), base.Mount("bind", "/c", "/srv/c")),

@@ -409,3 +409,30 @@ def test_reservations_reach_the_scheduler_and_one_no_node_can_meet_fails_the_pas
     assert cli(swarm, "apply", str(m), "--timeout", "6s") == 1
     out = capsys.readouterr()
     assert "insufficient resources" in out.out + out.err, out.out + out.err
+
+
+def test_a_port_in_ingress_mode_is_published_on_the_routing_mesh(
+    tmp_path: Path, swarm: Scope, busybox_image: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    m, p, port = tmp_path / "m", swarm.owner, publish_port()
+    write(m, "mesh.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {p}-mesh}}
+        spec:
+          image: {busybox_image}
+          command: [httpd, -f, -p, "8080", -h, /etc]
+          ports: [{{published: {port}, target: 8080, mode: ingress}}]
+          replicas: 2
+          restart: always
+          stopTimeout: 1s
+          update: {{order: start-first}}
+        """)
+    assert cli(swarm, "apply", str(m)) == 0
+    spec = services(swarm)[f"{p}-mesh"]["Spec"]
+    assert spec["EndpointSpec"] == {"Mode": "vip", "Ports": [
+        {"Protocol": "tcp", "TargetPort": 8080, "PublishedPort": port, "PublishMode": "ingress"}]}
+    # two copies on one node and one port: only the mesh can do that (host mode needs two nodes)
+    assert len(running_tasks(swarm, f"{p}-mesh")) == 2
+    assert spec["UpdateConfig"]["Order"] == "start-first"       # the mesh, not the node, holds the port
+    assert cli(swarm, "diff", str(m)) == 0

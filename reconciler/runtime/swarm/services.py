@@ -9,7 +9,8 @@ in docs/swarm.md; where Swarm has no equivalent the choice is noted here:
   (the revision label on every container would restart all copies at a mere scale);
 - `restart: no` is Swarm's `none` (a copy that exits stays down), `always` and
   `unless-stopped` are `any` (a service cannot be stopped by hand);
-- ports are published in host mode (each copy on its own node, as on one host);
+- ports are published in host mode (each copy on its own node, as on one host), or with
+  `mode: ingress` on Swarm's routing mesh (the service then has a virtual IP: `vip`);
   `update.order: start-first` falls back to stop-first when a port is published (a new copy
   could not bind it beside the old one, as on one host);
 - a secret file (`spec.secrets`) is a Swarm secret, named by `secret_name` (the backend makes
@@ -172,7 +173,7 @@ def _container_spec(config: base.ContainerConfig, secret_ids: Mapping[str, str])
 
 def _update_config(config: base.ContainerConfig, *, rollback: bool) -> dict[str, Any]:
     order = config.update.order
-    if any(p.host_port for p in config.ports):
+    if any(p.host_port and not p.ingress for p in config.ports):
         order = "stop-first"
     out: dict[str, Any] = {"Parallelism": 1, "Order": order, "MaxFailureRatio": 0,
                            "FailureAction": "pause" if rollback else config.update.on_failure}
@@ -206,7 +207,7 @@ def service_spec(config: base.ContainerConfig, secret_ids: Mapping[str, str] | N
         if p.protocol not in ("tcp", "udp", "sctp"):
             raise errors.InvalidArgument(f"service {config.name}: port protocol {p.protocol!r} is not tcp or udp")
         ports.append({"Protocol": p.protocol, "TargetPort": p.container_port, "PublishedPort": p.host_port,
-                      "PublishMode": "host"})
+                      "PublishMode": "ingress" if p.ingress else "host"})
     task: dict[str, Any] = {"ContainerSpec": _container_spec(config, secret_ids or {}), "RestartPolicy": restart,
                             "Resources": {"Limits": limits, **({"Reservations": reserve} if reserve else {})}}
     if config.networks:
@@ -221,7 +222,8 @@ def service_spec(config: base.ContainerConfig, secret_ids: Mapping[str, str] | N
         "Mode": {"Global": {}} if config.global_mode else {"Replicated": {"Replicas": config.replicas}},
         "UpdateConfig": _update_config(config, rollback=False),
         "RollbackConfig": _update_config(config, rollback=True),
-        "EndpointSpec": {"Mode": "dnsrr", "Ports": ports},
+        # (Swarm's routing mesh needs the service's virtual IP: with an ingress port, vip)
+        "EndpointSpec": {"Mode": "vip" if any(p.ingress for p in config.ports) else "dnsrr", "Ports": ports},
     }
 
 

@@ -75,5 +75,7 @@ def network_config(n: models.Network | None, *, name: str, labels: Mapping[str, 
                               mtu=n.mtu, labels=dict(labels))
 
 
-def volume_config(name: str, *, labels: Mapping[str, str]) -> base.VolumeConfig:
-    return base.VolumeConfig(name=name, labels=dict(labels))
+def volume_config(name: str, *, labels: Mapping[str, str], v: models.Volume | None = None) -> base.VolumeConfig:
+    if v is None:           # mounted, not declared
+        return base.VolumeConfig(name=name, labels=dict(labels))
+    return base.VolumeConfig(name=name, labels=dict(labels), driver=v.driver, driver_opts=dict(v.driver_opts))

@@ -317,6 +317,8 @@ class VolumeConfig:
 
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)
+    driver: str = "local"
+    driver_opts: Mapping[str, str] = field(default_factory=dict)   # `docker volume create --opt`
 
 
 @dataclass(frozen=True)

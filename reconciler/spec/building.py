@@ -194,6 +194,7 @@ class Builder:
             name=d.name, labels=labels, origin=self.origin(d),
             deletion_policy=spec.get("deletionPolicy", "Retain"),
             spec_hash=hashing.spec_hash("Volume", {"labels": labels}, hashing.COMMON_EXCLUDED, {}),
+            driver=str(spec.get("driver", "local")), driver_opts=dict(spec.get("driverOpts") or {}),
         )
 
     def origin(self, d: _Doc) -> models.Origin:

@@ -275,6 +275,8 @@ class Volume:
     origin: Origin
     deletion_policy: DeletionPolicy  # default "Retain": never deleted by prune
     spec_hash: str
+    driver: str = "local"           # spec.driver
+    driver_opts: Mapping[str, str] = field(default_factory=dict)   # spec.driverOpts
 
 
 @dataclass(frozen=True)

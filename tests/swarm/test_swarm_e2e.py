@@ -436,3 +436,38 @@ def test_a_port_in_ingress_mode_is_published_on_the_routing_mesh(
     assert len(running_tasks(swarm, f"{p}-mesh")) == 2
     assert spec["UpdateConfig"]["Order"] == "start-first"       # the mesh, not the node, holds the port
     assert cli(swarm, "diff", str(m)) == 0
+
+
+def test_volume_driver_options_make_the_volume_on_the_manager_and_on_each_node_a_copy_mounts_it(
+    tmp_path: Path, swarm: Scope, busybox_image: str,
+) -> None:
+    m, p = tmp_path / "m", swarm.owner
+    write(m, "vol.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Volume
+        metadata: {{name: {p}-scratch}}
+        spec:
+          deletionPolicy: Delete
+          driverOpts: {{type: tmpfs, device: tmpfs, o: "size=3m"}}
+        ---
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {p}-user}}
+        spec:
+          image: {busybox_image}
+          command: [sleep, "3600"]
+          volumes: ["{p}-scratch:/scratch"]
+          restart: always
+          stopTimeout: 1s
+        """)
+    assert cli(swarm, "apply", str(m)) == 0
+    vol = swarm.rt.api.volume_inspect(f"{p}-scratch")
+    assert (vol["Driver"], vol["Options"]) == ("local", {"type": "tmpfs", "device": "tmpfs", "o": "size=3m"})
+    (mount,) = services(swarm)[f"{p}-user"]["Spec"]["TaskTemplate"]["ContainerSpec"]["Mounts"]
+    assert mount["VolumeOptions"]["DriverConfig"] == {
+        "Name": "local", "Options": {"type": "tmpfs", "device": "tmpfs", "o": "size=3m"}}
+    mounts = in_copy(swarm, f"{p}-user", "cat", "/proc/mounts")
+    (line,) = [x.split() for x in mounts.splitlines() if x.split()[1] == "/scratch"]
+    assert line[2] == "tmpfs", line                                  # the options' tmpfs, 3 MiB
+    assert "size=3072k" in line[3], line
+    assert cli(swarm, "diff", str(m)) == 0

@@ -220,7 +220,16 @@ class SwarmRuntime:
         if refused:
             raise errors.InvalidArgument(f"container {config.name} cannot run as a Swarm service: "
                                          + "; ".join(refused))
-        return services.service_spec(config, self._ensure_secrets(config))
+        return services.service_spec(config, self._ensure_secrets(config), self._volume_drivers(config))
+
+    def _volume_drivers(self, config: base.ContainerConfig) -> dict[str, tuple[str, Mapping[str, str]]]:
+        """The driver and options of each volume `config` mounts, as the manager made it (volumes
+        are ensured before the services that mount them), for the nodes that make it next."""
+        names = {m.source for m in config.mounts if m.type == "volume"}
+        if not names:
+            return {}
+        return {str(v["Name"]): (str(v.get("Driver") or "local"), dict(v.get("Options") or {}))
+                for v in self.api.volume_list() if v.get("Name") in names}
 
     # -- secrets: a Swarm secret per secret file and content, made before the service needs it --
 

@@ -101,10 +101,13 @@ def secret_refs(config: base.ContainerConfig, ids: Mapping[str, str]) -> list[di
     return out
 
 
-def _mount(m: base.Mount) -> dict[str, Any]:
+def _mount(m: base.Mount, drivers: Mapping[str, tuple[str, Mapping[str, str]]]) -> dict[str, Any]:
     out: dict[str, Any] = {"Type": m.type, "Target": m.target, "ReadOnly": m.read_only}
     if m.type == "volume":
         out["Source"] = m.source
+        driver, driver_opts = drivers.get(m.source, ("local", {}))
+        if driver != "local" or driver_opts:    # each node makes the volume so where a copy first mounts it
+            out["VolumeOptions"] = {"DriverConfig": {"Name": driver, "Options": dict(driver_opts)}}
     elif m.type == "tmpfs":
         opts: dict[str, Any] = {}
         for o in m.options:
@@ -138,7 +141,9 @@ def _networks(config: base.ContainerConfig) -> list[dict[str, Any]]:
             for n in config.networks]
 
 
-def _container_spec(config: base.ContainerConfig, secret_ids: Mapping[str, str]) -> dict[str, Any]:
+def _container_spec(
+    config: base.ContainerConfig, secret_ids: Mapping[str, str], drivers: Mapping[str, tuple[str, Mapping[str, str]]],
+) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "Image": config.image,
         "Labels": {k: v for k, v in config.labels.items() if not k.startswith(LABEL_PREFIX)},
@@ -154,7 +159,7 @@ def _container_spec(config: base.ContainerConfig, secret_ids: Mapping[str, str])
                       ("StopSignal", config.stop_signal)):
         if text is not None:
             spec[key] = text
-    mounts = [_mount(m) for m in config.mounts if m.type != "secret"]
+    mounts = [_mount(m, drivers) for m in config.mounts if m.type != "secret"]
     if mounts:
         spec["Mounts"] = mounts
     secrets = secret_refs(config, secret_ids)
@@ -182,9 +187,13 @@ def _update_config(config: base.ContainerConfig, *, rollback: bool) -> dict[str,
     return out
 
 
-def service_spec(config: base.ContainerConfig, secret_ids: Mapping[str, str] | None = None) -> dict[str, Any]:
+def service_spec(
+    config: base.ContainerConfig, secret_ids: Mapping[str, str] | None = None,
+    drivers: Mapping[str, tuple[str, Mapping[str, str]]] | None = None,
+) -> dict[str, Any]:
     """The ServiceSpec of `config` (refusals are checked by the caller; see `refusals`);
-    `secret_ids`: the id of each Swarm secret its secret files are in, by `secret_name`."""
+    `secret_ids`: the id of each Swarm secret its secret files are in, by `secret_name`;
+    `drivers`: (driver, options) of the volumes it mounts, by name (default: local, none)."""
     if config.replicas < 0:
         raise errors.InvalidArgument(f"service {config.name}: replicas {config.replicas} is below 0")
     limits: dict[str, Any] = {}
@@ -208,7 +217,7 @@ def service_spec(config: base.ContainerConfig, secret_ids: Mapping[str, str] | N
             raise errors.InvalidArgument(f"service {config.name}: port protocol {p.protocol!r} is not tcp or udp")
         ports.append({"Protocol": p.protocol, "TargetPort": p.container_port, "PublishedPort": p.host_port,
                       "PublishMode": "ingress" if p.ingress else "host"})
-    task: dict[str, Any] = {"ContainerSpec": _container_spec(config, secret_ids or {}), "RestartPolicy": restart,
+    task: dict[str, Any] = {"ContainerSpec": _container_spec(config, secret_ids or {}, drivers or {}), "RestartPolicy": restart,
                             "Resources": {"Limits": limits, **({"Reservations": reserve} if reserve else {})}}
     if config.networks:
         task["Networks"] = _networks(config)

@@ -43,8 +43,8 @@ def container_config(
                     for p in c.ports),
         networks=tuple(c.networks),
         aliases=tuple(c.aliases),
-        mounts=tuple(base.Mount(type=m.type, target=m.target, source=m.source, read_only=m.read_only)
-                     for m in c.volumes) + tuple(
+        mounts=tuple(base.Mount(type=m.type, target=m.target, source=m.source, read_only=m.read_only,
+                                relative=m.relative) for m in c.volumes) + tuple(
             base.Mount(type="secret", target=s.target, source=s.source, read_only=True,
                        options=(f"mode={s.mode:04o}", f"uid={s.uid}", f"gid={s.gid}", f"digest={s.digest}"),
                        data=s.data)

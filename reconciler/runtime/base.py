@@ -91,6 +91,7 @@ class Mount:
     source: str = ""                # volume name, or absolute host path for bind (a secret: where it came from)
     read_only: bool = False
     options: tuple[str, ...] = ()   # tmpfs size=, mode=; secret mode=, uid=, gid=
+    relative: bool = False          # a bind source written relative to the manifests (a path where reconciler runs)
     # a secret's content: held in memory only, never in a record (config_to_json leaves it out),
     # so a config read back has none (the engine refuses to create from it)
     data: bytes | None = field(default=None, repr=False, compare=False, metadata={"transient": True})

@@ -618,7 +618,7 @@ class Builder:
                     self.report(d, path, f"bind source {raw_source!r} is unreadable or larger than {self.limits.referenced_file_bytes} bytes")
                 else:
                     files[source] = hashing.file_digest(content)
-        return models.VolumeMount("bind", source, mount.target, mount.read_only)
+        return models.VolumeMount("bind", source, mount.target, mount.read_only, relative=not raw_source.startswith("/"))
 
     def healthcheck(self, d: _Doc, hc: Mapping[str, Any] | None) -> models.Healthcheck | None:
         if hc is None:

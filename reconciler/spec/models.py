@@ -85,6 +85,10 @@ class VolumeMount:
     source: str                     # "" for tmpfs
     target: str                     # absolute path in the container
     read_only: bool
+    # a bind source written relative to the manifests (or ~): a path where reconciler runs, which
+    # a cluster's node does not have. Not hashed (transient): how a path was written changes
+    # nothing that runs, and the hashes of existing containers stay as they were
+    relative: bool = field(default=False, compare=False, metadata={"transient": True})
 
 
 @dataclass(frozen=True)

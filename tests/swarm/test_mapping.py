@@ -3,6 +3,7 @@ where a rollout stands, and which engine DOCKER_HOST names. No engine needed."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -182,11 +183,28 @@ def test_one_host_fields_are_refused_naming_them() -> None:
         ports=(base.PortMapping(80, 8080), base.PortMapping(443, 8443, host_ip="127.0.0.1")))
     assert services.refusals(config) == [
         "spec.volumes[1]: /srv/c:/c is a host bind mount, but a service's copies run on any node of the "
-        "cluster; use a named Volume",
+        "cluster; use a named Volume, or pin the service to one node (spec.placement.constraints: "
+        "[node.hostname==NODE])",
         "spec.ports[1]: a service publishes on every address of its node, not on 127.0.0.1 alone; "
         "write 8443:443/tcp",
     ]
     assert services.refusals(base.ContainerConfig(name="ok", image="i", ports=(base.PortMapping(80, 8080),))) == []
+
+
+def test_a_bind_mount_runs_where_the_service_is_pinned_to_one_node_if_its_path_is_that_nodes() -> None:
+    absolute, relative = base.Mount("bind", "/c", "/srv/c", read_only=True), base.Mount("bind", "/d", "/m/d", relative=True)
+    pinned = base.ContainerConfig(name="web", image="i", mounts=(absolute,), constraints=("node.hostname == n1",))
+    assert services.pinned_node(pinned.constraints) == "n1"
+    assert services.refusals(pinned) == []
+    assert services.service_spec(pinned)["TaskTemplate"]["ContainerSpec"]["Mounts"] == [
+        {"Type": "bind", "Source": "/srv/c", "Target": "/c", "ReadOnly": True}]
+    by_id = replace(pinned, mounts=(relative,), constraints=("node.labels.a==b", "node.id==abc"))
+    assert services.refusals(by_id) == [
+        "spec.volumes[0]: /m/d:/d is named relative to the manifests, a path where reconciler runs, not on node "
+        "abc; write the absolute path on that node"]
+    for loose in ("node.hostname!=n1", "node.labels.hostname==n1", "node.role==manager"):
+        assert services.pinned_node((loose,)) is None
+        assert len(services.refusals(replace(pinned, constraints=(loose,)))) == 1
 
 
 def look(state: str = "", *, wanted: int = 2, running: int = 2) -> rollout.Look:

@@ -471,3 +471,41 @@ def test_volume_driver_options_make_the_volume_on_the_manager_and_on_each_node_a
     assert line[2] == "tmpfs", line                                  # the options' tmpfs, 3 MiB
     assert "size=3072k" in line[3], line
     assert cli(swarm, "diff", str(m)) == 0
+
+
+def test_a_host_bind_mount_runs_where_the_placement_pins_the_service_to_one_node(
+    tmp_path: Path, swarm: Scope, busybox_image: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    m, p = tmp_path / "m", swarm.owner
+    node = swarm.daemon.docker("info", "--format", "{{.Name}}").stdout.strip()
+    (tmp_path / "on-node").mkdir()
+    (tmp_path / "on-node" / "motd").write_text("from the node\n")
+    (m / "conf").mkdir(parents=True)
+
+    def doc(source: str) -> str:
+        return f"""
+            apiVersion: reconciler/v1
+            kind: Container
+            metadata: {{name: {p}-pinned}}
+            spec:
+              image: {busybox_image}
+              command: [sleep, "3600"]
+              volumes: ["{source}:/host:ro"]
+              restart: always
+              stopTimeout: 1s
+              placement: {{constraints: ["node.hostname=={node}"]}}
+            """
+
+    write(m, "c.yaml", doc(str(tmp_path / "on-node")))
+    assert cli(swarm, "apply", str(m)) == 0
+    (mount,) = services(swarm)[f"{p}-pinned"]["Spec"]["TaskTemplate"]["ContainerSpec"]["Mounts"]
+    assert mount == {"Type": "bind", "Source": str(tmp_path / "on-node"), "Target": "/host", "ReadOnly": True}
+    assert in_copy(swarm, f"{p}-pinned", "cat", "/host/motd") == "from the node\n"
+    assert cli(swarm, "diff", str(m)) == 0
+    capsys.readouterr()
+
+    # a path relative to the manifests names a directory where reconciler runs: refused, named
+    write(m, "c.yaml", doc("./conf"))
+    assert cli(swarm, "apply", str(m)) == 2
+    assert (f"Container/{p}-pinned: spec.volumes[0]: {m / 'conf'}:/host is named relative to the manifests, "
+            f"a path where reconciler runs, not on node {node}") in capsys.readouterr().err

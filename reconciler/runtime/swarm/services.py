@@ -32,6 +32,7 @@ from reconciler.runtime import base, errors
 
 __all__ = [
     "LABEL_PREFIX",
+    "pinned_node",
     "placement",
     "refusals",
     "running_tasks",
@@ -50,6 +51,7 @@ _NS = 1_000_000_000
 _RESTART = {"no": "none", "on-failure": "on-failure", "always": "any", "unless-stopped": "any"}
 _WILDCARDS = ("0.0.0.0", "::", "")  # noqa: S104 - Docker's "every address"
 _SPECIAL_NETWORKS = ("host", "none")
+_PIN = re.compile(r"\s*node\.(?:hostname|id)\s*==\s*(\S+)\s*")
 _BLAMED = re.compile(r"\btask ([a-z0-9]{25})\b")
 _TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
 
@@ -58,13 +60,27 @@ def _ns(seconds: float) -> int:
     return round(seconds * _NS)
 
 
+def pinned_node(constraints: Sequence[str]) -> str | None:
+    """The node a service's constraints pin it to (`node.hostname==H` or `node.id==I`), if any."""
+    for c in constraints:
+        m = _PIN.fullmatch(c)
+        if m is not None:
+            return m.group(1)
+    return None
+
+
 def refusals(config: base.ContainerConfig) -> list[str]:
     """What in `config` only makes sense on one host, as "FIELD: why" in manifest terms."""
     out: list[str] = []
+    pinned = pinned_node(config.constraints)
     for i, m in enumerate(config.mounts):
-        if m.type == "bind":
+        if m.type == "bind" and pinned is None:
             out.append(f"spec.volumes[{i}]: {m.source}:{m.target} is a host bind mount, but a service's "
-                       "copies run on any node of the cluster; use a named Volume")
+                       "copies run on any node of the cluster; use a named Volume, or pin the service to "
+                       "one node (spec.placement.constraints: [node.hostname==NODE])")
+        elif m.type == "bind" and m.relative:
+            out.append(f"spec.volumes[{i}]: {m.source}:{m.target} is named relative to the manifests, a path "
+                       f"where reconciler runs, not on node {pinned}; write the absolute path on that node")
     for i, p in enumerate(config.ports):
         if p.host_ip not in _WILDCARDS:
             out.append(f"spec.ports[{i}]: a service publishes on every address of its node, not on "
@@ -108,6 +124,8 @@ def _mount(m: base.Mount, drivers: Mapping[str, tuple[str, Mapping[str, str]]]) 
         driver, driver_opts = drivers.get(m.source, ("local", {}))
         if driver != "local" or driver_opts:    # each node makes the volume so where a copy first mounts it
             out["VolumeOptions"] = {"DriverConfig": {"Name": driver, "Options": dict(driver_opts)}}
+    elif m.type == "bind":         # (refusals allow it only where the service is pinned to one node)
+        out["Source"] = m.source
     elif m.type == "tmpfs":
         opts: dict[str, Any] = {}
         for o in m.options:

@@ -391,8 +391,14 @@ class Agent:
         """This host's part of the manifests (spec.placement; SpecError when it cannot be told);
         a Swarm manager places services itself."""
         from reconciler.spec import placement
+        from reconciler.state import hostlabels
 
-        return desired if self.config.runtime == "swarm" else placement.select(desired, self.config.labels)
+        if self.config.runtime == "swarm":
+            return desired
+        part = placement.select(desired, self.config.labels)
+        if hostlabels.recorded(self.config.root) != (dict(self.config.labels) or None):
+            hostlabels.record(self.config.root, self.config.labels)   # its config is where the labels live
+        return part
 
     def _planner_inputs(self, src: _Source, options: passes.PassOptions) -> passes.PassOptions:
         """`options` with what the planner needs from the agent (`planner.PlanOptions`): the

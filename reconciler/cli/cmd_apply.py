@@ -71,25 +71,46 @@ def add_host_label_flag(parser: argparse.ArgumentParser) -> None:
                         help="a label of this host (repeatable): only the containers whose spec.placement "
                         "matches this host's labels are converged here (no placement: every host), so one "
                         "repository serves many hosts; not with --runtime swarm (label the nodes instead)")
+    parser.add_argument("--all-hosts", action="store_true",
+                        help="converge every container of the manifests here, whatever its spec.placement")
+    parser.add_argument("--relabel", action="store_true",
+                        help="apply, rollback: these --host-labels (or none) are this host's from now on; "
+                        "without it a run whose labels differ from those the host last converged with is refused")
 
 
-def host_part(args: argparse.Namespace, desired: Any) -> Any:
+def host_part(args: argparse.Namespace, desired: Any, *, converge: bool = False) -> Any:
     """The part of `desired` this host converges (reconciler.spec.placement); SpecError when it
     cannot be told, TerminalError (exit 2) for a bad --host-label or one given to a Swarm (whose
-    manager places services itself)."""
+    manager places services itself). With `converge` (apply, rollback), labels that differ from
+    those the host last converged with are refused unless --relabel (reconciler.state.hostlabels),
+    and they are recorded (not by --dry-run)."""
+    from pathlib import Path
+
     from reconciler.errors import TerminalError
     from reconciler.spec import placement
+    from reconciler.state import hostlabels
 
     if args.runtime == "swarm":
+        if args.host_label or args.all_hosts:
+            raise TerminalError("--host-label and --all-hosts are for a single host: a Swarm manager places "
+                                "services by its nodes' labels",
+                                hint="label the nodes: docker node update --label-add KEY=VALUE NODE")
+        return desired
+    if args.all_hosts:
         if args.host_label:
-            raise TerminalError("--host-label is for a single host: a Swarm manager places services by its "
-                                "nodes' labels", hint="label the nodes: docker node update --label-add KEY=VALUE NODE")
+            raise TerminalError("--all-hosts converges every container whatever its placement: give it or "
+                                "--host-label, not both")
         return desired
     try:
         labels = placement.parse_labels(args.host_label)
     except ValueError as exc:
         raise TerminalError(f"--host-label {exc}") from None
-    return placement.select(desired, labels)
+    if converge:
+        hostlabels.check(Path(args.root), labels, relabel=args.relabel)
+    part = placement.select(desired, labels)
+    if converge and not getattr(args, "dry_run", False) and (labels or args.relabel):
+        hostlabels.record(Path(args.root), labels)
+    return part
 
 
 def print_elsewhere(desired: Any, *, every: bool) -> None:
@@ -175,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
                        decryption=decryption_keys(args), cluster=args.runtime == "swarm")  # SpecError/PolicyError → exit 2,
     #                                                       before anything is touched
     print_warnings(loaded)
-    desired = host_part(args, loaded)
+    desired = host_part(args, loaded, converge=True)
     options = passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty, dry_run=args.dry_run,
                                  max_workers=max(1, args.parallel), source=os.path.abspath(args.source)
                                  if args.source != "-" else "-", settle=SETTLE, rollout_timeout=args.timeout)

@@ -147,7 +147,7 @@ def _run_offline(args: argparse.Namespace, wanted: str | None) -> int:
                       "or before revisions were kept): apply its files instead")
     if not snap.rollback:
         return refuse(f"revision {target.revision[:12]} cannot be re-applied: {snap.reason}")
-    desired = cmd_apply.host_part(args, store.load(snap))   # SnapshotError (exit 2) if the copy was tampered with
+    desired = cmd_apply.host_part(args, store.load(snap), converge=True)   # SnapshotError (exit 2) if the copy was tampered with
     cause = f"rollback to {target.revision[:12]}"
     print(f"{cause} (applied {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(target.started_at))} UTC "
           f"from {snap.source}; was {(current or '-')[:12]})", file=sys.stderr if output.wants_data(args) else sys.stdout)

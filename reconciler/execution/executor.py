@@ -210,7 +210,8 @@ def _perform(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> 
         runtime.ensure_network(translate.network_config(net, name=a.target, labels=a.labels))
         return {}
     if k is Kind.ENSURE_VOLUME:
-        runtime.ensure_volume(translate.volume_config(a.target, labels=a.labels))
+        runtime.ensure_volume(translate.volume_config(
+            a.target, labels=a.labels, v=a.spec if isinstance(a.spec, models.Volume) else None))
         return {}
     if k in (Kind.REMOVE_NETWORK, Kind.REMOVE_VOLUME, Kind.REMOVE, Kind.STOP):
         try:

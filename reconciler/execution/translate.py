@@ -39,11 +39,12 @@ def container_config(
         hostname=c.hostname,
         labels=dict(labels),
         ports=tuple(base.PortMapping(container_port=p.container_port, host_port=p.host_port,
-                                     protocol=p.protocol, host_ip=p.host_ip) for p in c.ports),
+                                     protocol=p.protocol, host_ip=p.host_ip, ingress=p.ingress)
+                    for p in c.ports),
         networks=tuple(c.networks),
         aliases=tuple(c.aliases),
         mounts=tuple(base.Mount(type=m.type, target=m.target, source=m.source, read_only=m.read_only,
-                                options=tuple(m.options)) for m in c.volumes) + tuple(
+                                options=tuple(m.options), relative=m.relative) for m in c.volumes) + tuple(
             base.Mount(type="secret", target=s.target, source=s.source, read_only=True,
                        options=(f"mode={s.mode:04o}", f"uid={s.uid}", f"gid={s.gid}", f"digest={s.digest}"),
                        data=s.data)
@@ -77,6 +78,8 @@ def container_config(
         dns_options=tuple(c.dns_options),
         oom_score_adj=c.oom_score_adj,
         group_add=tuple(c.group_add),
+        reservations=base.Resources() if c.reservations is None else base.Resources(
+            memory=c.reservations.memory, cpus=c.reservations.cpus),
     )
 
 
@@ -87,5 +90,7 @@ def network_config(n: models.Network | None, *, name: str, labels: Mapping[str, 
                               mtu=n.mtu, labels=dict(labels))
 
 
-def volume_config(name: str, *, labels: Mapping[str, str]) -> base.VolumeConfig:
-    return base.VolumeConfig(name=name, labels=dict(labels))
+def volume_config(name: str, *, labels: Mapping[str, str], v: models.Volume | None = None) -> base.VolumeConfig:
+    if v is None:           # mounted, not declared
+        return base.VolumeConfig(name=name, labels=dict(labels))
+    return base.VolumeConfig(name=name, labels=dict(labels), driver=v.driver, driver_opts=dict(v.driver_opts))

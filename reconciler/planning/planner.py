@@ -504,10 +504,15 @@ class _Planner:
     def _container(self, c: models.Container) -> None:
         name, res = c.name, f"container:{c.name}"
         o = self.observed.containers.get(name)
+        ingress = [i for i, p in enumerate(c.ports) if p.ingress]
         if c.replicas != 1 and not self.options.cluster:
             self.ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res,
                                           f"replicas: {c.replicas}: this runtime runs one container per "
                                           "Container object (load the manifests for a single host: spec.load without cluster)")
+        elif ingress and not self.options.cluster:
+            self.ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res,
+                                          f"spec.ports[{ingress[0]}]: mode: ingress is Swarm's routing mesh (for "
+                                          "--runtime swarm); on one host a port is published on the host: mode host")
         elif o is None:
             held = self._held("Container", name, c.spec_hash)
             if held:

@@ -79,6 +79,7 @@ class PortMapping:
     host_port: int
     protocol: str = "tcp"           # "tcp" | "udp"
     host_ip: str = "0.0.0.0"  # noqa: S104 - Docker publishes on all addresses by default
+    ingress: bool = False           # Swarm's routing mesh (every node) instead of the copy's node
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class Mount:
     source: str = ""                # volume name, or absolute host path for bind (a secret: where it came from)
     read_only: bool = False
     options: tuple[str, ...] = ()   # tmpfs size=, mode=; secret mode=, uid=, gid=
+    relative: bool = False          # a bind source written relative to the manifests (a path where reconciler runs)
     # a secret's content: held in memory only, never in a record (config_to_json leaves it out),
     # so a config read back has none (the engine refuses to create from it)
     data: bytes | None = field(default=None, repr=False, compare=False, metadata={"transient": True})
@@ -189,6 +191,7 @@ class ContainerConfig:
     dns_options: tuple[str, ...] = ()           # resolv.conf options instead of the host's
     oom_score_adj: int | None = None            # -1000..1000
     group_add: tuple[str, ...] = ()             # supplementary groups: names in the image, or gids
+    reservations: Resources = Resources()    # Swarm's reservations (memory, cpus); single hosts: unused
 
 
 def labels_match(labels: Mapping[str, str], selector: Mapping[str, str] | None) -> bool:
@@ -257,6 +260,7 @@ def config_from_json(d: Mapping[str, Any]) -> ContainerConfig:
         stdin_open=bool(d.get("stdin_open", False)), no_new_privileges=bool(d.get("no_new_privileges", False)),
         dns_options=tuple(d.get("dns_options") or ()), oom_score_adj=d.get("oom_score_adj"),
         group_add=tuple(d.get("group_add") or ()),
+        reservations=Resources(**(d.get("reservations") or {})),
     )
 
 
@@ -347,6 +351,8 @@ class VolumeConfig:
 
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)
+    driver: str = "local"
+    driver_opts: Mapping[str, str] = field(default_factory=dict)   # `docker volume create --opt`
 
 
 @dataclass(frozen=True)

@@ -211,6 +211,7 @@ class Builder:
             name=d.name, labels=labels, origin=self.origin(d),
             deletion_policy=spec.get("deletionPolicy", "Retain"),
             spec_hash=hashing.spec_hash("Volume", {"labels": labels}, hashing.COMMON_EXCLUDED, {}),
+            driver=str(spec.get("driver", "local")), driver_opts=dict(spec.get("driverOpts") or {}),
         )
 
     def origin(self, d: _Doc) -> models.Origin:
@@ -433,6 +434,12 @@ class Builder:
             cpuset=res.get("cpuset"),
             memory_swap=self.memory_swap(d, res),
         )
+        reserve = res.get("reservations") or {}
+        reservations = models.Reservations(
+            memory=self.convert(d, sp("resources", "reservations", "memory"), units.parse_memory,
+                                reserve.get("memory")),
+            cpus=self.convert(d, sp("resources", "reservations", "cpus"), units.parse_cpus, reserve.get("cpus")),
+        ) if reserve else None
         depends_on = tuple(spec.get("dependsOn", ()))
         self.check_refs(d, sp("dependsOn"), depends_on, names["Container"], "Container")
         if d.name in depends_on:
@@ -498,6 +505,8 @@ class Builder:
         }
         if secrets:         # absent when none: the hashes of containers without secrets stay as they were
             fields["secrets"] = secrets
+        if reservations is not None:    # likewise
+            fields["reservations"] = reservations
         # an update policy moves the tag: the hash names the repository (hashing.py)
         hashed = fields if image_update is None else {**fields, "image": image_update.repository}
         return models.Container(
@@ -747,6 +756,10 @@ class Builder:
     def ports(self, d: _Doc, spec: Mapping[str, Any]) -> tuple[models.PortSpec, ...]:
         out: list[models.PortSpec] = []
         for i, text in enumerate(spec.get("ports", ())):
+            if isinstance(text, Mapping):       # the long form
+                out.append(models.PortSpec("0.0.0.0", int(text["published"]), int(text["target"]),  # noqa: S104
+                                           str(text.get("protocol", "tcp")), ingress=text.get("mode") == "ingress"))
+                continue
             try:
                 host_ip, host_port, container_port, proto = units.parse_port(text)
             except ValueError as exc:
@@ -836,7 +849,7 @@ class Builder:
                     self.report(d, path, f"bind source {raw_source!r} is unreadable or larger than {self.limits.referenced_file_bytes} bytes")
                 else:
                     files[source] = hashing.file_digest(content)
-        return models.VolumeMount("bind", source, mount.target, mount.read_only)
+        return models.VolumeMount("bind", source, mount.target, mount.read_only, relative=not raw_source.startswith("/"))
 
     def healthcheck(self, d: _Doc, hc: Mapping[str, Any] | None) -> models.Healthcheck | None:
         if hc is None:

@@ -11,9 +11,10 @@ copies run, not what runs: a Swarm service is scaled, not replaced; with `global
 a Swarm compares on its own), `placement` (where it runs,
 not what runs: a host it still selects keeps its container; Swarm compares it on its own). Everything else,
 metadata labels included (they are stamped on the container, which Docker cannot relabel),
-is hashed. A secret's decrypted content (`transient` fields) never is: the digest of the
-file as stored stands for it (a build secret: only its id and where it comes from, no digest;
-an `omit_empty` field only when set, so adding one leaves older hashes as they were). The content of every env file and of every bind source that is a regular file
+is hashed, but a field marked `omit_empty` only when set (a field added later leaves the hashes
+of the manifests that do not use it as they were). A secret's decrypted content (`transient`
+fields) never is: the digest of the file as stored stands for it (a build secret: only its id
+and where it comes from, no digest). The content of every env file and of every bind source that is a regular file
 named relative to the manifests is hashed too (a bind source as read where it is mounted from:
 a source's live place, not a revision copy), so editing such a file recreates. Those files are
 named by their live path, so a new revision copy of unchanged files hashes the same.

@@ -35,6 +35,7 @@ __all__ = [
     "Origin",
     "Placement",
     "PortSpec",
+    "Reservations",
     "Resources",
     "RestartPolicy",
     "SecretFile",
@@ -75,6 +76,8 @@ class PortSpec:
     host_port: int
     container_port: int
     protocol: str                   # "tcp" | "udp"
+    # mode: ingress (Swarm's routing mesh); absent from the hash when False, so older hashes stay
+    ingress: bool = field(default=False, metadata={"omit_empty": True})
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,10 @@ class VolumeMount:
     target: str                     # absolute path in the container
     read_only: bool
     options: tuple[str, ...] = ()   # tmpfs: "size=<bytes>", "mode=<octal>"
+    # a bind source written relative to the manifests (or ~): a path where reconciler runs, which
+    # a cluster's node does not have. Not hashed (transient): how a path was written changes
+    # nothing that runs, and the hashes of existing containers stay as they were
+    relative: bool = field(default=False, compare=False, metadata={"transient": True})
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,14 @@ class Ulimit:
     name: str                       # "nofile", "nproc", ... (RLIMIT_ without the prefix, lower case)
     soft: int
     hard: int
+
+
+@dataclass(frozen=True)
+class Reservations:
+    """`resources.reservations`: what a Swarm node must have free to run a copy; None: nothing."""
+
+    memory: int | None              # bytes
+    cpus: float | None
 
 
 @dataclass(frozen=True)
@@ -241,6 +256,8 @@ class Container:
     dns_options: tuple[str, ...] = ()                           # resolv.conf options (): the host's
     oom_score_adj: int | None = None                            # -1000..1000; None: the engine's
     group_add: tuple[str, ...] = ()                             # supplementary groups (names or gids)
+    # resources.reservations (Swarm's scheduler); absent when not set, so older hashes stay
+    reservations: Reservations | None = field(default=None, metadata={"omit_empty": True})
 
 
 @dataclass(frozen=True)
@@ -315,6 +332,8 @@ class Volume:
     origin: Origin
     deletion_policy: DeletionPolicy  # default "Retain": never deleted by prune
     spec_hash: str
+    driver: str = "local"           # spec.driver
+    driver_opts: Mapping[str, str] = field(default_factory=dict)   # spec.driverOpts
 
 
 @dataclass(frozen=True)

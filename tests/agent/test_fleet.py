@@ -107,6 +107,11 @@ def test_two_labelled_agents_on_one_repository_each_converge_their_part(
         "Container/proxy": "placed on hosts with role=db; this host has role=edge"}
     assert db.source("fleet")["elsewhere"] == {}
 
+    # the agent recorded its labels: an apply by hand without them on its root is refused
+    from reconciler.state import hostlabels
+
+    assert hostlabels.recorded(edge.root) == {"role": "edge"}
+
 
 def test_labels_in_a_swarm_agents_config_are_refused(tmp_path: Path) -> None:
     from reconciler.agent import config

@@ -320,3 +320,16 @@ def test_list_containers_by_selector(docker: DockerRuntime, docker_image: Pulled
     assert {c.name for c in docker.list_containers(scope.labels)} == names | {other}
     images = docker.list_images()
     assert docker.inspect_image(docker_image.ref).id in {i.id for i in images}
+
+
+def test_a_volume_is_made_with_its_driver_options(engine: Engine) -> None:
+    docker, docker_image, scope = engine.rt, engine.image, engine.scope
+    vol = scope.name("volumes", "scratch")
+    opts = {"type": "tmpfs", "device": "tmpfs", "o": "nr_inodes=777"}     # (podman takes size= for a quota)
+    docker.ensure_volume(base.VolumeConfig(vol, labels=scope.labels, driver_opts=opts))
+    assert docker.api.volume_inspect(vol)["Options"] == opts
+    name = run(scope, docker_image, "scratch", "grep ' /scratch ' /proc/mounts", mounts=(base.Mount("volume", "/scratch", vol),))
+    assert docker.wait_container(name) == 0
+    (line,) = stdout(docker, name)
+    assert line.split()[2] == "tmpfs"
+    assert "nr_inodes=777" in line

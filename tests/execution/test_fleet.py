@@ -75,7 +75,8 @@ def test_host_labels_are_refused_on_a_swarm_and_when_malformed(
     root = str(tmp_path / "root")
     assert main(["apply", str(m), "--root", root, "--runtime", "swarm", "--host-label", "role=edge"]) == 2
     err = capsys.readouterr().err
-    assert "--host-label is for a single host: a Swarm manager places services by its nodes' labels" in err
+    assert "--host-label and --all-hosts are for a single host: a Swarm manager places services by its nodes' " \
+           "labels" in err
     assert "docker node update --label-add KEY=VALUE NODE" in err
     assert main(["diff", str(m), "--root", root, "--runtime", "fake", "--host-label", "role"]) == 2
     assert "--host-label 'role' is not KEY=VALUE" in capsys.readouterr().err
@@ -92,3 +93,52 @@ def test_a_global_container_is_one_container_on_a_single_host(
     assert main(["apply", str(m), "--root", str(root), "--runtime", "fake"]) == 0
     assert [c.name for c in FakeRuntime.at_root(root).list_containers()] == ["node-agent"]
     assert main(["diff", str(m), "--root", str(root), "--runtime", "fake"]) == 0
+
+
+def test_an_apply_without_the_labels_the_host_converged_with_is_refused_and_says_how_to_go_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from reconciler.runtime.fake import FakeRuntime
+    from tests.execution.helpers import IMG, fake_root
+
+    m, root = tmp_path / "m", fake_root(tmp_path)
+    write(m, "fleet.yaml", fleet(IMG))
+
+    def apply(*flags: str) -> int:
+        return main(["apply", str(m), "--root", str(root), "--runtime", "fake", *flags])
+
+    def names() -> list[str]:
+        return sorted(c.name for c in FakeRuntime.at_root(root).list_containers())
+
+    assert apply("--host-label", "role=edge") == 0
+    write(m, "fleet.yaml", fleet(IMG, edge="placement: {labels: {role: edge}}\nenv: {A: '1'}"))
+    assert apply("--host-label", "role=edge") == 0                  # (a revision to roll back from)
+    assert names() == ["edge", "every"]
+    capsys.readouterr()
+
+    # without its labels (or with others): refused, nothing removed, the ways out named
+    for flags in ((), ("--host-label", "role=db"), ("--dry-run",)):
+        assert apply(*flags) == 2
+        err = capsys.readouterr().err
+        assert "this host converged with --host-label role=edge last time" in err
+        assert "run again with --host-label role=edge; or --all-hosts" in err
+        assert "or --relabel to make these the host's labels from now on" in err
+        assert names() == ["edge", "every"]
+    assert main(["rollback", "--root", str(root), "--runtime", "fake"]) == 2
+    assert "this host converged with --host-label role=edge last time" in capsys.readouterr().err
+
+    # every container whatever its placement; the recorded labels stay
+    assert apply("--all-hosts") == 0
+    assert names() == ["db", "edge", "every"]
+    assert apply("--host-label", "role=edge") == 0
+    assert names() == ["edge", "every"]
+
+    # --relabel: the host's labels change (none: the record goes, as for a host never labelled)
+    assert apply("--relabel", "--host-label", "role=db") == 0
+    assert names() == ["db", "every"]
+    assert apply() == 2
+    assert apply("--relabel") == 0
+    assert names() == ["every"]
+    assert apply() == 0
+    assert apply("--host-label", "role=edge") == 0                  # a host never labelled takes its first labels
+    assert names() == ["edge", "every"]

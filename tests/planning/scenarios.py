@@ -516,3 +516,9 @@ def managed_network_and_volume_declared_external() -> Case:
     # once made by this owner, now external: forgotten, not pruned, and the container keeps them
     return case(_external(desired(WEB)), up(),
                 inv.Inventory.of([entry(WEB), entry(SHOP), entry(DATA, deletion_policy="Delete")]))
+
+
+@scenario
+def ingress_port_refused_on_a_single_host() -> Case:
+    return case(desired(replace(WEB, ports=(models.PortSpec("0.0.0.0", 8080, 80, "tcp", ingress=True),)),
+                        SHOP, DATA), up())

@@ -362,6 +362,9 @@ note: container:web: over the flap limit: left stopped (reported, not restarted)
     "replicas_refused_on_a_single_host": """\
 [] -> #1 container:web, fail, replicas: 2: this runtime runs one container per Container object (load the manifests for a single host: spec.load without cluster)
 """,
+    "ingress_port_refused_on_a_single_host": """\
+[] -> #1 container:web, fail, spec.ports[0]: mode: ingress is Swarm's routing mesh (for --runtime swarm); on one host a port is published on the host: mode host
+""",
 }
 
 

@@ -266,7 +266,7 @@ class Scope:
         return {"DOCKER_HOST": self.daemon.host}
 
     def cleanup(self) -> None:
-        """Remove the services, networks and volumes of this test's owner (and wait for Swarm to
+        """Remove the services, secrets, networks and volumes of this test's owner (and wait for Swarm to
         drop the services' tasks first, so their networks and volumes are free)."""
         api = self.rt.api
         removed = set()
@@ -279,6 +279,11 @@ class Scope:
         deadline = time.monotonic() + 60
         while removed and time.monotonic() < deadline and any(t.get("ServiceID") in removed for t in api.task_list()):
             time.sleep(0.5)
+        for x in api.secret_list({LABEL: self.owner}):
+            try:
+                api.secret_remove(str(x["ID"]))
+            except (errors.NotFound, errors.Conflict, errors.InvalidArgument):
+                pass
         for n in api.network_list({LABEL: self.owner}):
             try:
                 api.network_remove(str(n["Name"]))

@@ -3,6 +3,9 @@ where a rollout stands, and which engine DOCKER_HOST names. No engine needed."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 
 from reconciler.execution import translate
@@ -110,17 +113,98 @@ def test_a_global_container_is_a_global_service() -> None:
     assert services.wanted_replicas({"Spec": spec}) is None
 
 
+def test_secret_files_are_swarm_secrets_named_by_file_digest_and_target() -> None:
+    def secret(target: str, digest: str) -> base.Mount:
+        return base.Mount("secret", target, "/m/pw", read_only=True, data=b"pw",
+                          options=("mode=0440", "uid=1000", "gid=7", f"digest={digest}"))
+
+    a, b = secret("/run/secrets/pw", "sha256:" + "1" * 64), secret("/etc/pw", "sha256:" + "1" * 64)
+    changed = secret("/run/secrets/pw", "sha256:" + "2" * 64)
+    names = {services.secret_name("web", m) for m in (a, b, changed)}
+    assert len(names) == 3                     # another target or another file: another secret
+    assert all(n.startswith("web-") and len(n) <= 64 for n in names)
+    config = base.ContainerConfig(name="web", image="i", mounts=(a, base.Mount("tmpfs", "/tmp")))
+    spec = services.service_spec(config, {services.secret_name("web", a): "sid1"})
+    cspec = spec["TaskTemplate"]["ContainerSpec"]
+    assert cspec["Mounts"] == [{"Type": "tmpfs", "Target": "/tmp", "ReadOnly": False}]
+    assert cspec["Secrets"] == [{"SecretID": "sid1", "SecretName": services.secret_name("web", a),
+                                 "File": {"Name": "/run/secrets/pw", "UID": "1000", "GID": "7", "Mode": 0o440}}]
+
+
+def test_reservations_are_the_services_resource_reservations_and_keep_older_hashes(tmp_path: Path) -> None:
+    from reconciler import spec as specs
+
+    doc = """apiVersion: reconciler/v1
+kind: Container
+metadata: {name: web}
+spec:
+  image: reg:5000/web:1
+  resources: {memory: 256Mi%s}
+"""
+    (tmp_path / "a.yaml").write_text(doc % ", reservations: {memory: 64Mi, cpus: 250m}")
+    (tmp_path / "b.yaml").write_text(doc.replace("name: web}", "name: web2}") % "")
+    desired = specs.load(tmp_path)
+    config = translate.container_config(desired.containers["web"], name="web", labels={})
+    resources = services.service_spec(config)["TaskTemplate"]["Resources"]
+    assert resources == {"Limits": {"MemoryBytes": 256 << 20}, "Reservations": {"MemoryBytes": 64 << 20,
+                                                                                "NanoCPUs": NS // 4}}
+    assert base.config_from_json(base.config_to_json(config)) == config
+    plain = translate.container_config(desired.containers["web2"], name="web2", labels={})
+    assert "Reservations" not in services.service_spec(plain)["TaskTemplate"]["Resources"]
+    # a reservation is part of the spec hash; a container without one hashes as before the field
+    # existed (the hash main gave it), so an upgrade recreates nothing
+    assert desired.containers["web"].spec_hash != desired.containers["web2"].spec_hash
+    assert desired.containers["web2"].spec_hash == "bd6812867d659fa781a0cf57fe0940fd941741f9d2b817a388ad005ecde32b37"
+
+
+def test_the_long_form_of_a_port_says_ingress_and_the_short_form_hashes_as_before(tmp_path: Path) -> None:
+    from reconciler import spec as specs
+
+    doc = "apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: %s}\nspec:\n  image: reg:5000/web:1\n  ports: [%s]\n"
+    (tmp_path / "a.yaml").write_text(doc % ("web", '"8080:80"'))
+    (tmp_path / "b.yaml").write_text(doc % ("mesh", "{published: 8081, target: 80, mode: ingress}"))
+    desired = specs.load(tmp_path)
+    web, mesh = desired.containers["web"], desired.containers["mesh"]
+    (tmp_path / "a.yaml").write_text(doc % ("long", "{published: 8080, target: 80, protocol: tcp, mode: host}"))
+    long = specs.load(tmp_path).containers["long"]
+    # the hash main gave a short-form port: the new field leaves it alone; the long host form is the same port
+    assert web.spec_hash == long.spec_hash == "cbb6d7f41b9c0ab023c8676505168a973966cf3d494ce7b0a54931af5fc9c22b"
+    spec = services.service_spec(translate.container_config(mesh, name="mesh", labels={}))
+    assert spec["EndpointSpec"] == {"Mode": "vip", "Ports": [
+        {"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 8081, "PublishMode": "ingress"}]}
+    plain = services.service_spec(translate.container_config(web, name="web", labels={}))
+    assert plain["EndpointSpec"]["Mode"] == "dnsrr"
+    assert plain["EndpointSpec"]["Ports"][0]["PublishMode"] == "host"
+
+
 def test_one_host_fields_are_refused_naming_them() -> None:
     config = base.ContainerConfig(
         name="web", image="i", mounts=(base.Mount("volume", "/d", "data"), base.Mount("bind", "/c", "/srv/c")),
         ports=(base.PortMapping(80, 8080), base.PortMapping(443, 8443, host_ip="127.0.0.1")))
     assert services.refusals(config) == [
         "spec.volumes[1]: /srv/c:/c is a host bind mount, but a service's copies run on any node of the "
-        "cluster; use a named Volume",
+        "cluster; use a named Volume, or pin the service to one node (spec.placement.constraints: "
+        "[node.hostname==NODE])",
         "spec.ports[1]: a service publishes on every address of its node, not on 127.0.0.1 alone; "
         "write 8443:443/tcp",
     ]
     assert services.refusals(base.ContainerConfig(name="ok", image="i", ports=(base.PortMapping(80, 8080),))) == []
+
+
+def test_a_bind_mount_runs_where_the_service_is_pinned_to_one_node_if_its_path_is_that_nodes() -> None:
+    absolute, relative = base.Mount("bind", "/c", "/srv/c", read_only=True), base.Mount("bind", "/d", "/m/d", relative=True)
+    pinned = base.ContainerConfig(name="web", image="i", mounts=(absolute,), constraints=("node.hostname == n1",))
+    assert services.pinned_node(pinned.constraints) == "n1"
+    assert services.refusals(pinned) == []
+    assert services.service_spec(pinned)["TaskTemplate"]["ContainerSpec"]["Mounts"] == [
+        {"Type": "bind", "Source": "/srv/c", "Target": "/c", "ReadOnly": True}]
+    by_id = replace(pinned, mounts=(relative,), constraints=("node.labels.a==b", "node.id==abc"))
+    assert services.refusals(by_id) == [
+        "spec.volumes[0]: /m/d:/d is named relative to the manifests, a path where reconciler runs, not on node "
+        "abc; write the absolute path on that node"]
+    for loose in ("node.hostname!=n1", "node.labels.hostname==n1", "node.role==manager"):
+        assert services.pinned_node((loose,)) is None
+        assert len(services.refusals(replace(pinned, constraints=(loose,)))) == 1
 
 
 def look(state: str = "", *, wanted: int = 2, running: int = 2) -> rollout.Look:

@@ -375,3 +375,137 @@ def test_placement_labels_become_constraints_on_node_labels(
         assert after["Spec"]["TaskTemplate"]["Placement"]["Constraints"] == [f"node.labels.{key}==db"]
     finally:
         swarm.daemon.docker("node", "update", "--label-rm", key, node, check=False)
+
+
+def test_reservations_reach_the_scheduler_and_one_no_node_can_meet_fails_the_pass(
+    tmp_path: Path, swarm: Scope, busybox_image: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    m, p = tmp_path / "m", swarm.owner
+
+    def doc(memory: str) -> str:
+        return f"""
+            apiVersion: reconciler/v1
+            kind: Container
+            metadata: {{name: {p}-res}}
+            spec:
+              image: {busybox_image}
+              command: [sleep, "3600"]
+              restart: always
+              stopTimeout: 1s
+              resources: {{memory: 64Mi, reservations: {{memory: {memory}, cpus: 10m}}}}
+            """
+
+    write(m, "res.yaml", doc("8Mi"))
+    assert cli(swarm, "apply", str(m)) == 0
+    res = services(swarm)[f"{p}-res"]["Spec"]["TaskTemplate"]["Resources"]
+    assert res["Reservations"] == {"MemoryBytes": 8 << 20, "NanoCPUs": 10_000_000}
+    assert len(running_tasks(swarm, f"{p}-res")) == 1
+    assert cli(swarm, "diff", str(m)) == 0
+    capsys.readouterr()
+
+    write(m, "res.yaml", doc("1000Ti"))          # more than any node has: the new copy stays pending
+    assert cli(swarm, "diff", str(m)) == 1
+    assert f"container:{p}-res, update, spec hash changed: reservations" in capsys.readouterr().out
+    assert cli(swarm, "apply", str(m), "--timeout", "6s") == 1
+    out = capsys.readouterr()
+    assert "insufficient resources" in out.out + out.err, out.out + out.err
+
+
+def test_a_port_in_ingress_mode_is_published_on_the_routing_mesh(
+    tmp_path: Path, swarm: Scope, busybox_image: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    m, p, port = tmp_path / "m", swarm.owner, publish_port()
+    write(m, "mesh.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {p}-mesh}}
+        spec:
+          image: {busybox_image}
+          command: [httpd, -f, -p, "8080", -h, /etc]
+          ports: [{{published: {port}, target: 8080, mode: ingress}}]
+          replicas: 2
+          restart: always
+          stopTimeout: 1s
+          update: {{order: start-first}}
+        """)
+    assert cli(swarm, "apply", str(m)) == 0
+    spec = services(swarm)[f"{p}-mesh"]["Spec"]
+    assert spec["EndpointSpec"] == {"Mode": "vip", "Ports": [
+        {"Protocol": "tcp", "TargetPort": 8080, "PublishedPort": port, "PublishMode": "ingress"}]}
+    # two copies on one node and one port: only the mesh can do that (host mode needs two nodes)
+    assert len(running_tasks(swarm, f"{p}-mesh")) == 2
+    assert spec["UpdateConfig"]["Order"] == "start-first"       # the mesh, not the node, holds the port
+    assert cli(swarm, "diff", str(m)) == 0
+
+
+def test_volume_driver_options_make_the_volume_on_the_manager_and_on_each_node_a_copy_mounts_it(
+    tmp_path: Path, swarm: Scope, busybox_image: str,
+) -> None:
+    m, p = tmp_path / "m", swarm.owner
+    write(m, "vol.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Volume
+        metadata: {{name: {p}-scratch}}
+        spec:
+          deletionPolicy: Delete
+          driverOpts: {{type: tmpfs, device: tmpfs, o: "size=3m"}}
+        ---
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {p}-user}}
+        spec:
+          image: {busybox_image}
+          command: [sleep, "3600"]
+          volumes: ["{p}-scratch:/scratch"]
+          restart: always
+          stopTimeout: 1s
+        """)
+    assert cli(swarm, "apply", str(m)) == 0
+    vol = swarm.rt.api.volume_inspect(f"{p}-scratch")
+    assert (vol["Driver"], vol["Options"]) == ("local", {"type": "tmpfs", "device": "tmpfs", "o": "size=3m"})
+    (mount,) = services(swarm)[f"{p}-user"]["Spec"]["TaskTemplate"]["ContainerSpec"]["Mounts"]
+    assert mount["VolumeOptions"]["DriverConfig"] == {
+        "Name": "local", "Options": {"type": "tmpfs", "device": "tmpfs", "o": "size=3m"}}
+    mounts = in_copy(swarm, f"{p}-user", "cat", "/proc/mounts")
+    (line,) = [x.split() for x in mounts.splitlines() if x.split()[1] == "/scratch"]
+    assert line[2] == "tmpfs", line                                  # the options' tmpfs, 3 MiB
+    assert "size=3072k" in line[3], line
+    assert cli(swarm, "diff", str(m)) == 0
+
+
+def test_a_host_bind_mount_runs_where_the_placement_pins_the_service_to_one_node(
+    tmp_path: Path, swarm: Scope, busybox_image: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    m, p = tmp_path / "m", swarm.owner
+    node = swarm.daemon.docker("info", "--format", "{{.Name}}").stdout.strip()
+    (tmp_path / "on-node").mkdir()
+    (tmp_path / "on-node" / "motd").write_text("from the node\n")
+    (m / "conf").mkdir(parents=True)
+
+    def doc(source: str) -> str:
+        return f"""
+            apiVersion: reconciler/v1
+            kind: Container
+            metadata: {{name: {p}-pinned}}
+            spec:
+              image: {busybox_image}
+              command: [sleep, "3600"]
+              volumes: ["{source}:/host:ro"]
+              restart: always
+              stopTimeout: 1s
+              placement: {{constraints: ["node.hostname=={node}"]}}
+            """
+
+    write(m, "c.yaml", doc(str(tmp_path / "on-node")))
+    assert cli(swarm, "apply", str(m)) == 0
+    (mount,) = services(swarm)[f"{p}-pinned"]["Spec"]["TaskTemplate"]["ContainerSpec"]["Mounts"]
+    assert mount == {"Type": "bind", "Source": str(tmp_path / "on-node"), "Target": "/host", "ReadOnly": True}
+    assert in_copy(swarm, f"{p}-pinned", "cat", "/host/motd") == "from the node\n"
+    assert cli(swarm, "diff", str(m)) == 0
+    capsys.readouterr()
+
+    # a path relative to the manifests names a directory where reconciler runs: refused, named
+    write(m, "c.yaml", doc("./conf"))
+    assert cli(swarm, "apply", str(m)) == 2
+    assert (f"Container/{p}-pinned: spec.volumes[0]: {m / 'conf'}:/host is named relative to the manifests, "
+            f"a path where reconciler runs, not on node {node}") in capsys.readouterr().err

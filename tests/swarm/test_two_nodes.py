@@ -4,6 +4,7 @@ node label puts every copy of a service on the labelled node; moved, the copies 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -110,3 +111,52 @@ def test_a_global_service_runs_one_copy_on_every_node_its_placement_selects(
         assert len(nodes_running(cluster)) == 2
     finally:
         manager.docker("node", "update", "--label-rm", key, worker.node_id(), check=False)
+
+
+def test_a_node_makes_a_volume_with_its_driver_options_where_a_copy_first_mounts_it(
+    tmp_path: Path, cluster: Scope, two_nodes: tuple[SwarmDaemon, SwarmDaemon], busybox_image: str,
+) -> None:
+    _, worker = two_nodes
+    m, p = tmp_path / "m", cluster.owner
+    write(m, "vol.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Volume
+        metadata: {{name: {p}-scratch}}
+        spec:
+          deletionPolicy: Delete
+          driverOpts: {{type: tmpfs, device: tmpfs, o: "size=3m"}}
+        ---
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {p}-user}}
+        spec:
+          image: {busybox_image}
+          command: [sleep, "3600"]
+          networks: [host]
+          volumes: ["{p}-scratch:/scratch"]
+          restart: always
+          stopTimeout: 1s
+          placement: {{constraints: ["node.role==worker"]}}
+        """)
+    apply = ["apply", str(m), "--root", str(cluster.root), "--runtime", "swarm", "--owner", p, "--timeout", "90s"]
+    try:
+        assert main(apply) == 0
+        assert nodes_running(cluster) == [worker.node_id()]
+        # the manager made the volume; the worker made its own from the service's mount
+        made = worker.docker("volume", "inspect", f"{p}-scratch", "--format", "{{json .Options}}").stdout
+        assert made.strip() == '{"device":"tmpfs","o":"size=3m","type":"tmpfs"}'
+        cid = worker.docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={p}-user").stdout.strip()
+        mounts = worker.docker("exec", cid, "cat", "/proc/mounts").stdout
+        (line,) = [x.split() for x in mounts.splitlines() if x.split()[1] == "/scratch"]
+        assert line[2] == "tmpfs", line
+        assert "size=3072k" in line[3], line
+        for f in m.iterdir():
+            f.unlink()
+        assert main([*apply, "--allow-empty"]) == 0
+    finally:
+        deadline = time.monotonic() + 30        # the worker drops the removed service's container first
+        while worker.docker("volume", "rm", f"{p}-scratch", check=False).returncode != 0:
+            if time.monotonic() > deadline or worker.docker("volume", "inspect", f"{p}-scratch",
+                                                            check=False).returncode != 0:
+                break
+            time.sleep(0.5)

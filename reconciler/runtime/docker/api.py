@@ -499,6 +499,18 @@ class EngineAPI:
         data: list[dict[str, Any]] = self._get("/tasks", params, what="list tasks") or []
         return data
 
+    def secret_list(self, labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = self._get("/secrets", _filters(labels), what="list secrets") or []
+        return data
+
+    def secret_create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /secrets/create (`Data` base64); the secret's {"ID": ...}."""
+        data: dict[str, Any] = self._post("/secrets/create", body, what=f"create secret {body.get('Name')}")
+        return data
+
+    def secret_remove(self, ident: str) -> None:
+        self._delete(f"/secrets/{_q(ident)}", what=f"remove secret {ident}")
+
     def node_list(self) -> list[dict[str, Any]]:
         data: list[dict[str, Any]] = self._get("/nodes", what="list nodes") or []
         return data

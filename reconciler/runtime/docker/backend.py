@@ -750,8 +750,8 @@ class DockerRuntime:
         try:
             attrs = self.api.volume_inspect(config.name)
         except errors.NotFound:
-            attrs = self.api.volume_create({"Name": config.name, "Driver": "local",
-                                            "Labels": dict(config.labels)})
+            attrs = self.api.volume_create({"Name": config.name, "Driver": config.driver,
+                                            "DriverOpts": dict(config.driver_opts), "Labels": dict(config.labels)})
         state = volume_state(attrs)
         missing = {k: v for k, v in config.labels.items() if state.labels.get(k) != v}
         if missing:

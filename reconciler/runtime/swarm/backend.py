@@ -12,7 +12,9 @@ task and Swarm rolls a failed one back. This backend adds what the reconciler ne
   healthcheck exists), and fails naming the service and Swarm's task error when Swarm rolled
   the update back, paused it, or it had not converged by the deadline;
 - a removal returns once the service's tasks stopped, so the networks and volumes it used can
-  go next.
+  go next;
+- secret files become Swarm secrets named by content (the stored file's digest), made before
+  the service that names them and removed once a rollout is over and its spec no longer does.
 
 There is no image store of its own (`list_images` is empty, `pull_image` refuses) and no
 exec, kill or wait of a single copy: those happen on a node (`docker exec` there).
@@ -42,6 +44,9 @@ _POLL = 0.5
 _REMOVE_MARGIN = 30.0       # seconds beyond a task's stop grace period that a removal waits
 _ALLOCATE_WAIT = 10.0       # seconds a network may take to get its driver and subnet, or to go
 _VOLUME_WAIT = 15.0         # seconds a removed service's container may still hold a volume
+_OWNER = "reconciler.owner"             # labels of the Swarm secrets made for a service
+_SERVICE = "reconciler.service"
+_TARGET = "reconciler.target"
 
 
 def _rc() -> Any:
@@ -215,7 +220,62 @@ class SwarmRuntime:
         if refused:
             raise errors.InvalidArgument(f"container {config.name} cannot run as a Swarm service: "
                                          + "; ".join(refused))
-        return services.service_spec(config)
+        return services.service_spec(config, self._ensure_secrets(config), self._volume_drivers(config))
+
+    def _volume_drivers(self, config: base.ContainerConfig) -> dict[str, tuple[str, Mapping[str, str]]]:
+        """The driver and options of each volume `config` mounts, as the manager made it (volumes
+        are ensured before the services that mount them), for the nodes that make it next."""
+        names = {m.source for m in config.mounts if m.type == "volume"}
+        if not names:
+            return {}
+        return {str(v["Name"]): (str(v.get("Driver") or "local"), dict(v.get("Options") or {}))
+                for v in self.api.volume_list() if v.get("Name") in names}
+
+    # -- secrets: a Swarm secret per secret file and content, made before the service needs it --
+
+    def _ensure_secrets(self, config: base.ContainerConfig) -> dict[str, str]:
+        """The id of each Swarm secret `config`'s secret files are in, by name; a missing one is
+        created from the file's content. A config read back from a record has no content: its
+        secrets must exist still (a rollback to them finds them; a pruned one cannot come back)."""
+        wanted = {services.secret_name(config.name, m): m for m in config.mounts if m.type == "secret"}
+        if not wanted:
+            return {}
+        owner = config.labels.get(_OWNER, "")
+        have = {str(x["Spec"]["Name"]): str(x["ID"])
+                for x in self.api.secret_list({_OWNER: owner, _SERVICE: config.name})}
+        for name, m in sorted(wanted.items()):
+            if name in have:
+                continue
+            if m.data is None:
+                raise errors.InvalidArgument(
+                    f"service {config.name}: the Swarm secret {name} for {m.target} is gone and no record keeps "
+                    "its content", hint="apply the manifests again (they read the file anew)")
+            body = {"Name": name, "Data": base64.b64encode(m.data).decode(),
+                    "Labels": {_OWNER: owner, _SERVICE: config.name, _TARGET: m.target}}
+            try:
+                have[name] = str(self.api.secret_create(body)["ID"])
+            except (errors.AlreadyExists, errors.Conflict):     # made meanwhile: the same content by its name
+                have.update({str(x["Spec"]["Name"]): str(x["ID"]) for x in self.api.secret_list({_OWNER: owner})})
+        return {name: have[name] for name in wanted}
+
+    def _prune_secrets(self, owner: str, service: str) -> None:
+        """Remove the Swarm secrets made for `service` that its spec no longer names: called once
+        a rollout is over (done, or rolled back) or the service removed, so the spec Swarm rolls
+        back to during an update keeps its secrets. (`docker service rollback` after that finds
+        the previous secret gone: apply the previous revision instead, `reconcile rollback`.)"""
+        if not owner:
+            return
+        used: set[str] = set()
+        for svc in self.api.service_list():
+            cspec = (((svc.get("Spec") or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {})
+            used.update(str(ref.get("SecretID", "")) for ref in cspec.get("Secrets") or ())
+        for x in self.api.secret_list({_OWNER: owner, _SERVICE: service}):
+            if str(x["ID"]) in used:
+                continue
+            try:
+                self.api.secret_remove(str(x["ID"]))
+            except (errors.NotFound, errors.Conflict, errors.InvalidArgument):
+                pass        # gone meanwhile, or taken by an update that began meanwhile: the next pass
 
     def create_container(self, config: base.ContainerConfig) -> str:
         """Create the service (Swarm starts its copies at once); its id."""
@@ -248,6 +308,8 @@ class SwarmRuntime:
         # (listed whole: a filter by a removed service finds nothing)
         while self._clock() < deadline and any(t.get("ServiceID") == sid for t in self.api.task_list()):
             self._sleep(self._poll)
+        self._prune_secrets(str(((svc.get("Spec") or {}).get("Labels") or {}).get(_OWNER, "")),
+                            str((svc.get("Spec") or {}).get("Name", "")))
 
     def wait_rollout(self, name_or_id: str, *, timeout: float, stop: Callable[[], bool] | None = None) -> None:
         began = self._clock()
@@ -261,14 +323,18 @@ class SwarmRuntime:
             if now.state == "rollback_started":
                 reason = reason or now.message
             if where is rollout.Step.DONE:
+                self._prune_secrets_of(svc)
                 return
             if where is rollout.Step.PAUSED or (where is rollout.Step.ROLLED_BACK and (
                     now.running >= now.wanted or self._clock() - began >= timeout)):
                 # (a rollback is reported once the previous spec runs again, or at the deadline)
+                if where is rollout.Step.ROLLED_BACK:
+                    self._prune_secrets_of(svc)
                 raise self._failed(svc, now, where, reason=reason)
             if where is rollout.Step.SETTLED:
                 settled_at = self._clock() if settled_at is None else settled_at
                 if self._clock() - settled_at >= now.monitor:
+                    self._prune_secrets_of(svc)
                     return
             else:
                 settled_at = None
@@ -278,6 +344,10 @@ class SwarmRuntime:
             if self._clock() - began >= timeout:
                 raise self._failed(svc, now, where, timeout=timeout)
             self._sleep(self._poll)
+
+    def _prune_secrets_of(self, svc: Mapping[str, Any]) -> None:
+        spec = svc.get("Spec") or {}
+        self._prune_secrets(str((spec.get("Labels") or {}).get(_OWNER, "")), str(spec.get("Name", "")))
 
     def _failed(
         self, svc: Mapping[str, Any], now: rollout.Look, where: rollout.Step, *, timeout: float | None = None,

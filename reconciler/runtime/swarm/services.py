@@ -9,15 +9,19 @@ in docs/swarm.md; where Swarm has no equivalent the choice is noted here:
   (the revision label on every container would restart all copies at a mere scale);
 - `restart: no` is Swarm's `none` (a copy that exits stays down), `always` and
   `unless-stopped` are `any` (a service cannot be stopped by hand);
-- ports are published in host mode (each copy on its own node, as on one host);
+- ports are published in host mode (each copy on its own node, as on one host), or with
+  `mode: ingress` on Swarm's routing mesh (the service then has a virtual IP: `vip`);
   `update.order: start-first` falls back to stop-first when a port is published (a new copy
   could not bind it beside the old one, as on one host);
+- a secret file (`spec.secrets`) is a Swarm secret, named by `secret_name` (the backend makes
+  it; `service_spec` is given the ids);
 - `update.minReady` is Swarm's update monitor (0: Swarm's 5 s); a failed update is rolled
   back (`onFailure: rollback`, FailureAction rollback) or paused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -28,9 +32,12 @@ from reconciler.runtime import base, errors
 
 __all__ = [
     "LABEL_PREFIX",
+    "pinned_node",
     "placement",
     "refusals",
     "running_tasks",
+    "secret_name",
+    "secret_refs",
     "service_spec",
     "service_state",
     "stop_grace",
@@ -44,6 +51,7 @@ _NS = 1_000_000_000
 _RESTART = {"no": "none", "on-failure": "on-failure", "always": "any", "unless-stopped": "any"}
 _WILDCARDS = ("0.0.0.0", "::", "")  # noqa: S104 - Docker's "every address"
 _SPECIAL_NETWORKS = ("host", "none")
+_PIN = re.compile(r"\s*node\.(?:hostname|id)\s*==\s*(\S+)\s*")
 _BLAMED = re.compile(r"\btask ([a-z0-9]{25})\b")
 _TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
 
@@ -52,13 +60,27 @@ def _ns(seconds: float) -> int:
     return round(seconds * _NS)
 
 
+def pinned_node(constraints: Sequence[str]) -> str | None:
+    """The node a service's constraints pin it to (`node.hostname==H` or `node.id==I`), if any."""
+    for c in constraints:
+        m = _PIN.fullmatch(c)
+        if m is not None:
+            return m.group(1)
+    return None
+
+
 def refusals(config: base.ContainerConfig) -> list[str]:
     """What in `config` only makes sense on one host, as "FIELD: why" in manifest terms."""
     out: list[str] = []
+    pinned = pinned_node(config.constraints)
     for i, m in enumerate(config.mounts):
-        if m.type == "bind":
+        if m.type == "bind" and pinned is None:
             out.append(f"spec.volumes[{i}]: {m.source}:{m.target} is a host bind mount, but a service's "
-                       "copies run on any node of the cluster; use a named Volume")
+                       "copies run on any node of the cluster; use a named Volume, or pin the service to "
+                       "one node (spec.placement.constraints: [node.hostname==NODE])")
+        elif m.type == "bind" and m.relative:
+            out.append(f"spec.volumes[{i}]: {m.source}:{m.target} is named relative to the manifests, a path "
+                       f"where reconciler runs, not on node {pinned}; write the absolute path on that node")
     for i, p in enumerate(config.ports):
         if p.host_ip not in _WILDCARDS:
             out.append(f"spec.ports[{i}]: a service publishes on every address of its node, not on "
@@ -66,9 +88,43 @@ def refusals(config: base.ContainerConfig) -> list[str]:
     return out
 
 
-def _mount(m: base.Mount) -> dict[str, Any]:
+def _option(m: base.Mount, key: str, default: str) -> str:
+    for o in m.options:
+        k, _, value = o.partition("=")
+        if k == key:
+            return value
+    return default
+
+
+def secret_name(service: str, m: base.Mount) -> str:
+    """The Swarm secret holding secret file `m` of `service`: named by the stored file's digest
+    (never the decrypted content's: a hash of a short value would give it away) and the target,
+    so a changed file is a new secret and the service an update (a Swarm secret is immutable)."""
+    key = hashlib.sha256(f"{m.target}\0{_option(m, 'digest', '')}".encode()).hexdigest()[:20]
+    return f"{service[:40]}-{key}"
+
+
+def secret_refs(config: base.ContainerConfig, ids: Mapping[str, str]) -> list[dict[str, Any]]:
+    """`ContainerSpec.Secrets` for `config`'s secret files, given each secret's id by name."""
+    out = []
+    for m in config.mounts:
+        if m.type != "secret":
+            continue
+        name = secret_name(config.name, m)
+        out.append({"SecretID": ids[name], "SecretName": name,
+                    "File": {"Name": m.target, "UID": _option(m, "uid", "0"), "GID": _option(m, "gid", "0"),
+                             "Mode": int(_option(m, "mode", "0400"), 8)}})
+    return out
+
+
+def _mount(m: base.Mount, drivers: Mapping[str, tuple[str, Mapping[str, str]]]) -> dict[str, Any]:
     out: dict[str, Any] = {"Type": m.type, "Target": m.target, "ReadOnly": m.read_only}
     if m.type == "volume":
+        out["Source"] = m.source
+        driver, driver_opts = drivers.get(m.source, ("local", {}))
+        if driver != "local" or driver_opts:    # each node makes the volume so where a copy first mounts it
+            out["VolumeOptions"] = {"DriverConfig": {"Name": driver, "Options": dict(driver_opts)}}
+    elif m.type == "bind":         # (refusals allow it only where the service is pinned to one node)
         out["Source"] = m.source
     elif m.type == "tmpfs":
         opts: dict[str, Any] = {}
@@ -103,7 +159,9 @@ def _networks(config: base.ContainerConfig) -> list[dict[str, Any]]:
             for n in config.networks]
 
 
-def _container_spec(config: base.ContainerConfig) -> dict[str, Any]:
+def _container_spec(
+    config: base.ContainerConfig, secret_ids: Mapping[str, str], drivers: Mapping[str, tuple[str, Mapping[str, str]]],
+) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "Image": config.image,
         "Labels": {k: v for k, v in config.labels.items() if not k.startswith(LABEL_PREFIX)},
@@ -119,8 +177,12 @@ def _container_spec(config: base.ContainerConfig) -> dict[str, Any]:
                       ("StopSignal", config.stop_signal)):
         if text is not None:
             spec[key] = text
-    if config.mounts:
-        spec["Mounts"] = [_mount(m) for m in config.mounts]
+    mounts = [_mount(m, drivers) for m in config.mounts if m.type != "secret"]
+    if mounts:
+        spec["Mounts"] = mounts
+    secrets = secret_refs(config, secret_ids)
+    if secrets:
+        spec["Secrets"] = secrets
     if config.healthcheck is not None:
         hc = config.healthcheck
         spec["Healthcheck"] = {"Test": list(hc.test), "Interval": _ns(hc.interval), "Timeout": _ns(hc.timeout),
@@ -134,7 +196,7 @@ def _container_spec(config: base.ContainerConfig) -> dict[str, Any]:
 
 def _update_config(config: base.ContainerConfig, *, rollback: bool) -> dict[str, Any]:
     order = config.update.order
-    if any(p.host_port for p in config.ports):
+    if any(p.host_port and not p.ingress for p in config.ports):
         order = "stop-first"
     out: dict[str, Any] = {"Parallelism": 1, "Order": order, "MaxFailureRatio": 0,
                            "FailureAction": "pause" if rollback else config.update.on_failure}
@@ -143,8 +205,13 @@ def _update_config(config: base.ContainerConfig, *, rollback: bool) -> dict[str,
     return out
 
 
-def service_spec(config: base.ContainerConfig) -> dict[str, Any]:
-    """The ServiceSpec of `config` (refusals are checked by the caller; see `refusals`)."""
+def service_spec(
+    config: base.ContainerConfig, secret_ids: Mapping[str, str] | None = None,
+    drivers: Mapping[str, tuple[str, Mapping[str, str]]] | None = None,
+) -> dict[str, Any]:
+    """The ServiceSpec of `config` (refusals are checked by the caller; see `refusals`);
+    `secret_ids`: the id of each Swarm secret its secret files are in, by `secret_name`;
+    `drivers`: (driver, options) of the volumes it mounts, by name (default: local, none)."""
     if config.replicas < 0:
         raise errors.InvalidArgument(f"service {config.name}: replicas {config.replicas} is below 0")
     limits: dict[str, Any] = {}
@@ -154,6 +221,11 @@ def service_spec(config: base.ContainerConfig) -> dict[str, Any]:
         limits["NanoCPUs"] = _ns(config.resources.cpus)
     if config.resources.pids is not None:
         limits["Pids"] = config.resources.pids
+    reserve: dict[str, Any] = {}
+    if config.reservations.memory is not None:
+        reserve["MemoryBytes"] = config.reservations.memory
+    if config.reservations.cpus is not None:
+        reserve["NanoCPUs"] = _ns(config.reservations.cpus)
     restart: dict[str, Any] = {"Condition": _RESTART.get(config.restart.name, "none")}
     if config.restart.name == "on-failure" and config.restart.max_retries:
         restart["MaxAttempts"] = config.restart.max_retries
@@ -162,9 +234,9 @@ def service_spec(config: base.ContainerConfig) -> dict[str, Any]:
         if p.protocol not in ("tcp", "udp", "sctp"):
             raise errors.InvalidArgument(f"service {config.name}: port protocol {p.protocol!r} is not tcp or udp")
         ports.append({"Protocol": p.protocol, "TargetPort": p.container_port, "PublishedPort": p.host_port,
-                      "PublishMode": "host"})
-    task: dict[str, Any] = {"ContainerSpec": _container_spec(config), "RestartPolicy": restart,
-                            "Resources": {"Limits": limits}}
+                      "PublishMode": "ingress" if p.ingress else "host"})
+    task: dict[str, Any] = {"ContainerSpec": _container_spec(config, secret_ids or {}, drivers or {}), "RestartPolicy": restart,
+                            "Resources": {"Limits": limits, **({"Reservations": reserve} if reserve else {})}}
     if config.networks:
         task["Networks"] = _networks(config)
     if config.constraints or config.spread:
@@ -177,7 +249,8 @@ def service_spec(config: base.ContainerConfig) -> dict[str, Any]:
         "Mode": {"Global": {}} if config.global_mode else {"Replicated": {"Replicas": config.replicas}},
         "UpdateConfig": _update_config(config, rollback=False),
         "RollbackConfig": _update_config(config, rollback=True),
-        "EndpointSpec": {"Mode": "dnsrr", "Ports": ports},
+        # (Swarm's routing mesh needs the service's virtual IP: with an ingress port, vip)
+        "EndpointSpec": {"Mode": "vip" if any(p.ingress for p in config.ports) else "dnsrr", "Ports": ports},
     }
 
 

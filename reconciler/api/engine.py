@@ -839,7 +839,16 @@ class EngineApi:
             if method == "PUT":
                 if raw is None:
                     raise HttpError(400, "the request has no body")
-                copying.extract(fd, path, raw())
+                stream = raw()
+                try:
+                    copying.extract(fd, path, stream)
+                except BaseException:
+                    # read the rest of the tar before answering: a client still sending it (the
+                    # docker CLI streams it chunked) would get a broken pipe instead of the error
+                    with contextlib.suppress(Exception):
+                        while stream.read(1 << 16):
+                            pass
+                    raise
                 return 200, None
             header = {"X-Docker-Container-Path-Stat": copying.stat_header(copying.path_stat(fd, path))}
             if method == "HEAD":

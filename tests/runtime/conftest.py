@@ -133,7 +133,20 @@ def _have_image_store() -> bool:
 
 
 def new_prefix() -> str:
-    return "rt" + "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(3))
+    """A name prefix no other live test holds (leased, tests/helpers/leases.py) and nothing on the
+    host already uses (a cgroup, link or nft table of that name, say one a killed run left)."""
+    import glob
+
+    from tests.helpers import leases
+
+    with leases.held("prefixes") as live:
+        while True:
+            prefix = "rt" + "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(3))
+            if prefix in live or glob.glob(f"/sys/fs/cgroup/*/{prefix}") or glob.glob(f"/sys/class/net/{prefix}*") \
+                    or Path(f"/sys/fs/cgroup/{prefix}").exists():
+                continue
+            live[prefix] = os.getpid()
+            return prefix
 
 
 def native_config(tmp: Path, prefix: str | None = None) -> NativeConfig:

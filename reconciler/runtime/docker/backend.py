@@ -332,6 +332,30 @@ def image_info(attrs: Mapping[str, Any], ref: str | None = None) -> base.ImageIn
     )
 
 
+def verify_network(config: base.NetworkConfig, attrs: Mapping[str, Any], *, driver: str,
+                   gateway: bool = True) -> base.NetworkState:
+    """The state of an existing network `attrs`, or Conflict naming how it differs from `config`
+    (its driver, subnet, `gateway` when asked, internal flag, labels): made by someone else."""
+    state = network_state(attrs)
+    diffs = []
+    if attrs.get("Driver") != driver:
+        diffs.append(f"driver {attrs.get('Driver')!r} (want {driver!r})")
+    if config.subnet and state.subnet != config.subnet:
+        diffs.append(f"subnet {state.subnet} (want {config.subnet})")
+    if gateway and config.gateway and state.gateway != config.gateway:
+        diffs.append(f"gateway {state.gateway} (want {config.gateway})")
+    if state.internal != config.internal:
+        diffs.append(f"internal={state.internal} (want {config.internal})")
+    missing = {k: v for k, v in config.labels.items() if state.labels.get(k) != v}
+    if missing:
+        diffs.append(f"labels lack {missing}")
+    if diffs:
+        raise errors.Conflict(
+            f"network {config.name} exists with a different configuration: {'; '.join(diffs)}",
+            hint=f"remove it (`docker network rm {config.name}`) so it can be re-created")
+    return state
+
+
 def network_state(attrs: Mapping[str, Any]) -> base.NetworkState:
     configs = (attrs.get("IPAM") or {}).get("Config") or []
     v4 = [c for c in configs if ":" not in str(c.get("Subnet", ""))] or configs or [{}]
@@ -693,24 +717,7 @@ class DockerRuntime:
         return self._verify_network(config, self._network(config.name))
 
     def _verify_network(self, config: base.NetworkConfig, attrs: Mapping[str, Any]) -> base.NetworkState:
-        state = network_state(attrs)
-        diffs = []
-        if attrs.get("Driver") != "bridge":
-            diffs.append(f"driver {attrs.get('Driver')!r} (want 'bridge')")
-        if config.subnet and state.subnet != config.subnet:
-            diffs.append(f"subnet {state.subnet} (want {config.subnet})")
-        if config.gateway and state.gateway != config.gateway:
-            diffs.append(f"gateway {state.gateway} (want {config.gateway})")
-        if state.internal != config.internal:
-            diffs.append(f"internal={state.internal} (want {config.internal})")
-        missing = {k: v for k, v in config.labels.items() if state.labels.get(k) != v}
-        if missing:
-            diffs.append(f"labels lack {missing}")
-        if diffs:
-            raise errors.Conflict(
-                f"network {config.name} exists with a different configuration: {'; '.join(diffs)}",
-                hint=f"remove it (`docker network rm {config.name}`) so it can be re-created")
-        return state
+        return verify_network(config, attrs, driver="bridge")
 
     def remove_network(self, name: str) -> None:
         self._network(name)

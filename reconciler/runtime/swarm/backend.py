@@ -449,22 +449,7 @@ class SwarmRuntime:
             self._sleep(self._poll)
 
     def _verify_network(self, config: base.NetworkConfig, attrs: Mapping[str, Any]) -> base.NetworkState:
-        state = docker_backend.network_state(attrs)
-        diffs = []
-        if attrs.get("Driver") != "overlay":
-            diffs.append(f"driver {attrs.get('Driver')!r} (want 'overlay')")
-        if config.subnet and state.subnet != config.subnet:
-            diffs.append(f"subnet {state.subnet} (want {config.subnet})")
-        if state.internal != config.internal:
-            diffs.append(f"internal={state.internal} (want {config.internal})")
-        missing = {k: v for k, v in config.labels.items() if state.labels.get(k) != v}
-        if missing:
-            diffs.append(f"labels lack {missing}")
-        if diffs:
-            raise errors.Conflict(
-                f"network {config.name} exists with a different configuration: {'; '.join(diffs)}",
-                hint=f"remove it (`docker network rm {config.name}`) so it can be re-created")
-        return state
+        return docker_backend.verify_network(config, attrs, driver="overlay", gateway=False)
 
     def remove_network(self, name: str) -> None:
         """Remove the network; return once the manager no longer lists it (its node lets go of

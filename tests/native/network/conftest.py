@@ -116,19 +116,21 @@ class Harness:
         for proc in self.procs:
             self.stop(proc)
         m = self.manager
-        for c in m._ipam.containers():
-            m.detach(c.container_id)
-        for n in m.list_networks():
-            m.remove_network(n.name)
-        m.recover([])
-        with netlink.host() as h:
-            for name in self.test_links:
-                h.delete_link(name)
-        if self.test_netns_dir.is_dir():
-            for f in self.test_netns_dir.iterdir():
-                netlink.remove_netns(f)
-        network.unmount_all(self.config.run_dir / "netns")
-        network.unmount_all(self.test_netns_dir)
+        try:
+            for c in m._ipam.containers():
+                m.detach(c.container_id)
+            for n in m.list_networks():
+                m.remove_network(n.name)
+            m.recover([])
+        finally:        # the test's own links and namespaces go even when the engine's teardown failed
+            with netlink.host() as h:
+                for name in self.test_links:
+                    h.delete_link(name)
+            if self.test_netns_dir.is_dir():
+                for f in self.test_netns_dir.iterdir():
+                    netlink.remove_netns(f)
+            network.unmount_all(self.config.run_dir / "netns")
+            network.unmount_all(self.test_netns_dir)
 
     def leftovers(self) -> list[str]:
         found = []

@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-extra=""
-[ "${1:-}" = "--dev" ] && extra="[dev]"
+# [fast]: python-isal for the pull's gzip inflate (optional: the engine falls back to zlib)
+extra="[fast]"
+[ "${1:-}" = "--dev" ] && extra="[dev,fast]"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extra}"

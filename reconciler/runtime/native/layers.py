@@ -25,8 +25,16 @@ Written for this project (tarfile's extractall is not used; runtime-internals.md
   is copied up first (an overlay upper cannot link to a lower inode). Directories are never
   hardlink targets.
 - Devices and FIFOs are created with mknod and never opened; attributes are applied through
-  O_PATH fds. Order per entry: chown, xattrs, chmod (chown clears setuid), times; directory
-  times last.
+  O_PATH fds. Order per entry: chown, xattrs, chmod (chown clears setuid), times. A regular
+  file is created with its final permission bits when the umask lets them through, and is
+  chowned only when its owner is not the creator: most files cost open, write, futimens and
+  close. Directories are made 0700 and get their owner, xattrs, mode and times in one pass at
+  the end of the layer (`finish`).
+- Lowers may be pending (`lowers_pending`: the layers below are being unpacked in parallel):
+  whiteouts are still made, implicit parents get 0755 and are listed in the result for
+  `fix_implicit_dirs` to copy the lower directory's owner, mode and times once the lowers
+  are committed; a hardlink to a file only a lower layer has raises NeedsLowers (the caller
+  unpacks that layer again once its lowers are there).
 - Xattrs from PAX `SCHILY.xattr.*`: user.*, security.capability and trusted.* are kept,
   except trusted.overlay.* (overlay control data an image must not smuggle in); others
   (security.selinux, system.*, user.overlay.*) are dropped.
@@ -57,7 +65,8 @@ from reconciler import diskfull
 from reconciler.runtime import errors
 from reconciler.runtime.native import openat2
 
-__all__ = ["ApplyResult", "LayerError", "Limits", "apply_layer", "open_decompressed"]
+__all__ = ["INFLATE", "ApplyResult", "LayerError", "Limits", "NeedsLowers", "apply_layer", "fix_implicit_dirs",
+           "open_decompressed"]
 
 _CHUNK = 1 << 20
 _MAX_READ = 1 << 20         # one read of the stream: a header's declared size cannot ask for more
@@ -72,6 +81,33 @@ _O_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 
 class LayerError(errors.ImageError):
     """A layer is malformed, hostile or over a limit; its snapshot is discarded."""
+
+
+class NeedsLowers(Exception):
+    """Raised with `lowers_pending` when the layer needs the layers below it to be unpacked
+    (a hardlink to a file of a lower layer, which is copied up): discard the work and apply
+    the layer again with its lowers."""
+
+
+def _inflate_module() -> tuple[str, Any]:
+    """The fastest gzip inflate installed: python-isal (about 2x zlib), zlib-ng, else zlib.
+    All three have zlib's decompressobj (wbits=31, max_length, unconsumed_tail, eof)."""
+    try:
+        from isal import isal_zlib
+
+        return "isal", isal_zlib
+    except ImportError:
+        pass
+    try:
+        from zlib_ng import zlib_ng
+
+        return "zlib-ng", zlib_ng
+    except ImportError:
+        return "zlib", zlib
+
+
+INFLATE, _INFLATE = _inflate_module()
+_STREAM_ERRORS: tuple[type[Exception], ...] = (tarfile.TarError, EOFError, zlib.error, _INFLATE.error)
 
 
 @dataclass(frozen=True)
@@ -93,11 +129,35 @@ class Limits:
 
 @dataclass(frozen=True)
 class ApplyResult:
-    """What applying a layer produced: the DiffID of the decompressed stream and its size."""
+    """What applying a layer produced: the DiffID of the decompressed stream and its size;
+    with `lowers_pending`, the implicit parents whose attributes `fix_implicit_dirs` sets."""
 
     diff_id: str
     size: int
     entries: int
+    implicit_dirs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _DirAttrs:
+    uid: int
+    gid: int
+    mode: int
+    mtime_ns: int
+    xattrs: tuple[tuple[str, bytes], ...]
+    opaque: bool
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would, racing other threads)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o777        # unknown: every mode is set with fchmod
 
 
 class _Decompressed:
@@ -152,7 +212,7 @@ class _Decompressed:
                 if not self._in.strip(b"\x00"):
                     self._in = b""          # zero padding after the last member
                     continue
-                self._z = zlib.decompressobj(wbits=31)   # the next gzip member
+                self._z = _INFLATE.decompressobj(wbits=31)   # the next gzip member
             out = self._z.decompress(self._in, _CHUNK * 4)
             self._in = self._z.unconsumed_tail
             if self._z.eof:
@@ -309,18 +369,25 @@ def _proc(fd: int) -> str:
 
 
 class _Applier:
-    def __init__(self, dest: Path, lowers: Sequence[Path], limits: Limits, stream: _Decompressed, *,
-                 root_attrs: bool = True) -> None:
+    def __init__(self, dest: Path, lowers: Sequence[Path], stream: _Decompressed | None, *,
+                 root_attrs: bool = True, lowers_pending: bool = False) -> None:
         self.stream = stream
         self.root_attrs = root_attrs
         self.root_fd = os.open(dest, _O_DIR)
         self.lower_fds: list[int] = []
         for low in lowers:
             self.lower_fds.append(os.open(low, _O_DIR))
-        self.limits = limits
+        self.has_lowers = bool(lowers) or lowers_pending
+        self.lowers_pending = lowers_pending
         self.created: set[str] = set()          # paths this layer created (explicit or implicit)
         self.whiteouts: set[str] = set()        # whiteouts this layer created
-        self.dir_times: list[tuple[str, int]] = []
+        self.dirs: dict[str, _DirAttrs] = {}    # directories' attributes, set by finish()
+        self.implicit: dict[str, None] = {}     # implicit parents waiting for their lowers
+        # Into a fresh directory (a pull's snapshot, behind a 0700 parent), a file whose
+        # owner is the creator's is made with its final permission bits and never chowned.
+        self.owner = (os.geteuid(), os.getegid())
+        self.fresh = stream is not None and not os.listdir(_proc(self.root_fd))
+        self.umask = _umask()
         # The last parent directory resolved, kept open: consecutive entries mostly share
         # one. Dropped whenever anything is removed (only a removal can change what an
         # already-resolved path resolves to).
@@ -444,21 +511,17 @@ class _Applier:
             raise
 
     def _mkdir_implicit(self, pfd: int, name: str, rel: str, *, opaque: bool) -> None:
-        low = None if opaque else self._lower_lookup(rel)
+        """A parent the layer has no entry for: the lower directory's owner, mode and time
+        (set by finish, or by fix_implicit_dirs while the lowers are pending), else 0755."""
+        low = None if opaque or self.lowers_pending else self._lower_lookup(rel)
         os.mkdir(name, 0o700, dir_fd=pfd)
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
-        try:
-            if low is not None and stat.S_ISDIR(low[1].st_mode):
-                st = low[1]
-                os.fchown(fd, st.st_uid, st.st_gid)
-                os.fchmod(fd, stat.S_IMODE(st.st_mode))
-                self.dir_times.append((rel, st.st_mtime_ns))
-            else:
-                os.fchmod(fd, 0o755)
-            if opaque:
-                os.setxattr(fd, _OPAQUE_XATTR, b"y")
-        finally:
-            os.close(fd)
+        if low is not None and stat.S_ISDIR(low[1].st_mode):
+            st = low[1]
+            self.dirs[rel] = _DirAttrs(st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), st.st_mtime_ns, (), opaque)
+        else:
+            self.dirs[rel] = _DirAttrs(-1, -1, 0o755, -1, (), opaque)
+            if self.lowers_pending and not opaque:
+                self.implicit[rel] = None
         self.created.add(rel)
 
     @staticmethod
@@ -496,7 +559,7 @@ class _Applier:
             if not member.isdir():
                 raise LayerError(f"tar entry {member.name!r} would change the type of the root directory")
             if self.root_attrs:
-                self._attrs_dir(self.root_fd, ".", member, "")
+                self._attrs_dir(member, "", opaque=False)
             return
         pfd = self._parent(posixpath.dirname(rel))
         try:
@@ -525,23 +588,14 @@ class _Applier:
         except FileExistsError:
             if not self._clear(pfd, name, keep_dir=True):
                 os.mkdir(name, 0o700, dir_fd=pfd)
-        self._attrs_dir(pfd, name, m, rel)
-        if opaque:
-            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
-            try:
-                os.setxattr(fd, _OPAQUE_XATTR, b"y")
-            finally:
-                os.close(fd)
+        self.implicit.pop(rel, None)
+        old = self.dirs.get(rel)
+        self._attrs_dir(m, rel, opaque=opaque or (old is not None and old.opaque))
 
-    def _attrs_dir(self, pfd: int, name: str, m: tarfile.TarInfo, rel: str) -> None:
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
-        try:
-            os.fchown(fd, m.uid, m.gid)
-            self._set_xattrs(fd, m)
-            os.fchmod(fd, m.mode & 0o7777)
-        finally:
-            os.close(fd)
-        self.dir_times.append((rel, int(m.mtime * 1e9)))
+    def _attrs_dir(self, m: tarfile.TarInfo, rel: str, *, opaque: bool) -> None:
+        """Owner, xattrs, mode and time of a directory entry, applied by finish (a directory
+        over a directory merges: the last entry's attributes win)."""
+        self.dirs[rel] = _DirAttrs(m.uid, m.gid, m.mode & 0o7777, int(m.mtime * 1e9), tuple(_xattrs(m)), opaque)
 
     def _create(self, pfd: int, name: str, make: Callable[[], Any]) -> Any:
         """make() creates `name` exclusively; if something is there, remove it (never
@@ -554,14 +608,19 @@ class _Applier:
 
     def _file(self, pfd: int, name: str, tar: tarfile.TarFile | None, m: tarfile.TarInfo,
               data: bytes | None) -> None:
+        mode = m.mode & 0o7777
+        # Created with its final bits only when nothing is left to change but the time: the
+        # creator's own file (no chown, which would clear setuid), no setuid/setgid/sticky bit.
+        final = self.fresh and (m.uid, m.gid) == self.owner and not mode & 0o7000
         fd = self._create(pfd, name, lambda: os.open(
-            name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd))
+            name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            mode if final else 0o600, dir_fd=pfd))
         try:
             if data is not None:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view):]
-            elif m.size and tar is not None:
+            elif m.size and tar is not None and self.stream is not None:
                 src = _member_reader(self.stream, tar, m)
                 left = m.size
                 while left > 0:
@@ -572,9 +631,11 @@ class _Applier:
                     view = memoryview(chunk)
                     while view:
                         view = view[os.write(fd, view):]
-            os.fchown(fd, m.uid, m.gid)
+            if not final:
+                os.fchown(fd, m.uid, m.gid)
             self._set_xattrs(fd, m)
-            os.fchmod(fd, m.mode & 0o7777)
+            if not final or mode & self.umask:
+                os.fchmod(fd, mode)
             ns = int(m.mtime * 1e9)
             os.utime(fd, ns=(ns, ns))
         finally:
@@ -599,6 +660,8 @@ class _Applier:
             if st is None or target in self.whiteouts:
                 if target in self.whiteouts:
                     st = None
+                elif self.lowers_pending:
+                    raise NeedsLowers(f"hardlink {m.name!r} -> {m.linkname!r} needs the layers below")
                 else:
                     self._copy_up(tfd, tname, target)
                     st = self._lstat(tfd, tname)
@@ -721,11 +784,15 @@ class _Applier:
     def _set_xattrs(self, target: int | str, m: tarfile.TarInfo) -> None:
         """The member's xattrs on an open fd, or on a /proc/self/fd path (O_PATH fds of devices)."""
         for xname, value in _xattrs(m):
-            try:
-                os.setxattr(target, xname, value)
-            except OSError as exc:
-                if exc.errno not in (errno.ENOTSUP, errno.EPERM):
-                    raise
+            self._set_xattr(target, xname, value)
+
+    @staticmethod
+    def _set_xattr(target: int | str, xname: str, value: bytes) -> None:
+        try:
+            os.setxattr(target, xname, value)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTSUP, errno.EPERM):
+                raise
 
     def _whiteout(self, rel: str, base: str) -> None:
         self._invalidate()
@@ -733,7 +800,7 @@ class _Applier:
         if base == _WH_OPAQUE:
             fd = self._dir_fd(parent)
             try:
-                if self.lower_fds:
+                if self.has_lowers:
                     os.setxattr(_proc(fd), _OPAQUE_XATTR, b"y")
             finally:
                 os.close(fd)
@@ -743,7 +810,7 @@ class _Applier:
         victim = base[len(_WH_PREFIX):]
         if victim in ("", ".", ".."):
             raise LayerError(f"invalid whiteout {rel!r}: it names {victim or 'nothing'!r}")
-        if not self.lower_fds:
+        if not self.has_lowers:
             return  # bottom layer: nothing below to hide
         target = posixpath.join(parent, victim)
         pfd = self._dir_fd(parent)
@@ -763,14 +830,46 @@ class _Applier:
             os.close(pfd)
 
     def finish(self) -> None:
-        for rel, ns in reversed(self.dir_times):
-            try:
-                fd = openat2.openat2(self.root_fd, rel or ".", _O_DIR | os.O_NOFOLLOW, 0,
-                                     openat2.RESOLVE_BENEATH | openat2.RESOLVE_NO_SYMLINKS)
-            except OSError:
+        """The directories' attributes, in one pass once their contents are in place."""
+        for rel, a in self.dirs.items():
+            fd = self._open_dir(rel)
+            if fd < 0:
                 continue  # replaced by a non-directory later in the layer
             try:
-                os.utime(_proc(fd), ns=(ns, ns))
+                if a.uid >= 0:
+                    os.fchown(fd, a.uid, a.gid)
+                for xname, value in a.xattrs:
+                    self._set_xattr(fd, xname, value)
+                if a.opaque:
+                    os.setxattr(fd, _OPAQUE_XATTR, b"y")
+                os.fchmod(fd, a.mode)
+                if a.mtime_ns >= 0:
+                    os.utime(fd, ns=(a.mtime_ns, a.mtime_ns))
+            finally:
+                os.close(fd)
+
+    def _open_dir(self, rel: str) -> int:
+        """A read fd of directory `rel` of this layer, never through a symlink; -1 if none."""
+        try:
+            return openat2.openat2(self.root_fd, rel or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                   | os.O_CLOEXEC, 0, openat2.RESOLVE_BENEATH | openat2.RESOLVE_NO_SYMLINKS)
+        except OSError:
+            return -1
+
+    def fix_implicit(self, rels: Sequence[str]) -> None:
+        """The lower directory's owner, mode and time on each implicit parent in `rels`."""
+        for rel in rels:
+            low = self._lower_lookup(rel)
+            if low is None or not stat.S_ISDIR(low[1].st_mode):
+                continue
+            fd = self._open_dir(rel)
+            if fd < 0:
+                continue
+            st = low[1]
+            try:
+                os.fchown(fd, st.st_uid, st.st_gid)
+                os.fchmod(fd, stat.S_IMODE(st.st_mode))
+                os.utime(fd, ns=(st.st_mtime_ns, st.st_mtime_ns))
             finally:
                 os.close(fd)
 
@@ -788,6 +887,7 @@ def apply_layer(
     limits: Limits | None = None,
     compressed_size: int | None = None,
     root_attrs: bool = True,
+    lowers_pending: bool = False,
 ) -> ApplyResult:
     """Apply the layer `blob` (compressed or not) into `dest`, an empty directory (or, for a
     build's ADD of an archive, the destination directory in the rootfs being built).
@@ -799,10 +899,14 @@ def apply_layer(
     on the ratio cap of `limits`. `root_attrs=False` leaves `dest`'s own owner, mode and times
     when the archive has a root entry ("./"), as Docker's ADD does. A full file system is not the
     layer's fault: that OSError (ENOSPC, EDQUOT) passes unchanged.
+
+    `lowers_pending=True` (and no `lowers`): the layer has lowers that are not unpacked yet.
+    The result's `implicit_dirs` then go to `fix_implicit_dirs` once they are; NeedsLowers
+    means the layer must be applied again (into an empty `dest`) with its lowers.
     """
     limits = limits or Limits()
     stream = _Decompressed(blob, limits.cap(compressed_size))
-    applier = _Applier(dest, lowers, limits, stream, root_attrs=root_attrs)
+    applier = _Applier(dest, lowers, stream, root_attrs=root_attrs, lowers_pending=lowers_pending)
     count = 0
     name = ""
     writer = _Writer(applier)
@@ -838,7 +942,7 @@ def apply_layer(
             stream.drain()
         except LayerError:
             raise
-        except (tarfile.TarError, zlib.error, EOFError) as exc:
+        except _STREAM_ERRORS as exc:
             raise LayerError(f"the layer is not a valid tar stream{_at(name)}: {exc}",
                              hint="the blob is corrupt or truncated; pull again") from None
         except RecursionError:
@@ -858,7 +962,20 @@ def apply_layer(
     if expected_diff_id is not None and diff_id != expected_diff_id:
         raise LayerError(f"wrong diff id: the layer decompresses to {diff_id}, the image config says "
                          f"{expected_diff_id}", hint="the image is corrupt or was tampered with")
-    return ApplyResult(diff_id=diff_id, size=stream.size, entries=count)
+    return ApplyResult(diff_id=diff_id, size=stream.size, entries=count, implicit_dirs=tuple(applier.implicit))
+
+
+def fix_implicit_dirs(dest: Path, lowers: Sequence[Path], rels: Sequence[str]) -> None:
+    """Finish a layer applied with `lowers_pending`, now that its `lowers` (TOP-MOST FIRST) are
+    unpacked: its implicit parents `rels` get the owner, mode and time of the same directory
+    in the lowers, as apply_layer gives them when the lowers are there from the start."""
+    if not rels:
+        return
+    applier = _Applier(dest, lowers, None)
+    try:
+        applier.fix_implicit(rels)
+    finally:
+        applier.close()
 
 
 def _member_reader(stream: _Decompressed, tar: tarfile.TarFile, m: tarfile.TarInfo) -> Any:

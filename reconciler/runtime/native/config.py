@@ -73,6 +73,9 @@ class NativeConfig:
     subnet_pool: str = "10.89.0.0/16"
     oci_runtime: str = "runc"        # "runc" (default, works on hybrid cgroups) or "crun"
     max_concurrent_downloads: int = 3
+    # Layers of one pull unpacked at once, each into its own snapshot dir (committed in chain
+    # order); 1 unpacks them one after another.
+    max_concurrent_unpacks: int = 3
     # Container logs (k8s-file) rotate like Docker's json-file max-size/max-file: at
     # `log_max_size` bytes the log becomes ctr.log.1, and `log_max_files` files are kept in all
     # (so ~30 MiB per container by default). log_max_size 0: no rotation, conmon caps instead.

@@ -10,10 +10,13 @@ Pull pipeline (runtime-internals.md §7, moby/containerd behaviour):
    others are downloaded by a pool of `config.max_concurrent_downloads` threads, under a
    process-wide cap (`global_max_downloads`) shared by concurrent pulls, de-duplicated by
    digest across pulls in flight (and across processes by the ingest lock).
-4. extraction runs in the pulling thread, strictly in layer order, each layer as soon as its
-   blob and its parent snapshot are there, so it overlaps the remaining downloads. Each
-   snapshot is built under its ChainID lock (another pull extracting the same layer is
-   waited for, not repeated) and its DiffID is verified before it is committed.
+4. extraction overlaps the downloads and itself: each layer is unpacked as soon as its blob is
+   there, by a pool of `config.max_concurrent_unpacks` threads, into its own snapshot dir
+   (layers.apply_layer with `lowers_pending`), and committed in chain order once its parent
+   is (implicit parents then get the lower directory's attributes; a layer with a hardlink
+   into a lower one is unpacked again once the lowers are there). Each snapshot is built
+   under its ChainID lock (another pull extracting the same layer is waited for, not
+   repeated) and its DiffID is verified before it is committed.
 5. the image record and the tag are written in one transaction.
 
 A pull holds the store lock shared (GC takes it exclusive) and registers a lease with an
@@ -23,8 +26,9 @@ until the lease expires. A kill -9 at any point leaves only ingests (resumed nex
 
 A pull is cancelled when its `progress` callback raises errors.Cancelled (the executor's does
 once the reconciler is stopping): downloads stop at their next chunk and their ingests are
-removed, no further layer is extracted (one being extracted is finished), the lease is dropped,
-and Cancelled is passed on. Committed blobs and snapshots stay (they are whole).
+removed, no further layer is extracted (those being extracted are finished, or discarded when a
+layer below them failed), the lease is dropped, and Cancelled is passed on. Committed blobs and
+snapshots stay (they are whole).
 
 A full file system is `DiskFull`, never a layer or download error: each partial download is
 dropped at once (content.py), a blob that filled the disk while being unpacked is kept (it is
@@ -365,40 +369,67 @@ class ImageStore:
 
         futures: dict[str, Future[None]] = {}
         own: set[Future[None]] = set()
+        chain = _Chain(missing)
         with ThreadPoolExecutor(max_workers=max(1, self.config.max_concurrent_downloads),
-                                thread_name_prefix="pull") as pool:
+                                thread_name_prefix="pull") as pool, \
+                ThreadPoolExecutor(max_workers=max(1, self.config.max_concurrent_unpacks),
+                                   thread_name_prefix="unpack") as unpackers:
             try:
                 for digest, rec in needed.items():
                     emit("layer-start", {"digest": digest, "size": rec.size})
                     futures[digest], mine = self._shared_download(pool, client, r, rec, emit)
                     if mine:
                         own.add(futures[digest])
+                jobs = []
                 for i, (rec, miss) in enumerate(zip(records, missing, strict=True)):
-                    if not miss:
-                        continue
-                    fut = futures.get(rec.digest)
-                    if fut is not None:
-                        try:
-                            fut.result()
-                        except BaseException:
-                            # A download shared with another pull may have been cancelled or
-                            # failed there; try once more ourselves before giving up (if this
-                            # pull is being cancelled too, its own download stops at once).
-                            if fut in own or self.content.has(rec.digest):
-                                if not self.content.has(rec.digest):
-                                    raise
-                            else:
-                                self._download(client, r, rec, emit)
-                    parents = [x.chain_id for x in records[:i]]
-                    emit("extract", {"digest": rec.digest, "status": "extracting"})
-                    with diskfull.translated(f"unpacking layer {rec.digest[:19]}", self.snapshots.dir):
-                        built = self.snapshots.create(rec.chain_id, parents, self._applier(rec))
-                    emit("layer-done", {"digest": rec.digest,
-                                        "status": "downloaded" if built else "exists"})
+                    if miss:
+                        fut = futures.get(rec.digest)
+                        jobs.append((rec, unpackers.submit(self._unpack, client, r, records, i, fut, fut in own,
+                                                           chain, emit)))
+                for rec, job in jobs:
+                    try:
+                        built = job.result()
+                    except BaseException:
+                        if chain.cause is not None:     # the layer that failed first, not one discarded for it
+                            raise chain.cause from None
+                        raise
+                    emit("layer-done", {"digest": rec.digest, "status": "downloaded" if built else "exists"})
             except BaseException:
+                chain.stop()
+                unpackers.shutdown(cancel_futures=True)
                 for f in own:
                     f.cancel()
                 raise
+
+    def _unpack(self, client: rc.RegistryClient, r: rc.Reference, records: Sequence[LayerRecord], i: int,
+                fut: Future[None] | None, mine: bool, chain: _Chain, emit: base.ProgressCallback) -> bool:
+        """Layer i's job: its blob, its own snapshot dir, committed after layer i-1's."""
+        rec = records[i]
+        try:
+            chain.check()
+            if fut is not None:
+                try:
+                    fut.result()
+                except BaseException:
+                    # A download shared with another pull may have been cancelled or
+                    # failed there; try once more ourselves before giving up (if this
+                    # pull is being cancelled too, its own download stops at once).
+                    if mine or self.content.has(rec.digest):
+                        if not self.content.has(rec.digest):
+                            raise
+                    else:
+                        self._download(client, r, rec, emit)
+            chain.check()
+            parents = [x.chain_id for x in records[:i]]
+            emit("extract", {"digest": rec.digest, "status": "extracting"})
+            with diskfull.translated(f"unpacking layer {rec.digest[:19]}", self.snapshots.dir):
+                built = self.snapshots.create(rec.chain_id, parents, self._applier(rec, chain, i),
+                                              parents_ready=lambda: chain.wait_below(i))
+        except BaseException as exc:
+            chain.failed(i, exc)
+            raise
+        chain.done(i)
+        return built
 
     def _shared_download(self, pool: ThreadPoolExecutor, client: rc.RegistryClient,
                          r: rc.Reference, rec: LayerRecord,
@@ -444,19 +475,32 @@ class ImageStore:
                 ing.commit(verified=True)
         emit("layer-downloaded", {"digest": rec.digest})
 
-    def _applier(self, rec: LayerRecord) -> Callable[[Path, list[Path]], dict[str, Any]]:
+    def _applier(self, rec: LayerRecord, chain: _Chain, i: int) -> Callable[[Path, list[Path]], dict[str, Any]]:
         from reconciler.runtime.native import layers
 
-        def apply(fs: Path, lowers: list[Path]) -> dict[str, Any]:
+        def unpack(fs: Path, lowers: list[Path], pending: bool) -> layers.ApplyResult:
             try:
                 with self.content.open(rec.digest) as blob:
-                    res = layers.apply_layer(blob, fs, lowers=lowers, expected_diff_id=rec.diff_id,
-                                             limits=self.limits, compressed_size=rec.size)
+                    return layers.apply_layer(blob, fs, lowers=[] if pending else lowers, lowers_pending=pending,
+                                              expected_diff_id=rec.diff_id, limits=self.limits,
+                                              compressed_size=rec.size)
             except layers.LayerError:
                 # The blob is bad (or torn by a power loss): do not keep it, so that the next
                 # pull downloads it again instead of failing on the same bytes.
                 self.content.delete(rec.digest)
                 raise
+
+        def apply(fs: Path, lowers: list[Path]) -> dict[str, Any]:
+            pending = bool(lowers) and not chain.ready_below(i)
+            try:
+                res = unpack(fs, lowers, pending)
+            except layers.NeedsLowers:
+                chain.wait_below(i)
+                _empty(fs)
+                res, pending = unpack(fs, lowers, False), False
+            if pending:
+                chain.wait_below(i)
+                layers.fix_implicit_dirs(fs, lowers, res.implicit_dirs)
             return {"diff_id": res.diff_id, "size": res.size, "digest": rec.digest}
         return apply
 
@@ -694,6 +738,75 @@ class ImageStore:
             with contextlib.suppress(errors.NotFound):
                 out.append(self._info(str(row["id"])))
         return out
+
+
+class _Stopped(errors.Cancelled):
+    """A layer not unpacked because its pull is stopping."""
+
+
+class _BelowFailed(errors.ImageError):
+    """A layer discarded because one below it failed."""
+
+
+class _Chain:
+    """Which layers of one pull are committed: layer i commits after layer i-1 (chain order),
+    and a layer whose parent failed, or whose pull is stopping, is discarded."""
+
+    def __init__(self, missing: Sequence[bool]) -> None:
+        self._cond = threading.Condition()
+        self._state: list[bool | None] = [None if m else True for m in missing]   # None: not yet
+        self._stopped = False
+        self.cause: BaseException | None = None     # the first failure (not a consequence)
+
+    def done(self, i: int) -> None:
+        with self._cond:
+            self._state[i] = True
+            self._cond.notify_all()
+
+    def failed(self, i: int, exc: BaseException) -> None:
+        with self._cond:
+            self._state[i] = False
+            self._stopped = True
+            if self.cause is None and not isinstance(exc, (_Stopped, _BelowFailed)):
+                self.cause = exc
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    def check(self) -> None:
+        with self._cond:
+            if self._stopped:
+                raise _Stopped("the pull stopped (a layer failed, or it was cancelled)")
+
+    def ready_below(self, i: int) -> bool:
+        with self._cond:
+            return all(s is True for s in self._state[:i])
+
+    def wait_below(self, i: int) -> None:
+        """Block until layers 0..i-1 are committed; raise if one of them will not be."""
+        with self._cond:
+            while True:
+                if any(s is False for s in self._state[:i]):
+                    raise _BelowFailed("a layer below this one failed to unpack; this one is discarded")
+                if all(s is True for s in self._state[:i]):
+                    return
+                if self._stopped:
+                    raise _Stopped("the pull stopped (a layer failed, or it was cancelled)")
+                self._cond.wait()
+
+
+def _empty(path: Path) -> None:
+    """Remove what a discarded unpack left in `path` (the snapshot's fs dir, kept)."""
+    import shutil
+
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
 
 
 def _parse_config(raw: bytes, r: rc.Reference) -> dict[str, Any]:

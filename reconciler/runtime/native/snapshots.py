@@ -12,12 +12,18 @@ and renamed to `snapshots/<short>` only after the layer was applied and its Diff
 A directory with a short-id name is therefore always complete; `extract-*` and `remove-*`
 leftovers are debris that GC deletes. Removal renames to `remove-*` first for the same reason.
 A per-ChainID lock file (fcntl) makes concurrent pulls (threads or processes) extract a
-layer once: the second waits, then finds it committed. Extracted files are not fsynced (as
-Docker and containerd do not); `durable` only fsyncs the directories around the rename.
+layer once: the second waits, then finds it committed. Extracted files are not fsynced one by
+one (as Docker and containerd do not); with `durable` one syncfs(2) of the snapshot's file
+system precedes the commit, and the directories around the rename are fsynced.
+
+A pull unpacks several layers at once (`parents_ready`): each into its own `extract-*` dir,
+read-only fds of the lowers only, so no two extractions ever write the same tree; each commits
+only after its parent did (chain order), and one whose parent failed is discarded.
 """
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import hashlib
 import json
@@ -125,32 +131,38 @@ class SnapshotStore:
         chain_id: str,
         parents: Sequence[str],
         apply: Callable[[Path, list[Path]], dict[str, Any]],
+        *,
+        parents_ready: Callable[[], None] | None = None,
     ) -> bool:
         """Build the snapshot for `chain_id` unless it exists; True if this call built it.
 
         `parents` are the ChainIDs of the layers below, BOTTOM FIRST. `apply(fs_dir, lowers)`
         fills the empty `fs_dir`, given the parents' fs dirs TOP-MOST FIRST, and returns a
         dict with at least "diff_id" and "size"; anything it raises discards the work.
+        `parents_ready` (a parallel unpack): blocks until the parents are committed, or raises
+        if they will not be. `apply` then starts at once and must call it before it reads the
+        lowers; the snapshot is committed only once it returned.
         """
         with self.lock(chain_id):
             if self.exists(chain_id):
                 return False
-            for p in parents:
-                if not self.exists(p):
-                    raise errors.ImageError(f"parent snapshot {p} of {chain_id} is missing",
-                                            hint="pull the image again")
-            tmp = self.dir / f"extract-{os.getpid()}-{secrets.token_hex(4)}"
-            tmp.mkdir(mode=0o700)
+            if parents_ready is None:
+                self._check_parents(chain_id, parents)
+            tmp = self._new_dir()
             try:
                 fs = tmp / "fs"
                 fs.mkdir()
                 os.chmod(fs, 0o755)  # noqa: S103 - the image root, as in the image
                 meta = apply(fs, [self.fs_dir(p) for p in reversed(parents)])
+                if parents_ready is not None:
+                    parents_ready()
+                    self._check_parents(chain_id, parents)
                 meta = {**meta, "chain_id": chain_id, "parent": parents[-1] if parents else None,
                         "created": time.time()}
                 (tmp / "meta.json").write_text(json.dumps(meta, sort_keys=True))
                 (tmp / "chainid").write_text(chain_id)
                 if self.durable:
+                    _syncfs(tmp)                # the layer's files: one sync, not one per file
                     content.ContentStore.fsync_dir(tmp)
                 os.rename(tmp, self.path(chain_id))
                 if self.durable:
@@ -159,6 +171,18 @@ class SnapshotStore:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
             return True
+
+    def _new_dir(self) -> Path:
+        """A fresh private `extract-*` dir (debris if this process dies before the commit)."""
+        tmp = self.dir / f"extract-{os.getpid()}-{secrets.token_hex(4)}"
+        tmp.mkdir(mode=0o700)
+        return tmp
+
+    def _check_parents(self, chain_id: str, parents: Sequence[str]) -> None:
+        for p in parents:
+            if not self.exists(p):
+                raise errors.ImageError(f"parent snapshot {p} of {chain_id} is missing",
+                                        hint="pull the image again")
 
     def remove(self, chain_id: str) -> bool:
         """Delete a committed snapshot (rename first: never a half-deleted committed one)."""
@@ -197,6 +221,17 @@ class SnapshotStore:
             except (OSError, ValueError, KeyError, errors.RuntimeBackendError):
                 continue
         return out
+
+
+def _syncfs(path: Path) -> None:
+    """syncfs(2) of the file system holding `path` (os has no wrapper)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if ctypes.CDLL(None, use_errno=True).syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"syncfs {path}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
 
 
 def _alive(pid: int) -> bool:

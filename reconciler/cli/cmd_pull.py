@@ -25,6 +25,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the image reference")
     parser.add_argument("--platform", default=None, metavar="OS/ARCH[/VARIANT]",
                         help="platform to pull from a multi-platform image (default: this host's)")
+    parser.add_argument("--pull", choices=("always", "missing"), default="always",
+                        help="always (default): ask the registry what the tag names now (one HEAD when the "
+                             "image is present); missing: no request at all when the tag's image is present")
     parser.add_argument("ref", metavar="REF", help="image reference, e.g. registry:5000/app:1.2")
     # the image store and the registry client log nothing: a re-pull (one HEAD) would spend
     # more on setting up structlog than on the pull
@@ -131,14 +134,31 @@ class Progress:
             self.status = str(d.get("status", ""))
 
 
+def _present(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The answer for a tag whose image is here (#21): from the state DB and one plain HEAD
+    (none with --pull=missing), without the image store or the registry client; None if the
+    full pull must answer."""
+    from reconciler.cli import options
+    from reconciler.runtime.native import images
+
+    found = images.present(options.native_config(args), args.ref, head=args.pull != "missing")
+    if found is None:
+        return None
+    return {"digest": found.digest, "shown": found.shown,
+            "events": [("resolve", {"ref": found.shown, "digest": found.digest}),
+                       ("done", {"id": found.image_id, "digest": found.digest, "status": "up to date"})]}
+
+
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import _agentapi
 
     out = sys.stdout
     progress = None if args.quiet else Progress(args.ref, out, tty=out.isatty())
+    served = None if args.platform else _present(args)
     # an image present is answered by the agent that holds the root, if one runs (#21): one
     # HEAD from a process whose registry client is loaded already
-    served = None if args.platform else _agentapi.served(args, "/v1/pull", {"ref": args.ref}, timeout=120.0)
+    if served is None and not args.platform:
+        served = _agentapi.served(args, "/v1/pull", {"ref": args.ref}, timeout=120.0)
     if served is not None:
         for event, detail in served["events"]:
             if progress is not None:

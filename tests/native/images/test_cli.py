@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import http.client
+import http.server
 import json
+import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.images import layer_tar
+from tests.helpers.images import layer_tar, push_layout
 
-from .conftest import DIR, Entry
+from .conftest import DIR, Entry, write_layout
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
 
@@ -115,3 +119,98 @@ def test_progress_redraws_bars_on_a_terminal_and_prints_plain_lines_otherwise() 
     ]
     assert "\x1b[2A" in tty.getvalue()          # lines redrawn in place
     assert "Downloading [" in tty.getvalue()
+
+
+class _CountingProxy:
+    """A real HTTP server on loopback in front of the registry: forwards every request and
+    records (method, path), so a test sees each request a CLI process makes."""
+
+    def __init__(self, upstream: str) -> None:
+        self.requests: list[tuple[str, str]] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                proxy.requests.append((self.command, self.path))
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                conn = http.client.HTTPConnection(upstream, timeout=30)
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                    conn.request(self.command, self.path, body=body or None, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    self.send_response(resp.status)
+                    for k, v in resp.getheaders():
+                        if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                            self.send_header(k, v)
+                    length = resp.getheader("Content-Length") if self.command == "HEAD" else None
+                    self.send_header("Content-Length", length or str(len(data)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
+                finally:
+                    conn.close()
+
+            do_GET = do_HEAD = _forward
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+def test_repull_of_a_present_tag_is_one_head_or_none_and_opens_no_store(
+    tmp_path: Path, push: Callable[..., str],
+) -> None:
+    pushed = push([layer_tar([Entry("a", b"1")]), layer_tar([Entry("b", b"2")])])
+    registry, path = pushed.split("/", 1)
+    proxy = _CountingProxy(registry)
+    try:
+        ref = f"{proxy.host}/{path}"
+        assert cli(tmp_path, "pull", "-q", ref).returncode == 0
+        # debris of a dead extraction: opening the image store would sweep it
+        debris = tmp_path / "root" / "snapshots" / "extract-4194305-dead"
+        debris.mkdir()
+        repo, tag = path.rsplit(":", 1)
+
+        proxy.requests.clear()
+        again = cli(tmp_path, "pull", ref)
+        assert again.returncode == 0, again.stderr
+        assert proxy.requests == [("HEAD", f"/v2/{repo}/manifests/{tag}")]
+        assert f"Status: Image is up to date for {ref}" in again.stdout
+        assert again.stdout.splitlines()[-1] == ref
+        assert debris.is_dir(), "the re-pull opened the image store"
+
+        proxy.requests.clear()
+        missing = cli(tmp_path, "pull", "-q", "--pull=missing", ref)
+        assert (missing.returncode, missing.stdout, proxy.requests) == (0, f"{ref}\n", [])
+
+        # a snapshot gone: the image is not present, the full pull makes it whole again
+        snaps = [p for p in (tmp_path / "root" / "snapshots").iterdir() if not p.name.startswith("extract-")]
+        shutil.rmtree(snaps[0])
+        proxy.requests.clear()
+        redo = cli(tmp_path, "pull", "--pull=missing", ref)
+        assert redo.returncode == 0, redo.stderr
+        assert "Pull complete" in redo.stdout
+        assert snaps[0].is_dir()
+
+        # the tag moved: one HEAD says so, and the full pull takes the new image
+        layout = tmp_path / "moved"
+        write_layout(layout, [layer_tar([Entry("c", b"3")])], tag=tag)
+        push_layout(layout, pushed, tag=tag)
+        proxy.requests.clear()
+        moved = cli(tmp_path, "pull", ref)
+        assert moved.returncode == 0, moved.stderr
+        assert f"Status: Downloaded newer image for {ref}" in moved.stdout
+    finally:
+        proxy.close()

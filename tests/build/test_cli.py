@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
+import os
 import secrets
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -95,3 +99,34 @@ def test_add_of_an_archive_with_a_huge_pax_header_stays_within_a_memory_bound(
     assert built.returncode == 1
     assert "bomb.tar.gz: cannot unpack the archive: a tar header in the layer declares 268435456 bytes" in built.stderr
 
+
+
+def test_unchanged_rebuild_resolves_its_cache_from_the_digest_index_and_an_edit_invalidates(
+    engine: Engine, context_dir: Callable[..., Path],
+) -> None:
+    """A CLI build remembers its context files' digests in an index (by identity and times),
+    so the next process hashes no unchanged file again; an edited file still misses."""
+    ctx = context_dir({"Dockerfile": "FROM scratch\nCOPY . /ctx/\nCOPY app /again/\n",
+                       "app/main.txt": "v1\n", "app/lib.txt": "lib\n"})
+    first = cli(engine, "build", "-t", "localhost/idx:1", str(ctx))
+    assert first.returncode == 0, first.stderr
+    index = engine.config.root / "build" / "context-digests.json"
+    rows = json.loads(index.read_text())
+    main = os.stat(ctx / "app" / "main.txt")
+    key = [main.st_dev, main.st_ino, main.st_size, main.st_mtime_ns, main.st_ctime_ns]
+    assert [hashlib.sha256(b"v1\n").hexdigest()] == [d for k, d in rows if k == key]
+    assert stat.S_IMODE(index.stat().st_mode) == 0o600
+
+    again = cli(engine, "build", "-t", "localhost/idx:1", str(ctx))
+    assert again.stdout.count(" ---> Using cache") == 2, again.stdout
+
+    # The index is what the second process used: a (forged) entry for main.txt changes its key.
+    index.write_text(json.dumps([[k, "0" * 64 if k == key else d] for k, d in rows]))
+    forged = cli(engine, "build", "-t", "localhost/idx:1", str(ctx))
+    assert forged.stdout.count(" ---> Using cache") == 0, forged.stdout
+
+    index.write_text(json.dumps(rows))
+    (ctx / "app" / "main.txt").write_text("v2\n")           # same size: the times and the content tell
+    edited = cli(engine, "build", "-t", "localhost/idx:1", str(ctx))
+    assert edited.returncode == 0, edited.stderr
+    assert edited.stdout.count(" ---> Using cache") == 0, edited.stdout

@@ -227,6 +227,8 @@ class Builder:
         target = self._target(stages, opts.target)
         needed = self._needed(stages, target, global_args, opts, df.escape)
         total = len(global_args) + sum(len(s.instructions) + 1 for s in stages if s.index in needed)
+        index = self.work / "context-digests.json"
+        context.load_digests(index)         # an unchanged context is resolved by lstat alone (#21)
         with self.store.store_lock(exclusive=False), context.BuildContext(ctx_path, dockerfile=df_path) as ctx:
             b = _Run(self, opts, df.escape, stages, ctx, say, total)
             meta = b.global_args(global_args)
@@ -234,6 +236,7 @@ class Builder:
                 if s.index in needed:
                     b.stage(s, meta)
             result = b.finish(stages[target])
+        context.save_digests(index)
         return result
 
     # ------------------------------------------------------------------ structure

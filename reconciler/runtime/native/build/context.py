@@ -26,16 +26,50 @@ from reconciler.runtime import errors
 from reconciler.runtime.native import layers, openat2
 
 __all__ = ["BuildContext", "Chmod", "CopyOptions", "IgnoreRules", "Source", "copy_parents", "copy_sources", "ensure_dir",
-           "hash_sources", "ignore_file_for", "is_archive", "is_dir_in", "unpack"]
+           "hash_sources", "ignore_file_for", "is_archive", "is_dir_in", "load_digests", "save_digests", "unpack"]
 
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _DIGESTS: dict[tuple[int, int, int, int, int], str] = {}    # file identity and times -> sha256
 _DIGESTS_MAX = 100_000
+_DIGESTS_SAVED = [0]        # len(_DIGESTS) when last loaded or saved: save_digests writes only news
 _BENEATH = openat2.RESOLVE_BENEATH | openat2.RESOLVE_NO_MAGICLINKS
 
 
 class ContextError(errors.InvalidArgument):
     """A source is missing, or reached outside the build context."""
+
+
+def load_digests(path: Path) -> None:
+    """The file digests an earlier build process remembered (`save_digests`), so an unchanged
+    build reads no file's content, only its lstat: the key is the file's identity and times
+    (device, inode, size, mtime and ctime in ns; any write moves ctime, which no one can set
+    back), as for the in-process memo. A missing or unreadable index is an empty one."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            rows = json.load(f)
+        for key, digest in rows:
+            if len(_DIGESTS) >= _DIGESTS_MAX:
+                break
+            _DIGESTS.setdefault((int(key[0]), int(key[1]), int(key[2]), int(key[3]), int(key[4])), str(digest))
+    except (OSError, ValueError, TypeError, IndexError):
+        return
+    _DIGESTS_SAVED[0] = len(_DIGESTS)
+
+
+def save_digests(path: Path) -> None:
+    """Write the remembered file digests to `path` (private, replaced atomically) if any is new."""
+    import json
+
+    if len(_DIGESTS) == _DIGESTS_SAVED[0]:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump([[list(k), v] for k, v in _DIGESTS.items()], f, separators=(",", ":"))
+    os.replace(tmp, path)
+    _DIGESTS_SAVED[0] = len(_DIGESTS)
 
 
 # ------------------------------------------------------------------------------ .dockerignore
@@ -161,6 +195,7 @@ class BuildContext:
             raise ContextError(f"{label} {path} cannot be opened: {exc.strerror}") from None
         self.rules = IgnoreRules.read(self.fd, ignore_file_for(dockerfile)) if ignore else IgnoreRules([])
         self.in_root = not ignore       # a stage's rootfs: absolute symlinks resolve in it
+        self.hashes: dict[tuple[object, ...], str] = {}   # hash_sources of this build, by its arguments
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -293,6 +328,7 @@ class BuildContext:
             os.close(fd)
         if len(_DIGESTS) >= _DIGESTS_MAX:
             _DIGESTS.clear()
+            _DIGESTS_SAVED[0] = -1
         _DIGESTS[key] = h.hexdigest()
         return _DIGESTS[key]
 
@@ -307,7 +343,12 @@ class BuildContext:
 
 def hash_sources(ctx: BuildContext, sources: Sequence[Source], *, owners: bool,
                  exclude: IgnoreRules | None = None) -> str:
-    """A digest of everything the sources would copy: names, types, modes, (owners,) contents."""
+    """A digest of everything the sources would copy: names, types, modes, (owners,) contents.
+    Walked once per build and arguments (several COPY of the same sources reuse it)."""
+    memo = (tuple(sources), owners, tuple((p.pattern, n) for p, n in exclude.patterns) if exclude else None)
+    known = ctx.hashes.get(memo)
+    if known is not None:
+        return known
     h = hashlib.sha256()
     for src in sources:
         h.update(f"src {src.rel}\0".encode())
@@ -319,7 +360,8 @@ def hash_sources(ctx: BuildContext, sources: Sequence[Source], *, owners: bool,
                 h.update(ctx.file_digest(full, follow=rel == "").encode())
             elif stat.S_ISLNK(st.st_mode):
                 h.update(ctx.readlink(full).encode())
-    return h.hexdigest()
+    ctx.hashes[memo] = h.hexdigest()
+    return ctx.hashes[memo]
 
 
 # ------------------------------------------------------------------------------ copying

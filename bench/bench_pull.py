@@ -17,6 +17,15 @@ Goal: native / docker <= 0.8. The native numbers include the CLI's Python start-
     sudo .venv/bin/python bench/bench_pull.py [--runs 3] [--layers 10] [--mib 300] [--plot]
 
 With --plot it also draws the cold pulls as bars into docs/img/bench-pull.png (docs/benchmarks.md).
+
+`--suite` (#21) runs the issue's table in one go, native vs docker on the same machine, printed
+as ratios: cold pulls of three images (10 layers ~200 MiB gzip, 4 layers ~34 MiB, 30 layers
+1 GiB as tar), the re-pull of a present tag (one HEAD; and `--pull=missing`, no request), and
+gzip inflate of the first image's blobs with zlib against isal and zlib-ng (whichever is
+installed). The native CLI runs with its bytecode cached, as an installed package has it
+(these machines set PYTHONDONTWRITEBYTECODE=1, which makes every CLI start compile its modules).
+
+    sudo .venv/bin/python bench/bench_pull.py --suite [--runs 3]
 """
 
 from __future__ import annotations
@@ -58,6 +67,9 @@ def make_layers(n: int, mib: int) -> list[bytes]:
     return out
 
 
+SUITE = ((10, 300), (4, 50), (30, 1024))     # (layers, MiB as tar): ~200 MiB, ~34 MiB gzip, 1 GiB
+
+
 def timed(argv: list[str], **kw: object) -> float:
     t = time.perf_counter()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)  # type: ignore[call-overload]
@@ -68,52 +80,47 @@ def quiet(argv: list[str]) -> None:
     subprocess.run(argv, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--layers", type=int, default=10)
-    ap.add_argument("--mib", type=int, default=300)
-    ap.add_argument("--skip", action="append", default=[], choices=("docker", "podman", "skopeo"))
-    plots.add_plot_flags(ap)
-    args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("run as root (docker, podman and overlay snapshots need it)", file=sys.stderr)
-        return 2
-    tools = ["native"] + [t for t in ("docker", "podman", "skopeo") if t not in args.skip and shutil.which(t)]
-    work = Path(tempfile.mkdtemp(prefix="bench-pull-", dir="/var/tmp"))
-    registry = RegistryServer(work / "registry").start()
-    ref = f"{registry.host}/bench/pull:latest"
-    # The native store lives beside docker's and podman's (/var/lib/docker, /var/lib/containers):
-    # file creation speed differs between places on the same ext4 on the test machines.
-    root = Path(tempfile.mkdtemp(prefix="reconciler-bench-", dir="/var/lib"))
-    run_dir = work / "native-run"
+def _native_env(work: Path) -> dict[str, str]:
+    """The CLI with compiled bytecode, as an installed package has it."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONPYCACHEPREFIX": str(work / "pycache")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def bench_image(registry: RegistryServer, work: Path, root: Path, run_dir: Path, n_layers: int, mib: int,
+                runs: int, tools: list[str], *, missing: bool = False) -> tuple[str, dict[str, float], dict[str, float]]:
+    """Push an image of n_layers/mib, pull it cold and warm with each tool; (label, cold, warm) medians."""
+    ref = f"{registry.host}/bench/pull{n_layers}x{mib}:latest"
     where = ["--root", str(root), "--run-dir", str(run_dir)]
+    env = _native_env(work)
     native = [sys.executable, "-m", "reconciler", "pull", "-q", *where, ref]
     native_rmi = [sys.executable, "-m", "reconciler", "rmi", "-f", *where]
+    t = time.perf_counter()
+    layers = make_layers(n_layers, mib)
+    layout = work / f"layout-{n_layers}x{mib}"
+    images.write_layout(layout, layers)
+    images.push_layout(layout, ref)
+    raw = sum(len(x) for x in layers)
+    del layers
+    comp = sum(p.stat().st_size for p in (layout / "blobs" / "sha256").iterdir())
+    label = f"{n_layers} layers, {comp / 2**20:.0f} MiB gzip ({raw / 2**20:.0f} MiB tar)"
+    print(f"image: {label} (built and pushed in {time.perf_counter() - t:.1f} s)", flush=True)
+    podman = ["podman", "pull", "-q", "--tls-verify=false", ref]
+    skopeo_dir = work / "skopeo-dir"
+    skopeo = ["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}", f"dir:{skopeo_dir}"]
+    pulls = {"native": native, "docker": ["docker", "pull", "-q", ref], "podman": podman, "skopeo": skopeo}
+    if missing:
+        pulls["native --pull=missing"] = [*native[:5], "--pull=missing", *native[5:]]
+    cold: dict[str, list[float]] = {k: [] for k in tools}
+    warm: dict[str, list[float]] = {k: [] for k in pulls if k != "skopeo" and (k in tools or k.startswith("native"))}
+    # One untimed pull per tool first: docker's and podman's stores live in long-used
+    # directories, and on the test machines creating files in a fresh place on the same
+    # ext4 is several times slower the first time (inode tables read from disk).
+    for tool in tools:
+        subprocess.run(pulls[tool], check=False, cwd=REPO if tool == "native" else None, env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        t = time.perf_counter()
-        layers = make_layers(args.layers, args.mib)
-        layout = work / "layout"
-        images.write_layout(layout, layers)
-        images.push_layout(layout, ref)
-        raw = sum(len(x) for x in layers)
-        comp = sum(p.stat().st_size for p in (layout / "blobs" / "sha256").iterdir())
-        print(f"image: {args.layers} layers, {raw / 2**20:.0f} MiB as tar, {comp / 2**20:.0f} MiB compressed "
-              f"(built and pushed in {time.perf_counter() - t:.1f} s)")
-
-        cold: dict[str, list[float]] = {k: [] for k in tools}
-        warm: dict[str, list[float]] = {k: [] for k in tools if k != "skopeo"}
-        podman = ["podman", "pull", "-q", "--tls-verify=false", ref]
-        skopeo_dir = work / "skopeo-dir"
-        skopeo = ["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}", f"dir:{skopeo_dir}"]
-        pulls = {"native": native, "docker": ["docker", "pull", "-q", ref], "podman": podman, "skopeo": skopeo}
-        # One untimed pull per tool first: docker's and podman's stores live in long-used
-        # directories, and on the test machines creating files in a fresh place on the same
-        # ext4 is several times slower the first time (inode tables read from disk).
-        for tool in tools:
-            subprocess.run(pulls[tool], check=False, cwd=REPO if tool == "native" else None,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for run in range(args.runs):
+        for run in range(runs):
             for tool in tools:
                 # Empty the tool's cache by removing the image (as a user would), then let
                 # the disk settle so nobody inherits another's writeback.
@@ -125,15 +132,94 @@ def main() -> int:
                     shutil.rmtree(skopeo_dir, ignore_errors=True)
                 subprocess.run(["sync"], check=False)
                 cwd = REPO if tool == "native" else None
-                cold[tool].append(timed(pulls[tool], cwd=cwd))
-                if tool in warm:
-                    warm[tool].append(timed(pulls[tool], cwd=cwd))
+                cold[tool].append(timed(pulls[tool], cwd=cwd, env=env))
+                for w in warm:
+                    if w == tool or (tool == "native" and w.startswith("native")):
+                        warm[w].append(timed(pulls[w], cwd=cwd, env=env))
             print(f"run {run + 1}: " + "  ".join(f"{k} {v[-1]:.2f}s" for k, v in cold.items()), flush=True)
+    finally:
+        quiet(["docker", "rmi", "-f", ref])
+        quiet(["podman", "rmi", "-f", ref])
+        quiet([*native_rmi, ref])
+    return label, {k: statistics.median(v) for k, v in cold.items()}, \
+        {k: statistics.median(v) for k, v in warm.items()}
+
+
+def bench_inflate(layout: Path) -> dict[str, float]:
+    """Seconds to inflate every gzip blob of `layout` with each installed zlib (best of 3)."""
+    import zlib
+
+    mods: dict[str, object] = {"zlib": zlib}
+    try:
+        from isal import isal_zlib
+
+        mods["isal"] = isal_zlib
+    except ImportError:
+        pass
+    try:
+        from zlib_ng import zlib_ng
+
+        mods["zlib-ng"] = zlib_ng
+    except ImportError:
+        pass
+    blobs = [p.read_bytes() for p in (layout / "blobs" / "sha256").iterdir()]
+    blobs = [b for b in blobs if b[:2] == b"\x1f\x8b"]
+    out = {}
+    for name, mod in mods.items():
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            for b in blobs:
+                d = mod.decompressobj(wbits=31)  # type: ignore[attr-defined]
+                buf = b
+                while buf:
+                    d.decompress(buf, 4 << 20)
+                    buf = d.unconsumed_tail
+            best = min(best, time.perf_counter() - t)
+        out[name] = best
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--layers", type=int, default=10)
+    ap.add_argument("--mib", type=int, default=300)
+    ap.add_argument("--suite", action="store_true", help="the #21 table: three images, re-pull, inflate")
+    ap.add_argument("--skip", action="append", default=[], choices=("docker", "podman", "skopeo"))
+    plots.add_plot_flags(ap)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("run as root (docker, podman and overlay snapshots need it)", file=sys.stderr)
+        return 2
+    skip = set(args.skip) | ({"podman", "skopeo"} if args.suite else set())
+    tools = ["native"] + [t for t in ("docker", "podman", "skopeo") if t not in skip and shutil.which(t)]
+    work = Path(tempfile.mkdtemp(prefix="bench-pull-", dir="/var/tmp"))
+    registry = RegistryServer(work / "registry").start()
+    # The native store lives beside docker's and podman's (/var/lib/docker, /var/lib/containers):
+    # file creation speed differs between places on the same ext4 on the test machines.
+    root = Path(tempfile.mkdtemp(prefix="reconciler-bench-", dir="/var/lib"))
+    run_dir = work / "native-run"
+    rows: list[tuple[str, float, float | None]] = []     # (what, native, docker)
+    try:
+        shapes = SUITE if args.suite else ((args.layers, args.mib),)
+        first_warm: dict[str, float] = {}
+        first_cold: dict[str, float] = {}
+        for i, (n, mib) in enumerate(shapes):
+            label, cold, warm = bench_image(registry, work, root, run_dir, n, mib, args.runs, tools,
+                                            missing=i == 0)
+            rows.append((f"cold pull, {label}", cold["native"], cold.get("docker")))
+            if i == 0:
+                first_cold, first_warm = cold, warm
+                rows.append(("re-pull of a present tag (one HEAD)", warm["native"], warm.get("docker")))
+                rows.append(("re-pull, --pull=missing (no request)", warm["native --pull=missing"], warm.get("docker")))
+        inflate = bench_inflate(work / f"layout-{shapes[0][0]}x{shapes[0][1]}")
 
         # The agent is a long-running process: its re-pull costs no interpreter start-up.
         from reconciler.runtime.native import images as native_images
         from reconciler.runtime.native.config import NativeConfig
 
+        ref = f"{registry.host}/bench/pull{shapes[0][0]}x{shapes[0][1]}:latest"
         store = native_images.ImageStore(NativeConfig(root=root, run_dir=run_dir))
         store.pull(ref)
         inproc = []
@@ -141,32 +227,27 @@ def main() -> int:
             t = time.perf_counter()
             store.pull(ref)
             inproc.append(time.perf_counter() - t)
+        rows.append(("re-pull in-process (the agent)", statistics.median(inproc), first_warm.get("docker")))
 
-        med = {k: statistics.median(v) for k, v in cold.items()}
-        wmed = {k: statistics.median(v) for k, v in warm.items()}
         print()
-        print(f"{'pull + unpack (median of ' + str(args.runs) + ')':<34}{'cold':>9}{'re-pull':>10}")
-        for k in tools:
-            w = f"{wmed[k]:.2f}s" if k in wmed else "-"
-            label = k + (" (download only)" if k == "skopeo" else "")
-            print(f"{label:<34}{med[k]:>8.2f}s{w:>10}")
-        print(f"{'native re-pull in-process (agent)':<34}{'-':>9}{statistics.median(inproc):>9.3f}s")
+        print(f"{'median of ' + str(args.runs) + ' runs':<52}{'reconcile':>10}{'docker':>9}{'ratio':>8}")
+        for what, ours, theirs in rows:
+            ratio = f"{ours / theirs:.2f}" if theirs else "-"
+            peer = f"{theirs:.3f}s" if theirs else "-"
+            print(f"{what:<52}{ours:>9.3f}s{peer:>9}{ratio:>8}")
         print()
-        for peer in ("docker", "podman", "skopeo"):
-            if peer in med:
-                print(f"native / {peer:<7} cold {med['native'] / med[peer]:.2f}"
-                      + (f"   re-pull {wmed['native'] / wmed[peer]:.2f}" if peer in wmed else ""))
-        if "docker" in med:
-            ok = med["native"] / med["docker"] <= 0.8
-            print(f"goal native/docker <= 0.8: {'met' if ok else 'NOT met'}")
+        print(f"{'gzip inflate of the first image (best of 3)':<52}{'seconds':>10}{'vs zlib':>17}")
+        for name, secs in inflate.items():
+            print(f"{name:<52}{secs:>9.3f}s{secs / inflate['zlib']:>17.2f}")
+        for peer in ("podman", "skopeo"):
+            if peer in first_cold:
+                print(f"native / {peer:<7} cold {first_cold['native'] / first_cold[peer]:.2f}")
         if args.plot:
             plots.bars(args.plot_dir / "bench-pull.png",
-                       f"Pull and unpack {args.layers} layers, {raw / 2**20:.0f} MiB (median of {args.runs})",
+                       f"Pull and unpack, {rows[0][0].split(', ', 1)[1]} (median of {args.runs})",
                        "seconds", {("reconcile" if k == "native" else k + " (download only)" if k == "skopeo" else k):
-                                   v for k, v in med.items()})
+                                   v for k, v in first_cold.items()})
     finally:
-        quiet(["docker", "rmi", "-f", ref])
-        quiet(["podman", "rmi", "-f", ref])
         registry.stop()
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(root, ignore_errors=True)

@@ -154,11 +154,11 @@ def run(args: argparse.Namespace) -> int:
 
     out = sys.stdout
     progress = None if args.quiet else Progress(args.ref, out, tty=out.isatty())
-    served = None if args.platform else _present(args)
-    # an image present is answered by the agent that holds the root, if one runs (#21): one
-    # HEAD from a process whose registry client is loaded already
+    # an image present is answered by the agent that holds the root, if one runs (#21): this
+    # process then loads no engine code at all; else from the state DB and one plain HEAD
+    served = None if args.platform else _agentapi.served(args, "/v1/pull", {"ref": args.ref}, timeout=120.0)
     if served is None and not args.platform:
-        served = _agentapi.served(args, "/v1/pull", {"ref": args.ref}, timeout=120.0)
+        served = _present(args)
     if served is not None:
         for event, detail in served["events"]:
             if progress is not None:

@@ -271,6 +271,14 @@ class ImageStore:
         r = self.parse(ref)
         factory = self.client_factory_for(r.registry, auth)
         emit = progress or (lambda _e, _d: None)
+        if factory is _default_client and r.tag and not r.digest:
+            # the plain HEAD of `present`: no httpx client (its CA bundle alone costs ~85 ms);
+            # a store given its own client (a transport, credentials) always uses that
+            found = present(self.config, ref)
+            if found is not None:
+                emit("resolve", {"ref": str(r), "digest": found.digest})
+                emit("done", {"id": found.image_id, "digest": found.digest, "status": "up to date"})
+                return self.get(found.image_id)
         with self.store_lock(exclusive=False):
             if r.digest:
                 known = self._image_for_digest(r.digest)

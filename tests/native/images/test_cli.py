@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.runtime.native import images
 from tests.helpers.images import layer_tar, push_layout
 
-from .conftest import DIR, Entry, write_layout
+from .conftest import DIR, Entry, native_config, write_layout
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
 
@@ -127,6 +128,7 @@ class _CountingProxy:
 
     def __init__(self, upstream: str) -> None:
         self.requests: list[tuple[str, str]] = []
+        self.agents: list[str] = []         # their User-Agent headers
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -134,6 +136,7 @@ class _CountingProxy:
 
             def _forward(self) -> None:
                 proxy.requests.append((self.command, self.path))
+                proxy.agents.append(self.headers.get("User-Agent", ""))
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 conn = http.client.HTTPConnection(upstream, timeout=30)
                 try:
@@ -212,5 +215,23 @@ def test_repull_of_a_present_tag_is_one_head_or_none_and_opens_no_store(
         moved = cli(tmp_path, "pull", ref)
         assert moved.returncode == 0, moved.stderr
         assert f"Status: Downloaded newer image for {ref}" in moved.stdout
+    finally:
+        proxy.close()
+
+
+def test_a_warm_store_answers_a_present_tag_with_the_plain_head_too(tmp_path: Path, push: Callable[..., str]) -> None:
+    """The agent's re-pull (ImageStore.pull in a warm process, default registry client) is the
+    same plain HEAD as the CLI's, not a new httpx client per pull."""
+    registry, path = push([layer_tar([Entry("a", b"1")])]).split("/", 1)
+    proxy = _CountingProxy(registry)
+    try:
+        ref = f"{proxy.host}/{path}"
+        store = images.ImageStore(native_config(tmp_path))
+        info = store.pull(ref)
+        proxy.requests.clear()
+        proxy.agents.clear()
+        assert store.pull(ref) == info
+        repo, tag = path.rsplit(":", 1)
+        assert (proxy.requests, proxy.agents) == ([("HEAD", f"/v2/{repo}/manifests/{tag}")], ["reconciler"])
     finally:
         proxy.close()

@@ -23,7 +23,6 @@ only after its parent did (chain order), and one whose parent failed is discarde
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import hashlib
 import json
@@ -225,6 +224,8 @@ class SnapshotStore:
 
 def _syncfs(path: Path) -> None:
     """syncfs(2) of the file system holding `path` (os has no wrapper)."""
+    import ctypes  # only for durable stores (a re-pull's start-up does not pay for it)
+
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         if ctypes.CDLL(None, use_errno=True).syncfs(fd) != 0:

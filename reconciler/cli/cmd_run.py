@@ -148,13 +148,14 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.cli import options
     from reconciler.logs import configure_logging
     from reconciler.runtime import errors
-    from reconciler.runtime.native import backend, logs
+    from reconciler.runtime.native import backend
+    from reconciler.runtime.native.containers import logs
 
     config = build_config(args)
     native = options.native_config(args)
     network = None
     if config.networks and config.networks not in (("none",), ("host",)):
-        from reconciler.runtime.native import network as netmod
+        from reconciler.runtime.native.network import network as netmod
 
         configure_logging(level=args.log_level, json=args.log_json)
         network = netmod.NetworkManager(native)

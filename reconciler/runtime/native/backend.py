@@ -16,11 +16,11 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import containers, inspection
 from reconciler.runtime.native.config import NativeConfig
+from reconciler.runtime.native.containers import containers, inspection
 
 if TYPE_CHECKING:
-    from reconciler.runtime.native import health, restart
+    from reconciler.runtime.native.containers import health, restart
 
 __all__ = ["ImageSource", "NativeRuntime"]
 
@@ -43,7 +43,7 @@ class _StoreImages:
     def store(self) -> Any:
         if self._store is None:
             try:
-                mod = importlib.import_module("reconciler.runtime.native.images")
+                mod = importlib.import_module("reconciler.runtime.native.images.images")
             except ImportError as exc:  # pragma: no cover - during development only
                 raise rterrors.Unavailable("the native image store is not available") from exc
             self._store = mod.ImageStore(self.config, container_image_ids=self.used)
@@ -94,7 +94,7 @@ class NativeRuntime:
     @property
     def restart_manager(self) -> restart.RestartManager:
         if self._restart is None:
-            from reconciler.runtime.native import restart
+            from reconciler.runtime.native.containers import restart
 
             self._restart = restart.RestartManager(self.containers)
         return self._restart
@@ -102,7 +102,7 @@ class NativeRuntime:
     @property
     def health_checker(self) -> health.HealthChecker:
         if self._health is None:
-            from reconciler.runtime.native import health
+            from reconciler.runtime.native.containers import health
 
             self._health = health.HealthChecker(self.containers)
         return self._health
@@ -123,7 +123,7 @@ class NativeRuntime:
 
     @property
     def image_store(self) -> Any:
-        """The engine's ImageStore (runtime/native/images.py), opened on first use."""
+        """The engine's ImageStore (runtime/native/images/images.py), opened on first use."""
         return self._store_images.store
 
     def resolve_digest(self, ref: str) -> str:
@@ -283,7 +283,7 @@ class NativeRuntime:
     # -- archives (container import)
 
     def load_image_archive(self, src: IO[bytes]) -> list[str]:
-        from reconciler.runtime.native import archive
+        from reconciler.runtime.native.images import archive
 
         return [i.id for i in archive.load(self._store_images.store, cast(BinaryIO, src))]
 
@@ -300,7 +300,7 @@ class NativeRuntime:
 
     def load_images(self, src: IO[bytes]) -> list[tuple[str, tuple[str, ...]]]:
         """`docker load`: every image of the archive `src`; (id, tags) of each."""
-        from reconciler.runtime.native import archive
+        from reconciler.runtime.native.images import archive
 
         loaded = archive.load(self._store_images.store, cast(BinaryIO, src))
         for image in loaded:
@@ -309,7 +309,7 @@ class NativeRuntime:
 
     def save_images(self, refs: list[str], out: IO[bytes]) -> None:
         """`docker save`: the images `refs` names as one docker-archive tar stream."""
-        from reconciler.runtime.native import archive
+        from reconciler.runtime.native.images import archive
 
         archive.save(self._store_images.store, refs, out)
 

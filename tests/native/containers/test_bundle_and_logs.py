@@ -11,7 +11,7 @@ import pytest
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import bundle, logs, records
+from reconciler.runtime.native.containers import bundle, logs, records
 
 
 def rootfs(tmp_path: Path, passwd: str, group: str = "") -> Path:

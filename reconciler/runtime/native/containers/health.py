@@ -30,7 +30,7 @@ from datetime import datetime
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import containers, records
+from reconciler.runtime.native.containers import containers, records
 
 __all__ = ["HealthChecker", "probe_argv"]
 

@@ -103,7 +103,7 @@ class VolumeStore:
         if any(data.iterdir()):
             return
         # the lifecycle's module, imported here: `inspect` reads volumes.data_dir
-        from reconciler.runtime.native import bundle
+        from reconciler.runtime.native.containers import bundle
 
         src = bundle.secure_join(rootfs, target)
         if not src.is_dir() or src.is_symlink():

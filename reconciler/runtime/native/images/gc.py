@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from reconciler.runtime.native.images import ImageStore
+    from reconciler.runtime.native.images.images import ImageStore
 
 __all__ = ["GCResult", "collect"]
 

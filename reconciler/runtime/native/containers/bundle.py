@@ -23,7 +23,8 @@ from typing import Any
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import openat2, seccomp
+from reconciler.runtime.native import openat2
+from reconciler.runtime.native.containers import seccomp
 
 __all__ = [
     "DEFAULT_CAPS",

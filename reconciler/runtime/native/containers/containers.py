@@ -34,19 +34,19 @@ from typing import Any, Protocol
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import (
+from reconciler.runtime.native.config import NativeConfig
+from reconciler.runtime.native.containers import (
     bundle,
     cgroups,
     conmon,
-    dns,
     logs,
     mounts,
     oci,
     procs,
     records,
-    volumes,
 )
-from reconciler.runtime.native.config import NativeConfig
+from reconciler.runtime.native.network import dns
+from reconciler.runtime.native.volumes import volumes
 
 __all__ = ["Attachment", "ContainerManager", "NetworkAttacher"]
 
@@ -246,7 +246,7 @@ class ContainerManager(records.RecordStore):
         if self.network is None:
             import importlib
 
-            mod = importlib.import_module("reconciler.runtime.native.network")
+            mod = importlib.import_module("reconciler.runtime.native.network.network")
             net: NetworkAttacher = mod.NetworkManager(self.config)
             self.network = net
             return net
@@ -303,7 +303,7 @@ class ContainerManager(records.RecordStore):
                 return None
             import structlog  # lazily: `ps` and `--version` stay light
 
-            structlog.get_logger("reconciler.runtime.native.containers").warning(
+            structlog.get_logger("reconciler.runtime.native.containers.containers").warning(
                 "container monitor lost: ending it so its restart policy brings it back",
                 container=rec.name, id=rec.id[:12], conmon_pid=rec.conmon_pid)
             if not self.oci(rec.runtime).kill(rec.id, 9) and rec.pid:

@@ -784,7 +784,9 @@ class EngineApi:
         naming the stream: 2 stdout, 3 stderr, then data) become Docker's frames (raw with a
         TTY); what the client sends goes to the process's stdin, and its end closes that stdin
         (conmon does when the socket is shut for writing)."""
-        sock = self.runtime.containers.attach(rec.id)
+        from reconciler.runtime.native.containers import execs
+
+        sock = execs.attach(self.runtime.containers, rec.id)
 
         def frames() -> Iterator[bytes]:
             try:
@@ -991,8 +993,10 @@ class EngineApi:
         client's end of input closes that stdin); the exit code for /exec/{id}/json."""
         import selectors
 
-        proc, master, path = self.runtime.containers.spawn_exec(ex["container"], ex["argv"], tty=ex["tty"],
-                                                                stdin=ex["stdin"])
+        from reconciler.runtime.native.containers import execs
+
+        proc, master, path = execs.spawn(self.runtime.containers, ex["container"], ex["argv"], tty=ex["tty"],
+                                         stdin=ex["stdin"])
         ex["running"] = True
 
         def finish() -> None:

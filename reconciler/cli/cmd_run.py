@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.logs import configure_logging
     from reconciler.runtime import errors
     from reconciler.runtime.native import backend
-    from reconciler.runtime.native.containers import logs
+    from reconciler.runtime.native.containers import execs, logs
 
     config = build_config(args)
     native = options.native_config(args)
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
                      lowerdirs=layer_dirs, terminal=args.tty, stdin=args.interactive).id
     sock = None
     try:
-        sock = mgr.attach(cid) if attached else None
+        sock = execs.attach(mgr, cid) if attached else None
         rt.start_container(cid)
     except BaseException:
         if sock is not None:
@@ -222,6 +222,8 @@ def _relay(mgr: Any, cid: str, sock: Any, *, stdin: bool, tty: bool) -> None:
     import signal
     import socket
 
+    from reconciler.runtime.native.containers import execs
+
     in_fd = sys.stdin.fileno()
     out, err = sys.stdout.buffer, sys.stderr.buffer
     restore = None
@@ -237,7 +239,7 @@ def _relay(mgr: Any, cid: str, sock: Any, *, stdin: bool, tty: bool) -> None:
             if os.isatty(fd):
                 size = os.get_terminal_size(fd)
                 if size.lines and size.columns:
-                    mgr.resize(cid, size.lines, size.columns)
+                    execs.resize(mgr, cid, size.lines, size.columns)
                 return
 
     if tty:

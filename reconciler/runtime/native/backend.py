@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native.config import NativeConfig
-from reconciler.runtime.native.containers import containers, inspection
+from reconciler.runtime.native.containers import containers, execs, inspection
 
 if TYPE_CHECKING:
     from reconciler.runtime.native.containers import health, restart
@@ -250,7 +250,7 @@ class NativeRuntime:
         return self.containers.logs(name_or_id, follow=follow, since=since, tail=tail)
 
     def exec(self, name_or_id: str, argv: list[str], *, tty: bool = False) -> base.ExecResult:
-        return self.containers.exec(name_or_id, argv, tty=tty)
+        return execs.run(self.containers, name_or_id, argv, tty=tty)
 
     # -- networks (bridge networking when plugged in)
 

@@ -13,7 +13,9 @@ It rewrites, and touches nothing else:
     destination package, names that did not move left where they are;
   - every dotted path `reconciler.runtime.native.<old>` (imports, importlib strings, logger names);
   - file paths `native/<old>.py` (docs, comments) and `native/seccomp_default.json`.
-It is idempotent: paths already of the new layout are left alone. Run
+It is idempotent: paths already of the new layout are left alone (a bare
+`reconciler.runtime.native.images` is taken for the old module, except in `from ... import` of
+the package's own modules and in `resources.files("...")`). Run
 `ruff check --select I --fix` on the files afterwards to sort the split import lines.
 """
 
@@ -58,6 +60,7 @@ _DATA = re.compile(r"(?P<pre>\bnative/)(?P<name>" + "|".join(map(re.escape, DATA
 
 
 def _split_names(text: str) -> list[str]:
+    text = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
     return [n.strip() for n in text.replace("\n", " ").split(",") if n.strip()]
 
 
@@ -93,6 +96,9 @@ def _rewrite_dotted(text: str) -> str:
         if mod in _NEW_MEMBERS and rest[1:] in _NEW_MEMBERS[mod]:
             return m.group(0)
         if m.start() - len("from ") in protected:
+            return m.group(0)
+        # `resources.files("reconciler.runtime.native.containers")`: a package's data, new layout
+        if not rest and mod in _NEW_MEMBERS and text[max(0, m.start() - 7):m.start()] == 'files("':
             return m.group(0)
         return f"{PKG}.{MOVED[mod]}.{mod}{rest}"
 

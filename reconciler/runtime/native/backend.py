@@ -9,7 +9,6 @@ networks "none" or "host", so `run`, `ps` and `logs` start fast.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
@@ -21,6 +20,7 @@ from reconciler.runtime.native.containers import containers, execs, inspection
 
 if TYPE_CHECKING:
     from reconciler.runtime.native.containers import health, restart
+    from reconciler.runtime.native.images.images import ImageStore
 
 __all__ = ["ImageSource", "NativeRuntime"]
 
@@ -37,16 +37,15 @@ class _StoreImages:
     def __init__(self, config: NativeConfig, used: Callable[[], set[str]]) -> None:
         self.config = config
         self.used = used
-        self._store: Any = None
+        self._store: ImageStore | None = None
 
     @property
-    def store(self) -> Any:
+    def store(self) -> ImageStore:
         if self._store is None:
-            try:
-                mod = importlib.import_module("reconciler.runtime.native.images.images")
-            except ImportError as exc:  # pragma: no cover - during development only
-                raise rterrors.Unavailable("the native image store is not available") from exc
-            self._store = mod.ImageStore(self.config, container_image_ids=self.used)
+            # imported when first used: `ps`, `inspect` and `logs` need no image store
+            from reconciler.runtime.native.images import images
+
+            self._store = images.ImageStore(self.config, container_image_ids=self.used)
         return self._store
 
     def resolve(self, ref: str) -> tuple[str, Mapping[str, Any], list[Path]]:
@@ -122,7 +121,7 @@ class NativeRuntime:
         return info
 
     @property
-    def image_store(self) -> Any:
+    def image_store(self) -> ImageStore:
         """The engine's ImageStore (runtime/native/images/images.py), opened on first use."""
         return self._store_images.store
 
@@ -196,11 +195,12 @@ class NativeRuntime:
     def check_login(self, registry: str, auth: Mapping[str, Any]) -> None:
         """Whether `registry` accepts the credentials `auth` (Docker's AuthConfig): `docker login`."""
         store = self._store_images.store
-        rcm = importlib.import_module("reconciler.registry_client")
+        from reconciler.registry_client import errors as rcerrors
+
         try:
             with store.client_factory_for(registry, auth)() as client:
                 client.check_login(registry)
-        except rcm.errors.RegistryError as exc:
+        except rcerrors.RegistryError as exc:
             raise rterrors.ImageError(str(exc.args[0] if exc.args else exc), hint=getattr(exc, "hint", None)) from None
 
     # -- containers

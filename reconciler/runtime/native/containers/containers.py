@@ -241,10 +241,9 @@ class ContainerManager(records.RecordStore):
     def _network(self) -> NetworkAttacher:
         """The bridge networking; loaded on demand (pyroute2) for containers that have one."""
         if self.network is None:
-            import importlib
+            from reconciler.runtime.native.network import network
 
-            mod = importlib.import_module("reconciler.runtime.native.network.network")
-            net: NetworkAttacher = mod.NetworkManager(self.config)
+            net: NetworkAttacher = network.NetworkManager(self.config)
             self.network = net
             return net
         return self.network

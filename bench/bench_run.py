@@ -38,9 +38,9 @@ sys.path.insert(0, str(REPO))
 
 from bench import rows  # noqa: E402
 from reconciler.runtime import base  # noqa: E402
-from reconciler.runtime.native import cgroups  # noqa: E402
 from reconciler.runtime.native.backend import NativeRuntime  # noqa: E402
 from reconciler.runtime.native.config import NativeConfig  # noqa: E402
+from reconciler.runtime.native.containers import cgroups  # noqa: E402
 from tests.helpers import images  # noqa: E402
 from tests.helpers.registry import RegistryServer  # noqa: E402
 

@@ -733,14 +733,14 @@ class Agent:
         """What `reconcile ps` shows of every container of the engine (those with `labels`),
         newest first, read through the engine the agent keeps open (the CLI then needs no engine
         code of its own). Only the native engine's: `ps` lists no other."""
-        from reconciler.runtime.native import records
+        from reconciler.runtime.native.containers import records
 
         return [records.summary(r) for r in self._native().containers.records(labels or None)]
 
     def inspect_container(self, name: str) -> Mapping[str, Any]:
         """What `reconcile inspect NAME` shows (a `docker inspect` document)."""
         from reconciler.runtime import errors as rterrors
-        from reconciler.runtime.native import inspection
+        from reconciler.runtime.native.containers import inspection
 
         rt = self._native()
         try:

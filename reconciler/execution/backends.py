@@ -50,7 +50,7 @@ def open_runtime(
     if name == "native":
         try:
             backend = importlib.import_module("reconciler.runtime.native.backend")
-            netmod = importlib.import_module("reconciler.runtime.native.network")
+            netmod = importlib.import_module("reconciler.runtime.native.network.network")
         except ImportError as exc:
             raise rterrors.Unavailable(
                 "the native runtime is not available in this build",
@@ -63,7 +63,7 @@ def open_runtime(
                               subnet_pool=os.environ.get("RECONCILER_SUBNET_POOL", NativeConfig.subnet_pool))
         native = backend.NativeRuntime(config, network=netmod.NetworkManager(config))
         if recover:
-            from reconciler.runtime.native import recovery
+            from reconciler.runtime.native.containers import recovery
 
             recovery.recover(native)
         runtime: base.Runtime = native

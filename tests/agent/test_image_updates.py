@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,8 +118,11 @@ def test_apply_picks_the_newest_allowed_tag_and_writes_it_back_for_a_second_clon
     assert running(a)["web"] == (image, cid)
     status = a.source("shop")
     assert status["last_result"] == "converged"
+    checked = status["images"][0].pop("checked_at")
     assert status["images"] == [{"container": "web", "repository": repo, "manifest_tag": "1.9.0",
-                                 "policy_tag": "1.9.0", "mode": "apply", "error": None, "refused": False}]
+                                 "policy_tag": "1.9.0", "mode": "apply", "error": None, "refused": False,
+                                 "policy": "semver '>=1.4 <2'"}]
+    assert time.time() - 3600 < checked <= time.time()               # listed once this hour (interval 1h)
     kinds = [json.loads(body)["kind"] for _, body in hook.got]
     assert kinds.count("image_updated") == 1
     updated = next(json.loads(b) for _, b in hook.got if json.loads(b)["kind"] == "image_updated")

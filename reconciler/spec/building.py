@@ -413,6 +413,8 @@ class Builder:
                 self.report(d, sp("env", key), f"{key!r} is not a valid environment variable name", key=True)
             env[key] = _env_str(value)
             secret_env.pop(key, None)
+        # a compose service's keys from an encrypted env_file (inlined as env by the translation)
+        secret_env.update({k: v for k, v in d.raw.secret_env.items() if k in env})
 
         ports = self.ports(d, spec)
         networks = tuple(spec.get("networks", ()))

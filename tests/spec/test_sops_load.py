@@ -156,12 +156,26 @@ def test_compose_dotenv_and_env_file_decrypt(tmp_path: Path, key: tuple[AgeKey, 
     tag, password = "1", "pw-" + secrets.token_hex(12)
     (proj / ".env").write_bytes(encrypt_dotenv({"WEB_TAG": tag}, k.recipient))
     (proj / "db.env").write_bytes(encrypt_dotenv({"DB_PASSWORD": password}, k.recipient))
+    (proj / "plain.env").write_text("DB_USER=shop\nDB_HOST=db\n")
+    (proj / "db.env").write_bytes(encrypt_dotenv({"DB_PASSWORD": password, "DB_HOST": "x", "DB_USER": "y"},
+                                                 k.recipient))
     (proj / "compose.yaml").write_text("services:\n  web:\n    image: registry.local:5000/shop/web:${WEB_TAG}\n"
-                                       "    env_file: [db.env]\n    command: [sleep, '3600']\n")
+                                       "    env_file: [plain.env, db.env]\n    environment: {DB_HOST: db2}\n"
+                                       "    command: [sleep, '3600']\n")
     desired = spec.load(proj, decryption=sops.load_keys(str(key_file)))
     web = next(iter(desired.containers.values()))
     assert web.image == "registry.local:5000/shop/web:1"
     assert web.env["DB_PASSWORD"] == password
+    # the encrypted env_file's keys are secret (as an encrypted envFiles entry's), unless
+    # environment: sets them after it
+    digest = hashing.file_digest((proj / "db.env").read_bytes())
+    assert web.secret_env == {"DB_PASSWORD": digest, "DB_USER": digest}
+    assert (web.env["DB_USER"], web.env["DB_HOST"]) == ("y", "db2")
+    root = fake_root(tmp_path)
+    FakeRuntime.at_root(root).publish("registry.local:5000/shop/web:1")
+    assert main(["--once", str(proj), "--root", str(root), "--runtime", "fake",
+                 "--sops-age-key-file", str(key_file)]) == 0
+    assert _files_holding(root, [password, inventory.mask_value("DB_PASSWORD", password)]) == set()
 
     with pytest.raises(spec.SpecError) as caught:
         spec.load(proj)

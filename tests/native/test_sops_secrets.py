@@ -106,6 +106,17 @@ def test_secret_files_on_a_tmpfs_of_their_own(host: Host, busybox_image: str, tm
     assert _holders(host.config.root, env_value.encode()) == {f"containers/{cid}/secrets/config.json"}
     assert _holders(host.config.root, masked) == set()
     assert _holders(host.config.run_dir, env_value.encode()) == set()
+    # stopped and started again (as its restart policy does): a new runtime container from the
+    # same bundle, still on the tmpfs
+    rt = host.runtime()
+    try:
+        rt.stop_container("web", timeout=1)
+        rt.start_container("web")
+    finally:
+        rt.close()
+    assert _exec(host, "sh", "-c", "echo $API_KEY") == (0, env_value + "\n")
+    assert _holders(host.config.root, env_value.encode()) == {f"containers/{cid}/secrets/config.json"}
+    assert _holders(host.config.run_dir, env_value.encode()) == set()
     out = capsys.readouterr()
     assert env_value not in out.out + out.err
     assert "API_KEY" not in out.out

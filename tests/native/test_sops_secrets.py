@@ -218,6 +218,7 @@ def test_a_rollback_gets_a_sops_env_value_from_the_same_file_only(
     assert "rolled back to the previous container" in capsys.readouterr().out
     assert _exec(host, "sh", "-c", "echo $API_KEY") == (0, value + "\n")
     assert _holders(host.config.root, value.encode()) == {f"containers/{host.ids()['web']}/secrets/config.json"}
+    assert _holders(host.config.run_dir, value.encode()) == set()
 
     manifest("true")
     assert host.cli(*apply) == 0

@@ -27,6 +27,7 @@ _ID = re.compile(r"[0-9a-f]{12,64}")
 _MODES = ("none", "host", "bridge", "default")
 _pulled: dict[str, str] = {}
 _podman: dict[str, PodmanRuntime] = {}
+_podman_service: dict[str, PodmanService] = {}
 
 
 class Namespaced:
@@ -139,6 +140,22 @@ class Namespaced:
                     pass
 
 
+class PodmanNamespaced(Namespaced):
+    """Namespaced, telling the podman service which networks (and bridges) the test made, so
+    that it deletes what podman leaves of them (tests/docker/conftest.py PodmanService.stop)."""
+
+    name = "podman"
+
+    def __init__(self, rt: DockerRuntime, prefix: str, service: PodmanService) -> None:
+        super().__init__(rt, prefix)
+        self.service = service
+
+    def ensure_network(self, config: base.NetworkConfig) -> base.NetworkState:
+        state = super().ensure_network(config)
+        self.service.networks[self._n(state.name)] = state.bridge
+        return state
+
+
 def docker_backend(request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
     """(runtime, image) for the conformance suite's `backend` fixture, param "docker"."""
     import os
@@ -187,6 +204,7 @@ def podman_backend(request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
         # podman refuses a run root over 50 characters, and pytest's temp paths are longer
         work = Path(tempfile.mkdtemp(prefix="rpod", dir="/tmp"))
         service = PodmanService(work)
+        _podman_service["service"] = service
 
         def stop() -> None:
             service.stop()
@@ -199,8 +217,7 @@ def podman_backend(request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
             pytest.skip(str(exc))
         _podman["rt"].pull_image(ref)
     rt = _podman["rt"]
-    ns = Namespaced(rt, f"rtp{rand()}-")
-    ns.name = "podman"
+    ns = PodmanNamespaced(rt, f"rtp{rand()}-", _podman_service["service"])
     halt = threading.Event()
     health = threading.Thread(target=rt.health_checker.watch, args=(halt,), kwargs={"poll": 0.05}, daemon=True)
     health.start()

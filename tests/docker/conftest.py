@@ -13,6 +13,7 @@ import json
 import os
 import resource
 import secrets
+import shlex
 import shutil
 import signal
 import string
@@ -245,6 +246,17 @@ def _unmount_under(root: Path) -> None:
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
+def _drop_isolation_rules(bridges: set[str]) -> None:
+    """Delete the rules CNI's firewall plugin added for `bridges` (podman 4.3 leaves its
+    ingressPolicy rules in CNI-ISOLATION-STAGE-1/2 when a network is removed)."""
+    rules = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True, check=False).stdout
+    for rule in rules.splitlines():
+        words = rule.split()
+        if words[:2] in (["-A", "CNI-ISOLATION-STAGE-1"], ["-A", "CNI-ISOLATION-STAGE-2"]) \
+                and any(w in bridges for w in words):
+            subprocess.run(["iptables", "-w", "-D", *shlex.split(rule)[1:]], check=False, capture_output=True)
+
+
 class PodmanService:
     """A `podman system service` on a socket of its own, with its own storage, run dir, tmp
     dir, locks, events log, volumes and network config (its default network is a bridge named
@@ -263,6 +275,7 @@ class PodmanService:
         self.proc: subprocess.Popen[bytes] | None = None
         self.runtime: PodmanRuntime | None = None
         self.blocks: list[ipaddress.IPv4Network] = []
+        self.networks: dict[str, str] = {}     # network name -> bridge, of those the tests made
 
     def argv(self) -> list[str]:
         work = self.work
@@ -330,8 +343,12 @@ class PodmanService:
                 self.proc.wait()
         _end_helpers(self.work)
         _unmount_under(self.work)
-        for bridge in self._bridges():
+        bridges = set(self._bridges()) | set(self.networks.values())
+        for bridge in bridges:
             subprocess.run(["ip", "link", "del", bridge], check=False, capture_output=True)
+        for name in self.networks:
+            shutil.rmtree(CNI_STATE / "networks" / name, ignore_errors=True)
+        _drop_isolation_rules(bridges)
         for block in self.blocks:
             subnets.release(block)
         try:

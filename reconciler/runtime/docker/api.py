@@ -349,6 +349,11 @@ class EngineAPI:
                                          what=f"healthcheck of container {ident}")
         return data
 
+    def libpod_network_inspect(self, name: str) -> dict[str, Any]:
+        """Podman's own `GET /libpod/networks/{name}/json` (it names the bridge; the compat one does not)."""
+        data: dict[str, Any] = self._get(f"/libpod/networks/{_q(name)}/json", what=f"network {name}")
+        return data
+
     def container_create(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
         data: dict[str, Any] = self._post("/containers/create", body, {"name": name},
                                           what=f"create container {name}")

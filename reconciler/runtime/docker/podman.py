@@ -10,6 +10,7 @@ as it drives dockerd. What Podman does otherwise is made good here:
   every running container with a healthcheck is probed at its interval through Podman's own
   endpoint (`GET /libpod/containers/{id}/healthcheck`), which runs the check and keeps
   Podman's state machine (retries, start period, the log `inspect` shows).
+- Networks: the bridge of a network is read from Podman's own inspect (`network_interface`).
 - Restart policies: Podman applies them itself (conmon's exit command), so `restart_manager`
   is a loop with nothing to do.
 - `init: true`: Podman's init is catatonit, which Debian's podman does not ship (the create
@@ -23,7 +24,8 @@ as it drives dockerd. What Podman does otherwise is made good here:
 - ulimits: a container that sets some ulimits gets Podman's 1048576 for `nofile` and `nproc`
   unless it names them, which a root without CAP_SYS_RESOURCE (or with lower hard limits)
   cannot set, so the container fails to start. As Docker's containers inherit dockerd's limits,
-  the ones not named get this process's own (its hard limit, as soft and hard).
+  the ones not named get the engine's own: the hard limits of the process serving the socket
+  (its pid from SO_PEERCRED), or this process's when the engine is not on a local socket.
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ from __future__ import annotations
 import dataclasses
 import resource
 import shutil
+import socket
+import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -59,6 +63,29 @@ def is_podman(engine: api.EngineAPI) -> bool:
     version = engine.version()
     names = [str(c.get("Name", "")) for c in version.get("Components") or []]
     return any("podman" in n.lower() for n in names)
+
+
+def _peer_pid(socket_path: str) -> int | None:
+    """The pid of the process serving the Unix socket `socket_path` (None: not one here)."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            sock.connect(socket_path)
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    pid: int = struct.unpack("3i", creds)[0]
+    return pid or None
+
+
+def _hard_limit(pid: int | None, which: int) -> int:
+    """Process `pid`'s hard limit `which` (this process's when it cannot be read)."""
+    if pid is not None:
+        try:
+            return resource.prlimit(pid, which)[1]
+        except OSError:
+            pass
+    return resource.getrlimit(which)[1]
 
 
 class PodmanHealth:
@@ -168,8 +195,7 @@ class PodmanRuntime(DockerRuntime):
         self._engine_init = False        # no catatonit: Docker's init from now on
         return super().create_container(self._with_host_init(config))
 
-    @staticmethod
-    def _docker_defaults(config: base.ContainerConfig) -> base.ContainerConfig:
+    def _docker_defaults(self, config: base.ContainerConfig) -> base.ContainerConfig:
         """Docker's /dev/shm size and inherited ulimits where the config names none."""
         changes: dict[str, Any] = {}
         if config.shm_size is None:
@@ -177,9 +203,10 @@ class PodmanRuntime(DockerRuntime):
         if config.ulimits:
             named = {u.name for u in config.ulimits}
             extra = []
+            engine = _peer_pid(self.api.socket_path)
             for name, which in _INHERITED_LIMITS.items():
                 if name not in named:
-                    hard = resource.getrlimit(which)[1]
+                    hard = _hard_limit(engine, which)
                     if hard != resource.RLIM_INFINITY:
                         extra.append(base.Ulimit(name, hard, hard))
             changes["ulimits"] = (*config.ulimits, *extra)
@@ -201,6 +228,12 @@ class PodmanRuntime(DockerRuntime):
         mount = base.Mount(type="bind", source=tini, target=_INIT_TARGET, read_only=True)
         return dataclasses.replace(config, init=False, command=(_INIT_TARGET, "--", *entry), args=tuple(cmd),
                                    mounts=(*config.mounts, mount))
+
+    def _verify_network(self, config: base.NetworkConfig, attrs: Mapping[str, Any]) -> base.NetworkState:
+        """As Docker's, with the bridge Podman really made (its compat inspect leaves it out)."""
+        state = super()._verify_network(config, attrs)
+        bridge = str(self.api.libpod_network_inspect(config.name).get("network_interface") or "")
+        return dataclasses.replace(state, bridge=bridge) if bridge else state
 
     @property
     def health_checker(self) -> PodmanHealth:

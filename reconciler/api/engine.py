@@ -12,6 +12,7 @@ Routes not served answer 501 with the route named.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -260,6 +261,20 @@ def _timestamp_ns(raw: str | None, what: str) -> int | None:
         return int(float(raw) * 1e9)
     except ValueError:
         raise HttpError(400, f"{what}: {raw!r} is not a timestamp (seconds since the epoch)") from None
+
+
+def _rfc3339_ns(text: str) -> int:
+    """Nanoseconds since the epoch of a log line's RFC 3339 time (with up to 9 decimals)."""
+    from datetime import datetime
+
+    head, _, rest = text.partition(".")
+    digits = "".join(itertools.takewhile(str.isdigit, rest))
+    zone = rest[len(digits):] or "+00:00"
+    try:
+        whole = datetime.fromisoformat(head + ("+00:00" if zone == "Z" else zone))
+    except ValueError:
+        return 0
+    return int(whole.timestamp()) * 1_000_000_000 + int(digits.ljust(9, "0")[:9] or 0)
 
 
 def event_message(ev: Any) -> dict[str, Any]:
@@ -621,7 +636,7 @@ class EngineApi:
             fl = _filters(q.get("filters"))
             listed = [c for c in rt.list_containers()
                       if (_flag(q, "all") or c.status.value == "running") and _matches(c, fl)]
-            return 200, [container_summary(c) for c in listed]
+            return 200, [self._summary(c) for c in listed]
         if method == "POST" and parts == ["create"]:
             import secrets
 
@@ -707,13 +722,17 @@ class EngineApi:
             with self._lock:
                 self._execs[exec_id] = {"container": state.id, "argv": [str(x) for x in data["Cmd"]],
                                         "tty": bool(data.get("Tty")), "stdin": bool(data.get("AttachStdin")),
-                                        "running": False, "exit": None}
+                                        "running": False, "exit": None, "id": exec_id}
+            self._exec_event(self._execs[exec_id], "exec_create")
             return 201, {"Id": exec_id}
         if method == "POST" and action == "attach":
             attached = self._attach(ident, q)
             return 200, attached if isinstance(attached, Hijack) else Hijack(attached)
         if method == "POST" and action == "resize":
             return 200, None
+        if method == "POST" and action in ("pause", "unpause"):
+            self._pause(ident, freeze=action == "pause")
+            return 204, None
         if method == "POST" and action == "rename":
             if not q.get("name"):
                 raise HttpError(400, "the new name is required (?name=)")
@@ -723,6 +742,32 @@ class EngineApi:
                 raise HttpError(409, "Error when allocating new name: " + _name_taken(rt, q["name"])) from None
             return 204, None
         raise HttpError(501, f"{method} /containers/{{id}}/{action} is not served by reconciler's engine API yet")
+
+    def _summary(self, c: base.ContainerState) -> dict[str, Any]:
+        """The list's entry of `c`, paused ones as Docker shows them."""
+        from reconciler.runtime.native import cgroups
+
+        doc = container_summary(c)
+        manager = self.runtime.containers
+        if c.status.value == "running" and cgroups.frozen(manager.config.name_prefix, c.id):
+            doc.update(State="paused", Status=doc["Status"] + " (Paused)")
+        return doc
+
+    def _pause(self, ident: str, *, freeze: bool) -> None:
+        """docker pause / unpause: `runc pause` / `resume` (the cgroup freezer); journalled as
+        Docker's `pause` / `unpause` events."""
+        from reconciler.runtime.native import cgroups
+
+        manager = self.runtime.containers
+        with manager.lock(manager.get(ident).id):
+            rec = manager.get(ident)
+            if rec.status != "running":
+                raise HttpError(409, f"Container {rec.id} is not running")
+            if cgroups.frozen(rec.cgroup_prefix or manager.config.name_prefix, rec.id) == freeze:
+                raise HttpError(409, f"Container {rec.id} is {'already' if freeze else 'not'} paused")
+            oci = manager.oci(rec.runtime)
+            (oci.pause if freeze else oci.resume)(rec.id)
+            manager.event(rec, "pause" if freeze else "unpause")
 
     def _wait(self, ident: str, condition: str) -> Iterator[bytes]:
         """Docker's wait: `not-running` (now, if it is not running), `next-exit` (the exit after
@@ -985,6 +1030,17 @@ class EngineApi:
                 cur = take()
         return stream()
 
+    def _exec_event(self, ex: Mapping[str, Any], action: str, **extra: Any) -> None:
+        """Docker's exec events: `exec_create: CMD`, `exec_start: CMD` (the command after the
+        colon), `exec_die` (attributes execID and exitCode)."""
+        manager = self.runtime.containers
+        try:
+            rec = manager.get(ex["container"])
+        except rterrors.NotFound:
+            return                              # removed meanwhile: no container to name
+        text = action if action == "exec_die" else f"{action}: {' '.join(ex['argv'])}"
+        manager.event(rec, text, execID=ex["id"], **extra)
+
     def _exec_run(self, ex: dict[str, Any]) -> Hijack:
         """Run an exec and relay it live: its output as Docker's frames (raw with a TTY) as it
         comes, the client's input to its stdin when it was created with AttachStdin (the
@@ -994,11 +1050,13 @@ class EngineApi:
         proc, master, path = self.runtime.containers.spawn_exec(ex["container"], ex["argv"], tty=ex["tty"],
                                                                 stdin=ex["stdin"])
         ex["running"] = True
+        self._exec_event(ex, "exec_start")
 
         def finish() -> None:
             ex["exit"] = proc.wait()
             ex["running"] = False
             path.unlink(missing_ok=True)
+            self._exec_event(ex, "exec_die", exitCode=ex["exit"])
 
         def tty_frames(fd: int) -> Iterator[bytes]:
             try:
@@ -1057,7 +1115,10 @@ class EngineApi:
         tty = self.runtime.containers.get(ident).terminal      # a terminal's output is one raw stream
         stamps = _flag(q, "timestamps")
         since = q.get("since") if q.get("since") not in (None, "", "0") else None
+        until = _timestamp_ns(q.get("until") if q.get("until") not in ("", "0") else None, "until")
         for line in self.runtime.logs(ident, follow=_flag(q, "follow"), tail=tail, since=since):
+            if until is not None and _rfc3339_ns(line.time) > until:
+                break                           # the lines come in time order: none later is wanted
             if line.stream not in want:
                 continue
             data = (line.time.encode() + b" " if stamps else b"") + line.data + b"\n"

@@ -99,6 +99,12 @@ PODMAN_CANNOT: dict[str, str] = {
                                            "with cgroupfs (the kill happens, exit 137, the flag stays false)",
     "test_default_seccomp_refuses_new_namespaces": "has a default seccomp profile that allows unshare(2) of a "
                                                    "user namespace (for rootless nesting), and a manifest names none",
+    "test_extra_hosts_and_dns_on_and_off_networks": "writes an empty /etc/resolv.conf for a container without a "
+                                                    "network, leaving out its dns, dns_search and dns_options",
+    "test_internal_network_has_no_egress": "with CNI gives an internal network no DNS (dnsname needs the gateway "
+                                           "an internal network lacks), so peers there cannot be found by name",
+    "test_container_on_two_networks": "with CNI lists one dnsmasq per network in resolv.conf and busybox's resolver "
+                                      "asks only the first, so names on the second network are not found",
 }
 
 

@@ -1,0 +1,103 @@
+"""Engine API calls on a running native container, through the real docker CLI: pause and
+unpause (the cgroup freezer), exec events in /events, and `docker logs --until`."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.api.test_engine_api import docker
+from tests.api.test_engine_api import engine_api as engine_api  # the fixture
+from tests.api.test_engine_api import pytestmark as pytestmark  # root, registry, docker CLI
+
+TICKER = "i=0; while true; do i=$((i+1)); echo $i > /tmp/tick; sleep 0.1; done"
+
+
+def _events(sock: str, since: float, *filters: str) -> list[dict[str, object]]:
+    args = [a for f in filters for a in ("--filter", f)]
+    out = docker(sock, "events", "--since", f"{since:.3f}", "--until", f"{time.time() + 0.5:.3f}", *args,
+                 "--format", "{{json .}}").stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def _tick(sock: str) -> str:
+    return docker(sock, "exec", "ticker", "cat", "/tmp/tick").stdout.strip()
+
+
+def test_pause_freezes_a_container_and_unpause_thaws_it(engine_api: str, busybox_image: str) -> None:
+    docker(engine_api, "pull", busybox_image)
+    since = time.time()
+    docker(engine_api, "run", "-d", "--name", "ticker", "--network", "none", busybox_image, "sh", "-c", TICKER)
+    deadline = time.monotonic() + 30
+    while docker(engine_api, "exec", "ticker", "cat", "/tmp/tick", check=False).returncode != 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+    docker(engine_api, "pause", "ticker")
+    assert docker(engine_api, "inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "ticker").stdout.split() == \
+        ["paused", "true"]
+    assert "(Paused)" in docker(engine_api, "ps", "--format", "{{.Status}}").stdout
+    again = docker(engine_api, "pause", "ticker", check=False)
+    assert again.returncode != 0
+    assert "already paused" in again.stderr
+
+    docker(engine_api, "unpause", "ticker")
+    assert docker(engine_api, "inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "ticker").stdout.split() == \
+        ["running", "false"]
+    first = _tick(engine_api)
+    time.sleep(0.5)
+    assert _tick(engine_api) != first           # its loop runs again
+    assert [e["Action"] for e in _events(engine_api, since, "event=pause", "event=unpause")] == ["pause", "unpause"]
+    docker(engine_api, "rm", "-f", "ticker")
+
+
+def test_a_paused_container_does_not_run(engine_api: str, busybox_image: str) -> None:
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "run", "-d", "--name", "ticker", "--network", "none", busybox_image, "sh", "-c", TICKER)
+    logs_before = docker(engine_api, "top", "ticker").stdout
+    assert "sleep" in logs_before or "sh" in logs_before
+    time.sleep(0.5)
+    docker(engine_api, "pause", "ticker")
+    docker(engine_api, "cp", "ticker:/tmp/tick", "-")        # copy works from a frozen container's root
+    frozen = docker(engine_api, "cp", "ticker:/tmp/tick", "-").stdout
+    time.sleep(0.6)
+    assert docker(engine_api, "cp", "ticker:/tmp/tick", "-").stdout == frozen    # nothing ticked meanwhile
+    docker(engine_api, "unpause", "ticker")
+    docker(engine_api, "rm", "-f", "ticker")
+
+
+def test_exec_is_journalled_as_dockers_exec_events(engine_api: str, busybox_image: str) -> None:
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "run", "-d", "--name", "box", "--network", "none", busybox_image, "sleep", "3600")
+    since = time.time()
+    docker(engine_api, "exec", "box", "sh", "-c", "exit 3", check=False)
+    deadline = time.monotonic() + 10
+    while not (events := _events(engine_api, since, "container=box")) or events[-1]["Action"] != "exec_die":
+        assert time.monotonic() < deadline, events
+        time.sleep(0.2)
+    assert [e["Action"] for e in events] == ["exec_create: sh -c exit 3", "exec_start: sh -c exit 3", "exec_die"]
+    attrs = [e["Actor"]["Attributes"] for e in events]      # type: ignore[index]
+    assert attrs[2]["exitCode"] == "3"
+    assert attrs[2]["name"] == "box"
+    assert attrs[0]["execID"] == attrs[1]["execID"] == attrs[2]["execID"]
+    # Docker's filter matches the action before its colon
+    assert [e["Action"] for e in _events(engine_api, since, "event=exec_create")] == ["exec_create: sh -c exit 3"]
+    docker(engine_api, "rm", "-f", "box")
+
+
+def test_logs_until_leaves_out_later_lines(engine_api: str, busybox_image: str) -> None:
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "run", "-d", "--name", "talker", "--network", "none", busybox_image, "sh", "-c",
+           "echo one; sleep 2; echo two; sleep 3600")
+    deadline = time.monotonic() + 30
+    while "two" not in docker(engine_api, "logs", "talker").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    stamped = docker(engine_api, "logs", "-t", "talker").stdout.splitlines()
+    one_at = stamped[0].split()[0]
+    between = f"{one_at[:19]}Z"                 # the second of line one: line two came 2 s later
+    cut = time.strptime(between, "%Y-%m-%dT%H:%M:%SZ")
+    until = f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(time.mktime(cut) - time.timezone + 1))}Z"
+    assert docker(engine_api, "logs", "--until", until, "talker").stdout.split() == ["one"]
+    assert docker(engine_api, "logs", "talker").stdout.split() == ["one", "two"]
+    docker(engine_api, "rm", "-f", "talker")

@@ -730,6 +730,8 @@ class EngineApi:
             return 200, attached if isinstance(attached, Hijack) else Hijack(attached)
         if method == "POST" and action == "resize":
             return 200, None
+        if method == "POST" and action == "update":
+            return 200, self._update(ident, body() or {})
         if method == "POST" and action in ("pause", "unpause"):
             self._pause(ident, freeze=action == "pause")
             return 204, None
@@ -752,6 +754,30 @@ class EngineApi:
         if c.status.value == "running" and cgroups.frozen(manager.config.name_prefix, c.id):
             doc.update(State="paused", Status=doc["Status"] + " (Paused)")
         return doc
+
+    def _update(self, ident: str, data: Mapping[str, Any]) -> dict[str, Any]:
+        """docker update: the resources the body names (the others as they were) and the restart
+        policy, on the live container's cgroups (ContainerManager.update_config)."""
+        import dataclasses
+
+        manager = self.runtime.containers
+        rec = manager.get(ident)
+        res = rec.config.resources
+        nano = data.get("NanoCpus") or 0
+        quota, period = data.get("CpuQuota") or 0, data.get("CpuPeriod") or 100_000
+        cpus = nano / 1e9 if nano else (quota / period if quota > 0 else None)
+        given = {"memory": data.get("Memory"), "memory_swap": data.get("MemorySwap"), "cpus": cpus,
+                 "pids": data.get("PidsLimit"), "memory_reservation": data.get("MemoryReservation"),
+                 "cpu_shares": data.get("CpuShares"), "cpuset": data.get("CpusetCpus")}
+        res = dataclasses.replace(res, **{k: v for k, v in given.items() if v})
+        policy = data.get("RestartPolicy") or {}
+        restart = base.RestartPolicy(str(policy["Name"]), int(policy.get("MaximumRetryCount") or 0)) \
+            if policy.get("Name") else None
+        try:
+            manager.update_config(rec.id, res, restart)
+        except rterrors.InvalidArgument as exc:
+            raise HttpError(400, exc.message) from None
+        return {"Warnings": []}
 
     def _pause(self, ident: str, *, freeze: bool) -> None:
         """docker pause / unpause: `runc pause` / `resume` (the cgroup freezer); journalled as

@@ -101,3 +101,23 @@ def test_logs_until_leaves_out_later_lines(engine_api: str, busybox_image: str) 
     assert docker(engine_api, "logs", "--until", until, "talker").stdout.split() == ["one"]
     assert docker(engine_api, "logs", "talker").stdout.split() == ["one", "two"]
     docker(engine_api, "rm", "-f", "talker")
+
+
+def test_update_changes_a_running_containers_limits(engine_api: str, busybox_image: str) -> None:
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "run", "-d", "--name", "box", "--network", "none", "--memory", "64m", "--pids-limit", "50",
+           busybox_image, "sleep", "3600")
+    limits = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max"
+    assert docker(engine_api, "exec", "box", "sh", "-c", limits).stdout.split() == [str(64 << 20), "50"]
+    docker(engine_api, "update", "--memory", "96m", "--memory-swap", "96m", "--pids-limit", "70", "--cpus", "0.5",
+           "--restart", "on-failure:3", "box")
+    assert docker(engine_api, "exec", "box", "sh", "-c", limits).stdout.split() == [str(96 << 20), "70"]
+    quota = docker(engine_api, "exec", "box", "cat", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us").stdout.strip()
+    assert quota == "50000"
+    shown = docker(engine_api, "inspect", "-f",
+                   "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}", "box")
+    assert shown.stdout.split() == [str(96 << 20), "70", "on-failure"]
+    small = docker(engine_api, "update", "--memory", "1m", "box", check=False)
+    assert small.returncode != 0
+    assert "6MB" in small.stderr
+    docker(engine_api, "rm", "-f", "box")

@@ -689,6 +689,26 @@ class ContainerManager(records.RecordStore):
 
     # -- the file system, for docker cp
 
+    def update_config(self, name_or_id: str, resources: base.Resources,
+                      restart: base.RestartPolicy | None = None) -> records.Record:
+        """`docker update`: new cgroup limits (applied now to a running container, `runc update`)
+        and restart policy, kept in the record for its next starts."""
+        rec = self.get(name_or_id)
+        with self.lock(rec.id):
+            rec = self.get(rec.id)
+            if rec.status == "running":
+                self.oci(rec.runtime).update(rec.id, bundle.live_resources(resources))
+            else:
+                bundle.live_resources(resources)       # the same checks (a memory limit too small)
+
+            def apply(r: records.Record) -> records.Record:
+                cfg = dataclasses.replace(r.config, resources=resources, restart=restart or r.config.restart)
+                return dataclasses.replace(r, config=cfg)
+
+            new = self.update(rec.id, apply)
+        self.event(new, "update")
+        return new
+
     def open_root(self, name_or_id: str, *, live: bool = True) -> int:
         """A directory fd of the container's `/`: a running container's own view
         (`/proc/<pid>/root`, its volumes, binds and tmpfs included), else (or with `live`

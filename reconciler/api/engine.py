@@ -1289,7 +1289,9 @@ class EngineApi:
             return 200, self._pull(full, auth)
         if method == "POST" and len(parts) >= 2 and parts[-1] == "push":
             name = "/".join(parts[:-1])
-            return 200, self._push(f"{name}:{q.get('tag') or 'latest'}", auth)
+            if q.get("tag"):
+                return 200, self._push(f"{name}:{q['tag']}", auth)
+            return 200, self._push_all(name, auth)
         if method == "POST" and len(parts) >= 2 and parts[-1] == "tag":
             repo, tag = q.get("repo") or "", q.get("tag") or "latest"
             if not repo:
@@ -1317,6 +1319,16 @@ class EngineApi:
                         "Os": "linux", "Architecture": "amd64"})
             return 200, doc
         raise HttpError(501, f"{method} /images/{'/'.join(parts)} is not served by reconciler's engine API yet")
+
+    def _push_all(self, name: str, auth: Mapping[str, Any] | None) -> Iterator[bytes]:
+        """docker push --all-tags (the request names no tag): every tag of `name`, in order
+        (checked before the answer starts: none is a 404)."""
+        want = _familiar(f"{name}:latest").rpartition(":")[0]
+        tags = sorted({_familiar(t) for i in self.runtime.list_images() for t in i.repo_tags
+                       if _familiar(t).rpartition(":")[0] == want})
+        if not tags:
+            raise HttpError(404, f"An image does not exist locally with the tag: {name}")
+        return itertools.chain.from_iterable(self._push(ref, auth) for ref in tags)
 
     def _push(self, ref: str, auth: Mapping[str, Any] | None) -> Iterator[bytes]:
         """docker push: Docker's JSON progress lines, the digest last (an error as Docker's

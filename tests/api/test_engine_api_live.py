@@ -121,3 +121,20 @@ def test_update_changes_a_running_containers_limits(engine_api: str, busybox_ima
     assert small.returncode != 0
     assert "6MB" in small.stderr
     docker(engine_api, "rm", "-f", "box")
+
+
+def test_push_all_tags_pushes_every_tag_of_the_name(engine_api: str, busybox_image: str) -> None:
+    import urllib.request
+
+    host = busybox_image.split("/", 1)[0]
+    repo = f"{host}/alltags/box"
+    docker(engine_api, "pull", busybox_image)
+    for tag in ("1", "2", "latest"):
+        docker(engine_api, "tag", busybox_image, f"{repo}:{tag}")
+    pushed = docker(engine_api, "push", "--all-tags", repo).stdout
+    for tag in ("1", "2", "latest"):
+        assert f"{tag}: digest: sha256:" in pushed, pushed
+    with urllib.request.urlopen(f"http://{host}/v2/alltags/box/tags/list", timeout=10) as resp:
+        assert sorted(json.loads(resp.read())["tags"]) == ["1", "2", "latest"]
+    missing = docker(engine_api, "push", "--all-tags", f"{host}/alltags/none", check=False)
+    assert missing.returncode != 0

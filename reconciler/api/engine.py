@@ -571,14 +571,29 @@ class EngineApi:
         raise HttpError(501, f"{method} /networks/{'/'.join(parts)} is not served by reconciler's engine API yet")
 
     def _reattach(self, ident: str, network: str, connect: bool, aliases: tuple[str, ...]) -> None:
-        """docker network connect/disconnect of a container not started yet (what compose does
-        between create and start): ContainerManager.reconnect. A running container's networks
-        cannot change yet."""
+        """docker network connect/disconnect: of a running container, an interface added to or
+        deleted from its namespace (ContainerManager.connect_running, journalled as Docker's
+        network `connect`/`disconnect` events); of one not started yet (what compose does
+        between create and start), ContainerManager.reconnect."""
         manager = self.runtime.containers
         rec = manager.get(ident)
+        if rec.status == "running":
+            try:
+                if connect:
+                    manager.connect_running(rec.id, network, aliases)
+                else:
+                    manager.disconnect_running(rec.id, network)
+            except rterrors.Conflict as exc:
+                raise HttpError(409 if connect else 400, exc.message) from None
+            except rterrors.InvalidArgument as exc:
+                raise HttpError(400, exc.message) from None
+            nid = next((n.id for n in self.runtime.list_networks() if n.name == network), "") or network
+            manager.journal.record("network", "connect" if connect else "disconnect", nid,
+                                   {"container": rec.id, "name": network, "type": "bridge"})
+            return
         if rec.status != "created":
-            raise HttpError(501, f"network {'connect' if connect else 'disconnect'} of a {rec.status} container is "
-                                 "not served by reconciler's engine API yet: connect before it starts")
+            raise HttpError(409, f"network {'connect' if connect else 'disconnect'} of a {rec.status} container: "
+                                 "start it, or connect before it starts")
         nets = tuple(n for n in rec.config.networks if n not in (network, "none"))
         if connect:
             nets = (*nets, network)

@@ -9,6 +9,7 @@ import time
 from tests.api.test_engine_api import docker
 from tests.api.test_engine_api import engine_api as engine_api  # the fixture
 from tests.api.test_engine_api import pytestmark as pytestmark  # root, registry, docker CLI
+from tests.helpers.host import Host
 
 TICKER = "i=0; while true; do i=$((i+1)); echo $i > /tmp/tick; sleep 0.1; done"
 
@@ -138,3 +139,50 @@ def test_push_all_tags_pushes_every_tag_of_the_name(engine_api: str, busybox_ima
         assert sorted(json.loads(resp.read())["tags"]) == ["1", "2", "latest"]
     missing = docker(engine_api, "push", "--all-tags", f"{host}/alltags/none", check=False)
     assert missing.returncode != 0
+
+
+HTTPD = "mkdir -p /www && echo hello-from-srv > /www/index.html && exec httpd -f -p 8080 -h /www"
+
+
+def _links(prefix: str) -> set[str]:
+    import os
+
+    return {n for n in os.listdir("/sys/class/net") if n.startswith(prefix)}
+
+
+def test_network_connect_and_disconnect_of_a_running_container(engine_api: str, host: Host,
+                                                               busybox_image: str) -> None:
+    front, back = f"{host.config.name_prefix}f", f"{host.config.name_prefix}b"
+    docker(engine_api, "network", "create", "--subnet", host.subnet, front)
+    docker(engine_api, "network", "create", back)
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "run", "-d", "--name", "srv", "--network", back, busybox_image, "sh", "-c", HTTPD)
+    docker(engine_api, "run", "-d", "--name", "client", "--network", front, busybox_image, "sleep", "3600")
+    links = _links(host.config.name_prefix)
+    fetch = ["timeout", "3", "wget", "-qO-", "http://srv:8080/"]
+    assert docker(engine_api, "exec", "client", *fetch, check=False).returncode != 0     # not on its network
+    since = time.time()
+
+    docker(engine_api, "network", "connect", "--alias", "cli", back, "client")
+    ip = docker(engine_api, "inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{back}").IPAddress}}}}',
+                "client").stdout.strip()
+    assert ip in docker(engine_api, "exec", "client", "ip", "-4", "-o", "addr").stdout
+    deadline = time.monotonic() + 30
+    while docker(engine_api, "exec", "client", *fetch, check=False).stdout.strip() != "hello-from-srv":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    peers = docker(engine_api, "exec", "srv", "cat", "/etc/hosts").stdout
+    assert any(line.split()[:1] == [ip] and "cli" in line.split() for line in peers.splitlines()), peers
+    assert len(_links(host.config.name_prefix)) == len(links) + 1          # its veth on back's bridge
+
+    docker(engine_api, "network", "disconnect", back, "client")
+    assert ip not in docker(engine_api, "exec", "client", "ip", "-4", "-o", "addr").stdout
+    assert "srv" not in docker(engine_api, "exec", "client", "cat", "/etc/hosts").stdout
+    assert ip not in docker(engine_api, "exec", "srv", "cat", "/etc/hosts").stdout
+    assert _links(host.config.name_prefix) == links                         # no link left behind
+    assert back not in docker(engine_api, "inspect", "-f", "{{json .NetworkSettings.Networks}}", "client").stdout
+    events = _events(engine_api, since, "type=network")
+    assert [e["Action"] for e in events] == ["connect", "disconnect"]
+    again = docker(engine_api, "network", "disconnect", back, "client", check=False)
+    assert again.returncode != 0
+    docker(engine_api, "rm", "-f", "client", "srv")

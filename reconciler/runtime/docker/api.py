@@ -345,14 +345,18 @@ class EngineAPI:
 
     def libpod_healthcheck(self, ident: str) -> dict[str, Any]:
         """Podman's `GET /libpod/containers/{id}/healthcheck`: run the check now, keep its result."""
-        data: dict[str, Any] = self._get(f"/libpod/containers/{_q(ident)}/healthcheck",
-                                         what=f"healthcheck of container {ident}")
+        return self._libpod(f"/libpod/containers/{_q(ident)}/healthcheck", f"healthcheck of container {ident}")
+
+    def _libpod(self, path: str, what: str) -> dict[str, Any]:
+        """GET one of Podman's own endpoints, under Podman's version (it refuses Docker's API
+        versions there, and routes no unversioned path)."""
+        full = f"/v{self.version().get('Version') or '4.0.0'}{path}"
+        data: dict[str, Any] = self._json(self._send("GET", full, versioned=False, what=what), path)
         return data
 
     def libpod_network_inspect(self, name: str) -> dict[str, Any]:
         """Podman's own `GET /libpod/networks/{name}/json` (it names the bridge; the compat one does not)."""
-        data: dict[str, Any] = self._get(f"/libpod/networks/{_q(name)}/json", what=f"network {name}")
-        return data
+        return self._libpod(f"/libpod/networks/{_q(name)}/json", f"network {name}")
 
     def container_create(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
         data: dict[str, Any] = self._post("/containers/create", body, {"name": name},

@@ -26,8 +26,6 @@ from tests.docker.conftest import DOCKER_SOCKET, TEST_LABEL, PodmanService, podm
 _ID = re.compile(r"[0-9a-f]{12,64}")
 _MODES = ("none", "host", "bridge", "default")
 _pulled: dict[str, str] = {}
-_podman: dict[str, PodmanRuntime] = {}
-_podman_service: dict[str, PodmanService] = {}
 
 
 class Namespaced:
@@ -186,38 +184,43 @@ def docker_backend(request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
             rt.close()
 
 
-def podman_backend(request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
-    """(runtime, image) on a podman service of the session's own (PodmanService), through the
-    Docker backend's podman variant (reconciler/runtime/docker/podman.py), with its health
-    loop running as an agent runs it. The cases Podman cannot pass are skipped by name in
-    tests/runtime/conftest.py (PODMAN_CANNOT), each with its reason."""
+@pytest.fixture(scope="session")
+def podman_service(busybox_image: str) -> Iterator[tuple[PodmanRuntime, PodmanService]]:
+    """A podman service of the session's own (PodmanService), the test image pulled into it;
+    stopped in the session's teardown (a config cleanup runs too late under xdist: the worker
+    can be gone before podman and its mounts are)."""
     import shutil
     import tempfile
-    import threading
     from pathlib import Path
 
     why = podman_usable()
     if why:
         pytest.skip(why)
-    ref: str = request.getfixturevalue("busybox_image")
-    if "rt" not in _podman:
-        # podman refuses a run root over 50 characters, and pytest's temp paths are longer
-        work = Path(tempfile.mkdtemp(prefix="rpod", dir="/tmp"))
-        service = PodmanService(work)
-        _podman_service["service"] = service
-
-        def stop() -> None:
-            service.stop()
-            shutil.rmtree(work, ignore_errors=True)
-
-        request.config.add_cleanup(stop)
+    # podman refuses a run root over 50 characters, and pytest's temp paths are longer
+    work = Path(tempfile.mkdtemp(prefix="rpod", dir="/tmp"))
+    service = PodmanService(work)
+    try:
         try:
-            _podman["rt"] = service.start()
+            rt = service.start()
         except errors.Unavailable as exc:
             pytest.skip(str(exc))
-        _podman["rt"].pull_image(ref)
-    rt = _podman["rt"]
-    ns = PodmanNamespaced(rt, f"rtp{rand()}-", _podman_service["service"])
+        rt.pull_image(busybox_image)
+        yield rt, service
+    finally:
+        service.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def podman_backend(request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
+    """(runtime, image) on the session's podman service (podman_service), through the Docker
+    backend's podman variant (reconciler/runtime/docker/podman.py), with its health loop
+    running as an agent runs it. The cases Podman cannot pass are skipped by name in
+    tests/runtime/conftest.py (PODMAN_CANNOT), each with its reason."""
+    import threading
+
+    ref: str = request.getfixturevalue("busybox_image")
+    rt, service = request.getfixturevalue("podman_service")
+    ns = PodmanNamespaced(rt, f"rtp{rand()}-", service)
     halt = threading.Event()
     health = threading.Thread(target=rt.health_checker.watch, args=(halt,), kwargs={"poll": 0.05}, daemon=True)
     health.start()

@@ -254,7 +254,9 @@ def _drop_isolation_rules(bridges: set[str]) -> None:
         words = rule.split()
         if words[:2] in (["-A", "CNI-ISOLATION-STAGE-1"], ["-A", "CNI-ISOLATION-STAGE-2"]) \
                 and any(w in bridges for w in words):
-            subprocess.run(["iptables", "-w", "-D", *shlex.split(rule)[1:]], check=False, capture_output=True)
+            while subprocess.run(["iptables", "-w", "-D", *shlex.split(rule)[1:]], check=False,
+                                 capture_output=True).returncode == 0:
+                pass                            # the same rule can be there more than once
 
 
 class PodmanService:
@@ -332,6 +334,17 @@ class PodmanService:
         return out
 
     def stop(self) -> None:
+        try:
+            self._stop()
+        finally:
+            for block in self.blocks:
+                subnets.release(block)
+            try:
+                os.unlink(self.sock)
+            except FileNotFoundError:
+                pass
+
+    def _stop(self) -> None:
         if self.runtime is not None:
             self.runtime.close()
         if self.proc is not None and self.proc.poll() is None:
@@ -349,12 +362,6 @@ class PodmanService:
         for name in self.networks:
             shutil.rmtree(CNI_STATE / "networks" / name, ignore_errors=True)
         _drop_isolation_rules(bridges)
-        for block in self.blocks:
-            subnets.release(block)
-        try:
-            os.unlink(self.sock)
-        except FileNotFoundError:
-            pass
 
 
 def podman_usable() -> str | None:

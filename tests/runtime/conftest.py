@@ -39,6 +39,9 @@ from reconciler.runtime.native import cgroups, mounts, network
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
 from tests.docker import conformance as docker_conformance
+from tests.docker.conformance import (
+    podman_service as podman_service,  # the session's podman, a fixture
+)
 from tests.helpers import images
 
 BUSYBOX_CONFIG: dict[str, Any] = {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]}

@@ -39,13 +39,16 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from reconciler.runtime import base, errors
 from reconciler.runtime.docker import api
 from reconciler.runtime.docker.backend import DockerRuntime
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["PodmanHealth", "PodmanRuntime", "is_podman"]
 
@@ -177,8 +180,9 @@ class PodmanRuntime(DockerRuntime):
 
     name = "podman"
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, socket_path: str = api.DEFAULT_SOCKET, transport: httpx.BaseTransport | None = None, *,
+                 what: str = "podman", engine: api.EngineAPI | None = None) -> None:
+        super().__init__(socket_path, transport, what=what, engine=engine)
         self._health = PodmanHealth(self.api)
         self._restarts = _EngineRestarts()
         self._engine_init = True         # until the engine says it has none

@@ -32,6 +32,7 @@ __all__ = [
     "build_spec",
     "capabilities",
     "ensure_dir_in_root",
+    "live_resources",
     "merge_env",
     "open_in_root",
     "parse_signal",
@@ -364,6 +365,14 @@ def _resources(r: base.Resources) -> dict[str, Any]:
         res.setdefault("memory", {})["reservation"] = r.memory_reservation
     if r.pids is not None:
         res["pids"] = {"limit": r.pids}
+    return res
+
+
+def live_resources(r: base.Resources) -> dict[str, Any]:
+    """The OCI `linux.resources` of `r` that a running container's cgroups take (`runc update`):
+    memory, CPU and pids, without the device rules that only `create` sets."""
+    res = _resources(r)
+    del res["devices"]
     return res
 
 

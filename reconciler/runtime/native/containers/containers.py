@@ -84,6 +84,10 @@ class NetworkAttacher(Protocol):
 
     def rename(self, container_id: str, name: str) -> None: ...
 
+    def connect(self, container_id: str, network: str, aliases: Sequence[str] = ()) -> str: ...
+
+    def disconnect(self, container_id: str, network: str) -> None: ...
+
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -690,7 +694,68 @@ class ContainerManager(records.RecordStore):
             self._save(rec)
             return rec
 
+    def connect_running(self, name_or_id: str, network: str, aliases: Sequence[str] = ()) -> records.Record:
+        """`docker network connect` of a running container: one more interface in its namespace
+        (network.py NetworkManager.connect), kept in its record for its next starts."""
+        rec = self._load(name_or_id)
+        with self.lock(rec.id):
+            rec = self.refresh(self._load(rec.id))
+            self._live_bridge(rec)
+            if network in rec.config.networks:
+                raise rterrors.Conflict(f"container {rec.name} is already connected to network {network}")
+            address = self._network().connect(rec.id, network, aliases)
+            extra = tuple(a for a in aliases if a not in rec.config.aliases)
+            cfg = dataclasses.replace(rec.config, networks=(*rec.config.networks, network),
+                                      aliases=(*rec.config.aliases, *extra))
+            rec = dataclasses.replace(rec, config=cfg, ip_addresses={**rec.ip_addresses, network: address})
+            self._save(rec)
+            return rec
+
+    def disconnect_running(self, name_or_id: str, network: str) -> records.Record:
+        """`docker network disconnect` of a running container: its interface there is deleted."""
+        rec = self._load(name_or_id)
+        with self.lock(rec.id):
+            rec = self.refresh(self._load(rec.id))
+            self._live_bridge(rec)
+            if network not in rec.config.networks:
+                raise rterrors.NotFound(f"container {rec.name} is not connected to network {network}")
+            self._network().disconnect(rec.id, network)
+            cfg = dataclasses.replace(rec.config, networks=tuple(n for n in rec.config.networks if n != network)
+                                      or ("none",))
+            rec = dataclasses.replace(rec, config=cfg,
+                                      ip_addresses={k: v for k, v in rec.ip_addresses.items() if k != network})
+            self._save(rec)
+            return rec
+
+    @staticmethod
+    def _live_bridge(rec: records.Record) -> None:
+        if rec.status != "running":
+            raise rterrors.Conflict(f"container {rec.name} is {rec.status}, not running")
+        if not rec.netns_path or set(rec.config.networks) & {"none", "host"}:
+            raise rterrors.InvalidArgument(f"container {rec.name}: only a container on bridge networks can be "
+                                           "connected to other bridge networks")
+
     # -- the file system, for docker cp
+
+    def update_config(self, name_or_id: str, resources: base.Resources,
+                      restart: base.RestartPolicy | None = None) -> records.Record:
+        """`docker update`: new cgroup limits (applied now to a running container, `runc update`)
+        and restart policy, kept in the record for its next starts."""
+        rec = self.get(name_or_id)
+        with self.lock(rec.id):
+            rec = self.get(rec.id)
+            if rec.status == "running":
+                self.oci(rec.runtime).update(rec.id, bundle.live_resources(resources))
+            else:
+                bundle.live_resources(resources)       # the same checks (a memory limit too small)
+
+            def apply(r: records.Record) -> records.Record:
+                cfg = dataclasses.replace(r.config, resources=resources, restart=restart or r.config.restart)
+                return dataclasses.replace(r, config=cfg)
+
+            new = self.update(rec.id, apply)
+        self.event(new, "update")
+        return new
 
     def open_root(self, name_or_id: str, *, live: bool = True) -> int:
         """A directory fd of the container's `/`: a running container's own view

@@ -216,8 +216,8 @@ def main() -> int:
         inflate = bench_inflate(work / f"layout-{shapes[0][0]}x{shapes[0][1]}")
 
         # The agent is a long-running process: its re-pull costs no interpreter start-up.
-        from reconciler.runtime.native import images as native_images
         from reconciler.runtime.native.config import NativeConfig
+        from reconciler.runtime.native.images import images as native_images
 
         ref = f"{registry.host}/bench/pull{shapes[0][0]}x{shapes[0][1]}:latest"
         store = native_images.ImageStore(NativeConfig(root=root, run_dir=run_dir))

@@ -16,6 +16,7 @@ if [ "${1:-}" = "--test" ]; then
   PKGS+=(
     skopeo umoci                # interoperability peers and the unpack oracle
     docker.io podman            # peers and the Docker backend's engine
+    golang-github-containernetworking-plugin-dnsname  # podman's CNI networks resolve names (conformance)
     docker-compose              # compose peer for benchmarks
     zsh fish                    # the generated zsh and fish completion is parsed by the shell itself
     chromium                    # the dashboard's browser test (DevTools protocol over a pipe)

@@ -513,7 +513,8 @@ class Agent:
             assert u is not None
             assert d.chosen is not None
             edits.append(writeback.Edit(file=os.path.relpath(u.at.file, rev.path), container=d.container,
-                                        repository=d.repository, tag=d.chosen, old=d.current))
+                                        repository=d.repository, tag=d.chosen, old=d.current,
+                                        digest=self._running_digest(d.container, d.ref(d.chosen))))
         try:
             commit = writeback.write_back(src.source, name, edits, settings)
         except srcerr.SourceError as e:
@@ -526,6 +527,15 @@ class Agent:
             self.events.publish("written_back", source=name, branch=settings.branch, commit=commit,
                                 containers=[d.container for d in write])
             self.loop.trigger(name, f"write-back pushed {commit[:12]}")
+
+    def _running_digest(self, container: str, ref: str) -> str:
+        """The manifest digest the container runs, if it runs `ref` (for `:digest` markers), else ""."""
+        try:
+            with self._runtime_session() as rt:
+                st = rt.inspect_container(container)
+        except ReconcilerError:
+            return ""
+        return st.labels.get(labelmod.DIGEST, "") if st.image == ref else ""
 
     # -- the API's view (api.server.AgentView) -------------------------------------------------
 
@@ -733,14 +743,14 @@ class Agent:
         """What `reconcile ps` shows of every container of the engine (those with `labels`),
         newest first, read through the engine the agent keeps open (the CLI then needs no engine
         code of its own). Only the native engine's: `ps` lists no other."""
-        from reconciler.runtime.native import records
+        from reconciler.runtime.native.containers import records
 
         return [records.summary(r) for r in self._native().containers.records(labels or None)]
 
     def inspect_container(self, name: str) -> Mapping[str, Any]:
         """What `reconcile inspect NAME` shows (a `docker inspect` document)."""
         from reconciler.runtime import errors as rterrors
-        from reconciler.runtime.native import inspection
+        from reconciler.runtime.native.containers import inspection
 
         rt = self._native()
         try:

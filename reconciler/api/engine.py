@@ -12,6 +12,7 @@ Routes not served answer 501 with the route named.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -260,6 +261,20 @@ def _timestamp_ns(raw: str | None, what: str) -> int | None:
         return int(float(raw) * 1e9)
     except ValueError:
         raise HttpError(400, f"{what}: {raw!r} is not a timestamp (seconds since the epoch)") from None
+
+
+def _rfc3339_ns(text: str) -> int:
+    """Nanoseconds since the epoch of a log line's RFC 3339 time (with up to 9 decimals)."""
+    from datetime import datetime
+
+    head, _, rest = text.partition(".")
+    digits = "".join(itertools.takewhile(str.isdigit, rest))
+    zone = rest[len(digits):] or "+00:00"
+    try:
+        whole = datetime.fromisoformat(head + ("+00:00" if zone == "Z" else zone))
+    except ValueError:
+        return 0
+    return int(whole.timestamp()) * 1_000_000_000 + int(digits.ljust(9, "0")[:9] or 0)
 
 
 def event_message(ev: Any) -> dict[str, Any]:
@@ -556,14 +571,29 @@ class EngineApi:
         raise HttpError(501, f"{method} /networks/{'/'.join(parts)} is not served by reconciler's engine API yet")
 
     def _reattach(self, ident: str, network: str, connect: bool, aliases: tuple[str, ...]) -> None:
-        """docker network connect/disconnect of a container not started yet (what compose does
-        between create and start): ContainerManager.reconnect. A running container's networks
-        cannot change yet."""
+        """docker network connect/disconnect: of a running container, an interface added to or
+        deleted from its namespace (ContainerManager.connect_running, journalled as Docker's
+        network `connect`/`disconnect` events); of one not started yet (what compose does
+        between create and start), ContainerManager.reconnect."""
         manager = self.runtime.containers
         rec = manager.get(ident)
+        if rec.status == "running":
+            try:
+                if connect:
+                    manager.connect_running(rec.id, network, aliases)
+                else:
+                    manager.disconnect_running(rec.id, network)
+            except rterrors.Conflict as exc:
+                raise HttpError(409 if connect else 400, exc.message) from None
+            except rterrors.InvalidArgument as exc:
+                raise HttpError(400, exc.message) from None
+            nid = next((n.id for n in self.runtime.list_networks() if n.name == network), "") or network
+            manager.journal.record("network", "connect" if connect else "disconnect", nid,
+                                   {"container": rec.id, "name": network, "type": "bridge"})
+            return
         if rec.status != "created":
-            raise HttpError(501, f"network {'connect' if connect else 'disconnect'} of a {rec.status} container is "
-                                 "not served by reconciler's engine API yet: connect before it starts")
+            raise HttpError(409, f"network {'connect' if connect else 'disconnect'} of a {rec.status} container: "
+                                 "start it, or connect before it starts")
         nets = tuple(n for n in rec.config.networks if n not in (network, "none"))
         if connect:
             nets = (*nets, network)
@@ -621,7 +651,7 @@ class EngineApi:
             fl = _filters(q.get("filters"))
             listed = [c for c in rt.list_containers()
                       if (_flag(q, "all") or c.status.value == "running") and _matches(c, fl)]
-            return 200, [container_summary(c) for c in listed]
+            return 200, [self._summary(c) for c in listed]
         if method == "POST" and parts == ["create"]:
             import secrets
 
@@ -640,7 +670,7 @@ class EngineApi:
             raise HttpError(404, "page not found")
         ident, action = parts[0], "/".join(parts[1:])
         if method == "GET" and action == "json":
-            from reconciler.runtime.native import inspection
+            from reconciler.runtime.native.containers import inspection
 
             manager = rt.containers
             rec = manager.get(ident)
@@ -685,7 +715,7 @@ class EngineApi:
         if method == "GET" and action == "top":
             return 200, self._top(ident, q.get("ps_args") or "-ef")
         if method == "GET" and action == "export":
-            from reconciler.runtime.native import copying
+            from reconciler.runtime.native.containers import copying
 
             fd = rt.containers.open_root(ident, live=False)
             try:
@@ -707,13 +737,19 @@ class EngineApi:
             with self._lock:
                 self._execs[exec_id] = {"container": state.id, "argv": [str(x) for x in data["Cmd"]],
                                         "tty": bool(data.get("Tty")), "stdin": bool(data.get("AttachStdin")),
-                                        "running": False, "exit": None}
+                                        "running": False, "exit": None, "id": exec_id}
+            self._exec_event(self._execs[exec_id], "exec_create")
             return 201, {"Id": exec_id}
         if method == "POST" and action == "attach":
             attached = self._attach(ident, q)
             return 200, attached if isinstance(attached, Hijack) else Hijack(attached)
         if method == "POST" and action == "resize":
             return 200, None
+        if method == "POST" and action == "update":
+            return 200, self._update(ident, body() or {})
+        if method == "POST" and action in ("pause", "unpause"):
+            self._pause(ident, freeze=action == "pause")
+            return 204, None
         if method == "POST" and action == "rename":
             if not q.get("name"):
                 raise HttpError(400, "the new name is required (?name=)")
@@ -723,6 +759,56 @@ class EngineApi:
                 raise HttpError(409, "Error when allocating new name: " + _name_taken(rt, q["name"])) from None
             return 204, None
         raise HttpError(501, f"{method} /containers/{{id}}/{action} is not served by reconciler's engine API yet")
+
+    def _summary(self, c: base.ContainerState) -> dict[str, Any]:
+        """The list's entry of `c`, paused ones as Docker shows them."""
+        from reconciler.runtime.native.containers import cgroups
+
+        doc = container_summary(c)
+        manager = self.runtime.containers
+        if c.status.value == "running" and cgroups.frozen(manager.config.name_prefix, c.id):
+            doc.update(State="paused", Status=doc["Status"] + " (Paused)")
+        return doc
+
+    def _update(self, ident: str, data: Mapping[str, Any]) -> dict[str, Any]:
+        """docker update: the resources the body names (the others as they were) and the restart
+        policy, on the live container's cgroups (ContainerManager.update_config)."""
+        import dataclasses
+
+        manager = self.runtime.containers
+        rec = manager.get(ident)
+        res = rec.config.resources
+        nano = data.get("NanoCpus") or 0
+        quota, period = data.get("CpuQuota") or 0, data.get("CpuPeriod") or 100_000
+        cpus = nano / 1e9 if nano else (quota / period if quota > 0 else None)
+        given = {"memory": data.get("Memory"), "memory_swap": data.get("MemorySwap"), "cpus": cpus,
+                 "pids": data.get("PidsLimit"), "memory_reservation": data.get("MemoryReservation"),
+                 "cpu_shares": data.get("CpuShares"), "cpuset": data.get("CpusetCpus")}
+        res = dataclasses.replace(res, **{k: v for k, v in given.items() if v})
+        policy = data.get("RestartPolicy") or {}
+        restart = base.RestartPolicy(str(policy["Name"]), int(policy.get("MaximumRetryCount") or 0)) \
+            if policy.get("Name") else None
+        try:
+            manager.update_config(rec.id, res, restart)
+        except rterrors.InvalidArgument as exc:
+            raise HttpError(400, exc.message) from None
+        return {"Warnings": []}
+
+    def _pause(self, ident: str, *, freeze: bool) -> None:
+        """docker pause / unpause: `runc pause` / `resume` (the cgroup freezer); journalled as
+        Docker's `pause` / `unpause` events."""
+        from reconciler.runtime.native.containers import cgroups
+
+        manager = self.runtime.containers
+        with manager.lock(manager.get(ident).id):
+            rec = manager.get(ident)
+            if rec.status != "running":
+                raise HttpError(409, f"Container {rec.id} is not running")
+            if cgroups.frozen(rec.cgroup_prefix or manager.config.name_prefix, rec.id) == freeze:
+                raise HttpError(409, f"Container {rec.id} is {'already' if freeze else 'not'} paused")
+            oci = manager.oci(rec.runtime)
+            (oci.pause if freeze else oci.resume)(rec.id)
+            manager.event(rec, "pause" if freeze else "unpause")
 
     def _wait(self, ident: str, condition: str) -> Iterator[bytes]:
         """Docker's wait: `not-running` (now, if it is not running), `next-exit` (the exit after
@@ -784,7 +870,9 @@ class EngineApi:
         naming the stream: 2 stdout, 3 stderr, then data) become Docker's frames (raw with a
         TTY); what the client sends goes to the process's stdin, and its end closes that stdin
         (conmon does when the socket is shut for writing)."""
-        sock = self.runtime.containers.attach(rec.id)
+        from reconciler.runtime.native.containers import execs
+
+        sock = execs.attach(self.runtime.containers, rec.id)
 
         def frames() -> Iterator[bytes]:
             try:
@@ -829,7 +917,7 @@ class EngineApi:
                  raw: Callable[[], Any] | None) -> tuple[int, Any]:
         """docker cp: HEAD stats a path, GET reads it as a tar, PUT unpacks a tar into a
         directory (through the layer extractor); paths resolved inside the container."""
-        from reconciler.runtime.native import copying
+        from reconciler.runtime.native.containers import copying
 
         path = q.get("path") or ""
         if not path.startswith("/"):
@@ -863,7 +951,7 @@ class EngineApi:
         import shlex
         import subprocess
 
-        from reconciler.runtime.native import cgroups
+        from reconciler.runtime.native.containers import cgroups
 
         manager = self.runtime.containers
         rec = manager.get(ident)
@@ -940,7 +1028,7 @@ class EngineApi:
         shows a CPU %)."""
         import time
 
-        from reconciler.runtime.native import stats
+        from reconciler.runtime.native.containers import stats
 
         manager = self.runtime.containers
         cid = manager.get(ident).id
@@ -985,20 +1073,35 @@ class EngineApi:
                 cur = take()
         return stream()
 
+    def _exec_event(self, ex: Mapping[str, Any], action: str, **extra: Any) -> None:
+        """Docker's exec events: `exec_create: CMD`, `exec_start: CMD` (the command after the
+        colon), `exec_die` (attributes execID and exitCode)."""
+        manager = self.runtime.containers
+        try:
+            rec = manager.get(ex["container"])
+        except rterrors.NotFound:
+            return                              # removed meanwhile: no container to name
+        text = action if action == "exec_die" else f"{action}: {' '.join(ex['argv'])}"
+        manager.event(rec, text, execID=ex["id"], **extra)
+
     def _exec_run(self, ex: dict[str, Any]) -> Hijack:
         """Run an exec and relay it live: its output as Docker's frames (raw with a TTY) as it
         comes, the client's input to its stdin when it was created with AttachStdin (the
         client's end of input closes that stdin); the exit code for /exec/{id}/json."""
         import selectors
 
-        proc, master, path = self.runtime.containers.spawn_exec(ex["container"], ex["argv"], tty=ex["tty"],
-                                                                stdin=ex["stdin"])
+        from reconciler.runtime.native.containers import execs
+
+        proc, master, path = execs.spawn(self.runtime.containers, ex["container"], ex["argv"], tty=ex["tty"],
+                                         stdin=ex["stdin"])
         ex["running"] = True
+        self._exec_event(ex, "exec_start")
 
         def finish() -> None:
             ex["exit"] = proc.wait()
             ex["running"] = False
             path.unlink(missing_ok=True)
+            self._exec_event(ex, "exec_die", exitCode=ex["exit"])
 
         def tty_frames(fd: int) -> Iterator[bytes]:
             try:
@@ -1057,7 +1160,10 @@ class EngineApi:
         tty = self.runtime.containers.get(ident).terminal      # a terminal's output is one raw stream
         stamps = _flag(q, "timestamps")
         since = q.get("since") if q.get("since") not in (None, "", "0") else None
+        until = _timestamp_ns(q.get("until") if q.get("until") not in ("", "0") else None, "until")
         for line in self.runtime.logs(ident, follow=_flag(q, "follow"), tail=tail, since=since):
+            if until is not None and _rfc3339_ns(line.time) > until:
+                break                           # the lines come in time order: none later is wanted
             if line.stream not in want:
                 continue
             data = (line.time.encode() + b" " if stamps else b"") + line.data + b"\n"
@@ -1071,7 +1177,7 @@ class EngineApi:
         import shutil
         import tempfile
 
-        from reconciler.runtime.native import layers
+        from reconciler.runtime.native.images import layers
 
         if raw is None:
             raise HttpError(400, "the build context (a tar) is missing")
@@ -1202,7 +1308,9 @@ class EngineApi:
             return 200, self._pull(full, auth)
         if method == "POST" and len(parts) >= 2 and parts[-1] == "push":
             name = "/".join(parts[:-1])
-            return 200, self._push(f"{name}:{q.get('tag') or 'latest'}", auth)
+            if q.get("tag"):
+                return 200, self._push(f"{name}:{q['tag']}", auth)
+            return 200, self._push_all(name, auth)
         if method == "POST" and len(parts) >= 2 and parts[-1] == "tag":
             repo, tag = q.get("repo") or "", q.get("tag") or "latest"
             if not repo:
@@ -1230,6 +1338,16 @@ class EngineApi:
                         "Os": "linux", "Architecture": "amd64"})
             return 200, doc
         raise HttpError(501, f"{method} /images/{'/'.join(parts)} is not served by reconciler's engine API yet")
+
+    def _push_all(self, name: str, auth: Mapping[str, Any] | None) -> Iterator[bytes]:
+        """docker push --all-tags (the request names no tag): every tag of `name`, in order
+        (checked before the answer starts: none is a 404)."""
+        want = _familiar(f"{name}:latest").rpartition(":")[0]
+        tags = sorted({_familiar(t) for i in self.runtime.list_images() for t in i.repo_tags
+                       if _familiar(t).rpartition(":")[0] == want})
+        if not tags:
+            raise HttpError(404, f"An image does not exist locally with the tag: {name}")
+        return itertools.chain.from_iterable(self._push(ref, auth) for ref in tags)
 
     def _push(self, ref: str, auth: Mapping[str, Any] | None) -> Iterator[bytes]:
         """docker push: Docker's JSON progress lines, the digest last (an error as Docker's

@@ -31,7 +31,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import options
     from reconciler.cli.cmd_pull import open_store
-    from reconciler.runtime.native import commit, containers
+    from reconciler.runtime.native import commit
+    from reconciler.runtime.native.containers import containers
 
     store = open_store(args)
     manager = containers.ContainerManager(options.native_config(args), oci_runtime=args.oci_runtime)

@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
 def _parts(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from reconciler.cli import options
     from reconciler.cli.cmd_pull import open_store
-    from reconciler.runtime.native import containers, volumes
+    from reconciler.runtime.native.containers import containers
+    from reconciler.runtime.native.volumes import volumes
 
     config = options.native_config(args)
     return (open_store(args), containers.ContainerManager(config, oci_runtime=args.oci_runtime),

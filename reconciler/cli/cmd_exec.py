@@ -29,11 +29,12 @@ def run(args: argparse.Namespace) -> int:
 
     from reconciler.cli import cmd_ps
     from reconciler.runtime import errors
+    from reconciler.runtime.native.containers import execs
 
     if not args.argv:
         raise errors.InvalidArgument("exec needs a command", hint="reconcile exec NAME CMD [ARG...]")
     rt = cmd_ps.open_runtime(args)
-    cmd, process_file = rt.containers.exec_argv(args.container, args.argv, tty=args.tty)
+    cmd, process_file = execs.exec_argv(rt.containers, args.container, args.argv, tty=args.tty)
     try:
         stdin = None if args.interactive or args.tty else subprocess.DEVNULL
         return subprocess.run(cmd, stdin=stdin, check=False).returncode

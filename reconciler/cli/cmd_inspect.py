@@ -54,7 +54,7 @@ class _Local:
         import sys
 
         from reconciler.runtime import errors
-        from reconciler.runtime.native import inspection
+        from reconciler.runtime.native.containers import inspection
 
         try:
             if self.store is None:

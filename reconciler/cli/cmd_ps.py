@@ -56,7 +56,7 @@ def open_records(args: argparse.Namespace) -> Any:
     """The container records of the engine the options name, for commands that only read
     (ps, inspect, logs): no lifecycle, image store or network code loaded, nothing created."""
     from reconciler.cli import options
-    from reconciler.runtime.native import records
+    from reconciler.runtime.native.containers import records
 
     return records.RecordStore(options.native_config(args))
 
@@ -221,7 +221,7 @@ def _summaries(args: argparse.Namespace, selector: dict[str, str]) -> list[dict[
         return list(served)
     if not options.engine_exists(args):
         return []
-    from reconciler.runtime.native import records
+    from reconciler.runtime.native.containers import records
 
     return [records.summary(r) for r in open_records(args).records(selector or None)]
 

@@ -38,13 +38,13 @@ def open_store(args: argparse.Namespace) -> Any:
     """The native image store of the engine the options name; rmi/prune see which images
     the engine's containers use."""
     from reconciler.cli import options
-    from reconciler.runtime.native import images
+    from reconciler.runtime.native.images import images
 
     config = options.native_config(args)
 
     def used() -> set[str]:
         try:
-            from reconciler.runtime.native import containers
+            from reconciler.runtime.native.containers import containers
         except ImportError:  # pragma: no cover - container engine not built in
             return set()
         return {str(r.image_id) for r in containers.ContainerManager(config).records()}
@@ -139,7 +139,7 @@ def _present(args: argparse.Namespace) -> dict[str, Any] | None:
     (none with --pull=missing), without the image store or the registry client; None if the
     full pull must answer."""
     from reconciler.cli import options
-    from reconciler.runtime.native import images
+    from reconciler.runtime.native.images import images
 
     found = images.present(options.native_config(args), args.ref, head=args.pull != "missing")
     if found is None:

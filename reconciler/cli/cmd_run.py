@@ -148,13 +148,14 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.cli import options
     from reconciler.logs import configure_logging
     from reconciler.runtime import errors
-    from reconciler.runtime.native import backend, logs
+    from reconciler.runtime.native import backend
+    from reconciler.runtime.native.containers import execs, logs
 
     config = build_config(args)
     native = options.native_config(args)
     network = None
     if config.networks and config.networks not in (("none",), ("host",)):
-        from reconciler.runtime.native import network as netmod
+        from reconciler.runtime.native.network import network as netmod
 
         configure_logging(level=args.log_level, json=args.log_json)
         network = netmod.NetworkManager(native)
@@ -173,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
                      lowerdirs=layer_dirs, terminal=args.tty, stdin=args.interactive).id
     sock = None
     try:
-        sock = mgr.attach(cid) if attached else None
+        sock = execs.attach(mgr, cid) if attached else None
         rt.start_container(cid)
     except BaseException:
         if sock is not None:
@@ -221,6 +222,8 @@ def _relay(mgr: Any, cid: str, sock: Any, *, stdin: bool, tty: bool) -> None:
     import signal
     import socket
 
+    from reconciler.runtime.native.containers import execs
+
     in_fd = sys.stdin.fileno()
     out, err = sys.stdout.buffer, sys.stderr.buffer
     restore = None
@@ -236,7 +239,7 @@ def _relay(mgr: Any, cid: str, sock: Any, *, stdin: bool, tty: bool) -> None:
             if os.isatty(fd):
                 size = os.get_terminal_size(fd)
                 if size.lines and size.columns:
-                    mgr.resize(cid, size.lines, size.columns)
+                    execs.resize(mgr, cid, size.lines, size.columns)
                 return
 
     if tty:

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _volumes(args: argparse.Namespace) -> Any:
     from reconciler.cli import options
-    from reconciler.runtime.native import volumes
+    from reconciler.runtime.native.volumes import volumes
 
     config = options.native_config(args)
     return volumes.VolumeStore(config.root, config.db())
@@ -57,7 +57,7 @@ def _volumes(args: argparse.Namespace) -> Any:
 
 def _in_use(args: argparse.Namespace) -> dict[str, list[str]]:
     from reconciler.cli import options
-    from reconciler.runtime.native import containers
+    from reconciler.runtime.native.containers import containers
 
     used: dict[str, list[str]] = {}
     for r in containers.ContainerManager(options.native_config(args)).records():
@@ -112,7 +112,7 @@ def _export(args: argparse.Namespace) -> int:
     users = _in_use(args).get(args.name, [])
     if users:
         from reconciler.cli import options
-        from reconciler.runtime.native import containers
+        from reconciler.runtime.native.containers import containers
 
         mgr = containers.ContainerManager(options.native_config(args))
         running = [n for n in users if mgr.get(n).status == "running"]

@@ -50,7 +50,7 @@ def open_runtime(
     if name == "native":
         try:
             backend = importlib.import_module("reconciler.runtime.native.backend")
-            netmod = importlib.import_module("reconciler.runtime.native.network")
+            netmod = importlib.import_module("reconciler.runtime.native.network.network")
         except ImportError as exc:
             raise rterrors.Unavailable(
                 "the native runtime is not available in this build",
@@ -63,7 +63,7 @@ def open_runtime(
                               subnet_pool=os.environ.get("RECONCILER_SUBNET_POOL", NativeConfig.subnet_pool))
         native = backend.NativeRuntime(config, network=netmod.NetworkManager(config))
         if recover:
-            from reconciler.runtime.native import recovery
+            from reconciler.runtime.native.containers import recovery
 
             recovery.recover(native)
         runtime: base.Runtime = native
@@ -71,9 +71,15 @@ def open_runtime(
     if name == "docker":
         from reconciler.runtime.docker import api as docker_api
         from reconciler.runtime.docker import backend as docker_backend
+        from reconciler.runtime.docker import podman
 
-        docker: base.Runtime = docker_backend.DockerRuntime(
-            engine=docker_api.from_docker_host(os.environ.get("DOCKER_HOST")))
+        engine = docker_api.from_docker_host(os.environ.get("DOCKER_HOST"))
+        try:
+            on_podman = podman.is_podman(engine)
+        except rterrors.Unavailable:
+            on_podman = False               # said again, with its hint, by the first call of the pass
+        # Podman's API needs reconciler's own healthcheck loop (podman.py)
+        docker: base.Runtime = (podman.PodmanRuntime if on_podman else docker_backend.DockerRuntime)(engine=engine)
         return docker
     if name == "swarm":
         from reconciler.runtime.swarm import backend as swarm_backend

@@ -20,12 +20,12 @@ import pytest
 
 from reconciler.runtime import base, errors
 from reconciler.runtime.docker import DockerRuntime
+from reconciler.runtime.docker.podman import PodmanRuntime
 from tests.docker.conftest import DOCKER_SOCKET, TEST_LABEL, PodmanService, podman_usable, rand
 
 _ID = re.compile(r"[0-9a-f]{12,64}")
 _MODES = ("none", "host", "bridge", "default")
 _pulled: dict[str, str] = {}
-_podman: dict[str, DockerRuntime] = {}
 
 
 class Namespaced:
@@ -138,6 +138,22 @@ class Namespaced:
                     pass
 
 
+class PodmanNamespaced(Namespaced):
+    """Namespaced, telling the podman service which networks (and bridges) the test made, so
+    that it deletes what podman leaves of them (tests/docker/conftest.py PodmanService.stop)."""
+
+    name = "podman"
+
+    def __init__(self, rt: DockerRuntime, prefix: str, service: PodmanService) -> None:
+        super().__init__(rt, prefix)
+        self.service = service
+
+    def ensure_network(self, config: base.NetworkConfig) -> base.NetworkState:
+        state = super().ensure_network(config)
+        self.service.networks[self._n(state.name)] = state.bridge
+        return state
+
+
 def docker_backend(request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
     """(runtime, image) for the conformance suite's `backend` fixture, param "docker"."""
     import os
@@ -168,30 +184,49 @@ def docker_backend(request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
             rt.close()
 
 
-def podman_backend(request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
-    """(runtime, image) on a podman service started once per session.
+@pytest.fixture(scope="session")
+def podman_service(busybox_image: str) -> Iterator[tuple[PodmanRuntime, PodmanService]]:
+    """A podman service of the session's own (PodmanService), the test image pulled into it;
+    stopped in the session's teardown (a config cleanup runs too late under xdist: the worker
+    can be gone before podman and its mounts are)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
 
-    Not in the suite's params: on this host 32 of 37 cases pass; the rest fail for podman
-    reasons (healthchecks need systemd timers, no catatonit for init, no OOM flag with
-    cgroupfs on hybrid v1, a seccomp profile that allows unshare). Add "podman" to the
-    `backend` params locally to run it.
-    """
     why = podman_usable()
     if why:
         pytest.skip(why)
-    ref: str = request.getfixturevalue("busybox_image")
-    if "rt" not in _podman:
-        factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
-        service = PodmanService(factory.mktemp("podman-conformance"))
-        request.config.add_cleanup(service.stop)
+    # podman refuses a run root over 50 characters, and pytest's temp paths are longer
+    work = Path(tempfile.mkdtemp(prefix="rpod", dir="/tmp"))
+    service = PodmanService(work)
+    try:
         try:
-            _podman["rt"] = service.start()
+            rt = service.start()
         except errors.Unavailable as exc:
             pytest.skip(str(exc))
-        _podman["rt"].pull_image(ref)
-    ns = Namespaced(_podman["rt"], f"rtp{rand()}-")
-    ns.name = "podman"
+        rt.pull_image(busybox_image)
+        yield rt, service
+    finally:
+        service.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def podman_backend(request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
+    """(runtime, image) on the session's podman service (podman_service), through the Docker
+    backend's podman variant (reconciler/runtime/docker/podman.py), with its health loop
+    running as an agent runs it. The cases Podman cannot pass are skipped by name in
+    tests/runtime/conftest.py (PODMAN_CANNOT), each with its reason."""
+    import threading
+
+    ref: str = request.getfixturevalue("busybox_image")
+    rt, service = request.getfixturevalue("podman_service")
+    ns = PodmanNamespaced(rt, f"rtp{rand()}-", service)
+    halt = threading.Event()
+    health = threading.Thread(target=rt.health_checker.watch, args=(halt,), kwargs={"poll": 0.05}, daemon=True)
+    health.start()
     try:
         yield ns, ref
     finally:
+        halt.set()
+        health.join(timeout=30)
         ns.cleanup()

@@ -8,9 +8,12 @@ did not create are never touched.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import resource
 import secrets
+import shlex
 import shutil
 import signal
 import string
@@ -25,6 +28,7 @@ import pytest
 
 from reconciler.runtime import errors
 from reconciler.runtime.docker import DockerRuntime
+from reconciler.runtime.docker.podman import PodmanRuntime
 from tests.helpers import images, subnets
 from tests.helpers.registry import RegistryServer
 
@@ -166,11 +170,32 @@ PODMAN_CONF = """\
 [containers]
 netns = "none"          # no default network: containers stay off the host's bridges
 default_ulimits = ["nofile={nofile}:{nofile}", "nproc=4096:4096"]  # podman's exceed our hard limits
+init_path = "{init}"    # Debian's podman has no catatonit: tini (Docker's docker-init) is PID 1 with --init
 [engine]
 runtime = "runc"        # crun fails on this host's hybrid cgroups
 cgroup_manager = "cgroupfs"
 events_logger = "file"
+events_logfile_path = "{work}/events.log"
+lock_type = "file"      # the default shm locks (/libpod_lock) are shared with the host's podman
 exit_command_delay = 3  # exec sessions (and their monitors) linger 5 minutes by default
+volume_path = "{work}/volumes"
+[network]
+network_backend = "cni"
+network_config_dir = "{work}/net.d"
+cni_plugin_dirs = ["/usr/lib/cni"]
+default_network = "{name}"
+default_subnet = "{subnet}"
+default_subnet_pools = [{{base = "{pool}", size = 24}}]
+"""
+
+# The default network, written so that podman does not make its own (bridge cni-podman0).
+DEFAULT_NETWORK = """\
+{{"cniVersion": "0.4.0", "name": "{name}", "plugins": [
+  {{"type": "bridge", "bridge": "{name}", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+   "ipam": {{"type": "host-local", "routes": [{{"dst": "0.0.0.0/0"}}],
+            "ranges": [[{{"subnet": "{subnet}", "gateway": "{gateway}"}}]]}}}},
+  {{"type": "portmap", "capabilities": {{"portMappings": true}}}},
+  {{"type": "firewall"}}, {{"type": "tuning"}}]}}
 """
 
 REGISTRIES_CONF = """\
@@ -179,6 +204,8 @@ unqualified-search-registries = []
 location = "127.0.0.1"
 insecure = true
 """
+
+CNI_STATE = Path("/var/lib/cni")      # host-local's leases and libcni's cache: no flag moves them
 
 
 def _helpers(work: Path) -> list[int]:
@@ -219,33 +246,69 @@ def _unmount_under(root: Path) -> None:
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
+def _drop_isolation_rules(bridges: set[str]) -> None:
+    """Delete the rules CNI's firewall plugin added for `bridges` (podman 4.3 leaves its
+    ingressPolicy rules in CNI-ISOLATION-STAGE-1/2 when a network is removed)."""
+    rules = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True, check=False).stdout
+    for rule in rules.splitlines():
+        words = rule.split()
+        if words[:2] in (["-A", "CNI-ISOLATION-STAGE-1"], ["-A", "CNI-ISOLATION-STAGE-2"]) \
+                and any(w in bridges for w in words):
+            while subprocess.run(["iptables", "-w", "-D", *shlex.split(rule)[1:]], check=False,
+                                 capture_output=True).returncode == 0:
+                pass                            # the same rule can be there more than once
+
+
 class PodmanService:
-    """A `podman system service` on a socket of its own, with its own storage root and config.
+    """A `podman system service` on a socket of its own, with its own storage, run dir, tmp
+    dir, locks, events log, volumes and network config (its default network is a bridge named
+    after the service, on a leased subnet; other networks get subnets from a leased pool), runc
+    and cgroupfs, so that it shares nothing with the host's podman.
 
     `start()` raises Unavailable when the service does not come up; `stop()` ends it (by pid),
-    ends the monitors it left (by pid, found by the private work dir in their argv) and
-    unmounts its storage.
+    ends the monitors it left (by pid, found by the private work dir in their argv), unmounts
+    its storage, deletes the bridges of its networks and CNI's files about them.
     """
 
     def __init__(self, work: Path) -> None:
         self.work = work
-        self.sock = f"/run/podman-test-{rand(6)}.sock"
+        self.name = "rpod" + rand(6)
+        self.sock = f"/run/{self.name}.sock"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.runtime: DockerRuntime | None = None
+        self.runtime: PodmanRuntime | None = None
+        self.blocks: list[ipaddress.IPv4Network] = []
+        self.networks: dict[str, str] = {}     # network name -> bridge, of those the tests made
 
-    def start(self) -> DockerRuntime:
+    def argv(self) -> list[str]:
         work = self.work
+        return ["podman", "--root", str(work / "root"), "--runroot", str(work / "run"),
+                "--tmpdir", str(work / "tmp"), "--cgroup-manager=cgroupfs", "--runtime", "runc",
+                "--network-config-dir", str(work / "net.d"), "--volumepath", str(work / "volumes"),
+                "--events-backend", "file"]
+
+    def _configure(self) -> dict[str, str]:
+        work = self.work
+        default, pool = subnets.lease_block(), subnets.lease_block()
+        self.blocks = [default, pool]
+        subnet = next(default.subnets(new_prefix=24))
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        (work / "containers.conf").write_text(PODMAN_CONF.format(nofile=nofile))
+        init = shutil.which("docker-init") or shutil.which("tini") or "/usr/bin/tini"
+        (work / "containers.conf").write_text(PODMAN_CONF.format(
+            nofile=nofile, init=init, work=work, name=self.name, subnet=subnet, pool=pool))
+        (work / "net.d").mkdir(exist_ok=True)
+        (work / "net.d" / f"{self.name}.conflist").write_text(DEFAULT_NETWORK.format(
+            name=self.name, subnet=subnet, gateway=subnet[1]))
         (work / "registries.conf").write_text(REGISTRIES_CONF)
-        env = {**os.environ, "CONTAINERS_CONF": str(work / "containers.conf"),
-               "CONTAINERS_REGISTRIES_CONF": str(work / "registries.conf")}
-        with (work / "service.log").open("wb") as log:
+        return {**os.environ, "CONTAINERS_CONF": str(work / "containers.conf"),
+                "CONTAINERS_REGISTRIES_CONF": str(work / "registries.conf")}
+
+    def start(self) -> PodmanRuntime:
+        env = self._configure()
+        with (self.work / "service.log").open("wb") as log:
             self.proc = subprocess.Popen(
-                ["podman", "--root", str(work / "root"), "--runroot", str(work / "run"),
-                 "--tmpdir", str(work / "tmp"), "system", "service", "--time=0", f"unix://{self.sock}"],
+                [*self.argv(), "system", "service", "--time=0", f"unix://{self.sock}"],
                 env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.runtime = DockerRuntime(self.sock, what="podman")
+        self.runtime = PodmanRuntime(self.sock, what="podman")
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -254,10 +317,34 @@ class PodmanService:
             except errors.Unavailable:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise errors.Unavailable(
-                        f"podman service did not start: {(work / 'service.log').read_text()[-500:]}") from None
+                        f"podman service did not start: {(self.work / 'service.log').read_text()[-500:]}") from None
                 time.sleep(0.1)
 
+    def _bridges(self) -> list[str]:
+        """The bridges of the service's networks (its CNI config files name them)."""
+        out = []
+        for conf in (self.work / "net.d").glob("*.conflist"):
+            try:
+                doc = json.loads(conf.read_text())
+            except (OSError, ValueError):
+                continue
+            out += [str(p["bridge"]) for p in doc.get("plugins", []) if p.get("type") == "bridge" and p.get("bridge")]
+            for d in (CNI_STATE / "networks" / str(doc.get("name")),):
+                shutil.rmtree(d, ignore_errors=True)
+        return out
+
     def stop(self) -> None:
+        try:
+            self._stop()
+        finally:
+            for block in self.blocks:
+                subnets.release(block)
+            try:
+                os.unlink(self.sock)
+            except FileNotFoundError:
+                pass
+
+    def _stop(self) -> None:
         if self.runtime is not None:
             self.runtime.close()
         if self.proc is not None and self.proc.poll() is None:
@@ -269,10 +356,12 @@ class PodmanService:
                 self.proc.wait()
         _end_helpers(self.work)
         _unmount_under(self.work)
-        try:
-            os.unlink(self.sock)
-        except FileNotFoundError:
-            pass
+        bridges = set(self._bridges()) | set(self.networks.values())
+        for bridge in bridges:
+            subprocess.run(["ip", "link", "del", bridge], check=False, capture_output=True)
+        for name in self.networks:
+            shutil.rmtree(CNI_STATE / "networks" / name, ignore_errors=True)
+        _drop_isolation_rules(bridges)
 
 
 def podman_usable() -> str | None:

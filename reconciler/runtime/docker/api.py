@@ -258,6 +258,9 @@ class EngineAPI:
             raise errors.InvalidArgument(text)
         if code == 404:
             raise errors.NotFound(text)
+        if code >= 500 and "is being used" in low:
+            # (Podman reports the removal of a network that containers use as a 500)
+            raise errors.Conflict(text, hint="remove or disconnect the containers that use it first")
         if code == 409 or (code >= 500 and "name" in low and "already in use" in low):
             # (Podman reports a name clash as a 500)
             if "already in use" in low or "already exists" in low:
@@ -335,6 +338,26 @@ class EngineAPI:
         data: list[dict[str, Any]] = self._get("/containers/json", {"all": "1", **_filters(labels)}) or []
         return data
 
+    def container_ids(self, status: str) -> list[str]:
+        """The ids of the containers in `status` (running, exited, ...)."""
+        data = self._get("/containers/json", {"all": "1", "filters": json.dumps({"status": [status]})}) or []
+        return [str(c["Id"]) for c in data]
+
+    def libpod_healthcheck(self, ident: str) -> dict[str, Any]:
+        """Podman's `GET /libpod/containers/{id}/healthcheck`: run the check now, keep its result."""
+        return self._libpod(f"/libpod/containers/{_q(ident)}/healthcheck", f"healthcheck of container {ident}")
+
+    def _libpod(self, path: str, what: str) -> dict[str, Any]:
+        """GET one of Podman's own endpoints, under Podman's version (it refuses Docker's API
+        versions there, and routes no unversioned path)."""
+        full = f"/v{self.version().get('Version') or '4.0.0'}{path}"
+        data: dict[str, Any] = self._json(self._send("GET", full, versioned=False, what=what), path)
+        return data
+
+    def libpod_network_inspect(self, name: str) -> dict[str, Any]:
+        """Podman's own `GET /libpod/networks/{name}/json` (it names the bridge; the compat one does not)."""
+        return self._libpod(f"/libpod/networks/{_q(name)}/json", f"network {name}")
+
     def container_create(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
         data: dict[str, Any] = self._post("/containers/create", body, {"name": name},
                                           what=f"create container {name}")
@@ -383,7 +406,8 @@ class EngineAPI:
 
     def network_connect(self, network: str, container: str, aliases: list[str]) -> None:
         body = {"Container": container, "EndpointConfig": {"Aliases": aliases or None}}
-        self._post(f"/networks/{_q(network)}/connect", body,
+        # (dockerd answers an empty 200, Podman a plain-text "OK": neither is read)
+        self._send("POST", f"/networks/{_q(network)}/connect", body=body,
                    what=f"connect {container} to network {network}")
 
     # -- exec -------------------------------------------------------------------------------

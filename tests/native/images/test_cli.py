@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runtime.native import images
+from reconciler.runtime.native.images import images
 from tests.helpers.images import layer_tar, push_layout
 
 from .conftest import DIR, Entry, native_config, write_layout

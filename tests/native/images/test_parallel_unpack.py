@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.runtime import errors
-from reconciler.runtime.native import images, layers, snapshots
+from reconciler.runtime.native.images import images, layers, snapshots
 from tests.helpers.images import layer_tar
 
 from .conftest import DIR, LNK, SYM, Entry, native_config

@@ -12,7 +12,8 @@ import errno
 import os
 from pathlib import Path
 
-__all__ = ["CGROUP_ROOT", "cgroups_path", "hierarchies", "leaf_dirs", "move_monitor", "oom_kill_count", "remove"]
+__all__ = ["CGROUP_ROOT", "cgroups_path", "frozen", "hierarchies", "leaf_dirs", "move_monitor", "oom_kill_count",
+           "remove"]
 
 MONITOR = "conmon"
 
@@ -43,6 +44,19 @@ def leaf_dirs(prefix: str, cid: str) -> list[Path]:
     """The container's cgroup directory in every hierarchy where it exists."""
     rel = cgroups_path(prefix, cid).lstrip("/")
     return [h / rel for h in hierarchies() if (h / rel).is_dir()]
+
+
+def frozen(prefix: str, cid: str) -> bool:
+    """Whether the container's cgroup is frozen (`runc pause`): v1's freezer.state, v2's
+    cgroup.freeze."""
+    for d in leaf_dirs(prefix, cid):
+        for name, value in (("freezer.state", "FROZEN"), ("cgroup.freeze", "1")):
+            try:
+                if (d / name).read_text().strip() == value:
+                    return True
+            except OSError:
+                continue
+    return False
 
 
 def _rmdir(path: Path) -> None:

@@ -35,8 +35,8 @@ from pathlib import Path
 import structlog
 
 from reconciler.runtime import base, errors
-from reconciler.runtime.native import dns, firewall, ipam, netlink
 from reconciler.runtime.native.config import NativeConfig
+from reconciler.runtime.native.network import dns, firewall, ipam, netlink
 
 __all__ = ["DEFAULT_NETWORK", "Attachment", "NetworkManager", "RecoveryReport", "unmount_all"]
 
@@ -48,7 +48,7 @@ _PREFIX = re.compile(r"^[a-z][a-z0-9]{0,6}$")
 _IFNAMSIZ = 15
 _RESERVED = frozenset({"none", "host", "bridge"})
 
-log = structlog.get_logger("reconciler.runtime.native.network")
+log = structlog.get_logger("reconciler.runtime.native.network.network")
 
 
 @dataclass(frozen=True)
@@ -446,28 +446,68 @@ class NetworkManager:
         default_gw = next((records[e.network].gateway for e in endpoints if not records[e.network].internal), None)
         with netlink.host() as h:
             for ep in endpoints:
-                net = records[ep.network]
-                bridge = h.link(net.bridge)
-                if bridge is None:
-                    self._ensure_bridge(net)
-                    bridge = h.link(net.bridge)
-                    if bridge is None:
-                        raise errors.Unavailable(f"bridge {net.bridge} of network {net.name!r} is missing")
-                veth = h.link(ep.veth)
-                if veth is not None and veth.kind != "veth":
-                    raise errors.Conflict(f"interface {ep.veth} exists and is not a veth")
-                if veth is None:
-                    veth = h.add_veth(ep.veth, peer=ep.ifname, peer_netns=path, mtu=net.mtu)
-                if veth.master != bridge.index:
-                    h.set_link(veth.index, master=bridge.index)
-                h.set_hairpin(veth.index)
-                if not veth.up:
-                    h.set_link(veth.index, state="up")
-                netlink.configure_container_side(
-                    path, ifname=ep.ifname, address=netlink.Address(ep.address, net.prefixlen),
-                    gateway=default_gw if ep.network == next(
-                        (e.network for e in endpoints if not records[e.network].internal), None) else None,
-                )
+                self._plug(h, path, records[ep.network], ep, gateway=default_gw if ep.network == next(
+                    (e.network for e in endpoints if not records[e.network].internal), None) else None)
+
+    def _plug(self, h: netlink.Host, path: Path, net: ipam.NetworkRecord, ep: ipam.EndpointRecord, *,
+              gateway: str | None) -> None:
+        """The endpoint's veth on its bridge (made if missing) and its address in the namespace."""
+        bridge = h.link(net.bridge)
+        if bridge is None:
+            self._ensure_bridge(net)
+            bridge = h.link(net.bridge)
+            if bridge is None:
+                raise errors.Unavailable(f"bridge {net.bridge} of network {net.name!r} is missing")
+        veth = h.link(ep.veth)
+        if veth is not None and veth.kind != "veth":
+            raise errors.Conflict(f"interface {ep.veth} exists and is not a veth")
+        if veth is None:
+            veth = h.add_veth(ep.veth, peer=ep.ifname, peer_netns=path, mtu=net.mtu)
+        if veth.master != bridge.index:
+            h.set_link(veth.index, master=bridge.index)
+        h.set_hairpin(veth.index)
+        if not veth.up:
+            h.set_link(veth.index, state="up")
+        netlink.configure_container_side(path, ifname=ep.ifname, address=netlink.Address(ep.address, net.prefixlen),
+                                         gateway=gateway)
+
+    def connect(self, container_id: str, network: str, aliases: Sequence[str] = ()) -> str:
+        """Join an attached (running) container to one more network: a veth into its namespace,
+        an address, its name (and `aliases`) in its peers' hosts files there. Its address."""
+        self._check_container_id(container_id)
+        with self._locked():
+            ep = self._ipam.add_endpoint(container_id, network, veth=self.veth_name(container_id, network),
+                                         aliases=aliases)
+            net = self._ipam.network(network)
+            assert net is not None              # add_endpoint found it
+            try:
+                with netlink.host() as h:
+                    self._plug(h, self.netns_path(container_id), net, ep, gateway=None)
+                self._write_files(container_id)
+                self._apply_firewall()
+                self._refresh_peers(container_id, [network])
+            except BaseException:
+                self._unplug(container_id, network)
+                raise
+            log.info("container connected", container=container_id[:12], network=network, address=ep.address)
+            return ep.address
+
+    def disconnect(self, container_id: str, network: str) -> None:
+        """Take a container off one network: its veth (both ends), address and names there."""
+        self._check_container_id(container_id)
+        with self._locked():
+            if not self._ipam.endpoints(network=network, container_id=container_id):
+                raise errors.NotFound(f"container {container_id[:12]} is not connected to network {network!r}")
+            self._unplug(container_id, network)
+            log.info("container disconnected", container=container_id[:12], network=network)
+
+    def _unplug(self, container_id: str, network: str) -> None:
+        ep = self._ipam.remove_endpoint(container_id, network)
+        with netlink.host() as h:
+            h.delete_link(ep.veth if ep is not None else self.veth_name(container_id, network))
+        self._write_files(container_id)
+        self._apply_firewall()
+        self._refresh_peers(container_id, [network])
 
     def rename(self, container_id: str, name: str) -> None:
         """A container's new name: its own hosts file and its peers' name it from now on."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,15 @@ class OciRuntime:
 
     def resume(self, cid: str) -> None:
         self._run("resume", cid)
+
+    def update(self, cid: str, resources: Mapping[str, Any]) -> None:
+        """Set a running container's cgroup limits (`update -r FILE`, OCI `linux.resources`)."""
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+            json.dump(resources, f)
+            f.flush()
+            self._run("update", "-r", f.name, cid)
 
     def delete(self, cid: str, *, force: bool = False) -> None:
         """Delete the runtime's record of the container; a missing one is fine."""

@@ -31,13 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import cgroups, conmon, journal, logs, procs
+from reconciler.runtime.native import journal
 from reconciler.runtime.native.config import NativeConfig
+from reconciler.runtime.native.containers import cgroups, conmon, logs, procs
 
 if TYPE_CHECKING:
     import sqlite3
 
-    from reconciler.runtime.native import oci
+    from reconciler.runtime.native.containers import oci
 
 __all__ = [
     "Paths",
@@ -46,6 +47,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "effective_healthcheck",
+    "has_secrets",
     "now",
     "process_argv",
     "summary",
@@ -252,8 +254,15 @@ class Paths:
         return self.dir / "ctr.log"
 
     @property
+    def bundle(self) -> Path:
+        """The OCI bundle dir (config.json; conmon's pidfile, ctl, logs of the runtime): the
+        container's dir, or its secrets tmpfs when config.json holds env values from a
+        SOPS-encrypted file (they stay in memory: `Manager._prepare`)."""
+        return self.secrets if (self.secrets / "config.json").is_file() else self.dir
+
+    @property
     def config_json(self) -> Path:
-        return self.dir / "config.json"
+        return self.bundle / "config.json"
 
     @property
     def secrets(self) -> Path:
@@ -263,9 +272,14 @@ class Paths:
     @property
     def conmon(self) -> conmon.ConmonPaths:
         return conmon.ConmonPaths(
-            bundle=self.dir, log_path=self.log, exit_dir=self.run_dir / "exits",
+            bundle=self.bundle, log_path=self.log, exit_dir=self.run_dir / "exits",
             persist_dir=self.run_dir / "conmon" / self.cid, socket_dir=self.run_dir / "conmon",
         )
+
+
+def has_secrets(config: base.ContainerConfig) -> bool:
+    """Secret files or SOPS env values: what is kept on the container's own tmpfs only."""
+    return bool(config.secret_env) or any(m.type == "secret" for m in config.mounts)
 
 
 def summary(rec: Record) -> dict[str, Any]:
@@ -326,7 +340,7 @@ class RecordStore:
     def oci(self, name: str | None = None) -> oci.OciRuntime:
         """The OCI runtime `name` (runc, crun; the one for new containers by default)."""
         # the lifecycle's module: reading needs it only for a created container whose conmon is gone
-        from reconciler.runtime.native import oci as oci_mod
+        from reconciler.runtime.native.containers import oci as oci_mod
 
         name = name or self.runtime_name
         if name not in self._runtimes:
@@ -422,14 +436,16 @@ class RecordStore:
     def _secrets_lost(self, rec: Record) -> Record:
         """An exited container whose secret files' tmpfs is gone (a reboot) cannot run again:
         it is `dead`, which the planner recreates from the manifests (with the secrets)."""
-        if rec.status != "exited" or not any(m.type == "secret" for m in rec.config.mounts):
+        if rec.status != "exited" or not has_secrets(rec.config):
             return rec
-        from reconciler.runtime.native import mounts  # only for such a one: ps stays light
+        from reconciler.runtime.native.containers import (
+            mounts,  # only for such a one: ps stays light
+        )
 
         if mounts.is_mounted(self.paths(rec.id).secrets):
             return rec
-        new = dataclasses.replace(rec, status="dead", error="its secret files were in memory only and are gone "
-                                  "(the host rebooted); it is re-created from its manifests")
+        new = dataclasses.replace(rec, status="dead", error="its secret files or SOPS env values were in memory "
+                                  "only and are gone (the host rebooted); it is re-created from its manifests")
         self._save(new)
         return new
 

@@ -473,6 +473,41 @@ class IPAM:
             out.append(rec)
         return out
 
+    def add_endpoint(self, container_id: str, network: str, *, veth: str,
+                     aliases: Sequence[str] = ()) -> EndpointRecord:
+        """One more network for an attached container (`docker network connect` of a running
+        one): an address on it and the next interface (eth<n>); `aliases` join its names."""
+        with self._db.tx() as conn:
+            row = conn.execute("SELECT * FROM net_containers WHERE container_id = ?", (container_id,)).fetchone()
+            if row is None:
+                raise errors.NotFound(f"container {container_id[:12]} is not attached to any network")
+            net_row = conn.execute("SELECT * FROM net_networks WHERE name = ?", (network,)).fetchone()
+            if net_row is None:
+                raise errors.NotFound(f"network {network!r} not found")
+            mine = conn.execute("SELECT network, position FROM net_endpoints WHERE container_id = ?",
+                                (container_id,)).fetchall()
+            if any(r["network"] == network for r in mine):
+                raise errors.Conflict(f"container {row['name']!r} is already attached to network {network!r}")
+            pos = max((int(r["position"]) for r in mine), default=-1) + 1
+            address = self._allocate(conn, _network(net_row), None, row["name"], last=net_row["last_address"])
+            ep = EndpointRecord(network=network, address=address, container_id=container_id, position=pos,
+                                ifname=f"eth{pos}", veth=veth)
+            conn.execute("INSERT INTO net_endpoints (network, address, container_id, position, ifname, veth)"
+                         " VALUES (?, ?, ?, ?, ?, ?)", (ep.network, ep.address, ep.container_id, ep.position,
+                                                         ep.ifname, ep.veth))
+            conn.execute("UPDATE net_networks SET last_address = ? WHERE name = ?", (address, network))
+            names = list(dict.fromkeys([*json.loads(row["aliases"]), *aliases]))
+            conn.execute("UPDATE net_containers SET aliases = ? WHERE container_id = ?",
+                         (json.dumps(names), container_id))
+            return ep
+
+    def remove_endpoint(self, container_id: str, network: str) -> EndpointRecord | None:
+        """Release a container's address on one network (`docker network disconnect`)."""
+        found = self.endpoints(network=network, container_id=container_id)
+        with self._db.tx() as conn:
+            conn.execute("DELETE FROM net_endpoints WHERE container_id = ? AND network = ?", (container_id, network))
+        return found[0] if found else None
+
     def rename_container(self, container_id: str, name: str) -> bool:
         """Record a container's new name; False if it is not attached."""
         with self._db.tx() as conn:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.runtime.native import records, volumes
+from reconciler.runtime.native.containers import cgroups, records
+from reconciler.runtime.native.volumes import volumes
 
 __all__ = ["document"]
 
@@ -18,9 +19,10 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
     p = store.paths(rec.id)
     cfg = rec.config
     hc = records.effective_healthcheck(rec)
+    paused = rec.status == "running" and cgroups.frozen(rec.cgroup_prefix or store.config.name_prefix, rec.id)
     state: dict[str, Any] = {
-        "Status": rec.state().status.value, "Running": rec.status == "running",
-        "Paused": False, "Restarting": rec.restarting and rec.status == "exited",
+        "Status": "paused" if paused else rec.state().status.value, "Running": rec.status == "running",
+        "Paused": paused, "Restarting": rec.restarting and rec.status == "exited",
         "OOMKilled": rec.oom_killed, "Dead": rec.status == "dead",
         "Pid": rec.pid if rec.status == "running" else 0,
         "ExitCode": rec.exit_code or 0, "Error": rec.error or "",

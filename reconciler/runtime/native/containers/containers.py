@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import fcntl
 import json
 import os
@@ -26,7 +25,6 @@ import select
 import shutil
 import socket
 import sqlite3
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -34,19 +32,18 @@ from typing import Any, Protocol
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import (
+from reconciler.runtime.native.config import NativeConfig
+from reconciler.runtime.native.containers import (
     bundle,
     cgroups,
     conmon,
-    dns,
     logs,
     mounts,
-    oci,
     procs,
     records,
-    volumes,
 )
-from reconciler.runtime.native.config import NativeConfig
+from reconciler.runtime.native.network import dns
+from reconciler.runtime.native.volumes import volumes
 
 __all__ = ["Attachment", "ContainerManager", "NetworkAttacher"]
 
@@ -87,6 +84,10 @@ class NetworkAttacher(Protocol):
 
     def rename(self, container_id: str, name: str) -> None: ...
 
+    def connect(self, container_id: str, network: str, aliases: Sequence[str] = ()) -> str: ...
+
+    def disconnect(self, container_id: str, network: str) -> None: ...
+
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -116,16 +117,22 @@ def _resolv_conf(host_network: bool, nameservers: Sequence[str] = (), search: Se
 INIT_PATH = "/sbin/docker-init"
 
 
-def _has_secrets(config: base.ContainerConfig) -> bool:
-    return any(m.type == "secret" for m in config.mounts)
+BUNDLE_ROOM = 1 << 20               # bytes of a secrets tmpfs kept for the bundle (config.json, conmon's files)
 
 
 def _secret_entries(p: records.Paths, config: base.ContainerConfig, undo: list[Callable[[], None]]) -> list[dict[str, Any]]:
     """The container's secret files written to a tmpfs of its own (0700; each file with its
     mode and owner, 0400 root by default) and bound read-only at their targets. The content is
-    in the config only in memory: a config read back from a record has none, and is refused."""
+    in the config only in memory: a config read back from a record has none, and is refused.
+    A container with env values from a SOPS file gets that tmpfs too: its bundle goes there."""
     secrets_ = [m for m in config.mounts if m.type == "secret"]
-    if not secrets_:
+    missing = base.secret_env_missing(config)
+    if missing:
+        raise rterrors.InvalidArgument(
+            f"env {', '.join(missing)} came from a SOPS-encrypted file and has no value: a container config "
+            "read back from a record (a rollback, a copy) never carries one",
+            hint="apply the manifests: they give it again")
+    if not records.has_secrets(config):
         return []
     for m in secrets_:
         if m.data is None:
@@ -135,7 +142,7 @@ def _secret_entries(p: records.Paths, config: base.ContainerConfig, undo: list[C
         if not m.target.startswith("/"):
             raise rterrors.InvalidArgument(f"secret target {m.target!r} must be an absolute path")
     p.secrets.mkdir(mode=0o700)
-    size = sum(len(m.data or b"") + 4096 for m in secrets_)
+    size = sum(len(m.data or b"") + 4096 for m in secrets_) + (BUNDLE_ROOM if config.secret_env else 0)
     mounts.mount_tmpfs(p.secrets, [f"size={max(size, 65536)}", "mode=0700", "nosuid", "nodev", "noexec"])
     undo.append(lambda: mounts.unmount(p.secrets))
     out = []
@@ -244,10 +251,9 @@ class ContainerManager(records.RecordStore):
     def _network(self) -> NetworkAttacher:
         """The bridge networking; loaded on demand (pyroute2) for containers that have one."""
         if self.network is None:
-            import importlib
+            from reconciler.runtime.native.network import network
 
-            mod = importlib.import_module("reconciler.runtime.native.network")
-            net: NetworkAttacher = mod.NetworkManager(self.config)
+            net: NetworkAttacher = network.NetworkManager(self.config)
             self.network = net
             return net
         return self.network
@@ -303,7 +309,7 @@ class ContainerManager(records.RecordStore):
                 return None
             import structlog  # lazily: `ps` and `--version` stay light
 
-            structlog.get_logger("reconciler.runtime.native.containers").warning(
+            structlog.get_logger("reconciler.runtime.native.containers.containers").warning(
                 "container monitor lost: ending it so its restart policy brings it back",
                 container=rec.name, id=rec.id[:12], conmon_pid=rec.conmon_pid)
             if not self.oci(rec.runtime).kill(rec.id, 9) and rec.pid:
@@ -457,7 +463,8 @@ class ContainerManager(records.RecordStore):
             volume_mounts=tuple(mount_specs), terminal=terminal,
             annotations={"io.reconciler.name": name},
         ))
-        p.config_json.write_text(json.dumps(spec, indent=1))
+        # env values from a SOPS file stay in memory: the bundle goes to the secrets tmpfs
+        (p.secrets if config.secret_env else p.dir).joinpath("config.json").write_text(json.dumps(spec, indent=1))
         return records.Record(
             id=cid, name=name, image=config.image, image_id=image_id, created=records.now(), config=config,
             image_config=dict(image_config), lowerdirs=tuple(str(d) for d in lowerdirs),
@@ -476,9 +483,9 @@ class ContainerManager(records.RecordStore):
             rt = self.oci(rec.runtime)
             p = self.paths(rec.id)
             fresh = rec.status == "created" and rec.conmon_alive() and rec.main_alive()
-            if not fresh and _has_secrets(rec.config) and not mounts.is_mounted(p.secrets):
+            if not fresh and records.has_secrets(rec.config) and not mounts.is_mounted(p.secrets):
                 raise rterrors.Conflict(
-                    f"container {rec.name}: its secret files were in memory only and are gone (the host "
+                    f"container {rec.name}: its secret files or SOPS env values were in memory only and are gone (the host "
                     "rebooted, or their tmpfs was unmounted); it cannot start again",
                     hint="remove it; applying its manifests creates it again with them")
             if not fresh:
@@ -687,7 +694,68 @@ class ContainerManager(records.RecordStore):
             self._save(rec)
             return rec
 
+    def connect_running(self, name_or_id: str, network: str, aliases: Sequence[str] = ()) -> records.Record:
+        """`docker network connect` of a running container: one more interface in its namespace
+        (network.py NetworkManager.connect), kept in its record for its next starts."""
+        rec = self._load(name_or_id)
+        with self.lock(rec.id):
+            rec = self.refresh(self._load(rec.id))
+            self._live_bridge(rec)
+            if network in rec.config.networks:
+                raise rterrors.Conflict(f"container {rec.name} is already connected to network {network}")
+            address = self._network().connect(rec.id, network, aliases)
+            extra = tuple(a for a in aliases if a not in rec.config.aliases)
+            cfg = dataclasses.replace(rec.config, networks=(*rec.config.networks, network),
+                                      aliases=(*rec.config.aliases, *extra))
+            rec = dataclasses.replace(rec, config=cfg, ip_addresses={**rec.ip_addresses, network: address})
+            self._save(rec)
+            return rec
+
+    def disconnect_running(self, name_or_id: str, network: str) -> records.Record:
+        """`docker network disconnect` of a running container: its interface there is deleted."""
+        rec = self._load(name_or_id)
+        with self.lock(rec.id):
+            rec = self.refresh(self._load(rec.id))
+            self._live_bridge(rec)
+            if network not in rec.config.networks:
+                raise rterrors.NotFound(f"container {rec.name} is not connected to network {network}")
+            self._network().disconnect(rec.id, network)
+            cfg = dataclasses.replace(rec.config, networks=tuple(n for n in rec.config.networks if n != network)
+                                      or ("none",))
+            rec = dataclasses.replace(rec, config=cfg,
+                                      ip_addresses={k: v for k, v in rec.ip_addresses.items() if k != network})
+            self._save(rec)
+            return rec
+
+    @staticmethod
+    def _live_bridge(rec: records.Record) -> None:
+        if rec.status != "running":
+            raise rterrors.Conflict(f"container {rec.name} is {rec.status}, not running")
+        if not rec.netns_path or set(rec.config.networks) & {"none", "host"}:
+            raise rterrors.InvalidArgument(f"container {rec.name}: only a container on bridge networks can be "
+                                           "connected to other bridge networks")
+
     # -- the file system, for docker cp
+
+    def update_config(self, name_or_id: str, resources: base.Resources,
+                      restart: base.RestartPolicy | None = None) -> records.Record:
+        """`docker update`: new cgroup limits (applied now to a running container, `runc update`)
+        and restart policy, kept in the record for its next starts."""
+        rec = self.get(name_or_id)
+        with self.lock(rec.id):
+            rec = self.get(rec.id)
+            if rec.status == "running":
+                self.oci(rec.runtime).update(rec.id, bundle.live_resources(resources))
+            else:
+                bundle.live_resources(resources)       # the same checks (a memory limit too small)
+
+            def apply(r: records.Record) -> records.Record:
+                cfg = dataclasses.replace(r.config, resources=resources, restart=restart or r.config.restart)
+                return dataclasses.replace(r, config=cfg)
+
+            new = self.update(rec.id, apply)
+        self.event(new, "update")
+        return new
 
     def open_root(self, name_or_id: str, *, live: bool = True) -> int:
         """A directory fd of the container's `/`: a running container's own view
@@ -709,162 +777,3 @@ class ContainerManager(records.RecordStore):
             if not mounts.is_mounted(p.rootfs):
                 mounts.mount_overlay([Path(d) for d in reversed(rec.lowerdirs)], p.upper, p.work, p.rootfs)
         return os.open(p.rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-
-    # -- attach
-
-    def attach(self, name_or_id: str) -> socket.socket:
-        """Connect to conmon's attach socket of a container created with terminal/stdin.
-
-        Packets from conmon start with one byte naming the stream (2 stdout, 3 stderr); what
-        is sent goes to the process's stdin (or terminal). Connect before `start` so no
-        output is missed.
-        """
-        rec = self.get(name_or_id)
-        if rec.status not in ("created", "running"):
-            raise rterrors.Conflict(f"container {rec.name} is not running")
-        dir_fd = os.open(self.paths(rec.id).dir, os.O_PATH | os.O_CLOEXEC)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            sock.connect(f"/proc/self/fd/{dir_fd}/attach")    # bundle paths can exceed sun_path
-        except OSError as exc:
-            sock.close()
-            raise rterrors.RuntimeBackendError(f"cannot attach to container {rec.name}: {exc.strerror}") from exc
-        finally:
-            os.close(dir_fd)
-        return sock
-
-    def resize(self, name_or_id: str, rows: int, cols: int) -> None:
-        """Set the size of the container's terminal (conmon's ctl fifo: "1 ROWS COLS")."""
-        rec = self._load(name_or_id)
-        path = self.paths(rec.id).dir / "ctl"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:
-            return
-        try:
-            os.write(fd, f"1 {rows} {cols}\n".encode())
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-
-    # -- exec
-
-    def exec_process(self, rec: records.Record, argv: Sequence[str], *, tty: bool = False) -> dict[str, Any]:
-        """The process.json of an exec: the container's user, env, cwd and caps, new args."""
-        try:
-            spec = json.loads(self.paths(rec.id).config_json.read_text())
-        except (OSError, ValueError) as exc:
-            raise rterrors.RuntimeBackendError(f"container {rec.name}: bundle unreadable: {exc}") from exc
-        proc: dict[str, Any] = dict(spec["process"])
-        proc["args"] = list(argv)
-        proc["terminal"] = tty
-        if tty and not any(e.startswith("TERM=") for e in proc.get("env", [])):
-            proc["env"] = [*proc.get("env", []), "TERM=xterm"]     # as `docker exec -t` does
-        return proc
-
-    def exec_argv(self, name_or_id: str, argv: Sequence[str], *, tty: bool = False) -> tuple[list[str], Path]:
-        """`runc exec --process FILE ID` for a running container (caller removes FILE)."""
-        if not argv:
-            raise rterrors.InvalidArgument("exec needs a command")
-        rec = self.get(name_or_id)
-        if rec.status != "running":
-            raise rterrors.Conflict(f"container {rec.name} is not running", hint="start it first")
-        proc = self.exec_process(rec, argv, tty=tty)
-        path = self.config.run_dir / "conmon" / f"exec-{rec.id[:12]}-{secrets.token_hex(4)}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(proc))
-        rt = self.oci(rec.runtime)
-        return [*rt.base_args(), "exec", "--process", str(path), rec.id], path
-
-    def exec(self, name_or_id: str, argv: Sequence[str], *, tty: bool = False,
-             timeout: float | None = None) -> base.ExecResult:
-        """Run `argv` in the container and collect its output and exit code."""
-        cmd, path = self.exec_argv(name_or_id, argv, tty=tty)
-        try:
-            if tty:
-                return self._exec_tty(cmd, timeout)
-            pid_file = path.with_suffix(".pid")
-            cmd = [*cmd[:-1], "--pid-file", str(pid_file), cmd[-1]]
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    umask=oci.CONTAINER_UMASK)
-            try:
-                out, err = proc.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired as exc:
-                # the process in the container holds our pipes: kill it, not only runc
-                pid = conmon.read_pid(pid_file)
-                if pid:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, 9)
-                proc.kill()
-                proc.communicate()
-                raise TimeoutError(f"exec did not finish within {timeout}s") from exc
-            finally:
-                pid_file.unlink(missing_ok=True)
-            return base.ExecResult(exit_code=proc.returncode, stdout=out, stderr=err)
-        finally:
-            path.unlink(missing_ok=True)
-
-    def spawn_exec(self, name_or_id: str, argv: Sequence[str], *, tty: bool = False,
-                   stdin: bool = False) -> tuple[subprocess.Popen[bytes], int | None, Path]:
-        """Start `argv` in the container and hand it over, for a caller that relays it live
-        (the Engine API's exec): with `tty`, the master fd of its terminal (its input and
-        output), else pipes (stdout, stderr, and stdin when `stdin`). The caller waits for the
-        process, closes the fd and removes the returned process file."""
-        cmd, path = self.exec_argv(name_or_id, argv, tty=tty)
-        try:
-            if not tty:
-                return (subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, umask=oci.CONTAINER_UMASK),
-                        None, path)
-            import pty
-
-            master, slave = pty.openpty()
-            try:
-                proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-                                        umask=oci.CONTAINER_UMASK)
-            except BaseException:
-                os.close(master)
-                raise
-            finally:
-                os.close(slave)
-            return proc, master, path
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-
-    @staticmethod
-    def _exec_tty(cmd: list[str], timeout: float | None) -> base.ExecResult:
-        import pty
-
-        master, slave = pty.openpty()
-        try:
-            proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-                                    umask=oci.CONTAINER_UMASK)
-        finally:
-            os.close(slave)
-        out = bytearray()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while True:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    proc.kill()
-                    raise TimeoutError(f"exec did not finish within {timeout}s")
-                r, _, _ = select.select([master], [], [], 0.1 if left is None else min(left, 0.1))
-                if r:
-                    try:
-                        chunk = os.read(master, 65536)
-                    except OSError as exc:
-                        if exc.errno == errno.EIO:      # slave side closed: all output read
-                            break
-                        raise
-                    if not chunk:
-                        break
-                    out += chunk
-                elif proc.poll() is not None:
-                    break
-            code = proc.wait()
-        finally:
-            os.close(master)
-        return base.ExecResult(exit_code=code, stdout=bytes(out), stderr=b"")

@@ -1,0 +1,188 @@
+"""Engine API calls on a running native container, through the real docker CLI: pause and
+unpause (the cgroup freezer), exec events in /events, and `docker logs --until`."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.api.test_engine_api import docker
+from tests.api.test_engine_api import engine_api as engine_api  # the fixture
+from tests.api.test_engine_api import pytestmark as pytestmark  # root, registry, docker CLI
+from tests.helpers.host import Host
+
+TICKER = "i=0; while true; do i=$((i+1)); echo $i > /tmp/tick; sleep 0.1; done"
+
+
+def _events(sock: str, since: float, *filters: str) -> list[dict[str, object]]:
+    args = [a for f in filters for a in ("--filter", f)]
+    out = docker(sock, "events", "--since", f"{since:.3f}", "--until", f"{time.time() + 0.5:.3f}", *args,
+                 "--format", "{{json .}}").stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def _tick(sock: str) -> str:
+    return docker(sock, "exec", "ticker", "cat", "/tmp/tick").stdout.strip()
+
+
+def test_pause_freezes_a_container_and_unpause_thaws_it(engine_api: str, busybox_image: str) -> None:
+    docker(engine_api, "pull", busybox_image)
+    since = time.time()
+    docker(engine_api, "run", "-d", "--name", "ticker", "--network", "none", busybox_image, "sh", "-c", TICKER)
+    deadline = time.monotonic() + 30
+    while docker(engine_api, "exec", "ticker", "cat", "/tmp/tick", check=False).returncode != 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+    docker(engine_api, "pause", "ticker")
+    assert docker(engine_api, "inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "ticker").stdout.split() == \
+        ["paused", "true"]
+    assert "(Paused)" in docker(engine_api, "ps", "--format", "{{.Status}}").stdout
+    again = docker(engine_api, "pause", "ticker", check=False)
+    assert again.returncode != 0
+    assert "already paused" in again.stderr
+
+    docker(engine_api, "unpause", "ticker")
+    assert docker(engine_api, "inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "ticker").stdout.split() == \
+        ["running", "false"]
+    first = _tick(engine_api)
+    time.sleep(0.5)
+    assert _tick(engine_api) != first           # its loop runs again
+    assert [e["Action"] for e in _events(engine_api, since, "event=pause", "event=unpause")] == ["pause", "unpause"]
+    docker(engine_api, "rm", "-f", "ticker")
+
+
+def test_a_paused_container_does_not_run(engine_api: str, busybox_image: str) -> None:
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "run", "-d", "--name", "ticker", "--network", "none", busybox_image, "sh", "-c", TICKER)
+    logs_before = docker(engine_api, "top", "ticker").stdout
+    assert "sleep" in logs_before or "sh" in logs_before
+    time.sleep(0.5)
+    docker(engine_api, "pause", "ticker")
+    docker(engine_api, "cp", "ticker:/tmp/tick", "-")        # copy works from a frozen container's root
+    frozen = docker(engine_api, "cp", "ticker:/tmp/tick", "-").stdout
+    time.sleep(0.6)
+    assert docker(engine_api, "cp", "ticker:/tmp/tick", "-").stdout == frozen    # nothing ticked meanwhile
+    docker(engine_api, "unpause", "ticker")
+    docker(engine_api, "rm", "-f", "ticker")
+
+
+def test_exec_is_journalled_as_dockers_exec_events(engine_api: str, busybox_image: str) -> None:
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "run", "-d", "--name", "box", "--network", "none", busybox_image, "sleep", "3600")
+    since = time.time()
+    docker(engine_api, "exec", "box", "sh", "-c", "exit 3", check=False)
+    deadline = time.monotonic() + 10
+    while not (events := _events(engine_api, since, "container=box")) or events[-1]["Action"] != "exec_die":
+        assert time.monotonic() < deadline, events
+        time.sleep(0.2)
+    assert [e["Action"] for e in events] == ["exec_create: sh -c exit 3", "exec_start: sh -c exit 3", "exec_die"]
+    attrs = [e["Actor"]["Attributes"] for e in events]      # type: ignore[index]
+    assert attrs[2]["exitCode"] == "3"
+    assert attrs[2]["name"] == "box"
+    assert attrs[0]["execID"] == attrs[1]["execID"] == attrs[2]["execID"]
+    # Docker's filter matches the action before its colon
+    assert [e["Action"] for e in _events(engine_api, since, "event=exec_create")] == ["exec_create: sh -c exit 3"]
+    docker(engine_api, "rm", "-f", "box")
+
+
+def test_logs_until_leaves_out_later_lines(engine_api: str, busybox_image: str) -> None:
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "run", "-d", "--name", "talker", "--network", "none", busybox_image, "sh", "-c",
+           "echo one; sleep 2; echo two; sleep 3600")
+    deadline = time.monotonic() + 30
+    while "two" not in docker(engine_api, "logs", "talker").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    stamped = docker(engine_api, "logs", "-t", "talker").stdout.splitlines()
+    one_at = stamped[0].split()[0]
+    between = f"{one_at[:19]}Z"                 # the second of line one: line two came 2 s later
+    cut = time.strptime(between, "%Y-%m-%dT%H:%M:%SZ")
+    until = f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(time.mktime(cut) - time.timezone + 1))}Z"
+    assert docker(engine_api, "logs", "--until", until, "talker").stdout.split() == ["one"]
+    assert docker(engine_api, "logs", "talker").stdout.split() == ["one", "two"]
+    docker(engine_api, "rm", "-f", "talker")
+
+
+def test_update_changes_a_running_containers_limits(engine_api: str, busybox_image: str) -> None:
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "run", "-d", "--name", "box", "--network", "none", "--memory", "64m", "--pids-limit", "50",
+           busybox_image, "sleep", "3600")
+    limits = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max"
+    assert docker(engine_api, "exec", "box", "sh", "-c", limits).stdout.split() == [str(64 << 20), "50"]
+    docker(engine_api, "update", "--memory", "96m", "--memory-swap", "96m", "--pids-limit", "70", "--cpus", "0.5",
+           "--restart", "on-failure:3", "box")
+    assert docker(engine_api, "exec", "box", "sh", "-c", limits).stdout.split() == [str(96 << 20), "70"]
+    quota = docker(engine_api, "exec", "box", "cat", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us").stdout.strip()
+    assert quota == "50000"
+    shown = docker(engine_api, "inspect", "-f",
+                   "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}", "box")
+    assert shown.stdout.split() == [str(96 << 20), "70", "on-failure"]
+    small = docker(engine_api, "update", "--memory", "1m", "box", check=False)
+    assert small.returncode != 0
+    assert "6MB" in small.stderr
+    docker(engine_api, "rm", "-f", "box")
+
+
+def test_push_all_tags_pushes_every_tag_of_the_name(engine_api: str, busybox_image: str) -> None:
+    import urllib.request
+
+    host = busybox_image.split("/", 1)[0]
+    repo = f"{host}/alltags/box"
+    docker(engine_api, "pull", busybox_image)
+    for tag in ("1", "2", "latest"):
+        docker(engine_api, "tag", busybox_image, f"{repo}:{tag}")
+    pushed = docker(engine_api, "push", "--all-tags", repo).stdout
+    for tag in ("1", "2", "latest"):
+        assert f"{tag}: digest: sha256:" in pushed, pushed
+    with urllib.request.urlopen(f"http://{host}/v2/alltags/box/tags/list", timeout=10) as resp:
+        assert sorted(json.loads(resp.read())["tags"]) == ["1", "2", "latest"]
+    missing = docker(engine_api, "push", "--all-tags", f"{host}/alltags/none", check=False)
+    assert missing.returncode != 0
+
+
+HTTPD = "mkdir -p /www && echo hello-from-srv > /www/index.html && exec httpd -f -p 8080 -h /www"
+
+
+def _links(prefix: str) -> set[str]:
+    import os
+
+    return {n for n in os.listdir("/sys/class/net") if n.startswith(prefix)}
+
+
+def test_network_connect_and_disconnect_of_a_running_container(engine_api: str, host: Host,
+                                                               busybox_image: str) -> None:
+    front, back = f"{host.config.name_prefix}f", f"{host.config.name_prefix}b"
+    docker(engine_api, "network", "create", "--subnet", host.subnet, front)
+    docker(engine_api, "network", "create", back)
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "run", "-d", "--name", "srv", "--network", back, busybox_image, "sh", "-c", HTTPD)
+    docker(engine_api, "run", "-d", "--name", "client", "--network", front, busybox_image, "sleep", "3600")
+    links = _links(host.config.name_prefix)
+    fetch = ["timeout", "3", "wget", "-qO-", "http://srv:8080/"]
+    assert docker(engine_api, "exec", "client", *fetch, check=False).returncode != 0     # not on its network
+    since = time.time()
+
+    docker(engine_api, "network", "connect", "--alias", "cli", back, "client")
+    ip = docker(engine_api, "inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{back}").IPAddress}}}}',
+                "client").stdout.strip()
+    assert ip in docker(engine_api, "exec", "client", "ip", "-4", "-o", "addr").stdout
+    deadline = time.monotonic() + 30
+    while docker(engine_api, "exec", "client", *fetch, check=False).stdout.strip() != "hello-from-srv":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    peers = docker(engine_api, "exec", "srv", "cat", "/etc/hosts").stdout
+    assert any(line.split()[:1] == [ip] and "cli" in line.split() for line in peers.splitlines()), peers
+    assert len(_links(host.config.name_prefix)) == len(links) + 1          # its veth on back's bridge
+
+    docker(engine_api, "network", "disconnect", back, "client")
+    assert ip not in docker(engine_api, "exec", "client", "ip", "-4", "-o", "addr").stdout
+    assert "srv" not in docker(engine_api, "exec", "client", "cat", "/etc/hosts").stdout
+    assert ip not in docker(engine_api, "exec", "srv", "cat", "/etc/hosts").stdout
+    assert _links(host.config.name_prefix) == links                         # no link left behind
+    assert back not in docker(engine_api, "inspect", "-f", "{{json .NetworkSettings.Networks}}", "client").stdout
+    events = _events(engine_api, since, "type=network")
+    assert [e["Action"] for e in events] == ["connect", "disconnect"]
+    again = docker(engine_api, "network", "disconnect", back, "client", check=False)
+    assert again.returncode != 0
+    docker(engine_api, "rm", "-f", "client", "srv")

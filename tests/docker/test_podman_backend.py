@@ -1,0 +1,58 @@
+"""The Docker backend's podman variant, chosen for an engine that is Podman, on a podman
+service of the test session's own (tests/docker/conftest.py): `--runtime docker` against
+Podman's socket gets PodmanRuntime, whose own loop runs the healthchecks Podman would run from
+systemd timers, during a pass as an agent's session runs it."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from reconciler.execution import backends
+from reconciler.runtime import base
+from reconciler.runtime.docker import DockerRuntime
+from reconciler.runtime.docker.podman import PodmanRuntime
+from tests.docker.conftest import DOCKER_SOCKET, PulledImage, rand
+
+pytestmark = [pytest.mark.root, pytest.mark.docker]
+
+
+def _open(sock: str, monkeypatch: pytest.MonkeyPatch, root: Path) -> base.Runtime:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{sock}")
+    return backends.open_runtime("docker", root=root)
+
+
+def test_the_docker_runtime_on_podman_is_the_podman_variant(
+        podman: DockerRuntime, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    rt = _open(podman.api.socket_path, monkeypatch, tmp_path)
+    try:
+        assert isinstance(rt, PodmanRuntime)
+        assert isinstance(rt, base.Supervised)        # its loops run with the pass
+    finally:
+        rt.close()
+    if os.path.exists(DOCKER_SOCKET):
+        on_docker = _open(DOCKER_SOCKET, monkeypatch, tmp_path)
+        try:
+            assert type(on_docker) is DockerRuntime
+        finally:
+            on_docker.close()
+
+
+def test_a_session_on_podman_runs_its_healthchecks(
+        podman: DockerRuntime, podman_image: PulledImage, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    name = f"rtph{rand()}-hc"
+    with backends.session(_open(podman.api.socket_path, monkeypatch, tmp_path), poll=0.1) as rt:
+        hc = base.Healthcheck(test=("CMD", "true"), interval=0.5, timeout=5, retries=1)
+        cid = rt.create_container(base.ContainerConfig(name=name, image=podman_image.ref, command=("sleep", "600"),
+                                                       networks=("none",), healthcheck=hc))
+        try:
+            rt.start_container(cid)
+            deadline = time.monotonic() + 30
+            while rt.inspect_container(cid).health != "healthy":
+                assert time.monotonic() < deadline, "podman's healthcheck never ran"
+                time.sleep(0.1)
+        finally:
+            rt.remove_container(cid, force=True)

@@ -157,14 +157,12 @@ def register(subparsers: Any) -> None:
 
 def open_runtime(args: argparse.Namespace, *, supervise: bool = True) -> Any:
     """A session on the runtime chosen by --runtime (a context manager yielding the Runtime)."""
-    from pathlib import Path
-
+    from reconciler.cli import engines
     from reconciler.execution import backends
+    from reconciler.runtime import opening
 
-    runtime = backends.open_runtime(
-        args.runtime, root=Path(args.root), run_dir=Path(args.run_dir),
-        name_prefix=getattr(args, "name_prefix", "rcl"), oci_runtime=getattr(args, "oci_runtime", "runc"),
-        recover=supervise)                    # diff (supervise=False) changes nothing, not even leftovers
+    # diff (supervise=False) changes nothing, not even leftovers
+    runtime = opening.open_runtime(args.runtime, engines.place(args), recover=supervise)
     return backends.session(runtime, supervise=supervise)
 
 

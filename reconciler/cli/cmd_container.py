@@ -72,14 +72,10 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from reconciler.cli import engines, output
+    from reconciler.runtime import moving, opening
 
-    from reconciler.cli import output
-    from reconciler.execution.backends import open_runtime
-    from reconciler.runtime import moving
-
-    runtime = open_runtime(args.runtime, root=Path(args.root), run_dir=Path(args.run_dir),
-                           name_prefix=args.name_prefix, oci_runtime=args.oci_runtime)
+    runtime = opening.open_runtime(args.runtime, engines.place(args))
     try:
         with output.input_file(args.input) as f:
             done = moving.import_container(runtime, f, name=args.name, start=args.start,

@@ -17,11 +17,12 @@ __all__ = ["Progress", "open_store", "register", "run"]
 
 
 def register(subparsers: Any) -> None:
-    from reconciler.cli import options
+    from reconciler.cli import engines, options
 
     parser = subparsers.add_parser("pull", help="pull an image from a registry",
                                    description="Pull an image (tag or digest) into the native engine.")
     options.add_engine_options(parser)
+    engines.add_runtime_flag(parser, "pull")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the image reference")
     parser.add_argument("--platform", default=None, metavar="OS/ARCH[/VARIANT]",
                         help="platform to pull from a multi-platform image (default: this host's)")
@@ -34,19 +35,10 @@ def register(subparsers: Any) -> None:
 def open_store(args: argparse.Namespace) -> Any:
     """The native image store of the engine the options name; rmi/prune see which images
     the engine's containers use."""
-    from reconciler.cli import options
-    from reconciler.runtime.native import images
+    from reconciler.cli import engines
+    from reconciler.runtime import opening
 
-    config = options.native_config(args)
-
-    def used() -> set[str]:
-        try:
-            from reconciler.runtime.native import containers
-        except ImportError:  # pragma: no cover - container engine not built in
-            return set()
-        return {str(r.image_id) for r in containers.ContainerManager(config).records()}
-
-    return images.ImageStore(config, container_image_ids=used, platform=getattr(args, "platform", None))
+    return opening.open_image_store(engines.place(args), platform=getattr(args, "platform", None))
 
 
 def _short(digest: str) -> str:
@@ -132,21 +124,23 @@ class Progress:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.cli import _agentapi
+    from reconciler.cli import _agentapi, engines
 
     out = sys.stdout
     progress = None if args.quiet else Progress(args.ref, out, tty=out.isatty())
     # an image present is answered by the agent that holds the root, if one runs (#21): one
     # HEAD from a process whose registry client is loaded already
-    served = None if args.platform else _agentapi.served(args, "/v1/pull", {"ref": args.ref}, timeout=120.0)
+    served = None if args.platform or not engines.is_native(args) else _agentapi.served(args, "/v1/pull", {"ref": args.ref}, timeout=120.0)
     if served is not None:
         for event, detail in served["events"]:
             if progress is not None:
                 progress(event, detail)
         digest, shown = served["digest"], served["shown"]
-    else:
+    elif engines.is_native(args):
         store = open_store(args)
         digest, shown = store.pull(args.ref, progress=progress).digest, store.shown(args.ref)
+    else:
+        digest, shown = _pull_on(args, progress)
     if progress is not None:
         out.write(f"Digest: {digest}\n")
         if progress.status == "up to date":
@@ -155,3 +149,22 @@ def run(args: argparse.Namespace) -> int:
             out.write(f"Status: Downloaded newer image for {shown}\n")
     out.write(f"{shown}\n")
     return 0
+
+
+def _pull_on(args: argparse.Namespace, progress: Progress | None) -> tuple[str, str]:
+    """Pull with the engine `--runtime` names (not the native one): its digest, and the name
+    it is shown by (the reference as docker pull names it)."""
+    from reconciler.cli import engines
+    from reconciler.registry_client import references
+    from reconciler.runtime import errors
+
+    if args.platform:
+        raise errors.InvalidArgument(f"reconcile pull --platform does not work with --runtime {args.runtime}",
+                                     hint="pull with the engine's own client, e.g. docker pull --platform")
+    rt = engines.open_runtime(args, "pull")
+    try:
+        digest = rt.pull_image(args.ref, progress=progress).digest
+    finally:
+        rt.close()
+    r = references.parse(args.ref)
+    return digest, str(r) if r.tag or not r.digest else f"{r.name}@{r.digest}"

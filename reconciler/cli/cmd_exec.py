@@ -39,13 +39,14 @@ def run(args: argparse.Namespace) -> int:
         agent = _agentapi.engine(args)
         if agent is not None:
             return _printed(agent.exec(args.container, args.argv))
+    if attached and not engines.is_native(args):
+        engines.check(args, "exec")
+        raise errors.InvalidArgument(f"reconcile exec -i/-t does not work with --runtime {args.runtime}",
+                                     hint=f"use the engine's own client: {args.runtime} exec -it")
     rt = engines.open_runtime(args, "exec")
     try:
         if engines.is_native(args):
             return _native(rt, args)
-        if attached:
-            raise errors.InvalidArgument(f"reconcile exec -i/-t does not work with --runtime {args.runtime}",
-                                         hint=f"use the engine's own client: {args.runtime} exec -it")
         return _printed(rt.exec(args.container, args.argv))
     finally:
         rt.close()

@@ -50,10 +50,12 @@ def test_run_and_exec_go_through_the_agent_and_print_what_they_print_without_one
     served = outputs(a, busybox_image)
     assert served[0] == (3, "out\n", "err\n")
     assert served[1] == (0, "me /tmp\n", "")
-    assert served[2][0] == 1 and "web" in served[2][2]
+    assert served[2][0] == 1
+    assert "web" in served[2][2]
     assert served[3] == (0, "ID\n", "")
     assert served[4] == (4, "a\n", "b\n")
-    assert served[5][0] == 1 and "/nope" in served[5][2]
+    assert served[5][0] == 1
+    assert "/nope" in served[5][2]
     assert served[6] == (1, "", "error: no such container: nope\n")
     ps = reconcile(a, "ps", "-aq")
     assert len(ps.stdout.split()) == 1                          # web: --rm removed what it ran

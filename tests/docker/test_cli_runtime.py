@@ -48,11 +48,11 @@ def scenario(cli: Cli, image: str, prefix: str) -> dict[str, Any]:
     web, job = f"{prefix}-web", f"{prefix}-job"
     fg = cli("run", "--rm", "-l", label, image, "sh", "-c", "echo out; echo err >&2; exit 3")
     bg = cli("run", "-d", "--name", web, "-l", label, "-e", "A=b", image, "sh", "-c", "echo started; sleep 1000")
-    done = cli("run", "-d", "--name", job, "-l", label, "-l", "tier=job", image, "sh", "-c", "echo bye; exit 5")
+    done = cli("run", "-d", "--name", job, "-l", label, "-l", f"job={prefix}", image, "sh", "-c", "echo bye; exit 5")
     assert bg.returncode == 0, bg.stderr
     assert done.returncode == 0, done.stderr
     deadline = time.monotonic() + 30
-    while '"exited"' not in cli("ps", "-a", "-o", "json", "--filter", "label=tier=job").stdout:
+    while '"exited"' not in cli("ps", "-a", "-o", "json", "--filter", f"label=job={prefix}").stdout:
         assert time.monotonic() < deadline, f"{job} did not exit"
         time.sleep(0.2)
     table = cli("ps", "-a", "--filter", f"label={label}").stdout.splitlines()

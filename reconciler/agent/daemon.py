@@ -54,6 +54,7 @@ from reconciler.planning import actions
 from reconciler.runtime import base, opening
 from reconciler.sources import base as srcbase
 from reconciler.sources import errors as srcerr
+from reconciler.spec.ids import ResourceId
 from reconciler.state import history as hist
 from reconciler.state import labels as labelmod
 
@@ -462,7 +463,7 @@ class Agent:
         src.last_failures = [f"{c.resource}: {c.detail}" for c in result.changeset.failed()] \
             if result.changeset is not None else []
         # desired containers that do not run as they should: a failure of the pass, shown as such
-        src.last_failures += [f"container:{n}: {why}" for n, why in sorted(result.unready.items())]
+        src.last_failures += [f"{ResourceId.container(n)}: {why}" for n, why in sorted(result.unready.items())]
         self.prom.down.labels(name).set(len(result.unready))
         if result.converged:
             src.good = [rev, *[g for g in src.good if g.id != rev.id]][:KEEP_GOOD]
@@ -496,8 +497,9 @@ class Agent:
         failed = dict(result.unready)
         broken = {c.resource: c.detail for c in result.changeset.failed()} if result.changeset is not None else {}
         for d in src.updates.decisions:         # the image's own failure (a pull) says more than "dependency failed"
-            if f"container:{d.container}" in broken and d.chosen is not None:
-                failed[d.container] = broken.get(f"image:{d.ref(d.chosen)}") or broken[f"container:{d.container}"]
+            res = str(ResourceId.container(d.container))
+            if res in broken and d.chosen is not None:
+                failed[d.container] = broken.get(str(ResourceId.image(d.ref(d.chosen)))) or broken[res]
         for d in src.updates.decisions:
             if d.error is not None:
                 self._log.warning("image_tags_unlisted", source=name, container=d.container,

@@ -277,9 +277,11 @@ def print_result(result: Any, fmt: str = "table") -> int:
         print(f"note: {note}")
     for ref, err in sorted(result.resolve_errors.items()):
         print(f"warning: could not resolve {ref}: {err}", file=sys.stderr)
+    from reconciler.spec.ids import ResourceId
+
     in_table = {c.resource for c in result.changeset.failed()}
-    for name, why in sorted(getattr(result, "unready", {}).items()):
-        if f"container:{name}" not in in_table:       # its failed or skipped action says why already
+    for name, why in sorted(result.unready.items()):
+        if str(ResourceId.container(name)) not in in_table:       # its failed or skipped action says why already
             print(f"error: container {name} is not running as desired: {why}", file=sys.stderr)
     full = result.changeset.disk_full()
     for r in full[:1]:                    # a full file system fails whatever writes to it: say it once

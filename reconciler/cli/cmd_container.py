@@ -49,13 +49,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _parts(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    from reconciler.cli import options
+    from reconciler.cli import engines
     from reconciler.cli.cmd_pull import open_store
-    from reconciler.runtime.native import containers, volumes
+    from reconciler.runtime import opening
+    from reconciler.runtime.native import volumes
 
-    config = options.native_config(args)
-    return (open_store(args), containers.ContainerManager(config, oci_runtime=args.oci_runtime),
-            volumes.VolumeStore(config.root, config.db()))
+    native = opening.open_native(engines.place(args))             # --oci-runtime: the place's
+    return open_store(args), native.containers, volumes.VolumeStore(native.config.root, native.config.db())
 
 
 def _export(args: argparse.Namespace) -> int:

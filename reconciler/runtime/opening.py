@@ -32,11 +32,12 @@ from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 
 if TYPE_CHECKING:
+    from reconciler.runtime.native.backend import NativeRuntime
     from reconciler.runtime.native.config import NativeConfig
     from reconciler.runtime.native.images import ImageStore
     from reconciler.runtime.native.records import RecordStore
 
-__all__ = ["RUNTIMES", "Place", "inspect_document", "open_image_store", "open_records", "open_runtime",
+__all__ = ["RUNTIMES", "Place", "inspect_document", "open_image_store", "open_native", "open_records", "open_runtime",
            "read_native_logs", "summaries"]
 
 RUNTIMES = ("native", "docker", "swarm", "fake")
@@ -110,6 +111,15 @@ def _native(place: Place, *, recover: bool, bridge: bool) -> base.Runtime:
         recovery.recover(native)
     runtime: base.Runtime = native
     return runtime
+
+
+def open_native(place: Place) -> NativeRuntime:
+    """The native engine at `place` itself, for the commands that use its parts beyond the
+    Runtime protocol (commit, volume, container export): no crash recovery, no bridge
+    networking until a container needs it."""
+    from reconciler.runtime.native import backend
+
+    return backend.NativeRuntime(place.native_config())
 
 
 def open_records(place: Place) -> RecordStore:

@@ -144,15 +144,15 @@ def _short_image(image: str, no_trunc: bool) -> str:
 
 def run_swarm(args: argparse.Namespace) -> int:
     """Services and their tasks: one row per task, the service's columns on its first row."""
-    import os
+    from reconciler.cli import engines, output
 
-    from reconciler.cli import output
-    from reconciler.runtime.swarm import backend
-
-    with backend.SwarmRuntime.from_docker_host(os.environ.get("DOCKER_HOST")) as rt:
+    rt = engines.open_runtime(args, "ps")       # a SwarmRuntime: its tasks too
+    try:
         selector = _selector(args) or None
         states = {s.name: s for s in rt.list_containers(selector)}
         tasks = rt.tasks(selector, all_tasks=args.all)
+    finally:
+        rt.close()
     if args.quiet:
         for name in sorted(states):
             print(states[name].id if args.no_trunc else states[name].id[:12])

@@ -324,7 +324,7 @@ class _Planner:
     def _prune_containers(self) -> None:
         rev, b = self.desired.revision, self.b
         if self.prune_refused:
-            b.add(f"refuse-prune:{rev}", Kind.FAIL, f"revision:{rev[:12]}",
+            b.add(f"refuse-prune:{rev}", Kind.FAIL, str(ResourceId("Revision", rev[:12])),
                   f"the revision declares nothing: refusing to prune {len(self.garbage)} objects "
                   "(pass --allow-empty to remove everything)")
         if not self.prune:

@@ -18,8 +18,8 @@ KINDS = ("Container", "Network", "Volume", "Image")
 
 @dataclass(frozen=True, order=True)
 class ResourceId:
-    """One object: its manifest kind (Container, Network, Volume, Image) and its name (an
-    image's: its reference, which may hold ':' and '/')."""
+    """One object: its kind (a manifest's: Container, Network, Volume, Image; or Revision, what a
+    pass refused as a whole) and its name (an image's: its reference, which may hold ':' and '/')."""
 
     kind: str
     name: str
@@ -28,11 +28,10 @@ class ResourceId:
     def parse(cls, text: str) -> ResourceId:
         """The id `str()` wrote ("container:web"); ValueError for text that is not one."""
         prefix, sep, name = text.partition(":")
-        kind = prefix.title()
-        if not sep or kind not in KINDS or not name:
-            raise ValueError(f"{text!r} is not a resource id (KIND:NAME, KIND one of "
+        if not sep or not prefix.isalpha() or not name:
+            raise ValueError(f"{text!r} is not a resource id (KIND:NAME, KIND like "
                              f"{', '.join(k.lower() for k in KINDS)})")
-        return cls(kind, name)
+        return cls(prefix.title(), name)
 
     @classmethod
     def container(cls, name: str) -> ResourceId:

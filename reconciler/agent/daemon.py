@@ -741,18 +741,14 @@ class Agent:
         """What `reconcile ps` shows of every container of the engine (those with `labels`),
         newest first, read through the engine the agent keeps open (the CLI then needs no engine
         code of its own). Only the native engine's: `ps` lists no other."""
-        from reconciler.runtime.native import records
-
-        return [records.summary(r) for r in self._native().containers.records(labels or None)]
+        return opening.summaries(self._native().containers, dict(labels))
 
     def inspect_container(self, name: str) -> Mapping[str, Any]:
         """What `reconcile inspect NAME` shows (a `docker inspect` document)."""
         from reconciler.runtime import errors as rterrors
-        from reconciler.runtime.native import inspection
 
-        rt = self._native()
         try:
-            return inspection.document(rt.containers, rt.containers.get(name))
+            return opening.inspect_document(self._native().containers, name)
         except rterrors.NotFound as e:
             raise apierr.NotFound(str(e)) from None
 

@@ -38,9 +38,9 @@ sys.path.insert(0, str(REPO))
 
 from bench import plots  # noqa: E402
 from reconciler.api import client as api_client  # noqa: E402
-from reconciler.runtime.native import cgroups, mounts  # noqa: E402
 from reconciler.runtime.native.backend import NativeRuntime  # noqa: E402
 from reconciler.runtime.native.config import NativeConfig  # noqa: E402
+from reconciler.runtime.native.containers import cgroups, mounts  # noqa: E402
 from tests.helpers import images  # noqa: E402
 from tests.helpers.registry import RegistryServer  # noqa: E402
 

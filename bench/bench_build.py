@@ -34,10 +34,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from reconciler.runtime.native import containers  # noqa: E402
-from reconciler.runtime.native import images as native_images  # noqa: E402
 from reconciler.runtime.native.build import builder  # noqa: E402
 from reconciler.runtime.native.config import NativeConfig  # noqa: E402
+from reconciler.runtime.native.containers import containers  # noqa: E402
+from reconciler.runtime.native.images import images as native_images  # noqa: E402
 from tests.helpers import images  # noqa: E402
 from tests.helpers.registry import RegistryServer  # noqa: E402
 

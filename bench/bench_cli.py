@@ -41,6 +41,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
+sys.path.insert(0, str(REPO))
+
+from bench import rows as benchrows  # noqa: E402
 
 
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -157,7 +160,22 @@ def main() -> int:
             print(f"{label:14s} " + "  ".join(f"{k} {ms(v, i)}" for k, v in times.items()) + ratio(times, i))
         for label, values in floor.items():
             print(f"floor {label:20s} {ms(values, i)}")
+    record(rows)
     return 0
+
+
+def record(rows: list[tuple[str, dict[str, list[tuple[float, float]]]]]) -> None:
+    """The wall-time rows of bench_all's table: each command beside docker's (a command the agent
+    answered beside docker's same command); `ps` has issue #21's goal, 1.5x docker's."""
+    def median(samples: list[tuple[float, float]]) -> float:
+        return statistics.median(s[0] for s in samples)
+
+    docker = {label: median(t["docker"]) for label, t in rows if "docker" in t}
+    for label, times in rows:
+        plain = label.replace(" (agent)", "").replace("ps json", "ps -a (json)")
+        theirs = docker.get(plain)
+        benchrows.record(f"reconcile {label}", median(times["reconcile"]), peer="docker" if theirs else None,
+                         theirs=theirs, goal=1.5 if theirs and plain.startswith("ps") else None)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import plots
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
-from reconciler.runtime.native.network import NetworkManager
+from reconciler.runtime.native.network.network import NetworkManager
 from tests.helpers import images, subnets
 from tests.helpers.registry import RegistryServer
 

@@ -27,8 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reconciler.runtime import base
-from reconciler.runtime.native import network
 from reconciler.runtime.native.config import NativeConfig
+from reconciler.runtime.native.network import network
 from tests.helpers import images
 
 

@@ -131,8 +131,8 @@ def main() -> int:
             print(f"run {run + 1}: " + "  ".join(f"{k} {v[-1]:.2f}s" for k, v in cold.items()), flush=True)
 
         # The agent is a long-running process: its re-pull costs no interpreter start-up.
-        from reconciler.runtime.native import images as native_images
         from reconciler.runtime.native.config import NativeConfig
+        from reconciler.runtime.native.images import images as native_images
 
         store = native_images.ImageStore(NativeConfig(root=root, run_dir=run_dir))
         store.pull(ref)

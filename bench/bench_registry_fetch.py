@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import rows
 from reconciler.registry_client import CredentialStore, RegistryClient, models
 from tests.helpers.registry import RegistryServer
 
@@ -103,6 +104,7 @@ def main() -> int:
         print(f"ours   median {mo:.3f}s  ({total / 2**20 / mo:.0f} MiB/s)  runs: {', '.join(f'{t:.2f}' for t in ours)}")
         print(f"skopeo median {ms:.3f}s  ({total / 2**20 / ms:.0f} MiB/s)  runs: {', '.join(f'{t:.2f}' for t in peer)}")
         print(f"ratio ours/skopeo = {mo / ms:.2f} (goal <= 0.80)")
+        rows.record(f"fetch the blobs of a {args.layers}-layer image", mo, peer="skopeo", theirs=ms, goal=0.8)
     finally:
         registry.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -36,10 +36,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench import rows  # noqa: E402
 from reconciler.runtime import base  # noqa: E402
-from reconciler.runtime.native import cgroups  # noqa: E402
 from reconciler.runtime.native.backend import NativeRuntime  # noqa: E402
 from reconciler.runtime.native.config import NativeConfig  # noqa: E402
+from reconciler.runtime.native.containers import cgroups  # noqa: E402
 from tests.helpers import images  # noqa: E402
 from tests.helpers.registry import RegistryServer  # noqa: E402
 
@@ -132,6 +133,12 @@ def main() -> int:
                 print(f"   ratio {k} / docker (--network none) = {med[k] / docker_none:5.2f}")
             if "podman run --rm --network none" in med:
                 print(f"   ratio {k} / podman                = {med[k] / med['podman run --rm --network none']:5.2f}")
+        ours_run = med["native (CLI run --rm)"]
+        if docker_ref:
+            rows.record("reconcile run --rm IMG true", ours_run, peer="docker", theirs=docker_ref, goal=0.35)
+        if "podman run --rm --network none" in med:
+            rows.record("reconcile run --rm IMG true", ours_run, peer="podman",
+                        theirs=med["podman run --rm --network none"])
 
         n = args.detached
         totals: dict[str, float] = {}
@@ -171,6 +178,7 @@ def main() -> int:
             d = totals["docker run -d --network none"]
             for k in ("native (API, warm)", "native (CLI run -d)"):
                 print(f"   ratio {k} / docker = {totals[k] / d:5.2f}  (goal <= 0.5)")
+            rows.record(f"{n} x reconcile run -d", totals["native (CLI run -d)"], peer="docker", theirs=d, goal=0.5)
         if "podman run -d --network none" in totals:
             p = totals["podman run -d --network none"]
             for k in ("native (API, warm)", "native (CLI run -d)"):

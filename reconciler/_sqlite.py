@@ -2,6 +2,9 @@
 
 Each module that keeps records declares its own tables with `ensure_schema()` (idempotent
 `CREATE TABLE IF NOT EXISTS` statements), so the DB has no central migration list to edit.
+The file carries one format number (sqlite's `user_version`, `FORMAT` here): a version of
+reconciler stamps it when it creates tables, and refuses a database a newer format wrote rather
+than misread it (docs/operations.md, "Upgrade"): going back is restoring the backup.
 Connections are per thread (sqlite3 objects must not cross threads); writers serialise on
 sqlite's own lock with a busy timeout.
 
@@ -28,7 +31,12 @@ from pathlib import Path
 from reconciler import diskfull
 from reconciler._private import make_private
 
-__all__ = ["Database"]
+__all__ = ["FORMAT", "Database"]
+
+# The state database's format. Raise it (and say how an older root is brought forward, in the
+# store that changes) only for a change an older version would misread: a new table or an added
+# column is not one.
+FORMAT = 1
 
 _SIDE_FILES = ("", "-wal", "-shm", "-journal")
 
@@ -59,9 +67,26 @@ class Database:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA secure_delete=ON")     # replaced rows leave no old bytes behind
+            try:
+                self._check_format(conn)
+            except BaseException:
+                conn.close()
+                raise
             self._local.conn = conn
             self._private_files()
         return conn
+
+    def _check_format(self, conn: sqlite3.Connection) -> None:
+        """Refuse a database a newer version wrote (its format is above FORMAT)."""
+        found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if found > FORMAT:
+            from reconciler.errors import TerminalError
+
+            raise TerminalError(
+                f"the state database {self.path} was written by a newer reconciler (format {found}; this "
+                f"version reads format {FORMAT} and older), so this version could misread it",
+                hint="run the newer version again, or restore the backup of the state root taken before "
+                "the upgrade (docs/operations.md, \"Upgrade\")")
 
     def _private_files(self) -> None:
         """state.db (created empty here if missing, so sqlite never makes it with a wider
@@ -102,7 +127,10 @@ class Database:
             if name in self._schemas:
                 return
             with self._space():
-                self.connect().executescript(ddl)
+                conn = self.connect()
+                conn.executescript(ddl)
+                if int(conn.execute("PRAGMA user_version").fetchone()[0]) < FORMAT:
+                    conn.execute(f"PRAGMA user_version = {FORMAT}")      # a root of before formats: 0
             self._schemas.add(name)
 
     @contextmanager

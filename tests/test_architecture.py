@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "reconciler"
-PYROUTE2_MODULE = PKG / "runtime" / "native" / "netlink.py"
+PYROUTE2_MODULE = PKG / "runtime" / "native" / "network" / "netlink.py"
 
 
 def imported_roots(path: Path) -> set[str]:

@@ -18,7 +18,7 @@ import pytest
 
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
-from reconciler.runtime.native.network import NetworkManager
+from reconciler.runtime.native.network.network import NetworkManager
 from tests.helpers import subnets
 from tests.helpers.ports import publish_port
 from tests.helpers.registry import free_port

@@ -354,9 +354,22 @@ def _lines(text: str) -> dict[tuple[str | int, ...], int]:
     return out
 
 
-def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, Any] | None = None) -> AgentConfig:
-    """Validate and build; `overrides` (from command-line flags) replace top-level keys."""
-    import jsonschema
+class _Problems:
+    """The problems found in one agent config, each as `file:line: path: message`."""
+
+    def __init__(self, where: str, text: str) -> None:
+        self.where, self.lines, self.items = where, _lines(text), list[str]()
+
+    def add(self, path: tuple[str | int, ...], message: str, *, dotted: str | None = None) -> None:
+        """One problem at `path` (its line, or the nearest enclosing node's)."""
+        line = next((self.lines[path[:i]] for i in range(len(path), -1, -1) if path[:i] in self.lines), 1)
+        self.items.append(f"{self.where}:{line}: {dotted or '.'.join(map(str, path)) or '(top)'}: {message}")
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+def _load_yaml(text: str, where: str, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
     import yaml
 
     try:
@@ -370,36 +383,44 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{where}:1: the agent config must be a mapping")
-    data = {**data, **{k: v for k, v in (overrides or {}).items() if v is not None}}
-    lines = _lines(text)
-    problems = []
+    return {**data, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+
+
+def _check_schema(data: Mapping[str, Any], problems: _Problems) -> None:
+    import jsonschema
+
     for err in sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(data), key=lambda e: list(map(str, e.path))):
         path = tuple(err.path)
-        line: int = next((lines[path[:i]] for i in range(len(path), -1, -1) if path[:i] in lines), 1)
-        dotted = ".".join(str(p) for p in path) or "(top)"
         msg = err.message
         if err.validator == "oneOf" and path and path[0] == "sources":
             msg = "a source needs exactly one of directory or git"
-        problems.append(f"{where}:{line}: {dotted}: {msg}")
+        problems.add(path, msg)
+
+
+def _sources(data: Mapping[str, Any], problems: _Problems) -> list[SourceConfig]:
+    """The sources, each name and owner once (two sources of one owner would prune each other's)."""
     sources: list[SourceConfig] = []
     names: set[str] = set()
     owners: set[str] = set()
     for i, s in enumerate(data.get("sources") or []):
         if not isinstance(s, dict) or problems:
             continue
-        at = lines.get(("sources", i), 1)
         owner = str(s.get("owner", s["name"]))
         if s["name"] in names:
-            problems.append(f"{where}:{at}: sources.{i}.name: two sources are named {s['name']!r}")
+            problems.add(("sources", i), f"two sources are named {s['name']!r}", dotted=f"sources.{i}.name")
         if owner in owners:
-            problems.append(f"{where}:{at}: sources.{i}.owner: owner {owner!r} is used by two sources "
-                            "(they would prune each other's objects)")
+            problems.add(("sources", i), f"owner {owner!r} is used by two sources (they would prune each "
+                         "other's objects)", dotted=f"sources.{i}.owner")
         names.add(s["name"])
         owners.add(owner)
         try:
             sources.append(_source(s, owner))
         except ValueError as e:
-            problems.append(f"{where}:{at}: sources.{i}: {e}")
+            problems.add(("sources", i), str(e), dotted=f"sources.{i}")
+    return sources
+
+
+def _notify(data: Mapping[str, Any], problems: _Problems) -> list[NotifyTarget]:
     notify: list[NotifyTarget] = []
     for i, n in enumerate(data.get("notify") or []):
         if problems:
@@ -407,55 +428,79 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
         try:
             notify.append(target_from_config(n))
         except ValueError as e:
-            problems.append(f"{where}:{lines.get(('notify', i), 1)}: notify.{i}: {e}")
-    dashboard = None
-    if data.get("dashboard") and not problems:
-        try:
-            token = read_secret(data["dashboard"]["token_file"], "dashboard token_file")
-        except ValueError as e:
-            problems.append(f"{where}:{lines.get(('dashboard',), 1)}: dashboard: {e}")
-        else:
-            listen = _listen(data["dashboard"])
-            assert listen is not None
-            dashboard = (*listen, token.encode())
-    engine_api_cfg = data.get("engine_api")
+            problems.add(("notify", i), str(e), dotted=f"notify.{i}")
+    return notify
+
+
+def _dashboard(data: Mapping[str, Any], problems: _Problems) -> tuple[str, int, bytes] | None:
+    if not data.get("dashboard") or problems:
+        return None
+    try:
+        token = read_secret(data["dashboard"]["token_file"], "dashboard token_file")
+    except ValueError as e:
+        problems.add(("dashboard",), str(e), dotted="dashboard")
+        return None
+    listen = _listen(data["dashboard"])
+    assert listen is not None
+    return (*listen, token.encode())
+
+
+def _engine_api_group(data: Mapping[str, Any], problems: _Problems) -> int | None:
+    """The Engine API socket's group id: only the native runtime serves one."""
+    cfg = data.get("engine_api")
+    if cfg is None:
+        return None
     gid = None
-    if engine_api_cfg is not None and engine_api_cfg.get("group") and not problems:
+    if cfg.get("group") and not problems:
         import grp
 
         try:
-            gid = grp.getgrnam(engine_api_cfg["group"]).gr_gid
+            gid = grp.getgrnam(cfg["group"]).gr_gid
         except KeyError:
-            problems.append(f"{where}:{lines.get(('engine_api',), 1)}: engine_api.group: no group "
-                            f"{engine_api_cfg['group']!r} on this host")
+            problems.add(("engine_api",), f"no group {cfg['group']!r} on this host", dotted="engine_api.group")
+    if data.get("runtime", "native") != "native":
+        problems.add(("engine_api",), "only the native runtime serves the Engine API (docker and podman "
+                     "serve their own)")
+    return gid
+
+
+def _guarded(problems: _Problems, key: str, parse: Any, value: Any) -> Any:
+    """parse(value) when the section is given and nothing failed before; a ValueError is a problem."""
+    if not value or problems:
+        return None
+    try:
+        return parse(value)
+    except ValueError as e:
+        problems.add((key,), str(e))
+        return None
+
+
+def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, Any] | None = None) -> AgentConfig:
+    """Validate and build; `overrides` (from command-line flags) replace top-level keys. Every
+    problem is collected (file:line: path: message) before one ConfigError names them all."""
+    from reconciler.runtime.native.config import locations
+
+    data = _load_yaml(text, where, overrides)
+    problems = _Problems(where, text)
+    _check_schema(data, problems)
+    sources = _sources(data, problems)
+    notify = _notify(data, problems)
+    dashboard = _dashboard(data, problems)
+    gid = _engine_api_group(data, problems)
     if data.get("labels") and data.get("runtime") == "swarm":
-        problems.append(f"{where}:{lines.get(('labels',), 1)}: labels: a Swarm manager places services by its "
-                        "nodes' labels (docker node update --label-add KEY=VALUE NODE); drop labels here")
-    if engine_api_cfg is not None and data.get("runtime", "native") != "native":
-        problems.append(f"{where}:{lines.get(('engine_api',), 1)}: engine_api: only the native runtime serves the "
-                        "Engine API (docker and podman serve their own)")
-    decryption = None
-    if data.get("decryption") and not problems:
-        try:
-            decryption = _decryption(data["decryption"], "decryption")
-        except ValueError as e:
-            problems.append(f"{where}:{lines.get(('decryption',), 1)}: decryption: {e}")
-    hook_limits: dict[str, Any] = {}
-    if not problems and data.get("webhook"):
-        try:
-            hook_limits = _webhook_limits(data["webhook"])
-        except ValueError as e:
-            problems.append(f"{where}:{lines.get(('webhook',), 1)}: webhook: {e}")
+        problems.add(("labels",), "a Swarm manager places services by its nodes' labels (docker node update "
+                     "--label-add KEY=VALUE NODE); drop labels here")
+    decryption = _guarded(problems, "decryption", lambda d: _decryption(d, "decryption"), data.get("decryption"))
+    hook_limits: dict[str, Any] = _guarded(problems, "webhook", _webhook_limits, data.get("webhook")) or {}
     if problems:
-        raise ConfigError(f"{len(problems)} problem(s) in the agent config:\n" + "\n".join(problems),
+        raise ConfigError(f"{len(problems.items)} problem(s) in the agent config:\n" + "\n".join(problems.items),
                           hint="fix the agent config; `reconcile agent --config FILE --check` validates it")
     sup = data.get("supervision") or {}
     history = data.get("history") or {}
-    from reconciler.runtime.native.config import locations
-
     root = Path(data.get("root", "/var/lib/reconciler"))
     # not given: what the root recorded, else names of the root's own (the defaults for the default root)
     run_dir, name_prefix = locations(root, data.get("run_dir"), data.get("name_prefix"))
+    api = data.get("engine_api")
     return AgentConfig(
         root=root, run_dir=run_dir, runtime=data.get("runtime", "native"),
         labels=dict(sorted((data.get("labels") or {}).items())),
@@ -469,8 +514,7 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
         history_keep=int(history.get("keep", 1000)), history_max_age=_days(history.get("max_age", "30d")),
         notify=tuple(notify), dashboard=dashboard, sources=tuple(sources), decryption=decryption,
         image_update_interval=_duration((data.get("image_updates") or {}).get("interval", 300)),
-        engine_api=None if engine_api_cfg is None else
-        (Path(engine_api_cfg.get("socket") or run_dir / "docker.sock"), gid),
+        engine_api=None if api is None else (Path(api.get("socket") or run_dir / "docker.sock"), gid),
     )
 
 

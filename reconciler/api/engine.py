@@ -640,7 +640,7 @@ class EngineApi:
             raise HttpError(404, "page not found")
         ident, action = parts[0], "/".join(parts[1:])
         if method == "GET" and action == "json":
-            from reconciler.runtime.native import inspection
+            from reconciler.runtime.native.containers import inspection
 
             manager = rt.containers
             rec = manager.get(ident)
@@ -685,7 +685,7 @@ class EngineApi:
         if method == "GET" and action == "top":
             return 200, self._top(ident, q.get("ps_args") or "-ef")
         if method == "GET" and action == "export":
-            from reconciler.runtime.native import copying
+            from reconciler.runtime.native.containers import copying
 
             fd = rt.containers.open_root(ident, live=False)
             try:
@@ -784,7 +784,9 @@ class EngineApi:
         naming the stream: 2 stdout, 3 stderr, then data) become Docker's frames (raw with a
         TTY); what the client sends goes to the process's stdin, and its end closes that stdin
         (conmon does when the socket is shut for writing)."""
-        sock = self.runtime.containers.attach(rec.id)
+        from reconciler.runtime.native.containers import execs
+
+        sock = execs.attach(self.runtime.containers, rec.id)
 
         def frames() -> Iterator[bytes]:
             try:
@@ -829,7 +831,7 @@ class EngineApi:
                  raw: Callable[[], Any] | None) -> tuple[int, Any]:
         """docker cp: HEAD stats a path, GET reads it as a tar, PUT unpacks a tar into a
         directory (through the layer extractor); paths resolved inside the container."""
-        from reconciler.runtime.native import copying
+        from reconciler.runtime.native.containers import copying
 
         path = q.get("path") or ""
         if not path.startswith("/"):
@@ -863,7 +865,7 @@ class EngineApi:
         import shlex
         import subprocess
 
-        from reconciler.runtime.native import cgroups
+        from reconciler.runtime.native.containers import cgroups
 
         manager = self.runtime.containers
         rec = manager.get(ident)
@@ -940,7 +942,7 @@ class EngineApi:
         shows a CPU %)."""
         import time
 
-        from reconciler.runtime.native import stats
+        from reconciler.runtime.native.containers import stats
 
         manager = self.runtime.containers
         cid = manager.get(ident).id
@@ -991,8 +993,10 @@ class EngineApi:
         client's end of input closes that stdin); the exit code for /exec/{id}/json."""
         import selectors
 
-        proc, master, path = self.runtime.containers.spawn_exec(ex["container"], ex["argv"], tty=ex["tty"],
-                                                                stdin=ex["stdin"])
+        from reconciler.runtime.native.containers import execs
+
+        proc, master, path = execs.spawn(self.runtime.containers, ex["container"], ex["argv"], tty=ex["tty"],
+                                         stdin=ex["stdin"])
         ex["running"] = True
 
         def finish() -> None:
@@ -1071,7 +1075,7 @@ class EngineApi:
         import shutil
         import tempfile
 
-        from reconciler.runtime.native import layers
+        from reconciler.runtime.native.images import layers
 
         if raw is None:
             raise HttpError(400, "the build context (a tar) is missing")

@@ -194,12 +194,13 @@ def run(args: argparse.Namespace) -> int:
                        decryption=decryption_keys(args), cluster=args.runtime == "swarm")  # SpecError/PolicyError → exit 2,
     #                                                       before anything is touched
     print_warnings(loaded)
-    desired = host_part(args, loaded, converge=True)
     options = passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty, dry_run=args.dry_run,
                                  max_workers=max(1, args.parallel), source=os.path.abspath(args.source)
                                  if args.source != "-" else "-", settle=SETTLE, rollout_timeout=args.timeout)
     started, db = time.time(), open_db(args)
     with stopping.Stopper() as stop, locking.store_lock(args.root), contextlib.ExitStack() as stack:
+        desired = host_part(args, loaded, converge=True)   # under the lock: the labels checked are
+        #                                 the ones this pass converges with, and a refused run records none
         with passes.failure_recorded(desired, db, options, started_at=started):    # the engine may not open
             runtime = stack.enter_context(open_runtime(args, supervise=not args.dry_run))   # (a full disk)
         result = passes.run_pass(desired, runtime, db, options,

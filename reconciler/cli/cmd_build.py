@@ -159,8 +159,9 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         return check(args)
     from reconciler.cli import options
-    from reconciler.runtime.native import containers, images
     from reconciler.runtime.native.build import builder
+    from reconciler.runtime.native.containers import containers
+    from reconciler.runtime.native.images import images
 
     config = options.native_config(args)
     manager = containers.ContainerManager(config, oci_runtime=args.oci_runtime)

@@ -52,7 +52,7 @@ def _parts(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from reconciler.cli import engines
     from reconciler.cli.cmd_pull import open_store
     from reconciler.runtime import opening
-    from reconciler.runtime.native import volumes
+    from reconciler.runtime.native.volumes import volumes
 
     native = opening.open_native(engines.place(args))             # --oci-runtime: the place's
     return open_store(args), native.containers, volumes.VolumeStore(native.config.root, native.config.db())

@@ -30,7 +30,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import output
     from reconciler.cli.cmd_pull import open_store
-    from reconciler.runtime.native import archive
+    from reconciler.runtime.native.images import archive
 
     store = open_store(args)
     say = None if args.quiet else (lambda m: print(m, file=sys.stderr))

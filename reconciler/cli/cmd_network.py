@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
 
 def _manager(args: argparse.Namespace) -> Any:
     from reconciler.cli import options
-    from reconciler.runtime.native import network
+    from reconciler.runtime.native.network import network
 
     return network.NetworkManager(options.native_config(args))
 

@@ -147,15 +147,19 @@ def _run_offline(args: argparse.Namespace, wanted: str | None) -> int:
                       "or before revisions were kept): apply its files instead")
     if not snap.rollback:
         return refuse(f"revision {target.revision[:12]} cannot be re-applied: {snap.reason}")
-    desired = cmd_apply.host_part(args, store.load(snap), converge=True)   # SnapshotError (exit 2) if the copy was tampered with
+    loaded = store.load(snap)                          # SnapshotError (exit 2) if the copy was tampered with
     cause = f"rollback to {target.revision[:12]}"
-    print(f"{cause} (applied {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(target.started_at))} UTC "
-          f"from {snap.source}; was {(current or '-')[:12]})", file=sys.stderr if output.wants_data(args) else sys.stdout)
     options = passes.PassOptions(owner=args.owner, max_workers=max(1, args.parallel), source=snap.source,
                                  cause=cause, settle=cmd_apply.SETTLE, rollout_timeout=args.timeout)
-    with stopping.Stopper() as stop, locking.store_lock(args.root), cmd_apply.open_runtime(args) as runtime:
-        result = passes.run_pass(desired, runtime, db, options,
-                                 execute_options=executor.ExecuteOptions(max_workers=options.max_workers, stop=stop))
+    with stopping.Stopper() as stop, locking.store_lock(args.root):
+        desired = cmd_apply.host_part(args, loaded, converge=True)      # under the lock, as apply's
+        print(f"{cause} (applied {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(target.started_at))} UTC "
+              f"from {snap.source}; was {(current or '-')[:12]})",
+              file=sys.stderr if output.wants_data(args) else sys.stdout)
+        with cmd_apply.open_runtime(args) as runtime:
+            result = passes.run_pass(desired, runtime, db, options,
+                                     execute_options=executor.ExecuteOptions(max_workers=options.max_workers,
+                                                                             stop=stop))
         if result.changeset is not None and result.converged:
             store.touch(snap.revision)
     if stopped := cmd_apply.stopped_code(result, stop, args.output):

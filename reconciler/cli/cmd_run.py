@@ -222,6 +222,7 @@ def _run_native(rt: Any, config: Any, args: argparse.Namespace) -> int:
     the output read from the log as it is written."""
     from reconciler.logs import configure_logging
     from reconciler.runtime import errors, opening
+    from reconciler.runtime.native.containers import execs
 
     attached = (args.interactive or args.tty) and not args.detach
     try:
@@ -237,7 +238,7 @@ def _run_native(rt: Any, config: Any, args: argparse.Namespace) -> int:
                      lowerdirs=layer_dirs, terminal=args.tty, stdin=args.interactive).id
     sock = None
     try:
-        sock = mgr.attach(cid) if attached else None
+        sock = execs.attach(mgr, cid) if attached else None
         rt.start_container(cid)
     except BaseException:
         if sock is not None:
@@ -285,6 +286,8 @@ def _relay(mgr: Any, cid: str, sock: Any, *, stdin: bool, tty: bool) -> None:
     import signal
     import socket
 
+    from reconciler.runtime.native.containers import execs
+
     in_fd = sys.stdin.fileno()
     out, err = sys.stdout.buffer, sys.stderr.buffer
     restore = None
@@ -300,7 +303,7 @@ def _relay(mgr: Any, cid: str, sock: Any, *, stdin: bool, tty: bool) -> None:
             if os.isatty(fd):
                 size = os.get_terminal_size(fd)
                 if size.lines and size.columns:
-                    mgr.resize(cid, size.lines, size.columns)
+                    execs.resize(mgr, cid, size.lines, size.columns)
                 return
 
     if tty:

@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import output
     from reconciler.cli.cmd_pull import open_store
-    from reconciler.runtime.native import archive
+    from reconciler.runtime.native.images import archive
 
     store = open_store(args)
     for ref in args.images:        # every name checked before anything is written

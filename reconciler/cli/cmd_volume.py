@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _volumes(args: argparse.Namespace) -> Any:
     from reconciler.cli import options
-    from reconciler.runtime.native import volumes
+    from reconciler.runtime.native.volumes import volumes
 
     config = options.native_config(args)
     return volumes.VolumeStore(config.root, config.db())

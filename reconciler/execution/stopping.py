@@ -5,7 +5,7 @@
                     the pass ends `interrupted`; one warning line tells the user
     second signal   the process exits at once with 128 + the signal's number (143 for SIGTERM,
                     130 for SIGINT), as a kill would end it: the next engine start collects
-                    what was half done (runtime/native/recovery.py) and the next pass records
+                    what was half done (runtime/native/containers/recovery.py) and the next pass records
                     this one as interrupted (state/history.py)
 
 `reconcile apply` (`--once`), `reconcile rollback` and `reconcile agent` install it. The

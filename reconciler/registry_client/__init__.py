@@ -15,7 +15,9 @@ Modules (import the module, use its names):
 * `credentials`: `CredentialStore(static=, docker_config=, auth_file=, env=)` reading
   DOCKER_AUTH_CONFIG, ~/.docker/config.json (credHelpers, credsStore, auths) and Podman's
   auth.json; `Credential(username, password, identity_token)`.
-* `client`: `RegistryClient(*, credentials=None, transport=None, timeout=30, retries=4,
+* `client`: `RegistryClient` = `session.Session` (the HTTP client, auth, errors, retries) +
+  `pull.Pulling` (manifests, blobs, tags) + `push.Pushing` (uploads), one module each.
+  `RegistryClient(*, credentials=None, transport=None, timeout=30, retries=4,
   backoff=0.5, max_backoff=20, sleep=time.sleep, insecure_hosts=(), max_retry_after=60,
   max_manifest_size=4*1048*1048, max_connections=16, download_concurrency=3,
   clock=time.monotonic)`; a context
@@ -54,16 +56,20 @@ if TYPE_CHECKING:  # the names below are loaded on first use: httpx costs ~0.2 s
         errors,
         models,
         platforms,
+        pull,
+        push,
         references,
+        session,
     )
-    from reconciler.registry_client.client import PullPlan, RegistryClient
+    from reconciler.registry_client.client import RegistryClient
     from reconciler.registry_client.credentials import Credential, CredentialStore
     from reconciler.registry_client.errors import RegistryError
     from reconciler.registry_client.models import Descriptor, Manifest
+    from reconciler.registry_client.pull import PullPlan
     from reconciler.registry_client.references import Reference
 
 _NAMES = {
-    "PullPlan": "client",
+    "PullPlan": "pull",
     "RegistryClient": "client",
     "Credential": "credentials",
     "CredentialStore": "credentials",
@@ -72,7 +78,8 @@ _NAMES = {
     "Manifest": "models",
     "Reference": "references",
 }
-_MODULES = {"auth", "client", "credentials", "digests", "errors", "models", "platforms", "references"}
+_MODULES = {"auth", "client", "credentials", "digests", "errors", "models", "platforms", "pull", "push", "references",
+            "session"}
 
 
 def __getattr__(name: str) -> Any:
@@ -100,5 +107,8 @@ __all__ = [
     "errors",
     "models",
     "platforms",
+    "pull",
+    "push",
     "references",
+    "session",
 ]

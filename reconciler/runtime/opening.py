@@ -34,8 +34,8 @@ from reconciler.runtime import errors as rterrors
 if TYPE_CHECKING:
     from reconciler.runtime.native.backend import NativeRuntime
     from reconciler.runtime.native.config import NativeConfig
-    from reconciler.runtime.native.images import ImageStore
-    from reconciler.runtime.native.records import RecordStore
+    from reconciler.runtime.native.containers.records import RecordStore
+    from reconciler.runtime.native.images.images import ImageStore
 
 __all__ = ["RUNTIMES", "Place", "inspect_document", "open_image_store", "open_native", "open_records", "open_runtime",
            "read_native_logs", "summaries"]
@@ -101,12 +101,12 @@ def _native(place: Place, *, recover: bool, bridge: bool) -> base.Runtime:
     config = place.native_config()
     network: Any = None
     if bridge:
-        from reconciler.runtime.native import network as netmod
+        from reconciler.runtime.native.network import network as netmod
 
         network = netmod.NetworkManager(config)
     native = backend.NativeRuntime(config, network=network)
     if recover:
-        from reconciler.runtime.native import recovery
+        from reconciler.runtime.native.containers import recovery
 
         recovery.recover(native)
     runtime: base.Runtime = native
@@ -125,7 +125,7 @@ def open_native(place: Place) -> NativeRuntime:
 def open_records(place: Place) -> RecordStore:
     """The native engine's container records at `place`, for what only reads them (`ps`,
     `inspect`, `logs`): no lifecycle, image store or network code loaded, nothing created."""
-    from reconciler.runtime.native import records
+    from reconciler.runtime.native.containers import records
 
     return records.RecordStore(place.native_config())
 
@@ -133,13 +133,13 @@ def open_records(place: Place) -> RecordStore:
 def open_image_store(place: Place, *, platform: str | None = None) -> ImageStore:
     """The native engine's image store at `place`; `rmi` and `image prune` see which images the
     engine's containers use."""
-    from reconciler.runtime.native import images
+    from reconciler.runtime.native.images import images
 
     config = place.native_config()
 
     def used() -> set[str]:
         try:
-            from reconciler.runtime.native import containers
+            from reconciler.runtime.native.containers import containers
         except ImportError:  # pragma: no cover - container engine not built in
             return set()
         return {str(r.image_id) for r in containers.ContainerManager(config).records()}
@@ -150,21 +150,21 @@ def open_image_store(place: Place, *, platform: str | None = None) -> ImageStore
 def read_native_logs(path: Path, *, is_running: Callable[[], bool], poll: float) -> Iterator[base.LogLine]:
     """The lines of a native container's log file as they are written, until it stopped
     (`reconcile run` in the foreground, which polls faster than `logs -f`)."""
-    from reconciler.runtime.native import logs
+    from reconciler.runtime.native.containers import logs
 
     return logs.read_logs(path, follow=True, is_running=is_running, poll=poll)
 
 
 def summaries(store: RecordStore, selector: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """What `ps` shows of each native container with the `selector` labels, newest first."""
-    from reconciler.runtime.native import records
+    from reconciler.runtime.native.containers import records
 
     return [records.summary(r) for r in store.records(selector or None)]
 
 
 def inspect_document(store: RecordStore, name: str) -> dict[str, Any]:
     """The `docker inspect` document of the native container `name` (NotFound if none)."""
-    from reconciler.runtime.native import inspection
+    from reconciler.runtime.native.containers import inspection
 
     doc: dict[str, Any] = inspection.document(store, store.get(name))
     return doc

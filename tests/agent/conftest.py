@@ -23,7 +23,7 @@ from reconciler.api import client as api_client
 from reconciler.api import errors as api_errors
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
-from reconciler.runtime.native.network import NetworkManager
+from reconciler.runtime.native.network.network import NetworkManager
 from tests.runtime.conftest import cleanup, leftovers, net_leftovers, new_prefix, remove_networks
 
 WAIT = 60.0                              # generous: a slow CI machine, never a timed assertion

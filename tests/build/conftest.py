@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from reconciler.runtime.native import cgroups, containers, images, mounts
 from reconciler.runtime.native.build import builder
 from reconciler.runtime.native.config import NativeConfig
+from reconciler.runtime.native.containers import cgroups, containers, mounts
+from reconciler.runtime.native.images import images
 from tests.runtime.conftest import leftovers
 
 
@@ -33,7 +34,7 @@ class Engine:
     def run(self, image: str, *cmd: str, **kw: Any) -> tuple[int, str]:
         """Run `image` (its own command unless `cmd`) to completion; exit code and output."""
         from reconciler.runtime import base
-        from reconciler.runtime.native import logs
+        from reconciler.runtime.native.containers import logs
 
         info = self.store.get(image)
         cfg = base.ContainerConfig(name="t" + secrets.token_hex(4), image=image, networks=("none",),

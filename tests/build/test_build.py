@@ -390,7 +390,7 @@ def test_hardlinks_and_chown_by_name(engine: Engine, context_dir: Ctx, busybox_i
 def test_debris_of_a_killed_build_is_removed(engine: Engine) -> None:
     import subprocess
 
-    from reconciler.runtime.native import mounts
+    from reconciler.runtime.native.containers import mounts
 
     proc = subprocess.Popen(["true"])
     proc.wait()                          # a pid nobody has any more

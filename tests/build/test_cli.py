@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runtime.native import containers, images
 from reconciler.runtime.native.config import NativeConfig
+from reconciler.runtime.native.containers import containers
+from reconciler.runtime.native.images import images
 from tests.build.conftest import Engine
 from tests.helpers import hostile
 from tests.helpers.measure import run_measured

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli.main import main
-from reconciler.runtime.native import images
+from reconciler.runtime.native.images import images
 from tests.execution.helpers import write
 from tests.helpers.host import Host
 from tests.helpers.sops_files import encrypt_dotenv, new_age_key

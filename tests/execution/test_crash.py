@@ -4,7 +4,7 @@ Each round changes every container (recreate) or starts from no containers, runs
 real process, kills it after a seeded random delay, reruns it to completion (exit 0) and then
 checks the host holds exactly the 20 desired containers: no extra records, rootfs mounts,
 namespaces, veths, address allocations, conmon monitors, cgroups or bundle dirs, and the named
-volume's data unchanged. Start-up recovery (runtime/native/recovery.py) is what makes it pass.
+volume's data unchanged. Start-up recovery (runtime/native/containers/recovery.py) is what makes it pass.
 """
 
 from __future__ import annotations

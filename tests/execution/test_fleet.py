@@ -142,3 +142,31 @@ def test_an_apply_without_the_labels_the_host_converged_with_is_refused_and_says
     assert apply() == 0
     assert apply("--host-label", "role=edge") == 0                  # a host never labelled takes its first labels
     assert names() == ["edge", "every"]
+
+
+def test_labels_are_checked_and_recorded_under_the_store_lock(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An apply or rollback refused because another pass holds the root neither checks nor
+    records labels: the labels a pass checks are the ones it converges with (no window between
+    the check and the lock in which another pass could relabel the host)."""
+    from reconciler.execution import locking
+    from reconciler.state import hostlabels
+    from tests.execution.helpers import IMG, fake_root
+
+    m, root = tmp_path / "m", fake_root(tmp_path)
+    write(m, "fleet.yaml", fleet(IMG))
+    flags = ["--root", str(root), "--runtime", "fake"]
+    assert main(["apply", str(m), *flags, "--host-label", "role=edge"]) == 0
+    write(m, "fleet.yaml", fleet(IMG, edge="placement: {labels: {role: edge}}\nenv: {A: '1'}"))
+    assert main(["apply", str(m), *flags, "--host-label", "role=edge"]) == 0    # (a revision to roll back to)
+    assert hostlabels.recorded(root) == {"role": "edge"}
+    capsys.readouterr()
+
+    with locking.store_lock(root):                   # another pass (or an agent) holds the root
+        assert main(["apply", str(m), *flags, "--relabel", "--host-label", "role=db"]) != 0
+        assert "reconcile.lock" in capsys.readouterr().err
+        assert hostlabels.recorded(root) == {"role": "edge"}          # the refused run recorded nothing
+        assert main(["rollback", *flags, "--relabel", "--host-label", "role=db"]) != 0
+        assert "reconcile.lock" in capsys.readouterr().err
+        assert hostlabels.recorded(root) == {"role": "edge"}

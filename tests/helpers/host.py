@@ -19,10 +19,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from reconciler.cli.main import main
-from reconciler.runtime.native import cgroups, ipam
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
-from reconciler.runtime.native.network import NetworkManager
+from reconciler.runtime.native.containers import cgroups
+from reconciler.runtime.native.network import ipam
+from reconciler.runtime.native.network.network import NetworkManager
 from tests.helpers import subnets
 from tests.runtime.conftest import cleanup, leftovers, net_leftovers, new_prefix, remove_networks
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli.main import main
-from reconciler.runtime.native import recovery
+from reconciler.runtime.native.containers import recovery
 from tests.helpers.host import native_host
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]

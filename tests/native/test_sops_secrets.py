@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runtime.native import mounts
+from reconciler.runtime.native.containers import mounts
 from tests.execution.helpers import write
 from tests.helpers.host import Host, reboot
 from tests.helpers.sops_files import encrypt_binary, encrypt_dotenv, new_age_key

@@ -31,9 +31,10 @@ import pytest
 
 from reconciler.runtime import base, fake
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import cgroups, mounts, network
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
+from reconciler.runtime.native.containers import cgroups, mounts
+from reconciler.runtime.native.network import network
 from tests.docker import conformance as docker_conformance
 from tests.helpers import images
 
@@ -129,7 +130,7 @@ class LayerDirImages:
 
 
 def _have_image_store() -> bool:
-    return importlib.util.find_spec("reconciler.runtime.native.images") is not None
+    return importlib.util.find_spec("reconciler.runtime.native.images.images") is not None
 
 
 def new_prefix() -> str:
@@ -183,7 +184,7 @@ def net_leftovers(prefix: str) -> list[str]:
     """Host network objects of this engine instance: links, its nft table, iptables rules."""
     import subprocess
 
-    from reconciler.runtime.native import netlink
+    from reconciler.runtime.native.network import netlink
 
     with netlink.host() as h:
         found = [f"link {x.name}" for x in h.links() if x.name.startswith(prefix)]

@@ -620,7 +620,7 @@ class World:
 def outside_world(tmp_path: Path) -> Iterator[World]:
     """The outside world for egress checks, on a 10.2xx /24 no route of the host covers yet
     (engines allocate their subnets afterwards, around it). Removed at the end."""
-    from reconciler.runtime.native import netlink, network
+    from reconciler.runtime.native.network import netlink, network
 
     subnet = next(subnets.lease_block().subnets(new_prefix=24))
     host_ip, ip = str(subnet[1]), str(subnet[2])

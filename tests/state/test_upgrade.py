@@ -57,5 +57,33 @@ def test_a_root_an_older_version_wrote_opens_and_gains_the_new_columns(
 
     with sqlite3.connect(root / "state.db") as conn:
         columns = {r[1] for r in conn.execute("PRAGMA table_info(history_passes)")}
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
     conn.close()
     assert {"cause", "repeats", "first_at", "error"} <= columns
+    assert version == 1                     # a root of before format numbers (0) is stamped with this one's
+
+
+def test_the_database_carries_its_format_and_a_newer_one_is_refused_unchanged(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from reconciler._sqlite import FORMAT
+
+    root = fake_root(tmp_path)
+    fake = ["--root", str(root), "--runtime", "fake"]
+    write(tmp_path / "m", "web.yaml", container_doc("web"))
+    assert main(["apply", str(tmp_path / "m"), *fake]) == 0
+    with sqlite3.connect(root / "state.db") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == FORMAT      # stamped by the version that wrote it
+        conn.execute(f"PRAGMA user_version = {FORMAT + 1}")                      # as a newer version would leave it
+        tables = conn.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall()
+    conn.close()
+    capsys.readouterr()
+
+    for argv in (["apply", str(tmp_path / "m"), *fake], ["history", *fake]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"was written by a newer reconciler (format {FORMAT + 1}; this version reads format {FORMAT}" in err
+        assert "restore the backup of the state root taken before the upgrade" in err
+    with sqlite3.connect(root / "state.db") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == FORMAT + 1
+        assert conn.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall() == tables
+    conn.close()

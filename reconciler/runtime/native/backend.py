@@ -9,18 +9,18 @@ networks "none" or "host", so `run`, `ps` and `logs` start fast.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import containers, inspection
 from reconciler.runtime.native.config import NativeConfig
+from reconciler.runtime.native.containers import containers, execs, inspection
 
 if TYPE_CHECKING:
-    from reconciler.runtime.native import health, restart
+    from reconciler.runtime.native.containers import health, restart
+    from reconciler.runtime.native.images.images import ImageStore
 
 __all__ = ["ImageSource", "NativeRuntime"]
 
@@ -37,16 +37,15 @@ class _StoreImages:
     def __init__(self, config: NativeConfig, used: Callable[[], set[str]]) -> None:
         self.config = config
         self.used = used
-        self._store: Any = None
+        self._store: ImageStore | None = None
 
     @property
-    def store(self) -> Any:
+    def store(self) -> ImageStore:
         if self._store is None:
-            try:
-                mod = importlib.import_module("reconciler.runtime.native.images")
-            except ImportError as exc:  # pragma: no cover - during development only
-                raise rterrors.Unavailable("the native image store is not available") from exc
-            self._store = mod.ImageStore(self.config, container_image_ids=self.used)
+            # imported when first used: `ps`, `inspect` and `logs` need no image store
+            from reconciler.runtime.native.images import images
+
+            self._store = images.ImageStore(self.config, container_image_ids=self.used)
         return self._store
 
     def resolve(self, ref: str) -> tuple[str, Mapping[str, Any], list[Path]]:
@@ -94,7 +93,7 @@ class NativeRuntime:
     @property
     def restart_manager(self) -> restart.RestartManager:
         if self._restart is None:
-            from reconciler.runtime.native import restart
+            from reconciler.runtime.native.containers import restart
 
             self._restart = restart.RestartManager(self.containers)
         return self._restart
@@ -102,7 +101,7 @@ class NativeRuntime:
     @property
     def health_checker(self) -> health.HealthChecker:
         if self._health is None:
-            from reconciler.runtime.native import health
+            from reconciler.runtime.native.containers import health
 
             self._health = health.HealthChecker(self.containers)
         return self._health
@@ -122,8 +121,8 @@ class NativeRuntime:
         return info
 
     @property
-    def image_store(self) -> Any:
-        """The engine's ImageStore (runtime/native/images.py), opened on first use."""
+    def image_store(self) -> ImageStore:
+        """The engine's ImageStore (runtime/native/images/images.py), opened on first use."""
         return self._store_images.store
 
     def resolve_digest(self, ref: str) -> str:
@@ -196,11 +195,12 @@ class NativeRuntime:
     def check_login(self, registry: str, auth: Mapping[str, Any]) -> None:
         """Whether `registry` accepts the credentials `auth` (Docker's AuthConfig): `docker login`."""
         store = self._store_images.store
-        rcm = importlib.import_module("reconciler.registry_client")
+        from reconciler.registry_client import errors as rcerrors
+
         try:
             with store.client_factory_for(registry, auth)() as client:
                 client.check_login(registry)
-        except rcm.errors.RegistryError as exc:
+        except rcerrors.RegistryError as exc:
             raise rterrors.ImageError(str(exc.args[0] if exc.args else exc), hint=getattr(exc, "hint", None)) from None
 
     # -- containers
@@ -250,7 +250,7 @@ class NativeRuntime:
         return self.containers.logs(name_or_id, follow=follow, since=since, tail=tail)
 
     def exec(self, name_or_id: str, argv: list[str], *, tty: bool = False) -> base.ExecResult:
-        return self.containers.exec(name_or_id, argv, tty=tty)
+        return execs.run(self.containers, name_or_id, argv, tty=tty)
 
     # -- networks (bridge networking when plugged in)
 
@@ -283,7 +283,7 @@ class NativeRuntime:
     # -- archives (container import)
 
     def load_image_archive(self, src: IO[bytes]) -> list[str]:
-        from reconciler.runtime.native import archive
+        from reconciler.runtime.native.images import archive
 
         return [i.id for i in archive.load(self._store_images.store, cast(BinaryIO, src))]
 
@@ -300,7 +300,7 @@ class NativeRuntime:
 
     def load_images(self, src: IO[bytes]) -> list[tuple[str, tuple[str, ...]]]:
         """`docker load`: every image of the archive `src`; (id, tags) of each."""
-        from reconciler.runtime.native import archive
+        from reconciler.runtime.native.images import archive
 
         loaded = archive.load(self._store_images.store, cast(BinaryIO, src))
         for image in loaded:
@@ -309,7 +309,7 @@ class NativeRuntime:
 
     def save_images(self, refs: list[str], out: IO[bytes]) -> None:
         """`docker save`: the images `refs` names as one docker-archive tar stream."""
-        from reconciler.runtime.native import archive
+        from reconciler.runtime.native.images import archive
 
         archive.save(self._store_images.store, refs, out)
 

@@ -18,9 +18,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from reconciler.runtime import errors
-from reconciler.runtime.native import containers, records
 from reconciler.runtime.native.build import builder
-from reconciler.runtime.native.images import ImageStore
+from reconciler.runtime.native.containers import containers, records
+from reconciler.runtime.native.images.images import ImageStore
 
 __all__ = ["commit", "paused"]
 

@@ -19,6 +19,7 @@ import errno
 import os
 import posixpath
 import stat
+from pathlib import Path
 
 __all__ = [
     "RESOLVE_BENEATH",
@@ -29,6 +30,7 @@ __all__ = [
     "have_openat2",
     "open_in_root",
     "openat2",
+    "secure_join",
 ]
 
 RESOLVE_NO_XDEV = 0x01
@@ -135,3 +137,37 @@ def _walk_in_root(root_fd: int, path: str, flags: int, mode: int) -> int:
     finally:
         for fd in stack:
             os.close(fd)
+
+
+def secure_join(root: Path, path: str, *, max_links: int = 40) -> Path:
+    """`path` resolved inside `root` as if `root` were `/` (symlinks and `..` clamped).
+
+    Used only on a rootfs no process runs in yet (at create), so nothing can swap a component
+    between this walk and the open that follows; the final open still uses O_NOFOLLOW.
+    """
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    resolved: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = root.joinpath(*resolved, part)
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            resolved.append(part)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > max_links:
+                raise OSError(errno.ELOOP, "too many symlinks", str(path))
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        resolved.append(part)
+    return root.joinpath(*resolved)

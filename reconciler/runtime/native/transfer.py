@@ -32,9 +32,11 @@ from pathlib import Path
 from typing import IO, BinaryIO, cast
 
 from reconciler.runtime import base, errors
-from reconciler.runtime.native import archive, commit, containers, layers, records
-from reconciler.runtime.native.images import ImageStore
-from reconciler.runtime.native.volumes import VolumeStore
+from reconciler.runtime.native import commit
+from reconciler.runtime.native.containers import containers, records
+from reconciler.runtime.native.images import archive, layers
+from reconciler.runtime.native.images.images import ImageStore
+from reconciler.runtime.native.volumes.volumes import VolumeStore
 
 __all__ = ["export_container", "export_volume", "import_volume"]
 

@@ -11,7 +11,8 @@ import pytest
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import bundle, logs, records
+from reconciler.runtime.native import openat2
+from reconciler.runtime.native.containers import bundle, logs, records
 
 
 def rootfs(tmp_path: Path, passwd: str, group: str = "") -> Path:
@@ -72,8 +73,8 @@ def test_missing_passwd_allows_numeric_users_only(tmp_path: Path) -> None:
 def test_secure_join_clamps(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "up").symlink_to("../../../../etc")
-    assert bundle.secure_join(tmp_path, "/a/up/passwd") == tmp_path / "etc" / "passwd"
-    assert bundle.secure_join(tmp_path, "../../x") == tmp_path / "x"
+    assert openat2.secure_join(tmp_path, "/a/up/passwd") == tmp_path / "etc" / "passwd"
+    assert openat2.secure_join(tmp_path, "../../x") == tmp_path / "x"
 
 
 def _c(**kw: object) -> base.ContainerConfig:

@@ -117,7 +117,8 @@ def test_run_with_volume_and_limits(cli: tuple[Reconcile, Path], busybox_image: 
 # mounts, networking (pyroute2), health and restart supervision.
 HEAVY = ("httpx", "jsonschema", "pyroute2", "asyncio", "ssl", "structlog")
 LIFECYCLE = tuple(f"reconciler.runtime.native.{m}" for m in (
-    "bundle", "containers", "health", "restart", "network", "netlink", "mounts", "seccomp", "images"))
+    "containers.bundle", "containers.containers", "containers.health", "containers.restart",
+    "network.network", "network.netlink", "containers.mounts", "containers.seccomp", "images.images"))
 
 
 def imported(argv: list[str], env: dict[str, str]) -> set[str]:
@@ -156,7 +157,7 @@ def test_ps_and_inspect_show_health(cli: tuple[Reconcile, Path], busybox_image: 
     reconcile("run", "-d", "--name", "hc", "--health-cmd", "true", "--health-interval", "1s", busybox_image,
               "sleep", "1000")
     assert "(health: starting)" in reconcile("ps").stdout
-    from reconciler.runtime.native import health
+    from reconciler.runtime.native.containers import health
 
     rt = NativeRuntime(native_config_of(tmp))
     try:

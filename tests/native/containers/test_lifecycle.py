@@ -17,8 +17,8 @@ import pytest
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import cgroups, conmon, health, oci, restart
 from reconciler.runtime.native.backend import NativeRuntime
+from reconciler.runtime.native.containers import cgroups, conmon, health, oci, restart
 from tests.runtime.conftest import cleanup, leftovers, make_native
 
 pytestmark = [pytest.mark.root]

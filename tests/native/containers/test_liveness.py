@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli.main import main
-from reconciler.runtime.native import procs, records, restart
 from reconciler.runtime.native.backend import NativeRuntime
+from reconciler.runtime.native.containers import procs, records, restart
 from tests.helpers.host import Host
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.runtime import base
-from reconciler.runtime.native import health, logs
 from reconciler.runtime.native.backend import NativeRuntime
+from reconciler.runtime.native.containers import health, logs
 from tests.runtime.conftest import cleanup, leftovers, make_native
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]

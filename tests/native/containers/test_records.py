@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli.main import main
-from reconciler.runtime.native import health, records, recovery, restart
+from reconciler.runtime.native.containers import health, records, recovery, restart
 from tests.helpers.host import Host
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]

@@ -20,8 +20,8 @@ import pytest
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import bundle, seccomp
 from reconciler.runtime.native.backend import NativeRuntime
+from reconciler.runtime.native.containers import bundle, seccomp
 from tests.runtime.conftest import cleanup, leftovers, make_native
 
 NONE = ("none",)

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from reconciler.runtime.native import images, mounts
 from reconciler.runtime.native.config import NativeConfig
+from reconciler.runtime.native.containers import mounts
+from reconciler.runtime.native.images import images
 from tests.helpers import images as timg
 from tests.helpers.registry import RegistryServer
 

@@ -21,8 +21,8 @@ import pytest
 
 from reconciler.cli.main import main
 from reconciler.runtime import errors
-from reconciler.runtime.native import archive, images
 from reconciler.runtime.native.build import push as build_push
+from reconciler.runtime.native.images import archive, images
 from tests.native.images.conftest import native_config
 
 pytestmark = [pytest.mark.registry]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.runtime import errors
-from reconciler.runtime.native import images, layers
+from reconciler.runtime.native.images import images, layers
 from tests.helpers import hostile
 from tests.helpers.images import layer_tar, push_layout
 from tests.helpers.measure import run_measured

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runtime.native import mounts
+from reconciler.runtime.native.containers import mounts
 
 pytestmark = pytest.mark.root
 

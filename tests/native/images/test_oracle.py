@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runtime.native import images
+from reconciler.runtime.native.images import images
 from tests.helpers.images import layer_tar
 
 from .conftest import BLK, CHR, DIR, FIFO, LNK, SYM, Entry, tree, umoci_tree, write_layout

@@ -21,7 +21,7 @@ import pytest
 from reconciler import registry_client as rc
 from reconciler.cli.main import main
 from reconciler.runtime import errors
-from reconciler.runtime.native import gc, images
+from reconciler.runtime.native.images import gc, images
 from tests.helpers.images import layer_tar
 
 from .conftest import DIR, Entry, native_config
@@ -219,7 +219,7 @@ def _pull_process(tmp_path: Path, ref: str, *, hang_on: str = "") -> subprocess.
     script = textwrap.dedent(f"""
         import json, sys, threading, time
         sys.path.insert(0, {str(REPO)!r})
-        from reconciler.runtime.native import images
+        from reconciler.runtime.native.images import images
         from tests.native.images.conftest import native_config
         from pathlib import Path
         hang_on = {hang_on!r}

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runtime.native import netlink, network
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
+from reconciler.runtime.native.network import netlink, network
 from tests.helpers import images, subnets
 from tests.runtime.conftest import BUSYBOX_CONFIG, LayerDirImages, cleanup
 

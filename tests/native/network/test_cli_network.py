@@ -9,7 +9,7 @@ from pathlib import Path
 
 from reconciler._sqlite import Database
 from reconciler.runtime import base
-from reconciler.runtime.native import ipam
+from reconciler.runtime.native.network import ipam
 
 
 def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:

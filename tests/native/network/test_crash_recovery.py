@@ -1,4 +1,4 @@
-"""Start-up recovery (runtime/native/recovery.py) after a writer died mid-create.
+"""Start-up recovery (runtime/native/containers/recovery.py) after a writer died mid-create.
 
 The states a SIGKILL can leave are made with the real engine, then the record is taken away
 (killed before the INSERT: bundle, mounted rootfs, netns, veth and address with no record) or
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.runtime import base, opening
-from reconciler.runtime.native import cgroups, mounts, recovery
 from reconciler.runtime.native.backend import NativeRuntime
+from reconciler.runtime.native.containers import cgroups, mounts, recovery
 from tests.helpers.host import conmon_pids
 from tests.helpers.ports import publish_port
 from tests.native.network.conftest import IMAGE, Harness

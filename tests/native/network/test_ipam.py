@@ -10,7 +10,7 @@ import pytest
 
 from reconciler._sqlite import Database
 from reconciler.runtime import base, errors
-from reconciler.runtime.native import ipam
+from reconciler.runtime.native.network import ipam
 
 
 def _store(tmp_path: Path) -> ipam.IPAM:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.runtime import base, errors
-from reconciler.runtime.native import netlink, network
+from reconciler.runtime.native.network import netlink, network
 from tests.helpers.ports import publish_port
 from tests.native.network.conftest import Harness
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from reconciler.runtime.native import dns, firewall, ipam
+from reconciler.runtime.native.network import dns, firewall, ipam
 
 
 def test_hosts_lists_own_names_then_peers_once() -> None:

@@ -46,7 +46,7 @@ from typing import Any
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import bundle, containers, images, layers, mounts, openat2, snapshots
+from reconciler.runtime.native import openat2
 from reconciler.runtime.native.build import (
     context,
     diff,
@@ -55,6 +55,8 @@ from reconciler.runtime.native.build import (
     remote,
     runmounts,
 )
+from reconciler.runtime.native.containers import bundle, containers, mounts
+from reconciler.runtime.native.images import images, layers, snapshots
 
 __all__ = ["BuildError", "BuildOptions", "BuildResult", "Builder", "platform_args", "validate"]
 
@@ -934,7 +936,7 @@ class _Run:
 
     def output(self, cid: str) -> deque[str]:
         """Print the step's output as it comes; its last lines (for an error message)."""
-        from reconciler.runtime.native import logs
+        from reconciler.runtime.native.containers import logs
 
         mgr = self.b.manager
         tail: deque[str] = deque(maxlen=_OUTPUT_TAIL)

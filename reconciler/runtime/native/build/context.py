@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.runtime import errors
-from reconciler.runtime.native import layers, openat2
+from reconciler.runtime.native import openat2
+from reconciler.runtime.native.images import layers
 
 __all__ = ["BuildContext", "Chmod", "CopyOptions", "IgnoreRules", "Source", "copy_parents", "copy_sources", "ensure_dir",
            "hash_sources", "ignore_file_for", "is_archive", "is_dir_in", "unpack"]

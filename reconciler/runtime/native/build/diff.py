@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.runtime import errors
-from reconciler.runtime.native import content
+from reconciler.runtime.native.images import content
 
 __all__ = ["LayerBlob", "write_layer"]
 

@@ -18,8 +18,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from reconciler.runtime import base
-from reconciler.runtime.native import containers, images
 from reconciler.runtime.native.build import builder, context, push
+from reconciler.runtime.native.containers import containers
+from reconciler.runtime.native.images import images
 
 __all__ = ["BuildRecords", "build", "input_digest", "push_to"]
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import images
+from reconciler.runtime.native.images import images
 
 if TYPE_CHECKING:
     from reconciler import registry_client as rc

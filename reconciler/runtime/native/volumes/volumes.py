@@ -102,10 +102,10 @@ class VolumeStore:
         data = self.data_dir(name)
         if any(data.iterdir()):
             return
-        # the lifecycle's module, imported here: `inspect` reads volumes.data_dir
-        from reconciler.runtime.native import bundle
+        # imported here (ctypes): `inspect` reads volumes.data_dir
+        from reconciler.runtime.native import openat2
 
-        src = bundle.secure_join(rootfs, target)
+        src = openat2.secure_join(rootfs, target)
         if not src.is_dir() or src.is_symlink():
             return
         if not any(src.iterdir()):

@@ -83,7 +83,7 @@ def kernel_version(release: str | None = None) -> tuple[int, int]:
 @functools.cache
 def default_profile() -> Mapping[str, Any]:
     """The shipped profile as parsed JSON (read once; callers never change it)."""
-    source = resources.files("reconciler.runtime.native").joinpath(PROFILE_FILE)
+    source = resources.files("reconciler.runtime.native.containers").joinpath(PROFILE_FILE)
     try:
         loaded = json.loads(source.read_text("utf-8"))
     except (OSError, ValueError) as exc:

@@ -31,13 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import cgroups, conmon, journal, logs, procs
+from reconciler.runtime.native import journal
 from reconciler.runtime.native.config import NativeConfig
+from reconciler.runtime.native.containers import cgroups, conmon, logs, procs
 
 if TYPE_CHECKING:
     import sqlite3
 
-    from reconciler.runtime.native import oci
+    from reconciler.runtime.native.containers import oci
 
 __all__ = [
     "Paths",
@@ -326,7 +327,7 @@ class RecordStore:
     def oci(self, name: str | None = None) -> oci.OciRuntime:
         """The OCI runtime `name` (runc, crun; the one for new containers by default)."""
         # the lifecycle's module: reading needs it only for a created container whose conmon is gone
-        from reconciler.runtime.native import oci as oci_mod
+        from reconciler.runtime.native.containers import oci as oci_mod
 
         name = name or self.runtime_name
         if name not in self._runtimes:
@@ -424,7 +425,9 @@ class RecordStore:
         it is `dead`, which the planner recreates from the manifests (with the secrets)."""
         if rec.status != "exited" or not any(m.type == "secret" for m in rec.config.mounts):
             return rec
-        from reconciler.runtime.native import mounts  # only for such a one: ps stays light
+        from reconciler.runtime.native.containers import (
+            mounts,  # only for such a one: ps stays light
+        )
 
         if mounts.is_mounted(self.paths(rec.id).secrets):
             return rec

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import cgroups, mounts
+from reconciler.runtime.native.containers import cgroups, mounts
 
 __all__ = ["RecoveryReport", "recover"]
 
@@ -194,7 +194,7 @@ def recover(runtime: Any) -> RecoveryReport:
     report = RecoveryReport(half_made=tuple(r.id for r in half_made), orphans=tuple(orphans),
                             processes=tuple(killed), network=net_report)
     if half_made or orphans or killed:
-        structlog.get_logger("reconciler.runtime.native.recovery").warning(
+        structlog.get_logger("reconciler.runtime.native.containers.recovery").warning(
             "crash recovery done: removed what an interrupted run left", half_made=len(half_made),
             orphans=len(orphans), processes=len(killed))
     return report

@@ -35,8 +35,8 @@ from pathlib import Path
 import structlog
 
 from reconciler.runtime import base, errors
-from reconciler.runtime.native import dns, firewall, ipam, netlink
 from reconciler.runtime.native.config import NativeConfig
+from reconciler.runtime.native.network import dns, firewall, ipam, netlink
 
 __all__ = ["DEFAULT_NETWORK", "Attachment", "NetworkManager", "RecoveryReport", "unmount_all"]
 
@@ -48,7 +48,7 @@ _PREFIX = re.compile(r"^[a-z][a-z0-9]{0,6}$")
 _IFNAMSIZ = 15
 _RESERVED = frozenset({"none", "host", "bridge"})
 
-log = structlog.get_logger("reconciler.runtime.native.network")
+log = structlog.get_logger("reconciler.runtime.native.network.network")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import subprocess
 from collections.abc import Iterable, Sequence
 
 from reconciler.runtime import errors
-from reconciler.runtime.native import ipam
+from reconciler.runtime.native.network import ipam
 
 __all__ = ["Firewall"]
 

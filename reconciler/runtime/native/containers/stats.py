@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from reconciler.runtime.native import cgroups
+from reconciler.runtime.native.containers import cgroups
 
 __all__ = ["sample", "zero"]
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.runtime.native import records, volumes
+from reconciler.runtime.native.containers import records
+from reconciler.runtime.native.volumes import volumes
 
 __all__ = ["document"]
 

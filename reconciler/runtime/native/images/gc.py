@@ -19,15 +19,30 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from reconciler.runtime.native.images import ImageStore
+from reconciler._sqlite import Database
+from reconciler.runtime.native.images.content import ContentStore
+from reconciler.runtime.native.images.snapshots import SnapshotStore
 
-__all__ = ["GCResult", "collect"]
+__all__ = ["Collectable", "GCResult", "collect"]
 
 INGEST_MAX_AGE = 24 * 3600.0
+
+
+class Collectable(Protocol):
+    """What a collection marks from and sweeps: the image store's parts (`ImageStore` is one).
+    A protocol, so that the store can call `collect` without the two modules importing each other."""
+
+    db: Database
+    content: ContentStore
+    snapshots: SnapshotStore
+    container_image_ids: Callable[[], set[str]]
+
+    def store_lock(self, *, exclusive: bool) -> AbstractContextManager[None]: ...
 
 
 @dataclass(frozen=True)
@@ -41,7 +56,7 @@ class GCResult:
     expired_leases: int = 0
 
 
-def collect(store: ImageStore, *, ingest_max_age: float = INGEST_MAX_AGE, now: float | None = None,
+def collect(store: Collectable, *, ingest_max_age: float = INGEST_MAX_AGE, now: float | None = None,
             keep_partial: bool = True) -> GCResult:
     """Mark from images, containers and live leases; sweep the rest. Returns what went.
     `keep_partial=False`: what interrupted pulls left (their leases, partial downloads) goes too."""

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from reconciler.runtime import errors as rterrors
 
 if TYPE_CHECKING:
-    from reconciler.runtime.native import oci
+    from reconciler.runtime.native.containers import oci
 
 __all__ = ["ConmonPaths", "create", "read_exit", "read_pid", "was_oom_killed"]
 
@@ -105,7 +105,7 @@ def create(
     # imported here: reading exit files (records.refresh, on every `ps`) needs no processes
     import subprocess
 
-    from reconciler.runtime.native import oci
+    from reconciler.runtime.native.containers import oci
 
     for stale in (paths.exit_file(cid), paths.persist_dir / "exit", paths.persist_dir / "oom",
                   paths.pidfile, paths.conmon_pidfile, paths.oci_log):

@@ -29,8 +29,8 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any, cast
 
 from reconciler.runtime import errors
-from reconciler.runtime.native import content, layers, snapshots
-from reconciler.runtime.native.images import ImageStore, LayerRecord
+from reconciler.runtime.native.images import content, layers, snapshots
+from reconciler.runtime.native.images.images import ImageStore, LayerRecord
 
 __all__ = ["FORMATS", "LoadedImage", "load", "save"]
 

@@ -26,7 +26,7 @@ from datetime import datetime
 
 from reconciler import restarting
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import containers, records
+from reconciler.runtime.native.containers import containers, records
 
 __all__ = ["DEFAULT_DELAY", "MAX_DELAY", "RESET_AFTER", "SWEEP", "RestartManager", "next_delay"]
 
@@ -186,7 +186,7 @@ class RestartManager:
                 except Exception as exc:  # noqa: BLE001 - one container that cannot start does not stop the others
                     import structlog
 
-                    structlog.get_logger("reconciler.runtime.native.restart").warning(
+                    structlog.get_logger("reconciler.runtime.native.containers.restart").warning(
                         "could not start at engine start", container=rec.name, error=str(exc))
         return started
 
@@ -213,6 +213,6 @@ class RestartManager:
                 except Exception:  # noqa: BLE001 - keep watching: one bad tick is not the end
                     import structlog
 
-                    structlog.get_logger("reconciler.runtime.native.restart").exception("restart_tick_failed")
+                    structlog.get_logger("reconciler.runtime.native.containers.restart").exception("restart_tick_failed")
             due = self.next_due()
             stop.wait(poll if due is None else min(poll, max(due, 0.01)))

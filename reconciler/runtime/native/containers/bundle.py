@@ -12,7 +12,6 @@ Docker's default profile translated for the container's capabilities (`seccomp.p
 
 from __future__ import annotations
 
-import errno
 import os
 import signal as _signal
 import stat
@@ -23,7 +22,8 @@ from typing import Any
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import openat2, seccomp
+from reconciler.runtime.native import openat2
+from reconciler.runtime.native.containers import seccomp
 
 __all__ = [
     "DEFAULT_CAPS",
@@ -36,7 +36,6 @@ __all__ = [
     "open_in_root",
     "parse_signal",
     "resolve_user",
-    "secure_join",
 ]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -121,40 +120,6 @@ class BundleInputs:
 
 # ---------------------------------------------------------------------------- path safety
 
-def secure_join(root: Path, path: str, *, max_links: int = 40) -> Path:
-    """`path` resolved inside `root` as if `root` were `/` (symlinks and `..` clamped).
-
-    Used only on a rootfs no process runs in yet (at create), so nothing can swap a component
-    between this walk and the open that follows; the final open still uses O_NOFOLLOW.
-    """
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    resolved: list[str] = []
-    links = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = root.joinpath(*resolved, part)
-        try:
-            st = os.lstat(candidate)
-        except FileNotFoundError:
-            resolved.append(part)
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > max_links:
-                raise OSError(errno.ELOOP, "too many symlinks", str(path))
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        resolved.append(part)
-    return root.joinpath(*resolved)
-
-
 def open_in_root(root: Path, path: str, flags: int = os.O_RDONLY) -> int:
     """Open `path` inside `root` with openat2(RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS)."""
     root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -184,7 +149,7 @@ def _read_in_root(root: Path, path: str, limit: int = PASSWD_LIMIT) -> str | Non
 
 def ensure_dir_in_root(root: Path, path: str) -> None:
     """Create directory `path` inside `root` (and parents), as Docker does for WorkingDir and mounts."""
-    target = secure_join(root, path)
+    target = openat2.secure_join(root, path)
     if not target.is_relative_to(root):  # pragma: no cover - secure_join guarantees it
         raise rterrors.InvalidArgument(f"{path} resolves outside the container")
     missing = [target, *(p for p in target.parents if p.is_relative_to(root) and p != root)]

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import layers, openat2
+from reconciler.runtime.native import openat2
+from reconciler.runtime.native.images import layers
 
 __all__ = ["archive", "extract", "path_stat", "stat_header"]
 

@@ -30,7 +30,7 @@ from datetime import datetime
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import containers, records
+from reconciler.runtime.native.containers import containers, execs, records
 
 __all__ = ["HealthChecker", "probe_argv"]
 
@@ -79,7 +79,7 @@ class HealthChecker:
             return rec.health
         started = records.now()
         try:
-            res = self.manager.exec(rec.id, probe_argv(hc.test), timeout=hc.timeout)
+            res = execs.run(self.manager, rec.id, probe_argv(hc.test), timeout=hc.timeout)
             code, output = res.exit_code, (res.stdout + res.stderr)[:OUTPUT_LIMIT]
         except TimeoutError:
             code, output = -1, f"Health check exceeded timeout ({hc.timeout}s)".encode()

@@ -50,14 +50,14 @@ from typing import TYPE_CHECKING, Any
 from reconciler import diskfull
 from reconciler.errors import DiskFull
 from reconciler.runtime import base, errors
-from reconciler.runtime.native import content, snapshots
 from reconciler.runtime.native.config import NativeConfig
+from reconciler.runtime.native.images import content, gc, snapshots
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from reconciler import registry_client as rc
-    from reconciler.runtime.native import layers
+    from reconciler.runtime.native.images import layers
 
 __all__ = ["GLOBAL_MAX_DOWNLOADS", "ImageStore", "LayerRecord"]
 
@@ -183,7 +183,7 @@ class ImageStore:
         if self._limits is None:
             # the extractor (tarfile, ctypes, bz2, lzma) loads when a layer is unpacked, not
             # for `reconcile images`
-            from reconciler.runtime.native import layers
+            from reconciler.runtime.native.images import layers
 
             self._limits = layers.Limits()
         return self._limits
@@ -445,7 +445,7 @@ class ImageStore:
         emit("layer-downloaded", {"digest": rec.digest})
 
     def _applier(self, rec: LayerRecord) -> Callable[[Path, list[Path]], dict[str, Any]]:
-        from reconciler.runtime.native import layers
+        from reconciler.runtime.native.images import layers
 
         def apply(fs: Path, lowers: list[Path]) -> dict[str, Any]:
             try:
@@ -631,8 +631,6 @@ class ImageStore:
         an id, with force if it has several tags). Shared layers stay. Refuses (Conflict) an
         image that containers use, unless force, which only untags it. Returns docker-style
         lines: "Untagged: ..." and "Deleted: ...". """
-        import reconciler.runtime.native.gc as gc
-
         image_id = self._find_id(ref)
         conn = self.db.connect()
         refs = [str(x["ref"]) for x in conn.execute(
@@ -672,8 +670,6 @@ class ImageStore:
         """Delete dangling (untagged) images, or with `all_images` every image no container
         uses; then collect garbage, including what interrupted pulls left (partial downloads
         and their leases). Returns the deleted ids."""
-        import reconciler.runtime.native.gc as gc
-
         conn = self.db.connect()
         used = self.container_image_ids()
         ids = [str(x["id"]) for x in conn.execute("SELECT id FROM images").fetchall()]

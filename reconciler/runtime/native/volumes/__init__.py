@@ -1,0 +1,1 @@
+"""The native engine's named volumes: their records and data directories."""

@@ -521,7 +521,8 @@ class Agent:
             assert u is not None
             assert d.chosen is not None
             edits.append(writeback.Edit(file=os.path.relpath(u.at.file, rev.path), container=d.container,
-                                        repository=d.repository, tag=d.chosen, old=d.current))
+                                        repository=d.repository, tag=d.chosen, old=d.current,
+                                        digest=self._running_digest(d.container, d.ref(d.chosen))))
         try:
             commit = writeback.write_back(src.source, name, edits, settings)
         except srcerr.SourceError as e:
@@ -534,6 +535,15 @@ class Agent:
             self.events.publish("written_back", source=name, branch=settings.branch, commit=commit,
                                 containers=[d.container for d in write])
             self.loop.trigger(name, f"write-back pushed {commit[:12]}")
+
+    def _running_digest(self, container: str, ref: str) -> str:
+        """The manifest digest the container runs, if it runs `ref` (for `:digest` markers), else ""."""
+        try:
+            with self._runtime_session() as rt:
+                st = rt.inspect_container(container)
+        except ReconcilerError:
+            return ""
+        return st.labels.get(labelmod.DIGEST, "") if st.image == ref else ""
 
     # -- the API's view (api.server.AgentView) -------------------------------------------------
 

@@ -44,6 +44,7 @@ class _Entry:
     next_at: float = 0.0            # no request before this (clock)
     error: str | None = None        # the last listing's failure, while it lasts
     failures: int = 0
+    checked_at: float | None = None  # wall-clock time of the last listing (made or failed)
 
 
 class TagCache:
@@ -64,6 +65,7 @@ class TagCache:
             now = self.clock()
             if now >= e.next_at and now - e.listed_at >= self.interval:
                 self.requests += 1
+                e.checked_at = time.time()
                 try:
                     e.tags = self.lister(repository)[:MAX_TAGS]
                 except Exception as exc:  # noqa: BLE001 - any failure of a registry is reported, then retried later
@@ -80,6 +82,12 @@ class TagCache:
         with self._lock:
             e = self._entries.get(repository)
             return e.error if e is not None else None
+
+    def checked_at(self, repository: str) -> float | None:
+        """When the repository's tags were last asked for (wall clock), None if never."""
+        with self._lock:
+            e = self._entries.get(repository)
+            return e.checked_at if e is not None else None
 
 
 class RegistryLister:
@@ -109,6 +117,8 @@ class Decision:
     chosen: str | None              # the newest tag the policy allows (None: none, or no listing)
     mode: models.UpdateMode
     error: str | None = None        # why there is no listing
+    policy: str = ""                # the policy in words ("semver '>=1.4 <2'")
+    checked_at: float | None = None  # when the tags were last listed (wall clock)
 
     @property
     def newer(self) -> bool:
@@ -126,12 +136,15 @@ def decide(desired: models.DesiredState, cache: TagCache) -> list[Decision]:
         u = c.image_update
         if u is None:
             continue
+        seen = {"policy": u.policy.describe()}
         try:
             tags = cache.tags(u.repository)
         except LookupError as e:
-            out.append(Decision(name, u.repository, u.tag, None, u.mode, error=str(e)))
+            out.append(Decision(name, u.repository, u.tag, None, u.mode, error=str(e), **seen,
+                                checked_at=cache.checked_at(u.repository)))
             continue
-        out.append(Decision(name, u.repository, u.tag, tagpolicy.choose(tags, u.policy), u.mode))
+        out.append(Decision(name, u.repository, u.tag, tagpolicy.choose(tags, u.policy), u.mode, **seen,
+                            checked_at=cache.checked_at(u.repository)))
     return out
 
 
@@ -223,5 +236,6 @@ class Follower:
         refused = self.refusals(revision)
         return [{"container": d.container, "repository": d.repository, "manifest_tag": d.current,
                  "policy_tag": d.chosen, "mode": d.mode, "error": d.error,
-                 "refused": refused.get(d.container) == d.chosen and d.chosen is not None}
+                 "refused": refused.get(d.container) == d.chosen and d.chosen is not None,
+                 "policy": d.policy, "checked_at": d.checked_at}
                 for d in self.decisions]

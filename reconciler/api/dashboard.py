@@ -8,7 +8,9 @@ every request needs the token (`Authorization: Bearer TOKEN`, or the cookie that
 
     /                      sources (revision, last pass, result, error with file:line),
                            containers (state, health, image digest, restarts, ports, logs tail),
-                           the last passes with each action and its cause, live events
+                           image update policies (policy, mode, running and newest allowed
+                           tag, last check, error), the last passes with each action and its
+                           cause, live events
     /ui/logs/NAME          the last lines of a container's logs
     /ui/events             server-sent events: the agent's events (`message`), and the page's
                            sections re-rendered whenever they change (`sections`), which the
@@ -33,7 +35,7 @@ __all__ = ["COOKIE", "SECTIONS", "authorized", "render_index", "render_logs", "s
            "sse_sections"]
 
 COOKIE = "reconciler_dashboard"
-SECTIONS = ("sources", "containers", "passes")
+SECTIONS = ("sources", "containers", "images", "passes")
 TAIL_LINES = 3                      # lines of each container's logs on the page itself
 
 _STYLE = """
@@ -143,6 +145,36 @@ def _container_rows(sources: Sequence[Mapping[str, Any]], tails: Mapping[str, Se
     return rows
 
 
+def _running_tag(source: Mapping[str, Any], container: str, repository: str, manifest_tag: str) -> str:
+    """The tag the container runs (its image's, when it is of `repository`), else the manifest's."""
+    for o in source.get("objects") or ():
+        if o.get("name") == container and str(o.get("image", "")).startswith(repository + ":"):
+            return str(o["image"])[len(repository) + 1:]
+    return manifest_tag
+
+
+def _image_rows(sources: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """One row per container with an update policy (`images` of each source's status)."""
+    rows = []
+    for s in sources:
+        for p in s.get("images") or ():
+            running = _running_tag(s, str(p.get("container")), str(p.get("repository")), str(p.get("manifest_tag")))
+            newest = p.get("policy_tag")
+            note = " · refused (its update failed)" if p.get("refused") else \
+                " · newer" if newest is not None and newest != running else ""
+            rows.append([
+                f"<b>{_e(p.get('container'))}</b><br><span class=\"muted\">{_e(p.get('repository'))}</span>",
+                f"<code>{_e(p.get('policy'))}</code>",
+                _e(p.get("mode")),
+                f"<code>{_e(running)}</code>",
+                (f"<code>{_e(newest)}</code>" if newest is not None else "-")
+                + (f'<span class="warn">{_e(note)}</span>' if note else ""),
+                _when(p.get("checked_at")),
+                f'<pre class="bad">{_e(p.get("error"))}</pre>' if p.get("error") else "",
+            ])
+    return rows
+
+
 def _plan(changes: Sequence[Mapping[str, Any]]) -> str:
     """A pass's changes: each resource's outcome, then each action with its cause."""
     if not changes:
@@ -178,6 +210,8 @@ def sections(status: Mapping[str, Any], history: Sequence[Mapping[str, Any]],
                           "no sources"),
         "containers": _table(["name", "state", "health", "image", "restarts", "ports", "source", "logs"],
                              _container_rows(sources, tails), "no containers"),
+        "images": _table(["container", "policy", "mode", "running", "newest allowed", "last check", "error"],
+                         _image_rows(sources), "no image update policies"),
         "passes": _table(["started", "source", "revision", "result", "changes", "cause"], _pass_rows(history),
                          "no passes yet"),
     }
@@ -196,7 +230,8 @@ def render_index(status: Mapping[str, Any], history: Sequence[Mapping[str, Any]]
     """The whole page: a header, the sections, the live event list."""
     agent = status.get("agent") or {}
     parts = sections(status, history, tails or {})
-    titles = {"sources": "Sources", "containers": "Containers", "passes": "Last passes"}
+    titles = {"sources": "Sources", "containers": "Containers", "images": "Image policies",
+              "passes": "Last passes"}
     body = (
         f'<span id="live" class="muted">static</span><h1>reconciler on {_e(agent.get("root", ""))}</h1>'
         f'<p class="muted">agent {_e(agent.get("version"))}, pid {_e(agent.get("pid"))}, '

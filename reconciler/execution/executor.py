@@ -369,6 +369,13 @@ def _roll_back(a: actions.Action, runtime: base.Runtime, message: str,
             if isinstance(kept, actions.SecretData):    # a record has none: the same files' contents
                 old = replace(old, mounts=tuple(replace(m, data=kept.by_target.get(m.target))
                                                 if m.type == "secret" else m for m in old.mounts))
+                old = replace(old, env={**old.env, **{k: v for k, v in kept.env.items() if k in old.secret_env}})
+            missing = base.secret_env_missing(old)
+            if missing:
+                raise _ActionFailed(
+                    f"{message}; rollback failed too: the previous container's {', '.join(missing)} came from a "
+                    "SOPS-encrypted env file that changed since, and no record keeps a decrypted value; "
+                    "revert the env file in the source (or fix the new container) and apply again", cause=cause)
             runtime.create_container(old)
             runtime.start_container(old.name)
     except ReconcilerError as exc:

@@ -80,6 +80,7 @@ def container_config(
         group_add=tuple(c.group_add),
         reservations=base.Resources() if c.reservations is None else base.Resources(
             memory=c.reservations.memory, cpus=c.reservations.cpus),
+        secret_env=dict(c.secret_env),
     )
 
 

@@ -45,10 +45,14 @@ class ActionKind(enum.StrEnum):
 
 @dataclass(frozen=True)
 class SecretData:
-    """A rollback's secret contents by target: the new container's, for the secrets whose stored
-    file is the one the previous container was made from. Never printed (repr) nor stored."""
+    """A rollback's secret contents by target (and secret env values by key): the new container's,
+    for the secrets whose stored file is the one the previous container was made from. Never
+    printed (repr) nor stored."""
 
     by_target: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    # env values from SOPS files by key, for the keys whose file is the one the previous container
+    # was made from (same digest)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)

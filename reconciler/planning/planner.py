@@ -170,9 +170,9 @@ def field_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[actio
 
 
 def _unchanged_secrets(config: Mapping[str, Any], c: models.Container) -> actions.SecretData:
-    """The contents a rollback to `config` can have again: a record keeps no secret's content,
-    but where the previous container's secret came from the file `c` reads now (the same
-    digest at the same target), it is this content."""
+    """The contents a rollback to `config` can have again: a record keeps no secret's content
+    (nor a SOPS env value), but where the previous container's secret came from the file `c`
+    reads now (the same digest at the same target; for env, the same key), it is this content."""
     now = {s.target: s for s in c.secrets}
     out: dict[str, bytes] = {}
     for m in config.get("mounts") or ():
@@ -181,7 +181,9 @@ def _unchanged_secrets(config: Mapping[str, Any], c: models.Container) -> action
         digest = next((o.partition("=")[2] for o in m.get("options") or () if o.startswith("digest=")), "")
         if digest and digest == now[m["target"]].digest:
             out[m["target"]] = now[m["target"]].data
-    return actions.SecretData(out)
+    old_env = config.get("secret_env") or {}
+    env = {k: c.env[k] for k, digest in old_env.items() if c.secret_env.get(k) == digest and k in c.env}
+    return actions.SecretData(out, env)
 
 
 def _owned(owner: labelmod.Ownership | None, options: PlanOptions) -> bool:
@@ -654,7 +656,7 @@ class _Planner:
         rollback: dict[str, Any] | None = None
         if c.update.on_failure == "rollback" and entry is not None and entry.config and not self.options.cluster:
             rollback = {"config": dict(entry.config), "image_id": o.image_id}
-            if c.secrets:
+            if c.secrets or entry.config.get("secret_env"):
                 rollback["secrets"] = _unchanged_secrets(entry.config, c)
         # stop only once the new image and networks are there: less downtime, and a failed pull
         # leaves the old container running (a recreated network is the exception: it needs this

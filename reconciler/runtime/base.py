@@ -192,6 +192,10 @@ class ContainerConfig:
     oom_score_adj: int | None = None            # -1000..1000
     group_add: tuple[str, ...] = ()             # supplementary groups: names in the image, or gids
     reservations: Resources = Resources()    # Swarm's reservations (memory, cpus); single hosts: unused
+    # env keys whose values came from a SOPS-encrypted file, by that file's digest (as stored):
+    # their values are in `env` in memory only; a record keeps the keys and digests, never the
+    # values (config_to_json leaves them out), so a config read back lacks them (secret_env_missing)
+    secret_env: Mapping[str, str] = field(default_factory=dict)
 
 
 def labels_match(labels: Mapping[str, str], selector: Mapping[str, str] | None) -> bool:
@@ -211,9 +215,20 @@ def _jsonable(value: Any) -> Any:
 
 
 def config_to_json(config: ContainerConfig) -> dict[str, Any]:
-    """Plain JSON data of a container config (the inventory and the fake runtime keep these)."""
+    """Plain JSON data of a container config (the inventory and the fake runtime keep these):
+    without a secret mount's content, nor the values of `secret_env`'s keys."""
     out: dict[str, Any] = _jsonable(config)
+    if config.secret_env:
+        out["env"] = {k: v for k, v in out["env"].items() if k not in config.secret_env}
+    else:
+        out.pop("secret_env")            # absent when none: records written before it read the same
     return out
+
+
+def secret_env_missing(config: ContainerConfig) -> list[str]:
+    """The keys of `secret_env` that have no value in `env`: a config read back from a record
+    (a rollback's, a copy's) never carries them."""
+    return sorted(k for k in config.secret_env if k not in config.env)
 
 
 def _tuple(v: Any) -> tuple[str, ...] | None:
@@ -261,6 +276,7 @@ def config_from_json(d: Mapping[str, Any]) -> ContainerConfig:
         dns_options=tuple(d.get("dns_options") or ()), oom_score_adj=d.get("oom_score_adj"),
         group_add=tuple(d.get("group_add") or ()),
         reservations=Resources(**(d.get("reservations") or {})),
+        secret_env=dict(d.get("secret_env") or {}),
     )
 
 

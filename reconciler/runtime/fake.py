@@ -234,6 +234,11 @@ class FakeRuntime:
             if img is None:
                 raise rterrors.NotFound(f"image {config.image} is not present locally",
                                         hint="pull it first")
+            missing = base.secret_env_missing(config)
+            if missing:         # as the native engine: a record keeps no SOPS env value (nor does this one)
+                raise rterrors.InvalidArgument(
+                    f"env {', '.join(missing)} came from a SOPS-encrypted file and has no value: a container "
+                    "config read back from a record never carries one", hint="apply the manifests: they give it again")
             for net in config.networks:
                 if net not in ("host", "none") and net not in self.s["networks"]:
                     raise rterrors.NotFound(f"network {net} does not exist")

@@ -1,13 +1,26 @@
 """Write-back: commit the image tags an update policy chose into a git source, and push.
 
-Only lines that carry the marker of their container are edited, as Flux's image automation
-marks them:
+Only lines that carry a marker naming their container are edited, as Flux's image automation
+marks them (`# {"$imagepolicy": "NS:NAME"}`, with the optional field suffixes of Flux v2):
 
     image:
       track: registry.local:5000/shop/web:1.4.1 # {"$imagepolicy": "web"}
+    env:
+      WEB_VERSION: "1.4.1"                      # {"$imagepolicy": "shop:web:tag"}
+      WEB_REPOSITORY: registry.local:5000/shop/web  # {"$imagepolicy": "shop:web:name"}
+      WEB_DIGEST: sha256:0123...                # {"$imagepolicy": "shop:web:digest"}
 
-On such a line the tracked reference's tag is replaced, and nothing else in the file changes:
-not the quoting, the indentation, the other comments, the key order or the line endings. A YAML
+- `NAME` or `NS:NAME`: the full reference. The tracked repository's `repository:tag` on the line
+  gets the new tag (and, where it is pinned `repository:tag@sha256:...`, the new digest; without
+  a known digest the pin is dropped). `NAME` is the container's name; `NS`, Flux's namespace of
+  the policy, is accepted so Flux's markers keep their form, and not compared (a container's
+  name is unique on a host, and only the source's own files are edited).
+- `NS:NAME:tag`, `NS:NAME:name`, `NS:NAME:digest`: the line's value (the scalar before the
+  comment, quoted or not) becomes the tag, the repository, or the digest (`sha256:...`) of the
+  image the container runs. A `:digest` line is left as it is when that digest is not known.
+
+On such a line only that value changes, and nothing else in the file does: not the quoting, the
+indentation, the other comments, the key order or the line endings. A YAML
 round trip (even ruamel.yaml's, which keeps comments) re-emits the whole file and may re-indent
 sequences, re-wrap long strings or re-quote scalars; an edit at the marked position cannot.
 The marker also finds the line again in a newer commit where lines have moved, so a retry
@@ -54,6 +67,7 @@ class Edit:
     repository: str                 # as written in `track`, without the tag
     tag: str                        # the new tag
     old: str = ""                   # the tag it replaces (for the message)
+    digest: str = ""                # the new tag's image digest ("sha256:..."), when known
 
 
 @dataclass(frozen=True)
@@ -68,8 +82,31 @@ class Settings:
 
 
 def marker(container: str) -> re.Pattern[str]:
-    """The comment that marks `container`'s line: `# {"$imagepolicy": "NAME"}`."""
-    return re.compile(r'#\s*\{\s*"\$imagepolicy"\s*:\s*"' + re.escape(container) + r'"\s*\}')
+    """The comment that marks a line of `container`: `# {"$imagepolicy": "[NS:]NAME[:FIELD]"}`,
+    FIELD (group `field`) one of tag, name, digest."""
+    return re.compile(r'#\s*\{\s*"\$imagepolicy"\s*:\s*"(?:[^":]+:)?' + re.escape(container)
+                      + r'(?::(?P<field>tag|name|digest))?"\s*\}')
+
+
+_DIGEST = r"@sha256:[0-9a-f]{64}"
+# a line's value before its comment: `key: value`, `- value`, quoted or not, and what follows it
+_VALUE = re.compile(r"""(?P<pre>(?:^|\s)(?:-|[^\s#]*:)\s+)(?P<q>["']?)(?P<value>[^\s"'#]+)(?P=q)(?P<post>\s*)$""")
+
+
+def _full_ref(head: str, e: Edit) -> str:
+    """`head` with the tracked repository's `:tag` (and `@digest` pin) set to the edit's."""
+    ref = re.compile(re.escape(e.repository) + r":[\w][\w.-]{0,127}(?P<pin>" + _DIGEST + r")?(?=[\s\"'#,}\]]|$)")
+    return ref.sub(lambda m: f"{e.repository}:{e.tag}" + (f"@{e.digest}" if m.group("pin") and e.digest else ""),
+                   head, count=1)
+
+
+def _field(head: str, field: str, e: Edit) -> str:
+    """`head` with its value set to the edit's tag, repository or digest (`field`)."""
+    value = {"tag": e.tag, "name": e.repository, "digest": e.digest}[field]
+    found = _VALUE.search(head)
+    if found is None or not value:
+        return head
+    return head[: found.start("value")] + value + head[found.end("value"):]
 
 
 def edit_text(text: str, edits: Sequence[Edit]) -> tuple[str, list[Edit]]:
@@ -78,14 +115,14 @@ def edit_text(text: str, edits: Sequence[Edit]) -> tuple[str, list[Edit]]:
     done: list[Edit] = []
     for e in edits:
         mark = marker(e.container)
-        ref = re.compile(re.escape(e.repository) + r":[\w][\w.-]{0,127}(?=[\s\"'#,}\]]|$)")
         changed = False
         for i, line in enumerate(lines):
             found = mark.search(line)
             if found is None:
                 continue
             head, tail = line[: found.start()], line[found.start():]
-            new_head = ref.sub(f"{e.repository}:{e.tag}", head, count=1)
+            field = found.group("field")
+            new_head = _field(head, field, e) if field else _full_ref(head, e)
             if new_head != head:
                 lines[i] = new_head + tail
                 changed = True
@@ -177,5 +214,6 @@ def _edit_files(tree: Path, subpath: str, edits: Sequence[Edit]) -> list[Edit]:
         for unmarked in file_edits:
             if unmarked not in done and marker(unmarked.container).search(text) is None:
                 log.warning("write_back_no_marker", file=rel, container=unmarked.container,
-                            hint=f'add  # {{"$imagepolicy": "{unmarked.container}"}}  after the track: value')
+                            hint=f'add  # {{"$imagepolicy": "{unmarked.container}"}}  after the track: value '
+                                 "(docs/image-updates.md: the :tag, :name and :digest forms)")
     return made

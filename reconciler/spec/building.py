@@ -389,6 +389,7 @@ class Builder:
 
         # environment: env files in order, then env on top
         env: dict[str, str] = {}
+        secret_env: dict[str, str] = {}     # key -> digest of the SOPS file its value came from
         env_files: list[str] = []
         for i, rel in enumerate(spec.get("envFiles", ())):
             full = self.resolve(d.raw.base, rel)
@@ -400,13 +401,20 @@ class Builder:
                 continue
             files[named] = hashing.file_digest(content)     # of the file as stored: never of a plaintext
             if sops.is_encrypted(full, content):
-                env.update(self.sops_env_file(d, sp("envFiles", i), rel, full, content))
+                values = self.sops_env_file(d, sp("envFiles", i), rel, full, content)
+                secret_env.update(dict.fromkeys(values, files[named]))
             else:
-                env.update(self.env_file(d, sp("envFiles", i), rel, content))
+                values = self.env_file(d, sp("envFiles", i), rel, content)
+                for key in values:
+                    secret_env.pop(key, None)
+            env.update(values)
         for key, value in (spec.get("env") or {}).items():
             if not _ENV_KEY.match(key):
                 self.report(d, sp("env", key), f"{key!r} is not a valid environment variable name", key=True)
             env[key] = _env_str(value)
+            secret_env.pop(key, None)
+        # a compose service's keys from an encrypted env_file (inlined as env by the translation)
+        secret_env.update({k: v for k, v in d.raw.secret_env.items() if k in env})
 
         ports = self.ports(d, spec)
         networks = tuple(spec.get("networks", ()))
@@ -507,8 +515,12 @@ class Builder:
             fields["secrets"] = secrets
         if reservations is not None:    # likewise
             fields["reservations"] = reservations
+        if secret_env:                  # likewise; the hash takes the file's digest, not the value
+            fields["secret_env"] = MappingProxyType(dict(sorted(secret_env.items())))
         # an update policy moves the tag: the hash names the repository (hashing.py)
         hashed = fields if image_update is None else {**fields, "image": image_update.repository}
+        if secret_env:
+            hashed = {**hashed, "env": {k: v for k, v in env.items() if k not in secret_env}}
         return models.Container(
             name=d.name, origin=self.origin(d),
             spec_hash=hashing.spec_hash("Container", hashed, hashing.CONTAINER_EXCLUDED, files),

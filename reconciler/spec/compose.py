@@ -49,7 +49,7 @@ from typing import Any
 
 import yaml
 
-from reconciler.spec import errors, interpolation, located, reading, schemas, sops
+from reconciler.spec import errors, hashing, interpolation, located, reading, schemas, sops
 from reconciler.spec.located import Map, Seq
 from reconciler.spec.models import Origin
 
@@ -104,6 +104,8 @@ class Reader:
     file: str = "compose.yaml"      # what a problem of no particular place names (the first compose file)
     # a SOPS-encrypted env file decrypted in memory (building.Builder.decrypted), or why it cannot be
     open_sops: Callable[[str, bytes], Any] | None = None
+    # path -> digest (as stored) of each env file decrypted so far: their values are secret
+    decrypted: dict[str, str] = field(default_factory=dict)
 
     def error(self, at: Origin | None, where: str, message: str) -> None:
         self.problems.append(_problem(at or Origin(self.file, 0, 0), where, message))
@@ -126,6 +128,7 @@ class Reader:
             self.error(at, where, f"{what} {path} not found, unreadable or larger than "
                        f"{self.limits.referenced_file_bytes} bytes")
         elif dotenv and sops.is_encrypted(path, data):
+            self.decrypted[path] = hashing.file_digest(data)
             return self.decrypt(path, data, at, where, what)
         return data
 

@@ -182,6 +182,7 @@ class _Doc:
     data: dict[str, Any]
     at: Path_                                   # the compose key of the whole object
     paths: dict[Path_, Path_] = field(default_factory=dict)     # native path -> compose path
+    secret_env: dict[str, str] = field(default_factory=dict)   # keys from SOPS env_files -> digest
 
     def came(self, native: Path_, source: Path_) -> None:
         self.paths[native] = source
@@ -768,10 +769,17 @@ class _Service:
         def lookup(name: str) -> str | None:
             return project.get(name, own.get(name))
 
+        secret: dict[str, str] = {}     # keys from a SOPS-encrypted env_file -> its digest
         for i, item in enumerate(self.svc.get("env_file") or ()):
             values = self.env_file(item, self.p("env_file", i), lookup)
             env.update(values)
             sources.update(dict.fromkeys(values, self.p("env_file", i)))
+            digest = self.tr.rd.decrypted.get(self.env_file_path(item))
+            for key in values:
+                if digest is None:
+                    secret.pop(key, None)
+                else:
+                    secret[key] = digest
         for key, value in environment.items():
             if value is None:
                 value = project.get(key)
@@ -779,17 +787,22 @@ class _Service:
                     continue                    # compose leaves an unset variable out
             env[key] = value
             sources[key] = self.p("environment", key)
+            secret.pop(key, None)
+        self.doc.secret_env = secret
         if env:
             self.spec["env"] = env
             for key, src in sources.items():
                 self.doc.came(("spec", "env", key), src)
+
+    def env_file_path(self, item: Map) -> str:
+        return os.path.normpath(os.path.join(self.tr.model.directory, str(item.get("path"))))
 
     def env_file(self, item: Map, at: Path_, lookup: interpolation.Lookup) -> dict[str, str]:
         path = str(item.get("path"))
         if item.get("format") not in (None, ""):
             self.tr.error((*at, "format"), not_supported(f"env_file format {item['format']!r}"))
             return {}
-        full = os.path.normpath(os.path.join(self.tr.model.directory, path))
+        full = self.env_file_path(item)
         if not os.path.lexists(full) and item.get("required") is False:
             return {}
         content = self.tr.rd.read(full, self.tr.at(at), compose.fmt(at), "env file", dotenv=True)
@@ -1223,5 +1236,5 @@ def documents(model: compose.Model, rd: compose.Reader) -> list[reading.Document
     for i, d in enumerate(sorted(docs, key=lambda d: _ORDER[d.kind])):
         at = tr.at(d.at, key=True) or Origin(model.files[0], 1, 1)
         out.append(reading.Document(file=at.file, base=model.directory, index=i, line=at.line, column=at.column,
-                                    data=d.data, locate=_locator(tr, d)))
+                                    data=d.data, locate=_locator(tr, d), secret_env=d.secret_env))
     return out

@@ -258,6 +258,10 @@ class Container:
     group_add: tuple[str, ...] = ()                             # supplementary groups (names or gids)
     # resources.reservations (Swarm's scheduler); absent when not set, so older hashes stay
     reservations: Reservations | None = field(default=None, metadata={"omit_empty": True})
+    # env keys whose values came from a SOPS-encrypted env file (the last file or `env` to set a
+    # key wins), by that file's digest as stored: the spec hash, the inventory and the engines'
+    # records take the digest, never the value (docs/security.md); absent when none
+    secret_env: Mapping[str, str] = field(default_factory=dict, metadata={"omit_empty": True})
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import errno
 import os
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +123,9 @@ class Document:
     # Documents made from another format (a compose file) locate their fields there instead:
     # (path, at the key?) -> (file, line, column, field as that format names it)
     locate: Callable[[Path_, bool], tuple[str, int, int, str]] | None = None
+    # env keys a compose service took from a SOPS-encrypted env_file, by that file's digest
+    # (building marks them secret, as it marks an encrypted envFiles entry's keys)
+    secret_env: Mapping[str, str] = field(default_factory=dict)
 
     def where(self, path: Path_, *, key: bool = False) -> tuple[int, int]:
         """1-based line and column of the node at `path`, or of its key in the enclosing mapping.

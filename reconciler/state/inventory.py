@@ -115,7 +115,11 @@ def _mask_doc(doc: dict[str, Any]) -> dict[str, Any]:
     """A spec document with env values and build args masked."""
     out = dict(doc)
     if "env" in out:
-        out["env"] = _masked(out["env"])
+        # a value from a SOPS file is not hashed at all (a short one could be guessed from its
+        # hash): its file's digest stands for it, so a change of that file shows as a change
+        given = out.get("secret_env")
+        secret: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
+        out["env"] = _masked({k: secret.get(k, v) for k, v in dict(out["env"]).items()})
     build = out.get("build")
     if isinstance(build, Mapping) and "args" in build:
         out["build"] = {**build, "args": _masked(build["args"])}

@@ -4,6 +4,7 @@ token; sources with their problems (escaped), containers, passes, live events, l
 from __future__ import annotations
 
 import http.client
+import re
 import socket
 import textwrap
 import time
@@ -97,6 +98,34 @@ def test_the_dashboard_shows_sources_containers_passes_and_problems_escaped(tmp_
     tcp.request("POST", "/", body=b"{}", headers={"Authorization": f"Bearer {TOKEN}"})
     assert tcp.getresponse().status == 405                          # read-only
     tcp.close()
+
+
+def test_the_dashboard_shows_image_policies_with_their_listing_error(tmp_path: Path, agent: AgentProc) -> None:
+    """Per container with an update policy: the policy, its mode, the tag it runs, the newest
+    allowed (none: no listing), when the tags were last asked for, and why that failed."""
+    repo = f"127.0.0.1:{free_port()}/shop/web"                    # nothing listens there
+    FakeRuntime.at_root(agent.root).publish(f"{repo}:1.4.1")
+    policy = f'{{track: "{repo}:1.4.1", policy: {{semver: ">=1.4 <2"}}, mode: notify}}'
+    write(tmp_path / "m", "web.yaml", container_doc("web", image=policy))
+    agent.start()
+    wait_for("converged", lambda: agent.source("local")["last_result"] == "converged")
+    wait_for("the listing's failure", lambda: agent.source("local")["images"][0]["error"])
+    unix = UnixHTTPConnection(agent.socket)
+    try:
+        page = get(unix, "/")[2]
+    finally:
+        unix.close()
+    images = page.split('<div id="images">')[1].split("</div>")[0]
+    cells = dict(re.findall(r'<td data-label="([^"]+)">(.*?)</td>', images))
+    assert repo in cells["container"]
+    assert ">web<" in cells["container"]
+    assert cells["policy"] == "<code>semver &#x27;&gt;=1.4 &lt;2&#x27;</code>"
+    assert cells["mode"] == "notify"
+    assert cells["running"] == "<code>1.4.1</code>"
+    assert cells["newest allowed"] == "-"
+    assert cells["last check"].startswith('<time data-ts="')
+    assert "Error" in cells["error"]
+    assert 'class="bad"' in cells["error"]
 
 
 def test_the_dashboard_follows_events_live(tmp_path: Path, agent: AgentProc) -> None:

@@ -1,6 +1,7 @@
 """The dashboard in a real headless browser (Debian's chromium over the DevTools protocol), on
 a phone's viewport, served by a real agent on the native engine: it loads without console
-errors, lists the containers with digest and logs tail, shows a broken manifest's file:line,
+errors, lists the containers with digest and logs tail, shows the image update policy (policy,
+mode, running and newest allowed tag, last check), shows a broken manifest's file:line,
 and follows the host live (no reload) when a container stops. No secret reaches the page."""
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def test_the_dashboard_in_a_browser_lists_shows_errors_and_follows_a_container_s
     port = free_port()
     (tmp_path / "dash.token").write_text(TOKEN)
     a.config["dashboard"] = {"listen": f"127.0.0.1:{port}", "token_file": str(tmp_path / "dash.token")}
-    (tmp_path / "m" / "web.yaml").write_text(doc("web", busybox_image, "echo hello-from-web; sleep 3600",
+    policy = f"{{track: '{busybox_image}', policy: {{pattern: '^latest$'}}, mode: apply}}"    # an update policy
+    (tmp_path / "m" / "web.yaml").write_text(doc("web", policy, "echo hello-from-web; sleep 3600",
                                                  restart="\"no\"", extra=f"env: {{API_TOKEN: {SECRET}}}\n"))
     a.start()
     wait_for("web running", lambda: any(o.get("status") == "running" for o in a.source("host")["objects"]))
@@ -54,6 +56,15 @@ def test_the_dashboard_in_a_browser_lists_shows_errors_and_follows_a_container_s
         assert "converged" in page.eval(text("sources"))
         assert "create" in page.eval("document.getElementById('passes').textContent")   # the plan...
         assert "not found" in page.eval("document.getElementById('passes').textContent")  # ...with causes
+        # the image policy: what it tracks, its mode, the tag that runs, the newest allowed, when checked
+        images = page.wait_for("web's image policy", f"{text('images')}.includes('ago') && {text('images')}")
+        assert "web" in images
+        assert busybox_image.rsplit(":", 1)[0] in images
+        assert "pattern '^latest$' (alphabetical)" in images
+        assert "apply" in images
+        assert page.eval("[...document.querySelectorAll('#images code')].map(e => e.textContent)") == [
+            "pattern '^latest$' (alphabetical)", "latest", "latest"]           # policy, running, newest
+        assert page.eval("document.querySelector('#images pre')") is None     # no listing error
         assert page.eval("document.documentElement.scrollWidth <= window.innerWidth"), "wider than a phone"
         assert SECRET not in page.eval("document.documentElement.outerHTML")
 

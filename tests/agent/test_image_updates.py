@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,8 +118,11 @@ def test_apply_picks_the_newest_allowed_tag_and_writes_it_back_for_a_second_clon
     assert running(a)["web"] == (image, cid)
     status = a.source("shop")
     assert status["last_result"] == "converged"
+    checked = status["images"][0].pop("checked_at")
     assert status["images"] == [{"container": "web", "repository": repo, "manifest_tag": "1.9.0",
-                                 "policy_tag": "1.9.0", "mode": "apply", "error": None, "refused": False}]
+                                 "policy_tag": "1.9.0", "mode": "apply", "error": None, "refused": False,
+                                 "policy": "semver '>=1.4 <2'"}]
+    assert time.time() - 3600 < checked <= time.time()               # listed once this hour (interval 1h)
     kinds = [json.loads(body)["kind"] for _, body in hook.got]
     assert kinds.count("image_updated") == 1
     updated = next(json.loads(b) for _, b in hook.got if json.loads(b)["kind"] == "image_updated")
@@ -315,3 +319,38 @@ def test_update_notifications_are_sent_once_per_tag_and_a_write_back_failure_onc
     assert d(failed) == []
     assert d({"type": "written_back", "source": "s"}) == []       # recovered silently...
     assert [n.kind for n in d(failed)] == ["write_back_failed"]  # ...so a new failure is news
+
+
+def test_flux_field_markers_get_the_running_tag_name_and_digest(
+        tmp_path: Path, tagged: RegistryServer, agents: list[AgentProc]) -> None:
+    """`NS:NAME:tag`, `:name` and `:digest` lines (#22): the agent writes the tag it chose, the
+    repository, and the manifest digest of the image the container runs."""
+    repo = f"{tagged.host}/shop/web"
+    up = Upstream(tmp_path / "forge", "shop")
+    text = manifest(repo, "1.4.1", '{semver: ">=1.4 <2"}').replace('"web"}', '"flux-system:web"}') + (
+        "  env:\n"
+        "    WEB_TAG: '1.4.1'          # {\"$imagepolicy\": \"flux-system:web:tag\"}\n"
+        "    WEB_REPO: none            # {\"$imagepolicy\": \"flux-system:web:name\"}\n"
+        "    WEB_DIGEST: \"none\"        # {\"$imagepolicy\": \"flux-system:web:digest\"}\n")
+    up.commit({"hosts/web1/web.yaml": text}, "web on 1.4.1")
+    src = {"name": "shop", "interval": "0.5s",
+           "git": {"url": str(up.bare), "branch": "main", "path": "hosts/web1", "write_back": {}}}
+    a = AgentProc(tmp_path / "agent", sources=[src], image_updates={"interval": "1h"})
+    a.tmp.mkdir(parents=True)
+    fake(a, repo)
+    agents.append(a.start())
+
+    wait_for("1.9.0 running", lambda: running(a).get("web", ("", ""))[0] == f"{repo}:1.9.0")
+    digest = FakeRuntime.at_root(a.root).inspect_container("web").labels["reconciler.image-digest"]
+    assert digest.startswith("sha256:")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "--quiet", str(up.bare), str(clone))
+
+    def cloned() -> str:
+        git(clone, "pull", "--quiet")
+        return (clone / "hosts/web1/web.yaml").read_text()
+
+    wait_for("the write-back commit", lambda: "1.9.0" in cloned())
+    assert cloned() == (
+        text.replace(f"{repo}:1.4.1", f"{repo}:1.9.0").replace("'1.4.1'", "'1.9.0'")
+        .replace("WEB_REPO: none", f"WEB_REPO: {repo}").replace('"none"', f'"{digest}"'))

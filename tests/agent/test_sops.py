@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 
 from reconciler.agent.config import ConfigError, parse_config
+from reconciler.runtime import errors as rterrors
 from reconciler.runtime.fake import FakeRuntime
+from reconciler.spec import hashing
+from reconciler.state.inventory import mask_value
 from tests.agent.conftest import AgentProc, wait_for
 from tests.agent.test_directory import env_of
 from tests.execution.helpers import IMG, container_doc, write
@@ -44,7 +47,9 @@ def test_agent_decrypts_with_its_configured_key_and_keeps_no_plaintext(tmp_path:
 
     a.write_config(decryption={"provider": "sops", "age_key_file": str(key_file)})
     a.signal(signal.SIGHUP)
-    wait_for("web created with the decrypted value", lambda: env_of(a.root, "web").get("DB_PASSWORD") == value)
+    digest = hashing.file_digest((m / "db.env").read_bytes())
+    wait_for("web created with the decrypted value", lambda: secret_env_of(a.root, "web") == {"DB_PASSWORD": digest})
+    assert env_of(a.root, "web") == {"V": "1"}          # the fake engine keeps the key's file digest, no value
     good = wait_for("the pass recorded as applied", lambda: a.source("local")["revision"])   # after the create
 
     # a tampered file: refused with the file named, the container keeps the last good revision
@@ -54,16 +59,25 @@ def test_agent_decrypts_with_its_configured_key_and_keeps_no_plaintext(tmp_path:
     problems = wait_for("tampered file refused", lambda: a.source("local")["problems"])
     assert "env file 'db.env': the value at DB_PASSWORD: does not decrypt" in problems[0]
     assert a.source("local")["revision"] == good
-    assert env_of(a.root, "web")["DB_PASSWORD"] == value
+    assert secret_env_of(a.root, "web") == {"DB_PASSWORD": digest}
 
     status = json.dumps([a.status(), a.source("local")])
     a.stop()
     assert value not in a.log()
     assert value not in status
+    needles = [value.encode(), mask_value("DB_PASSWORD", value).encode()]
     holders = sorted({str(p.relative_to(a.root)).split("/")[0] for p in a.root.rglob("*")
-                      if p.is_file() and value.encode() in p.read_bytes()})
-    # the engine's record of the container and the rollback env (docs/security.md): nothing else
-    assert holders == ["fake-runtime.json", "inventory-env"]
+                      if p.is_file() and any(n in p.read_bytes() for n in needles)})
+    # neither the engine's record, nor the rollback env, nor the database (docs/security.md)
+    assert holders == []
+
+
+def secret_env_of(root: Path, name: str) -> dict[str, str]:
+    """The keys of the container's env from SOPS files, with their files' digests ({}: none yet)."""
+    try:
+        return dict(FakeRuntime.at_root(root).config_of(name).secret_env)
+    except rterrors.NotFound:
+        return {}
 
 
 def test_config_decryption_top_level_and_per_source(tmp_path: Path) -> None:
@@ -112,7 +126,7 @@ def test_a_source_with_its_own_key_and_one_without(tmp_path: Path, agents: list[
     a.tmp.mkdir(parents=True)
     FakeRuntime.at_root(a.root).publish(IMG)
     agents.append(a.start())
-    wait_for("the team's app has its token", lambda: env_of(a.root, "app-team").get("TOKEN") == value)
+    wait_for("the team's app has its token", lambda: "TOKEN" in secret_env_of(a.root, "app-team"))
     problems = wait_for("the copy refused", lambda: a.source("local")["problems"])
     assert f"env file 't.env': t.env: none of its master keys opens with the configured keys (decryption.age_key_file {tmp_path / 'host.key'})" in problems[0]
-    assert env_of(a.root, "app-local") == {}
+    assert secret_env_of(a.root, "app-local") == {}

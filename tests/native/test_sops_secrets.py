@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.cli.main import main
 from reconciler.runtime.native.containers import mounts
+from reconciler.state.inventory import mask_value
 from tests.execution.helpers import write
 from tests.helpers.host import Host, reboot
 from tests.helpers.sops_files import encrypt_binary, encrypt_dotenv, new_age_key
@@ -48,17 +50,19 @@ def _exec(host: Host, *argv: str) -> tuple[int, str]:
         rt.close()
 
 
-def test_secret_files_on_a_tmpfs_of_their_own(host: Host, busybox_image: str, tmp_path: Path) -> None:
+def test_secret_files_on_a_tmpfs_of_their_own(host: Host, busybox_image: str, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
     key = new_age_key()
     key_file = key.write(tmp_path / "age.key")
     # the real CLI's file is encrypted to the fixtures' key: both identities in one key file
     key_file.write_text(key_file.read_text() + (FIX / "keys.txt").read_text())
     m = tmp_path / "m"
     value = "pw-" + secrets.token_hex(16)
+    env_value = "env-" + secrets.token_hex(16)
     m.mkdir()
     (m / "db.password").write_bytes(encrypt_binary(value.encode(), key.recipient))
     (m / "welcome.txt").write_bytes((FIX / "example.txt").read_bytes())
-    (m / "app.env").write_bytes(encrypt_dotenv({"MODE": "prod"}, key.recipient))
+    (m / "app.env").write_bytes(encrypt_dotenv({"MODE": "prod", "API_KEY": env_value}, key.recipient))
     write(m, "app.yaml", f"""
         apiVersion: reconciler/v1
         kind: Container
@@ -74,7 +78,9 @@ def test_secret_files_on_a_tmpfs_of_their_own(host: Host, busybox_image: str, tm
             - {{source: welcome.txt, target: /etc/app/welcome.txt, mode: "0440", uid: 1000, gid: 1000}}
         """)
     apply = ["apply", str(m), "--sops-age-key-file", str(key_file)]
+    capsys.readouterr()
     assert host.cli(*apply) == 0
+    assert main(["inspect", "web", *host.cli_args()[:-2]]) == 0                 # no --runtime
 
     assert _exec(host, "cat", "/run/secrets/db.password") == (0, value)
     code, out = _exec(host, "cat", "/etc/app/welcome.txt")
@@ -84,6 +90,8 @@ def test_secret_files_on_a_tmpfs_of_their_own(host: Host, busybox_image: str, tm
     code, _ = _exec(host, "sh", "-c", "echo x > /run/secrets/db.password")
     assert code != 0                                                        # read-only
     assert _exec(host, "sh", "-c", "echo $MODE") == (0, "prod\n")
+    assert _exec(host, "sh", "-c", "echo $API_KEY") == (0, env_value + "\n")
+    assert _exec(host, "sh", "-c", "cat /proc/1/environ")[1].count(f"API_KEY={env_value}") == 1
 
     cid = host.ids()["web"]
     tmpfs = host.config.root / "containers" / cid / "secrets"
@@ -92,6 +100,26 @@ def test_secret_files_on_a_tmpfs_of_their_own(host: Host, busybox_image: str, tm
     # the value is in the container's own tmpfs and nowhere else the engine keeps things
     assert _holders(host.config.root, value.encode()) == {f"containers/{cid}/secrets/0"}
     assert _holders(host.config.run_dir, value.encode()) == set()
+    # so is an env value from a SOPS file: the bundle (config.json) is on that tmpfs, the record,
+    # the rollback env and the database keep the key and the file's digest
+    masked = mask_value("API_KEY", env_value).encode()
+    assert _holders(host.config.root, env_value.encode()) == {f"containers/{cid}/secrets/config.json"}
+    assert _holders(host.config.root, masked) == set()
+    assert _holders(host.config.run_dir, env_value.encode()) == set()
+    # stopped and started again (as its restart policy does): a new runtime container from the
+    # same bundle, still on the tmpfs
+    rt = host.runtime()
+    try:
+        rt.stop_container("web", timeout=1)
+        rt.start_container("web")
+    finally:
+        rt.close()
+    assert _exec(host, "sh", "-c", "echo $API_KEY") == (0, env_value + "\n")
+    assert _holders(host.config.root, env_value.encode()) == {f"containers/{cid}/secrets/config.json"}
+    assert _holders(host.config.run_dir, env_value.encode()) == set()
+    out = capsys.readouterr()
+    assert env_value not in out.out + out.err
+    assert "API_KEY" not in out.out
 
     # a reboot takes the tmpfs: the container is dead (it cannot start without its secrets) and
     # --once makes it again from the manifests
@@ -105,6 +133,8 @@ def test_secret_files_on_a_tmpfs_of_their_own(host: Host, busybox_image: str, tm
     assert host.cli(*apply) == 0
     assert host.ids()["web"] != cid
     assert _exec(host, "cat", "/run/secrets/db.password") == (0, value)
+    assert _exec(host, "sh", "-c", "echo $API_KEY") == (0, env_value + "\n")
+    assert _holders(host.config.root, env_value.encode()) == {f"containers/{host.ids()['web']}/secrets/config.json"}
 
     # removing the container unmounts its tmpfs (the host fixture also fails on any mount left)
     again = host.config.root / "containers" / host.ids()["web"] / "secrets"
@@ -151,3 +181,52 @@ def test_a_failed_update_rolls_back_to_the_previous_container_with_its_secret(
     assert host.cli(*apply) == 1
     assert "rolled back to the previous container" in capsys.readouterr().out
     assert _exec(host, "cat", "/run/secrets/db.password") == (0, value)
+
+
+def test_a_rollback_gets_a_sops_env_value_from_the_same_file_only(
+        host: Host, busybox_image: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No record keeps an env value from a SOPS file: the rollback of a failed stop-first update
+    takes it from the manifests when the file is the one the previous container was made from,
+    and fails saying why when that file changed too."""
+    key = new_age_key()
+    key_file = key.write(tmp_path / "age.key")
+    m = tmp_path / "m"
+    value = "rb-" + secrets.token_hex(16)
+    m.mkdir()
+    (m / "app.env").write_bytes(encrypt_dotenv({"API_KEY": value}, key.recipient))
+
+    def manifest(check: str) -> None:
+        write(m, "app.yaml", f"""
+            apiVersion: reconciler/v1
+            kind: Container
+            metadata: {{name: web}}
+            spec:
+              image: {busybox_image}
+              command: [sleep, "3600"]
+              networks: [none]
+              envFiles: [app.env]
+              healthcheck: {{test: [CMD, "{check}"], interval: 1s, retries: 1}}
+              update: {{healthTimeout: 4s}}
+            """)
+
+    manifest("true")
+    apply = ["apply", str(m), "--sops-age-key-file", str(key_file)]
+    assert host.cli(*apply) == 0
+    manifest("false")                                   # the new container never becomes healthy
+    capsys.readouterr()
+    assert host.cli(*apply) == 1
+    assert "rolled back to the previous container" in capsys.readouterr().out
+    assert _exec(host, "sh", "-c", "echo $API_KEY") == (0, value + "\n")
+    assert _holders(host.config.root, value.encode()) == {f"containers/{host.ids()['web']}/secrets/config.json"}
+    assert _holders(host.config.run_dir, value.encode()) == set()
+
+    manifest("true")
+    assert host.cli(*apply) == 0
+    (m / "app.env").write_bytes(encrypt_dotenv({"API_KEY": "new-" + value}, key.recipient))
+    manifest("false")                                   # a new value and a new container that fails
+    capsys.readouterr()
+    assert host.cli(*apply) == 1
+    out = capsys.readouterr().out
+    assert "rollback failed too" in out
+    assert "API_KEY came from a SOPS-encrypted env file that changed since" in out
+    assert value not in out

@@ -128,3 +128,60 @@ def test_a_refused_push_is_not_retried_and_says_why(tmp_path: Path, upstream: Up
         writeback.write_back(src, "shop", [EDIT], SETTINGS)
     assert calls.read_text() == "x\n"                           # no race: tried once
     assert list((tmp_path / "cache").glob("write-back-*")) == []   # no worktree left behind
+
+
+OLD_DIGEST = "sha256:" + "a" * 64
+NEW_DIGEST = "sha256:" + "b" * 64
+FLUX = (
+    "# Flux's marker forms (#22): NS:NAME, and the :tag, :name and :digest fields\n"
+    "kind: Container\n"
+    "metadata: {name: web}\n"
+    "spec:\n"
+    "  image:\n"
+    "    track: reg.local:5000/shop/web:1.4.1  # {\"$imagepolicy\": \"flux-system:web\"}\n"
+    "  env:\n"
+    "    WEB_VERSION: \"1.4.1\"   # {\"$imagepolicy\": \"flux-system:web:tag\"}   keep this\n"
+    "    WEB_IMAGE: 'reg.local:5000/shop/old'  #{\"$imagepolicy\":\"flux-system:web:name\"}\n"
+    f"    WEB_DIGEST: {OLD_DIGEST} # {{\"$imagepolicy\": \"flux-system:web:digest\"}}\n"
+    f"    PINNED: reg.local:5000/shop/web:1.4.1@{OLD_DIGEST} # {{\"$imagepolicy\": \"web\"}}\n"
+    "  args:\n"
+    "    - 1.4.1 # {\"$imagepolicy\": \"flux-system:web:tag\"}\n"
+    "    - 1.4.1 # {\"$imagepolicy\": \"flux-system:api:tag\"}\n"
+    "    - 1.4.1 # {\"$imagepolicy\": \"flux-system:web:size\"}\n"
+)
+FLUX_EDIT = writeback.Edit(file="web.yaml", container="web", repository="reg.local:5000/shop/web", tag="1.9.0",
+                           old="1.4.1", digest=NEW_DIGEST)
+FLUX_AFTER = (
+    FLUX.replace("web:1.4.1  #", "web:1.9.0  #")
+    .replace('"1.4.1"   #', '"1.9.0"   #')
+    .replace("'reg.local:5000/shop/old'", "'reg.local:5000/shop/web'")
+    .replace(f"WEB_DIGEST: {OLD_DIGEST}", f"WEB_DIGEST: {NEW_DIGEST}")
+    .replace(f"web:1.4.1@{OLD_DIGEST}", f"web:1.9.0@{NEW_DIGEST}")
+    .replace("- 1.4.1 # {\"$imagepolicy\": \"flux-system:web:tag\"}", "- 1.9.0 # {\"$imagepolicy\": \"flux-system:web:tag\"}")
+)
+
+
+def test_flux_marker_fields_set_the_tag_the_name_or_the_digest() -> None:
+    """As Flux's setters: NS:NAME the full reference (a digest pin follows), :tag, :name and
+    :digest the line's value; another container's marker and an unknown field are left alone."""
+    new, done = writeback.edit_text(FLUX, [FLUX_EDIT])
+    assert done == [FLUX_EDIT]
+    assert new == FLUX_AFTER
+    assert writeback.edit_text(new, [FLUX_EDIT]) == (new, [])
+    # no digest known: a :digest line stays, a pinned reference loses its (now wrong) pin
+    unknown = writeback.Edit(file="web.yaml", container="web", repository="reg.local:5000/shop/web", tag="1.9.0")
+    new, _ = writeback.edit_text(FLUX, [unknown])
+    assert f"WEB_DIGEST: {OLD_DIGEST} #" in new
+    assert "PINNED: reg.local:5000/shop/web:1.9.0 #" in new
+
+
+def test_flux_markers_are_written_back_to_a_real_repository(tmp_path: Path) -> None:
+    up = Upstream(tmp_path / "forge", "shop")
+    up.commit({"hosts/web1/web.yaml": FLUX}, "first")
+    src = source(tmp_path, up)
+    pushed = writeback.write_back(src, "shop", [FLUX_EDIT], SETTINGS)
+    assert pushed is not None
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "--quiet", str(up.bare), str(clone))
+    assert git(clone, "rev-parse", "HEAD") == pushed
+    assert (clone / "hosts/web1/web.yaml").read_text() == FLUX_AFTER

@@ -17,7 +17,8 @@ import pytest
 from reconciler import spec
 from reconciler.cli.main import main
 from reconciler.runtime.fake import FakeRuntime
-from reconciler.spec import sops
+from reconciler.spec import hashing, sops
+from reconciler.state import inventory
 from tests.execution.helpers import container_doc, fake_root
 from tests.helpers.sops_files import AgeKey, encrypt_dotenv, new_age_key
 
@@ -74,15 +75,19 @@ def test_apply_with_sops_age_key_file_gives_the_container_its_env_and_keeps_no_p
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(key_file))
     assert main(["--once", str(src), "--root", str(root), "--runtime", "fake", "-o", "json"]) == 0
     config = FakeRuntime.at_root(root).config_of("web")
-    assert {name: config.env[name] for name in values} == values          # the container got them
+    digest = hashing.file_digest((src / "secrets.env").read_bytes())
+    assert config.secret_env == dict.fromkeys(values, digest)                # keys and the file's digest
+    assert not set(values) & set(config.env)                                 # never the values
+    assert config.env["PLAIN"] == "visible"
     out = capsys.readouterr()
     needles = list(values.values())
     assert not any(n in out.out or n in out.err for n in needles)
     assert (root / "revisions").is_dir()
-    # the revision copy keeps the encrypted file, the database keeps hashes; what holds the values
-    # is the engine's record of the container and the rollback env beside the database, as every
-    # env value (docs/security.md, "SOPS-encrypted env files")
-    assert _files_holding(root, needles) == {"fake-runtime.json", "inventory-env"}
+    # the revision copy keeps the encrypted file, the database neither values nor their hashes,
+    # the engine's record and the rollback env the keys only (docs/security.md, "Where the values go")
+    masked = [inventory.mask_value(k, v) for k, v in values.items()]
+    assert _files_holding(root, needles + masked) == set()
+    assert json.loads(next((root / "inventory-env").iterdir()).read_text())["env"] == {"PLAIN": "visible"}
     copies = [p for p in (root / "revisions").rglob("secrets.env")]
     assert copies
     assert all(p.read_bytes() == (src / "secrets.env").read_bytes() for p in copies)
@@ -151,12 +156,26 @@ def test_compose_dotenv_and_env_file_decrypt(tmp_path: Path, key: tuple[AgeKey, 
     tag, password = "1", "pw-" + secrets.token_hex(12)
     (proj / ".env").write_bytes(encrypt_dotenv({"WEB_TAG": tag}, k.recipient))
     (proj / "db.env").write_bytes(encrypt_dotenv({"DB_PASSWORD": password}, k.recipient))
+    (proj / "plain.env").write_text("DB_USER=shop\nDB_HOST=db\n")
+    (proj / "db.env").write_bytes(encrypt_dotenv({"DB_PASSWORD": password, "DB_HOST": "x", "DB_USER": "y"},
+                                                 k.recipient))
     (proj / "compose.yaml").write_text("services:\n  web:\n    image: registry.local:5000/shop/web:${WEB_TAG}\n"
-                                       "    env_file: [db.env]\n    command: [sleep, '3600']\n")
+                                       "    env_file: [plain.env, db.env]\n    environment: {DB_HOST: db2}\n"
+                                       "    command: [sleep, '3600']\n")
     desired = spec.load(proj, decryption=sops.load_keys(str(key_file)))
     web = next(iter(desired.containers.values()))
     assert web.image == "registry.local:5000/shop/web:1"
     assert web.env["DB_PASSWORD"] == password
+    # the encrypted env_file's keys are secret (as an encrypted envFiles entry's), unless
+    # environment: sets them after it
+    digest = hashing.file_digest((proj / "db.env").read_bytes())
+    assert web.secret_env == {"DB_PASSWORD": digest, "DB_USER": digest}
+    assert (web.env["DB_USER"], web.env["DB_HOST"]) == ("y", "db2")
+    root = fake_root(tmp_path)
+    FakeRuntime.at_root(root).publish("registry.local:5000/shop/web:1")
+    assert main(["--once", str(proj), "--root", str(root), "--runtime", "fake",
+                 "--sops-age-key-file", str(key_file)]) == 0
+    assert _files_holding(root, [password, inventory.mask_value("DB_PASSWORD", password)]) == set()
 
     with pytest.raises(spec.SpecError) as caught:
         spec.load(proj)
@@ -264,6 +283,26 @@ def test_the_docker_backend_binds_a_plain_secret_file_and_refuses_a_decrypted_on
         backend._mount(base.Mount(type="secret", target="/run/secrets/x", source=str(plain), data=b"decrypted"))
 
 
+def test_docker_and_swarm_refuse_env_values_from_sops_files(tmp_path: Path, key: tuple[AgeKey, Path]) -> None:
+    """Docker writes a container's env to its config.v2.json, a Swarm service's env is in its
+    spec on every manager: a SOPS env value goes to neither, with what to do instead."""
+    from reconciler.execution import translate
+    from reconciler.runtime import errors as rterrors
+    from reconciler.runtime.docker import backend
+    from reconciler.runtime.swarm import services
+
+    k, key_file = key
+    src, _values = _source(tmp_path, k.recipient)
+    web = spec.load(src, decryption=sops.load_keys(str(key_file))).containers["web"]
+    config = translate.container_config(web, name="web", labels={})
+    with pytest.raises(rterrors.InvalidArgument, match="env API_TOKEN, DB_PASSWORD came from a SOPS-encrypted") as caught:
+        backend.container_body(config)
+    assert "use the native runtime" in (caught.value.hint or "")
+    with pytest.raises(rterrors.InvalidArgument, match="env API_TOKEN, DB_PASSWORD came from a SOPS-encrypted") as caught:
+        services._container_spec(config, {}, {})
+    assert "secret file (spec.secrets)" in (caught.value.hint or "")
+
+
 def test_compose_secrets_and_configs_become_secret_files(tmp_path: Path, key: tuple[AgeKey, Path]) -> None:
     """compose's `secrets:`/`configs:` with `file:` (one sops-encrypted): the same tmpfs files."""
     from tests.helpers.sops_files import encrypt_binary
@@ -313,3 +352,38 @@ def test_a_rollback_gets_a_secret_only_from_the_same_stored_file(tmp_path: Path,
     kept = planner._unchanged_secrets(before, after)
     assert kept.by_target == {"/run/secrets/db.password": value.encode()}
     assert value not in repr(kept)
+
+
+def test_sops_env_values_are_marked_secret_and_hash_as_their_file(tmp_path: Path, key: tuple[AgeKey, Path]) -> None:
+    """A key from a SOPS env file is in `secret_env` with the file's digest, unless a plain file or
+    `env` later sets it; the spec hash and the inventory's document take that digest, not the
+    value: a value cannot be guessed from its hash, and a new encrypted file still recreates."""
+    from reconciler.execution import translate
+    from reconciler.planning import planner
+    from reconciler.runtime import base
+
+    k, key_file = key
+    src, values = _source(tmp_path, k.recipient)
+    (src / "plain.env").write_text("API_TOKEN=overridden\n")
+    doc = (src / "app.yaml").read_text().replace("envFiles: [secrets.env]", "envFiles: [secrets.env, plain.env]")
+    (src / "app.yaml").write_text(doc)
+    keys = sops.load_keys(str(key_file))
+    web = spec.load(src, decryption=keys).containers["web"]
+    digest = hashing.file_digest((src / "secrets.env").read_bytes())
+    assert web.secret_env == {"DB_PASSWORD": digest}                        # API_TOKEN: the plain file's
+    assert web.env["DB_PASSWORD"] == values["DB_PASSWORD"]
+    document = json.dumps(inventory.spec_document(web))
+    assert values["DB_PASSWORD"] not in document
+    assert inventory.mask_value("DB_PASSWORD", values["DB_PASSWORD"]) not in document
+    config = base.config_to_json(translate.container_config(web, name="web", labels={}))
+    assert values["DB_PASSWORD"] not in json.dumps(config)
+    assert config["secret_env"] == {"DB_PASSWORD": digest}
+
+    # the same value in a file encrypted again: another digest, another hash (a recreate)
+    (src / "secrets.env").write_bytes(encrypt_dotenv(values, k.recipient))
+    again = spec.load(src, decryption=keys).containers["web"]
+    assert again.env == web.env
+    assert again.spec_hash != web.spec_hash
+    # a rollback gets a value only where the previous container's key came from the same file
+    assert planner._unchanged_secrets(config, again).env == {}
+    assert planner._unchanged_secrets(config, web).env == {"DB_PASSWORD": values["DB_PASSWORD"]}

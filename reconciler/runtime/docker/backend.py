@@ -138,7 +138,7 @@ def _mount(m: base.Mount) -> dict[str, Any]:
             raise errors.InvalidArgument(
                 f"the secret file {m.target} needs the native engine: its content was decrypted in memory, and "
                 "Docker has no tmpfs a file can be put on before the container starts",
-                hint="use the native runtime, or an env file for this value")
+                hint="use the native runtime, or a secret file that is not encrypted (bind-mounted read-only)")
         out.update(Type="bind", Source=m.source, ReadOnly=True)
     else:
         raise errors.InvalidArgument(f"mount type {m.type!r} on {m.target} is not volume, bind or tmpfs")
@@ -147,6 +147,12 @@ def _mount(m: base.Mount) -> dict[str, Any]:
 
 def container_body(config: base.ContainerConfig) -> dict[str, Any]:
     """The `/containers/create` body for a ContainerConfig (first network only; see create)."""
+    if config.secret_env:
+        raise errors.InvalidArgument(
+            f"container {config.name}: env {', '.join(sorted(config.secret_env))} came from a SOPS-encrypted "
+            "env file, and Docker writes a container's environment to disk (config.v2.json)",
+            hint="use the native runtime (it keeps such values on the container's own tmpfs), or put the "
+                 "value in a secret file that is not encrypted (bind-mounted read-only): on disk in clear either way")
     host: dict[str, Any] = {
         "RestartPolicy": {"Name": "" if config.restart.name == "no" else config.restart.name,
                           "MaximumRetryCount": config.restart.max_retries},

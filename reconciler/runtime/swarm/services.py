@@ -162,6 +162,11 @@ def _networks(config: base.ContainerConfig) -> list[dict[str, Any]]:
 def _container_spec(
     config: base.ContainerConfig, secret_ids: Mapping[str, str], drivers: Mapping[str, tuple[str, Mapping[str, str]]],
 ) -> dict[str, Any]:
+    if config.secret_env:
+        raise errors.InvalidArgument(
+            f"service {config.name}: env {', '.join(sorted(config.secret_env))} came from a SOPS-encrypted env "
+            "file; a service's environment is in its spec on every manager and in each task's container record",
+            hint="put the value in a secret file (spec.secrets): it becomes a Swarm secret, mounted from a tmpfs")
     spec: dict[str, Any] = {
         "Image": config.image,
         "Labels": {k: v for k, v in config.labels.items() if not k.startswith(LABEL_PREFIX)},

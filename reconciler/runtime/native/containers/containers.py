@@ -113,16 +113,22 @@ def _resolv_conf(host_network: bool, nameservers: Sequence[str] = (), search: Se
 INIT_PATH = "/sbin/docker-init"
 
 
-def _has_secrets(config: base.ContainerConfig) -> bool:
-    return any(m.type == "secret" for m in config.mounts)
+BUNDLE_ROOM = 1 << 20               # bytes of a secrets tmpfs kept for the bundle (config.json, conmon's files)
 
 
 def _secret_entries(p: records.Paths, config: base.ContainerConfig, undo: list[Callable[[], None]]) -> list[dict[str, Any]]:
     """The container's secret files written to a tmpfs of its own (0700; each file with its
     mode and owner, 0400 root by default) and bound read-only at their targets. The content is
-    in the config only in memory: a config read back from a record has none, and is refused."""
+    in the config only in memory: a config read back from a record has none, and is refused.
+    A container with env values from a SOPS file gets that tmpfs too: its bundle goes there."""
     secrets_ = [m for m in config.mounts if m.type == "secret"]
-    if not secrets_:
+    missing = base.secret_env_missing(config)
+    if missing:
+        raise rterrors.InvalidArgument(
+            f"env {', '.join(missing)} came from a SOPS-encrypted file and has no value: a container config "
+            "read back from a record (a rollback, a copy) never carries one",
+            hint="apply the manifests: they give it again")
+    if not records.has_secrets(config):
         return []
     for m in secrets_:
         if m.data is None:
@@ -132,7 +138,7 @@ def _secret_entries(p: records.Paths, config: base.ContainerConfig, undo: list[C
         if not m.target.startswith("/"):
             raise rterrors.InvalidArgument(f"secret target {m.target!r} must be an absolute path")
     p.secrets.mkdir(mode=0o700)
-    size = sum(len(m.data or b"") + 4096 for m in secrets_)
+    size = sum(len(m.data or b"") + 4096 for m in secrets_) + (BUNDLE_ROOM if config.secret_env else 0)
     mounts.mount_tmpfs(p.secrets, [f"size={max(size, 65536)}", "mode=0700", "nosuid", "nodev", "noexec"])
     undo.append(lambda: mounts.unmount(p.secrets))
     out = []
@@ -453,7 +459,8 @@ class ContainerManager(records.RecordStore):
             volume_mounts=tuple(mount_specs), terminal=terminal,
             annotations={"io.reconciler.name": name},
         ))
-        p.config_json.write_text(json.dumps(spec, indent=1))
+        # env values from a SOPS file stay in memory: the bundle goes to the secrets tmpfs
+        (p.secrets if config.secret_env else p.dir).joinpath("config.json").write_text(json.dumps(spec, indent=1))
         return records.Record(
             id=cid, name=name, image=config.image, image_id=image_id, created=records.now(), config=config,
             image_config=dict(image_config), lowerdirs=tuple(str(d) for d in lowerdirs),
@@ -472,9 +479,9 @@ class ContainerManager(records.RecordStore):
             rt = self.oci(rec.runtime)
             p = self.paths(rec.id)
             fresh = rec.status == "created" and rec.conmon_alive() and rec.main_alive()
-            if not fresh and _has_secrets(rec.config) and not mounts.is_mounted(p.secrets):
+            if not fresh and records.has_secrets(rec.config) and not mounts.is_mounted(p.secrets):
                 raise rterrors.Conflict(
-                    f"container {rec.name}: its secret files were in memory only and are gone (the host "
+                    f"container {rec.name}: its secret files or SOPS env values were in memory only and are gone (the host "
                     "rebooted, or their tmpfs was unmounted); it cannot start again",
                     hint="remove it; applying its manifests creates it again with them")
             if not fresh:

@@ -100,7 +100,9 @@ def exec_argv(store: records.RecordStore, name_or_id: str, argv: Sequence[str], 
     if rec.status != "running":
         raise rterrors.Conflict(f"container {rec.name} is not running", hint="start it first")
     proc = exec_process(store, rec, argv, tty=tty)
-    path = store.config.run_dir / "conmon" / f"exec-{rec.id[:12]}-{secrets.token_hex(4)}.json"
+    # the process's env holds the container's: SOPS values stay on its tmpfs
+    where = store.paths(rec.id).secrets if rec.config.secret_env else store.config.run_dir / "conmon"
+    path = where / f"exec-{rec.id[:12]}-{secrets.token_hex(4)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(proc))
     rt = store.oci(rec.runtime)

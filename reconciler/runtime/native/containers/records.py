@@ -47,6 +47,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "effective_healthcheck",
+    "has_secrets",
     "now",
     "process_argv",
     "summary",
@@ -253,8 +254,15 @@ class Paths:
         return self.dir / "ctr.log"
 
     @property
+    def bundle(self) -> Path:
+        """The OCI bundle dir (config.json; conmon's pidfile, ctl, logs of the runtime): the
+        container's dir, or its secrets tmpfs when config.json holds env values from a
+        SOPS-encrypted file (they stay in memory: `Manager._prepare`)."""
+        return self.secrets if (self.secrets / "config.json").is_file() else self.dir
+
+    @property
     def config_json(self) -> Path:
-        return self.dir / "config.json"
+        return self.bundle / "config.json"
 
     @property
     def secrets(self) -> Path:
@@ -264,9 +272,14 @@ class Paths:
     @property
     def conmon(self) -> conmon.ConmonPaths:
         return conmon.ConmonPaths(
-            bundle=self.dir, log_path=self.log, exit_dir=self.run_dir / "exits",
+            bundle=self.bundle, log_path=self.log, exit_dir=self.run_dir / "exits",
             persist_dir=self.run_dir / "conmon" / self.cid, socket_dir=self.run_dir / "conmon",
         )
+
+
+def has_secrets(config: base.ContainerConfig) -> bool:
+    """Secret files or SOPS env values: what is kept on the container's own tmpfs only."""
+    return bool(config.secret_env) or any(m.type == "secret" for m in config.mounts)
 
 
 def summary(rec: Record) -> dict[str, Any]:
@@ -423,7 +436,7 @@ class RecordStore:
     def _secrets_lost(self, rec: Record) -> Record:
         """An exited container whose secret files' tmpfs is gone (a reboot) cannot run again:
         it is `dead`, which the planner recreates from the manifests (with the secrets)."""
-        if rec.status != "exited" or not any(m.type == "secret" for m in rec.config.mounts):
+        if rec.status != "exited" or not has_secrets(rec.config):
             return rec
         from reconciler.runtime.native.containers import (
             mounts,  # only for such a one: ps stays light
@@ -431,8 +444,8 @@ class RecordStore:
 
         if mounts.is_mounted(self.paths(rec.id).secrets):
             return rec
-        new = dataclasses.replace(rec, status="dead", error="its secret files were in memory only and are gone "
-                                  "(the host rebooted); it is re-created from its manifests")
+        new = dataclasses.replace(rec, status="dead", error="its secret files or SOPS env values were in memory "
+                                  "only and are gone (the host rebooted); it is re-created from its manifests")
         self._save(new)
         return new
 

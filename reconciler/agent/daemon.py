@@ -49,11 +49,12 @@ from reconciler.api import events as events_mod
 from reconciler.api import server as api_server
 from reconciler.controller import loop as loop_mod
 from reconciler.errors import ReconcilerError, TerminalError
-from reconciler.execution import backends, executor, locking, passes, stopping
+from reconciler.execution import executor, locking, passes, stopping
 from reconciler.planning import actions
-from reconciler.runtime import base
+from reconciler.runtime import base, opening
 from reconciler.sources import base as srcbase
 from reconciler.sources import errors as srcerr
+from reconciler.spec.ids import ResourceId
 from reconciler.state import history as hist
 from reconciler.state import labels as labelmod
 
@@ -122,9 +123,8 @@ class Agent:
             self.db = Database(cfg.root / "state.db")
             hist.configure(keep=cfg.history_keep, max_age=cfg.history_max_age)
             if cfg.runtime == "native":
-                self._runtime = backends.open_runtime("native", root=cfg.root, run_dir=cfg.run_dir,
-                                                      name_prefix=cfg.name_prefix, oci_runtime=cfg.oci_runtime)
-                if cfg.supervise:
+                self._runtime = opening.open_runtime(cfg.runtime, self._place())
+                if cfg.supervise and isinstance(self._runtime, base.Supervised):
                     self.supervisor = supervise.Supervisor(
                         self._runtime, publish=self.events.publish, flap_limit=cfg.flap_limit,
                         flap_window=cfg.flap_window,
@@ -193,7 +193,9 @@ class Agent:
     def _write_agent_file(self) -> None:
         path = self.config.root / AGENT_FILE
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "socket": str(self.config.socket)}))
+        # the runtime: the CLI asks an agent only about the engine it talks to (cli/_agentapi.py)
+        tmp.write_text(json.dumps({"pid": os.getpid(), "socket": str(self.config.socket),
+                                   "runtime": self.config.runtime}))
         os.replace(tmp, path)
 
     def reload(self, new: cfgmod.AgentConfig) -> None:
@@ -322,13 +324,18 @@ class Agent:
         if self._runtime is not None:
             yield self._runtime
             return
-        rt = backends.open_runtime(self.config.runtime, root=self.config.root, run_dir=self.config.run_dir,
-                                   name_prefix=self.config.name_prefix)
+        rt = opening.open_runtime(self.config.runtime, self._place())
         try:
             yield rt
         finally:
             if write:
                 rt.close()
+
+    def _place(self) -> opening.Place:
+        """Where the agent's engine keeps its state (the config's root, run dir, prefix)."""
+        cfg = self.config
+        return opening.Place(root=cfg.root, run_dir=cfg.run_dir, name_prefix=cfg.name_prefix,
+                             oci_runtime=cfg.oci_runtime)
 
     def _flapping_names(self) -> set[str]:
         return {f.name for f in self.supervisor.flapping()} if self.supervisor is not None else set()
@@ -456,7 +463,7 @@ class Agent:
         src.last_failures = [f"{c.resource}: {c.detail}" for c in result.changeset.failed()] \
             if result.changeset is not None else []
         # desired containers that do not run as they should: a failure of the pass, shown as such
-        src.last_failures += [f"container:{n}: {why}" for n, why in sorted(result.unready.items())]
+        src.last_failures += [f"{ResourceId.container(n)}: {why}" for n, why in sorted(result.unready.items())]
         self.prom.down.labels(name).set(len(result.unready))
         if result.converged:
             src.good = [rev, *[g for g in src.good if g.id != rev.id]][:KEEP_GOOD]
@@ -490,8 +497,9 @@ class Agent:
         failed = dict(result.unready)
         broken = {c.resource: c.detail for c in result.changeset.failed()} if result.changeset is not None else {}
         for d in src.updates.decisions:         # the image's own failure (a pull) says more than "dependency failed"
-            if f"container:{d.container}" in broken and d.chosen is not None:
-                failed[d.container] = broken.get(f"image:{d.ref(d.chosen)}") or broken[f"container:{d.container}"]
+            res = str(ResourceId.container(d.container))
+            if res in broken and d.chosen is not None:
+                failed[d.container] = broken.get(str(ResourceId.image(d.ref(d.chosen)))) or broken[res]
         for d in src.updates.decisions:
             if d.error is not None:
                 self._log.warning("image_tags_unlisted", source=name, container=d.container,
@@ -743,18 +751,14 @@ class Agent:
         """What `reconcile ps` shows of every container of the engine (those with `labels`),
         newest first, read through the engine the agent keeps open (the CLI then needs no engine
         code of its own). Only the native engine's: `ps` lists no other."""
-        from reconciler.runtime.native.containers import records
-
-        return [records.summary(r) for r in self._native().containers.records(labels or None)]
+        return opening.summaries(self._native().containers, dict(labels))
 
     def inspect_container(self, name: str) -> Mapping[str, Any]:
         """What `reconcile inspect NAME` shows (a `docker inspect` document)."""
         from reconciler.runtime import errors as rterrors
-        from reconciler.runtime.native.containers import inspection
 
-        rt = self._native()
         try:
-            return inspection.document(rt.containers, rt.containers.get(name))
+            return opening.inspect_document(self._native().containers, name)
         except rterrors.NotFound as e:
             raise apierr.NotFound(str(e)) from None
 
@@ -793,6 +797,47 @@ class Agent:
         except rterrors.InvalidArgument as e:
             raise apierr.BadRequest(str(e)) from None
 
+    def create_container(self, config: Mapping[str, Any]) -> Mapping[str, Any]:
+        """`reconcile run` through the agent (#21): a container of `config` (config_to_json's
+        form) made by the agent's engine, its image pulled first when the engine lacks it."""
+        from reconciler.runtime import errors as rterrors
+
+        try:
+            cfg = base.config_from_json(config)
+        except (TypeError, ValueError, KeyError) as e:
+            raise apierr.BadRequest(f"not a container config: {e}") from None
+        with _engine_errors(), self._runtime_session(write=True) as rt:
+            try:
+                rt.inspect_image(cfg.image)
+            except rterrors.NotFound:
+                rt.pull_image(cfg.image)
+            return {"id": rt.create_container(cfg)}
+
+    def container_action(self, name: str, action: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        """What `reconcile run` and `exec` ask of a container through the agent: start, stop
+        (`timeout`), wait (its exit code), remove (`force`), exec (`argv`: its exit code and
+        output, latin-1, once it ended)."""
+        if action not in ("start", "stop", "wait", "remove", "exec"):
+            raise apierr.NotFound(f"no container action {action!r}", hint="start, stop, wait, remove or exec")
+        if action == "exec" and not (isinstance(body.get("argv"), list) and body["argv"]
+                                     and all(isinstance(a, str) for a in body["argv"])):
+            raise apierr.BadRequest('POST a JSON object {"argv": [COMMAND, ARG...]}')
+        with _engine_errors(), self._runtime_session(write=action != "wait") as rt:
+            if action == "start":
+                rt.start_container(name)
+            elif action == "stop":
+                timeout = body.get("timeout")
+                rt.stop_container(name, timeout=float(timeout) if timeout is not None else None)
+            elif action == "remove":
+                rt.remove_container(name, force=bool(body.get("force")))
+            elif action == "wait":
+                return {"exit_code": rt.wait_container(name)}
+            else:
+                done = rt.exec(name, list(body["argv"]))
+                return {"exit_code": done.exit_code, "stdout": done.stdout.decode("latin-1"),
+                        "stderr": done.stderr.decode("latin-1")}
+        return {}
+
     def _native(self) -> NativeRuntime:
         """The native engine the agent keeps open; 409 for another (the CLI then reads the root)."""
         from reconciler.runtime.native import backend
@@ -801,6 +846,26 @@ class Agent:
             raise apierr.Conflict(f"this agent runs the {self.config.runtime} engine, not the native one",
                                   hint="the CLI reads the native engine's state root itself")
         return self._runtime
+
+@contextlib.contextmanager
+def _engine_errors() -> Iterator[None]:
+    """An engine's refusal as the API's (NotFound 404, InvalidArgument 400, Conflict and
+    AlreadyExists 409, any other 500), its message and hint kept: the CLI raises it again."""
+    from reconciler.runtime import errors as rterrors
+
+    try:
+        yield
+    except apierr.ApiError:
+        raise
+    except rterrors.NotFound as e:
+        raise apierr.NotFound(e.message, hint=e.hint) from None
+    except rterrors.InvalidArgument as e:
+        raise apierr.BadRequest(e.message, hint=e.hint) from None
+    except (rterrors.Conflict, rterrors.AlreadyExists) as e:
+        raise apierr.Conflict(e.message, hint=e.hint) from None
+    except ReconcilerError as e:
+        raise apierr.ApiError(e.message, hint=e.hint) from None
+
 
 def _origin(sc: cfgmod.SourceConfig) -> str:
     if sc.git is not None:

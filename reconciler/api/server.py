@@ -70,6 +70,10 @@ class AgentView(Protocol):
     def container_logs(self, name: str, *, follow: bool, since: str | None,
                        tail: int | None) -> Iterator[Mapping[str, Any]]: ...
 
+    def create_container(self, config: Mapping[str, Any]) -> Mapping[str, Any]: ...
+
+    def container_action(self, name: str, action: str, body: Mapping[str, Any]) -> Mapping[str, Any]: ...
+
 
 class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
@@ -213,6 +217,14 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                 tail = q.get("tail")
                 self._stream_lines(view.container_logs(name, follow=q.get("follow") in ("1", "true"),
                                                        since=q.get("since"), tail=int(tail) if tail else None))
+            elif path == "/v1/containers" and method == "POST":     # `reconcile run` (#21)
+                body = self._body()
+                if not isinstance(body.get("config"), dict):
+                    raise errors.BadRequest('POST a JSON object {"config": CONTAINER CONFIG}')
+                self._json(200, view.create_container(body["config"]))
+            elif path.startswith("/v1/containers/") and method == "POST":   # start, stop, wait, remove, exec
+                name, _, action = path[len("/v1/containers/"):].rpartition("/")
+                self._json(200, view.container_action(urllib.parse.unquote(name), action, self._body()))
             elif path.startswith("/v1/containers/") and method == "GET":   # in `docker inspect`'s order
                 self._json(200, view.inspect_container(urllib.parse.unquote(path[len("/v1/containers/"):])),
                            sort=False)

@@ -23,7 +23,7 @@ DEFAULT_SOCKET = "/run/reconciler/reconciler.sock"
 
 
 def request(socket_path: str, method: str, path: str, body: Any = None, *,
-            timeout: float = 30.0) -> tuple[int, Any]:
+            timeout: float | None = 30.0) -> tuple[int, Any]:
     """`method` `path` (with `body` as JSON, if any) to the agent on `socket_path`: (HTTP
     status, the JSON reply). OSError when the socket does not answer; ValueError for a reply
     that is not whole HTTP with JSON."""

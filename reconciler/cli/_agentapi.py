@@ -1,5 +1,6 @@
-"""Finding the running agent for status/events/rollback/reconcile-now, and asking the agent of a
-state root what it already knows (`served`: ps), stdlib only."""
+"""Finding the running agent for status/events/rollback/reconcile-now, asking the agent of a
+state root what it already knows (`served`: ps), and running containers and commands through
+its engine (`engine`: run, exec), stdlib only."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["add_socket_flag", "client", "served", "streamed"]
+__all__ = ["AgentEngine", "add_socket_flag", "client", "engine", "served", "streamed"]
 
 
 def add_socket_flag(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +45,7 @@ def served(args: argparse.Namespace, path: str, body: Any = None, *, timeout: fl
     """
     from reconciler.api import thin
 
-    socket_path = _agent_socket(args)
+    socket_path = _serving_socket(args)
     if socket_path is None:
         return None
     try:
@@ -63,7 +64,7 @@ def streamed(args: argparse.Namespace, path: str, *, timeout: float | None = Non
     come (`timeout`: the longest wait for the next bytes); None as for `served`."""
     from reconciler.api import thin
 
-    socket_path = _agent_socket(args)
+    socket_path = _serving_socket(args)
     if socket_path is None:
         return None
     try:
@@ -76,17 +77,139 @@ def streamed(args: argparse.Namespace, path: str, *, timeout: float | None = Non
     return values
 
 
+def engine(args: argparse.Namespace) -> AgentEngine | None:
+    """The engine of the agent that holds the state root `args.root`, when one answers on its
+    socket, for `run` and `exec` (#21: the CLI then loads no engine code); None when no agent
+    runs there: the command opens the engine itself."""
+    import socket
+
+    socket_path = _serving_socket(args)
+    if socket_path is None:
+        return None
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.settimeout(5.0)
+            s.connect(socket_path)
+        except OSError:
+            return None                 # a killed agent's stale file
+    return AgentEngine(socket_path)
+
+
+class AgentEngine:
+    """The container calls `run` and `exec` make, through an agent's API (`POST /v1/containers`
+    and `/v1/containers/NAME/ACTION`, `GET .../logs`); an error reply is raised as the engine's
+    error of that kind (NotFound, InvalidArgument, Conflict), with the agent's message."""
+
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+
+    def _call(self, path: str, body: dict[str, Any], *, timeout: float | None = 300.0) -> Any:
+        from reconciler.api import thin
+
+        try:
+            status, doc = thin.request(self.socket_path, "POST", path, body, timeout=timeout)
+        except (OSError, ValueError) as e:
+            from reconciler.runtime import errors
+
+            raise errors.Unavailable(f"the agent on {self.socket_path} did not answer: {e}",
+                                     hint="see the agent's log; `reconcile status` says whether it runs") from None
+        if status >= 400:
+            raise _error(status, doc)
+        return doc
+
+    def _container(self, name: str, action: str) -> str:
+        import urllib.parse
+
+        return f"/v1/containers/{urllib.parse.quote(name, safe='')}/{action}"
+
+    def create_container(self, config: Any) -> str:
+        """Create a container of `config` (a ContainerConfig), its image pulled first if missing."""
+        from reconciler.runtime import base
+
+        return str(self._call("/v1/containers", {"config": base.config_to_json(config)})["id"])
+
+    def start_container(self, name: str) -> None:
+        self._call(self._container(name, "start"), {})
+
+    def stop_container(self, name: str, *, timeout: float | None = None) -> None:
+        self._call(self._container(name, "stop"), {"timeout": timeout})
+
+    def remove_container(self, name: str, *, force: bool = False) -> None:
+        self._call(self._container(name, "remove"), {"force": force})
+
+    def wait_container(self, name: str) -> int:
+        return int(self._call(self._container(name, "wait"), {}, timeout=None)["exit_code"])
+
+    def exec(self, name: str, argv: list[str]) -> Any:
+        """Run `argv` in the running container `name`: an ExecResult once it ended."""
+        from reconciler.runtime import base
+
+        doc = self._call(self._container(name, "exec"), {"argv": list(argv)}, timeout=None)
+        return base.ExecResult(exit_code=int(doc["exit_code"]), stdout=doc["stdout"].encode("latin-1"),
+                               stderr=doc["stderr"].encode("latin-1"))
+
+    def logs(self, name: str, *, follow: bool = False) -> Iterator[Any]:
+        """The container's log lines (LogLine), as the agent reads them."""
+        import urllib.parse
+
+        from reconciler.api import thin
+        from reconciler.runtime import base
+
+        path = f"/v1/containers/{urllib.parse.quote(name, safe='')}/logs" + ("?follow=1" if follow else "")
+        try:
+            status, values = thin.stream(self.socket_path, path, timeout=None)
+        except (OSError, ValueError) as e:
+            from reconciler.runtime import errors
+
+            raise errors.Unavailable(f"the agent on {self.socket_path} did not answer: {e}") from None
+        if status != 200:
+            values.close()
+            raise _error(status, {"error": f"the agent refused the logs of {name} ({status})"})
+        for v in values:
+            yield base.LogLine(time=v["t"], stream=v["s"], data=v["d"].encode("latin-1"))
+
+    def close(self) -> None:
+        pass
+
+
+def _error(status: int, doc: Any) -> Exception:
+    """The engine's error for an error reply of the agent (its message and hint kept)."""
+    from reconciler.runtime import errors
+
+    message = doc.get("error") if isinstance(doc, dict) else None
+    hint = doc.get("hint") if isinstance(doc, dict) else None
+    cls: type[errors.RuntimeBackendError] = {400: errors.InvalidArgument, 404: errors.NotFound,
+                                             409: errors.Conflict}.get(status, errors.RuntimeBackendError)
+    return cls(str(message or f"the agent answered {status}"), hint=hint)
+
+
 def _agent_socket(args: argparse.Namespace) -> str | None:
     """The API socket of the agent that holds the state root `args.root`, if it says it runs."""
+    data = _agent_file(args)
+    return str(data["socket"]) if data is not None and "socket" in data else None
+
+
+def _serving_socket(args: argparse.Namespace) -> str | None:
+    """The API socket of the agent that holds `args.root` when it runs the native engine and
+    the command talks to that one (the default `--runtime`): the agent serves only its own."""
+    data = _agent_file(args)
+    if data is None or "socket" not in data or getattr(args, "runtime", "native") != "native":
+        return None
+    return str(data["socket"]) if data.get("runtime", "native") == "native" else None
+
+
+def _agent_file(args: argparse.Namespace) -> dict[str, Any] | None:
+    """What `<root>/agent.json` says (pid, socket, runtime), if an agent wrote one."""
     import json
     from pathlib import Path
 
     if not getattr(args, "root", None):
         return None
     try:
-        return str(json.loads((Path(args.root) / "agent.json").read_text())["socket"])
-    except (OSError, ValueError, KeyError, TypeError):
+        data = json.loads((Path(args.root) / "agent.json").read_text())
+    except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def _path(path: str, query: dict[str, Any]) -> str:

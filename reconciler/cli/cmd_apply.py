@@ -157,14 +157,12 @@ def register(subparsers: Any) -> None:
 
 def open_runtime(args: argparse.Namespace, *, supervise: bool = True) -> Any:
     """A session on the runtime chosen by --runtime (a context manager yielding the Runtime)."""
-    from pathlib import Path
-
+    from reconciler.cli import engines
     from reconciler.execution import backends
+    from reconciler.runtime import opening
 
-    runtime = backends.open_runtime(
-        args.runtime, root=Path(args.root), run_dir=Path(args.run_dir),
-        name_prefix=getattr(args, "name_prefix", "rcl"), oci_runtime=getattr(args, "oci_runtime", "runc"),
-        recover=supervise)                    # diff (supervise=False) changes nothing, not even leftovers
+    # diff (supervise=False) changes nothing, not even leftovers
+    runtime = opening.open_runtime(args.runtime, engines.place(args), recover=supervise)
     return backends.session(runtime, supervise=supervise)
 
 
@@ -280,9 +278,11 @@ def print_result(result: Any, fmt: str = "table") -> int:
         print(f"note: {note}")
     for ref, err in sorted(result.resolve_errors.items()):
         print(f"warning: could not resolve {ref}: {err}", file=sys.stderr)
+    from reconciler.spec.ids import ResourceId
+
     in_table = {c.resource for c in result.changeset.failed()}
-    for name, why in sorted(getattr(result, "unready", {}).items()):
-        if f"container:{name}" not in in_table:       # its failed or skipped action says why already
+    for name, why in sorted(result.unready.items()):
+        if str(ResourceId.container(name)) not in in_table:       # its failed or skipped action says why already
             print(f"error: container {name} is not running as desired: {why}", file=sys.stderr)
     full = result.changeset.disk_full()
     for r in full[:1]:                    # a full file system fails whatever writes to it: say it once

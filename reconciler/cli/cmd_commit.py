@@ -29,13 +29,13 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.cli import options
+    from reconciler.cli import engines
     from reconciler.cli.cmd_pull import open_store
+    from reconciler.runtime import opening
     from reconciler.runtime.native import commit
-    from reconciler.runtime.native.containers import containers
 
     store = open_store(args)
-    manager = containers.ContainerManager(options.native_config(args), oci_runtime=args.oci_runtime)
+    manager = opening.open_native(engines.place(args)).containers     # --oci-runtime: the place's
     image_id = commit.commit(store, manager, args.container, args.ref, changes=args.change,
                              message=args.message, author=args.author, pause=args.pause)
     print(image_id)

@@ -49,14 +49,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _parts(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    from reconciler.cli import options
+    from reconciler.cli import engines
     from reconciler.cli.cmd_pull import open_store
-    from reconciler.runtime.native.containers import containers
+    from reconciler.runtime import opening
     from reconciler.runtime.native.volumes import volumes
 
-    config = options.native_config(args)
-    return (open_store(args), containers.ContainerManager(config, oci_runtime=args.oci_runtime),
-            volumes.VolumeStore(config.root, config.db()))
+    native = opening.open_native(engines.place(args))             # --oci-runtime: the place's
+    return open_store(args), native.containers, volumes.VolumeStore(native.config.root, native.config.db())
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -73,14 +72,10 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from reconciler.cli import engines, output
+    from reconciler.runtime import moving, opening
 
-    from reconciler.cli import output
-    from reconciler.execution.backends import open_runtime
-    from reconciler.runtime import moving
-
-    runtime = open_runtime(args.runtime, root=Path(args.root), run_dir=Path(args.run_dir),
-                           name_prefix=args.name_prefix, oci_runtime=args.oci_runtime)
+    runtime = opening.open_runtime(args.runtime, engines.place(args))
     try:
         with output.input_file(args.input) as f:
             done = moving.import_container(runtime, f, name=args.name, start=args.start,

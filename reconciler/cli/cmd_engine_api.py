@@ -35,9 +35,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from reconciler.api.engine import EngineApi
+    from reconciler.cli import engines
     from reconciler.errors import TemporaryError
     from reconciler.execution import locking
-    from reconciler.execution.backends import open_runtime, session
+    from reconciler.execution.backends import session
+    from reconciler.runtime import opening
 
     try:
         with locking.store_lock(args.root):     # not beside an agent: two engines' supervisors on one root
@@ -47,8 +49,7 @@ def run(args: argparse.Namespace) -> int:
                              hint="add `engine_api: {}` to the agent's config (socket <run-dir>/docker.sock)") from exc
     path = Path(args.socket) if args.socket else Path(args.run_dir) / "docker.sock"
     gid = grp.getgrnam(args.group).gr_gid if args.group else None
-    runtime = open_runtime("native", root=Path(args.root), run_dir=Path(args.run_dir),
-                           name_prefix=args.name_prefix, oci_runtime=args.oci_runtime)
+    runtime = opening.open_runtime("native", engines.place(args))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -1,6 +1,9 @@
 """`reconcile exec [-i] [-t] NAME CMD...`: run a command in a running container.
 
-The command's stdio is ours (with `-t` a pseudo-terminal), and its exit code is ours.
+The command's stdio is ours (with `-t` a pseudo-terminal), and its exit code is ours. While an
+agent holds the state root, a command without `-i`/`-t` runs through the agent's engine (#21, the
+client–server split): its output is printed once it ended, the same bytes on the same streams.
+With `--runtime docker` it runs through the Engine API, the same way (no `-i`/`-t` there).
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers: Any) -> None:
-    from reconciler.cli import options
+    from reconciler.cli import engines, options
 
     parser = subparsers.add_parser("exec", help="run a command in a running container",
                                    description="Run a command in a running container; exits with its exit code.")
     options.add_engine_options(parser)
+    engines.add_runtime_flag(parser, "exec")
     parser.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
     parser.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
     parser.add_argument("container", metavar="CONTAINER")
@@ -25,18 +29,49 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import subprocess
-
-    from reconciler.cli import cmd_ps
+    from reconciler.cli import _agentapi, engines
     from reconciler.runtime import errors
-    from reconciler.runtime.native.containers import execs
 
     if not args.argv:
         raise errors.InvalidArgument("exec needs a command", hint="reconcile exec NAME CMD [ARG...]")
-    rt = cmd_ps.open_runtime(args)
+    attached = args.interactive or args.tty
+    if not attached:
+        agent = _agentapi.engine(args)
+        if agent is not None:
+            return _printed(agent.exec(args.container, args.argv))
+    if attached and not engines.is_native(args):
+        engines.check(args, "exec")
+        raise errors.InvalidArgument(f"reconcile exec -i/-t does not work with --runtime {args.runtime}",
+                                     hint=f"use the engine's own client: {args.runtime} exec -it")
+    rt = engines.open_runtime(args, "exec")
+    try:
+        if engines.is_native(args):
+            return _native(rt, args)
+        return _printed(rt.exec(args.container, args.argv))
+    finally:
+        rt.close()
+
+
+def _native(rt: Any, args: argparse.Namespace) -> int:
+    """The command as a child of ours (runc exec), our stdio its own."""
+    import subprocess
+
+    from reconciler.runtime.native.containers import execs
+
     cmd, process_file = execs.exec_argv(rt.containers, args.container, args.argv, tty=args.tty)
     try:
         stdin = None if args.interactive or args.tty else subprocess.DEVNULL
         return subprocess.run(cmd, stdin=stdin, check=False).returncode
     finally:
         process_file.unlink(missing_ok=True)
+
+
+def _printed(result: Any) -> int:
+    """An ExecResult's output on our stdout and stderr; its exit code."""
+    import sys
+
+    for stream, data in ((sys.stdout, result.stdout), (sys.stderr, result.stderr)):
+        stream.flush()
+        stream.buffer.write(data)
+        stream.buffer.flush()
+    return int(result.exit_code)

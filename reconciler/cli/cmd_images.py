@@ -15,11 +15,12 @@ COLUMNS = (("REPOSITORY", "repository"), ("TAG", "tag"), ("IMAGE ID", "short_id"
 
 
 def register(subparsers: Any) -> None:
-    from reconciler.cli import options, output
+    from reconciler.cli import engines, options, output
 
     parser = subparsers.add_parser("images", help="list images",
                                    description="List the native engine's images.")
     options.add_engine_options(parser)
+    engines.add_runtime_flag(parser, "images")
     output.add_output_flag(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="only print image ids")
     parser.add_argument("--digests", action="store_true", help="show digests")
@@ -73,8 +74,14 @@ def _infos(args: argparse.Namespace) -> list[Any]:
     agent that holds the state root when one runs (#21), else read from the root."""
     from types import SimpleNamespace
 
-    from reconciler.cli import _agentapi, cmd_pull, options
+    from reconciler.cli import _agentapi, cmd_pull, engines, options
 
+    if not engines.is_native(args):
+        rt = engines.open_runtime(args, "images")
+        try:
+            return sorted(rt.list_images(), key=lambda i: i.created or "", reverse=True)
+        finally:
+            rt.close()
     served = _agentapi.served(args, "/v1/images")
     if served is not None:
         return [SimpleNamespace(**doc) for doc in served]

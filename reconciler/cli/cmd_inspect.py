@@ -10,11 +10,12 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers: Any) -> None:
-    from reconciler.cli import options, output
+    from reconciler.cli import engines, options, output
 
     parser = subparsers.add_parser("inspect", help="show containers in detail (JSON or YAML)",
                                    description="Show containers in detail, as a JSON array (or YAML with -o yaml).")
     options.add_engine_options(parser)
+    engines.add_runtime_flag(parser, "inspect")
     output.add_output_flag(parser, table=False)
     parser.add_argument("containers", nargs="+", metavar="CONTAINER")
     parser.set_defaults(run=run, no_logging=True)   # prints data only; structlog not needed
@@ -23,8 +24,9 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import urllib.parse
 
-    from reconciler.cli import _agentapi, output
+    from reconciler.cli import _agentapi, engines, output
 
+    engines.check(args, "inspect")          # the native engine's documents only
     docs: list[dict[str, Any]] = []
     rc = 0
     local: Any = None
@@ -53,13 +55,12 @@ class _Local:
         """The document of `name`, or None (said on stderr) when there is no such container."""
         import sys
 
-        from reconciler.runtime import errors
-        from reconciler.runtime.native.containers import inspection
+        from reconciler.runtime import errors, opening
 
         try:
             if self.store is None:
                 raise errors.NotFound(f"no such container: {name}")
-            return inspection.document(self.store, self.store.get(name))
+            return opening.inspect_document(self.store, name)
         except errors.NotFound as exc:
             print(f"error: {exc}", file=sys.stderr)
             return None

@@ -1,5 +1,6 @@
 """`reconcile logs NAME`: a container's output, as `docker logs` prints it; streamed by the
-agent that holds the state root when one runs (#21), else read from the root."""
+agent that holds the state root when one runs (#21), else read from the root; with `--runtime`
+another engine's, through the Runtime protocol (#15)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers: Any) -> None:
-    from reconciler.cli import options
+    from reconciler.cli import engines, options
 
     parser = subparsers.add_parser("logs", help="print a container's logs",
                                    description="Print a container's stdout and stderr (stderr lines go to stderr).")
     options.add_engine_options(parser)
+    engines.add_runtime_flag(parser, "logs")
     parser.add_argument("container", metavar="CONTAINER")
     parser.add_argument("-f", "--follow", action="store_true", help="keep printing until the container stops")
     parser.add_argument("--since", help="only lines since this time (RFC 3339, Unix time, or 10m / 1h30m ago)")
@@ -51,9 +53,17 @@ def _lines(args: argparse.Namespace, tail: int | None) -> Iterator[tuple[str, st
     one runs (#21), else read from the root."""
     import urllib.parse
 
-    from reconciler.cli import _agentapi, cmd_ps, options
+    from reconciler.cli import _agentapi, cmd_ps, engines, options
     from reconciler.runtime import errors
 
+    if not engines.is_native(args):
+        rt = engines.open_runtime(args, "logs")
+        try:
+            for line in rt.logs(args.container, follow=args.follow, since=args.since, tail=tail):
+                yield line.stream, line.time, line.data
+        finally:
+            rt.close()
+        return
     served = _agentapi.streamed(args, f"/v1/containers/{urllib.parse.quote(args.container, safe='')}/logs",
                                 timeout=None if args.follow else 30.0, follow=int(args.follow), since=args.since,
                                 tail=tail)

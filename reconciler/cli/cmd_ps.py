@@ -1,11 +1,12 @@
 """`reconcile ps`: containers of the native engine, as `docker ps` shows them: served by the
 agent that holds the state root when one runs (#21, the client–server split: no engine code is
 loaded), else read from the root; the same rows either way (records.summary). With
+`--runtime docker` or `fake`, the same rows of that engine's containers (`state_summary`); with
 `--runtime swarm`, the services of a Swarm cluster and their tasks (node, state), through the
 manager $DOCKER_HOST names.
 
-Also home of the helpers the other container commands share (opening the engine, Docker's
-"Up 5 seconds (healthy)" status text, "2 minutes ago").
+Also home of the helpers the other container commands share (acting on each named container,
+Docker's "Up 5 seconds (healthy)" status text, "2 minutes ago").
 """
 
 from __future__ import annotations
@@ -16,24 +17,22 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
-__all__ = ["ago", "for_each_container", "open_records", "open_runtime", "register", "run", "run_swarm",
-           "setup_logging_if_networked", "status_text"]
+__all__ = ["ago", "for_each_container", "open_records", "register", "run", "run_swarm",
+           "setup_logging_if_networked", "state_summary", "status_text"]
 
 COLUMNS = (("CONTAINER ID", "id12"), ("IMAGE", "image"), ("COMMAND", "command"), ("CREATED", "created_ago"),
            ("STATUS", "status_text"), ("PORTS", "ports"), ("NAMES", "name"))
 
 
 def register(subparsers: Any) -> None:
-    from reconciler.cli import options, output
+    from reconciler.cli import engines, options, output
 
     parser = subparsers.add_parser("ps", help="list containers (or a Swarm cluster's services and tasks)",
                                    description="List the native engine's containers; with --runtime swarm, "
                                    "the services of a Swarm cluster with their tasks (node, state, error).")
     options.add_engine_options(parser)
     output.add_output_flag(parser)
-    parser.add_argument("--runtime", choices=("native", "swarm"), default="native",
-                        help="native (default): the embedded engine's containers; swarm: the services and "
-                        "tasks of the Swarm cluster whose manager $DOCKER_HOST names (default the local socket)")
+    engines.add_runtime_flag(parser, "ps")
     parser.add_argument("-a", "--all", action="store_true",
                         help="show all containers (default: running only); swarm: every kept task, not only "
                         "the ones Swarm wants running")
@@ -44,21 +43,13 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run, no_logging=True)   # prints data only; structlog not needed
 
 
-def open_runtime(args: argparse.Namespace) -> Any:
-    """A NativeRuntime for the engine the options name (no network stack loaded)."""
-    from reconciler.cli import options
-    from reconciler.runtime.native import backend
-
-    return backend.NativeRuntime(options.native_config(args))
-
-
 def open_records(args: argparse.Namespace) -> Any:
-    """The container records of the engine the options name, for commands that only read
+    """The native container records of the root the options name, for commands that only read
     (ps, inspect, logs): no lifecycle, image store or network code loaded, nothing created."""
-    from reconciler.cli import options
-    from reconciler.runtime.native.containers import records
+    from reconciler.cli import engines
+    from reconciler.runtime import opening
 
-    return records.RecordStore(options.native_config(args))
+    return opening.open_records(engines.place(args))
 
 
 def setup_logging_if_networked(args: argparse.Namespace, rt: Any, names: list[str]) -> None:
@@ -153,15 +144,15 @@ def _short_image(image: str, no_trunc: bool) -> str:
 
 def run_swarm(args: argparse.Namespace) -> int:
     """Services and their tasks: one row per task, the service's columns on its first row."""
-    import os
+    from reconciler.cli import engines, output
 
-    from reconciler.cli import output
-    from reconciler.runtime.swarm import backend
-
-    with backend.SwarmRuntime.from_docker_host(os.environ.get("DOCKER_HOST")) as rt:
+    rt = engines.open_runtime(args, "ps")       # a SwarmRuntime: its tasks too
+    try:
         selector = _selector(args) or None
         states = {s.name: s for s in rt.list_containers(selector)}
         tasks = rt.tasks(selector, all_tasks=args.all)
+    finally:
+        rt.close()
     if args.quiet:
         for name in sorted(states):
             print(states[name].id if args.no_trunc else states[name].id[:12])
@@ -214,16 +205,34 @@ def _summaries(args: argparse.Namespace, selector: dict[str, str]) -> list[dict[
     the agent that holds the root when one runs, else read from the root."""
     import json
 
-    from reconciler.cli import _agentapi, options
+    from reconciler.cli import _agentapi, engines, options
+    from reconciler.runtime import opening
 
+    if not engines.is_native(args):
+        rt = engines.open_runtime(args, "ps")
+        try:
+            states = rt.list_containers(selector or None)
+        finally:
+            rt.close()
+        return sorted((state_summary(st) for st in states), key=lambda s: s["created"], reverse=True)
     served = _agentapi.served(args, "/v1/containers", labels=json.dumps(selector) if selector else None)
     if served is not None:
         return list(served)
     if not options.engine_exists(args):
         return []
-    from reconciler.runtime.native.containers import records
+    return opening.summaries(open_records(args), selector)
 
-    return [records.summary(r) for r in open_records(args).records(selector or None)]
+
+def state_summary(st: Any) -> dict[str, Any]:
+    """records.summary's fields for a ContainerState of any engine: the rows `ps` shows are the
+    same whatever `--runtime` (the protocol has no command line: its column is empty)."""
+    return {
+        "id": st.id, "image": st.image, "command": "", "created": st.created,
+        "status": str(st.status), "exit_code": st.exit_code, "health": st.health,
+        "ports": ", ".join(f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}" for p in st.ports),
+        "name": st.name, "labels": dict(st.labels), "restart_count": st.restart_count,
+        "started_at": st.started_at, "finished_at": st.finished_at,
+    }
 
 
 def _row(summary: dict[str, Any], now: datetime, *, no_trunc: bool, json: bool) -> dict[str, Any]:
@@ -238,22 +247,27 @@ def _row(summary: dict[str, Any], now: datetime, *, no_trunc: bool, json: bool) 
     return row
 
 
-def for_each_container(args: argparse.Namespace, act: Callable[[Any, str], None]) -> int:
-    """Open the engine once and apply `act(runtime, name)` to each of `args.containers`,
-    printing each name that succeeded, like docker; exit 1 if any failed."""
+def for_each_container(args: argparse.Namespace, command: str, act: Callable[[Any, str], None]) -> int:
+    """Open the engine `--runtime` names once and apply `act(runtime, name)` to each of
+    `args.containers`, printing each name that succeeded, like docker; exit 1 if any failed."""
     import sys
 
+    from reconciler.cli import engines
     from reconciler.runtime import errors
 
-    rt = open_runtime(args)
-    setup_logging_if_networked(args, rt, args.containers)
+    rt = engines.open_runtime(args, command)
     rc = 0
-    for name in args.containers:
-        try:
-            act(rt, name)
-            print(name)
-        except errors.RuntimeBackendError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            rc = 1
+    try:
+        if engines.is_native(args):
+            setup_logging_if_networked(args, rt, args.containers)
+        for name in args.containers:
+            try:
+                act(rt, name)
+                print(name)
+            except errors.RuntimeBackendError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                rc = 1
+    finally:
+        rt.close()
     return rc
 

@@ -17,11 +17,12 @@ __all__ = ["Progress", "open_store", "register", "run"]
 
 
 def register(subparsers: Any) -> None:
-    from reconciler.cli import options
+    from reconciler.cli import engines, options
 
     parser = subparsers.add_parser("pull", help="pull an image from a registry",
                                    description="Pull an image (tag or digest) into the native engine.")
     options.add_engine_options(parser)
+    engines.add_runtime_flag(parser, "pull")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the image reference")
     parser.add_argument("--platform", default=None, metavar="OS/ARCH[/VARIANT]",
                         help="platform to pull from a multi-platform image (default: this host's)")
@@ -37,19 +38,10 @@ def register(subparsers: Any) -> None:
 def open_store(args: argparse.Namespace) -> Any:
     """The native image store of the engine the options name; rmi/prune see which images
     the engine's containers use."""
-    from reconciler.cli import options
-    from reconciler.runtime.native.images import images
+    from reconciler.cli import engines
+    from reconciler.runtime import opening
 
-    config = options.native_config(args)
-
-    def used() -> set[str]:
-        try:
-            from reconciler.runtime.native.containers import containers
-        except ImportError:  # pragma: no cover - container engine not built in
-            return set()
-        return {str(r.image_id) for r in containers.ContainerManager(config).records()}
-
-    return images.ImageStore(config, container_image_ids=used, platform=getattr(args, "platform", None))
+    return opening.open_image_store(engines.place(args), platform=getattr(args, "platform", None))
 
 
 def _short(digest: str) -> str:
@@ -138,10 +130,10 @@ def _present(args: argparse.Namespace) -> dict[str, Any] | None:
     """The answer for a tag whose image is here (#21): from the state DB and one plain HEAD
     (none with --pull=missing), without the image store or the registry client; None if the
     full pull must answer."""
-    from reconciler.cli import options
-    from reconciler.runtime.native.images import images
+    from reconciler.cli import engines
+    from reconciler.runtime import opening
 
-    found = images.present(options.native_config(args), args.ref, head=args.pull != "missing")
+    found = opening.image_present(engines.place(args), args.ref, head=args.pull != "missing")
     if found is None:
         return None
     return {"digest": found.digest, "shown": found.shown,
@@ -150,23 +142,27 @@ def _present(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.cli import _agentapi
+    from reconciler.cli import _agentapi, engines
 
     out = sys.stdout
     progress = None if args.quiet else Progress(args.ref, out, tty=out.isatty())
     # an image present is answered by the agent that holds the root, if one runs (#21): this
     # process then loads no engine code at all; else from the state DB and one plain HEAD
-    served = None if args.platform else _agentapi.served(args, "/v1/pull", {"ref": args.ref}, timeout=120.0)
-    if served is None and not args.platform:
+    native = engines.is_native(args)
+    served = None if args.platform or not native else _agentapi.served(args, "/v1/pull", {"ref": args.ref},
+                                                                       timeout=120.0)
+    if served is None and native and not args.platform:
         served = _present(args)
     if served is not None:
         for event, detail in served["events"]:
             if progress is not None:
                 progress(event, detail)
         digest, shown = served["digest"], served["shown"]
-    else:
+    elif engines.is_native(args):
         store = open_store(args)
         digest, shown = store.pull(args.ref, progress=progress).digest, store.shown(args.ref)
+    else:
+        digest, shown = _pull_on(args, progress)
     if progress is not None:
         out.write(f"Digest: {digest}\n")
         if progress.status == "up to date":
@@ -175,3 +171,22 @@ def run(args: argparse.Namespace) -> int:
             out.write(f"Status: Downloaded newer image for {shown}\n")
     out.write(f"{shown}\n")
     return 0
+
+
+def _pull_on(args: argparse.Namespace, progress: Progress | None) -> tuple[str, str]:
+    """Pull with the engine `--runtime` names (not the native one): its digest, and the name
+    it is shown by (the reference as docker pull names it)."""
+    from reconciler.cli import engines
+    from reconciler.registry_client import references
+    from reconciler.runtime import errors
+
+    if args.platform:
+        raise errors.InvalidArgument(f"reconcile pull --platform does not work with --runtime {args.runtime}",
+                                     hint="pull with the engine's own client, e.g. docker pull --platform")
+    rt = engines.open_runtime(args, "pull")
+    try:
+        digest = rt.pull_image(args.ref, progress=progress).digest
+    finally:
+        rt.close()
+    r = references.parse(args.ref)
+    return digest, str(r) if r.tag or not r.digest else f"{r.name}@{r.digest}"

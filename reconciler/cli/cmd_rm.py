@@ -9,11 +9,12 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers: Any) -> None:
-    from reconciler.cli import options
+    from reconciler.cli import engines, options
 
     parser = subparsers.add_parser("rm", help="remove containers",
                                    description="Remove containers; named volumes are kept.")
     options.add_engine_options(parser)
+    engines.add_runtime_flag(parser, "rm")
     parser.add_argument("-f", "--force", action="store_true", help="kill a running container first")
     parser.add_argument("containers", nargs="+", metavar="CONTAINER")
     parser.set_defaults(run=run, no_logging=True)   # set up below only if networking is involved
@@ -22,4 +23,4 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import cmd_ps
 
-    return cmd_ps.for_each_container(args, lambda rt, name: rt.remove_container(name, force=args.force))
+    return cmd_ps.for_each_container(args, "rm", lambda rt, name: rt.remove_container(name, force=args.force))

@@ -3,7 +3,11 @@
 Pulls the image when it is not in the store. In the foreground it prints the container's
 output (stdout to stdout, stderr to stderr) and exits with its exit code; `-d` prints the id
 and returns. `--rm` removes the container once it exited. Networks: `none` (the default while
-no bridge network is configured), `host`, or a named network of the native engine.
+no bridge network is configured), `host`, or a named network of the engine.
+
+While an agent holds the state root, a run without `-i`/`-t` goes through the agent's engine
+(#21, the client–server split: no engine code is loaded here), printing the same. With
+`--runtime docker` it runs on a Docker (or Podman) engine through the same calls.
 """
 
 from __future__ import annotations
@@ -38,12 +42,13 @@ _duration = _checked(units.parse_duration)
 
 
 def register(subparsers: Any) -> None:
-    from reconciler.cli import options
+    from reconciler.cli import engines, options
 
     p = subparsers.add_parser("run", help="create and start a container", add_help=False,
                               description="Create and start a container (pulls the image if needed).")
     p.add_argument("--help", action="help", help="show this help message and exit")
     options.add_engine_options(p)
+    engines.add_runtime_flag(p, "run")
     p.add_argument("-d", "--detach", action="store_true", help="run in the background and print the id")
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open and pass it to the container")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY for the main process")
@@ -145,21 +150,80 @@ def build_config(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.cli import options
+    from reconciler.cli import _agentapi, engines
     from reconciler.logs import configure_logging
     from reconciler.runtime import errors
-    from reconciler.runtime.native import backend
-    from reconciler.runtime.native.containers import execs, logs
 
+    engines.check(args, "run")
     config = build_config(args)
-    native = options.native_config(args)
-    network = None
-    if config.networks and config.networks not in (("none",), ("host",)):
-        from reconciler.runtime.native.network import network as netmod
+    attached = (args.interactive or args.tty) and not args.detach
+    if not attached:
+        agent = _agentapi.engine(args)
+        if agent is not None:
+            if not config.networks:     # none, as on the engine opened here (no bridge plugged in)
+                import dataclasses
 
-        configure_logging(level=args.log_level, json=args.log_json)
-        network = netmod.NetworkManager(native)
-    rt = backend.NativeRuntime(native, network=network)
+                config = dataclasses.replace(config, networks=("none",))
+            return _follow(agent, agent.create_container(config), args)
+    if not engines.is_native(args):
+        if attached:
+            raise errors.InvalidArgument(f"reconcile run -i/-t does not work with --runtime {args.runtime}",
+                                         hint=f"use the engine's own client: {args.runtime} run -it")
+        return _run_on(engines.open_runtime(args, "run"), config, args)
+    bridge = bool(config.networks) and config.networks not in (("none",), ("host",))
+    if bridge:
+        configure_logging(level=args.log_level, json=args.log_json)     # the network code logs
+    return _run_native(engines.open_runtime(args, "run", bridge=bridge), config, args)
+
+
+def _run_on(rt: Any, config: Any, args: argparse.Namespace) -> int:
+    """`run` on an engine through the Runtime protocol (docker): the image pulled if missing."""
+    from reconciler.runtime import errors
+
+    try:
+        try:
+            rt.inspect_image(config.image)
+        except errors.NotFound:
+            rt.pull_image(config.image)
+        return _follow(rt, rt.create_container(config), args)
+    finally:
+        rt.close()
+
+
+def _follow(rt: Any, cid: str, args: argparse.Namespace) -> int:
+    """Start the created container `cid`; detached, print its id; else print its output until
+    it ended and exit with its code (what the native engine's run prints, the same way)."""
+    try:
+        rt.start_container(cid)
+    except BaseException:
+        if args.rm:
+            rt.remove_container(cid, force=True)
+        raise
+    if args.detach:
+        print(cid)
+        return 0
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    try:
+        for line in rt.logs(cid, follow=True):
+            stream = err if line.stream == "stderr" else out
+            stream.write(line.data + b"\n")
+            stream.flush()
+        code = int(rt.wait_container(cid))
+    except KeyboardInterrupt:
+        rt.stop_container(cid)
+        code = int(rt.wait_container(cid))
+    if args.rm:
+        rt.remove_container(cid, force=True)
+    return code
+
+
+def _run_native(rt: Any, config: Any, args: argparse.Namespace) -> int:
+    """`run` on the native engine: a terminal or stdin attached through conmon's socket, else
+    the output read from the log as it is written."""
+    from reconciler.logs import configure_logging
+    from reconciler.runtime import errors, opening
+    from reconciler.runtime.native.containers import execs
+
     attached = (args.interactive or args.tty) and not args.detach
     try:
         image_id, image_cfg, layer_dirs = rt.images.resolve(config.image)
@@ -190,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
             _relay(mgr, cid, sock, stdin=args.interactive, tty=args.tty)
         finally:
             sock.close()
-        code = mgr.wait(cid)
+        code = int(mgr.wait(cid))
         if args.rm:
             rt.remove_container(cid, force=True)
         return code
@@ -201,14 +265,14 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         out, err = sys.stdout.buffer, sys.stderr.buffer
-        for line in logs.read_logs(path, follow=True, is_running=running, poll=0.01):
+        for line in opening.read_native_logs(path, is_running=running, poll=0.01):
             stream = err if line.stream == "stderr" else out
             stream.write(line.data + b"\n")
             stream.flush()
-        code = mgr.wait(cid)
+        code = int(mgr.wait(cid))
     except KeyboardInterrupt:
         rt.stop_container(cid)
-        code = mgr.wait(cid)
+        code = int(mgr.wait(cid))
     if args.rm:
         rt.remove_container(cid, force=True)
     return code

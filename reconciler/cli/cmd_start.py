@@ -9,10 +9,11 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers: Any) -> None:
-    from reconciler.cli import options
+    from reconciler.cli import engines, options
 
     parser = subparsers.add_parser("start", help="start containers", description="Start one or more containers.")
     options.add_engine_options(parser)
+    engines.add_runtime_flag(parser, "start")
     parser.add_argument("containers", nargs="+", metavar="CONTAINER")
     parser.set_defaults(run=run, no_logging=True)   # set up below only if networking is involved
 
@@ -20,4 +21,4 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import cmd_ps
 
-    return cmd_ps.for_each_container(args, lambda rt, name: rt.start_container(name))
+    return cmd_ps.for_each_container(args, "start", lambda rt, name: rt.start_container(name))

@@ -9,11 +9,12 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers: Any) -> None:
-    from reconciler.cli import options
+    from reconciler.cli import engines, options
 
     parser = subparsers.add_parser("stop", help="stop containers",
                                    description="Send the stop signal, wait, then SIGKILL.")
     options.add_engine_options(parser)
+    engines.add_runtime_flag(parser, "stop")
     parser.add_argument("-t", "--time", type=float, default=None,
                         help="seconds to wait before SIGKILL (default: the container's stop timeout, 10)")
     parser.add_argument("containers", nargs="+", metavar="CONTAINER")
@@ -23,4 +24,4 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import cmd_ps
 
-    return cmd_ps.for_each_container(args, lambda rt, name: rt.stop_container(name, timeout=args.time))
+    return cmd_ps.for_each_container(args, "stop", lambda rt, name: rt.stop_container(name, timeout=args.time))

@@ -56,11 +56,11 @@ def _volumes(args: argparse.Namespace) -> Any:
 
 
 def _in_use(args: argparse.Namespace) -> dict[str, list[str]]:
-    from reconciler.cli import options
-    from reconciler.runtime.native.containers import containers
+    from reconciler.cli import engines
+    from reconciler.runtime import opening
 
     used: dict[str, list[str]] = {}
-    for r in containers.ContainerManager(options.native_config(args)).records():
+    for r in opening.open_native(engines.place(args)).containers.records():
         for m in r.config.mounts:
             if m.type == "volume":
                 used.setdefault(m.source, []).append(r.name)
@@ -111,10 +111,10 @@ def _export(args: argparse.Namespace) -> int:
 
     users = _in_use(args).get(args.name, [])
     if users:
-        from reconciler.cli import options
-        from reconciler.runtime.native.containers import containers
+        from reconciler.cli import engines
+        from reconciler.runtime import opening
 
-        mgr = containers.ContainerManager(options.native_config(args))
+        mgr = opening.open_native(engines.place(args)).containers
         running = [n for n in users if mgr.get(n).status == "running"]
         if running:
             raise errors.Conflict(f"volume {args.name} is used by running container {running[0]}",

@@ -37,7 +37,7 @@ _BY_METAVAR = {"CONTAINER": "containers", "IMAGE": "images", "VOLUME": "volumes"
 def _containers(args: argparse.Namespace) -> list[str]:
     from reconciler.cli import cmd_ps
 
-    return [r.name for r in cmd_ps.open_runtime(args).containers.records()]
+    return [r.name for r in cmd_ps.open_records(args).records()]
 
 
 def _images(args: argparse.Namespace) -> list[str]:

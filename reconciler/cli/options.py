@@ -62,16 +62,10 @@ def engine_exists(args: argparse.Namespace) -> bool:
 
 
 def native_config(args: argparse.Namespace) -> Any:
-    """The NativeConfig the options name."""
-    from pathlib import Path
+    """The NativeConfig the options name (runtime.opening.Place.native_config)."""
+    from reconciler.cli import engines
 
-    from reconciler.runtime.native.config import NativeConfig
-
-    return NativeConfig(
-        root=Path(args.root), run_dir=Path(args.run_dir),
-        name_prefix=getattr(args, "name_prefix", None) or "rcl",
-        oci_runtime=getattr(args, "oci_runtime", "runc"),
-    )
+    return engines.place(args).native_config()
 
 
 def add_policy_flag(parser: argparse.ArgumentParser) -> None:

@@ -39,6 +39,7 @@ from reconciler.execution import changes, executor, observing, translate
 from reconciler.planning import actions, implied, planner
 from reconciler.runtime import base
 from reconciler.spec import models
+from reconciler.spec.ids import ResourceId
 from reconciler.state import history as hist
 from reconciler.state import inventory as inv
 from reconciler.state import labels as labelmod
@@ -333,7 +334,7 @@ def _run_pass(
                        finished_at=finished, result=result.result, counts=counts, changes=docs,
                        cause=options.cause)
     failed = [f"{c.resource}: {c.detail}" for c in cs.failed()]
-    failed += [f"container:{n}: {why}" for n, why in down.items()]
+    failed += [f"{ResourceId.container(n)}: {why}" for n, why in down.items()]
     extra = {}
     if cs.interrupted:
         extra["left_for_next_pass"] = [c.resource for c in cs.changes if c.outcome is changes.Outcome.INTERRUPTED]
@@ -364,7 +365,7 @@ def record(
     removed: list[tuple[str, str]] = []
 
     def settle(kind: str, name: str, spec_hash: str, make: Callable[[], inv.Entry]) -> None:
-        rs = by_resource.get(f"{kind.lower()}:{name}", [])
+        rs = by_resource.get(str(ResourceId(kind, name)), [])
         ran_and_failed = [r for r in rs if r.status is changes.Status.FAILED and r.action.kind is not Kind.FAIL]
         if ran_and_failed:
             store.record_failure(kind, name, revision=desired.revision, spec_hash=spec_hash,
@@ -381,7 +382,7 @@ def record(
 
     for name, c in desired.containers.items():
         def container_entry(name: str = name, c: models.Container = c) -> inv.Entry:
-            rs = by_resource.get(f"container:{name}", [])
+            rs = by_resource.get(str(ResourceId.container(name)), [])
             created = next((r for r in rs if r.action.kind in (Kind.CREATE, Kind.UPDATE) and r.ok), None)
             old = current.entries.get(("Container", name))
             if created is not None:

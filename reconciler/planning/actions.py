@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.spec import models
+from reconciler.spec.ids import ResourceId
 
 __all__ = ["TEMP_SUFFIX", "Action", "ActionKind", "FieldChange", "Plan", "SecretData", "Wait"]
 
@@ -102,7 +103,7 @@ class Action:
 
     id: int
     kind: ActionKind
-    resource: str                               # "container:web", "network:shop", "image:<ref>"
+    resource: str                               # str(ResourceId): "container:web", "image:<ref>"
     cause: str
     depends_on: tuple[int, ...] = ()
     group: str = ""                             # "recreate:web": steps of one replacement
@@ -121,9 +122,8 @@ class Action:
     @property
     def kind_name(self) -> tuple[str, str]:
         """The inventory key (kind, name) this action concerns."""
-        prefix, _, name = self.resource.partition(":")
-        return {"container": "Container", "network": "Network", "volume": "Volume",
-                "image": "Image"}.get(prefix, prefix), name
+        rid = ResourceId.parse(self.resource)
+        return rid.kind, rid.name
 
     def render(self) -> str:
         deps = ",".join(str(d) for d in self.depends_on)

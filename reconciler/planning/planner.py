@@ -44,6 +44,7 @@ from typing import Any
 from reconciler import restarting
 from reconciler.planning import actions, implied
 from reconciler.spec import hashing, models
+from reconciler.spec.ids import ResourceId
 from reconciler.state import inventory as inv
 from reconciler.state import labels as labelmod
 from reconciler.state import observed as obs
@@ -325,7 +326,7 @@ class _Planner:
     def _prune_containers(self) -> None:
         rev, b = self.desired.revision, self.b
         if self.prune_refused:
-            b.add(f"refuse-prune:{rev}", Kind.FAIL, f"revision:{rev[:12]}",
+            b.add(f"refuse-prune:{rev}", Kind.FAIL, str(ResourceId("Revision", rev[:12])),
                   f"the revision declares nothing: refusing to prune {len(self.garbage)} objects "
                   "(pass --allow-empty to remove everything)")
         if not self.prune:
@@ -333,7 +334,7 @@ class _Planner:
         for kind, name in self.garbage:
             if kind != "Container":
                 continue
-            res = f"container:{name}"
+            res = str(ResourceId.container(name))
             o = self.observed.containers.get(name)
             if o is None:
                 b.add(f"forget:{res}", Kind.FORGET, res, "not in desired state; already gone")
@@ -355,10 +356,10 @@ class _Planner:
         for kind, name in self.garbage if self.prune else []:
             entry = self.inventory.entries[(kind, name)]
             if (kind, name) in external:
-                b.add(f"forget:{kind.lower()}:{name}", Kind.FORGET, f"{kind.lower()}:{name}",
+                b.add(f"forget:{ResourceId(kind, name)}", Kind.FORGET, str(ResourceId(kind, name)),
                       "declared external now: no longer managed, left in place", self.container_removals)
             elif kind == "Network":
-                res = f"network:{name}"
+                res = str(ResourceId.network(name))
                 o_n = self.observed.networks.get(name)
                 if o_n is None or not _owned(o_n.owner, opts):
                     b.add(f"forget:{res}", Kind.FORGET, res, "not in desired state; already gone"
@@ -367,7 +368,7 @@ class _Planner:
                     b.add(f"prune:{res}", Kind.REMOVE_NETWORK, res, "not in desired state (prune)",
                           self.container_removals, target=name)
             elif kind == "Volume":
-                res = f"volume:{name}"
+                res = str(ResourceId.volume(name))
                 o_v = self.observed.volumes.get(name)
                 if o_v is None:
                     b.add(f"forget:{res}", Kind.FORGET, res, "not in desired state; already gone")
@@ -382,7 +383,7 @@ class _Planner:
             oc = self.observed.containers[name]
             if (_owned(oc.owner, opts) and name not in self.desired.containers
                     and ("Container", name) not in self.inventory.entries and not name.endswith(actions.TEMP_SUFFIX)):
-                b.notes.append(f"container:{name} carries our owner label but is not in the inventory: "
+                b.notes.append(f"{ResourceId.container(name)} carries our owner label but is not in the inventory: "
                                "left untouched")
 
     # -- networks and volumes ----------------------------------------------------------------
@@ -390,7 +391,7 @@ class _Planner:
     def _networks(self) -> None:
         for name in sorted(self.desired.networks):
             net = self.desired.networks[name]
-            res = f"network:{name}"
+            res = str(ResourceId.network(name))
             on = self.observed.networks.get(name)
             labels = self._labels("Network", name, net)
             if on is None:
@@ -405,13 +406,13 @@ class _Planner:
                 self.net_ready[name] = self._missing_external("network", name)
 
     def _missing_external(self, kind: str, name: str) -> str:
-        res = f"{kind}:{name}"
+        res = str(ResourceId(kind.title(), name))
         return self.b.add(f"fail:{res}", Kind.FAIL, res, f"external {kind} {name} does not exist: create it "
                           f"(docker {kind} create {name}, or a {kind.title()} manifest of another source) "
                           "and converge again")
 
     def _recreate_network(self, net: models.Network, labels: dict[str, str]) -> None:
-        name, res = net.name, f"network:{net.name}"
+        name, res = net.name, str(ResourceId.network(net.name))
         entry = self.inventory.entries.get(("Network", name))
         changes = field_changes(entry.spec, inv.spec_document(net)) if entry else ()
         what = ", ".join(sorted({c.path.split(".")[0] for c in changes} - hashing.COMMON_EXCLUDED)) or "spec"
@@ -425,7 +426,7 @@ class _Planner:
     def _volumes(self) -> None:
         """Declared volumes, then implicit ones (mounted, not declared)."""
         for name, v in implied.volumes(self.desired).items():
-            res = f"volume:{name}"
+            res = str(ResourceId.volume(name))
             ov = self.observed.volumes.get(name)
             if ov is None:
                 self.vol_ready[name] = self.b.add(
@@ -452,7 +453,7 @@ class _Planner:
     def _image(self, ref: str) -> None:
         users = [c for c in self.desired.containers.values() if c.image == ref]
         pol = implied.image_policy(users[0], self.desired)
-        res = f"image:{ref}"
+        res = str(ResourceId.image(ref))
         local = self.observed.local_digest(ref)
         remote = self.observed.remote_digest(ref) if (pol.track or obs.is_pinned(ref)) else None
         # the digest containers should run: the registry's if we follow it, else what is here
@@ -480,7 +481,7 @@ class _Planner:
 
     def _build(self, img: models.Image, local: str | None) -> None:
         ref = img.ref or ""
-        res = f"image:{ref}"
+        res = str(ResourceId.image(ref))
         if self.options.builds is None:
             if local is None:
                 self.img_ready[ref] = self.b.add(
@@ -504,7 +505,7 @@ class _Planner:
             self._hold_back_from(name, self.b.order[first:])
 
     def _container(self, c: models.Container) -> None:
-        name, res = c.name, f"container:{c.name}"
+        name, res = c.name, str(ResourceId.container(c.name))
         o = self.observed.containers.get(name)
         ingress = [i for i, p in enumerate(c.ports) if p.ingress]
         if c.replicas != 1 and not self.options.cluster:
@@ -547,9 +548,9 @@ class _Planner:
         a refusal (made when first needed; a running service that needs no change is left be)."""
         if not self.options.cluster or self._digest(c):
             return []
-        key = f"fail:image:{c.image}"
+        key = f"fail:{ResourceId.image(c.image)}"
         if key not in self.b.nodes:
-            self.b.add(key, Kind.FAIL, f"image:{c.image}", "registry digest not resolved: a service runs its "
+            self.b.add(key, Kind.FAIL, str(ResourceId.image(c.image)), "registry digest not resolved: a service runs its "
                        "image pinned by digest; check the reference and that the registry answers")
         return [key]
 
@@ -606,7 +607,7 @@ class _Planner:
     def _recreate(
         self, c: models.Container, o: obs.ObservedContainer, cause: str, changes: tuple[actions.FieldChange, ...],
     ) -> None:
-        res = f"container:{c.name}"
+        res = str(ResourceId.container(c.name))
         held = self._held("Container", c.name, c.spec_hash)
         if held:
             self.ready[c.name] = self.b.add(f"hold:{res}", Kind.HOLD, res, held)
@@ -633,7 +634,8 @@ class _Planner:
         self, c: models.Container, o: obs.ObservedContainer, cause: str, changes: tuple[actions.FieldChange, ...],
     ) -> None:
         """CREATE(tmp) → START → STOP(old) → REMOVE(old) → RENAME."""
-        b, name, res, group = self.b, c.name, f"container:{c.name}", f"recreate:container:{c.name}"
+        b, name, res = self.b, c.name, str(ResourceId.container(c.name))
+        group = f"recreate:{res}"
         tmp = f"{name}{actions.TEMP_SUFFIX}"
         cr = b.add(f"create:{res}", Kind.CREATE, res, cause, self._deps(c), target=tmp, group=group,
                    changes=changes, rollback={"remove_only": True}, **self._create_fields(c))
@@ -648,7 +650,8 @@ class _Planner:
         self, c: models.Container, o: obs.ObservedContainer, cause: str, changes: tuple[actions.FieldChange, ...],
     ) -> None:
         """STOP → REMOVE → CREATE → START, with a rollback to the previous config and image."""
-        b, name, res, group = self.b, c.name, f"container:{c.name}", f"recreate:container:{c.name}"
+        b, name, res = self.b, c.name, str(ResourceId.container(c.name))
+        group = f"recreate:{res}"
         entry = self.inventory.entries.get(("Container", name))
         rollback: dict[str, Any] | None = None
         if c.update.on_failure == "rollback" and entry is not None and entry.config and not self.options.cluster:
@@ -674,7 +677,7 @@ class _Planner:
     def _state_rules(self, c: models.Container, o: obs.ObservedContainer) -> None:
         """A matching container: running is left alone, restarting is converging, a stopped one
         starts if its restart policy says it should run (`reconciler.restarting`)."""
-        res = f"container:{c.name}"
+        res = str(ResourceId.container(c.name))
         if o.status == "running":
             return
         if o.status == "restarting":
@@ -712,7 +715,7 @@ class _Planner:
         the pruned ones, which may be attached to it too); what waits for an action held back
         is held back as well (noted once per resource)."""
         for n, rms in self.removals_for_net.items():
-            self.b.nodes[f"remove:network:{n}"].deps.extend([*rms, *self.container_removals])
+            self.b.nodes[f"remove:{ResourceId.network(n)}"].deps.extend([*rms, *self.container_removals])
         if not self.held_back:
             return
         waits_for: dict[str, str] = {}

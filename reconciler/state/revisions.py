@@ -38,6 +38,7 @@ from reconciler import spec
 from reconciler._private import make_private
 from reconciler.errors import TerminalError
 from reconciler.spec import models
+from reconciler.spec.ids import ResourceId
 from reconciler.spec.sops import Keys
 
 __all__ = ["DEFAULT_KEEP", "META", "RevisionStore", "Snapshot", "SnapshotError"]
@@ -238,7 +239,7 @@ def _spec_hashes(desired: models.DesiredState) -> dict[str, str]:
     for kind, objs in (("Container", desired.containers), ("Image", desired.images),
                        ("Network", desired.networks), ("Volume", desired.volumes)):
         for name, obj in objs.items():
-            out[f"{kind}/{name}"] = obj.spec_hash
+            out[ResourceId(kind, name).key] = obj.spec_hash
     return out
 
 
@@ -265,7 +266,7 @@ def _map_back(
         c = dataclasses.replace(c, origin=origin(c.origin), env_files=tuple(back(p) for p in c.env_files),
                                 volumes=tuple(mounts))
         if not owns_file:                       # now what loading the original files gave
-            c = dataclasses.replace(c, spec_hash=hashes.get(f"Container/{name}", c.spec_hash))
+            c = dataclasses.replace(c, spec_hash=hashes.get(ResourceId.container(name).key, c.spec_hash))
         containers[name] = c
     images = {n: dataclasses.replace(i, origin=origin(i.origin)) for n, i in d.images.items()}
     networks = {n: dataclasses.replace(x, origin=origin(x.origin)) for n, x in d.networks.items()}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.execution import backends
-from reconciler.runtime import base
+from reconciler.runtime import base, opening
 from reconciler.runtime.docker import DockerRuntime
 from reconciler.runtime.docker.podman import PodmanRuntime
 from tests.docker.conftest import DOCKER_SOCKET, PulledImage, rand
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.root, pytest.mark.docker]
 
 def _open(sock: str, monkeypatch: pytest.MonkeyPatch, root: Path) -> base.Runtime:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{sock}")
-    return backends.open_runtime("docker", root=root)
+    return opening.open_runtime("docker", opening.Place(root))
 
 
 def test_the_docker_runtime_on_podman_is_the_podman_variant(

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.execution import backends
-from reconciler.runtime import base
+from reconciler.runtime import base, opening
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.containers import cgroups, mounts, recovery
 from tests.helpers.host import conmon_pids
@@ -79,11 +78,11 @@ def test_opening_the_engine_for_a_pass_runs_recovery(harness: Harness, engine: N
     with engine.containers.db.tx() as conn:
         conn.execute("DELETE FROM containers WHERE id = ?", (cid,))
     cfg = harness.config
-    diff = backends.open_runtime("native", root=cfg.root, run_dir=cfg.run_dir, name_prefix=cfg.name_prefix,
-                                 recover=False)            # what `reconcile diff` opens: nothing changes
+    place = opening.Place(root=cfg.root, run_dir=cfg.run_dir, name_prefix=cfg.name_prefix)
+    diff = opening.open_runtime("native", place, recover=False)     # what `reconcile diff` opens: nothing changes
     diff.close()
     assert engine.containers.paths(cid).dir.exists()
-    rt = backends.open_runtime("native", root=cfg.root, run_dir=cfg.run_dir, name_prefix=cfg.name_prefix)
+    rt = opening.open_runtime("native", place)
     rt.close()
     assert not engine.containers.paths(cid).dir.exists()
     assert cid not in conmon_pids(cfg.run_dir)

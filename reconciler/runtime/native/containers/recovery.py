@@ -10,7 +10,7 @@ A process killed in the middle of `create` or `remove` can leave, for a containe
 
 `recover(runtime)` removes all of that and keeps every container that has a record (running
 or not; a stopped container is not garbage). It runs once when a writer opens the engine
-(`execution.backends.open_runtime`), under the state root's store lock, so no other pass is
+(`runtime.opening.open_runtime`), under the state root's store lock, so no other pass is
 creating containers at the same time.
 """
 

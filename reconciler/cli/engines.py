@@ -1,0 +1,76 @@
+"""The engine a command talks to: `--runtime`, and opening it through `runtime.opening` (#15).
+
+    add_runtime_flag(parser, command)   --runtime native|docker|swarm|fake ($RECONCILER_RUNTIME)
+    place(args)                         -> runtime.opening.Place (--root, --run-dir, ...)
+    open_runtime(args, command)         -> the Runtime, or InvalidArgument (exit 2) naming the
+                                           command and the runtime when it cannot do that there
+
+Stdlib only at import time: the container commands import this to register their flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+__all__ = ["RUNTIMES", "add_runtime_flag", "check", "is_native", "open_runtime", "place"]
+
+RUNTIMES = ("native", "docker", "swarm", "fake")      # runtime.opening.RUNTIMES, without importing it
+
+# what a command cannot do on an engine, and what to do instead
+_REFUSED: dict[tuple[str, str], str] = {
+    ("run", "swarm"): "a cluster runs services: declare it in a manifest and `reconcile apply --runtime swarm`",
+    ("run", "fake"): "the fake engine runs no process: use --runtime native or docker",
+    ("exec", "swarm"): "a service has no one container to run a command in: use `docker exec` on its node",
+    ("exec", "fake"): "the fake engine runs no process: use --runtime native or docker",
+    ("inspect", "docker"): "use `docker inspect`, whose document this is",
+    ("inspect", "swarm"): "use `docker service inspect`",
+    ("inspect", "fake"): "use `reconcile ps -o json`",
+}
+
+
+def add_runtime_flag(parser: argparse.ArgumentParser, command: str) -> None:
+    """--runtime for a container command (its default: $RECONCILER_RUNTIME, else native)."""
+    refused = sorted(rt for (cmd, rt) in _REFUSED if cmd == command)
+    parser.add_argument("--runtime", default=os.environ.get("RECONCILER_RUNTIME", "native"), choices=RUNTIMES,
+                        help="container engine: native (embedded, default), docker (a Docker or Podman engine "
+                        "via $DOCKER_HOST or /var/run/docker.sock), swarm (the services of a Swarm cluster "
+                        "whose manager $DOCKER_HOST names), fake (in-memory, state under --root)"
+                        + (f"; not {' or '.join(refused)}" if refused else ""))
+
+
+def is_native(args: argparse.Namespace) -> bool:
+    """Whether the command talks to the native engine (the default)."""
+    return getattr(args, "runtime", "native") == "native"
+
+
+def check(args: argparse.Namespace, command: str) -> None:
+    """InvalidArgument (exit 2) when `command` makes no sense on the chosen engine."""
+    runtime = getattr(args, "runtime", "native")
+    why = _REFUSED.get((command, runtime))
+    if why is not None:
+        from reconciler.runtime import errors
+
+        raise errors.InvalidArgument(f"reconcile {command} does not work with --runtime {runtime}", hint=why)
+
+
+def place(args: argparse.Namespace) -> Any:
+    """The runtime.opening.Place the options name."""
+    from pathlib import Path
+
+    from reconciler.runtime.opening import Place
+
+    return Place(root=Path(args.root), run_dir=Path(args.run_dir) if getattr(args, "run_dir", None) else None,
+                 name_prefix=getattr(args, "name_prefix", None) or "rcl",
+                 oci_runtime=getattr(args, "oci_runtime", None) or "runc")
+
+
+def open_runtime(args: argparse.Namespace, command: str, *, bridge: bool = False) -> Any:
+    """The engine `--runtime` names, for `command` (checked first). The native engine is opened
+    without crash recovery (a pass does that) and, unless `bridge`, with its bridge networking
+    loaded only for a container that names a network."""
+    from reconciler.runtime import opening
+
+    check(args, command)
+    return opening.open_runtime(getattr(args, "runtime", "native"), place(args), recover=False, bridge=bridge)

@@ -1,0 +1,138 @@
+"""`--runtime docker` on the container commands (#15): `run`, `ps`, `logs`, `exec`, `rm`, `start`,
+`stop`, `images` and `pull` talk to dockerd through the Runtime protocol (opened by
+runtime.opening), and print the same table and JSON shape as on the native engine; what makes
+no sense there is refused naming the command and the engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.runtime.native.backend import NativeRuntime
+from tests.docker.conftest import TEST_LABEL, PulledImage, Scope
+from tests.runtime.conftest import cleanup, leftovers, native_config
+
+pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.root]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Cli:
+    """`reconcile CMD --runtime RUNTIME ARGS...` on a state root of its own."""
+
+    def __init__(self, tmp: Path, runtime: str) -> None:
+        self.runtime = runtime
+        config = native_config(tmp)
+        self.config = config
+        self.env = {**os.environ, "RECONCILER_ROOT": str(config.root), "RECONCILER_RUN_DIR": str(config.run_dir),
+                    "RECONCILER_PREFIX": config.name_prefix}
+        self.env.pop("RECONCILER_RUNTIME", None)
+
+    def __call__(self, cmd: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "reconciler", cmd, "--runtime", self.runtime, *args], cwd=REPO,
+                              env=self.env, capture_output=True, text=True, check=False, timeout=120)
+
+
+def scenario(cli: Cli, image: str, prefix: str) -> dict[str, Any]:
+    """The same commands on an engine; what they printed, with what differs by nature (ids,
+    times, the command column docker's protocol lacks) left out."""
+    label = f"{TEST_LABEL}={prefix}"
+    web, job = f"{prefix}-web", f"{prefix}-job"
+    fg = cli("run", "--rm", "-l", label, image, "sh", "-c", "echo out; echo err >&2; exit 3")
+    bg = cli("run", "-d", "--name", web, "-l", label, "-e", "A=b", image, "sh", "-c", "echo started; sleep 1000")
+    done = cli("run", "-d", "--name", job, "-l", label, "-l", f"job={prefix}", image, "sh", "-c", "echo bye; exit 5")
+    assert bg.returncode == 0, bg.stderr
+    assert done.returncode == 0, done.stderr
+    deadline = time.monotonic() + 30
+    while '"exited"' not in cli("ps", "-a", "-o", "json", "--filter", f"label=job={prefix}").stdout:
+        assert time.monotonic() < deadline, f"{job} did not exit"
+        time.sleep(0.2)
+    table = cli("ps", "-a", "--filter", f"label={label}").stdout.splitlines()
+    rows = json.loads(cli("ps", "-a", "-o", "json", "--filter", f"label={label}").stdout)
+    ex = cli("exec", web, "sh", "-c", "echo $A; echo e >&2; exit 4")
+    logs = [cli("logs", web).stdout, cli("logs", "--tail", "1", job).stdout]
+    rm = cli("rm", "-f", web, job, f"{prefix}-nosuch")
+    return {
+        "run": (fg.returncode, fg.stdout, fg.stderr.splitlines()[-1:]),
+        "detached": len(bg.stdout.strip()),
+        "header": table[0].split(),
+        "rows": len(table) - 1,
+        "names": sorted(r["name"] for r in rows),
+        "keys": sorted(rows[0]),
+        "states": sorted((r["name"].removeprefix(prefix), r["status"], r["exit_code"], r["status_text"].split(" ")[0])
+                         for r in rows),
+        "labels": rows[0]["labels"].get(TEST_LABEL),
+        "logs": logs,
+        "exec": (ex.returncode, ex.stdout, ex.stderr),
+        "rm": (rm.returncode, rm.stdout.split(), f"{prefix}-nosuch" in rm.stderr),
+        "after": cli("ps", "-aq", "--filter", f"label={label}").stdout,
+    }
+
+
+@pytest.fixture
+def native_cli(tmp_path: Path) -> Iterator[Cli]:
+    cli = Cli(tmp_path / "native", "native")
+    try:
+        yield cli
+    finally:
+        rt = NativeRuntime(cli.config)
+        cleanup(rt)
+        left = leftovers(cli.config)
+        rt.close()
+        assert left == [], left
+
+
+def test_container_commands_on_docker_print_what_they_print_on_native(
+        tmp_path: Path, scope: Scope, docker_image: PulledImage, native_cli: Cli, busybox_image: str) -> None:
+    docker_cli = Cli(tmp_path / "docker", "docker")
+    scope.containers += [f"{scope.prefix}-web", f"{scope.prefix}-job"]     # removed by the scope even on failure
+    on_docker = scenario(docker_cli, docker_image.ref, scope.prefix)
+    on_native = scenario(native_cli, busybox_image, scope.prefix)
+
+    assert on_docker == on_native
+    assert on_docker["run"] == (3, "out\n", ["err"])
+    assert on_docker["detached"] == 64
+    assert on_docker["header"] == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+    assert on_docker["names"] == [f"{scope.prefix}-job", f"{scope.prefix}-web"]
+    assert on_docker["states"] == [("-job", "exited", 5, "Exited"), ("-web", "running", None, "Up")]
+    assert on_docker["labels"] == scope.prefix
+    assert on_docker["logs"] == ["started\n", "bye\n"]
+    assert on_docker["exec"] == (4, "b\n", "e\n")
+    assert on_docker["rm"] == (1, [f"{scope.prefix}-web", f"{scope.prefix}-job"], True)
+    assert on_docker["after"] == ""
+    assert not (tmp_path / "docker" / "root" / "state.db").exists()    # nothing of the native engine made
+
+
+def test_images_and_pull_on_docker(tmp_path: Path, docker_image: PulledImage) -> None:
+    cli = Cli(tmp_path, "docker")
+    pulled = cli("pull", "-q", docker_image.ref)
+    assert (pulled.returncode, pulled.stdout) == (0, f"{docker_image.ref}\n"), pulled.stderr
+    rows = json.loads(cli("images", "-o", "json").stdout)
+    ours = [r for r in rows if f"{r['repository']}:{r['tag']}" == docker_image.ref]
+    assert len(ours) == 1
+    assert sorted(ours[0]) == ["created", "digest", "id", "repository", "size", "tag"]
+
+
+@pytest.mark.parametrize(("argv", "hint"), [
+    (("run", "--runtime", "swarm", "IMAGE", "true"), "reconcile apply --runtime swarm"),
+    (("exec", "--runtime", "fake", "web", "true"), "runs no process"),
+    (("inspect", "--runtime", "docker", "web"), "docker inspect"),
+    (("exec", "--runtime", "docker", "-t", "web", "true"), "docker exec -it"),
+])
+def test_what_makes_no_sense_on_an_engine_is_refused_naming_both(tmp_path: Path, argv: tuple[str, ...],
+                                                                 hint: str) -> None:
+    env = {**os.environ, "RECONCILER_ROOT": str(tmp_path / "root")}
+    proc = subprocess.run([sys.executable, "-m", "reconciler", *argv], cwd=REPO, env=env, capture_output=True,
+                          text=True, check=False, timeout=60)
+    assert proc.returncode == 2
+    assert f"reconcile {argv[0]}" in proc.stderr
+    assert f"--runtime {argv[2]}" in proc.stderr
+    assert hint in proc.stderr

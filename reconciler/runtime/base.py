@@ -330,6 +330,8 @@ class NetworkConfig:
     internal: bool = False
     mtu: int = 1500
     labels: Mapping[str, str] = field(default_factory=dict)
+    ipv6: bool = False              # dual stack: an IPv6 /64 besides the IPv4 subnet
+    ipv6_subnet: str | None = None  # CIDR; None = a /64 from the ULA pool (fd00::/8)
 
 
 @dataclass(frozen=True)
@@ -343,6 +345,8 @@ class NetworkState:
     internal: bool
     labels: Mapping[str, str]
     bridge: str = ""                # Linux interface name
+    ipv6_subnet: str = ""           # "" = IPv4 only
+    ipv6_gateway: str = ""
 
 
 @dataclass(frozen=True)

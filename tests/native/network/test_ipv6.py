@@ -1,0 +1,76 @@
+"""Dual-stack native networks (#18): IPv6 by name, a port on [::1], nothing left behind."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import subprocess
+
+import pytest
+
+from reconciler.runtime import base
+from tests.helpers import subnets
+from tests.helpers.ports import publish_port
+from tests.native.network.conftest import Harness
+
+pytestmark = [pytest.mark.root]
+
+
+def _ask(host: str, port: int) -> str:
+    with socket.create_connection((host, port), timeout=5) as s:
+        return s.makefile().readline().strip()
+
+
+def test_two_containers_talk_over_ipv6_by_name_and_alias(harness: Harness) -> None:
+    m = harness.manager
+    state = m.ensure_network(base.NetworkConfig(name="dual", ipv6=True, ipv6_subnet=harness.subnet6(1)))
+    assert state.ipv6_subnet == harness.subnet6(1)
+    a = m.attach("ctr-a", name="web", hostname="web", networks=["dual"])
+    b = m.attach("ctr-b", name="db", hostname="db", networks=["dual"], aliases=["database"])
+    a6, b6 = a.ip6_addresses["dual"], b.ip6_addresses["dual"]
+    assert ipaddress.IPv6Address(b6) in ipaddress.IPv6Network(harness.subnet6(1))
+    assert f"{b6}\tdb database" in a.hosts_path.read_text()      # the AAAA answer for its names
+    harness.serve(b.netns_path, "serve-tcp6", "5432", "db-server")
+
+    for name in ("db", "database"):
+        got = harness.probe(a.netns_path, "tcp6", name, "5432", hosts=a.hosts_path)
+        assert got.returncode == 0, got.stderr
+        assert got.stdout.strip() == f"db-server peer={a6}"      # no NAT between containers
+    route = subprocess.run(["nsenter", f"--net={a.netns_path}", "ip", "-6", "route", "show", "default"],
+                           capture_output=True, text=True, check=True).stdout
+    assert f"via {state.ipv6_gateway}" in route
+
+
+def test_a_port_published_on_ipv6_loopback_serves(harness: Harness) -> None:
+    m = harness.manager
+    state = m.ensure_network(base.NetworkConfig(name="dual", ipv6=True, ipv6_subnet=harness.subnet6(2)))
+    loop_port, any_port = publish_port(), publish_port()
+    web = m.attach("ctr-w", name="web", hostname="web", networks=["dual"], ports=[
+        base.PortMapping(container_port=8080, host_port=loop_port, host_ip="::1"),
+        base.PortMapping(container_port=8080, host_port=any_port, host_ip="::"),
+    ])
+    harness.serve(web.netns_path, "serve-tcp6", "8080", "web-server")
+
+    assert _ask("::1", loop_port).startswith("web-server peer=")
+    # [::] is DNAT'ed by our ip6 table: the bridge's own address is one of the host's
+    assert _ask(state.ipv6_gateway, any_port).startswith("web-server peer=")
+    assert _ask("::1", any_port).startswith("web-server peer=")
+
+    m.detach("ctr-w")
+    with pytest.raises(OSError):
+        _ask("::1", loop_port)
+
+
+def test_ipv6_network_from_the_ula_pool_and_teardown(harness: Harness) -> None:
+    m = harness.manager
+    state = m.ensure_network(base.NetworkConfig(name="pooled", ipv6=True))
+    subnet = ipaddress.IPv6Network(state.ipv6_subnet)
+    assert subnet.prefixlen == 64
+    assert subnet.subnet_of(ipaddress.IPv6Network("fd00::/8"))
+    ruleset = subprocess.run(["nft", "list", "table", "ip6", harness.prefix], capture_output=True, text=True,
+                             check=True).stdout
+    assert f"ip6 saddr {subnet} oifname != " in ruleset       # egress masquerade, as for IPv4
+    m.remove_network("pooled")
+    assert [n for n in subnets.routed6() if n.overlaps(subnet)] == []
+    assert subprocess.run(["nft", "list", "table", "ip6", harness.prefix], capture_output=True,
+                          check=False).returncode != 0

@@ -43,6 +43,7 @@ __all__ = [
     "network_state",
     "since_param",
     "split_reference",
+    "ula_subnet",
     "volume_state",
 ]
 

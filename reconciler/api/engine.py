@@ -189,7 +189,8 @@ def container_summary(c: base.ContainerState) -> dict[str, Any]:
         "Ports": [{"IP": p.host_ip, "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.protocol}
                   for p in c.ports],
         "Labels": dict(c.labels), "SizeRw": 0, "SizeRootFs": 0, "HostConfig": {"NetworkMode": "default"},
-        "NetworkSettings": {"Networks": {n: {"IPAddress": ip} for n, ip in c.ip_addresses.items()}},
+        "NetworkSettings": {"Networks": {n: {"IPAddress": ip, "GlobalIPv6Address": c.ip6_addresses.get(n, "")}
+                                         for n, ip in c.ip_addresses.items()}},
         "Mounts": [],
     }
 

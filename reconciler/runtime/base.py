@@ -300,6 +300,7 @@ class ContainerState:
     replicas: int | None = None     # a service's wanted copies (Swarm); None: one container
     replicas_running: int | None = None   # of those, how many run (healthy where checked)
     placement: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # a service's (constraints, spread)
+    ip6_addresses: Mapping[str, str] = field(default_factory=dict)  # network -> IPv6 address (dual stack)
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ def test_containers_on_a_dual_stack_network_talk_over_ipv6_and_serve_on_ipv6_loo
     hosts = engine.exec(client, ["cat", "/etc/hosts"]).stdout.decode()
     web6 = next(line.split("\t")[0] for line in hosts.splitlines() if line.endswith("\tweb") and ":" in line)
     assert web6.startswith(harness.subnet6(3).split("::")[0])
+    assert engine.inspect_container(web).ip6_addresses == {"dual": web6}
     # by name over IPv6: busybox's ping6 resolves the AAAA answer from the hosts file
     ping = engine.exec(client, ["busybox", "ping6", "-c", "1", "-W", "3", "web"])
     assert ping.exit_code == 0, ping.stdout + ping.stderr

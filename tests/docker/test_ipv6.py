@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,18 @@ from tests.helpers import subnets
 
 pytestmark = [pytest.mark.docker]
 
+FORWARDING6 = Path("/proc/sys/net/ipv6/conf/all/forwarding")
+
+
+@pytest.fixture
+def forwarding6() -> Iterator[None]:
+    """dockerd turns IPv6 forwarding on for an IPv6 network; the host gets its value back."""
+    before = FORWARDING6.read_text()
+    try:
+        yield
+    finally:
+        FORWARDING6.write_text(before)
+
 
 def _inspect(name: str) -> dict[str, object]:
     out = subprocess.run(["docker", "network", "inspect", name], capture_output=True, text=True, check=True).stdout
@@ -22,6 +36,7 @@ def _inspect(name: str) -> dict[str, object]:
     return data
 
 
+@pytest.mark.usefixtures("forwarding6")
 def test_a_dual_stack_network_shows_its_v6_subnet_in_inspect(docker: DockerRuntime, scope: Scope) -> None:
     block6 = subnets.lease_block6()
     subnet6 = str(next(block6.subnets(new_prefix=64)))

@@ -290,6 +290,7 @@ class IPAM:
         bridge: str,
         pool: str,
         host: Sequence[HostNetwork] = (),
+        host6: Sequence[ipaddress.IPv6Network] = (),
     ) -> NetworkRecord:
         """Record `config` (subnet from the manifest, or the first free /24 of `pool`).
 
@@ -333,7 +334,7 @@ class IPAM:
                 net = self._free_subnet(pool, [*taken, *(h.network for h in host)], config.name)
                 net, gw = validate_subnet(str(net), config.gateway)
             net_id = uuid.uuid4().hex
-            subnet6, gateway6 = self._subnet6(config, net_id, taken6)
+            subnet6, gateway6 = self._subnet6(config, net_id, taken6, host6)
             record = NetworkRecord(
                 name=config.name, id=net_id, bridge=bridge, subnet=str(net),
                 gateway=str(gw), internal=config.internal, mtu=config.mtu,
@@ -356,6 +357,7 @@ class IPAM:
     @staticmethod
     def _subnet6(
         config: base.NetworkConfig, seed: str, taken: Sequence[ipaddress.IPv6Network],
+        host: Sequence[ipaddress.IPv6Network],
     ) -> tuple[str | None, str | None]:
         """The IPv6 subnet and gateway of a new network (None, None: IPv4 only)."""
         if not config.ipv6:
@@ -365,7 +367,7 @@ class IPAM:
                 )
             return None, None
         if config.ipv6_subnet is None:
-            net = _ula_subnet(seed, taken, config.name)
+            net = _ula_subnet(seed, [*taken, *host], config.name)
         else:
             net, _ = validate_subnet6(config.ipv6_subnet)
             clash = next((t for t in taken if t.overlaps(net)), None)
@@ -373,6 +375,14 @@ class IPAM:
                 raise errors.Conflict(
                     f"IPv6 subnet {net} of network {config.name!r} overlaps {clash} of another network",
                     hint="choose an IPv6 subnet no other network uses, or omit it to get one from the ULA pool",
+                )
+            used = next((h for h in host if h.overlaps(net)), None)
+            if used is not None:
+                raise errors.Conflict(
+                    f"IPv6 subnet {net} of network {config.name!r} overlaps {used}, an address of this host "
+                    "that this engine did not make",
+                    hint="choose another IPv6 subnet (`ip -6 addr` lists the host's), or omit it to get one "
+                    "from the ULA pool",
                 )
         return str(net), str(net.network_address + 1)
 

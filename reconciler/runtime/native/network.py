@@ -235,6 +235,7 @@ class NetworkManager:
             record = self._ipam.add_network(
                 config, bridge=bridge, pool=self.config.subnet_pool,
                 host=() if existed else self._host_networks(bridge),
+                host6=() if existed or not config.ipv6 else self._host_networks6(bridge),
             )
             created: list[str] = []
             try:
@@ -266,6 +267,14 @@ class NetworkManager:
                     out.append(ipam.HostNetwork(ipaddress.IPv4Network(f"{r.dst}/{r.prefixlen}", strict=False),
                                                 name, on_link=r.gateway is None))
             return out
+
+    def _host_networks6(self, bridge: str) -> list[ipaddress.IPv6Network]:
+        """The IPv6 networks of the host's global addresses, but this engine's bridges'."""
+        ours = {r.bridge for r in self._ipam.networks()} | {bridge}
+        with netlink.host() as h:
+            names = {link.index: link.name for link in h.links()}
+            return [ipaddress.IPv6Network(f"{a.address}/{a.prefixlen}", strict=False)
+                    for index, a in h.addresses(family=socket.AF_INET6) if names.get(index) not in ours]
 
     def _ensure_bridge(self, record: ipam.NetworkRecord, *, created: list[str] | None = None) -> None:
         mac = "02:" + ":".join(_short_hash("mac/" + record.bridge, 10)[i:i + 2] for i in range(0, 10, 2))

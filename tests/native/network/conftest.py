@@ -27,6 +27,7 @@ from tests.helpers import images, subnets
 from tests.runtime.conftest import BUSYBOX_CONFIG, LayerDirImages, cleanup
 
 PROBE = str(Path(__file__).with_name("probe.py"))
+FORWARDING6 = Path("/proc/sys/net/ipv6/conf/all/forwarding")
 IMAGE = "test/busybox:latest"     # what `engine` can run, from a local layer dir (no registry)
 
 
@@ -54,6 +55,8 @@ class Harness:
         self.test_links: list[str] = []
         self.test_netns_dir = tmp / "testns"
         self.block6 = subnets.lease_block6()
+        # a dual-stack network turns IPv6 forwarding on (as Docker does); the host gets its value back
+        self.forwarding6 = FORWARDING6.read_text()
 
     def make_config(self) -> NativeConfig:
         return NativeConfig(
@@ -138,6 +141,7 @@ class Harness:
                     netlink.remove_netns(f)
             network.unmount_all(self.config.run_dir / "netns")
             network.unmount_all(self.test_netns_dir)
+            FORWARDING6.write_text(self.forwarding6)
 
     def leftovers(self) -> list[str]:
         found = []

@@ -193,3 +193,15 @@ def test_dual_stack_subnets_addresses_and_ports(tmp_path: Path) -> None:
     _add(store, "c5", ports=(base.PortMapping(80, 8080, host_ip="127.0.0.1"),))  # the other family is free
     with pytest.raises(errors.InvalidArgument, match="has no IPv6"):
         _add(store, "c6", nets=("v4",), ports=(base.PortMapping(80, 8081, host_ip="::1"),))
+
+
+def test_an_ipv6_subnet_the_host_uses_is_refused_and_the_pool_avoids_it(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    host6 = [ipaddress.IPv6Network("fd12:3456:789a:1::/64")]
+    with pytest.raises(errors.Conflict, match="an address of this host"):
+        store.add_network(base.NetworkConfig("n", subnet="10.247.0.0/24", ipv6=True, ipv6_subnet=str(host6[0])),
+                          bridge="b", pool="x", host6=host6)
+    whole = [ipaddress.IPv6Network("fd00::/9")]      # half the pool is the host's: the other half serves
+    got = store.add_network(base.NetworkConfig("n", subnet="10.247.0.0/24", ipv6=True), bridge="b", pool="x",
+                            host6=whole)
+    assert not ipaddress.IPv6Network(str(got.subnet6)).overlaps(whole[0])

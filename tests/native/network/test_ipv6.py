@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+import os
+import signal
 import socket
 import subprocess
 
 import pytest
 
 from reconciler.runtime import base
+from reconciler.runtime.native import network
 from tests.helpers import subnets
 from tests.helpers.ports import publish_port
 from tests.native.network.conftest import Harness
@@ -74,3 +77,25 @@ def test_ipv6_network_from_the_ula_pool_and_teardown(harness: Harness) -> None:
     assert [n for n in subnets.routed6() if n.overlaps(subnet)] == []
     assert subprocess.run(["nft", "list", "table", "ip6", harness.prefix], capture_output=True,
                           check=False).returncode != 0
+
+
+def test_recovery_restarts_a_dead_loopback_proxy_and_stops_a_dead_containers(harness: Harness) -> None:
+    m = harness.manager
+    m.ensure_network(base.NetworkConfig(name="dual", ipv6=True, ipv6_subnet=harness.subnet6(4)))
+    port = publish_port()
+    web = m.attach("ctr-w", name="web", hostname="web", networks=["dual"],
+                   ports=[base.PortMapping(container_port=8080, host_port=port, host_ip="::1")])
+    harness.serve(web.netns_path, "serve-tcp6", "8080", "web-server")
+    pidfile = harness.config.run_dir / "net" / "ctr-w" / f"proxy-{port}.pid"
+    first = int(pidfile.read_text())
+    os.kill(first, signal.SIGKILL)                   # as a reboot or an OOM kill would
+    network._proxies.pop(first).wait(timeout=10)
+
+    fresh = network.NetworkManager(harness.config)   # a new engine process: it knows the records only
+    fresh.recover(["ctr-w"])
+    assert int(pidfile.read_text()) != first
+    assert _ask("::1", port).startswith("web-server peer=")
+
+    fresh.recover([])                                # the container is gone: its proxy goes too
+    with pytest.raises(OSError):
+        _ask("::1", port)

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from reconciler.runtime import base
-from reconciler.runtime.native import network
+from reconciler.runtime.native import netlink, network
 from tests.helpers import subnets
 from tests.helpers.ports import publish_port
 from tests.native.network.conftest import Harness
@@ -99,3 +99,27 @@ def test_recovery_restarts_a_dead_loopback_proxy_and_stops_a_dead_containers(har
     fresh.recover([])                                # the container is gone: its proxy goes too
     with pytest.raises(OSError):
         _ask("::1", port)
+
+
+def test_ipv6_egress_is_masqueraded(harness: Harness) -> None:
+    m = harness.manager
+    m.ensure_network(base.NetworkConfig(name="dual", ipv6=True, ipv6_subnet=harness.subnet6(5)))
+    a = m.attach("ctr-a", name="web", hostname="web", networks=["dual"])
+    # an outside namespace of the test's own on another /64 of its block, joined to the host by a veth
+    outside = str(ipaddress.IPv6Network(harness.subnet6(6)).network_address)
+    harness.test_netns_dir.mkdir(exist_ok=True)
+    path = harness.test_netns_dir / "out6"
+    netlink.create_netns(path)
+    name = f"{harness.link_tag}o6"
+    harness.test_links.append(name)
+    with netlink.host() as h:
+        link = h.add_veth(name, peer="eth0", peer_netns=path, mtu=1500)
+        h.add_address(link.index, netlink.Address(f"{outside}1", 64))
+        h.set_link(link.index, state="up")
+    netlink.configure_container_side(path, ifname="eth0", address=netlink.Address("10.255.255.2", 30), gateway=None,
+                                     address6=netlink.Address(f"{outside}2", 64))
+    harness.serve(path, "serve-tcp6", "7000", "outside")
+
+    got = harness.probe(a.netns_path, "tcp6", f"{outside}2", "7000")
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.strip() == f"outside peer={outside}1"      # the host's address, not the container's

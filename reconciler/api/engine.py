@@ -190,7 +190,8 @@ def container_summary(c: base.ContainerState) -> dict[str, Any]:
         "Ports": [{"IP": p.host_ip, "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.protocol}
                   for p in c.ports],
         "Labels": dict(c.labels), "SizeRw": 0, "SizeRootFs": 0, "HostConfig": {"NetworkMode": "default"},
-        "NetworkSettings": {"Networks": {n: {"IPAddress": ip} for n, ip in c.ip_addresses.items()}},
+        "NetworkSettings": {"Networks": {n: {"IPAddress": ip, "GlobalIPv6Address": c.ip6_addresses.get(n, "")}
+                                         for n, ip in c.ip_addresses.items()}},
         "Mounts": [],
     }
 
@@ -461,8 +462,9 @@ class EngineApi:
             return self._volume_change(method, parts[1:], body)
         if method == "GET" and parts[0] == "networks" and len(parts) <= 2:
             nets = [{"Name": n.name, "Id": n.name, "Driver": "bridge", "Scope": "local", "Internal": n.internal,
-                     "Labels": dict(n.labels),
-                     "IPAM": {"Driver": "default", "Config": [{"Subnet": n.subnet, "Gateway": n.gateway}]}}
+                     "Labels": dict(n.labels), "EnableIPv6": bool(n.ipv6_subnet),
+                     "IPAM": {"Driver": "default", "Config": [{"Subnet": n.subnet, "Gateway": n.gateway}] + (
+                         [{"Subnet": n.ipv6_subnet, "Gateway": n.ipv6_gateway}] if n.ipv6_subnet else [])}}
                     for n in rt.list_networks()]
             if len(parts) == 1:
                 return 200, [n for n in nets if _network_matches(n, _filters(q.get("filters")))]
@@ -549,10 +551,15 @@ class EngineApi:
                                      "bridge networks")
             if any(n.name == name for n in rt.list_networks()):
                 raise HttpError(409, f"network with name {name} already exists")
-            ipam = ((data.get("IPAM") or {}).get("Config") or [{}])[0] or {}
+            configs = [c or {} for c in (data.get("IPAM") or {}).get("Config") or []]
+            v4 = next((c for c in configs if ":" not in str(c.get("Subnet", ""))), {})
+            v6 = next((c for c in configs if ":" in str(c.get("Subnet", ""))), {})
+            if v6 and not data.get("EnableIPv6"):
+                raise HttpError(400, "an IPv6 subnet needs EnableIPv6: true")
             state = rt.ensure_network(base.NetworkConfig(
-                name=name, subnet=ipam.get("Subnet"), gateway=ipam.get("Gateway"),
-                internal=bool(data.get("Internal")), labels=dict(data.get("Labels") or {})))
+                name=name, subnet=v4.get("Subnet"), gateway=v4.get("Gateway"),
+                internal=bool(data.get("Internal")), labels=dict(data.get("Labels") or {}),
+                ipv6=bool(data.get("EnableIPv6")), ipv6_subnet=v6.get("Subnet")))
             return 201, {"Id": state.id or name, "Warning": ""}
         if method == "POST" and len(parts) == 2 and parts[1] in ("connect", "disconnect"):
             found = [n for n in rt.list_networks() if parts[0] in (n.name, n.id)]

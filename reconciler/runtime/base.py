@@ -316,6 +316,7 @@ class ContainerState:
     replicas: int | None = None     # a service's wanted copies (Swarm); None: one container
     replicas_running: int | None = None   # of those, how many run (healthy where checked)
     placement: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # a service's (constraints, spread)
+    ip6_addresses: Mapping[str, str] = field(default_factory=dict)  # network -> IPv6 address (dual stack)
 
 
 @dataclass(frozen=True)
@@ -346,6 +347,8 @@ class NetworkConfig:
     internal: bool = False
     mtu: int = 1500
     labels: Mapping[str, str] = field(default_factory=dict)
+    ipv6: bool = False              # dual stack: an IPv6 /64 besides the IPv4 subnet
+    ipv6_subnet: str | None = None  # CIDR; None = a /64 from the ULA pool (fd00::/8)
 
 
 @dataclass(frozen=True)
@@ -359,6 +362,8 @@ class NetworkState:
     internal: bool
     labels: Mapping[str, str]
     bridge: str = ""                # Linux interface name
+    ipv6_subnet: str = ""           # "" = IPv4 only
+    ipv6_gateway: str = ""
 
 
 @dataclass(frozen=True)

@@ -199,10 +199,30 @@ class Builder:
             "subnet": str(net) if net is not None else subnet, "gateway": gateway,
             "internal": bool(spec.get("internal", False)), "mtu": int(spec.get("mtu", 1500)), "labels": labels,
         }
+        if net is not None and net.version == 6:
+            self.report(d, ("spec", "subnet"), f"{subnet} is an IPv6 network; set ipv6: true and ipv6Subnet: {subnet}")
+        dual = self.ipv6_fields(d, spec)
         return models.Network(
-            name=d.name, origin=self.origin(d), spec_hash=hashing.spec_hash("Network", fields, hashing.COMMON_EXCLUDED, {}),
-            **fields,
+            name=d.name, origin=self.origin(d),
+            spec_hash=hashing.spec_hash("Network", {**fields, **dual}, hashing.COMMON_EXCLUDED, {}),
+            **fields, **dual,
         )
+
+    def ipv6_fields(self, d: _Doc, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """`ipv6` and `ipv6Subnet`, only when set (so they change no IPv4 network's hash)."""
+        subnet6 = spec.get("ipv6Subnet")
+        if not spec.get("ipv6", False):
+            if subnet6 is not None:
+                self.report(d, ("spec", "ipv6Subnet"), "an IPv6 subnet needs ipv6: true")
+            return {}
+        if subnet6 is None:
+            return {"ipv6": True}
+        try:
+            net6 = ipaddress.IPv6Network(subnet6, strict=True)
+        except ValueError as exc:
+            self.report(d, ("spec", "ipv6Subnet"), f"{subnet6!r} is not an IPv6 network in CIDR form like fd12:3456:789a:1::/64 ({exc})")
+            return {"ipv6": True, "ipv6_subnet": subnet6}
+        return {"ipv6": True, "ipv6_subnet": str(net6)}
 
     def volume(self, d: _Doc) -> models.Volume:
         spec = d.data.get("spec") or {}

@@ -126,11 +126,11 @@ NETWORK_KEYS: dict[str, tuple[str, str]] = {
     "labels": ("supported", "`metadata.labels`, with `com.docker.compose.project` and `.network`"),
     "driver": ("supported", "`bridge` only; other drivers are errors"),
     "internal": ("supported", "`internal`"),
-    "ipam": ("supported", "one `config` entry's `subnet` and `gateway`; other IPAM settings are errors"),
+    "ipam": ("supported", "one IPv4 `config` entry's `subnet` and `gateway`, and one IPv6 entry's `subnet` (`ipv6Subnet`, with `enable_ipv6`); other IPAM settings are errors"),
     "driver_opts": ("supported", "`com.docker.network.driver.mtu` is `mtu`; other options are errors"),
     "attachable": ("warning", "no effect: any container of the project can join"),
     "external": ("supported", "a Network with `external: true` named `name` (or the key): used, never created or pruned; converging fails while it is missing"),
-    "enable_ipv6": ("error", "not supported yet (IPv4 networks only)"),
+    "enable_ipv6": ("supported", "`ipv6`: dual stack, an IPv6 /64 from the ULA pool unless `ipam` gives one"),
     "enable_ipv4": ("error", "not supported yet when false"),
 }
 # Top-level secrets and configs (docs/reference/compose.md), as `docker compose` runs them on one host.
@@ -299,7 +299,8 @@ class _Translator:
                 self.warn(here, "has no effect: every network can be joined by the project's containers")
             elif opt == "enable_ipv6":
                 if value:
-                    self.error(here, not_supported("IPv6 networks"))
+                    spec["ipv6"] = True
+                    doc.came(("spec", "ipv6"), here)
             elif opt == "enable_ipv4":
                 if value is False:
                     self.error(here, not_supported("networks without IPv4"))
@@ -335,17 +336,29 @@ class _Translator:
                 if value != "default":
                     self.error(here, not_supported(f"the IPAM driver {value!r}"))
             elif opt == "config":
-                configs = list(value or ())
-                if len(configs) > 1:
-                    self.error((*here, 1), not_supported("more than one IPAM config (subnet) per network", "keep one"))
-                for sub, item in (configs[0] if configs else {}).items():
-                    if sub in ("subnet", "gateway"):
-                        spec[sub] = item
-                        doc.came(("spec", sub), (*here, 0, sub))
-                    elif not sub.startswith("x-"):
-                        self.error((*here, 0, sub), not_supported(f"ipam.config {sub}"), key=True)
+                self.ipam_configs(list(value or ()), here, spec, doc)
             elif value:
                 self.error(here, not_supported(f"ipam.{opt}"), key=True)
+
+    def ipam_configs(self, configs: list[Any], here: Path_, spec: dict[str, Any], doc: _Doc) -> None:
+        """At most one IPv4 entry (subnet, gateway) and one IPv6 entry (subnet)."""
+        seen: set[bool] = set()
+        for i, config in enumerate(configs):
+            v6 = ":" in str((config or {}).get("subnet", ""))
+            if v6 in seen:
+                self.error((*here, i), not_supported(f"more than one IPv{6 if v6 else 4} IPAM config (subnet) per network", "keep one"))
+                continue
+            seen.add(v6)
+            for sub, item in (config or {}).items():
+                if sub == "subnet" and v6:
+                    spec["ipv6Subnet"] = item
+                    doc.came(("spec", "ipv6Subnet"), (*here, i, sub))
+                elif sub in ("subnet", "gateway") and not v6:
+                    spec[sub] = item
+                    doc.came(("spec", sub), (*here, i, sub))
+                elif not sub.startswith("x-"):
+                    what = "an IPv6 gateway (it is the subnet's first address)" if v6 and sub == "gateway" else f"ipam.config {sub}"
+                    self.error((*here, i, sub), not_supported(what), key=True)
 
     def volume(self, key: str) -> None:
         if self.external("volumes", key):

@@ -28,7 +28,7 @@ oom_score_adj, group_add; a mount's tmpfs `options`)
 are hashed only when set, so upgrading reconciler recreates no container that does not use them.
 
 Image: everything but `pull` and `track` (policies), plus the Dockerfile's content.
-Network: subnet, gateway, internal, mtu, labels. Volume: labels only (`deletion_policy` is
+Network: subnet, gateway, internal, mtu, labels, and ipv6 and its subnet only when set. Volume: labels only (`deletion_policy` is
 a prune policy, so changing it never recreates a volume).
 """
 

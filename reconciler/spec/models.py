@@ -325,6 +325,8 @@ class Network:
     internal: bool
     mtu: int                        # default 1500
     spec_hash: str
+    ipv6: bool = False              # dual stack
+    ipv6_subnet: str | None = None  # IPv6 CIDR; None = a /64 of the ULA pool
 
 
 @dataclass(frozen=True)

@@ -183,7 +183,8 @@ def reboot(config: NativeConfig) -> None:
     bridges = [n.bridge for n in ipam.IPAM(config.db()).networks()]
     for br in bridges:
         subprocess.run(["ip", "link", "del", br], capture_output=True, check=False)
-    subprocess.run(["nft", "delete", "table", "ip", config.name_prefix], capture_output=True, check=False)
+    for family in ("ip", "ip6"):
+        subprocess.run(["nft", "delete", "table", family, config.name_prefix], capture_output=True, check=False)
     shutil.rmtree(config.run_dir)                     # a tmpfs on a real host
     # and the boot id changes: what the records name ran in the boot before
     rt = NativeRuntime(config, network=NetworkManager(config))

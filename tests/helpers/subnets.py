@@ -9,6 +9,9 @@ process is gone.
 
 A /22 serves every shape tests use: the whole /22 as a pool, its first /23 as a pool, its first
 /24 as a subnet, its upper /24s for a test's own namespaces.
+
+IPv6 blocks are leased the same way (kind "subnets6"): a /48 of the ULA range fd00::/8 with a
+random global ID, whose /64s a test gives its dual-stack networks.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import subprocess
 
 from tests.helpers import leases
 
-__all__ = ["lease_block", "release", "routed"]
+__all__ = ["lease_block", "lease_block6", "release", "release6", "routed", "routed6"]
 
 
 
@@ -55,4 +58,38 @@ def release(block: ipaddress.IPv4Network | str) -> None:
     net = ipaddress.IPv4Network(str(block), strict=False)
     with leases.held("subnets") as live:
         for k in [k for k in live if ipaddress.IPv4Network(k).overlaps(net)]:
+            del live[k]
+
+
+def routed6() -> list[ipaddress.IPv6Network]:
+    """Every IPv6 network the host has an address or a route in (but the default route)."""
+    out: list[ipaddress.IPv6Network] = []
+    for args in (["ip", "-6", "-o", "addr", "show"], ["ip", "-6", "route", "show", "table", "all"]):
+        text = subprocess.run(args, capture_output=True, text=True, check=False).stdout
+        for word in text.split():
+            if ":" in word:
+                try:
+                    out.append(ipaddress.IPv6Network(word, strict=False))
+                except ValueError:
+                    continue
+    return [n for n in out if n.prefixlen > 0]
+
+
+def lease_block6() -> ipaddress.IPv6Network:
+    """A /48 of fd00::/8 that no other test holds and the host does not route."""
+    with leases.held("subnets6") as live:
+        used = routed6() + [ipaddress.IPv6Network(k) for k in live]
+        for _ in range(10_000):
+            block = ipaddress.IPv6Network((0xFD << 120 | secrets.randbits(40) << 80, 48))
+            if not any(block.overlaps(u) for u in used):
+                live[str(block)] = os.getpid()
+                return block
+        raise RuntimeError("no free /48 in fd00::/8 for a test")
+
+
+def release6(block: ipaddress.IPv6Network | str) -> None:
+    """End the lease on `block` (a /48 from `lease_block6`, or any network inside it)."""
+    net = ipaddress.IPv6Network(str(block), strict=False)
+    with leases.held("subnets6") as live:
+        for k in [k for k in live if ipaddress.IPv6Network(k).overlaps(net)]:
             del live[k]

@@ -205,15 +205,16 @@ def leftovers(config: NativeConfig) -> list[str]:
 
 
 def net_leftovers(prefix: str) -> list[str]:
-    """Host network objects of this engine instance: links, its nft table, iptables rules."""
+    """Host network objects of this engine instance: links, its nft tables (ip and ip6), iptables rules."""
     import subprocess
 
     from reconciler.runtime.native.network import netlink
 
     with netlink.host() as h:
         found = [f"link {x.name}" for x in h.links() if x.name.startswith(prefix)]
-    if subprocess.run(["nft", "list", "table", "ip", prefix], capture_output=True, check=False).returncode == 0:
-        found.append(f"nft table ip {prefix}")
+    for family in ("ip", "ip6"):
+        if subprocess.run(["nft", "list", "table", family, prefix], capture_output=True, check=False).returncode == 0:
+            found.append(f"nft table {family} {prefix}")
     rules = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True, check=True).stdout
     return found + [f"iptables {r}" for r in rules.splitlines() if prefix in r]
 

@@ -43,6 +43,7 @@ __all__ = [
     "network_state",
     "since_param",
     "split_reference",
+    "ula_subnet",
     "volume_state",
 ]
 
@@ -352,6 +353,10 @@ def verify_network(config: base.NetworkConfig, attrs: Mapping[str, Any], *, driv
         diffs.append(f"gateway {state.gateway} (want {config.gateway})")
     if state.internal != config.internal:
         diffs.append(f"internal={state.internal} (want {config.internal})")
+    if bool(attrs.get("EnableIPv6")) != config.ipv6:
+        diffs.append(f"EnableIPv6={bool(attrs.get('EnableIPv6'))} (want {config.ipv6})")
+    elif config.ipv6_subnet and state.ipv6_subnet != config.ipv6_subnet:
+        diffs.append(f"IPv6 subnet {state.ipv6_subnet or 'none'} (want {config.ipv6_subnet})")
     missing = {k: v for k, v in config.labels.items() if state.labels.get(k) != v}
     if missing:
         diffs.append(f"labels lack {missing}")
@@ -367,6 +372,7 @@ def network_state(attrs: Mapping[str, Any]) -> base.NetworkState:
     v4 = [c for c in configs if ":" not in str(c.get("Subnet", ""))] or configs or [{}]
     subnet = str(v4[0].get("Subnet", ""))
     gateway = str(v4[0].get("Gateway", ""))
+    v6: Mapping[str, Any] = next((c for c in configs if ":" in str(c.get("Subnet", ""))), {})
     if subnet and not gateway and attrs.get("Driver") == "bridge":
         # the engine leaves out the gateway it picked itself: the subnet's first address
         try:
@@ -385,7 +391,16 @@ def network_state(attrs: Mapping[str, Any]) -> base.NetworkState:
         internal=bool(attrs.get("Internal")),
         labels=dict(attrs.get("Labels") or {}),
         bridge=str(bridge),
+        ipv6_subnet=str(v6.get("Subnet", "")),
+        ipv6_gateway=str(v6.get("Gateway", "")) or (
+            str(ipaddress.IPv6Network(v6["Subnet"], strict=False).network_address + 1) if v6 else ""),
     )
+
+
+def ula_subnet() -> str:
+    """A /64 of fd00::/8 with a random 40-bit global ID (RFC 4193), for a dual-stack network
+    given no IPv6 subnet: Docker has no IPv6 pool of its own unless its daemon config names one."""
+    return str(ipaddress.IPv6Network((0xFD << 120 | secrets.randbits(40) << 80, 64)))
 
 
 def volume_state(attrs: Mapping[str, Any]) -> base.VolumeState:
@@ -712,8 +727,10 @@ class DockerRuntime:
             ipam["Config"] = [pool]
         elif config.gateway:
             raise errors.InvalidArgument(f"network {config.name}: a gateway needs a subnet")
+        if config.ipv6:         # with no IPv4 entry, Docker's pool still picks the IPv4 subnet
+            ipam["Config"].append({"Subnet": config.ipv6_subnet or ula_subnet()})
         body = {"Name": config.name, "Driver": "bridge", "CheckDuplicate": True,
-                "Internal": config.internal, "Attachable": True, "IPAM": ipam,
+                "Internal": config.internal, "Attachable": True, "IPAM": ipam, "EnableIPv6": config.ipv6,
                 "Labels": dict(config.labels),
                 "Options": {"com.docker.network.driver.mtu": str(config.mtu)}}
         try:

@@ -427,8 +427,10 @@ class SwarmRuntime:
         if config.subnet:
             pool = {"Subnet": config.subnet, **({"Gateway": config.gateway} if config.gateway else {})}
             ipam["Config"] = [pool]
+        if config.ipv6:
+            ipam["Config"].append({"Subnet": config.ipv6_subnet or docker_backend.ula_subnet()})
         body = {"Name": config.name, "Driver": "overlay", "CheckDuplicate": True, "Attachable": True,
-                "Internal": config.internal, "IPAM": ipam, "Labels": dict(config.labels),
+                "Internal": config.internal, "IPAM": ipam, "Labels": dict(config.labels), "EnableIPv6": config.ipv6,
                 "Options": {"com.docker.network.driver.mtu": str(config.mtu)}}
         try:
             self.api.network_create(body)

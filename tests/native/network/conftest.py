@@ -4,11 +4,13 @@
 the namespaces NetworkManager creates. Namespaces that play the outside world or an outside
 client are joined to the host by a veth of the test's own (not the engine's prefix). Teardown
 removes everything, even when the test failed, then checks that nothing of the engine's prefix
-is left: links, netns files, the nft table, iptables rules.
+is left: links, netns files, the nft tables (ip and ip6), iptables rules, IPv6 addresses and
+routes in the test's leased /48.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import subprocess
 import sys
@@ -25,6 +27,7 @@ from tests.helpers import images, subnets
 from tests.runtime.conftest import BUSYBOX_CONFIG, LayerDirImages, cleanup
 
 PROBE = str(Path(__file__).with_name("probe.py"))
+FORWARDING6 = Path("/proc/sys/net/ipv6/conf/all/forwarding")
 IMAGE = "test/busybox:latest"     # what `engine` can run, from a local layer dir (no registry)
 
 
@@ -51,6 +54,9 @@ class Harness:
         self.procs: list[subprocess.Popen[str]] = []
         self.test_links: list[str] = []
         self.test_netns_dir = tmp / "testns"
+        self.block6 = subnets.lease_block6()
+        # a dual-stack network turns IPv6 forwarding on (as Docker does); the host gets its value back
+        self.forwarding6 = FORWARDING6.read_text()
 
     def make_config(self) -> NativeConfig:
         return NativeConfig(
@@ -61,6 +67,10 @@ class Harness:
     def subnet(self, i: int) -> str:
         """An explicit /24 inside the test's pool (i = 0 or 1)."""
         return f"10.{self.a}.{self.b + i}.0/24"
+
+    def subnet6(self, i: int) -> str:
+        """An explicit IPv6 /64 inside the test's leased /48 (i = 0..65535)."""
+        return str(ipaddress.IPv6Network((int(self.block6.network_address) + (i << 64), 64)))
 
     # processes --------------------------------------------------------------------------------
 
@@ -131,6 +141,7 @@ class Harness:
                     netlink.remove_netns(f)
             network.unmount_all(self.config.run_dir / "netns")
             network.unmount_all(self.test_netns_dir)
+            FORWARDING6.write_text(self.forwarding6)
 
     def leftovers(self) -> list[str]:
         found = []
@@ -139,8 +150,11 @@ class Harness:
         ns_dir = self.config.run_dir / "netns"
         if ns_dir.is_dir():
             found += [f"netns {f}" for f in ns_dir.iterdir()]
-        if subprocess.run(["nft", "list", "table", "ip", self.prefix], capture_output=True, check=False).returncode == 0:
-            found.append(f"nft table ip {self.prefix}")
+        for family in ("ip", "ip6"):
+            if subprocess.run(["nft", "list", "table", family, self.prefix], capture_output=True,
+                              check=False).returncode == 0:
+                found.append(f"nft table {family} {self.prefix}")
+        found += [f"IPv6 address or route {n}" for n in subnets.routed6() if n.overlaps(self.block6)]
         rules = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True, check=True).stdout
         found += [f"iptables {r}" for r in rules.splitlines() if self.prefix in r]
         found += [f"mount {d}" for d in (ns_dir, self.test_netns_dir) if network._mount_count(d)]

@@ -165,3 +165,43 @@ def test_a_database_from_before_extra_hosts_gets_their_column_and_keeps_its_cont
                                dns=("192.0.2.53",), dns_search=("corp.example",))
     store.add_container(rec, networks=["n"], static_ips={}, ports=(), veth_name={"n": "vc2n"})
     assert _store(tmp_path).container("c2") == rec
+
+
+def test_dual_stack_subnets_addresses_and_ports(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    given = store.add_network(base.NetworkConfig("n", subnet="10.251.0.0/24", ipv6=True,
+                                                 ipv6_subnet="fd12:3456:789a:1::/64"), bridge="b", pool="10.0.0.0/8")
+    assert (given.subnet6, given.gateway6) == ("fd12:3456:789a:1::/64", "fd12:3456:789a:1::1")
+    pooled = store.add_network(base.NetworkConfig("p", ipv6=True), bridge="b2", pool="10.250.0.0/16")
+    pooled6 = ipaddress.IPv6Network(str(pooled.subnet6))
+    assert pooled6.prefixlen == 64
+    assert pooled6.subnet_of(ipam.ULA_POOL)
+    assert store.add_network(base.NetworkConfig("v4", subnet="10.249.0.0/24"), bridge="b3", pool="x").subnet6 is None
+    with pytest.raises(errors.Conflict, match="overlaps"):
+        store.add_network(base.NetworkConfig("twin", subnet="10.248.0.0/24", ipv6=True,
+                                             ipv6_subnet="fd12:3456:789a:1::/64"), bridge="b4", pool="x")
+    with pytest.raises(errors.Conflict, match="ipv6 True -> False"):
+        store.add_network(base.NetworkConfig("n", subnet="10.251.0.0/24"), bridge="b", pool="x")
+
+    assert _add(store, "c1")[0].address6 == "fd12:3456:789a:1::2"
+    assert _add(store, "c2", ports=(base.PortMapping(80, 8080, host_ip="::1"),))[0].address6 == "fd12:3456:789a:1::3"
+    store.remove_container("c1")
+    assert _add(store, "c3")[0].address6 == "fd12:3456:789a:1::4"       # round robin, as IPv4
+    assert [(p.host_ip, p.address) for p in store.ports()] == [("::1", "fd12:3456:789a:1::3")]
+    with pytest.raises(errors.Conflict, match="already published"):
+        _add(store, "c4", ports=(base.PortMapping(80, 8080, host_ip="::"),))     # [::] takes ::1 too
+    _add(store, "c5", ports=(base.PortMapping(80, 8080, host_ip="127.0.0.1"),))  # the other family is free
+    with pytest.raises(errors.InvalidArgument, match="has no IPv6"):
+        _add(store, "c6", nets=("v4",), ports=(base.PortMapping(80, 8081, host_ip="::1"),))
+
+
+def test_an_ipv6_subnet_the_host_uses_is_refused_and_the_pool_avoids_it(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    host6 = [ipaddress.IPv6Network("fd12:3456:789a:1::/64")]
+    with pytest.raises(errors.Conflict, match="an address of this host"):
+        store.add_network(base.NetworkConfig("n", subnet="10.247.0.0/24", ipv6=True, ipv6_subnet=str(host6[0])),
+                          bridge="b", pool="x", host6=host6)
+    whole = [ipaddress.IPv6Network("fd00::/9")]      # half the pool is the host's: the other half serves
+    got = store.add_network(base.NetworkConfig("n", subnet="10.247.0.0/24", ipv6=True), bridge="b", pool="x",
+                            host6=whole)
+    assert not ipaddress.IPv6Network(str(got.subnet6)).overlaps(whole[0])

@@ -413,6 +413,7 @@ class ContainerManager(records.RecordStore):
         stop_signal = bundle.parse_signal(config.stop_signal or image_config.get("StopSignal"))
         netns_path: str | None = None
         ips: dict[str, str] = {}
+        ips6: dict[str, str] = {}
         hosts_src: Path | None = None
         resolv_src: Path | None = None
         if networks not in (("none",), ("host",)) and (networks or self.network is not None):
@@ -429,6 +430,7 @@ class ContainerManager(records.RecordStore):
                                       dns_options=config.dns_options)
             undo.append(lambda: self.network.detach(cid) if self.network else None)
             netns_path, ips = os.fspath(att.netns_path), dict(att.ip_addresses)
+            ips6 = dict(getattr(att, "ip6_addresses", None) or {})     # a plug may be IPv4 only
             hosts_src = Path(att.hosts_path) if att.hosts_path else None
             resolv_src = Path(att.resolv_conf_path) if att.resolv_conf_path else None
         # the network manager's own files are bound directly: it updates them as peers come and go
@@ -469,7 +471,7 @@ class ContainerManager(records.RecordStore):
             id=cid, name=name, image=config.image, image_id=image_id, created=records.now(), config=config,
             image_config=dict(image_config), lowerdirs=tuple(str(d) for d in lowerdirs),
             hostname=hostname, stop_signal=stop_signal, runtime=self.runtime_name,
-            ip_addresses=ips, netns_path=netns_path, cgroup_prefix=self.config.name_prefix,
+            ip_addresses=ips, netns_path=netns_path, cgroup_prefix=self.config.name_prefix, ip6_addresses=ips6,
         )
 
     # -- start / stop / kill
@@ -503,7 +505,8 @@ class ContainerManager(records.RecordStore):
                     att = self.network.attach(rec.id, name=rec.name, hostname=rec.hostname,
                                               networks=rec.config.networks, ports=rec.config.ports,
                                               aliases=rec.config.aliases)
-                    rec = dataclasses.replace(rec, ip_addresses=dict(att.ip_addresses))   # reconnect() changes them
+                    rec = dataclasses.replace(rec, ip_addresses=dict(att.ip_addresses),   # reconnect() changes them
+                                              ip6_addresses=dict(getattr(att, "ip6_addresses", None) or {}))
                 pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec),
                                                  log_size_max=self._log_cap(),
                                                  terminal=rec.terminal, stdin=rec.stdin)

@@ -78,7 +78,8 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
             "Runtime": rec.runtime,
         },
         "NetworkSettings": {
-            "Networks": {n: {"IPAddress": ip} for n, ip in rec.ip_addresses.items()},
+            "Networks": {n: {"IPAddress": ip, "GlobalIPv6Address": rec.ip6_addresses.get(n, "")}
+                         for n, ip in rec.ip_addresses.items()},
             "Ports": {f"{pm.container_port}/{pm.protocol}": [{"HostIp": pm.host_ip, "HostPort": str(pm.host_port)}]
                       for pm in cfg.ports},
             "SandboxKey": rec.netns_path or "",

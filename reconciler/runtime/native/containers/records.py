@@ -172,6 +172,7 @@ class Record:
     health_log: tuple[Mapping[str, Any], ...] = ()
     ip_addresses: Mapping[str, str] = field(default_factory=dict)
     netns_path: str | None = None
+    ip6_addresses: Mapping[str, str] = field(default_factory=dict)    # dual-stack networks
     restarting: bool = False                 # in restart backoff (set by the RestartManager)
     cgroup_prefix: str = ""                  # parent cgroup name (the creating engine's prefix)
     terminal: bool = False                   # main process on a pseudo-terminal (run -t)
@@ -195,6 +196,7 @@ class Record:
         d["config"] = config_to_dict(self.config)
         d["image_config"] = dict(self.image_config)
         d["ip_addresses"] = dict(self.ip_addresses)
+        d["ip6_addresses"] = dict(self.ip6_addresses)
         d["health_log"] = [dict(x) for x in self.health_log]
         return json.dumps(d, sort_keys=True)
 
@@ -218,7 +220,7 @@ class Record:
             pid=self.pid if self.status == "running" else None, oom_killed=self.oom_killed,
             health=self.health, restart_count=self.restart_count,
             ip_addresses=dict(self.ip_addresses), ports=self.config.ports,
-            manually_stopped=self.manually_stopped, error=self.error,
+            manually_stopped=self.manually_stopped, error=self.error, ip6_addresses=dict(self.ip6_addresses),
         )
 
     def command_line(self) -> list[str]:

@@ -13,6 +13,11 @@ re-render. Rules (CNI bridge + portmap, shared/reference/runtime-internals.md §
 - forward (filter - 10): networks are isolated from each other (except through published
   ports) and internal networks have no way out. A drop here is final for every base chain.
 
+Dual-stack networks get the same rules for IPv6 in a second table of ours, `ip6 <prefix>`, in the
+same transaction (and that table is deleted in it when no network has IPv6). Ports published on
+[::1] have no rule: the kernel cannot route a DNAT'ed ::1 connection (no `route_localnet` for
+IPv6), so a userland proxy serves them (`portproxy`); a port on [::] skips ::1 for that reason.
+
 An `accept` in our table cannot override another engine's FORWARD policy DROP (Docker's), so
 each bridge also gets iptables accepts in DOCKER-USER (or FORWARD when Docker is absent),
 through the iptables CLI so they land in whichever backend Docker uses; they are removed with
@@ -68,33 +73,67 @@ class Firewall:
         networks: Sequence[ipam.NetworkRecord],
         ports: Sequence[ipam.PortRecord],
     ) -> str:
-        """The whole table as an `nft -f` script (idempotent preamble included)."""
-        bridges = [n.bridge for n in networks]
+        """Both tables as one `nft -f` script (idempotent preambles included): `ip <prefix>`,
+        and `ip6 <prefix>` while a network has IPv6 (else the preamble deletes it)."""
         t = self.table
         out = [f"table ip {t}", f"delete table ip {t}", f"table ip {t} {{"]
-        out.append("  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;")
+        out += self._nat_chains("ip", ports=[p for p in ports if ":" not in p.host_ip],
+                                subnets=[(n, n.subnet) for n in networks], localhost=True)
+        out += self._forward_chain(networks)
+        out.append("}")
+        out += [f"table ip6 {t}", f"delete table ip6 {t}"]
+        dual = [n for n in networks if n.subnet6]
+        if dual:
+            out.append(f"table ip6 {t} {{")
+            out += self._nat_chains("ip6", ports=[p for p in ports if ":" in p.host_ip and p.host_ip != "::1"],
+                                    subnets=[(n, str(n.subnet6)) for n in dual], localhost=False)
+            out += self._forward_chain(dual)
+            out.append("}")
+        return "\n".join(out) + "\n"
+
+    @staticmethod
+    def _nat_chains(
+        family: str,
+        *,
+        ports: Sequence[ipam.PortRecord],
+        subnets: Sequence[tuple[ipam.NetworkRecord, str]],
+        localhost: bool,
+    ) -> list[str]:
+        out = ["  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;"]
         out.append("    fib daddr type local jump hostports\n  }")
         out.append("  chain output {\n    type nat hook output priority -100; policy accept;")
         out.append("    fib daddr type local jump hostports\n  }")
         out.append("  chain hostports {")
         for p in ports:
-            dst = "" if p.host_ip == ipam.ANY_IP else f"ip daddr {p.host_ip} "
+            if p.host_ip == ipam.ANY_IP:
+                dst = ""
+            elif p.host_ip == ipam.ANY_IP6:
+                dst = "ip6 daddr != ::1 "       # ::1 is the proxy's
+            else:
+                dst = f"{family} daddr {p.host_ip} "
+            target = f"[{p.address}]" if family == "ip6" else p.address
             out.append(
-                f"    {dst}{p.protocol} dport {p.host_port} dnat to {p.address}:{p.container_port}"
+                f"    {dst}{p.protocol} dport {p.host_port} dnat to {target}:{p.container_port}"
                 f" comment {_q(p.container_id[:12])}",
             )
         out.append("  }")
         out.append("  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;")
-        for n in networks:
+        for n, subnet in subnets:
             br = _q(n.bridge)
             if not n.internal:
-                out.append(f"    ip saddr {n.subnet} oifname != {br} masquerade comment {_q('egress ' + n.name)}")
-            out.append(f"    oifname {br} ip saddr 127.0.0.0/8 masquerade comment {_q('localhost ' + n.name)}")
+                out.append(f"    {family} saddr {subnet} oifname != {br} masquerade comment {_q('egress ' + n.name)}")
+            if localhost:
+                out.append(f"    oifname {br} ip saddr 127.0.0.0/8 masquerade comment {_q('localhost ' + n.name)}")
             out.append(
-                f"    oifname {br} ip saddr {n.subnet} ct status dnat masquerade comment {_q('hairpin ' + n.name)}",
+                f"    oifname {br} {family} saddr {subnet} ct status dnat masquerade comment {_q('hairpin ' + n.name)}",
             )
         out.append("  }")
-        out.append("  chain forward {\n    type filter hook forward priority filter - 10; policy accept;")
+        return out
+
+    @staticmethod
+    def _forward_chain(networks: Sequence[ipam.NetworkRecord]) -> list[str]:
+        bridges = [n.bridge for n in networks]
+        out = ["  chain forward {\n    type filter hook forward priority filter - 10; policy accept;"]
         if bridges:
             elems = ", ".join(_q(b) for b in bridges)
             for n in networks:
@@ -112,8 +151,7 @@ class Firewall:
                         f" comment {_q('isolate ' + n.name)}",
                     )
         out.append("  }")
-        out.append("}")
-        return "\n".join(out) + "\n"
+        return out
 
     def apply(
         self, networks: Sequence[ipam.NetworkRecord], ports: Sequence[ipam.PortRecord], *, force: bool = False,
@@ -135,9 +173,11 @@ class Firewall:
         self._last = text
 
     def delete_table(self) -> None:
-        proc = _run(["nft", "list", "table", "ip", self.table], check=False)
-        if proc.returncode == 0:
-            _run(["nft", "delete", "table", "ip", self.table])
+        """Delete our tables (`ip` and `ip6`) where present."""
+        for family in ("ip", "ip6"):
+            proc = _run(["nft", "list", "table", family, self.table], check=False)
+            if proc.returncode == 0:
+                _run(["nft", "delete", "table", family, self.table])
         self._last = None
 
     def table_exists(self) -> bool:

@@ -4,10 +4,12 @@ What host-local IPAM keeps in one file per address (shared/reference/runtime-int
 lives here in tables, each change one `BEGIN IMMEDIATE` transaction, so two processes creating
 containers at once can never hand out the same address, subnet or host port:
 
-    net_networks    name, bridge, subnet, gateway, internal, mtu, labels, last allocated address
+    net_networks    name, bridge, subnet, gateway, internal, mtu, labels, last allocated address;
+                    for a dual-stack network its IPv6 /64, gateway and last allocated IPv6 address
     net_containers  one row per attached container: name, hostname, aliases, netns path, and
                     `resolve` (JSON: its extra hosts, nameservers and search domains)
-    net_endpoints   (network, address) -> container, its interface name and host-side veth
+    net_endpoints   (network, address) -> container, its interface name and host-side veth,
+                    and its IPv6 address on a dual-stack network
     net_ports       published ports (protocol, host ip, host port) -> container endpoint
 
 Allocation is round robin from gateway + 1 to the last usable address (like host-local), so a
@@ -16,10 +18,15 @@ what the host uses outside these records (`HostNetwork`, read by the caller from
 pool skips every such address and route, and an explicit subnet on an interface the engine did
 not make is refused, naming the interface. The records are the source of truth the
 firewall ruleset, hosts files and start-up recovery are rebuilt from.
+
+IPv6 (`ipv6: true`): a network's /64 is the manifest's or one of the ULA pool fd00::/8 (RFC 4193:
+a random 40-bit global ID per network, so two hosts' networks do not collide when routed
+together), the gateway its ::1, containers' addresses round robin from ::2 like IPv4's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import sqlite3
@@ -83,6 +90,22 @@ CREATE TABLE IF NOT EXISTS net_ports (
 """
 
 ANY_IP = "0.0.0.0"  # noqa: S104 - "all host addresses", as in Docker's port syntax
+ANY_IP6 = "::"
+ULA_POOL = ipaddress.IPv6Network("fd00::/8")
+_NEW_COLUMNS = (
+    ("net_containers", "resolve", "TEXT NOT NULL DEFAULT '{}'"),
+    ("net_networks", "subnet6", "TEXT"),
+    ("net_networks", "gateway6", "TEXT"),
+    ("net_networks", "last_address6", "TEXT"),
+    ("net_endpoints", "address6", "TEXT"),
+)
+
+
+def same_port_address(a: str, b: str) -> bool:
+    """Whether two host addresses of a published port take the same sockets: equal, or one is
+    the any-address of the other's family."""
+    fa, fb = ":" in a, ":" in b
+    return fa == fb and (a == b or (ANY_IP6 if fa else ANY_IP) in (a, b))
 
 
 @dataclass(frozen=True)
@@ -98,15 +121,22 @@ class NetworkRecord:
     mtu: int
     labels: Mapping[str, str] = field(default_factory=dict)
     created: str = ""
+    subnet6: str | None = None      # dual stack: the IPv6 network
+    gateway6: str | None = None
 
     @property
     def prefixlen(self) -> int:
         return ipaddress.IPv4Network(self.subnet).prefixlen
 
+    @property
+    def prefixlen6(self) -> int:
+        return ipaddress.IPv6Network(self.subnet6).prefixlen if self.subnet6 else 0
+
     def state(self) -> base.NetworkState:
         return base.NetworkState(
             id=self.id, name=self.name, subnet=self.subnet, gateway=self.gateway,
             internal=self.internal, labels=dict(self.labels), bridge=self.bridge,
+            ipv6_subnet=self.subnet6 or "", ipv6_gateway=self.gateway6 or "",
         )
 
 
@@ -147,6 +177,7 @@ class EndpointRecord:
     position: int           # 0 for eth0, 1 for eth1, ...
     ifname: str
     veth: str               # host-side name
+    address6: str | None = None     # on a dual-stack network
 
 
 @dataclass(frozen=True)
@@ -171,6 +202,7 @@ def _network(row: sqlite3.Row) -> NetworkRecord:
         name=row["name"], id=row["id"], bridge=row["bridge"], subnet=row["subnet"],
         gateway=row["gateway"], internal=bool(row["internal"]), mtu=int(row["mtu"]),
         labels=json.loads(row["labels"]), created=row["created"],
+        subnet6=row["subnet6"], gateway6=row["gateway6"],
     )
 
 
@@ -194,18 +226,43 @@ def validate_subnet(subnet: str, gateway: str | None) -> tuple[ipaddress.IPv4Net
     return net, gw
 
 
-def _ensure_resolve_column(db: Database) -> None:
-    """A database made before containers had extra hosts and dns gets their column (once; a
-    concurrent adder is fine)."""
-    cols = {r["name"] for r in db.connect().execute("PRAGMA table_info(net_containers)")}
-    if "resolve" in cols:
-        return
+def validate_subnet6(subnet: str) -> tuple[ipaddress.IPv6Network, ipaddress.IPv6Address]:
+    """An IPv6 subnet of a manifest, checked; its gateway is network + 1."""
     try:
-        with db.tx() as conn:
-            conn.execute("ALTER TABLE net_containers ADD COLUMN resolve TEXT NOT NULL DEFAULT '{}'")
-    except sqlite3.OperationalError as exc:     # another process added it meanwhile
-        if "duplicate column" not in str(exc):
-            raise
+        net = ipaddress.IPv6Network(subnet, strict=True)
+    except ValueError as exc:
+        raise errors.InvalidArgument(
+            f"IPv6 subnet {subnet!r} is not an IPv6 network in CIDR form ({exc})",
+            hint="write it like fd12:3456:789a:1::/64, with no host bits set",
+        ) from exc
+    if net.prefixlen > 124:
+        raise errors.InvalidArgument(f"IPv6 subnet {subnet} is too small; use a /124 or larger (a /64 is usual)")
+    return net, net.network_address + 1
+
+
+def _ula_subnet(seed: str, taken: Sequence[ipaddress.IPv6Network], name: str) -> ipaddress.IPv6Network:
+    """A /64 of the ULA pool (a pseudo-random global ID from `seed`) that overlaps none of `taken`."""
+    for attempt in range(64):
+        global_id = int.from_bytes(hashlib.sha256(f"{seed}/{attempt}".encode()).digest()[:5], "big")
+        cand = ipaddress.IPv6Network((int(ULA_POOL.network_address) | global_id << 80, 64))
+        if not any(cand.overlaps(t) for t in taken):
+            return cand
+    raise errors.Conflict(f"no free IPv6 /64 found in {ULA_POOL} for network {name!r}",
+                          hint="give the network an explicit ipv6Subnet")
+
+
+def _ensure_columns(db: Database) -> None:
+    """A database made before a column existed gets it (once; a concurrent adder is fine)."""
+    for table, column, decl in _NEW_COLUMNS:
+        cols = {r["name"] for r in db.connect().execute(f"PRAGMA table_info({table})")}
+        if column in cols:
+            continue
+        try:
+            with db.tx() as conn:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+        except sqlite3.OperationalError as exc:     # another process added it meanwhile
+            if "duplicate column" not in str(exc):
+                raise
 
 
 class IPAM:
@@ -214,7 +271,7 @@ class IPAM:
     def __init__(self, db: Database) -> None:
         self._db = db
         db.ensure_schema("native.network", _DDL)
-        _ensure_resolve_column(db)
+        _ensure_columns(db)
 
     # networks ----------------------------------------------------------------------------
 
@@ -233,6 +290,7 @@ class IPAM:
         bridge: str,
         pool: str,
         host: Sequence[HostNetwork] = (),
+        host6: Sequence[ipaddress.IPv6Network] = (),
     ) -> NetworkRecord:
         """Record `config` (subnet from the manifest, or the first free /24 of `pool`).
 
@@ -243,8 +301,9 @@ class IPAM:
         """
         with self._db.tx() as conn:
             row = conn.execute("SELECT * FROM net_networks WHERE name = ?", (config.name,)).fetchone()
-            taken = [ipaddress.IPv4Network(r["subnet"]) for r in conn.execute(
-                "SELECT subnet FROM net_networks WHERE name != ?", (config.name,))]
+            others = conn.execute("SELECT subnet, subnet6 FROM net_networks WHERE name != ?", (config.name,)).fetchall()
+            taken = [ipaddress.IPv4Network(r["subnet"]) for r in others]
+            taken6 = [ipaddress.IPv6Network(r["subnet6"]) for r in others if r["subnet6"]]
             if row is not None:
                 found = _network(row)
                 self._check_same(found, config)
@@ -274,18 +333,20 @@ class IPAM:
             else:
                 net = self._free_subnet(pool, [*taken, *(h.network for h in host)], config.name)
                 net, gw = validate_subnet(str(net), config.gateway)
+            net_id = uuid.uuid4().hex
+            subnet6, gateway6 = self._subnet6(config, net_id, taken6, host6)
             record = NetworkRecord(
-                name=config.name, id=uuid.uuid4().hex, bridge=bridge, subnet=str(net),
+                name=config.name, id=net_id, bridge=bridge, subnet=str(net),
                 gateway=str(gw), internal=config.internal, mtu=config.mtu,
-                labels=dict(config.labels), created=_now(),
+                labels=dict(config.labels), created=_now(), subnet6=subnet6, gateway6=gateway6,
             )
             try:
                 conn.execute(
-                    "INSERT INTO net_networks (name, id, bridge, subnet, gateway, internal, mtu, labels, created)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO net_networks (name, id, bridge, subnet, gateway, internal, mtu, labels, created,"
+                    " subnet6, gateway6) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (record.name, record.id, record.bridge, record.subnet, record.gateway,
                      int(record.internal), record.mtu, json.dumps(dict(record.labels), sort_keys=True),
-                     record.created),
+                     record.created, record.subnet6, record.gateway6),
                 )
             except sqlite3.IntegrityError as exc:
                 raise errors.Conflict(
@@ -294,8 +355,45 @@ class IPAM:
             return record
 
     @staticmethod
+    def _subnet6(
+        config: base.NetworkConfig, seed: str, taken: Sequence[ipaddress.IPv6Network],
+        host: Sequence[ipaddress.IPv6Network],
+    ) -> tuple[str | None, str | None]:
+        """The IPv6 subnet and gateway of a new network (None, None: IPv4 only)."""
+        if not config.ipv6:
+            if config.ipv6_subnet is not None:
+                raise errors.InvalidArgument(
+                    f"network {config.name!r} has an IPv6 subnet but ipv6 is off", hint="set ipv6: true",
+                )
+            return None, None
+        if config.ipv6_subnet is None:
+            net = _ula_subnet(seed, [*taken, *host], config.name)
+        else:
+            net, _ = validate_subnet6(config.ipv6_subnet)
+            clash = next((t for t in taken if t.overlaps(net)), None)
+            if clash is not None:
+                raise errors.Conflict(
+                    f"IPv6 subnet {net} of network {config.name!r} overlaps {clash} of another network",
+                    hint="choose an IPv6 subnet no other network uses, or omit it to get one from the ULA pool",
+                )
+            used = next((h for h in host if h.overlaps(net)), None)
+            if used is not None:
+                raise errors.Conflict(
+                    f"IPv6 subnet {net} of network {config.name!r} overlaps {used}, an address of this host "
+                    "that this engine did not make",
+                    hint="choose another IPv6 subnet (`ip -6 addr` lists the host's), or omit it to get one "
+                    "from the ULA pool",
+                )
+        return str(net), str(net.network_address + 1)
+
+    @staticmethod
     def _check_same(found: NetworkRecord, config: base.NetworkConfig) -> None:
         diffs = []
+        if config.ipv6 != bool(found.subnet6):
+            diffs.append(f"ipv6 {bool(found.subnet6)} -> {config.ipv6}")
+        elif config.ipv6_subnet is not None and found.subnet6 is not None and (
+                ipaddress.IPv6Network(config.ipv6_subnet, strict=False) != ipaddress.IPv6Network(found.subnet6)):
+            diffs.append(f"ipv6 subnet {found.subnet6} -> {config.ipv6_subnet}")
         if config.subnet is not None and ipaddress.IPv4Network(config.subnet, strict=False) != ipaddress.IPv4Network(found.subnet):
             diffs.append(f"subnet {found.subnet} -> {config.subnet}")
         if config.gateway is not None and config.gateway != found.gateway:
@@ -386,17 +484,20 @@ class IPAM:
                 net = _network(row)
                 address = self._allocate(conn, net, static_ips.get(net_name), container.name,
                                          last=row["last_address"])
+                address6 = self._allocate6(conn, net, container.name, last=row["last_address6"])
                 ep = EndpointRecord(
                     network=net_name, address=address, container_id=container.container_id,
-                    position=pos, ifname=f"eth{pos}", veth=veth_name[net_name],
+                    position=pos, ifname=f"eth{pos}", veth=veth_name[net_name], address6=address6,
                 )
                 conn.execute(
-                    "INSERT INTO net_endpoints (network, address, container_id, position, ifname, veth)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (ep.network, ep.address, ep.container_id, ep.position, ep.ifname, ep.veth),
+                    "INSERT INTO net_endpoints (network, address, container_id, position, ifname, veth, address6)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (ep.network, ep.address, ep.container_id, ep.position, ep.ifname, ep.veth, ep.address6),
                 )
                 if net_name not in static_ips:
                     conn.execute("UPDATE net_networks SET last_address = ? WHERE name = ?", (address, net_name))
+                if address6 is not None:
+                    conn.execute("UPDATE net_networks SET last_address6 = ? WHERE name = ?", (address6, net_name))
                 endpoints.append(ep)
             port_records = self._reserve_ports(conn, container, ports, endpoints)
             return endpoints, port_records
@@ -437,6 +538,24 @@ class IPAM:
         )
 
     @staticmethod
+    def _allocate6(conn: sqlite3.Connection, net: NetworkRecord, who: str, *, last: str | None) -> str | None:
+        """The next free IPv6 address after `last` (round robin from gateway + 1), None for an
+        IPv4-only network."""
+        if not net.subnet6 or not net.gateway6:
+            return None
+        subnet = ipaddress.IPv6Network(net.subnet6)
+        used = {r["address6"] for r in conn.execute(
+            "SELECT address6 FROM net_endpoints WHERE network = ? AND address6 IS NOT NULL", (net.name,))}
+        first, end = int(ipaddress.IPv6Address(net.gateway6)) + 1, int(subnet.broadcast_address)
+        size = end - first
+        start = int(ipaddress.IPv6Address(last)) + 1 - first if last and ipaddress.IPv6Address(last) in subnet else 0
+        for i in range(min(size, len(used) + 1)):
+            cand = str(ipaddress.IPv6Address(first + (start + i) % size))
+            if cand not in used:
+                return cand
+        raise errors.Conflict(f"network {net.name!r} ({net.subnet6}) has no free IPv6 address left for {who!r}")
+
+    @staticmethod
     def _reserve_ports(
         conn: sqlite3.Connection,
         container: ContainerRecord,
@@ -454,16 +573,25 @@ class IPAM:
                 "SELECT p.host_ip, c.name FROM net_ports p JOIN net_containers c USING (container_id)"
                 " WHERE p.protocol = ? AND p.host_port = ?", (p.protocol, p.host_port)).fetchall()
             for r in rows:
-                if ANY_IP in (r["host_ip"], p.host_ip) or r["host_ip"] == p.host_ip:
+                if same_port_address(r["host_ip"], p.host_ip):
                     owner = "this container" if r["name"] == container.name else f"container {r['name']!r}"
                     raise errors.Conflict(
                         f"host port {p.host_ip}:{p.host_port}/{p.protocol} is already published by {owner}",
                         hint="choose another host port or remove the container that holds it",
                     )
+            address = ep.address
+            if ":" in p.host_ip:
+                if ep.address6 is None:
+                    raise errors.InvalidArgument(
+                        f"container {container.name!r} publishes port {p.host_port} on IPv6 address "
+                        f"{p.host_ip}, but its first network {ep.network!r} has no IPv6",
+                        hint="set ipv6: true on that network, or publish on an IPv4 address",
+                    )
+                address = ep.address6
             rec = PortRecord(
                 protocol=p.protocol, host_ip=p.host_ip, host_port=p.host_port,
                 container_id=container.container_id, container_port=p.container_port,
-                address=ep.address, network=ep.network,
+                address=address, network=ep.network,
             )
             conn.execute(
                 "INSERT INTO net_ports VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -541,7 +669,7 @@ class IPAM:
             sql, args = sql + " AND container_id = ?", [*args, container_id]
         rows = self._db.connect().execute(sql + " ORDER BY container_id, position", args).fetchall()
         return [EndpointRecord(r["network"], r["address"], r["container_id"], int(r["position"]),
-                               r["ifname"], r["veth"]) for r in rows]
+                               r["ifname"], r["veth"], r["address6"]) for r in rows]
 
     def ports(self) -> list[PortRecord]:
         rows = self._db.connect().execute(

@@ -54,10 +54,14 @@ class Link:
 
 @dataclass(frozen=True)
 class Address:
-    """An IPv4 address on an interface."""
+    """An IPv4 or IPv6 address on an interface."""
 
     address: str
     prefixlen: int
+
+    @property
+    def family(self) -> int:
+        return socket.AF_INET6 if ":" in self.address else socket.AF_INET
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class Route:
 
 
 _DEFAULT_DST = "0.0.0.0"  # noqa: S104 - the default route's destination, not a bind
+_IFA_F_NODAD = 0x02         # an IPv6 address usable at once: no duplicate address detection
 
 
 def _translate(exc: BaseException, what: str) -> errors.RuntimeBackendError:
@@ -215,21 +220,25 @@ class Host:
 
     # addresses and routes ----------------------------------------------------------------
 
-    def addresses(self, index: int | None = None) -> list[tuple[int, Address]]:
-        """IPv4 addresses as (link index, address), of one link or all."""
+    def addresses(self, index: int | None = None, *, family: int = socket.AF_INET) -> list[tuple[int, Address]]:
+        """Addresses of `family` as (link index, address), of one link or all. IPv6 ones are
+        the global-scope ones only (the kernel's link-local fe80:: addresses are its own)."""
         with _netlink("list addresses"):
-            kw: dict[str, Any] = {"family": socket.AF_INET}
+            kw: dict[str, Any] = {"family": family}
             if index is not None:
                 kw["index"] = index
             return [
                 (int(m["index"]), Address(str(m.get_attr("IFA_ADDRESS")), int(m["prefixlen"])))
                 for m in self._ipr.addr("dump", **kw)
+                if family == socket.AF_INET or int(m["scope"]) == 0
             ]
 
     def add_address(self, index: int, addr: Address) -> None:
+        """Add `addr` (an IPv6 one with `nodad`: usable at once, no DAD delay)."""
+        extra: dict[str, Any] = {"flags": _IFA_F_NODAD} if addr.family == socket.AF_INET6 else {}
         with _netlink(f"add address {addr.address}/{addr.prefixlen} to link {index}"):
             try:
-                self._ipr.addr("add", index=index, address=addr.address, prefixlen=addr.prefixlen)
+                self._ipr.addr("add", index=index, address=addr.address, prefixlen=addr.prefixlen, **extra)
             except NetlinkError as exc:
                 if exc.code != errno.EEXIST:
                     raise
@@ -249,8 +258,11 @@ class Host:
             return out
 
     def set_default_route(self, gateway: str) -> None:
+        """The default route (IPv4 or IPv6, after the gateway's family) via `gateway`."""
+        v6 = ":" in gateway
         with _netlink(f"set default route via {gateway}"):
-            self._ipr.route("replace", dst="0.0.0.0/0", gateway=gateway)
+            self._ipr.route("replace", dst="::/0" if v6 else "0.0.0.0/0", gateway=gateway,
+                            family=socket.AF_INET6 if v6 else socket.AF_INET)
 
 
 @contextmanager
@@ -284,8 +296,11 @@ def configure_container_side(
     ifname: str,
     address: Address,
     gateway: str | None,
+    address6: Address | None = None,
+    gateway6: str | None = None,
 ) -> None:
-    """Inside the namespace: `ifname` and `lo` up, the address on `ifname`, default route."""
+    """Inside the namespace: `ifname` and `lo` up, the addresses on `ifname` (IPv6 without
+    DAD), default routes. A global IPv6 address that is not `address6` goes (None: all)."""
     with host(netns_path) as ns:
         lo = ns.link("lo")
         iface = ns.link(ifname)
@@ -293,15 +308,18 @@ def configure_container_side(
             raise errors.NotFound(f"{ifname} is missing in network namespace {netns_path}")
         if not lo.up:
             ns.set_link(lo.index, state="up")
-        present = {a for _, a in ns.addresses(iface.index)}
-        for other in present - {address}:
-            ns.delete_address(iface.index, other)
-        if address not in present:
-            ns.add_address(iface.index, address)
+        for family, want in ((socket.AF_INET, address), (socket.AF_INET6, address6)):
+            present = {a for _, a in ns.addresses(iface.index, family=family)}
+            for other in present - {want}:
+                ns.delete_address(iface.index, other)
+            if want is not None and want not in present:
+                ns.add_address(iface.index, want)
         if not iface.up:
             ns.set_link(iface.index, state="up")
         if gateway is not None:
             ns.set_default_route(gateway)
+        if gateway6 is not None and address6 is not None:
+            ns.set_default_route(gateway6)
 
 
 def clear_conntrack(*, protocol: str, port: int) -> int:

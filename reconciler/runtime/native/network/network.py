@@ -6,6 +6,12 @@ One Linux bridge per network (gateway address on it), one network namespace per 
 with the peer created inside the namespace as `eth0`, `eth1`, ... Addresses come from the
 persistent IPAM (`ipam`), filtering and NAT from `firewall`, names from `dns`.
 
+A dual-stack network (`ipv6`) has an IPv6 /64 beside its IPv4 subnet: the gateway ::1 on the
+bridge, one address per container (no DAD, so it works at once), an IPv6 default route, AAAA
+answers through the hosts file (both addresses listed per name), ip6 NAT in our own table.
+Ports published on [::1] go through a userland proxy (`portproxy`): the kernel has no
+`route_localnet` for IPv6.
+
 Every step "ensures" (CNI's ensureBridge style): it creates what is missing, verifies what it
 finds and repairs what differs, and a failed attach undoes what it did. The DB records are
 the source of truth: `recover()` at start-up removes whatever a crash left behind (records of
@@ -22,10 +28,14 @@ import errno
 import fcntl
 import hashlib
 import ipaddress
+import os
 import re
+import select
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -47,6 +57,9 @@ _HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$")
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{0,6}$")
 _IFNAMSIZ = 15
 _RESERVED = frozenset({"none", "host", "bridge"})
+_LOOPBACK6 = "::1"
+_PROXY_MODULE = "reconciler.runtime.native.network.network.portproxy"
+_proxies: dict[int, subprocess.Popen[bytes]] = {}    # the proxies this process started, to reap them
 
 log = structlog.get_logger("reconciler.runtime.native.network.network")
 
@@ -59,6 +72,7 @@ class Attachment:
     ip_addresses: dict[str, str]          # network -> address
     hosts_path: Path                      # bind-mount at /etc/hosts
     resolv_conf_path: Path                # bind-mount at /etc/resolv.conf
+    ip6_addresses: dict[str, str] = field(default_factory=dict)   # network -> IPv6 address (dual stack)
 
 
 @dataclass(frozen=True)
@@ -101,6 +115,50 @@ def unmount_all(path: Path) -> None:
         subprocess.run(["umount", str(path)], capture_output=True, check=False, timeout=30)
     if _mount_count(path):
         raise errors.Unavailable(f"cannot unmount {path}", hint=f"check `findmnt {path}` for users")
+
+
+def _addresses(e: ipam.EndpointRecord) -> list[str]:
+    return [e.address, e.address6] if e.address6 else [e.address]
+
+
+def _proxy_pid(pidfile: Path) -> int | None:
+    """The pid in `pidfile` if that process is alive and is our port proxy (pids are reused)."""
+    try:
+        pid = int(pidfile.read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if _PROXY_MODULE.encode() in cmdline else None
+
+
+def _start_proxy(p: ipam.PortRecord) -> int:
+    """Start the [::1] proxy of a published port, detached; its pid once it listens."""
+    import reconciler
+
+    package_root = str(Path(reconciler.__file__).resolve().parent.parent)    # the proxy imports this copy
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", _PROXY_MODULE, _LOOPBACK6, str(p.host_port), p.address, str(p.container_port)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        start_new_session=True, close_fds=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 10)
+    line = proc.stdout.readline() if ready else b""
+    proc.stdout.close()
+    if line.strip() != b"ready":
+        proc.kill()
+        proc.wait(timeout=10)
+        err = proc.stderr.read().decode(errors="replace").strip()
+        proc.stderr.close()
+        raise errors.Unavailable(
+            f"the proxy for [::1]:{p.host_port} did not start: {err or 'no answer in 10s'}",
+            hint=f"check that nothing else listens on [::1]:{p.host_port} (`ss -lnt`)",
+        )
+    proc.stderr.close()
+    _proxies[proc.pid] = proc
+    return proc.pid
 
 
 class NetworkManager:
@@ -179,6 +237,7 @@ class NetworkManager:
             record = self._ipam.add_network(
                 config, bridge=bridge, pool=self.config.subnet_pool,
                 host=() if existed else self._host_networks(bridge),
+                host6=() if existed or not config.ipv6 else self._host_networks6(bridge),
             )
             created: list[str] = []
             try:
@@ -189,7 +248,8 @@ class NetworkManager:
                 if not existed:
                     self._undo_network(record, delete_bridge=bool(created))
                 raise
-            log.info("network ensured", network=record.name, bridge=record.bridge, subnet=record.subnet)
+            log.info("network ensured", network=record.name, bridge=record.bridge, subnet=record.subnet,
+                     ipv6_subnet=record.subnet6)
             return record.state()
 
     def _host_networks(self, bridge: str) -> list[ipam.HostNetwork]:
@@ -210,9 +270,18 @@ class NetworkManager:
                                                 name, on_link=r.gateway is None))
             return out
 
+    def _host_networks6(self, bridge: str) -> list[ipaddress.IPv6Network]:
+        """The IPv6 networks of the host's global addresses, but this engine's bridges'."""
+        ours = {r.bridge for r in self._ipam.networks()} | {bridge}
+        with netlink.host() as h:
+            names = {link.index: link.name for link in h.links()}
+            return [ipaddress.IPv6Network(f"{a.address}/{a.prefixlen}", strict=False)
+                    for index, a in h.addresses(family=socket.AF_INET6) if names.get(index) not in ours]
+
     def _ensure_bridge(self, record: ipam.NetworkRecord, *, created: list[str] | None = None) -> None:
         mac = "02:" + ":".join(_short_hash("mac/" + record.bridge, 10)[i:i + 2] for i in range(0, 10, 2))
         want = netlink.Address(record.gateway, record.prefixlen)
+        want6 = netlink.Address(record.gateway6, record.prefixlen6) if record.gateway6 else None
         with netlink.host() as h:
             link = h.link(record.bridge)
             if link is None:
@@ -231,11 +300,14 @@ class NetworkManager:
                 )
             if link.mtu != record.mtu:
                 h.set_link(link.index, mtu=record.mtu)
-            present = {a for _, a in h.addresses(link.index)}
-            for other in present - {want}:
-                h.delete_address(link.index, other)
-            if want not in present:
-                h.add_address(link.index, want)
+            if want6 is not None:
+                _sysctl(f"net/ipv6/conf/{record.bridge}/disable_ipv6", "0")
+            for family, address in ((socket.AF_INET, want), (socket.AF_INET6, want6)):
+                present = {a for _, a in h.addresses(link.index, family=family)}
+                for other in present - {address}:
+                    h.delete_address(link.index, other)
+                if address is not None and address not in present:
+                    h.add_address(link.index, address)
             if not link.up:
                 h.set_link(link.index, state="up")
         _sysctl(f"net/ipv4/conf/{record.bridge}/route_localnet", "1")
@@ -243,6 +315,8 @@ class NetworkManager:
             _sysctl(f"net/ipv6/conf/{record.bridge}/accept_ra", "0")
         if not record.internal:
             _sysctl("net/ipv4/ip_forward", "1")
+            if want6 is not None:
+                _sysctl("net/ipv6/conf/all/forwarding", "1")
 
     def _undo_network(self, record: ipam.NetworkRecord, *, delete_bridge: bool) -> None:
         if delete_bridge:
@@ -304,8 +378,8 @@ class NetworkManager:
             if rec.container_id == container_id:
                 continue
             for p in ports:
-                if rec.protocol == p.protocol and rec.host_port == p.host_port and (
-                        ipam.ANY_IP in (rec.host_ip, p.host_ip) or rec.host_ip == p.host_ip):
+                if rec.protocol == p.protocol and rec.host_port == p.host_port and ipam.same_port_address(
+                        rec.host_ip, p.host_ip):
                     owner = next((c.name for c in self._ipam.containers() if c.container_id == rec.container_id), "?")
                     raise errors.Conflict(
                         f"host port {p.host_ip}:{p.host_port}/{p.protocol} is already published by container {owner!r}",
@@ -322,17 +396,24 @@ class NetworkManager:
             if not 1 <= num <= 65535:
                 raise errors.InvalidArgument(f"{what} port {num} is out of range 1-65535")
         try:
-            ipaddress.IPv4Address(p.host_ip)
+            ipaddress.ip_address(p.host_ip)
         except ValueError as exc:
             raise errors.InvalidArgument(
-                f"host address {p.host_ip!r} of port {p.host_port} is not an IPv4 address",
+                f"host address {p.host_ip!r} of port {p.host_port} is not an IP address",
             ) from exc
+        if p.host_ip == _LOOPBACK6 and p.protocol != "tcp":
+            raise errors.InvalidArgument(
+                f"port {p.host_port}/{p.protocol} on [::1]: only TCP can be published on the IPv6 loopback",
+                hint="publish it on 127.0.0.1, or on [::] (reachable at the host's other IPv6 addresses)",
+            )
 
     @staticmethod
     def _probe_listener(p: base.PortMapping) -> None:
         kind = socket.SOCK_STREAM if p.protocol == "tcp" else socket.SOCK_DGRAM
-        with socket.socket(socket.AF_INET, kind) as s:
+        with socket.socket(socket.AF_INET6 if ":" in p.host_ip else socket.AF_INET, kind) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if ":" in p.host_ip:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             try:
                 s.bind((p.host_ip, p.host_port))
             except OSError as exc:
@@ -392,6 +473,7 @@ class NetworkManager:
                 self._ensure_interfaces(container_id, eps)
                 self._write_files(container_id)
                 self._apply_firewall(force=True)
+                self._ensure_proxies(container_id)
                 return self._attachment(container_id, eps)
             self.check_ports(ports, container_id=container_id)
             record = ipam.ContainerRecord(
@@ -408,6 +490,7 @@ class NetworkManager:
                 self._ensure_interfaces(container_id, endpoints)
                 self._write_files(container_id)
                 self._apply_firewall()
+                self._ensure_proxies(container_id)
                 for pr in port_records:
                     if pr.protocol == "udp":
                         self._clear_udp_flows(pr.host_port)
@@ -417,7 +500,8 @@ class NetworkManager:
                 with suppress(errors.RuntimeBackendError):
                     self._apply_firewall()
                 raise
-            log.info("container attached", container=name, addresses={e.network: e.address for e in endpoints})
+            log.info("container attached", container=name, addresses={e.network: e.address for e in endpoints},
+                     ipv6_addresses={e.network: e.address6 for e in endpoints if e.address6})
             return self._attachment(container_id, endpoints)
 
     @staticmethod
@@ -434,6 +518,7 @@ class NetworkManager:
         return Attachment(
             netns_path=self.netns_path(container_id),
             ip_addresses={e.network: e.address for e in endpoints},
+            ip6_addresses={e.network: e.address6 for e in endpoints if e.address6},
             hosts_path=hosts, resolv_conf_path=resolv,
         )
 
@@ -443,15 +528,15 @@ class NetworkManager:
         if not path.exists():
             netlink.create_netns(path)
         records = {n.name: n for n in self._ipam.networks()}
-        default_gw = next((records[e.network].gateway for e in endpoints if not records[e.network].internal), None)
+        default_net = next((e.network for e in endpoints if not records[e.network].internal), None)
         with netlink.host() as h:
             for ep in endpoints:
-                self._plug(h, path, records[ep.network], ep, gateway=default_gw if ep.network == next(
-                    (e.network for e in endpoints if not records[e.network].internal), None) else None)
+                self._plug(h, path, records[ep.network], ep, default=ep.network == default_net)
 
     def _plug(self, h: netlink.Host, path: Path, net: ipam.NetworkRecord, ep: ipam.EndpointRecord, *,
-              gateway: str | None) -> None:
-        """The endpoint's veth on its bridge (made if missing) and its address in the namespace."""
+              default: bool) -> None:
+        """The endpoint's veth on its bridge (made if missing) and its addresses in the namespace
+        (with the default routes when this is the container's `default` network)."""
         bridge = h.link(net.bridge)
         if bridge is None:
             self._ensure_bridge(net)
@@ -468,8 +553,12 @@ class NetworkManager:
         h.set_hairpin(veth.index)
         if not veth.up:
             h.set_link(veth.index, state="up")
-        netlink.configure_container_side(path, ifname=ep.ifname, address=netlink.Address(ep.address, net.prefixlen),
-                                         gateway=gateway)
+        netlink.configure_container_side(
+            path, ifname=ep.ifname, address=netlink.Address(ep.address, net.prefixlen),
+            gateway=net.gateway if default else None,
+            address6=netlink.Address(ep.address6, net.prefixlen6) if ep.address6 else None,
+            gateway6=net.gateway6 if default else None,
+        )
 
     def connect(self, container_id: str, network: str, aliases: Sequence[str] = ()) -> str:
         """Join an attached (running) container to one more network: a veth into its namespace,
@@ -482,7 +571,7 @@ class NetworkManager:
             assert net is not None              # add_endpoint found it
             try:
                 with netlink.host() as h:
-                    self._plug(h, self.netns_path(container_id), net, ep, gateway=None)
+                    self._plug(h, self.netns_path(container_id), net, ep, default=False)
                 self._write_files(container_id)
                 self._apply_firewall()
                 self._refresh_peers(container_id, [network])
@@ -551,11 +640,42 @@ class NetworkManager:
             netlink.remove_netns(self.netns_path(container_id))
         except errors.RuntimeBackendError as exc:
             problems.append(str(exc))
+        self._stop_proxies(container_id)
         self._ipam.remove_container(container_id)
         shutil.rmtree(self.files_dir / container_id, ignore_errors=True)
         if problems:
             log.warning("detach left something behind; recover() will retry", container=container_id,
                         problems=problems)
+
+    # the [::1] proxies -------------------------------------------------------------------------
+
+    def _proxy_pidfile(self, container_id: str, port: int) -> Path:
+        return self.files_dir / container_id / f"proxy-{port}.pid"
+
+    def _ensure_proxies(self, container_id: str) -> None:
+        """A running `portproxy` per TCP port this container publishes on [::1] or [::]."""
+        for p in self._ipam.ports():
+            if p.container_id != container_id or p.host_ip not in (_LOOPBACK6, ipam.ANY_IP6):
+                continue
+            if p.protocol != "tcp":
+                continue
+            pidfile = self._proxy_pidfile(container_id, p.host_port)
+            if _proxy_pid(pidfile) is not None:
+                continue
+            pidfile.parent.mkdir(parents=True, exist_ok=True)
+            pidfile.write_text(str(_start_proxy(p)))
+
+    def _stop_proxies(self, container_id: str) -> None:
+        d = self.files_dir / container_id
+        for pidfile in sorted(d.glob("proxy-*.pid")) if d.is_dir() else ():
+            pid = _proxy_pid(pidfile)
+            if pid is not None:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+                proc = _proxies.pop(pid, None)
+                if proc is not None:
+                    proc.wait(timeout=10)
+            pidfile.unlink(missing_ok=True)
 
     # names ------------------------------------------------------------------------------------
 
@@ -577,12 +697,11 @@ class NetworkManager:
             hosts_path, resolv_path = self._files(container_id)
             hosts_path.parent.mkdir(parents=True, exist_ok=True)
             mine = [e for e in all_eps if e.container_id == container_id]
-            own = [dns.HostEntry(e.address, (rec.hostname, rec.name, *rec.aliases)) for e in mine]
+            own = [dns.HostEntry(a, (rec.hostname, rec.name, *rec.aliases)) for e in mine for a in _addresses(e)]
             peers = [
-                dns.HostEntry(other.address, (containers[other.container_id].name,
-                                              *containers[other.container_id].aliases))
+                dns.HostEntry(a, (containers[other.container_id].name, *containers[other.container_id].aliases))
                 for e in mine for other in by_network.get(e.network, ())
-                if other.container_id != container_id
+                if other.container_id != container_id for a in _addresses(other)
             ]
             own += dns.extra_entries(rec.extra_hosts)
             dns.write_in_place(hosts_path, dns.render_hosts(own, peers))
@@ -619,6 +738,8 @@ class NetworkManager:
                     if leaked and h.delete_link(link.name):
                         deleted.append(link.name)
             known = {c.container_id for c in self._ipam.containers()}
+            for cid in sorted(known):
+                self._ensure_proxies(cid)
             leaked_ns = []
             if self.netns_dir.is_dir():
                 for f in sorted(self.netns_dir.iterdir()):
@@ -629,6 +750,7 @@ class NetworkManager:
             if self.files_dir.is_dir():
                 for d in sorted(self.files_dir.iterdir()):
                     if d.name not in known:
+                        self._stop_proxies(d.name)
                         shutil.rmtree(d, ignore_errors=True)
                         leaked_files.append(d.name)
             self._release_netns_dir()

@@ -58,7 +58,7 @@ _PREFIX = re.compile(r"^[a-z][a-z0-9]{0,6}$")
 _IFNAMSIZ = 15
 _RESERVED = frozenset({"none", "host", "bridge"})
 _LOOPBACK6 = "::1"
-_PROXY_MODULE = "reconciler.runtime.native.network.network.portproxy"
+_PROXY_MODULE = "reconciler.runtime.native.network.portproxy"
 _proxies: dict[int, subprocess.Popen[bytes]] = {}    # the proxies this process started, to reap them
 
 log = structlog.get_logger("reconciler.runtime.native.network.network")

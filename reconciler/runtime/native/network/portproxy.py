@@ -5,7 +5,7 @@ IPv4 reaches a container from 127.0.0.1 through nft DNAT plus `route_localnet`; 
 loopback destination on a non-loopback device). So, as Docker does with docker-proxy, a small
 process listens on [::1]:PORT and copies each connection to the container's IPv6 address.
 
-    python -m reconciler.runtime.native.network.network.portproxy LISTEN_HOST PORT TARGET_HOST TARGET_PORT
+    python -m reconciler.runtime.native.network.portproxy LISTEN_HOST PORT TARGET_HOST TARGET_PORT
 
 It prints "ready" once it listens (the engine waits for that line) and runs until it is killed
 (the engine kills it, by the pid it recorded, when the container leaves its networks).

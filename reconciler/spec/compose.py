@@ -530,8 +530,7 @@ class _Canonical:
         for i, item in enumerate(value):
             at = value.origin(i)
             if isinstance(item, Map):
-                item.setdefault("protocol", "tcp")
-                item.setdefault("mode", "ingress")
+                item.setdefault("protocol", "tcp")      # mode: only as written (ingress: Swarm's routing mesh)
                 out.add(item, at)
                 continue
             try:
@@ -593,16 +592,16 @@ def parse_port(spec: str) -> list[dict[str, Any]]:
         host_ip = host_ip.removeprefix("[").removesuffix("]") or None
     start, end = _port_range(parts[-1], "container port", spec)
     if not host:
-        return [{"target": p, "published": None, "host_ip": host_ip, "protocol": proto, "mode": "ingress"}
+        return [{"target": p, "published": None, "host_ip": host_ip, "protocol": proto}
                 for p in range(start, end + 1)]
     hstart, hend = _port_range(host, "host port", spec)
     if end != start and hend - hstart != end - start:
         raise ValueError(f"invalid ranges in port {spec!r}: the host and container ranges differ in length")
     if end == start:
         published = str(hstart) if hend == hstart else f"{hstart}-{hend}"
-        return [{"target": start, "published": published, "host_ip": host_ip, "protocol": proto, "mode": "ingress"}]
-    return [{"target": p, "published": str(hstart + p - start), "host_ip": host_ip, "protocol": proto,
-             "mode": "ingress"} for p in range(start, end + 1)]
+        return [{"target": start, "published": published, "host_ip": host_ip, "protocol": proto}]
+    return [{"target": p, "published": str(hstart + p - start), "host_ip": host_ip, "protocol": proto}
+            for p in range(start, end + 1)]
 
 
 _CONSISTENCY = ("cached", "delegated", "consistent")

@@ -48,7 +48,7 @@ SERVICE_KEYS: dict[str, str] = {
     "entrypoint": "`command` (a string is split as a shell splits words)",
     "environment": "`env`, over the env files; a bare `KEY` takes the shell's or `.env`'s value, or is left out",
     "env_file": "`env`: read in compose's dotenv format, interpolated; `required: false` files may be missing",
-    "ports": "`ports`: short and long syntax, ranges, tcp/udp; a random host port or a host range for one port is an error",
+    "ports": "`ports`: short and long syntax, ranges, tcp/udp; a long form's `mode: ingress` is the manifest's `mode: ingress` (Swarm's routing mesh: `--runtime swarm` only; `host_ip` with it is an error); a random host port or a host range for one port is an error",
     "networks": "`networks` (`<project>_<name>`), and `aliases`: the service name and every `aliases:` entry",
     "network_mode": "`host` and `none`: `networks: [host]` / `[none]`; other modes are errors",
     "volumes": "`volumes`: named volumes, binds (relative to the project directory), tmpfs; `read_only`",
@@ -56,7 +56,7 @@ SERVICE_KEYS: dict[str, str] = {
     "restart": "`restart`",
     "healthcheck": "`healthcheck`: `test`, `interval`, `timeout`, `retries`, `start_period`; `disable: true` is `[NONE]`",
     "depends_on": "`dependsOn` (created, and healthy when they have a healthcheck, first); a dependency with `service_completed_successfully` becomes a `job: true` Container (run to exit 0 first)",
-    "deploy": "`replicas` (as `scale`), `resources.limits` (`memory`, `cpus`, `pids`) and `resources.reservations.memory` into `resources`, `placement` (`constraints`, `preferences` of `spread`) into `placement`, `mode: global` into `replicas: global`; other deploy keys are errors",
+    "deploy": "`replicas` (as `scale`), `resources.limits` (`memory`, `cpus`, `pids`) and `resources.reservations` (`memory`: also the soft limit `memoryReservation`, as docker compose sets it; `cpus`) into `resources`, `placement` (`constraints`, `preferences` of `spread`) into `placement`, `mode: global` into `replicas: global`; other deploy keys are errors",
     "scale": "`replicas`: other than 1, the Container is `<project>-<service>` with `replicas: N`, run as `<project>-<service>-1..N`; with `container_name` or a published host port it is an error",
     "mem_limit": "`resources.memory` (compose's binary units)",
     "cpus": "`resources.cpus`",
@@ -148,8 +148,8 @@ SECRET_KEYS: dict[str, tuple[str, str]] = {
 VOLUME_KEYS: dict[str, tuple[str, str]] = {
     "name": ("supported", "`metadata.name` (default `<project>_<key>`)"),
     "labels": ("supported", "`metadata.labels`, with `com.docker.compose.project` and `.volume`"),
-    "driver": ("supported", "`local` only; other drivers are errors"),
-    "driver_opts": ("error", "not supported yet"),
+    "driver": ("supported", "`driver` (another than `local` needs `--runtime docker` or `swarm`: the native engine refuses it when converging)"),
+    "driver_opts": ("supported", "`driverOpts` (like `type: nfs`, `o:`, `device:`; `--runtime docker` or `swarm`: the native engine refuses them when converging)"),
     "external": ("supported", "a Volume with `external: true` named `name` (or the key): used, never created or pruned; converging fails while it is missing"),
 }
 
@@ -354,6 +354,7 @@ class _Translator:
         name = self._resource_name("volumes", key)
         self.volumes[key] = name
         doc = _Doc("Volume", {}, path)
+        spec: dict[str, Any] = {}
         for opt, value in cfg.items():
             here = (*path, opt)
             if opt.startswith("x-") or opt in ("name", "labels"):
@@ -361,12 +362,17 @@ class _Translator:
             if opt == "external":
                 continue                        # false: external() took the true ones
             if opt == "driver":
-                if value != "local":
-                    self.error(here, not_supported(f"the {value!r} volume driver", "use local (the default)"))
+                if value not in (None, "", "local"):
+                    spec["driver"] = str(value)
+                    doc.came(("spec", "driver"), here)
+            elif opt == "driver_opts":
+                if value:
+                    spec["driverOpts"] = {str(k): str(v) for k, v in value.items()}
+                    doc.came(("spec", "driverOpts"), here)
             elif value:
                 self.error(here, not_supported(f"volumes.{opt}"), key=True)
         labels = self.labels(cfg, {"com.docker.compose.project": self.project, "com.docker.compose.volume": key})
-        doc.data = _manifest("Volume", name, labels, {})
+        doc.data = _manifest("Volume", name, labels, spec)
         doc.came(("metadata", "name"), (*path, "name") if "name" in cfg else path)
         self.docs.append(doc)
 
@@ -413,6 +419,7 @@ class _Service:
         self.svc = svc
         self.path: Path_ = ("services", name)
         self.spec: dict[str, Any] = {}
+        self.reserved: dict[str, Any] = {}      # deploy.resources.reservations
         self.doc = _Doc("Container", {}, self.path)
 
     def p(self, *parts: str | int) -> Path_:
@@ -683,9 +690,11 @@ class _Service:
                 self.tr.error(self.p(*base, opt), not_supported(f"deploy.resources.{opt}"), key=True)
         reservations = res.get("reservations") or {}
         for opt, value in reservations.items():
-            if opt != "memory" and not opt.startswith("x-") and value not in (None, [], {}):
+            if opt not in ("memory", "cpus") and not opt.startswith("x-") and value not in (None, [], {}):
                 self.tr.error(self.p(*base, "reservations", opt), not_supported(
-                    f"reservations.{opt}", "only a memory reservation can be made on one host"), key=True)
+                    f"reservations.{opt}", "only memory and cpus can be reserved (GPUs and generic resources "
+                    "are not: the engine has no device scheduler)"), key=True)
+        self.reservations(reservations, (*base, "reservations"))
         out: dict[str, Any] = {}
         for native, short, long_ in (("memory", "mem_limit", "memory"), ("cpus", "cpus", "cpus"),
                                      ("pids", "pids_limit", "pids")):
@@ -718,8 +727,26 @@ class _Service:
                 continue
             out[native] = given
             self.doc.came(("spec", "resources", native), self.p(*path))
+        if self.reserved:
+            out["reservations"] = self.reserved
         if out:
             self.spec["resources"] = out
+
+    def reservations(self, reservations: Map | dict[str, Any], at: Path_) -> None:
+        """`deploy.resources.reservations` memory and cpus: `resources.reservations` (what a Swarm
+        node must have free; one host reserves nothing, and the memory is also its soft limit,
+        `memoryReservation`, as docker compose sets it)."""
+        out: dict[str, Any] = {}
+        for opt in ("memory", "cpus"):
+            value = reservations.get(opt)
+            if value is None:
+                continue
+            parsed = self.resource(opt, value, (*at, opt))
+            if parsed is not None and parsed != "unlimited":
+                out[opt] = parsed
+                self.doc.came(("spec", "resources", "reservations", opt), self.p(*at, opt))
+        if out:
+            self.reserved = out
 
     def resource(self, native: str, value: Any, path: Path_) -> Any:
         try:
@@ -804,7 +831,7 @@ class _Service:
         return {}
 
     def k_ports(self, value: Seq) -> None:
-        out: list[str] = []
+        out: list[str | dict[str, Any]] = []
         for i, port in enumerate(value):
             at = ("ports", i)
             text = self.port(port, at)
@@ -814,7 +841,7 @@ class _Service:
         if out:
             self.spec["ports"] = out
 
-    def port(self, port: Map, at: Path_) -> str | None:
+    def port(self, port: Map, at: Path_) -> str | dict[str, Any] | None:
         for opt in port:
             if opt in ("name", "app_protocol"):
                 self.tr.warn(self.p(*at, opt), f"{opt} is descriptive only and not kept", key=True)
@@ -836,6 +863,12 @@ class _Service:
             self.tr.error(self.p(*at), not_supported(f"a host port range ({published}) for one container port", "name one host port"))
             return None
         host_ip = port.get("host_ip")
+        if port.get("mode") == "ingress":       # Swarm's routing mesh: the manifest's long form says it
+            if host_ip:
+                self.tr.error(self.p(*at, "host_ip"), "a port on Swarm's routing mesh (mode: ingress) is published "
+                              "on every address of every node; remove host_ip, or use mode: host", key=True)
+                return None
+            return {"published": int(str(published)), "target": int(str(target)), "protocol": protocol, "mode": "ingress"}
         head = "" if not host_ip else f"[{host_ip}]:" if ":" in str(host_ip) else f"{host_ip}:"
         return f"{head}{published}:{target}/{protocol}"
 

@@ -967,8 +967,6 @@ def test_cpu_shares_cpuset_and_memory_reservations(tmp_path: Path) -> None:
         """}) == [
         "compose.yaml:5:49: services.a.deploy.resources.reservations.memory: can't set distinct values on "
         "'mem_reservation' and 'deploy.resources.reservations.memory'; keep one",
-        "compose.yaml:5:54: services.a.deploy.resources.reservations.cpus: not supported yet: reservations.cpus; "
-        "only a memory reservation can be made on one host",
     ]
 
 
@@ -1061,4 +1059,43 @@ def test_build_secrets_ssh_and_entitlements_become_the_images_build(tmp_path: Pa
         "compose.yaml:6:17: services.web.build.secrets[0]: no top-level secrets entry named 'nope' with file: or environment:",
         "compose.yaml:6:23: services.web.build.secrets[1]: not supported yet: build.secrets target; name the secret "
         "by its id: the step mounts it with id=<name>",
+    ]
+
+
+def test_swarm_keys_ingress_ports_reservations_and_volume_driver_options(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        name: t
+        services:
+          web:
+            image: busybox:1
+            ports:
+              - {target: 80, published: 8080, mode: ingress}
+              - {target: 81, published: 8081, mode: host}
+              - {target: 82, published: 8082}
+              - "8083:83"
+            deploy: {resources: {reservations: {memory: 64M, cpus: "0.25"}}}
+            volumes: [shared:/data]
+        volumes:
+          shared:
+            driver: local
+            driver_opts: {type: nfs, o: "addr=10.0.0.1,rw", device: ":/export"}
+        """})
+    web = desired.containers["t-web-1"]
+    assert [(p.host_port, p.container_port, p.ingress) for p in web.ports] == [
+        (8080, 80, True), (8081, 81, False), (8082, 82, False), (8083, 83, False)]
+    assert web.reservations == spec.models.Reservations(memory=64 << 20, cpus=0.25)
+    assert web.resources.memory_reservation == 64 << 20          # docker compose's soft limit on one host
+    vol = desired.volumes["t_shared"]
+    assert (vol.driver, dict(vol.driver_opts)) == ("local", {"type": "nfs", "o": "addr=10.0.0.1,rw", "device": ":/export"})
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          web:
+            image: busybox:1
+            ports: [{target: 80, published: 8080, host_ip: 127.0.0.1, mode: ingress}]
+            deploy: {resources: {reservations: {devices: [{capabilities: [gpu]}]}}}
+        """}) == [
+        "compose.yaml:4:43: services.web.ports[0].host_ip: a port on Swarm's routing mesh (mode: ingress) is published "
+        "on every address of every node; remove host_ip, or use mode: host",
+        "compose.yaml:5:41: services.web.deploy.resources.reservations.devices: not supported yet: reservations.devices; "
+        "only memory and cpus can be reserved (GPUs and generic resources are not: the engine has no device scheduler)",
     ]

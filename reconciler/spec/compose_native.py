@@ -89,7 +89,7 @@ SERVICE_KEYS: dict[str, str] = {
     "labels": "`metadata.labels`, with compose's `com.docker.compose.*` labels",
     "label_file": "`metadata.labels`: KEY=VALUE lines of each file (part of the revision), under `labels:`",
     "container_name": "`metadata.name` (default `<project>-<service>-1`)",
-    "secrets": "`secrets`: the top-level secret's `file` at `target` (`/run/secrets/<name>` by default), "
+    "secrets": "`secrets`: the top-level secret's `file` (or `environment`, `content`) at `target` (`/run/secrets/<name>` by default), "
                "`uid`, `gid`, `mode` (0400); a file sops encrypted is decrypted (docs/security.md)",
     "configs": "`secrets` too (a tmpfs file of the container's own, read-only): at `target` (`/<name>` by "
                "default), `mode` 0444 by default",
@@ -113,11 +113,11 @@ TOP_KEYS: dict[str, tuple[str, str]] = {
     "networks": ("supported", "one Network each that an active service uses (below)"),
     "volumes": ("supported", "one Volume each that an active service uses (below)"),
     "version": ("warning", "obsolete, ignored (compose warns too)"),
-    "secrets": ("supported", "`file:` secrets: put into the services naming them (`secrets`); `environment`, "
-                "`external` and `content` are errors there; a service's `build.secrets` takes `file:` and "
+    "secrets": ("supported", "`file:`, `environment:` and `content:` secrets: put into the services naming them (`secrets`); "
+                "`external` is an error there; a service's `build.secrets` takes `file:` and "
                 "`environment:` ones (the variable read from the reconciler's environment)"),
-    "configs": ("supported", "`file:` configs: put into the services naming them (`configs`); `environment`, "
-                "`external` and `content` are errors"),
+    "configs": ("supported", "`file:`, `environment:` and `content:` configs: put into the services naming them (`configs`); "
+                "`external` is an error"),
     **{k: ("error", "not supported yet") for k in _TOP_UNSUPPORTED},
     "x-*": ("supported", "extension fields, anywhere: ignored, usable as YAML anchors"),
 }
@@ -138,8 +138,8 @@ SECRET_KEYS: dict[str, tuple[str, str]] = {
     "file": ("supported", "the file (relative to the project directory) put into the services naming it as a secret file (a tmpfs of the container's own, read-only; sops-encrypted: decrypted); its content is part of the spec hash, so an edit replaces the services using it"),
     "name": ("supported", "no effect for a file (the mount is named by the service's reference)"),
     "labels": ("warning", "no effect: the file is put into the container, no secret or config object is made"),
-    "environment": ("error", "not supported yet: write the value to a file and name it with file:"),
-    "content": ("error", "not supported yet (configs): write the content to a file and name it with file:"),
+    "environment": ("supported", "the variable's value (the shell over `.env`) as the file's content: the manifest's `env:` (the native engine: on a tmpfs of the container's own; Docker: copied into the container, as docker compose does)"),
+    "content": ("supported", "the text (interpolated) as the file's content: the manifest's `content:` (in the converted manifest in plain text: a config, not a secret)"),
     "external": ("error", "not supported: external secrets and configs live in a swarm"),
     "driver": ("error", "not supported: secret drivers are a swarm feature"),
     "driver_opts": ("error", "not supported: secret drivers are a swarm feature"),
@@ -376,9 +376,10 @@ class _Translator:
         doc.came(("metadata", "name"), (*path, "name") if "name" in cfg else path)
         self.docs.append(doc)
 
-    def file_source(self, kind: str, name: str, at: Path_) -> str | None:
-        """The file a top-level secret or config `name` mounts ("./path"); None (reported) when it
-        is undefined or has no file."""
+    def file_source(self, kind: str, name: str, at: Path_) -> dict[str, str] | None:
+        """Where the content of top-level secret or config `name` comes from, as a manifest
+        secret says it (`source: ./path`, `env: VAR` or `content: TEXT`); None (reported) when it
+        is undefined or has none."""
         top = self.data.get(kind) or {}
         what = kind[:-1]
         if name not in top:
@@ -398,11 +399,15 @@ class _Translator:
                 else:
                     self.error((*path, opt), f"{what} {opt}: {text}", key=True)
         file = cfg.get("file")
+        if cfg.get("environment"):
+            return {"env": str(cfg["environment"])}
+        if cfg.get("content") is not None and not file:
+            return {"content": str(cfg["content"])}
         if not isinstance(file, str) or not file:
-            if not any(cfg.get(k) for k in ("environment", "content", "external")):
-                self.error(path, f"{what} {name!r} has no file: name the file holding it", key=True)
+            if not cfg.get("external"):
+                self.error(path, f"{what} {name!r} has no file, environment or content: say where its content is", key=True)
             return None
-        return file if file.startswith(("/", ".", "~")) else "./" + file
+        return {"source": file if file.startswith(("/", ".", "~")) else "./" + file}
 
     # -- services -------------------------------------------------------------------------------------
 
@@ -978,13 +983,13 @@ class _Service:
         for i, item in enumerate(value):
             ref = item if isinstance(item, Map) else {"source": item}
             name = str(ref.get("source") or "")
-            file = self.tr.file_source(kind, name, self.p(kind, i))      # checks the top-level entry
-            if file is None:
+            source = self.tr.file_source(kind, name, self.p(kind, i))      # checks the top-level entry
+            if source is None:
                 continue
             target = str(ref.get("target") or default_target(name))
             if kind == "secrets" and not target.startswith("/"):
                 target = f"/run/secrets/{target}"
-            entry: dict[str, Any] = {"source": file, "target": target}
+            entry: dict[str, Any] = {**source, "target": target}
             mode = ref.get("mode")
             entry["mode"] = int(str(mode), 8) if isinstance(mode, str) else int(mode) if mode is not None else default_mode
             for key in ("uid", "gid"):
@@ -1256,5 +1261,5 @@ def documents(model: compose.Model, rd: compose.Reader) -> list[reading.Document
     for i, d in enumerate(sorted(docs, key=lambda d: _ORDER[d.kind])):
         at = tr.at(d.at, key=True) or Origin(model.files[0], 1, 1)
         out.append(reading.Document(file=at.file, base=model.directory, index=i, line=at.line, column=at.column,
-                                    data=d.data, locate=_locator(tr, d)))
+                                    data=d.data, locate=_locator(tr, d), environ=model.env))
     return out

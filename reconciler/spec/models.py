@@ -101,7 +101,7 @@ class SecretFile:
     content, decrypted in memory when sops encrypted it: never part of the spec hash (the
     stored file's digest is), never stored (repr and comparisons leave it out)."""
 
-    source: str                     # absolute host path (the live path, as env files are named)
+    source: str                     # absolute host path (the live path, as env files are named); "": content or env
     target: str                     # absolute path in the container
     mode: int                       # default 0o400
     uid: int                        # default 0

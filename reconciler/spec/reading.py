@@ -24,7 +24,7 @@ import errno
 import os
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +123,9 @@ class Document:
     # Documents made from another format (a compose file) locate their fields there instead:
     # (path, at the key?) -> (file, line, column, field as that format names it)
     locate: Callable[[Path_, bool], tuple[str, int, int, str]] | None = None
+    # where `env:` secrets read their variables (a compose project's environment: the shell over
+    # .env); None: the reconciler's own environment
+    environ: Mapping[str, str] | None = None
 
     def where(self, path: Path_, *, key: bool = False) -> tuple[int, int]:
         """1-based line and column of the node at `path`, or of its key in the enclosing mapping.

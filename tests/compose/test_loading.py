@@ -764,9 +764,7 @@ def test_secret_and_config_errors_are_located_in_the_compose_file(tmp_path: Path
             content: "hello"
         """}) == [
         "compose.yaml:4:22: services.web.secrets[1]: refers to undefined secret 'nope'; declare it under the top-level secrets:",
-        "compose.yaml:10:5: secrets.from_env.environment: secret environment: not supported yet: write the value to a file and name it with file:",
         "compose.yaml:12:5: secrets.ext.external: secret external: not supported: external secrets and configs live in a swarm",
-        "compose.yaml:17:5: configs.inline.content: config content: not supported yet (configs): write the content to a file and name it with file:",
     ]
     assert problems(tmp_path, {"compose.yaml": """
         services:
@@ -1099,3 +1097,39 @@ def test_swarm_keys_ingress_ports_reservations_and_volume_driver_options(tmp_pat
         "compose.yaml:5:41: services.web.deploy.resources.reservations.devices: not supported yet: reservations.devices; "
         "only memory and cpus can be reserved (GPUs and generic resources are not: the engine has no device scheduler)",
     ]
+
+
+def test_secrets_and_configs_from_environment_and_content_are_secret_files(tmp_path: Path) -> None:
+    files = {"compose.yaml": """
+        name: t
+        services:
+          web:
+            image: nginx:1
+            secrets: [token, {source: api_key, target: key, mode: 0440}]
+            configs: [{source: motd, target: /etc/motd}]
+        secrets:
+          token:
+            environment: TOKEN
+          api_key:
+            environment: API_KEY
+        configs:
+          motd:
+            content: "hello ${WHO}"
+        """, ".env": "API_KEY=from-dotenv\nWHO=world\n"}
+    web = load(tmp_path, files, env={"TOKEN": "s3cret"}).containers["t-web-1"]
+    got = {s.target: (s.source, s.data, f"{s.mode:o}") for s in web.secrets}
+    assert got == {"/run/secrets/token": ("", b"s3cret", "400"), "/run/secrets/key": ("", b"from-dotenv", "440"),
+                   "/etc/motd": ("", b"hello world", "444")}
+    again = load(tmp_path, env={"TOKEN": "rotated"}).containers["t-web-1"]
+    assert again.spec_hash != web.spec_hash                 # a new value replaces the container
+    assert load(tmp_path, env={"TOKEN": "s3cret"}).containers["t-web-1"].spec_hash == web.spec_hash
+    with pytest.raises(spec.SpecError) as info:
+        load(tmp_path)
+    assert [str(p).replace(str(tmp_path) + os.sep, "") for p in info.value.problems] == [
+        "compose.yaml:5:15: services.web.secrets[0]: the environment variable TOKEN is not set in the reconciler's "
+        "environment; set it there, or take the secret from a file (source:)"]
+    _, docs = spec.convert(tmp_path, compose=compose.Options(environ={"TOKEN": "s3cret"}))
+    assert docs[-1]["spec"]["secrets"] == [
+        {"env": "TOKEN", "target": "/run/secrets/token", "mode": 0o400},
+        {"env": "API_KEY", "target": "/run/secrets/key", "mode": 0o440},
+        {"content": "hello world", "target": "/etc/motd", "mode": 0o444}]

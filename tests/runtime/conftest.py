@@ -64,6 +64,7 @@ FAKE_CANNOT: dict[str, str] = {
     "test_shm_size": NO_OUTPUT,
     "test_memory_swap": NO_OUTPUT,
     "test_group_add": NO_OUTPUT,
+    "test_secret_files_from_values_are_in_the_container": NO_OUTPUT,
     "test_oom_score_adj": NO_OUTPUT,
     "test_no_new_privileges": NO_OUTPUT,
     "test_cpu_shares_cpuset_and_memory_reservation": NO_OUTPUT,

@@ -269,6 +269,18 @@ def test_shm_size(runtime: base.Runtime, image: str) -> None:
     assert sizes == ["65536", "131072"]
 
 
+def test_secret_files_from_values_are_in_the_container(runtime: base.Runtime, image: str) -> None:
+    """A secret with no host file (a manifest's `content:`, an environment variable's value) is
+    in the container at its target with its mode and owner, before the process starts."""
+    value = secrets.token_hex(8).encode()
+    mount = base.Mount(type="secret", target="/run/secrets/token", source="", read_only=True,
+                       options=("mode=0440", "uid=1000", "gid=0", "digest=x"), data=value)
+    cid = run(runtime, cfg(image, "sec-value", "sh", "-c", "stat -c '%a %u' /run/secrets/token; cat /run/secrets/token",
+                           mounts=(mount,)))
+    assert runtime.wait_container(cid, timeout=30) == 0
+    assert output(runtime, cid, "stdout").split() == ["440", "1000", value.decode()]
+
+
 def test_group_add(runtime: base.Runtime, image: str) -> None:
     cid = run(runtime, cfg(image, "groups", "id", "-G", user="1000:1000", group_add=("4242", "4243")))
     runtime.wait_container(cid, timeout=30)

@@ -154,6 +154,9 @@ def _host_extras(host: Mapping[str, Any]) -> dict[str, Any]:
         "dns_search": tuple(str(d) for d in host.get("DnsSearch") or ()),
         "dns_options": tuple(str(d) for d in host.get("DnsOptions") or ()),
         "group_add": tuple(str(g) for g in host.get("GroupAdd") or ()),
+        "privileged": bool(host.get("Privileged")),
+        "devices": tuple(f"{d['PathOnHost']}:{d.get('PathInContainer') or d['PathOnHost']}:{d.get('CgroupPermissions') or 'rwm'}"
+                         for d in host.get("Devices") or ()),
         "oom_score_adj": host.get("OomScoreAdj") if host.get("OomScoreAdj") else None,
         "no_new_privileges": any(o.split(":")[0].split("=")[0] == "no-new-privileges"
                                  and not o.endswith(("false", "=false")) for o in security),

@@ -78,6 +78,8 @@ def container_config(
         dns_options=tuple(c.dns_options),
         oom_score_adj=c.oom_score_adj,
         group_add=tuple(c.group_add),
+        privileged=c.privileged,
+        devices=tuple(c.devices),
         reservations=base.Resources() if c.reservations is None else base.Resources(
             memory=c.reservations.memory, cpus=c.reservations.cpus),
     )

@@ -191,6 +191,8 @@ class ContainerConfig:
     dns_options: tuple[str, ...] = ()           # resolv.conf options instead of the host's
     oom_score_adj: int | None = None            # -1000..1000
     group_add: tuple[str, ...] = ()             # supplementary groups: names in the image, or gids
+    privileged: bool = False                    # every capability and host device, no seccomp, no masks
+    devices: tuple[str, ...] = ()               # host device nodes: "HOST:CONTAINER:PERMISSIONS"
     reservations: Resources = Resources()    # Swarm's reservations (memory, cpus); single hosts: unused
 
 
@@ -260,6 +262,7 @@ def config_from_json(d: Mapping[str, Any]) -> ContainerConfig:
         stdin_open=bool(d.get("stdin_open", False)), no_new_privileges=bool(d.get("no_new_privileges", False)),
         dns_options=tuple(d.get("dns_options") or ()), oom_score_adj=d.get("oom_score_adj"),
         group_add=tuple(d.get("group_add") or ()),
+        privileged=bool(d.get("privileged", False)), devices=tuple(d.get("devices") or ()),
         reservations=Resources(**(d.get("reservations") or {})),
     )
 

@@ -502,6 +502,8 @@ class Builder:
             "dns_options": tuple(spec.get("dnsOptions") or ()),
             "oom_score_adj": spec.get("oomScoreAdj"),
             "group_add": tuple(str(g) for g in spec.get("groupAdd") or ()),
+            "privileged": bool(spec.get("privileged", False)),
+            "devices": tuple(_device(str(v)) for v in spec.get("devices") or ()),
         }
         if secrets:         # absent when none: the hashes of containers without secrets stay as they were
             fields["secrets"] = secrets
@@ -1018,3 +1020,12 @@ def _placement(doc: Mapping[str, Any]) -> models.Placement:
     return models.Placement(labels=MappingProxyType(dict(sorted((doc.get("labels") or {}).items()))),
                             constraints=tuple(c.strip() for c in doc.get("constraints", ())),
                             preferences=tuple(doc.get("preferences", ())))
+
+
+def _device(text: str) -> str:
+    """A `devices:` entry as HOST:CONTAINER:PERMISSIONS (Docker's defaults: the same path, rwm)."""
+    parts = text.split(":")
+    host = parts[0]
+    container = parts[1] if len(parts) > 1 and parts[1].startswith("/") else host
+    perms = parts[-1] if len(parts) > 1 and not parts[-1].startswith("/") else "rwm"
+    return f"{host}:{container}:{perms}"

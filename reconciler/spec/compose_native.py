@@ -72,6 +72,8 @@ SERVICE_KEYS: dict[str, str] = {
     "read_only": "`readOnly`",
     "cap_add": "`capAdd`",
     "cap_drop": "`capDrop`",
+    "privileged": "`privileged` (every capability and host device, no seccomp filter; Swarm refuses it)",
+    "devices": "`devices` (`HOST[:CONTAINER[:PERMISSIONS]]`, or the long form's `source`, `target`, `permissions`); a CDI device name is an error",
     "security_opt": "`no-new-privileges[:true]` is `noNewPrivileges`; other options (seccomp, apparmor, label) are errors",
     "stop_signal": "`stopSignal`",
     "stop_grace_period": "`stopTimeout`",
@@ -97,7 +99,7 @@ SERVICE_KEYS: dict[str, str] = {
     "extends": "applied while loading (same file or another file)",
 }
 # Service keys that are errors unless they say what the engine does anyway.
-_SERVICE_DEFAULTS: dict[str, Any] = {"privileged": False, "oom_kill_disable": False}
+_SERVICE_DEFAULTS: dict[str, Any] = {"oom_kill_disable": False}
 # Service keys that change nothing on this engine (a warning names them).
 _SERVICE_NO_EFFECT = {
     "expose": "has no effect: every port of a container is reachable on its networks; publish with ports: to reach it from the host",
@@ -1078,6 +1080,26 @@ class _Service:
 
     def k_cap_drop(self, value: Any) -> None:
         self.put("capDrop", [str(c) for c in value], "cap_drop")
+
+    def k_privileged(self, value: Any) -> None:
+        if value:
+            self.put("privileged", True, "privileged")
+
+    def k_devices(self, value: Any) -> None:
+        out: list[str] = []
+        for i, item in enumerate(value or ()):
+            if isinstance(item, dict):
+                text = ":".join(str(item[k]) for k in ("source", "target", "permissions") if item.get(k))
+            else:
+                text = str(item)
+            if not text.startswith("/"):
+                self.tr.error(self.p("devices", i), not_supported(
+                    f"the device {text!r} (a CDI device name)", "name a device node of the host, like /dev/fuse"))
+                continue
+            self.doc.came(("spec", "devices", len(out)), self.p("devices", i))
+            out.append(text)
+        if out:
+            self.spec["devices"] = out
 
     def k_security_opt(self, value: Any) -> None:
         for i, item in enumerate(value):

@@ -256,6 +256,8 @@ class Container:
     dns_options: tuple[str, ...] = ()                           # resolv.conf options (): the host's
     oom_score_adj: int | None = None                            # -1000..1000; None: the engine's
     group_add: tuple[str, ...] = ()                             # supplementary groups (names or gids)
+    privileged: bool = False                                    # docker run --privileged
+    devices: tuple[str, ...] = ()                               # "HOST:CONTAINER:PERMISSIONS", normalised
     # resources.reservations (Swarm's scheduler); absent when not set, so older hashes stay
     reservations: Reservations | None = field(default=None, metadata={"omit_empty": True})
 

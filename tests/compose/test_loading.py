@@ -514,7 +514,7 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
           web:
             image: x/web:1
             ports: ["80", "53:53/sctp"]
-            privileged: true
+            devices: ["nvidia.com/gpu=all"]
             volumes: [/anonymous]
             network_mode: "service:db"
             tmpfs: ["/run:size=64m,uid=1000"]
@@ -525,7 +525,7 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
         """, [
             "compose.yaml:4:13: services.web.ports[0]: not supported yet: publishing container port 80 on a random host port; name the host port, like \"8080:80\"",
             "compose.yaml:4:19: services.web.ports[1]: not supported yet: the sctp protocol; use tcp or udp",
-            "compose.yaml:5:5: services.web.privileged: not supported yet: privileged; the manifest language cannot say it yet, remove it",
+            "compose.yaml:5:15: services.web.devices[0]: not supported yet: the device 'nvidia.com/gpu=all' (a CDI device name); name a device node of the host, like /dev/fuse",
             "compose.yaml:6:15: services.web.volumes[0]: not supported yet: anonymous volumes; name the volume (data:/anonymous) and declare it under the top-level volumes:",
             "compose.yaml:7:19: services.web.network_mode: not supported yet: network_mode 'service:db'; use host or none, or networks:",
             "compose.yaml:8:13: services.web.tmpfs[0]: not supported yet: the tmpfs option 'uid=1000'; only size= and mode= are",
@@ -1133,3 +1133,20 @@ def test_secrets_and_configs_from_environment_and_content_are_secret_files(tmp_p
         {"env": "TOKEN", "target": "/run/secrets/token", "mode": 0o400},
         {"env": "API_KEY", "target": "/run/secrets/key", "mode": 0o440},
         {"content": "hello world", "target": "/etc/motd", "mode": 0o444}]
+
+
+def test_privileged_and_devices_in_both_compose_forms(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        name: t
+        services:
+          a:
+            image: busybox:1
+            privileged: true
+            devices: [/dev/fuse, "/dev/sda:/dev/xvda:r", {source: /dev/net/tun, target: /dev/tun, permissions: rw}]
+          b:
+            image: busybox:1
+            privileged: false
+        """})
+    a, b = desired.containers["t-a-1"], desired.containers["t-b-1"]
+    assert (a.privileged, a.devices) == (True, ("/dev/fuse:/dev/fuse:rwm", "/dev/sda:/dev/xvda:r", "/dev/net/tun:/dev/tun:rw"))
+    assert (b.privileged, b.devices) == (False, ())

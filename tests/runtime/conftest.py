@@ -65,6 +65,8 @@ FAKE_CANNOT: dict[str, str] = {
     "test_memory_swap": NO_OUTPUT,
     "test_group_add": NO_OUTPUT,
     "test_secret_files_from_values_are_in_the_container": NO_OUTPUT,
+    "test_privileged_has_every_capability_and_device_and_no_seccomp": NO_OUTPUT,
+    "test_devices_put_a_host_device_node_into_the_container": NO_OUTPUT,
     "test_oom_score_adj": NO_OUTPUT,
     "test_no_new_privileges": NO_OUTPUT,
     "test_cpu_shares_cpuset_and_memory_reservation": NO_OUTPUT,

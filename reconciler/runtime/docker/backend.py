@@ -212,6 +212,11 @@ def container_body(config: base.ContainerConfig) -> dict[str, Any]:
         host["CapDrop"] = list(config.cap_drop)
     if config.no_new_privileges:
         host["SecurityOpt"] = ["no-new-privileges:true"]
+    if config.privileged:
+        host["Privileged"] = True
+    if config.devices:
+        host["Devices"] = [dict(zip(("PathOnHost", "PathInContainer", "CgroupPermissions"), d.split(":"), strict=True))
+                           for d in config.devices]
     if config.sysctls:
         host["Sysctls"] = dict(config.sysctls)
     if config.shm_size is not None:

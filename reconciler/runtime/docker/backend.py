@@ -182,7 +182,10 @@ def container_body(config: base.ContainerConfig) -> dict[str, Any]:
             if p.protocol not in ("tcp", "udp", "sctp"):
                 raise errors.InvalidArgument(f"port protocol {p.protocol!r} is not tcp or udp")
             bindings.setdefault(f"{p.container_port}/{p.protocol}", []).append(
-                {"HostIp": p.host_ip, "HostPort": str(p.host_port) if p.host_port else ""})
+                # no address given ("0.0.0.0" in the model): Docker's own default, every address
+                # (IPv6 too), as the docker CLI and docker compose send it
+                {"HostIp": "" if p.host_ip == "0.0.0.0" else p.host_ip,  # noqa: S104
+                 "HostPort": str(p.host_port) if p.host_port else ""})
         body["ExposedPorts"] = {k: {} for k in bindings}
         host["PortBindings"] = bindings
     if config.mounts:

@@ -126,7 +126,7 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
         command=tuple(body["Entrypoint"]) if isinstance(body.get("Entrypoint"), list) else None,
         args=tuple(body["Cmd"]) if isinstance(body.get("Cmd"), list) else None,
         env=env, user=body.get("User") or None, workdir=body.get("WorkingDir") or None,
-        hostname=body.get("Hostname") or None, labels=dict(body.get("Labels") or {}), ports=tuple(ports),
+        hostname=body.get("Hostname") or None, domainname=body.get("Domainname") or None, labels=dict(body.get("Labels") or {}), ports=tuple(ports),
         networks=networks, aliases=aliases, mounts=tuple(mounts),
         restart=base.RestartPolicy(name=str(rp.get("Name") or "no"), max_retries=int(rp.get("MaximumRetryCount") or 0)),
         healthcheck=healthcheck,

@@ -79,6 +79,7 @@ def container_config(
         oom_score_adj=c.oom_score_adj,
         group_add=tuple(c.group_add),
         privileged=c.privileged,
+        domainname=c.domainname,
         devices=tuple(c.devices),
         reservations=base.Resources() if c.reservations is None else base.Resources(
             memory=c.reservations.memory, cpus=c.reservations.cpus),

@@ -193,6 +193,7 @@ class ContainerConfig:
     group_add: tuple[str, ...] = ()             # supplementary groups: names in the image, or gids
     privileged: bool = False                    # every capability and host device, no seccomp, no masks
     devices: tuple[str, ...] = ()               # host device nodes: "HOST:CONTAINER:PERMISSIONS"
+    domainname: str | None = None               # the UTS namespace's NIS domain name
     reservations: Resources = Resources()    # Swarm's reservations (memory, cpus); single hosts: unused
 
 
@@ -263,6 +264,7 @@ def config_from_json(d: Mapping[str, Any]) -> ContainerConfig:
         dns_options=tuple(d.get("dns_options") or ()), oom_score_adj=d.get("oom_score_adj"),
         group_add=tuple(d.get("group_add") or ()),
         privileged=bool(d.get("privileged", False)), devices=tuple(d.get("devices") or ()),
+        domainname=d.get("domainname"),
         reservations=Resources(**(d.get("reservations") or {})),
     )
 

@@ -503,6 +503,7 @@ class Builder:
             "oom_score_adj": spec.get("oomScoreAdj"),
             "group_add": tuple(str(g) for g in spec.get("groupAdd") or ()),
             "privileged": bool(spec.get("privileged", False)),
+            "domainname": spec.get("domainname"),
             "devices": tuple(_device(str(v)) for v in spec.get("devices") or ()),
         }
         if secrets:         # absent when none: the hashes of containers without secrets stay as they were

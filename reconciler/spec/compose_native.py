@@ -69,6 +69,7 @@ SERVICE_KEYS: dict[str, str] = {
     "group_add": "`groupAdd`",
     "working_dir": "`workdir`",
     "hostname": "`hostname`",
+    "domainname": "`domainname` (native: the kernel.domainname sysctl of the container's UTS namespace)",
     "read_only": "`readOnly`",
     "cap_add": "`capAdd`",
     "cap_drop": "`capDrop`",
@@ -1057,6 +1058,10 @@ class _Service:
 
     def k_working_dir(self, value: Any) -> None:
         self.put("workdir", str(value), "working_dir")
+
+    def k_domainname(self, value: Any) -> None:
+        if value:
+            self.put("domainname", str(value), "domainname")
 
     def k_hostname(self, value: Any) -> None:
         self.put("hostname", str(value), "hostname")

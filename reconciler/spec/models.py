@@ -258,6 +258,7 @@ class Container:
     group_add: tuple[str, ...] = ()                             # supplementary groups (names or gids)
     privileged: bool = False                                    # docker run --privileged
     devices: tuple[str, ...] = ()                               # "HOST:CONTAINER:PERMISSIONS", normalised
+    domainname: str | None = None                               # the UTS namespace's NIS domain name
     # resources.reservations (Swarm's scheduler); absent when not set, so older hashes stay
     reservations: Reservations | None = field(default=None, metadata={"omit_empty": True})
 

@@ -1141,6 +1141,7 @@ def test_privileged_and_devices_in_both_compose_forms(tmp_path: Path) -> None:
         services:
           a:
             image: busybox:1
+            domainname: corp.example
             privileged: true
             devices: [/dev/fuse, "/dev/sda:/dev/xvda:r", {source: /dev/net/tun, target: /dev/tun, permissions: rw}]
           b:
@@ -1148,5 +1149,6 @@ def test_privileged_and_devices_in_both_compose_forms(tmp_path: Path) -> None:
             privileged: false
         """})
     a, b = desired.containers["t-a-1"], desired.containers["t-b-1"]
+    assert (a.domainname, b.domainname) == ("corp.example", None)
     assert (a.privileged, a.devices) == (True, ("/dev/fuse:/dev/fuse:rwm", "/dev/sda:/dev/xvda:r", "/dev/net/tun:/dev/tun:rw"))
     assert (b.privileged, b.devices) == (False, ())

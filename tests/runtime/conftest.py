@@ -64,6 +64,7 @@ FAKE_CANNOT: dict[str, str] = {
     "test_shm_size": NO_OUTPUT,
     "test_memory_swap": NO_OUTPUT,
     "test_group_add": NO_OUTPUT,
+    "test_domainname_is_the_containers_own": NO_OUTPUT,
     "test_secret_files_from_values_are_in_the_container": NO_OUTPUT,
     "test_privileged_has_every_capability_and_device_and_no_seccomp": NO_OUTPUT,
     "test_devices_put_a_host_device_node_into_the_container": NO_OUTPUT,

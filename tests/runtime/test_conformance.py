@@ -321,6 +321,13 @@ def test_devices_put_a_host_device_node_into_the_container(runtime: base.Runtime
         run(runtime, cfg(image, "nodev", "true", devices=("/dev/no-such-device:/dev/x:rwm",)))
 
 
+def test_domainname_is_the_containers_own(runtime: base.Runtime, image: str) -> None:
+    cid = run(runtime, cfg(image, "domain", "cat", "/proc/sys/kernel/domainname", hostname="box", domainname="corp.example"))
+    runtime.wait_container(cid, timeout=30)
+    assert output(runtime, cid, "stdout").strip() == "corp.example"
+    assert Path("/proc/sys/kernel/domainname").read_text().strip() != "corp.example"     # not the host's
+
+
 def test_group_add(runtime: base.Runtime, image: str) -> None:
     cid = run(runtime, cfg(image, "groups", "id", "-G", user="1000:1000", group_add=("4242", "4243")))
     runtime.wait_container(cid, timeout=30)

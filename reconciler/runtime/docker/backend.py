@@ -172,8 +172,8 @@ def container_body(config: base.ContainerConfig) -> dict[str, Any]:
         body["Entrypoint"] = list(config.command)
     if config.args is not None:
         body["Cmd"] = list(config.args)
-    for key, value in (("User", config.user), ("WorkingDir", config.workdir),
-                       ("Hostname", config.hostname), ("StopSignal", config.stop_signal)):
+    for key, value in (("User", config.user), ("WorkingDir", config.workdir), ("Hostname", config.hostname),
+                       ("Domainname", config.domainname), ("StopSignal", config.stop_signal)):
         if value is not None:
             body[key] = value
     if config.ports:
@@ -220,8 +220,11 @@ def container_body(config: base.ContainerConfig) -> dict[str, Any]:
     if config.devices:
         host["Devices"] = [dict(zip(("PathOnHost", "PathInContainer", "CgroupPermissions"), d.split(":"), strict=True))
                            for d in config.devices]
-    if config.sysctls:
-        host["Sysctls"] = dict(config.sysctls)
+    sysctls = dict(config.sysctls)
+    if config.domainname:   # runc 1.1 leaves Domainname unapplied; the UTS namespace's sysctl is applied
+        sysctls.setdefault("kernel.domainname", config.domainname)
+    if sysctls:
+        host["Sysctls"] = sysctls
     if config.shm_size is not None:
         host["ShmSize"] = config.shm_size
     if config.oom_score_adj is not None:

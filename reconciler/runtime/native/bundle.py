@@ -507,9 +507,22 @@ def build_spec(inp: BundleInputs) -> dict[str, Any]:
             "resources": resources,
             **confinement,
             **({"devices": nodes} if nodes else {}),
-            **({"sysctl": dict(cfg.sysctls)} if cfg.sysctls else {}),
+            **_sysctls(cfg),
         },
     }
+
+
+def _sysctls(cfg: base.ContainerConfig) -> dict[str, Any]:
+    """`linux.sysctl`: the container's own, and its domain name. runc 1.1 does not apply the
+    spec's `domainname`, but sets the UTS namespace's kernel.domainname sysctl (the same value
+    setdomainname(2) writes), which every runtime the engine runs honours."""
+    out = dict(cfg.sysctls)
+    if cfg.domainname:
+        if out.get("kernel.domainname", cfg.domainname) != cfg.domainname:
+            raise rterrors.InvalidArgument("domainname and the sysctl kernel.domainname both set the domain name",
+                                           hint="keep one")
+        out["kernel.domainname"] = cfg.domainname
+    return {"sysctl": out} if out else {}
 
 
 def _rlimit(value: int) -> int:

@@ -108,10 +108,11 @@ _SERVICE_NO_EFFECT = {
     "attach": "has no effect: reconcile does not attach to containers' output",
     "develop": "has no effect: reconcile has no watch mode; commit or save the change and the agent applies it",
 }
-_TOP_UNSUPPORTED = ("include", "models")
+_TOP_UNSUPPORTED = ("models",)
 # The rest of the file (docs/reference/compose.md): key -> ("supported" | "warning" | "error", what it does)
 TOP_KEYS: dict[str, tuple[str, str]] = {
     "name": ("supported", "the project name (after `-p` and `COMPOSE_PROJECT_NAME`), normalised as compose does"),
+    "include": ("supported", "each file's services, networks, volumes, secrets and configs added to the project (its relative paths from its own directory; its own includes and extends applied); a resource defined twice is an error. Interpolated with the project's environment (an included directory's own `.env`, `project_directory` and `env_file` are not read)"),
     "services": ("supported", "one Container each (below)"),
     "networks": ("supported", "one Network each that an active service uses (below)"),
     "volumes": ("supported", "one Volume each that an active service uses (below)"),

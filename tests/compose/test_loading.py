@@ -1152,3 +1152,61 @@ def test_privileged_and_devices_in_both_compose_forms(tmp_path: Path) -> None:
     assert (a.domainname, b.domainname) == ("corp.example", None)
     assert (a.privileged, a.devices) == (True, ("/dev/fuse:/dev/fuse:rwm", "/dev/sda:/dev/xvda:r", "/dev/net/tun:/dev/tun:rw"))
     assert (b.privileged, b.devices) == (False, ())
+
+
+def test_include_adds_the_files_resources_with_their_own_relative_paths(tmp_path: Path) -> None:
+    write(tmp_path, {
+        "compose.yaml": """
+            name: shop
+            include:
+              - db/compose.yaml
+            services:
+              web:
+                image: busybox:1
+                depends_on: [db]
+                networks: [back]
+            """,
+        "db/compose.yaml": """
+            include: [{path: cache.yaml}]
+            services:
+              db:
+                image: postgres:${PG:-16}
+                env_file: db.env
+                volumes: ["./init:/docker-entrypoint-initdb.d:ro", "data:/var/lib/postgresql/data"]
+                secrets: [pw]
+                networks: [back]
+            networks:
+              back: {internal: true}
+            volumes:
+              data: {}
+            secrets:
+              pw: {file: ./pw.txt}
+            """,
+        "db/cache.yaml": "services:\n  cache: {image: redis:7}\n",
+        "db/db.env": "POSTGRES_DB=shop\n",
+        "db/pw.txt": "secret\n",
+        "db/init/01.sql": "select 1;\n",
+    })
+    desired = load(tmp_path, env={"PG": "15"})
+    assert sorted(desired.containers) == ["shop-cache-1", "shop-db-1", "shop-web-1"]
+    db = desired.containers["shop-db-1"]
+    assert (db.image, dict(db.env)) == ("postgres:15", {"POSTGRES_DB": "shop"})
+    assert [(m.source, m.target) for m in db.volumes] == [
+        (str(tmp_path / "db" / "init"), "/docker-entrypoint-initdb.d"), ("shop_data", "/var/lib/postgresql/data")]
+    assert [s.data for s in db.secrets] == [b"secret\n"]
+    assert sorted(desired.networks) == ["shop_back", "shop_default"]
+    (tmp_path / "db" / "cache.yaml").write_text("services:\n  cache: {image: redis:7.2}\n")
+    again = load(tmp_path, env={"PG": "15"})                    # an included file is part of the revision
+    assert (again.revision != desired.revision, again.containers["shop-cache-1"].image) == (True, "redis:7.2")
+    assert problems(tmp_path, {"compose.yaml": """
+        include: [db/compose.yaml, {path: nope.yaml, env_file: x.env}]
+        services:
+          db:
+            image: busybox:1
+        """}) == [
+        "compose.yaml:1:28: include[1]: included file nope.yaml not found",
+        "compose.yaml:1:46: include[1].env_file: not supported yet: include.env_file; the included file is read "
+        "from its own directory with the project's environment",
+        "compose.yaml:3:3: services.db: service 'db' is defined here and in the included file db/compose.yaml; "
+        "rename one (compose refuses the conflict too)",
+    ]

@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import secrets
 import shutil
 import string
@@ -41,14 +40,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from reconciler.cli.main import main
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.docker import DockerRuntime
-from reconciler.spec import compose, units
+from reconciler.spec import units
 from tests.docker.conftest import PulledImage
 from tests.helpers import subnets
+from tests.helpers.compose_corpus import Rewrite, runnable, variables
 from tests.helpers.ports import publish_ports
 from tests.helpers.registry import free_port
 
@@ -59,7 +58,6 @@ CORPUS = Path(__file__).resolve().parents[1] / "compose" / "corpus"
 PROJECTS = sorted(p.name for p in ORACLE.iterdir() if p.is_dir())
 CORPUS_PROJECTS = sorted(p.name for p in CORPUS.iterdir() if p.is_dir())
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
-KEEP_RUNNING = ["/bin/sh", "-c", "exec sleep 3600", "--"]      # the command's words become $0, $1...
 COMPOSE = shutil.which("docker-compose")
 # labels each tool stamps for itself: not part of what the compose file says
 OWN_LABELS = ("reconciler.", "com.docker.compose.config-hash", "com.docker.compose.version",
@@ -227,91 +225,6 @@ def test_docker_compose_and_reconciler_make_the_same_containers(
 # -- the corpus ---------------------------------------------------------------------------------
 
 
-class _Rewrite:
-    """A corpus project made runnable here (the module docstring), the same for both tools."""
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-        self.ports = 0
-        self.subnets = 0
-        self.externals: list[tuple[str, str]] = []      # ("networks" | "volumes", name) the test makes
-        self.builds: list[str] = []
-
-    def port(self, item: Any) -> Any:
-        var = f"${{PORT_{self.ports}}}"
-        if isinstance(item, dict):
-            if item.get("published") is None:
-                return item
-            self.ports += 1
-            return {**item, "published": var}
-        text = str(item)
-        body, slash, proto = text.partition("/")
-        parts = body.rsplit(":", 2)
-        if len(parts) < 2 or not parts[-2] or "-" in body:
-            return item                 # a random host port or a range: as written
-        self.ports += 1
-        parts[-2] = var
-        return ":".join(parts) + slash + proto
-
-    def service(self, name: str, svc: dict[str, Any]) -> None:
-        if "build" in svc:
-            self.builds.append(name)
-        svc.pop("configs", None)        # docker-compose 1.29 ignores configs on one host
-        svc["image"] = "${IMAGE}"
-        svc.pop("build", None)
-        svc.pop("pull_policy", None)
-        svc["entrypoint"] = KEEP_RUNNING
-        hc = svc.get("healthcheck")
-        if isinstance(hc, dict) and not hc.get("disable"):
-            hc.update(test=["CMD", "true"], interval="1s")
-        if "ports" in svc:
-            svc["ports"] = [self.port(p) for p in svc["ports"]]
-        if "container_name" in svc:
-            svc["container_name"] = "${COMPOSE_PROJECT_NAME}-" + str(svc["container_name"])
-
-    def file(self, path: Path) -> None:
-        data = yaml.load(path.read_text(), Loader=compose._Yaml12Loader)      # a safe loader, YAML 1.2
-        if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
-            return
-        for name, svc in data["services"].items():
-            if isinstance(svc, dict):
-                self.service(name, svc)
-        data.pop("configs", None)
-        data.pop("name", None)          # the project name is the run's (-p): docker-compose 1.29 has no name:
-        for kind in ("networks", "volumes"):
-            for key, cfg in (data.get(kind) or {}).items():
-                if isinstance(cfg, dict) and cfg.get("external"):
-                    cfg["name"] = f"{self.prefix}-{key}"
-                    self.externals.append((kind, cfg["name"]))
-                elif isinstance(cfg, dict) and cfg.get("name"):     # a fixed name: one per run
-                    cfg["name"] = "${COMPOSE_PROJECT_NAME}-" + str(cfg["name"])
-        for cfg in (data.get("networks") or {}).values():
-            for item in ((cfg or {}).get("ipam") or {}).get("config") or ():
-                if "subnet" in item:
-                    item["subnet"] = f"${{SUBNET_{self.subnets}}}"
-                    item.pop("gateway", None)
-                    self.subnets += 1
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
-
-
-def runnable(tree: Path, prefix: str) -> _Rewrite:
-    """Rewrite every compose file under `tree` (the module docstring)."""
-    rewrite = _Rewrite(prefix)
-    for path in sorted(tree.rglob("*.y*ml")):
-        if path.name != "native.yaml":
-            rewrite.file(path)
-    return rewrite
-
-
-def _variables(tree: Path) -> set[str]:
-    """Every variable the project's files name (`${X...}`, `$X`)."""
-    names: set[str] = set()
-    for path in tree.rglob("*"):
-        if path.is_file() and (path.suffix in (".yaml", ".yml", ".env") or path.name == ".env"):
-            names.update(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", path.read_text(errors="replace")))
-    return names
-
-
 def _why(stderr: str) -> str:
     """docker-compose's own reason, from its output."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
@@ -321,7 +234,7 @@ def _why(stderr: str) -> str:
 
 
 @contextlib.contextmanager
-def _corpus_runs(docker: DockerRuntime, image: str, rewrite: _Rewrite) -> Iterator[tuple[Run, Run]]:
+def _corpus_runs(docker: DockerRuntime, image: str, rewrite: Rewrite) -> Iterator[tuple[Run, Run]]:
     block = subnets.lease_block()
     nets = [str(n) for n in block.subnets(new_prefix=26)]
     base = "oracle" + _rand()
@@ -374,7 +287,7 @@ def test_corpus_project_matches_docker_compose(
         up = _compose(theirs, project, "up", "-d", "--no-build", files=files, compat=True)
         if up.returncode != 0:
             pytest.skip(f"{name}: docker-compose 1.29 cannot bring it up here: {_why(up.stderr)}")
-        for var in _variables(tree) | {"COMPOSE_FILE", "COMPOSE_PROFILES"}:
+        for var in variables(tree) | {"COMPOSE_FILE", "COMPOSE_PROFILES"}:
             if var not in ours.env:
                 monkeypatch.delenv(var, raising=False)
         for key, value in ours.env.items():

@@ -127,7 +127,7 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
         command=tuple(body["Entrypoint"]) if isinstance(body.get("Entrypoint"), list) else None,
         args=tuple(body["Cmd"]) if isinstance(body.get("Cmd"), list) else None,
         env=env, user=body.get("User") or None, workdir=body.get("WorkingDir") or None,
-        hostname=body.get("Hostname") or None, labels=dict(body.get("Labels") or {}), ports=tuple(ports),
+        hostname=body.get("Hostname") or None, domainname=body.get("Domainname") or None, labels=dict(body.get("Labels") or {}), ports=tuple(ports),
         networks=networks, aliases=aliases, mounts=tuple(mounts),
         restart=base.RestartPolicy(name=str(rp.get("Name") or "no"), max_retries=int(rp.get("MaximumRetryCount") or 0)),
         healthcheck=healthcheck,
@@ -155,6 +155,9 @@ def _host_extras(host: Mapping[str, Any]) -> dict[str, Any]:
         "dns_search": tuple(str(d) for d in host.get("DnsSearch") or ()),
         "dns_options": tuple(str(d) for d in host.get("DnsOptions") or ()),
         "group_add": tuple(str(g) for g in host.get("GroupAdd") or ()),
+        "privileged": bool(host.get("Privileged")),
+        "devices": tuple(f"{d['PathOnHost']}:{d.get('PathInContainer') or d['PathOnHost']}:{d.get('CgroupPermissions') or 'rwm'}"
+                         for d in host.get("Devices") or ()),
         "oom_score_adj": host.get("OomScoreAdj") if host.get("OomScoreAdj") else None,
         "no_new_privileges": any(o.split(":")[0].split("=")[0] == "no-new-privileges"
                                  and not o.endswith(("false", "=false")) for o in security),

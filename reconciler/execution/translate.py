@@ -78,6 +78,9 @@ def container_config(
         dns_options=tuple(c.dns_options),
         oom_score_adj=c.oom_score_adj,
         group_add=tuple(c.group_add),
+        privileged=c.privileged,
+        domainname=c.domainname,
+        devices=tuple(c.devices),
         reservations=base.Resources() if c.reservations is None else base.Resources(
             memory=c.reservations.memory, cpus=c.reservations.cpus),
         secret_env=dict(c.secret_env),

@@ -191,6 +191,9 @@ class ContainerConfig:
     dns_options: tuple[str, ...] = ()           # resolv.conf options instead of the host's
     oom_score_adj: int | None = None            # -1000..1000
     group_add: tuple[str, ...] = ()             # supplementary groups: names in the image, or gids
+    privileged: bool = False                    # every capability and host device, no seccomp, no masks
+    devices: tuple[str, ...] = ()               # host device nodes: "HOST:CONTAINER:PERMISSIONS"
+    domainname: str | None = None               # the UTS namespace's NIS domain name
     reservations: Resources = Resources()    # Swarm's reservations (memory, cpus); single hosts: unused
     # env keys whose values came from a SOPS-encrypted file, by that file's digest (as stored):
     # their values are in `env` in memory only; a record keeps the keys and digests, never the
@@ -275,6 +278,8 @@ def config_from_json(d: Mapping[str, Any]) -> ContainerConfig:
         stdin_open=bool(d.get("stdin_open", False)), no_new_privileges=bool(d.get("no_new_privileges", False)),
         dns_options=tuple(d.get("dns_options") or ()), oom_score_adj=d.get("oom_score_adj"),
         group_add=tuple(d.get("group_add") or ()),
+        privileged=bool(d.get("privileged", False)), devices=tuple(d.get("devices") or ()),
+        domainname=d.get("domainname"),
         reservations=Resources(**(d.get("reservations") or {})),
         secret_env=dict(d.get("secret_env") or {}),
     )

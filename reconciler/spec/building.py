@@ -530,6 +530,9 @@ class Builder:
             "dns_options": tuple(spec.get("dnsOptions") or ()),
             "oom_score_adj": spec.get("oomScoreAdj"),
             "group_add": tuple(str(g) for g in spec.get("groupAdd") or ()),
+            "privileged": bool(spec.get("privileged", False)),
+            "domainname": spec.get("domainname"),
+            "devices": tuple(_device(str(v)) for v in spec.get("devices") or ()),
         }
         if secrets:         # absent when none: the hashes of containers without secrets stay as they were
             fields["secrets"] = secrets
@@ -730,14 +733,21 @@ class Builder:
         encrypted them; hashed by the stored file's digest under their live path."""
         out: list[models.SecretFile] = []
         for i, item in enumerate(spec.get("secrets", ())):
+            given = [k for k in ("source", "content", "env") if k in item]
+            if len(given) != 1:
+                self.report(d, ("spec", "secrets", i), "give the secret's content one way: source: FILE, "
+                            f"content: TEXT or env: VARIABLE (this entry has {' and '.join(given) or 'none'})")
+                continue
+            if given[0] != "source":
+                inline = self.inline_secret(d, i, item, mounted)
+                if inline is not None:
+                    out.append(inline)
+                continue
             rel = item["source"]
             full = self.resolve(d.raw.base, rel)
             target = item.get("target") or "/run/secrets/" + os.path.basename(full)
-            if not target.startswith("/") or target in mounted:
-                why = "must be an absolute path" if not target.startswith("/") else "is mounted twice"
-                self.report(d, ("spec", "secrets", i, "target"), f"secret target {target!r} {why}")
+            if not self.secret_target(d, i, target, mounted):
                 continue
-            mounted.add(target)
             content = self.read_file(full) if os.path.isfile(full) else None
             if content is None:
                 self.report(d, ("spec", "secrets", i, "source"), f"secret file {rel!r} not found, unreadable or "
@@ -757,6 +767,48 @@ class Builder:
                                          uid=int(item.get("uid", 0)), gid=int(item.get("gid", 0)),
                                          digest=files[named], data=data))
         return tuple(out)
+
+    def secret_target(self, d: _Doc, i: int, target: str, mounted: set[str]) -> bool:
+        """Whether `target` is an absolute path not mounted yet (reported when not); taken."""
+        if not target.startswith("/") or target in mounted:
+            why = "must be an absolute path" if not target.startswith("/") else "is mounted twice"
+            self.report(d, ("spec", "secrets", i, "target"), f"secret target {target!r} {why}")
+            return False
+        mounted.add(target)
+        return True
+
+    def inline_secret(self, d: _Doc, i: int, item: Mapping[str, Any], mounted: set[str]) -> models.SecretFile | None:
+        """A secret file from `content:` (the manifest's text) or `env:` (a variable of the
+        loading process, or of the compose project's environment): no source file; the digest
+        of the value is what the hash compares, as for a plain file."""
+        kind = "content" if "content" in item else "env"
+        target = item.get("target")
+        if not target:
+            self.report(d, ("spec", "secrets", i), f"a secret from {kind}: has no file name to take one "
+                        "from; give target: /run/secrets/NAME")
+            return None
+        if not self.secret_target(d, i, target, mounted):
+            return None
+        if kind == "content":
+            data = str(item["content"]).encode()
+        else:
+            environ = d.raw.environ if d.raw.environ is not None else os.environ
+            var = item["env"]
+            if var not in environ:
+                self.report(d, ("spec", "secrets", i, "env"), f"the environment variable {var} is not set in the "
+                            "reconciler's environment; set it there, or take the secret from a file (source:)")
+                return None
+            data = environ[var].encode()
+        if len(data) > self.limits.referenced_file_bytes:
+            self.report(d, ("spec", "secrets", i, kind), f"the secret is larger than {self.limits.referenced_file_bytes} bytes")
+            return None
+        mode = item.get("mode", 0o400)
+        # an environment variable's value is a secret: the hash takes a slow, salted digest of
+        # it (a plain sha256 of a short value is guessed at once); content is in the manifest anyway
+        digest = hashing.file_digest(data) if kind == "content" else \
+            "scrypt:" + hashlib.scrypt(data, salt=target.encode(), n=1 << 14, r=8, p=1).hex()
+        return models.SecretFile(source="", target=target, mode=int(mode, 8) if isinstance(mode, str) else mode,
+                                 uid=int(item.get("uid", 0)), gid=int(item.get("gid", 0)), digest=digest, data=data)
 
     def decrypted(self, full: str, content: bytes) -> sops.Decrypted | str:
         """A SOPS file decrypted in memory (once per load), or why it cannot be."""
@@ -1001,3 +1053,12 @@ def _placement(doc: Mapping[str, Any]) -> models.Placement:
     return models.Placement(labels=MappingProxyType(dict(sorted((doc.get("labels") or {}).items()))),
                             constraints=tuple(c.strip() for c in doc.get("constraints", ())),
                             preferences=tuple(doc.get("preferences", ())))
+
+
+def _device(text: str) -> str:
+    """A `devices:` entry as HOST:CONTAINER:PERMISSIONS (Docker's defaults: the same path, rwm)."""
+    parts = text.split(":")
+    host = parts[0]
+    container = parts[1] if len(parts) > 1 and parts[1].startswith("/") else host
+    perms = parts[-1] if len(parts) > 1 and not parts[-1].startswith("/") else "rwm"
+    return f"{host}:{container}:{perms}"

@@ -533,8 +533,7 @@ class _Canonical:
         for i, item in enumerate(value):
             at = value.origin(i)
             if isinstance(item, Map):
-                item.setdefault("protocol", "tcp")
-                item.setdefault("mode", "ingress")
+                item.setdefault("protocol", "tcp")      # mode: only as written (ingress: Swarm's routing mesh)
                 out.add(item, at)
                 continue
             try:
@@ -596,16 +595,16 @@ def parse_port(spec: str) -> list[dict[str, Any]]:
         host_ip = host_ip.removeprefix("[").removesuffix("]") or None
     start, end = _port_range(parts[-1], "container port", spec)
     if not host:
-        return [{"target": p, "published": None, "host_ip": host_ip, "protocol": proto, "mode": "ingress"}
+        return [{"target": p, "published": None, "host_ip": host_ip, "protocol": proto}
                 for p in range(start, end + 1)]
     hstart, hend = _port_range(host, "host port", spec)
     if end != start and hend - hstart != end - start:
         raise ValueError(f"invalid ranges in port {spec!r}: the host and container ranges differ in length")
     if end == start:
         published = str(hstart) if hend == hstart else f"{hstart}-{hend}"
-        return [{"target": start, "published": published, "host_ip": host_ip, "protocol": proto, "mode": "ingress"}]
-    return [{"target": p, "published": str(hstart + p - start), "host_ip": host_ip, "protocol": proto,
-             "mode": "ingress"} for p in range(start, end + 1)]
+        return [{"target": start, "published": published, "host_ip": host_ip, "protocol": proto}]
+    return [{"target": p, "published": str(hstart + p - start), "host_ip": host_ip, "protocol": proto}
+            for p in range(start, end + 1)]
 
 
 _CONSISTENCY = ("cached", "delegated", "consistent")
@@ -789,6 +788,65 @@ class _Loader:
         services.put(name, merged, services.origin(name), services.key_origin(name))
         return merged  # type: ignore[no-any-return]
 
+    # include ----------------------------------------------------------------------------------
+
+    def include(self, data: Map, doc: Map, file: str, chain: tuple[str, ...]) -> Map:
+        """`data` with the resources of every file `doc`'s top-level `include` names (each read
+        like its own project: prepared, its relative paths moved to the project directory, its
+        own includes first); `include` is then dropped. A resource `doc` (or another included
+        file) defines too is an error naming both places, as compose reports it."""
+        items = doc.get("include")
+        if not isinstance(items, Seq):
+            return data
+        doc.drop("include")
+        for i, item in enumerate(items):
+            at = items.origin(i)
+            for key in item if isinstance(item, Map) else ():
+                if key != "path" and not key.startswith("x-"):
+                    self.rd.error(item.key_origin(key), fmt(("include", i, key)), f"not supported yet: include.{key}; "
+                                  "the included file is read from its own directory with the project's environment")
+            paths = item.get("path") if isinstance(item, Map) else item
+            for rel in [paths] if isinstance(paths, str) else list(paths or ()):
+                full = os.path.normpath(os.path.join(os.path.dirname(file), str(rel)))
+                if full in (file, *chain):
+                    self.rd.error(at, fmt(("include", i)), f"include cycle: {' -> '.join((*chain, file, full))}")
+                    continue
+                for included in self.included(full, at, fmt(("include", i)), (*chain, file)):
+                    data = self.add_resources(data, included, doc, full)
+        return data
+
+    def included(self, path: str, at: Origin, where: str, chain: tuple[str, ...]) -> list[Map]:
+        refused = self.rd.refuse(path)
+        if refused:
+            self.rd.error(at, where, f"included file {refused}")
+            return []
+        if not os.path.isfile(path):
+            self.rd.error(at, where, f"included file {path} not found")
+            return []
+        self.rd.read_file(path)                 # its content counts in the revision
+        out: list[Map] = []
+        for doc in _read_yaml(path, None, self.rd):
+            if not self.prepare(doc):
+                continue
+            inner = self.include(Map(doc.at), doc, path, chain)
+            _rebase(doc, os.path.dirname(path), self.directory)
+            self.extends(doc, path)
+            out.append(merge(inner, doc, ()))
+        return out
+
+    def add_resources(self, data: Map, included: Map, doc: Map, path: str) -> Map:
+        for kind in ("services", "networks", "volumes", "secrets", "configs"):
+            mine, theirs = doc.get(kind), included.get(kind)
+            if not isinstance(theirs, Map):
+                continue
+            for key in theirs:
+                for other in (mine, data.get(kind)):
+                    if isinstance(other, Map) and key in other:
+                        self.rd.error(other.key_origin(key), fmt((kind, key)),
+                                      f"{kind[:-1]} {key!r} is defined here and in the included file {path}; "
+                                      "rename one (compose refuses the conflict too)")
+        return merge(data, included, ())  # type: ignore[no-any-return]
+
     def extends_file(self, path: str, at: Origin, where: str) -> Map | None:
         """The services of a file named by `extends.file`, prepared, paths moved to the project
         directory, its own `extends` applied; None (reported) when it cannot be used."""
@@ -824,11 +882,9 @@ def _relative(path: str, src: str, dest: str) -> str:
 
 
 def _rebase(doc: Map, src: str, dest: str) -> None:
-    """Relative paths of an extended file's services, moved from its directory to the project's."""
+    """Relative paths of an extended or included file, moved from its directory to the project's."""
     services = doc.get("services")
-    if not isinstance(services, Map):
-        return
-    for svc in services.values():
+    for svc in services.values() if isinstance(services, Map) else ():
         if not isinstance(svc, Map):
             continue
         build = svc.get("build")
@@ -843,6 +899,10 @@ def _rebase(doc: Map, src: str, dest: str) -> None:
         ext = svc.get("extends")
         if isinstance(ext, Map) and isinstance(ext.get("file"), str):
             ext["file"] = _relative(ext["file"], src, dest)
+    for kind in ("secrets", "configs"):         # top-level file sources (an included file's)
+        for cfg in (doc.get(kind) or {}).values():
+            if isinstance(cfg, Map) and isinstance(cfg.get("file"), str):
+                cfg["file"] = _relative(cfg["file"], src, dest)
 
 
 # -- project name, profiles, consistency -------------------------------------------------------------
@@ -1007,6 +1067,7 @@ def load(directory: str, opts: Options, rd: Reader, *, files: list[str] | None =
             if "version" in doc:
                 rd.warn(doc.key_origin("version"), "version", "the version attribute is obsolete and ignored; remove it")
                 doc.drop("version")
+            data = loader.include(data, doc, file, ())
             loader.extends(doc, file)
             data = merge(data, doc, ())
     if not valid or len(rd.problems) > before:     # a model that does not merge is not checked further

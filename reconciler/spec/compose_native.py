@@ -48,7 +48,7 @@ SERVICE_KEYS: dict[str, str] = {
     "entrypoint": "`command` (a string is split as a shell splits words)",
     "environment": "`env`, over the env files; a bare `KEY` takes the shell's or `.env`'s value, or is left out",
     "env_file": "`env`: read in compose's dotenv format, interpolated; `required: false` files may be missing",
-    "ports": "`ports`: short and long syntax, ranges, tcp/udp; a random host port or a host range for one port is an error",
+    "ports": "`ports`: short and long syntax, ranges, tcp/udp; a long form's `mode: ingress` is the manifest's `mode: ingress` (Swarm's routing mesh: `--runtime swarm` only; `host_ip` with it is an error); a random host port or a host range for one port is an error",
     "networks": "`networks` (`<project>_<name>`), and `aliases`: the service name and every `aliases:` entry",
     "network_mode": "`host` and `none`: `networks: [host]` / `[none]`; other modes are errors",
     "volumes": "`volumes`: named volumes, binds (relative to the project directory), tmpfs; `read_only`",
@@ -56,7 +56,7 @@ SERVICE_KEYS: dict[str, str] = {
     "restart": "`restart`",
     "healthcheck": "`healthcheck`: `test`, `interval`, `timeout`, `retries`, `start_period`; `disable: true` is `[NONE]`",
     "depends_on": "`dependsOn` (created, and healthy when they have a healthcheck, first); a dependency with `service_completed_successfully` becomes a `job: true` Container (run to exit 0 first)",
-    "deploy": "`replicas` (as `scale`), `resources.limits` (`memory`, `cpus`, `pids`) and `resources.reservations.memory` into `resources`, `placement` (`constraints`, `preferences` of `spread`) into `placement`, `mode: global` into `replicas: global`; other deploy keys are errors",
+    "deploy": "`replicas` (as `scale`), `resources.limits` (`memory`, `cpus`, `pids`) and `resources.reservations` (`memory`: also the soft limit `memoryReservation`, as docker compose sets it; `cpus`) into `resources`, `placement` (`constraints`, `preferences` of `spread`) into `placement`, `mode: global` into `replicas: global`; other deploy keys are errors",
     "scale": "`replicas`: other than 1, the Container is `<project>-<service>` with `replicas: N`, run as `<project>-<service>-1..N`; with `container_name` or a published host port it is an error",
     "mem_limit": "`resources.memory` (compose's binary units)",
     "cpus": "`resources.cpus`",
@@ -69,9 +69,12 @@ SERVICE_KEYS: dict[str, str] = {
     "group_add": "`groupAdd`",
     "working_dir": "`workdir`",
     "hostname": "`hostname`",
+    "domainname": "`domainname` (native: the kernel.domainname sysctl of the container's UTS namespace)",
     "read_only": "`readOnly`",
     "cap_add": "`capAdd`",
     "cap_drop": "`capDrop`",
+    "privileged": "`privileged` (every capability and host device, no seccomp filter; Swarm refuses it)",
+    "devices": "`devices` (`HOST[:CONTAINER[:PERMISSIONS]]`, or the long form's `source`, `target`, `permissions`); a CDI device name is an error",
     "security_opt": "`no-new-privileges[:true]` is `noNewPrivileges`; other options (seccomp, apparmor, label) are errors",
     "stop_signal": "`stopSignal`",
     "stop_grace_period": "`stopTimeout`",
@@ -89,7 +92,7 @@ SERVICE_KEYS: dict[str, str] = {
     "labels": "`metadata.labels`, with compose's `com.docker.compose.*` labels",
     "label_file": "`metadata.labels`: KEY=VALUE lines of each file (part of the revision), under `labels:`",
     "container_name": "`metadata.name` (default `<project>-<service>-1`)",
-    "secrets": "`secrets`: the top-level secret's `file` at `target` (`/run/secrets/<name>` by default), "
+    "secrets": "`secrets`: the top-level secret's `file` (or `environment`, `content`) at `target` (`/run/secrets/<name>` by default), "
                "`uid`, `gid`, `mode` (0400); a file sops encrypted is decrypted (docs/security.md)",
     "configs": "`secrets` too (a tmpfs file of the container's own, read-only): at `target` (`/<name>` by "
                "default), `mode` 0444 by default",
@@ -97,7 +100,7 @@ SERVICE_KEYS: dict[str, str] = {
     "extends": "applied while loading (same file or another file)",
 }
 # Service keys that are errors unless they say what the engine does anyway.
-_SERVICE_DEFAULTS: dict[str, Any] = {"privileged": False, "oom_kill_disable": False}
+_SERVICE_DEFAULTS: dict[str, Any] = {"oom_kill_disable": False}
 # Service keys that change nothing on this engine (a warning names them).
 _SERVICE_NO_EFFECT = {
     "expose": "has no effect: every port of a container is reachable on its networks; publish with ports: to reach it from the host",
@@ -105,19 +108,20 @@ _SERVICE_NO_EFFECT = {
     "attach": "has no effect: reconcile does not attach to containers' output",
     "develop": "has no effect: reconcile has no watch mode; commit or save the change and the agent applies it",
 }
-_TOP_UNSUPPORTED = ("include", "models")
+_TOP_UNSUPPORTED = ("models",)
 # The rest of the file (docs/reference/compose.md): key -> ("supported" | "warning" | "error", what it does)
 TOP_KEYS: dict[str, tuple[str, str]] = {
     "name": ("supported", "the project name (after `-p` and `COMPOSE_PROJECT_NAME`), normalised as compose does"),
+    "include": ("supported", "each file's services, networks, volumes, secrets and configs added to the project (its relative paths from its own directory; its own includes and extends applied); a resource defined twice is an error. Interpolated with the project's environment (an included directory's own `.env`, `project_directory` and `env_file` are not read)"),
     "services": ("supported", "one Container each (below)"),
     "networks": ("supported", "one Network each that an active service uses (below)"),
     "volumes": ("supported", "one Volume each that an active service uses (below)"),
     "version": ("warning", "obsolete, ignored (compose warns too)"),
-    "secrets": ("supported", "`file:` secrets: put into the services naming them (`secrets`); `environment`, "
-                "`external` and `content` are errors there; a service's `build.secrets` takes `file:` and "
+    "secrets": ("supported", "`file:`, `environment:` and `content:` secrets: put into the services naming them (`secrets`); "
+                "`external` is an error there; a service's `build.secrets` takes `file:` and "
                 "`environment:` ones (the variable read from the reconciler's environment)"),
-    "configs": ("supported", "`file:` configs: put into the services naming them (`configs`); `environment`, "
-                "`external` and `content` are errors"),
+    "configs": ("supported", "`file:`, `environment:` and `content:` configs: put into the services naming them (`configs`); "
+                "`external` is an error"),
     **{k: ("error", "not supported yet") for k in _TOP_UNSUPPORTED},
     "x-*": ("supported", "extension fields, anywhere: ignored, usable as YAML anchors"),
 }
@@ -138,8 +142,8 @@ SECRET_KEYS: dict[str, tuple[str, str]] = {
     "file": ("supported", "the file (relative to the project directory) put into the services naming it as a secret file (a tmpfs of the container's own, read-only; sops-encrypted: decrypted); its content is part of the spec hash, so an edit replaces the services using it"),
     "name": ("supported", "no effect for a file (the mount is named by the service's reference)"),
     "labels": ("warning", "no effect: the file is put into the container, no secret or config object is made"),
-    "environment": ("error", "not supported yet: write the value to a file and name it with file:"),
-    "content": ("error", "not supported yet (configs): write the content to a file and name it with file:"),
+    "environment": ("supported", "the variable's value (the shell over `.env`) as the file's content: the manifest's `env:` (the native engine: on a tmpfs of the container's own; Docker: copied into the container, as docker compose does)"),
+    "content": ("supported", "the text (interpolated) as the file's content: the manifest's `content:` (in the converted manifest in plain text: a config, not a secret)"),
     "external": ("error", "not supported: external secrets and configs live in a swarm"),
     "driver": ("error", "not supported: secret drivers are a swarm feature"),
     "driver_opts": ("error", "not supported: secret drivers are a swarm feature"),
@@ -148,8 +152,8 @@ SECRET_KEYS: dict[str, tuple[str, str]] = {
 VOLUME_KEYS: dict[str, tuple[str, str]] = {
     "name": ("supported", "`metadata.name` (default `<project>_<key>`)"),
     "labels": ("supported", "`metadata.labels`, with `com.docker.compose.project` and `.volume`"),
-    "driver": ("supported", "`local` only; other drivers are errors"),
-    "driver_opts": ("error", "not supported yet"),
+    "driver": ("supported", "`driver` (another than `local` needs `--runtime docker` or `swarm`: the native engine refuses it when converging)"),
+    "driver_opts": ("supported", "`driverOpts` (like `type: nfs`, `o:`, `device:`; `--runtime docker` or `swarm`: the native engine refuses them when converging)"),
     "external": ("supported", "a Volume with `external: true` named `name` (or the key): used, never created or pruned; converging fails while it is missing"),
 }
 
@@ -368,6 +372,7 @@ class _Translator:
         name = self._resource_name("volumes", key)
         self.volumes[key] = name
         doc = _Doc("Volume", {}, path)
+        spec: dict[str, Any] = {}
         for opt, value in cfg.items():
             here = (*path, opt)
             if opt.startswith("x-") or opt in ("name", "labels"):
@@ -375,18 +380,24 @@ class _Translator:
             if opt == "external":
                 continue                        # false: external() took the true ones
             if opt == "driver":
-                if value != "local":
-                    self.error(here, not_supported(f"the {value!r} volume driver", "use local (the default)"))
+                if value not in (None, "", "local"):
+                    spec["driver"] = str(value)
+                    doc.came(("spec", "driver"), here)
+            elif opt == "driver_opts":
+                if value:
+                    spec["driverOpts"] = {str(k): str(v) for k, v in value.items()}
+                    doc.came(("spec", "driverOpts"), here)
             elif value:
                 self.error(here, not_supported(f"volumes.{opt}"), key=True)
         labels = self.labels(cfg, {"com.docker.compose.project": self.project, "com.docker.compose.volume": key})
-        doc.data = _manifest("Volume", name, labels, {})
+        doc.data = _manifest("Volume", name, labels, spec)
         doc.came(("metadata", "name"), (*path, "name") if "name" in cfg else path)
         self.docs.append(doc)
 
-    def file_source(self, kind: str, name: str, at: Path_) -> str | None:
-        """The file a top-level secret or config `name` mounts ("./path"); None (reported) when it
-        is undefined or has no file."""
+    def file_source(self, kind: str, name: str, at: Path_) -> dict[str, str] | None:
+        """Where the content of top-level secret or config `name` comes from, as a manifest
+        secret says it (`source: ./path`, `env: VAR` or `content: TEXT`); None (reported) when it
+        is undefined or has none."""
         top = self.data.get(kind) or {}
         what = kind[:-1]
         if name not in top:
@@ -406,11 +417,15 @@ class _Translator:
                 else:
                     self.error((*path, opt), f"{what} {opt}: {text}", key=True)
         file = cfg.get("file")
+        if cfg.get("environment"):
+            return {"env": str(cfg["environment"])}
+        if cfg.get("content") is not None and not file:
+            return {"content": str(cfg["content"])}
         if not isinstance(file, str) or not file:
-            if not any(cfg.get(k) for k in ("environment", "content", "external")):
-                self.error(path, f"{what} {name!r} has no file: name the file holding it", key=True)
+            if not cfg.get("external"):
+                self.error(path, f"{what} {name!r} has no file, environment or content: say where its content is", key=True)
             return None
-        return file if file.startswith(("/", ".", "~")) else "./" + file
+        return {"source": file if file.startswith(("/", ".", "~")) else "./" + file}
 
     # -- services -------------------------------------------------------------------------------------
 
@@ -427,6 +442,7 @@ class _Service:
         self.svc = svc
         self.path: Path_ = ("services", name)
         self.spec: dict[str, Any] = {}
+        self.reserved: dict[str, Any] = {}      # deploy.resources.reservations
         self.doc = _Doc("Container", {}, self.path)
 
     def p(self, *parts: str | int) -> Path_:
@@ -697,9 +713,11 @@ class _Service:
                 self.tr.error(self.p(*base, opt), not_supported(f"deploy.resources.{opt}"), key=True)
         reservations = res.get("reservations") or {}
         for opt, value in reservations.items():
-            if opt != "memory" and not opt.startswith("x-") and value not in (None, [], {}):
+            if opt not in ("memory", "cpus") and not opt.startswith("x-") and value not in (None, [], {}):
                 self.tr.error(self.p(*base, "reservations", opt), not_supported(
-                    f"reservations.{opt}", "only a memory reservation can be made on one host"), key=True)
+                    f"reservations.{opt}", "only memory and cpus can be reserved (GPUs and generic resources "
+                    "are not: the engine has no device scheduler)"), key=True)
+        self.reservations(reservations, (*base, "reservations"))
         out: dict[str, Any] = {}
         for native, short, long_ in (("memory", "mem_limit", "memory"), ("cpus", "cpus", "cpus"),
                                      ("pids", "pids_limit", "pids")):
@@ -732,8 +750,26 @@ class _Service:
                 continue
             out[native] = given
             self.doc.came(("spec", "resources", native), self.p(*path))
+        if self.reserved:
+            out["reservations"] = self.reserved
         if out:
             self.spec["resources"] = out
+
+    def reservations(self, reservations: Map | dict[str, Any], at: Path_) -> None:
+        """`deploy.resources.reservations` memory and cpus: `resources.reservations` (what a Swarm
+        node must have free; one host reserves nothing, and the memory is also its soft limit,
+        `memoryReservation`, as docker compose sets it)."""
+        out: dict[str, Any] = {}
+        for opt in ("memory", "cpus"):
+            value = reservations.get(opt)
+            if value is None:
+                continue
+            parsed = self.resource(opt, value, (*at, opt))
+            if parsed is not None and parsed != "unlimited":
+                out[opt] = parsed
+                self.doc.came(("spec", "resources", "reservations", opt), self.p(*at, opt))
+        if out:
+            self.reserved = out
 
     def resource(self, native: str, value: Any, path: Path_) -> Any:
         try:
@@ -830,7 +866,7 @@ class _Service:
         return {}
 
     def k_ports(self, value: Seq) -> None:
-        out: list[str] = []
+        out: list[str | dict[str, Any]] = []
         for i, port in enumerate(value):
             at = ("ports", i)
             text = self.port(port, at)
@@ -840,7 +876,7 @@ class _Service:
         if out:
             self.spec["ports"] = out
 
-    def port(self, port: Map, at: Path_) -> str | None:
+    def port(self, port: Map, at: Path_) -> str | dict[str, Any] | None:
         for opt in port:
             if opt in ("name", "app_protocol"):
                 self.tr.warn(self.p(*at, opt), f"{opt} is descriptive only and not kept", key=True)
@@ -862,6 +898,12 @@ class _Service:
             self.tr.error(self.p(*at), not_supported(f"a host port range ({published}) for one container port", "name one host port"))
             return None
         host_ip = port.get("host_ip")
+        if port.get("mode") == "ingress":       # Swarm's routing mesh: the manifest's long form says it
+            if host_ip:
+                self.tr.error(self.p(*at, "host_ip"), "a port on Swarm's routing mesh (mode: ingress) is published "
+                              "on every address of every node; remove host_ip, or use mode: host", key=True)
+                return None
+            return {"published": int(str(published)), "target": int(str(target)), "protocol": protocol, "mode": "ingress"}
         head = "" if not host_ip else f"[{host_ip}]:" if ":" in str(host_ip) else f"{host_ip}:"
         return f"{head}{published}:{target}/{protocol}"
 
@@ -971,13 +1013,13 @@ class _Service:
         for i, item in enumerate(value):
             ref = item if isinstance(item, Map) else {"source": item}
             name = str(ref.get("source") or "")
-            file = self.tr.file_source(kind, name, self.p(kind, i))      # checks the top-level entry
-            if file is None:
+            source = self.tr.file_source(kind, name, self.p(kind, i))      # checks the top-level entry
+            if source is None:
                 continue
             target = str(ref.get("target") or default_target(name))
             if kind == "secrets" and not target.startswith("/"):
                 target = f"/run/secrets/{target}"
-            entry: dict[str, Any] = {"source": file, "target": target}
+            entry: dict[str, Any] = {**source, "target": target}
             mode = ref.get("mode")
             entry["mode"] = int(str(mode), 8) if isinstance(mode, str) else int(mode) if mode is not None else default_mode
             for key in ("uid", "gid"):
@@ -1044,6 +1086,10 @@ class _Service:
     def k_working_dir(self, value: Any) -> None:
         self.put("workdir", str(value), "working_dir")
 
+    def k_domainname(self, value: Any) -> None:
+        if value:
+            self.put("domainname", str(value), "domainname")
+
     def k_hostname(self, value: Any) -> None:
         self.put("hostname", str(value), "hostname")
 
@@ -1066,6 +1112,26 @@ class _Service:
 
     def k_cap_drop(self, value: Any) -> None:
         self.put("capDrop", [str(c) for c in value], "cap_drop")
+
+    def k_privileged(self, value: Any) -> None:
+        if value:
+            self.put("privileged", True, "privileged")
+
+    def k_devices(self, value: Any) -> None:
+        out: list[str] = []
+        for i, item in enumerate(value or ()):
+            if isinstance(item, dict):
+                text = ":".join(str(item[k]) for k in ("source", "target", "permissions") if item.get(k))
+            else:
+                text = str(item)
+            if not text.startswith("/"):
+                self.tr.error(self.p("devices", i), not_supported(
+                    f"the device {text!r} (a CDI device name)", "name a device node of the host, like /dev/fuse"))
+                continue
+            self.doc.came(("spec", "devices", len(out)), self.p("devices", i))
+            out.append(text)
+        if out:
+            self.spec["devices"] = out
 
     def k_security_opt(self, value: Any) -> None:
         for i, item in enumerate(value):
@@ -1249,5 +1315,6 @@ def documents(model: compose.Model, rd: compose.Reader) -> list[reading.Document
     for i, d in enumerate(sorted(docs, key=lambda d: _ORDER[d.kind])):
         at = tr.at(d.at, key=True) or Origin(model.files[0], 1, 1)
         out.append(reading.Document(file=at.file, base=model.directory, index=i, line=at.line, column=at.column,
-                                    data=d.data, locate=_locator(tr, d), secret_env=d.secret_env))
+                                    data=d.data, locate=_locator(tr, d), secret_env=d.secret_env,
+                                    environ=model.env))
     return out

@@ -101,7 +101,7 @@ class SecretFile:
     content, decrypted in memory when sops encrypted it: never part of the spec hash (the
     stored file's digest is), never stored (repr and comparisons leave it out)."""
 
-    source: str                     # absolute host path (the live path, as env files are named)
+    source: str                     # absolute host path (the live path, as env files are named); "": content or env
     target: str                     # absolute path in the container
     mode: int                       # default 0o400
     uid: int                        # default 0
@@ -256,6 +256,9 @@ class Container:
     dns_options: tuple[str, ...] = ()                           # resolv.conf options (): the host's
     oom_score_adj: int | None = None                            # -1000..1000; None: the engine's
     group_add: tuple[str, ...] = ()                             # supplementary groups (names or gids)
+    privileged: bool = False                                    # docker run --privileged
+    devices: tuple[str, ...] = ()                               # "HOST:CONTAINER:PERMISSIONS", normalised
+    domainname: str | None = None                               # the UTS namespace's NIS domain name
     # resources.reservations (Swarm's scheduler); absent when not set, so older hashes stay
     reservations: Reservations | None = field(default=None, metadata={"omit_empty": True})
     # env keys whose values came from a SOPS-encrypted env file (the last file or `env` to set a

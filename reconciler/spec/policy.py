@@ -18,7 +18,9 @@ Two built-in profiles:
   no `external: true` Network or Volume (it would reach objects other sources or people made:
   their networks, their data); pulls from any registry, `push:` to none; build secrets from files beneath the source root
   only (no environment variable of the agent: rule secretEnv), SSH agent sockets likewise
-  (filePrefixes), no build entitlement (`allow: [security.insecure]`: rule buildAllow).
+  (filePrefixes), no build entitlement (`allow: [security.insecure]`: rule buildAllow); secret
+  files from an environment variable (`env:`) likewise (rule secretEnv); no `privileged: true`
+  (rule privileged) and no `devices` (rule devices).
 
 A policy file (YAML, `--policy FILE` or `policy: FILE` in the agent config) starts from a
 profile (`base:`) and replaces the settings it names; see SCHEMA and docs/security.md.
@@ -84,18 +86,21 @@ class Policy:
     external: bool = False                      # external: true Networks and Volumes
     secret_env: tuple[str, ...] = ()            # environment variables build secrets may read (* wildcards)
     build_allow: tuple[str, ...] = ()           # build entitlements `allow:` may name
+    privileged: bool = False                    # privileged: true
+    devices: tuple[str, ...] = ()               # host device nodes `devices:` may name (* wildcards)
 
     @property
     def unrestricted(self) -> bool:
         return (
             "/" in self.bind_prefixes and "/" in self.file_prefixes and ANY in self.capabilities
             and self.host_network and ANY in self.registries and ANY in self.push_registries and self.external
-            and ANY in self.secret_env and ANY in self.build_allow
+            and ANY in self.secret_env and ANY in self.build_allow and self.privileged and ANY in self.devices
         )
 
 
 HOST = Policy("host", bind_prefixes=("/",), file_prefixes=("/",), capabilities=(ANY,), host_network=True,
-              registries=(ANY,), push_registries=(ANY,), external=True, secret_env=(ANY,), build_allow=(ANY,))
+              registries=(ANY,), push_registries=(ANY,), external=True, secret_env=(ANY,), build_allow=(ANY,),
+              privileged=True, devices=(ANY,))
 RESTRICTED = Policy("restricted")
 BUILTIN: Mapping[str, Policy] = {"host": HOST, "restricted": RESTRICTED}
 
@@ -117,11 +122,14 @@ SCHEMA: dict[str, Any] = {
                       "(env: VARIABLE; * wildcards); * allows any"},
         "buildAllow": {"type": "array", "items": {"enum": ["security.insecure", ANY]},
                        "description": "build entitlements an Image's build.allow may name (security.insecure); * allows any"},
+        "privileged": {"type": "boolean", "description": "allow privileged: true (the container is root on the host)"},
+        "devices": {**_LIST, "description": "host device nodes a Container's devices may name (* wildcards, like /dev/ttyUSB*); * allows any"},
     },
 }
 _FIELDS = {"bindPrefixes": "bind_prefixes", "filePrefixes": "file_prefixes", "capabilities": "capabilities",
            "hostNetwork": "host_network", "registries": "registries", "pushRegistries": "push_registries",
-           "external": "external", "secretEnv": "secret_env", "buildAllow": "build_allow"}
+           "external": "external", "secretEnv": "secret_env", "buildAllow": "build_allow",
+           "privileged": "privileged", "devices": "devices"}
 
 
 # -- reading a policy ----------------------------------------------------------------------------
@@ -195,7 +203,7 @@ def parse_policy(text: str, *, where: str = "<policy>") -> Policy:
                 value = [c if c == ANY else _cap(c) for c in value]
             elif key.endswith("Prefixes"):
                 value = [os.path.normpath(p) for p in value]
-            elif key not in ("hostNetwork", "external", "secretEnv"):
+            elif key not in ("hostNetwork", "external", "secretEnv", "privileged", "devices"):
                 value = [v.lower() for v in value]
             changes[attr] = value if isinstance(value, bool) else tuple(value)
     return dataclasses.replace(base, **changes)
@@ -318,11 +326,24 @@ def _container(policy: Policy, root: str, doc: Any, spec: Mapping[str, Any], ima
         report(doc, ("spec", "networks", networks.index("host")),
                f"the host network namespace is refused {rule} (rule hostNetwork: false); "
                "use a Network object, or set hostNetwork: true in a policy file")
+    if spec.get("privileged") and not policy.privileged:
+        report(doc, ("spec", "privileged"), f"a privileged container is refused {rule} (rule privileged: false); "
+               "name what it needs (capAdd, devices), or set privileged: true in a policy file")
+    for i, device in enumerate(spec.get("devices") or ()):
+        host = str(device).split(":")[0]
+        if not any(fnmatch.fnmatchcase(host, p) for p in policy.devices):
+            report(doc, ("spec", "devices", i), f"the host device {host} is refused {rule} (rule devices: "
+                   f"{', '.join(policy.devices) or 'none'}); list it under devices: in a policy file to allow it")
     for i, rel in enumerate(spec.get("envFiles") or ()):
         message = _path(policy, root, resolve(doc, str(rel)), policy.file_prefixes, "filePrefixes")
         if message:
             report(doc, ("spec", "envFiles", i), f"env file {message}")
     for i, item in enumerate(spec.get("secrets") or ()):
+        var = item.get("env") if isinstance(item, dict) else None
+        if isinstance(var, str) and not any(fnmatch.fnmatchcase(var, p) for p in policy.secret_env):
+            report(doc, ("spec", "secrets", i, "env"),
+                   f"reading the agent's environment variable {var} is refused {rule} (rule secretEnv: "
+                   f"{', '.join(policy.secret_env) or 'none'}); take the secret from a file in the source")
         if isinstance(item, dict) and isinstance(item.get("source"), str):
             message = _path(policy, root, resolve(doc, item["source"]), policy.file_prefixes, "filePrefixes")
             if message:

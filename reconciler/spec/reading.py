@@ -126,6 +126,9 @@ class Document:
     # env keys a compose service took from a SOPS-encrypted env_file, by that file's digest
     # (building marks them secret, as it marks an encrypted envFiles entry's keys)
     secret_env: Mapping[str, str] = field(default_factory=dict)
+    # where `env:` secrets read their variables (a compose project's environment: the shell over
+    # .env); None: the reconciler's own environment
+    environ: Mapping[str, str] | None = None
 
     def where(self, path: Path_, *, key: bool = False) -> tuple[int, int]:
         """1-based line and column of the node at `path`, or of its key in the enclosing mapping.

@@ -94,9 +94,9 @@ def test_convert_takes_files_profiles_and_a_project_name(project: Path, capsys: 
 def test_convert_and_validate_report_problems_at_the_compose_keys(
     project: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    text = (project / "compose.yaml").read_text().replace("expose:", "privileged: true\n    expose:")
+    text = (project / "compose.yaml").read_text().replace("expose:", "runtime: runsc\n    expose:")
     (project / "compose.yaml").write_text(text)
-    expected = f"{project}/compose.yaml:8:5: services.web.privileged: not supported yet: privileged; the manifest language cannot say it yet, remove it\n"
+    expected = f"{project}/compose.yaml:8:5: services.web.runtime: not supported yet: runtime; the manifest language cannot say it yet, remove it\n"
     assert main(["convert", str(project)]) == 2
     out, err = capsys.readouterr()
     assert out == expected

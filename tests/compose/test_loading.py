@@ -514,7 +514,7 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
           web:
             image: x/web:1
             ports: ["80", "53:53/sctp"]
-            privileged: true
+            devices: ["nvidia.com/gpu=all"]
             volumes: [/anonymous]
             network_mode: "service:db"
             tmpfs: ["/run:size=64m,uid=1000"]
@@ -525,7 +525,7 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
         """, [
             "compose.yaml:4:13: services.web.ports[0]: not supported yet: publishing container port 80 on a random host port; name the host port, like \"8080:80\"",
             "compose.yaml:4:19: services.web.ports[1]: not supported yet: the sctp protocol; use tcp or udp",
-            "compose.yaml:5:5: services.web.privileged: not supported yet: privileged; the manifest language cannot say it yet, remove it",
+            "compose.yaml:5:15: services.web.devices[0]: not supported yet: the device 'nvidia.com/gpu=all' (a CDI device name); name a device node of the host, like /dev/fuse",
             "compose.yaml:6:15: services.web.volumes[0]: not supported yet: anonymous volumes; name the volume (data:/anonymous) and declare it under the top-level volumes:",
             "compose.yaml:7:19: services.web.network_mode: not supported yet: network_mode 'service:db'; use host or none, or networks:",
             "compose.yaml:8:13: services.web.tmpfs[0]: not supported yet: the tmpfs option 'uid=1000'; only size= and mode= are",
@@ -764,9 +764,7 @@ def test_secret_and_config_errors_are_located_in_the_compose_file(tmp_path: Path
             content: "hello"
         """}) == [
         "compose.yaml:4:22: services.web.secrets[1]: refers to undefined secret 'nope'; declare it under the top-level secrets:",
-        "compose.yaml:10:5: secrets.from_env.environment: secret environment: not supported yet: write the value to a file and name it with file:",
         "compose.yaml:12:5: secrets.ext.external: secret external: not supported: external secrets and configs live in a swarm",
-        "compose.yaml:17:5: configs.inline.content: config content: not supported yet (configs): write the content to a file and name it with file:",
     ]
     assert problems(tmp_path, {"compose.yaml": """
         services:
@@ -967,8 +965,6 @@ def test_cpu_shares_cpuset_and_memory_reservations(tmp_path: Path) -> None:
         """}) == [
         "compose.yaml:5:49: services.a.deploy.resources.reservations.memory: can't set distinct values on "
         "'mem_reservation' and 'deploy.resources.reservations.memory'; keep one",
-        "compose.yaml:5:54: services.a.deploy.resources.reservations.cpus: not supported yet: reservations.cpus; "
-        "only a memory reservation can be made on one host",
     ]
 
 
@@ -1061,4 +1057,156 @@ def test_build_secrets_ssh_and_entitlements_become_the_images_build(tmp_path: Pa
         "compose.yaml:6:17: services.web.build.secrets[0]: no top-level secrets entry named 'nope' with file: or environment:",
         "compose.yaml:6:23: services.web.build.secrets[1]: not supported yet: build.secrets target; name the secret "
         "by its id: the step mounts it with id=<name>",
+    ]
+
+
+def test_swarm_keys_ingress_ports_reservations_and_volume_driver_options(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        name: t
+        services:
+          web:
+            image: busybox:1
+            ports:
+              - {target: 80, published: 8080, mode: ingress}
+              - {target: 81, published: 8081, mode: host}
+              - {target: 82, published: 8082}
+              - "8083:83"
+            deploy: {resources: {reservations: {memory: 64M, cpus: "0.25"}}}
+            volumes: [shared:/data]
+        volumes:
+          shared:
+            driver: local
+            driver_opts: {type: nfs, o: "addr=10.0.0.1,rw", device: ":/export"}
+        """})
+    web = desired.containers["t-web-1"]
+    assert [(p.host_port, p.container_port, p.ingress) for p in web.ports] == [
+        (8080, 80, True), (8081, 81, False), (8082, 82, False), (8083, 83, False)]
+    assert web.reservations == spec.models.Reservations(memory=64 << 20, cpus=0.25)
+    assert web.resources.memory_reservation == 64 << 20          # docker compose's soft limit on one host
+    vol = desired.volumes["t_shared"]
+    assert (vol.driver, dict(vol.driver_opts)) == ("local", {"type": "nfs", "o": "addr=10.0.0.1,rw", "device": ":/export"})
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          web:
+            image: busybox:1
+            ports: [{target: 80, published: 8080, host_ip: 127.0.0.1, mode: ingress}]
+            deploy: {resources: {reservations: {devices: [{capabilities: [gpu]}]}}}
+        """}) == [
+        "compose.yaml:4:43: services.web.ports[0].host_ip: a port on Swarm's routing mesh (mode: ingress) is published "
+        "on every address of every node; remove host_ip, or use mode: host",
+        "compose.yaml:5:41: services.web.deploy.resources.reservations.devices: not supported yet: reservations.devices; "
+        "only memory and cpus can be reserved (GPUs and generic resources are not: the engine has no device scheduler)",
+    ]
+
+
+def test_secrets_and_configs_from_environment_and_content_are_secret_files(tmp_path: Path) -> None:
+    files = {"compose.yaml": """
+        name: t
+        services:
+          web:
+            image: nginx:1
+            secrets: [token, {source: api_key, target: key, mode: 0440}]
+            configs: [{source: motd, target: /etc/motd}]
+        secrets:
+          token:
+            environment: TOKEN
+          api_key:
+            environment: API_KEY
+        configs:
+          motd:
+            content: "hello ${WHO}"
+        """, ".env": "API_KEY=from-dotenv\nWHO=world\n"}
+    web = load(tmp_path, files, env={"TOKEN": "s3cret"}).containers["t-web-1"]
+    got = {s.target: (s.source, s.data, f"{s.mode:o}") for s in web.secrets}
+    assert got == {"/run/secrets/token": ("", b"s3cret", "400"), "/run/secrets/key": ("", b"from-dotenv", "440"),
+                   "/etc/motd": ("", b"hello world", "444")}
+    again = load(tmp_path, env={"TOKEN": "rotated"}).containers["t-web-1"]
+    assert again.spec_hash != web.spec_hash                 # a new value replaces the container
+    assert load(tmp_path, env={"TOKEN": "s3cret"}).containers["t-web-1"].spec_hash == web.spec_hash
+    with pytest.raises(spec.SpecError) as info:
+        load(tmp_path)
+    assert [str(p).replace(str(tmp_path) + os.sep, "") for p in info.value.problems] == [
+        "compose.yaml:5:15: services.web.secrets[0]: the environment variable TOKEN is not set in the reconciler's "
+        "environment; set it there, or take the secret from a file (source:)"]
+    _, docs = spec.convert(tmp_path, compose=compose.Options(environ={"TOKEN": "s3cret"}))
+    assert docs[-1]["spec"]["secrets"] == [
+        {"env": "TOKEN", "target": "/run/secrets/token", "mode": 0o400},
+        {"env": "API_KEY", "target": "/run/secrets/key", "mode": 0o440},
+        {"content": "hello world", "target": "/etc/motd", "mode": 0o444}]
+
+
+def test_privileged_and_devices_in_both_compose_forms(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        name: t
+        services:
+          a:
+            image: busybox:1
+            domainname: corp.example
+            privileged: true
+            devices: [/dev/fuse, "/dev/sda:/dev/xvda:r", {source: /dev/net/tun, target: /dev/tun, permissions: rw}]
+          b:
+            image: busybox:1
+            privileged: false
+        """})
+    a, b = desired.containers["t-a-1"], desired.containers["t-b-1"]
+    assert (a.domainname, b.domainname) == ("corp.example", None)
+    assert (a.privileged, a.devices) == (True, ("/dev/fuse:/dev/fuse:rwm", "/dev/sda:/dev/xvda:r", "/dev/net/tun:/dev/tun:rw"))
+    assert (b.privileged, b.devices) == (False, ())
+
+
+def test_include_adds_the_files_resources_with_their_own_relative_paths(tmp_path: Path) -> None:
+    write(tmp_path, {
+        "compose.yaml": """
+            name: shop
+            include:
+              - db/compose.yaml
+            services:
+              web:
+                image: busybox:1
+                depends_on: [db]
+                networks: [back]
+            """,
+        "db/compose.yaml": """
+            include: [{path: cache.yaml}]
+            services:
+              db:
+                image: postgres:${PG:-16}
+                env_file: db.env
+                volumes: ["./init:/docker-entrypoint-initdb.d:ro", "data:/var/lib/postgresql/data"]
+                secrets: [pw]
+                networks: [back]
+            networks:
+              back: {internal: true}
+            volumes:
+              data: {}
+            secrets:
+              pw: {file: ./pw.txt}
+            """,
+        "db/cache.yaml": "services:\n  cache: {image: redis:7}\n",
+        "db/db.env": "POSTGRES_DB=shop\n",
+        "db/pw.txt": "secret\n",
+        "db/init/01.sql": "select 1;\n",
+    })
+    desired = load(tmp_path, env={"PG": "15"})
+    assert sorted(desired.containers) == ["shop-cache-1", "shop-db-1", "shop-web-1"]
+    db = desired.containers["shop-db-1"]
+    assert (db.image, dict(db.env)) == ("postgres:15", {"POSTGRES_DB": "shop"})
+    assert [(m.source, m.target) for m in db.volumes] == [
+        (str(tmp_path / "db" / "init"), "/docker-entrypoint-initdb.d"), ("shop_data", "/var/lib/postgresql/data")]
+    assert [s.data for s in db.secrets] == [b"secret\n"]
+    assert sorted(desired.networks) == ["shop_back", "shop_default"]
+    (tmp_path / "db" / "cache.yaml").write_text("services:\n  cache: {image: redis:7.2}\n")
+    again = load(tmp_path, env={"PG": "15"})                    # an included file is part of the revision
+    assert (again.revision != desired.revision, again.containers["shop-cache-1"].image) == (True, "redis:7.2")
+    assert problems(tmp_path, {"compose.yaml": """
+        include: [db/compose.yaml, {path: nope.yaml, env_file: x.env}]
+        services:
+          db:
+            image: busybox:1
+        """}) == [
+        "compose.yaml:1:28: include[1]: included file nope.yaml not found",
+        "compose.yaml:1:46: include[1].env_file: not supported yet: include.env_file; the included file is read "
+        "from its own directory with the project's environment",
+        "compose.yaml:3:3: services.db: service 'db' is defined here and in the included file db/compose.yaml; "
+        "rename one (compose refuses the conflict too)",
     ]

@@ -86,7 +86,7 @@ def test_container_body_maps_every_field() -> None:
         "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3}, "ReadonlyRootfs": True,
         "Init": True, "NetworkMode": "front",
         "PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}],
-                         "53/udp": [{"HostIp": "0.0.0.0", "HostPort": ""}]},
+                         "53/udp": [{"HostIp": "", "HostPort": ""}]},
         "Mounts": [
             {"Type": "volume", "Target": "/data", "Source": "vol", "ReadOnly": False,
              "VolumeOptions": {"NoCopy": True}},

@@ -269,6 +269,65 @@ def test_shm_size(runtime: base.Runtime, image: str) -> None:
     assert sizes == ["65536", "131072"]
 
 
+def test_secret_files_from_values_are_in_the_container(runtime: base.Runtime, image: str) -> None:
+    """A secret with no host file (a manifest's `content:`, an environment variable's value) is
+    in the container at its target with its mode and owner, before the process starts."""
+    value = secrets.token_hex(8).encode()
+    mount = base.Mount(type="secret", target="/run/secrets/token", source="", read_only=True,
+                       options=("mode=0440", "uid=1000", "gid=0", "digest=x"), data=value)
+    cid = run(runtime, cfg(image, "sec-value", "sh", "-c", "stat -c '%a %u' /run/secrets/token; cat /run/secrets/token",
+                           mounts=(mount,)))
+    assert runtime.wait_container(cid, timeout=30) == 0
+    assert output(runtime, cid, "stdout").split() == ["440", "1000", value.decode()]
+
+
+def _status(text: str) -> dict[str, str]:
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
+
+
+def test_privileged_has_every_capability_and_device_and_no_seccomp(runtime: base.Runtime, image: str) -> None:
+    show = "grep -E '^(CapEff|Seccomp):' /proc/self/status; ls /dev/loop-control 2>&1"
+    plain = run(runtime, cfg(image, "unpriv", "sh", "-c", show))
+    ours = _status(Path("/proc/self/status").read_text())
+    every = (1 << (int(Path("/proc/sys/kernel/cap_last_cap").read_text()) + 1)) - 1
+    try:
+        priv = run(runtime, cfg(image, "priv", "sh", "-c", show, privileged=True))
+    except rterrors.RuntimeBackendError as exc:
+        # dockerd asks runc for every capability the kernel knows; in a bounding set without
+        # some of them (this host's lacks CAP_SYS_RESOURCE) that fails. The native engine hands
+        # on the bounding set it has.
+        if "unable to apply caps" in str(exc) and int(ours["CapBnd"], 16) != every:
+            pytest.skip(f"this engine's privileged mode needs every capability; this host's bounding set is {ours['CapBnd']}")
+        raise
+    for cid in (plain, priv):
+        runtime.wait_container(cid, timeout=30)
+    got, base_line = output(runtime, priv, "stdout").splitlines(), output(runtime, plain, "stdout").splitlines()
+    assert _status("\n".join(got[:2])) == {"CapEff": ours["CapBnd"], "Seccomp": "0"}
+    assert got[2:] == ["/dev/loop-control"]                   # the host's devices
+    assert _status("\n".join(base_line[:2]))["Seccomp"] == "2"
+    assert "No such file" in base_line[2]
+
+
+def test_devices_put_a_host_device_node_into_the_container(runtime: base.Runtime, image: str) -> None:
+    # /dev/fuse: a node Docker's default device rules deny; open it read-write without a capability
+    probe = "ls -l /dev/myfuse; exec 3<>/dev/myfuse && echo opened"
+    cid = run(runtime, cfg(image, "dev", "sh", "-c", probe, devices=("/dev/fuse:/dev/myfuse:rw",)))
+    runtime.wait_container(cid, timeout=30)
+    out = output(runtime, cid, "stdout").splitlines()
+    assert out[0].startswith("crw"), out
+    assert out[0].split()[4:6] == ["10,", "229"], out
+    assert out[1:] == ["opened"]
+    with pytest.raises(rterrors.RuntimeBackendError):
+        run(runtime, cfg(image, "nodev", "true", devices=("/dev/no-such-device:/dev/x:rwm",)))
+
+
+def test_domainname_is_the_containers_own(runtime: base.Runtime, image: str) -> None:
+    cid = run(runtime, cfg(image, "domain", "cat", "/proc/sys/kernel/domainname", hostname="box", domainname="corp.example"))
+    runtime.wait_container(cid, timeout=30)
+    assert output(runtime, cid, "stdout").strip() == "corp.example"
+    assert Path("/proc/sys/kernel/domainname").read_text().strip() != "corp.example"     # not the host's
+
+
 def test_group_add(runtime: base.Runtime, image: str) -> None:
     cid = run(runtime, cfg(image, "groups", "id", "-G", user="1000:1000", group_add=("4242", "4243")))
     runtime.wait_container(cid, timeout=30)

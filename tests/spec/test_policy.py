@@ -77,6 +77,15 @@ REFUSED: dict[str, tuple[str, dict[str, str], str]] = {
     "external_volume": ("apiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: their-data}\nspec: {external: true}\n", {},
                         r"m\.yaml:4:18: Volume/their-data: spec\.external: an external Volume \(made outside this source\) "
                         r"is refused by policy 'restricted' \(rule external: false\)"),
+    "privileged": (HEAD + "  privileged: true\n", {},
+                   r"m\.yaml:6:15: Container/web: spec\.privileged: a privileged container is refused by policy "
+                   r"'restricted' \(rule privileged: false\); name what it needs"),
+    "device": (HEAD + "  devices: [/dev/fuse]\n", {},
+               r"m\.yaml:6:13: Container/web: spec\.devices\[0\]: the host device /dev/fuse is refused by policy "
+               r"'restricted' \(rule devices: none\); list it under devices: in a policy file"),
+    "secret_env": (HEAD + "  secrets: [{env: HOME, target: /run/secrets/home}]\n", {},
+                   r"m\.yaml:6:19: Container/web: spec\.secrets\[0\]\.env: reading the agent's environment variable HOME "
+                   r"is refused by policy 'restricted' \(rule secretEnv: none\)"),
     "push_foreign": (image("  ref: 127.0.0.1:5000/app:1\n  push: [some.registry/loot:1]\n"), {},
                      r"m\.yaml:6:10: Image/app: spec\.push\[0\]: pushing to registry some\.registry refused by policy "
                      r"'restricted' \(rule pushRegistries: none\); list some\.registry under pushRegistries:"),

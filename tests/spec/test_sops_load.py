@@ -330,8 +330,7 @@ def test_compose_secrets_and_configs_become_secret_files(tmp_path: Path, key: tu
     with pytest.raises(spec.SpecError) as caught:
         spec.load(proj)
     assert sorted(p.message for p in caught.value.problems) == [
-        "refers to undefined secret 'nope'; declare it under the top-level secrets:",
-        "secret environment: not supported yet: write the value to a file and name it with file:"]
+        "refers to undefined secret 'nope'; declare it under the top-level secrets:"]
 
 
 def test_a_rollback_gets_a_secret_only_from_the_same_stored_file(tmp_path: Path, key: tuple[AgeKey, Path]) -> None:

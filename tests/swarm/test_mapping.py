@@ -189,6 +189,11 @@ def test_one_host_fields_are_refused_naming_them() -> None:
         "write 8443:443/tcp",
     ]
     assert services.refusals(base.ContainerConfig(name="ok", image="i", ports=(base.PortMapping(80, 8080),))) == []
+    assert services.refusals(base.ContainerConfig(name="p", image="i", privileged=True, devices=("/dev/fuse:/dev/fuse:rwm",))) == [
+        "spec.privileged: a Swarm service cannot be privileged; name the capabilities it needs (capAdd), or run it "
+        "with a single-host agent",
+        "spec.devices[0]: a Swarm service cannot have a host device (/dev/fuse); run it with a single-host agent on "
+        "the host that has the device"]
 
 
 def test_a_bind_mount_runs_where_the_service_is_pinned_to_one_node_if_its_path_is_that_nodes() -> None:

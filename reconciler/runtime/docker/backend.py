@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import io
 import ipaddress
 import math
 import re
 import secrets
 import struct
+import tarfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -97,7 +99,7 @@ def _size(text: str) -> int:
     return int(m.group(1)) * mult
 
 
-def _mount(m: base.Mount) -> dict[str, Any]:
+def _mount(m: base.Mount) -> dict[str, Any] | None:
     out: dict[str, Any] = {"Type": m.type, "Target": m.target, "ReadOnly": m.read_only}
     if m.type == "volume":
         out["Source"] = m.source
@@ -127,6 +129,8 @@ def _mount(m: base.Mount) -> dict[str, Any]:
                     hint="use size= and mode=")
         if opts:
             out["TmpfsOptions"] = opts
+    elif m.type == "secret" and not m.source:
+        return None         # content or an environment variable's value: copied in (_copy_secrets)
     elif m.type == "secret":
         # a plain file is bind-mounted read-only, as docker compose mounts file secrets on one
         # host (its own owner and mode: compose ignores uid/gid/mode for files too); a file whose
@@ -175,8 +179,8 @@ def container_body(config: base.ContainerConfig) -> dict[str, Any]:
         body["Entrypoint"] = list(config.command)
     if config.args is not None:
         body["Cmd"] = list(config.args)
-    for key, value in (("User", config.user), ("WorkingDir", config.workdir),
-                       ("Hostname", config.hostname), ("StopSignal", config.stop_signal)):
+    for key, value in (("User", config.user), ("WorkingDir", config.workdir), ("Hostname", config.hostname),
+                       ("Domainname", config.domainname), ("StopSignal", config.stop_signal)):
         if value is not None:
             body[key] = value
     if config.ports:
@@ -185,11 +189,14 @@ def container_body(config: base.ContainerConfig) -> dict[str, Any]:
             if p.protocol not in ("tcp", "udp", "sctp"):
                 raise errors.InvalidArgument(f"port protocol {p.protocol!r} is not tcp or udp")
             bindings.setdefault(f"{p.container_port}/{p.protocol}", []).append(
-                {"HostIp": p.host_ip, "HostPort": str(p.host_port) if p.host_port else ""})
+                # no address given ("0.0.0.0" in the model): Docker's own default, every address
+                # (IPv6 too), as the docker CLI and docker compose send it
+                {"HostIp": "" if p.host_ip == "0.0.0.0" else p.host_ip,  # noqa: S104
+                 "HostPort": str(p.host_port) if p.host_port else ""})
         body["ExposedPorts"] = {k: {} for k in bindings}
         host["PortBindings"] = bindings
     if config.mounts:
-        host["Mounts"] = [_mount(m) for m in config.mounts]
+        host["Mounts"] = [body for body in map(_mount, config.mounts) if body is not None]
     if config.healthcheck is not None:
         hc = config.healthcheck
         body["Healthcheck"] = {"Test": ["NONE"]} if hc.test[:1] == ("NONE",) else {
@@ -215,8 +222,16 @@ def container_body(config: base.ContainerConfig) -> dict[str, Any]:
         host["CapDrop"] = list(config.cap_drop)
     if config.no_new_privileges:
         host["SecurityOpt"] = ["no-new-privileges:true"]
-    if config.sysctls:
-        host["Sysctls"] = dict(config.sysctls)
+    if config.privileged:
+        host["Privileged"] = True
+    if config.devices:
+        host["Devices"] = [dict(zip(("PathOnHost", "PathInContainer", "CgroupPermissions"), d.split(":"), strict=True))
+                           for d in config.devices]
+    sysctls = dict(config.sysctls)
+    if config.domainname:   # runc 1.1 leaves Domainname unapplied; the UTS namespace's sysctl is applied
+        sysctls.setdefault("kernel.domainname", config.domainname)
+    if sysctls:
+        host["Sysctls"] = sysctls
     if config.shm_size is not None:
         host["ShmSize"] = config.shm_size
     if config.oom_score_adj is not None:
@@ -621,6 +636,7 @@ class DockerRuntime:
         try:
             for network in config.networks[1:]:
                 self.api.network_connect(network, cid, list(config.aliases))
+            self._copy_secrets(cid, config)
         except errors.RuntimeBackendError:
             try:
                 self.api.container_remove(cid, force=True)
@@ -628,6 +644,27 @@ class DockerRuntime:
                 pass
             raise
         return cid
+
+    def _copy_secrets(self, cid: str, config: base.ContainerConfig) -> None:
+        """Secret files with no host file (inline content, an environment variable's value) copied
+        into the created container, as docker compose copies them: Docker has no tmpfs a file can
+        be put on before the start, so they live in the container's own layer (docs/security.md)."""
+        inline = [m for m in config.mounts if m.type == "secret" and not m.source]
+        if not inline:
+            return
+        if config.read_only:
+            raise errors.InvalidArgument(
+                f"container {config.name}: a secret from content or env ({inline[0].target}) is copied into the "
+                "container, and its root file system is read-only", hint="use a secret file (source:), or the native runtime")
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for m in inline:
+                opts = dict(o.split("=", 1) for o in m.options if "=" in o)
+                info = tarfile.TarInfo(m.target.lstrip("/"))
+                info.size, info.mode = len(m.data or b""), int(opts.get("mode", "0400"), 8)
+                info.uid, info.gid = int(opts.get("uid", "0")), int(opts.get("gid", "0"))
+                tar.addfile(info, io.BytesIO(m.data or b""))
+        self.api.container_put_archive(cid, "/", iter([buf.getvalue()]))
 
     def start_container(self, name_or_id: str) -> None:
         self.api.container_start(name_or_id)

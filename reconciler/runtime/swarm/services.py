@@ -85,6 +85,12 @@ def refusals(config: base.ContainerConfig) -> list[str]:
         if p.host_ip not in _WILDCARDS:
             out.append(f"spec.ports[{i}]: a service publishes on every address of its node, not on "
                        f"{p.host_ip} alone; write {p.host_port}:{p.container_port}/{p.protocol}")
+    if config.privileged:
+        out.append("spec.privileged: a Swarm service cannot be privileged; name the capabilities it needs "
+                   "(capAdd), or run it with a single-host agent")
+    for i, d in enumerate(config.devices):
+        out.append(f"spec.devices[{i}]: a Swarm service cannot have a host device ({d.split(':')[0]}); run it "
+                   "with a single-host agent on the host that has the device")
     return out
 
 

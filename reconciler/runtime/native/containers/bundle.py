@@ -321,7 +321,7 @@ def parse_signal(value: str | int | None, default: int = _signal.SIGTERM) -> int
 
 # ---------------------------------------------------------------------------- spec
 
-def _default_mounts(*, host_network: bool, shm_size: int | None = None) -> list[dict[str, Any]]:
+def _default_mounts(*, host_network: bool, shm_size: int | None = None, privileged: bool = False) -> list[dict[str, Any]]:
     sysfs: dict[str, Any] = {
         "destination": "/sys", "type": "sysfs", "source": "sysfs",
         "options": ["nosuid", "noexec", "nodev", "ro"],
@@ -330,6 +330,8 @@ def _default_mounts(*, host_network: bool, shm_size: int | None = None) -> list[
         # sysfs cannot be mounted without an own network namespace: bind the host's read-only
         sysfs = {"destination": "/sys", "type": "bind", "source": "/sys",
                  "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
+    if privileged:      # Docker: /sys and the cgroup tree writable
+        sysfs["options"] = [o for o in sysfs["options"] if o != "ro"]
     return [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -338,11 +340,58 @@ def _default_mounts(*, host_network: bool, shm_size: int | None = None) -> list[
          "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
         sysfs,
         {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-         "options": ["ro", "nosuid", "noexec", "nodev"]},
+         "options": [*([] if privileged else ["ro"]), "nosuid", "noexec", "nodev"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
          "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size or 67108864}"]},
     ]
+
+
+# what Docker leaves out of a privileged container's /dev (moby pkg/devices HostDevices)
+_HOST_DEV_SKIP = ("pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev")
+
+
+def _device_node(host: str, container: str) -> dict[str, Any]:
+    """The runtime spec's `linux.devices` entry for host device node `host`, at `container`."""
+    try:
+        st = os.stat(host)
+    except OSError as exc:
+        raise rterrors.InvalidArgument(f"device {host}: {exc.strerror} on this host",
+                                       hint="name a device node the host has (ls -l /dev)") from None
+    if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+        raise rterrors.InvalidArgument(f"device {host} is not a character or block device node",
+                                       hint="name a device node (a file under /dev), or mount it with volumes:")
+    return {"path": container, "type": "c" if stat.S_ISCHR(st.st_mode) else "b", "major": os.major(st.st_rdev),
+            "minor": os.minor(st.st_rdev), "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}
+
+
+def host_devices(root: str = "/dev") -> list[dict[str, Any]]:
+    """Every device node of the host's /dev (a privileged container's), as Docker lists them."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not (dirpath == root and d in _HOST_DEV_SKIP))
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            if path == "/dev/console":
+                continue
+            try:
+                out.append(_device_node(path, path))
+            except rterrors.InvalidArgument:
+                continue            # a symlink, socket or file: not a device node
+    return out
+
+
+def _devices(cfg: base.ContainerConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """`linux.devices` (nodes made in the container's /dev) and the extra cgroup rules for them."""
+    nodes = host_devices() if cfg.privileged else []
+    rules: list[dict[str, Any]] = [{"allow": True, "access": "rwm"}] if cfg.privileged else []
+    for entry in cfg.devices:
+        host, container, perms = entry.split(":")
+        node = _device_node(host, container)
+        nodes = [n for n in nodes if n["path"] != container] + [node]
+        rules.append({"allow": True, "type": node["type"], "major": node["major"], "minor": node["minor"],
+                      "access": perms})
+    return nodes, rules
 
 
 def _resources(r: base.Resources) -> dict[str, Any]:
@@ -383,14 +432,14 @@ def _depth(m: Mapping[str, Any]) -> int:
 def build_spec(inp: BundleInputs) -> dict[str, Any]:
     """The OCI runtime config (runtime-spec 1.0) for this container."""
     cfg = inp.config
-    caps = capabilities(cfg.cap_add, cfg.cap_drop)
+    caps = capabilities(("ALL",) if cfg.privileged else cfg.cap_add, () if cfg.privileged else cfg.cap_drop)
     namespaces: list[dict[str, str]] = [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]
     if not inp.host_network:
         ns: dict[str, str] = {"type": "network"}
         if inp.netns_path:
             ns["path"] = inp.netns_path
         namespaces.append(ns)
-    mounts = _default_mounts(host_network=inp.host_network, shm_size=cfg.shm_size)
+    mounts = _default_mounts(host_network=inp.host_network, shm_size=cfg.shm_size, privileged=cfg.privileged)
     user_mounts = sorted((dict(m) for m in inp.volume_mounts), key=_depth)  # parents before children
     mounts += user_mounts
     for dest, src in sorted(inp.etc_files.items()):
@@ -414,6 +463,11 @@ def build_spec(inp: BundleInputs) -> dict[str, Any]:
                               for u in cfg.ulimits]
     if inp.user.additional_gids:
         process["user"]["additionalGids"] = list(inp.user.additional_gids)
+    nodes, device_rules = _devices(cfg)
+    resources = _resources(cfg.resources)
+    resources["devices"] += device_rules
+    confinement: dict[str, Any] = {} if cfg.privileged else {
+        "seccomp": seccomp.linux_seccomp(caps), "maskedPaths": list(MASKED_PATHS), "readonlyPaths": list(READONLY_PATHS)}
     return {
         "ociVersion": "1.0.2",
         "process": process,
@@ -424,13 +478,25 @@ def build_spec(inp: BundleInputs) -> dict[str, Any]:
         "linux": {
             "namespaces": namespaces,
             "cgroupsPath": inp.cgroups_path,
-            "resources": _resources(cfg.resources),
-            "seccomp": seccomp.linux_seccomp(caps),
-            "maskedPaths": list(MASKED_PATHS),
-            "readonlyPaths": list(READONLY_PATHS),
-            **({"sysctl": dict(cfg.sysctls)} if cfg.sysctls else {}),
+            "resources": resources,
+            **confinement,
+            **({"devices": nodes} if nodes else {}),
+            **_sysctls(cfg),
         },
     }
+
+
+def _sysctls(cfg: base.ContainerConfig) -> dict[str, Any]:
+    """`linux.sysctl`: the container's own, and its domain name. runc 1.1 does not apply the
+    spec's `domainname`, but sets the UTS namespace's kernel.domainname sysctl (the same value
+    setdomainname(2) writes), which every runtime the engine runs honours."""
+    out = dict(cfg.sysctls)
+    if cfg.domainname:
+        if out.get("kernel.domainname", cfg.domainname) != cfg.domainname:
+            raise rterrors.InvalidArgument("domainname and the sysctl kernel.domainname both set the domain name",
+                                           hint="keep one")
+        out["kernel.domainname"] = cfg.domainname
+    return {"sysctl": out} if out else {}
 
 
 def _rlimit(value: int) -> int:

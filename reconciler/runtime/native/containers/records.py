@@ -140,6 +140,7 @@ def config_from_dict(d: Mapping[str, Any]) -> base.ContainerConfig:
         dns_search=tuple(d.get("dns_search") or ()), tty=bool(d.get("tty")), stdin_open=bool(d.get("stdin_open")),
         no_new_privileges=bool(d.get("no_new_privileges")), dns_options=tuple(d.get("dns_options") or ()),
         oom_score_adj=d.get("oom_score_adj"), group_add=tuple(d.get("group_add") or ()),
+        privileged=bool(d.get("privileged")), devices=tuple(d.get("devices") or ()), domainname=d.get("domainname"),
     )
 
 

@@ -11,17 +11,20 @@ config has none.
     hc.probe(id)         # run one probe now, store and return the new status
     hc.tick()            # probe every running container whose interval has elapsed, and
                          # rotate the logs that reached their size (every LOG_CHECK_INTERVAL)
-    hc.watch(stop_event)
+    hc.watch(stop_event) # sleeps until the next probe is due (or `poll`), then ticks
 
-A tick costs O(containers with a healthcheck) while no record changes: it reads the records as
-stored (`RecordStore.stored()`: one query of the records' version when none changed), not
-refreshed from conmon's files and /proc. A container that ended unseen is still "running"
-there until the restart manager (or any reader) records its exit; probing it finds it ended.
+One timer per container: the due probes are a heap of deadlines, so a tick costs O(probes due)
+while no record changes, plus one query of the records' version (`RecordStore.stored()`); the
+records are read as stored, not refreshed from conmon's files and /proc, and the probed ones
+are worked out again only when the version moved. A container that ended unseen is still
+"running" there until the restart manager (or any reader) records its exit; probing it finds
+it ended.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import threading
 import time
 from collections.abc import Callable
@@ -64,13 +67,15 @@ class HealthChecker:
     def __init__(self, manager: containers.ContainerManager, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.manager = manager
         self.clock = clock
-        self._next: dict[str, float] = {}
+        self._next: dict[str, float] = {}        # key -> when its next probe is due (the truth)
+        self._heap: list[tuple[float, str, str, float]] = []   # (due, key, id, interval); stale ones skipped
         self._running: set[str] = set()
         self._lock = threading.Lock()
         self._logs_due = 0.0
         # the records the last tick saw, and what is probed among them: (key, id, healthcheck)
         self._seen: tuple[records.Record, ...] | None = None
         self._targets: list[tuple[str, str, base.Healthcheck]] = []
+        self._live: set[str] = set()            # their keys
 
     def probe(self, cid: str) -> str | None:
         rec = self.manager.get(cid)
@@ -112,28 +117,51 @@ class HealthChecker:
         now = self.clock()
         recs = self.manager.stored()
         if now >= self._logs_due:
-            # log rotation rides on this loop: it runs every half second in the agent and in
-            # `reconcile` sessions, and already lists the records
+            # log rotation rides on this loop: it runs in the agent and in `reconcile` sessions,
+            # and already lists the records
             self._logs_due = now + LOG_CHECK_INTERVAL
             self.manager.rotate_logs(recs)
         if recs is not self._seen:             # a new version of the records: who is probed
             self._seen, self._targets = recs, self._probed(recs)
-            live = {key for key, _, _ in self._targets}
-            for key in list(self._next):
-                if key not in live:
-                    del self._next[key]
-        for key, cid, hc in self._targets:
-            due = self._next.setdefault(key, now + hc.interval)
-            if due > now:
-                continue
-            with self._lock:
-                if key in self._running:
-                    continue
-                self._running.add(key)
+            self._schedule(now)
+        for key, cid, interval in self._due(now):
             if pool is None:
-                self._probe_done(key, cid, hc.interval)
+                self._probe_done(key, cid, interval)
             else:
-                pool.submit(self._probe_done, key, cid, hc.interval)
+                pool.submit(self._probe_done, key, cid, interval)
+
+    def _schedule(self, now: float) -> None:
+        """Timers for the probed containers: a new one is due an interval from now; the timers
+        of the ones probed no more are dropped."""
+        live = {key for key, _, _ in self._targets}
+        with self._lock:
+            self._live = live
+            for key in [k for k in self._next if k not in live]:
+                del self._next[key]
+            for key, cid, hc in self._targets:
+                if key not in self._next and key not in self._running:
+                    self._next[key] = now + hc.interval
+                    heapq.heappush(self._heap, (now + hc.interval, key, cid, hc.interval))
+
+    def _due(self, now: float) -> list[tuple[str, str, float]]:
+        """The timers that expired (taken off the heap, marked running): (key, id, interval)."""
+        out = []
+        with self._lock:
+            while self._heap and self._heap[0][0] <= now:
+                due, key, cid, interval = heapq.heappop(self._heap)
+                if self._next.get(key) != due or key in self._running:
+                    continue                    # dropped or rescheduled since it was pushed
+                self._running.add(key)
+                out.append((key, cid, interval))
+        return out
+
+    def next_due(self) -> float | None:
+        """Seconds until the next probe or log check is due (None: nothing scheduled)."""
+        with self._lock:
+            due = self._heap[0][0] if self._heap else None
+        if self.manager.log_max_size > 0:
+            due = self._logs_due if due is None else min(due, self._logs_due)
+        return None if due is None else max(0.0, due - self.clock())
 
     @staticmethod
     def _probed(recs: tuple[records.Record, ...]) -> list[tuple[str, str, base.Healthcheck]]:
@@ -152,13 +180,24 @@ class HealthChecker:
             pass
         finally:
             # the next probe is due an interval after this one ended (Docker's ticker skips overlaps)
-            self._next[key] = self.clock() + interval
+            due = self.clock() + interval
             with self._lock:
                 self._running.discard(key)
+                if key in self._live:
+                    self._next[key] = due
+                    heapq.heappush(self._heap, (due, key, cid, interval))
 
     def watch(self, stop: threading.Event, *, poll: float = 0.2, workers: int = 4) -> None:
-        """Probe until `stop`, up to `workers` probes at a time."""
+        """Probe until `stop`, up to `workers` probes at a time: each wake-up is at the next
+        deadline, or after `poll` seconds (a query of the records' version: new containers'
+        timers, and `stop`), whichever comes first. A failing tick is logged and the watch goes on."""
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="health") as pool:
             while not stop.is_set():
-                self.tick(pool=pool)
-                stop.wait(poll)
+                try:
+                    self.tick(pool=pool)
+                except Exception:  # noqa: BLE001 - the loop must survive one bad tick
+                    import structlog
+
+                    structlog.get_logger("reconciler.runtime.native.health").exception("health_tick_failed")
+                due = self.next_due()
+                stop.wait(poll if due is None else min(poll, max(due, 0.01)))

@@ -7,12 +7,11 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
 from reconciler.cli.main import main
-from reconciler.runtime.native import health, records, recovery, restart
+from reconciler.runtime.native import health, recovery, restart
 from tests.helpers.host import Host
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
@@ -72,31 +71,6 @@ def test_an_idle_health_tick_reads_no_record_and_a_due_probe_still_runs(host: Ho
         assert rt.containers.get("plain").health is None
     finally:
         conn.set_trace_callback(None)
-        rt.close()
-
-
-def test_the_exits_dir_counts_as_changed_until_its_mtime_settles(host: Host) -> None:
-    """A directory's mtime has the kernel's coarse clock: an exit file written in the same tick
-    as the restart manager's last look would leave it unchanged. While the last change is that
-    recent, the signature says "changed" (None), so the loop looks again."""
-    rt = host.runtime()
-    exits = Path(host.config.run_dir) / "exits"
-    written = [exits / "not-a-container-1", exits / "not-a-container-2"]
-    try:
-        store = rt.containers
-        written[0].write_text("0")
-        assert store.exits_signature() is None
-        time.sleep(records.EXITS_SETTLE + 0.05)
-        settled = store.exits_signature()
-        assert settled is not None
-        assert store.exits_signature() == settled                       # nothing changed: the same
-        written[1].write_text("0")
-        assert store.exits_signature() is None
-        time.sleep(records.EXITS_SETTLE + 0.05)
-        assert store.exits_signature() not in (None, settled)
-    finally:
-        for f in written:
-            f.unlink(missing_ok=True)
         rt.close()
 
 

@@ -35,8 +35,11 @@ from pathlib import Path
 import structlog
 
 from reconciler.runtime import base, errors
-from reconciler.runtime.native import dns, firewall, ipam, netlink
+from reconciler.runtime.native import dns, firewall, ipam
 from reconciler.runtime.native.config import NativeConfig
+
+# netlink (pyroute2, ~120 ms to import) is imported where a link is touched: a pass whose
+# containers have no network, and recovery with nothing to recover, never load it
 
 __all__ = ["DEFAULT_NETWORK", "Attachment", "NetworkManager", "RecoveryReport", "unmount_all"]
 
@@ -195,6 +198,8 @@ class NetworkManager:
     def _host_networks(self, bridge: str) -> list[ipam.HostNetwork]:
         """What the host uses besides this engine's bridges (and `bridge`, the one a new network
         gets): every address, and every route but the default (docker0's, the uplink's, a VPN's)."""
+        from reconciler.runtime.native import netlink
+
         ours = {r.bridge for r in self._ipam.networks()} | {bridge}
         with netlink.host() as h:
             names = {link.index: link.name for link in h.links()}
@@ -211,6 +216,8 @@ class NetworkManager:
             return out
 
     def _ensure_bridge(self, record: ipam.NetworkRecord, *, created: list[str] | None = None) -> None:
+        from reconciler.runtime.native import netlink
+
         mac = "02:" + ":".join(_short_hash("mac/" + record.bridge, 10)[i:i + 2] for i in range(0, 10, 2))
         want = netlink.Address(record.gateway, record.prefixlen)
         with netlink.host() as h:
@@ -245,6 +252,8 @@ class NetworkManager:
             _sysctl("net/ipv4/ip_forward", "1")
 
     def _undo_network(self, record: ipam.NetworkRecord, *, delete_bridge: bool) -> None:
+        from reconciler.runtime.native import netlink
+
         if delete_bridge:
             with suppress(errors.RuntimeBackendError), netlink.host() as h:
                 h.delete_link(record.bridge)
@@ -257,6 +266,8 @@ class NetworkManager:
 
     def remove_network(self, name: str) -> None:
         """Remove a network with no containers attached (Conflict otherwise, NotFound if absent)."""
+        from reconciler.runtime.native import netlink
+
         with self._locked():
             record = self._ipam.remove_network(name)
             with netlink.host() as h:
@@ -423,6 +434,8 @@ class NetworkManager:
     @staticmethod
     def _clear_udp_flows(port: int) -> None:
         """Forget UDP flows to `port` that still point at an old address (best effort, like CNI)."""
+        from reconciler.runtime.native import netlink
+
         try:
             netlink.clear_conntrack(protocol="udp", port=port)
         except errors.RuntimeBackendError as exc:
@@ -438,6 +451,8 @@ class NetworkManager:
         )
 
     def _ensure_interfaces(self, container_id: str, endpoints: Sequence[ipam.EndpointRecord]) -> None:
+        from reconciler.runtime.native import netlink
+
         path = self.netns_path(container_id)
         self.netns_dir.mkdir(parents=True, exist_ok=True)
         if not path.exists():
@@ -498,6 +513,8 @@ class NetworkManager:
             unmount_all(self.netns_dir)
 
     def _teardown(self, container_id: str, endpoints: Sequence[ipam.EndpointRecord]) -> None:
+        from reconciler.runtime.native import netlink
+
         names = {e.veth for e in endpoints}
         names |= {self.veth_name(container_id, n.name) for n in self._ipam.networks()}
         problems: list[str] = []
@@ -558,6 +575,8 @@ class NetworkManager:
 
     def recover(self, live_container_ids: Sequence[str] = ()) -> RecoveryReport:
         """At start-up: release what dead containers held and delete leaked host objects."""
+        from reconciler.runtime.native import netlink
+
         live = set(live_container_ids)
         with self._locked():
             dead = [c.container_id for c in self._ipam.containers() if c.container_id not in live]

@@ -73,6 +73,10 @@ CREATE TRIGGER IF NOT EXISTS containers_deleted AFTER DELETE ON containers BEGIN
 END;
 """
 
+# How long `records()` reuses the records it refreshed while nothing changed (records.records)
+FRESH_FOR = 1.0
+
+
 def now() -> str:
     """RFC 3339 UTC with microseconds, as stored in records."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -313,6 +317,10 @@ class RecordStore:
         # first. Replaced whole, never mutated: threads share them without a lock
         self._parsed: dict[str, tuple[str, Record]] = {}
         self._stored: tuple[int, tuple[Record, ...]] | None = None
+        # the refreshed records of the last `records()`: (the stored ones, exit files, when, them)
+        self._fresh_cache: tuple[tuple[Record, ...], set[str], float, tuple[Record, ...]] | None = None
+        # the stored records whose every monitor a running restart watch holds a pidfd of
+        self.monitored: tuple[Record, ...] | None = None
         # the engine's event journal (its table is made now: never inside a transaction, where
         # its DDL would end the caller's)
         self.journal = journal.Journal(self.db)
@@ -429,7 +437,9 @@ class RecordStore:
         self.refreshes += 1
         p = self.paths(rec.id).conmon
         ex = conmon.read_exit(p, rec.id)
-        if ex is None and rec.conmon_pid and not rec.conmon_alive() and (
+        if ex is None and rec.conmon_pid and rec.conmon_alive():
+            return rec              # its monitor runs and wrote no exit: as recorded (one /proc read)
+        if ex is None and rec.conmon_pid and (
                 rec.status == "created" or not rec.main_alive()):
             # conmon writes the exit file, then ends: it may have done both since the first read,
             # or be ending now. Only a killed conmon (a reboot) leaves none: give it half a second
@@ -471,9 +481,26 @@ class RecordStore:
         return self.refresh(self._load(name_or_id))
 
     def records(self, selector: Mapping[str, str] | None = None) -> list[Record]:
-        """The records (those whose labels match `selector`), newest first, each refreshed."""
-        return [self.refresh(r) for r in self.stored()
-                if not selector or base.labels_match(r.config.labels, selector)]
+        """The records (those whose labels match `selector`), newest first, each refreshed.
+
+        One pass asks several times (engine start, observation, the summary): the refreshed
+        records are reused while no record changed (the version), conmon wrote no exit file
+        and removed none (one scandir of its exits dir), and either they are at most FRESH_FOR
+        old (a monitor killed without an exit file is seen that late at most) or a restart
+        manager's watch holds a pidfd of every monitor of these records (`monitored`): a
+        monitor that ends is then refreshed by that watch, which moves the version."""
+        return [r for r in self._fresh() if not selector or base.labels_match(r.config.labels, selector)]
+
+    def _fresh(self) -> tuple[Record, ...]:
+        stored, exits, at = self.stored(), self.exit_files(), time.monotonic()
+        cached = self._fresh_cache
+        if cached is not None and cached[0] is stored and cached[1] == exits and (
+                at - cached[2] < FRESH_FOR or self.monitored is stored):
+            return cached[3]
+        recs = tuple(self.refresh(r) for r in stored)
+        # keyed by the rows as they are now (a refresh that recorded an exit moved the version)
+        self._fresh_cache = (self.stored(), exits, at, recs)
+        return recs
 
     def logs(
         self, name_or_id: str, *, follow: bool = False, since: str | None = None, tail: int | None = None,

@@ -24,10 +24,11 @@ when it moves); none reads a record or a file of a container that did not change
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -226,42 +227,53 @@ class RestartManager:
 
     def watch(self, stop: threading.Event, *, poll: float = 0.2, sweep: float = SWEEP,
               on_tick: Callable[[list[str]], None] | None = None) -> None:
-        """Until `stop` (noticed at once): a full tick first, then a tick for the containers
-        whose monitor ended (as the kernel reports it through their pidfds) and when a restart
-        is due. `poll` bounds how long a new container goes unwatched (one query of the
+        """Until `stop` (noticed at once): a tick for the containers whose monitor ended (as the
+        kernel reports it through their pidfds, or found gone when first watched) and for the
+        exits not yet decided, and when a restart is due; no sweep of every record (`boot` is
+        the engine start's). `poll` bounds how long a new container goes unwatched (one query of the
         records' version per wake-up); `sweep`, how often the monitors left without a pidfd
         (out of fds) are checked. `on_tick` gets the ids each tick restarted. A failing tick
         is logged and the watch goes on."""
         monitors.raise_fd_limit()
-        with monitors.MonitorWatch() as watch:
+        with monitors.MonitorWatch() as watch, self._monitoring():
             watch.wake_on(stop)
-            self._step(on_tick, full=True)
             seen: tuple[records.Record, ...] | None = None
             swept = self.clock()
             ended: set[str] = set()
+            first = True
             while not stop.is_set():
                 recs = self.manager.stored()        # the version only, while nothing changed
                 if recs is not seen:
                     seen = recs
+                    # a monitor already gone (ended before it could be watched: killed while no
+                    # engine ran, or between two looks) is as one that ends now
                     ended |= watch.track(recs)
+                    # records() may trust its refreshed records while every monitor is watched
+                    self.manager.monitored = None if watch.unwatched else recs
                     self.forget_except({r.id for r in recs})
-                    # exits another process recorded first (its pidfd fired here too, or the
-                    # container came and went between two looks)
+                    # exits recorded and not yet decided (while no engine ran, or another
+                    # process recorded them first)
                     ended |= {r.id for r in recs if r.status == "exited" and self._handled.get(r.id) != r.finished_at}
                 if watch.unwatched and self.clock() - swept >= sweep:
                     swept = self.clock()
                     ended |= watch.unwatched
                 due = self.next_due()
-                if ended or (due is not None and due <= 0):
+                if first or ended or (due is not None and due <= 0):
+                    first = False
                     self._step(on_tick, ids=ended)
-                    ended = set()
                     due = self.next_due()
                 ended = watch.wait(poll if due is None else min(poll, max(due, 0.0)))
 
-    def _step(self, on_tick: Callable[[list[str]], None] | None, *, full: bool = False,
-              ids: Iterable[str] | None = None) -> None:
+    @contextlib.contextmanager
+    def _monitoring(self) -> Iterator[None]:
         try:
-            restarted = self.tick(full=full, ids=None if full else ids)
+            yield
+        finally:
+            self.manager.monitored = None
+
+    def _step(self, on_tick: Callable[[list[str]], None] | None, *, ids: Iterable[str]) -> None:
+        try:
+            restarted = self.tick(ids=ids)
             if on_tick is not None:
                 on_tick(restarted)
         except Exception:  # noqa: BLE001 - keep watching: one bad tick is not the end

@@ -100,3 +100,27 @@ def test_a_tick_for_new_exit_files_refreshes_their_containers_and_the_sweep_all(
         assert status == {"ends": ("exited", 3), "lost": ("exited", 255)}
     finally:
         rt.close()
+
+
+def test_a_pass_refreshes_each_record_once_and_an_exit_is_still_seen(host: Host, busybox_image: str) -> None:
+    """A pass asks for the records at engine start, to observe, and for its summary: they are
+    refreshed from conmon's files and /proc once, and again as soon as conmon writes an exit."""
+    for name in ("a", "b", "c"):
+        cli(host, "run", "-d", "--name", name, "--network", "none", busybox_image, "sleep", "3600")
+    rt = host.runtime()
+    try:
+        store = rt.containers
+        assert [r.status for r in store.records()] == ["running"] * 3
+        refreshed = store.refreshes
+        assert [r.status for r in store.records()] == ["running"] * 3
+        assert [s.status.value for s in rt.list_containers()] == ["running"] * 3
+        assert store.refreshes == refreshed                             # nothing changed: none again
+        victim = store.get("b")
+        os.kill(victim.pid or 0, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while victim.id not in store.exit_files():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert {r.name: r.status for r in store.records()} == {"a": "running", "b": "exited", "c": "running"}
+    finally:
+        rt.close()

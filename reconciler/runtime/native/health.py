@@ -10,7 +10,7 @@ config has none.
     hc = HealthChecker(manager)
     hc.probe(id)         # run one probe now, store and return the new status
     hc.tick()            # probe every running container whose interval has elapsed, and
-                         # rotate the logs that reached their size (every LOG_CHECK_INTERVAL)
+                         # rotate the logs that reached their size (each on its own schedule)
     hc.watch(stop_event) # sleeps until the next probe is due (or `poll`), then ticks
 
 One timer per container: the due probes are a heap of deadlines, so a tick costs O(probes due)
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -39,7 +40,8 @@ __all__ = ["HealthChecker", "probe_argv"]
 
 OUTPUT_LIMIT = 4096
 LOG_ENTRIES = 5
-LOG_CHECK_INTERVAL = 2.0     # seconds between the log size checks (one stat() per running container)
+LOG_CHECK_INTERVAL = 2.0     # seconds between looks for logs due a size check
+LOG_CHECK_MAX = 30.0         # the longest a running container's log goes unchecked (a quiet one)
 
 
 def probe_argv(test: tuple[str, ...]) -> list[str]:
@@ -72,6 +74,9 @@ class HealthChecker:
         self._running: set[str] = set()
         self._lock = threading.Lock()
         self._logs_due = 0.0
+        # per container: when its log is checked next, and its size and the time at the last check
+        self._log_next: dict[str, float] = {}
+        self._log_seen: dict[str, tuple[int, float]] = {}
         # the records the last tick saw, and what is probed among them: (key, id, healthcheck)
         self._seen: tuple[records.Record, ...] | None = None
         self._targets: list[tuple[str, str, base.Healthcheck]] = []
@@ -120,7 +125,7 @@ class HealthChecker:
             # log rotation rides on this loop: it runs in the agent and in `reconcile` sessions,
             # and already lists the records
             self._logs_due = now + LOG_CHECK_INTERVAL
-            self.manager.rotate_logs(recs)
+            self._rotate_due(recs, now)
         if recs is not self._seen:             # a new version of the records: who is probed
             self._seen, self._targets = recs, self._probed(recs)
             self._schedule(now)
@@ -129,6 +134,35 @@ class HealthChecker:
                 self._probe_done(key, cid, interval)
             else:
                 pool.submit(self._probe_done, key, cid, interval)
+
+    def _rotate_due(self, recs: tuple[records.Record, ...], now: float) -> None:
+        """Rotate the logs due a check that reached their size, and schedule each one's next
+        check from how fast it grew: half the time it would take to reach the size at that
+        pace (between LOG_CHECK_INTERVAL and LOG_CHECK_MAX; conmon's own cap is the backstop).
+        A quiet container's log costs a stat() every LOG_CHECK_MAX seconds, not every tick."""
+        limit = self.manager.log_max_size
+        if limit <= 0:
+            return
+        running = {r.id: r for r in recs if r.status == "running"}
+        for gone in [cid for cid in self._log_next if cid not in running]:
+            del self._log_next[gone]
+            self._log_seen.pop(gone, None)
+        due = [r for cid, r in running.items() if self._log_next.get(cid, 0.0) <= now]
+        if not due:
+            return
+        self.manager.rotate_logs(due)
+        for rec in due:
+            try:
+                size = os.stat(self.manager.paths(rec.id).log).st_size
+            except OSError:
+                size = 0
+            seen = self._log_seen.get(rec.id)
+            wait = LOG_CHECK_INTERVAL               # first look, or rotated since the last one
+            if seen is not None and size >= seen[0] and now > seen[1]:
+                rate = (size - seen[0]) / (now - seen[1])
+                wait = LOG_CHECK_MAX if rate <= 0 else (limit - size) / rate / 2
+            self._log_next[rec.id] = now + min(LOG_CHECK_MAX, max(LOG_CHECK_INTERVAL, wait))
+            self._log_seen[rec.id] = (size, now)
 
     def _schedule(self, now: float) -> None:
         """Timers for the probed containers: a new one is due an interval from now; the timers

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import pytest
 
 from reconciler.cli.main import main
-from reconciler.runtime.native import health, procs
+from reconciler.runtime.native import health, procs, records
 from reconciler.runtime.native.backend import NativeRuntime
 from tests.helpers.host import Host
 
@@ -133,4 +133,27 @@ def test_a_due_probe_runs_on_its_own_timer(host: Host, busybox_image: str) -> No
     finally:
         stop.set()
         t.join(timeout=POLL + 5)
+        rt.close()
+
+
+def test_records_refreshed_once_stay_true_while_the_watch_holds_every_monitor(host: Host, busybox_image: str) -> None:
+    """In the agent, `ps` through its API and each pass read the records: while the restart
+    watch holds a pidfd of every monitor, what was refreshed once stays true until the watch
+    (or an exit file) says otherwise, however long ago it was read."""
+    for name in ("a", "b"):
+        run(host, busybox_image, name, "--restart", "no")
+    rt = host.runtime()
+    try:
+        store = rt.containers
+        with watching(rt, poll=0.05):
+            assert [r.status for r in store.records()] == ["running", "running"]
+            refreshed = store.refreshes
+            time.sleep(records.FRESH_FOR + 0.5)
+            assert [r.status for r in store.records()] == ["running", "running"]
+            assert store.refreshes == refreshed
+            victim = store.get("a")
+            os.kill(victim.conmon_pid or 0, signal.SIGKILL)         # no exit file: only the pidfd tells
+            wait_for("the lost monitor's container ended",
+                     lambda: {r.name: r.status for r in store.records()} == {"a": "exited", "b": "running"})
+    finally:
         rt.close()

@@ -411,9 +411,10 @@ class RecordStore:
             conn.execute("UPDATE containers SET data = ? WHERE id = ?", (new.to_json(), rec.id))
         return new
 
-    def refresh(self, rec: Record) -> Record:
-        """Bring a record up to date with conmon's exit file and the runtime's state."""
-        return self._secrets_lost(self._refresh(rec))
+    def refresh(self, rec: Record, *, exits: set[str] | None = None) -> Record:
+        """Bring a record up to date with conmon's exit file and the runtime's state. `exits`:
+        the names in conmon's exits dir, listed just now (no exit file is opened for the others)."""
+        return self._secrets_lost(self._refresh(rec, exits))
 
     def _secrets_lost(self, rec: Record) -> Record:
         """An exited container whose secret files' tmpfs is gone (a reboot) cannot run again:
@@ -429,12 +430,14 @@ class RecordStore:
         self._save(new)
         return new
 
-    def _refresh(self, rec: Record) -> Record:
+    def _refresh(self, rec: Record, exits: set[str] | None = None) -> Record:
         if rec.status not in ("running", "created"):
             return rec
         if rec.status == "created" and rec.conmon_pid is None:
             return rec              # reconnect() dropped its runtime container: its start makes one
         self.refreshes += 1
+        if exits is not None and rec.id not in exits and rec.conmon_pid and rec.conmon_alive():
+            return rec              # no exit file listed and its monitor runs: as recorded
         p = self.paths(rec.id).conmon
         ex = conmon.read_exit(p, rec.id)
         if ex is None and rec.conmon_pid and rec.conmon_alive():
@@ -497,7 +500,7 @@ class RecordStore:
         if cached is not None and cached[0] is stored and cached[1] == exits and (
                 at - cached[2] < FRESH_FOR or self.monitored is stored):
             return cached[3]
-        recs = tuple(self.refresh(r) for r in stored)
+        recs = tuple(self.refresh(r, exits=exits) for r in stored)
         # keyed by the rows as they are now (a refresh that recorded an exit moved the version)
         self._fresh_cache = (self.stored(), exits, at, recs)
         return recs

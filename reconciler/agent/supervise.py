@@ -94,15 +94,8 @@ class Supervisor:
     # -- loops ------------------------------------------------------------------------------
 
     def _health_loop(self) -> None:
-        hc = self.runtime.health_checker
-        while not self._stop.is_set():
-            try:
-                hc.tick()
-            except Exception:  # noqa: BLE001 - the loop must survive one bad probe
-                self._log.exception("health_tick_failed")
-            # probes are due on whole-second intervals: a coarser poll than the exit files'
-            # saves reading every record five times a second on an idle host
-            self._stop.wait(max(self.poll, 0.5))
+        # each container's probe on its own timer; the poll only looks for new containers
+        self.runtime.health_checker.watch(self._stop, poll=max(self.poll, 0.5))
 
     def _restart_loop(self) -> None:
         # the engine's own watch (exit files, due restarts, lost monitors), with flap accounting
@@ -135,10 +128,10 @@ class Supervisor:
                 self.on_flap(rec.name)
         with self._lock:
             flapping = list(self._flapping)
-        live = {r.id: r for r in manager.records()}
-        for cid in flapping:
-            rec = live.get(cid)
-            if rec is None:
+        for cid in flapping:                     # only these: a tick reads no other record
+            try:
+                rec = manager.get(cid)
+            except rterrors.NotFound:
                 with self._lock:
                     self._flapping.pop(cid, None)
                 continue

@@ -152,6 +152,26 @@ def test_read_only_commands_do_not_import_heavy_libraries(cli: tuple[Reconcile, 
     assert sorted(m for m in modules if m.split(".")[0] in forbidden or m in forbidden) == []
 
 
+def test_a_no_op_pass_without_networks_does_not_import_pyroute2(cli: tuple[Reconcile, Path],
+                                                                busybox_image: str) -> None:
+    """The start-up budget of a pass (#21): when no manifest has a network, a nothing-to-do
+    `--once` never loads the netlink module (pyroute2, ~120 ms), yet it converged the container."""
+    reconcile, tmp = cli
+    manifests = tmp / "manifests"
+    manifests.mkdir()
+    (manifests / "box.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: box}\n"
+        f"spec:\n  image: {busybox_image}\n  command: [sleep, '3600']\n  networks: [none]\n")
+    config = native_config_of(tmp)
+    once = ["--once", str(manifests), "--root", str(config.root), "--run-dir", str(config.run_dir),
+            "--name-prefix", config.name_prefix, "--runtime", "native"]
+    reconcile(*once)
+    assert "Up " in reconcile("ps").stdout
+    modules = imported(once, {**os.environ})
+    assert "reconciler.execution.passes" in modules            # the measurement saw a pass
+    assert sorted(m for m in modules if m.split(".")[0] == "pyroute2" or m.endswith(".netlink")) == []
+
+
 def test_ps_and_inspect_show_health(cli: tuple[Reconcile, Path], busybox_image: str) -> None:
     reconcile, tmp = cli
     reconcile("run", "-d", "--name", "hc", "--health-cmd", "true", "--health-interval", "1s", busybox_image,

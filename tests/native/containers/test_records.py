@@ -7,12 +7,11 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
 from reconciler.cli.main import main
-from reconciler.runtime.native.containers import health, records, recovery, restart
+from reconciler.runtime.native.containers import health, recovery, restart
 from tests.helpers.host import Host
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
@@ -75,31 +74,6 @@ def test_an_idle_health_tick_reads_no_record_and_a_due_probe_still_runs(host: Ho
         rt.close()
 
 
-def test_the_exits_dir_counts_as_changed_until_its_mtime_settles(host: Host) -> None:
-    """A directory's mtime has the kernel's coarse clock: an exit file written in the same tick
-    as the restart manager's last look would leave it unchanged. While the last change is that
-    recent, the signature says "changed" (None), so the loop looks again."""
-    rt = host.runtime()
-    exits = Path(host.config.run_dir) / "exits"
-    written = [exits / "not-a-container-1", exits / "not-a-container-2"]
-    try:
-        store = rt.containers
-        written[0].write_text("0")
-        assert store.exits_signature() is None
-        time.sleep(records.EXITS_SETTLE + 0.05)
-        settled = store.exits_signature()
-        assert settled is not None
-        assert store.exits_signature() == settled                       # nothing changed: the same
-        written[1].write_text("0")
-        assert store.exits_signature() is None
-        time.sleep(records.EXITS_SETTLE + 0.05)
-        assert store.exits_signature() not in (None, settled)
-    finally:
-        for f in written:
-            f.unlink(missing_ok=True)
-        rt.close()
-
-
 def test_a_tick_for_new_exit_files_refreshes_their_containers_and_the_sweep_all(host: Host,
                                                                                 busybox_image: str) -> None:
     """While a pass stops many containers, the exits dir changes at every poll: those ticks
@@ -124,5 +98,29 @@ def test_a_tick_for_new_exit_files_refreshes_their_containers_and_the_sweep_all(
         manager.tick()
         status = {r.name: (r.status, r.exit_code) for r in rt.containers.stored()}
         assert status == {"ends": ("exited", 3), "lost": ("exited", 255)}
+    finally:
+        rt.close()
+
+
+def test_a_pass_refreshes_each_record_once_and_an_exit_is_still_seen(host: Host, busybox_image: str) -> None:
+    """A pass asks for the records at engine start, to observe, and for its summary: they are
+    refreshed from conmon's files and /proc once, and again as soon as conmon writes an exit."""
+    for name in ("a", "b", "c"):
+        cli(host, "run", "-d", "--name", name, "--network", "none", busybox_image, "sleep", "3600")
+    rt = host.runtime()
+    try:
+        store = rt.containers
+        assert [r.status for r in store.records()] == ["running"] * 3
+        refreshed = store.refreshes
+        assert [r.status for r in store.records()] == ["running"] * 3
+        assert [s.status.value for s in rt.list_containers()] == ["running"] * 3
+        assert store.refreshes == refreshed                             # nothing changed: none again
+        victim = store.get("b")
+        os.kill(victim.pid or 0, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while victim.id not in store.exit_files():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert {r.name: r.status for r in store.records()} == {"a": "running", "b": "exited", "c": "running"}
     finally:
         rt.close()

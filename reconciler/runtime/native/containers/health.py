@@ -10,18 +10,22 @@ config has none.
     hc = HealthChecker(manager)
     hc.probe(id)         # run one probe now, store and return the new status
     hc.tick()            # probe every running container whose interval has elapsed, and
-                         # rotate the logs that reached their size (every LOG_CHECK_INTERVAL)
-    hc.watch(stop_event)
+                         # rotate the logs that reached their size (each on its own schedule)
+    hc.watch(stop_event) # sleeps until the next probe is due (or `poll`), then ticks
 
-A tick costs O(containers with a healthcheck) while no record changes: it reads the records as
-stored (`RecordStore.stored()`: one query of the records' version when none changed), not
-refreshed from conmon's files and /proc. A container that ended unseen is still "running"
-there until the restart manager (or any reader) records its exit; probing it finds it ended.
+One timer per container: the due probes are a heap of deadlines, so a tick costs O(probes due)
+while no record changes, plus one query of the records' version (`RecordStore.stored()`); the
+records are read as stored, not refreshed from conmon's files and /proc, and the probed ones
+are worked out again only when the version moved. A container that ended unseen is still
+"running" there until the restart manager (or any reader) records its exit; probing it finds
+it ended.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +40,8 @@ __all__ = ["HealthChecker", "probe_argv"]
 
 OUTPUT_LIMIT = 4096
 LOG_ENTRIES = 5
-LOG_CHECK_INTERVAL = 2.0     # seconds between the log size checks (one stat() per running container)
+LOG_CHECK_INTERVAL = 2.0     # seconds between looks for logs due a size check
+LOG_CHECK_MAX = 30.0         # the longest a running container's log goes unchecked (a quiet one)
 
 
 def probe_argv(test: tuple[str, ...]) -> list[str]:
@@ -64,13 +69,18 @@ class HealthChecker:
     def __init__(self, manager: containers.ContainerManager, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.manager = manager
         self.clock = clock
-        self._next: dict[str, float] = {}
+        self._next: dict[str, float] = {}        # key -> when its next probe is due (the truth)
+        self._heap: list[tuple[float, str, str, float]] = []   # (due, key, id, interval); stale ones skipped
         self._running: set[str] = set()
         self._lock = threading.Lock()
         self._logs_due = 0.0
+        # per container: when its log is checked next, and its size and the time at the last check
+        self._log_next: dict[str, float] = {}
+        self._log_seen: dict[str, tuple[int, float]] = {}
         # the records the last tick saw, and what is probed among them: (key, id, healthcheck)
         self._seen: tuple[records.Record, ...] | None = None
         self._targets: list[tuple[str, str, base.Healthcheck]] = []
+        self._live: set[str] = set()            # their keys
 
     def probe(self, cid: str) -> str | None:
         rec = self.manager.get(cid)
@@ -112,28 +122,80 @@ class HealthChecker:
         now = self.clock()
         recs = self.manager.stored()
         if now >= self._logs_due:
-            # log rotation rides on this loop: it runs every half second in the agent and in
-            # `reconcile` sessions, and already lists the records
+            # log rotation rides on this loop: it runs in the agent and in `reconcile` sessions,
+            # and already lists the records
             self._logs_due = now + LOG_CHECK_INTERVAL
-            self.manager.rotate_logs(recs)
+            self._rotate_due(recs, now)
         if recs is not self._seen:             # a new version of the records: who is probed
             self._seen, self._targets = recs, self._probed(recs)
-            live = {key for key, _, _ in self._targets}
-            for key in list(self._next):
-                if key not in live:
-                    del self._next[key]
-        for key, cid, hc in self._targets:
-            due = self._next.setdefault(key, now + hc.interval)
-            if due > now:
-                continue
-            with self._lock:
-                if key in self._running:
-                    continue
-                self._running.add(key)
+            self._schedule(now)
+        for key, cid, interval in self._due(now):
             if pool is None:
-                self._probe_done(key, cid, hc.interval)
+                self._probe_done(key, cid, interval)
             else:
-                pool.submit(self._probe_done, key, cid, hc.interval)
+                pool.submit(self._probe_done, key, cid, interval)
+
+    def _rotate_due(self, recs: tuple[records.Record, ...], now: float) -> None:
+        """Rotate the logs due a check that reached their size, and schedule each one's next
+        check from how fast it grew: half the time it would take to reach the size at that
+        pace (between LOG_CHECK_INTERVAL and LOG_CHECK_MAX; conmon's own cap is the backstop).
+        A quiet container's log costs a stat() every LOG_CHECK_MAX seconds, not every tick."""
+        limit = self.manager.log_max_size
+        if limit <= 0:
+            return
+        running = {r.id: r for r in recs if r.status == "running"}
+        for gone in [cid for cid in self._log_next if cid not in running]:
+            del self._log_next[gone]
+            self._log_seen.pop(gone, None)
+        due = [r for cid, r in running.items() if self._log_next.get(cid, 0.0) <= now]
+        if not due:
+            return
+        self.manager.rotate_logs(due)
+        for rec in due:
+            try:
+                size = os.stat(self.manager.paths(rec.id).log).st_size
+            except OSError:
+                size = 0
+            seen = self._log_seen.get(rec.id)
+            wait = LOG_CHECK_INTERVAL               # first look, or rotated since the last one
+            if seen is not None and size >= seen[0] and now > seen[1]:
+                rate = (size - seen[0]) / (now - seen[1])
+                wait = LOG_CHECK_MAX if rate <= 0 else (limit - size) / rate / 2
+            self._log_next[rec.id] = now + min(LOG_CHECK_MAX, max(LOG_CHECK_INTERVAL, wait))
+            self._log_seen[rec.id] = (size, now)
+
+    def _schedule(self, now: float) -> None:
+        """Timers for the probed containers: a new one is due an interval from now; the timers
+        of the ones probed no more are dropped."""
+        live = {key for key, _, _ in self._targets}
+        with self._lock:
+            self._live = live
+            for key in [k for k in self._next if k not in live]:
+                del self._next[key]
+            for key, cid, hc in self._targets:
+                if key not in self._next and key not in self._running:
+                    self._next[key] = now + hc.interval
+                    heapq.heappush(self._heap, (now + hc.interval, key, cid, hc.interval))
+
+    def _due(self, now: float) -> list[tuple[str, str, float]]:
+        """The timers that expired (taken off the heap, marked running): (key, id, interval)."""
+        out = []
+        with self._lock:
+            while self._heap and self._heap[0][0] <= now:
+                due, key, cid, interval = heapq.heappop(self._heap)
+                if self._next.get(key) != due or key in self._running:
+                    continue                    # dropped or rescheduled since it was pushed
+                self._running.add(key)
+                out.append((key, cid, interval))
+        return out
+
+    def next_due(self) -> float | None:
+        """Seconds until the next probe or log check is due (None: nothing scheduled)."""
+        with self._lock:
+            due = self._heap[0][0] if self._heap else None
+        if self.manager.log_max_size > 0:
+            due = self._logs_due if due is None else min(due, self._logs_due)
+        return None if due is None else max(0.0, due - self.clock())
 
     @staticmethod
     def _probed(recs: tuple[records.Record, ...]) -> list[tuple[str, str, base.Healthcheck]]:
@@ -152,13 +214,24 @@ class HealthChecker:
             pass
         finally:
             # the next probe is due an interval after this one ended (Docker's ticker skips overlaps)
-            self._next[key] = self.clock() + interval
+            due = self.clock() + interval
             with self._lock:
                 self._running.discard(key)
+                if key in self._live:
+                    self._next[key] = due
+                    heapq.heappush(self._heap, (due, key, cid, interval))
 
     def watch(self, stop: threading.Event, *, poll: float = 0.2, workers: int = 4) -> None:
-        """Probe until `stop`, up to `workers` probes at a time."""
+        """Probe until `stop`, up to `workers` probes at a time: each wake-up is at the next
+        deadline, or after `poll` seconds (a query of the records' version: new containers'
+        timers, and `stop`), whichever comes first. A failing tick is logged and the watch goes on."""
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="health") as pool:
             while not stop.is_set():
-                self.tick(pool=pool)
-                stop.wait(poll)
+                try:
+                    self.tick(pool=pool)
+                except Exception:  # noqa: BLE001 - the loop must survive one bad tick
+                    import structlog
+
+                    structlog.get_logger("reconciler.runtime.native.containers.health").exception("health_tick_failed")
+                due = self.next_due()
+                stop.wait(poll if due is None else min(poll, max(due, 0.01)))

@@ -11,8 +11,9 @@ happened meanwhile.
 
 Reading is O(changes): triggers bump a version number (`containers_version`) with every write
 to the table, by any process, so `stored()` re-reads the rows only when it moved, and parses
-only the rows whose JSON changed. The supervision loops poll `stored()` (health) and conmon's
-exits dir (`exits_signature`, restarts) instead of refreshing every record every tick.
+only the rows whose JSON changed. The supervision loops wait on events instead of refreshing
+every record every tick: the restart manager on the monitors' pidfds (monitors.py), the health
+checker on a heap of deadlines. `row_reads` and `refreshes` count the work, for tests and bench.
 """
 
 from __future__ import annotations
@@ -74,11 +75,8 @@ CREATE TRIGGER IF NOT EXISTS containers_deleted AFTER DELETE ON containers BEGIN
 END;
 """
 
-# How long after a change of conmon's exits dir it counts as changed still: a directory's mtime
-# has the kernel's coarse clock (a tick, 1-10 ms), so an exit file written within the same
-# tick as the last look leaves the mtime as it was; looking again until this long has passed
-# sees it.
-EXITS_SETTLE = 0.1
+# How long `records()` reuses the records it refreshed while nothing changed (records.records)
+FRESH_FOR = 1.0
 
 
 def now() -> str:
@@ -336,9 +334,17 @@ class RecordStore:
         # first. Replaced whole, never mutated: threads share them without a lock
         self._parsed: dict[str, tuple[str, Record]] = {}
         self._stored: tuple[int, tuple[Record, ...]] | None = None
+        # the refreshed records of the last `records()`: (the stored ones, exit files, when, them)
+        self._fresh_cache: tuple[tuple[Record, ...], set[str], float, tuple[Record, ...]] | None = None
+        # the stored records whose every monitor a running restart watch holds a pidfd of
+        self.monitored: tuple[Record, ...] | None = None
         # the engine's event journal (its table is made now: never inside a transaction, where
         # its DDL would end the caller's)
         self.journal = journal.Journal(self.db)
+        # the work done, observable: full reads of the rows (`stored` when the version moved) and
+        # records brought up to date from conmon's files and /proc (`refresh` of a live one)
+        self.row_reads = 0
+        self.refreshes = 0
 
     def oci(self, name: str | None = None) -> oci.OciRuntime:
         """The OCI runtime `name` (runc, crun; the one for new containers by default)."""
@@ -389,17 +395,6 @@ class RecordStore:
         row = self.db.connect().execute("SELECT n FROM containers_version").fetchone()
         return int(row[0]) if row is not None else 0
 
-    def exits_signature(self) -> tuple[int, int, int] | None:
-        """What tells a change of conmon's exits dir (a container ended): its inode, size and
-        mtime; None while it changed too recently to tell a further change (EXITS_SETTLE)."""
-        try:
-            st = os.stat(self.config.run_dir / "exits")
-        except OSError:
-            return (0, 0, 0)
-        if time.time_ns() - st.st_mtime_ns < EXITS_SETTLE * 1e9:
-            return None
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
-
     def exit_files(self) -> set[str]:
         """The ids conmon wrote an exit file for (the names in its exits dir; none is read)."""
         try:
@@ -415,6 +410,7 @@ class RecordStore:
         cached = self._stored
         if cached is not None and cached[0] == version:
             return cached[1]
+        self.row_reads += 1
         parsed = {row["id"]: (row["data"], self._parse(row["id"], row["data"]))
                   for row in self.db.connect().execute("SELECT id, data FROM containers")}
         recs = tuple(sorted((rec for _, rec in parsed.values()), key=lambda r: r.created, reverse=True))
@@ -432,9 +428,10 @@ class RecordStore:
             conn.execute("UPDATE containers SET data = ? WHERE id = ?", (new.to_json(), rec.id))
         return new
 
-    def refresh(self, rec: Record) -> Record:
-        """Bring a record up to date with conmon's exit file and the runtime's state."""
-        return self._secrets_lost(self._refresh(rec))
+    def refresh(self, rec: Record, *, exits: set[str] | None = None) -> Record:
+        """Bring a record up to date with conmon's exit file and the runtime's state. `exits`:
+        the names in conmon's exits dir, listed just now (no exit file is opened for the others)."""
+        return self._secrets_lost(self._refresh(rec, exits))
 
     def _secrets_lost(self, rec: Record) -> Record:
         """An exited container whose secret files' tmpfs is gone (a reboot) cannot run again:
@@ -452,14 +449,19 @@ class RecordStore:
         self._save(new)
         return new
 
-    def _refresh(self, rec: Record) -> Record:
+    def _refresh(self, rec: Record, exits: set[str] | None = None) -> Record:
         if rec.status not in ("running", "created"):
             return rec
         if rec.status == "created" and rec.conmon_pid is None:
             return rec              # reconnect() dropped its runtime container: its start makes one
+        self.refreshes += 1
+        if exits is not None and rec.id not in exits and rec.conmon_pid and rec.conmon_alive():
+            return rec              # no exit file listed and its monitor runs: as recorded
         p = self.paths(rec.id).conmon
         ex = conmon.read_exit(p, rec.id)
-        if ex is None and rec.conmon_pid and not rec.conmon_alive() and (
+        if ex is None and rec.conmon_pid and rec.conmon_alive():
+            return rec              # its monitor runs and wrote no exit: as recorded (one /proc read)
+        if ex is None and rec.conmon_pid and (
                 rec.status == "created" or not rec.main_alive()):
             # conmon writes the exit file, then ends: it may have done both since the first read,
             # or be ending now. Only a killed conmon (a reboot) leaves none: give it half a second
@@ -501,9 +503,26 @@ class RecordStore:
         return self.refresh(self._load(name_or_id))
 
     def records(self, selector: Mapping[str, str] | None = None) -> list[Record]:
-        """The records (those whose labels match `selector`), newest first, each refreshed."""
-        return [self.refresh(r) for r in self.stored()
-                if not selector or base.labels_match(r.config.labels, selector)]
+        """The records (those whose labels match `selector`), newest first, each refreshed.
+
+        One pass asks several times (engine start, observation, the summary): the refreshed
+        records are reused while no record changed (the version), conmon wrote no exit file
+        and removed none (one scandir of its exits dir), and either they are at most FRESH_FOR
+        old (a monitor killed without an exit file is seen that late at most) or a restart
+        manager's watch holds a pidfd of every monitor of these records (`monitored`): a
+        monitor that ends is then refreshed by that watch, which moves the version."""
+        return [r for r in self._fresh() if not selector or base.labels_match(r.config.labels, selector)]
+
+    def _fresh(self) -> tuple[Record, ...]:
+        stored, exits, at = self.stored(), self.exit_files(), time.monotonic()
+        cached = self._fresh_cache
+        if cached is not None and cached[0] is stored and cached[1] == exits and (
+                at - cached[2] < FRESH_FOR or self.monitored is stored):
+            return cached[3]
+        recs = tuple(self.refresh(r, exits=exits) for r in stored)
+        # keyed by the rows as they are now (a refresh that recorded an exit moved the version)
+        self._fresh_cache = (self.stored(), exits, at, recs)
+        return recs
 
     def logs(
         self, name_or_id: str, *, follow: bool = False, since: str | None = None, tail: int | None = None,

@@ -66,13 +66,31 @@ def _cmdline(pid: str) -> list[bytes] | None:
     return b"".join(chunks).split(b"\0")
 
 
-def _conmon_processes(run_dir: Path) -> dict[int, str]:
-    """pid -> container id of every conmon whose command line names this engine's run dir."""
+def _monitor_group_pids(prefix: str) -> set[int] | None:
+    """The pids in the engine's monitors' cgroup (`/<prefix>/conmon`, where each conmon is
+    moved) over every hierarchy; None when no hierarchy has that group (nothing was moved)."""
+    found: set[int] | None = None
+    for h in cgroups.hierarchies():
+        try:
+            text = (h / prefix / cgroups.MONITOR / "cgroup.procs").read_text()
+        except OSError:
+            continue
+        found = (found or set()) | {int(x) for x in text.split()}
+    return found
+
+
+def _conmon_processes(run_dir: Path, prefix: str, recorded: set[int] | None = None) -> dict[int, str]:
+    """pid -> container id of every conmon whose command line names this engine's run dir.
+
+    With `recorded` (the monitor pids the records name), only the processes of the monitors'
+    cgroup that no record names are looked at, not every process on the host: a start with
+    nothing to recover reads one file per hierarchy."""
+    group = _monitor_group_pids(prefix) if recorded is not None else None
+    candidates = [str(p) for p in group - (recorded or set())] if group is not None else \
+        [e for e in os.listdir("/proc") if e.isdigit()]
     found: dict[int, str] = {}
     marker = str(run_dir).rstrip("/").encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for entry in candidates:
         argv = _cmdline(entry)
         if argv is None:
             continue
@@ -179,9 +197,12 @@ def recover(runtime: Any) -> RecoveryReport:
     for r in half_made:
         with contextlib.suppress(rterrors.NotFound):
             manager.remove(r.id, force=True)
-    known = {r.id for r in manager.stored()}      # read again only if a removal changed them
+    stored = manager.stored()                      # read again only if a removal changed them
+    known = {r.id for r in stored}
+    recorded = {r.conmon_pid for r in stored if r.conmon_pid}
     # monitors of ids without a record first: they would otherwise restart nothing but hold mounts
-    orphan_conmons = {pid: cid for pid, cid in _conmon_processes(manager.config.run_dir).items() if cid not in known}
+    orphan_conmons = {pid: cid for pid, cid in _conmon_processes(
+        manager.config.run_dir, manager.config.name_prefix, recorded).items() if cid not in known}
     killed = _kill_and_wait(orphan_conmons)
     orphans = sorted(_orphan_ids(manager, known) | set(orphan_conmons.values()))
     for cid in orphans:

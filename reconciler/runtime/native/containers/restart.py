@@ -7,31 +7,39 @@ doubles up to 1 min; it resets when the container ran for 10 s or more.
 
     rm = RestartManager(manager)
     rm.tick()                 # notice exits (conmon's exit files), start containers that are due
+    rm.tick(ids=[id])         # the same for these containers only (their monitor ended)
     rm.handle_exit(id)        # decide for one exited container; returns the delay or None
     rm.boot()                 # on engine start: start the exited ones their policy runs again
-    rm.watch(stop_event)      # loop: tick whenever the exits dir changes (polling its stat)
+    rm.watch(stop_event)      # loop: wake when a monitor ends (pidfds) or a restart is due
 
 A container whose conmon was killed (nothing would record its exit or read its output) is
 ended by tick and boot (exit 137, State.Error says why) and its policy then applies.
+
+The watch is driven by events, not by re-reading records: it holds a pidfd of every running
+container's conmon (monitors.py), which becomes readable when conmon ends, after writing the
+exit file or because it was killed. Only those containers are refreshed. Between events a wake-up
+every `poll` seconds costs one query of the records' version (new containers get their pidfd
+when it moves); none reads a record or a file of a container that did not change.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 from reconciler import restarting
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native.containers import containers, records
+from reconciler.runtime.native.containers import containers, monitors, records
 
 __all__ = ["DEFAULT_DELAY", "MAX_DELAY", "RESET_AFTER", "SWEEP", "RestartManager", "next_delay"]
 
 DEFAULT_DELAY = 0.1
-SWEEP = 2.0             # seconds between checks for containers whose conmon was killed
+SWEEP = 2.0             # seconds between checks of the monitors no pidfd watches (out of fds)
 MAX_DELAY = 60.0
 RESET_AFTER = 10.0
 
@@ -104,27 +112,40 @@ class RestartManager:
             self._pending.pop(cid, None)
             self._delay.pop(cid, None)
 
-    def tick(self, *, full: bool = True) -> list[str]:
+    def tick(self, *, full: bool = True, ids: Iterable[str] | None = None) -> list[str]:
         """Notice new exits and run the restarts that are due; returns the ids restarted.
 
-        `full` (the sweep): every record is refreshed, and containers whose conmon was killed
-        are ended. Otherwise (conmon's exits dir changed) only the containers that have an exit
-        file are refreshed: O(exits), not O(containers), while a pass stops many at once."""
-        restarted: list[str] = []
+        `ids`: only these containers are refreshed (their monitor ended), and ended if their
+        monitor is lost. Else `full` (engine start, a sweep): every record is refreshed, and
+        containers whose conmon was killed are ended; not `full`: only the containers that
+        have an exit file are refreshed."""
         try:
-            recs = self._end_unmonitored(self.manager.records()) if full else self._ended()
+            if ids is not None:
+                recs = self._checked(ids)
+            else:
+                recs = self._end_unmonitored(self.manager.records()) if full else self._ended()
+                self.forget_except({r.id for r in recs})
         except rterrors.RuntimeBackendError:
-            return restarted
-        live = {r.id for r in recs}
+            return []
+        self._handle_exits(recs)
+        return self._start_due()
+
+    def forget_except(self, live: set[str]) -> None:
+        """Cancel the pending restarts of containers no longer there (removed)."""
         for cid in list(self._pending):
             if cid not in live:
                 self.cancel(cid)
+
+    def _handle_exits(self, recs: Iterable[records.Record]) -> None:
         for rec in recs:
             if rec.status == "exited" and self._handled.get(rec.id) != rec.finished_at:
                 try:
                     self.handle_exit(rec.id)
                 except rterrors.NotFound:       # removed since it was listed
                     self.cancel(rec.id)
+
+    def _start_due(self) -> list[str]:
+        restarted: list[str] = []
         now = self.clock()
         for cid, p in list(self._pending.items()):
             if p.due > now:
@@ -144,6 +165,20 @@ class RestartManager:
                 # could not start: treat as a failed run, back off further
                 self._handled.pop(cid, None)
         return restarted
+
+    def _checked(self, ids: Iterable[str]) -> list[records.Record]:
+        """These containers refreshed, each ended if its monitor is lost; removed ones dropped."""
+        out = []
+        for cid in ids:
+            try:
+                rec = self.manager.get(cid)
+                if self.manager.unmonitored(rec):
+                    rec = self.manager.end_unmonitored(rec.id) or rec
+            except rterrors.NotFound:
+                self.cancel(cid)
+                continue
+            out.append(rec)
+        return out
 
     def _ended(self) -> list[records.Record]:
         """The records, with those of the containers conmon wrote an exit file for refreshed."""
@@ -192,27 +227,56 @@ class RestartManager:
 
     def watch(self, stop: threading.Event, *, poll: float = 0.2, sweep: float = SWEEP,
               on_tick: Callable[[list[str]], None] | None = None) -> None:
-        """Tick whenever conmon's exits dir changes, when a restart is due, and every `sweep`
-        seconds (a killed conmon writes no exit file), until `stop`; `on_tick` gets the ids
-        each tick restarted. A failing tick is logged and the watch goes on. Between ticks a
-        poll costs one stat() of the exits dir, however many containers there are."""
-        seen: tuple[int, int, int] | None = None
-        swept: float | None = None
-        while not stop.is_set():
-            signature = self.manager.exits_signature()      # None: changed a moment ago
-            due = self.next_due()
-            full = swept is None or self.clock() - swept >= sweep
-            if full or signature is None or signature != seen or (due is not None and due <= 0):
-                seen = signature
-                if full:
+        """Until `stop` (noticed at once): a tick for the containers whose monitor ended (as the
+        kernel reports it through their pidfds, or found gone when first watched) and for the
+        exits not yet decided, and when a restart is due; no sweep of every record (`boot` is
+        the engine start's). `poll` bounds how long a new container goes unwatched (one query of the
+        records' version per wake-up); `sweep`, how often the monitors left without a pidfd
+        (out of fds) are checked. `on_tick` gets the ids each tick restarted. A failing tick
+        is logged and the watch goes on."""
+        monitors.raise_fd_limit()
+        with monitors.MonitorWatch() as watch, self._monitoring():
+            watch.wake_on(stop)
+            seen: tuple[records.Record, ...] | None = None
+            swept = self.clock()
+            ended: set[str] = set()
+            first = True
+            while not stop.is_set():
+                recs = self.manager.stored()        # the version only, while nothing changed
+                if recs is not seen:
+                    seen = recs
+                    # a monitor already gone (ended before it could be watched: killed while no
+                    # engine ran, or between two looks) is as one that ends now
+                    ended |= watch.track(recs)
+                    # records() may trust its refreshed records while every monitor is watched
+                    self.manager.monitored = None if watch.unwatched else recs
+                    self.forget_except({r.id for r in recs})
+                    # exits recorded and not yet decided (while no engine ran, or another
+                    # process recorded them first)
+                    ended |= {r.id for r in recs if r.status == "exited" and self._handled.get(r.id) != r.finished_at}
+                if watch.unwatched and self.clock() - swept >= sweep:
                     swept = self.clock()
-                try:
-                    restarted = self.tick(full=full)
-                    if on_tick is not None:
-                        on_tick(restarted)
-                except Exception:  # noqa: BLE001 - keep watching: one bad tick is not the end
-                    import structlog
+                    ended |= watch.unwatched
+                due = self.next_due()
+                if first or ended or (due is not None and due <= 0):
+                    first = False
+                    self._step(on_tick, ids=ended)
+                    due = self.next_due()
+                ended = watch.wait(poll if due is None else min(poll, max(due, 0.0)))
 
-                    structlog.get_logger("reconciler.runtime.native.containers.restart").exception("restart_tick_failed")
-            due = self.next_due()
-            stop.wait(poll if due is None else min(poll, max(due, 0.01)))
+    @contextlib.contextmanager
+    def _monitoring(self) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            self.manager.monitored = None
+
+    def _step(self, on_tick: Callable[[list[str]], None] | None, *, ids: Iterable[str]) -> None:
+        try:
+            restarted = self.tick(ids=ids)
+            if on_tick is not None:
+                on_tick(restarted)
+        except Exception:  # noqa: BLE001 - keep watching: one bad tick is not the end
+            import structlog
+
+            structlog.get_logger("reconciler.runtime.native.containers.restart").exception("restart_tick_failed")

@@ -41,12 +41,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from reconciler.runtime import base, errors
 from reconciler.runtime.native.config import NativeConfig
-from reconciler.runtime.native.network import dns, firewall, ipam, netlink
+from reconciler.runtime.native.network import dns, firewall, ipam
+
+if TYPE_CHECKING:
+    from reconciler.runtime.native.network import netlink
+
+# netlink (pyroute2, ~120 ms to import) is imported where a link is touched: a pass whose
+# containers have no network, and recovery with nothing to recover, never load it
 
 __all__ = ["DEFAULT_NETWORK", "Attachment", "NetworkManager", "RecoveryReport", "unmount_all"]
 
@@ -255,6 +262,8 @@ class NetworkManager:
     def _host_networks(self, bridge: str) -> list[ipam.HostNetwork]:
         """What the host uses besides this engine's bridges (and `bridge`, the one a new network
         gets): every address, and every route but the default (docker0's, the uplink's, a VPN's)."""
+        from reconciler.runtime.native.network import netlink
+
         ours = {r.bridge for r in self._ipam.networks()} | {bridge}
         with netlink.host() as h:
             names = {link.index: link.name for link in h.links()}
@@ -272,6 +281,8 @@ class NetworkManager:
 
     def _host_networks6(self, bridge: str) -> list[ipaddress.IPv6Network]:
         """The IPv6 networks of the host's global addresses, but this engine's bridges'."""
+        from reconciler.runtime.native.network import netlink
+
         ours = {r.bridge for r in self._ipam.networks()} | {bridge}
         with netlink.host() as h:
             names = {link.index: link.name for link in h.links()}
@@ -279,6 +290,8 @@ class NetworkManager:
                     for index, a in h.addresses(family=socket.AF_INET6) if names.get(index) not in ours]
 
     def _ensure_bridge(self, record: ipam.NetworkRecord, *, created: list[str] | None = None) -> None:
+        from reconciler.runtime.native.network import netlink
+
         mac = "02:" + ":".join(_short_hash("mac/" + record.bridge, 10)[i:i + 2] for i in range(0, 10, 2))
         want = netlink.Address(record.gateway, record.prefixlen)
         want6 = netlink.Address(record.gateway6, record.prefixlen6) if record.gateway6 else None
@@ -319,6 +332,8 @@ class NetworkManager:
                 _sysctl("net/ipv6/conf/all/forwarding", "1")
 
     def _undo_network(self, record: ipam.NetworkRecord, *, delete_bridge: bool) -> None:
+        from reconciler.runtime.native.network import netlink
+
         if delete_bridge:
             with suppress(errors.RuntimeBackendError), netlink.host() as h:
                 h.delete_link(record.bridge)
@@ -331,6 +346,8 @@ class NetworkManager:
 
     def remove_network(self, name: str) -> None:
         """Remove a network with no containers attached (Conflict otherwise, NotFound if absent)."""
+        from reconciler.runtime.native.network import netlink
+
         with self._locked():
             record = self._ipam.remove_network(name)
             with netlink.host() as h:
@@ -507,6 +524,8 @@ class NetworkManager:
     @staticmethod
     def _clear_udp_flows(port: int) -> None:
         """Forget UDP flows to `port` that still point at an old address (best effort, like CNI)."""
+        from reconciler.runtime.native.network import netlink
+
         try:
             netlink.clear_conntrack(protocol="udp", port=port)
         except errors.RuntimeBackendError as exc:
@@ -523,6 +542,8 @@ class NetworkManager:
         )
 
     def _ensure_interfaces(self, container_id: str, endpoints: Sequence[ipam.EndpointRecord]) -> None:
+        from reconciler.runtime.native.network import netlink
+
         path = self.netns_path(container_id)
         self.netns_dir.mkdir(parents=True, exist_ok=True)
         if not path.exists():
@@ -537,6 +558,8 @@ class NetworkManager:
               default: bool) -> None:
         """The endpoint's veth on its bridge (made if missing) and its addresses in the namespace
         (with the default routes when this is the container's `default` network)."""
+        from reconciler.runtime.native.network import netlink
+
         bridge = h.link(net.bridge)
         if bridge is None:
             self._ensure_bridge(net)
@@ -563,6 +586,8 @@ class NetworkManager:
     def connect(self, container_id: str, network: str, aliases: Sequence[str] = ()) -> str:
         """Join an attached (running) container to one more network: a veth into its namespace,
         an address, its name (and `aliases`) in its peers' hosts files there. Its address."""
+        from reconciler.runtime.native.network import netlink
+
         self._check_container_id(container_id)
         with self._locked():
             ep = self._ipam.add_endpoint(container_id, network, veth=self.veth_name(container_id, network),
@@ -591,6 +616,8 @@ class NetworkManager:
             log.info("container disconnected", container=container_id[:12], network=network)
 
     def _unplug(self, container_id: str, network: str) -> None:
+        from reconciler.runtime.native.network import netlink
+
         ep = self._ipam.remove_endpoint(container_id, network)
         with netlink.host() as h:
             h.delete_link(ep.veth if ep is not None else self.veth_name(container_id, network))
@@ -627,6 +654,8 @@ class NetworkManager:
             unmount_all(self.netns_dir)
 
     def _teardown(self, container_id: str, endpoints: Sequence[ipam.EndpointRecord]) -> None:
+        from reconciler.runtime.native.network import netlink
+
         names = {e.veth for e in endpoints}
         names |= {self.veth_name(container_id, n.name) for n in self._ipam.networks()}
         problems: list[str] = []
@@ -717,6 +746,8 @@ class NetworkManager:
 
     def recover(self, live_container_ids: Sequence[str] = ()) -> RecoveryReport:
         """At start-up: release what dead containers held and delete leaked host objects."""
+        from reconciler.runtime.native.network import netlink
+
         live = set(live_container_ids)
         with self._locked():
             dead = [c.container_id for c in self._ipam.containers() if c.container_id not in live]

@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench import plots  # noqa: E402
+from bench import rows as benchrows  # noqa: E402
 from reconciler.api import client as api_client  # noqa: E402
 from reconciler.runtime.native.backend import NativeRuntime  # noqa: E402
 from reconciler.runtime.native.config import NativeConfig  # noqa: E402
@@ -214,6 +215,9 @@ def main() -> int:
             print(f"   docker-compose up -d       p50 {statistics.median(compose_lat):6.3f}"
                   f"   p95 {pct(compose_lat, 0.95):6.3f}")
             print(f"   ratio agent/compose p50    {statistics.median(lat) / statistics.median(compose_lat):6.2f}")
+        benchrows.record("manifest edit -> container running (agent, p50)", statistics.median(lat),
+                         peer="docker-compose up -d" if compose_lat else None,
+                         theirs=statistics.median(compose_lat) if compose_lat else None)
 
         # -- 2. idle with N containers -------------------------------------------------------
         n = args.containers
@@ -234,6 +238,7 @@ def main() -> int:
         print(f"   agent process RSS          {mib(agent_rss)}   CPU {100 * cpu:5.2f} %")
         print(f"   {len(conmons)} conmon monitors RSS    {mib(conmon_rss)}")
         print(f"   agent + conmons            {mib(agent_rss + conmon_rss)}")
+        benchrows.record(f"idle agent CPU, {n} containers", 100 * cpu, unit="%", goal=1.0)
 
         if have_docker:
             daemons = pids_named("dockerd") + pids_named("containerd")
@@ -260,6 +265,8 @@ def main() -> int:
             print(f"   ratio agent/(dockerd+containerd)          {agent_rss / d_rss:5.2f}")
             print(f"   ratio (agent+conmons)/(docker+shims)      {(agent_rss + conmon_rss) / docker_total:5.2f}"
                   f"   (goal < 0.5: {'met' if (agent_rss + conmon_rss) / docker_total < 0.5 else 'NOT met'})")
+            benchrows.record(f"memory at rest, {n} containers (agent + conmons)", (agent_rss + conmon_rss) / 2**20,
+                             unit="MiB", peer="dockerd + containerd + shims", theirs=docker_total / 2**20, goal=0.2)
         if args.plot:
             stacked = {"reconcile agent": {"daemon": agent_rss / 2**20, "per-container monitors": conmon_rss / 2**20}}
             if have_docker:

@@ -37,14 +37,13 @@ SCRIPTS: dict[str, tuple[str, list[str], list[str], bool]] = {
     "cli": ("bench_cli.py", ["--runs", "21", "--agent"], ["--runs", "7", "--agent"], False),
     "run": ("bench_run.py", ["--runs", "15", "--detached", "50"], ["--runs", "5", "--detached", "10"], False),
     "build": ("bench_build.py", ["--runs", "5"], ["--runs", "3"], False),
-    "pull": ("bench_pull.py", ["--runs", "3", "--layers", "10", "--mib", "200"],
-             ["--runs", "1", "--layers", "4", "--mib", "34"], True),
-    "pull-small": ("bench_pull.py", ["--runs", "3", "--layers", "4", "--mib", "34"],
-                   ["--runs", "1", "--layers", "4", "--mib", "34"], False),
+    "pull": ("bench_pull.py", ["--suite", "--runs", "3"], ["--runs", "1", "--layers", "4", "--mib", "34"], True),
     "converge": ("bench_converge.py", ["--containers", "50"], ["--containers", "10", "--idle-seconds", "3"], True),
     "plan": ("bench_plan.py", ["--runs", "7"], ["--runs", "3"], False),
     "agent": ("bench_agent.py", ["--containers", "50", "--edits", "10", "--idle", "10"],
               ["--containers", "10", "--edits", "3", "--idle", "3"], True),
+    "scale": ("bench_scale.py", ["--containers", "500,1000"], ["--containers", "100", "--runs", "1",
+                                                              "--idle-seconds", "5"], False),
     "registry": ("bench_registry_fetch.py", ["--runs", "7"], ["--runs", "3", "--layer-mb", "10"], False),
 }
 

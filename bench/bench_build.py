@@ -34,6 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench import rows as benchrows  # noqa: E402
 from reconciler.runtime.native.build import builder  # noqa: E402
 from reconciler.runtime.native.config import NativeConfig  # noqa: E402
 from reconciler.runtime.native.containers import containers  # noqa: E402
@@ -148,6 +149,12 @@ def main() -> int:
             how = "warm process (API)" if who == "api" else "CLI process"
             print(f"ratio cold    {how:18s} native/docker = {cold:.2f}   (goal <= 1.0) {'OK' if cold <= 1.0 else 'MISSED'}")
             print(f"ratio rebuild {how:18s} native/docker = {warm:.2f}   (goal <= 0.5) {'OK' if warm <= 0.5 else 'MISSED'}")
+        where = {"api": " (warm process)", "native": ""}
+        for who in ("native", "api"):
+            benchrows.record(f"unchanged reconcile build{where[who]}", med[f"{who} rebuild"], peer="docker",
+                             theirs=med["docker rebuild"], goal=1.0)
+            benchrows.record(f"cold reconcile build{where[who]}", med[f"{who} cold"], peer="docker",
+                             theirs=med["docker cold"], goal=1.0)
         return 0
     finally:
         for t in [*tags, *docker_ids]:

@@ -36,6 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import plots
+from bench import rows as benchrows
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
 from reconciler.runtime.native.network.network import NetworkManager
@@ -196,6 +197,13 @@ def main() -> int:
               f"over {opts.idle_seconds:.0f} s (goal < 1 % at 500)")
         print(f"  remove all (a pass waiting for {n} stopping containers): {r['remove_wall']:.2f} s, "
               f"CPU {r['remove_cpu']:.2f} s", flush=True)
+        compose = not opts.native_only
+        benchrows.record(f"converge {n} from empty (reconcile --once)", r["native_up"],
+                         peer="docker-compose up -d" if compose else None,
+                         theirs=r["compose_up"] if compose else None, goal=0.3 if compose else None)
+        benchrows.record(f"nothing to do, {n} containers (reconcile --once)", r["native_noop"],
+                         peer="docker-compose up -d" if compose else None,
+                         theirs=r["compose_noop"] if compose else None, goal=0.15 if compose else None)
     if opts.plot:
         plots.lines(opts.plot_dir / "bench-converge.png", "Converge from an empty host (one CLI run)",
                     "containers (one network, one published port each)", "seconds", counts,

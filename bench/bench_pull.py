@@ -43,6 +43,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import plots
+from bench import rows as benchrows
 from tests.helpers import images
 from tests.helpers.registry import RegistryServer
 
@@ -235,10 +236,14 @@ def main() -> int:
             ratio = f"{ours / theirs:.2f}" if theirs else "-"
             peer = f"{theirs:.3f}s" if theirs else "-"
             print(f"{what:<52}{ours:>9.3f}s{peer:>9}{ratio:>8}")
+            goal = 0.5 if what.startswith("cold") else 1.5 if what.startswith("re-pull,") or "HEAD" in what else None
+            benchrows.record(what, ours, peer="docker" if theirs else None, theirs=theirs, goal=goal)
         print()
         print(f"{'gzip inflate of the first image (best of 3)':<52}{'seconds':>10}{'vs zlib':>17}")
         for name, secs in inflate.items():
             print(f"{name:<52}{secs:>9.3f}s{secs / inflate['zlib']:>17.2f}")
+            if name != "zlib":
+                benchrows.record(f"gzip inflate with {name}", secs, peer="zlib", theirs=inflate["zlib"])
         for peer in ("podman", "skopeo"):
             if peer in first_cold:
                 print(f"native / {peer:<7} cold {first_cold['native'] / first_cold[peer]:.2f}")

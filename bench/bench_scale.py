@@ -40,6 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import rows as benchrows
 from bench.bench_cli import timed
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
@@ -234,6 +235,13 @@ def main() -> int:
               f"{r['remove_cpu']:.2f} s = {100 * r['remove_cpu'] / r['remove_wall']:.1f} % of a core; its own "
               f"threads {r['remove_own']:.2f} s = {100 * r['remove_own'] / r['remove_wall']:.1f} % (the rest: the "
               "runc and conmon processes of the removals)", flush=True)
+        benchrows.record(f"nothing to do, {n} containers: the pass alone", r["noop_pass"], goal=0.2 if n <= 500 else None)
+        benchrows.record(f"nothing to do, {n} containers (reconcile --once)", r["noop_wall"])
+        docker_ps = None if r["docker_ps"] != r["docker_ps"] else r["docker_ps"]      # NaN: no docker row
+        benchrows.record(f"reconcile ps -a, {n} containers", r["ps"], peer="docker" if docker_ps else None,
+                         theirs=docker_ps, goal=1.5 if docker_ps else None)
+        benchrows.record(f"idle agent CPU, {n} containers", 100 * r["idle_agent"], unit="%", goal=1.0)
+        benchrows.record(f"converge {n} from empty (reconcile --once)", r["converge"])
     return 0
 
 

@@ -202,18 +202,26 @@ def _follow(rt: Any, cid: str, args: argparse.Namespace) -> int:
     if args.detach:
         print(cid)
         return 0
+    code = _print_until_exit(rt.logs(cid, follow=True), wait=lambda: int(rt.wait_container(cid)),
+                             stop=lambda: rt.stop_container(cid))
+    if args.rm:
+        rt.remove_container(cid, force=True)
+    return code
+
+
+def _print_until_exit(lines: Any, *, wait: Any, stop: Any) -> int:
+    """Copy a running container's log lines to stdout/stderr until it exits; its exit code
+    (Ctrl-C stops it, as `docker run` in the foreground does)."""
     out, err = sys.stdout.buffer, sys.stderr.buffer
     try:
-        for line in rt.logs(cid, follow=True):
+        for line in lines:
             stream = err if line.stream == "stderr" else out
             stream.write(line.data + b"\n")
             stream.flush()
-        code = int(rt.wait_container(cid))
+        code: int = wait()
     except KeyboardInterrupt:
-        rt.stop_container(cid)
-        code = int(rt.wait_container(cid))
-    if args.rm:
-        rt.remove_container(cid, force=True)
+        stop()
+        code = wait()
     return code
 
 
@@ -263,16 +271,8 @@ def _run_native(rt: Any, config: Any, args: argparse.Namespace) -> int:
     def running() -> bool:
         return mgr.get(cid).status in ("running", "created")
 
-    try:
-        out, err = sys.stdout.buffer, sys.stderr.buffer
-        for line in opening.read_native_logs(path, is_running=running, poll=0.01):
-            stream = err if line.stream == "stderr" else out
-            stream.write(line.data + b"\n")
-            stream.flush()
-        code = int(mgr.wait(cid))
-    except KeyboardInterrupt:
-        rt.stop_container(cid)
-        code = int(mgr.wait(cid))
+    code = _print_until_exit(opening.read_native_logs(path, is_running=running, poll=0.01),
+                             wait=lambda: int(mgr.wait(cid)), stop=lambda: rt.stop_container(cid))
     if args.rm:
         rt.remove_container(cid, force=True)
     return code

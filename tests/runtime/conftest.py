@@ -113,6 +113,9 @@ PODMAN_CANNOT: dict[str, str] = {
                                            "an internal network lacks), so peers there cannot be found by name",
     "test_container_on_two_networks": "with CNI lists one dnsmasq per network in resolv.conf and busybox's resolver "
                                       "asks only the first, so names on the second network are not found",
+    "test_domainname_is_the_containers_own": "4.3 refuses the kernel.domainname sysctl (\"not allowed\") that "
+                                             "applies a domain name under runc 1.1, which ignores config.json's "
+                                             "domainname: such a container is refused at create, with Podman's error",
 }
 
 

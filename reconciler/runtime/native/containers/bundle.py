@@ -209,16 +209,7 @@ def resolve_user(rootfs: Path, spec: str | None, *, group_add: Sequence[str] = (
     groups = [g for g in groups if len(g) >= 4]
     additional: list[int] = []
     if group_part:
-        if group_part.isdigit():
-            gid = _parse_id(group_part, "gid")
-        else:
-            found = [g for g in groups if g[0] == group_part]
-            if not found:
-                raise rterrors.InvalidArgument(
-                    f"unable to find group {group_part}: no matching entries in the image's /etc/group",
-                    hint="use a numeric gid, or a group the image defines",
-                )
-            gid = _parse_id(found[0][2], "gid")
+        gid = _group_id(groups, group_part, "use a numeric gid, or a group the image defines")
     else:
         if gid is None:
             gid = 0
@@ -230,19 +221,21 @@ def resolve_user(rootfs: Path, spec: str | None, *, group_add: Sequence[str] = (
                     if n != gid and n not in additional:
                         additional.append(n)
     for group in group_add:
-        if group.isdigit():
-            n = _parse_id(group, "gid")
-        else:
-            found = [g for g in groups if g[0] == group]
-            if not found:
-                raise rterrors.InvalidArgument(
-                    f"unable to find group {group}: no matching entries in the image's /etc/group",
-                    hint="use a numeric gid in groupAdd, or a group the image defines",
-                )
-            n = _parse_id(found[0][2], "gid")
+        n = _group_id(groups, group, "use a numeric gid in groupAdd, or a group the image defines")
         if n not in additional:
             additional.append(n)
     return User(uid=uid, gid=gid, additional_gids=tuple(additional), home=home)
+
+
+def _group_id(groups: list[list[str]], group: str, hint: str) -> int:
+    """A group's id: a number as it is, a name looked up in the image's /etc/group rows."""
+    if group.isdigit():
+        return _parse_id(group, "gid")
+    found = [g for g in groups if g[0] == group]
+    if not found:
+        raise rterrors.InvalidArgument(
+            f"unable to find group {group}: no matching entries in the image's /etc/group", hint=hint)
+    return _parse_id(found[0][2], "gid")
 
 
 # ---------------------------------------------------------------------------- process

@@ -93,13 +93,13 @@ def _inflate_module() -> tuple[str, Any]:
     """The fastest gzip inflate installed: python-isal (about 2x zlib), zlib-ng, else zlib.
     All three have zlib's decompressobj (wbits=31, max_length, unconsumed_tail, eof)."""
     try:
-        from isal import isal_zlib
+        from isal import isal_zlib  # type: ignore[import-not-found,unused-ignore]
 
         return "isal", isal_zlib
     except ImportError:
         pass
     try:
-        from zlib_ng import zlib_ng
+        from zlib_ng import zlib_ng  # type: ignore[import-not-found,unused-ignore]
 
         return "zlib-ng", zlib_ng
     except ImportError:

@@ -64,10 +64,10 @@ def test_a_compose_directory_converges_and_follows_its_env_files(tmp_path: Path,
     wait_for("api replaced", lambda: env_of(agent.root, "shop-api-1").get("LEVEL") == "debug")
     after = {n: c.id for n, c in containers(agent.root).items()}
 
-    write(shop, "compose.yaml", COMPOSE.replace("env_file: api.env", "env_file: api.env\n        privileged: true"))
+    write(shop, "compose.yaml", COMPOSE.replace("env_file: api.env", "env_file: api.env\n        oom_kill_disable: true"))
     src = wait_for("the broken revision reported", lambda: (s := agent.source("shop"))["problems"] and s)
-    assert src["problems"] == [f"{shop / 'compose.yaml'}:11:5: services.api.privileged: not supported yet: "
-                               "privileged; the manifest language cannot say it yet, remove it"]
+    assert src["problems"] == [f"{shop / 'compose.yaml'}:11:5: services.api.oom_kill_disable: not supported yet: "
+                               "oom_kill_disable; the manifest language cannot say it yet, remove it"]
     agent.reconcile("shop")
     assert {n: c.id for n, c in containers(agent.root).items()} == after
 

@@ -17,7 +17,7 @@ from reconciler.runtime.docker import DockerRuntime
 from reconciler.runtime.docker.podman import PodmanRuntime
 from tests.docker.conftest import DOCKER_SOCKET, PulledImage, rand
 
-pytestmark = [pytest.mark.root, pytest.mark.docker]
+pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.xdist_group("podman")]   # one podman service (tests/runtime/conftest.py)
 
 
 def _open(sock: str, monkeypatch: pytest.MonkeyPatch, root: Path) -> base.Runtime:

@@ -310,7 +310,9 @@ def fake_backend(tmp_path: Path) -> Iterator[tuple[base.Runtime, str]]:
     pytest.param("native", marks=pytest.mark.root),
     pytest.param("docker", marks=[pytest.mark.root, pytest.mark.docker]),
     pytest.param("native-api", marks=pytest.mark.root),
-    pytest.param("podman", marks=pytest.mark.root),
+    # one podman service for the whole run, on one worker: CNI names its bridges cni-podman1, 2, ...
+    # per service, so two services (one per xdist worker) would fight over the same bridge names
+    pytest.param("podman", marks=[pytest.mark.root, pytest.mark.xdist_group("podman")]),
 ])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[base.Runtime, str]]:
     """(runtime, busybox image reference) for each backend. "native-api" is the native engine

@@ -13,6 +13,8 @@ CAPABILITIES = {
     "fake": {"Renaming"},
     "native": {"Renaming", "ImageBuilding", "ImagePushing", "Supervised", "ArchiveTransfer"},
     "docker": {"Renaming", "ArchiveTransfer"},       # dockerd supervises its containers itself
+    # Podman restarts its containers itself; its healthchecks are reconciler's loop (podman.py)
+    "podman": {"Renaming", "ArchiveTransfer", "Supervised"},
 }
 
 

@@ -513,6 +513,10 @@ class _Planner:
             self.ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res,
                                           f"replicas: {c.replicas}: this runtime runs one container per "
                                           "Container object (load the manifests for a single host: spec.load without cluster)")
+        elif self.options.cluster and any(n.startswith("container:") for n in c.networks):
+            self.ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res,
+                                          f"networks: {c.networks[0]}: a Swarm service cannot join a container's network "
+                                          "namespace; put both on one network, or run them with --runtime native or docker")
         elif ingress and not self.options.cluster:
             self.ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res,
                                           f"spec.ports[{ingress[0]}]: mode: ingress is Swarm's routing mesh (for "

@@ -446,8 +446,14 @@ class Builder:
             if joined.startswith(_JOIN) and joined.removeprefix(_JOIN) not in names["Container"]:
                 self.report(d, sp("networks", i), f"no Container named {joined.removeprefix(_JOIN)!r} to join; "
                             "define it in a manifest")
-        if len(networks) > 1 and (set(networks) & {"host", "none"} or joins):
-            self.report(d, sp("networks"), "host, none and container:NAME cannot be combined with other networks")
+            elif joined == _JOIN + d.name:
+                self.report(d, sp("networks", i), "a container cannot join its own network namespace")
+        joins = [j for j in joins if j in names["Container"] and j != d.name]
+        if len(networks) > 1 and set(networks) & {"host", "none"}:
+            self.report(d, sp("networks"), "host and none cannot be combined with other networks")
+        elif len(networks) > 1 and joins:
+            self.report(d, sp("networks"), f"{_JOIN}{joins[0]} cannot be combined with other networks: the container "
+                        f"has {joins[0]}'s network and no other")
         if ports and networks in (("host",), ("none",)):
             self.report(d, sp("ports"), f"ports cannot be published with network {networks[0]}")
         elif ports and joins:

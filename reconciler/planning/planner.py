@@ -279,6 +279,7 @@ class _Planner:
     # networks and volumes → containers
     net_ready: dict[str, str] = field(default_factory=dict)     # name → action that makes it usable
     net_recreated: set[str] = field(default_factory=set)        # removed and made again here
+    recreated: set[str] = field(default_factory=set)            # containers replaced here
     removals_for_net: dict[str, list[str]] = field(default_factory=dict)  # recreated → container removals
     vol_ready: dict[str, str] = field(default_factory=dict)     # name → its ensure (or fail)
     # images → containers
@@ -512,6 +513,10 @@ class _Planner:
             self.ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res,
                                           f"replicas: {c.replicas}: this runtime runs one container per "
                                           "Container object (load the manifests for a single host: spec.load without cluster)")
+        elif self.options.cluster and any(n.startswith("container:") for n in c.networks):
+            self.ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res,
+                                          f"networks: {c.networks[0]}: a Swarm service cannot join a container's network "
+                                          "namespace; put both on one network, or run them with --runtime native or docker")
         elif ingress and not self.options.cluster:
             self.ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res,
                                           f"spec.ports[{ingress[0]}]: mode: ingress is Swarm's routing mesh (for "
@@ -588,6 +593,8 @@ class _Planner:
         if c.image in self.rebuilt:
             reasons.append("image rebuilt")
         reasons += [f"network {n} recreated" for n in c.networks if n in self.net_recreated]
+        # a container joining another's network namespace loses it with that container
+        reasons += [f"{n} replaced" for n in c.networks if n.removeprefix("container:") in self.recreated]
         if o.status == "dead":
             reasons.append("container is dead")
         if self._mode_changed(c, o):
@@ -612,6 +619,7 @@ class _Planner:
         if held:
             self.ready[c.name] = self.b.add(f"hold:{res}", Kind.HOLD, res, held)
             return
+        self.recreated.add(c.name)
         if self.options.cluster and not any(n in self.net_recreated for n in c.networks) \
                 and not self._mode_changed(c, o):
             # changed in place: Swarm rolls the new spec out copy by copy, and back on failure

@@ -240,7 +240,9 @@ class FakeRuntime:
                     f"env {', '.join(missing)} came from a SOPS-encrypted file and has no value: a container "
                     "config read back from a record never carries one", hint="apply the manifests: they give it again")
             for net in config.networks:
-                if net not in ("host", "none") and net not in self.s["networks"]:
+                if net.startswith("container:"):
+                    self._get(net.removeprefix("container:"))      # the container whose namespace it joins
+                elif net not in ("host", "none") and net not in self.s["networks"]:
                     raise rterrors.NotFound(f"network {net} does not exist")
             for m in config.mounts:
                 if m.type == "volume" and m.source not in self.s["volumes"]:

@@ -34,6 +34,7 @@ _REF = re.compile(
     r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
 _BUILD_SECRET_MAX = 1 << 20       # as `reconcile build --secret` reads them
+_JOIN = "container:"                # networks: [container:NAME] joins NAME's network namespace
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _RESERVED_LABEL = "reconciler."
 _WILDCARDS = ("0.0.0.0", "::")  # noqa: S104 - a wildcard host IP conflicts with every address
@@ -438,11 +439,26 @@ class Builder:
 
         ports = self.ports(d, spec)
         networks = tuple(spec.get("networks", ()))
-        self.check_refs(d, sp("networks"), networks, names["Network"], "Network", reserved=("host", "none"))
+        joins = [n.removeprefix(_JOIN) for n in networks if n.startswith(_JOIN)]
+        self.check_refs(d, sp("networks"), networks, names["Network"], "Network",
+                        reserved=("host", "none", *(_JOIN + j for j in joins)))
+        for i, joined in enumerate(networks):
+            if joined.startswith(_JOIN) and joined.removeprefix(_JOIN) not in names["Container"]:
+                self.report(d, sp("networks", i), f"no Container named {joined.removeprefix(_JOIN)!r} to join; "
+                            "define it in a manifest")
+            elif joined == _JOIN + d.name:
+                self.report(d, sp("networks", i), "a container cannot join its own network namespace")
+        joins = [j for j in joins if j in names["Container"] and j != d.name]
         if len(networks) > 1 and set(networks) & {"host", "none"}:
             self.report(d, sp("networks"), "host and none cannot be combined with other networks")
+        elif len(networks) > 1 and joins:
+            self.report(d, sp("networks"), f"{_JOIN}{joins[0]} cannot be combined with other networks: the container "
+                        f"has {joins[0]}'s network and no other")
         if ports and networks in (("host",), ("none",)):
             self.report(d, sp("ports"), f"ports cannot be published with network {networks[0]}")
+        elif ports and joins:
+            self.report(d, sp("ports", 0), f"ports cannot be published with network {networks[0]}: "
+                        f"publish them on {joins[0]}, whose network it joins")
         volumes = self.volumes(d, spec, names["Volume"], files)
         secrets = self.secrets(d, spec, files, {m.target for m in volumes})
 
@@ -468,7 +484,8 @@ class Builder:
                                 reserve.get("memory")),
             cpus=self.convert(d, sp("resources", "reservations", "cpus"), units.parse_cpus, reserve.get("cpus")),
         ) if reserve else None
-        depends_on = tuple(spec.get("dependsOn", ()))
+        # a container joining another's network is made after it (and again when it is replaced)
+        depends_on = tuple(dict.fromkeys((*spec.get("dependsOn", ()), *joins)))
         self.check_refs(d, sp("dependsOn"), depends_on, names["Container"], "Container")
         if d.name in depends_on:
             self.report(d, sp("dependsOn", depends_on.index(d.name)), "a container cannot depend on itself")
@@ -654,6 +671,9 @@ class Builder:
         for name, c in containers.items():
             deps = tuple(dict.fromkeys(r for dep in c.depends_on for r in copies.get(dep, [dep])))
             c = dataclasses.replace(c, depends_on=deps)     # depends_on is not hashed
+            if c.networks and c.networks[0].startswith(_JOIN) and c.networks[0].removeprefix(_JOIN) in copies:
+                joined = copies[c.networks[0].removeprefix(_JOIN)][:1]      # its first replica, as compose does
+                c = dataclasses.replace(c, networks=tuple(_JOIN + j for j in joined))
             for i, replica in enumerate(copies.get(name, [name]), start=1):
                 if replica in out or (replica != name and replica in containers):
                     self.report(docs[name], ("spec", "replicas"), f"replica {replica!r} has the name of another Container; rename one of them")

@@ -50,7 +50,7 @@ SERVICE_KEYS: dict[str, str] = {
     "env_file": "`env`: read in compose's dotenv format, interpolated; `required: false` files may be missing",
     "ports": "`ports`: short and long syntax, ranges, tcp/udp; a long form's `mode: ingress` is the manifest's `mode: ingress` (Swarm's routing mesh: `--runtime swarm` only; `host_ip` with it is an error); a random host port or a host range for one port is an error",
     "networks": "`networks` (`<project>_<name>`), and `aliases`: the service name and every `aliases:` entry",
-    "network_mode": "`host` and `none`: `networks: [host]` / `[none]`; other modes are errors",
+    "network_mode": "`host` and `none`: `networks: [host]` / `[none]`; `service:NAME` and `container:NAME`: `networks: [container:<its Container>]` (it joins that container's network namespace, is made after it and publishes no ports); other modes are errors",
     "volumes": "`volumes`: named volumes, binds (relative to the project directory), tmpfs; `read_only`",
     "tmpfs": "`volumes` of type tmpfs, with `size` and `mode` options (other options are errors)",
     "restart": "`restart`",
@@ -908,10 +908,20 @@ class _Service:
         return f"{head}{published}:{target}/{protocol}"
 
     def k_network_mode(self, value: Any) -> None:
+        kind, _, target = str(value).partition(":")
         if value in ("host", "none"):
             self.put("networks", [value], "network_mode")
+        elif kind == "service" and target in self.tr.data["services"]:
+            other = self.tr.data["services"][target]
+            self.put("networks", ["container:" + str(other.get("container_name") or _container(self.tr.project, target, other))],
+                     "network_mode")
+        elif kind == "container" and target:
+            self.put("networks", [value], "network_mode")
+        elif kind == "service":
+            self.tr.error(self.p("network_mode"), f"network_mode {value!r}: no service named {target!r} in the project")
         else:
-            self.tr.error(self.p("network_mode"), not_supported(f"network_mode {value!r}", "use host or none, or networks:"))
+            self.tr.error(self.p("network_mode"), not_supported(
+                f"network_mode {value!r}", "use host, none, service:NAME or container:NAME, or networks:"))
 
     def k_networks(self, value: Map) -> None:
         names: list[str] = []

@@ -516,7 +516,7 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
             ports: ["80", "53:53/sctp"]
             devices: ["nvidia.com/gpu=all"]
             volumes: [/anonymous]
-            network_mode: "service:db"
+            network_mode: "bridge:db"
             tmpfs: ["/run:size=64m,uid=1000"]
           db:
             image: x/db:1
@@ -527,7 +527,7 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
             "compose.yaml:4:19: services.web.ports[1]: not supported yet: the sctp protocol; use tcp or udp",
             "compose.yaml:5:15: services.web.devices[0]: not supported yet: the device 'nvidia.com/gpu=all' (a CDI device name); name a device node of the host, like /dev/fuse",
             "compose.yaml:6:15: services.web.volumes[0]: not supported yet: anonymous volumes; name the volume (data:/anonymous) and declare it under the top-level volumes:",
-            "compose.yaml:7:19: services.web.network_mode: not supported yet: network_mode 'service:db'; use host or none, or networks:",
+            "compose.yaml:7:19: services.web.network_mode: not supported yet: network_mode 'bridge:db'; use host, none, service:NAME or container:NAME, or networks:",
             "compose.yaml:8:13: services.web.tmpfs[0]: not supported yet: the tmpfs option 'uid=1000'; only size= and mode= are",
         ]),
     "manifest_checks_at_compose_keys": ("""
@@ -815,6 +815,61 @@ def test_sysctls_ulimits_and_shm_size_become_the_containers_own(tmp_path: Path) 
         "compose.yaml:5:41: services.web.sysctls.vm.overcommit_memory: vm.overcommit_memory is not a namespaced sysctl: it would "
         "change the whole host; only net.*, fs.mqueue.* and kernel.msgmax/msgmnb/msgmni/sem/shmall/shmmax/shmmni/shm_rmid_forced "
         "can be set per container",
+    ]
+
+
+# -- network_mode service:/container: -------------------------------------------------------------
+
+
+def test_network_mode_service_joins_the_services_first_container_after_it(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        name: shop
+        services:
+          web:
+            image: nginx:1
+            deploy: {replicas: 2}
+          sidecar:
+            image: busybox:1
+            network_mode: service:web
+          db:
+            image: postgres:16
+            container_name: the-db
+          probe:
+            image: busybox:1
+            network_mode: container:the-db
+        """})
+    sidecar, probe = desired.containers["shop-sidecar-1"], desired.containers["shop-probe-1"]
+    assert sidecar.networks == ("container:shop-web-1",)
+    assert sidecar.depends_on == ("shop-web-1", "shop-web-2")
+    assert probe.networks == ("container:the-db",)
+    assert probe.depends_on == ("the-db",)
+
+
+def test_network_mode_service_refuses_ports_of_its_own(tmp_path: Path) -> None:
+    assert problems(tmp_path, {"compose.yaml": """
+        name: shop
+        services:
+          web:
+            image: nginx:1
+          sidecar:
+            image: busybox:1
+            network_mode: service:web
+            ports: ["8080:80"]
+        """}) == [
+        "compose.yaml:8:13: services.sidecar.ports[0]: ports cannot be published with network container:shop-web-1: "
+        "publish them on shop-web-1, whose network it joins",
+    ]
+
+
+def test_network_mode_service_names_a_service_of_the_project(tmp_path: Path) -> None:
+    assert problems(tmp_path, {"compose.yaml": """
+        name: shop
+        services:
+          lost:
+            image: busybox:1
+            network_mode: service:nowhere
+        """}) == [
+        "compose.yaml:5:19: services.lost.network_mode: network_mode 'service:nowhere': no service named 'nowhere' in the project",
     ]
 
 

@@ -193,6 +193,24 @@ def test_published_port_is_reachable(docker: DockerRuntime, docker_image: Pulled
         assert resp.read() == b"hello-port\n"
 
 
+def test_a_container_joining_anothers_network_reaches_it_on_loopback(engine: Engine) -> None:
+    """compose's `network_mode: service:web`: `networks: [container:WEB]` is HostConfig.NetworkMode
+    container:WEB, so the sidecar shares web's namespace and reaches its server on 127.0.0.1."""
+    docker, docker_image, scope = engine.rt, engine.image, engine.scope
+    web = run(scope, docker_image, "web", "mkdir -p /srv && echo joined > /srv/index.html && exec httpd -f -p 8000 -h /srv")
+    sidecar = run(scope, docker_image, "sidecar", "sleep 600", networks=(f"container:{web}",))
+    web_id = docker.inspect_container(web).id
+    assert docker.api.container_inspect(sidecar)["HostConfig"]["NetworkMode"] == f"container:{web_id}"
+
+    def answered() -> bool:
+        res = docker.exec(sidecar, ["timeout", "3", "wget", "-qO-", "http://127.0.0.1:8000/"])
+        return (res.exit_code, res.stdout) == (0, b"joined\n")
+    try:
+        until(answered, "web's server on the sidecar's loopback")
+    finally:
+        docker.remove_container(sidecar, force=True)      # first: Podman keeps web while a container joins it
+
+
 def test_volume_survives_recreation(engine: Engine) -> None:
     docker, docker_image, scope = engine.rt, engine.image, engine.scope
     vol = scope.name("volumes", "data")

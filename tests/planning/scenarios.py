@@ -522,3 +522,18 @@ def managed_network_and_volume_declared_external() -> Case:
 def ingress_port_refused_on_a_single_host() -> Case:
     return case(desired(replace(WEB, ports=(models.PortSpec("0.0.0.0", 8080, 80, "tcp", ingress=True),)),
                         SHOP, DATA), up())
+
+
+SIDECAR = container("sidecar", networks=("container:web",), depends_on=("web",))
+
+
+@scenario
+def a_container_joining_web_is_replaced_with_it() -> Case:
+    new = replace(WEB, env={"LOG_LEVEL": "debug"}, spec_hash="h-web-2")
+    return case(desired(new, SIDECAR, SHOP, DATA), up(running(SIDECAR)),
+                inv.Inventory.of([entry(replace(WEB, env={"LOG_LEVEL": "info"})), entry(SIDECAR)]))
+
+
+@scenario
+def a_swarm_service_cannot_join_a_container() -> Case:
+    return case(desired(WEB, SIDECAR, SHOP, DATA), observed(images={}, resolved={REF: D2}), cluster=True)

@@ -365,6 +365,25 @@ note: container:web: over the flap limit: left stopped (reported, not restarted)
     "ingress_port_refused_on_a_single_host": """\
 [] -> #1 container:web, fail, spec.ports[0]: mode: ingress is Swarm's routing mesh (for --runtime swarm); on one host a port is published on the host: mode host
 """,
+    # the sidecar's network namespace was web's: it is made again in the new one
+    "a_container_joining_web_is_replaced_with_it": """\
+[] -> #1 container:web, stop, spec hash changed: env
+      env.LOG_LEVEL: changed
+[1] -> #2 container:web, remove, spec hash changed: env
+[2] -> #3 container:web, create, spec hash changed: env
+[3] -> #4 container:web, start, spec hash changed: env
+[4] -> #5 container:sidecar, stop, container:web replaced
+[5] -> #6 container:sidecar, remove, container:web replaced
+[6] -> #7 container:sidecar, create, container:web replaced
+[7] -> #8 container:sidecar, start, container:web replaced
+""",
+    "a_swarm_service_cannot_join_a_container": """\
+[] -> #1 network:shop, ensure-network, not found
+[] -> #2 volume:data, ensure-volume, not found
+[1,2] -> #3 container:web, create, not found
+[3] -> #4 container:web, start, not found
+[] -> #5 container:sidecar, fail, networks: container:web: a Swarm service cannot join a container's network namespace; put both on one network, or run them with --runtime native or docker
+""",
 }
 
 

@@ -144,6 +144,14 @@ CASES: dict[str, tuple[dict[str, str | bytes], list[str]]] = {
         {"m.yaml": c(IMG + "  networks: [host, backend]\n") + NET},
         ['m.yaml:7:13: Container/web: spec.networks: host and none cannot be combined with other networks'],
     ),
+    "network_join_undefined": (
+        {"m.yaml": c(IMG + "  networks: ['container:wbe']\n")},
+        ["m.yaml:7:14: Container/web: spec.networks[0]: no Container named 'wbe' to join; define it in a manifest"],
+    ),
+    "network_join_itself": (
+        {"m.yaml": c(IMG + "  networks: ['container:web']\n")},
+        ["m.yaml:7:14: Container/web: spec.networks[0]: a container cannot join its own network namespace"],
+    ),
     "volume_undefined": (
         {"m.yaml": c(IMG + "  volumes: ['dat:/data']\n") + VOL},
         ["m.yaml:7:13: Container/web: spec.volumes[0]: no Volume named 'dat' (did you mean 'data'?); define it in a manifest"],

@@ -244,8 +244,8 @@ def container_body(config: base.ContainerConfig) -> dict[str, Any]:
         host["Ulimits"] = [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in config.ulimits]
     if config.networks:
         first = config.networks[0]
-        host["NetworkMode"] = first
-        if first not in _NETWORK_MODES:
+        host["NetworkMode"] = first             # "container:NAME" joins NAME's namespace (Docker's own form)
+        if first not in _NETWORK_MODES and not first.startswith("container:"):
             body["NetworkingConfig"] = {
                 "EndpointsConfig": {first: {"Aliases": list(config.aliases) or None}}}
         elif config.aliases:
@@ -627,7 +627,7 @@ class DockerRuntime:
     def create_container(self, config: base.ContainerConfig) -> str:
         body = container_body(config)
         for network in config.networks:
-            if network not in _NETWORK_MODES:
+            if network not in _NETWORK_MODES and not network.startswith("container:"):
                 # checked up front: the engine accepts a connect to a missing network on a
                 # created container and fails only at start
                 self._network(network)

@@ -88,6 +88,8 @@ class NetworkAttacher(Protocol):
 
     def disconnect(self, container_id: str, network: str) -> None: ...
 
+    def files(self, container_id: str) -> tuple[Path, Path]: ...
+
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -350,8 +352,8 @@ class ContainerManager(records.RecordStore):
             raise rterrors.AlreadyExists(f"a container named {name} exists already",
                                          hint="remove it first or choose another name")
         networks = tuple(config.networks)
-        if len(networks) > 1 and ("host" in networks or "none" in networks):
-            raise rterrors.InvalidArgument("networks 'host' and 'none' cannot be combined with others")
+        if len(networks) > 1 and any(n in ("host", "none") or n.startswith("container:") for n in networks):
+            raise rterrors.InvalidArgument("networks 'host', 'none' and 'container:NAME' cannot be combined with others")
         cid = secrets.token_hex(32)
         p = self.paths(cid)
         undo: list[Callable[[], None]] = []
@@ -387,6 +389,19 @@ class ContainerManager(records.RecordStore):
         self.event(rec, "create")
         return rec
 
+    def _joined(self, name: str, target: str, config: base.ContainerConfig) -> tuple[str, Path, Path]:
+        """The network namespace, hosts and resolv.conf of `target`, which container `name` joins
+        (`networks: [container:TARGET]`); the joiner owns none of them, so its removal leaves them."""
+        if config.ports:
+            raise rterrors.InvalidArgument(f"container {name}: ports cannot be published on a container that joins "
+                                           f"{target}'s network", hint=f"publish them on {target}")
+        rec = self._load(target)
+        if not rec.netns_path or not os.path.exists(rec.netns_path):
+            raise rterrors.InvalidArgument(f"container {name}: {target} has no network namespace of its own to join",
+                                           hint=f"connect {target} to a network (and start it) first")
+        hosts, resolv = self._network().files(rec.id)
+        return os.fspath(rec.netns_path), hosts, resolv
+
     def _delete_record(self, cid: str) -> None:
         with self.db.tx() as conn:
             conn.execute("DELETE FROM containers WHERE id = ?", (cid,))
@@ -416,7 +431,12 @@ class ContainerManager(records.RecordStore):
         ips6: dict[str, str] = {}
         hosts_src: Path | None = None
         resolv_src: Path | None = None
-        if networks not in (("none",), ("host",)) and (networks or self.network is not None):
+        join = networks[0].removeprefix("container:") if networks[:1] and networks[0].startswith("container:") else None
+        join_netns: str | None = None
+        if join is not None:
+            # compose's network_mode service:/container: -- the target's netns, hosts and resolv.conf
+            join_netns, hosts_src, resolv_src = self._joined(name, join, config)
+        elif networks not in (("none",), ("host",)) and (networks or self.network is not None):
             # () means the default network when bridge networking is plugged in, else none
             if self.network is None:
                 raise rterrors.Unavailable(
@@ -461,7 +481,7 @@ class ContainerManager(records.RecordStore):
             config=config, image_config=image_config, rootfs=p.rootfs, hostname=hostname, user=user,
             argv=argv, env=env, cwd=cwd,
             cgroups_path=cgroups.cgroups_path(self.config.name_prefix, cid),
-            etc_files=etc, netns_path=netns_path, host_network=host_network,
+            etc_files=etc, netns_path=netns_path or join_netns, host_network=host_network,
             volume_mounts=tuple(mount_specs), terminal=terminal,
             annotations={"io.reconciler.name": name},
         ))

@@ -205,7 +205,8 @@ class NetworkManager:
     def netns_path(self, container_id: str) -> Path:
         return self.netns_dir / container_id
 
-    def _files(self, container_id: str) -> tuple[Path, Path]:
+    def files(self, container_id: str) -> tuple[Path, Path]:
+        """The hosts and resolv.conf the manager keeps for a container (bound into it, and into those joining it)."""
         d = self.files_dir / container_id
         return d / "hosts", d / "resolv.conf"
 
@@ -533,7 +534,7 @@ class NetworkManager:
                         port=port, error=str(exc))
 
     def _attachment(self, container_id: str, endpoints: Sequence[ipam.EndpointRecord]) -> Attachment:
-        hosts, resolv = self._files(container_id)
+        hosts, resolv = self.files(container_id)
         return Attachment(
             netns_path=self.netns_path(container_id),
             ip_addresses={e.network: e.address for e in endpoints},
@@ -723,7 +724,7 @@ class NetworkManager:
             rec = containers.get(container_id)
             if rec is None:
                 continue
-            hosts_path, resolv_path = self._files(container_id)
+            hosts_path, resolv_path = self.files(container_id)
             hosts_path.parent.mkdir(parents=True, exist_ok=True)
             mine = [e for e in all_eps if e.container_id == container_id]
             own = [dns.HostEntry(a, (rec.hostname, rec.name, *rec.aliases)) for e in mine for a in _addresses(e)]

@@ -91,7 +91,7 @@ def plot(rows: list[rowsmod.Row], path: Path) -> None:
     compared = [r for r in rows if r.ratio is not None]
     if not compared:
         return
-    fig, ax = plt.subplots(figsize=(7.5, 0.38 * len(compared) + 1.2), dpi=100)
+    fig, ax = plt.subplots(figsize=(9, 0.38 * len(compared) + 1.4), dpi=100)
     names = [f"{r.what} (vs {r.peer})" for r in compared]
     ratios = [r.ratio or 0.0 for r in compared]
     colors = ["#1f6feb" if r.met in (True, None) else "#d29922" for r in compared]
@@ -102,7 +102,7 @@ def plot(rows: list[rowsmod.Row], path: Path) -> None:
         ax.text((r.ratio or 0) + 0.02, i, f"{r.ratio:.2f}", va="center", fontsize=8)
     ax.axvline(1.0, color="#8b949e", linestyle="--", linewidth=1)
     ax.invert_yaxis()
-    ax.set_xlabel("reconcile / peer (lower is better; red tick = goal, dashed = the peer)")
+    ax.set_xlabel("reconcile / peer: lower is better (red tick: goal; dashed line: as fast as the peer)", fontsize=9)
     ax.set_title("reconcile beside its peers, same machine, same run", fontsize=11)
     ax.tick_params(axis="y", labelsize=8)
     ax.spines[["top", "right"]].set_visible(False)

@@ -112,7 +112,8 @@ _AT_LINE = re.compile(r"^Dockerfile line (\d+): (.*)$", re.DOTALL)
 def check(args: argparse.Namespace) -> int:
     """`--check`: findings on stdout (exit 0, or 1 with --check-error); a Dockerfile that cannot
     be parsed is FILE:LINE: MESSAGE on stderr and exit 2."""
-    from reconciler.runtime.native.build import dockerfile, lint
+    from reconciler.runtime import errors as rterrors
+    from reconciler.runtime import parts
 
     shown = args.file or os.path.join(args.context, "Dockerfile")
     try:
@@ -122,8 +123,8 @@ def check(args: argparse.Namespace) -> int:
         print(f"{shown}: cannot read the Dockerfile: {exc.strerror}", file=sys.stderr)
         return 2
     try:
-        result = lint.check(text)
-    except dockerfile.DockerfileError as exc:
+        result = parts.lint_dockerfile(text)
+    except rterrors.InvalidArgument as exc:             # the Dockerfile cannot be parsed
         m = _AT_LINE.match(exc.message)
         print(f"{shown}:{m.group(1)}: {m.group(2)}" if m else f"{shown}: {exc.message}", file=sys.stderr)
         return 2
@@ -158,21 +159,16 @@ def parse_ssh(items: list[str]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     if args.check:
         return check(args)
-    from reconciler.cli import options
-    from reconciler.runtime.native.build import builder
-    from reconciler.runtime.native.containers import containers
-    from reconciler.runtime.native.images import images
+    from reconciler.cli import engines
+    from reconciler.runtime import parts
 
-    config = options.native_config(args)
-    manager = containers.ContainerManager(config, oci_runtime=args.oci_runtime)
-    store = images.ImageStore(config, container_image_ids=lambda: {r.image_id for r in manager.records()})
     dockerfile = args.file or "Dockerfile"
     if args.file and not os.path.isabs(args.file):
         dockerfile = os.path.abspath(args.file)
     build_args = parse_build_args(args.build_arg)
     if os.environ.get("SOURCE_DATE_EPOCH") and "SOURCE_DATE_EPOCH" not in build_args:
         build_args["SOURCE_DATE_EPOCH"] = os.environ["SOURCE_DATE_EPOCH"]     # as buildx passes it
-    opts = builder.BuildOptions(
+    opts = dict(
         context=args.context, dockerfile=dockerfile, build_args=build_args,
         target=args.target, tags=tuple(args.tag), network=args.network, no_cache=args.no_cache, pull=args.pull,
         secrets=parse_secrets(args.secret), ssh=parse_ssh(args.ssh),
@@ -182,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(line, flush=True)
 
-    result = builder.Builder(store, manager).build(opts, None if args.quiet else say)
+    image_id = parts.build_image(engines.place(args), None if args.quiet else say, **opts)
     if args.quiet:
-        sys.stdout.write(result.image_id + "\n")
+        sys.stdout.write(image_id + "\n")
     return 0

@@ -31,12 +31,10 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import engines
     from reconciler.cli.cmd_pull import open_store
-    from reconciler.runtime import opening
-    from reconciler.runtime.native import commit
+    from reconciler.runtime import parts
 
-    store = open_store(args)
-    manager = opening.open_native(engines.place(args)).containers     # --oci-runtime: the place's
-    image_id = commit.commit(store, manager, args.container, args.ref, changes=args.change,
-                             message=args.message, author=args.author, pause=args.pause)
+    image_id = parts.commit_container(engines.place(args), open_store(args), args.container, args.ref,
+                                      changes=args.change, message=args.message, author=args.author,
+                                      pause=args.pause)
     print(image_id)
     return 0

@@ -48,26 +48,17 @@ def run(args: argparse.Namespace) -> int:
     return 2
 
 
-def _parts(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    from reconciler.cli import engines
-    from reconciler.cli.cmd_pull import open_store
-    from reconciler.runtime import opening
-    from reconciler.runtime.native.volumes import volumes
-
-    native = opening.open_native(engines.place(args))             # --oci-runtime: the place's
-    return open_store(args), native.containers, volumes.VolumeStore(native.config.root, native.config.db())
-
-
 def _export(args: argparse.Namespace) -> int:
-    from reconciler.cli import output
-    from reconciler.runtime.native import transfer
+    from reconciler.cli import engines, output
+    from reconciler.cli.cmd_pull import open_store
+    from reconciler.runtime import parts
 
-    store, manager, vols = _parts(args)
+    store = open_store(args)
     say = (lambda m: print(m, file=sys.stderr)) if sys.stderr.isatty() else None
     with output.output_file(args.output) as out:
-        transfer.export_container(store, manager, vols, args.name, out, with_image=args.with_image,
-                                  with_volumes=not args.without_volumes, leave_running=args.leave_running,
-                                  progress=say)
+        parts.export_container(engines.place(args), store, args.name, out, with_image=args.with_image,
+                               with_volumes=not args.without_volumes, leave_running=args.leave_running,
+                               progress=say)
     return 0
 
 

@@ -56,9 +56,9 @@ def _native(rt: Any, args: argparse.Namespace) -> int:
     """The command as a child of ours (runc exec), our stdio its own."""
     import subprocess
 
-    from reconciler.runtime.native.containers import execs
+    from reconciler.runtime import parts
 
-    cmd, process_file = execs.exec_argv(rt.containers, args.container, args.argv, tty=args.tty)
+    cmd, process_file = parts.exec_argv(rt.containers, args.container, args.argv, tty=args.tty)
     try:
         stdin = None if args.interactive or args.tty else subprocess.DEVNULL
         return subprocess.run(cmd, stdin=stdin, check=False).returncode

@@ -30,12 +30,12 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import output
     from reconciler.cli.cmd_pull import open_store
-    from reconciler.runtime.native.images import archive
+    from reconciler.runtime import parts
 
     store = open_store(args)
     say = None if args.quiet else (lambda m: print(m, file=sys.stderr))
     with output.input_file(args.input) as f:
-        loaded = archive.load(store, f, progress=say)
+        loaded = parts.load_images(store, f, progress=say)
     for image in loaded:
         for tag in image.tags:
             print(f"Loaded image: {tag}")

@@ -34,10 +34,10 @@ def register(subparsers: Any) -> None:
 
 
 def _manager(args: argparse.Namespace) -> Any:
-    from reconciler.cli import options
-    from reconciler.runtime.native.network import network
+    from reconciler.cli import engines
+    from reconciler.runtime import parts
 
-    return network.NetworkManager(options.native_config(args))
+    return parts.network_manager(engines.place(args))
 
 
 def run(args: argparse.Namespace) -> int:

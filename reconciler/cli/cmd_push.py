@@ -28,14 +28,14 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import cmd_pull
-    from reconciler.runtime.native.build import push
+    from reconciler.runtime import parts
 
     store = cmd_pull.open_store(args)
 
     def say(line: str) -> None:
         print(line, flush=True)
 
-    digest = push.push(store, args.ref, args.dest, progress=None if args.quiet else say)
+    digest = parts.push_image(store, args.ref, args.dest, progress=None if args.quiet else say)
     if args.quiet:
         sys.stdout.write(digest + "\n")
     return 0

@@ -229,8 +229,7 @@ def _run_native(rt: Any, config: Any, args: argparse.Namespace) -> int:
     """`run` on the native engine: a terminal or stdin attached through conmon's socket, else
     the output read from the log as it is written."""
     from reconciler.logs import configure_logging
-    from reconciler.runtime import errors, opening
-    from reconciler.runtime.native.containers import execs
+    from reconciler.runtime import errors, opening, parts
 
     attached = (args.interactive or args.tty) and not args.detach
     try:
@@ -246,7 +245,7 @@ def _run_native(rt: Any, config: Any, args: argparse.Namespace) -> int:
                      lowerdirs=layer_dirs, terminal=args.tty, stdin=args.interactive).id
     sock = None
     try:
-        sock = execs.attach(mgr, cid) if attached else None
+        sock = parts.attach(mgr, cid) if attached else None
         rt.start_container(cid)
     except BaseException:
         if sock is not None:
@@ -286,7 +285,7 @@ def _relay(mgr: Any, cid: str, sock: Any, *, stdin: bool, tty: bool) -> None:
     import signal
     import socket
 
-    from reconciler.runtime.native.containers import execs
+    from reconciler.runtime import parts
 
     in_fd = sys.stdin.fileno()
     out, err = sys.stdout.buffer, sys.stderr.buffer
@@ -303,7 +302,7 @@ def _relay(mgr: Any, cid: str, sock: Any, *, stdin: bool, tty: bool) -> None:
             if os.isatty(fd):
                 size = os.get_terminal_size(fd)
                 if size.lines and size.columns:
-                    execs.resize(mgr, cid, size.lines, size.columns)
+                    parts.resize(mgr, cid, size.lines, size.columns)
                 return
 
     if tty:

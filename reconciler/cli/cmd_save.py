@@ -33,12 +33,12 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import output
     from reconciler.cli.cmd_pull import open_store
-    from reconciler.runtime.native.images import archive
+    from reconciler.runtime import parts
 
     store = open_store(args)
     for ref in args.images:        # every name checked before anything is written
         store.get(ref)
     say = (lambda m: print(m, file=sys.stderr)) if sys.stderr.isatty() else None
     with output.output_file(args.output) as out:
-        archive.save(store, args.images, out, fmt=args.format, progress=say)
+        parts.save_images(store, args.images, out, fmt=args.format, progress=say)
     return 0

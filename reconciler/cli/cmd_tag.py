@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import cmd_pull
-    from reconciler.runtime.native.build import push
+    from reconciler.runtime import parts
 
-    push.tag(cmd_pull.open_store(args), args.source, args.target)
+    parts.tag_image(cmd_pull.open_store(args), args.source, args.target)
     return 0

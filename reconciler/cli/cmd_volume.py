@@ -48,11 +48,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _volumes(args: argparse.Namespace) -> Any:
-    from reconciler.cli import options
-    from reconciler.runtime.native.volumes import volumes
+    from reconciler.cli import engines
+    from reconciler.runtime import parts
 
-    config = options.native_config(args)
-    return volumes.VolumeStore(config.root, config.db())
+    return parts.volume_store(engines.place(args))
 
 
 def _in_use(args: argparse.Namespace) -> dict[str, list[str]]:
@@ -105,13 +104,11 @@ def _rm(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from reconciler.cli import output
-    from reconciler.runtime import errors
-    from reconciler.runtime.native import transfer
+    from reconciler.cli import engines, output
+    from reconciler.runtime import errors, parts
 
     users = _in_use(args).get(args.name, [])
     if users:
-        from reconciler.cli import engines
         from reconciler.runtime import opening
 
         mgr = opening.open_native(engines.place(args)).containers
@@ -120,16 +117,16 @@ def _export(args: argparse.Namespace) -> int:
             raise errors.Conflict(f"volume {args.name} is used by running container {running[0]}",
                                   hint="stop it first, so the copy is consistent")
     with output.output_file(args.output) as out:
-        transfer.export_volume(_volumes(args), args.name, out)
+        parts.export_volume(engines.place(args), args.name, out)
     return 0
 
 
 def _import(args: argparse.Namespace) -> int:
-    from reconciler.cli import output
+    from reconciler.cli import engines, output
     from reconciler.cli.cmd_pull import open_store
-    from reconciler.runtime.native import transfer
+    from reconciler.runtime import parts
 
     with output.input_file(args.input) as f:
-        transfer.import_volume(_volumes(args), args.name, f, store=open_store(args))
+        parts.import_volume(engines.place(args), open_store(args), args.name, f)
     print(args.name)
     return 0

@@ -2,7 +2,7 @@
 
     add_engine_options(parser)      --root, --run-dir, --oci-runtime (env: RECONCILER_ROOT,
                                     RECONCILER_RUN_DIR, RECONCILER_OCI_RUNTIME, RECONCILER_PREFIX)
-    native_config(args)             -> NativeConfig (imported lazily)
+    resolve(args)                   the run dir and name prefix a state root recorded (runtime.parts)
 
 Stdlib only at import time: every CLI module imports this.
 """
@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 __all__ = ["DEFAULT_ROOT", "DEFAULT_RUN_DIR", "add_decryption_flag", "add_engine_options", "add_policy_flag",
-           "decryption_keys", "native_config"]
+           "decryption_keys"]
 
 DEFAULT_ROOT = "/var/lib/reconciler"
 DEFAULT_RUN_DIR = "/run/reconciler"
@@ -38,15 +38,15 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
 
 def resolve(args: argparse.Namespace) -> None:
     """Fill in the run dir and name prefix a command did not name: what its state root recorded
-    when first opened, else names of its own (runtime.native.config.locations), once, right
+    when first opened, else names of its own (runtime.parts.locations), once, right
     after parsing."""
     if getattr(args, "root", None) is None or not hasattr(args, "run_dir"):
         return
     if args.run_dir is not None and getattr(args, "name_prefix", "") is not None:
         return
-    from reconciler.runtime.native.config import locations
+    from reconciler.runtime import parts
 
-    run_dir, prefix = locations(args.root, args.run_dir, getattr(args, "name_prefix", None))
+    run_dir, prefix = parts.locations(args.root, args.run_dir, getattr(args, "name_prefix", None))
     if args.run_dir is None:
         args.run_dir = str(run_dir)
     if hasattr(args, "name_prefix") and args.name_prefix is None:
@@ -59,13 +59,6 @@ def engine_exists(args: argparse.Namespace) -> bool:
     from pathlib import Path
 
     return (Path(args.root) / "state.db").exists()
-
-
-def native_config(args: argparse.Namespace) -> Any:
-    """The NativeConfig the options name (runtime.opening.Place.native_config)."""
-    from reconciler.cli import engines
-
-    return engines.place(args).native_config()
 
 
 def add_policy_flag(parser: argparse.ArgumentParser) -> None:

@@ -18,6 +18,8 @@ backend is imported only when chosen, so a command pays for the engine it uses a
 
 The native engine's read side (`open_records`: the records `ps`, `inspect` and `logs` read, no
 lifecycle code loaded) and its image store (`open_image_store`) are opened here too.
+What only the native engine can do (build, save/load, push/tag, commit, volumes, networks, a
+terminal attached to run and exec) the CLI reaches through this module's sibling `runtime.parts`.
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ def _native(place: Place, *, recover: bool, bridge: bool) -> base.Runtime:
 
 def open_native(place: Place) -> NativeRuntime:
     """The native engine at `place` itself, for the commands that use its parts beyond the
-    Runtime protocol (commit, volume, container export): no crash recovery, no bridge
+    Runtime protocol (commit, volume, container export: runtime.parts): no crash recovery, no bridge
     networking until a container needs it."""
     from reconciler.runtime.native import backend
 

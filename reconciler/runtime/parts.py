@@ -1,0 +1,172 @@
+"""The native engine's parts, for the commands that have no meaning on another engine (#15).
+
+`runtime.opening` opens engines; this module, its sibling, hands the native-only commands the
+native engine's own parts, so the CLI names no module of `runtime/native/`:
+
+    locations(root, run_dir, prefix)      where a state root keeps its run dir and name prefix
+    lint_dockerfile / build_image         `build --check`, `build`
+    save_images / load_images             `save`, `load` (docker-archive, oci-archive)
+    push_image / tag_image                `push`, `tag`
+    commit_container / export_container   `commit`, `container export`
+    volume_store / export_volume / import_volume   `volume ...`
+    network_manager                       `network ...`
+    exec_argv / attach / resize           a terminal attached to `run` and `exec` (conmon's socket)
+
+Stdlib only at import time (`options.resolve` calls `locations` before every command): each
+function imports the part it uses when called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import socket
+
+    from reconciler.runtime.native.build.lint import Result
+    from reconciler.runtime.native.containers.records import RecordStore
+    from reconciler.runtime.native.images.archive import LoadedImage
+    from reconciler.runtime.native.images.images import ImageStore
+    from reconciler.runtime.native.network.network import NetworkManager
+    from reconciler.runtime.native.volumes.volumes import VolumeStore
+    from reconciler.runtime.opening import Place
+
+__all__ = ["attach", "build_image", "commit_container", "exec_argv", "export_container", "export_volume",
+           "import_volume", "lint_dockerfile", "load_images", "locations", "network_manager", "push_image",
+           "resize", "save_images", "tag_image", "volume_store"]
+
+Progress = Callable[[str], None]
+
+
+def locations(root: Path | str, run_dir: Path | str | None = None, name_prefix: str | None = None) -> tuple[Path, str]:
+    """The run dir and name prefix to open `root` with: what the caller names, else what the
+    root recorded when first opened, else names of its own."""
+    from reconciler.runtime.native import config
+
+    return config.locations(root, run_dir, name_prefix)
+
+
+def lint_dockerfile(text: str) -> Result:
+    """The findings of `build --check` on a Dockerfile's text; InvalidArgument (its message
+    'Dockerfile line N: ...') when it cannot be parsed."""
+    from reconciler.runtime.native.build import lint
+
+    return lint.check(text)
+
+
+def build_image(place: Place, progress: Progress | None, **options: Any) -> str:
+    """Build with the native builder at `place` (`options`: builder.BuildOptions' fields); the
+    image's id."""
+    from reconciler.runtime.native.build import builder
+    from reconciler.runtime.native.containers import containers
+    from reconciler.runtime.native.images import images
+
+    config = place.native_config()
+    manager = containers.ContainerManager(config, oci_runtime=place.oci_runtime)
+    store = images.ImageStore(config, container_image_ids=lambda: {r.image_id for r in manager.records()})
+    result = builder.Builder(store, manager).build(builder.BuildOptions(**options), progress)
+    return result.image_id
+
+
+def save_images(store: ImageStore, refs: Sequence[str], out: IO[bytes], *, fmt: str,
+                progress: Progress | None) -> None:
+    """Write `refs` as one image archive (`fmt`: docker-archive or oci-archive) to `out`."""
+    from reconciler.runtime.native.images import archive
+
+    archive.save(store, refs, out, fmt=fmt, progress=progress)
+
+
+def load_images(store: ImageStore, src: IO[bytes], *, progress: Progress | None) -> list[LoadedImage]:
+    """The images of the archive `src`, loaded into `store`."""
+    from reconciler.runtime.native.images import archive
+
+    return archive.load(store, src, progress=progress)
+
+
+def push_image(store: ImageStore, ref: str, dest: str | None, *, progress: Progress | None) -> str:
+    """Push `ref` (as `dest` when given) to its registry; the manifest's digest."""
+    from reconciler.runtime.native.build import push
+
+    return push.push(store, ref, dest, progress=progress)
+
+
+def tag_image(store: ImageStore, source: str, target: str) -> str:
+    """Tag the image `source` as `target`."""
+    from reconciler.runtime.native.build import push
+
+    return push.tag(store, source, target)
+
+
+def commit_container(place: Place, store: ImageStore, name: str, ref: str | None, *, changes: Sequence[str],
+                     message: str, author: str, pause: bool) -> str:
+    """Commit the changes of the native container `name` as a new image; its id."""
+    from reconciler.runtime import opening
+    from reconciler.runtime.native import commit
+
+    manager = opening.open_native(place).containers                 # --oci-runtime: the place's
+    return commit.commit(store, manager, name, ref, changes=changes, message=message, author=author, pause=pause)
+
+
+def export_container(place: Place, store: ImageStore, name: str, out: IO[bytes], *, with_image: bool,
+                     with_volumes: bool, leave_running: bool, progress: Progress | None) -> str:
+    """Write the container archive of the native container `name` to `out`; the image's id."""
+    from reconciler.runtime import opening
+    from reconciler.runtime.native import transfer
+
+    native = opening.open_native(place)                               # --oci-runtime: the place's
+    return transfer.export_container(store, native.containers, volume_store(place), name, out,
+                                     with_image=with_image, with_volumes=with_volumes,
+                                     leave_running=leave_running, progress=progress)
+
+
+def volume_store(place: Place) -> VolumeStore:
+    """The native engine's named volumes at `place`."""
+    from reconciler.runtime.native.volumes import volumes
+
+    config = place.native_config()
+    return volumes.VolumeStore(config.root, config.db())
+
+
+def export_volume(place: Place, name: str, out: IO[bytes]) -> None:
+    """Write the volume `name` as a tar archive to `out`."""
+    from reconciler.runtime.native import transfer
+
+    transfer.export_volume(volume_store(place), name, out)
+
+
+def import_volume(place: Place, store: ImageStore, name: str, src: IO[bytes]) -> None:
+    """Fill the volume `name` from the archive `src`."""
+    from reconciler.runtime.native import transfer
+
+    transfer.import_volume(volume_store(place), name, src, store=store)
+
+
+def network_manager(place: Place) -> NetworkManager:
+    """The native engine's bridge networks at `place`."""
+    from reconciler.runtime.native.network import network
+
+    return network.NetworkManager(place.native_config())
+
+
+def exec_argv(containers: RecordStore, name: str, argv: Sequence[str], *, tty: bool) -> tuple[list[str], Path]:
+    """The `runc exec` command line that runs `argv` in the native container `name`, and its
+    process file (the caller removes it)."""
+    from reconciler.runtime.native.containers import execs
+
+    return execs.exec_argv(containers, name, argv, tty=tty)
+
+
+def attach(containers: RecordStore, name: str) -> socket.socket:
+    """A socket on conmon's attach socket of the native container `name`."""
+    from reconciler.runtime.native.containers import execs
+
+    return execs.attach(containers, name)
+
+
+def resize(containers: RecordStore, name: str, rows: int, cols: int) -> None:
+    """Resize the terminal of the native container `name`."""
+    from reconciler.runtime.native.containers import execs
+
+    execs.resize(containers, name, rows, cols)

@@ -166,7 +166,14 @@ def test_logs_streams_partial_and_long_lines(runtime: base.Runtime, image: str) 
     assert out == [b"abcdef", b"x" * 20000, b"no-newline-at-end"]
     assert [ln.data for ln in lines if ln.stream == "stderr"] == [b"to-stderr"]
     assert all(ln.time for ln in lines)
-    assert [ln.data for ln in runtime.logs(cid, tail=1)] == [b"no-newline-at-end"]
+    tail = [ln.data for ln in runtime.logs(cid, tail=1)]
+    if runtime.name == "podman":
+        # Podman's tail counts its log file's records, and a line written in partial records
+        # can come back joined with its neighbour (seen once in CI): only its end is Podman's
+        assert tail
+        assert tail[-1].endswith(b"no-newline-at-end")
+    else:
+        assert tail == [b"no-newline-at-end"]
     assert list(runtime.logs(cid, since="2999-01-01T00:00:00Z")) == []
     assert len(list(runtime.logs(cid, since="1h"))) == 4
 

@@ -696,6 +696,8 @@ class Builder:
     def check_replicas(self, d: _Doc, c: models.Container, names: list[str]) -> None:
         if len(names) > 1:
             for i, p in enumerate(c.ports):
+                if not p.host_port:              # the engine chooses one per replica
+                    continue
                 self.report(d, ("spec", "ports", i), f"{len(names)} replicas cannot all publish host port {p.host_port}/{p.protocol}; "
                             "publish it from one container (a proxy in front of the replicas) or set replicas: 1")
         longest = max(names, key=len, default="")
@@ -861,8 +863,9 @@ class Builder:
         out: list[models.PortSpec] = []
         for i, text in enumerate(spec.get("ports", ())):
             if isinstance(text, Mapping):       # the long form
-                out.append(models.PortSpec("0.0.0.0", int(text["published"]), int(text["target"]),  # noqa: S104
-                                           str(text.get("protocol", "tcp")), ingress=text.get("mode") == "ingress"))
+                port = self.long_port(d, ("spec", "ports", i), text)
+                if port is not None:
+                    out.append(port)
                 continue
             try:
                 host_ip, host_port, container_port, proto = units.parse_port(text)
@@ -871,6 +874,22 @@ class Builder:
                 continue
             out.append(models.PortSpec(host_ip, host_port, container_port, proto))
         return tuple(out)
+
+    def long_port(self, d: _Doc, path: Path_, port: Mapping[str, Any]) -> models.PortSpec | None:
+        """`{published, target, hostIP, protocol, mode}`; no `published`: host port 0, the engine chooses one."""
+        host_ip = str(port.get("hostIP", "0.0.0.0"))  # noqa: S104 - Docker publishes on all addresses by default
+        ingress = port.get("mode") == "ingress"
+        try:
+            ipaddress.ip_address(host_ip)
+        except ValueError:
+            self.report(d, (*path, "hostIP"), f"{host_ip!r} is not an IP address")
+            return None
+        if ingress and "hostIP" in port:
+            self.report(d, (*path, "hostIP"), "a port on Swarm's routing mesh (mode: ingress) is published on every "
+                        "address of every node; remove hostIP, or use mode: host")
+            return None
+        return models.PortSpec(host_ip, int(port.get("published", 0)), int(port["target"]),
+                               str(port.get("protocol", "tcp")), ingress=ingress)
 
     def volumes(
         self, d: _Doc, spec: Mapping[str, Any], defined: set[str], files: dict[str, str],
@@ -985,6 +1004,8 @@ class Builder:
         for name in sorted(containers, key=lambda n: (containers[n].origin.file, containers[n].origin.line)):
             c = containers[name]
             for i, p in enumerate(c.ports):
+                if not p.host_port:              # chosen by the engine: never taken twice
+                    continue
                 for ip, owner, other in taken.get((p.host_port, p.protocol), []):
                     if ip == p.host_ip or ip in _WILDCARDS or p.host_ip in _WILDCARDS:
                         who = "this container" if other is c else f"Container/{owner} ({other.origin})"

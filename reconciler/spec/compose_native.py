@@ -48,7 +48,7 @@ SERVICE_KEYS: dict[str, str] = {
     "entrypoint": "`command` (a string is split as a shell splits words)",
     "environment": "`env`, over the env files; a bare `KEY` takes the shell's or `.env`'s value, or is left out",
     "env_file": "`env`: read in compose's dotenv format, interpolated; `required: false` files may be missing",
-    "ports": "`ports`: short and long syntax, ranges, tcp/udp; a long form's `mode: ingress` is the manifest's `mode: ingress` (Swarm's routing mesh: `--runtime swarm` only; `host_ip` with it is an error); a random host port or a host range for one port is an error",
+    "ports": "`ports`: short and long syntax, ranges, tcp/udp; a long form's `mode: ingress` is the manifest's `mode: ingress` (Swarm's routing mesh: `--runtime swarm` only; `host_ip` with it is an error); no host port (`80`, `127.0.0.1::80`, a long form without `published`) is the manifest's long form without `published`: the engine chooses a free host port (each replica its own); a host range for one port is an error",
     "networks": "`networks` (`<project>_<name>`), and `aliases`: the service name and every `aliases:` entry",
     "network_mode": "`host` and `none`: `networks: [host]` / `[none]`; `service:NAME` and `container:NAME`: `networks: [container:<its Container>]` (it joins that container's network namespace, is made after it and publishes no ports); other modes are errors",
     "volumes": "`volumes`: named volumes, binds (relative to the project directory), tmpfs; `read_only`",
@@ -57,7 +57,7 @@ SERVICE_KEYS: dict[str, str] = {
     "healthcheck": "`healthcheck`: `test`, `interval`, `timeout`, `retries`, `start_period`; `disable: true` is `[NONE]`",
     "depends_on": "`dependsOn` (created, and healthy when they have a healthcheck, first); a dependency with `service_completed_successfully` becomes a `job: true` Container (run to exit 0 first)",
     "deploy": "`replicas` (as `scale`), `resources.limits` (`memory`, `cpus`, `pids`) and `resources.reservations` (`memory`: also the soft limit `memoryReservation`, as docker compose sets it; `cpus`) into `resources`, `placement` (`constraints`, `preferences` of `spread`) into `placement`, `mode: global` into `replicas: global`; other deploy keys are errors",
-    "scale": "`replicas`: other than 1, the Container is `<project>-<service>` with `replicas: N`, run as `<project>-<service>-1..N`; with `container_name` or a published host port it is an error",
+    "scale": "`replicas`: other than 1, the Container is `<project>-<service>` with `replicas: N`, run as `<project>-<service>-1..N`; with `container_name` or a fixed published host port it is an error (ports without a host port are fine: each replica gets its own)",
     "mem_limit": "`resources.memory` (compose's binary units)",
     "cpus": "`resources.cpus`",
     "pids_limit": "`resources.pids` (-1: unlimited)",
@@ -890,11 +890,7 @@ class _Service:
         if protocol not in ("tcp", "udp"):
             self.tr.error(self.p(*at), not_supported(f"the {protocol} protocol", "use tcp or udp"))
             return None
-        if published in (None, ""):
-            self.tr.error(self.p(*at), not_supported(
-                f"publishing container port {target} on a random host port", f'name the host port, like "8080:{target}"'))
-            return None
-        if "-" in str(published):
+        if "-" in str(published or ""):
             self.tr.error(self.p(*at), not_supported(f"a host port range ({published}) for one container port", "name one host port"))
             return None
         host_ip = port.get("host_ip")
@@ -903,7 +899,9 @@ class _Service:
                 self.tr.error(self.p(*at, "host_ip"), "a port on Swarm's routing mesh (mode: ingress) is published "
                               "on every address of every node; remove host_ip, or use mode: host", key=True)
                 return None
-            return {"published": int(str(published)), "target": int(str(target)), "protocol": protocol, "mode": "ingress"}
+            return {**_published(published), "target": int(str(target)), "protocol": protocol, "mode": "ingress"}
+        if published in (None, ""):             # a host port the engine chooses: the long form without published
+            return {"target": int(str(target)), "protocol": protocol, **({"hostIP": str(host_ip)} if host_ip else {})}
         head = "" if not host_ip else f"[{host_ip}]:" if ":" in str(host_ip) else f"{host_ip}:"
         return f"{head}{published}:{target}/{protocol}"
 
@@ -1230,6 +1228,11 @@ class _Service:
     def k_memswap_limit(self, value: Any) -> None:
         """Handled with deploy.resources (resources())."""
 
+
+
+def _published(published: Any) -> dict[str, int]:
+    """A long-form port's `published` key: absent when compose leaves the host port to the engine."""
+    return {} if published in (None, "") else {"published": int(str(published))}
 
 
 def _replicas(svc: Any) -> Any:

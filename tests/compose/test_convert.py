@@ -136,3 +136,38 @@ def test_the_support_table_is_the_code() -> None:
     verdicts = compose_native.service_support(keys)
     assert {level for level, _ in verdicts.values()} == {"supported", "warning", "error"}
     assert set(compose_native.SERVICE_KEYS) <= set(keys)
+
+
+def test_ports_without_a_host_port_convert_to_the_long_form_the_engine_chooses_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for var in ("COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES", "COMPOSE_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    root = tmp_path / "rand"
+    root.mkdir()
+    (root / "compose.yaml").write_text(textwrap.dedent("""
+        services:
+          web:
+            image: registry.local/web:1
+            ports: ["80", "127.0.0.1::53/udp", {target: 443, host_ip: "::1"}, "127.0.0.1:8080:81"]
+          api:
+            image: registry.local/api:1
+            ports: ["8000"]
+            deploy: {replicas: 2}
+        """))
+    assert main(["convert", str(root)]) == 0
+    out = capsys.readouterr().out
+    docs = {d["metadata"]["name"]: d["spec"] for d in yaml.safe_load_all(out) if d["kind"] == "Container"}
+    assert docs["rand-web-1"]["ports"] == [
+        {"target": 80, "protocol": "tcp"}, {"target": 53, "protocol": "udp", "hostIP": "127.0.0.1"},
+        {"target": 443, "protocol": "tcp", "hostIP": "::1"}, "127.0.0.1:8080:81/tcp"]
+    assert (docs["rand-api"]["ports"], docs["rand-api"]["replicas"]) == ([{"target": 8000, "protocol": "tcp"}], 2)
+
+    (root / "converted.yaml").write_text(out)
+    native, from_compose = spec.load(root / "converted.yaml"), spec.load(root)
+    assert {n: c.spec_hash for n, c in native.containers.items()} == {
+        n: c.spec_hash for n, c in from_compose.containers.items()}
+    ports = from_compose.containers["rand-web-1"].ports
+    assert [(p.host_ip, p.host_port, p.container_port, p.protocol) for p in ports] == [
+        ("0.0.0.0", 0, 80, "tcp"), ("127.0.0.1", 0, 53, "udp"), ("::1", 0, 443, "tcp"), ("127.0.0.1", 8080, 81, "tcp")]
+    assert [c.ports[0].host_port for n, c in sorted(from_compose.containers.items()) if n.startswith("rand-api")] == [0, 0]

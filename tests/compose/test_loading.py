@@ -513,7 +513,7 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
         services:
           web:
             image: x/web:1
-            ports: ["80", "53:53/sctp"]
+            ports: ["8000-8001:80", "53:53/sctp"]
             devices: ["nvidia.com/gpu=all"]
             volumes: [/anonymous]
             network_mode: "bridge:db"
@@ -523,8 +523,8 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
             depends_on:
               web: {condition: service_completed_successfully}
         """, [
-            "compose.yaml:4:13: services.web.ports[0]: not supported yet: publishing container port 80 on a random host port; name the host port, like \"8080:80\"",
-            "compose.yaml:4:19: services.web.ports[1]: not supported yet: the sctp protocol; use tcp or udp",
+            "compose.yaml:4:13: services.web.ports[0]: not supported yet: a host port range (8000-8001) for one container port; name one host port",
+            "compose.yaml:4:29: services.web.ports[1]: not supported yet: the sctp protocol; use tcp or udp",
             "compose.yaml:5:15: services.web.devices[0]: not supported yet: the device 'nvidia.com/gpu=all' (a CDI device name); name a device node of the host, like /dev/fuse",
             "compose.yaml:6:15: services.web.volumes[0]: not supported yet: anonymous volumes; name the volume (data:/anonymous) and declare it under the top-level volumes:",
             "compose.yaml:7:19: services.web.network_mode: not supported yet: network_mode 'bridge:db'; use host, none, service:NAME or container:NAME, or networks:",

@@ -102,7 +102,7 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
     for key, binds in (host.get("PortBindings") or {}).items():
         cport, _, proto = str(key).partition("/")
         for b in binds or [{}]:
-            hport = str((b or {}).get("HostPort") or cport)
+            hport = str((b or {}).get("HostPort") or 0)         # "" (docker run -p 80): the engine chooses
             ports.append(base.PortMapping(container_port=int(cport), host_port=int(hport), protocol=proto or "tcp",
                                           host_ip=(b or {}).get("HostIp") or "0.0.0.0"))  # noqa: S104
     rp = host.get("RestartPolicy") or {}

@@ -68,6 +68,8 @@ class Attachment(Protocol):
     def hosts_path(self) -> str | os.PathLike[str] | None: ...
     @property
     def resolv_conf_path(self) -> str | os.PathLike[str] | None: ...
+    @property
+    def ports(self) -> Sequence[base.PortMapping]: ...     # as published: host port 0 is the chosen one
 
 
 class NetworkAttacher(Protocol):
@@ -75,9 +77,9 @@ class NetworkAttacher(Protocol):
 
     def attach(
         self, container_id: str, *, name: str, hostname: str, networks: Sequence[str],
-        ports: Sequence[base.PortMapping] = (), aliases: Sequence[str] = (),
-        extra_hosts: Sequence[str] = (), dns: Sequence[str] = (), dns_search: Sequence[str] = (),
-        dns_options: Sequence[str] = (),
+        ports: Sequence[base.PortMapping] = (), chosen_before: Sequence[base.PortMapping] = (),
+        aliases: Sequence[str] = (), extra_hosts: Sequence[str] = (), dns: Sequence[str] = (),
+        dns_search: Sequence[str] = (), dns_options: Sequence[str] = (),
     ) -> Attachment: ...
 
     def detach(self, container_id: str) -> None: ...
@@ -429,6 +431,7 @@ class ContainerManager(records.RecordStore):
         netns_path: str | None = None
         ips: dict[str, str] = {}
         ips6: dict[str, str] = {}
+        published: tuple[base.PortMapping, ...] = ()
         hosts_src: Path | None = None
         resolv_src: Path | None = None
         join = networks[0].removeprefix("container:") if networks[:1] and networks[0].startswith("container:") else None
@@ -451,6 +454,7 @@ class ContainerManager(records.RecordStore):
             undo.append(lambda: self.network.detach(cid) if self.network else None)
             netns_path, ips = os.fspath(att.netns_path), dict(att.ip_addresses)
             ips6 = dict(getattr(att, "ip6_addresses", None) or {})     # a plug may be IPv4 only
+            published = tuple(att.ports)
             hosts_src = Path(att.hosts_path) if att.hosts_path else None
             resolv_src = Path(att.resolv_conf_path) if att.resolv_conf_path else None
         # the network manager's own files are bound directly: it updates them as peers come and go
@@ -492,6 +496,7 @@ class ContainerManager(records.RecordStore):
             image_config=dict(image_config), lowerdirs=tuple(str(d) for d in lowerdirs),
             hostname=hostname, stop_signal=stop_signal, runtime=self.runtime_name,
             ip_addresses=ips, netns_path=netns_path, cgroup_prefix=self.config.name_prefix, ip6_addresses=ips6,
+            published=published,
         )
 
     # -- start / stop / kill
@@ -524,9 +529,10 @@ class ContainerManager(records.RecordStore):
                     # and rules: attach repairs them, with the addresses the IPAM still leases
                     att = self.network.attach(rec.id, name=rec.name, hostname=rec.hostname,
                                               networks=rec.config.networks, ports=rec.config.ports,
-                                              aliases=rec.config.aliases)
+                                              chosen_before=rec.published, aliases=rec.config.aliases)
                     rec = dataclasses.replace(rec, ip_addresses=dict(att.ip_addresses),   # reconnect() changes them
-                                              ip6_addresses=dict(getattr(att, "ip6_addresses", None) or {}))
+                                              ip6_addresses=dict(getattr(att, "ip6_addresses", None) or {}),
+                                              published=tuple(att.ports))
                 pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec),
                                                  log_size_max=self._log_cap(),
                                                  terminal=rec.terminal, stdin=rec.stdin)

@@ -81,7 +81,7 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
             "Networks": {n: {"IPAddress": ip, "GlobalIPv6Address": rec.ip6_addresses.get(n, "")}
                          for n, ip in rec.ip_addresses.items()},
             "Ports": {f"{pm.container_port}/{pm.protocol}": [{"HostIp": pm.host_ip, "HostPort": str(pm.host_port)}]
-                      for pm in cfg.ports},
+                      for pm in rec.published or cfg.ports},
             "SandboxKey": rec.netns_path or "",
         },
     }

@@ -181,6 +181,8 @@ class Record:
     conmon_start: int | None = None
     boot_id: str | None = None
     error: str | None = None                 # why the engine ended it (State.Error), None otherwise
+    # the published ports as the network holds them: a host port 0 of the config is the one chosen
+    published: tuple[base.PortMapping, ...] = ()
 
     def main_alive(self) -> bool:
         # a zombie still counts until reaped (conmon reaps it and writes the exit file meanwhile)
@@ -205,6 +207,7 @@ class Record:
         d["config"] = config_from_dict(d["config"])
         d["lowerdirs"] = tuple(d.get("lowerdirs") or ())
         d["health_log"] = tuple(d.get("health_log") or ())
+        d["published"] = tuple(base.PortMapping(**p) for p in d.get("published") or ())
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -218,7 +221,7 @@ class Record:
             exit_code=self.exit_code, started_at=self.started_at, finished_at=self.finished_at,
             pid=self.pid if self.status == "running" else None, oom_killed=self.oom_killed,
             health=self.health, restart_count=self.restart_count,
-            ip_addresses=dict(self.ip_addresses), ports=self.config.ports,
+            ip_addresses=dict(self.ip_addresses), ports=self.published or self.config.ports,
             manually_stopped=self.manually_stopped, error=self.error, ip6_addresses=dict(self.ip6_addresses),
         )
 

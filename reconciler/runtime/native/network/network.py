@@ -24,6 +24,7 @@ on one host (or CLI + agent) cannot interleave; IPAM transactions are BEGIN IMME
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -66,6 +67,7 @@ _IFNAMSIZ = 15
 _RESERVED = frozenset({"none", "host", "bridge"})
 _LOOPBACK6 = "::1"
 _PROXY_MODULE = "reconciler.runtime.native.network.portproxy"
+_CHOOSE_TRIES = 64                  # ports the kernel offers before choosing gives up (each one held by us)
 _proxies: dict[int, subprocess.Popen[bytes]] = {}    # the proxies this process started, to reap them
 
 log = structlog.get_logger("reconciler.runtime.native.network.network")
@@ -80,6 +82,7 @@ class Attachment:
     hosts_path: Path                      # bind-mount at /etc/hosts
     resolv_conf_path: Path                # bind-mount at /etc/resolv.conf
     ip6_addresses: dict[str, str] = field(default_factory=dict)   # network -> IPv6 address (dual stack)
+    ports: tuple[base.PortMapping, ...] = ()    # as published: a host port 0 asked for is the one chosen
 
 
 @dataclass(frozen=True)
@@ -406,6 +409,65 @@ class NetworkManager:
         for p in ports:
             self._probe_listener(p)
 
+    def _choose_ports(
+        self, ports: Sequence[base.PortMapping], prefer: Sequence[base.PortMapping],
+    ) -> list[base.PortMapping]:
+        """`ports` with each host port 0 replaced by a free one (Docker's way): the one in `prefer`
+        for the same container port, protocol and address if it is still free, else one the
+        kernel picks from the ephemeral range (net.ipv4.ip_local_port_range) that no container
+        of this engine publishes. Call under the lock."""
+        held = [(r.protocol, r.host_ip, r.host_port) for r in self._ipam.ports()]
+        held += [(p.protocol, p.host_ip, p.host_port) for p in ports if p.host_port]
+        out: list[base.PortMapping] = []
+        for p in ports:
+            if p.host_port:
+                out.append(p)
+                continue
+            before = [q.host_port for q in prefer if q.host_port and (q.container_port, q.protocol, q.host_ip) == (
+                p.container_port, p.protocol, p.host_ip)]
+            chosen = self._free_port(p, held, before[:1])
+            held.append((p.protocol, p.host_ip, chosen))
+            out.append(dataclasses.replace(p, host_port=chosen))
+        return out
+
+    def _free_port(self, p: base.PortMapping, held: Sequence[tuple[str, str, int]], before: Sequence[int]) -> int:
+        """A host port for `p` that nothing listens on and `held` does not take: `before` if it is free."""
+        def taken(port: int) -> bool:
+            return any(proto == p.protocol and number == port and ipam.same_port_address(ip, p.host_ip)
+                       for proto, ip, number in held)
+
+        for port in before:
+            with suppress(errors.Conflict):
+                if not taken(port):
+                    self._probe_listener(dataclasses.replace(p, host_port=port))
+                    return port
+        self._validate_port(dataclasses.replace(p, host_port=1))
+        for _ in range(_CHOOSE_TRIES):
+            port = self._kernel_port(p)
+            if not taken(port):
+                return port
+        raise errors.Unavailable(
+            f"no free host port for container port {p.container_port}/{p.protocol} on {p.host_ip}: "
+            f"the kernel offered {_CHOOSE_TRIES} that containers of this engine publish",
+            hint="widen net.ipv4.ip_local_port_range, or name the host port (published:)")
+
+    @staticmethod
+    def _kernel_port(p: base.PortMapping) -> int:
+        """A port of the ephemeral range free on `p.host_ip` right now (bind to port 0, as Docker does)."""
+        kind = socket.SOCK_STREAM if p.protocol == "tcp" else socket.SOCK_DGRAM
+        with socket.socket(socket.AF_INET6 if ":" in p.host_ip else socket.AF_INET, kind) as s:
+            if ":" in p.host_ip:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                s.bind((p.host_ip, 0))
+            except OSError as exc:
+                raise errors.InvalidArgument(
+                    f"cannot choose a host port for container port {p.container_port}/{p.protocol} "
+                    f"on {p.host_ip}: {exc.strerror}",
+                    hint="publish on an address of this host (or leave hostIP out)",
+                ) from exc
+            return int(s.getsockname()[1])
+
     @staticmethod
     def _validate_port(p: base.PortMapping) -> None:
         if p.protocol not in ("tcp", "udp"):
@@ -456,6 +518,7 @@ class NetworkManager:
         hostname: str,
         networks: Sequence[str],
         ports: Sequence[base.PortMapping] = (),
+        chosen_before: Sequence[base.PortMapping] = (),
         aliases: Sequence[str] = (),
         static_ips: Mapping[str, str] | None = None,
         extra_hosts: Sequence[str] = (),
@@ -466,7 +529,9 @@ class NetworkManager:
         """Give a container its namespace, interfaces, addresses, published ports and names.
 
         Idempotent: attaching an attached container to the same networks verifies and repairs
-        its interfaces; different networks are a Conflict (detach first).
+        its interfaces; different networks are a Conflict (detach first). A host port 0 is one
+        chosen now (the one in `chosen_before`, the container's last, if still free); it is
+        held until detach, and the attachment's `ports` say which.
         """
         self._check_container_id(container_id)
         for label in (name, hostname, *aliases):
@@ -493,6 +558,7 @@ class NetworkManager:
                 self._apply_firewall(force=True)
                 self._ensure_proxies(container_id)
                 return self._attachment(container_id, eps)
+            ports = self._choose_ports(ports, chosen_before)
             self.check_ports(ports, container_id=container_id)
             record = ipam.ContainerRecord(
                 container_id=container_id, name=name, hostname=hostname or name,
@@ -540,6 +606,9 @@ class NetworkManager:
             ip_addresses={e.network: e.address for e in endpoints},
             ip6_addresses={e.network: e.address6 for e in endpoints if e.address6},
             hosts_path=hosts, resolv_conf_path=resolv,
+            ports=tuple(base.PortMapping(container_port=r.container_port, host_port=r.host_port, protocol=r.protocol,
+                                         host_ip=r.host_ip)
+                        for r in self._ipam.ports() if r.container_id == container_id),
         )
 
     def _ensure_interfaces(self, container_id: str, endpoints: Sequence[ipam.EndpointRecord]) -> None:

@@ -2,7 +2,7 @@
 
 The engine chooses a free host port from the ephemeral range, `reconcile ps` shows it and
 127.0.0.1:THAT_PORT reaches the container's server; a second pass changes nothing and the port
-stays; two replicas get two ports; removing a service removes its DNAT rules. One engine per
+stays, also over a restart and a reboot; two replicas get two ports; removing a service removes its DNAT rules. One engine per
 test (tests/helpers/host.py); teardown removes everything and fails the test if anything is left.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.host import Host
+from tests.helpers.host import Host, reboot
 
 pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
 
@@ -32,6 +32,7 @@ COMPOSE = """
         command: ["sh", "-c", "{web}"]
         ports: ["8080"]
         stop_grace_period: 1s
+        restart: always
     {api}"""
 
 API = """
@@ -41,6 +42,7 @@ API = """
         ports: ["127.0.0.1::8000"]
         deploy: {{replicas: 2}}
         stop_grace_period: 1s
+        restart: always
     """
 
 
@@ -123,6 +125,12 @@ def test_ports_without_a_host_port_get_one_each_keep_it_and_release_it(
     finally:
         rt.close()
     assert [(p.host_port, p.container_port) for p in inspected.ports] == [(web_port, 8080)]
+    answer(web_port, "web")
+
+    # so does a reboot of the machine: the next pass brings every container back on its port
+    reboot(host.config)
+    assert host.cli("apply", str(project)) == 0
+    assert published(host, capsys) == ports
     answer(web_port, "web")
 
     # removing the replicas releases their ports: no rule of ours redirects them any more

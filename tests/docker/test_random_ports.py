@@ -123,7 +123,8 @@ def test_docker_chooses_the_host_ports_and_ps_shows_them(
     api = [ports[f"{name}-api-{n}"] for n in (1, 2)]
     assert [[(ip, target) for ip, _, target in p] for p in api] == [[("127.0.0.1", "8000/tcp")]] * 2
     chosen = [web[0][1], api[0][0][1], api[1][0][1]]
-    assert len(set(chosen)) == 3 and all(chosen), chosen             # Docker chose, one port each
+    assert len(set(chosen)) == 3, chosen                             # Docker chose, one port each
+    assert all(chosen), chosen
     answer(chosen[0], "web")
     ids = {c["Names"][0].lstrip("/"): c["Id"] for c in docker.api.container_list({"com.docker.compose.project": name})}
     for n in (1, 2):

@@ -77,9 +77,9 @@ class NetworkAttacher(Protocol):
 
     def attach(
         self, container_id: str, *, name: str, hostname: str, networks: Sequence[str],
-        ports: Sequence[base.PortMapping] = (), chosen_before: Sequence[base.PortMapping] = (),
-        aliases: Sequence[str] = (), extra_hosts: Sequence[str] = (), dns: Sequence[str] = (),
-        dns_search: Sequence[str] = (), dns_options: Sequence[str] = (),
+        ports: Sequence[base.PortMapping] = (), aliases: Sequence[str] = (),
+        extra_hosts: Sequence[str] = (), dns: Sequence[str] = (), dns_search: Sequence[str] = (),
+        dns_options: Sequence[str] = (),
     ) -> Attachment: ...
 
     def detach(self, container_id: str) -> None: ...
@@ -529,7 +529,7 @@ class ContainerManager(records.RecordStore):
                     # and rules: attach repairs them, with the addresses the IPAM still leases
                     att = self.network.attach(rec.id, name=rec.name, hostname=rec.hostname,
                                               networks=rec.config.networks, ports=rec.config.ports,
-                                              chosen_before=rec.published, aliases=rec.config.aliases)
+                                              aliases=rec.config.aliases)
                     rec = dataclasses.replace(rec, ip_addresses=dict(att.ip_addresses),   # reconnect() changes them
                                               ip6_addresses=dict(getattr(att, "ip6_addresses", None) or {}),
                                               published=tuple(att.ports))

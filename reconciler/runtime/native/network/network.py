@@ -409,13 +409,10 @@ class NetworkManager:
         for p in ports:
             self._probe_listener(p)
 
-    def _choose_ports(
-        self, ports: Sequence[base.PortMapping], prefer: Sequence[base.PortMapping],
-    ) -> list[base.PortMapping]:
-        """`ports` with each host port 0 replaced by a free one (Docker's way): the one in `prefer`
-        for the same container port, protocol and address if it is still free, else one the
-        kernel picks from the ephemeral range (net.ipv4.ip_local_port_range) that no container
-        of this engine publishes. Call under the lock."""
+    def _choose_ports(self, ports: Sequence[base.PortMapping]) -> list[base.PortMapping]:
+        """`ports` with each host port 0 replaced by a free one (Docker's way): one the kernel
+        picks from the ephemeral range (net.ipv4.ip_local_port_range) that no container of this
+        engine publishes. Call under the lock."""
         held = [(r.protocol, r.host_ip, r.host_port) for r in self._ipam.ports()]
         held += [(p.protocol, p.host_ip, p.host_port) for p in ports if p.host_port]
         out: list[base.PortMapping] = []
@@ -423,24 +420,17 @@ class NetworkManager:
             if p.host_port:
                 out.append(p)
                 continue
-            before = [q.host_port for q in prefer if q.host_port and (q.container_port, q.protocol, q.host_ip) == (
-                p.container_port, p.protocol, p.host_ip)]
-            chosen = self._free_port(p, held, before[:1])
+            chosen = self._free_port(p, held)
             held.append((p.protocol, p.host_ip, chosen))
             out.append(dataclasses.replace(p, host_port=chosen))
         return out
 
-    def _free_port(self, p: base.PortMapping, held: Sequence[tuple[str, str, int]], before: Sequence[int]) -> int:
-        """A host port for `p` that nothing listens on and `held` does not take: `before` if it is free."""
+    def _free_port(self, p: base.PortMapping, held: Sequence[tuple[str, str, int]]) -> int:
+        """A host port for `p` that nothing listens on and `held` does not take."""
         def taken(port: int) -> bool:
             return any(proto == p.protocol and number == port and ipam.same_port_address(ip, p.host_ip)
                        for proto, ip, number in held)
 
-        for port in before:
-            with suppress(errors.Conflict):
-                if not taken(port):
-                    self._probe_listener(dataclasses.replace(p, host_port=port))
-                    return port
         self._validate_port(dataclasses.replace(p, host_port=1))
         for _ in range(_CHOOSE_TRIES):
             port = self._kernel_port(p)
@@ -518,7 +508,6 @@ class NetworkManager:
         hostname: str,
         networks: Sequence[str],
         ports: Sequence[base.PortMapping] = (),
-        chosen_before: Sequence[base.PortMapping] = (),
         aliases: Sequence[str] = (),
         static_ips: Mapping[str, str] | None = None,
         extra_hosts: Sequence[str] = (),
@@ -530,8 +519,8 @@ class NetworkManager:
 
         Idempotent: attaching an attached container to the same networks verifies and repairs
         its interfaces; different networks are a Conflict (detach first). A host port 0 is one
-        chosen now (the one in `chosen_before`, the container's last, if still free); it is
-        held until detach, and the attachment's `ports` say which.
+        chosen at the first attach and held (restarts, reboots) until detach; the attachment's
+        `ports` say which.
         """
         self._check_container_id(container_id)
         for label in (name, hostname, *aliases):
@@ -558,7 +547,7 @@ class NetworkManager:
                 self._apply_firewall(force=True)
                 self._ensure_proxies(container_id)
                 return self._attachment(container_id, eps)
-            ports = self._choose_ports(ports, chosen_before)
+            ports = self._choose_ports(ports)
             self.check_ports(ports, container_id=container_id)
             record = ipam.ContainerRecord(
                 container_id=container_id, name=name, hostname=hostname or name,

@@ -1,10 +1,13 @@
 """Engine API calls on a running native container, through the real docker CLI: pause and
-unpause (the cgroup freezer), exec events in /events, and `docker logs --until`."""
+unpause (the cgroup freezer), exec events in /events, `docker logs --until`, and `docker run -p
+PORT` on a host port the engine chooses (`docker port`)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
+import urllib.request
 
 from tests.api.test_engine_api import docker
 from tests.api.test_engine_api import engine_api as engine_api  # the fixture
@@ -186,3 +189,33 @@ def test_network_connect_and_disconnect_of_a_running_container(engine_api: str, 
     again = docker(engine_api, "network", "disconnect", back, "client", check=False)
     assert again.returncode != 0
     docker(engine_api, "rm", "-f", "client", "srv")
+
+
+def test_run_p_without_a_host_port_publishes_on_one_the_engine_chooses(engine_api: str, host: Host,
+                                                                       busybox_image: str) -> None:
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "run", "-d", "--name", "srv", "-p", "8080", "-p", "127.0.0.1::9090/udp", busybox_image,
+           "sh", "-c", HTTPD)
+    ports = json.loads(docker(engine_api, "inspect", "-f", "{{json .NetworkSettings.Ports}}", "srv").stdout)
+    tcp, udp = ports["8080/tcp"][0], ports["9090/udp"][0]
+    assert (tcp["HostIp"], udp["HostIp"]) == ("0.0.0.0", "127.0.0.1")
+    chosen = int(tcp["HostPort"])
+    assert chosen != 8080                       # not the container port: a chosen one
+    assert int(udp["HostPort"]) not in (0, 9090)
+    assert docker(engine_api, "port", "srv", "8080").stdout.split() == [f"0.0.0.0:{chosen}"]
+    assert f"0.0.0.0:{chosen}->8080/tcp" in docker(engine_api, "ps", "--format", "{{.Ports}}").stdout
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{chosen}/", timeout=3) as resp:
+                if resp.read().decode().strip() == "hello-from-srv":
+                    break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"127.0.0.1:{chosen} does not reach the container"
+        time.sleep(0.2)
+
+    docker(engine_api, "rm", "-f", "srv")
+    rules = subprocess.run(["nft", "list", "table", "ip", host.config.name_prefix], capture_output=True,
+                           text=True, check=False).stdout
+    assert f"dport {chosen} " not in rules

@@ -193,6 +193,26 @@ def test_published_port_is_reachable(docker: DockerRuntime, docker_image: Pulled
         assert resp.read() == b"hello-port\n"
 
 
+def test_a_port_without_a_host_port_is_published_on_one_the_engine_chooses(engine: Engine) -> None:
+    """Host port 0 goes as HostPort "": Docker and Podman choose the port; inspect reads back their choice."""
+    import urllib.request
+
+    rt, scope = engine.rt, engine.scope
+    name = run(scope, engine.image, "web", "mkdir -p /www && echo hello-chosen > /www/index.html && httpd -f -p 8080 -h /www",
+               ports=(base.PortMapping(8080, 0, host_ip="127.0.0.1"),))
+    [port] = rt.inspect_container(name).ports
+    assert (port.container_port, port.protocol, port.host_ip) == (8080, "tcp", "127.0.0.1")
+    assert port.host_port not in (0, 8080)
+
+    def answered() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port.host_port}/index.html", timeout=3) as resp:
+                return bool(resp.read() == b"hello-chosen\n")
+        except OSError:
+            return False
+    until(answered, f"an answer on the chosen port {port.host_port}", limit=30)
+
+
 def test_a_container_joining_anothers_network_reaches_it_on_loopback(engine: Engine) -> None:
     """compose's `network_mode: service:web`: `networks: [container:WEB]` is HostConfig.NetworkMode
     container:WEB, so the sidecar shares web's namespace and reaches its server on 127.0.0.1."""

@@ -351,6 +351,13 @@ def start_first_with_ports_falls_back() -> Case:
 
 
 @scenario
+def start_first_with_chosen_ports() -> Case:
+    """Ports the engine chooses (host port 0) hold no fixed port: the new copy gets its own."""
+    sf = replace(SF, ports=(models.PortSpec("0.0.0.0", 0, 80, "tcp"),))
+    return case(desired(sf, SHOP, DATA), up(), inv.Inventory.of([entry(WEB)]), can_rename=True)
+
+
+@scenario
 def start_first_without_rename_falls_back() -> Case:
     return case(desired(SF, SHOP, DATA), up(), inv.Inventory.of([entry(WEB)]))
 

@@ -261,6 +261,17 @@ note: container:api carries our owner label but is not in the inventory: left un
 [3] -> #4 container:web, start, spec hash changed: env, ports
 note: container:web: start-first falls back to stop-first: it publishes host ports
 """,
+    "start_first_with_chosen_ports": """\
+[] -> #1 container:web, create web.next, spec hash changed: env, ports
+      env.V: added
+      ports: [] -> [{'host_ip': '0.0.0.0', 'host_port': 0, 'container_port': 80, 'protocol': 'tcp'}]
+      update.health_timeout: 60.0 -> 30.0
+      update.order: 'stop-first' -> 'start-first'
+[1] -> #2 container:web, start web.next, spec hash changed: env, ports
+[2] -> #3 container:web, stop, spec hash changed: env, ports
+[3] -> #4 container:web, remove, spec hash changed: env, ports
+[4] -> #5 container:web, rename web.next -> web, spec hash changed: env, ports
+""",
     "start_first_without_rename_falls_back": """\
 [] -> #1 container:web, stop, spec hash changed: env
       env.V: added

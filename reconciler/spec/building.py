@@ -24,7 +24,7 @@ from typing import Any, cast
 
 from reconciler.spec import errors, hashing, lock, models, reading, schemas, sops, tagpolicy, units
 
-__all__ = ["Builder"]
+__all__ = ["ANONYMOUS_LABEL", "Builder", "anonymous_name"]
 
 _REF = re.compile(
     r"^(?:(?P<domain>(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
@@ -37,6 +37,7 @@ _BUILD_SECRET_MAX = 1 << 20       # as `reconcile build --secret` reads them
 _JOIN = "container:"                # networks: [container:NAME] joins NAME's network namespace
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _RESERVED_LABEL = "reconciler."
+ANONYMOUS_LABEL = "com.docker.volume.anonymous"     # what Docker and compose label an anonymous volume with
 _WILDCARDS = ("0.0.0.0", "::")  # noqa: S104 - a wildcard host IP conflicts with every address
 _KNOWN_SIGNALS = {s.name for s in signal.Signals}
 _IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
@@ -44,6 +45,13 @@ _IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
 _SHORT_SIGNAL = {s.name.removeprefix("SIG") for s in signal.Signals}
 
 Path_ = tuple[str | int, ...]
+
+
+def anonymous_name(container: str, target: str) -> str:
+    """The name of `container`'s anonymous volume at `target`: stable, so a replacement of the
+    container finds its data, and at most 63 characters, like every name of the manifests."""
+    digest = hashlib.sha256(f"{container}\0{target}".encode()).hexdigest()[:12]
+    return f"{container[:63 - len(digest) - 6]}-anon-{digest}"
 
 
 def valid_reference(ref: str) -> bool:
@@ -681,6 +689,36 @@ class Builder:
                 out[replica] = c if replica == name else self.replica(c, replica, i)
         return dict(sorted(out.items()))
 
+    def anonymous_volumes(
+        self, docs: Mapping[str, _Doc], containers: Mapping[str, models.Container], volumes: dict[str, models.Volume],
+    ) -> dict[str, models.Container]:
+        """Each mount without a source (`/data`) as a Volume of its container's own, added to
+        `volumes`: named from the container and the target (`anonymous_name`), so a replacement of
+        the container mounts the same data, as compose's recreate keeps it; not declared by any
+        manifest, so the prune that removes the container removes it too (deletionPolicy Delete)."""
+        out: dict[str, models.Container] = {}
+        for name, c in containers.items():
+            mounts = tuple(self.anonymous_mount(docs, c, i, m, volumes) if m.type == "volume" and not m.source else m
+                           for i, m in enumerate(c.volumes))
+            out[name] = c if mounts == c.volumes else dataclasses.replace(c, volumes=mounts)
+        return out
+
+    def anonymous_mount(
+        self, docs: Mapping[str, _Doc], c: models.Container, index: int, m: models.VolumeMount,
+        volumes: dict[str, models.Volume],
+    ) -> models.VolumeMount:
+        volume = anonymous_name(c.name, m.target)
+        if volume in volumes:
+            d = docs.get(c.name) or next(d for d in docs.values() if self.origin(d) == c.origin)   # a replica's
+            self.report(d, ("spec", "volumes", index), f"the anonymous volume at {m.target} is named {volume!r}, "
+                        "as a Volume of the manifests is: rename that Volume")
+            return m
+        labels = MappingProxyType({ANONYMOUS_LABEL: ""})
+        volumes[volume] = models.Volume(
+            name=volume, labels=labels, origin=c.origin, deletion_policy="Delete",
+            spec_hash=hashing.spec_hash("Volume", {"labels": labels}, hashing.COMMON_EXCLUDED, {}))
+        return dataclasses.replace(m, source=volume)
+
     def replica(self, c: models.Container, name: str, number: int) -> models.Container:
         """Copy `number` of `c`, one container of a single host, with `c`'s spec hash; a compose
         service's copy carries its number in a label, so copies after the first hash it too (the
@@ -908,7 +946,7 @@ class Builder:
                 self.report(d, path, f"{mount.target!r} is mounted twice")
                 continue
             targets.add(mount.target)
-            if mount.type == "volume":
+            if mount.type == "volume" and mount.source:        # no source: the container's anonymous volume
                 if mount.source not in defined:
                     hint = schemas.did_you_mean(mount.source, sorted(defined))
                     self.report(d, path, f"no Volume named {mount.source!r}{hint}; define it in a manifest")
@@ -924,8 +962,8 @@ class Builder:
             if kind == "tmpfs" and source:
                 self.report(d, (*path, "source"), "a tmpfs mount has no source")
                 return None
-            if kind != "tmpfs" and not source:
-                self.report(d, path, f"a {kind} mount needs a source")
+            if kind == "bind" and not source:
+                self.report(d, path, "a bind mount needs a source")
                 return None
             options: list[str] = []
             for key in ("size", "mode"):
@@ -938,9 +976,8 @@ class Builder:
                 options.append(f"mode={item['mode']}")
             return models.VolumeMount(kind, source, item["target"], bool(item.get("readOnly", False)), tuple(options))
         parts = item.split(":")
-        if len(parts) == 1:
-            self.report(d, path, f"{item!r} has no source; anonymous volumes are not supported, write volume-name:{item} or ./dir:{item}")
-            return None
+        if len(parts) == 1:             # `/data`: an anonymous volume, as `docker run -v /data`
+            return models.VolumeMount("volume", "", item, False)
         mode = "rw"
         if len(parts) == 3:
             mode = parts[2]

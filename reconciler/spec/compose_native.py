@@ -51,7 +51,7 @@ SERVICE_KEYS: dict[str, str] = {
     "ports": "`ports`: short and long syntax, ranges, tcp/udp; a long form's `mode: ingress` is the manifest's `mode: ingress` (Swarm's routing mesh: `--runtime swarm` only; `host_ip` with it is an error); no host port (`80`, `127.0.0.1::80`, a long form without `published`) is the manifest's long form without `published`: the engine chooses a free host port (each replica its own); a host range for one port is an error",
     "networks": "`networks` (`<project>_<name>`), and `aliases`: the service name and every `aliases:` entry",
     "network_mode": "`host` and `none`: `networks: [host]` / `[none]`; `service:NAME` and `container:NAME`: `networks: [container:<its Container>]` (it joins that container's network namespace, is made after it and publishes no ports); other modes are errors",
-    "volumes": "`volumes`: named volumes, binds (relative to the project directory), tmpfs; `read_only`",
+    "volumes": "`volumes`: named volumes, anonymous volumes (`/data`: the container's own, kept when it is replaced, removed by the prune that removes it), binds (relative to the project directory), tmpfs; `read_only`",
     "tmpfs": "`volumes` of type tmpfs, with `size` and `mode` options (other options are errors)",
     "restart": "`restart`",
     "healthcheck": "`healthcheck`: `test`, `interval`, `timeout`, `retries`, `start_period`; `disable: true` is `[NONE]`",
@@ -970,9 +970,8 @@ class _Service:
                 self.tr.error(here, not_supported(f"{opt} options of a {kind} mount"), key=True)
         if kind == "volume":
             source = vol.get("source")
-            if not source:
-                self.tr.error(self.p(*at), not_supported("anonymous volumes", f"name the volume (data:{target}) and declare it under the top-level volumes:"))
-                return None
+            if not source:      # an anonymous volume: the container's own (the manifests' `/path`)
+                return {"type": "volume", "target": target, "readOnly": True} if ro else str(target)
             return f"{self.tr.volumes.get(str(source), source)}:{target}" + (":ro" if ro else "")
         if kind == "bind":
             source = str(vol.get("source") or "")

@@ -515,7 +515,7 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
             image: x/web:1
             ports: ["8000-8001:80", "53:53/sctp"]
             devices: ["nvidia.com/gpu=all"]
-            volumes: [/anonymous]
+            volumes: [{type: volume, target: /anonymous, volume: {nocopy: true}}]
             network_mode: "bridge:db"
             tmpfs: ["/run:size=64m,uid=1000"]
           db:
@@ -526,7 +526,7 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
             "compose.yaml:4:13: services.web.ports[0]: not supported yet: a host port range (8000-8001) for one container port; name one host port",
             "compose.yaml:4:29: services.web.ports[1]: not supported yet: the sctp protocol; use tcp or udp",
             "compose.yaml:5:15: services.web.devices[0]: not supported yet: the device 'nvidia.com/gpu=all' (a CDI device name); name a device node of the host, like /dev/fuse",
-            "compose.yaml:6:15: services.web.volumes[0]: not supported yet: anonymous volumes; name the volume (data:/anonymous) and declare it under the top-level volumes:",
+            "compose.yaml:6:50: services.web.volumes[0].volume: not supported yet: volume options of a volume mount; the manifest language cannot say it yet, remove it",
             "compose.yaml:7:19: services.web.network_mode: not supported yet: network_mode 'bridge:db'; use host, none, service:NAME or container:NAME, or networks:",
             "compose.yaml:8:13: services.web.tmpfs[0]: not supported yet: the tmpfs option 'uid=1000'; only size= and mode= are",
         ]),

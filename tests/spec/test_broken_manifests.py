@@ -14,6 +14,7 @@ import pytest
 
 from reconciler import spec
 from reconciler.cli.main import main
+from reconciler.spec.building import anonymous_name
 
 
 def c(body: str, name: str = "web") -> str:
@@ -156,9 +157,14 @@ CASES: dict[str, tuple[dict[str, str | bytes], list[str]]] = {
         {"m.yaml": c(IMG + "  volumes: ['dat:/data']\n") + VOL},
         ["m.yaml:7:13: Container/web: spec.volumes[0]: no Volume named 'dat' (did you mean 'data'?); define it in a manifest"],
     ),
-    "volume_anonymous": (
-        {"m.yaml": c(IMG + "  volumes: ['/data']\n")},
-        ["m.yaml:7:13: Container/web: spec.volumes[0]: '/data' has no source; anonymous volumes are not supported, write volume-name:/data or ./dir:/data"],
+    "volume_anonymous_relative": (
+        {"m.yaml": c(IMG + "  volumes: ['data']\n")},
+        ["m.yaml:7:13: Container/web: spec.volumes[0]: mount target 'data' must be an absolute path"],
+    ),
+    "volume_anonymous_named_like_a_volume": (
+        {"m.yaml": c(IMG + "  volumes: ['/data']\n") + VOL.replace("{name: data}", "{name: " + anonymous_name("web", "/data") + "}")},
+        [f"m.yaml:7:13: Container/web: spec.volumes[0]: the anonymous volume at /data is named {anonymous_name('web', '/data')!r}, "
+         "as a Volume of the manifests is: rename that Volume"],
     ),
     "volume_mode": (
         {"m.yaml": c(IMG + "  volumes: ['data:/data:rx']\n") + VOL},

@@ -8,10 +8,11 @@ compared: image, command, entrypoint, environment, mounts, published ports, netw
 aliases, restart policy, user, working directory, hostname, domain name, healthcheck, stop signal and
 timeout, terminal and open stdin, read-only root, init, capabilities, security options, sysctls, ulimits, /dev/shm size, CPU shares and set, memory limit, swap and reservation, extra hosts, DNS
 servers, search domains and options, OOM score adjustment, supplementary groups, and labels. Names that carry the project name (volumes,
-networks) are compared with it replaced, and what each tool adds of its own is left out:
+networks) are compared with it replaced, an anonymous volume (`- /path`: a random name in compose) by
+type and target only, and what each tool adds of its own is left out:
 reconciler's `reconciler.*` labels, compose's config-hash/version/working_dir/config_files
 labels, and the container-id alias Docker gives every container. Teardown removes both projects
-(`docker-compose down -v` and the reconciler owner's objects), even when the test fails.
+(their containers with compose's anonymous volumes, their networks and volumes), even when the test fails.
 
 The corpus (tests/compose/corpus/*, real-world-shaped projects) runs through the same comparison
 after a rewrite that lets it run here, the same for both tools (`runnable`): every image is the
@@ -31,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import string
@@ -127,12 +129,20 @@ def _healthcheck(hc: dict[str, Any] | None) -> dict[str, Any] | None:
     return {**_HC_DEFAULTS, **{k: v for k, v in hc.items() if v}}
 
 
+# an anonymous volume's name: Docker's is random, reconciler's its container's (anonymous_name)
+_ANONYMOUS = re.compile(r"[0-9a-f]{64}|.+-anon-[0-9a-f]{12}")
+
+
+def _mount_source(mount: dict[str, Any]) -> str:
+    name: str = mount.get("Name") or mount.get("Source", "")
+    return "ANONYMOUS" if mount["Type"] == "volume" and _ANONYMOUS.fullmatch(name) else name
+
+
 def view(attrs: dict[str, Any], run: Run) -> dict[str, Any]:
     """What the compose file decides about a container, as `docker inspect` shows it."""
     cfg, host = attrs["Config"], attrs["HostConfig"]
     short = attrs["Id"][:12]
-    mounts = sorted((m["Type"], m.get("Name") or m.get("Source", ""), m["Destination"], m["RW"])
-                    for m in attrs["Mounts"] if m["Type"] != "tmpfs")
+    mounts = sorted((m["Type"], _mount_source(m), m["Destination"], m["RW"]) for m in attrs["Mounts"] if m["Type"] != "tmpfs")
     # tmpfs: compose 1.29 sends HostConfig.Tmpfs ("size=64m,mode=1770"), reconciler HostConfig.Mounts
     tmpfs = {dest: _tmpfs_options(opts) for dest, opts in (host.get("Tmpfs") or {}).items()}
     for m in host.get("Mounts") or []:
@@ -168,11 +178,13 @@ def _remove_project(docker: DockerRuntime, name: str) -> None:
     """Every container, network and volume of project `name` (each removal on its own)."""
     removals = [(docker.api.container_remove, c["Id"]) for c in docker.api.container_list({"com.docker.compose.project": name})]
     removals += [(docker.remove_network, n.name) for n in docker.list_networks(None) if n.name.startswith(name + "_")]
-    removals += [(docker.remove_volume, v.name) for v in docker.list_volumes(None) if v.name.startswith(name + "_")]
+    # a project's volumes, then reconciler's anonymous ones (named after their container); removing a
+    # container with its volumes removes docker-compose's (and no named volume)
+    removals += [(docker.remove_volume, v.name) for v in docker.list_volumes(None) if v.name.startswith((name + "_", name + "-"))]
     for remove, what in removals:
         try:
             if remove == docker.api.container_remove:
-                docker.api.container_remove(what, force=True, volumes=False)
+                docker.api.container_remove(what, force=True, volumes=True)
             else:
                 remove(what)
         except rterrors.RuntimeBackendError:

@@ -2,7 +2,7 @@
 
 Each directory is a project as people write them (a three-tier app, a reverse proxy, health-gated
 start order, env files, a hardened read-only service, host networking, image builds, WordPress,
-a development override file, shared `extends` definitions, profiles, monitoring, Gitea,
+a development override file (with an anonymous volume for its modules), shared `extends` definitions, profiles, monitoring, Gitea,
 Nextcloud, apps on an external Traefik network, worker replicas, file secrets and configs,
 OpenSearch's limits, MinIO, Home Assistant, Pi-hole, a built notebook, a sysctl-tuned cache pool,
 MongoDB, analytics, a CI runner with an external cache, a static site, Keycloak, Matrix), with

@@ -7,7 +7,8 @@ the inventory recorded after it) read the same rules, so each is written here on
   every pass, a moved tag pulled) unless an Image object says `track: false` with a pull
   policy other than `always`; on a cluster every image is (its services run it by digest);
 - implicit volumes: a volume a container mounts but no Volume object declares is desired all
-  the same (created, tracked in the inventory, never pruned while mounted);
+  the same (created, tracked in the inventory, never pruned while mounted); a mount without
+  source (a service's anonymous volume on a cluster: Swarm makes one per task) names none;
 - ownership labels: what every object made for a revision carries (`state/labels.py` encodes
   them).
 """
@@ -50,7 +51,7 @@ def volumes(desired: models.DesiredState) -> dict[str, models.Volume | None]:
     """Every volume the revision makes: the declared ones, then the implicit ones (None), each
     part sorted by name; external volumes are not made, so not among them."""
     out: dict[str, models.Volume | None] = {n: desired.volumes[n] for n in sorted(desired.volumes)}
-    implicit = {m.source for c in desired.containers.values() for m in c.volumes if m.type == "volume"}
+    implicit = {m.source for c in desired.containers.values() for m in c.volumes if m.type == "volume" and m.source}
     out.update((n, None) for n in sorted(implicit - set(out) - set(desired.external_volumes)))
     return out
 

@@ -182,7 +182,9 @@ def _load(
     builder.check_cycles(by_kind["Container"], containers)
     if not cluster:
         containers = builder.replicate(by_kind["Container"], containers)
-    containers = builder.anonymous_volumes(by_kind["Container"], containers, volumes)
+        # on a cluster a mount without source stays so: each copy gets Swarm's own anonymous
+        # volume, as `docker stack deploy` gives it
+        containers = builder.anonymous_volumes(by_kind["Container"], containers, volumes)
     if policy is not None:
         from reconciler.spec import policy as policy_mod
 

@@ -17,6 +17,7 @@ import yaml
 
 from reconciler import spec
 from reconciler.cli.main import main
+from reconciler.planning import implied
 from reconciler.spec.building import ANONYMOUS_LABEL, anonymous_name
 
 
@@ -51,6 +52,14 @@ def test_a_replacement_keeps_the_volume_and_each_replica_has_its_own(tmp_path: P
     scaled = load(tmp_path, doc("web", "  image: busybox:1\n  replicas: 2\n  volumes: [/data]\n"))
     assert [scaled.containers[f"web-{i}"].volumes[0].source for i in (1, 2)] == [
         anonymous_name("web-1", "/data"), anonymous_name("web-2", "/data")]
+
+
+def test_on_a_cluster_the_mount_stays_without_source(tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text(doc("web", "  image: busybox:1\n  replicas: 2\n  volumes: [/data]\n"))
+    desired = spec.load(tmp_path, cluster=True)          # each task gets Swarm's own anonymous volume
+    assert [(m.type, m.source, m.target) for m in desired.containers["web"].volumes] == [("volume", "", "/data")]
+    assert dict(desired.volumes) == {}
+    assert implied.volumes(desired) == {}
 
 
 def test_the_name_stays_a_valid_volume_name_for_the_longest_container_name() -> None:

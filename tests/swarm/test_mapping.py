@@ -68,6 +68,12 @@ def test_a_container_config_as_a_service_spec() -> None:
     }
 
 
+def test_an_anonymous_volume_is_a_mount_without_source_each_task_gets_its_own() -> None:
+    config = replace(full_config(), mounts=(base.Mount("volume", "/data"),))
+    assert services.service_spec(config)["TaskTemplate"]["ContainerSpec"]["Mounts"] == [
+        {"Type": "volume", "Target": "/data", "ReadOnly": False}]
+
+
 @pytest.mark.parametrize(("restart", "condition"), [("no", "none"), ("always", "any"), ("unless-stopped", "any")])
 def test_restart_policies_become_swarm_conditions(restart: str, condition: str) -> None:
     spec = services.service_spec(base.ContainerConfig(name="a", image="i", restart=base.RestartPolicy(restart)))

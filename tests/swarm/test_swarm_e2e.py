@@ -17,7 +17,7 @@ import pytest
 
 from reconciler.cli.main import main
 from tests.execution.helpers import write
-from tests.helpers import images
+from tests.helpers import anonymous_volumes, images
 from tests.helpers.ports import publish_port
 from tests.helpers.registry import RegistryServer
 from tests.swarm.conftest import LABEL, Scope
@@ -509,3 +509,34 @@ def test_a_host_bind_mount_runs_where_the_placement_pins_the_service_to_one_node
     assert cli(swarm, "apply", str(m)) == 2
     assert (f"Container/{p}-pinned: spec.volumes[0]: {m / 'conf'}:/host is named relative to the manifests, "
             f"a path where reconciler runs, not on node {node}") in capsys.readouterr().err
+
+
+def test_an_anonymous_volume_is_each_copys_own_filled_from_the_image(
+    tmp_path: Path, swarm: Scope, registry: RegistryServer,
+) -> None:
+    image = anonymous_volumes.seeded_image(registry, tmp_path / "layout")
+    m, p = tmp_path / "m", swarm.owner
+    write(m, "cache.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {p}-cache}}
+        spec:
+          image: {image}
+          command: [sleep, "3600"]
+          replicas: 2
+          volumes: ["/data"]
+          restart: always
+          stopTimeout: 1s
+        """)
+    assert cli(swarm, "apply", str(m)) == 0
+    (mount,) = services(swarm)[f"{p}-cache"]["Spec"]["TaskTemplate"]["ContainerSpec"]["Mounts"]
+    assert (mount["Type"], mount["Target"], "Source" in mount) == ("volume", "/data", False)
+    assert swarm.rt.api.volume_list({LABEL: p}) == []             # no volume of the manifests': Swarm's own
+    names = set()
+    for task in running_tasks(swarm, f"{p}-cache"):
+        cid = task["Status"]["ContainerStatus"]["ContainerID"]
+        assert swarm.daemon.docker("exec", cid, "cat", "/data/seed.txt").stdout.encode() == anonymous_volumes.SEED
+        attrs = json.loads(swarm.daemon.docker("inspect", cid).stdout)[0]
+        names |= {mm["Name"] for mm in attrs["Mounts"] if mm["Destination"] == "/data"}
+    assert len(names) == 2                                            # one volume per copy, as docker stack gives
+    assert cli(swarm, "diff", str(m)) == 0

@@ -126,7 +126,8 @@ def secret_refs(config: base.ContainerConfig, ids: Mapping[str, str]) -> list[di
 def _mount(m: base.Mount, drivers: Mapping[str, tuple[str, Mapping[str, str]]]) -> dict[str, Any]:
     out: dict[str, Any] = {"Type": m.type, "Target": m.target, "ReadOnly": m.read_only}
     if m.type == "volume":
-        out["Source"] = m.source
+        if m.source:            # none: an anonymous volume, each task's own
+            out["Source"] = m.source
         driver, driver_opts = drivers.get(m.source, ("local", {}))
         if driver != "local" or driver_opts:    # each node makes the volume so where a copy first mounts it
             out["VolumeOptions"] = {"DriverConfig": {"Name": driver, "Options": dict(driver_opts)}}

@@ -75,6 +75,9 @@ class HttpError(Exception):
 
 # ----------------------------------------------------------------------------- translations
 
+_ANONYMOUS_LABEL = "com.docker.volume.anonymous"     # dockerd's label of a volume made for one container
+
+
 def _duration_ns(ns: Any, default: float) -> float:
     return float(ns) / 1e9 if isinstance(ns, int | float) and ns > 0 else default
 
@@ -88,6 +91,8 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
     for spec in host.get("Binds") or ():
         src, _, rest = str(spec).partition(":")
         dst, _, mode = rest.partition(":")
+        if not dst:             # `/data` alone: an anonymous volume
+            src, dst = "", src
         kind = "bind" if src.startswith("/") else "volume"
         mounts.append(base.Mount(type=kind, source=src, target=dst, read_only="ro" in mode.split(",")))
     for m in host.get("Mounts") or ():
@@ -98,6 +103,8 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
                                  target=str(m["Target"]), read_only=bool(m.get("ReadOnly")), options=options))
     for dst, opts in (host.get("Tmpfs") or {}).items():
         mounts.append(base.Mount(type="tmpfs", target=dst, options=tuple(o for o in str(opts).split(",") if o)))
+    targets = {m.target for m in mounts}        # `docker run -v /data`: Config.Volumes, an anonymous volume each
+    mounts += [base.Mount(type="volume", target=str(dst)) for dst in body.get("Volumes") or {} if dst not in targets]
     ports = []
     for key, binds in (host.get("PortBindings") or {}).items():
         cport, _, proto = str(key).partition("/")
@@ -613,6 +620,37 @@ class EngineApi:
                                  "network is not served by reconciler's engine API yet")
         manager.reconnect(rec.id, nets, (*rec.config.aliases, *extra) if connect else rec.config.aliases)
 
+    def _anonymous_volumes(self, config: base.ContainerConfig) -> tuple[base.ContainerConfig, list[str]]:
+        """`config` with each volume mount without source on a new volume of its own, named at
+        random and labelled anonymous, as dockerd makes one; and the names of those volumes."""
+        import dataclasses
+        import secrets
+
+        mounts, made = [], []
+        for m in config.mounts:
+            if m.type == "volume" and not m.source:
+                v = self.runtime.ensure_volume(base.VolumeConfig(name=secrets.token_hex(32),
+                                                                 labels={_ANONYMOUS_LABEL: ""}))
+                made.append(v.name)
+                m = dataclasses.replace(m, source=v.name)
+            mounts.append(m)
+        return dataclasses.replace(config, mounts=tuple(mounts)), made
+
+    def _anonymous_of(self, ident: str) -> list[str]:
+        """The anonymous volumes container `ident` mounts."""
+        mounted = {m.source for m in self.runtime.containers.get(ident).config.mounts if m.type == "volume"}
+        return [v.name for v in self.runtime.list_volumes() if v.name in mounted and _ANONYMOUS_LABEL in v.labels]
+
+    def _remove_unused(self, names: list[str]) -> None:
+        """Remove the volumes `names` that no container mounts (any more)."""
+        if not names:
+            return
+        used = {m.source for r in self.runtime.containers.records() for m in r.config.mounts if m.type == "volume"}
+        for name in names:
+            if name not in used:
+                with contextlib.suppress(rterrors.NotFound):
+                    self.runtime.remove_volume(name)
+
     def _volume_change(self, method: str, parts: list[str], body: Callable[[], Any]) -> tuple[int, Any]:
         """docker volume create / rm: a local named volume."""
         rt = self.runtime
@@ -668,10 +706,15 @@ class EngineApi:
             data = body() or {}
             config = config_from_create(q.get("name") or f"r_{secrets.token_hex(4)}", data)
             _image_or_404(rt, config.image)      # the docker CLI pulls on this 404, then creates again
+            config, made = self._anonymous_volumes(config)
             try:
                 cid = rt.create_container(config, terminal=bool(data.get("Tty")), stdin=bool(data.get("OpenStdin")))
             except rterrors.AlreadyExists:
+                self._remove_unused(made)
                 raise HttpError(409, _name_taken(rt, config.name)) from None
+            except Exception:
+                self._remove_unused(made)
+                raise
             if (data.get("HostConfig") or {}).get("AutoRemove"):
                 with self._lock:
                     self._auto_remove.add(cid)
@@ -716,7 +759,9 @@ class EngineApi:
         if method == "POST" and action == "wait":
             return 200, self._wait(ident, q.get("condition") or "not-running")
         if method == "DELETE" and action == "":
+            anonymous = self._anonymous_of(ident) if _flag(q, "v") else []
             rt.remove_container(ident, force=_flag(q, "force"))
+            self._remove_unused(anonymous)          # `docker rm -v`: its anonymous volumes go with it
             return 204, None
         if method == "GET" and action == "logs":
             return 200, self._logs(ident, q)
@@ -849,7 +894,9 @@ class EngineApi:
                     break
                 if not running and condition == "removed" and auto:
                     with contextlib.suppress(rterrors.NotFound):
+                        anonymous = self._anonymous_of(first.id)
                         rt.remove_container(first.id, force=True)
+                        self._remove_unused(anonymous)      # `docker run --rm` removes them too
                     break
                 time.sleep(0.1)
             with self._lock:

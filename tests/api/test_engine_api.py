@@ -167,6 +167,27 @@ def test_docker_py_drives_the_native_engine(engine_api: str, busybox_image: str)
         client.close()
 
 
+def test_anonymous_volumes_are_made_for_the_container_and_go_with_rm_v(engine_api: str, busybox_image: str) -> None:
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "run", "-d", "--name", "kept", "--network", "none", "-v", "/home", busybox_image, "sleep", "3600")
+    (mount,) = json.loads(docker(engine_api, "inspect", "kept").stdout)[0]["Mounts"]
+    assert (mount["Type"], mount["Destination"], len(mount["Name"])) == ("volume", "/home", 64)     # random, as dockerd's
+    assert docker(engine_api, "exec", "kept", "ls", "/home").stdout.split() == ["app"]           # the image's content
+    labels = json.loads(docker(engine_api, "volume", "inspect", mount["Name"]).stdout)[0]["Labels"]
+    assert labels == {"com.docker.volume.anonymous": ""}
+    docker(engine_api, "rm", "-f", "kept")                     # without -v the volume stays, as with dockerd
+    assert docker(engine_api, "volume", "ls", "-q").stdout.split() == [mount["Name"]]
+
+    docker(engine_api, "run", "-d", "--name", "gone", "--network", "none", "--mount", "type=volume,target=/data",
+           busybox_image, "sleep", "3600")
+    (other,) = json.loads(docker(engine_api, "inspect", "gone").stdout)[0]["Mounts"]
+    assert sorted(docker(engine_api, "volume", "ls", "-q").stdout.split()) == sorted([mount["Name"], other["Name"]])
+    docker(engine_api, "rm", "-f", "-v", "gone")
+    docker(engine_api, "run", "--rm", "--network", "none", "-v", "/data", busybox_image, "true")
+    assert docker(engine_api, "volume", "ls", "-q").stdout.split() == [mount["Name"]]           # rm -v and --rm took theirs
+    docker(engine_api, "volume", "rm", mount["Name"])
+
+
 def test_docker_cli_manages_networks_volumes_tags_and_names(engine_api: str, host: Host, busybox_image: str) -> None:
     net = f"{host.config.name_prefix}n"
     docker(engine_api, "network", "create", "--subnet", host.subnet, "--internal", "--label", "team=a", net)

@@ -389,7 +389,7 @@ def _bind_source(item: Any) -> str | None:
     if isinstance(item, dict):
         source = item.get("source")
         return source if item.get("type") == "bind" and isinstance(source, str) and source else None
-    if isinstance(item, str):
+    if isinstance(item, str) and ":" in item:      # `/data` alone is an anonymous volume, no bind
         source = item.split(":")[0]
         return source if source.startswith(("/", ".", "~")) else None
     return None

@@ -133,7 +133,7 @@ def test_restricted_accepts_what_stays_inside(tree: Path, capsys: pytest.Capture
     (src / "ctx").mkdir()
     (src / "ctx" / "Dockerfile").write_text("FROM scratch\n")
     (src / "m.yaml").write_text(
-        HEAD + "  envFiles: [app.env]\n  volumes: ['./data:/data', 'cache:/cache']\n"
+        HEAD + "  envFiles: [app.env]\n  volumes: ['./data:/data', 'cache:/cache', /anonymous]\n"
         "  capAdd: [NET_BIND_SERVICE, CAP_CHOWN]\n  networks: [n]\n"
         "---\napiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: cache}\n"
         "---\napiVersion: reconciler/v1\nkind: Network\nmetadata: {name: n}\n"

@@ -112,7 +112,7 @@ _TOP_UNSUPPORTED = ("models",)
 # The rest of the file (docs/reference/compose.md): key -> ("supported" | "warning" | "error", what it does)
 TOP_KEYS: dict[str, tuple[str, str]] = {
     "name": ("supported", "the project name (after `-p` and `COMPOSE_PROJECT_NAME`), normalised as compose does"),
-    "include": ("supported", "each file's services, networks, volumes, secrets and configs added to the project (its relative paths from its own directory; its own includes and extends applied); a resource defined twice is an error. Interpolated with the project's environment (an included directory's own `.env`, `project_directory` and `env_file` are not read)"),
+    "include": ("supported", "each entry's services, networks, volumes, secrets and configs added to the project (`path`: one file, or several merged in order; its relative paths and includes from `project_directory`, default the first file's directory; its own includes and extends applied); a resource defined twice is an error. Interpolated with the project's environment over the entry's `env_file`s (relative to the including project, later ones win), else over the `.env` of its project directory: the included files and env files are part of the revision, so an edit replaces exactly the services using it"),
     "services": ("supported", "one Container each (below)"),
     "networks": ("supported", "one Network each that an active service uses (below)"),
     "volumes": ("supported", "one Volume each that an active service uses (below)"),

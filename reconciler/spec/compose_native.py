@@ -49,14 +49,14 @@ SERVICE_KEYS: dict[str, str] = {
     "environment": "`env`, over the env files; a bare `KEY` takes the shell's or `.env`'s value, or is left out",
     "env_file": "`env`: read in compose's dotenv format, interpolated; `required: false` files may be missing",
     "ports": "`ports`: short and long syntax, ranges, tcp/udp; a long form's `mode: ingress` is the manifest's `mode: ingress` (Swarm's routing mesh: `--runtime swarm` only; `host_ip` with it is an error); a random host port or a host range for one port is an error",
-    "networks": "`networks` (`<project>_<name>`), and `aliases`: the service name and every `aliases:` entry",
+    "networks": "`networks` (`<project>_<name>`), and `aliases`: the service name and every `aliases:` entry (on every network of the container); the other keys of a network entry (`ipv4_address`, `ipv6_address`, `mac_address`, `priority`, ...) are errors: the manifest language has no fixed address yet",
     "network_mode": "`host` and `none`: `networks: [host]` / `[none]`; `service:NAME` and `container:NAME`: `networks: [container:<its Container>]` (it joins that container's network namespace, is made after it and publishes no ports); other modes are errors",
     "volumes": "`volumes`: named volumes, binds (relative to the project directory), tmpfs; `read_only`",
     "tmpfs": "`volumes` of type tmpfs, with `size` and `mode` options (other options are errors)",
     "restart": "`restart`",
     "healthcheck": "`healthcheck`: `test`, `interval`, `timeout`, `retries`, `start_period`; `disable: true` is `[NONE]`",
     "depends_on": "`dependsOn` (created, and healthy when they have a healthcheck, first); a dependency with `service_completed_successfully` becomes a `job: true` Container (run to exit 0 first)",
-    "deploy": "`replicas` (as `scale`), `resources.limits` (`memory`, `cpus`, `pids`) and `resources.reservations` (`memory`: also the soft limit `memoryReservation`, as docker compose sets it; `cpus`) into `resources`, `placement` (`constraints`, `preferences` of `spread`) into `placement`, `mode: global` into `replicas: global`; other deploy keys are errors",
+    "deploy": "`replicas` (as `scale`), `resources.limits` (`memory`, `cpus`, `pids`) and `resources.reservations` (`memory`: also the soft limit `memoryReservation`, as docker compose sets it; `cpus`) into `resources`, `placement` (`constraints`, `preferences` of `spread`) into `placement`, `mode: global` into `replicas: global`, `restart_policy` (`condition` none/on-failure/any, unset: no, and `max_attempts`, as docker compose maps them; over `restart:`) into `restart` (`delay`, `window`: warnings); other deploy keys are errors",
     "scale": "`replicas`: other than 1, the Container is `<project>-<service>` with `replicas: N`, run as `<project>-<service>-1..N`; with `container_name` or a published host port it is an error",
     "mem_limit": "`resources.memory` (compose's binary units)",
     "cpus": "`resources.cpus`",
@@ -99,6 +99,9 @@ SERVICE_KEYS: dict[str, str] = {
     "profiles": "whether the service runs (`--profile`, `COMPOSE_PROFILES`)",
     "extends": "applied while loading (same file or another file)",
 }
+# deploy.restart_policy's conditions as docker compose maps them (None: unset, Docker's "no")
+_RESTART_CONDITIONS = {None: "no", "none": "no", "no": "no", "on-failure": "on-failure", "any": "always",
+                       "always": "always", "unless-stopped": "unless-stopped"}
 # Service keys that are errors unless they say what the engine does anyway.
 _SERVICE_DEFAULTS: dict[str, Any] = {"oom_kill_disable": False}
 # Service keys that change nothing on this engine (a warning names them).
@@ -679,8 +682,31 @@ class _Service:
             elif opt == "placement":
                 if item:
                     self.placement(item)
+            elif opt == "restart_policy":
+                self.restart_policy(item)
             elif item not in (None, [], {}):
                 self.tr.error(at, not_supported(f"deploy.{opt}"), key=True)
+
+    def restart_policy(self, value: Map) -> None:
+        """deploy.restart_policy as docker compose runs it on one host (its getRestartPolicy):
+        `condition` and `max_attempts` into `restart`, over the service's `restart:`; no
+        condition is Docker's "no"; `delay` and `window` are Swarm's."""
+        base = ("deploy", "restart_policy")
+        for opt in value:
+            if opt in ("delay", "window"):
+                self.tr.warn(self.p(*base, opt), f"deploy.restart_policy.{opt} has no effect: the engine restarts "
+                             "with Docker's backoff (it is Swarm's setting)", key=True)
+        condition = value.get("condition")
+        name = _RESTART_CONDITIONS.get(condition) if isinstance(condition, str | None) else None
+        if name is None:
+            self.tr.error(self.p(*base, "condition"), f"unknown restart condition {condition!r}: none, on-failure, "
+                          "any or unless-stopped")
+            return
+        attempts = value.get("max_attempts") or 0
+        self.put("restart", f"on-failure:{attempts}" if name == "on-failure" and attempts else name, *base)
+        if "restart" in self.svc:
+            self.tr.warn(self.p("restart"), "restart is overridden by deploy.restart_policy, as docker compose "
+                         "does; keep one", key=True)
 
     def placement(self, value: Map) -> None:
         """deploy.placement: constraints as they are, spread preferences as their label."""
@@ -1039,7 +1065,8 @@ class _Service:
             out.append(entry)
 
     def k_restart(self, value: Any) -> None:
-        self.put("restart", str(value), "restart")
+        if not (self.svc.get("deploy") or {}).get("restart_policy"):     # that one wins (restart_policy())
+            self.put("restart", str(value), "restart")
 
     def k_healthcheck(self, hc: Map) -> None:
         out: dict[str, Any] = {}

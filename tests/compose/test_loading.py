@@ -1356,3 +1356,46 @@ def test_include_env_files_and_cycles_are_errors_with_their_place(tmp_path: Path
         "compose.yaml:2:31: include[0].env_file[0]: env file conf/missing.env not found, unreadable or larger "
         "than 16777216 bytes",
     ]
+
+
+def test_deploy_restart_policy_becomes_the_restart_policy_as_docker_compose_maps_it(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        name: t
+        services:
+          any:
+            image: busybox:1
+            restart: "no"
+            deploy: {restart_policy: {condition: any, delay: 5s, window: 1m}}
+          flaky:
+            image: busybox:1
+            deploy: {restart_policy: {condition: on-failure, max_attempts: 3}}
+          once:
+            image: busybox:1
+            restart: always
+            deploy: {restart_policy: {max_attempts: 2}}
+          plain:
+            image: busybox:1
+            restart: unless-stopped
+        """})
+    policies = {n: (c.restart.name, c.restart.max_retries) for n, c in desired.containers.items()}
+    assert policies == {"t-any-1": ("always", 0), "t-flaky-1": ("on-failure", 3), "t-once-1": ("no", 0),
+                        "t-plain-1": ("unless-stopped", 0)}
+    assert warnings(desired, tmp_path) == [
+        "compose.yaml:5:5: services.any.restart: restart is overridden by deploy.restart_policy, as docker compose "
+        "does; keep one",
+        "compose.yaml:6:47: services.any.deploy.restart_policy.delay: deploy.restart_policy.delay has no effect: the "
+        "engine restarts with Docker's backoff (it is Swarm's setting)",
+        "compose.yaml:6:58: services.any.deploy.restart_policy.window: deploy.restart_policy.window has no effect: the "
+        "engine restarts with Docker's backoff (it is Swarm's setting)",
+        "compose.yaml:12:5: services.once.restart: restart is overridden by deploy.restart_policy, as docker compose "
+        "does; keep one",
+    ]
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          web:
+            image: busybox:1
+            deploy: {restart_policy: {condition: sometimes}}
+        """}) == [
+        "compose.yaml:4:42: services.web.deploy.restart_policy.condition: unknown restart condition 'sometimes': "
+        "none, on-failure, any or unless-stopped",
+    ]

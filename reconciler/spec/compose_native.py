@@ -56,7 +56,7 @@ SERVICE_KEYS: dict[str, str] = {
     "restart": "`restart`",
     "healthcheck": "`healthcheck`: `test`, `interval`, `timeout`, `retries`, `start_period`; `disable: true` is `[NONE]`; `start_interval` and a healthcheck without `test` (the image's test with other timings) are errors",
     "depends_on": "`dependsOn` (created, and healthy when they have a healthcheck, first); a dependency with `service_completed_successfully` becomes a `job: true` Container (run to exit 0 first); `required: false` on a service no active profile enables drops it; `restart: true` is a warning (not honoured)",
-    "deploy": "`replicas` (as `scale`), `resources.limits` (`memory`, `cpus`, `pids`) and `resources.reservations` (`memory`: also the soft limit `memoryReservation`, as docker compose sets it; `cpus`) into `resources`, `placement` (`constraints`, `preferences` of `spread`) into `placement`, `mode: global` into `replicas: global`, `restart_policy` (`condition` none/on-failure/any, unset: no, and `max_attempts`, as docker compose maps them; over `restart:`) into `restart` (`delay`, `window`: warnings); other deploy keys are errors",
+    "deploy": "`replicas` (as `scale`), `resources.limits` (`memory`, `cpus`, `pids`) and `resources.reservations` (`memory`: also the soft limit `memoryReservation`, as docker compose sets it; `cpus`) into `resources`, `placement` (`constraints`, `preferences` of `spread`) into `placement`, `mode: global` into `replicas: global`, `restart_policy` (`condition` none/on-failure/any, unset: any as the specification says, and `max_attempts`, as docker compose maps them; over `restart:`) into `restart` (`delay`, `window`: warnings); other deploy keys are errors",
     "scale": "`replicas`: other than 1, the Container is `<project>-<service>` with `replicas: N`, run as `<project>-<service>-1..N`; with `container_name` or a published host port it is an error",
     "mem_limit": "`resources.memory` (compose's binary units)",
     "cpus": "`resources.cpus`",
@@ -99,8 +99,8 @@ SERVICE_KEYS: dict[str, str] = {
     "profiles": "whether the service runs (`--profile`, `COMPOSE_PROFILES`)",
     "extends": "applied while loading (same file or another file)",
 }
-# deploy.restart_policy's conditions as docker compose maps them (None: unset, Docker's "no")
-_RESTART_CONDITIONS = {None: "no", "none": "no", "no": "no", "on-failure": "on-failure", "any": "always",
+# deploy.restart_policy's conditions as docker compose maps them (None: unset, the specification's "any")
+_RESTART_CONDITIONS = {None: "always", "none": "no", "no": "no", "on-failure": "on-failure", "any": "always",
                        "always": "always", "unless-stopped": "unless-stopped"}
 # Service keys that are errors unless they say what the engine does anyway.
 _SERVICE_DEFAULTS: dict[str, Any] = {"oom_kill_disable": False}
@@ -690,7 +690,8 @@ class _Service:
     def restart_policy(self, value: Map) -> None:
         """deploy.restart_policy as docker compose runs it on one host (its getRestartPolicy):
         `condition` and `max_attempts` into `restart`, over the service's `restart:`; no
-        condition is Docker's "no"; `delay` and `window` are Swarm's."""
+        condition is `any` (the Compose Specification's default, and docker-compose 1.29's;
+        compose v2 passes Docker an empty policy, "no"); `delay` and `window` are Swarm's."""
         base = ("deploy", "restart_policy")
         for opt in value:
             if opt in ("delay", "window"):

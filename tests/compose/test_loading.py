@@ -1378,7 +1378,7 @@ def test_deploy_restart_policy_becomes_the_restart_policy_as_docker_compose_maps
             restart: unless-stopped
         """})
     policies = {n: (c.restart.name, c.restart.max_retries) for n, c in desired.containers.items()}
-    assert policies == {"t-any-1": ("always", 0), "t-flaky-1": ("on-failure", 3), "t-once-1": ("no", 0),
+    assert policies == {"t-any-1": ("always", 0), "t-flaky-1": ("on-failure", 3), "t-once-1": ("always", 0),
                         "t-plain-1": ("unless-stopped", 0)}
     assert warnings(desired, tmp_path) == [
         "compose.yaml:5:5: services.any.restart: restart is overridden by deploy.restart_policy, as docker compose "

@@ -198,6 +198,7 @@ def _load(
             names["Image"], lambda d, p: builder.resolve(d.raw.base, p), builder.report,
             bind_root=builder.live, resolve_bind=lambda d, p: builder.live_path(d.raw.base, p),
             externals=[by_kind[k][n] for k in ("Network", "Volume") for n in external[k]],
+            volumes=[(d, d.data.get("spec") or {}) for d in by_kind["Volume"].values()],
         )
     if problems:
         raise SpecError(problems)

@@ -815,8 +815,13 @@ class _Loader:
 
     def include_one(self, item: Map, at: Origin, path: Path_, workdir: str, chain: tuple[str, ...]) -> Map | None:
         """The merged model of one `include` entry; None (reported) when a file cannot be used."""
-        rels = item.get("path")
-        files = [os.path.normpath(os.path.join(workdir, str(r))) for r in ([rels] if isinstance(rels, str) else rels or ())]
+        rels = [str(r) for r in ([item.get("path")] if isinstance(item.get("path"), str) else item.get("path") or ())]
+        remote = next((r for r in rels if "://" in r or r.startswith("git@")), None)
+        if remote is not None:
+            self.rd.error(at, fmt(path), f"not supported yet: a remote include ({remote}); put the file into the "
+                          "source and include its path")
+            return None
+        files = [os.path.normpath(os.path.join(workdir, r)) for r in rels]
         if not files:
             return None                         # the schema reports an empty path
         cycle = next((f for f in files if f in chain), None)
@@ -885,16 +890,21 @@ class _Loader:
         return out
 
     def add_resources(self, data: Map, included: Map, doc: Map, path: str) -> Map:
+        """`included`'s resources added to `data`; one defined already is an error, unless it is
+        the same (compose-go importResources: two included files may share a network)."""
         for kind in ("services", "networks", "volumes", "secrets", "configs"):
             mine, theirs = doc.get(kind), included.get(kind)
             if not isinstance(theirs, Map):
                 continue
-            for key in theirs:
-                for other in (mine, data.get(kind)):
-                    if isinstance(other, Map) and key in other:
-                        self.rd.error(other.key_origin(key), fmt((kind, key)),
-                                      f"{kind[:-1]} {key!r} is defined here and in the included file {path}; "
-                                      "rename one (compose refuses the conflict too)")
+            for key in list(theirs):
+                defined = [other for other in (mine, data.get(kind)) if isinstance(other, Map) and key in other]
+                if any(located.plain(other[key]) == located.plain(theirs[key]) for other in defined):
+                    theirs.drop(key)            # the same resource: kept as defined first
+                    continue
+                for other in defined:
+                    self.rd.error(other.key_origin(key), fmt((kind, key)),
+                                  f"{kind[:-1]} {key!r} is defined here and in the included file {path}; "
+                                  "rename one (compose refuses the conflict too)")
         return merge(data, included, ())  # type: ignore[no-any-return]
 
     def extends_file(self, path: str, at: Origin, where: str) -> Map | None:

@@ -1399,3 +1399,28 @@ def test_deploy_restart_policy_becomes_the_restart_policy_as_docker_compose_maps
         "compose.yaml:4:42: services.web.deploy.restart_policy.condition: unknown restart condition 'sometimes': "
         "none, on-failure, any or unless-stopped",
     ]
+
+
+def test_included_files_may_share_a_resource_defined_the_same(tmp_path: Path) -> None:
+    shared = "networks:\n  back: {internal: true}\n"
+    desired = load(tmp_path, {
+        "compose.yaml": "name: t\ninclude: [a/compose.yaml, b/compose.yaml]\n",
+        "a/compose.yaml": "services:\n  a: {image: busybox:1, networks: [back]}\n" + shared,
+        "b/compose.yaml": "services:\n  b: {image: busybox:1, networks: [back]}\n" + shared,
+    })
+    assert (sorted(desired.containers), sorted(desired.networks)) == (["t-a-1", "t-b-1"], ["t_back"])
+    assert desired.networks["t_back"].internal
+    (tmp_path / "b/compose.yaml").write_text("services:\n  b: {image: busybox:1, networks: [back]}\n"
+                                             "networks:\n  back: {}\n")
+    assert problems(tmp_path, {"compose.yaml": """
+        name: t
+        include:
+          - a/compose.yaml
+          - b/compose.yaml
+          - path: https://github.com/example/app.git#main:compose.yaml
+        """}) == [
+        "a/compose.yaml:4:3: networks.back: network 'back' is defined here and in the included file b/compose.yaml; "
+        "rename one (compose refuses the conflict too)",
+        "compose.yaml:5:5: include[2]: not supported yet: a remote include "
+        "(https://github.com/example/app.git#main:compose.yaml); put the file into the source and include its path",
+    ]

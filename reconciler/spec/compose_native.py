@@ -50,7 +50,7 @@ SERVICE_KEYS: dict[str, str] = {
     "env_file": "`env`: read in compose's dotenv format, interpolated; `required: false` files may be missing",
     "ports": "`ports`: short and long syntax, ranges, tcp/udp; a long form's `mode: ingress` is the manifest's `mode: ingress` (Swarm's routing mesh: `--runtime swarm` only; `host_ip` with it is an error); a random host port or a host range for one port is an error",
     "networks": "`networks` (`<project>_<name>`), and `aliases`: the service name and every `aliases:` entry (on every network of the container); the other keys of a network entry (`ipv4_address`, `ipv6_address`, `mac_address`, `priority`, ...) are errors: the manifest language has no fixed address yet",
-    "network_mode": "`host` and `none`: `networks: [host]` / `[none]`; `service:NAME` and `container:NAME`: `networks: [container:<its Container>]` (it joins that container's network namespace, is made after it and publishes no ports); other modes are errors",
+    "network_mode": "`host` and `none`: `networks: [host]` / `[none]`; `service:NAME` and `container:NAME`: `networks: [container:<its Container>]` (it joins that container's network namespace, is made after it and publishes no ports; when that container is replaced it is replaced too, removed first: Podman refuses to remove a container another one joins); other modes are errors",
     "volumes": "`volumes`: named volumes, binds (relative to the project directory), tmpfs; `read_only`",
     "tmpfs": "`volumes` of type tmpfs, with `size` and `mode` options (other options are errors)",
     "restart": "`restart`",

@@ -240,7 +240,13 @@ class Builder:
 
     def native_volume(self, d: _Doc, spec: Mapping[str, Any]) -> None:
         """A volume driver and its options are Docker's (and Swarm's): the native engine's volumes
-        are directories of its own, so it refuses them, here rather than when converging."""
+        are directories of its own (or bind one: a local bind volume), so it refuses the rest,
+        here rather than when converging."""
+        from reconciler.runtime.base import local_bind  # the engine's own rule, one home
+
+        opts = spec.get("driverOpts") or {}
+        if opts and local_bind(str(spec.get("driver", "local")), {str(k): str(v) for k, v in opts.items()}):
+            return                          # a local bind volume: the engine binds the directory
         for key in ("driver", "driverOpts"):
             if spec.get(key) not in (None, "local", {}):
                 self.report(d, ("spec", key), "the native engine cannot honour a volume driver or its options "

@@ -156,7 +156,7 @@ VOLUME_KEYS: dict[str, tuple[str, str]] = {
     "name": ("supported", "`metadata.name` (default `<project>_<key>`)"),
     "labels": ("supported", "`metadata.labels`, with `com.docker.compose.project` and `.volume`"),
     "driver": ("supported", "`driver` (another than `local` needs `--runtime docker` or `swarm`: loading for the native engine refuses it)"),
-    "driver_opts": ("supported", "`driverOpts` (like `type: nfs`, `o:`, `device:`; `--runtime docker` or `swarm`: loading for the native engine refuses them)"),
+    "driver_opts": ("supported", "`driverOpts` (like `type: nfs`, `o:`, `device:`; `--runtime docker` or `swarm`: loading for the native engine refuses them, but for a local bind volume, `type: none, o: bind, device: /DIR`, which it binds to the directory)"),
     "external": ("supported", "a Volume with `external: true` named `name` (or the key): used, never created or pruned; converging fails while it is missing"),
 }
 

@@ -153,6 +153,10 @@ def test_volume_drivers_are_refused_when_loading_for_the_native_engine(
         f"{project}/volume.yaml:6:3: Volume/nfs: spec.driver: {refused}",
         f"{project}/volume.yaml:7:3: Volume/nfs: spec.driverOpts: {refused}",
     ]
+    # a local bind volume is the one the native engine honours: it binds the directory
+    (project / "compose.yaml").write_text(text.replace("{type: tmpfs, device: tmpfs}",
+                                                       f"{{type: none, o: bind, device: {project / 'site'}}}"))
+    assert main(["validate", "--runtime", "native", str(project)]) == 0
 
 
 def test_convert_needs_a_compose_project(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -373,7 +373,8 @@ class Agent:
                 desired = self._host_part(spec.load(rev.path, policy=src.cfg.policy, live=rev.live,
                                                     compose=spec.ComposeOptions(default_name=rev.name or None),
                                                     decryption=src.cfg.keys(self.config.decryption),
-                                                    cluster=self.config.runtime == "swarm"))
+                                                    cluster=self.config.runtime == "swarm",
+                                                    engine=self.config.runtime))
         except spec.SpecError as e:
             snap = str(rev.path)
             problems = [str(p).replace(snap, rev.origin, 1) if rev.origin else str(p) for p in e.problems]

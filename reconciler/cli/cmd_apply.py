@@ -191,8 +191,8 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.spec import policy
 
     loaded = spec.load(args.source, policy=policy.load_policy(args.policy),
-                       decryption=decryption_keys(args), cluster=args.runtime == "swarm")  # SpecError/PolicyError → exit 2,
-    #                                                       before anything is touched
+                       decryption=decryption_keys(args), cluster=args.runtime == "swarm",
+                       engine=args.runtime)     # SpecError/PolicyError → exit 2, before anything is touched
     print_warnings(loaded)
     options = passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty, dry_run=args.dry_run,
                                  max_workers=max(1, args.parallel), source=os.path.abspath(args.source)

@@ -36,8 +36,9 @@ def register(subparsers: Any) -> None:
                         "directory's name)")
     parser.add_argument("--profile", dest="profiles", action="append", metavar="PROFILE",
                         help="enable the services of this profile; repeat for several (default: COMPOSE_PROFILES)")
-    from reconciler.cli import output
+    from reconciler.cli import options, output
 
+    options.add_target_flag(parser)
     output.add_output_flag(parser, table=False, default="yaml")
     parser.set_defaults(run=run)
 
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     opts = spec.ComposeOptions(files=tuple(args.files), project_name=args.project_name,
                                profiles=tuple(args.profiles) if args.profiles else None)
     try:
-        desired, docs = spec.convert(args.directory, compose=opts)
+        desired, docs = spec.convert(args.directory, compose=opts, engine=args.runtime)
     except spec.SpecError as exc:
         for problem in exc.problems:
             print(problem)

@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         desired = spec.load(args.source, policy=policy.load_policy(args.policy),
-                            decryption=options.decryption_keys(args), cluster=args.runtime == "swarm")
+                            decryption=options.decryption_keys(args), cluster=args.runtime == "swarm",
+                            engine=args.runtime)
         cmd_apply.print_warnings(desired)
         desired = cmd_apply.host_part(args, desired)
         with cmd_apply.open_runtime(args, supervise=False) as runtime:

@@ -27,6 +27,7 @@ def register(subparsers: Any) -> None:
                         "directory holding a compose file (compose.yaml, docker-compose.yml, ...) or - for stdin")
     options.add_policy_flag(parser)
     options.add_decryption_flag(parser)
+    options.add_target_flag(parser)
     output.add_output_flag(parser)
     parser.set_defaults(run=run)
 
@@ -41,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     chosen = policy.load_policy(args.policy)        # PolicyError: exit 2
     try:
-        desired = spec.load(args.path, policy=chosen, decryption=options.decryption_keys(args))
+        desired = spec.load(args.path, policy=chosen, decryption=options.decryption_keys(args),
+                            cluster=args.runtime == "swarm", engine=args.runtime)
     except spec.SpecError as exc:
         if output.wants_data(args):
             output.print_data({

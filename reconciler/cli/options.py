@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 __all__ = ["DEFAULT_ROOT", "DEFAULT_RUN_DIR", "add_decryption_flag", "add_engine_options", "add_policy_flag",
-           "decryption_keys"]
+           "add_target_flag", "decryption_keys"]
 
 DEFAULT_ROOT = "/var/lib/reconciler"
 DEFAULT_RUN_DIR = "/run/reconciler"
@@ -68,6 +68,14 @@ def add_policy_flag(parser: argparse.ArgumentParser) -> None:
                         "caller is root already), restricted (files beneath the source, Docker's "
                         "default capabilities, no host network, no push), or a policy file "
                         "(docs/security.md); a refused field is a validation error")
+
+
+def add_target_flag(parser: argparse.ArgumentParser) -> None:
+    """--runtime for the commands that load manifests without converging them (validate, convert)."""
+    parser.add_argument("--runtime", default=os.environ.get("RECONCILER_RUNTIME") or None,
+                        choices=("native", "docker", "swarm", "fake"),
+                        help="the engine the manifests are for: what it cannot honour is an error too, as "
+                        "apply and the agent report it (default: $RECONCILER_RUNTIME; unset: any engine)")
 
 
 def add_decryption_flag(parser: argparse.ArgumentParser) -> None:

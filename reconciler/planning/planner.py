@@ -8,7 +8,10 @@ same plan text. The rules are DESIGN §5:
 - recreate iff the spec hash (files' content included) or the resolved image digest changed,
   or a network it is attached to is recreated; as one group STOP → REMOVE → CREATE → START
   (stop-first) or CREATE(tmp) → START → STOP(old) → REMOVE(old) → RENAME (start-first, when
-  the container publishes no host port and the runtime can rename);
+  the container publishes no host port and the runtime can rename); a container joining the
+  network namespace of one that is replaced (`networks: [container:NAME]`) is replaced too,
+  stopped and removed before it (Podman refuses to remove a joined container) and made again
+  after it;
 - state: a matching running container is left alone, a restarting one is converging, a
   stopped one is started only if its restart policy says it should run;
 - prune: inventory minus desired, only owned objects still carrying our labels, never to
@@ -627,7 +630,11 @@ class _Planner:
                                             changes=changes, wait=self._wait(c), **self._create_fields(c))
             return
         start_first = c.update.order == "start-first" and not self.options.cluster
-        if start_first and any(p.host_port for p in c.ports):
+        if start_first and self._joined_replaced(c):
+            self.b.notes.append(f"{res}: start-first falls back to stop-first: it joins {c.networks[0]}, "
+                                "which is replaced, and goes before it")
+            start_first = False
+        elif start_first and any(p.host_port for p in c.ports):
             self.b.notes.append(f"{res}: start-first falls back to stop-first: it publishes host ports")
             start_first = False
         elif start_first and not self.options.can_rename:
@@ -671,16 +678,36 @@ class _Planner:
         # container gone first)
         recreated = {self.net_ready[n] for n in c.networks if n in self.net_recreated}
         stop_deps = [d for d in self._deps(c) if d not in recreated]
+        joined = self._joined_replaced(c)
+        if joined:
+            stop_deps = self._joiner_stop_deps(c, joined, stop_deps)
         sp = b.add(f"stop:{res}", Kind.STOP, res, cause, stop_deps, target=o.id, group=group, changes=changes)
         rm = b.add(f"remove:{res}", Kind.REMOVE, res, cause, [sp], target=o.id, group=group)
+        if joined:
+            b.nodes[f"stop:{ResourceId.container(joined)}"].deps.append(rm)
         if "network" in cause:
             for n in c.networks:
                 if n in self.net_recreated:
                     self.removals_for_net[n].append(rm)
-        cr = b.add(f"create:{res}", Kind.CREATE, res, cause, [rm, *recreated], target=name, group=group,
+        # (a joiner's stop did not wait for its dependencies' starts: its create does)
+        cr = b.add(f"create:{res}", Kind.CREATE, res, cause, [rm, *recreated, *(self._deps(c) if joined else ())],
+                   target=name, group=group,
                    rollback=rollback, **self._create_fields(c))
         self.ready[name] = b.add(f"start:{res}", Kind.START, res, cause, [cr], target=name, group=group,
                                  wait=self._wait(c), rollback=rollback)
+
+    def _joined_replaced(self, c: models.Container) -> str:
+        """The container whose network namespace `c` joins when this plan replaces it ("" if not)."""
+        joined = next((n.removeprefix("container:") for n in c.networks if n.startswith("container:")), "")
+        return joined if joined in self.recreated and not self.options.cluster else ""
+
+    def _joiner_stop_deps(self, c: models.Container, joined: str, deps: list[str]) -> list[str]:
+        """When the stop of `c`, which joins `joined`'s network namespace, may run: with the
+        stop of `joined` (what that waits for), not after its new start. The joiner goes
+        first, since Podman refuses to remove a container another one joins (and Docker leaves
+        the joiner in a dead namespace); it is made again once `joined` runs (dependsOn)."""
+        after = {self.ready.get(d, "") for d in c.depends_on}
+        return [d for d in deps if d not in after] + self.b.nodes[f"stop:{ResourceId.container(joined)}"].deps
 
     def _state_rules(self, c: models.Container, o: obs.ObservedContainer) -> None:
         """A matching container: running is left alone, restarting is converging, a stopped one

@@ -381,6 +381,16 @@ class VolumeConfig:
     driver_opts: Mapping[str, str] = field(default_factory=dict)   # `docker volume create --opt`
 
 
+def local_bind(driver: str, opts: Mapping[str, str]) -> str | None:
+    """The host directory a `local` volume binds (Docker's `--opt type=none --opt o=bind --opt
+    device=/DIR`, compose's "local bind volume"), or None for any other driver or options."""
+    if driver != "local" or set(opts) != {"type", "o", "device"} or opts["type"] != "none":
+        return None
+    binds = {o.strip() for o in str(opts["o"]).split(",")}
+    device = str(opts["device"])
+    return device if binds and binds <= {"bind", "rbind"} and device.startswith("/") else None
+
+
 @dataclass(frozen=True)
 class VolumeState:
     """A named volume as the engine has it."""

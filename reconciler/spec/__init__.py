@@ -50,7 +50,7 @@ def __getattr__(name: str) -> Any:
 def load(
     path: str | os.PathLike[str], *, limits: Limits | None = None, use_lock: bool = True, policy: Policy | None = None,
     live: str | os.PathLike[str] | None = None, compose: ComposeOptions | None = None,
-    decryption: Keys | None = None, cluster: bool = False,
+    decryption: Keys | None = None, cluster: bool = False, engine: str | None = None,
 ) -> DesiredState:
     """Read, validate and build every manifest under `path` ("-" = stdin).
 
@@ -79,6 +79,10 @@ def load(
     runs a scaled service), each with `replicas` 1; with `cluster` (the runtime is a cluster of
     services, `--runtime swarm`) the Container stays one service with N replicas.
 
+    `engine` names the engine that converges the manifests (`--runtime`: native, docker, swarm,
+    fake; None: any): what it cannot honour (a Volume's `driver` and `driverOpts` on the native
+    engine) is a Problem here, before anything is touched, not a failure while converging.
+
     With `use_lock` (the default), the lock file beside the manifests (lock.py, written by
     `reconcile lock`) pins the image references it names to their digests.
 
@@ -90,7 +94,7 @@ def load(
     gc.disable()
     try:
         desired, _ = _load(os.fspath(path), limits, use_lock, policy, None if live is None else os.fspath(live),
-                           compose, decryption, cluster)
+                           compose, decryption, cluster, engine)
         return desired
     finally:
         if gc_was_enabled:
@@ -99,12 +103,13 @@ def load(
 
 def convert(
     path: str | os.PathLike[str], *, compose: ComposeOptions | None = None, policy: Policy | None = None,
+    engine: str | None = None,
 ) -> tuple[DesiredState, list[dict[str, Any]]]:
     """The compose project at `path` (or `compose.files`) as native manifest documents, with the
     state they load into; raises SpecError like `load` (also when `path` holds no compose file).
 
     The documents name files relative to the project directory (bind sources, build contexts):
-    saved there, they load into the same objects with the same spec hashes.
+    saved there, they load into the same objects with the same spec hashes. `engine`: as for `load`.
     """
     from reconciler.spec import compose as compose_mod
 
@@ -113,13 +118,14 @@ def convert(
         names = ", ".join(compose_mod.COMPOSE_FILES)
         raise SpecError([Problem(target, 0, 0, "", "", "", f"no compose file here (one of {names}); give a "
                                  "directory holding one, or the files with -f")])
-    desired, docs = _load(target, None, True, policy, None, compose)
+    desired, docs = _load(target, None, True, policy, None, compose, engine=engine)
     return desired, [d.data for d in docs]
 
 
 def _load(
     path: str, limits: Limits | None, use_lock: bool = True, policy: Policy | None = None, live: str | None = None,
     compose_opts: ComposeOptions | None = None, decryption: Keys | None = None, cluster: bool = False,
+    engine: str | None = None,
 ) -> tuple[DesiredState, list[Any]]:
     from reconciler.spec import building, compose, lock, models, reading
     from reconciler.spec.models import DesiredState
@@ -136,7 +142,7 @@ def _load(
     # the manifests' bases are real paths (reading.py), and so is the root they are placed from
     builder = building.Builder(problems, limits, root=os.path.realpath(root),
                                live=None if live is None else os.path.normpath(os.path.abspath(live)),
-                               decryption=decryption)
+                               decryption=decryption, engine=engine)
     project = ""
     if compose_files:
         project, docs, source_files = _compose(path, live, list(compose_files), compose_opts, builder, warnings, policy)
@@ -195,6 +201,7 @@ def _load(
             names["Image"], lambda d, p: builder.resolve(d.raw.base, p), builder.report,
             bind_root=builder.live, resolve_bind=lambda d, p: builder.live_path(d.raw.base, p),
             externals=[by_kind[k][n] for k in ("Network", "Volume") for n in external[k]],
+            volumes=[(d, d.data.get("spec") or {}) for d in by_kind["Volume"].values()],
         )
     if problems:
         raise SpecError(problems)

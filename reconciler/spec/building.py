@@ -80,6 +80,7 @@ class Builder:
     files: dict[str, str] = field(default_factory=dict)      # every referenced file -> digest
     pins: dict[str, str] = field(default_factory=dict)       # the lock file's ref -> digest (lock.py)
     decryption: sops.Keys | None = None     # opens SOPS-encrypted env files (spec.load's `decryption`)
+    engine: str | None = None       # the engine that converges them (spec.load's `engine`); None: any
     _file_cache: dict[str, bytes | None] = field(default_factory=dict)
     _plain_cache: dict[str, sops.Decrypted | str] = field(default_factory=dict, repr=False)
 
@@ -236,12 +237,29 @@ class Builder:
     def volume(self, d: _Doc) -> models.Volume:
         spec = d.data.get("spec") or {}
         labels = self.labels(d)
+        if self.engine == "native":
+            self.native_volume(d, spec)
         return models.Volume(
             name=d.name, labels=labels, origin=self.origin(d),
             deletion_policy=spec.get("deletionPolicy", "Retain"),
             spec_hash=hashing.spec_hash("Volume", {"labels": labels}, hashing.COMMON_EXCLUDED, {}),
             driver=str(spec.get("driver", "local")), driver_opts=dict(spec.get("driverOpts") or {}),
         )
+
+    def native_volume(self, d: _Doc, spec: Mapping[str, Any]) -> None:
+        """A volume driver and its options are Docker's (and Swarm's): the native engine's volumes
+        are directories of its own (or bind one: a local bind volume), so it refuses the rest,
+        here rather than when converging."""
+        from reconciler.runtime.base import local_bind  # the engine's own rule, one home
+
+        opts = spec.get("driverOpts") or {}
+        if opts and local_bind(str(spec.get("driver", "local")), {str(k): str(v) for k, v in opts.items()}):
+            return                          # a local bind volume: the engine binds the directory
+        for key in ("driver", "driverOpts"):
+            if spec.get(key) not in (None, "local", {}):
+                self.report(d, ("spec", key), "the native engine cannot honour a volume driver or its options "
+                            "(its volumes are directories of its own): converge with --runtime docker or swarm, "
+                            "or remove it and mount what it names with a bind mount", key=True)
 
     def origin(self, d: _Doc) -> models.Origin:
         return models.Origin(d.raw.file, d.raw.line, d.raw.column)

@@ -37,12 +37,13 @@ not set, a key that has no effect here) are located the same way.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import posixpath
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -211,21 +212,24 @@ def _environment(directory: str, environ: Mapping[str, str], rd: Reader) -> dict
     dotenv = os.path.join(directory, ".env")
     if _true(env.get("COMPOSE_DISABLE_ENV_FILE", "")) or not os.path.lexists(dotenv) or os.path.isdir(dotenv):
         return env
-    at = Origin(dotenv, 1, 1)
-    content = rd.read(dotenv, at, "", "the .env file", dotenv=True)
-    if content is None:
-        return env
-    try:
-        values = interpolation.parse_dotenv(content.decode("utf-8"), env.get)
-    except UnicodeDecodeError:
-        rd.error(at, "", "not UTF-8 text; save the .env file as UTF-8")
-        return env
-    except interpolation.DotenvError as exc:
-        rd.error(Origin(dotenv, exc.line, 1), "", str(exc).split(": ", 1)[1])
-        return env
-    for key, value in values.items():
+    for key, value in _dotenv(dotenv, env.get, rd, Origin(dotenv, 1, 1), "", "the .env file").items():
         env.setdefault(key, value)      # the shell wins
     return env
+
+
+def _dotenv(path: str, lookup: interpolation.Lookup, rd: Reader, at: Origin, where: str, what: str) -> dict[str, str]:
+    """The variables of a dotenv file that interpolates the project (`.env`, an include's env
+    files); {} with a problem when it cannot be read or parsed."""
+    content = rd.read(path, at, where, what, dotenv=True)
+    if content is None:
+        return {}
+    try:
+        return interpolation.parse_dotenv(content.decode("utf-8"), lookup)
+    except UnicodeDecodeError:
+        rd.error(Origin(path, 1, 1), "", f"not UTF-8 text; save {what} as UTF-8")
+    except interpolation.DotenvError as exc:
+        rd.error(Origin(path, exc.line, 1), "", str(exc).split(": ", 1)[1])
+    return {}
 
 
 # -- reading a file -----------------------------------------------------------------------------
@@ -790,32 +794,83 @@ class _Loader:
 
     # include ----------------------------------------------------------------------------------
 
-    def include(self, data: Map, doc: Map, file: str, chain: tuple[str, ...]) -> Map:
-        """`data` with the resources of every file `doc`'s top-level `include` names (each read
-        like its own project: prepared, its relative paths moved to the project directory, its
-        own includes first); `include` is then dropped. A resource `doc` (or another included
+    def include(self, data: Map, doc: Map, workdir: str, chain: tuple[str, ...]) -> Map:
+        """`data` with the resources of every include `doc`'s top-level `include` names (compose-go
+        loader/include.go): its files (paths from `workdir`, the including project's directory)
+        read like a project of their own, the first file's directory or `project_directory`
+        being theirs, the later files merged over the first, interpolated with the environment
+        over the include's `env_file`s (default: the `.env` of its project directory), its own
+        includes applied first; `include` is then dropped. A resource `doc` (or another included
         file) defines too is an error naming both places, as compose reports it."""
         items = doc.get("include")
         if not isinstance(items, Seq):
             return data
         doc.drop("include")
         for i, item in enumerate(items):
-            at = items.origin(i)
-            for key in item if isinstance(item, Map) else ():
-                if key != "path" and not key.startswith("x-"):
-                    self.rd.error(item.key_origin(key), fmt(("include", i, key)), f"not supported yet: include.{key}; "
-                                  "the included file is read from its own directory with the project's environment")
-            paths = item.get("path") if isinstance(item, Map) else item
-            for rel in [paths] if isinstance(paths, str) else list(paths or ()):
-                full = os.path.normpath(os.path.join(os.path.dirname(file), str(rel)))
-                if full in (file, *chain):
-                    self.rd.error(at, fmt(("include", i)), f"include cycle: {' -> '.join((*chain, file, full))}")
-                    continue
-                for included in self.included(full, at, fmt(("include", i)), (*chain, file)):
-                    data = self.add_resources(data, included, doc, full)
+            entry = item if isinstance(item, Map) else Map(items.origin(i), [("path", item)])
+            included = self.include_one(entry, items.origin(i), ("include", i), workdir, chain)
+            if included is not None:
+                data = self.add_resources(data, included, doc, included.at.file)
         return data
 
-    def included(self, path: str, at: Origin, where: str, chain: tuple[str, ...]) -> list[Map]:
+    def include_one(self, item: Map, at: Origin, path: Path_, workdir: str, chain: tuple[str, ...]) -> Map | None:
+        """The merged model of one `include` entry; None (reported) when a file cannot be used."""
+        rels = [str(r) for r in ([item.get("path")] if isinstance(item.get("path"), str) else item.get("path") or ())]
+        remote = next((r for r in rels if "://" in r or r.startswith("git@")), None)
+        if remote is not None:
+            self.rd.error(at, fmt(path), f"not supported yet: a remote include ({remote}); put the file into the "
+                          "source and include its path")
+            return None
+        files = [os.path.normpath(os.path.join(workdir, r)) for r in rels]
+        if not files:
+            return None                         # the schema reports an empty path
+        cycle = next((f for f in files if f in chain), None)
+        if cycle is not None:
+            self.rd.error(at, fmt(path), f"include cycle: {' -> '.join((*chain, cycle))}")
+            return None
+        project = item.get("project_directory")
+        directory = os.path.normpath(os.path.join(workdir, str(project))) if project else os.path.dirname(files[0])
+        env = self.include_env(item, directory, workdir, path)
+        if env is None:
+            return None
+        model: Map | None = None
+        with self.environment(env):
+            for full in files:
+                for included in self.included(full, at, fmt(path), directory, (*chain, full)):
+                    model = included if model is None else merge(model, included, ())
+        return model
+
+    def include_env(self, item: Map, directory: str, workdir: str, path: Path_) -> dict[str, str] | None:
+        """The environment an included file is interpolated with: the including project's, over
+        the include's `env_file`s (relative to `workdir`; later files win) or else its project
+        directory's `.env`; None (reported) when an env file cannot be read or parsed."""
+        named = item.get("env_file")
+        if named is None:
+            dotenv = os.path.join(directory, ".env")
+            files = [(dotenv, Origin(dotenv, 1, 1), "")] if os.path.isfile(dotenv) else []
+        else:
+            names = _seq(named, item.origin("env_file"))
+            files = [(os.path.normpath(os.path.join(workdir, str(name))), names.origin(j), fmt((*path, "env_file", j)))
+                     for j, name in enumerate(names)]
+        found: dict[str, str] = {}
+        before = len(self.rd.problems)
+        for full, at, where in files:
+            found.update(_dotenv(full, lambda k: self.env.get(k, found.get(k)), self.rd, at, where, "env file"))
+        if len(self.rd.problems) > before:
+            return None
+        return {**found, **self.env}             # the including project's values win (compose-go)
+
+    @contextlib.contextmanager
+    def environment(self, env: dict[str, str]) -> Iterator[None]:
+        """Interpolate with `env` (an included project's) while the block runs."""
+        saved = self.env
+        self.env = self.interpolate.env = env
+        try:
+            yield
+        finally:
+            self.env = self.interpolate.env = saved
+
+    def included(self, path: str, at: Origin, where: str, directory: str, chain: tuple[str, ...]) -> list[Map]:
         refused = self.rd.refuse(path)
         if refused:
             self.rd.error(at, where, f"included file {refused}")
@@ -828,23 +883,28 @@ class _Loader:
         for doc in _read_yaml(path, None, self.rd):
             if not self.prepare(doc):
                 continue
-            inner = self.include(Map(doc.at), doc, path, chain)
-            _rebase(doc, os.path.dirname(path), self.directory)
+            inner = self.include(Map(doc.at), doc, directory, chain)
+            _rebase(doc, directory, self.directory)
             self.extends(doc, path)
             out.append(merge(inner, doc, ()))
         return out
 
     def add_resources(self, data: Map, included: Map, doc: Map, path: str) -> Map:
+        """`included`'s resources added to `data`; one defined already is an error, unless it is
+        the same (compose-go importResources: two included files may share a network)."""
         for kind in ("services", "networks", "volumes", "secrets", "configs"):
             mine, theirs = doc.get(kind), included.get(kind)
             if not isinstance(theirs, Map):
                 continue
-            for key in theirs:
-                for other in (mine, data.get(kind)):
-                    if isinstance(other, Map) and key in other:
-                        self.rd.error(other.key_origin(key), fmt((kind, key)),
-                                      f"{kind[:-1]} {key!r} is defined here and in the included file {path}; "
-                                      "rename one (compose refuses the conflict too)")
+            for key in list(theirs):
+                defined = [other for other in (mine, data.get(kind)) if isinstance(other, Map) and key in other]
+                if any(located.plain(other[key]) == located.plain(theirs[key]) for other in defined):
+                    theirs.drop(key)            # the same resource: kept as defined first
+                    continue
+                for other in defined:
+                    self.rd.error(other.key_origin(key), fmt((kind, key)),
+                                  f"{kind[:-1]} {key!r} is defined here and in the included file {path}; "
+                                  "rename one (compose refuses the conflict too)")
         return merge(data, included, ())  # type: ignore[no-any-return]
 
     def extends_file(self, path: str, at: Origin, where: str) -> Map | None:
@@ -1067,7 +1127,7 @@ def load(directory: str, opts: Options, rd: Reader, *, files: list[str] | None =
             if "version" in doc:
                 rd.warn(doc.key_origin("version"), "version", "the version attribute is obsolete and ignored; remove it")
                 doc.drop("version")
-            data = loader.include(data, doc, file, ())
+            data = loader.include(data, doc, directory, (file,))
             loader.extends(doc, file)
             data = merge(data, doc, ())
     if not valid or len(rd.problems) > before:     # a model that does not merge is not checked further

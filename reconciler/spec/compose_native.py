@@ -49,14 +49,14 @@ SERVICE_KEYS: dict[str, str] = {
     "environment": "`env`, over the env files; a bare `KEY` takes the shell's or `.env`'s value, or is left out",
     "env_file": "`env`: read in compose's dotenv format, interpolated; `required: false` files may be missing",
     "ports": "`ports`: short and long syntax, ranges, tcp/udp; a long form's `mode: ingress` is the manifest's `mode: ingress` (Swarm's routing mesh: `--runtime swarm` only; `host_ip` with it is an error); no host port (`80`, `127.0.0.1::80`, a long form without `published`) is the manifest's long form without `published`: the engine chooses a free host port (each replica its own); a host range for one port is an error",
-    "networks": "`networks` (`<project>_<name>`), and `aliases`: the service name and every `aliases:` entry",
-    "network_mode": "`host` and `none`: `networks: [host]` / `[none]`; `service:NAME` and `container:NAME`: `networks: [container:<its Container>]` (it joins that container's network namespace, is made after it and publishes no ports); other modes are errors",
+    "networks": "`networks` (`<project>_<name>`), and `aliases`: the service name and every `aliases:` entry (on every network of the container); the other keys of a network entry (`ipv4_address`, `ipv6_address`, `mac_address`, `priority`, ...) are errors: the manifest language has no fixed address yet",
+    "network_mode": "`host` and `none`: `networks: [host]` / `[none]`; `service:NAME` and `container:NAME`: `networks: [container:<its Container>]` (it joins that container's network namespace, is made after it and publishes no ports; when that container is replaced it is replaced too, removed first: Podman refuses to remove a container another one joins); other modes are errors",
     "volumes": "`volumes`: named volumes, anonymous volumes (`/data`: the container's own, kept when it is replaced, removed by the prune that removes it), binds (relative to the project directory), tmpfs; `read_only`",
     "tmpfs": "`volumes` of type tmpfs, with `size` and `mode` options (other options are errors)",
     "restart": "`restart`",
-    "healthcheck": "`healthcheck`: `test`, `interval`, `timeout`, `retries`, `start_period`; `disable: true` is `[NONE]`",
-    "depends_on": "`dependsOn` (created, and healthy when they have a healthcheck, first); a dependency with `service_completed_successfully` becomes a `job: true` Container (run to exit 0 first)",
-    "deploy": "`replicas` (as `scale`), `resources.limits` (`memory`, `cpus`, `pids`) and `resources.reservations` (`memory`: also the soft limit `memoryReservation`, as docker compose sets it; `cpus`) into `resources`, `placement` (`constraints`, `preferences` of `spread`) into `placement`, `mode: global` into `replicas: global`; other deploy keys are errors",
+    "healthcheck": "`healthcheck`: `test`, `interval`, `timeout`, `retries`, `start_period`; `disable: true` is `[NONE]`; `start_interval` and a healthcheck without `test` (the image's test with other timings) are errors",
+    "depends_on": "`dependsOn` (created, and healthy when they have a healthcheck, first); a dependency with `service_completed_successfully` becomes a `job: true` Container (run to exit 0 first); `required: false` on a service no active profile enables drops it; `restart: true` is a warning (not honoured)",
+    "deploy": "`replicas` (as `scale`), `resources.limits` (`memory`, `cpus`, `pids`) and `resources.reservations` (`memory`: also the soft limit `memoryReservation`, as docker compose sets it; `cpus`) into `resources`, `placement` (`constraints`, `preferences` of `spread`) into `placement`, `mode: global` into `replicas: global`, `restart_policy` (`condition` none/on-failure/any, unset: any as the specification says, and `max_attempts`, as docker compose maps them; over `restart:`) into `restart` (`delay`, `window`: warnings); other deploy keys are errors",
     "scale": "`replicas`: other than 1, the Container is `<project>-<service>` with `replicas: N`, run as `<project>-<service>-1..N`; with `container_name` or a fixed published host port it is an error (ports without a host port are fine: each replica gets its own)",
     "mem_limit": "`resources.memory` (compose's binary units)",
     "cpus": "`resources.cpus`",
@@ -99,6 +99,9 @@ SERVICE_KEYS: dict[str, str] = {
     "profiles": "whether the service runs (`--profile`, `COMPOSE_PROFILES`)",
     "extends": "applied while loading (same file or another file)",
 }
+# deploy.restart_policy's conditions as docker compose maps them (None: unset, the specification's "any")
+_RESTART_CONDITIONS = {None: "always", "none": "no", "no": "no", "on-failure": "on-failure", "any": "always",
+                       "always": "always", "unless-stopped": "unless-stopped"}
 # Service keys that are errors unless they say what the engine does anyway.
 _SERVICE_DEFAULTS: dict[str, Any] = {"oom_kill_disable": False}
 # Service keys that change nothing on this engine (a warning names them).
@@ -112,7 +115,7 @@ _TOP_UNSUPPORTED = ("models",)
 # The rest of the file (docs/reference/compose.md): key -> ("supported" | "warning" | "error", what it does)
 TOP_KEYS: dict[str, tuple[str, str]] = {
     "name": ("supported", "the project name (after `-p` and `COMPOSE_PROJECT_NAME`), normalised as compose does"),
-    "include": ("supported", "each file's services, networks, volumes, secrets and configs added to the project (its relative paths from its own directory; its own includes and extends applied); a resource defined twice is an error. Interpolated with the project's environment (an included directory's own `.env`, `project_directory` and `env_file` are not read)"),
+    "include": ("supported", "each entry's services, networks, volumes, secrets and configs added to the project (`path`: one file, or several merged in order; its relative paths and includes from `project_directory`, default the first file's directory; its own includes and extends applied); a resource defined twice differently is an error (the same definition twice is kept once), and so is a remote include (a git or OCI address). Interpolated with the project's environment over the entry's `env_file`s (relative to the including project, later ones win), else over the `.env` of its project directory: the included files and env files are part of the revision, so an edit replaces exactly the services using it"),
     "services": ("supported", "one Container each (below)"),
     "networks": ("supported", "one Network each that an active service uses (below)"),
     "volumes": ("supported", "one Volume each that an active service uses (below)"),
@@ -152,8 +155,8 @@ SECRET_KEYS: dict[str, tuple[str, str]] = {
 VOLUME_KEYS: dict[str, tuple[str, str]] = {
     "name": ("supported", "`metadata.name` (default `<project>_<key>`)"),
     "labels": ("supported", "`metadata.labels`, with `com.docker.compose.project` and `.volume`"),
-    "driver": ("supported", "`driver` (another than `local` needs `--runtime docker` or `swarm`: the native engine refuses it when converging)"),
-    "driver_opts": ("supported", "`driverOpts` (like `type: nfs`, `o:`, `device:`; `--runtime docker` or `swarm`: the native engine refuses them when converging)"),
+    "driver": ("supported", "`driver` (another than `local` needs `--runtime docker` or `swarm`: loading for the native engine refuses it)"),
+    "driver_opts": ("supported", "`driverOpts` (like `type: nfs`, `o:`, `device:`; `--runtime docker` or `swarm`: loading for the native engine refuses them, but for a local bind volume, `type: none, o: bind, device: /DIR`, which it binds to the directory)"),
     "external": ("supported", "a Volume with `external: true` named `name` (or the key): used, never created or pruned; converging fails while it is missing"),
 }
 
@@ -679,8 +682,32 @@ class _Service:
             elif opt == "placement":
                 if item:
                     self.placement(item)
+            elif opt == "restart_policy":
+                self.restart_policy(item)
             elif item not in (None, [], {}):
                 self.tr.error(at, not_supported(f"deploy.{opt}"), key=True)
+
+    def restart_policy(self, value: Map) -> None:
+        """deploy.restart_policy as docker compose runs it on one host (its getRestartPolicy):
+        `condition` and `max_attempts` into `restart`, over the service's `restart:`; no
+        condition is `any` (the Compose Specification's default, and docker-compose 1.29's;
+        compose v2 passes Docker an empty policy, "no"); `delay` and `window` are Swarm's."""
+        base = ("deploy", "restart_policy")
+        for opt in value:
+            if opt in ("delay", "window"):
+                self.tr.warn(self.p(*base, opt), f"deploy.restart_policy.{opt} has no effect: the engine restarts "
+                             "with Docker's backoff (it is Swarm's setting)", key=True)
+        condition = value.get("condition")
+        name = _RESTART_CONDITIONS.get(condition) if isinstance(condition, str | None) else None
+        if name is None:
+            self.tr.error(self.p(*base, "condition"), f"unknown restart condition {condition!r}: none, on-failure, "
+                          "any or unless-stopped")
+            return
+        attempts = value.get("max_attempts") or 0
+        self.put("restart", f"on-failure:{attempts}" if name == "on-failure" and attempts else name, *base)
+        if "restart" in self.svc:
+            self.tr.warn(self.p("restart"), "restart is overridden by deploy.restart_policy, as docker compose "
+                         "does; keep one", key=True)
 
     def placement(self, value: Map) -> None:
         """deploy.placement: constraints as they are, spread preferences as their label."""
@@ -1036,7 +1063,8 @@ class _Service:
             out.append(entry)
 
     def k_restart(self, value: Any) -> None:
-        self.put("restart", str(value), "restart")
+        if not (self.svc.get("deploy") or {}).get("restart_policy"):     # that one wins (restart_policy())
+            self.put("restart", str(value), "restart")
 
     def k_healthcheck(self, hc: Map) -> None:
         out: dict[str, Any] = {}

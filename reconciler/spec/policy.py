@@ -20,7 +20,8 @@ Two built-in profiles:
   only (no environment variable of the agent: rule secretEnv), SSH agent sockets likewise
   (filePrefixes), no build entitlement (`allow: [security.insecure]`: rule buildAllow); secret
   files from an environment variable (`env:`) likewise (rule secretEnv); no `privileged: true`
-  (rule privileged) and no `devices` (rule devices).
+  (rule privileged) and no `devices` (rule devices); a Volume whose `driverOpts` mount a host
+  path (`o: bind` or a `device` path) counts as a bind source (rule bindPrefixes).
 
 A policy file (YAML, `--policy FILE` or `policy: FILE` in the agent config) starts from a
 profile (`base:`) and replaces the settings it names; see SCHEMA and docs/security.md.
@@ -226,9 +227,12 @@ def check(
     bind_root: str | None = None,
     resolve_bind: Callable[[Any, str], str] | None = None,
     externals: Iterable[Any] = (),
+    volumes: Iterable[tuple[Any, Mapping[str, Any]]] = (),
 ) -> None:
     """Report every field of the Image and Container documents (doc, spec) the policy refuses,
-    and each of the `externals` (external Network and Volume documents) when it refuses them.
+    each of the `externals` (external Network and Volume documents) when it refuses them, and
+    a Volume (doc, spec) whose `driverOpts` mount a host path (`o: bind`, or a `device` like
+    /dev/sdb1) from outside the bind prefixes: it reaches the host's files as a bind does.
 
     `resolve(doc, path)` is the loader's own resolution of a path named in `doc`; `root` is the
     source root relative paths must stay beneath. Bind sources are resolved with `resolve_bind`
@@ -267,6 +271,11 @@ def check(
     binds = (bind_root or root, resolve_bind or resolve)
     for doc, spec in containers:
         _container(policy, root, doc, spec, image_names, resolve, report, binds)
+    for doc, spec in volumes:
+        device = _volume_device(spec.get("driverOpts") or {})
+        message = _path(policy, binds[0], binds[1](doc, device), policy.bind_prefixes, "bindPrefixes") if device else None
+        if message:
+            report(doc, ("spec", "driverOpts", "device"), f"the volume's device {message}")
 
 
 def _build_inputs(policy: Policy, root: str, doc: Any, build: Mapping[str, Any],
@@ -393,6 +402,17 @@ def _bind_source(item: Any) -> str | None:
         source = item.split(":")[0]
         return source if source.startswith(("/", ".", "~")) else None
     return None
+
+
+def _volume_device(opts: Mapping[str, Any]) -> str | None:
+    """The host path a local volume's options mount (mount(8): `o: bind` binds `device`; a
+    `device` that is a path is a block device or file), or None: tmpfs, NFS (`:/export`),
+    CIFS (`//server/share`)."""
+    device = opts.get("device")
+    if not isinstance(device, str) or not device:
+        return None
+    binds = {"bind", "rbind"} & {o.strip() for o in str(opts.get("o", "")).split(",")}
+    return device if binds or (device.startswith("/") and not device.startswith("//")) else None
 
 
 def _cap(name: str) -> str:

@@ -115,6 +115,50 @@ def test_validate_summarises_a_compose_project_and_prints_its_warnings(
                    "a container is reachable on its networks; publish with ports: to reach it from the host\n")
 
 
+def test_volume_drivers_are_refused_when_loading_for_the_native_engine(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("RECONCILER_RUNTIME", raising=False)
+    text = (project / "compose.yaml").read_text().replace(
+        "  cache: {}\n", "  cache:\n    driver_opts: {type: tmpfs, device: tmpfs}\n")
+    (project / "compose.yaml").write_text(text)
+    refused = ("the native engine cannot honour a volume driver or its options (its volumes are directories of "
+               "its own): converge with --runtime docker or swarm, or remove it and mount what it names with a "
+               "bind mount")
+    expected = f"{project}/compose.yaml:21:5: volumes.cache.driver_opts: {refused}\n"
+    assert main(["convert", "--runtime", "native", str(project)]) == 2
+    assert capsys.readouterr().out == expected
+    assert main(["validate", "--runtime", "native", str(project)]) == 2
+    assert capsys.readouterr().out == expected
+    monkeypatch.setenv("RECONCILER_RUNTIME", "native")          # the same default as apply's
+    assert main(["validate", str(project)]) == 2
+    assert capsys.readouterr().out == expected
+    root = tmp_path / "state"
+    assert main(["apply", str(project), "--root", str(root)]) == 2     # refused before anything is touched
+    assert (expected in capsys.readouterr().err, root.exists()) == (True, False)
+    monkeypatch.delenv("RECONCILER_RUNTIME")
+    for engine in ([], ["--runtime", "docker"], ["--runtime", "swarm"]):    # engines that honour them
+        assert main(["validate", *engine, str(project)]) == 0
+    capsys.readouterr()
+    (project / "volume.yaml").write_text(textwrap.dedent("""
+        apiVersion: reconciler/v1
+        kind: Volume
+        metadata: {name: nfs}
+        spec:
+          driver: nfs-plugin
+          driverOpts: {type: nfs, o: "addr=127.0.0.1", device: ":/export"}
+        """))
+    assert main(["validate", "--runtime", "native", str(project / "volume.yaml")]) == 2
+    assert capsys.readouterr().out.splitlines() == [
+        f"{project}/volume.yaml:6:3: Volume/nfs: spec.driver: {refused}",
+        f"{project}/volume.yaml:7:3: Volume/nfs: spec.driverOpts: {refused}",
+    ]
+    # a local bind volume is the one the native engine honours: it binds the directory
+    (project / "compose.yaml").write_text(text.replace("{type: tmpfs, device: tmpfs}",
+                                                       f"{{type: none, o: bind, device: {project / 'site'}}}"))
+    assert main(["validate", "--runtime", "native", str(project)]) == 0
+
+
 def test_convert_needs_a_compose_project(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     os.mkdir(tmp_path / "empty")
     assert main(["convert", str(tmp_path / "empty")]) == 2

@@ -1254,14 +1254,173 @@ def test_include_adds_the_files_resources_with_their_own_relative_paths(tmp_path
     again = load(tmp_path, env={"PG": "15"})                    # an included file is part of the revision
     assert (again.revision != desired.revision, again.containers["shop-cache-1"].image) == (True, "redis:7.2")
     assert problems(tmp_path, {"compose.yaml": """
-        include: [db/compose.yaml, {path: nope.yaml, env_file: x.env}]
+        include: [db/compose.yaml, {path: nope.yaml}]
         services:
           db:
             image: busybox:1
         """}) == [
         "compose.yaml:1:28: include[1]: included file nope.yaml not found",
-        "compose.yaml:1:46: include[1].env_file: not supported yet: include.env_file; the included file is read "
-        "from its own directory with the project's environment",
         "compose.yaml:3:3: services.db: service 'db' is defined here and in the included file db/compose.yaml; "
         "rename one (compose refuses the conflict too)",
+    ]
+
+
+INCLUDING = {
+    "compose.yaml": """
+        name: shop
+        include:
+          - modules/db/compose.yaml
+          - path: [tpl/api.yaml, tpl/api.prod.yaml]
+            project_directory: api
+            env_file: [conf/api.env, conf/api.local.env]
+        services:
+          web:
+            image: busybox:${TAG:-1}
+            environment: {SHARED: "${SHARED}"}
+        """,
+    ".env": "TAG=2\nSHARED=from-root\n",
+    "modules/db/compose.yaml": """
+        services:
+          db:
+            image: postgres:${PG_TAG}
+            environment: {SHARED: "${SHARED}", PROJECT: "${COMPOSE_PROJECT_NAME}"}
+            volumes: ["./init:/docker-entrypoint-initdb.d:ro"]
+        """,
+    "modules/db/.env": "PG_TAG=16\nSHARED=from-db\n",
+    "modules/db/init/01.sql": "select 1;\n",
+    "tpl/api.yaml": """
+        include: [worker.yaml]
+        services:
+          api:
+            image: api:${API_TAG}
+            env_file: api.env
+            volumes: ["./static:/srv/static:ro"]
+        """,
+    "tpl/api.prod.yaml": "services:\n  api:\n    environment: {LEVEL: \"${LEVEL}\"}\n",
+    "conf/api.env": "API_TAG=3\nLEVEL=info\n",
+    "conf/api.local.env": "LEVEL=debug-${API_TAG}\n",
+    "api/worker.yaml": "services:\n  worker: {image: \"worker:${API_TAG}\"}\n",
+    "api/api.env": "MODE=api\n",
+    "api/static/index.html": "hi\n",
+}
+
+
+def test_include_reads_its_project_directory_and_env_files_as_compose_does(tmp_path: Path) -> None:
+    desired = load(tmp_path, INCLUDING)
+    c = desired.containers
+    assert sorted(c) == ["shop-api-1", "shop-db-1", "shop-web-1", "shop-worker-1"]
+    # the included directory's own .env interpolates its file; the project's values win over it
+    assert (c["shop-db-1"].image, dict(c["shop-db-1"].env)) == (
+        "postgres:16", {"SHARED": "from-root", "PROJECT": "shop"})
+    assert [m.source for m in c["shop-db-1"].volumes] == [str(tmp_path / "modules/db/init")]
+    # env_file: (relative to the including project, later files win) replaces the .env;
+    # project_directory is where the included files' relative paths (and includes) start
+    assert (c["shop-api-1"].image, dict(c["shop-api-1"].env)) == ("api:3", {"MODE": "api", "LEVEL": "debug-3"})
+    assert [m.source for m in c["shop-api-1"].volumes] == [str(tmp_path / "api/static")]
+    assert (c["shop-worker-1"].image, c["shop-web-1"].image) == ("worker:3", "busybox:2")
+    assert {str(tmp_path / f) for f in ("modules/db/.env", "conf/api.env", "conf/api.local.env",
+                                        "tpl/api.prod.yaml", "api/worker.yaml")} <= set(desired.files)
+    # the shell wins over every .env, the included ones too
+    assert load(tmp_path, env={"PG_TAG": "17"}).containers["shop-db-1"].image == "postgres:17"
+
+
+def test_an_edited_included_dotenv_replaces_exactly_the_services_using_it(tmp_path: Path) -> None:
+    before = load(tmp_path, INCLUDING)
+    (tmp_path / "modules/db/.env").write_text("PG_TAG=17\nSHARED=from-db\n")
+    after = load(tmp_path)
+    changed = sorted(n for n in before.containers if before.containers[n].spec_hash != after.containers[n].spec_hash)
+    assert (changed, after.revision != before.revision) == (["shop-db-1"], True)
+    (tmp_path / "conf/api.local.env").write_text("LEVEL=warn\n")
+    again = load(tmp_path)
+    changed = sorted(n for n in after.containers if after.containers[n].spec_hash != again.containers[n].spec_hash)
+    assert changed == ["shop-api-1"]
+
+
+def test_include_env_files_and_cycles_are_errors_with_their_place(tmp_path: Path) -> None:
+    assert problems(tmp_path, {
+        "compose.yaml": """
+            include:
+              - {path: a.yaml, env_file: [conf/missing.env]}
+              - {path: b/compose.yaml}
+              - c.yaml
+            services:
+              web: {image: busybox:1}
+            """,
+        "a.yaml": "services:\n  a: {image: busybox:1}\n",
+        "b/compose.yaml": "services:\n  b: {image: busybox:1}\n",
+        "b/.env": "OK=1\nBAD KEY=2\n",
+        "c.yaml": "include: [compose.yaml]\nservices:\n  c: {image: busybox:1}\n",
+    }) == [
+        "b/.env:2:1: key 'BAD KEY' cannot contain a space",
+        "c.yaml:1:11: include[0]: include cycle: compose.yaml -> c.yaml -> compose.yaml",
+        "compose.yaml:2:31: include[0].env_file[0]: env file conf/missing.env not found, unreadable or larger "
+        "than 16777216 bytes",
+    ]
+
+
+def test_deploy_restart_policy_becomes_the_restart_policy_as_docker_compose_maps_it(tmp_path: Path) -> None:
+    desired = load(tmp_path, {"compose.yaml": """
+        name: t
+        services:
+          any:
+            image: busybox:1
+            restart: "no"
+            deploy: {restart_policy: {condition: any, delay: 5s, window: 1m}}
+          flaky:
+            image: busybox:1
+            deploy: {restart_policy: {condition: on-failure, max_attempts: 3}}
+          once:
+            image: busybox:1
+            restart: always
+            deploy: {restart_policy: {max_attempts: 2}}
+          plain:
+            image: busybox:1
+            restart: unless-stopped
+        """})
+    policies = {n: (c.restart.name, c.restart.max_retries) for n, c in desired.containers.items()}
+    assert policies == {"t-any-1": ("always", 0), "t-flaky-1": ("on-failure", 3), "t-once-1": ("always", 0),
+                        "t-plain-1": ("unless-stopped", 0)}
+    assert warnings(desired, tmp_path) == [
+        "compose.yaml:5:5: services.any.restart: restart is overridden by deploy.restart_policy, as docker compose "
+        "does; keep one",
+        "compose.yaml:6:47: services.any.deploy.restart_policy.delay: deploy.restart_policy.delay has no effect: the "
+        "engine restarts with Docker's backoff (it is Swarm's setting)",
+        "compose.yaml:6:58: services.any.deploy.restart_policy.window: deploy.restart_policy.window has no effect: the "
+        "engine restarts with Docker's backoff (it is Swarm's setting)",
+        "compose.yaml:12:5: services.once.restart: restart is overridden by deploy.restart_policy, as docker compose "
+        "does; keep one",
+    ]
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          web:
+            image: busybox:1
+            deploy: {restart_policy: {condition: sometimes}}
+        """}) == [
+        "compose.yaml:4:42: services.web.deploy.restart_policy.condition: unknown restart condition 'sometimes': "
+        "none, on-failure, any or unless-stopped",
+    ]
+
+
+def test_included_files_may_share_a_resource_defined_the_same(tmp_path: Path) -> None:
+    shared = "networks:\n  back: {internal: true}\n"
+    desired = load(tmp_path, {
+        "compose.yaml": "name: t\ninclude: [a/compose.yaml, b/compose.yaml]\n",
+        "a/compose.yaml": "services:\n  a: {image: busybox:1, networks: [back]}\n" + shared,
+        "b/compose.yaml": "services:\n  b: {image: busybox:1, networks: [back]}\n" + shared,
+    })
+    assert (sorted(desired.containers), sorted(desired.networks)) == (["t-a-1", "t-b-1"], ["t_back"])
+    assert desired.networks["t_back"].internal
+    (tmp_path / "b/compose.yaml").write_text("services:\n  b: {image: busybox:1, networks: [back]}\n"
+                                             "networks:\n  back: {}\n")
+    assert problems(tmp_path, {"compose.yaml": """
+        name: t
+        include:
+          - a/compose.yaml
+          - b/compose.yaml
+          - path: https://github.com/example/app.git#main:compose.yaml
+        """}) == [
+        "a/compose.yaml:4:3: networks.back: network 'back' is defined here and in the included file b/compose.yaml; "
+        "rename one (compose refuses the conflict too)",
+        "compose.yaml:5:5: include[2]: not supported yet: a remote include "
+        "(https://github.com/example/app.git#main:compose.yaml); put the file into the source and include its path",
     ]

@@ -25,6 +25,7 @@ from tests.docker.conftest import DOCKER_SOCKET, TEST_LABEL, PodmanService, podm
 
 _ID = re.compile(r"[0-9a-f]{12,64}")
 _MODES = ("none", "host", "bridge", "default")
+_JOIN = "container:"                # joins another container's network namespace: prefixed too
 _pulled: dict[str, str] = {}
 
 
@@ -55,9 +56,10 @@ class Namespaced:
     def create_container(self, config: base.ContainerConfig) -> str:
         mounts = tuple(dataclasses.replace(m, source=self._n(m.source)) if m.type == "volume" else m
                        for m in config.mounts)
-        nets = tuple(n if n in _MODES else self._n(n) for n in config.networks)
+        nets = tuple(n if n in _MODES else _JOIN + self._n(n.removeprefix(_JOIN)) if n.startswith(_JOIN) else self._n(n)
+                     for n in config.networks)
         aliases = config.aliases
-        if nets and nets[0] not in _MODES and config.name not in aliases:
+        if nets and nets[0] not in _MODES and not nets[0].startswith(_JOIN) and config.name not in aliases:
             aliases = (config.name, *aliases)
         return self.rt.create_container(dataclasses.replace(
             config, name=self._n(config.name), labels={**config.labels, **self.label},
@@ -119,11 +121,19 @@ class Namespaced:
     def cleanup(self) -> None:
         """Remove the namespace's containers, then its networks and volumes."""
         api = self.rt.api
-        for c in api.container_list(self.label):
-            try:
-                api.container_remove(c["Id"], force=True)
-            except errors.NotFound:
-                pass
+        left = api.container_list(self.label)
+        for _ in range(len(left)):      # Podman refuses to remove a container another one joins: that one first
+            refused = []
+            for c in left:
+                try:
+                    api.container_remove(c["Id"], force=True)
+                except errors.NotFound:
+                    pass
+                except errors.RuntimeBackendError:
+                    refused.append(c)
+            left = refused
+        for c in left:
+            api.container_remove(c["Id"], force=True)     # still refused: the error says why
         for n in api.network_list():
             if str(n.get("Name", "")).startswith(self.prefix):
                 try:

@@ -542,5 +542,13 @@ def a_container_joining_web_is_replaced_with_it() -> Case:
 
 
 @scenario
+def a_start_first_joiner_goes_before_its_start_first_target() -> Case:
+    # web's tag moved: its old container stops only after the pull, and the sidecar with it
+    sidecar = replace(SIDECAR, update=SF.update)
+    return case(desired(SF, sidecar, SHOP, DATA), up(running(sidecar), resolved={REF: D2}),
+                inv.Inventory.of([entry(WEB), entry(sidecar)]), can_rename=True)
+
+
+@scenario
 def a_swarm_service_cannot_join_a_container() -> Case:
     return case(desired(WEB, SIDECAR, SHOP, DATA), observed(images={}, resolved={REF: D2}), cluster=True)

@@ -376,17 +376,35 @@ note: container:web: over the flap limit: left stopped (reported, not restarted)
     "ingress_port_refused_on_a_single_host": """\
 [] -> #1 container:web, fail, spec.ports[0]: mode: ingress is Swarm's routing mesh (for --runtime swarm); on one host a port is published on the host: mode host
 """,
-    # the sidecar's network namespace was web's: it is made again in the new one
+    # the sidecar's network namespace was web's: it goes before web (Podman refuses to remove a
+    # container another one joins) and is made again in the new one
     "a_container_joining_web_is_replaced_with_it": """\
-[] -> #1 container:web, stop, spec hash changed: env
+[] -> #1 container:sidecar, stop, container:web replaced
+[1] -> #2 container:sidecar, remove, container:web replaced
+[2] -> #3 container:web, stop, spec hash changed: env
       env.LOG_LEVEL: changed
-[1] -> #2 container:web, remove, spec hash changed: env
-[2] -> #3 container:web, create, spec hash changed: env
-[3] -> #4 container:web, start, spec hash changed: env
-[4] -> #5 container:sidecar, stop, container:web replaced
-[5] -> #6 container:sidecar, remove, container:web replaced
-[6] -> #7 container:sidecar, create, container:web replaced
+[3] -> #4 container:web, remove, spec hash changed: env
+[4] -> #5 container:web, create, spec hash changed: env
+[5] -> #6 container:web, start, spec hash changed: env
+[2,6] -> #7 container:sidecar, create, container:web replaced
 [7] -> #8 container:sidecar, start, container:web replaced
+""",
+    # the sidecar stops once the new web runs (start-first), before the old web goes
+    "a_start_first_joiner_goes_before_its_start_first_target": """\
+[] -> #1 image:registry.local:5000/shop/web:1.4, pull-image, tag moved: sha256:111111111111 -> sha256:222222222222
+[1] -> #2 container:web, create web.next, spec hash changed: env; image digest changed: sha256:111111111111 -> sha256:222222222222
+      env.V: added
+      update.health_timeout: 60.0 -> 30.0
+      update.order: 'stop-first' -> 'start-first'
+[2] -> #3 container:web, start web.next, spec hash changed: env; image digest changed: sha256:111111111111 -> sha256:222222222222
+[1,3] -> #4 container:sidecar, stop, image digest changed: sha256:111111111111 -> sha256:222222222222; container:web replaced
+[4] -> #5 container:sidecar, remove, image digest changed: sha256:111111111111 -> sha256:222222222222; container:web replaced
+[3,5] -> #6 container:web, stop, spec hash changed: env; image digest changed: sha256:111111111111 -> sha256:222222222222
+[6] -> #7 container:web, remove, spec hash changed: env; image digest changed: sha256:111111111111 -> sha256:222222222222
+[7] -> #8 container:web, rename web.next -> web, spec hash changed: env; image digest changed: sha256:111111111111 -> sha256:222222222222
+[1,5,8] -> #9 container:sidecar, create, image digest changed: sha256:111111111111 -> sha256:222222222222; container:web replaced
+[9] -> #10 container:sidecar, start, image digest changed: sha256:111111111111 -> sha256:222222222222; container:web replaced
+note: container:sidecar: start-first falls back to stop-first: it joins container:web, which is replaced, and goes before it
 """,
     "a_swarm_service_cannot_join_a_container": """\
 [] -> #1 network:shop, ensure-network, not found

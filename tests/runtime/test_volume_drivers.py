@@ -1,9 +1,12 @@
 """Volume driver options (`spec.driver`, `spec.driverOpts`): the native engine's volumes are
-directories of its own, so it refuses them naming the fields, and makes nothing. (The docker
-runtime: tests/docker/test_containers.py; Swarm: tests/swarm.)"""
+directories of its own, so it refuses them naming the fields, and makes nothing; but a local
+bind volume, which it binds to its directory. (The docker runtime: tests/docker/test_containers.py;
+Swarm: tests/swarm.)"""
 
 from __future__ import annotations
 
+import io
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -23,5 +26,37 @@ def test_the_native_engine_refuses_driver_options_naming_the_fields(tmp_path: Pa
             rt.ensure_volume(config)
         assert rt.list_volumes() == []
         assert rt.ensure_volume(base.VolumeConfig("plain")).name == "plain"
+    finally:
+        cleanup(rt)
+
+
+def test_the_native_engine_binds_a_local_bind_volume_to_its_directory(tmp_path: Path) -> None:
+    """`type: none, o: bind, device: /DIR` (compose's local bind volume): the volume is the
+    directory, filled from the image when empty, written through, and left when removed."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    opts = {"type": "none", "o": "bind", "device": str(shared)}
+    rt, image = make_native(tmp_path / "engine")
+    try:
+        with pytest.raises(errors.InvalidArgument, match=r"the device .*/missing to bind is not a directory"):
+            rt.ensure_volume(base.VolumeConfig("gone", driver_opts={**opts, "device": str(tmp_path / "missing")}))
+        assert rt.list_volumes() == []
+        rt.ensure_volume(base.VolumeConfig("shared", driver_opts=opts))
+        mount = (base.Mount(type="volume", source="shared", target="/bin"),)      # the image's /bin: copied up
+        cid = rt.create_container(base.ContainerConfig(
+            name="writer", image=image, command=("/bin/sh", "-c", "echo kept > /bin/written"), networks=("none",),
+            mounts=mount))
+        rt.start_container(cid)
+        assert rt.wait_container(cid, timeout=30) == 0
+        assert (shared / "written").read_text() == "kept\n"
+        assert (shared / "sh").exists()
+        rt.remove_container(cid)
+        empty = io.BytesIO()
+        tarfile.open(fileobj=empty, mode="w").close()
+        empty.seek(0)
+        with pytest.raises(errors.Conflict, match=r"volume shared binds .*/shared: an import does not write there"):
+            rt.import_volume("shared", empty, helper_image=image)      # it would replace the directory
+        rt.remove_volume("shared")
+        assert (shared / "written").read_text() == "kept\n"        # the directory is the user's: left
     finally:
         cleanup(rt)

@@ -37,6 +37,12 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.fixture(autouse=True)
+def any_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """validate checks for no particular engine (the native one refuses volume drivers itself)."""
+    monkeypatch.delenv("RECONCILER_RUNTIME", raising=False)
+
+
 def validate(src: Path, pol: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
     code = main(["validate", str(src), "--policy", pol])
     out = capsys.readouterr().out
@@ -86,6 +92,14 @@ REFUSED: dict[str, tuple[str, dict[str, str], str]] = {
     "secret_env": (HEAD + "  secrets: [{env: HOME, target: /run/secrets/home}]\n", {},
                    r"m\.yaml:6:19: Container/web: spec\.secrets\[0\]\.env: reading the agent's environment variable HOME "
                    r"is refused by policy 'restricted' \(rule secretEnv: none\)"),
+    "volume_bind_device": ("apiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: etc}\n"
+                           "spec:\n  driverOpts: {type: none, o: bind, device: /etc}\n", {},
+                           r"m\.yaml:5:45: Volume/etc: spec\.driverOpts\.device: the volume's device /etc is outside the "
+                           r"source root .* refused by policy 'restricted' \(rule bindPrefixes: none;"),
+    "volume_block_device": ("apiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: disk}\n"
+                            "spec:\n  driverOpts: {type: ext4, device: /dev/sda1}\n", {},
+                            r"m\.yaml:5:36: Volume/disk: spec\.driverOpts\.device: the volume's device /dev/sda1 is "
+                            r"outside the source root .* \(rule bindPrefixes: none;"),
     "push_foreign": (image("  ref: 127.0.0.1:5000/app:1\n  push: [some.registry/loot:1]\n"), {},
                      r"m\.yaml:6:10: Image/app: spec\.push\[0\]: pushing to registry some\.registry refused by policy "
                      r"'restricted' \(rule pushRegistries: none\); list some\.registry under pushRegistries:"),
@@ -139,6 +153,12 @@ def test_restricted_accepts_what_stays_inside(tree: Path, capsys: pytest.Capture
         "---\napiVersion: reconciler/v1\nkind: Network\nmetadata: {name: n}\n"
         "---\n" + image("  build: {context: ./ctx}\n") + "---\n"
         + image("  ref: docker.io/library/busybox:1\n").replace("name: app", "name: pulled")
+        + "---\napiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: scratch}\n"
+        "spec: {driverOpts: {type: tmpfs, device: tmpfs, o: size=10m}}\n"
+        "---\napiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: nfs}\n"
+        "spec: {driverOpts: {type: nfs, o: 'addr=127.0.0.1,rw', device: ':/export'}}\n"
+        "---\napiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: mine}\n"
+        "spec: {driverOpts: {type: none, o: bind, device: ./data}}\n"
     )
     assert validate(src, "restricted", capsys) == (0, [])
 

@@ -330,11 +330,11 @@ class NativeRuntime:
         return self.containers.volumes.list(selector)
 
     def ensure_volume(self, config: base.VolumeConfig) -> base.VolumeState:
-        if config.driver != "local" or config.driver_opts:
+        if (config.driver != "local" or config.driver_opts) and base.local_bind(config.driver, config.driver_opts) is None:
             raise rterrors.InvalidArgument(
                 f"volume {config.name}: spec.driver and spec.driverOpts need the docker or swarm runtime; "
-                "the native engine's volumes are directories of its own",
-                hint="remove them, or mount what they name with a bind mount")
+                "the native engine's volumes are directories of its own (or bind one: type none, o bind, "
+                "device /DIR)", hint="remove them, or mount what they name with a bind mount")
         known = any(v.name == config.name for v in self.list_volumes())
         state = self.containers.volumes.ensure(config)
         if not known:

@@ -60,6 +60,9 @@ def import_volume(volumes: VolumeStore, name: str, src: IO[bytes], *, store: Ima
     """Create (or fill an empty) volume `name` from a tar stream, through the layer extractor."""
     state = volumes.ensure(base.VolumeConfig(name=name, labels=labels or {}))
     data = volumes.data_dir(name)
+    if volumes.bound(name):
+        raise errors.Conflict(f"volume {name} binds {volumes.bound(name)}: an import does not write there",
+                              hint="import under another name")
     if any(data.iterdir()):
         raise errors.Conflict(f"volume {name} is not empty", hint="remove it or import under another name")
     tmp = data.parent / f"_import-{secrets.token_hex(4)}"

@@ -3,7 +3,9 @@
 Named volumes live in `<root>/volumes/<name>/_data` (Docker's layout), are created on first
 use, survive container removal, and are filled from the image's content at the mount point
 the first time they are mounted while empty (Docker's copy-up). Records (labels, created) are
-in the state DB.
+in the state DB. A local bind volume (`type: none, o: bind, device: /DIR`) has `_data` as a
+symlink to its directory, made once with the volume: mounts and copy-up reach the directory,
+removing the volume leaves it (as Docker leaves a bound device).
 """
 
 from __future__ import annotations
@@ -66,6 +68,10 @@ class VolumeStore:
                 f"invalid volume name {config.name!r}",
                 hint="use letters, digits, '_', '.', '-' (starting with a letter or digit)",
             )
+        device = base.local_bind(config.driver, config.driver_opts)
+        if device is not None and not os.path.isdir(device):
+            raise rterrors.InvalidArgument(f"volume {config.name}: the device {device} to bind is not a directory",
+                                           hint="create the directory first (Docker refuses a missing one too)")
         with self.db.tx() as conn:
             row = conn.execute("SELECT * FROM volumes WHERE name = ?", (config.name,)).fetchone()
             if row is None:
@@ -73,10 +79,20 @@ class VolumeStore:
                              (config.name, json.dumps(dict(config.labels), sort_keys=True), _now()))
                 row = conn.execute("SELECT * FROM volumes WHERE name = ?", (config.name,)).fetchone()
         data = self.data_dir(config.name)
-        if not data.exists():
+        if os.path.lexists(data):
+            return self._state(row)         # made once: options given later change nothing
+        if device is not None:
+            data.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(device, data)
+        else:
             data.mkdir(parents=True)
             os.chmod(data, 0o755)  # noqa: S103 - as Docker's _data, whatever the umask (the parent is private)
         return self._state(row)
+
+    def bound(self, name: str) -> str | None:
+        """The directory a local bind volume binds, or None for a volume of its own."""
+        data = self.data_dir(name)
+        return os.readlink(data) if data.is_symlink() else None
 
     def get(self, name: str) -> base.VolumeState:
         row = self.db.connect().execute("SELECT * FROM volumes WHERE name = ?", (name,)).fetchone()

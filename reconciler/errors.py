@@ -15,7 +15,10 @@ escape it. Messages never carry secrets and, where they can, say what to do next
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path  # annotations only: every CLI start imports this module
 
 __all__ = ["DiskFull", "ReconcilerError", "TemporaryError", "TerminalError"]
 

@@ -206,7 +206,6 @@ def _summaries(args: argparse.Namespace, selector: dict[str, str]) -> list[dict[
     import json
 
     from reconciler.cli import _agentapi, engines, options
-    from reconciler.runtime import opening
 
     if not engines.is_native(args):
         rt = engines.open_runtime(args, "ps")
@@ -220,6 +219,8 @@ def _summaries(args: argparse.Namespace, selector: dict[str, str]) -> list[dict[
         return list(served)
     if not options.engine_exists(args):
         return []
+    from reconciler.runtime import opening  # the engine's read side: only when no agent answered
+
     return opening.summaries(open_records(args), selector)
 
 

@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Generator
-from typing import Any
+
+# annotations only: what the read-only commands import at start-up stays small (#21)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Generator
+    from typing import Any
 
 __all__ = ["DEFAULT_SOCKET", "request", "stream"]
 

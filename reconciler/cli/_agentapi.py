@@ -4,10 +4,14 @@ its engine (`engine`: run, exec), stdlib only."""
 
 from __future__ import annotations
 
-import argparse
 import os
-from collections.abc import Iterator
-from typing import Any
+
+# annotations only: what the read-only commands import at start-up stays small (#21)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Iterator
+    from typing import Any
 
 __all__ = ["AgentEngine", "add_socket_flag", "client", "engine", "served", "streamed"]
 

@@ -175,15 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.umask(old_umask)
 
 
-def _main(argv: Sequence[str] | None = None) -> int:
-    if argv is None and "_ARGCOMPLETE" in os.environ:     # the shell asks for completions (TAB)
-        from reconciler.cli import completers
-
-        completers.complete(build_parser(), _hoist, COMMANDS)
-    args_list = _rewrite_once(list(sys.argv[1:] if argv is None else argv))
-    if args_list == ["--version"]:              # what argparse prints, without building a parser
-        print(f"reconcile {__version__}")
-        return EXIT_OK
+def _parse(args_list: list[str]) -> argparse.Namespace | int:
+    """The command line parsed by argparse, or the exit code when it printed help, the version
+    or a usage error."""
     command = _command_of(args_list)
     bare_version = command is None and "--version" in args_list and not {"-h", "--help"} & set(args_list)
     parser = build_parser(command, commands=() if bare_version else COMMANDS)
@@ -196,6 +190,24 @@ def _main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    return args
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    if argv is None and "_ARGCOMPLETE" in os.environ:     # the shell asks for completions (TAB)
+        from reconciler.cli import completers
+
+        completers.complete(build_parser(), _hoist, COMMANDS)
+    args_list = _rewrite_once(list(sys.argv[1:] if argv is None else argv))
+    if args_list == ["--version"]:              # what argparse prints, without building a parser
+        print(f"reconcile {__version__}")
+        return EXIT_OK
+    from reconciler.cli import fastpath
+
+    # `ps -a` and the like: no argparse (#21); the same namespace, as a SimpleNamespace
+    args: Any = fastpath.parse(args_list) or _parse(args_list)
+    if isinstance(args, int):
+        return args
     from reconciler.cli import options
 
     options.resolve(args)

@@ -82,4 +82,5 @@ def test_ps_starts_without_argparse_and_creates_nothing(tmp_path: Path) -> None:
     assert "reconciler.cli.fastpath" in modules                 # the measurement saw the command
     # (not pathlib: a development venv's editable finder imports it before any of ours)
     assert sorted(modules & {"argparse", "gettext", "locale", "shutil", "sqlite3"}) == []
-    assert not root.exists() and not run.exists()
+    assert not root.exists()
+    assert not run.exists()

@@ -67,13 +67,16 @@ def test_the_fast_path_knows_only_commands_the_parser_has() -> None:
     assert set(fastpath.COMMANDS) <= set(climain.COMMANDS)
 
 
-def test_ps_starts_without_argparse_and_creates_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("run_dir_named", [True, False], ids=["run-dir-named", "run-dir-derived"])
+def test_ps_starts_without_argparse_and_creates_nothing(tmp_path: Path, run_dir_named: bool) -> None:
     """`python -X importtime -m reconciler ps -a` on a root that does not exist yet: it prints
-    the empty table, loads no argparse (nor gettext and locale, which it asks for) and no engine code,
-    and makes no root."""
+    the empty table, loads no argparse (nor gettext and locale, which it asks for) and no engine
+    code, even to find the run dir and name prefix the root would get, and makes no root."""
     root, run = tmp_path / "root", tmp_path / "run"
-    env = {**os.environ, "RECONCILER_ROOT": str(root), "RECONCILER_RUN_DIR": str(run), "RECONCILER_PREFIX": "rfp",
-           "PYTHONPATH": str(REPO)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    env.update({"RECONCILER_ROOT": str(root), "PYTHONPATH": str(REPO)})
+    if run_dir_named:
+        env.update({"RECONCILER_RUN_DIR": str(run), "RECONCILER_PREFIX": "rfp"})
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "reconciler", "ps", "-a"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, check=False, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -81,6 +84,8 @@ def test_ps_starts_without_argparse_and_creates_nothing(tmp_path: Path) -> None:
     modules = {ln.rsplit("|", 1)[1].strip() for ln in proc.stderr.splitlines() if ln.startswith("import time:")}
     assert "reconciler.cli.fastpath" in modules                 # the measurement saw the command
     # (not pathlib: a development venv's editable finder imports it before any of ours)
-    assert sorted(modules & {"argparse", "gettext", "locale", "shutil", "sqlite3"}) == []
+    heavy = {"argparse", "gettext", "locale", "shutil", "sqlite3", "dataclasses", "typing",
+             "reconciler.runtime.native.config"}
+    assert sorted(modules & heavy) == []
     assert not root.exists()
     assert not run.exists()

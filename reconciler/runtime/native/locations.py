@@ -38,9 +38,12 @@ def derived(root: str) -> tuple[str, str]:
 def resolve(root: str, run_dir: str | None = None, name_prefix: str | None = None) -> tuple[str, str]:
     """The run dir and name prefix to open `root` with: what the caller names, else what the
     root recorded when it was first opened, else `derived`."""
+    run_dir = run_dir or _recorded(root, RUN_DIR_FILE)
+    name_prefix = name_prefix or _recorded(root, PREFIX_FILE)
+    if run_dir and name_prefix:
+        return run_dir, name_prefix         # no hash of the root to take (hashlib: ~3 ms)
     derived_run, derived_prefix = derived(root)
-    return (run_dir or _recorded(root, RUN_DIR_FILE) or derived_run,
-            name_prefix or _recorded(root, PREFIX_FILE) or derived_prefix)
+    return run_dir or derived_run, name_prefix or derived_prefix
 
 
 def _recorded(root: str, name: str) -> str | None:

@@ -8,7 +8,7 @@ two for every form), and everything else, help, `--root` and the other options w
 any unusual spelling and every usage error, goes to the parser: an unknown argument returns
 None here and argparse says what is wrong, in its own words.
 
-Nothing imported at import time but cli.options and cli.engines (stdlib os) when parsing.
+It imports nothing when loaded; parsing loads cli.options and cli.engines (stdlib os only).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 __all__ = ["COMMANDS", "parse"]
 
 FORMATS = ("table", "json", "yaml")     # output.FORMATS, without importing it
-
 
 
 class _Spec:

@@ -16,10 +16,16 @@ With --agent, `ps -a` is timed a second time while an agent holds the root: the 
 split (#21) makes it a thin client of the agent's socket (rows "... (agent)": `images`, `logs`
 and `status` too).
 
-Python runs with its bytecode cached, as an installed package has it: these machines set
-PYTHONDONTWRITEBYTECODE=1, which makes every start of a source checkout compile its modules
-again (~65 of them for `ps`); the bench unsets it and keeps the cache in a temporary
-PYTHONPYCACHEPREFIX instead, warmed by one untimed run of each command.
+Python runs as an installed package would: from a throw-away venv (made in the bench's
+temporary directory, `--without-pip`) whose one .pth file lists this checkout and the running
+interpreter's site-packages as plain paths, with a `reconcile` console script as pip writes it.
+A development venv's editable install (setuptools' default "editable finder" .pth) imports
+pathlib, importlib.util and urllib.parse at every interpreter start (~16 ms), which an installed
+package does not pay (scripts/bootstrap-venv.sh installs in compat mode now); `--python-as-is`
+times the running interpreter instead. The bytecode is cached, as an installed package has it:
+these machines set PYTHONDONTWRITEBYTECODE=1, which makes every start of a source checkout
+compile its modules again (~65 of them for `ps`); the bench unsets it and keeps the cache in a
+temporary PYTHONPYCACHEPREFIX instead, warmed by one untimed run of each command.
 
 Nothing is left behind: the containers and the root are removed at the end.
 """
@@ -44,6 +50,26 @@ PY = sys.executable
 sys.path.insert(0, str(REPO))
 
 from bench import rows as benchrows  # noqa: E402
+
+
+def installed_like(tmp: Path) -> Path:
+    """A venv in `tmp` that finds reconciler and its dependencies as an installed package does
+    (plain paths in one .pth, no editable finder), with pip's `reconcile` console script: its
+    python."""
+    import sysconfig
+    import venv
+
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(tmp / "venv")
+    python = tmp / "venv" / "bin" / "python"
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    ours = dict.fromkeys([str(REPO), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    (Path(site) / "reconciler-bench.pth").write_text("".join(f"{p}\n" for p in ours))
+    script = tmp / "venv" / "bin" / "reconcile"
+    script.write_text(f"#!{python}\nimport sys\nfrom reconciler.cli.main import main\n"
+                      "if __name__ == \"__main__\":\n    sys.exit(main())\n")
+    script.chmod(0o755)
+    return python
 
 
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -97,14 +123,18 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=21)
     ap.add_argument("--containers", type=int, default=5)
     ap.add_argument("--agent", action="store_true", help="also time ps -a served by an agent on the root")
+    ap.add_argument("--python-as-is", action="store_true",
+                    help="time the running interpreter (a development venv's editable finder included), "
+                    "not an installed-like venv")
     opts = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-cli-"))
+    py = PY if opts.python_as_is else str(installed_like(tmp))
     root, run_dir = tmp / "root", tmp / "run"
     env = {**os.environ, "RECONCILER_ROOT": str(root), "RECONCILER_RUN_DIR": str(run_dir),
            "RECONCILER_PREFIX": "rbcli", "PYTHONPATH": str(REPO), "PYTHONPYCACHEPREFIX": str(tmp / "pycache")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    reconcile = [str(Path(PY).parent / "reconcile")] if (Path(PY).parent / "reconcile").exists() else [PY, "-m", "reconciler"]
+    reconcile = [str(Path(py).parent / "reconcile")] if (Path(py).parent / "reconcile").exists() else [py, "-m", "reconciler"]
     try:
         image = busybox_image(root, env)
         for i in range(opts.containers):
@@ -134,8 +164,8 @@ def main() -> int:
                                     ("status (agent)", ["status"])):
                     timed([*reconcile, *argv], env)
                     rows.append((label, {"reconcile": [timed([*reconcile, *argv], env) for _ in range(opts.runs)]}))
-        floor = {"python3 -c pass": [timed([PY, "-c", "pass"], env) for _ in range(opts.runs)],
-                 "python3 -S -c pass": [timed([PY, "-S", "-c", "pass"], env) for _ in range(opts.runs)]}
+        floor = {"python3 -c pass": [timed([py, "-c", "pass"], env) for _ in range(opts.runs)],
+                 "python3 -S -c pass": [timed([py, "-S", "-c", "pass"], env) for _ in range(opts.runs)]}
     finally:
         subprocess.run([*reconcile, "rm", "-f", *(f"c{i}" for i in range(opts.containers))], env=env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
@@ -152,8 +182,10 @@ def main() -> int:
         ours, theirs = (statistics.median(s[i] for s in times[k]) for k in ("reconcile", "docker"))
         return f"  ratio reconcile/docker {ours / theirs:.2f}"
 
+    how = "the running interpreter as is" if opts.python_as_is else "an installed-like venv (plain .pth, no " \
+        "editable finder; console script)"
     print(f"{opts.runs} interleaved runs each, {opts.containers} containers in the reconcile root, bytecode "
-          "cached; medians (min-max)")
+          f"cached, Python from {how}; medians (min-max)")
     for i, what in ((0, "wall time"), (1, "CPU time (user + sys)")):
         print(f"\n{what}")
         for label, times in rows:
@@ -165,17 +197,22 @@ def main() -> int:
 
 
 def record(rows: list[tuple[str, dict[str, list[tuple[float, float]]]]]) -> None:
-    """The wall-time rows of bench_all's table: each command beside docker's (a command the agent
-    answered beside docker's same command); `ps` has issue #21's goal, 1.5x docker's."""
-    def median(samples: list[tuple[float, float]]) -> float:
-        return statistics.median(s[0] for s in samples)
+    """The rows of bench_all's table: each command's wall time beside docker's (a command the
+    agent answered beside docker's same command), `ps` with issue #21's goal, 1.5x docker's;
+    then the `ps` rows' CPU time (user + sys), which a loaded machine disturbs much less."""
+    def median(samples: list[tuple[float, float]], i: int) -> float:
+        return statistics.median(s[i] for s in samples)
 
-    docker = {label: median(t["docker"]) for label, t in rows if "docker" in t}
-    for label, times in rows:
-        plain = label.replace(" (agent)", "").replace("ps json", "ps -a (json)")
-        theirs = docker.get(plain)
-        benchrows.record(f"reconcile {label}", median(times["reconcile"]), peer="docker" if theirs else None,
-                         theirs=theirs, goal=1.5 if theirs and plain.startswith("ps") else None)
+    for i, suffix in ((0, ""), (1, ", CPU time")):
+        docker = {label: median(t["docker"], i) for label, t in rows if "docker" in t}
+        for label, times in rows:
+            plain = label.replace(" (agent)", "").replace("ps json", "ps -a (json)")
+            if i == 1 and not plain.startswith("ps"):
+                continue
+            theirs = docker.get(plain)
+            benchrows.record(f"reconcile {label}{suffix}", median(times["reconcile"], i),
+                             peer="docker" if theirs else None, theirs=theirs,
+                             goal=1.5 if theirs and plain.startswith("ps") else None)
 
 
 if __name__ == "__main__":

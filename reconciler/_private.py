@@ -6,7 +6,10 @@ Stdlib `os` only: the CLI sets the umask first thing, before it knows what the c
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+TYPE_CHECKING = False            # no typing import: every CLI start loads this module (#21)
+if TYPE_CHECKING:
+    from pathlib import Path  # pathlib costs every CLI start ~5 ms: callers have it loaded
 
 __all__ = ["PRIVATE_UMASK", "make_private", "private_umask"]
 

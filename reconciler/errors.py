@@ -15,7 +15,9 @@ escape it. Messages never carry secrets and, where they can, say what to do next
 
 from __future__ import annotations
 
-from pathlib import Path
+TYPE_CHECKING = False            # no typing import: every CLI start loads this module (#21)
+if TYPE_CHECKING:
+    from pathlib import Path  # annotations only: every CLI start imports this module
 
 __all__ = ["DiskFull", "ReconcilerError", "TemporaryError", "TerminalError"]
 

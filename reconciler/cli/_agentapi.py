@@ -4,10 +4,14 @@ its engine (`engine`: run, exec), stdlib only."""
 
 from __future__ import annotations
 
-import argparse
 import os
-from collections.abc import Iterator
-from typing import Any
+
+# annotations only: what the read-only commands import at start-up stays small (#21)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Iterator
+    from typing import Any
 
 __all__ = ["AgentEngine", "add_socket_flag", "client", "engine", "served", "streamed"]
 
@@ -201,19 +205,21 @@ def _serving_socket(args: argparse.Namespace) -> str | None:
 def _agent_file(args: argparse.Namespace) -> dict[str, Any] | None:
     """What `<root>/agent.json` says (pid, socket, runtime), if an agent wrote one."""
     import json
-    from pathlib import Path
 
     if not getattr(args, "root", None):
         return None
-    try:
-        data = json.loads((Path(args.root) / "agent.json").read_text())
+    try:                                        # os.path, not pathlib: ~5 ms less for `ps` (#21)
+        with open(os.path.join(args.root, "agent.json"), encoding="utf-8") as f:
+            data = json.load(f)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
 
 
 def _path(path: str, query: dict[str, Any]) -> str:
-    import urllib.parse
-
     q = {k: v for k, v in query.items() if v is not None}
-    return path + (f"?{urllib.parse.urlencode(q)}" if q else "")
+    if not q:
+        return path
+    import urllib.parse  # only with a query: `ps` without one pays nothing
+
+    return f"{path}?{urllib.parse.urlencode(q)}"

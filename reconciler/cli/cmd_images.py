@@ -3,10 +3,14 @@ agent that holds the state root when one runs (#21), else read from the root."""
 
 from __future__ import annotations
 
-import argparse
 import time
 from datetime import datetime
-from typing import Any
+
+# annotations only: what the read-only commands import at start-up stays small (#21)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
 
 __all__ = ["image_rows", "register", "run"]
 
@@ -74,7 +78,7 @@ def _infos(args: argparse.Namespace) -> list[Any]:
     agent that holds the state root when one runs (#21), else read from the root."""
     from types import SimpleNamespace
 
-    from reconciler.cli import _agentapi, cmd_pull, engines, options
+    from reconciler.cli import _agentapi, engines, options
 
     if not engines.is_native(args):
         rt = engines.open_runtime(args, "images")
@@ -85,7 +89,12 @@ def _infos(args: argparse.Namespace) -> list[Any]:
     served = _agentapi.served(args, "/v1/images")
     if served is not None:
         return [SimpleNamespace(**doc) for doc in served]
-    return cmd_pull.open_store(args).list() if options.engine_exists(args) else []
+    if not options.engine_exists(args):
+        return []
+    # the image store, only when no agent answered (not cmd_pull's open_store: its module's imports)
+    from reconciler.runtime import opening
+
+    return opening.open_image_store(engines.place(args)).list()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,8 +3,12 @@ asked of the agent that holds the state root when one runs (#21), else read from
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
+# annotations only: what the read-only commands import at start-up stays small (#21)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
 
 __all__ = ["register", "run"]
 

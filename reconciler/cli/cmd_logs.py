@@ -4,10 +4,14 @@ another engine's, through the Runtime protocol (#15)."""
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Iterator
-from typing import Any
+
+# annotations only: what the read-only commands import at start-up stays small (#21)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Iterator
+    from typing import Any
 
 __all__ = ["register", "run"]
 

@@ -11,11 +11,15 @@ Docker's "Up 5 seconds (healthy)" status text, "2 minutes ago").
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable
 from datetime import UTC, datetime
 from types import SimpleNamespace
-from typing import Any
+
+# annotations only: what the read-only commands import at start-up stays small (#21)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+    from typing import Any
 
 __all__ = ["ago", "for_each_container", "open_records", "register", "run", "run_swarm",
            "setup_logging_if_networked", "state_summary", "status_text"]
@@ -206,7 +210,6 @@ def _summaries(args: argparse.Namespace, selector: dict[str, str]) -> list[dict[
     import json
 
     from reconciler.cli import _agentapi, engines, options
-    from reconciler.runtime import opening
 
     if not engines.is_native(args):
         rt = engines.open_runtime(args, "ps")
@@ -220,6 +223,8 @@ def _summaries(args: argparse.Namespace, selector: dict[str, str]) -> list[dict[
         return list(served)
     if not options.engine_exists(args):
         return []
+    from reconciler.runtime import opening  # the engine's read side: only when no agent answered
+
     return opening.summaries(open_records(args), selector)
 
 

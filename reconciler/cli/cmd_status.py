@@ -7,8 +7,12 @@ converged) and says that no agent runs.
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
+# annotations only: what the read-only commands import at start-up stays small (#21)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
 
 __all__ = ["register", "run"]
 

@@ -3,8 +3,12 @@ and `kubectl version` print it (`-o json|yaml` for programs; `reconcile --versio
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
+# annotations only: what the read-only commands import at start-up stays small (#21)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
 
 __all__ = ["register", "run"]
 

@@ -10,11 +10,15 @@ Stdlib only at import time: the container commands import this to register their
 
 from __future__ import annotations
 
-import argparse
 import os
-from typing import Any
 
-__all__ = ["RUNTIMES", "add_runtime_flag", "check", "is_native", "open_runtime", "place"]
+# annotations only: what the read-only commands import at start-up stays small (#21)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
+__all__ = ["RUNTIMES", "add_runtime_flag", "check", "is_native", "open_runtime", "place", "runtime_default"]
 
 RUNTIMES = ("native", "docker", "swarm", "fake")      # runtime.opening.RUNTIMES, without importing it
 
@@ -30,10 +34,15 @@ _REFUSED: dict[tuple[str, str], str] = {
 }
 
 
+def runtime_default() -> str:
+    """--runtime when not given: $RECONCILER_RUNTIME, else native."""
+    return os.environ.get("RECONCILER_RUNTIME", "native")
+
+
 def add_runtime_flag(parser: argparse.ArgumentParser, command: str) -> None:
     """--runtime for a container command (its default: $RECONCILER_RUNTIME, else native)."""
     refused = sorted(rt for (cmd, rt) in _REFUSED if cmd == command)
-    parser.add_argument("--runtime", default=os.environ.get("RECONCILER_RUNTIME", "native"), choices=RUNTIMES,
+    parser.add_argument("--runtime", default=runtime_default(), choices=RUNTIMES,
                         help="container engine: native (embedded, default), docker (a Docker or Podman engine "
                         "via $DOCKER_HOST or /var/run/docker.sock), swarm (the services of a Swarm cluster "
                         "whose manager $DOCKER_HOST names), fake (in-memory, state under --root)"

@@ -10,15 +10,19 @@ Exit codes (documented in the README):
 
 from __future__ import annotations
 
-import argparse
-import functools
-import importlib
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
 
 from reconciler import __version__
+
+# Start-up (#21): no argparse, typing or collections.abc at import time. `reconcile --version`
+# and the read-only commands' fast path (cli/fastpath.py) need none of them; the parser is
+# built by build_parser, on first use.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+    from typing import Any
 
 __all__ = ["main"]
 
@@ -59,32 +63,15 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
 )
 
 
-@functools.cache
-def _help_width() -> int:
-    """The width help is formatted to: the terminal's, as argparse measures it, minus 2."""
-    import shutil
-
-    return shutil.get_terminal_size().columns - 2
-
-
-def _formatter(prog: str) -> argparse.HelpFormatter:
-    return argparse.HelpFormatter(prog, width=_help_width())
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser (and the subcommands' parsers) whose help formatters take the terminal
-    width measured once: Python 3.11 makes a formatter for every argument added, and each one
-    asked the terminal again (~480 times for `reconcile --help`)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", _formatter)
-        super().__init__(*args, **kwargs)
-
-
 def build_parser(only: str | None = None, *, commands: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
     """The argument parser; with `only`, just that subcommand registers (its module alone is
     imported, which keeps `ps` or `logs` from paying for every other command's imports)."""
-    parser = _Parser(
+    import argparse
+    import importlib
+
+    from reconciler.cli import parsing
+
+    parser = parsing.Parser(
         prog="reconcile",
         description="Declarative containers: converge this host to YAML manifests.",
         epilog="Exit codes: 0 success, 1 run-time failure (or drift for diff), 2 invalid input or usage, "
@@ -109,6 +96,8 @@ def build_parser(only: str | None = None, *, commands: Sequence[str] = COMMANDS)
 
 def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
     """Every (sub-)subcommand's parser below `parser`."""
+    import argparse
+
     found = []
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -186,15 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.umask(old_umask)
 
 
-def _main(argv: Sequence[str] | None = None) -> int:
-    if argv is None and "_ARGCOMPLETE" in os.environ:     # the shell asks for completions (TAB)
-        from reconciler.cli import completers
-
-        completers.complete(build_parser(), _hoist, COMMANDS)
-    args_list = _rewrite_once(list(sys.argv[1:] if argv is None else argv))
-    if args_list == ["--version"]:              # what argparse prints, without building a parser
-        print(f"reconcile {__version__}")
-        return EXIT_OK
+def _parse(args_list: list[str]) -> argparse.Namespace | int:
+    """The command line parsed by argparse, or the exit code when it printed help, the version
+    or a usage error."""
     command = _command_of(args_list)
     bare_version = command is None and "--version" in args_list and not {"-h", "--help"} & set(args_list)
     parser = build_parser(command, commands=() if bare_version else COMMANDS)
@@ -207,6 +190,24 @@ def _main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    return args
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    if argv is None and "_ARGCOMPLETE" in os.environ:     # the shell asks for completions (TAB)
+        from reconciler.cli import completers
+
+        completers.complete(build_parser(), _hoist, COMMANDS)
+    args_list = _rewrite_once(list(sys.argv[1:] if argv is None else argv))
+    if args_list == ["--version"]:              # what argparse prints, without building a parser
+        print(f"reconcile {__version__}")
+        return EXIT_OK
+    from reconciler.cli import fastpath
+
+    # `ps -a` and the like: no argparse (#21); the same namespace, as a SimpleNamespace
+    args: Any = fastpath.parse(args_list) or _parse(args_list)
+    if isinstance(args, int):
+        return args
     from reconciler.cli import options
 
     options.resolve(args)

@@ -13,13 +13,17 @@ and other values as their JSON strings), so `yaml.safe_load(yaml_out) == json.lo
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import IO, Any, TextIO
+
+# annotations only: what the read-only commands import at start-up stays small (#21)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+    from typing import IO, Any, TextIO
 
 __all__ = ["FORMATS", "add_output_flag", "emit", "input_file", "output_file", "print_data", "print_json",
            "print_record", "print_table", "print_yaml", "render", "wants_data"]

@@ -19,11 +19,13 @@ function imports the part it uses when called.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
 
+# annotations only: `locations` runs at the start of every CLI command that names no run dir (#21)
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
+    from pathlib import Path
+    from typing import IO, Any
 
     from reconciler.runtime.native.build.lint import Result
     from reconciler.runtime.native.containers.records import RecordStore
@@ -40,12 +42,13 @@ __all__ = ["attach", "build_image", "commit_container", "exec_argv", "export_con
 Progress = Callable[[str], None]
 
 
-def locations(root: Path | str, run_dir: Path | str | None = None, name_prefix: str | None = None) -> tuple[Path, str]:
+def locations(root: Path | str, run_dir: Path | str | None = None, name_prefix: str | None = None) -> tuple[str, str]:
     """The run dir and name prefix to open `root` with: what the caller names, else what the
-    root recorded when first opened, else names of its own."""
-    from reconciler.runtime.native import config
+    root recorded when first opened, else names of its own. Strings, computed with os only:
+    every CLI command that names no run dir asks at start (#21)."""
+    from reconciler.runtime.native import locations as locations_
 
-    return config.locations(root, run_dir, name_prefix)
+    return locations_.resolve(str(root), str(run_dir) if run_dir else None, name_prefix)
 
 
 def lint_dockerfile(text: str) -> Result:

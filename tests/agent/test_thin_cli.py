@@ -98,6 +98,14 @@ def test_ps_inspect_and_images_are_served_by_the_agent_and_print_what_they_print
     assert status.stdout.startswith(f"agent pid {a.pid} (native)")
     assert sorted(m for m in modules_of(status) if m.startswith(("ssl", "email", "http.client"))) == []
 
+    # the start-up of a thin client (#21): no parser, no annotations' modules, no socket module
+    # (its C core: no enums built, no selectors), no dataclasses
+    for argv in (("ps", "-a"), ("ps", "-a", "-o", "json"), ("images",), ("inspect", "web"), ("status",)):
+        proc = reconcile(a, *argv, importtime=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        thin = {"argparse", "typing", "socket", "selectors", "dataclasses", "shutil"} & modules_of(proc)
+        assert sorted(thin) == [], argv
+
     a.kill9()                                                   # its agent.json stays, nobody answers
     assert (a.root / "agent.json").exists()
     read_here = outputs(a, busybox_image)

@@ -20,44 +20,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler._sqlite import Database
+from reconciler.runtime.native import locations as locations_
 
 __all__ = ["DEFAULT_PREFIX", "DEFAULT_ROOT", "DEFAULT_RUN_DIR", "NativeConfig", "derived_locations", "locations"]
 
-DEFAULT_ROOT = Path("/var/lib/reconciler")
-DEFAULT_RUN_DIR = Path("/run/reconciler")
-DEFAULT_PREFIX = "rcl"
-_ROOT_FILE = ".state-root"           # in the run dir: the state root it belongs to
-_PREFIX_FILE = "name-prefix"         # in the state root: the prefix of its host objects
-_RUN_DIR_FILE = "run-dir"            # in the state root: the run dir it was first opened with
+DEFAULT_ROOT = Path(locations_.DEFAULT_ROOT)
+DEFAULT_RUN_DIR = Path(locations_.DEFAULT_RUN_DIR)
+DEFAULT_PREFIX = locations_.DEFAULT_PREFIX
+_ROOT_FILE = locations_.ROOT_FILE
+_PREFIX_FILE = locations_.PREFIX_FILE
+_RUN_DIR_FILE = locations_.RUN_DIR_FILE
 
 
 def derived_locations(root: Path | str) -> tuple[Path, str]:
-    """The run dir and name prefix a state root gets when they are not given: the defaults for
-    the default root; for any other root, names of its own (from a hash of its path), so
-    `--root X` alone never shares a run dir, cgroup parent, bridges or nft table with another
-    engine on the host."""
-    root = Path(os.path.abspath(root))
-    if root == DEFAULT_ROOT:
-        return DEFAULT_RUN_DIR, DEFAULT_PREFIX
-    import hashlib  # here: OpenSSL's loading costs every command ~3 ms, and the default root needs none
-
-    h = hashlib.sha256(str(root).encode()).hexdigest()
-    return Path(f"/run/reconciler-{h[:12]}"), "r" + h[:4]
+    """The run dir and name prefix a state root gets when they are not given (locations.derived)."""
+    run_dir, prefix = locations_.derived(str(root))
+    return Path(run_dir), prefix
 
 
 def locations(root: Path | str, run_dir: Path | str | None = None,
               name_prefix: str | None = None) -> tuple[Path, str]:
     """The run dir and name prefix to open `root` with: what the caller names, else what the
-    root recorded when it was first opened, else `derived_locations`."""
-    derived_run, derived_prefix = derived_locations(root)
-
-    def recorded(name: str) -> str | None:
-        try:
-            return (Path(root) / name).read_text().strip() or None
-        except OSError:
-            return None
-    return (Path(run_dir) if run_dir else Path(recorded(_RUN_DIR_FILE) or derived_run),
-            name_prefix or recorded(_PREFIX_FILE) or derived_prefix)
+    root recorded when it was first opened, else `derived_locations` (locations.resolve)."""
+    found_run, prefix = locations_.resolve(str(root), str(run_dir) if run_dir else None, name_prefix)
+    return Path(found_run), prefix
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,62 @@
+"""The argument parser's classes: an ArgumentParser whose help is formatted to the terminal's
+width, measured once and only when some text is formatted (help, a usage error).
+
+Imported by main.build_parser only: `reconcile --version` and the fast path of the read-only
+commands (cli/fastpath.py) build no parser and import no argparse (#21).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["Parser"]
+
+_width: int | None = None
+
+
+def _help_width() -> int:
+    """The width help is formatted to: the terminal's, as argparse measures it, minus 2."""
+    global _width
+    if _width is None:
+        import shutil  # with bz2 and lzma: ~3 ms, paid only to print help
+
+        _width = shutil.get_terminal_size().columns - 2
+    return _width
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help formatter for the terminal's width, measured when some text is first
+    formatted, once: Python 3.11 makes a formatter for every argument added (~480 for
+    `reconcile --help`), which asked the terminal (and imported shutil) each time, and
+    `reconcile ps` formats nothing."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=_PENDING)
+
+    @property
+    def _width(self) -> int:
+        return _help_width()
+
+    @_width.setter
+    def _width(self, value: int) -> None:       # HelpFormatter.__init__ sets it: measured instead
+        pass
+
+    @property
+    def _max_help_position(self) -> int:        # HelpFormatter's default: 24, within the width
+        return min(24, max(_help_width() - 20, self._indent_increment * 2))
+
+    @_max_help_position.setter
+    def _max_help_position(self, value: int) -> None:
+        pass
+
+
+_PENDING = 80       # any width: _Formatter measures the terminal's when it formats
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser (and the subcommands' parsers, made by it) with the _Formatter."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)

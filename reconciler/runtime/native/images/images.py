@@ -633,6 +633,11 @@ class ImageStore:
         """The stored image named by a reference, an id or an id prefix (NotFound)."""
         return self._info(self._find_id(ref_or_id))
 
+    def image_id(self, ref_or_id: str) -> str:
+        """The id of the stored image `get` would return (NotFound), without making its
+        ImageInfo (a build's FROM needs only the id: no runtime.base loaded)."""
+        return self._find_id(ref_or_id)
+
     def _info(self, image_id: str) -> base.ImageInfo:
         conn = self.db.connect()
         row = conn.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()

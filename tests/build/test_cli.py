@@ -156,5 +156,6 @@ def test_an_unchanged_rebuild_loads_no_container_code_and_a_run_step_opens_it(
     assert "reconciler.runtime.native.build.builder" in modules           # the measurement saw the build
     lifecycle = {"reconciler.runtime.base", "reconciler.runtime.native.containers.containers",
                  "reconciler.runtime.native.containers.bundle", "reconciler.runtime.native.containers.seccomp",
-                 "reconciler.runtime.native.containers.records"}
+                 "reconciler.runtime.native.containers.records", "reconciler.runtime.native.images.layers",
+                 "reconciler.runtime.native.build.diff", "tarfile"}
     assert sorted(modules & lifecycle) == []

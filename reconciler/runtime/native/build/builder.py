@@ -48,14 +48,13 @@ from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native import openat2
 from reconciler.runtime.native.build import (
     context,
-    diff,
     dockerfile,
     instructions,
     remote,
     runmounts,
 )
 from reconciler.runtime.native.containers import mounts, signals
-from reconciler.runtime.native.images import images, layers, snapshots
+from reconciler.runtime.native.images import images, snapshots
 
 if TYPE_CHECKING:
     # loaded by the first RUN (run_container, _mount) or --chown/STOPSIGNAL (bundle): an
@@ -1281,11 +1280,17 @@ def layer_from_upper(store: images.ImageStore, upper: Path, below: Sequence[imag
     """An overlay upper dir as a new top layer over `below`: its blob in the content store and
     its snapshot by ChainID (a build step's RUN/COPY, `reconcile commit`); `epoch`: no entry
     newer than this Unix time (SOURCE_DATE_EPOCH)."""
+    # tarfile and gzip load for a layer made, not for a cached one
+    from reconciler.runtime.native.build import diff
+
     blob = diff.write_layer(upper, store.content, tmp_dir, skip=skip, prune=prune, epoch=epoch)
     chain = snapshots.chain_ids([*(x.diff_id for x in below), blob.diff_id])[-1]
     rec = images.LayerRecord(blob.digest, blob.size, diff.LAYER_MEDIA_TYPE, blob.diff_id, chain)
 
     def apply(fs: Path, lowers: list[Path]) -> dict[str, Any]:
+        # the extractor loads for a layer made, not for a cached one
+        from reconciler.runtime.native.images import layers
+
         with store.content.open(rec.digest) as f:
             res = layers.apply_layer(f, fs, lowers=lowers, expected_diff_id=rec.diff_id, limits=store.limits)
         return {"diff_id": res.diff_id, "size": res.size, "digest": rec.digest}

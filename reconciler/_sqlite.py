@@ -50,6 +50,7 @@ class Database:
         self._private_files()
         self._local = threading.local()
         self._schemas: set[str] = set()
+        self._done: set[str] = set()            # `first`
         self._lock = threading.Lock()
 
     def connect(self) -> sqlite3.Connection:
@@ -132,6 +133,15 @@ class Database:
                 if int(conn.execute("PRAGMA user_version").fetchone()[0]) < FORMAT:
                     conn.execute(f"PRAGMA user_version = {FORMAT}")      # a root of before formats: 0
             self._schemas.add(name)
+
+    def first(self, name: str) -> bool:
+        """True the first time `name` is asked of this database object, then False: for work
+        that one look per process is enough for (a migration of rows older versions wrote)."""
+        with self._lock:
+            if name in self._done:
+                return False
+            self._done.add(name)
+            return True
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:

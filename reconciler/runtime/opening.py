@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 
 if TYPE_CHECKING:
+    from reconciler.runtime import base
     from reconciler.runtime.native.backend import NativeRuntime
     from reconciler.runtime.native.config import NativeConfig
     from reconciler.runtime.native.containers.records import RecordStore
@@ -157,11 +157,11 @@ def open_image_store(place: Place, *, platform: str | None = None) -> ImageStore
 
 def image_present(place: Place, ref: str, *, head: bool = True) -> Any:
     """A tag whose image the native engine at `place` holds, answered from its state DB and one
-    plain HEAD (none without `head`) without opening the image store (images.present); None when
-    a full pull must answer."""
-    from reconciler.runtime.native.images import images
+    plain HEAD (none without `head`) without opening the image store (images.presence); None
+    when a full pull must answer."""
+    from reconciler.runtime.native.images import presence
 
-    return images.present(place.native_config(), ref, head=head)
+    return presence.present(place.native_config(), ref, head=head)
 
 
 def read_native_logs(path: Path, *, is_running: Callable[[], bool], poll: float) -> Iterator[base.LogLine]:

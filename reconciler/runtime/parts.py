@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from typing import IO, Any
 
     from reconciler.runtime.native.build.lint import Result
+    from reconciler.runtime.native.containers import containers
     from reconciler.runtime.native.containers.records import RecordStore
     from reconciler.runtime.native.images.archive import LoadedImage
     from reconciler.runtime.native.images.images import ImageStore
@@ -62,13 +63,20 @@ def lint_dockerfile(text: str) -> Result:
 def build_image(place: Place, progress: Progress | None, **options: Any) -> str:
     """Build with the native builder at `place` (`options`: builder.BuildOptions' fields); the
     image's id."""
+    import functools
+
     from reconciler.runtime.native.build import builder
-    from reconciler.runtime.native.containers import containers
     from reconciler.runtime.native.images import images
 
     config = place.native_config()
-    manager = containers.ContainerManager(config, oci_runtime=place.oci_runtime)
-    store = images.ImageStore(config, container_image_ids=lambda: {r.image_id for r in manager.records()})
+
+    @functools.cache
+    def manager() -> containers.ContainerManager:   # opened by the first RUN: a cached build runs none
+        from reconciler.runtime.native.containers import containers
+
+        return containers.ContainerManager(config, oci_runtime=place.oci_runtime)
+
+    store = images.ImageStore(config, container_image_ids=lambda: {r.image_id for r in manager().records()})
     result = builder.Builder(store, manager).build(builder.BuildOptions(**options), progress)
     return result.image_id
 

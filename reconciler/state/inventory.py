@@ -201,7 +201,10 @@ class InventoryStore:
         self.owner = owner
         db.ensure_schema("inventory", _DDL)
         self.env_dir = db.path.parent / "inventory-env"
-        self._scrub()
+        # once per database object: this process writes no clear row, so a second look (the
+        # pass's record, the agent's next pass) would parse every row again for nothing (#21)
+        if db.first(f"inventory-scrub:{owner}"):
+            self._scrub()
 
     # --- env values kept out of the database
 

@@ -131,3 +131,31 @@ def test_unchanged_rebuild_resolves_its_cache_from_the_digest_index_and_an_edit_
     edited = cli(engine, "build", "-t", "localhost/idx:1", str(ctx))
     assert edited.returncode == 0, edited.stderr
     assert edited.stdout.count(" ---> Using cache") == 0, edited.stdout
+
+
+def test_an_unchanged_rebuild_loads_no_container_code_and_a_run_step_opens_it(
+    engine: Engine, context_dir: Callable[..., Path], busybox_image: str,
+) -> None:
+    """The unchanged rebuild at the floor (#21): the CLI's builder opens the container manager
+    when a RUN step runs (the first build runs one through it), so a rebuild that every step
+    answers from the cache imports neither the container lifecycle, the OCI bundle, seccomp,
+    nor runtime.base's dataclasses, and names the same image."""
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN echo ran > /ran\nCOPY f /f\nSTOPSIGNAL SIGTERM\n",
+                       "f": "x\n"})
+    first = cli(engine, "build", "-q", "-t", "localhost/lazy:1", str(ctx))
+    assert first.returncode == 0, first.stderr
+    assert engine.run("localhost/lazy:1", "cat", "/ran") == (0, "ran")
+    argv = [sys.executable, "-X", "importtime", "-m", "reconciler", "build", "--root", str(engine.config.root),
+            "--run-dir", str(engine.config.run_dir), "--name-prefix", engine.config.name_prefix,
+            "-t", "localhost/lazy:1", str(ctx)]
+    again = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.count(" ---> Using cache") == 2, again.stdout
+    assert again.stdout.splitlines()[-2] == f"Successfully built {first.stdout.strip()[7:19]}"
+    modules = {line.rsplit("|", 1)[1].strip() for line in again.stderr.splitlines() if line.startswith("import time:")}
+    assert "reconciler.runtime.native.build.builder" in modules           # the measurement saw the build
+    lifecycle = {"reconciler.runtime.base", "reconciler.runtime.native.containers.containers",
+                 "reconciler.runtime.native.containers.bundle", "reconciler.runtime.native.containers.seccomp",
+                 "reconciler.runtime.native.containers.records", "reconciler.runtime.native.images.layers",
+                 "reconciler.runtime.native.build.diff", "tarfile"}
+    assert sorted(modules & lifecycle) == []

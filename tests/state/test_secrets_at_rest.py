@@ -152,6 +152,35 @@ def test_existing_world_readable_root_is_closed_and_old_rows_scrubbed(tmp_path: 
     del store
 
 
+def test_old_rows_are_scrubbed_once_per_process_not_at_every_open(tmp_path: Path) -> None:
+    """The scrub parses every inventory row: it runs at the first open of a database object (a
+    process: the CLI, or the agent once), not again at a pass's second open or at the agent's
+    next pass (#21: a no-op pass is O(changes)); the next process still scrubs what an older
+    version wrote meanwhile."""
+    root = fake_root(tmp_path)
+    db = Database(root / "state.db")
+    first = inventory.InventoryStore(db, "default")
+    conn = db.connect()
+    conn.execute("INSERT INTO inv_objects (owner, kind, name, spec_hash, spec_json, config_json, updated_at)"
+                 " VALUES ('default', 'Container', 'old', 'h', ?, NULL, 0)", ('{"env": {"OLD": "clear-old-value"}}',))
+    conn.commit()
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    again = inventory.InventoryStore(db, "default")
+    conn.set_trace_callback(None)
+    assert [s for s in statements if "spec_json, config_json FROM inv_objects" in s] == []
+    db.close()
+
+    later = Database(root / "state.db")                       # the next process
+    try:
+        inventory.InventoryStore(later, "default")
+        row = later.connect().execute("SELECT spec_json FROM inv_objects WHERE name = 'old'").fetchone()
+        assert "clear-old-value" not in row["spec_json"]
+    finally:
+        later.close()
+    del first, again
+
+
 def test_history_never_holds_env_values(tmp_path: Path) -> None:
     root = fake_root(tmp_path)
     src, inline, _ = _manifests(tmp_path, "web", IMG)

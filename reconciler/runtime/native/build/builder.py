@@ -42,21 +42,25 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native import openat2
 from reconciler.runtime.native.build import (
     context,
-    diff,
     dockerfile,
     instructions,
     remote,
     runmounts,
 )
-from reconciler.runtime.native.containers import bundle, containers, mounts
-from reconciler.runtime.native.images import images, layers, snapshots
+from reconciler.runtime.native.containers import mounts, signals
+from reconciler.runtime.native.images import images, snapshots
+
+if TYPE_CHECKING:
+    # loaded by the first RUN (run_container, _mount) or --chown/STOPSIGNAL (bundle): an
+    # unchanged rebuild runs none and loads no container code (#21)
+    from reconciler.runtime import base
+    from reconciler.runtime.native.containers import containers
 
 __all__ = ["BuildError", "BuildOptions", "BuildResult", "Builder", "platform_args", "validate"]
 
@@ -180,9 +184,12 @@ def _one_line(ins: dockerfile.Instruction) -> str:
 class Builder:
     """Builds Dockerfiles into the native image store."""
 
-    def __init__(self, store: images.ImageStore, manager: containers.ContainerManager) -> None:
+    def __init__(self, store: images.ImageStore,
+                 manager: containers.ContainerManager | Callable[[], containers.ContainerManager]) -> None:
+        """`manager` runs the RUN steps: the engine's ContainerManager, or a function that
+        opens it when the first RUN needs it (an unchanged rebuild then loads no container code)."""
         self.store = store
-        self.manager = manager
+        self._manager = manager
         self.config = store.config
         self.db = store.db
         self.db.ensure_schema("native-build", _SCHEMA)
@@ -190,6 +197,13 @@ class Builder:
         self.work.mkdir(parents=True, exist_ok=True)
         os.chmod(self.work, 0o700)
         self._remove_debris()
+
+    @property
+    def manager(self) -> containers.ContainerManager:
+        """The container manager RUN steps use (opened now if it was given as a function)."""
+        if callable(self._manager):
+            self._manager = self._manager()
+        return self._manager
 
     def _remove_debris(self) -> None:
         """Step dirs of builds whose process died (kill -9): unmount and delete them."""
@@ -489,15 +503,15 @@ class _Run:
                         "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
             return
         store = self.b.store
-        info: base.ImageInfo | None = None
+        image_id: str | None = None
         if not self.opts.pull:
             with contextlib.suppress(rterrors.NotFound):
-                info = store.get(ref)
-        if info is None:
+                image_id = store.image_id(ref)
+        if image_id is None:
             self.say(f"Pulling {ref}")
-            info = store.pull(ref)
-        s.layers = store.layer_records(info.id)
-        s.config = copy.deepcopy(store.image_config(info.id))
+            image_id = store.pull(ref).id
+        s.layers = store.layer_records(image_id)
+        s.config = copy.deepcopy(store.image_config(image_id))
         s.config.setdefault("config", {})
         s.config.setdefault("history", [])
         s.created = str(s.config.get("created") or s.created)
@@ -627,7 +641,7 @@ class _Run:
 
     def do_stopsignal(self, s: _Stage, ins: dockerfile.Instruction) -> None:
         sig = self.subst(s, ins.args.strip())
-        bundle.parse_signal(sig)
+        signals.parse_signal(sig)
         s.run_config["StopSignal"] = sig
         self.nop(s, ins)
 
@@ -751,7 +765,7 @@ class _Run:
         if m.type == "cache":
             return m.key(), lambda stack: self.cache_mount(m, stack, held)
         if m.type == "tmpfs":
-            return m.key(), lambda _stack: base.Mount(type="tmpfs", target=m.target,
+            return m.key(), lambda _stack: _mount(type="tmpfs", target=m.target,
                                                       options=(f"size={m.size}",) if m.size else ())
         if m.type == "secret":            # its content is in no key: only its id and target
             return m.key(), lambda stack: self.secret_mount(m, stack)
@@ -778,7 +792,7 @@ class _Run:
         finally:
             os.close(root_fd)
         source = copy_dir if src.is_dir else copy_dir / posixpath.basename(src.rel)
-        return base.Mount(type="bind", target=m.target, source=os.fspath(source), read_only=m.readonly)
+        return _mount(type="bind", target=m.target, source=os.fspath(source), read_only=m.readonly)
 
     def layers_mount(self, m: runmounts.RunMount, recs: Sequence[images.LayerRecord],
                      stack: contextlib.ExitStack) -> base.Mount:
@@ -802,7 +816,7 @@ class _Run:
             stack.callback(mounts.unmount, stub)
         finally:
             os.close(fd)
-        return base.Mount(type="bind", target=m.target, source=os.fspath(stub), read_only=m.readonly)
+        return _mount(type="bind", target=m.target, source=os.fspath(stub), read_only=m.readonly)
 
     def cache_mount(self, m: runmounts.RunMount, stack: contextlib.ExitStack, held: dict[str, Path]) -> base.Mount:
         def fresh() -> Path:
@@ -811,7 +825,7 @@ class _Run:
         if m.id not in held:
             held[m.id] = stack.enter_context(runmounts.cache_dir(self.b.work / "cache-mounts", m, fresh))
         data = held[m.id]
-        return base.Mount(type="bind", target=m.target, source=os.fspath(data), read_only=m.readonly)
+        return _mount(type="bind", target=m.target, source=os.fspath(data), read_only=m.readonly)
 
     def secret_mount(self, m: runmounts.RunMount, stack: contextlib.ExitStack) -> base.Mount | None:
         """The secret as a file on a tmpfs of its own (never on disk), bound read-only."""
@@ -832,7 +846,7 @@ class _Run:
             os.fchmod(fd, m.mode if m.mode is not None else 0o400)
         finally:
             os.close(fd)
-        return base.Mount(type="bind", target=m.target, source=os.fspath(tmp / "value"), read_only=True)
+        return _mount(type="bind", target=m.target, source=os.fspath(tmp / "value"), read_only=True)
 
     def ssh_mount(self, m: runmounts.RunMount, stack: contextlib.ExitStack) -> base.Mount | None:
         """The agent given for the mount's id, through a proxy socket of the step's own."""
@@ -844,7 +858,7 @@ class _Run:
             return None
         tmp = Path(stack.enter_context(_tempdir(self.b.work)))
         sock = stack.enter_context(runmounts.ssh_proxy(tmp / "agent.sock", agent, m))
-        return base.Mount(type="bind", target=m.target, source=os.fspath(sock), read_only=False)
+        return _mount(type="bind", target=m.target, source=os.fspath(sock), read_only=False)
 
     def run_command(self, s: _Stage, ins: dockerfile.Instruction) -> tuple[list[str], dockerfile.Heredoc | None]:
         """A RUN's argv (BuildKit's heredoc rules), and the heredoc it runs as a script, if any.
@@ -872,7 +886,7 @@ class _Run:
         script = pipes / doc.name
         script.write_text(doc.text, encoding="utf-8")
         os.chmod(script, 0o755)  # noqa: S103 - the step's USER runs it
-        return base.Mount(type="bind", target="/dev/pipes", source=os.fspath(pipes), read_only=True)
+        return _mount(type="bind", target="/dev/pipes", source=os.fspath(pipes), read_only=True)
 
     def keyed(self, key: str) -> str:
         """A step's cache key with SOURCE_DATE_EPOCH in it (its layer's times depend on it)."""
@@ -914,6 +928,8 @@ class _Run:
         mgr = self.b.manager
         lowers = self.layer_dirs(s.layers) or [self.empty_dir()]
         rc = s.run_config
+        from reconciler.runtime import base
+
         cfg = base.ContainerConfig(
             name=f"build-{secrets.token_hex(6)}", image="build", command=tuple(argv), args=(),
             env=dict(args), user=rc.get("User") or None, workdir=rc.get("WorkingDir") or None,
@@ -1264,11 +1280,17 @@ def layer_from_upper(store: images.ImageStore, upper: Path, below: Sequence[imag
     """An overlay upper dir as a new top layer over `below`: its blob in the content store and
     its snapshot by ChainID (a build step's RUN/COPY, `reconcile commit`); `epoch`: no entry
     newer than this Unix time (SOURCE_DATE_EPOCH)."""
+    # tarfile and gzip load for a layer made, not for a cached one
+    from reconciler.runtime.native.build import diff
+
     blob = diff.write_layer(upper, store.content, tmp_dir, skip=skip, prune=prune, epoch=epoch)
     chain = snapshots.chain_ids([*(x.diff_id for x in below), blob.diff_id])[-1]
     rec = images.LayerRecord(blob.digest, blob.size, diff.LAYER_MEDIA_TYPE, blob.diff_id, chain)
 
     def apply(fs: Path, lowers: list[Path]) -> dict[str, Any]:
+        # the extractor loads for a layer made, not for a cached one
+        from reconciler.runtime.native.images import layers
+
         with store.content.open(rec.digest) as f:
             res = layers.apply_layer(f, fs, lowers=lowers, expected_diff_id=rec.diff_id, limits=store.limits)
         return {"diff_id": res.diff_id, "size": res.size, "digest": rec.digest}
@@ -1287,6 +1309,15 @@ def platform_args() -> dict[str, str]:
     return out
 
 
+def _mount(type: str, target: str, *, source: str = "", read_only: bool = False,
+           options: tuple[str, ...] = ()) -> base.Mount:
+    """A mount of a RUN step's container (runtime.base loaded here: a build that runs nothing
+    needs none of the engine's dataclasses)."""
+    from reconciler.runtime import base
+
+    return base.Mount(type=type, target=target, source=source, read_only=read_only, options=options)
+
+
 def _host_arch() -> str:
     m = os.uname().machine
     return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(m, m)
@@ -1299,6 +1330,8 @@ def _chown(rootfs: Path, spec: str) -> tuple[int, int]:
     if user.isdigit() and (not group or group.isdigit()):
         uid = int(user)
         return uid, int(group) if group else uid
+    from reconciler.runtime.native.containers import bundle
+
     u = bundle.resolve_user(rootfs, spec if group else user)
     return (u.uid, u.gid) if group else (u.uid, u.uid)
 

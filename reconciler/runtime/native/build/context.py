@@ -21,10 +21,15 @@ import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.runtime import errors
 from reconciler.runtime.native import openat2
-from reconciler.runtime.native.images import layers
+
+if TYPE_CHECKING:
+    # the extractor (tarfile, isal, its threads) loads when ADD unpacks an archive, not for
+    # every build (#21: an unchanged rebuild)
+    from reconciler.runtime.native.images import layers
 
 __all__ = ["BuildContext", "Chmod", "CopyOptions", "IgnoreRules", "Source", "copy_parents", "copy_sources", "ensure_dir",
            "hash_sources", "ignore_file_for", "is_archive", "is_dir_in", "load_digests", "save_digests", "unpack"]
@@ -665,6 +670,8 @@ def unpack(ctx: BuildContext, src: Source, root_fd: int, dest: str, limits: laye
     so no name, symlink or hardlink in the archive reaches anything outside it; owners, modes
     and allowed xattrs are kept, except that `dest` keeps its own (the archive's "./" entry is
     not applied to it, as in Docker); whiteout entries have nothing below them and are dropped."""
+    from reconciler.runtime.native.images import layers
+
     fd = ctx.open(src.rel, os.O_RDONLY)
     with os.fdopen(fd, "rb") as f:
         try:

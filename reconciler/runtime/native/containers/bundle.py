@@ -13,7 +13,6 @@ Docker's default profile translated for the container's capabilities (`seccomp.p
 from __future__ import annotations
 
 import os
-import signal as _signal
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native import openat2
 from reconciler.runtime.native.containers import seccomp
+from reconciler.runtime.native.containers.signals import parse_signal
 
 __all__ = [
     "DEFAULT_CAPS",
@@ -289,27 +289,6 @@ def _bounding_set() -> int:
     except OSError:
         pass
     return (1 << len(ALL_CAPS)) - 1
-
-
-def parse_signal(value: str | int | None, default: int = _signal.SIGTERM) -> int:
-    """`SIGTERM`, `TERM`, `15`, `SIGRTMIN+3` -> signal number."""
-    if value is None or value == "":
-        return int(default)
-    if isinstance(value, int):
-        return value
-    v = value.strip().upper()
-    if v.isdigit():
-        return int(v)
-    if not v.startswith("SIG"):
-        v = "SIG" + v
-    if v.startswith("SIGRTMIN+"):
-        return int(_signal.SIGRTMIN) + int(v.split("+", 1)[1])
-    if v.startswith("SIGRTMAX-"):
-        return int(_signal.SIGRTMAX) - int(v.split("-", 1)[1])
-    try:
-        return int(_signal.Signals[v])
-    except KeyError:
-        raise rterrors.InvalidArgument(f"unknown signal {value}") from None
 
 
 # ---------------------------------------------------------------------------- spec

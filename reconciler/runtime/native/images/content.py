@@ -36,7 +36,11 @@ from reconciler import diskfull
 from reconciler.errors import DiskFull
 from reconciler.runtime import errors
 
-__all__ = ["ContentStore", "Ingest", "IngestInfo", "digest_hex", "validate_digest"]
+__all__ = ["SNAPSHOT_NAME_LEN", "ContentStore", "Ingest", "IngestInfo", "digest_hex", "validate_digest"]
+
+# a layer snapshot's directory is named by this many hex digits of its ChainID (snapshots.py;
+# here so that presence.py finds a snapshot without importing the snapshot store)
+SNAPSHOT_NAME_LEN = 16
 
 _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 _CHUNK = 1 << 20

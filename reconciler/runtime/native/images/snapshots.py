@@ -42,7 +42,7 @@ from reconciler.runtime.native.images import content
 
 __all__ = ["SnapshotInfo", "SnapshotStore", "chain_ids"]
 
-SHORT_LEN = 16
+SHORT_LEN = content.SNAPSHOT_NAME_LEN
 _TEMP_PREFIXES = ("extract-", "remove-")
 
 

@@ -16,7 +16,6 @@ import contextlib
 import errno
 import json
 import os
-import secrets
 import select
 import socket
 import subprocess
@@ -102,6 +101,8 @@ def exec_argv(store: records.RecordStore, name_or_id: str, argv: Sequence[str], 
     proc = exec_process(store, rec, argv, tty=tty)
     # the process's env holds the container's: SOPS values stay on its tmpfs
     where = store.paths(rec.id).secrets if rec.config.secret_env else store.config.run_dir / "conmon"
+    import secrets  # here: `ps`/`logs` import this module and need no random names
+
     path = where / f"exec-{rec.id[:12]}-{secrets.token_hex(4)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(proc))

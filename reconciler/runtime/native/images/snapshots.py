@@ -27,7 +27,6 @@ import fcntl
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import threading
 import time
@@ -56,6 +55,14 @@ def chain_ids(diff_ids: Sequence[str]) -> list[str]:
         else:
             out.append("sha256:" + hashlib.sha256(f"{out[-1]} {d}".encode()).hexdigest())
     return out
+
+
+def _unique() -> str:
+    """A name part no other process or call uses (secrets imported here: resolving an image
+    for `run` loads this module and needs no random names)."""
+    import secrets
+
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
 
 
 @dataclass(frozen=True)
@@ -173,7 +180,7 @@ class SnapshotStore:
 
     def _new_dir(self) -> Path:
         """A fresh private `extract-*` dir (debris if this process dies before the commit)."""
-        tmp = self.dir / f"extract-{os.getpid()}-{secrets.token_hex(4)}"
+        tmp = self.dir / f"extract-{_unique()}"
         tmp.mkdir(mode=0o700)
         return tmp
 
@@ -188,7 +195,7 @@ class SnapshotStore:
         with self.lock(chain_id):
             if not self.exists(chain_id):
                 return False
-            tmp = self.dir / f"remove-{os.getpid()}-{secrets.token_hex(4)}"
+            tmp = self.dir / f"remove-{_unique()}"
             os.rename(self.path(chain_id), tmp)
             shutil.rmtree(tmp, ignore_errors=True)
             return True

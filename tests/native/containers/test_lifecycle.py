@@ -97,6 +97,67 @@ def test_remove_leaves_no_mount_process_or_directory(native: tuple[NativeRuntime
     assert [v.name for v in rt.list_volumes()] == ["keep"]          # named volumes stay
 
 
+@pytest.fixture
+def logged_runc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A `runc` first on PATH that appends its arguments to a file, then is the real runc."""
+    real = oci.OciRuntime.find("runc", tmp_path).path
+    bindir, log = tmp_path / "bin", tmp_path / "runc-calls"
+    bindir.mkdir()
+    (bindir / "runc").write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real} "$@"\n')
+    (bindir / "runc").chmod(0o755)
+    log.touch()
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    return log
+
+
+def _ended(rt: NativeRuntime, image: str, name: str) -> str:
+    cid = rt.create_container(_cfg(image, name, "true"))
+    rt.start_container(cid)
+    assert rt.wait_container(cid) == 0
+    assert cgroups.leaf_dirs(rt.config.name_prefix, cid)        # runc's groups outlive the process
+    return cid
+
+
+def test_removing_an_ended_container_runs_no_runtime_process(tmp_path: Path, busybox_image: str,
+                                                              logged_runc: Path) -> None:
+    """#21 (`run --rm`): the removal of a container whose processes ended does what `runc delete`
+    does (its cgroups, runc's state dir) without a runc process, and leaves nothing."""
+    rt, image = make_native(tmp_path, busybox_image)
+    try:
+        cid = _ended(rt, image, "gone")
+        before = logged_runc.read_text().splitlines()
+        assert any(line.startswith("--root") and " start " in f" {line} " for line in before)  # the log works
+        rt.remove_container(cid)
+        assert logged_runc.read_text().splitlines() == before       # no runc delete (nor state)
+        assert not (rt.config.run_dir / "runc" / cid).exists()
+        assert cgroups.leaf_dirs(rt.config.name_prefix, cid) == []
+    finally:
+        cleanup(rt)
+        left = leftovers(rt.config)
+        rt.close()
+    assert left == [], left
+
+
+def test_an_ended_container_with_a_child_cgroup_is_removed_by_the_runtime(tmp_path: Path, busybox_image: str,
+                                                                          logged_runc: Path) -> None:
+    """Where the shortcut is not certain (a group the container made inside its own, which a
+    plain rmdir cannot remove), `runc delete` removes the container, and nothing is left."""
+    rt, image = make_native(tmp_path, busybox_image)
+    try:
+        cid = _ended(rt, image, "nested")
+        leaf = cgroups.leaf_dirs(rt.config.name_prefix, cid)[0]
+        (leaf / "child").mkdir()
+        rt.remove_container(cid)
+        assert any(" delete --force " in f" {line} " for line in logged_runc.read_text().splitlines())
+        assert not leaf.exists()
+        assert not (rt.config.run_dir / "runc" / cid).exists()
+    finally:
+        cleanup(rt)
+        left = leftovers(rt.config)
+        rt.close()
+    assert left == [], left
+
+
 def test_bundle_has_docker_defaults(native: tuple[NativeRuntime, str]) -> None:
     rt, image = native
     cid = rt.create_container(_cfg(image, "spec", "true", cap_add=("NET_ADMIN",), cap_drop=("MKNOD",),

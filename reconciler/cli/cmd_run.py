@@ -272,7 +272,8 @@ def _run_native(rt: Any, config: Any, args: argparse.Namespace) -> int:
     def running() -> bool:
         return mgr.get(cid).status in ("running", "created")
 
-    code = _print_until_exit(opening.read_native_logs(path, is_running=running, poll=0.01),
+    lines = opening.read_native_logs(path, is_running=running, poll=0.01, idle=mgr.until_exit(mgr.get(cid)))
+    code = _print_until_exit(lines,
                              wait=lambda: int(mgr.wait(cid)), stop=lambda: rt.stop_container(cid))
     if args.rm:
         rt.remove_container(cid, force=True)

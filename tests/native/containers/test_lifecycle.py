@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native.backend import NativeRuntime
-from reconciler.runtime.native.containers import cgroups, conmon, health, oci, restart
+from reconciler.runtime.native.containers import cgroups, conmon, health, logs, oci, restart
 from tests.runtime.conftest import cleanup, leftovers, make_native
 
 pytestmark = [pytest.mark.root]
@@ -156,6 +157,26 @@ def test_an_ended_container_with_a_child_cgroup_is_removed_by_the_runtime(tmp_pa
         left = leftovers(rt.config)
         rt.close()
     assert left == [], left
+
+
+def test_a_log_follower_returns_when_the_container_ends_not_a_poll_later(native: tuple[NativeRuntime, str]) -> None:
+    """#21 (`run` in the foreground, `logs -f`, through the agent too): the follower's pause ends
+    when the container's monitor does, so even with an hour between looks it returns with the
+    whole output once the container ended."""
+    rt, image = native
+    cid = rt.create_container(_cfg(image, "brief", "sh", "-c", "echo one; sleep 0.3; echo two"))
+    rt.start_container(cid)
+    mgr = rt.containers
+    got: list[bytes] = []
+    follower = threading.Thread(target=lambda: got.extend(
+        line.data for line in logs.read_logs(mgr.paths(cid).log, follow=True, poll=3600,
+                                             is_running=lambda: mgr.get(cid).status in ("running", "created"),
+                                             idle=mgr.until_exit(mgr.get(cid)))), daemon=True)
+    follower.start()
+    follower.join(timeout=60)
+    assert not follower.is_alive(), "the follower slept through the exit"
+    assert got == [b"one", b"two"]
+    assert rt.wait_container(cid) == 0
 
 
 def test_bundle_has_docker_defaults(native: tuple[NativeRuntime, str]) -> None:

@@ -20,7 +20,6 @@ import fcntl
 import json
 import os
 import re
-import select
 import shutil
 import socket
 import sqlite3
@@ -180,39 +179,7 @@ def _identity(pid: int | None, conmon_pid: int | None) -> dict[str, Any]:
             "boot_id": procs.boot_id()}
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _wait_pid(pid: int | None, timeout: float | None) -> bool:
-    """Wait for `pid` to end (pidfd + poll); True if it ended within `timeout`."""
-    if not pid:
-        return True
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while _pid_alive(pid):
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
-        return True
-    try:
-        p = select.poll()
-        p.register(fd, select.POLLIN)
-        return bool(p.poll(None if timeout is None else max(0, int(timeout * 1000))))
-    finally:
-        os.close(fd)
+_wait_pid = procs.wait_gone
 
 
 def _forget_ended(rt: oci.OciRuntime, prefix: str, rec: records.Record) -> bool:

@@ -24,7 +24,6 @@ only after its parent did (chain order), and one whose parent failed is discarde
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -47,6 +46,8 @@ _TEMP_PREFIXES = ("extract-", "remove-")
 
 def chain_ids(diff_ids: Sequence[str]) -> list[str]:
     """ChainID of each layer: C0 = D0, Cn = sha256(C(n-1) + " " + Dn)."""
+    import hashlib  # here: loading OpenSSL costs ~5 ms, and `run` of a stored image needs no ChainID
+
     out: list[str] = []
     for d in diff_ids:
         content.validate_digest(d)

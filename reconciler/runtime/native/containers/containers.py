@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -397,7 +396,7 @@ class ContainerManager(records.RecordStore):
         p = self.paths(cid)
         networks = tuple(config.networks)
         host_network = networks == ("host",)
-        hostname = socket.gethostname() if host_network else (config.hostname or cid[:12])
+        hostname = os.uname().nodename if host_network else (config.hostname or cid[:12])   # socket.gethostname()
         user = bundle.resolve_user(p.rootfs, config.user if config.user is not None else image_config.get("User"),
                                    group_add=config.group_add)
         argv = records.process_argv(image_config, config)

@@ -17,16 +17,18 @@ import errno
 import json
 import os
 import select
-import socket
 import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native.containers import conmon, oci, records
+
+if TYPE_CHECKING:
+    import socket
 
 __all__ = ["attach", "exec_argv", "exec_process", "resize", "run", "spawn"]
 
@@ -41,6 +43,8 @@ def attach(store: records.RecordStore, name_or_id: str) -> socket.socket:
     is sent goes to the process's stdin (or terminal). Connect before `start` so no
     output is missed.
     """
+    import socket  # here: only a terminal or stdin attached needs it
+
     rec = store.get(name_or_id)
     if rec.status not in ("created", "running"):
         raise rterrors.Conflict(f"container {rec.name} is not running")

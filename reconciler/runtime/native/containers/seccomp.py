@@ -31,7 +31,6 @@ import errno as _errno
 import functools
 import json
 import os
-import platform
 import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -68,7 +67,7 @@ def _bad(problem: str) -> rterrors.Unavailable:
 
 def host_arch() -> tuple[str, str]:
     """(libseccomp name, runtime-spec arch) of this machine; ("", "") when unknown."""
-    return ARCHES.get(platform.machine(), ("", ""))
+    return ARCHES.get(os.uname().machine, ("", ""))      # platform.machine(), without its import
 
 
 def kernel_version(release: str | None = None) -> tuple[int, int]:

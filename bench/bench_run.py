@@ -11,6 +11,8 @@ and has every engine pull it first. Then:
      the API in a warm process (what the agent pays).
   2. create+start of `--detached` detached containers running `sleep` (sequential, like a
      script of `docker run -d`); total wall time per engine (removal not timed).
+  3. both again through the CLI while an agent holds the root: `run` is then a thin client of
+     the agent's engine (#21, the client-server split; rows "... (agent)").
 
 Network is "none" for every engine (native has no bridge in this issue); docker is also
 measured on its default bridge, which is what `docker run` users pay. podman runs with runc
@@ -37,6 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench import rows  # noqa: E402
+from bench.bench_cli import agent  # noqa: E402
 from reconciler.runtime import base  # noqa: E402
 from reconciler.runtime.native.backend import NativeRuntime  # noqa: E402
 from reconciler.runtime.native.config import NativeConfig  # noqa: E402
@@ -60,6 +63,33 @@ def podman_args() -> list[str]:
     nproc = resource.getrlimit(resource.RLIMIT_NPROC)[1]
     return ["podman", "--runtime", "runc", "run", "--network", "none",
             "--ulimit", f"nofile={min(1024, nofile)}:{nofile}", "--ulimit", f"nproc={min(4096, nproc)}:{min(4096, nproc)}"]
+
+
+def through_agent(work: Path, env: dict[str, str], cli: list[str], ref: str, runs: int, n: int,
+                  docker_ref: float | None, docker_many: float | None) -> None:
+    """Part 3: `run --rm` and `n` x `run -d` while an agent holds the root (its engine runs them)."""
+    def run_rm() -> None:
+        subprocess.run([*cli, "--rm", "--network", "none", ref, "true"], env=env, cwd=REPO, check=True)
+
+    def many() -> None:
+        for i in range(n):
+            subprocess.run([*cli, "-d", "--name", f"ag{i}", "--network", "none", ref, "sleep", "1000"],
+                           env=env, cwd=REPO, check=True, capture_output=True)
+
+    with agent(work, [sys.executable, "-m", "reconciler"], env):
+        for _ in range(3):                         # warm-up: the agent's first creates run while it
+            run_rm()                               # still adopts the root's containers (start-up)
+        one = statistics.median(timed(run_rm) for _ in range(runs))
+        total = timed(many)
+    print(f"\n3. through an agent holding the root (median of {runs}; {n} detached, total)")
+    print(f"   native (CLI run --rm, agent)       {one:7.3f}")
+    print(f"   native (CLI run -d, agent)         {total:7.2f}   ({total / n * 1000:6.1f} ms each)")
+    if docker_ref:
+        print(f"   ratio run --rm (agent) / docker (bridge) = {one / docker_ref:5.2f}  (goal <= 0.35)")
+        rows.record("reconcile run --rm IMG true (agent)", one, peer="docker", theirs=docker_ref, goal=0.35)
+    if docker_many:
+        print(f"   ratio run -d (agent) / docker = {total / docker_many:5.2f}  (goal <= 0.5)")
+        rows.record(f"{n} x reconcile run -d (agent)", total, peer="docker", theirs=docker_many, goal=0.5)
 
 
 def main() -> int:
@@ -183,8 +213,9 @@ def main() -> int:
             p = totals["podman run -d --network none"]
             for k in ("native (API, warm)", "native (CLI run -d)"):
                 print(f"   ratio {k} / podman = {totals[k] / p:5.2f}")
+        through_agent(work, env, cli, ref, args.runs, n, docker_ref, totals.get("docker run -d --network none"))
         running = [c for c in rt.list_containers() if c.status == base.ContainerStatus.RUNNING]
-        print(f"\n   native containers running at the end: {len(running)} (expected {2 * n})")
+        print(f"\n   native containers running at the end: {len(running)} (expected {3 * n})")
     finally:
         if docker_names:
             sh("docker", "rm", "-f", *docker_names, check=False)

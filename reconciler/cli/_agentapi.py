@@ -85,11 +85,11 @@ def engine(args: argparse.Namespace) -> AgentEngine | None:
     """The engine of the agent that holds the state root `args.root`, when one answers on its
     socket, for `run` and `exec` (#21: the CLI then loads no engine code); None when no agent
     runs there: the command opens the engine itself."""
-    import socket
-
     socket_path = _serving_socket(args)
     if socket_path is None:
         return None
+    import socket  # here: a run without an agent needs no socket module
+
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         try:
             s.settimeout(5.0)

@@ -6,10 +6,13 @@ Only `sha256:<64 lowercase hex>` and `sha512:<128 lowercase hex>` are accepted; 
 
 from __future__ import annotations
 
-import hashlib
 import re
+from typing import TYPE_CHECKING
 
 from reconciler.registry_client import errors
+
+if TYPE_CHECKING:
+    import hashlib
 
 __all__ = ["ALGORITHMS", "compute", "hasher", "validate"]
 
@@ -30,6 +33,8 @@ def validate(digest: object) -> str:
 
 def hasher(digest: str) -> hashlib._Hash:
     """A fresh hashlib object for the algorithm of a (validated) digest."""
+    import hashlib  # here: loading OpenSSL costs ~5 ms, and parsing a reference hashes nothing
+
     return hashlib.new(validate(digest).split(":", 1)[0])
 
 
@@ -37,4 +42,6 @@ def compute(data: bytes, algorithm: str = "sha256") -> str:
     """`algorithm:hex` of data."""
     if algorithm not in ALGORITHMS:
         raise errors.InvalidDigest(f"unsupported digest algorithm {algorithm!r}")
+    import hashlib
+
     return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"

@@ -164,12 +164,16 @@ def image_present(place: Place, ref: str, *, head: bool = True) -> Any:
     return presence.present(place.native_config(), ref, head=head)
 
 
-def read_native_logs(path: Path, *, is_running: Callable[[], bool], poll: float) -> Iterator[base.LogLine]:
+def read_native_logs(path: Path, *, is_running: Callable[[], bool], poll: float,
+                     idle: Callable[[float], object] | None = None) -> Iterator[base.LogLine]:
     """The lines of a native container's log file as they are written, until it stopped
-    (`reconcile run` in the foreground, which polls faster than `logs -f`)."""
+    (`reconcile run` in the foreground, which polls faster than `logs -f`; `idle`: the pause
+    between looks, see logs.read_logs)."""
+    import time
+
     from reconciler.runtime.native.containers import logs
 
-    return logs.read_logs(path, follow=True, is_running=is_running, poll=poll)
+    return logs.read_logs(path, follow=True, is_running=is_running, poll=poll, idle=idle or time.sleep)
 
 
 def summaries(store: RecordStore, selector: dict[str, str] | None = None) -> list[dict[str, Any]]:

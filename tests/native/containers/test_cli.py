@@ -159,6 +159,22 @@ def test_read_only_commands_do_not_import_heavy_libraries(cli: tuple[Reconcile, 
     assert sorted(m for m in modules if m.split(".")[0] in forbidden or m in forbidden) == []
 
 
+def test_run_of_a_present_image_imports_only_what_it_uses(cli: tuple[Reconcile, Path], busybox_image: str) -> None:
+    """The start-up budget of `run --rm IMG true` (#21): an image already present, no network, so
+    nothing is logged (no logging), no random name needs `secrets` (random, hmac), nothing is
+    hashed (hashlib: OpenSSL), no socket is opened (no agent holds the root), the seccomp profile
+    is read without importlib.resources (zipfile...), and nothing heavy is loaded."""
+    reconcile, tmp = cli
+    reconcile("pull", "-q", busybox_image)
+    env = {**os.environ, "RECONCILER_ROOT": str(tmp / "root"), "RECONCILER_RUN_DIR": str(tmp / "run"),
+           "RECONCILER_PREFIX": (tmp / "prefix").read_text()}
+    modules = imported(["run", "--rm", "--network", "none", busybox_image, "true"], env)
+    assert "reconciler.runtime.native.containers.conmon" in modules     # the measurement saw a run
+    forbidden = (*HEAVY, "logging", "secrets", "random", "hmac", "hashlib", "importlib.resources", "zipfile",
+                 "socket", "platform")
+    assert sorted(m for m in modules if m.split(".")[0] in forbidden or m in forbidden) == []
+
+
 def test_a_no_op_pass_without_networks_does_not_import_pyroute2(cli: tuple[Reconcile, Path],
                                                                 busybox_image: str) -> None:
     """The start-up budget of a pass (#21): when no manifest has a network, a nothing-to-do

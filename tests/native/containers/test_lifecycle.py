@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native.backend import NativeRuntime
-from reconciler.runtime.native.containers import cgroups, conmon, health, oci, restart
+from reconciler.runtime.native.containers import cgroups, conmon, health, logs, oci, restart
 from tests.runtime.conftest import cleanup, leftovers, make_native
 
 pytestmark = [pytest.mark.root]
@@ -95,6 +96,87 @@ def test_remove_leaves_no_mount_process_or_directory(native: tuple[NativeRuntime
     assert not (rt.config.run_dir / "conmon" / cid).exists()
     assert oci.OciRuntime.find("runc", rt.config.run_dir / "runc").state(cid) is None
     assert [v.name for v in rt.list_volumes()] == ["keep"]          # named volumes stay
+
+
+@pytest.fixture
+def logged_runc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A `runc` first on PATH that appends its arguments to a file, then is the real runc."""
+    real = oci.OciRuntime.find("runc", tmp_path).path
+    bindir, log = tmp_path / "bin", tmp_path / "runc-calls"
+    bindir.mkdir()
+    (bindir / "runc").write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {real} "$@"\n')
+    (bindir / "runc").chmod(0o755)
+    log.touch()
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    return log
+
+
+def _ended(rt: NativeRuntime, image: str, name: str) -> str:
+    cid = rt.create_container(_cfg(image, name, "true"))
+    rt.start_container(cid)
+    assert rt.wait_container(cid) == 0
+    assert cgroups.leaf_dirs(rt.config.name_prefix, cid)        # runc's groups outlive the process
+    return cid
+
+
+def test_removing_an_ended_container_runs_no_runtime_process(tmp_path: Path, busybox_image: str,
+                                                              logged_runc: Path) -> None:
+    """#21 (`run --rm`): the removal of a container whose processes ended does what `runc delete`
+    does (its cgroups, runc's state dir) without a runc process, and leaves nothing."""
+    rt, image = make_native(tmp_path, busybox_image)
+    try:
+        cid = _ended(rt, image, "gone")
+        before = logged_runc.read_text().splitlines()
+        assert any(line.startswith("--root") and " start " in f" {line} " for line in before)  # the log works
+        rt.remove_container(cid)
+        assert logged_runc.read_text().splitlines() == before       # no runc delete (nor state)
+        assert not (rt.config.run_dir / "runc" / cid).exists()
+        assert cgroups.leaf_dirs(rt.config.name_prefix, cid) == []
+    finally:
+        cleanup(rt)
+        left = leftovers(rt.config)
+        rt.close()
+    assert left == [], left
+
+
+def test_an_ended_container_with_a_child_cgroup_is_removed_by_the_runtime(tmp_path: Path, busybox_image: str,
+                                                                          logged_runc: Path) -> None:
+    """Where the shortcut is not certain (a group the container made inside its own, which a
+    plain rmdir cannot remove), `runc delete` removes the container, and nothing is left."""
+    rt, image = make_native(tmp_path, busybox_image)
+    try:
+        cid = _ended(rt, image, "nested")
+        leaf = cgroups.leaf_dirs(rt.config.name_prefix, cid)[0]
+        (leaf / "child").mkdir()
+        rt.remove_container(cid)
+        assert any(" delete --force " in f" {line} " for line in logged_runc.read_text().splitlines())
+        assert not leaf.exists()
+        assert not (rt.config.run_dir / "runc" / cid).exists()
+    finally:
+        cleanup(rt)
+        left = leftovers(rt.config)
+        rt.close()
+    assert left == [], left
+
+
+def test_a_log_follower_returns_when_the_container_ends_not_a_poll_later(native: tuple[NativeRuntime, str]) -> None:
+    """#21 (`run` in the foreground, `logs -f`, through the agent too): the follower's pause ends
+    when the container's monitor does, so even with an hour between looks it returns with the
+    whole output once the container ended."""
+    rt, image = native
+    cid = rt.create_container(_cfg(image, "brief", "sh", "-c", "echo one; sleep 0.3; echo two"))
+    rt.start_container(cid)
+    mgr = rt.containers
+    got: list[bytes] = []
+    follower = threading.Thread(target=lambda: got.extend(
+        line.data for line in logs.read_logs(mgr.paths(cid).log, follow=True, poll=3600,
+                                             is_running=lambda: mgr.get(cid).status in ("running", "created"),
+                                             idle=mgr.until_exit(mgr.get(cid)))), daemon=True)
+    follower.start()
+    follower.join(timeout=60)
+    assert not follower.is_alive(), "the follower slept through the exit"
+    assert got == [b"one", b"two"]
+    assert rt.wait_container(cid) == 0
 
 
 def test_bundle_has_docker_defaults(native: tuple[NativeRuntime, str]) -> None:

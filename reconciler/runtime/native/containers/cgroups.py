@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 __all__ = ["CGROUP_ROOT", "cgroups_path", "frozen", "hierarchies", "leaf_dirs", "move_monitor", "oom_kill_count",
-           "remove"]
+           "remove", "remove_leaves"]
 
 MONITOR = "conmon"
 
@@ -76,6 +76,21 @@ def remove(prefix: str, cid: str | None = None) -> None:
             _rmdir(parent / cid)
         _rmdir(parent / MONITOR)
         _rmdir(parent)
+
+
+def remove_leaves(prefix: str, cid: str) -> bool:
+    """rmdir the container's leaf in every hierarchy; False if one stays (it still has
+    processes or child groups: `runc delete` kills and removes those)."""
+    for h in hierarchies():
+        try:
+            os.rmdir(h / prefix / cid)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            if exc.errno in (errno.EBUSY, errno.ENOTEMPTY):
+                return False
+            raise
+    return True
 
 
 def _mkdir_cpuset_ready(path: Path) -> None:

@@ -20,10 +20,7 @@ import fcntl
 import json
 import os
 import re
-import secrets
-import select
 import shutil
-import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -39,6 +36,7 @@ from reconciler.runtime.native.containers import (
     conmon,
     logs,
     mounts,
+    oci,
     procs,
     records,
 )
@@ -180,39 +178,21 @@ def _identity(pid: int | None, conmon_pid: int | None) -> dict[str, Any]:
             "boot_id": procs.boot_id()}
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
+_wait_pid = procs.wait_gone
+
+
+def _forget_ended(rt: oci.OciRuntime, prefix: str, rec: records.Record) -> bool:
+    """What `runc delete` does for a container whose processes all ended, without a runc process
+    (~10 ms of every `run --rm`): its leaf cgroups removed, then runc's state directory. False
+    where that is not certain (another runtime, no state, a process still alive, a leaf with
+    processes or child groups): the caller then asks the runtime, which kills and removes them."""
+    state = rt.root / rec.id
+    if rt.name != "runc" or rec.main_alive() or not (state / "state.json").is_file():
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not cgroups.remove_leaves(prefix, rec.id):
         return False
-    except PermissionError:
-        return True
+    shutil.rmtree(state)
     return True
-
-
-def _wait_pid(pid: int | None, timeout: float | None) -> bool:
-    """Wait for `pid` to end (pidfd + poll); True if it ended within `timeout`."""
-    if not pid:
-        return True
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while _pid_alive(pid):
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
-        return True
-    try:
-        p = select.poll()
-        p.register(fd, select.POLLIN)
-        return bool(p.poll(None if timeout is None else max(0, int(timeout * 1000))))
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------- manager
@@ -356,7 +336,7 @@ class ContainerManager(records.RecordStore):
         networks = tuple(config.networks)
         if len(networks) > 1 and any(n in ("host", "none") or n.startswith("container:") for n in networks):
             raise rterrors.InvalidArgument("networks 'host', 'none' and 'container:NAME' cannot be combined with others")
-        cid = secrets.token_hex(32)
+        cid = os.urandom(32).hex()          # secrets.token_hex(32); its import costs `run` ~5 ms
         p = self.paths(cid)
         undo: list[Callable[[], None]] = []
         try:
@@ -416,7 +396,7 @@ class ContainerManager(records.RecordStore):
         p = self.paths(cid)
         networks = tuple(config.networks)
         host_network = networks == ("host",)
-        hostname = socket.gethostname() if host_network else (config.hostname or cid[:12])
+        hostname = os.uname().nodename if host_network else (config.hostname or cid[:12])   # socket.gethostname()
         user = bundle.resolve_user(p.rootfs, config.user if config.user is not None else image_config.get("User"),
                                    group_add=config.group_add)
         argv = records.process_argv(image_config, config)
@@ -517,7 +497,8 @@ class ContainerManager(records.RecordStore):
                     hint="remove it; applying its manifests creates it again with them")
             if not fresh:
                 # exited (or lost with a reboot): a fresh runtime container from the same bundle
-                rt.delete(rec.id, force=True)
+                if not _forget_ended(rt, self._prefix(rec), rec):
+                    rt.delete(rec.id, force=True)
                 _wait_pid(rec.conmon_pid, 5)
                 if not mounts.is_mounted(p.rootfs):
                     mounts.mount_overlay([Path(d) for d in reversed(rec.lowerdirs)], p.upper, p.work, p.rootfs)
@@ -641,7 +622,8 @@ class ContainerManager(records.RecordStore):
                         f"container {rec.name} is running", hint="stop it first, or remove with force")
                 rt.kill(rec.id, 9)
                 _wait_pid(rec.pid, 10)
-            rt.delete(rec.id, force=True)
+            if not _forget_ended(rt, self._prefix(rec), rec):
+                rt.delete(rec.id, force=True)
             _wait_pid(rec.conmon_pid, 10)
             p = self.paths(rec.id)
             mounts.unmount(p.rootfs)

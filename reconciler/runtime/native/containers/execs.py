@@ -16,18 +16,19 @@ import contextlib
 import errno
 import json
 import os
-import secrets
 import select
-import socket
 import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native.containers import conmon, oci, records
+
+if TYPE_CHECKING:
+    import socket
 
 __all__ = ["attach", "exec_argv", "exec_process", "resize", "run", "spawn"]
 
@@ -42,6 +43,8 @@ def attach(store: records.RecordStore, name_or_id: str) -> socket.socket:
     is sent goes to the process's stdin (or terminal). Connect before `start` so no
     output is missed.
     """
+    import socket  # here: only a terminal or stdin attached needs it
+
     rec = store.get(name_or_id)
     if rec.status not in ("created", "running"):
         raise rterrors.Conflict(f"container {rec.name} is not running")
@@ -102,6 +105,8 @@ def exec_argv(store: records.RecordStore, name_or_id: str, argv: Sequence[str], 
     proc = exec_process(store, rec, argv, tty=tty)
     # the process's env holds the container's: SOPS values stay on its tmpfs
     where = store.paths(rec.id).secrets if rec.config.secret_env else store.config.run_dir / "conmon"
+    import secrets  # here: `ps`/`logs` import this module and need no random names
+
     path = where / f"exec-{rec.id[:12]}-{secrets.token_hex(4)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(proc))

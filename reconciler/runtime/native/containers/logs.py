@@ -278,9 +278,12 @@ def read_logs(
     tail: int | None = None,
     is_running: Callable[[], bool] | None = None,
     poll: float = 0.1,
+    idle: Callable[[float], object] = time.sleep,
 ) -> Iterator[base.LogLine]:
     """Yield reassembled lines of `path` and its rotated files (oldest first); with `follow`,
-    keep reading, into the fresh file after each rotation, until the container stops."""
+    keep reading, into the fresh file after each rotation, until the container stops.
+    Between looks it calls `idle(poll)`: a sleep, or a wait that ends early when the container's
+    monitor does (its exit is then seen at once, not up to `poll` later)."""
     reader = _Reader(parse_since(since) if since else None)
     files = _open_all(path)
     f = files.pop() if files else None          # the newest: followed
@@ -354,7 +357,7 @@ def read_logs(
                     yield from reader.feed(f.read())
                 yield from reader.flush()
                 return
-            time.sleep(poll)
+            idle(poll)
     finally:
         if f is not None:
             f.close()

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import functools
 import os
+import select
+import time
 from pathlib import Path
 
-__all__ = ["alive", "boot_id", "start_time"]
+__all__ = ["alive", "boot_id", "start_time", "wait_gone"]
 
 
 @functools.cache
@@ -60,3 +62,37 @@ def alive(pid: int | None, start: int | None = None, boot: str | None = None, *,
     if not fields or fields[0] in ("X", "x") or (fields[0] == "Z" and not zombie_ok):
         return False
     return start is None or (len(fields) > 19 and int(fields[19]) == start)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def wait_gone(pid: int | None, timeout: float | None) -> bool:
+    """Wait for `pid` to end (a pidfd, woken when it does: no polling sleep); True if it ended
+    within `timeout` (None: no limit)."""
+    if not pid:
+        return True
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    except OSError:                             # no pidfd (kernel < 5.3): look every 10 ms
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while _exists(pid):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+    try:
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        return bool(p.poll(None if timeout is None else max(0, int(timeout * 1000))))
+    finally:
+        os.close(fd)

@@ -539,4 +539,19 @@ class RecordStore:
             except rterrors.NotFound:
                 return False
 
-        return logs.read_logs(self.paths(rec.id).log, follow=follow, since=since, tail=tail, is_running=running)
+        return logs.read_logs(self.paths(rec.id).log, follow=follow, since=since, tail=tail, is_running=running,
+                              idle=self.until_exit(rec))
+
+    @staticmethod
+    def until_exit(rec: Record) -> Callable[[float], object]:
+        """A pause of a log follower: up to its seconds, ended by the exit of the container's
+        monitor (conmon exits right after writing the exit file), so `run` and `logs -f` return
+        when the container ends, not a poll later."""
+        monitor = [rec.conmon_pid] if rec.conmon_alive() else []
+
+        def pause(seconds: float) -> None:
+            if monitor and procs.wait_gone(monitor[0], seconds):
+                monitor.clear()         # gone: later pauses sleep (no spin if its container lives on)
+            elif not monitor:
+                time.sleep(seconds)
+        return pause

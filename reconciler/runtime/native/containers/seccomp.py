@@ -31,10 +31,9 @@ import errno as _errno
 import functools
 import json
 import os
-import platform
 import re
 from collections.abc import Collection, Mapping
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from reconciler.runtime import errors as rterrors
@@ -68,7 +67,7 @@ def _bad(problem: str) -> rterrors.Unavailable:
 
 def host_arch() -> tuple[str, str]:
     """(libseccomp name, runtime-spec arch) of this machine; ("", "") when unknown."""
-    return ARCHES.get(platform.machine(), ("", ""))
+    return ARCHES.get(os.uname().machine, ("", ""))      # platform.machine(), without its import
 
 
 def kernel_version(release: str | None = None) -> tuple[int, int]:
@@ -83,7 +82,8 @@ def kernel_version(release: str | None = None) -> tuple[int, int]:
 @functools.cache
 def default_profile() -> Mapping[str, Any]:
     """The shipped profile as parsed JSON (read once; callers never change it)."""
-    source = resources.files("reconciler.runtime.native.containers").joinpath(PROFILE_FILE)
+    # next to this module (package data); importlib.resources would cost every `run` ~10 ms of imports
+    source = Path(__file__).with_name(PROFILE_FILE)
     try:
         loaded = json.loads(source.read_text("utf-8"))
     except (OSError, ValueError) as exc:

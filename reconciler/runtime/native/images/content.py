@@ -23,18 +23,20 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import os
 import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from reconciler import diskfull
 from reconciler.errors import DiskFull
 from reconciler.runtime import errors
+
+if TYPE_CHECKING:
+    import hashlib
 
 __all__ = ["SNAPSHOT_NAME_LEN", "ContentStore", "Ingest", "IngestInfo", "digest_hex", "validate_digest"]
 
@@ -58,6 +60,15 @@ def validate_digest(digest: object) -> str:
 def digest_hex(digest: str) -> str:
     """The hex part of a validated digest."""
     return validate_digest(digest).split(":", 1)[1]
+
+
+
+def _sha256(data: bytes = b"") -> hashlib._Hash:
+    """A sha256 (hashlib imported here: loading OpenSSL costs ~5 ms, and `run` of a stored image
+    only reads blobs)."""
+    import hashlib
+
+    return hashlib.sha256(data)
 
 
 @dataclass(frozen=True)
@@ -86,7 +97,7 @@ class Ingest:
         self.dir = store.ingest_dir / digest_hex(digest)
         self._lock_fd = -1
         self._fd = -1
-        self._hash = hashlib.sha256()
+        self._hash = _sha256()
         self.offset = 0
         self.committed = False
         self._discard = False       # the caller cancelled: removed on close
@@ -118,7 +129,7 @@ class Ingest:
         if self._fd >= 0:
             os.ftruncate(self._fd, 0)
             self.offset = 0
-            self._hash = hashlib.sha256()
+            self._hash = _sha256()
         quota = exc.errno == errno.EDQUOT
         return diskfull.error(self._writing(), self.dir, needed=self.expected_size, quota=quota)
 
@@ -141,7 +152,7 @@ class Ingest:
             os.close(fd)
 
     def _rehash(self) -> None:
-        self._hash = hashlib.sha256()
+        self._hash = _sha256()
         os.lseek(self._fd, 0, os.SEEK_SET)
         n = 0
         while chunk := os.read(self._fd, _CHUNK):
@@ -156,7 +167,7 @@ class Ingest:
         """Drop the bytes written so far and start from 0."""
         os.ftruncate(self._fd, 0)
         os.lseek(self._fd, 0, os.SEEK_SET)
-        self._hash = hashlib.sha256()
+        self._hash = _sha256()
         self.offset = 0
 
     def discard(self) -> None:
@@ -312,7 +323,7 @@ class ContentStore:
 
     def write_blob(self, data: bytes, digest: str | None = None) -> str:
         """Store `data` (verifying `digest` when given); returns its digest."""
-        digest = digest or "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = digest or "sha256:" + _sha256(data).hexdigest()
         if self.has(digest):
             return digest
         with self.ingest(digest, len(data)) as ing:

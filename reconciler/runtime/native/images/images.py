@@ -43,7 +43,6 @@ import contextlib
 import fcntl
 import json
 import os
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -516,6 +515,8 @@ class ImageStore:
 
     @contextlib.contextmanager
     def _lease(self, blobs: Sequence[str], chains: Sequence[str]) -> Iterator[str]:
+        import secrets  # here: resolving an image for `run` needs no random names
+
         lease = secrets.token_hex(8)
         with self.db.tx() as c:
             c.execute("INSERT INTO pull_leases(id, expires, blobs, chains) VALUES (?,?,?,?)",

@@ -24,10 +24,8 @@ only after its parent did (chain order), and one whose parent failed is discarde
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
-import secrets
 import shutil
 import threading
 import time
@@ -48,6 +46,8 @@ _TEMP_PREFIXES = ("extract-", "remove-")
 
 def chain_ids(diff_ids: Sequence[str]) -> list[str]:
     """ChainID of each layer: C0 = D0, Cn = sha256(C(n-1) + " " + Dn)."""
+    import hashlib  # here: loading OpenSSL costs ~5 ms, and `run` of a stored image needs no ChainID
+
     out: list[str] = []
     for d in diff_ids:
         content.validate_digest(d)
@@ -56,6 +56,14 @@ def chain_ids(diff_ids: Sequence[str]) -> list[str]:
         else:
             out.append("sha256:" + hashlib.sha256(f"{out[-1]} {d}".encode()).hexdigest())
     return out
+
+
+def _unique() -> str:
+    """A name part no other process or call uses (secrets imported here: resolving an image
+    for `run` loads this module and needs no random names)."""
+    import secrets
+
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
 
 
 @dataclass(frozen=True)
@@ -173,7 +181,7 @@ class SnapshotStore:
 
     def _new_dir(self) -> Path:
         """A fresh private `extract-*` dir (debris if this process dies before the commit)."""
-        tmp = self.dir / f"extract-{os.getpid()}-{secrets.token_hex(4)}"
+        tmp = self.dir / f"extract-{_unique()}"
         tmp.mkdir(mode=0o700)
         return tmp
 
@@ -188,7 +196,7 @@ class SnapshotStore:
         with self.lock(chain_id):
             if not self.exists(chain_id):
                 return False
-            tmp = self.dir / f"remove-{os.getpid()}-{secrets.token_hex(4)}"
+            tmp = self.dir / f"remove-{_unique()}"
             os.rename(self.path(chain_id), tmp)
             shutil.rmtree(tmp, ignore_errors=True)
             return True

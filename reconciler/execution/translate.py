@@ -84,6 +84,8 @@ def container_config(
         reservations=base.Resources() if c.reservations is None else base.Resources(
             memory=c.reservations.memory, cpus=c.reservations.cpus),
         secret_env=dict(c.secret_env),
+        ipv4_addresses=dict(c.ipv4_addresses),
+        ipv6_addresses=dict(c.ipv6_addresses),
     )
 
 

@@ -637,6 +637,9 @@ class _Planner:
         elif start_first and any(p.host_port for p in c.ports):
             self.b.notes.append(f"{res}: start-first falls back to stop-first: it publishes host ports")
             start_first = False
+        elif start_first and (c.ipv4_addresses or c.ipv6_addresses):
+            self.b.notes.append(f"{res}: start-first falls back to stop-first: it has a fixed address")
+            start_first = False
         elif start_first and not self.options.can_rename:
             self.b.notes.append(f"{res}: start-first falls back to stop-first: the runtime cannot rename containers")
             start_first = False

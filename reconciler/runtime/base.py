@@ -199,6 +199,8 @@ class ContainerConfig:
     # their values are in `env` in memory only; a record keeps the keys and digests, never the
     # values (config_to_json leaves them out), so a config read back lacks them (secret_env_missing)
     secret_env: Mapping[str, str] = field(default_factory=dict)
+    ipv4_addresses: Mapping[str, str] = field(default_factory=dict)   # fixed addresses by network name
+    ipv6_addresses: Mapping[str, str] = field(default_factory=dict)
 
 
 def labels_match(labels: Mapping[str, str], selector: Mapping[str, str] | None) -> bool:
@@ -225,6 +227,9 @@ def config_to_json(config: ContainerConfig) -> dict[str, Any]:
         out["env"] = {k: v for k, v in out["env"].items() if k not in config.secret_env}
     else:
         out.pop("secret_env")            # absent when none: records written before it read the same
+    for key in ("ipv4_addresses", "ipv6_addresses"):
+        if not out[key]:
+            out.pop(key)                 # likewise
     return out
 
 
@@ -282,6 +287,8 @@ def config_from_json(d: Mapping[str, Any]) -> ContainerConfig:
         domainname=d.get("domainname"),
         reservations=Resources(**(d.get("reservations") or {})),
         secret_env=dict(d.get("secret_env") or {}),
+        ipv4_addresses=dict(d.get("ipv4_addresses") or {}),
+        ipv6_addresses=dict(d.get("ipv6_addresses") or {}),
     )
 
 

@@ -185,6 +185,7 @@ def _load(
     images = {n: builder.image(d) for n, d in sorted(by_kind["Image"].items())}
     containers = {n: builder.container(d, images, names) for n, d in sorted(by_kind["Container"].items())}
     builder.check_port_conflicts(by_kind["Container"], containers)
+    builder.check_addresses(by_kind["Container"], containers, networks)
     builder.check_cycles(by_kind["Container"], containers)
     if not cluster:
         containers = builder.replicate(by_kind["Container"], containers)

@@ -464,7 +464,9 @@ class Builder:
         secret_env.update({k: v for k, v in d.raw.secret_env.items() if k in env})
 
         ports = self.ports(d, spec)
-        networks = tuple(spec.get("networks", ()))
+        entries = spec.get("networks", ())
+        networks = tuple(e if isinstance(e, str) else e["name"] for e in entries)
+        ipv4_addresses, ipv6_addresses = self.fixed_addresses(d, entries)
         joins = [n.removeprefix(_JOIN) for n in networks if n.startswith(_JOIN)]
         self.check_refs(d, sp("networks"), networks, names["Network"], "Network",
                         reserved=("host", "none", *(_JOIN + j for j in joins)))
@@ -576,6 +578,8 @@ class Builder:
             "privileged": bool(spec.get("privileged", False)),
             "domainname": spec.get("domainname"),
             "devices": tuple(_device(str(v)) for v in spec.get("devices") or ()),
+            "ipv4_addresses": ipv4_addresses,
+            "ipv6_addresses": ipv6_addresses,
         }
         if secrets:         # absent when none: the hashes of containers without secrets stay as they were
             fields["secrets"] = secrets
@@ -631,6 +635,28 @@ class Builder:
                 self.report(d, at, f"{key} is not a namespaced sysctl: it would change the whole host; only net.*, "
                             "fs.mqueue.* and kernel.msgmax/msgmnb/msgmni/sem/shmall/shmmax/shmmni/shm_rmid_forced can be set per container", key=True)
         return MappingProxyType({k: _env_str(v) for k, v in sorted(given.items())})
+
+    def fixed_addresses(self, d: _Doc, entries: Any) -> tuple[Mapping[str, str], Mapping[str, str]]:
+        """The `ipv4Address` / `ipv6Address` of each `networks:` entry, by network name, each
+        checked to be an address of its family; a network of host, none or container:NAME has none."""
+        found: dict[str, dict[str, str]] = {"ipv4Address": {}, "ipv6Address": {}}
+        for i, entry in enumerate(entries):
+            if isinstance(entry, str):
+                continue
+            name = entry["name"]
+            for key, family in (("ipv4Address", ipaddress.IPv4Address), ("ipv6Address", ipaddress.IPv6Address)):
+                if key not in entry:
+                    continue
+                at = ("spec", "networks", i, key)
+                if name in ("host", "none") or name.startswith(_JOIN):
+                    self.report(d, at, f"network {name} has no address of the container's own; remove {key}")
+                    continue
+                try:
+                    found[key][name] = str(family(entry[key]))
+                except ValueError:
+                    self.report(d, at, f"{entry[key]!r} is not an IPv{4 if key == 'ipv4Address' else 6} address")
+        return (MappingProxyType(dict(sorted(found["ipv4Address"].items()))),
+                MappingProxyType(dict(sorted(found["ipv6Address"].items()))))
 
     def extra_hosts(self, d: _Doc, given: Any) -> tuple[str, ...]:
         out: list[str] = []
@@ -756,6 +782,9 @@ class Builder:
                     continue
                 self.report(d, ("spec", "ports", i), f"{len(names)} replicas cannot all publish host port {p.host_port}/{p.protocol}; "
                             "publish it from one container (a proxy in front of the replicas) or set replicas: 1")
+        if len(names) > 1 and (c.ipv4_addresses or c.ipv6_addresses):
+            self.report(d, ("spec", "replicas"), f"{len(names)} replicas cannot share one fixed address; "
+                        "set replicas: 1 or remove ipv4Address/ipv6Address")
         longest = max(names, key=len, default="")
         if len(longest) > 63:
             self.report(d, ("metadata", "name"), f"replica name {longest!r} is longer than 63 characters; shorten the name")
@@ -1069,6 +1098,24 @@ class Builder:
                 else:
                     taken.setdefault((p.host_port, p.protocol), []).append((p.host_ip, name, c))
 
+    def check_addresses(
+        self, docs: Mapping[str, _Doc], containers: Mapping[str, models.Container], networks: Mapping[str, models.Network],
+    ) -> None:
+        """Each fixed address a usable one of its Network's declared subnet (not the gateway),
+        held by one container only; a Network without a declared subnet is checked by the engine."""
+        taken: dict[tuple[str, str], str] = {}
+        for name in sorted(containers, key=lambda n: (containers[n].origin.file, containers[n].origin.line)):
+            c = containers[name]
+            for key, fixed in (("ipv4Address", c.ipv4_addresses), ("ipv6Address", c.ipv6_addresses)):
+                for net_name, address in fixed.items():
+                    at = ("spec", "networks", c.networks.index(net_name), key)
+                    problem = _address_problem(address, networks.get(net_name))
+                    if problem is None and (net_name, address) in taken:
+                        problem = f"{address} is the fixed address of Container/{taken[net_name, address]} on {net_name} already"
+                    if problem is not None:
+                        self.report(docs[name], at, problem)
+                    taken.setdefault((net_name, address), name)
+
     def check_cycles(self, docs: Mapping[str, _Doc], containers: Mapping[str, models.Container]) -> None:
         """Report each dependsOn cycle once, named from its smallest member (iterative DFS)."""
         state: dict[str, int] = {}        # 1 = on the stack, 2 = done
@@ -1158,3 +1205,27 @@ def _device(text: str) -> str:
     container = parts[1] if len(parts) > 1 and parts[1].startswith("/") else host
     perms = parts[-1] if len(parts) > 1 and not parts[-1].startswith("/") else "rwm"
     return f"{host}:{container}:{perms}"
+
+
+
+def _address_problem(address: str, net: models.Network | None) -> str | None:
+    """Why `address` cannot be a container's on `net`; None when it can, or when the engine
+    chooses the subnet (then the engine checks it)."""
+    if net is None:                     # external, or undefined (reported as such)
+        return None
+    ip = ipaddress.ip_address(address)
+    if ip.version == 6 and not net.ipv6:
+        return f"network {net.name} has no IPv6 for {address}; set ipv6: true on it"
+    declared = net.subnet if ip.version == 4 else net.ipv6_subnet
+    try:
+        subnet = ipaddress.ip_network(declared) if declared else None
+    except ValueError:
+        return None                     # reported on the Network
+    if subnet is None:
+        return None
+    if ip not in subnet:
+        return f"{address} is outside the subnet {subnet} of network {net.name}; pick an address inside it"
+    gateway = ipaddress.ip_address(net.gateway) if ip.version == 4 and net.gateway else next(subnet.hosts())
+    if ip in (subnet.network_address, subnet.broadcast_address, gateway):
+        return f"{address} is the network address, broadcast address or gateway of {subnet}; pick another host address"
+    return None

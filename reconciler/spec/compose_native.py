@@ -49,7 +49,7 @@ SERVICE_KEYS: dict[str, str] = {
     "environment": "`env`, over the env files; a bare `KEY` takes the shell's or `.env`'s value, or is left out",
     "env_file": "`env`: read in compose's dotenv format, interpolated; `required: false` files may be missing",
     "ports": "`ports`: short and long syntax, ranges, tcp/udp; a long form's `mode: ingress` is the manifest's `mode: ingress` (Swarm's routing mesh: `--runtime swarm` only; `host_ip` with it is an error); no host port (`80`, `127.0.0.1::80`, a long form without `published`) is the manifest's long form without `published`: the engine chooses a free host port (each replica its own); a host range for one port is an error",
-    "networks": "`networks` (`<project>_<name>`), and `aliases`: the service name and every `aliases:` entry (on every network of the container); the other keys of a network entry (`ipv4_address`, `ipv6_address`, `mac_address`, `priority`, ...) are errors: the manifest language has no fixed address yet",
+    "networks": "`networks` (`<project>_<name>`), and `aliases`: the service name and every `aliases:` entry (on every network of the container); `ipv4_address` / `ipv6_address`: the entry's `ipv4Address` / `ipv6Address` (a fixed address, checked against the network's `ipam` subnet at load; the engine refuses one taken); the other keys of a network entry (`mac_address`, `priority`, `link_local_ips`, ...) are errors: not supported yet",
     "network_mode": "`host` and `none`: `networks: [host]` / `[none]`; `service:NAME` and `container:NAME`: `networks: [container:<its Container>]` (it joins that container's network namespace, is made after it and publishes no ports; when that container is replaced it is replaced too, removed first: Podman refuses to remove a container another one joins); other modes are errors",
     "volumes": "`volumes`: named volumes, anonymous volumes (`/data`: the container's own, kept when it is replaced, removed by the prune that removes it), binds (relative to the project directory), tmpfs; `read_only`",
     "tmpfs": "`volumes` of type tmpfs, with `size` and `mode` options (other options are errors)",
@@ -112,6 +112,7 @@ _SERVICE_NO_EFFECT = {
     "develop": "has no effect: reconcile has no watch mode; commit or save the change and the agent applies it",
 }
 _TOP_UNSUPPORTED = ("models",)
+_FIXED_ADDRESS = {"ipv4_address": "ipv4Address", "ipv6_address": "ipv6Address"}   # a service's network entry
 # The rest of the file (docs/reference/compose.md): key -> ("supported" | "warning" | "error", what it does)
 TOP_KEYS: dict[str, tuple[str, str]] = {
     "name": ("supported", "the project name (after `-p` and `COMPOSE_PROJECT_NAME`), normalised as compose does"),
@@ -950,19 +951,27 @@ class _Service:
 
     def k_networks(self, value: Map) -> None:
         names: list[str] = []
+        entries: list[str | dict[str, str]] = []
         aliases: list[str] = [self.name]
         for key, cfg in value.items():
             names.append(self.tr.networks.get(key) or key)
+            fixed: dict[str, str] = {}
             for opt, item in (cfg or {}).items():
                 if opt == "aliases":
                     aliases.extend(str(a) for a in item or ())
+                elif opt in _FIXED_ADDRESS and item not in (None, ""):
+                    fixed[_FIXED_ADDRESS[opt]] = str(item)
                 elif not opt.startswith("x-") and item not in (None, [], {}):
                     self.tr.error(self.p("networks", key, opt), not_supported(f"networks.{opt}"), key=True)
+            entries.append({"name": names[-1], **fixed} if fixed else names[-1])
         order = sorted(range(len(names)), key=lambda i: names[i])
-        self.spec["networks"] = [names[i] for i in order]
+        self.spec["networks"] = [entries[i] for i in order]
         keys = list(value)
         for n, i in enumerate(order):
             self.doc.came(("spec", "networks", n), self.p("networks", keys[i]))
+            for opt, native in _FIXED_ADDRESS.items():
+                if isinstance(entries[i], dict) and native in entries[i]:
+                    self.doc.came(("spec", "networks", n, native), self.p("networks", keys[i], opt))
         if len(value) > 1 and any((cfg or {}).get("aliases") for cfg in value.values()):
             self.tr.warn(self.p("networks"), "aliases apply on every network of the container here, not only on the network naming them")
         self.put("aliases", list(dict.fromkeys(aliases)), "networks")

@@ -265,6 +265,9 @@ class Container:
     # key wins), by that file's digest as stored: the spec hash, the inventory and the engines'
     # records take the digest, never the value (docs/security.md); absent when none
     secret_env: Mapping[str, str] = field(default_factory=dict, metadata={"omit_empty": True})
+    # fixed addresses by Network name (`networks: [{name, ipv4Address, ipv6Address}]`); absent when none
+    ipv4_addresses: Mapping[str, str] = field(default_factory=dict, metadata={"omit_empty": True})
+    ipv6_addresses: Mapping[str, str] = field(default_factory=dict, metadata={"omit_empty": True})
 
 
 @dataclass(frozen=True)

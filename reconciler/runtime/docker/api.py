@@ -404,8 +404,8 @@ class EngineAPI:
                           what=f"logs of {ident}") as chunks:
             yield chunks
 
-    def network_connect(self, network: str, container: str, aliases: list[str]) -> None:
-        body = {"Container": container, "EndpointConfig": {"Aliases": aliases or None}}
+    def network_connect(self, network: str, container: str, endpoint: Mapping[str, Any]) -> None:
+        body = {"Container": container, "EndpointConfig": dict(endpoint)}
         # (dockerd answers an empty 200, Podman a plain-text "OK": neither is read)
         self._send("POST", f"/networks/{_q(network)}/connect", body=body,
                    what=f"connect {container} to network {network}")

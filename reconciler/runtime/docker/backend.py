@@ -246,8 +246,7 @@ def container_body(config: base.ContainerConfig) -> dict[str, Any]:
         first = config.networks[0]
         host["NetworkMode"] = first             # "container:NAME" joins NAME's namespace (Docker's own form)
         if first not in _NETWORK_MODES and not first.startswith("container:"):
-            body["NetworkingConfig"] = {
-                "EndpointsConfig": {first: {"Aliases": list(config.aliases) or None}}}
+            body["NetworkingConfig"] = {"EndpointsConfig": {first: endpoint_config(config, first)}}
         elif config.aliases:
             raise errors.InvalidArgument(
                 f"container {config.name}: aliases need a user-defined network, not {first!r}")
@@ -256,6 +255,17 @@ def container_body(config: base.ContainerConfig) -> dict[str, Any]:
             f"container {config.name}: aliases need a user-defined network",
             hint="add the container to a Network object")
     return body
+
+
+def endpoint_config(config: base.ContainerConfig, network: str) -> dict[str, Any]:
+    """A container's EndpointConfig on `network`: its aliases and fixed addresses (Docker takes
+    those on a user-defined network with a subnet only, and says so)."""
+    out: dict[str, Any] = {"Aliases": list(config.aliases) or None}
+    ipam = {key: fixed[network] for key, fixed in (("IPv4Address", config.ipv4_addresses),
+                                                    ("IPv6Address", config.ipv6_addresses)) if network in fixed}
+    if ipam:
+        out["IPAMConfig"] = ipam
+    return out
 
 
 def _time(value: str | None) -> str | None:
@@ -635,7 +645,7 @@ class DockerRuntime:
         cid = str(created["Id"])
         try:
             for network in config.networks[1:]:
-                self.api.network_connect(network, cid, list(config.aliases))
+                self.api.network_connect(network, cid, endpoint_config(config, network))
             self._copy_secrets(cid, config)
         except errors.RuntimeBackendError:
             try:

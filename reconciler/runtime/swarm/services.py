@@ -161,6 +161,9 @@ def _networks(config: base.ContainerConfig) -> list[dict[str, Any]]:
     if config.aliases and (not config.networks or config.networks[0] in _SPECIAL_NETWORKS):
         raise errors.InvalidArgument(f"service {config.name}: aliases need an overlay network",
                                      hint="add the container to a Network object")
+    if config.ipv4_addresses or config.ipv6_addresses:
+        raise errors.InvalidArgument(f"service {config.name}: a Swarm service's tasks get their addresses from Swarm; "
+                                     "it cannot have a fixed address", hint="remove ipv4Address/ipv6Address")
     return [{"Target": n, **({"Aliases": list(config.aliases)} if config.aliases and n not in _SPECIAL_NETWORKS
                              else {})}
             for n in config.networks]

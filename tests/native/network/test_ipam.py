@@ -205,3 +205,27 @@ def test_an_ipv6_subnet_the_host_uses_is_refused_and_the_pool_avoids_it(tmp_path
     got = store.add_network(base.NetworkConfig("n", subnet="10.247.0.0/24", ipv6=True), bridge="b", pool="x",
                             host6=whole)
     assert not ipaddress.IPv6Network(str(got.subnet6)).overlaps(whole[0])
+
+
+def test_static_ipv6_addresses_are_handed_out_exactly_once(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.add_network(base.NetworkConfig("n", subnet="10.246.0.0/24", ipv6=True, ipv6_subnet="fd12:3456:789a:2::/64"),
+                      bridge="b", pool="x")
+    store.add_network(base.NetworkConfig("v4", subnet="10.245.0.0/24"), bridge="b2", pool="x")
+
+    def add6(cid: str, address: str, net: str = "n") -> list[ipam.EndpointRecord]:
+        rec = ipam.ContainerRecord(cid, cid, cid, (), f"/run/x/{cid}")
+        eps, _ = store.add_container(rec, networks=[net], static_ips={}, static_ips6={net: address}, ports=(),
+                                     veth_name={net: f"v{cid}"})
+        return eps
+
+    assert add6("c1", "fd12:3456:789a:2::50")[0].address6 == "fd12:3456:789a:2::50"
+    assert _add(store, "c2")[0].address6 == "fd12:3456:789a:2::2"      # the round robin is not moved by it
+    with pytest.raises(errors.Conflict, match="already used"):
+        add6("c3", "fd12:3456:789a:2::50")
+    for bad in ("fd12:3456:789a:3::5", "fd12:3456:789a:2::1", "10.246.0.9"):
+        with pytest.raises(errors.InvalidArgument, match=r"not a usable address|is not IPv6"):
+            add6("c3", bad)
+    with pytest.raises(errors.InvalidArgument, match="has no IPv6"):
+        add6("c3", "fd12:3456:789a:2::51", net="v4")
+    assert store.container("c3") is None                                # all or nothing

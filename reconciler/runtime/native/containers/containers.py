@@ -77,7 +77,8 @@ class NetworkAttacher(Protocol):
         self, container_id: str, *, name: str, hostname: str, networks: Sequence[str],
         ports: Sequence[base.PortMapping] = (), aliases: Sequence[str] = (),
         extra_hosts: Sequence[str] = (), dns: Sequence[str] = (), dns_search: Sequence[str] = (),
-        dns_options: Sequence[str] = (),
+        dns_options: Sequence[str] = (), static_ips: Mapping[str, str] | None = None,
+        static_ips6: Mapping[str, str] | None = None,
     ) -> Attachment: ...
 
     def detach(self, container_id: str) -> None: ...
@@ -430,7 +431,8 @@ class ContainerManager(records.RecordStore):
             att = self.network.attach(cid, name=name, hostname=hostname, networks=networks,
                                       ports=config.ports, aliases=config.aliases, extra_hosts=config.extra_hosts,
                                       dns=config.dns, dns_search=config.dns_search,
-                                      dns_options=config.dns_options)
+                                      dns_options=config.dns_options, static_ips=config.ipv4_addresses,
+                                      static_ips6=config.ipv6_addresses)
             undo.append(lambda: self.network.detach(cid) if self.network else None)
             netns_path, ips = os.fspath(att.netns_path), dict(att.ip_addresses)
             ips6 = dict(getattr(att, "ip6_addresses", None) or {})     # a plug may be IPv4 only

@@ -139,6 +139,7 @@ def config_from_dict(d: Mapping[str, Any]) -> base.ContainerConfig:
         no_new_privileges=bool(d.get("no_new_privileges")), dns_options=tuple(d.get("dns_options") or ()),
         oom_score_adj=d.get("oom_score_adj"), group_add=tuple(d.get("group_add") or ()),
         privileged=bool(d.get("privileged")), devices=tuple(d.get("devices") or ()), domainname=d.get("domainname"),
+        ipv4_addresses=dict(d.get("ipv4_addresses") or {}), ipv6_addresses=dict(d.get("ipv6_addresses") or {}),
     )
 
 

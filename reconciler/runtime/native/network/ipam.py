@@ -448,12 +448,14 @@ class IPAM:
         static_ips: Mapping[str, str],
         ports: Sequence[base.PortMapping],
         veth_name: Mapping[str, str],
+        static_ips6: Mapping[str, str] | None = None,
     ) -> tuple[list[EndpointRecord], list[PortRecord]]:
         """Record an attachment: one address per network (static or allocated) and its ports.
 
         All or nothing: a refused static address or a taken host port leaves no trace.
         """
-        unknown = set(static_ips) - set(networks)
+        static6 = dict(static_ips6 or {})
+        unknown = (set(static_ips) | set(static6)) - set(networks)
         if unknown:
             raise errors.InvalidArgument(
                 f"container {container.name!r} has static addresses for networks it does not join: "
@@ -484,7 +486,8 @@ class IPAM:
                 net = _network(row)
                 address = self._allocate(conn, net, static_ips.get(net_name), container.name,
                                          last=row["last_address"])
-                address6 = self._allocate6(conn, net, container.name, last=row["last_address6"])
+                address6 = self._allocate6(conn, net, container.name, last=row["last_address6"],
+                                           static=static6.get(net_name))
                 ep = EndpointRecord(
                     network=net_name, address=address, container_id=container.container_id,
                     position=pos, ifname=f"eth{pos}", veth=veth_name[net_name], address6=address6,
@@ -496,7 +499,7 @@ class IPAM:
                 )
                 if net_name not in static_ips:
                     conn.execute("UPDATE net_networks SET last_address = ? WHERE name = ?", (address, net_name))
-                if address6 is not None:
+                if address6 is not None and net_name not in static6:
                     conn.execute("UPDATE net_networks SET last_address6 = ? WHERE name = ?", (address6, net_name))
                 endpoints.append(ep)
             port_records = self._reserve_ports(conn, container, ports, endpoints)
@@ -538,14 +541,20 @@ class IPAM:
         )
 
     @staticmethod
-    def _allocate6(conn: sqlite3.Connection, net: NetworkRecord, who: str, *, last: str | None) -> str | None:
-        """The next free IPv6 address after `last` (round robin from gateway + 1), None for an
-        IPv4-only network."""
+    def _allocate6(conn: sqlite3.Connection, net: NetworkRecord, who: str, *, last: str | None,
+                   static: str | None = None) -> str | None:
+        """`static` once checked, else the next free IPv6 address after `last` (round robin from
+        gateway + 1); None for an IPv4-only network."""
         if not net.subnet6 or not net.gateway6:
+            if static is not None:
+                raise errors.InvalidArgument(f"static IPv6 address {static} of {who!r}: network {net.name!r} has no IPv6",
+                                             hint="set ipv6: true on the network, or remove the IPv6 address")
             return None
         subnet = ipaddress.IPv6Network(net.subnet6)
         used = {r["address6"] for r in conn.execute(
             "SELECT address6 FROM net_endpoints WHERE network = ? AND address6 IS NOT NULL", (net.name,))}
+        if static is not None:
+            return IPAM._static6(net, subnet, used, static, who)
         first, end = int(ipaddress.IPv6Address(net.gateway6)) + 1, int(subnet.broadcast_address)
         size = end - first
         start = int(ipaddress.IPv6Address(last)) + 1 - first if last and ipaddress.IPv6Address(last) in subnet else 0
@@ -554,6 +563,24 @@ class IPAM:
             if cand not in used:
                 return cand
         raise errors.Conflict(f"network {net.name!r} ({net.subnet6}) has no free IPv6 address left for {who!r}")
+
+    @staticmethod
+    def _static6(net: NetworkRecord, subnet: ipaddress.IPv6Network, used: set[str], static: str, who: str) -> str:
+        try:
+            addr = ipaddress.IPv6Address(static)
+        except ValueError as exc:
+            raise errors.InvalidArgument(f"static address {static!r} of {who!r} is not IPv6") from exc
+        if addr not in subnet or addr in (subnet.network_address, subnet.broadcast_address) \
+                or str(addr) == net.gateway6:
+            raise errors.InvalidArgument(
+                f"static address {addr} of {who!r} is not a usable address of network "
+                f"{net.name!r} ({net.subnet6}, gateway {net.gateway6})",
+                hint="pick an address of the network's IPv6 subnet other than its gateway",
+            )
+        if str(addr) in used:
+            raise errors.Conflict(f"static address {addr} of {who!r} is already used on network {net.name!r}",
+                                  hint="pick another address or let the engine allocate one")
+        return str(addr)
 
     @staticmethod
     def _reserve_ports(

@@ -510,6 +510,7 @@ class NetworkManager:
         ports: Sequence[base.PortMapping] = (),
         aliases: Sequence[str] = (),
         static_ips: Mapping[str, str] | None = None,
+        static_ips6: Mapping[str, str] | None = None,
         extra_hosts: Sequence[str] = (),
         dns: Sequence[str] = (),
         dns_search: Sequence[str] = (),
@@ -556,7 +557,7 @@ class NetworkManager:
                 dns_options=tuple(dns_options),
             )
             endpoints, port_records = self._ipam.add_container(
-                record, networks=nets, static_ips=static, ports=ports,
+                record, networks=nets, static_ips=static, ports=ports, static_ips6=static_ips6,
                 veth_name={n: self.veth_name(container_id, n) for n in nets},
             )
             try:

@@ -1,0 +1,104 @@
+"""Compose's `ipv4_address` on the host's real dockerd, through `reconcile apply --runtime docker`
+(#16): each service gets exactly the address its compose file names, on its first network (set
+at create) and on a second one (set at connect), and the other service reaches it there. The
+project (containers, its networks on leased subnets) is removed afterwards, even when the test
+fails.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import string
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli.main import main
+from reconciler.runtime import errors as rterrors
+from reconciler.runtime.docker import DockerRuntime
+from tests.docker.conftest import PulledImage
+from tests.helpers import subnets
+
+pytestmark = [pytest.mark.docker]
+
+COMPOSE = """
+    services:
+      web:
+        image: {image}
+        command: ["sh", "-c", "mkdir -p /srv && echo fixed > /srv/index.html && exec httpd -f -p 8000 -h /srv"]
+        stop_grace_period: 1s
+        networks:
+          back: {{ipv4_address: "{web_back}"}}
+          front: {{ipv4_address: "{web_front}"}}
+      client:
+        image: {image}
+        command: ["sleep", "3600"]
+        stop_grace_period: 1s
+        networks:
+          back: {{ipv4_address: "{client}"}}
+    networks:
+      back:
+        ipam: {{config: [{{subnet: "{back}"}}]}}
+      front:
+        ipam: {{config: [{{subnet: "{front}"}}]}}
+    """
+
+
+@pytest.fixture
+def project(docker: DockerRuntime) -> Iterator[tuple[str, list[ipaddress.IPv4Network]]]:
+    """A project name of the test's own and two leased subnets; removes the project afterwards."""
+    name = "rfixed" + "".join(secrets.choice(string.ascii_lowercase) for _ in range(5))
+    block = subnets.lease_block()
+    try:
+        yield name, list(block.subnets(new_prefix=24))[:2]
+    finally:
+        for c in docker.api.container_list({"com.docker.compose.project": name}):
+            try:
+                docker.api.container_remove(c["Id"], force=True, volumes=False)
+            except rterrors.NotFound:
+                pass
+        for n in docker.list_networks(None):
+            if n.name.startswith(name + "_"):
+                try:
+                    docker.remove_network(n.name)
+                except rterrors.NotFound:
+                    pass
+        subnets.release(block)
+
+
+def fetch(docker: DockerRuntime, container: str, url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        res = docker.exec(container, ["timeout", "3", "wget", "-qO-", url])
+        if (res.exit_code, res.stdout.decode().strip()) == (0, "fixed"):
+            return
+        assert time.monotonic() < deadline, f"{container} got {res.exit_code} {res.stdout!r} {res.stderr!r}"
+        time.sleep(0.2)
+
+
+def test_docker_gives_each_service_the_address_its_compose_file_names(
+    project: tuple[str, list[ipaddress.IPv4Network]], docker: DockerRuntime, docker_image: PulledImage,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name, (back, front) = project
+    for var in ("COMPOSE_FILE", "COMPOSE_PROFILES"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("COMPOSE_PROJECT_NAME", name)
+    want = {"web_back": str(back.network_address + 77), "web_front": str(front.network_address + 88),
+            "client": str(back.network_address + 99)}
+    where = tmp_path / "p"
+    where.mkdir()
+    (where / "compose.yaml").write_text(textwrap.dedent(COMPOSE.format(
+        image=docker_image.ref, back=back, front=front, **want)))
+
+    assert main(["apply", str(where), "--root", str(tmp_path / "root"), "--runtime", "docker", "--owner", name]) == 0
+    web = docker.api.container_inspect(f"{name}-web-1")["NetworkSettings"]["Networks"]
+    client = docker.api.container_inspect(f"{name}-client-1")["NetworkSettings"]["Networks"]
+    assert web[f"{name}_back"]["IPAddress"] == want["web_back"]          # at create
+    assert web[f"{name}_front"]["IPAddress"] == want["web_front"]        # at connect
+    assert client[f"{name}_back"]["IPAddress"] == want["client"]
+    fetch(docker, f"{name}-client-1", f"http://{want['web_back']}:8000/")

@@ -3,9 +3,9 @@
 containers that `docker inspect` shows the same, field by field.
 
 Each project under tests/compose/oracle/ runs twice on the host's dockerd, under two project
-names, with its own subnets and host port (IMAGE, SUBNET_*, PORT are interpolated). What is
-compared: image, command, entrypoint, environment, mounts, published ports, networks and
-aliases, restart policy, user, working directory, hostname, domain name, healthcheck, stop signal and
+names, with its own subnets, fixed address and host port (IMAGE, SUBNET_*, ADDR_BACK, PORT are interpolated). What is
+compared: image, command, entrypoint, environment, mounts, published ports, networks,
+aliases and fixed addresses, restart policy, user, working directory, hostname, domain name, healthcheck, stop signal and
 timeout, terminal and open stdin, read-only root, init, capabilities, security options, sysctls, ulimits, /dev/shm size, CPU shares and set, memory limit, swap and reservation, extra hosts, DNS
 servers, search domains and options, OOM score adjustment, supplementary groups, and labels. Names that carry the project name (volumes,
 networks) are compared with it replaced, an anonymous volume (`- /path`: a random name in compose) by
@@ -30,6 +30,7 @@ and resources mean what they mean to docker compose v2 and reconciler.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import re
@@ -85,9 +86,10 @@ class Run:
     def __init__(self, name: str, image: str, subnets_: list[str], extra: dict[str, str] | None = None) -> None:
         self.name = name
         self.env = {"IMAGE": image, "PORT": str(free_port()), "SUBNET_FRONT": subnets_[0], "SUBNET_BACK": subnets_[1],
+                    "ADDR_BACK": str(ipaddress.IPv4Network(subnets_[1]).network_address + 200),
                     "COMPOSE_PROJECT_NAME": name, **(extra or {})}
         # values that differ between the two runs, by the name they are compared under
-        self.own = {v: k for k, v in self.env.items() if k.startswith(("PORT", "SUBNET"))}
+        self.own = {v: k for k, v in self.env.items() if k.startswith(("PORT", "SUBNET", "ADDR"))}
 
     def containers(self, docker: DockerRuntime) -> dict[tuple[str, str], dict[str, Any]]:
         out = {}
@@ -152,12 +154,15 @@ def view(attrs: dict[str, Any], run: Run) -> dict[str, Any]:
                                   "ro": bool(m.get("ReadOnly"))}
     networks = {name: sorted(a for a in (net.get("Aliases") or ()) if a not in (short, attrs["Name"].lstrip("/")))
                 for name, net in attrs["NetworkSettings"]["Networks"].items()}
+    # the addresses asked for (ipv4_address); those Docker chose depend on the order of creation
+    fixed = {name: (net.get("IPAMConfig") or {}).get("IPv4Address") or ""
+             for name, net in attrs["NetworkSettings"]["Networks"].items()}
     return _norm({
         "image": cfg["Image"], "cmd": cfg["Cmd"], "entrypoint": cfg["Entrypoint"], "env": sorted(cfg["Env"]),
         "user": cfg["User"], "workdir": cfg["WorkingDir"], "hostname": cfg["Hostname"] if cfg["Hostname"] != short else "", "domainname": cfg.get("Domainname") or "",
         "healthcheck": _healthcheck(cfg.get("Healthcheck")), "tty": cfg["Tty"], "stdin": cfg["OpenStdin"], "stop_signal": cfg.get("StopSignal"),
         "labels": {k: v for k, v in cfg["Labels"].items() if not k.startswith(OWN_LABELS)},
-        "mounts": sorted(mounts), "tmpfs": tmpfs, "ports": host.get("PortBindings") or {}, "networks": networks,
+        "mounts": sorted(mounts), "tmpfs": tmpfs, "ports": host.get("PortBindings") or {}, "networks": networks, "fixed": fixed,
         # a restart policy named "" is Docker's "no"
         "restart": {**host["RestartPolicy"], "Name": host["RestartPolicy"]["Name"] or "no"}, "read_only": host["ReadonlyRootfs"], "init": bool(host.get("Init")),
         "sysctls": host.get("Sysctls") or {}, "ulimits": sorted(host.get("Ulimits") or [], key=lambda u: u["Name"]),

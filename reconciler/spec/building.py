@@ -663,8 +663,8 @@ class Builder:
         for i, item in enumerate(given):
             name, address = re.split(r"[:=]", item, maxsplit=1)
             address = address.strip("[]")
-            if address == "host-gateway":
-                self.report(d, ("spec", "extraHosts", i), "host-gateway is not supported yet; name the address")
+            if address == "host-gateway":       # the gateway of the container's network (the engine's)
+                out.append(f"{name}:{address}")
                 continue
             if self.addresses(d, ("spec", "extraHosts", i), (address,)):
                 out.append(f"{name}:{address}")

@@ -84,7 +84,7 @@ SERVICE_KEYS: dict[str, str] = {
     "sysctls": "`sysctls` (map or `key=value` list); only namespaced ones (net.*, fs.mqueue.*, kernel IPC), as Docker allows",
     "ulimits": "`ulimits` (a number or `soft`/`hard`)",
     "shm_size": "`shmSize` (compose's binary units)",
-    "extra_hosts": "`extraHosts` (list of `host:ip` / `host=ip`, or a map); `host-gateway` is an error",
+    "extra_hosts": "`extraHosts` (list of `host:ip` / `host=ip`, or a map); `host-gateway`: the host's address on the container's network (native: its first network's gateway; Docker: dockerd's, the default bridge's gateway)",
     "dns": "`dns`",
     "dns_search": "`dnsSearch`",
     "dns_opt": "`dnsOptions`",

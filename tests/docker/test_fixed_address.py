@@ -1,6 +1,7 @@
 """Compose's `ipv4_address` on the host's real dockerd, through `reconcile apply --runtime docker`
 (#16): each service gets exactly the address its compose file names, on its first network (set
-at create) and on a second one (set at connect), and the other service reaches it there. The
+at create) and on a second one (set at connect), and the other service reaches it there; `extra_hosts: [NAME:host-gateway]` reaches
+dockerd as written, and its /etc/hosts names the default bridge's gateway. The
 project (containers, its networks on leased subnets) is removed afterwards, even when the test
 fails.
 """
@@ -102,3 +103,36 @@ def test_docker_gives_each_service_the_address_its_compose_file_names(
     assert web[f"{name}_front"]["IPAddress"] == want["web_front"]        # at connect
     assert client[f"{name}_back"]["IPAddress"] == want["client"]
     fetch(docker, f"{name}-client-1", f"http://{want['web_back']}:8000/")
+
+
+GATEWAY = """
+    services:
+      app:
+        image: {image}
+        command: ["sleep", "3600"]
+        stop_grace_period: 1s
+        extra_hosts: ["host.docker.internal:host-gateway"]
+    networks:
+      default:
+        ipam: {{config: [{{subnet: "{subnet}"}}]}}
+    """
+
+
+def test_host_gateway_is_passed_to_dockerd_which_names_its_bridge_gateway(
+    project: tuple[str, list[ipaddress.IPv4Network]], docker: DockerRuntime, docker_image: PulledImage,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name, (subnet, _) = project
+    for var in ("COMPOSE_FILE", "COMPOSE_PROFILES"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("COMPOSE_PROJECT_NAME", name)
+    where = tmp_path / "p"
+    where.mkdir()
+    (where / "compose.yaml").write_text(textwrap.dedent(GATEWAY.format(image=docker_image.ref, subnet=subnet)))
+
+    assert main(["apply", str(where), "--root", str(tmp_path / "root"), "--runtime", "docker", "--owner", name]) == 0
+    app = f"{name}-app-1"
+    assert docker.api.container_inspect(app)["HostConfig"]["ExtraHosts"] == ["host.docker.internal:host-gateway"]
+    bridge = docker.api.network_inspect("bridge")["IPAM"]["Config"][0]["Gateway"]
+    hosts = docker.exec(app, ["cat", "/etc/hosts"]).stdout.decode().splitlines()
+    assert f"{bridge}\thost.docker.internal" in hosts, hosts

@@ -68,9 +68,9 @@ def test_host_wide_sysctls_and_bad_limits_are_refused(tmp_path: Path) -> None:
 
 
 def test_extra_hosts_and_dns(tmp_path: Path) -> None:
-    c = load(tmp_path, "  extraHosts: ['db.internal:10.0.0.5', 'old=10.0.0.6', 'v6:[fd00::1]']\n"
+    c = load(tmp_path, "  extraHosts: ['db.internal:10.0.0.5', 'old=10.0.0.6', 'v6:[fd00::1]', 'gw:host-gateway']\n"
                        "  dns: [1.1.1.1]\n  dnsSearch: [corp.example]\n").containers["web"]
-    assert c.extra_hosts == ("db.internal:10.0.0.5", "old:10.0.0.6", "v6:fd00::1")
+    assert c.extra_hosts == ("db.internal:10.0.0.5", "old:10.0.0.6", "v6:fd00::1", "gw:host-gateway")
     assert (c.dns, c.dns_search) == (("1.1.1.1",), ("corp.example",))
     assert problems(tmp_path, "  extraHosts: ['db:nowhere', 'gw:host-gateway', 'plain']\n  dns: [dns.google]\n") == [
         "m.yaml:6:49: Container/web: spec.extraHosts[2]: 'plain' is not a valid NAME:ADDRESS (like db.internal:10.0.0.5)",
@@ -78,7 +78,6 @@ def test_extra_hosts_and_dns(tmp_path: Path) -> None:
     ]
     assert problems(tmp_path, "  extraHosts: ['db:nowhere', 'gw:host-gateway']\n  dns: [dns.google]\n") == [
         "m.yaml:6:16: Container/web: spec.extraHosts[0]: 'nowhere' is not an IP address",
-        "m.yaml:6:30: Container/web: spec.extraHosts[1]: host-gateway is not supported yet; name the address",
         "m.yaml:7:9: Container/web: spec.dns[0]: 'dns.google' is not an IP address",
     ]
 

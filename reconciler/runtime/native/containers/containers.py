@@ -441,8 +441,8 @@ class ContainerManager(records.RecordStore):
             resolv_src = Path(att.resolv_conf_path) if att.resolv_conf_path else None
         # the network manager's own files are bound directly: it updates them as peers come and go
         hosts = hosts_src or p.dir / "hosts"
-        extra = "".join(f"{e.address}\t{e.names[0]}\n" for e in dns.extra_entries(config.extra_hosts))
-        if hosts_src is None:
+        if hosts_src is None:       # no network of its own: host-gateway names nothing (extra_entries says so)
+            extra = "".join(f"{e.address}\t{e.names[0]}\n" for e in dns.extra_entries(config.extra_hosts))
             if host_network:
                 hosts.write_text(Path("/etc/hosts").read_text(errors="replace") + extra)
             else:

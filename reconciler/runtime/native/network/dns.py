@@ -20,6 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler.runtime import errors
+
 __all__ = ["HostEntry", "extra_entries", "render_hosts", "render_resolv_conf", "write_in_place"]
 
 _FALLBACK_NAMESERVERS = ("8.8.8.8", "8.8.4.4")
@@ -52,9 +54,22 @@ def render_hosts(own: Sequence[HostEntry], peers: Iterable[HostEntry]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def extra_entries(extra_hosts: Iterable[str]) -> list[HostEntry]:
-    """Hosts entries of `name:address` strings (the address may hold colons: IPv6)."""
-    return [HostEntry(address, (name,)) for name, _, address in (h.partition(":") for h in extra_hosts)]
+HOST_GATEWAY = "host-gateway"   # Docker's name, in an extra host, for the host's address on the container's network
+
+
+def extra_entries(extra_hosts: Iterable[str], gateway: str | None = None) -> list[HostEntry]:
+    """Hosts entries of `name:address` strings (the address may hold colons: IPv6); the address
+    `host-gateway` is `gateway` (the container's first network's), as Docker's is its bridge's."""
+    out = []
+    for name, _, address in (h.partition(":") for h in extra_hosts):
+        if address == HOST_GATEWAY:
+            if gateway is None:
+                raise errors.InvalidArgument(
+                    f"extra host {name}:{HOST_GATEWAY} needs a network of the container's own, whose gateway it names",
+                    hint="join a Network (not host or none), or name the address")
+            address = gateway
+        out.append(HostEntry(address, (name,)))
+    return out
 
 
 def render_resolv_conf(host_text: str, nameservers: Sequence[str] = (), search: Sequence[str] = (),

@@ -772,6 +772,7 @@ class NetworkManager:
         """(Re)write the hosts and resolv.conf files of these containers from the records."""
         all_eps = self._ipam.endpoints()
         containers = {c.container_id: c for c in self._ipam.containers()}
+        gateways = {n.name: n.gateway for n in self._ipam.networks()}
         by_network: dict[str, list[ipam.EndpointRecord]] = {}
         for e in all_eps:
             by_network.setdefault(e.network, []).append(e)
@@ -792,7 +793,7 @@ class NetworkManager:
                 for e in mine for other in by_network.get(e.network, ())
                 if other.container_id != container_id for a in _addresses(other)
             ]
-            own += dns.extra_entries(rec.extra_hosts)
+            own += dns.extra_entries(rec.extra_hosts, gateways.get(mine[0].network) if mine else None)
             dns.write_in_place(hosts_path, dns.render_hosts(own, peers))
             dns.write_in_place(resolv_path, dns.render_resolv_conf(host_resolv, rec.dns, rec.dns_search,
                                                                         rec.dns_options))

@@ -86,6 +86,8 @@ def container_config(
         secret_env=dict(c.secret_env),
         ipv4_addresses=dict(c.ipv4_addresses),
         ipv6_addresses=dict(c.ipv6_addresses),
+        log_driver=c.logging.driver if c.logging else None,
+        log_options=dict(c.logging.options) if c.logging else {},
     )
 
 

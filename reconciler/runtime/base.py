@@ -201,6 +201,8 @@ class ContainerConfig:
     secret_env: Mapping[str, str] = field(default_factory=dict)
     ipv4_addresses: Mapping[str, str] = field(default_factory=dict)   # fixed addresses by network name
     ipv6_addresses: Mapping[str, str] = field(default_factory=dict)
+    log_driver: str | None = None               # Docker's LogConfig.Type (None: the engine's default)
+    log_options: Mapping[str, str] = field(default_factory=dict)   # LogConfig.Config: max-size, max-file, ...
 
 
 def labels_match(labels: Mapping[str, str], selector: Mapping[str, str] | None) -> bool:
@@ -227,7 +229,7 @@ def config_to_json(config: ContainerConfig) -> dict[str, Any]:
         out["env"] = {k: v for k, v in out["env"].items() if k not in config.secret_env}
     else:
         out.pop("secret_env")            # absent when none: records written before it read the same
-    for key in ("ipv4_addresses", "ipv6_addresses"):
+    for key in ("ipv4_addresses", "ipv6_addresses", "log_driver", "log_options"):
         if not out[key]:
             out.pop(key)                 # likewise
     return out
@@ -289,6 +291,7 @@ def config_from_json(d: Mapping[str, Any]) -> ContainerConfig:
         secret_env=dict(d.get("secret_env") or {}),
         ipv4_addresses=dict(d.get("ipv4_addresses") or {}),
         ipv6_addresses=dict(d.get("ipv6_addresses") or {}),
+        log_driver=d.get("log_driver"), log_options=dict(d.get("log_options") or {}),
     )
 
 

@@ -142,7 +142,7 @@ def _load(
     # the manifests' bases are real paths (reading.py), and so is the root they are placed from
     builder = building.Builder(problems, limits, root=os.path.realpath(root),
                                live=None if live is None else os.path.normpath(os.path.abspath(live)),
-                               decryption=decryption, engine=engine)
+                               decryption=decryption, engine=engine, warnings=warnings)
     project = ""
     if compose_files:
         project, docs, source_files = _compose(path, live, list(compose_files), compose_opts, builder, warnings, policy)

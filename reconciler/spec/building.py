@@ -81,24 +81,26 @@ class Builder:
     pins: dict[str, str] = field(default_factory=dict)       # the lock file's ref -> digest (lock.py)
     decryption: sops.Keys | None = None     # opens SOPS-encrypted env files (spec.load's `decryption`)
     engine: str | None = None       # the engine that converges them (spec.load's `engine`); None: any
+    warnings: list[errors.Problem] = field(default_factory=list)     # what loads but is not honoured there
     _file_cache: dict[str, bytes | None] = field(default_factory=dict)
     _plain_cache: dict[str, sops.Decrypted | str] = field(default_factory=dict, repr=False)
 
     # -- reporting -------------------------------------------------------------------------
 
     def report(self, d: _Doc, path: Path_, message: str, *, key: bool = False) -> None:
+        self.problems.append(self.problem(d, path, message, key=key))
+
+    def warn(self, d: _Doc, path: Path_, message: str, *, key: bool = False) -> None:
+        self.warnings.append(self.problem(d, path, message, key=key))
+
+    @staticmethod
+    def problem(d: _Doc, path: Path_, message: str, *, key: bool = False) -> errors.Problem:
         if d.raw.locate is not None:    # a document made from a compose file: named as written there
             file, line, column, where = d.raw.locate(path, key)
-            self.problems.append(errors.Problem(file=file, line=line, column=column, kind="", name="",
-                                                field=where, message=message))
-            return
+            return errors.Problem(file=file, line=line, column=column, kind="", name="", field=where, message=message)
         line, column = d.raw.where(path, key=key)
-        self.problems.append(
-            errors.Problem(
-                file=d.raw.file, line=line, column=column, kind=d.kind, name=d.name,
-                field=reading._fmt(path), message=message,
-            )
-        )
+        return errors.Problem(file=d.raw.file, line=line, column=column, kind=d.kind, name=d.name,
+                              field=reading._fmt(path), message=message)
 
     # -- phase 1: kind, name, schema -------------------------------------------------------
 
@@ -585,6 +587,9 @@ class Builder:
             fields["secrets"] = secrets
         if reservations is not None:    # likewise
             fields["reservations"] = reservations
+        logging = self.logging(d, spec.get("logging"))
+        if logging is not None:         # likewise
+            fields["logging"] = logging
         if secret_env:                  # likewise; the hash takes the file's digest, not the value
             fields["secret_env"] = MappingProxyType(dict(sorted(secret_env.items())))
         # an update policy moves the tag: the hash names the repository (hashing.py)
@@ -635,6 +640,24 @@ class Builder:
                 self.report(d, at, f"{key} is not a namespaced sysctl: it would change the whole host; only net.*, "
                             "fs.mqueue.* and kernel.msgmax/msgmnb/msgmni/sem/shmall/shmmax/shmmni/shm_rmid_forced can be set per container", key=True)
         return MappingProxyType({k: _env_str(v) for k, v in sorted(given.items())})
+
+    def logging(self, d: _Doc, given: Mapping[str, Any] | None) -> models.LogConfig | None:
+        """`logging:` checked; for the native engine, what it cannot honour is a warning naming
+        the key (it rotates json-file/local logs by max-size and max-file, and keeps the output itself)."""
+        if given is None:
+            return None
+        out = models.LogConfig(driver=given.get("driver"), options=MappingProxyType(dict(sorted((given.get("options") or {}).items()))))
+        for key, parse in (("max-size", units.parse_docker_size), ("max-file", _positive_int)):
+            if key in out.options:
+                self.convert(d, ("spec", "logging", "options", key), parse, out.options[key])
+        if self.engine == "native":
+            if out.driver not in (None, *NATIVE_LOG_DRIVERS):
+                self.warn(d, ("spec", "logging", "driver"), f"log driver {out.driver} is not honoured on the native "
+                          "engine: it keeps each container's output itself (reconcile logs NAME)")
+            for key in sorted(set(out.options) - {"max-size", "max-file"}):
+                self.warn(d, ("spec", "logging", "options", key), f"log option {key} is not honoured on the native engine "
+                          "(it honours max-size and max-file)", key=True)
+        return out
 
     def fixed_addresses(self, d: _Doc, entries: Any) -> tuple[Mapping[str, str], Mapping[str, str]]:
         """The `ipv4Address` / `ipv6Address` of each `networks:` entry, by network name, each
@@ -1206,6 +1229,15 @@ def _device(text: str) -> str:
     perms = parts[-1] if len(parts) > 1 and not parts[-1].startswith("/") else "rwm"
     return f"{host}:{container}:{perms}"
 
+
+
+NATIVE_LOG_DRIVERS = ("json-file", "local")     # the native engine rotates its own log as these do
+
+
+def _positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{value!r} is not a whole number of files of 1 or more")
+    return int(value)
 
 
 def _address_problem(address: str, net: models.Network | None) -> str | None:

@@ -98,6 +98,9 @@ SERVICE_KEYS: dict[str, str] = {
                "default), `mode` 0444 by default",
     "profiles": "whether the service runs (`--profile`, `COMPOSE_PROFILES`)",
     "extends": "applied while loading (same file or another file)",
+    "logging": "`logging` (`driver`, `options`): the Docker backend's LogConfig; the native engine keeps the output "
+               "itself and honours `json-file`/`local` with `max-size`/`max-file` (it rotates that container's log so); "
+               "another driver or option is a warning naming it",
 }
 # deploy.restart_policy's conditions as docker compose maps them (None: unset, the specification's "any")
 _RESTART_CONDITIONS = {None: "always", "none": "no", "no": "no", "on-failure": "on-failure", "any": "always",
@@ -107,7 +110,6 @@ _SERVICE_DEFAULTS: dict[str, Any] = {"oom_kill_disable": False}
 # Service keys that change nothing on this engine (a warning names them).
 _SERVICE_NO_EFFECT = {
     "expose": "has no effect: every port of a container is reachable on its networks; publish with ports: to reach it from the host",
-    "logging": "is not honoured: the engine keeps each container's output itself (reconcile logs NAME)",
     "attach": "has no effect: reconcile does not attach to containers' output",
     "develop": "has no effect: reconcile has no watch mode; commit or save the change and the agent applies it",
 }
@@ -1219,6 +1221,19 @@ class _Service:
             items = [str(v) for v in value]
         if items:
             self.put("extraHosts", items, "extra_hosts")
+
+    def k_logging(self, value: Map) -> None:
+        out: dict[str, Any] = {}
+        if value.get("driver"):
+            out["driver"] = str(value["driver"])
+            self.doc.came(("spec", "logging", "driver"), self.p("logging", "driver"))
+        options = {str(k): str(v) for k, v in (value.get("options") or {}).items() if v is not None}
+        if options:
+            out["options"] = options
+            for key in options:
+                self.doc.came(("spec", "logging", "options", key), self.p("logging", "options", key))
+        if out:
+            self.put("logging", out, "logging")
 
     def k_dns(self, value: Any) -> None:
         if value:

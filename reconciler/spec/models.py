@@ -143,6 +143,14 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class LogConfig:
+    """`logging:`: where a container's output goes (Docker's --log-driver / --log-opt)."""
+
+    driver: str | None              # None: the engine's default
+    options: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class Ulimit:
     """One setrlimit(2) limit; -1 is unlimited."""
 
@@ -268,6 +276,7 @@ class Container:
     # fixed addresses by Network name (`networks: [{name, ipv4Address, ipv6Address}]`); absent when none
     ipv4_addresses: Mapping[str, str] = field(default_factory=dict, metadata={"omit_empty": True})
     ipv6_addresses: Mapping[str, str] = field(default_factory=dict, metadata={"omit_empty": True})
+    logging: LogConfig | None = field(default=None, metadata={"omit_empty": True})      # absent when not set
 
 
 @dataclass(frozen=True)

@@ -569,7 +569,7 @@ def test_warnings_name_what_is_not_honoured(tmp_path: Path) -> None:
           web:
             image: x/web${TAG}
             expose: ["80"]
-            logging: {driver: json-file}
+            logging: {driver: json-file}    # honoured (tests/spec/test_logging.py): no warning
             read_only: "yes"
             ports:
               - {target: 80, published: "8080", name: http}
@@ -578,7 +578,6 @@ def test_warnings_name_what_is_not_honoured(tmp_path: Path) -> None:
         "compose.yaml:1:1: version: the version attribute is obsolete and ignored; remove it",
         "compose.yaml:4:12: services.web.image: the 'TAG' variable is not set; using an empty string",
         "compose.yaml:5:5: services.web.expose: expose has no effect: every port of a container is reachable on its networks; publish with ports: to reach it from the host",
-        "compose.yaml:6:5: services.web.logging: logging is not honoured: the engine keeps each container's output itself (reconcile logs NAME)",
         "compose.yaml:7:16: services.web.read_only: 'yes' for a boolean is not YAML 1.2; write true",
         "compose.yaml:9:41: services.web.ports[0].name: name is descriptive only and not kept",
     ]

@@ -200,6 +200,16 @@ def test_one_host_fields_are_refused_naming_them() -> None:
         "with a single-host agent",
         "spec.devices[0]: a Swarm service cannot have a host device (/dev/fuse); run it with a single-host agent on "
         "the host that has the device"]
+    assert services.refusals(base.ContainerConfig(name="f", image="i", networks=("front", "back"),
+                                                  ipv4_addresses={"back": "10.0.9.5"})) == [
+        "spec.networks[1]: a Swarm service's tasks get their addresses from Swarm, not a fixed one; remove "
+        "ipv4Address/ipv6Address, or run it with a single-host agent"]
+
+
+def test_logging_is_the_task_templates_log_driver() -> None:
+    config = base.ContainerConfig(name="web", image="i", log_driver="json-file", log_options={"max-size": "1m"})
+    assert services.service_spec(config)["TaskTemplate"]["LogDriver"] == {"Name": "json-file", "Options": {"max-size": "1m"}}
+    assert "LogDriver" not in services.service_spec(base.ContainerConfig(name="web", image="i"))["TaskTemplate"]
 
 
 def test_a_bind_mount_runs_where_the_service_is_pinned_to_one_node_if_its_path_is_that_nodes() -> None:

@@ -240,6 +240,8 @@ def container_body(config: base.ContainerConfig) -> dict[str, Any]:
                         ("DnsOptions", config.dns_options), ("GroupAdd", config.group_add)):
         if values:
             host[key] = list(values)
+    if config.log_driver or config.log_options:
+        host["LogConfig"] = {"Type": config.log_driver or "", "Config": dict(config.log_options)}
     if config.ulimits:
         host["Ulimits"] = [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in config.ulimits]
     if config.networks:

@@ -91,6 +91,10 @@ def refusals(config: base.ContainerConfig) -> list[str]:
     for i, d in enumerate(config.devices):
         out.append(f"spec.devices[{i}]: a Swarm service cannot have a host device ({d.split(':')[0]}); run it "
                    "with a single-host agent on the host that has the device")
+    for i, net in enumerate(config.networks):
+        if net in config.ipv4_addresses or net in config.ipv6_addresses:
+            out.append(f"spec.networks[{i}]: a Swarm service's tasks get their addresses from Swarm, not a fixed "
+                       "one; remove ipv4Address/ipv6Address, or run it with a single-host agent")
     return out
 
 
@@ -161,9 +165,6 @@ def _networks(config: base.ContainerConfig) -> list[dict[str, Any]]:
     if config.aliases and (not config.networks or config.networks[0] in _SPECIAL_NETWORKS):
         raise errors.InvalidArgument(f"service {config.name}: aliases need an overlay network",
                                      hint="add the container to a Network object")
-    if config.ipv4_addresses or config.ipv6_addresses:
-        raise errors.InvalidArgument(f"service {config.name}: a Swarm service's tasks get their addresses from Swarm; "
-                                     "it cannot have a fixed address", hint="remove ipv4Address/ipv6Address")
     return [{"Target": n, **({"Aliases": list(config.aliases)} if config.aliases and n not in _SPECIAL_NETWORKS
                              else {})}
             for n in config.networks]
@@ -254,6 +255,8 @@ def service_spec(
                             "Resources": {"Limits": limits, **({"Reservations": reserve} if reserve else {})}}
     if config.networks:
         task["Networks"] = _networks(config)
+    if config.log_driver or config.log_options:     # Swarm's TaskTemplate.LogDriver (docker stack deploy's)
+        task["LogDriver"] = {"Name": config.log_driver or "", "Options": dict(config.log_options)}
     if config.constraints or config.spread:
         task["Placement"] = {"Constraints": list(config.constraints),
                              "Preferences": [{"Spread": {"SpreadDescriptor": s}} for s in config.spread]}

@@ -220,3 +220,25 @@ def test_follow_continues_into_the_new_file(native: tuple[NativeRuntime, str], t
     out = subprocess.run([sys.executable, "-m", "reconciler", "logs", "--tail", "100", "rot"], cwd=REPO, env=env,
                          capture_output=True, text=True, check=True, timeout=120).stdout
     assert out.splitlines() == seen[-100:]
+
+
+def test_a_containers_own_max_size_and_max_file_win_over_the_engines(native: tuple[NativeRuntime, str]) -> None:
+    """`logging: {driver: json-file, options: {max-size: 8k, max-file: '2'}}` (#16): that container's
+    log rotates at 8 KiB and keeps two files, while the engine rotates at MAX_SIZE (64 KiB)."""
+    rt, image = native
+    script = f"i=0; while [ $i -lt 200 ]; do echo \"$i-{PAD}\"; i=$((i+1)); done; sleep 1000"   # ~40 KiB
+    own = rt.create_container(base.ContainerConfig(
+        name="own", image=image, command=("sh", "-c", script), networks=("none",),
+        log_driver="json-file", log_options={"max-size": "8k", "max-file": "2"}))
+    engine = rt.create_container(base.ContainerConfig(
+        name="engine", image=image, command=("sh", "-c", script), networks=("none",)))
+    for cid in (own, engine):
+        rt.start_container(cid)
+        log = rt.containers.paths(cid).log
+        _wait(lambda log=log: log.exists() and log.read_bytes().count(b"\n") >= 200, "200 lines")
+    assert rt.rotate_logs() == [own]                 # 40 KiB: past 8 KiB, below 64 KiB
+    own_log = rt.containers.paths(own).log
+    assert logs.rotated_files(own_log) == [own_log.with_name(own_log.name + ".1")]
+    own_log.write_bytes(b"2026-01-01T00:00:00.000000000+00:00 stdout F filler\n" * 200)     # past 8 KiB again
+    assert rt.rotate_logs() == [own]
+    assert len(logs.rotated_files(own_log)) == 1     # max-file 2: the current file and one rotated

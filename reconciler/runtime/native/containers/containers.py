@@ -42,6 +42,7 @@ from reconciler.runtime.native.containers import (
 )
 from reconciler.runtime.native.network import dns
 from reconciler.runtime.native.volumes import volumes
+from reconciler.spec import units
 
 __all__ = ["Attachment", "ContainerManager", "NetworkAttacher"]
 
@@ -247,24 +248,30 @@ class ContainerManager(records.RecordStore):
         prefix = self._prefix(rec)
         return lambda pid: cgroups.move_monitor(prefix, pid)
 
-    def _log_cap(self) -> int | None:
+    def _log_cap(self, config: base.ContainerConfig) -> int | None:
         if self.log_size_max is not None:
             return self.log_size_max
         # a backstop well above the rotation size (logs.rotate keeps what its cut drops)
-        return max(conmon.DEFAULT_LOG_SIZE_MAX, 4 * self.log_max_size)
+        return max(conmon.DEFAULT_LOG_SIZE_MAX, 4 * self.rotation(config)[0])
+
+    def rotation(self, config: base.ContainerConfig) -> tuple[int, int]:
+        """The size a container's log rotates at and how many files it keeps: its json-file or
+        local logging's max-size and max-file (checked at load), else the engine's."""
+        opts = config.log_options if config.log_driver in (None, "json-file", "local") else {}
+        size = units.parse_docker_size(opts["max-size"]) if "max-size" in opts else self.log_max_size
+        return size, int(opts["max-file"]) if "max-file" in opts else self.log_max_files
 
     def rotate_logs(self, recs: Sequence[records.Record] | None = None) -> list[str]:
         """Rotate the logs of running containers that reached `log_max_size` (a stat() each);
         the supervision loop calls this every few seconds. Returns the ids rotated."""
-        if self.log_max_size <= 0:
-            return []
         done = []
         for rec in self.records() if recs is None else recs:
-            if rec.status != "running":
+            max_size, max_files = self.rotation(rec.config)
+            if rec.status != "running" or max_size <= 0:
                 continue
             p = self.paths(rec.id)
             try:
-                if logs.rotate(p.log, p.dir / "ctl", max_size=self.log_max_size, max_files=self.log_max_files):
+                if logs.rotate(p.log, p.dir / "ctl", max_size=max_size, max_files=max_files):
                     done.append(rec.id)
             except OSError:
                 continue                        # removed meanwhile; the next tick tries again
@@ -357,7 +364,7 @@ class ContainerManager(records.RecordStore):
                 raise rterrors.AlreadyExists(f"a container named {name} exists already") from None
             undo.append(lambda: self._delete_record(cid))
             pid, conmon_pid = conmon.create(cid, name, self.oci(rec.runtime), p.conmon, place=self._place(rec),
-                                             log_size_max=self._log_cap(), terminal=rec.terminal, stdin=rec.stdin)
+                                             log_size_max=self._log_cap(rec.config), terminal=rec.terminal, stdin=rec.stdin)
             undo.append(lambda: cgroups.remove(self.config.name_prefix, cid))
             rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid, **_identity(pid, conmon_pid))
             self._save(rec)
@@ -517,7 +524,7 @@ class ContainerManager(records.RecordStore):
                                               ip6_addresses=dict(getattr(att, "ip6_addresses", None) or {}),
                                               published=tuple(att.ports))
                 pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec),
-                                                 log_size_max=self._log_cap(),
+                                                 log_size_max=self._log_cap(rec.config),
                                                  terminal=rec.terminal, stdin=rec.stdin)
                 rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid, status="created",
                                           **_identity(pid, conmon_pid))

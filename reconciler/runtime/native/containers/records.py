@@ -140,6 +140,7 @@ def config_from_dict(d: Mapping[str, Any]) -> base.ContainerConfig:
         oom_score_adj=d.get("oom_score_adj"), group_add=tuple(d.get("group_add") or ()),
         privileged=bool(d.get("privileged")), devices=tuple(d.get("devices") or ()), domainname=d.get("domainname"),
         ipv4_addresses=dict(d.get("ipv4_addresses") or {}), ipv6_addresses=dict(d.get("ipv6_addresses") or {}),
+        log_driver=d.get("log_driver"), log_options=dict(d.get("log_options") or {}),
     )
 
 

@@ -1,7 +1,8 @@
-"""Compose's `ipv4_address` on the host's real dockerd, through `reconcile apply --runtime docker`
-(#16): each service gets exactly the address its compose file names, on its first network (set
-at create) and on a second one (set at connect), and the other service reaches it there; `extra_hosts: [NAME:host-gateway]` reaches
-dockerd as written, and its /etc/hosts names the default bridge's gateway. The
+"""Compose keys of #16 on the host's real dockerd, through `reconcile apply --runtime docker`:
+`ipv4_address` gives each service exactly the address its compose file names, on its first
+network (set at create) and on a second one (set at connect), and the other service reaches it
+there; `extra_hosts: [NAME:host-gateway]` reaches dockerd as written, and the container's
+/etc/hosts names the default bridge's gateway; `logging:` is the container's LogConfig. The
 project (containers, its networks on leased subnets) is removed afterwards, even when the test
 fails.
 """
@@ -136,3 +137,40 @@ def test_host_gateway_is_passed_to_dockerd_which_names_its_bridge_gateway(
     bridge = docker.api.network_inspect("bridge")["IPAM"]["Config"][0]["Gateway"]
     hosts = docker.exec(app, ["cat", "/etc/hosts"]).stdout.decode().splitlines()
     assert f"{bridge}\thost.docker.internal" in hosts, hosts
+
+
+LOGGING = """
+    services:
+      app:
+        image: {image}
+        command: ["sh", "-c", "echo hello; sleep 3600"]
+        stop_grace_period: 1s
+        logging:
+          driver: local
+          options: {{max-size: 1m, max-file: "2"}}
+    networks:
+      default:
+        ipam: {{config: [{{subnet: "{subnet}"}}]}}
+    """
+
+
+def test_logging_becomes_the_containers_log_config(
+    project: tuple[str, list[ipaddress.IPv4Network]], docker: DockerRuntime, docker_image: PulledImage,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name, (subnet, _) = project
+    for var in ("COMPOSE_FILE", "COMPOSE_PROFILES"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("COMPOSE_PROJECT_NAME", name)
+    where = tmp_path / "p"
+    where.mkdir()
+    (where / "compose.yaml").write_text(textwrap.dedent(LOGGING.format(image=docker_image.ref, subnet=subnet)))
+
+    assert main(["apply", str(where), "--root", str(tmp_path / "root"), "--runtime", "docker", "--owner", name]) == 0
+    app = f"{name}-app-1"
+    assert docker.api.container_inspect(app)["HostConfig"]["LogConfig"] == {
+        "Type": "local", "Config": {"max-size": "1m", "max-file": "2"}}
+    deadline = time.monotonic() + 10
+    while [ln.data for ln in docker.logs(app)] != [b"hello"]:      # the local driver keeps it readable
+        assert time.monotonic() < deadline
+        time.sleep(0.2)

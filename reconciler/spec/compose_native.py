@@ -16,8 +16,8 @@ What each compose key becomes is `SERVICE_KEYS` (service keys), `TOP_KEYS`, `NET
 and `VOLUME_KEYS`, published as docs/reference/compose.md.
 
 A key compose defines that the manifest language cannot say yet is an error naming it
-("not supported yet"); a key that changes nothing here (expose, logging, a port's name) is a
-warning. Nothing is dropped silently.
+("not supported yet"); a key that changes nothing here (expose, a port's name, on the native
+engine a log driver other than json-file/local) is a warning. Nothing is dropped silently.
 """
 
 from __future__ import annotations

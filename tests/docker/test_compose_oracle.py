@@ -7,7 +7,7 @@ names, with its own subnets, fixed address and host port (IMAGE, SUBNET_*, ADDR_
 compared: image, command, entrypoint, environment, mounts, published ports, networks,
 aliases and fixed addresses, restart policy, user, working directory, hostname, domain name, healthcheck, stop signal and
 timeout, terminal and open stdin, read-only root, init, capabilities, security options, sysctls, ulimits, /dev/shm size, CPU shares and set, memory limit, swap and reservation, extra hosts, DNS
-servers, search domains and options, OOM score adjustment, supplementary groups, and labels. Names that carry the project name (volumes,
+servers, search domains and options, OOM score adjustment, supplementary groups, log driver and options, and labels. Names that carry the project name (volumes,
 networks) are compared with it replaced, an anonymous volume (`- /path`: a random name in compose) by
 type and target only, and what each tool adds of its own is left out:
 reconciler's `reconciler.*` labels, compose's config-hash/version/working_dir/config_files
@@ -176,6 +176,7 @@ def view(attrs: dict[str, Any], run: Run) -> dict[str, Any]:
         "cap_add": sorted(c.removeprefix("CAP_") for c in host.get("CapAdd") or []),
         "cap_drop": sorted(c.removeprefix("CAP_") for c in host.get("CapDrop") or []),
         "security_opt": host.get("SecurityOpt") or [],
+        "log_config": host.get("LogConfig"),
     }, run)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from typing import Any
 
@@ -371,3 +372,16 @@ def test_a_volume_is_made_with_its_driver_options(engine: Engine) -> None:
     (line,) = stdout(docker, name)
     assert line.split()[2] == "tmpfs"
     assert "nr_inodes=777" in line
+
+
+def test_fixed_addresses_on_the_first_and_a_second_network(engine: Engine) -> None:
+    """`networks: [{name, ipv4Address}]` (#16): the address asked for, on the network given at
+    create and on one connected after it, on dockerd and on Podman alike."""
+    docker, docker_image, scope = engine.rt, engine.image, engine.scope
+    first, second = scope.name("networks", "fixa"), scope.name("networks", "fixb")
+    subnets = {first: ipaddress.IPv4Network(scope.subnet()), second: ipaddress.IPv4Network(scope.subnet())}
+    for net, subnet in subnets.items():
+        docker.ensure_network(base.NetworkConfig(net, subnet=str(subnet), internal=True, labels=scope.labels))
+    want = {net: str(subnet.network_address + 42) for net, subnet in subnets.items()}
+    name = run(scope, docker_image, "fixed", "sleep 600", networks=(first, second), ipv4_addresses=want)
+    assert docker.inspect_container(name).ip_addresses == want

@@ -239,6 +239,8 @@ def test_a_containers_own_max_size_and_max_file_win_over_the_engines(native: tup
     assert rt.rotate_logs() == [own]                 # 40 KiB: past 8 KiB, below 64 KiB
     own_log = rt.containers.paths(own).log
     assert logs.rotated_files(own_log) == [own_log.with_name(own_log.name + ".1")]
-    own_log.write_bytes(b"2026-01-01T00:00:00.000000000+00:00 stdout F filler\n" * 200)     # past 8 KiB again
+    _wait(own_log.exists, "conmon reopening the log")
+    with open(own_log, "ab") as f:                   # past 8 KiB again (the container only sleeps now)
+        f.write(b"2026-01-01T00:00:00.000000000+00:00 stdout F filler\n" * 200)
     assert rt.rotate_logs() == [own]
     assert len(logs.rotated_files(own_log)) == 1     # max-file 2: the current file and one rotated

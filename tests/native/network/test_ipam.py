@@ -115,12 +115,12 @@ def test_host_ports_are_exclusive(tmp_path: Path) -> None:
     _add(store, "c4", ports=(base.PortMapping(80, 8080, host_ip="127.0.0.1"),))
 
 
-def _worker(args: tuple[str, int]) -> list[str]:
-    db_path, n = args
+def _worker(args: tuple[str, int, int]) -> list[str]:
+    db_path, task, n = args
     store = ipam.IPAM(Database(db_path))
     out = []
     for i in range(n):
-        cid = f"p{multiprocessing.current_process().pid}-{i}"
+        cid = f"t{task}-{i}"      # a pool may give one process two tasks: name by task
         out.append(_add(store, cid)[0].address)
     return out
 
@@ -129,7 +129,7 @@ def test_concurrent_processes_never_share_an_address(tmp_path: Path) -> None:
     store = _store(tmp_path)
     store.add_network(base.NetworkConfig("n", subnet="10.254.0.0/24"), bridge="b", pool="10.0.0.0/8")
     with multiprocessing.get_context("fork").Pool(4) as pool:
-        results = pool.map(_worker, [(str(tmp_path / "state.db"), 25)] * 4)
+        results = pool.map(_worker, [(str(tmp_path / "state.db"), task, 25) for task in range(4)])
     addresses = [a for r in results for a in r]
     assert len(addresses) == 100
     assert len(set(addresses)) == 100

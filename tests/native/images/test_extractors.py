@@ -216,3 +216,18 @@ def test_a_pull_killed_while_extractors_run_takes_them_along_and_the_next_pull_c
         assert _snapshot_tree(snap.path / "fs") == whole[snap.short_id]
     store.pull(ref)
     assert len(list((view(store, ref) / "l3" / "d29").iterdir())) == 200
+
+
+def test_extractors_that_cannot_start_leave_the_unpacking_to_the_pulling_process(
+    tmp_path: Path, push: Callable[..., str], monkeypatch: pytest.MonkeyPatch,
+    view: Callable[[images.ImageStore, str], Path],
+) -> None:
+    ref = push(_layers(300))
+    monkeypatch.setenv("PYTHONHOME", str(tmp_path / "no-such-python"))    # their interpreter cannot start
+    store = images.ImageStore(_processes(tmp_path))
+    store.pull(ref)
+    monkeypatch.delenv("PYTHONHOME")
+    reference = images.ImageStore(dataclasses.replace(native_config(tmp_path / "ref"), process_unpack_min_bytes=-1))
+    reference.pull(ref)
+    assert _trees(store, ref) == _trees(reference, ref)
+    assert sorted(os.listdir(view(store, ref) / "opq")) == ["b"]

@@ -10,9 +10,11 @@ in chain order. The extractors hold no lock and no other file of the pulling pro
 (close_fds), share its credentials and umask, ignore SIGINT (the pull decides what a ^C
 stops) and die with it (PR_SET_PDEATHSIG): a killed pull leaves only its `extract-*` debris.
 
-The protocol is one JSON line each way per layer over the worker's stdin and stdout (fd 1 is
-pointed at stderr inside the worker, so nothing else can write to the channel): the job, then
-{"ok": result} or {"error": kind, ...}. Errors cross as LayerError (message and hint),
+The protocol is JSON lines over the worker's stdin and stdout (fd 1 is pointed at stderr inside
+the worker, so nothing else can write to the channel): {"ready": true} once, then per layer the
+job and {"ok": result} or {"error": kind, ...}. A worker that exits before it is ready (an
+interpreter that cannot import this package) is replaced by the calling thread, as without
+extractors. Errors cross as LayerError (message and hint),
 NeedsLowers, or OSError (errno, so a full disk is still DiskFull for the caller).
 """
 
@@ -45,7 +47,13 @@ class Extractors:
 
     def __init__(self, n: int) -> None:
         self._idle: queue.Queue[_Worker] = queue.Queue()
-        self._workers = [_Worker() for _ in range(max(1, n))]
+        self._workers: list[_Worker] = []
+        try:
+            for _ in range(max(1, n)):
+                self._workers.append(_Worker())
+        except BaseException:
+            self.close()
+            raise
         for w in self._workers:
             self._idle.put(w)
 
@@ -58,13 +66,18 @@ class Extractors:
     def apply(self, blob: Path, dest: Path, *, lowers: Sequence[Path] = (), lowers_pending: bool = False,
               expected_diff_id: str | None = None, limits: layers.Limits | None = None,
               compressed_size: int | None = None) -> layers.ApplyResult:
-        """`layers.apply_layer` of the blob file `blob` into `dest`, in an extractor process."""
+        """`layers.apply_layer` of the blob file `blob` into `dest`, in an extractor process;
+        in this thread if the extractor could not start (an interpreter that cannot import
+        this package), as without extractors."""
         job = {"blob": str(blob), "dest": str(dest), "lowers": [str(p) for p in lowers],
                "lowers_pending": lowers_pending, "expected_diff_id": expected_diff_id,
                "limits": asdict(limits or layers.Limits()), "compressed_size": compressed_size}
         worker = self._idle.get()
         try:
             return worker.call(job)
+        except _NotStarted:
+            with open(blob, "rb") as f:
+                return _apply(f, job)
         finally:
             self._idle.put(worker)
 
@@ -87,8 +100,13 @@ class _Worker:
         self.jobs = cast("IO[bytes]", self.proc.stdin)          # both pipes, as asked
         self.answers = cast("IO[bytes]", self.proc.stdout)
         self.broken: str | None = None
+        self.started: bool | None = None      # None: its "ready" line not read yet
 
     def call(self, job: dict[str, Any]) -> layers.ApplyResult:
+        if self.started is None:
+            self.started = bool(self.answers.readline())
+        if not self.started:
+            raise _NotStarted
         if self.broken is not None:
             raise _died(self.broken)
         try:
@@ -111,6 +129,10 @@ class _Worker:
             self.proc.kill()
             self.proc.wait()
         self.answers.close()
+
+
+class _NotStarted(Exception):
+    """The extractor exited before it was ready (its stderr says why)."""
 
 
 def _died(what: str) -> errors.ImageError:
@@ -140,6 +162,8 @@ def main() -> None:
     os.dup2(2, 1)           # a stray print must not corrupt the channel
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(int(sys.argv[1]))
+    out.write(b'{"ready": true}\n')
+    out.flush()
     for line in sys.stdin.buffer:
         out.write(json.dumps(_run(json.loads(line))).encode() + b"\n")
         out.flush()

@@ -12,7 +12,9 @@ Pull pipeline (runtime-internals.md §7, moby/containerd behaviour):
    digest across pulls in flight (and across processes by the ingest lock).
 4. extraction overlaps the downloads and itself: each layer is unpacked as soon as its blob is
    there, by a pool of `config.max_concurrent_unpacks` threads, into its own snapshot dir
-   (layers.apply_layer with `lowers_pending`), and committed in chain order once its parent
+   (layers.apply_layer with `lowers_pending`; in extractor processes, extractors.py, when the
+   pull unpacks `config.process_unpack_min_bytes` or more, so that the unpacks do not share
+   this process's interpreter lock), and committed in chain order once its parent
    is (implicit parents then get the lower directory's attributes; a layer with a hardlink
    into a lower one is unpacked again once the lowers are there). Each snapshot is built
    under its ChainID lock (another pull extracting the same layer is waited for, not
@@ -62,7 +64,7 @@ if TYPE_CHECKING:
 
     from reconciler import registry_client as rc
     from reconciler.runtime import base
-    from reconciler.runtime.native.images import layers
+    from reconciler.runtime.native.images import extractors, layers
 
 __all__ = ["GLOBAL_MAX_DOWNLOADS", "ImageStore", "LayerRecord"]
 
@@ -379,8 +381,10 @@ class ImageStore:
         futures: dict[str, Future[None]] = {}
         own: set[Future[None]] = set()
         chain = _Chain(missing)
-        with ThreadPoolExecutor(max_workers=max(1, self.config.max_concurrent_downloads),
-                                thread_name_prefix="pull") as pool, \
+        todo = sum(rec.size for rec, miss in zip(records, missing, strict=True) if miss)
+        with self._extractors(todo) as ex, \
+                ThreadPoolExecutor(max_workers=max(1, self.config.max_concurrent_downloads),
+                                   thread_name_prefix="pull") as pool, \
                 ThreadPoolExecutor(max_workers=max(1, self.config.max_concurrent_unpacks),
                                    thread_name_prefix="unpack") as unpackers:
             try:
@@ -394,7 +398,7 @@ class ImageStore:
                     if miss:
                         fut = futures.get(rec.digest)
                         jobs.append((rec, unpackers.submit(self._unpack, client, r, records, i, fut, fut in own,
-                                                           chain, emit)))
+                                                           chain, ex, emit)))
                 for rec, job in jobs:
                     try:
                         built = job.result()
@@ -410,8 +414,27 @@ class ImageStore:
                     f.cancel()
                 raise
 
+    @contextlib.contextmanager
+    def _extractors(self, todo: int) -> Iterator[extractors.Extractors | None]:
+        """Extractor processes for a pull that unpacks `todo` compressed bytes, if it is worth
+        their start (config.process_unpack_min_bytes); None: threads of this process unpack."""
+        floor = self.config.process_unpack_min_bytes
+        if floor < 0 or todo < floor:
+            yield None
+            return
+        from reconciler.runtime.native.images import extractors
+
+        try:
+            ex = extractors.Extractors(self.config.max_concurrent_unpacks)
+        except OSError:
+            yield None                  # no interpreter to start: the threads do it
+            return
+        with ex:
+            yield ex
+
     def _unpack(self, client: rc.RegistryClient, r: rc.Reference, records: Sequence[LayerRecord], i: int,
-                fut: Future[None] | None, mine: bool, chain: _Chain, emit: base.ProgressCallback) -> bool:
+                fut: Future[None] | None, mine: bool, chain: _Chain, ex: extractors.Extractors | None,
+                emit: base.ProgressCallback) -> bool:
         """Layer i's job: its blob, its own snapshot dir, committed after layer i-1's."""
         rec = records[i]
         try:
@@ -432,7 +455,7 @@ class ImageStore:
             parents = [x.chain_id for x in records[:i]]
             emit("extract", {"digest": rec.digest, "status": "extracting"})
             with diskfull.translated(f"unpacking layer {rec.digest[:19]}", self.snapshots.dir):
-                built = self.snapshots.create(rec.chain_id, parents, self._applier(rec, chain, i),
+                built = self.snapshots.create(rec.chain_id, parents, self._applier(rec, chain, i, ex),
                                               parents_ready=lambda: chain.wait_below(i))
         except BaseException as exc:
             chain.failed(i, exc)
@@ -484,13 +507,18 @@ class ImageStore:
                 ing.commit(verified=True)
         emit("layer-downloaded", {"digest": rec.digest})
 
-    def _applier(self, rec: LayerRecord, chain: _Chain, i: int) -> Callable[[Path, list[Path]], dict[str, Any]]:
+    def _applier(self, rec: LayerRecord, chain: _Chain, i: int,
+                 ex: extractors.Extractors | None) -> Callable[[Path, list[Path]], dict[str, Any]]:
         from reconciler.runtime.native.images import layers
 
         def unpack(fs: Path, lowers: list[Path], pending: bool) -> layers.ApplyResult:
+            below = [] if pending else lowers
             try:
+                if ex is not None:
+                    return ex.apply(self.content.blob_path(rec.digest), fs, lowers=below, lowers_pending=pending,
+                                    expected_diff_id=rec.diff_id, limits=self.limits, compressed_size=rec.size)
                 with self.content.open(rec.digest) as blob:
-                    return layers.apply_layer(blob, fs, lowers=[] if pending else lowers, lowers_pending=pending,
+                    return layers.apply_layer(blob, fs, lowers=below, lowers_pending=pending,
                                               expected_diff_id=rec.diff_id, limits=self.limits,
                                               compressed_size=rec.size)
             except layers.LayerError:

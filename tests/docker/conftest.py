@@ -40,6 +40,22 @@ def rand(n: int = 4) -> str:
     return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(n))
 
 
+def remove_compose_project(docker: DockerRuntime, name: str) -> None:
+    """Remove what a compose project NAME made on `docker`: its containers (by compose's project
+    label, volumes kept) and its `NAME_*` networks; what is gone already is fine."""
+    for c in docker.api.container_list({"com.docker.compose.project": name}):
+        try:
+            docker.api.container_remove(c["Id"], force=True, volumes=False)
+        except errors.NotFound:
+            pass
+    for n in docker.list_networks(None):
+        if n.name.startswith(name + "_"):
+            try:
+                docker.remove_network(n.name)
+            except errors.NotFound:
+                pass
+
+
 @dataclass
 class Scope:
     """One test's names, label and subnet; `cleanup()` removes what they name."""

@@ -20,9 +20,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli.main import main
-from reconciler.runtime import errors as rterrors
 from reconciler.runtime.docker import DockerRuntime
-from tests.docker.conftest import PulledImage
+from tests.docker.conftest import PulledImage, remove_compose_project
 from tests.helpers import subnets
 
 pytestmark = [pytest.mark.docker]
@@ -58,18 +57,19 @@ def project(docker: DockerRuntime) -> Iterator[tuple[str, list[ipaddress.IPv4Net
     try:
         yield name, list(block.subnets(new_prefix=24))[:2]
     finally:
-        for c in docker.api.container_list({"com.docker.compose.project": name}):
-            try:
-                docker.api.container_remove(c["Id"], force=True, volumes=False)
-            except rterrors.NotFound:
-                pass
-        for n in docker.list_networks(None):
-            if n.name.startswith(name + "_"):
-                try:
-                    docker.remove_network(n.name)
-                except rterrors.NotFound:
-                    pass
+        remove_compose_project(docker, name)
         subnets.release(block)
+
+
+def apply(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, compose: str) -> int:
+    """`reconcile apply --runtime docker` of a compose file as project NAME (its owner too)."""
+    for var in ("COMPOSE_FILE", "COMPOSE_PROFILES"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("COMPOSE_PROJECT_NAME", name)
+    where = tmp_path / "p"
+    where.mkdir()
+    (where / "compose.yaml").write_text(textwrap.dedent(compose))
+    return main(["apply", str(where), "--root", str(tmp_path / "root"), "--runtime", "docker", "--owner", name])
 
 
 def fetch(docker: DockerRuntime, container: str, url: str, timeout: float = 20.0) -> None:
@@ -87,17 +87,10 @@ def test_docker_gives_each_service_the_address_its_compose_file_names(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     name, (back, front) = project
-    for var in ("COMPOSE_FILE", "COMPOSE_PROFILES"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("COMPOSE_PROJECT_NAME", name)
     want = {"web_back": str(back.network_address + 77), "web_front": str(front.network_address + 88),
             "client": str(back.network_address + 99)}
-    where = tmp_path / "p"
-    where.mkdir()
-    (where / "compose.yaml").write_text(textwrap.dedent(COMPOSE.format(
-        image=docker_image.ref, back=back, front=front, **want)))
-
-    assert main(["apply", str(where), "--root", str(tmp_path / "root"), "--runtime", "docker", "--owner", name]) == 0
+    assert apply(tmp_path, monkeypatch, name, COMPOSE.format(
+        image=docker_image.ref, back=back, front=front, **want)) == 0
     web = docker.api.container_inspect(f"{name}-web-1")["NetworkSettings"]["Networks"]
     client = docker.api.container_inspect(f"{name}-client-1")["NetworkSettings"]["Networks"]
     assert web[f"{name}_back"]["IPAddress"] == want["web_back"]          # at create
@@ -124,14 +117,7 @@ def test_host_gateway_is_passed_to_dockerd_which_names_its_bridge_gateway(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     name, (subnet, _) = project
-    for var in ("COMPOSE_FILE", "COMPOSE_PROFILES"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("COMPOSE_PROJECT_NAME", name)
-    where = tmp_path / "p"
-    where.mkdir()
-    (where / "compose.yaml").write_text(textwrap.dedent(GATEWAY.format(image=docker_image.ref, subnet=subnet)))
-
-    assert main(["apply", str(where), "--root", str(tmp_path / "root"), "--runtime", "docker", "--owner", name]) == 0
+    assert apply(tmp_path, monkeypatch, name, GATEWAY.format(image=docker_image.ref, subnet=subnet)) == 0
     app = f"{name}-app-1"
     assert docker.api.container_inspect(app)["HostConfig"]["ExtraHosts"] == ["host.docker.internal:host-gateway"]
     bridge = docker.api.network_inspect("bridge")["IPAM"]["Config"][0]["Gateway"]
@@ -159,14 +145,7 @@ def test_logging_becomes_the_containers_log_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     name, (subnet, _) = project
-    for var in ("COMPOSE_FILE", "COMPOSE_PROFILES"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("COMPOSE_PROJECT_NAME", name)
-    where = tmp_path / "p"
-    where.mkdir()
-    (where / "compose.yaml").write_text(textwrap.dedent(LOGGING.format(image=docker_image.ref, subnet=subnet)))
-
-    assert main(["apply", str(where), "--root", str(tmp_path / "root"), "--runtime", "docker", "--owner", name]) == 0
+    assert apply(tmp_path, monkeypatch, name, LOGGING.format(image=docker_image.ref, subnet=subnet)) == 0
     app = f"{name}-app-1"
     assert docker.api.container_inspect(app)["HostConfig"]["LogConfig"] == {
         "Type": "local", "Config": {"max-size": "1m", "max-file": "2"}}

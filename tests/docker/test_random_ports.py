@@ -20,9 +20,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli.main import main
-from reconciler.runtime import errors as rterrors
 from reconciler.runtime.docker import DockerRuntime
-from tests.docker.conftest import PulledImage
+from tests.docker.conftest import PulledImage, remove_compose_project
 from tests.helpers import subnets
 
 SERVE = "mkdir -p /srv && echo {answer} > /srv/index.html && exec httpd -f -p {port} -h /srv"
@@ -58,17 +57,7 @@ def project(docker: DockerRuntime, tmp_path: Path) -> Iterator[tuple[str, str]]:
     try:
         yield name, str(next(block.subnets(new_prefix=24)))
     finally:
-        for c in docker.api.container_list({"com.docker.compose.project": name}):
-            try:
-                docker.api.container_remove(c["Id"], force=True, volumes=False)
-            except rterrors.NotFound:
-                pass
-        for n in docker.list_networks(None):
-            if n.name.startswith(name + "_"):
-                try:
-                    docker.remove_network(n.name)
-                except rterrors.NotFound:
-                    pass
+        remove_compose_project(docker, name)
         subnets.release(block)
 
 

@@ -15,7 +15,7 @@ interpreter and its imports, like the docker CLI pays nothing of the sort: docke
 through the API in a warm process (`Builder.build`, what the agent pays for an Image with
 `build:` in a manifest; the counterpart of the warm daemon behind `docker build`).
 
-Prints the medians and the ratios native/docker. Goals: rebuild <= 0.5, cold <= 1.0.
+Prints the medians and the ratios native/docker. Goals: rebuild <= 1.0 (issue #21), cold <= 1.0.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def main() -> int:
             warm = med[f"{who} rebuild"] / med["docker rebuild"]
             how = "warm process (API)" if who == "api" else "CLI process"
             print(f"ratio cold    {how:18s} native/docker = {cold:.2f}   (goal <= 1.0) {'OK' if cold <= 1.0 else 'MISSED'}")
-            print(f"ratio rebuild {how:18s} native/docker = {warm:.2f}   (goal <= 0.5) {'OK' if warm <= 0.5 else 'MISSED'}")
+            print(f"ratio rebuild {how:18s} native/docker = {warm:.2f}   (goal <= 1.0) {'OK' if warm <= 1.0 else 'MISSED'}")
         where = {"api": " (warm process)", "native": ""}
         for who in ("native", "api"):
             benchrows.record(f"unchanged reconcile build{where[who]}", med[f"{who} rebuild"], peer="docker",

@@ -34,6 +34,7 @@ def test_an_anonymous_volume_is_the_containers_own_across_replacements(
     scope = Scope(rt)
     project = scope.prefix
     scope.containers += [f"{project}-web-1", f"{project}-keep-1"]
+    scope.networks.append(f"{project}_default")         # compose's default network: made by the apply
     scope.volumes.append(anonymous_name(f"{project}-web-1", "/data"))     # the scope's label is not on it
     scope.images.append(image)
 

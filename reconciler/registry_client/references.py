@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from reconciler.registry_client import digests, errors
 
-__all__ = ["DEFAULT_REGISTRY", "DEFAULT_TAG", "Reference", "parse"]
+__all__ = ["DEFAULT_REGISTRY", "DEFAULT_TAG", "Reference", "is_loopback", "parse"]
 
 DEFAULT_REGISTRY = "docker.io"
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
@@ -134,3 +134,22 @@ def parse(s: str) -> Reference:
     if tag is None and digest is None:
         tag = DEFAULT_TAG
     return Reference(registry=registry, repository=path, tag=tag, digest=digest)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a registry host (`name[:port]`, `[v6]:port`) is this machine: localhost or a
+    loopback address. The registry client speaks plain http to these (and only these, unless
+    told a host is insecure); the re-pull's HEAD (images/presence.py) asks the same rule."""
+    name = host
+    if name.startswith("["):
+        name = name[1 : name.find("]")]
+    elif name.count(":") == 1:
+        name = name.split(":", 1)[0]
+    if name == "localhost":
+        return True
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False

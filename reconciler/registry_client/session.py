@@ -14,7 +14,6 @@ is all three in one object.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import threading
 import time
@@ -38,20 +37,6 @@ class _Retry(Exception):
         super().__init__(error.message)
         self.error = error
         self.delay = delay
-
-
-def _is_loopback(host: str) -> bool:
-    name = host
-    if name.startswith("["):
-        name = name[1 : name.find("]")]
-    elif name.count(":") == 1:
-        name = name.split(":", 1)[0]
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def _host_of(url: httpx.URL) -> str:
@@ -130,7 +115,7 @@ class Session:
 
     def _plain_http(self, host: str) -> bool:
         """Whether `host` (host[:port]) is spoken to in clear: loopback, or named insecure."""
-        return _is_loopback(host) or host in self.insecure_hosts
+        return references.is_loopback(host) or host in self.insecure_hosts
 
     def _http_realm_ok(self, realm: httpx.URL, registry_host: str) -> bool:
         """A token realm may be plain http on a host spoken to in clear anyway, or on the host

@@ -86,16 +86,10 @@ def _head_digest(r: rc.Reference) -> str | None:
     registry client's httpx and its CA bundle cost more than the request); https verified
     against the system's trust store, plain http only where the client uses it (loopback),
     over a bare socket (http.client imports ssl, ~40 ms, for nothing there)."""
-    import ipaddress
-
-    from reconciler.registry_client import models
+    from reconciler.registry_client import models, references
 
     host = r.api_host
-    bare = host.rsplit(":", 1)[0].strip("[]") if not host.endswith("]") else host.strip("[]")
-    try:
-        plain = bare == "localhost" or ipaddress.ip_address(bare).is_loopback
-    except ValueError:
-        plain = False
+    plain = references.is_loopback(host)
     path = f"/v2/{r.repository}/manifests/{r.tag}"
     headers = {"Accept": models.ACCEPT_MANIFESTS, "User-Agent": "reconciler"}
     try:

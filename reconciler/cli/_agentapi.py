@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
-__all__ = ["AgentEngine", "add_socket_flag", "client", "engine", "served", "streamed"]
+__all__ = ["AgentEngine", "add_socket_flag", "client", "engine", "printed", "served", "streamed"]
 
 
 def add_socket_flag(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +60,32 @@ def served(args: argparse.Namespace, path: str, body: Any = None, *, timeout: fl
     # any refusal (no such path or container, another engine, a bad argument, an agent's
     # failure): the command does it itself, and says what is wrong in its own words
     return None if status >= 400 else doc
+
+
+def printed(args: argparse.Namespace, path: str, options: dict[str, Any], *,
+            labels: dict[str, str] | None = None) -> str | None:
+    """The text a listing command prints (`ps`, `images`: listing.py), rendered by the agent that
+    holds `args.root` from GET `path` with these print options (and `labels` to match), or None
+    as for `served`: the command then reads the root and renders it itself, by the same code.
+
+    A thin client at its thinnest (#21): no json, re or datetime loaded. An agent that does not
+    render (an older one) answers JSON: that is refused here too."""
+    from reconciler.api import thin
+
+    socket_path = _serving_socket(args)
+    if socket_path is None:
+        return None
+    query = [f"print={options['output']}", *(f"{k}=1" for k, v in options.items() if v is True)]
+    if labels:
+        import json
+        import urllib.parse
+
+        query.append("labels=" + urllib.parse.quote(json.dumps(labels), safe=""))
+    try:
+        status, content_type, text = thin.text(socket_path, f"{path}?{'&'.join(query)}")
+    except (OSError, ValueError):
+        return None
+    return text if status == 200 and content_type.startswith("text/plain") else None
 
 
 def streamed(args: argparse.Namespace, path: str, *, timeout: float | None = None,
@@ -204,13 +230,13 @@ def _serving_socket(args: argparse.Namespace) -> str | None:
 
 def _agent_file(args: argparse.Namespace) -> dict[str, Any] | None:
     """What `<root>/agent.json` says (pid, socket, runtime), if an agent wrote one."""
-    import json
+    from reconciler.api import thin
 
     if not getattr(args, "root", None):
         return None
     try:                                        # os.path, not pathlib: ~5 ms less for `ps` (#21)
         with open(os.path.join(args.root, "agent.json"), encoding="utf-8") as f:
-            data = json.load(f)
+            data = thin.loads(f.read())     # not `json`: it imports re (#21)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

@@ -211,8 +211,6 @@ def _main(argv: Sequence[str] | None = None) -> int:
     from reconciler.cli import options
 
     options.resolve(args)
-    from reconciler.errors import ReconcilerError
-
     # commands whose code logs nothing (ps, logs, pull) skip structlog's 0.1-0.25 s, unless asked
     # for more than warnings (their libraries', httpx's, then show)
     if not getattr(args, "no_logging", False) or args.log_level in ("debug", "info"):
@@ -221,14 +219,17 @@ def _main(argv: Sequence[str] | None = None) -> int:
         configure_logging(level=args.log_level, json=args.log_json)
     try:
         return int(args.run(args))
-    except ReconcilerError as exc:
-        return _report(exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:   # a full disk is an error like any, wherever it hit (OSError, sqlite3)
+        # here, not at the top: a command that succeeds needs none (#21)
+        from reconciler.errors import ReconcilerError
+
+        if isinstance(exc, ReconcilerError):
+            return _report(exc)
         from reconciler import diskfull
 
         full = diskfull.translate(exc, f"running `reconcile {args.command}`", getattr(args, "root", None))

@@ -18,6 +18,8 @@ agent's file `<root>/agent.json` is read with the C scanner `json` itself parses
 
 from __future__ import annotations
 
+from reconciler.jsonscan import loads
+
 # annotations only: what the read-only commands import at start-up stays small (#21)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -77,38 +79,6 @@ def _exchange(socket_path: str, method: str, path: str, data: bytes | None, *,
     if int(headers.get("content-length", len(reply))) != len(reply):
         raise ValueError(f"the agent on {socket_path} closed the connection mid-reply")
     return int(lines[0].split(" ", 2)[1]), headers, reply
-
-
-class _Strict:
-    """The settings json.JSONDecoder() gives its C scanner: strict strings, plain dicts, floats
-    and ints, NaN and Infinity as Python's."""
-
-    strict = True
-    object_hook = None
-    object_pairs_hook = None
-    parse_float = float
-    parse_int = int
-    parse_constant = staticmethod({"NaN": float("nan"), "Infinity": float("inf"),
-                                   "-Infinity": float("-inf")}.__getitem__)
-
-
-def loads(document: str) -> Any:
-    """The JSON value of `document`, as json.loads reads it, parsed by json's own C scanner
-    (`_json`) without importing `json` and `re`; ValueError when it is not one JSON value."""
-    try:
-        import _json
-    except ImportError:                         # an interpreter without the C accelerator
-        import json
-
-        return json.loads(document)
-    stripped = document.strip(" \t\n\r")
-    try:
-        value, end = _json.make_scanner(_Strict())(stripped, 0)  # type: ignore[arg-type]  # duck-typed settings
-    except StopIteration:
-        raise ValueError("not a JSON document") from None
-    if end != len(stripped):
-        raise ValueError(f"extra data after the JSON value at {end}")
-    return value
 
 
 def stream(socket_path: str, path: str, *, timeout: float | None = None) -> tuple[int, Generator[Any, None, None]]:

@@ -161,6 +161,14 @@ def _summaries(args: argparse.Namespace, selector: dict[str, str], *, native: bo
         return sorted((state_summary(st) for st in states), key=lambda s: s["created"], reverse=True)
     if not options.engine_exists(args):
         return []
+    if not selector and args.run_dir and args.name_prefix:
+        from reconciler.runtime import (
+            parts,  # the state DB's rows alone, when they are what is (#21)
+        )
+
+        found = parts.container_summaries(args.root, args.run_dir, args.name_prefix)
+        if found is not None:
+            return found
     from reconciler.runtime import opening  # the engine's read side: only when no agent answered
 
     return opening.summaries(open_records(args), selector)

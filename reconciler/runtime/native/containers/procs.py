@@ -13,7 +13,6 @@ import functools
 import os
 import select
 import time
-from pathlib import Path
 
 __all__ = ["alive", "boot_id", "start_time", "wait_gone"]
 
@@ -21,8 +20,9 @@ __all__ = ["alive", "boot_id", "start_time", "wait_gone"]
 @functools.cache
 def boot_id() -> str:
     """This boot's id (/proc/sys/kernel/random/boot_id); changes at every boot."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    try:                                # not pathlib: `ps` without an agent asks this (#21)
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip()
     except OSError:
         return ""
 

@@ -4,6 +4,8 @@ same code (listing.py)."""
 
 from __future__ import annotations
 
+from reconciler.cli import fastpath
+
 # annotations only: what the read-only commands import at start-up stays small (#21)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -13,17 +15,18 @@ if TYPE_CHECKING:
 __all__ = ["register", "run"]
 
 
-def register(subparsers: Any) -> None:
-    from reconciler.cli import engines, options, output
+# its flags, for its parser and the fast path alike (cli/fastpath.py)
+SPEC = fastpath.Spec((
+    (("-q", "--quiet"), "quiet", "only print image ids"),
+    (("--digests",), "digests", "show digests"),
+    (("--no-trunc",), "no_trunc", "do not truncate image ids"),
+))
 
+
+def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("images", help="list images",
                                    description="List the native engine's images.")
-    options.add_engine_options(parser)
-    engines.add_runtime_flag(parser, "images")
-    output.add_output_flag(parser)
-    parser.add_argument("-q", "--quiet", action="store_true", help="only print image ids")
-    parser.add_argument("--digests", action="store_true", help="show digests")
-    parser.add_argument("--no-trunc", action="store_true", help="do not truncate image ids")
+    SPEC.add_to(parser, "images")
     parser.set_defaults(run=run, no_logging=True)   # prints data only
 
 

@@ -11,6 +11,8 @@ Docker's "Up 5 seconds (healthy)" status text, "2 minutes ago").
 
 from __future__ import annotations
 
+from reconciler.cli import fastpath
+
 # annotations only: what the read-only commands import at start-up stays small (#21)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -22,22 +24,22 @@ __all__ = ["for_each_container", "open_records", "register", "run", "run_swarm",
            "state_summary"]
 
 
-def register(subparsers: Any) -> None:
-    from reconciler.cli import engines, options, output
+# its flags, for its parser and the fast path alike (cli/fastpath.py)
+SPEC = fastpath.Spec((
+    (("-a", "--all"), "all", "show all containers (default: running only); swarm: every kept task, not only "
+     "the ones Swarm wants running"),
+    (("-q", "--quiet"), "quiet", "only print container (service) ids"),
+    (("--no-trunc",), "no_trunc", "do not truncate ids and commands"),
+), defaults={"filter": []})
 
+
+def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("ps", help="list containers (or a Swarm cluster's services and tasks)",
                                    description="List the native engine's containers; with --runtime swarm, "
                                    "the services of a Swarm cluster with their tasks (node, state, error).")
-    options.add_engine_options(parser)
-    output.add_output_flag(parser)
-    engines.add_runtime_flag(parser, "ps")
-    parser.add_argument("-a", "--all", action="store_true",
-                        help="show all containers (default: running only); swarm: every kept task, not only "
-                        "the ones Swarm wants running")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only print container (service) ids")
-    parser.add_argument("-f", "--filter", action="append", default=[], metavar="label=KEY=VALUE",
-                        help="only containers with this label (repeatable)")
-    parser.add_argument("--no-trunc", action="store_true", help="do not truncate ids and commands")
+    SPEC.add_to(parser, "ps")
+    parser.add_argument("-f", "--filter", action="append", default=SPEC.defaults["filter"],
+                        metavar="label=KEY=VALUE", help="only containers with this label (repeatable)")
     parser.set_defaults(run=run, no_logging=True)   # prints data only; structlog not needed
 
 

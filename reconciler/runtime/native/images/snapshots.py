@@ -16,6 +16,14 @@ layer once: the second waits, then finds it committed. Extracted files are not f
 one (as Docker and containerd do not); with `durable` one syncfs(2) of the snapshot's file
 system precedes the commit, and the directories around the rename are fsynced.
 
+The snapshots dir carries ext4's "top of a directory hierarchy" flag (`chattr +T`, set at the
+first snapshot a process makes): the Orlov allocator then spreads each `extract-*` dir, and the
+files under it, over the file system's block groups instead of packing them beside the
+snapshots removed last. On an ext4 without a journal a new inode is never taken from those
+removed in the last 30 s (ext4's `recently_deleted`, a lookup per freed inode per new file),
+which made a pull right after an `rmi` 2-3x slower (#21). Where the flag is not supported
+(xfs, btrfs, tmpfs) nothing changes.
+
 A pull unpacks several layers at once (`parents_ready`): each into its own `extract-*` dir,
 read-only fds of the lowers only, so no two extractions ever write the same tree; each commits
 only after its parent did (chain order), and one whose parent failed is discarded.
@@ -23,6 +31,7 @@ only after its parent did (chain order), and one whose parent failed is discarde
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -30,7 +39,6 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +46,7 @@ from typing import Any
 from reconciler.runtime import errors
 from reconciler.runtime.native.images import content
 
-__all__ = ["SnapshotInfo", "SnapshotStore", "chain_ids"]
+__all__ = ["FS_TOPDIR_FL", "SnapshotInfo", "SnapshotStore", "chain_ids", "spread_subdirs"]
 
 SHORT_LEN = content.SNAPSHOT_NAME_LEN
 _TEMP_PREFIXES = ("extract-", "remove-")
@@ -90,6 +98,7 @@ class SnapshotStore:
         self.lock_dir.mkdir(parents=True, exist_ok=True)
         self._thread_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._spread = False        # the TOPDIR flag checked by this store
 
     @staticmethod
     def short_id(chain_id: str) -> str:
@@ -119,7 +128,7 @@ class SnapshotStore:
         return SnapshotInfo(chain_id, self.short_id(chain_id), self.path(chain_id),
                             meta.get("parent"), meta["diff_id"], int(meta.get("size", 0)))
 
-    @contextmanager
+    @contextlib.contextmanager
     def lock(self, chain_id: str) -> Iterator[None]:
         """Exclusive per-ChainID lock across threads and processes."""
         short = self.short_id(chain_id)
@@ -181,6 +190,9 @@ class SnapshotStore:
 
     def _new_dir(self) -> Path:
         """A fresh private `extract-*` dir (debris if this process dies before the commit)."""
+        if not self._spread:
+            self._spread = True
+            spread_subdirs(self.dir)
         tmp = self.dir / f"extract-{_unique()}"
         tmp.mkdir(mode=0o700)
         return tmp
@@ -228,6 +240,28 @@ class SnapshotStore:
             except (OSError, ValueError, KeyError, errors.RuntimeBackendError):
                 continue
         return out
+
+
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+FS_TOPDIR_FL = 0x00020000
+
+
+def spread_subdirs(path: Path) -> None:
+    """Mark `path` as the top of directory hierarchies (ext4's TOPDIR flag, `chattr +T`), so
+    that its subdirectories are spread over the block groups; nothing where the file system
+    does not support it."""
+    import array
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    # not ext2/3/4 (ENOTTY, EOPNOTSUPP): their allocators place directories their own way
+    with contextlib.suppress(OSError):
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags)
+        if not flags[0] & FS_TOPDIR_FL:
+            flags[0] |= FS_TOPDIR_FL
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, flags)
+    os.close(fd)
 
 
 def _syncfs(path: Path) -> None:

@@ -82,8 +82,11 @@ class Extractors:
             self._idle.put(worker)
 
     def close(self) -> None:
-        """End every worker: EOF on its stdin, then SIGKILL if it has not exited in time
-        (a worker still unpacking finishes its layer first)."""
+        """End every worker: EOF on every stdin first (they end side by side), then each is
+        waited for, and SIGKILLed if it has not exited in time (a worker still unpacking
+        finishes its layer first)."""
+        for w in self._workers:
+            w.hang_up()
         for w in self._workers:
             w.stop()
 
@@ -120,9 +123,12 @@ class _Worker:
             raise _died(self.broken)
         return _result(json.loads(line))
 
-    def stop(self) -> None:
+    def hang_up(self) -> None:
         with contextlib.suppress(OSError):
             self.jobs.close()
+
+    def stop(self) -> None:
+        self.hang_up()
         try:
             self.proc.wait(_STOP_TIMEOUT)
         except subprocess.TimeoutExpired:

@@ -329,6 +329,13 @@ class ImageStore:
         if manifest.media_type not in _rc().models.MANIFEST_TYPES:
             raise errors.ImageError(f"{r}: {manifest.media_type!r} is not an image manifest",
                                     hint="this reference names an artifact, not a runnable image")
+        # the extractors start now, while the config is fetched and the snapshots looked up
+        with self._extractors(sum(d.size for d in manifest.layers)) as ex:
+            return self._pull_image(client, r, desc, manifest, index_digest, blobs, ex, emit)
+
+    def _pull_image(self, client: rc.RegistryClient, r: rc.Reference, desc: rc.Descriptor, manifest: rc.Manifest,
+                    index_digest: str | None, blobs: list[str], ex: extractors.Extractors | None,
+                    emit: base.ProgressCallback) -> base.ImageInfo:
         cdesc = manifest.config
         if not self.content.has(cdesc.digest):
             self.content.write_blob(client.fetch_blob_bytes(r, cdesc), cdesc.digest)
@@ -348,7 +355,7 @@ class ImageStore:
         blobs += [cdesc.digest, *(d.digest for d in descs)]
         try:
             with self._lease(blobs, chains):
-                self._fetch_and_unpack(client, r, records, emit)
+                self._fetch_and_unpack(client, r, records, ex, emit)
                 image_id = cdesc.digest
                 self._record(image_id, manifest.descriptor.digest, index_digest, records, image_config)
                 self._tag(r, image_id, desc.digest)
@@ -370,8 +377,8 @@ class ImageStore:
             return client.select_platform(index, os_, arch, variant)
         return client.select_platform(index)
 
-    def _fetch_and_unpack(self, client: rc.RegistryClient, r: rc.Reference,
-                          records: Sequence[LayerRecord], emit: base.ProgressCallback) -> None:
+    def _fetch_and_unpack(self, client: rc.RegistryClient, r: rc.Reference, records: Sequence[LayerRecord],
+                          ex: extractors.Extractors | None, emit: base.ProgressCallback) -> None:
         # Layers whose snapshot exists are skipped; below the first missing one, all exist.
         missing = [not self.snapshots.exists(rec.chain_id) for rec in records]
         for rec, miss in zip(records, missing, strict=True):
@@ -386,10 +393,8 @@ class ImageStore:
         futures: dict[str, Future[None]] = {}
         own: set[Future[None]] = set()
         chain = _Chain(missing)
-        todo = sum(rec.size for rec, miss in zip(records, missing, strict=True) if miss)
-        with self._extractors(todo) as ex, \
-                ThreadPoolExecutor(max_workers=max(1, self.config.max_concurrent_downloads),
-                                   thread_name_prefix="pull") as pool, \
+        with ThreadPoolExecutor(max_workers=max(1, self.config.max_concurrent_downloads),
+                                thread_name_prefix="pull") as pool, \
                 ThreadPoolExecutor(max_workers=max(1, self.config.max_concurrent_unpacks),
                                    thread_name_prefix="unpack") as unpackers:
             try:
@@ -421,8 +426,9 @@ class ImageStore:
 
     @contextlib.contextmanager
     def _extractors(self, todo: int) -> Iterator[extractors.Extractors | None]:
-        """Extractor processes for a pull that unpacks `todo` compressed bytes, if it is worth
-        their start (config.process_unpack_min_bytes); None: threads of this process unpack."""
+        """Extractor processes for a pull of an image of `todo` compressed layer bytes, if it
+        is worth their start (config.process_unpack_min_bytes); None: threads of this process
+        unpack. Started before the pull knows which layers exist: its config is not fetched yet."""
         floor = self.config.process_unpack_min_bytes
         if floor < 0 or todo < floor:
             yield None

@@ -16,17 +16,18 @@ layer once: the second waits, then finds it committed. Extracted files are not f
 one (as Docker and containerd do not); with `durable` one syncfs(2) of the snapshot's file
 system precedes the commit, and the directories around the rename are fsynced.
 
-The snapshots dir carries ext4's "top of a directory hierarchy" flag (`chattr +T`, set at the
-first snapshot a process makes): the Orlov allocator then spreads each `extract-*` dir, and the
-files under it, over the file system's block groups instead of packing them beside the
-snapshots removed last. On an ext4 without a journal a new inode is never taken from those
-removed in the last 30 s (ext4's `recently_deleted`, a lookup per freed inode per new file),
-which made a pull right after an `rmi` 2-3x slower (#21). Where the flag is not supported
-(xfs, btrfs, tmpfs) nothing changes.
-
-A pull unpacks several layers at once (`parents_ready`): each into its own `extract-*` dir,
-read-only fds of the lowers only, so no two extractions ever write the same tree; each commits
-only after its parent did (chain order), and one whose parent failed is discarded.
+Where a snapshot's inodes go (#21). On an ext4 without a journal a new inode is never taken
+from those freed in the last minute(s) (ext4's `recently_deleted`: one buffer lookup per freed
+inode, for every file created in that block group), so unpacking beside a snapshot just removed
+(an `rmi`, then a pull) made pulls 2-5x slower, and the kernel time of one pull swung 0.9-5 s.
+Two things keep new snapshots away from freed inodes: the snapshots dir carries the "top of a
+directory hierarchy" flag (`chattr +T`, set at the first snapshot a process makes), so each
+`extract-*` dir, and the files under it, go to a flex group of their own (Orlov's spread), and
+a removal leaves a mark `.freed/<window>` naming the inode window (one flex group in ext4's
+default layout) it freed: a new `extract-*` dir that lands in a window freed in the last
+`_RECENT` seconds is made again elsewhere (a few tries, then it stays). Both only steer where
+inodes go; where the flag is not supported (xfs, btrfs, tmpfs) or the layout differs, nothing
+but the speed changes.
 """
 
 from __future__ import annotations
@@ -189,13 +190,42 @@ class SnapshotStore:
             return True
 
     def _new_dir(self) -> Path:
-        """A fresh private `extract-*` dir (debris if this process dies before the commit)."""
+        """A fresh private `extract-*` dir (debris if this process dies before the commit), in
+        an inode window no removal freed lately (module docstring)."""
         if not self._spread:
             self._spread = True
             spread_subdirs(self.dir)
-        tmp = self.dir / f"extract-{_unique()}"
-        tmp.mkdir(mode=0o700)
-        return tmp
+        freed = self._recently_freed()
+        for attempt in range(_PLACEMENT_TRIES):
+            tmp = self.dir / f"extract-{_unique()}"
+            tmp.mkdir(mode=0o700)
+            if _window(tmp) not in freed or attempt == _PLACEMENT_TRIES - 1:
+                return tmp
+            tmp.rmdir()
+        raise AssertionError("unreachable: the last try is kept")
+
+    def _recently_freed(self) -> set[int]:
+        """The inode windows a removal freed in the last `_RECENT` seconds (older marks go)."""
+        marks = self.dir / _FREED
+        out: set[int] = set()
+        now = time.time()
+        try:
+            entries = list(os.scandir(marks))
+        except FileNotFoundError:
+            return out
+        for e in entries:
+            with contextlib.suppress(OSError, ValueError):
+                if e.stat().st_mtime > now - _RECENT:
+                    out.add(int(e.name))
+                else:
+                    os.unlink(e.path)
+        return out
+
+    def _note_freed(self, window: int) -> None:
+        """Mark `window` as freed now (its mark's mtime)."""
+        marks = self.dir / _FREED
+        marks.mkdir(mode=0o700, exist_ok=True)
+        (marks / str(window)).touch()
 
     def _check_parents(self, chain_id: str, parents: Sequence[str]) -> None:
         for p in parents:
@@ -210,7 +240,9 @@ class SnapshotStore:
                 return False
             tmp = self.dir / f"remove-{_unique()}"
             os.rename(self.path(chain_id), tmp)
+            window = _window(tmp)
             shutil.rmtree(tmp, ignore_errors=True)
+            self._note_freed(window)
             return True
 
     def debris(self) -> list[Path]:
@@ -240,6 +272,17 @@ class SnapshotStore:
             except (OSError, ValueError, KeyError, errors.RuntimeBackendError):
                 continue
         return out
+
+
+_FREED = ".freed"          # marks of recently freed inode windows (not a snapshot: list() skips it)
+_RECENT = 360.0            # ext4 skips inodes freed 60 s ago, 360 s while their table block is unwritten
+_WINDOW_INODES = 8192 * 16  # one flex group in mke2fs's default layout (8192 inodes x 16 groups)
+_PLACEMENT_TRIES = 8
+
+
+def _window(path: Path) -> int:
+    """The inode window (flex group) of `path`'s inode."""
+    return (os.stat(path).st_ino - 1) // _WINDOW_INODES
 
 
 _FS_IOC_GETFLAGS = 0x80086601

@@ -24,10 +24,11 @@ streamed attempt failed in any way (the layer is refused only by that second att
 The protocol is JSON lines over the worker's stdin and stdout (fd 1 is pointed at stderr inside
 the worker, so nothing else can write to the channel): {"ready": true} once, then per layer the
 job (with an "id") and {"ok": result} or {"error": kind, ...}; between them, for a followed
-blob, {"end": id, "ok": bool} (a line naming another job is stale and ignored). A worker that exits before it is ready (an
-interpreter that cannot import this package) is replaced by the calling thread, as without
-extractors. Errors cross as LayerError (message and hint),
-NeedsLowers, or OSError (errno, so a full disk is still DiskFull for the caller).
+blob, {"end": id, "ok": bool} (a line naming another job is stale and ignored). A worker that
+exits before it is ready (an interpreter that cannot import this package) is replaced by the
+calling thread, as without extractors. Errors cross as LayerError (message and hint),
+NeedsLowers, "stream" (StreamFailed), or OSError (errno, so a full disk is still DiskFull for
+the caller).
 """
 
 from __future__ import annotations

@@ -484,7 +484,7 @@ def test_snapshots_dir_spreads_its_subdirs_over_block_groups(
 
 
 def _freed_windows(store: images.ImageStore) -> set[int]:
-    marks = store.snapshots.dir / ".freed"
+    marks = store.snapshots.lock_dir / "freed-inodes"
     return {int(p.name) for p in marks.iterdir()} if marks.is_dir() else set()
 
 

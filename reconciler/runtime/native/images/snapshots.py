@@ -23,8 +23,9 @@ inode, for every file created in that block group), so unpacking beside a snapsh
 Two things keep new snapshots away from freed inodes: the snapshots dir carries the "top of a
 directory hierarchy" flag (`chattr +T`, set at the first snapshot a process makes), so each
 `extract-*` dir, and the files under it, go to a flex group of their own (Orlov's spread), and
-a removal leaves a mark `.freed/<window>` naming the inode window (one flex group in ext4's
-default layout) it freed: a new `extract-*` dir that lands in a window freed in the last
+a removal leaves a mark `<lock dir>/freed-inodes/<window>` (the run dir: the kernel's memory
+of freed inodes does not outlive a boot either) naming the inode window (one flex group in
+ext4's default layout) it freed: a new `extract-*` dir that lands in a window freed in the last
 `_RECENT` seconds is made again elsewhere (a few tries, then it stays). Both only steer where
 inodes go; where the flag is not supported (xfs, btrfs, tmpfs) or the layout differs, nothing
 but the speed changes.
@@ -206,7 +207,7 @@ class SnapshotStore:
 
     def _recently_freed(self) -> set[int]:
         """The inode windows a removal freed in the last `_RECENT` seconds (older marks go)."""
-        marks = self.dir / _FREED
+        marks = self.lock_dir / _FREED
         out: set[int] = set()
         now = time.time()
         try:
@@ -223,7 +224,7 @@ class SnapshotStore:
 
     def _note_freed(self, window: int) -> None:
         """Mark `window` as freed now (its mark's mtime)."""
-        marks = self.dir / _FREED
+        marks = self.lock_dir / _FREED
         marks.mkdir(mode=0o700, exist_ok=True)
         (marks / str(window)).touch()
 
@@ -274,7 +275,7 @@ class SnapshotStore:
         return out
 
 
-_FREED = ".freed"          # marks of recently freed inode windows (not a snapshot: list() skips it)
+_FREED = "freed-inodes"    # in the lock dir: marks of recently freed inode windows
 _RECENT = 360.0            # ext4 skips inodes freed 60 s ago, 360 s while their table block is unwritten
 _WINDOW_INODES = 8192 * 16  # one flex group in mke2fs's default layout (8192 inodes x 16 groups)
 _PLACEMENT_TRIES = 8

@@ -30,10 +30,7 @@ def request(socket_path: str, method: str, path: str, body: Any = None, *,
     """`method` `path` (with `body` as JSON, if any) to the agent on `socket_path`: (HTTP
     status, the JSON reply). OSError when the socket does not answer; ValueError for a reply
     that is not whole HTTP with JSON."""
-    data = b"" if body is None else json.dumps(body).encode()
-    asked = (f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-             + (f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n" if body is not None else "")
-             + "\r\n")
+    asked = _asked(method, path, body)
     # _socket, socket's C core: `socket` itself builds four enums from the platform's constants
     # and imports selectors, ~4 ms of every `ps` an agent answers (#21); a request needs none
     import _socket
@@ -42,7 +39,7 @@ def request(socket_path: str, method: str, path: str, body: Any = None, *,
     try:
         s.settimeout(timeout)
         s.connect(socket_path)
-        s.sendall(asked.encode() + data)
+        s.sendall(asked)
         chunks = []
         while chunk := s.recv(1 << 16):
             chunks.append(chunk)
@@ -58,17 +55,19 @@ def request(socket_path: str, method: str, path: str, body: Any = None, *,
     return int(lines[0].split(" ", 2)[1]), json.loads(reply)
 
 
-def stream(socket_path: str, path: str, *, timeout: float | None = None) -> tuple[int, Generator[Any, None, None]]:
-    """GET `path`, whose reply (200) is JSON lines written as they come (api/server.py streams
-    events and logs so): (HTTP status, each line's value as it arrives, until the agent ends
-    the reply). A reply other than 200 yields nothing. OSError when the socket does not answer."""
+def stream(socket_path: str, path: str, *, timeout: float | None = None,
+           body: Any = None) -> tuple[int, Generator[Any, None, None]]:
+    """GET `path` (POST `body` as JSON, if any: a build), whose reply (200) is JSON lines written
+    as they come (api/server.py streams events, logs and builds so): (HTTP status, each line's
+    value as it arrives, until the agent ends the reply). A reply other than 200 yields
+    nothing. OSError when the socket does not answer."""
     import socket  # its makefile: the reply's lines as they come
 
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.settimeout(timeout)
         s.connect(socket_path)
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        s.sendall(_asked("GET" if body is None else "POST", path, body))
         f = s.makefile("rb")
         status_line = f.readline().decode("latin-1")
         if not status_line.startswith("HTTP/1."):
@@ -90,3 +89,12 @@ def stream(socket_path: str, path: str, *, timeout: float | None = None) -> tupl
 
     status = int(status_line.split(" ", 2)[1])
     return status, values()
+
+
+def _asked(method: str, path: str, body: Any) -> bytes:
+    """The request's bytes: `method` `path`, with `body` as JSON if it is not None."""
+    data = b"" if body is None else json.dumps(body).encode()
+    head = (f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+            + (f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n" if body is not None else "")
+            + "\r\n")
+    return head.encode() + data

@@ -62,17 +62,18 @@ def served(args: argparse.Namespace, path: str, body: Any = None, *, timeout: fl
     return None if status >= 400 else doc
 
 
-def streamed(args: argparse.Namespace, path: str, *, timeout: float | None = None,
+def streamed(args: argparse.Namespace, path: str, *, timeout: float | None = None, body: Any = None,
              **query: Any) -> Iterator[Any] | None:
-    """The JSON lines the agent that holds `args.root` streams for GET `path` (logs), as they
-    come (`timeout`: the longest wait for the next bytes); None as for `served`."""
+    """The JSON lines the agent that holds `args.root` streams for GET `path` (logs; POST with
+    `body`, if any: a build), as they come (`timeout`: the longest wait for the next bytes);
+    None as for `served`."""
     from reconciler.api import thin
 
     socket_path = _serving_socket(args)
     if socket_path is None:
         return None
     try:
-        status, values = thin.stream(socket_path, _path(path, query), timeout=timeout)
+        status, values = thin.stream(socket_path, _path(path, query), timeout=timeout, body=body)
     except (OSError, ValueError):
         return None
     if status != 200:

@@ -9,12 +9,19 @@ last output lines. `--check` only parses and lints (build/lint.py), for CI.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import stat
 import sys
-from typing import Any
+
+from reconciler.cli import _agentapi
+
+# annotations only: a build the agent answers loads no more than the parser (#21)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Iterator
+    from typing import Any
 
 __all__ = ["register", "run"]
 
@@ -77,9 +84,11 @@ _SECRET_MAX = 1 << 20
 def parse_secrets(items: list[str]) -> dict[str, bytes]:
     """`--secret id=ID,src=FILE` or `id=ID,env=VAR` (buildx's syntax; `source`, `type=file|env`
     accepted too): the secret values by id."""
+    out: dict[str, bytes] = {}
+    if not items:
+        return out
     from reconciler.runtime import errors
 
-    out: dict[str, bytes] = {}
     for item in items:
         fields = dict(part.partition("=")[::2] for part in item.split(","))
         ident = fields.pop("id", "")
@@ -135,9 +144,11 @@ def check(args: argparse.Namespace) -> int:
 
 def parse_ssh(items: list[str]) -> dict[str, str]:
     """`--ssh ID[=SOCKET]` values: agent socket paths by id."""
+    out: dict[str, str] = {}
+    if not items:
+        return out
     from reconciler.runtime import errors as rterrors
 
-    out: dict[str, str] = {}
     for item in items:
         ident, eq, path = item.partition("=")
         if not eq:
@@ -159,21 +170,16 @@ def parse_ssh(items: list[str]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     if args.check:
         return check(args)
+    opts = _options(args)
+    # through the agent that holds the root, if one runs (#21): its warm builder answers and
+    # this process loads no engine code; a build with secrets or SSH agents runs here (they
+    # stay in this process), as does every build when no agent answers
+    sent = {k: v for k, v in opts.items() if k not in ("secrets", "ssh")}
+    values = None if opts["secrets"] or opts["ssh"] else _agentapi.streamed(args, "/v1/build", body={"options": sent})
+    if values is not None:
+        return _served(args, values)
     from reconciler.cli import engines
     from reconciler.runtime import parts
-
-    dockerfile = args.file or "Dockerfile"
-    if args.file and not os.path.isabs(args.file):
-        dockerfile = os.path.abspath(args.file)
-    build_args = parse_build_args(args.build_arg)
-    if os.environ.get("SOURCE_DATE_EPOCH") and "SOURCE_DATE_EPOCH" not in build_args:
-        build_args["SOURCE_DATE_EPOCH"] = os.environ["SOURCE_DATE_EPOCH"]     # as buildx passes it
-    opts = dict(
-        context=args.context, dockerfile=dockerfile, build_args=build_args,
-        target=args.target, tags=tuple(args.tag), network=args.network, no_cache=args.no_cache, pull=args.pull,
-        secrets=parse_secrets(args.secret), ssh=parse_ssh(args.ssh),
-        allow_insecure="security.insecure" in args.allow,
-    )
 
     def say(line: str) -> None:
         print(line, flush=True)
@@ -182,3 +188,47 @@ def run(args: argparse.Namespace) -> int:
     if args.quiet:
         sys.stdout.write(image_id + "\n")
     return 0
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """builder.BuildOptions' fields from the command line; the context and the Dockerfile as
+    absolute paths (an agent builds in a working directory of its own)."""
+    dockerfile = args.file or "Dockerfile"
+    if args.file and not os.path.isabs(args.file):
+        dockerfile = os.path.abspath(args.file)
+    build_args = parse_build_args(args.build_arg)
+    if os.environ.get("SOURCE_DATE_EPOCH") and "SOURCE_DATE_EPOCH" not in build_args:
+        build_args["SOURCE_DATE_EPOCH"] = os.environ["SOURCE_DATE_EPOCH"]     # as buildx passes it
+    return dict(
+        context=os.path.abspath(args.context), dockerfile=dockerfile, build_args=build_args,
+        target=args.target, tags=tuple(args.tag), network=args.network, no_cache=args.no_cache, pull=args.pull,
+        secrets=parse_secrets(args.secret), ssh=parse_ssh(args.ssh),
+        allow_insecure="security.insecure" in args.allow,
+    )
+
+
+def _served(args: argparse.Namespace, values: Iterator[Any]) -> int:
+    """Print what the agent's build says, as a build here prints it; its error as this
+    process would raise it (message, hint, notes, exit code)."""
+    from reconciler.errors import ReconcilerError
+
+    try:
+        for value in values:
+            if "line" in value:
+                if not args.quiet:
+                    print(value["line"], flush=True)
+            elif "image_id" in value:
+                if args.quiet:
+                    sys.stdout.write(value["image_id"] + "\n")
+                return 0
+            else:
+                err = ReconcilerError(str(value["error"]), hint=value.get("hint"))
+                err.exit_code = int(value.get("exit_code", 1))
+                for note in value.get("notes") or ():
+                    err.add_note(str(note))
+                raise err
+    except (OSError, ValueError) as e:
+        raise ReconcilerError(f"the agent stopped answering during the build: {e}",
+                              hint="see the agent's log; `reconcile status` says whether it runs") from None
+    raise ReconcilerError("the agent ended the build without its result",
+                          hint="see the agent's log; `reconcile status` says whether it runs")

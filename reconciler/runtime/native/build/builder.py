@@ -100,6 +100,32 @@ class BuildOptions:
     allow_insecure: bool = False                    # RUN --security=insecure may run (all capabilities)
 
 
+# BuildOptions' fields a client may send the agent (`POST /v1/build`, #21), by their JSON
+# type: never secrets or ssh (a build that has them runs in the CLI: they stay in its process)
+_SENT: dict[str, tuple[type, ...]] = {
+    "context": (str,), "dockerfile": (str,), "build_args": (dict,), "target": (str, type(None)), "tags": (list,),
+    "network": (str,), "no_cache": (bool,), "pull": (bool,), "allow_insecure": (bool,),
+}
+
+
+def options_from_json(doc: Mapping[str, Any]) -> BuildOptions:
+    """The BuildOptions a client sent as JSON (BuildOptions' field names; `tags` a list); raises
+    InvalidArgument naming what is wrong. The context must be absolute: the agent's working
+    directory is not the client's."""
+    wrong = sorted(k for k in doc if k not in _SENT or not isinstance(doc[k], _SENT[k]))
+    if wrong:
+        raise rterrors.InvalidArgument(f"build options not understood: {', '.join(wrong)}",
+                                       hint=f"send a JSON object of {', '.join(_SENT)}")
+    if not os.path.isabs(str(doc.get("context", ""))):
+        raise rterrors.InvalidArgument("the build context must be an absolute path")
+    values = dict(doc)
+    if "tags" in values:
+        values["tags"] = tuple(str(t) for t in values["tags"])
+    if "build_args" in values:
+        values["build_args"] = {str(k): str(v) for k, v in values["build_args"].items()}
+    return BuildOptions(**values)
+
+
 @dataclass(frozen=True)
 class BuildResult:
     image_id: str                   # config digest

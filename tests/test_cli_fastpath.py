@@ -23,6 +23,7 @@ EVERYDAY = [
     ["inspect", "web"], ["inspect", "web", "job", "-o", "yaml"],
     ["logs", "web"], ["logs", "-f", "web"], ["logs", "web", "-ft"], ["logs", "--timestamps", "--follow", "web"],
     ["status"], ["status", "-o", "json"], ["version"], ["version", "-o", "yaml"],
+    ["pull", "registry:5000/app:1"], ["pull", "-q", "app"], ["pull", "app@sha256:" + "0" * 64, "--quiet"],
 ]
 
 # help, options with values the fast path does not take, and usage errors: argparse's
@@ -31,7 +32,8 @@ TO_ARGPARSE = [
     ["ps", "-o", "bogus"], ["ps", "-ojson"], ["ps", "-ax"], ["ps", "web"], ["ps", "--"], ["ps", "--runtime", "fake"],
     ["inspect"], ["inspect", "-o", "table", "web"], ["logs"], ["logs", "a", "b"], ["logs", "--tail", "1", "web"],
     ["logs", "-o", "json", "web"], ["version", "--root", "/x"], ["--log-level", "debug", "ps"], ["-a", "ps"],
-    ["rm", "web"], [],
+    ["rm", "web"], [], ["pull"], ["pull", "a", "b"], ["pull", "--pull=missing", "app"],
+    ["pull", "--platform", "linux/arm64", "app"], ["pull", "-o", "json", "app"], ["pull", "--runtime", "docker", "app"],
 ]
 
 

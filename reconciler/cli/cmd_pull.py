@@ -6,12 +6,16 @@ downloads); otherwise one plain line per state change, so logs stay readable.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any, TextIO
+
+# annotations only: a re-pull takes the fast path (cli/fastpath.py) and loads no parser (#21)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Mapping
+    from typing import Any, TextIO
 
 __all__ = ["Progress", "open_store", "register", "run"]
 

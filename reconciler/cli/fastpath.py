@@ -2,8 +2,9 @@
 
 Importing argparse (with re, enum, gettext and locale) and building even one subcommand's
 parser costs ~15 ms, as much as the rest of a `reconcile ps` served by an agent. The commands
-people type most (ps, images, inspect, logs, status, version) in their everyday forms are
-parsed here into the same namespace argparse makes (tests/test_cli_fastpath.py compares the
+people type most (ps, images, inspect, logs, status, version, and `pull [-q] REF`: a re-pull
+of a present tag is answered in a few ms) in their everyday forms are parsed here into the
+same namespace argparse makes (tests/test_cli_fastpath.py compares the
 two for every form), and everything else, help, `--root` and the other options with values,
 any unusual spelling and every usage error, goes to the parser: an unknown argument returns
 None here and argparse says what is wrong, in its own words.
@@ -44,6 +45,8 @@ COMMANDS = {
     "inspect": _Spec({}, output="json", positional=("containers", "+")),
     "logs": _Spec({"-f": "follow", "--follow": "follow", "-t": "timestamps", "--timestamps": "timestamps"},
                   output=None, positional=("container", "1"), defaults={"since": None, "tail": "all"}),
+    "pull": _Spec({"-q": "quiet", "--quiet": "quiet"}, output=None, positional=("ref", "1"),      # a re-pull
+                  defaults={"platform": None, "pull": "always"}),
     "status": _Spec({}, runtime=False, defaults={"socket": None}),
     "version": _Spec({}, engine=False, runtime=False),
 }

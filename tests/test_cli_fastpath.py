@@ -24,6 +24,9 @@ EVERYDAY = [
     ["logs", "web"], ["logs", "-f", "web"], ["logs", "web", "-ft"], ["logs", "--timestamps", "--follow", "web"],
     ["status"], ["status", "-o", "json"], ["version"], ["version", "-o", "yaml"],
     ["pull", "registry:5000/app:1"], ["pull", "-q", "app"], ["pull", "app@sha256:" + "0" * 64, "--quiet"],
+    ["build", "."], ["build", "-t", "app:1", "ctx"], ["build", "ctx", "-t", "a", "--tag", "b:2", "-q"],
+    ["build", "-f", "x/Dockerfile", "--file", "y", "--build-arg", "K=V", "--build-arg", "K2", "--no-cache", "--pull",
+     "--quiet", "ctx"],
 ]
 
 # help, options with values the fast path does not take, and usage errors: argparse's
@@ -34,6 +37,9 @@ TO_ARGPARSE = [
     ["logs", "-o", "json", "web"], ["version", "--root", "/x"], ["--log-level", "debug", "ps"], ["-a", "ps"],
     ["rm", "web"], [], ["pull"], ["pull", "a", "b"], ["pull", "--pull=missing", "app"],
     ["pull", "--platform", "linux/arm64", "app"], ["pull", "-o", "json", "app"], ["pull", "--runtime", "docker", "app"],
+    ["build"], ["build", "-t"], ["build", ".", "-t"], ["build", "-t", "-x", "."], ["build", "--tag=a", "."],
+    ["build", "-tapp", "."], ["build", "--target", "s", "."], ["build", "--check", "."], ["build", "a", "b"],
+    ["build", "--secret", "id=a,src=b", "."], ["build", "-qt", "a", "."],
 ]
 
 

@@ -30,7 +30,10 @@ def request(socket_path: str, method: str, path: str, body: Any = None, *,
     """`method` `path` (with `body` as JSON, if any) to the agent on `socket_path`: (HTTP
     status, the JSON reply). OSError when the socket does not answer; ValueError for a reply
     that is not whole HTTP with JSON."""
-    asked = _asked(method, path, body)
+    data = b"" if body is None else json.dumps(body).encode()
+    asked = (f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+             + (f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n" if body is not None else "")
+             + "\r\n")
     # _socket, socket's C core: `socket` itself builds four enums from the platform's constants
     # and imports selectors, ~4 ms of every `ps` an agent answers (#21); a request needs none
     import _socket
@@ -39,7 +42,7 @@ def request(socket_path: str, method: str, path: str, body: Any = None, *,
     try:
         s.settimeout(timeout)
         s.connect(socket_path)
-        s.sendall(asked)
+        s.sendall(asked.encode() + data)
         chunks = []
         while chunk := s.recv(1 << 16):
             chunks.append(chunk)
@@ -67,7 +70,12 @@ def stream(socket_path: str, path: str, *, timeout: float | None = None,
     try:
         s.settimeout(timeout)
         s.connect(socket_path)
-        s.sendall(_asked("GET" if body is None else "POST", path, body))
+        if body is None:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        else:
+            data = json.dumps(body).encode()
+            s.sendall(f"POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: "
+                      f"application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
         f = s.makefile("rb")
         status_line = f.readline().decode("latin-1")
         if not status_line.startswith("HTTP/1."):
@@ -89,12 +97,3 @@ def stream(socket_path: str, path: str, *, timeout: float | None = None,
 
     status = int(status_line.split(" ", 2)[1])
     return status, values()
-
-
-def _asked(method: str, path: str, body: Any) -> bytes:
-    """The request's bytes: `method` `path`, with `body` as JSON if it is not None."""
-    data = b"" if body is None else json.dumps(body).encode()
-    head = (f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-            + (f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n" if body is not None else "")
-            + "\r\n")
-    return head.encode() + data

@@ -2,8 +2,9 @@
 
 Importing argparse (with re, enum, gettext and locale) and building even one subcommand's
 parser costs ~15 ms, as much as the rest of a `reconcile ps` served by an agent. The commands
-people type most (ps, images, inspect, logs, status, version, and `pull [-q] REF`: a re-pull
-of a present tag is answered in a few ms) in their everyday forms are parsed here into the
+people type most (ps, images, inspect, logs, status, version, and `pull [-q] REF` and
+`build [-q] [-t NAME] [-f FILE] [--build-arg K=V] CONTEXT`: a re-pull of a present tag and an
+unchanged rebuild are answered in a few ms) in their everyday forms are parsed here into the
 same namespace argparse makes (tests/test_cli_fastpath.py compares the
 two for every form), and everything else, help, `--root` and the other options with values,
 any unusual spelling and every usage error, goes to the parser: an unknown argument returns
@@ -26,11 +27,13 @@ FORMATS = ("table", "json", "yaml")     # output.FORMATS, without importing it
 class _Spec:
     """What the fast path knows of a command's arguments (its parser has more: those go there)."""
 
-    __slots__ = ("defaults", "engine", "flags", "output", "positional", "runtime")
+    __slots__ = ("defaults", "engine", "flags", "output", "positional", "runtime", "valued")
 
     def __init__(self, flags: dict[str, str], *, output: str | None = "table", positional: tuple[str, str] | None = None,
-                 engine: bool = True, runtime: bool = True, defaults: dict[str, object] | None = None) -> None:
+                 engine: bool = True, runtime: bool = True, defaults: dict[str, object] | None = None,
+                 valued: dict[str, str] | None = None) -> None:
         self.flags = flags                  # its flags that take no value: flag -> dest
+        self.valued = valued or {}          # its options written `-t VALUE`: option -> dest (a list: appended)
         self.output = output                # -o's default (None: no -o; "json": json or yaml only)
         self.positional = positional        # (dest, "1" or "+"), or None when it takes none
         self.engine = engine                # the engine options: --root, --run-dir, ...
@@ -47,6 +50,11 @@ COMMANDS = {
                   output=None, positional=("container", "1"), defaults={"since": None, "tail": "all"}),
     "pull": _Spec({"-q": "quiet", "--quiet": "quiet"}, output=None, positional=("ref", "1"),      # a re-pull
                   defaults={"platform": None, "pull": "always"}),
+    "build": _Spec({"-q": "quiet", "--quiet": "quiet", "--no-cache": "no_cache", "--pull": "pull"}, output=None,
+                   positional=("context", "1"), runtime=False,                # an unchanged rebuild
+                   valued={"-t": "tag", "--tag": "tag", "--build-arg": "build_arg", "-f": "file", "--file": "file"},
+                   defaults={"tag": [], "build_arg": [], "file": None, "target": None, "network": "none", "secret": [],
+                             "ssh": [], "allow": [], "check": False, "check_error": False}),
     "status": _Spec({}, runtime=False, defaults={"socket": None}),
     "version": _Spec({}, engine=False, runtime=False),
 }
@@ -97,6 +105,9 @@ def _read(args: list[str], spec: _Spec, values: dict[str, object], positional: l
             i += 1
             if not _output(args[i], spec, values):
                 return False
+        elif arg in spec.valued and i + 1 < len(args) and not args[i + 1].startswith("-"):
+            i += 1
+            _value(values, spec.valued[arg], args[i])
         elif arg.startswith("--output=") and spec.output is not None:
             if not _output(arg.partition("=")[2], spec, values):
                 return False
@@ -108,6 +119,15 @@ def _read(args: list[str], spec: _Spec, values: dict[str, object], positional: l
             positional.append(arg)
         i += 1
     return True
+
+
+def _value(values: dict[str, object], dest: str, value: str) -> None:
+    """`-t VALUE`: appended where the default is a list (argparse's action="append"), else set."""
+    current = values[dest]
+    if isinstance(current, list):
+        current.append(value)
+    else:
+        values[dest] = value
 
 
 def _output(value: str, spec: _Spec, values: dict[str, object]) -> bool:

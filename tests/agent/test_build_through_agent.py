@@ -67,6 +67,7 @@ def test_build_goes_through_the_agent_and_prints_what_it_prints_without_one(
     first = reconcile(a, "build", "-t", "localhost/app:1", "-t", "localhost/app:latest", str(ctx), importtime=True)
     assert first.returncode == 0, first.stderr[-3000:]
     assert engine_modules(modules_of(first)) == []              # the agent built it: no engine code here
+    assert "argparse" not in modules_of(first)                 # its everyday form: the CLI's fast path
     assert "Successfully tagged localhost/app:latest\n" in first.stdout
     assert "Using cache" not in first.stdout
     built = image_of(a, "localhost/app:1")

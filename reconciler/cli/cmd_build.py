@@ -184,7 +184,13 @@ def run(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(line, flush=True)
 
-    image_id = parts.build_image(engines.place(args), None if args.quiet else say, **opts)
+    hit = parts.rebuilt(args.root, opts)        # an unchanged rebuild: no builder loaded (#21)
+    if hit is not None:
+        image_id = hit[0]
+        for line in () if args.quiet else hit[1]:
+            say(line)
+    else:
+        image_id = parts.build_image(engines.place(args), None if args.quiet else say, **opts)
     if args.quiet:
         sys.stdout.write(image_id + "\n")
     return 0

@@ -18,7 +18,7 @@ function imports the part it uses when called.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 # annotations only: `locations` runs at the start of every CLI command that names no run dir (#21)
 TYPE_CHECKING = False
@@ -58,6 +58,17 @@ def lint_dockerfile(text: str) -> Result:
     from reconciler.runtime.native.build import lint
 
     return lint.check(text)
+
+
+def rebuilt(root: str, options: Mapping[str, Any]) -> tuple[str, list[str]] | None:
+    """An unchanged rebuild's answer (image id, the lines the build prints) from the index of
+    the state root `root` (build/rebuilds.py: the same lines, the same image), without the
+    builder, the image store or the engine's place (#21); None when build_image must run."""
+    from pathlib import Path
+
+    from reconciler.runtime.native.build import rebuilds
+
+    return rebuilds.lookup(Path(root), options)
 
 
 def build_image(place: Place, progress: Progress | None, **options: Any) -> str:

@@ -11,17 +11,19 @@ so a CLI re-pull loads no more of the engine than it reads.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from reconciler.runtime.native.images import content
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from reconciler import registry_client as rc
     from reconciler.runtime.native.config import NativeConfig
 
-__all__ = ["Present", "present"]
+__all__ = ["Present", "complete", "present", "stored"]
 
 
 @dataclass(frozen=True)
@@ -49,13 +51,28 @@ def present(config: NativeConfig, ref: str, *, head: bool = True) -> Present | N
         r = references.parse(ref)
     except rcerrors.InvalidReference:
         return None
-    if r.tag is None or r.digest or not (config.root / "state.db").exists():
+    if r.tag is None or r.digest:
+        return None
+    name = f"{r.name}:{r.tag}"
+    row = stored(config.root, name)
+    if row is None:
+        return None
+    image_id, digest = row
+    if head and _head_digest(r) != digest:
+        return None
+    return Present(image_id, digest, str(r), name)
+
+
+def stored(root: Path, name: str) -> tuple[str, str] | None:
+    """The image id and the digest the tag `name` ("name:tag", as the store records it) has in
+    the state DB of `root`, if that image is complete (its config blob and every layer
+    snapshot there: `complete`); None otherwise, or when the DB cannot be read."""
+    if not (root / "state.db").exists():
         return None
     import sqlite3
 
-    name = f"{r.name}:{r.tag}"
     try:
-        conn = sqlite3.connect(f"file:{config.root / 'state.db'}?mode=ro", uri=True, timeout=5.0)
+        conn = sqlite3.connect(f"file:{root / 'state.db'}?mode=ro", uri=True, timeout=5.0)
         try:
             row = conn.execute("SELECT r.image_id, r.digest, i.layers FROM image_refs r JOIN images i"
                                " ON i.id = r.image_id WHERE r.ref = ?", (name,)).fetchone()
@@ -66,19 +83,21 @@ def present(config: NativeConfig, ref: str, *, head: bool = True) -> Present | N
     if row is None:
         return None
     image_id, digest, layers_json = str(row[0]), str(row[1]), str(row[2])
-    store = config.root / "snapshots"
     chains = [str(d["chain_id"]) for d in json.loads(layers_json)]
+    return (image_id, digest) if complete(root, [image_id], chains) else None
+
+
+def complete(root: Path, blobs: Sequence[str], chains: Sequence[str]) -> bool:
+    """Whether the store at `root` holds the blobs `blobs` and the committed layer snapshots
+    `chains` (ChainIDs): a stat per blob, a small read per snapshot."""
+    store = root / "snapshots"
     for chain in chains:
         try:
             if (store / content.digest_hex(chain)[:content.SNAPSHOT_NAME_LEN] / "chainid").read_text() != chain:
-                return None
+                return False
         except OSError:
-            return None
-    if not (config.root / "blobs" / "sha256" / content.digest_hex(image_id)).exists():
-        return None
-    if head and _head_digest(r) != digest:
-        return None
-    return Present(image_id, digest, str(r), name)
+            return False
+    return all((root / "blobs" / "sha256" / content.digest_hex(b)).exists() for b in blobs)
 
 
 def _head_digest(r: rc.Reference) -> str | None:

@@ -134,10 +134,9 @@ def _present(args: argparse.Namespace) -> dict[str, Any] | None:
     """The answer for a tag whose image is here (#21): from the state DB and one plain HEAD
     (none with --pull=missing), without the image store or the registry client; None if the
     full pull must answer."""
-    from reconciler.cli import engines
-    from reconciler.runtime import opening
+    from reconciler.runtime import parts
 
-    found = opening.image_present(engines.place(args), args.ref, head=args.pull != "missing")
+    found = parts.image_present(args.root, args.ref, head=args.pull != "missing")
     if found is None:
         return None
     return {"digest": found.digest, "shown": found.shown,

@@ -195,7 +195,7 @@ def test_repull_of_a_present_tag_is_one_head_or_none_and_opens_no_store(
         assert again.stdout.splitlines()[-1] == ref
         assert debris.is_dir(), "the re-pull opened the image store"
 
-        # its everyday form takes the CLI's fast path: no parser, no image store, no registry client
+        # its everyday form takes the CLI's fast path: no parser, no image store, no registry client,
         proxy.requests.clear()
         fast = subprocess.run([sys.executable, "-X", "importtime", "-m", "reconciler", "pull", ref],
                               env={**os.environ, "RECONCILER_ROOT": str(tmp_path / "root"),
@@ -204,7 +204,9 @@ def test_repull_of_a_present_tag_is_one_head_or_none_and_opens_no_store(
         assert (fast.returncode, fast.stdout) == (0, again.stdout), fast.stderr[-2000:]
         assert proxy.requests == [("HEAD", f"/v2/{repo}/manifests/{tag}")]
         loaded = {ln.rsplit("|", 1)[1].strip() for ln in fast.stderr.splitlines() if ln.startswith("import time:")}
-        assert sorted(loaded & {"argparse", "reconciler.runtime.native.images.images", "httpx"}) == []
+        # nor the engine's config and place (the state root is all it reads), nor socket's enums
+        assert sorted(loaded & {"argparse", "reconciler.runtime.native.images.images", "httpx",
+                                "reconciler.runtime.native.config", "reconciler.runtime.opening", "selectors"}) == []
 
         proxy.requests.clear()
         missing = cli(tmp_path, "pull", "-q", "--pull=missing", ref)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from reconciler.runtime.native.images import content
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from reconciler import registry_client as rc
     from reconciler.runtime.native.config import NativeConfig
 
-__all__ = ["Present", "complete", "present", "stored"]
+__all__ = ["Present", "complete", "present", "present_at", "stored"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,11 @@ class Present:
 
 
 def present(config: NativeConfig, ref: str, *, head: bool = True) -> Present | None:
+    """`present_at` the state root of `config`."""
+    return present_at(config.root, ref, head=head)
+
+
+def present_at(root: Path, ref: str, *, head: bool = True) -> Present | None:
     """The re-pull at the floor (#21): the stored image the tag `ref` names, complete (its
     config blob and every layer snapshot committed), read from the state DB and a stat per
     layer without opening the image store (no directory made, no debris scan, no registry
@@ -54,7 +59,7 @@ def present(config: NativeConfig, ref: str, *, head: bool = True) -> Present | N
     if r.tag is None or r.digest:
         return None
     name = f"{r.name}:{r.tag}"
-    row = stored(config.root, name)
+    row = stored(root, name)
     if row is None:
         return None
     image_id, digest = row
@@ -118,15 +123,14 @@ def _head_digest(r: rc.Reference) -> str | None:
 
 
 def _plain_head(host: str, path: str, headers: Mapping[str, str]) -> str | None:
-    import socket
-
     name, port = host, 80
     if ":" in host and not host.endswith("]"):
         name, _, number = host.rpartition(":")
         port = int(number)
     # the host as bytes: a str is encoded with the idna codec (unicodedata, stringprep: ~2 ms
     # of imports); a loopback host is ASCII, else UnicodeEncodeError (a ValueError) says "no answer"
-    with socket.create_connection((name.strip("[]").encode("ascii"), port), timeout=10) as sock:  # type: ignore[arg-type]  # getaddrinfo takes bytes; typeshed says str
+    sock = _connect(name.strip("[]").encode("ascii"), port)
+    try:
         lines = [f"HEAD {path} HTTP/1.1", f"Host: {host}", "Connection: close",
                  *(f"{k}: {v}" for k, v in headers.items())]
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
@@ -136,6 +140,8 @@ def _plain_head(host: str, path: str, headers: Mapping[str, str]) -> str | None:
             if not chunk:
                 break
             got += chunk
+    finally:
+        sock.close()
     head = got.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
     if len(head[0].split()) < 2 or head[0].split()[1] != "200":
         return None
@@ -144,6 +150,26 @@ def _plain_head(host: str, path: str, headers: Mapping[str, str]) -> str | None:
         if key.strip().lower() == "docker-content-digest":
             return value.strip()
     return None
+
+
+def _connect(host: bytes, port: int) -> Any:
+    """A TCP connection to the loopback `host` (10 s timeout), with `_socket`, socket's C core:
+    `socket` builds four enums from the platform's constants and imports selectors, more than
+    the HEAD itself costs (#21). socket.create_connection's loop: each address in turn."""
+    import _socket
+
+    failed: OSError = OSError(f"{host!r} has no address")
+    for family, kind, proto, _, address in _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM):
+        sock = _socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(10)
+            sock.connect(address)
+        except OSError as e:
+            sock.close()
+            failed = e
+            continue
+        return sock
+    raise failed
 
 
 def _tls_head(host: str, path: str, headers: Mapping[str, str]) -> str | None:

@@ -94,11 +94,12 @@ def bench_image(registry: RegistryServer, work: Path, root: Path, run_dir: Path,
                 runs: int, tools: list[str], *, missing: bool = False) -> tuple[str, dict[str, float], dict[str, float]]:
     """Push an image of n_layers/mib, pull it cold and warm with each tool; (label, cold, warm) medians."""
     ref = f"{registry.host}/bench/pull{n_layers}x{mib}:latest"
-    # the state root from the environment, as `reconcile pull REF` at a prompt (its everyday form:
-    # the CLI's fast path, cli/fastpath.py)
-    where: list[str] = []
+    # the timed pulls name the state root through the environment, as `reconcile pull REF` at a
+    # prompt (its everyday form: the CLI's fast path, cli/fastpath.py); the removals name it
+    # on their command line, so they never reach another root whatever their environment
+    where = ["--root", str(root), "--run-dir", str(run_dir)]
     env = {**_native_env(work), "RECONCILER_ROOT": str(root), "RECONCILER_RUN_DIR": str(run_dir)}
-    native = [sys.executable, "-m", "reconciler", "pull", "-q", *where, ref]
+    native = [sys.executable, "-m", "reconciler", "pull", "-q", ref]
     native_rmi = [sys.executable, "-m", "reconciler", "rmi", "-f", *where]
     t = time.perf_counter()
     layers = make_layers(n_layers, mib)

@@ -27,13 +27,14 @@ FORMATS = ("table", "json", "yaml")     # output.FORMATS, without importing it
 class _Spec:
     """What the fast path knows of a command's arguments (its parser has more: those go there)."""
 
-    __slots__ = ("defaults", "engine", "flags", "output", "positional", "runtime", "valued")
+    __slots__ = ("choices", "defaults", "engine", "flags", "output", "positional", "runtime", "valued")
 
     def __init__(self, flags: dict[str, str], *, output: str | None = "table", positional: tuple[str, str] | None = None,
                  engine: bool = True, runtime: bool = True, defaults: dict[str, object] | None = None,
-                 valued: dict[str, str] | None = None) -> None:
+                 valued: dict[str, str] | None = None, choices: dict[str, tuple[str, ...]] | None = None) -> None:
         self.flags = flags                  # its flags that take no value: flag -> dest
-        self.valued = valued or {}          # its options written `-t VALUE`: option -> dest (a list: appended)
+        self.valued = valued or {}          # its options written `-t VALUE` or `--tag=VALUE`: option -> dest
+        self.choices = choices or {}        # the values a valued option's dest takes, where argparse limits them
         self.output = output                # -o's default (None: no -o; "json": json or yaml only)
         self.positional = positional        # (dest, "1" or "+"), or None when it takes none
         self.engine = engine                # the engine options: --root, --run-dir, ...
@@ -49,6 +50,7 @@ COMMANDS = {
     "logs": _Spec({"-f": "follow", "--follow": "follow", "-t": "timestamps", "--timestamps": "timestamps"},
                   output=None, positional=("container", "1"), defaults={"since": None, "tail": "all"}),
     "pull": _Spec({"-q": "quiet", "--quiet": "quiet"}, output=None, positional=("ref", "1"),      # a re-pull
+                  valued={"--pull": "pull"}, choices={"pull": ("always", "missing")},
                   defaults={"platform": None, "pull": "always"}),
     "build": _Spec({"-q": "quiet", "--quiet": "quiet", "--no-cache": "no_cache", "--pull": "pull"}, output=None,
                    positional=("context", "1"), runtime=False,                # an unchanged rebuild
@@ -107,7 +109,11 @@ def _read(args: list[str], spec: _Spec, values: dict[str, object], positional: l
                 return False
         elif arg in spec.valued and i + 1 < len(args) and not args[i + 1].startswith("-"):
             i += 1
-            _value(values, spec.valued[arg], args[i])
+            if not _value(spec, values, spec.valued[arg], args[i]):
+                return False
+        elif arg.startswith("--") and arg.partition("=")[0] in spec.valued and arg.partition("=")[2]:
+            if not _value(spec, values, spec.valued[arg.partition("=")[0]], arg.partition("=")[2]):
+                return False
         elif arg.startswith("--output=") and spec.output is not None:
             if not _output(arg.partition("=")[2], spec, values):
                 return False
@@ -121,13 +127,17 @@ def _read(args: list[str], spec: _Spec, values: dict[str, object], positional: l
     return True
 
 
-def _value(values: dict[str, object], dest: str, value: str) -> None:
-    """`-t VALUE`: appended where the default is a list (argparse's action="append"), else set."""
+def _value(spec: _Spec, values: dict[str, object], dest: str, value: str) -> bool:
+    """`-t VALUE`: appended where the default is a list (argparse's action="append"), else set;
+    False (argparse says why) for a value the option does not take."""
+    if dest in spec.choices and value not in spec.choices[dest]:
+        return False
     current = values[dest]
     if isinstance(current, list):
         current.append(value)
     else:
         values[dest] = value
+    return True
 
 
 def _output(value: str, spec: _Spec, values: dict[str, object]) -> bool:

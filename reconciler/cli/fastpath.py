@@ -2,13 +2,13 @@
 
 Importing argparse (with re, enum, gettext and locale) and building even one subcommand's
 parser costs ~15 ms, as much as the rest of a `reconcile ps` served by an agent. The commands
-people type most (ps, images, inspect, logs, status, version, and `pull [-q] REF` and
-`build [-q] [-t NAME] [-f FILE] [--build-arg K=V] CONTEXT`: a re-pull of a present tag and an
-unchanged rebuild are answered in a few ms) in their everyday forms are parsed here into the
-same namespace argparse makes (tests/test_cli_fastpath.py compares the
-two for every form), and everything else, help, `--root` and the other options with values,
-any unusual spelling and every usage error, goes to the parser: an unknown argument returns
-None here and argparse says what is wrong, in its own words.
+people type most (ps, images, inspect, logs, status, version, and `pull [-q] [--pull=missing]
+REF` and `build [-q] [-t NAME] [-f FILE] [--build-arg K=V] CONTEXT`: a re-pull of a present tag
+and an unchanged rebuild are answered in a few ms) in their everyday forms are parsed here into
+the same namespace argparse makes (tests/test_cli_fastpath.py compares the two for every form),
+and everything else, help, `--root` and the other options this path does not know, any unusual
+spelling and every usage error, goes to the parser: an unknown argument returns None here and
+argparse says what is wrong, in its own words.
 
 It imports nothing when loaded; parsing loads cli.options and cli.engines (stdlib os only).
 """

@@ -8,12 +8,18 @@ engines have that base image locally before timing. Each engine is driven throug
 20.10's classic builder: this host has no buildx). Measured, interleaved, medians of --runs:
 
   cold     a build with --no-cache (every RUN and COPY executes, new layers are committed)
-  rebuild  an unchanged rebuild (every step answered from the cache)
+  rebuild  an unchanged rebuild (every step answered from the cache), timed after the cold
+           builds, each engine having built once since (a --no-cache build replaces the rows
+           of the native build cache; an unchanged rebuild after it makes its index entry)
 
 Native is measured twice: through the CLI (a fresh Python process per build, which pays the
 interpreter and its imports, like the docker CLI pays nothing of the sort: dockerd is warm) and
 through the API in a warm process (`Builder.build`, what the agent pays for an Image with
 `build:` in a manifest; the counterpart of the warm daemon behind `docker build`).
+
+Then the unchanged rebuild a third way: the CLI while an agent holds the root (`POST /v1/build`:
+the CLI a thin client of the agent's warm builder), interleaved with `docker build` again (the
+row "unchanged reconcile build (agent)").
 
 Prints the medians and the ratios native/docker. Goals: rebuild <= 1.0 (issue #21), cold <= 1.0.
 """
@@ -67,6 +73,25 @@ def timed(argv: list[str], env: dict[str, str] | None = None, made: list[str] | 
     return took
 
 
+def rebuild_through_agent(work: Path, env: dict[str, str], prefix: str, native_argv: list[str],
+                          docker_argv: list[str], runs: int, docker_ids: list[str]) -> dict[str, list[float]]:
+    """The unchanged rebuild through the CLI while an agent holds the root (`POST /v1/build`)
+    beside `docker build`, interleaved: {"agent rebuild": [...], "docker rebuild (agent)": [...]}."""
+    from bench.bench_cli import agent
+
+    agent_env = {**env, "RECONCILER_PREFIX": prefix}
+    times: dict[str, list[float]] = {"agent rebuild": [], "docker rebuild (agent)": []}
+    (work / "agent").mkdir(exist_ok=True)
+    with agent(work / "agent", [sys.executable, "-m", "reconciler"], agent_env):
+        timed(native_argv, env)                         # warm-up: the agent's first build
+        for i in range(runs):
+            jobs = (("agent rebuild", lambda: timed(native_argv, env)),
+                    ("docker rebuild (agent)", lambda: timed(docker_argv, env, docker_ids)))
+            for name, job in jobs[:: 1 if i % 2 == 0 else -1]:
+                times[name].append(job())
+    return times
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
@@ -81,11 +106,13 @@ def main() -> int:
     tags: list[str] = []
     docker_ids: list[str] = []       # every image our docker builds made (no-cache builds leave them dangling)
     root, run_dir = work / "root", work / "run"
-    native_cli = [sys.executable, "-m", "reconciler", "build", "--root", str(root), "--run-dir", str(run_dir),
-                  "--name-prefix", prefix, "-q"]
+    # the state root from the environment (below), as `reconcile build -t NAME CONTEXT` at a
+    # prompt: its everyday form, parsed by the CLI's fast path (cli/fastpath.py)
+    native_cli = [sys.executable, "-m", "reconciler", "build", "-q"]
     # compiled bytecode as an installed package has it, even where the environment sets
     # PYTHONDONTWRITEBYTECODE (the warm-up build fills this cache)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONPYCACHEPREFIX": str(work / "pycache")}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONPYCACHEPREFIX": str(work / "pycache"),
+           "RECONCILER_ROOT": str(root), "RECONCILER_RUN_DIR": str(run_dir), "RECONCILER_PREFIX": prefix}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     try:
         layout = work / "layout"
@@ -127,16 +154,23 @@ def main() -> int:
         floor = statistics.median(timed(floor_argv, env) for _ in range(max(3, args.runs)))
         kinds = ("cold", "rebuild")
         results: dict[str, list[float]] = {f"{who} {k}": [] for k in kinds for who in ("native", "api", "docker")}
-        for i in range(args.runs):
-            for kind, (native_argv, docker_argv) in zip(kinds, ((native_cold, docker_cold), (native_warm, docker_warm)),
-                                                          strict=True):
-                jobs = [
-                    (f"native {kind}", lambda a=native_argv: timed(a, env)),
-                    (f"api {kind}", lambda c=(kind == "cold"): api_build(c)),
-                    (f"docker {kind}", lambda a=docker_argv: timed(a, env, docker_ids)),
-                ]
+        # the cold builds first, then the rebuilds: a --no-cache build replaces the cache rows an
+        # unchanged rebuild would find, so a rebuild right after one is the first build of new rows
+        # (one untimed build of each engine first: what "build again, nothing changed" meets)
+        for kind, (native_argv, docker_argv) in zip(kinds, ((native_cold, docker_cold), (native_warm, docker_warm)),
+                                                      strict=True):
+            jobs = [
+                (f"native {kind}", lambda a=native_argv: timed(a, env)),
+                (f"api {kind}", lambda c=(kind == "cold"): api_build(c)),
+                (f"docker {kind}", lambda a=docker_argv: timed(a, env, docker_ids)),
+            ]
+            if kind == "rebuild":
+                for _, job in jobs:
+                    job()
+            for i in range(args.runs):
                 for name, job in (jobs if i % 2 == 0 else jobs[::-1]):
                     results[name].append(job())
+        results.update(rebuild_through_agent(work, env, prefix, native_warm, docker_warm, args.runs, docker_ids))
         med = {k: statistics.median(v) for k, v in results.items()}
         print(f"6-step Dockerfile on busybox, {args.runs} runs each, medians (CLI, fresh process per build)")
         for k, v in med.items():
@@ -149,6 +183,10 @@ def main() -> int:
             how = "warm process (API)" if who == "api" else "CLI process"
             print(f"ratio cold    {how:18s} native/docker = {cold:.2f}   (goal <= 1.0) {'OK' if cold <= 1.0 else 'MISSED'}")
             print(f"ratio rebuild {how:18s} native/docker = {warm:.2f}   (goal <= 1.0) {'OK' if warm <= 1.0 else 'MISSED'}")
+        print(f"  {'agent rebuild':16s} {med['agent rebuild'] * 1000:8.0f} ms   (the CLI while an agent holds the "
+              f"root: POST /v1/build; docker {med['docker rebuild (agent)'] * 1000:.0f} ms beside it)")
+        benchrows.record("unchanged reconcile build (agent)", med["agent rebuild"], peer="docker",
+                         theirs=med["docker rebuild (agent)"], goal=1.0)
         where = {"api": " (warm process)", "native": ""}
         for who in ("native", "api"):
             benchrows.record(f"unchanged reconcile build{where[who]}", med[f"{who} rebuild"], peer="docker",

@@ -24,6 +24,8 @@ as ratios: cold pulls of three images (10 layers ~200 MiB gzip, 4 layers ~34 MiB
 gzip inflate of the first image's blobs with zlib against isal and zlib-ng (whichever is
 installed). The native CLI runs with its bytecode cached, as an installed package has it
 (these machines set PYTHONDONTWRITEBYTECODE=1, which makes every CLI start compile its modules).
+With docker present, the re-pull is also timed while an agent holds the root (the row
+"... (agent)": the CLI a thin client of `POST /v1/pull`), interleaved with `docker pull` again.
 
     sudo .venv/bin/python bench/bench_pull.py --suite [--runs 3]
 """
@@ -92,9 +94,12 @@ def bench_image(registry: RegistryServer, work: Path, root: Path, run_dir: Path,
                 runs: int, tools: list[str], *, missing: bool = False) -> tuple[str, dict[str, float], dict[str, float]]:
     """Push an image of n_layers/mib, pull it cold and warm with each tool; (label, cold, warm) medians."""
     ref = f"{registry.host}/bench/pull{n_layers}x{mib}:latest"
+    # the timed pulls name the state root through the environment, as `reconcile pull REF` at a
+    # prompt (its everyday form: the CLI's fast path, cli/fastpath.py); the removals name it
+    # on their command line, so they never reach another root whatever their environment
     where = ["--root", str(root), "--run-dir", str(run_dir)]
-    env = _native_env(work)
-    native = [sys.executable, "-m", "reconciler", "pull", "-q", *where, ref]
+    env = {**_native_env(work), "RECONCILER_ROOT": str(root), "RECONCILER_RUN_DIR": str(run_dir)}
+    native = [sys.executable, "-m", "reconciler", "pull", "-q", ref]
     native_rmi = [sys.executable, "-m", "reconciler", "rmi", "-f", *where]
     t = time.perf_counter()
     layers = make_layers(n_layers, mib)
@@ -181,6 +186,30 @@ def bench_inflate(layout: Path) -> dict[str, float]:
     return out
 
 
+def repull_through_agent(work: Path, root: Path, run_dir: Path, ref: str, runs: int) -> tuple[float, float]:
+    """`reconcile pull REF` of a present tag while an agent holds the root (the CLI a thin client
+    of `POST /v1/pull`) beside `docker pull REF`, interleaved: their medians."""
+    from bench.bench_cli import agent
+    from reconciler.runtime import parts
+
+    _, prefix = parts.locations(str(root), str(run_dir), None)     # the prefix the root recorded
+    env = {**_native_env(work), "RECONCILER_ROOT": str(root), "RECONCILER_RUN_DIR": str(run_dir),
+           "RECONCILER_PREFIX": prefix}
+    quiet(["docker", "pull", "-q", ref])                # bench_image removed docker's copy
+    ours, theirs = [sys.executable, "-m", "reconciler", "pull", "-q", ref], ["docker", "pull", "-q", ref]
+    times: dict[str, list[float]] = {"native": [], "docker": []}
+    (work / "agent").mkdir(exist_ok=True)
+    try:
+        with agent(work / "agent", [sys.executable, "-m", "reconciler"], env):
+            timed(ours, cwd=REPO, env=env)              # warm-up: bytecode, the agent's first answer
+            for i in range(runs):
+                for name, argv in (("native", ours), ("docker", theirs))[:: 1 if i % 2 == 0 else -1]:
+                    times[name].append(timed(argv, cwd=REPO, env=env))
+    finally:
+        quiet(["docker", "rmi", "-f", ref])
+    return statistics.median(times["native"]), statistics.median(times["docker"])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
@@ -234,6 +263,9 @@ def main() -> int:
             store.pull(ref)
             inproc.append(time.perf_counter() - t)
         rows.append(("re-pull in-process (the agent)", statistics.median(inproc), first_warm.get("docker")))
+        if "docker" in tools:
+            rows.append(("re-pull of a present tag (one HEAD) (agent)",
+                         *repull_through_agent(work, root, run_dir, ref, args.runs)))
 
         print()
         print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")

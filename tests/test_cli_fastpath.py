@@ -23,6 +23,13 @@ EVERYDAY = [
     ["inspect", "web"], ["inspect", "web", "job", "-o", "yaml"],
     ["logs", "web"], ["logs", "-f", "web"], ["logs", "web", "-ft"], ["logs", "--timestamps", "--follow", "web"],
     ["status"], ["status", "-o", "json"], ["version"], ["version", "-o", "yaml"],
+    ["pull", "registry:5000/app:1"], ["pull", "-q", "app"], ["pull", "app@sha256:" + "0" * 64, "--quiet"],
+    ["pull", "--pull=missing", "app"], ["pull", "--pull", "always", "-q", "app"], ["pull", "app", "--pull=always"],
+    ["build", "--tag=a:1", "--build-arg=K=V", "--file=D", "-t", "b", "."],
+    ["build", "."], ["build", "-t", "app:1", "ctx"], ["build", "ctx", "-t", "a", "--tag", "b:2", "-q"],
+    ["build", "-f", "x/Dockerfile", "--file", "y", "--build-arg", "K=V", "--build-arg", "K2", "--no-cache", "--pull",
+     "--quiet", "ctx"],
+    ["build", "--check", "--check-error", "."],
 ]
 
 # help, options with values the fast path does not take, and usage errors: argparse's
@@ -31,7 +38,13 @@ TO_ARGPARSE = [
     ["ps", "-o", "bogus"], ["ps", "-ojson"], ["ps", "-ax"], ["ps", "web"], ["ps", "--"], ["ps", "--runtime", "fake"],
     ["inspect"], ["inspect", "-o", "table", "web"], ["logs"], ["logs", "a", "b"], ["logs", "--tail", "1", "web"],
     ["logs", "-o", "json", "web"], ["version", "--root", "/x"], ["--log-level", "debug", "ps"], ["-a", "ps"],
-    ["rm", "web"], [],
+    ["rm", "web"], [], ["pull"], ["pull", "a", "b"], ["pull", "--pull=bogus", "app"], ["pull", "--pull", "x", "app"],
+    ["pull", "--pull=", "app"], ["pull", "--pull"], ["pull", "app", "--pull"], ["pull", "-q=x", "app"],
+    ["pull", "--platform", "linux/arm64", "app"], ["pull", "-o", "json", "app"], ["pull", "--runtime", "docker", "app"],
+    ["build"], ["build", "-t"], ["build", ".", "-t"], ["build", "-t", "-x", "."], ["build", "--tag=", "."],
+    ["build", "-t=a", "."], ["build", "--no-cache=1", "."],
+    ["build", "-tapp", "."], ["build", "--target", "s", "."], ["build", "a", "b"],
+    ["build", "--secret", "id=a,src=b", "."], ["build", "-qt", "a", "."],
 ]
 
 
@@ -104,3 +117,7 @@ def test_each_fast_command_describes_its_flags_once(command: str) -> None:
     flags = {o: a.dest for a in sub._actions if isinstance(a, argparse._StoreTrueAction) for o in a.option_strings
              if o not in ("--log-json",)}
     assert flags == spec.dests()
+    # and the options with a value it takes: the same dest, the same choices
+    options = {o: (a.dest, tuple(a.choices or ())) for a in sub._actions for o in a.option_strings}
+    assert {o: options[o] for o in spec.valued_dests()} == {
+        o: (dest, spec.choices.get(dest, ())) for o, dest in spec.valued_dests().items()}

@@ -784,6 +784,37 @@ class Agent:
             raise apierr.NotFound(f"{ref} is not present as the registry has it now")
         return {"events": events, "digest": info.digest, "shown": store.shown(ref)}
 
+    def build(self, options: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+        """`reconcile build` through the agent (#21): the build of `options` (BuildOptions as
+        JSON) by the agent's warm builder, as JSON lines while it runs: {"line": ...} per
+        progress line, then {"image_id": ...}, or the error the CLI would print ({"error",
+        "hint", "notes", "exit_code"}: a refusal, a failed step, a full disk)."""
+        import queue
+
+        from reconciler.runtime import errors as rterrors
+        from reconciler.runtime.native.build import builder
+
+        try:
+            opts = builder.options_from_json(options)
+        except rterrors.InvalidArgument as e:
+            raise apierr.BadRequest(e.message, hint=e.hint) from None
+        rt = self._native()
+        lines: queue.SimpleQueue[Mapping[str, Any]] = queue.SimpleQueue()
+
+        def work() -> None:
+            try:
+                made = builder.Builder(rt.image_store, lambda: rt.containers).build(
+                    opts, lambda line: lines.put({"line": line}))
+                lines.put({"image_id": made.image_id})
+            except Exception as e:          # noqa: BLE001 - every failure goes to the client, as the CLI says it
+                lines.put(_build_error(e, self.config.root))
+
+        # the build runs beside the reply, which writes its lines as they come (a RUN's output)
+        threading.Thread(target=work, name="api-build", daemon=True).start()
+        while "line" in (value := lines.get()):
+            yield value
+        yield value
+
     def container_logs(self, name: str, *, follow: bool, since: str | None,
                        tail: int | None) -> Iterator[Mapping[str, Any]]:
         """What `reconcile logs` prints of a container, line by line as its engine reads them:
@@ -867,6 +898,20 @@ def _engine_errors() -> Iterator[None]:
         raise apierr.Conflict(e.message, hint=e.hint) from None
     except ReconcilerError as e:
         raise apierr.ApiError(e.message, hint=e.hint) from None
+
+
+def _build_error(exc: Exception, root: Path) -> Mapping[str, Any]:
+    """A failed build as the last line of `POST /v1/build`: what the CLI prints for it (its
+    message, hint and notes) and its exit code; a full disk as the CLI's main() reports one."""
+    from reconciler import diskfull
+
+    err = exc if isinstance(exc, ReconcilerError) else diskfull.translate(exc, "running `reconcile build`", root)
+    if err is None:
+        structlog.get_logger("reconciler.api").error("api_build_failed", exc_info=exc)
+        return {"error": f"the agent's build failed: {type(exc).__name__}: {exc}", "hint": "see the agent's log",
+                "notes": [], "exit_code": 1}
+    return {"error": err.message, "hint": err.hint, "notes": list(getattr(err, "__notes__", ())),
+            "exit_code": err.exit_code}
 
 
 def _origin(sc: cfgmod.SourceConfig) -> str:

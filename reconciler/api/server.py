@@ -67,6 +67,8 @@ class AgentView(Protocol):
 
     def pull_if_present(self, ref: str) -> Mapping[str, Any]: ...
 
+    def build(self, options: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]: ...
+
     def container_logs(self, name: str, *, follow: bool, since: str | None,
                        tail: int | None) -> Iterator[Mapping[str, Any]]: ...
 
@@ -249,6 +251,11 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                 if not isinstance(body.get("ref"), str):
                     raise errors.BadRequest('POST a JSON object {"ref": IMAGE}')
                 self._json(200, view.pull_if_present(body["ref"]))
+            elif path == "/v1/build" and method == "POST":          # `reconcile build` (#21)
+                body = self._body()
+                if not isinstance(body.get("options"), dict):
+                    raise errors.BadRequest('POST a JSON object {"options": BUILD OPTIONS}')
+                self._stream_lines(view.build(body["options"]))
             elif path == "/v1/events" and method == "GET":
                 self._stream_events(int(q.get("since", "0") or 0), q.get("follow") in ("1", "true"))
             elif path == "/v1/history" and method == "GET":
@@ -259,7 +266,7 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                     raise errors.BadRequest('POST a JSON object {"source": NAME, "revision": ID (optional)}')
                 self._json(200, view.rollback(body["source"], body.get("revision")))
             elif path in ("/v1/status", "/v1/plan", "/v1/events", "/v1/history", "/v1/reconcile", "/v1/rollback",
-                          "/v1/containers", "/v1/images", "/v1/pull"):
+                          "/v1/containers", "/v1/images", "/v1/pull", "/v1/build"):
                 raise errors.MethodNotAllowed(f"{method} is not allowed on {path}")
             else:
                 raise errors.NotFound(f"no such API path {path}", hint="paths are versioned: /v1/status, ...")

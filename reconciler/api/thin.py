@@ -81,10 +81,12 @@ def _exchange(socket_path: str, method: str, path: str, data: bytes | None, *,
     return int(lines[0].split(" ", 2)[1]), headers, reply
 
 
-def stream(socket_path: str, path: str, *, timeout: float | None = None) -> tuple[int, Generator[Any, None, None]]:
-    """GET `path`, whose reply (200) is JSON lines written as they come (api/server.py streams
-    events and logs so): (HTTP status, each line's value as it arrives, until the agent ends
-    the reply). A reply other than 200 yields nothing. OSError when the socket does not answer."""
+def stream(socket_path: str, path: str, *, timeout: float | None = None,
+           body: Any = None) -> tuple[int, Generator[Any, None, None]]:
+    """GET `path` (POST `body` as JSON, if any: a build), whose reply (200) is JSON lines written
+    as they come (api/server.py streams events, logs and builds so): (HTTP status, each line's
+    value as it arrives, until the agent ends the reply). A reply other than 200 yields
+    nothing. OSError when the socket does not answer."""
     import json
     import socket  # its makefile: the reply's lines as they come
 
@@ -92,7 +94,12 @@ def stream(socket_path: str, path: str, *, timeout: float | None = None) -> tupl
     try:
         s.settimeout(timeout)
         s.connect(socket_path)
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        if body is None:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        else:
+            data = json.dumps(body).encode()
+            s.sendall(f"POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: "
+                      f"application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
         f = s.makefile("rb")
         status_line = f.readline().decode("latin-1")
         if not status_line.startswith("HTTP/1."):

@@ -88,17 +88,18 @@ def printed(args: argparse.Namespace, path: str, options: dict[str, Any], *,
     return text if status == 200 and content_type.startswith("text/plain") else None
 
 
-def streamed(args: argparse.Namespace, path: str, *, timeout: float | None = None,
+def streamed(args: argparse.Namespace, path: str, *, timeout: float | None = None, body: Any = None,
              **query: Any) -> Iterator[Any] | None:
-    """The JSON lines the agent that holds `args.root` streams for GET `path` (logs), as they
-    come (`timeout`: the longest wait for the next bytes); None as for `served`."""
+    """The JSON lines the agent that holds `args.root` streams for GET `path` (logs; POST with
+    `body`, if any: a build), as they come (`timeout`: the longest wait for the next bytes);
+    None as for `served`."""
     socket_path = _serving_socket(args)
     if socket_path is None:
         return None
     from reconciler.api import thin
 
     try:
-        status, values = thin.stream(socket_path, _path(path, query), timeout=timeout)
+        status, values = thin.stream(socket_path, _path(path, query), timeout=timeout, body=body)
     except (OSError, ValueError):
         return None
     if status != 200:

@@ -9,33 +9,53 @@ last output lines. `--check` only parses and lints (build/lint.py), for CI.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import stat
 import sys
-from typing import Any
+
+from reconciler.cli import _agentapi, fastpath
+
+# annotations only: a build the agent answers loads no more than the parser (#21)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Iterator
+    from typing import Any
 
 __all__ = ["register", "run"]
 
 
-def register(subparsers: Any) -> None:
-    from reconciler.cli import options
+# what it takes, for its parser and the fast path alike (cli/fastpath.py): an unchanged rebuild
+# loads no parser
+SPEC = fastpath.Spec((
+    (("--no-cache",), "no_cache", "do not use the build cache"),
+    (("--pull",), "pull", "pull FROM images even when present"),
+    (("-q", "--quiet"), "quiet", "print only the image id"),
+    (("--check",), "check", "parse and lint the Dockerfile, build nothing: prints FILE:LINE: RULE: MESSAGE per "
+     "finding (BuildKit's rule names); exit 0, or 2 when it cannot be parsed"),
+    (("--check-error",), "check_error", "with --check: exit 1 when there are findings (as `# check=error=true` does)"),
+), output=None, runtime=False, positional=("context", "1", "CONTEXT", "the build context directory"), valued=(
+    (("-t", "--tag"), "tag", {"action": "append", "default": [], "metavar": "NAME[:TAG]",
+                              "help": "name the image (repeatable); default tag latest"}),
+    (("-f", "--file"), "file", {"default": None, "metavar": "FILE",
+                                "help": "the Dockerfile (default: CONTEXT/Dockerfile)"}),
+    (("--build-arg",), "build_arg", {
+        "action": "append", "default": [], "metavar": "KEY[=VALUE]",
+        "help": "set a build-time variable (KEY alone takes it from the environment); SOURCE_DATE_EPOCH=SECONDS "
+                "(also taken from the environment) makes the build reproducible: image and history times are it, "
+                "no file in a new layer is newer"}),
+), defaults={"target": None, "network": "none", "secret": [], "ssh": [], "allow": []})
 
+
+def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "build", help="build an image from a Dockerfile",
         description="Build an image from a Dockerfile and a context directory on the native engine.")
-    options.add_engine_options(parser)
-    parser.add_argument("-t", "--tag", action="append", default=[], metavar="NAME[:TAG]",
-                        help="name the image (repeatable); default tag latest")
-    parser.add_argument("-f", "--file", default=None, metavar="FILE",
-                        help="the Dockerfile (default: CONTEXT/Dockerfile)")
-    parser.add_argument("--build-arg", action="append", default=[], metavar="KEY[=VALUE]",
-                        help="set a build-time variable (KEY alone takes it from the environment); "
-                             "SOURCE_DATE_EPOCH=SECONDS (also taken from the environment) makes the build "
-                             "reproducible: image and history times are it, no file in a new layer is newer")
-    parser.add_argument("--target", default=None, metavar="STAGE", help="build this stage of a multi-stage file")
-    parser.add_argument("--network", default="none", choices=("none", "host"),
+    SPEC.add_to(parser, "build")
+    parser.add_argument("--target", default=SPEC.defaults["target"], metavar="STAGE",
+                        help="build this stage of a multi-stage file")
+    parser.add_argument("--network", default=SPEC.defaults["network"], choices=("none", "host"),
                         help="network of RUN steps (default: none)")
     parser.add_argument("--secret", action="append", default=[], metavar="id=ID,src=FILE|env=VAR",
                         help="a secret for RUN --mount=type=secret,id=ID, from a file or an environment "
@@ -47,15 +67,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--allow", action="append", default=[], choices=("security.insecure",),
                         help="security.insecure: let RUN --security=insecure run its step with every "
                              "capability (refused without it)")
-    parser.add_argument("--no-cache", action="store_true", help="do not use the build cache")
-    parser.add_argument("--pull", action="store_true", help="pull FROM images even when present")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
-    parser.add_argument("--check", action="store_true",
-                        help="parse and lint the Dockerfile, build nothing: prints FILE:LINE: RULE: MESSAGE per "
-                             "finding (BuildKit's rule names); exit 0, or 2 when it cannot be parsed")
-    parser.add_argument("--check-error", action="store_true",
-                        help="with --check: exit 1 when there are findings (as `# check=error=true` does)")
-    parser.add_argument("context", metavar="CONTEXT", help="the build context directory")
     parser.set_defaults(run=run, no_logging=True)   # progress is printed; structlog not needed
 
 
@@ -77,9 +88,11 @@ _SECRET_MAX = 1 << 20
 def parse_secrets(items: list[str]) -> dict[str, bytes]:
     """`--secret id=ID,src=FILE` or `id=ID,env=VAR` (buildx's syntax; `source`, `type=file|env`
     accepted too): the secret values by id."""
+    out: dict[str, bytes] = {}
+    if not items:
+        return out
     from reconciler.runtime import errors
 
-    out: dict[str, bytes] = {}
     for item in items:
         fields = dict(part.partition("=")[::2] for part in item.split(","))
         ident = fields.pop("id", "")
@@ -135,9 +148,11 @@ def check(args: argparse.Namespace) -> int:
 
 def parse_ssh(items: list[str]) -> dict[str, str]:
     """`--ssh ID[=SOCKET]` values: agent socket paths by id."""
+    out: dict[str, str] = {}
+    if not items:
+        return out
     from reconciler.runtime import errors as rterrors
 
-    out: dict[str, str] = {}
     for item in items:
         ident, eq, path = item.partition("=")
         if not eq:
@@ -159,26 +174,71 @@ def parse_ssh(items: list[str]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     if args.check:
         return check(args)
+    opts = _options(args)
+    # through the agent that holds the root, if one runs (#21): its warm builder answers and
+    # this process loads no engine code; a build with secrets or SSH agents runs here (they
+    # stay in this process), as does every build when no agent answers
+    sent = {k: v for k, v in opts.items() if k not in ("secrets", "ssh")}
+    values = None if opts["secrets"] or opts["ssh"] else _agentapi.streamed(args, "/v1/build", body={"options": sent})
+    if values is not None:
+        return _served(args, values)
     from reconciler.cli import engines
     from reconciler.runtime import parts
 
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    hit = parts.rebuilt(args.root, opts)        # an unchanged rebuild: no builder loaded (#21)
+    if hit is not None:
+        image_id = hit[0]
+        for line in () if args.quiet else hit[1]:
+            say(line)
+    else:
+        image_id = parts.build_image(engines.place(args), None if args.quiet else say, **opts)
+    if args.quiet:
+        sys.stdout.write(image_id + "\n")
+    return 0
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """builder.BuildOptions' fields from the command line; the context and the Dockerfile as
+    absolute paths (an agent builds in a working directory of its own)."""
     dockerfile = args.file or "Dockerfile"
     if args.file and not os.path.isabs(args.file):
         dockerfile = os.path.abspath(args.file)
     build_args = parse_build_args(args.build_arg)
     if os.environ.get("SOURCE_DATE_EPOCH") and "SOURCE_DATE_EPOCH" not in build_args:
         build_args["SOURCE_DATE_EPOCH"] = os.environ["SOURCE_DATE_EPOCH"]     # as buildx passes it
-    opts = dict(
-        context=args.context, dockerfile=dockerfile, build_args=build_args,
+    return dict(
+        context=os.path.abspath(args.context), dockerfile=dockerfile, build_args=build_args,
         target=args.target, tags=tuple(args.tag), network=args.network, no_cache=args.no_cache, pull=args.pull,
         secrets=parse_secrets(args.secret), ssh=parse_ssh(args.ssh),
         allow_insecure="security.insecure" in args.allow,
     )
 
-    def say(line: str) -> None:
-        print(line, flush=True)
 
-    image_id = parts.build_image(engines.place(args), None if args.quiet else say, **opts)
-    if args.quiet:
-        sys.stdout.write(image_id + "\n")
-    return 0
+def _served(args: argparse.Namespace, values: Iterator[Any]) -> int:
+    """Print what the agent's build says, as a build here prints it; its error as this
+    process would raise it (message, hint, notes, exit code)."""
+    from reconciler.errors import ReconcilerError
+
+    try:
+        for value in values:
+            if "line" in value:
+                if not args.quiet:
+                    print(value["line"], flush=True)
+            elif "image_id" in value:
+                if args.quiet:
+                    sys.stdout.write(value["image_id"] + "\n")
+                return 0
+            else:
+                err = ReconcilerError(str(value["error"]), hint=value.get("hint"))
+                err.exit_code = int(value.get("exit_code", 1))
+                for note in value.get("notes") or ():
+                    err.add_note(str(note))
+                raise err
+    except (OSError, ValueError) as e:
+        raise ReconcilerError(f"the agent stopped answering during the build: {e}",
+                              hint="see the agent's log; `reconcile status` says whether it runs") from None
+    raise ReconcilerError("the agent ended the build without its result",
+                          hint="see the agent's log; `reconcile status` says whether it runs")

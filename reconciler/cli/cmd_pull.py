@@ -6,30 +6,38 @@ downloads); otherwise one plain line per state change, so logs stay readable.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any, TextIO
+
+from reconciler.cli import fastpath
+
+# annotations only: a re-pull takes the fast path (cli/fastpath.py) and loads no parser (#21)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Mapping
+    from typing import Any, TextIO
 
 __all__ = ["Progress", "open_store", "register", "run"]
 
 
-def register(subparsers: Any) -> None:
-    from reconciler.cli import engines, options
+# what it takes, for its parser and the fast path alike (cli/fastpath.py): a re-pull loads no parser
+SPEC = fastpath.Spec((
+    (("-q", "--quiet"), "quiet", "print only the image reference"),
+), output=None, positional=("ref", "1", "REF", "image reference, e.g. registry:5000/app:1.2"), valued=(
+    (("--pull",), "pull", {"choices": ("always", "missing"), "default": "always",
+                           "help": "always (default): ask the registry what the tag names now (one HEAD when the "
+                                   "image is present); missing: no request at all when the tag's image is present"}),
+), defaults={"platform": None})
 
+
+def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("pull", help="pull an image from a registry",
                                    description="Pull an image (tag or digest) into the native engine.")
-    options.add_engine_options(parser)
-    engines.add_runtime_flag(parser, "pull")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print only the image reference")
-    parser.add_argument("--platform", default=None, metavar="OS/ARCH[/VARIANT]",
+    SPEC.add_to(parser, "pull")
+    parser.add_argument("--platform", default=SPEC.defaults["platform"], metavar="OS/ARCH[/VARIANT]",
                         help="platform to pull from a multi-platform image (default: this host's)")
-    parser.add_argument("--pull", choices=("always", "missing"), default="always",
-                        help="always (default): ask the registry what the tag names now (one HEAD when the "
-                             "image is present); missing: no request at all when the tag's image is present")
-    parser.add_argument("ref", metavar="REF", help="image reference, e.g. registry:5000/app:1.2")
     # the image store and the registry client log nothing: a re-pull (one HEAD) would spend
     # more on setting up structlog than on the pull
     parser.set_defaults(run=run, no_logging=True)
@@ -130,10 +138,9 @@ def _present(args: argparse.Namespace) -> dict[str, Any] | None:
     """The answer for a tag whose image is here (#21): from the state DB and one plain HEAD
     (none with --pull=missing), without the image store or the registry client; None if the
     full pull must answer."""
-    from reconciler.cli import engines
-    from reconciler.runtime import opening
+    from reconciler.runtime import parts
 
-    found = opening.image_present(engines.place(args), args.ref, head=args.pull != "missing")
+    found = parts.image_present(args.root, args.ref, head=args.pull != "missing")
     if found is None:
         return None
     return {"digest": found.digest, "shown": found.shown,

@@ -2,15 +2,18 @@
 
 Importing argparse (with re, enum, gettext and locale) and building even one subcommand's
 parser costs ~15 ms, as much as the rest of a `reconcile ps` served by an agent. The commands
-people type most (ps, images, inspect, logs, status, version) in their everyday forms are
-parsed here into the same namespace argparse makes (tests/test_cli_fastpath.py compares the
-two for every form), and everything else, help, `--root` and the other options with values,
-any unusual spelling and every usage error, goes to the parser: an unknown argument returns
-None here and argparse says what is wrong, in its own words.
+people type most (ps, images, inspect, logs, status, version, and `pull [-q] [--pull=missing]
+REF` and `build [-q] [-t NAME] [-f FILE] [--build-arg K=V] CONTEXT`: a re-pull of a present tag
+and an unchanged rebuild are answered in a few ms) in their everyday forms are parsed here into
+the same namespace argparse makes (tests/test_cli_fastpath.py compares the two for every form),
+and everything else, help, `--root` and the other options this path does not know, any unusual
+spelling and every usage error, goes to the parser: an unknown argument returns None here and
+argparse says what is wrong, in its own words.
 
-Each of these commands describes what it takes once, in its module's SPEC (a `Spec`): its
-register() adds that to its parser (`Spec.add_to`) and this path parses by it, so the two cannot
-drift apart (tests/test_cli_fastpath.py checks the flags too).
+Each of these commands describes what it takes once, in its module's SPEC (a `Spec`: its flags,
+and the options with a value this path takes, with their add_argument keywords): its register()
+adds that to its parser (`Spec.add_to`) and this path parses by it, so the two cannot drift
+apart (tests/test_cli_fastpath.py checks the flags and options too).
 
 It imports nothing when loaded; parsing loads the command's module, cli.options and cli.engines
 (stdlib os only).
@@ -22,6 +25,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
     from types import SimpleNamespace
+    from typing import Any
 
 __all__ = ["COMMANDS", "Spec", "parse"]
 
@@ -33,14 +37,18 @@ class Spec:
     parser (`add_to`, called by the command's register()) and for this path, which parses the
     everyday forms by it (an option it does not describe: argparse answers)."""
 
-    __slots__ = ("defaults", "engine", "flags", "output", "positional", "runtime")
+    __slots__ = ("choices", "defaults", "engine", "flags", "output", "positional", "runtime", "valued")
 
     def __init__(self, flags: tuple[tuple[tuple[str, ...], str, str], ...] = (), *, output: str | None = "table",
-                 positional: tuple[str, str, str] | None = None, engine: bool = True, runtime: bool = True,
-                 defaults: dict[str, object] | None = None) -> None:
+                 positional: tuple[str, ...] | None = None, engine: bool = True, runtime: bool = True,
+                 defaults: dict[str, object] | None = None,
+                 valued: tuple[tuple[tuple[str, ...], str, dict[str, Any]], ...] = ()) -> None:
         self.flags = flags                  # its flags that take no value: ((-a, --all), dest, help)
+        self.valued = valued                # its options written `-t VALUE` or `--tag=VALUE`: ((-t, --tag), dest,
+                                            # add_argument's keywords: default, choices, action="append", help...)
+        self.choices = {dest: tuple(kw["choices"]) for _, dest, kw in valued if "choices" in kw}
         self.output = output                # -o's default (None: no -o; "json": json or yaml only)
-        self.positional = positional        # (dest, "1" or "+", metavar), or None when it takes none
+        self.positional = positional        # (dest, "1" or "+", metavar[, help]), or None when it takes none
         self.engine = engine                # the engine options: --root, --run-dir, ...
         self.runtime = runtime              # --runtime
         self.defaults = defaults or {}      # its other options' defaults (its register() adds them)
@@ -48,6 +56,10 @@ class Spec:
     def dests(self) -> dict[str, str]:
         """Each flag's option strings -> its dest."""
         return {option: dest for options, dest, _ in self.flags for option in options}
+
+    def valued_dests(self) -> dict[str, str]:
+        """Each option with a value: its option strings -> its dest."""
+        return {option: dest for options, dest, _ in self.valued for option in options}
 
     def add_to(self, parser: argparse.ArgumentParser, command: str) -> None:
         """Add what this describes to the command's parser (engine options, --runtime, -o, the
@@ -61,13 +73,16 @@ class Spec:
         if self.output is not None:
             output.add_output_flag(parser, table=self.output == "table")
         if self.positional is not None:
-            dest, nargs, metavar = self.positional
-            parser.add_argument(dest, nargs="+" if nargs == "+" else None, metavar=metavar)
+            dest, nargs, metavar, *rest = self.positional
+            parser.add_argument(dest, nargs="+" if nargs == "+" else None, metavar=metavar,
+                                help=rest[0] if rest else None)
         for flags, dest, help_text in self.flags:
             parser.add_argument(*flags, dest=dest, action="store_true", help=help_text)
+        for flags, dest, keywords in self.valued:
+            parser.add_argument(*flags, dest=dest, **keywords)
 
 
-COMMANDS = ("ps", "images", "inspect", "logs", "status", "version")     # each module's SPEC
+COMMANDS = ("ps", "images", "inspect", "logs", "status", "version", "pull", "build")     # each module's SPEC
 
 
 def parse(argv: list[str]) -> SimpleNamespace | None:
@@ -101,13 +116,16 @@ def _defaults(command: str, spec: Spec) -> dict[str, object]:
     if spec.output is not None:
         values["output"] = spec.output
     values.update(dict.fromkeys(spec.dests().values(), False))
-    values.update({k: list(v) if isinstance(v, list) else v for k, v in spec.defaults.items()})
+    values.update({dest: keywords.get("default") for _, dest, keywords in spec.valued})
+    values.update(spec.defaults)
+    values.update({k: list(v) for k, v in values.items() if isinstance(v, list)})    # appended to: copies
     return values
 
 
 def _read(args: list[str], spec: Spec, values: dict[str, object], positional: list[str]) -> bool:
     """Fill `values` and `positional` from `args`; False at anything this path does not take."""
     flags = spec.dests()
+    valued = spec.valued_dests()
     i = 0
     while i < len(args):
         arg = args[i]
@@ -116,6 +134,13 @@ def _read(args: list[str], spec: Spec, values: dict[str, object], positional: li
         elif arg in ("-o", "--output") and spec.output is not None and i + 1 < len(args):
             i += 1
             if not _output(args[i], spec, values):
+                return False
+        elif arg in valued and i + 1 < len(args) and not args[i + 1].startswith("-"):
+            i += 1
+            if not _value(spec, values, valued[arg], args[i]):
+                return False
+        elif arg.startswith("--") and arg.partition("=")[0] in valued and arg.partition("=")[2]:
+            if not _value(spec, values, valued[arg.partition("=")[0]], arg.partition("=")[2]):
                 return False
         elif arg.startswith("--output=") and spec.output is not None:
             if not _output(arg.partition("=")[2], spec, values):
@@ -130,6 +155,19 @@ def _read(args: list[str], spec: Spec, values: dict[str, object], positional: li
     return True
 
 
+def _value(spec: Spec, values: dict[str, object], dest: str, value: str) -> bool:
+    """`-t VALUE`: appended where the default is a list (argparse's action="append"), else set;
+    False (argparse says why) for a value the option does not take."""
+    if dest in spec.choices and value not in spec.choices[dest]:
+        return False
+    current = values[dest]
+    if isinstance(current, list):
+        current.append(value)
+    else:
+        values[dest] = value
+    return True
+
+
 def _output(value: str, spec: Spec, values: dict[str, object]) -> bool:
     """-o VALUE: False (argparse says why) for a format the command does not print."""
     allowed = FORMATS if spec.output == "table" else FORMATS[1:]
@@ -141,7 +179,7 @@ def _place(spec: Spec, values: dict[str, object], positional: list[str]) -> bool
     """Put the positional arguments where argparse would; False when their count is wrong."""
     if spec.positional is None:
         return not positional
-    dest, nargs, _ = spec.positional
+    dest, nargs = spec.positional[:2]
     if nargs == "1":
         values[dest] = positional[0] if len(positional) == 1 else None
         return len(positional) == 1

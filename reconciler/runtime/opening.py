@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from reconciler.runtime.native.containers.records import RecordStore
     from reconciler.runtime.native.images.images import ImageStore
 
-__all__ = ["RUNTIMES", "Place", "image_present", "inspect_document", "open_image_store", "open_native", "open_records",
+__all__ = ["RUNTIMES", "Place", "inspect_document", "open_image_store", "open_native", "open_records",
            "open_runtime", "read_native_logs", "summaries"]
 
 RUNTIMES = ("native", "docker", "swarm", "fake")
@@ -153,15 +153,6 @@ def open_image_store(place: Place, *, platform: str | None = None) -> ImageStore
         return {str(r.image_id) for r in containers.ContainerManager(config).records()}
 
     return images.ImageStore(config, container_image_ids=used, platform=platform)
-
-
-def image_present(place: Place, ref: str, *, head: bool = True) -> Any:
-    """A tag whose image the native engine at `place` holds, answered from its state DB and one
-    plain HEAD (none without `head`) without opening the image store (images.presence); None
-    when a full pull must answer."""
-    from reconciler.runtime.native.images import presence
-
-    return presence.present(place.native_config(), ref, head=head)
 
 
 def read_native_logs(path: Path, *, is_running: Callable[[], bool], poll: float,

@@ -23,7 +23,7 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
     from typing import IO, Any
 
@@ -68,6 +68,28 @@ def lint_dockerfile(text: str) -> Result:
     from reconciler.runtime.native.build import lint
 
     return lint.check(text)
+
+
+def image_present(root: str, ref: str, *, head: bool = True) -> Any:
+    """A tag whose image the native engine at the state root `root` holds (images.presence:
+    its state DB and one plain HEAD, none without `head`), without the engine's place, its
+    config or the image store (#21: a CLI re-pull); None when a full pull must answer."""
+    from pathlib import Path
+
+    from reconciler.runtime.native.images import presence
+
+    return presence.present_at(Path(root), ref, head=head)
+
+
+def rebuilt(root: str, options: Mapping[str, Any]) -> tuple[str, list[str]] | None:
+    """An unchanged rebuild's answer (image id, the lines the build prints) from the index of
+    the state root `root` (build/rebuilds.py: the same lines, the same image), without the
+    builder, the image store or the engine's place (#21); None when build_image must run."""
+    from pathlib import Path
+
+    from reconciler.runtime.native.build import rebuilds
+
+    return rebuilds.lookup(Path(root), options)
 
 
 def build_image(place: Place, progress: Progress | None, **options: Any) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import http.server
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -193,6 +194,19 @@ def test_repull_of_a_present_tag_is_one_head_or_none_and_opens_no_store(
         assert f"Status: Image is up to date for {ref}" in again.stdout
         assert again.stdout.splitlines()[-1] == ref
         assert debris.is_dir(), "the re-pull opened the image store"
+
+        # its everyday form takes the CLI's fast path: no parser, no image store, no registry client,
+        proxy.requests.clear()
+        fast = subprocess.run([sys.executable, "-X", "importtime", "-m", "reconciler", "pull", ref],
+                              env={**os.environ, "RECONCILER_ROOT": str(tmp_path / "root"),
+                                   "RECONCILER_RUN_DIR": str(tmp_path / "run")},
+                              capture_output=True, text=True, check=False, timeout=120)
+        assert (fast.returncode, fast.stdout) == (0, again.stdout), fast.stderr[-2000:]
+        assert proxy.requests == [("HEAD", f"/v2/{repo}/manifests/{tag}")]
+        loaded = {ln.rsplit("|", 1)[1].strip() for ln in fast.stderr.splitlines() if ln.startswith("import time:")}
+        # nor the engine's config and place (the state root is all it reads), nor socket's enums
+        assert sorted(loaded & {"argparse", "reconciler.runtime.native.images.images", "httpx",
+                                "reconciler.runtime.native.config", "reconciler.runtime.opening", "selectors"}) == []
 
         proxy.requests.clear()
         missing = cli(tmp_path, "pull", "-q", "--pull=missing", ref)

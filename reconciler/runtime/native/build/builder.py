@@ -50,6 +50,7 @@ from reconciler.runtime.native.build import (
     context,
     dockerfile,
     instructions,
+    rebuilds,
     remote,
     runmounts,
 )
@@ -98,6 +99,32 @@ class BuildOptions:
     secrets: Mapping[str, bytes] = field(default_factory=dict, repr=False)   # RUN --mount=type=secret, by id
     ssh: Mapping[str, str] = field(default_factory=dict)    # RUN --mount=type=ssh: agent socket path, by id
     allow_insecure: bool = False                    # RUN --security=insecure may run (all capabilities)
+
+
+# BuildOptions' fields a client may send the agent (`POST /v1/build`, #21), by their JSON
+# type: never secrets or ssh (a build that has them runs in the CLI: they stay in its process)
+_SENT: dict[str, tuple[type, ...]] = {
+    "context": (str,), "dockerfile": (str,), "build_args": (dict,), "target": (str, type(None)), "tags": (list,),
+    "network": (str,), "no_cache": (bool,), "pull": (bool,), "allow_insecure": (bool,),
+}
+
+
+def options_from_json(doc: Mapping[str, Any]) -> BuildOptions:
+    """The BuildOptions a client sent as JSON (BuildOptions' field names; `tags` a list); raises
+    InvalidArgument naming what is wrong. The context must be absolute: the agent's working
+    directory is not the client's."""
+    wrong = sorted(k for k in doc if k not in _SENT or not isinstance(doc[k], _SENT[k]))
+    if wrong:
+        raise rterrors.InvalidArgument(f"build options not understood: {', '.join(wrong)}",
+                                       hint=f"send a JSON object of {', '.join(_SENT)}")
+    if not os.path.isabs(str(doc.get("context", ""))):
+        raise rterrors.InvalidArgument("the build context must be an absolute path")
+    values = dict(doc)
+    if "tags" in values:
+        values["tags"] = tuple(str(t) for t in values["tags"])
+    if "build_args" in values:
+        values["build_args"] = {str(k): str(v) for k, v in values["build_args"].items()}
+    return BuildOptions(**values)
 
 
 @dataclass(frozen=True)
@@ -225,7 +252,14 @@ class Builder:
     # ------------------------------------------------------------------ entry point
 
     def build(self, opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
-        say = progress or (lambda _line: None)
+        lines: list[str] = []
+
+        def say(line: str) -> None:
+            lines.append(line)
+            if progress is not None:
+                progress(line)
+
+        rebuild_key = rebuilds.key(vars(opts))     # before the build reads the context: a change meanwhile misses
         ctx_path = os.path.abspath(opts.context)
         if not os.path.isdir(ctx_path):
             raise BuildError(f"build context {opts.context!r} is not a directory")
@@ -252,8 +286,19 @@ class Builder:
                 if s.index in needed:
                     b.stage(s, meta)
             result = b.finish(stages[target])
+            self.cache_used([k for k, _, _ in b.used])
         context.save_digests(index)
+        if rebuild_key is not None and b.indexable:
+            self._index(rebuild_key, b, result, lines)
         return result
+
+    def _index(self, k: str, b: _Run, result: BuildResult, lines: list[str]) -> None:
+        """Record a build answered wholly from the cache in the index of unchanged rebuilds."""
+        tags = [_tag_name(self.store, t, default_latest=True) for t in result.tags]
+        if None in tags:
+            return
+        rebuilds.record(self.config.root, k, image_id=result.image_id, refs=b.refs,
+                        tags=[t for t in tags if t is not None], cache=b.used, lines=lines)
 
     # ------------------------------------------------------------------ structure
 
@@ -335,17 +380,22 @@ class Builder:
 
     # ------------------------------------------------------------------ cache
 
-    def cache_get(self, key: str) -> tuple[images.LayerRecord, str] | None:
-        """The layer a step with this key made, and when; None if unknown or collected."""
+    def cache_get(self, key: str) -> tuple[images.LayerRecord, str, str] | None:
+        """The layer a step with this key made, when, and its row as stored (JSON); None if
+        unknown or collected. Its use is written with the others' at the build's end (`cache_used`)."""
         row = self.db.connect().execute("SELECT layer, created FROM build_cache WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
         rec = images.LayerRecord(**json.loads(row["layer"]))
         if not (self.store.content.has(rec.digest) and self.store.snapshots.exists(rec.chain_id)):
             return None
-        with self.db.tx() as c:
-            c.execute("UPDATE build_cache SET used_at = ? WHERE key = ?", (time.time(), key))
-        return rec, str(row["created"])
+        return rec, str(row["created"]), str(row["layer"])
+
+    def cache_used(self, keys: Sequence[str]) -> None:
+        """Mark the cache rows `keys` used now, in one transaction (one per hit cost a sync each)."""
+        if keys:
+            with self.db.tx() as c:
+                c.executemany("UPDATE build_cache SET used_at = ? WHERE key = ?", [(time.time(), k) for k in keys])
 
     def cache_put(self, key: str, rec: images.LayerRecord, created: str) -> None:
         with self.db.tx() as c:
@@ -392,6 +442,11 @@ class _Run:
         self.total = total
         self.step = 0
         self.cached = 0
+        # for the index of unchanged rebuilds (rebuilds.py): the cache rows used (key, layer,
+        # created), the images references named ("name:tag" -> id), whether it may be indexed
+        self.used: list[tuple[str, str, str]] = []
+        self.refs: dict[str, str] = {}
+        self.indexable = True
         self.meta: dict[str, str] = platform_args()
         self.declared_meta: set[str] = set()
         self.epoch = _source_date_epoch(opts.build_args)
@@ -510,6 +565,8 @@ class _Run:
         if image_id is None:
             self.say(f"Pulling {ref}")
             image_id = store.pull(ref).id
+            self.indexable = False
+        self.resolved(ref, image_id)
         s.layers = store.layer_records(image_id)
         s.config = copy.deepcopy(store.image_config(image_id))
         s.config.setdefault("config", {})
@@ -895,16 +952,18 @@ class _Run:
     def hit(self, s: _Stage, ins: dockerfile.Instruction, key: str) -> bool:
         if self.opts.no_cache:
             return False
-        found = self.b.cache_get(self.keyed(key))
+        keyed = self.keyed(key)
+        found = self.b.cache_get(keyed)
         if found is None:
             return False
-        rec, created = found
+        rec, created, row = found
         parents = s.layers[-1].chain_id if s.layers else None
         expect = snapshots.chain_ids([*(x.diff_id for x in s.layers), rec.diff_id])[-1] if parents else rec.diff_id
         if expect != rec.chain_id:
             return False
         self.say(" ---> Using cache")
         self.cached += 1
+        self.used.append((keyed, row, created))
         s.created = max(s.created, created)
         self.append(s, ins, rec)
         return True
@@ -973,6 +1032,7 @@ class _Run:
                                 epoch=self.epoch)
 
     def add_layer(self, s: _Stage, ins: dockerfile.Instruction, rec: images.LayerRecord, key: str) -> None:
+        self.indexable = False          # a step ran: not an unchanged rebuild
         s.created = _iso(self.epoch) if self.epoch is not None else max(s.created, _now())
         self.b.cache_put(self.keyed(key), rec, s.created)
         self.append(s, ins, rec)
@@ -1041,6 +1101,7 @@ class _Run:
             raise self.err(ins, f"--keep-git-dir={ins.flags['keep-git-dir']}: give true or false")
 
     def remote_group(self, s: _Stage, ins: dockerfile.Instruction, src: str, stack: contextlib.ExitStack) -> _Group:
+        self.indexable = False          # a URL or a repository may answer differently next time
         """A URL downloaded, or a git repository cloned, into a directory of the step's own."""
         tmp = Path(stack.enter_context(_tempdir(self.b.work)))
         checksum = self.subst(s, ins.flags["checksum"]) if "checksum" in ins.flags else None
@@ -1108,7 +1169,18 @@ class _Run:
         except rterrors.NotFound:
             self.say(f"Pulling {frm}")
             info = store.pull(frm)
+            self.indexable = False
+        self.resolved(frm, info.id)
         return store.layer_records(info.id), f"image {frm}", "image:" + info.id
+
+    def resolved(self, ref: str, image_id: str) -> None:
+        """`ref` named the stored image `image_id` in this build: the index of unchanged
+        rebuilds checks that again (a reference by digest or id is never indexed)."""
+        name = _tag_name(self.b.store, ref, default_latest=False)
+        if name is None:
+            self.indexable = False
+        else:
+            self.refs[name] = image_id
 
     def mount_layers(self, recs: Sequence[images.LayerRecord], stack: contextlib.ExitStack, *,
                      writable: bool = False) -> Path:
@@ -1224,6 +1296,14 @@ def _kept_paths(ctx: context.BuildContext, srcs: Sequence[str]) -> dict[str, str
         for x in ctx.resolve(src):
             kept[x.rel] = x.rel[len(pivot):].lstrip("/") if pivot else x.rel
     return kept
+
+
+def _tag_name(store: images.ImageStore, ref: str, *, default_latest: bool) -> str | None:
+    """"name:tag" as the store records a tag (a tag left out: latest, if `default_latest`, as
+    add_local tags), or None for a reference by digest, or one without a tag."""
+    r = store.parse(ref)
+    tag = r.tag or ("latest" if default_latest and r.digest is None else None)
+    return None if r.digest or tag is None else f"{r.name}:{tag}"
 
 
 def _check_platform(platform: str, where: str) -> None:

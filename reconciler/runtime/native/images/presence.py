@@ -11,17 +11,19 @@ so a CLI re-pull loads no more of the engine than it reads.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from reconciler.runtime.native.images import content
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from reconciler import registry_client as rc
     from reconciler.runtime.native.config import NativeConfig
 
-__all__ = ["Present", "present"]
+__all__ = ["Present", "complete", "present", "present_at", "stored"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,11 @@ class Present:
 
 
 def present(config: NativeConfig, ref: str, *, head: bool = True) -> Present | None:
+    """`present_at` the state root of `config`."""
+    return present_at(config.root, ref, head=head)
+
+
+def present_at(root: Path, ref: str, *, head: bool = True) -> Present | None:
     """The re-pull at the floor (#21): the stored image the tag `ref` names, complete (its
     config blob and every layer snapshot committed), read from the state DB and a stat per
     layer without opening the image store (no directory made, no debris scan, no registry
@@ -49,13 +56,28 @@ def present(config: NativeConfig, ref: str, *, head: bool = True) -> Present | N
         r = references.parse(ref)
     except rcerrors.InvalidReference:
         return None
-    if r.tag is None or r.digest or not (config.root / "state.db").exists():
+    if r.tag is None or r.digest:
+        return None
+    name = f"{r.name}:{r.tag}"
+    row = stored(root, name)
+    if row is None:
+        return None
+    image_id, digest = row
+    if head and _head_digest(r) != digest:
+        return None
+    return Present(image_id, digest, str(r), name)
+
+
+def stored(root: Path, name: str) -> tuple[str, str] | None:
+    """The image id and the digest the tag `name` ("name:tag", as the store records it) has in
+    the state DB of `root`, if that image is complete (its config blob and every layer
+    snapshot there: `complete`); None otherwise, or when the DB cannot be read."""
+    if not (root / "state.db").exists():
         return None
     import sqlite3
 
-    name = f"{r.name}:{r.tag}"
     try:
-        conn = sqlite3.connect(f"file:{config.root / 'state.db'}?mode=ro", uri=True, timeout=5.0)
+        conn = sqlite3.connect(f"file:{root / 'state.db'}?mode=ro", uri=True, timeout=5.0)
         try:
             row = conn.execute("SELECT r.image_id, r.digest, i.layers FROM image_refs r JOIN images i"
                                " ON i.id = r.image_id WHERE r.ref = ?", (name,)).fetchone()
@@ -66,19 +88,21 @@ def present(config: NativeConfig, ref: str, *, head: bool = True) -> Present | N
     if row is None:
         return None
     image_id, digest, layers_json = str(row[0]), str(row[1]), str(row[2])
-    store = config.root / "snapshots"
     chains = [str(d["chain_id"]) for d in json.loads(layers_json)]
+    return (image_id, digest) if complete(root, [image_id], chains) else None
+
+
+def complete(root: Path, blobs: Sequence[str], chains: Sequence[str]) -> bool:
+    """Whether the store at `root` holds the blobs `blobs` and the committed layer snapshots
+    `chains` (ChainIDs): a stat per blob, a small read per snapshot."""
+    store = root / "snapshots"
     for chain in chains:
         try:
             if (store / content.digest_hex(chain)[:content.SNAPSHOT_NAME_LEN] / "chainid").read_text() != chain:
-                return None
+                return False
         except OSError:
-            return None
-    if not (config.root / "blobs" / "sha256" / content.digest_hex(image_id)).exists():
-        return None
-    if head and _head_digest(r) != digest:
-        return None
-    return Present(image_id, digest, str(r), name)
+            return False
+    return all((root / "blobs" / "sha256" / content.digest_hex(b)).exists() for b in blobs)
 
 
 def _head_digest(r: rc.Reference) -> str | None:
@@ -99,15 +123,14 @@ def _head_digest(r: rc.Reference) -> str | None:
 
 
 def _plain_head(host: str, path: str, headers: Mapping[str, str]) -> str | None:
-    import socket
-
     name, port = host, 80
     if ":" in host and not host.endswith("]"):
         name, _, number = host.rpartition(":")
         port = int(number)
     # the host as bytes: a str is encoded with the idna codec (unicodedata, stringprep: ~2 ms
     # of imports); a loopback host is ASCII, else UnicodeEncodeError (a ValueError) says "no answer"
-    with socket.create_connection((name.strip("[]").encode("ascii"), port), timeout=10) as sock:  # type: ignore[arg-type]  # getaddrinfo takes bytes; typeshed says str
+    sock = _connect(name.strip("[]").encode("ascii"), port)
+    try:
         lines = [f"HEAD {path} HTTP/1.1", f"Host: {host}", "Connection: close",
                  *(f"{k}: {v}" for k, v in headers.items())]
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
@@ -117,6 +140,8 @@ def _plain_head(host: str, path: str, headers: Mapping[str, str]) -> str | None:
             if not chunk:
                 break
             got += chunk
+    finally:
+        sock.close()
     head = got.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
     if len(head[0].split()) < 2 or head[0].split()[1] != "200":
         return None
@@ -125,6 +150,26 @@ def _plain_head(host: str, path: str, headers: Mapping[str, str]) -> str | None:
         if key.strip().lower() == "docker-content-digest":
             return value.strip()
     return None
+
+
+def _connect(host: bytes, port: int) -> Any:
+    """A TCP connection to the loopback `host` (10 s timeout), with `_socket`, socket's C core:
+    `socket` builds four enums from the platform's constants and imports selectors, more than
+    the HEAD itself costs (#21). socket.create_connection's loop: each address in turn."""
+    import _socket
+
+    failed: OSError = OSError(f"{host!r} has no address")
+    for family, kind, proto, _, address in _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM):
+        sock = _socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(10)
+            sock.connect(address)
+        except OSError as e:
+            sock.close()
+            failed = e
+            continue
+        return sock
+    raise failed
 
 
 def _tls_head(host: str, path: str, headers: Mapping[str, str]) -> str | None:

@@ -1,0 +1,97 @@
+"""The index of unchanged rebuilds (build/rebuilds.py, #21): `reconcile build` of a context,
+Dockerfile and options an earlier build answered wholly from the cache prints the same lines
+and names the same image without loading the builder; anything that could change the answer
+(a context file, a build arg, the base tag, the cache rows, a tag moved away) sends it to the
+full build, which answers as it would have."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.build.conftest import Engine
+
+pytestmark = [pytest.mark.root, pytest.mark.registry]
+
+BUILDER = "reconciler.runtime.native.build.builder"
+
+
+def build(engine: Engine, *args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """`reconcile build ARGS` on the engine's root: the process and the modules it imported."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "reconciler", "build", "--root", str(engine.config.root),
+         "--run-dir", str(engine.config.run_dir), "--name-prefix", engine.config.name_prefix, *args],
+        capture_output=True, text=True, check=False, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    modules = {ln.rsplit("|", 1)[1].strip() for ln in proc.stderr.splitlines() if ln.startswith("import time:")}
+    return proc, modules
+
+
+def test_an_unchanged_rebuild_is_answered_from_the_index_as_the_full_build_answers(
+    engine: Engine, context_dir: Callable[..., Path], busybox_image: str,
+) -> None:
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nARG MSG=hi\nRUN echo \"$MSG\" > /msg\nCOPY f /f\n",
+                       "f": "one\n"})
+    tags = ("-t", "localhost/ri:1", "-t", "localhost/ri")
+    build(engine, *tags, str(ctx))                                  # cold: steps run, nothing indexed
+    full, loaded = build(engine, *tags, str(ctx))                   # from the cache: indexed
+    assert BUILDER in loaded
+    assert full.stdout.count(" ---> Using cache") == 2
+    indexed, loaded = build(engine, *tags, str(ctx))
+    assert BUILDER not in loaded                                    # answered from the index
+    assert indexed.stdout == full.stdout
+    image = engine.store.get("localhost/ri:1").id
+    quiet, loaded = build(engine, "-q", *tags, str(ctx))
+    assert (quiet.stdout, BUILDER in loaded) == (image + "\n", False)
+
+    # a build arg the index has not seen: the full build
+    _, loaded = build(engine, *tags, "--build-arg", "MSG=ho", str(ctx))
+    assert BUILDER in loaded
+    assert engine.store.get("localhost/ri:1").id != image
+
+    # the tag moved away (to the MSG=ho image): the full build tags the image again
+    again, loaded = build(engine, *tags, str(ctx))
+    assert (again.stdout, BUILDER in loaded) == (full.stdout, True)
+    assert engine.store.get("localhost/ri:1").id == image
+    assert build(engine, *tags, str(ctx))[1].isdisjoint({BUILDER})
+
+    # a context file changed: its COPY runs again and makes another image
+    (ctx / "f").write_text("two\n")
+    changed, loaded = build(engine, *tags, str(ctx))
+    assert BUILDER in loaded
+    assert changed.stdout.count(" ---> Using cache") == 1           # RUN only
+    assert engine.store.get("localhost/ri:1").id != image
+
+
+def test_the_index_is_not_used_once_the_base_tag_or_the_cache_changed(
+    engine: Engine, context_dir: Callable[..., Path], busybox_image: str,
+) -> None:
+    base = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN echo base > /base\n"})
+    build(engine, "-t", "localhost/ri-base:1", str(base))
+    ctx = context_dir({"Dockerfile": "FROM localhost/ri-base:1\nRUN cat /base > /copy\n"})
+    build(engine, "-t", "localhost/ri-app:1", str(ctx))
+    full, _ = build(engine, "-t", "localhost/ri-app:1", str(ctx))
+    assert build(engine, "-t", "localhost/ri-app:1", str(ctx))[1].isdisjoint({BUILDER})
+    image = engine.store.get("localhost/ri-app:1").id
+
+    # --no-cache replaces the cache rows (a new layer, a new image): the next build answers
+    # from those rows, as the full build does, not from the index's image
+    build(engine, "--no-cache", "-t", "localhost/ri-other:1", str(ctx))
+    after, loaded = build(engine, "-t", "localhost/ri-app:1", str(ctx))
+    assert BUILDER in loaded
+    assert engine.store.get("localhost/ri-app:1").id == engine.store.get("localhost/ri-other:1").id != image
+    assert after.stdout != full.stdout
+
+    # the base tag names another image now: FROM resolves to it, the full build answers
+    indexed = engine.store.get("localhost/ri-app:1").id
+    assert build(engine, "-t", "localhost/ri-app:1", str(ctx))[1].isdisjoint({BUILDER})
+    build(engine, "--build-arg", "X=1", "-t", "localhost/ri-base:1", str(context_dir(
+        {"Dockerfile": f"FROM {busybox_image}\nARG X\nRUN echo moved > /base\n"})))
+    moved, loaded = build(engine, "-t", "localhost/ri-app:1", str(ctx))
+    assert BUILDER in loaded
+    assert " ---> Using cache" not in moved.stdout
+    assert engine.store.get("localhost/ri-app:1").id != indexed

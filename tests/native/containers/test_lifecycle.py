@@ -127,11 +127,66 @@ def test_removing_an_ended_container_runs_no_runtime_process(tmp_path: Path, bus
     try:
         cid = _ended(rt, image, "gone")
         before = logged_runc.read_text().splitlines()
-        assert any(line.startswith("--root") and " start " in f" {line} " for line in before)  # the log works
+        assert any(line.startswith("--root") and " create " in f" {line} " for line in before)  # the log works
         rt.remove_container(cid)
         assert logged_runc.read_text().splitlines() == before       # no runc delete (nor state)
         assert not (rt.config.run_dir / "runc" / cid).exists()
         assert cgroups.leaf_dirs(rt.config.name_prefix, cid) == []
+    finally:
+        cleanup(rt)
+        left = leftovers(rt.config)
+        rt.close()
+    assert left == [], left
+
+
+def test_starting_a_created_container_runs_no_runtime_process(tmp_path: Path, busybox_image: str,
+                                                             logged_runc: Path) -> None:
+    """#21 (`run`): the start of a created runc container does what `runc start` does (reads
+    the exec fifo its init waits on, then removes it) without a runc process: the container's
+    process runs, and runc itself reports it running."""
+    rt, image = make_native(tmp_path, busybox_image)
+    try:
+        cid = rt.create_container(_cfg(image, "quick", "sh", "-c", "echo started; sleep 1000"))
+        fifo = rt.config.run_dir / "runc" / cid / "exec.fifo"
+        assert fifo.exists()
+        rt.start_container(cid)
+        calls = logged_runc.read_text().splitlines()
+        assert any(" create " in f" {line} " for line in calls)              # the log works
+        assert not any(" start " in f" {line} " for line in calls), calls
+        assert not fifo.exists()
+        state = oci.OciRuntime.find("runc", rt.config.run_dir / "runc").state(cid)
+        assert state is not None
+        assert state["status"] == "running"
+        assert rt.containers.get(cid).status == "running"
+        deadline = time.monotonic() + 10
+        while b"started" not in rt.containers.paths(cid).log.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert b"started" in rt.containers.paths(cid).log.read_bytes()
+    finally:
+        cleanup(rt)
+        left = leftovers(rt.config)
+        rt.close()
+    assert left == [], left
+
+
+def test_a_start_whose_init_process_ended_is_left_to_the_runtime(tmp_path: Path, busybox_image: str,
+                                                                logged_runc: Path) -> None:
+    """Where the shortcut cannot be certain (the created container's init process ended before
+    its start), the start neither waits forever on the fifo nor claims success: `runc start`
+    is asked, and its refusal is raised."""
+    rt, image = make_native(tmp_path, busybox_image)
+    try:
+        cid = rt.create_container(_cfg(image, "dead", "true"))
+        rec = rt.containers.get(cid)
+        assert rec.pid
+        os.kill(rec.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _alive(rec.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        runtime = rt.containers.oci(rec.runtime)
+        with pytest.raises(rterrors.RuntimeBackendError):
+            runtime.start(cid, alive=lambda: _alive(rec.pid or 0))
+        assert any(" start " in f" {line} " for line in logged_runc.read_text().splitlines())
     finally:
         cleanup(rt)
         left = leftovers(rt.config)

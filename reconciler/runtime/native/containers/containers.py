@@ -529,8 +529,9 @@ class ContainerManager(records.RecordStore):
                 rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid, status="created",
                                           **_identity(pid, conmon_pid))
                 self._save(rec)
+            started = rec
             try:
-                rt.start(rec.id)
+                rt.start(rec.id, alive=lambda: procs.alive(started.pid, started.pid_start, started.boot_id))
             except rterrors.RuntimeBackendError:
                 # a caller killed after `runc start` but before saving "running": it runs already
                 if not (fresh and (rt.state(rec.id) or {}).get("status") == "running"):

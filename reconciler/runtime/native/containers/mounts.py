@@ -285,7 +285,9 @@ def unmount(target: Path, *, lazy_fallback: bool = True) -> None:
     if _umount2(path, _UMOUNT_NOFOLLOW) == 0:
         return
     err = ctypes.get_errno()
-    if err in (errno_mod.EINVAL, errno_mod.ENOENT, errno_mod.ENOTDIR) and not is_mounted(target):
+    if err in (errno_mod.ENOENT, errno_mod.ENOTDIR):
+        return                  # no such path: nothing can be mounted there (no mountinfo read)
+    if err == errno_mod.EINVAL and not is_mounted(target):
         return
     if err == errno_mod.EBUSY and lazy_fallback:
         if _umount2(path, _UMOUNT_NOFOLLOW | _MNT_DETACH) == 0:
@@ -297,6 +299,8 @@ def unmount(target: Path, *, lazy_fallback: bool = True) -> None:
 
 def _unescape(field: str) -> str:
     # mountinfo escapes space, tab, newline and backslash as \ooo.
+    if "\\" not in field:
+        return field
     out, i = [], 0
     while i < len(field):
         if field[i] == "\\" and i + 3 < len(field) and field[i + 1:i + 4].isdigit():

@@ -252,7 +252,7 @@ def _run_native(rt: Any, config: Any, args: argparse.Namespace) -> int:
         image_id, image_cfg, layer_dirs = rt.images.resolve(config.image)
     mgr = rt.containers
     cid = mgr.create(config, image_id=image_id, image_config=image_cfg.get("config") or {},
-                     lowerdirs=layer_dirs, terminal=args.tty, stdin=args.interactive).id
+                     lowerdirs=layer_dirs, terminal=args.tty, stdin=args.interactive, volatile=args.rm).id
     sock = None
     try:
         sock = parts.attach(mgr, cid) if attached else None

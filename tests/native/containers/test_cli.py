@@ -98,6 +98,22 @@ def test_run_ps_logs_exec_inspect_stop_rm(cli: tuple[Reconcile, Path], busybox_i
     assert reconcile("ps", "-aq").stdout == ""
 
 
+def test_run_rm_mounts_a_file_system_without_syncs(cli: tuple[Reconcile, Path], busybox_image: str) -> None:
+    """#21: the overlay of a container `run --rm` throws away is mounted volatile (overlayfs skips
+    every sync of its upper dir, its unmount's included, as podman does for --rm); a container
+    that stays keeps a synced one. Both leave nothing behind (the fixture checks)."""
+    reconcile, _ = cli
+    root_line = "grep ' / / ' /proc/self/mountinfo"
+    gone = reconcile("run", "--rm", busybox_image, "sh", "-c", root_line).stdout
+    assert " - overlay " in gone
+    assert "volatile" in gone
+    kept = reconcile("run", "--name", "kept", busybox_image, "sh", "-c", root_line).stdout
+    assert " - overlay " in kept
+    assert "volatile" not in kept
+    reconcile("rm", "kept")
+    assert reconcile("ps", "-aq").stdout == ""
+
+
 def test_run_with_volume_and_limits(cli: tuple[Reconcile, Path], busybox_image: str) -> None:
     reconcile, tmp = cli
     host = tmp / "h"

@@ -3,6 +3,7 @@ dies, the OCI runtime choice, the bundle it writes, restart backoff and health s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ import pytest
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native.backend import NativeRuntime
-from reconciler.runtime.native.containers import cgroups, conmon, health, logs, oci, restart
+from reconciler.runtime.native.containers import cgroups, conmon, health, logs, mounts, oci, restart
 from tests.runtime.conftest import cleanup, leftovers, make_native
 
 pytestmark = [pytest.mark.root]
@@ -192,6 +193,34 @@ def test_a_start_whose_init_process_ended_is_left_to_the_runtime(tmp_path: Path,
         left = leftovers(rt.config)
         rt.close()
     assert left == [], left
+
+
+def test_a_volatile_container_mounts_again_in_the_same_boot_only(native: tuple[NativeRuntime, str]) -> None:
+    """A container created `volatile` (`run --rm`) whose rootfs was unmounted starts again (the
+    kernel's mark cleared: nothing it wrote can be lost in this boot); after a reboot (its
+    record's boot id is not the host's) it is refused with what to do, not mounted."""
+    rt, image = native
+    mgr = rt.containers
+    image_id, image_cfg, layer_dirs = rt.images.resolve(image)
+    rec = mgr.create(_cfg(image, "vol", "sh", "-c", "cat /kept 2>/dev/null; echo kept-it > /kept"), image_id=image_id,
+                     image_config=image_cfg.get("config") or {}, lowerdirs=layer_dirs, volatile=True)
+    p = mgr.paths(rec.id)
+    rt.start_container(rec.id)
+    assert rt.wait_container(rec.id) == 0
+    mounts.unmount(p.rootfs)
+    assert mounts.volatile_marker(p.work).exists()
+    rt.start_container(rec.id)                      # same boot: mounted again, the file it wrote is there
+    assert rt.wait_container(rec.id) == 0
+    assert b"kept-it" in p.log.read_bytes()
+    assert "volatile" in next(ln for ln in Path("/proc/self/mountinfo").read_text().splitlines()
+                              if ln.split(" ")[4] == str(p.rootfs))
+    mounts.unmount(p.rootfs)
+    mgr.update(rec.id, lambda r: dataclasses.replace(r, boot_id="an-earlier-boot"))    # as after a reboot
+    with pytest.raises(rterrors.Conflict) as err:
+        rt.start_container(rec.id)
+    assert "may be incomplete" in str(err.value)
+    assert "reconcile rm vol" in (err.value.hint or "")
+    assert not mounts.is_mounted(p.rootfs)
 
 
 def test_an_ended_container_with_a_child_cgroup_is_removed_by_the_runtime(tmp_path: Path, busybox_image: str,

@@ -327,11 +327,13 @@ class ContainerManager(records.RecordStore):
         lowerdirs: Sequence[Path],
         terminal: bool = False,
         stdin: bool = False,
+        volatile: bool = False,
     ) -> records.Record:
         """Create the container (rootfs, bundle, conmon + `runc create`); nothing runs yet.
 
         `terminal`/`stdin` give the main process a pseudo-terminal / an open stdin that
-        `attach()` connects to (`run -it`)."""
+        `attach()` connects to (`run -it`). `volatile`: its file system is thrown away with it
+        (`run --rm`), so its overlay skips syncs (mounts.mount_overlay), its removal's included."""
         name = config.name.lstrip("/")
         if not _NAME.match(name):
             raise rterrors.InvalidArgument(
@@ -353,7 +355,7 @@ class ContainerManager(records.RecordStore):
             for d in (p.upper, p.work, p.rootfs):
                 d.mkdir()
             os.chmod(p.upper, 0o755)  # noqa: S103 - the container's "/" has the upper dir's mode, not the umask's
-            mounts.mount_overlay([Path(d) for d in reversed(lowerdirs)], p.upper, p.work, p.rootfs)
+            mounts.mount_overlay([Path(d) for d in reversed(lowerdirs)], p.upper, p.work, p.rootfs, volatile=volatile)
             undo.append(lambda: mounts.unmount(p.rootfs))
             rec = self._prepare(cid, name, config, image_id, image_config, lowerdirs, undo, terminal=terminal)
             rec = dataclasses.replace(rec, terminal=terminal, stdin=stdin)
@@ -510,7 +512,7 @@ class ContainerManager(records.RecordStore):
                     rt.delete(rec.id, force=True)
                 _wait_pid(rec.conmon_pid, 5)
                 if not mounts.is_mounted(p.rootfs):
-                    mounts.mount_overlay([Path(d) for d in reversed(rec.lowerdirs)], p.upper, p.work, p.rootfs)
+                    self._mount_rootfs(rec)
                 if rec.netns_path and rec.config.networks == ("none",):
                     raise rterrors.InvalidArgument(f"container {rec.name} was disconnected from every network",
                                                    hint="connect it to a network before starting it")
@@ -796,5 +798,20 @@ class ContainerManager(records.RecordStore):
         p = self.paths(rec.id)
         with self.lock(rec.id):
             if not mounts.is_mounted(p.rootfs):
-                mounts.mount_overlay([Path(d) for d in reversed(rec.lowerdirs)], p.upper, p.work, p.rootfs)
+                self._mount_rootfs(rec)
         return os.open(p.rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def _mount_rootfs(self, rec: records.Record) -> None:
+        """Mount a container's overlay again (a reboot or an unmount took it). An upper mounted
+        volatile (`run --rm`) is mounted so again while the host has not booted since its
+        processes started (nothing it wrote can be lost); after a reboot, maybe a crash, its
+        files may be incomplete, and it is refused (the kernel's advice: throw it away)."""
+        p = self.paths(rec.id)
+        volatile = mounts.volatile_marker(p.work).exists()
+        if volatile:
+            if rec.boot_id != procs.boot_id():
+                raise rterrors.Conflict(
+                    f"container {rec.name}: its file system was written without syncs (run --rm) and the host "
+                    "has restarted since, so its files may be incomplete", hint=f"remove it: reconcile rm {rec.name}")
+            mounts.clear_volatile(p.work)
+        mounts.mount_overlay([Path(d) for d in reversed(rec.lowerdirs)], p.upper, p.work, p.rootfs, volatile=volatile)

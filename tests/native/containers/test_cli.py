@@ -179,7 +179,8 @@ def test_run_of_a_present_image_imports_only_what_it_uses(cli: tuple[Reconcile, 
     """The start-up budget of `run --rm IMG true` (#21): an image already present, no network, so
     nothing is logged (no logging), no random name needs `secrets` (random, hmac), nothing is
     hashed (hashlib: OpenSSL), no socket is opened (no agent holds the root), the seccomp profile
-    is read without importlib.resources (zipfile...), and nothing heavy is loaded."""
+    is read without importlib.resources (zipfile...), no flag or option needs the manifest
+    language's parsers (reconciler.spec), and nothing heavy is loaded."""
     reconcile, tmp = cli
     reconcile("pull", "-q", busybox_image)
     env = {**os.environ, "RECONCILER_ROOT": str(tmp / "root"), "RECONCILER_RUN_DIR": str(tmp / "run"),
@@ -187,7 +188,7 @@ def test_run_of_a_present_image_imports_only_what_it_uses(cli: tuple[Reconcile, 
     modules = imported(["run", "--rm", "--network", "none", busybox_image, "true"], env)
     assert "reconciler.runtime.native.containers.conmon" in modules     # the measurement saw a run
     forbidden = (*HEAVY, "logging", "secrets", "random", "hmac", "hashlib", "importlib.resources", "zipfile",
-                 "socket", "platform")
+                 "socket", "platform", "reconciler.spec")
     assert sorted(m for m in modules if m.split(".")[0] in forbidden or m in forbidden) == []
 
 

@@ -42,7 +42,6 @@ from reconciler.runtime.native.containers import (
 )
 from reconciler.runtime.native.network import dns
 from reconciler.runtime.native.volumes import volumes
-from reconciler.spec import units
 
 __all__ = ["Attachment", "ContainerManager", "NetworkAttacher"]
 
@@ -258,7 +257,11 @@ class ContainerManager(records.RecordStore):
         """The size a container's log rotates at and how many files it keeps: its json-file or
         local logging's max-size and max-file (checked at load), else the engine's."""
         opts = config.log_options if config.log_driver in (None, "json-file", "local") else {}
-        size = units.parse_docker_size(opts["max-size"]) if "max-size" in opts else self.log_max_size
+        size = self.log_max_size
+        if "max-size" in opts:
+            from reconciler.spec import units  # here: a `run` does not load the spec package (#21)
+
+            size = units.parse_docker_size(opts["max-size"])
         return size, int(opts["max-file"]) if "max-file" in opts else self.log_max_files
 
     def rotate_logs(self, recs: Sequence[records.Record] | None = None) -> list[str]:

@@ -126,10 +126,14 @@ class AgentEngine:
 
         return f"/v1/containers/{urllib.parse.quote(name, safe='')}/{action}"
 
-    def create_container(self, config: dict[str, Any]) -> str:
+    def create_container(self, config: dict[str, Any], *, volatile: bool = False) -> str:
         """Create a container of `config` (base.config_to_json's form, as `run` makes it
-        without loading runtime.base: cmd_run.config_json), its image pulled first if missing."""
-        return str(self._call("/v1/containers", {"config": config})["id"])
+        without loading runtime.base: cmd_run.config_json), its image pulled first if missing;
+        `volatile`: its file system is thrown away with it (`run --rm`), so never synced."""
+        body: dict[str, Any] = {"config": config}
+        if volatile:
+            body["volatile"] = True
+        return str(self._call("/v1/containers", body)["id"])
 
     def start_container(self, name: str) -> None:
         self._call(self._container(name, "start"), {})

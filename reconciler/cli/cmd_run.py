@@ -168,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
         agent = _agentapi.engine(args)
         if agent is not None:
             # no networks: none, as on the engine opened here (no bridge plugged in)
-            return _follow(agent, agent.create_container({**doc, "networks": doc["networks"] or ["none"]}), args)
+            cid = agent.create_container({**doc, "networks": doc["networks"] or ["none"]}, volatile=args.rm)
+            return _follow(agent, cid, args)
     from reconciler.runtime import base
 
     config = base.config_from_json(doc)

@@ -29,6 +29,7 @@ def outputs(a: AgentProc, image: str) -> list[tuple[int, str, str]]:
                  "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max;"
                  " cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max;"
                  " ls -d /h /t; touch /h/x"),
+                ("run", "--rm", image, "sh", "-c", "grep ' / / ' /proc/self/mountinfo | grep -o volatile"),
                 ("run", "-d", "--name", "bg", image, "sleep", "3600"),
                 ("exec", "bg", "sh", "-c", "echo a; echo b >&2; exit 4"),
                 ("exec", "web", "cat", "/nope"),
@@ -62,11 +63,12 @@ def test_run_and_exec_go_through_the_agent_and_print_what_they_print_without_one
     assert "web" in served[2][2]
     assert served[3][:2] == (1, f"33\n{64 << 20}\n/h\n/t\n")    # the flags reached the engine
     assert "Read-only file system" in served[3][2]
-    assert served[4] == (0, "ID\n", "")
-    assert served[5] == (4, "a\n", "b\n")
-    assert served[6][0] == 1
-    assert "/nope" in served[6][2]
-    assert served[7] == (1, "", "error: no such container: nope\n")
+    assert served[4] == (0, "volatile\n", "")          # --rm: a file system never synced (the agent's too)
+    assert served[5] == (0, "ID\n", "")
+    assert served[6] == (4, "a\n", "b\n")
+    assert served[7][0] == 1
+    assert "/nope" in served[7][2]
+    assert served[8] == (1, "", "error: no such container: nope\n")
     ps = reconcile(a, "ps", "-aq")
     assert len(ps.stdout.split()) == 1                          # web: --rm removed what it ran
 

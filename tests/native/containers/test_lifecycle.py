@@ -195,6 +195,27 @@ def test_a_start_whose_init_process_ended_is_left_to_the_runtime(tmp_path: Path,
     assert left == [], left
 
 
+def test_the_runtime_is_not_given_the_engines_notify_socket(tmp_path: Path, busybox_image: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent under systemd's Type=notify (contrib/reconciler.service) has NOTIFY_SOCKET: a
+    `runc start` given it binds a socket in a directory that only a create given it makes, and
+    fails. conmon and the runtime's commands run without it."""
+    rt, image = make_native(tmp_path, busybox_image)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
+    try:
+        cid = rt.create_container(_cfg(image, "notified", "sleep", "1000"))
+        runtime = rt.containers.oci("runc")
+        runtime.start(cid)                  # `runc start` itself (no `alive`: not the fifo shortcut)
+        state = runtime.state(cid)
+        assert state is not None
+        assert state["status"] == "running"
+    finally:
+        cleanup(rt)
+        left = leftovers(rt.config)
+        rt.close()
+    assert left == [], left
+
+
 def test_a_volatile_container_mounts_again_in_the_same_boot_only(native: tuple[NativeRuntime, str]) -> None:
     """A container created `volatile` (`run --rm`) whose rootfs was unmounted starts again (the
     kernel's mark cleared: nothing it wrote can be lost in this boot); after a reboot (its

@@ -134,7 +134,7 @@ def create(
         argv += ["--runtime-arg", arg]
     sync_r, sync_w = os.pipe()
     start_r, start_w = os.pipe()
-    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+    env = oci.runtime_env()
     env["_OCI_SYNCPIPE"] = str(sync_w)
     env["_OCI_STARTPIPE"] = str(start_r)
     try:

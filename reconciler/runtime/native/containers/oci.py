@@ -23,7 +23,7 @@ from typing import Any
 
 from reconciler.runtime import errors as rterrors
 
-__all__ = ["CONTAINER_UMASK", "CRUN_HYBRID_MARKER", "OciRuntime", "explain_create_failure"]
+__all__ = ["CONTAINER_UMASK", "CRUN_HYBRID_MARKER", "OciRuntime", "explain_create_failure", "runtime_env"]
 
 # What conmon, the runtime and the container's processes start with: Docker's 022, not the
 # engine's own 077 (docs/security.md): cgroup files runc makes stay readable by a container's
@@ -31,6 +31,14 @@ __all__ = ["CONTAINER_UMASK", "CRUN_HYBRID_MARKER", "OciRuntime", "explain_creat
 CONTAINER_UMASK = 0o022
 
 CRUN_HYBRID_MARKER = "cgroups in hybrid mode not supported"
+
+
+def runtime_env() -> dict[str, str]:
+    """The environment conmon and the runtime's commands run with: the engine's, without
+    NOTIFY_SOCKET (an agent under systemd's Type=notify has one): given it, `runc create` would
+    hand the container a notify socket, and `runc start` binds one in a directory only such a
+    create makes, and fails ("bind: no such file or directory")."""
+    return {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
 
 
 def explain_create_failure(runtime: str, message: str) -> rterrors.RuntimeBackendError:
@@ -78,7 +86,7 @@ class OciRuntime:
     def _run(self, *args: str, check: bool = True, timeout: float | None = 30) -> subprocess.CompletedProcess[bytes]:
         try:
             proc = subprocess.run([*self.base_args(), *args], capture_output=True, timeout=timeout, check=False,
-                                  umask=CONTAINER_UMASK)
+                                  umask=CONTAINER_UMASK, env=runtime_env())
         except subprocess.TimeoutExpired as exc:
             raise rterrors.Unavailable(f"{self.name} {args[0]} did not answer within {timeout}s") from exc
         except OSError as exc:

@@ -195,6 +195,11 @@ def main() -> int:
         return 2
     skip = set(args.skip) | ({"podman", "skopeo"} if args.suite else set())
     tools = ["native"] + [t for t in ("docker", "podman", "skopeo") if t not in skip and shutil.which(t)]
+    from reconciler.runtime.native.images import layers as native_layers
+
+    # python-isal comes with `pip install .[fast]` (scripts/bootstrap-venv.sh installs it)
+    print(f"the extractor inflates gzip with {native_layers.INFLATE} ({sys.executable}); "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="bench-pull-", dir="/var/tmp"))
     registry = RegistryServer(work / "registry").start()
     # The native store lives beside docker's and podman's (/var/lib/docker, /var/lib/containers):
@@ -231,6 +236,7 @@ def main() -> int:
         rows.append(("re-pull in-process (the agent)", statistics.median(inproc), first_warm.get("docker")))
 
         print()
+        print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         print(f"{'median of ' + str(args.runs) + ' runs':<52}{'reconcile':>10}{'docker':>9}{'ratio':>8}")
         for what, ours, theirs in rows:
             ratio = f"{ours / theirs:.2f}" if theirs else "-"

@@ -28,15 +28,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from reconciler import diskfull
+from reconciler import dbformat, diskfull
 from reconciler._private import make_private
 
 __all__ = ["FORMAT", "Database"]
 
-# The state database's format. Raise it (and say how an older root is brought forward, in the
-# store that changes) only for a change an older version would misread: a new table or an added
-# column is not one.
-FORMAT = 1
+# The state database's format (dbformat.py, its one home, which `ps` reads without this module)
+FORMAT = dbformat.FORMAT
 
 _SIDE_FILES = ("", "-wal", "-shm", "-journal")
 

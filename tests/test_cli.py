@@ -39,3 +39,29 @@ def test_version_does_not_import_heavy_libraries() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"reconcile {__version__}"
     assert out.stderr.strip() == ""
+
+
+def test_the_top_level_help_is_the_parsers_without_importing_a_command_module(monkeypatch) -> None:
+    """`reconcile --help` is made of main.SUMMARIES (#21): the same text as the parser every
+    command's module registers, and no command module imported."""
+    import argparse
+    import contextlib
+    import io
+
+    from reconciler.cli import main as climain
+    from reconciler.cli import parsing
+
+    monkeypatch.setenv("COLUMNS", "100")           # the same width here and in the process
+    monkeypatch.setattr(parsing, "_width", None)    # measured again (it is once per process)
+    full = climain.build_parser()
+    registered = next(a for a in full._actions if isinstance(a, argparse._SubParsersAction))
+    assert [(c.dest, c.help) for c in registered._choices_actions] == list(climain.SUMMARIES)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        full.print_help()
+    assert run_cli("--help").stdout == out.getvalue()
+
+    code = ("import sys; from reconciler.cli.main import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('reconciler.cli.cmd_')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.splitlines()[-1] == "[]"

@@ -89,3 +89,18 @@ def test_ps_starts_without_argparse_and_creates_nothing(tmp_path: Path, run_dir_
     assert sorted(modules & heavy) == []
     assert not root.exists()
     assert not run.exists()
+
+
+@pytest.mark.parametrize("command", fastpath.COMMANDS)
+def test_each_fast_command_describes_its_flags_once(command: str) -> None:
+    """One home (#21): a fast-path command's flags are its module's SPEC, which its parser is
+    made of too: the parser's flags that take no value are exactly the spec's."""
+    import argparse
+    import importlib
+
+    spec = importlib.import_module(f"reconciler.cli.cmd_{command}").SPEC
+    parser = climain.build_parser(command)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    flags = {o: a.dest for a in sub._actions if isinstance(a, argparse._StoreTrueAction) for o in a.option_strings
+             if o not in ("--log-json",)}
+    assert flags == spec.dests()

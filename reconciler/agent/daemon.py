@@ -765,8 +765,9 @@ class Agent:
 
     def images(self) -> Sequence[Mapping[str, Any]]:
         """What `reconcile images` shows of each image of the engine, newest first."""
-        return [{"id": i.id, "digest": i.digest, "repo_tags": list(i.repo_tags), "size": i.size,
-                 "created": i.created} for i in self._native().list_images()]
+        from reconciler import listing
+
+        return [listing.image_summary(i) for i in self._native().list_images()]
 
     def pull_if_present(self, ref: str) -> Mapping[str, Any]:
         """`reconcile pull REF` when the engine holds the image REF names now (one HEAD, in the

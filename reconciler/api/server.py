@@ -17,14 +17,14 @@ import socket
 import socketserver
 import threading
 import urllib.parse
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol, Self
 
 import structlog
 
-from reconciler import httpbody
+from reconciler import httpbody, listing
 from reconciler.api import dashboard, errors
 from reconciler.api import events as events_mod
 from reconciler.errors import ReconcilerError
@@ -143,6 +143,19 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
             self._send(status, json.dumps(value, sort_keys=sort, default=str).encode() + b"\n",
                        "application/json")
 
+        def _listing(self, q: Mapping[str, str], rows: list[Mapping[str, Any]], flags: tuple[str, ...],
+                     render: Callable[[list[Mapping[str, Any]], dict[str, Any]], str]) -> None:
+            """The rows as JSON, or with `print=table|json|yaml` (and flags=1) the text the
+            command prints (#21: a thin client then renders nothing, listing.py)."""
+            if "print" not in q:
+                self._json(200, rows)
+                return
+            try:
+                options = listing.options_of(flags, q["print"], q)
+            except ValueError as e:
+                raise errors.BadRequest(str(e)) from None
+            self._send(200, render(rows, options).encode(), "text/plain; charset=utf-8")
+
         def _body(self) -> dict[str, Any]:
             try:
                 length = httpbody.content_length(self.headers, MAX_BODY)
@@ -211,7 +224,8 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                 timeout = float(body.get("timeout", 300))
                 self._json(200, view.reconcile_now(body.get("source"), wait=bool(body.get("wait")), timeout=timeout))
             elif path == "/v1/containers" and method == "GET":
-                self._json(200, list(view.containers(_labels(q.get("labels")))))
+                rows = list(view.containers(_labels(q.get("labels"))))
+                self._listing(q, rows, listing.PS_FLAGS, listing.ps_text)
             elif path.startswith("/v1/containers/") and path.endswith("/logs") and method == "GET":
                 name = urllib.parse.unquote(path[len("/v1/containers/"):-len("/logs")])
                 tail = q.get("tail")
@@ -229,7 +243,7 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                 self._json(200, view.inspect_container(urllib.parse.unquote(path[len("/v1/containers/"):])),
                            sort=False)
             elif path == "/v1/images" and method == "GET":
-                self._json(200, list(view.images()))
+                self._listing(q, list(view.images()), listing.IMAGES_FLAGS, listing.images_text)
             elif path == "/v1/pull" and method == "POST":
                 body = self._body()
                 if not isinstance(body.get("ref"), str):

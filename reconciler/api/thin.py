@@ -8,11 +8,17 @@ rest of `reconcile ps` together. The agent always answers HTTP/1.1 with a Conten
     thin.request(socket_path, "GET", "/v1/containers")          -> (status, JSON value)
     thin.request(socket_path, "POST", "/v1/pull", {"ref": ...})  (OSError when nobody answers)
     thin.stream(socket_path, "/v1/containers/web/logs?follow=1")  -> (status, JSON lines as they come)
+    thin.text(socket_path, "/v1/containers?print=table")        -> (status, content type, text)
+    thin.loads('{"socket": "/run/reconciler/reconciler.sock"}')  -> a JSON value, without `json`
+
+`text` and `loads` import no `json` (which imports `re` and compiles its patterns, ~1/5 of a
+thin client's start-up): the agent renders what `ps` and `images` print (listing.py), and the
+agent's file `<root>/agent.json` is read with the C scanner `json` itself parses with (#21).
 """
 
 from __future__ import annotations
 
-import json
+from reconciler.jsonscan import loads
 
 # annotations only: what the read-only commands import at start-up stays small (#21)
 TYPE_CHECKING = False
@@ -20,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Generator
     from typing import Any
 
-__all__ = ["DEFAULT_SOCKET", "request", "stream"]
+__all__ = ["DEFAULT_SOCKET", "loads", "request", "stream", "text"]
 
 DEFAULT_SOCKET = "/run/reconciler/reconciler.sock"
 
@@ -30,9 +36,26 @@ def request(socket_path: str, method: str, path: str, body: Any = None, *,
     """`method` `path` (with `body` as JSON, if any) to the agent on `socket_path`: (HTTP
     status, the JSON reply). OSError when the socket does not answer; ValueError for a reply
     that is not whole HTTP with JSON."""
-    data = b"" if body is None else json.dumps(body).encode()
+    import json
+
+    data = None if body is None else json.dumps(body).encode()
+    status, _, reply = _exchange(socket_path, method, path, data, timeout=timeout)
+    return status, json.loads(reply)
+
+
+def text(socket_path: str, path: str, *, timeout: float | None = 30.0) -> tuple[int, str, str]:
+    """GET `path` from the agent on `socket_path`: (HTTP status, the reply's content type, its
+    body as text). OSError and ValueError as for `request`."""
+    status, headers, reply = _exchange(socket_path, "GET", path, None, timeout=timeout)
+    return status, headers.get("content-type", "").strip(), reply.decode()
+
+
+def _exchange(socket_path: str, method: str, path: str, data: bytes | None, *,
+              timeout: float | None) -> tuple[int, dict[str, str], bytes]:
+    """One request (a JSON body `data`, if any) and its whole reply: (status, headers with
+    lower-case names, body)."""
     asked = (f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-             + (f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n" if body is not None else "")
+             + (f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n" if data is not None else "")
              + "\r\n")
     # _socket, socket's C core: `socket` itself builds four enums from the platform's constants
     # and imports selectors, ~4 ms of every `ps` an agent answers (#21); a request needs none
@@ -42,7 +65,7 @@ def request(socket_path: str, method: str, path: str, body: Any = None, *,
     try:
         s.settimeout(timeout)
         s.connect(socket_path)
-        s.sendall(asked.encode() + data)
+        s.sendall(asked.encode() + (data or b""))
         chunks = []
         while chunk := s.recv(1 << 16):
             chunks.append(chunk)
@@ -55,13 +78,14 @@ def request(socket_path: str, method: str, path: str, body: Any = None, *,
     headers = dict(line.lower().split(":", 1) for line in lines[1:] if ":" in line)
     if int(headers.get("content-length", len(reply))) != len(reply):
         raise ValueError(f"the agent on {socket_path} closed the connection mid-reply")
-    return int(lines[0].split(" ", 2)[1]), json.loads(reply)
+    return int(lines[0].split(" ", 2)[1]), headers, reply
 
 
 def stream(socket_path: str, path: str, *, timeout: float | None = None) -> tuple[int, Generator[Any, None, None]]:
     """GET `path`, whose reply (200) is JSON lines written as they come (api/server.py streams
     events and logs so): (HTTP status, each line's value as it arrives, until the agent ends
     the reply). A reply other than 200 yields nothing. OSError when the socket does not answer."""
+    import json
     import socket  # its makefile: the reply's lines as they come
 
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -3,6 +3,8 @@ asked of the agent that holds the state root when one runs (#21), else read from
 
 from __future__ import annotations
 
+from reconciler.cli import fastpath
+
 # annotations only: what the read-only commands import at start-up stays small (#21)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -13,15 +15,14 @@ if TYPE_CHECKING:
 __all__ = ["register", "run"]
 
 
-def register(subparsers: Any) -> None:
-    from reconciler.cli import engines, options, output
+# what it takes, for its parser and the fast path alike (cli/fastpath.py)
+SPEC = fastpath.Spec(output="json", positional=("containers", "+", "CONTAINER"))
 
+
+def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("inspect", help="show containers in detail (JSON or YAML)",
                                    description="Show containers in detail, as a JSON array (or YAML with -o yaml).")
-    options.add_engine_options(parser)
-    engines.add_runtime_flag(parser, "inspect")
-    output.add_output_flag(parser, table=False)
-    parser.add_argument("containers", nargs="+", metavar="CONTAINER")
+    SPEC.add_to(parser, "inspect")
     parser.set_defaults(run=run, no_logging=True)   # prints data only; structlog not needed
 
 

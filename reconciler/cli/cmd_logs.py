@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import sys
 
+from reconciler.cli import fastpath
+
 # annotations only: what the read-only commands import at start-up stays small (#21)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -16,18 +18,21 @@ if TYPE_CHECKING:
 __all__ = ["register", "run"]
 
 
-def register(subparsers: Any) -> None:
-    from reconciler.cli import engines, options
+# its flags, for its parser and the fast path alike (cli/fastpath.py)
+SPEC = fastpath.Spec((
+    (("-f", "--follow"), "follow", "keep printing until the container stops"),
+    (("-t", "--timestamps"), "timestamps", "prefix each line with its time"),
+), output=None, positional=("container", "1", "CONTAINER"), defaults={"since": None, "tail": "all"})
 
+
+def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("logs", help="print a container's logs",
                                    description="Print a container's stdout and stderr (stderr lines go to stderr).")
-    options.add_engine_options(parser)
-    engines.add_runtime_flag(parser, "logs")
-    parser.add_argument("container", metavar="CONTAINER")
-    parser.add_argument("-f", "--follow", action="store_true", help="keep printing until the container stops")
-    parser.add_argument("--since", help="only lines since this time (RFC 3339, Unix time, or 10m / 1h30m ago)")
-    parser.add_argument("-n", "--tail", default="all", help='number of lines from the end (default "all")')
-    parser.add_argument("-t", "--timestamps", action="store_true", help="prefix each line with its time")
+    SPEC.add_to(parser, "logs")
+    parser.add_argument("--since", default=SPEC.defaults["since"],
+                        help="only lines since this time (RFC 3339, Unix time, or 10m / 1h30m ago)")
+    parser.add_argument("-n", "--tail", default=SPEC.defaults["tail"],
+                        help='number of lines from the end (default "all")')
     parser.set_defaults(run=run, no_logging=True)   # prints data only; structlog not needed
 
 

@@ -11,8 +11,7 @@ Docker's "Up 5 seconds (healthy)" status text, "2 minutes ago").
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from types import SimpleNamespace
+from reconciler.cli import fastpath
 
 # annotations only: what the read-only commands import at start-up stays small (#21)
 TYPE_CHECKING = False
@@ -21,29 +20,26 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-__all__ = ["ago", "for_each_container", "open_records", "register", "run", "run_swarm",
-           "setup_logging_if_networked", "state_summary", "status_text"]
+__all__ = ["for_each_container", "open_records", "register", "run", "run_swarm", "setup_logging_if_networked",
+           "state_summary"]
 
-COLUMNS = (("CONTAINER ID", "id12"), ("IMAGE", "image"), ("COMMAND", "command"), ("CREATED", "created_ago"),
-           ("STATUS", "status_text"), ("PORTS", "ports"), ("NAMES", "name"))
+
+# its flags, for its parser and the fast path alike (cli/fastpath.py)
+SPEC = fastpath.Spec((
+    (("-a", "--all"), "all", "show all containers (default: running only); swarm: every kept task, not only "
+     "the ones Swarm wants running"),
+    (("-q", "--quiet"), "quiet", "only print container (service) ids"),
+    (("--no-trunc",), "no_trunc", "do not truncate ids and commands"),
+), defaults={"filter": []})
 
 
 def register(subparsers: Any) -> None:
-    from reconciler.cli import engines, options, output
-
     parser = subparsers.add_parser("ps", help="list containers (or a Swarm cluster's services and tasks)",
                                    description="List the native engine's containers; with --runtime swarm, "
                                    "the services of a Swarm cluster with their tasks (node, state, error).")
-    options.add_engine_options(parser)
-    output.add_output_flag(parser)
-    engines.add_runtime_flag(parser, "ps")
-    parser.add_argument("-a", "--all", action="store_true",
-                        help="show all containers (default: running only); swarm: every kept task, not only "
-                        "the ones Swarm wants running")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only print container (service) ids")
-    parser.add_argument("-f", "--filter", action="append", default=[], metavar="label=KEY=VALUE",
-                        help="only containers with this label (repeatable)")
-    parser.add_argument("--no-trunc", action="store_true", help="do not truncate ids and commands")
+    SPEC.add_to(parser, "ps")
+    parser.add_argument("-f", "--filter", action="append", default=SPEC.defaults["filter"],
+                        metavar="label=KEY=VALUE", help="only containers with this label (repeatable)")
     parser.set_defaults(run=run, no_logging=True)   # prints data only; structlog not needed
 
 
@@ -71,58 +67,6 @@ def setup_logging_if_networked(args: argparse.Namespace, rt: Any, names: list[st
             continue
 
 
-def _parse(ts: str | None) -> datetime | None:
-    if not ts:
-        return None
-    try:
-        return datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def _human(seconds: float) -> str:
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s < 60:
-        return f"{s} second{'s' if s != 1 else ''}"
-    if s < 3600:
-        m = s // 60
-        return "About a minute" if m == 1 else f"{m} minutes"
-    if s < 48 * 3600:
-        h = round(s / 3600)
-        return "About an hour" if h == 1 else f"{h} hours"
-    d = s // 86400
-    return f"{d} days"
-
-
-def ago(ts: str | None, now: datetime | None = None) -> str:
-    t = _parse(ts)
-    if t is None:
-        return ""
-    now = now or datetime.now(UTC)
-    return _human((now - t).total_seconds()) + " ago"
-
-
-def status_text(st: Any, now: datetime | None = None) -> str:
-    """Docker's STATUS column: Created, Up 3 minutes (healthy), Exited (3) 2 seconds ago, Restarting (1) ..."""
-    now = now or datetime.now(UTC)
-    status = str(st.status)
-    if status == "running":
-        started = _parse(st.started_at)
-        text = "Up " + (_human((now - started).total_seconds()) if started else "")
-        if st.health:
-            text += " (health: starting)" if st.health == "starting" else f" ({st.health})"
-        return text
-    if status == "restarting":
-        return f"Restarting ({st.exit_code or 0}) {ago(st.finished_at, now)}"
-    if status == "exited":
-        return f"Exited ({st.exit_code if st.exit_code is not None else 0}) {ago(st.finished_at, now)}"
-    if status == "created":
-        return "Created"
-    return status.capitalize()
-
-
 def _selector(args: argparse.Namespace) -> dict[str, str]:
     from reconciler.runtime import errors
 
@@ -148,6 +92,9 @@ def _short_image(image: str, no_trunc: bool) -> str:
 
 def run_swarm(args: argparse.Namespace) -> int:
     """Services and their tasks: one row per task, the service's columns on its first row."""
+    from datetime import UTC, datetime
+
+    from reconciler import listing
     from reconciler.cli import engines, output
 
     rt = engines.open_runtime(args, "ps")       # a SwarmRuntime: its tasks too
@@ -176,53 +123,54 @@ def run_swarm(args: argparse.Namespace) -> int:
             row = dict(head) if i == 0 else {}
             if t is not None:
                 row.update(task=t.name, node=t.node, desired=t.desired, error=t.error,
-                           state=f"{t.state} {ago(t.since, now)}".strip())
+                           state=f"{t.state} {listing.ago(t.since, now)}".strip())
             rows.append(row)
     output.print_table(rows, SWARM_COLUMNS)
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.cli import output
+    """Print the containers: the agent that holds the root renders the text when one runs (the
+    client then loads no json, re or datetime: #21), else it is rendered here, by the same code."""
+    import sys
+
+    from reconciler import listing
+    from reconciler.cli import _agentapi, engines
 
     if args.runtime == "swarm":
         return run_swarm(args)
-    rows = _summaries(args, _selector(args))
-    if not args.all:
-        rows = [r for r in rows if r["status"] == "running"]
-    if args.quiet:
-        for r in rows:
-            print(r["id"] if args.no_trunc else r["id"][:12])
-        return 0
-    now = datetime.now(UTC)
-    data = output.wants_data(args)
-    rows = [_row(r, now, no_trunc=args.no_trunc, json=data) for r in rows]
-    if data:
-        output.print_data(rows, args.output)
-    else:
-        output.print_table(rows, COLUMNS)
+    options = listing.options_of(listing.PS_FLAGS, args.output, vars(args))
+    selector = _selector(args) if args.filter else {}
+    native = engines.is_native(args)
+    text = _agentapi.printed(args, "/v1/containers", options, labels=selector) if native else None
+    if text is None:
+        text = listing.ps_text(_summaries(args, selector, native=native), options)
+    sys.stdout.write(text)
     return 0
 
 
-def _summaries(args: argparse.Namespace, selector: dict[str, str]) -> list[dict[str, Any]]:
-    """records.summary() of each container with the `selector` labels, newest first: served by
-    the agent that holds the root when one runs, else read from the root."""
-    import json
+def _summaries(args: argparse.Namespace, selector: dict[str, str], *, native: bool) -> list[dict[str, Any]]:
+    """records.summary() of each container with the `selector` labels, newest first, read from
+    the root (the native engine's records), or asked of the engine `--runtime` names."""
+    from reconciler.cli import engines, options
 
-    from reconciler.cli import _agentapi, engines, options
-
-    if not engines.is_native(args):
+    if not native:
         rt = engines.open_runtime(args, "ps")
         try:
             states = rt.list_containers(selector or None)
         finally:
             rt.close()
         return sorted((state_summary(st) for st in states), key=lambda s: s["created"], reverse=True)
-    served = _agentapi.served(args, "/v1/containers", labels=json.dumps(selector) if selector else None)
-    if served is not None:
-        return list(served)
     if not options.engine_exists(args):
         return []
+    if not selector and args.run_dir and args.name_prefix:
+        from reconciler.runtime import (
+            parts,  # the state DB's rows alone, when they are what is (#21)
+        )
+
+        found = parts.container_summaries(args.root, args.run_dir, args.name_prefix)
+        if found is not None:
+            return found
     from reconciler.runtime import opening  # the engine's read side: only when no agent answered
 
     return opening.summaries(open_records(args), selector)
@@ -238,18 +186,6 @@ def state_summary(st: Any) -> dict[str, Any]:
         "name": st.name, "labels": dict(st.labels), "restart_count": st.restart_count,
         "started_at": st.started_at, "finished_at": st.finished_at,
     }
-
-
-def _row(summary: dict[str, Any], now: datetime, *, no_trunc: bool, json: bool) -> dict[str, Any]:
-    """One container's line: the table's columns, or the JSON document's fields."""
-    row = {**summary, "status_text": status_text(SimpleNamespace(**summary), now)}
-    if not json:
-        cmd = row["command"]
-        if not no_trunc and len(cmd) > 20:
-            cmd = cmd[:19] + "…"
-        row.update(id12=row["id"] if no_trunc else row["id"][:12], command=f'"{cmd}"',
-                   created_ago=ago(row["created"], now))
-    return row
 
 
 def for_each_container(args: argparse.Namespace, command: str, act: Callable[[Any, str], None]) -> int:

@@ -7,6 +7,8 @@ converged) and says that no agent runs.
 
 from __future__ import annotations
 
+from reconciler.cli import fastpath
+
 # annotations only: what the read-only commands import at start-up stays small (#21)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -17,8 +19,12 @@ if TYPE_CHECKING:
 __all__ = ["register", "run"]
 
 
+# what it takes, for its parser and the fast path alike (cli/fastpath.py)
+SPEC = fastpath.Spec(runtime=False, defaults={"socket": None})
+
+
 def register(subparsers: Any) -> None:
-    from reconciler.cli import _agentapi, options, output
+    from reconciler.cli import _agentapi
 
     parser = subparsers.add_parser(
         "status", help="what the agent applies: sources, revisions, errors, containers",
@@ -26,9 +32,8 @@ def register(subparsers: Any) -> None:
         "state DB under --root records: each owner's last pass, degraded with the reason unless it "
         "converged). Exit 0 all well, 1 some source (or owner) has an error or failures.",
     )
-    options.add_engine_options(parser)
+    SPEC.add_to(parser, "status")
     _agentapi.add_socket_flag(parser)
-    output.add_output_flag(parser)
     parser.set_defaults(run=run, no_logging=True)   # prints data only; structlog not needed
 
 

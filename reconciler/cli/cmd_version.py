@@ -3,6 +3,8 @@ and `kubectl version` print it (`-o json|yaml` for programs; `reconcile --versio
 
 from __future__ import annotations
 
+from reconciler.cli import fastpath
+
 # annotations only: what the read-only commands import at start-up stays small (#21)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -13,13 +15,15 @@ if TYPE_CHECKING:
 __all__ = ["register", "run"]
 
 
-def register(subparsers: Any) -> None:
-    from reconciler.cli import output
+# what it takes, for its parser and the fast path alike (cli/fastpath.py)
+SPEC = fastpath.Spec(engine=False, runtime=False)
 
+
+def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("version", help="print the version (and the manifest API, Python, OCI runtimes)",
                                    description="Print the reconciler's version, the manifest apiVersion it reads, "
                                    "the Python it runs on and the OCI runtimes found on PATH.")
-    output.add_output_flag(parser)
+    SPEC.add_to(parser, "version")
     parser.set_defaults(run=run, no_logging=True)
 
 

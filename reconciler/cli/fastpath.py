@@ -8,45 +8,66 @@ two for every form), and everything else, help, `--root` and the other options w
 any unusual spelling and every usage error, goes to the parser: an unknown argument returns
 None here and argparse says what is wrong, in its own words.
 
-It imports nothing when loaded; parsing loads cli.options and cli.engines (stdlib os only).
+Each of these commands describes what it takes once, in its module's SPEC (a `Spec`): its
+register() adds that to its parser (`Spec.add_to`) and this path parses by it, so the two cannot
+drift apart (tests/test_cli_fastpath.py checks the flags too).
+
+It imports nothing when loaded; parsing loads the command's module, cli.options and cli.engines
+(stdlib os only).
 """
 
 from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     from types import SimpleNamespace
 
-__all__ = ["COMMANDS", "parse"]
+__all__ = ["COMMANDS", "Spec", "parse"]
 
 FORMATS = ("table", "json", "yaml")     # output.FORMATS, without importing it
 
 
-class _Spec:
-    """What the fast path knows of a command's arguments (its parser has more: those go there)."""
+class Spec:
+    """What a fast-path command takes besides its options with values: one description for its
+    parser (`add_to`, called by the command's register()) and for this path, which parses the
+    everyday forms by it (an option it does not describe: argparse answers)."""
 
     __slots__ = ("defaults", "engine", "flags", "output", "positional", "runtime")
 
-    def __init__(self, flags: dict[str, str], *, output: str | None = "table", positional: tuple[str, str] | None = None,
-                 engine: bool = True, runtime: bool = True, defaults: dict[str, object] | None = None) -> None:
-        self.flags = flags                  # its flags that take no value: flag -> dest
+    def __init__(self, flags: tuple[tuple[tuple[str, ...], str, str], ...] = (), *, output: str | None = "table",
+                 positional: tuple[str, str, str] | None = None, engine: bool = True, runtime: bool = True,
+                 defaults: dict[str, object] | None = None) -> None:
+        self.flags = flags                  # its flags that take no value: ((-a, --all), dest, help)
         self.output = output                # -o's default (None: no -o; "json": json or yaml only)
-        self.positional = positional        # (dest, "1" or "+"), or None when it takes none
+        self.positional = positional        # (dest, "1" or "+", metavar), or None when it takes none
         self.engine = engine                # the engine options: --root, --run-dir, ...
         self.runtime = runtime              # --runtime
-        self.defaults = defaults or {}      # its other options' defaults
+        self.defaults = defaults or {}      # its other options' defaults (its register() adds them)
+
+    def dests(self) -> dict[str, str]:
+        """Each flag's option strings -> its dest."""
+        return {option: dest for options, dest, _ in self.flags for option in options}
+
+    def add_to(self, parser: argparse.ArgumentParser, command: str) -> None:
+        """Add what this describes to the command's parser (engine options, --runtime, -o, the
+        positional, the flags, in that order)."""
+        from reconciler.cli import engines, options, output
+
+        if self.engine:
+            options.add_engine_options(parser)
+        if self.runtime:
+            engines.add_runtime_flag(parser, command)
+        if self.output is not None:
+            output.add_output_flag(parser, table=self.output == "table")
+        if self.positional is not None:
+            dest, nargs, metavar = self.positional
+            parser.add_argument(dest, nargs="+" if nargs == "+" else None, metavar=metavar)
+        for flags, dest, help_text in self.flags:
+            parser.add_argument(*flags, dest=dest, action="store_true", help=help_text)
 
 
-COMMANDS = {
-    "ps": _Spec({"-a": "all", "--all": "all", "-q": "quiet", "--quiet": "quiet", "--no-trunc": "no_trunc"},
-                defaults={"filter": []}),
-    "images": _Spec({"-q": "quiet", "--quiet": "quiet", "--digests": "digests", "--no-trunc": "no_trunc"}),
-    "inspect": _Spec({}, output="json", positional=("containers", "+")),
-    "logs": _Spec({"-f": "follow", "--follow": "follow", "-t": "timestamps", "--timestamps": "timestamps"},
-                  output=None, positional=("container", "1"), defaults={"since": None, "tail": "all"}),
-    "status": _Spec({}, runtime=False, defaults={"socket": None}),
-    "version": _Spec({}, engine=False, runtime=False),
-}
+COMMANDS = ("ps", "images", "inspect", "logs", "status", "version")     # each module's SPEC
 
 
 def parse(argv: list[str]) -> SimpleNamespace | None:
@@ -54,19 +75,21 @@ def parse(argv: list[str]) -> SimpleNamespace | None:
     is not an everyday form of a command this path knows: the caller then builds the parser."""
     if not argv or argv[0] not in COMMANDS:
         return None
-    spec = COMMANDS[argv[0]]
+    import sys
+
+    # not importlib (its package imports warnings) nor types (~0.4 ms together, #21): the
+    # import statement's own function, and SimpleNamespace as `types` itself defines it
+    module = __import__(f"reconciler.cli.cmd_{argv[0]}", fromlist=("run",))
+    spec: Spec = module.SPEC
     values = _defaults(argv[0], spec)
     positional: list[str] = []
     if not _read(argv[1:], spec, values, positional) or not _place(spec, values, positional):
         return None
-    import importlib
-    from types import SimpleNamespace
-
-    module = importlib.import_module(f"reconciler.cli.cmd_{argv[0]}")
-    return SimpleNamespace(**values, run=module.run, no_logging=True)
+    namespace: type[SimpleNamespace] = type(sys.implementation)  # type: ignore[assignment]  # the same class
+    return namespace(**values, run=module.run, no_logging=True)
 
 
-def _defaults(command: str, spec: _Spec) -> dict[str, object]:
+def _defaults(command: str, spec: Spec) -> dict[str, object]:
     """The namespace of `reconcile COMMAND` with no argument: every option's default."""
     from reconciler.cli import engines, options
 
@@ -77,14 +100,14 @@ def _defaults(command: str, spec: _Spec) -> dict[str, object]:
         values["runtime"] = engines.runtime_default()
     if spec.output is not None:
         values["output"] = spec.output
-    values.update(dict.fromkeys(spec.flags.values(), False))
+    values.update(dict.fromkeys(spec.dests().values(), False))
     values.update({k: list(v) if isinstance(v, list) else v for k, v in spec.defaults.items()})
     return values
 
 
-def _read(args: list[str], spec: _Spec, values: dict[str, object], positional: list[str]) -> bool:
+def _read(args: list[str], spec: Spec, values: dict[str, object], positional: list[str]) -> bool:
     """Fill `values` and `positional` from `args`; False at anything this path does not take."""
-    flags = spec.flags
+    flags = spec.dests()
     i = 0
     while i < len(args):
         arg = args[i]
@@ -107,18 +130,18 @@ def _read(args: list[str], spec: _Spec, values: dict[str, object], positional: l
     return True
 
 
-def _output(value: str, spec: _Spec, values: dict[str, object]) -> bool:
+def _output(value: str, spec: Spec, values: dict[str, object]) -> bool:
     """-o VALUE: False (argparse says why) for a format the command does not print."""
     allowed = FORMATS if spec.output == "table" else FORMATS[1:]
     values["output"] = value
     return value in allowed
 
 
-def _place(spec: _Spec, values: dict[str, object], positional: list[str]) -> bool:
+def _place(spec: Spec, values: dict[str, object], positional: list[str]) -> bool:
     """Put the positional arguments where argparse would; False when their count is wrong."""
     if spec.positional is None:
         return not positional
-    dest, nargs = spec.positional
+    dest, nargs, _ = spec.positional
     if nargs == "1":
         values[dest] = positional[0] if len(positional) == 1 else None
         return len(positional) == 1

@@ -26,13 +26,48 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-# Subcommand modules, in the order `reconcile --help` lists them. Add a line when a command works.
-COMMANDS: tuple[str, ...] = (
-    "validate", "convert", "schema", "apply", "diff", "history", "lock",
-    "run", "ps", "logs", "exec", "inspect", "start", "stop", "rm",
-    "network", "pull", "images", "rmi", "image", "build", "push", "tag", "save", "load", "commit", "container", "volume",
-    "agent", "status", "events", "rollback", "reconcile-now", "engine-api", "completion", "version",
+# Subcommand modules, in the order `reconcile --help` lists them, with the line it shows for each:
+# the top-level help is made of these, without importing any module (#21); each module's
+# register() says the same (tests/test_cli.py checks). Add a line when a command works.
+SUMMARIES: tuple[tuple[str, str], ...] = (
+    ('validate', 'check manifests (file, directory or - for stdin) and report every problem'),
+    ('convert', 'print a compose project as reconciler manifests'),
+    ('schema', 'print the JSON Schema of a manifest kind (or of all kinds)'),
+    ('apply', 'converge the host to the manifests once (alias: --once SOURCE)'),
+    ('diff', 'show what apply would change, and why'),
+    ('history', 'list the revisions applied (time, result, changes)'),
+    ('lock', "pin the manifests' image references to their current digests (reconciler.lock)"),
+    ('run', 'create and start a container'),
+    ('ps', "list containers (or a Swarm cluster's services and tasks)"),
+    ('logs', "print a container's logs"),
+    ('exec', 'run a command in a running container'),
+    ('inspect', 'show containers in detail (JSON or YAML)'),
+    ('start', 'start containers'),
+    ('stop', 'stop containers'),
+    ('rm', 'remove containers'),
+    ('network', "list and inspect the native engine's networks"),
+    ('pull', 'pull an image from a registry'),
+    ('images', 'list images'),
+    ('rmi', 'remove images'),
+    ('image', 'manage images (inspect, prune, ls, rm, pull)'),
+    ('build', 'build an image from a Dockerfile'),
+    ('push', 'push an image to a registry'),
+    ('tag', 'give an image another name'),
+    ('save', 'write images to a tar archive (docker save format)'),
+    ('load', 'load images from a tar archive (docker/podman save, OCI layout)'),
+    ('commit', "create an image from a container's changes"),
+    ('container', 'move containers between hosts (export, import)'),
+    ('volume', 'manage named volumes (ls, inspect, rm, export, import)'),
+    ('agent', 'run the daemon: watch sources, converge, supervise, serve the API'),
+    ('status', 'what the agent applies: sources, revisions, errors, containers'),
+    ('events', "the agent's events (-f to follow)"),
+    ('rollback', 're-apply an earlier converged revision'),
+    ('reconcile-now', 'make the agent reconcile now (and wait)'),
+    ('engine-api', 'serve a Docker-compatible Engine API for the native engine'),
+    ('completion', 'print a shell completion script (bash, zsh or fish)'),
+    ('version', 'print the version (and the manifest API, Python, OCI runtimes)'),
 )
+COMMANDS: tuple[str, ...] = tuple(name for name, _ in SUMMARIES)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -63,9 +98,12 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def build_parser(only: str | None = None, *, commands: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
+def build_parser(only: str | None = None, *, commands: Sequence[str] = COMMANDS,
+                 summaries: bool = False) -> argparse.ArgumentParser:
     """The argument parser; with `only`, just that subcommand registers (its module alone is
-    imported, which keeps `ps` or `logs` from paying for every other command's imports)."""
+    imported, which keeps `ps` or `logs` from paying for every other command's imports); with
+    `summaries`, every command is a name and its line of SUMMARIES, no module imported: what
+    the top-level help and a usage error before any command print."""
     import argparse
     import importlib
 
@@ -85,6 +123,9 @@ def build_parser(only: str | None = None, *, commands: Sequence[str] = COMMANDS)
     parser.add_argument("--log-json", action="store_true", default=None, help="force JSON log lines")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in (only,) if only else commands:
+        if summaries:
+            subparsers.add_parser(name, help=dict(SUMMARIES)[name])
+            continue
         module = importlib.import_module(f"reconciler.cli.cmd_{name.replace('-', '_')}")
         module.register(subparsers)
     for sub in _subparsers(parser):             # `reconcile ps --log-level debug` too, as kubectl takes
@@ -180,7 +221,7 @@ def _parse(args_list: list[str]) -> argparse.Namespace | int:
     or a usage error."""
     command = _command_of(args_list)
     bare_version = command is None and "--version" in args_list and not {"-h", "--help"} & set(args_list)
-    parser = build_parser(command, commands=() if bare_version else COMMANDS)
+    parser = build_parser(command, commands=() if bare_version else COMMANDS, summaries=command is None)
     if command is not None:
         args_list = _hoist(args_list, parser, command)
     try:
@@ -211,8 +252,6 @@ def _main(argv: Sequence[str] | None = None) -> int:
     from reconciler.cli import options
 
     options.resolve(args)
-    from reconciler.errors import ReconcilerError
-
     # commands whose code logs nothing (ps, logs, pull) skip structlog's 0.1-0.25 s, unless asked
     # for more than warnings (their libraries', httpx's, then show)
     if not getattr(args, "no_logging", False) or args.log_level in ("debug", "info"):
@@ -221,14 +260,17 @@ def _main(argv: Sequence[str] | None = None) -> int:
         configure_logging(level=args.log_level, json=args.log_json)
     try:
         return int(args.run(args))
-    except ReconcilerError as exc:
-        return _report(exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:   # a full disk is an error like any, wherever it hit (OSError, sqlite3)
+        # here, not at the top: a command that succeeds needs none (#21)
+        from reconciler.errors import ReconcilerError
+
+        if isinstance(exc, ReconcilerError):
+            return _report(exc)
         from reconciler import diskfull
 
         full = diskfull.translate(exc, f"running `reconcile {args.command}`", getattr(args, "root", None))

@@ -7,6 +7,9 @@ command's own human text), JSON, or YAML, after the command's `-o/--output` flag
     emit(args, rows, columns)            rows as a table, or as JSON/YAML
     print_data(data, fmt)                JSON or YAML of the same data (YAML is JSON's data, in YAML)
 
+The writers themselves (print_table, print_json, print_yaml, print_data) live in
+reconciler/printing.py, which the agent uses too to render what a thin client prints (#21).
+
 JSON and YAML carry the same data: YAML is written from the JSON form (sorted keys, timestamps
 and other values as their JSON strings), so `yaml.safe_load(yaml_out) == json.loads(json_out)`.
 """
@@ -14,16 +17,17 @@ and other values as their JSON strings), so `yaml.safe_load(yaml_out) == json.lo
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
+
+from reconciler.printing import print_data, print_json, print_table, print_yaml
 
 # annotations only: what the read-only commands import at start-up stays small (#21)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-    from typing import IO, Any, TextIO
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from typing import IO, Any
 
 __all__ = ["FORMATS", "add_output_flag", "emit", "input_file", "output_file", "print_data", "print_json",
            "print_record", "print_table", "print_yaml", "render", "wants_data"]
@@ -50,33 +54,14 @@ def wants_data(args: argparse.Namespace) -> bool:
     return getattr(args, "output", "table") in FORMATS[1:]
 
 
-def print_json(data: Any, *, file: TextIO | None = None) -> None:
-    """Pretty, stable JSON (sorted keys) on stdout."""
-    out = file or sys.stdout
-    json.dump(data, out, indent=2, sort_keys=True, default=str)
-    out.write("\n")
-
-
-def print_yaml(data: Any, *, file: TextIO | None = None) -> None:
-    """The JSON form of `data` as YAML (block style, sorted keys)."""
-    import yaml
-
-    plain = json.loads(json.dumps(data, default=str))
-    out = file or sys.stdout
-    out.write(yaml.safe_dump(plain, sort_keys=True, default_flow_style=False, allow_unicode=True, width=120))
-
-
-def print_data(data: Any, fmt: str, *, file: TextIO | None = None) -> None:
-    """`data` as JSON or YAML (`fmt`)."""
-    (print_yaml if fmt == "yaml" else print_json)(data, file=file)
-
-
 def print_record(data: Any, fmt: str) -> None:
     """One record of a stream (`events -f`): a JSON line, or a YAML document (`---` first)."""
     if fmt == "yaml":
         sys.stdout.write("---\n")
         print_yaml(data)
     else:
+        import json
+
         sys.stdout.write(json.dumps(data, sort_keys=True, default=str) + "\n")
 
 
@@ -87,22 +72,6 @@ def render(args: argparse.Namespace, data: Any, human: Callable[[], object]) -> 
         print_data(data, args.output)
     else:
         human()
-
-
-def print_table(
-    rows: Iterable[Mapping[str, Any]],
-    columns: Sequence[tuple[str, str]],
-    *,
-    file: TextIO | None = None,
-) -> None:
-    """Columns as (HEADER, key); left-aligned, three spaces apart, like `docker ps`."""
-    out = file or sys.stdout
-    cells = [[h for h, _ in columns]]
-    cells += [["" if r.get(k) is None else str(r.get(k)) for _, k in columns] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    for row in cells:
-        line = "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-        out.write(line + "\n")
 
 
 def emit(

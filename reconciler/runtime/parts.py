@@ -4,6 +4,7 @@
 native engine's own parts, so the CLI names no module of `runtime/native/`:
 
     locations(root, run_dir, prefix)      where a state root keeps its run dir and name prefix
+    container_summaries(root, ...)        what `ps` shows, read from the state DB alone (or None)
     lint_dockerfile / build_image         `build --check`, `build`
     save_images / load_images             `save`, `load` (docker-archive, oci-archive)
     push_image / tag_image                `push`, `tag`
@@ -18,12 +19,11 @@ function imports the part it uses when called.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 # annotations only: `locations` runs at the start of every CLI command that names no run dir (#21)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
+    from collections.abc import Callable, Sequence
     from pathlib import Path
     from typing import IO, Any
 
@@ -36,11 +36,12 @@ if TYPE_CHECKING:
     from reconciler.runtime.native.volumes.volumes import VolumeStore
     from reconciler.runtime.opening import Place
 
-__all__ = ["attach", "build_image", "commit_container", "exec_argv", "export_container", "export_volume",
+__all__ = ["attach", "build_image", "commit_container", "container_summaries", "exec_argv", "export_container", "export_volume",
            "import_volume", "lint_dockerfile", "load_images", "locations", "network_manager", "push_image",
            "resize", "save_images", "tag_image", "volume_store"]
 
-Progress = Callable[[str], None]
+if TYPE_CHECKING:
+    Progress = Callable[[str], None]
 
 
 def locations(root: Path | str, run_dir: Path | str | None = None, name_prefix: str | None = None) -> tuple[str, str]:
@@ -50,6 +51,15 @@ def locations(root: Path | str, run_dir: Path | str | None = None, name_prefix: 
     from reconciler.runtime.native import locations as locations_
 
     return locations_.resolve(str(root), str(run_dir) if run_dir else None, name_prefix)
+
+
+def container_summaries(root: str, run_dir: str, name_prefix: str) -> list[dict[str, Any]] | None:
+    """What `ps` shows of each native container at `root`, newest first, read from its state DB
+    without opening the engine when every record is as observation finds it (no Record, no
+    dataclass, no json: summaries.read, #21); None when the record store must answer."""
+    from reconciler.runtime.native.containers import summaries
+
+    return summaries.read(root, run_dir, name_prefix)
 
 
 def lint_dockerfile(text: str) -> Result:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.api import thin as thin_api
 from tests.agent.conftest import AgentProc, wait_for
 from tests.agent.test_native import doc, state
 
@@ -24,7 +25,11 @@ COMMANDS = (("ps", "-a"), ("ps", "-a", "--no-trunc"), ("ps", "-a", "-o", "json")
             ("ps", "-aq", "--filter", "label=tier=front"), ("inspect", "web", "job"), ("inspect", "web", "nope"),
             ("images",), ("images", "-o", "json"), ("images", "-q", "--no-trunc"), ("pull", "IMAGE"),
             ("pull", "-q", "IMAGE"), ("logs", "web"), ("logs", "-t", "job"), ("logs", "--tail", "1", "-f", "job"),
-            ("logs", "nope"), ("logs", "--since", "yesterday", "job"))
+            ("logs", "nope"), ("logs", "--since", "yesterday", "job"),
+            # the text the agent renders (listing.py): each print form of ps and images
+            ("ps",), ("ps", "-a", "-o", "yaml"), ("ps", "--filter", "label=tier=front", "-o", "json"),
+            ("ps", "-a", "--filter", "label=tier=back"), ("images", "--digests"), ("images", "-o", "yaml"),
+            ("image", "ls", "-q"))
 # what `ps` must not load when the agent answers: the engine's code, the state database, and
 # http.client's email and ssl
 ENGINE = ("sqlite3", "reconciler.runtime.native", "reconciler._sqlite", "http.client", "email", "ssl", "httpx",
@@ -79,7 +84,7 @@ def test_ps_inspect_and_images_are_served_by_the_agent_and_print_what_they_print
 
     served = outputs(a, busybox_image)
     assert engine_modules(loaded(a, busybox_image)) == []       # the agent answered: no engine here
-    assert [rc for rc, _, _ in served] == [0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2]
+    assert [rc for rc, _, _ in served] == [0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0]
     assert "web" in served[0][1]
     assert "Exited (3)" in served[0][1]                         # job
     assert len(served[4][1].split()) == 1                       # the label filter went to the agent
@@ -93,6 +98,10 @@ def test_ps_inspect_and_images_are_served_by_the_agent_and_print_what_they_print
     assert re.fullmatch(r"\S+ err\n", served[13][2])
     assert served[14][1:] == ("", "err\n")                      # the last line, on stderr
     assert served[15][2] == "error: no such container: nope\n"
+    assert "web" in served[17][1]
+    assert "job" not in served[17][1]                                       # running only
+    assert [c["name"] for c in json.loads(served[19][1])] == ["web"]
+    assert served[20][1].splitlines()[1:] == []                             # no container labelled so
 
     status = reconcile(a, "status", importtime=True)           # the agent's status, with no http.client
     assert status.stdout.startswith(f"agent pid {a.pid} (native)")
@@ -105,6 +114,19 @@ def test_ps_inspect_and_images_are_served_by_the_agent_and_print_what_they_print
         assert proc.returncode == 0, proc.stderr[-2000:]
         thin = {"argparse", "typing", "socket", "selectors", "dataclasses", "shutil"} & modules_of(proc)
         assert sorted(thin) == [], argv
+    # ps and images print the text the agent rendered (listing.py): no json (nor the re it
+    # imports), no datetime, no error classes in the client (main.py imports them on an error only)
+    for argv in (("ps", "-a"), ("ps", "-a", "-o", "json"), ("ps", "-q"), ("images",), ("images", "-o", "json")):
+        proc = reconcile(a, *argv, importtime=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        rendered = {"json", "re", "datetime", "reconciler.errors", "reconciler.runtime.errors"} & modules_of(proc)
+        assert sorted(rendered) == [], argv
+
+    # the API: JSON rows without `print` (older clients), a print form it does not know refused
+    status, rows = thin_api.request(str(a.socket), "GET", "/v1/containers")
+    assert status == 200
+    assert {r["name"] for r in rows} == {"web", "job"}
+    assert thin_api.text(str(a.socket), "/v1/images?print=html")[0] == 400
 
     a.kill9()                                                   # its agent.json stays, nobody answers
     assert (a.root / "agent.json").exists()

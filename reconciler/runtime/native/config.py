@@ -62,9 +62,10 @@ class NativeConfig:
     # Layers of one pull unpacked at once, each into its own snapshot dir (committed in chain
     # order); 1 unpacks them one after another.
     max_concurrent_unpacks: int = 3
-    # A pull that unpacks at least this many compressed bytes unpacks in extractor processes
-    # (max_concurrent_unpacks of them) instead of threads that share one interpreter lock;
-    # smaller pulls do not pay for their start (~0.1 s of CPU each). -1: never.
+    # A pull of an image of at least this many compressed layer bytes unpacks in extractor
+    # processes (max_concurrent_unpacks of them, started with the manifest) instead of threads
+    # that share one interpreter lock; smaller pulls do not pay for their start (~0.05 s of CPU
+    # each). -1: never.
     process_unpack_min_bytes: int = 4 << 20
     # Container logs (k8s-file) rotate like Docker's json-file max-size/max-file: at
     # `log_max_size` bytes the log becomes ctr.log.1, and `log_max_files` files are kept in all

@@ -21,10 +21,13 @@ from pathlib import Path
 
 import pytest
 
+from reconciler import registry_client as rc
 from reconciler.runtime import errors
 from reconciler.runtime.native.config import NativeConfig
 from reconciler.runtime.native.images import images, snapshots
+from tests.helpers.fault_server import Fault, FaultProxy
 from tests.helpers.images import layer_tar
+from tests.helpers.registry import RegistryServer
 
 from .conftest import Entry, native_config
 from .test_hostile import Canary, canary  # noqa: F401 - the fixture
@@ -231,3 +234,25 @@ def test_extractors_that_cannot_start_leave_the_unpacking_to_the_pulling_process
     reference.pull(ref)
     assert _trees(store, ref) == _trees(reference, ref)
     assert sorted(os.listdir(view(store, ref) / "opq")) == ["b"]
+
+
+def test_extractors_start_with_the_manifest_before_the_config_is_fetched(
+    tmp_path: Path, push: Callable[..., str], registry: RegistryServer,
+    extractors_seen: Callable[[int], set[int]],
+) -> None:
+    """The extractor processes start once the manifest says how much the image holds, so their
+    interpreters start while the config is fetched: a pull whose config cannot be fetched has
+    started (and then ended) them."""
+    ref = push([layer_tar([Entry("etc/hostname", b"x\n")])])
+    proxy = FaultProxy(registry.port).start()
+    try:
+        proxy.add(Fault("status", path="/blobs/", status=404))       # the config, the first blob fetched
+        seen = extractors_seen(os.getpid())
+        store = images.ImageStore(_processes(tmp_path), lambda: rc.RegistryClient(retries=0))
+        with pytest.raises(errors.ImageError):
+            store.pull(ref.replace(registry.host, proxy.host))
+    finally:
+        proxy.stop()
+    assert [r.path for r in proxy.requests(path="/blobs/")], "the config fetch should have been tried"
+    assert seen, "the extractors should have started before the config was fetched"
+    assert _extractors_of(os.getpid()) == [], "and been ended with the failed pull"

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
-import select
 import time
-from pathlib import Path
 
 __all__ = ["alive", "boot_id", "start_time", "wait_gone"]
 
@@ -21,8 +19,9 @@ __all__ = ["alive", "boot_id", "start_time", "wait_gone"]
 @functools.cache
 def boot_id() -> str:
     """This boot's id (/proc/sys/kernel/random/boot_id); changes at every boot."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    try:                                # not pathlib: `ps` without an agent asks this (#21)
+        with open("/proc/sys/kernel/random/boot_id", encoding="utf-8") as f:
+            return f.read().strip()
     except OSError:
         return ""
 
@@ -91,6 +90,8 @@ def wait_gone(pid: int | None, timeout: float | None) -> bool:
             time.sleep(0.01)
         return True
     try:
+        import select  # here: `ps` asks whether a monitor runs, and waits for none (#21)
+
         p = select.poll()
         p.register(fd, select.POLLIN)
         return bool(p.poll(None if timeout is None else max(0, int(timeout * 1000))))

@@ -22,7 +22,6 @@ import dataclasses
 import json
 import os
 import re
-import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native import journal
 from reconciler.runtime.native.config import NativeConfig
-from reconciler.runtime.native.containers import cgroups, conmon, logs, procs
+from reconciler.runtime.native.containers import cgroups, conmon, logs, procs, summaries
 
 if TYPE_CHECKING:
     import sqlite3
@@ -91,15 +90,8 @@ def _ns_time(ns: int) -> str:
 # ---------------------------------------------------------------------------- records
 
 def process_argv(image_config: Mapping[str, Any], config: base.ContainerConfig) -> tuple[str, ...]:
-    """Entrypoint + Cmd: a given entrypoint drops the image's Cmd (Docker's rule)."""
-    entrypoint = list(config.command) if config.command is not None else list(image_config.get("Entrypoint") or [])
-    if config.args is not None:
-        cmd = list(config.args)
-    elif config.command is not None:
-        cmd = []
-    else:
-        cmd = list(image_config.get("Cmd") or [])
-    argv = tuple(entrypoint + cmd)
+    """Entrypoint + Cmd: a given entrypoint drops the image's Cmd (Docker's rule: summaries.argv_of)."""
+    argv = summaries.argv_of(image_config, config.command, config.args)
     if not argv:
         raise rterrors.InvalidArgument(
             f"container {config.name}: no command specified",
@@ -285,20 +277,20 @@ class Paths:
 
 def has_secrets(config: base.ContainerConfig) -> bool:
     """Secret files or SOPS env values: what is kept on the container's own tmpfs only."""
-    return bool(config.secret_env) or any(m.type == "secret" for m in config.mounts)
+    return summaries.holds_secrets(config.secret_env, (m.type for m in config.mounts))
 
 
 def summary(rec: Record) -> dict[str, Any]:
     """What `ps` shows of a container, as JSON values: the CLI makes its rows of these, whether
     it read the records itself or the agent served them (GET /v1/containers)."""
-    st = rec.state()
-    return {
-        "id": rec.id, "image": rec.image, "command": shlex.join(rec.command_line()), "created": rec.created,
-        "status": st.status.value, "exit_code": st.exit_code, "health": st.health,
-        "ports": ", ".join(f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}" for p in st.ports),
-        "name": rec.name, "labels": dict(rec.config.labels), "restart_count": st.restart_count,
-        "started_at": st.started_at, "finished_at": st.finished_at,
-    }
+    base.ContainerStatus(rec.status)        # a status this version knows
+    ports = rec.published or rec.config.ports
+    return summaries.summary_fields(
+        id=rec.id, image=rec.image, argv=rec.command_line(), created=rec.created, status=rec.status,
+        restarting=rec.restarting, exit_code=rec.exit_code, health=rec.health, name=rec.name,
+        labels=rec.config.labels, restart_count=rec.restart_count, started_at=rec.started_at,
+        finished_at=rec.finished_at,
+        ports=summaries.port_text((p.host_ip, p.host_port, p.container_port, p.protocol) for p in ports))
 
 
 def effective_healthcheck(rec: Record) -> base.Healthcheck | None:
@@ -455,12 +447,10 @@ class RecordStore:
         return new
 
     def _refresh(self, rec: Record, exits: set[str] | None = None) -> Record:
-        if rec.status not in ("running", "created"):
-            return rec
-        if rec.status == "created" and rec.conmon_pid is None:
-            return rec              # reconnect() dropped its runtime container: its start makes one
+        if summaries.settled(rec.status, rec.conmon_pid):
+            return rec              # (a created one: reconnect() dropped its runtime container)
         self.refreshes += 1
-        if exits is not None and rec.id not in exits and rec.conmon_pid and rec.conmon_alive():
+        if exits is not None and summaries.watched(rec.id, rec.conmon_pid, rec.conmon_start, rec.boot_id, exits):
             return rec              # no exit file listed and its monitor runs: as recorded
         p = self.paths(rec.id).conmon
         ex = conmon.read_exit(p, rec.id)

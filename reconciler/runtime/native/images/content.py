@@ -110,7 +110,7 @@ class Ingest:
             self.committed = True
             return self
         try:
-            self._fd = os.open(self.dir / "data", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            self._fd = os.open(self.store.ingest_data(self.digest), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         except OSError as exc:
             raise self._full(exc) from exc
         self._rehash()
@@ -221,7 +221,7 @@ class Ingest:
             os.fsync(self._fd)
         os.fchmod(self._fd, 0o444)
         dest = self.store.blob_path(self.digest)
-        os.rename(self.dir / "data", dest)
+        os.rename(self.store.ingest_data(self.digest), dest)
         if self.store.durable:
             self.store.fsync_dir(dest.parent)
         self.committed = True
@@ -293,6 +293,11 @@ class ContentStore:
 
     def blob_path(self, digest: str) -> Path:
         return self.blob_dir / digest_hex(digest)
+
+    def ingest_data(self, digest: str) -> Path:
+        """The file an ingest of `digest` writes (read while it grows by a pull that unpacks
+        as it downloads, extractors.Follow)."""
+        return self.ingest_dir / digest_hex(digest) / "data"
 
     def has(self, digest: str) -> bool:
         return self.blob_path(digest).is_file()

@@ -14,7 +14,9 @@ Pull pipeline (runtime-internals.md §7, moby/containerd behaviour):
    there, by a pool of `config.max_concurrent_unpacks` threads, into its own snapshot dir
    (layers.apply_layer with `lowers_pending`; in extractor processes, extractors.py, when the
    pull unpacks `config.process_unpack_min_bytes` or more, so that the unpacks do not share
-   this process's interpreter lock), and committed in chain order once its parent
+   this process's interpreter lock; there a layer whose blob this pull downloads is unpacked
+   while it downloads, reading the ingest as it grows, and believed only once the download
+   was verified and committed), and committed in chain order once its parent
    is (implicit parents then get the lower directory's attributes; a layer with a hardlink
    into a lower one is unpacked again once the lowers are there). Each snapshot is built
    under its ChainID lock (another pull extracting the same layer is waited for, not
@@ -31,6 +33,9 @@ once the reconciler is stopping): downloads stop at their next chunk and their i
 removed, no further layer is extracted (those being extracted are finished, or discarded when a
 layer below them failed), the lease is dropped, and Cancelled is passed on. Committed blobs and
 snapshots stay (they are whole).
+
+A blob whose download fails its digest or size leaves nothing: its ingest is dropped and
+whatever was unpacked of it while it downloaded is discarded with its snapshot dir.
 
 A full file system is `DiskFull`, never a layer or download error: each partial download is
 dropped at once (content.py), a blob that filled the disk while being unpacked is kept (it is
@@ -324,6 +329,13 @@ class ImageStore:
         if manifest.media_type not in _rc().models.MANIFEST_TYPES:
             raise errors.ImageError(f"{r}: {manifest.media_type!r} is not an image manifest",
                                     hint="this reference names an artifact, not a runnable image")
+        # the extractors start now, while the config is fetched and the snapshots looked up
+        with self._extractors(sum(d.size for d in manifest.layers)) as ex:
+            return self._pull_image(client, r, desc, manifest, index_digest, blobs, ex, emit)
+
+    def _pull_image(self, client: rc.RegistryClient, r: rc.Reference, desc: rc.Descriptor, manifest: rc.Manifest,
+                    index_digest: str | None, blobs: list[str], ex: extractors.Extractors | None,
+                    emit: base.ProgressCallback) -> base.ImageInfo:
         cdesc = manifest.config
         if not self.content.has(cdesc.digest):
             self.content.write_blob(client.fetch_blob_bytes(r, cdesc), cdesc.digest)
@@ -343,7 +355,7 @@ class ImageStore:
         blobs += [cdesc.digest, *(d.digest for d in descs)]
         try:
             with self._lease(blobs, chains):
-                self._fetch_and_unpack(client, r, records, emit)
+                self._fetch_and_unpack(client, r, records, ex, emit)
                 image_id = cdesc.digest
                 self._record(image_id, manifest.descriptor.digest, index_digest, records, image_config)
                 self._tag(r, image_id, desc.digest)
@@ -365,8 +377,8 @@ class ImageStore:
             return client.select_platform(index, os_, arch, variant)
         return client.select_platform(index)
 
-    def _fetch_and_unpack(self, client: rc.RegistryClient, r: rc.Reference,
-                          records: Sequence[LayerRecord], emit: base.ProgressCallback) -> None:
+    def _fetch_and_unpack(self, client: rc.RegistryClient, r: rc.Reference, records: Sequence[LayerRecord],
+                          ex: extractors.Extractors | None, emit: base.ProgressCallback) -> None:
         # Layers whose snapshot exists are skipped; below the first missing one, all exist.
         missing = [not self.snapshots.exists(rec.chain_id) for rec in records]
         for rec, miss in zip(records, missing, strict=True):
@@ -381,10 +393,8 @@ class ImageStore:
         futures: dict[str, Future[None]] = {}
         own: set[Future[None]] = set()
         chain = _Chain(missing)
-        todo = sum(rec.size for rec, miss in zip(records, missing, strict=True) if miss)
-        with self._extractors(todo) as ex, \
-                ThreadPoolExecutor(max_workers=max(1, self.config.max_concurrent_downloads),
-                                   thread_name_prefix="pull") as pool, \
+        with ThreadPoolExecutor(max_workers=max(1, self.config.max_concurrent_downloads),
+                                thread_name_prefix="pull") as pool, \
                 ThreadPoolExecutor(max_workers=max(1, self.config.max_concurrent_unpacks),
                                    thread_name_prefix="unpack") as unpackers:
             try:
@@ -416,8 +426,9 @@ class ImageStore:
 
     @contextlib.contextmanager
     def _extractors(self, todo: int) -> Iterator[extractors.Extractors | None]:
-        """Extractor processes for a pull that unpacks `todo` compressed bytes, if it is worth
-        their start (config.process_unpack_min_bytes); None: threads of this process unpack."""
+        """Extractor processes for a pull of an image of `todo` compressed layer bytes, if it
+        is worth their start (config.process_unpack_min_bytes); None: threads of this process
+        unpack. Started before the pull knows which layers exist: its config is not fetched yet."""
         floor = self.config.process_unpack_min_bytes
         if floor < 0 or todo < floor:
             yield None
@@ -437,31 +448,46 @@ class ImageStore:
                 emit: base.ProgressCallback) -> bool:
         """Layer i's job: its blob, its own snapshot dir, committed after layer i-1's."""
         rec = records[i]
+
+        def blob() -> None:
+            self._await_blob(client, r, rec, fut, mine, emit)
         try:
             chain.check()
-            if fut is not None:
-                try:
-                    fut.result()
-                except BaseException:
-                    # A download shared with another pull may have been cancelled or
-                    # failed there; try once more ourselves before giving up (if this
-                    # pull is being cancelled too, its own download stops at once).
-                    if mine or self.content.has(rec.digest):
-                        if not self.content.has(rec.digest):
-                            raise
-                    else:
-                        self._download(client, r, rec, emit)
+            follow = None
+            if ex is not None and fut is not None and mine:
+                # unpacked while it downloads: its extractor reads the ingest as it grows
+                follow = _extractors().Follow((self.content.ingest_data(rec.digest), self.content.blob_path(rec.digest)),
+                                              rec.size, fut)
+            else:
+                blob()
             chain.check()
             parents = [x.chain_id for x in records[:i]]
             emit("extract", {"digest": rec.digest, "status": "extracting"})
             with diskfull.translated(f"unpacking layer {rec.digest[:19]}", self.snapshots.dir):
-                built = self.snapshots.create(rec.chain_id, parents, self._applier(rec, chain, i, ex),
+                built = self.snapshots.create(rec.chain_id, parents, self._applier(rec, chain, i, ex, follow, blob),
                                               parents_ready=lambda: chain.wait_below(i))
         except BaseException as exc:
             chain.failed(i, exc)
             raise
         chain.done(i)
         return built
+
+    def _await_blob(self, client: rc.RegistryClient, r: rc.Reference, rec: LayerRecord,
+                    fut: Future[None] | None, mine: bool, emit: base.ProgressCallback) -> None:
+        """Wait for layer `rec`'s download; the blob is then committed, or this raises why not."""
+        if fut is None:
+            return
+        try:
+            fut.result()
+        except BaseException:
+            # A download shared with another pull may have been cancelled or
+            # failed there; try once more ourselves before giving up (if this
+            # pull is being cancelled too, its own download stops at once).
+            if mine or self.content.has(rec.digest):
+                if not self.content.has(rec.digest):
+                    raise
+            else:
+                self._download(client, r, rec, emit)
 
     def _shared_download(self, pool: ThreadPoolExecutor, client: rc.RegistryClient,
                          r: rc.Reference, rec: LayerRecord,
@@ -501,18 +527,41 @@ class ImageStore:
                         client.fetch_blob(r, desc, f, offset=ing.offset,
                                           prefix_hash=ing.prefix_hash() if ing.offset else None,
                                           progress=prog)
-                except errors.Cancelled:
-                    ing.discard()               # stopped on purpose: no partial blob stays
+                except (errors.Cancelled, _rc().errors.DigestMismatch, _rc().errors.SizeMismatch):
+                    # stopped on purpose, or bytes that are not the blob (whatever was unpacked
+                    # of them is discarded with its snapshot dir): no partial blob stays
+                    ing.discard()
                     raise
                 ing.commit(verified=True)
         emit("layer-downloaded", {"digest": rec.digest})
 
-    def _applier(self, rec: LayerRecord, chain: _Chain, i: int,
-                 ex: extractors.Extractors | None) -> Callable[[Path, list[Path]], dict[str, Any]]:
+    def _applier(self, rec: LayerRecord, chain: _Chain, i: int, ex: extractors.Extractors | None,
+                 follow: extractors.Follow | None,
+                 await_blob: Callable[[], None]) -> Callable[[Path, list[Path]], dict[str, Any]]:
+        """The `apply` of layer i's snapshot. `follow`: its blob is still downloading; the first
+        attempt unpacks it as it comes (`await_blob()` waits for the download to be committed, and
+        is called before anything is believed or committed)."""
         from reconciler.runtime.native.images import layers
+
+        streamed = [follow]         # one attempt follows the download; a retry reads the blob
 
         def unpack(fs: Path, lowers: list[Path], pending: bool) -> layers.ApplyResult:
             below = [] if pending else lowers
+            attempt, streamed[0] = streamed[0], None
+            if attempt is not None and ex is not None:
+                try:
+                    res = ex.apply(attempt, fs, lowers=below, lowers_pending=pending, expected_diff_id=rec.diff_id,
+                                   limits=self.limits, compressed_size=rec.size)
+                except (_extractors().StreamFailed, layers.LayerError):
+                    # the download's own failure, if that was it; else the committed blob is
+                    # unpacked again below (what was read may not have been the blob: only the
+                    # committed one is refused, and its blob dropped, for the layer's fault)
+                    await_blob()
+                    _empty(fs)
+                else:
+                    await_blob()        # verified and committed before the snapshot is
+                    return res
+            await_blob()
             try:
                 if ex is not None:
                     return ex.apply(self.content.blob_path(rec.digest), fs, lowers=below, lowers_pending=pending,
@@ -838,6 +887,12 @@ class _Chain:
                 if self._stopped:
                     raise _Stopped("the pull stopped (a layer failed, or it was cancelled)")
                 self._cond.wait()
+
+
+def _extractors() -> Any:
+    from reconciler.runtime.native.images import extractors  # large pulls only
+
+    return extractors
 
 
 def _empty(path: Path) -> None:

@@ -1,0 +1,211 @@
+"""What `reconcile ps` and `reconcile images` print, made from their rows: one home for the CLI
+when it reads a state root itself and for the agent when it answers a thin client (#21).
+
+    ps_text(summaries, options)      `ps`: the table, JSON/YAML, or ids (-q), as printed
+    images_text(images, options)     `images`: the same for image summaries
+    image_summary(info)              what `images` needs of an ImageInfo (the agent serves this)
+    options_of(flags, values)        a command's print options, checked (ValueError if not valid)
+
+While an agent holds the root, the CLI asks it for the printed text (GET /v1/containers or
+/v1/images with `print=FORMAT` and the flags of PS_FLAGS / IMAGES_FLAGS set to 1): the client
+then loads no json, re or datetime, and the text is this module's either way, so it is the same
+with and without an agent (tests/agent/test_thin_cli.py compares them).
+
+Stdlib only, nothing imported at load (datetime and json when rendering).
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from datetime import datetime
+    from typing import Any
+
+__all__ = ["FORMATS", "IMAGES_FLAGS", "PS_FLAGS", "ago", "image_summary", "images_text", "options_of",
+           "ps_text", "status_text"]
+
+FORMATS = ("table", "json", "yaml")
+PS_FLAGS = ("all", "quiet", "no_trunc")             # `ps`'s flags that change what is printed
+IMAGES_FLAGS = ("quiet", "digests", "no_trunc")     # `images`' flags
+
+PS_COLUMNS = (("CONTAINER ID", "id12"), ("IMAGE", "image"), ("COMMAND", "command"), ("CREATED", "created_ago"),
+              ("STATUS", "status_text"), ("PORTS", "ports"), ("NAMES", "name"))
+IMAGES_COLUMNS = (("REPOSITORY", "repository"), ("TAG", "tag"), ("IMAGE ID", "short_id"),
+                  ("CREATED", "created_ago"), ("SIZE", "size_text"))
+
+
+def options_of(flags: tuple[str, ...], output: str, values: Mapping[str, object]) -> dict[str, Any]:
+    """The print options of a command whose flags are `flags`: `output` (a FORMAT) and each flag
+    as a bool from `values` (argparse's namespace as a dict, or an API query where "1" is set)."""
+    if output not in FORMATS:
+        raise ValueError(f"print must be one of {', '.join(FORMATS)}, not {output!r}")
+    return {"output": output, **{f: values.get(f) in (True, "1") for f in flags}}
+
+
+# -- ps -------------------------------------------------------------------------------------------
+
+
+def ps_text(summaries: Iterable[Mapping[str, Any]], options: Mapping[str, Any], now: datetime | None = None) -> str:
+    """What `reconcile ps` prints of these containers (records.summary rows, newest first)."""
+    from datetime import UTC, datetime
+
+    rows = [r for r in summaries if options["all"] or r["status"] == "running"]
+    if options["quiet"]:
+        return "".join(f"{r['id'] if options['no_trunc'] else r['id'][:12]}\n" for r in rows)
+    now = now or datetime.now(UTC)
+    data = options["output"] != "table"
+    shown = [_ps_row(r, now, no_trunc=options["no_trunc"], json=data) for r in rows]
+    return _printed(shown, options["output"], PS_COLUMNS)
+
+
+def _ps_row(summary: Mapping[str, Any], now: datetime, *, no_trunc: bool, json: bool) -> dict[str, Any]:
+    """One container's line: the table's columns, or the JSON document's fields."""
+    row = {**summary, "status_text": status_text(summary, now)}
+    if not json:
+        cmd = row["command"]
+        if not no_trunc and len(cmd) > 20:
+            cmd = cmd[:19] + "…"
+        row.update(id12=row["id"] if no_trunc else row["id"][:12], command=f'"{cmd}"',
+                   created_ago=ago(row["created"], now))
+    return row
+
+
+def _parse(ts: str | None) -> datetime | None:
+    from datetime import datetime
+
+    if not ts:
+        return None
+    try:
+        return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _human(seconds: float) -> str:
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s < 60:
+        return f"{s} second{'s' if s != 1 else ''}"
+    if s < 3600:
+        m = s // 60
+        return "About a minute" if m == 1 else f"{m} minutes"
+    if s < 48 * 3600:
+        h = round(s / 3600)
+        return "About an hour" if h == 1 else f"{h} hours"
+    d = s // 86400
+    return f"{d} days"
+
+
+def ago(ts: str | None, now: datetime | None = None) -> str:
+    """"2 minutes ago" for an RFC 3339 time, as docker says it ("" for none)."""
+    from datetime import UTC, datetime
+
+    t = _parse(ts)
+    if t is None:
+        return ""
+    now = now or datetime.now(UTC)
+    return _human((now - t).total_seconds()) + " ago"
+
+
+def status_text(st: Mapping[str, Any], now: datetime | None = None) -> str:
+    """Docker's STATUS column of a summary: Created, Up 3 minutes (healthy), Exited (3) 2 seconds
+    ago, Restarting (1) ..."""
+    from datetime import UTC, datetime
+
+    now = now or datetime.now(UTC)
+    status = str(st["status"])
+    if status == "running":
+        started = _parse(st.get("started_at"))
+        text = "Up " + (_human((now - started).total_seconds()) if started else "")
+        if st.get("health"):
+            text += " (health: starting)" if st["health"] == "starting" else f" ({st['health']})"
+        return text
+    exit_code = st.get("exit_code")
+    if status == "restarting":
+        return f"Restarting ({exit_code or 0}) {ago(st.get('finished_at'), now)}"
+    if status == "exited":
+        return f"Exited ({exit_code if exit_code is not None else 0}) {ago(st.get('finished_at'), now)}"
+    if status == "created":
+        return "Created"
+    return status.capitalize()
+
+
+# -- images ---------------------------------------------------------------------------------------
+
+
+def image_summary(info: Any) -> dict[str, Any]:
+    """What `images` shows of an image (an ImageInfo): the agent serves these (GET /v1/images)."""
+    return {"id": info.id, "digest": info.digest, "repo_tags": list(info.repo_tags), "size": info.size,
+            "created": info.created}
+
+
+def images_text(images: Iterable[Mapping[str, Any]], options: Mapping[str, Any]) -> str:
+    """What `reconcile images` prints of these image summaries (newest first)."""
+    rows = _image_rows(images, no_trunc=options["no_trunc"])
+    if options["quiet"]:
+        return "\n".join(dict.fromkeys(r["short_id"] for r in rows)) + "\n"
+    if options["output"] != "table":
+        return _printed([{k: r[k] for k in ("repository", "tag", "id", "digest", "created", "size")} for r in rows],
+                        options["output"], ())
+    columns = list(IMAGES_COLUMNS)
+    if options["digests"]:
+        columns.insert(2, ("DIGEST", "digest"))
+    return _printed(rows, "table", columns)
+
+
+def _image_rows(images: Iterable[Mapping[str, Any]], *, no_trunc: bool) -> list[dict[str, Any]]:
+    """One row per tag (untagged images once, as <none>), newest first."""
+    import time
+
+    now = time.time()
+    rows = []
+    for info in images:
+        for t in list(info["repo_tags"]) or ["<none>:<none>"]:
+            repo, _, tag = t.rpartition(":")
+            rows.append({
+                "repository": repo, "tag": tag, "id": info["id"],
+                "short_id": info["id"] if no_trunc else info["id"].split(":", 1)[1][:12],
+                "digest": info["digest"] or "<none>", "created": info["created"],
+                "created_ago": _image_ago(info["created"], now), "size": info["size"],
+                "size_text": _size(info["size"]),
+            })
+    return rows
+
+
+def _image_ago(created: str | None, now: float) -> str:
+    """docker images' CREATED: "3 weeks ago", "N/A" when unknown."""
+    t = _parse(created)
+    if t is None:
+        return "N/A"
+    s = max(0, int(now - t.timestamp()))
+    for unit, secs in (("year", 365 * 86400), ("month", 30 * 86400), ("week", 7 * 86400),
+                       ("day", 86400), ("hour", 3600), ("minute", 60)):
+        if s >= secs:
+            n = s // secs
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "Less than a second ago" if s < 1 else f"{s} seconds ago"
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.3g}{unit}"
+        value /= 1000
+    return f"{value:.3g}TB"
+
+
+def _printed(rows: list[dict[str, Any]], output: str, columns: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> str:
+    """`rows` as a table of `columns`, or as JSON/YAML: the text printed."""
+    import io
+
+    from reconciler import printing
+
+    out = io.StringIO()
+    if output == "table":
+        printing.print_table(rows, columns, file=out)
+    else:
+        printing.print_data(rows, output, file=out)
+    return out.getvalue()

@@ -1,0 +1,64 @@
+"""How data is printed as text: a docker-style table, pretty JSON, YAML of the same data.
+
+    print_table(rows, columns)      left-aligned columns, three spaces apart, like `docker ps`
+    print_json(data)                pretty, stable JSON (sorted keys)
+    print_yaml(data)                the JSON form of `data` as YAML (block style, sorted keys)
+    print_data(data, fmt)           JSON or YAML
+
+One home for the CLI (cli/output.py re-exports these) and for the agent, which renders what a
+thin client prints (listing.py, #21). Nothing is imported at load: `json` (which imports `re`)
+only when JSON is written, so a thin client that prints text the agent rendered loads neither.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# annotations only: what the read-only commands import at start-up stays small (#21)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+    from typing import Any, TextIO
+
+__all__ = ["print_data", "print_json", "print_table", "print_yaml"]
+
+
+def print_json(data: Any, *, file: TextIO | None = None) -> None:
+    """Pretty, stable JSON (sorted keys) on stdout."""
+    import json
+
+    out = file or sys.stdout
+    json.dump(data, out, indent=2, sort_keys=True, default=str)
+    out.write("\n")
+
+
+def print_yaml(data: Any, *, file: TextIO | None = None) -> None:
+    """The JSON form of `data` as YAML (block style, sorted keys)."""
+    import json
+
+    import yaml
+
+    plain = json.loads(json.dumps(data, default=str))
+    out = file or sys.stdout
+    out.write(yaml.safe_dump(plain, sort_keys=True, default_flow_style=False, allow_unicode=True, width=120))
+
+
+def print_data(data: Any, fmt: str, *, file: TextIO | None = None) -> None:
+    """`data` as JSON or YAML (`fmt`)."""
+    (print_yaml if fmt == "yaml" else print_json)(data, file=file)
+
+
+def print_table(
+    rows: Iterable[Mapping[str, Any]],
+    columns: Sequence[tuple[str, str]],
+    *,
+    file: TextIO | None = None,
+) -> None:
+    """Columns as (HEADER, key); left-aligned, three spaces apart, like `docker ps`."""
+    out = file or sys.stdout
+    cells = [[h for h, _ in columns]]
+    cells += [["" if r.get(k) is None else str(r.get(k)) for _, k in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    for row in cells:
+        line = "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        out.write(line + "\n")

@@ -1,0 +1,193 @@
+"""What `reconcile ps` shows of the native engine's containers: the rules records.py applies to
+its Records, and a reader that applies them to the state DB's rows without building any (#21).
+
+    argv_of(image_config, command, args)    Entrypoint + Cmd after the overrides (Docker's rule)
+    command_text(argv)                      the COMMAND column: shlex.join's text
+    summary_fields(...)                     the fields of one `ps` row (records.summary)
+    settled(status, conmon_pid)             a record no look at conmon or /proc can change
+    watched(cid, conmon..., exits)          its monitor runs and wrote no exit: as recorded
+    holds_secrets(secret_env, mount_types)  what an exited container loses with a reboot
+    read(root, run_dir, name_prefix)        every container's summary, newest first, or None
+
+`read` is what `ps` without an agent runs first: the rows as JSON (jsonscan: no `json`, no
+`re`), no Record, ContainerConfig or other dataclass built, no NativeConfig, no _sqlite. It
+answers only when every record is what observation would find now (each running container's
+monitor checked by pid, start time and boot id, as records.py does); any record that a look
+could change, an exited one with secrets, a root or run dir that another engine claims, a
+database of a newer format or one it cannot open read-only: None, and the RecordStore answers
+(refreshing, recording exits, refusing in its own words).
+
+Stdlib `os` only at import (sqlite3 and shlex when reading).
+"""
+
+from __future__ import annotations
+
+import os
+
+from reconciler.runtime.native import locations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from typing import Any
+
+__all__ = ["argv_of", "command_text", "holds_secrets", "port_text", "read", "settled", "summary_fields", "watched"]
+
+
+def argv_of(image_config: Mapping[str, Any], command: Iterable[str] | None,
+            args: Iterable[str] | None) -> tuple[str, ...]:
+    """Entrypoint + Cmd: a given entrypoint (`command`) drops the image's Cmd (Docker's rule)."""
+    entrypoint = list(command) if command is not None else list(image_config.get("Entrypoint") or [])
+    if args is not None:
+        cmd = list(args)
+    elif command is not None:
+        cmd = []
+    else:
+        cmd = list(image_config.get("Cmd") or [])
+    return tuple(entrypoint + cmd)
+
+
+def port_text(ports: Iterable[tuple[str, int, int, str]]) -> str:
+    """The PORTS column: host_ip:host_port->container_port/protocol, comma-separated."""
+    return ", ".join(f"{ip}:{host}->{container}/{protocol}" for ip, host, container, protocol in ports)
+
+
+def summary_fields(*, id: str, image: str, argv: Iterable[str], created: str, status: str,
+                   restarting: bool, exit_code: int | None, health: str | None, ports: str, name: str,
+                   labels: Mapping[str, str], restart_count: int, started_at: str | None,
+                   finished_at: str | None) -> dict[str, Any]:
+    """What `ps` shows of a container, as JSON values (listing.py makes its rows of these): an
+    exited container in restart backoff is "restarting"."""
+    return {
+        "id": id, "image": image, "command": command_text(argv), "created": created,
+        "status": "restarting" if restarting and status == "exited" else status, "exit_code": exit_code,
+        "health": health, "ports": ports, "name": name, "labels": dict(labels), "restart_count": restart_count,
+        "started_at": started_at, "finished_at": finished_at,
+    }
+
+
+# the characters shlex.quote leaves a word as it is with (its pattern: [^\w@%+=:,./-], ASCII)
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-")
+
+
+def command_text(argv: Iterable[str]) -> str:
+    """shlex.join(argv). shlex is imported only for a word that needs quotes: it imports `re`
+    and compiles its pattern (~1/4 of `ps`'s start-up without an agent, #21), and words that
+    need none (most commands) are joined as they are, as shlex.quote returns them."""
+    words = list(argv)
+    if all(w and _PLAIN.issuperset(w) for w in words):
+        return " ".join(words)
+    import shlex
+
+    return shlex.join(words)
+
+
+def settled(status: str, conmon_pid: int | None) -> bool:
+    """Whether no look at conmon or /proc can change a record: it is neither running nor
+    created, or created with no runtime container (its start makes one)."""
+    return status not in ("running", "created") or (status == "created" and conmon_pid is None)
+
+
+def watched(cid: str, conmon_pid: int | None, conmon_start: int | None, boot_id: str | None,
+            exits: set[str]) -> bool:
+    """Whether a running (or created) container is as recorded: conmon listed no exit file for
+    it (`exits`: the names in its exits dir, listed just now) and its monitor still runs (pid,
+    start time and boot id: procs.alive; a monitor that just ended still counts until reaped)."""
+    from reconciler.runtime.native.containers import procs
+
+    return cid not in exits and bool(conmon_pid) and procs.alive(conmon_pid, conmon_start, boot_id, zombie_ok=True)
+
+
+def holds_secrets(secret_env: Iterable[str], mount_types: Iterable[str]) -> bool:
+    """Secret files or SOPS env values: what is kept on the container's own tmpfs only (and is
+    gone after a reboot: records.py then marks an exited container dead)."""
+    return bool(list(secret_env)) or any(t == "secret" for t in mount_types)
+
+
+def read(root: str, run_dir: str, name_prefix: str) -> list[dict[str, Any]] | None:
+    """Every container's summary_fields, newest first, read from the state DB of `root` when
+    each is what observation finds now; None when the RecordStore must answer (see above)."""
+    if not _names_hold(root, run_dir, name_prefix):
+        return None
+    rows = _rows(os.path.join(root, "state.db"))
+    if rows is None:
+        return None
+    from reconciler import jsonscan
+
+    try:
+        with os.scandir(os.path.join(run_dir, "exits")) as entries:
+            exits = {e.name for e in entries}
+    except OSError:
+        exits = set()
+    found = []
+    for text in rows:
+        row = _summary(jsonscan.loads(text), exits)
+        if row is None:
+            return None
+        found.append(row)
+    return sorted(found, key=lambda s: s["created"], reverse=True)
+
+
+def _names_hold(root: str, run_dir: str, name_prefix: str) -> bool:
+    """Whether the run dir records no other state root, and the root no other prefix (the
+    checks NativeConfig.check_names makes; a refusal is said by it)."""
+    return (_recorded(os.path.join(run_dir, locations.ROOT_FILE)) in (None, os.path.abspath(root))
+            and _recorded(os.path.join(root, locations.PREFIX_FILE)) in (None, name_prefix))
+
+
+def _recorded(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def _rows(path: str) -> list[str] | None:
+    """The records' JSON from the database at `path`, opened read-only (nothing created or
+    changed); None when it cannot be read so, or a newer version wrote it."""
+    if not os.path.exists(path) or any(c in path for c in "?#%"):   # a plain URI path only
+        return None
+    import sqlite3
+
+    from reconciler import dbformat
+
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
+    except sqlite3.Error:
+        return None
+    try:
+        if int(conn.execute("PRAGMA user_version").fetchone()[0]) > dbformat.FORMAT:
+            return None
+        return [data for (data,) in conn.execute("SELECT data FROM containers")]
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+
+
+def _summary(d: Mapping[str, Any], exits: set[str]) -> dict[str, Any] | None:
+    """The summary of one record (its JSON), or None when a look could change it."""
+    try:
+        return _summary_of(d, exits)
+    except (KeyError, TypeError, AttributeError):  # a record of another shape: the Record reads it
+        return None
+
+
+def _summary_of(d: Mapping[str, Any], exits: set[str]) -> dict[str, Any] | None:
+    status, config = d["status"], d["config"]
+    if not settled(status, d.get("conmon_pid")) and not watched(
+            d["id"], d.get("conmon_pid"), d.get("conmon_start"), d.get("boot_id"), exits):
+        return None
+    if status == "exited" and holds_secrets(config.get("secret_env") or (),
+                                            (m.get("type") for m in config.get("mounts") or ())):
+        return None
+    ports = d.get("published") or config.get("ports") or ()
+    return summary_fields(
+        id=d["id"], image=d["image"], argv=argv_of(d.get("image_config") or {}, config.get("command"),
+                                                   config.get("args")),
+        created=d["created"], status=status, restarting=bool(d.get("restarting")), exit_code=d.get("exit_code"),
+        health=d.get("health"), name=d["name"], labels=config.get("labels") or {},
+        restart_count=int(d.get("restart_count") or 0), started_at=d.get("started_at"),
+        finished_at=d.get("finished_at"),
+        ports=port_text((p["host_ip"], p["host_port"], p["container_port"], p["protocol"]) for p in ports))

@@ -12,7 +12,8 @@ and has every engine pull it first. Then:
   2. create+start of `--detached` detached containers running `sleep` (sequential, like a
      script of `docker run -d`); total wall time per engine (removal not timed).
   3. both again through the CLI while an agent holds the root: `run` is then a thin client of
-     the agent's engine (#21, the client-server split; rows "... (agent)").
+     the agent's engine (#21, the client-server split; rows "... (agent)"), docker's same
+     commands timed again beside them (interleaved), so each ratio is of one moment's load.
 
 Network is "none" for every engine (native has no bridge in this issue); docker is also
 measured on its default bridge, which is what `docker run` users pay. podman runs with runc
@@ -66,8 +67,10 @@ def podman_args() -> list[str]:
 
 
 def through_agent(work: Path, env: dict[str, str], cli: list[str], ref: str, runs: int, n: int,
-                  docker_ref: float | None, docker_many: float | None) -> None:
-    """Part 3: `run --rm` and `n` x `run -d` while an agent holds the root (its engine runs them)."""
+                  docker_rm: Callable[[], object] | None, docker_many: Callable[[str], object] | None) -> None:
+    """Part 3: `run --rm` and `n` x `run -d` while an agent holds the root (its engine runs them),
+    each beside docker's same command timed in the same minutes (interleaved, or right after):
+    on a shared machine the load of part 1's minutes is not this part's."""
     def run_rm() -> None:
         subprocess.run([*cli, "--rm", "--network", "none", ref, "true"], env=env, cwd=REPO, check=True)
 
@@ -76,20 +79,30 @@ def through_agent(work: Path, env: dict[str, str], cli: list[str], ref: str, run
             subprocess.run([*cli, "-d", "--name", f"ag{i}", "--network", "none", ref, "sleep", "1000"],
                            env=env, cwd=REPO, check=True, capture_output=True)
 
+    ours: list[float] = []
+    theirs: list[float] = []
     with agent(work, [sys.executable, "-m", "reconciler"], env):
         for _ in range(3):                         # warm-up: the agent's first creates run while it
             run_rm()                               # still adopts the root's containers (start-up)
-        one = statistics.median(timed(run_rm) for _ in range(runs))
+        for _ in range(runs):
+            ours.append(timed(run_rm))
+            if docker_rm is not None:
+                theirs.append(timed(docker_rm))
+        one = statistics.median(ours)
         total = timed(many)
-    print(f"\n3. through an agent holding the root (median of {runs}; {n} detached, total)")
+    docker_ref = statistics.median(theirs) if theirs else None
+    docker_total = timed(lambda: docker_many("agent")) if docker_many is not None else None
+    print(f"\n3. through an agent holding the root (median of {runs}; {n} detached, total; docker beside it)")
     print(f"   native (CLI run --rm, agent)       {one:7.3f}")
     print(f"   native (CLI run -d, agent)         {total:7.2f}   ({total / n * 1000:6.1f} ms each)")
     if docker_ref:
+        print(f"   docker run --rm (bridge)           {docker_ref:7.3f}")
         print(f"   ratio run --rm (agent) / docker (bridge) = {one / docker_ref:5.2f}  (goal <= 0.35)")
         rows.record("reconcile run --rm IMG true (agent)", one, peer="docker", theirs=docker_ref, goal=0.35)
-    if docker_many:
-        print(f"   ratio run -d (agent) / docker = {total / docker_many:5.2f}  (goal <= 0.5)")
-        rows.record(f"{n} x reconcile run -d (agent)", total, peer="docker", theirs=docker_many, goal=0.5)
+    if docker_total:
+        print(f"   docker run -d --network none       {docker_total:7.2f}   ({docker_total / n * 1000:6.1f} ms each)")
+        print(f"   ratio run -d (agent) / docker = {total / docker_total:5.2f}  (goal <= 0.5)")
+        rows.record(f"{n} x reconcile run -d (agent)", total, peer="docker", theirs=docker_total, goal=0.5)
 
 
 def main() -> int:
@@ -187,13 +200,14 @@ def main() -> int:
                                env=env, cwd=REPO, check=True, capture_output=True)
 
         totals["native (CLI run -d)"] = timed(native_cli_many)
+        def docker_many(tag: str) -> None:
+            for i in range(n):
+                name = f"benchrun-{prefix}-{tag}{i}"
+                docker_names.append(name)
+                sh("docker", "run", "-d", "--name", name, "--network", "none", ref, "sleep", "1000")
+
         if have_docker:
-            def docker_many() -> None:
-                for i in range(n):
-                    name = f"benchrun-{prefix}-{i}"
-                    docker_names.append(name)
-                    sh("docker", "run", "-d", "--name", name, "--network", "none", ref, "sleep", "1000")
-            totals["docker run -d --network none"] = timed(docker_many)
+            totals["docker run -d --network none"] = timed(lambda: docker_many(""))
         if have_podman:
             def podman_many() -> None:
                 for i in range(n):
@@ -213,7 +227,8 @@ def main() -> int:
             p = totals["podman run -d --network none"]
             for k in ("native (API, warm)", "native (CLI run -d)"):
                 print(f"   ratio {k} / podman = {totals[k] / p:5.2f}")
-        through_agent(work, env, cli, ref, args.runs, n, docker_ref, totals.get("docker run -d --network none"))
+        through_agent(work, env, cli, ref, args.runs, n, cases.get("docker run --rm (bridge)"),
+                      docker_many if have_docker else None)
         running = [c for c in rt.list_containers() if c.status == base.ContainerStatus.RUNNING]
         print(f"\n   native containers running at the end: {len(running)} (expected {3 * n})")
     finally:

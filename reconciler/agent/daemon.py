@@ -830,9 +830,10 @@ class Agent:
         except rterrors.InvalidArgument as e:
             raise apierr.BadRequest(str(e)) from None
 
-    def create_container(self, config: Mapping[str, Any]) -> Mapping[str, Any]:
+    def create_container(self, config: Mapping[str, Any], *, volatile: bool = False) -> Mapping[str, Any]:
         """`reconcile run` through the agent (#21): a container of `config` (config_to_json's
-        form) made by the agent's engine, its image pulled first when the engine lacks it."""
+        form) made by the agent's engine, its image pulled first when the engine lacks it;
+        `volatile` for `run --rm` (its file system is never synced: NativeRuntime.create_container)."""
         from reconciler.runtime import errors as rterrors
 
         try:
@@ -844,6 +845,10 @@ class Agent:
                 rt.inspect_image(cfg.image)
             except rterrors.NotFound:
                 rt.pull_image(cfg.image)
+            from reconciler.runtime.native import backend
+
+            if volatile and isinstance(rt, backend.NativeRuntime):      # another engine makes it as it does
+                return {"id": rt.create_container(cfg, volatile=True)}
             return {"id": rt.create_container(cfg)}
 
     def container_action(self, name: str, action: str, body: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -72,7 +72,7 @@ class AgentView(Protocol):
     def container_logs(self, name: str, *, follow: bool, since: str | None,
                        tail: int | None) -> Iterator[Mapping[str, Any]]: ...
 
-    def create_container(self, config: Mapping[str, Any]) -> Mapping[str, Any]: ...
+    def create_container(self, config: Mapping[str, Any], *, volatile: bool = False) -> Mapping[str, Any]: ...
 
     def container_action(self, name: str, action: str, body: Mapping[str, Any]) -> Mapping[str, Any]: ...
 
@@ -237,7 +237,7 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                 body = self._body()
                 if not isinstance(body.get("config"), dict):
                     raise errors.BadRequest('POST a JSON object {"config": CONTAINER CONFIG}')
-                self._json(200, view.create_container(body["config"]))
+                self._json(200, view.create_container(body["config"], volatile=body.get("volatile") is True))
             elif path.startswith("/v1/containers/") and method == "POST":   # start, stop, wait, remove, exec
                 name, _, action = path[len("/v1/containers/"):].rpartition("/")
                 self._json(200, view.container_action(urllib.parse.unquote(name), action, self._body()))

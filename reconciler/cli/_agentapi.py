@@ -153,11 +153,14 @@ class AgentEngine:
 
         return f"/v1/containers/{urllib.parse.quote(name, safe='')}/{action}"
 
-    def create_container(self, config: Any) -> str:
-        """Create a container of `config` (a ContainerConfig), its image pulled first if missing."""
-        from reconciler.runtime import base
-
-        return str(self._call("/v1/containers", {"config": base.config_to_json(config)})["id"])
+    def create_container(self, config: dict[str, Any], *, volatile: bool = False) -> str:
+        """Create a container of `config` (base.config_to_json's form, as `run` makes it
+        without loading runtime.base: cmd_run.config_json), its image pulled first if missing;
+        `volatile`: its file system is thrown away with it (`run --rm`), so never synced."""
+        body: dict[str, Any] = {"config": config}
+        if volatile:
+            body["volatile"] = True
+        return str(self._call("/v1/containers", body)["id"])
 
     def start_container(self, name: str) -> None:
         self._call(self._container(name, "start"), {})
@@ -180,11 +183,11 @@ class AgentEngine:
                                stderr=doc["stderr"].encode("latin-1"))
 
     def logs(self, name: str, *, follow: bool = False) -> Iterator[Any]:
-        """The container's log lines (LogLine), as the agent reads them."""
+        """The container's log lines (`stream` and `data`, as a LogLine has them), as the agent
+        reads them."""
         import urllib.parse
 
         from reconciler.api import thin
-        from reconciler.runtime import base
 
         path = f"/v1/containers/{urllib.parse.quote(name, safe='')}/logs" + ("?follow=1" if follow else "")
         try:
@@ -197,10 +200,20 @@ class AgentEngine:
             values.close()
             raise _error(status, {"error": f"the agent refused the logs of {name} ({status})"})
         for v in values:
-            yield base.LogLine(time=v["t"], stream=v["s"], data=v["d"].encode("latin-1"))
+            yield _Line(v["s"], v["d"].encode("latin-1"), v["t"])
 
     def close(self) -> None:
         pass
+
+
+class _Line:
+    """A log line the agent sent: base.LogLine's fields, without loading runtime.base's
+    dataclasses in a `run` that goes through the agent (#21)."""
+
+    __slots__ = ("data", "stream", "time")
+
+    def __init__(self, stream: str, data: bytes, time: str) -> None:
+        self.stream, self.data, self.time = stream, data, time
 
 
 def _error(status: int, doc: Any) -> Exception:

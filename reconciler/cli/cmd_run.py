@@ -17,28 +17,30 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from reconciler.spec import units
-
-__all__ = ["parse_bytes", "register", "run"]
+__all__ = ["build_config", "config_json", "parse_bytes", "register", "run"]
 
 
-def _checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    """An argparse `type=` from a spec.units parser: the flag means what the manifest field means."""
+def _checked(parser: str) -> Callable[[str], Any]:
+    """An argparse `type=` from the spec.units parser named `parser`: the flag means what the
+    manifest field means. spec.units is imported when a flag needs it, not by every `run`: the
+    package's import (dataclasses, inspect) is ~10 ms that a run through an agent need not pay."""
     def convert(value: str) -> Any:
+        from reconciler.spec import units
+
         try:
-            return parse(value)
+            return getattr(units, parser)(value)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
-    convert.__name__ = parse.__name__.removeprefix("parse_")    # argparse names it in its error
+    convert.__name__ = parser.removeprefix("parse_")    # argparse names it in its error
     return convert
 
 
 def parse_bytes(value: str) -> int:
     """Docker's sizes: 512, 64k, 32m, 1g (binary units, optional trailing b/ib)."""
-    return int(_checked(units.parse_docker_size)(value))
+    return int(_checked("parse_docker_size")(value))
 
 
-_duration = _checked(units.parse_duration)
+_duration = _checked("parse_duration")
 
 
 def register(subparsers: Any) -> None:
@@ -60,7 +62,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--entrypoint", help="override the image's entrypoint")
     p.add_argument("-h", "--hostname", help="container host name")
     p.add_argument("--network", action="append", default=[], help="none, host, or a named network (repeatable)")
-    p.add_argument("-p", "--publish", action="append", default=[], type=_checked(units.parse_port), metavar="[IP:]HOST:CTR[/PROTO]",
+    p.add_argument("-p", "--publish", action="append", default=[], type=_checked("parse_port"), metavar="[IP:]HOST:CTR[/PROTO]",
                    help="publish a port (bridge networks only)")
     p.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]",
                    help="named volume or absolute host path, mounted at DST")
@@ -69,9 +71,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--cap-add", action="append", default=[], help="add a capability")
     p.add_argument("--cap-drop", action="append", default=[], help="drop a capability")
     p.add_argument("-m", "--memory", type=parse_bytes, help="memory limit (e.g. 256m)")
-    p.add_argument("--cpus", type=_checked(units.parse_cpus), help="CPU quota in CPUs (e.g. 0.5)")
+    p.add_argument("--cpus", type=_checked("parse_cpus"), help="CPU quota in CPUs (e.g. 0.5)")
     p.add_argument("--pids-limit", type=int, help="maximum number of processes")
-    p.add_argument("--restart", default="no", type=_checked(units.parse_restart), help="no | on-failure[:N] | always | unless-stopped")
+    p.add_argument("--restart", type=_checked("parse_restart"),     # no default: argparse would parse it
+                   help="no | on-failure[:N] | always | unless-stopped (default: no)")
     p.add_argument("--health-cmd", help="healthcheck command (run with /bin/sh -c)")
     p.add_argument("--health-interval", type=_duration, default=30.0, help="time between checks (default 30s)")
     p.add_argument("--health-timeout", type=_duration, default=30.0, help="check timeout (default 30s)")
@@ -103,50 +106,55 @@ def _kv(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
-def build_config(args: argparse.Namespace) -> Any:
-    """The ContainerConfig the options describe."""
+def config_json(args: argparse.Namespace) -> dict[str, Any]:
+    """The container config the options describe, in `base.config_to_json`'s form (what an
+    agent's POST /v1/containers takes; fields left out keep ContainerConfig's defaults): a run
+    through an agent sends it as it is, without loading runtime.base (#21)."""
     import os
 
-    from reconciler.runtime import base, errors
-
-    mounts: list[base.Mount] = []
+    mounts: list[dict[str, Any]] = []
     for spec in args.volume:
         parts = spec.split(":")
         if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+            from reconciler.runtime import errors
+
             raise errors.InvalidArgument(f"invalid volume {spec!r}", hint="use SRC:DST or SRC:DST:ro")
         src, dst = parts[0], parts[1]
-        kind = "bind" if src.startswith("/") else "volume"
-        mounts.append(base.Mount(type=kind, source=src, target=dst, read_only=len(parts) == 3 and parts[2] == "ro"))
+        mounts.append({"type": "bind" if src.startswith("/") else "volume", "source": src, "target": dst,
+                       "read_only": len(parts) == 3 and parts[2] == "ro"})
     for spec in args.tmpfs:
         dst, _, opts = spec.partition(":")
-        mounts.append(base.Mount(type="tmpfs", target=dst, options=tuple(o for o in opts.split(",") if o)))
-    name, retries = args.restart
-    ports: list[base.PortMapping] = []
-    for host_ip, host_port, container_port, proto in args.publish:
-        ports.append(base.PortMapping(container_port=container_port, host_port=host_port,
-                                      protocol=proto, host_ip=host_ip))
-    command = args.command or None
-    entrypoint = None if args.entrypoint is None else (tuple(args.entrypoint.split()) if args.entrypoint else ())
+        mounts.append({"type": "tmpfs", "target": dst, "options": [o for o in opts.split(",") if o]})
+    name, retries = args.restart or ("no", 0)
     healthcheck = None
     if args.health_cmd:
-        healthcheck = base.Healthcheck(test=("CMD-SHELL", args.health_cmd), interval=args.health_interval,
-                                       timeout=args.health_timeout, retries=args.health_retries,
-                                       start_period=args.health_start_period)
-    return base.ContainerConfig(
-        name=args.name or f"r_{os.urandom(4).hex()}",     # secrets.token_hex: its import costs ~5 ms
-        image=args.image,
-        command=entrypoint,
-        args=tuple(command) if command is not None else None,
-        env=_kv(args.env, "environment variable"),
-        user=args.user, workdir=args.workdir, hostname=args.hostname,
-        labels=_kv(args.label, "label"), ports=tuple(ports),
-        networks=tuple(args.network), mounts=tuple(mounts),
-        restart=base.RestartPolicy(name=name, max_retries=retries),
-        healthcheck=healthcheck,
-        resources=base.Resources(memory=args.memory, cpus=args.cpus, pids=args.pids_limit),
-        read_only=args.read_only, cap_add=tuple(args.cap_add), cap_drop=tuple(args.cap_drop),
-        stop_signal=args.stop_signal, stop_timeout=args.stop_timeout,
-    )
+        healthcheck = {"test": ["CMD-SHELL", args.health_cmd], "interval": args.health_interval,
+                       "timeout": args.health_timeout, "retries": args.health_retries,
+                       "start_period": args.health_start_period}
+    return {
+        "name": args.name or f"r_{os.urandom(4).hex()}",     # secrets.token_hex: its import costs ~5 ms
+        "image": args.image,
+        "command": None if args.entrypoint is None else args.entrypoint.split(),
+        "args": args.command or None,
+        "env": _kv(args.env, "environment variable"),
+        "user": args.user, "workdir": args.workdir, "hostname": args.hostname,
+        "labels": _kv(args.label, "label"),
+        "ports": [{"container_port": container_port, "host_port": host_port, "protocol": proto, "host_ip": host_ip}
+                  for host_ip, host_port, container_port, proto in args.publish],
+        "networks": list(args.network), "mounts": mounts,
+        "restart": {"name": name, "max_retries": retries},
+        "healthcheck": healthcheck,
+        "resources": {"memory": args.memory, "cpus": args.cpus, "pids": args.pids_limit},
+        "read_only": args.read_only, "cap_add": list(args.cap_add), "cap_drop": list(args.cap_drop),
+        "stop_signal": args.stop_signal, "stop_timeout": args.stop_timeout,
+    }
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    """The ContainerConfig the options describe (`config_json`'s, read by runtime.base)."""
+    from reconciler.runtime import base
+
+    return base.config_from_json(config_json(args))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -154,16 +162,17 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.runtime import errors
 
     engines.check(args, "run")
-    config = build_config(args)
+    doc = config_json(args)
     attached = (args.interactive or args.tty) and not args.detach
     if not attached:
         agent = _agentapi.engine(args)
         if agent is not None:
-            if not config.networks:     # none, as on the engine opened here (no bridge plugged in)
-                import dataclasses
+            # no networks: none, as on the engine opened here (no bridge plugged in)
+            cid = agent.create_container({**doc, "networks": doc["networks"] or ["none"]}, volatile=args.rm)
+            return _follow(agent, cid, args)
+    from reconciler.runtime import base
 
-                config = dataclasses.replace(config, networks=("none",))
-            return _follow(agent, agent.create_container(config), args)
+    config = base.config_from_json(doc)
     if not engines.is_native(args):
         if attached:
             raise errors.InvalidArgument(f"reconcile run -i/-t does not work with --runtime {args.runtime}",
@@ -244,7 +253,7 @@ def _run_native(rt: Any, config: Any, args: argparse.Namespace) -> int:
         image_id, image_cfg, layer_dirs = rt.images.resolve(config.image)
     mgr = rt.containers
     cid = mgr.create(config, image_id=image_id, image_config=image_cfg.get("config") or {},
-                     lowerdirs=layer_dirs, terminal=args.tty, stdin=args.interactive).id
+                     lowerdirs=layer_dirs, terminal=args.tty, stdin=args.interactive, volatile=args.rm).id
     sock = None
     try:
         sock = parts.attach(mgr, cid) if attached else None

@@ -24,6 +24,12 @@ def outputs(a: AgentProc, image: str) -> list[tuple[int, str, str]]:
     commands = [("run", "--rm", image, "sh", "-c", "echo out; echo err >&2; exit 3"),
                 ("run", "--rm", "-e", "WHO=me", "-w", "/tmp", image, "sh", "-c", "echo $WHO $(pwd)"),
                 ("run", "--rm", "-l", "x=1", "--name", "web", image, "true"),      # the name is taken
+                ("run", "--rm", "-m", "64m", "--pids-limit", "33", "--restart", "no", "-v", "/etc:/h:ro",
+                 "--tmpfs", "/t:size=1m", "--health-cmd", "true", "--entrypoint", "sh", image, "-c",
+                 "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max;"
+                 " cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max;"
+                 " ls -d /h /t; touch /h/x"),
+                ("run", "--rm", image, "sh", "-c", "grep ' / / ' /proc/self/mountinfo | grep -o volatile"),
                 ("run", "-d", "--name", "bg", image, "sleep", "3600"),
                 ("exec", "bg", "sh", "-c", "echo a; echo b >&2; exit 4"),
                 ("exec", "web", "cat", "/nope"),
@@ -47,16 +53,22 @@ def test_run_and_exec_go_through_the_agent_and_print_what_they_print_without_one
         proc = reconcile(a, *argv, importtime=True)
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert engine_modules(modules_of(proc)) == []          # the agent ran it: no engine code here
+        if argv[0] == "run":                # nor the config's dataclasses (the flags' JSON is sent)
+            loaded = {"reconciler.runtime.base", "reconciler.spec", "dataclasses"} & modules_of(proc)
+            assert sorted(loaded) == []
     served = outputs(a, busybox_image)
     assert served[0] == (3, "out\n", "err\n")
     assert served[1] == (0, "me /tmp\n", "")
     assert served[2][0] == 1
     assert "web" in served[2][2]
-    assert served[3] == (0, "ID\n", "")
-    assert served[4] == (4, "a\n", "b\n")
-    assert served[5][0] == 1
-    assert "/nope" in served[5][2]
-    assert served[6] == (1, "", "error: no such container: nope\n")
+    assert served[3][:2] == (1, f"33\n{64 << 20}\n/h\n/t\n")    # the flags reached the engine
+    assert "Read-only file system" in served[3][2]
+    assert served[4] == (0, "volatile\n", "")          # --rm: a file system never synced (the agent's too)
+    assert served[5] == (0, "ID\n", "")
+    assert served[6] == (4, "a\n", "b\n")
+    assert served[7][0] == 1
+    assert "/nope" in served[7][2]
+    assert served[8] == (1, "", "error: no such container: nope\n")
     ps = reconcile(a, "ps", "-aq")
     assert len(ps.stdout.split()) == 1                          # web: --rm removed what it ran
 

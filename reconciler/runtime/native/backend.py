@@ -208,12 +208,14 @@ class NativeRuntime:
     def list_containers(self, selector: Mapping[str, str] | None = None) -> list[base.ContainerState]:
         return [r.state() for r in self.containers.records(selector)]
 
-    def create_container(self, config: base.ContainerConfig, *, terminal: bool = False, stdin: bool = False) -> str:
-        """`terminal`/`stdin`: a pseudo-terminal / an open stdin for attach (`run -it`)."""
+    def create_container(self, config: base.ContainerConfig, *, terminal: bool = False, stdin: bool = False,
+                         volatile: bool = False) -> str:
+        """`terminal`/`stdin`: a pseudo-terminal / an open stdin for attach (`run -it`); `volatile`:
+        a file system thrown away with the container, never synced (`run --rm`, ContainerManager.create)."""
         image_id, image_cfg, layer_dirs = self.images.resolve(config.image)
         rec = self.containers.create(
             config, image_id=image_id, image_config=image_cfg.get("config") or {}, lowerdirs=layer_dirs,
-            terminal=terminal or config.tty, stdin=stdin or config.stdin_open,
+            terminal=terminal or config.tty, stdin=stdin or config.stdin_open, volatile=volatile,
         )
         return rec.id
 

@@ -3,6 +3,7 @@ dies, the OCI runtime choice, the bundle it writes, restart backoff and health s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ import pytest
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native.backend import NativeRuntime
-from reconciler.runtime.native.containers import cgroups, conmon, health, logs, oci, restart
+from reconciler.runtime.native.containers import cgroups, conmon, health, logs, mounts, oci, restart
 from tests.runtime.conftest import cleanup, leftovers, make_native
 
 pytestmark = [pytest.mark.root]
@@ -127,7 +128,7 @@ def test_removing_an_ended_container_runs_no_runtime_process(tmp_path: Path, bus
     try:
         cid = _ended(rt, image, "gone")
         before = logged_runc.read_text().splitlines()
-        assert any(line.startswith("--root") and " start " in f" {line} " for line in before)  # the log works
+        assert any(line.startswith("--root") and " create " in f" {line} " for line in before)  # the log works
         rt.remove_container(cid)
         assert logged_runc.read_text().splitlines() == before       # no runc delete (nor state)
         assert not (rt.config.run_dir / "runc" / cid).exists()
@@ -137,6 +138,110 @@ def test_removing_an_ended_container_runs_no_runtime_process(tmp_path: Path, bus
         left = leftovers(rt.config)
         rt.close()
     assert left == [], left
+
+
+def test_starting_a_created_container_runs_no_runtime_process(tmp_path: Path, busybox_image: str,
+                                                             logged_runc: Path) -> None:
+    """#21 (`run`): the start of a created runc container does what `runc start` does (reads
+    the exec fifo its init waits on, then removes it) without a runc process: the container's
+    process runs, and runc itself reports it running."""
+    rt, image = make_native(tmp_path, busybox_image)
+    try:
+        cid = rt.create_container(_cfg(image, "quick", "sh", "-c", "echo started; sleep 1000"))
+        fifo = rt.config.run_dir / "runc" / cid / "exec.fifo"
+        assert fifo.exists()
+        rt.start_container(cid)
+        calls = logged_runc.read_text().splitlines()
+        assert any(" create " in f" {line} " for line in calls)              # the log works
+        assert not any(" start " in f" {line} " for line in calls), calls
+        assert not fifo.exists()
+        state = oci.OciRuntime.find("runc", rt.config.run_dir / "runc").state(cid)
+        assert state is not None
+        assert state["status"] == "running"
+        assert rt.containers.get(cid).status == "running"
+        deadline = time.monotonic() + 10
+        while b"started" not in rt.containers.paths(cid).log.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert b"started" in rt.containers.paths(cid).log.read_bytes()
+    finally:
+        cleanup(rt)
+        left = leftovers(rt.config)
+        rt.close()
+    assert left == [], left
+
+
+def test_a_start_whose_init_process_ended_is_left_to_the_runtime(tmp_path: Path, busybox_image: str,
+                                                                logged_runc: Path) -> None:
+    """Where the shortcut cannot be certain (the created container's init process ended before
+    its start), the start neither waits forever on the fifo nor claims success: `runc start`
+    is asked, and its refusal is raised."""
+    rt, image = make_native(tmp_path, busybox_image)
+    try:
+        cid = rt.create_container(_cfg(image, "dead", "true"))
+        rec = rt.containers.get(cid)
+        assert rec.pid
+        os.kill(rec.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _alive(rec.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        runtime = rt.containers.oci(rec.runtime)
+        with pytest.raises(rterrors.RuntimeBackendError):
+            runtime.start(cid, alive=lambda: _alive(rec.pid or 0))
+        assert any(" start " in f" {line} " for line in logged_runc.read_text().splitlines())
+    finally:
+        cleanup(rt)
+        left = leftovers(rt.config)
+        rt.close()
+    assert left == [], left
+
+
+def test_the_runtime_is_not_given_the_engines_notify_socket(tmp_path: Path, busybox_image: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent under systemd's Type=notify (contrib/reconciler.service) has NOTIFY_SOCKET: a
+    `runc start` given it binds a socket in a directory that only a create given it makes, and
+    fails. conmon and the runtime's commands run without it."""
+    rt, image = make_native(tmp_path, busybox_image)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
+    try:
+        cid = rt.create_container(_cfg(image, "notified", "sleep", "1000"))
+        runtime = rt.containers.oci("runc")
+        runtime.start(cid)                  # `runc start` itself (no `alive`: not the fifo shortcut)
+        state = runtime.state(cid)
+        assert state is not None
+        assert state["status"] == "running"
+    finally:
+        cleanup(rt)
+        left = leftovers(rt.config)
+        rt.close()
+    assert left == [], left
+
+
+def test_a_volatile_container_mounts_again_in_the_same_boot_only(native: tuple[NativeRuntime, str]) -> None:
+    """A container created `volatile` (`run --rm`) whose rootfs was unmounted starts again (the
+    kernel's mark cleared: nothing it wrote can be lost in this boot); after a reboot (its
+    record's boot id is not the host's) it is refused with what to do, not mounted."""
+    rt, image = native
+    mgr = rt.containers
+    image_id, image_cfg, layer_dirs = rt.images.resolve(image)
+    rec = mgr.create(_cfg(image, "vol", "sh", "-c", "cat /kept 2>/dev/null; echo kept-it > /kept"), image_id=image_id,
+                     image_config=image_cfg.get("config") or {}, lowerdirs=layer_dirs, volatile=True)
+    p = mgr.paths(rec.id)
+    rt.start_container(rec.id)
+    assert rt.wait_container(rec.id) == 0
+    mounts.unmount(p.rootfs)
+    assert mounts.volatile_marker(p.work).exists()
+    rt.start_container(rec.id)                      # same boot: mounted again, the file it wrote is there
+    assert rt.wait_container(rec.id) == 0
+    assert b"kept-it" in p.log.read_bytes()
+    assert "volatile" in next(ln for ln in Path("/proc/self/mountinfo").read_text().splitlines()
+                              if ln.split(" ")[4] == str(p.rootfs))
+    mounts.unmount(p.rootfs)
+    mgr.update(rec.id, lambda r: dataclasses.replace(r, boot_id="an-earlier-boot"))    # as after a reboot
+    with pytest.raises(rterrors.Conflict) as err:
+        rt.start_container(rec.id)
+    assert "may be incomplete" in str(err.value)
+    assert "reconcile rm vol" in (err.value.hint or "")
+    assert not mounts.is_mounted(p.rootfs)
 
 
 def test_an_ended_container_with_a_child_cgroup_is_removed_by_the_runtime(tmp_path: Path, busybox_image: str,

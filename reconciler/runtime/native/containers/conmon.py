@@ -98,9 +98,10 @@ def create(
     """Run conmon, which runs `<runtime> create`; returns (container pid, conmon pid).
 
     The container is then in the runtime's `created` state, its process blocked until
-    `<runtime> start`. `log_size_max` None or 0: conmon does not cap the log. On failure every trace conmon left (exit files, runtime state) is
-    removed and a clear error raised. `place(pid)` runs before conmon may proceed (the
-    start pipe), e.g. to move it into its own cgroup as podman does.
+    `<runtime> start`. `log_size_max` None or 0: conmon does not cap the log. On failure every
+    trace conmon left (exit files, runtime state) is removed and a clear error raised.
+    `place(pid)` is given conmon's daemon (the process that stays) while it runs the runtime's
+    create, e.g. to move it into its own cgroup (`_place_daemon`).
     """
     # imported here: reading exit files (records.refresh, on every `ps`) needs no processes
     import subprocess
@@ -133,7 +134,7 @@ def create(
         argv += ["--runtime-arg", arg]
     sync_r, sync_w = os.pipe()
     start_r, start_w = os.pipe()
-    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+    env = oci.runtime_env()
     env["_OCI_SYNCPIPE"] = str(sync_w)
     env["_OCI_STARTPIPE"] = str(start_r)
     try:
@@ -151,10 +152,9 @@ def create(
         sync_w = -1
         os.close(start_r)
         start_r = -1
-        if place is not None:
-            place(proc.pid)
         os.write(start_w, b"0")
         proc.wait()
+        _place_daemon(paths, place)
         with os.fdopen(sync_r, "rb", closefd=True) as f:
             sync_r = -1
             line = f.readline()
@@ -188,6 +188,22 @@ def create(
         shutil.rmtree(paths.persist_dir, ignore_errors=True)
         raise oci.explain_create_failure(runtime.name, detail)
     return pid, read_pid(paths.conmon_pidfile) or 0
+
+
+def _place_daemon(paths: ConmonPaths, place: Callable[[int], None] | None) -> None:
+    """Give `place` conmon's daemon, the half that stays: the first conmon wrote its pid to
+    `--conmon-pidfile` before it exited (proc.wait() returned). Done while the daemon runs
+    `<runtime> create` rather than before conmon may proceed (the start pipe, as podman does):
+    the first cgroup move after a quiet while waits for an RCU grace period (7-15 ms here),
+    which then overlaps the runtime's start-up instead of delaying it (#21). What the move is
+    for is unchanged: the runtime puts the container's processes into their own cgroups
+    whatever cgroup it was started in, and the only other child conmon forks, the short-lived
+    `<runtime> create` process, ends with the create."""
+    if place is None:
+        return
+    pid = read_pid(paths.conmon_pidfile)
+    if pid:
+        place(pid)
 
 
 def read_pid(path: Path) -> int | None:

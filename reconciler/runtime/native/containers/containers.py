@@ -42,7 +42,6 @@ from reconciler.runtime.native.containers import (
 )
 from reconciler.runtime.native.network import dns
 from reconciler.runtime.native.volumes import volumes
-from reconciler.spec import units
 
 __all__ = ["Attachment", "ContainerManager", "NetworkAttacher"]
 
@@ -258,7 +257,11 @@ class ContainerManager(records.RecordStore):
         """The size a container's log rotates at and how many files it keeps: its json-file or
         local logging's max-size and max-file (checked at load), else the engine's."""
         opts = config.log_options if config.log_driver in (None, "json-file", "local") else {}
-        size = units.parse_docker_size(opts["max-size"]) if "max-size" in opts else self.log_max_size
+        size = self.log_max_size
+        if "max-size" in opts:
+            from reconciler.spec import units  # here: a `run` does not load the spec package (#21)
+
+            size = units.parse_docker_size(opts["max-size"])
         return size, int(opts["max-file"]) if "max-file" in opts else self.log_max_files
 
     def rotate_logs(self, recs: Sequence[records.Record] | None = None) -> list[str]:
@@ -327,11 +330,13 @@ class ContainerManager(records.RecordStore):
         lowerdirs: Sequence[Path],
         terminal: bool = False,
         stdin: bool = False,
+        volatile: bool = False,
     ) -> records.Record:
         """Create the container (rootfs, bundle, conmon + `runc create`); nothing runs yet.
 
         `terminal`/`stdin` give the main process a pseudo-terminal / an open stdin that
-        `attach()` connects to (`run -it`)."""
+        `attach()` connects to (`run -it`). `volatile`: its file system is thrown away with it
+        (`run --rm`), so its overlay skips syncs (mounts.mount_overlay), its removal's included."""
         name = config.name.lstrip("/")
         if not _NAME.match(name):
             raise rterrors.InvalidArgument(
@@ -353,7 +358,7 @@ class ContainerManager(records.RecordStore):
             for d in (p.upper, p.work, p.rootfs):
                 d.mkdir()
             os.chmod(p.upper, 0o755)  # noqa: S103 - the container's "/" has the upper dir's mode, not the umask's
-            mounts.mount_overlay([Path(d) for d in reversed(lowerdirs)], p.upper, p.work, p.rootfs)
+            mounts.mount_overlay([Path(d) for d in reversed(lowerdirs)], p.upper, p.work, p.rootfs, volatile=volatile)
             undo.append(lambda: mounts.unmount(p.rootfs))
             rec = self._prepare(cid, name, config, image_id, image_config, lowerdirs, undo, terminal=terminal)
             rec = dataclasses.replace(rec, terminal=terminal, stdin=stdin)
@@ -510,7 +515,7 @@ class ContainerManager(records.RecordStore):
                     rt.delete(rec.id, force=True)
                 _wait_pid(rec.conmon_pid, 5)
                 if not mounts.is_mounted(p.rootfs):
-                    mounts.mount_overlay([Path(d) for d in reversed(rec.lowerdirs)], p.upper, p.work, p.rootfs)
+                    self._mount_rootfs(rec)
                 if rec.netns_path and rec.config.networks == ("none",):
                     raise rterrors.InvalidArgument(f"container {rec.name} was disconnected from every network",
                                                    hint="connect it to a network before starting it")
@@ -529,8 +534,9 @@ class ContainerManager(records.RecordStore):
                 rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid, status="created",
                                           **_identity(pid, conmon_pid))
                 self._save(rec)
+            started = rec
             try:
-                rt.start(rec.id)
+                rt.start(rec.id, alive=lambda: procs.alive(started.pid, started.pid_start, started.boot_id))
             except rterrors.RuntimeBackendError:
                 # a caller killed after `runc start` but before saving "running": it runs already
                 if not (fresh and (rt.state(rec.id) or {}).get("status") == "running"):
@@ -795,5 +801,20 @@ class ContainerManager(records.RecordStore):
         p = self.paths(rec.id)
         with self.lock(rec.id):
             if not mounts.is_mounted(p.rootfs):
-                mounts.mount_overlay([Path(d) for d in reversed(rec.lowerdirs)], p.upper, p.work, p.rootfs)
+                self._mount_rootfs(rec)
         return os.open(p.rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def _mount_rootfs(self, rec: records.Record) -> None:
+        """Mount a container's overlay again (a reboot or an unmount took it). An upper mounted
+        volatile (`run --rm`) is mounted so again while the host has not booted since its
+        processes started (nothing it wrote can be lost); after a reboot, maybe a crash, its
+        files may be incomplete, and it is refused (the kernel's advice: throw it away)."""
+        p = self.paths(rec.id)
+        volatile = mounts.volatile_marker(p.work).exists()
+        if volatile:
+            if rec.boot_id != procs.boot_id():
+                raise rterrors.Conflict(
+                    f"container {rec.name}: its file system was written without syncs (run --rm) and the host "
+                    "has restarted since, so its files may be incomplete", hint=f"remove it: reconcile rm {rec.name}")
+            mounts.clear_volatile(p.work)
+        mounts.mount_overlay([Path(d) for d in reversed(rec.lowerdirs)], p.upper, p.work, p.rootfs, volatile=volatile)

@@ -170,6 +170,45 @@ def test_starting_a_created_container_runs_no_runtime_process(tmp_path: Path, bu
     assert left == [], left
 
 
+def test_a_start_killed_after_releasing_the_init_is_finished_by_the_next_start(
+        tmp_path: Path, busybox_image: str) -> None:
+    """A process killed (SIGKILL) between reading the exec fifo and removing it leaves a running
+    container whose fifo runc still reads as "created"; the next start (the rerun's) finishes
+    that start, as `runc start` run as its own process would have: it returns, at once, and
+    the container runs. It never waits on a fifo nobody will write to again."""
+    rt, image = make_native(tmp_path, busybox_image)
+    try:
+        cid = rt.create_container(_cfg(image, "half", "sleep", "1000"))
+        rec = rt.containers.get(cid)
+        assert rec.pid
+        assert Path(f"/proc/{rec.pid}/comm").read_text().strip() == "runc:[2:INIT]"   # what the start reads
+        fifo = rt.config.run_dir / "runc" / cid / "exec.fifo"
+        fd = os.open(fifo, os.O_RDONLY)          # the killed start: the byte read, the fifo kept
+        try:
+            assert os.read(fd, 1)
+        finally:
+            os.close(fd)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{rec.pid}/comm").read_text().strip() != "sleep" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        runtime = rt.containers.oci(rec.runtime)
+        done = threading.Event()
+        starter = threading.Thread(target=lambda: (runtime.start(cid, alive=lambda: _alive(rec.pid or 0),
+                                                                 pid=rec.pid), done.set()), daemon=True)
+        starter.start()
+        starter.join(10)
+        assert done.is_set(), "the start waited on a fifo nobody writes to"
+        assert not fifo.exists()
+        state = runtime.state(cid)
+        assert state is not None
+        assert state["status"] == "running"
+    finally:
+        cleanup(rt)
+        left = leftovers(rt.config)
+        rt.close()
+    assert left == [], left
+
+
 def test_a_start_whose_init_process_ended_is_left_to_the_runtime(tmp_path: Path, busybox_image: str,
                                                                 logged_runc: Path) -> None:
     """Where the shortcut cannot be certain (the created container's init process ended before
@@ -186,7 +225,7 @@ def test_a_start_whose_init_process_ended_is_left_to_the_runtime(tmp_path: Path,
             time.sleep(0.01)
         runtime = rt.containers.oci(rec.runtime)
         with pytest.raises(rterrors.RuntimeBackendError):
-            runtime.start(cid, alive=lambda: _alive(rec.pid or 0))
+            runtime.start(cid, alive=lambda: _alive(rec.pid or 0), pid=rec.pid)
         assert any(" start " in f" {line} " for line in logged_runc.read_text().splitlines())
     finally:
         cleanup(rt)

@@ -536,7 +536,8 @@ class ContainerManager(records.RecordStore):
                 self._save(rec)
             started = rec
             try:
-                rt.start(rec.id, alive=lambda: procs.alive(started.pid, started.pid_start, started.boot_id))
+                rt.start(rec.id, alive=lambda: procs.alive(started.pid, started.pid_start, started.boot_id),
+                         pid=started.pid)
             except rterrors.RuntimeBackendError:
                 # a caller killed after `runc start` but before saving "running": it runs already
                 if not (fresh and (rt.state(rec.id) or {}).get("status") == "running"):

@@ -98,15 +98,15 @@ class OciRuntime:
             raise rterrors.RuntimeBackendError(f"{self.name} {args[0]} failed: {msg}")
         return proc
 
-    def start(self, cid: str, *, alive: Callable[[], bool] | None = None) -> None:
+    def start(self, cid: str, *, alive: Callable[[], bool] | None = None, pid: int | None = None) -> None:
         """Let the created container's process run. For runc, given `alive` (whether the
-        container's init process still lives, a zombie counting as ended), without a runc
-        process: `_release` does what `runc start` does. Otherwise, and whenever that is not
-        certain to have worked, `<runtime> start`."""
-        if alive is None or self.name != "runc" or not self._release(cid, alive):
+        container's init process still lives, a zombie counting as ended) and that process's
+        `pid`, without a runc process: `_release` does what `runc start` does. Otherwise, and
+        whenever that is not certain to have worked, `<runtime> start`."""
+        if alive is None or pid is None or self.name != "runc" or not self._release(cid, alive, pid):
             self._run("start", cid)
 
-    def _release(self, cid: str, alive: Callable[[], bool]) -> bool:
+    def _release(self, cid: str, alive: Callable[[], bool], pid: int) -> bool:
         """runc's start of a created container (libcontainer's `exec`): its init process waits
         in an open of `exec.fifo` for writing; a reader lets it write one byte and execute the
         container's process (which closes the fifo); then the fifo is removed, which is what
@@ -119,7 +119,13 @@ class OciRuntime:
         except OSError:
             return False
         try:
-            released = _drain(fd, alive) != b""
+            if alive() and not _awaiting_start(pid):
+                # released already: a start killed between the read and the removal (the
+                # init process executed the container's command, which will never write
+                # again); what is left of that start is the removal
+                released = True
+            else:
+                released = _drain(fd, lambda: alive() and _awaiting_start(pid)) != b""
         finally:
             os.close(fd)
         if released:
@@ -187,6 +193,16 @@ class OciRuntime:
         if user:
             args += ["--user", user]
         return [*args, cid, *argv]
+
+
+def _awaiting_start(pid: int) -> bool:
+    """Whether `pid` is still runc's init process, which names itself so (nsexec's
+    "runc:[2:INIT]") until it executes the container's command once the fifo is read."""
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            return f.read().rstrip(b"\n") == b"runc:[2:INIT]"
+    except OSError:
+        return False
 
 
 def _drain(fd: int, alive: Callable[[], bool]) -> bytes:

@@ -37,9 +37,9 @@ def _reset_structlog() -> Iterator[None]:
     """Tests that run `main()` in-process configure structlog to write to that test's captured
     stderr (closed afterwards); reset it so later tests (the controller's threads) can log."""
     yield
-    import structlog
+    from reconciler import logs
 
-    structlog.reset_defaults()
+    logs.reset()            # a set-up recorded but not applied yet too (logs.py: structlog loads lazily)
 
 
 @pytest.fixture(scope="session")

@@ -35,9 +35,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
-from reconciler import __version__, spec
+from reconciler import __version__, logs, spec
 from reconciler._private import private_umask
 from reconciler._sqlite import Database
 from reconciler.agent import config as cfgmod
@@ -101,7 +99,7 @@ class Agent:
         self._pass_lock = threading.Lock()
         self._sources: dict[str, _Source] = {}
         self._stack = contextlib.ExitStack()
-        self._log = structlog.get_logger("reconciler.agent")
+        self._log = logs.get_logger("reconciler.agent")
         self.loop = loop_mod.ControllerLoop(self._reconcile, workers=1, name="agent")
         self.db: Database | None = None
         self._runtime: base.Runtime | None = None    # native: one engine for the agent's life
@@ -912,7 +910,7 @@ def _build_error(exc: Exception, root: Path) -> Mapping[str, Any]:
 
     err = exc if isinstance(exc, ReconcilerError) else diskfull.translate(exc, "running `reconcile build`", root)
     if err is None:
-        structlog.get_logger("reconciler.api").error("api_build_failed", exc_info=exc)
+        logs.get_logger("reconciler.api").error("api_build_failed", exc_info=exc)
         return {"error": f"the agent's build failed: {type(exc).__name__}: {exc}", "hint": "see the agent's log",
                 "notes": [], "exit_code": 1}
     return {"error": err.message, "hint": err.hint, "notes": list(getattr(err, "__notes__", ())),
@@ -952,7 +950,7 @@ def _run_agent(config: cfgmod.AgentConfig, *, ready: Callable[[Agent], None] | N
 
     signal.signal(signal.SIGHUP, on_hup)
     agent = Agent(config).start()
-    log = structlog.get_logger("reconciler.agent")
+    log = logs.get_logger("reconciler.agent")
     _notify("READY=1")
     if ready is not None:
         ready(agent)

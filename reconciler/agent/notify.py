@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import structlog
+from reconciler import logs
 
 __all__ = ["KINDS", "SEVERITIES", "Deduper", "Notification", "Notifier", "NotifyTarget", "payload", "sign"]
 
@@ -57,7 +57,7 @@ SIGNATURE_HEADER = "X-Reconciler-Signature"
 QUEUE_LIMIT = 100
 ATTEMPTS = 4
 
-log = structlog.get_logger("reconciler.agent.notify")
+log = logs.get_logger("reconciler.agent.notify")
 
 
 @dataclass(frozen=True)

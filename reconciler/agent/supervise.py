@@ -18,8 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import structlog
-
+from reconciler import logs
 from reconciler.runtime import errors as rterrors
 
 __all__ = ["Supervisor"]
@@ -59,7 +58,7 @@ class Supervisor:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._log = structlog.get_logger("reconciler.agent.supervise")
+        self._log = logs.get_logger("reconciler.agent.supervise")
 
     def start(self) -> Supervisor:
         self.runtime.restart_manager.boot()     # the ones that exited meanwhile and their policy runs

@@ -22,9 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol, Self
 
-import structlog
-
-from reconciler import httpbody, listing
+from reconciler import httpbody, listing, logs
 from reconciler.api import dashboard, errors
 from reconciler.api import events as events_mod
 from reconciler.errors import ReconcilerError
@@ -114,7 +112,7 @@ def _labels(text: str | None) -> dict[str, str]:
 
 def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                   dashboard_token: bytes | None = None, dashboard_only: bool = False) -> type[BaseHTTPRequestHandler]:
-    log = structlog.get_logger("reconciler.api")
+    log = logs.get_logger("reconciler.api")
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"

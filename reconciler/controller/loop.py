@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from reconciler import logs
 from reconciler.controller import backoff as backoff_mod
 from reconciler.controller import triggers
 from reconciler.errors import TemporaryError, TerminalError
@@ -193,7 +194,7 @@ class ControllerLoop:
     def _logger(self) -> structlog.typing.FilteringBoundLogger:
         # looked up per use, not cached at construction: configuration (and tests'
         # capture_logs) may change after the loop was built
-        log: structlog.typing.FilteringBoundLogger = structlog.get_logger("reconciler.controller")
+        log: structlog.typing.FilteringBoundLogger = logs.get_logger("reconciler.controller")
         return log.bind(controller=self._name)
 
     # -- workers --------------------------------------------------------------------------

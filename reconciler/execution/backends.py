@@ -30,9 +30,9 @@ def session(runtime: base.Runtime, *, supervise: bool = True, poll: float = 0.2)
         try:
             runtime.restart_manager.boot()
         except Exception:  # noqa: BLE001 - the pass will see what is down and say so
-            import structlog
+            from reconciler import logs
 
-            structlog.get_logger("reconciler.execution").warning("restart at engine start failed", exc_info=True)
+            logs.get_logger("reconciler.execution").warning("restart at engine start failed", exc_info=True)
         loops: dict[str, base.SupervisionLoop] = {"health_checker": runtime.health_checker,
                                                   "restart_manager": runtime.restart_manager}
         for part, loop in loops.items():

@@ -157,10 +157,10 @@ def execute(
 
 def _log_stopping(in_flight: list[actions.Action]) -> None:
     """Say what the stop waits for (and how long a stop may take)."""
-    import structlog
+    from reconciler import logs
 
     waits = [f"{a.kind} {a.resource}" for a in sorted(in_flight, key=lambda a: a.id)]
-    structlog.get_logger("reconciler.execution").warning(
+    logs.get_logger("reconciler.execution").warning(
         "pass_stopping", in_flight=waits,
         note="finishing the actions in flight (a container stop takes up to its stopTimeout); "
              "nothing new starts")

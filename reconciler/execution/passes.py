@@ -299,9 +299,9 @@ def _run_pass(
     now: float | None,
     execute_options: executor.ExecuteOptions | None,
 ) -> PassResult:
-    import structlog
+    from reconciler import logs
 
-    log = structlog.get_logger("reconciler.pass").bind(owner=options.owner, revision=desired.revision[:12])
+    log = logs.get_logger("reconciler.pass").bind(owner=options.owner, revision=desired.revision[:12])
     began = time.monotonic()
     eo = execute_options or executor.ExecuteOptions(max_workers=options.max_workers)
     plan, errors, inventory = _prepare(desired, runtime, db, options, now=started_at, stop=eo.stop)

@@ -81,10 +81,10 @@ def _say(event: str, **fields: Any) -> None:
     """One warning line on stderr in the format of the process's other log lines, written
     without the log's lock."""
     try:
-        import structlog
+        from reconciler import logs
 
         rendered: Any = {"event": event, **fields}
-        for processor in structlog.get_config()["processors"]:
+        for processor in logs.configured_structlog().get_config()["processors"]:
             rendered = processor(None, "warning", rendered)
         line = rendered if isinstance(rendered, str) else str(rendered)
     except Exception:  # noqa: BLE001 - the line must go out whatever the log set-up is

@@ -30,11 +30,11 @@ import uuid
 from collections.abc import Collection
 from pathlib import Path
 
-import structlog
 from watchdog import events as wd_events
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
+from reconciler import logs
 from reconciler.sources import base, errors
 
 __all__ = ["DirectorySource", "DirectoryWatch", "is_ignored"]
@@ -255,7 +255,7 @@ class DirectoryWatch:
         self._source = source
         self._wake = wake
         self._root = str(source.root)
-        self._log = structlog.get_logger("reconciler.sources.directory").bind(directory=self._root)
+        self._log = logs.get_logger("reconciler.sources.directory").bind(directory=self._root)
         self._cond = threading.Condition()
         self._closed = False
         self._closing = threading.Event()  # the re-list thread sleeps on this, not on _cond

@@ -48,8 +48,7 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
-import structlog
-
+from reconciler import logs
 from reconciler.sources import base, errors
 
 __all__ = ["GitSource", "GitWatch", "redact_url", "url_credentials"]
@@ -195,7 +194,7 @@ class GitSource:
         self._retained: set[str] = set()
         self.last_revision: base.Revision | None = None  # the last successful fetch
         self._placed: str | None = None  # the commit `checkout` shows (None: not known yet)
-        self._log = structlog.get_logger("reconciler.sources.git").bind(url=redact_url(url), ref=self.ref_name)
+        self._log = logs.get_logger("reconciler.sources.git").bind(url=redact_url(url), ref=self.ref_name)
 
     def __repr__(self) -> str:
         return f"GitSource({redact_url(self.url)!r}, ref={self.ref_name!r}, path={self.subpath!r})"
@@ -518,7 +517,7 @@ class GitWatch:
         self._source = source
         self._wake = wake
         self._closing = threading.Event()
-        self._log = structlog.get_logger("reconciler.sources.git").bind(url=redact_url(source.url), ref=source.ref_name)
+        self._log = logs.get_logger("reconciler.sources.git").bind(url=redact_url(source.url), ref=source.ref_name)
         self._thread = threading.Thread(target=self._loop, name=f"git poll {redact_url(source.url)}", daemon=True)
         self._thread.start()
 

@@ -52,9 +52,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import structlog
-
-from reconciler import httpbody
+from reconciler import httpbody, logs
 from reconciler.sources import base, errors
 
 __all__ = [
@@ -285,7 +283,7 @@ class WebhookServer:
         self.max_body = max_body
         self.request_timeout = request_timeout
         self.deliveries = deliveries if deliveries is not None else DeliveryIds()
-        self._log = structlog.get_logger("reconciler.sources.webhook")
+        self._log = logs.get_logger("reconciler.sources.webhook")
         self._httpd = _Server((host, port), self._handler_class(), max_connections=max_connections, log=self._log)
         self._thread: threading.Thread | None = None
 

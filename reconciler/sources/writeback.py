@@ -43,8 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-import structlog
-
+from reconciler import logs
 from reconciler.sources import errors
 from reconciler.sources.git import GitSource, redact_url
 
@@ -55,7 +54,7 @@ MESSAGE_FIELDS = ("source", "updates", "containers")
 _REF = "refs/reconciler/write-back"
 _LOST_RACE = ("non-fast-forward", "fetch first", "failed to update ref", "cannot lock ref", "stale info")
 
-log = structlog.get_logger("reconciler.sources.writeback")
+log = logs.get_logger("reconciler.sources.writeback")
 
 
 @dataclass(frozen=True)

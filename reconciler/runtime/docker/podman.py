@@ -41,8 +41,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
+from reconciler import logs
 from reconciler.runtime import base, errors
 from reconciler.runtime.docker import api
 from reconciler.runtime.docker.backend import DockerRuntime
@@ -54,7 +53,7 @@ __all__ = ["PodmanHealth", "PodmanRuntime", "is_podman"]
 
 _NS = 1_000_000_000
 _DEFAULT_INTERVAL = 30.0        # Docker's and Podman's when a healthcheck names none
-_LOG = structlog.get_logger("reconciler.runtime.podman")
+_LOG = logs.get_logger("reconciler.runtime.podman")
 _SHM_DEFAULT = 64 << 20         # Docker's
 _INIT_TARGET = "/dev/init"      # where Podman itself mounts its init
 _NO_ENGINE_INIT = "container-init binary not found"

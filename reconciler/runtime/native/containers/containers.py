@@ -302,9 +302,9 @@ class ContainerManager(records.RecordStore):
             rec = self.refresh(self._load(rec.id))
             if not self.unmonitored(rec):
                 return None
-            import structlog  # lazily: `ps` and `--version` stay light
+            from reconciler import logs  # lazily: `ps` and `--version` stay light
 
-            structlog.get_logger("reconciler.runtime.native.containers.containers").warning(
+            logs.get_logger("reconciler.runtime.native.containers.containers").warning(
                 "container monitor lost: ending it so its restart policy brings it back",
                 container=rec.name, id=rec.id[:12], conmon_pid=rec.conmon_pid)
             if not self.oci(rec.runtime).kill(rec.id, 9) and rec.pid:

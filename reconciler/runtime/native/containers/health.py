@@ -230,8 +230,8 @@ class HealthChecker:
                 try:
                     self.tick(pool=pool)
                 except Exception:  # noqa: BLE001 - the loop must survive one bad tick
-                    import structlog
+                    from reconciler import logs
 
-                    structlog.get_logger("reconciler.runtime.native.containers.health").exception("health_tick_failed")
+                    logs.get_logger("reconciler.runtime.native.containers.health").exception("health_tick_failed")
                 due = self.next_due()
                 stop.wait(poll if due is None else min(poll, max(due, 0.01)))

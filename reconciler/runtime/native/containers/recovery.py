@@ -188,7 +188,7 @@ def _network_leftovers(net: Any, known: set[str]) -> bool:
 
 def recover(runtime: Any) -> RecoveryReport:
     """Clean up after a crash; `runtime` is a NativeRuntime (its `containers` and `network`)."""
-    import structlog
+    from reconciler import logs
 
     manager = runtime.containers
     # a record that never got a process (killed between INSERT and saving conmon's pid); the
@@ -215,7 +215,7 @@ def recover(runtime: Any) -> RecoveryReport:
     report = RecoveryReport(half_made=tuple(r.id for r in half_made), orphans=tuple(orphans),
                             processes=tuple(killed), network=net_report)
     if half_made or orphans or killed:
-        structlog.get_logger("reconciler.runtime.native.containers.recovery").warning(
+        logs.get_logger("reconciler.runtime.native.containers.recovery").warning(
             "crash recovery done: removed what an interrupted run left", half_made=len(half_made),
             orphans=len(orphans), processes=len(killed))
     return report

@@ -219,9 +219,9 @@ class RestartManager:
                     self.manager.start(rec.id)
                     started.append(rec.id)
                 except Exception as exc:  # noqa: BLE001 - one container that cannot start does not stop the others
-                    import structlog
+                    from reconciler import logs
 
-                    structlog.get_logger("reconciler.runtime.native.containers.restart").warning(
+                    logs.get_logger("reconciler.runtime.native.containers.restart").warning(
                         "could not start at engine start", container=rec.name, error=str(exc))
         return started
 
@@ -277,6 +277,6 @@ class RestartManager:
             if on_tick is not None:
                 on_tick(restarted)
         except Exception:  # noqa: BLE001 - keep watching: one bad tick is not the end
-            import structlog
+            from reconciler import logs
 
-            structlog.get_logger("reconciler.runtime.native.containers.restart").exception("restart_tick_failed")
+            logs.get_logger("reconciler.runtime.native.containers.restart").exception("restart_tick_failed")

@@ -44,8 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import structlog
-
+from reconciler import logs
 from reconciler.runtime import base, errors
 from reconciler.runtime.native.config import NativeConfig
 from reconciler.runtime.native.network import dns, firewall, ipam
@@ -70,7 +69,7 @@ _PROXY_MODULE = "reconciler.runtime.native.network.portproxy"
 _CHOOSE_TRIES = 64                  # ports the kernel offers before choosing gives up (each one held by us)
 _proxies: dict[int, subprocess.Popen[bytes]] = {}    # the proxies this process started, to reap them
 
-log = structlog.get_logger("reconciler.runtime.native.network.network")
+log = logs.get_logger("reconciler.runtime.native.network.network")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,70 @@
+"""A `reconcile --once` with nothing to do loads only what a pass with nothing to do needs (#21).
+
+A real native engine (tests/helpers/host.py), a network and two containers with published
+ports and a volume, converged once; then the same manifests again, in a fresh interpreter under
+`-X importtime`, must import none of the libraries that only work to do (or a log line) needs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.execution.helpers import write
+from tests.helpers.host import Host
+
+pytestmark = [pytest.mark.root, pytest.mark.registry]
+
+REPO = Path(__file__).resolve().parents[2]
+# structlog (0.1-0.2 s: asyncio, ssl, rich) is loaded at the first line logged at the level
+# (reconciler/logs.py); the registry client, httpx and netlink only when a pull or a network
+# change is due
+NOT_ON_A_NO_OP = ("structlog", "asyncio", "ssl", "httpx", "pyroute2", "reconciler.registry_client.client")
+
+
+def manifests(m: Path, image: str, subnet: str) -> None:
+    write(m, "net.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Network
+        metadata: {{name: shop}}
+        spec: {{subnet: {subnet}}}
+        """)
+    for i, name in enumerate(("web", "api")):
+        write(m, f"{name}.yaml", f"""
+            apiVersion: reconciler/v1
+            kind: Container
+            metadata: {{name: {name}}}
+            spec:
+              image: {image}
+              command: [sleep, "3600"]
+              networks: [shop]
+              ports: ["127.0.0.1:{39800 + i}:80"]
+              volumes: ["data-{name}:/data"]
+            ---
+            apiVersion: reconciler/v1
+            kind: Volume
+            metadata: {{name: data-{name}}}
+            spec: {{}}
+            """)
+
+
+def once(host: Host, m: Path) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "reconciler", "--once", str(m),
+                           *host.cli_args()], cwd=REPO, capture_output=True, text=True, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    return proc, {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+                  if line.startswith("import time:")}
+
+
+def test_a_no_op_once_imports_no_logging_registry_or_netlink(tmp_path: Path, host: Host, busybox_image: str) -> None:
+    m = tmp_path / "m"
+    manifests(m, busybox_image, host.subnet)
+    first, _ = once(host, m)
+    assert "converged" in first.stdout, first.stdout
+    again, modules = once(host, m)
+    assert "nothing to do" in again.stdout, again.stdout
+    assert sorted(set(NOT_ON_A_NO_OP) & modules) == []
+    assert "reconciler.spec" in modules                 # the check saw the process's imports

@@ -1,0 +1,71 @@
+"""reconciler.logs: structlog is set up at the first line logged, the same way as at once (#21).
+
+Each case runs in a fresh interpreter (the set-up is process-wide, and whether structlog is
+loaded is the point), with stderr a pipe: JSON lines, as a service's log has them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# a library module's logger made before the set-up, as module-level loggers are
+SCRIPT = """
+import sys
+from reconciler import logs
+log = logs.get_logger("reconciler.test").bind(owner="o")
+{before}
+logs.configure_logging(level="warning", json=None)
+log.info("below_the_level", n=1)
+print("structlog loaded before the first line:", "structlog" in sys.modules)
+log.bind(revision="r1").warning("first_line", n=2)
+log.error("second_line", n=3)
+try:
+    raise ValueError("boom")
+except ValueError:
+    log.exception("failed")
+"""
+
+
+def run(before: str) -> tuple[str, list[dict[str, object]]]:
+    proc = subprocess.run([sys.executable, "-c", SCRIPT.format(before=before)], capture_output=True,
+                          text=True, check=True, timeout=60)
+    lines = [json.loads(line) for line in proc.stderr.splitlines()]
+    for line in lines:
+        assert line.pop("timestamp")            # set, and differs between runs; so do the
+        for exc in line.get("exception", []):   # traceback's line numbers and locals
+            assert exc.pop("frames")
+    return proc.stdout, lines
+
+
+def test_nothing_logged_at_the_level_loads_no_structlog() -> None:
+    out, _ = run(before="")
+    assert "structlog loaded before the first line: False" in out
+
+
+@pytest.mark.parametrize("before", ["", "import structlog"])
+def test_first_line_is_configured_as_at_once(before: str) -> None:
+    """Loaded lazily (nothing before) or at once (structlog imported first, the set-up applied
+    at the call): the same lines, level filter, bound context and traceback included."""
+    _, lines = run(before)
+    assert [line["event"] for line in lines] == ["first_line", "second_line", "failed"]
+    assert lines[0] == {"event": "first_line", "owner": "o", "revision": "r1", "n": 2, "level": "warning"}
+    assert lines[1] == {"event": "second_line", "owner": "o", "n": 3, "level": "error"}
+    assert lines[2]["exception"][0]["exc_value"] == "boom"        # dict_tracebacks, as JSON has it
+
+
+def test_lazy_and_eager_set_up_write_the_same() -> None:
+    assert run("")[1] == run("import structlog")[1]
+
+
+def test_library_code_logs_through_reconciler_logs() -> None:
+    """A line written through structlog directly would skip a set-up not applied yet (it would
+    come out in structlog's default format, on stdout): every logger comes from logs.get_logger."""
+    package = Path(__file__).resolve().parents[1] / "reconciler"
+    direct = [str(p.relative_to(package)) for p in sorted(package.rglob("*.py"))
+              if p.name != "logs.py" and "structlog.get_logger" in p.read_text()]
+    assert direct == []

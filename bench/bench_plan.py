@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reconciler import spec
 from reconciler._sqlite import Database
-from reconciler.execution import passes
+from reconciler.execution import observing, passes
 from reconciler.planning import planner
 from reconciler.runtime.fake import FakeRuntime
-from reconciler.state import inventory, observed
+from reconciler.state import inventory
 
 IMAGE = "127.0.0.1:5000/bench/busybox:1"
 GOALS = {50: 0.2, 500: 1.0}
@@ -38,7 +38,7 @@ GOALS = {50: 0.2, 500: 1.0}
 def manifests(root: Path, n: int) -> Path:
     d = root / f"m{n}"
     d.mkdir()
-    (d / "net.yaml").write_text("apiVersion: reconciler/v1\nkind: Network\nmetadata: {name: bench}\nspec: {}\n")
+    (d / "net.yaml").write_text("apiVersion: reconciler/v1\nkind: Network\nmetadata: {name: bench}\nspec: {subnet: 10.99.0.0/22}\n")
     for i in range(n):
         (d / f"c{i:03d}.yaml").write_text(
             "apiVersion: reconciler/v1\nkind: Container\n"
@@ -78,7 +78,7 @@ def main() -> int:
             assert first.converged, first.plan.render()
             again = passes.run_pass(desired, rt, db, options)
             assert again.plan.is_empty(), again.plan.render()
-            obs = observed.observe(rt, resolved={IMAGE: rt.resolve_digest(IMAGE)})
+            obs = observing.observe(rt, resolved={IMAGE: rt.resolve_digest(IMAGE)})
             inv = inventory.InventoryStore(db, "bench").load()
             popts = planner.PlanOptions(owner="bench")
             t_plan = median_time(lambda d=desired, o=obs, i=inv, p=popts: planner.plan(d, o, i, p), args.runs)

@@ -44,6 +44,27 @@ def _processes(tmp_path: Path, **kw: int) -> NativeConfig:
     return dataclasses.replace(native_config(tmp_path), process_unpack_min_bytes=0, **kw)
 
 
+def pull_in_child(tmp_path: Path, ref: str) -> subprocess.Popen[str]:
+    """A pull of `ref` into the store at `tmp_path`, unpacking in extractor processes whatever
+    the size, run by a process of its own (to be killed), printing each progress event as a
+    JSON line [event, detail]."""
+    script = textwrap.dedent(f"""
+        import dataclasses, json, sys, threading
+        sys.path.insert(0, {str(REPO)!r})
+        from pathlib import Path
+        from reconciler.runtime.native.images import images
+        from tests.native.images.conftest import native_config
+        lock = threading.Lock()
+        def cb(event, detail):
+            with lock:
+                sys.stdout.write(json.dumps([event, dict(detail)]) + "\\n")
+                sys.stdout.flush()
+        config = dataclasses.replace(native_config(Path({str(tmp_path)!r})), process_unpack_min_bytes=0)
+        images.ImageStore(config).pull({ref!r}, progress=cb)
+    """)
+    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO)
+
+
 def _extractors_of(parent: int) -> list[int]:
     """The pids of the extractor processes `parent` started (their last argument)."""
     out = []
@@ -185,21 +206,7 @@ def test_a_pull_killed_while_extractors_run_takes_them_along_and_the_next_pull_c
     tmp_path: Path, push: Callable[..., str], view: Callable[[images.ImageStore, str], Path],
 ) -> None:
     ref = push([layer_tar(_bulk(f"l{i}", 6000)) for i in range(4)])
-    script = textwrap.dedent(f"""
-        import dataclasses, json, sys, threading
-        sys.path.insert(0, {str(REPO)!r})
-        from pathlib import Path
-        from reconciler.runtime.native.images import images
-        from tests.native.images.conftest import native_config
-        lock = threading.Lock()
-        def cb(event, detail):
-            with lock:
-                sys.stdout.write(json.dumps([event, dict(detail)]) + "\\n")
-                sys.stdout.flush()
-        config = dataclasses.replace(native_config(Path({str(tmp_path)!r})), process_unpack_min_bytes=0)
-        images.ImageStore(config).pull({ref!r}, progress=cb)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    proc = pull_in_child(tmp_path, ref)
     try:
         _read_until(proc, '["extract"', nth=3)
         assert _extractors_of(proc.pid), "the pull should unpack in extractor processes"

@@ -13,9 +13,6 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,9 +30,9 @@ from tests.helpers.images import layer_tar
 from tests.helpers.registry import RegistryServer
 
 from .conftest import Entry, native_config
-from .test_extractors import _extractors_of
+from .test_extractors import _extractors_of, pull_in_child
 from .test_parallel_unpack import _bulk, _trees
-from .test_pull import REPO, _kill, _read_until
+from .test_pull import _kill, _read_until
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
 
@@ -164,21 +161,7 @@ def test_a_pull_killed_while_it_unpacks_a_downloading_layer_leaves_nothing_half_
     view: Callable[[images.ImageStore, str], Path],
 ) -> None:
     ref = push([_big_layer("k"), _big_layer("l")]).replace(registry.host, slow.host)
-    script = textwrap.dedent(f"""
-        import dataclasses, json, sys, threading
-        sys.path.insert(0, {str(REPO)!r})
-        from pathlib import Path
-        from reconciler.runtime.native.images import images
-        from tests.native.images.conftest import native_config
-        lock = threading.Lock()
-        def cb(event, detail):
-            with lock:
-                sys.stdout.write(json.dumps([event, dict(detail)]) + "\\n")
-                sys.stdout.flush()
-        config = dataclasses.replace(native_config(Path({str(tmp_path)!r})), process_unpack_min_bytes=0)
-        images.ImageStore(config).pull({ref!r}, progress=cb)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    proc = pull_in_child(tmp_path, ref)
     store = images.ImageStore(native_config(tmp_path))
     try:
         _read_until(proc, '["extract"', nth=2)

@@ -120,118 +120,94 @@ def _ended(rt: NativeRuntime, image: str, name: str) -> str:
     return cid
 
 
-def test_removing_an_ended_container_runs_no_runtime_process(tmp_path: Path, busybox_image: str,
-                                                              logged_runc: Path) -> None:
+def test_removing_an_ended_container_runs_no_runtime_process(
+        logged_runc: Path, native: tuple[NativeRuntime, str]) -> None:
     """#21 (`run --rm`): the removal of a container whose processes ended does what `runc delete`
     does (its cgroups, runc's state dir) without a runc process, and leaves nothing."""
-    rt, image = make_native(tmp_path, busybox_image)
-    try:
-        cid = _ended(rt, image, "gone")
-        before = logged_runc.read_text().splitlines()
-        assert any(line.startswith("--root") and " create " in f" {line} " for line in before)  # the log works
-        rt.remove_container(cid)
-        assert logged_runc.read_text().splitlines() == before       # no runc delete (nor state)
-        assert not (rt.config.run_dir / "runc" / cid).exists()
-        assert cgroups.leaf_dirs(rt.config.name_prefix, cid) == []
-    finally:
-        cleanup(rt)
-        left = leftovers(rt.config)
-        rt.close()
-    assert left == [], left
+    rt, image = native
+    cid = _ended(rt, image, "gone")
+    before = logged_runc.read_text().splitlines()
+    assert any(line.startswith("--root") and " create " in f" {line} " for line in before)  # the log works
+    rt.remove_container(cid)
+    assert logged_runc.read_text().splitlines() == before       # no runc delete (nor state)
+    assert not (rt.config.run_dir / "runc" / cid).exists()
+    assert cgroups.leaf_dirs(rt.config.name_prefix, cid) == []
 
 
-def test_starting_a_created_container_runs_no_runtime_process(tmp_path: Path, busybox_image: str,
-                                                             logged_runc: Path) -> None:
+def test_starting_a_created_container_runs_no_runtime_process(
+        logged_runc: Path, native: tuple[NativeRuntime, str]) -> None:
     """#21 (`run`): the start of a created runc container does what `runc start` does (reads
     the exec fifo its init waits on, then removes it) without a runc process: the container's
     process runs, and runc itself reports it running."""
-    rt, image = make_native(tmp_path, busybox_image)
-    try:
-        cid = rt.create_container(_cfg(image, "quick", "sh", "-c", "echo started; sleep 1000"))
-        fifo = rt.config.run_dir / "runc" / cid / "exec.fifo"
-        assert fifo.exists()
-        rt.start_container(cid)
-        calls = logged_runc.read_text().splitlines()
-        assert any(" create " in f" {line} " for line in calls)              # the log works
-        assert not any(" start " in f" {line} " for line in calls), calls
-        assert not fifo.exists()
-        state = oci.OciRuntime.find("runc", rt.config.run_dir / "runc").state(cid)
-        assert state is not None
-        assert state["status"] == "running"
-        assert rt.containers.get(cid).status == "running"
-        deadline = time.monotonic() + 10
-        while b"started" not in rt.containers.paths(cid).log.read_bytes() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert b"started" in rt.containers.paths(cid).log.read_bytes()
-    finally:
-        cleanup(rt)
-        left = leftovers(rt.config)
-        rt.close()
-    assert left == [], left
+    rt, image = native
+    cid = rt.create_container(_cfg(image, "quick", "sh", "-c", "echo started; sleep 1000"))
+    fifo = rt.config.run_dir / "runc" / cid / "exec.fifo"
+    assert fifo.exists()
+    rt.start_container(cid)
+    calls = logged_runc.read_text().splitlines()
+    assert any(" create " in f" {line} " for line in calls)              # the log works
+    assert not any(" start " in f" {line} " for line in calls), calls
+    assert not fifo.exists()
+    state = oci.OciRuntime.find("runc", rt.config.run_dir / "runc").state(cid)
+    assert state is not None
+    assert state["status"] == "running"
+    assert rt.containers.get(cid).status == "running"
+    deadline = time.monotonic() + 10
+    while b"started" not in rt.containers.paths(cid).log.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert b"started" in rt.containers.paths(cid).log.read_bytes()
 
 
 def test_a_start_killed_after_releasing_the_init_is_finished_by_the_next_start(
-        tmp_path: Path, busybox_image: str) -> None:
+        native: tuple[NativeRuntime, str]) -> None:
     """A process killed (SIGKILL) between reading the exec fifo and removing it leaves a running
     container whose fifo runc still reads as "created"; the next start (the rerun's) finishes
     that start, as `runc start` run as its own process would have: it returns, at once, and
     the container runs. It never waits on a fifo nobody will write to again."""
-    rt, image = make_native(tmp_path, busybox_image)
+    rt, image = native
+    cid = rt.create_container(_cfg(image, "half", "sleep", "1000"))
+    rec = rt.containers.get(cid)
+    assert rec.pid
+    assert Path(f"/proc/{rec.pid}/comm").read_text().strip() == "runc:[2:INIT]"   # what the start reads
+    fifo = rt.config.run_dir / "runc" / cid / "exec.fifo"
+    fd = os.open(fifo, os.O_RDONLY)          # the killed start: the byte read, the fifo kept
     try:
-        cid = rt.create_container(_cfg(image, "half", "sleep", "1000"))
-        rec = rt.containers.get(cid)
-        assert rec.pid
-        assert Path(f"/proc/{rec.pid}/comm").read_text().strip() == "runc:[2:INIT]"   # what the start reads
-        fifo = rt.config.run_dir / "runc" / cid / "exec.fifo"
-        fd = os.open(fifo, os.O_RDONLY)          # the killed start: the byte read, the fifo kept
-        try:
-            assert os.read(fd, 1)
-        finally:
-            os.close(fd)
-        deadline = time.monotonic() + 10
-        while Path(f"/proc/{rec.pid}/comm").read_text().strip() != "sleep" and time.monotonic() < deadline:
-            time.sleep(0.01)
-        runtime = rt.containers.oci(rec.runtime)
-        done = threading.Event()
-        starter = threading.Thread(target=lambda: (runtime.start(cid, alive=lambda: _alive(rec.pid or 0),
-                                                                 pid=rec.pid), done.set()), daemon=True)
-        starter.start()
-        starter.join(10)
-        assert done.is_set(), "the start waited on a fifo nobody writes to"
-        assert not fifo.exists()
-        state = runtime.state(cid)
-        assert state is not None
-        assert state["status"] == "running"
+        assert os.read(fd, 1)
     finally:
-        cleanup(rt)
-        left = leftovers(rt.config)
-        rt.close()
-    assert left == [], left
+        os.close(fd)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{rec.pid}/comm").read_text().strip() != "sleep" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    runtime = rt.containers.oci(rec.runtime)
+    done = threading.Event()
+    starter = threading.Thread(target=lambda: (runtime.start(cid, alive=lambda: _alive(rec.pid or 0),
+                                                             pid=rec.pid), done.set()), daemon=True)
+    starter.start()
+    starter.join(10)
+    assert done.is_set(), "the start waited on a fifo nobody writes to"
+    assert not fifo.exists()
+    state = runtime.state(cid)
+    assert state is not None
+    assert state["status"] == "running"
 
 
-def test_a_start_whose_init_process_ended_is_left_to_the_runtime(tmp_path: Path, busybox_image: str,
-                                                                logged_runc: Path) -> None:
+def test_a_start_whose_init_process_ended_is_left_to_the_runtime(
+        logged_runc: Path, native: tuple[NativeRuntime, str]) -> None:
     """Where the shortcut cannot be certain (the created container's init process ended before
     its start), the start neither waits forever on the fifo nor claims success: `runc start`
     is asked, and its refusal is raised."""
-    rt, image = make_native(tmp_path, busybox_image)
-    try:
-        cid = rt.create_container(_cfg(image, "dead", "true"))
-        rec = rt.containers.get(cid)
-        assert rec.pid
-        os.kill(rec.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while _alive(rec.pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        runtime = rt.containers.oci(rec.runtime)
-        with pytest.raises(rterrors.RuntimeBackendError):
-            runtime.start(cid, alive=lambda: _alive(rec.pid or 0), pid=rec.pid)
-        assert any(" start " in f" {line} " for line in logged_runc.read_text().splitlines())
-    finally:
-        cleanup(rt)
-        left = leftovers(rt.config)
-        rt.close()
-    assert left == [], left
+    rt, image = native
+    cid = rt.create_container(_cfg(image, "dead", "true"))
+    rec = rt.containers.get(cid)
+    assert rec.pid
+    os.kill(rec.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _alive(rec.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    runtime = rt.containers.oci(rec.runtime)
+    with pytest.raises(rterrors.RuntimeBackendError):
+        runtime.start(cid, alive=lambda: _alive(rec.pid or 0), pid=rec.pid)
+    assert any(" start " in f" {line} " for line in logged_runc.read_text().splitlines())
 
 
 def test_the_runtime_is_not_given_the_engines_notify_socket(tmp_path: Path, busybox_image: str,
@@ -283,24 +259,18 @@ def test_a_volatile_container_mounts_again_in_the_same_boot_only(native: tuple[N
     assert not mounts.is_mounted(p.rootfs)
 
 
-def test_an_ended_container_with_a_child_cgroup_is_removed_by_the_runtime(tmp_path: Path, busybox_image: str,
-                                                                          logged_runc: Path) -> None:
+def test_an_ended_container_with_a_child_cgroup_is_removed_by_the_runtime(
+        logged_runc: Path, native: tuple[NativeRuntime, str]) -> None:
     """Where the shortcut is not certain (a group the container made inside its own, which a
     plain rmdir cannot remove), `runc delete` removes the container, and nothing is left."""
-    rt, image = make_native(tmp_path, busybox_image)
-    try:
-        cid = _ended(rt, image, "nested")
-        leaf = cgroups.leaf_dirs(rt.config.name_prefix, cid)[0]
-        (leaf / "child").mkdir()
-        rt.remove_container(cid)
-        assert any(" delete --force " in f" {line} " for line in logged_runc.read_text().splitlines())
-        assert not leaf.exists()
-        assert not (rt.config.run_dir / "runc" / cid).exists()
-    finally:
-        cleanup(rt)
-        left = leftovers(rt.config)
-        rt.close()
-    assert left == [], left
+    rt, image = native
+    cid = _ended(rt, image, "nested")
+    leaf = cgroups.leaf_dirs(rt.config.name_prefix, cid)[0]
+    (leaf / "child").mkdir()
+    rt.remove_container(cid)
+    assert any(" delete --force " in f" {line} " for line in logged_runc.read_text().splitlines())
+    assert not leaf.exists()
+    assert not (rt.config.run_dir / "runc" / cid).exists()
 
 
 def test_a_log_follower_returns_when_the_container_ends_not_a_poll_later(native: tuple[NativeRuntime, str]) -> None:

@@ -197,13 +197,14 @@ class SnapshotStore:
             self._spread = True
             spread_subdirs(self.dir)
         freed = self._recently_freed()
-        for attempt in range(_PLACEMENT_TRIES):
+        tries = _PLACEMENT_TRIES
+        while True:
             tmp = self.dir / f"extract-{_unique()}"
             tmp.mkdir(mode=0o700)
-            if _window(tmp) not in freed or attempt == _PLACEMENT_TRIES - 1:
-                return tmp
+            tries -= 1
+            if not tries or _window(tmp) not in freed:
+                return tmp                  # the last try is kept wherever it lands
             tmp.rmdir()
-        raise AssertionError("unreachable: the last try is kept")
 
     def _recently_freed(self) -> set[int]:
         """The inode windows a removal freed in the last `_RECENT` seconds (older marks go)."""

@@ -560,7 +560,9 @@ class NetworkManager:
                 veth_name={n: self.veth_name(container_id, n) for n in nets},
             )
             try:
-                self._ensure_interfaces(container_id, endpoints)
+                if not _mount_count(self.netns_dir):
+                    # the first namespace makes its directory a shared bind mount: once, under the lock
+                    self._ensure_netns(container_id)
                 self._write_files(container_id)
                 self._apply_firewall()
                 self._ensure_proxies(container_id)
@@ -569,13 +571,28 @@ class NetworkManager:
                         self._clear_udp_flows(pr.host_port)
                 self._refresh_peers(container_id, nets)
             except BaseException:
-                self._teardown(container_id, endpoints)
-                with suppress(errors.RuntimeBackendError):
-                    self._apply_firewall()
+                self._undo_attach(container_id, endpoints)
                 raise
-            log.info("container attached", container=name, addresses={e.network: e.address for e in endpoints},
-                     ipv6_addresses={e.network: e.address6 for e in endpoints if e.address6})
-            return self._attachment(container_id, endpoints)
+        try:
+            # outside the lock: the namespace, veths and addresses are this container's alone (its
+            # records, made above, hold its addresses and names), so containers attach in parallel
+            self._ensure_interfaces(container_id, endpoints, locked=False)
+        except BaseException:
+            with self._locked():
+                self._undo_attach(container_id, endpoints)
+            raise
+        log.info("container attached", container=name, addresses={e.network: e.address for e in endpoints},
+                 ipv6_addresses={e.network: e.address6 for e in endpoints if e.address6})
+        return self._attachment(container_id, endpoints)
+
+    def _undo_attach(self, container_id: str, endpoints: Sequence[ipam.EndpointRecord]) -> None:
+        """A failed attach leaves nothing: interfaces, namespace, records, rules, peers' names."""
+        nets = [e.network for e in endpoints]
+        self._teardown(container_id, endpoints)
+        with suppress(errors.RuntimeBackendError):
+            self._apply_firewall()
+        with suppress(OSError):
+            self._refresh_peers(container_id, nets)
 
     @staticmethod
     def _clear_udp_flows(port: int) -> None:
@@ -600,28 +617,40 @@ class NetworkManager:
                         for r in self._ipam.ports() if r.container_id == container_id),
         )
 
-    def _ensure_interfaces(self, container_id: str, endpoints: Sequence[ipam.EndpointRecord]) -> None:
+    def _ensure_interfaces(self, container_id: str, endpoints: Sequence[ipam.EndpointRecord], *,
+                           locked: bool = True) -> None:
+        """`locked`: the caller holds the manager's lock (else a missing bridge is made under it)."""
+        from reconciler.runtime.native.network import netlink
+
+        path = self._ensure_netns(container_id)
+        records = {n.name: n for n in self._ipam.networks()}
+        default_net = next((e.network for e in endpoints if not records[e.network].internal), None)
+        with netlink.host() as h:
+            for ep in endpoints:
+                self._plug(h, path, records[ep.network], ep, default=ep.network == default_net, locked=locked)
+
+    def _ensure_netns(self, container_id: str) -> Path:
         from reconciler.runtime.native.network import netlink
 
         path = self.netns_path(container_id)
         self.netns_dir.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             netlink.create_netns(path)
-        records = {n.name: n for n in self._ipam.networks()}
-        default_net = next((e.network for e in endpoints if not records[e.network].internal), None)
-        with netlink.host() as h:
-            for ep in endpoints:
-                self._plug(h, path, records[ep.network], ep, default=ep.network == default_net)
+        return path
 
     def _plug(self, h: netlink.Host, path: Path, net: ipam.NetworkRecord, ep: ipam.EndpointRecord, *,
-              default: bool) -> None:
+              default: bool, locked: bool = True) -> None:
         """The endpoint's veth on its bridge (made if missing) and its addresses in the namespace
         (with the default routes when this is the container's `default` network)."""
         from reconciler.runtime.native.network import netlink
 
         bridge = h.link(net.bridge)
         if bridge is None:
-            self._ensure_bridge(net)
+            if locked:
+                self._ensure_bridge(net)
+            else:
+                with self._locked():            # a bridge is shared: made under the lock
+                    self._ensure_bridge(net)
             bridge = h.link(net.bridge)
             if bridge is None:
                 raise errors.Unavailable(f"bridge {net.bridge} of network {net.name!r} is missing")

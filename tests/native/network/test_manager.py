@@ -277,8 +277,9 @@ def test_concurrent_attaches_from_separate_engines_get_distinct_addresses(harnes
 
 def test_concurrent_attaches_in_one_engine_and_a_failed_one_leaves_nothing(harness: Harness) -> None:
     """The executor attaches containers from several threads of one engine (their interfaces
-    made outside the manager's lock): each gets its own address and every peer's name, as one
-    after the other would; one whose veth cannot be made leaves no record, link, namespace,
+    made outside the manager's lock, their rules applied by whichever waiting attach renders
+    them first): each gets its own address, its ports published when attach returns, and every
+    peer's name, as one after the other would; one whose veth cannot be made leaves no record, link, namespace,
     rule or name in its peers' hosts files, and the next attach of it works."""
     import threading
 
@@ -291,6 +292,7 @@ def test_concurrent_attaches_in_one_engine_and_a_failed_one_leaves_nothing(harne
     bad_port = _port()
     results: dict[str, str] = {}
     failures: dict[str, BaseException] = {}
+    unpublished: list[int] = []
 
     def attach(cid: str, ports: list[base.PortMapping]) -> None:
         try:
@@ -298,6 +300,11 @@ def test_concurrent_attaches_in_one_engine_and_a_failed_one_leaves_nothing(harne
                                     ports=ports).ip_addresses["par"]
         except BaseException as exc:
             failures[cid] = exc
+            return
+        # its rules are in when attach returns, whichever thread's nft transaction applied them
+        table = subprocess.run(["nft", "list", "table", "ip", harness.prefix], capture_output=True, text=True,
+                               check=True).stdout
+        unpublished.extend(p.host_port for p in ports if f"dport {p.host_port}" not in table)
 
     try:
         jobs = [(f"ctr-n{i}", [base.PortMapping(80, _port(), host_ip="127.0.0.1")]) for i in range(8)]
@@ -307,8 +314,10 @@ def test_concurrent_attaches_in_one_engine_and_a_failed_one_leaves_nothing(harne
             t.start()
         for t in threads:
             t.join()
-        assert list(failures) == [bad] and isinstance(failures[bad], errors.Conflict)
+        assert list(failures) == [bad]
+        assert isinstance(failures[bad], errors.Conflict)
         assert len(set(results.values())) == 8
+        assert unpublished == []
         assert bad not in [c.container_id for c in m._ipam.containers()]
         assert not m.netns_path(bad).exists()
         table = subprocess.run(["nft", "list", "table", "ip", harness.prefix], capture_output=True, text=True,
@@ -317,10 +326,12 @@ def test_concurrent_attaches_in_one_engine_and_a_failed_one_leaves_nothing(harne
         with netlink.host() as h:
             for cid in results:
                 veth = h.link(m.veth_name(cid, "par"))
-                assert veth is not None and veth.up
+                assert veth is not None
+                assert veth.up
         for cid in results:
             hosts = (harness.config.run_dir / "net" / cid / "hosts").read_text()
-            assert "\tbad" not in hosts and " bad" not in hosts
+            assert "\tbad" not in hosts
+            assert " bad" not in hosts
             assert all(f"{ip}\t" in hosts for ip in results.values())   # itself and every peer
     finally:
         subprocess.run(["ip", "link", "del", squatter], check=False)

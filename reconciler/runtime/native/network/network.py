@@ -187,6 +187,10 @@ class NetworkManager:
         self._fw = firewall.Firewall(config.name_prefix)
         self._thread_lock = threading.RLock()
         self._lock_path = config.run_dir / "locks" / "network.lock"
+        self._fw_thread_lock = threading.Lock()
+        self._fw_lock_path = config.run_dir / "locks" / "firewall.lock"
+        self._fw_rendered = 0       # rulesets this process began to render (under the rules' lock)
+        self._fw_applied = 0        # the number of the last one it applied
 
     # names ----------------------------------------------------------------------------------
 
@@ -376,8 +380,35 @@ class NetworkManager:
     def ensure_default_network(self) -> base.NetworkState:
         return self.ensure_network(base.NetworkConfig(name=DEFAULT_NETWORK))
 
-    def _apply_firewall(self, *, force: bool = False) -> None:
-        self._fw.apply(self._ipam.networks(), self._ipam.ports(), force=force)
+    @contextmanager
+    def _fw_locked(self) -> Iterator[None]:
+        """The rules' own lock (taken inside the manager's lock where both are held, never the other
+        way round): each ruleset is rendered from the records and applied under it, so the last
+        applied is rendered from the newest records, whichever process applied it."""
+        with self._fw_thread_lock:
+            self._fw_lock_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self._fw_lock_path, "a+") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _fw_ticket(self) -> int:
+        """Taken once records are committed: the number the next ruleset to be rendered will have."""
+        return self._fw_rendered + 1
+
+    def _apply_firewall(self, *, force: bool = False, ticket: int | None = None) -> None:
+        """Replace our tables with the ruleset of the records. With a `ticket`: skipped when this
+        process applied a ruleset rendered after it was taken (attaches waiting for the lock
+        while another thread applied share its transaction: one `nft` for them all)."""
+        with self._fw_locked():
+            if ticket is not None and self._fw_applied >= ticket:
+                return
+            self._fw_rendered += 1
+            number = self._fw_rendered
+            self._fw.apply(self._ipam.networks(), self._ipam.ports(), force=force)
+            self._fw_applied = number
 
     # ports ------------------------------------------------------------------------------------
 
@@ -564,19 +595,20 @@ class NetworkManager:
                     # the first namespace makes its directory a shared bind mount: once, under the lock
                     self._ensure_netns(container_id)
                 self._write_files(container_id)
-                self._apply_firewall()
                 self._ensure_proxies(container_id)
-                for pr in port_records:
-                    if pr.protocol == "udp":
-                        self._clear_udp_flows(pr.host_port)
                 self._refresh_peers(container_id, nets)
             except BaseException:
                 self._undo_attach(container_id, endpoints)
                 raise
+        ticket = self._fw_ticket()          # any ruleset rendered from now on has this container's ports
         try:
             # outside the lock: the namespace, veths and addresses are this container's alone (its
             # records, made above, hold its addresses and names), so containers attach in parallel
             self._ensure_interfaces(container_id, endpoints, locked=False)
+            self._apply_firewall(ticket=ticket)
+            for pr in port_records:
+                if pr.protocol == "udp":
+                    self._clear_udp_flows(pr.host_port)
         except BaseException:
             with self._locked():
                 self._undo_attach(container_id, endpoints)

@@ -594,9 +594,8 @@ class NetworkManager:
                 if not _mount_count(self.netns_dir):
                     # the first namespace makes its directory a shared bind mount: once, under the lock
                     self._ensure_netns(container_id)
-                self._write_files(container_id)
                 self._ensure_proxies(container_id)
-                self._refresh_peers(container_id, nets)
+                self._write_files(container_id, *self._peers(container_id, nets))   # one read of the records
             except BaseException:
                 self._undo_attach(container_id, endpoints)
                 raise
@@ -860,8 +859,12 @@ class NetworkManager:
 
     def _refresh_peers(self, container_id: str, networks: Sequence[str]) -> None:
         """Rewrite the hosts files of every container sharing one of `networks`."""
+        self._write_files(*self._peers(container_id, networks))
+
+    def _peers(self, container_id: str, networks: Sequence[str]) -> list[str]:
+        """The other containers on one of `networks`."""
         peers = {e.container_id for n in networks for e in self._ipam.endpoints(network=n)}
-        self._write_files(*sorted(peers - {container_id}))
+        return sorted(peers - {container_id})
 
     # recovery ---------------------------------------------------------------------------------
 

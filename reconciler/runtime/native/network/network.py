@@ -187,6 +187,7 @@ class NetworkManager:
         self._fw = firewall.Firewall(config.name_prefix)
         self._thread_lock = threading.RLock()
         self._lock_path = config.run_dir / "locks" / "network.lock"
+        self._netns_dir_shared = False    # seen mounted (read again after this process unmounted it)
         self._fw_thread_lock = threading.Lock()
         self._fw_lock_path = config.run_dir / "locks" / "firewall.lock"
         self._fw_rendered = 0       # rulesets this process began to render (under the rules' lock)
@@ -591,9 +592,11 @@ class NetworkManager:
                 veth_name={n: self.veth_name(container_id, n) for n in nets},
             )
             try:
-                if not _mount_count(self.netns_dir):
+                if not self._netns_dir_shared:
                     # the first namespace makes its directory a shared bind mount: once, under the lock
-                    self._ensure_netns(container_id)
+                    if not _mount_count(self.netns_dir):
+                        self._ensure_netns(container_id)
+                    self._netns_dir_shared = True
                 self._ensure_proxies(container_id)
                 self._write_files(container_id, *self._peers(container_id, nets))   # one read of the records
             except BaseException:
@@ -770,6 +773,7 @@ class NetworkManager:
     def _release_netns_dir(self) -> None:
         """Unmount the namespace dir once the last container left (pyroute2 made it a bind mount)."""
         if not self._ipam.containers() and self.netns_dir.is_dir() and not any(self.netns_dir.iterdir()):
+            self._netns_dir_shared = False
             unmount_all(self.netns_dir)
 
     def _teardown(self, container_id: str, endpoints: Sequence[ipam.EndpointRecord]) -> None:

@@ -338,3 +338,27 @@ def test_concurrent_attaches_in_one_engine_and_a_failed_one_leaves_nothing(harne
     m.attach(bad, name="bad", hostname="bad", networks=["par"])
     hosts = (harness.config.run_dir / "net" / "ctr-n0" / "hosts").read_text()
     assert "bad" in hosts
+
+
+def test_a_namespace_is_made_without_moving_the_callers_thread(harness: Harness) -> None:
+    """create_netns unshares in a thread of its own (no fork of the engine): the new namespace is
+    bind-mounted at its path, holds only `lo`, and the calling thread stays where it was, also
+    when the path is taken (AlreadyExists, nothing of the first namespace undone)."""
+    import os
+
+    ns = harness.config.run_dir / "netns" / "ctr-own"
+    ns.parent.mkdir(parents=True, exist_ok=True)
+    here = os.stat("/proc/thread-self/ns/net").st_ino
+    netlink.create_netns(ns)
+    try:
+        made = os.stat(ns).st_ino
+        assert made != here
+        assert os.stat("/proc/thread-self/ns/net").st_ino == here
+        with netlink.host(ns) as h:
+            assert [link.name for link in h.links()] == ["lo"]
+        with pytest.raises(errors.AlreadyExists, match="ctr-own"):
+            netlink.create_netns(ns)
+        assert os.stat("/proc/thread-self/ns/net").st_ino == here
+        assert os.stat(ns).st_ino == made
+    finally:
+        netlink.remove_netns(ns)

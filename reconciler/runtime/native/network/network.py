@@ -598,7 +598,7 @@ class NetworkManager:
                         self._ensure_netns(container_id)
                     self._netns_dir_shared = True
                 self._ensure_proxies(container_id)
-                self._write_files(container_id, *self._peers(container_id, nets))   # one read of the records
+                self._write_files(container_id, peers=self._peers(container_id, nets))   # one read of the records
             except BaseException:
                 self._undo_attach(container_id, endpoints)
                 raise
@@ -831,39 +831,46 @@ class NetworkManager:
 
     # names ------------------------------------------------------------------------------------
 
-    def _write_files(self, *container_ids: str) -> None:
-        """(Re)write the hosts and resolv.conf files of these containers from the records."""
-        all_eps = self._ipam.endpoints()
+    def _write_files(self, *container_ids: str, peers: Sequence[str] = ()) -> None:
+        """(Re)write the hosts and resolv.conf files of `container_ids`, and the hosts files alone of
+        `peers` (a peer's resolv.conf names no other container), from one read of the records."""
         containers = {c.container_id: c for c in self._ipam.containers()}
         gateways = {n.name: n.gateway for n in self._ipam.networks()}
         by_network: dict[str, list[ipam.EndpointRecord]] = {}
-        for e in all_eps:
+        by_container: dict[str, list[ipam.EndpointRecord]] = {}
+        for e in self._ipam.endpoints():
             by_network.setdefault(e.network, []).append(e)
-        try:
-            host_resolv = Path("/etc/resolv.conf").read_text()
-        except OSError:
-            host_resolv = ""
-        for container_id in container_ids:
+            by_container.setdefault(e.container_id, []).append(e)
+        host_resolv = ""
+        if container_ids:
+            with suppress(OSError):
+                host_resolv = Path("/etc/resolv.conf").read_text()
+        for container_id in (*container_ids, *peers):
             rec = containers.get(container_id)
             if rec is None:
                 continue
+            own_files = container_id in container_ids
             hosts_path, resolv_path = self.files(container_id)
-            hosts_path.parent.mkdir(parents=True, exist_ok=True)
-            mine = [e for e in all_eps if e.container_id == container_id]
+            if own_files:
+                hosts_path.parent.mkdir(parents=True, exist_ok=True)
+            elif not hosts_path.parent.is_dir():
+                continue                # a peer whose files are not made yet: its own attach writes them
+            mine = by_container.get(container_id, [])
             own = [dns.HostEntry(a, (rec.hostname, rec.name, *rec.aliases)) for e in mine for a in _addresses(e)]
-            peers = [
+            others = [
                 dns.HostEntry(a, (containers[other.container_id].name, *containers[other.container_id].aliases))
                 for e in mine for other in by_network.get(e.network, ())
                 if other.container_id != container_id for a in _addresses(other)
             ]
             own += dns.extra_entries(rec.extra_hosts, gateways.get(mine[0].network) if mine else None)
-            dns.write_in_place(hosts_path, dns.render_hosts(own, peers))
-            dns.write_in_place(resolv_path, dns.render_resolv_conf(host_resolv, rec.dns, rec.dns_search,
-                                                                        rec.dns_options))
+            dns.write_in_place(hosts_path, dns.render_hosts(own, others))
+            if own_files:
+                dns.write_in_place(resolv_path, dns.render_resolv_conf(host_resolv, rec.dns, rec.dns_search,
+                                                                            rec.dns_options))
 
     def _refresh_peers(self, container_id: str, networks: Sequence[str]) -> None:
         """Rewrite the hosts files of every container sharing one of `networks`."""
-        self._write_files(*self._peers(container_id, networks))
+        self._write_files(peers=self._peers(container_id, networks))
 
     def _peers(self, container_id: str, networks: Sequence[str]) -> list[str]:
         """The other containers on one of `networks`."""

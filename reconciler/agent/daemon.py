@@ -39,8 +39,8 @@ from reconciler import __version__, logs, spec
 from reconciler._private import private_umask
 from reconciler._sqlite import Database
 from reconciler.agent import config as cfgmod
+from reconciler.agent import heap, notify, supervise
 from reconciler.agent import metrics as metrics_mod
-from reconciler.agent import notify, supervise
 from reconciler.agent import updates as updates_mod
 from reconciler.api import errors as apierr
 from reconciler.api import events as events_mod
@@ -422,6 +422,13 @@ class Agent:
         src.drift = drift
 
     def _reconcile(self, request: loop_mod.Request) -> loop_mod.Result:
+        """One pass (`_pass`), then the pages it freed go back to the kernel (agent/heap.py)."""
+        try:
+            return self._pass(request)
+        finally:
+            heap.release()
+
+    def _pass(self, request: loop_mod.Request) -> loop_mod.Result:
         name = request.key
         with self._lock:
             src = self._sources.get(name)
@@ -934,6 +941,7 @@ def run_agent(config: cfgmod.AgentConfig, *, ready: Callable[[Agent], None] | No
     point of the pass in flight (see execution/stopping.py) and exits 0; a second one exits at
     once with 143/130.
     """
+    heap.limit_arenas()             # before the agent's threads allocate
     old_umask = private_umask()
     try:
         return _run_agent(config, ready=ready)

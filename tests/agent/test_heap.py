@@ -1,0 +1,90 @@
+"""The agent's C heap (reconciler/agent/heap.py): an arena limit, free pages given back.
+
+Each case runs in a Python process of its own: malloc's arenas and heap are per process, and
+the test runner's own threads and heap would blur what is counted.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"), reason="needs Linux /proc")
+
+# six threads that each allocate (malloc, not pymalloc: > 512 bytes) while all six are alive:
+# glibc gives each its own arena unless the arena count is capped; malloc_stats() (stderr)
+# prints one "Arena N:" line per arena
+ARENAS = """
+import ctypes, sys, threading
+from reconciler.agent import heap
+if sys.argv[1] == "limit":
+    assert heap.limit_arenas()
+barrier = threading.Barrier(6)
+keep = []
+def work():
+    barrier.wait()
+    keep.append([bytearray(4096) for _ in range(64)])
+    barrier.wait()
+threads = [threading.Thread(target=work) for _ in range(6)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+ctypes.CDLL(None).malloc_stats()
+"""
+
+# 32 MiB freed below a block still in use: free() cannot shrink the heap past that block, so
+# the pages stay resident until malloc_trim gives them back
+RELEASE = """
+import sys
+from reconciler.agent import heap
+def dirty():
+    for line in open("/proc/self/smaps_rollup"):
+        if line.startswith("Private_Dirty:"):
+            return int(line.split()[1]) // 1024
+blocks = [bytearray(4096) for _ in range(8192)]
+top = bytearray(4096)
+del blocks
+before = dirty()
+released = heap.release() if sys.argv[1] == "release" else False
+print(before, dirty(), released)
+"""
+
+
+def _run(script: str, arg: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`script` run with `arg`; the environment's MALLOC_ARENA_MAX left out unless `env` sets one."""
+    base = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(script), arg], capture_output=True, text=True,
+                          check=True, cwd=REPO, env={**base, "PYTHONPATH": str(REPO), **(env or {})})
+
+
+def _arenas(done: subprocess.CompletedProcess[str]) -> int:
+    return sum(1 for line in done.stderr.splitlines() if line.startswith("Arena "))
+
+
+def test_the_arena_limit_keeps_threads_on_two_arenas() -> None:
+    unlimited = _arenas(_run(ARENAS, "as-is"))
+    limited = _arenas(_run(ARENAS, "limit"))
+    assert unlimited > 2                 # the check can tell: glibc made more than two without the limit
+    assert 1 <= limited <= 2
+
+
+def test_an_operators_malloc_arena_max_wins() -> None:
+    done = _run("from reconciler.agent import heap; print(heap.limit_arenas())", "-",
+                env={"MALLOC_ARENA_MAX": "4"})
+    assert done.stdout.strip() == "False"
+
+
+def test_release_gives_freed_pages_back() -> None:
+    kept_before, kept_after, _ = _run(RELEASE, "keep").stdout.split()
+    before, after, released = _run(RELEASE, "release").stdout.split()
+    assert int(kept_after) > int(kept_before) - 8           # without a trim the 32 MiB stay resident
+    assert released == "True"
+    assert int(after) <= int(before) - 24                   # most of the 32 MiB went back

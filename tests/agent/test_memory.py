@@ -1,4 +1,5 @@
-"""The agent's C heap (reconciler/agent/heap.py): an arena limit, free pages given back.
+"""The agent's memory at rest (#21): its C heap (reconciler/agent/heap.py: an arena limit,
+free pages given back) and what it does not import (daemon.lean_process).
 
 Each case runs in a Python process of its own: malloc's arenas and heap are per process, and
 the test runner's own threads and heap would blur what is counted.
@@ -88,3 +89,18 @@ def test_release_gives_freed_pages_back() -> None:
     assert int(kept_after) > int(kept_before) - 8           # without a trim the 32 MiB stay resident
     assert released == "True"
     assert int(after) <= int(before) - 24                   # most of the 32 MiB went back
+
+
+def test_the_agent_loads_no_httpx_command_line() -> None:
+    """httpx still works (a client made, its stub `main`), without its command line's imports."""
+    done = _run("""
+        import sys
+        from reconciler.agent import daemon
+        daemon.lean_process()
+        from reconciler.registry_client import pull
+        import httpx
+        with httpx.Client() as client:
+            print(type(client).__name__, callable(httpx.main))
+        print(*[m for m in ("httpx._main", "click", "rich", "pygments") if sys.modules.get(m) is not None])
+        """, "-")
+    assert done.stdout.splitlines() == ["Client True", ""]

@@ -104,3 +104,39 @@ def test_the_agent_loads_no_httpx_command_line() -> None:
         print(*[m for m in ("httpx._main", "click", "rich", "pygments") if sys.modules.get(m) is not None])
         """, "-")
     assert done.stdout.splitlines() == ["Client True", ""]
+
+
+def test_a_valid_config_loads_without_jsonschema(tmp_path: Path) -> None:
+    """jsonschema-rs decides; jsonschema is loaded only to word an invalid config's problems."""
+    (tmp_path / "m").mkdir()
+    (tmp_path / "ok.yaml").write_text(f"root: {tmp_path}/root\nsources:\n  - name: a\n    directory: {tmp_path}/m\n")
+    (tmp_path / "bad.yaml").write_text("sources:\n  - name: a\n    directroy: /x\n")
+    done = _run(f"""
+        import sys
+        from reconciler.agent import config
+        cfg = config.load_config("{tmp_path}/ok.yaml")
+        print([s.name for s in cfg.sources], "jsonschema" in sys.modules)
+        try:
+            config.load_config("{tmp_path}/bad.yaml")
+        except config.ConfigError as e:
+            print("refused:", " | ".join(str(e).splitlines()))
+        """, "-")
+    first, second = done.stdout.splitlines()
+    assert first == "['a'] False"
+    assert second.startswith("refused: 2 problem(s)")      # worded by jsonschema, file and line
+    assert f"{tmp_path}/bad.yaml:" in second
+    assert "directroy" in second
+
+
+@pytest.mark.parametrize("doc", [
+    {}, {"sources": []}, {"sources": [{"name": "a", "directory": "/m"}]},
+    {"sources": [{"name": "a"}]}, {"sources": [{"name": "a", "directory": "/m", "git": {"url": "u"}}]},
+    {"sources": [{"name": "a", "git": {"url": "https://h/r.git", "branch": "main"}, "interval": "1m"}]},
+    {"sources": "a"}, {"parallel": 0}, {"parallel": 4}, {"drift_interval": "10m"}, {"nonsense": 1},
+])
+def test_jsonschema_rs_and_jsonschema_agree_on_the_config_schema(doc: dict[str, object]) -> None:
+    import jsonschema
+
+    from reconciler.agent import config
+
+    assert config._valid(doc) == jsonschema.Draft202012Validator(config.SCHEMA).is_valid(doc)

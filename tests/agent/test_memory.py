@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.runtime.fake import FakeRuntime
+
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"), reason="needs Linux /proc")
@@ -140,3 +142,50 @@ def test_jsonschema_rs_and_jsonschema_agree_on_the_config_schema(doc: dict[str, 
     from reconciler.agent import config
 
     assert config._valid(doc) == jsonschema.Draft202012Validator(config.SCHEMA).is_valid(doc)
+
+
+# `reconcile agent` as a service runs it (default level `warning`, the fake engine: no containers
+# needed), and, beside it in the same process, a thread that waits for its API, asks for a pass,
+# then prints which of WATCH are loaded, malloc's arenas (stderr) and stops the agent
+AGENT = """
+import ctypes, os, signal, sys, threading, time
+from reconciler.api import client
+
+WATCH = ("structlog", "asyncio", "jsonschema", "click", "rich")
+
+def probe():
+    api = client.ApiClient(sys.argv[2], timeout=60)
+    while not api.available():
+        time.sleep(0.05)
+    done = api.post("/v1/reconcile", {"source": "s", "wait": True, "timeout": 60}, timeout=70)
+    print(done["sources"][0]["last_result"])
+    print(*[m for m in WATCH if m in sys.modules])
+    sys.stdout.flush()
+    ctypes.CDLL(None).malloc_stats()
+    os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=probe, daemon=True).start()
+from reconciler.cli.main import main
+sys.exit(main(["agent", "--config", sys.argv[1]]))
+"""
+
+
+def test_an_agent_at_rest_holds_two_arenas_and_loads_no_logging_or_schema_library(tmp_path: Path) -> None:
+    manifests = tmp_path / "m"
+    manifests.mkdir()
+    (manifests / "web.yaml").write_text("apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: web}\n"
+                                        "spec: {image: busybox:1.36}\n")
+    (tmp_path / "root").mkdir()
+    FakeRuntime.at_root(tmp_path / "root").publish("busybox:1.36")      # the fake engine's registry
+    (tmp_path / "agent.yaml").write_text(
+        f"root: {tmp_path}/root\nrun_dir: {tmp_path}/run\nruntime: fake\nsocket: {tmp_path}/api.sock\n"
+        f"sources:\n  - name: s\n    directory: {manifests}\n")
+    done = subprocess.run([sys.executable, "-c", AGENT, str(tmp_path / "agent.yaml"), str(tmp_path / "api.sock")],
+                          capture_output=True, text=True, timeout=120, cwd=REPO,
+                          env={**{k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"},
+                               "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    result, loaded = done.stdout.splitlines()[:2]
+    assert result == "converged", done.stderr
+    assert loaded == ""
+    assert 1 <= _arenas(done) <= 2

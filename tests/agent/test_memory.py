@@ -146,12 +146,13 @@ def test_jsonschema_rs_and_jsonschema_agree_on_the_config_schema(doc: dict[str, 
 
 # `reconcile agent` as a service runs it (default level `warning`, the fake engine: no containers
 # needed), and, beside it in the same process, a thread that waits for its API, asks for a pass,
-# then prints which of WATCH are loaded, malloc's arenas (stderr) and stops the agent
+# then prints which of WATCH are loaded (the source holds manifests, no compose file: no compose
+# reader), malloc's arenas (stderr) and stops the agent
 AGENT = """
 import ctypes, os, signal, sys, threading, time
 from reconciler.api import client
 
-WATCH = ("structlog", "asyncio", "jsonschema", "click", "rich")
+WATCH = ("structlog", "asyncio", "jsonschema", "click", "rich", "reconciler.spec.compose")
 
 def probe():
     api = client.ApiClient(sys.argv[2], timeout=60)
@@ -170,7 +171,7 @@ sys.exit(main(["agent", "--config", sys.argv[1]]))
 """
 
 
-def test_an_agent_at_rest_holds_two_arenas_and_loads_no_logging_or_schema_library(tmp_path: Path) -> None:
+def test_an_agent_at_rest_holds_two_arenas_and_loads_no_logging_schema_or_compose_library(tmp_path: Path) -> None:
     manifests = tmp_path / "m"
     manifests.mkdir()
     (manifests / "web.yaml").write_text("apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: web}\n"

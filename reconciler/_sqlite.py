@@ -5,8 +5,8 @@ Each module that keeps records declares its own tables with `ensure_schema()` (i
 The file carries one format number (sqlite's `user_version`, `FORMAT` here): a version of
 reconciler stamps it when it creates tables, and refuses a database a newer format wrote rather
 than misread it (docs/operations.md, "Upgrade"): going back is restoring the backup.
-Connections are per thread (sqlite3 objects must not cross threads); writers serialise on
-sqlite's own lock with a busy timeout.
+Connections are per thread (sqlite3 objects must not cross threads), each closed when its
+thread ends; writers serialise on sqlite's own lock with a busy timeout.
 
 The database holds what the reconciler knows about the host (docs/security.md, "Secrets at
 rest"), so it is private: its directory (the state root) is made 0700 when the database is
@@ -39,6 +39,27 @@ FORMAT = dbformat.FORMAT
 _SIDE_FILES = ("", "-wal", "-shm", "-journal")
 
 
+class _Held:
+    """A thread's connection in its thread-local slot: closed when the thread ends and its
+    locals go. A connection and its statement cache refer to each other, so without this a
+    finished worker's connection (a pass's executor threads, an API request's) stayed open,
+    with its page and statement caches, until a garbage collection found it (#21, memory at rest)."""
+
+    __slots__ = ("conn",)
+    _refused = sqlite3.ProgrammingError     # held here: __del__ may run as the interpreter exits
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __del__(self) -> None:
+        # run by the ending thread itself; elsewhere sqlite3 refuses (another thread's
+        # connection), and the garbage collector closes it as before
+        try:
+            self.conn.close()
+        except self._refused:
+            pass
+
+
 class Database:
     """A sqlite database file used from any thread; `tx()` is one write transaction."""
 
@@ -53,26 +74,23 @@ class Database:
 
     def connect(self) -> sqlite3.Connection:
         """This thread's connection (opened on first use, WAL, foreign keys on)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            try:
-                with self._space("opening"):        # even a reader needs room for the -shm file
-                    conn.execute("PRAGMA journal_mode=WAL")
-            except BaseException:
-                conn.close()
-                raise
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is not None:
+            return held.conn
+        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        try:
+            with self._space("opening"):        # even a reader needs room for the -shm file
+                conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA secure_delete=ON")     # replaced rows leave no old bytes behind
-            try:
-                self._check_format(conn)
-            except BaseException:
-                conn.close()
-                raise
-            self._local.conn = conn
-            self._private_files()
+            self._check_format(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._local.held = _Held(conn)
+        self._private_files()
         return conn
 
     def _check_format(self, conn: sqlite3.Connection) -> None:
@@ -159,7 +177,7 @@ class Database:
 
     def close(self) -> None:
         """Close this thread's connection (others close when their threads end)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is not None:
+            held.conn.close()
+            self._local.held = None

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
+import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -159,3 +162,30 @@ def test_spec_document_is_plain_json() -> None:
     assert "origin" not in doc
     assert "spec_hash" not in doc
     assert doc["restart"] == {"name": "no", "max_retries": 0}
+
+
+def test_a_threads_connection_is_closed_when_the_thread_ends(tmp_path: Path) -> None:
+    """Not left open, with its page and statement caches, until a garbage collection finds it
+    (a connection and its statement cache refer to each other): a pass's worker threads and
+    the API's request threads each opened one (#21, memory at rest)."""
+    db = Database(tmp_path / "state.db")
+    db.ensure_schema("t", "CREATE TABLE IF NOT EXISTS t (x INTEGER);")
+
+    def open_connections() -> int:
+        return sum(isinstance(o, sqlite3.Connection) for o in gc.get_objects())
+
+    def work() -> None:
+        with db.tx() as conn:
+            conn.execute("INSERT INTO t VALUES (1)")
+
+    gc.disable()
+    try:
+        before = open_connections()
+        worker = threading.Thread(target=work)
+        worker.start()
+        worker.join()
+        assert open_connections() == before
+    finally:
+        gc.enable()
+    assert db.connect().execute("SELECT count(*) FROM t").fetchone()[0] == 1   # what it wrote stays
+    db.close()

@@ -107,12 +107,8 @@ def _native(place: Place, *, recover: bool, bridge: bool) -> base.Runtime:
             hint="use --runtime fake to exercise the reconciler without an engine",
         ) from exc
     config = place.native_config()
-    network: Any = None
-    if bridge:
-        from reconciler.runtime.native.network import network as netmod
-
-        network = netmod.NetworkManager(config)
-    native = backend.NativeRuntime(config, network=network)
+    # bridge networking plugged in, its manager made when first needed (backend.LazyNetwork)
+    native = backend.NativeRuntime(config, network=backend.LazyNetwork(config) if bridge else None)
     if recover:
         from reconciler.runtime.native.containers import recovery
 

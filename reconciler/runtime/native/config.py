@@ -75,6 +75,16 @@ class NativeConfig:
     # A `Database` shared by all parts of the engine in this process (set by `open_db`).
     _db: list[Database] = field(default_factory=list, repr=False, compare=False)
 
+    @property
+    def netns_dir(self) -> Path:
+        """Bridge networking's container network namespaces (network.NetworkManager)."""
+        return self.run_dir / "netns"
+
+    @property
+    def net_files_dir(self) -> Path:
+        """Bridge networking's per-container hosts and resolv.conf files."""
+        return self.run_dir / "net"
+
     def db(self) -> Database:
         """The engine's state database (one per config object)."""
         if not self._db:

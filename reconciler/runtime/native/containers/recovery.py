@@ -176,7 +176,13 @@ def _clean_orphan(manager: Any, cid: str) -> None:
 def _network_leftovers(net: Any, known: set[str]) -> bool:
     """Whether the network side holds anything of a container without a record: an address
     allocation, a namespace or a hosts-file dir (the full network recovery re-renders the
-    firewall, ~50 ms, so a clean start skips it)."""
+    firewall, ~50 ms, so a clean start skips it). A backend.LazyNetwork with nothing of bridge
+    networking on the engine has none, and stays without its manager."""
+    in_use = getattr(net, "in_use", None)
+    if in_use is not None:
+        if not in_use():
+            return False
+        net = net.manager
     ipam = getattr(net, "_ipam", None)
     if ipam is not None and any(c.container_id not in known for c in ipam.containers()):
         return True

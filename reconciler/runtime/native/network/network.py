@@ -181,8 +181,8 @@ class NetworkManager:
             )
         self.config = config
         self.prefix = config.name_prefix
-        self.netns_dir = config.run_dir / "netns"
-        self.files_dir = config.run_dir / "net"
+        self.netns_dir = config.netns_dir
+        self.files_dir = config.net_files_dir
         self._ipam = ipam.IPAM(config.db())
         self._fw = firewall.Firewall(config.name_prefix)
         self._thread_lock = threading.RLock()

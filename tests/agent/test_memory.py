@@ -1,5 +1,6 @@
 """The agent's memory at rest (#21): its C heap (reconciler/agent/heap.py: an arena limit,
-free pages given back) and what it does not import (daemon.lean_process).
+free pages given back), what it does not import (daemon.lean_process, the compose reader) and
+the state DB connections its waiting thread does not keep.
 
 Each case runs in a Python process of its own: malloc's arenas and heap are per process, and
 the test runner's own threads and heap would blur what is counted.
@@ -16,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.runtime.fake import FakeRuntime
+from reconciler.runtime.native.config import NativeConfig
+from tests.runtime.conftest import leftovers, net_leftovers, new_prefix
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -190,3 +193,36 @@ def test_an_agent_at_rest_holds_two_arenas_and_loads_no_logging_schema_or_compos
     assert result == "converged", done.stderr
     assert loaded == ""
     assert 1 <= _arenas(done) <= 2
+
+
+# run_agent as `reconcile agent` calls it (the native engine, no containers); `ready` runs in its
+# thread once the agent serves: that thread, which from there only waits for signals, holds no
+# state DB connection, neither the agent's nor the engine's (it opened both, crash recovery the latter)
+WAITER = """
+import os, signal, sys
+from reconciler.agent import config, daemon
+
+def ready(agent):
+    dbs = {"agent": agent.db, "engine": agent._runtime.config.db()}
+    print("connections held:", *[n for n, db in dbs.items() if getattr(db._local, "held", None) is not None])
+    sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGTERM)
+
+sys.exit(daemon.run_agent(config.load_config(sys.argv[1]), ready=ready))
+"""
+
+
+@pytest.mark.root
+def test_the_thread_that_waits_for_signals_holds_no_database_connection(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    engine = NativeConfig(root=tmp_path / "root", run_dir=tmp_path / "run", name_prefix=new_prefix())
+    (tmp_path / "agent.yaml").write_text(
+        f"root: {tmp_path}/root\nrun_dir: {tmp_path}/run\nruntime: native\nname_prefix: {engine.name_prefix}\n"
+        f"socket: {tmp_path}/api.sock\nsources:\n  - name: s\n    directory: {tmp_path}/m\n")
+    done = subprocess.run([sys.executable, "-c", WAITER, str(tmp_path / "agent.yaml")], capture_output=True,
+                          text=True, timeout=120, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert [line.split() for line in done.stdout.splitlines() if line.startswith("connections held:")] == \
+        [["connections", "held:"]]
+    assert leftovers(engine) == []
+    assert net_leftovers(engine.name_prefix) == []

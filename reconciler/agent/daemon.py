@@ -119,7 +119,6 @@ class Agent:
         cfg = self.config
         try:
             self._stack.enter_context(locking.store_lock(cfg.root))
-            self.db = Database(cfg.root / "state.db")
             hist.configure(keep=cfg.history_keep, max_age=cfg.history_max_age)
             if cfg.runtime == "native":
                 self._runtime = opening.open_runtime(cfg.runtime, self._place())
@@ -130,6 +129,7 @@ class Agent:
                         on_restart=lambda name: self.prom.restarts.inc(),
                         on_flap=lambda name: self.prom.flapping.set(len(self._flapping_names())),
                     ).start()
+            self.db = self._engine_db() or Database(cfg.root / "state.db")
             self.notifier.start()            # before the first pass: its result is news too
             self.loop.start()
             for sc in cfg.sources:
@@ -157,14 +157,19 @@ class Agent:
                        sources=[s.name for s in cfg.sources])
         return self
 
+    def _engine_db(self) -> Database | None:
+        """The native engine's state DB object, the agent's own file too: shared, a thread that
+        uses both (a pass's) holds one connection, not two (#21, memory at rest)."""
+        from reconciler.runtime.native.backend import NativeRuntime
+
+        return self._runtime.config.db() if isinstance(self._runtime, NativeRuntime) else None
+
     def release_thread(self) -> None:
         """Close the calling thread's state DB connections (the agent's and the native engine's):
         for a thread that waits from here, as run_agent's waits for signals; its next use opens
         them again. A connection keeps its page and statement caches (#21, memory at rest)."""
-        if self.db is not None:
+        if self.db is not None:             # the native engine's too (_engine_db)
             self.db.close()
-        if self._runtime is not None:       # the native engine: its close() is the calling thread's
-            self._runtime.close()
 
     def stop(self) -> None:
         """Stop watching, end the pass in flight at its next safe point (the executor finishes the

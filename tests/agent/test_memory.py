@@ -197,7 +197,8 @@ def test_an_agent_at_rest_holds_two_arenas_and_loads_no_logging_schema_or_compos
 
 # run_agent as `reconcile agent` calls it (the native engine, no containers); `ready` runs in its
 # thread once the agent serves: that thread, which from there only waits for signals, holds no
-# state DB connection, neither the agent's nor the engine's (it opened both, crash recovery the latter)
+# state DB connection (crash recovery opened one); the agent's records and the engine's, one file,
+# are one Database object
 WAITER = """
 import os, signal, sys
 from reconciler.agent import config, daemon
@@ -205,6 +206,7 @@ from reconciler.agent import config, daemon
 def ready(agent):
     dbs = {"agent": agent.db, "engine": agent._runtime.config.db()}
     print("connections held:", *[n for n, db in dbs.items() if getattr(db._local, "held", None) is not None])
+    print("one database object:", dbs["agent"] is dbs["engine"])
     sys.stdout.flush()
     os.kill(os.getpid(), signal.SIGTERM)
 
@@ -213,7 +215,7 @@ sys.exit(daemon.run_agent(config.load_config(sys.argv[1]), ready=ready))
 
 
 @pytest.mark.root
-def test_the_thread_that_waits_for_signals_holds_no_database_connection(tmp_path: Path) -> None:
+def test_the_thread_that_waits_for_signals_holds_no_database_connection_and_one_database_serves_all(tmp_path: Path) -> None:
     (tmp_path / "m").mkdir()
     engine = NativeConfig(root=tmp_path / "root", run_dir=tmp_path / "run", name_prefix=new_prefix())
     (tmp_path / "agent.yaml").write_text(
@@ -224,5 +226,6 @@ def test_the_thread_that_waits_for_signals_holds_no_database_connection(tmp_path
     assert done.returncode == 0, done.stderr
     assert [line.split() for line in done.stdout.splitlines() if line.startswith("connections held:")] == \
         [["connections", "held:"]]
+    assert "one database object: True" in done.stdout.splitlines()     # a pass's thread opens one, not two
     assert leftovers(engine) == []
     assert net_leftovers(engine.name_prefix) == []

@@ -14,12 +14,14 @@ Starts its own docker-registry on 127.0.0.1 and pushes a busybox-static image th
   2. Idle cost with `--containers` managed `sleep` containers: the agent's memory and CPU over
      `--idle` seconds, plus the conmon monitors' memory; beside dockerd + containerd and the
      containerd-shims of as many `docker run -d` containers (goal, #21: 0.2x Docker's).
-     Memory is counted twice, from /proc/PID/smaps_rollup: RSS, and PSS (each shared page
+     Memory is counted from /proc/PID/smaps_rollup: RSS, and PSS (each shared page
      divided among the processes that map it). PSS is the fair count for N copies of one
      program: the conmons share glib and libc, the shims their Go binary's text, and RSS counts
-     those pages once per process. Only the daemons of the bench's own network namespace are
-     counted (the host's dockerd and its containerd): a test's dockerd runs in a namespace of
-     its own.
+     those pages once per process. PSS also divides a page with processes outside the side
+     (the bench's own Python maps libpython too): a third count, each side's distinct physical
+     pages (root, /proc/PID/pagemap), holds a page once per side whoever else maps it. Only
+     the daemons of the bench's own network namespace are counted (the host's dockerd and its
+     containerd): a test's dockerd runs in a namespace of its own.
 
 Network "none" everywhere (the bridge is not what is measured). Cleans up after itself.
 """
@@ -27,6 +29,7 @@ Network "none" everywhere (the bridge is not what is measured). Cleans up after 
 from __future__ import annotations
 
 import argparse
+import array
 import os
 import secrets
 import shutil
@@ -55,6 +58,8 @@ from tests.helpers.registry import RegistryServer  # noqa: E402
 # the 10 s stop timeout, for both engines)
 CMD = "trap 'exit 0' TERM; sleep 3600 & wait"
 TICK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+PFN_MASK = (1 << 55) - 1
 
 
 def sh(*argv: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -85,6 +90,38 @@ def host_daemons() -> list[int]:
                 out.append(pid)
         except OSError:
             continue
+    return out
+
+
+def distinct(pids: list[int]) -> int:
+    """Bytes of the distinct physical pages the processes `pids` map together: a page once for
+    the group, whether other processes on the machine map it too or not (root: page frame
+    numbers from /proc/PID/pagemap). PSS divides a page with any process that maps it, the
+    bench's own Python among them; this count does not."""
+    frames: set[int] = set()
+    for pid in pids:
+        try:
+            resident = _resident_ranges(pid)
+            with open(f"/proc/{pid}/pagemap", "rb") as pagemap:
+                for lo, hi in resident:
+                    pagemap.seek(lo // PAGE * 8)
+                    entries = array.array("Q", pagemap.read((hi - lo) // PAGE * 8))
+                    frames.update(e & PFN_MASK for e in entries if e >> 63)
+        except OSError:
+            continue
+    return len(frames) * PAGE
+
+
+def _resident_ranges(pid: int) -> list[tuple[int, int]]:
+    """The address ranges of `pid` with resident pages (from smaps: a Go daemon reserves GiBs)."""
+    out, current = [], None
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split(maxsplit=1)[0]
+        if "-" in head and not head.endswith(":"):
+            lo, hi = (int(x, 16) for x in head.split("-"))
+            current = (lo, hi)
+        elif head == "Rss:" and current is not None and int(line.split()[1]) > 0 and current[0] < 1 << 47:
+            out.append(current)
     return out
 
 
@@ -259,10 +296,11 @@ def main() -> int:
         conmons = [p for p in pids_named("conmon", str(config.run_dir))]
         conmon_rss, conmon_pss = memory(conmons)
         ours_rss, ours_pss = agent_rss + conmon_rss, agent_pss + conmon_pss
+        ours_pages = distinct([apid, *conmons])
         print(f"\n2. idle with {n} managed containers (+ web), {args.idle:g} s        RSS           PSS")
         print(f"   agent process              {mib(agent_rss)}   {mib(agent_pss)}   CPU {100 * cpu:5.2f} %")
         print(f"   {len(conmons)} conmon monitors         {mib(conmon_rss)}   {mib(conmon_pss)}")
-        print(f"   agent + conmons            {mib(ours_rss)}   {mib(ours_pss)}")
+        print(f"   agent + conmons            {mib(ours_rss)}   {mib(ours_pss)}   distinct pages {mib(ours_pages)}")
         benchrows.record(f"idle agent CPU, {n} containers", 100 * cpu, unit="%", goal=1.0)
 
         if have_docker:
@@ -282,12 +320,14 @@ def main() -> int:
             d_rss, d_pss = memory(daemons)          # after the idle time, as the agent's
             shim_rss, shim_pss = memory(shims)
             docker_rss, docker_pss = d_rss + shim_rss, d_pss + shim_pss
+            docker_pages = distinct(daemons + shims)
             print(f"   dockerd+containerd         {mib(d_rss)}   {mib(d_pss)}   CPU {100 * dcpu:5.2f} %"
                   f"   ({len(daemons)} processes; before the containers: RSS {mib(base_rss)}, PSS {mib(base_pss)})")
             print(f"   {len(shims)} containerd-shims        {mib(shim_rss)}   {mib(shim_pss)}")
-            print(f"   docker total               {mib(docker_rss)}   {mib(docker_pss)}")
+            print(f"   docker total               {mib(docker_rss)}   {mib(docker_pss)}   distinct pages {mib(docker_pages)}")
             print(f"   ratio agent/(dockerd+containerd)          RSS {agent_rss / d_rss:5.2f}   PSS {agent_pss / d_pss:5.2f}")
-            for what, ours, theirs in (("RSS", ours_rss, docker_rss), ("PSS", ours_pss, docker_pss)):
+            for what, ours, theirs in (("RSS", ours_rss, docker_rss), ("PSS", ours_pss, docker_pss),
+                                       ("distinct pages", ours_pages, docker_pages)):
                 print(f"   ratio (agent+conmons)/(docker+shims), {what} {ours / theirs:5.2f}"
                       f"   (goal <= 0.2: {'met' if ours / theirs <= 0.2 else 'NOT met'})")
             benchrows.record(f"memory at rest, {n} containers (agent + conmons)", ours_rss / 2**20,

@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from reconciler import diskfull
 from reconciler.errors import DiskFull
 from reconciler.runtime import errors
-from reconciler.runtime.native.images.digestpaths import DIGEST_RE as _DIGEST_RE
-from reconciler.runtime.native.images.digestpaths import (
+from reconciler.runtime.native.images.digestpaths import (  # re-exported: their home is digestpaths.py
     SNAPSHOT_NAME_LEN,
     digest_hex,
+    is_digest,
     validate_digest,
 )
 
@@ -332,13 +332,13 @@ class ContentStore:
 
     def digests(self) -> Iterator[str]:
         for p in self.blob_dir.iterdir():
-            if _DIGEST_RE.match("sha256:" + p.name):
+            if is_digest("sha256:" + p.name):
                 yield "sha256:" + p.name
 
     def ingests(self) -> list[IngestInfo]:
         out = []
         for d in self.ingest_dir.iterdir():
-            if not _DIGEST_RE.match("sha256:" + d.name):
+            if not is_digest("sha256:" + d.name):
                 continue
             try:
                 st = (d / "data").stat()

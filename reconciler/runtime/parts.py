@@ -74,11 +74,9 @@ def image_present(root: str, ref: str, *, head: bool = True) -> Any:
     """A tag whose image the native engine at the state root `root` holds (images.presence:
     its state DB and one plain HEAD, none without `head`), without the engine's place, its
     config or the image store (#21: a CLI re-pull); None when a full pull must answer."""
-    from pathlib import Path
-
     from reconciler.runtime.native.images import presence
 
-    return presence.present_at(Path(root), ref, head=head)
+    return presence.present_at(root, ref, head=head)
 
 
 def rebuilt(root: str, options: Mapping[str, Any]) -> tuple[str, list[str]] | None:

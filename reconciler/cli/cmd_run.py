@@ -170,7 +170,9 @@ def run(args: argparse.Namespace) -> int:
         steps = _agentapi.run(args, {"config": {**doc, "networks": doc["networks"] or ["none"]},
                                      "remove": args.rm, "detach": args.detach})
         if steps is not None:
-            return _printed(steps)
+            code = _printed(steps)
+            args.end_at_once = True     # nothing left open: main() ends without the teardown
+            return code
     from reconciler.runtime import base
 
     config = base.config_from_json(doc)
@@ -190,9 +192,14 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.runtime import parts
 
     interrupted: list[bool] = []
-    return _printed(parts.run_foreground(rt, config, remove=args.rm, detach=args.detach,
-                                         hangup=lambda: bool(interrupted), pulling=lambda: _log_pull(args)),
-                    interrupted.append)
+    try:
+        code = _printed(parts.run_foreground(rt, config, remove=args.rm, detach=args.detach,
+                                             hangup=lambda: bool(interrupted), pulling=lambda: _log_pull(args)),
+                        interrupted.append)
+    finally:
+        rt.close()          # the state DB closed here, its WAL checkpointed and synced, as at exit
+    args.end_at_once = True     # nothing left open: main() ends the process without the teardown
+    return code
 
 
 def _log_pull(args: argparse.Namespace) -> None:

@@ -15,16 +15,19 @@ that logs nothing at its level (a no-op `--once` logs its pass at `info`, below 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
     from types import ModuleType
 
     from structlog.typing import FilteringBoundLogger
 
-__all__ = ["configure_logging", "configured_structlog", "get_logger", "reset"]
+__all__ = ["bound_context", "configure_logging", "configured_structlog", "get_logger", "reset"]
 
 # the `logging` module's levels, which structlog's filtering loggers use (not imported: 5 ms)
 _DEBUG, _INFO, _WARNING, _ERROR, _CRITICAL = 10, 20, 30, 40, 50
@@ -45,6 +48,8 @@ class _SetUp:
 
 
 _pending: _SetUp | None = None       # recorded, not applied yet (structlog not imported)
+# `bound_context` while structlog is not imported: merged into each line of `get_logger`'s loggers
+_bound: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar("reconciler_logs_bound", default=None)
 
 
 def configure_logging(*, level: str = "info", json: bool | None = None) -> None:
@@ -119,13 +124,31 @@ class _Logger:
     def _real(self) -> Any:
         structlog = configured_structlog()
         logger = structlog.get_logger(self._name) if self._name is not None else structlog.get_logger()
-        return logger.bind(**self._context) if self._context else logger
+        context = {**(_bound.get() or {}), **self._context}     # bound values win, as over contextvars
+        return logger.bind(**context) if context else logger
 
     def __getattr__(self, attr: str) -> Any:
         setup, level = _pending, _METHOD_LEVELS.get(attr)
         if setup is not None and level is not None and level < setup.level:
             return _skip
         return getattr(self._real(), attr)
+
+
+@contextlib.contextmanager
+def bound_context(**values: Any) -> Iterator[None]:
+    """structlog's `bound_contextvars(**values)`: every line logged inside carries `values`.
+    While structlog is not imported they are kept here and added to the lines of `get_logger`'s
+    loggers, so a process that logs nothing at its level (an idle agent at `warning`) never
+    imports structlog for them (#21), and a first line inside still carries them."""
+    if "structlog" in sys.modules:
+        with sys.modules["structlog"].contextvars.bound_contextvars(**values):
+            yield
+        return
+    token = _bound.set({**(_bound.get() or {}), **values})
+    try:
+        yield
+    finally:
+        _bound.reset(token)
 
 
 def _skip(*args: Any, **kwargs: Any) -> None:

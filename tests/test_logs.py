@@ -69,3 +69,66 @@ def test_library_code_logs_through_reconciler_logs() -> None:
     direct = [str(p.relative_to(package)) for p in sorted(package.rglob("*.py"))
               if p.name != "logs.py" and "structlog.get_logger" in p.read_text()]
     assert direct == []
+
+
+# a pass of the controller loop that logs nothing at the level, then one that fails (a warning
+# line, its reconcile_id bound), the way the agent runs them at `warning`
+LOOP = """
+import sys
+from reconciler import logs
+from reconciler.controller import loop
+from reconciler.errors import TerminalError
+logs.configure_logging(level="warning", json=None)
+log = logs.get_logger("reconciler.test")
+calls = []
+def reconcile(request):
+    calls.append(request.reconcile_id)
+    log.info("in_the_pass")
+    if len(calls) == 2:
+        log.warning("second_pass_line")
+        raise TerminalError("boom")
+    return loop.Result()
+ctl = loop.ControllerLoop(reconcile, workers=1, name="t").start()
+ctl.trigger("k", "first")
+assert ctl.wait_idle(60)
+print("structlog after a quiet pass:", "structlog" in sys.modules)
+ctl.trigger("k", "second")
+assert ctl.wait_idle(60)
+ctl.stop()
+print("ids:", *calls)
+"""
+
+
+def test_bound_context_reaches_a_first_line_without_structlog_before_it() -> None:
+    """`logs.bound_context` needs no structlog: an idle agent at `warning` never loads it, and
+    the first line logged inside a pass still carries the pass's reconcile_id."""
+    proc = subprocess.run([sys.executable, "-c", LOOP], capture_output=True, text=True, check=True, timeout=60)
+    out = proc.stdout.splitlines()
+    assert out[0] == "structlog after a quiet pass: False"
+    second = out[1].split()[2]
+    lines = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert [(line["event"], line["reconcile_id"]) for line in lines] == [
+        ("second_pass_line", second), ("reconcile_pass", second)]
+    assert lines[0]["reconcile_key"] == "k"
+    assert lines[1]["outcome"] == "terminal"
+
+
+@pytest.mark.parametrize("before", ["", "import structlog"])
+def test_bound_context_ends_with_its_block(before: str) -> None:
+    script = f"""
+{before}
+from reconciler import logs
+logs.configure_logging(level="warning", json=True)
+log = logs.get_logger("reconciler.test").bind(resource="r")
+with logs.bound_context(reconcile_id="a", resource="ignored"):
+    with logs.bound_context(revision="v"):
+        log.warning("inner")
+    log.warning("outer")
+log.warning("after")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
+    lines = [{k: v for k, v in json.loads(line).items() if k not in ("timestamp", "level")}
+             for line in proc.stderr.splitlines()]
+    assert lines == [{"event": "inner", "reconcile_id": "a", "revision": "v", "resource": "r"},
+                     {"event": "outer", "reconcile_id": "a", "resource": "r"},
+                     {"event": "after", "resource": "r"}]

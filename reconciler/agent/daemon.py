@@ -29,6 +29,7 @@ import dataclasses
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -39,8 +40,8 @@ from reconciler import __version__, logs, spec
 from reconciler._private import private_umask
 from reconciler._sqlite import Database
 from reconciler.agent import config as cfgmod
+from reconciler.agent import heap, notify, supervise
 from reconciler.agent import metrics as metrics_mod
-from reconciler.agent import notify, supervise
 from reconciler.agent import updates as updates_mod
 from reconciler.api import errors as apierr
 from reconciler.api import events as events_mod
@@ -59,7 +60,7 @@ from reconciler.state import labels as labelmod
 if TYPE_CHECKING:
     from reconciler.runtime.native.backend import NativeRuntime
 
-__all__ = ["AGENT_FILE", "Agent", "run_agent"]
+__all__ = ["AGENT_FILE", "Agent", "lean_process", "run_agent"]
 
 AGENT_FILE = "agent.json"
 KEEP_GOOD = 5                       # converged revisions kept for rollback, per source
@@ -422,6 +423,13 @@ class Agent:
         src.drift = drift
 
     def _reconcile(self, request: loop_mod.Request) -> loop_mod.Result:
+        """One pass (`_pass`), then the pages it freed go back to the kernel (agent/heap.py)."""
+        try:
+            return self._pass(request)
+        finally:
+            heap.release()
+
+    def _pass(self, request: loop_mod.Request) -> loop_mod.Result:
         name = request.key
         with self._lock:
             src = self._sources.get(name)
@@ -961,11 +969,26 @@ def run_agent(config: cfgmod.AgentConfig, *, ready: Callable[[Agent], None] | No
     point of the pass in flight (see execution/stopping.py) and exits 0; a second one exits at
     once with 143/130.
     """
+    lean_process()
     old_umask = private_umask()
     try:
         return _run_agent(config, ready=ready)
     finally:
         os.umask(old_umask)
+
+
+def lean_process() -> None:
+    """What keeps the agent's memory at rest small that must be set before its threads start and
+    before httpx is imported (#21, docs/benchmarks.md "Memory against the peers"):
+
+    - malloc's arena limit (agent/heap.py);
+    - no httpx command line: `import httpx` tries `httpx._main` (click, rich and pygments where
+      they are installed) only to offer the `httpx` program, and falls back to a stub when that
+      import fails. The agent never runs it; a None in sys.modules makes that import fail (as
+      Python documents) and saves 1 MiB (click, which apprise brings) to 5 MiB resident.
+    """
+    heap.limit_arenas()
+    sys.modules.setdefault("httpx._main", None)   # type: ignore[arg-type]
 
 
 def _run_agent(config: cfgmod.AgentConfig, *, ready: Callable[[Agent], None] | None) -> int:

@@ -14,8 +14,9 @@ The contract is controller-runtime's (STYLE.md A2), with kopf's error classes:
   `stop_requested` lets a long pass (the executor) end early at a safe point.
 
 Each pass logs one canonical `reconcile_pass` line (key, reconcile_id, outcome, duration,
-retry_in / requeue_after) and runs with `reconcile_id` bound in structlog's contextvars, so
-every line the reconcile function logs carries it too (rule 10).
+retry_in / requeue_after) and runs with `reconcile_id` bound (`logs.bound_context`: structlog's
+contextvars, without importing structlog until a line is logged), so every line the reconcile
+function logs carries it too (rule 10).
 """
 
 from __future__ import annotations
@@ -26,13 +27,15 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import structlog
+from typing import TYPE_CHECKING
 
 from reconciler import logs
 from reconciler.controller import backoff as backoff_mod
 from reconciler.controller import triggers
 from reconciler.errors import TemporaryError, TerminalError
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
 
 __all__ = ["ControllerLoop", "KeyStatus", "Outcome", "Request", "Result"]
 
@@ -191,10 +194,10 @@ class ControllerLoop:
             next_in=self.queue.due_in(key),
         )
 
-    def _logger(self) -> structlog.typing.FilteringBoundLogger:
+    def _logger(self) -> FilteringBoundLogger:
         # looked up per use, not cached at construction: configuration (and tests'
         # capture_logs) may change after the loop was built
-        log: structlog.typing.FilteringBoundLogger = logs.get_logger("reconciler.controller")
+        log: FilteringBoundLogger = logs.get_logger("reconciler.controller")
         return log.bind(controller=self._name)
 
     # -- workers --------------------------------------------------------------------------
@@ -221,7 +224,7 @@ class ControllerLoop:
         fields: dict[str, object] = {"triggers": batch.count, "reasons": list(batch.reasons)}
         outcome = Outcome.OK
         error: str | None = None
-        with structlog.contextvars.bound_contextvars(reconcile_id=rid, reconcile_key=key):
+        with logs.bound_context(reconcile_id=rid, reconcile_key=key):
             try:
                 result = self._reconcile(Request(key=key, reconcile_id=rid))
             except TerminalError as e:
@@ -252,5 +255,6 @@ class ControllerLoop:
             else:
                 rec.last_error = error
         fields["duration_s"] = round(self._clock() - started, 3)
-        level = {Outcome.OK: log.info, Outcome.ERROR: log.warning, Outcome.TERMINAL: log.error}
-        level[outcome]("reconcile_pass", outcome=outcome.value, **fields)
+        # the method by name: a bound method of a level the set-up drops would load structlog
+        level = {Outcome.OK: "info", Outcome.ERROR: "warning", Outcome.TERMINAL: "error"}[outcome]
+        getattr(log, level)("reconcile_pass", outcome=outcome.value, **fields)

@@ -273,3 +273,92 @@ def test_concurrent_attaches_from_separate_engines_get_distinct_addresses(harnes
             assert h.link(harness.manager.veth_name(cid, "busy")) is not None
     hosts = (harness.config.run_dir / "net" / "ctr-0-0" / "hosts").read_text()
     assert all(f"{ip}\t" in hosts for ip in results.values())
+
+
+def test_concurrent_attaches_in_one_engine_and_a_failed_one_leaves_nothing(harness: Harness) -> None:
+    """The executor attaches containers from several threads of one engine (their interfaces
+    made outside the manager's lock, their rules applied by whichever waiting attach renders
+    them first): each gets its own address, its ports published when attach returns, and every
+    peer's name, as one after the other would; one whose veth cannot be made leaves no record, link, namespace,
+    rule or name in its peers' hosts files, and the next attach of it works."""
+    import threading
+
+    m = harness.manager
+    m.ensure_network(base.NetworkConfig(name="par"))
+    bad = "ctr-bad"
+    squatter = m.veth_name(bad, "par")          # a bridge holds the bad one's veth name (the undo deletes it:
+                                                # a link named with the engine's prefix is the engine's)
+    subprocess.run(["ip", "link", "add", squatter, "type", "bridge"], check=True)
+    bad_port = _port()
+    results: dict[str, str] = {}
+    failures: dict[str, BaseException] = {}
+    unpublished: list[int] = []
+
+    def attach(cid: str, ports: list[base.PortMapping]) -> None:
+        try:
+            results[cid] = m.attach(cid, name=cid[4:], hostname=cid[4:], networks=["par"],
+                                    ports=ports).ip_addresses["par"]
+        except BaseException as exc:
+            failures[cid] = exc
+            return
+        # its rules are in when attach returns, whichever thread's nft transaction applied them
+        table = subprocess.run(["nft", "list", "table", "ip", harness.prefix], capture_output=True, text=True,
+                               check=True).stdout
+        unpublished.extend(p.host_port for p in ports if f"dport {p.host_port}" not in table)
+
+    try:
+        jobs = [(f"ctr-n{i}", [base.PortMapping(80, _port(), host_ip="127.0.0.1")]) for i in range(8)]
+        jobs.insert(3, (bad, [base.PortMapping(80, bad_port, host_ip="127.0.0.1")]))
+        threads = [threading.Thread(target=attach, args=job) for job in jobs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert list(failures) == [bad]
+        assert isinstance(failures[bad], errors.Conflict)
+        assert len(set(results.values())) == 8
+        assert unpublished == []
+        assert bad not in [c.container_id for c in m._ipam.containers()]
+        assert not m.netns_path(bad).exists()
+        table = subprocess.run(["nft", "list", "table", "ip", harness.prefix], capture_output=True, text=True,
+                               check=True).stdout
+        assert f"dport {bad_port}" not in table
+        with netlink.host() as h:
+            for cid in results:
+                veth = h.link(m.veth_name(cid, "par"))
+                assert veth is not None
+                assert veth.up
+        for cid in results:
+            hosts = (harness.config.run_dir / "net" / cid / "hosts").read_text()
+            assert "\tbad" not in hosts
+            assert " bad" not in hosts
+            assert all(f"{ip}\t" in hosts for ip in results.values())   # itself and every peer
+    finally:
+        subprocess.run(["ip", "link", "del", squatter], check=False)
+    m.attach(bad, name="bad", hostname="bad", networks=["par"])
+    hosts = (harness.config.run_dir / "net" / "ctr-n0" / "hosts").read_text()
+    assert "bad" in hosts
+
+
+def test_a_namespace_is_made_without_moving_the_callers_thread(harness: Harness) -> None:
+    """create_netns unshares in a thread of its own (no fork of the engine): the new namespace is
+    bind-mounted at its path, holds only `lo`, and the calling thread stays where it was, also
+    when the path is taken (AlreadyExists, nothing of the first namespace undone)."""
+    import os
+
+    ns = harness.config.run_dir / "netns" / "ctr-own"
+    ns.parent.mkdir(parents=True, exist_ok=True)
+    here = os.stat("/proc/thread-self/ns/net").st_ino
+    netlink.create_netns(ns)
+    try:
+        made = os.stat(ns).st_ino
+        assert made != here
+        assert os.stat("/proc/thread-self/ns/net").st_ino == here
+        with netlink.host(ns) as h:
+            assert [link.name for link in h.links()] == ["lo"]
+        with pytest.raises(errors.AlreadyExists, match="ctr-own"):
+            netlink.create_netns(ns)
+        assert os.stat("/proc/thread-self/ns/net").st_ino == here
+        assert os.stat(ns).st_ino == made
+    finally:
+        netlink.remove_netns(ns)

@@ -187,6 +187,11 @@ class NetworkManager:
         self._fw = firewall.Firewall(config.name_prefix)
         self._thread_lock = threading.RLock()
         self._lock_path = config.run_dir / "locks" / "network.lock"
+        self._netns_dir_shared = False    # seen mounted (read again after this process unmounted it)
+        self._fw_thread_lock = threading.Lock()
+        self._fw_lock_path = config.run_dir / "locks" / "firewall.lock"
+        self._fw_rendered = 0       # rulesets this process began to render (under the rules' lock)
+        self._fw_applied = 0        # the number of the last one it applied
 
     # names ----------------------------------------------------------------------------------
 
@@ -376,8 +381,35 @@ class NetworkManager:
     def ensure_default_network(self) -> base.NetworkState:
         return self.ensure_network(base.NetworkConfig(name=DEFAULT_NETWORK))
 
-    def _apply_firewall(self, *, force: bool = False) -> None:
-        self._fw.apply(self._ipam.networks(), self._ipam.ports(), force=force)
+    @contextmanager
+    def _fw_locked(self) -> Iterator[None]:
+        """The rules' own lock (taken inside the manager's lock where both are held, never the other
+        way round): each ruleset is rendered from the records and applied under it, so the last
+        applied is rendered from the newest records, whichever process applied it."""
+        with self._fw_thread_lock:
+            self._fw_lock_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self._fw_lock_path, "a+") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _fw_ticket(self) -> int:
+        """Taken once records are committed: the number the next ruleset to be rendered will have."""
+        return self._fw_rendered + 1
+
+    def _apply_firewall(self, *, force: bool = False, ticket: int | None = None) -> None:
+        """Replace our tables with the ruleset of the records. With a `ticket`: skipped when this
+        process applied a ruleset rendered after it was taken (attaches waiting for the lock
+        while another thread applied share its transaction: one `nft` for them all)."""
+        with self._fw_locked():
+            if ticket is not None and self._fw_applied >= ticket:
+                return
+            self._fw_rendered += 1
+            number = self._fw_rendered
+            self._fw.apply(self._ipam.networks(), self._ipam.ports(), force=force)
+            self._fw_applied = number
 
     # ports ------------------------------------------------------------------------------------
 
@@ -560,22 +592,41 @@ class NetworkManager:
                 veth_name={n: self.veth_name(container_id, n) for n in nets},
             )
             try:
-                self._ensure_interfaces(container_id, endpoints)
-                self._write_files(container_id)
-                self._apply_firewall()
+                if not self._netns_dir_shared:
+                    # the first namespace makes its directory a shared bind mount: once, under the lock
+                    if not _mount_count(self.netns_dir):
+                        self._ensure_netns(container_id)
+                    self._netns_dir_shared = True
                 self._ensure_proxies(container_id)
-                for pr in port_records:
-                    if pr.protocol == "udp":
-                        self._clear_udp_flows(pr.host_port)
-                self._refresh_peers(container_id, nets)
+                self._write_files(container_id, peers=self._peers(container_id, nets))   # one read of the records
             except BaseException:
-                self._teardown(container_id, endpoints)
-                with suppress(errors.RuntimeBackendError):
-                    self._apply_firewall()
+                self._undo_attach(container_id, endpoints)
                 raise
-            log.info("container attached", container=name, addresses={e.network: e.address for e in endpoints},
-                     ipv6_addresses={e.network: e.address6 for e in endpoints if e.address6})
-            return self._attachment(container_id, endpoints)
+        ticket = self._fw_ticket()          # any ruleset rendered from now on has this container's ports
+        try:
+            # outside the lock: the namespace, veths and addresses are this container's alone (its
+            # records, made above, hold its addresses and names), so containers attach in parallel
+            self._ensure_interfaces(container_id, endpoints, locked=False)
+            self._apply_firewall(ticket=ticket)
+            for pr in port_records:
+                if pr.protocol == "udp":
+                    self._clear_udp_flows(pr.host_port)
+        except BaseException:
+            with self._locked():
+                self._undo_attach(container_id, endpoints)
+            raise
+        log.info("container attached", container=name, addresses={e.network: e.address for e in endpoints},
+                 ipv6_addresses={e.network: e.address6 for e in endpoints if e.address6})
+        return self._attachment(container_id, endpoints)
+
+    def _undo_attach(self, container_id: str, endpoints: Sequence[ipam.EndpointRecord]) -> None:
+        """A failed attach leaves nothing: interfaces, namespace, records, rules, peers' names."""
+        nets = [e.network for e in endpoints]
+        self._teardown(container_id, endpoints)
+        with suppress(errors.RuntimeBackendError):
+            self._apply_firewall()
+        with suppress(OSError):
+            self._refresh_peers(container_id, nets)
 
     @staticmethod
     def _clear_udp_flows(port: int) -> None:
@@ -600,28 +651,40 @@ class NetworkManager:
                         for r in self._ipam.ports() if r.container_id == container_id),
         )
 
-    def _ensure_interfaces(self, container_id: str, endpoints: Sequence[ipam.EndpointRecord]) -> None:
+    def _ensure_interfaces(self, container_id: str, endpoints: Sequence[ipam.EndpointRecord], *,
+                           locked: bool = True) -> None:
+        """`locked`: the caller holds the manager's lock (else a missing bridge is made under it)."""
+        from reconciler.runtime.native.network import netlink
+
+        path = self._ensure_netns(container_id)
+        records = {n.name: n for n in self._ipam.networks()}
+        default_net = next((e.network for e in endpoints if not records[e.network].internal), None)
+        with netlink.host() as h:
+            for ep in endpoints:
+                self._plug(h, path, records[ep.network], ep, default=ep.network == default_net, locked=locked)
+
+    def _ensure_netns(self, container_id: str) -> Path:
         from reconciler.runtime.native.network import netlink
 
         path = self.netns_path(container_id)
         self.netns_dir.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             netlink.create_netns(path)
-        records = {n.name: n for n in self._ipam.networks()}
-        default_net = next((e.network for e in endpoints if not records[e.network].internal), None)
-        with netlink.host() as h:
-            for ep in endpoints:
-                self._plug(h, path, records[ep.network], ep, default=ep.network == default_net)
+        return path
 
     def _plug(self, h: netlink.Host, path: Path, net: ipam.NetworkRecord, ep: ipam.EndpointRecord, *,
-              default: bool) -> None:
+              default: bool, locked: bool = True) -> None:
         """The endpoint's veth on its bridge (made if missing) and its addresses in the namespace
         (with the default routes when this is the container's `default` network)."""
         from reconciler.runtime.native.network import netlink
 
         bridge = h.link(net.bridge)
         if bridge is None:
-            self._ensure_bridge(net)
+            if locked:
+                self._ensure_bridge(net)
+            else:
+                with self._locked():            # a bridge is shared: made under the lock
+                    self._ensure_bridge(net)
             bridge = h.link(net.bridge)
             if bridge is None:
                 raise errors.Unavailable(f"bridge {net.bridge} of network {net.name!r} is missing")
@@ -710,6 +773,7 @@ class NetworkManager:
     def _release_netns_dir(self) -> None:
         """Unmount the namespace dir once the last container left (pyroute2 made it a bind mount)."""
         if not self._ipam.containers() and self.netns_dir.is_dir() and not any(self.netns_dir.iterdir()):
+            self._netns_dir_shared = False
             unmount_all(self.netns_dir)
 
     def _teardown(self, container_id: str, endpoints: Sequence[ipam.EndpointRecord]) -> None:
@@ -767,40 +831,51 @@ class NetworkManager:
 
     # names ------------------------------------------------------------------------------------
 
-    def _write_files(self, *container_ids: str) -> None:
-        """(Re)write the hosts and resolv.conf files of these containers from the records."""
-        all_eps = self._ipam.endpoints()
+    def _write_files(self, *container_ids: str, peers: Sequence[str] = ()) -> None:
+        """(Re)write the hosts and resolv.conf files of `container_ids`, and the hosts files alone of
+        `peers` (a peer's resolv.conf names no other container), from one read of the records."""
         containers = {c.container_id: c for c in self._ipam.containers()}
         gateways = {n.name: n.gateway for n in self._ipam.networks()}
         by_network: dict[str, list[ipam.EndpointRecord]] = {}
-        for e in all_eps:
+        by_container: dict[str, list[ipam.EndpointRecord]] = {}
+        for e in self._ipam.endpoints():
             by_network.setdefault(e.network, []).append(e)
-        try:
-            host_resolv = Path("/etc/resolv.conf").read_text()
-        except OSError:
-            host_resolv = ""
-        for container_id in container_ids:
+            by_container.setdefault(e.container_id, []).append(e)
+        host_resolv = ""
+        if container_ids:
+            with suppress(OSError):
+                host_resolv = Path("/etc/resolv.conf").read_text()
+        for container_id in (*container_ids, *peers):
             rec = containers.get(container_id)
             if rec is None:
                 continue
+            own_files = container_id in container_ids
             hosts_path, resolv_path = self.files(container_id)
-            hosts_path.parent.mkdir(parents=True, exist_ok=True)
-            mine = [e for e in all_eps if e.container_id == container_id]
+            if own_files:
+                hosts_path.parent.mkdir(parents=True, exist_ok=True)
+            elif not hosts_path.parent.is_dir():
+                continue                # a peer whose files are not made yet: its own attach writes them
+            mine = by_container.get(container_id, [])
             own = [dns.HostEntry(a, (rec.hostname, rec.name, *rec.aliases)) for e in mine for a in _addresses(e)]
-            peers = [
+            others = [
                 dns.HostEntry(a, (containers[other.container_id].name, *containers[other.container_id].aliases))
                 for e in mine for other in by_network.get(e.network, ())
                 if other.container_id != container_id for a in _addresses(other)
             ]
             own += dns.extra_entries(rec.extra_hosts, gateways.get(mine[0].network) if mine else None)
-            dns.write_in_place(hosts_path, dns.render_hosts(own, peers))
-            dns.write_in_place(resolv_path, dns.render_resolv_conf(host_resolv, rec.dns, rec.dns_search,
-                                                                        rec.dns_options))
+            dns.write_in_place(hosts_path, dns.render_hosts(own, others))
+            if own_files:
+                dns.write_in_place(resolv_path, dns.render_resolv_conf(host_resolv, rec.dns, rec.dns_search,
+                                                                            rec.dns_options))
 
     def _refresh_peers(self, container_id: str, networks: Sequence[str]) -> None:
         """Rewrite the hosts files of every container sharing one of `networks`."""
+        self._write_files(peers=self._peers(container_id, networks))
+
+    def _peers(self, container_id: str, networks: Sequence[str]) -> list[str]:
+        """The other containers on one of `networks`."""
         peers = {e.container_id for n in networks for e in self._ipam.endpoints(network=n)}
-        self._write_files(*sorted(peers - {container_id}))
+        return sorted(peers - {container_id})
 
     # recovery ---------------------------------------------------------------------------------
 

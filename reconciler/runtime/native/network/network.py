@@ -691,8 +691,9 @@ class NetworkManager:
         veth = h.link(ep.veth)
         if veth is not None and veth.kind != "veth":
             raise errors.Conflict(f"interface {ep.veth} exists and is not a veth")
+        fresh = veth is None
         if veth is None:
-            veth = h.add_veth(ep.veth, peer=ep.ifname, peer_netns=path, mtu=net.mtu)
+            veth = h.add_veth(ep.veth, peer=ep.ifname, peer_netns=path, mtu=net.mtu, master=bridge.index, up=True)
         if veth.master != bridge.index:
             h.set_link(veth.index, master=bridge.index)
         h.set_hairpin(veth.index)
@@ -702,7 +703,7 @@ class NetworkManager:
             path, ifname=ep.ifname, address=netlink.Address(ep.address, net.prefixlen),
             gateway=net.gateway if default else None,
             address6=netlink.Address(ep.address6, net.prefixlen6) if ep.address6 else None,
-            gateway6=net.gateway6 if default else None,
+            gateway6=net.gateway6 if default else None, fresh=fresh,
         )
 
     def connect(self, container_id: str, network: str, aliases: Sequence[str] = ()) -> str:

@@ -837,11 +837,14 @@ class NetworkManager:
         `peers` (a peer's resolv.conf names no other container), from one read of the records."""
         containers = {c.container_id: c for c in self._ipam.containers()}
         gateways = {n.name: n.gateway for n in self._ipam.networks()}
-        by_network: dict[str, list[ipam.EndpointRecord]] = {}
+        by_network: dict[str, list[tuple[str, dns.HostEntry]]] = {}    # each peer's lines, made once
         by_container: dict[str, list[ipam.EndpointRecord]] = {}
         for e in self._ipam.endpoints():
-            by_network.setdefault(e.network, []).append(e)
             by_container.setdefault(e.container_id, []).append(e)
+            peer = containers.get(e.container_id)
+            if peer is not None:
+                by_network.setdefault(e.network, []).extend(
+                    (e.container_id, dns.HostEntry(a, (peer.name, *peer.aliases))) for a in _addresses(e))
         host_resolv = ""
         if container_ids:
             with suppress(OSError):
@@ -858,11 +861,7 @@ class NetworkManager:
                 continue                # a peer whose files are not made yet: its own attach writes them
             mine = by_container.get(container_id, [])
             own = [dns.HostEntry(a, (rec.hostname, rec.name, *rec.aliases)) for e in mine for a in _addresses(e)]
-            others = [
-                dns.HostEntry(a, (containers[other.container_id].name, *containers[other.container_id].aliases))
-                for e in mine for other in by_network.get(e.network, ())
-                if other.container_id != container_id for a in _addresses(other)
-            ]
+            others = [entry for e in mine for other, entry in by_network.get(e.network, ()) if other != container_id]
             own += dns.extra_entries(rec.extra_hosts, gateways.get(mine[0].network) if mine else None)
             dns.write_in_place(hosts_path, dns.render_hosts(own, others))
             if own_files:

@@ -127,7 +127,7 @@ def _load(
     compose_opts: ComposeOptions | None = None, decryption: Keys | None = None, cluster: bool = False,
     engine: str | None = None,
 ) -> tuple[DesiredState, list[Any]]:
-    from reconciler.spec import building, compose, lock, models, reading
+    from reconciler.spec import building, composefiles, lock, models, reading
     from reconciler.spec.models import DesiredState
     from reconciler.spec.reading import Limits
 
@@ -135,7 +135,7 @@ def _load(
     problems: list[Problem] = []
     warnings: list[Problem] = []
     compose_files = compose_opts.files if compose_opts is not None and compose_opts.files else \
-        compose.find(path) if path != "-" else []
+        composefiles.find(path) if path != "-" else []
     if compose_opts is not None and compose_opts.files:
         path = os.path.dirname(os.path.abspath(compose_opts.files[0]))
     root = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)) if path != "-" else os.getcwd()

@@ -20,9 +20,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from reconciler.spec import errors, hashing, lock, models, reading, schemas, sops, tagpolicy, units
+from reconciler.spec import errors, hashing, lock, models, reading, schemas, tagpolicy, units
+
+if TYPE_CHECKING:
+    # the decryption is imported where a file is checked for it: most manifests name no env
+    # file, secret or build secret, and a no-op `--once` need not load it (#21)
+    from reconciler.spec import sops
 
 __all__ = ["ANONYMOUS_LABEL", "Builder", "anonymous_name"]
 
@@ -367,7 +372,7 @@ class Builder:
         if len(content) > _BUILD_SECRET_MAX:
             self.report(d, at, f"secret {ident!r}: {rel!r} is larger than 1 MiB")
             return None
-        if not sops.is_encrypted(full, content):
+        if not self.encrypted(full, content):
             return content
         plain = self.decrypted(full, content)
         if isinstance(plain, str):
@@ -449,7 +454,7 @@ class Builder:
                 self.report(d, sp("envFiles", i), f"env file {rel!r} not found or unreadable (resolved to {full})")
                 continue
             files[named] = hashing.file_digest(content)     # of the file as stored: never of a plaintext
-            if sops.is_encrypted(full, content):
+            if self.encrypted(full, content):
                 values = self.sops_env_file(d, sp("envFiles", i), rel, full, content)
                 secret_env.update(dict.fromkeys(values, files[named]))
             else:
@@ -886,7 +891,7 @@ class Builder:
             named = self.live_path(d.raw.base, rel)
             files[named] = hashing.file_digest(content)
             data = content
-            if sops.is_encrypted(full, content):
+            if self.encrypted(full, content):
                 plain = self.decrypted(full, content)
                 if isinstance(plain, str):
                     self.report(d, ("spec", "secrets", i, "source"), f"secret file {rel!r}: {plain}")
@@ -940,8 +945,17 @@ class Builder:
         return models.SecretFile(source="", target=target, mode=int(mode, 8) if isinstance(mode, str) else mode,
                                  uid=int(item.get("uid", 0)), gid=int(item.get("gid", 0)), digest=digest, data=data)
 
+    @staticmethod
+    def encrypted(full: str, content: bytes) -> bool:
+        """Whether a file the manifests name (an env file, a secret) is one sops encrypted."""
+        from reconciler.spec import sops
+
+        return sops.is_encrypted(full, content)
+
     def decrypted(self, full: str, content: bytes) -> sops.Decrypted | str:
         """A SOPS file decrypted in memory (once per load), or why it cannot be."""
+        from reconciler.spec import sops
+
         if full not in self._plain_cache:
             try:
                 self._plain_cache[full] = sops.decrypt(full, content, self.decryption)

@@ -6,7 +6,6 @@ messages; unknown fields get a "did you mean" suggestion from difflib.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import re
@@ -52,6 +51,8 @@ def _fast_validator(kind: str) -> Any:
 
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...] | Any) -> str:
     """` (did you mean 'x'?)` for the closest choice, or ""."""
+    import difflib  # only a manifest with a mistake needs it
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     if not close and isinstance(word, str):   # case-only differences ("Image" for "image")
         close = [c for c in choices if c.lower() == word.lower()][:1]

@@ -22,7 +22,17 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
 
-from reconciler.spec import errors, hashing, lock, models, reading, schemas, tagpolicy, units
+from reconciler.spec import (
+    errors,
+    hashing,
+    lock,
+    models,
+    reading,
+    schemas,
+    tagpolicy,
+    units,
+    validity,
+)
 
 if TYPE_CHECKING:
     # the decryption is imported where a file is checked for it: most manifests name no env
@@ -87,6 +97,7 @@ class Builder:
     decryption: sops.Keys | None = None     # opens SOPS-encrypted env files (spec.load's `decryption`)
     engine: str | None = None       # the engine that converges them (spec.load's `engine`); None: any
     warnings: list[errors.Problem] = field(default_factory=list)     # what loads but is not honoured there
+    known_valid: validity.KnownValid | None = None      # documents that passed their schema before
     _file_cache: dict[str, bytes | None] = field(default_factory=dict)
     _plain_cache: dict[str, sops.Decrypted | str] = field(default_factory=dict, repr=False)
 
@@ -130,7 +141,7 @@ class Builder:
             return d
         d.kind = kind
         self.problems.extend(dataclasses.replace(p, kind=kind, name=d.name) for p in raw.problems)
-        issues = list(schemas.issues(kind, data))
+        issues = self.schema_issues(kind, data, raw)
         for path, at_key, message in issues:
             self.report(d, path, message, key=at_key)
         d.valid = not issues and not raw.problems
@@ -146,6 +157,20 @@ class Builder:
             if schemas.is_valid(kind, pruned):
                 d.data = pruned
         return d
+
+    def schema_issues(self, kind: str, data: Any, raw: reading.Document) -> list[schemas.SchemaIssue]:
+        """The document's schema violations; none for one known valid (`known_valid`), which
+        then is not validated again."""
+        known = self.known_valid
+        digest = validity.key(kind, data) if known is not None and not raw.problems else None
+        if known is None or digest is None:
+            return list(schemas.issues(kind, data))
+        if digest in known:
+            return []
+        issues = list(schemas.issues(kind, data))
+        if not issues:
+            known.add(digest)
+        return issues
 
     # -- files -----------------------------------------------------------------------------
 

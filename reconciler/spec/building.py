@@ -775,7 +775,8 @@ class Builder:
         out: dict[str, models.Container] = {}
         for name, c in containers.items():
             deps = tuple(dict.fromkeys(r for dep in c.depends_on for r in copies.get(dep, [dep])))
-            c = dataclasses.replace(c, depends_on=deps)     # depends_on is not hashed
+            if deps != c.depends_on:
+                c = dataclasses.replace(c, depends_on=deps)     # depends_on is not hashed
             if c.networks and c.networks[0].startswith(_JOIN) and c.networks[0].removeprefix(_JOIN) in copies:
                 joined = copies[c.networks[0].removeprefix(_JOIN)][:1]      # its first replica, as compose does
                 c = dataclasses.replace(c, networks=tuple(_JOIN + j for j in joined))

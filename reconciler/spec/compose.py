@@ -51,14 +51,11 @@ from typing import Any
 import yaml
 
 from reconciler.spec import errors, hashing, interpolation, located, reading, schemas, sops
+from reconciler.spec.composefiles import COMPOSE_FILES, OVERRIDE_FILES, find
 from reconciler.spec.located import Map, Seq
 from reconciler.spec.models import Origin
 
 __all__ = ["COMPOSE_FILES", "OVERRIDE_FILES", "Model", "Options", "Reader", "find", "load", "normalize_name"]
-
-COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
-OVERRIDE_FILES = ("compose.override.yml", "compose.override.yaml", "docker-compose.override.yml",
-                  "docker-compose.override.yaml")
 
 Path_ = tuple[str | int, ...]
 
@@ -181,20 +178,6 @@ for _tag, _regexp, _first in (
 
 
 # -- finding the files and the environment ----------------------------------------------------
-
-
-def find(path: str) -> list[str]:
-    """The compose files of `path`: a directory's first compose file and its override file, or
-    `[path]` for a file named like a compose file; [] when `path` is not a compose project."""
-    if os.path.isdir(path):
-        first = [os.path.join(path, n) for n in COMPOSE_FILES if os.path.isfile(os.path.join(path, n))]
-        if not first:
-            return []
-        overrides = [os.path.join(path, n) for n in OVERRIDE_FILES if os.path.isfile(os.path.join(path, n))]
-        return first[:1] + overrides[:1]
-    if os.path.basename(path) in COMPOSE_FILES + OVERRIDE_FILES and os.path.isfile(path):
-        return [path]
-    return []
 
 
 def normalize_name(name: str) -> str:

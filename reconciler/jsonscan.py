@@ -1,9 +1,11 @@
-"""JSON read without importing `json`: `loads`, by the C scanner json.loads itself parses with.
+"""JSON read and written without importing `json`: `loads`, by the C scanner json.loads itself
+parses with, and `dumps`, by the C encoder json.dumps writes with.
 
 `import json` imports `re` and compiles json's patterns (~30 M instructions, a fifth of a thin
 client's start-up); reading needs none of that (#21): the agent's file `<root>/agent.json`
 (api/thin.py) and the container records `ps` reads from the state DB without an agent
-(runtime/native/containers/summaries.py) are read with this.
+(runtime/native/containers/summaries.py) are read with this; `run` through an agent sends its
+request and reads the reply's lines with it (api/thin.py).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["loads"]
+__all__ = ["dumps", "loads"]
 
 
 class _Strict:
@@ -51,3 +53,21 @@ def loads(document: str) -> Any:
     if end != len(stripped):
         raise ValueError(f"extra data after the JSON value at {end}")
     return value
+
+
+def dumps(value: Any) -> str:
+    """`value` as json.dumps(value) writes it (ASCII, ", " and ": ", NaN allowed), by json's own
+    C encoder (`_json`) without importing `json` and `re`; TypeError for a value JSON has no
+    form for, as json.dumps raises."""
+    try:
+        import _json
+    except ImportError:                         # an interpreter without the C accelerator
+        import json
+
+        return json.dumps(value)
+
+    def unknown(o: object) -> Any:
+        raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+    encode = _json.make_encoder({}, unknown, _json.encode_basestring_ascii, None, ": ", ", ", False, False, True)
+    return "".join(encode(value, 0))

@@ -871,6 +871,33 @@ class Agent:
                 return {"id": rt.create_container(cfg, volatile=True)}
             return {"id": rt.create_container(cfg)}
 
+    def run_container(self, config: Mapping[str, Any], *, remove: bool, detach: bool,
+                      hangup: Callable[[], bool]) -> Iterator[Mapping[str, Any]]:
+        """`reconcile run` without a terminal through the agent in one request (#21), by the
+        steps the CLI's own engine takes (parts.run_foreground): {"id"} once it started, then
+        {"s": stream, "d": line as latin-1} as written, then {"exit_code"}; an error after the
+        start as its last line ({"error", "hint", "status"}); one before it is raised (the
+        reply's status). `hangup()`: the client closed its side (Ctrl-C: stop it)."""
+        from reconciler.runtime import parts
+
+        try:
+            cfg = base.config_from_json(config)
+        except (TypeError, ValueError, KeyError) as e:
+            raise apierr.BadRequest(f"not a container config: {e}") from None
+        steps = parts.run_foreground(self._native(), cfg, remove=remove, detach=detach, hangup=hangup)
+        try:
+            with _engine_errors():
+                started = next(steps)
+            yield {"id": started[1]}
+            try:
+                with _engine_errors():
+                    for kind, value in steps:
+                        yield {"exit_code": value} if kind == "exit" else {"s": kind, "d": value.decode("latin-1")}
+            except apierr.ApiError as e:
+                yield {"error": e.message, "hint": e.hint, "status": e.status}
+        finally:
+            steps.close()           # the client gone: a --rm container is killed and removed
+
     def container_action(self, name: str, action: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
         """What `reconcile run` and `exec` ask of a container through the agent: start, stop
         (`timeout`), wait (its exit code), remove (`force`), exec (`argv`: its exit code and

@@ -13,6 +13,7 @@ import hmac
 import itertools
 import json
 import os
+import select
 import socket
 import socketserver
 import threading
@@ -73,6 +74,9 @@ class AgentView(Protocol):
     def create_container(self, config: Mapping[str, Any], *, volatile: bool = False) -> Mapping[str, Any]: ...
 
     def container_action(self, name: str, action: str, body: Mapping[str, Any]) -> Mapping[str, Any]: ...
+
+    def run_container(self, config: Mapping[str, Any], *, remove: bool, detach: bool,
+                      hangup: Callable[[], bool]) -> Iterator[Mapping[str, Any]]: ...
 
 
 class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -236,6 +240,13 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                 if not isinstance(body.get("config"), dict):
                     raise errors.BadRequest('POST a JSON object {"config": CONTAINER CONFIG}')
                 self._json(200, view.create_container(body["config"], volatile=body.get("volatile") is True))
+            elif path == "/v1/run" and method == "POST":    # `reconcile run` in one request (#21)
+                body = self._body()
+                if not isinstance(body.get("config"), dict):
+                    raise errors.BadRequest('POST a JSON object {"config": CONTAINER CONFIG, "remove": BOOL, '
+                                            '"detach": BOOL}')
+                self._stream_lines(view.run_container(body["config"], remove=body.get("remove") is True,
+                                                      detach=body.get("detach") is True, hangup=self._hung_up))
             elif path.startswith("/v1/containers/") and method == "POST":   # start, stop, wait, remove, exec
                 name, _, action = path[len("/v1/containers/"):].rpartition("/")
                 self._json(200, view.container_action(urllib.parse.unquote(name), action, self._body()))
@@ -264,7 +275,7 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                     raise errors.BadRequest('POST a JSON object {"source": NAME, "revision": ID (optional)}')
                 self._json(200, view.rollback(body["source"], body.get("revision")))
             elif path in ("/v1/status", "/v1/plan", "/v1/events", "/v1/history", "/v1/reconcile", "/v1/rollback",
-                          "/v1/containers", "/v1/images", "/v1/pull", "/v1/build"):
+                          "/v1/containers", "/v1/images", "/v1/pull", "/v1/build", "/v1/run"):
                 raise errors.MethodNotAllowed(f"{method} is not allowed on {path}")
             else:
                 raise errors.NotFound(f"no such API path {path}", hint="paths are versioned: /v1/status, ...")
@@ -314,6 +325,17 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
             for value in itertools.chain(() if first is None else (first,), values):
                 self.wfile.write(json.dumps(value).encode() + b"\n")
                 self.wfile.flush()
+
+        def _hung_up(self) -> bool:
+            """Whether the client of a streamed reply closed its side (`run`'s Ctrl-C: a
+            half-close); BrokenPipeError when it is gone altogether (a keep-alive blank line,
+            which a client skips, cannot be written)."""
+            ready, _, _ = select.select([self.connection], [], [], 0)
+            if not ready or self.connection.recv(1, socket.MSG_PEEK):
+                return False
+            self.wfile.write(b"\n")
+            self.wfile.flush()
+            return True
 
         def _dashboard_data(self) -> tuple[Mapping[str, Any], Sequence[Mapping[str, Any]],
                                            Mapping[str, Sequence[str]]]:

@@ -1,6 +1,6 @@
 """Finding the running agent for status/events/rollback/reconcile-now, asking the agent of a
 state root what it already knows (`served`: ps), and running containers and commands through
-its engine (`engine`: run, exec), stdlib only."""
+its engine (`run`, `engine`: exec), stdlib only."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
-__all__ = ["AgentEngine", "add_socket_flag", "client", "engine", "printed", "served", "streamed"]
+__all__ = ["AgentEngine", "add_socket_flag", "client", "engine", "printed", "run", "served", "streamed"]
 
 
 def add_socket_flag(parser: argparse.ArgumentParser) -> None:
@@ -108,9 +108,71 @@ def streamed(args: argparse.Namespace, path: str, *, timeout: float | None = Non
     return values
 
 
+def run(args: argparse.Namespace, body: dict[str, Any]) -> Iterator[tuple[str, Any]] | None:
+    """`reconcile run` without a terminal through the agent that holds `args.root`, in one
+    request (POST /v1/run, #21): the steps parts.run_foreground yields, as the agent sends them
+    (("id", ID), ("stdout" or "stderr", bytes), ("exit", code)); an error as the engine's error
+    of its kind, with the agent's message. None when no agent answers there: the command runs
+    on its own engine. Ctrl-C (SIGINT) once it started: the agent stops the container (the
+    connection half-closed), its last lines and exit code follow; a second Ctrl-C leaves."""
+    socket_path = _serving_socket(args)
+    if socket_path is None:
+        return None
+    from reconciler.api import thin
+
+    try:
+        reply = thin.Lines(socket_path, "/v1/run", body=body, timeout=None)
+    except (FileNotFoundError, ConnectionRefusedError):
+        return None                     # a killed agent's stale file
+    except (OSError, ValueError) as e:
+        raise _unavailable(socket_path, e) from None
+    if reply.status != 200:
+        raise _error(reply.status, reply.error())
+    return _steps(reply, socket_path, detach=body.get("detach") is True)
+
+
+def _steps(reply: Any, socket_path: str, *, detach: bool) -> Iterator[tuple[str, Any]]:
+    """What the agent's run sends, as parts.run_foreground's steps (see `run`)."""
+    import signal
+
+    def interrupted(*_: object) -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)     # a second Ctrl-C leaves
+        reply.hangup()
+
+    values = reply.values()
+    try:
+        for v in values:
+            if "id" in v:
+                if detach:
+                    yield "id", v["id"]
+                    return
+                signal.signal(signal.SIGINT, interrupted)
+                yield "id", v["id"]
+            elif "s" in v:
+                yield v["s"], v["d"].encode("latin-1")
+            elif "exit_code" in v:
+                yield "exit", int(v["exit_code"])
+                return
+            else:
+                raise _error(int(v.get("status", 500)), v)
+    except (OSError, ValueError) as e:
+        raise _unavailable(socket_path, e) from None
+    finally:
+        values.close()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    raise _unavailable(socket_path, "the reply ended before the container's exit code")
+
+
+def _unavailable(socket_path: str, why: object) -> Exception:
+    from reconciler.runtime import errors
+
+    return errors.Unavailable(f"the agent on {socket_path} did not answer: {why}",
+                              hint="see the agent's log; `reconcile status` says whether it runs")
+
+
 def engine(args: argparse.Namespace) -> AgentEngine | None:
     """The engine of the agent that holds the state root `args.root`, when one answers on its
-    socket, for `run` and `exec` (#21: the CLI then loads no engine code); None when no agent
+    socket, for `exec` (#21: the CLI then loads no engine code); None when no agent
     runs there: the command opens the engine itself."""
     socket_path = _serving_socket(args)
     if socket_path is None:
@@ -127,9 +189,9 @@ def engine(args: argparse.Namespace) -> AgentEngine | None:
 
 
 class AgentEngine:
-    """The container calls `run` and `exec` make, through an agent's API (`POST /v1/containers`
-    and `/v1/containers/NAME/ACTION`, `GET .../logs`); an error reply is raised as the engine's
-    error of that kind (NotFound, InvalidArgument, Conflict), with the agent's message."""
+    """What `exec` asks of a container through an agent's API (`POST /v1/containers/NAME/exec`);
+    an error reply is raised as the engine's error of that kind (NotFound, InvalidArgument,
+    Conflict), with the agent's message."""
 
     def __init__(self, socket_path: str) -> None:
         self.socket_path = socket_path
@@ -140,10 +202,7 @@ class AgentEngine:
         try:
             status, doc = thin.request(self.socket_path, "POST", path, body, timeout=timeout)
         except (OSError, ValueError) as e:
-            from reconciler.runtime import errors
-
-            raise errors.Unavailable(f"the agent on {self.socket_path} did not answer: {e}",
-                                     hint="see the agent's log; `reconcile status` says whether it runs") from None
+            raise _unavailable(self.socket_path, e) from None
         if status >= 400:
             raise _error(status, doc)
         return doc
@@ -153,27 +212,6 @@ class AgentEngine:
 
         return f"/v1/containers/{urllib.parse.quote(name, safe='')}/{action}"
 
-    def create_container(self, config: dict[str, Any], *, volatile: bool = False) -> str:
-        """Create a container of `config` (base.config_to_json's form, as `run` makes it
-        without loading runtime.base: cmd_run.config_json), its image pulled first if missing;
-        `volatile`: its file system is thrown away with it (`run --rm`), so never synced."""
-        body: dict[str, Any] = {"config": config}
-        if volatile:
-            body["volatile"] = True
-        return str(self._call("/v1/containers", body)["id"])
-
-    def start_container(self, name: str) -> None:
-        self._call(self._container(name, "start"), {})
-
-    def stop_container(self, name: str, *, timeout: float | None = None) -> None:
-        self._call(self._container(name, "stop"), {"timeout": timeout})
-
-    def remove_container(self, name: str, *, force: bool = False) -> None:
-        self._call(self._container(name, "remove"), {"force": force})
-
-    def wait_container(self, name: str) -> int:
-        return int(self._call(self._container(name, "wait"), {}, timeout=None)["exit_code"])
-
     def exec(self, name: str, argv: list[str]) -> Any:
         """Run `argv` in the running container `name`: an ExecResult once it ended."""
         from reconciler.runtime import base
@@ -182,38 +220,8 @@ class AgentEngine:
         return base.ExecResult(exit_code=int(doc["exit_code"]), stdout=doc["stdout"].encode("latin-1"),
                                stderr=doc["stderr"].encode("latin-1"))
 
-    def logs(self, name: str, *, follow: bool = False) -> Iterator[Any]:
-        """The container's log lines (`stream` and `data`, as a LogLine has them), as the agent
-        reads them."""
-        import urllib.parse
-
-        from reconciler.api import thin
-
-        path = f"/v1/containers/{urllib.parse.quote(name, safe='')}/logs" + ("?follow=1" if follow else "")
-        try:
-            status, values = thin.stream(self.socket_path, path, timeout=None)
-        except (OSError, ValueError) as e:
-            from reconciler.runtime import errors
-
-            raise errors.Unavailable(f"the agent on {self.socket_path} did not answer: {e}") from None
-        if status != 200:
-            values.close()
-            raise _error(status, {"error": f"the agent refused the logs of {name} ({status})"})
-        for v in values:
-            yield _Line(v["s"], v["d"].encode("latin-1"), v["t"])
-
     def close(self) -> None:
         pass
-
-
-class _Line:
-    """A log line the agent sent: base.LogLine's fields, without loading runtime.base's
-    dataclasses in a `run` that goes through the agent (#21)."""
-
-    __slots__ = ("data", "stream", "time")
-
-    def __init__(self, stream: str, data: bytes, time: str) -> None:
-        self.stream, self.data, self.time = stream, data, time
 
 
 def _error(status: int, doc: Any) -> Exception:

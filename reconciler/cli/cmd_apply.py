@@ -166,6 +166,14 @@ def open_runtime(args: argparse.Namespace, *, supervise: bool = True) -> Any:
     return backends.session(runtime, supervise=supervise)
 
 
+def known_valid(args: argparse.Namespace) -> Any:
+    """The documents known to pass their schema (reconciler.spec.validity), kept under the
+    state root (their `save()` writes nothing while the root does not exist)."""
+    from reconciler.spec import validity
+
+    return validity.KnownValid(os.path.join(args.root, validity.FILE))
+
+
 def open_db(args: argparse.Namespace) -> Any:
     from pathlib import Path
 
@@ -190,9 +198,11 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.execution import executor, locking, passes, stopping
     from reconciler.spec import policy
 
+    known = known_valid(args)
     loaded = spec.load(args.source, policy=policy.load_policy(args.policy),
                        decryption=decryption_keys(args), cluster=args.runtime == "swarm",
-                       engine=args.runtime)     # SpecError/PolicyError → exit 2, before anything is touched
+                       engine=args.runtime,     # SpecError/PolicyError → exit 2, before anything is touched
+                       known_valid=known)
     print_warnings(loaded)
     options = passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty, dry_run=args.dry_run,
                                  max_workers=max(1, args.parallel), source=os.path.abspath(args.source)
@@ -208,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
         if result.changeset is not None and result.converged:
             keep_revision(args, loaded, options.source, keep=args.keep_revisions)   # all of it: a
             #                                         rollback takes this host's part again, by its labels then
+    known.save()                            # the state root exists now, also on a first run
     if stopped := stopped_code(result, stop, args.output):
         return stopped
     if not output.wants_data(args):

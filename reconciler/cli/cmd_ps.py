@@ -92,8 +92,6 @@ def _short_image(image: str, no_trunc: bool) -> str:
 
 def run_swarm(args: argparse.Namespace) -> int:
     """Services and their tasks: one row per task, the service's columns on its first row."""
-    from datetime import UTC, datetime
-
     from reconciler import listing
     from reconciler.cli import engines, output
 
@@ -114,7 +112,7 @@ def run_swarm(args: argparse.Namespace) -> int:
              "labels": dict(st.labels), "error": st.error, "tasks": [t.to_json() for t in tasks.get(name, [])]}
             for name, st in sorted(states.items())], args.output)
         return 0
-    now = datetime.now(UTC)
+    now = listing.utcnow()
     rows: list[dict[str, Any]] = []
     for name, st in sorted(states.items()):
         head = {"service": name, "image": _short_image(st.image, args.no_trunc),

@@ -6,8 +6,8 @@ downloads); otherwise one plain line per state change, so logs stay readable.
 
 from __future__ import annotations
 
+import _thread
 import sys
-import threading
 import time
 
 from reconciler.cli import fastpath
@@ -72,7 +72,7 @@ class Progress:
         self.interval = interval        # least seconds between two redraws for progress alone
         self.out = out
         self.tty = tty
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()      # threading.Lock itself, without threading's import (#21)
         self.order: list[str] = []
         self.lines: dict[str, str] = {}
         self.drawn = 0

@@ -22,7 +22,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
-    from typing import Any
+    from typing import Any, NoReturn
 
 __all__ = ["main"]
 
@@ -216,6 +216,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.umask(old_umask)
 
 
+def _end_now(code: int) -> NoReturn:
+    """End this process with `code` now, for a command that closed what it opened (`run`: its
+    state DB): what is left is the interpreter's teardown, freeing every object of every module
+    the engine loaded, ~20 ms of CPU per `run` (#21). Only for the process's own command line
+    (main() without argv): in-process callers get their code back."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        pass                        # the reader left: as main() answers it
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        logging.shutdown()          # what logging's own atexit hook does: its handlers flushed
+    os._exit(code)
+
+
 def _parse(args_list: list[str]) -> argparse.Namespace | int:
     """The command line parsed by argparse, or the exit code when it printed help, the version
     or a usage error."""
@@ -259,7 +275,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
         configure_logging(level=args.log_level, json=args.log_json)
     try:
-        return int(args.run(args))
+        code = int(args.run(args))
+        if argv is None and getattr(args, "end_at_once", False):
+            _end_now(code)
+        return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -102,10 +102,10 @@ def decryption_keys(args: argparse.Namespace) -> Any:
     import os
     import shutil
 
-    from reconciler.spec import sops
+    from reconciler.spec import sopskeys
 
     key_file = getattr(args, "sops_age_key_file", None) or os.environ.get("SOPS_AGE_KEY_FILE") or None
     flag = "--sops-age-key-file" if getattr(args, "sops_age_key_file", None) else "SOPS_AGE_KEY_FILE"
-    return sops.load_keys(key_file, age_key=os.environ.get("SOPS_AGE_KEY"), gnupg_home=os.environ.get("GNUPGHOME"),
+    return sopskeys.load_keys(key_file, age_key=os.environ.get("SOPS_AGE_KEY"), gnupg_home=os.environ.get("GNUPGHOME"),
                           use_gpg=shutil.which("gpg") is not None,
                           where=f"{flag} {key_file}" if key_file else "SOPS_AGE_KEY / gpg")

@@ -1,4 +1,4 @@
-"""Value types: media types, descriptors, manifests, platforms."""
+"""Value types: descriptors, manifests, platforms (and the media types, from mediatypes.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.registry_client import digests, errors
+from reconciler.registry_client.mediatypes import (  # re-exported: their home is mediatypes.py
+    ACCEPT_MANIFESTS,
+    CONFIG_TYPES,
+    DOCKER_CONFIG,
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    DOCKER_SCHEMA1,
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
 
 __all__ = [
     "ACCEPT_MANIFESTS",
@@ -23,21 +36,6 @@ __all__ = [
     "Descriptor",
     "Manifest",
 ]
-
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-DOCKER_SCHEMA1 = (
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-    "application/vnd.docker.distribution.manifest.v1+json",
-)
-MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
-INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
-CONFIG_TYPES = (OCI_CONFIG, DOCKER_CONFIG)
-ACCEPT_MANIFESTS = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
 
 
 @dataclass(frozen=True)

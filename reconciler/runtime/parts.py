@@ -12,6 +12,8 @@ native engine's own parts, so the CLI names no module of `runtime/native/`:
     volume_store / export_volume / import_volume   `volume ...`
     network_manager                       `network ...`
     exec_argv / attach / resize           a terminal attached to `run` and `exec` (conmon's socket)
+    run_foreground                        `run` without a terminal, step by step (the CLI's engine
+                                          and an agent's, POST /v1/run)
 
 Stdlib only at import time (`options.resolve` calls `locations` before every command): each
 function imports the part it uses when called.
@@ -23,10 +25,12 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
     from pathlib import Path
     from typing import IO, Any
 
+    from reconciler.runtime.base import ContainerConfig
+    from reconciler.runtime.native.backend import NativeRuntime
     from reconciler.runtime.native.build.lint import Result
     from reconciler.runtime.native.containers import containers
     from reconciler.runtime.native.containers.records import RecordStore
@@ -38,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["attach", "build_image", "commit_container", "container_summaries", "exec_argv", "export_container", "export_volume",
            "import_volume", "lint_dockerfile", "load_images", "locations", "network_manager", "push_image",
-           "resize", "save_images", "tag_image", "volume_store"]
+           "resize", "run_foreground", "save_images", "tag_image", "volume_store"]
 
 if TYPE_CHECKING:
     Progress = Callable[[str], None]
@@ -74,11 +78,9 @@ def image_present(root: str, ref: str, *, head: bool = True) -> Any:
     """A tag whose image the native engine at the state root `root` holds (images.presence:
     its state DB and one plain HEAD, none without `head`), without the engine's place, its
     config or the image store (#21: a CLI re-pull); None when a full pull must answer."""
-    from pathlib import Path
-
     from reconciler.runtime.native.images import presence
 
-    return presence.present_at(Path(root), ref, head=head)
+    return presence.present_at(root, ref, head=head)
 
 
 def rebuilt(root: str, options: Mapping[str, Any]) -> tuple[str, list[str]] | None:
@@ -213,3 +215,86 @@ def resize(containers: RecordStore, name: str, rows: int, cols: int) -> None:
     from reconciler.runtime.native.containers import execs
 
     execs.resize(containers, name, rows, cols)
+
+
+RUN_POLL = 0.01     # between looks at a foreground run's log: its lines printed as they are written
+
+
+def run_foreground(rt: NativeRuntime, config: ContainerConfig, *, remove: bool, detach: bool,
+                   hangup: Callable[[], bool] = lambda: False,
+                   pulling: Callable[[], None] = lambda: None) -> Generator[tuple[str, Any], None, None]:
+    """`reconcile run` without a terminal on the native engine `rt`, the one home of its steps
+    for the CLI's own engine and an agent's (#21: POST /v1/run, one request). Yields ("id",
+    the container's id) once it started (a `detach`ed run ends there), then ("stdout" or
+    "stderr", a line's bytes) as the container writes them, then ("exit", its exit code) once
+    it ended and, with `remove`, was removed.
+
+    The image is pulled when the store lacks it (`pulling()` first: the CLI sets its logging
+    up). `hangup()` true (Ctrl-C, the agent's client closed its side): the container is
+    stopped as `stop` does, its last lines and exit code still follow. Left before its end
+    (an error, Ctrl-C during create, the consumer gone): a `remove` container is killed and
+    removed, leaving nothing behind."""
+    cid = _created(rt, config, volatile=remove, pulling=pulling)
+    done = False
+    try:
+        rt.start_container(cid)
+        done = detach
+        yield "id", cid
+        if detach:
+            return
+        for line in _output(rt, cid, hangup):
+            yield line.stream, line.data
+        code = int(rt.containers.wait(cid))
+        if remove:
+            rt.remove_container(cid, force=True)
+        done = True
+        yield "exit", code
+    finally:
+        if remove and not done:
+            from reconciler.runtime import errors
+
+            try:
+                rt.remove_container(cid, force=True)
+            except errors.NotFound:
+                pass            # removed meanwhile (`rm -f` from another shell)
+
+
+def _created(rt: NativeRuntime, config: ContainerConfig, *, volatile: bool, pulling: Callable[[], None]) -> str:
+    """A container of `config` made, its image pulled first when missing; its id."""
+    from reconciler.runtime import errors
+
+    try:
+        return rt.create_container(config, volatile=volatile)
+    except errors.NotFound as exc:
+        if "image" not in str(exc):
+            raise
+    pulling()
+    rt.pull_image(config.image)
+    return rt.create_container(config, volatile=volatile)
+
+
+def _output(rt: NativeRuntime, cid: str, hangup: Callable[[], bool]) -> Iterator[Any]:
+    """The lines of the running container `cid` as they are written, until it ended; stopped
+    once `hangup()` says so (asked between lines and between looks)."""
+    from reconciler.runtime import opening
+
+    mgr = rt.containers
+    until_exit = mgr.until_exit(mgr.get(cid))
+    stopped = False
+
+    def stop_if_hung_up() -> None:
+        nonlocal stopped
+        if not stopped and hangup():
+            stopped = True
+            rt.stop_container(cid)
+
+    def idle(seconds: float) -> None:
+        stop_if_hung_up()
+        until_exit(seconds)
+
+    def running() -> bool:
+        return mgr.get(cid).status in ("running", "created")
+
+    for line in opening.read_native_logs(mgr.paths(cid).log, is_running=running, poll=RUN_POLL, idle=idle):
+        stop_if_hung_up()
+        yield line

@@ -21,18 +21,19 @@ from reconciler.spec.errors import Problem, SpecError
 
 if TYPE_CHECKING:
     from reconciler.spec import models
-    from reconciler.spec.compose_files import Options as ComposeOptions
+    from reconciler.spec.composefiles import Options as ComposeOptions
     from reconciler.spec.models import DesiredState
     from reconciler.spec.policy import Policy
     from reconciler.spec.reading import Limits
     from reconciler.spec.sops import Keys
+    from reconciler.spec.validity import KnownValid
 
 __all__ = ["ComposeOptions", "DesiredState", "Limits", "Problem", "SpecError", "convert", "load", "models"]
 
 # Submodules and names loaded on first use (PEP 562): `reconcile run` takes its flag parsers from
 # reconciler.spec.units and must not pay ~70 ms for the YAML loader and the schemas.
 _LAZY = {"building": ("building", None), "lock": ("lock", None), "models": ("models", None),
-         "compose": ("compose", None), "ComposeOptions": ("compose_files", "Options"),
+         "compose": ("compose", None), "ComposeOptions": ("composefiles", "Options"),
          "reading": ("reading", None), "policy": ("policy", None), "DesiredState": ("models", "DesiredState"),
          "Limits": ("reading", "Limits")}
 
@@ -51,6 +52,7 @@ def load(
     path: str | os.PathLike[str], *, limits: Limits | None = None, use_lock: bool = True, policy: Policy | None = None,
     live: str | os.PathLike[str] | None = None, compose: ComposeOptions | None = None,
     decryption: Keys | None = None, cluster: bool = False, engine: str | None = None,
+    known_valid: KnownValid | None = None,
 ) -> DesiredState:
     """Read, validate and build every manifest under `path` ("-" = stdin).
 
@@ -83,6 +85,10 @@ def load(
     fake; None: any): what it cannot honour (a Volume's `driver` and `driverOpts` on the native
     engine) is a Problem here, before anything is touched, not a failure while converging.
 
+    With `known_valid` (reconciler.spec.validity: the documents that passed their schema in
+    earlier loads), a document it holds is not validated again (its key is its content and the
+    schema's); the ones that pass now are added to it (its `save()` keeps them).
+
     With `use_lock` (the default), the lock file beside the manifests (lock.py, written by
     `reconcile lock`) pins the image references it names to their digests.
 
@@ -94,7 +100,7 @@ def load(
     gc.disable()
     try:
         desired, _ = _load(os.fspath(path), limits, use_lock, policy, None if live is None else os.fspath(live),
-                           compose, decryption, cluster, engine)
+                           compose, decryption, cluster, engine, known_valid)
         return desired
     finally:
         if gc_was_enabled:
@@ -125,10 +131,9 @@ def convert(
 def _load(
     path: str, limits: Limits | None, use_lock: bool = True, policy: Policy | None = None, live: str | None = None,
     compose_opts: ComposeOptions | None = None, decryption: Keys | None = None, cluster: bool = False,
-    engine: str | None = None,
+    engine: str | None = None, known_valid: KnownValid | None = None,
 ) -> tuple[DesiredState, list[Any]]:
-    from reconciler.spec import building, lock, models, reading
-    from reconciler.spec.compose_files import find as find_compose
+    from reconciler.spec import building, composefiles, lock, models, reading
     from reconciler.spec.models import DesiredState
     from reconciler.spec.reading import Limits
 
@@ -136,14 +141,14 @@ def _load(
     problems: list[Problem] = []
     warnings: list[Problem] = []
     compose_files = compose_opts.files if compose_opts is not None and compose_opts.files else \
-        find_compose(path) if path != "-" else []
+        composefiles.find(path) if path != "-" else []
     if compose_opts is not None and compose_opts.files:
         path = os.path.dirname(os.path.abspath(compose_opts.files[0]))
     root = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)) if path != "-" else os.getcwd()
     # the manifests' bases are real paths (reading.py), and so is the root they are placed from
     builder = building.Builder(problems, limits, root=os.path.realpath(root),
                                live=None if live is None else os.path.normpath(os.path.abspath(live)),
-                               decryption=decryption, engine=engine, warnings=warnings)
+                               decryption=decryption, engine=engine, warnings=warnings, known_valid=known_valid)
     project = ""
     if compose_files:
         project, docs, source_files = _compose(path, live, list(compose_files), compose_opts, builder, warnings, policy)

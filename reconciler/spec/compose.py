@@ -51,7 +51,7 @@ from typing import Any
 import yaml
 
 from reconciler.spec import errors, hashing, interpolation, located, reading, schemas, sops
-from reconciler.spec.compose_files import COMPOSE_FILES, OVERRIDE_FILES, Options, find
+from reconciler.spec.composefiles import COMPOSE_FILES, OVERRIDE_FILES, Options, find
 from reconciler.spec.located import Map, Seq
 from reconciler.spec.models import Origin
 

@@ -35,6 +35,7 @@ a prune policy, so changing it never recreates a volume).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -59,13 +60,23 @@ _NESTED_IF_SET = frozenset({"options", "memory_reservation", "cpu_shares", "cpus
 def _default(value: Any) -> Any:
     """JSON fallback for the models: dataclasses as their fields, mappings as dicts."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)
-                if not f.metadata.get("transient")
-                and not (f.metadata.get("omit_empty") and not getattr(value, f.name))
-                and (getattr(value, f.name) or f.name not in _NESTED_IF_SET)}
+        out = {}
+        for name, if_set in _hashed_fields(type(value)):
+            v = getattr(value, name)
+            if v or not if_set:
+                out[name] = v
+        return out
     if isinstance(value, Mapping):
         return dict(value)
     return str(value)
+
+
+@functools.cache
+def _hashed_fields(cls: type) -> tuple[tuple[str, bool], ...]:
+    """A model's fields as the hash takes them: (name, only when set), transient ones left out
+    (once per class: every spec hash walks every nested model)."""
+    return tuple((f.name, bool(f.metadata.get("omit_empty")) or f.name in _NESTED_IF_SET)
+                 for f in dataclasses.fields(cls) if not f.metadata.get("transient"))
 
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default)

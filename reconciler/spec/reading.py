@@ -183,10 +183,14 @@ def collect(path: str, problems: list[errors.Problem]) -> list[Path]:
         for dirpath, dirnames, filenames in os.walk(root, onerror=None):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             found.extend(Path(dirpath) / n for n in filenames if not _ignored(n))
-        return sorted(found)
+        return sorted(found, key=_parts)             # Path's order, each path's parts taken once
     except OSError as exc:
         problems.append(_problem(path, 0, 0, f"cannot read: {exc.strerror or exc}"))
         return []
+
+
+def _parts(p: Path) -> tuple[str, ...]:
+    return p.parts
 
 
 def decode(name: str, raw: bytes, problems: list[errors.Problem]) -> str | None:
@@ -213,6 +217,7 @@ def read_source(path: str, problems: list[errors.Problem], limits: Limits = Limi
     sources: list[SourceFile] = []
     total = 0
     root: str | None = None
+    dirs: dict[str, str] = {}
     if path == "-":
         raw = sys.stdin.buffer.read(limits.file_bytes + 1)
         items: list[tuple[str, str, bytes | None]] = [("<stdin>", os.getcwd(), raw)]
@@ -234,7 +239,7 @@ def read_source(path: str, problems: list[errors.Problem], limits: Limits = Limi
             except OSError as exc:
                 problems.append(_problem(name, 0, 0, f"cannot read: {exc.strerror or exc}"))
                 continue
-            base = str(Path(name).resolve().parent)
+            base = _real_dir(name, dirs)
         if len(raw) > limits.file_bytes:
             problems.append(_problem(name, 1, 1, f"file larger than {limits.file_bytes} bytes; split it into several files"))
             continue
@@ -246,6 +251,18 @@ def read_source(path: str, problems: list[errors.Problem], limits: Limits = Limi
         if text is not None:
             sources.append(SourceFile(path=name, base=base, text=text))
     return sources
+
+
+def _real_dir(name: str, dirs: dict[str, str]) -> str:
+    """The real directory of the file `name` (symlinks resolved, its own too): where relative
+    paths in it start. `dirs` keeps each directory's, so that a directory of many files is
+    resolved once (a file that is a symlink is resolved on its own)."""
+    if os.path.islink(name):
+        return os.path.dirname(os.path.realpath(name))
+    parent = os.path.dirname(name)          # as named: realpath takes a ".." after a symlink as the kernel does
+    if parent not in dirs:
+        dirs[parent] = os.path.realpath(parent)
+    return dirs[parent]
 
 
 class Refused(Exception):

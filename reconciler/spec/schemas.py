@@ -6,12 +6,11 @@ messages; unknown fields get a "did you mean" suggestion from difflib.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import re
 from collections.abc import Iterator, Mapping
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from reconciler.spec import models
@@ -22,8 +21,9 @@ SchemaIssue = tuple[tuple[str | int, ...], bool, str]   # (path, at the key?, me
 
 
 def schema_text(kind: str) -> str:
-    """The schema file of `kind` ("Container", ...), as shipped."""
-    return resources.files("reconciler.spec").joinpath("schemas", f"{kind.lower()}.json").read_text("utf-8")
+    """The schema file of `kind` ("Container", ...), as shipped (beside this module: the package
+    is installed as files; importlib.resources would cost every start ~2 ms)."""
+    return (Path(__file__).parent / "schemas" / f"{kind.lower()}.json").read_text("utf-8")
 
 
 @functools.cache
@@ -52,6 +52,8 @@ def _fast_validator(kind: str) -> Any:
 
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...] | Any) -> str:
     """` (did you mean 'x'?)` for the closest choice, or ""."""
+    import difflib  # only a manifest with a mistake needs it
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     if not close and isinstance(word, str):   # case-only differences ("Image" for "image")
         close = [c for c in choices if c.lower() == word.lower()][:1]

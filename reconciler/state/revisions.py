@@ -39,7 +39,7 @@ from reconciler._private import make_private
 from reconciler.errors import TerminalError
 from reconciler.spec import models
 from reconciler.spec.ids import ResourceId
-from reconciler.spec.sops import Keys
+from reconciler.spec.sopskeys import Keys
 
 __all__ = ["DEFAULT_KEEP", "META", "RevisionStore", "Snapshot", "SnapshotError"]
 

@@ -5,15 +5,18 @@ agent, or one that no longer answers)."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.agent.conftest import AgentProc, wait_for
 from tests.agent.test_native import doc, running
-from tests.agent.test_thin_cli import engine_modules, modules_of, reconcile
+from tests.agent.test_thin_cli import REPO, engine_modules, modules_of, reconcile
 
 pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
 
@@ -30,6 +33,10 @@ def outputs(a: AgentProc, image: str) -> list[tuple[int, str, str]]:
                  " cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max;"
                  " ls -d /h /t; touch /h/x"),
                 ("run", "--rm", image, "sh", "-c", "grep ' / / ' /proc/self/mountinfo | grep -o volatile"),
+                ("run", "--rm", image.rpartition("/")[0] + "/nope:1", "true"),        # a missing image
+                ("run", "--rm", "--memory", "lots", image, "true"),                    # bad flags
+                ("run", "--rm", "--bogus", image, "true"),
+                ("run", "--rm", "-v", "/etc", image, "true"),
                 ("run", "-d", "--name", "bg", image, "sleep", "3600"),
                 ("exec", "bg", "sh", "-c", "echo a; echo b >&2; exit 4"),
                 ("exec", "web", "cat", "/nope"),
@@ -53,8 +60,9 @@ def test_run_and_exec_go_through_the_agent_and_print_what_they_print_without_one
         proc = reconcile(a, *argv, importtime=True)
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert engine_modules(modules_of(proc)) == []          # the agent ran it: no engine code here
-        if argv[0] == "run":                # nor the config's dataclasses (the flags' JSON is sent)
-            loaded = {"reconciler.runtime.base", "reconciler.spec", "dataclasses"} & modules_of(proc)
+        if argv[0] == "run":                # nor the config's dataclasses (the flags' JSON is sent),
+            # nor socket's enums and json's patterns (thin.Lines: _socket, jsonscan)
+            loaded = {"reconciler.runtime.base", "reconciler.spec", "dataclasses", "socket", "json"} & modules_of(proc)
             assert sorted(loaded) == []
     served = outputs(a, busybox_image)
     assert served[0] == (3, "out\n", "err\n")
@@ -64,11 +72,14 @@ def test_run_and_exec_go_through_the_agent_and_print_what_they_print_without_one
     assert served[3][:2] == (1, f"33\n{64 << 20}\n/h\n/t\n")    # the flags reached the engine
     assert "Read-only file system" in served[3][2]
     assert served[4] == (0, "volatile\n", "")          # --rm: a file system never synced (the agent's too)
-    assert served[5] == (0, "ID\n", "")
-    assert served[6] == (4, "a\n", "b\n")
-    assert served[7][0] == 1
-    assert "/nope" in served[7][2]
-    assert served[8] == (1, "", "error: no such container: nope\n")
+    assert served[5][0] != 0
+    assert "nope" in served[5][2]
+    assert [rc for rc, _, _ in served[6:9]] == [2, 2, 2]
+    assert served[9] == (0, "ID\n", "")
+    assert served[10] == (4, "a\n", "b\n")
+    assert served[11][0] == 1
+    assert "/nope" in served[11][2]
+    assert served[12] == (1, "", "error: no such container: nope\n")
     ps = reconcile(a, "ps", "-aq")
     assert len(ps.stdout.split()) == 1                          # web: --rm removed what it ran
 
@@ -77,3 +88,44 @@ def test_run_and_exec_go_through_the_agent_and_print_what_they_print_without_one
     proc = reconcile(a, "exec", "web", "true", importtime=True)
     assert "reconciler.runtime.native.containers" in modules_of(proc)   # the CLI opened the engine
     assert outputs(a, busybox_image) == served
+
+
+def started(a: AgentProc, *argv: str) -> subprocess.Popen[str]:
+    """`reconcile ARGV` on the agent's root, running, once it printed its first line."""
+    env = {**os.environ, "RECONCILER_ROOT": str(a.root), "RECONCILER_RUN_DIR": str(a.run_dir),
+           "RECONCILER_PREFIX": a.prefix}
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler", *argv], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    return proc
+
+
+def interrupted(a: AgentProc, image: str) -> tuple[int, str, str, str]:
+    """Ctrl-C to a foreground `run --rm` once it runs: its exit code, the rest of its output, and
+    what is left of it afterwards (`ps -aq`)."""
+    proc = started(a, "run", "--rm", image, "sh", "-c",
+                   "trap 'echo stopped; exit 7' TERM; echo ready; while :; do sleep 0.1; done")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, out, err, reconcile(a, "ps", "-aq").stdout
+
+
+def test_ctrl_c_stops_a_run_and_a_killed_client_leaves_no_rm_container(
+        tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
+    a = native_agent
+    a.start()
+    # Ctrl-C: the agent stops the container (its TERM trap runs), the CLI exits with its code,
+    # --rm removed it: as without an agent (below)
+    served = interrupted(a, busybox_image)
+    assert served == (7, "stopped\n", "", "")
+
+    # the client killed: the agent kills and removes what it ran with --rm
+    proc = started(a, "run", "--rm", "--name", "orphan", busybox_image, "sh", "-c", "echo ready; sleep 3600")
+    assert reconcile(a, "ps", "-q").stdout.strip()
+    proc.kill()
+    proc.communicate()
+    wait_for("the killed client's --rm container removed", lambda: reconcile(a, "ps", "-aq").stdout == "")
+
+    a.kill9()                                                   # no agent: the CLI's own engine
+    assert interrupted(a, busybox_image) == served

@@ -32,7 +32,7 @@ COMMANDS = (("ps", "-a"), ("ps", "-a", "--no-trunc"), ("ps", "-a", "-o", "json")
             ("image", "ls", "-q"))
 # what `ps` must not load when the agent answers: the engine's code, the state database, and
 # http.client's email and ssl
-ENGINE = ("sqlite3", "reconciler.runtime.native", "reconciler._sqlite", "http.client", "email", "ssl", "httpx",
+ENGINE = ("sqlite3", "_sqlite3", "reconciler.runtime.native", "reconciler._sqlite", "http.client", "email", "ssl", "httpx",
           "reconciler.registry_client")
 
 
@@ -131,5 +131,5 @@ def test_ps_inspect_and_images_are_served_by_the_agent_and_print_what_they_print
     a.kill9()                                                   # its agent.json stays, nobody answers
     assert (a.root / "agent.json").exists()
     read_here = outputs(a, busybox_image)
-    assert "sqlite3" in engine_modules(loaded(a, busybox_image))  # it read the root itself
+    assert "_sqlite3" in engine_modules(loaded(a, busybox_image))  # it read the root itself
     assert read_here == served

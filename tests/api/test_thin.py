@@ -40,3 +40,20 @@ def test_loads_imports_no_json_or_re() -> None:
             "print(sorted({'json', 're'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out == "[]\n"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_dumps_writes_what_json_dumps_writes(document: str) -> None:
+    from reconciler import jsonscan
+
+    value = json.loads(document)
+    assert jsonscan.dumps(value) == json.dumps(value)
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        jsonscan.dumps({"a": [object()]})
+
+
+def test_dumps_imports_no_json_or_re() -> None:
+    code = ("import sys; from reconciler import jsonscan; print(jsonscan.dumps({'a': [1, 2.5, 'b']})); "
+            "print(sorted({'json', 're'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out == '{"a": [1, 2.5, "b"]}\n[]\n'

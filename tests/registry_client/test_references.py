@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+import random
+import re
+
 import pytest
 
-from reconciler.registry_client import digests, errors, references
+from reconciler.registry_client import digests, errors, references, refnames
+from reconciler.runtime.native.images import digestpaths
 
 D = "sha256:" + "a" * 64
 
@@ -78,3 +83,40 @@ def test_digest_validation_accepts() -> None:
 ])
 def test_familiar_names_are_what_docker_shows(given: str, shown: str) -> None:
     assert references.parse(given).familiar == shown
+
+
+# normalize.go's expressions, as the reference rules were written before they were checked with
+# sets of characters (refnames.py: no `re` on a re-pull's path, #21)
+_C = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+EXPRESSIONS = {
+    "is_domain": re.compile(rf"^(?:{_C}(?:\.{_C})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$"),
+    "is_path_component": re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$"),
+    "is_tag": re.compile(r"^[\w][\w.-]{0,127}$"),
+}
+
+
+def _samples() -> list[str]:
+    """Every string of up to 5 of the characters the rules tell apart, and random longer ones
+    (unicode letters and digits, lengths around the tag's 128)."""
+    short = ["".join(p) for n in range(6) for p in itertools.product("a1Z.-_:[]", repeat=n)]
+    rng = random.Random(21)
+    alphabet = "ab09AF.-_:[]/ é٣²\n@"
+    rand = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 140))) for _ in range(20000)]
+    edges = ["a" * 128, "a" * 129, "_" + "." * 127, "[::1]:5000", "[::1]", "[]:1", "[::1]:", "[::1]x", "a.b:",
+             "a..b", "-a.b", "a-.b", "a_b", "a__b", "a___b", "a.-b", "a--b", "é", "٣x", "x\n", "[AbC:0]:0"]
+    return short + rand + edges
+
+
+@pytest.mark.parametrize("rule", sorted(EXPRESSIONS))
+def test_each_reference_rule_is_its_expression(rule: str) -> None:
+    check, expression = getattr(refnames, rule), EXPRESSIONS[rule]
+    differ = [s for s in _samples() if check(s) != bool(expression.fullmatch(s))]
+    assert differ == []
+
+
+def test_a_stored_digest_is_sha256_hex_and_nothing_more() -> None:
+    expression = re.compile(r"sha256:[a-f0-9]{64}")
+    samples = [D, D[:-1], D + "a", D.upper(), "sha512:" + "a" * 64, "sha256:" + "g" * 64, "sha256:../" + "a" * 61,
+               *(D[:i] + c + D[i + 1:] for i in range(0, 71, 7) for c in "A/:\n")]
+    assert [s for s in samples if digestpaths.is_digest(s) != bool(expression.fullmatch(s))] == []
+    assert not digestpaths.is_digest(D + "\n")        # re.match("^...$") took this one

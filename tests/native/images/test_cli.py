@@ -204,9 +204,14 @@ def test_repull_of_a_present_tag_is_one_head_or_none_and_opens_no_store(
         assert (fast.returncode, fast.stdout) == (0, again.stdout), fast.stderr[-2000:]
         assert proxy.requests == [("HEAD", f"/v2/{repo}/manifests/{tag}")]
         loaded = {ln.rsplit("|", 1)[1].strip() for ln in fast.stderr.splitlines() if ln.startswith("import time:")}
-        # nor the engine's config and place (the state root is all it reads), nor socket's enums
+        # nor the engine's config and place (the state root is all it reads), nor socket's enums;
+        # nor a dataclass (a Reference, the content store's), typing, pathlib, shutil, json, re,
+        # threading, or sqlite3's and datetime's Python modules (#21: their C cores do the work)
         assert sorted(loaded & {"argparse", "reconciler.runtime.native.images.images", "httpx",
-                                "reconciler.runtime.native.config", "reconciler.runtime.opening", "selectors"}) == []
+                                "reconciler.runtime.native.config", "reconciler.runtime.opening", "selectors",
+                                "dataclasses", "typing", "pathlib", "shutil", "json", "re", "threading", "sqlite3",
+                                "datetime", "reconciler.runtime.native.images.content",
+                                "reconciler.registry_client.references", "reconciler.registry_client.models"}) == []
 
         proxy.requests.clear()
         missing = cli(tmp_path, "pull", "-q", "--pull=missing", ref)

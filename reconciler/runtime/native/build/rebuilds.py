@@ -114,22 +114,20 @@ def lookup(root: Path, options: Mapping[str, Any]) -> tuple[str, list[str]] | No
 
 def _cache_unchanged(root: Path, rows: Sequence[Sequence[str]]) -> bool:
     """Whether the build cache still has each (key, layer, created) row as recorded, with the
-    layer's blob and snapshot."""
-    import sqlite3
+    layer's blob and snapshot (the state DB read through dbformat.query: read-only, its format
+    checked)."""
+    from reconciler import dbformat
 
     wanted = {str(r[0]): (str(r[1]), str(r[2])) for r in rows}
     if not wanted:
         return True
-    try:
-        conn = sqlite3.connect(f"file:{root / 'state.db'}?mode=ro", uri=True, timeout=5.0)
-        try:
-            marks = ",".join("?" * len(wanted))
-            got = {str(k): (str(layer), str(created)) for k, layer, created in conn.execute(
-                f"SELECT key, layer, created FROM build_cache WHERE key IN ({marks})", list(wanted))}  # noqa: S608 - placeholders only
-        finally:
-            conn.close()
-    except sqlite3.Error:
+    marks = ",".join("?" * len(wanted))
+    found = dbformat.query(os.path.join(root, "state.db"),
+                           f"SELECT key, layer, created FROM build_cache WHERE key IN ({marks})",  # noqa: S608 - placeholders only
+                           tuple(wanted), timeout=5.0)
+    if found is None:
         return False
+    got = {str(k): (str(layer), str(created)) for k, layer, created in found}
     if got != wanted:
         return False
     layers = [json.loads(layer) for layer, _ in wanted.values()]

@@ -484,7 +484,7 @@ class ContainerManager(records.RecordStore):
             annotations={"io.reconciler.name": name},
         ))
         # env values from a SOPS file stay in memory: the bundle goes to the secrets tmpfs
-        (p.secrets if config.secret_env else p.dir).joinpath("config.json").write_text(json.dumps(spec, indent=1))
+        (p.secrets if config.secret_env else p.dir).joinpath("config.json").write_text(json.dumps(spec))
         return records.Record(
             id=cid, name=name, image=config.image, image_id=image_id, created=records.now(), config=config,
             image_config=dict(image_config), lowerdirs=tuple(str(d) for d in lowerdirs),
@@ -688,7 +688,7 @@ class ContainerManager(records.RecordStore):
                 spec = json.loads(spec_path.read_text())
                 spec.setdefault("annotations", {})["io.reconciler.name"] = name
                 tmp = spec_path.with_suffix(".json.tmp")      # exec reads it meanwhile
-                tmp.write_text(json.dumps(spec, indent=1))
+                tmp.write_text(json.dumps(spec))
                 os.replace(tmp, spec_path)
             if rec.netns_path:
                 self._network().rename(rec.id, name)

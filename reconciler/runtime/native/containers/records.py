@@ -187,12 +187,15 @@ class Record:
         return procs.alive(self.conmon_pid, self.conmon_start, self.boot_id, zombie_ok=True)
 
     def to_json(self) -> str:
-        d = dataclasses.asdict(self)
+        # field by field, not dataclasses.asdict: that deep-copies the config and the image's
+        # config only for them to be replaced below (1.6 ms of a create's CPU per save)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["config"] = config_to_dict(self.config)
         d["image_config"] = dict(self.image_config)
         d["ip_addresses"] = dict(self.ip_addresses)
         d["ip6_addresses"] = dict(self.ip6_addresses)
         d["health_log"] = [dict(x) for x in self.health_log]
+        d["published"] = [dataclasses.asdict(p) for p in self.published]
         return json.dumps(d, sort_keys=True)
 
     @classmethod

@@ -17,7 +17,7 @@ could change, an exited one with secrets, a root or run dir that another engine 
 database of a newer format or one it cannot open read-only: None, and the RecordStore answers
 (refreshing, recording exits, refusing in its own words).
 
-Stdlib `os` only at import (sqlite3 and shlex when reading).
+Stdlib `os` only at import (sqlite3's C core and shlex when reading).
 """
 
 from __future__ import annotations
@@ -144,26 +144,12 @@ def _recorded(path: str) -> str | None:
 
 
 def _rows(path: str) -> list[str] | None:
-    """The records' JSON from the database at `path`, opened read-only (nothing created or
-    changed); None when it cannot be read so, or a newer version wrote it."""
-    if not os.path.exists(path) or any(c in path for c in "?#%"):   # a plain URI path only
-        return None
-    import sqlite3
-
+    """The records' JSON from the database at `path` (dbformat.query: read-only, its format
+    checked); None when it cannot be read so."""
     from reconciler import dbformat
 
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
-    except sqlite3.Error:
-        return None
-    try:
-        if int(conn.execute("PRAGMA user_version").fetchone()[0]) > dbformat.FORMAT:
-            return None
-        return [data for (data,) in conn.execute("SELECT data FROM containers")]
-    except sqlite3.Error:
-        return None
-    finally:
-        conn.close()
+    rows = dbformat.query(path, "SELECT data FROM containers")
+    return None if rows is None else [data for (data,) in rows]
 
 
 def _summary(d: Mapping[str, Any], exits: set[str]) -> dict[str, Any] | None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,33 +33,19 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from reconciler import diskfull
 from reconciler.errors import DiskFull
 from reconciler.runtime import errors
+from reconciler.runtime.native.images.digestpaths import (  # re-exported: their home is digestpaths.py
+    SNAPSHOT_NAME_LEN,
+    digest_hex,
+    is_digest,
+    validate_digest,
+)
 
 if TYPE_CHECKING:
     import hashlib
 
 __all__ = ["SNAPSHOT_NAME_LEN", "ContentStore", "Ingest", "IngestInfo", "digest_hex", "validate_digest"]
 
-# a layer snapshot's directory is named by this many hex digits of its ChainID (snapshots.py;
-# here so that presence.py finds a snapshot without importing the snapshot store)
-SNAPSHOT_NAME_LEN = 16
-
-_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 _CHUNK = 1 << 20
-
-
-def validate_digest(digest: object) -> str:
-    """Return `digest` if it is `sha256:<64 lowercase hex>`; raise ImageError otherwise."""
-    if not isinstance(digest, str) or not _DIGEST_RE.match(digest):
-        shown = repr(digest)[:80]
-        raise errors.ImageError(f"invalid digest {shown}: expected sha256:<64 hex digits>",
-                                hint="the registry or image is corrupt, or the reference has a typo")
-    return digest
-
-
-def digest_hex(digest: str) -> str:
-    """The hex part of a validated digest."""
-    return validate_digest(digest).split(":", 1)[1]
-
 
 
 def _sha256(data: bytes = b"") -> hashlib._Hash:
@@ -347,13 +332,13 @@ class ContentStore:
 
     def digests(self) -> Iterator[str]:
         for p in self.blob_dir.iterdir():
-            if _DIGEST_RE.match("sha256:" + p.name):
+            if is_digest("sha256:" + p.name):
                 yield "sha256:" + p.name
 
     def ingests(self) -> list[IngestInfo]:
         out = []
         for d in self.ingest_dir.iterdir():
-            if not _DIGEST_RE.match("sha256:" + d.name):
+            if not is_digest("sha256:" + d.name):
                 continue
             try:
                 st = (d / "data").stat()

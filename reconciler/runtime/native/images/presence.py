@@ -4,36 +4,36 @@ The re-pull at the floor: `reconcile pull` of a present tag (and the image store
 in the agent) asks `present` first. It reads the state DB and a file per layer snapshot, and
 sends one plain HEAD of the tag (none when the caller says `head=False`, `--pull=missing`):
 no registry client (httpx, its CA bundle), no store directories, no debris scan, no lock.
-This module imports only the content helpers (not the snapshot store, the GC or the store),
-so a CLI re-pull loads no more of the engine than it reads.
+This module imports only the store's names of digests (digestpaths.py: not the content store,
+the snapshot store, the GC or the store) and the rules of references (the registry client's
+refnames.py: no Reference, no dataclass), so a CLI re-pull loads no more than it reads.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import collections
+import os
 
-from reconciler.runtime.native.images import content
+from reconciler.runtime.native.images import digestpaths
 
+# annotations only, and no dataclass: `dataclasses`, `typing`, `pathlib`, `json` and the content
+# store's `shutil` were ~150 M instructions of a CLI re-pull's ~210 M (#21)
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from pathlib import Path
+    from collections.abc import Mapping, Sequence
+    from typing import Any
 
-    from reconciler import registry_client as rc
     from reconciler.runtime.native.config import NativeConfig
 
 __all__ = ["Present", "complete", "present", "present_at", "stored"]
 
 
-@dataclass(frozen=True)
-class Present:
-    """A stored image that `reference` names now (see `present`)."""
+class Present(collections.namedtuple("Present", ("image_id", "digest", "shown", "repo_tag"))):
+    """A stored image that `reference` names now (see `present`): its id, the digest the tag
+    resolved to when it was pulled (index or manifest), how `reconcile pull` names it, and
+    "name:tag" as `resolve` reports it."""
 
-    image_id: str
-    digest: str             # what the tag resolved to when it was pulled (index or manifest)
-    shown: str              # how `reconcile pull` names it
-    repo_tag: str           # "name:tag", as `resolve` reports it
+    __slots__ = ()
 
 
 def present(config: NativeConfig, ref: str, *, head: bool = True) -> Present | None:
@@ -41,81 +41,77 @@ def present(config: NativeConfig, ref: str, *, head: bool = True) -> Present | N
     return present_at(config.root, ref, head=head)
 
 
-def present_at(root: Path, ref: str, *, head: bool = True) -> Present | None:
+def present_at(root: str | os.PathLike[str], ref: str, *, head: bool = True) -> Present | None:
     """The re-pull at the floor (#21): the stored image the tag `ref` names, complete (its
     config blob and every layer snapshot committed), read from the state DB and a stat per
     layer without opening the image store (no directory made, no debris scan, no registry
     client); with `head`, only if one plain HEAD of the tag answers the digest it was pulled
     at. None means "ask the full pull": not stored, not complete, not a tag, the tag moved, or
     the HEAD was not answered plainly (a 401 of a registry that wants a token, TLS, a redirect,
-    any error), so no answer here is ever wrong, only sometimes not given."""
-    from reconciler.registry_client import errors as rcerrors
-    from reconciler.registry_client import references
+    any error), so no answer here is ever wrong, only sometimes not given. The reference's
+    rules are refnames.py's: no Reference (a dataclass) is made."""
+    # the modules by their names: the registry client package's lazy attributes import importlib
+    from reconciler.registry_client.errors import InvalidReference
+    from reconciler.registry_client.refnames import api_host, split, text
 
     try:
-        r = references.parse(ref)
-    except rcerrors.InvalidReference:
+        registry, repository, tag, digest_ = split(ref)
+    except InvalidReference:
         return None
-    if r.tag is None or r.digest:
+    if tag is None or digest_:
         return None
-    name = f"{r.name}:{r.tag}"
+    name = f"{registry}/{repository}:{tag}"
     row = stored(root, name)
     if row is None:
         return None
     image_id, digest = row
-    if head and _head_digest(r) != digest:
+    if head and _head_digest(api_host(registry), repository, tag) != digest:
         return None
-    return Present(image_id, digest, str(r), name)
+    return Present(image_id, digest, text(registry, repository, tag, None), name)
 
 
-def stored(root: Path, name: str) -> tuple[str, str] | None:
+def stored(root: str | os.PathLike[str], name: str) -> tuple[str, str] | None:
     """The image id and the digest the tag `name` ("name:tag", as the store records it) has in
     the state DB of `root`, if that image is complete (its config blob and every layer
-    snapshot there: `complete`); None otherwise, or when the DB cannot be read."""
-    if not (root / "state.db").exists():
-        return None
-    import sqlite3
+    snapshot there: `complete`); None otherwise, or when the DB cannot be read (dbformat.query:
+    read-only, its format checked)."""
+    from reconciler import dbformat, jsonscan
 
-    try:
-        conn = sqlite3.connect(f"file:{root / 'state.db'}?mode=ro", uri=True, timeout=5.0)
-        try:
-            row = conn.execute("SELECT r.image_id, r.digest, i.layers FROM image_refs r JOIN images i"
-                               " ON i.id = r.image_id WHERE r.ref = ?", (name,)).fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
+    rows = dbformat.query(os.path.join(root, "state.db"), "SELECT r.image_id, r.digest, i.layers FROM image_refs r "
+                          "JOIN images i ON i.id = r.image_id WHERE r.ref = ?", (name,), timeout=5.0)
+    if not rows:
         return None
-    if row is None:
-        return None
-    image_id, digest, layers_json = str(row[0]), str(row[1]), str(row[2])
-    chains = [str(d["chain_id"]) for d in json.loads(layers_json)]
+    image_id, digest, layers_json = str(rows[0][0]), str(rows[0][1]), str(rows[0][2])
+    chains = [str(d["chain_id"]) for d in jsonscan.loads(layers_json)]
     return (image_id, digest) if complete(root, [image_id], chains) else None
 
 
-def complete(root: Path, blobs: Sequence[str], chains: Sequence[str]) -> bool:
+def complete(root: str | os.PathLike[str], blobs: Sequence[str], chains: Sequence[str]) -> bool:
     """Whether the store at `root` holds the blobs `blobs` and the committed layer snapshots
     `chains` (ChainIDs): a stat per blob, a small read per snapshot."""
-    store = root / "snapshots"
+    store = os.path.join(root, "snapshots")
     for chain in chains:
+        name = digestpaths.digest_hex(chain)[:digestpaths.SNAPSHOT_NAME_LEN]
         try:
-            if (store / content.digest_hex(chain)[:content.SNAPSHOT_NAME_LEN] / "chainid").read_text() != chain:
-                return False
+            with open(os.path.join(store, name, "chainid"), encoding="utf-8") as f:
+                if f.read() != chain:
+                    return False
         except OSError:
             return False
-    return all((root / "blobs" / "sha256" / content.digest_hex(b)).exists() for b in blobs)
+    return all(os.path.exists(os.path.join(root, "blobs", "sha256", digestpaths.digest_hex(b))) for b in blobs)
 
 
-def _head_digest(r: rc.Reference) -> str | None:
-    """Docker-Content-Digest of one unauthenticated HEAD of the tag, with the stdlib (the
-    registry client's httpx and its CA bundle cost more than the request); https verified
-    against the system's trust store, plain http only where the client uses it (loopback),
-    over a bare socket (http.client imports ssl, ~40 ms, for nothing there)."""
-    from reconciler.registry_client import models, references
+def _head_digest(host: str, repository: str, tag: str) -> str | None:
+    """Docker-Content-Digest of one unauthenticated HEAD of the tag at the registry API `host`,
+    with the stdlib (the registry client's httpx and its CA bundle cost more than the request);
+    https verified against the system's trust store, plain http only where the client uses it
+    (loopback), over a bare socket (http.client imports ssl, ~40 ms, for nothing there)."""
+    from reconciler.registry_client.mediatypes import ACCEPT_MANIFESTS
+    from reconciler.registry_client.refnames import is_loopback
 
-    host = r.api_host
-    plain = references.is_loopback(host)
-    path = f"/v2/{r.repository}/manifests/{r.tag}"
-    headers = {"Accept": models.ACCEPT_MANIFESTS, "User-Agent": "reconciler"}
+    plain = is_loopback(host)
+    path = f"/v2/{repository}/manifests/{tag}"
+    headers = {"Accept": ACCEPT_MANIFESTS, "User-Agent": "reconciler"}
     try:
         return _plain_head(host, path, headers) if plain else _tls_head(host, path, headers)
     except (OSError, ValueError):

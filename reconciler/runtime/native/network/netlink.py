@@ -187,14 +187,21 @@ class Host:
             raise errors.Unavailable(f"bridge {name} vanished right after creation")
         return found
 
-    def add_veth(self, name: str, *, peer: str, peer_netns: Path, mtu: int) -> Link:
-        """A veth pair: `name` here, `peer` created directly inside `peer_netns`."""
+    def add_veth(self, name: str, *, peer: str, peer_netns: Path, mtu: int, master: int | None = None,
+                 up: bool = False) -> Link:
+        """A veth pair: `name` here, `peer` created directly inside `peer_netns`; `name` already on
+        the bridge `master` and up when asked (one request, as `ip link add ... master BR up`)."""
+        extra: dict[str, Any] = {}
+        if master is not None:
+            extra["master"] = master
+        if up:
+            extra["state"] = "up"
         fd = os.open(peer_netns, os.O_RDONLY)
         try:
             with _netlink(f"create veth {name} (peer {peer} in {peer_netns})"):
                 self._ipr.link(
                     "add", ifname=name, kind="veth", mtu=mtu,
-                    peer={"ifname": peer, "net_ns_fd": fd, "mtu": mtu},
+                    peer={"ifname": peer, "net_ns_fd": fd, "mtu": mtu}, **extra,
                 )
         finally:
             os.close(fd)
@@ -333,9 +340,11 @@ def configure_container_side(
     gateway: str | None,
     address6: Address | None = None,
     gateway6: str | None = None,
+    fresh: bool = False,
 ) -> None:
     """Inside the namespace: `ifname` and `lo` up, the addresses on `ifname` (IPv6 without
-    DAD), default routes. A global IPv6 address that is not `address6` goes (None: all)."""
+    DAD), default routes. A global IPv6 address that is not `address6` goes (None: all).
+    `fresh`: `ifname` was made just now (with its veth), so it holds no address to look for."""
     with host(netns_path) as ns:
         lo = ns.link("lo")
         iface = ns.link(ifname)
@@ -344,7 +353,7 @@ def configure_container_side(
         if not lo.up:
             ns.set_link(lo.index, state="up")
         for family, want in ((socket.AF_INET, address), (socket.AF_INET6, address6)):
-            present = {a for _, a in ns.addresses(iface.index, family=family)}
+            present = set() if fresh else {a for _, a in ns.addresses(iface.index, family=family)}
             for other in present - {want}:
                 ns.delete_address(iface.index, other)
             if want is not None and want not in present:

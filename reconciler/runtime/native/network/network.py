@@ -691,8 +691,9 @@ class NetworkManager:
         veth = h.link(ep.veth)
         if veth is not None and veth.kind != "veth":
             raise errors.Conflict(f"interface {ep.veth} exists and is not a veth")
+        fresh = veth is None
         if veth is None:
-            veth = h.add_veth(ep.veth, peer=ep.ifname, peer_netns=path, mtu=net.mtu)
+            veth = h.add_veth(ep.veth, peer=ep.ifname, peer_netns=path, mtu=net.mtu, master=bridge.index, up=True)
         if veth.master != bridge.index:
             h.set_link(veth.index, master=bridge.index)
         h.set_hairpin(veth.index)
@@ -702,7 +703,7 @@ class NetworkManager:
             path, ifname=ep.ifname, address=netlink.Address(ep.address, net.prefixlen),
             gateway=net.gateway if default else None,
             address6=netlink.Address(ep.address6, net.prefixlen6) if ep.address6 else None,
-            gateway6=net.gateway6 if default else None,
+            gateway6=net.gateway6 if default else None, fresh=fresh,
         )
 
     def connect(self, container_id: str, network: str, aliases: Sequence[str] = ()) -> str:
@@ -836,11 +837,14 @@ class NetworkManager:
         `peers` (a peer's resolv.conf names no other container), from one read of the records."""
         containers = {c.container_id: c for c in self._ipam.containers()}
         gateways = {n.name: n.gateway for n in self._ipam.networks()}
-        by_network: dict[str, list[ipam.EndpointRecord]] = {}
+        by_network: dict[str, list[tuple[str, dns.HostEntry]]] = {}    # each peer's lines, made once
         by_container: dict[str, list[ipam.EndpointRecord]] = {}
         for e in self._ipam.endpoints():
-            by_network.setdefault(e.network, []).append(e)
             by_container.setdefault(e.container_id, []).append(e)
+            peer = containers.get(e.container_id)
+            if peer is not None:
+                by_network.setdefault(e.network, []).extend(
+                    (e.container_id, dns.HostEntry(a, (peer.name, *peer.aliases))) for a in _addresses(e))
         host_resolv = ""
         if container_ids:
             with suppress(OSError):
@@ -857,11 +861,7 @@ class NetworkManager:
                 continue                # a peer whose files are not made yet: its own attach writes them
             mine = by_container.get(container_id, [])
             own = [dns.HostEntry(a, (rec.hostname, rec.name, *rec.aliases)) for e in mine for a in _addresses(e)]
-            others = [
-                dns.HostEntry(a, (containers[other.container_id].name, *containers[other.container_id].aliases))
-                for e in mine for other in by_network.get(e.network, ())
-                if other.container_id != container_id for a in _addresses(other)
-            ]
+            others = [entry for e in mine for other, entry in by_network.get(e.network, ()) if other != container_id]
             own += dns.extra_entries(rec.extra_hosts, gateways.get(mine[0].network) if mine else None)
             dns.write_in_place(hosts_path, dns.render_hosts(own, others))
             if own_files:

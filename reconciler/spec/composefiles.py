@@ -1,9 +1,7 @@
-"""Which files make a compose project and the options it is read with, without the compose
-reader (compose.py).
-
-`spec.load` asks for every revision whether a source is a compose project (the agent passes
-Options for each); only one that is loads the reader (its YAML 1.2 loader, interpolation and schema: 0.3 MiB an agent at rest with
-manifests alone does not hold, #21).
+"""Which files make a compose project (compose-go's names) and the options it is read with,
+apart from the compose loader (`reconciler.spec.compose`, which re-exports them): `spec.load`
+asks this of every source (the agent passes Options for each), and a source of plain manifests
+then loads no compose code (#21: 0.6 MiB an agent at rest does not hold).
 """
 
 from __future__ import annotations

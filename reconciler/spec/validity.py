@@ -1,0 +1,108 @@
+"""Documents known to satisfy their kind's schema, remembered across runs (#21).
+
+A document's key is the sha256 of its kind's schema as shipped, its kind and the canonical JSON
+of its data, so any edit (one character, whatever the file's size or time stamps say) and a
+schema changed by an upgrade make a new key, which is validated as before. Only a document that
+passed with no problem at all is remembered, and only one made of JSON's types with string keys
+(anything else is validated every time). A `reconcile --once` whose manifests did not change
+then validates nothing and loads no validator (jsonschema-rs costs every start ~10 ms).
+
+The file (`valid-documents` under the state root: one hex digest a line, written under the
+CLI's umask 077) is a cache: a missing, unreadable or damaged one holds nothing, and it is
+rewritten whole (a temporary file renamed into place) when a load found new valid documents.
+Whoever can write it can let a document skip its schema check; that is the state root's owner
+(docs/security.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+from typing import Any
+
+from reconciler.spec import schemas
+
+__all__ = ["FILE", "KnownValid", "key"]
+
+FILE = "valid-documents"
+MAX_ENTRIES = 100_000       # past this many the file starts again with the last load's documents
+
+
+def key(kind: str, data: Any, schema: str | None = None) -> str | None:
+    """The cache key of a document of `kind` (None: not made of JSON's types with string keys);
+    `schema`: the kind's schema text (by default the one shipped)."""
+    if not _plain(data):
+        return None
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    h = hashlib.sha256(_schema_digest(kind) if schema is None else hashlib.sha256(schema.encode()).digest())
+    h.update(b"\0" + kind.encode() + b"\0" + text.encode())
+    return h.hexdigest()
+
+
+@functools.cache
+def _schema_digest(kind: str) -> bytes:
+    return hashlib.sha256(schemas.schema_text(kind).encode()).digest()
+
+
+def _plain(value: Any) -> bool:
+    """Whether `value` is JSON's: mappings with string keys, lists, strings, finite numbers,
+    booleans, null (anything else would not round-trip through the key's JSON)."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    if isinstance(value, float):
+        return value == value and value not in (float("inf"), float("-inf"))
+    return value is None or isinstance(value, str | int | bool)
+
+
+class KnownValid:
+    """The keys of the documents known valid, read from `path` (None: kept in memory only)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None) -> None:
+        self.path = None if path is None else os.fspath(path)
+        self._keys = self._read()
+        self._new: set[str] = set()
+        self._used: set[str] = set()
+
+    def _read(self) -> set[str]:
+        if self.path is None:
+            return set()
+        try:
+            with open(self.path, encoding="ascii") as f:
+                lines = f.read().split()
+        except (OSError, UnicodeDecodeError):
+            return set()
+        return {line for line in lines if len(line) == 64 and all(c in "0123456789abcdef" for c in line)}
+
+    def __contains__(self, digest: str) -> bool:
+        if digest in self._keys:
+            self._used.add(digest)
+            return True
+        return False
+
+    def add(self, digest: str) -> None:
+        """Remember a document that passed its schema with no problem."""
+        if digest not in self._keys:
+            self._keys.add(digest)
+            self._new.add(digest)
+        self._used.add(digest)
+
+    def save(self) -> None:
+        """Write the file again if this load added keys; a failure to write is no error (the
+        next load validates again)."""
+        if self.path is None or not self._new:
+            return
+        keys = self._keys if len(self._keys) <= MAX_ENTRIES else self._used
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w", encoding="ascii") as f:
+                f.write("".join(f"{k}\n" for k in sorted(keys)))
+            os.replace(tmp, self.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        self._new.clear()

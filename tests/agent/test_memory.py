@@ -64,13 +64,10 @@ print(before, dirty(), released)
 """
 
 
-def _run(script: str, arg: str, env: dict[str, str] | None = None,
-         extra: list[str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`script` run with `arg` (and `extra` arguments); the environment's MALLOC_ARENA_MAX left
-    out unless `env` sets one."""
+def _run(script: str, arg: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`script` run with `arg`; the environment's MALLOC_ARENA_MAX left out unless `env` sets one."""
     base = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(script), arg, *(extra or [])],
-                          capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(script), arg], capture_output=True, text=True,
                           check=True, cwd=REPO, env={**base, "PYTHONPATH": str(REPO), **(env or {})})
 
 
@@ -232,55 +229,3 @@ def test_the_thread_that_waits_for_signals_holds_no_database_connection_and_one_
     assert "one database object: True" in done.stdout.splitlines()     # a pass's thread opens one, not two
     assert leftovers(engine) == []
     assert net_leftovers(engine.name_prefix) == []
-
-
-# a shared library only this process maps (a copy of libsqlite3 under tmp_path), every page of
-# it read (resident); then page_out_libraries(), or not; then its functions still work
-PAGE_OUT = """
-import ctypes, sys
-from reconciler.agent import heap
-
-lib = ctypes.CDLL(sys.argv[2])
-
-def mappings():
-    found, current = [], None
-    for line in open("/proc/self/smaps"):
-        head = line.split(maxsplit=1)[0]
-        if "-" in head and not head.endswith(":"):
-            current = line.rstrip().endswith(sys.argv[2])
-            if current:
-                found.append([int(x, 16) for x in head.split("-")] + [0])
-        elif head == "Rss:" and current:
-            found[-1][2] = int(line.split()[1])
-    return found
-
-for lo, hi, _ in mappings():
-    try:
-        ctypes.string_at(lo, hi - lo)             # every page resident
-    except OSError:
-        pass
-before = sum(m[2] for m in mappings())
-done = heap.page_out_libraries() if sys.argv[1] == "page-out" else 0
-after = sum(m[2] for m in mappings())
-lib.sqlite3_libversion.restype = ctypes.c_char_p
-print(before, after, done, lib.sqlite3_libversion().decode())
-"""
-
-
-def test_page_out_gives_back_the_pages_of_a_library_only_the_agent_maps(tmp_path: Path) -> None:
-    import shutil
-    import sqlite3
-
-    found = [line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines()
-             if "libsqlite3.so" in line]
-    if not found:
-        pytest.skip("no libsqlite3 shared library mapped")
-    copy = tmp_path / "libcopy.so"                # no other process maps this file
-    shutil.copyfile(found[0], copy)
-    kept = _run(PAGE_OUT, "keep", extra=[str(copy)]).stdout.split()
-    out = _run(PAGE_OUT, "page-out", extra=[str(copy)]).stdout.split()
-    if out[2] == "0":
-        pytest.skip("this kernel has no MADV_PAGEOUT (Linux < 5.4)")
-    assert int(kept[1]) >= int(kept[0]) - 64                  # nothing reclaims them on its own
-    assert int(out[1]) <= int(out[0]) // 4                    # most went back
-    assert out[3] == kept[3] == sqlite3.sqlite_version        # and the library still works

@@ -126,6 +126,20 @@ def unmount_all(path: Path) -> None:
         raise errors.Unavailable(f"cannot unmount {path}", hint=f"check `findmnt {path}` for users")
 
 
+@contextmanager
+def _flocked(thread_lock: threading.Lock | threading.RLock, path: Path) -> Iterator[None]:
+    """Held by one thread of this process (`thread_lock`) and one engine process on the root
+    (an flock of `path`) at a time."""
+    with thread_lock:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _addresses(e: ipam.EndpointRecord) -> list[str]:
     return [e.address, e.address6] if e.address6 else [e.address]
 
@@ -226,14 +240,8 @@ class NetworkManager:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        with self._thread_lock:
-            self._lock_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self._lock_path, "a+") as fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(fh, fcntl.LOCK_UN)
+        with _flocked(self._thread_lock, self._lock_path):
+            yield
 
     # networks ---------------------------------------------------------------------------------
 
@@ -386,14 +394,8 @@ class NetworkManager:
         """The rules' own lock (taken inside the manager's lock where both are held, never the other
         way round): each ruleset is rendered from the records and applied under it, so the last
         applied is rendered from the newest records, whichever process applied it."""
-        with self._fw_thread_lock:
-            self._fw_lock_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self._fw_lock_path, "a+") as fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(fh, fcntl.LOCK_UN)
+        with _flocked(self._fw_thread_lock, self._fw_lock_path):
+            yield
 
     def _fw_ticket(self) -> int:
         """Taken once records are committed: the number the next ruleset to be rendered will have."""

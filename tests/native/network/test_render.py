@@ -53,3 +53,39 @@ def test_ruleset_masquerades_only_non_internal_and_publishes_ports() -> None:
     assert "ip saddr 10.9.1.0/24 oifname" not in text          # internal: no egress NAT
     assert 'iifname "rcl-back" oifname != "rcl-back" drop' in text
     assert "type nat hook output priority -100" in text        # nft 1.0.6 refuses dstnat here
+
+
+def test_a_networks_hosts_lines_made_once_give_each_container_the_file_render_hosts_gives() -> None:
+    """NetworkHosts renders the peers' lines once for many containers' files: each file is what
+    render_hosts makes of the container's own entries and the others' (aliases repeating a name,
+    empty names, IPv6 beside IPv4, an extra host); where render_hosts would drop a name because an
+    address repeats (an extra host at a peer's address, two peers at one address) it declines."""
+    import random
+
+    rnd = random.Random(21)
+    for _ in range(300):
+        n = rnd.randint(1, 8)
+        entries: list[tuple[str, dns.HostEntry]] = []
+        for i in range(n):
+            names = tuple(rnd.choice([f"c{i}", f"c{i}", "shared", "", f"alias{rnd.randint(0, 3)}"])
+                          for _ in range(rnd.randint(1, 3)))
+            entries.append((f"id{i}", dns.HostEntry(f"10.0.0.{i + 2}", names)))
+            if rnd.random() < 0.3:
+                entries.append((f"id{i}", dns.HostEntry(f"fd00::{i + 2}", names)))
+        if rnd.random() < 0.1 and n > 1:            # two peers at one address
+            entries.append(("id1", dns.HostEntry("10.0.0.2", ("twin",))))
+        block = dns.NetworkHosts(entries)
+        for cid in {c for c, _ in entries}:
+            own = [dns.HostEntry(e.address, (f"host-{cid}", *e.names)) for c, e in entries if c == cid]
+            if rnd.random() < 0.3:
+                own.append(dns.HostEntry(rnd.choice(["192.0.2.1", "10.0.0.2", "10.0.0.3"]),
+                                         (rnd.choice(["extra", "shared", "c0", "c1"]),)))
+            others = [e for c, e in entries if c != cid]
+            expected = dns.render_hosts(own, others)
+            got = block.render(cid, own)
+            collide = {e.address for e in own} & {e.address for e in others} or \
+                len({e.address for e in others}) != len(others)
+            if collide:
+                assert got is None or got == expected
+            else:
+                assert got == expected

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from reconciler.runtime import errors
 
-__all__ = ["HostEntry", "extra_entries", "render_hosts", "render_resolv_conf", "write_in_place"]
+__all__ = ["HostEntry", "NetworkHosts", "extra_entries", "render_hosts", "render_resolv_conf", "write_in_place"]
 
 _FALLBACK_NAMESERVERS = ("8.8.8.8", "8.8.4.4")
 
@@ -33,6 +33,10 @@ class HostEntry:
 
     address: str
     names: tuple[str, ...]
+
+
+def _order(entry: HostEntry) -> tuple[tuple[str, ...], str]:
+    return entry.names, entry.address
 
 
 def render_hosts(own: Sequence[HostEntry], peers: Iterable[HostEntry]) -> str:
@@ -46,12 +50,41 @@ def render_hosts(own: Sequence[HostEntry], peers: Iterable[HostEntry]) -> str:
         "ff02::2\tip6-allrouters",
     ]
     seen: set[tuple[str, str]] = set()
-    for entry in [*own, *sorted(peers, key=lambda e: (e.names, e.address))]:
+    for entry in [*own, *sorted(peers, key=_order)]:
         names = [n for n in dict.fromkeys(entry.names) if n and (entry.address, n) not in seen]
         seen.update((entry.address, n) for n in names)
         if names:
             lines.append(f"{entry.address}\t{' '.join(names)}")
     return "\n".join(lines) + "\n"
+
+
+class NetworkHosts:
+    """The hosts lines of every container on one network, sorted and rendered once, for the hosts
+    files of many of them: a container's file is `render_hosts(own, <the others>)`, without
+    building and sorting the others' entries again for each (at N containers on a network the
+    N-th attach rewrites N-1 files). `render` answers None where render_hosts would drop a name
+    from a peer's line: an address of the container's own lines (an extra host) that a peer has
+    too, or two peers at one address."""
+
+    def __init__(self, entries: Iterable[tuple[str, HostEntry]]) -> None:
+        ordered = sorted(entries, key=lambda item: _order(item[1]))
+        self._lines = [(cid, e.address, _entry_line(e)) for cid, e in ordered]
+        self._owners: dict[str, set[str]] = {}
+        for cid, e in ordered:
+            self._owners.setdefault(e.address, set()).add(cid)
+
+    def render(self, container_id: str, own: Sequence[HostEntry]) -> str | None:
+        others = [(address, line) for cid, address, line in self._lines if cid != container_id]
+        if len({address for address, _ in others}) != len(others):
+            return None
+        if any(self._owners.get(e.address, set()) - {container_id} for e in own):
+            return None
+        return render_hosts(own, ()) + "".join(f"{line}\n" for _, line in others if line)
+
+
+def _entry_line(entry: HostEntry) -> str:
+    names = [n for n in dict.fromkeys(entry.names) if n]
+    return f"{entry.address}\t{' '.join(names)}" if names else ""
 
 
 HOST_GATEWAY = "host-gateway"   # Docker's name, in an extra host, for the host's address on the container's network

@@ -847,6 +847,7 @@ class NetworkManager:
             if peer is not None:
                 by_network.setdefault(e.network, []).extend(
                     (e.container_id, dns.HostEntry(a, (peer.name, *peer.aliases))) for a in _addresses(e))
+        blocks: dict[str, dns.NetworkHosts] = {}      # a network's lines, for its containers with one endpoint
         host_resolv = ""
         if container_ids:
             with suppress(OSError):
@@ -863,9 +864,17 @@ class NetworkManager:
                 continue                # a peer whose files are not made yet: its own attach writes them
             mine = by_container.get(container_id, [])
             own = [dns.HostEntry(a, (rec.hostname, rec.name, *rec.aliases)) for e in mine for a in _addresses(e)]
-            others = [entry for e in mine for other, entry in by_network.get(e.network, ()) if other != container_id]
             own += dns.extra_entries(rec.extra_hosts, gateways.get(mine[0].network) if mine else None)
-            dns.write_in_place(hosts_path, dns.render_hosts(own, others))
+            text = None
+            if len(mine) == 1:
+                net = mine[0].network
+                if net not in blocks:
+                    blocks[net] = dns.NetworkHosts(by_network.get(net, ()))
+                text = blocks[net].render(container_id, own)
+            if text is None:
+                others = [entry for e in mine for other, entry in by_network.get(e.network, ()) if other != container_id]
+                text = dns.render_hosts(own, others)
+            dns.write_in_place(hosts_path, text)
             if own_files:
                 dns.write_in_place(resolv_path, dns.render_resolv_conf(host_resolv, rec.dns, rec.dns_search,
                                                                             rec.dns_options))

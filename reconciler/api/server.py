@@ -315,16 +315,31 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
 
         def _stream_lines(self, values: Iterator[Mapping[str, Any]]) -> None:
             """JSON lines as `values` yields them; its first is taken before the reply starts,
-            so an error in it (no such container, a bad argument) is answered with its status."""
+            so an error in it (no such container, a bad argument) is answered with its status.
+            An error after that is the reply's last line, {"error", "hint", "status"}: a status
+            line written into a started reply would read as garbage to the client."""
             first = next(values, None)
             self.send_response(200)
             self.send_header("Content-Type", "application/x-ndjson")
             self.send_header("Connection", "close")
             self.end_headers()
             self.close_connection = True
-            for value in itertools.chain(() if first is None else (first,), values):
-                self.wfile.write(json.dumps(value).encode() + b"\n")
-                self.wfile.flush()
+            try:
+                for value in itertools.chain(() if first is None else (first,), values):
+                    self.wfile.write(json.dumps(value).encode() + b"\n")
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                raise
+            except errors.ApiError as e:
+                self._last_line({"error": e.message, "hint": e.hint, "status": e.status})
+            except Exception as e:
+                log.exception("api_stream_failed", path=self.path)
+                self._last_line({"error": f"internal error: {type(e).__name__}",
+                                 "hint": "the agent's log has the details", "status": 500})
+
+        def _last_line(self, value: Mapping[str, Any]) -> None:
+            self.wfile.write(json.dumps(value).encode() + b"\n")
+            self.wfile.flush()
 
         def _hung_up(self) -> bool:
             """Whether the client of a streamed reply closed its side (`run`'s Ctrl-C: a

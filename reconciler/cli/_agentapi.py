@@ -154,7 +154,7 @@ def _steps(reply: Any, socket_path: str, *, detach: bool) -> Iterator[tuple[str,
                 yield "exit", int(v["exit_code"])
                 return
             else:
-                raise _error(int(v.get("status", 500)), v)
+                raise failed(v)
     except (OSError, ValueError) as e:
         raise _unavailable(socket_path, e) from None
     finally:
@@ -222,6 +222,12 @@ class AgentEngine:
 
     def close(self) -> None:
         pass
+
+
+def failed(line: Any) -> Exception:
+    """The engine's error for the last line of a streamed reply that failed after it started
+    ({"error", "hint", "status"}: api/server.py's `_stream_lines`)."""
+    return _error(int(line.get("status", 500)) if isinstance(line, dict) else 500, line)
 
 
 def _error(status: int, doc: Any) -> Exception:

@@ -78,6 +78,8 @@ def _lines(args: argparse.Namespace, tail: int | None) -> Iterator[tuple[str, st
                                 tail=tail)
     if served is not None:
         for v in served:
+            if "s" not in v:
+                raise _agentapi.failed(v)       # the agent's error after the reply began
             yield v["s"], v["t"], v["d"].encode("latin-1")
         return
     if not options.engine_exists(args):

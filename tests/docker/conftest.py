@@ -8,6 +8,7 @@ did not create are never touched.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -20,7 +21,7 @@ import string
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -222,6 +223,7 @@ insecure = true
 """
 
 CNI_STATE = Path("/var/lib/cni")      # host-local's leases and libcni's cache: no flag moves them
+DNSNAME_STATE = Path("/run/containers/cni/dnsname")     # dnsname's dnsmasq per network: config, pid, hosts
 
 
 def _helpers(work: Path) -> list[int]:
@@ -255,6 +257,27 @@ def _end_helpers(work: Path, limit: float = 10.0) -> None:
             time.sleep(0.05)
 
 
+def _end_dnsmasqs(networks: Iterable[str]) -> None:
+    """End the dnsmasq dnsname started for each of `networks` (by pid, found by its config file
+    in the argv) and remove its files. dnsname ends it when a network's last container is torn
+    down; a container the service left running (a failed test) leaves it serving the bridge's
+    name, which the next network podman makes takes again (`bind-dynamic`: the new network's
+    dnsmasq then finds its address in use)."""
+    for name in networks:
+        conf = str(DNSNAME_STATE / name / "dnsmasq.conf").encode()
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv[0].endswith(b"dnsmasq") and any(a.endswith(conf) for a in argv):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGTERM)
+        shutil.rmtree(DNSNAME_STATE / name, ignore_errors=True)
+
+
 def _unmount_under(root: Path) -> None:
     with open("/proc/self/mounts") as f:
         points = [line.split()[1] for line in f]
@@ -262,17 +285,36 @@ def _unmount_under(root: Path) -> None:
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
-def _drop_isolation_rules(bridges: set[str]) -> None:
-    """Delete the rules CNI's firewall plugin added for `bridges` (podman 4.3 leaves its
-    ingressPolicy rules in CNI-ISOLATION-STAGE-1/2 when a network is removed)."""
-    rules = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True, check=False).stdout
-    for rule in rules.splitlines():
-        words = rule.split()
-        if words[:2] in (["-A", "CNI-ISOLATION-STAGE-1"], ["-A", "CNI-ISOLATION-STAGE-2"]) \
-                and any(w in bridges for w in words):
-            while subprocess.run(["iptables", "-w", "-D", *shlex.split(rule)[1:]], check=False,
+def _drop_cni_rules(networks: Mapping[str, str]) -> None:
+    """Delete the iptables rules CNI's plugins added for `networks` (name -> bridge) that
+    podman 4.3 leaves behind: the firewall plugin's ingressPolicy rules in CNI-ISOLATION-STAGE-1/2
+    when a network is removed, dnsname's INPUT rule for the bridge's port 53, and, for a
+    container whose network was never torn down (the service stopped while it ran, its monitor
+    ended by pid), the bridge plugin's masquerade: a POSTROUTING rule whose comment names the
+    network and the CNI-<hash> chain it jumps to."""
+    bridges = set(networks.values())
+    names = {f'"{name}"' for name in networks}
+    for table in ("filter", "nat"):
+        rules = subprocess.run(["iptables", "-w", "-t", table, "-S"], capture_output=True, text=True,
+                               check=False).stdout
+        chains: set[str] = set()
+        for rule in rules.splitlines():
+            words = shlex.split(rule)
+            if words[:1] != ["-A"]:
+                continue
+            ours = any(w in bridges for w in words) or any(w.startswith("name: ") and
+                                                           w.split()[1] in names for w in words)
+            if not ours:
+                continue
+            if "-j" in words and words[words.index("-j") + 1].startswith("CNI-") \
+                    and words[1] in ("POSTROUTING", "PREROUTING", "OUTPUT"):
+                chains.add(words[words.index("-j") + 1])
+            while subprocess.run(["iptables", "-w", "-t", table, "-D", *words[1:]], check=False,
                                  capture_output=True).returncode == 0:
                 pass                            # the same rule can be there more than once
+        for chain in sorted(chains - {"CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ"}):
+            subprocess.run(["iptables", "-w", "-t", table, "-F", chain], check=False, capture_output=True)
+            subprocess.run(["iptables", "-w", "-t", table, "-X", chain], check=False, capture_output=True)
 
 
 class PodmanService:
@@ -336,17 +378,17 @@ class PodmanService:
                         f"podman service did not start: {(self.work / 'service.log').read_text()[-500:]}") from None
                 time.sleep(0.1)
 
-    def _bridges(self) -> list[str]:
-        """The bridges of the service's networks (its CNI config files name them)."""
-        out = []
+    def _networks(self) -> dict[str, str]:
+        """The service's networks and their bridges (its CNI config files name them)."""
+        out = dict(self.networks)
         for conf in (self.work / "net.d").glob("*.conflist"):
             try:
                 doc = json.loads(conf.read_text())
             except (OSError, ValueError):
                 continue
-            out += [str(p["bridge"]) for p in doc.get("plugins", []) if p.get("type") == "bridge" and p.get("bridge")]
-            for d in (CNI_STATE / "networks" / str(doc.get("name")),):
-                shutil.rmtree(d, ignore_errors=True)
+            for p in doc.get("plugins", []):
+                if p.get("type") == "bridge" and p.get("bridge"):
+                    out[str(doc.get("name"))] = str(p["bridge"])
         return out
 
     def stop(self) -> None:
@@ -372,12 +414,13 @@ class PodmanService:
                 self.proc.wait()
         _end_helpers(self.work)
         _unmount_under(self.work)
-        bridges = set(self._bridges()) | set(self.networks.values())
-        for bridge in bridges:
+        networks = self._networks()
+        for bridge in set(networks.values()):
             subprocess.run(["ip", "link", "del", bridge], check=False, capture_output=True)
-        for name in self.networks:
+        for name in networks:
             shutil.rmtree(CNI_STATE / "networks" / name, ignore_errors=True)
-        _drop_isolation_rules(bridges)
+        _end_dnsmasqs(networks)
+        _drop_cni_rules(networks)
 
 
 def podman_usable() -> str | None:

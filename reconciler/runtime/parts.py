@@ -264,12 +264,10 @@ def _created(rt: NativeRuntime, config: ContainerConfig, *, volatile: bool, pull
     from reconciler.runtime import errors
 
     try:
-        return rt.create_container(config, volatile=volatile)
-    except errors.NotFound as exc:
-        if "image" not in str(exc):
-            raise
-    pulling()
-    rt.pull_image(config.image)
+        rt.inspect_image(config.image)
+    except errors.NotFound:
+        pulling()
+        rt.pull_image(config.image)
     return rt.create_container(config, volatile=volatile)
 
 

@@ -265,6 +265,7 @@ def test_a_second_signal_stops_the_agent_at_once_and_the_next_start_recovers(
     b = AgentProc(tmp_path, runtime="native", sources=a.config["sources"], supervision=a.config["supervision"])
     b.prefix = b.config["name_prefix"] = a.prefix
     b.log_path = tmp_path / "agent2.log"
+    restarted = time.time()
     b.start()
     try:
         wait_for("converged after the restart", lambda: b.source("host")["last_result"] == "converged")
@@ -272,7 +273,13 @@ def test_a_second_signal_stops_the_agent_at_once_and_the_next_start_recovers(
             dict.fromkeys(["a", "b"], b.source("host")["revision"])
         assert_holds_exactly(NativeConfig(root=a.root, run_dir=a.run_dir, name_prefix=a.prefix), ["a", "b"],
                              network="stop")
-        assert [r["result"] for r in b.api.get("/v1/history?source=host")][:2] == ["converged", "interrupted"]
+        # the pass the second signal cut is on record as interrupted (a pass of b that failed on
+        # the way, retried by the loop, is not this test's subject: CI saw one once under load)
+        passes = b.api.get("/v1/history?source=host")
+        cut = [r["result"] for r in passes if r["started_at"] < restarted]
+        why = f"{passes[:4]}\n{a.log()}\n{b.log()}"
+        assert passes[0]["result"] == "converged", why
+        assert cut[:1] == ["interrupted"], why
     finally:
         b.stop()
 

@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from reconciler import __version__, httpbody
+from reconciler import __version__, httpbody, listing
 from reconciler.api.server import _remove_stale, _UnixHTTPServer
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
@@ -185,12 +185,10 @@ def _unix(ts: str | None) -> int:
 
 
 def _status_text(c: base.ContainerState) -> str:
-    s = c.status.value
-    if s == "running":
-        return "Up" + (f" ({c.health})" if c.health else "")
-    if s == "exited":
-        return f"Exited ({c.exit_code or 0})"
-    return s.capitalize()
+    """Docker's Status of a listed container ("Up 3 minutes (healthy)", "Exited (3) 2 seconds
+    ago"): the words `reconcile ps` prints (listing.status_text, the one home of that rule)."""
+    return listing.status_text({"status": c.status.value, "started_at": c.started_at, "health": c.health,
+                                "exit_code": c.exit_code, "finished_at": c.finished_at})
 
 
 def container_summary(c: base.ContainerState) -> dict[str, Any]:

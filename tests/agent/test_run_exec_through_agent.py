@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,16 @@ def test_ctrl_c_stops_a_run_and_a_killed_client_leaves_no_rm_container(
     proc.kill()
     proc.communicate()
     wait_for("the killed client's --rm container removed", lambda: reconcile(a, "ps", "-aq").stdout == "")
+
+    # the client of a run without --rm killed: the container runs on, as docker leaves it (a
+    # Ctrl-C would have stopped it: its TERM trap ends it at once, so a stop would show)
+    proc = started(a, "run", "--name", "stays", busybox_image, "sh", "-c",
+                   "trap 'exit 0' TERM; echo ready; while :; do sleep 0.1; done")
+    proc.kill()
+    proc.communicate()
+    time.sleep(3)                                   # the agent looks for its client between looks
+    assert [line.split()[-1] for line in reconcile(a, "ps").stdout.splitlines()[1:]] == ["stays"]
+    assert reconcile(a, "rm", "-f", "stays").returncode == 0
 
     a.kill9()                                                   # no agent: the CLI's own engine
     assert interrupted(a, busybox_image) == served

@@ -6,14 +6,17 @@ builds itself (no agent, or one that no longer answers)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from reconciler.api import thin
 from tests.agent.conftest import AgentProc
-from tests.agent.test_thin_cli import engine_modules, modules_of, reconcile
+from tests.agent.test_thin_cli import REPO, engine_modules, modules_of, reconcile
 
 pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
 
@@ -117,3 +120,26 @@ def test_the_agent_refuses_build_options_it_cannot_take(native_agent: AgentProc)
                              ({"context": "/x", "tags": "a:1"}, "build options not understood: tags")):
         status, doc = thin.request(str(a.socket), "POST", "/v1/build", {"options": options})
         assert (status, doc["error"]) == (400, message)
+
+
+def test_two_builds_through_the_agent_at_once_each_make_their_own_image(
+        tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
+    """The agent's builder serves two clients at the same time: each build finishes, and each
+    tag names the image of its own build arguments (no step of one is taken for the other's)."""
+    a = native_agent
+    a.start()
+    ctx = context(tmp_path, busybox_image)
+    env = {**os.environ, "RECONCILER_ROOT": str(a.root), "RECONCILER_RUN_DIR": str(a.run_dir),
+           "RECONCILER_PREFIX": a.prefix}
+    procs = {who: subprocess.Popen([sys.executable, "-m", "reconciler", "build", "--build-arg", f"WHO={who}",
+                                    "-t", f"localhost/both:{who}", str(ctx)], cwd=REPO, env=env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for who in ("ann", "bob")}
+    for who, proc in procs.items():
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-3000:]
+        assert f"Successfully tagged localhost/both:{who}\n" in out
+    for who in procs:
+        ran = reconcile(a, "run", "--rm", f"localhost/both:{who}")
+        assert (ran.returncode, ran.stdout) == (0, f"hello {who}\n"), ran.stderr
+    assert image_of(a, "localhost/both:ann")[0] != image_of(a, "localhost/both:bob")[0]

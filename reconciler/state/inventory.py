@@ -34,6 +34,7 @@ from typing import Any
 
 from reconciler._private import make_private
 from reconciler._sqlite import Database
+from reconciler.errors import DiskFull
 
 __all__ = [
     "Entry",
@@ -75,7 +76,20 @@ CREATE TABLE IF NOT EXISTS inv_digests (
     digest TEXT NOT NULL,
     resolved_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS inv_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS inv_objects_inserted AFTER INSERT ON inv_objects
+    BEGIN DELETE FROM inv_meta WHERE key = 'scrubbed:' || NEW.owner; END;
+CREATE TRIGGER IF NOT EXISTS inv_objects_updated AFTER UPDATE ON inv_objects
+    BEGIN DELETE FROM inv_meta WHERE key = 'scrubbed:' || NEW.owner; END;
 """
+
+# The marker that an owner's rows are all masked (`_scrub` found nothing left to fix). Every
+# write of a row drops it (the triggers above: they fire for whatever writes, an older version
+# too); `update` sets it again in the same transaction when it was there, as what it writes is masked.
+_SCRUBBED = "scrubbed:{owner}"
 
 _NOT_SPEC = frozenset({"name", "origin", "spec_hash"})
 
@@ -201,9 +215,10 @@ class InventoryStore:
         self.owner = owner
         db.ensure_schema("inventory", _DDL)
         self.env_dir = db.path.parent / "inventory-env"
-        # once per database object: this process writes no clear row, so a second look (the
-        # pass's record, the agent's next pass) would parse every row again for nothing (#21)
-        if db.first(f"inventory-scrub:{owner}"):
+        # once per database: the marker in inv_meta says its rows were scrubbed and no row was
+        # written since but by this version (#21: a no-op pass does not parse every row); and
+        # one look per database object (the pass's record, the agent's next pass)
+        if db.first(f"inventory-scrub:{owner}") and not self._scrubbed(db.connect()):
             self._scrub()
 
     # --- env values kept out of the database
@@ -255,8 +270,17 @@ class InventoryStore:
         config["env"] = clear
         return config
 
+    def _scrubbed(self, conn: sqlite3.Connection) -> bool:
+        key = _SCRUBBED.format(owner=self.owner)
+        return conn.execute("SELECT 1 FROM inv_meta WHERE key = ?", (key,)).fetchone() is not None
+
+    def _mark_scrubbed(self, conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT OR REPLACE INTO inv_meta (key, value) VALUES (?, ?)",
+                     (_SCRUBBED.format(owner=self.owner), "1"))
+
     def _scrub(self) -> None:
-        """Rows written before env values were masked are rewritten (once: then nothing matches)."""
+        """Rows written before env values were masked are rewritten, then the database is marked
+        as scrubbed for this owner (`_SCRUBBED`): the next process does not look again."""
         conn = self.db.connect()
         rows = conn.execute(
             "SELECT kind, name, spec_json, config_json FROM inv_objects WHERE owner = ?", (self.owner,),
@@ -274,13 +298,19 @@ class InventoryStore:
                 self._write_env(r["kind"], r["name"], env)
             fixes.append((json.dumps(masked, sort_keys=True, default=str), config_json,
                           self.owner, r["kind"], r["name"]))
-        if fixes:
-            with self.db.tx() as tx:
-                tx.executemany("UPDATE inv_objects SET spec_json = ?, config_json = ?"
-                               " WHERE owner = ? AND kind = ? AND name = ?", fixes)
-            # the old pages are still in the main file until a checkpoint copies the new ones over
-            with contextlib.suppress(sqlite3.OperationalError):     # busy: the next checkpoint does it
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if not fixes:
+            # the marker only spares the next process this look: a database it cannot be written
+            # to (full, read-only) is looked at again then
+            with contextlib.suppress(sqlite3.Error, DiskFull), self.db.tx() as tx:
+                self._mark_scrubbed(tx)
+            return
+        with self.db.tx() as tx:
+            tx.executemany("UPDATE inv_objects SET spec_json = ?, config_json = ?"
+                           " WHERE owner = ? AND kind = ? AND name = ?", fixes)
+            self._mark_scrubbed(tx)
+        # the old pages are still in the main file until a checkpoint copies the new ones over
+        with contextlib.suppress(sqlite3.OperationalError):         # busy: the next checkpoint does it
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def load(self) -> Inventory:
         conn = self.db.connect()
@@ -344,6 +374,7 @@ class InventoryStore:
         if not (rows or gone or cleared):
             return
         with self.db.tx() as conn:
+            scrubbed = self._scrubbed(conn)
             conn.executemany(
                 "INSERT OR REPLACE INTO inv_objects (owner, kind, name, spec_hash, image_digest,"
                 " revision, spec_json, config_json, deletion_policy, updated_at)"
@@ -352,6 +383,8 @@ class InventoryStore:
             )
             conn.executemany("DELETE FROM inv_objects WHERE owner = ? AND kind = ? AND name = ?", gone)
             conn.executemany("DELETE FROM inv_failures WHERE owner = ? AND kind = ? AND name = ?", cleared)
+            if scrubbed:
+                self._mark_scrubbed(conn)       # what this wrote is masked
         for k, n in remove:
             self._write_env(k, n, None)
 

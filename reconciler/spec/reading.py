@@ -27,11 +27,14 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from reconciler.spec import errors
+
+if TYPE_CHECKING:
+    from reconciler.spec.parsecache import ParseCache
 
 __all__ = [
     "MAX_DEPTH",
@@ -129,6 +132,8 @@ class Document:
     # where `env:` secrets read their variables (a compose project's environment: the shell over
     # .env); None: the reconciler's own environment
     environ: Mapping[str, str] | None = None
+    # the file's text, for a document a parse cache gave without its node tree (`where` parses it)
+    text: str | None = None
 
     def where(self, path: Path_, *, key: bool = False) -> tuple[int, int]:
         """1-based line and column of the node at `path`, or of its key in the enclosing mapping.
@@ -136,6 +141,8 @@ class Document:
         A path that does not (fully) exist resolves to the deepest part that does, so a missing
         field is reported at its parent.
         """
+        if self.node is None and self.text is not None:
+            self.node = _node_at(self.text, self.index)
         if self.node is None:
             return self.line, self.column
         current = self.node
@@ -156,6 +163,17 @@ class Document:
             value_mark = child.start_mark
         mark = key_mark if key and key_mark is not None else value_mark
         return mark.line + 1, mark.column + 1
+
+
+def _node_at(text: str, index: int) -> Any:
+    """The node tree of the `index`-th document of a text that parsed before (None if it does not now)."""
+    try:
+        for i, node in enumerate(yaml.compose_all(text, Loader=_Loader)):
+            if i == index:
+                return node
+    except yaml.YAMLError:
+        pass
+    return None
 
 
 def _problem(file: str, line: int, column: int, message: str, field: str = "") -> errors.Problem:
@@ -448,13 +466,33 @@ def _fmt(path: Path_) -> str:
 
 def parse(
     source: SourceFile, problems: list[errors.Problem], limits: Limits = Limits(), *, loader: Any = None,
+    cache: ParseCache | None = None,
 ) -> list[Document]:
     """Every non-empty document of a file; YAML errors become problems located at their mark.
 
-    `loader` replaces the YAML loader class (compose files resolve scalars as YAML 1.2 does)."""
+    `loader` replaces the YAML loader class (compose files resolve scalars as YAML 1.2 does).
+    With `cache` (reconciler.spec.parsecache: files parsed in earlier loads, by their text), a
+    file it holds is not parsed again (its documents' node trees are parsed from the text when
+    `where` needs one), and one that parses with no problem is added to it."""
+    if cache is None or loader is not None:
+        return _parse(source, problems, limits, loader or _Loader)
+    salt = f"{_BaseLoader.__name__}\0{limits.document_nodes}\0{limits.depth}"
+    kept = cache.get(source.text, salt)
+    if kept is not None:
+        return [Document(file=source.path, base=source.base, index=index, line=line, column=column, data=data,
+                         text=source.text) for index, line, column, data in kept]
+    found: list[errors.Problem] = []
+    docs = _parse(source, found, limits, _Loader)
+    if not found and not any(d.problems for d in docs):
+        cache.put(source.text, salt, [(d.index, d.line, d.column, d.data) for d in docs])
+    problems.extend(found)
+    return docs
+
+
+def _parse(source: SourceFile, problems: list[errors.Problem], limits: Limits, loader: Any) -> list[Document]:
     docs: list[Document] = []
     try:
-        for index, node in enumerate(yaml.compose_all(source.text, Loader=loader or _Loader)):
+        for index, node in enumerate(yaml.compose_all(source.text, Loader=loader)):
             if node is None:
                 continue
             mark = node.start_mark

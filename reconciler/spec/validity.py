@@ -25,7 +25,7 @@ from typing import Any
 
 from reconciler.spec import schemas
 
-__all__ = ["FILE", "KnownValid", "key"]
+__all__ = ["FILE", "KnownValid", "key", "plain"]
 
 FILE = "valid-documents"
 MAX_ENTRIES = 100_000       # past this many the file starts again with the last load's documents
@@ -34,7 +34,7 @@ MAX_ENTRIES = 100_000       # past this many the file starts again with the last
 def key(kind: str, data: Any, schema: str | None = None) -> str | None:
     """The cache key of a document of `kind` (None: not made of JSON's types with string keys);
     `schema`: the kind's schema text (by default the one shipped)."""
-    if not _plain(data):
+    if not plain(data):
         return None
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     h = hashlib.sha256(_schema_digest(kind) if schema is None else hashlib.sha256(schema.encode()).digest())
@@ -47,13 +47,13 @@ def _schema_digest(kind: str) -> bytes:
     return hashlib.sha256(schemas.schema_text(kind).encode()).digest()
 
 
-def _plain(value: Any) -> bool:
+def plain(value: Any) -> bool:
     """Whether `value` is JSON's: mappings with string keys, lists, strings, finite numbers,
     booleans, null (anything else would not round-trip through the key's JSON)."""
     if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+        return all(isinstance(k, str) and plain(v) for k, v in value.items())
     if isinstance(value, list):
-        return all(_plain(v) for v in value)
+        return all(plain(v) for v in value)
     if isinstance(value, float):
         return value == value and value not in (float("inf"), float("-inf"))
     return value is None or isinstance(value, str | int | bool)

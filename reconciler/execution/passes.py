@@ -392,7 +392,7 @@ def record(
             else:
                 config = old.config if old else None
                 digest = old.image_digest if old else ""
-                if config is None:
+                if not config:                  # none kept, or its env values are not to be had
                     labels = implied.labels(owner=options.owner, revision=desired.revision, kind="Container",
                                             name=name, obj=c, image_digest=digest)
                     config = base.config_to_json(translate.container_config(c, name=name, labels=labels))

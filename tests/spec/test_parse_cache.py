@@ -139,6 +139,7 @@ def test_a_file_with_values_json_cannot_hold_is_not_kept(tmp_path: Path) -> None
         problems: list[errors.Problem] = []
         docs = reading.parse(reading.SourceFile(str(tmp_path / "web.yaml"), str(tmp_path), text), problems,
                              cache=parsed)
-        assert len(docs) == 1 and problems == []
+        assert len(docs) == 1
+        assert problems == []
         parsed.save()
         assert not cache.exists()

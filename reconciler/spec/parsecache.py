@@ -5,9 +5,10 @@ own source (reading.py), PyYAML's version and loader, and the limits that reject
 Any edit (one character, whatever the file's name, size or time stamps say) makes a new key,
 which is parsed as before; a file renamed or moved keeps its key (the name and directory of a
 document are the file's as found now, never the cache's). Only a file that parsed with no
-problem at all into documents made of JSON's types is remembered (validity.plain: a YAML date,
-set or binary value is parsed every time). What the cache gives back is what the parse gave:
-each document's position and data; the node tree that locates a field for an error message is
+problem at all into documents made of JSON's types is remembered (validity.plain: a YAML date
+or binary value is parsed every time). What the cache gives back is what the parse gave:
+each document's position and data, with the sha256 of the data's canonical JSON that the schema
+check's cache (validity.py) is keyed by, so neither is computed again; the node tree that locates a field for an error message is
 parsed again from the text when a message needs it.
 
 The file (`parsed-documents` under the state root: JSON, 0600, written under the CLI's umask
@@ -25,7 +26,7 @@ import functools
 import hashlib
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.spec import validity
 
@@ -35,8 +36,12 @@ FILE = "parsed-documents"
 FORMAT = 1
 MAX_ENTRIES = 20_000        # files; past this many the file starts again with the last load's
 
-# one document as kept: its 0-based index in the file, 1-based line and column, and its data
-Parsed = tuple[int, int, int, Any]
+if TYPE_CHECKING:
+    from reconciler.spec.reading import Document
+
+# one document as kept: its 0-based index in the file, 1-based line and column, its data and
+# the sha256 of the data's canonical JSON (validity.data_digest: the schema check's key needs it)
+Parsed = tuple[int, int, int, Any, str]
 
 
 class ParseCache:
@@ -70,14 +75,18 @@ class ParseCache:
             return None
         assert key is not None
         self._used.add(key)
-        return [(d[0], d[1], d[2], d[3]) for d in docs]
+        return [(d[0], d[1], d[2], d[3], d[4]) for d in docs]
 
-    def put(self, text: str, salt: str, docs: list[Parsed]) -> None:
-        """Remember a file that parsed with no problem (nothing if a document is not plain data)."""
+    def put(self, text: str, salt: str, docs: list[Document]) -> None:
+        """Remember a file that parsed with no problem (nothing if a document is not plain
+        data); each document gets its `digest`."""
         key = _key(text, salt)
-        if key is None or not all(validity.plain(data) for *_, data in docs):
+        digests = [validity.data_digest(d.data) for d in docs]
+        if key is None or None in digests:
             return
-        self._files[key] = [list(d) for d in docs]
+        for d, digest in zip(docs, digests, strict=True):
+            d.digest = digest
+        self._files[key] = [[d.index, d.line, d.column, d.data, d.digest] for d in docs]
         self._used.add(key)
         self._new = True
 
@@ -100,7 +109,8 @@ class ParseCache:
 
 
 def _entry(d: Any) -> bool:
-    return isinstance(d, list) and len(d) == 4 and all(type(n) is int for n in d[:3])
+    return isinstance(d, list) and len(d) == 5 and all(type(n) is int for n in d[:3]) and isinstance(d[4], str) \
+        and len(d[4]) == 64
 
 
 def _key(text: str, salt: str) -> str | None:

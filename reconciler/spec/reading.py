@@ -134,6 +134,8 @@ class Document:
     environ: Mapping[str, str] | None = None
     # the file's text, for a document a parse cache gave without its node tree (`where` parses it)
     text: str | None = None
+    # the sha256 of the canonical JSON of `data` (validity.data_digest), when a parse cache has it
+    digest: str | None = None
 
     def where(self, path: Path_, *, key: bool = False) -> tuple[int, int]:
         """1-based line and column of the node at `path`, or of its key in the enclosing mapping.
@@ -480,11 +482,11 @@ def parse(
     kept = cache.get(source.text, salt)
     if kept is not None:
         return [Document(file=source.path, base=source.base, index=index, line=line, column=column, data=data,
-                         text=source.text) for index, line, column, data in kept]
+                         text=source.text, digest=digest) for index, line, column, data, digest in kept]
     found: list[errors.Problem] = []
     docs = _parse(source, found, limits, _Loader)
     if not found and not any(d.problems for d in docs):
-        cache.put(source.text, salt, [(d.index, d.line, d.column, d.data) for d in docs])
+        cache.put(source.text, salt, docs)
     problems.extend(found)
     return docs
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from reconciler import spec
-from reconciler.spec import errors, parsecache, reading
+from reconciler.spec import errors, parsecache, reading, validity
+
+REPO = Path(__file__).resolve().parents[2]
 
 WEB = """\
 apiVersion: reconciler/v1
@@ -104,6 +108,8 @@ def test_a_damaged_or_unreadable_cache_is_ignored(manifests: Path, tmp_path: Pat
         json.dumps({"format": parsecache.FORMAT, "files": {key: "not a list"}}).encode(),
         json.dumps({"format": parsecache.FORMAT, "files": {key: [["0", 1, 1, {}]]}}).encode(),
         json.dumps({"format": parsecache.FORMAT, "files": {key: [[0, 1, 1]]}}).encode(),
+        json.dumps({"format": parsecache.FORMAT, "files": {key: [d[:4] for d in good["files"][key]]}}).encode(),
+        json.dumps({"format": parsecache.FORMAT, "files": {key: [[*d[:4], "short"] for d in good["files"][key]]}}).encode(),
     ]
     for raw in damaged:
         cache.write_bytes(raw)
@@ -143,3 +149,32 @@ def test_a_file_with_values_json_cannot_hold_is_not_kept(tmp_path: Path) -> None
         assert problems == []
         parsed.save()
         assert not cache.exists()
+
+
+def test_a_kept_document_is_known_valid_without_its_json_again(manifests: Path, tmp_path: Path) -> None:
+    """The kept digest of a document's canonical JSON is the schema check's key (validity.py): a
+    load from both caches finds every document known valid and imports no validator."""
+    script = ("import json, sys; from reconciler import spec; from reconciler.spec import parsecache, validity; "
+              f"known = validity.KnownValid({str(tmp_path / validity.FILE)!r}); "
+              f"parsed = parsecache.ParseCache({str(tmp_path / parsecache.FILE)!r}); "
+              f"d = spec.load({str(manifests)!r}, known_valid=known, parsed=parsed); known.save(); parsed.save(); "
+              "print(json.dumps({'revision': d.revision, "
+              "'validator': 'jsonschema_rs' in sys.modules or 'jsonschema' in sys.modules}))")
+
+    def child() -> dict[str, object]:
+        out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
+        loaded: dict[str, object] = json.loads(out.stdout)
+        return loaded
+
+    first = child()
+    assert first["validator"] is True
+    assert child() == {**first, "validator": False}
+    assert first["revision"] == spec.load(manifests).revision
+    cache = tmp_path / parsecache.FILE
+    doc = json.loads(cache.read_bytes())
+    for docs in doc["files"].values():
+        for d in docs:
+            d[4] = "0" * 64                 # the kept digest, not the data's JSON again, keys the check
+    cache.write_text(json.dumps(doc))
+    assert child() == first

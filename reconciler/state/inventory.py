@@ -351,18 +351,13 @@ class InventoryStore:
     def load(self) -> Inventory:
         conn = self.db.connect()
         entries = [
-            Entry(
-                kind=r["kind"],
-                name=r["name"],
-                spec_hash=r["spec_hash"],
-                image_digest=r["image_digest"],
-                revision=r["revision"],
-                spec=_Parsed(functools.partial(_object, r["spec_json"])),
-                config=_Parsed(functools.partial(self._join_config, r["kind"], r["name"], r["config_json"]))
-                if r["config_json"] else None,
-                deletion_policy=r["deletion_policy"],
-            )
-            for r in conn.execute("SELECT * FROM inv_objects WHERE owner = ?", (self.owner,))
+            Entry(kind=kind, name=name, spec_hash=spec_hash, image_digest=image_digest, revision=revision,
+                  spec=_Parsed(functools.partial(_object, spec_json)),
+                  config=_Parsed(functools.partial(self._join_config, kind, name, config_json)) if config_json else None,
+                  deletion_policy=deletion_policy)
+            for kind, name, spec_hash, image_digest, revision, spec_json, config_json, deletion_policy in conn.execute(
+                "SELECT kind, name, spec_hash, image_digest, revision, spec_json, config_json, deletion_policy"
+                " FROM inv_objects WHERE owner = ?", (self.owner,))
         ]
         failures = [
             Failure(

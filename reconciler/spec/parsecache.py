@@ -14,7 +14,7 @@ parsed again from the text when a message needs it.
 The file (`parsed-documents` under the state root: JSON, 0600, written under the CLI's umask
 077) is a cache: a missing, unreadable or damaged one holds nothing, an entry of the wrong shape
 is ignored, and it is rewritten whole (a temporary file renamed into place) when a load parsed
-new files. Whoever can write it can make a manifest load as other data than its text says; that
+new files, without the texts no load asks for any more once they outnumber the ones it read (`SLACK`). Whoever can write it can make a manifest load as other data than its text says; that
 is the state root's owner, who can change the state database and the engine's records anyway
 (docs/security.md).
 """
@@ -34,7 +34,10 @@ __all__ = ["FILE", "ParseCache"]
 
 FILE = "parsed-documents"
 FORMAT = 1
-MAX_ENTRIES = 20_000        # files; past this many the file starts again with the last load's
+# Files kept beyond the last load's: every edit adds one (its old text stays until then), and
+# another source loaded on the same root keeps its own. Past twice the last load's files and
+# this many, the file starts again with the last load's.
+SLACK = 100
 
 if TYPE_CHECKING:
     from reconciler.spec.reading import Document
@@ -95,7 +98,8 @@ class ParseCache:
         (the next load parses them again)."""
         if self.path is None or not self._new:
             return
-        files = self._files if len(self._files) <= MAX_ENTRIES else {k: self._files[k] for k in self._used}
+        files = self._files if len(self._files) <= 2 * len(self._used) + SLACK else \
+            {k: self._files[k] for k in self._used}
         tmp = f"{self.path}.{os.getpid()}.tmp"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)

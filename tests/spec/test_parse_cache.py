@@ -97,6 +97,20 @@ def test_a_renamed_file_is_its_new_name_and_a_deleted_one_is_gone(manifests: Pat
     assert sorted(load(manifests, cache).containers) == ["web"]
 
 
+def test_the_texts_of_earlier_edits_are_dropped_once_they_outnumber_the_current_ones(
+        manifests: Path, tmp_path: Path) -> None:
+    cache = tmp_path / parsecache.FILE
+    (manifests / "db.yaml").write_text(WEB.replace("name: web", "name: db"))
+    sizes = []
+    for i in range(parsecache.SLACK + 5):
+        (manifests / "web.yaml").write_text(WEB.replace("restart: always", f"restart: always\n  env: {{V: '{i}'}}"))
+        assert dict(load(manifests, cache).containers["web"].env) == {"V": str(i)}
+        sizes.append(len(kept(cache)))
+    assert max(sizes) == 2 * 2 + parsecache.SLACK
+    assert sizes[-1] < max(sizes)
+    assert all(n >= 2 for n in sizes)
+
+
 def test_a_damaged_or_unreadable_cache_is_ignored(manifests: Path, tmp_path: Path) -> None:
     cache = tmp_path / parsecache.FILE
     want = spec.load(manifests)

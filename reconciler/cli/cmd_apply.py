@@ -174,6 +174,14 @@ def known_valid(args: argparse.Namespace) -> Any:
     return validity.KnownValid(os.path.join(args.root, validity.FILE))
 
 
+def parse_cache(args: argparse.Namespace) -> Any:
+    """The manifest files parsed in earlier runs (reconciler.spec.parsecache), kept under the
+    state root like `known_valid`."""
+    from reconciler.spec import parsecache
+
+    return parsecache.ParseCache(os.path.join(args.root, parsecache.FILE))
+
+
 def open_db(args: argparse.Namespace) -> Any:
     from pathlib import Path
 
@@ -198,11 +206,11 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.execution import executor, locking, passes, stopping
     from reconciler.spec import policy
 
-    known = known_valid(args)
+    known, parsed = known_valid(args), parse_cache(args)
     loaded = spec.load(args.source, policy=policy.load_policy(args.policy),
                        decryption=decryption_keys(args), cluster=args.runtime == "swarm",
                        engine=args.runtime,     # SpecError/PolicyError → exit 2, before anything is touched
-                       known_valid=known)
+                       known_valid=known, parsed=parsed)
     print_warnings(loaded)
     options = passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty, dry_run=args.dry_run,
                                  max_workers=max(1, args.parallel), source=os.path.abspath(args.source)
@@ -219,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
             keep_revision(args, loaded, options.source, keep=args.keep_revisions)   # all of it: a
             #                                         rollback takes this host's part again, by its labels then
     known.save()                            # the state root exists now, also on a first run
+    parsed.save()
     if stopped := stopped_code(result, stop, args.output):
         return stopped
     if not output.wants_data(args):

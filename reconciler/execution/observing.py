@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.base import Runtime
+from reconciler.runtime.base import ContainerState, Runtime
 from reconciler.state import labels as labelmod
 from reconciler.state.inventory import InventoryStore
 from reconciler.state.observed import (
@@ -27,9 +27,11 @@ def observe(
     runtime: Runtime,
     *,
     resolved: Mapping[str, str] | None = None,
+    containers: Iterable[ContainerState] | None = None,
 ) -> ObservedState:
-    """Read containers, networks, volumes and images in one call each."""
-    containers = {
+    """Read containers, networks, volumes and images in one call each (`containers`: the
+    containers a caller listed already, with no selector)."""
+    listed = {
         c.name: ObservedContainer(
             id=c.id,
             name=c.name,
@@ -43,7 +45,7 @@ def observe(
             replicas=c.replicas,
             placement=c.placement,
         )
-        for c in runtime.list_containers(None)
+        for c in (runtime.list_containers(None) if containers is None else containers)
     }
     networks = {
         n.name: ObservedNetwork(name=n.name, owner=labelmod.parse(n.labels), id=n.id)
@@ -63,7 +65,7 @@ def observe(
                 repo = normalize_ref(tag).rsplit(":", 1)[0]
                 images[f"{repo}@{info.digest}"] = info.digest
     return ObservedState(
-        containers=containers,
+        containers=listed,
         networks=networks,
         volumes=volumes,
         images=images,

@@ -35,7 +35,7 @@ from typing import Any
 from reconciler import diskfull
 from reconciler._sqlite import Database
 from reconciler.errors import DiskFull, ReconcilerError
-from reconciler.execution import changes, executor, observing, translate
+from reconciler.execution import backends, changes, executor, observing, translate
 from reconciler.planning import actions, implied, planner
 from reconciler.runtime import base
 from reconciler.spec import models
@@ -173,14 +173,15 @@ def plan_pass(
     now: float | None = None,
 ) -> tuple[actions.Plan, Mapping[str, str]]:
     """Resolve, observe and plan (no change to the host); returns the plan and resolve errors."""
-    plan, errors, _ = _prepare(desired, runtime, db, options, now=time.time() if now is None else now)
+    plan, errors, _, _ = _prepare(desired, runtime, db, options, now=time.time() if now is None else now)
     return plan, errors
 
 
 def _prepare(
     desired: models.DesiredState, runtime: base.Runtime, db: Database, options: PassOptions, *, now: float,
     stop: Callable[[], bool] | None = None,
-) -> tuple[actions.Plan, Mapping[str, str], inv.Inventory]:
+) -> tuple[actions.Plan, Mapping[str, str], inv.Inventory, list[base.ContainerState]]:
+    """The plan, the resolve errors, the inventory it was made from and the containers observed."""
     cluster = isinstance(runtime, base.ServiceEngine)
     if isinstance(runtime, base.ServiceEngine):
         _check_refusals(desired, runtime)
@@ -188,7 +189,8 @@ def _prepare(
     refs = implied.tracked_refs(desired, every=cluster)
     resolved, errors = observing.resolve_digests(runtime, refs, inventory=store, ttl=options.digest_ttl, now=now,
                                            stop=stop)
-    observed = observing.observe(runtime, resolved=resolved)
+    states = runtime.list_containers(None)
+    observed = observing.observe(runtime, resolved=resolved, containers=states)
     inventory = store.load()
     plan = planner.plan(
         desired, observed, inventory,
@@ -198,7 +200,7 @@ def _prepare(
                             flapping=options.flapping, cluster=cluster,
                             rollout_timeout=options.rollout_timeout),
     )
-    return plan, errors, inventory
+    return plan, errors, inventory, states
 
 
 def _check_refusals(desired: models.DesiredState, runtime: base.ServiceEngine) -> None:
@@ -304,7 +306,7 @@ def _run_pass(
     log = logs.get_logger("reconciler.pass").bind(owner=options.owner, revision=desired.revision[:12])
     began = time.monotonic()
     eo = execute_options or executor.ExecuteOptions(max_workers=options.max_workers)
-    plan, errors, inventory = _prepare(desired, runtime, db, options, now=started_at, stop=eo.stop)
+    plan, errors, inventory, observed = _prepare(desired, runtime, db, options, now=started_at, stop=eo.stop)
     for ref, err in errors.items():
         log.warning("digest_unresolved", ref=ref, error=err)
     if options.dry_run:
@@ -319,12 +321,14 @@ def _run_pass(
     if not plan.is_empty():
         pass_id = history.begin(revision=desired.revision, source=options.source, started_at=started_at,
                                 cause=options.cause)
+    if not plan.is_empty():
+        backends.supervise(runtime)         # health gates and restarts of what the pass starts
     cs = executor.execute(plan, runtime, options=eo)
     record(desired, cs, db, inventory, options, now=time.time() if now is None else now)
     if options.settle > 0 and not cs.interrupted and any(r.action.kind in (Kind.START, Kind.CREATE)
                                                           for r in cs.results):
         time.sleep(options.settle)         # a container that crashes at once shows it by now
-    down = unready(desired, runtime.list_containers({labelmod.OWNER: options.owner}))
+    down = unready(desired, _owned_now(runtime, options.owner, observed if not cs.results else None))
     result = PassResult(desired.revision, plan, cs, errors, time.monotonic() - began, down)
     finished, counts, docs = time.time(), cs.counts(), [c.to_json() for c in cs.changes]
     if pass_id is not None:
@@ -341,6 +345,15 @@ def _run_pass(
     log.info("reconcile_pass", result=result.result, actions=len(plan.actions),
              duration=round(result.duration, 3), failures=failed, counts=counts, **extra)
     return result
+
+
+def _owned_now(runtime: base.Runtime, owner: str, observed: list[base.ContainerState] | None) -> list[base.ContainerState]:
+    """The owner's containers as they are now: as this pass observed them when it ran no action
+    (nothing it did changed them: a no-op lists the containers once, #21), else listed again."""
+    selector = {labelmod.OWNER: owner}
+    if observed is None:
+        return runtime.list_containers(selector)
+    return [s for s in observed if base.labels_match(s.labels, selector)]
 
 
 def record(
@@ -392,7 +405,7 @@ def record(
             else:
                 config = old.config if old else None
                 digest = old.image_digest if old else ""
-                if config is None:
+                if not config:                  # none kept, or its env values are not to be had
                     labels = implied.labels(owner=options.owner, revision=desired.revision, kind="Container",
                                             name=name, obj=c, image_digest=digest)
                     config = base.config_to_json(translate.container_config(c, name=name, labels=labels))

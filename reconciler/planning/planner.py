@@ -604,9 +604,10 @@ class _Planner:
             reasons.append(f"replicas {o.replicas} -> global" if c.global_mode else f"replicas global -> {c.replicas}")
         elif self.options.cluster and o.replicas is not None and o.replicas != c.replicas:
             reasons.append(f"replicas {o.replicas} -> {c.replicas}")
-        wanted = (c.placement.swarm_constraints(), c.placement.preferences)
-        if self.options.cluster and o.placement is not None and o.placement != wanted:
-            reasons.append(f"placement {_placement(o.placement)} -> {_placement(wanted)}")
+        if self.options.cluster and o.placement is not None:
+            wanted = (c.placement.swarm_constraints(), c.placement.preferences)
+            if o.placement != wanted:
+                reasons.append(f"placement {_placement(o.placement)} -> {_placement(wanted)}")
         return reasons, changes
 
     def _mode_changed(self, c: models.Container, o: obs.ObservedContainer) -> bool:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from reconciler.spec import models
     from reconciler.spec.composefiles import Options as ComposeOptions
     from reconciler.spec.models import DesiredState
+    from reconciler.spec.parsecache import ParseCache
     from reconciler.spec.policy import Policy
     from reconciler.spec.reading import Limits
     from reconciler.spec.sops import Keys
@@ -52,7 +53,7 @@ def load(
     path: str | os.PathLike[str], *, limits: Limits | None = None, use_lock: bool = True, policy: Policy | None = None,
     live: str | os.PathLike[str] | None = None, compose: ComposeOptions | None = None,
     decryption: Keys | None = None, cluster: bool = False, engine: str | None = None,
-    known_valid: KnownValid | None = None,
+    known_valid: KnownValid | None = None, parsed: ParseCache | None = None,
 ) -> DesiredState:
     """Read, validate and build every manifest under `path` ("-" = stdin).
 
@@ -89,6 +90,10 @@ def load(
     earlier loads), a document it holds is not validated again (its key is its content and the
     schema's); the ones that pass now are added to it (its `save()` keeps them).
 
+    With `parsed` (reconciler.spec.parsecache: the manifest files parsed in earlier loads), a
+    file it holds is not parsed again (its key is the file's text); files parsed now are added
+    to it (its `save()` keeps them). Compose files are parsed every time.
+
     With `use_lock` (the default), the lock file beside the manifests (lock.py, written by
     `reconcile lock`) pins the image references it names to their digests.
 
@@ -100,7 +105,7 @@ def load(
     gc.disable()
     try:
         desired, _ = _load(os.fspath(path), limits, use_lock, policy, None if live is None else os.fspath(live),
-                           compose, decryption, cluster, engine, known_valid)
+                           compose, decryption, cluster, engine, known_valid, parsed)
         return desired
     finally:
         if gc_was_enabled:
@@ -131,7 +136,7 @@ def convert(
 def _load(
     path: str, limits: Limits | None, use_lock: bool = True, policy: Policy | None = None, live: str | None = None,
     compose_opts: ComposeOptions | None = None, decryption: Keys | None = None, cluster: bool = False,
-    engine: str | None = None, known_valid: KnownValid | None = None,
+    engine: str | None = None, known_valid: KnownValid | None = None, parsed: ParseCache | None = None,
 ) -> tuple[DesiredState, list[Any]]:
     from reconciler.spec import building, composefiles, lock, models, reading
     from reconciler.spec.models import DesiredState
@@ -163,7 +168,7 @@ def _load(
                                         "(envFiles) encrypted with sops, and name this file other than *.yaml/*.yml "
                                         "or move it out of the manifests' directory"))
                 continue
-            docs.extend(reading.parse(source, problems, limits))
+            docs.extend(reading.parse(source, problems, limits, cache=parsed))
     lock_file = lock.lock_path(path) if use_lock else None
     if lock_file is not None and lock_file.exists():
         builder.pins = lock.read(lock_file, problems)

@@ -162,7 +162,7 @@ class Builder:
         """The document's schema violations; none for one known valid (`known_valid`), which
         then is not validated again."""
         known = self.known_valid
-        digest = validity.key(kind, data) if known is not None and not raw.problems else None
+        digest = validity.key(kind, data, digest=raw.digest) if known is not None and not raw.problems else None
         if known is None or digest is None:
             return list(schemas.issues(kind, data))
         if digest in known:

@@ -27,11 +27,14 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from reconciler.spec import errors
+
+if TYPE_CHECKING:
+    from reconciler.spec.parsecache import ParseCache
 
 __all__ = [
     "MAX_DEPTH",
@@ -129,6 +132,10 @@ class Document:
     # where `env:` secrets read their variables (a compose project's environment: the shell over
     # .env); None: the reconciler's own environment
     environ: Mapping[str, str] | None = None
+    # the file's text, for a document a parse cache gave without its node tree (`where` parses it)
+    text: str | None = None
+    # the sha256 of the canonical JSON of `data` (validity.data_digest), when a parse cache has it
+    digest: str | None = None
 
     def where(self, path: Path_, *, key: bool = False) -> tuple[int, int]:
         """1-based line and column of the node at `path`, or of its key in the enclosing mapping.
@@ -136,6 +143,8 @@ class Document:
         A path that does not (fully) exist resolves to the deepest part that does, so a missing
         field is reported at its parent.
         """
+        if self.node is None and self.text is not None:
+            self.node = _node_at(self.text, self.index)
         if self.node is None:
             return self.line, self.column
         current = self.node
@@ -156,6 +165,17 @@ class Document:
             value_mark = child.start_mark
         mark = key_mark if key and key_mark is not None else value_mark
         return mark.line + 1, mark.column + 1
+
+
+def _node_at(text: str, index: int) -> Any:
+    """The node tree of the `index`-th document of a text that parsed before (None if it does not now)."""
+    try:
+        for i, node in enumerate(yaml.compose_all(text, Loader=_Loader)):
+            if i == index:
+                return node
+    except yaml.YAMLError:
+        pass
+    return None
 
 
 def _problem(file: str, line: int, column: int, message: str, field: str = "") -> errors.Problem:
@@ -215,9 +235,7 @@ def read_source(path: str, problems: list[errors.Problem], limits: Limits = Limi
     leads out of the directory is refused. A file named on its own is its own source.
     """
     sources: list[SourceFile] = []
-    total = 0
     root: str | None = None
-    dirs: dict[str, str] = {}
     if path == "-":
         raw = sys.stdin.buffer.read(limits.file_bytes + 1)
         items: list[tuple[str, str, bytes | None]] = [("<stdin>", os.getcwd(), raw)]
@@ -228,11 +246,49 @@ def read_source(path: str, problems: list[errors.Problem], limits: Limits = Limi
             return []
         root = path if os.path.isdir(path) else None
         items = [(str(p), "", None) for p in found]
+    beneath = _Beneath(root)
+    try:
+        _read_all(items, beneath, sources, problems, limits)
+    finally:
+        beneath.close()
+    return sources
+
+
+class _Beneath:
+    """The source directory, opened once for all its files (None: files named on their own)."""
+
+    def __init__(self, root: str | None) -> None:
+        self.root = root
+        self.fd: int | None = None
+        # the files found under it start with the directory as named (`collect`): their
+        # relative paths are what follows it (relpath is a tenth of reading 500 small files)
+        self.prefix = "" if root is None else os.path.join(str(Path(root)), "")
+
+    def read(self, name: str, limit: int) -> bytes:
+        if self.root is None:
+            return read_regular(name, None, limit)
+        if self.fd is None:
+            self.fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        rel = name[len(self.prefix):] if name.startswith(self.prefix) and self.prefix != os.sep \
+            else os.path.relpath(name, self.root)
+        return _read_beneath(self.fd, self.root, name, rel, limit)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _read_all(items: list[tuple[str, str, bytes | None]], beneath: _Beneath, sources: list[SourceFile],
+              problems: list[errors.Problem], limits: Limits) -> None:
+    """Read and decode `items` (name, base, bytes when read already) into `sources`."""
+    total = 0
+    dirs: dict[str, str] = {}
     for name, base, data in items:
         raw = data
         if raw is None:
             try:
-                raw = read_regular(name, root, limits.file_bytes + 1)
+                raw = beneath.read(name, limits.file_bytes + 1)
             except Refused as exc:
                 problems.append(_problem(name, 0, 0, str(exc)))
                 continue
@@ -250,7 +306,6 @@ def read_source(path: str, problems: list[errors.Problem], limits: Limits = Limi
         text = decode(name, raw, problems)
         if text is not None:
             sources.append(SourceFile(path=name, base=base, text=text))
-    return sources
 
 
 def _real_dir(name: str, dirs: dict[str, str]) -> str:
@@ -280,31 +335,40 @@ def read_regular(name: str, root: str | None, limit: int) -> bytes:
     checked with fstat; only a regular file is then re-opened for reading through it, with
     O_NONBLOCK, so the file read is the file checked.
     """
+    if root is None:
+        return _read_path_fd(os.open(name, os.O_PATH | os.O_CLOEXEC), limit)
+    dfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return _read_beneath(dfd, root, name, os.path.relpath(name, root), limit)
+    finally:
+        os.close(dfd)
+
+
+def _read_beneath(dfd: int, root: str, name: str, rel: str, limit: int) -> bytes:
+    """`read_regular` of `name` (`rel` to the directory `root`, open as `dfd`)."""
     from reconciler.runtime.native import openat2
 
     flags = os.O_PATH | os.O_CLOEXEC
-    if root is None:
-        pfd = os.open(name, flags)
-    else:
-        dfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        rel = os.path.relpath(name, root)
-        try:
-            if openat2.have_openat2():
-                pfd = openat2.openat2(dfd, rel, flags, 0, openat2.RESOLVE_BENEATH | openat2.RESOLVE_NO_MAGICLINKS)
-            else:
-                real, top = os.path.realpath(name), os.path.realpath(root)
-                if os.path.commonpath([real, top]) != top:
-                    raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), name)
-                pfd = os.open(name, flags)
-        except OSError as exc:
-            if exc.errno in (errno.EXDEV, errno.ELOOP):
-                raise Refused(
-                    f"a symlink that leads outside the source directory {root} (to {os.path.realpath(name)}); "
-                    "manifests must be files inside the source: copy the file in instead of linking it"
-                ) from None
-            raise
-        finally:
-            os.close(dfd)
+    try:
+        if openat2.have_openat2():
+            pfd = openat2.openat2(dfd, rel, flags, 0, openat2.RESOLVE_BENEATH | openat2.RESOLVE_NO_MAGICLINKS)
+        else:
+            real, top = os.path.realpath(name), os.path.realpath(root)
+            if os.path.commonpath([real, top]) != top:
+                raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), name)
+            pfd = os.open(name, flags)
+    except OSError as exc:
+        if exc.errno in (errno.EXDEV, errno.ELOOP):
+            raise Refused(
+                f"a symlink that leads outside the source directory {root} (to {os.path.realpath(name)}); "
+                "manifests must be files inside the source: copy the file in instead of linking it"
+            ) from None
+        raise
+    return _read_path_fd(pfd, limit)
+
+
+def _read_path_fd(pfd: int, limit: int) -> bytes:
+    """At most `limit` bytes of the regular file open as the O_PATH descriptor `pfd` (closed here)."""
     try:
         st = os.fstat(pfd)
         if not stat.S_ISREG(st.st_mode):
@@ -448,13 +512,33 @@ def _fmt(path: Path_) -> str:
 
 def parse(
     source: SourceFile, problems: list[errors.Problem], limits: Limits = Limits(), *, loader: Any = None,
+    cache: ParseCache | None = None,
 ) -> list[Document]:
     """Every non-empty document of a file; YAML errors become problems located at their mark.
 
-    `loader` replaces the YAML loader class (compose files resolve scalars as YAML 1.2 does)."""
+    `loader` replaces the YAML loader class (compose files resolve scalars as YAML 1.2 does).
+    With `cache` (reconciler.spec.parsecache: files parsed in earlier loads, by their text), a
+    file it holds is not parsed again (its documents' node trees are parsed from the text when
+    `where` needs one), and one that parses with no problem is added to it."""
+    if cache is None or loader is not None:
+        return _parse(source, problems, limits, loader or _Loader)
+    salt = f"{_BaseLoader.__name__}\0{limits.document_nodes}\0{limits.depth}"
+    kept = cache.get(source.text, salt)
+    if kept is not None:
+        return [Document(file=source.path, base=source.base, index=index, line=line, column=column, data=data,
+                         text=source.text, digest=digest) for index, line, column, data, digest in kept]
+    found: list[errors.Problem] = []
+    docs = _parse(source, found, limits, _Loader)
+    if not found and not any(d.problems for d in docs):
+        cache.put(source.text, salt, docs)
+    problems.extend(found)
+    return docs
+
+
+def _parse(source: SourceFile, problems: list[errors.Problem], limits: Limits, loader: Any) -> list[Document]:
     docs: list[Document] = []
     try:
-        for index, node in enumerate(yaml.compose_all(source.text, Loader=loader or _Loader)):
+        for index, node in enumerate(yaml.compose_all(source.text, Loader=loader)):
             if node is None:
                 continue
             mark = node.start_mark

@@ -1,7 +1,7 @@
 """Documents known to satisfy their kind's schema, remembered across runs (#21).
 
-A document's key is the sha256 of its kind's schema as shipped, its kind and the canonical JSON
-of its data, so any edit (one character, whatever the file's size or time stamps say) and a
+A document's key is the sha256 of its kind's schema as shipped, its kind and the sha256 of the
+canonical JSON of its data (`data_digest`), so any edit (one character, whatever the file's size or time stamps say) and a
 schema changed by an upgrade make a new key, which is validated as before. Only a document that
 passed with no problem at all is remembered, and only one made of JSON's types with string keys
 (anything else is validated every time). A `reconcile --once` whose manifests did not change
@@ -25,21 +25,30 @@ from typing import Any
 
 from reconciler.spec import schemas
 
-__all__ = ["FILE", "KnownValid", "key"]
+__all__ = ["FILE", "KnownValid", "data_digest", "key", "plain"]
 
 FILE = "valid-documents"
 MAX_ENTRIES = 100_000       # past this many the file starts again with the last load's documents
 
 
-def key(kind: str, data: Any, schema: str | None = None) -> str | None:
+def key(kind: str, data: Any, schema: str | None = None, *, digest: str | None = None) -> str | None:
     """The cache key of a document of `kind` (None: not made of JSON's types with string keys);
-    `schema`: the kind's schema text (by default the one shipped)."""
-    if not _plain(data):
+    `schema`: the kind's schema text (by default the one shipped); `digest`: the document's
+    `data_digest`, when known already (a parse cache keeps it beside the data)."""
+    digest = digest or data_digest(data)
+    if digest is None:
+        return None
+    h = hashlib.sha256(_schema_digest(kind) if schema is None else hashlib.sha256(schema.encode()).digest())
+    h.update(b"\0" + kind.encode() + b"\0" + digest.encode())
+    return h.hexdigest()
+
+
+def data_digest(data: Any) -> str | None:
+    """The sha256 of a document's canonical JSON (None: not made of JSON's types with string keys)."""
+    if not plain(data):
         return None
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    h = hashlib.sha256(_schema_digest(kind) if schema is None else hashlib.sha256(schema.encode()).digest())
-    h.update(b"\0" + kind.encode() + b"\0" + text.encode())
-    return h.hexdigest()
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @functools.cache
@@ -47,13 +56,13 @@ def _schema_digest(kind: str) -> bytes:
     return hashlib.sha256(schemas.schema_text(kind).encode()).digest()
 
 
-def _plain(value: Any) -> bool:
+def plain(value: Any) -> bool:
     """Whether `value` is JSON's: mappings with string keys, lists, strings, finite numbers,
     booleans, null (anything else would not round-trip through the key's JSON)."""
     if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+        return all(isinstance(k, str) and plain(v) for k, v in value.items())
     if isinstance(value, list):
-        return all(_plain(v) for v in value)
+        return all(plain(v) for v in value)
     if isinstance(value, float):
         return value == value and value not in (float("inf"), float("-inf"))
     return value is None or isinstance(value, str | int | bool)

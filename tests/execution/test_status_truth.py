@@ -4,13 +4,16 @@ observed after the pass, never taken from the plan."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from reconciler import spec
+from reconciler._sqlite import Database
 from reconciler.execution import passes
 from reconciler.runtime import base
+from reconciler.runtime.fake import FakeRuntime
 from reconciler.state import labels
 from tests.execution.helpers import write
 from tests.helpers.host import Host
@@ -57,6 +60,43 @@ def test_an_unhealthy_container_is_not_converged(tmp_path: Path) -> None:
     d = desired(tmp_path, "always", ", healthcheck: {test: [CMD, 'true']}")
     assert passes.unready(d, [state("running", health="unhealthy")]) == {"app": "running but unhealthy"}
     assert passes.unready(d, [state("running", health="starting")]) == {}
+
+
+class ListingCounted(FakeRuntime):
+    """The fake engine, with the selectors of its container listings written down."""
+
+    def __init__(self, state_path: Path) -> None:
+        super().__init__(state_path)
+        self.listed: list[dict[str, str] | None] = []
+
+    def list_containers(self, selector: Mapping[str, str] | None = None) -> list[base.ContainerState]:
+        self.listed.append(None if selector is None else dict(selector))
+        return super().list_containers(selector)
+
+
+def test_a_pass_that_did_nothing_reports_from_its_one_observation(tmp_path: Path) -> None:
+    """A pass that ran actions lists the containers again to say which run (a container it just
+    made is not "not created"); one that ran none reports from the listing it planned from (#21:
+    at 500 containers each listing checks 500 processes), and says the same."""
+    rt = ListingCounted(tmp_path / "fake.json")
+    rt.publish("registry.local/app:1")
+    d = desired(tmp_path, "always")
+    db = Database(tmp_path / "state.db")
+    try:
+        first = passes.run_pass(d, rt, db, passes.PassOptions())
+        assert (first.result, dict(first.unready)) == ("converged", {})
+        assert rt.listed == [None, {labels.OWNER: "default"}]
+        rt.listed.clear()
+        again = passes.run_pass(d, rt, db, passes.PassOptions())
+        assert (again.result, dict(again.unready), again.plan.is_empty()) == ("converged", {}, True)
+        assert rt.listed == [None]
+        rt.kill_container("app")                # exited, as its restart policy does not allow: a start
+        rt.listed.clear()
+        third = passes.run_pass(d, rt, db, passes.PassOptions())
+        assert [str(a.kind) for a in third.plan.actions] == ["start"]
+        assert rt.listed == [None, {labels.OWNER: "default"}]
+    finally:
+        db.close()
 
 
 @pytest.mark.root

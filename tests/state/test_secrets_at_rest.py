@@ -152,33 +152,65 @@ def test_existing_world_readable_root_is_closed_and_old_rows_scrubbed(tmp_path: 
     del store
 
 
-def test_old_rows_are_scrubbed_once_per_process_not_at_every_open(tmp_path: Path) -> None:
-    """The scrub parses every inventory row: it runs at the first open of a database object (a
-    process: the CLI, or the agent once), not again at a pass's second open or at the agent's
-    next pass (#21: a no-op pass is O(changes)); the next process still scrubs what an older
-    version wrote meanwhile."""
-    root = fake_root(tmp_path)
-    db = Database(root / "state.db")
-    first = inventory.InventoryStore(db, "default")
+_SCRUB_READ = "spec_json, config_json FROM inv_objects"
+
+
+def _clear_row(db: Database, name: str) -> None:
+    """A row as a version before masking wrote it (plain SQL: no code of this version)."""
     conn = db.connect()
     conn.execute("INSERT INTO inv_objects (owner, kind, name, spec_hash, spec_json, config_json, updated_at)"
-                 " VALUES ('default', 'Container', 'old', 'h', ?, NULL, 0)", ('{"env": {"OLD": "clear-old-value"}}',))
-    conn.commit()
+                 " VALUES ('default', 'Container', ?, 'h', ?, NULL, 0)", (name, '{"env": {"OLD": "clear-old-value"}}'))
+
+
+def _scrub_reads(root: Path) -> list[str]:
+    """The scrub's reads of every row when a new process (a new database object) opens the inventory."""
+    db = Database(root / "state.db")
     statements: list[str] = []
-    conn.set_trace_callback(statements.append)
-    again = inventory.InventoryStore(db, "default")
-    conn.set_trace_callback(None)
-    assert [s for s in statements if "spec_json, config_json FROM inv_objects" in s] == []
+    try:
+        db.connect().set_trace_callback(statements.append)
+        inventory.InventoryStore(db, "default")
+        return [s for s in statements if _SCRUB_READ in s]
+    finally:
+        db.close()
+
+
+def test_old_rows_are_scrubbed_once_per_database_not_at_every_open(tmp_path: Path) -> None:
+    """The scrub parses every inventory row: once it found nothing left to fix, a marker in the
+    database says so and the next process does not look again (#21: a no-op pass is
+    O(changes)); a database object does not look twice either (a pass's second open, the
+    agent's next pass)."""
+    root = fake_root(tmp_path)
+    db = Database(root / "state.db")
+    inventory.InventoryStore(db, "default")
+    _clear_row(db, "old")
+    statements: list[str] = []
+    db.connect().set_trace_callback(statements.append)
+    inventory.InventoryStore(db, "default")
+    assert [s for s in statements if _SCRUB_READ in s] == []
     db.close()
 
-    later = Database(root / "state.db")                       # the next process
-    try:
-        inventory.InventoryStore(later, "default")
-        row = later.connect().execute("SELECT spec_json FROM inv_objects WHERE name = 'old'").fetchone()
-        assert "clear-old-value" not in row["spec_json"]
-    finally:
-        later.close()
-    del first, again
+    assert len(_scrub_reads(root)) == 1                        # the next process scrubs the old row
+    row = sqlite3.connect(root / "state.db").execute("SELECT spec_json FROM inv_objects WHERE name = 'old'").fetchone()
+    assert "clear-old-value" not in row[0]
+    assert _scrub_reads(root) == []                            # and the one after it does not look again
+
+
+def test_a_row_an_older_version_writes_drops_the_marker(tmp_path: Path) -> None:
+    """What this version writes keeps the marker (it is masked); a row written by anything else
+    (an older version run on the same root) drops it, and the next process scrubs that row."""
+    root = fake_root(tmp_path)
+    db = Database(root / "state.db")
+    store = inventory.InventoryStore(db, "default")
+    store.put(inventory.Entry("Container", "new", "h", spec={"env": {"K": "v"}}, config={"env": {"K": "v"}}))
+    db.close()
+    assert _scrub_reads(root) == []
+    db = Database(root / "state.db")
+    _clear_row(db, "old")
+    db.close()
+    assert len(_scrub_reads(root)) == 1
+    row = sqlite3.connect(root / "state.db").execute("SELECT spec_json FROM inv_objects WHERE name = 'old'").fetchone()
+    assert "clear-old-value" not in row[0]
+    assert _scrub_reads(root) == []
 
 
 def test_history_never_holds_env_values(tmp_path: Path) -> None:

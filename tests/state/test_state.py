@@ -108,6 +108,29 @@ def test_inventory_store_round_trip(db: Database) -> None:
     assert store.load().entries == {}
 
 
+def test_an_entrys_spec_and_config_are_parsed_only_when_read(db: Database, tmp_path: Path) -> None:
+    """A pass with nothing to do reads no entry's spec (diff's) or config (a rollback's) (#21): a
+    row whose JSON is damaged loads, and only reading that spec or config fails; a config whose
+    env values are not to be had (their file is gone) is empty, as no rollback config."""
+    store = inventory.InventoryStore(db, "default")
+    store.update(put=[inventory.Entry(kind="Container", name=n, spec_hash="h", spec={"env": {"A": "1"}},
+                                      config={"name": n, "env": {"A": "1"}}) for n in ("web", "db")])
+    db.connect().execute("UPDATE inv_objects SET spec_json = '{', config_json = '{' WHERE name = 'web'")
+    entries = store.load().entries
+    web, other = entries[("Container", "web")], entries[("Container", "db")]
+    assert (web.spec_hash, other.spec_hash) == ("h", "h")
+    with pytest.raises(ValueError, match="Expecting property name"):
+        dict(web.spec)
+    with pytest.raises(ValueError, match="Expecting property name"):
+        dict(web.config or {})
+    assert other.config == {"name": "db", "env": {"A": "1"}}
+    for f in (tmp_path / "inventory-env").iterdir():
+        f.unlink()
+    gone = store.load().entries[("Container", "db")].config
+    assert gone is not None
+    assert not gone
+
+
 def test_failures_count_attempts_per_revision_and_hash(db: Database) -> None:
     store = inventory.InventoryStore(db, "default")
     f1 = store.record_failure("Container", "web", revision="r1", spec_hash="h", error="boom", now=100.0)

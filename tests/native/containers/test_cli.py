@@ -180,7 +180,8 @@ def test_run_of_a_present_image_imports_only_what_it_uses(cli: tuple[Reconcile, 
     nothing is logged (no logging), no random name needs `secrets` (random, hmac), nothing is
     hashed (hashlib: OpenSSL), no socket is opened (no agent holds the root), the seccomp profile
     is read without importlib.resources (zipfile...), no flag or option needs the manifest
-    language's parsers (reconciler.spec), and nothing heavy is loaded."""
+    language's parsers (reconciler.spec), and nothing heavy is loaded; of the engine, no network
+    part (network "none": not even the hosts-file helpers) and no image collector."""
     reconcile, tmp = cli
     reconcile("pull", "-q", busybox_image)
     env = {**os.environ, "RECONCILER_ROOT": str(tmp / "root"), "RECONCILER_RUN_DIR": str(tmp / "run"),
@@ -188,8 +189,10 @@ def test_run_of_a_present_image_imports_only_what_it_uses(cli: tuple[Reconcile, 
     modules = imported(["run", "--rm", "--network", "none", busybox_image, "true"], env)
     assert "reconciler.runtime.native.containers.conmon" in modules     # the measurement saw a run
     forbidden = (*HEAVY, "logging", "secrets", "random", "hmac", "hashlib", "importlib.resources", "zipfile",
-                 "socket", "platform", "reconciler.spec")
-    assert sorted(m for m in modules if m.split(".")[0] in forbidden or m in forbidden) == []
+                 "socket", "platform", "reconciler.spec", "reconciler.runtime.native.network",
+                 "reconciler.runtime.native.images.gc")
+    assert sorted(m for m in modules if m.split(".")[0] in forbidden or m in forbidden
+                  or m.startswith("reconciler.runtime.native.network")) == []
 
 
 def test_a_no_op_pass_without_networks_does_not_import_pyroute2(cli: tuple[Reconcile, Path],

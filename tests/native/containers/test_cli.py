@@ -195,6 +195,33 @@ def test_run_of_a_present_image_imports_only_what_it_uses(cli: tuple[Reconcile, 
                   or m.startswith("reconciler.runtime.native.network")) == []
 
 
+# what a command that opens the native engine loads (run, a pass's crash check and observe)
+ENGINE_MODULES = ("reconciler.runtime.native.backend", "reconciler.runtime.native.containers.recovery",
+                  "reconciler.runtime.native.images.images", "reconciler.runtime.opening")
+
+
+def test_loading_the_engine_compiles_no_regular_expression_of_its_own() -> None:
+    """The engine's patterns (container and volume names, `--since` durations) are compiled at
+    their first use, by `re`'s own cache, not by every command that loads the engine (#21): in a
+    fresh interpreter, importing its modules calls `re.compile` from none of reconciler.runtime's."""
+    probe = ("import re, sys\n"
+             "callers = []\n"
+             "compile_ = re.compile\n"
+             "def counted(pattern, flags=0):\n"
+             "    callers.append(sys._getframe(1).f_globals.get('__name__', ''))\n"
+             "    return compile_(pattern, flags)\n"
+             "re.compile = counted\n"
+             f"for m in {ENGINE_MODULES!r}:\n"
+             "    __import__(m)\n"
+             "print(sorted({c for c in callers if c.startswith('reconciler.runtime')}))\n"
+             "print(len(callers))\n")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True,
+                          timeout=60)
+    ours, seen = proc.stdout.splitlines()
+    assert int(seen) > 0                                # the probe saw compiles (the stdlib's)
+    assert ours == "[]"
+
+
 def test_a_no_op_pass_without_networks_does_not_import_pyroute2(cli: tuple[Reconcile, Path],
                                                                 busybox_image: str) -> None:
     """The start-up budget of a pass (#21): when no manifest has a network, a nothing-to-do

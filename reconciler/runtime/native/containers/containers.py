@@ -43,7 +43,7 @@ from reconciler.runtime.native.volumes import volumes
 
 __all__ = ["Attachment", "ContainerManager", "NetworkAttacher"]
 
-_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_NAME = r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$"     # compiled at its first use (re caches it, #21)
 
 HOSTS_BASE = (
     "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
@@ -347,7 +347,7 @@ class ContainerManager(records.RecordStore):
         `attach()` connects to (`run -it`). `volatile`: its file system is thrown away with it
         (`run --rm`), so its overlay skips syncs (mounts.mount_overlay), its removal's included."""
         name = config.name.lstrip("/")
-        if not _NAME.match(name):
+        if not re.match(_NAME, name):
             raise rterrors.InvalidArgument(
                 f"invalid container name {config.name!r}",
                 hint="names are letters, digits, '_', '.', '-', starting with a letter or digit",
@@ -677,7 +677,7 @@ class ContainerManager(records.RecordStore):
         """Give a container another name (a running one keeps running): its record, the name in
         its bundle's annotations, and its entries in the hosts files of its networks."""
         name = new_name.lstrip("/")
-        if not _NAME.match(name):
+        if not re.match(_NAME, name):
             raise rterrors.InvalidArgument(
                 f"invalid container name {new_name!r}",
                 hint="names are letters, digits, '_', '.', '-', starting with a letter or digit",

@@ -136,14 +136,15 @@ def _kill_and_wait(pids: Iterable[int], timeout: float = 10.0) -> list[int]:
     return killed
 
 
-def _id_dirs(d: Path) -> set[str]:
-    """The subdirectories of `d` named like a container id (none if `d` is missing); scandir's
-    entry types, no stat per entry."""
+def _unknown_id_dirs(d: Path, known: set[str]) -> set[str]:
+    """The subdirectories of `d` named like a container id that no record names (none if `d`
+    is missing): the names listed, only those of no record looked at (at 500 containers a
+    listing of each dir, not a DirEntry per name)."""
     try:
-        with os.scandir(d) as entries:
-            return {e.name for e in entries if len(e.name) == 64 and e.is_dir()}
+        names = os.listdir(d)
     except (FileNotFoundError, NotADirectoryError):
         return set()
+    return {n for n in names if len(n) == 64 and n not in known and os.path.isdir(os.path.join(d, n))}
 
 
 def _orphan_ids(manager: Any, known: set[str]) -> set[str]:
@@ -151,10 +152,10 @@ def _orphan_ids(manager: Any, known: set[str]) -> set[str]:
     config = manager.config
     ids: set[str] = set()
     for d in (config.root / "containers", config.run_dir / "conmon", config.run_dir / manager.runtime_name):
-        ids |= _id_dirs(d)
+        ids |= _unknown_id_dirs(d, known)
     for h in cgroups.hierarchies():
-        ids |= _id_dirs(h / config.name_prefix)
-    return ids - known
+        ids |= _unknown_id_dirs(h / config.name_prefix, known)
+    return ids
 
 
 def _clean_orphan(manager: Any, cid: str) -> None:

@@ -21,7 +21,17 @@ import enum
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol, runtime_checkable
+from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:          # built when first named: see __getattr__ below
+    from reconciler.runtime.basetypes import (
+        ContainerState,
+        ExecResult,
+        NetworkConfig,
+        NetworkState,
+        VolumeConfig,
+        VolumeState,
+    )
 
 __all__ = [
     "ArchiveTransfer",
@@ -306,44 +316,6 @@ class ContainerStatus(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class ContainerState:
-    """One container as the engine sees it now."""
-
-    id: str
-    name: str
-    image: str                      # reference it was created from
-    image_id: str                   # config digest
-    labels: Mapping[str, str]
-    status: ContainerStatus
-    created: str
-    exit_code: int | None = None
-    started_at: str | None = None
-    finished_at: str | None = None
-    pid: int | None = None
-    oom_killed: bool = False
-    health: str | None = None       # "starting" | "healthy" | "unhealthy" | None
-    restart_count: int = 0
-    ip_addresses: Mapping[str, str] = field(default_factory=dict)   # network -> address
-    ports: tuple[PortMapping, ...] = ()
-    manually_stopped: bool = False
-    error: str | None = None        # why the engine ended it (Docker's State.Error; a service's
-                                    # newest task error)
-    replicas: int | None = None     # a service's wanted copies (Swarm); None: one container
-    replicas_running: int | None = None   # of those, how many run (healthy where checked)
-    placement: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # a service's (constraints, spread)
-    ip6_addresses: Mapping[str, str] = field(default_factory=dict)  # network -> IPv6 address (dual stack)
-
-
-@dataclass(frozen=True)
-class ExecResult:
-    """Output of a finished exec."""
-
-    exit_code: int
-    stdout: bytes
-    stderr: bytes
-
-
-@dataclass(frozen=True)
 class LogLine:
     """One reassembled log line (partial chunks joined)."""
 
@@ -352,43 +324,17 @@ class LogLine:
     data: bytes                     # without the trailing newline
 
 
-@dataclass(frozen=True)
-class NetworkConfig:
-    """A bridge network."""
+# built when first named (runtime/basetypes.py: a run without networks or named volumes needs none of them)
+_LATER = frozenset({"ContainerState", "ExecResult", "NetworkConfig", "NetworkState", "VolumeConfig", "VolumeState"})
 
-    name: str
-    subnet: str | None = None       # CIDR; None = allocate from the pool
-    gateway: str | None = None
-    internal: bool = False
-    mtu: int = 1500
-    labels: Mapping[str, str] = field(default_factory=dict)
-    ipv6: bool = False              # dual stack: an IPv6 /64 besides the IPv4 subnet
-    ipv6_subnet: str | None = None  # CIDR; None = a /64 from the ULA pool (fd00::/8)
+if not TYPE_CHECKING:
+    def __getattr__(name: str) -> Any:
+        if name in _LATER:
+            from reconciler.runtime import basetypes
 
-
-@dataclass(frozen=True)
-class NetworkState:
-    """A network as the engine has it."""
-
-    id: str
-    name: str
-    subnet: str
-    gateway: str
-    internal: bool
-    labels: Mapping[str, str]
-    bridge: str = ""                # Linux interface name
-    ipv6_subnet: str = ""           # "" = IPv4 only
-    ipv6_gateway: str = ""
-
-
-@dataclass(frozen=True)
-class VolumeConfig:
-    """A named volume."""
-
-    name: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-    driver: str = "local"
-    driver_opts: Mapping[str, str] = field(default_factory=dict)   # `docker volume create --opt`
+            globals().update({n: getattr(basetypes, n) for n in _LATER})    # later lookups find them here
+            return globals()[name]
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def local_bind(driver: str, opts: Mapping[str, str]) -> str | None:
@@ -399,16 +345,6 @@ def local_bind(driver: str, opts: Mapping[str, str]) -> str | None:
     binds = {o.strip() for o in str(opts["o"]).split(",")}
     device = str(opts["device"])
     return device if binds and binds <= {"bind", "rbind"} and device.startswith("/") else None
-
-
-@dataclass(frozen=True)
-class VolumeState:
-    """A named volume as the engine has it."""
-
-    name: str
-    mountpoint: str
-    labels: Mapping[str, str]
-    created: str
 
 
 class Runtime(Protocol):

@@ -24,10 +24,16 @@ REPO = Path(__file__).resolve().parents[2]
 # change is due; the SOPS decryption when a manifest names a file sops encrypted, the compose
 # loader for a compose project, uuid (and platform) when a network is made, difflib for a
 # "did you mean" in an error, a schema validator for a document not seen valid before
-# (spec/validity.py: the first run saw them all)
+# (spec/validity.py: the first run saw them all); the engine's network manager (its firewall,
+# netlink, socket) only for a network change: recovery and the list of networks read the records;
+# the OCI bundle's parts (seccomp profile, signals), the hosts-file helpers and the image collector
+# only when a container is made, killed or updated, or an image removed
 NOT_ON_A_NO_OP = ("structlog", "asyncio", "ssl", "httpx", "pyroute2", "reconciler.registry_client.client",
                   "reconciler.spec.sops", "reconciler.spec.compose", "uuid", "difflib", "jsonschema_rs",
-                  "jsonschema")
+                  "jsonschema", "reconciler.runtime.native.network.network",
+                  "reconciler.runtime.native.network.firewall", "socket",
+                  "reconciler.runtime.native.containers.bundle", "reconciler.runtime.native.containers.seccomp",
+                  "reconciler.runtime.native.network.dns", "reconciler.runtime.native.images.gc")
 
 
 def manifests(m: Path, image: str, subnet: str) -> None:

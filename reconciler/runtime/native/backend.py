@@ -23,6 +23,7 @@ from reconciler.runtime.native.containers import containers, execs, inspection
 if TYPE_CHECKING:
     from reconciler.runtime.native.containers import health, restart
     from reconciler.runtime.native.images.images import ImageStore
+    from reconciler.runtime.native.network import ipam
     from reconciler.runtime.native.network.network import Attachment, NetworkManager, RecoveryReport
 
 __all__ = ["ImageSource", "LazyNetwork", "NativeRuntime"]
@@ -84,19 +85,26 @@ class LazyNetwork:
         or an address recorded, a namespace or hosts files in the run dir."""
         if self._manager is not None:
             return True
-        from reconciler.runtime.native.network import ipam
-
-        leases = ipam.IPAM(self.config.db())
+        leases = self._leases()
         if leases.networks() or leases.containers():
             return True
         return any(d.is_dir() and any(d.iterdir()) for d in (self.config.netns_dir, self.config.net_files_dir))
 
+    def _leases(self) -> ipam.IPAM:
+        """The networks' records in the state DB (what the manager keeps them in), without the
+        manager: its modules (netlink, firewall, socket) are loaded only for a change."""
+        from reconciler.runtime.native.network import ipam
+
+        return ipam.IPAM(self.config.db())
+
     # what the engine asks of its bridge networking (NativeRuntime, recovery)
 
     def list_networks(self, selector: Mapping[str, str] | None = None) -> list[base.NetworkState]:
-        if not self.in_use():
-            return []
-        return self.manager.list_networks(selector)
+        """Networks whose labels include every `selector` item: read from their records (as the
+        manager does), so a pass that changes no network makes no manager (#21)."""
+        if self._manager is not None:
+            return self._manager.list_networks(selector)
+        return [r.state() for r in self._leases().networks() if base.labels_match(r.labels, selector)]
 
     def ensure_network(self, config: base.NetworkConfig) -> base.NetworkState:
         return self.manager.ensure_network(config)

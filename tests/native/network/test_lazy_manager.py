@@ -5,7 +5,8 @@ in) makes no NetworkManager while nothing of bridge networking exists and its co
 network "none": not to open, recover, observe, or run them. The first network made after that
 works, and a container without networks still gets the default network, as with the manager
 made up front; start-up recovery still finds what only the network side left (more of it:
-test_crash_recovery.py).
+test_crash_recovery.py), and with networks recorded, recovery and the list of networks read
+their records without making the manager either.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ def test_no_manager_until_a_network_is_needed_then_one_that_works(harness: Harne
         assert isinstance(again.network, LazyNetwork)
         assert again.network.in_use()
         assert {n.name for n in again.list_networks()} == {"app", network.DEFAULT_NETWORK}
+        assert [n.name for n in again.list_networks({"nope": "x"})] == []
+        # recovery with nothing to recover and the list read the records: still no manager (#21)
+        assert again.network._manager is None
         again.close()
         # only a leftover of the network side (hosts files of no container): recovery still finds it
         ghost = cfg.net_files_dir / "ghost"

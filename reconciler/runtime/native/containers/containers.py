@@ -31,7 +31,6 @@ from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native.config import NativeConfig
 from reconciler.runtime.native.containers import (
-    bundle,
     cgroups,
     conmon,
     logs,
@@ -40,12 +39,11 @@ from reconciler.runtime.native.containers import (
     procs,
     records,
 )
-from reconciler.runtime.native.network import dns
 from reconciler.runtime.native.volumes import volumes
 
 __all__ = ["Attachment", "ContainerManager", "NetworkAttacher"]
 
-_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_NAME = r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$"     # compiled at its first use (re caches it, #21)
 
 HOSTS_BASE = (
     "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
@@ -94,6 +92,15 @@ class NetworkAttacher(Protocol):
 
 # ---------------------------------------------------------------------------- helpers
 
+def _extra_hosts(extra_hosts: Sequence[str]) -> str:
+    """The hosts lines of `--add-host` entries for a container without a network of its own."""
+    if not extra_hosts:
+        return ""
+    from reconciler.runtime.native.network import dns
+
+    return "".join(f"{e.address}\t{e.names[0]}\n" for e in dns.extra_entries(extra_hosts))
+
+
 def _resolv_conf(host_network: bool, nameservers: Sequence[str] = (), search: Sequence[str] = (),
                  options: Sequence[str] = ()) -> str:
     try:
@@ -101,6 +108,8 @@ def _resolv_conf(host_network: bool, nameservers: Sequence[str] = (), search: Se
     except OSError:
         text = ""
     if nameservers or search or options:
+        from reconciler.runtime.native.network import dns
+
         return dns.render_resolv_conf(text, nameservers, search, options)
     if host_network:
         return text
@@ -338,7 +347,7 @@ class ContainerManager(records.RecordStore):
         `attach()` connects to (`run -it`). `volatile`: its file system is thrown away with it
         (`run --rm`), so its overlay skips syncs (mounts.mount_overlay), its removal's included."""
         name = config.name.lstrip("/")
-        if not _NAME.match(name):
+        if not re.match(_NAME, name):
             raise rterrors.InvalidArgument(
                 f"invalid container name {config.name!r}",
                 hint="names are letters, digits, '_', '.', '-', starting with a letter or digit",
@@ -406,6 +415,9 @@ class ContainerManager(records.RecordStore):
         image_config: Mapping[str, Any], lowerdirs: Sequence[Path], undo: list[Callable[[], None]],
         *, terminal: bool = False,
     ) -> records.Record:
+        # the OCI spec's parts are loaded by create, kill and update, not by a pass that reads (#21)
+        from reconciler.runtime.native.containers import bundle
+
         p = self.paths(cid)
         networks = tuple(config.networks)
         host_network = networks == ("host",)
@@ -454,7 +466,7 @@ class ContainerManager(records.RecordStore):
         # the network manager's own files are bound directly: it updates them as peers come and go
         hosts = hosts_src or p.dir / "hosts"
         if hosts_src is None:       # no network of its own: host-gateway names nothing (extra_entries says so)
-            extra = "".join(f"{e.address}\t{e.names[0]}\n" for e in dns.extra_entries(config.extra_hosts))
+            extra = _extra_hosts(config.extra_hosts)
             if host_network:
                 hosts.write_text(Path("/etc/hosts").read_text(errors="replace") + extra)
             else:
@@ -598,6 +610,8 @@ class ContainerManager(records.RecordStore):
         rec = self.get(name_or_id)
         if rec.status != "running":
             raise rterrors.Conflict(f"container {rec.name} is not running")
+        from reconciler.runtime.native.containers import bundle
+
         signo = bundle.parse_signal(signal)
         if signo in (9, rec.stop_signal):
             # Docker: a kill that ends the container counts as stopped by hand (no restart)
@@ -663,7 +677,7 @@ class ContainerManager(records.RecordStore):
         """Give a container another name (a running one keeps running): its record, the name in
         its bundle's annotations, and its entries in the hosts files of its networks."""
         name = new_name.lstrip("/")
-        if not _NAME.match(name):
+        if not re.match(_NAME, name):
             raise rterrors.InvalidArgument(
                 f"invalid container name {new_name!r}",
                 hint="names are letters, digits, '_', '.', '-', starting with a letter or digit",
@@ -768,6 +782,8 @@ class ContainerManager(records.RecordStore):
                       restart: base.RestartPolicy | None = None) -> records.Record:
         """`docker update`: new cgroup limits (applied now to a running container, `runc update`)
         and restart policy, kept in the record for its next starts."""
+        from reconciler.runtime.native.containers import bundle
+
         rec = self.get(name_or_id)
         with self.lock(rec.id):
             rec = self.get(rec.id)

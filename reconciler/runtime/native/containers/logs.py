@@ -32,17 +32,18 @@ from reconciler.runtime import errors as rterrors
 
 __all__ = ["parse_since", "pin_path", "read_logs", "rotate", "rotated_files"]
 
-_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|m|s|ms))+$")
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+# patterns compiled at their first use (re caches them), not by every command that imports this (#21)
+_DURATION = r"^(?:(\d+(?:\.\d+)?)(h|m|s|ms))+$"
+_PART = r"(\d+(?:\.\d+)?)(ms|h|m|s)"
 
 
 def parse_since(value: str, *, now: datetime | None = None) -> datetime:
     """Docker's --since: RFC 3339 time, Unix timestamp, or a duration ago ("10m", "1h30m")."""
     v = value.strip()
     now = now or datetime.now(UTC)
-    if _DURATION.match(v):
+    if re.match(_DURATION, v):
         seconds = 0.0
-        for num, unit in _PART.findall(v):
+        for num, unit in re.findall(_PART, v):
             seconds += float(num) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001}[unit]
         return now - timedelta(seconds=seconds)
     try:

@@ -61,7 +61,7 @@ from reconciler import diskfull
 from reconciler.errors import DiskFull
 from reconciler.runtime import errors
 from reconciler.runtime.native.config import NativeConfig
-from reconciler.runtime.native.images import content, gc, snapshots
+from reconciler.runtime.native.images import content, snapshots
 from reconciler.runtime.native.images.presence import present
 
 if TYPE_CHECKING:
@@ -802,6 +802,9 @@ class ImageStore:
                 c.execute("DELETE FROM images WHERE id = ?", (image_id,))
         if delete:
             out.append(f"Deleted: {image_id}")
+            # the collector (removal and prune only) is not loaded by what lists or uses images (#21)
+            from reconciler.runtime.native.images import gc
+
             gc.collect(self)
         return out
 
@@ -818,6 +821,8 @@ class ImageStore:
             for i in victims:
                 c.execute("DELETE FROM image_refs WHERE image_id = ?", (i,))
                 c.execute("DELETE FROM images WHERE id = ?", (i,))
+        from reconciler.runtime.native.images import gc
+
         gc.collect(self, keep_partial=False)
         return victims
 

@@ -26,7 +26,7 @@ from reconciler.runtime import errors as rterrors
 
 __all__ = ["VolumeStore", "data_dir", "mount_entries"]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"     # compiled at its first use (re caches it, #21)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS volumes (
@@ -63,7 +63,7 @@ class VolumeStore:
 
     def ensure(self, config: base.VolumeConfig) -> base.VolumeState:
         """Create the volume if missing (labels of an existing one are kept)."""
-        if not _NAME.match(config.name):
+        if not re.match(_NAME, config.name):
             raise rterrors.InvalidArgument(
                 f"invalid volume name {config.name!r}",
                 hint="use letters, digits, '_', '.', '-' (starting with a letter or digit)",

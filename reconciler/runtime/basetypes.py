@@ -1,0 +1,106 @@
+"""The Runtime protocol's value types that running a container needs not: what the engine reports
+of its containers, exec results, networks and volumes.
+
+They are `runtime.base`'s (named there: `base.ContainerState`, `from reconciler.runtime.base
+import NetworkConfig`, ...) and live here only so that they are built when first named: each
+frozen dataclass costs its module ~0.5 ms of compiling at import, and `reconcile run --rm` without
+a network or a named volume uses none of them, a pass with nothing to do few (#21).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from reconciler.runtime.base import ContainerStatus, PortMapping
+
+__all__ = ["ContainerState", "ExecResult", "NetworkConfig", "NetworkState", "VolumeConfig", "VolumeState"]
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """One container as the engine sees it now."""
+
+    id: str
+    name: str
+    image: str                      # reference it was created from
+    image_id: str                   # config digest
+    labels: Mapping[str, str]
+    status: ContainerStatus
+    created: str
+    exit_code: int | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    pid: int | None = None
+    oom_killed: bool = False
+    health: str | None = None       # "starting" | "healthy" | "unhealthy" | None
+    restart_count: int = 0
+    ip_addresses: Mapping[str, str] = field(default_factory=dict)   # network -> address
+    ports: tuple[PortMapping, ...] = ()
+    manually_stopped: bool = False
+    error: str | None = None        # why the engine ended it (Docker's State.Error; a service's
+                                    # newest task error)
+    replicas: int | None = None     # a service's wanted copies (Swarm); None: one container
+    replicas_running: int | None = None   # of those, how many run (healthy where checked)
+    placement: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # a service's (constraints, spread)
+    ip6_addresses: Mapping[str, str] = field(default_factory=dict)  # network -> IPv6 address (dual stack)
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """Output of a finished exec."""
+
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """A bridge network."""
+
+    name: str
+    subnet: str | None = None       # CIDR; None = allocate from the pool
+    gateway: str | None = None
+    internal: bool = False
+    mtu: int = 1500
+    labels: Mapping[str, str] = field(default_factory=dict)
+    ipv6: bool = False              # dual stack: an IPv6 /64 besides the IPv4 subnet
+    ipv6_subnet: str | None = None  # CIDR; None = a /64 from the ULA pool (fd00::/8)
+
+
+@dataclass(frozen=True)
+class NetworkState:
+    """A network as the engine has it."""
+
+    id: str
+    name: str
+    subnet: str
+    gateway: str
+    internal: bool
+    labels: Mapping[str, str]
+    bridge: str = ""                # Linux interface name
+    ipv6_subnet: str = ""           # "" = IPv4 only
+    ipv6_gateway: str = ""
+
+
+@dataclass(frozen=True)
+class VolumeConfig:
+    """A named volume."""
+
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    driver: str = "local"
+    driver_opts: Mapping[str, str] = field(default_factory=dict)   # `docker volume create --opt`
+
+
+@dataclass(frozen=True)
+class VolumeState:
+    """A named volume as the engine has it."""
+
+    name: str
+    mountpoint: str
+    labels: Mapping[str, str]
+    created: str
+
+

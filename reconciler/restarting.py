@@ -17,6 +17,10 @@ unlimited). When the answer is asked matters (`Moment`):
     d = restarting.decide(policy, exit_code=1, restart_count=0, manually_stopped=False,
                           moment=restarting.Moment.RESUME)
     d.start, d.why          # True, "exited (code 1); restart policy on-failure"
+
+A container that exited without ever having started (`cut_short`: no start time; a CLI killed
+between `runc create` and the start, whose init then ended) never ran its command: no policy
+applies to it, and a pass starts it as one that was only created.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Moment", "Policy", "StartDecision", "decide"]
+__all__ = ["CUT_SHORT", "Moment", "Policy", "StartDecision", "cut_short", "decide"]
 
 
 class Policy(Protocol):
@@ -75,3 +79,12 @@ def decide(
                                         f"on-failure:{policy.max_retries} gave up")
         return StartDecision(True, f"exited (code {exit_code}); restart policy on-failure")
     return StartDecision(False, f"exited (code {exit_code}); restart policy {name} leaves it stopped")
+
+
+CUT_SHORT = "exited before its start finished (its command never ran)"
+
+
+def cut_short(status: str, started_at: str | None) -> bool:
+    """Whether a container `status` with this start time is one whose start was cut short:
+    exited, never started (see the module's docstring)."""
+    return status == "exited" and not started_at

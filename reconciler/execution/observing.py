@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
+from reconciler import restarting
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.base import ContainerState, Runtime
 from reconciler.state import labels as labelmod
@@ -42,6 +43,7 @@ def observe(
             exit_code=c.exit_code,
             restart_count=c.restart_count,
             manually_stopped=c.manually_stopped,
+            cut_short=c.replicas is None and restarting.cut_short(str(c.status), c.started_at),
             replicas=c.replicas,
             placement=c.placement,
         )

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler import diskfull
+from reconciler import diskfull, restarting
 from reconciler._sqlite import Database
 from reconciler.errors import DiskFull, ReconcilerError
 from reconciler.execution import backends, changes, executor, observing, translate
@@ -150,6 +150,9 @@ def unready(desired: models.DesiredState, states: Iterable[base.ContainerState])
         if status == "running":
             if c.healthcheck is not None and s.health == "unhealthy":
                 out[name] = "running but unhealthy"
+            continue
+        if restarting.cut_short(status, s.started_at):
+            out[name] = restarting.CUT_SHORT
             continue
         if s.manually_stopped:
             continue

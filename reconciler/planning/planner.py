@@ -724,6 +724,8 @@ class _Planner:
             return
         if o.status == "created":
             decision = restarting.StartDecision(True, "created but never started")
+        elif o.cut_short:
+            decision = restarting.StartDecision(True, restarting.CUT_SHORT)
         else:
             decision = restarting.decide(c.restart, exit_code=o.exit_code, restart_count=o.restart_count,
                                          manually_stopped=o.manually_stopped, moment=restarting.Moment.RESUME)

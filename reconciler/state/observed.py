@@ -62,6 +62,7 @@ class ObservedContainer:
     exit_code: int | None = None
     restart_count: int = 0
     manually_stopped: bool = False
+    cut_short: bool = False             # exited before its start finished (restarting.cut_short)
     replicas: int | None = None         # a service's wanted copies (Swarm); None: one container
     placement: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # a service's (constraints, spread)
 

@@ -9,6 +9,7 @@ volume's data unchanged. Start-up recovery (runtime/native/containers/recovery.p
 
 from __future__ import annotations
 
+import os
 import random
 import secrets
 import signal
@@ -135,7 +136,61 @@ def test_kill_9_during_converge_then_rerun_converges_without_leaks(
         rerun = subprocess.run(apply_argv(host, m), capture_output=True, text=True, timeout=600, check=False)
         assert rerun.returncode == 0, f"round {generation}: {rerun.stdout}{rerun.stderr}"
         recovered += "crash recovery done" in rerun.stdout + rerun.stderr
-        check_converged(host, volume_file, payload)
+        try:
+            check_converged(host, volume_file, payload)
+        except AssertionError as e:
+            rt = host.runtime()
+            try:
+                down = [(r.name, r.status, r.exit_code, r.finished_at, r.started_at, r.config.env.get("GENERATION"))
+                        for r in rt.containers.records() if r.status != "running"]
+            finally:
+                rt.close()
+            raise AssertionError(f"round {generation} (done before the rerun: {done}): {down}\n"
+                                 f"{rerun.stdout}{rerun.stderr[-6000:]}") from e
         assert generations(host) == {str(generation)}
     print(f"{interrupted} of {ROUNDS} kills interrupted a converge; {recovered} reruns collected leftovers")
     assert interrupted >= ROUNDS // 4           # the kills did land inside converges
+
+
+def test_a_container_whose_start_was_cut_short_is_started_by_the_next_pass(
+        tmp_path: Path, host: Host, busybox_image: str) -> None:
+    """A CLI killed between `runc create` and the start leaves a container whose init ended
+    before its command ran: exited, no start time (what a round of the test above once left,
+    code 1). The next pass starts it, whatever its restart policy says of an exit, and says
+    converged only once it runs: it never ran, so `restart: no` does not leave it stopped."""
+    m = tmp_path / "m"
+    write(m, "job.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: job}}
+        spec: {{image: {busybox_image}, command: [sleep, "3600"], restart: "no", stopSignal: SIGKILL}}
+        """)
+    assert subprocess.run(apply_argv(host, m), capture_output=True, check=False, timeout=120).returncode == 0
+    rt = host.runtime()
+    try:                                    # the same container again, its start cut short
+        config = rt.containers.get("job").config
+        rt.remove_container("job", force=True)
+        cid = rt.create_container(config)
+        made = rt.containers.get(cid)
+        assert made.status == "created"
+        assert made.pid is not None
+        os.kill(made.pid, signal.SIGKILL)   # runc's init, waiting for the start that never comes
+        for _ in range(100):                # conmon sees it end and writes its exit file
+            cut = rt.containers.get(cid)
+            if cut.status == "exited":
+                break
+            time.sleep(0.05)
+        assert (cut.status, cut.started_at) == ("exited", None)
+    finally:
+        rt.close()
+
+    rerun = subprocess.run(apply_argv(host, m), capture_output=True, text=True, check=False, timeout=120)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "exited before its start finished" in rerun.stdout         # the start's cause
+    rt = host.runtime()
+    try:
+        now = rt.containers.get("job")
+        assert (now.id, now.status) == (cid, "running")
+        assert now.started_at is not None
+    finally:
+        rt.close()

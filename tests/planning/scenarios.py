@@ -176,6 +176,13 @@ def created_never_started() -> Case:
 
 
 @scenario
+def start_cut_short_restart_no() -> Case:
+    """Exited without ever having run (a CLI killed between create and start): started, as
+    a created one is, whatever its restart policy says of an exit."""
+    return _stopped("no", exit_code=1, cut_short=True)
+
+
+@scenario
 def restarting_is_converging() -> Case:
     c = container("job", restart=models.RestartPolicy("always", 0))
     return case(desired(c), observed(running(c, status="restarting")))

@@ -116,6 +116,9 @@ note: container:job: exited (code 0); restart policy no leaves it stopped
     "created_never_started": """\
 [] -> #1 container:job, start, created but never started
 """,
+    "start_cut_short_restart_no": """\
+[] -> #1 container:job, start, exited before its start finished (its command never ran)
+""",
     "restarting_is_converging": """\
 note: container:job is restarting (converging, not drift)
 """,

@@ -35,7 +35,7 @@ from typing import Any
 from reconciler import diskfull, restarting
 from reconciler._sqlite import Database
 from reconciler.errors import DiskFull, ReconcilerError
-from reconciler.execution import backends, changes, executor, observing, translate
+from reconciler.execution import changes, executor, observing, translate
 from reconciler.planning import actions, implied, planner
 from reconciler.runtime import base
 from reconciler.spec import models
@@ -324,8 +324,6 @@ def _run_pass(
     if not plan.is_empty():
         pass_id = history.begin(revision=desired.revision, source=options.source, started_at=started_at,
                                 cause=options.cause)
-    if not plan.is_empty():
-        backends.supervise(runtime)         # health gates and restarts of what the pass starts
     cs = executor.execute(plan, runtime, options=eo)
     record(desired, cs, db, inventory, options, now=time.time() if now is None else now)
     if options.settle > 0 and not cs.interrupted and any(r.action.kind in (Kind.START, Kind.CREATE)

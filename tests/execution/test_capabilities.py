@@ -7,15 +7,12 @@ engine runs supervision loops, which a session drives (boot at engine start, hea
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from reconciler import spec
-from reconciler._sqlite import Database
-from reconciler.execution import backends, passes
+from reconciler.execution import backends
 from reconciler.runtime import base
 from reconciler.runtime.native.backend import NativeRuntime
 from tests.execution.helpers import container_doc, fake_cli, fake_root, write
@@ -35,42 +32,6 @@ def test_an_engine_that_cannot_build_fails_the_build_and_skips_its_users(
     assert "dependency #1 failed" in out                    # web is skipped, not created
 
 
-def loops() -> list[str]:
-    """The supervision loops a session runs in this process now."""
-    return sorted(t.name for t in threading.enumerate() if t.name.startswith("reconcile-") and t.is_alive())
-
-
-@pytest.mark.root
-@pytest.mark.registry
-def test_a_pass_that_acts_starts_its_sessions_loops_and_one_with_nothing_to_do_does_not(
-        tmp_path: Path, busybox_image: str) -> None:
-    """A pass with nothing to do runs no healthcheck (spawns no process) and watches no monitor
-    (#21): its session's loops start with a pass's first action, which health gates need."""
-    rt, image = make_native(tmp_path, busybox_image)
-    m = tmp_path / "m"
-    write(m, "app.yaml", container_doc("web", image=image, extra="command: [sleep, '1000']\nnetworks: [none]\n"
-                                       "restart: always"))
-    desired = spec.load(m)
-    db = Database(tmp_path / "state.db")
-    try:
-        with backends.session(NativeRuntime(rt.config)) as session:
-            assert loops() == []
-            first = passes.run_pass(desired, session, db, passes.PassOptions())
-            assert first.result == "converged"
-            assert loops() == ["reconcile-health_checker", "reconcile-restart_manager"]
-        with backends.session(NativeRuntime(rt.config)) as session:
-            again = passes.run_pass(desired, session, db, passes.PassOptions())
-            assert again.plan.is_empty()
-            assert again.result == "converged"
-            assert loops() == []
-    finally:
-        db.close()
-        cleanup(rt)
-        left = leftovers(rt.config)
-        rt.close()
-    assert left == []
-
-
 @pytest.mark.root
 def test_a_session_on_a_supervised_engine_boots_it_and_runs_its_loops(tmp_path: Path) -> None:
     rt, image = make_native(tmp_path)
@@ -85,9 +46,6 @@ def test_a_session_on_a_supervised_engine_boots_it_and_runs_its_loops(tmp_path: 
             healthcheck=base.Healthcheck(test=("CMD", "true"), interval=0.1, timeout=5))))
         with backends.session(NativeRuntime(rt.config, images=rt.images), poll=0.05) as session:
             assert session.inspect_container("always").status == base.ContainerStatus.RUNNING
-            assert loops() == []                                # booted; the loops wait for a pass's action
-            backends.supervise(session)
-            assert loops() == ["reconcile-health_checker", "reconcile-restart_manager"]
             deadline = time.monotonic() + 30
             while session.inspect_container("checked").health != "healthy":   # only the loop checks
                 assert time.monotonic() < deadline, "the healthcheck loop did not run"

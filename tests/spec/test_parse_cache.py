@@ -14,17 +14,10 @@ import pytest
 
 from reconciler import spec
 from reconciler.spec import errors, parsecache, reading, validity
+from tests.spec.test_known_valid import WEB
 
 REPO = Path(__file__).resolve().parents[2]
 
-WEB = """\
-apiVersion: reconciler/v1
-kind: Container
-metadata: {name: web}
-spec:
-  image: 127.0.0.1:5000/demo/web:1
-  restart: always
-"""
 
 
 def load(manifests: Path, cache: Path) -> spec.DesiredState:

@@ -1,7 +1,7 @@
 """Manifest files parsed in earlier loads, remembered across runs (#21).
 
 A file's key is the sha256 of its text together with what its parse depends on: the parser's
-own source (reading.py), PyYAML's version and loader, and the limits that reject a document.
+own source (reading.py, yamltree.py), PyYAML's (its version) and loader (libyaml's or Python's), and the limits that reject a document.
 Any edit (one character, whatever the file's name, size or time stamps say) makes a new key,
 which is parsed as before; a file renamed or moved keeps its key (the name and directory of a
 document are the file's as found now, never the cache's). Only a file that parsed with no
@@ -129,15 +129,24 @@ def _key(text: str, salt: str) -> str | None:
 
 @functools.cache
 def _parser_digest() -> bytes | None:
-    """The sha256 of the parser's source and PyYAML's version (None: not to be had, no cache):
-    a change of either parses every file again."""
-    import yaml
+    """The sha256 of the parser's source (reading.py and yamltree.py) and of PyYAML's: its
+    package's `__init__.py` (which holds its version) and whether libyaml's extension is there
+    (the C loader or the pure-Python one). A change of any of them parses every file again.
+    Read from the files, so that a load the cache answers does not import PyYAML (#21)."""
+    import importlib.util
 
     from reconciler.spec import reading
 
+    h = hashlib.sha256()
     try:
-        with open(reading.__file__, "rb") as f:
-            source = f.read()
-    except (OSError, TypeError):
+        spec = importlib.util.find_spec("yaml")
+        if spec is None or spec.origin is None:
+            return None
+        for name in (reading.__file__, os.path.join(os.path.dirname(reading.__file__), "yamltree.py"), spec.origin):
+            with open(name, "rb") as f:
+                h.update(f.read())
+            h.update(b"\0")
+        h.update(str(sorted(n for n in os.listdir(os.path.dirname(spec.origin)) if n.startswith("_yaml."))).encode())
+    except (OSError, TypeError, ValueError, ImportError):
         return None
-    return hashlib.sha256(source + b"\0" + yaml.__version__.encode()).digest()
+    return h.digest()

@@ -31,11 +31,10 @@ execution at the next safe point, and every action it leaves is reported `interr
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler import diskfull
 from reconciler.errors import DiskFull, ReconcilerError
@@ -45,6 +44,9 @@ from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.spec import models
 from reconciler.state import labels as labelmod
+
+if TYPE_CHECKING:
+    import concurrent.futures as cf
 
 __all__ = ["ExecuteOptions", "execute"]
 
@@ -92,6 +94,10 @@ def execute(
     on_result: Callable[[changes.ActionResult], None] | None = None,
 ) -> changes.ChangeSet:
     """Run every action of `plan` on `runtime`; the ChangeSet says what happened to each."""
+    if not plan.actions:
+        return changes.ChangeSet.of([])     # nothing to do: no pool, no concurrent.futures (#21)
+    import concurrent.futures as cf
+
     opts = options or ExecuteOptions()
     by_id = plan.by_id()
     results: dict[int, changes.ActionResult] = {}

@@ -27,13 +27,15 @@ REPO = Path(__file__).resolve().parents[2]
 # (spec/validity.py: the first run saw them all); the engine's network manager (its firewall,
 # netlink, socket) only for a network change: recovery and the list of networks read the records;
 # the OCI bundle's parts (seccomp profile, signals), the hosts-file helpers and the image collector
-# only when a container is made, killed or updated, or an image removed
+# only when a container is made, killed or updated, or an image removed; PyYAML only for a file
+# the parse cache does not hold (spec/yamltree.py) or a message that needs a node's position
 NOT_ON_A_NO_OP = ("structlog", "asyncio", "ssl", "httpx", "pyroute2", "reconciler.registry_client.client",
                   "reconciler.spec.sops", "reconciler.spec.compose", "uuid", "difflib", "jsonschema_rs",
                   "jsonschema", "reconciler.runtime.native.network.network",
                   "reconciler.runtime.native.network.firewall", "socket",
                   "reconciler.runtime.native.containers.bundle", "reconciler.runtime.native.containers.seccomp",
-                  "reconciler.runtime.native.network.dns", "reconciler.runtime.native.images.gc")
+                  "reconciler.runtime.native.network.dns", "reconciler.runtime.native.images.gc",
+                  "yaml", "reconciler.spec.yamltree")
 
 
 def manifests(m: Path, image: str, subnet: str) -> None:

@@ -29,12 +29,15 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native.containers import containers, execs, records
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["HealthChecker", "probe_argv"]
 
@@ -225,8 +228,13 @@ class HealthChecker:
         """Probe until `stop`, up to `workers` probes at a time: each wake-up is at the next
         deadline, or after `poll` seconds (a query of the records' version: new containers'
         timers, and `stop`), whichever comes first. A failing tick is logged and the watch goes on."""
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="health") as pool:
+        pool: ThreadPoolExecutor | None = None   # made when a probe is first due: a session with no
+        try:                                     # healthcheck imports no concurrent.futures (#21)
             while not stop.is_set():
+                if pool is None and self._targets:
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="health")
                 try:
                     self.tick(pool=pool)
                 except Exception:  # noqa: BLE001 - the loop must survive one bad tick
@@ -235,3 +243,6 @@ class HealthChecker:
                     logs.get_logger("reconciler.runtime.native.containers.health").exception("health_tick_failed")
                 due = self.next_due()
                 stop.wait(poll if due is None else min(poll, max(due, 0.01)))
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)

@@ -28,14 +28,15 @@ REPO = Path(__file__).resolve().parents[2]
 # netlink, socket) only for a network change: recovery and the list of networks read the records;
 # the OCI bundle's parts (seccomp profile, signals), the hosts-file helpers and the image collector
 # only when a container is made, killed or updated, or an image removed; PyYAML only for a file
-# the parse cache does not hold (spec/yamltree.py) or a message that needs a node's position
+# the parse cache does not hold (spec/yamltree.py) or a message that needs a node's position; a thread
+# pool (concurrent.futures, which imports logging) only for a plan with actions or a healthcheck
 NOT_ON_A_NO_OP = ("structlog", "asyncio", "ssl", "httpx", "pyroute2", "reconciler.registry_client.client",
                   "reconciler.spec.sops", "reconciler.spec.compose", "uuid", "difflib", "jsonschema_rs",
                   "jsonschema", "reconciler.runtime.native.network.network",
                   "reconciler.runtime.native.network.firewall", "socket",
                   "reconciler.runtime.native.containers.bundle", "reconciler.runtime.native.containers.seccomp",
                   "reconciler.runtime.native.network.dns", "reconciler.runtime.native.images.gc",
-                  "yaml", "reconciler.spec.yamltree")
+                  "yaml", "reconciler.spec.yamltree", "concurrent.futures", "logging")
 
 
 def manifests(m: Path, image: str, subnet: str) -> None:

@@ -26,7 +26,7 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["add_common_flags", "add_host_label_flag", "add_timeout_flag", "host_part", "keep_revision", "open_db",
+__all__ = ["add_common_flags", "add_host_label_flag", "add_settle_flag", "add_timeout_flag", "host_part", "keep_revision", "open_db",
            "open_runtime", "print_result", "register", "run", "stopped_code"]
 
 def add_common_flags(parser: argparse.ArgumentParser, *, source: bool = True) -> None:
@@ -50,10 +50,15 @@ def add_common_flags(parser: argparse.ArgumentParser, *, source: bool = True) ->
 
 
 def _duration(value: str) -> float:
+    """A duration flag's value: `90s`, `1m30s`, `500ms`, or a number of seconds (`0`, `2.5`)."""
     from reconciler.spec import units
 
     try:
-        return float(units.parse_duration(value))
+        number = float(value)
+    except ValueError:
+        number = None
+    try:
+        return float(units.parse_duration(value if number is None or number != number else number))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -63,6 +68,14 @@ def add_timeout_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=_duration, default=300.0, metavar="DURATION",
                         help="--runtime swarm: how long each service's rollout may take before the "
                         "pass fails naming it (default 5m; like 90s, 10m)")
+
+
+def add_settle_flag(parser: argparse.ArgumentParser) -> None:
+    """--settle: how long a pass that started containers waits before it says whether they run."""
+    parser.add_argument("--settle", type=_duration, default=SETTLE, metavar="DURATION",
+                        help="after starting containers, wait this long before reporting, so that one "
+                        "that exits at once is reported down (exit 1), not converged (default 1s; 0 "
+                        "reports as soon as they started, as `docker compose up -d` does)")
 
 
 def add_host_label_flag(parser: argparse.ArgumentParser) -> None:
@@ -146,6 +159,7 @@ def register(subparsers: Any) -> None:
     add_timeout_flag(parser)
     parser.add_argument("--parallel", type=int, default=4, metavar="N",
                         help="actions run at once (default: 4)")
+    add_settle_flag(parser)
     parser.add_argument("--keep-revisions", type=int, default=10, metavar="N",
                         help="converged revisions kept for `reconcile rollback` (default: 10; the last "
                         "converged one is always kept)")
@@ -214,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     print_warnings(loaded)
     options = passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty, dry_run=args.dry_run,
                                  max_workers=max(1, args.parallel), source=os.path.abspath(args.source)
-                                 if args.source != "-" else "-", settle=SETTLE, rollout_timeout=args.timeout)
+                                 if args.source != "-" else "-", settle=args.settle, rollout_timeout=args.timeout)
     started, db = time.time(), open_db(args)
     with stopping.Stopper() as stop, locking.store_lock(args.root), contextlib.ExitStack() as stack:
         desired = host_part(args, loaded, converge=True)   # under the lock: the labels checked are
@@ -267,7 +281,7 @@ def keep_revision(args: argparse.Namespace, desired: Any, source: str, *, keep: 
 
 
 # A container started by a one-shot pass gets this long to show that it crashes at once before
-# the pass reports (a pass that starts nothing does not wait).
+# the pass reports (a pass that starts nothing does not wait); `--settle` changes it.
 SETTLE = 1.0
 
 

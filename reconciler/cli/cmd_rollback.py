@@ -41,6 +41,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("second", metavar="REVISION", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--resume", action="store_true", help="agent: end the pin, follow the source again")
     parser.add_argument("--parallel", type=int, default=4, metavar="N", help="actions run at once (default: 4)")
+    cmd_apply.add_settle_flag(parser)
     cmd_apply.add_timeout_flag(parser)
     output.add_output_flag(parser)
     parser.set_defaults(run=run)
@@ -150,7 +151,7 @@ def _run_offline(args: argparse.Namespace, wanted: str | None) -> int:
     loaded = store.load(snap)                          # SnapshotError (exit 2) if the copy was tampered with
     cause = f"rollback to {target.revision[:12]}"
     options = passes.PassOptions(owner=args.owner, max_workers=max(1, args.parallel), source=snap.source,
-                                 cause=cause, settle=cmd_apply.SETTLE, rollout_timeout=args.timeout)
+                                 cause=cause, settle=args.settle, rollout_timeout=args.timeout)
     with stopping.Stopper() as stop, locking.store_lock(args.root):
         desired = cmd_apply.host_part(args, loaded, converge=True)      # under the lock, as apply's
         print(f"{cause} (applied {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(target.started_at))} UTC "

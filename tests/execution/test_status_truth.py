@@ -4,6 +4,7 @@ observed after the pass, never taken from the plan."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -118,3 +119,39 @@ def test_once_exits_1_naming_a_container_that_keeps_crashing(
     assert host.cli("history", "-o", "json") == 0
     rows = json.loads(capfd.readouterr().out)
     assert rows[0]["result"] == "degraded"
+
+
+def _pass_seconds(out: str) -> float:
+    last = out.strip().splitlines()[-1]
+    found = re.search(r"\((\d+\.\d+)s\)$", last)
+    assert found, last
+    return float(found.group(1))
+
+
+@pytest.mark.root
+@pytest.mark.registry
+def test_settle_is_how_long_a_pass_that_started_containers_waits_before_it_reports(
+        host: Host, busybox_image: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """`--settle` (default 1 s) is the wait after starting containers, so that one that exits at
+    once is reported down; 0 reports as soon as they started, as `docker compose up -d` does."""
+    def container(name: str) -> None:
+        write(tmp_path / "m", f"{name}.yaml", f"""
+            apiVersion: reconciler/v1
+            kind: Container
+            metadata: {{name: {name}}}
+            spec: {{image: "{busybox_image}", command: [sleep, "600"], networks: [none]}}
+            """)
+
+    container("first")
+    capfd.readouterr()
+    assert host.cli("apply", str(tmp_path / "m"), "--settle", "4s") == 0
+    assert _pass_seconds(capfd.readouterr().out) >= 4.0        # it waited the 4 s it was told
+    container("second")
+    assert host.cli("apply", str(tmp_path / "m"), "--settle", "0") == 0
+    out = capfd.readouterr().out
+    assert "1 created" in out, out
+    assert _pass_seconds(out) < 4.0                             # no wait: one container made and started
+    assert set(host.ids()) == {"first", "second"}
+    capfd.readouterr()
+    assert host.cli("apply", str(tmp_path / "m"), "--settle", "soon") == 2
+    assert "argument --settle: 'soon' is not a valid duration" in capfd.readouterr().err

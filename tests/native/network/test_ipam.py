@@ -101,6 +101,17 @@ def test_addresses_round_robin_static_and_release(tmp_path: Path) -> None:
     assert store.container("c9") is None
 
 
+def test_a_large_subnet_hands_out_addresses_across_octet_boundaries_in_order(tmp_path: Path) -> None:
+    """A /16 (Docker's usual size): host addresses counted as integers, .0.255 and .1.0 included."""
+    store = _store(tmp_path)
+    store.add_network(base.NetworkConfig("n", subnet="10.253.0.0/16"), bridge="b", pool="10.0.0.0/8")
+    got = [_add(store, f"c{i}")[0].address for i in range(256)]
+    assert got[0] == "10.253.0.2"                           # .0.1 is the gateway
+    assert got[252:256] == ["10.253.0.254", "10.253.0.255", "10.253.1.0", "10.253.1.1"]
+    store.remove_container("c0")
+    assert _add(store, "next")[0].address == "10.253.1.2"   # after the last one, not the freed .0.2
+
+
 def test_host_ports_are_exclusive(tmp_path: Path) -> None:
     store = _store(tmp_path)
     store.add_network(base.NetworkConfig("n", subnet="10.253.0.0/24"), bridge="b", pool="10.0.0.0/8")

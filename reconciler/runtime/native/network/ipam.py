@@ -530,11 +530,24 @@ class IPAM:
                     hint="pick another address or let the engine allocate one",
                 )
             return str(addr)
-        hosts = [str(h) for h in subnet.hosts() if str(h) not in reserved]
-        start = hosts.index(last) + 1 if last in hosts else 0
-        for i in range(len(hosts)):
-            cand = hosts[(start + i) % len(hosts)]
-            if cand not in used:
+        # the next free host address after `last`, round robin, as integers: no list of the
+        # subnet's hosts (65,534 strings per container on a /16). A free one is among the first
+        # len(used) + len(reserved) + 1 looked at, as _allocate6 counts.
+        lo, hi = int(subnet.network_address), int(subnet.broadcast_address)
+        if subnet.prefixlen < 31:
+            lo, hi = lo + 1, hi - 1                 # subnet.hosts(): neither network nor broadcast
+        size = hi - lo + 1
+        start = 0
+        if last is not None and last not in reserved:
+            try:
+                after = int(ipaddress.IPv4Address(last))
+            except ValueError:
+                after = -1
+            if lo <= after <= hi:
+                start = after + 1 - lo
+        for i in range(min(size, len(used) + len(reserved) + 1)):
+            cand = str(ipaddress.IPv4Address(lo + (start + i) % size))
+            if cand not in used and cand not in reserved:
                 return cand
         raise errors.Conflict(
             f"network {net.name!r} ({net.subnet}) has no free address left for {who!r}",

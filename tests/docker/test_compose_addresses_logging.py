@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 import string
+import subprocess
 import textwrap
 import time
 from collections.abc import Iterator
@@ -112,6 +113,20 @@ GATEWAY = """
     """
 
 
+def _bridge_gateway(docker: DockerRuntime) -> str:
+    """The default bridge's gateway, which dockerd writes for host-gateway. A dockerd that
+    adopted a docker0 existing before it started lists no Gateway in the network's IPAM config
+    (20.10 does): the bridge's own address is then the gateway."""
+    net = docker.api.network_inspect("bridge")
+    for cfg in net["IPAM"]["Config"]:
+        if cfg.get("Gateway"):
+            return str(cfg["Gateway"])
+    dev = net["Options"].get("com.docker.network.bridge.name", "docker0")
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", dev], capture_output=True, text=True,
+                         check=True).stdout
+    return out.split()[3].split("/")[0]
+
+
 def test_host_gateway_is_passed_to_dockerd_which_names_its_bridge_gateway(
     project: tuple[str, list[ipaddress.IPv4Network]], docker: DockerRuntime, docker_image: PulledImage,
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -120,7 +135,7 @@ def test_host_gateway_is_passed_to_dockerd_which_names_its_bridge_gateway(
     assert apply(tmp_path, monkeypatch, name, GATEWAY.format(image=docker_image.ref, subnet=subnet)) == 0
     app = f"{name}-app-1"
     assert docker.api.container_inspect(app)["HostConfig"]["ExtraHosts"] == ["host.docker.internal:host-gateway"]
-    bridge = docker.api.network_inspect("bridge")["IPAM"]["Config"][0]["Gateway"]
+    bridge = _bridge_gateway(docker)
     hosts = docker.exec(app, ["cat", "/etc/hosts"]).stdout.decode().splitlines()
     assert f"{bridge}\thost.docker.internal" in hosts, hosts
 

@@ -452,6 +452,38 @@ def test_a_discarded_ingest_leaves_nothing_and_a_writer_waiting_on_it_starts_afr
     assert list(store.content.ingest_dir.iterdir()) == []
 
 
+def test_writers_of_one_digest_at_once_never_trip_over_a_removed_ingest(store: images.ImageStore) -> None:
+    """Each writer's ingest directory goes when it commits; another writer of the same digest
+    making it again at that moment (its mkdir, its lock file's open) starts over instead of
+    failing: two builds through the agent at once failed so on their shared base layer."""
+    import hashlib
+
+    data = b"a layer both builds pull" * 40
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    failures: list[str] = []
+
+    def writer() -> None:
+        for _ in range(200):
+            try:
+                with store.content.ingest(digest, len(data)) as ing:
+                    if not ing.committed:
+                        ing.reset()
+                        ing.write(data)
+                        ing.commit()
+                store.content.delete(digest)            # the next round writes it again
+            except Exception as exc:            # every failure is the test's finding
+                failures.append(repr(exc))
+                return
+
+    threads = [threading.Thread(target=writer) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert failures == []
+    assert list(store.content.ingest_dir.iterdir()) == []
+
+
 def test_image_with_120_layers_mounts(
     tmp_path: Path, push: Callable[..., str], view: Callable[[images.ImageStore, str], Path],
 ) -> None:

@@ -126,8 +126,13 @@ class Ingest:
         (it committed or discarded it), so the lock held is always the one at the path."""
         path = self.dir / "lock"
         while True:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except (FileExistsError, FileNotFoundError):
+                # the holder removed the directory meanwhile (mkdir saw it, then it was gone;
+                # or it went between the mkdir and the open): make it again
+                continue
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 if os.fstat(fd).st_ino == os.stat(path).st_ino:

@@ -140,7 +140,7 @@ def idle_supervision_cpu(config: NativeConfig, seconds: float) -> float:
 
 def _force_remove(config: NativeConfig) -> None:
     """Every container (SIGKILL) and network of a bench's own root."""
-    rt = NativeRuntime(config)
+    rt = NativeRuntime(config, network=NetworkManager(config))
     try:
         for c in rt.list_containers():
             rt.remove_container(c.id, force=True)

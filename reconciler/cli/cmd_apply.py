@@ -22,6 +22,7 @@ of a Docker Swarm cluster through a manager (docs/swarm.md) and waits for each r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from typing import Any
@@ -53,12 +54,11 @@ def _duration(value: str) -> float:
     """A duration flag's value: `90s`, `1m30s`, `500ms`, or a number of seconds (`0`, `2.5`)."""
     from reconciler.spec import units
 
+    parsed: str | float = value
+    with contextlib.suppress(ValueError):
+        parsed = float(value)
     try:
-        number = float(value)
-    except ValueError:
-        number = None
-    try:
-        return float(units.parse_duration(value if number is None or number != number else number))
+        return float(units.parse_duration(parsed))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

@@ -48,9 +48,16 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-import yaml
-
-from reconciler.spec import errors, hashing, interpolation, located, reading, schemas, sops
+from reconciler.spec import (
+    errors,
+    hashing,
+    interpolation,
+    located,
+    reading,
+    schemas,
+    sops,
+    yamltree,
+)
 from reconciler.spec.composefiles import COMPOSE_FILES, OVERRIDE_FILES, Options, find
 from reconciler.spec.located import Map, Seq
 from reconciler.spec.models import Origin
@@ -145,10 +152,8 @@ def fmt(path: Path_) -> str:
 
 # -- YAML 1.2 -----------------------------------------------------------------------------------
 
-_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-
-class _Yaml12Loader(_BaseLoader):  # type: ignore[misc]
+class _Yaml12Loader(yamltree.BaseLoader):  # type: ignore[misc]
     """The safe loader with YAML 1.2 core-schema scalars, as compose's yaml.v3 reads them."""
 
     yaml_implicit_resolvers: dict[Any, Any] = {}

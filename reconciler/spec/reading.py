@@ -115,14 +115,12 @@ class Document:
         A path that does not (fully) exist resolves to the deepest part that does, so a missing
         field is reported at its parent.
         """
-        if self.node is None and self.text is not None:
-            from reconciler.spec import yamltree
+        from reconciler.spec import yamltree  # a message's position: YAML's node tree
 
+        if self.node is None and self.text is not None:
             self.node = yamltree.node_at(self.text, self.index)
         if self.node is None:
             return self.line, self.column
-        from reconciler.spec import yamltree
-
         return yamltree.locate(self.node, path, key=key)
 
 

@@ -12,13 +12,13 @@ import yaml
 from reconciler.spec import errors, reading
 from reconciler.spec.reading import Path_
 
-__all__ = ["Loader", "locate", "node_at", "parse", "yaml_problem"]
+__all__ = ["BaseLoader", "Loader", "locate", "node_at", "parse", "yaml_problem"]
 
-_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml's, where it is built in
 _RESOLVED: dict[tuple[str, bool, bool], str] = {}      # plain scalar -> tag, shared by all loads
 
 
-class Loader(_BaseLoader):  # type: ignore[misc]
+class Loader(BaseLoader):  # type: ignore[misc]
     """libyaml's safe loader with the implicit-tag resolution of scalars memoised.
 
     Manifests repeat the same keys and values ("image", "spec", "true") thousands of times,

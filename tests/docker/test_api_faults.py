@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runtime import errors
+from reconciler.runtime import base, errors
 from reconciler.runtime.docker import DockerRuntime, api
 
 Handler = Callable[[BaseHTTPRequestHandler], None]
@@ -148,3 +148,40 @@ def test_status_codes_map_to_error_kinds(engine) -> None:
         with pytest.raises(kind) as info:
             rt.inspect_container(path.split("/")[2])
         assert type(info.value) is kind
+
+
+def test_network_create_is_asked_again_when_a_host_link_vanished_meanwhile(engine) -> None:
+    # Podman lists the host's links, then their addresses, to pick a subnet: a veth removed in
+    # between fails the create with Go's error (seen in CI beside tests removing their links).
+    # Nothing was made, so the engine asks again; any other failure is raised at once.
+    made: list[dict[str, object]] = []
+    creates: list[int] = []
+
+    def create(h: BaseHTTPRequestHandler) -> None:
+        body = json.loads(h.rfile.read(int(h.headers["Content-Length"])))
+        creates.append(1)
+        if len(creates) == 1:
+            reply(500, b'{"message":"route ip+net: no such network interface"}')(h)
+            return
+        made.append({"Name": body["Name"], "Id": "n1", "Driver": "bridge", "IPAM": {"Config": [{"Subnet": "10.9.0.0/24"}]},
+                     "Internal": False, "EnableIPv6": False, "Labels": body["Labels"], "Options": {}})
+        reply(201, b'{"Id":"n1"}')(h)
+
+    def inspect(h: BaseHTTPRequestHandler) -> None:
+        if made:
+            reply(200, json.dumps(made[0]).encode())(h)
+        else:
+            reply(404, b'{"message":"network lan not found"}')(h)
+
+    rt = engine({"/version": reply(200, _version("1.41")), "/networks/create": create, "/networks/lan": inspect})
+    state = rt.ensure_network(base.NetworkConfig(name="lan", labels={"a": "b"}))
+    assert len(creates) == 2
+    assert state.subnet == "10.9.0.0/24"
+
+    creates.clear()
+    made.clear()
+    refused = engine({"/version": reply(200, _version("1.41")), "/networks/lan": inspect,
+                      "/networks/create": reply(500, b'{"message":"subnet pool exhausted"}')})
+    with pytest.raises(errors.RuntimeBackendError, match="exhausted"):
+        refused.ensure_network(base.NetworkConfig(name="lan"))
+    assert refused.seen.count(next(p for p in refused.seen if "/networks/create" in p)) == 1

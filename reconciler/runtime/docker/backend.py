@@ -782,10 +782,20 @@ class DockerRuntime:
                 "Internal": config.internal, "Attachable": True, "IPAM": ipam, "EnableIPv6": config.ipv6,
                 "Labels": dict(config.labels),
                 "Options": {"com.docker.network.driver.mtu": str(config.mtu)}}
-        try:
-            self.api.network_create(body)
-        except (errors.AlreadyExists, errors.Conflict):
-            pass   # made meanwhile by someone else: verify below
+        for attempt in range(3):
+            try:
+                self.api.network_create(body)
+            except (errors.AlreadyExists, errors.Conflict):
+                pass   # made meanwhile by someone else: verify below
+            except errors.RuntimeBackendError as exc:
+                # Podman lists the host's interfaces and then their addresses to choose or check a
+                # subnet; a link removed in between (another container's veth) fails the call with
+                # Go's "route ip+net: no such network interface". Nothing was made: ask again.
+                if "no such network interface" not in str(exc) or attempt == 2:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+                continue
+            break
         return self._verify_network(config, self._network(config.name))
 
     def _verify_network(self, config: base.NetworkConfig, attrs: Mapping[str, Any]) -> base.NetworkState:

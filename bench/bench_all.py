@@ -38,7 +38,7 @@ SCRIPTS: dict[str, tuple[str, list[str], list[str], bool]] = {
     "run": ("bench_run.py", ["--runs", "15", "--detached", "50"], ["--runs", "5", "--detached", "10"], False),
     "build": ("bench_build.py", ["--runs", "5"], ["--runs", "3"], False),
     "pull": ("bench_pull.py", ["--suite", "--runs", "3"], ["--runs", "1", "--layers", "4", "--mib", "34"], True),
-    "converge": ("bench_converge.py", ["--containers", "50"], ["--containers", "10", "--idle-seconds", "3"], True),
+    "converge": ("bench_converge.py", ["--containers", "50,200"], ["--containers", "10", "--idle-seconds", "3"], True),
     "plan": ("bench_plan.py", ["--runs", "7"], ["--runs", "3"], False),
     "agent": ("bench_agent.py", ["--containers", "50", "--edits", "10", "--idle", "10"],
               ["--containers", "10", "--edits", "3", "--idle", "3"], True),

@@ -31,6 +31,7 @@ execution at the next safe point, and every action it leaves is reported `interr
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -146,7 +147,10 @@ def execute(
                     running[pool.submit(_run, a, runtime, opts)] = a.id
 
     told = False
-    with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile") as pool:
+    # work the engine can leave to the pass's end (the native engine: peers' hosts files) ends
+    # after the pool's last action
+    batch = runtime.batch() if isinstance(runtime, base.Batching) else contextlib.nullcontext()
+    with batch, cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile") as pool:
         schedule(pool)
         while running:
             done, _ = cf.wait(running, timeout=None if opts.stop is None else _STOP_POLL,

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:          # built when first named: see __getattr__ below
+    from contextlib import AbstractContextManager
+
     from reconciler.runtime.basetypes import (
         ContainerState,
         ExecResult,
@@ -416,6 +418,14 @@ class ArchiveTransfer(Protocol):
 
     def load_image_archive(self, src: IO[bytes]) -> list[str]: ...     # the loaded images' ids
     def import_volume(self, name: str, src: IO[bytes], *, helper_image: str) -> None: ...
+
+
+@runtime_checkable
+class Batching(Protocol):
+    """An engine that leaves work many calls of a pass share to the pass's end (the native
+    engine: the peers' hosts files a new container's name goes into, network/network.py)."""
+
+    def batch(self) -> AbstractContextManager[None]: ...
 
 
 @runtime_checkable

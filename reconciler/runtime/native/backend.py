@@ -10,6 +10,7 @@ Nothing heavy is imported for a container on networks "none" or "host", so `run`
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -70,6 +71,7 @@ class LazyNetwork:
         self.config = config
         self._manager: NetworkManager | None = None
         self._lock = threading.Lock()
+        self._batches = 0           # open batch() contexts
 
     @property
     def manager(self) -> NetworkManager:
@@ -78,7 +80,26 @@ class LazyNetwork:
                 from reconciler.runtime.native.network import network
 
                 self._manager = network.NetworkManager(self.config)
+                for _ in range(self._batches):          # opened before it was made
+                    self._manager.begin_batch()
             return self._manager
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """The manager's batch (network.NetworkManager.batch), also when the manager is made
+        inside it; a pass that makes no manager makes none for it."""
+        with self._lock:
+            self._batches += 1
+            if self._manager is not None:
+                self._manager.begin_batch()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._batches -= 1
+                manager = self._manager
+            if manager is not None:
+                manager.end_batch()
 
     def in_use(self) -> bool:
         """Whether the engine holds anything of bridge networking: the manager made, a network
@@ -335,6 +356,12 @@ class NativeRuntime:
 
     def exec(self, name_or_id: str, argv: list[str], *, tty: bool = False) -> base.ExecResult:
         return execs.run(self.containers, name_or_id, argv, tty=tty)
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """A pass's batch (base.Batching): the peers' hosts files of the containers it attaches
+        are written once a second and at its end, not at each attach (network/network.py)."""
+        batch = getattr(self.network, "batch", None)
+        return batch() if batch is not None else contextlib.nullcontext()
 
     # -- networks (bridge networking when plugged in)
 

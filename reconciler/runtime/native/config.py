@@ -85,6 +85,13 @@ class NativeConfig:
         """Bridge networking's per-container hosts and resolv.conf files."""
         return self.run_dir / "net"
 
+    @property
+    def net_stale_dir(self) -> Path:
+        """Marks of processes whose peers' hosts files wait for the end of a batch (a file each,
+        flock-held while names wait, network/stale.py): one no live process holds makes start-up
+        recovery write every hosts file again (network.NetworkManager.batch)."""
+        return self.run_dir / "net-stale"
+
     def db(self) -> Database:
         """The engine's state database (one per config object)."""
         if not self._db:

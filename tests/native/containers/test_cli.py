@@ -374,3 +374,38 @@ def test_run_makes_no_garbage_collection_while_it_loads_the_engine_and_sets_the_
     assert detached.returncode == 0, detached.stderr
     assert not passes.exists()                  # no pass once the engine was loaded
     reconcile("rm", "-f", "bg")
+
+
+def test_containers_made_in_one_pass_name_each_other_in_their_hosts_files(
+        cli: tuple[Reconcile, Path], busybox_image: str) -> None:
+    """A pass attaches its containers in a batch (NetworkManager.batch): the peers' hosts files
+    are written once a second and at the pass's end, not at each attach. When the pass has
+    ended, every container's /etc/hosts names every other one, and no mark of waiting names is
+    left in the run dir."""
+    from tests.helpers import subnets
+
+    reconcile, tmp = cli
+    manifests = tmp / "manifests"
+    manifests.mkdir()
+    block = subnets.lease_block()
+    try:
+        (manifests / "lan.yaml").write_text(
+            "apiVersion: reconciler/v1\nkind: Network\nmetadata: {name: lan}\n"
+            f"spec: {{subnet: '{next(block.subnets(new_prefix=24))}'}}\n")
+        names = [f"box{i}" for i in range(5)]
+        for name in names:
+            (manifests / f"{name}.yaml").write_text(
+                f"apiVersion: reconciler/v1\nkind: Container\nmetadata: {{name: {name}}}\n"
+                f"spec:\n  image: {busybox_image}\n  command: [sleep, '3600']\n  networks: [lan]\n"
+                "  stopTimeout: 1s\n")
+        config = native_config_of(tmp)
+        reconcile("--once", str(manifests), "--root", str(config.root), "--run-dir", str(config.run_dir),
+                  "--name-prefix", config.name_prefix, "--runtime", "native", "--settle", "0")
+        for name in names:
+            hosts = reconcile("exec", name, "cat", "/etc/hosts").stdout
+            named = {n for line in hosts.splitlines() for n in line.split()[1:]}
+            assert named >= set(names), (name, hosts)
+        stale_dir = config.net_stale_dir
+        assert not stale_dir.is_dir() or os.listdir(stale_dir) == []
+    finally:
+        subnets.release(block)

@@ -178,14 +178,17 @@ def _clean_orphan(manager: Any, cid: str) -> None:
 
 
 def _network_leftovers(config: NativeConfig, known: set[str]) -> bool:
-    """Whether the network side holds anything of a container without a record: an address
-    allocation, a namespace or a hosts-file dir (the full network recovery re-renders the
-    firewall, ~50 ms, so a clean start skips it). Read from the state DB and the run dir, as the
+    """Whether the network side holds anything of a container without a record (an address
+    allocation, a namespace or a hosts-file dir), or peers' hosts files a killed batch left
+    without a new container's name (network/stale.py). The full network recovery re-renders the
+    firewall (~50 ms), so a clean start skips it. Read from the state DB and the run dir, as the
     network manager keeps them, without making the manager (its netlink and firewall modules:
     ~25 ms of a CLI's start, #21)."""
-    from reconciler.runtime.native.network import ipam
+    from reconciler.runtime.native.network import ipam, stale
 
     if any(c.container_id not in known for c in ipam.IPAM(config.db()).containers()):
+        return True
+    if stale.dead_marks(config):        # killed while a new container's name waited for its peers
         return True
     for d in (config.netns_dir, config.net_files_dir):
         if d.is_dir() and any(e.name not in known for e in d.iterdir()):

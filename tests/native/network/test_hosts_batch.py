@@ -105,3 +105,22 @@ def test_a_process_killed_while_names_waited_is_repaired_by_start_up_recovery(ha
     assert "kilo" in _names(harness, "ctr-a")
     assert _marks(harness) == []
     assert not recovery._network_leftovers(c, known)
+
+
+def test_a_rewrite_that_fails_at_the_end_of_a_batch_is_said_and_done_by_the_next(harness: Harness) -> None:
+    m = harness.manager
+    m.ensure_network(base.NetworkConfig(name="lan", subnet=harness.subnet(0)))
+    m.attach("ctr-a", name="alpha", hostname="alpha", networks=["lan"])
+    hosts = harness.config.run_dir / "net" / "ctr-a" / "hosts"
+    with m.batch():
+        m.attach("ctr-b", name="bravo", hostname="bravo", networks=["lan"])
+        hosts.unlink()
+        hosts.mkdir()                   # the peer's file cannot be written now
+    # the pass's end raised nothing (its actions are done); the names still wait, marked
+    assert len(_marks(harness)) == 1
+    assert stale.dead_marks(harness.config) == []           # held by this live process
+    hosts.rmdir()
+    with m.batch():
+        pass
+    assert "bravo" in _names(harness, "ctr-a")
+    assert _marks(harness) == []

@@ -909,15 +909,11 @@ class NetworkManager:
         N(N-1)/2 in all (a converge of 200 from empty: 19,900). A removal, rename or (dis)connect
         still rewrites its peers at once. A file in the run dir marks the process while names
         wait, so that start-up recovery writes every hosts file again after a crash (recover)."""
-        with self._thread_lock:
-            self._batches += 1
+        self.begin_batch()
         try:
             yield
         finally:
-            with self._locked():
-                self._batches -= 1
-                if not self._batches:
-                    self._flush_stale()
+            self.end_batch()
 
     def begin_batch(self) -> None:
         """`batch()` entered by hand (backend.LazyNetwork, for batches opened before the
@@ -929,7 +925,7 @@ class NetworkManager:
         with self._locked():
             self._batches -= 1
             if not self._batches:
-                self._flush_stale()
+                self._flush_stale_or_warn()
 
     def _mark_stale(self, networks: Sequence[str]) -> None:
         """Note that the containers on `networks` wait for a new peer's name (under the lock)."""
@@ -943,11 +939,18 @@ class NetworkManager:
         self._stale.update(networks)
 
     def _flush_stale_timer(self) -> None:
+        with self._locked():
+            self._flush_stale_or_warn()
+
+    def _flush_stale_or_warn(self) -> None:
+        """`_flush_stale`, a failure said and not raised: the names of the actions that attached
+        are in place (their own files), and the networks stay stale with the mark held, so the
+        next flush of this process, or an engine start after it ended, writes them."""
         try:
-            with self._locked():
-                self._flush_stale()
-        except Exception as exc:  # noqa: BLE001 - a timer thread: the batch's end writes them again
-            log.warning("peers' hosts files not written", error=str(exc))
+            self._flush_stale()
+        except Exception as exc:  # noqa: BLE001 - the end of a pass or a timer: nothing to fail
+            log.warning("peers' hosts files not written; the next pass or engine start writes them",
+                        networks=sorted(self._stale), error=str(exc))
 
     def _flush_stale(self) -> None:
         """Write the hosts files of every container on a stale network (under the lock)."""

@@ -29,8 +29,17 @@ class Mark:
     def __init__(self, config: NativeConfig) -> None:
         config.net_stale_dir.mkdir(parents=True, exist_ok=True)
         self.path = config.net_stale_dir / f"{os.getpid()}.{next(_serial)}"
-        self._fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        while True:
+            self._fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            # a recovery that locked the new file before this process did took it for a dead
+            # one's and removed it: the name must still be this file, or it is made again
+            try:
+                if os.stat(self.path).st_ino == os.fstat(self._fd).st_ino:
+                    return
+            except FileNotFoundError:
+                pass
+            os.close(self._fd)
 
     def release(self) -> None:
         with contextlib.suppress(FileNotFoundError):

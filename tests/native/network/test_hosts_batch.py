@@ -36,7 +36,11 @@ def _marks(harness: Harness) -> list[str]:
     return sorted(os.listdir(d)) if d.is_dir() else []
 
 
-def test_a_new_name_reaches_the_peers_within_a_second_and_at_the_end_of_the_batch(harness: Harness) -> None:
+def test_a_new_name_reaches_the_peers_after_the_timers_delay_and_at_the_end_of_the_batch(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 3 s instead of 1: what this test reads right after an attach is read well within it on a
+    # loaded host
+    monkeypatch.setattr(network, "_STALE_PEERS_MAX", 3.0)
     m = harness.manager
     m.ensure_network(base.NetworkConfig(name="lan", subnet=harness.subnet(0)))
     m.attach("ctr-a", name="alpha", hostname="alpha", networks=["lan"])
@@ -46,10 +50,10 @@ def test_a_new_name_reaches_the_peers_within_a_second_and_at_the_end_of_the_batc
         assert "bravo" not in _names(harness, "ctr-a")      # its peers' wait (one rewrite for many)
         assert [n.split(".")[0] for n in _marks(harness)] == [str(os.getpid())]
         assert stale.dead_marks(harness.config) == []           # held: its process lives
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 10
         while "bravo" not in _names(harness, "ctr-a") and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert "bravo" in _names(harness, "ctr-a")          # the timer: within a second
+        assert "bravo" in _names(harness, "ctr-a")          # the timer
         assert _marks(harness) == []
         m.attach("ctr-c", name="charlie", hostname="charlie", networks=["lan"])
         assert "charlie" not in _names(harness, "ctr-a")
@@ -86,6 +90,7 @@ def test_a_process_killed_while_names_waited_is_repaired_by_start_up_recovery(ha
         from pathlib import Path
         from reconciler.runtime.native.config import NativeConfig
         from reconciler.runtime.native.network import network
+        network._STALE_PEERS_MAX = 600.0        # no timer before the kill, however loaded the host
         m = network.NetworkManager(NativeConfig(root=Path({str(c.root)!r}), run_dir=Path({str(c.run_dir)!r}),
                                                 name_prefix={c.name_prefix!r}, subnet_pool={c.subnet_pool!r}))
         with m.batch():

@@ -106,7 +106,9 @@ def reset() -> None:
     global _pending
     _pending = None
     if "structlog" in sys.modules:
-        sys.modules["structlog"].reset_defaults()
+        import structlog  # waits for an import in flight in another thread
+
+        structlog.reset_defaults()
 
 
 class _Logger:
@@ -141,7 +143,11 @@ def bound_context(**values: Any) -> Iterator[None]:
     loggers, so a process that logs nothing at its level (an idle agent at `warning`) never
     imports structlog for them (#21), and a first line inside still carries them."""
     if "structlog" in sys.modules:
-        with sys.modules["structlog"].contextvars.bound_contextvars(**values):
+        # imported, or being imported by another thread (partially initialized: no `contextvars`
+        # yet, seen killing an agent's pass thread): the import statement waits for it to finish
+        from structlog import contextvars as structlog_contextvars
+
+        with structlog_contextvars.bound_contextvars(**values):
             yield
         return
     token = _bound.set({**(_bound.get() or {}), **values})

@@ -132,3 +132,35 @@ log.warning("after")
     assert lines == [{"event": "inner", "reconcile_id": "a", "revision": "v", "resource": "r"},
                      {"event": "outer", "reconcile_id": "a", "resource": "r"},
                      {"event": "after", "resource": "r"}]
+
+
+RACE = """
+import sys, threading
+from reconciler import logs
+sys.setswitchinterval(1e-5)          # switch threads often: the import is many switches long
+def importer():
+    import structlog  # noqa: F401
+t = threading.Thread(target=importer)
+t.start()
+failed = None
+while t.is_alive():
+    try:
+        with logs.bound_context(reconcile_id="x"):
+            pass
+    except AttributeError as exc:
+        failed = exc
+        break
+t.join()
+print(repr(failed))
+"""
+
+
+def test_bound_context_while_another_thread_imports_structlog() -> None:
+    # an agent's pass thread entered bound_context while the main thread imported structlog (its
+    # first line logged): the module was in sys.modules, partly initialized, without `contextvars`,
+    # and the pass thread died (the agent never converged its source; seen in CI). A fresh
+    # interpreter each time: whether and when structlog is imported is the point.
+    for _ in range(5):
+        out = subprocess.run([sys.executable, "-c", RACE], capture_output=True, text=True, timeout=60,
+                             check=True, cwd=Path(__file__).resolve().parent.parent)
+        assert out.stdout.strip() == "None", out.stdout + out.stderr

@@ -135,8 +135,17 @@ def assert_holds_exactly(cfg: NativeConfig, names: Iterable[str], *, network: st
         _, members = rt.network.inspect_network(network)
         allocations = sorted(m[0] for m in members)
         addresses = [m[2] for m in members]
+        names_by_id = {r.id: r.name for r in recs}
     finally:
         rt.close()
+    # every container's hosts file names every other one (a pass writes its peers' files in a
+    # batch; a process killed while names waited leaves a mark that start-up recovery acts on)
+    for cid in ids:
+        hosts = (cfg.net_files_dir / cid / "hosts").read_text()
+        named = {n for line in hosts.splitlines() for n in line.split()[1:]}
+        missing = set(names_by_id.values()) - named
+        assert not missing, f"{names_by_id[cid]}'s hosts file lacks {sorted(missing)}"
+    assert not cfg.net_stale_dir.is_dir() or os.listdir(cfg.net_stale_dir) == []
     st = host_state(cfg)
     assert allocations == ids
     assert len(set(addresses)) == len(ids)

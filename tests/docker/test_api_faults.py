@@ -185,3 +185,22 @@ def test_network_create_is_asked_again_when_a_host_link_vanished_meanwhile(engin
     with pytest.raises(errors.RuntimeBackendError, match="exhausted"):
         refused.ensure_network(base.NetworkConfig(name="lan"))
     assert refused.seen.count(next(p for p in refused.seen if "/networks/create" in p)) == 1
+
+
+def test_inspect_is_asked_again_when_the_containers_process_ended_while_it_was_read(engine) -> None:
+    # Podman answers an inspect from /proc/<pid>/cgroup; a process that ended in between (a
+    # restart policy at work) fails it with "no such process" (seen in CI). The engine asks again.
+    answers = [reply(500, b'{"message":"read /proc/29595/cgroup: no such process"}'),
+               reply(200, json.dumps({"Id": "c1", "Name": "/flaky", "Config": {"Image": "x", "Labels": {}},
+                                      "Image": "sha256:1", "Created": "2026-01-01T00:00:00Z",
+                                      "State": {"Status": "exited", "ExitCode": 1}, "RestartCount": 2}).encode())]
+    calls: list[int] = []
+
+    def inspect(h: BaseHTTPRequestHandler) -> None:
+        calls.append(1)
+        answers[min(len(calls), 2) - 1](h)
+
+    rt = engine({"/version": reply(200, _version("1.41")), "/containers/flaky/json": inspect})
+    state = rt.inspect_container("flaky")
+    assert len(calls) == 2
+    assert state.restart_count == 2

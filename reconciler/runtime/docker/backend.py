@@ -691,7 +691,18 @@ class DockerRuntime:
         self.api.container_remove(name_or_id, force=force)
 
     def inspect_container(self, name_or_id: str) -> base.ContainerState:
-        return container_state(self.api.container_inspect(name_or_id))
+        tries = 0
+        while True:
+            try:
+                return container_state(self.api.container_inspect(name_or_id))
+            except errors.RuntimeBackendError as exc:
+                # Podman reads the container's /proc/<pid>/cgroup to answer, and a process that
+                # ends meanwhile (a restart policy at work) fails the call with "no such
+                # process": the container is there, its state moved; ask again
+                tries += 1
+                if "no such process" not in str(exc) or tries == 3:
+                    raise
+                time.sleep(0.05 * tries)
 
     def rename_container(self, name_or_id: str, new_name: str) -> None:
         """Give a container another name (start-first updates rename the new one into place)."""

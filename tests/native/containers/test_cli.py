@@ -387,6 +387,7 @@ def test_containers_made_in_one_pass_name_each_other_in_their_hosts_files(
     reconcile, tmp = cli
     manifests = tmp / "manifests"
     manifests.mkdir()
+    config = native_config_of(tmp)
     block = subnets.lease_block()
     try:
         (manifests / "lan.yaml").write_text(
@@ -398,7 +399,6 @@ def test_containers_made_in_one_pass_name_each_other_in_their_hosts_files(
                 f"apiVersion: reconciler/v1\nkind: Container\nmetadata: {{name: {name}}}\n"
                 f"spec:\n  image: {busybox_image}\n  command: [sleep, '3600']\n  networks: [lan]\n"
                 "  stopTimeout: 1s\n")
-        config = native_config_of(tmp)
         reconcile("--once", str(manifests), "--root", str(config.root), "--run-dir", str(config.run_dir),
                   "--name-prefix", config.name_prefix, "--runtime", "native", "--settle", "0")
         for name in names:
@@ -408,4 +408,16 @@ def test_containers_made_in_one_pass_name_each_other_in_their_hosts_files(
         stale_dir = config.net_stale_dir
         assert not stale_dir.is_dir() or os.listdir(stale_dir) == []
     finally:
+        # the fixture's cleanup removes containers only: the network (bridge, nft table, DOCKER-USER
+        # accepts) goes here, with a network manager, before its subnet is given back
+        from reconciler.runtime.native.network.network import NetworkManager
+
+        rt = NativeRuntime(config, network=NetworkManager(config))
+        try:
+            for c in rt.list_containers():
+                rt.remove_container(c.id, force=True)
+            for net in rt.list_networks():
+                rt.remove_network(net.name)
+        finally:
+            rt.close()
         subnets.release(block)

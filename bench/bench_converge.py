@@ -53,6 +53,7 @@ from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
 from reconciler.runtime.native.network.network import NetworkManager
 from tests.helpers import images, subnets
+from tests.helpers.host import force_remove_all
 from tests.helpers.registry import RegistryServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -138,18 +139,6 @@ def idle_supervision_cpu(config: NativeConfig, seconds: float) -> float:
         rt.close()
 
 
-def _force_remove(config: NativeConfig) -> None:
-    """Every container (SIGKILL) and network of a bench's own root."""
-    rt = NativeRuntime(config, network=NetworkManager(config))
-    try:
-        for c in rt.list_containers():
-            rt.remove_container(c.id, force=True)
-        for net in rt.list_networks():
-            rt.remove_network(net.name)
-    finally:
-        rt.close()
-
-
 def write_compose(path: Path, tag: str, n: int, subnet: str, port0: int) -> None:
     lines = ["version: '2.4'", "services:"]
     for i in range(n):
@@ -202,7 +191,7 @@ def converge(n: int, noop_runs: int, idle_seconds: float, native_only: bool) -> 
             try:
                 native_up0 = timed(cli0, env)
             finally:
-                _force_remove(root0)
+                force_remove_all(root0)
             native_up = timed(cli, env)
             pass_times.clear()
             cpu_times.clear()

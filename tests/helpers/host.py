@@ -161,6 +161,19 @@ def assert_holds_exactly(cfg: NativeConfig, names: Iterable[str], *, network: st
     assert st["dirs"] == ids
 
 
+def force_remove_all(config: NativeConfig) -> None:
+    """Every container (SIGKILL) and network of an engine's root, through an engine with a
+    network manager (bridges, nft tables and DOCKER-USER accepts go too)."""
+    rt = NativeRuntime(config, network=NetworkManager(config))
+    try:
+        for c in rt.list_containers():
+            rt.remove_container(c.id, force=True)
+        for net in rt.list_networks():
+            rt.remove_network(net.name)
+    finally:
+        rt.close()
+
+
 @contextlib.contextmanager
 def native_host(tmp: Path) -> Iterator[Host]:
     """A Host on `tmp`, torn down on exit; fails if the engine left anything behind."""

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from reconciler import restarting
 from reconciler.runtime import base, errors
@@ -366,6 +366,24 @@ def image_info(attrs: Mapping[str, Any], ref: str | None = None) -> base.ImageIn
     )
 
 
+T = TypeVar("T")
+
+
+def _asked_again(call: Callable[[], T], transient: str, tries: int = 3) -> T:
+    """`call()`, asked again (up to `tries` times in all) while it fails with an engine error
+    whose message holds `transient`: a race inside the engine (Podman) that the same request
+    does not meet twice."""
+    attempt = 1
+    while True:
+        try:
+            return call()
+        except errors.RuntimeBackendError as exc:
+            if transient not in str(exc) or attempt == tries:
+                raise
+        time.sleep(0.05 * attempt)
+        attempt += 1
+
+
 def verify_network(config: base.NetworkConfig, attrs: Mapping[str, Any], *, driver: str,
                    gateway: bool = True) -> base.NetworkState:
     """The state of an existing network `attrs`, or Conflict naming how it differs from `config`
@@ -691,18 +709,9 @@ class DockerRuntime:
         self.api.container_remove(name_or_id, force=force)
 
     def inspect_container(self, name_or_id: str) -> base.ContainerState:
-        tries = 0
-        while True:
-            try:
-                return container_state(self.api.container_inspect(name_or_id))
-            except errors.RuntimeBackendError as exc:
-                # Podman reads the container's /proc/<pid>/cgroup to answer, and a process that
-                # ends meanwhile (a restart policy at work) fails the call with "no such
-                # process": the container is there, its state moved; ask again
-                tries += 1
-                if "no such process" not in str(exc) or tries == 3:
-                    raise
-                time.sleep(0.05 * tries)
+        # Podman reads the container's /proc/<pid>/cgroup to answer, and a process that ends
+        # meanwhile (a restart policy at work) fails the call: the container is there, its state moved
+        return container_state(_asked_again(lambda: self.api.container_inspect(name_or_id), "no such process"))
 
     def rename_container(self, name_or_id: str, new_name: str) -> None:
         """Give a container another name (start-first updates rename the new one into place)."""
@@ -793,20 +802,13 @@ class DockerRuntime:
                 "Internal": config.internal, "Attachable": True, "IPAM": ipam, "EnableIPv6": config.ipv6,
                 "Labels": dict(config.labels),
                 "Options": {"com.docker.network.driver.mtu": str(config.mtu)}}
-        for attempt in range(3):
-            try:
-                self.api.network_create(body)
-            except (errors.AlreadyExists, errors.Conflict):
-                pass   # made meanwhile by someone else: verify below
-            except errors.RuntimeBackendError as exc:
-                # Podman lists the host's interfaces and then their addresses to choose or check a
-                # subnet; a link removed in between (another container's veth) fails the call with
-                # Go's "route ip+net: no such network interface". Nothing was made: ask again.
-                if "no such network interface" not in str(exc) or attempt == 2:
-                    raise
-                time.sleep(0.1 * (attempt + 1))
-                continue
-            break
+        try:
+            # Podman lists the host's interfaces and then their addresses to choose or check a
+            # subnet; a link removed in between (another container's veth) fails the call with
+            # Go's "route ip+net: no such network interface". Nothing was made.
+            _asked_again(lambda: self.api.network_create(body), "no such network interface")
+        except (errors.AlreadyExists, errors.Conflict):
+            pass   # made meanwhile by someone else: verify below
         return self._verify_network(config, self._network(config.name))
 
     def _verify_network(self, config: base.NetworkConfig, attrs: Mapping[str, Any]) -> base.NetworkState:

@@ -382,7 +382,7 @@ def test_containers_made_in_one_pass_name_each_other_in_their_hosts_files(
     are written once a second and at the pass's end, not at each attach. When the pass has
     ended, every container's /etc/hosts names every other one, and no mark of waiting names is
     left in the run dir."""
-    from tests.helpers import subnets
+    from tests.helpers import host, subnets
 
     reconcile, tmp = cli
     manifests = tmp / "manifests"
@@ -409,15 +409,6 @@ def test_containers_made_in_one_pass_name_each_other_in_their_hosts_files(
         assert not stale_dir.is_dir() or os.listdir(stale_dir) == []
     finally:
         # the fixture's cleanup removes containers only: the network (bridge, nft table, DOCKER-USER
-        # accepts) goes here, with a network manager, before its subnet is given back
-        from reconciler.runtime.native.network.network import NetworkManager
-
-        rt = NativeRuntime(config, network=NetworkManager(config))
-        try:
-            for c in rt.list_containers():
-                rt.remove_container(c.id, force=True)
-            for net in rt.list_networks():
-                rt.remove_network(net.name)
-        finally:
-            rt.close()
+        # accepts) goes here, before its subnet is given back
+        host.force_remove_all(config)
         subnets.release(block)

@@ -954,9 +954,6 @@ class NetworkManager:
 
     def _flush_stale(self) -> None:
         """Write the hosts files of every container on a stale network (under the lock)."""
-        if self._stale_timer is not None:
-            self._stale_timer.cancel()
-            self._stale_timer = None
         if not self._stale:
             return
         networks, self._stale = self._stale, set()

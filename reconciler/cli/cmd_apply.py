@@ -170,14 +170,16 @@ def register(subparsers: Any) -> None:
 
 
 def open_runtime(args: argparse.Namespace, *, supervise: bool = True) -> Any:
-    """A session on the runtime chosen by --runtime (a context manager yielding the Runtime)."""
+    """A session on the runtime chosen by --runtime (a context manager yielding the Runtime);
+    its supervision loops start at its `supervise()`, which the executor calls before a pass's
+    first action (`execute_options`)."""
     from reconciler.cli import engines
     from reconciler.execution import backends
     from reconciler.runtime import opening
 
     # diff (supervise=False) changes nothing, not even leftovers
     runtime = opening.open_runtime(args.runtime, engines.place(args), recover=supervise)
-    return backends.session(runtime, supervise=supervise)
+    return backends.session(runtime, supervise=supervise, lazy=True)
 
 
 def known_valid(args: argparse.Namespace) -> Any:
@@ -234,9 +236,11 @@ def run(args: argparse.Namespace) -> int:
         desired = host_part(args, loaded, converge=True)   # under the lock: the labels checked are
         #                                 the ones this pass converges with, and a refused run records none
         with passes.failure_recorded(desired, db, options, started_at=started):    # the engine may not open
-            runtime = stack.enter_context(open_runtime(args, supervise=not args.dry_run))   # (a full disk)
+            session = open_runtime(args, supervise=not args.dry_run)
+            runtime = stack.enter_context(session)                                      # (a full disk)
         result = passes.run_pass(desired, runtime, db, options,
-                                 execute_options=executor.ExecuteOptions(max_workers=options.max_workers, stop=stop))
+                                 execute_options=executor.ExecuteOptions(max_workers=options.max_workers, stop=stop,
+                                                                         on_start=session.supervise))
         if result.changeset is not None and result.converged:
             keep_revision(args, loaded, options.source, keep=args.keep_revisions)   # all of it: a
             #                                         rollback takes this host's part again, by its labels then

@@ -157,10 +157,11 @@ def _run_offline(args: argparse.Namespace, wanted: str | None) -> int:
         print(f"{cause} (applied {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(target.started_at))} UTC "
               f"from {snap.source}; was {(current or '-')[:12]})",
               file=sys.stderr if output.wants_data(args) else sys.stdout)
-        with cmd_apply.open_runtime(args) as runtime:
+        session = cmd_apply.open_runtime(args)
+        with session as runtime:
             result = passes.run_pass(desired, runtime, db, options,
                                      execute_options=executor.ExecuteOptions(max_workers=options.max_workers,
-                                                                             stop=stop))
+                                                                             stop=stop, on_start=session.supervise))
         if result.changeset is not None and result.converged:
             store.touch(snap.revision)
     if stopped := cmd_apply.stopped_code(result, stop, args.output):

@@ -66,8 +66,12 @@ class ExecuteOptions:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         stop: Callable[[], bool] | None = None,   # the agent is stopping: start no new work
+        on_start: Callable[[], None] | None = None,
     ) -> None:
         self.max_workers = max_workers
+        # called once before the first action of a plan that has any: a lazy session starts its
+        # supervision loops then (execution.backends), so a pass with nothing to do runs none
+        self.on_start = on_start
         self.poll_interval = poll_interval
         self.clock = clock
         self.sleep = sleep
@@ -100,6 +104,8 @@ def execute(
     import concurrent.futures as cf
 
     opts = options or ExecuteOptions()
+    if opts.on_start is not None:
+        opts.on_start()
     by_id = plan.by_id()
     results: dict[int, changes.ActionResult] = {}
     running: dict[cf.Future[changes.ActionResult], int] = {}

@@ -7,6 +7,7 @@ engine runs supervision loops, which a session drives (boot at engine start, hea
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -50,6 +51,47 @@ def test_a_session_on_a_supervised_engine_boots_it_and_runs_its_loops(tmp_path: 
             while session.inspect_container("checked").health != "healthy":   # only the loop checks
                 assert time.monotonic() < deadline, "the healthcheck loop did not run"
                 time.sleep(0.05)
+    finally:
+        cleanup(rt)
+        left = leftovers(rt.config)
+        rt.close()
+    assert left == []
+
+
+def _loops() -> set[str]:
+    return {t.name for t in threading.enumerate() if t.name.startswith("reconcile-")}
+
+
+@pytest.mark.root
+def test_a_lazy_session_boots_at_once_and_supervises_from_its_first_action(tmp_path: Path) -> None:
+    """`reconcile --once` opens a lazy session: a pass with nothing to do runs no loop (#21),
+    the executor's on_start starts them before the first action, and they stop with it."""
+    rt, image = make_native(tmp_path)
+    try:
+        rt.create_container(base.ContainerConfig(
+            name="always", image=image, command=("sleep", "1000"), networks=("none",),
+            restart=base.RestartPolicy("always")))
+        rt.start_container("always")
+        rt.stop_container("always", timeout=0)                 # down, as after a reboot
+        rt.start_container(rt.create_container(base.ContainerConfig(
+            name="checked", image=image, command=("sleep", "1000"), networks=("none",),
+            healthcheck=base.Healthcheck(test=("CMD", "true"), interval=0.1, timeout=5))))
+        assert _loops() == set()
+        lazy = backends.session(NativeRuntime(rt.config, images=rt.images), poll=0.05, lazy=True)
+        with lazy as session:
+            assert session.inspect_container("always").status == base.ContainerStatus.RUNNING   # booted
+            time.sleep(0.5)
+            assert _loops() == set()
+            assert session.inspect_container("checked").health != "healthy"    # no loop probed it
+            lazy.supervise()
+            lazy.supervise()                                   # once: a second call starts nothing
+            assert _loops() == {"reconcile-health_checker", "reconcile-restart_manager"}
+            assert len([t for t in threading.enumerate() if t.name.startswith("reconcile-")]) == 2
+            deadline = time.monotonic() + 30
+            while session.inspect_container("checked").health != "healthy":
+                assert time.monotonic() < deadline, "the healthcheck loop did not run"
+                time.sleep(0.05)
+        assert _loops() == set()
     finally:
         cleanup(rt)
         left = leftovers(rt.config)

@@ -64,6 +64,19 @@ spec: {}
     assert [v.name for v in rt.list_volumes({"reconciler.owner": "blue"})] == ["data"]
 
 
+def test_on_start_runs_once_before_the_first_action_and_never_for_an_empty_plan(tmp_path: Path, rt: FakeRuntime) -> None:
+    m = tmp_path / "m"
+    write(m, "a.yaml", container_doc("web") + container_doc("api"))
+    seen: list[int] = []     # containers there when on_start ran: none yet, and it runs once
+    opts = exec_options()
+    opts.on_start = lambda: seen.append(len(rt.list_containers()))
+    assert executor.execute(fresh_plan(m, rt), rt, options=opts).ok
+    assert seen == [0]
+    assert names_running(rt) == {"web", "api"}
+    assert executor.execute(fresh_plan(m, rt), rt, options=opts).ok      # converged: nothing to do
+    assert seen == [0]
+
+
 def test_independent_actions_run_in_parallel_within_the_bound(tmp_path: Path) -> None:
     m = tmp_path / "m"
     write(m, "a.yaml", "".join(container_doc(f"c{i}") for i in range(6)))

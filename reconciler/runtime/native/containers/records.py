@@ -504,7 +504,8 @@ class RecordStore:
         """The records (those whose labels match `selector`), newest first, each refreshed.
 
         One pass asks several times (engine start, observation, the summary): the refreshed
-        records are reused while no record changed (the version), conmon wrote no exit file
+        records are reused while the rows they were made of are the rows stored (the version:
+        a write by any thread or process meanwhile is never hidden), conmon wrote no exit file
         and removed none (one scandir of its exits dir), and either they are at most FRESH_FOR
         old (a monitor killed without an exit file is seen that late at most) or a restart
         manager's watch holds a pidfd of every monitor of these records (`monitored`): a
@@ -518,8 +519,13 @@ class RecordStore:
                 at - cached[2] < FRESH_FOR or self.monitored is stored):
             return cached[3]
         recs = tuple(self.refresh(r, exits=exits) for r in stored)
-        # keyed by the rows as they are now (a refresh that recorded an exit moved the version)
-        self._fresh_cache = (self.stored(), exits, at, recs)
+        # keyed by the rows these records are: the rows as they are now when they are what the
+        # refreshes made of them (one that recorded an exit moved the version, and the next look
+        # refreshes nothing again), else the rows they were made of. Never the later rows alone:
+        # a write by another thread or process meanwhile (a pass's start while the API lists)
+        # would then be missing from every look until the version moved again
+        after = self.stored()
+        self._fresh_cache = (after if after == recs else stored, exits, at, recs)
         return recs
 
     def logs(

@@ -13,7 +13,8 @@ Goals: converge ratio <= 0.3 (issue 21; issue 7 asked 0.7); no-op pass < 0.2 s f
 CLI process and as the pass alone (from the summary line). Then the CPU the engine's
 supervision loops (health checker, restart manager, as the agent and a pass run them) use
 while nothing happens, as a share of one core (issue 21's goal: < 1 % at 500 containers), and
-the wall and CPU time of a pass that removes them all (it waits for every stop).
+the wall and CPU time of a pass that removes them all (it waits for every stop), beside
+`docker-compose down` of the same containers.
 Needs root, and dockerd unless --native-only.
 
 The reconcile CLI runs with its bytecode cached, as an installed package has it: these machines
@@ -204,13 +205,14 @@ def converge(n: int, noop_runs: int, idle_seconds: float, native_only: bool) -> 
             shutil.rmtree(m)
             m.mkdir()
             remove_wall, remove_cpu = wall_and_cpu([*cli, "--allow-empty"], env)
-            compose_up = compose_noop = compose_noop_cpu = float("nan")
+            compose_up = compose_noop = compose_noop_cpu = compose_down = float("nan")
             if not native_only:
                 compose = ["docker-compose", "-p", project, "-f", str(compose_file)]
                 compose_up = timed([*compose, "up", "-d"])
                 cpu_times.clear()
                 compose_noop = statistics.median(timed([*compose, "up", "-d"]) for _ in range(noop_runs))
                 compose_noop_cpu = statistics.median(cpu_times)
+                compose_down = timed([*compose, "down"])      # the same removal: each stop waits 10 s
         finally:
             if not native_only:
                 subprocess.run(["docker-compose", "-p", project, "-f", str(compose_file), "down", "-v",
@@ -225,7 +227,7 @@ def converge(n: int, noop_runs: int, idle_seconds: float, native_only: bool) -> 
     return {"native_up": native_up, "native_up0": native_up0, "native_noop": native_noop, "noop_pass": noop_pass, "noop_cpu": noop_cpu,
             "compose_noop_cpu": compose_noop_cpu,
             "compose_up": compose_up, "compose_noop": compose_noop, "idle": idle,
-            "remove_wall": remove_wall, "remove_cpu": remove_cpu}
+            "remove_wall": remove_wall, "remove_cpu": remove_cpu, "compose_down": compose_down}
 
 
 def main() -> int:
@@ -258,7 +260,8 @@ def main() -> int:
         print(f"  idle supervision (health checker + restart manager): {100 * r['idle']:.2f} % of a core "
               f"over {opts.idle_seconds:.0f} s (goal < 1 % at 500)")
         print(f"  remove all (a pass waiting for {n} stopping containers): {r['remove_wall']:.2f} s, "
-              f"CPU {r['remove_cpu']:.2f} s", flush=True)
+              f"CPU {r['remove_cpu']:.2f} s   docker-compose down {r['compose_down']:7.2f} s   ratio "
+              f"{r['remove_wall'] / r['compose_down']:5.2f}", flush=True)
         compose = not opts.native_only
         benchrows.record(f"converge {n} from empty (reconcile --once)", r["native_up"],
                          peer="docker-compose up -d" if compose else None,

@@ -106,7 +106,9 @@ SCHEMA: dict[str, Any] = {
         "oci_runtime": {"enum": ["runc", "crun"]},
         "socket": {"type": "string", "minLength": 1},
         "drift_interval": _DURATION,
-        "parallel": {"type": "integer", "minimum": 1, "maximum": 64},
+        "parallel": {"type": "integer", "minimum": 1, "maximum": 64,
+                     "description": "actions a pass runs at once (default 4); the stops of containers that "
+                     "left the manifests take no turn (up to 64 at once, as compose's)"},
         "metrics": _LISTEN,
         "engine_api": {
             "type": "object", "additionalProperties": False,

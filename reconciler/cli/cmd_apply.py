@@ -78,6 +78,14 @@ def add_settle_flag(parser: argparse.ArgumentParser) -> None:
                         "reports as soon as they started, as `docker compose up -d` does)")
 
 
+def add_parallel_flag(parser: argparse.ArgumentParser) -> None:
+    """--parallel: the executor's workers (execution/executor.py; a pruned container's stop takes none)."""
+    parser.add_argument("--parallel", type=int, default=4, metavar="N",
+                        help="actions run at once (default: 4); the stops of containers removed from "
+                        "the manifests take no turn (up to 64 at once, as compose's): a stop waits for "
+                        "the container's processes to end, up to its stopTimeout")
+
+
 def add_host_label_flag(parser: argparse.ArgumentParser) -> None:
     """--host-label KEY=VALUE: this host's labels, which containers' spec.placement selects by."""
     parser.add_argument("--host-label", action="append", default=[], metavar="KEY=VALUE",
@@ -157,8 +165,7 @@ def register(subparsers: Any) -> None:
                         help="let a revision that declares nothing prune every object this owner created")
     parser.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
     add_timeout_flag(parser)
-    parser.add_argument("--parallel", type=int, default=4, metavar="N",
-                        help="actions run at once (default: 4)")
+    add_parallel_flag(parser)
     add_settle_flag(parser)
     parser.add_argument("--keep-revisions", type=int, default=10, metavar="N",
                         help="converged revisions kept for `reconcile rollback` (default: 10; the last "

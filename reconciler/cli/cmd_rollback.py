@@ -40,7 +40,7 @@ def register(subparsers: Any) -> None:
                         help="a revision id (prefix); with an agent, the source's name in its config first")
     parser.add_argument("second", metavar="REVISION", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--resume", action="store_true", help="agent: end the pin, follow the source again")
-    parser.add_argument("--parallel", type=int, default=4, metavar="N", help="actions run at once (default: 4)")
+    cmd_apply.add_parallel_flag(parser)
     cmd_apply.add_settle_flag(parser)
     cmd_apply.add_timeout_flag(parser)
     output.add_output_flag(parser)

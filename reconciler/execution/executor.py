@@ -53,6 +53,12 @@ __all__ = ["ExecuteOptions", "execute"]
 
 Kind = actions.ActionKind
 _STOP_POLL = 0.5        # seconds between looks at `stop` while actions run (to say what it waits for)
+# A pruned container's stop is a signal and a wait for its processes to end (up to its stop
+# timeout): it takes none of the `max_workers`, and up to this many run at once, compose's default
+# parallel limit. Fifty containers whose PID 1 ignores SIGTERM go in one stop timeout, not in
+# thirteen. A stop within a replacement (an update) still takes a worker: `--parallel 1` keeps
+# one container down at a time.
+STOP_SLOTS = 64
 
 
 class ExecuteOptions:
@@ -67,8 +73,10 @@ class ExecuteOptions:
         sleep: Callable[[float], None] = time.sleep,
         stop: Callable[[], bool] | None = None,   # the agent is stopping: start no new work
         on_start: Callable[[], None] | None = None,
+        max_stops: int = STOP_SLOTS,
     ) -> None:
         self.max_workers = max_workers
+        self.max_stops = max_stops
         # called once before the first action of a plan that has any: a lazy session starts its
         # supervision loops then (execution.backends), so a pass with nothing to do runs none
         self.on_start = on_start
@@ -111,6 +119,8 @@ def execute(
     running: dict[cf.Future[changes.ActionResult], int] = {}
     groups: set[str] = set()                 # replacement groups that have started
     workers = max(1, opts.max_workers)
+    stops = max(1, opts.max_stops)
+    waiting: set[int] = set()                # the pruned containers' stops that run (no worker)
 
     def finish(r: changes.ActionResult) -> None:
         results[r.action.id] = r
@@ -143,20 +153,22 @@ def execute(
                     # stopping: what runs finishes (a replacement as a whole), nothing new starts
                     finish(changes.ActionResult(a, changes.Status.INTERRUPTED, error="not started: stopping"))
                     progress = True
-                elif len(running) >= workers:
+                elif (len(waiting) >= stops) if _waits(a) else (len(running) - len(waiting) >= workers):
                     # submitted only when a worker is free: nothing waits in the pool's queue,
                     # where a stop could not hold it back
                     continue
                 else:
                     if a.group:
                         groups.add(a.group)
+                    if _waits(a):
+                        waiting.add(a.id)
                     running[pool.submit(_run, a, runtime, opts)] = a.id
 
     told = False
     # work the engine can leave to the pass's end (the native engine: peers' hosts files) ends
     # after the pool's last action
     batch = runtime.batch() if isinstance(runtime, base.Batching) else contextlib.nullcontext()
-    with batch, cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile") as pool:
+    with batch, cf.ThreadPoolExecutor(max_workers=workers + stops, thread_name_prefix="reconcile") as pool:
         schedule(pool)
         while running:
             done, _ = cf.wait(running, timeout=None if opts.stop is None else _STOP_POLL,
@@ -165,10 +177,15 @@ def execute(
                 told = True
                 _log_stopping([by_id[i] for i in running.values()])
             for fut in done:
-                running.pop(fut)
+                waiting.discard(running.pop(fut))
                 finish(fut.result())
             schedule(pool)
     return changes.ChangeSet.of(list(results.values()))
+
+
+def _waits(a: actions.Action) -> bool:
+    """A pruned container's stop: no replacement waits on it, so it takes no worker (STOP_SLOTS)."""
+    return a.kind is Kind.STOP and not a.group
 
 
 def _log_stopping(in_flight: list[actions.Action]) -> None:

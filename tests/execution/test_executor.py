@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from reconciler._sqlite import Database
-from reconciler.execution import changes, executor, observing
+from reconciler.execution import changes, executor, observing, passes
 from reconciler.planning import actions, planner
 from reconciler.runtime.fake import FakeRuntime
 from reconciler.state import inventory as inv
@@ -91,6 +91,33 @@ def test_independent_actions_run_in_parallel_within_the_bound(tmp_path: Path) ->
     narrow.pull_image(IMG)
     assert executor.execute(fresh_plan(m, narrow), narrow, options=exec_options(workers=1)).ok
     assert narrow.max_in_flight == 1
+
+
+def test_pruned_containers_stop_at_once_while_replacements_keep_the_bound(tmp_path: Path, db: Database) -> None:
+    """A pruned container's stop is a wait for its processes (up to its stop timeout): it takes
+    no worker, so a pass that prunes many waits one stop, not one per worker's turn, as compose's
+    do. A stop within a replacement still takes one: `--parallel 1` keeps one container down."""
+    m = tmp_path / "m"
+    slow = FakeRuntime(op_delay=0.05)
+    slow.publish(IMG)
+    slow.pull_image(IMG)
+
+    def one_at_a_time(**opts: object) -> tuple[list[Kind], int]:
+        slow.max_in_flight = 0
+        result = passes.run_pass(load(m), slow, db, passes.PassOptions(**opts),  # type: ignore[arg-type]
+                                 execute_options=exec_options(workers=1))
+        assert result.converged
+        return [a.kind for a in result.plan.actions], slow.max_in_flight
+
+    write(m, "a.yaml", "".join(container_doc(f"c{i}") for i in range(6)))
+    assert one_at_a_time()[1] == 1
+    write(m, "a.yaml", "".join(container_doc(f"c{i}", extra="env: {V: '2'}") for i in range(6)))   # replace all
+    kinds, most = one_at_a_time()
+    assert (kinds.count(Kind.STOP), most) == (6, 1)
+    (m / "a.yaml").unlink()                                  # prune all six
+    kinds, most = one_at_a_time(allow_empty=True)
+    assert (kinds.count(Kind.STOP), most) == (6, 6)          # the six stops at once
+    assert slow.list_containers() == []
 
 
 def test_dependents_start_after_their_dependency_is_healthy(tmp_path: Path, rt: FakeRuntime) -> None:

@@ -33,18 +33,24 @@ def test_an_engine_that_cannot_build_fails_the_build_and_skips_its_users(
     assert "dependency #1 failed" in out                    # web is skipped, not created
 
 
+def _down_and_checked(rt: NativeRuntime, image: str) -> None:
+    """`always`: restart always, stopped as a reboot leaves it; `checked`: running, with a
+    healthcheck that only a loop runs."""
+    rt.create_container(base.ContainerConfig(
+        name="always", image=image, command=("sleep", "1000"), networks=("none",),
+        restart=base.RestartPolicy("always")))
+    rt.start_container("always")
+    rt.stop_container("always", timeout=0)                 # down, as after a reboot
+    rt.start_container(rt.create_container(base.ContainerConfig(
+        name="checked", image=image, command=("sleep", "1000"), networks=("none",),
+        healthcheck=base.Healthcheck(test=("CMD", "true"), interval=0.1, timeout=5))))
+
+
 @pytest.mark.root
 def test_a_session_on_a_supervised_engine_boots_it_and_runs_its_loops(tmp_path: Path) -> None:
     rt, image = make_native(tmp_path)
     try:
-        rt.create_container(base.ContainerConfig(
-            name="always", image=image, command=("sleep", "1000"), networks=("none",),
-            restart=base.RestartPolicy("always")))
-        rt.start_container("always")
-        rt.stop_container("always", timeout=0)                 # down, as after a reboot
-        rt.start_container(rt.create_container(base.ContainerConfig(
-            name="checked", image=image, command=("sleep", "1000"), networks=("none",),
-            healthcheck=base.Healthcheck(test=("CMD", "true"), interval=0.1, timeout=5))))
+        _down_and_checked(rt, image)
         with backends.session(NativeRuntime(rt.config, images=rt.images), poll=0.05) as session:
             assert session.inspect_container("always").status == base.ContainerStatus.RUNNING
             deadline = time.monotonic() + 30
@@ -68,14 +74,7 @@ def test_a_lazy_session_boots_at_once_and_supervises_from_its_first_action(tmp_p
     the executor's on_start starts them before the first action, and they stop with it."""
     rt, image = make_native(tmp_path)
     try:
-        rt.create_container(base.ContainerConfig(
-            name="always", image=image, command=("sleep", "1000"), networks=("none",),
-            restart=base.RestartPolicy("always")))
-        rt.start_container("always")
-        rt.stop_container("always", timeout=0)                 # down, as after a reboot
-        rt.start_container(rt.create_container(base.ContainerConfig(
-            name="checked", image=image, command=("sleep", "1000"), networks=("none",),
-            healthcheck=base.Healthcheck(test=("CMD", "true"), interval=0.1, timeout=5))))
+        _down_and_checked(rt, image)
         assert _loops() == set()
         lazy = backends.session(NativeRuntime(rt.config, images=rt.images), poll=0.05, lazy=True)
         with lazy as session:

@@ -70,10 +70,6 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
             os.kill(pid, 15)
         rt = d.runtime()
         cleanup(rt)
-        for n in rt.list_networks():
-            rt.remove_network(n.name)
-        assert isinstance(rt.network, NetworkManager)
-        rt.network.recover([])
         left = leftovers(d.config)
         rt.close()
         assert left == [], left

@@ -25,7 +25,7 @@ from reconciler.runtime.native.containers import cgroups
 from reconciler.runtime.native.network import ipam
 from reconciler.runtime.native.network.network import NetworkManager
 from tests.helpers import subnets
-from tests.runtime.conftest import cleanup, leftovers, net_leftovers, new_prefix, remove_networks
+from tests.runtime.conftest import cleanup, leftovers, net_leftovers, new_prefix
 
 
 def random_pool() -> str:
@@ -66,7 +66,6 @@ class Host:
         rt = self.runtime()
         try:
             cleanup(rt)
-            remove_networks(rt)
             for v in rt.list_volumes():
                 rt.remove_volume(v.name)
             return leftovers(self.config) + net_leftovers(self.config.name_prefix)

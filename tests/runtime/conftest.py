@@ -35,7 +35,7 @@ import pytest
 
 from reconciler.runtime import base, fake
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native.backend import NativeRuntime
+from reconciler.runtime.native.backend import LazyNetwork, NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
 from reconciler.runtime.native.containers import cgroups, mounts
 from reconciler.runtime.native.network import network
@@ -227,30 +227,41 @@ def net_leftovers(prefix: str) -> list[str]:
 
 
 def remove_networks(rt: NativeRuntime) -> None:
-    """Remove the engine's networks and let recovery delete whatever they left (after cleanup)."""
-    if not isinstance(rt.network, network.NetworkManager):
+    """Remove the engine's networks and let recovery delete whatever they or its containers left
+    (after cleanup). An engine opened without networking (a fixture's view of what an agent or a
+    CLI made) gets a network manager of its config for this: their networks are its records."""
+    if isinstance(rt.network, LazyNetwork):
+        manager = rt.network.manager
+    elif isinstance(rt.network, network.NetworkManager):
+        manager = rt.network
+    elif rt.network is None and (rt.config.root / "state.db").exists() and rt.config.run_dir.is_dir():
+        manager = network.NetworkManager(rt.config)
+    else:
         return
-    for n in rt.list_networks():
+    for n in manager.list_networks():
         try:
-            rt.remove_network(n.name)
+            manager.remove_network(n.name)
         except Exception:
             continue
-    rt.network.recover([])
+    manager.recover([])
 
 
 def cleanup(rt: NativeRuntime) -> None:
-    """Remove every container and whatever a failed test left behind."""
-    for rec in rt.containers.records():
-        try:
-            rt.containers.remove(rec.id, force=True)
-        except Exception:
-            continue
-    config = rt.config
-    for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
-        mp = line.split(" ")[4]
-        if mp.startswith((str(config.root), str(config.run_dir))):
-            mounts.unmount(Path(mp))
-    cgroups.remove(config.name_prefix)
+    """Remove every container and network, and whatever a failed test left behind."""
+    try:
+        for rec in rt.containers.records():
+            try:
+                rt.containers.remove(rec.id, force=True)
+            except Exception:
+                continue
+        config = rt.config
+        for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
+            mp = line.split(" ")[4]
+            if mp.startswith((str(config.root), str(config.run_dir))):
+                mounts.unmount(Path(mp))
+        cgroups.remove(config.name_prefix)
+    finally:
+        remove_networks(rt)
 
 
 def private_pool() -> str:
@@ -339,7 +350,6 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[ba
     finally:
         loops.close()
         cleanup(rt)
-        remove_networks(rt)
         left = leftovers(rt.config) + net_leftovers(rt.config.name_prefix)
         rt.close()
         assert left == [], f"left on the host: {left}"

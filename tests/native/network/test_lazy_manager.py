@@ -68,6 +68,4 @@ def test_no_manager_until_a_network_is_needed_then_one_that_works(harness: Harne
         opening.open_runtime("native", place).close()
         assert not ghost.exists()
     finally:
-        cleanup(rt)
-        for n in rt.list_networks():
-            rt.remove_network(n.name)
+        cleanup(rt)                     # its networks too

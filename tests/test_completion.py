@@ -17,7 +17,7 @@ import pytest
 
 from reconciler.runtime import base
 from tests.agent.conftest import AgentProc, wait_for
-from tests.runtime.conftest import cleanup, leftovers, make_native, net_leftovers
+from tests.runtime.conftest import cleanup, leftovers, make_native
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,7 +84,7 @@ def test_bash_completes_the_names_of_an_engines_objects(tmp_path: Path, bin_dir:
         assert not (tmp_path / "nothing-here").exists()                  # completion creates no engine
     finally:
         cleanup(rt)
-        left = leftovers(rt.config) + net_leftovers(rt.config.name_prefix)
+        left = leftovers(rt.config)
         rt.close()
         assert left == [], f"left on the host: {left}"
 

@@ -24,7 +24,7 @@ from reconciler.api import errors as api_errors
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
 from reconciler.runtime.native.network.network import NetworkManager
-from tests.runtime.conftest import cleanup, leftovers, net_leftovers, new_prefix
+from tests.runtime.conftest import cleanup, leftovers, new_prefix
 
 WAIT = 60.0                              # generous: a slow CI machine, never a timed assertion
 
@@ -158,6 +158,6 @@ def native_agent(tmp_path: Path, agents: list[AgentProc]) -> Iterator[AgentProc]
         rt = NativeRuntime(NativeConfig(root=a.root, run_dir=a.run_dir, name_prefix=a.prefix),
                            network=NetworkManager(NativeConfig(root=a.root, run_dir=a.run_dir, name_prefix=a.prefix)))
         cleanup(rt)                 # and the manifests' networks: a bridge left here stays on the host
-        left = leftovers(rt.config) + net_leftovers(a.prefix)
+        left = leftovers(rt.config)
         rt.close()
         assert left == [], f"left on the host: {left}"

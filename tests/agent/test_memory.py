@@ -18,7 +18,7 @@ import pytest
 
 from reconciler.runtime.fake import FakeRuntime
 from reconciler.runtime.native.config import NativeConfig
-from tests.runtime.conftest import leftovers, net_leftovers, new_prefix
+from tests.runtime.conftest import leftovers, new_prefix
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -228,4 +228,3 @@ def test_the_thread_that_waits_for_signals_holds_no_database_connection_and_one_
         [["connections", "held:"]]
     assert "one database object: True" in done.stdout.splitlines()     # a pass's thread opens one, not two
     assert leftovers(engine) == []
-    assert net_leftovers(engine.name_prefix) == []

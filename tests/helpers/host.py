@@ -25,7 +25,7 @@ from reconciler.runtime.native.containers import cgroups
 from reconciler.runtime.native.network import ipam
 from reconciler.runtime.native.network.network import NetworkManager
 from tests.helpers import subnets
-from tests.runtime.conftest import cleanup, leftovers, net_leftovers, new_prefix
+from tests.runtime.conftest import cleanup, leftovers, new_prefix
 
 
 def random_pool() -> str:
@@ -68,7 +68,7 @@ class Host:
             cleanup(rt)
             for v in rt.list_volumes():
                 rt.remove_volume(v.name)
-            return leftovers(self.config) + net_leftovers(self.config.name_prefix)
+            return leftovers(self.config)
         finally:
             rt.close()
 

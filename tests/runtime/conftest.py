@@ -186,7 +186,9 @@ def native_config(tmp: Path, prefix: str | None = None) -> NativeConfig:
 
 
 def leftovers(config: NativeConfig) -> list[str]:
-    """Everything of this engine instance that is still on the host."""
+    """Everything of this engine instance that is still on the host: its mounts, conmon
+    processes, cgroups and container dirs, and the network objects of its prefix
+    (`net_leftovers`), which outlive the test's tmp dir and would go unnoticed otherwise."""
     found: list[str] = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
@@ -208,11 +210,15 @@ def leftovers(config: NativeConfig) -> list[str]:
     cdir = config.root / "containers"
     if cdir.exists():
         found += [f"container dir {d}" for d in cdir.iterdir()]
-    return found
+    return found + net_leftovers(config.name_prefix)
 
 
 def net_leftovers(prefix: str) -> list[str]:
-    """Host network objects of this engine instance: links, its nft tables (ip and ip6), iptables rules."""
+    """Host network objects named with `prefix`, every kind the engine makes (network/): links
+    (bridges, veths), its nft tables (ip and ip6), and rules naming it in the iptables filter
+    table (the DOCKER-USER or FORWARD accepts of its bridges). The engine adds no ip6tables rule;
+    that table is read too, so that one added there would not go unseen."""
+    import shutil
     import subprocess
 
     from reconciler.runtime.native.network import netlink
@@ -222,8 +228,12 @@ def net_leftovers(prefix: str) -> list[str]:
     for family in ("ip", "ip6"):
         if subprocess.run(["nft", "list", "table", family, prefix], capture_output=True, check=False).returncode == 0:
             found.append(f"nft table {family} {prefix}")
-    rules = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True, check=True).stdout
-    return found + [f"iptables {r}" for r in rules.splitlines() if prefix in r]
+    for tool in ("iptables", "ip6tables"):
+        if tool == "ip6tables" and shutil.which(tool) is None:
+            continue
+        rules = subprocess.run([tool, "-w", "-S"], capture_output=True, text=True, check=True).stdout
+        found += [f"{tool} {r}" for r in rules.splitlines() if prefix in r]
+    return found
 
 
 def remove_networks(rt: NativeRuntime) -> None:
@@ -350,7 +360,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[ba
     finally:
         loops.close()
         cleanup(rt)
-        left = leftovers(rt.config) + net_leftovers(rt.config.name_prefix)
+        left = leftovers(rt.config)
         rt.close()
         assert left == [], f"left on the host: {left}"
 

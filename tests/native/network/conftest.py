@@ -24,7 +24,7 @@ from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
 from reconciler.runtime.native.network import netlink, network
 from tests.helpers import images, subnets
-from tests.runtime.conftest import BUSYBOX_CONFIG, LayerDirImages, cleanup
+from tests.runtime.conftest import BUSYBOX_CONFIG, LayerDirImages, cleanup, net_leftovers
 
 PROBE = str(Path(__file__).with_name("probe.py"))
 FORWARDING6 = Path("/proc/sys/net/ipv6/conf/all/forwarding")
@@ -144,19 +144,13 @@ class Harness:
             FORWARDING6.write_text(self.forwarding6)
 
     def leftovers(self) -> list[str]:
-        found = []
+        found = net_leftovers(self.prefix)
         with netlink.host() as h:
-            found += [f"link {x.name}" for x in h.links() if x.name.startswith((self.prefix, self.link_tag))]
+            found += [f"link {x.name}" for x in h.links() if x.name.startswith(self.link_tag)]
         ns_dir = self.config.run_dir / "netns"
         if ns_dir.is_dir():
             found += [f"netns {f}" for f in ns_dir.iterdir()]
-        for family in ("ip", "ip6"):
-            if subprocess.run(["nft", "list", "table", family, self.prefix], capture_output=True,
-                              check=False).returncode == 0:
-                found.append(f"nft table {family} {self.prefix}")
         found += [f"IPv6 address or route {n}" for n in subnets.routed6() if n.overlaps(self.block6)]
-        rules = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True, check=True).stdout
-        found += [f"iptables {r}" for r in rules.splitlines() if self.prefix in r]
         found += [f"mount {d}" for d in (ns_dir, self.test_netns_dir) if network._mount_count(d)]
         return found
 

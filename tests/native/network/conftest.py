@@ -11,7 +11,6 @@ routes in the test's leased /48.
 from __future__ import annotations
 
 import ipaddress
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,7 +23,13 @@ from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
 from reconciler.runtime.native.network import netlink, network
 from tests.helpers import images, subnets
-from tests.runtime.conftest import BUSYBOX_CONFIG, LayerDirImages, cleanup, net_leftovers
+from tests.runtime.conftest import (
+    BUSYBOX_CONFIG,
+    LayerDirImages,
+    cleanup,
+    net_leftovers,
+    new_prefix,
+)
 
 PROBE = str(Path(__file__).with_name("probe.py"))
 FORWARDING6 = Path("/proc/sys/net/ipv6/conf/all/forwarding")
@@ -42,9 +47,8 @@ class Outside:
 
 class Harness:
     def __init__(self, tmp: Path) -> None:
-        tag = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(3))
-        self.prefix = "rt" + tag
-        self.link_tag = "tx" + tag                  # test-owned links (not the engine's prefix)
+        self.prefix = new_prefix()                  # leased: no other test's engine names objects with it
+        self.link_tag = "tx" + self.prefix[2:]      # test-owned links (not the engine's prefix)
         # a /22 nobody else uses: pool = first /23 of it, outside namespaces in the third and fourth /24
         block = subnets.lease_block()
         self.a, self.b = block.network_address.packed[1], block.network_address.packed[2]

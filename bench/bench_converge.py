@@ -272,6 +272,9 @@ def main() -> int:
         benchrows.record(f"nothing to do, {n} containers (reconcile --once)", r["native_noop"],
                          peer="docker-compose up -d" if compose else None,
                          theirs=r["compose_noop"] if compose else None, goal=0.15 if compose else None)
+        benchrows.record(f"remove {n} whose PID 1 ignores SIGTERM (reconcile --once)", r["remove_wall"],
+                         peer="docker-compose down" if compose else None,
+                         theirs=r["compose_down"] if compose else None)
     if opts.plot:
         plots.lines(opts.plot_dir / "bench-converge.png", "Converge from an empty host (one CLI run)",
                     "containers (one network, one published port each)", "seconds", counts,

@@ -15,6 +15,7 @@ import pytest
 
 from tests.execution.helpers import write
 from tests.helpers.host import Host
+from tests.helpers.registry import free_port
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
 
@@ -46,7 +47,9 @@ def manifests(m: Path, image: str, subnet: str) -> None:
         metadata: {{name: shop}}
         spec: {{subnet: {subnet}}}
         """)
-    for i, name in enumerate(("web", "api")):
+    for name in ("web", "api"):
+        # a port the kernel has just said is free: a fixed one in the ephemeral range could be a
+        # client socket's of another test running beside this one
         write(m, f"{name}.yaml", f"""
             apiVersion: reconciler/v1
             kind: Container
@@ -55,7 +58,7 @@ def manifests(m: Path, image: str, subnet: str) -> None:
               image: {image}
               command: [sleep, "3600"]
               networks: [shop]
-              ports: ["127.0.0.1:{39800 + i}:80"]
+              ports: ["127.0.0.1:{free_port()}:80"]
               volumes: ["data-{name}:/data"]
             ---
             apiVersion: reconciler/v1

@@ -360,8 +360,7 @@ class NativeRuntime:
     def batch(self) -> contextlib.AbstractContextManager[None]:
         """A pass's batch (base.Batching): the peers' hosts files of the containers it attaches
         are written once a second and at its end, not at each attach (network/network.py)."""
-        batch = getattr(self.network, "batch", None)
-        return batch() if batch is not None else contextlib.nullcontext()
+        return self.network.batch() if isinstance(self.network, base.Batching) else contextlib.nullcontext()
 
     # -- networks (bridge networking when plugged in)
 

@@ -26,7 +26,8 @@ directory hierarchy" flag (`chattr +T`, set at the first snapshot a process make
 a removal leaves a mark `<lock dir>/freed-inodes/<window>` (the run dir: the kernel's memory
 of freed inodes does not outlive a boot either) naming the inode window (one flex group in
 ext4's default layout) it freed: a new `extract-*` dir that lands in a window freed in the last
-`_RECENT` seconds is made again elsewhere (a few tries, then it stays). Both only steer where
+`_RECENT` seconds is made again elsewhere (a few tries, each reject held until the placement is
+done, since Orlov picks the flex group with the fewest directories; then the last try stays). Both only steer where
 inodes go; where the flag is not supported (xfs, btrfs, tmpfs) or the layout differs, nothing
 but the speed changes.
 """
@@ -197,14 +198,21 @@ class SnapshotStore:
             self._spread = True
             spread_subdirs(self.dir)
         freed = self._recently_freed()
-        tries = _PLACEMENT_TRIES
-        while True:
-            tmp = self.dir / f"extract-{_unique()}"
-            tmp.mkdir(mode=0o700)
-            tries -= 1
-            if not tries or _window(tmp) not in freed:
-                return tmp                  # the last try is kept wherever it lands
-            tmp.rmdir()
+        rejected: list[Path] = []
+        try:
+            while True:
+                tmp = self.dir / f"extract-{_unique()}"
+                tmp.mkdir(mode=0o700)
+                if len(rejected) + 1 >= _PLACEMENT_TRIES or _window(tmp) not in freed:
+                    return tmp              # the last try is kept wherever it lands
+                # Held, not removed at once: Orlov puts a TOPDIR's subdir in the flex group with
+                # the fewest directories (the name only breaks ties), and a removal made the freed
+                # group that one; each held reject counts there until another group wins.
+                rejected.append(tmp)
+        finally:
+            for r in rejected:
+                with contextlib.suppress(OSError):
+                    r.rmdir()
 
     def _recently_freed(self) -> set[int]:
         """The inode windows a removal freed in the last `_RECENT` seconds (older marks go)."""
@@ -279,7 +287,7 @@ class SnapshotStore:
 _FREED = "freed-inodes"    # in the lock dir: marks of recently freed inode windows
 _RECENT = 360.0            # ext4 skips inodes freed 60 s ago, 360 s while their table block is unwritten
 _WINDOW_INODES = 8192 * 16  # one flex group in mke2fs's default layout (8192 inodes x 16 groups)
-_PLACEMENT_TRIES = 8
+_PLACEMENT_TRIES = 16
 
 
 def _window(path: Path) -> int:

@@ -42,6 +42,24 @@ def _reset_structlog() -> Iterator[None]:
     logs.reset()            # a set-up recorded but not applied yet too (logs.py: structlog loads lazily)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _prefix_claims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The host-wide name-prefix claims (`/run/reconciler-prefixes/<prefix>`, NativeConfig) of this
+    session's state roots go at its end: pytest keeps its last tmp dirs, whose roots would
+    still hold them (an engine prunes a claim only once its root is gone)."""
+    yield
+    from reconciler.runtime.native.config import PREFIX_CLAIMS
+
+    base = str(tmp_path_factory.getbasetemp()).rstrip("/") + "/"
+    if PREFIX_CLAIMS.is_dir():
+        for claim in PREFIX_CLAIMS.iterdir():
+            try:
+                if not claim.name.startswith(".") and claim.read_text().strip().startswith(base):
+                    claim.unlink()
+            except OSError:
+                continue
+
+
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
     """An open registry on 127.0.0.1 shared by the session (tests use their own repo names)."""

@@ -46,7 +46,8 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name-prefix", default=defaults["name_prefix"],
                         help="prefix of the engine's host objects: cgroups, bridges, veths, nft table "
                         "(default: $RECONCILER_PREFIX; rcl for the default root, r<hash> for any other; "
-                        "recorded in the root on first use)")
+                        "recorded in the root on first use; one root's alone on the host: a second root "
+                        "with the same prefix is refused)")
 
 
 def resolve(args: argparse.Namespace) -> None:

@@ -207,6 +207,9 @@ def reboot(config: NativeConfig) -> None:
     for family in ("ip", "ip6"):
         subprocess.run(["nft", "delete", "table", family, config.name_prefix], capture_output=True, check=False)
     shutil.rmtree(config.run_dir)                     # a tmpfs on a real host
+    from reconciler.runtime.native.config import PREFIX_CLAIMS
+
+    (PREFIX_CLAIMS / config.name_prefix).unlink(missing_ok=True)    # /run's host-wide claims go too
     # and the boot id changes: what the records name ran in the boot before
     rt = NativeRuntime(config, network=NetworkManager(config))
     try:

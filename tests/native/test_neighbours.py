@@ -138,3 +138,46 @@ def test_two_roots_with_the_same_network_name_never_disturb_each_other(tmp_path:
         finally:
             rt_a.close()
             rt_b.close()
+
+
+def test_a_name_prefix_belongs_to_one_state_root(tmp_path: Path, busybox_image: str,
+                                                capfd: pytest.CaptureFixture[str]) -> None:
+    """A second root opened with the prefix of a running engine (its own run dir) is refused
+    before it makes anything: its recovery would take the first's cgroups for orphans and kill
+    its containers, its network recovery delete the first's bridges. Once the first root is
+    gone, its claim is stale and the prefix is free."""
+    from reconciler.runtime.native.config import PREFIX_CLAIMS
+
+    prefix = ""
+    with native_host(tmp_path / "a") as a:
+        prefix = a.config.name_prefix
+        args = [x for x in a.cli_args() if x not in ("--runtime", "native")]
+        assert main(["run", "-d", "--name", "mine", "--network", "none", *args, busybox_image, "sleep", "3600"]) == 0
+        rt = a.runtime()
+        try:
+            pid = rt.inspect_container("mine").pid
+        finally:
+            rt.close()
+        assert (PREFIX_CLAIMS / prefix).read_text().strip() == str(a.config.root)
+        capfd.readouterr()
+        other = ["--root", str(tmp_path / "b"), "--run-dir", str(tmp_path / "b-run"), "--name-prefix", prefix]
+        assert main(["run", "-d", "--name", "theirs", "--network", "none", *other, busybox_image, "true"]) == 1
+        err = capfd.readouterr().err
+        assert f"name prefix {prefix!r} belongs to the engine of state root {a.config.root}" in err
+        assert "--name-prefix" in err                               # says what to do
+        assert not (tmp_path / "b").exists()                       # made nothing
+        assert not (tmp_path / "b-run").exists()
+        rt = a.runtime()
+        try:
+            state = rt.inspect_container("mine")
+            assert (state.status.value, state.pid) == ("running", pid)  # a's container lives
+        finally:
+            rt.close()
+    import shutil
+
+    shutil.rmtree(tmp_path / "a")                                   # the first root is gone: a stale claim
+    with native_host(tmp_path / "b") as b:
+        b.config = dataclasses.replace(b.config, name_prefix=prefix)
+        assert main(["rm", "-f", "nothing", *[x for x in b.cli_args() if x not in ("--runtime", "native")]]) == 1
+        assert "belongs to" not in capfd.readouterr().err           # opened (no such container)
+        assert (PREFIX_CLAIMS / prefix).read_text().strip() == str(b.config.root)

@@ -30,6 +30,7 @@ DEFAULT_PREFIX = locations_.DEFAULT_PREFIX
 _ROOT_FILE = locations_.ROOT_FILE
 _PREFIX_FILE = locations_.PREFIX_FILE
 _RUN_DIR_FILE = locations_.RUN_DIR_FILE
+PREFIX_CLAIMS = Path(locations_.PREFIX_CLAIMS)
 
 
 def derived_locations(root: Path | str) -> tuple[Path, str]:
@@ -101,9 +102,12 @@ class NativeConfig:
     def ensure_dirs(self, *, host_objects: bool = True) -> None:
         """Create the directory layout (mode 0700 for the roots), and tie the run dir to this
         state root and the root to its name prefix: an engine opened on another root's run dir,
-        or on its root with another prefix, is refused (it would take the other's processes,
-        mounts and links for its own orphans). The image store alone (`host_objects=False`)
+        or on its root with another prefix, or with a prefix another root's engine holds, is
+        refused (it would take the other's processes, mounts and links for its own orphans). The image store alone (`host_objects=False`)
         makes no host object and claims nothing."""
+        if host_objects:                    # first: a refusal makes nothing
+            self._claim_names(create=False)
+            self._claim_prefix()
         for d in (self.root, self.run_dir):
             d.mkdir(parents=True, exist_ok=True)
             os.chmod(d, 0o700)
@@ -128,6 +132,48 @@ class NativeConfig:
         self._claim(self.root / _PREFIX_FILE, self.name_prefix, lambda other: (
             f"state root {self.root} names its host objects with prefix {other!r}, not {self.name_prefix!r}",
             f"use --name-prefix {other} with this root (or leave it out)"), create=create)
+
+    def _claim_prefix(self) -> None:
+        """Tie the name prefix to this state root host-wide (`PREFIX_CLAIMS/<prefix>`): the
+        engine takes the cgroups, links and nft table named with its prefix that its records do
+        not know for its own leftovers and removes them, so a second root with the same prefix
+        would kill the first's containers and delete its bridges. Refused while the root a claim
+        names still records that prefix; a claim whose root is gone (or renamed its prefix) is
+        taken over, and such stale claims are pruned when a new one is made. Only an engine that
+        makes host objects claims: a read-only command of another root makes and removes none."""
+        import fcntl
+
+        from reconciler.runtime import errors
+
+        if not self.name_prefix or "/" in self.name_prefix or self.name_prefix.startswith("."):
+            raise errors.InvalidArgument(f"name prefix {self.name_prefix!r} is no name",
+                                         hint="use lowercase letters and digits, starting with a letter")
+        root = str(Path(os.path.abspath(self.root)))
+        claim = PREFIX_CLAIMS / self.name_prefix
+        if _read(claim) == root:
+            return                              # the common case: one read, no lock
+        PREFIX_CLAIMS.mkdir(mode=0o755, exist_ok=True)
+        fd = os.open(PREFIX_CLAIMS / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)      # check and write as one step against a second claimer
+            other = _read(claim)
+            if other == root:
+                return
+            if other and _claims(other, self.name_prefix):
+                raise errors.Conflict(
+                    f"name prefix {self.name_prefix!r} belongs to the engine of state root {other} (its "
+                    f"containers' cgroups, bridges and nft table are named with it), not to {self.root}",
+                    hint="give each state root its own --name-prefix (or leave it out: a root other than "
+                         f"{DEFAULT_ROOT} gets one of its own); the claim is {claim}")
+            for entry in os.scandir(PREFIX_CLAIMS):     # claims of roots gone since (a test's, a bench's)
+                recorded = _read(Path(entry.path)) if not entry.name.startswith(".") else None
+                if recorded and entry.name != self.name_prefix and not _claims(recorded, entry.name):
+                    Path(entry.path).unlink(missing_ok=True)
+            tmp = PREFIX_CLAIMS / f".{self.name_prefix}.{os.getpid()}"
+            tmp.write_text(root + "\n")
+            os.replace(tmp, claim)
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _claim(path: Path, value: str, refusal: Callable[[str], tuple[str, str]] | None, *,
@@ -156,3 +202,15 @@ class NativeConfig:
         if recorded and recorded != value and refusal is not None:
             message, hint = refusal(recorded)
             raise errors.Conflict(message, hint=hint) from None
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _claims(root: str, prefix: str) -> bool:
+    """Whether state root `root` still names its host objects with `prefix` (its record)."""
+    return _read(Path(root) / _PREFIX_FILE) == prefix

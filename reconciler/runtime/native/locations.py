@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["DEFAULT_PREFIX", "DEFAULT_ROOT", "DEFAULT_RUN_DIR", "PREFIX_FILE", "ROOT_FILE", "RUN_DIR_FILE",
-           "derived", "resolve"]
+__all__ = ["DEFAULT_PREFIX", "DEFAULT_ROOT", "DEFAULT_RUN_DIR", "PREFIX_CLAIMS", "PREFIX_FILE", "ROOT_FILE",
+           "RUN_DIR_FILE", "derived", "resolve"]
 
 DEFAULT_ROOT = "/var/lib/reconciler"
 DEFAULT_RUN_DIR = "/run/reconciler"
@@ -19,6 +19,9 @@ DEFAULT_PREFIX = "rcl"
 ROOT_FILE = ".state-root"           # in the run dir: the state root it belongs to
 PREFIX_FILE = "name-prefix"         # in the state root: the prefix of its host objects
 RUN_DIR_FILE = "run-dir"            # in the state root: the run dir it was first opened with
+# host-wide: <PREFIX_CLAIMS>/<prefix> names the state root whose engine makes the host objects
+# named with <prefix> (cgroups, bridges, veths, nft tables); in /run, as they do not outlive a boot
+PREFIX_CLAIMS = "/run/reconciler-prefixes"
 
 
 def derived(root: str) -> tuple[str, str]:

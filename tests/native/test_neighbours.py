@@ -181,3 +181,15 @@ def test_a_name_prefix_belongs_to_one_state_root(tmp_path: Path, busybox_image: 
         assert main(["rm", "-f", "nothing", *[x for x in b.cli_args() if x not in ("--runtime", "native")]]) == 1
         assert "belongs to" not in capfd.readouterr().err           # opened (no such container)
         assert (PREFIX_CLAIMS / prefix).read_text().strip() == str(b.config.root)
+
+
+def test_an_engine_opens_where_no_prefix_claim_can_be_written(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a writable /run (a chroot) the engine still opens, with a warning, unguarded."""
+    from reconciler.runtime.native import config as config_mod
+
+    (tmp_path / "file").write_text("")
+    monkeypatch.setattr(config_mod, "PREFIX_CLAIMS", tmp_path / "file" / "claims")
+    config = config_mod.NativeConfig(root=tmp_path / "root", run_dir=tmp_path / "run", name_prefix="zz1")
+    config.ensure_dirs()
+    assert (tmp_path / "root" / "name-prefix").read_text().strip() == "zz1"

@@ -152,8 +152,16 @@ class NativeConfig:
         claim = PREFIX_CLAIMS / self.name_prefix
         if _read(claim) == root:
             return                              # the common case: one read, no lock
-        PREFIX_CLAIMS.mkdir(mode=0o755, exist_ok=True)
-        fd = os.open(PREFIX_CLAIMS / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            PREFIX_CLAIMS.mkdir(mode=0o755, exist_ok=True)
+            fd = os.open(PREFIX_CLAIMS / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:              # no writable /run (a chroot): the engine works, unguarded
+            from reconciler import logs
+
+            logs.get_logger(__name__).warning(
+                "cannot claim the name prefix host-wide: another root opened with it would not be refused",
+                prefix=self.name_prefix, error=str(exc))
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)      # check and write as one step against a second claimer
             other = _read(claim)

@@ -18,8 +18,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO, cast
+
+from reconciler._dataclass import dataclass
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping

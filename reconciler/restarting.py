@@ -26,8 +26,9 @@ applies to it, and a pass starts it as one that was only created.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Protocol
+
+from reconciler._dataclass import dataclass
 
 __all__ = ["CUT_SHORT", "Moment", "Policy", "StartDecision", "cut_short", "decide"]
 

@@ -42,10 +42,11 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from reconciler._dataclass import dataclass
 from reconciler.agent.notify import KINDS as NOTIFY_KINDS
 from reconciler.agent.notify import NotifyTarget, read_secret, target_from_config
 from reconciler.errors import TerminalError

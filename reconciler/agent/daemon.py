@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler import __version__, logs, spec
+from reconciler._dataclass import dataclass
 from reconciler._private import private_umask
 from reconciler._sqlite import Database
 from reconciler.agent import config as cfgmod
@@ -66,7 +67,7 @@ AGENT_FILE = "agent.json"
 KEEP_GOOD = 5                       # converged revisions kept for rollback, per source
 
 
-@dataclasses.dataclass
+@dataclass
 class _Source:
     """A source's live state (guarded by Agent._lock)."""
 

@@ -37,11 +37,12 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Protocol
 
 from reconciler import logs
+from reconciler._dataclass import dataclass
 
 __all__ = ["KINDS", "SEVERITIES", "Deduper", "Notification", "Notifier", "NotifyTarget", "payload", "sign"]
 

@@ -19,12 +19,13 @@ from collections.abc import Callable
 from typing import Any
 
 from reconciler import logs
+from reconciler._dataclass import dataclass
 from reconciler.runtime import errors as rterrors
 
 __all__ = ["Supervisor"]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True)
 class Flapping:
     id: str
     name: str

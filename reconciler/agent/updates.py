@@ -27,8 +27,8 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
 
+from reconciler._dataclass import dataclass
 from reconciler.spec import models, tagpolicy
 
 __all__ = ["MAX_BACKOFF", "MAX_TAGS", "Decision", "Follower", "RegistryLister", "TagCache", "applied", "decide"]

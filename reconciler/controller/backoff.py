@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import random
 import threading
-from dataclasses import dataclass
+
+from reconciler._dataclass import dataclass
 
 __all__ = ["Backoff", "BackoffPolicy"]
 

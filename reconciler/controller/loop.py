@@ -26,10 +26,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from reconciler import logs
+from reconciler._dataclass import dataclass
 from reconciler.controller import backoff as backoff_mod
 from reconciler.controller import triggers
 from reconciler.errors import TemporaryError, TerminalError

@@ -17,7 +17,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from reconciler._dataclass import dataclass
 
 __all__ = ["Batch", "TriggerQueue"]
 

@@ -16,8 +16,8 @@ the inventory recorded after it) read the same rules, so each is written here on
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
+from reconciler._dataclass import dataclass
 from reconciler.spec import models
 from reconciler.state import labels as labelmod
 

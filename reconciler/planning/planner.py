@@ -40,11 +40,12 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from typing import Any
 
 from reconciler import restarting
+from reconciler._dataclass import dataclass
 from reconciler.planning import actions, implied
 from reconciler.spec import hashing, models
 from reconciler.spec.ids import ResourceId

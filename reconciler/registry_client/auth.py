@@ -20,10 +20,11 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import httpx
 
+from reconciler._dataclass import dataclass
 from reconciler.registry_client import credentials, errors
 
 __all__ = ["Challenge", "Token", "TokenCache", "basic_header", "fetch_token", "parse_challenges"]

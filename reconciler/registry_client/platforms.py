@@ -9,8 +9,8 @@ skipped.
 from __future__ import annotations
 
 import platform as _platform
-from dataclasses import dataclass
 
+from reconciler._dataclass import dataclass
 from reconciler.registry_client import errors, models
 
 __all__ = ["Platform", "candidates", "host", "normalize", "select"]

@@ -9,11 +9,11 @@ import json
 import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
 import httpx
 
+from reconciler._dataclass import dataclass
 from reconciler.registry_client import digests, errors, models, platforms, references
 from reconciler.registry_client.session import Session, _host_of, _ref, _Retry
 

@@ -13,8 +13,9 @@ themselves are refnames.py's, on plain strings (a re-pull asks them without a da
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
+from reconciler._dataclass import dataclass
 from reconciler.registry_client import digests, refnames
 from reconciler.registry_client.refnames import DEFAULT_REGISTRY, DEFAULT_TAG, is_loopback
 

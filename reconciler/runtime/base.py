@@ -20,8 +20,10 @@ import dataclasses
 import enum
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from reconciler._dataclass import dataclass
 
 if TYPE_CHECKING:          # built when first named: see __getattr__ below
     from contextlib import AbstractContextManager

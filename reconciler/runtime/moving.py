@@ -13,9 +13,10 @@ from __future__ import annotations
 import contextlib
 import json
 import tarfile
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import IO, Any
 
+from reconciler._dataclass import dataclass
 from reconciler.runtime import base, errors
 
 __all__ = ["FORMAT", "ImportedContainer", "import_container"]

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reconciler._dataclass import dataclass
 from reconciler.runtime import errors as rterrors
 
 if TYPE_CHECKING:

@@ -17,9 +17,10 @@ neither moves a bind nor deletes what a container wrote there (DESIGN §10).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+from reconciler._dataclass import dataclass
 
 __all__ = ["Closeable", "Revision", "Source", "Wake"]
 

@@ -40,10 +40,10 @@ import shutil
 import string
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from reconciler import logs
+from reconciler._dataclass import dataclass
 from reconciler.sources import errors
 from reconciler.sources.git import GitSource, redact_url
 

@@ -17,11 +17,12 @@ import re
 import signal
 import stat
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
 
+from reconciler._dataclass import dataclass
 from reconciler.spec import (
     errors,
     hashing,

@@ -44,10 +44,11 @@ import os
 import posixpath
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from importlib import resources
 from typing import Any
 
+from reconciler._dataclass import dataclass
 from reconciler.spec import (
     errors,
     hashing,

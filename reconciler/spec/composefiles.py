@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+from reconciler._dataclass import dataclass
 
 __all__ = ["COMPOSE_FILES", "OVERRIDE_FILES", "Options", "find"]
 

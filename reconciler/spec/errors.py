@@ -9,9 +9,8 @@ file-system failures all become Problems.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from reconciler import errors
+from reconciler._dataclass import dataclass
 
 __all__ = ["Problem", "SpecError"]
 

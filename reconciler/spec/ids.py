@@ -9,7 +9,7 @@ formatted in one place and split in another).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from reconciler._dataclass import dataclass
 
 __all__ = ["KINDS", "ResourceId"]
 

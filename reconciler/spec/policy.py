@@ -35,10 +35,10 @@ import fnmatch
 import os
 import stat
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler._dataclass import dataclass
 from reconciler.errors import TerminalError
 
 __all__ = [

@@ -26,8 +26,9 @@ from __future__ import annotations
 import decimal
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any, Literal
+
+from reconciler._dataclass import dataclass
 
 __all__ = ["MAX_PATTERN", "Policy", "choose", "problem"]
 

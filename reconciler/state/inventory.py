@@ -29,10 +29,11 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from reconciler._dataclass import dataclass
 from reconciler._private import make_private
 from reconciler._sqlite import Database
 from reconciler.errors import DiskFull

@@ -13,7 +13,8 @@ An object without `reconciler.owner` is foreign and is never touched (DESIGN §5
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+from reconciler._dataclass import dataclass
 
 __all__ = [
     "DIGEST",

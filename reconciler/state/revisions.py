@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import spec
+from reconciler._dataclass import dataclass
 from reconciler._private import make_private
 from reconciler.errors import TerminalError
 from reconciler.spec import models
@@ -52,7 +53,7 @@ class SnapshotError(TerminalError):
     """A kept revision is missing, unusable or does not load."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True)
 class Snapshot:
     """One kept revision (its revision.json)."""
 

@@ -17,9 +17,10 @@ import json
 import sqlite3
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from reconciler._dataclass import dataclass
 from reconciler._sqlite import Database
 
 __all__ = ["KEEP", "Event", "Journal"]

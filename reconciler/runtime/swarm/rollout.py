@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from reconciler._dataclass import dataclass
 from reconciler.runtime.swarm import services
 
 __all__ = ["DEFAULT_MONITOR", "Look", "Step", "look", "step"]

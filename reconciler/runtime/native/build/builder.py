@@ -40,10 +40,11 @@ import stat
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reconciler._dataclass import dataclass
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native import openat2
 from reconciler.runtime.native.build import (

@@ -19,10 +19,10 @@ import posixpath
 import re
 import stat
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reconciler._dataclass import dataclass
 from reconciler.runtime import errors
 from reconciler.runtime.native import openat2
 

@@ -19,10 +19,10 @@ import secrets
 import stat
 import tarfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler._dataclass import dataclass
 from reconciler.runtime import errors
 from reconciler.runtime.native.images import content
 

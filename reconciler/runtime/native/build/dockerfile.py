@@ -18,8 +18,9 @@ import dataclasses
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
+from reconciler._dataclass import dataclass
 from reconciler.runtime import errors
 
 __all__ = ["DockerfileError", "Heredoc", "Instruction", "expand_text", "heredoc_word", "parse", "raw_words",

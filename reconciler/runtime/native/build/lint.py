@@ -21,8 +21,8 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 
+from reconciler._dataclass import dataclass
 from reconciler.runtime.native.build import builder, dockerfile
 
 __all__ = ["Finding", "Result", "check"]

@@ -27,9 +27,9 @@ import shutil
 import stat
 import subprocess
 import urllib.parse
-from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler._dataclass import dataclass
 from reconciler.runtime.native.build import dockerfile
 
 __all__ = ["Fetched", "clone", "download", "is_git", "is_url"]

@@ -34,9 +34,9 @@ import socket
 import stat
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler._dataclass import dataclass
 from reconciler.runtime.native import openat2
 from reconciler.runtime.native.build import dockerfile
 

@@ -17,10 +17,10 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reconciler._dataclass import dataclass
 from reconciler.runtime import errors as rterrors
 
 if TYPE_CHECKING:

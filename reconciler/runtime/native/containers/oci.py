@@ -17,10 +17,10 @@ import select
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler._dataclass import dataclass
 from reconciler.runtime import errors as rterrors
 
 __all__ = ["CONTAINER_UMASK", "CRUN_HYBRID_MARKER", "OciRuntime", "explain_create_failure", "runtime_env"]

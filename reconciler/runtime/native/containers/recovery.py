@@ -22,10 +22,10 @@ import shutil
 import signal
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reconciler._dataclass import dataclass
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native.containers import cgroups, mounts
 

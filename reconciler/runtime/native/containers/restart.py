@@ -29,10 +29,10 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 
 from reconciler import restarting
+from reconciler._dataclass import dataclass
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native.containers import containers, monitors, records
 

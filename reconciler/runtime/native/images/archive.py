@@ -24,10 +24,11 @@ import json
 import os
 import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, cast
 
+from reconciler._dataclass import dataclass
 from reconciler.runtime import errors
 from reconciler.runtime.native.images import content, layers, snapshots
 from reconciler.runtime.native.images.images import ImageStore, LayerRecord

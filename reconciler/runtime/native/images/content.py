@@ -26,11 +26,11 @@ import fcntl
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from reconciler import diskfull
+from reconciler._dataclass import dataclass
 from reconciler.errors import DiskFull
 from reconciler.runtime import errors
 from reconciler.runtime.native.images.digestpaths import (  # re-exported: their home is digestpaths.py

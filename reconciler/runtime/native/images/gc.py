@@ -21,9 +21,10 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Protocol
 
+from reconciler._dataclass import dataclass
 from reconciler._sqlite import Database
 from reconciler.runtime.native.images.content import ContentStore
 from reconciler.runtime.native.images.snapshots import SnapshotStore

@@ -53,11 +53,11 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler import diskfull
+from reconciler._dataclass import dataclass
 from reconciler.errors import DiskFull
 from reconciler.runtime import errors
 from reconciler.runtime.native.config import NativeConfig

@@ -57,11 +57,11 @@ import tarfile
 import threading
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, NoReturn, Self, cast
 
 from reconciler import diskfull
+from reconciler._dataclass import dataclass
 from reconciler.runtime import errors
 from reconciler.runtime.native import openat2
 

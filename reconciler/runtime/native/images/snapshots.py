@@ -42,10 +42,10 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler._dataclass import dataclass
 from reconciler.runtime import errors
 from reconciler.runtime.native.images import content
 

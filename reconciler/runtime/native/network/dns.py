@@ -17,9 +17,9 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler._dataclass import dataclass
 from reconciler.runtime import errors
 
 __all__ = ["HostEntry", "NetworkHosts", "extra_entries", "render_hosts", "render_resolv_conf", "write_in_place"]

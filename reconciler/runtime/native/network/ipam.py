@@ -31,9 +31,10 @@ import ipaddress
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 
+from reconciler._dataclass import dataclass
 from reconciler._sqlite import Database
 from reconciler.runtime import base, errors
 

@@ -18,7 +18,6 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from pyroute2 import Conntrack, IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 
+from reconciler._dataclass import dataclass
 from reconciler.runtime import errors
 
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -40,11 +40,12 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler import logs
+from reconciler._dataclass import dataclass
 from reconciler.runtime import base, errors
 from reconciler.runtime.native.config import NativeConfig
 from reconciler.runtime.native.network import dns, firewall, ipam, stale

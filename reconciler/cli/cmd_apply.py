@@ -220,11 +220,18 @@ def print_warnings(desired: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.cli import collector
+
+    with collector.paused():        # until the pass's first action (collector.py): a no-op runs none
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import contextlib
     import time
 
     from reconciler import spec
-    from reconciler.cli import output
+    from reconciler.cli import collector, output
     from reconciler.cli.options import decryption_keys
     from reconciler.execution import executor, locking, passes, stopping
     from reconciler.spec import policy
@@ -245,9 +252,13 @@ def run(args: argparse.Namespace) -> int:
         with passes.failure_recorded(desired, db, options, started_at=started):    # the engine may not open
             session = open_runtime(args, supervise=not args.dry_run)
             runtime = stack.enter_context(session)                                      # (a full disk)
+
+        def started_work() -> None:         # before the first action: a no-op runs neither
+            collector.resume()
+            session.supervise()
         result = passes.run_pass(desired, runtime, db, options,
                                  execute_options=executor.ExecuteOptions(max_workers=options.max_workers, stop=stop,
-                                                                         on_start=session.supervise))
+                                                                         on_start=started_work))
         if result.changeset is not None and result.converged:
             keep_revision(args, loaded, options.source, keep=args.keep_revisions)   # all of it: a
             #                                         rollback takes this host's part again, by its labels then

@@ -17,6 +17,8 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from reconciler.cli import collector
+
 __all__ = ["build_config", "config_json", "parse_bytes", "register", "run"]
 
 
@@ -158,26 +160,8 @@ def build_config(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    import gc
-
-    # no collection until the container started: the engine's imports and a container's set-up
-    # leave no garbage cycles worth one, and the passes over their objects cost ~8 ms of CPU (#21)
-    gc.disable()
-    try:
+    with collector.paused():        # until the container started (collector.py)
         return _run(args)
-    finally:
-        _collect_again()
-
-
-def _collect_again() -> None:
-    """The collector on again, what was made while it was off (the engine's modules, a
-    container's set-up) moved to its oldest generation unscanned: freeze resets the count that
-    would start a pass over all of it at the next allocation."""
-    import gc
-
-    gc.freeze()
-    gc.unfreeze()
-    gc.enable()
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -244,7 +228,7 @@ def _printed(steps: Iterator[tuple[str, Any]], interrupt: Callable[[bool], None]
         for kind, value in steps:
             if kind == "id":
                 started = value
-                _collect_again()        # a foreground run may print for hours
+                collector.resume()        # a foreground run may print for hours
                 if interrupt is not None:
                     def once(*_: object) -> None:
                         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -289,7 +273,7 @@ def _follow(rt: Any, cid: str, args: argparse.Namespace) -> int:
     if args.detach:
         print(cid)
         return 0
-    _collect_again()                    # started: a foreground run may print for hours
+    collector.resume()                    # started: a foreground run may print for hours
     out, err = sys.stdout.buffer, sys.stderr.buffer
     try:
         for line in rt.logs(cid, follow=True):
@@ -331,7 +315,7 @@ def _run_attached(rt: Any, config: Any, args: argparse.Namespace) -> int:
         if args.rm:
             rt.remove_container(cid, force=True)
         raise
-    _collect_again()                    # started: a terminal session may last for hours
+    collector.resume()                    # started: a terminal session may last for hours
     try:
         _relay(mgr, cid, sock, stdin=args.interactive, tty=args.tty)
     finally:

@@ -220,3 +220,35 @@ def test_a_single_host_runs_replicas_as_numbered_containers(
     assert cli(root, "apply", str(m)) == 0               # scaled down: the last copy goes
     assert re.search(r"container:web-3 +deleted +stop,remove", capsys.readouterr().out)
     assert running(root) == {"web-1": "running", "web-2": "running", "one": "running"}
+
+
+def test_the_collector_is_off_while_a_pass_starts_and_on_for_its_actions(
+    tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """cli/collector.py: `apply` pauses the cyclic collector while it loads and opens the engine
+    (a no-op runs with it off), and turns it on before the first action and when it returns."""
+    import gc
+
+    seen: list[tuple[str, bool]] = []
+
+    def probe(name: str) -> None:
+        real = getattr(FakeRuntime, name)
+
+        def observed(self: FakeRuntime, *args: object, **kwargs: object) -> object:
+            seen.append((name, gc.isenabled()))
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(FakeRuntime, name, observed)
+
+    probe("list_containers")                                # the pass's observation
+    probe("create_container")                               # its first action
+    m = tmp_path / "m"
+    write(m, "web.yaml", container_doc("web"))
+    assert gc.isenabled()
+    assert cli(root, "apply", str(m)) == 0
+    assert ("list_containers", False) in seen
+    assert ("create_container", True) in seen
+    assert ("create_container", False) not in seen
+    assert gc.isenabled()
+    assert cli(root, "apply", str(m)) == 0                  # nothing to do: no action
+    assert gc.isenabled()

@@ -206,7 +206,7 @@ class Record:
         d["lowerdirs"] = tuple(d.get("lowerdirs") or ())
         d["health_log"] = tuple(d.get("health_log") or ())
         d["published"] = tuple(base.PortMapping(**p) for p in d.get("published") or ())
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = _FIELDS.get(cls) or _FIELDS.setdefault(cls, frozenset(f.name for f in dataclasses.fields(cls)))
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def state(self) -> base.ContainerState:
@@ -229,6 +229,9 @@ class Record:
             return list(process_argv(self.image_config, self.config))
         except rterrors.RuntimeBackendError:
             return []
+
+
+_FIELDS: dict[type, frozenset[str]] = {}     # a record class's field names (from_json: one fields() per class)
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,9 @@ def _cached_exec(source: Any, globals: Any = None, locals: Any = None, /, *args:
 
 
 def _keep(source: str, data: bytes, *, shared: bool) -> None:
-    """Note a text for the file (written at exit)."""
+    """Note a text for the file (written at exit; nothing is held where it cannot be)."""
+    if sys.dont_write_bytecode:
+        return
     if not _new and not _new_shared:
         import atexit
 

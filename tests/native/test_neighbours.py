@@ -9,7 +9,7 @@ import pytest
 
 from reconciler.cli.main import main
 from reconciler.runtime.native.containers import recovery
-from tests.helpers.host import native_host
+from tests.helpers.host import Host, native_host
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
 
@@ -46,16 +46,30 @@ def test_host_prefix_match_is_a_path_match() -> None:
     assert not recovery._names_dir(b"--log=/x/run5/y", b"/x/run")
 
 
+def _run_mine(h: Host, image: str) -> tuple[list[str], int | None]:
+    """`mine` running on `h` (made through the CLI); the CLI's engine arguments and its pid."""
+    args = [x for x in h.cli_args() if x not in ("--runtime", "native")]
+    assert main(["run", "-d", "--name", "mine", "--network", "none", *args, image, "sleep", "3600"]) == 0
+    rt = h.runtime()
+    try:
+        return args, rt.inspect_container("mine").pid
+    finally:
+        rt.close()
+
+
+def _assert_mine_runs(h: Host, pid: int | None) -> None:
+    rt = h.runtime()
+    try:
+        state = rt.inspect_container("mine")
+        assert (state.status.value, state.pid) == ("running", pid)
+    finally:
+        rt.close()
+
+
 def test_a_run_dir_belongs_to_one_state_root(tmp_path: Path, busybox_image: str,
                                              capfd: pytest.CaptureFixture[str]) -> None:
     with native_host(tmp_path / "a") as a:
-        args = [x for x in a.cli_args() if x not in ("--runtime", "native")]
-        assert main(["run", "-d", "--name", "mine", "--network", "none", *args, busybox_image, "sleep", "3600"]) == 0
-        rt = a.runtime()
-        try:
-            pid = rt.inspect_container("mine").pid
-        finally:
-            rt.close()
+        args, pid = _run_mine(a, busybox_image)
         capfd.readouterr()
         other = ["--root", str(tmp_path / "other"), "--run-dir", str(a.config.run_dir),
                  "--name-prefix", a.config.name_prefix]
@@ -65,12 +79,7 @@ def test_a_run_dir_belongs_to_one_state_root(tmp_path: Path, busybox_image: str,
         assert "--run-dir" in err                                   # says what to do
         assert main(["ps", *args[:4], "--name-prefix", "zz9"]) == 1  # the root keeps its prefix
         assert f"prefix {a.config.name_prefix!r}" in capfd.readouterr().err
-        rt = a.runtime()
-        try:
-            state = rt.inspect_container("mine")
-            assert (state.status.value, state.pid) == ("running", pid)  # nothing of a's was touched
-        finally:
-            rt.close()
+        _assert_mine_runs(a, pid)                                   # nothing of a's was touched
 
 
 def test_a_root_alone_gets_a_run_dir_and_prefix_of_its_own(tmp_path: Path) -> None:
@@ -151,13 +160,7 @@ def test_a_name_prefix_belongs_to_one_state_root(tmp_path: Path, busybox_image: 
     prefix = ""
     with native_host(tmp_path / "a") as a:
         prefix = a.config.name_prefix
-        args = [x for x in a.cli_args() if x not in ("--runtime", "native")]
-        assert main(["run", "-d", "--name", "mine", "--network", "none", *args, busybox_image, "sleep", "3600"]) == 0
-        rt = a.runtime()
-        try:
-            pid = rt.inspect_container("mine").pid
-        finally:
-            rt.close()
+        _, pid = _run_mine(a, busybox_image)
         assert (PREFIX_CLAIMS / prefix).read_text().strip() == str(a.config.root)
         capfd.readouterr()
         other = ["--root", str(tmp_path / "b"), "--run-dir", str(tmp_path / "b-run"), "--name-prefix", prefix]
@@ -167,12 +170,7 @@ def test_a_name_prefix_belongs_to_one_state_root(tmp_path: Path, busybox_image: 
         assert "--name-prefix" in err                               # says what to do
         assert not (tmp_path / "b").exists()                       # made nothing
         assert not (tmp_path / "b-run").exists()
-        rt = a.runtime()
-        try:
-            state = rt.inspect_container("mine")
-            assert (state.status.value, state.pid) == ("running", pid)  # a's container lives
-        finally:
-            rt.close()
+        _assert_mine_runs(a, pid)                                   # a's container lives
     import shutil
 
     shutil.rmtree(tmp_path / "a")                                   # the first root is gone: a stale claim

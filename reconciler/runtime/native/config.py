@@ -104,8 +104,8 @@ class NativeConfig:
         """Create the directory layout (mode 0700 for the roots), and tie the run dir to this
         state root and the root to its name prefix: an engine opened on another root's run dir,
         or on its root with another prefix, or with a prefix another root's engine holds, is
-        refused (it would take the other's processes, mounts and links for its own orphans). The image store alone (`host_objects=False`)
-        makes no host object and claims nothing."""
+        refused (it would take the other's processes, mounts and links for its own orphans).
+        The image store alone (`host_objects=False`) makes no host object and claims nothing."""
         if host_objects:                    # first: a refusal makes nothing
             self._claim_names(create=False)
             self._claim_prefix()
@@ -157,11 +157,7 @@ class NativeConfig:
             PREFIX_CLAIMS.mkdir(mode=0o755, exist_ok=True)
             fd = os.open(PREFIX_CLAIMS / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:              # no writable /run (a chroot): the engine works, unguarded
-            from reconciler import logs
-
-            logs.get_logger(__name__).warning(
-                "cannot claim the name prefix host-wide: another root opened with it would not be refused",
-                prefix=self.name_prefix, error=str(exc))
+            _unclaimed(self.name_prefix, exc)
             return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)      # check and write as one step against a second claimer
@@ -179,8 +175,12 @@ class NativeConfig:
                 if recorded and entry.name != self.name_prefix and not _claims(recorded, entry.name):
                     Path(entry.path).unlink(missing_ok=True)
             tmp = PREFIX_CLAIMS / f".{self.name_prefix}.{os.getpid()}"
-            tmp.write_text(root + "\n")
-            os.replace(tmp, claim)
+            try:
+                tmp.write_text(root + "\n")
+                os.replace(tmp, claim)
+            except OSError as exc:          # a full /run: as above
+                tmp.unlink(missing_ok=True)
+                _unclaimed(self.name_prefix, exc)
         finally:
             os.close(fd)
 
@@ -211,6 +211,14 @@ class NativeConfig:
         if recorded and recorded != value and refusal is not None:
             message, hint = refusal(recorded)
             raise errors.Conflict(message, hint=hint) from None
+
+
+def _unclaimed(prefix: str, exc: OSError) -> None:
+    from reconciler import logs
+
+    logs.get_logger(__name__).warning(
+        "cannot claim the name prefix host-wide: another root opened with it would not be refused",
+        prefix=prefix, error=str(exc))
 
 
 def _read(path: Path) -> str | None:

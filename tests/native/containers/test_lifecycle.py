@@ -444,6 +444,53 @@ def test_restart_backoff_doubles_and_resets(native: tuple[NativeRuntime, str]) -
     assert rm.handle_exit(cid) is None                        # a manual stop cancels
 
 
+def test_a_stop_by_hand_between_a_restarts_decision_and_its_start_wins(native: tuple[NativeRuntime, str]) -> None:
+    """A restart due for an exited `always` container, and a `stop` by hand landing just after
+    the restart manager looked at the record: the container stays stopped (the decision is
+    made again under the container's lock). The conformance suite's always-then-stop test hit
+    this window on CI."""
+    rt, image = native
+    clock = [1000.0]
+    cid = rt.create_container(_cfg(image, "loop", "sh", "-c", "exit 1", restart=base.RestartPolicy("always")))
+    rt.start_container(cid)
+    rt.wait_container(cid, timeout=30)
+
+    class StopByHandMeanwhile:
+        """The engine's containers, where a stop by hand comes as soon as the restart manager
+        reads the record or starts the container (whichever it does first)."""
+
+        armed = False
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(rt.containers, name)
+
+        def _stop(self) -> None:
+            if self.armed:
+                self.armed = False
+                rt.stop_container(cid, timeout=0)
+
+        def get(self, name_or_id: str) -> object:
+            rec = rt.containers.get(name_or_id)
+            self._stop()
+            return rec
+
+        def start(self, name_or_id: str, **kwargs: object) -> object:
+            self._stop()
+            return rt.containers.start(name_or_id, **kwargs)  # type: ignore[arg-type]
+
+    meanwhile = StopByHandMeanwhile()
+    rm = restart.RestartManager(meanwhile, clock=lambda: clock[0])  # type: ignore[arg-type]
+    delay = rm.handle_exit(cid)
+    assert delay is not None
+    clock[0] += delay
+    meanwhile.armed = True
+    assert rm.tick(ids=[]) == []
+    state = rt.inspect_container(cid)
+    assert state.status == base.ContainerStatus.EXITED
+    assert state.manually_stopped
+    assert state.restart_count == 0
+
+
 def test_backoff_rules() -> None:
     assert restart.next_delay(0, 0) == 0.1
     assert restart.next_delay(0.1, 1) == 0.2

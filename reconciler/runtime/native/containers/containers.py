@@ -507,11 +507,14 @@ class ContainerManager(records.RecordStore):
 
     # -- start / stop / kill
 
-    def start(self, name_or_id: str) -> records.Record:
+    def start(self, name_or_id: str, *, only_if: Callable[[records.Record], bool] | None = None) -> records.Record:
+        """Start a created or exited container. `only_if`: asked of the record under the
+        container's lock, and nothing is started when it says no (a restart checks there that
+        no stop by hand came between its decision and the start)."""
         rec = self._load(name_or_id)
         with self.lock(rec.id):
             rec = self.refresh(self._load(rec.id))
-            if rec.status == "running":
+            if rec.status == "running" or (only_if is not None and not only_if(rec)):
                 return rec
             rt = self.oci(rec.runtime)
             p = self.paths(rec.id)

@@ -153,11 +153,18 @@ class RestartManager:
             with self._lock:
                 self._pending.pop(cid, None)
             try:
-                rec = self.manager.get(cid)
-                if rec.status != "exited" or not _decision(rec, restarting.Moment.EXIT).start:
-                    continue                    # stopped by hand since
+                # decided under the container's lock: a stop by hand between this decision and the
+                # start (the container is exited between two runs) would otherwise be undone
+                verdict: list[bool] = []
+
+                def still_due(r: records.Record, verdict: list[bool] = verdict) -> bool:
+                    verdict.append(r.status == "exited" and _decision(r, restarting.Moment.EXIT).start)
+                    return verdict[-1]
+
+                self.manager.start(cid, only_if=still_due)
+                if verdict != [True]:
+                    continue                    # stopped by hand (or started) since
                 self.manager.update(cid, lambda r: dataclasses.replace(r, restart_count=r.restart_count + 1))
-                self.manager.start(cid)
                 restarted.append(cid)
             except rterrors.NotFound:
                 self.cancel(cid)

@@ -163,6 +163,12 @@ class PodmanNamespaced(Namespaced):
         self.service.networks[self._n(state.name)] = state.bridge
         return state
 
+    def cleanup(self) -> None:
+        """As Namespaced, then what CNI leaves of the test's networks goes at once, not when the
+        service stops: a later test's network could be given the same bridge name."""
+        super().cleanup()
+        self.service.drop({n: b for n, b in self.service.networks.items() if n.startswith(self.prefix)})
+
 
 def docker_backend(request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
     """(runtime, image) for the conformance suite's `backend` fixture, param "docker"."""

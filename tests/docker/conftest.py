@@ -414,11 +414,18 @@ class PodmanService:
                 self.proc.wait()
         _end_helpers(self.work)
         _unmount_under(self.work)
-        networks = self._networks()
+        self.drop(self._networks())
+
+    def drop(self, networks: Mapping[str, str]) -> None:
+        """Delete what CNI leaves of removed `networks` (name -> bridge): podman's network
+        removal keeps the bridge, with its address, and the next network given the same bridge
+        name (cni-podman1, 2, ... are reused) on another subnet then fails to start a container
+        ("already has an IP address different from ...")."""
         for bridge in set(networks.values()):
             subprocess.run(["ip", "link", "del", bridge], check=False, capture_output=True)
         for name in networks:
             shutil.rmtree(CNI_STATE / "networks" / name, ignore_errors=True)
+            self.networks.pop(name, None)
         _end_dnsmasqs(networks)
         _drop_cni_rules(networks)
 

@@ -204,10 +204,12 @@ import os, signal, sys
 from reconciler.agent import config, daemon
 
 def ready(agent):
+    # a file of its own: the agent's threads log to stdout meanwhile, and a line could land inside
     dbs = {"agent": agent.db, "engine": agent._runtime.config.db()}
-    print("connections held:", *[n for n, db in dbs.items() if getattr(db._local, "held", None) is not None])
-    print("one database object:", dbs["agent"] is dbs["engine"])
-    sys.stdout.flush()
+    with open(sys.argv[2], "w") as out:
+        print("connections held:", *[n for n, db in dbs.items() if getattr(db._local, "held", None) is not None],
+              file=out)
+        print("one database object:", dbs["agent"] is dbs["engine"], file=out)
     os.kill(os.getpid(), signal.SIGTERM)
 
 sys.exit(daemon.run_agent(config.load_config(sys.argv[1]), ready=ready))
@@ -221,10 +223,12 @@ def test_the_thread_that_waits_for_signals_holds_no_database_connection_and_one_
     (tmp_path / "agent.yaml").write_text(
         f"root: {tmp_path}/root\nrun_dir: {tmp_path}/run\nruntime: native\nname_prefix: {engine.name_prefix}\n"
         f"socket: {tmp_path}/api.sock\nsources:\n  - name: s\n    directory: {tmp_path}/m\n")
-    done = subprocess.run([sys.executable, "-c", WAITER, str(tmp_path / "agent.yaml")], capture_output=True,
-                          text=True, timeout=120, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    said = tmp_path / "said"
+    done = subprocess.run([sys.executable, "-c", WAITER, str(tmp_path / "agent.yaml"), str(said)],
+                          capture_output=True, text=True, timeout=120, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr
-    assert [line.split() for line in done.stdout.splitlines() if line.startswith("connections held:")] == \
-        [["connections", "held:"]]
-    assert "one database object: True" in done.stdout.splitlines()     # a pass's thread opens one, not two
+    lines = said.read_text().splitlines()
+    assert [line.split() for line in lines if line.startswith("connections held:")] == [["connections", "held:"]]
+    assert "one database object: True" in lines     # a pass's thread opens one, not two
     assert leftovers(engine) == []

@@ -27,6 +27,8 @@ import os
 import sys
 from typing import Any
 
+from reconciler.cli import collector
+
 __all__ = ["add_common_flags", "add_host_label_flag", "add_settle_flag", "add_timeout_flag", "host_part", "keep_revision", "open_db",
            "open_runtime", "print_result", "register", "run", "stopped_code"]
 
@@ -220,8 +222,6 @@ def print_warnings(desired: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.cli import collector
-
     with collector.paused():        # until the pass's first action (collector.py): a no-op runs none
         return _run(args)
 
@@ -231,7 +231,7 @@ def _run(args: argparse.Namespace) -> int:
     import time
 
     from reconciler import spec
-    from reconciler.cli import collector, output
+    from reconciler.cli import output
     from reconciler.cli.options import decryption_keys
     from reconciler.execution import executor, locking, passes, stopping
     from reconciler.spec import policy

@@ -106,13 +106,14 @@ class NativeConfig:
         or on its root with another prefix, or with a prefix another root's engine holds, is
         refused (it would take the other's processes, mounts and links for its own orphans).
         The image store alone (`host_objects=False`) makes no host object and claims nothing."""
+        recorded = False
         if host_objects:                    # first: a refusal makes nothing
-            self._claim_names(create=False)
+            recorded = self._claim_names(create=False)
             self._claim_prefix()
         for d in (self.root, self.run_dir):
             d.mkdir(parents=True, exist_ok=True)
             os.chmod(d, 0o700)
-        if host_objects:
+        if host_objects and not recorded:   # a new root (or run dir): record what the check found missing
             self._claim_names()
         for sub in ("blobs/sha256", "ingest", "snapshots", "containers", "volumes"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -124,15 +125,19 @@ class NativeConfig:
         root with another prefix, creating nothing: what commands that only read check."""
         self._claim_names(create=False)
 
-    def _claim_names(self, *, create: bool = True) -> None:
-        self._claim(self.root / _RUN_DIR_FILE, str(Path(os.path.abspath(self.run_dir))), None, create=create)
-        self._claim(self.run_dir / _ROOT_FILE, str(Path(os.path.abspath(self.root))), lambda other: (
-            f"run dir {self.run_dir} belongs to state root {other}, not {self.root}",
-            "give each state root its own --run-dir (or leave --run-dir out: a root other than "
-            f"{DEFAULT_ROOT} gets one of its own)"), create=create)
-        self._claim(self.root / _PREFIX_FILE, self.name_prefix, lambda other: (
-            f"state root {self.root} names its host objects with prefix {other!r}, not {self.name_prefix!r}",
-            f"use --name-prefix {other} with this root (or leave it out)"), create=create)
+    def _claim_names(self, *, create: bool = True) -> bool:
+        """Whether all three records were there (each checked, or made if `create`)."""
+        found = [
+            self._claim(self.root / _RUN_DIR_FILE, str(Path(os.path.abspath(self.run_dir))), None, create=create),
+            self._claim(self.run_dir / _ROOT_FILE, str(Path(os.path.abspath(self.root))), lambda other: (
+                f"run dir {self.run_dir} belongs to state root {other}, not {self.root}",
+                "give each state root its own --run-dir (or leave --run-dir out: a root other than "
+                f"{DEFAULT_ROOT} gets one of its own)"), create=create),
+            self._claim(self.root / _PREFIX_FILE, self.name_prefix, lambda other: (
+                f"state root {self.root} names its host objects with prefix {other!r}, not {self.name_prefix!r}",
+                f"use --name-prefix {other} with this root (or leave it out)"), create=create),
+        ]
+        return all(found)
 
     def _claim_prefix(self) -> None:
         """Tie the name prefix to this state root host-wide (`PREFIX_CLAIMS/<prefix>`): the
@@ -186,9 +191,10 @@ class NativeConfig:
 
     @staticmethod
     def _claim(path: Path, value: str, refusal: Callable[[str], tuple[str, str]] | None, *,
-               create: bool = True) -> None:
+               create: bool = True) -> bool:
         """Record `value` in `path` on first use (if `create`); refuse when it records another
-        one (unless `refusal` is None: then the first value is only a default for later commands)."""
+        one (unless `refusal` is None: then the first value is only a default for later commands).
+        Whether a record was there (or was made)."""
         from reconciler.runtime import errors
 
         if create:
@@ -203,14 +209,15 @@ class NativeConfig:
                 except BaseException:
                     path.unlink(missing_ok=True)    # never a half-written record (a full disk): the next start retries
                     raise
-                return
+                return True
         try:
             recorded = path.read_text().strip()
         except FileNotFoundError:
-            return                              # nothing recorded yet (and reading, nothing to create)
+            return False                        # nothing recorded yet (and reading, nothing to create)
         if recorded and recorded != value and refusal is not None:
             message, hint = refusal(recorded)
             raise errors.Conflict(message, hint=hint) from None
+        return True
 
 
 def _unclaimed(prefix: str, exc: OSError) -> None:

@@ -206,8 +206,7 @@ class Record:
         d["lowerdirs"] = tuple(d.get("lowerdirs") or ())
         d["health_log"] = tuple(d.get("health_log") or ())
         d["published"] = tuple(base.PortMapping(**p) for p in d.get("published") or ())
-        known = _FIELDS.get(cls) or _FIELDS.setdefault(cls, frozenset(f.name for f in dataclasses.fields(cls)))
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return cls(**{k: v for k, v in d.items() if k in _FIELDS})
 
     def state(self) -> base.ContainerState:
         status = base.ContainerStatus(self.status)
@@ -231,7 +230,7 @@ class Record:
             return []
 
 
-_FIELDS: dict[type, frozenset[str]] = {}     # a record class's field names (from_json: one fields() per class)
+_FIELDS = frozenset(f.name for f in dataclasses.fields(Record))     # what from_json keeps of a record's JSON
 
 
 @dataclass(frozen=True)

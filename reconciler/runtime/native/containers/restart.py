@@ -155,14 +155,15 @@ class RestartManager:
             try:
                 # decided under the container's lock: a stop by hand between this decision and the
                 # start (the container is exited between two runs) would otherwise be undone
-                verdict: list[bool] = []
+                due = False
 
-                def still_due(r: records.Record, verdict: list[bool] = verdict) -> bool:
-                    verdict.append(r.status == "exited" and _decision(r, restarting.Moment.EXIT).start)
-                    return verdict[-1]
+                def still_due(r: records.Record) -> bool:
+                    nonlocal due
+                    due = r.status == "exited" and _decision(r, restarting.Moment.EXIT).start
+                    return due
 
                 self.manager.start(cid, only_if=still_due)
-                if verdict != [True]:
+                if not due:
                     continue                    # stopped by hand (or started) since
                 self.manager.update(cid, lambda r: dataclasses.replace(r, restart_count=r.restart_count + 1))
                 restarted.append(cid)

@@ -24,6 +24,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,6 +61,25 @@ class _Held:
             pass
 
 
+def _wal(conn: sqlite3.Connection, timeout: float = 30.0) -> None:
+    """The database in WAL mode (a file property: set once, by whichever process opens it first).
+    Setting it takes a shared lock and then an exclusive one; two processes opening a new
+    database at once each hold the first and want the second, and sqlite answers one of them
+    "database is locked" at once, without its busy timeout (a deadlock it breaks): that one
+    tries again once the other's switch is done."""
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return                                  # the common case: a shared lock, no switch
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 class Database:
     """A sqlite database file used from any thread; `tx()` is one write transaction."""
 
@@ -81,7 +101,7 @@ class Database:
         conn.row_factory = sqlite3.Row
         try:
             with self._space("opening"):        # even a reader needs room for the -shm file
-                conn.execute("PRAGMA journal_mode=WAL")
+                _wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA secure_delete=ON")     # replaced rows leave no old bytes behind

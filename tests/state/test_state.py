@@ -82,7 +82,7 @@ def test_resolve_digests_once_per_reference_and_cached_with_ttl(db: Database) ->
     got, errors = observing.resolve_digests(rt, refs, inventory=store, ttl=60, now=1000.0)
     assert got == {REF: digest}
     assert list(errors) == ["reg.io/nope:1"]
-    assert calls == ["reg.io/nope:1", REF]                  # pinned refs need no lookup
+    assert sorted(calls) == sorted(["reg.io/nope:1", REF])  # pinned refs need no lookup
     calls.clear()
     observing.resolve_digests(rt, [REF], inventory=store, ttl=60, now=1030.0)
     assert calls == []                                      # cached
@@ -212,3 +212,26 @@ def test_a_threads_connection_is_closed_when_the_thread_ends(tmp_path: Path) -> 
         gc.enable()
     assert db.connect().execute("SELECT count(*) FROM t").fetchone()[0] == 1   # what it wrote stays
     db.close()
+
+
+def test_a_new_database_opened_while_another_process_writes_it_waits_instead_of_failing(tmp_path: Path) -> None:
+    """The switch to WAL wants an exclusive lock; while another connection holds the write lock
+    of a database still in rollback mode (two CLIs opening a new state root at once), sqlite
+    answers "database is locked" at once, without the busy timeout: the open tries again until
+    the other is done (a CI run saw `reconcile pull` fail so)."""
+    path = tmp_path / "state.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE t (x INTEGER)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO t VALUES (1)")
+    commit = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    commit.start()
+    db = Database(path)
+    try:
+        conn = db.connect()
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 1
+    finally:
+        commit.join()
+        db.close()
+        other.close()

@@ -6,6 +6,7 @@ the pure planner, kept out of `reconciler.state` so that the planner's imports r
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
 
 from reconciler import restarting
 from reconciler.runtime import errors as rterrors
@@ -21,7 +22,9 @@ from reconciler.state.observed import (
     normalize_ref,
 )
 
-__all__ = ["observe", "resolve_digests"]
+__all__ = ["LOOKUPS", "observe", "resolve_digests"]
+
+_T = TypeVar("_T")
 
 
 def observe(
@@ -89,22 +92,55 @@ def resolve_digests(
     Returns (digests by normalised ref, errors by ref). Pinned refs need no lookup. A lookup
     that fails leaves the ref out: the planner then keeps what is running or pulls. Once `stop()`
     is true (the reconciler is stopping; the pass will start nothing) no further registry is asked.
+
+    The lookups run side by side (up to `LOOKUPS` at once), each registry's first tag before
+    its others: a registry that does not answer it (`RegistryUnavailable`, after the client's
+    retries) is asked nothing more this pass, so a dead registry costs a pass one lookup's
+    retries, not one per tag (ten tags: 75 s before).
     """
     digests: dict[str, str] = {}
     errors: dict[str, str] = {}
+    due: dict[str, list[str]] = {}          # uncached tags by registry host
     for ref in sorted({normalize_ref(r) for r in refs if not is_pinned(r)}):
         cached = inventory.cached_digest(ref, now=now, ttl=ttl) if inventory else None
         if cached:
             digests[ref] = cached
-            continue
+        else:
+            due.setdefault(ref.split("/", 1)[0], []).append(ref)
+
+    def lookup(ref: str) -> str | rterrors.RuntimeBackendError | None:
         if stop is not None and stop():
-            continue
+            return None
         try:
-            digest = runtime.resolve_digest(ref)
+            return runtime.resolve_digest(ref)
         except rterrors.RuntimeBackendError as exc:
-            errors[ref] = str(exc)
-            continue
-        digests[ref] = digest
-        if inventory is not None:
-            inventory.cache_digest(ref, digest, now=now)
+            return exc
+
+    found = _each(lookup, [tags[0] for tags in due.values()])
+    down = {host: found[tags[0]] for host, tags in due.items()
+            if isinstance(found[tags[0]], rterrors.RegistryUnavailable)}
+    found.update(_each(lookup, [ref for host, tags in due.items() if host not in down for ref in tags[1:]]))
+    for host, first in down.items():
+        for ref in due[host][1:]:
+            errors[ref] = f"not asked: registry {host} did not answer this pass ({first})"
+    for ref, result in found.items():
+        if isinstance(result, str):
+            digests[ref] = result
+            if inventory is not None:
+                inventory.cache_digest(ref, result, now=now)
+        elif result is not None:
+            errors[ref] = str(result)
     return digests, errors
+
+
+LOOKUPS = 8     # registry lookups a pass runs at once
+
+
+def _each(lookup: Callable[[str], _T], refs: list[str]) -> dict[str, _T]:
+    """`lookup` of each ref, side by side when there are several (a thread each, up to LOOKUPS)."""
+    if len(refs) <= 1:
+        return {ref: lookup(ref) for ref in refs}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(LOOKUPS, len(refs)), thread_name_prefix="lookup") as pool:
+        return dict(zip(refs, pool.map(lookup, refs), strict=True))

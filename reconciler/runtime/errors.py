@@ -7,6 +7,8 @@
     ├── InvalidArgument     the request itself is wrong (bad user name, port syntax)
     ├── Unavailable         the engine or a tool it needs is missing or not answering
     ├── ImageError          an image could not be pulled, verified or unpacked
+    │   └── RegistryUnavailable  its registry did not answer (transport error, 5xx, 408,
+    │                       after the client's retries): its other tags would wait as long
     ├── RolloutFailed       a cluster engine rolled an update back, paused it, or did not
     │                       converge in time (a Swarm service; the message has its task error)
     └── Cancelled           the caller asked to stop (the reconciler got SIGTERM); what was
@@ -27,6 +29,7 @@ __all__ = [
     "ImageError",
     "InvalidArgument",
     "NotFound",
+    "RegistryUnavailable",
     "RolloutFailed",
     "RuntimeBackendError",
     "Unavailable",
@@ -61,6 +64,11 @@ class Unavailable(RuntimeBackendError):
 
 class ImageError(RuntimeBackendError):
     """An image could not be resolved, fetched, verified or unpacked."""
+
+
+class RegistryUnavailable(ImageError):
+    """The registry did not answer (a transport error, 5xx or 408 once the client's retries ran
+    out): a pass asks it nothing more until the next one (execution/observing.py)."""
 
 
 class RolloutFailed(RuntimeBackendError):

@@ -43,14 +43,17 @@ class _StoreImages:
         self.config = config
         self.used = used
         self._store: ImageStore | None = None
+        self._opening = threading.Lock()
 
     @property
     def store(self) -> ImageStore:
         if self._store is None:
-            # imported when first used: `ps`, `inspect` and `logs` need no image store
-            from reconciler.runtime.native.images import images
+            with self._opening:             # one store, whichever thread asks first (a pass's lookups)
+                if self._store is None:
+                    # imported when first used: `ps`, `inspect` and `logs` need no image store
+                    from reconciler.runtime.native.images import images
 
-            self._store = images.ImageStore(self.config, container_image_ids=self.used)
+                    self._store = images.ImageStore(self.config, container_image_ids=self.used)
         return self._store
 
     def resolve(self, ref: str) -> tuple[str, Mapping[str, Any], list[Path]]:

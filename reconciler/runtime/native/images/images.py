@@ -149,9 +149,11 @@ def _default_client() -> rc.RegistryClient:
     return client
 
 
-def _registry_error(exc: rc.RegistryError, what: str) -> errors.ImageError:
-    return errors.ImageError(f"{what}: {exc.args[0] if exc.args else exc}",
-                             hint=getattr(exc, "hint", None))
+def _registry_error(exc: rc.RegistryError, what: str | None) -> errors.ImageError:
+    """`exc` as the runtime's error (`what` it was doing first, unless the message says it)."""
+    message = str(exc.args[0] if exc.args else exc)
+    kind = errors.RegistryUnavailable if isinstance(exc, _rc().errors.Unavailable) else errors.ImageError
+    return kind(f"{what}: {message}" if what else message, hint=getattr(exc, "hint", None))
 
 
 class ImageStore:
@@ -240,7 +242,7 @@ class ImageStore:
             with self.client_factory() as client:
                 return client.resolve(r).digest
         except _rc().RegistryError as exc:
-            raise _registry_error(exc, f"resolving {r}") from None
+            raise _registry_error(exc, None) from None     # its message says "resolve REF: ..."
 
     # -- pull ----------------------------------------------------------------------------------
 

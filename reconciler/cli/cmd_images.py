@@ -45,7 +45,12 @@ def _summaries(args: argparse.Namespace) -> list[dict[str, Any]]:
     elif not options.engine_exists(args):
         return []
     else:
-        # the image store, only when no agent answered (not cmd_pull's open_store: its module's imports)
+        from reconciler.runtime import parts  # the state DB's rows alone (#21)
+
+        found = parts.image_summaries(args.root)
+        if found is not None:
+            return found
+        # the image store, when its rows cannot be read so (not cmd_pull's open_store: its module's imports)
         from reconciler.runtime import opening
 
         infos = opening.open_image_store(engines.place(args)).list()

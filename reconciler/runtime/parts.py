@@ -5,6 +5,7 @@ native engine's own parts, so the CLI names no module of `runtime/native/`:
 
     locations(root, run_dir, prefix)      where a state root keeps its run dir and name prefix
     container_summaries(root, ...)        what `ps` shows, read from the state DB alone (or None)
+    image_summaries(root)                 what `images` shows, likewise
     lint_dockerfile / build_image         `build --check`, `build`
     save_images / load_images             `save`, `load` (docker-archive, oci-archive)
     push_image / tag_image                `push`, `tag`
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from reconciler.runtime.opening import Place
 
 __all__ = ["attach", "build_image", "commit_container", "container_summaries", "exec_argv", "export_container", "export_volume",
-           "import_volume", "lint_dockerfile", "load_images", "locations", "network_manager", "push_image",
+           "image_summaries", "import_volume", "lint_dockerfile", "load_images", "locations", "network_manager", "push_image",
            "resize", "run_foreground", "save_images", "tag_image", "volume_store"]
 
 if TYPE_CHECKING:
@@ -64,6 +65,15 @@ def container_summaries(root: str, run_dir: str, name_prefix: str) -> list[dict[
     from reconciler.runtime.native.containers import summaries
 
     return summaries.read(root, run_dir, name_prefix)
+
+
+def image_summaries(root: str) -> list[dict[str, Any]] | None:
+    """What `images` shows of each native image at `root` (listing.image_summary's fields),
+    newest pull first, read from its state DB without opening the image store (no dataclass,
+    nothing created: images/summaries.py, #21); None when the store must answer."""
+    from reconciler.runtime.native.images import summaries
+
+    return summaries.read(root)
 
 
 def lint_dockerfile(text: str) -> Result:

@@ -1,0 +1,42 @@
+"""What `reconcile images` shows of the native engine's images, read from the state DB's rows
+without opening the image store (#21): `read(root)` gives listing.image_summary's fields of
+every image (id, digest, tags, size, created), newest pull first, as `ImageStore.list()` makes
+them, building no ImageInfo, dataclass, content store or snapshot table, creating nothing.
+
+An image whose config blob is gone is left out, as the store leaves it out. A state DB that
+cannot be read read-only (none yet, no images table, a newer format): None, and the store
+answers.
+
+Stdlib `os` only at import (sqlite3's C core when reading).
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["read"]
+
+_QUERY = ("SELECT i.id, COALESCE(i.index_digest, i.manifest_digest), i.size, i.created, r.ref "
+          "FROM images i LEFT JOIN image_refs r ON r.image_id = i.id ORDER BY i.pulled_at DESC, i.id, r.ref")
+
+
+def read(root: str) -> list[dict[str, Any]] | None:
+    from reconciler import dbformat
+
+    rows = dbformat.query(os.path.join(root, "state.db"), _QUERY)
+    if rows is None:
+        return None
+    blobs = os.path.join(root, "blobs", "sha256")
+    found: dict[str, dict[str, Any]] = {}
+    for image_id, digest, size, created, ref in rows:
+        summary = found.get(image_id)
+        if summary is None:
+            summary = found[image_id] = {"id": image_id, "digest": digest, "repo_tags": [], "size": int(size),
+                                         "created": created}
+        if ref is not None:
+            summary["repo_tags"].append(ref)
+    return [s for s in found.values() if os.path.exists(os.path.join(blobs, s["id"].removeprefix("sha256:")))]

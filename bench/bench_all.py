@@ -91,7 +91,7 @@ def plot(rows: list[rowsmod.Row], path: Path) -> None:
     compared = [r for r in rows if r.ratio is not None]
     if not compared:
         return
-    fig, ax = plt.subplots(figsize=(9, 0.38 * len(compared) + 1.4), dpi=100)
+    fig, ax = plt.subplots(figsize=(11, 0.38 * len(compared) + 1.4), dpi=100)
     names = [f"{r.what} (vs {r.peer})" for r in compared]
     ratios = [r.ratio or 0.0 for r in compared]
     colors = ["#1f6feb" if r.met in (True, None) else "#d29922" for r in compared]
@@ -110,7 +110,7 @@ def plot(rows: list[rowsmod.Row], path: Path) -> None:
              ha="right", fontsize=7, alpha=0.6)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata={"Software": None, "Creation Time": None})
+    fig.savefig(path, bbox_inches="tight", metadata={"Software": None, "Creation Time": None})   # the title whole
     plt.close(fig)
     print(f"wrote {path}")
 

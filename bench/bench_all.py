@@ -1,6 +1,7 @@
 """Benchmark: issue #21's whole table in one run, every row with its peer and its ratio.
 
-    sudo .venv/bin/python bench/bench_all.py [--quick] [--only cli,run,...] [--plot] [--markdown FILE]
+    sudo .venv/bin/python bench/bench_all.py [--quick] [--only cli,run,...] [--plot] [--markdown FILE] [--rows FILE]
+    .venv/bin/python bench/bench_all.py --from-rows FILE [--plot] [--markdown FILE]
 
 Runs the bench scripts one after another on this machine (each times reconcile beside docker,
 podman, docker-compose or skopeo on the same work, interleaved), collects the rows they record
@@ -8,7 +9,9 @@ podman, docker-compose or skopeo on the same work, interleaved), collects the ro
 ratio and the goal from issue #21. `--plot` draws the ratios against their goals
 (docs/img/bench-ratios.png); `--markdown FILE` writes the table as Markdown (docs/benchmarks.md
 includes it). `--quick` uses smaller sizes (fewer runs, smaller images) for a first look; the
-committed table is from a run without it.
+committed table is from a run without it. `--rows FILE` keeps the rows: run one script again with
+`--only NAME --rows FILE` and its new rows replace its old ones; `--from-rows FILE` prints and draws
+them without running anything.
 
 Each script prints its own detailed output as it goes (progress on a long run); a script that
 fails is reported and the others still run. Needs root, dockerd, the registry packages and
@@ -122,14 +125,35 @@ def main() -> int:
     ap.add_argument("--plot", action="store_true", help="draw the ratios (and each script's own plots)")
     ap.add_argument("--plot-dir", type=Path, default=HERE.parent / "docs" / "img")
     ap.add_argument("--markdown", type=Path, help="also write the table as Markdown to this file")
+    ap.add_argument("--rows", type=Path, help="keep the rows in this file (JSON lines, appended): a later "
+                    "run with --only adds its rows, which replace the earlier ones of the same name")
+    ap.add_argument("--from-rows", type=Path, metavar="FILE",
+                    help="run nothing: print (and --plot, --markdown) the rows kept in FILE by --rows")
     args = ap.parse_args()
     chosen = [s.strip() for s in args.only.split(",") if s.strip()] or list(SCRIPTS)
     unknown = sorted(set(chosen) - set(SCRIPTS))
     if unknown:
         ap.error(f"unknown --only {', '.join(unknown)}; choose from {', '.join(SCRIPTS)}")
 
+    failed: list[str] = []
+    if args.from_rows:
+        rows = latest(rowsmod.load(args.from_rows))
+    else:
+        rows, failed = run(chosen, args)
+    return report(rows, failed, args)
+
+
+def latest(rows: list[rowsmod.Row]) -> list[rowsmod.Row]:
+    """Each row once, as its last run measured it, where it first appeared."""
+    last = {(r.what, r.peer): r for r in rows}
+    return [last[key] for key in dict.fromkeys((r.what, r.peer) for r in rows)]
+
+
+def run(chosen: list[str], args: argparse.Namespace) -> tuple[list[rowsmod.Row], list[str]]:
+    """Run the chosen scripts; the rows they recorded (all of --rows's, this run's last) and the
+    names of the scripts that failed."""
     with tempfile.TemporaryDirectory(prefix="bench-all-") as tmp:
-        rows_file = Path(tmp) / "rows.jsonl"
+        rows_file = args.rows or Path(tmp) / "rows.jsonl"
         env = {**os.environ, rowsmod.ENV: str(rows_file)}
         failed = []
         for name in chosen:
@@ -142,8 +166,10 @@ def main() -> int:
             if subprocess.run(argv, env=env, check=False).returncode != 0:
                 failed.append(name)
             print(f"=== {name}: {time.monotonic() - start:.0f} s", flush=True)
-        rows = rowsmod.load(rows_file)
+        return latest(rowsmod.load(rows_file)), failed
 
+
+def report(rows: list[rowsmod.Row], failed: list[str], args: argparse.Namespace) -> int:
     cells = table(rows)
     print(f"\nissue #21's table: {len(rows)} rows, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f}")

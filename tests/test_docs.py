@@ -86,3 +86,24 @@ def test_the_bench_plots_draw_pngs(tmp_path: Path) -> None:
                                                                  "docker": {"daemon": 90.0, "shims": 200.0}})
     for png in (line, bar):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_all_redraws_kept_rows_the_last_measurement_of_each_winning(tmp_path: Path) -> None:
+    """`bench_all.py --from-rows FILE`: the table and plot of rows an earlier run kept (`--rows`),
+    running nothing; a row measured again (`--only NAME --rows FILE`) replaces its first."""
+    import json
+
+    rows = tmp_path / "rows.jsonl"
+    first = {"what": "reconcile ps -a", "ours": 0.020, "unit": "s", "peer": "docker", "theirs": 0.010, "goal": 1.5}
+    other = {"what": "cold pull", "ours": 1.0, "unit": "s", "peer": "docker", "theirs": 3.0, "goal": 0.5}
+    again = {**first, "ours": 0.012}
+    rows.write_text("".join(json.dumps(r) + "\n" for r in (first, other, again)))
+    md = tmp_path / "table.md"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "bench_all.py"),
+                           "--from-rows", str(rows), "--markdown", str(md), "--plot", "--plot-dir", str(tmp_path)],
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in md.read_text().splitlines() if ln.startswith(("| reconcile ps -a", "| cold"))]
+    assert lines == ["| reconcile ps -a | 12 ms | docker 10 ms | 1.20x | <= 1.5x | yes |",
+                     "| cold pull | 1.00 s | docker 3.00 s | 0.33x | <= 0.5x | yes |"]
+    assert (tmp_path / "bench-ratios.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

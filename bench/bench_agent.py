@@ -194,6 +194,7 @@ def main() -> int:
     docker_names: list[str] = []
     project = "ba" + secrets.token_hex(3)
     compose_dir = work / "compose"
+    ref = ""
     try:
         layout = work / "layout"
         images.write_layout(layout, [images.busybox_layer()])
@@ -354,6 +355,8 @@ def main() -> int:
             sh("docker", "rm", "-f", name, check=False)
         if compose_dir.exists():
             sh("docker-compose", "-p", project, "down", "-t", "0", check=False, cwd=compose_dir)
+        if have_docker and ref:                 # the copy docker pulled for its side
+            sh("docker", "rmi", "-f", ref, check=False)
         crt = NativeRuntime(config)
         for rec in crt.containers.records():
             try:

@@ -33,6 +33,7 @@ __all__ = [
     "RolloutFailed",
     "RuntimeBackendError",
     "Unavailable",
+    "from_registry",
 ]
 
 
@@ -83,3 +84,14 @@ class RolloutFailed(RuntimeBackendError):
 class Cancelled(RuntimeBackendError):
     """The caller asked to stop: raised by a progress callback (the executor's, once the
     reconciler is stopping) and passed on by the runtime at its next safe point."""
+
+
+def from_registry(exc: Exception, what: str | None = None) -> ImageError:
+    """A registry client's error as the runtime's, for every backend that speaks to registries
+    itself (native, swarm): RegistryUnavailable for its `Unavailable` (the registry did not
+    answer), else ImageError; `what` the caller was doing first, unless the message says it."""
+    from reconciler.registry_client import errors as registry_errors  # raised by it: loaded already
+
+    message = str(exc.args[0] if exc.args else exc)
+    kind = RegistryUnavailable if isinstance(exc, registry_errors.Unavailable) else ImageError
+    return kind(f"{what}: {message}" if what else message, hint=getattr(exc, "hint", None))

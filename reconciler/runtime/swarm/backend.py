@@ -154,9 +154,8 @@ class SwarmRuntime:
         try:
             with self._registry() as client:
                 return str(client.resolve(r).digest)
-        except _rc().RegistryError as exc:     # its message says "resolve REF: ..."
-            kind = errors.RegistryUnavailable if isinstance(exc, _rc().errors.Unavailable) else errors.ImageError
-            raise kind(str(exc.args[0] if exc.args else exc), hint=getattr(exc, "hint", None)) from None
+        except _rc().RegistryError as exc:
+            raise errors.from_registry(exc) from None      # its message says "resolve REF: ..."
 
     def registry_auth(self, ref: str) -> str | None:
         """The X-Registry-Auth value for `ref`'s registry (base64url JSON, as the docker CLI

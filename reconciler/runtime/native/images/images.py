@@ -149,13 +149,6 @@ def _default_client() -> rc.RegistryClient:
     return client
 
 
-def _registry_error(exc: rc.RegistryError, what: str | None) -> errors.ImageError:
-    """`exc` as the runtime's error (`what` it was doing first, unless the message says it)."""
-    message = str(exc.args[0] if exc.args else exc)
-    kind = errors.RegistryUnavailable if isinstance(exc, _rc().errors.Unavailable) else errors.ImageError
-    return kind(f"{what}: {message}" if what else message, hint=getattr(exc, "hint", None))
-
-
 class ImageStore:
     """Images of the native engine under `config.root` (blobs, snapshots, state DB).
 
@@ -242,7 +235,7 @@ class ImageStore:
             with self.client_factory() as client:
                 return client.resolve(r).digest
         except _rc().RegistryError as exc:
-            raise _registry_error(exc, None) from None     # its message says "resolve REF: ..."
+            raise errors.from_registry(exc) from None     # its message says "resolve REF: ..."
 
     # -- pull ----------------------------------------------------------------------------------
 
@@ -310,7 +303,7 @@ class ImageStore:
                     emit("resolve", {"ref": str(r), "digest": desc.digest})
                     return self._pull(client, r, desc, emit)
             except _rc().RegistryError as exc:
-                raise _registry_error(exc, f"pulling {r}") from None
+                raise errors.from_registry(exc, f"pulling {r}") from None
 
     def _pull(self, client: rc.RegistryClient, r: rc.Reference, desc: rc.Descriptor,
               emit: base.ProgressCallback) -> base.ImageInfo:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -230,3 +231,71 @@ def test_a_rollback_gets_a_sops_env_value_from_the_same_file_only(
     assert "rollback failed too" in out
     assert "API_KEY came from a SOPS-encrypted env file that changed since" in out
     assert value not in out
+
+
+def test_a_container_whose_only_secrets_are_sops_env_values(host: Host, busybox_image: str, tmp_path: Path) -> None:
+    """No secret file, one env value from a SOPS file: its record says so (the SOPS keys), so an
+    exec's process file, which holds the container's env, is written on the container's tmpfs,
+    and after a reboot the container is dead (its bundle went with the tmpfs) and `--once` makes
+    it again with the value. (The records read their config back without those keys: the exec
+    file went to the run dir and a rebooted container stayed `exited`, which no start could
+    run.)"""
+    import threading
+
+    key = new_age_key()
+    key_file = key.write(tmp_path / "age.key")
+    m = tmp_path / "m"
+    value = "only-" + secrets.token_hex(16)
+    m.mkdir()
+    (m / "app.env").write_bytes(encrypt_dotenv({"API_KEY": value}, key.recipient))
+    write(m, "app.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: web}}
+        spec:
+          image: {busybox_image}
+          command: [sleep, "3600"]
+          networks: [none]
+          restart: always
+          envFiles: [app.env]
+        """)
+    apply = ["apply", str(m), "--sops-age-key-file", str(key_file)]
+    assert host.cli(*apply) == 0
+    cid = host.ids()["web"]
+    tmpfs = host.config.root / "containers" / cid / "secrets"
+    assert mounts.is_mounted(tmpfs)
+
+    # while an exec runs, its process file (the container's env with the value) is on the tmpfs
+    done = threading.Event()
+    seen: dict[str, set[str]] = {}
+
+    def look() -> None:
+        deadline = time.monotonic() + 10
+        while not done.is_set() and time.monotonic() < deadline:
+            run_dir = _holders(host.config.run_dir, value.encode())
+            on_tmpfs = {p for p in _holders(host.config.root, value.encode()) if "/exec-" in p}
+            if run_dir or on_tmpfs:
+                seen["run_dir"], seen["tmpfs"] = run_dir, on_tmpfs
+                return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=look)
+    watcher.start()
+    try:
+        assert _exec(host, "sh", "-c", "sleep 1; echo $API_KEY") == (0, value + "\n")
+    finally:
+        done.set()
+        watcher.join()
+    assert seen.get("run_dir") == set()
+    assert seen.get("tmpfs")
+    assert all(p.startswith(f"containers/{cid}/secrets/exec-") for p in seen["tmpfs"])
+
+    reboot(host.config)
+    rt = host.runtime()
+    try:
+        assert rt.inspect_container("web").status == "dead"
+    finally:
+        rt.close()
+    assert host.cli(*apply) == 0
+    assert host.ids()["web"] != cid
+    assert _exec(host, "sh", "-c", "echo $API_KEY") == (0, value + "\n")

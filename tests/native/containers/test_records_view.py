@@ -77,3 +77,47 @@ def test_an_exit_the_refresh_recorded_itself_is_not_refreshed_again(tmp_path: Pa
     refreshes, reads = store.refreshes, store.row_reads
     assert [(r.name, r.status, r.exit_code) for r in store.records()] == looked
     assert (store.refreshes, store.row_reads) == (refreshes, reads)
+
+
+def test_a_record_reads_back_every_field_of_its_config(tmp_path: Path) -> None:
+    """A record's config comes back as it was saved, every field of it: the SOPS env keys
+    (`secret_env`) among them, which say the container's bundle and exec files live on its
+    tmpfs and that a reboot took them. (Records read their config with a copy of the reader that
+    knew fewer fields, so a container whose only secrets were SOPS env values read back as one
+    without secrets.) Only what a record never keeps is missing: a secret file's content and
+    the values of the SOPS keys."""
+    full = base.ContainerConfig(
+        name="web", image="reg:5000/web:1", command=("/bin/app",), args=("-v",), env={"A": "1", "KEY": "v"},
+        user="1000", workdir="/srv", hostname="h", labels={"l": "1"},
+        ports=(base.PortMapping(container_port=80, host_port=8080, host_ip="127.0.0.1"),),
+        networks=("net",), aliases=("w",),
+        mounts=(base.Mount(type="secret", target="/run/secrets/s", source="s", options=("mode=0400",),
+                           data=b"secret"),
+                base.Mount(type="bind", target="/etc/x", source="/srv/x", read_only=True)),
+        restart=base.RestartPolicy(name="on-failure", max_retries=3),
+        healthcheck=base.Healthcheck(test=("CMD", "true"), interval=2.0, timeout=1.0, retries=2),
+        resources=base.Resources(memory=1 << 26, cpus=0.5, pids=64), read_only=True, cap_add=("NET_ADMIN",),
+        cap_drop=("MKNOD",), stop_signal="SIGQUIT", stop_timeout=3.0, init=True, replicas=2,
+        update=base.UpdateConfig(order="start-first"), global_mode=True, constraints=("node.role==manager",),
+        spread=("node.labels.zone",), sysctls={"net.core.somaxconn": "1024"},
+        ulimits=(base.Ulimit(name="nofile", soft=1024, hard=2048),), shm_size=1 << 20, extra_hosts=("db:10.0.0.2",),
+        dns=("10.0.0.53",), dns_search=("lan",), tty=True, stdin_open=True, no_new_privileges=True,
+        dns_options=("ndots:1",), oom_score_adj=100, group_add=("audio",), privileged=True,
+        devices=("/dev/fuse:/dev/fuse:rwm",), domainname="example", reservations=base.Resources(memory=1 << 20),
+        secret_env={"KEY": "sha256:" + "a" * 64}, ipv4_addresses={"net": "10.0.0.9"},
+        ipv6_addresses={"net": "fd00::9"}, log_driver="json-file", log_options={"max-size": "1m"})
+    # every field differs from its default (a field added later must be added here too)
+    for f in dataclasses.fields(base.ContainerConfig):
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            assert getattr(full, f.name) != default, f"set {f.name} in this test"
+    store = records.RecordStore(_config(tmp_path))
+    rec = dataclasses.replace(_created(store, "web"), config=full)
+    back = records.Record.from_json(rec.to_json()).config
+    kept = dataclasses.replace(full, env={"A": "1"},
+                               mounts=(dataclasses.replace(full.mounts[0], data=None), full.mounts[1]))
+    assert back == kept
+    assert back.mounts[0].data is None
+    assert records.has_secrets(back)
+    only_env = dataclasses.replace(full, mounts=())
+    assert records.has_secrets(records.Record.from_json(dataclasses.replace(rec, config=only_env).to_json()).config)

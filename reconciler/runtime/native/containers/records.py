@@ -45,8 +45,6 @@ __all__ = [
     "Paths",
     "Record",
     "RecordStore",
-    "config_from_dict",
-    "config_to_dict",
     "effective_healthcheck",
     "has_secrets",
     "now",
@@ -99,42 +97,6 @@ def process_argv(image_config: Mapping[str, Any], config: base.ContainerConfig) 
             hint="the image has neither Entrypoint nor Cmd; give a command",
         )
     return argv
-
-
-def config_to_dict(c: base.ContainerConfig) -> dict[str, Any]:
-    """The record's config: a secret mount's content is left out (base.config_to_json)."""
-    return base.config_to_json(c)
-
-
-def config_from_dict(d: Mapping[str, Any]) -> base.ContainerConfig:
-    d = dict(d)
-
-    def tup(v: Any) -> tuple[Any, ...] | None:
-        return None if v is None else tuple(v)
-
-    hc = d.get("healthcheck")
-    return base.ContainerConfig(
-        name=d["name"], image=d["image"], command=tup(d.get("command")), args=tup(d.get("args")),
-        env=dict(d.get("env") or {}), user=d.get("user"), workdir=d.get("workdir"),
-        hostname=d.get("hostname"), labels=dict(d.get("labels") or {}),
-        ports=tuple(base.PortMapping(**p) for p in d.get("ports") or ()),
-        networks=tuple(d.get("networks") or ()), aliases=tuple(d.get("aliases") or ()),
-        mounts=tuple(base.Mount(**{**m, "options": tuple(m.get("options") or ())}) for m in d.get("mounts") or ()),
-        restart=base.RestartPolicy(**(d.get("restart") or {})),
-        healthcheck=base.Healthcheck(**{**hc, "test": tuple(hc["test"])}) if hc else None,
-        resources=base.Resources(**(d.get("resources") or {})),
-        read_only=bool(d.get("read_only")), cap_add=tuple(d.get("cap_add") or ()),
-        cap_drop=tuple(d.get("cap_drop") or ()), stop_signal=d.get("stop_signal"),
-        stop_timeout=float(d.get("stop_timeout", 10.0)), init=bool(d.get("init")),
-        sysctls=dict(d.get("sysctls") or {}), ulimits=tuple(base.Ulimit(**u) for u in d.get("ulimits") or ()),
-        shm_size=d.get("shm_size"), extra_hosts=tuple(d.get("extra_hosts") or ()), dns=tuple(d.get("dns") or ()),
-        dns_search=tuple(d.get("dns_search") or ()), tty=bool(d.get("tty")), stdin_open=bool(d.get("stdin_open")),
-        no_new_privileges=bool(d.get("no_new_privileges")), dns_options=tuple(d.get("dns_options") or ()),
-        oom_score_adj=d.get("oom_score_adj"), group_add=tuple(d.get("group_add") or ()),
-        privileged=bool(d.get("privileged")), devices=tuple(d.get("devices") or ()), domainname=d.get("domainname"),
-        ipv4_addresses=dict(d.get("ipv4_addresses") or {}), ipv6_addresses=dict(d.get("ipv6_addresses") or {}),
-        log_driver=d.get("log_driver"), log_options=dict(d.get("log_options") or {}),
-    )
 
 
 @dataclass(frozen=True)
@@ -191,7 +153,7 @@ class Record:
         # field by field, not dataclasses.asdict: that deep-copies the config and the image's
         # config only for them to be replaced below (1.6 ms of a create's CPU per save)
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        d["config"] = config_to_dict(self.config)
+        d["config"] = base.config_to_json(self.config)      # no secret content (base.py)
         d["image_config"] = dict(self.image_config)
         d["ip_addresses"] = dict(self.ip_addresses)
         d["ip6_addresses"] = dict(self.ip6_addresses)
@@ -202,7 +164,7 @@ class Record:
     @classmethod
     def from_json(cls, text: str) -> Record:
         d = json.loads(text)
-        d["config"] = config_from_dict(d["config"])
+        d["config"] = base.config_from_json(d["config"])     # its one inverse
         d["lowerdirs"] = tuple(d.get("lowerdirs") or ())
         d["health_log"] = tuple(d.get("health_log") or ())
         d["published"] = tuple(base.PortMapping(**p) for p in d.get("published") or ())

@@ -49,7 +49,7 @@ from reconciler.api import events as events_mod
 from reconciler.api import server as api_server
 from reconciler.controller import loop as loop_mod
 from reconciler.errors import ReconcilerError, TerminalError
-from reconciler.execution import executor, locking, passes, stopping
+from reconciler.execution import executor, locking, observing, passes, stopping
 from reconciler.planning import actions
 from reconciler.runtime import base, opening
 from reconciler.sources import base as srcbase
@@ -87,6 +87,7 @@ class _Source:
     drift: list[str] = dataclasses.field(default_factory=list)   # reported, not corrected
     updates: updates_mod.Follower = dataclasses.field(default_factory=updates_mod.Follower)  # image policies
     notes: list[str] = dataclasses.field(default_factory=list)
+    unresolved: dict[str, str] = dataclasses.field(default_factory=dict)   # tags the last pass could not look up
 
 
 class Agent:
@@ -113,6 +114,8 @@ class Agent:
         self._deliveries: Any = None                 # webhook.DeliveryIds, kept across reloads
         self._tags: updates_mod.TagCache | None = None   # image update policies' tag listings, made on first use
         self._lister: updates_mod.RegistryLister | None = None
+        # registries that did not answer a pass's tag lookup: not asked again until their back-off ends
+        self.registry_backoff = observing.RegistryBackoff()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -425,9 +428,10 @@ class Agent:
     def _planner_inputs(self, src: _Source, options: passes.PassOptions) -> passes.PassOptions:
         """`options` with what the planner needs from the agent (`planner.PlanOptions`): the
         revision applied last (a pass over it again is a drift check) and the containers over
-        the flap limit."""
+        the flap limit; and the registries backed off since an earlier pass."""
         return dataclasses.replace(options, applied_revision=src.applied.id if src.applied is not None else "",
-                                   flapping=frozenset(self._flapping_names()))
+                                   flapping=frozenset(self._flapping_names()),
+                                   registry_backoff=self.registry_backoff)
 
     def _report_drift(self, name: str, src: _Source, plan: actions.Plan) -> None:
         """The drift the plan only reports (`drift: report`): event and log line when it changes."""
@@ -482,6 +486,9 @@ class Agent:
         src.applied, src.desired = rev, desired
         src.last_result, src.last_pass_at = result.result, time.time()
         src.notes = list(result.plan.notes)
+        if dict(result.resolve_errors) != src.unresolved and result.resolve_errors:
+            self._log.warning("tags_unresolved", source=name, tags=dict(result.resolve_errors))
+        src.unresolved = dict(result.resolve_errors)
         src.last_failures = [f"{c.resource}: {c.detail}" for c in result.changeset.failed()] \
             if result.changeset is not None else []
         # desired containers that do not run as they should: a failure of the pass, shown as such
@@ -620,6 +627,7 @@ class Agent:
             "last_result": src.last_result, "last_pass_at": src.last_pass_at,
             "error": error, "problems": src.invalid[1] if src.invalid else [],
             "failures": src.last_failures, "drift": src.drift, "notes": src.notes, "down": down,
+            "unresolved": src.unresolved,
             "images": src.updates.status(src.applied.id) if src.applied else [],
             "elsewhere": dict(src.desired.elsewhere) if src.desired is not None else {},
             "passes": ks.passes, "running": ks.running, "backoff_failures": ks.failures,

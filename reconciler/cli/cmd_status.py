@@ -77,6 +77,8 @@ def _print(doc: dict[str, Any]) -> None:
             print(f"  down now: container {n}: {why}")
         for d in s["drift"]:
             print(f"  drift (reported): {d}")
+        for ref, why in sorted((s.get("unresolved") or {}).items()):
+            print(f"  tag not looked up: {ref}: {why}")
         for i in s.get("images") or ():
             print(f"  image policy: {_image_line(i)}")
         for what, why in sorted((s.get("elsewhere") or {}).items()):

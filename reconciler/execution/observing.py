@@ -5,6 +5,8 @@ the pure planner, kept out of `reconciler.state` so that the planner's imports r
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
@@ -22,7 +24,7 @@ from reconciler.state.observed import (
     normalize_ref,
 )
 
-__all__ = ["LOOKUPS", "observe", "resolve_digests"]
+__all__ = ["LOOKUPS", "RegistryBackoff", "observe", "resolve_digests"]
 
 _T = TypeVar("_T")
 
@@ -86,6 +88,7 @@ def resolve_digests(
     ttl: float,
     now: float,
     stop: Callable[[], bool] | None = None,
+    backoff: RegistryBackoff | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """One `resolve_digest` per distinct tag, cached `ttl` seconds in the state DB.
 
@@ -96,7 +99,8 @@ def resolve_digests(
     The lookups run side by side (up to `LOOKUPS` at once), each registry's first tag before
     its others: a registry that does not answer it (`RegistryUnavailable`, after the client's
     retries) is asked nothing more this pass, so a dead registry costs a pass one lookup's
-    retries, not one per tag (ten tags: 75 s before).
+    retries, not one per tag (ten tags: 75 s before). With a `backoff` (an agent's, kept across
+    its passes) such a registry is not asked by the next passes either until its back-off ends.
     """
     digests: dict[str, str] = {}
     errors: dict[str, str] = {}
@@ -107,6 +111,12 @@ def resolve_digests(
             digests[ref] = cached
         else:
             due.setdefault(ref.split("/", 1)[0], []).append(ref)
+
+    for host in list(due):
+        why = backoff.waiting(host) if backoff is not None else None
+        if why is not None:                     # backed off since an earlier pass
+            for ref in due.pop(host):
+                errors[ref] = f"not asked: {why}"
 
     def lookup(ref: str) -> str | rterrors.RuntimeBackendError | None:
         if stop is not None and stop():
@@ -119,6 +129,12 @@ def resolve_digests(
     found = _each(lookup, [tags[0] for tags in due.values()])
     down = {host: found[tags[0]] for host, tags in due.items()
             if isinstance(found[tags[0]], rterrors.RegistryUnavailable)}
+    if backoff is not None:
+        for host, tags in due.items():
+            if host in down:
+                backoff.failed(host, str(down[host]))
+            elif found[tags[0]] is not None:        # it answered (a digest, or a refusal of its own)
+                backoff.answered(host)
     found.update(_each(lookup, [ref for host, tags in due.items() if host not in down for ref in tags[1:]]))
     for host, first in down.items():
         for ref in due[host][1:]:
@@ -134,6 +150,49 @@ def resolve_digests(
 
 
 LOOKUPS = 8     # registry lookups a pass runs at once
+
+
+class RegistryBackoff:
+    """The registries that did not answer a pass's lookup, kept by a long-running agent across
+    its passes: such a registry is asked again only after a delay that doubles with each failure
+    in a row, from `first` up to `longest` seconds (kubelet backs off an image pull so: 10 s to
+    5 minutes), and an answer clears it. A pass over a dead registry would otherwise wait out the
+    client's retries again each time (7.5 s), holding a manifest edit behind it. A `--once` run
+    makes none: it always asks. Thread-safe."""
+
+    def __init__(self, *, first: float = 10.0, longest: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.first, self.longest, self.clock = first, longest, clock
+        self._hosts: dict[str, tuple[int, float, str]] = {}     # host -> (failures in a row, next try, error)
+        self._lock = threading.Lock()
+
+    def waiting(self, host: str) -> str | None:
+        """None when `host` may be asked; else what its tags not asked report (how often it
+        failed, its last error, when it is asked again)."""
+        with self._lock:
+            entry = self._hosts.get(host)
+            left = entry[1] - self.clock() if entry is not None else 0.0
+        if entry is None or left <= 0:
+            return None
+        failures, _, error = entry
+        times = "once" if failures == 1 else f"{failures} times in a row"
+        return f"registry {host} did not answer ({times}; last: {error}); asked again in {left:.0f}s"
+
+    def failed(self, host: str, error: str) -> None:
+        with self._lock:
+            failures = self._hosts.get(host, (0, 0.0, ""))[0] + 1
+            delay = min(self.first * 2 ** (failures - 1), self.longest)
+            self._hosts[host] = (failures, self.clock() + delay, error)
+
+    def answered(self, host: str) -> None:
+        with self._lock:
+            self._hosts.pop(host, None)
+
+    def hosts(self) -> dict[str, int]:
+        """The registries backed off now, with their failures in a row (for status and tests)."""
+        with self._lock:
+            now = self.clock()
+            return {h: e[0] for h, e in self._hosts.items() if now < e[1]}
 
 
 def _each(lookup: Callable[[str], _T], refs: list[str]) -> dict[str, _T]:

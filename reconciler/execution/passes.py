@@ -69,6 +69,9 @@ class PassOptions:
     applied_revision: str = ""
     flapping: frozenset[str] = frozenset()
     rollout_timeout: float = 300.0  # seconds a cluster's rollout of one service may take (--timeout)
+    # the registries that did not answer, kept across an agent's passes (observing.RegistryBackoff);
+    # None: every pass asks them (`--once`)
+    registry_backoff: observing.RegistryBackoff | None = None
 
 
 @dataclass(frozen=True)
@@ -192,7 +195,7 @@ def _prepare(
     store = inv.InventoryStore(db, options.owner)
     refs = implied.tracked_refs(desired, every=cluster)
     resolved, errors = observing.resolve_digests(runtime, refs, inventory=store, ttl=options.digest_ttl, now=now,
-                                           stop=stop)
+                                                 stop=stop, backoff=options.registry_backoff)
     states = runtime.list_containers(None)
     observed = observing.observe(runtime, resolved=resolved, containers=states)
     inventory = store.load()

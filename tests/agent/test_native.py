@@ -314,3 +314,46 @@ def test_status_and_metrics_show_a_container_down_between_passes(
         finally:
             rt.close()
         assert left == []
+
+
+def test_a_registry_that_stops_answering_is_backed_off_across_passes_and_shown_in_status(
+        tmp_path: Path, native_agent: AgentProc, busybox_image: str, registry: Any,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The image is present and runs; its registry answers every manifest HEAD 503. The first
+    pass asks it (the client's retries), keeps the container running and says why the tag was
+    not looked up; the next pass, within the back-off, does not ask it at all and says so; the
+    agent's status (API and CLI) shows it."""
+    from reconciler.cli.main import main
+    from tests.helpers.fault_server import Fault, FaultProxy
+
+    proxy = FaultProxy(registry.port).start()
+    a = native_agent
+    try:
+        image = busybox_image.replace(registry.host, proxy.host)
+        rt = engine(a)
+        try:
+            rt.pull_image(image)                    # present before its registry stops answering
+        finally:
+            rt.close()
+        proxy.add(Fault("status", path="/manifests/", method="HEAD", status=503, times=1000))
+        (tmp_path / "m" / "web.yaml").write_text(doc("web", image, "sleep 3600"))
+        a.start()
+        web = wait_for("web running", lambda: running(a, "web"))
+        unresolved = wait_for("the tag reported", lambda: a.source("host")["unresolved"])
+        assert list(unresolved) == [image]
+        assert "503" in unresolved[image]
+        assert not unresolved[image].startswith("not asked")
+        heads = len(proxy.requests(path="/manifests/", method="HEAD"))
+        assert heads >= 2                           # the first pass asked (and retried)
+
+        a.reconcile("host")                         # within the back-off
+        assert len(proxy.requests(path="/manifests/", method="HEAD")) == heads
+        why = a.source("host")["unresolved"][image]
+        assert why.startswith(f"not asked: registry {proxy.host} did not answer (once; last: "), why
+        assert running(a, "web").id == web.id       # what runs is kept
+        capsys.readouterr()
+        main(["status", "--socket", str(a.socket)])
+        assert f"tag not looked up: {image}: not asked: registry {proxy.host}" in capsys.readouterr().out
+        assert "tags_unresolved" in a.log_path.read_text()
+    finally:
+        proxy.stop()

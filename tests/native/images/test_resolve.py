@@ -98,3 +98,76 @@ def test_the_store_names_an_unreachable_registry_apart_from_a_bad_reference(tmp_
     with pytest.raises(rterrors.ImageError) as info:
         store.resolve_digest(push([timg.busybox_layer()], tag="x").rsplit(":", 1)[0] + ":nope")
     assert not isinstance(info.value, rterrors.RegistryUnavailable)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_agent_asks_a_registry_that_did_not_answer_again_only_after_its_back_off(
+        tmp_path: Path, push: Callable[..., str], hangup: Hangup) -> None:
+    """Across passes (an agent's `RegistryBackoff`): a dead registry is asked by the first pass,
+    not by the passes within its back-off (10 s, doubling with each failure in a row), asked
+    again after it; the other registry is asked by every pass all along, and an answer clears
+    a registry's back-off."""
+    live = push([timg.busybox_layer()], tag="a")
+    dead = [f"{hangup.host}/app/{n}:1" for n in ("api", "web")]
+    clock = Clock()
+    backoff = observing.RegistryBackoff(clock=clock)
+    runtime = _runtime(_store(tmp_path))
+
+    def one_pass() -> tuple[dict[str, str], dict[str, str]]:
+        return observing.resolve_digests(runtime, [live, *dead], inventory=None, ttl=60, now=0.0, backoff=backoff)
+
+    digests, errors = one_pass()
+    assert list(digests) == [live]
+    assert hangup.accepted == 2                     # its first tag, retried once
+    assert backoff.hosts() == {hangup.host: 1}
+
+    clock.now += 9                                   # within the back-off: not asked at all
+    digests, errors = one_pass()
+    assert list(digests) == [live]                  # the live registry still is
+    assert hangup.accepted == 2
+    assert sorted(errors) == sorted(dead)
+    for ref in dead:
+        assert errors[ref].startswith(f"not asked: registry {hangup.host} did not answer (once; last: ")
+        assert errors[ref].endswith("asked again in 1s")
+
+    clock.now += 2                                   # past it: asked again, and backed off twice as long
+    digests, errors = one_pass()
+    assert hangup.accepted == 4
+    assert backoff.hosts() == {hangup.host: 2}
+    clock.now += 19
+    one_pass()
+    assert hangup.accepted == 4
+    assert "(2 times in a row; last: " in one_pass()[1][dead[0]]
+
+    # a registry that answers, even "no such tag", is cleared
+    registry = live.split("/", 1)[0]
+    backoff.failed(registry, "earlier")
+    clock.now += 10
+    missing = live.rsplit(":", 1)[0] + ":missing"
+    observing.resolve_digests(runtime, [missing], inventory=None, ttl=60, now=0.0, backoff=backoff)
+    assert registry not in backoff.hosts()
+    clock.now += 1000
+    assert backoff.hosts() == {}                     # expired back-offs are not reported
+
+
+def test_the_back_off_doubles_up_to_its_longest() -> None:
+    clock = Clock()
+    backoff = observing.RegistryBackoff(first=10, longest=300, clock=clock)
+    waits = []
+    for _ in range(8):
+        backoff.failed("r:5000", "refused")
+        start = clock.now
+        while backoff.waiting("r:5000") is not None:
+            clock.now += 1
+        waits.append(clock.now - start)
+    assert waits == [10, 20, 40, 80, 160, 300, 300, 300]
+    backoff.answered("r:5000")
+    backoff.failed("r:5000", "refused")
+    assert "(once; last: refused); asked again in 10s" in (backoff.waiting("r:5000") or "")

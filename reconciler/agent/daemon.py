@@ -707,10 +707,8 @@ class Agent:
         out: list[dict[str, Any]] = []
         for s in srcs:
             for p in hist.HistoryStore(self.db, s.cfg.owner).list(limit=limit):
-                out.append({"id": p.id, "source": s.cfg.name, "owner": p.owner, "revision": p.revision,
-                            "started_at": p.started_at, "finished_at": p.finished_at, "result": p.result,
-                            "counts": dict(p.counts), "changes": list(p.changes),
-                            "repeats": p.repeats, "first_started_at": p.first_started_at})
+                # `source`: the agent's source; what the pass applied (a path, a git origin) is `applied`
+                out.append({**p.to_json(), "source": s.cfg.name, "applied": p.source})
         out.sort(key=lambda p: int(p["id"]), reverse=True)
         return out[:limit]
 

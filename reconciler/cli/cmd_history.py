@@ -42,10 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     if output.wants_data(args):
         output.print_data([
-            {"id": p.id, "revision": p.revision, "source": p.source, "started_at": p.started_at,
-             "finished_at": p.finished_at, "result": p.result, "counts": dict(p.counts),
-             "changes": list(p.changes), "cause": p.cause,
-             "rollback": dict(zip(("available", "reason"), rollback(p), strict=True))}
+            {**p.to_json(), "rollback": dict(zip(("available", "reason"), rollback(p), strict=True))}
             for p in passes
         ], args.output)
         return 0

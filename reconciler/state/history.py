@@ -101,6 +101,14 @@ class Pass:
     def first_started_at(self) -> float:
         return self.started_at if self.first_at is None else self.first_at
 
+    def to_json(self) -> dict[str, Any]:
+        """The pass as `reconcile history -o json` and the agent's /v1/history show it (each adds
+        its own keys): every field, so the two cannot tell a pass differently."""
+        return {"id": self.id, "owner": self.owner, "revision": self.revision, "source": self.source,
+                "started_at": self.started_at, "finished_at": self.finished_at, "result": self.result,
+                "counts": dict(self.counts), "changes": list(self.changes), "cause": self.cause,
+                "error": self.error, "repeats": self.repeats, "first_started_at": self.first_started_at}
+
 
 class HistoryStore:
     """The pass history of one owner in the state DB."""
@@ -129,29 +137,18 @@ class HistoryStore:
         cause: str = "",
         error: str = "",
     ) -> int:
-        counts_json = json.dumps(dict(counts), sort_keys=True)
-        changes_json = json.dumps([_mask_change(c) for c in changes], sort_keys=True, default=str)
+        new = {"revision": revision, "source": source, "started_at": started_at, "finished_at": finished_at,
+               "result": result, "counts_json": json.dumps(dict(counts), sort_keys=True),
+               "changes_json": json.dumps([_mask_change(c) for c in changes], sort_keys=True, default=str),
+               "cause": cause, "error": error}
         with self.db.tx() as conn:
-            last = conn.execute(
-                "SELECT id, revision, source, result, counts_json, changes_json, cause, started_at, first_at"
-                " FROM history_passes WHERE owner = ? ORDER BY id DESC LIMIT 1", (self.owner,),
-            ).fetchone()
-            if (last is not None and result not in ("converged", RUNNING)
-                    and (last["revision"], last["source"], last["result"], last["counts_json"],
-                         last["changes_json"], last["cause"])
-                    == (revision, source, result, counts_json, changes_json, cause)):
-                first = last["first_at"] if last["first_at"] is not None else last["started_at"]
-                conn.execute(
-                    "UPDATE history_passes SET repeats = repeats + 1, first_at = ?, started_at = ?,"
-                    " finished_at = ? WHERE id = ?", (first, started_at, finished_at, last["id"]),
-                )
-                pass_id = int(last["id"])
-            else:
+            pass_id = _merge_repeat(conn, self.owner, new)
+            if pass_id is None:
                 cur = conn.execute(
                     "INSERT INTO history_passes (owner, revision, source, started_at, finished_at,"
-                    " result, counts_json, changes_json, cause, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (self.owner, revision, source, started_at, finished_at, result,
-                     counts_json, changes_json, cause, error),
+                    " result, counts_json, changes_json, cause, error)"
+                    " VALUES (:owner, :revision, :source, :started_at, :finished_at, :result, :counts_json,"
+                    " :changes_json, :cause, :error)", {"owner": self.owner, **new},
                 )
                 pass_id = int(cur.lastrowid or 0)
             self._prune(conn, now=finished_at)
@@ -199,18 +196,7 @@ class HistoryStore:
                 " WHERE id = ?", (finished_at, result, counts_json, changes_json, pass_id),
             )
             row = conn.execute("SELECT * FROM history_passes WHERE id = ?", (pass_id,)).fetchone()
-            prev = conn.execute(
-                "SELECT * FROM history_passes WHERE owner = ? AND id < ? ORDER BY id DESC LIMIT 1",
-                (self.owner, pass_id),
-            ).fetchone()
-            same = ("revision", "source", "result", "counts_json", "changes_json", "cause")
-            if (row is not None and prev is not None and result not in ("converged", RUNNING)
-                    and all(row[k] == prev[k] for k in same)):
-                first = prev["first_at"] if prev["first_at"] is not None else prev["started_at"]
-                conn.execute(
-                    "UPDATE history_passes SET repeats = repeats + 1, first_at = ?, started_at = ?,"
-                    " finished_at = ? WHERE id = ?", (first, row["started_at"], finished_at, prev["id"]),
-                )
+            if row is not None and _merge_repeat(conn, self.owner, dict(row), before=pass_id) is not None:
                 conn.execute("DELETE FROM history_passes WHERE id = ?", (pass_id,))
             self._prune(conn, now=finished_at)
 
@@ -234,6 +220,32 @@ class HistoryStore:
             if p.result == "converged":
                 return p
         return None
+
+
+# a failed pass equal to the one before it in all of these is that pass again: one row, its
+# `repeats` counted (an agent retrying a broken revision every few seconds would fill the history)
+_REPEAT = ("revision", "source", "result", "counts_json", "changes_json", "cause", "error")
+
+
+def _merge_repeat(conn: sqlite3.Connection, owner: str, new: Mapping[str, Any], *,
+                  before: int | None = None) -> int | None:
+    """If `new` (a finished pass's columns) failed as the newest pass of `owner` did (the newest
+    older than row `before`), that row takes it (one more repeat, the new times) and its id is
+    returned; None when it is a pass of its own. The one rule `record` and `finish` both use."""
+    if new["result"] in ("converged", RUNNING):
+        return None
+    prev = conn.execute(
+        "SELECT * FROM history_passes WHERE owner = ? AND id < ? ORDER BY id DESC LIMIT 1",
+        (owner, before if before is not None else 1 << 62),
+    ).fetchone()
+    if prev is None or any(prev[k] != new[k] for k in _REPEAT):
+        return None
+    first = prev["first_at"] if prev["first_at"] is not None else prev["started_at"]
+    conn.execute(
+        "UPDATE history_passes SET repeats = repeats + 1, first_at = ?, started_at = ?, finished_at = ? WHERE id = ?",
+        (first, new["started_at"], new["finished_at"], prev["id"]),
+    )
+    return int(prev["id"])
 
 
 def _pass(r: Any) -> Pass:

@@ -177,6 +177,41 @@ def test_a_pass_is_on_record_before_it_acts_and_one_never_finished_becomes_inter
     assert history.close_unfinished(db) == 0
 
 
+def test_a_failure_repeating_the_pass_before_is_merged_only_when_its_error_is_the_same(
+        db: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One rule for `record` and `finish`: a failed pass equal to the one before it, its error
+    included, is that row again (`repeats`); another error is a row of its own, so `status`
+    shows the newest cause beside the newest time (the error was left out of the comparison:
+    a disk-full failure went on being shown after the pass failed for another reason)."""
+    from reconciler.cli.main import main
+
+    h = history.HistoryStore(db, "default")
+    fail = {"revision": "r1", "source": "/m", "result": "failed", "counts": {}, "changes": []}
+    h.record(started_at=1, finished_at=2, error="no space left on device", **fail)
+    h.record(started_at=3, finished_at=4, error="no space left on device", **fail)
+    h.record(started_at=5, finished_at=6, error="runc not found", **fail)
+    assert [(p.error, p.repeats, p.first_started_at, p.started_at) for p in h.list()] == [
+        ("runc not found", 1, 5, 5), ("no space left on device", 2, 1, 3)]
+    # the same through begin/finish (an agent's passes): an equal failure merges, another does not
+    again = h.begin(revision="r1", source="/m", started_at=7)
+    h.finish(again, finished_at=8, result="failed", counts={}, changes=[])
+    assert [(p.error, p.repeats) for p in h.list()][:2] == [("", 1), ("runc not found", 1)]
+    twice = h.begin(revision="r1", source="/m", started_at=9)
+    h.finish(twice, finished_at=10, result="failed", counts={}, changes=[])
+    assert [(p.error, p.repeats, p.started_at) for p in h.list()][:2] == [("", 2, 9), ("runc not found", 1, 5)]
+    # `reconcile status` without an agent reads the newest row
+    h.record(started_at=11, finished_at=12, error="no space left on device", **fail)
+    h.record(started_at=13, finished_at=14, error="runc not found", **fail)
+    capsys.readouterr()
+    main(["status", "--root", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "error: runc not found" in out
+    assert "no space left" not in out
+    # both views of a pass carry every field, the error and the repeats among them
+    newest = h.list()[0].to_json()
+    assert (newest["error"], newest["repeats"], newest["cause"]) == ("runc not found", 1, "")
+
+
 def test_spec_document_is_plain_json() -> None:
     from tests.planning.builders import container
 

@@ -13,8 +13,9 @@ same revision id, or it is marked as not re-appliable (with the reason).
 
 Re-applying (`load`) reads the copy and maps paths back to where the files came from, so a
 container's spec hash is the one it had when the revision was applied (`reconcile rollback`
-restores exactly that container), except for containers bind-mounting a manifest-owned file:
-they mount the kept copy (the revision's content), so their spec hash names the copy.
+restores exactly that container), except for containers bind-mounting a manifest-owned file or
+taking a secret file from the manifests: they mount the kept copy (the revision's content; the copy
+keeps the original's mode and owner), so their spec hash names the copy.
 Directories bind-mounted from the manifests' tree (often data) are not copied: the container
 mounts the original directory again. Revisions that build an image from a context directory,
 or were read from stdin, are recorded as not re-appliable.
@@ -142,7 +143,10 @@ class RevisionStore:
                        if m.type == "bind" and m.source not in desired.files and os.path.isdir(m.source)})
         base = os.path.commonpath([src if os.path.isdir(src) else os.path.dirname(src), *manifests, *files, *dirs])
         tree = tmp / _TREE
-        binds = {m.source for c in desired.containers.values() for m in c.volumes if m.type == "bind"}
+        # files a container mounts (binds, and secret files, which the Docker engine bind-mounts
+        # too): their copies keep the original's mode, so the same container user can read them
+        binds = {m.source for c in desired.containers.values() for m in c.volumes if m.type == "bind"} | \
+            {s.source for c in desired.containers.values() for s in c.secrets if s.source}
         for path in (*manifests, *files):
             dest = tree / os.path.relpath(path, base)
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -264,6 +268,8 @@ def _map_back(
             elif m.type == "bind":
                 m = dataclasses.replace(m, source=back(m.source))
             mounts.append(m)
+        if any(sf.source in d.files for sf in c.secrets):
+            owns_file = True                    # a secret file's content is the revision's: the kept copy
         c = dataclasses.replace(c, origin=origin(c.origin), env_files=tuple(back(p) for p in c.env_files),
                                 volumes=tuple(mounts))
         if not owns_file:                       # now what loading the original files gave

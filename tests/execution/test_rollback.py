@@ -288,3 +288,28 @@ def test_a_compose_project_rolls_back_under_its_own_name(
     back = config(root, "shop-web-1")
     assert back["labels"][labelmod.SPEC_HASH] == v1["labels"][labelmod.SPEC_HASH]
     assert (back["env"]["TAG"], back["env"]["MODE"]) == ("one", "one")
+
+
+def test_a_secret_file_comes_back_from_the_kept_copy_readable_as_the_original(tmp_path: Path, root: Path) -> None:
+    """A rollback's secret file is the revision's content, from the kept copy as a bind-mounted
+    file is, and the copy keeps the original's mode and owner: the Docker engine bind-mounts a
+    plain secret file, so a container user who could read the original reads the copy. (The
+    copy was made private, 0600, as the reconciler's own files are.)"""
+    m = tmp_path / "m"
+    secret = write(m, "db.password", "one")
+    secret.chmod(0o644)
+    if os.geteuid() == 0:
+        os.chown(secret, 1234, 1234)
+    write(m, "web.yaml", container_doc("web", extra="secrets: [{source: db.password, uid: 1234}]"))
+    assert cli(root, "apply", str(m)) == 0
+    rev1 = config(root)["labels"][labelmod.REVISION]
+    write(m, "db.password", "two")
+    assert cli(root, "apply", str(m)) == 0
+    assert cli(root, "rollback") == 0
+    back = config(root)
+    assert back["labels"][labelmod.REVISION] == rev1
+    source = Path(next(x["source"] for x in back["mounts"] if x["type"] == "secret"))
+    assert source.is_relative_to(root / "revisions" / rev1)
+    assert source.read_text() == "one"                                  # the revision's content
+    assert source.stat().st_mode & 0o777 == 0o644
+    assert (source.stat().st_uid, source.stat().st_gid) == (secret.stat().st_uid, secret.stat().st_gid)

@@ -1,18 +1,23 @@
 """Engine API calls on a running native container, through the real docker CLI: pause and
-unpause (the cgroup freezer), exec events in /events, `docker logs --until`, and `docker run -p
-PORT` on a host port the engine chooses (`docker port`)."""
+unpause (the cgroup freezer), exec events in /events, `docker logs --until`, `docker run -p PORT`
+on a host port the engine chooses (`docker port`), and every binding of a port published on several
+host ports and addresses (inspect)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 import urllib.request
 
-from tests.api.test_engine_api import docker
+import pytest
+
+from tests.api.test_engine_api import REPO, docker, engine_args
 from tests.api.test_engine_api import engine_api as engine_api  # the fixture
 from tests.api.test_engine_api import pytestmark as pytestmark  # root, registry, docker CLI
 from tests.helpers.host import Host
+from tests.helpers.ports import publish_ports
 
 TICKER = "i=0; while true; do i=$((i+1)); echo $i > /tmp/tick; sleep 0.1; done"
 
@@ -219,3 +224,33 @@ def test_run_p_without_a_host_port_publishes_on_one_the_engine_chooses(engine_ap
     rules = subprocess.run(["nft", "list", "table", "ip", host.config.name_prefix], capture_output=True,
                            text=True, check=False).stdout
     assert f"dport {chosen} " not in rules
+
+
+def test_inspect_keeps_every_binding_of_a_container_port(engine_api: str, host: Host, busybox_image: str) -> None:
+    """One container port on two host ports and two host addresses: Docker's inspect shape is a
+    list of bindings per port; `reconcile inspect`, `docker inspect`, `docker port` and docker-py
+    show all three (each kept only the last)."""
+    first, second = publish_ports(2)
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "run", "-d", "--name", "srv", "-p", f"127.0.0.1:{first}:8080", "-p",
+           f"127.0.0.1:{second}:8080", "-p", f"127.0.0.2:{first}:8080", busybox_image, "sh", "-c", HTTPD)
+    want = sorted([("127.0.0.1", str(first)), ("127.0.0.1", str(second)), ("127.0.0.2", str(first))])
+
+    def bindings(doc: dict[str, list[dict[str, str]]]) -> list[tuple[str, str]]:
+        assert list(doc) == ["8080/tcp"]
+        return sorted((b["HostIp"], b["HostPort"]) for b in doc["8080/tcp"])
+
+    seen = json.loads(docker(engine_api, "inspect", "srv").stdout)[0]
+    assert bindings(seen["NetworkSettings"]["Ports"]) == want
+    assert bindings(seen["HostConfig"]["PortBindings"]) == want
+    assert sorted(docker(engine_api, "port", "srv", "8080").stdout.split()) == sorted(f"{ip}:{p}" for ip, p in want)
+    ours = subprocess.run([sys.executable, "-m", "reconciler", "inspect", "srv", *engine_args(host)], cwd=REPO,
+                          capture_output=True, text=True, check=True, timeout=60).stdout
+    assert bindings(json.loads(ours)[0]["NetworkSettings"]["Ports"]) == want
+    docker_py = pytest.importorskip("docker")
+    client = docker_py.DockerClient(base_url=f"unix://{engine_api}", version="1.41")
+    try:
+        assert bindings(client.containers.get("srv").ports) == want
+    finally:
+        client.close()
+    docker(engine_api, "rm", "-f", "srv")

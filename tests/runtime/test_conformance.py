@@ -762,6 +762,20 @@ def test_published_port_answers_on_loopback(
     assert not answered()
 
 
+def test_one_container_port_on_two_host_ports_and_two_host_addresses_keeps_each_binding(
+        runtime: base.Runtime, image: str, networks: Callable[..., base.NetworkState]) -> None:
+    """Docker's inspect holds a list of bindings per container port: none may be lost (a client
+    of the native engine's Engine API read only the last)."""
+    networks("pub2")
+    first, second = publish_port(), publish_port()
+    mappings = (base.PortMapping(container_port=8080, host_port=first, host_ip="127.0.0.1"),
+                base.PortMapping(container_port=8080, host_port=second, host_ip="127.0.0.1"),
+                base.PortMapping(container_port=8080, host_port=first, host_ip="127.0.0.2"))
+    cid = run(runtime, cfg(image, "twice", "sleep", "1000", networks=("pub2",), ports=mappings))
+    seen = runtime.inspect_container(cid).ports
+    assert sorted(seen, key=repr) == sorted(mappings, key=repr)
+
+
 def test_remove_network_in_use_is_a_conflict(
         runtime: base.Runtime, image: str, networks: Callable[..., base.NetworkState]) -> None:
     networks("busy")

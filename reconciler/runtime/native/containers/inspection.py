@@ -5,8 +5,10 @@ Reading only: imports the records, not the lifecycle, so `reconcile inspect` sta
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from reconciler.runtime import base
 from reconciler.runtime.native.containers import cgroups, records
 from reconciler.runtime.native.volumes import volumes
 
@@ -75,13 +77,23 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
             "RestartPolicy": {"Name": cfg.restart.name, "MaximumRetryCount": cfg.restart.max_retries},
             "Memory": res.memory or 0, "NanoCpus": int((res.cpus or 0) * 1e9), "PidsLimit": res.pids,
             "ReadonlyRootfs": cfg.read_only, "CapAdd": list(cfg.cap_add), "CapDrop": list(cfg.cap_drop),
-            "Runtime": rec.runtime,
+            "Runtime": rec.runtime, "PortBindings": _bindings(cfg.ports),
         },
         "NetworkSettings": {
             "Networks": {n: {"IPAddress": ip, "GlobalIPv6Address": rec.ip6_addresses.get(n, "")}
                          for n, ip in rec.ip_addresses.items()},
-            "Ports": {f"{pm.container_port}/{pm.protocol}": [{"HostIp": pm.host_ip, "HostPort": str(pm.host_port)}]
-                      for pm in rec.published or cfg.ports},
+            "Ports": _bindings(rec.published or cfg.ports),
             "SandboxKey": rec.netns_path or "",
         },
     }
+
+
+def _bindings(ports: Iterable[base.PortMapping]) -> dict[str, list[dict[str, str]]]:
+    """Docker's shape of published ports: each "port/protocol" with the list of its host bindings
+    (one container port may be published on several host ports and addresses). A host port 0
+    (the engine chooses one) is "", as in Docker's PortBindings."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for pm in ports:
+        out.setdefault(f"{pm.container_port}/{pm.protocol}", []).append(
+            {"HostIp": pm.host_ip, "HostPort": str(pm.host_port) if pm.host_port else ""})
+    return out

@@ -150,11 +150,11 @@ class LazyNetwork:
     def rename(self, container_id: str, name: str) -> None:
         self.manager.rename(container_id, name)
 
-    def connect(self, container_id: str, network: str, aliases: Sequence[str] = ()) -> str:
+    def connect(self, container_id: str, network: str, aliases: Sequence[str] = ()) -> Attachment:
         return self.manager.connect(container_id, network, aliases)
 
-    def disconnect(self, container_id: str, network: str) -> None:
-        self.manager.disconnect(container_id, network)
+    def disconnect(self, container_id: str, network: str) -> Attachment:
+        return self.manager.disconnect(container_id, network)
 
     def files(self, container_id: str) -> tuple[Path, Path]:
         return self.manager.files(container_id)

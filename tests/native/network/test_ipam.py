@@ -240,3 +240,20 @@ def test_static_ipv6_addresses_are_handed_out_exactly_once(tmp_path: Path) -> No
     with pytest.raises(errors.InvalidArgument, match="has no IPv6"):
         add6("c3", "fd12:3456:789a:2::51", net="v4")
     assert store.container("c3") is None                                # all or nothing
+
+
+def test_an_endpoint_added_later_gets_its_ipv6_address_from_the_same_round_robin(tmp_path: Path) -> None:
+    """`docker network connect` (add_endpoint) allocates on a dual-stack network as attach
+    (add_container) does: both addresses, one round robin, given back at the disconnect."""
+    store = _store(tmp_path)
+    store.add_network(base.NetworkConfig("n", subnet="10.244.0.0/24", ipv6=True, ipv6_subnet="fd12:3456:789a:3::/64"),
+                      bridge="b", pool="x")
+    store.add_network(base.NetworkConfig("v4", subnet="10.243.0.0/24"), bridge="b2", pool="x")
+    assert _add(store, "c1")[0].address6 == "fd12:3456:789a:3::2"
+    _add(store, "c2", nets=("v4",))
+    late = store.add_endpoint("c2", "n", veth="vc2n")
+    assert (late.address, late.address6, late.ifname) == ("10.244.0.3", "fd12:3456:789a:3::3", "eth1")
+    assert _add(store, "c3")[0].address6 == "fd12:3456:789a:3::4"       # after the connect's, not the same
+    assert store.add_endpoint("c3", "v4", veth="vc3v4").address6 is None
+    assert store.remove_endpoint("c2", "n") == late
+    assert [e.address6 for e in store.endpoints(network="n")] == ["fd12:3456:789a:3::2", "fd12:3456:789a:3::4"]

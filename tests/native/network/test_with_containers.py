@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
+import subprocess
 import urllib.request
 
 import pytest
 
 from reconciler.runtime import base
 from reconciler.runtime.native.backend import NativeRuntime
+from reconciler.runtime.native.containers import inspection
+from tests.helpers import subnets
 from tests.helpers.ports import publish_port
 from tests.native.network.conftest import IMAGE, Harness
 
@@ -72,3 +76,58 @@ def test_containers_on_a_dual_stack_network_talk_over_ipv6_and_serve_on_ipv6_loo
     engine.remove_container(web, force=True)
     with pytest.raises(OSError):
         _get(f"http://[::1]:{port}/passwd")
+
+
+def _inside(engine: NativeRuntime, cid: str, *argv: str) -> str:
+    got = engine.exec(cid, list(argv))
+    assert got.exit_code == 0, got.stdout + got.stderr
+    return got.stdout.decode()
+
+
+def test_a_running_container_connected_to_a_dual_stack_network_gets_and_gives_back_its_ipv6_address(
+    harness: Harness, engine: NativeRuntime,
+) -> None:
+    """`docker network connect` of a running container to a dual-stack network: an IPv6 address as a
+    container created there gets (in its namespace, its record, inspect, its peers' hosts files), and
+    after the disconnect and the removal no address, route, neighbour or lease of it is left."""
+    engine.ensure_network(base.NetworkConfig(name="v4only"))
+    subnet6 = ipaddress.IPv6Network(harness.subnet6(7))
+    engine.ensure_network(base.NetworkConfig(name="dual", ipv6=True, ipv6_subnet=str(subnet6)))
+    web = engine.create_container(base.ContainerConfig(name="web", image=IMAGE, command=("sleep", "1000"),
+                                                       networks=("dual",)))
+    engine.start_container(web)
+    client = engine.create_container(base.ContainerConfig(name="client", image=IMAGE, command=("sleep", "1000"),
+                                                          networks=("v4only",)))
+    engine.start_container(client)
+    web6 = engine.inspect_container(web).ip6_addresses["dual"]
+
+    rec = engine.containers.connect_running(client, "dual")
+    client6 = rec.ip6_addresses.get("dual", "")
+    assert ipaddress.IPv6Address(client6) in subnet6
+    assert engine.inspect_container(client).ip6_addresses == {"dual": client6}
+    doc = inspection.document(engine.containers, engine.containers.get(client))
+    assert doc["NetworkSettings"]["Networks"]["dual"]["GlobalIPv6Address"] == client6
+    assert f"inet6 {client6}/{subnet6.prefixlen}" in _inside(engine, client, "ip", "-6", "-o", "addr", "show", "eth1")
+    assert f"{client6}\tclient" in _inside(engine, web, "cat", "/etc/hosts")
+    for src, dst, addr in ((client, "web", web6), (web, "client", client6)):      # by name, both ways
+        ping = _inside(engine, src, "busybox", "ping6", "-c", "1", "-W", "3", dst)
+        assert addr in ping, ping
+
+    rec = engine.containers.disconnect_running(client, "dual")
+    assert (dict(rec.ip_addresses), dict(rec.ip6_addresses)) == ({"v4only": rec.ip_addresses["v4only"]}, {})
+    assert engine.inspect_container(client).ip6_addresses == {}
+    net6 = str(subnet6).split("::")[0]
+    for what in (("addr",), ("route",), ("neigh",)):
+        assert net6 not in _inside(engine, client, "ip", "-6", *what), what
+    assert client6 not in _inside(engine, web, "cat", "/etc/hosts")
+    assert [e.network for e in harness.manager._ipam.endpoints(container_id=client)] == ["v4only"]
+
+    again = engine.containers.connect_running(client, "dual").ip6_addresses["dual"]
+    engine.remove_container(client, force=True)
+    assert [e.address6 for e in harness.manager._ipam.endpoints(network="dual")] == [web6]
+    engine.remove_container(web, force=True)
+    engine.remove_network("dual")
+    assert [n for n in subnets.routed6() if n.overlaps(subnet6)] == []
+    host_neighbours = subprocess.run(["ip", "-6", "neigh", "show"], capture_output=True, text=True,
+                                     check=True).stdout
+    assert [a for a in (client6, again) if a in host_neighbours] == []

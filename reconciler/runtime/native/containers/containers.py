@@ -61,6 +61,8 @@ class Attachment(Protocol):
     @property
     def ip_addresses(self) -> Mapping[str, str]: ...
     @property
+    def ip6_addresses(self) -> Mapping[str, str]: ...     # its networks with IPv6 (dual stack)
+    @property
     def hosts_path(self) -> str | os.PathLike[str] | None: ...
     @property
     def resolv_conf_path(self) -> str | os.PathLike[str] | None: ...
@@ -83,14 +85,20 @@ class NetworkAttacher(Protocol):
 
     def rename(self, container_id: str, name: str) -> None: ...
 
-    def connect(self, container_id: str, network: str, aliases: Sequence[str] = ()) -> str: ...
+    def connect(self, container_id: str, network: str, aliases: Sequence[str] = ()) -> Attachment: ...
 
-    def disconnect(self, container_id: str, network: str) -> None: ...
+    def disconnect(self, container_id: str, network: str) -> Attachment: ...
 
     def files(self, container_id: str) -> tuple[Path, Path]: ...
 
 
 # ---------------------------------------------------------------------------- helpers
+
+def _with_addresses(rec: records.Record, att: Attachment) -> records.Record:
+    """`rec` with its addresses as its attachment holds them (IPv4 and IPv6): after an attach at
+    a start, a connect or a disconnect."""
+    return dataclasses.replace(rec, ip_addresses=dict(att.ip_addresses), ip6_addresses=dict(att.ip6_addresses))
+
 
 def _extra_hosts(extra_hosts: Sequence[str]) -> str:
     """The hosts lines of `--add-host` entries for a container without a network of its own."""
@@ -458,8 +466,7 @@ class ContainerManager(records.RecordStore):
                                       dns_options=config.dns_options, static_ips=config.ipv4_addresses,
                                       static_ips6=config.ipv6_addresses)
             undo.append(lambda: self.network.detach(cid) if self.network else None)
-            netns_path, ips = os.fspath(att.netns_path), dict(att.ip_addresses)
-            ips6 = dict(getattr(att, "ip6_addresses", None) or {})     # a plug may be IPv4 only
+            netns_path, ips, ips6 = os.fspath(att.netns_path), dict(att.ip_addresses), dict(att.ip6_addresses)
             published = tuple(att.ports)
             hosts_src = Path(att.hosts_path) if att.hosts_path else None
             resolv_src = Path(att.resolv_conf_path) if att.resolv_conf_path else None
@@ -540,8 +547,7 @@ class ContainerManager(records.RecordStore):
                     att = self.network.attach(rec.id, name=rec.name, hostname=rec.hostname,
                                               networks=rec.config.networks, ports=rec.config.ports,
                                               aliases=rec.config.aliases)
-                    rec = dataclasses.replace(rec, ip_addresses=dict(att.ip_addresses),   # reconnect() changes them
-                                              ip6_addresses=dict(getattr(att, "ip6_addresses", None) or {}),
+                    rec = dataclasses.replace(_with_addresses(rec, att),     # reconnect() changes them
                                               published=tuple(att.ports))
                 pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec),
                                                  log_size_max=self._log_cap(rec.config),
@@ -747,11 +753,11 @@ class ContainerManager(records.RecordStore):
             self._live_bridge(rec)
             if network in rec.config.networks:
                 raise rterrors.Conflict(f"container {rec.name} is already connected to network {network}")
-            address = self._network().connect(rec.id, network, aliases)
+            att = self._network().connect(rec.id, network, aliases)
             extra = tuple(a for a in aliases if a not in rec.config.aliases)
             cfg = dataclasses.replace(rec.config, networks=(*rec.config.networks, network),
                                       aliases=(*rec.config.aliases, *extra))
-            rec = dataclasses.replace(rec, config=cfg, ip_addresses={**rec.ip_addresses, network: address})
+            rec = _with_addresses(dataclasses.replace(rec, config=cfg), att)
             self._save(rec)
             return rec
 
@@ -763,11 +769,10 @@ class ContainerManager(records.RecordStore):
             self._live_bridge(rec)
             if network not in rec.config.networks:
                 raise rterrors.NotFound(f"container {rec.name} is not connected to network {network}")
-            self._network().disconnect(rec.id, network)
+            att = self._network().disconnect(rec.id, network)
             cfg = dataclasses.replace(rec.config, networks=tuple(n for n in rec.config.networks if n != network)
                                       or ("none",))
-            rec = dataclasses.replace(rec, config=cfg,
-                                      ip_addresses={k: v for k, v in rec.ip_addresses.items() if k != network})
+            rec = _with_addresses(dataclasses.replace(rec, config=cfg), att)
             self._save(rec)
             return rec
 

@@ -485,27 +485,34 @@ class IPAM:
                         f"network {net_name!r} not found (container {container.name!r})",
                         hint="create the network before the containers that use it",
                     )
-                net = _network(row)
-                address = self._allocate(conn, net, static_ips.get(net_name), container.name,
-                                         last=row["last_address"])
-                address6 = self._allocate6(conn, net, container.name, last=row["last_address6"],
-                                           static=static6.get(net_name))
-                ep = EndpointRecord(
-                    network=net_name, address=address, container_id=container.container_id,
-                    position=pos, ifname=f"eth{pos}", veth=veth_name[net_name], address6=address6,
-                )
-                conn.execute(
-                    "INSERT INTO net_endpoints (network, address, container_id, position, ifname, veth, address6)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (ep.network, ep.address, ep.container_id, ep.position, ep.ifname, ep.veth, ep.address6),
-                )
-                if net_name not in static_ips:
-                    conn.execute("UPDATE net_networks SET last_address = ? WHERE name = ?", (address, net_name))
-                if address6 is not None and net_name not in static6:
-                    conn.execute("UPDATE net_networks SET last_address6 = ? WHERE name = ?", (address6, net_name))
-                endpoints.append(ep)
+                endpoints.append(self._insert_endpoint(
+                    conn, row, container.container_id, container.name, position=pos, veth=veth_name[net_name],
+                    static=static_ips.get(net_name), static6=static6.get(net_name)))
             port_records = self._reserve_ports(conn, container, ports, endpoints)
             return endpoints, port_records
+
+    def _insert_endpoint(
+        self, conn: sqlite3.Connection, net_row: sqlite3.Row, container_id: str, who: str, *, position: int,
+        veth: str, static: str | None = None, static6: str | None = None,
+    ) -> EndpointRecord:
+        """A container's endpoint on one network, recorded: its IPv4 address and, on a dual-stack
+        network, its IPv6 one (static, else the next free after the network's last), interface
+        eth<position>. The one place an endpoint is made: at attach and at a connect."""
+        net = _network(net_row)
+        address = self._allocate(conn, net, static, who, last=net_row["last_address"])
+        address6 = self._allocate6(conn, net, who, last=net_row["last_address6"], static=static6)
+        ep = EndpointRecord(network=net.name, address=address, container_id=container_id, position=position,
+                            ifname=f"eth{position}", veth=veth, address6=address6)
+        conn.execute(
+            "INSERT INTO net_endpoints (network, address, container_id, position, ifname, veth, address6)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (ep.network, ep.address, ep.container_id, ep.position, ep.ifname, ep.veth, ep.address6),
+        )
+        if static is None:
+            conn.execute("UPDATE net_networks SET last_address = ? WHERE name = ?", (address, net.name))
+        if address6 is not None and static6 is None:
+            conn.execute("UPDATE net_networks SET last_address6 = ? WHERE name = ?", (address6, net.name))
+        return ep
 
     @staticmethod
     def _allocate(
@@ -646,7 +653,8 @@ class IPAM:
     def add_endpoint(self, container_id: str, network: str, *, veth: str,
                      aliases: Sequence[str] = ()) -> EndpointRecord:
         """One more network for an attached container (`docker network connect` of a running
-        one): an address on it and the next interface (eth<n>); `aliases` join its names."""
+        one): its addresses on it (IPv6 too on a dual-stack network, as at attach) and the next
+        interface (eth<n>); `aliases` join its names."""
         with self._db.tx() as conn:
             row = conn.execute("SELECT * FROM net_containers WHERE container_id = ?", (container_id,)).fetchone()
             if row is None:
@@ -659,13 +667,7 @@ class IPAM:
             if any(r["network"] == network for r in mine):
                 raise errors.Conflict(f"container {row['name']!r} is already attached to network {network!r}")
             pos = max((int(r["position"]) for r in mine), default=-1) + 1
-            address = self._allocate(conn, _network(net_row), None, row["name"], last=net_row["last_address"])
-            ep = EndpointRecord(network=network, address=address, container_id=container_id, position=pos,
-                                ifname=f"eth{pos}", veth=veth)
-            conn.execute("INSERT INTO net_endpoints (network, address, container_id, position, ifname, veth)"
-                         " VALUES (?, ?, ?, ?, ?, ?)", (ep.network, ep.address, ep.container_id, ep.position,
-                                                         ep.ifname, ep.veth))
-            conn.execute("UPDATE net_networks SET last_address = ? WHERE name = ?", (address, network))
+            ep = self._insert_endpoint(conn, net_row, container_id, row["name"], position=pos, veth=veth)
             names = list(dict.fromkeys([*json.loads(row["aliases"]), *aliases]))
             conn.execute("UPDATE net_containers SET aliases = ? WHERE container_id = ?",
                          (json.dumps(names), container_id))

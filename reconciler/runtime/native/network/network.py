@@ -721,9 +721,10 @@ class NetworkManager:
             gateway6=net.gateway6 if default else None, fresh=fresh,
         )
 
-    def connect(self, container_id: str, network: str, aliases: Sequence[str] = ()) -> str:
+    def connect(self, container_id: str, network: str, aliases: Sequence[str] = ()) -> Attachment:
         """Join an attached (running) container to one more network: a veth into its namespace,
-        an address, its name (and `aliases`) in its peers' hosts files there. Its address."""
+        its addresses (IPv6 too on a dual-stack network: the endpoint is made and plugged as at
+        attach), its name (and `aliases`) in its peers' hosts files there. Its attachment now."""
         from reconciler.runtime.native.network import netlink
 
         self._check_container_id(container_id)
@@ -741,17 +742,20 @@ class NetworkManager:
             except BaseException:
                 self._unplug(container_id, network)
                 raise
-            log.info("container connected", container=container_id[:12], network=network, address=ep.address)
-            return ep.address
+            log.info("container connected", container=container_id[:12], network=network, address=ep.address,
+                     address6=ep.address6)
+            return self._attachment(container_id, self._ipam.endpoints(container_id=container_id))
 
-    def disconnect(self, container_id: str, network: str) -> None:
-        """Take a container off one network: its veth (both ends), address and names there."""
+    def disconnect(self, container_id: str, network: str) -> Attachment:
+        """Take a container off one network: its veth (both ends), addresses and names there.
+        Its attachment now."""
         self._check_container_id(container_id)
         with self._locked():
             if not self._ipam.endpoints(network=network, container_id=container_id):
                 raise errors.NotFound(f"container {container_id[:12]} is not connected to network {network!r}")
             self._unplug(container_id, network)
             log.info("container disconnected", container=container_id[:12], network=network)
+            return self._attachment(container_id, self._ipam.endpoints(container_id=container_id))
 
     def _unplug(self, container_id: str, network: str) -> None:
         from reconciler.runtime.native.network import netlink

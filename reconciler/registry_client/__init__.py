@@ -1,4 +1,5 @@
-"""OCI Distribution client on httpx. Imports nothing else of reconciler (it could ship alone).
+"""OCI Distribution client on httpx. Imports nothing else of reconciler but two standalone modules
+(`_dataclass`, and `imagenames`: the reference rule it shares with the planner), so it could ship alone.
 
 Modules (import the module, use its names):
 

@@ -11,11 +11,16 @@ its properties ask these functions); a re-pull of a present tag (runtime/native/
 presence.py) asks them without it: `dataclasses` costs ~60 M instructions to import, three
 times the re-pull's HEAD and lookup (#21).
 
-Nothing imported at load but the registry client's errors (its digest rules when a reference
-has a digest, `ipaddress` when a host is asked about).
+Which registry and repository a name is, and the default tag, are `reconciler/imagenames.py`'s
+(`cut`, `locate`): the one rule the observed state and the planner compare references by too;
+this module adds the validation. Nothing else imported at load but the registry client's errors
+(its digest rules when a reference has a digest, `ipaddress` when a host is asked about).
 """
 
 from __future__ import annotations
+
+from reconciler import imagenames
+from reconciler.imagenames import DEFAULT_REGISTRY, DEFAULT_TAG
 
 # the module itself, not the package's lazy attribute (its __getattr__ imports importlib)
 from reconciler.registry_client.errors import InvalidDigest, InvalidReference
@@ -23,9 +28,7 @@ from reconciler.registry_client.errors import InvalidDigest, InvalidReference
 __all__ = ["DEFAULT_REGISTRY", "DEFAULT_TAG", "DOCKER_HUB_API_HOST", "NAME_TOTAL_MAX", "api_host", "check_tag",
            "is_domain", "is_loopback", "is_path_component", "is_tag", "split", "text"]
 
-DEFAULT_REGISTRY = "docker.io"
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
-DEFAULT_TAG = "latest"
 
 # The rules of normalize.go's regular expressions, checked with sets of characters: `re` (its
 # import, enum's, and compiling them) was ~18 M instructions of a re-pull's ~95 M (#21).
@@ -104,15 +107,10 @@ def split(s: str) -> tuple[str, str, str | None, str | None]:
         raise InvalidReference("empty image reference", hint="write e.g. nginx:1.27 or registry.example/app@sha256:…")
     if s != s.strip() or any(c.isspace() for c in s):
         raise InvalidReference(f"invalid image reference {s!r}: contains whitespace")
-    rest, digest = s, None
-    if "@" in rest:
-        rest, digest = rest.split("@", 1)
+    rest, tag, digest = imagenames.cut(s)
+    if digest is not None:
         _check_digest(s, digest)
-    tag = None
-    slash = rest.rfind("/")
-    colon = rest.rfind(":")
-    if colon > slash:
-        rest, tag = rest[:colon], rest[colon + 1 :]
+    if tag is not None:
         check_tag(tag)
     if not rest:
         raise InvalidReference(f"invalid image reference {s!r}: no repository name")
@@ -133,17 +131,9 @@ def _check_digest(s: str, digest: str) -> None:
 
 def _registry_and_path(s: str, rest: str) -> tuple[str, str]:
     """The registry and repository of `rest` (the reference `s` without tag or digest)."""
-    first, sep, remainder = rest.partition("/")
-    if sep and (first == "localhost" or "." in first or ":" in first):
-        registry, path = first, remainder
-        if not is_domain(registry):
-            raise InvalidReference(f"invalid registry host {registry!r} in {s!r}")
-    else:
-        registry, path = DEFAULT_REGISTRY, rest
-    if registry == "index.docker.io":
-        registry = DEFAULT_REGISTRY
-    if registry == DEFAULT_REGISTRY and "/" not in path:
-        path = f"library/{path}"
+    registry, path = imagenames.locate(rest)
+    if not is_domain(registry):         # docker.io where none is named: only a named one can fail
+        raise InvalidReference(f"invalid registry host {registry!r} in {s!r}")
     for comp in path.split("/"):
         if not is_path_component(comp):
             low = " (repository names must be lowercase)" if comp.lower() != comp else ""

@@ -8,6 +8,8 @@ or volume in use, ImageError on an unknown reference, host-port clashes refused 
 
 What a fake cannot have is simulated simply and deterministically:
 - a "registry": `publish(ref, digest)` makes a reference pullable (tests move tags with it);
+  references are keyed by `imagenames.key`, the rule the native store tags by (`busybox:1` and
+  `docker.io/busybox:1` are one image, `docker.io/library/busybox:1`);
 - a process: a container whose command or args contain "false" exits with code 1 on start,
   any other one runs until stopped, with a made-up PID and an address on each of its networks
   (the next free one of the subnet); it is a PID 1 without signal handlers, so stop ends it as
@@ -35,6 +37,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from reconciler import imagenames
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 
@@ -47,20 +50,6 @@ SUBNETS = ipaddress.IPv4Network("10.89.0.0/16")     # networks without a subnet 
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _norm(ref: str) -> str:
-    name, at, digest = ref.partition("@")
-    first, slash, _ = name.partition("/")
-    if not slash:
-        name = f"docker.io/library/{name}"
-    elif not ("." in first or ":" in first or first == "localhost"):
-        name = f"docker.io/{name}"
-    if at:
-        return f"{name}@{digest}"
-    if ":" not in name.rsplit("/", 1)[-1]:
-        name += ":latest"
-    return name
 
 
 class FakeRuntime:
@@ -112,14 +101,14 @@ class FakeRuntime:
         """Make `ref` pullable at `digest` (default: derived from the ref); returns the digest."""
         digest = digest or "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
         with self._lock:
-            self.s["registry"][_norm(ref)] = digest
+            self.s["registry"][imagenames.key(ref)] = digest
             self._save()
         return digest
 
     # --- images
 
     def resolve_digest(self, ref: str) -> str:
-        n = _norm(ref)
+        n = imagenames.key(ref)
         if "@" in n:
             return n.rpartition("@")[2]
         with self._lock:
@@ -130,7 +119,7 @@ class FakeRuntime:
 
     def pull_image(self, ref: str, *, progress: base.ProgressCallback | None = None) -> base.ImageInfo:
         self._op("pull", ref)
-        n = _norm(ref)
+        n = imagenames.key(ref)
         with self._lock:
             if "@" in n:
                 digest = n.rpartition("@")[2]
@@ -163,7 +152,7 @@ class FakeRuntime:
                               size=1024, created=img["created"], config={})
 
     def _find_image(self, ref: str) -> Mapping[str, Any] | None:
-        n = _norm(ref) if not ref.startswith("sha256:") else ref
+        n = imagenames.key(ref) if not ref.startswith("sha256:") else ref
         for img in self.s["images"].values():
             if ref == img["id"] or n in img["repo_tags"] or n == f"{img['repo']}@{img['digest']}":
                 return dict(img)

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from reconciler import imagenames
 from reconciler._dataclass import dataclass
 from reconciler.errors import TerminalError
 
@@ -421,11 +422,9 @@ def _cap(name: str) -> str:
 
 
 def registry_of(ref: str) -> str:
-    """The registry host[:port] of an image reference, as Docker reads it (docker.io by default)."""
-    first, sep, _ = ref.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
-        return first.lower()
-    return "docker.io"
+    """The registry host[:port] of an image reference, as Docker reads it (docker.io by default,
+    and for index.docker.io: `imagenames.locate`, the one rule), in lower case."""
+    return imagenames.locate(imagenames.cut(ref)[0])[0].lower()
 
 
 def beneath(base: str, path: str) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import field
 
+from reconciler import imagenames
 from reconciler._dataclass import dataclass
 from reconciler.state import labels as labelmod
 
@@ -30,19 +31,11 @@ __all__ = [
 
 
 def normalize_ref(ref: str) -> str:
-    """`busybox` → `docker.io/library/busybox:latest`; digests and explicit tags kept."""
-    name, at, digest = ref.partition("@")
-    first, slash, _rest = name.partition("/")
-    if not slash:
-        name = f"docker.io/library/{name}"
-    elif not ("." in first or ":" in first or first == "localhost"):
-        name = f"docker.io/{name}"
-    last = name.rsplit("/", 1)[-1]
-    if at:          # `name:tag@digest` is `name@digest` (the digest decides; reconciler.lock writes these)
-        return f"{name.removesuffix(last)}{last.split(':', 1)[0]}@{digest}"
-    if ":" not in last:
-        name = f"{name}:latest"
-    return name
+    """What `ref` names, in the one form the local images and the resolved digests are keyed by:
+    `busybox` and `docker.io/busybox` → `docker.io/library/busybox:latest`, `x:1@sha256:...` →
+    `docker.io/library/x@sha256:...` (the digest decides; reconciler.lock writes these). The
+    rule is `imagenames.key`, the registry client's parse and the engines' tags alike."""
+    return imagenames.key(ref)
 
 
 def is_pinned(ref: str) -> bool:

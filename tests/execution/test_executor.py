@@ -412,3 +412,27 @@ def test_stopping_cuts_a_health_gate_short_and_rolls_the_update_back(
     assert "the reconciler is stopping; rolled back to the previous container" in change.detail
     assert rt.config_of("web").env == {"V": "1"}
     assert rt.inspect_container("web").status == "running"
+
+
+@pytest.mark.parametrize(("published", "written"), [
+    ("docker.io/busybox:1", "docker.io/busybox:1"),
+    ("busybox:1", "docker.io/busybox:1"),                      # as Docker Hub and `docker pull` name it
+    ("docker.io/library/busybox:1", "index.docker.io/busybox:1"),
+])
+def test_a_docker_hub_tag_however_written_is_pulled_once_and_the_next_pass_plans_nothing(
+        tmp_path: Path, db: Database, published: str, written: str) -> None:
+    """The observed images and the manifest's reference are normalised by one rule (imagenames):
+    `docker.io/busybox:1` is the `docker.io/library/busybox:1` an engine records, so a converged
+    host is in sync, not pulled again every pass."""
+    rt = FakeRuntime()
+    digest = rt.publish(published)
+    m = tmp_path / "m"
+    write(m, "a.yaml", container_doc("web", image=written))
+    first = apply(m, rt, db)
+    assert first.converged, first.plan.render()
+    assert [a.kind for a in first.plan.actions if a.kind == Kind.PULL_IMAGE] == [Kind.PULL_IMAGE]
+    assert [i.repo_tags for i in rt.list_images()] == [("docker.io/library/busybox:1",)]
+    second = apply(m, rt, db)
+    assert second.plan.is_empty(), second.plan.render()
+    assert [op for op, _ in rt.calls].count("pull") == 1
+    assert rt.list_containers()[0].labels["reconciler.image-digest"] == digest

@@ -165,3 +165,42 @@ def test_start_first_update_starts_the_new_container_before_stopping_the_old(
         rt.close()
     assert host.cli("apply", str(m)) == 0                   # converged: nothing more to do
     assert host.ids() == second
+
+
+def test_a_docker_io_reference_finds_the_image_the_native_store_tagged_and_plans_no_pull(
+        tmp_path: Path, host: Host, busybox_image: str) -> None:
+    """The native store records `docker.io/busybox:1` as `docker.io/library/busybox:1` (the
+    registry client's parse); the observed state keys it by the same rule, so a manifest that
+    writes it either way finds it and plans no pull (before: `pull-image ... not present
+    locally` on every pass). No registry of the internet is asked: the tag is given locally
+    and the planner is asked with nothing resolved."""
+    from reconciler import spec
+    from reconciler.execution import observing
+    from reconciler.planning import actions, planner
+    from reconciler.state import inventory
+
+    assert host.cli("pull", "-q", busybox_image) == 0
+    write(tmp_path / "m", "web.yaml", """
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {name: web}
+        spec: {image: "docker.io/busybox:1", command: [sleep, "3600"]}
+        ---
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {name: api}
+        spec: {image: "index.docker.io/library/busybox:1", command: [sleep, "3600"]}
+        """)
+    rt = host.runtime()
+    try:
+        rt.tag_image(busybox_image, "docker.io/busybox:1")
+        recorded = [t for i in rt.list_images() for t in i.repo_tags if "busybox:1" in t]
+        observed = observing.observe(rt)
+    finally:
+        rt.close()
+    assert recorded == ["docker.io/library/busybox:1"]
+    plan = planner.plan(spec.load(tmp_path / "m"), observed, inventory.Inventory(),
+                        planner.PlanOptions(owner="default"))
+    assert [a.render() for a in plan.actions if a.kind == actions.ActionKind.PULL_IMAGE] == []
+    assert {a.resource for a in plan.actions if a.kind == actions.ActionKind.CREATE} == {
+        "container:web", "container:api"}

@@ -222,6 +222,8 @@ def test_registry_of_reads_references_like_docker() -> None:
     assert policy.registry_of("127.0.0.1:5000/a/b:1") == "127.0.0.1:5000"
     assert policy.registry_of("localhost/app:latest") == "localhost"
     assert policy.registry_of("Ghcr.IO/x/y") == "ghcr.io"
+    assert policy.registry_of("index.docker.io/library/busybox") == "docker.io"     # Docker Hub's old name
+    assert policy.registry_of("[::1]:5000/x@sha256:" + "a" * 64) == "[::1]:5000"
 
 
 def test_the_agent_defaults_git_sources_to_restricted_and_directories_to_host(tmp_path: Path) -> None:

@@ -37,6 +37,8 @@ def test_labels_round_trip_and_user_labels_cannot_forge_ownership() -> None:
 @pytest.mark.parametrize(("ref", "norm"), [
     ("busybox", "docker.io/library/busybox:latest"),
     ("library/busybox:1", "docker.io/library/busybox:1"),
+    ("docker.io/busybox:1", "docker.io/library/busybox:1"),        # as the native store tags it
+    ("index.docker.io/library/busybox", "docker.io/library/busybox:latest"),
     ("127.0.0.1:5000/a/b", "127.0.0.1:5000/a/b:latest"),
     ("localhost/x:2", "localhost/x:2"),
     ("reg.io/a@sha256:" + "1" * 64, "reg.io/a@sha256:" + "1" * 64),

@@ -796,15 +796,16 @@ class Agent:
 
         return [listing.image_summary(i) for i in self._native().list_images()]
 
-    def pull_if_present(self, ref: str) -> Mapping[str, Any]:
+    def pull_if_present(self, ref: str, *, missing: bool = False) -> Mapping[str, Any]:
         """`reconcile pull REF` when the engine holds the image REF names now (one HEAD, in the
-        agent, whose engine and registry client are loaded already): the progress events the
-        pull made, its digest and the name it is shown by. 404 when a pull would download: the
-        CLI then pulls itself."""
+        agent, whose engine and registry client are loaded already; none with `missing`,
+        `--pull=missing`: the image held is the answer): the progress events the pull made, its
+        digest and the name it is shown by. 404 when a pull would download: the CLI then pulls
+        itself."""
         store = self._native().image_store
         events: list[tuple[str, Mapping[str, Any]]] = []
         try:
-            info = store.pull_if_present(ref, progress=lambda e, d: events.append((e, dict(d))))
+            info = store.pull_if_present(ref, progress=lambda e, d: events.append((e, dict(d))), missing=missing)
         except ReconcilerError as e:
             raise apierr.Conflict(e.message, hint=e.hint) from None     # the CLI pulls itself, and says why
         if info is None:

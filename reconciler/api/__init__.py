@@ -20,7 +20,8 @@
     GET  /v1/containers/<name>        what `reconcile inspect` shows of one
     GET  /v1/containers/<name>/logs?follow=&since=&tail=   its output, JSON lines (s, t, d)
     GET  /v1/images                   what `reconcile images` shows
-    POST /v1/pull                     {"ref": IMAGE}: `reconcile pull` of an image present (404: absent)
+    POST /v1/pull                     {"ref": IMAGE, "pull": "always"|"missing"}: `reconcile pull` of an
+                                      image present (404: absent; "missing": no registry request)
     POST /v1/rollback                 {"source": name, "revision": id?}: pin an older revision
     GET  /metrics                     Prometheus text format
 """

@@ -64,7 +64,7 @@ class AgentView(Protocol):
 
     def images(self) -> Sequence[Mapping[str, Any]]: ...
 
-    def pull_if_present(self, ref: str) -> Mapping[str, Any]: ...
+    def pull_if_present(self, ref: str, *, missing: bool = False) -> Mapping[str, Any]: ...
 
     def build(self, options: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]: ...
 
@@ -257,9 +257,10 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                 self._listing(q, list(view.images()), listing.IMAGES_FLAGS, listing.images_text)
             elif path == "/v1/pull" and method == "POST":
                 body = self._body()
-                if not isinstance(body.get("ref"), str):
-                    raise errors.BadRequest('POST a JSON object {"ref": IMAGE}')
-                self._json(200, view.pull_if_present(body["ref"]))
+                policy = body.get("pull", "always")        # a client before --pull=missing sends none
+                if not isinstance(body.get("ref"), str) or policy not in ("always", "missing"):
+                    raise errors.BadRequest('POST a JSON object {"ref": IMAGE, "pull": "always" or "missing"}')
+                self._json(200, view.pull_if_present(body["ref"], missing=policy == "missing"))
             elif path == "/v1/build" and method == "POST":          # `reconcile build` (#21)
                 body = self._body()
                 if not isinstance(body.get("options"), dict):

@@ -154,10 +154,12 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     progress = None if args.quiet else Progress(args.ref, out, tty=out.isatty())
     # an image present is answered by the agent that holds the root, if one runs (#21): this
-    # process then loads no engine code at all; else from the state DB and one plain HEAD
+    # process then loads no engine code at all; else from the state DB and one plain HEAD (none
+    # with --pull=missing, which the agent honours too; one older than the field makes its HEAD,
+    # and a tag it finds moved is then answered here from the state DB, as without an agent)
     native = engines.is_native(args)
-    served = None if args.platform or not native else _agentapi.served(args, "/v1/pull", {"ref": args.ref},
-                                                                       timeout=120.0)
+    served = None if args.platform or not native else _agentapi.served(
+        args, "/v1/pull", {"ref": args.ref, "pull": args.pull}, timeout=120.0)
     if served is None and native and not args.platform:
         served = _present(args)
     if served is not None:

@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,3 +134,47 @@ def test_ps_inspect_and_images_are_served_by_the_agent_and_print_what_they_print
     read_here = outputs(a, busybox_image)
     assert "_sqlite3" in engine_modules(loaded(a, busybox_image))  # it read the root itself
     assert read_here == served
+
+
+def test_pull_missing_through_the_agent_asks_no_registry_and_prints_what_it_prints_without_one(
+        native_agent: AgentProc, busybox_image: str, registry: Any) -> None:
+    """`reconcile pull --pull=missing` of a present tag sends no request at all, also when the
+    agent answers it (it predates the flag: it made its one HEAD); a plain re-pull still makes
+    one HEAD; the agent refuses a policy it does not know; and what both print is what they
+    print when the CLI reads the root itself."""
+    from tests.helpers.fault_server import FaultProxy
+
+    proxy = FaultProxy(registry.port).start()
+    a = native_agent
+    try:
+        image = busybox_image.replace(registry.host, proxy.host)
+        assert reconcile(a, "pull", "-q", image).returncode == 0       # present before the agent runs
+        a.start()
+
+        def pulled(*argv: str) -> tuple[tuple[int, str, str], list[str]]:
+            """What `reconcile pull ARGV IMAGE` printed, and the requests the registry got."""
+            before = len(proxy.requests())
+            proc = reconcile(a, "pull", *argv, image)
+            return (proc.returncode, proc.stdout, proc.stderr), [f"{r.method} {r.path}" for r in
+                                                                   proxy.requests()[before:]]
+
+        served_missing, asked = pulled("--pull=missing")
+        assert asked == []
+        assert served_missing[0] == 0, served_missing
+        assert f"Status: Image is up to date for {image}\n" in served_missing[1]
+        served_always, asked = pulled()
+        assert asked == [f"HEAD /v2/{image.split('/', 1)[1].rsplit(':', 1)[0]}/manifests/latest"]
+        assert served_always[0] == 0, served_always
+        proc = reconcile(a, "pull", "--pull=missing", image, importtime=True)
+        assert engine_modules(modules_of(proc)) == []                     # the agent answered it
+        status, _ = thin_api.request(str(a.socket), "POST", "/v1/pull", {"ref": image, "pull": "never"})
+        assert status == 400
+
+        a.kill9()                                                   # its agent.json stays, nobody answers
+        read_missing, asked = pulled("--pull=missing")
+        assert asked == []
+        read_always, asked = pulled()
+        assert len(asked) == 1
+        assert (read_missing, read_always) == (served_missing, served_always)
+    finally:
+        proxy.stop()

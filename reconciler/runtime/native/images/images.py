@@ -263,21 +263,27 @@ class ImageStore:
         r = self.parse(ref)
         return str(r) if r.tag or not r.digest else f"{r.name}@{r.digest}"
 
-    def pull_if_present(self, ref: str, *, progress: base.ProgressCallback | None = None) -> base.ImageInfo | None:
+    def pull_if_present(self, ref: str, *, progress: base.ProgressCallback | None = None,
+                        missing: bool = False) -> base.ImageInfo | None:
         """What `pull` does when the store holds the image `ref` names now (after one HEAD for a
         tag, none for a digest): tag it and return it. None, having downloaded nothing, when a
-        pull would download (the agent answers re-pulls this way, #21)."""
-        return self._pull_or_present(ref, progress, download=False)
+        pull would download (the agent answers re-pulls this way, #21). With `missing`
+        (`reconcile pull --pull=missing`): the image the store holds for the tag, with no request
+        at all; None when it holds none complete."""
+        return self._pull_or_present(ref, progress, download=False, ask=not missing)
 
-    def _pull_or_present(self, ref: str, progress: base.ProgressCallback | None, *,
-                         download: bool, auth: Mapping[str, Any] | None = None) -> base.ImageInfo | None:
+    def _pull_or_present(self, ref: str, progress: base.ProgressCallback | None, *, download: bool,
+                         auth: Mapping[str, Any] | None = None, ask: bool = True) -> base.ImageInfo | None:
+        """`ask`: whether the registry may be asked what a tag names now (else only what the
+        store holds answers, and None when it holds nothing: `download` must then be False)."""
         r = self.parse(ref)
         factory = self.client_factory_for(r.registry, auth)
         emit = progress or (lambda _e, _d: None)
-        if factory is _default_client and r.tag and not r.digest:
-            # the plain HEAD of `present`: no httpx client (its CA bundle alone costs ~85 ms);
-            # a store given its own client (a transport, credentials) always uses that
-            found = present(self.config, ref)
+        if (factory is _default_client or not ask) and r.tag and not r.digest:
+            # the plain HEAD of `present` (none without `ask`): no httpx client (its CA bundle
+            # alone costs ~85 ms); a store given its own client (a transport, credentials)
+            # always asks with that
+            found = present(self.config, ref, head=ask)
             if found is not None:
                 emit("resolve", {"ref": str(r), "digest": found.digest})
                 emit("done", {"id": found.image_id, "digest": found.digest, "status": "up to date"})
@@ -289,6 +295,8 @@ class ImageStore:
                     self._tag(r, known, r.digest)
                     emit("done", {"id": known, "digest": r.digest, "status": "up to date"})
                     return self.get(known)
+            if not ask:
+                return None
             try:
                 with factory() as client:
                     desc = client.resolve(r)

@@ -618,8 +618,10 @@ class Agent:
             error = src.fetch_error
         elif ks.last_error is not None:
             error = ks.last_error
+        # the one verdict `reconcile status` (its flag and exit code) and the dashboard show
+        degraded = bool(error or src.last_failures or down or src.last_result not in (None, "converged"))
         return {
-            "name": name, "owner": src.cfg.owner, "kind": src.cfg.kind,
+            "name": name, "owner": src.cfg.owner, "kind": src.cfg.kind, "degraded": degraded,
             "origin": _origin(src.cfg), "suspended": ks.suspended,
             "pinned": src.pinned.id if src.pinned else None,
             "revision": src.applied.id if src.applied else None,

@@ -109,7 +109,8 @@ def _source_rows(sources: Sequence[Mapping[str, Any]]) -> list[list[str]]:
     rows = []
     for s in sources:
         result = s.get("last_result") or "-"
-        problems = s.get("error") or "\n".join(s.get("failures") or ())
+        problems = s.get("error") or "\n".join([*(s.get("failures") or ()), *(
+            f"down now: container {n}: {why}" for n, why in sorted((s.get("down") or {}).items()))])
         rows.append([
             f"<b>{_e(s.get('name'))}</b><br><span class=\"muted\">{_e(s.get('origin'))}</span>",
             f"<code>{_e((s.get('revision') or '-')[:12])}</code>" + (" (pinned)" if s.get("pinned") else ""),

@@ -19,22 +19,39 @@ __all__ = ["AgentEngine", "add_socket_flag", "client", "engine", "printed", "run
 def add_socket_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--socket", default=None,
                         help="the agent's API socket (default: $RECONCILER_SOCKET, the socket named in "
-                        "<root>/agent.json, or /run/reconciler/reconciler.sock)")
+                        "<root>/agent.json, or for the default root /run/reconciler/reconciler.sock)")
 
 
-def socket_path(args: argparse.Namespace) -> str:
+def socket_path(args: argparse.Namespace) -> str | None:
     """The API socket of the agent these options name (it may not be running): --socket,
-    $RECONCILER_SOCKET, the one `<root>/agent.json` names, or the default."""
+    $RECONCILER_SOCKET, the one `<root>/agent.json` names, or the default, for the default state
+    root only. None for another root with no agent.json: an agent on the default socket holds
+    the default root, and status, events, reconcile-now or rollback must not answer or act for
+    it when `--root X` was asked about."""
     from reconciler.api.thin import DEFAULT_SOCKET
+    from reconciler.runtime.native.locations import DEFAULT_ROOT
 
-    return args.socket or os.environ.get("RECONCILER_SOCKET") or _agent_socket(args) or DEFAULT_SOCKET
+    given = args.socket or os.environ.get("RECONCILER_SOCKET") or _agent_socket(args)
+    if given:
+        return str(given)
+    root = getattr(args, "root", None)
+    if root and os.path.realpath(root) != os.path.realpath(DEFAULT_ROOT):
+        return None
+    return DEFAULT_SOCKET
 
 
 def client(args: argparse.Namespace) -> Any:
     """An ApiClient for the agent these options name (it may not be running)."""
     from reconciler.api import client as api_client
 
-    return api_client.ApiClient(socket_path(args))
+    path = socket_path(args)
+    if path is None:
+        from reconciler.api import errors
+
+        raise errors.AgentUnreachable(
+            f"no agent runs for the state root {args.root} (it has no agent.json)",
+            hint="start one with that root (`reconcile agent --config ...`), or pass --socket")
+    return api_client.ApiClient(path)
 
 
 def served(args: argparse.Namespace, path: str, body: Any = None, *, timeout: float = 30.0,

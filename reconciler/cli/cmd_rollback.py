@@ -15,7 +15,6 @@ With a running agent on the root (its agent.json, $RECONCILER_SOCKET or --socket
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
@@ -49,17 +48,12 @@ def register(subparsers: Any) -> None:
 
 def _agent(args: argparse.Namespace) -> Any:
     """The API client of an agent running for this root, or None."""
-    import json
-    from pathlib import Path
-
     from reconciler.api import client as api_client
+    from reconciler.cli import _agentapi
 
-    path = args.socket or os.environ.get("RECONCILER_SOCKET")
-    if not path:
-        try:
-            path = json.loads((Path(args.root) / "agent.json").read_text()).get("socket")
-        except (OSError, ValueError):
-            return None
+    path = _agentapi.socket_path(args)         # the one rule for which agent a root's commands ask
+    if path is None:
+        return None
     api = api_client.ApiClient(path)
     return api if (args.socket or api.available()) else None
 

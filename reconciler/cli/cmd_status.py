@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.cli import _agentapi, output
 
     path = _agentapi.socket_path(args)
+    if path is None:
+        return _offline(args, f"no agent holds {args.root}: it has no agent.json")
     try:        # the thin client: http.client would load email and ssl (#21, start-up budget)
         status, doc = thin.request(path, "GET", "/v1/status")
     except (OSError, ValueError) as e:
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
         raise errors.from_status(status, str(doc.get("error")), doc.get("hint"))
     output.render(args, doc, lambda: _print(doc))
-    bad = any(s.get("error") or s.get("failures") or s.get("down") for s in doc["sources"])
+    bad = any(s["degraded"] for s in doc["sources"])
     return 1 if bad else 0
 
 
@@ -63,8 +65,7 @@ def _print(doc: dict[str, Any]) -> None:
     a = doc["agent"]
     print(f"agent pid {a['pid']} ({a['runtime']}), up {int(time.time() - a['started_at'])}s, root {a['root']}")
     for s in doc["sources"]:
-        degraded = s["error"] or s["failures"] or s["last_result"] not in (None, "converged")
-        flags = [x for x in ("degraded" if degraded else "", "suspended" if s["suspended"] else "",
+        flags = [x for x in ("degraded" if s["degraded"] else "", "suspended" if s["suspended"] else "",
                              f"pinned {s['pinned'][:12]}" if s["pinned"] else "") if x]
         print(f"\nsource {s['name']} ({s['kind']} {s['origin']}, owner {s['owner']})"
               + (f" [{', '.join(flags)}]" if flags else ""))

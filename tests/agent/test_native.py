@@ -305,6 +305,13 @@ def test_status_and_metrics_show_a_container_down_between_passes(
                                 check=False, cwd=Path(__file__).resolve().parents[2])
         assert status.returncode == 1, status.stdout + status.stderr
         assert "down now: container web" in status.stdout
+        assert "[degraded]" in status.stdout                       # the header agrees with the exit code
+        assert a.source("host")["degraded"] is True
+        from reconciler.api import thin
+
+        code, _, page = thin.text(str(a.socket), "/")               # and so does the dashboard
+        assert code == 200
+        assert "down now: container web" in page
     finally:
         a.stop()
         rt = engine(a)

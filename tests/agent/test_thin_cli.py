@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -178,3 +179,34 @@ def test_pull_missing_through_the_agent_asks_no_registry_and_prints_what_it_prin
         assert (read_missing, read_always) == (served_missing, served_always)
     finally:
         proxy.stop()
+
+
+def test_commands_for_a_root_without_an_agent_never_ask_the_default_agent(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--root X` with no agent of its own (no X/agent.json): status answers from X's state DB
+    and says no agent holds X, events and reconcile-now fail naming X, rollback applies X's own
+    kept revision. The default socket (an agent there holds the default root) is not asked: it
+    was, so with a host agent running these answered, or acted, for the host's root."""
+    from reconciler.cli import _agentapi
+    from reconciler.cli.main import main
+
+    monkeypatch.delenv("RECONCILER_SOCKET", raising=False)
+    root = tmp_path / "root"
+    root.mkdir()
+    args = SimpleNamespace(root=str(root), socket=None)
+    assert _agentapi.socket_path(args) is None
+    default = SimpleNamespace(root="/var/lib/reconciler", socket=None)
+    assert _agentapi.socket_path(default) == "/run/reconciler/reconciler.sock"
+    monkeypatch.setenv("RECONCILER_SOCKET", str(tmp_path / "named.sock"))
+    assert _agentapi.socket_path(args) == str(tmp_path / "named.sock")     # named: asked
+    monkeypatch.delenv("RECONCILER_SOCKET")
+
+    capsys.readouterr()
+    assert main(["status", "--root", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert f"no agent is running (no agent holds {root}" in out
+    assert "/run/reconciler" not in out
+    for argv in (["events", "--root", str(root)], ["reconcile-now", "--root", str(root)]):
+        assert main(argv) != 0
+        err = capsys.readouterr().err
+        assert f"no agent runs for the state root {root}" in err, err

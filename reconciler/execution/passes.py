@@ -222,8 +222,8 @@ def _check_refusals(desired: models.DesiredState, runtime: base.ServiceEngine) -
             problems.append(spec_errors.Problem(file=c.origin.file, line=c.origin.line, column=c.origin.column,
                                                 kind="Container", name=name, field=where, message=why))
     if problems:
-        raise spec_errors.SpecError(problems, hint="these only make sense on one host: change them for the "
-                                    "cluster (docs/swarm.md), or apply to a single-host runtime")
+        raise spec_errors.SpecError(problems, hint="the cluster cannot run these: change them for it "
+                                    "(docs/swarm.md), or apply to a single-host runtime")
 
 
 def _builds_due(

@@ -3,8 +3,12 @@ where a rollout stands, and which engine DOCKER_HOST names. No engine needed."""
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +19,8 @@ from reconciler.runtime.swarm import rollout, services
 from tests.planning.builders import container
 
 NS = 1_000_000_000
+API = "1.41"            # Docker 20.10's Engine API (Debian 12's dockerd, the tests' swarm)
+NEWEST = max((since for _, since, _ in services.SINCE.values()), key=lambda v: tuple(map(int, v.split("."))))
 
 
 def full_config() -> base.ContainerConfig:
@@ -187,23 +193,210 @@ def test_one_host_fields_are_refused_naming_them() -> None:
     config = base.ContainerConfig(
         name="web", image="i", mounts=(base.Mount("volume", "/d", "data"), base.Mount("bind", "/c", "/srv/c")),
         ports=(base.PortMapping(80, 8080), base.PortMapping(443, 8443, host_ip="127.0.0.1")))
-    assert services.refusals(config) == [
+    assert services.refusals(config, api_version=API) == [
         "spec.volumes[1]: /srv/c:/c is a host bind mount, but a service's copies run on any node of the "
         "cluster; use a named Volume, or pin the service to one node (spec.placement.constraints: "
         "[node.hostname==NODE])",
         "spec.ports[1]: a service publishes on every address of its node, not on 127.0.0.1 alone; "
         "write 8443:443/tcp",
     ]
-    assert services.refusals(base.ContainerConfig(name="ok", image="i", ports=(base.PortMapping(80, 8080),))) == []
-    assert services.refusals(base.ContainerConfig(name="p", image="i", privileged=True, devices=("/dev/fuse:/dev/fuse:rwm",))) == [
+    assert services.refusals(base.ContainerConfig(name="ok", image="i", ports=(base.PortMapping(80, 8080),)), api_version=API) == []
+    assert services.refusals(base.ContainerConfig(name="p", image="i", privileged=True, devices=("/dev/fuse:/dev/fuse:rwm",)), api_version=API) == [
         "spec.privileged: a Swarm service cannot be privileged; name the capabilities it needs (capAdd), or run it "
         "with a single-host agent",
         "spec.devices[0]: a Swarm service cannot have a host device (/dev/fuse); run it with a single-host agent on "
         "the host that has the device"]
     assert services.refusals(base.ContainerConfig(name="f", image="i", networks=("front", "back"),
-                                                  ipv4_addresses={"back": "10.0.9.5"})) == [
+                                                  ipv4_addresses={"back": "10.0.9.5"}), api_version=API) == [
         "spec.networks[1]: a Swarm service's tasks get their addresses from Swarm, not a fixed one; remove "
         "ipv4Address/ipv6Address, or run it with a single-host agent"]
+
+
+# -- every field of a ContainerConfig is in the service's spec or refused ------------------------
+
+def _leaves(cls: type, prefix: str = "") -> list[str]:
+    """The leaf fields of dataclass `cls`, as paths: "resources.cpus", "mounts[].target"."""
+    out = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if isinstance(hint, types.UnionType) and len(args) == 1:
+            hint = args[0]                                         # Healthcheck | None
+        if typing.get_origin(hint) is tuple and dataclasses.is_dataclass(typing.get_args(hint)[0]):
+            out += _leaves(typing.get_args(hint)[0], f"{prefix}{f.name}[].")
+        elif dataclasses.is_dataclass(hint):
+            out += _leaves(typing.cast(type, hint), f"{prefix}{f.name}.")
+        else:
+            out.append(prefix + f.name)
+    return out
+
+
+def _set(obj: Any, path: str, value: Any) -> Any:
+    """`obj` with the field at `path` (a `_leaves` path; [] is the first item) set to `value`."""
+    head, _, rest = path.partition(".")
+    if head.endswith("[]"):
+        items = getattr(obj, head[:-2])
+        return replace(obj, **{head[:-2]: (_set(items[0], rest, value), *items[1:])})
+    return replace(obj, **{head: _set(getattr(obj, head), rest, value) if rest else value})
+
+
+BASE = base.ContainerConfig(
+    name="web", image="reg:5000/web:1", networks=("net",), ports=(base.PortMapping(80, 8080),),
+    mounts=(base.Mount("tmpfs", "/t", options=("size=1m",)),), restart=base.RestartPolicy("on-failure", 1),
+    healthcheck=base.Healthcheck(("CMD", "true")), resources=base.Resources(memory=64 << 20),
+    ulimits=(base.Ulimit("nofile", 10, 20),))
+VOLUME = replace(BASE, mounts=(base.Mount("volume", "/d", "data"),))
+SECRET = replace(BASE, mounts=(base.Mount("secret", "/run/secrets/pw", "pw", read_only=True, data=b"pw",
+                                          options=("mode=0400", "uid=0", "gid=0", "digest=sha256:" + "1" * 64)),))
+PINNED = replace(BASE, mounts=(base.Mount("bind", "/c", "/srv/c"),), constraints=("node.hostname==n1",))
+
+# a value other than its base's for every leaf field, and the base (BASE unless named) it is set in
+CHANGES: dict[str, tuple[Any, base.ContainerConfig]] = {
+    "name": ("api", BASE), "image": ("reg:5000/web:2", BASE), "command": (("/bin/web",), BASE),
+    "args": (("-v",), BASE), "env": ({"A": "1"}, BASE), "user": ("app", BASE), "workdir": ("/srv", BASE),
+    "hostname": ("web1", BASE), "labels": ({"tier": "front"}, BASE),
+    "ports[].container_port": (81, BASE), "ports[].host_port": (8081, BASE), "ports[].protocol": ("udp", BASE),
+    "ports[].host_ip": ("127.0.0.1", BASE), "ports[].ingress": (True, BASE),
+    "networks": (("other",), BASE), "aliases": (("www",), BASE),
+    "mounts[].type": ("volume", BASE), "mounts[].target": ("/u", BASE), "mounts[].source": ("other", VOLUME),
+    "mounts[].read_only": (True, BASE), "mounts[].options": (("size=2m",), BASE),
+    "mounts[].relative": (True, PINNED),
+    "mounts[].data": (None, SECRET),            # a secret file whose content no record keeps: refused at create
+    "restart.name": ("always", BASE), "restart.max_retries": (2, BASE),
+    "healthcheck.test": (("CMD", "false"), BASE), "healthcheck.interval": (2.0, BASE),
+    "healthcheck.timeout": (2.0, BASE), "healthcheck.retries": (4, BASE), "healthcheck.start_period": (1.0, BASE),
+    "resources.memory": (128 << 20, BASE), "resources.cpus": (0.5, BASE), "resources.pids": (100, BASE),
+    "resources.memory_reservation": (32 << 20, BASE), "resources.cpu_shares": (512, BASE),
+    "resources.cpuset": ("0", BASE), "resources.memory_swap": (128 << 20, BASE),
+    "read_only": (True, BASE), "cap_add": (("CAP_NET_ADMIN",), BASE), "cap_drop": (("CAP_MKNOD",), BASE),
+    "stop_signal": ("SIGQUIT", BASE), "stop_timeout": (3.0, BASE), "init": (True, BASE), "replicas": (2, BASE),
+    "update.order": ("start-first", replace(BASE, ports=())), "update.on_failure": ("pause", BASE),
+    "update.monitor": (2.0, BASE), "global_mode": (True, BASE), "constraints": (("node.role==worker",), BASE),
+    "spread": (("node.labels.zone",), BASE), "sysctls": ({"net.core.somaxconn": "1024"}, BASE),
+    "ulimits[].name": ("nproc", BASE), "ulimits[].soft": (11, BASE), "ulimits[].hard": (21, BASE),
+    "shm_size": (128 << 20, BASE), "extra_hosts": (("db:10.0.0.5",), BASE), "dns": (("10.0.0.53",), BASE),
+    "dns_search": (("example.org",), BASE), "tty": (True, BASE), "stdin_open": (True, BASE),
+    "no_new_privileges": (True, BASE), "dns_options": (("ndots:2",), BASE), "oom_score_adj": (500, BASE),
+    "group_add": (("audio",), BASE), "privileged": (True, BASE), "devices": (("/dev/fuse:/dev/fuse:rwm",), BASE),
+    "domainname": ("example.org", BASE),
+    "reservations.memory": (32 << 20, BASE), "reservations.cpus": (0.25, BASE), "reservations.pids": (10, BASE),
+    "reservations.memory_reservation": (1, BASE), "reservations.cpu_shares": (1, BASE),
+    "reservations.cpuset": ("0", BASE), "reservations.memory_swap": (1, BASE),
+    "secret_env": ({"PW": "sha256:" + "2" * 64}, replace(BASE, env={"PW": "x"})),
+    "ipv4_addresses": ({"net": "10.0.9.5"}, BASE), "ipv6_addresses": ({"net": "fd00::5"}, BASE),
+    "log_driver": ("json-file", BASE), "log_options": ({"max-size": "1m"}, BASE),
+}
+
+
+def outcome(config: base.ContainerConfig, api_version: str) -> tuple[list[str], Any]:
+    """What a cluster makes of `config`: its refusals, and its service spec (or why there is none)."""
+    try:
+        spec: Any = services.service_spec(config, {services.secret_name(config.name, m): "sid"
+                                                   for m in config.mounts if m.type == "secret"})
+    except errors.InvalidArgument as exc:
+        spec = str(exc)
+    if any(m.type == "secret" and m.data is None for m in config.mounts):
+        spec = "no content"             # (the backend refuses to make a secret of none: _ensure_secrets)
+    return services.refusals(config, api_version=api_version), spec
+
+
+def test_every_container_field_is_in_the_service_spec_or_refused() -> None:
+    """Set one field at a time: the spec changes (no field silently dropped, no update that
+    changes nothing) or the config is refused. A field added to ContainerConfig fails here
+    until it has a value in CHANGES, and then until services.py maps or refuses it."""
+    assert sorted(CHANGES) == sorted(_leaves(base.ContainerConfig))
+    dropped = []
+    for path, (value, start) in CHANGES.items():
+        changed = _set(start, path, value)
+        assert changed != start or path == "mounts[].data", path         # (data is not compared)
+        if outcome(changed, NEWEST) == outcome(start, NEWEST):
+            dropped.append(path)
+    assert dropped == []
+
+
+def test_what_a_service_cannot_have_is_refused_naming_the_field() -> None:
+    refused = {path: services.refusals(_set(start, path, value), api_version=NEWEST)
+               for path, (value, start) in CHANGES.items()
+               if path.startswith(("resources.", "reservations.")) or path == "domainname"}
+    assert {path: [r.partition(":")[0] for r in why] for path, why in refused.items() if why} == {
+        "resources.memory_reservation": ["spec.resources.memoryReservation"],
+        "resources.cpu_shares": ["spec.resources.cpuShares"],
+        "resources.cpuset": ["spec.resources.cpuset"],
+        **{f"reservations.{n}": ["spec.resources.reservations"]
+           for n in ("pids", "memory_reservation", "cpu_shares", "cpuset", "memory_swap")},
+    }
+    assert refused["resources.cpu_shares"] == [
+        "spec.resources.cpuShares: a Swarm service has no CPU weight; limit it with resources.cpus, reserve CPUs "
+        "on its node with resources.reservations.cpus, or run it with a single-host agent"]
+    # compose's deploy.resources.reservations.memory sets both: Swarm's reservation, as docker stack deploy has it
+    both = replace(BASE, resources=replace(BASE.resources, memory_reservation=32 << 20),
+                   reservations=base.Resources(memory=32 << 20))
+    assert services.refusals(both, api_version=API) == []
+    assert services.service_spec(both)["TaskTemplate"]["Resources"]["Reservations"] == {"MemoryBytes": 32 << 20}
+    shm = replace(BASE, shm_size=1 << 20, mounts=(base.Mount("tmpfs", "/dev/shm/"),))
+    assert services.refusals(shm, api_version=API) == [
+        "spec.shmSize: spec.volumes[0] mounts /dev/shm already, and on Swarm shmSize is a tmpfs mounted there; "
+        "give that tmpfs the size, or remove one of them"]
+    named = replace(BASE, domainname="a.org", sysctls={"kernel.domainname": "b.org"})
+    assert services.refusals(named, api_version=API) == [
+        "spec.domainname: spec.sysctls sets kernel.domainname to another name; keep one of them"]
+
+
+def test_the_fields_docker_run_sets_on_a_host_are_the_container_specs() -> None:
+    config = replace(BASE, mounts=(), sysctls={"net.core.somaxconn": "1024"}, ulimits=(base.Ulimit("nofile", 100, 200),),
+                     shm_size=128 << 20, extra_hosts=("db:10.0.0.5", "v6:fd00::5"), dns=("10.0.0.53",),
+                     dns_search=("example.org",), dns_options=("ndots:2",), tty=True, stdin_open=True,
+                     group_add=("audio", "1234"), domainname="example.org", no_new_privileges=True, oom_score_adj=-500,
+                     resources=base.Resources(memory=64 << 20, memory_swap=96 << 20))
+    spec = services.service_spec(config)
+    cspec = spec["TaskTemplate"]["ContainerSpec"]
+    assert {k: cspec[k] for k in ("Sysctls", "Ulimits", "Hosts", "DNSConfig", "TTY", "OpenStdin", "Groups",
+                                  "Privileges", "OomScoreAdj", "Mounts")} == {
+        "Sysctls": {"net.core.somaxconn": "1024", "kernel.domainname": "example.org"},
+        "Ulimits": [{"Name": "nofile", "Soft": 100, "Hard": 200}],
+        "Hosts": ["10.0.0.5 db", "fd00::5 v6"],                   # hosts(5) lines, as Swarm takes them
+        "DNSConfig": {"Nameservers": ["10.0.0.53"], "Search": ["example.org"], "Options": ["ndots:2"]},
+        "TTY": True, "OpenStdin": True, "Groups": ["audio", "1234"],
+        "Privileges": {"NoNewPrivileges": True}, "OomScoreAdj": -500,
+        "Mounts": [{"Type": "tmpfs", "Target": "/dev/shm", "ReadOnly": False,
+                    "TmpfsOptions": {"SizeBytes": 128 << 20, "Mode": 0o1777}}],
+    }
+    assert spec["TaskTemplate"]["Resources"]["SwapBytes"] == 32 << 20         # the swap alone
+    unlimited = replace(config, resources=base.Resources(memory=64 << 20, memory_swap=-1))
+    assert services.service_spec(unlimited)["TaskTemplate"]["Resources"]["SwapBytes"] == -1
+    for key in ("Sysctls", "Ulimits", "Hosts", "DNSConfig", "TTY", "OpenStdin", "Groups", "Privileges", "OomScoreAdj"):
+        assert key not in services.service_spec(base.ContainerConfig(name="web", image="i"))["TaskTemplate"]["ContainerSpec"]
+
+
+PLAIN = base.ContainerConfig(name="web", image="reg:5000/web:1")
+SETTING = {
+    "spec.capAdd": replace(PLAIN, cap_add=("CAP_NET_ADMIN",)), "spec.capDrop": replace(PLAIN, cap_drop=("CAP_MKNOD",)),
+    "spec.resources.pids": replace(PLAIN, resources=base.Resources(pids=100)),
+    "spec.ulimits": replace(PLAIN, ulimits=(base.Ulimit("nofile", 10, 20),)),
+    "spec.noNewPrivileges": replace(PLAIN, no_new_privileges=True), "spec.oomScoreAdj": replace(PLAIN, oom_score_adj=0),
+    "spec.resources.memorySwap": replace(PLAIN, resources=base.Resources(memory=1 << 20, memory_swap=-1)),
+}
+
+
+@pytest.mark.parametrize("field", sorted(services.SINCE))
+def test_a_field_the_managers_api_version_lacks_is_refused_naming_the_docker_that_has_it(field: str) -> None:
+    is_set, since, docker = services.SINCE[field]
+    config = SETTING[field]
+    assert is_set(config)
+    older = f"1.{int(since.split('.')[1]) - 1}"
+    assert services.refusals(config, api_version=since) == []
+    assert services.refusals(config, api_version=older) == [
+        f"{field}: the Swarm manager speaks Engine API {older}, and a service takes this field from API {since} "
+        f"(Docker {docker}) on; upgrade the cluster to Docker {docker} or later, or run it with a single-host agent"]
+
+
+def test_a_spec_with_a_field_newer_than_the_client_speaks_is_sent_at_that_fields_version() -> None:
+    assert services.request_version(BASE, "1.43") is None
+    assert services.request_version(replace(BASE, no_new_privileges=True), "1.43") == "1.44"
+    assert services.request_version(replace(BASE, no_new_privileges=True, oom_score_adj=1), "1.43") == "1.46"
+    assert services.request_version(replace(BASE, no_new_privileges=True), "1.44") is None
+    assert services.request_version(replace(BASE, cap_add=("CAP_NET_ADMIN",)), "1.41") is None
 
 
 def test_logging_is_the_task_templates_log_driver() -> None:
@@ -216,16 +409,16 @@ def test_a_bind_mount_runs_where_the_service_is_pinned_to_one_node_if_its_path_i
     absolute, relative = base.Mount("bind", "/c", "/srv/c", read_only=True), base.Mount("bind", "/d", "/m/d", relative=True)
     pinned = base.ContainerConfig(name="web", image="i", mounts=(absolute,), constraints=("node.hostname == n1",))
     assert services.pinned_node(pinned.constraints) == "n1"
-    assert services.refusals(pinned) == []
+    assert services.refusals(pinned, api_version=API) == []
     assert services.service_spec(pinned)["TaskTemplate"]["ContainerSpec"]["Mounts"] == [
         {"Type": "bind", "Source": "/srv/c", "Target": "/c", "ReadOnly": True}]
     by_id = replace(pinned, mounts=(relative,), constraints=("node.labels.a==b", "node.id==abc"))
-    assert services.refusals(by_id) == [
+    assert services.refusals(by_id, api_version=API) == [
         "spec.volumes[0]: /m/d:/d is named relative to the manifests, a path where reconciler runs, not on node "
         "abc; write the absolute path on that node"]
     for loose in ("node.hostname!=n1", "node.labels.hostname==n1", "node.role==manager"):
         assert services.pinned_node((loose,)) is None
-        assert len(services.refusals(replace(pinned, constraints=(loose,)))) == 1
+        assert len(services.refusals(replace(pinned, constraints=(loose,)), api_version=API)) == 1
 
 
 def look(state: str = "", *, wanted: int = 2, running: int = 2) -> rollout.Look:

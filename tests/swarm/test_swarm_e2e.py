@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from reconciler.cli.main import main
+from reconciler.runtime import errors
 from tests.execution.helpers import write
 from tests.helpers import anonymous_volumes, images
 from tests.helpers.ports import publish_port
@@ -540,3 +541,111 @@ def test_an_anonymous_volume_is_each_copys_own_filled_from_the_image(
         names |= {mm["Name"] for mm in attrs["Mounts"] if mm["Destination"] == "/data"}
     assert len(names) == 2                                            # one volume per copy, as docker stack gives
     assert cli(swarm, "diff", str(m)) == 0
+
+
+def host_doc(s: Scope, image: str, *, shm: str) -> str:
+    p = s.owner
+    return f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {p}-host}}
+        spec:
+          image: {image}
+          command: [sleep, "3600"]
+          networks: [{p}-net]
+          stopTimeout: 1s
+          update: {{minReady: 1s}}
+          sysctls: {{net.core.somaxconn: 1024}}
+          ulimits: {{nofile: {{soft: 1000, hard: 2000}}}}
+          shmSize: {shm}
+          extraHosts: ["db.internal:10.0.0.5"]
+          dns: [10.0.0.53]
+          dnsSearch: [example.org]
+          dnsOptions: ["ndots:2"]
+          tty: true
+          stdinOpen: true
+          groupAdd: ["1234"]
+          domainname: corp.example
+        """
+
+
+def test_the_fields_docker_run_sets_on_a_host_reach_each_copy_and_a_change_rolls_out(
+    tmp_path: Path, swarm: Scope, busybox_image: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    m, p = tmp_path / "m", swarm.owner
+    write(m, "net.yaml", net_docs(swarm))
+    write(m, "host.yaml", host_doc(swarm, busybox_image, shm="32Mi"))
+    assert cli(swarm, "apply", str(m)) == 0
+    capsys.readouterr()
+
+    (task,) = running_tasks(swarm, f"{p}-host")
+    cid = task["Status"]["ContainerStatus"]["ContainerID"]
+    host = json.loads(swarm.daemon.docker("inspect", "--format", "{{json .HostConfig}}", cid).stdout)
+    config = json.loads(swarm.daemon.docker("inspect", "--format", "{{json .Config}}", cid).stdout)
+    # what the manager kept of the spec, as the node's engine made the copy's container of it
+    assert host["Sysctls"] == {"net.core.somaxconn": "1024", "kernel.domainname": "corp.example"}
+    assert host["Ulimits"] == [{"Name": "nofile", "Soft": 1000, "Hard": 2000}]
+    assert (host["ExtraHosts"], host["Dns"], host["DnsSearch"], host["DnsOptions"], host["GroupAdd"]) == (
+        ["db.internal:10.0.0.5"], ["10.0.0.53"], ["example.org"], ["ndots:2"], ["1234"])
+    assert (config["Tty"], config["OpenStdin"]) == (True, True)
+    # and in the copy itself
+    assert in_copy(swarm, f"{p}-host", "cat", "/proc/sys/net/core/somaxconn").strip() == "1024"
+    assert in_copy(swarm, f"{p}-host", "sh", "-c", "ulimit -n; ulimit -Hn").split() == ["1000", "2000"]
+    assert in_copy(swarm, f"{p}-host", "cat", "/proc/sys/kernel/domainname").strip() == "corp.example"
+    assert re.search(r"^10\.0\.0\.5\s+db\.internal$", in_copy(swarm, f"{p}-host", "cat", "/etc/hosts"), re.M)
+    assert "1234" in in_copy(swarm, f"{p}-host", "id", "-G").split()
+    shm = [line.split() for line in in_copy(swarm, f"{p}-host", "cat", "/proc/mounts").splitlines()
+           if line.split()[1] == "/dev/shm"]
+    assert [(fs, "size=32768k" in opts.split(",")) for fs, _, _, opts, *_ in shm] == [("tmpfs", True)]
+    assert in_copy(swarm, f"{p}-host", "stat", "-c", "%a", "/dev/shm").strip() == "1777"
+    resolv = in_copy(swarm, f"{p}-host", "cat", "/etc/resolv.conf")
+    assert "search example.org" in resolv
+    assert "ndots:2" in resolv
+
+    # a change of one of them is an update that changes the copy (not an update Swarm finds nothing in)
+    write(m, "host.yaml", host_doc(swarm, busybox_image, shm="48Mi"))
+    assert cli(swarm, "apply", str(m)) == 0
+    assert "1 configured" in capsys.readouterr().out
+    (new,) = running_tasks(swarm, f"{p}-host")
+    assert new["ID"] != task["ID"]
+    assert "size=49152k" in next(line for line in in_copy(swarm, f"{p}-host", "cat", "/proc/mounts").splitlines()
+                                 if line.split()[1] == "/dev/shm")
+    assert cli(swarm, "diff", str(m)) == 0
+
+
+def test_a_field_no_service_has_or_the_manager_is_too_old_for_is_refused_naming_it(
+    tmp_path: Path, swarm: Scope, busybox_image: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    m, p = tmp_path / "m", swarm.owner
+    api_version = swarm.rt.api.version()["ApiVersion"]
+    assert api_version == "1.41"            # Docker 20.10 (Debian 12's): below 1.44, which has noNewPrivileges
+    write(m, "c.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {p}-c}}
+        spec:
+          image: {busybox_image}
+          command: [sleep, "3600"]
+          noNewPrivileges: true
+          resources: {{cpuShares: 512}}
+        """)
+    assert cli(swarm, "apply", str(m)) == 2
+    err = capsys.readouterr().err
+    assert (f"Container/{p}-c: spec.resources.cpuShares: a Swarm service has no CPU weight; limit it "
+            "with resources.cpus") in err
+    assert (f"Container/{p}-c: spec.noNewPrivileges: the Swarm manager speaks Engine API 1.41, and a "
+            "service takes this field from API 1.44 (Docker 25.0) on; upgrade the cluster to Docker 25.0 or later, "
+            "or run it with a single-host agent") in err
+    assert services(swarm) == {}
+
+
+def test_a_spec_with_a_field_newer_than_the_client_speaks_is_sent_at_that_fields_version(
+    swarm: Scope, busybox_image: str,
+) -> None:
+    """A manager drops a field its request's version does not know (noNewPrivileges below 1.44),
+    so such a spec goes at the field's version; this one speaks 1.41 and says so."""
+    body = {"Name": f"{swarm.owner}-nnp", "Labels": {LABEL: swarm.owner},
+            "TaskTemplate": {"ContainerSpec": {"Image": busybox_image, "Privileges": {"NoNewPrivileges": True}}}}
+    with pytest.raises(errors.InvalidArgument, match=r"client version 1\.44 is too new"):
+        swarm.rt.api.service_create(body, api_version="1.44")
+    assert services(swarm) == {}

@@ -2,7 +2,9 @@
 
 One method per endpoint the backend needs, grouped by resource like docker-py's `APIClient`
 (but composed, not inherited, and typed). The API version is negotiated once from
-`GET /version`: the server's `ApiVersion`, capped at the newest version this module speaks.
+`GET /version`: the server's `ApiVersion`, capped at the newest version this module speaks; a
+service's create or update may name a newer one its body needs (the Swarm backend's
+`request_version`: a manager drops a field its request's version does not know).
 Podman's compat service answers the same calls.
 
 Errors are mapped by status code at this boundary and httpx never leaks out:
@@ -139,7 +141,7 @@ class EngineAPI:
         assert self._prefix is not None
         return self._prefix[2:]
 
-    def _url(self, path: str, versioned: bool) -> str:
+    def _url(self, path: str, versioned: bool, api_version: str | None = None) -> str:
         if self._check_socket and not os.path.exists(self.socket_path):
             # checked up front: a failed connect on a missing path leaks httpcore's socket
             raise errors.Unavailable(
@@ -149,6 +151,8 @@ class EngineAPI:
             return path
         if self._prefix is None:
             self.version()
+        if api_version is not None:             # a request whose body needs a newer version than the one spoken
+            return f"/v{api_version}{path}"
         return f"{self._prefix}{path}"
 
     def _unavailable(self, exc: Exception, path: str) -> errors.Unavailable:
@@ -174,8 +178,9 @@ class EngineAPI:
         versioned: bool = True,
         what: str = "",
         headers: Mapping[str, str] | None = None,
+        api_version: str | None = None,
     ) -> httpx.Response:
-        url = self._url(path, versioned)
+        url = self._url(path, versioned, api_version)
         kwargs: dict[str, Any] = {"params": {k: v for k, v in (params or {}).items() if v is not None},
                                   "headers": dict(headers or {})}
         if body is not None:
@@ -287,8 +292,10 @@ class EngineAPI:
         timeout: float | None = _DEFAULT_TIMEOUT,
         what: str = "",
         headers: Mapping[str, str] | None = None,
+        api_version: str | None = None,
     ) -> Any:
-        resp = self._send("POST", path, params=params, body=body, timeout=timeout, what=what, headers=headers)
+        resp = self._send("POST", path, params=params, body=body, timeout=timeout, what=what, headers=headers,
+                          api_version=api_version)
         return self._json(resp, path)
 
     def _delete(self, path: str, params: Mapping[str, Any] | None = None, what: str = "") -> Any:
@@ -494,17 +501,23 @@ class EngineAPI:
         data: dict[str, Any] = self._get(f"/services/{_q(ident)}", what=f"service {ident}")
         return data
 
-    def service_create(self, body: Mapping[str, Any], *, registry_auth: str | None = None) -> dict[str, Any]:
-        """`registry_auth`: the X-Registry-Auth value the manager passes to the nodes that pull."""
+    def service_create(
+        self, body: Mapping[str, Any], *, registry_auth: str | None = None, api_version: str | None = None,
+    ) -> dict[str, Any]:
+        """`registry_auth`: the X-Registry-Auth value the manager passes to the nodes that pull;
+        `api_version`: the version to send it at, when `body` has a field newer than the one spoken
+        (a manager drops such a field from an older version's request)."""
         data: dict[str, Any] = self._post("/services/create", body, what=f"create service {body.get('Name')}",
-                                          headers=_auth_header(registry_auth))
+                                          headers=_auth_header(registry_auth), api_version=api_version)
         return data
 
     def service_update(
         self, ident: str, version: int, body: Mapping[str, Any], *, registry_auth: str | None = None,
+        api_version: str | None = None,
     ) -> dict[str, Any]:
         data: dict[str, Any] = self._post(f"/services/{_q(ident)}/update", body, {"version": str(version)},
-                                          what=f"update service {ident}", headers=_auth_header(registry_auth))
+                                          what=f"update service {ident}", headers=_auth_header(registry_auth),
+                                          api_version=api_version)
         return data or {}
 
     def service_remove(self, ident: str) -> None:

@@ -212,7 +212,11 @@ class SwarmRuntime:
         return services.service_state(svc, self._tasks([str(svc["ID"])]).get(str(svc["ID"]), []))
 
     def refusals(self, config: base.ContainerConfig) -> list[str]:
-        return services.refusals(config)
+        """What of `config` a service cannot have, on this manager's Engine API version."""
+        return services.refusals(config, api_version=str(self.api.version().get("ApiVersion", "0")))
+
+    def _request_version(self, config: base.ContainerConfig) -> str | None:
+        return services.request_version(config, self.api.api_version)
 
     def _body(self, config: base.ContainerConfig) -> dict[str, Any]:
         refused = self.refusals(config)
@@ -278,7 +282,8 @@ class SwarmRuntime:
 
     def create_container(self, config: base.ContainerConfig) -> str:
         """Create the service (Swarm starts its copies at once); its id."""
-        created = self.api.service_create(self._body(config), registry_auth=self.registry_auth(config.image))
+        created = self.api.service_create(self._body(config), registry_auth=self.registry_auth(config.image),
+                                          api_version=self._request_version(config))
         return str(created["ID"])
 
     def update_container(self, name_or_id: str, config: base.ContainerConfig) -> None:
@@ -286,7 +291,8 @@ class SwarmRuntime:
         body = self._body(config)
         svc = self._service(name_or_id)
         self.api.service_update(str(svc["ID"]), int((svc.get("Version") or {}).get("Index", 0)), body,
-                                registry_auth=self.registry_auth(config.image))
+                                registry_auth=self.registry_auth(config.image),
+                                api_version=self._request_version(config))
 
     def start_container(self, name_or_id: str) -> None:
         """A service runs from its creation on: nothing to start (NotFound if it is missing)."""

@@ -16,7 +16,20 @@ in docs/swarm.md; where Swarm has no equivalent the choice is noted here:
 - a secret file (`spec.secrets`) is a Swarm secret, named by `secret_name` (the backend makes
   it; `service_spec` is given the ids);
 - `update.minReady` is Swarm's update monitor (0: Swarm's 5 s); a failed update is rolled
-  back (`onFailure: rollback`, FailureAction rollback) or paused.
+  back (`onFailure: rollback`, FailureAction rollback) or paused;
+- `shmSize` is a tmpfs mount at /dev/shm of that size (a ContainerSpec has no ShmSize; Docker
+  mounts a tmpfs the spec names there instead of its own), and `domainname` the UTS namespace's
+  kernel.domainname sysctl (a ContainerSpec has no Domainname), as the Docker backend sets it;
+- a field Swarm took on in a later Engine API (`SINCE`) is refused where the manager speaks an
+  older one (a manager drops what its version does not know without a word), and a spec that
+  sets one is sent at that version (`request_version`), above the one the client negotiated;
+- what a service cannot have at all (a CPU weight or set, a soft memory limit of its own) is
+  refused, each naming the field; `memoryReservation` equal to `reservations.memory` (compose's
+  `deploy.resources.reservations.memory` sets both) is the scheduler's reservation, as `docker
+  stack deploy` makes it.
+
+Every field of a `ContainerConfig` is either in the spec or refused (tests/swarm/test_mapping.py
+enumerates them: a new field fails it until it is mapped here or refused).
 """
 
 from __future__ import annotations
@@ -24,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -32,9 +45,11 @@ from reconciler.runtime import base, errors
 
 __all__ = [
     "LABEL_PREFIX",
+    "SINCE",
     "pinned_node",
     "placement",
     "refusals",
+    "request_version",
     "running_tasks",
     "secret_name",
     "secret_refs",
@@ -54,6 +69,23 @@ _SPECIAL_NETWORKS = ("host", "none")
 _PIN = re.compile(r"\s*node\.(?:hostname|id)\s*==\s*(\S+)\s*")
 _BLAMED = re.compile(r"\btask ([a-z0-9]{25})\b")
 _TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
+_SHM = "/dev/shm"
+_DOMAINNAME = "kernel.domainname"
+
+# The manifest fields a Swarm service honours only from an Engine API version on (moby's
+# api/server/router/swarm/helpers.go drops them from a request of an older version, and an
+# older manager does not know them), with the Docker release that brought the version:
+# field -> (is it set in the config, API version, Docker version). The older ones (Sysctls: 1.40)
+# every manager the client accepts (docker/api.py MIN_API_VERSION) has.
+SINCE: dict[str, tuple[Callable[[base.ContainerConfig], bool], str, str]] = {
+    "spec.capAdd": (lambda c: bool(c.cap_add), "1.41", "20.10"),
+    "spec.capDrop": (lambda c: bool(c.cap_drop), "1.41", "20.10"),
+    "spec.resources.pids": (lambda c: c.resources.pids is not None, "1.41", "20.10"),
+    "spec.ulimits": (lambda c: bool(c.ulimits), "1.41", "20.10"),
+    "spec.noNewPrivileges": (lambda c: c.no_new_privileges, "1.44", "25.0"),
+    "spec.oomScoreAdj": (lambda c: c.oom_score_adj is not None, "1.46", "27.0"),
+    "spec.resources.memorySwap": (lambda c: c.resources.memory_swap is not None, "1.52", "29.0"),
+}
 
 
 def _ns(seconds: float) -> int:
@@ -69,8 +101,22 @@ def pinned_node(constraints: Sequence[str]) -> str | None:
     return None
 
 
-def refusals(config: base.ContainerConfig) -> list[str]:
-    """What in `config` only makes sense on one host, as "FIELD: why" in manifest terms."""
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text))
+
+
+def request_version(config: base.ContainerConfig, spoken: str) -> str | None:
+    """The Engine API version to send `config`'s spec at when the client speaks `spoken`: None
+    (the negotiated one) unless a field it sets came later (`SINCE`), then the newest of those
+    (refusals have checked that the manager speaks it)."""
+    needed = max((since for is_set, since, _ in SINCE.values() if is_set(config)), key=_version, default=None)
+    return needed if needed is not None and _version(needed) > _version(spoken) else None
+
+
+def refusals(config: base.ContainerConfig, *, api_version: str) -> list[str]:
+    """What in `config` a Swarm service cannot have, as "FIELD: why" in manifest terms, for a
+    manager that speaks Engine API `api_version`: what only makes sense on one host, what no
+    service has, and what its version does not know."""
     out: list[str] = []
     pinned = pinned_node(config.constraints)
     for i, m in enumerate(config.mounts):
@@ -95,6 +141,39 @@ def refusals(config: base.ContainerConfig) -> list[str]:
         if net in config.ipv4_addresses or net in config.ipv6_addresses:
             out.append(f"spec.networks[{i}]: a Swarm service's tasks get their addresses from Swarm, not a fixed "
                        "one; remove ipv4Address/ipv6Address, or run it with a single-host agent")
+    out += _unhonoured(config)
+    for field, (is_set, since, docker) in SINCE.items():
+        if is_set(config) and _version(api_version) < _version(since):
+            out.append(f"{field}: the Swarm manager speaks Engine API {api_version}, and a service takes this field "
+                       f"from API {since} (Docker {docker}) on; upgrade the cluster to Docker {docker} or later, "
+                       "or run it with a single-host agent")
+    return out
+
+
+def _unhonoured(config: base.ContainerConfig) -> list[str]:
+    """The fields a Swarm service has no equivalent of, in any version."""
+    out: list[str] = []
+    res, reserve = config.resources, config.reservations
+    if res.cpu_shares is not None:
+        out.append("spec.resources.cpuShares: a Swarm service has no CPU weight; limit it with resources.cpus, "
+                   "reserve CPUs on its node with resources.reservations.cpus, or run it with a single-host agent")
+    if res.cpuset is not None:
+        out.append("spec.resources.cpuset: a Swarm service cannot be pinned to CPUs (a node's CPUs are not "
+                   "another's); limit it with resources.cpus, or run it with a single-host agent")
+    if res.memory_reservation is not None and res.memory_reservation != reserve.memory:
+        out.append("spec.resources.memoryReservation: a Swarm service has no soft memory limit; "
+                   "resources.reservations.memory keeps that much free on its node (the scheduler's reservation), "
+                   "or run it with a single-host agent")
+    for name in ("pids", "memory_reservation", "cpu_shares", "cpuset", "memory_swap"):
+        if getattr(reserve, name) is not None:     # (translate sets memory and cpus only)
+            out.append(f"spec.resources.reservations: Swarm reserves memory and cpus, not {name}")
+    if config.shm_size is not None:
+        for i, m in enumerate(config.mounts):
+            if m.target.rstrip("/") == _SHM:
+                out.append(f"spec.shmSize: spec.volumes[{i}] mounts {_SHM} already, and on Swarm shmSize is a tmpfs "
+                           "mounted there; give that tmpfs the size, or remove one of them")
+    if config.domainname is not None and config.sysctls.get(_DOMAINNAME, config.domainname) != config.domainname:
+        out.append(f"spec.domainname: spec.sysctls sets {_DOMAINNAME} to another name; keep one of them")
     return out
 
 
@@ -194,6 +273,9 @@ def _container_spec(
         if text is not None:
             spec[key] = text
     mounts = [_mount(m, drivers) for m in config.mounts if m.type != "secret"]
+    if config.shm_size is not None:     # Docker's /dev/shm: a tmpfs, mode 1777
+        mounts.append({"Type": "tmpfs", "Target": _SHM, "ReadOnly": False,
+                       "TmpfsOptions": {"SizeBytes": config.shm_size, "Mode": 0o1777}})
     if mounts:
         spec["Mounts"] = mounts
     secrets = secret_refs(config, secret_ids)
@@ -207,7 +289,37 @@ def _container_spec(
         spec["CapabilityAdd"] = list(config.cap_add)
     if config.cap_drop:
         spec["CapabilityDrop"] = list(config.cap_drop)
+    spec.update(_host_settings(config))
     return spec
+
+
+def _host_settings(config: base.ContainerConfig) -> dict[str, Any]:
+    """The ContainerSpec fields of what `docker run` sets in HostConfig (and -t, -i)."""
+    out: dict[str, Any] = {}
+    sysctls = dict(config.sysctls)
+    if config.domainname is not None:
+        sysctls.setdefault(_DOMAINNAME, config.domainname)
+    if sysctls:
+        out["Sysctls"] = sysctls
+    if config.ulimits:
+        out["Ulimits"] = [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in config.ulimits]
+    if config.extra_hosts:          # hosts(5) lines, "ADDRESS NAME", where the manifest has NAME:ADDRESS
+        out["Hosts"] = [f"{address} {name}" for name, _, address in (h.partition(":") for h in config.extra_hosts)]
+    dns = {key: list(values) for key, values in (("Nameservers", config.dns), ("Search", config.dns_search),
+                                                 ("Options", config.dns_options)) if values}
+    if dns:
+        out["DNSConfig"] = dns
+    if config.tty:
+        out["TTY"] = True
+    if config.stdin_open:
+        out["OpenStdin"] = True
+    if config.group_add:
+        out["Groups"] = list(config.group_add)
+    if config.no_new_privileges:
+        out["Privileges"] = {"NoNewPrivileges": True}
+    if config.oom_score_adj is not None:
+        out["OomScoreAdj"] = config.oom_score_adj
+    return out
 
 
 def _update_config(config: base.ContainerConfig, *, rollback: bool) -> dict[str, Any]:
@@ -242,6 +354,10 @@ def service_spec(
         reserve["MemoryBytes"] = config.reservations.memory
     if config.reservations.cpus is not None:
         reserve["NanoCPUs"] = _ns(config.reservations.cpus)
+    swap = config.resources.memory_swap
+    resources: dict[str, Any] = {"Limits": limits, **({"Reservations": reserve} if reserve else {})}
+    if swap is not None:            # Swarm's SwapBytes is the swap alone; memorySwap counts memory plus swap
+        resources["SwapBytes"] = -1 if swap == -1 else max(0, swap - (config.resources.memory or 0))
     restart: dict[str, Any] = {"Condition": _RESTART.get(config.restart.name, "none")}
     if config.restart.name == "on-failure" and config.restart.max_retries:
         restart["MaxAttempts"] = config.restart.max_retries
@@ -252,7 +368,7 @@ def service_spec(
         ports.append({"Protocol": p.protocol, "TargetPort": p.container_port, "PublishedPort": p.host_port,
                       "PublishMode": "ingress" if p.ingress else "host"})
     task: dict[str, Any] = {"ContainerSpec": _container_spec(config, secret_ids or {}, drivers or {}), "RestartPolicy": restart,
-                            "Resources": {"Limits": limits, **({"Reservations": reserve} if reserve else {})}}
+                            "Resources": resources}
     if config.networks:
         task["Networks"] = _networks(config)
     if config.log_driver or config.log_options:     # Swarm's TaskTemplate.LogDriver (docker stack deploy's)

@@ -29,7 +29,7 @@ def socket_path(args: argparse.Namespace) -> str | None:
     the default root, and status, events, reconcile-now or rollback must not answer or act for
     it when `--root X` was asked about."""
     from reconciler.api.thin import DEFAULT_SOCKET
-    from reconciler.runtime.native.locations import DEFAULT_ROOT
+    from reconciler.cli.options import DEFAULT_ROOT
 
     given = args.socket or os.environ.get("RECONCILER_SOCKET") or _agent_socket(args)
     if given:

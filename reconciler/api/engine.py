@@ -232,6 +232,27 @@ def image_summary(i: base.ImageInfo) -> dict[str, Any]:
             "SharedSize": -1, "Labels": dict(i.config.get("Labels") or {}), "Containers": -1}
 
 
+_ZERO_TIME = "0001-01-01T00:00:00Z"     # Go's zero time, as dockerd writes a time an image does not have
+
+
+def image_inspect(i: base.ImageInfo, image_config: Mapping[str, Any]) -> dict[str, Any]:
+    """`GET /images/{name}/json`: Docker's ImageInspect, not the list's summary: `Created` the
+    image config's RFC 3339 time (the list has seconds), no `<none>:<none>` tag, the platform
+    and author the image config names; from `image_config`, the whole OCI image config."""
+    summary = image_summary(i)
+    return {
+        "Id": i.id, "RepoTags": [_familiar(t) for t in i.repo_tags], "RepoDigests": summary["RepoDigests"],
+        "Parent": "", "Comment": str(image_config.get("comment") or ""), "Created": i.created or _ZERO_TIME,
+        "Container": "", "ContainerConfig": dict(image_config.get("container_config") or {}),
+        "DockerVersion": str(image_config.get("docker_version") or ""), "Author": str(image_config.get("author") or ""),
+        "Config": dict(i.config), "Architecture": str(image_config.get("architecture") or ""),
+        **({"Variant": str(image_config["variant"])} if image_config.get("variant") else {}),
+        "Os": str(image_config.get("os") or "linux"), "Size": i.size, "VirtualSize": i.size,
+        "GraphDriver": {"Name": "overlay", "Data": None}, "RootFS": {"Type": "layers", "Layers": list(i.layers)},
+        "Metadata": {"LastTagTime": _ZERO_TIME},
+    }
+
+
 def _filters(raw: str | None) -> dict[str, list[str]]:
     if not raw:
         return {}
@@ -1388,10 +1409,7 @@ class EngineApi:
             return 200, out
         if method == "GET" and len(parts) >= 2 and parts[-1] == "json":
             info = _image_or_404(rt, "/".join(parts[:-1]))
-            doc = image_summary(info)
-            doc.update({"Config": dict(info.config), "RootFS": {"Type": "layers", "Layers": list(info.layers)},
-                        "Os": "linux", "Architecture": "amd64"})
-            return 200, doc
+            return 200, image_inspect(info, rt.image_store.image_config(info.id))
         raise HttpError(501, f"{method} /images/{'/'.join(parts)} is not served by reconciler's engine API yet")
 
     def _push_all(self, name: str, auth: Mapping[str, Any] | None) -> Iterator[bytes]:

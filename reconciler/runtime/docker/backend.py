@@ -360,7 +360,7 @@ def image_info(attrs: Mapping[str, Any], ref: str | None = None) -> base.ImageIn
         digest=digest,
         repo_tags=tuple(t for t in attrs.get("RepoTags") or [] if t != "<none>:<none>"),
         size=int(attrs.get("Size") or 0),
-        created=attrs.get("Created") or None,
+        created=_time(attrs.get("Created")),            # an image without a time has Go's zero time
         config=dict(attrs.get("Config") or {}),
         layers=tuple((attrs.get("RootFS") or {}).get("Layers") or ()),
     )

@@ -24,7 +24,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from reconciler import __version__, httpbody, listing
 from reconciler.api.server import _remove_stale, _UnixHTTPServer
@@ -94,11 +94,16 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
         if not dst:             # `/data` alone: an anonymous volume
             src, dst = "", src
         kind = "bind" if src.startswith("/") else "volume"
-        mounts.append(base.Mount(type=kind, source=src, target=dst, read_only="ro" in mode.split(",")))
+        modes = mode.split(",")
+        mounts.append(base.Mount(type=kind, source=src, target=dst, read_only="ro" in modes,
+                                 options=tuple(o for o in modes if o in _MOUNT_MODES)))
     for m in host.get("Mounts") or ():
         tmpfs = m.get("TmpfsOptions") or {}
+        propagation = (m.get("BindOptions") or {}).get("Propagation")
         options = tuple([*((f"size={tmpfs['SizeBytes']}",) if tmpfs.get("SizeBytes") else ()),
-                         *((f"mode={int(tmpfs['Mode']):o}",) if tmpfs.get("Mode") is not None else ())])
+                         *((f"mode={int(tmpfs['Mode']):o}",) if tmpfs.get("Mode") is not None else ()),
+                         *(("nocopy",) if (m.get("VolumeOptions") or {}).get("NoCopy") else ()),
+                         *((str(propagation),) if propagation else ())])
         mounts.append(base.Mount(type=str(m.get("Type", "volume")), source=str(m.get("Source", "")),
                                  target=str(m["Target"]), read_only=bool(m.get("ReadOnly")), options=options))
     for dst, opts in (host.get("Tmpfs") or {}).items():
@@ -115,8 +120,15 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
     rp = host.get("RestartPolicy") or {}
     mode = str(host.get("NetworkMode") or "")
     networks: tuple[str, ...] = () if mode in ("", "default", "bridge") else (mode,)
-    endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
-    aliases = tuple(dict.fromkeys(str(a) for ep in endpoints.values() for a in ((ep or {}).get("Aliases") or ())))
+    endpoints = {str(n): endpoint_settings(ep) for n, ep in
+                 ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}).items()}
+    aliases = tuple(dict.fromkeys(a for ep in endpoints.values() for a in ep.aliases))
+    fixed = {n: ep for n, ep in endpoints.items() if ep.ipv4 or ep.ipv6}
+    for net in fixed:
+        if net not in networks:         # dockerd's words: the default bridge takes no fixed address
+            raise HttpError(400, "user specified IP address is supported on user defined networks only"
+                            if mode in ("", "default", "bridge") else
+                            f"a fixed address on network {net}, which the container does not join (NetworkMode {mode})")
     hc = body.get("Healthcheck")
     healthcheck = None
     if hc and hc.get("Test"):
@@ -145,16 +157,78 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
                                  cpu_shares=host.get("CpuShares") or None, cpuset=host.get("CpusetCpus") or None),
         read_only=bool(host.get("ReadonlyRootfs")), cap_add=tuple(host.get("CapAdd") or ()),
         cap_drop=tuple(host.get("CapDrop") or ()), stop_signal=body.get("StopSignal") or None,
-        stop_timeout=float(body.get("StopTimeout") or 10), init=bool(host.get("Init")),
-        **_host_extras(host),
+        stop_timeout=_stop_timeout(body.get("StopTimeout")), init=bool(host.get("Init")),
+        tty=bool(body.get("Tty")), stdin_open=bool(body.get("OpenStdin")),
+        ipv4_addresses={n: ep.ipv4 for n, ep in fixed.items() if ep.ipv4},
+        ipv6_addresses={n: ep.ipv6 for n, ep in fixed.items() if ep.ipv6},
+        **_host_extras(host, domainname=body.get("Domainname") or None),
+        **_log_config(host),
     )
 
 
-def _host_extras(host: Mapping[str, Any]) -> dict[str, Any]:
-    """The HostConfig settings beyond the basics, as the Docker backend writes them (its inverse)."""
+_MOUNT_MODES = ("nocopy", "private", "rprivate", "shared", "rshared", "slave", "rslave")   # Binds' modes kept
+
+
+def _stop_timeout(value: Any) -> float:
+    """Config.StopTimeout: whole seconds, 0 included (a stop kills at once); absent (null): 10."""
+    if value is None:
+        return 10.0
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise HttpError(400, f"StopTimeout {value!r} is not a number of seconds (0 or more)")
+    return float(value)
+
+
+class Endpoint(NamedTuple):
+    """An EndpointSettings as a client sends it (create's NetworkingConfig.EndpointsConfig[NET],
+    network connect's EndpointConfig): its aliases and the fixed addresses of its IPAMConfig."""
+
+    aliases: tuple[str, ...]
+    ipv4: str | None
+    ipv6: str | None
+
+
+def endpoint_settings(ep: Mapping[str, Any] | None) -> Endpoint:
+    ep = ep or {}
+    ipam = ep.get("IPAMConfig") or {}
+    return Endpoint(tuple(str(a) for a in ep.get("Aliases") or ()),
+                    str(ipam.get("IPv4Address") or "") or None, str(ipam.get("IPv6Address") or "") or None)
+
+
+def _log_config(host: Mapping[str, Any]) -> dict[str, Any]:
+    """HostConfig.LogConfig as the container's log_driver and log_options. The native engine keeps
+    each container's output itself and rotates it as json-file and local do, by max-size and
+    max-file: another driver or option is refused (400), as dockerd refuses one it does not have."""
+    given = host.get("LogConfig") or {}
+    driver = str(given.get("Type") or "") or None
+    options = {str(k): str(v) for k, v in (given.get("Config") or {}).items()}
+    if driver is None and not options:
+        return {}
+    from reconciler.spec import building, units
+
+    if driver not in (None, *building.NATIVE_LOG_DRIVERS):
+        raise HttpError(400, f"log driver {driver!r} is not supported by the native engine: it keeps each container's "
+                             f"output itself (docker logs) and rotates it as {' and '.join(building.NATIVE_LOG_DRIVERS)} "
+                             "do")
+    for key, value in sorted(options.items()):
+        if key not in building.NATIVE_LOG_OPTIONS:
+            raise HttpError(400, f"unknown log opt {key!r} for the native engine's logs: it honours "
+                                 f"{' and '.join(building.NATIVE_LOG_OPTIONS)}")
+        try:
+            (units.parse_docker_size if key == "max-size" else building.positive_int)(value)
+        except ValueError as exc:
+            raise HttpError(400, f"log opt {key}: {exc}") from None
+    return {"log_driver": driver, "log_options": options}
+
+
+def _host_extras(host: Mapping[str, Any], *, domainname: str | None) -> dict[str, Any]:
+    """The HostConfig settings beyond the basics, as the Docker backend writes them (its inverse;
+    the `kernel.domainname` sysctl it adds for a Domainname is that Domainname, applied so anyway)."""
     security = [str(o) for o in host.get("SecurityOpt") or ()]
+    sysctls = {str(k): str(v) for k, v in (host.get("Sysctls") or {}).items()}
+    if domainname is not None and sysctls.get("kernel.domainname") == domainname:
+        del sysctls["kernel.domainname"]
     return {
-        "sysctls": {str(k): str(v) for k, v in (host.get("Sysctls") or {}).items()},
+        "sysctls": sysctls,
         "ulimits": tuple(base.Ulimit(str(u["Name"]), int(u["Soft"]), int(u["Hard"])) for u in host.get("Ulimits") or ()),
         "shm_size": host.get("ShmSize") or None,
         "extra_hosts": tuple(str(h) for h in host.get("ExtraHosts") or ()),
@@ -169,6 +243,22 @@ def _host_extras(host: Mapping[str, Any]) -> dict[str, Any]:
         "no_new_privileges": any(o.split(":")[0].split("=")[0] == "no-new-privileges"
                                  and not o.endswith(("false", "=false")) for o in security),
     }
+
+
+_MTU_OPTION = "com.docker.network.driver.mtu"
+
+
+def _network_mtu(options: Mapping[str, Any]) -> int:
+    """A network's MTU from its create's Options (the bridge driver's option, which the native
+    engine's bridges honour); any other driver option is refused: the native engine has none."""
+    for key in options:
+        if key != _MTU_OPTION:
+            raise HttpError(400, f"network option {key!r} is not supported: the native engine's bridge networks "
+                                 f"take {_MTU_OPTION} only")
+    raw = str(options.get(_MTU_OPTION) or "1500")
+    if not raw.isdigit():
+        raise HttpError(400, f"{_MTU_OPTION}: {raw!r} is not a whole number")
+    return int(raw)
 
 
 def _unix(ts: str | None) -> int:
@@ -492,6 +582,7 @@ class EngineApi:
         if method == "GET" and parts[0] == "networks" and len(parts) <= 2:
             nets = [{"Name": n.name, "Id": n.name, "Driver": "bridge", "Scope": "local", "Internal": n.internal,
                      "Labels": dict(n.labels), "EnableIPv6": bool(n.ipv6_subnet),
+                     "Options": {_MTU_OPTION: str(n.mtu)} if n.mtu != 1500 else {},
                      "IPAM": {"Driver": "default", "Config": [{"Subnet": n.subnet, "Gateway": n.gateway}] + (
                          [{"Subnet": n.ipv6_subnet, "Gateway": n.ipv6_gateway}] if n.ipv6_subnet else [])}}
                     for n in rt.list_networks()]
@@ -588,15 +679,16 @@ class EngineApi:
             state = rt.ensure_network(base.NetworkConfig(
                 name=name, subnet=v4.get("Subnet"), gateway=v4.get("Gateway"),
                 internal=bool(data.get("Internal")), labels=dict(data.get("Labels") or {}),
-                ipv6=bool(data.get("EnableIPv6")), ipv6_subnet=v6.get("Subnet")))
+                ipv6=bool(data.get("EnableIPv6")), ipv6_subnet=v6.get("Subnet"),
+                mtu=_network_mtu(data.get("Options") or {})))
             return 201, {"Id": state.id or name, "Warning": ""}
         if method == "POST" and len(parts) == 2 and parts[1] in ("connect", "disconnect"):
             found = [n for n in rt.list_networks() if parts[0] in (n.name, n.id)]
             if not found:
                 raise HttpError(404, f"network {parts[0]} not found")
             data = body() or {}
-            aliases = tuple(str(a) for a in ((data.get("EndpointConfig") or {}).get("Aliases") or ()))
-            self._reattach(str(data.get("Container") or ""), found[0].name, parts[1] == "connect", aliases)
+            self._reattach(str(data.get("Container") or ""), found[0].name, parts[1] == "connect",
+                           endpoint_settings(data.get("EndpointConfig")))
             return 200, None
         if method == "DELETE" and len(parts) == 1:
             found = [n for n in rt.list_networks() if parts[0] in (n.name, n.id)]
@@ -606,17 +698,19 @@ class EngineApi:
             return 204, None
         raise HttpError(501, f"{method} /networks/{'/'.join(parts)} is not served by reconciler's engine API yet")
 
-    def _reattach(self, ident: str, network: str, connect: bool, aliases: tuple[str, ...]) -> None:
+    def _reattach(self, ident: str, network: str, connect: bool, ep: Endpoint) -> None:
         """docker network connect/disconnect: of a running container, an interface added to or
         deleted from its namespace (ContainerManager.connect_running, journalled as Docker's
         network `connect`/`disconnect` events); of one not started yet (what compose does
-        between create and start), ContainerManager.reconnect."""
+        between create and start), ContainerManager.reconnect. A connect's fixed addresses
+        (`docker network connect --ip/--ip6`) are the container's there from then on."""
         manager = self.runtime.containers
         rec = manager.get(ident)
+        aliases = ep.aliases
         if rec.status == "running":
             try:
                 if connect:
-                    manager.connect_running(rec.id, network, aliases)
+                    manager.connect_running(rec.id, network, aliases, ipv4=ep.ipv4, ipv6=ep.ipv6)
                 else:
                     manager.disconnect_running(rec.id, network)
             except rterrors.Conflict as exc:
@@ -637,7 +731,13 @@ class EngineApi:
         if not rec.netns_path:
             raise HttpError(501, f"network {'connect' if connect else 'disconnect'} of a container without a bridge "
                                  "network is not served by reconciler's engine API yet")
-        manager.reconnect(rec.id, nets, (*rec.config.aliases, *extra) if connect else rec.config.aliases)
+        v4 = {n: a for n, a in rec.config.ipv4_addresses.items() if n != network}
+        v6 = {n: a for n, a in rec.config.ipv6_addresses.items() if n != network}
+        if connect:
+            v4.update({network: ep.ipv4} if ep.ipv4 else {})
+            v6.update({network: ep.ipv6} if ep.ipv6 else {})
+        manager.reconnect(rec.id, nets, (*rec.config.aliases, *extra) if connect else rec.config.aliases,
+                          ipv4_addresses=v4, ipv6_addresses=v6)
 
     def _anonymous_volumes(self, config: base.ContainerConfig) -> tuple[base.ContainerConfig, list[str]]:
         """`config` with each volume mount without source on a new volume of its own, named at
@@ -754,7 +854,6 @@ class EngineApi:
             if isinstance(cfg.get("StopTimeout"), float):          # Go clients decode it as an int
                 cfg["StopTimeout"] = int(cfg["StopTimeout"])
             host = doc.setdefault("HostConfig", {})
-            host.setdefault("LogConfig", {"Type": "json-file", "Config": {}})   # logs readable (docker-py)
             with self._lock:
                 host.setdefault("AutoRemove", doc["Id"] in self._auto_remove)
             return 200, doc

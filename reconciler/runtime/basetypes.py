@@ -83,6 +83,7 @@ class NetworkState:
     bridge: str = ""                # Linux interface name
     ipv6_subnet: str = ""           # "" = IPv4 only
     ipv6_gateway: str = ""
+    mtu: int = 1500                 # its bridge's and veths' MTU
 
 
 @dataclass(frozen=True)

@@ -678,14 +678,14 @@ class Builder:
         if given is None:
             return None
         out = models.LogConfig(driver=given.get("driver"), options=MappingProxyType(dict(sorted((given.get("options") or {}).items()))))
-        for key, parse in (("max-size", units.parse_docker_size), ("max-file", _positive_int)):
+        for key, parse in (("max-size", units.parse_docker_size), ("max-file", positive_int)):
             if key in out.options:
                 self.convert(d, ("spec", "logging", "options", key), parse, out.options[key])
         if self.engine == "native":
             if out.driver not in (None, *NATIVE_LOG_DRIVERS):
                 self.warn(d, ("spec", "logging", "driver"), f"log driver {out.driver} is not honoured on the native "
                           "engine: it keeps each container's output itself (reconcile logs NAME)")
-            for key in sorted(set(out.options) - {"max-size", "max-file"}):
+            for key in sorted(set(out.options) - set(NATIVE_LOG_OPTIONS)):
                 self.warn(d, ("spec", "logging", "options", key), f"log option {key} is not honoured on the native engine "
                           "(it honours max-size and max-file)", key=True)
         return out
@@ -1286,9 +1286,11 @@ def _device(text: str) -> str:
 
 
 NATIVE_LOG_DRIVERS = ("json-file", "local")     # the native engine rotates its own log as these do
+NATIVE_LOG_OPTIONS = ("max-size", "max-file")   # by these (containers.py ContainerManager.rotation); the Engine API refuses others
 
 
-def _positive_int(value: str) -> int:
+def positive_int(value: str) -> int:
+    """A log's max-file."""
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"{value!r} is not a whole number of files of 1 or more")
     return int(value)

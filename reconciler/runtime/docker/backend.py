@@ -439,6 +439,7 @@ def network_state(attrs: Mapping[str, Any]) -> base.NetworkState:
         ipv6_subnet=str(v6.get("Subnet", "")),
         ipv6_gateway=str(v6.get("Gateway", "")) or (
             str(ipaddress.IPv6Network(v6["Subnet"], strict=False).network_address + 1) if v6 else ""),
+        mtu=int(options.get("com.docker.network.driver.mtu") or 1500),
     )
 
 

@@ -150,8 +150,9 @@ class LazyNetwork:
     def rename(self, container_id: str, name: str) -> None:
         self.manager.rename(container_id, name)
 
-    def connect(self, container_id: str, network: str, aliases: Sequence[str] = ()) -> Attachment:
-        return self.manager.connect(container_id, network, aliases)
+    def connect(self, container_id: str, network: str, aliases: Sequence[str] = (), *,
+                address: str | None = None, address6: str | None = None) -> Attachment:
+        return self.manager.connect(container_id, network, aliases, address=address, address6=address6)
 
     def disconnect(self, container_id: str, network: str) -> Attachment:
         return self.manager.disconnect(container_id, network)

@@ -85,7 +85,8 @@ class NetworkAttacher(Protocol):
 
     def rename(self, container_id: str, name: str) -> None: ...
 
-    def connect(self, container_id: str, network: str, aliases: Sequence[str] = ()) -> Attachment: ...
+    def connect(self, container_id: str, network: str, aliases: Sequence[str] = (), *,
+                address: str | None = None, address6: str | None = None) -> Attachment: ...
 
     def disconnect(self, container_id: str, network: str) -> Attachment: ...
 
@@ -543,10 +544,12 @@ class ContainerManager(records.RecordStore):
                                                    hint="connect it to a network before starting it")
                 if rec.netns_path and not os.path.exists(rec.netns_path) and self.network is not None:
                     # a reboot (or an emptied run dir) took the namespace, interfaces, hosts file
-                    # and rules: attach repairs them, with the addresses the IPAM still leases
+                    # and rules: attach repairs them, with the addresses the IPAM still leases (after
+                    # reconnect(), none: it gives the fixed ones asked for, else chooses)
                     att = self.network.attach(rec.id, name=rec.name, hostname=rec.hostname,
                                               networks=rec.config.networks, ports=rec.config.ports,
-                                              aliases=rec.config.aliases)
+                                              aliases=rec.config.aliases, static_ips=rec.config.ipv4_addresses,
+                                              static_ips6=rec.config.ipv6_addresses)
                     rec = dataclasses.replace(_with_addresses(rec, att),     # reconnect() changes them
                                               published=tuple(att.ports))
                 pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec),
@@ -720,11 +723,14 @@ class ContainerManager(records.RecordStore):
 
     # -- networks of a created container
 
-    def reconnect(self, name_or_id: str, networks: Sequence[str], aliases: Sequence[str]) -> records.Record:
+    def reconnect(self, name_or_id: str, networks: Sequence[str], aliases: Sequence[str], *,
+                  ipv4_addresses: Mapping[str, str] | None = None,
+                  ipv6_addresses: Mapping[str, str] | None = None) -> records.Record:
         """Give a container that was created and not started yet other networks and aliases
-        (`docker network connect` between create and start, as compose does). Its runtime
-        container and network namespace are dropped now; its start makes them again (as after
-        a reboot), attached to the new networks."""
+        (`docker network connect` between create and start, as compose does), and fixed
+        addresses on them (None: those it has, on the networks it keeps). Its runtime container
+        and network namespace are dropped now; its start makes them again (as after a reboot),
+        attached to the new networks, where a fixed address is checked."""
         rec = self._load(name_or_id)
         with self.lock(rec.id):
             rec = self.refresh(self._load(rec.id))
@@ -739,24 +745,32 @@ class ContainerManager(records.RecordStore):
             _wait_pid(rec.conmon_pid, 10)
             self.paths(rec.id).conmon.exit_file(rec.id).unlink(missing_ok=True)    # not an exit: a re-plan
             self._network().detach(rec.id)
-            rec = dataclasses.replace(rec, pid=None, conmon_pid=None,
-                                      config=dataclasses.replace(rec.config, networks=nets, aliases=tuple(aliases)))
+            v4 = rec.config.ipv4_addresses if ipv4_addresses is None else ipv4_addresses
+            v6 = rec.config.ipv6_addresses if ipv6_addresses is None else ipv6_addresses
+            cfg = dataclasses.replace(rec.config, networks=nets, aliases=tuple(aliases),
+                                      ipv4_addresses={n: a for n, a in v4.items() if n in nets},
+                                      ipv6_addresses={n: a for n, a in v6.items() if n in nets})
+            rec = dataclasses.replace(rec, pid=None, conmon_pid=None, config=cfg)
             self._save(rec)
             return rec
 
-    def connect_running(self, name_or_id: str, network: str, aliases: Sequence[str] = ()) -> records.Record:
+    def connect_running(self, name_or_id: str, network: str, aliases: Sequence[str] = (), *,
+                        ipv4: str | None = None, ipv6: str | None = None) -> records.Record:
         """`docker network connect` of a running container: one more interface in its namespace
-        (network.py NetworkManager.connect), kept in its record for its next starts."""
+        (network.py NetworkManager.connect), at the fixed addresses `ipv4`/`ipv6` when given,
+        kept in its record for its next starts."""
         rec = self._load(name_or_id)
         with self.lock(rec.id):
             rec = self.refresh(self._load(rec.id))
             self._live_bridge(rec)
             if network in rec.config.networks:
                 raise rterrors.Conflict(f"container {rec.name} is already connected to network {network}")
-            att = self._network().connect(rec.id, network, aliases)
+            att = self._network().connect(rec.id, network, aliases, address=ipv4, address6=ipv6)
             extra = tuple(a for a in aliases if a not in rec.config.aliases)
             cfg = dataclasses.replace(rec.config, networks=(*rec.config.networks, network),
-                                      aliases=(*rec.config.aliases, *extra))
+                                      aliases=(*rec.config.aliases, *extra),
+                                      ipv4_addresses={**rec.config.ipv4_addresses, **({network: ipv4} if ipv4 else {})},
+                                      ipv6_addresses={**rec.config.ipv6_addresses, **({network: ipv6} if ipv6 else {})})
             rec = _with_addresses(dataclasses.replace(rec, config=cfg), att)
             self._save(rec)
             return rec
@@ -771,7 +785,9 @@ class ContainerManager(records.RecordStore):
                 raise rterrors.NotFound(f"container {rec.name} is not connected to network {network}")
             att = self._network().disconnect(rec.id, network)
             cfg = dataclasses.replace(rec.config, networks=tuple(n for n in rec.config.networks if n != network)
-                                      or ("none",))
+                                      or ("none",),
+                                      ipv4_addresses={k: v for k, v in rec.config.ipv4_addresses.items() if k != network},
+                                      ipv6_addresses={k: v for k, v in rec.config.ipv6_addresses.items() if k != network})
             rec = _with_addresses(dataclasses.replace(rec, config=cfg), att)
             self._save(rec)
             return rec

@@ -78,9 +78,12 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
             "Memory": res.memory or 0, "NanoCpus": int((res.cpus or 0) * 1e9), "PidsLimit": res.pids,
             "ReadonlyRootfs": cfg.read_only, "CapAdd": list(cfg.cap_add), "CapDrop": list(cfg.cap_drop),
             "Runtime": rec.runtime, "PortBindings": _bindings(cfg.ports),
+            # the engine keeps the output itself, as json-file (Docker's default) does
+            "LogConfig": {"Type": cfg.log_driver or "json-file", "Config": dict(cfg.log_options)},
         },
         "NetworkSettings": {
-            "Networks": {n: {"IPAddress": ip, "GlobalIPv6Address": rec.ip6_addresses.get(n, "")}
+            "Networks": {n: {"IPAddress": ip, "GlobalIPv6Address": rec.ip6_addresses.get(n, ""),
+                             "IPAMConfig": _fixed(cfg, n)}
                          for n, ip in rec.ip_addresses.items()},
             "Ports": _bindings(rec.published or cfg.ports),
             "SandboxKey": rec.netns_path or "",
@@ -97,3 +100,10 @@ def _bindings(ports: Iterable[base.PortMapping]) -> dict[str, list[dict[str, str
         out.setdefault(f"{pm.container_port}/{pm.protocol}", []).append(
             {"HostIp": pm.host_ip, "HostPort": str(pm.host_port) if pm.host_port else ""})
     return out
+
+
+def _fixed(cfg: base.ContainerConfig, network: str) -> dict[str, str] | None:
+    """Docker's IPAMConfig of an endpoint: the fixed addresses the container asked for there."""
+    fixed = {key: by[network] for key, by in (("IPv4Address", cfg.ipv4_addresses), ("IPv6Address", cfg.ipv6_addresses))
+             if network in by}
+    return fixed or None

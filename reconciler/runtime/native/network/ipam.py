@@ -136,7 +136,7 @@ class NetworkRecord:
         return base.NetworkState(
             id=self.id, name=self.name, subnet=self.subnet, gateway=self.gateway,
             internal=self.internal, labels=dict(self.labels), bridge=self.bridge,
-            ipv6_subnet=self.subnet6 or "", ipv6_gateway=self.gateway6 or "",
+            ipv6_subnet=self.subnet6 or "", ipv6_gateway=self.gateway6 or "", mtu=self.mtu,
         )
 
 
@@ -650,11 +650,12 @@ class IPAM:
             out.append(rec)
         return out
 
-    def add_endpoint(self, container_id: str, network: str, *, veth: str,
-                     aliases: Sequence[str] = ()) -> EndpointRecord:
+    def add_endpoint(self, container_id: str, network: str, *, veth: str, aliases: Sequence[str] = (),
+                     static: str | None = None, static6: str | None = None) -> EndpointRecord:
         """One more network for an attached container (`docker network connect` of a running
-        one): its addresses on it (IPv6 too on a dual-stack network, as at attach) and the next
-        interface (eth<n>); `aliases` join its names."""
+        one): its addresses on it (`static`, else the next free one; IPv6 too on a dual-stack
+        network, `static6` or the next, as at attach) and the next interface (eth<n>); `aliases`
+        join its names."""
         with self._db.tx() as conn:
             row = conn.execute("SELECT * FROM net_containers WHERE container_id = ?", (container_id,)).fetchone()
             if row is None:
@@ -667,7 +668,8 @@ class IPAM:
             if any(r["network"] == network for r in mine):
                 raise errors.Conflict(f"container {row['name']!r} is already attached to network {network!r}")
             pos = max((int(r["position"]) for r in mine), default=-1) + 1
-            ep = self._insert_endpoint(conn, net_row, container_id, row["name"], position=pos, veth=veth)
+            ep = self._insert_endpoint(conn, net_row, container_id, row["name"], position=pos, veth=veth,
+                                       static=static, static6=static6)
             names = list(dict.fromkeys([*json.loads(row["aliases"]), *aliases]))
             conn.execute("UPDATE net_containers SET aliases = ? WHERE container_id = ?",
                          (json.dumps(names), container_id))

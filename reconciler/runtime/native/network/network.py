@@ -721,16 +721,18 @@ class NetworkManager:
             gateway6=net.gateway6 if default else None, fresh=fresh,
         )
 
-    def connect(self, container_id: str, network: str, aliases: Sequence[str] = ()) -> Attachment:
+    def connect(self, container_id: str, network: str, aliases: Sequence[str] = (), *,
+                address: str | None = None, address6: str | None = None) -> Attachment:
         """Join an attached (running) container to one more network: a veth into its namespace,
-        its addresses (IPv6 too on a dual-stack network: the endpoint is made and plugged as at
-        attach), its name (and `aliases`) in its peers' hosts files there. Its attachment now."""
+        its addresses (`address`/`address6` when given, else ones the network chooses; IPv6 only
+        on a dual-stack network: the endpoint is made and plugged as at attach), its name (and
+        `aliases`) in its peers' hosts files there. Its attachment now."""
         from reconciler.runtime.native.network import netlink
 
         self._check_container_id(container_id)
         with self._locked():
             ep = self._ipam.add_endpoint(container_id, network, veth=self.veth_name(container_id, network),
-                                         aliases=aliases)
+                                         aliases=aliases, static=address, static6=address6)
             net = self._ipam.network(network)
             assert net is not None              # add_endpoint found it
             try:

@@ -96,9 +96,10 @@ class NetworkAttacher(Protocol):
 # ---------------------------------------------------------------------------- helpers
 
 def _with_addresses(rec: records.Record, att: Attachment) -> records.Record:
-    """`rec` with its addresses as its attachment holds them (IPv4 and IPv6): after an attach at
-    a start, a connect or a disconnect."""
-    return dataclasses.replace(rec, ip_addresses=dict(att.ip_addresses), ip6_addresses=dict(att.ip6_addresses))
+    """`rec` with its addresses and published ports as its attachment holds them (IPv4 and IPv6;
+    the ports forwarded now): after an attach at a start, a connect or a disconnect."""
+    return dataclasses.replace(rec, ip_addresses=dict(att.ip_addresses), ip6_addresses=dict(att.ip6_addresses),
+                               published=tuple(att.ports))
 
 
 def _extra_hosts(extra_hosts: Sequence[str]) -> str:
@@ -550,8 +551,7 @@ class ContainerManager(records.RecordStore):
                                               networks=rec.config.networks, ports=rec.config.ports,
                                               aliases=rec.config.aliases, static_ips=rec.config.ipv4_addresses,
                                               static_ips6=rec.config.ipv6_addresses)
-                    rec = dataclasses.replace(_with_addresses(rec, att),     # reconnect() changes them
-                                              published=tuple(att.ports))
+                    rec = _with_addresses(rec, att)     # reconnect() changes them
                 pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec),
                                                  log_size_max=self._log_cap(rec.config),
                                                  terminal=rec.terminal, stdin=rec.stdin)
@@ -767,7 +767,8 @@ class ContainerManager(records.RecordStore):
                 raise rterrors.Conflict(f"container {rec.name} is already connected to network {network}")
             att = self._network().connect(rec.id, network, aliases, address=ipv4, address6=ipv6)
             extra = tuple(a for a in aliases if a not in rec.config.aliases)
-            cfg = dataclasses.replace(rec.config, networks=(*rec.config.networks, network),
+            kept = tuple(n for n in rec.config.networks if n != "none")   # "none": disconnected from all
+            cfg = dataclasses.replace(rec.config, networks=(*kept, network),
                                       aliases=(*rec.config.aliases, *extra),
                                       ipv4_addresses={**rec.config.ipv4_addresses, **({network: ipv4} if ipv4 else {})},
                                       ipv6_addresses={**rec.config.ipv6_addresses, **({network: ipv6} if ipv6 else {})})
@@ -776,7 +777,9 @@ class ContainerManager(records.RecordStore):
             return rec
 
     def disconnect_running(self, name_or_id: str, network: str) -> records.Record:
-        """`docker network disconnect` of a running container: its interface there is deleted."""
+        """`docker network disconnect` of a running container: its interface there is deleted,
+        and the ports it served, with the default route, move to the network that serves them
+        now (network.py NetworkManager.disconnect): its record says where they are forwarded."""
         rec = self._load(name_or_id)
         with self.lock(rec.id):
             rec = self.refresh(self._load(rec.id))
@@ -794,9 +797,12 @@ class ContainerManager(records.RecordStore):
 
     @staticmethod
     def _live_bridge(rec: records.Record) -> None:
+        """A running container with a namespace of the bridge networking: on bridge networks, or
+        disconnected from every one ("none", its namespace kept)."""
         if rec.status != "running":
             raise rterrors.Conflict(f"container {rec.name} is {rec.status}, not running")
-        if not rec.netns_path or set(rec.config.networks) & {"none", "host"}:
+        nets = set(rec.config.networks)
+        if not rec.netns_path or "host" in nets or ("none" in nets and nets != {"none"}):
             raise rterrors.InvalidArgument(f"container {rec.name}: only a container on bridge networks can be "
                                            "connected to other bridge networks")
 

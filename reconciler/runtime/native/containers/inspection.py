@@ -85,7 +85,7 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
             "Networks": {n: {"IPAddress": ip, "GlobalIPv6Address": rec.ip6_addresses.get(n, ""),
                              "IPAMConfig": _fixed(cfg, n)}
                          for n, ip in rec.ip_addresses.items()},
-            "Ports": _bindings(rec.published or cfg.ports),
+            "Ports": _bindings(rec.published),        # as forwarded now
             "SandboxKey": rec.netns_path or "",
         },
     }

@@ -138,7 +138,8 @@ class Record:
     conmon_start: int | None = None
     boot_id: str | None = None
     error: str | None = None                 # why the engine ended it (State.Error), None otherwise
-    # the published ports as the network holds them: a host port 0 of the config is the one chosen
+    # the published ports as the kernel forwards them now (what ps and inspect show): a host port 0
+    # of the config is the one chosen; none while no network serves them
     published: tuple[base.PortMapping, ...] = ()
 
     def main_alive(self) -> bool:
@@ -180,7 +181,7 @@ class Record:
             exit_code=self.exit_code, started_at=self.started_at, finished_at=self.finished_at,
             pid=self.pid if self.status == "running" else None, oom_killed=self.oom_killed,
             health=self.health, restart_count=self.restart_count,
-            ip_addresses=dict(self.ip_addresses), ports=self.published or self.config.ports,
+            ip_addresses=dict(self.ip_addresses), ports=self.published,
             manually_stopped=self.manually_stopped, error=self.error, ip6_addresses=dict(self.ip6_addresses),
         )
 
@@ -252,7 +253,7 @@ def summary(rec: Record) -> dict[str, Any]:
     """What `ps` shows of a container, as JSON values: the CLI makes its rows of these, whether
     it read the records itself or the agent served them (GET /v1/containers)."""
     base.ContainerStatus(rec.status)        # a status this version knows
-    ports = rec.published or rec.config.ports
+    ports = rec.published                  # as forwarded now, never as asked
     return summaries.summary_fields(
         id=rec.id, image=rec.image, argv=rec.command_line(), created=rec.created, status=rec.status,
         restarting=rec.restarting, exit_code=rec.exit_code, health=rec.health, name=rec.name,

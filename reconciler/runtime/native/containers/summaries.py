@@ -168,7 +168,7 @@ def _summary_of(d: Mapping[str, Any], exits: set[str]) -> dict[str, Any] | None:
     if status == "exited" and holds_secrets(config.get("secret_env") or (),
                                             (m.get("type") for m in config.get("mounts") or ())):
         return None
-    ports = d.get("published") or config.get("ports") or ()
+    ports = d.get("published") or ()         # as forwarded now, never as asked
     return summary_fields(
         id=d["id"], image=d["image"], argv=argv_of(d.get("image_config") or {}, config.get("command"),
                                                    config.get("args")),

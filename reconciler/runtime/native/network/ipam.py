@@ -10,7 +10,10 @@ containers at once can never hand out the same address, subnet or host port:
                     `resolve` (JSON: its extra hosts, nameservers and search domains)
     net_endpoints   (network, address) -> container, its interface name and host-side veth,
                     and its IPv6 address on a dual-stack network
-    net_ports       published ports (protocol, host ip, host port) -> container endpoint
+    net_ports       published ports (protocol, host ip, host port) -> container endpoint: the
+                    container's gateway endpoint (`gateway_endpoint`), moved with it by a connect
+                    or disconnect; none (address '') while the container has no endpoint, when
+                    the port is held for it but not forwarded
 
 Allocation is round robin from gateway + 1 to the last usable address (like host-local), so a
 just-released address is not handed out again at once. A new network's subnet never overlaps
@@ -30,7 +33,7 @@ import hashlib
 import ipaddress
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import field
 from datetime import UTC, datetime
 
@@ -182,7 +185,8 @@ class EndpointRecord:
 
 @dataclass(frozen=True)
 class PortRecord:
-    """One published port."""
+    """One published port: a host port held for a container, forwarded to `address` on `network`
+    (both '' while it is not forwarded)."""
 
     protocol: str
     host_ip: str
@@ -191,6 +195,18 @@ class PortRecord:
     container_port: int
     address: str
     network: str
+
+    @property
+    def forwarded(self) -> bool:
+        return bool(self.address)
+
+
+def gateway_endpoint(endpoints: Sequence[EndpointRecord], internal: Container[str]) -> EndpointRecord | None:
+    """The endpoint a container's published ports are forwarded to, as Docker's gateway endpoint
+    serves them: the one that holds its default route, its first (by position) on a network not
+    `internal`; else (only internal networks: no default route) its first; None without any."""
+    ordered = sorted(endpoints, key=lambda e: e.position)
+    return next((e for e in ordered if e.network not in internal), ordered[0] if ordered else None)
 
 
 def _now() -> str:
@@ -614,9 +630,10 @@ class IPAM:
         out: list[PortRecord] = []
         if not ports:
             return out
-        if not endpoints:
+        internal = {r["name"] for r in conn.execute("SELECT name FROM net_networks WHERE internal")}
+        ep = gateway_endpoint(endpoints, internal)
+        if ep is None:
             raise errors.InvalidArgument(f"container {container.name!r} publishes ports but joins no network")
-        ep = endpoints[0]
         for p in ports:
             rows = conn.execute(
                 "SELECT p.host_ip, c.name FROM net_ports p JOIN net_containers c USING (container_id)"
@@ -633,7 +650,7 @@ class IPAM:
                 if ep.address6 is None:
                     raise errors.InvalidArgument(
                         f"container {container.name!r} publishes port {p.host_port} on IPv6 address "
-                        f"{p.host_ip}, but its first network {ep.network!r} has no IPv6",
+                        f"{p.host_ip}, but network {ep.network!r}, which serves its ports, has no IPv6",
                         hint="set ipv6: true on that network, or publish on an IPv4 address",
                     )
                 address = ep.address6
@@ -673,14 +690,38 @@ class IPAM:
             names = list(dict.fromkeys([*json.loads(row["aliases"]), *aliases]))
             conn.execute("UPDATE net_containers SET aliases = ? WHERE container_id = ?",
                          (json.dumps(names), container_id))
+            self._route_ports(conn, container_id)
             return ep
 
     def remove_endpoint(self, container_id: str, network: str) -> EndpointRecord | None:
-        """Release a container's address on one network (`docker network disconnect`)."""
+        """Release a container's address on one network (`docker network disconnect`); the ports
+        it served move to the container's gateway endpoint now, or are no longer forwarded."""
         found = self.endpoints(network=network, container_id=container_id)
         with self._db.tx() as conn:
             conn.execute("DELETE FROM net_endpoints WHERE container_id = ? AND network = ?", (container_id, network))
+            self._route_ports(conn, container_id)
         return found[0] if found else None
+
+    @staticmethod
+    def _route_ports(conn: sqlite3.Connection, container_id: str) -> None:
+        """Point each port the container publishes at its gateway endpoint as it is now (the
+        address of the port's family there), or at none: no port is left with an address the
+        container has no more."""
+        rows = conn.execute("SELECT protocol, host_ip, host_port FROM net_ports WHERE container_id = ?",
+                            (container_id,)).fetchall()
+        if not rows:
+            return
+        eps = [EndpointRecord(r["network"], r["address"], r["container_id"], int(r["position"]), r["ifname"],
+                              r["veth"], r["address6"])
+               for r in conn.execute("SELECT * FROM net_endpoints WHERE container_id = ?", (container_id,))]
+        internal = {r["name"] for r in conn.execute("SELECT name FROM net_networks WHERE internal")}
+        ep = gateway_endpoint(eps, internal)
+        for r in rows:
+            address = "" if ep is None else (ep.address6 or "") if ":" in r["host_ip"] else ep.address
+            conn.execute(
+                "UPDATE net_ports SET address = ?, network = ? WHERE protocol = ? AND host_ip = ? AND host_port = ?",
+                (address, ep.network if ep is not None and address else "", r["protocol"], r["host_ip"],
+                 r["host_port"]))
 
     def rename_container(self, container_id: str, name: str) -> bool:
         """Record a container's new name; False if it is not attached."""
@@ -718,7 +759,13 @@ class IPAM:
                                r["ifname"], r["veth"], r["address6"]) for r in rows]
 
     def ports(self) -> list[PortRecord]:
+        """Every host port held for a container, forwarded or not."""
         rows = self._db.connect().execute(
             "SELECT * FROM net_ports ORDER BY protocol, host_port, host_ip").fetchall()
         return [PortRecord(r["protocol"], r["host_ip"], int(r["host_port"]), r["container_id"],
                            int(r["container_port"]), r["address"], r["network"]) for r in rows]
+
+    def forwarded_ports(self, container_id: str | None = None) -> list[PortRecord]:
+        """The ports forwarded now (of one container): what the firewall's rules and the
+        containers' reports are made of."""
+        return [p for p in self.ports() if p.forwarded and container_id in (None, p.container_id)]

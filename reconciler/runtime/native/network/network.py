@@ -419,7 +419,7 @@ class NetworkManager:
                 return
             self._fw_rendered += 1
             number = self._fw_rendered
-            self._fw.apply(self._ipam.networks(), self._ipam.ports(), force=force)
+            self._fw.apply(self._ipam.networks(), self._ipam.forwarded_ports(), force=force)
             self._fw_applied = number
 
     # ports ------------------------------------------------------------------------------------
@@ -663,7 +663,7 @@ class NetworkManager:
             hosts_path=hosts, resolv_conf_path=resolv,
             ports=tuple(base.PortMapping(container_port=r.container_port, host_port=r.host_port, protocol=r.protocol,
                                          host_ip=r.host_ip)
-                        for r in self._ipam.ports() if r.container_id == container_id),
+                        for r in self._ipam.forwarded_ports(container_id)),
         )
 
     def _ensure_interfaces(self, container_id: str, endpoints: Sequence[ipam.EndpointRecord], *,
@@ -673,10 +673,18 @@ class NetworkManager:
 
         path = self._ensure_netns(container_id)
         records = {n.name: n for n in self._ipam.networks()}
-        default_net = next((e.network for e in endpoints if not records[e.network].internal), None)
+        default_net = self._default_network(endpoints, records)
         with netlink.host() as h:
             for ep in endpoints:
                 self._plug(h, path, records[ep.network], ep, default=ep.network == default_net, locked=locked)
+
+    @staticmethod
+    def _default_network(endpoints: Sequence[ipam.EndpointRecord], records: Mapping[str, ipam.NetworkRecord]) -> str | None:
+        """The network of a container's default route: that of its gateway endpoint, which serves
+        its published ports too, unless internal (no way out)."""
+        internal = {n for n, r in records.items() if r.internal}
+        gw = ipam.gateway_endpoint(endpoints, internal)
+        return gw.network if gw is not None and gw.network not in internal else None
 
     def _ensure_netns(self, container_id: str) -> Path:
         from reconciler.runtime.native.network import netlink
@@ -731,15 +739,18 @@ class NetworkManager:
 
         self._check_container_id(container_id)
         with self._locked():
+            before = self._ipam.forwarded_ports(container_id)
             ep = self._ipam.add_endpoint(container_id, network, veth=self.veth_name(container_id, network),
                                          aliases=aliases, static=address, static6=address6)
-            net = self._ipam.network(network)
-            assert net is not None              # add_endpoint found it
+            records = {n.name: n for n in self._ipam.networks()}
+            net = records[network]              # add_endpoint found it
+            default = self._default_network(self._ipam.endpoints(container_id=container_id), records) == network
             try:
                 with netlink.host() as h:
-                    self._plug(h, self.netns_path(container_id), net, ep, default=False)
+                    self._plug(h, self.netns_path(container_id), net, ep, default=default)
                 self._write_files(container_id)
                 self._apply_firewall()
+                self._ports_moved(container_id, before)
                 self._refresh_peers(container_id, [network])
             except BaseException:
                 self._unplug(container_id, network)
@@ -750,7 +761,9 @@ class NetworkManager:
 
     def disconnect(self, container_id: str, network: str) -> Attachment:
         """Take a container off one network: its veth (both ends), addresses and names there.
-        Its attachment now."""
+        The network of its default route and published ports (its gateway endpoint) passes them
+        to the network that is its gateway endpoint now, as Docker's does; with none left its
+        ports are held but not forwarded. Its attachment now."""
         self._check_container_id(container_id)
         with self._locked():
             if not self._ipam.endpoints(network=network, container_id=container_id):
@@ -762,12 +775,32 @@ class NetworkManager:
     def _unplug(self, container_id: str, network: str) -> None:
         from reconciler.runtime.native.network import netlink
 
+        before = self._ipam.forwarded_ports(container_id)
+        records = {n.name: n for n in self._ipam.networks()}
+        had_default = self._default_network(self._ipam.endpoints(container_id=container_id), records) == network
         ep = self._ipam.remove_endpoint(container_id, network)
+        left = self._ipam.endpoints(container_id=container_id)
+        default = self._default_network(left, records) if had_default else None
         with netlink.host() as h:
             h.delete_link(ep.veth if ep is not None else self.veth_name(container_id, network))
+            for e in left:
+                if e.network == default:        # the default route went with the interface that had it
+                    self._plug(h, self.netns_path(container_id), records[e.network], e, default=True)
         self._write_files(container_id)
         self._apply_firewall()
+        self._ports_moved(container_id, before)
         self._refresh_peers(container_id, [network])
+
+    def _ports_moved(self, container_id: str, before: Sequence[ipam.PortRecord]) -> None:
+        """After the rules changed: the [::1] proxies of ports forwarded elsewhere than `before`
+        started again towards their new address, and UDP flows to the old one forgotten."""
+        after = self._ipam.forwarded_ports(container_id)
+        if after == before:
+            return
+        self._stop_proxies(container_id)
+        self._ensure_proxies(container_id)
+        for port in sorted({p.host_port for p in [*before, *after] if p.protocol == "udp"}):
+            self._clear_udp_flows(port)
 
     def rename(self, container_id: str, name: str) -> None:
         """A container's new name: its own hosts file and its peers' name it from now on."""
@@ -828,8 +861,8 @@ class NetworkManager:
 
     def _ensure_proxies(self, container_id: str) -> None:
         """A running `portproxy` per TCP port this container publishes on [::1] or [::]."""
-        for p in self._ipam.ports():
-            if p.container_id != container_id or p.host_ip not in (_LOOPBACK6, ipam.ANY_IP6):
+        for p in self._ipam.forwarded_ports(container_id):
+            if p.host_ip not in (_LOOPBACK6, ipam.ANY_IP6):
                 continue
             if p.protocol != "tcp":
                 continue

@@ -1,0 +1,134 @@
+"""What a native container's published ports are reported as equals what the kernel forwards,
+through every change of its networks and state, driven by the real docker CLI on the Engine API.
+
+Docker serves a container's published ports through its gateway endpoint (libnetwork's
+`Sandbox.getGatewayEndpoint`, the endpoint that holds the default route): `docker network
+disconnect` of that network moves them, with the default route, to a network it keeps
+(`clearNetworkResources` -> `updateGateway`); with no network left they are not forwarded, and a
+network connected later serves them again. A stopped (or created) container publishes nothing:
+`docker ps -a` shows no ports for it and inspect's `NetworkSettings.Ports` is empty.
+
+Here each step checks four views against each other: the container's record (`published`),
+`docker ps`, `docker inspect` and the DNAT rules in the engine's nft table; and that a client
+of the published port is answered exactly when a port is reported.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+
+from reconciler.runtime.native.containers import records
+from tests.api.test_engine_api import docker
+from tests.api.test_engine_api import engine_api as engine_api  # the fixture
+from tests.api.test_engine_api import pytestmark as pytestmark  # root, registry, docker CLI
+from tests.helpers.host import Host
+from tests.helpers.ports import publish_port
+
+
+def _httpd(text: str) -> str:
+    return f"mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p 80 -h /www"
+
+
+def _answer(port: int, address: str = "127.0.0.1") -> str | None:
+    """What `address`:`port` answers, or None when nothing does."""
+    try:
+        with urllib.request.urlopen(f"http://{address}:{port}/", timeout=2) as resp:
+            return str(resp.read().decode().strip())
+    except OSError:
+        return None
+
+
+def _dnat(host: Host, port: int) -> list[str]:
+    """The targets the engine's nft table forwards host port `port` to."""
+    rules = subprocess.run(["nft", "list", "table", "ip", host.config.name_prefix], capture_output=True,
+                           text=True, check=False, timeout=30).stdout
+    return [m.group(1) for line in rules.splitlines() if f" dport {port} " in line
+            for m in [re.search(r"dnat to (\S+)", line)] if m]
+
+
+def _views(sock: str, host: Host, name: str, port: int) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Each view's list of `127.0.0.1:PORT->80/tcp` bindings of container `name`: its record,
+    `docker ps -a`, `docker inspect`, and the kernel's rules (as `->ADDRESS:80`)."""
+    rec = records.RecordStore(host.config).get(name)
+    record = [f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}" for p in rec.published]
+    ps = docker(sock, "ps", "-a", "--filter", f"name=^{name}$", "--format", "{{.Ports}}").stdout.strip()
+    shown = [b.strip() for b in ps.split(",") if b.strip()]
+    ports = json.loads(docker(sock, "inspect", "-f", "{{json .NetworkSettings.Ports}}", name).stdout) or {}
+    inspected = [f"{b['HostIp']}:{b['HostPort']}->{key}" for key, binds in ports.items() for b in binds or ()]
+    return record, shown, inspected, _dnat(host, port)
+
+
+def _agree(sock: str, host: Host, name: str, port: int, *, to: str | None) -> None:
+    """All views say the same: `127.0.0.1:port->80/tcp` forwarded to `to`:80, or (None) nothing."""
+    record, shown, inspected, kernel = _views(sock, host, name, port)
+    want = [f"127.0.0.1:{port}->80/tcp"] if to else []
+    assert (record, shown, inspected) == (want, want, want), (record, shown, inspected, kernel)
+    assert kernel == ([f"{to}:80"] if to else []), kernel
+
+
+def _ip(sock: str, name: str, network: str) -> str:
+    return docker(sock, "inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}',
+                  name).stdout.strip()
+
+
+def _eventually(check: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def test_published_ports_follow_the_gateway_network_through_disconnect_and_connect(
+        engine_api: str, host: Host, busybox_image: str) -> None:
+    n1, n2 = f"{host.config.name_prefix}n1", f"{host.config.name_prefix}n2"
+    docker(engine_api, "network", "create", "--subnet", host.subnet, n1)
+    spare = list(ipaddress.ip_network(host.config.subnet_pool).subnets(new_prefix=24))[1]   # the lease's other /24
+    docker(engine_api, "network", "create", "--subnet", str(spare), n2)
+    docker(engine_api, "pull", busybox_image)
+    port = publish_port()
+    docker(engine_api, "run", "-d", "--name", "pweb", "--network", n1, "-p", f"127.0.0.1:{port}:80",
+           busybox_image, "sh", "-c", _httpd("hello-from-pweb"))
+    docker(engine_api, "network", "connect", n2, "pweb")
+    first, second = _ip(engine_api, "pweb", n1), _ip(engine_api, "pweb", n2)
+    _agree(engine_api, host, "pweb", port, to=first)
+    _eventually(lambda: _answer(port) == "hello-from-pweb", "the published port does not answer")
+
+    # the network that served the ports goes: they move to the one kept, with the default route
+    docker(engine_api, "network", "disconnect", n1, "pweb")
+    assert list(json.loads(docker(engine_api, "inspect", "-f", "{{json .NetworkSettings.Networks}}",
+                                  "pweb").stdout)) == [n2]
+    _agree(engine_api, host, "pweb", port, to=second)
+    gateway = json.loads(docker(engine_api, "network", "inspect", n2).stdout)[0]["IPAM"]["Config"][0]["Gateway"]
+    assert f"default via {gateway} " in docker(engine_api, "exec", "pweb", "ip", "route").stdout
+    _eventually(lambda: _answer(port) == "hello-from-pweb", "the moved port does not answer")
+
+    # the released address given to another container: the port does not reach it
+    docker(engine_api, "run", "-d", "--name", "other", "--network", n1, "--ip", first, busybox_image,
+           "sh", "-c", _httpd("hello-from-other"))
+    _eventually(lambda: _answer(80, first) == "hello-from-other", "the other container does not serve")
+    assert _answer(port) == "hello-from-pweb"
+    assert f"{first}:80" not in _dnat(host, port)
+
+    # no network left: nothing forwarded, nothing reported; the host port stays the container's
+    docker(engine_api, "network", "disconnect", n2, "pweb")
+    _agree(engine_api, host, "pweb", port, to=None)
+    assert _answer(port) is None
+    clash = docker(engine_api, "run", "-d", "--name", "thief", "--network", n2, "-p", f"127.0.0.1:{port}:80",
+                   busybox_image, "sleep", "3600", check=False)
+    assert clash.returncode != 0
+    assert "already published by container 'pweb'" in clash.stderr
+
+    # connected again: the new network serves them
+    docker(engine_api, "network", "connect", n2, "pweb")
+    again = _ip(engine_api, "pweb", n2)
+    _agree(engine_api, host, "pweb", port, to=again)
+    _eventually(lambda: _answer(port) == "hello-from-pweb", "the port does not answer after the connect")
+    docker(engine_api, "rm", "-f", "pweb", "other")
+    docker(engine_api, "rm", "-f", "thief", check=False)
+    assert _dnat(host, port) == []

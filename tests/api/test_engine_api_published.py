@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
+import signal
 import subprocess
 import time
 import urllib.request
@@ -131,4 +133,43 @@ def test_published_ports_follow_the_gateway_network_through_disconnect_and_conne
     _eventually(lambda: _answer(port) == "hello-from-pweb", "the port does not answer after the connect")
     docker(engine_api, "rm", "-f", "pweb", "other")
     docker(engine_api, "rm", "-f", "thief", check=False)
+    assert _dnat(host, port) == []
+
+
+def test_ports_are_published_while_the_container_runs(engine_api: str, host: Host, busybox_image: str) -> None:
+    net = f"{host.config.name_prefix}p"
+    docker(engine_api, "network", "create", "--subnet", host.subnet, net)
+    docker(engine_api, "pull", busybox_image)
+    port = publish_port()
+    docker(engine_api, "create", "--name", "pstop", "--network", net, "-p", f"127.0.0.1:{port}:80",
+           busybox_image, "sh", "-c", _httpd("hello-from-pstop"))
+    _agree(engine_api, host, "pstop", port, to=None)                # created: not yet
+
+    docker(engine_api, "start", "pstop")
+    address = _ip(engine_api, "pstop", net)
+    _agree(engine_api, host, "pstop", port, to=address)
+    _eventually(lambda: _answer(port) == "hello-from-pstop", "the published port does not answer")
+
+    docker(engine_api, "stop", "-t", "1", "pstop")
+    _agree(engine_api, host, "pstop", port, to=None)
+    assert _answer(port) is None
+    assert docker(engine_api, "inspect", "-f", "{{json .HostConfig.PortBindings}}", "pstop").stdout.strip() == \
+        json.dumps({"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}, separators=(",", ":"))
+
+    docker(engine_api, "start", "pstop")
+    _agree(engine_api, host, "pstop", port, to=_ip(engine_api, "pstop", net))
+    _eventually(lambda: _answer(port) == "hello-from-pstop", "the port does not answer after the start")
+
+    # an exit the engine did not cause (its process killed from outside): the engine that
+    # watches it takes the ports away, rules and reports
+    pid = int(docker(engine_api, "inspect", "-f", "{{.State.Pid}}", "pstop").stdout)
+    os.kill(pid, signal.SIGKILL)
+    _eventually(lambda: _views(engine_api, host, "pstop", port) == ([], [], [], []),
+                "the exited container's port is still forwarded or reported")
+    assert docker(engine_api, "inspect", "-f", "{{.State.Status}}", "pstop").stdout.strip() == "exited"
+    assert _answer(port) is None
+
+    docker(engine_api, "start", "pstop")
+    _agree(engine_api, host, "pstop", port, to=_ip(engine_api, "pstop", net))
+    docker(engine_api, "rm", "-f", "pstop")
     assert _dnat(host, port) == []

@@ -157,6 +157,9 @@ class LazyNetwork:
     def disconnect(self, container_id: str, network: str) -> Attachment:
         return self.manager.disconnect(container_id, network)
 
+    def forward(self, container_id: str, on: bool) -> Attachment:
+        return self.manager.forward(container_id, on)
+
     def files(self, container_id: str) -> tuple[Path, Path]:
         return self.manager.files(container_id)
 

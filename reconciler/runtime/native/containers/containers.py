@@ -78,7 +78,7 @@ class NetworkAttacher(Protocol):
         ports: Sequence[base.PortMapping] = (), aliases: Sequence[str] = (),
         extra_hosts: Sequence[str] = (), dns: Sequence[str] = (), dns_search: Sequence[str] = (),
         dns_options: Sequence[str] = (), static_ips: Mapping[str, str] | None = None,
-        static_ips6: Mapping[str, str] | None = None,
+        static_ips6: Mapping[str, str] | None = None, forward: bool = True,
     ) -> Attachment: ...
 
     def detach(self, container_id: str) -> None: ...
@@ -89,6 +89,8 @@ class NetworkAttacher(Protocol):
                 address: str | None = None, address6: str | None = None) -> Attachment: ...
 
     def disconnect(self, container_id: str, network: str) -> Attachment: ...
+
+    def forward(self, container_id: str, on: bool) -> Attachment: ...
 
     def files(self, container_id: str) -> tuple[Path, Path]: ...
 
@@ -466,7 +468,7 @@ class ContainerManager(records.RecordStore):
                                       ports=config.ports, aliases=config.aliases, extra_hosts=config.extra_hosts,
                                       dns=config.dns, dns_search=config.dns_search,
                                       dns_options=config.dns_options, static_ips=config.ipv4_addresses,
-                                      static_ips6=config.ipv6_addresses)
+                                      static_ips6=config.ipv6_addresses, forward=False)   # from its start on
             undo.append(lambda: self.network.detach(cid) if self.network else None)
             netns_path, ips, ips6 = os.fspath(att.netns_path), dict(att.ip_addresses), dict(att.ip6_addresses)
             published = tuple(att.ports)
@@ -550,7 +552,7 @@ class ContainerManager(records.RecordStore):
                     att = self.network.attach(rec.id, name=rec.name, hostname=rec.hostname,
                                               networks=rec.config.networks, ports=rec.config.ports,
                                               aliases=rec.config.aliases, static_ips=rec.config.ipv4_addresses,
-                                              static_ips6=rec.config.ipv6_addresses)
+                                              static_ips6=rec.config.ipv6_addresses, forward=False)
                     rec = _with_addresses(rec, att)     # reconnect() changes them
                 pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec),
                                                  log_size_max=self._log_cap(rec.config),
@@ -558,6 +560,7 @@ class ContainerManager(records.RecordStore):
                 rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid, status="created",
                                           **_identity(pid, conmon_pid))
                 self._save(rec)
+            rec = self._forwarding(rec, on=True)    # its ports, as Docker's, before its process starts
             started = rec
             try:
                 rt.start(rec.id, alive=lambda: procs.alive(started.pid, started.pid_start, started.boot_id),
@@ -565,7 +568,8 @@ class ContainerManager(records.RecordStore):
             except rterrors.RuntimeBackendError:
                 # a caller killed after `runc start` but before saving "running": it runs already
                 if not (fresh and (rt.state(rec.id) or {}).get("status") == "running"):
-                    rec = self.refresh(rec)
+                    rec = self._forwarding(self.refresh(rec), on=False)
+                    self._save(rec)
                     raise
             rec = dataclasses.replace(rec, status="running", started_at=records.now(), exit_code=None, error=None,
                                       finished_at=None, oom_killed=False, manually_stopped=False,
@@ -591,13 +595,37 @@ class ContainerManager(records.RecordStore):
                 return new
             time.sleep(0.005)
 
+    def _forwarding(self, rec: records.Record, *, on: bool) -> records.Record:
+        """`rec` with its published ports forwarded (`on`: it starts) or not (it stopped or
+        exited), its `published` as the network forwards them now: a container publishes its
+        ports while it runs, as Docker's does (`ps -a` shows none of an exited one, inspect's
+        NetworkSettings.Ports is empty). Under the container's lock; the caller saves `rec`."""
+        if self.network is None or not rec.netns_path or not rec.config.ports or (not on and not rec.published):
+            return rec
+        att = self.network.forward(rec.id, on)
+        return dataclasses.replace(rec, published=tuple(att.ports))
+
+    def unpublish(self, name_or_id: str) -> records.Record:
+        """Stop forwarding the ports of a container that is not running (the restart manager,
+        as it learns of an exit the engine did not cause)."""
+        rec = self._load(name_or_id)
+        if not rec.published:
+            return rec
+        with self.lock(rec.id):
+            rec = self.refresh(self._load(rec.id))
+            if rec.status == "running" or not rec.published:
+                return rec
+            ports = self._forwarding(rec, on=False).published
+            return self.update(rec.id, lambda r: dataclasses.replace(r, published=ports))
+
     def stop(self, name_or_id: str, *, timeout: float | None = None) -> records.Record:
-        """StopSignal, wait `timeout` (the container's stop_timeout by default), then SIGKILL."""
+        """StopSignal, wait `timeout` (the container's stop_timeout by default), then SIGKILL;
+        its ports are no longer forwarded."""
         rec = self._load(name_or_id)
         with self.lock(rec.id):
             rec = self.refresh(self._load(rec.id))
             if rec.status != "running":
-                rec = dataclasses.replace(rec, manually_stopped=True, restarting=False)
+                rec = dataclasses.replace(self._forwarding(rec, on=False), manually_stopped=True, restarting=False)
                 self._save(rec)
                 return rec
             rec = dataclasses.replace(rec, manually_stopped=True, restarting=False)
@@ -615,6 +643,9 @@ class ContainerManager(records.RecordStore):
                 _wait_pid(rec.pid, 10)
             _wait_pid(rec.conmon_pid, 10)
             rec = self._wait_exit_file(rec, 5)
+            if rec.status != "running":
+                rec = self._forwarding(rec, on=False)
+                self._save(rec)
             self.event(rec, "stop")
             return rec
 
@@ -633,7 +664,8 @@ class ContainerManager(records.RecordStore):
         if signo == 9:
             _wait_pid(rec.pid, 10)
             _wait_pid(rec.conmon_pid, 10)
-            return self._wait_exit_file(rec, 5)
+            self._wait_exit_file(rec, 5)
+            return self.unpublish(rec.id)
         return rec
 
     def wait(self, name_or_id: str, *, timeout: float | None = None) -> int:

@@ -90,6 +90,8 @@ class RestartManager:
         rec = self.manager.get(cid)
         if rec.status != "exited":
             return None
+        if rec.published:           # an exit the engine did not cause: its ports go with it
+            rec = self.manager.unpublish(rec.id)
         with self._lock:
             if self._handled.get(rec.id) == rec.finished_at and rec.finished_at is not None:
                 p = self._pending.get(rec.id)

@@ -6,14 +6,16 @@ containers at once can never hand out the same address, subnet or host port:
 
     net_networks    name, bridge, subnet, gateway, internal, mtu, labels, last allocated address;
                     for a dual-stack network its IPv6 /64, gateway and last allocated IPv6 address
-    net_containers  one row per attached container: name, hostname, aliases, netns path, and
-                    `resolve` (JSON: its extra hosts, nameservers and search domains)
+    net_containers  one row per attached container: name, hostname, aliases, netns path,
+                    `resolve` (JSON: its extra hosts, nameservers and search domains), and
+                    `forwarding`: whether its published ports are forwarded (while it runs)
     net_endpoints   (network, address) -> container, its interface name and host-side veth,
                     and its IPv6 address on a dual-stack network
     net_ports       published ports (protocol, host ip, host port) -> container endpoint: the
                     container's gateway endpoint (`gateway_endpoint`), moved with it by a connect
-                    or disconnect; none (address '') while the container has no endpoint, when
-                    the port is held for it but not forwarded
+                    or disconnect; none (address '') while the container has no endpoint. A port
+                    is forwarded while it has an address and its container `forwarding`; else
+                    the host port is held for the container, with no rule
 
 Allocation is round robin from gateway + 1 to the last usable address (like host-local), so a
 just-released address is not handed out again at once. A new network's subnet never overlaps
@@ -101,6 +103,7 @@ _NEW_COLUMNS = (
     ("net_networks", "gateway6", "TEXT"),
     ("net_networks", "last_address6", "TEXT"),
     ("net_endpoints", "address6", "TEXT"),
+    ("net_containers", "forwarding", "INTEGER NOT NULL DEFAULT 1"),
 )
 
 
@@ -467,8 +470,10 @@ class IPAM:
         ports: Sequence[base.PortMapping],
         veth_name: Mapping[str, str],
         static_ips6: Mapping[str, str] | None = None,
+        forwarding: bool = True,
     ) -> tuple[list[EndpointRecord], list[PortRecord]]:
-        """Record an attachment: one address per network (static or allocated) and its ports.
+        """Record an attachment: one address per network (static or allocated) and its ports,
+        forwarded from the start or (not `forwarding`) held until `set_forwarding`.
 
         All or nothing: a refused static address or a taken host port leaves no trace.
         """
@@ -487,11 +492,13 @@ class IPAM:
                     hint="detach it first",
                 )
             conn.execute(
-                "INSERT INTO net_containers (container_id, name, hostname, aliases, netns, resolve) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO net_containers (container_id, name, hostname, aliases, netns, resolve, forwarding)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (container.container_id, container.name, container.hostname,
                  json.dumps(list(container.aliases)), container.netns,
                  json.dumps({"extra_hosts": list(container.extra_hosts), "dns": list(container.dns),
-                             "dns_search": list(container.dns_search), "dns_options": list(container.dns_options)})),
+                             "dns_search": list(container.dns_search), "dns_options": list(container.dns_options)}),
+                 int(forwarding)),
             )
             endpoints = []
             for pos, net_name in enumerate(networks):
@@ -723,6 +730,14 @@ class IPAM:
                 (address, ep.network if ep is not None and address else "", r["protocol"], r["host_ip"],
                  r["host_port"]))
 
+    def set_forwarding(self, container_id: str, on: bool) -> bool:
+        """Forward a container's published ports (it runs) or hold them with no rule (it does
+        not); whether that changed anything."""
+        with self._db.tx() as conn:
+            cur = conn.execute("UPDATE net_containers SET forwarding = ? WHERE container_id = ? AND forwarding != ?",
+                               (int(on), container_id, int(on)))
+            return cur.rowcount > 0
+
     def rename_container(self, container_id: str, name: str) -> bool:
         """Record a container's new name; False if it is not attached."""
         with self._db.tx() as conn:
@@ -766,6 +781,12 @@ class IPAM:
                            int(r["container_port"]), r["address"], r["network"]) for r in rows]
 
     def forwarded_ports(self, container_id: str | None = None) -> list[PortRecord]:
-        """The ports forwarded now (of one container): what the firewall's rules and the
-        containers' reports are made of."""
-        return [p for p in self.ports() if p.forwarded and container_id in (None, p.container_id)]
+        """The ports forwarded now (of one container): those with an address, of containers
+        `forwarding`. What the firewall's rules and the containers' reports are made of."""
+        sql, args = ("SELECT p.* FROM net_ports p JOIN net_containers c USING (container_id)"
+                     " WHERE c.forwarding AND p.address != ''"), list[str]()
+        if container_id is not None:
+            sql, args = sql + " AND p.container_id = ?", [container_id]
+        rows = self._db.connect().execute(sql + " ORDER BY p.protocol, p.host_port, p.host_ip", args).fetchall()
+        return [PortRecord(r["protocol"], r["host_ip"], int(r["host_port"]), r["container_id"],
+                           int(r["container_port"]), r["address"], r["network"]) for r in rows]

@@ -557,13 +557,15 @@ class NetworkManager:
         dns: Sequence[str] = (),
         dns_search: Sequence[str] = (),
         dns_options: Sequence[str] = (),
+        forward: bool = True,
     ) -> Attachment:
         """Give a container its namespace, interfaces, addresses, published ports and names.
 
         Idempotent: attaching an attached container to the same networks verifies and repairs
         its interfaces; different networks are a Conflict (detach first). A host port 0 is one
         chosen at the first attach and held (restarts, reboots) until detach; the attachment's
-        `ports` say which.
+        `ports` say which, once forwarded: at once, or (not `forward`: a container created, not
+        yet started) from `forward()` on.
         """
         self._check_container_id(container_id)
         for label in (name, hostname, *aliases):
@@ -600,7 +602,7 @@ class NetworkManager:
             )
             endpoints, port_records = self._ipam.add_container(
                 record, networks=nets, static_ips=static, ports=ports, static_ips6=static_ips6,
-                veth_name={n: self.veth_name(container_id, n) for n in nets},
+                veth_name={n: self.veth_name(container_id, n) for n in nets}, forwarding=forward,
             )
             try:
                 if not self._netns_dir_shared:
@@ -757,6 +759,22 @@ class NetworkManager:
                 raise
             log.info("container connected", container=container_id[:12], network=network, address=ep.address,
                      address6=ep.address6)
+            return self._attachment(container_id, self._ipam.endpoints(container_id=container_id))
+
+    def forward(self, container_id: str, on: bool) -> Attachment:
+        """Forward a container's published ports (`on`: it starts) or stop (it stopped or
+        exited): Docker publishes a container's ports while it runs. Its host ports stay held
+        for it either way. Its attachment now."""
+        self._check_container_id(container_id)
+        with self._locked():
+            before = self._ipam.forwarded_ports(container_id)
+            if self._ipam.set_forwarding(container_id, on):
+                try:
+                    self._apply_firewall()
+                except BaseException:
+                    self._ipam.set_forwarding(container_id, not on)    # the rules did not change
+                    raise
+                self._ports_moved(container_id, before)
             return self._attachment(container_id, self._ipam.endpoints(container_id=container_id))
 
     def disconnect(self, container_id: str, network: str) -> Attachment:

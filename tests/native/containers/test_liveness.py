@@ -191,3 +191,49 @@ def test_an_engine_start_brings_a_container_left_without_a_monitor_back_by_its_p
         assert rec.error is None
     finally:
         rt.close()
+
+
+def test_a_container_that_died_while_no_engine_watched_shows_no_published_port(
+        host: Host, busybox_image: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Killed after `apply` ended (no agent, no engine running): conmon records the exit, and ps
+    and inspect show it exited and publishing nothing, as Docker shows an exited container,
+    though its record still lists the ports no engine has taken back yet."""
+    from tests.helpers.ports import publish_port
+
+    port = publish_port()
+    m = tmp_path / "m"
+    m.mkdir()
+    (m / "web.yaml").write_text(f"""
+apiVersion: reconciler/v1
+kind: Network
+metadata: {{name: pnet}}
+spec: {{subnet: {host.subnet}}}
+---
+apiVersion: reconciler/v1
+kind: Container
+metadata: {{name: web}}
+spec:
+  image: {busybox_image}
+  command: [httpd, -f, -p, "80", -h, /etc]
+  networks: [pnet]
+  ports: ["127.0.0.1:{port}:80"]
+""")
+    assert host.cli("apply", str(m)) == 0
+    rec = records.RecordStore(host.config).get("web")
+    assert [p.host_port for p in rec.published] == [port]
+    os.kill(rec.pid, signal.SIGKILL)                    # nothing of reconciler runs to see it
+    deadline = time.monotonic() + 10
+    while not (host.config.run_dir / "exits" / rec.id).exists():
+        assert time.monotonic() < deadline, "conmon wrote no exit file"
+        time.sleep(0.05)
+    assert records.RecordStore(host.config).get("web").published      # not taken back by anyone yet
+    capsys.readouterr()
+    args = [a for a in host.cli_args() if a not in ("--runtime", "native")]
+    assert main(["ps", "-a", "-o", "json", *args]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["name"], row["status"], row["ports"]) == ("web", "exited", "")
+    assert main(["inspect", "web", *args]) == 0
+    (doc,) = json.loads(capsys.readouterr().out)
+    assert doc["State"]["Status"] == "exited"
+    assert doc["NetworkSettings"]["Ports"] == {}
+    assert doc["HostConfig"]["PortBindings"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from reconciler.runtime import base
-from reconciler.runtime.native.containers import cgroups, records
+from reconciler.runtime.native.containers import cgroups, records, summaries
 from reconciler.runtime.native.volumes import volumes
 
 __all__ = ["document"]
@@ -85,7 +85,7 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
             "Networks": {n: {"IPAddress": ip, "GlobalIPv6Address": rec.ip6_addresses.get(n, ""),
                              "IPAMConfig": _fixed(cfg, n)}
                          for n, ip in rec.ip_addresses.items()},
-            "Ports": _bindings(rec.published),        # as forwarded now
+            "Ports": _bindings(summaries.forwarded(rec.status, rec.published)),    # as forwarded now
             "SandboxKey": rec.netns_path or "",
         },
     }

@@ -181,7 +181,7 @@ class Record:
             exit_code=self.exit_code, started_at=self.started_at, finished_at=self.finished_at,
             pid=self.pid if self.status == "running" else None, oom_killed=self.oom_killed,
             health=self.health, restart_count=self.restart_count,
-            ip_addresses=dict(self.ip_addresses), ports=self.published,
+            ip_addresses=dict(self.ip_addresses), ports=tuple(summaries.forwarded(self.status, self.published)),
             manually_stopped=self.manually_stopped, error=self.error, ip6_addresses=dict(self.ip6_addresses),
         )
 
@@ -253,7 +253,7 @@ def summary(rec: Record) -> dict[str, Any]:
     """What `ps` shows of a container, as JSON values: the CLI makes its rows of these, whether
     it read the records itself or the agent served them (GET /v1/containers)."""
     base.ContainerStatus(rec.status)        # a status this version knows
-    ports = rec.published                  # as forwarded now, never as asked
+    ports = summaries.forwarded(rec.status, rec.published)     # as forwarded now, never as asked
     return summaries.summary_fields(
         id=rec.id, image=rec.image, argv=rec.command_line(), created=rec.created, status=rec.status,
         restarting=rec.restarting, exit_code=rec.exit_code, health=rec.health, name=rec.name,

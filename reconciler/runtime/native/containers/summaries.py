@@ -28,10 +28,12 @@ from reconciler.runtime.native import locations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
-    from typing import Any
+    from collections.abc import Iterable, Mapping, Sequence
+    from typing import Any, TypeVar
 
-__all__ = ["argv_of", "command_text", "holds_secrets", "port_text", "read", "settled", "summary_fields", "watched"]
+    _T = TypeVar("_T")
+
+__all__ = ["argv_of", "command_text", "forwarded", "holds_secrets", "port_text", "read", "settled", "summary_fields", "watched"]
 
 
 def argv_of(image_config: Mapping[str, Any], command: Iterable[str] | None,
@@ -45,6 +47,14 @@ def argv_of(image_config: Mapping[str, Any], command: Iterable[str] | None,
     else:
         cmd = list(image_config.get("Cmd") or [])
     return tuple(entrypoint + cmd)
+
+
+def forwarded(status: str, published: Sequence[_T]) -> Sequence[_T]:
+    """The ports a container publishes now, as ps, inspect and the engine's observation show
+    them: its record's `published` while it runs, none otherwise, as Docker shows an exited
+    container's. (A container that died while no engine watched keeps `published` in its record
+    until an engine learns of it; its rules forward to nothing meanwhile.)"""
+    return published if status == "running" else ()
 
 
 def port_text(ports: Iterable[tuple[str, int, int, str]]) -> str:
@@ -168,7 +178,7 @@ def _summary_of(d: Mapping[str, Any], exits: set[str]) -> dict[str, Any] | None:
     if status == "exited" and holds_secrets(config.get("secret_env") or (),
                                             (m.get("type") for m in config.get("mounts") or ())):
         return None
-    ports = d.get("published") or ()         # as forwarded now, never as asked
+    ports = forwarded(status, d.get("published") or ())     # as forwarded now, never as asked
     return summary_fields(
         id=d["id"], image=d["image"], argv=argv_of(d.get("image_config") or {}, config.get("command"),
                                                    config.get("args")),

@@ -6,6 +6,7 @@ healthy containers nor lose any; SIGTERM leaves them running."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from reconciler._sqlite import Database
+from reconciler.cli.main import main as cli_main
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
 from reconciler.runtime.native.containers import procs
@@ -96,6 +98,31 @@ def test_restart_policy_and_flap_limit(tmp_path: Path, native_agent: AgentProc, 
     assert any(f.startswith("container:crash: ") for f in src["failures"]), src["failures"]
     assert 'reconciler_containers_down{source="host"} 1.0' in a.api.get("/metrics")
     assert running(a, "web").pid == again.pid           # the healthy one was never touched
+
+
+def test_a_restart_pending_in_an_agent_killed_9_dies_with_it(
+        tmp_path: Path, native_agent: AgentProc, busybox_image: str, capfd: pytest.CaptureFixture[str]) -> None:
+    """A crash loop's restart waits its back-off in the agent; kill -9 of the agent takes the
+    restart with it. The record still says "restarting", but it names the agent as the process
+    that will restart it: ps, inspect and diff see that process gone, so the container is exited
+    and the next pass starts it."""
+    a = native_agent
+    a.config["supervision"] = {"flap_limit": 1000, "flap_window": "5m"}      # no flap limit here
+    (tmp_path / "m" / "crash.yaml").write_text(doc("crash", busybox_image, "exit 3"))
+    a.start()
+    wait_for("crash in back-off", lambda: (c := state(a).get("crash")) is not None
+             and str(c.status) == "restarting" and c.restart_count >= 3)
+    a.kill9()
+    wait_for("crash exited", lambda: str(state(a)["crash"].status) == "exited", timeout=10)
+    flags = ["--root", str(a.root), "--run-dir", str(a.run_dir), "--name-prefix", a.prefix]
+    capfd.readouterr()
+    assert cli_main(["ps", "-a", *flags]) == 0
+    row = capfd.readouterr().out.splitlines()[1]
+    assert "Exited (3)" in row, row
+    assert cli_main(["inspect", "crash", *flags]) == 0
+    assert json.loads(capfd.readouterr().out)[0]["State"]["Restarting"] is False
+    assert cli_main(["diff", str(tmp_path / "m"), "--owner", "host", *flags]) == 1
+    assert "container:crash, start" in capfd.readouterr().out
 
 
 def test_kill9_and_restart_keeps_containers(tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -119,6 +120,41 @@ def test_once_exits_1_naming_a_container_that_keeps_crashing(
     assert host.cli("history", "-o", "json") == 0
     rows = json.loads(capfd.readouterr().out)
     assert rows[0]["result"] == "degraded"
+
+
+@pytest.mark.root
+@pytest.mark.registry
+def test_once_leaves_no_restart_pending_that_no_process_will_make(
+        host: Host, busybox_image: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A crasher under `restart: always` is in back-off when `--once` ends: its restart manager
+    ends with it, so nothing restarts it (until the next engine start). ps, inspect and diff say
+    so: exited, not "Restarting" and "in sync"."""
+    write(tmp_path / "m", "c.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: crasher}}
+        spec: {{image: "{busybox_image}", command: [sh, -c, "exit 1"], networks: [none], restart: always}}
+        """)
+    # 5 s: its back-off has grown to 3.2 s by then, so the pass ends while a restart waits
+    assert host.cli("apply", str(tmp_path / "m"), "--settle", "5s") == 1
+    rt = host.runtime()
+    try:
+        deadline = time.monotonic() + 10          # a run the session started just before it ended
+        while str(rt.inspect_container("crasher").status) == "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        rt.close()
+    capfd.readouterr()
+    assert host.cli("ps", "-a", "-o", "json") == 0
+    [row] = json.loads(capfd.readouterr().out)
+    assert (row["status"], row["status_text"].split(" (")[0]) == ("exited", "Exited")
+    assert host.cli("inspect", "crasher") == 0
+    state = json.loads(capfd.readouterr().out)[0]["State"]
+    assert (state["Status"], state["Restarting"]) == ("exited", False)
+    assert host.cli("diff", str(tmp_path / "m")) == 1
+    out = capfd.readouterr().out
+    assert "container:crasher, start" in out, out
+    assert "is restarting" not in out
 
 
 def _pass_seconds(out: str) -> float:

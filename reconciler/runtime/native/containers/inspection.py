@@ -24,7 +24,7 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
     paused = rec.status == "running" and cgroups.frozen(rec.cgroup_prefix or store.config.name_prefix, rec.id)
     state: dict[str, Any] = {
         "Status": "paused" if paused else rec.state().status.value, "Running": rec.status == "running",
-        "Paused": paused, "Restarting": rec.restarting and rec.status == "exited",
+        "Paused": paused, "Restarting": rec.restart_pending(),
         "OOMKilled": rec.oom_killed, "Dead": rec.status == "dead",
         "Pid": rec.pid if rec.status == "running" else 0,
         "ExitCode": rec.exit_code or 0, "Error": rec.error or "",

@@ -129,7 +129,7 @@ class Record:
     ip_addresses: Mapping[str, str] = field(default_factory=dict)
     netns_path: str | None = None
     ip6_addresses: Mapping[str, str] = field(default_factory=dict)    # dual-stack networks
-    restarting: bool = False                 # in restart backoff (set by the RestartManager)
+    restarting: bool = False                 # in restart backoff (set by the RestartManager): see restart_pending
     cgroup_prefix: str = ""                  # parent cgroup name (the creating engine's prefix)
     terminal: bool = False                   # main process on a pseudo-terminal (run -t)
     stdin: bool = False                      # main process stdin kept open for attach (run -i)
@@ -141,6 +141,16 @@ class Record:
     # the published ports as the kernel forwards them now (what ps and inspect show): a host port 0
     # of the config is the one chosen; none while no network serves them
     published: tuple[base.PortMapping, ...] = ()
+    # the process whose restart manager set `restarting` (procs.alive): its pid, start time, boot
+    restarter_pid: int | None = None
+    restarter_start: int | None = None
+    restarter_boot: str | None = None
+
+    def restart_pending(self) -> bool:
+        """An exited container whose restart waits its back-off in a restart manager that lives
+        (summaries.restart_pending: the one rule for ps, inspect and observation)."""
+        return summaries.restart_pending(self.status, self.restarting, self.restarter_pid, self.restarter_start,
+                                         self.restarter_boot)
 
     def main_alive(self) -> bool:
         # a zombie still counts until reaped (conmon reaps it and writes the exit file meanwhile)
@@ -173,7 +183,7 @@ class Record:
 
     def state(self) -> base.ContainerState:
         status = base.ContainerStatus(self.status)
-        if self.restarting and status == base.ContainerStatus.EXITED:
+        if self.restart_pending():
             status = base.ContainerStatus.RESTARTING
         return base.ContainerState(
             id=self.id, name=self.name, image=self.image, image_id=self.image_id,
@@ -256,7 +266,7 @@ def summary(rec: Record) -> dict[str, Any]:
     ports = summaries.forwarded(rec.status, rec.published)     # as forwarded now, never as asked
     return summaries.summary_fields(
         id=rec.id, image=rec.image, argv=rec.command_line(), created=rec.created, status=rec.status,
-        restarting=rec.restarting, exit_code=rec.exit_code, health=rec.health, name=rec.name,
+        restarting=rec.restart_pending(), exit_code=rec.exit_code, health=rec.health, name=rec.name,
         labels=rec.config.labels, restart_count=rec.restart_count, started_at=rec.started_at,
         finished_at=rec.finished_at,
         ports=summaries.port_text((p.host_ip, p.host_port, p.container_port, p.protocol) for p in ports))

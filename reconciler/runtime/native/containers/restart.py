@@ -15,6 +15,13 @@ doubles up to 1 min; it resets when the container ran for 10 s or more.
 A container whose conmon was killed (nothing would record its exit or read its output) is
 ended by tick and boot (exit 137, State.Error says why) and its policy then applies.
 
+A restart waiting its delay is in this process's memory only. The record says so (`restarting`)
+and names the process (`restarter_pid`, `_start`, `_boot`: pid, start time and boot id, as records
+name conmon), so that it is true only while someone will make it: the watch clears the flags it
+set when it stops (the end of a `--once` pass, an agent's SIGTERM), and a process killed before
+(kill -9) leaves flags that name a process gone, which every reader takes for exited
+(`summaries.restart_pending`); the next engine start's `boot` runs what the policy runs again.
+
 The watch is driven by events, not by re-reading records: it holds a pidfd of every running
 container's conmon (monitors.py), which becomes readable when conmon ends, after writing the
 exit file or because it was killed. Only those containers are refreshed. Between events a wake-up
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -34,7 +42,7 @@ from datetime import datetime
 from reconciler import restarting
 from reconciler._dataclass import dataclass
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native.containers import containers, monitors, records
+from reconciler.runtime.native.containers import containers, monitors, procs, records
 
 __all__ = ["DEFAULT_DELAY", "MAX_DELAY", "RESET_AFTER", "SWEEP", "RestartManager", "next_delay"]
 
@@ -66,6 +74,21 @@ def _seconds(start: str | None, end: str | None) -> float:
     except ValueError:
         return 0.0
     return max(0.0, (b - a).total_seconds())
+
+
+def _restarting(on: bool) -> Callable[[records.Record], records.Record]:
+    """A record's update: its restart pending in this process (`on`), or none pending."""
+    if not on:
+        return lambda r: dataclasses.replace(r, restarting=False)
+    me = os.getpid()
+    start, boot = procs.start_time(me), procs.boot_id()
+    return lambda r: dataclasses.replace(r, restarting=True, restarter_pid=me, restarter_start=start,
+                                         restarter_boot=boot)
+
+
+def _mine(rec: records.Record) -> bool:
+    """Whether this process set the record's `restarting` (and it is still set)."""
+    return rec.restarting and rec.restarter_pid == os.getpid() and rec.restarter_start == procs.start_time(os.getpid())
 
 
 @dataclass
@@ -100,12 +123,12 @@ class RestartManager:
             if not _decision(rec, restarting.Moment.EXIT).start:
                 self._pending.pop(rec.id, None)
                 if rec.restarting:
-                    self.manager.update(rec.id, lambda r: dataclasses.replace(r, restarting=False))
+                    self.manager.update(rec.id, _restarting(False))
                 return None
             delay = next_delay(self._delay.get(rec.id, 0.0), _seconds(rec.started_at, rec.finished_at))
             self._delay[rec.id] = delay
             self._pending[rec.id] = _Pending(due=self.clock() + delay, finished_at=rec.finished_at)
-        self.manager.update(rec.id, lambda r: dataclasses.replace(r, restarting=True))
+        self.manager.update(rec.id, _restarting(True))
         return delay
 
     def cancel(self, cid: str) -> None:
@@ -280,6 +303,26 @@ class RestartManager:
             yield
         finally:
             self.manager.monitored = None
+            self.release()
+
+    def release(self) -> None:
+        """Give up the pending restarts: no one makes them once this watch ends, so their records
+        no longer say "restarting" (those this process flagged and that still say so: a stop or
+        start meanwhile is not undone). The watch does this when it stops."""
+        with self._lock:
+            pending = list(self._pending)
+            self._pending.clear()
+            self._handled.clear()       # a later watch decides these exits again
+        for cid in pending:
+            try:
+                self.manager.update(cid, lambda r: _restarting(False)(r) if _mine(r) else r)
+            except rterrors.NotFound:
+                continue
+            except Exception:  # noqa: BLE001 - the others still: a flag left names this process
+                from reconciler import logs
+
+                logs.get_logger("reconciler.runtime.native.containers.restart").warning(
+                    "could not clear a pending restart", container=cid, exc_info=True)
 
     def _step(self, on_tick: Callable[[list[str]], None] | None, *, ids: Iterable[str]) -> None:
         try:

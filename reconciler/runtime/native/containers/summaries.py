@@ -4,6 +4,7 @@ its Records, and a reader that applies them to the state DB's rows without build
     argv_of(image_config, command, args)    Entrypoint + Cmd after the overrides (Docker's rule)
     command_text(argv)                      the COMMAND column: shlex.join's text
     summary_fields(...)                     the fields of one `ps` row (records.summary)
+    restart_pending(status, restarting, ...)  a restart waits its back-off in a process that lives
     settled(status, conmon_pid)             a record no look at conmon or /proc can change
     watched(cid, conmon..., exits)          its monitor runs and wrote no exit: as recorded
     holds_secrets(secret_env, mount_types)  what an exited container loses with a reboot
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
 
     _T = TypeVar("_T")
 
-__all__ = ["argv_of", "command_text", "forwarded", "holds_secrets", "port_text", "read", "settled", "summary_fields", "watched"]
+__all__ = ["argv_of", "command_text", "forwarded", "holds_secrets", "port_text", "read", "restart_pending", "settled",
+           "summary_fields", "watched"]
 
 
 def argv_of(image_config: Mapping[str, Any], command: Iterable[str] | None,
@@ -67,7 +69,7 @@ def summary_fields(*, id: str, image: str, argv: Iterable[str], created: str, st
                    labels: Mapping[str, str], restart_count: int, started_at: str | None,
                    finished_at: str | None) -> dict[str, Any]:
     """What `ps` shows of a container, as JSON values (listing.py makes its rows of these): an
-    exited container in restart backoff is "restarting"."""
+    exited container whose restart is pending (`restart_pending`) is "restarting"."""
     return {
         "id": id, "image": image, "command": command_text(argv), "created": created,
         "status": "restarting" if restarting and status == "exited" else status, "exit_code": exit_code,
@@ -106,6 +108,20 @@ def watched(cid: str, conmon_pid: int | None, conmon_start: int | None, boot_id:
     from reconciler.runtime.native.containers import procs
 
     return cid not in exits and bool(conmon_pid) and procs.alive(conmon_pid, conmon_start, boot_id, zombie_ok=True)
+
+
+def restart_pending(status: str, restarting: bool, restarter_pid: int | None, restarter_start: int | None,
+                    restarter_boot: str | None) -> bool:
+    """Whether an exited container's restart is pending: a restart manager decided it and waits
+    its back-off (`restarting`), and the process that manager runs in (the record names it, as it
+    names conmon: pid, start time, boot id) still lives. A restart manager clears its flags when it
+    stops; one killed (kill -9, a crash) takes its pending restarts with it, and the flag it left
+    means nothing: no process will restart the container (the next engine start's boot may)."""
+    if status != "exited" or not restarting:
+        return False
+    from reconciler.runtime.native.containers import procs
+
+    return procs.alive(restarter_pid, restarter_start, restarter_boot)
 
 
 def holds_secrets(secret_env: Iterable[str], mount_types: Iterable[str]) -> bool:
@@ -182,7 +198,10 @@ def _summary_of(d: Mapping[str, Any], exits: set[str]) -> dict[str, Any] | None:
     return summary_fields(
         id=d["id"], image=d["image"], argv=argv_of(d.get("image_config") or {}, config.get("command"),
                                                    config.get("args")),
-        created=d["created"], status=status, restarting=bool(d.get("restarting")), exit_code=d.get("exit_code"),
+        created=d["created"], status=status,
+        restarting=restart_pending(status, bool(d.get("restarting")), d.get("restarter_pid"),
+                                   d.get("restarter_start"), d.get("restarter_boot")),
+        exit_code=d.get("exit_code"),
         health=d.get("health"), name=d["name"], labels=config.get("labels") or {},
         restart_count=int(d.get("restart_count") or 0), started_at=d.get("started_at"),
         finished_at=d.get("finished_at"),

@@ -48,7 +48,7 @@ def options_of(flags: tuple[str, ...], output: str, values: Mapping[str, object]
 
 def ps_text(summaries: Iterable[Mapping[str, Any]], options: Mapping[str, Any], now: datetime | None = None) -> str:
     """What `reconcile ps` prints of these containers (records.summary rows, newest first)."""
-    rows = [r for r in summaries if options["all"] or r["status"] == "running"]
+    rows = [r for r in summaries if options["all"] or r["status"] in ("running", "paused")]
     if options["quiet"]:
         return "".join(f"{r['id'] if options['no_trunc'] else r['id'][:12]}\n" for r in rows)
     now = now or utcnow()
@@ -120,14 +120,16 @@ def ago(ts: str | None, now: datetime | None = None) -> str:
 
 
 def status_text(st: Mapping[str, Any], now: datetime | None = None) -> str:
-    """Docker's STATUS column of a summary: Created, Up 3 minutes (healthy), Exited (3) 2 seconds
-    ago, Restarting (1) ..."""
+    """Docker's STATUS column of a summary: Created, Up 3 minutes (healthy), Up 5 seconds (Paused),
+    Exited (3) 2 seconds ago, Restarting (1) ..."""
     now = now or utcnow()
     status = str(st["status"])
-    if status == "running":
+    if status in ("running", "paused"):
         started = _parse(st.get("started_at"))
         text = "Up " + (_human((now - started).total_seconds()) if started else "")
-        if st.get("health"):
+        if status == "paused":                  # before health, as Docker says it
+            text += " (Paused)"
+        elif st.get("health"):
             text += " (health: starting)" if st["health"] == "starting" else f" ({st['health']})"
         return text
     exit_code = st.get("exit_code")

@@ -603,7 +603,8 @@ class Agent:
                 down = passes.unready(src.desired, states) if src.desired is not None else {}
                 self.prom.down.labels(name).set(len(down))
                 for c in sorted(states, key=lambda c: c.name):
-                    objects.append({"kind": "Container", "name": c.name, "id": c.id[:12], "status": str(c.status),
+                    objects.append({"kind": "Container", "name": c.name, "id": c.id[:12],
+                                    "status": "paused" if c.paused else str(c.status),
                                     "health": c.health, "restart_count": c.restart_count, "exit_code": c.exit_code,
                                     "image": c.image, "digest": c.labels.get(labelmod.DIGEST) or c.image_id,
                                     "ports": [f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}"

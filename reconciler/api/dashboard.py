@@ -80,7 +80,7 @@ def _e(value: Any) -> str:
 
 def _cls(value: Any) -> str:
     v = str(value)
-    return "ok" if v in _GOOD else "bad" if v in _BAD else "warn" if v in ("restarting", "starting") else "muted"
+    return "ok" if v in _GOOD else "bad" if v in _BAD else "warn" if v in ("restarting", "starting", "paused") else "muted"
 
 
 def _span(value: Any) -> str:

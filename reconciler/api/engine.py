@@ -274,17 +274,23 @@ def _unix(ts: str | None) -> int:
         return 0
 
 
+def _state(c: base.ContainerState) -> str:
+    """Docker's State of a container: its status, or "paused" (a paused one is running)."""
+    return "paused" if c.paused else c.status.value
+
+
 def _status_text(c: base.ContainerState) -> str:
-    """Docker's Status of a listed container ("Up 3 minutes (healthy)", "Exited (3) 2 seconds
-    ago"): the words `reconcile ps` prints (listing.status_text, the one home of that rule)."""
-    return listing.status_text({"status": c.status.value, "started_at": c.started_at, "health": c.health,
+    """Docker's Status of a listed container ("Up 3 minutes (healthy)", "Up 5 seconds (Paused)",
+    "Exited (3) 2 seconds ago"): the words `reconcile ps` prints (listing.status_text, the one
+    home of that rule)."""
+    return listing.status_text({"status": _state(c), "started_at": c.started_at, "health": c.health,
                                 "exit_code": c.exit_code, "finished_at": c.finished_at})
 
 
 def container_summary(c: base.ContainerState) -> dict[str, Any]:
     return {
         "Id": c.id, "Names": ["/" + c.name], "Image": c.image, "ImageID": c.image_id, "Command": "",
-        "Created": _unix(c.created), "State": c.status.value, "Status": _status_text(c),
+        "Created": _unix(c.created), "State": _state(c), "Status": _status_text(c),
         "Ports": [{"IP": p.host_ip, "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.protocol}
                   for p in c.ports],
         "Labels": dict(c.labels), "SizeRw": 0, "SizeRootFs": 0, "HostConfig": {"NetworkMode": "default"},
@@ -491,7 +497,7 @@ def _matches(c: base.ContainerState, filters: Mapping[str, list[str]]) -> bool:
         elif key == "id":
             ok = any(c.id.startswith(v) for v in values)
         elif key == "status":
-            ok = c.status.value in values
+            ok = _state(c) in values
         elif key == "ancestor":
             ok = any(v in (c.image, c.image_id) for v in values)
         elif key == "network":
@@ -800,10 +806,11 @@ class EngineApi:
 
     def _info(self) -> dict[str, Any]:
         cs = self.runtime.list_containers()
-        running = sum(1 for c in cs if c.status.value == "running")
+        running = sum(1 for c in cs if _state(c) == "running")
+        paused = sum(1 for c in cs if c.paused)
         stopped = sum(1 for c in cs if c.status.value in ("exited", "created", "dead"))
         return {"ID": "reconciler", "Name": socket.gethostname(), "ServerVersion": f"reconciler-{__version__}",
-                "Containers": len(cs), "ContainersRunning": running, "ContainersPaused": 0,
+                "Containers": len(cs), "ContainersRunning": running, "ContainersPaused": paused,
                 "ContainersStopped": stopped, "Images": len(self.runtime.list_images()), "Driver": "overlay",
                 "DockerRootDir": str(self.runtime.config.root), "OSType": "linux",
                 "OperatingSystem": "reconciler native engine", "Architecture": platform.machine(),
@@ -818,7 +825,7 @@ class EngineApi:
             fl = _filters(q.get("filters"))
             listed = [c for c in rt.list_containers()
                       if (_flag(q, "all") or c.status.value == "running") and _matches(c, fl)]
-            return 200, [self._summary(c) for c in listed]
+            return 200, [container_summary(c) for c in listed]
         if method == "POST" and parts == ["create"]:
             import secrets
 
@@ -933,16 +940,6 @@ class EngineApi:
             return 204, None
         raise HttpError(501, f"{method} /containers/{{id}}/{action} is not served by reconciler's engine API yet")
 
-    def _summary(self, c: base.ContainerState) -> dict[str, Any]:
-        """The list's entry of `c`, paused ones as Docker shows them."""
-        from reconciler.runtime.native.containers import cgroups
-
-        doc = container_summary(c)
-        manager = self.runtime.containers
-        if c.status.value == "running" and cgroups.frozen(manager.config.name_prefix, c.id):
-            doc.update(State="paused", Status=doc["Status"] + " (Paused)")
-        return doc
-
     def _update(self, ident: str, data: Mapping[str, Any]) -> dict[str, Any]:
         """docker update: the resources the body names (the others as they were) and the restart
         policy, on the live container's cgroups (ContainerManager.update_config)."""
@@ -968,20 +965,10 @@ class EngineApi:
         return {"Warnings": []}
 
     def _pause(self, ident: str, *, freeze: bool) -> None:
-        """docker pause / unpause: `runc pause` / `resume` (the cgroup freezer); journalled as
-        Docker's `pause` / `unpause` events."""
-        from reconciler.runtime.native.containers import cgroups
-
-        manager = self.runtime.containers
-        with manager.lock(manager.get(ident).id):
-            rec = manager.get(ident)
-            if rec.status != "running":
-                raise HttpError(409, f"Container {rec.id} is not running")
-            if cgroups.frozen(rec.cgroup_prefix or manager.config.name_prefix, rec.id) == freeze:
-                raise HttpError(409, f"Container {rec.id} is {'already' if freeze else 'not'} paused")
-            oci = manager.oci(rec.runtime)
-            (oci.pause if freeze else oci.resume)(rec.id)
-            manager.event(rec, "pause" if freeze else "unpause")
+        """docker pause / unpause: the engine's (`ContainerManager.pause`: the cgroup freezer, the
+        record, Docker's `pause` / `unpause` events); a container not running, or paused (not
+        paused) already, is a 409."""
+        self.runtime.containers.pause(ident, freeze=freeze)
 
     def _wait(self, ident: str, condition: str) -> Iterator[bytes]:
         """Docker's wait: `not-running` (now, if it is not running), `next-exit` (the exit after

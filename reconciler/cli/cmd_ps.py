@@ -179,7 +179,7 @@ def state_summary(st: Any) -> dict[str, Any]:
     same whatever `--runtime` (the protocol has no command line: its column is empty)."""
     return {
         "id": st.id, "image": st.image, "command": "", "created": st.created,
-        "status": str(st.status), "exit_code": st.exit_code, "health": st.health,
+        "status": "paused" if st.paused else str(st.status), "exit_code": st.exit_code, "health": st.health,
         "ports": ", ".join(f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}" for p in st.ports),
         "name": st.name, "labels": dict(st.labels), "restart_count": st.restart_count,
         "started_at": st.started_at, "finished_at": st.finished_at,

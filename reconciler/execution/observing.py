@@ -51,6 +51,7 @@ def observe(
             cut_short=c.replicas is None and restarting.cut_short(str(c.status), c.started_at),
             replicas=c.replicas,
             placement=c.placement,
+            paused=c.paused,
         )
         for c in (runtime.list_containers(None) if containers is None else containers)
     }

@@ -134,7 +134,7 @@ class PassResult:
 def unready(desired: models.DesiredState, states: Iterable[base.ContainerState]) -> dict[str, str]:
     """The desired containers that do not run as their spec says, and why (pure): "converged"
     means each one runs (or exited as its restart policy allows, or was stopped by hand) and is
-    not unhealthy; a service, that every wanted copy runs. Containers whose drift is only
+    neither paused nor unhealthy; a service, that every wanted copy runs. Containers whose drift is only
     reported are left out (they are drift)."""
     by_name = {s.labels.get(labelmod.NAME, s.name): s for s in states}
     out: dict[str, str] = {}
@@ -152,7 +152,9 @@ def unready(desired: models.DesiredState, states: Iterable[base.ContainerState])
             continue
         status = s.status.value
         if status == "running":
-            if c.healthcheck is not None and s.health == "unhealthy":
+            if s.paused:
+                out[name] = "paused"
+            elif c.healthcheck is not None and s.health == "unhealthy":
                 out[name] = "running but unhealthy"
             continue
         if restarting.cut_short(status, s.started_at):

@@ -12,8 +12,9 @@ same plan text. The rules are DESIGN §5:
   network namespace of one that is replaced (`networks: [container:NAME]`) is replaced too,
   stopped and removed before it (Podman refuses to remove a joined container) and made again
   after it;
-- state: a matching running container is left alone, a restarting one is converging, a
-  stopped one is started only if its restart policy says it should run;
+- state: a matching running container is left alone (a paused one noted, not unpaused), a
+  restarting one is converging, a stopped one is started only if its restart policy says it
+  should run;
 - prune: inventory minus desired, only owned objects still carrying our labels, never to
   empty without `allow_empty`, named volumes only with `deletionPolicy: Delete`;
 - order: networks → volumes → images → containers by dependsOn; deletes in reverse;
@@ -716,9 +717,14 @@ class _Planner:
 
     def _state_rules(self, c: models.Container, o: obs.ObservedContainer) -> None:
         """A matching container: running is left alone, restarting is converging, a stopped one
-        starts if its restart policy says it should run (`reconciler.restarting`)."""
+        starts if its restart policy says it should run (`reconciler.restarting`); a paused one
+        is noted, not unpaused: someone froze it on purpose (a commit, a debugger), and the
+        pass reports it down (`passes.unready`)."""
         res = str(ResourceId.container(c.name))
         if o.status == "running":
+            if o.paused:
+                self.b.notes.append(f"{res} is paused: it runs no process until unpaused (docker unpause); "
+                                    "reconcile does not unpause it")
             return
         if o.status == "restarting":
             self.b.notes.append(f"{res} is restarting (converging, not drift)")

@@ -45,6 +45,7 @@ class ContainerState:
     replicas_running: int | None = None   # of those, how many run (healthy where checked)
     placement: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # a service's (constraints, spread)
     ip6_addresses: Mapping[str, str] = field(default_factory=dict)  # network -> IPv6 address (dual stack)
+    paused: bool = False            # running, its processes frozen (Docker's State.Paused): status stays RUNNING
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ class ObservedContainer:
     cut_short: bool = False             # exited before its start finished (restarting.cut_short)
     replicas: int | None = None         # a service's wanted copies (Swarm); None: one container
     placement: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # a service's (constraints, spread)
+    paused: bool = False                # running, its processes frozen (`docker pause`)
 
 
 @dataclass(frozen=True)

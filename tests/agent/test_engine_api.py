@@ -1,7 +1,7 @@
 """The agent serving the Docker Engine API for its native engine (`engine_api:` in its config),
 driven by the real docker CLI: its containers are visible and marked as owned, a change made
 through the API to an owned one is drift the next pass corrects, an unmanaged one is left alone,
-and `reconcile engine-api` refuses to run beside it."""
+`reconcile engine-api` refuses to run beside it, and a container paused through it is down."""
 
 from __future__ import annotations
 
@@ -59,3 +59,40 @@ def test_the_agent_serves_the_engine_api_for_its_engine(tmp_path: Path, agents: 
             rt.close()
         assert left == []
     assert not (a.run_dir / "docker.sock").exists()
+
+
+def test_a_container_paused_through_the_engine_api_is_down_for_the_agent(
+        tmp_path: Path, agents: list[AgentProc], busybox_image: str) -> None:
+    """`docker pause` of a desired container: the agent's ps says Paused, its status and a pass
+    say it is down ("paused", not converged), and the metric counts it; unpaused, converged."""
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "web.yaml").write_text(doc("web", busybox_image, "sleep 3600"))
+    a = AgentProc(tmp_path, runtime="native", sources=[{"name": "host", "directory": str(tmp_path / "m")}],
+                  engine_api={})
+    agents.append(a)
+    try:
+        a.start()
+        sock = str(a.run_dir / "docker.sock")
+        wait_for("web converged", lambda: a.source("host")["last_result"] == "converged")
+        docker(sock, "pause", "web")
+        ps = subprocess.run([sys.executable, "-m", "reconciler", "ps", "--root", str(a.root)],
+                            cwd=REPO, capture_output=True, text=True, timeout=60, check=True).stdout
+        assert "(Paused)" in ps.splitlines()[1], ps
+        src = a.reconcile("host")["sources"][0]
+        assert src["last_result"] == "degraded"
+        assert src["down"] == {"web": "paused"}
+        assert [o["status"] for o in src["objects"]] == ["paused"]
+        assert 'reconciler_containers_down{source="host"} 1.0' in a.api.get("/metrics")
+        docker(sock, "unpause", "web")
+        src = a.reconcile("host")["sources"][0]
+        assert (src["last_result"], src["down"]) == ("converged", {})
+        assert 'reconciler_containers_down{source="host"} 0.0' in a.api.get("/metrics")
+    finally:
+        a.stop()
+        rt = NativeRuntime(NativeConfig(root=a.root, run_dir=a.run_dir, name_prefix=a.prefix))
+        try:
+            cleanup(rt)
+            left = leftovers(rt.config)
+        finally:
+            rt.close()
+        assert left == []

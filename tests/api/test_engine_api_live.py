@@ -1,18 +1,21 @@
 """Engine API calls on a running native container, through the real docker CLI: pause and
 unpause (the cgroup freezer), exec events in /events, `docker logs --until`, `docker run -p PORT`
 on a host port the engine chooses (`docker port`), and every binding of a port published on several
-host ports and addresses (inspect)."""
+host ports and addresses (inspect), and a paused container as every reader without an agent sees it."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
+from reconciler.runtime.docker import DockerRuntime
 from tests.api.test_engine_api import REPO, docker, engine_args
 from tests.api.test_engine_api import engine_api as engine_api  # the fixture
 from tests.api.test_engine_api import pytestmark as pytestmark  # root, registry, docker CLI
@@ -58,6 +61,49 @@ def test_pause_freezes_a_container_and_unpause_thaws_it(engine_api: str, busybox
     assert _tick(engine_api) != first           # its loop runs again
     assert [e["Action"] for e in _events(engine_api, since, "event=pause", "event=unpause")] == ["pause", "unpause"]
     docker(engine_api, "rm", "-f", "ticker")
+
+
+def test_a_paused_container_is_paused_to_every_reader_and_not_converged(
+        engine_api: str, host: Host, busybox_image: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Paused through the Engine API, a container is paused wherever it is read without an agent:
+    ps (the rows alone, and the record store behind a label filter), inspect, and a pass, which
+    does not call it converged; unpaused, it is running and converged again."""
+    m = tmp_path / "m"
+    m.mkdir()
+    (m / "web.yaml").write_text(f"""apiVersion: reconciler/v1
+kind: Container
+metadata: {{name: web}}
+spec: {{image: "{busybox_image}", command: [sleep, "3600"], networks: [none], restart: always}}
+""")
+    assert host.cli("apply", str(m)) == 0
+    docker(engine_api, "pause", "web")
+
+    def shown(*args: str) -> str:
+        capfd.readouterr()
+        assert host.cli(*args) == 0
+        return capfd.readouterr().out
+
+    for ps in (("ps",), ("ps", "--filter", "label=reconciler.owner=default")):
+        row = shown(*ps).splitlines()[1]
+        assert re.search(r"Up .* \(Paused\)", row), (ps, row)
+    assert json.loads(shown("ps", "-o", "json"))[0]["status"] == "paused"
+    state = json.loads(shown("inspect", "web"))[0]["State"]
+    assert (state["Status"], state["Running"], state["Paused"]) == ("paused", True, True)
+    client = DockerRuntime(engine_api, what="the native engine's Engine API")     # the Docker backend
+    try:
+        seen = client.inspect_container("web")
+        assert (str(seen.status), seen.paused) == ("running", True)
+    finally:
+        client.close()
+    capfd.readouterr()
+    assert host.cli("apply", str(m)) == 1
+    assert "error: container web is not running as desired: paused" in capfd.readouterr().err
+    assert "container:web is paused" in shown("diff", str(m))
+
+    docker(engine_api, "unpause", "web")
+    assert "(Paused)" not in shown("ps")
+    assert json.loads(shown("inspect", "web"))[0]["State"]["Paused"] is False
+    assert host.cli("apply", str(m)) == 0
 
 
 def test_a_paused_container_does_not_run(engine_api: str, busybox_image: str) -> None:

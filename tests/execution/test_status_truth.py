@@ -32,15 +32,18 @@ def desired(tmp_path: Path, restart: str, extra: str = "") -> spec.DesiredState:
 
 
 def state(status: str, *, exit_code: int | None = None, health: str | None = None,
-          manually_stopped: bool = False, started_at: str | None = "2026-12-01T00:00:00Z") -> base.ContainerState:
+          manually_stopped: bool = False, started_at: str | None = "2026-12-01T00:00:00Z",
+          paused: bool = False) -> base.ContainerState:
     return base.ContainerState(id="c1", name="app", image="registry.local/app:1", image_id="sha256:x",
                                labels={labels.NAME: "app", labels.OWNER: "default"},
                                status=base.ContainerStatus(status), created="", exit_code=exit_code,
-                               health=health, manually_stopped=manually_stopped, started_at=started_at)
+                               health=health, manually_stopped=manually_stopped, started_at=started_at,
+                               paused=paused)
 
 
 @pytest.mark.parametrize(("restart", "observed", "reason"), [
     ("always", state("running"), None),
+    ("always", state("running", paused=True), "paused"),                # frozen: it runs nothing
     ("always", state("exited", exit_code=1), "exited (exit code 1) but its restart policy is always"),
     ("always", state("restarting", exit_code=1), "restarting"),
     ("no", state("exited", exit_code=1), None),                       # ran and ended, as its policy allows

@@ -189,6 +189,14 @@ def restarting_is_converging() -> Case:
 
 
 @scenario
+def paused_is_noted_not_unpaused() -> Case:
+    """Someone froze it on purpose (`docker pause`, a commit): the pass reports it down, the plan
+    says so and does not thaw it."""
+    c = container("web", restart=models.RestartPolicy("always", 0))
+    return case(desired(c), observed(running(c, paused=True)))
+
+
+@scenario
 def dead_container() -> Case:
     c = container("job")
     return case(desired(c), observed(running(c, status="dead")))

@@ -122,6 +122,9 @@ note: container:job: exited (code 0); restart policy no leaves it stopped
     "restarting_is_converging": """\
 note: container:job is restarting (converging, not drift)
 """,
+    "paused_is_noted_not_unpaused": """\
+note: container:web is paused: it runs no process until unpaused (docker unpause); reconcile does not unpause it
+""",
     "dead_container": """\
 [] -> #1 container:job, stop, container is dead
 [1] -> #2 container:job, remove, container is dead

@@ -333,6 +333,7 @@ def container_state(attrs: Mapping[str, Any]) -> base.ContainerState:
         manually_stopped=st == base.ContainerStatus.EXITED and restarting.decide(
             _restart_policy(attrs), exit_code=exit_code, restart_count=restart_count,
             manually_stopped=False, moment=restarting.Moment.EXIT).start,
+        paused=raw_status == "paused",
     )
 
 

@@ -6,7 +6,8 @@ whiteouts; the runtime's mount points — /proc, /sys, /dev, /etc/hosts, /etc/re
 data is not part of an image). The new config is the image's, with the container's own settings
 (Env, Cmd, Entrypoint, User, WorkingDir, Labels, StopSignal) as Docker's commit merges them,
 then the `--change` instructions. A running container is paused (cgroup freezer) while its upper
-dir is read, so the copy is consistent, and resumed afterwards.
+dir is read, so the copy is consistent, and resumed afterwards: as `docker pause` pauses, recorded
+and journalled (`ContainerManager.pause`); one paused already stays paused, as Docker leaves it.
 """
 
 from __future__ import annotations
@@ -58,16 +59,18 @@ def _merged_config(image_cfg: dict[str, Any], rec: records.Record) -> dict[str, 
 
 @contextlib.contextmanager
 def paused(manager: containers.ContainerManager, rec: records.Record, pause: bool) -> Iterator[None]:
-    """`rec` frozen (cgroup freezer, runc pause) while the block runs, if it runs and `pause`."""
-    if not pause or rec.status != "running":
+    """`rec` frozen while the block runs, if it runs and `pause`: paused as `docker pause` pauses
+    (`ContainerManager.pause`: the cgroup freezer and the record, so every reader sees it paused
+    meanwhile, and after a commit killed before its resume), then unpaused. One paused already
+    stays paused, as Docker's commit leaves it."""
+    if not pause or rec.status != "running" or rec.is_paused():
         yield
         return
-    oci = manager.oci(rec.runtime)
-    oci.pause(rec.id)
+    manager.pause(rec.id)
     try:
         yield
     finally:
-        oci.resume(rec.id)
+        manager.pause(rec.id, freeze=False)
 
 
 def commit(store: ImageStore, manager: containers.ContainerManager, name_or_id: str,

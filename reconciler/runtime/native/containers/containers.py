@@ -573,7 +573,8 @@ class ContainerManager(records.RecordStore):
                     raise
             rec = dataclasses.replace(rec, status="running", started_at=records.now(), exit_code=None, error=None,
                                       finished_at=None, oom_killed=False, manually_stopped=False,
-                                      restarting=False, health="starting" if self._has_health(rec) else None,
+                                      restarting=False, paused=False,
+                                      health="starting" if self._has_health(rec) else None,
                                       health_failures=0)
             self._save(rec)
             self.event(rec, "start")
@@ -837,6 +838,36 @@ class ContainerManager(records.RecordStore):
         if not rec.netns_path or "host" in nets or ("none" in nets and nets != {"none"}):
             raise rterrors.InvalidArgument(f"container {rec.name}: only a container on bridge networks can be "
                                            "connected to other bridge networks")
+
+    # -- pause
+
+    def pause(self, name_or_id: str, *, freeze: bool = True) -> records.Record:
+        """`docker pause` (`freeze`) or `unpause`: the cgroup freezer (`runc pause` / `resume`), and
+        the record saying so, where every reader looks first (`Record.is_paused`: the cgroup is read
+        only for a record that says paused); journalled as Docker's `pause` / `unpause` events.
+        Conflict when the container is not running, or is paused (not paused) already."""
+        rec = self._load(name_or_id)
+        with self.lock(rec.id):
+            rec = self.refresh(self._load(rec.id))
+            if rec.status != "running":
+                raise rterrors.Conflict(f"Container {rec.id} is not running")
+            if rec.is_paused() == freeze:
+                raise rterrors.Conflict(f"Container {rec.id} is {'already' if freeze else 'not'} paused")
+            rt = self.oci(rec.runtime)
+            if freeze:
+                # recorded first: a process killed between the two leaves a record that says paused
+                # over a cgroup that is not frozen, which reads as not paused (never the reverse)
+                rec = self.update(rec.id, lambda r: dataclasses.replace(r, paused=True, cgroup_prefix=self._prefix(r)))
+                try:
+                    rt.pause(rec.id)
+                except BaseException:
+                    self.update(rec.id, lambda r: dataclasses.replace(r, paused=False))
+                    raise
+            else:
+                rt.resume(rec.id)
+                rec = self.update(rec.id, lambda r: dataclasses.replace(r, paused=False))
+            self.event(rec, "pause" if freeze else "unpause")
+            return rec
 
     # -- the file system, for docker cp
 

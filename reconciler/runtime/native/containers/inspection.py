@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from reconciler.runtime import base
-from reconciler.runtime.native.containers import cgroups, records, summaries
+from reconciler.runtime.native.containers import records, summaries
 from reconciler.runtime.native.volumes import volumes
 
 __all__ = ["document"]
@@ -21,10 +21,10 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
     p = store.paths(rec.id)
     cfg = rec.config
     hc = records.effective_healthcheck(rec)
-    paused = rec.status == "running" and cgroups.frozen(rec.cgroup_prefix or store.config.name_prefix, rec.id)
+    observed = rec.state()          # the rules of paused and of a pending restart: records.Record
     state: dict[str, Any] = {
-        "Status": "paused" if paused else rec.state().status.value, "Running": rec.status == "running",
-        "Paused": paused, "Restarting": rec.restart_pending(),
+        "Status": "paused" if observed.paused else observed.status.value, "Running": rec.status == "running",
+        "Paused": observed.paused, "Restarting": observed.status == base.ContainerStatus.RESTARTING,
         "OOMKilled": rec.oom_killed, "Dead": rec.status == "dead",
         "Pid": rec.pid if rec.status == "running" else 0,
         "ExitCode": rec.exit_code or 0, "Error": rec.error or "",

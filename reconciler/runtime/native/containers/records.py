@@ -145,12 +145,18 @@ class Record:
     restarter_pid: int | None = None
     restarter_start: int | None = None
     restarter_boot: str | None = None
+    paused: bool = False                     # paused by the engine (its cgroup frozen): see is_paused
 
     def restart_pending(self) -> bool:
         """An exited container whose restart waits its back-off in a restart manager that lives
         (summaries.restart_pending: the one rule for ps, inspect and observation)."""
         return summaries.restart_pending(self.status, self.restarting, self.restarter_pid, self.restarter_start,
                                          self.restarter_boot)
+
+    def is_paused(self) -> bool:
+        """A running container the engine paused, its cgroup frozen still (summaries.paused: the
+        one rule for ps, inspect and observation; a cgroup read only where the record says paused)."""
+        return summaries.paused(self.status, self.paused, self.cgroup_prefix, self.id)
 
     def main_alive(self) -> bool:
         # a zombie still counts until reaped (conmon reaps it and writes the exit file meanwhile)
@@ -193,6 +199,7 @@ class Record:
             health=self.health, restart_count=self.restart_count,
             ip_addresses=dict(self.ip_addresses), ports=tuple(summaries.forwarded(self.status, self.published)),
             manually_stopped=self.manually_stopped, error=self.error, ip6_addresses=dict(self.ip6_addresses),
+            paused=self.is_paused(),
         )
 
     def command_line(self) -> list[str]:
@@ -266,7 +273,8 @@ def summary(rec: Record) -> dict[str, Any]:
     ports = summaries.forwarded(rec.status, rec.published)     # as forwarded now, never as asked
     return summaries.summary_fields(
         id=rec.id, image=rec.image, argv=rec.command_line(), created=rec.created, status=rec.status,
-        restarting=rec.restart_pending(), exit_code=rec.exit_code, health=rec.health, name=rec.name,
+        restarting=rec.restart_pending(), paused=rec.is_paused(), exit_code=rec.exit_code, health=rec.health,
+        name=rec.name,
         labels=rec.config.labels, restart_count=rec.restart_count, started_at=rec.started_at,
         finished_at=rec.finished_at,
         ports=summaries.port_text((p.host_ip, p.host_port, p.container_port, p.protocol) for p in ports))

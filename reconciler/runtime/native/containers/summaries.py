@@ -5,6 +5,7 @@ its Records, and a reader that applies them to the state DB's rows without build
     command_text(argv)                      the COMMAND column: shlex.join's text
     summary_fields(...)                     the fields of one `ps` row (records.summary)
     restart_pending(status, restarting, ...)  a restart waits its back-off in a process that lives
+    paused(status, recorded, prefix, cid)   the engine paused it and its cgroup is frozen
     settled(status, conmon_pid)             a record no look at conmon or /proc can change
     watched(cid, conmon..., exits)          its monitor runs and wrote no exit: as recorded
     holds_secrets(secret_env, mount_types)  what an exited container loses with a reboot
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
 
     _T = TypeVar("_T")
 
-__all__ = ["argv_of", "command_text", "forwarded", "holds_secrets", "port_text", "read", "restart_pending", "settled",
-           "summary_fields", "watched"]
+__all__ = ["argv_of", "command_text", "forwarded", "holds_secrets", "paused", "port_text", "read", "restart_pending",
+           "settled", "summary_fields", "watched"]
 
 
 def argv_of(image_config: Mapping[str, Any], command: Iterable[str] | None,
@@ -65,14 +66,19 @@ def port_text(ports: Iterable[tuple[str, int, int, str]]) -> str:
 
 
 def summary_fields(*, id: str, image: str, argv: Iterable[str], created: str, status: str,
-                   restarting: bool, exit_code: int | None, health: str | None, ports: str, name: str,
-                   labels: Mapping[str, str], restart_count: int, started_at: str | None,
+                   restarting: bool, paused: bool, exit_code: int | None, health: str | None, ports: str,
+                   name: str, labels: Mapping[str, str], restart_count: int, started_at: str | None,
                    finished_at: str | None) -> dict[str, Any]:
     """What `ps` shows of a container, as JSON values (listing.py makes its rows of these): an
-    exited container whose restart is pending (`restart_pending`) is "restarting"."""
+    exited container whose restart is pending (`restart_pending`) is "restarting", a running one
+    that is paused (`paused`) "paused", Docker's State."""
+    if restarting and status == "exited":
+        status = "restarting"
+    elif paused and status == "running":
+        status = "paused"
     return {
         "id": id, "image": image, "command": command_text(argv), "created": created,
-        "status": "restarting" if restarting and status == "exited" else status, "exit_code": exit_code,
+        "status": status, "exit_code": exit_code,
         "health": health, "ports": ports, "name": name, "labels": dict(labels), "restart_count": restart_count,
         "started_at": started_at, "finished_at": finished_at,
     }
@@ -124,6 +130,18 @@ def restart_pending(status: str, restarting: bool, restarter_pid: int | None, re
     return procs.alive(restarter_pid, restarter_start, restarter_boot)
 
 
+def paused(status: str, recorded: bool, prefix: str, cid: str) -> bool:
+    """Whether a container is paused: the engine paused it (the record says so: pause and unpause
+    write it, `docker pause` and a commit's pause alike) and its cgroup is frozen still. Only a
+    record that says paused costs a look at its cgroup, so `ps` reads no file for the others; a
+    freeze nobody recorded (`runc pause` by hand) is not seen."""
+    if status != "running" or not recorded:
+        return False
+    from reconciler.runtime.native.containers import cgroups  # pathlib: only for a paused one
+
+    return cgroups.frozen(prefix, cid)
+
+
 def holds_secrets(secret_env: Iterable[str], mount_types: Iterable[str]) -> bool:
     """Secret files or SOPS env values: what is kept on the container's own tmpfs only (and is
     gone after a reboot: records.py then marks an exited container dead)."""
@@ -147,7 +165,7 @@ def read(root: str, run_dir: str, name_prefix: str) -> list[dict[str, Any]] | No
         exits = set()
     found = []
     for text in rows:
-        row = _summary(jsonscan.loads(text), exits)
+        row = _summary(jsonscan.loads(text), exits, name_prefix)
         if row is None:
             return None
         found.append(row)
@@ -178,15 +196,15 @@ def _rows(path: str) -> list[str] | None:
     return None if rows is None else [data for (data,) in rows]
 
 
-def _summary(d: Mapping[str, Any], exits: set[str]) -> dict[str, Any] | None:
+def _summary(d: Mapping[str, Any], exits: set[str], name_prefix: str) -> dict[str, Any] | None:
     """The summary of one record (its JSON), or None when a look could change it."""
     try:
-        return _summary_of(d, exits)
+        return _summary_of(d, exits, name_prefix)
     except (KeyError, TypeError, AttributeError):  # a record of another shape: the Record reads it
         return None
 
 
-def _summary_of(d: Mapping[str, Any], exits: set[str]) -> dict[str, Any] | None:
+def _summary_of(d: Mapping[str, Any], exits: set[str], name_prefix: str) -> dict[str, Any] | None:
     status, config = d["status"], d["config"]
     if not settled(status, d.get("conmon_pid")) and not watched(
             d["id"], d.get("conmon_pid"), d.get("conmon_start"), d.get("boot_id"), exits):
@@ -201,6 +219,7 @@ def _summary_of(d: Mapping[str, Any], exits: set[str]) -> dict[str, Any] | None:
         created=d["created"], status=status,
         restarting=restart_pending(status, bool(d.get("restarting")), d.get("restarter_pid"),
                                    d.get("restarter_start"), d.get("restarter_boot")),
+        paused=paused(status, bool(d.get("paused")), d.get("cgroup_prefix") or name_prefix, d["id"]),
         exit_code=d.get("exit_code"),
         health=d.get("health"), name=d["name"], labels=config.get("labels") or {},
         restart_count=int(d.get("restart_count") or 0), started_at=d.get("started_at"),

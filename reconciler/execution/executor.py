@@ -355,8 +355,13 @@ def _wait_ready(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) 
     assert a.wait is not None
     began = opts.clock()
     deadline = began + a.wait.timeout
+    health = a.wait.healthcheck
     while True:
         st = runtime.inspect_container(a.target)
+        if a.wait.image_health and not health:
+            if st.health is None and a.wait.min_ready <= 0:
+                return                      # no healthcheck (nor minReady): nothing to wait for
+            health = st.health is not None  # its image's: waited for as one of its own
         if a.wait.completion:
             if st.status in (base.ContainerStatus.EXITED, base.ContainerStatus.DEAD):
                 if st.exit_code == 0:
@@ -364,7 +369,7 @@ def _wait_ready(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) 
                 raise _ActionFailed(f"job {a.target} failed: it exited with code {st.exit_code}")
         elif st.status not in (base.ContainerStatus.RUNNING, base.ContainerStatus.RESTARTING):
             raise _ActionFailed(f"{a.target} exited (code {st.exit_code}) before it was ready")
-        elif a.wait.healthcheck:
+        elif health:
             if st.health == "healthy":
                 return
             if st.health == "unhealthy":
@@ -372,11 +377,11 @@ def _wait_ready(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) 
         elif opts.clock() - began >= a.wait.min_ready and st.status is base.ContainerStatus.RUNNING:
             return
         if _stopping(opts):
-            what = "complete" if a.wait.completion else "healthy" if a.wait.healthcheck else "ready"
+            what = "complete" if a.wait.completion else "healthy" if health else "ready"
             raise _ActionFailed(f"{a.target} not yet {what}: not waited for, the reconciler is stopping",
                                 interrupted=True)
         if opts.clock() >= deadline:
-            what = "complete" if a.wait.completion else "healthy" if a.wait.healthcheck \
+            what = "complete" if a.wait.completion else "healthy" if health \
                 else f"running for {a.wait.min_ready:g}s"
             raise _ActionFailed(f"{a.target} not {what} within {a.wait.timeout:g}s")
         opts.sleep(opts.poll_interval)

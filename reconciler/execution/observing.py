@@ -24,20 +24,17 @@ from reconciler.state.observed import (
     normalize_ref,
 )
 
-__all__ = ["LOOKUPS", "RegistryBackoff", "observe", "resolve_digests"]
+__all__ = ["LOOKUPS", "RegistryBackoff", "by_name", "observe", "resolve_digests"]
 
 _T = TypeVar("_T")
 
 
-def observe(
-    runtime: Runtime,
-    *,
-    resolved: Mapping[str, str] | None = None,
-    containers: Iterable[ContainerState] | None = None,
-) -> ObservedState:
-    """Read containers, networks, volumes and images in one call each (`containers`: the
-    containers a caller listed already, with no selector)."""
-    listed = {
+def by_name(states: Iterable[ContainerState]) -> dict[str, ObservedContainer]:
+    """The containers as the planner and the verdict (`passes.unready`) see them, by the name the
+    engine gives them now: the one rule for which observed container is a desired container's.
+    Not by the name label, which a container keeps when it is renamed (`docker rename web web-x`
+    leaves `web-x` labelled `web`, beside the `web` the next pass makes)."""
+    return {
         c.name: ObservedContainer(
             id=c.id,
             name=c.name,
@@ -50,11 +47,24 @@ def observe(
             manually_stopped=c.manually_stopped,
             cut_short=c.replicas is None and restarting.cut_short(str(c.status), c.started_at),
             replicas=c.replicas,
+            replicas_running=c.replicas_running,
+            error=c.error,
             placement=c.placement,
             paused=c.paused,
         )
-        for c in (runtime.list_containers(None) if containers is None else containers)
+        for c in states
     }
+
+
+def observe(
+    runtime: Runtime,
+    *,
+    resolved: Mapping[str, str] | None = None,
+    containers: Iterable[ContainerState] | None = None,
+) -> ObservedState:
+    """Read containers, networks, volumes and images in one call each (`containers`: the
+    containers a caller listed already, with no selector)."""
+    listed = by_name(runtime.list_containers(None) if containers is None else containers)
     networks = {
         n.name: ObservedNetwork(name=n.name, owner=labelmod.parse(n.labels), id=n.id)
         for n in runtime.list_networks(None)

@@ -44,6 +44,7 @@ from reconciler.spec.ids import ResourceId
 from reconciler.state import history as hist
 from reconciler.state import inventory as inv
 from reconciler.state import labels as labelmod
+from reconciler.state import observed as obs
 
 __all__ = ["PassOptions", "PassResult", "failure_recorded", "plan_pass", "run_pass"]
 
@@ -134,43 +135,48 @@ class PassResult:
 def unready(desired: models.DesiredState, states: Iterable[base.ContainerState]) -> dict[str, str]:
     """The desired containers that do not run as their spec says, and why (pure): "converged"
     means each one runs (or exited as its restart policy allows, or was stopped by hand) and is
-    neither paused nor unhealthy; a service, that every wanted copy runs. Containers whose drift is only
-    reported are left out (they are drift)."""
-    by_name = {s.labels.get(labelmod.NAME, s.name): s for s in states}
+    neither paused nor unhealthy, whatever its healthcheck's source (the manifest's or the image's: the health
+    observed decides); a job, that it exited with code 0 (or still runs); a service, that every
+    wanted copy runs. A desired container's observed one is the planner's: the container of that
+    name (`observing.by_name`). Containers whose drift is only reported are left out (they are
+    drift)."""
+    observed = observing.by_name(states)
     out: dict[str, str] = {}
     for name, c in sorted(desired.containers.items()):
         if c.drift == "report":
             continue
-        s = by_name.get(name)
-        if s is None:
-            out[name] = "not created"
-            continue
-        if s.replicas is not None:
-            running = s.replicas_running or 0
-            if running < s.replicas:
-                out[name] = f"{running} of {s.replicas} copies running" + (f"; task error: {s.error}" if s.error else "")
-            continue
-        status = s.status.value
-        if status == "running":
-            if s.paused:
-                out[name] = "paused"
-            elif c.healthcheck is not None and s.health == "unhealthy":
-                out[name] = "running but unhealthy"
-            continue
-        if restarting.cut_short(status, s.started_at):
-            out[name] = restarting.CUT_SHORT
-            continue
-        if s.manually_stopped:
-            continue
-        policy = c.restart.name
-        code = s.exit_code
-        if status == "exited" and (policy == "no" or (policy == "on-failure" and code == 0)):
-            continue
-        if status == "restarting":
-            out[name] = f"restarting (exit code {code}, {s.restart_count} restarts): its restart policy keeps it down"
-        else:
-            out[name] = f"{status} (exit code {code}) but its restart policy is {policy}"
+        o = observed.get(name)
+        why = "not created" if o is None else _down(c, o)
+        if why:
+            out[name] = why
     return out
+
+
+def _down(c: models.Container, o: obs.ObservedContainer) -> str | None:
+    """Why the observed `o` is not desired container `c` running as its spec says (None: it is)."""
+    if o.replicas is not None:
+        running = o.replicas_running or 0
+        if running < o.replicas:
+            return f"{running} of {o.replicas} copies running" + (f"; task error: {o.error}" if o.error else "")
+        return None
+    if o.status == "running":
+        if o.paused:
+            return "paused"
+        return "running but unhealthy" if o.health == "unhealthy" else None
+    if o.cut_short:
+        return restarting.CUT_SHORT
+    code = o.exit_code
+    if c.job and o.status in ("exited", "dead"):
+        # whatever its restart policy or a stop by hand: what depends on it waits for an exit 0
+        return None if code == 0 else f"job failed: it exited with code {code}"
+    if o.manually_stopped:
+        return None
+    policy = c.restart.name
+    if o.status == "exited" and (policy == "no" or (policy == "on-failure" and code == 0)):
+        return None
+    if o.status == "restarting":
+        return f"restarting (exit code {code}, {o.restart_count} restarts): its restart policy keeps it down"
+    return f"{o.status} (exit code {code}) but its restart policy is {policy}"
 
 
 def plan_pass(

@@ -89,13 +89,16 @@ def _show(value: Any) -> str:
 class Wait:
     """After a start: wait until healthy (healthcheck), running for `min_ready` seconds, or, for
     a job (`completion`), exited with code 0; on a cluster (`rollout`), after a create or update:
-    until the engine's rollout converged."""
+    until the engine's rollout converged. `image_health` (no healthcheck of its own): until
+    healthy when the started container has a health status (the engine runs its image's
+    HEALTHCHECK), else as without."""
 
     timeout: float
     healthcheck: bool
     min_ready: float = 0.0
     rollout: bool = False
     completion: bool = False
+    image_health: bool = False
 
 
 @dataclass(frozen=True)

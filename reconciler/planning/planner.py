@@ -252,13 +252,18 @@ def _pinned(ref: str, digest: str) -> str:
 
 def _wait(c: models.Container) -> actions.Wait | None:
     """What a start of `c` waits for: a job's exit 0, healthy (a healthcheck), else running for
-    minReady."""
+    minReady. Without a healthcheck of its own, its image's counts: healthy if the started
+    container has a health status (`image_health`; the plan cannot know, the image may be pulled
+    by it); `test: [NONE]` turns the image's off."""
+    timeout = c.update.health_timeout
     if c.job:
-        return actions.Wait(timeout=c.update.health_timeout, healthcheck=False, completion=True)
+        return actions.Wait(timeout=timeout, healthcheck=False, completion=True)
     if c.healthcheck is not None and c.healthcheck.test[:1] != ("NONE",):
-        return actions.Wait(timeout=c.update.health_timeout, healthcheck=True)
+        return actions.Wait(timeout=timeout, healthcheck=True)
+    if c.healthcheck is None:
+        return actions.Wait(timeout=timeout, healthcheck=False, min_ready=c.update.min_ready, image_health=True)
     if c.update.min_ready > 0:
-        return actions.Wait(timeout=c.update.health_timeout, healthcheck=False, min_ready=c.update.min_ready)
+        return actions.Wait(timeout=timeout, healthcheck=False, min_ready=c.update.min_ready)
     return None
 
 
@@ -719,15 +724,20 @@ class _Planner:
         """A matching container: running is left alone, restarting is converging, a stopped one
         starts if its restart policy says it should run (`reconciler.restarting`); a paused one
         is noted, not unpaused: someone froze it on purpose (a commit, a debugger), and the
-        pass reports it down (`passes.unready`)."""
+        pass reports it down (`passes.unready`). A job that did not complete holds back what
+        depends on it: one that runs (or restarts) until a later pass finds it exited 0, one that
+        failed (exited non-zero, left stopped) until it is run again (a change of its spec, or
+        `reconcile start`) and exits 0."""
         res = str(ResourceId.container(c.name))
-        if o.status == "running":
-            if o.paused:
+        if o.status in ("running", "restarting"):
+            if o.status == "running" and o.paused:
                 self.b.notes.append(f"{res} is paused: it runs no process until unpaused (docker unpause); "
                                     "reconcile does not unpause it")
-            return
-        if o.status == "restarting":
-            self.b.notes.append(f"{res} is restarting (converging, not drift)")
+            if o.status == "restarting":
+                self.b.notes.append(f"{res} is restarting (converging, not drift)")
+            if c.job and any(c.name in d.depends_on for d in self.desired.containers.values()):
+                self.ready[c.name] = self.b.add(f"hold:{res}", Kind.HOLD, res, f"job {o.status}: what depends on "
+                                                "it starts once it exited with code 0 (a later pass)")
             return
         if o.status == "created":
             decision = restarting.StartDecision(True, "created but never started")
@@ -736,6 +746,12 @@ class _Planner:
         else:
             decision = restarting.decide(c.restart, exit_code=o.exit_code, restart_count=o.restart_count,
                                          manually_stopped=o.manually_stopped, moment=restarting.Moment.RESUME)
+        if not decision.start and c.job and o.exit_code != 0:
+            self.ready[c.name] = self.b.add(
+                f"fail:{res}", Kind.FAIL, res,
+                f"job failed: {decision.why}; what depends on it is not started until it exits 0 "
+                f"(run it again: `reconcile start {c.name}`, or change its spec)")
+            return
         if not decision.start:
             self.b.notes.append(f"{res}: {decision.why}")
             return

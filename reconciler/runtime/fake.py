@@ -15,9 +15,10 @@ What a fake cannot have is simulated simply and deterministically:
   (the next free one of the subnet); it is a PID 1 without signal handlers, so stop ends it as
   the engines end `sleep`: the stop signal does nothing and the kill after the timeout (not
   waited for) leaves exit code 137;
-- health: a container with a healthcheck starts "starting" and becomes "healthy" on the next
-  inspect, "unhealthy" if its test contains "false", or stays "starting" for ever if it
-  contains "sleep" (so health gates, failures and timeouts can be exercised);
+- health: a container with a healthcheck (its own, else its image's: `publish(config=...)`
+  gives an image a config, `{"Healthcheck": {"Test": [...]}}`) starts "starting" and becomes
+  "healthy" on the next inspect, "unhealthy" if its test contains "false", or stays "starting"
+  for ever if it contains "sleep" (so health gates, failures and timeouts can be exercised);
 - `op_delay` makes every mutating call take that long, and `max_in_flight` records the most
   calls seen running at once (how executor tests observe parallelism without timing).
 
@@ -97,11 +98,14 @@ class FakeRuntime:
             with self._lock:
                 self._in_flight -= 1
 
-    def publish(self, ref: str, digest: str | None = None) -> str:
-        """Make `ref` pullable at `digest` (default: derived from the ref); returns the digest."""
+    def publish(self, ref: str, digest: str | None = None, *, config: Mapping[str, Any] | None = None) -> str:
+        """Make `ref` pullable at `digest` (default: derived from the ref), its image's config
+        `config` (the "config" object: Env, Cmd, Healthcheck...); returns the digest."""
         digest = digest or "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
         with self._lock:
             self.s["registry"][imagenames.key(ref)] = digest
+            if config is not None:
+                self.s.setdefault("configs", {})[digest] = dict(config)
             self._save()
         return digest
 
@@ -138,6 +142,7 @@ class FakeRuntime:
                 other["repo_tags"] = [t for t in other["repo_tags"] if t not in tags]
             img = self.s["images"].setdefault(image_id, {
                 "id": image_id, "digest": digest, "repo_tags": [], "repo": repo, "created": _now(),
+                "config": self.s.get("configs", {}).get(digest, {}),
             })
             img["repo_tags"] = sorted(set(img["repo_tags"]) | set(tags))
             self._save()
@@ -149,7 +154,7 @@ class FakeRuntime:
     @staticmethod
     def _image_info(img: Mapping[str, Any]) -> base.ImageInfo:
         return base.ImageInfo(id=img["id"], digest=img["digest"], repo_tags=tuple(img["repo_tags"]),
-                              size=1024, created=img["created"], config={})
+                              size=1024, created=img["created"], config=dict(img.get("config") or {}))
 
     def _find_image(self, ref: str) -> Mapping[str, Any] | None:
         n = imagenames.key(ref) if not ref.startswith("sha256:") else ref
@@ -264,9 +269,19 @@ class FakeRuntime:
                 return
             pid = self.s["next_pid"]
             self.s["next_pid"] = pid + 1
-            c.update(status="running", exit_code=None, health="starting" if cfg.get("healthcheck") else None,
+            c.update(status="running", exit_code=None, health="starting" if self._health_test(c) else None,
                      pid=pid, ip_addresses=self._addresses(cfg["name"], cfg["networks"]))
             self._put(c)
+
+    def _health_test(self, c: Mapping[str, Any]) -> list[str]:
+        """The test of the container's healthcheck, else of its image's ([]: none, or NONE)."""
+        own = c["config"].get("healthcheck")
+        if own is not None:
+            test = list(own["test"])
+        else:
+            img = self.s["images"].get(c["image_id"]) or {}
+            test = list(((img.get("config") or {}).get("Healthcheck") or {}).get("Test") or [])
+        return [] if test[:1] == ["NONE"] else test
 
     def _addresses(self, container: str, networks: list[str]) -> dict[str, str]:
         """The next free address of each user-defined network (not the gateway, not a running
@@ -328,7 +343,7 @@ class FakeRuntime:
         with self._lock:
             c = self._get(name_or_id)
             if c.get("health") == "starting":
-                test = c["config"]["healthcheck"]["test"]
+                test = self._health_test(c)
                 if any("sleep" in t for t in test):
                     return self._state(c)           # never becomes healthy: a health timeout
                 c["health"] = "unhealthy" if any("false" in t for t in test) else "healthy"

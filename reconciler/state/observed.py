@@ -58,6 +58,8 @@ class ObservedContainer:
     manually_stopped: bool = False
     cut_short: bool = False             # exited before its start finished (restarting.cut_short)
     replicas: int | None = None         # a service's wanted copies (Swarm); None: one container
+    replicas_running: int | None = None  # of those, how many run (healthy where checked)
+    error: str | None = None            # why the engine ended it (a service's newest task error)
     placement: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # a service's (constraints, spread)
     paused: bool = False                # running, its processes frozen (`docker pause`)
 
@@ -83,7 +85,7 @@ class ObservedVolume:
 class ObservedState:
     """What exists on the host, and what the registry says the desired tags point to."""
 
-    containers: Mapping[str, ObservedContainer] = field(default_factory=dict)   # by name
+    containers: Mapping[str, ObservedContainer] = field(default_factory=dict)   # by engine name (observing.by_name)
     networks: Mapping[str, ObservedNetwork] = field(default_factory=dict)
     volumes: Mapping[str, ObservedVolume] = field(default_factory=dict)
     images: Mapping[str, str] = field(default_factory=dict)     # normalised ref -> local digest

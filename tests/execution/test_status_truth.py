@@ -3,6 +3,7 @@ observed after the pass, never taken from the plan."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -17,7 +18,7 @@ from reconciler.execution import passes
 from reconciler.runtime import base
 from reconciler.runtime.fake import FakeRuntime
 from reconciler.state import labels
-from tests.execution.helpers import write
+from tests.execution.helpers import IMG, apply, container_doc, write
 from tests.helpers.host import Host
 
 
@@ -31,14 +32,14 @@ def desired(tmp_path: Path, restart: str, extra: str = "") -> spec.DesiredState:
     return spec.load(tmp_path / "m")
 
 
-def state(status: str, *, exit_code: int | None = None, health: str | None = None,
+def state(status: str, *, exit_code: int | None = None, health: str | None = None, restart_count: int = 0,
           manually_stopped: bool = False, started_at: str | None = "2026-12-01T00:00:00Z",
           paused: bool = False) -> base.ContainerState:
     return base.ContainerState(id="c1", name="app", image="registry.local/app:1", image_id="sha256:x",
                                labels={labels.NAME: "app", labels.OWNER: "default"},
                                status=base.ContainerStatus(status), created="", exit_code=exit_code,
                                health=health, manually_stopped=manually_stopped, started_at=started_at,
-                               paused=paused)
+                               restart_count=restart_count, paused=paused)
 
 
 @pytest.mark.parametrize(("restart", "observed", "reason"), [
@@ -66,6 +67,39 @@ def test_an_unhealthy_container_is_not_converged(tmp_path: Path) -> None:
     d = desired(tmp_path, "always", ", healthcheck: {test: [CMD, 'true']}")
     assert passes.unready(d, [state("running", health="unhealthy")]) == {"app": "running but unhealthy"}
     assert passes.unready(d, [state("running", health="starting")]) == {}
+
+
+def test_unhealthy_by_its_images_healthcheck_is_not_converged_either(tmp_path: Path) -> None:
+    """No healthcheck in the manifest: the engine runs the image's HEALTHCHECK, and the health it
+    observes decides all the same."""
+    d = desired(tmp_path, "always")
+    assert passes.unready(d, [state("running", health="unhealthy")]) == {"app": "running but unhealthy"}
+    assert passes.unready(d, [state("running", health="starting")]) == {}
+
+
+@pytest.mark.parametrize(("restart", "observed", "reason"), [
+    ("no", state("exited", exit_code=3), "job failed: it exited with code 3"),
+    ("no", state("exited", exit_code=137, manually_stopped=True), "job failed: it exited with code 137"),
+    ("on-failure:2", state("exited", exit_code=1, restart_count=2), "job failed: it exited with code 1"),
+])
+def test_a_job_left_exited_non_zero_is_not_converged(
+        tmp_path: Path, restart: str, observed: base.ContainerState, reason: str) -> None:
+    """A job that exited non-zero stays a failure in every later verdict, whatever its restart
+    policy leaves stopped (or a stop by hand), until it is run again and exits 0."""
+    d = desired(tmp_path, restart, ", job: true")
+    assert passes.unready(d, [observed]) == {"app": reason}
+    assert passes.unready(d, [dataclasses.replace(observed, exit_code=0)]) == {}
+
+
+def test_the_verdict_looks_at_the_container_the_planner_does_not_a_renamed_one(tmp_path: Path) -> None:
+    """`docker rename app app-x` leaves app-x with the name label `app`; the next pass makes a
+    new `app`, which is the desired container's (the planner's rule): its exit is what counts."""
+    renamed = dataclasses.replace(state("running"), id="c0", name="app-x")
+    new = dataclasses.replace(state("exited", exit_code=137), id="c1")
+    d = desired(tmp_path, "always")
+    for listing in ([new, renamed], [renamed, new]):
+        assert passes.unready(d, listing) == {"app": "exited (exit code 137) but its restart policy is always"}
+    assert passes.unready(d, [renamed]) == {"app": "not created"}
 
 
 class ListingCounted(FakeRuntime):
@@ -194,3 +228,101 @@ def test_settle_is_how_long_a_pass_that_started_containers_waits_before_it_repor
     capfd.readouterr()
     assert host.cli("apply", str(tmp_path / "m"), "--settle", "soon") == 2
     assert "argument --settle: 'soon' is not a valid duration" in capfd.readouterr().err
+
+
+def _job_and_app(m: Path, job: str) -> None:
+    write(m, "a.yaml", container_doc("migrate", extra=f"{job}\njob: true\nrestart: 'no'\nupdate: {{healthTimeout: 5s}}")
+          + container_doc("app", extra="dependsOn: [migrate]"))
+
+
+def test_a_failed_job_stays_failed_and_what_depends_on_it_is_never_started(tmp_path: Path) -> None:
+    """compose's `service_completed_successfully`: the pass after the one in which the job
+    failed does not take its stop for converged, and does not start what depends on it."""
+    rt = FakeRuntime()
+    rt.publish(IMG)
+    m = tmp_path / "m"
+    _job_and_app(m, "command: ['false']")
+    db = Database(tmp_path / "state.db")
+    try:
+        first = apply(m, rt, db)
+        assert first.result == "failed"
+        for _ in range(2):
+            again = apply(m, rt, db)
+            assert (again.result, again.converged) == ("failed", False)
+            assert again.unready["migrate"].startswith("job failed: it exited with code 1")
+            assert again.unready["app"] == "not created"
+            fail = next(a for a in again.plan.actions if a.resource == "container:migrate")
+            assert (str(fail.kind), fail.cause.split(";")[0]) == ("fail", "job failed: exited (code 1)")
+            assert "`reconcile start migrate`" in fail.cause
+            assert {c.name for c in rt.list_containers()} == {"migrate"}
+        assert apply(m, rt, db, dry_run=True).result == "drift"        # `diff`: not in sync
+    finally:
+        db.close()
+
+
+def test_what_depends_on_a_job_still_running_waits_for_its_exit(tmp_path: Path) -> None:
+    """A job that outlived its start's wait (healthTimeout) is still running at the next pass:
+    what depends on it is held, not started beside it."""
+    rt = FakeRuntime()
+    rt.publish(IMG)
+    m = tmp_path / "m"
+    _job_and_app(m, "command: [sleep, '600']")             # the fake's processes never end
+    db = Database(tmp_path / "state.db")
+    try:
+        assert apply(m, rt, db).result == "failed"         # not complete within 5s
+        again = apply(m, rt, db)
+        assert next((str(a.kind), a.resource) for a in again.plan.actions) == ("hold", "container:migrate")
+        assert again.result == "failed"
+        assert {c.name for c in rt.list_containers()} == {"migrate"}
+    finally:
+        db.close()
+
+
+HEALTHCHECKED = "registry.local:5000/shop/checked:1"
+
+
+def test_an_images_healthcheck_gates_the_start_and_the_verdict(tmp_path: Path) -> None:
+    """No healthcheck in the manifest, one in the image (HEALTHCHECK): the start waits for it as
+    for one of the manifest's (an unhealthy start fails), and the next pass's verdict sees it."""
+    rt = FakeRuntime()
+    rt.publish(HEALTHCHECKED, config={"Healthcheck": {"Test": ["CMD", "false"]}})
+    m = tmp_path / "m"
+    write(m, "a.yaml", container_doc("app", image=HEALTHCHECKED, extra="restart: always"))
+    db = Database(tmp_path / "state.db")
+    try:
+        first = apply(m, rt, db)
+        assert first.result == "failed"
+        assert first.changeset is not None
+        assert "app is unhealthy" in first.changeset.changes[-1].detail
+        again = apply(m, rt, db)
+        assert (again.result, dict(again.unready)) == ("degraded", {"app": "running but unhealthy"})
+    finally:
+        db.close()
+
+
+def test_what_depends_on_a_container_waits_for_its_images_healthcheck(tmp_path: Path) -> None:
+    rt = FakeRuntime()
+    rt.publish(HEALTHCHECKED, config={"Healthcheck": {"Test": ["CMD", "true"]}})
+    rt.publish(IMG)
+    m = tmp_path / "m"
+    write(m, "a.yaml", container_doc("db", image=HEALTHCHECKED) + container_doc("web", extra="dependsOn: [db]"))
+    order: list[str] = []
+    inspect, create = rt.inspect_container, rt.create_container
+
+    def inspected(name: str) -> base.ContainerState:
+        st = inspect(name)
+        order.append(f"{st.name}:{st.health}")
+        return st
+
+    def created(config: base.ContainerConfig) -> str:
+        order.append(f"create {config.name}")
+        return create(config)
+
+    rt.inspect_container = inspected  # type: ignore[method-assign]
+    rt.create_container = created  # type: ignore[method-assign]
+    db = Database(tmp_path / "state.db")
+    try:
+        assert apply(m, rt, db).result == "converged"
+    finally:
+        db.close()
+    assert order.index("db:healthy") < order.index("create web"), order

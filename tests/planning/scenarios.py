@@ -567,3 +567,20 @@ def a_start_first_joiner_goes_before_its_start_first_target() -> Case:
 @scenario
 def a_swarm_service_cannot_join_a_container() -> Case:
     return case(desired(WEB, SIDECAR, SHOP, DATA), observed(images={}, resolved={REF: D2}), cluster=True)
+
+
+MIGRATE = container("migrate", job=True)
+APP = container("app", depends_on=("migrate",))
+
+
+@scenario
+def a_failed_job_holds_back_what_depends_on_it() -> Case:
+    """compose's `service_completed_successfully`: a job left stopped after a non-zero exit is
+    a failure in every later pass, and what depends on it is not started."""
+    return case(desired(MIGRATE, APP), observed(running(MIGRATE, status="exited", exit_code=3)))
+
+
+@scenario
+def a_running_job_holds_back_what_depends_on_it() -> Case:
+    return case(desired(MIGRATE, APP), observed(running(MIGRATE)))
+

@@ -13,6 +13,7 @@ from dataclasses import replace
 import pytest
 
 from reconciler.planning import actions, planner
+from reconciler.spec import models
 from reconciler.state import inventory as inv
 from tests.planning import scenarios
 from tests.planning.builders import desired, observed
@@ -147,6 +148,16 @@ note: container:web is paused: it runs no process until unpaused (docker unpause
 [] -> #1 network:shop, fail, name taken by a foreign network (no reconciler.owner label); left untouched: rename or remove it by hand
 [1] -> #2 container:web, create, not found
 [2] -> #3 container:web, start, not found
+""",
+    "a_failed_job_holds_back_what_depends_on_it": """\
+[] -> #1 container:migrate, fail, job failed: exited (code 3); restart policy no leaves it stopped; what depends on it is not started until it exits 0 (run it again: `reconcile start migrate`, or change its spec)
+[1] -> #2 container:app, create, not found
+[2] -> #3 container:app, start, not found
+""",
+    "a_running_job_holds_back_what_depends_on_it": """\
+[] -> #1 container:migrate, hold, job running: what depends on it starts once it exited with code 0 (a later pass)
+[1] -> #2 container:app, create, not found
+[2] -> #3 container:app, start, not found
 """,
     "dependency_chain_fresh": """\
 [] -> #1 container:db, create, not found
@@ -497,6 +508,20 @@ def test_healthcheck_makes_start_wait_for_healthy() -> None:
     web_create = next(a for a in p.actions if a.resource == "container:web" and a.kind is actions.ActionKind.CREATE)
     assert db_start.wait == actions.Wait(timeout=60.0, healthcheck=True)
     assert db_start.id in web_create.depends_on
+
+
+def test_a_start_without_a_healthcheck_of_its_own_waits_for_its_images() -> None:
+    """The plan cannot know the image's HEALTHCHECK (it may pull the image): the wait says to
+    wait for healthy if the started container has a health status; `test: [NONE]` turns it off."""
+    d, o, i, opts = scenarios.SCENARIOS["dependency_chain_fresh"]()
+    web_start = next(a for a in planner.plan(d, o, i, planner.PlanOptions(**opts)).actions
+                     if a.resource == "container:web" and a.kind is actions.ActionKind.START)
+    assert web_start.wait == actions.Wait(timeout=60.0, healthcheck=False, image_health=True)
+    off = replace(d.containers["web"], healthcheck=models.Healthcheck(("NONE",), 30, 30, 0, 3))
+    d = replace(d, containers={**d.containers, "web": off})
+    web_start = next(a for a in planner.plan(d, o, i, planner.PlanOptions(**opts)).actions
+                     if a.resource == "container:web" and a.kind is actions.ActionKind.START)
+    assert web_start.wait is None
 
 
 def test_plan_json_lists_actions_with_causes_and_changes() -> None:

@@ -137,6 +137,9 @@ def _offline(args: argparse.Namespace, why: str) -> int:
     if output.wants_data(args):
         output.print_data({"agent": None, "owners": owners, "inventory": rows}, args.output)
         return 1 if degraded else 0
+    if owners:      # no engine is opened here: what runs now is `ps`'s, what would change `diff`'s
+        print("as each owner's last pass recorded it (what runs now: `reconcile ps -a`; what a pass "
+              "would change: `reconcile diff DIR`)")
     for o in owners:
         last = o["last_pass"]
         print(f"owner {o['owner']}: {o['state']} (last pass #{last['id']} {last['result']} at "

@@ -913,6 +913,8 @@ class EngineApi:
             state = rt.inspect_container(ident)
             if state.status.value != "running":
                 raise HttpError(409, f"Container {ident} is not running")
+            if state.paused:                    # dockerd's words: its processes run nothing while frozen
+                raise HttpError(409, f"Container {state.id} is paused, unpause the container before exec")
             exec_id = secrets.token_hex(32)
             with self._lock:
                 self._execs[exec_id] = {"container": state.id, "argv": [str(x) for x in data["Cmd"]],

@@ -99,6 +99,9 @@ spec: {{image: "{busybox_image}", command: [sleep, "3600"], networks: [none], re
     assert host.cli("apply", str(m)) == 1
     assert "error: container web is not running as desired: paused" in capfd.readouterr().err
     assert "container:web is paused" in shown("diff", str(m))
+    refused = docker(engine_api, "exec", "web", "true", check=False)   # dockerd's 409: it would hang
+    assert refused.returncode != 0
+    assert "is paused, unpause the container before exec" in refused.stderr
 
     docker(engine_api, "unpause", "web")
     assert "(Paused)" not in shown("ps")

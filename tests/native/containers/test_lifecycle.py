@@ -615,3 +615,30 @@ def test_restart_tick_survives_a_container_removed_after_the_listing(native: tup
     assert rm.next_due() is None
     with pytest.raises(rterrors.NotFound):
         rt.inspect_container(cid)
+
+
+@pytest.mark.parametrize("how", ["stop", "kill TERM", "kill 9"])
+def test_a_paused_container_gets_its_signal_and_is_thawed(native: tuple[NativeRuntime, str], how: str) -> None:
+    """As Docker does: a signal to a paused container is followed by its thaw, so a stop ends it
+    at once when it handles the signal (a frozen one acts on none: the stop waited its whole
+    timeout, then a SIGKILL that a v1 freezer also holds until the thaw)."""
+    rt, img = native
+    rt.create_container(_cfg(img, "frozen", "sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done",
+                             stop_timeout=20.0))
+    rt.start_container("frozen")
+    time.sleep(0.3)                             # the trap is set
+    rt.containers.pause("frozen")
+    assert rt.containers.get("frozen").is_paused()
+    started = time.monotonic()
+    if how == "stop":
+        rt.stop_container("frozen")
+    else:
+        rt.containers.kill("frozen", 9 if how == "kill 9" else "TERM")
+        assert rt.containers.wait("frozen", timeout=10) == (137 if how == "kill 9" else 0)
+    took = time.monotonic() - started
+    rec = rt.containers.get("frozen")
+    assert rec.status == "exited"
+    assert rec.exit_code == (137 if how == "kill 9" else 0)   # its own TERM handler ran
+    assert not rec.is_paused()
+    assert not rec.paused
+    assert took < 8, f"took {took:.1f}s"

@@ -637,10 +637,12 @@ class ContainerManager(records.RecordStore):
             if timeout > 0:
                 self.event(rec, "kill", signal=rec.stop_signal)
                 if rt.kill(rec.id, rec.stop_signal):
+                    rec = self._thaw(rec)
                     _wait_pid(rec.pid, timeout)
             if rec.main_alive():
                 self.event(rec, "kill", signal=9)
                 rt.kill(rec.id, 9)
+                rec = self._thaw(rec)
                 _wait_pid(rec.pid, 10)
             _wait_pid(rec.conmon_pid, 10)
             rec = self._wait_exit_file(rec, 5)
@@ -662,11 +664,26 @@ class ContainerManager(records.RecordStore):
             rec = self.update(rec.id, lambda r: dataclasses.replace(r, manually_stopped=True, restarting=False))
         self.event(rec, "kill", signal=signo)
         self.oci(rec.runtime).kill(rec.id, signo)
+        rec = self._thaw(rec)
         if signo == 9:
             _wait_pid(rec.pid, 10)
             _wait_pid(rec.conmon_pid, 10)
             self._wait_exit_file(rec, 5)
             return self.unpublish(rec.id)
+        return rec
+
+    def _thaw(self, rec: records.Record) -> records.Record:
+        """A paused container unpaused after a signal was sent to it, as Docker does: a frozen
+        process acts on no signal (a stop would wait out its timeout, and on a v1 freezer a
+        SIGKILL waits for the thaw too). Nothing for one not paused."""
+        if not rec.paused:
+            return rec
+        frozen = rec.is_paused()                # a SIGKILL may have ended it already (a v2 freezer)
+        if frozen:
+            self.oci(rec.runtime).resume(rec.id)
+        rec = self.update(rec.id, lambda r: dataclasses.replace(r, paused=False))
+        if frozen:
+            self.event(rec, "unpause")
         return rec
 
     def wait(self, name_or_id: str, *, timeout: float | None = None) -> int:

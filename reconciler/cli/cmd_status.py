@@ -132,14 +132,12 @@ def _offline(args: argparse.Namespace, why: str) -> int:
             "SELECT owner, kind, name, revision FROM inv_objects ORDER BY owner, kind, name")]
     except sqlite3.OperationalError:        # an older or empty DB
         rows = []
-    owners = [_owner_state(p) for p in history.last_passes(db).values()]
+    down = _down_now(args, db)
+    owners = [_owner_state(p, down.get(p.owner, {})) for p in history.last_passes(db).values()]
     degraded = any(o["state"] != "ok" for o in owners)
     if output.wants_data(args):
         output.print_data({"agent": None, "owners": owners, "inventory": rows}, args.output)
         return 1 if degraded else 0
-    if owners:      # no engine is opened here: what runs now is `ps`'s, what would change `diff`'s
-        print("as each owner's last pass recorded it (what runs now: `reconcile ps -a`; what a pass "
-              "would change: `reconcile diff DIR`)")
     for o in owners:
         last = o["last_pass"]
         print(f"owner {o['owner']}: {o['state']} (last pass #{last['id']} {last['result']} at "
@@ -153,9 +151,53 @@ def _offline(args: argparse.Namespace, why: str) -> int:
     return 1 if degraded else 0
 
 
-def _owner_state(p: Any) -> dict[str, Any]:
-    """An owner seen through its last recorded pass: ok when it converged, else degraded with
-    the reasons (the error that ended the pass, the resources that failed)."""
+def _down_now(args: argparse.Namespace, db: Any) -> dict[str, dict[str, str]]:
+    """owner -> {container: why} for the containers its last pass applied (the inventory) that
+    do not run as their spec says now: the native engine's records read as `ps` reads them
+    (nothing created, no recovery), judged by the pass's own rule (`passes.down`) with the
+    restart policy and job of the spec the inventory keeps. Nothing for another engine's root."""
+    import json
+    import sqlite3
+
+    from reconciler.cli import options
+
+    if not options.engine_exists(args):
+        return {}
+    conn = db.connect()
+    try:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'containers'").fetchone() is None:
+            return {}                           # not the native engine's root (the fake's, Docker's)
+        rows = conn.execute("SELECT owner, name, spec_json FROM inv_objects WHERE kind = 'Container'")
+        applied = [(str(r[0]), str(r[1]), json.loads(r[2] or "{}")) for r in rows]
+    except (sqlite3.OperationalError, ValueError):
+        return {}
+    if not applied:
+        return {}
+    from reconciler.cli import cmd_ps
+    from reconciler.execution import observing, passes
+
+    store = cmd_ps.open_records(args)
+    try:
+        observed = observing.by_name(r.state() for r in store.records())
+    finally:
+        store.db.close()
+    out: dict[str, dict[str, str]] = {}
+    for owner, name, spec in applied:
+        if spec.get("drift") == "report":
+            continue
+        o = observed.get(name)
+        why = "not created" if o is None else passes.down(o, job=bool(spec.get("job")),
+                                                          policy=str((spec.get("restart") or {}).get("name", "no")))
+        if why:
+            out.setdefault(owner, {})[name] = why
+    return out
+
+
+def _owner_state(p: Any, down: dict[str, str] | None = None) -> dict[str, Any]:
+    """An owner seen through its last recorded pass and what runs now: ok when the pass
+    converged and every container it applied runs as its spec says (`down`: those that do not,
+    and why), else degraded with the reasons (the error that ended the pass, the resources that
+    failed, the containers down now)."""
     import time
 
     reasons = [f"error: {p.error}"] if p.error else []
@@ -163,6 +205,8 @@ def _owner_state(p: Any) -> dict[str, Any]:
                 if c.get("outcome") in ("failed", "rolled-back")]
     if p.result != "converged" and not reasons:
         reasons = [f"the pass ended {p.result}: see `reconcile history`"]
-    return {"owner": p.owner, "state": "ok" if p.result == "converged" else "degraded", "reasons": reasons,
+    reasons += [f"down now: container {n}: {why}" for n, why in sorted((down or {}).items())]
+    ok = p.result == "converged" and not down
+    return {"owner": p.owner, "state": "ok" if ok else "degraded", "reasons": reasons,
             "last_pass": {"id": p.id, "result": p.result, "revision": p.revision,
                           "time": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(p.started_at))}}

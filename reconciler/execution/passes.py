@@ -154,6 +154,13 @@ def unready(desired: models.DesiredState, states: Iterable[base.ContainerState])
 
 def _down(c: models.Container, o: obs.ObservedContainer) -> str | None:
     """Why the observed `o` is not desired container `c` running as its spec says (None: it is)."""
+    return down(o, job=c.job, policy=c.restart.name)
+
+
+def down(o: obs.ObservedContainer, *, job: bool, policy: str) -> str | None:
+    """Why the observed `o` is not a container that is a `job` (or not) with restart `policy`
+    running as it should (None: it is): the rule of `unready`, and of `reconcile status` without
+    an agent, which takes `job` and `policy` from the inventory's spec of what it applied."""
     if o.replicas is not None:
         running = o.replicas_running or 0
         if running < o.replicas:
@@ -166,12 +173,11 @@ def _down(c: models.Container, o: obs.ObservedContainer) -> str | None:
     if o.cut_short:
         return restarting.CUT_SHORT
     code = o.exit_code
-    if c.job and o.status in ("exited", "dead"):
+    if job and o.status in ("exited", "dead"):
         # whatever its restart policy or a stop by hand: what depends on it waits for an exit 0
         return None if code == 0 else f"job failed: it exited with code {code}"
     if o.manually_stopped:
         return None
-    policy = c.restart.name
     if o.status == "exited" and (policy == "no" or (policy == "on-failure" and code == 0)):
         return None
     if o.status == "restarting":

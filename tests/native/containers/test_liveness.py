@@ -237,3 +237,46 @@ spec:
     assert doc["State"]["Status"] == "exited"
     assert doc["NetworkSettings"]["Ports"] == {}
     assert doc["HostConfig"]["PortBindings"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
+
+
+def test_status_without_an_agent_sees_a_container_killed_since_the_last_pass(
+        host: Host, busybox_image: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No agent: `status` judges the containers the last pass applied as they are now (the
+    records as `ps` reads them, the pass's own rule with the inventory's restart policy): one
+    killed since is `down now`, the owner degraded, exit 1; one whose `restart: no` lets it stay
+    exited is fine. (It showed the last pass's `ok` alone.)"""
+    m = tmp_path / "m"
+    m.mkdir()
+    (m / "app.yaml").write_text(f"""
+apiVersion: reconciler/v1
+kind: Container
+metadata: {{name: web}}
+spec: {{image: {busybox_image}, command: [sleep, "3600"], networks: [none], restart: always}}
+---
+apiVersion: reconciler/v1
+kind: Container
+metadata: {{name: once}}
+spec: {{image: {busybox_image}, command: [sleep, "3600"], networks: [none], restart: "no"}}
+""")
+    assert host.cli("apply", str(m)) == 0
+    args = [a for a in host.cli_args() if a not in ("--runtime", "native")]
+    capsys.readouterr()
+    assert main(["status", *args]) == 0
+    assert "owner default: ok" in capsys.readouterr().out
+    store = records.RecordStore(host.config)
+    for name in ("web", "once"):
+        os.kill(store.get(name).pid, signal.SIGKILL)    # nothing of reconciler runs to see it
+    deadline = time.monotonic() + 10
+    while {r.status for r in records.RecordStore(host.config).records()} != {"exited"}:
+        assert time.monotonic() < deadline, "still running"
+        time.sleep(0.05)
+    capsys.readouterr()
+    assert main(["status", *args]) == 1
+    out = capsys.readouterr().out
+    assert "owner default: degraded (last pass #" in out
+    assert "down now: container web: exited (exit code 137) but its restart policy is always" in out
+    assert "container once" not in out
+    assert main(["status", "-o", "json", *args]) == 1
+    (owner,) = json.loads(capsys.readouterr().out)["owners"]
+    assert owner["state"] == "degraded"
+    assert owner["reasons"] == ["down now: container web: exited (exit code 137) but its restart policy is always"]

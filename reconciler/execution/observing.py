@@ -14,7 +14,7 @@ from reconciler import restarting
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.base import ContainerState, Runtime
 from reconciler.state import labels as labelmod
-from reconciler.state.inventory import InventoryStore
+from reconciler.state.inventory import InventoryStore, backoff_delay
 from reconciler.state.observed import (
     ObservedContainer,
     ObservedNetwork,
@@ -192,7 +192,7 @@ class RegistryBackoff:
     def failed(self, host: str, error: str) -> None:
         with self._lock:
             failures = self._hosts.get(host, (0, 0.0, ""))[0] + 1
-            delay = min(self.first * 2 ** (failures - 1), self.longest)
+            delay = backoff_delay(failures, base=self.first, cap=self.longest)
             self._hosts[host] = (failures, self.clock() + delay, error)
 
     def answered(self, host: str) -> None:

@@ -146,15 +146,10 @@ def unready(desired: models.DesiredState, states: Iterable[base.ContainerState])
         if c.drift == "report":
             continue
         o = observed.get(name)
-        why = "not created" if o is None else _down(c, o)
+        why = "not created" if o is None else down(o, job=c.job, policy=c.restart.name)
         if why:
             out[name] = why
     return out
-
-
-def _down(c: models.Container, o: obs.ObservedContainer) -> str | None:
-    """Why the observed `o` is not desired container `c` running as its spec says (None: it is)."""
-    return down(o, job=c.job, policy=c.restart.name)
 
 
 def down(o: obs.ObservedContainer, *, job: bool, policy: str) -> str | None:

@@ -23,13 +23,33 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.hookimpl(trylast=True)       # after pytest-xdist's own (see _xdist_groups)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _xdist_groups(config, items)
     is_root = os.geteuid() == 0
     for item in items:
         if "root" in item.keywords and not is_root:
             item.add_marker(pytest.mark.skip(reason="needs root (run the README's test command as root)"))
         if "registry" in item.keywords and shutil.which("docker-registry") is None:
             item.add_marker(pytest.mark.skip(reason="docker-registry not installed"))
+
+
+def _xdist_groups(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep each `xdist_group` on one worker. Under `--dist loadgroup` a worker names a grouped
+    test's group in its node id (`...[podman]@podman`), the controller's only clue; pytest-xdist
+    3.8 writes that id to `item._nodeid`, which pytest 9.2 no longer reads (the id is `item._id`),
+    so every group was spread over all workers: two podman services reused each other's bridge
+    names (cni-podman1, 2, ...) and one's clean-up deleted the other's bridge mid-test."""
+    if not getattr(config.option, "loadgroup", False):     # set on xdist's workers only
+        return
+    from _pytest.nodeid import coerce_node_id
+
+    for item in items:
+        groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                         for m in item.iter_markers("xdist_group")})
+        suffix = "@" + "_".join(groups)
+        if groups and not item.nodeid.endswith(suffix):
+            item._id = coerce_node_id(item.nodeid + suffix)  # type: ignore[attr-defined]
 
 
 @pytest.fixture(autouse=True)

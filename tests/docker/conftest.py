@@ -476,7 +476,8 @@ class Engine:
     scope: Scope
 
 
-@pytest.fixture(params=["docker", "podman"])
+# (one podman service for the whole run, on one worker: tests/runtime/conftest.py says why)
+@pytest.fixture(params=["docker", pytest.param("podman", marks=pytest.mark.xdist_group("podman"))])
 def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     """Parametrizes a test over dockerd and a podman service speaking the same API."""
     kind = request.param

@@ -1,0 +1,49 @@
+"""The suite's own machinery: an `xdist_group` really keeps its tests on one worker.
+
+The podman and swarm tests share one service per run (tests/runtime/conftest.py); spread over
+workers, two services fight over the same bridge names and swarm. A nested run with this
+suite's conftest as its plugin logs which worker ran each test."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+GROUPED = """\
+import os
+import pytest
+
+pytestmark = pytest.mark.xdist_group("one")
+
+@pytest.mark.parametrize("i", range(8))
+def test_grouped(i):
+    with open(os.environ["GROUP_LOG"], "a") as log:
+        log.write(f"grouped {os.environ['PYTEST_XDIST_WORKER']}\\n")
+
+@pytest.mark.parametrize("i", range(2))
+@pytest.mark.xdist_group("two")
+def test_two_groups(i):
+    with open(os.environ["GROUP_LOG"], "a") as log:
+        log.write(f"two {os.environ['PYTEST_XDIST_WORKER']}\\n")
+"""
+
+
+def test_an_xdist_group_runs_on_one_worker(tmp_path: Path) -> None:
+    (tmp_path / "test_grouped.py").write_text(GROUPED)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider", "-n", "3",
+         "--dist", "loadgroup", "-v", "--rootdir", str(tmp_path), str(tmp_path)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "GROUP_LOG": str(tmp_path / "ran")})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    workers: dict[str, set[str]] = {}
+    for line in (tmp_path / "ran").read_text().splitlines():
+        name, worker = line.split()
+        workers.setdefault(name, set()).add(worker)
+    # the two marks make one group of their own ("one_two"), apart from "one"
+    assert {name: len(on) for name, on in workers.items()} == {"grouped": 1, "two": 1}, proc.stdout
+    assert "test_grouped[7]@one" in proc.stdout
+    assert "test_two_groups[1]@one_two" in proc.stdout

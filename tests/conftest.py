@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +22,49 @@ if TYPE_CHECKING:
     from tests.helpers.host import Host
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+# The host's own engine lives here; no test may make or touch them (the brief's first safety rule).
+HOST_STATE = (Path("/var/lib/reconciler"), Path("/run/reconciler"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A `reconcile` a test runs without `--root` or its own RECONCILER_ROOT gets a root of this
+    process's, never the host's default: the env var names one under /tmp (a run dir follows a
+    non-default root), removed at the end. The controller notes which host paths exist, to
+    fail the run if a test made one (pytest_sessionfinish)."""
+    root = tempfile.mkdtemp(prefix="rtestroot", dir="/tmp")
+    os.environ["RECONCILER_ROOT"] = root
+    os.environ.pop("RECONCILER_RUN_DIR", None)
+    config.stash[_ROOT] = root
+    config.stash[_HOST_BEFORE] = {str(p) for p in HOST_STATE if os.path.lexists(p)}
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    root = config.stash.get(_ROOT, None)
+    if root is None:
+        return
+    with open("/proc/self/mountinfo") as f:
+        mounted = any(line.split()[4].startswith(root + "/") for line in f)
+    if not mounted:             # (a mount left there is a leak another check reports; keep it)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if hasattr(session.config, "workerinput"):
+        return                  # xdist's workers: the controller looks once, at the very end
+    made = sorted({str(p) for p in HOST_STATE if os.path.lexists(p)} - session.config.stash.get(_HOST_BEFORE, set()))
+    if made:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"ERROR: the run made the host engine's {', '.join(made)}: a test ran "
+                                "reconciler on the default state root (give it --root or RECONCILER_ROOT)",
+                                red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_ROOT = pytest.StashKey[str]()
+_HOST_BEFORE = pytest.StashKey[set[str]]()
 
 
 @pytest.hookimpl(trylast=True)       # after pytest-xdist's own (see _xdist_groups)

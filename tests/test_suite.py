@@ -1,8 +1,8 @@
-"""The suite's own machinery: an `xdist_group` really keeps its tests on one worker.
+"""The suite's own machinery, checked by nested runs with this suite's conftest as their plugin.
 
-The podman and swarm tests share one service per run (tests/runtime/conftest.py); spread over
-workers, two services fight over the same bridge names and swarm. A nested run with this
-suite's conftest as its plugin logs which worker ran each test."""
+An `xdist_group` keeps its tests on one worker: the podman and swarm tests share one service
+per run (tests/runtime/conftest.py); spread over workers, two services fight over the same
+bridge names and swarm. And no test may make the host engine's default state root."""
 
 from __future__ import annotations
 
@@ -47,3 +47,35 @@ def test_an_xdist_group_runs_on_one_worker(tmp_path: Path) -> None:
     assert {name: len(on) for name, on in workers.items()} == {"grouped": 1, "two": 1}, proc.stdout
     assert "test_grouped[7]@one" in proc.stdout
     assert "test_two_groups[1]@one_two" in proc.stdout
+
+
+DEFAULT_ROOT = """\
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import tests.conftest
+
+def test_makes_the_host_state(tmp_path):
+    # the root a bare `reconcile` would use is the session's, not the host's
+    assert os.environ["RECONCILER_ROOT"].startswith("/tmp/rtestroot")
+    assert "RECONCILER_RUN_DIR" not in os.environ
+    made = Path(os.environ["MADE"])
+    tests.conftest.HOST_STATE = (made,)       # stands for /var/lib/reconciler
+    made.mkdir()
+"""
+
+
+def test_a_run_that_makes_the_host_state_fails(tmp_path: Path) -> None:
+    (tmp_path / "test_root.py").write_text(DEFAULT_ROOT)
+    made = tmp_path / "made"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider",
+         "--rootdir", str(tmp_path), str(tmp_path)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "MADE": str(made),
+             "RECONCILER_ROOT": "/var/lib/reconciler", "RECONCILER_RUN_DIR": "/run/reconciler"})
+    assert "1 passed" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 1, proc.stdout
+    assert f"the run made the host engine's {made}" in proc.stdout

@@ -57,6 +57,7 @@ FAKE_CANNOT: dict[str, str] = {
     "test_stop_sends_stop_signal_and_waits": "runs no process, so none traps the stop signal",
     "test_stop_signal_override": "runs no process, so none traps the stop signal",
     "test_stop_kills_a_process_ignoring_sigterm": NO_OUTPUT,
+    "test_a_forced_removal_kills_at_once": "runs no process, so none traps the stop signal",
     "test_logs_streams_partial_and_long_lines": NO_OUTPUT,
     "test_logs_follow_until_exit": NO_OUTPUT,
     "test_env_user_workdir": NO_OUTPUT,

@@ -150,6 +150,20 @@ def test_stop_kills_a_process_ignoring_sigterm(runtime: base.Runtime, image: str
     assert st.exit_code == 137
 
 
+def test_a_forced_removal_kills_at_once(runtime: base.Runtime, image: str, tmp_path: Path) -> None:
+    """As Docker's `rm -f`: SIGKILL, no stop signal first and no stop timeout waited (Podman's
+    own forced removal stops first, 10 s for a process that ignores SIGTERM)."""
+    out = tmp_path / "out"
+    out.mkdir(mode=0o777)
+    mnts = (base.Mount(type="bind", source=str(out), target="/out"),)
+    script = "trap 'touch /out/got-term; exit 0' TERM; echo ready; while true; do sleep 1; done"
+    cid = run(runtime, cfg(image, "forced", "sh", "-c", script, mounts=mnts))
+    eventually(lambda: "ready" in output(runtime, cid))
+    runtime.remove_container(cid, force=True)
+    assert runtime.list_containers() == []
+    assert not (out / "got-term").exists()
+
+
 # ------------------------------------------------------------------------------- logs
 
 def test_logs_streams_partial_and_long_lines(runtime: base.Runtime, image: str) -> None:

@@ -30,6 +30,7 @@ as it drives dockerd. What Podman does otherwise is made good here:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import resource
 import shutil
@@ -197,6 +198,16 @@ class PodmanRuntime(DockerRuntime):
                 raise
         self._engine_init = False        # no catatonit: Docker's init from now on
         return super().create_container(self._with_host_init(config))
+
+    def remove_container(self, name_or_id: str, *, force: bool = False) -> None:
+        """As Docker's: a forced removal kills a running container at once. Podman's own stops it
+        first, waiting its stop timeout (10 s by default) for a process that ignores SIGTERM (any
+        PID 1 without a handler), and takes no timeout on the Docker-compatible route. A stop with
+        timeout 0 is Podman's SIGKILL, and a stop by hand its restart policy leaves alone."""
+        if force:
+            with contextlib.suppress(errors.NotFound, errors.Conflict):
+                self.api.container_stop(name_or_id, 0)
+        super().remove_container(name_or_id, force=force)
 
     def _docker_defaults(self, config: base.ContainerConfig) -> base.ContainerConfig:
         """Docker's /dev/shm size and inherited ulimits where the config names none."""

@@ -126,14 +126,14 @@ class Namespaced:
             refused = []
             for c in left:
                 try:
-                    api.container_remove(c["Id"], force=True)
+                    self.rt.remove_container(c["Id"], force=True)     # (podman's: killed, not stopped)
                 except errors.NotFound:
                     pass
                 except errors.RuntimeBackendError:
                     refused.append(c)
             left = refused
         for c in left:
-            api.container_remove(c["Id"], force=True)     # still refused: the error says why
+            self.rt.remove_container(c["Id"], force=True)     # still refused: the error says why
         for n in api.network_list():
             if str(n.get("Name", "")).startswith(self.prefix):
                 try:

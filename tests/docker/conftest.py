@@ -91,7 +91,7 @@ class Scope:
                 pass
         for cid in ours:
             try:
-                api.container_remove(cid, force=True, volumes=False)
+                self.runtime.remove_container(cid, force=True)     # (podman's: killed, not stopped)
             except errors.NotFound:
                 pass
         nets = {n["Name"] for n in api.network_list(self.labels)} | set(self.networks)

@@ -121,7 +121,8 @@ def ago(ts: str | None, now: datetime | None = None) -> str:
 
 def status_text(st: Mapping[str, Any], now: datetime | None = None) -> str:
     """Docker's STATUS column of a summary: Created, Up 3 minutes (healthy), Up 5 seconds (Paused),
-    Exited (3) 2 seconds ago, Restarting (1) ..."""
+    Exited (3) 2 seconds ago, Restarting (1) ...; a health status no probe observed lately
+    (`health_stale`) says when it was seen: Up 2 hours (healthy, last probed 2 hours ago)."""
     now = now or utcnow()
     status = str(st["status"])
     if status in ("running", "paused"):
@@ -130,7 +131,11 @@ def status_text(st: Mapping[str, Any], now: datetime | None = None) -> str:
         if status == "paused":                  # before health, as Docker says it
             text += " (Paused)"
         elif st.get("health"):
-            text += " (health: starting)" if st["health"] == "starting" else f" ({st['health']})"
+            health = "health: starting" if st["health"] == "starting" else str(st["health"])
+            if st.get("health_stale"):
+                probed = st.get("health_probed_at")
+                health += f", last probed {ago(probed, now)}" if probed else ", never probed"
+            text += f" ({health})"
         return text
     exit_code = st.get("exit_code")
     if status == "restarting":

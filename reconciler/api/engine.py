@@ -284,7 +284,8 @@ def _status_text(c: base.ContainerState) -> str:
     "Exited (3) 2 seconds ago"): the words `reconcile ps` prints (listing.status_text, the one
     home of that rule)."""
     return listing.status_text({"status": _state(c), "started_at": c.started_at, "health": c.health,
-                                "exit_code": c.exit_code, "finished_at": c.finished_at})
+                                "exit_code": c.exit_code, "finished_at": c.finished_at,
+                                "health_stale": c.health_stale, "health_probed_at": c.health_probed_at})
 
 
 def container_summary(c: base.ContainerState) -> dict[str, Any]:

@@ -183,6 +183,7 @@ def state_summary(st: Any) -> dict[str, Any]:
         "ports": ", ".join(f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}" for p in st.ports),
         "name": st.name, "labels": dict(st.labels), "restart_count": st.restart_count,
         "started_at": st.started_at, "finished_at": st.finished_at,
+        "health_stale": st.health_stale, "health_probed_at": st.health_probed_at,
     }
 
 

@@ -32,8 +32,9 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
         "FinishedAt": rec.finished_at or "0001-01-01T00:00:00Z",
     }
     if hc is not None:
+        # Stale (reconciler's, beside Docker's keys): no probe observed it lately (summaries.health_stale)
         state["Health"] = {"Status": rec.health or "starting", "FailingStreak": rec.health_failures,
-                           "Log": [dict(x) for x in rec.health_log]}
+                           "Log": [dict(x) for x in rec.health_log], "Stale": observed.health_stale}
     env = [f"{k}={v}" for k, v in cfg.env.items()]
     mounts = [{"Type": m.type, "Name": m.source if m.type == "volume" else "",
                "Source": str(volumes.data_dir(store.config.root, m.source)) if m.type == "volume" else m.source,

@@ -158,6 +158,17 @@ class Record:
         one rule for ps, inspect and observation; a cgroup read only where the record says paused)."""
         return summaries.paused(self.status, self.paused, self.cgroup_prefix, self.id)
 
+    def health_seen(self, now: float | None = None) -> tuple[bool, str | None]:
+        """Whether its health status is stale at `now` (default: now), and when a probe last
+        observed it in this run (summaries.health_stale and last_probe: the one rule for ps,
+        inspect, observation and the health checker)."""
+        probed = summaries.last_probe(self.health_log, self.started_at)
+        hc = effective_healthcheck(self) if self.status == "running" else None
+        if hc is None:
+            return False, probed
+        return summaries.health_stale(self.status, hc.interval, hc.timeout, hc.start_period, self.started_at, probed,
+                                      time.time() if now is None else now), probed
+
     def main_alive(self) -> bool:
         # a zombie still counts until reaped (conmon reaps it and writes the exit file meanwhile)
         return procs.alive(self.pid, self.pid_start, self.boot_id, zombie_ok=True)
@@ -191,6 +202,7 @@ class Record:
         status = base.ContainerStatus(self.status)
         if self.restart_pending():
             status = base.ContainerStatus.RESTARTING
+        stale, probed = self.health_seen()
         return base.ContainerState(
             id=self.id, name=self.name, image=self.image, image_id=self.image_id,
             labels=dict(self.config.labels), status=status, created=self.created,
@@ -199,7 +211,7 @@ class Record:
             health=self.health, restart_count=self.restart_count,
             ip_addresses=dict(self.ip_addresses), ports=tuple(summaries.forwarded(self.status, self.published)),
             manually_stopped=self.manually_stopped, error=self.error, ip6_addresses=dict(self.ip6_addresses),
-            paused=self.is_paused(),
+            paused=self.is_paused(), health_stale=stale, health_probed_at=probed,
         )
 
     def command_line(self) -> list[str]:
@@ -271,12 +283,13 @@ def summary(rec: Record) -> dict[str, Any]:
     it read the records itself or the agent served them (GET /v1/containers)."""
     base.ContainerStatus(rec.status)        # a status this version knows
     ports = summaries.forwarded(rec.status, rec.published)     # as forwarded now, never as asked
+    stale, probed = rec.health_seen()
     return summaries.summary_fields(
         id=rec.id, image=rec.image, argv=rec.command_line(), created=rec.created, status=rec.status,
         restarting=rec.restart_pending(), paused=rec.is_paused(), exit_code=rec.exit_code, health=rec.health,
         name=rec.name,
         labels=rec.config.labels, restart_count=rec.restart_count, started_at=rec.started_at,
-        finished_at=rec.finished_at,
+        finished_at=rec.finished_at, health_stale=stale, health_probed_at=probed,
         ports=summaries.port_text((p.host_ip, p.host_port, p.container_port, p.protocol) for p in ports))
 
 
@@ -284,21 +297,11 @@ def effective_healthcheck(rec: Record) -> base.Healthcheck | None:
     """The container's healthcheck, else the image's; None when there is none or it is NONE."""
     hc = rec.config.healthcheck
     if hc is None:
-        img = rec.image_config.get("Healthcheck") or {}
-        test = tuple(img.get("Test") or ())
-        if not test:
+        img = summaries.image_healthcheck(rec.image_config)
+        if img is None:
             return None
-        ns = 1e9
-        hc = base.Healthcheck(
-            test=test,
-            interval=(img.get("Interval") or 30 * ns) / ns,
-            timeout=(img.get("Timeout") or 30 * ns) / ns,
-            retries=int(img.get("Retries") or 3),
-            start_period=(img.get("StartPeriod") or 0) / ns,
-        )
-    if not hc.test or hc.test[0] == "NONE":
-        return None
-    return hc
+        hc = base.Healthcheck(**img)
+    return hc if summaries.probes(hc.test) else None
 
 
 # ---------------------------------------------------------------------------- store

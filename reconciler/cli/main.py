@@ -82,8 +82,10 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
     ("every command", "130, 143", "stopped by SIGINT / SIGTERM"),
     ("apply, --once, rollback", "0", "converged (`-o json`: `result` is `converged`; `--dry-run`: `drift` "
      "or `in-sync`)"),
-    ("apply, --once, rollback", "1", "some actions failed; the host is left consistent (failures isolated, "
-     "updates rolled back); `-o json` names each failed action and its error"),
+    ("apply, --once, rollback", "1", "some actions failed, or a desired container does not run as desired "
+     "after the pass (down, paused, unhealthy; a health no probe had observed lately is probed first); the "
+     "host is left consistent (failures isolated, updates rolled back); `-o json` names each failed action "
+     "and its error, and each container down and why"),
     ("apply, --once, rollback", "130, 143", "a signal stopped the pass: the actions in flight finished, the "
      "rest were not started (the pass is `interrupted` in the history)"),
     ("diff", "0", "in sync (`-o json`: `in_sync: true`)"),
@@ -92,7 +94,8 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
     ("validate", "2", "some manifest is not: every problem is listed as file:line:column"),
     ("lock", "1", "a reference did not resolve (nothing written), or `--check` found the lock out of date"),
     ("status, reconcile-now", "1", "some source (or, with no agent, some owner's last pass) has an error or "
-     "failures"),
+     "failures, or a container it applied is down now (with no agent also one whose health no probe "
+     "observed lately: its status is stale)"),
     ("inspect, image inspect, network inspect, volume inspect", "1", "some name was not found (all but "
      "volume inspect still print the others)"),
 )

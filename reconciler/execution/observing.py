@@ -1,13 +1,15 @@
 """Reading the engine into an ObservedState (`observe`) and the registry's digests for the
 desired tags (`resolve_digests`, through the TTL cache in the state DB): the effects that feed
 the pure planner, kept out of `reconciler.state` so that the planner's imports reach no engine.
+Before a pass judges what runs, the health statuses no probe observed lately are observed
+(`probe_stale`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import TypeVar
 
 from reconciler import restarting
@@ -24,7 +26,7 @@ from reconciler.state.observed import (
     normalize_ref,
 )
 
-__all__ = ["LOOKUPS", "RegistryBackoff", "by_name", "observe", "resolve_digests"]
+__all__ = ["LOOKUPS", "PROBES", "RegistryBackoff", "by_name", "observe", "probe_stale", "resolve_digests"]
 
 _T = TypeVar("_T")
 
@@ -51,6 +53,8 @@ def by_name(states: Iterable[ContainerState]) -> dict[str, ObservedContainer]:
             error=c.error,
             placement=c.placement,
             paused=c.paused,
+            health_stale=c.health_stale,
+            health_probed_at=c.health_probed_at,
         )
         for c in states
     }
@@ -89,6 +93,49 @@ def observe(
         images=images,
         resolved={normalize_ref(k): v for k, v in (resolved or {}).items()},
     )
+
+
+PROBES = 4      # stale healthchecks a pass probes at once (as many as the health checker's workers)
+
+
+def probe_stale(runtime: Runtime, states: list[ContainerState], names: Collection[str]) -> list[ContainerState]:
+    """`states`, with the containers of `names` whose health is stale (`health_stale`: no probe
+    observed it for longer than its interval allows, as when no agent runs) probed once now, side
+    by side (up to PROBES at once; each probe within its healthcheck's timeout), and read again:
+    what the pass then judges is what the probe saw, not a status hours old. A container removed
+    meanwhile is left out; one whose probe could not run, or on an engine that runs no probes of
+    its own (not `Supervised`), is left as it was: stale, which the verdict calls down. With
+    nothing stale, nothing is done or imported (a pass with nothing to do, #21)."""
+    stale = [s.id for s in states if s.health_stale and not s.paused and s.name in names]
+    if not stale:
+        return states
+    from reconciler.runtime import base
+
+    if not isinstance(runtime, base.Supervised):
+        return states
+    checker = runtime.health_checker
+
+    def look(cid: str) -> ContainerState | rterrors.RuntimeBackendError | None:
+        try:
+            checker.probe(cid)
+            return runtime.inspect_container(cid)
+        except rterrors.NotFound:
+            return None
+        except rterrors.RuntimeBackendError as exc:
+            return exc
+
+    seen = _each(look, stale, limit=PROBES)
+    out = []
+    for s in states:
+        now = seen.get(s.id, s)
+        if isinstance(now, rterrors.RuntimeBackendError):
+            from reconciler import logs
+
+            logs.get_logger("reconciler.pass").warning("health_probe_failed", container=s.name, error=str(now))
+            now = s
+        if now is not None:
+            out.append(now)
+    return out
 
 
 def resolve_digests(
@@ -206,11 +253,11 @@ class RegistryBackoff:
             return {h: e[0] for h, e in self._hosts.items() if now < e[1]}
 
 
-def _each(lookup: Callable[[str], _T], refs: list[str]) -> dict[str, _T]:
-    """`lookup` of each ref, side by side when there are several (a thread each, up to LOOKUPS)."""
+def _each(lookup: Callable[[str], _T], refs: list[str], *, limit: int = LOOKUPS) -> dict[str, _T]:
+    """`lookup` of each ref, side by side when there are several (a thread each, up to `limit`)."""
     if len(refs) <= 1:
         return {ref: lookup(ref) for ref in refs}
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=min(LOOKUPS, len(refs)), thread_name_prefix="lookup") as pool:
+    with ThreadPoolExecutor(max_workers=min(limit, len(refs)), thread_name_prefix="lookup") as pool:
         return dict(zip(refs, pool.map(lookup, refs), strict=True))

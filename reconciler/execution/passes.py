@@ -136,8 +136,9 @@ def unready(desired: models.DesiredState, states: Iterable[base.ContainerState])
     """The desired containers that do not run as their spec says, and why (pure): "converged"
     means each one runs (or exited as its restart policy allows, or was stopped by hand) and is
     neither paused nor unhealthy, whatever its healthcheck's source (the manifest's or the image's: the health
-    observed decides); a job, that it exited with code 0 (or still runs); a service, that every
-    wanted copy runs. A desired container's observed one is the planner's: the container of that
+    observed decides), nor of a health status no probe observed lately (`health_stale`: a pass
+    probes such ones first, `observing.probe_stale`, and judges what the probe saw); a job, that
+    it exited with code 0 (or still runs); a service, that every wanted copy runs. A desired container's observed one is the planner's: the container of that
     name (`observing.by_name`). Containers whose drift is only reported are left out (they are
     drift)."""
     observed = observing.by_name(states)
@@ -155,7 +156,9 @@ def unready(desired: models.DesiredState, states: Iterable[base.ContainerState])
 def down(o: obs.ObservedContainer, *, job: bool, policy: str) -> str | None:
     """Why the observed `o` is not a container that is a `job` (or not) with restart `policy`
     running as it should (None: it is): the rule of `unready`, and of `reconcile status` without
-    an agent, which takes `job` and `policy` from the inventory's spec of what it applied."""
+    an agent, which takes `job` and `policy` from the inventory's spec of what it applied. A
+    running container's health counts only as observed: a stale one (`health_stale`) is down,
+    whatever status the record kept."""
     if o.replicas is not None:
         running = o.replicas_running or 0
         if running < o.replicas:
@@ -164,6 +167,8 @@ def down(o: obs.ObservedContainer, *, job: bool, policy: str) -> str | None:
     if o.status == "running":
         if o.paused:
             return "paused"
+        if o.health_stale:
+            return stale_health(o)
         return "running but unhealthy" if o.health == "unhealthy" else None
     if o.cut_short:
         return restarting.CUT_SHORT
@@ -178,6 +183,16 @@ def down(o: obs.ObservedContainer, *, job: bool, policy: str) -> str | None:
     if o.status == "restarting":
         return f"restarting (exit code {code}, {o.restart_count} restarts): its restart policy keeps it down"
     return f"{o.status} (exit code {code}) but its restart policy is {policy}"
+
+
+def stale_health(o: obs.ObservedContainer) -> str:
+    """Why a running container whose health no probe observed lately (`health_stale`) is not
+    taken for healthy: what it was when last seen, and what observes it."""
+    from reconciler import listing
+
+    seen = f"last probed {listing.ago(o.health_probed_at)}" if o.health_probed_at else "never probed"
+    then = f", {o.health} then" if o.health_probed_at and o.health else ""
+    return f"health not observed: {seen}{then}; is the agent running? (`reconcile agent`)"
 
 
 def plan_pass(
@@ -342,7 +357,10 @@ def _run_pass(
     if options.settle > 0 and not cs.interrupted and any(r.action.kind in (Kind.START, Kind.CREATE)
                                                           for r in cs.results):
         time.sleep(options.settle)         # a container that crashes at once shows it by now
-    down = unready(desired, _owned_now(runtime, options.owner, observed if not cs.results else None))
+    owned = _owned_now(runtime, options.owner, observed if not cs.results else None)
+    if not cs.interrupted:              # stale health statuses observed now, not judged as recorded
+        owned = observing.probe_stale(runtime, owned, desired.containers)
+    down = unready(desired, owned)
     result = PassResult(desired.revision, plan, cs, errors, time.monotonic() - began, down)
     finished, counts, docs = time.time(), cs.counts(), [c.to_json() for c in cs.changes]
     if pass_id is not None:

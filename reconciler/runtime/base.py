@@ -43,6 +43,7 @@ __all__ = [
     "ContainerState",
     "ContainerStatus",
     "ExecResult",
+    "HealthSupervision",
     "Healthcheck",
     "ImageBuilding",
     "ImageInfo",
@@ -471,6 +472,13 @@ class RestartSupervision(SupervisionLoop, Protocol):
     def boot(self) -> list[str]: ...                          # the containers it started
 
 
+class HealthSupervision(SupervisionLoop, Protocol):
+    """The healthcheck loop, which also probes one container when asked (a pass that finds a
+    health status stale, `ContainerState.health_stale`, probes it before it judges)."""
+
+    def probe(self, cid: str) -> str | None: ...              # run its check now: the status it records
+
+
 @runtime_checkable
 class Supervised(Protocol):
     """An engine whose restart policies and healthchecks are loops that the process holding it
@@ -480,4 +488,4 @@ class Supervised(Protocol):
     def restart_manager(self) -> RestartSupervision: ...
 
     @property
-    def health_checker(self) -> SupervisionLoop: ...
+    def health_checker(self) -> HealthSupervision: ...

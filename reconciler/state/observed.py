@@ -62,6 +62,8 @@ class ObservedContainer:
     error: str | None = None            # why the engine ended it (a service's newest task error)
     placement: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # a service's (constraints, spread)
     paused: bool = False                # running, its processes frozen (`docker pause`)
+    health_stale: bool = False          # `health` is what a probe saw long ago (ContainerState.health_stale)
+    health_probed_at: str | None = None  # when a probe last observed its health (RFC 3339), if known
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,22 @@
 """A stale health status (summaries.health_stale): a running container's healthcheck that no probe
 observed for longer than its interval allows (no agent ran) is reported as such by the engine's
-records (ContainerState, `ps`'s rows) and `ps`'s STATUS text, never shown as the health of what
-runs. Pure: no engine, no root."""
+records (ContainerState, `ps`'s rows), `ps`'s STATUS text and the verdict (`passes.down`), never
+taken for the health of what runs. Pure: no engine, no root."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
 
 from reconciler import listing
+from reconciler.execution import passes
 from reconciler.runtime import base
 from reconciler.runtime.native.containers import records, summaries
+from reconciler.state import observed as obs
+from tests.execution.test_status_truth import desired, state
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -102,3 +109,29 @@ def test_ps_says_when_a_stale_status_was_seen() -> None:
         "Up 3 hours (health: starting, never probed)"
     assert listing.status_text({**row, "health_stale": False}, now) == "Up 3 hours (healthy)"
     assert listing.status_text({**row, "status": "paused"}, now) == "Up 3 hours (Paused)"
+
+
+def test_a_stale_health_is_not_converged(tmp_path: Path) -> None:
+    """The verdict (`passes.down`: a pass's and `status`'s without an agent) takes a stale health
+    for what it is: not observed, whatever the record kept; what to do is said."""
+    d = desired(tmp_path, "always", ", healthcheck: {test: [CMD, 'true']}")
+    seen = datetime.now(UTC) - timedelta(hours=2)
+    probed = seen.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    observed = dataclasses.replace(state("running", health="healthy"), health_stale=True, health_probed_at=probed)
+    assert passes.unready(d, [observed]) == {
+        "app": "health not observed: last probed 2 hours ago, healthy then; is the agent running? (`reconcile agent`)"}
+    never = dataclasses.replace(observed, health="starting", health_probed_at=None)
+    assert passes.unready(d, [never]) == {
+        "app": "health not observed: never probed; is the agent running? (`reconcile agent`)"}
+    assert passes.unready(d, [dataclasses.replace(observed, paused=True)]) == {"app": "paused"}
+    assert passes.unready(d, [dataclasses.replace(observed, health_stale=False)]) == {}
+
+
+@pytest.mark.parametrize("health", ["healthy", "unhealthy", "starting"])
+def test_the_observed_container_carries_it(health: str) -> None:
+    from reconciler.execution import observing
+
+    st = dataclasses.replace(state("running", health=health), health_stale=True, health_probed_at=at(5))
+    o = observing.by_name([st])["app"]
+    assert isinstance(o, obs.ObservedContainer)
+    assert (o.health, o.health_stale, o.health_probed_at) == (health, True, at(5))

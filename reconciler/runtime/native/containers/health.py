@@ -3,7 +3,10 @@
 Probe: `CMD args...` runs as given, `CMD-SHELL cmd` as `/bin/sh -c cmd`. A probe fails on a
 non-zero exit or when it runs longer than `timeout`. Failures during `start_period` do not
 count; `retries` consecutive counted failures make the container `unhealthy`; one success
-makes it `healthy`. The last 5 results (output capped at 4096 bytes) are kept in the record
+makes it `healthy`. A probe of a container whose health was stale (summaries.health_stale: no
+probe observed it for longer than its interval allows, as when no agent ran) has no recent
+status to keep: its failure makes it `unhealthy` at once (retries forgive failures between
+observations that follow each other, not hours of none). The last 5 results (output capped at 4096 bytes) are kept in the record
 and shown by `inspect`. The image's Healthcheck (durations in ns) applies when the container
 config has none.
 
@@ -90,6 +93,7 @@ class HealthChecker:
         hc = records.effective_healthcheck(rec)
         if hc is None or rec.status != "running":
             return rec.health
+        stale, _ = rec.health_seen()
         started = records.now()
         try:
             res = execs.run(self.manager, rec.id, probe_argv(hc.test), timeout=hc.timeout)
@@ -111,7 +115,7 @@ class HealthChecker:
             if in_start_period:
                 return dataclasses.replace(r, health_log=log)
             failures = r.health_failures + 1
-            status = "unhealthy" if failures >= hc.retries else (r.health or "starting")
+            status = "unhealthy" if failures >= hc.retries or stale else (r.health or "starting")
             return dataclasses.replace(r, health=status, health_failures=failures, health_log=log)
 
         new = self.manager.update(rec.id, apply)

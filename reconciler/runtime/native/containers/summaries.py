@@ -138,8 +138,8 @@ def health_stale(status: str, interval: float, timeout: float, start_period: flo
     status: it runs, and its health was last observed (`probed_at`: last_probe; never probed in
     this run: its start plus `start_period`) more than STALE_INTERVALS intervals and a timeout
     before `now` (seconds since the epoch). The status then says what a probe saw back then, not
-    what runs: no health checker probed it since (no agent runs). The one rule for ps, inspect
-    and the engine's observation (ContainerState.health_stale)."""
+    what runs: no health checker probed it since (no agent runs). The one rule for ps, inspect,
+    the engine's observation (ContainerState.health_stale), a pass's verdict and `status`."""
     if status != "running":
         return False
     since = _epoch(probed_at) if probed_at else None

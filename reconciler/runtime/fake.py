@@ -201,6 +201,13 @@ class FakeRuntime:
         self.s["containers"][c["id"]] = dict(c)
         self._save()
 
+    def _publishes(self, c: Mapping[str, Any]) -> bool:
+        """Whether the container's ports are published now: it runs, on some network with a way
+        out (as Docker: none for a container on internal networks only)."""
+        nets = c["config"].get("networks") or ()
+        known = self.s["networks"]
+        return c["status"] == "running" and not (nets and all(known.get(n, {}).get("internal") for n in nets))
+
     def _state(self, c: Mapping[str, Any]) -> base.ContainerState:
         cfg = c["config"]
         return base.ContainerState(
@@ -209,7 +216,7 @@ class FakeRuntime:
             exit_code=c.get("exit_code"), started_at=c.get("started_at"), finished_at=c.get("finished_at"),
             pid=c.get("pid") if c["status"] == "running" else None, health=c.get("health"),
             restart_count=c.get("restart_count", 0), ip_addresses=dict(c.get("ip_addresses") or {}),
-            ports=tuple(base.PortMapping(**p) for p in cfg["ports"]) if c["status"] == "running" else (),
+            ports=tuple(base.PortMapping(**p) for p in cfg["ports"]) if self._publishes(c) else (),
             manually_stopped=c.get("manually_stopped", False),
         )
 

@@ -776,6 +776,22 @@ def test_published_port_answers_on_loopback(
     assert not answered()
 
 
+def test_a_container_on_an_internal_network_only_publishes_no_port(
+        runtime: base.Runtime, image: str, networks: Callable[..., base.NetworkState]) -> None:
+    """As Docker: an internal network is cut off from the host too, so its containers' ports are
+    not published (inspect shows none; the host's loopback gets no answer)."""
+    import urllib.request
+
+    networks("sealed", internal=True)
+    port = publish_port()
+    mapping = base.PortMapping(container_port=8080, host_port=port, host_ip="127.0.0.1")
+    srv = serve(runtime, image, "sealed-web", ("sealed",), ports=(mapping,))
+    assert runtime.inspect_container(srv).status is base.ContainerStatus.RUNNING
+    assert runtime.inspect_container(srv).ports == ()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=3)
+
+
 def test_one_container_port_on_two_host_ports_and_two_host_addresses_keeps_each_binding(
         runtime: base.Runtime, image: str, networks: Callable[..., base.NetworkState]) -> None:
     """Docker's inspect holds a list of bindings per container port: none may be lost (a client

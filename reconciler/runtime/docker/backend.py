@@ -277,12 +277,13 @@ def _time(value: str | None) -> str | None:
 
 
 def _ports(attrs: Mapping[str, Any]) -> tuple[base.PortMapping, ...]:
+    """The ports the engine publishes now (NetworkSettings.Ports, what `docker ps` shows), never
+    the ones asked for (HostConfig.PortBindings): none while the container is not running, nor
+    for one on internal networks only, whose ports Docker does not publish."""
     live = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
-    configured = (attrs.get("HostConfig") or {}).get("PortBindings") or {}
-    source = live if any(live.values()) else configured
     out: list[base.PortMapping] = []
     seen: set[tuple[int, int, str, str]] = set()
-    for key, binds in sorted(source.items()):
+    for key, binds in sorted(live.items()):
         port, _, proto = key.partition("/")
         for b in binds or []:
             host_ip = b.get("HostIp") or "0.0.0.0"  # noqa: S104 - Docker's default

@@ -19,6 +19,8 @@ as it drives dockerd. What Podman does otherwise is made good here:
   bind-mounted read-only at /dev/init and put in front of the command (`/dev/init -- CMD`;
   the image's entrypoint and command are read to make CMD). The engine must be on this host
   (a Unix socket), as the tini path is this host's.
+- Ports of a container whose networks are all internal: Docker publishes none (an internal
+  network is cut off from the host too), Podman's CNI portmap publishes them: they are left out.
 - /dev/shm: Podman's default is 65536 kB in decimal (65,536,000 bytes), Docker's 64 MiB: a
   container that names no size gets 64 MiB, as on Docker.
 - ulimits: a container that sets some ulimits gets Podman's 1048576 for `nofile` and `nproc`
@@ -210,7 +212,8 @@ class PodmanRuntime(DockerRuntime):
         super().remove_container(name_or_id, force=force)
 
     def _docker_defaults(self, config: base.ContainerConfig) -> base.ContainerConfig:
-        """Docker's /dev/shm size and inherited ulimits where the config names none."""
+        """Docker's /dev/shm size and inherited ulimits where the config names none; no ports on
+        internal networks only."""
         changes: dict[str, Any] = {}
         if config.shm_size is None:
             changes["shm_size"] = _SHM_DEFAULT
@@ -224,7 +227,19 @@ class PodmanRuntime(DockerRuntime):
                     if hard != resource.RLIM_INFINITY:
                         extra.append(base.Ulimit(name, hard, hard))
             changes["ulimits"] = (*config.ulimits, *extra)
+        if config.ports and config.networks and self._internal_only(config.networks):
+            changes["ports"] = ()
         return dataclasses.replace(config, **changes) if changes else config
+
+    def _internal_only(self, networks: tuple[str, ...]) -> bool:
+        """Whether every network named is internal: Docker publishes no port of a container on
+        those only (cut off from the host too), where Podman's CNI portmap would."""
+        if any(n in ("host", "none", "bridge", "default") for n in networks):
+            return False
+        try:
+            return all(self.api.network_inspect(n).get("Internal") for n in networks)
+        except errors.NotFound:
+            return False                    # the create names the missing network
 
     def _with_host_init(self, config: base.ContainerConfig) -> base.ContainerConfig:
         """`config` with this host's static tini as PID 1 instead of the engine's init."""

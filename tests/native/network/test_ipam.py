@@ -262,8 +262,9 @@ def test_an_endpoint_added_later_gets_its_ipv6_address_from_the_same_round_robin
 def test_published_ports_follow_the_gateway_endpoint_and_are_held_without_one(tmp_path: Path) -> None:
     """A container's ports are forwarded to its gateway endpoint (its first network not internal,
     as Docker's): a disconnect of that network moves them to the one it keeps, and with no
-    endpoint left they are held for it (no other container takes the host port) but forwarded
-    nowhere; a connect forwards them again. No port keeps an address the container gave back."""
+    endpoint left on a network with a way out they are held for it (no other container takes the
+    host port) but forwarded nowhere; a connect forwards them again. No port keeps an address the
+    container gave back."""
     store = _store(tmp_path)
     store.add_network(base.NetworkConfig("in", subnet="10.246.0.0/24", internal=True), bridge="b0", pool="x")
     store.add_network(base.NetworkConfig("a", subnet="10.246.1.0/24"), bridge="b1", pool="x")
@@ -280,7 +281,7 @@ def test_published_ports_follow_the_gateway_endpoint_and_are_held_without_one(tm
     store.remove_endpoint("c1", "a")
     assert forwarded() == [("b", "10.246.2.2")]
     store.remove_endpoint("c1", "b")
-    assert forwarded() == [("in", "10.246.0.2")]                # only internal ones left: the first
+    assert forwarded() == []                # only an internal one left: no way out, none (Docker's)
     store.remove_endpoint("c1", "in")
     assert forwarded() == []
     assert [(p.host_port, p.container_id, p.forwarded) for p in store.ports()] == [(8080, "c1", False)]
@@ -289,3 +290,20 @@ def test_published_ports_follow_the_gateway_endpoint_and_are_held_without_one(tm
     store.add_endpoint("c1", "a", veth="vc1a")
     assert forwarded() == [("a", "10.246.1.3")]                 # round robin: not the address given back
     assert [(p.network, p.address) for p in store.forwarded_ports()] == [("a", "10.246.1.3")]
+
+
+def test_a_container_on_internal_networks_only_publishes_no_port_until_it_joins_one_with_a_way_out(
+        tmp_path: Path) -> None:
+    """Docker publishes no port of a container whose networks are all internal (`docker port` is
+    empty, the host's loopback does not reach it): the host port is held for it, forwarded nowhere."""
+    store = _store(tmp_path)
+    store.add_network(base.NetworkConfig("in", subnet="10.246.0.0/24", internal=True), bridge="b0", pool="x")
+    store.add_network(base.NetworkConfig("a", subnet="10.246.1.0/24"), bridge="b1", pool="x")
+    web = (base.PortMapping(container_port=80, host_port=8080, host_ip="127.0.0.1"),)
+    _add(store, "c1", nets=("in",), ports=web)
+    assert store.forwarded_ports() == []
+    assert [(p.host_port, p.forwarded) for p in store.ports()] == [(8080, False)]
+    with pytest.raises(errors.Conflict, match="already published by container 'c1'"):
+        _add(store, "c2", nets=("a",), ports=web)
+    store.add_endpoint("c1", "a", veth="vc1a")
+    assert [(p.network, p.address) for p in store.forwarded_ports()] == [("a", "10.246.1.2")]

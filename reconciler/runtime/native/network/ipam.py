@@ -12,8 +12,9 @@ containers at once can never hand out the same address, subnet or host port:
     net_endpoints   (network, address) -> container, its interface name and host-side veth,
                     and its IPv6 address on a dual-stack network
     net_ports       published ports (protocol, host ip, host port) -> container endpoint: the
-                    container's gateway endpoint (`gateway_endpoint`), moved with it by a connect
-                    or disconnect; none (address '') while the container has no endpoint. A port
+                    container's gateway endpoint (`port_endpoint`), moved with it by a connect
+                    or disconnect; none (address '') while the container has no endpoint on a
+                    network with a way out (none, or internal ones only: Docker's rule). A port
                     is forwarded while it has an address and its container `forwarding`; else
                     the host port is held for the container, with no rule
 
@@ -210,6 +211,16 @@ def gateway_endpoint(endpoints: Sequence[EndpointRecord], internal: Container[st
     `internal`; else (only internal networks: no default route) its first; None without any."""
     ordered = sorted(endpoints, key=lambda e: e.position)
     return next((e for e in ordered if e.network not in internal), ordered[0] if ordered else None)
+
+
+def port_endpoint(endpoints: Sequence[EndpointRecord], internal: Container[str]) -> EndpointRecord | None:
+    """The endpoint a container's published ports are forwarded to: its gateway endpoint, if on
+    a network with a way out; None when it joins `internal` networks only (or none), whose ports
+    are then held with no rule, as Docker publishes no port of a container on internal networks
+    only (an internal network is cut off from the host too). A connect to a network with a way
+    out forwards them from then on."""
+    ep = gateway_endpoint(endpoints, internal)
+    return ep if ep is not None and ep.network not in internal else None
 
 
 def _now() -> str:
@@ -637,10 +648,10 @@ class IPAM:
         out: list[PortRecord] = []
         if not ports:
             return out
-        internal = {r["name"] for r in conn.execute("SELECT name FROM net_networks WHERE internal")}
-        ep = gateway_endpoint(endpoints, internal)
-        if ep is None:
+        if not endpoints:
             raise errors.InvalidArgument(f"container {container.name!r} publishes ports but joins no network")
+        internal = {r["name"] for r in conn.execute("SELECT name FROM net_networks WHERE internal")}
+        ep = port_endpoint(endpoints, internal)
         for p in ports:
             rows = conn.execute(
                 "SELECT p.host_ip, c.name FROM net_ports p JOIN net_containers c USING (container_id)"
@@ -652,8 +663,8 @@ class IPAM:
                         f"host port {p.host_ip}:{p.host_port}/{p.protocol} is already published by {owner}",
                         hint="choose another host port or remove the container that holds it",
                     )
-            address = ep.address
-            if ":" in p.host_ip:
+            address = "" if ep is None else ep.address        # internal networks only: held, not forwarded
+            if ":" in p.host_ip and ep is not None:
                 if ep.address6 is None:
                     raise errors.InvalidArgument(
                         f"container {container.name!r} publishes port {p.host_port} on IPv6 address "
@@ -664,7 +675,7 @@ class IPAM:
             rec = PortRecord(
                 protocol=p.protocol, host_ip=p.host_ip, host_port=p.host_port,
                 container_id=container.container_id, container_port=p.container_port,
-                address=address, network=ep.network,
+                address=address, network="" if ep is None else ep.network,
             )
             conn.execute(
                 "INSERT INTO net_ports VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -722,7 +733,7 @@ class IPAM:
                               r["veth"], r["address6"])
                for r in conn.execute("SELECT * FROM net_endpoints WHERE container_id = ?", (container_id,))]
         internal = {r["name"] for r in conn.execute("SELECT name FROM net_networks WHERE internal")}
-        ep = gateway_endpoint(eps, internal)
+        ep = port_endpoint(eps, internal)
         for r in rows:
             address = "" if ep is None else (ep.address6 or "") if ":" in r["host_ip"] else ep.address
             conn.execute(

@@ -682,11 +682,10 @@ class NetworkManager:
 
     @staticmethod
     def _default_network(endpoints: Sequence[ipam.EndpointRecord], records: Mapping[str, ipam.NetworkRecord]) -> str | None:
-        """The network of a container's default route: that of its gateway endpoint, which serves
-        its published ports too, unless internal (no way out)."""
-        internal = {n for n, r in records.items() if r.internal}
-        gw = ipam.gateway_endpoint(endpoints, internal)
-        return gw.network if gw is not None and gw.network not in internal else None
+        """The network of a container's default route: that of the endpoint that serves its
+        published ports (`ipam.port_endpoint`: none on internal networks only, no way out)."""
+        ep = ipam.port_endpoint(endpoints, {n for n, r in records.items() if r.internal})
+        return None if ep is None else ep.network
 
     def _ensure_netns(self, container_id: str) -> Path:
         from reconciler.runtime.native.network import netlink

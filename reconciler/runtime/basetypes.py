@@ -48,7 +48,7 @@ class ContainerState:
     paused: bool = False            # running, its processes frozen (Docker's State.Paused): status stays RUNNING
     # running with a healthcheck that no probe observed for longer than its interval allows, so
     # `health` is what a probe saw then, not what runs now (the native engine, whose probes run
-    # only while an agent or a `reconcile` session does: summaries.health_stale); False elsewhere
+    # only while an agent or a `reconcile` session does: healthtimes.stale); False elsewhere
     # (dockerd and Swarm probe on their own)
     health_stale: bool = False
     health_probed_at: str | None = None     # when a probe last observed its health in this run (native)

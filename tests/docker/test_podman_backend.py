@@ -56,3 +56,36 @@ def test_a_session_on_podman_runs_its_healthchecks(
                 time.sleep(0.1)
         finally:
             rt.remove_container(cid, force=True)
+
+
+def test_a_podman_health_status_no_probe_observed_lately_is_stale_until_a_pass_probes_it(
+        podman: DockerRuntime, podman_image: PulledImage, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Podman's checks run only while reconciler's loop does: with no session (no agent), the
+    status its last probe left is reported stale (healthtimes' rule, as the native engine's), and
+    a pass probes it before it judges (observing.probe_stale)."""
+    from reconciler.execution import observing
+
+    name = f"rtph{rand()}-stale"
+    rt = _open(podman.api.socket_path, monkeypatch, tmp_path)
+    assert isinstance(rt, PodmanRuntime)
+    hc = base.Healthcheck(test=("CMD", "true"), interval=0.5, timeout=1, retries=1)
+    cid = rt.create_container(base.ContainerConfig(name=name, image=podman_image.ref, command=("sleep", "600"),
+                                                   networks=("none",), healthcheck=hc))
+    try:
+        rt.start_container(cid)
+        assert rt.health_checker.probe(cid) == "healthy"
+        fresh = rt.inspect_container(cid)
+        assert (fresh.health, fresh.health_stale) == ("healthy", False)
+        assert fresh.health_probed_at is not None
+        deadline = time.monotonic() + 30
+        while not rt.inspect_container(cid).health_stale:      # 3 x 0.5 s + 1 s with no probe
+            assert time.monotonic() < deadline, "the status never went stale"
+            time.sleep(0.2)
+        stale = rt.inspect_container(cid)
+        assert stale.health_probed_at == fresh.health_probed_at
+        [seen] = observing.probe_stale(rt, [s for s in rt.list_containers() if s.name == name], {name})
+        assert (seen.health, seen.health_stale) == ("healthy", False)
+        assert seen.health_probed_at != fresh.health_probed_at
+    finally:
+        rt.remove_container(cid, force=True)
+        rt.close()

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-from reconciler import restarting
+from reconciler import healthtimes, restarting
 from reconciler.runtime import base, errors
 from reconciler.runtime.docker import api
 
@@ -335,7 +335,25 @@ def container_state(attrs: Mapping[str, Any]) -> base.ContainerState:
             _restart_policy(attrs), exit_code=exit_code, restart_count=restart_count,
             manually_stopped=False, moment=restarting.Moment.EXIT).start,
         paused=raw_status == "paused",
+        **_health_seen(attrs, st),
     )
+
+
+def _health_seen(attrs: Mapping[str, Any], st: base.ContainerStatus) -> dict[str, Any]:
+    """`health_stale` and `health_probed_at` of an inspect (healthtimes' rule, as the native
+    engine's): Podman's checks run only while reconciler's loop does (podman.py), so a status
+    can be hours old; dockerd's are always fresh unless its checker is stuck."""
+    state = attrs.get("State") or {}
+    hc = (attrs.get("Config") or {}).get("Healthcheck") or {}
+    test = hc.get("Test") or ()
+    if not state.get("Health") or not test or test[0] == "NONE":
+        return {}
+    started = _time(state.get("StartedAt"))
+    probed = healthtimes.last_probe(state["Health"].get("Log") or (), started)
+    ns = 1e9
+    stale = healthtimes.stale(st.value, (hc.get("Interval") or 30 * ns) / ns, (hc.get("Timeout") or 30 * ns) / ns,
+                              (hc.get("StartPeriod") or 0) / ns, started, probed, time.time())
+    return {"health_stale": stale, "health_probed_at": probed}
 
 
 def _restart_policy(attrs: Mapping[str, Any]) -> base.RestartPolicy:

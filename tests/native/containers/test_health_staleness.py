@@ -1,4 +1,4 @@
-"""A stale health status (summaries.health_stale): a running container's healthcheck that no probe
+"""A stale health status (healthtimes.stale): a running container's healthcheck that no probe
 observed for longer than its interval allows (no agent ran) is reported as such by the engine's
 records (ContainerState, `ps`'s rows), `ps`'s STATUS text and the verdict (`passes.down`), never
 taken for the health of what runs. Pure: no engine, no root."""
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import listing
+from reconciler import healthtimes, listing
 from reconciler.execution import passes
 from reconciler.runtime import base
 from reconciler.runtime.native.containers import records, summaries
@@ -32,11 +32,11 @@ def epoch(seconds: float) -> float:
 
 def stale(now: float, *, probed: str | None = at(100), status: str = "running", started: str | None = at(0),
           interval: float = 10.0, timeout: float = 3.0, start_period: float = 0.0) -> bool:
-    return summaries.health_stale(status, interval, timeout, start_period, started, probed, epoch(now))
+    return healthtimes.stale(status, interval, timeout, start_period, started, probed, epoch(now))
 
 
 def test_a_status_stands_three_intervals_and_a_timeout_after_its_probe() -> None:
-    assert summaries.STALE_INTERVALS == 3
+    assert healthtimes.STALE_INTERVALS == 3
     assert not stale(100 + 33)                      # 3 x 10 s + 3 s: a checker that runs probed since
     assert stale(100 + 33.5)
     assert stale(100 + 7200)                        # two hours: no checker ran
@@ -52,10 +52,10 @@ def test_never_probed_counts_from_its_start_and_start_period() -> None:
 
 def test_the_last_probe_is_the_newest_of_this_run() -> None:
     log = [{"Start": at(9), "End": at(10), "ExitCode": 0}, {"Start": at(19), "End": at(20), "ExitCode": 1}]
-    assert summaries.last_probe(log, at(0)) == at(20)
-    assert summaries.last_probe(log, at(30)) is None        # restarted since: those probes saw its last run
-    assert summaries.last_probe([], at(0)) is None
-    assert summaries.last_probe(log, None) == at(20)
+    assert healthtimes.last_probe(log, at(0)) == at(20)
+    assert healthtimes.last_probe(log, at(30)) is None        # restarted since: those probes saw its last run
+    assert healthtimes.last_probe([], at(0)) is None
+    assert healthtimes.last_probe(log, None) == at(20)
 
 
 def test_the_images_healthcheck_with_dockers_defaults() -> None:

@@ -3,7 +3,7 @@
 Probe: `CMD args...` runs as given, `CMD-SHELL cmd` as `/bin/sh -c cmd`. A probe fails on a
 non-zero exit or when it runs longer than `timeout`. Failures during `start_period` do not
 count; `retries` consecutive counted failures make the container `unhealthy`; one success
-makes it `healthy`. A probe of a container whose health was stale (summaries.health_stale: no
+makes it `healthy`. A probe of a container whose health was stale (healthtimes.stale: no
 probe observed it for longer than its interval allows, as when no agent ran) has no recent
 status to keep: its failure makes it `unhealthy` at once (retries forgive failures between
 observations that follow each other, not hours of none). The last 5 results (output capped at 4096 bytes) are kept in the record

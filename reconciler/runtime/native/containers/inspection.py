@@ -32,7 +32,7 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
         "FinishedAt": rec.finished_at or "0001-01-01T00:00:00Z",
     }
     if hc is not None:
-        # Stale (reconciler's, beside Docker's keys): no probe observed it lately (summaries.health_stale)
+        # Stale (reconciler's, beside Docker's keys): no probe observed it lately (healthtimes.stale)
         state["Health"] = {"Status": rec.health or "starting", "FailingStreak": rec.health_failures,
                            "Log": [dict(x) for x in rec.health_log], "Stale": observed.health_stale}
     env = [f"{k}={v}" for k, v in cfg.env.items()]

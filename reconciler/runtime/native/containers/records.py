@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reconciler import healthtimes
 from reconciler._dataclass import dataclass
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
@@ -160,13 +161,13 @@ class Record:
 
     def health_seen(self, now: float | None = None) -> tuple[bool, str | None]:
         """Whether its health status is stale at `now` (default: now), and when a probe last
-        observed it in this run (summaries.health_stale and last_probe: the one rule for ps,
+        observed it in this run (healthtimes.stale and last_probe: the one rule for ps,
         inspect, observation and the health checker)."""
-        probed = summaries.last_probe(self.health_log, self.started_at)
+        probed = healthtimes.last_probe(self.health_log, self.started_at)
         hc = effective_healthcheck(self) if self.status == "running" else None
         if hc is None:
             return False, probed
-        return summaries.health_stale(self.status, hc.interval, hc.timeout, hc.start_period, self.started_at, probed,
+        return healthtimes.stale(self.status, hc.interval, hc.timeout, hc.start_period, self.started_at, probed,
                                       time.time() if now is None else now), probed
 
     def main_alive(self) -> bool:

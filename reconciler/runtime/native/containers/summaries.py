@@ -6,8 +6,6 @@ its Records, and a reader that applies them to the state DB's rows without build
     summary_fields(...)                     the fields of one `ps` row (records.summary)
     image_healthcheck(image_config)         the image's HEALTHCHECK, Docker's defaults filled in
     probes(test)                            whether a healthcheck test runs a probe (not NONE)
-    last_probe(health_log, started_at)      when its health was last observed in this run
-    health_stale(status, ..., now)          a running container's health no probe observed in time
     restart_pending(status, restarting, ...)  a restart waits its back-off in a process that lives
     paused(status, recorded, prefix, cid)   the engine paused it and its cgroup is frozen
     settled(status, conmon_pid)             a record no look at conmon or /proc can change
@@ -30,6 +28,7 @@ from __future__ import annotations
 
 import os
 
+from reconciler import healthtimes
 from reconciler.runtime.native import locations
 
 TYPE_CHECKING = False
@@ -39,9 +38,8 @@ if TYPE_CHECKING:
 
     _T = TypeVar("_T")
 
-__all__ = ["STALE_INTERVALS", "argv_of", "command_text", "forwarded", "health_stale", "holds_secrets",
-           "image_healthcheck", "last_probe", "paused", "port_text", "probes", "read", "restart_pending", "settled",
-           "summary_fields", "watched"]
+__all__ = ["argv_of", "command_text", "forwarded", "holds_secrets", "image_healthcheck", "paused", "port_text",
+           "probes", "read", "restart_pending", "settled", "summary_fields", "watched"]
 
 
 def argv_of(image_config: Mapping[str, Any], command: Iterable[str] | None,
@@ -77,7 +75,7 @@ def summary_fields(*, id: str, image: str, argv: Iterable[str], created: str, st
     """What `ps` shows of a container, as JSON values (listing.py makes its rows of these): an
     exited container whose restart is pending (`restart_pending`) is "restarting", a running one
     that is paused (`paused`) "paused", Docker's State; `health_stale` and `health_probed_at`:
-    `health_stale` and `last_probe`."""
+    healthtimes.stale and last_probe."""
     if restarting and status == "exited":
         status = "restarting"
     elif paused and status == "running":
@@ -92,16 +90,6 @@ def summary_fields(*, id: str, image: str, argv: Iterable[str], created: str, st
 
 
 # -- health: what a status that no probe observed lately is worth
-
-# A health status stands, unobserved, for this many intervals of its healthcheck plus one probe's
-# timeout. A health checker that runs (the agent's, a `reconcile` session's) probes each container
-# an interval after its last probe ended, and a probe ends within its timeout: its newest probe is
-# at most an interval and a timeout old, plus the checker's poll (0.2 s). Three intervals leave
-# room for a probe the checker's workers could not run at once, and for an agent restarted in
-# between (its checker's first probe is due an interval after it starts); any longer, and no
-# checker is running, or it is stuck: the status is stale.
-STALE_INTERVALS = 3
-
 
 def image_healthcheck(image_config: Mapping[str, Any]) -> dict[str, Any] | None:
     """The image's HEALTHCHECK (its config's durations in ns) as the keys and units of a
@@ -120,48 +108,6 @@ def image_healthcheck(image_config: Mapping[str, Any]) -> dict[str, Any] | None:
 def probes(test: Sequence[str]) -> bool:
     """Whether a healthcheck with this test runs a probe (Docker's `NONE` disables the image's)."""
     return bool(test) and test[0] != "NONE"
-
-
-def last_probe(health_log: Sequence[Mapping[str, Any]], started_at: str | None) -> str | None:
-    """When a container's health was last observed: the End of the newest probe of its current
-    run (the log is kept across restarts: an older one observed an earlier run), or None."""
-    end = health_log[-1].get("End") if health_log else None
-    if not end or not started_at:
-        return end or None
-    at, start = _epoch(end), _epoch(started_at)
-    return end if at is None or start is None or at >= start else None
-
-
-def health_stale(status: str, interval: float, timeout: float, start_period: float, started_at: str | None,
-                 probed_at: str | None, now: float) -> bool:
-    """Whether a container with a healthcheck of these timings (seconds) has a stale health
-    status: it runs, and its health was last observed (`probed_at`: last_probe; never probed in
-    this run: its start plus `start_period`) more than STALE_INTERVALS intervals and a timeout
-    before `now` (seconds since the epoch). The status then says what a probe saw back then, not
-    what runs: no health checker probed it since (no agent runs). The one rule for ps, inspect,
-    the engine's observation (ContainerState.health_stale), a pass's verdict and `status`."""
-    if status != "running":
-        return False
-    since = _epoch(probed_at) if probed_at else None
-    if since is None:
-        start = _epoch(started_at) if started_at else None
-        if start is None:
-            return False
-        since = start + start_period
-    return now - since > STALE_INTERVALS * interval + timeout
-
-
-def _epoch(ts: str) -> float | None:
-    """An RFC 3339 time of a record (records.now) in seconds since the epoch, by datetime's C
-    core (the `datetime` module defines its Python version first: `ps` loads none, #21)."""
-    try:
-        import _datetime as core  # type: ignore[import-not-found]  # no stub: datetime's own
-    except ImportError:                         # an interpreter without the C core
-        import datetime as core
-    try:
-        return float(core.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp())
-    except ValueError:
-        return None
 
 
 # the characters shlex.quote leaves a word as it is with (its pattern: [^\w@%+=:,./-], ASCII)
@@ -297,8 +243,8 @@ def _summary_of(d: Mapping[str, Any], exits: set[str], name_prefix: str, now: fl
     ports = forwarded(status, d.get("published") or ())     # as forwarded now, never as asked
     # the healthcheck records.effective_healthcheck finds: the config's, else the image's
     hc = config.get("healthcheck") or image_healthcheck(d.get("image_config") or {})
-    probed = last_probe(d.get("health_log") or (), d.get("started_at"))
-    stale = hc is not None and probes(hc["test"]) and health_stale(
+    probed = healthtimes.last_probe(d.get("health_log") or (), d.get("started_at"))
+    stale = hc is not None and probes(hc["test"]) and healthtimes.stale(
         status, hc["interval"], hc["timeout"], hc["start_period"], d.get("started_at"), probed, now)
     return summary_fields(
         id=d["id"], image=d["image"], argv=argv_of(d.get("image_config") or {}, config.get("command"),

@@ -90,6 +90,23 @@ def test_newer_engine_is_spoken_to_in_our_newest_version(engine) -> None:
     assert rt.api.api_version == api.MAX_API_VERSION
 
 
+def test_an_engine_that_refuses_our_newest_version_is_spoken_to_in_its_oldest(engine) -> None:
+    """Docker 29 (Engine API 1.52) refuses every request below its MinAPIVersion 1.44."""
+    def version(h: BaseHTTPRequestHandler) -> None:
+        reply(200, json.dumps({"ApiVersion": "1.52", "MinAPIVersion": "1.44", "Version": "29.0.0"}).encode())(h)
+
+    def listed(h: BaseHTTPRequestHandler) -> None:
+        if h.path.startswith(f"/v{api.MAX_API_VERSION}/"):
+            reply(400, b'{"message":"client version 1.43 is too old"}')(h)
+        else:
+            reply(200, b"[]")(h)
+
+    rt = engine({"/version": version, "/containers/json": listed})
+    assert rt.list_containers() == []
+    assert rt.seen[-1].startswith("/v1.44/containers/json")
+    assert rt.api.api_version == "1.44"
+
+
 def test_too_old_engine_is_unavailable(engine) -> None:
     rt = engine({"/version": reply(200, _version("1.25"))})
     with pytest.raises(errors.Unavailable) as info:

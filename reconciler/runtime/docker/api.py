@@ -131,6 +131,12 @@ class EngineAPI:
                     hint="upgrade the engine (Docker 19.03+ or Podman 4+)",
                 )
             use = min(server, MAX_API_VERSION, key=_vtuple)
+            oldest = str(data.get("MinAPIVersion") or MIN_API_VERSION)
+            if _vtuple(oldest) > _vtuple(use):
+                # Docker 29 refuses every request below 1.44 ("client version 1.43 is too old"):
+                # the oldest it speaks is the nearest to the shapes this module knows (1.44 added
+                # fields and deprecated some; none this module sends or reads changed meaning)
+                use = oldest
             self._prefix = f"/v{use}"
             self._version = data
         return self._version

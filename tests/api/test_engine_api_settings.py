@@ -24,6 +24,34 @@ def _inspect(sock: str, name: str) -> Any:
     return json.loads(docker(sock, "inspect", name).stdout)[0]
 
 
+def test_a_container_connected_before_its_first_start_keeps_its_extra_hosts_and_dns(
+        engine_api: str, host: Host, busybox_image: str) -> None:  # noqa: F811
+    """Compose connects a service's other networks between create and start: the start makes the
+    container's attachment again, with everything it was created with (it once lost these)."""
+    other4 = str(list(ipaddress.IPv4Network(host.config.subnet_pool).subnets(new_prefix=24))[1])
+    net, other = f"{host.config.name_prefix}h", f"{host.config.name_prefix}i"
+    docker(engine_api, "network", "create", "--subnet", host.subnet, net)
+    docker(engine_api, "network", "create", "--subnet", other4, other)
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "create", "--name", "resolving", "--network", net, "--add-host", "db.internal:10.1.2.3",
+           "--dns", "192.0.2.53", "--dns-search", "corp.example", "--dns-option", "ndots:3",
+           busybox_image, "sleep", "3600")
+    docker(engine_api, "network", "connect", other, "resolving")
+    docker(engine_api, "start", "resolving")
+    hosts = docker(engine_api, "exec", "resolving", "cat", "/etc/hosts").stdout
+    assert "10.1.2.3\tdb.internal" in hosts.splitlines()
+    resolv = docker(engine_api, "exec", "resolving", "cat", "/etc/resolv.conf").stdout.splitlines()
+    assert "search corp.example" in resolv
+    assert "options ndots:3" in resolv
+    doc = _inspect(engine_api, "resolving")
+    assert sorted(doc["NetworkSettings"]["Networks"]) == sorted([net, other])
+    assert {k: doc["HostConfig"][k] for k in ("ExtraHosts", "Dns", "DnsSearch", "DnsOptions")} == {
+        "ExtraHosts": ["db.internal:10.1.2.3"], "Dns": ["192.0.2.53"], "DnsSearch": ["corp.example"],
+        "DnsOptions": ["ndots:3"]}
+    docker(engine_api, "rm", "-f", "resolving")
+    docker(engine_api, "network", "rm", net, other)
+
+
 def test_fixed_addresses_a_stop_timeout_of_0_and_log_options_are_honoured(
         engine_api: str, host: Host, busybox_image: str) -> None:  # noqa: F811
     block6 = subnets.lease_block6()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.runtime import base
 from tests.execution.helpers import write
 from tests.helpers.host import Host, reboot
 from tests.helpers.ports import publish_port
@@ -24,6 +25,13 @@ def get(url: str) -> str | None:
             return str(r.read().decode().strip())
     except OSError:
         return None
+
+
+def resolving(rt: base.Runtime) -> tuple[str, str]:
+    """The seed container's /etc/hosts and /etc/resolv.conf."""
+    seed = next(c.id for c in rt.list_containers() if c.name == "seed")
+    return (rt.exec(seed, ["cat", "/etc/hosts"]).stdout.decode(),
+            rt.exec(seed, ["cat", "/etc/resolv.conf"]).stdout.decode())
 
 
 def test_once_brings_back_a_served_app_with_its_network_port_and_volume_after_a_reboot(
@@ -59,6 +67,9 @@ def test_once_brings_back_a_served_app_with_its_network_port_and_volume_after_a_
           networks: [appnet]
           volumes: ["appdata:/data"]
           restart: always
+          extraHosts: ["db.internal:10.1.2.3"]
+          dns: [192.0.2.53]
+          dnsSearch: [corp.example]
         """)
     m = str(tmp_path / "m")
     assert host.cli("apply", m) == 0
@@ -69,8 +80,11 @@ def test_once_brings_back_a_served_app_with_its_network_port_and_volume_after_a_
     rt = host.runtime()
     try:
         ips = {c.name: dict(c.ip_addresses) for c in rt.list_containers()}
+        names = resolving(rt)
     finally:
         rt.close()
+    assert "10.1.2.3\tdb.internal" in names[0]
+    assert "search corp.example" in names[1].splitlines()
 
     reboot(host.config)
 
@@ -90,5 +104,6 @@ def test_once_brings_back_a_served_app_with_its_network_port_and_volume_after_a_
     rt = host.runtime()
     try:
         assert {c.name: dict(c.ip_addresses) for c in rt.list_containers()} == ips   # the same addresses
+        assert resolving(rt) == names       # its extra hosts and DNS settings too (the start made them again)
     finally:
         rt.close()

@@ -104,6 +104,15 @@ def _with_addresses(rec: records.Record, att: Attachment) -> records.Record:
                                published=tuple(att.ports))
 
 
+def _attach_options(config: base.ContainerConfig) -> dict[str, Any]:
+    """What a container's attachment is made of besides its networks, at its create and when a
+    start makes it again (after a reboot, or a connect before its first start): one list, so
+    that neither forgets a field (the start's once left out the extra hosts and DNS settings)."""
+    return {"ports": config.ports, "aliases": config.aliases, "extra_hosts": config.extra_hosts,
+            "dns": config.dns, "dns_search": config.dns_search, "dns_options": config.dns_options,
+            "static_ips": config.ipv4_addresses, "static_ips6": config.ipv6_addresses}
+
+
 def _extra_hosts(extra_hosts: Sequence[str]) -> str:
     """The hosts lines of `--add-host` entries for a container without a network of its own."""
     if not extra_hosts:
@@ -465,10 +474,7 @@ class ContainerManager(records.RecordStore):
                     hint="use networks 'none' or 'host'",
                 )
             att = self.network.attach(cid, name=name, hostname=hostname, networks=networks,
-                                      ports=config.ports, aliases=config.aliases, extra_hosts=config.extra_hosts,
-                                      dns=config.dns, dns_search=config.dns_search,
-                                      dns_options=config.dns_options, static_ips=config.ipv4_addresses,
-                                      static_ips6=config.ipv6_addresses, forward=False)   # from its start on
+                                      **_attach_options(config), forward=False)   # forwarded from its start on
             undo.append(lambda: self.network.detach(cid) if self.network else None)
             netns_path, ips, ips6 = os.fspath(att.netns_path), dict(att.ip_addresses), dict(att.ip6_addresses)
             published = tuple(att.ports)
@@ -550,9 +556,8 @@ class ContainerManager(records.RecordStore):
                     # and rules: attach repairs them, with the addresses the IPAM still leases (after
                     # reconnect(), none: it gives the fixed ones asked for, else chooses)
                     att = self.network.attach(rec.id, name=rec.name, hostname=rec.hostname,
-                                              networks=rec.config.networks, ports=rec.config.ports,
-                                              aliases=rec.config.aliases, static_ips=rec.config.ipv4_addresses,
-                                              static_ips6=rec.config.ipv6_addresses, forward=False)
+                                              networks=rec.config.networks, **_attach_options(rec.config),
+                                              forward=False)
                     rec = _with_addresses(rec, att)     # reconnect() changes them
                 pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec),
                                                  log_size_max=self._log_cap(rec.config),

@@ -79,6 +79,8 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
             "Memory": res.memory or 0, "NanoCpus": int((res.cpus or 0) * 1e9), "PidsLimit": res.pids,
             "ReadonlyRootfs": cfg.read_only, "CapAdd": list(cfg.cap_add), "CapDrop": list(cfg.cap_drop),
             "Runtime": rec.runtime, "PortBindings": _bindings(cfg.ports),
+            "ExtraHosts": list(cfg.extra_hosts), "Dns": list(cfg.dns), "DnsSearch": list(cfg.dns_search),
+            "DnsOptions": list(cfg.dns_options),
             # the engine keeps the output itself, as json-file (Docker's default) does
             "LogConfig": {"Type": cfg.log_driver or "json-file", "Config": dict(cfg.log_options)},
         },

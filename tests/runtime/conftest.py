@@ -58,6 +58,7 @@ FAKE_CANNOT: dict[str, str] = {
     "test_stop_signal_override": "runs no process, so none traps the stop signal",
     "test_stop_kills_a_process_ignoring_sigterm": NO_OUTPUT,
     "test_a_forced_removal_kills_at_once": "runs no process, so none traps the stop signal",
+    "test_the_default_route_is_on_the_first_network_by_name_as_on_docker": "has no namespaces (it runs no process)",
     "test_logs_streams_partial_and_long_lines": NO_OUTPUT,
     "test_logs_follow_until_exit": NO_OUTPUT,
     "test_env_user_workdir": NO_OUTPUT,
@@ -117,6 +118,9 @@ PODMAN_CANNOT: dict[str, str] = {
     "test_domainname_is_the_containers_own": "4.3 refuses the kernel.domainname sysctl (\"not allowed\") that "
                                              "applies a domain name under runc 1.1, which ignores config.json's "
                                              "domainname: such a container is refused at create, with Podman's error",
+    "test_the_default_route_is_on_the_first_network_by_name_as_on_docker": "with CNI gives a container a default "
+                                                                           "route on each of its networks "
+                                                                           "(host-local's 0.0.0.0/0 route per network)",
 }
 
 

@@ -835,6 +835,17 @@ def test_running_containers_get_an_address_on_each_network(
     assert runtime.inspect_container(other).ip_addresses["front"] not in (ips["front"], front.gateway)
 
 
+def test_the_default_route_is_on_the_first_network_by_name_as_on_docker(
+        runtime: base.Runtime, image: str, networks: Callable[..., base.NetworkState]) -> None:
+    """libnetwork's gateway endpoint: the first network by name (not internal), whatever order
+    the container names them in; its published ports are forwarded there too."""
+    networks("zz-named-first")
+    first_by_name = networks("aa-named-second")
+    both = run(runtime, cfg(image, "routed", "sleep", "1000", networks=("zz-named-first", "aa-named-second")))
+    routes = runtime.exec(both, ["ip", "-4", "route", "show", "default"]).stdout.decode().split()
+    assert routes[:3] == ["default", "via", first_by_name.gateway], routes
+
+
 def test_container_on_two_networks(
         runtime: base.Runtime, image: str, networks: Callable[..., base.NetworkState]) -> None:
     networks("front")

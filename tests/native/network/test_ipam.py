@@ -292,6 +292,20 @@ def test_published_ports_follow_the_gateway_endpoint_and_are_held_without_one(tm
     assert [(p.network, p.address) for p in store.forwarded_ports()] == [("a", "10.246.1.3")]
 
 
+def test_the_gateway_endpoint_is_the_first_network_by_name_whatever_the_order_joined(tmp_path: Path) -> None:
+    """As libnetwork orders a sandbox's endpoints: not internal first, then by network name."""
+    store = _store(tmp_path)
+    for i, name in enumerate(("zz", "aa", "in")):
+        store.add_network(base.NetworkConfig(name, subnet=f"10.246.{i}.0/24", internal=name == "in"),
+                          bridge=f"b{i}", pool="x")
+    web = (base.PortMapping(container_port=80, host_port=8080, host_ip="127.0.0.1"),)
+    _add(store, "c1", nets=("in", "zz", "aa"), ports=web)
+    assert [(p.network, p.address) for p in store.forwarded_ports()] == [("aa", "10.246.1.2")]
+    eps = store.endpoints(container_id="c1")
+    assert ipam.gateway_endpoint(eps, {"in"}).network == "aa"
+    assert ipam.gateway_endpoint([e for e in eps if e.network == "in"], {"in"}).network == "in"
+
+
 def test_a_container_on_internal_networks_only_publishes_no_port_until_it_joins_one_with_a_way_out(
         tmp_path: Path) -> None:
     """Docker publishes no port of a container whose networks are all internal (`docker port` is

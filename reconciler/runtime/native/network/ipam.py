@@ -206,10 +206,12 @@ class PortRecord:
 
 
 def gateway_endpoint(endpoints: Sequence[EndpointRecord], internal: Container[str]) -> EndpointRecord | None:
-    """The endpoint a container's published ports are forwarded to, as Docker's gateway endpoint
-    serves them: the one that holds its default route, its first (by position) on a network not
-    `internal`; else (only internal networks: no default route) its first; None without any."""
-    ordered = sorted(endpoints, key=lambda e: e.position)
+    """The endpoint that holds a container's default route, as Docker's gateway endpoint
+    (libnetwork's sandbox orders its endpoints so: a network not `internal` first, then by
+    network name, whatever order they were joined in): the first by name of those on a network
+    not `internal`; else (only internal networks: no default route) the first by name; None
+    without any."""
+    ordered = sorted(endpoints, key=lambda e: e.network)
     return next((e for e in ordered if e.network not in internal), ordered[0] if ordered else None)
 
 

@@ -19,7 +19,7 @@ from tests.runtime.test_conformance import eventually
 
 pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
 
-# stale 3 x 1 s + 1 s after the last probe (summaries.STALE_INTERVALS)
+# stale 3 x 1 s + 1 s after the last probe (healthtimes.STALE_INTERVALS)
 APP = """
     apiVersion: reconciler/v1
     kind: Container

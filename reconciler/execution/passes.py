@@ -215,7 +215,7 @@ def _prepare(
     """The plan, the resolve errors, the inventory it was made from and the containers observed."""
     cluster = isinstance(runtime, base.ServiceEngine)
     if isinstance(runtime, base.ServiceEngine):
-        _check_refusals(desired, runtime)
+        check_refusals(desired, runtime.refusals)
     store = inv.InventoryStore(db, options.owner)
     refs = implied.tracked_refs(desired, every=cluster)
     resolved, errors = observing.resolve_digests(runtime, refs, inventory=store, ttl=options.digest_ttl, now=now,
@@ -234,14 +234,16 @@ def _prepare(
     return plan, errors, inventory, states
 
 
-def _check_refusals(desired: models.DesiredState, runtime: base.ServiceEngine) -> None:
-    """Raise a SpecError naming every field of the manifests that the cluster cannot run."""
+def check_refusals(desired: models.DesiredState, refusals: Callable[[base.ContainerConfig], list[str]]) -> None:
+    """Raise a SpecError naming every field of the manifests that the cluster cannot run, as
+    `refusals` (the engine's, which knows its API version; `validate`'s, without an engine)
+    judges each container's config."""
     from reconciler.spec import errors as spec_errors
 
     problems = []
     for name, c in sorted(desired.containers.items()):
         config = translate.container_config(c, name=name, labels={})
-        for refusal in runtime.refusals(config):
+        for refusal in refusals(config):
             where, _, why = refusal.partition(": ")
             problems.append(spec_errors.Problem(file=c.origin.file, line=c.origin.line, column=c.origin.column,
                                                 kind="Container", name=name, field=where, message=why))

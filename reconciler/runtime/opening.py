@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from reconciler.runtime.native.containers.records import RecordStore
     from reconciler.runtime.native.images.images import ImageStore
 
-__all__ = ["RUNTIMES", "Place", "inspect_document", "open_image_store", "open_native", "open_records",
+__all__ = ["RUNTIMES", "Place", "inspect_document", "offline_refusals", "open_image_store", "open_native",
+           "open_records",
            "open_runtime", "read_native_logs", "summaries"]
 
 RUNTIMES = ("native", "docker", "swarm", "fake")
@@ -115,6 +116,16 @@ def _native(place: Place, *, recover: bool, bridge: bool) -> base.Runtime:
         recovery.recover(native)
     runtime: base.Runtime = native
     return runtime
+
+
+def offline_refusals(name: str) -> Callable[[base.ContainerConfig], list[str]] | None:
+    """What runtime `name` refuses of a container config, as "FIELD: why", judged without an
+    engine (`validate --runtime NAME`); None for a runtime that refuses nothing before it runs."""
+    if name != "swarm":
+        return None
+    from reconciler.runtime.swarm import services
+
+    return services.offline_refusals
 
 
 def open_native(place: Place) -> NativeRuntime:

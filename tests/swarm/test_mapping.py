@@ -501,3 +501,33 @@ def test_the_swarm_engine_is_a_service_engine_and_nothing_more() -> None:
         assert {p.__name__ for p in PROTOCOLS if isinstance(rt, p)} == {"ServiceEngine"}
     finally:
         rt.close()
+
+
+def test_validate_for_swarm_reports_what_every_manager_refuses_naming_file_and_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`validate --runtime swarm` finds what `apply --runtime swarm` would refuse before it asks
+    the manager (a host bind mount, a non-wildcard port, privileged), with no engine at all."""
+    from reconciler.cli.main import main
+
+    (tmp_path / "web.yaml").write_text("""\
+apiVersion: reconciler/v1
+kind: Container
+metadata: {name: web}
+spec:
+  image: reg:5000/shop/web:1.4
+  privileged: true
+  ports: ["127.0.0.1:8080:80"]
+---
+apiVersion: reconciler/v1
+kind: Container
+metadata: {name: ok}
+spec:
+  image: reg:5000/shop/web:1.4
+  capAdd: [NET_ADMIN]
+""")
+    assert main(["validate", "--runtime", "swarm", str(tmp_path)]) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2, out
+    assert out[0].startswith(f"{tmp_path / 'web.yaml'}:1:1: Container/web: spec.ports[0]: a service publishes on every")
+    assert out[1].startswith(f"{tmp_path / 'web.yaml'}:1:1: Container/web: spec.privileged: a Swarm service cannot")
+    assert main(["validate", "--runtime", "native", str(tmp_path)]) == 0     # a single host runs them

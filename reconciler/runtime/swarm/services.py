@@ -150,6 +150,13 @@ def refusals(config: base.ContainerConfig, *, api_version: str) -> list[str]:
     return out
 
 
+def offline_refusals(config: base.ContainerConfig) -> list[str]:
+    """`refusals` that hold whatever Engine API version the manager speaks (`validate --runtime
+    swarm` knows no manager): every one but a field's version."""
+    newest = max((since for _, since, _ in SINCE.values()), key=_version)
+    return refusals(config, api_version=newest)
+
+
 def _unhonoured(config: base.ContainerConfig) -> list[str]:
     """The fields a Swarm service has no equivalent of, in any version."""
     out: list[str] = []

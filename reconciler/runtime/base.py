@@ -38,6 +38,7 @@ if TYPE_CHECKING:          # built when first named: see __getattr__ below
     )
 
 __all__ = [
+    "HEALTH_DEFAULTS",
     "ArchiveTransfer",
     "ContainerConfig",
     "ContainerState",
@@ -122,13 +123,50 @@ class RestartPolicy:
 
 @dataclass(frozen=True)
 class Healthcheck:
-    """`test` as Docker has it: ["CMD", ...], ["CMD-SHELL", "..."] or ["NONE"]."""
+    """`test` as Docker has it: ["CMD", ...], ["CMD-SHELL", "..."], ["NONE"], or [] (the image's
+    test). As in Docker's HealthConfig, a timing of 0 (retries 0) is the image's, else Docker's
+    default (`healthcheck_of` merges them). During `start_period`, while the container has not
+    been healthy yet, the engine probes every `start_interval` (0: 5 s), then every `interval`."""
 
     test: tuple[str, ...]
     interval: float = 30.0
     timeout: float = 30.0
     retries: int = 3
     start_period: float = 0.0
+    start_interval: float = 0.0
+
+
+# Docker's defaults for a healthcheck timing that neither the container nor its image sets
+HEALTH_DEFAULTS = {"interval": 30.0, "timeout": 30.0, "retries": 3, "start_period": 0.0, "start_interval": 5.0}
+_IMAGE_HEALTH_KEYS = {"interval": "Interval", "timeout": "Timeout", "start_period": "StartPeriod",
+                      "start_interval": "StartInterval"}
+
+
+def healthcheck_of(own: Healthcheck | None, image: Mapping[str, Any] | None) -> Healthcheck | None:
+    """The healthcheck a container runs, as Docker merges it (moby's daemon `merge`): its own,
+    its test or timings left empty (0) taken from the image config's `Healthcheck` (durations in
+    ns), the ones neither sets Docker's defaults (`start_interval` stays 0: the engine's 5 s).
+    None when there is none, or its test is NONE."""
+    img = image or {}
+    test = own.test if own is not None and own.test else tuple(img.get("Test") or ())
+    if not test or test[0] == "NONE":
+        return None
+    values: dict[str, Any] = {}
+    for name, key in _IMAGE_HEALTH_KEYS.items():
+        mine = getattr(own, name) if own is not None else 0.0
+        default = 0.0 if name == "start_interval" else HEALTH_DEFAULTS[name]
+        values[name] = mine or (img.get(key) or 0) / 1e9 or default
+    retries = (own.retries if own is not None else 0) or int(img.get("Retries") or 0) or 3
+    return Healthcheck(test=test, retries=retries, **values)
+
+
+def first_probe(hc: Healthcheck) -> float:
+    """Seconds from a start to the first probe of `hc` (a merged one) on an engine that has
+    Docker 25's start interval: `start_interval` (5 s unset) when there is a start period, else
+    `interval`."""
+    if hc.start_period > 0:
+        return hc.start_interval or HEALTH_DEFAULTS["start_interval"]
+    return hc.interval
 
 
 @dataclass(frozen=True)
@@ -247,6 +285,8 @@ def config_to_json(config: ContainerConfig) -> dict[str, Any]:
     for key in ("ipv4_addresses", "ipv6_addresses", "log_driver", "log_options"):
         if not out[key]:
             out.pop(key)                 # likewise
+    if out["healthcheck"] is not None and not out["healthcheck"]["start_interval"]:
+        del out["healthcheck"]["start_interval"]    # likewise
     return out
 
 

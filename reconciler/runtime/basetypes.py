@@ -52,6 +52,8 @@ class ContainerState:
     # (dockerd and Swarm probe on their own)
     health_stale: bool = False
     health_probed_at: str | None = None     # when a probe last observed its health in this run (native)
+    first_probe: float | None = None   # seconds from its start to its healthcheck's first probe
+                                       # (None: no healthcheck, or the engine does not say)
 
 
 @dataclass(frozen=True)

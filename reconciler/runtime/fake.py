@@ -18,7 +18,8 @@ What a fake cannot have is simulated simply and deterministically:
 - health: a container with a healthcheck (its own, else its image's: `publish(config=...)`
   gives an image a config, `{"Healthcheck": {"Test": [...]}}`) starts "starting" and becomes
   "healthy" on the next inspect, "unhealthy" if its test contains "false", or stays "starting"
-  for ever if it contains "sleep" (so health gates, failures and timeouts can be exercised);
+  for ever if it contains "sleep" (so health gates, failures and timeouts can be exercised); its
+  `first_probe` is what an engine with Docker 25's start interval says;
 - `op_delay` makes every mutating call take that long, and `max_in_flight` records the most
   calls seen running at once (how executor tests observe parallelism without timing).
 
@@ -210,6 +211,7 @@ class FakeRuntime:
 
     def _state(self, c: Mapping[str, Any]) -> base.ContainerState:
         cfg = c["config"]
+        hc = None if c.get("health") is None else self._healthcheck(c)
         return base.ContainerState(
             id=c["id"], name=cfg["name"], image=cfg["image"], image_id=c["image_id"],
             labels=dict(cfg["labels"]), status=base.ContainerStatus(c["status"]), created=c["created"],
@@ -218,6 +220,7 @@ class FakeRuntime:
             restart_count=c.get("restart_count", 0), ip_addresses=dict(c.get("ip_addresses") or {}),
             ports=tuple(base.PortMapping(**p) for p in cfg["ports"]) if self._publishes(c) else (),
             manually_stopped=c.get("manually_stopped", False),
+            first_probe=None if hc is None else base.first_probe(hc),
         )
 
     def list_containers(self, selector: Mapping[str, str] | None = None) -> list[base.ContainerState]:
@@ -280,15 +283,17 @@ class FakeRuntime:
                      pid=pid, ip_addresses=self._addresses(cfg["name"], cfg["networks"]))
             self._put(c)
 
-    def _health_test(self, c: Mapping[str, Any]) -> list[str]:
-        """The test of the container's healthcheck, else of its image's ([]: none, or NONE)."""
+    def _healthcheck(self, c: Mapping[str, Any]) -> base.Healthcheck | None:
+        """The container's healthcheck over its image's, as the engines merge them (None: none, or NONE)."""
         own = c["config"].get("healthcheck")
-        if own is not None:
-            test = list(own["test"])
-        else:
-            img = self.s["images"].get(c["image_id"]) or {}
-            test = list(((img.get("config") or {}).get("Healthcheck") or {}).get("Test") or [])
-        return [] if test[:1] == ["NONE"] else test
+        img = self.s["images"].get(c["image_id"]) or {}
+        return base.healthcheck_of(None if own is None else base.Healthcheck(**{**own, "test": tuple(own["test"])}),
+                                   (img.get("config") or {}).get("Healthcheck"))
+
+    def _health_test(self, c: Mapping[str, Any]) -> list[str]:
+        """The test of the container's healthcheck ([]: none, or NONE)."""
+        hc = self._healthcheck(c)
+        return [] if hc is None else list(hc.test)
 
     def _addresses(self, container: str, networks: list[str]) -> dict[str, str]:
         """The next free address of each user-defined network (not the gateway, not a running

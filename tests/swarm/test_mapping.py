@@ -266,6 +266,7 @@ CHANGES: dict[str, tuple[Any, base.ContainerConfig]] = {
     "restart.name": ("always", BASE), "restart.max_retries": (2, BASE),
     "healthcheck.test": (("CMD", "false"), BASE), "healthcheck.interval": (2.0, BASE),
     "healthcheck.timeout": (2.0, BASE), "healthcheck.retries": (4, BASE), "healthcheck.start_period": (1.0, BASE),
+    "healthcheck.start_interval": (0.5, BASE),
     "resources.memory": (128 << 20, BASE), "resources.cpus": (0.5, BASE), "resources.pids": (100, BASE),
     "resources.memory_reservation": (32 << 20, BASE), "resources.cpu_shares": (512, BASE),
     "resources.cpuset": ("0", BASE), "resources.memory_swap": (128 << 20, BASE),
@@ -376,6 +377,8 @@ SETTING = {
     "spec.ulimits": replace(PLAIN, ulimits=(base.Ulimit("nofile", 10, 20),)),
     "spec.noNewPrivileges": replace(PLAIN, no_new_privileges=True), "spec.oomScoreAdj": replace(PLAIN, oom_score_adj=0),
     "spec.resources.memorySwap": replace(PLAIN, resources=base.Resources(memory=1 << 20, memory_swap=-1)),
+    "spec.healthcheck.startInterval": replace(PLAIN, healthcheck=base.Healthcheck(("CMD", "true"), start_period=60,
+                                                                                  start_interval=0.5)),
 }
 
 
@@ -531,3 +534,16 @@ spec:
     assert out[0].startswith(f"{tmp_path / 'web.yaml'}:1:1: Container/web: spec.ports[0]: a service publishes on every")
     assert out[1].startswith(f"{tmp_path / 'web.yaml'}:1:1: Container/web: spec.privileged: a Swarm service cannot")
     assert main(["validate", "--runtime", "native", str(tmp_path)]) == 0     # a single host runs them
+
+
+def test_a_healthcheck_without_test_and_a_start_interval_go_as_dockerd_takes_them() -> None:
+    """A test left empty (and a timing of 0) is the image's: the task's container merges them,
+    as a container's does; a start interval goes as StartInterval (ns), at API 1.44."""
+    timings = replace(PLAIN, healthcheck=base.Healthcheck((), interval=0, timeout=0, retries=0, start_period=60,
+                                                          start_interval=0.5))
+    assert services.service_spec(timings)["TaskTemplate"]["ContainerSpec"]["Healthcheck"] == {
+        "Test": [], "Interval": 0, "Timeout": 0, "Retries": 0, "StartPeriod": 60 * NS, "StartInterval": NS // 2}
+    assert services.request_version(timings, "1.43") == "1.44"
+    plain = replace(timings, healthcheck=replace(timings.healthcheck, start_interval=0.0))
+    assert "StartInterval" not in services.service_spec(plain)["TaskTemplate"]["ContainerSpec"]["Healthcheck"]
+    assert services.request_version(plain, "1.43") is None

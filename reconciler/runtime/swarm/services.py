@@ -83,6 +83,8 @@ SINCE: dict[str, tuple[Callable[[base.ContainerConfig], bool], str, str]] = {
     "spec.resources.pids": (lambda c: c.resources.pids is not None, "1.41", "20.10"),
     "spec.ulimits": (lambda c: bool(c.ulimits), "1.41", "20.10"),
     "spec.noNewPrivileges": (lambda c: c.no_new_privileges, "1.44", "25.0"),
+    "spec.healthcheck.startInterval": (lambda c: c.healthcheck is not None and c.healthcheck.start_interval > 0,
+                                       "1.44", "25.0"),
     "spec.oomScoreAdj": (lambda c: c.oom_score_adj is not None, "1.46", "27.0"),
     "spec.resources.memorySwap": (lambda c: c.resources.memory_swap is not None, "1.52", "29.0"),
 }
@@ -291,7 +293,8 @@ def _container_spec(
     if config.healthcheck is not None:
         hc = config.healthcheck
         spec["Healthcheck"] = {"Test": list(hc.test), "Interval": _ns(hc.interval), "Timeout": _ns(hc.timeout),
-                               "Retries": hc.retries, "StartPeriod": _ns(hc.start_period)}
+                               "Retries": hc.retries, "StartPeriod": _ns(hc.start_period),
+                               **({"StartInterval": _ns(hc.start_interval)} if hc.start_interval else {})}
     if config.cap_add:
         spec["CapabilityAdd"] = list(config.cap_add)
     if config.cap_drop:

@@ -587,11 +587,7 @@ class ContainerManager(records.RecordStore):
 
     @staticmethod
     def _has_health(rec: records.Record) -> bool:
-        hc = rec.config.healthcheck
-        if hc is not None:
-            return bool(hc.test) and hc.test[0] != "NONE"
-        test = (rec.image_config.get("Healthcheck") or {}).get("Test") or []
-        return bool(test) and test[0] != "NONE"
+        return records.effective_healthcheck(rec) is not None
 
     def _wait_exit_file(self, rec: records.Record, timeout: float) -> records.Record:
         deadline = time.monotonic() + timeout

@@ -8,7 +8,11 @@ probe observed it for longer than its interval allows, as when no agent ran) has
 status to keep: its failure makes it `unhealthy` at once (retries forgive failures between
 observations that follow each other, not hours of none). The last 5 results (output capped at 4096 bytes) are kept in the record
 and shown by `inspect`. The image's Healthcheck (durations in ns) applies when the container
-config has none.
+config has none, and fills what the container's leaves empty (`base.healthcheck_of`).
+
+When: as Docker 25 (moby's daemon/health.go), the next probe is due `interval` after the last
+one ended, but within `start_period`, while the container has not been healthy yet, it is due
+`start_interval` after it (5 s when unset), the first one too.
 
     hc = HealthChecker(manager)
     hc.probe(id)         # run one probe now, store and return the new status
@@ -85,8 +89,9 @@ class HealthChecker:
         self._log_seen: dict[str, tuple[int, float]] = {}
         # the records the last tick saw, and what is probed among them: (key, id, healthcheck)
         self._seen: tuple[records.Record, ...] | None = None
-        self._targets: list[tuple[str, str, base.Healthcheck]] = []
+        self._targets: list[tuple[str, str, base.Healthcheck, str | None]] = []   # and its start time
         self._live: set[str] = set()            # their keys
+        self._start: dict[str, tuple[float, float]] = {}   # key -> (its start period's end, start interval)
 
     def probe(self, cid: str) -> str | None:
         rec = self.manager.get(cid)
@@ -172,17 +177,31 @@ class HealthChecker:
             self._log_seen[rec.id] = (size, now)
 
     def _schedule(self, now: float) -> None:
-        """Timers for the probed containers: a new one is due an interval from now; the timers
-        of the ones probed no more are dropped."""
-        live = {key for key, _, _ in self._targets}
+        """Timers for the probed containers: a new one is due its first delay from now (`_delay`);
+        the timers of the ones probed no more are dropped."""
+        live = {key for key, *_ in self._targets}
         with self._lock:
             self._live = live
             for key in [k for k in self._next if k not in live]:
                 del self._next[key]
-            for key, cid, hc in self._targets:
+            for key in [k for k in self._start if k not in live]:
+                del self._start[key]
+            for key, cid, hc, started_at in self._targets:
                 if key not in self._next and key not in self._running:
-                    self._next[key] = now + hc.interval
-                    heapq.heappush(self._heap, (now + hc.interval, key, cid, hc.interval))
+                    if hc.start_period > 0:
+                        self._start[key] = (now + hc.start_period - _age(started_at),
+                                            hc.start_interval or base.HEALTH_DEFAULTS["start_interval"])
+                    due = now + self._delay(key, hc.interval, "starting", now)
+                    self._next[key] = due
+                    heapq.heappush(self._heap, (due, key, cid, hc.interval))
+
+    def _delay(self, key: str, interval: float, health: str | None, now: float) -> float:
+        """Until the next probe (Docker's rule): within the start period, while the container
+        has not been healthy, its start interval; else its interval. Called with the lock held."""
+        start = self._start.get(key)
+        if start is not None and now < start[0] and health in (None, "starting"):
+            return start[1]
+        return interval
 
     def _due(self, now: float) -> list[tuple[str, str, float]]:
         """The timers that expired (taken off the heap, marked running): (key, id, interval)."""
@@ -205,24 +224,26 @@ class HealthChecker:
         return None if due is None else max(0.0, due - self.clock())
 
     @staticmethod
-    def _probed(recs: tuple[records.Record, ...]) -> list[tuple[str, str, base.Healthcheck]]:
-        """The running containers that have a healthcheck: (key of this run, id, healthcheck)."""
+    def _probed(recs: tuple[records.Record, ...]) -> list[tuple[str, str, base.Healthcheck, str | None]]:
+        """The running containers that have a healthcheck: (key of this run, id, healthcheck, started at)."""
         out = []
         for rec in recs:
             hc = records.effective_healthcheck(rec) if rec.status == "running" else None
             if hc is not None:
-                out.append((f"{rec.id}@{rec.started_at}", rec.id, hc))
+                out.append((f"{rec.id}@{rec.started_at}", rec.id, hc, rec.started_at))
         return out
 
     def _probe_done(self, key: str, cid: str, interval: float) -> None:
+        health = None
         try:
-            self.probe(cid)
+            health = self.probe(cid)
         except rterrors.RuntimeBackendError:
             pass
         finally:
-            # the next probe is due an interval after this one ended (Docker's ticker skips overlaps)
-            due = self.clock() + interval
+            # the next probe is due a delay after this one ended (Docker's ticker skips overlaps)
+            now = self.clock()
             with self._lock:
+                due = now + self._delay(key, interval, health, now)
                 self._running.discard(key)
                 if key in self._live:
                     self._next[key] = due

@@ -71,7 +71,9 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
             "StopTimeout": cfg.stop_timeout,
             "Healthcheck": None if hc is None else {"Test": list(hc.test), "Interval": int(hc.interval * 1e9),
                                                      "Timeout": int(hc.timeout * 1e9), "Retries": hc.retries,
-                                                     "StartPeriod": int(hc.start_period * 1e9)},
+                                                     "StartPeriod": int(hc.start_period * 1e9),
+                                                     **({"StartInterval": int(hc.start_interval * 1e9)}
+                                                        if hc.start_interval else {})},
         },
         "HostConfig": {
             "NetworkMode": network_mode,

@@ -204,6 +204,7 @@ class Record:
         if self.restart_pending():
             status = base.ContainerStatus.RESTARTING
         stale, probed = self.health_seen()
+        hc = effective_healthcheck(self) if self.health is not None else None
         return base.ContainerState(
             id=self.id, name=self.name, image=self.image, image_id=self.image_id,
             labels=dict(self.config.labels), status=status, created=self.created,
@@ -213,6 +214,7 @@ class Record:
             ip_addresses=dict(self.ip_addresses), ports=tuple(summaries.forwarded(self.status, self.published)),
             manually_stopped=self.manually_stopped, error=self.error, ip6_addresses=dict(self.ip6_addresses),
             paused=self.is_paused(), health_stale=stale, health_probed_at=probed,
+            first_probe=None if hc is None else base.first_probe(hc),
         )
 
     def command_line(self) -> list[str]:
@@ -295,14 +297,9 @@ def summary(rec: Record) -> dict[str, Any]:
 
 
 def effective_healthcheck(rec: Record) -> base.Healthcheck | None:
-    """The container's healthcheck, else the image's; None when there is none or it is NONE."""
-    hc = rec.config.healthcheck
-    if hc is None:
-        img = summaries.image_healthcheck(rec.image_config)
-        if img is None:
-            return None
-        hc = base.Healthcheck(**img)
-    return hc if summaries.probes(hc.test) else None
+    """The container's healthcheck over its image's, as Docker merges them (`base.healthcheck_of`);
+    None when there is none or it is NONE."""
+    return base.healthcheck_of(rec.config.healthcheck, rec.image_config.get("Healthcheck"))
 
 
 # ---------------------------------------------------------------------------- store

@@ -4,7 +4,7 @@ its Records, and a reader that applies them to the state DB's rows without build
     argv_of(image_config, command, args)    Entrypoint + Cmd after the overrides (Docker's rule)
     command_text(argv)                      the COMMAND column: shlex.join's text
     summary_fields(...)                     the fields of one `ps` row (records.summary)
-    image_healthcheck(image_config)         the image's HEALTHCHECK, Docker's defaults filled in
+    image_healthcheck(image_config, own)    a container's healthcheck over its image's, as Docker merges them
     probes(test)                            whether a healthcheck test runs a probe (not NONE)
     restart_pending(status, restarting, ...)  a restart waits its back-off in a process that lives
     paused(status, recorded, prefix, cid)   the engine paused it and its cgroup is frozen
@@ -91,18 +91,28 @@ def summary_fields(*, id: str, image: str, argv: Iterable[str], created: str, st
 
 # -- health: what a status that no probe observed lately is worth
 
-def image_healthcheck(image_config: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The image's HEALTHCHECK (its config's durations in ns) as the keys and units of a
-    container config's healthcheck (base.Healthcheck: test, interval, timeout, retries,
-    start_period in seconds), Docker's defaults where it names none; None when it has no test."""
+def image_healthcheck(image_config: Mapping[str, Any], own: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The healthcheck a container runs, as the keys and units of a container config's
+    healthcheck (base.Healthcheck: test, interval, timeout, retries, start_period, and
+    start_interval when set, in seconds): `own` (the config's, as its JSON; None: it has
+    none) over the image's HEALTHCHECK (its config's durations in ns), an empty test and a
+    timing of 0 the image's, Docker's defaults where neither names one; None when there is no
+    test. base.healthcheck_of's rule (tests/runtime/test_healthcheck_merge.py), without a
+    dataclass."""
     img = image_config.get("Healthcheck") or {}
-    test = tuple(img.get("Test") or ())
+    own = own or {}
+    test = tuple(own.get("test") or img.get("Test") or ())
     if not test:
         return None
     ns = 1e9
-    return {"test": test, "interval": (img.get("Interval") or 30 * ns) / ns,
-            "timeout": (img.get("Timeout") or 30 * ns) / ns, "retries": int(img.get("Retries") or 3),
-            "start_period": (img.get("StartPeriod") or 0) / ns}
+    out: dict[str, Any] = {"test": test}
+    for key, image_key, default in (("interval", "Interval", 30.0), ("timeout", "Timeout", 30.0),
+                                    ("start_period", "StartPeriod", 0.0), ("start_interval", "StartInterval", 0.0)):
+        out[key] = own.get(key) or (img.get(image_key) or 0) / ns or default
+    out["retries"] = int(own.get("retries") or img.get("Retries") or 3)
+    if not out["start_interval"]:
+        del out["start_interval"]       # as base.config_to_json leaves it out
+    return out
 
 
 def probes(test: Sequence[str]) -> bool:
@@ -241,8 +251,8 @@ def _summary_of(d: Mapping[str, Any], exits: set[str], name_prefix: str, now: fl
                                             (m.get("type") for m in config.get("mounts") or ())):
         return None
     ports = forwarded(status, d.get("published") or ())     # as forwarded now, never as asked
-    # the healthcheck records.effective_healthcheck finds: the config's, else the image's
-    hc = config.get("healthcheck") or image_healthcheck(d.get("image_config") or {})
+    # the healthcheck records.effective_healthcheck finds: the config's over the image's
+    hc = image_healthcheck(d.get("image_config") or {}, config.get("healthcheck"))
     probed = healthtimes.last_probe(d.get("health_log") or (), d.get("started_at"))
     stale = hc is not None and probes(hc["test"]) and healthtimes.stale(
         status, hc["interval"], hc["timeout"], hc["start_period"], d.get("started_at"), probed, now)

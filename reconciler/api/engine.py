@@ -131,11 +131,14 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
                             f"a fixed address on network {net}, which the container does not join (NetworkMode {mode})")
     hc = body.get("Healthcheck")
     healthcheck = None
-    if hc and hc.get("Test"):
-        healthcheck = base.Healthcheck(test=tuple(hc["Test"]), interval=_duration_ns(hc.get("Interval"), 30.0),
-                                       timeout=_duration_ns(hc.get("Timeout"), 30.0),
-                                       retries=int(hc.get("Retries") or 3),
-                                       start_period=_duration_ns(hc.get("StartPeriod"), 0.0))
+    if hc and (hc.get("Test") or any(hc.get(k) for k in ("Interval", "Timeout", "Retries", "StartPeriod",
+                                                          "StartInterval"))):
+        # as dockerd keeps it: an empty test and a timing of 0 are the image's (`base.healthcheck_of`)
+        healthcheck = base.Healthcheck(test=tuple(hc.get("Test") or ()), interval=_duration_ns(hc.get("Interval"), 0.0),
+                                       timeout=_duration_ns(hc.get("Timeout"), 0.0),
+                                       retries=int(hc.get("Retries") or 0),
+                                       start_period=_duration_ns(hc.get("StartPeriod"), 0.0),
+                                       start_interval=_duration_ns(hc.get("StartInterval"), 0.0))
     env = {}
     for item in body.get("Env") or ():
         k, _, v = str(item).partition("=")

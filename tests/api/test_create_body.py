@@ -45,7 +45,8 @@ FULL = base.ContainerConfig(
             base.Mount(type="bind", target="/etc/x", source="/srv/x", read_only=True, options=("rshared",)),
             base.Mount(type="tmpfs", target="/tmp", options=("size=67108864", "mode=1777"))),
     restart=base.RestartPolicy(name="on-failure", max_retries=3),
-    healthcheck=base.Healthcheck(test=("CMD", "true"), interval=2.0, timeout=1.0, retries=2, start_period=0.5),
+    healthcheck=base.Healthcheck(test=("CMD", "true"), interval=2.0, timeout=1.0, retries=2, start_period=0.5,
+                                 start_interval=0.25),
     resources=base.Resources(memory=1 << 26, cpus=0.5, pids=64, memory_reservation=1 << 25, cpu_shares=512,
                              cpuset="0", memory_swap=1 << 27),
     read_only=True, cap_add=("NET_ADMIN",), cap_drop=("MKNOD",), stop_signal="SIGQUIT", stop_timeout=0.0, init=True,
@@ -131,3 +132,18 @@ def test_a_fixed_address_needs_a_network_the_container_joins() -> None:
     empty = {**body(NetworkMode="net"),                 # compose v1 sends an empty IPAMConfig
              "NetworkingConfig": {"EndpointsConfig": {"net": {"IPAMConfig": {}, "Aliases": None}}}}
     assert config_from_create("c", empty).ipv4_addresses == {}
+
+
+def test_a_healthcheck_without_test_or_timings_is_the_images_as_dockerd_keeps_it() -> None:
+    """`docker run --health-interval 1s IMG` sends an empty Test with a timing: the image's test
+    with that timing (a 0 is the image's too); an empty test and no timing is no healthcheck of its own."""
+    timings = config_from_create("web", {"Image": "i", "Healthcheck": {"Test": [], "Interval": 10**9,
+                                                                     "StartInterval": 10**8}})
+    assert timings.healthcheck == base.Healthcheck((), interval=1.0, timeout=0.0, retries=0, start_period=0.0,
+                                                   start_interval=0.1)
+    assert base.healthcheck_of(timings.healthcheck, {"Test": ["CMD", "check"], "Timeout": 3 * 10**9, "Retries": 5}) \
+        == base.Healthcheck(("CMD", "check"), interval=1.0, timeout=3.0, retries=5, start_period=0.0, start_interval=0.1)
+    assert config_from_create("web", {"Image": "i", "Healthcheck": {"Test": []}}).healthcheck is None
+    bare = config_from_create("web", {"Image": "i", "Healthcheck": {"Test": ["CMD", "true"]}}).healthcheck
+    assert bare is not None
+    assert base.healthcheck_of(bare, None) == base.Healthcheck(("CMD", "true"))     # Docker's defaults

@@ -7,6 +7,7 @@ import json
 import socketserver
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
@@ -221,3 +222,54 @@ def test_inspect_is_asked_again_when_the_containers_process_ended_while_it_was_r
     state = rt.inspect_container("flaky")
     assert len(calls) == 2
     assert state.restart_count == 2
+
+
+def _created(bodies: list[dict[str, object]]) -> Handler:
+    def create(h: BaseHTTPRequestHandler) -> None:
+        bodies.append(json.loads(h.rfile.read(int(h.headers["Content-Length"]))))
+        reply(201, b'{"Id":"c1"}')(h)
+    return create
+
+
+QUICK = base.ContainerConfig(name="quick", image="x", healthcheck=base.Healthcheck(
+    ("CMD", "true"), interval=60, start_period=120, start_interval=0.5))
+
+
+def test_a_start_interval_goes_at_api_1_44_to_an_engine_that_has_it(engine) -> None:
+    """dockerd drops StartInterval from a request older than 1.44 (moby's container router):
+    the create goes at 1.44, above the version spoken, as a Swarm spec goes at its fields'."""
+    bodies: list[dict[str, object]] = []
+    rt = engine({"/version": reply(200, _version("1.45")), "/containers/create": _created(bodies)})
+    assert rt.create_container(QUICK) == "c1"
+    assert rt.seen[-1].startswith("/v1.44/containers/create")
+    assert bodies[0]["Healthcheck"] == {"Test": ["CMD", "true"], "Interval": 60 * 10**9, "Timeout": 30 * 10**9,
+                                        "Retries": 3, "StartPeriod": 120 * 10**9, "StartInterval": 5 * 10**8}
+    rt.create_container(replace(QUICK, healthcheck=replace(QUICK.healthcheck, start_interval=0.0)))
+    assert rt.seen[-1].startswith(f"/v{api.MAX_API_VERSION}/containers/create")   # none: the version spoken
+    assert "StartInterval" not in bodies[1]["Healthcheck"]                       # type: ignore[operator]
+
+
+def test_a_start_interval_is_refused_by_an_engine_older_than_docker_25(engine) -> None:
+    rt = engine({"/version": reply(200, _version("1.41")), "/containers/create": reply(201, b'{"Id":"c1"}')})
+    with pytest.raises(errors.InvalidArgument) as info:
+        rt.create_container(QUICK)
+    assert info.value.message == (
+        "container quick: healthcheck.startInterval needs Engine API 1.44 (Docker 25 or later), and docker speaks "
+        "1.41: it would drop it without a word and probe every interval from the start")
+    assert "remove startInterval" in (info.value.hint or "")
+    assert not [p for p in rt.seen if "/containers/create" in p]                 # nothing made
+
+
+@pytest.mark.parametrize(("api_version", "first"), [("1.44", 0.5), ("1.41", 60.0)])
+def test_the_first_probe_is_what_the_engines_version_does_with_the_merged_healthcheck(
+    engine, api_version: str, first: float,
+) -> None:
+    """Docker 25 probes at the start interval during the start period; an older one at the interval."""
+    attrs = {"Id": "c1", "Name": "/quick", "Image": "sha256:1", "Created": "2026-01-01T00:00:00Z",
+             "Config": {"Image": "x", "Labels": {}, "Healthcheck": {
+                 "Test": ["CMD", "true"], "Interval": 60 * 10**9, "StartPeriod": 120 * 10**9,
+                 "StartInterval": 5 * 10**8}},
+             "State": {"Status": "running", "Health": {"Status": "starting"}}}
+    rt = engine({"/version": reply(200, _version(api_version)),
+                 "/containers/quick/json": reply(200, json.dumps(attrs).encode())})
+    assert rt.inspect_container("quick").first_probe == first

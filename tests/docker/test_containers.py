@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from reconciler.runtime import base, errors
-from reconciler.runtime.docker import DockerRuntime
-from tests.docker.conftest import Engine, PulledImage, Scope
+from reconciler.runtime.docker import DockerRuntime, api
+from tests.docker.conftest import Engine, PulledImage, Scope, rand
+from tests.helpers import images
+from tests.helpers.registry import RegistryServer
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
 
@@ -385,3 +388,40 @@ def test_fixed_addresses_on_the_first_and_a_second_network(engine: Engine) -> No
     want = {net: str(subnet.network_address + 42) for net, subnet in subnets.items()}
     name = run(scope, docker_image, "fixed", "sleep 600", networks=(first, second), ipv4_addresses=want)
     assert docker.inspect_container(name).ip_addresses == want
+
+
+def test_a_healthcheck_without_test_runs_the_images_with_its_timings(
+        engine: Engine, registry: RegistryServer, tmp_path: Path) -> None:
+    """The image checks every hour; the container keeps its test and checks every 0.2 s. dockerd
+    merges them itself; Podman 4.3 would make a container with no healthcheck at all (the image's
+    dropped too), so its backend sends the merged one. An image without HEALTHCHECK: none."""
+    images.write_layout(tmp_path / "layout", [images.busybox_layer()], config={
+        "Cmd": ["/bin/sh"], "Env": ["PATH=/bin"],
+        "Healthcheck": {"Test": ["CMD-SHELL", "test -f /tmp/ready"], "Interval": 3600 * 10**9,
+                        "Timeout": 7 * 10**9, "Retries": 5}})
+    ref = f"{registry.host}/dockertest-{rand(6)}/hc:latest"
+    images.push_layout(tmp_path / "layout", ref, fmt="v2s2")   # Podman reads no HEALTHCHECK of an OCI image
+    rt, scope = engine.rt, engine.scope
+    rt.pull_image(ref)
+    scope.images.append(ref)
+    timings = base.Healthcheck((), interval=0.2, timeout=0, retries=0, start_period=0)
+    name = run(scope, PulledImage(ref, ""), "inherit", "touch /tmp/ready; sleep 600", healthcheck=timings,
+               networks=("none",))
+    assert rt.api.container_inspect(name)["Config"]["Healthcheck"] == {
+        "Test": ["CMD-SHELL", "test -f /tmp/ready"], "Interval": 200_000_000, "Timeout": 7 * 10**9, "Retries": 5}
+    if engine.kind == "docker":                 # Podman's checks run from the session's loop (podman.py)
+        until(lambda: rt.inspect_container(name).health == "healthy", "healthy at the container's interval", 30)
+    assert rt.inspect_container(name).first_probe == 0.2
+    none = run(scope, engine.image, "none", "sleep 600", healthcheck=timings, networks=("none",))
+    assert rt.inspect_container(none).health is None          # an image without HEALTHCHECK: none, as Docker
+
+
+def test_a_start_interval_is_refused_by_an_engine_without_it(engine: Engine) -> None:
+    """Docker 20.10 (API 1.41) and Podman 4.3 drop StartInterval without a word: refused, nothing made."""
+    rt, scope = engine.rt, engine.scope
+    if api.at_least(str(rt.api.version().get("ApiVersion")), "1.44"):
+        pytest.skip("this engine has start intervals")
+    hc = base.Healthcheck(("CMD", "true"), interval=60, start_period=60, start_interval=0.5)
+    with pytest.raises(errors.InvalidArgument, match=r"healthcheck.startInterval needs Engine API 1.44 \(Docker 25"):
+        make(scope, engine.image, "quick", ["sleep", "600"], healthcheck=hc, networks=("none",))
+    assert rt.list_containers(scope.labels) == []

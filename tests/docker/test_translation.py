@@ -107,6 +107,11 @@ def test_container_body_maps_every_field() -> None:
     # a disabled healthcheck is only NONE, as compose sends it: timings of a check that never runs say nothing
     off = backend.container_body(base.ContainerConfig(name="p", image="img", healthcheck=base.Healthcheck(("NONE",))))
     assert off["Healthcheck"] == {"Test": ["NONE"]}
+    # no test, as a timing of 0: the image's, which dockerd merges in (moby's daemon merge)
+    timings = base.Healthcheck((), interval=0, timeout=0, retries=0, start_period=60, start_interval=0.5)
+    inherit = backend.container_body(base.ContainerConfig(name="p", image="img", healthcheck=timings))
+    assert inherit["Healthcheck"] == {"Test": [], "Interval": 0, "Timeout": 0, "Retries": 0,
+                                      "StartPeriod": 60_000_000_000, "StartInterval": 500_000_000}
 
 
 def test_container_body_rejects_what_docker_cannot_do() -> None:

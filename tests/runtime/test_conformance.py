@@ -507,6 +507,24 @@ def test_healthcheck_turns_unhealthy(runtime: base.Runtime, image: str) -> None:
     eventually(lambda: runtime.inspect_container(cid).health == "unhealthy")
 
 
+def test_a_start_interval_makes_the_first_check_soon_or_is_refused(runtime: base.Runtime, image: str) -> None:
+    """Interval 60 s, start interval 0.3 s in a start period: healthy within seconds on an engine
+    with start intervals (Docker 25's); one without them refuses the config, making nothing."""
+    hc = base.Healthcheck(test=("CMD", "true"), interval=60, timeout=5, retries=3, start_period=60,
+                          start_interval=0.3)
+    refused: rterrors.InvalidArgument | None = None
+    try:
+        cid = run(runtime, cfg(image, "quick", "sleep", "1000", healthcheck=hc))
+    except rterrors.InvalidArgument as exc:
+        refused = exc
+    if refused is not None:
+        assert "startInterval" in refused.message
+        assert [c for c in runtime.list_containers() if c.name == "quick"] == []
+        return
+    assert runtime.inspect_container(cid).first_probe == 0.3
+    eventually(lambda: runtime.inspect_container(cid).health == "healthy", timeout=10)
+
+
 # ------------------------------------------------------------------------------- restart policies
 
 def test_on_failure_restarts_up_to_max(runtime: base.Runtime, image: str) -> None:

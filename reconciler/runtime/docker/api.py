@@ -35,7 +35,7 @@ import httpx
 
 from reconciler.runtime import errors
 
-__all__ = ["DEFAULT_SOCKET", "MAX_API_VERSION", "MIN_API_VERSION", "EngineAPI", "from_docker_host"]
+__all__ = ["DEFAULT_SOCKET", "MAX_API_VERSION", "MIN_API_VERSION", "EngineAPI", "at_least", "from_docker_host"]
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 MIN_API_VERSION = "1.40"    # Docker 19.03; Podman 4 compat speaks 1.41
@@ -50,6 +50,11 @@ def _vtuple(v: str) -> tuple[int, ...]:
         return tuple(int(p) for p in v.split("."))
     except ValueError:
         return (0,)
+
+
+def at_least(version: str, wanted: str) -> bool:
+    """Whether Engine API `version` is `wanted` or newer."""
+    return _vtuple(version) >= _vtuple(wanted)
 
 
 def _filters(labels: Mapping[str, str] | None) -> dict[str, str]:
@@ -367,13 +372,18 @@ class EngineAPI:
         data: dict[str, Any] = self._json(self._send("GET", full, versioned=False, what=what), path)
         return data
 
+    def libpod_image_inspect(self, ref: str) -> dict[str, Any]:
+        """Podman's own `GET /libpod/images/{name}/json` (it has the image's Healthcheck; the compat one does not)."""
+        return self._libpod(f"/libpod/images/{_q(ref)}/json", f"image {ref}")
+
     def libpod_network_inspect(self, name: str) -> dict[str, Any]:
         """Podman's own `GET /libpod/networks/{name}/json` (it names the bridge; the compat one does not)."""
         return self._libpod(f"/libpod/networks/{_q(name)}/json", f"network {name}")
 
-    def container_create(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    def container_create(self, name: str, body: Mapping[str, Any], *, api_version: str | None = None) -> dict[str, Any]:
+        """`api_version`: the version to send it at, when `body` has a field newer than the one spoken."""
         data: dict[str, Any] = self._post("/containers/create", body, {"name": name},
-                                          what=f"create container {name}")
+                                          what=f"create container {name}", api_version=api_version)
         return data
 
     def container_inspect(self, ident: str) -> dict[str, Any]:

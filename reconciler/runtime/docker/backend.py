@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 _NS = 1_000_000_000
+START_INTERVAL_API = "1.44"     # the Engine API version that brought healthchecks' StartInterval (Docker 25)
 _STREAMS = {1: "stdout", 2: "stderr"}
 _NETWORK_MODES = ("none", "host", "bridge", "default")
 _INSPECT_THREADS = 8   # list_* inspect every object (the lists lack state): a few at a time
@@ -199,9 +200,12 @@ def container_body(config: base.ContainerConfig) -> dict[str, Any]:
         host["Mounts"] = [body for body in map(_mount, config.mounts) if body is not None]
     if config.healthcheck is not None:
         hc = config.healthcheck
+        # NONE: the image's check is off, timings say nothing; an empty test (and a timing of 0)
+        # is the image's: dockerd merges them (Podman: podman.py merges them itself)
         body["Healthcheck"] = {"Test": ["NONE"]} if hc.test[:1] == ("NONE",) else {
             "Test": list(hc.test), "Interval": _ns(hc.interval), "Timeout": _ns(hc.timeout), "Retries": hc.retries,
-            "StartPeriod": _ns(hc.start_period)}        # NONE: the image's check is off, timings say nothing
+            "StartPeriod": _ns(hc.start_period),
+            **({"StartInterval": _ns(hc.start_interval)} if hc.start_interval else {})}
     res = config.resources
     if res.memory is not None:
         host["Memory"] = res.memory
@@ -296,8 +300,9 @@ def _ports(attrs: Mapping[str, Any]) -> tuple[base.PortMapping, ...]:
     return tuple(out)
 
 
-def container_state(attrs: Mapping[str, Any]) -> base.ContainerState:
-    """`GET /containers/{id}/json` → ContainerState."""
+def container_state(attrs: Mapping[str, Any], *, start_interval: bool = False) -> base.ContainerState:
+    """`GET /containers/{id}/json` → ContainerState; `start_interval`: whether the engine probes
+    at a healthcheck's start interval (Docker 25, Engine API 1.44), for `first_probe`."""
     state = attrs.get("State") or {}
     cfg = attrs.get("Config") or {}
     raw_status = str(state.get("Status", "exited"))
@@ -335,6 +340,7 @@ def container_state(attrs: Mapping[str, Any]) -> base.ContainerState:
             _restart_policy(attrs), exit_code=exit_code, restart_count=restart_count,
             manually_stopped=False, moment=restarting.Moment.EXIT).start,
         paused=raw_status == "paused",
+        first_probe=_first_probe(cfg, health, start_interval=start_interval),
         **_health_seen(attrs, st),
     )
 
@@ -354,6 +360,15 @@ def _health_seen(attrs: Mapping[str, Any], st: base.ContainerStatus) -> dict[str
     stale = healthtimes.stale(st.value, (hc.get("Interval") or 30 * ns) / ns, (hc.get("Timeout") or 30 * ns) / ns,
                               (hc.get("StartPeriod") or 0) / ns, started, probed, time.time())
     return {"health_stale": stale, "health_probed_at": probed}
+
+
+def _first_probe(cfg: Mapping[str, Any], health: Any, *, start_interval: bool) -> float | None:
+    """When the engine first probes a container's healthcheck (`Config.Healthcheck`: dockerd's
+    merge with the image's), after its start: without start intervals, at its interval."""
+    hc = base.healthcheck_of(None, cfg.get("Healthcheck")) if health else None
+    if hc is None:
+        return None
+    return base.first_probe(hc) if start_interval else hc.interval
 
 
 def _restart_policy(attrs: Mapping[str, Any]) -> base.RestartPolicy:
@@ -673,16 +688,34 @@ class DockerRuntime:
         # The list lacks exit codes, health and restart counts: inspect each, a few at a time
         # (one inspect is a few ms; a 500-container host is listed every pass).
         ids = [str(c["Id"]) for c in self.api.container_list(selector)]
-        return [container_state(a) for a in _inspect_all(self.api.container_inspect, ids)]
+        return [container_state(a, start_interval=self._start_interval) for a in
+                _inspect_all(self.api.container_inspect, ids)]
+
+    @property
+    def _start_interval(self) -> bool:
+        """Whether the engine has healthchecks' start interval (Engine API 1.44, Docker 25)."""
+        return api.at_least(str(self.api.version().get("ApiVersion", "0")), START_INTERVAL_API)
 
     def create_container(self, config: base.ContainerConfig) -> str:
         body = container_body(config)
+        version = None
+        if config.healthcheck is not None and config.healthcheck.start_interval:
+            if not self._start_interval:
+                raise errors.InvalidArgument(
+                    f"container {config.name}: healthcheck.startInterval needs Engine API {START_INTERVAL_API} "
+                    f"(Docker 25 or later), and {self.api.what} speaks "
+                    f"{self.api.version().get('ApiVersion', '?')}: it would drop it without a word and probe "
+                    "every interval from the start",
+                    hint="remove startInterval (and give the healthcheck a shorter interval if starts must be "
+                         "quick), upgrade the engine, or use the native runtime")
+            if not api.at_least(self.api.api_version, START_INTERVAL_API):
+                version = START_INTERVAL_API    # dockerd drops it from a request of an older version
         for network in config.networks:
             if network not in _NETWORK_MODES and not network.startswith("container:"):
                 # checked up front: the engine accepts a connect to a missing network on a
                 # created container and fails only at start
                 self._network(network)
-        created = self.api.container_create(config.name, body)
+        created = self.api.container_create(config.name, body, api_version=version)
         cid = str(created["Id"])
         try:
             for network in config.networks[1:]:
@@ -732,7 +765,8 @@ class DockerRuntime:
     def inspect_container(self, name_or_id: str) -> base.ContainerState:
         # Podman reads the container's /proc/<pid>/cgroup to answer, and a process that ends
         # meanwhile (a restart policy at work) fails the call: the container is there, its state moved
-        return container_state(_asked_again(lambda: self.api.container_inspect(name_or_id), "no such process"))
+        return container_state(_asked_again(lambda: self.api.container_inspect(name_or_id), "no such process"),
+                               start_interval=self._start_interval)
 
     def rename_container(self, name_or_id: str, new_name: str) -> None:
         """Give a container another name (start-first updates rename the new one into place)."""

@@ -21,6 +21,10 @@ as it drives dockerd. What Podman does otherwise is made good here:
   (a Unix socket), as the tini path is this host's.
 - Ports of a container whose networks are all internal: Docker publishes none (an internal
   network is cut off from the host too), Podman's CNI portmap publishes them: they are left out.
+- A healthcheck without test (the image's with other timings): Podman 4.3 makes a container
+  without any healthcheck of it, so the image's test is merged in here, as dockerd merges it.
+  A start interval (`StartInterval`, Engine API 1.44) Podman drops: refused, as on a Docker
+  older than 25 (`DockerRuntime.create_container`).
 - /dev/shm: Podman's default is 65536 kB in decimal (65,536,000 bytes), Docker's 64 MiB: a
   container that names no size gets 64 MiB, as on Docker.
 - ulimits: a container that sets some ulimits gets Podman's 1048576 for `nofile` and `nproc`
@@ -213,8 +217,11 @@ class PodmanRuntime(DockerRuntime):
 
     def _docker_defaults(self, config: base.ContainerConfig) -> base.ContainerConfig:
         """Docker's /dev/shm size and inherited ulimits where the config names none; no ports on
-        internal networks only."""
+        internal networks only; a healthcheck without test merged with the image's as dockerd
+        merges them."""
         changes: dict[str, Any] = {}
+        if config.healthcheck is not None and not config.healthcheck.test:
+            changes["healthcheck"] = self._image_healthcheck(config.image, config.healthcheck)
         if config.shm_size is None:
             changes["shm_size"] = _SHM_DEFAULT
         if config.ulimits:
@@ -240,6 +247,16 @@ class PodmanRuntime(DockerRuntime):
             return all(self.api.network_inspect(n).get("Internal") for n in networks)
         except errors.NotFound:
             return False                    # the create names the missing network
+
+    def _image_healthcheck(self, image: str, own: base.Healthcheck) -> base.Healthcheck | None:
+        """`own` (no test) over the image's healthcheck, as Podman reads it (its own inspect: the
+        compat one leaves it out; an OCI image's config has none for Podman). Podman 4.3 takes a
+        healthcheck without test for none at all, the image's dropped too; the image's start
+        interval, which Podman never honours, is left out (as when the image's runs as it is)."""
+        merged = base.healthcheck_of(own, self.api.libpod_image_inspect(image).get("Healthcheck"))
+        if merged is not None and not own.start_interval:
+            merged = dataclasses.replace(merged, start_interval=0.0)
+        return merged
 
     def _with_host_init(self, config: base.ContainerConfig) -> base.ContainerConfig:
         """`config` with this host's static tini as PID 1 instead of the engine's init."""

@@ -31,6 +31,17 @@ def test_flags_take_the_manifest_syntax() -> None:
     assert c.resources.memory == 64 << 20
 
 
+def test_health_timings_without_a_command_are_the_images_check_with_them() -> None:
+    """As docker run: --health-* without --health-cmd keep the image's test (and its other timings)."""
+    from reconciler.runtime import base
+
+    assert config_of().healthcheck is None
+    assert config_of("--health-start-period", "1m", "--health-start-interval", "500ms").healthcheck == \
+        base.Healthcheck((), interval=0, timeout=0, retries=0, start_period=60.0, start_interval=0.5)
+    assert config_of("--health-cmd", "true", "--health-start-interval", "1s").healthcheck == \
+        base.Healthcheck(("CMD-SHELL", "true"), interval=30.0, timeout=30.0, retries=3, start_interval=1.0)
+
+
 @pytest.mark.parametrize(("flag", "value", "message"), [
     ("-p", "8080", "has no host port"),
     ("-p", "localhost:80:80", "is not an IP address"),

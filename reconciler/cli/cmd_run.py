@@ -77,11 +77,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--pids-limit", type=int, help="maximum number of processes")
     p.add_argument("--restart", type=_checked("parse_restart"),     # no default: argparse would parse it
                    help="no | on-failure[:N] | always | unless-stopped (default: no)")
-    p.add_argument("--health-cmd", help="healthcheck command (run with /bin/sh -c)")
-    p.add_argument("--health-interval", type=_duration, default=30.0, help="time between checks (default 30s)")
-    p.add_argument("--health-timeout", type=_duration, default=30.0, help="check timeout (default 30s)")
-    p.add_argument("--health-retries", type=int, default=3, help="failures before unhealthy (default 3)")
-    p.add_argument("--health-start-period", type=_duration, default=0.0, help="grace period (default 0s)")
+    p.add_argument("--health-cmd", help="healthcheck command (run with /bin/sh -c); without it, the --health-* "
+                   "timings given apply to the image's HEALTHCHECK")
+    p.add_argument("--health-interval", type=_duration, help="time between checks (default 30s)")
+    p.add_argument("--health-timeout", type=_duration, help="check timeout (default 30s)")
+    p.add_argument("--health-retries", type=int, help="failures before unhealthy (default 3)")
+    p.add_argument("--health-start-period", type=_duration, help="grace period (default 0s)")
+    p.add_argument("--health-start-interval", type=_duration,
+                   help="time between checks during the start period until healthy (default 5s)")
     p.add_argument("--stop-signal", help="signal to stop the container (default: image's or SIGTERM)")
     p.add_argument("--stop-timeout", type=float, default=10.0, help="seconds before SIGKILL on stop")
     p.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE", help="set a label")
@@ -128,11 +131,15 @@ def config_json(args: argparse.Namespace) -> dict[str, Any]:
         dst, _, opts = spec.partition(":")
         mounts.append({"type": "tmpfs", "target": dst, "options": [o for o in opts.split(",") if o]})
     name, retries = args.restart or ("no", 0)
+    timings = {"interval": args.health_interval, "timeout": args.health_timeout, "retries": args.health_retries,
+               "start_period": args.health_start_period, "start_interval": args.health_start_interval}
+    given = {k: v for k, v in timings.items() if v is not None}
     healthcheck = None
     if args.health_cmd:
-        healthcheck = {"test": ["CMD-SHELL", args.health_cmd], "interval": args.health_interval,
-                       "timeout": args.health_timeout, "retries": args.health_retries,
-                       "start_period": args.health_start_period}
+        healthcheck = {"test": ["CMD-SHELL", args.health_cmd], "interval": 30.0, "timeout": 30.0, "retries": 3,
+                       "start_period": 0.0, **given}
+    elif given:             # as docker run: the image's test with these timings (0: the image's)
+        healthcheck = {"test": [], **dict.fromkeys(timings, 0), **given}
     return {
         "name": args.name or f"r_{os.urandom(4).hex()}",     # secrets.token_hex: its import costs ~5 ms
         "image": args.image,

@@ -27,7 +27,8 @@ def container_config(
     if c.healthcheck is not None:
         hc = base.Healthcheck(test=tuple(c.healthcheck.test), interval=c.healthcheck.interval,
                               timeout=c.healthcheck.timeout, retries=c.healthcheck.retries,
-                              start_period=c.healthcheck.start_period)
+                              start_period=c.healthcheck.start_period,
+                              start_interval=c.healthcheck.start_interval)
     return base.ContainerConfig(
         name=name,
         image=image or c.image,

@@ -252,15 +252,16 @@ def _pinned(ref: str, digest: str) -> str:
 
 def _wait(c: models.Container) -> actions.Wait | None:
     """What a start of `c` waits for: a job's exit 0, healthy (a healthcheck), else running for
-    minReady. Without a healthcheck of its own, its image's counts: healthy if the started
-    container has a health status (`image_health`; the plan cannot know, the image may be pulled
-    by it); `test: [NONE]` turns the image's off."""
+    minReady. Without a healthcheck of its own, or one without test (the image's test with its
+    timings), its image's counts: healthy if the started container has a health status
+    (`image_health`; the plan cannot know, the image may be pulled by it); `test: [NONE]` turns
+    the image's off."""
     timeout = c.update.health_timeout
     if c.job:
         return actions.Wait(timeout=timeout, healthcheck=False, completion=True)
-    if c.healthcheck is not None and c.healthcheck.test[:1] != ("NONE",):
+    if c.healthcheck is not None and c.healthcheck.test and c.healthcheck.test[0] != "NONE":
         return actions.Wait(timeout=timeout, healthcheck=True)
-    if c.healthcheck is None:
+    if c.healthcheck is None or not c.healthcheck.test:
         return actions.Wait(timeout=timeout, healthcheck=False, min_ready=c.update.min_ready, image_health=True)
     if c.update.min_ready > 0:
         return actions.Wait(timeout=timeout, healthcheck=False, min_ready=c.update.min_ready)

@@ -1123,12 +1123,16 @@ class Builder:
         return models.VolumeMount("bind", source, mount.target, mount.read_only, relative=not raw_source.startswith("/"))
 
     def healthcheck(self, d: _Doc, hc: Mapping[str, Any] | None) -> models.Healthcheck | None:
+        """The manifest's healthcheck. Without `test` it is the image's HEALTHCHECK with these
+        timings: test () and every timing left out 0, the image's (Docker's HealthConfig)."""
         if hc is None:
             return None
         path: Path_ = ("spec", "healthcheck")
-        test = hc["test"]
-        if isinstance(test, str):
-            test_t: tuple[str, ...] = ("CMD-SHELL", test)
+        test = hc.get("test")
+        if test is None:
+            test_t: tuple[str, ...] = ()
+        elif isinstance(test, str):
+            test_t = ("CMD-SHELL", test)
         else:
             test_t = tuple(test)
             if test_t[0] not in ("CMD", "CMD-SHELL", "NONE"):
@@ -1137,12 +1141,14 @@ class Builder:
                 self.report(d, (*path, "test"), f"{test_t[0]} needs a command after it")
             elif test_t[0] == "CMD-SHELL" and len(test_t) != 2:
                 self.report(d, (*path, "test"), "CMD-SHELL takes exactly one shell string")
+        inherit = not test_t
         return models.Healthcheck(
             test=test_t,
-            interval=self.duration(d, (*path, "interval"), hc.get("interval"), 30.0),
-            timeout=self.duration(d, (*path, "timeout"), hc.get("timeout"), 30.0),
+            interval=self.duration(d, (*path, "interval"), hc.get("interval"), 0.0 if inherit else 30.0),
+            timeout=self.duration(d, (*path, "timeout"), hc.get("timeout"), 0.0 if inherit else 30.0),
             start_period=self.duration(d, (*path, "startPeriod"), hc.get("startPeriod"), 0.0),
-            retries=int(hc.get("retries", 3)),
+            retries=int(hc.get("retries", 0 if inherit else 3)),
+            start_interval=self.duration(d, (*path, "startInterval"), hc.get("startInterval"), 0.0),
         )
 
     # -- cross-object checks ---------------------------------------------------------------

@@ -55,7 +55,7 @@ SERVICE_KEYS: dict[str, str] = {
     "volumes": "`volumes`: named volumes, anonymous volumes (`/data`: the container's own, kept when it is replaced, removed by the prune that removes it), binds (relative to the project directory), tmpfs; `read_only`",
     "tmpfs": "`volumes` of type tmpfs, with `size` and `mode` options (other options are errors)",
     "restart": "`restart`",
-    "healthcheck": "`healthcheck`: `test`, `interval`, `timeout`, `retries`, `start_period`; `disable: true` is `[NONE]`; `start_interval` and a healthcheck without `test` (the image's test with other timings) are errors",
+    "healthcheck": "`healthcheck`: `test`, `interval`, `timeout`, `retries`, `start_period` (`startPeriod`), `start_interval` (`startInterval`: refused on an engine older than Docker 25, Podman's among them); `disable: true` is `[NONE]`; without `test`, the image's HEALTHCHECK with these timings, as Docker merges them (with `test`, an `interval`, `timeout` or `retries` left out is Docker's default, where Docker takes the image's)",
     "depends_on": "`dependsOn` (created, and healthy when they have a healthcheck, their own or their image's, first); a dependency with `service_completed_successfully` becomes a `job: true` Container (run to exit 0 first, and what depends on it is not started while it has failed); `required: false` on a service no active profile enables drops it; `restart: true` is a warning (not honoured)",
     "deploy": "`replicas` (as `scale`), `resources.limits` (`memory`, `cpus`, `pids`) and `resources.reservations` (`memory`: also the soft limit `memoryReservation`, as docker compose sets it; `cpus`) into `resources`, `placement` (`constraints`, `preferences` of `spread`) into `placement`, `mode: global` into `replicas: global`, `restart_policy` (`condition` none/on-failure/any, unset: any as the specification says, and `max_attempts`, as docker compose maps them; over `restart:`) into `restart` (`delay`, `window`: warnings); other deploy keys are errors",
     "scale": "`replicas`: other than 1, the Container is `<project>-<service>` with `replicas: N`, run as `<project>-<service>-1..N`; with `container_name` or a fixed published host port it is an error (ports without a host port are fine: each replica gets its own)",
@@ -1079,6 +1079,7 @@ class _Service:
             self.put("restart", str(value), "restart")
 
     def k_healthcheck(self, hc: Map) -> None:
+        names = {"start_period": "startPeriod", "start_interval": "startInterval"}
         out: dict[str, Any] = {}
         for opt, value in hc.items():
             here = ("healthcheck", opt)
@@ -1086,8 +1087,8 @@ class _Service:
                 continue
             if opt == "test":
                 out["test"] = ["CMD-SHELL", value] if isinstance(value, str) else [str(v) for v in value]
-            elif opt in ("interval", "timeout", "start_period"):
-                out[{"start_period": "startPeriod"}.get(opt, opt)] = _duration(value)
+            elif opt in ("interval", "timeout", "start_period", "start_interval"):
+                out[names.get(opt, opt)] = _duration(value)
             elif opt == "retries":
                 if int(value) > 0:
                     out["retries"] = int(value)
@@ -1096,14 +1097,12 @@ class _Service:
             else:
                 self.tr.error(self.p(*here), not_supported(f"healthcheck.{opt}"), key=True)
                 continue
-            self.doc.came(("spec", "healthcheck", {"start_period": "startPeriod"}.get(opt, opt)), self.p(*here))
+            self.doc.came(("spec", "healthcheck", names.get(opt, opt)), self.p(*here))
         if hc.get("disable") is True:
             out = {"test": ["NONE"]}
             self.doc.came(("spec", "healthcheck", "test"), self.p("healthcheck", "disable"))
-        if "test" not in out:
-            self.tr.error(self.p("healthcheck"), not_supported("a healthcheck without test (the image's test with other timings)", "write the test out"), key=True)
-            return
-        self.put("healthcheck", out, "healthcheck")
+        if out:                         # without test: the image's HEALTHCHECK with these timings
+            self.put("healthcheck", out, "healthcheck")
 
     def k_depends_on(self, deps: Map) -> None:
         services = self.tr.data["services"]

@@ -121,13 +121,17 @@ class RestartPolicy:
 
 @dataclass(frozen=True)
 class Healthcheck:
-    """`test` as Docker has it: ("CMD", ...), ("CMD-SHELL", "...") or ("NONE",)."""
+    """`test` as Docker has it: ("CMD", ...), ("CMD-SHELL", "...") or ("NONE",); () when the
+    manifest names none: the image's HEALTHCHECK with these timings, and then a timing it leaves
+    out is 0, the image's (Docker's HealthConfig: 0 inherits)."""
 
     test: tuple[str, ...]
-    interval: float                 # seconds; default 30
-    timeout: float                  # seconds; default 30
+    interval: float                 # seconds; default 30 (no test: 0, the image's)
+    timeout: float                  # seconds; default 30 (no test: 0, the image's)
     start_period: float             # seconds; default 0
-    retries: int                    # default 3
+    retries: int                    # default 3 (no test: 0, the image's)
+    # seconds between probes during start_period until healthy; 0: the engine's (Docker's 5 s)
+    start_interval: float = field(default=0.0, metadata={"omit_empty": True})
 
 
 @dataclass(frozen=True)

@@ -209,6 +209,30 @@ def test_health_timeout_on_update_rolls_back_to_previous_container(
     assert rt.config_of("web").env == {"V": "1"}
 
 
+def test_a_start_interval_in_the_start_period_brings_the_first_check_within_the_wait(
+    tmp_path: Path, rt: FakeRuntime, db: Database,
+) -> None:
+    """The image's check every 2m, and a healthcheck without test that adds a start period and
+    start interval: the first check comes at the start interval, and the start waits for healthy."""
+    rt.publish(IMG, config={"Healthcheck": {"Test": ["CMD", "true"], "Interval": 120 * 10**9}})
+    m = tmp_path / "m"
+    write(m, "a.yaml", container_doc("web", extra="healthcheck: {startPeriod: 5m, startInterval: 1s}"))
+    assert apply(m, rt, db).converged
+    assert rt.inspect_container("web").health == "healthy"
+    assert rt.inspect_container("web").first_probe == 1.0
+
+
+def test_a_healthcheck_without_test_waits_as_for_its_images(tmp_path: Path, rt: FakeRuntime, db: Database) -> None:
+    """The image's test with other timings: healthy if the image has a HEALTHCHECK, else no
+    check at all (as Docker), and the start does not wait for one."""
+    m = tmp_path / "m"
+    write(m, "a.yaml", container_doc("web", extra="healthcheck: {interval: 1s}"))
+    [start] = [a for a in fresh_plan(m, rt).actions if a.kind is Kind.START]
+    assert start.wait == actions.Wait(timeout=60.0, healthcheck=False, image_health=True)
+    assert apply(m, rt, db).converged
+    assert rt.inspect_container("web").health is None
+
+
 def test_unhealthy_new_container_rolls_back_immediately(tmp_path: Path, rt: FakeRuntime, db: Database) -> None:
     m = tmp_path / "m"
     write(m, "a.yaml", container_doc("web", extra="env: {V: '1'}"))

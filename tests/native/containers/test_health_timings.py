@@ -2,21 +2,39 @@
 image whose HEALTHCHECK runs every minute need not hold every start for a minute, as on Docker 25.
 
 During the start period, until the first success, the engine probes every start interval, then
-every interval."""
+every interval; a healthcheck without test runs the image's test with the manifest's timings."""
 
 from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from reconciler.runtime import base
 from reconciler.runtime.native.containers import health
+from tests.execution.helpers import write
+from tests.helpers import images
 from tests.helpers.host import Host
+from tests.helpers.registry import RegistryServer
 from tests.runtime.test_conformance import eventually
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
+
+MINUTE = 60 * 10**9
+
+
+def slow_checked_image(registry: RegistryServer, tmp_path: Path, name: str) -> str:
+    """busybox whose HEALTHCHECK (`test -f /tmp/ready`) runs every minute, as images commonly say."""
+    layout = tmp_path / f"{name}-layout"
+    images.write_layout(layout, [images.busybox_layer()], config={
+        "Cmd": ["/bin/sh"], "Env": ["PATH=/bin"],
+        "Healthcheck": {"Test": ["CMD", "test", "-f", "/tmp/ready"], "Interval": MINUTE, "Timeout": 5 * 10**9,
+                        "Retries": 3}})
+    ref = f"{registry.host}/timings/{name}:1"
+    images.push_layout(layout, ref)
+    return ref
 
 
 def test_probes_come_every_start_interval_until_healthy_then_every_interval(host: Host, busybox_image: str) -> None:
@@ -51,4 +69,33 @@ def test_probes_come_every_start_interval_until_healthy_then_every_interval(host
         stop.set()
         if watch.is_alive():
             watch.join(timeout=10)
+        rt.close()
+
+
+def test_a_healthcheck_without_test_gives_the_images_its_start_interval_through_apply(
+        host: Host, registry: RegistryServer, tmp_path: Path) -> None:
+    """The image checks every minute (longer than the 60 s wait): the manifest keeps its test and
+    adds a start period and start interval, and the start is healthy within seconds."""
+    image = slow_checked_image(registry, tmp_path, "slow")
+    m = tmp_path / "m"
+    write(m, "c.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: app}}
+        spec:
+          image: "{image}"
+          command: [sh, -c, "sleep 1; touch /tmp/ready; sleep 600"]
+          healthcheck: {{startPeriod: 2m, startInterval: 500ms}}
+          networks: [none]
+        """)
+    started = time.monotonic()
+    assert host.cli("apply", str(m)) == 0
+    assert time.monotonic() - started < 30                      # not the image's minute
+    rt = host.runtime()
+    try:
+        assert rt.inspect_container("app").health == "healthy"
+        assert rt.inspect_document("app")["Config"]["Healthcheck"] == {
+            "Test": ["CMD", "test", "-f", "/tmp/ready"], "Interval": MINUTE, "Timeout": 5 * 10**9, "Retries": 3,
+            "StartPeriod": 120 * 10**9, "StartInterval": 500_000_000}
+    finally:
         rt.close()

@@ -7,7 +7,8 @@
   call; a `hold` action is reported held and its dependents skipped.
 - A start with a `wait` waits until the container is healthy (healthcheck) or has run for
   `min_ready`, within the timeout; dependents therefore start after their dependencies are
-  healthy.
+  healthy. A healthcheck whose first probe the engine runs after the timeout
+  (`ContainerState.first_probe`) fails the wait at once, saying what to change.
 - A create or start that fails inside a replacement carrying `rollback` data puts the
   previous container back (its config from the inventory, its image by id), or, for a
   start-first update, removes the new one; the action is still reported failed.
@@ -374,6 +375,8 @@ def _wait_ready(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) 
                 return
             if st.health == "unhealthy":
                 raise _ActionFailed(f"{a.target} is unhealthy")
+            if st.first_probe is not None and st.first_probe >= a.wait.timeout:
+                raise _ActionFailed(_probed_too_late(a.target, st.first_probe, a.wait.timeout))
         elif opts.clock() - began >= a.wait.min_ready and st.status is base.ContainerStatus.RUNNING:
             return
         if _stopping(opts):
@@ -385,6 +388,14 @@ def _wait_ready(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) 
                 else f"running for {a.wait.min_ready:g}s"
             raise _ActionFailed(f"{a.target} not {what} within {a.wait.timeout:g}s")
         opts.sleep(opts.poll_interval)
+
+
+def _probed_too_late(name: str, first: float, timeout: float) -> str:
+    """Why a start fails at once when its healthcheck's first probe comes after its wait ends."""
+    return (f"{name} cannot be healthy within update.healthTimeout ({timeout:g}s): its healthcheck first "
+            f"runs {first:g}s after its start; probe sooner while it starts (healthcheck.startPeriod with a "
+            f"startInterval under {timeout:g}s: a healthcheck without test keeps the image's), or give it a "
+            f"shorter healthcheck.interval, or a longer update.healthTimeout")
 
 
 def _roll_back(a: actions.Action, runtime: base.Runtime, message: str,

@@ -557,6 +557,8 @@ class Builder:
             min_ready=self.duration(d, sp("update", "minReady"), upd.get("minReady"), 0.0),
             on_failure=upd.get("onFailure", "rollback"),
         )
+        if not spec.get("job"):
+            self.check_first_probe(d, healthcheck, update.health_timeout)
         stop_signal = spec.get("stopSignal")
         if stop_signal is not None:
             normal = stop_signal.upper() if stop_signal.upper().startswith("SIG") else "SIG" + stop_signal.upper()
@@ -1150,6 +1152,25 @@ class Builder:
             retries=int(hc.get("retries", 0 if inherit else 3)),
             start_interval=self.duration(d, (*path, "startInterval"), hc.get("startInterval"), 0.0),
         )
+
+    def check_first_probe(self, d: _Doc, hc: models.Healthcheck | None, timeout: float) -> None:
+        """Warn where a healthcheck's first check comes no sooner than its start's wait ends
+        (update.healthTimeout): such a start fails (at once, the executor sees it coming). Only
+        what the manifest says is judged: an image's timings are not known before it is pulled."""
+        if hc is None or not hc.test or hc.test[0] == "NONE":
+            return
+        path: Path_ = ("spec", "healthcheck")
+        if hc.start_interval and not hc.start_period:
+            self.warn(d, (*path, "startInterval"), "startInterval applies during the start period only, and this "
+                      "healthcheck sets no startPeriod (its image's applies, if it has one): set startPeriod too")
+        if hc.start_period and not hc.start_interval:
+            return                      # the first check at the engine's start interval (Docker's 5 s)
+        first, where = (hc.start_interval, "startInterval") if hc.start_period else (hc.interval, "interval")
+        if first >= timeout:
+            self.warn(d, (*path, where), f"the first check comes {first:g}s after a start, not within "
+                      f"update.healthTimeout ({timeout:g}s): a start of this container fails waiting for "
+                      "healthy; set startPeriod with a startInterval below it, a shorter interval, or a longer "
+                      "update.healthTimeout")
 
     # -- cross-object checks ---------------------------------------------------------------
 

@@ -194,7 +194,7 @@ def test_health_timeout_on_update_rolls_back_to_previous_container(
     old = rt.inspect_container("web")
     # the new version never becomes healthy
     write(m, "a.yaml", container_doc("web", extra="env: {V: '2'}\n"
-                                     "healthcheck: {test: [CMD, sleep, '1']}\nupdate: {healthTimeout: 5s}"))
+                                     "healthcheck: {test: [CMD, sleep, '1'], interval: 1s}\nupdate: {healthTimeout: 5s}"))
     result = apply(m, rt, db)
     assert result.result == "failed"
     assert result.changeset is not None
@@ -207,6 +207,33 @@ def test_health_timeout_on_update_rolls_back_to_previous_container(
     assert now.labels == old.labels                           # ... exactly as before
     assert now.image_id == old.image_id
     assert rt.config_of("web").env == {"V": "1"}
+
+
+@pytest.mark.parametrize(("healthcheck", "image_check"), [
+    ("healthcheck: {test: [CMD, sleep, '1'], interval: 2m}", None),                 # the manifest's
+    ("", {"Test": ["CMD", "sleep", "1"], "Interval": 120 * 10**9}),                  # its image's
+    ("healthcheck: {timeout: 3s}", {"Test": ["CMD", "sleep", "1"], "Interval": 120 * 10**9}),  # merged
+])
+def test_a_start_whose_first_check_comes_after_the_health_timeout_fails_at_once(
+    tmp_path: Path, rt: FakeRuntime, db: Database, healthcheck: str, image_check: dict[str, object] | None,
+) -> None:
+    """Interval 2m, no start interval, a 60 s wait: the engine says when it first probes
+    (ContainerState.first_probe), and the start fails without waiting, naming what to change."""
+    if image_check is not None:
+        rt.publish(IMG, config={"Healthcheck": image_check})
+    m = tmp_path / "m"
+    write(m, "a.yaml", container_doc("web", extra=healthcheck))
+    clock = FakeClock()
+    result = passes.run_pass(load(m), rt, db, passes.PassOptions(), now=1_800_000_000.0,
+                             execute_options=exec_options(clock))
+    assert clock.t == 1000.0                                    # no poll waited
+    assert result.result == "failed"
+    assert result.changeset is not None
+    [change] = [c for c in result.changeset.changes if c.resource == "container:web"]
+    assert change.detail == (
+        "web cannot be healthy within update.healthTimeout (60s): its healthcheck first runs 120s after its start; "
+        "probe sooner while it starts (healthcheck.startPeriod with a startInterval under 60s: a healthcheck "
+        "without test keeps the image's), or give it a shorter healthcheck.interval, or a longer update.healthTimeout")
 
 
 def test_a_start_interval_in_the_start_period_brings_the_first_check_within_the_wait(

@@ -1,9 +1,11 @@
 """A healthcheck's start interval and a healthcheck without test (the image's test with other
-timings), in the manifest language and from compose: the models they load into, their hash, and
-compose's `start_interval` and timings-only `healthcheck` through `reconcile convert`."""
+timings), in the manifest language and from compose: the models they load into, their hash, the
+warnings `validate` gives where a start would fail waiting for a first check that comes too late,
+and compose's `start_interval` and timings-only `healthcheck` through `reconcile convert`."""
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -29,6 +31,10 @@ def _load(tmp_path: Path, extra: str) -> spec.DesiredState:
     return spec.load(tmp_path)
 
 
+def _warnings(desired: spec.DesiredState, tmp_path: Path) -> list[str]:
+    return [w.replace(str(tmp_path) + os.sep, "") for w in desired.warnings]
+
+
 def test_start_interval_loads_and_is_hashed_only_when_set(tmp_path: Path) -> None:
     plain = _load(tmp_path, "healthcheck: {test: [CMD, /check], startPeriod: 1m}\n").containers["web"]
     assert plain.healthcheck == Healthcheck(("CMD", "/check"), 30.0, 30.0, 60.0, 3)
@@ -49,6 +55,30 @@ def test_a_healthcheck_without_test_is_the_images_with_these_timings(tmp_path: P
 def test_a_bad_start_interval_is_a_load_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="startInterval"):
         _load(tmp_path, "healthcheck: {test: [CMD, /check], startInterval: soon}\n")
+
+
+@pytest.mark.parametrize(("extra", "warned"), [
+    ("healthcheck: {test: [CMD, /check], interval: 2m}\n",
+     ["c.yaml:6:48: Container/web: spec.healthcheck.interval: the first check comes 120s after a start, not "
+      "within update.healthTimeout (60s): a start of this container fails waiting for healthy; set startPeriod "
+      "with a startInterval below it, a shorter interval, or a longer update.healthTimeout"]),
+    ("healthcheck: {test: [CMD, /check], interval: 30s}\nupdate: {healthTimeout: 20s}\n",
+     ["c.yaml:6:48: Container/web: spec.healthcheck.interval: the first check comes 30s after a start, not "
+      "within update.healthTimeout (20s): a start of this container fails waiting for healthy; set startPeriod "
+      "with a startInterval below it, a shorter interval, or a longer update.healthTimeout"]),
+    ("healthcheck: {test: [CMD, /check], startInterval: 1s}\n",
+     ["c.yaml:6:53: Container/web: spec.healthcheck.startInterval: startInterval applies during the start period "
+      "only, and this healthcheck sets no startPeriod (its image's applies, if it has one): set startPeriod too"]),
+    ("healthcheck: {test: [CMD, /check], interval: 2m, startPeriod: 5m, startInterval: 1s}\n", []),
+    ("healthcheck: {test: [CMD, /check], interval: 2m, startPeriod: 5m}\n", []),      # Docker's 5 s start interval
+    ("healthcheck: {interval: 2m}\n", []),           # the image's test: its start period is not known here
+    ("healthcheck: {test: [NONE], interval: 2m}\n", []),
+    ("healthcheck: {test: [CMD, /check], interval: 2m}\njob: true\n", []),          # a job waits for its exit
+])
+def test_validate_warns_where_a_start_would_wait_out_its_first_check(
+    tmp_path: Path, extra: str, warned: list[str],
+) -> None:
+    assert _warnings(_load(tmp_path, extra), tmp_path) == warned
 
 
 COMPOSE = """\

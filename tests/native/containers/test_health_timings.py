@@ -2,7 +2,8 @@
 image whose HEALTHCHECK runs every minute need not hold every start for a minute, as on Docker 25.
 
 During the start period, until the first success, the engine probes every start interval, then
-every interval; a healthcheck without test runs the image's test with the manifest's timings."""
+every interval; a healthcheck without test runs the image's test with the manifest's timings; a
+start whose first check would come after its wait fails at once, saying what to change."""
 
 from __future__ import annotations
 
@@ -99,3 +100,23 @@ def test_a_healthcheck_without_test_gives_the_images_its_start_interval_through_
             "StartPeriod": 120 * 10**9, "StartInterval": 500_000_000}
     finally:
         rt.close()
+
+
+def test_a_start_whose_first_check_comes_after_its_wait_fails_at_once_naming_the_fix(
+        host: Host, registry: RegistryServer, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """The image's check every minute, a 60 s wait: the start fails without waiting it out."""
+    image = slow_checked_image(registry, tmp_path, "late")
+    m = tmp_path / "m"
+    write(m, "c.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: app}}
+        spec: {{image: "{image}", command: [sh, -c, "touch /tmp/ready; sleep 600"], networks: [none]}}
+        """)
+    capfd.readouterr()
+    started = time.monotonic()
+    assert host.cli("apply", str(m)) == 1
+    assert time.monotonic() - started < 30
+    out = capfd.readouterr().out
+    assert "app cannot be healthy within update.healthTimeout (60s): its healthcheck first runs 60s after its " \
+           "start; probe sooner while it starts (healthcheck.startPeriod with a startInterval under 60s" in out, out

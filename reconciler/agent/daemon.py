@@ -602,6 +602,7 @@ class Agent:
                 # observed now, not at the last pass: a container that died since is down already
                 down = passes.unready(src.desired, states) if src.desired is not None else {}
                 self.prom.down.labels(name).set(len(down))
+                self.prom.managed.labels(name).set(len(states))     # the same look, not the last pass's
                 for c in sorted(states, key=lambda c: c.name):
                     objects.append({"kind": "Container", "name": c.name, "id": c.id[:12],
                                     "status": "paused" if c.paused else str(c.status),

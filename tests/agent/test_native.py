@@ -339,6 +339,14 @@ def test_status_and_metrics_show_a_container_down_between_passes(
         code, _, page = thin.text(str(a.socket), "/")               # and so does the dashboard
         assert code == 200
         assert "down now: container web" in page
+        assert 'reconciler_containers_managed{source="host"} 1.0' in a.api.get("/metrics")
+        removed = subprocess.run([sys.executable, "-m", "reconciler", "rm", "-f", "web", "--root", str(a.root)],
+                                 capture_output=True, text=True, timeout=60, check=False,
+                                 cwd=Path(__file__).resolve().parents[2])
+        assert removed.returncode == 0, removed.stdout + removed.stderr
+        metrics = a.api.get("/metrics")                             # no pass since: seen at the scrape
+        assert 'reconciler_containers_managed{source="host"} 0.0' in metrics
+        assert 'reconciler_containers_down{source="host"} 1.0' in metrics
     finally:
         a.stop()
         rt = engine(a)

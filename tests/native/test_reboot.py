@@ -107,3 +107,39 @@ def test_once_brings_back_a_served_app_with_its_network_port_and_volume_after_a_
         assert resolving(rt) == names       # its extra hosts and DNS settings too (the start made them again)
     finally:
         rt.close()
+
+
+def test_a_network_no_container_uses_gets_its_bridge_and_rules_back_after_a_reboot(
+        host: Host, tmp_path: Path) -> None:
+    """A reboot takes every bridge and the nft table; the records keep the network. The next
+    `reconcile` makes them again (as dockerd does for its networks at start), not only those a
+    restarted container needs: a network is never reported there while the host lacks it."""
+    import subprocess
+
+    from reconciler.runtime.native.network import ipam
+
+    write(tmp_path / "m", "net.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Network
+        metadata: {{name: spare}}
+        spec: {{subnet: {host.subnet}}}
+        """)
+    m = str(tmp_path / "m")
+    assert host.cli("apply", m) == 0
+    [net] = ipam.IPAM(host.config.db()).networks()
+    bridge = Path("/sys/class/net") / net.bridge
+
+    def table() -> bool:
+        return subprocess.run(["nft", "list", "table", "ip", host.config.name_prefix],
+                              capture_output=True, check=False).returncode == 0
+
+    assert bridge.exists()
+    assert table()
+
+    reboot(host.config)
+    assert not bridge.exists()
+    assert not table()
+
+    assert host.cli("apply", m) == 0
+    assert bridge.exists()
+    assert table()

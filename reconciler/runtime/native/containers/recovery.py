@@ -180,13 +180,19 @@ def _clean_orphan(manager: Any, cid: str) -> None:
 def _network_leftovers(config: NativeConfig, known: set[str]) -> bool:
     """Whether the network side holds anything of a container without a record (an address
     allocation, a namespace or a hosts-file dir), or peers' hosts files a killed batch left
-    without a new container's name (network/stale.py). The full network recovery re-renders the
-    firewall (~50 ms), so a clean start skips it. Read from the state DB and the run dir, as the
-    network manager keeps them, without making the manager (its netlink and firewall modules:
-    ~25 ms of a CLI's start, #21)."""
+    without a new container's name (network/stale.py), or a recorded network lacks its bridge (a
+    reboot took it, with the nft table: a network no container uses would otherwise stay
+    recorded, reported and planned as there, with nothing on the host). The full network
+    recovery makes the bridges again and re-renders the firewall (~50 ms), so a clean start
+    skips it. Read from the state DB, the run dir and /sys/class/net, as the network manager
+    keeps them, without making the manager (its netlink and firewall modules: ~25 ms of a CLI's
+    start, #21)."""
     from reconciler.runtime.native.network import ipam, stale
 
-    if any(c.container_id not in known for c in ipam.IPAM(config.db()).containers()):
+    store = ipam.IPAM(config.db())
+    if any(c.container_id not in known for c in store.containers()):
+        return True
+    if any(not os.path.lexists(f"/sys/class/net/{n.bridge}") for n in store.networks()):
         return True
     if stale.dead_marks(config):        # killed while a new container's name waited for its peers
         return True

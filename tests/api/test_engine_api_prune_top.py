@@ -3,10 +3,20 @@ container's own processes (from its cgroup), prune removes what nothing uses and
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.api.test_engine_api import docker
 from tests.api.test_engine_api import engine_api as engine_api  # the fixture
 from tests.api.test_engine_api import pytestmark as pytestmark  # root, registry, docker CLI
 from tests.helpers.host import Host
+
+
+def reclaimed_mb(printed: str) -> float:
+    """The docker CLI's "Total reclaimed space: 1.065MB" (decimal units) in MB."""
+    size = printed.rpartition("Total reclaimed space: ")[2].split()[0]
+    units = {"B": 1e-6, "kB": 1e-3, "MB": 1.0, "GB": 1e3}
+    unit = next(u for u in sorted(units, key=len, reverse=True) if size.endswith(u))
+    return float(size.removesuffix(unit)) * units[unit]
 
 
 def test_docker_top_and_prune(engine_api: str, host: Host, busybox_image: str) -> None:
@@ -18,7 +28,8 @@ def test_docker_top_and_prune(engine_api: str, host: Host, busybox_image: str) -
     docker(engine_api, "volume", "create", "spare")
     docker(engine_api, "run", "-d", "--name", "live", "--network", net, "-v", "kept:/data", busybox_image,
            "sh", "-c", "sleep 3600 & sleep 3601")
-    docker(engine_api, "run", "--name", "done1", "--network", "none", busybox_image, "true")
+    docker(engine_api, "run", "--name", "done1", "--network", "none", busybox_image,
+           "sh", "-c", "head -c 1048576 /dev/zero > /big")            # a MiB in its writable layer
     docker(engine_api, "run", "--name", "done2", "--network", "none", "-l", "keep=yes", busybox_image, "true")
     try:
         top = docker(engine_api, "top", "live").stdout.splitlines()
@@ -32,11 +43,14 @@ def test_docker_top_and_prune(engine_api: str, host: Host, busybox_image: str) -
         assert "done1" not in names
         assert "done2" in names                                       # label!=keep: left
         assert "live" in names                                        # running: kept
-        assert "Total reclaimed space" in pruned
+        assert reclaimed_mb(pruned) >= 1.048, pruned                # its writable layer's, not 0
         docker(engine_api, "container", "prune", "-f")
         assert docker(engine_api, "ps", "-a", "--format", "{{.Names}}").stdout.split() == ["live"]
 
-        docker(engine_api, "volume", "prune", "-f")
+        spare = docker(engine_api, "volume", "inspect", "-f", "{{.Mountpoint}}", "spare").stdout.strip()
+        (Path(spare) / "data").write_bytes(b"x" * 2 * 1024 * 1024)
+        reclaimed = docker(engine_api, "volume", "prune", "-f").stdout
+        assert reclaimed_mb(reclaimed) >= 2.097, reclaimed          # the volume's data, as dockerd
         assert docker(engine_api, "volume", "ls", "-q").stdout.split() == ["kept"]    # in use: kept
         docker(engine_api, "network", "prune", "-f")
         nets = docker(engine_api, "network", "ls", "--format", "{{.Name}}").stdout.split()

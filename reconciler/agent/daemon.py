@@ -448,6 +448,21 @@ class Agent:
         finally:
             heap.release()
 
+    def _heal(self, runtime: Any) -> None:
+        """Before a pass observes: what another program took of the engine's network plumbing
+        (a firewall reload flushing its nft table: every published port dark) made again, and
+        said (base.Healing)."""
+        if not isinstance(runtime, base.Healing):
+            return
+        try:
+            made = runtime.heal()
+        except ReconcilerError as e:
+            self._log.warning("network_heal_failed", error=e.message)
+            return
+        if made:
+            self._log.warning("network_healed", made=made)
+            self.events.publish("network_healed", made=made)
+
     def _pass(self, request: loop_mod.Request) -> loop_mod.Result:
         name = request.key
         with self._lock:
@@ -468,6 +483,7 @@ class Agent:
         assert self.db is not None
         run = src.updates.prepare(desired, self._tag_cache(), rev.id)     # update policies' tags in place
         with self._pass_lock, self._runtime_session(write=True) as runtime:
+            self._heal(runtime)
             src.source.place(rev)               # what the pass applies is what its binds show
             eo = executor.ExecuteOptions(max_workers=self.config.parallel,
                                          stop=lambda: self.loop.stop_requested)

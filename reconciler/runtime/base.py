@@ -44,6 +44,7 @@ __all__ = [
     "ContainerState",
     "ContainerStatus",
     "ExecResult",
+    "Healing",
     "HealthSupervision",
     "Healthcheck",
     "ImageBuilding",
@@ -517,6 +518,15 @@ class HealthSupervision(SupervisionLoop, Protocol):
     health status stale, `ContainerState.health_stale`, probes it before it judges)."""
 
     def probe(self, cid: str) -> str | None: ...              # run its check now: the status it records
+
+
+@runtime_checkable
+class Healing(Protocol):
+    """An engine whose host plumbing another program can take while it runs (a bridge deleted,
+    a firewall reload that flushes its nft rules), which it makes again when asked: the agent
+    asks before each pass, so what a pass observes is what the host has (the native engine)."""
+
+    def heal(self) -> list[str]: ...         # what was made again, as words; [] when nothing
 
 
 @runtime_checkable

@@ -399,3 +399,47 @@ def test_a_registry_that_stops_answering_is_backed_off_across_passes_and_shown_i
         assert "tags_unresolved" in a.log_path.read_text()
     finally:
         proxy.stop()
+
+
+def test_a_pass_makes_again_the_rules_a_firewall_reload_flushed(
+        tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
+    """A firewall reload flushes the ruleset: every published port goes dark while the records
+    say forwarded. The agent's next pass finds the engine's table gone and puts it back (the
+    ruleset is otherwise rendered again only when its text changes), and says so."""
+    import urllib.request
+
+    from tests.helpers.ports import publish_port
+
+    a = native_agent
+    subnet, port = random_pool().replace("/23", "/24"), publish_port()
+    (tmp_path / "m" / "web.yaml").write_text(textwrap.dedent(f"""\
+        apiVersion: reconciler/v1
+        kind: Network
+        metadata: {{name: lan}}
+        spec: {{subnet: "{subnet}"}}
+        ---
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: web}}
+        spec:
+          image: {busybox_image}
+          command: [httpd, -f, -p, "80", -h, /etc]
+          networks: [lan]
+          ports: ["127.0.0.1:{port}:80"]
+        """))
+
+    def served() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/passwd", timeout=2) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    a.start()
+    wait_for("web served", served)
+    subprocess.run(["nft", "delete", "table", "ip", a.prefix], check=True)     # the reload
+    assert not served()
+    a.reconcile("host")
+    assert served()
+    healed = [e for e in a.events() if e["type"] == "network_healed"]
+    assert healed[0]["made"] == [f"nft table {a.prefix}"], healed

@@ -1,17 +1,17 @@
 """Which optional capabilities (the small protocols of runtime.base) each engine has, as the
 executor finds them with isinstance: renaming (start-first updates), building and pushing
-images, supervision loops its holder must run, archive transfer (container import), a cluster
+images, supervision loops its holder must run, host plumbing it makes again when asked, archive transfer (container import), a cluster
 whose containers are services (Swarm: tests/swarm/test_mapping.py)."""
 
 from __future__ import annotations
 
 from reconciler.runtime import base
 
-PROTOCOLS = (base.Renaming, base.ImageBuilding, base.ImagePushing, base.Supervised, base.ArchiveTransfer,
-             base.ServiceEngine)
+PROTOCOLS = (base.Renaming, base.ImageBuilding, base.ImagePushing, base.Supervised, base.Healing,
+             base.ArchiveTransfer, base.ServiceEngine)
 CAPABILITIES = {
     "fake": {"Renaming"},
-    "native": {"Renaming", "ImageBuilding", "ImagePushing", "Supervised", "ArchiveTransfer"},
+    "native": {"Renaming", "ImageBuilding", "ImagePushing", "Supervised", "Healing", "ArchiveTransfer"},
     "docker": {"Renaming", "ArchiveTransfer"},       # dockerd supervises its containers itself
     # Podman restarts its containers itself; its healthchecks are reconciler's loop (podman.py)
     "podman": {"Renaming", "ArchiveTransfer", "Supervised"},

@@ -139,6 +139,13 @@ class LazyNetwork:
     def recover(self, live_container_ids: Sequence[str] = ()) -> RecoveryReport:
         return self.manager.recover(live_container_ids)
 
+    def heal(self) -> list[str]:
+        """network.NetworkManager.heal, when any network is recorded (else nothing to heal,
+        and no manager made)."""
+        if self._manager is None and not self._leases().networks():
+            return []
+        return self.manager.heal()
+
     # containers.NetworkAttacher
 
     def attach(self, container_id: str, **how: Any) -> Attachment:
@@ -381,6 +388,13 @@ class NativeRuntime:
         if self.network is None:
             return []
         return list(self._net().list_networks(selector))
+
+    def heal(self) -> list[str]:
+        """base.Healing: the recorded networks' bridges and the engine's nft table made again
+        where another program took them (network.NetworkManager.heal)."""
+        if self.network is None:
+            return []
+        return list(self._net().heal())
 
     def ensure_network(self, config: base.NetworkConfig) -> base.NetworkState:
         known = any(n.name == config.name for n in self.list_networks())

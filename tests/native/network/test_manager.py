@@ -362,3 +362,31 @@ def test_a_namespace_is_made_without_moving_the_callers_thread(harness: Harness)
         assert os.stat(ns).st_ino == made
     finally:
         netlink.remove_netns(ns)
+
+
+def test_heal_makes_again_a_flushed_table_and_a_deleted_bridge(harness: Harness) -> None:
+    """Another program takes the plumbing while the engine runs (a firewall reload flushing the
+    ruleset, an `ip link del`): the ruleset's text did not change, so no apply puts it back;
+    heal finds what is missing and makes it again, and says what."""
+    m = harness.manager
+    m.ensure_network(base.NetworkConfig(name="heal", subnet=harness.subnet(0)))
+    port = _port()
+    m.attach("ctr-heal", name="heal", hostname="heal", networks=["heal"], ports=[base.PortMapping(80, port)])
+    bridge = m.bridge_name("heal")
+
+    def table() -> str:
+        return subprocess.run(["nft", "list", "table", "ip", harness.prefix], capture_output=True, text=True,
+                              check=False).stdout
+
+    assert f"dport {port}" in table()
+    assert m.heal() == []                                       # nothing missing: nothing done
+    subprocess.run(["nft", "delete", "table", "ip", harness.prefix], check=True)
+    subprocess.run(["ip", "link", "del", bridge], check=True)
+    assert m.heal() == [f"bridge {bridge}", f"nft table {harness.prefix}"]
+    assert f"dport {port}" in table()
+    assert f"{state_gateway(m, 'heal')}/24" in _addresses(bridge)
+    assert m.heal() == []
+
+
+def state_gateway(m: network.NetworkManager, name: str) -> str:
+    return next(n.gateway for n in m.list_networks() if n.name == name)

@@ -1036,6 +1036,30 @@ class NetworkManager:
 
     # recovery ---------------------------------------------------------------------------------
 
+    def heal(self) -> list[str]:
+        """Make again what another program took of the recorded networks' host plumbing while
+        the engine ran: a bridge deleted, or the engine's nft table gone (a firewall reload that
+        flushes the ruleset). The ruleset is only rendered again when its text changes, so a
+        table flushed under it stays gone, with every published port, until the next change.
+        What was made again, as words ("bridge X", "nft table Y"); [] when nothing was missing.
+        A stat per bridge and one `nft list table`: the agent asks before each pass. (The veths
+        of containers on a deleted bridge are not plugged in again: their next start does.)"""
+        networks = self._ipam.networks()
+        if not networks:
+            return []
+        gone = [n for n in networks if not os.path.lexists(f"/sys/class/net/{n.bridge}")]
+        table = self._fw.table_exists()
+        if not gone and table:
+            return []
+        with self._locked():
+            for n in gone:
+                self._ensure_bridge(n)
+                self._fw.ensure_accepts(n)
+            self._apply_firewall(force=True)
+        made = [f"bridge {n.bridge}" for n in gone] + ([] if table else [f"nft table {self._fw.table}"])
+        log.warning("network plumbing made again", made=made)
+        return made
+
     def recover(self, live_container_ids: Sequence[str] = ()) -> RecoveryReport:
         """At start-up: release what dead containers held and delete leaked host objects."""
         from reconciler.runtime.native.network import netlink

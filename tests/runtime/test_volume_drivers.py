@@ -60,3 +60,30 @@ def test_the_native_engine_binds_a_local_bind_volume_to_its_directory(tmp_path: 
         assert (shared / "written").read_text() == "kept\n"        # the directory is the user's: left
     finally:
         cleanup(rt)
+
+
+def test_a_volume_whose_data_was_deleted_is_refused_not_made_again_empty(tmp_path: Path) -> None:
+    """Its data is made before its record commits, so a recorded volume without it lost it: a
+    container mounting it gets a clear error saying what to do, not a new empty directory that
+    hides the loss; once removed, it is made again (empty, or from a backup)."""
+    import shutil
+
+    rt, image = make_native(tmp_path)
+    try:
+        rt.ensure_volume(base.VolumeConfig("precious"))
+        data = Path(next(v.mountpoint for v in rt.list_volumes() if v.name == "precious"))
+        (data / "ledger").write_text("1")
+        shutil.rmtree(data.parent)                               # deleted outside the engine
+        mount = (base.Mount(type="volume", source="precious", target="/data"),)
+        with pytest.raises(errors.Conflict, match=r"volume precious: its data directory .* is gone") as err:
+            rt.create_container(base.ContainerConfig(name="reader", image=image, command=("true",),
+                                                     networks=("none",), mounts=mount))
+        assert "reconcile volume rm precious" in str(err.value.hint)
+        assert not data.exists()
+        assert [c.name for c in rt.list_containers()] == []
+        rt.remove_volume("precious")
+        rt.ensure_volume(base.VolumeConfig("precious"))
+        assert data.is_dir()
+        assert list(data.iterdir()) == []
+    finally:
+        cleanup(rt)

@@ -72,21 +72,28 @@ class VolumeStore:
         if device is not None and not os.path.isdir(device):
             raise rterrors.InvalidArgument(f"volume {config.name}: the device {device} to bind is not a directory",
                                            hint="create the directory first (Docker refuses a missing one too)")
+        data = self.data_dir(config.name)
         with self.db.tx() as conn:
             row = conn.execute("SELECT * FROM volumes WHERE name = ?", (config.name,)).fetchone()
-            if row is None:
-                conn.execute("INSERT INTO volumes (name, labels, created) VALUES (?, ?, ?)",
-                             (config.name, json.dumps(dict(config.labels), sort_keys=True), _now()))
-                row = conn.execute("SELECT * FROM volumes WHERE name = ?", (config.name,)).fetchone()
-        data = self.data_dir(config.name)
-        if os.path.lexists(data):
-            return self._state(row)         # made once: options given later change nothing
-        if device is not None:
-            data.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(device, data)
-        else:
-            data.mkdir(parents=True)
-            os.chmod(data, 0o755)  # noqa: S103 - as Docker's _data, whatever the umask (the parent is private)
+            if row is not None:
+                if not os.path.lexists(data):
+                    # a recorded volume's data is made before its row commits: gone since, not
+                    # "not made yet"; a new empty one would hide the loss from what mounts it
+                    raise rterrors.Conflict(
+                        f"volume {config.name}: its data directory {data} is gone (deleted outside the engine)",
+                        hint=f"remove the volume (`reconcile volume rm {config.name}`), then restore it from a "
+                             f"backup (`reconcile volume import {config.name} < BACKUP.tar`) or let it be made empty")
+                return self._state(row)     # made once: options given later change nothing
+            conn.execute("INSERT INTO volumes (name, labels, created) VALUES (?, ?, ?)",
+                         (config.name, json.dumps(dict(config.labels), sort_keys=True), _now()))
+            row = conn.execute("SELECT * FROM volumes WHERE name = ?", (config.name,)).fetchone()
+            if not os.path.lexists(data):   # (left by a crash between this and the commit: kept)
+                if device is not None:
+                    data.parent.mkdir(parents=True, exist_ok=True)
+                    os.symlink(device, data)
+                else:
+                    data.mkdir(parents=True)
+                    os.chmod(data, 0o755)  # noqa: S103 - as Docker's _data, whatever the umask (the parent is private)
         return self._state(row)
 
     def bound(self, name: str) -> str | None:

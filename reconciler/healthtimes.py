@@ -50,6 +50,8 @@ def stale(status: str, interval: float, timeout: float, start_period: float, sta
     if status != "running":
         return False
     since = epoch(probed_at) if probed_at else None
+    if probed_at and since is None:
+        return False                # a probe time this rule cannot read: not called stale on it
     if since is None:
         start = epoch(started_at) if started_at else None
         if start is None:

@@ -300,9 +300,13 @@ def _ports(attrs: Mapping[str, Any]) -> tuple[base.PortMapping, ...]:
     return tuple(out)
 
 
-def container_state(attrs: Mapping[str, Any], *, start_interval: bool = False) -> base.ContainerState:
+def container_state(attrs: Mapping[str, Any], *, start_interval: bool = False,
+                    probed_here: bool = False) -> base.ContainerState:
     """`GET /containers/{id}/json` → ContainerState; `start_interval`: whether the engine probes
-    at a healthcheck's start interval (Docker 25, Engine API 1.44), for `first_probe`."""
+    at a healthcheck's start interval (Docker 25, Engine API 1.44), for `first_probe`;
+    `probed_here`: whether its healthchecks are reconciler's loop (Podman: then a status no
+    probe observed lately is stale, `_health_seen`), not the engine's own (dockerd's: its
+    probe times are its clock's, which a remote engine's need not agree with)."""
     state = attrs.get("State") or {}
     cfg = attrs.get("Config") or {}
     raw_status = str(state.get("Status", "exited"))
@@ -341,14 +345,14 @@ def container_state(attrs: Mapping[str, Any], *, start_interval: bool = False) -
             manually_stopped=False, moment=restarting.Moment.EXIT).start,
         paused=raw_status == "paused",
         first_probe=_first_probe(cfg, health, start_interval=start_interval),
-        **_health_seen(attrs, st),
+        **(_health_seen(attrs, st) if probed_here else {}),
     )
 
 
 def _health_seen(attrs: Mapping[str, Any], st: base.ContainerStatus) -> dict[str, Any]:
     """`health_stale` and `health_probed_at` of an inspect (healthtimes' rule, as the native
     engine's): Podman's checks run only while reconciler's loop does (podman.py), so a status
-    can be hours old; dockerd's are always fresh unless its checker is stuck."""
+    can be hours old (dockerd's run on their own: not asked)."""
     state = attrs.get("State") or {}
     hc = (attrs.get("Config") or {}).get("Healthcheck") or {}
     test = hc.get("Test") or ()
@@ -688,8 +692,10 @@ class DockerRuntime:
         # The list lacks exit codes, health and restart counts: inspect each, a few at a time
         # (one inspect is a few ms; a 500-container host is listed every pass).
         ids = [str(c["Id"]) for c in self.api.container_list(selector)]
-        return [container_state(a, start_interval=self._start_interval) for a in
+        return [container_state(a, start_interval=self._start_interval, probed_here=self._probed_here) for a in
                 _inspect_all(self.api.container_inspect, ids)]
+
+    _probed_here = False        # dockerd runs its containers' healthchecks itself (container_state)
 
     @property
     def _start_interval(self) -> bool:
@@ -766,7 +772,7 @@ class DockerRuntime:
         # Podman reads the container's /proc/<pid>/cgroup to answer, and a process that ends
         # meanwhile (a restart policy at work) fails the call: the container is there, its state moved
         return container_state(_asked_again(lambda: self.api.container_inspect(name_or_id), "no such process"),
-                               start_interval=self._start_interval)
+                               start_interval=self._start_interval, probed_here=self._probed_here)
 
     def rename_container(self, name_or_id: str, new_name: str) -> None:
         """Give a container another name (start-first updates rename the new one into place)."""

@@ -193,6 +193,15 @@ class PodmanRuntime(DockerRuntime):
         self._restarts = _EngineRestarts()
         self._engine_init = True         # until the engine says it has none
 
+    _probed_here = True         # reconciler's loop runs the healthchecks (PodmanHealth)
+
+    @property
+    def _start_interval(self) -> bool:
+        """Never: Podman drops a healthcheck's StartInterval without a word, whatever Engine API
+        version its compat service reports (4.3: 1.41; 5.x: 1.44 and later, still dropped), and
+        PodmanHealth probes at the interval: refused at create, as on an older Docker."""
+        return False
+
     def create_container(self, config: base.ContainerConfig) -> str:
         config = self._docker_defaults(config)
         if not config.init or not self._engine_init:

@@ -48,6 +48,7 @@ def test_never_probed_counts_from_its_start_and_start_period() -> None:
     assert not stale(60 + 33, probed=None, start_period=60)
     assert stale(60 + 34, probed=None, start_period=60)
     assert not stale(7200, probed=None, started=None)       # no start time: nothing to count from
+    assert not stale(7200, probed="at some time")           # a probe time it cannot read: never "never probed"
 
 
 def test_the_last_probe_is_the_newest_of_this_run() -> None:

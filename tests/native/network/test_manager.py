@@ -390,3 +390,23 @@ def test_heal_makes_again_a_flushed_table_and_a_deleted_bridge(harness: Harness)
 
 def state_gateway(m: network.NetworkManager, name: str) -> str:
     return next(n.gateway for n in m.list_networks() if n.name == name)
+
+
+def test_a_repairing_attach_points_the_ports_where_the_default_route_is_now(harness: Harness) -> None:
+    """Ports recorded by an older rule (the first network by position, not by name) are routed
+    again when a start makes the container's plumbing again (after a reboot, an upgrade)."""
+    m = harness.manager
+    m.ensure_network(base.NetworkConfig(name="zz", subnet=harness.subnet(0)))
+    m.ensure_network(base.NetworkConfig(name="aa", subnet=harness.subnet(1)))
+    port = _port()
+    att = m.attach("ctr-route", name="route", hostname="route", networks=["zz", "aa"],
+                   ports=[base.PortMapping(80, port)])
+    assert [(p.network, p.address) for p in m._ipam.forwarded_ports("ctr-route")] == [("aa", att.ip_addresses["aa"])]
+    with m._ipam._db.tx() as conn:                          # as the rule before this one recorded it
+        conn.execute("UPDATE net_ports SET network = 'zz', address = ? WHERE container_id = 'ctr-route'",
+                     (att.ip_addresses["zz"],))
+    m.attach("ctr-route", name="route", hostname="route", networks=["zz", "aa"], ports=[base.PortMapping(80, port)])
+    assert [(p.network, p.address) for p in m._ipam.forwarded_ports("ctr-route")] == [("aa", att.ip_addresses["aa"])]
+    table = subprocess.run(["nft", "list", "table", "ip", harness.prefix], capture_output=True, text=True,
+                           check=True).stdout
+    assert f"dport {port} dnat to {att.ip_addresses['aa']}:80" in table

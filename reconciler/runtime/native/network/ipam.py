@@ -722,6 +722,12 @@ class IPAM:
             self._route_ports(conn, container_id)
         return found[0] if found else None
 
+    def route_ports(self, container_id: str) -> None:
+        """`_route_ports` on its own: a repairing attach (after a reboot) points the ports at the
+        endpoint the rule picks now, which one recorded by an older rule need not be."""
+        with self._db.tx() as conn:
+            self._route_ports(conn, container_id)
+
     @staticmethod
     def _route_ports(conn: sqlite3.Connection, container_id: str) -> None:
         """Point each port the container publishes at its gateway endpoint as it is now (the

@@ -587,6 +587,9 @@ class NetworkManager:
                         f"container {name!r} is attached to {[e.network for e in eps]}, not {nets}",
                         hint="detach it before attaching it to other networks",
                     )
+                # its ports where its default route is now (the rule may have changed since they
+                # were recorded: name order, no ports on internal networks only)
+                self._ipam.route_ports(container_id)
                 self._ensure_interfaces(container_id, eps)
                 self._write_files(container_id)
                 self._apply_firewall(force=True)
@@ -1054,6 +1057,8 @@ class NetworkManager:
         with self._locked():
             for n in gone:
                 self._ensure_bridge(n)
+            for n in networks if not table else gone:
+                # (a flushed ruleset took the iptables-nft accepts in Docker's FORWARD chain too)
                 self._fw.ensure_accepts(n)
             self._apply_firewall(force=True)
         made = [f"bridge {n.bridge}" for n in gone] + ([] if table else [f"nft table {self._fw.table}"])

@@ -1173,7 +1173,8 @@ class EngineApi:
             gone = [v for v in rt.list_volumes() if v.name not in used and labelled(v.labels)]
             space = 0
             for v in gone:
-                size = _du(Path(v.mountpoint))                  # its data, as `system df` shows it
+                data = Path(v.mountpoint)                       # its data, as `system df` shows it;
+                size = 0 if data.is_symlink() else _du(data)    # a bound directory is left where it is
                 rt.remove_volume(v.name)
                 space += size
             return {"VolumesDeleted": [v.name for v in gone], "SpaceReclaimed": space}

@@ -1163,9 +1163,8 @@ class Builder:
         if hc.start_interval and not hc.start_period:
             self.warn(d, (*path, "startInterval"), "startInterval applies during the start period only, and this "
                       "healthcheck sets no startPeriod (its image's applies, if it has one): set startPeriod too")
-        if hc.start_period and not hc.start_interval:
-            return                      # the first check at the engine's start interval (Docker's 5 s)
-        first, where = (hc.start_interval, "startInterval") if hc.start_period else (hc.interval, "interval")
+        # with a start period, the first check at its start interval (unset: the engine's, Docker's 5 s)
+        first, where = (hc.start_interval or 5.0, "startInterval") if hc.start_period else (hc.interval, "interval")
         if first >= timeout:
             self.warn(d, (*path, where), f"the first check comes {first:g}s after a start, not within "
                       f"update.healthTimeout ({timeout:g}s): a start of this container fails waiting for "

@@ -69,8 +69,7 @@ def import_volume(volumes: VolumeStore, name: str, src: IO[bytes], *, store: Ima
     tmp.mkdir(mode=0o755)
     try:
         layers.apply_layer(cast(BinaryIO, _Unclosable(src)), tmp, limits=store.limits)
-        os.rmdir(data)
-        os.rename(tmp, data)
+        os.rename(tmp, data)        # over the empty _data at once: never a moment without one
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return state

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 
-from reconciler import healthtimes
 from reconciler.runtime.native import locations
 
 TYPE_CHECKING = False
@@ -253,9 +252,13 @@ def _summary_of(d: Mapping[str, Any], exits: set[str], name_prefix: str, now: fl
     ports = forwarded(status, d.get("published") or ())     # as forwarded now, never as asked
     # the healthcheck records.effective_healthcheck finds: the config's over the image's
     hc = image_healthcheck(d.get("image_config") or {}, config.get("healthcheck"))
-    probed = healthtimes.last_probe(d.get("health_log") or (), d.get("started_at"))
-    stale = hc is not None and probes(hc["test"]) and healthtimes.stale(
-        status, hc["interval"], hc["timeout"], hc["start_period"], d.get("started_at"), probed, now)
+    probed, stale = None, False
+    if hc is not None and probes(hc["test"]):
+        from reconciler import healthtimes  # (a row without a healthcheck loads none of it, #21)
+
+        probed = healthtimes.last_probe(d.get("health_log") or (), d.get("started_at"))
+        stale = healthtimes.stale(status, hc["interval"], hc["timeout"], hc["start_period"], d.get("started_at"),
+                                  probed, now)
     return summary_fields(
         id=d["id"], image=d["image"], argv=argv_of(d.get("image_config") or {}, config.get("command"),
                                                    config.get("args")),

@@ -10,9 +10,11 @@ removing the volume leaves it (as Docker leaves a bound device).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -114,11 +116,16 @@ class VolumeStore:
     def remove(self, name: str, *, in_use: bool = False) -> None:
         if in_use:
             raise rterrors.Conflict(f"volume {name} is in use by a container", hint="remove the container first")
+        gone = self.root / f".removed-{name}-{secrets.token_hex(4)}"
         with self.db.tx() as conn:
             cur = conn.execute("DELETE FROM volumes WHERE name = ?", (name,))
             if cur.rowcount == 0:
                 raise rterrors.NotFound(f"volume {name} not found")
-        shutil.rmtree(self.root / name, ignore_errors=True)
+            # moved aside with the row's deletion: an ensure of the same name after the commit
+            # makes a directory of its own, which the rmtree below cannot take from it
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(self.root / name, gone)
+        shutil.rmtree(gone, ignore_errors=True)
 
     def populate(self, name: str, rootfs: Path, target: str) -> None:
         """Copy the image's content at `target` into the volume if the volume is empty."""

@@ -249,10 +249,13 @@ class HealthChecker:
                     self._next[key] = due
                     heapq.heappush(self._heap, (due, key, cid, interval))
 
-    def watch(self, stop: threading.Event, *, poll: float = 0.2, workers: int = 4) -> None:
+    def watch(self, stop: threading.Event, *, poll: float = 0.2, workers: int = 16) -> None:
         """Probe until `stop`, up to `workers` probes at a time: each wake-up is at the next
         deadline, or after `poll` seconds (a query of the records' version: new containers'
-        timers, and `stop`), whichever comes first. A failing tick is logged and the watch goes on."""
+        timers, and `stop`), whichever comes first. A failing tick is logged and the watch goes on.
+        (The pool starts a thread only when a probe finds none idle: a few containers use a few;
+        many slow probes get up to 16, so that a round stays well within the 3 intervals after
+        which a status reads stale, healthtimes.STALE_INTERVALS.)"""
         pool: ThreadPoolExecutor | None = None   # made when a probe is first due: a session with no
         try:                                     # healthcheck imports no concurrent.futures (#21)
             while not stop.is_set():

@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -116,7 +115,7 @@ class VolumeStore:
     def remove(self, name: str, *, in_use: bool = False) -> None:
         if in_use:
             raise rterrors.Conflict(f"volume {name} is in use by a container", hint="remove the container first")
-        gone = self.root / f".removed-{name}-{secrets.token_hex(4)}"
+        gone = self.root / f".removed-{name}-{os.urandom(4).hex()}"    # (no `secrets`: `run` imports this, #21)
         with self.db.tx() as conn:
             cur = conn.execute("DELETE FROM volumes WHERE name = ?", (name,))
             if cur.rowcount == 0:

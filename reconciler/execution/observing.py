@@ -95,7 +95,7 @@ def observe(
     )
 
 
-PROBES = 4      # stale healthchecks a pass probes at once (as many as the health checker's workers)
+PROBES = 4      # stale healthchecks a pass probes at once (each within its healthcheck's timeout)
 
 
 def probe_stale(runtime: Runtime, states: list[ContainerState], names: Collection[str]) -> list[ContainerState]:

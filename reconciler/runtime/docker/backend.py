@@ -318,6 +318,8 @@ def container_state(attrs: Mapping[str, Any], *, start_interval: bool = False,
     finished = st in (base.ContainerStatus.EXITED, base.ContainerStatus.DEAD,
                       base.ContainerStatus.RESTARTING)
     health = (state.get("Health") or {}).get("Status")
+    # its healthcheck as the engine runs it (Config: dockerd's merge with the image's)
+    hc = base.healthcheck_of(None, cfg.get("Healthcheck")) if health else None
     networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
     exit_code = int(state.get("ExitCode", 0)) if finished else None
     restart_count = int(attrs.get("RestartCount") or 0)
@@ -344,35 +346,19 @@ def container_state(attrs: Mapping[str, Any], *, start_interval: bool = False,
             _restart_policy(attrs), exit_code=exit_code, restart_count=restart_count,
             manually_stopped=False, moment=restarting.Moment.EXIT).start,
         paused=raw_status == "paused",
-        first_probe=_first_probe(cfg, health, start_interval=start_interval),
-        **(_health_seen(attrs, st) if probed_here else {}),
+        first_probe=None if hc is None else (base.first_probe(hc) if start_interval else hc.interval),
+        **(_health_seen(state, hc, st) if probed_here and hc is not None else {}),
     )
 
 
-def _health_seen(attrs: Mapping[str, Any], st: base.ContainerStatus) -> dict[str, Any]:
-    """`health_stale` and `health_probed_at` of an inspect (healthtimes' rule, as the native
-    engine's): Podman's checks run only while reconciler's loop does (podman.py), so a status
-    can be hours old (dockerd's run on their own: not asked)."""
-    state = attrs.get("State") or {}
-    hc = (attrs.get("Config") or {}).get("Healthcheck") or {}
-    test = hc.get("Test") or ()
-    if not state.get("Health") or not test or test[0] == "NONE":
-        return {}
+def _health_seen(state: Mapping[str, Any], hc: base.Healthcheck, st: base.ContainerStatus) -> dict[str, Any]:
+    """`health_stale` and `health_probed_at` of an inspect's State (healthtimes' rule, as the
+    native engine's) for its healthcheck `hc`: Podman's checks run only while reconciler's loop
+    does (podman.py), so a status can be hours old (dockerd's run on their own: not asked)."""
     started = _time(state.get("StartedAt"))
     probed = healthtimes.last_probe(state["Health"].get("Log") or (), started)
-    ns = 1e9
-    stale = healthtimes.stale(st.value, (hc.get("Interval") or 30 * ns) / ns, (hc.get("Timeout") or 30 * ns) / ns,
-                              (hc.get("StartPeriod") or 0) / ns, started, probed, time.time())
+    stale = healthtimes.stale(st.value, hc.interval, hc.timeout, hc.start_period, started, probed, time.time())
     return {"health_stale": stale, "health_probed_at": probed}
-
-
-def _first_probe(cfg: Mapping[str, Any], health: Any, *, start_interval: bool) -> float | None:
-    """When the engine first probes a container's healthcheck (`Config.Healthcheck`: dockerd's
-    merge with the image's), after its start: without start intervals, at its interval."""
-    hc = base.healthcheck_of(None, cfg.get("Healthcheck")) if health else None
-    if hc is None:
-        return None
-    return base.first_probe(hc) if start_interval else hc.interval
 
 
 def _restart_policy(attrs: Mapping[str, Any]) -> base.RestartPolicy:

@@ -93,7 +93,7 @@ def test_the_records_state_and_summary_say_it() -> None:
     assert (st.health, st.health_stale, st.health_probed_at) == ("healthy", True, old)
     row = records.summary(rec)
     assert (row["health_stale"], row["health_probed_at"]) == (True, old)
-    assert rec.health_seen(now - 3600 + 2) == (False, old)     # seen 2 s after that probe: fresh
+    assert rec.health_seen(records.effective_healthcheck(rec), now - 3600 + 2) == (False, old)     # seen 2 s after that probe: fresh
     image_hc = {"Healthcheck": {"Test": ["CMD", "true"], "Interval": 1_000_000_000, "Timeout": 1_000_000_000}}
     assert record((), started=started, image_config=image_hc).state().health_stale      # never probed
     none = base.Healthcheck(test=("NONE",))

@@ -98,7 +98,7 @@ class HealthChecker:
         hc = records.effective_healthcheck(rec)
         if hc is None or rec.status != "running":
             return rec.health
-        stale, _ = rec.health_seen()
+        stale, _ = rec.health_seen(hc)
         started = records.now()
         try:
             res = execs.run(self.manager, rec.id, probe_argv(hc.test), timeout=hc.timeout)

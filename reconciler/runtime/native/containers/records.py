@@ -159,13 +159,13 @@ class Record:
         one rule for ps, inspect and observation; a cgroup read only where the record says paused)."""
         return summaries.paused(self.status, self.paused, self.cgroup_prefix, self.id)
 
-    def health_seen(self, now: float | None = None) -> tuple[bool, str | None]:
+    def health_seen(self, hc: base.Healthcheck | None, now: float | None = None) -> tuple[bool, str | None]:
         """Whether its health status is stale at `now` (default: now), and when a probe last
         observed it in this run (healthtimes.stale and last_probe: the one rule for ps,
-        inspect, observation and the health checker)."""
+        inspect, observation and the health checker); `hc`: its effective_healthcheck, which
+        the caller has at hand."""
         probed = healthtimes.last_probe(self.health_log, self.started_at)
-        hc = effective_healthcheck(self) if self.status == "running" else None
-        if hc is None:
+        if hc is None or self.status != "running":
             return False, probed
         return healthtimes.stale(self.status, hc.interval, hc.timeout, hc.start_period, self.started_at, probed,
                                       time.time() if now is None else now), probed
@@ -203,8 +203,8 @@ class Record:
         status = base.ContainerStatus(self.status)
         if self.restart_pending():
             status = base.ContainerStatus.RESTARTING
-        stale, probed = self.health_seen()
-        hc = effective_healthcheck(self) if self.health is not None else None
+        hc = effective_healthcheck(self)
+        stale, probed = self.health_seen(hc)
         return base.ContainerState(
             id=self.id, name=self.name, image=self.image, image_id=self.image_id,
             labels=dict(self.config.labels), status=status, created=self.created,
@@ -214,7 +214,7 @@ class Record:
             ip_addresses=dict(self.ip_addresses), ports=tuple(summaries.forwarded(self.status, self.published)),
             manually_stopped=self.manually_stopped, error=self.error, ip6_addresses=dict(self.ip6_addresses),
             paused=self.is_paused(), health_stale=stale, health_probed_at=probed,
-            first_probe=None if hc is None else base.first_probe(hc),
+            first_probe=None if hc is None or self.health is None else base.first_probe(hc),
         )
 
     def command_line(self) -> list[str]:
@@ -286,7 +286,7 @@ def summary(rec: Record) -> dict[str, Any]:
     it read the records itself or the agent served them (GET /v1/containers)."""
     base.ContainerStatus(rec.status)        # a status this version knows
     ports = summaries.forwarded(rec.status, rec.published)     # as forwarded now, never as asked
-    stale, probed = rec.health_seen()
+    stale, probed = rec.health_seen(effective_healthcheck(rec))
     return summaries.summary_fields(
         id=rec.id, image=rec.image, argv=rec.command_line(), created=rec.created, status=rec.status,
         restarting=rec.restart_pending(), paused=rec.is_paused(), exit_code=rec.exit_code, health=rec.health,

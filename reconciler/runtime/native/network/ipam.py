@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import os
 import sqlite3
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import field
@@ -213,6 +214,12 @@ def gateway_endpoint(endpoints: Sequence[EndpointRecord], internal: Container[st
     without any."""
     ordered = sorted(endpoints, key=lambda e: e.network)
     return next((e for e in ordered if e.network not in internal), ordered[0] if ordered else None)
+
+
+def bridges_gone(networks: Sequence[NetworkRecord]) -> list[NetworkRecord]:
+    """The recorded networks whose bridge the host lacks (a reboot, an `ip link del`): a stat
+    of /sys/class/net each, no netlink (crash recovery asks at every engine start)."""
+    return [n for n in networks if not os.path.lexists(f"/sys/class/net/{n.bridge}")]
 
 
 def port_endpoint(endpoints: Sequence[EndpointRecord], internal: Container[str]) -> EndpointRecord | None:

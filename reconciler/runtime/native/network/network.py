@@ -1050,7 +1050,7 @@ class NetworkManager:
         networks = self._ipam.networks()
         if not networks:
             return []
-        gone = [n for n in networks if not os.path.lexists(f"/sys/class/net/{n.bridge}")]
+        gone = ipam.bridges_gone(networks)
         table = self._fw.table_exists()
         if not gone and table:
             return []

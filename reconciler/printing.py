@@ -6,8 +6,8 @@
     print_data(data, fmt)           JSON or YAML
 
 One home for the CLI (cli/output.py re-exports these) and for the agent, which renders what a
-thin client prints (listing.py, #21). Nothing is imported at load: `json` (which imports `re`)
-only when JSON is written, so a thin client that prints text the agent rendered loads neither.
+thin client prints (listing.py, #21). Nothing is imported at load, and JSON is written without
+`json` (which imports `re`): jsonscan.pretty.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ __all__ = ["print_data", "print_json", "print_table", "print_yaml"]
 
 
 def print_json(data: Any, *, file: TextIO | None = None) -> None:
-    """Pretty, stable JSON (sorted keys) on stdout."""
-    import json
+    """Pretty, stable JSON (sorted keys) on stdout: json.dump(data, indent=2, sort_keys=True,
+    default=str)'s text, written without importing `json` (jsonscan.pretty, #21)."""
+    from reconciler import jsonscan
 
     out = file or sys.stdout
-    json.dump(data, out, indent=2, sort_keys=True, default=str)
-    out.write("\n")
+    out.write(jsonscan.pretty(data) + "\n")
 
 
 def print_yaml(data: Any, *, file: TextIO | None = None) -> None:

@@ -113,5 +113,9 @@ class VolumeState:
     mountpoint: str
     labels: Mapping[str, str]
     created: str
+    # what the engine observed wrong with it, which a mount of it would be refused for (the
+    # native engine: its data directory gone, `volumes.lost`), and what to do; None: nothing
+    problem: str | None = None
+    hint: str | None = None
 
 

@@ -32,5 +32,5 @@ def test_the_later_types_are_built_when_first_named_and_are_the_same_classes() -
         "[] False",                                     # importing base built none of them
         "True True []",                                 # then every name of base.__all__ is there
         "module 'reconciler.runtime.base' has no attribute 'NoSuchType'",
-        "VolumeState(name='v', mountpoint='/m', labels={}, created='now')",
+        "VolumeState(name='v', mountpoint='/m', labels={}, created='now', problem=None, hint=None)",
     ]

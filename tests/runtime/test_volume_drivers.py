@@ -74,8 +74,11 @@ def test_a_volume_whose_data_was_deleted_is_refused_not_made_again_empty(tmp_pat
         data = Path(next(v.mountpoint for v in rt.list_volumes() if v.name == "precious"))
         (data / "ledger").write_text("1")
         shutil.rmtree(data.parent)                               # deleted outside the engine
+        [seen] = rt.list_volumes()                               # observed so, in the refusal's words
+        assert seen.problem == "data directory gone (deleted outside the engine)"
+        assert "reconcile volume rm precious" in str(seen.hint)
         mount = (base.Mount(type="volume", source="precious", target="/data"),)
-        with pytest.raises(errors.Conflict, match=r"volume precious: its data directory .* is gone") as err:
+        with pytest.raises(errors.Conflict, match=r"volume precious: data directory gone \(deleted outside the engine\): /") as err:
             rt.create_container(base.ContainerConfig(name="reader", image=image, command=("true",),
                                                      networks=("none",), mounts=mount))
         assert "reconcile volume rm precious" in str(err.value.hint)
@@ -85,5 +88,6 @@ def test_a_volume_whose_data_was_deleted_is_refused_not_made_again_empty(tmp_pat
         rt.ensure_volume(base.VolumeConfig("precious"))
         assert data.is_dir()
         assert list(data.iterdir()) == []
+        assert [(v.problem, v.hint) for v in rt.list_volumes()] == [(None, None)]
     finally:
         cleanup(rt)

@@ -6,6 +6,11 @@ the first time they are mounted while empty (Docker's copy-up). Records (labels,
 in the state DB. A local bind volume (`type: none, o: bind, device: /DIR`) has `_data` as a
 symlink to its directory, made once with the volume: mounts and copy-up reach the directory,
 removing the volume leaves it (as Docker leaves a bound device).
+
+A volume's `_data` is made before its record commits, so a recorded volume without it lost its
+data (deleted outside the engine): `lost` is the one wording of that, which a mount's refusal
+(`ensure`) and every reading of the records (`get`, `list`: one lstat per volume, as
+`VolumeState.problem`/`hint`) give; nothing makes such a volume's data again but its removal.
 """
 
 from __future__ import annotations
@@ -43,6 +48,13 @@ def data_dir(state_root: Path, name: str) -> Path:
     return state_root / "volumes" / name / "_data"
 
 
+def lost(name: str) -> tuple[str, str]:
+    """What is wrong with recorded volume `name` whose `_data` is gone, and what to do."""
+    return ("data directory gone (deleted outside the engine)",
+            f"remove the volume (`reconcile volume rm {name}`), then restore it from a backup "
+            f"(`reconcile volume import {name} < BACKUP.tar`) or let it be made empty")
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
@@ -59,8 +71,11 @@ class VolumeStore:
         return data_dir(self.root.parent, name)
 
     def _state(self, row: Mapping[str, Any]) -> base.VolumeState:
-        return base.VolumeState(name=row["name"], mountpoint=str(self.data_dir(row["name"])),
-                                labels=json.loads(row["labels"]), created=row["created"])
+        name = row["name"]
+        data = self.data_dir(name)
+        problem, hint = (None, None) if os.path.lexists(data) else lost(name)      # one lstat
+        return base.VolumeState(name=name, mountpoint=str(data), labels=json.loads(row["labels"]),
+                                created=row["created"], problem=problem, hint=hint)
 
     def ensure(self, config: base.VolumeConfig) -> base.VolumeState:
         """Create the volume if missing (labels of an existing one are kept)."""
@@ -77,14 +92,12 @@ class VolumeStore:
         with self.db.tx() as conn:
             row = conn.execute("SELECT * FROM volumes WHERE name = ?", (config.name,)).fetchone()
             if row is not None:
-                if not os.path.lexists(data):
+                state = self._state(row)    # made once: options given later change nothing
+                if state.problem is not None:
                     # a recorded volume's data is made before its row commits: gone since, not
                     # "not made yet"; a new empty one would hide the loss from what mounts it
-                    raise rterrors.Conflict(
-                        f"volume {config.name}: its data directory {data} is gone (deleted outside the engine)",
-                        hint=f"remove the volume (`reconcile volume rm {config.name}`), then restore it from a "
-                             f"backup (`reconcile volume import {config.name} < BACKUP.tar`) or let it be made empty")
-                return self._state(row)     # made once: options given later change nothing
+                    raise rterrors.Conflict(f"volume {config.name}: {state.problem}: {data}", hint=state.hint)
+                return state
             conn.execute("INSERT INTO volumes (name, labels, created) VALUES (?, ?, ?)",
                          (config.name, json.dumps(dict(config.labels), sort_keys=True), _now()))
             row = conn.execute("SELECT * FROM volumes WHERE name = ?", (config.name,)).fetchone()

@@ -450,6 +450,16 @@ def _reference_matches(tag: str, pattern: str) -> bool:
     return fnmatch.fnmatchcase(name if ":" in pattern.rpartition("/")[2] else repo, pattern)
 
 
+def _volume_doc(v: base.VolumeState) -> dict[str, Any]:
+    """A volume as Docker's API gives it; one the engine cannot mount (its data gone) has the
+    why and what to do in `Status`, the driver-specific map (`docker volume inspect` shows it)."""
+    doc: dict[str, Any] = {"Name": v.name, "Driver": "local", "Mountpoint": v.mountpoint, "Labels": dict(v.labels),
+                           "Scope": "local", "CreatedAt": v.created}
+    if v.problem:
+        doc["Status"] = {"Problem": v.problem, "Hint": v.hint}
+    return doc
+
+
 def _du(path: Path) -> int:
     """Bytes a directory tree takes on disk (blocks, links not followed, hard links once)."""
     total, seen = 0, set()
@@ -603,8 +613,7 @@ class EngineApi:
                 raise HttpError(404, f"network {parts[1]} not found")
             return 200, found[0]
         if method == "GET" and parts[0] == "volumes" and len(parts) <= 2:
-            vols = [{"Name": v.name, "Driver": "local", "Mountpoint": v.mountpoint,
-                     "Labels": dict(v.labels), "Scope": "local", "CreatedAt": v.created} for v in rt.list_volumes()]
+            vols = [_volume_doc(v) for v in rt.list_volumes()]
             if len(parts) == 1:
                 return 200, {"Volumes": vols, "Warnings": []}
             found = [v for v in vols if v["Name"] == parts[1]]
@@ -634,8 +643,7 @@ class EngineApi:
         vols = []
         for v in rt.list_volumes():
             refs = sum(1 for r in recs for m in r.config.mounts if m.type == "volume" and m.source == v.name)
-            vols.append({"Name": v.name, "Driver": "local", "Mountpoint": v.mountpoint, "Labels": dict(v.labels),
-                         "Scope": "local", "CreatedAt": v.created, "Options": {},
+            vols.append({**_volume_doc(v), "Options": {},
                          "UsageData": {"Size": _du(Path(v.mountpoint)), "RefCount": refs}})
         return {"LayersSize": sum(i.size for i in rt.list_images()), "Images": images, "Containers": conts,
                 "Volumes": vols, "BuildCache": []}
@@ -791,8 +799,7 @@ class EngineApi:
                 raise HttpError(400, "only local volumes without driver options are supported")
             name = str(data.get("Name") or secrets.token_hex(32))
             v = rt.ensure_volume(base.VolumeConfig(name=name, labels=dict(data.get("Labels") or {})))
-            return 201, {"Name": v.name, "Driver": "local", "Mountpoint": v.mountpoint, "Labels": dict(v.labels),
-                         "Scope": "local", "CreatedAt": v.created, "Options": {}}
+            return 201, {**_volume_doc(v), "Options": {}}
         if method == "DELETE" and len(parts) == 1:
             if not any(v.name == parts[0] for v in rt.list_volumes()):
                 raise HttpError(404, f"get {parts[0]}: no such volume")

@@ -13,7 +13,10 @@ def register(subparsers: Any) -> None:
     from reconciler.cli import options, output
 
     parser = subparsers.add_parser("volume", help="manage named volumes (ls, inspect, rm, export, import)",
-                                   description="The native engine's named volumes, as docker volume ...")
+                                   description="The native engine's named volumes, as docker volume ... A volume "
+                                   "whose data directory was deleted outside the engine is listed with a "
+                                   "STATUS column (-o json: problem, hint) and inspected with a Status "
+                                   "saying what to do; a container that mounts it is refused.")
     sub = parser.add_subparsers(dest="volume_command", metavar="SUBCOMMAND")
     p = sub.add_parser("ls", help="list volumes")
     options.add_engine_options(p)
@@ -75,8 +78,11 @@ def _ls(args: argparse.Namespace) -> int:
             print(v.name)
         return 0
     rows = [{"driver": "local", "name": v.name, "mountpoint": v.mountpoint, "created": v.created,
-             "labels": dict(v.labels)} for v in vols]
-    output.emit(args, rows, [("DRIVER", "driver"), ("VOLUME NAME", "name")])
+             "labels": dict(v.labels), "problem": v.problem, "hint": v.hint} for v in vols]
+    columns = [("DRIVER", "driver"), ("VOLUME NAME", "name")]
+    if any(v.problem for v in vols):    # docker's two columns, and a third when one is wrong
+        columns.append(("STATUS", "problem"))
+    output.emit(args, rows, columns)
     return 0
 
 
@@ -86,8 +92,11 @@ def _inspect(args: argparse.Namespace) -> int:
     docs = []
     for n in args.names:
         v = store.get(n)
-        docs.append({"Name": v.name, "Driver": "local", "Mountpoint": v.mountpoint, "CreatedAt": v.created,
-                     "Labels": dict(v.labels), "Scope": "local", "UsedBy": used.get(v.name, [])})
+        doc = {"Name": v.name, "Driver": "local", "Mountpoint": v.mountpoint, "CreatedAt": v.created,
+               "Labels": dict(v.labels), "Scope": "local", "UsedBy": used.get(v.name, [])}
+        if v.problem:       # docker's driver-specific `Status`, as the Engine API gives it
+            doc["Status"] = {"Problem": v.problem, "Hint": v.hint}
+        docs.append(doc)
     from reconciler.cli import output
 
     output.print_data(docs, args.output)

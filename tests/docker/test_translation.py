@@ -123,3 +123,14 @@ def test_container_body_rejects_what_docker_cannot_do() -> None:
     with pytest.raises(errors.InvalidArgument):
         backend.container_body(base.ContainerConfig(
             name="a", image="i", mounts=(base.Mount("nfs", "/t"),)))
+
+
+def test_a_volumes_problem_is_read_from_its_status_map_only_when_there() -> None:
+    """reconciler's Engine API puts a volume's problem (its data gone) in `Status`, the driver's
+    own map; a real driver's status, or none, is no problem."""
+    attrs = {"Name": "v", "Mountpoint": "/m", "Labels": None, "CreatedAt": "t"}
+    assert (backend.volume_state(attrs).problem, backend.volume_state(attrs).hint) == (None, None)
+    other = backend.volume_state({**attrs, "Status": {"hello": "world"}})
+    assert (other.problem, other.hint) == (None, None)
+    lost = backend.volume_state({**attrs, "Status": {"Problem": "data directory gone", "Hint": "remove it"}})
+    assert (lost.problem, lost.hint) == ("data directory gone", "remove it")

@@ -475,11 +475,17 @@ def ula_subnet() -> str:
 
 
 def volume_state(attrs: Mapping[str, Any]) -> base.VolumeState:
+    # `Status` is the driver's own map; reconciler's Engine API puts there why it cannot mount
+    # a volume (its data gone) and what to do, which the native engine reports the same way
+    status = attrs.get("Status")
+    problem, hint = (status.get("Problem"), status.get("Hint")) if isinstance(status, Mapping) else (None, None)
     return base.VolumeState(
         name=str(attrs["Name"]),
         mountpoint=str(attrs.get("Mountpoint", "")),
         labels=dict(attrs.get("Labels") or {}),
         created=str(attrs.get("CreatedAt", "")),
+        problem=problem if isinstance(problem, str) else None,
+        hint=hint if isinstance(hint, str) else None,
     )
 
 

@@ -74,7 +74,7 @@ def observe(
         for n in runtime.list_networks(None)
     }
     volumes = {
-        v.name: ObservedVolume(name=v.name, owner=labelmod.parse(v.labels))
+        v.name: ObservedVolume(name=v.name, owner=labelmod.parse(v.labels), problem=v.problem, hint=v.hint)
         for v in runtime.list_volumes(None)
     }
     images: dict[str, str] = {}

@@ -17,6 +17,9 @@ same plan text. The rules are DESIGN §5:
   should run;
 - prune: inventory minus desired, only owned objects still carrying our labels, never to
   empty without `allow_empty`, named volumes only with `deletionPolicy: Delete`;
+- a desired volume the engine reports it cannot mount (`ObservedVolume.problem`: the native
+  engine's data directory deleted outside it) is a `fail` naming what to do, never made again
+  (an empty one would hide the loss); what would mount it is skipped, a running container left;
 - order: networks → volumes → images → containers by dependsOn; deletes in reverse;
 - no loops: an object whose last attempt at the same (revision, spec hash) failed is held
   until its backoff expires; a container over the agent's flap limit is not started again;
@@ -446,9 +449,20 @@ class _Planner:
                     spec=v, labels=self._labels("Volume", name, v), target=name)
             elif not _owned(ov.owner, self.options):
                 self.vol_ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res, _stranger("volume", ov.owner))
+            elif ov.problem is not None:
+                self.vol_ready[name] = self._broken_volume(ov)
         for name in self.desired.external_volumes:
-            if name not in self.observed.volumes:
+            ov = self.observed.volumes.get(name)
+            if ov is None:
                 self.vol_ready[name] = self._missing_external("volume", name)
+            elif ov.problem is not None:
+                self.vol_ready[name] = self._broken_volume(ov)
+
+    def _broken_volume(self, ov: obs.ObservedVolume) -> str:
+        """A desired volume the engine has but cannot mount (its data gone): refused, naming what
+        to do, never made again (an empty one would hide the loss); what mounts it waits."""
+        res = str(ResourceId.volume(ov.name))
+        return self.b.add(f"fail:{res}", Kind.FAIL, res, f"{ov.problem}: {ov.hint}" if ov.hint else str(ov.problem))
 
     # -- images ------------------------------------------------------------------------------
 

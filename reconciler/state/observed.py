@@ -81,6 +81,8 @@ class ObservedVolume:
 
     name: str
     owner: labelmod.Ownership | None
+    problem: str | None = None          # why a mount of it would be refused (VolumeState.problem): None, none
+    hint: str | None = None             # what to do about it
 
 
 @dataclass(frozen=True)

@@ -90,8 +90,11 @@ def onet(n: models.Network, spec_hash: str | None = None) -> obs.ObservedNetwork
     return obs.ObservedNetwork(name=n.name, owner=own("Network", n.name, spec_hash or n.spec_hash))
 
 
-def ovol(name: str, owned: bool = True) -> obs.ObservedVolume:
-    return obs.ObservedVolume(name=name, owner=own("Volume", name, f"h-{name}") if owned else None)
+def ovol(name: str, owned: bool = True, *, lost: bool = False) -> obs.ObservedVolume:
+    """An observed volume (`lost`: its data gone, as the native engine reports it)."""
+    return obs.ObservedVolume(name=name, owner=own("Volume", name, f"h-{name}") if owned else None,
+                              problem="data directory gone (deleted outside the engine)" if lost else None,
+                              hint=f"remove the volume (`reconcile volume rm {name}`), then restore it" if lost else None)
 
 
 def entry(obj: Any, **kw: Any) -> inv.Entry:

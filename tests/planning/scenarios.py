@@ -584,3 +584,25 @@ def a_failed_job_holds_back_what_depends_on_it() -> Case:
 def a_running_job_holds_back_what_depends_on_it() -> Case:
     return case(desired(MIGRATE, APP), observed(running(MIGRATE)))
 
+
+# a volume whose data the engine reports gone: refused naming what to do, never made again
+
+@scenario
+def volume_data_gone() -> Case:
+    # the container that mounts it runs on (what it sees is its own business): left alone
+    return case(desired(WEB, SHOP, DATA), observed(running(WEB), onet(SHOP), ovol("data", lost=True)),
+                inv.Inventory.of([entry(WEB), entry(SHOP), entry(DATA)]))
+
+
+@scenario
+def volume_data_gone_holds_a_replacement_back() -> Case:
+    # the old container is not stopped for a new one that could not mount the volume
+    new = replace(WEB, env={"LOG_LEVEL": "debug"}, spec_hash="h-web-2")
+    return case(desired(new, SHOP, DATA), observed(running(WEB), onet(SHOP), ovol("data", lost=True)),
+                inv.Inventory.of([entry(WEB), entry(SHOP), entry(DATA)]))
+
+
+@scenario
+def external_volume_data_gone() -> Case:
+    return case(_external(desired(WEB)), observed(obs.ObservedNetwork(name="shop", owner=None),
+                                                  ovol("data", owned=False, lost=True)))

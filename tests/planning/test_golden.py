@@ -430,6 +430,22 @@ note: container:sidecar: start-first falls back to stop-first: it joins containe
 [3] -> #4 container:web, start, not found
 [] -> #5 container:sidecar, fail, networks: container:web: a Swarm service cannot join a container's network namespace; put both on one network, or run them with --runtime native or docker
 """,
+    "volume_data_gone": """\
+[] -> #1 volume:data, fail, data directory gone (deleted outside the engine): remove the volume (`reconcile volume rm data`), then restore it
+""",
+    "volume_data_gone_holds_a_replacement_back": """\
+[] -> #1 volume:data, fail, data directory gone (deleted outside the engine): remove the volume (`reconcile volume rm data`), then restore it
+[1] -> #2 container:web, stop, spec hash changed: env
+      env.LOG_LEVEL: added
+[2] -> #3 container:web, remove, spec hash changed: env
+[3] -> #4 container:web, create, spec hash changed: env
+[4] -> #5 container:web, start, spec hash changed: env
+""",
+    "external_volume_data_gone": """\
+[] -> #1 volume:data, fail, data directory gone (deleted outside the engine): remove the volume (`reconcile volume rm data`), then restore it
+[1] -> #2 container:web, create, not found
+[2] -> #3 container:web, start, not found
+""",
 }
 
 

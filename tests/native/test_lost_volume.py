@@ -2,7 +2,8 @@
 every reading says so, the same way a mount's refusal does (`volumes.lost`): `volume ls` (a
 STATUS column, `problem`/`hint` in `-o json`), `volume inspect` and the Engine API (`Status`),
 `diff` and `--once` (a failed `volume:NAME` naming what to do, exit 1), `status` after it; and
-nothing makes the data directory again, until the volume is removed as the hint says."""
+nothing makes the data directory again, until it is restored (`volume import`, in place) or the
+volume is removed, as the hint says."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tests.helpers.host import Host
 pytestmark = pytest.mark.root
 
 GONE = "data directory gone (deleted outside the engine)"
+RESTORE = "restore its data from a backup (`reconcile volume import precious < BACKUP.tar`"
 HINT = "remove the volume (`reconcile volume rm precious`)"
 
 
@@ -35,6 +37,14 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     capsys.readouterr()
     code = main(argv)
     return code, capsys.readouterr().out
+
+
+def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    from reconciler.cli.main import main
+
+    capsys.readouterr()
+    code = main(argv)
+    return code, capsys.readouterr().err
 
 
 def test_a_volume_whose_data_was_deleted_is_reported_by_every_reading_and_not_made_again(
@@ -71,7 +81,8 @@ def test_a_volume_whose_data_was_deleted_is_reported_by_every_reading_and_not_ma
 
     code, out = run(["diff", m, *host.cli_args()], capsys)
     assert code == 1                                                # not "in sync"
-    assert f"volume:precious, fail, {GONE}: {HINT}" in out
+    assert f"volume:precious, fail, {GONE}: {RESTORE}" in out
+    assert HINT in out
     code, out = run(["diff", m, "-o", "json", *host.cli_args()], capsys)
     plan = json.loads(out)
     assert (code, plan["in_sync"]) == (1, False)
@@ -79,11 +90,11 @@ def test_a_volume_whose_data_was_deleted_is_reported_by_every_reading_and_not_ma
 
     code, out = run(["apply", m, *host.cli_args()], capsys)
     assert code == 1                                                # not converged
-    assert f"volume:precious   failed    fail      {GONE}: {HINT}" in out
+    assert f"volume:precious   failed    fail      {GONE}: {RESTORE}" in out
     code, out = run(["status", *engine(host)], capsys)
     assert code == 1
     assert "owner default: degraded" in out
-    assert f"failed: volume:precious: {GONE}: {HINT}" in out
+    assert f"failed: volume:precious: {GONE}: {RESTORE}" in out
     assert not data.exists()                                        # nothing made it again, empty
     assert data.parent.is_dir()
 
@@ -95,6 +106,38 @@ def test_a_volume_whose_data_was_deleted_is_reported_by_every_reading_and_not_ma
     code, out = run(["volume", "ls", *engine(host)], capsys)
     assert out.splitlines()[0].split() == ["DRIVER", "VOLUME", "NAME"]
     assert run(["diff", m, *host.cli_args()], capsys) == (0, "in sync\n")
+
+
+def test_a_volume_whose_data_was_deleted_is_restored_in_place_from_its_backup(
+        host: Host, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The hint's first way: `volume import` puts the backup back as the volume's data, the
+    volume and its labels kept, so the manifests' pass finds its own volume in sync (a volume
+    imported anew would carry no owner label: a foreign one, refused)."""
+    write(tmp_path / "m", "vol.yaml", """
+        apiVersion: reconciler/v1
+        kind: Volume
+        metadata: {name: precious}
+        """)
+    m = str(tmp_path / "m")
+    assert host.cli("apply", m) == 0
+    data = host.config.root / "volumes" / "precious" / "_data"
+    (data / "ledger").write_text("1")
+    backup = tmp_path / "precious.tar"
+    assert run(["volume", "export", "precious", "-o", str(backup), *engine(host)], capsys)[0] == 0
+    labels = json.loads(run(["volume", "ls", "-o", "json", *engine(host)], capsys)[1])[0]["labels"]
+    shutil.rmtree(data.parent)                                      # the volume's whole directory, even
+
+    code, err = refused(["volume", "export", "precious", "-o", str(tmp_path / "again.tar"), *engine(host)], capsys)
+    assert (code, err.splitlines()[0]) == (1, f"error: volume precious: {GONE}")
+    assert RESTORE in err
+    assert run(["volume", "import", "precious", "-i", str(backup), *engine(host)], capsys) == (0, "precious\n")
+    assert (data / "ledger").read_text() == "1"
+    [doc] = json.loads(run(["volume", "ls", "-o", "json", *engine(host)], capsys)[1])
+    assert (doc["labels"], doc["problem"], doc["hint"]) == (labels, None, None)
+    assert run(["diff", m, *host.cli_args()], capsys) == (0, "in sync\n")
+    code, err = refused(["volume", "import", "precious", "-i", str(backup), *engine(host)], capsys)
+    assert (code, err.splitlines()[0]) == (1, "error: volume precious is not empty")    # a second import
+    assert not list(data.parent.glob("_import-*"))
 
 
 @pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker CLI")
@@ -148,7 +191,7 @@ def test_a_container_on_a_volume_whose_data_was_deleted_is_left_and_not_replaced
     write(tmp_path / "m", "app.yaml", manifest.format(image=busybox_image, v="2"))
     code, out = run(["diff", m, *host.cli_args()], capsys)
     assert code == 1
-    assert f"volume:precious, fail, {GONE}: {HINT}" in out
+    assert f"volume:precious, fail, {GONE}: {RESTORE}" in out
     code, out = run(["apply", m, *host.cli_args()], capsys)
     assert code == 1
     [web] = [line.split()[:2] for line in out.splitlines() if line.startswith("container:web ")]

@@ -15,7 +15,8 @@ criu of these hosts fails `criu check`.
 
 A volume archive is a plain tar of the volume's content (numeric owners, modes, xattrs). Import
 unpacks through the layer extractor (openat2 RESOLVE_IN_ROOT, the pull's limits) into a fresh
-directory that replaces the volume's data only when complete; a non-empty volume is refused.
+directory that replaces the volume's data only when complete; a non-empty volume is refused, a
+recorded one whose data was lost (deleted outside the engine) is restored in place.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ Progress = Callable[[str], None]
 
 def export_volume(volumes: VolumeStore, name: str, out: IO[bytes]) -> None:
     """The volume's content as a tar stream (PAX: numeric owners, modes, xattrs, hard links)."""
-    volumes.get(name)
+    state = volumes.get(name)
+    if state.problem is not None:
+        raise errors.Conflict(f"volume {name}: {state.problem}", hint=state.hint)
     data = volumes.data_dir(name)
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for entry in sorted(os.listdir(data)):
@@ -57,22 +60,27 @@ def export_volume(volumes: VolumeStore, name: str, out: IO[bytes]) -> None:
 
 def import_volume(volumes: VolumeStore, name: str, src: IO[bytes], *, store: ImageStore,
                   labels: dict[str, str] | None = None) -> base.VolumeState:
-    """Create (or fill an empty) volume `name` from a tar stream, through the layer extractor."""
-    state = volumes.ensure(base.VolumeConfig(name=name, labels=labels or {}))
+    """Create (or fill an empty) volume `name` from a tar stream, through the layer extractor; a
+    recorded volume whose data was lost is restored in place (its record and labels kept)."""
+    try:
+        state = volumes.get(name)
+    except errors.NotFound:
+        state = volumes.ensure(base.VolumeConfig(name=name, labels=labels or {}))
     data = volumes.data_dir(name)
     if volumes.bound(name):
         raise errors.Conflict(f"volume {name} binds {volumes.bound(name)}: an import does not write there",
                               hint="import under another name")
-    if any(data.iterdir()):
+    if state.problem is None and any(data.iterdir()):
         raise errors.Conflict(f"volume {name} is not empty", hint="remove it or import under another name")
+    data.parent.mkdir(exist_ok=True)        # (gone with a lost volume's data)
     tmp = data.parent / f"_import-{secrets.token_hex(4)}"
     tmp.mkdir(mode=0o755)
     try:
         layers.apply_layer(cast(BinaryIO, _Unclosable(src)), tmp, limits=store.limits)
-        os.rename(tmp, data)        # over the empty _data at once: never a moment without one
+        volumes.fill(name, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return state
+    return volumes.get(name)
 
 
 class _Unclosable:

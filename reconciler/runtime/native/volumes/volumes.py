@@ -10,7 +10,8 @@ removing the volume leaves it (as Docker leaves a bound device).
 A volume's `_data` is made before its record commits, so a recorded volume without it lost its
 data (deleted outside the engine): `lost` is the one wording of that, which a mount's refusal
 (`ensure`) and every reading of the records (`get`, `list`: one lstat per volume, as
-`VolumeState.problem`/`hint`) give; nothing makes such a volume's data again but its removal.
+`VolumeState.problem`/`hint`) give. Nothing makes such a volume's data again empty but its
+removal; `volume import` restores it in place (`fill`).
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ def data_dir(state_root: Path, name: str) -> Path:
 def lost(name: str) -> tuple[str, str]:
     """What is wrong with recorded volume `name` whose `_data` is gone, and what to do."""
     return ("data directory gone (deleted outside the engine)",
-            f"remove the volume (`reconcile volume rm {name}`), then restore it from a backup "
-            f"(`reconcile volume import {name} < BACKUP.tar`) or let it be made empty")
+            f"restore its data from a backup (`reconcile volume import {name} < BACKUP.tar`: the volume "
+            f"and its labels kept), or remove the volume (`reconcile volume rm {name}`) to have it made "
+            "again, empty; then start again the containers that mount it")
 
 
 def _now() -> str:
@@ -109,6 +111,18 @@ class VolumeStore:
                     data.mkdir(parents=True)
                     os.chmod(data, 0o755)  # noqa: S103 - as Docker's _data, whatever the umask (the parent is private)
         return self._state(row)
+
+    def fill(self, name: str, tree: Path) -> None:
+        """Put the directory `tree` in place as recorded volume `name`'s data: over its empty
+        `_data` at once (never a moment without one), or where its data was lost (a restore
+        from a backup keeps the volume, its record and labels)."""
+        data = self.data_dir(name)
+        with self.db.tx() as conn:      # the row cannot go meanwhile (remove moves the dir in its tx)
+            if conn.execute("SELECT 1 FROM volumes WHERE name = ?", (name,)).fetchone() is None:
+                raise rterrors.NotFound(f"volume {name} not found")
+            if os.path.lexists(data) and any(data.iterdir()):
+                raise rterrors.Conflict(f"volume {name} is not empty", hint="remove it or import under another name")
+            os.rename(tree, data)
 
     def bound(self, name: str) -> str | None:
         """The directory a local bind volume binds, or None for a volume of its own."""

@@ -30,6 +30,17 @@ EVERYDAY = [
     ["build", "-f", "x/Dockerfile", "--file", "y", "--build-arg", "K=V", "--build-arg", "K2", "--no-cache", "--pull",
      "--quiet", "ctx"],
     ["build", "--check", "--check-error", "."],
+    ["run", "img"], ["run", "--rm", "img", "true"], ["run", "--rm", "--network", "none", "registry:5000/a:1", "true"],
+    ["run", "-d", "--name", "web", "-p", "8080:80", "-p", "127.0.0.1:53:53/udp", "img"],
+    ["run", "-it", "img", "sh"], ["run", "-dit", "--rm", "img"], ["run", "--name=web", "--network=n1", "--network", "n2",
+                                                                  "img"],
+    ["run", "-e", "A=1", "--env", "B", "-l", "k=v", "-v", "data:/data:ro", "--tmpfs", "/t:size=1m", "img", "a", "b"],
+    ["run", "-m", "64m", "--cpus", "0.5", "--pids-limit", "10", "--restart", "on-failure:3", "img"],
+    ["run", "--health-cmd", "true", "--health-interval", "5s", "--health-timeout=2s", "--health-retries", "2",
+     "--health-start-period", "1s", "--health-start-interval", "100ms", "img"],
+    ["run", "--stop-signal", "SIGINT", "--stop-timeout", "3", "--cap-add", "NET_ADMIN", "--cap-drop", "ALL",
+     "--read-only", "-u", "1000:1000", "-w", "/srv", "-h", "box", "--entrypoint", "sh", "img", "-c", "echo --rm"],
+    ["run", "img", "--rm", "-d"],           # after the image: the command's arguments, options or not
 ]
 
 # help, options with values the fast path does not take, and usage errors: argparse's
@@ -45,6 +56,10 @@ TO_ARGPARSE = [
     ["build", "-t=a", "."], ["build", "--no-cache=1", "."],
     ["build", "-tapp", "."], ["build", "--target", "s", "."], ["build", "a", "b"],
     ["build", "--secret", "id=a,src=b", "."], ["build", "-qt", "a", "."],
+    ["run"], ["run", "--help"], ["run", "--rm"], ["run", "-p", "bogus", "img"], ["run", "-m", "lots", "img"],
+    ["run", "--restart", "sometimes", "img"], ["run", "--pids-limit", "x", "img"], ["run", "--", "img"],
+    ["run", "img", "--", "true"], ["run", "--root", "/x", "img"], ["run", "--det", "img"], ["run", "-e=A", "img"],
+    ["run", "--rm=1", "img"], ["run", "--health-interval", "soon", "img"], ["run", "-e", "-x", "img"],
 ]
 
 

@@ -12,14 +12,18 @@ While an agent holds the state root, a run without `-i`/`-t` goes through the ag
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Callable, Iterator
-from typing import Any
 
-from reconciler.cli import collector
+from reconciler.cli import collector, fastpath
 
-__all__ = ["build_config", "config_json", "parse_bytes", "register", "run"]
+# annotations only: a run parsed by the fast path loads no argparse (#21)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Iterator
+    from typing import Any
+
+__all__ = ["SPEC", "build_config", "config_json", "parse_bytes", "register", "run"]
 
 
 def _checked(parser: str) -> Callable[[str], Any]:
@@ -32,6 +36,8 @@ def _checked(parser: str) -> Callable[[str], Any]:
         try:
             return getattr(units, parser)(value)
         except ValueError as exc:
+            import argparse
+
             raise argparse.ArgumentTypeError(str(exc)) from None
     convert.__name__ = parser.removeprefix("parse_")    # argparse names it in its error
     return convert
@@ -45,51 +51,67 @@ def parse_bytes(value: str) -> int:
 _duration = _checked("parse_duration")
 
 
-def register(subparsers: Any) -> None:
-    from reconciler.cli import engines, options
+def _listed(metavar: str | None, help_text: str) -> dict[str, Any]:
+    """add_argument's keywords of a repeatable option (action="append")."""
+    kw: dict[str, Any] = {"action": "append", "default": [], "help": help_text}
+    if metavar:
+        kw["metavar"] = metavar
+    return kw
 
+
+# what it takes, for its parser and the fast path alike (cli/fastpath.py): a run parses without argparse
+SPEC = fastpath.Spec((
+    (("-d", "--detach"), "detach", "run in the background and print the id"),
+    (("-i", "--interactive"), "interactive", "keep stdin open and pass it to the container"),
+    (("-t", "--tty"), "tty", "allocate a pseudo-TTY for the main process"),
+    (("--rm",), "rm", "remove the container when it exits"),
+    (("--read-only",), "read_only", "mount the root filesystem read-only"),
+), output=None, positional=("image", "1", "IMAGE", "the image to run (pulled when not in the store)"),
+    remainder=("command", "COMMAND", "the command and its arguments (everything after IMAGE, options too)"), valued=(
+    (("--name",), "name", {"default": None, "help": "container name (default: generated)"}),
+    (("-e", "--env"), "env", _listed("KEY=VALUE", "set an environment variable")),
+    (("-u", "--user"), "user", {"default": None, "help": "user[:group] or uid[:gid]"}),
+    (("-w", "--workdir"), "workdir", {"default": None, "help": "working directory in the container"}),
+    (("--entrypoint",), "entrypoint", {"default": None, "help": "override the image's entrypoint"}),
+    (("-h", "--hostname"), "hostname", {"default": None, "help": "container host name"}),
+    (("--network",), "network", _listed(None, "none, host, or a named network (repeatable)")),
+    (("-p", "--publish"), "publish", {**_listed("[IP:]HOST:CTR[/PROTO]", "publish a port (bridge networks only)"),
+                                      "type": _checked("parse_port")}),
+    (("-v", "--volume"), "volume", _listed("SRC:DST[:ro]", "named volume or absolute host path, mounted at DST")),
+    (("--tmpfs",), "tmpfs", _listed("DST[:OPTIONS]", "mount a tmpfs")),
+    (("--cap-add",), "cap_add", _listed(None, "add a capability")),
+    (("--cap-drop",), "cap_drop", _listed(None, "drop a capability")),
+    (("-m", "--memory"), "memory", {"default": None, "type": parse_bytes, "help": "memory limit (e.g. 256m)"}),
+    (("--cpus",), "cpus", {"default": None, "type": _checked("parse_cpus"), "help": "CPU quota in CPUs (e.g. 0.5)"}),
+    (("--pids-limit",), "pids_limit", {"default": None, "type": int, "help": "maximum number of processes"}),
+    # no default: argparse would parse it
+    (("--restart",), "restart", {"default": None, "type": _checked("parse_restart"),
+                                 "help": "no | on-failure[:N] | always | unless-stopped (default: no)"}),
+    (("--health-cmd",), "health_cmd", {"default": None, "help": "healthcheck command (run with /bin/sh -c); "
+                                       "without it, the --health-* timings given apply to the image's HEALTHCHECK"}),
+    (("--health-interval",), "health_interval", {"default": None, "type": _duration,
+                                                 "help": "time between checks (default 30s)"}),
+    (("--health-timeout",), "health_timeout", {"default": None, "type": _duration,
+                                               "help": "check timeout (default 30s)"}),
+    (("--health-retries",), "health_retries", {"default": None, "type": int,
+                                               "help": "failures before unhealthy (default 3)"}),
+    (("--health-start-period",), "health_start_period", {"default": None, "type": _duration,
+                                                         "help": "grace period (default 0s)"}),
+    (("--health-start-interval",), "health_start_interval", {
+        "default": None, "type": _duration,
+        "help": "time between checks during the start period until healthy (default 5s)"}),
+    (("--stop-signal",), "stop_signal", {"default": None,
+                                         "help": "signal to stop the container (default: image's or SIGTERM)"}),
+    (("--stop-timeout",), "stop_timeout", {"default": 10.0, "type": float, "help": "seconds before SIGKILL on stop"}),
+    (("-l", "--label"), "label", _listed("KEY=VALUE", "set a label")),
+))
+
+
+def register(subparsers: Any) -> None:
     p = subparsers.add_parser("run", help="create and start a container", add_help=False,
                               description="Create and start a container (pulls the image if needed).")
     p.add_argument("--help", action="help", help="show this help message and exit")
-    options.add_engine_options(p)
-    engines.add_runtime_flag(p, "run")
-    p.add_argument("-d", "--detach", action="store_true", help="run in the background and print the id")
-    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open and pass it to the container")
-    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY for the main process")
-    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
-    p.add_argument("--name", help="container name (default: generated)")
-    p.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE", help="set an environment variable")
-    p.add_argument("-u", "--user", help="user[:group] or uid[:gid]")
-    p.add_argument("-w", "--workdir", help="working directory in the container")
-    p.add_argument("--entrypoint", help="override the image's entrypoint")
-    p.add_argument("-h", "--hostname", help="container host name")
-    p.add_argument("--network", action="append", default=[], help="none, host, or a named network (repeatable)")
-    p.add_argument("-p", "--publish", action="append", default=[], type=_checked("parse_port"), metavar="[IP:]HOST:CTR[/PROTO]",
-                   help="publish a port (bridge networks only)")
-    p.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]",
-                   help="named volume or absolute host path, mounted at DST")
-    p.add_argument("--tmpfs", action="append", default=[], metavar="DST[:OPTIONS]", help="mount a tmpfs")
-    p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
-    p.add_argument("--cap-add", action="append", default=[], help="add a capability")
-    p.add_argument("--cap-drop", action="append", default=[], help="drop a capability")
-    p.add_argument("-m", "--memory", type=parse_bytes, help="memory limit (e.g. 256m)")
-    p.add_argument("--cpus", type=_checked("parse_cpus"), help="CPU quota in CPUs (e.g. 0.5)")
-    p.add_argument("--pids-limit", type=int, help="maximum number of processes")
-    p.add_argument("--restart", type=_checked("parse_restart"),     # no default: argparse would parse it
-                   help="no | on-failure[:N] | always | unless-stopped (default: no)")
-    p.add_argument("--health-cmd", help="healthcheck command (run with /bin/sh -c); without it, the --health-* "
-                   "timings given apply to the image's HEALTHCHECK")
-    p.add_argument("--health-interval", type=_duration, help="time between checks (default 30s)")
-    p.add_argument("--health-timeout", type=_duration, help="check timeout (default 30s)")
-    p.add_argument("--health-retries", type=int, help="failures before unhealthy (default 3)")
-    p.add_argument("--health-start-period", type=_duration, help="grace period (default 0s)")
-    p.add_argument("--health-start-interval", type=_duration,
-                   help="time between checks during the start period until healthy (default 5s)")
-    p.add_argument("--stop-signal", help="signal to stop the container (default: image's or SIGTERM)")
-    p.add_argument("--stop-timeout", type=float, default=10.0, help="seconds before SIGKILL on stop")
-    p.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE", help="set a label")
-    p.add_argument("image", metavar="IMAGE")
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    SPEC.add_to(p, "run")
     p.set_defaults(run=run, no_logging=True)    # logging is set up only if a pull or a network needs it
 
 

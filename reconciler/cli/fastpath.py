@@ -4,7 +4,8 @@ Importing argparse (with re, enum, gettext and locale) and building even one sub
 parser costs ~15 ms, as much as the rest of a `reconcile ps` served by an agent. The commands
 people type most (ps, images, inspect, logs, status, version, and `pull [-q] [--pull=missing]
 REF` and `build [-q] [-t NAME] [-f FILE] [--build-arg K=V] CONTEXT`: a re-pull of a present tag
-and an unchanged rebuild are answered in a few ms) in their everyday forms are parsed here into
+and an unchanged rebuild are answered in a few ms; `run [OPTIONS] IMAGE [COMMAND...]`, whose
+parser is the largest: 12-17 ms of a 160 ms `run --rm`) in their everyday forms are parsed here into
 the same namespace argparse makes (tests/test_cli_fastpath.py compares the two for every form),
 and everything else, help, `--root` and the other options this path does not know, any unusual
 spelling and every usage error, goes to the parser: an unknown argument returns None here and
@@ -37,18 +38,23 @@ class Spec:
     parser (`add_to`, called by the command's register()) and for this path, which parses the
     everyday forms by it (an option it does not describe: argparse answers)."""
 
-    __slots__ = ("choices", "defaults", "engine", "flags", "output", "positional", "runtime", "valued")
+    __slots__ = ("choices", "defaults", "engine", "flags", "output", "positional", "remainder", "runtime", "types",
+                 "valued")
 
     def __init__(self, flags: tuple[tuple[tuple[str, ...], str, str], ...] = (), *, output: str | None = "table",
                  positional: tuple[str, ...] | None = None, engine: bool = True, runtime: bool = True,
                  defaults: dict[str, object] | None = None,
-                 valued: tuple[tuple[tuple[str, ...], str, dict[str, Any]], ...] = ()) -> None:
+                 valued: tuple[tuple[tuple[str, ...], str, dict[str, Any]], ...] = (),
+                 remainder: tuple[str, str, str] | None = None) -> None:
         self.flags = flags                  # its flags that take no value: ((-a, --all), dest, help)
         self.valued = valued                # its options written `-t VALUE` or `--tag=VALUE`: ((-t, --tag), dest,
-                                            # add_argument's keywords: default, choices, action="append", help...)
+                                            # add_argument's keywords: default, choices, action="append", type, help...)
         self.choices = {dest: tuple(kw["choices"]) for _, dest, kw in valued if "choices" in kw}
+        self.types = {dest: kw["type"] for _, dest, kw in valued if "type" in kw}
         self.output = output                # -o's default (None: no -o; "json": json or yaml only)
         self.positional = positional        # (dest, "1" or "+", metavar[, help]), or None when it takes none
+        self.remainder = remainder          # (dest, metavar, help): every argument after the positional, options
+                                            # too (argparse.REMAINDER: `run IMAGE COMMAND...`)
         self.engine = engine                # the engine options: --root, --run-dir, ...
         self.runtime = runtime              # --runtime
         self.defaults = defaults or {}      # its other options' defaults (its register() adds them)
@@ -76,13 +82,18 @@ class Spec:
             dest, nargs, metavar, *rest = self.positional
             parser.add_argument(dest, nargs="+" if nargs == "+" else None, metavar=metavar,
                                 help=rest[0] if rest else None)
+        if self.remainder is not None:
+            import argparse
+
+            dest, metavar, help_text = self.remainder
+            parser.add_argument(dest, nargs=argparse.REMAINDER, metavar=metavar, help=help_text)
         for flags, dest, help_text in self.flags:
             parser.add_argument(*flags, dest=dest, action="store_true", help=help_text)
         for flags, dest, keywords in self.valued:
             parser.add_argument(*flags, dest=dest, **keywords)
 
 
-COMMANDS = ("ps", "images", "inspect", "logs", "status", "version", "pull", "build")     # each module's SPEC
+COMMANDS = ("ps", "images", "inspect", "logs", "status", "version", "pull", "build", "run")     # each module's SPEC
 
 
 def parse(argv: list[str]) -> SimpleNamespace | None:
@@ -117,6 +128,8 @@ def _defaults(command: str, spec: Spec) -> dict[str, object]:
         values["output"] = spec.output
     values.update(dict.fromkeys(spec.dests().values(), False))
     values.update({dest: keywords.get("default") for _, dest, keywords in spec.valued})
+    if spec.remainder is not None:
+        values[spec.remainder[0]] = []
     values.update(spec.defaults)
     values.update({k: list(v) for k, v in values.items() if isinstance(v, list)})    # appended to: copies
     return values
@@ -129,6 +142,9 @@ def _read(args: list[str], spec: Spec, values: dict[str, object], positional: li
     i = 0
     while i < len(args):
         arg = args[i]
+        if spec.remainder is not None and positional:       # `run IMAGE COMMAND...`: the rest is the command's
+            values[spec.remainder[0]] = args[i:]
+            return "--" not in args[i:]                     # argparse's own reading of a `--` there
         if arg in flags:
             values[flags[arg]] = True
         elif arg in ("-o", "--output") and spec.output is not None and i + 1 < len(args):
@@ -156,10 +172,17 @@ def _read(args: list[str], spec: Spec, values: dict[str, object], positional: li
 
 
 def _value(spec: Spec, values: dict[str, object], dest: str, value: str) -> bool:
-    """`-t VALUE`: appended where the default is a list (argparse's action="append"), else set;
-    False (argparse says why) for a value the option does not take."""
+    """`-t VALUE`: converted by the option's `type` when it has one, appended where the default is a
+    list (argparse's action="append"), else set; False (argparse says why) for a value the option
+    does not take."""
     if dest in spec.choices and value not in spec.choices[dest]:
         return False
+    if dest in spec.types:
+        try:
+            converted = spec.types[dest](value)
+        except Exception:                   # noqa: BLE001 - argparse says what is wrong, in its words
+            return False
+        value = converted
     current = values[dest]
     if isinstance(current, list):
         current.append(value)

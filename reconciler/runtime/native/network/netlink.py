@@ -188,21 +188,22 @@ class Host:
         return found
 
     def add_veth(self, name: str, *, peer: str, peer_netns: Path, mtu: int, master: int | None = None,
-                 up: bool = False) -> Link:
-        """A veth pair: `name` here, `peer` created directly inside `peer_netns`; `name` already on
-        the bridge `master` and up when asked (one request, as `ip link add ... master BR up`)."""
+                 up: bool = False, peer_mac: str | None = None) -> Link:
+        """A veth pair: `name` here, `peer` created directly inside `peer_netns` (with the MAC
+        `peer_mac`, else one the kernel picks); `name` already on the bridge `master` and up when
+        asked (one request, as `ip link add ... master BR up`)."""
         extra: dict[str, Any] = {}
         if master is not None:
             extra["master"] = master
         if up:
             extra["state"] = "up"
         fd = os.open(peer_netns, os.O_RDONLY)
+        peer_attrs: dict[str, Any] = {"ifname": peer, "net_ns_fd": fd, "mtu": mtu}
+        if peer_mac is not None:
+            peer_attrs["address"] = peer_mac
         try:
             with _netlink(f"create veth {name} (peer {peer} in {peer_netns})"):
-                self._ipr.link(
-                    "add", ifname=name, kind="veth", mtu=mtu,
-                    peer={"ifname": peer, "net_ns_fd": fd, "mtu": mtu}, **extra,
-                )
+                self._ipr.link("add", ifname=name, kind="veth", mtu=mtu, peer=peer_attrs, **extra)
         finally:
             os.close(fd)
         found = self.link(name)

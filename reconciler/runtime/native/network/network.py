@@ -232,6 +232,14 @@ class NetworkManager:
     def veth_name(self, container_id: str, network: str) -> str:
         return f"{self.prefix}v{_short_hash(container_id + '/' + network, _IFNAMSIZ - len(self.prefix) - 1)}"
 
+    @staticmethod
+    def mac_address(container_id: str, network: str) -> str:
+        """The MAC of a container's interface on `network` (locally administered, from a hash as
+        its veth's name): the same each time the interface is made, so a veth made again (heal,
+        a repairing attach) does not leave its peers' ARP caches pointing at a MAC gone."""
+        digest = _short_hash("mac/" + container_id + "/" + network, 10)
+        return "02:" + ":".join(digest[i:i + 2] for i in range(0, 10, 2))
+
     def netns_path(self, container_id: str) -> Path:
         return self.netns_dir / container_id
 
@@ -720,7 +728,8 @@ class NetworkManager:
             raise errors.Conflict(f"interface {ep.veth} exists and is not a veth")
         fresh = veth is None
         if veth is None:
-            veth = h.add_veth(ep.veth, peer=ep.ifname, peer_netns=path, mtu=net.mtu, master=bridge.index, up=True)
+            veth = h.add_veth(ep.veth, peer=ep.ifname, peer_netns=path, mtu=net.mtu, master=bridge.index, up=True,
+                              peer_mac=self.mac_address(ep.container_id, ep.network))
         if veth.master != bridge.index:
             h.set_link(veth.index, master=bridge.index)
         h.set_hairpin(veth.index)

@@ -455,7 +455,7 @@ class Agent:
         if not isinstance(runtime, base.Healing):
             return
         try:
-            made = runtime.heal()
+            made = list(runtime.heal().made)
         except ReconcilerError as e:
             self._log.warning("network_heal_failed", error=e.message)
             return

@@ -31,6 +31,7 @@ if TYPE_CHECKING:          # built when first named: see __getattr__ below
     from reconciler.runtime.basetypes import (
         ContainerState,
         ExecResult,
+        Healed,
         NetworkConfig,
         NetworkState,
         VolumeConfig,
@@ -44,6 +45,7 @@ __all__ = [
     "ContainerState",
     "ContainerStatus",
     "ExecResult",
+    "Healed",
     "Healing",
     "HealthSupervision",
     "Healthcheck",
@@ -371,7 +373,8 @@ class LogLine:
 
 
 # built when first named (runtime/basetypes.py: a run without networks or named volumes needs none of them)
-_LATER = frozenset({"ContainerState", "ExecResult", "NetworkConfig", "NetworkState", "VolumeConfig", "VolumeState"})
+_LATER = frozenset({"ContainerState", "ExecResult", "Healed", "NetworkConfig", "NetworkState", "VolumeConfig",
+                    "VolumeState"})
 
 if not TYPE_CHECKING:
     def __getattr__(name: str) -> Any:
@@ -523,10 +526,11 @@ class HealthSupervision(SupervisionLoop, Protocol):
 @runtime_checkable
 class Healing(Protocol):
     """An engine whose host plumbing another program can take while it runs (a bridge deleted,
-    a firewall reload that flushes its nft rules), which it makes again when asked: the agent
-    asks before each pass, so what a pass observes is what the host has (the native engine)."""
+    its containers' veths unplugged or deleted, a firewall reload that flushes its nft rules),
+    which it makes again when asked: the agent asks before each pass, so what a pass observes is
+    what the host has (the native engine)."""
 
-    def heal(self) -> list[str]: ...         # what was made again, as words; [] when nothing
+    def heal(self) -> Healed: ...            # what was made again, and which containers stay cut off
 
 
 @runtime_checkable

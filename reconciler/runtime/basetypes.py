@@ -15,7 +15,7 @@ from dataclasses import field
 from reconciler._dataclass import dataclass
 from reconciler.runtime.base import ContainerStatus, PortMapping
 
-__all__ = ["ContainerState", "ExecResult", "NetworkConfig", "NetworkState", "VolumeConfig", "VolumeState"]
+__all__ = ["ContainerState", "ExecResult", "Healed", "NetworkConfig", "NetworkState", "VolumeConfig", "VolumeState"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,16 @@ class ExecResult:
     exit_code: int
     stdout: bytes
     stderr: bytes
+
+
+@dataclass(frozen=True)
+class Healed:
+    """What `Healing.heal` made again of the engine's host plumbing, and what it could not."""
+
+    made: tuple[str, ...] = ()      # as words: "bridge rcl-lan", "nft table rcl", "container web on bridge rcl-lan (veth ...)"
+    # container name -> why it is still cut off from a network it runs on (a running container
+    # whose interface could not be plugged in again): what the agent's status lists as down
+    cut_off: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

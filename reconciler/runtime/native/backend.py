@@ -139,12 +139,12 @@ class LazyNetwork:
     def recover(self, live_container_ids: Sequence[str] = ()) -> RecoveryReport:
         return self.manager.recover(live_container_ids)
 
-    def heal(self) -> list[str]:
+    def heal(self, running: Callable[[], Mapping[str, int]] | None = None) -> base.Healed:
         """network.NetworkManager.heal, when any network is recorded (else nothing to heal,
         and no manager made)."""
         if self._manager is None and not self._leases().networks():
-            return []
-        return self.manager.heal()
+            return base.Healed()
+        return self.manager.heal(running)
 
     # containers.NetworkAttacher
 
@@ -389,12 +389,19 @@ class NativeRuntime:
             return []
         return list(self._net().list_networks(selector))
 
-    def heal(self) -> list[str]:
-        """base.Healing: the recorded networks' bridges and the engine's nft table made again
-        where another program took them (network.NetworkManager.heal)."""
+    def heal(self) -> base.Healed:
+        """base.Healing: the recorded networks' bridges, the engine's nft table and the veths of
+        its containers made again (plugged in again) where another program took them
+        (network.NetworkManager.heal); the running containers' pids for a namespace to bind again."""
         if self.network is None:
-            return []
-        return list(self._net().heal())
+            return base.Healed()
+        healed: base.Healed = self._net().heal(self._running_pids)
+        return healed
+
+    def _running_pids(self) -> dict[str, int]:
+        """The running containers' main pids, as their records say once refreshed (pid, start
+        time and boot id checked)."""
+        return {r.id: r.pid for r in self.containers.records() if r.status == "running" and r.pid}
 
     def ensure_network(self, config: base.NetworkConfig) -> base.NetworkState:
         known = any(n.name == config.name for n in self.list_networks())

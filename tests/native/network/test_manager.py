@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -367,25 +369,133 @@ def test_a_namespace_is_made_without_moving_the_callers_thread(harness: Harness)
 def test_heal_makes_again_a_flushed_table_and_a_deleted_bridge(harness: Harness) -> None:
     """Another program takes the plumbing while the engine runs (a firewall reload flushing the
     ruleset, an `ip link del`): the ruleset's text did not change, so no apply puts it back;
-    heal finds what is missing and makes it again, and says what."""
+    heal finds what is missing and makes it again, and says what. Deleting the bridge left the
+    container's veth unplugged (the kernel detaches a deleted bridge's ports and keeps them):
+    heal puts it on the new bridge, and the container answers again at its address and on its
+    published port."""
     m = harness.manager
     m.ensure_network(base.NetworkConfig(name="heal", subnet=harness.subnet(0)))
     port = _port()
-    m.attach("ctr-heal", name="heal", hostname="heal", networks=["heal"], ports=[base.PortMapping(80, port)])
-    bridge = m.bridge_name("heal")
+    att = m.attach("ctr-heal", name="heal", hostname="heal", networks=["heal"],
+                   ports=[base.PortMapping(80, port, host_ip="127.0.0.1")])
+    harness.serve(att.netns_path, "serve-tcp", "80", "heal")
+    address = att.ip_addresses["heal"]
+    bridge, veth = m.bridge_name("heal"), m.veth_name("ctr-heal", "heal")
 
     def table() -> str:
         return subprocess.run(["nft", "list", "table", "ip", harness.prefix], capture_output=True, text=True,
                               check=False).stdout
 
     assert f"dport {port}" in table()
-    assert m.heal() == []                                       # nothing missing: nothing done
+    assert m.heal() == base.Healed()                            # nothing missing: nothing done
     subprocess.run(["nft", "delete", "table", "ip", harness.prefix], check=True)
     subprocess.run(["ip", "link", "del", bridge], check=True)
-    assert m.heal() == [f"bridge {bridge}", f"nft table {harness.prefix}"]
+    assert _link(veth).master is None                           # the veth outlived its bridge, unplugged
+    healed = m.heal()
+    assert healed == base.Healed(made=(f"bridge {bridge}", f"nft table {harness.prefix}",
+                                       f"container heal on bridge {bridge} (veth {veth})"))
     assert f"dport {port}" in table()
     assert f"{state_gateway(m, 'heal')}/24" in _addresses(bridge)
-    assert m.heal() == []
+    plugged = _link(veth)
+    assert (plugged.master, plugged.up) == (_link(bridge).index, True)
+    for host, to in ((address, "80"), ("127.0.0.1", str(port))):
+        got = harness.probe(None, "tcp", host, to)
+        assert got.stdout.startswith("heal peer="), (host, got.stderr)
+    assert m.heal() == base.Healed()
+
+
+def test_heal_makes_a_deleted_veth_again_in_the_containers_namespace(harness: Harness) -> None:
+    """A container's veth deleted (which takes its end in the container with it): heal makes the
+    pair again, the container's end in its own namespace, with its recorded address, the same
+    MAC (`mac_address`: peers' ARP caches stay right) and its default route. A namespace file
+    unmounted under a running container is bound again from its process first."""
+    m = harness.manager
+    m.ensure_network(base.NetworkConfig(name="lan", subnet=harness.subnet(0)))
+    att = m.attach("ctr-lost", name="lost", hostname="lost", networks=["lan"])
+    server = harness.serve(att.netns_path, "serve-tcp", "80", "lost")
+    address, veth = att.ip_addresses["lan"], m.veth_name("ctr-lost", "lan")
+    mac = m.mac_address("ctr-lost", "lan")
+    assert _link("eth0", att.netns_path).mac == mac
+
+    subprocess.run(["ip", "link", "del", veth], check=True)
+    healed = m.heal()
+    assert healed.made == (f"container lost on bridge {m.bridge_name('lan')} (veth {veth}, made again)",)
+    _assert_plugged(harness, att, "lan", mac)
+    assert harness.probe(None, "tcp", address, "80").stdout.startswith("lost peer=")
+
+    # the namespace file unmounted (a plain file left) and the veth deleted while the container
+    # runs: bound again from the process that lives in the namespace, then the veth made again
+    subprocess.run(["umount", str(att.netns_path)], check=True)
+    subprocess.run(["ip", "link", "del", veth], check=True)
+    assert not netlink.is_netns(att.netns_path)
+    assert m.heal(dict) == base.Healed()          # not running: its start makes a namespace
+    healed = m.heal(lambda: {"ctr-lost": server.pid})
+    assert healed.cut_off == {}
+    assert len(healed.made) == 1, healed
+    assert os.stat(att.netns_path).st_ino == os.stat(f"/proc/{server.pid}/ns/net").st_ino
+    _assert_plugged(harness, att, "lan", mac)
+    assert harness.probe(None, "tcp", address, "80").stdout.startswith("lost peer=")
+
+
+def test_heal_says_which_running_containers_stay_cut_off(harness: Harness) -> None:
+    """What heal cannot plug in again it names, per container, and why: an interface of another
+    kind took the veth's name (each heal tries again; once the name is free it plugs the veth),
+    or the namespace of a running container is gone with its file (restart it)."""
+    m = harness.manager
+    m.ensure_network(base.NetworkConfig(name="lan", subnet=harness.subnet(0)))
+    att = m.attach("ctr-cut", name="cut", hostname="cut", networks=["lan"])
+    veth = m.veth_name("ctr-cut", "lan")
+    subprocess.run(["ip", "link", "del", veth], check=True)
+    subprocess.run(["ip", "link", "add", veth, "type", "bridge"], check=True)      # another program's
+    try:
+        healed = m.heal()                          # not told what runs: each one that failed is said
+        assert healed.made == ()
+        assert list(healed.cut_off) == ["cut"]
+        assert f"cut off from network lan: its veth {veth} not plugged in again" in healed.cut_off["cut"]
+        assert "is not a veth" in healed.cut_off["cut"]
+        assert m.heal(dict) == base.Healed()     # a container that does not run is cut off from nothing
+    finally:
+        subprocess.run(["ip", "link", "del", veth], check=True)
+    assert m.heal().made == (f"container cut on bridge {m.bridge_name('lan')} (veth {veth}, made again)",)
+    _assert_plugged(harness, att, "lan", m.mac_address("ctr-cut", "lan"))
+
+    # the namespace file unmounted (a plain file left), and nothing else held the namespace: it is
+    # gone, with its veth, and the process the container ran is gone too
+    subprocess.run(["umount", str(att.netns_path)], check=True)
+    deadline = time.monotonic() + 10
+    while os.path.lexists(f"/sys/class/net/{veth}"):   # the kernel ends a namespace in the background
+        assert time.monotonic() < deadline, "the veth outlived its namespace"
+        time.sleep(0.05)
+    healed = m.heal(lambda: {"ctr-cut": _dead_pid()})
+    assert healed.made == ()
+    assert "its network namespace file is gone and could not be bound again" in healed.cut_off["cut"]
+    assert healed.cut_off["cut"].endswith("restart it")
+    assert not att.netns_path.exists()              # nothing left there: its start makes a namespace
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def _link(name: str, netns: Path | None = None) -> netlink.Link:
+    with netlink.host(netns) as h:
+        link = h.link(name)
+    assert link is not None, name
+    return link
+
+
+def _assert_plugged(harness: Harness, att: network.Attachment, net: str, mac: str) -> None:
+    """The container's veth on its network's bridge and up, its end with its address, MAC and route."""
+    m = harness.manager
+    veth = _link(m.veth_name(att.netns_path.name, net))
+    assert (veth.master, veth.up) == (_link(m.bridge_name(net)).index, True)
+    eth0 = _link("eth0", att.netns_path)
+    assert (eth0.mac, eth0.up) == (mac, True)
+    with netlink.host(att.netns_path) as ns:
+        assert [a.address for _, a in ns.addresses(eth0.index)] == [att.ip_addresses[net]]
+        assert any(r.prefixlen == 0 and r.gateway == state_gateway(m, net) for r in ns.routes())
 
 
 def state_gateway(m: network.NetworkManager, name: str) -> str:

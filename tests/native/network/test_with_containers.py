@@ -11,6 +11,7 @@ import pytest
 from reconciler.runtime import base
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.containers import inspection
+from reconciler.runtime.native.network import netlink
 from tests.helpers import subnets
 from tests.helpers.ports import publish_port
 from tests.native.network.conftest import IMAGE, Harness
@@ -131,3 +132,59 @@ def test_a_running_container_connected_to_a_dual_stack_network_gets_and_gives_ba
     host_neighbours = subprocess.run(["ip", "-6", "neigh", "show"], capture_output=True, text=True,
                                      check=True).stdout
     assert [a for a in (client6, again) if a in host_neighbours] == []
+
+
+def test_heal_plugs_running_containers_into_a_bridge_made_again(harness: Harness, engine: NativeRuntime) -> None:
+    """`ip link del` of a network's bridge while its containers run: the kernel detaches their
+    veths and keeps them, so they run on, unreachable, while ps says they run fine (and a start
+    plugs in no veth whose namespace is there). heal makes the bridge again and puts every veth
+    back on it, up: the container serves on its address, its published port and to its peer by
+    name. A veth deleted is made again in the container's namespace with its address and its MAC,
+    so the peer's ARP cache still points at it."""
+    engine.ensure_network(base.NetworkConfig(name="app"))
+    bridge = harness.manager.bridge_name("app")
+    port = publish_port()
+    web = engine.create_container(base.ContainerConfig(
+        name="web", image=IMAGE, command=("httpd", "-f", "-p", "80", "-h", "/etc"), networks=("app",),
+        ports=(base.PortMapping(container_port=80, host_port=port, host_ip="127.0.0.1"),),
+    ))
+    engine.start_container(web)
+    client = engine.create_container(base.ContainerConfig(
+        name="client", image=IMAGE, command=("sleep", "1000"), networks=("app",),
+    ))
+    engine.start_container(client)
+    address = engine.inspect_container(web).ip_addresses["app"]
+    veths = {cid: harness.manager.veth_name(cid, "app") for cid in (web, client)}
+    mac = _inside(engine, web, "cat", "/sys/class/net/eth0/address").strip()
+    assert mac == harness.manager.mac_address(web, "app")
+
+    def serves() -> None:
+        assert "root:x:0:0" in _get(f"http://127.0.0.1:{port}/passwd")
+        assert "root:x:0:0" in _get(f"http://{address}/passwd")
+        assert "root:x:0:0" in _inside(engine, client, "timeout", "5", "wget", "-q", "-O", "-", "http://web/passwd")
+
+    serves()
+    subprocess.run(["ip", "link", "del", bridge], check=True)
+    with netlink.host() as h:
+        assert all((link := h.link(v)) is not None and link.master is None for v in veths.values())
+    assert {str(c.status) for c in engine.list_containers()} == {"running"}     # what ps says meanwhile
+
+    healed = engine.heal()
+    assert healed.cut_off == {}
+    assert healed.made == (f"bridge {bridge}", f"container client on bridge {bridge} (veth {veths[client]})",
+                           f"container web on bridge {bridge} (veth {veths[web]})")
+    with netlink.host() as h:
+        master = h.link(bridge)
+        assert master is not None
+        for v in veths.values():
+            link = h.link(v)
+            assert link is not None
+            assert (link.master, link.up) == (master.index, True), link
+    serves()
+
+    subprocess.run(["ip", "link", "del", veths[web]], check=True)       # both ends go
+    assert engine.heal().made == (f"container web on bridge {bridge} (veth {veths[web]}, made again)",)
+    assert _inside(engine, web, "cat", "/sys/class/net/eth0/address").strip() == mac
+    assert f"inet {address}/" in _inside(engine, web, "ip", "-o", "-4", "addr", "show", "eth0")
+    serves()
+    assert engine.heal() == base.Healed()

@@ -192,7 +192,7 @@ def _network_leftovers(config: NativeConfig, known: set[str]) -> bool:
     store = ipam.IPAM(config.db())
     if any(c.container_id not in known for c in store.containers()):
         return True
-    if ipam.bridges_gone(store.networks()):
+    if ipam.unplugged(store.networks())[0]:
         return True
     if stale.dead_marks(config):        # killed while a new container's name waited for its peers
         return True

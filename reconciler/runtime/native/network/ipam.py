@@ -37,7 +37,7 @@ import ipaddress
 import json
 import os
 import sqlite3
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import field
 from datetime import UTC, datetime
 
@@ -216,10 +216,28 @@ def gateway_endpoint(endpoints: Sequence[EndpointRecord], internal: Container[st
     return next((e for e in ordered if e.network not in internal), ordered[0] if ordered else None)
 
 
-def bridges_gone(networks: Sequence[NetworkRecord]) -> list[NetworkRecord]:
-    """The recorded networks whose bridge the host lacks (a reboot, an `ip link del`): a stat
-    of /sys/class/net each, no netlink (crash recovery asks at every engine start)."""
-    return [n for n in networks if not os.path.lexists(f"/sys/class/net/{n.bridge}")]
+def unplugged(networks: Sequence[NetworkRecord],
+              veths: Iterable[tuple[str, str]] = ()) -> tuple[list[NetworkRecord], list[tuple[str, str]]]:
+    """What the host lacks of the recorded networks' plumbing: the networks whose bridge is gone
+    (a reboot, an `ip link del`), and of `veths`, the recorded endpoints as (network, host-side
+    veth), those that are no port of their network's bridge: deleting a bridge detaches its
+    ports and leaves the veths, unplugged, and a veth deleted by hand takes its container's end
+    with it. A listdir of /sys/class/net/<bridge>/brif each, no netlink (crash recovery asks at
+    every engine start, heal before each agent pass). An interface of the bridge's name that is
+    no bridge is not gone (making the bridge would fail on it) and its ports are not judged."""
+    ports: dict[str, frozenset[str] | None] = {}
+    gone = []
+    for n in networks:
+        try:
+            ports[n.name] = frozenset(os.listdir(f"/sys/class/net/{n.bridge}/brif"))
+        except OSError:
+            if os.path.lexists(f"/sys/class/net/{n.bridge}"):
+                ports[n.name] = None            # not a bridge: ensure_network says so
+            else:
+                gone.append(n)
+                ports[n.name] = frozenset()
+    loose = [(net, veth) for net, veth in veths if (p := ports.get(net)) is not None and veth not in p]
+    return gone, loose
 
 
 def port_endpoint(endpoints: Sequence[EndpointRecord], internal: Container[str]) -> EndpointRecord | None:
@@ -798,6 +816,12 @@ class IPAM:
         rows = self._db.connect().execute(sql + " ORDER BY container_id, position", args).fetchall()
         return [EndpointRecord(r["network"], r["address"], r["container_id"], int(r["position"]),
                                r["ifname"], r["veth"], r["address6"]) for r in rows]
+
+    def veths(self, containers: Container[str] | None = None) -> list[tuple[str, str]]:
+        """Every endpoint (of `containers` only, when given) as (network, host-side veth): what
+        `unplugged` checks, no record built."""
+        rows = self._db.connect().execute("SELECT network, veth, container_id FROM net_endpoints")
+        return [(r[0], r[1]) for r in rows if containers is None or r[2] in containers]
 
     def ports(self) -> list[PortRecord]:
         """Every host port held for a container, forwarded or not."""

@@ -36,10 +36,12 @@ __all__ = [
     "Host",
     "Link",
     "Route",
+    "bind_netns",
     "clear_conntrack",
     "configure_container_side",
     "create_netns",
     "host",
+    "is_netns",
     "remove_netns",
 ]
 
@@ -322,6 +324,30 @@ def create_netns(path: Path) -> None:
     if failure:
         with _netlink(f"create network namespace {path}"):
             raise failure[0]
+
+
+def is_netns(path: Path) -> bool:
+    """Whether `path` holds a network namespace (a namespace file bound there, as `create_netns`
+    leaves it), not a plain file left by an unmount, nor nothing."""
+    try:
+        return os.stat(path).st_dev == os.stat("/proc/thread-self/ns/net").st_dev     # nsfs
+    except OSError:
+        return False
+
+
+def bind_netns(path: Path, pid: int) -> None:
+    """Bind the network namespace of process `pid` at `path` again (its file unmounted or
+    deleted while the process lives in it); a plain file left at `path` is replaced, and none is
+    left when the bind fails (the process gone: its container's next start makes a namespace)."""
+    with _netlink(f"bind the network namespace of process {pid} at {path}"):
+        if os.path.lexists(path) and not is_netns(path):
+            path.unlink()
+        try:
+            netns.attach(str(path), pid)
+        except BaseException:
+            if os.path.lexists(path) and not is_netns(path):
+                path.unlink()
+            raise
 
 
 def remove_netns(path: Path) -> bool:

@@ -16,7 +16,9 @@ Every step "ensures" (CNI's ensureBridge style): it creates what is missing, ver
 finds and repairs what differs, and a failed attach undoes what it did. The DB records are
 the source of truth: `recover()` at start-up removes whatever a crash left behind (records of
 dead containers, veths, namespaces, bridges and iptables rules no record names) and re-renders
-the firewall from the records.
+the firewall from the records; `heal()` (the agent, before each pass) makes again what another
+program took while the engine ran (a bridge, a veth, the nft table) and says which running
+containers it left cut off.
 
 Mutations are serialised by a thread lock plus an flock under `run_dir/locks`, so two engines
 on one host (or CLI + agent) cannot interleave; IPAM transactions are BEGIN IMMEDIATE besides.
@@ -38,7 +40,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import field
 from pathlib import Path
@@ -708,9 +710,10 @@ class NetworkManager:
         return path
 
     def _plug(self, h: netlink.Host, path: Path, net: ipam.NetworkRecord, ep: ipam.EndpointRecord, *,
-              default: bool, locked: bool = True) -> None:
+              default: bool, locked: bool = True) -> bool:
         """The endpoint's veth on its bridge (made if missing) and its addresses in the namespace
-        (with the default routes when this is the container's `default` network)."""
+        (with the default routes when this is the container's `default` network). Whether the
+        veth was made (else it was there)."""
         from reconciler.runtime.native.network import netlink
 
         bridge = h.link(net.bridge)
@@ -728,8 +731,15 @@ class NetworkManager:
             raise errors.Conflict(f"interface {ep.veth} exists and is not a veth")
         fresh = veth is None
         if veth is None:
-            veth = h.add_veth(ep.veth, peer=ep.ifname, peer_netns=path, mtu=net.mtu, master=bridge.index, up=True,
-                              peer_mac=self.mac_address(ep.container_id, ep.network))
+            try:
+                veth = h.add_veth(ep.veth, peer=ep.ifname, peer_netns=path, mtu=net.mtu, master=bridge.index,
+                                  up=True, peer_mac=self.mac_address(ep.container_id, ep.network))
+            except errors.AlreadyExists:
+                # made meanwhile by another process: a heal, while this attach ran outside the lock
+                veth = h.link(ep.veth)
+                if veth is None:
+                    raise
+                fresh = False
         if veth.master != bridge.index:
             h.set_link(veth.index, master=bridge.index)
         h.set_hairpin(veth.index)
@@ -741,6 +751,7 @@ class NetworkManager:
             address6=netlink.Address(ep.address6, net.prefixlen6) if ep.address6 else None,
             gateway6=net.gateway6 if default else None, fresh=fresh,
         )
+        return fresh
 
     def connect(self, container_id: str, network: str, aliases: Sequence[str] = (), *,
                 address: str | None = None, address6: str | None = None) -> Attachment:
@@ -1048,31 +1059,114 @@ class NetworkManager:
 
     # recovery ---------------------------------------------------------------------------------
 
-    def heal(self) -> list[str]:
+    def heal(self, running: Callable[[], Mapping[str, int]] | None = None) -> base.Healed:
         """Make again what another program took of the recorded networks' host plumbing while
-        the engine ran: a bridge deleted, or the engine's nft table gone (a firewall reload that
-        flushes the ruleset). The ruleset is only rendered again when its text changes, so a
-        table flushed under it stays gone, with every published port, until the next change.
-        What was made again, as words ("bridge X", "nft table Y"); [] when nothing was missing.
-        A stat per bridge and one `nft list table`: the agent asks before each pass. (The veths
-        of containers on a deleted bridge are not plugged in again: their next start does.)"""
+        the engine ran: a bridge deleted (its ports, the containers' veths, left unplugged), a
+        container's veth deleted, or the engine's nft table gone (a firewall reload that flushes
+        the ruleset). The ruleset is only rendered again when its text changes, so a table
+        flushed under it stays gone, with every published port, until the next change; a start
+        plugs in no veth whose namespace is there, so a container cut off stays cut off.
+        A listdir per bridge and of the namespaces, two queries and one `nft list table` when
+        nothing is missing: the agent asks before each pass. Each veth of a container with a
+        namespace file (or what an unmount left of it) that is no port of its bridge is plugged
+        in again (`_plug_again`); `running` gives the pids of the running containers, asked only
+        for a container whose namespace file is no namespace. What was made again, as words ("bridge X",
+        "nft table Y", "container web on bridge X (veth V)"), and the containers left cut off."""
         networks = self._ipam.networks()
         if not networks:
-            return []
-        gone = ipam.bridges_gone(networks)
+            return base.Healed()
+        gone, loose = ipam.unplugged(networks, self._ipam.veths(self._namespaced()))
         table = self._fw.table_exists()
-        if not gone and table:
-            return []
+        if not gone and not loose and table:
+            return base.Healed()
         with self._locked():
+            networks = self._ipam.networks()                          # as they are under the lock
+            gone, loose = ipam.unplugged(networks, self._ipam.veths(self._namespaced()))
             for n in gone:
                 self._ensure_bridge(n)
             for n in networks if not table else gone:
                 # (a flushed ruleset took the iptables-nft accepts in Docker's FORWARD chain too)
                 self._fw.ensure_accepts(n)
-            self._apply_firewall(force=True)
-        made = [f"bridge {n.bridge}" for n in gone] + ([] if table else [f"nft table {self._fw.table}"])
-        log.warning("network plumbing made again", made=made)
-        return made
+            if gone or not table:
+                self._apply_firewall(force=True)
+            plugged, cut = self._plug_again({veth for _, veth in loose}, running)
+        made = [f"bridge {n.bridge}" for n in gone] + ([] if table else [f"nft table {self._fw.table}"]) + plugged
+        if made or cut:
+            log.warning("network plumbing made again", made=made, cut_off=cut)
+        return base.Healed(made=tuple(made), cut_off=cut)
+
+    def _namespaced(self) -> set[str]:
+        """The containers with a namespace file (or what an unmount left of one), whose veths
+        belong on their bridges: one without (after a reboot) gets its veth at its start."""
+        try:
+            return set(os.listdir(self.netns_dir))
+        except FileNotFoundError:
+            return set()
+
+    def _plug_again(self, veths: set[str], running: Callable[[], Mapping[str, int]] | None,
+                    ) -> tuple[list[str], dict[str, str]]:
+        """Under the lock: the recorded endpoints whose host-side veth is in `veths` (no port of
+        its bridge) plugged in again, as an attach plugs them: the veth put on its bridge again,
+        hairpin and up, or, gone, made again in the container's namespace with its recorded
+        addresses and MAC (`mac_address`) and its routes. A container's namespace file lost
+        while it runs (an unmount) is bound again from its process (`running()`: the running
+        containers' pids); one that does not run is left as it is. What was plugged in, as
+        words, and the running containers that stay cut off (name -> why)."""
+        from reconciler.runtime.native.network import netlink
+
+        if not veths:
+            return [], {}
+        records = {n.name: n for n in self._ipam.networks()}
+        names = {c.container_id: c.name for c in self._ipam.containers()}
+        by_container: dict[str, list[ipam.EndpointRecord]] = {}
+        for e in self._ipam.endpoints():
+            by_container.setdefault(e.container_id, []).append(e)
+        pids: Mapping[str, int] | None = None
+        made: list[str] = []
+        cut: dict[str, str] = {}
+
+        def runs(cid: str) -> int | None:
+            nonlocal pids
+            if pids is None:
+                pids = running() if running is not None else {}
+            return pids.get(cid)
+
+        def cut_off(cid: str, name: str, why: str) -> None:
+            if running is None or runs(cid) is not None:      # one that does not run is cut off from nothing
+                cut[name] = f"{cut[name]}; {why}" if name in cut else why
+            else:
+                log.warning("a stopped container's veth not plugged in again; the next heal tries again",
+                            container=name, error=why)
+
+        with netlink.host() as h:
+            for cid, eps in sorted(by_container.items(), key=lambda item: (names.get(item[0], ""), item[0])):
+                todo = [e for e in eps if e.veth in veths]
+                if not todo:
+                    continue
+                name = names.get(cid, cid[:12])
+                nets = ", ".join(e.network for e in todo)
+                path = self.netns_path(cid)
+                if not netlink.is_netns(path):
+                    pid = runs(cid)
+                    if pid is None:
+                        continue            # not running: nothing to cut off
+                    try:
+                        netlink.bind_netns(path, pid)
+                    except errors.RuntimeBackendError as exc:
+                        cut_off(cid, name, f"cut off from network {nets}: its network namespace file is gone "
+                                           f"and could not be bound again ({exc}); restart it")
+                        continue
+                default = self._default_network(eps, records)
+                for e in todo:
+                    net = records[e.network]
+                    try:
+                        fresh = self._plug(h, path, net, e, default=e.network == default)
+                    except errors.RuntimeBackendError as exc:
+                        cut_off(cid, name, f"cut off from network {e.network}: its veth {e.veth} not plugged in "
+                                           f"again ({exc}); the next heal tries again")
+                        continue
+                    made.append(f"container {name} on bridge {net.bridge} (veth {e.veth}{', made again' if fresh else ''})")
+        return made, cut
 
     def recover(self, live_container_ids: Sequence[str] = ()) -> RecoveryReport:
         """At start-up: release what dead containers held and delete leaked host objects."""

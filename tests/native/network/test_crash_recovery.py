@@ -9,6 +9,8 @@ remove exactly those and keep a healthy neighbour untouched.
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import pytest
 from reconciler.runtime import base, opening
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.containers import cgroups, mounts, recovery
+from reconciler.runtime.native.network import netlink
 from tests.helpers.host import conmon_pids
 from tests.helpers.ports import publish_port
 from tests.native.network.conftest import IMAGE, Harness
@@ -87,3 +90,49 @@ def test_opening_the_engine_for_a_pass_runs_recovery(harness: Harness, engine: N
     assert not engine.containers.paths(cid).dir.exists()
     assert cid not in conmon_pids(cfg.run_dir)
     assert not harness.manager.netns_path(cid).exists()
+
+
+def test_opening_the_engine_plugs_in_the_veths_a_deleted_bridge_left(harness: Harness, engine: NativeRuntime) -> None:
+    """No agent heals (a CLI-only host): a bridge deleted under a running container leaves its
+    veth unplugged, and a start would not plug it in. The next writer's start-up recovery (what
+    `reconcile --once` opens) sees the bridge gone, or, the bridge made again meanwhile, a veth
+    that is no port of it, and plugs the veth in: the container serves again."""
+    engine.ensure_network(base.NetworkConfig(name="app", subnet=harness.subnet(0)))
+    port = publish_port()
+    web = engine.create_container(base.ContainerConfig(
+        name="web", image=IMAGE, command=("httpd", "-f", "-p", "80", "-h", "/etc"), networks=("app",),
+        ports=(base.PortMapping(container_port=80, host_port=port, host_ip="127.0.0.1"),)))
+    engine.start_container(web)
+    m = harness.manager
+    bridge, veth = m.bridge_name("app"), m.veth_name(web, "app")
+    cfg = harness.config
+    place = opening.Place(root=cfg.root, run_dir=cfg.run_dir, name_prefix=cfg.name_prefix)
+
+    def master() -> str | None:
+        link = Path(f"/sys/class/net/{veth}/master")
+        return link.resolve().name if link.exists() else None
+
+    for made_again in (False, True):
+        subprocess.run(["ip", "link", "del", bridge], check=True)
+        if made_again:                              # by someone else: its ports are not judged by its presence
+            m.ensure_network(base.NetworkConfig(name="app", subnet=harness.subnet(0)))
+        assert master() is None
+        rt = opening.open_runtime("native", place)
+        rt.close()
+        assert master() == bridge
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/passwd", timeout=5) as resp:
+            assert b"root:x:0:0" in resp.read()
+    # nothing unplugged: no full network recovery at the next start
+    assert not recovery._network_leftovers(cfg, {web})
+
+    # what a reboot leaves of a stopped container: no namespace, no veth. Its start makes them,
+    # so its missing veth is no leftover (else every engine start would run the full recovery)
+    engine.stop_container(web, timeout=0)
+    netlink.remove_netns(m.netns_path(web))
+    deadline = time.monotonic() + 10
+    while Path(f"/sys/class/net/{veth}").exists():     # the kernel ends a namespace in the background
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert not recovery._network_leftovers(cfg, {web})
+    engine.start_container(web)
+    assert master() == bridge

@@ -182,24 +182,28 @@ def _network_leftovers(config: NativeConfig, known: set[str]) -> bool:
     allocation, a namespace or a hosts-file dir), or peers' hosts files a killed batch left
     without a new container's name (network/stale.py), or a recorded network lacks its bridge (a
     reboot took it, with the nft table: a network no container uses would otherwise stay
-    recorded, reported and planned as there, with nothing on the host). The full network
-    recovery makes the bridges again and re-renders the firewall (~50 ms), so a clean start
-    skips it. Read from the state DB, the run dir and /sys/class/net, as the network manager
-    keeps them, without making the manager (its netlink and firewall modules: ~25 ms of a CLI's
-    start, #21)."""
+    recorded, reported and planned as there, with nothing on the host), or a recorded endpoint
+    of a container with a namespace has a veth that is no port of its bridge (the bridge deleted
+    and made again, or the veth deleted: the container is cut off while `ps` says it runs; one
+    without a namespace, after a reboot, gets its veth at its start). The full network recovery
+    makes the bridges again, plugs such veths in again and re-renders the firewall (~50 ms), so
+    a clean start skips it. Read from the state DB, the run dir and /sys/class/net, as the
+    network manager keeps them, without making the manager (its netlink and firewall modules:
+    ~25 ms of a CLI's start, #21)."""
     from reconciler.runtime.native.network import ipam, stale
 
     store = ipam.IPAM(config.db())
     if any(c.container_id not in known for c in store.containers()):
         return True
-    if ipam.unplugged(store.networks())[0]:
+    namespaces = set(os.listdir(config.netns_dir)) if config.netns_dir.is_dir() else set()
+    gone, loose = ipam.unplugged(store.networks(), store.veths(namespaces))
+    if gone or loose:
         return True
     if stale.dead_marks(config):        # killed while a new container's name waited for its peers
         return True
-    for d in (config.netns_dir, config.net_files_dir):
-        if d.is_dir() and any(e.name not in known for e in d.iterdir()):
-            return True
-    return False
+    if not namespaces <= known:
+        return True
+    return config.net_files_dir.is_dir() and any(e.name not in known for e in config.net_files_dir.iterdir())
 
 
 def recover(runtime: Any) -> RecoveryReport:

@@ -15,10 +15,10 @@ Ports published on [::1] go through a userland proxy (`portproxy`): the kernel h
 Every step "ensures" (CNI's ensureBridge style): it creates what is missing, verifies what it
 finds and repairs what differs, and a failed attach undoes what it did. The DB records are
 the source of truth: `recover()` at start-up removes whatever a crash left behind (records of
-dead containers, veths, namespaces, bridges and iptables rules no record names) and re-renders
-the firewall from the records; `heal()` (the agent, before each pass) makes again what another
-program took while the engine ran (a bridge, a veth, the nft table) and says which running
-containers it left cut off.
+dead containers, veths, namespaces, bridges and iptables rules no record names), makes the
+bridges again, plugs the recorded veths in again and re-renders the firewall from the records;
+`heal()` (the agent, before each pass) makes again what another program took while the engine
+ran (a bridge, a veth, the nft table) and says which running containers it left cut off.
 
 Mutations are serialised by a thread lock plus an flock under `run_dir/locks`, so two engines
 on one host (or CLI + agent) cannot interleave; IPAM transactions are BEGIN IMMEDIATE besides.
@@ -100,6 +100,7 @@ class RecoveryReport:
     netns: tuple[str, ...] = ()           # leaked namespaces removed
     iptables_rules: int = 0               # leaked accept rules removed
     host_files: tuple[str, ...] = field(default=())
+    plugged: tuple[str, ...] = ()         # veths put on their bridges again (made again if gone)
 
 
 def _short_hash(text: str, n: int) -> str:
@@ -1192,6 +1193,13 @@ class NetworkManager:
                         link.kind == "bridge" and link.name not in bridges)
                     if leaked and h.delete_link(link.name):
                         deleted.append(link.name)
+            # veths a bridge deleted while the engine was away left unplugged (their namespaces
+            # are there: the containers may run); after a reboot none has a namespace: its start
+            # makes it
+            loose = ipam.unplugged(networks, self._ipam.veths(self._namespaced()))[1]
+            plugged, cut = self._plug_again({v for _, v in loose}, None)
+            if cut:
+                log.warning("containers left cut off from their networks", cut_off=cut)
             known = {c.container_id for c in self._ipam.containers()}
             for cid in sorted(known):
                 self._ensure_proxies(cid)
@@ -1215,7 +1223,7 @@ class NetworkManager:
             stale.dead_marks(self.config, remove=True)
             report = RecoveryReport(
                 containers=tuple(dead), links=tuple(deleted), netns=tuple(leaked_ns),
-                iptables_rules=rules, host_files=tuple(leaked_files),
+                iptables_rules=rules, host_files=tuple(leaked_files), plugged=tuple(plugged),
             )
             log.info("network recovery done", report=report)
             return report

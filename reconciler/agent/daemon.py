@@ -116,6 +116,8 @@ class Agent:
         self._lister: updates_mod.RegistryLister | None = None
         # registries that did not answer a pass's tag lookup: not asked again until their back-off ends
         self.registry_backoff = observing.RegistryBackoff()
+        # the containers the last heal left cut off from a network (name -> why): down in status
+        self._cut_off: dict[str, str] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -450,18 +452,21 @@ class Agent:
 
     def _heal(self, runtime: Any) -> None:
         """Before a pass observes: what another program took of the engine's network plumbing
-        (a firewall reload flushing its nft table: every published port dark) made again, and
-        said (base.Healing)."""
+        (a firewall reload flushing its nft table: every published port dark; a bridge deleted,
+        its containers' veths left unplugged) made again, and said (base.Healing). A container
+        it could not plug in again is said once, and `status` lists it down while it stays so."""
         if not isinstance(runtime, base.Healing):
             return
         try:
-            made = list(runtime.heal().made)
+            healed = runtime.heal()
         except ReconcilerError as e:
             self._log.warning("network_heal_failed", error=e.message)
             return
-        if made:
-            self._log.warning("network_healed", made=made)
-            self.events.publish("network_healed", made=made)
+        made, cut = list(healed.made), dict(healed.cut_off)
+        if made or (cut and cut != self._cut_off):
+            self._log.warning("network_healed", made=made, cut_off=cut)
+            self.events.publish("network_healed", made=made, cut_off=cut)
+        self._cut_off = cut
 
     def _pass(self, request: loop_mod.Request) -> loop_mod.Result:
         name = request.key
@@ -617,6 +622,9 @@ class Agent:
                 states = rt.list_containers({labelmod.OWNER: src.cfg.owner})
                 # observed now, not at the last pass: a container that died since is down already
                 down = passes.unready(src.desired, states) if src.desired is not None else {}
+                cut = self._cut_off             # a heal could not plug it in again: it runs, unreachable
+                down.update({c.name: cut[c.name] for c in states
+                             if c.name in cut and c.status == base.ContainerStatus.RUNNING and c.name not in down})
                 self.prom.down.labels(name).set(len(down))
                 self.prom.managed.labels(name).set(len(states))     # the same look, not the last pass's
                 for c in sorted(states, key=lambda c: c.name):

@@ -443,3 +443,69 @@ def test_a_pass_makes_again_the_rules_a_firewall_reload_flushed(
     assert served()
     healed = [e for e in a.events() if e["type"] == "network_healed"]
     assert healed[0]["made"] == [f"nft table {a.prefix}"], healed
+
+
+def test_a_pass_plugs_the_containers_into_a_bridge_deleted_under_them(
+        tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
+    """`ip link del` of a network's bridge while the agent runs: the container runs on, its veth
+    unplugged (ps and status say it runs fine). The next pass makes the bridge again and plugs
+    the veth in: it serves again, and the agent says what it made. A veth whose name another
+    interface took cannot be made again: status lists the container down, cut off, until the
+    name is free and a pass plugs it in."""
+    import urllib.request
+
+    from reconciler.runtime.native.network.network import NetworkManager
+    from tests.helpers.ports import publish_port
+
+    a = native_agent
+    subnet, port = random_pool().replace("/23", "/24"), publish_port()
+    (tmp_path / "m" / "web.yaml").write_text(textwrap.dedent(f"""\
+        apiVersion: reconciler/v1
+        kind: Network
+        metadata: {{name: lan}}
+        spec: {{subnet: "{subnet}"}}
+        ---
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: web}}
+        spec:
+          image: {busybox_image}
+          command: [httpd, -f, -p, "80", -h, /etc]
+          networks: [lan]
+          ports: ["127.0.0.1:{port}:80"]
+        """))
+
+    def served() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/passwd", timeout=2) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    a.start()
+    wait_for("web served", served)
+    names = NetworkManager(NativeConfig(root=a.root, run_dir=a.run_dir, name_prefix=a.prefix))
+    bridge, veth = names.bridge_name("lan"), names.veth_name(state(a)["web"].id, "lan")
+    subprocess.run(["ip", "link", "del", bridge], check=True)
+    assert not os.path.exists(f"/sys/class/net/{veth}/master")          # unplugged, running
+    a.reconcile("host")
+    assert served()
+    healed = [e for e in a.events() if e["type"] == "network_healed"]
+    assert healed[-1]["made"] == [f"bridge {bridge}", f"container web on bridge {bridge} (veth {veth})"], healed
+    assert healed[-1]["cut_off"] == {}
+
+    subprocess.run(["ip", "link", "del", veth], check=True)
+    subprocess.run(["ip", "link", "add", veth, "type", "bridge"], check=True)    # another program takes its name
+    try:
+        a.reconcile("host")
+        src = a.source("host")
+        assert src["degraded"], src
+        assert src["down"]["web"].startswith(f"cut off from network lan: its veth {veth} not plugged in again"), src
+        healed = [e for e in a.events() if e["type"] == "network_healed"]
+        assert list(healed[-1]["cut_off"]) == ["web"], healed
+    finally:
+        subprocess.run(["ip", "link", "del", veth], check=True)
+    a.reconcile("host")
+    assert served()
+    src = a.source("host")
+    assert (src["down"], src["degraded"]) == ({}, False), src

@@ -193,7 +193,7 @@ def _network_leftovers(config: NativeConfig, known: set[str]) -> bool:
     from reconciler.runtime.native.network import ipam, stale
 
     store = ipam.IPAM(config.db())
-    if any(c.container_id not in known for c in store.containers()):
+    if not store.container_ids() <= known:
         return True
     namespaces = set(os.listdir(config.netns_dir)) if config.netns_dir.is_dir() else set()
     gone, loose = ipam.unplugged(store.networks(), store.veths(namespaces))

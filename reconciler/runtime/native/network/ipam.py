@@ -804,6 +804,11 @@ class IPAM:
                                        tuple(resolve.get("dns_search", ())), tuple(resolve.get("dns_options", ()))))
         return out
 
+    def container_ids(self) -> set[str]:
+        """The ids of the containers with a network record, no record built (what crash recovery
+        compares with the engine's records at every start: #21)."""
+        return {r[0] for r in self._db.connect().execute("SELECT container_id FROM net_containers")}
+
     def container(self, container_id: str) -> ContainerRecord | None:
         return next((c for c in self.containers() if c.container_id == container_id), None)
 

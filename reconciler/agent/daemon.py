@@ -874,13 +874,15 @@ class Agent:
     def container_logs(self, name: str, *, follow: bool, since: str | None,
                        tail: int | None) -> Iterator[Mapping[str, Any]]:
         """What `reconcile logs` prints of a container, line by line as its engine reads them:
-        s (stdout|stderr), t (RFC 3339 time) and d (the bytes as latin-1: any byte goes)."""
+        s (stdout|stderr), t (RFC 3339 time) and d (the bytes as latin-1: any byte goes), and n:
+        false for bytes written without a newline after them (a client before it prints one)."""
         from reconciler.runtime import errors as rterrors
 
         try:
             lines = self._native().containers.logs(name, follow=follow, since=since, tail=tail)
             for line in lines:
-                yield {"s": line.stream, "t": line.time, "d": line.data.decode("latin-1")}
+                doc = {"s": line.stream, "t": line.time, "d": line.data.decode("latin-1")}
+                yield doc if line.newline else {**doc, "n": False}
         except rterrors.NotFound as e:
             raise apierr.NotFound(str(e)) from None
         except rterrors.InvalidArgument as e:
@@ -911,7 +913,8 @@ class Agent:
                       hangup: Callable[[], bool]) -> Iterator[Mapping[str, Any]]:
         """`reconcile run` without a terminal through the agent in one request (#21), by the
         steps the CLI's own engine takes (parts.run_foreground): {"id"} once it started, then
-        {"s": stream, "d": line as latin-1} as written, then {"exit_code"}; an error after the
+        {"s": stream, "d": line as latin-1, "n": false when no newline ended it} as written, then
+        {"exit_code"}; an error after the
         start as its last line ({"error", "hint", "status"}); one before it is raised (the
         reply's status). `hangup()`: the client closed its side (Ctrl-C: stop it)."""
         from reconciler.runtime import parts
@@ -928,7 +931,7 @@ class Agent:
             try:
                 with _engine_errors():
                     for kind, value in steps:
-                        yield {"exit_code": value} if kind == "exit" else {"s": kind, "d": value.decode("latin-1")}
+                        yield {"exit_code": value} if kind == "exit" else _line(kind, value)
             except apierr.ApiError as e:
                 yield {"error": e.message, "hint": e.hint, "status": e.status}
         finally:
@@ -967,6 +970,14 @@ class Agent:
             raise apierr.Conflict(f"this agent runs the {self.config.runtime} engine, not the native one",
                                   hint="the CLI reads the native engine's state root itself")
         return self._runtime
+
+def _line(stream: str, written: bytes) -> Mapping[str, Any]:
+    """A run's output line on the wire: the data without its newline (as a client before `n` was
+    sent prints it, with one), `n: false` when it had none (`run IMG cat FILE` byte for byte)."""
+    if written.endswith(b"\n"):
+        return {"s": stream, "d": written[:-1].decode("latin-1")}
+    return {"s": stream, "d": written.decode("latin-1"), "n": False}
+
 
 @contextlib.contextmanager
 def _engine_errors() -> Iterator[None]:

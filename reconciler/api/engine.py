@@ -1037,7 +1037,7 @@ class EngineApi:
         def frames() -> Iterator[bytes]:
             for line in lines:
                 if line.stream in want:
-                    yield _frame(line.stream, line.data + b"\n")
+                    yield _frame(line.stream, line.written)
         return frames()
 
     def _attach_socket(self, rec: Any, want: set[str], *, stdin: bool) -> Hijack:
@@ -1348,7 +1348,7 @@ class EngineApi:
                 break                           # the lines come in time order: none later is wanted
             if line.stream not in want:
                 continue
-            data = (line.time.encode() + b" " if stamps else b"") + line.data + b"\n"
+            data = (line.time.encode() + b" " if stamps else b"") + line.written
             yield data if tty else struct.pack(">BxxxL", 1 if line.stream == "stdout" else 2, len(data)) + data
 
     def _build(self, q: Mapping[str, str], query: str, raw: Callable[[], Any] | None) -> Iterator[bytes]:

@@ -165,8 +165,8 @@ def _steps(reply: Any, socket_path: str, *, detach: bool) -> Iterator[tuple[str,
                     return
                 signal.signal(signal.SIGINT, interrupted)
                 yield "id", v["id"]
-            elif "s" in v:
-                yield v["s"], v["d"].encode("latin-1")
+            elif "s" in v:             # the bytes as written: a newline unless `n` says none ended them
+                yield v["s"], v["d"].encode("latin-1") + (b"\n" if v.get("n", True) else b"")
             elif "exit_code" in v:
                 yield "exit", int(v["exit_code"])
                 return

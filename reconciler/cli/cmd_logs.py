@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         stream = err if stream_name == "stderr" else out
         if args.timestamps:
             stream.write(time.encode() + b" ")
-        stream.write(data + b"\n")
+        stream.write(data)              # as written: its newline, if it had one
         if args.follow:
             stream.flush()
     out.flush()
@@ -58,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _lines(args: argparse.Namespace, tail: int | None) -> Iterator[tuple[str, str, bytes]]:
-    """(stream, time, data) of each line: streamed by the agent that holds the state root when
-    one runs (#21), else read from the root."""
+    """(stream, time, bytes as written: with the newline, if one ended them) of each line:
+    streamed by the agent that holds the state root when one runs (#21), else read from the root."""
     import urllib.parse
 
     from reconciler.cli import _agentapi, cmd_ps, engines, options
@@ -69,7 +69,7 @@ def _lines(args: argparse.Namespace, tail: int | None) -> Iterator[tuple[str, st
         rt = engines.open_runtime(args, "logs")
         try:
             for line in rt.logs(args.container, follow=args.follow, since=args.since, tail=tail):
-                yield line.stream, line.time, line.data
+                yield line.stream, line.time, line.written
         finally:
             rt.close()
         return
@@ -80,9 +80,9 @@ def _lines(args: argparse.Namespace, tail: int | None) -> Iterator[tuple[str, st
         for v in served:
             if "s" not in v:
                 raise _agentapi.failed(v)       # the agent's error after the reply began
-            yield v["s"], v["t"], v["d"].encode("latin-1")
+            yield v["s"], v["t"], v["d"].encode("latin-1") + (b"\n" if v.get("n", True) else b"")
         return
     if not options.engine_exists(args):
         raise errors.NotFound(f"no such container: {args.container}")
     for line in cmd_ps.open_records(args).logs(args.container, follow=args.follow, since=args.since, tail=tail):
-        yield line.stream, line.time, line.data
+        yield line.stream, line.time, line.written

@@ -267,7 +267,7 @@ def _printed(steps: Iterator[tuple[str, Any]], interrupt: Callable[[bool], None]
                 return int(value)
             else:
                 stream = err if kind == "stderr" else out
-                stream.write(value + b"\n")
+                stream.write(value)             # as written: its newline, if it had one
                 stream.flush()
     finally:
         if interrupt is not None:
@@ -307,7 +307,7 @@ def _follow(rt: Any, cid: str, args: argparse.Namespace) -> int:
     try:
         for line in rt.logs(cid, follow=True):
             stream = err if line.stream == "stderr" else out
-            stream.write(line.data + b"\n")
+            stream.write(line.written)
             stream.flush()
         code = int(rt.wait_container(cid))
     except KeyboardInterrupt:

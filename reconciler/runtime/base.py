@@ -370,6 +370,14 @@ class LogLine:
     time: str                       # RFC 3339 with nanoseconds
     stream: str                     # "stdout" | "stderr"
     data: bytes                     # without the trailing newline
+    # False for the last bytes a process wrote without a newline after them: what prints the
+    # line writes no newline either, so `run IMG cat FILE > out` is FILE, byte for byte
+    newline: bool = True
+
+    @property
+    def written(self) -> bytes:
+        """The bytes as the process wrote them: the data and its newline, if it had one."""
+        return self.data + b"\n" if self.newline else self.data
 
 
 # built when first named (runtime/basetypes.py: a run without networks or named volumes needs none of them)

@@ -236,7 +236,8 @@ def run_foreground(rt: NativeRuntime, config: ContainerConfig, *, remove: bool, 
     """`reconcile run` without a terminal on the native engine `rt`, the one home of its steps
     for the CLI's own engine and an agent's (#21: POST /v1/run, one request). Yields ("id",
     the container's id) once it started (a `detach`ed run ends there), then ("stdout" or
-    "stderr", a line's bytes) as the container writes them, then ("exit", its exit code) once
+    "stderr", a line's bytes as written: with its newline, if it had one) as the container
+    writes them, then ("exit", its exit code) once
     it ended and, with `remove`, was removed.
 
     The image is pulled when the store lacks it (`pulling()` first: the CLI sets its logging
@@ -253,7 +254,7 @@ def run_foreground(rt: NativeRuntime, config: ContainerConfig, *, remove: bool, 
         if detach:
             return
         for line in _output(rt, cid, hangup):
-            yield line.stream, line.data
+            yield line.stream, line.written
         code = int(rt.containers.wait(cid))
         if remove:
             rt.remove_container(cid, force=True)

@@ -41,12 +41,16 @@ def outputs(a: AgentProc, image: str) -> list[tuple[int, str, str]]:
                 ("run", "-d", "--name", "bg", image, "sleep", "3600"),
                 ("exec", "bg", "sh", "-c", "echo a; echo b >&2; exit 4"),
                 ("exec", "web", "cat", "/nope"),
-                ("exec", "nope", "true")]
+                ("exec", "nope", "true"),
+                # the last bytes written without a newline are printed without one, by run and logs
+                ("run", "--name", "nonl", image, "sh", "-c", "echo a; echo -n out; echo -n err >&2"),
+                ("logs", "nonl")]
     done: list[subprocess.CompletedProcess[str]] = []
     try:
         done = [reconcile(a, *argv) for argv in commands]
     finally:
         reconcile(a, "rm", "-f", "bg")
+        reconcile(a, "rm", "-f", "nonl")
     return [(p.returncode, re.sub(r"^[0-9a-f]{64}\n$", "ID\n", p.stdout), p.stderr) for p in done]
 
 
@@ -81,6 +85,8 @@ def test_run_and_exec_go_through_the_agent_and_print_what_they_print_without_one
     assert served[11][0] == 1
     assert "/nope" in served[11][2]
     assert served[12] == (1, "", "error: no such container: nope\n")
+    assert served[13] == (0, "a\nout", "err")
+    assert served[14] == (0, "a\nout", "err")
     ps = reconcile(a, "ps", "-aq")
     assert len(ps.stdout.split()) == 1                          # web: --rm removed what it ran
 

@@ -143,6 +143,26 @@ def test_exec_is_journalled_as_dockers_exec_events(engine_api: str, busybox_imag
     docker(engine_api, "rm", "-f", "box")
 
 
+def test_output_is_what_the_container_wrote_byte_for_byte(engine_api: str, busybox_image: str) -> None:
+    """`docker run --rm IMG cat FILE > out` is FILE (a binary ending without a newline), and so
+    are `docker logs` and an attached `docker start -a`: no newline added (dockerd's output)."""
+    import os
+
+    busybox = Path("/bin/busybox").read_bytes()
+    env = {**os.environ, "DOCKER_HOST": f"unix://{engine_api}"}
+    env.pop("DOCKER_CONTEXT", None)
+
+    def raw(*args: str) -> bytes:
+        return subprocess.run(["docker", *args], env=env, capture_output=True, check=True, timeout=120).stdout
+
+    docker(engine_api, "pull", busybox_image)
+    assert raw("run", "--rm", "--network", "none", busybox_image, "cat", "/bin/busybox") == busybox
+    raw("create", "--name", "nonl", "--network", "none", busybox_image, "sh", "-c", "echo a; echo -n b")
+    assert raw("start", "-a", "nonl") == b"a\nb"
+    assert raw("logs", "nonl") == b"a\nb"
+    raw("rm", "nonl")
+
+
 def test_logs_until_leaves_out_later_lines(engine_api: str, busybox_image: str) -> None:
     docker(engine_api, "pull", busybox_image)
     docker(engine_api, "run", "-d", "--name", "talker", "--network", "none", busybox_image, "sh", "-c",

@@ -46,9 +46,9 @@ def scenario(cli: Cli, image: str, prefix: str) -> dict[str, Any]:
     times, the command column docker's protocol lacks) left out."""
     label = f"{TEST_LABEL}={prefix}"
     web, job = f"{prefix}-web", f"{prefix}-job"
-    fg = cli("run", "--rm", "-l", label, image, "sh", "-c", "echo out; echo err >&2; exit 3")
+    fg = cli("run", "--rm", "-l", label, image, "sh", "-c", "echo out; echo err >&2; echo -n more; exit 3")
     bg = cli("run", "-d", "--name", web, "-l", label, "-e", "A=b", image, "sh", "-c", "echo started; sleep 1000")
-    done = cli("run", "-d", "--name", job, "-l", label, "-l", f"job={prefix}", image, "sh", "-c", "echo bye; exit 5")
+    done = cli("run", "-d", "--name", job, "-l", label, "-l", f"job={prefix}", image, "sh", "-c", "echo bye; echo -n end; exit 5")
     assert bg.returncode == 0, bg.stderr
     assert done.returncode == 0, done.stderr
     deadline = time.monotonic() + 30
@@ -98,13 +98,13 @@ def test_container_commands_on_docker_print_what_they_print_on_native(
     on_native = scenario(native_cli, busybox_image, scope.prefix)
 
     assert on_docker == on_native
-    assert on_docker["run"] == (3, "out\n", ["err"])
+    assert on_docker["run"] == (3, "out\nmore", ["err"])       # the last bytes as written: no newline
     assert on_docker["detached"] == 64
     assert on_docker["header"] == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
     assert on_docker["names"] == [f"{scope.prefix}-job", f"{scope.prefix}-web"]
     assert on_docker["states"] == [("-job", "exited", 5, "Exited"), ("-web", "running", None, "Up")]
     assert on_docker["labels"] == scope.prefix
-    assert on_docker["logs"] == ["started\n", "bye\n"]
+    assert on_docker["logs"] == ["started\n", "end"]          # --tail 1: the last line, as written
     assert on_docker["exec"] == (4, "b\n", "e\n")
     assert on_docker["rm"] == (1, [f"{scope.prefix}-web", f"{scope.prefix}-job"], True)
     assert on_docker["after"] == ""

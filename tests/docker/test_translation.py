@@ -32,7 +32,7 @@ def test_log_lines_join_partials_per_stream_and_keep_first_time() -> None:
     assert list(backend.log_lines(iter(frames))) == [
         base.LogLine("2026-01-01T00:00:01.000000001Z", "stderr", b"err"),
         base.LogLine("2026-01-01T00:00:00.500000000Z", "stdout", b"part-apart-b"),
-        base.LogLine("2026-01-01T00:00:03.000000000Z", "stdout", b"tail-without-newline"),
+        base.LogLine("2026-01-01T00:00:03.000000000Z", "stdout", b"tail-without-newline", newline=False),
     ]
 
 

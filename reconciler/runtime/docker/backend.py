@@ -550,8 +550,8 @@ def log_lines(frames: Iterator[tuple[int, bytes]]) -> Iterator[base.LogLine]:
             yield base.LogLine(time=stamp, stream=stream, data=part.removesuffix(b"\r"))
         if parts[-1]:
             pending[stream] = (stamp, parts[-1])
-    for stream, (stamp, data) in pending.items():
-        yield base.LogLine(time=stamp, stream=stream, data=data)
+    for stream, (stamp, data) in pending.items():          # written without a newline after it
+        yield base.LogLine(time=stamp, stream=stream, data=data, newline=False)
 
 
 def _inspect_all(

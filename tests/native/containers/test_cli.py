@@ -98,6 +98,27 @@ def test_run_ps_logs_exec_inspect_stop_rm(cli: tuple[Reconcile, Path], busybox_i
     assert reconcile("ps", "-aq").stdout == ""
 
 
+def test_run_and_logs_print_what_the_container_wrote_byte_for_byte(cli: tuple[Reconcile, Path],
+                                                                    busybox_image: str) -> None:
+    """`run IMG cat FILE > out` is FILE: a binary whose last bytes end without a newline, and
+    lines longer than conmon's 8 KiB buffer, come out as written, no newline added (docker's
+    output is the same), by `run` and by `logs` after it."""
+    reconcile, tmp = cli
+    env = {**os.environ, "RECONCILER_ROOT": str(tmp / "root"), "RECONCILER_RUN_DIR": str(tmp / "run"),
+           "RECONCILER_PREFIX": (tmp / "prefix").read_text()}
+    busybox = Path("/bin/busybox").read_bytes()
+    assert not busybox.endswith(b"\n")
+
+    def raw(*args: str) -> bytes:
+        return subprocess.run([sys.executable, "-m", "reconciler", *args], cwd=REPO, env=env, capture_output=True,
+                              check=True, timeout=120).stdout
+
+    assert raw("run", "--name", "bin", busybox_image, "cat", "/bin/busybox") == busybox
+    assert raw("logs", "bin") == busybox
+    assert raw("run", "--rm", busybox_image, "sh", "-c", "echo -n x; seq 3") == b"x1\n2\n3\n"
+    reconcile("rm", "bin")
+
+
 def test_run_rm_mounts_a_file_system_without_syncs(cli: tuple[Reconcile, Path], busybox_image: str) -> None:
     """#21: the overlay of a container `run --rm` throws away is mounted volatile (overlayfs skips
     every sync of its upper dir, its unmount's included, as podman does for --rm); a container

@@ -89,7 +89,7 @@ class _Assembler:
 
     def flush(self) -> list[base.LogLine]:
         """Partial lines left at the end (a process that exited without a final newline)."""
-        out = [base.LogLine(time=ts, stream=s, data=b"".join(c)) for s, (ts, c) in self.pending.items()]
+        out = [base.LogLine(time=ts, stream=s, data=b"".join(c), newline=False) for s, (ts, c) in self.pending.items()]
         self.pending.clear()
         return out
 

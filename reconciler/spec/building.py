@@ -500,6 +500,7 @@ class Builder:
         entries = spec.get("networks", ())
         networks = tuple(e if isinstance(e, str) else e["name"] for e in entries)
         ipv4_addresses, ipv6_addresses = self.fixed_addresses(d, entries)
+        mac_addresses, link_local_ips, gw_priorities = self.entry_settings(d, entries)
         joins = [n.removeprefix(_JOIN) for n in networks if n.startswith(_JOIN)]
         self.check_refs(d, sp("networks"), networks, names["Network"], "Network",
                         reserved=("host", "none", *(_JOIN + j for j in joins)))
@@ -576,7 +577,7 @@ class Builder:
             "env": MappingProxyType(dict(sorted(env.items()))),
             "env_files": tuple(env_files),
             "ports": ports,
-            "networks": networks,
+            "networks": _by_priority(entries, networks),
             "aliases": tuple(spec.get("aliases", ())),
             "volumes": volumes,
             "restart": models.RestartPolicy(restart_name, max_retries),
@@ -615,6 +616,9 @@ class Builder:
             "devices": tuple(_device(str(v)) for v in spec.get("devices") or ()),
             "ipv4_addresses": ipv4_addresses,
             "ipv6_addresses": ipv6_addresses,
+            "mac_addresses": mac_addresses,
+            "link_local_ips": link_local_ips,
+            "gw_priorities": gw_priorities,
         }
         if secrets:         # absent when none: the hashes of containers without secrets stay as they were
             fields["secrets"] = secrets
@@ -713,6 +717,46 @@ class Builder:
                     self.report(d, at, f"{entry[key]!r} is not an IPv{4 if key == 'ipv4Address' else 6} address")
         return (MappingProxyType(dict(sorted(found["ipv4Address"].items()))),
                 MappingProxyType(dict(sorted(found["ipv6Address"].items()))))
+
+    def entry_settings(self, d: _Doc, entries: Any) -> tuple[Mapping[str, str], Mapping[str, tuple[str, ...]], Mapping[str, int]]:
+        """The `macAddress`, `linkLocalIPs` and `gwPriority` (when not 0) of each `networks:` entry,
+        by network name: a MAC of 6 octets, unicast and not all zero (normalised to lower-case
+        colon form), link-local addresses of 169.254.0.0/16 or fe80::/10, each once; a network
+        of host, none or container:NAME has no interface of the container's own to set."""
+        macs: dict[str, str] = {}
+        local: dict[str, tuple[str, ...]] = {}
+        priorities: dict[str, int] = {}
+        for i, entry in enumerate(entries):
+            if isinstance(entry, str):
+                continue
+            name = entry["name"]
+            own = not (name in ("host", "none") or name.startswith(_JOIN))
+            for key in ("macAddress", "linkLocalIPs", "gwPriority"):
+                if key in entry and not own:
+                    self.report(d, ("spec", "networks", i, key), f"network {name} has no interface of the container's own; remove {key}")
+            if not own:
+                continue
+            if "macAddress" in entry:
+                mac, problem = _mac_address(str(entry["macAddress"]))
+                if problem:
+                    self.report(d, ("spec", "networks", i, "macAddress"), problem)
+                else:
+                    macs[name] = mac
+            found: list[str] = []
+            for j, text in enumerate(entry.get("linkLocalIPs") or ()):
+                address, problem = _link_local(str(text))
+                if problem is None and address in found:
+                    problem = f"{address} is listed twice"
+                if problem:
+                    self.report(d, ("spec", "networks", i, "linkLocalIPs", j), problem)
+                else:
+                    found.append(address)
+            if found:
+                local[name] = tuple(found)
+            if entry.get("gwPriority"):
+                priorities[name] = int(entry["gwPriority"])
+        return (MappingProxyType(dict(sorted(macs.items()))), MappingProxyType(dict(sorted(local.items()))),
+                MappingProxyType(dict(sorted(priorities.items()))))
 
     def extra_hosts(self, d: _Doc, given: Any) -> tuple[str, ...]:
         out: list[str] = []
@@ -842,6 +886,9 @@ class Builder:
         if len(names) > 1 and (c.ipv4_addresses or c.ipv6_addresses):
             self.report(d, ("spec", "replicas"), f"{len(names)} replicas cannot share one fixed address; "
                         "set replicas: 1 or remove ipv4Address/ipv6Address")
+        if len(names) > 1 and c.mac_addresses:
+            self.report(d, ("spec", "replicas"), f"{len(names)} replicas cannot share one MAC address; "
+                        "set replicas: 1 or remove macAddress")
         longest = max(names, key=len, default="")
         if len(longest) > 63:
             self.report(d, ("metadata", "name"), f"replica name {longest!r} is longer than 63 characters; shorten the name")
@@ -1192,16 +1239,19 @@ class Builder:
         self, docs: Mapping[str, _Doc], containers: Mapping[str, models.Container], networks: Mapping[str, models.Network],
     ) -> None:
         """Each fixed address a usable one of its Network's declared subnet (not the gateway),
-        held by one container only; a Network without a declared subnet is checked by the engine."""
+        held by one container only; a Network without a declared subnet is checked by the engine.
+        Each MAC address held by one container per network too (a bridge forwards by MAC)."""
         taken: dict[tuple[str, str], str] = {}
         for name in sorted(containers, key=lambda n: (containers[n].origin.file, containers[n].origin.line)):
             c = containers[name]
-            for key, fixed in (("ipv4Address", c.ipv4_addresses), ("ipv6Address", c.ipv6_addresses)):
+            for key, fixed in (("ipv4Address", c.ipv4_addresses), ("ipv6Address", c.ipv6_addresses),
+                               ("macAddress", c.mac_addresses)):
                 for net_name, address in fixed.items():
-                    at = ("spec", "networks", c.networks.index(net_name), key)
-                    problem = _address_problem(address, networks.get(net_name))
+                    at = ("spec", "networks", _entry_index(docs[name], net_name), key)
+                    problem = None if key == "macAddress" else _address_problem(address, networks.get(net_name))
                     if problem is None and (net_name, address) in taken:
-                        problem = f"{address} is the fixed address of Container/{taken[net_name, address]} on {net_name} already"
+                        what = "MAC address" if key == "macAddress" else "fixed address"
+                        problem = f"{address} is the {what} of Container/{taken[net_name, address]} on {net_name} already"
                     if problem is not None:
                         self.report(docs[name], at, problem)
                     taken.setdefault((net_name, address), name)
@@ -1343,3 +1393,48 @@ def _address_problem(address: str, net: models.Network | None) -> str | None:
     if ip in (subnet.network_address, subnet.broadcast_address, gateway):
         return f"{address} is the network address, broadcast address or gateway of {subnet}; pick another host address"
     return None
+
+
+def _entry_index(d: _Doc, network: str) -> int:
+    """Where `network` is written in a Container document's `networks:` (its model orders them by
+    entry priority)."""
+    entries = ((d.data or {}).get("spec") or {}).get("networks") or ()
+    return next((i for i, e in enumerate(entries) if (e if isinstance(e, str) else e.get("name")) == network), 0)
+
+
+def _by_priority(entries: Any, networks: tuple[str, ...]) -> tuple[str, ...]:
+    """The networks in the order the container is connected to them: by entry `priority`, the
+    higher first, equal ones as written (compose's NetworksByPriority, whose ties go by name, is
+    the order its translation writes them in)."""
+    priority = [0 if isinstance(e, str) else int(e.get("priority") or 0) for e in entries]
+    return tuple(networks[i] for i in sorted(range(len(networks)), key=lambda i: -priority[i]))
+
+
+_MAC = re.compile(r"^[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}$")
+_LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
+
+
+def _mac_address(text: str) -> tuple[str, str | None]:
+    """`text` as a MAC address in lower-case colon form, or why it cannot be one of an interface:
+    6 octets (`:` or `-` between them), unicast (the first octet's lowest bit clear), not all zero."""
+    if not _MAC.match(text):
+        return text, f"{text!r} is not a MAC address of 6 octets (like 02:42:ac:11:00:02)"
+    mac = text.lower().replace("-", ":")
+    if int(mac[:2], 16) & 1:
+        return mac, f"{mac} is a multicast MAC address (the first octet is odd); an interface needs a unicast one"
+    if mac == "00:00:00:00:00:00":
+        return mac, f"{mac} is not an interface's MAC address; pick another (02:... is a locally administered one)"
+    return mac, None
+
+
+def _link_local(text: str) -> tuple[str, str | None]:
+    """`text` as a link-local address (169.254.0.0/16 or fe80::/10), or why it is not one."""
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return text, f"{text!r} is not an IP address"
+    if not any(ip in net for net in _LINK_LOCAL):
+        return str(ip), f"{ip} is not a link-local address (169.254.0.0/16 or fe80::/10)"
+    if ip in (ipaddress.ip_address("169.254.0.0"), ipaddress.ip_address("169.254.255.255")):
+        return str(ip), f"{ip} is the network or broadcast address of 169.254.0.0/16; pick a host address"
+    return str(ip), None

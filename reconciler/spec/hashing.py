@@ -24,8 +24,11 @@ container whose `image:` is an update policy hashes its repository without the t
 moves the tag (tagpolicy.py), and a write-back commit of the tag that runs must not recreate it.
 
 Fields added to the Container after its first release (`CONTAINER_IF_SET`: sysctls, ulimits, shm_size, extra hosts, dns, job, tty, stdin_open, no_new_privileges, dns options,
-oom_score_adj, group_add, privileged, devices, domainname, fixed addresses, logging; a mount's tmpfs `options`)
-are hashed only when set, so upgrading reconciler recreates no container that does not use them.
+oom_score_adj, group_add, privileged, devices, domainname, fixed addresses, logging, a network entry's MAC
+address, link-local addresses and gateway priority; a mount's tmpfs `options`)
+are hashed only when set, so upgrading reconciler recreates no container that does not use them. An
+entry's `priority` is hashed as what it does: the order of `networks` (so one that changes no order
+changes no hash).
 
 Image: everything but `pull` and `track` (policies), plus the Dockerfile's content.
 Network: subnet, gateway, internal, mtu, labels, and ipv6 and its subnet only when set. Volume: labels only (`deletion_policy` is
@@ -48,7 +51,8 @@ CONTAINER_EXCLUDED = frozenset({"name", "origin", "image_object", "depends_on", 
 CONTAINER_IF_SET = frozenset({"sysctls", "ulimits", "shm_size", "extra_hosts", "dns", "dns_search", "job",
                               "tty", "stdin_open", "no_new_privileges", "dns_options", "oom_score_adj",
                               "group_add", "privileged", "devices",
-                              "domainname", "ipv4_addresses", "ipv6_addresses", "logging"})
+                              "domainname", "ipv4_addresses", "ipv6_addresses", "logging",
+                              "mac_addresses", "link_local_ips", "gw_priorities"})
 IMAGE_EXCLUDED = frozenset({"name", "origin", "pull", "track", "spec_hash"})
 COMMON_EXCLUDED = frozenset({"name", "origin", "spec_hash", "deletion_policy"})
 

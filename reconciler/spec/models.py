@@ -230,7 +230,7 @@ class Container:
     env: Mapping[str, str]          # envFiles merged in order, then `env` on top
     env_files: tuple[str, ...]      # absolute paths
     ports: tuple[PortSpec, ...]
-    networks: tuple[str, ...]       # Network object names (or ("host",) / ("none",))
+    networks: tuple[str, ...]       # Network object names (or ("host",) / ("none",)), by entry priority
     aliases: tuple[str, ...]        # extra DNS names on its networks
     volumes: tuple[VolumeMount, ...]
     restart: RestartPolicy          # default "no"
@@ -281,6 +281,11 @@ class Container:
     # fixed addresses by Network name (`networks: [{name, ipv4Address, ipv6Address}]`); absent when none
     ipv4_addresses: Mapping[str, str] = field(default_factory=dict, metadata={"omit_empty": True})
     ipv6_addresses: Mapping[str, str] = field(default_factory=dict, metadata={"omit_empty": True})
+    # the network entries' own settings by Network name (`networks: [{name, macAddress, linkLocalIPs,
+    # gwPriority}]`; an entry's `priority` is the order of `networks`); absent when none
+    mac_addresses: Mapping[str, str] = field(default_factory=dict, metadata={"omit_empty": True})     # normalised: 02:42:0a:00:00:05
+    link_local_ips: Mapping[str, tuple[str, ...]] = field(default_factory=dict, metadata={"omit_empty": True})
+    gw_priorities: Mapping[str, int] = field(default_factory=dict, metadata={"omit_empty": True})     # only those not 0
     logging: LogConfig | None = field(default=None, metadata={"omit_empty": True})      # absent when not set
 
 

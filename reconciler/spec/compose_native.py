@@ -50,7 +50,8 @@ SERVICE_KEYS: dict[str, str] = {
     "environment": "`env`, over the env files; a bare `KEY` takes the shell's or `.env`'s value, or is left out",
     "env_file": "`env`: read in compose's dotenv format, interpolated; `required: false` files may be missing",
     "ports": "`ports`: short and long syntax, ranges, tcp/udp; a long form's `mode: ingress` is the manifest's `mode: ingress` (Swarm's routing mesh: `--runtime swarm` only; `host_ip` with it is an error); no host port (`80`, `127.0.0.1::80`, a long form without `published`) is the manifest's long form without `published`: the engine chooses a free host port (each replica its own); a host range for one port is an error",
-    "networks": "`networks` (`<project>_<name>`), and `aliases`: the service name and every `aliases:` entry (on every network of the container); `ipv4_address` / `ipv6_address`: the entry's `ipv4Address` / `ipv6Address` (a fixed address, checked against the network's `ipam` subnet at load; the engine refuses one taken); the other keys of a network entry (`mac_address`, `priority`, `link_local_ips`, ...) are errors: not supported yet",
+    "networks": "`networks` (`<project>_<name>`), and `aliases`: the service name and every `aliases:` entry (on every network of the container); `ipv4_address` / `ipv6_address`: the entry's `ipv4Address` / `ipv6Address` (a fixed address, checked against the network's `ipam` subnet at load; the engine refuses one taken); `mac_address`, `link_local_ips`, `gw_priority`: the entry's `macAddress`, `linkLocalIPs`, `gwPriority` (checked at load: a unicast MAC of 6 octets, one container's per network; link-local addresses; the highest `gw_priority` gives the default gateway; the Docker backend needs Docker 25 for a `mac_address` on a network other than the main one and Docker 28 for `gw_priority`); `priority`: the order of `networks` (compose's: the higher first, ties by name; the first is the main network, eth0); `interface_name` and `driver_opts` are errors: not supported yet",
+    "mac_address": "the `macAddress` of the main network's entry (the first by `priority`, as docker compose puts it there); one that differs from that entry's own `mac_address` is an error, and so is one with `network_mode`",
     "network_mode": "`host` and `none`: `networks: [host]` / `[none]`; `service:NAME` and `container:NAME`: `networks: [container:<its Container>]` (it joins that container's network namespace, is made after it and publishes no ports; when that container is replaced it is replaced too, removed first: Podman refuses to remove a container another one joins); other modes are errors",
     "volumes": "`volumes`: named volumes, anonymous volumes (`/data`: the container's own, kept when it is replaced, removed by the prune that removes it), binds (relative to the project directory), tmpfs; `read_only`",
     "tmpfs": "`volumes` of type tmpfs, with `size` and `mode` options (other options are errors)",
@@ -115,7 +116,10 @@ _SERVICE_NO_EFFECT = {
     "develop": "has no effect: reconcile has no watch mode; commit or save the change and the agent applies it",
 }
 _TOP_UNSUPPORTED = ("models",)
-_FIXED_ADDRESS = {"ipv4_address": "ipv4Address", "ipv6_address": "ipv6Address"}   # a service's network entry
+# a service's network entry: its keys the manifest entry says too
+_ENTRY_KEYS = {"ipv4_address": "ipv4Address", "ipv6_address": "ipv6Address", "mac_address": "macAddress",
+               "link_local_ips": "linkLocalIPs", "gw_priority": "gwPriority", "priority": "priority"}
+_ADDRESSES = ("ipv4_address", "ipv6_address", "mac_address")
 # The rest of the file (docs/reference/compose.md): key -> ("supported" | "warning" | "error", what it does)
 TOP_KEYS: dict[str, tuple[str, str]] = {
     "name": ("supported", "the project name (after `-p` and `COMPOSE_PROJECT_NAME`), normalised as compose does"),
@@ -954,30 +958,78 @@ class _Service:
 
     def k_networks(self, value: Map) -> None:
         names: list[str] = []
-        entries: list[str | dict[str, str]] = []
+        entries: list[str | dict[str, Any]] = []
         aliases: list[str] = [self.name]
         for key, cfg in value.items():
             names.append(self.tr.networks.get(key) or key)
-            fixed: dict[str, str] = {}
+            own: dict[str, Any] = {}
             for opt, item in (cfg or {}).items():
                 if opt == "aliases":
                     aliases.extend(str(a) for a in item or ())
-                elif opt in _FIXED_ADDRESS and item not in (None, ""):
-                    fixed[_FIXED_ADDRESS[opt]] = str(item)
+                elif opt in _ENTRY_KEYS and item not in (None, "", []):
+                    setting = self.entry_setting(("networks", key, opt), opt, item)
+                    if setting is not None:
+                        own[_ENTRY_KEYS[opt]] = setting
                 elif not opt.startswith("x-") and item not in (None, [], {}):
                     self.tr.error(self.p("networks", key, opt), not_supported(f"networks.{opt}"), key=True)
-            entries.append({"name": names[-1], **fixed} if fixed else names[-1])
-        order = sorted(range(len(names)), key=lambda i: names[i])
-        self.spec["networks"] = [entries[i] for i in order]
+            entries.append({"name": names[-1], **own} if own else names[-1])
+        # compose's NetworksByPriority: the higher priority first (the main network: eth0, and the
+        # one a service-level mac_address is for), then by name
+        order = sorted(range(len(names)), key=lambda i: (-_priority(entries[i]), names[i]))
         keys = list(value)
+        self.service_mac(entries, keys, order)
+        self.spec["networks"] = [entries[i] for i in order]
         for n, i in enumerate(order):
             self.doc.came(("spec", "networks", n), self.p("networks", keys[i]))
-            for opt, native in _FIXED_ADDRESS.items():
-                if isinstance(entries[i], dict) and native in entries[i]:
-                    self.doc.came(("spec", "networks", n, native), self.p("networks", keys[i], opt))
+            entry = entries[i]
+            for opt, native in _ENTRY_KEYS.items():
+                if isinstance(entry, dict) and native in entry:
+                    came = ("mac_address",) if (opt, n) == ("mac_address", 0) and not (value[keys[i]] or {}).get(opt) \
+                        else ("networks", keys[i], opt)     # the service-level one, put on the main network
+                    self.doc.came(("spec", "networks", n, native), self.p(*came))
+                    if opt == "link_local_ips":
+                        for j in range(len(entry[native])):
+                            self.doc.came(("spec", "networks", n, native, j), self.p(*came, j))
         if len(value) > 1 and any((cfg or {}).get("aliases") for cfg in value.values()):
             self.tr.warn(self.p("networks"), "aliases apply on every network of the container here, not only on the network naming them")
         self.put("aliases", list(dict.fromkeys(aliases)), "networks")
+
+    def entry_setting(self, at: Path_, opt: str, item: Any) -> Any:
+        """A network entry's mac_address, link_local_ips, gw_priority or priority as the manifest
+        entry's (None: reported, or a priority of 0, which says what no priority says)."""
+        if opt in _ADDRESSES:
+            return str(item)
+        if opt == "link_local_ips":
+            return [str(a) for a in item]
+        try:
+            number = float(str(item))
+        except ValueError:
+            number = float("nan")
+        if not number.is_integer():
+            self.tr.error(self.p(*at), f"{opt} must be a whole number, not {item!r}")
+            return None
+        return int(number) or None
+
+    def service_mac(self, entries: list[str | dict[str, Any]], keys: list[Any], order: list[int]) -> None:
+        """The service-level mac_address, as docker compose applies it: to the main network (the
+        first by priority), whose own mac_address, if any, must be the same."""
+        mac = self.svc.get("mac_address")
+        if mac in (None, "") or not order:
+            return
+        main = order[0]
+        entry = entries[main]
+        given = entry.get("macAddress") if isinstance(entry, dict) else None
+        if given is not None and str(given).lower() != str(mac).lower():
+            self.tr.error(self.p("mac_address"), f"the service-level mac_address {mac} differs from the mac_address "
+                          f"{given} of its main network {keys[main]}; remove one of them")
+        elif given is None:
+            entries[main] = {**entry, "macAddress": str(mac)} if isinstance(entry, dict) else {"name": entry, "macAddress": str(mac)}
+
+    def k_mac_address(self, value: Any) -> None:
+        """Put on the main network by k_networks (service_mac): a service with a network_mode has none."""
+        if value not in (None, "") and "network_mode" in self.svc:
+            self.tr.error(self.p("mac_address"), f"mac_address conflicts with network_mode {self.svc['network_mode']!r}: "
+                          "the container has no interface of its own there (Docker refuses it too); remove one of them")
 
     def k_volumes(self, value: Seq) -> None:
         mounts = self.spec.setdefault("volumes", [])
@@ -1382,3 +1434,7 @@ def documents(model: compose.Model, rd: compose.Reader) -> list[reading.Document
                                     data=d.data, locate=_locator(tr, d), secret_env=d.secret_env,
                                     environ=model.env))
     return out
+
+
+def _priority(entry: str | dict[str, Any]) -> int:
+    return 0 if isinstance(entry, str) else int(entry.get("priority") or 0)

@@ -87,6 +87,9 @@ def container_config(
         secret_env=dict(c.secret_env),
         ipv4_addresses=dict(c.ipv4_addresses),
         ipv6_addresses=dict(c.ipv6_addresses),
+        mac_addresses=dict(c.mac_addresses),
+        link_local_ips={n: tuple(ips) for n, ips in c.link_local_ips.items()},
+        gw_priorities=dict(c.gw_priorities),
         log_driver=c.logging.driver if c.logging else None,
         log_options=dict(c.logging.options) if c.logging else {},
     )

@@ -663,6 +663,10 @@ class _Planner:
         elif start_first and (c.ipv4_addresses or c.ipv6_addresses):
             self.b.notes.append(f"{res}: start-first falls back to stop-first: it has a fixed address")
             start_first = False
+        elif start_first and c.mac_addresses:
+            # two interfaces of one MAC on a bridge: its forwarding table would flap between them
+            self.b.notes.append(f"{res}: start-first falls back to stop-first: it has a fixed MAC address")
+            start_first = False
         elif start_first and not self.options.can_rename:
             self.b.notes.append(f"{res}: start-first falls back to stop-first: the runtime cannot rename containers")
             start_first = False

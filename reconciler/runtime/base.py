@@ -44,6 +44,7 @@ __all__ = [
     "ContainerConfig",
     "ContainerState",
     "ContainerStatus",
+    "EndpointConfig",
     "ExecResult",
     "Healed",
     "Healing",
@@ -257,8 +258,48 @@ class ContainerConfig:
     secret_env: Mapping[str, str] = field(default_factory=dict)
     ipv4_addresses: Mapping[str, str] = field(default_factory=dict)   # fixed addresses by network name
     ipv6_addresses: Mapping[str, str] = field(default_factory=dict)
+    # an interface's own settings by network name: its MAC address, extra link-local addresses
+    # (169.254.0.0/16 ones a /16, fe80::/10 ones a /64, as Docker adds them), and its gateway
+    # priority (the highest gives the default route; absent: 0); `networks` is in connection order
+    mac_addresses: Mapping[str, str] = field(default_factory=dict)
+    link_local_ips: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    gw_priorities: Mapping[str, int] = field(default_factory=dict)
     log_driver: str | None = None               # Docker's LogConfig.Type (None: the engine's default)
     log_options: Mapping[str, str] = field(default_factory=dict)   # LogConfig.Config: max-size, max-file, ...
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """A container's own settings on one network's interface: one network's part of
+    ContainerConfig's `mac_addresses`, `link_local_ips` and `gw_priorities` (a connect's)."""
+
+    mac: str | None = None
+    link_local: tuple[str, ...] = ()
+    gw_priority: int = 0
+
+
+def endpoint_of(config: ContainerConfig, network: str) -> EndpointConfig:
+    """`config`'s interface settings on `network`."""
+    return EndpointConfig(config.mac_addresses.get(network), tuple(config.link_local_ips.get(network) or ()),
+                          int(config.gw_priorities.get(network) or 0))
+
+
+def with_endpoints(config: ContainerConfig, endpoints: Mapping[str, EndpointConfig]) -> ContainerConfig:
+    """`config` with the interface settings of `endpoints` on those networks (an empty one: none
+    there), and none on a network it does not join (a disconnect, a reconnect elsewhere)."""
+    joined = set(config.networks)
+    maps: dict[str, dict[str, Any]] = {"mac_addresses": dict(config.mac_addresses),
+                                       "link_local_ips": dict(config.link_local_ips),
+                                       "gw_priorities": dict(config.gw_priorities)}
+    for network, ep in endpoints.items():
+        for key, value in (("mac_addresses", ep.mac), ("link_local_ips", tuple(ep.link_local)),
+                           ("gw_priorities", ep.gw_priority)):
+            maps[key].pop(network, None)
+            if value:
+                maps[key][network] = value
+    kept = {k: {n: v for n, v in m.items() if n in joined} for k, m in maps.items()}
+    return dataclasses.replace(config, mac_addresses=kept["mac_addresses"], link_local_ips=kept["link_local_ips"],
+                               gw_priorities=kept["gw_priorities"])
 
 
 def labels_match(labels: Mapping[str, str], selector: Mapping[str, str] | None) -> bool:
@@ -285,7 +326,8 @@ def config_to_json(config: ContainerConfig) -> dict[str, Any]:
         out["env"] = {k: v for k, v in out["env"].items() if k not in config.secret_env}
     else:
         out.pop("secret_env")            # absent when none: records written before it read the same
-    for key in ("ipv4_addresses", "ipv6_addresses", "log_driver", "log_options"):
+    for key in ("ipv4_addresses", "ipv6_addresses", "log_driver", "log_options", "mac_addresses",
+                "link_local_ips", "gw_priorities"):
         if not out[key]:
             out.pop(key)                 # likewise
     if out["healthcheck"] is not None and not out["healthcheck"]["start_interval"]:
@@ -350,6 +392,9 @@ def config_from_json(d: Mapping[str, Any]) -> ContainerConfig:
         ipv4_addresses=dict(d.get("ipv4_addresses") or {}),
         ipv6_addresses=dict(d.get("ipv6_addresses") or {}),
         log_driver=d.get("log_driver"), log_options=dict(d.get("log_options") or {}),
+        mac_addresses=dict(d.get("mac_addresses") or {}),
+        link_local_ips={n: tuple(ips) for n, ips in (d.get("link_local_ips") or {}).items()},
+        gw_priorities={n: int(p) for n, p in (d.get("gw_priorities") or {}).items()},
     )
 
 

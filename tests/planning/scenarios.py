@@ -373,6 +373,13 @@ def start_first_with_chosen_ports() -> Case:
 
 
 @scenario
+def start_first_with_mac_falls_back() -> Case:
+    """Two interfaces of one MAC on a bridge would make its forwarding table flap between them."""
+    sf = replace(SF, mac_addresses={"shop": "02:00:00:00:00:01"})
+    return case(desired(sf, SHOP, DATA), up(), inv.Inventory.of([entry(WEB)]), can_rename=True)
+
+
+@scenario
 def start_first_without_rename_falls_back() -> Case:
     return case(desired(SF, SHOP, DATA), up(), inv.Inventory.of([entry(WEB)]))
 

@@ -289,6 +289,17 @@ note: container:web: start-first falls back to stop-first: it publishes host por
 [3] -> #4 container:web, remove, spec hash changed: env, ports
 [4] -> #5 container:web, rename web.next -> web, spec hash changed: env, ports
 """,
+    "start_first_with_mac_falls_back": """\
+[] -> #1 container:web, stop, spec hash changed: env, mac_addresses
+      env.V: added
+      mac_addresses: (none) -> {'shop': '02:00:00:00:00:01'}
+      update.health_timeout: 60.0 -> 30.0
+      update.order: 'stop-first' -> 'start-first'
+[1] -> #2 container:web, remove, spec hash changed: env, mac_addresses
+[2] -> #3 container:web, create, spec hash changed: env, mac_addresses
+[3] -> #4 container:web, start, spec hash changed: env, mac_addresses
+note: container:web: start-first falls back to stop-first: it has a fixed MAC address
+""",
     "start_first_without_rename_falls_back": """\
 [] -> #1 container:web, stop, spec hash changed: env
       env.V: added

@@ -210,6 +210,13 @@ def test_one_host_fields_are_refused_naming_them() -> None:
                                                   ipv4_addresses={"back": "10.0.9.5"}), api_version=API) == [
         "spec.networks[1]: a Swarm service's tasks get their addresses from Swarm, not a fixed one; remove "
         "ipv4Address/ipv6Address, or run it with a single-host agent"]
+    assert services.refusals(base.ContainerConfig(
+        name="f", image="i", networks=("front", "back"), mac_addresses={"back": "02:00:00:00:00:01"},
+        link_local_ips={"front": ("169.254.0.9",)}, gw_priorities={"back": 3}), api_version=API) == [
+        "spec.networks[0]: a Swarm service's network attachment (front) has no linkLocalIPs: its tasks' interfaces "
+        "are Swarm's; remove linkLocalIPs, or run it with a single-host agent",
+        "spec.networks[1]: a Swarm service's network attachment (back) has no macAddress/gwPriority: its tasks' "
+        "interfaces are Swarm's; remove macAddress/gwPriority, or run it with a single-host agent"]
 
 
 # -- every field of a ContainerConfig is in the service's spec or refused ------------------------
@@ -287,6 +294,8 @@ CHANGES: dict[str, tuple[Any, base.ContainerConfig]] = {
     "secret_env": ({"PW": "sha256:" + "2" * 64}, replace(BASE, env={"PW": "x"})),
     "ipv4_addresses": ({"net": "10.0.9.5"}, BASE), "ipv6_addresses": ({"net": "fd00::5"}, BASE),
     "log_driver": ("json-file", BASE), "log_options": ({"max-size": "1m"}, BASE),
+    "mac_addresses": ({"net": "02:00:00:00:00:01"}, BASE), "link_local_ips": ({"net": ("169.254.0.9",)}, BASE),
+    "gw_priorities": ({"net": 2}, BASE),
 }
 
 

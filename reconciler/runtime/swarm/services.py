@@ -143,6 +143,12 @@ def refusals(config: base.ContainerConfig, *, api_version: str) -> list[str]:
         if net in config.ipv4_addresses or net in config.ipv6_addresses:
             out.append(f"spec.networks[{i}]: a Swarm service's tasks get their addresses from Swarm, not a fixed "
                        "one; remove ipv4Address/ipv6Address, or run it with a single-host agent")
+        own = [key for key, by in (("macAddress", config.mac_addresses), ("linkLocalIPs", config.link_local_ips),
+                                   ("gwPriority", config.gw_priorities)) if by.get(net)]
+        if own:
+            out.append(f"spec.networks[{i}]: a Swarm service's network attachment ({net}) has no "
+                       f"{'/'.join(own)}: its tasks' interfaces are Swarm's; remove {'/'.join(own)}, or run it with a "
+                       "single-host agent")
     out += _unhonoured(config)
     for field, (is_set, since, docker) in SINCE.items():
         if is_set(config) and _version(api_version) < _version(since):

@@ -158,8 +158,10 @@ class LazyNetwork:
         self.manager.rename(container_id, name)
 
     def connect(self, container_id: str, network: str, aliases: Sequence[str] = (), *,
-                address: str | None = None, address6: str | None = None) -> Attachment:
-        return self.manager.connect(container_id, network, aliases, address=address, address6=address6)
+                address: str | None = None, address6: str | None = None, mac: str | None = None,
+                link_local: Sequence[str] = (), gw_priority: int = 0) -> Attachment:
+        return self.manager.connect(container_id, network, aliases, address=address, address6=address6, mac=mac,
+                                    link_local=link_local, gw_priority=gw_priority)
 
     def disconnect(self, container_id: str, network: str) -> Attachment:
         return self.manager.disconnect(container_id, network)

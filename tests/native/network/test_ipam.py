@@ -321,3 +321,46 @@ def test_a_container_on_internal_networks_only_publishes_no_port_until_it_joins_
         _add(store, "c2", nets=("a",), ports=web)
     store.add_endpoint("c1", "a", veth="vc1a")
     assert [(p.network, p.address) for p in store.forwarded_ports()] == [("a", "10.246.1.2")]
+
+
+def test_the_highest_gateway_priority_takes_the_gateway_endpoint_and_the_ports(tmp_path: Path) -> None:
+    """libnetwork's Endpoint.Less: the higher gw priority first, then not internal, then by name;
+    the gateway is the first with a way out (an internal network of a higher priority has none)."""
+    store = _store(tmp_path)
+    for i, name in enumerate(("zz", "aa", "in")):
+        store.add_network(base.NetworkConfig(name, subnet=f"10.246.{i}.0/24", internal=name == "in"),
+                          bridge=f"b{i}", pool="x")
+    web = (base.PortMapping(container_port=80, host_port=8080, host_ip="127.0.0.1"),)
+    rec = ipam.ContainerRecord("c1", "c1", "c1", (), "/run/x/c1")
+    store.add_container(rec, networks=("aa", "zz", "in"), static_ips={}, ports=web,
+                        veth_name={n: f"vc1{n}" for n in ("aa", "zz", "in")},
+                        options={"zz": ipam.EndpointOptions(gw_priority=2), "in": ipam.EndpointOptions(gw_priority=9),
+                                 "aa": ipam.EndpointOptions(mac="02:00:00:00:00:01", link_local=("169.254.1.1",))})
+    eps = store.endpoints(container_id="c1")
+    assert [(e.network, e.mac, e.link_local, e.gw_priority) for e in eps] == [
+        ("aa", "02:00:00:00:00:01", ("169.254.1.1",), 0), ("zz", None, (), 2), ("in", None, (), 9)]
+    assert ipam.gateway_endpoint(eps, {"in"}).network == "zz"
+    assert [(p.network, p.address) for p in store.forwarded_ports()] == [("zz", "10.246.0.2")]
+    assert ipam.gateway_endpoint([e for e in eps if e.network != "zz"], {"in"}).network == "aa"
+    assert ipam.gateway_endpoint([e for e in eps if e.network == "in"], {"in"}).network == "in"
+    with pytest.raises(errors.Conflict, match="MAC address 02:00:00:00:00:01 of 'c2' is already used on network 'aa'"):
+        store.add_container(ipam.ContainerRecord("c2", "c2", "c2", (), "/run/x/c2"), networks=("aa",), static_ips={},
+                            ports=(), veth_name={"aa": "vc2aa"}, options={"aa": ipam.EndpointOptions(mac="02:00:00:00:00:01")})
+    assert store.container("c2") is None
+    with pytest.raises(errors.InvalidArgument, match="interface settings for networks it does not join: zz"):
+        store.add_container(ipam.ContainerRecord("c3", "c3", "c3", (), "/run/x/c3"), networks=("aa",), static_ips={},
+                            ports=(), veth_name={"aa": "vc3aa"}, options={"zz": ipam.EndpointOptions(gw_priority=1)})
+
+
+def test_a_database_of_before_the_interface_settings_reads_them_unset(tmp_path: Path) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "state.db")
+    conn.executescript(ipam._DDL)
+    conn.execute("INSERT INTO net_networks VALUES ('n', 'id', 'b', '10.246.0.0/24', '10.246.0.1', 0, 1500, '{}', 'now', NULL)")
+    conn.execute("INSERT INTO net_containers VALUES ('c1', 'c1', 'c1', '[]', '/run/x/c1')")
+    conn.execute("INSERT INTO net_endpoints VALUES ('n', '10.246.0.2', 'c1', 0, 'eth0', 'vc1')")
+    conn.commit()
+    conn.close()
+    (ep,) = _store(tmp_path).endpoints(container_id="c1")
+    assert (ep.mac, ep.link_local, ep.gw_priority) == (None, (), 0)

@@ -79,6 +79,8 @@ class NetworkAttacher(Protocol):
         extra_hosts: Sequence[str] = (), dns: Sequence[str] = (), dns_search: Sequence[str] = (),
         dns_options: Sequence[str] = (), static_ips: Mapping[str, str] | None = None,
         static_ips6: Mapping[str, str] | None = None, forward: bool = True,
+        macs: Mapping[str, str] | None = None, link_local: Mapping[str, Sequence[str]] | None = None,
+        gw_priorities: Mapping[str, int] | None = None,
     ) -> Attachment: ...
 
     def detach(self, container_id: str) -> None: ...
@@ -86,7 +88,8 @@ class NetworkAttacher(Protocol):
     def rename(self, container_id: str, name: str) -> None: ...
 
     def connect(self, container_id: str, network: str, aliases: Sequence[str] = (), *,
-                address: str | None = None, address6: str | None = None) -> Attachment: ...
+                address: str | None = None, address6: str | None = None, mac: str | None = None,
+                link_local: Sequence[str] = (), gw_priority: int = 0) -> Attachment: ...
 
     def disconnect(self, container_id: str, network: str) -> Attachment: ...
 
@@ -110,7 +113,8 @@ def _attach_options(config: base.ContainerConfig) -> dict[str, Any]:
     that neither forgets a field (the start's once left out the extra hosts and DNS settings)."""
     return {"ports": config.ports, "aliases": config.aliases, "extra_hosts": config.extra_hosts,
             "dns": config.dns, "dns_search": config.dns_search, "dns_options": config.dns_options,
-            "static_ips": config.ipv4_addresses, "static_ips6": config.ipv6_addresses}
+            "static_ips": config.ipv4_addresses, "static_ips6": config.ipv6_addresses,
+            "macs": config.mac_addresses, "link_local": config.link_local_ips, "gw_priorities": config.gw_priorities}
 
 
 def _extra_hosts(extra_hosts: Sequence[str]) -> str:
@@ -776,12 +780,15 @@ class ContainerManager(records.RecordStore):
 
     def reconnect(self, name_or_id: str, networks: Sequence[str], aliases: Sequence[str], *,
                   ipv4_addresses: Mapping[str, str] | None = None,
-                  ipv6_addresses: Mapping[str, str] | None = None) -> records.Record:
+                  ipv6_addresses: Mapping[str, str] | None = None,
+                  endpoints: Mapping[str, base.EndpointConfig] | None = None) -> records.Record:
         """Give a container that was created and not started yet other networks and aliases
         (`docker network connect` between create and start, as compose does), and fixed
-        addresses on them (None: those it has, on the networks it keeps). Its runtime container
-        and network namespace are dropped now; its start makes them again (as after a reboot),
-        attached to the new networks, where a fixed address is checked."""
+        addresses on them (None: those it has, on the networks it keeps), and the interface
+        settings `endpoints` names (its MAC address, link-local addresses and gateway priority on
+        a network; those it has stay on the networks it keeps). Its runtime container and network
+        namespace are dropped now; its start makes them again (as after a reboot), attached to
+        the new networks, where a fixed address is checked."""
         rec = self._load(name_or_id)
         with self.lock(rec.id):
             rec = self.refresh(self._load(rec.id))
@@ -801,28 +808,33 @@ class ContainerManager(records.RecordStore):
             cfg = dataclasses.replace(rec.config, networks=nets, aliases=tuple(aliases),
                                       ipv4_addresses={n: a for n, a in v4.items() if n in nets},
                                       ipv6_addresses={n: a for n, a in v6.items() if n in nets})
+            cfg = base.with_endpoints(cfg, {n: e for n, e in (endpoints or {}).items() if n in nets})
             rec = dataclasses.replace(rec, pid=None, conmon_pid=None, config=cfg)
             self._save(rec)
             return rec
 
     def connect_running(self, name_or_id: str, network: str, aliases: Sequence[str] = (), *,
-                        ipv4: str | None = None, ipv6: str | None = None) -> records.Record:
+                        ipv4: str | None = None, ipv6: str | None = None,
+                        endpoint: base.EndpointConfig | None = None) -> records.Record:
         """`docker network connect` of a running container: one more interface in its namespace
-        (network.py NetworkManager.connect), at the fixed addresses `ipv4`/`ipv6` when given,
-        kept in its record for its next starts."""
+        (network.py NetworkManager.connect), at the fixed addresses `ipv4`/`ipv6` when given, with
+        the interface settings of `endpoint`, kept in its record for its next starts."""
         rec = self._load(name_or_id)
         with self.lock(rec.id):
             rec = self.refresh(self._load(rec.id))
             self._live_bridge(rec)
             if network in rec.config.networks:
                 raise rterrors.Conflict(f"container {rec.name} is already connected to network {network}")
-            att = self._network().connect(rec.id, network, aliases, address=ipv4, address6=ipv6)
+            own = endpoint or base.EndpointConfig()
+            att = self._network().connect(rec.id, network, aliases, address=ipv4, address6=ipv6, mac=own.mac,
+                                          link_local=own.link_local, gw_priority=own.gw_priority)
             extra = tuple(a for a in aliases if a not in rec.config.aliases)
             kept = tuple(n for n in rec.config.networks if n != "none")   # "none": disconnected from all
             cfg = dataclasses.replace(rec.config, networks=(*kept, network),
                                       aliases=(*rec.config.aliases, *extra),
                                       ipv4_addresses={**rec.config.ipv4_addresses, **({network: ipv4} if ipv4 else {})},
                                       ipv6_addresses={**rec.config.ipv6_addresses, **({network: ipv6} if ipv6 else {})})
+            cfg = base.with_endpoints(cfg, {network: own})
             rec = _with_addresses(dataclasses.replace(rec, config=cfg), att)
             self._save(rec)
             return rec
@@ -842,6 +854,7 @@ class ContainerManager(records.RecordStore):
                                       or ("none",),
                                       ipv4_addresses={k: v for k, v in rec.config.ipv4_addresses.items() if k != network},
                                       ipv6_addresses={k: v for k, v in rec.config.ipv6_addresses.items() if k != network})
+            cfg = base.with_endpoints(cfg, {network: base.EndpointConfig()})
             rec = _with_addresses(dataclasses.replace(rec, config=cfg), att)
             self._save(rec)
             return rec

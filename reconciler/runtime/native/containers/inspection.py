@@ -5,6 +5,7 @@ Reading only: imports the records, not the lifecycle, so `reconcile inspect` sta
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -87,9 +88,7 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
             "LogConfig": {"Type": cfg.log_driver or "json-file", "Config": dict(cfg.log_options)},
         },
         "NetworkSettings": {
-            "Networks": {n: {"IPAddress": ip, "GlobalIPv6Address": rec.ip6_addresses.get(n, ""),
-                             "IPAMConfig": _fixed(cfg, n)}
-                         for n, ip in rec.ip_addresses.items()},
+            "Networks": _networks(rec),
             "Ports": _bindings(summaries.forwarded(rec.status, rec.published)),    # as forwarded now
             "SandboxKey": rec.netns_path or "",
         },
@@ -107,8 +106,43 @@ def _bindings(ports: Iterable[base.PortMapping]) -> dict[str, list[dict[str, str
     return out
 
 
-def _fixed(cfg: base.ContainerConfig, network: str) -> dict[str, str] | None:
+def _networks(rec: records.Record) -> dict[str, dict[str, Any]]:
+    """Docker's NetworkSettings.Networks: each endpoint's addresses, its interface's MAC address
+    and link-local addresses as the kernel has them now (the interface that holds the endpoint's
+    address, in the container's namespace; the ones asked for when the namespace is gone, as
+    after a reboot until the next start), and its gateway priority."""
+    # (here: socket is not for a pass that only reads, whose engine imports this module)
+    from reconciler.runtime.native.network import interfaces
+
+    found = interfaces.interfaces(os.fspath(rec.netns_path)) if rec.netns_path and rec.ip_addresses else {}
+    by_address = {ip: iface for iface in found.values() for ip in iface["ipv4"]}
+    out: dict[str, dict[str, Any]] = {}
+    cfg = rec.config
+    for n, ip in rec.ip_addresses.items():
+        iface = by_address.get(ip)
+        if iface is None:
+            mac, local = cfg.mac_addresses.get(n, ""), list(cfg.link_local_ips.get(n) or ())
+        else:
+            mac, local = str(iface["mac"]), _link_local(iface)
+        ipam = _fixed(cfg, n)
+        if local:
+            ipam = {**(ipam or {}), "LinkLocalIPs": local}
+        out[n] = {"IPAddress": ip, "GlobalIPv6Address": rec.ip6_addresses.get(n, ""), "IPAMConfig": ipam,
+                  "MacAddress": mac, "GwPriority": int(cfg.gw_priorities.get(n) or 0)}
+    return out
+
+
+def _link_local(iface: dict[str, Any]) -> list[str]:
+    """The link-local addresses of an interface but the kernel's own fe80:: one (the engine adds
+    its own without duplicate address detection: flag NODAD)."""
+    from reconciler.runtime.native.network import interfaces
+
+    return ([a for a in iface["ipv4"] if a.startswith("169.254.")]
+            + [a for a, scope, flags in iface["ipv6"] if scope == interfaces.LINK_SCOPE and flags & interfaces.NODAD])
+
+
+def _fixed(cfg: base.ContainerConfig, network: str) -> dict[str, Any] | None:
     """Docker's IPAMConfig of an endpoint: the fixed addresses the container asked for there."""
-    fixed = {key: by[network] for key, by in (("IPv4Address", cfg.ipv4_addresses), ("IPv6Address", cfg.ipv6_addresses))
-             if network in by}
+    fixed: dict[str, Any] = {key: by[network] for key, by in (("IPv4Address", cfg.ipv4_addresses),
+                                                              ("IPv6Address", cfg.ipv6_addresses)) if network in by}
     return fixed or None

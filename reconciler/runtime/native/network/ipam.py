@@ -10,7 +10,9 @@ containers at once can never hand out the same address, subnet or host port:
                     `resolve` (JSON: its extra hosts, nameservers and search domains), and
                     `forwarding`: whether its published ports are forwarded (while it runs)
     net_endpoints   (network, address) -> container, its interface name and host-side veth,
-                    and its IPv6 address on a dual-stack network
+                    and its IPv6 address on a dual-stack network; the interface's own settings
+                    asked for: its MAC address (one endpoint's per network), extra link-local
+                    addresses (JSON) and gateway priority
     net_ports       published ports (protocol, host ip, host port) -> container endpoint: the
                     container's gateway endpoint (`port_endpoint`), moved with it by a connect
                     or disconnect; none (address '') while the container has no endpoint on a
@@ -48,6 +50,7 @@ from reconciler.runtime import base, errors
 __all__ = [
     "IPAM",
     "ContainerRecord",
+    "EndpointOptions",
     "EndpointRecord",
     "HostNetwork",
     "NetworkRecord",
@@ -106,6 +109,9 @@ _NEW_COLUMNS = (
     ("net_networks", "last_address6", "TEXT"),
     ("net_endpoints", "address6", "TEXT"),
     ("net_containers", "forwarding", "INTEGER NOT NULL DEFAULT 1"),
+    ("net_endpoints", "mac", "TEXT"),
+    ("net_endpoints", "link_local", "TEXT NOT NULL DEFAULT '[]'"),
+    ("net_endpoints", "gw_priority", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 
@@ -186,6 +192,23 @@ class EndpointRecord:
     ifname: str
     veth: str               # host-side name
     address6: str | None = None     # on a dual-stack network
+    mac: str | None = None          # the interface's MAC address asked for (None: the kernel's random one)
+    link_local: tuple[str, ...] = ()    # extra link-local addresses (169.254/16 as a /16, fe80::/10 as a /64)
+    gw_priority: int = 0            # the highest gives the container's default route (gateway_endpoint)
+
+
+@dataclass(frozen=True)
+class EndpointOptions:
+    """What a container asks of its interface on one network, besides a fixed address."""
+
+    mac: str | None = None
+    link_local: tuple[str, ...] = ()
+    gw_priority: int = 0
+
+
+def _endpoint(r: sqlite3.Row) -> EndpointRecord:
+    return EndpointRecord(r["network"], r["address"], r["container_id"], int(r["position"]), r["ifname"], r["veth"],
+                          r["address6"], r["mac"], tuple(json.loads(r["link_local"] or "[]")), int(r["gw_priority"]))
 
 
 @dataclass(frozen=True)
@@ -208,11 +231,12 @@ class PortRecord:
 
 def gateway_endpoint(endpoints: Sequence[EndpointRecord], internal: Container[str]) -> EndpointRecord | None:
     """The endpoint that holds a container's default route, as Docker's gateway endpoint
-    (libnetwork's sandbox orders its endpoints so: a network not `internal` first, then by
-    network name, whatever order they were joined in): the first by name of those on a network
-    not `internal`; else (only internal networks: no default route) the first by name; None
-    without any."""
-    ordered = sorted(endpoints, key=lambda e: e.network)
+    (libnetwork's sandbox orders its endpoints so, `Endpoint.Less`: the higher gateway priority
+    first, then a network not `internal`, then by network name, whatever order they were joined
+    in; the gateway is the first with a way out, `getGatewayEndpoint`): of those on a network not
+    `internal`, the one of the highest `gw_priority`, ties to the first by name; else (only
+    internal networks: no default route) the first in that order; None without any."""
+    ordered = sorted(endpoints, key=lambda e: (-e.gw_priority, e.network))
     return next((e for e in ordered if e.network not in internal), ordered[0] if ordered else None)
 
 
@@ -509,6 +533,7 @@ class IPAM:
         veth_name: Mapping[str, str],
         static_ips6: Mapping[str, str] | None = None,
         forwarding: bool = True,
+        options: Mapping[str, EndpointOptions] | None = None,
     ) -> tuple[list[EndpointRecord], list[PortRecord]]:
         """Record an attachment: one address per network (static or allocated) and its ports,
         forwarded from the start or (not `forwarding`) held until `set_forwarding`.
@@ -516,11 +541,12 @@ class IPAM:
         All or nothing: a refused static address or a taken host port leaves no trace.
         """
         static6 = dict(static_ips6 or {})
-        unknown = (set(static_ips) | set(static6)) - set(networks)
+        own = dict(options or {})
+        unknown = (set(static_ips) | set(static6) | set(own)) - set(networks)
         if unknown:
             raise errors.InvalidArgument(
-                f"container {container.name!r} has static addresses for networks it does not join: "
-                f"{', '.join(sorted(unknown))}",
+                f"container {container.name!r} has static addresses or interface settings for networks it does "
+                f"not join: {', '.join(sorted(unknown))}",
             )
         with self._db.tx() as conn:
             if conn.execute("SELECT 1 FROM net_containers WHERE container_id = ?",
@@ -548,26 +574,37 @@ class IPAM:
                     )
                 endpoints.append(self._insert_endpoint(
                     conn, row, container.container_id, container.name, position=pos, veth=veth_name[net_name],
-                    static=static_ips.get(net_name), static6=static6.get(net_name)))
+                    static=static_ips.get(net_name), static6=static6.get(net_name), options=own.get(net_name)))
             port_records = self._reserve_ports(conn, container, ports, endpoints)
             return endpoints, port_records
 
     def _insert_endpoint(
         self, conn: sqlite3.Connection, net_row: sqlite3.Row, container_id: str, who: str, *, position: int,
-        veth: str, static: str | None = None, static6: str | None = None,
+        veth: str, static: str | None = None, static6: str | None = None, options: EndpointOptions | None = None,
     ) -> EndpointRecord:
         """A container's endpoint on one network, recorded: its IPv4 address and, on a dual-stack
         network, its IPv6 one (static, else the next free after the network's last), interface
-        eth<position>. The one place an endpoint is made: at attach and at a connect."""
+        eth<position>, and the interface's own settings (`options`: a MAC address no other
+        endpoint of the network has). The one place an endpoint is made: at attach and at a connect."""
         net = _network(net_row)
+        opts = options or EndpointOptions()
+        if opts.mac is not None:
+            holder = conn.execute("SELECT c.name FROM net_endpoints e JOIN net_containers c USING (container_id)"
+                                  " WHERE e.network = ? AND e.mac = ?", (net.name, opts.mac)).fetchone()
+            if holder is not None:
+                raise errors.Conflict(f"MAC address {opts.mac} of {who!r} is already used on network {net.name!r} "
+                                      f"by container {holder['name']!r}",
+                                      hint="pick another MAC address, or let the kernel choose one")
         address = self._allocate(conn, net, static, who, last=net_row["last_address"])
         address6 = self._allocate6(conn, net, who, last=net_row["last_address6"], static=static6)
         ep = EndpointRecord(network=net.name, address=address, container_id=container_id, position=position,
-                            ifname=f"eth{position}", veth=veth, address6=address6)
+                            ifname=f"eth{position}", veth=veth, address6=address6, mac=opts.mac,
+                            link_local=tuple(opts.link_local), gw_priority=opts.gw_priority)
         conn.execute(
-            "INSERT INTO net_endpoints (network, address, container_id, position, ifname, veth, address6)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (ep.network, ep.address, ep.container_id, ep.position, ep.ifname, ep.veth, ep.address6),
+            "INSERT INTO net_endpoints (network, address, container_id, position, ifname, veth, address6, mac,"
+            " link_local, gw_priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (ep.network, ep.address, ep.container_id, ep.position, ep.ifname, ep.veth, ep.address6, ep.mac,
+             json.dumps(list(ep.link_local)), ep.gw_priority),
         )
         if static is None:
             conn.execute("UPDATE net_networks SET last_address = ? WHERE name = ?", (address, net.name))
@@ -713,7 +750,8 @@ class IPAM:
         return out
 
     def add_endpoint(self, container_id: str, network: str, *, veth: str, aliases: Sequence[str] = (),
-                     static: str | None = None, static6: str | None = None) -> EndpointRecord:
+                     static: str | None = None, static6: str | None = None,
+                     options: EndpointOptions | None = None) -> EndpointRecord:
         """One more network for an attached container (`docker network connect` of a running
         one): its addresses on it (`static`, else the next free one; IPv6 too on a dual-stack
         network, `static6` or the next, as at attach) and the next interface (eth<n>); `aliases`
@@ -731,7 +769,7 @@ class IPAM:
                 raise errors.Conflict(f"container {row['name']!r} is already attached to network {network!r}")
             pos = max((int(r["position"]) for r in mine), default=-1) + 1
             ep = self._insert_endpoint(conn, net_row, container_id, row["name"], position=pos, veth=veth,
-                                       static=static, static6=static6)
+                                       static=static, static6=static6, options=options)
             names = list(dict.fromkeys([*json.loads(row["aliases"]), *aliases]))
             conn.execute("UPDATE net_containers SET aliases = ? WHERE container_id = ?",
                          (json.dumps(names), container_id))
@@ -762,9 +800,7 @@ class IPAM:
                             (container_id,)).fetchall()
         if not rows:
             return
-        eps = [EndpointRecord(r["network"], r["address"], r["container_id"], int(r["position"]), r["ifname"],
-                              r["veth"], r["address6"])
-               for r in conn.execute("SELECT * FROM net_endpoints WHERE container_id = ?", (container_id,))]
+        eps = [_endpoint(r) for r in conn.execute("SELECT * FROM net_endpoints WHERE container_id = ?", (container_id,))]
         internal = {r["name"] for r in conn.execute("SELECT name FROM net_networks WHERE internal")}
         ep = port_endpoint(eps, internal)
         for r in rows:
@@ -819,8 +855,7 @@ class IPAM:
         if container_id is not None:
             sql, args = sql + " AND container_id = ?", [*args, container_id]
         rows = self._db.connect().execute(sql + " ORDER BY container_id, position", args).fetchall()
-        return [EndpointRecord(r["network"], r["address"], r["container_id"], int(r["position"]),
-                               r["ifname"], r["veth"], r["address6"]) for r in rows]
+        return [_endpoint(r) for r in rows]
 
     def veths(self, containers: Container[str] | None = None) -> list[tuple[str, str]]:
         """Every endpoint (of `containers` only, when given) as (network, host-side veth): what

@@ -83,6 +83,7 @@ class Route:
 
 _DEFAULT_DST = "0.0.0.0"  # noqa: S104 - the default route's destination, not a bind
 _IFA_F_NODAD = 0x02         # an IPv6 address usable at once: no duplicate address detection
+_SCOPE_LINK = 253           # RT_SCOPE_LINK: an fe80::/10 address's
 
 
 def _translate(exc: BaseException, what: str) -> errors.RuntimeBackendError:
@@ -235,9 +236,11 @@ class Host:
 
     # addresses and routes ----------------------------------------------------------------
 
-    def addresses(self, index: int | None = None, *, family: int = socket.AF_INET) -> list[tuple[int, Address]]:
+    def addresses(self, index: int | None = None, *, family: int = socket.AF_INET,
+                  link_scope: bool = False) -> list[tuple[int, Address]]:
         """Addresses of `family` as (link index, address), of one link or all. IPv6 ones are
-        the global-scope ones only (the kernel's link-local fe80:: addresses are its own)."""
+        the global-scope ones only (the kernel's link-local fe80:: addresses are its own), or
+        with `link_scope` the link-scope ones only."""
         with _netlink("list addresses"):
             kw: dict[str, Any] = {"family": family}
             if index is not None:
@@ -245,7 +248,7 @@ class Host:
             return [
                 (int(m["index"]), Address(str(m.get_attr("IFA_ADDRESS")), int(m["prefixlen"])))
                 for m in self._ipr.addr("dump", **kw)
-                if family == socket.AF_INET or int(m["scope"]) == 0
+                if family == socket.AF_INET or int(m["scope"]) == (_SCOPE_LINK if link_scope else 0)
             ]
 
     def add_address(self, index: int, addr: Address) -> None:
@@ -368,10 +371,15 @@ def configure_container_side(
     address6: Address | None = None,
     gateway6: str | None = None,
     fresh: bool = False,
+    mac: str | None = None,
+    link_local: tuple[Address, ...] = (),
 ) -> None:
-    """Inside the namespace: `ifname` and `lo` up, the addresses on `ifname` (IPv6 without
-    DAD), default routes. A global IPv6 address that is not `address6` goes (None: all).
-    `fresh`: `ifname` was made just now (with its veth), so it holds no address to look for."""
+    """Inside the namespace: `ifname` and `lo` up, `ifname`'s MAC address `mac` (None: as it is),
+    the addresses on `ifname` (IPv6 without DAD) and its `link_local` ones, default routes. An
+    IPv4 address or a global IPv6 one that is not asked for goes (None: all); link-local IPv6
+    ones are only added (the kernel's own fe80:: address is among them, and an interface is made
+    anew when what it asks changes). `fresh`: `ifname` was made just now (with its veth, of MAC
+    `mac`), so it holds no address to look for."""
     with host(netns_path) as ns:
         lo = ns.link("lo")
         iface = ns.link(ifname)
@@ -379,12 +387,23 @@ def configure_container_side(
             raise errors.NotFound(f"{ifname} is missing in network namespace {netns_path}")
         if not lo.up:
             ns.set_link(lo.index, state="up")
-        for family, want in ((socket.AF_INET, address), (socket.AF_INET6, address6)):
+        if mac is not None and iface.mac.lower() != mac.lower():
+            ns.set_link(iface.index, address=mac)
+        local4 = {a for a in link_local if a.family == socket.AF_INET}
+        local6 = {a for a in link_local if a.family == socket.AF_INET6}
+        for family, want, extra in ((socket.AF_INET, address, local4), (socket.AF_INET6, address6, set())):
             present = set() if fresh else {a for _, a in ns.addresses(iface.index, family=family)}
-            for other in present - {want}:
+            for other in present - {want} - extra:
                 ns.delete_address(iface.index, other)
-            if want is not None and want not in present:
-                ns.add_address(iface.index, want)
+            for wanted in ({want} if want is not None else set()) | extra:
+                if wanted not in present:
+                    ns.add_address(iface.index, wanted)
+        if local6:
+            # the kernel's own fe80:: address (of the MAC) is not ours: only the /64 ones asked for
+            present6 = set() if fresh else {a for _, a in ns.addresses(iface.index, family=socket.AF_INET6,
+                                                                        link_scope=True)}
+            for wanted in local6 - present6:
+                ns.add_address(iface.index, wanted)
         if not iface.up:
             ns.set_link(iface.index, state="up")
         if gateway is not None:

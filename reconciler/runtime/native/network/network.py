@@ -148,6 +148,14 @@ def _flocked(thread_lock: threading.Lock | threading.RLock, path: Path) -> Itera
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _options(macs: Mapping[str, str] | None, link_local: Mapping[str, Sequence[str]] | None,
+             gw_priorities: Mapping[str, int] | None) -> dict[str, ipam.EndpointOptions]:
+    """A container's interface settings by network, for the IPAM's records."""
+    macs, link_local, gw_priorities = macs or {}, link_local or {}, gw_priorities or {}
+    return {n: ipam.EndpointOptions(macs.get(n), tuple(link_local.get(n) or ()), int(gw_priorities.get(n) or 0))
+            for n in {*macs, *link_local, *gw_priorities}}
+
+
 def _addresses(e: ipam.EndpointRecord) -> list[str]:
     return [e.address, e.address6] if e.address6 else [e.address]
 
@@ -237,9 +245,10 @@ class NetworkManager:
 
     @staticmethod
     def mac_address(container_id: str, network: str) -> str:
-        """The MAC of a container's interface on `network` (locally administered, from a hash as
-        its veth's name): the same each time the interface is made, so a veth made again (heal,
-        a repairing attach) does not leave its peers' ARP caches pointing at a MAC gone."""
+        """The MAC of a container's interface on `network` when it asks for none (its network
+        entry's `macAddress`, recorded with its endpoint, goes first): locally administered, from
+        a hash as its veth's name, the same each time the interface is made, so a veth made again
+        (heal, a repairing attach) does not leave its peers' ARP caches pointing at a MAC gone."""
         digest = _short_hash("mac/" + container_id + "/" + network, 10)
         return "02:" + ":".join(digest[i:i + 2] for i in range(0, 10, 2))
 
@@ -569,8 +578,13 @@ class NetworkManager:
         dns_search: Sequence[str] = (),
         dns_options: Sequence[str] = (),
         forward: bool = True,
+        macs: Mapping[str, str] | None = None,
+        link_local: Mapping[str, Sequence[str]] | None = None,
+        gw_priorities: Mapping[str, int] | None = None,
     ) -> Attachment:
-        """Give a container its namespace, interfaces, addresses, published ports and names.
+        """Give a container its namespace, interfaces, addresses, published ports and names; its
+        interface on a network the MAC address `macs` names and the extra `link_local` addresses
+        there, its default route through the network of the highest `gw_priorities` (Docker's rule).
 
         Idempotent: attaching an attached container to the same networks verifies and repairs
         its interfaces; different networks are a Conflict (detach first). A host port 0 is one
@@ -617,6 +631,7 @@ class NetworkManager:
             endpoints, port_records = self._ipam.add_container(
                 record, networks=nets, static_ips=static, ports=ports, static_ips6=static_ips6,
                 veth_name={n: self.veth_name(container_id, n) for n in nets}, forwarding=forward,
+                options=_options(macs, link_local, gw_priorities),
             )
             try:
                 if not self._netns_dir_shared:
@@ -733,8 +748,9 @@ class NetworkManager:
         fresh = veth is None
         if veth is None:
             try:
+                # the MAC asked for, else one derived from the container and the network
                 veth = h.add_veth(ep.veth, peer=ep.ifname, peer_netns=path, mtu=net.mtu, master=bridge.index,
-                                  up=True, peer_mac=self.mac_address(ep.container_id, ep.network))
+                                  up=True, peer_mac=ep.mac or self.mac_address(ep.container_id, ep.network))
             except errors.AlreadyExists:
                 # made meanwhile by another process: a heal, while this attach ran outside the lock
                 veth = h.link(ep.veth)
@@ -750,23 +766,27 @@ class NetworkManager:
             path, ifname=ep.ifname, address=netlink.Address(ep.address, net.prefixlen),
             gateway=net.gateway if default else None,
             address6=netlink.Address(ep.address6, net.prefixlen6) if ep.address6 else None,
-            gateway6=net.gateway6 if default else None, fresh=fresh,
+            gateway6=net.gateway6 if default else None, fresh=fresh, mac=ep.mac,
+            link_local=tuple(netlink.Address(a, 64 if ":" in a else 16) for a in ep.link_local),
         )
         return fresh
 
     def connect(self, container_id: str, network: str, aliases: Sequence[str] = (), *,
-                address: str | None = None, address6: str | None = None) -> Attachment:
-        """Join an attached (running) container to one more network: a veth into its namespace,
-        its addresses (`address`/`address6` when given, else ones the network chooses; IPv6 only
-        on a dual-stack network: the endpoint is made and plugged as at attach), its name (and
-        `aliases`) in its peers' hosts files there. Its attachment now."""
+                address: str | None = None, address6: str | None = None, mac: str | None = None,
+                link_local: Sequence[str] = (), gw_priority: int = 0) -> Attachment:
+        """Join an attached (running) container to one more network: a veth into its namespace
+        (of MAC `mac` when given), its addresses (`address`/`address6` when given, else ones the
+        network chooses; IPv6 only on a dual-stack network: the endpoint is made and plugged as at
+        attach; and the `link_local` ones), its name (and `aliases`) in its peers' hosts files
+        there; the default route moves to it when its `gw_priority` says so. Its attachment now."""
         from reconciler.runtime.native.network import netlink
 
         self._check_container_id(container_id)
         with self._locked():
             before = self._ipam.forwarded_ports(container_id)
             ep = self._ipam.add_endpoint(container_id, network, veth=self.veth_name(container_id, network),
-                                         aliases=aliases, static=address, static6=address6)
+                                         aliases=aliases, static=address, static6=address6,
+                                         options=ipam.EndpointOptions(mac, tuple(link_local), gw_priority))
             records = {n.name: n for n in self._ipam.networks()}
             net = records[network]              # add_endpoint found it
             default = self._default_network(self._ipam.endpoints(container_id=container_id), records) == network
@@ -1109,7 +1129,7 @@ class NetworkManager:
         """Under the lock: the recorded endpoints whose host-side veth is in `veths` (no port of
         its bridge) plugged in again, as an attach plugs them: the veth put on its bridge again,
         hairpin and up, or, gone, made again in the container's namespace with its recorded
-        addresses and MAC (`mac_address`) and its routes. A container's namespace file lost
+        addresses and MAC (the one asked for, else `mac_address`) and its routes. A container's namespace file lost
         while it runs (an unmount) is bound again from its process (`running()`: the running
         containers' pids); one that does not run is left as it is. What was plugged in, as
         words, and the running containers that stay cut off (name -> why)."""

@@ -124,6 +124,7 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
                  ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}).items()}
     aliases = tuple(dict.fromkeys(a for ep in endpoints.values() for a in ep.aliases))
     fixed = {n: ep for n, ep in endpoints.items() if ep.ipv4 or ep.ipv6}
+    own = _primary_endpoint(body, mode, networks, endpoints)
     for net in fixed:
         if net not in networks:         # dockerd's words: the default bridge takes no fixed address
             raise HttpError(400, "user specified IP address is supported on user defined networks only"
@@ -164,6 +165,9 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
         tty=bool(body.get("Tty")), stdin_open=bool(body.get("OpenStdin")),
         ipv4_addresses={n: ep.ipv4 for n, ep in fixed.items() if ep.ipv4},
         ipv6_addresses={n: ep.ipv6 for n, ep in fixed.items() if ep.ipv6},
+        mac_addresses={n: ep.mac for n, ep in own.items() if ep.mac},
+        link_local_ips={n: ep.link_local for n, ep in own.items() if ep.link_local},
+        gw_priorities={n: ep.gw_priority for n, ep in own.items() if ep.gw_priority},
         **_host_extras(host, domainname=body.get("Domainname") or None),
         **_log_config(host),
     )
@@ -183,18 +187,67 @@ def _stop_timeout(value: Any) -> float:
 
 class Endpoint(NamedTuple):
     """An EndpointSettings as a client sends it (create's NetworkingConfig.EndpointsConfig[NET],
-    network connect's EndpointConfig): its aliases and the fixed addresses of its IPAMConfig."""
+    network connect's EndpointConfig): its aliases and the fixed addresses of its IPAMConfig, and
+    the interface's own settings: MacAddress, IPAMConfig.LinkLocalIPs, GwPriority."""
 
     aliases: tuple[str, ...]
     ipv4: str | None
     ipv6: str | None
+    mac: str | None = None
+    link_local: tuple[str, ...] = ()
+    gw_priority: int = 0
+
+    def own(self) -> base.EndpointConfig:
+        return base.EndpointConfig(self.mac, self.link_local, self.gw_priority)
 
 
 def endpoint_settings(ep: Mapping[str, Any] | None) -> Endpoint:
+    """An EndpointSettings checked as a manifest's network entry is: a unicast MAC of 6 octets,
+    link-local addresses, a whole gateway priority (400 otherwise, naming the field)."""
+    from reconciler.spec import building
+
     ep = ep or {}
     ipam = ep.get("IPAMConfig") or {}
+    mac = str(ep.get("MacAddress") or "") or None
+    if mac is not None:
+        mac, problem = building.mac_address(mac)
+        if problem:
+            raise HttpError(400, f"MacAddress: {problem}")
+    local = []
+    for text in ipam.get("LinkLocalIPs") or ():
+        address, problem = building.link_local_address(str(text))
+        if problem:
+            raise HttpError(400, f"IPAMConfig.LinkLocalIPs: {problem}")
+        local.append(address)
+    priority = ep.get("GwPriority") or 0
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise HttpError(400, f"GwPriority {priority!r} is not a whole number")
     return Endpoint(tuple(str(a) for a in ep.get("Aliases") or ()),
-                    str(ipam.get("IPv4Address") or "") or None, str(ipam.get("IPv6Address") or "") or None)
+                    str(ipam.get("IPv4Address") or "") or None, str(ipam.get("IPv6Address") or "") or None,
+                    mac, tuple(dict.fromkeys(local)), priority)
+
+
+def _primary_endpoint(body: Mapping[str, Any], mode: str, networks: tuple[str, ...],
+                      endpoints: Mapping[str, Endpoint]) -> dict[str, Endpoint]:
+    """The interface settings of the network a create names (NetworkMode; the default network
+    for the default bridge), with the container-wide MacAddress (Engine API before 1.44, still
+    taken up to 1.51) as its MAC, as dockerd migrates it; others are the connects' to give."""
+    from reconciler.spec import building
+
+    primary = networks[0] if networks else "default"
+    ep = endpoints.get(primary) or endpoints.get(mode) or Endpoint((), None, None)
+    wide = str(body.get("MacAddress") or "") or None
+    if wide is not None:
+        if mode in ("host", "none") or mode.startswith("container:"):
+            raise HttpError(400, "conflicting options: mac-address and the network mode")
+        mac, problem = building.mac_address(wide)
+        if problem:
+            raise HttpError(400, f"MacAddress: {problem}")
+        if ep.mac is not None and ep.mac != mac:
+            raise HttpError(400, "the container-wide MAC address must match the endpoint-specific MAC address for "
+                                 "the main network, or be left empty")
+        ep = ep._replace(mac=mac)
+    return {primary: ep} if ep.mac or ep.link_local or ep.gw_priority else {}
 
 
 def _log_config(host: Mapping[str, Any]) -> dict[str, Any]:
@@ -728,7 +781,7 @@ class EngineApi:
         if rec.status == "running":
             try:
                 if connect:
-                    manager.connect_running(rec.id, network, aliases, ipv4=ep.ipv4, ipv6=ep.ipv6)
+                    manager.connect_running(rec.id, network, aliases, ipv4=ep.ipv4, ipv6=ep.ipv6, endpoint=ep.own())
                 else:
                     manager.disconnect_running(rec.id, network)
             except rterrors.Conflict as exc:
@@ -755,7 +808,8 @@ class EngineApi:
             v4.update({network: ep.ipv4} if ep.ipv4 else {})
             v6.update({network: ep.ipv6} if ep.ipv6 else {})
         manager.reconnect(rec.id, nets, (*rec.config.aliases, *extra) if connect else rec.config.aliases,
-                          ipv4_addresses=v4, ipv6_addresses=v6)
+                          ipv4_addresses=v4, ipv6_addresses=v6,
+                          endpoints={network: ep.own() if connect else base.EndpointConfig()})
 
     def _anonymous_volumes(self, config: base.ContainerConfig) -> tuple[base.ContainerConfig, list[str]]:
         """`config` with each volume mount without source on a new volume of its own, named at

@@ -737,14 +737,14 @@ class Builder:
             if not own:
                 continue
             if "macAddress" in entry:
-                mac, problem = _mac_address(str(entry["macAddress"]))
+                mac, problem = mac_address(str(entry["macAddress"]))
                 if problem:
                     self.report(d, ("spec", "networks", i, "macAddress"), problem)
                 else:
                     macs[name] = mac
             found: list[str] = []
             for j, text in enumerate(entry.get("linkLocalIPs") or ()):
-                address, problem = _link_local(str(text))
+                address, problem = link_local_address(str(text))
                 if problem is None and address in found:
                     problem = f"{address} is listed twice"
                 if problem:
@@ -1414,7 +1414,7 @@ _MAC = re.compile(r"^[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}$")
 _LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
 
 
-def _mac_address(text: str) -> tuple[str, str | None]:
+def mac_address(text: str) -> tuple[str, str | None]:
     """`text` as a MAC address in lower-case colon form, or why it cannot be one of an interface:
     6 octets (`:` or `-` between them), unicast (the first octet's lowest bit clear), not all zero."""
     if not _MAC.match(text):
@@ -1427,7 +1427,7 @@ def _mac_address(text: str) -> tuple[str, str | None]:
     return mac, None
 
 
-def _link_local(text: str) -> tuple[str, str | None]:
+def link_local_address(text: str) -> tuple[str, str | None]:
     """`text` as a link-local address (169.254.0.0/16 or fe80::/10), or why it is not one."""
     try:
         ip = ipaddress.ip_address(text)

@@ -58,7 +58,9 @@ FULL = base.ContainerConfig(
     devices=("/dev/fuse:/dev/fuse:rwm",), domainname="example", reservations=base.Resources(memory=1 << 20),
     secret_env={"KEY": "sha256:" + "a" * 64},
     ipv4_addresses={"net": "10.0.0.9", "other": "10.0.1.7"}, ipv6_addresses={"net": "fd00::9", "other": "fd00:1::7"},
-    log_driver="json-file", log_options={"max-size": "1m", "max-file": "2"})
+    log_driver="json-file", log_options={"max-size": "1m", "max-file": "2"},
+    mac_addresses={"net": "02:00:00:00:00:01", "other": "02:00:00:00:00:02"},
+    link_local_ips={"net": ("169.254.0.9", "fe80::9"), "other": ("169.254.1.7",)}, gw_priorities={"net": 3, "other": -2})
 
 
 def _default(f: dataclasses.Field[Any]) -> Any:
@@ -78,15 +80,42 @@ def test_a_create_body_reads_back_every_field_the_docker_backend_writes() -> Non
     first = "net"                        # the create body names the first network; the others are connects
     expected = dataclasses.replace(
         FULL, **{name: _default(fields[name]) for name in NOT_CARRIED}, networks=(first,),
-        ipv4_addresses={first: FULL.ipv4_addresses[first]}, ipv6_addresses={first: FULL.ipv6_addresses[first]})
+        ipv4_addresses={first: FULL.ipv4_addresses[first]}, ipv6_addresses={first: FULL.ipv6_addresses[first]},
+        **{key: {first: getattr(FULL, key)[first]} for key in ("mac_addresses", "link_local_ips", "gw_priorities")})
     assert back == expected
+    # an engine before Engine API 1.44: the first network's MAC as the container's, read back as its own
+    assert config_from_create("web", container_body(sent, container_mac=True)) == expected
 
 
 def test_the_connect_body_carries_each_further_networks_addresses() -> None:
     for net in FULL.networks[1:]:
         assert endpoint_settings(endpoint_config(FULL, net)) == Endpoint(
-            FULL.aliases, FULL.ipv4_addresses[net], FULL.ipv6_addresses[net])
+            FULL.aliases, FULL.ipv4_addresses[net], FULL.ipv6_addresses[net], FULL.mac_addresses[net],
+            FULL.link_local_ips[net], FULL.gw_priorities[net])
     assert endpoint_settings(None) == Endpoint((), None, None)
+
+
+@pytest.mark.parametrize(("create", "words"), [
+    ({"MacAddress": "03:00:00:00:00:01", "HostConfig": {"NetworkMode": "n"}}, "MacAddress: 03:00:00:00:00:01 is a multicast"),
+    ({"MacAddress": "02:00:00:00:00:01", "HostConfig": {"NetworkMode": "host"}},
+     "conflicting options: mac-address and the network mode"),
+    ({"MacAddress": "02:00:00:00:00:01", "HostConfig": {"NetworkMode": "n"},
+      "NetworkingConfig": {"EndpointsConfig": {"n": {"MacAddress": "02:00:00:00:00:02"}}}},
+     "the container-wide MAC address must match the endpoint-specific MAC address"),
+    ({"HostConfig": {"NetworkMode": "n"},
+      "NetworkingConfig": {"EndpointsConfig": {"n": {"IPAMConfig": {"LinkLocalIPs": ["10.0.0.1"]}}}}},
+     "IPAMConfig.LinkLocalIPs: 10.0.0.1 is not a link-local address"),
+    ({"HostConfig": {"NetworkMode": "n"}, "NetworkingConfig": {"EndpointsConfig": {"n": {"GwPriority": "high"}}}},
+     "GwPriority 'high' is not a whole number"),
+])
+def test_an_endpoints_own_settings_are_checked_as_a_manifests(create: dict[str, Any], words: str) -> None:
+    with pytest.raises(HttpError, match=words):
+        config_from_create("c", {"Image": "img", **create})
+
+
+def test_a_mac_on_the_default_bridge_is_the_default_networks() -> None:
+    cfg = config_from_create("c", {"Image": "img", "MacAddress": "02:00:00:00:00:05"})
+    assert (cfg.networks, dict(cfg.mac_addresses)) == ((), {"default": "02:00:00:00:00:05"})
 
 
 def body(**host: Any) -> dict[str, Any]:

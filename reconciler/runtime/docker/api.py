@@ -35,7 +35,8 @@ import httpx
 
 from reconciler.runtime import errors
 
-__all__ = ["DEFAULT_SOCKET", "MAX_API_VERSION", "MIN_API_VERSION", "EngineAPI", "at_least", "from_docker_host"]
+__all__ = ["DEFAULT_SOCKET", "MAX_API_VERSION", "MIN_API_VERSION", "EngineAPI", "at_least", "from_docker_host",
+           "version_key"]
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 MIN_API_VERSION = "1.40"    # Docker 19.03; Podman 4 compat speaks 1.41
@@ -55,6 +56,11 @@ def _vtuple(v: str) -> tuple[int, ...]:
 def at_least(version: str, wanted: str) -> bool:
     """Whether Engine API `version` is `wanted` or newer."""
     return _vtuple(version) >= _vtuple(wanted)
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """An Engine API version as a sort key ("1.9" < "1.44")."""
+    return _vtuple(version)
 
 
 def _filters(labels: Mapping[str, str] | None) -> dict[str, str]:
@@ -427,11 +433,13 @@ class EngineAPI:
                           what=f"logs of {ident}") as chunks:
             yield chunks
 
-    def network_connect(self, network: str, container: str, endpoint: Mapping[str, Any]) -> None:
+    def network_connect(self, network: str, container: str, endpoint: Mapping[str, Any], *,
+                        api_version: str | None = None) -> None:
+        """`api_version`: the version to send it at, when `endpoint` has a field newer than the one spoken."""
         body = {"Container": container, "EndpointConfig": dict(endpoint)}
         # (dockerd answers an empty 200, Podman a plain-text "OK": neither is read)
         self._send("POST", f"/networks/{_q(network)}/connect", body=body,
-                   what=f"connect {container} to network {network}")
+                   what=f"connect {container} to network {network}", api_version=api_version)
 
     # -- exec -------------------------------------------------------------------------------
 

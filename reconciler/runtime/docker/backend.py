@@ -51,6 +51,12 @@ __all__ = [
 
 _NS = 1_000_000_000
 START_INTERVAL_API = "1.44"     # the Engine API version that brought healthchecks' StartInterval (Docker 25)
+# An endpoint's own MAC address (EndpointSettings.MacAddress) and several endpoints in one create
+# came with Engine API 1.44 (Docker 25); before it the primary network's MAC is the container's
+# (Config.MacAddress), and no other network can have one (a connect drops it up to API 1.54, so
+# a MAC on a further network goes in the create). The gateway priority came with 1.48 (Docker 28).
+ENDPOINT_MAC_API = "1.44"
+GW_PRIORITY_API = "1.48"
 _STREAMS = {1: "stdout", 2: "stderr"}
 _NETWORK_MODES = ("none", "host", "bridge", "default")
 _INSPECT_THREADS = 8   # list_* inspect every object (the lists lack state): a few at a time
@@ -151,7 +157,7 @@ def _mount(m: base.Mount) -> dict[str, Any] | None:
     return out
 
 
-def container_body(config: base.ContainerConfig) -> dict[str, Any]:
+def container_body(config: base.ContainerConfig, *, endpoints: int = 1, container_mac: bool = False) -> dict[str, Any]:
     """The `/containers/create` body for a ContainerConfig (first network only; see create)."""
     if config.secret_env:
         raise errors.InvalidArgument(
@@ -252,7 +258,12 @@ def container_body(config: base.ContainerConfig) -> dict[str, Any]:
         first = config.networks[0]
         host["NetworkMode"] = first             # "container:NAME" joins NAME's namespace (Docker's own form)
         if first not in _NETWORK_MODES and not first.startswith("container:"):
-            body["NetworkingConfig"] = {"EndpointsConfig": {first: endpoint_config(config, first)}}
+            body["NetworkingConfig"] = {"EndpointsConfig": {
+                net: endpoint_config(config, net) for net in config.networks[:max(endpoints, 1)]}}
+            mac = config.mac_addresses.get(first)
+            if container_mac and mac:           # an engine before Engine API 1.44: the container's
+                body["MacAddress"] = mac
+                del body["NetworkingConfig"]["EndpointsConfig"][first]["MacAddress"]
         elif config.aliases:
             raise errors.InvalidArgument(
                 f"container {config.name}: aliases need a user-defined network, not {first!r}")
@@ -265,12 +276,20 @@ def container_body(config: base.ContainerConfig) -> dict[str, Any]:
 
 def endpoint_config(config: base.ContainerConfig, network: str) -> dict[str, Any]:
     """A container's EndpointConfig on `network`: its aliases and fixed addresses (Docker takes
-    those on a user-defined network with a subnet only, and says so)."""
+    those on a user-defined network with a subnet only, and says so), its link-local addresses,
+    MAC address and gateway priority."""
     out: dict[str, Any] = {"Aliases": list(config.aliases) or None}
-    ipam = {key: fixed[network] for key, fixed in (("IPv4Address", config.ipv4_addresses),
-                                                    ("IPv6Address", config.ipv6_addresses)) if network in fixed}
+    ipam: dict[str, Any] = {key: fixed[network] for key, fixed in (("IPv4Address", config.ipv4_addresses),
+                                                                   ("IPv6Address", config.ipv6_addresses))
+                            if network in fixed}
+    if config.link_local_ips.get(network):
+        ipam["LinkLocalIPs"] = list(config.link_local_ips[network])
     if ipam:
         out["IPAMConfig"] = ipam
+    if config.mac_addresses.get(network):
+        out["MacAddress"] = config.mac_addresses[network]
+    if config.gw_priorities.get(network):
+        out["GwPriority"] = config.gw_priorities[network]
     return out
 
 
@@ -695,8 +714,8 @@ class DockerRuntime:
         return api.at_least(str(self.api.version().get("ApiVersion", "0")), START_INTERVAL_API)
 
     def create_container(self, config: base.ContainerConfig) -> str:
-        body = container_body(config)
-        version = None
+        version, together, container_mac = self._endpoints_plan(config)
+        body = container_body(config, endpoints=together, container_mac=container_mac)
         if config.healthcheck is not None and config.healthcheck.start_interval:
             if not self._start_interval:
                 raise errors.InvalidArgument(
@@ -707,7 +726,8 @@ class DockerRuntime:
                     hint="remove startInterval (and give the healthcheck a shorter interval if starts must be "
                          "quick), upgrade the engine, or use the native runtime")
             if not api.at_least(self.api.api_version, START_INTERVAL_API):
-                version = START_INTERVAL_API    # dockerd drops it from a request of an older version
+                version = max(version or START_INTERVAL_API, START_INTERVAL_API, key=api.version_key)
+                # (dockerd drops it from a request of an older version)
         for network in config.networks:
             if network not in _NETWORK_MODES and not network.startswith("container:"):
                 # checked up front: the engine accepts a connect to a missing network on a
@@ -716,8 +736,8 @@ class DockerRuntime:
         created = self.api.container_create(config.name, body, api_version=version)
         cid = str(created["Id"])
         try:
-            for network in config.networks[1:]:
-                self.api.network_connect(network, cid, endpoint_config(config, network))
+            for network in config.networks[together:]:
+                self.api.network_connect(network, cid, endpoint_config(config, network), api_version=version)
             self._copy_secrets(cid, config)
         except errors.RuntimeBackendError:
             try:
@@ -726,6 +746,41 @@ class DockerRuntime:
                 pass
             raise
         return cid
+
+    def _endpoints_plan(self, config: base.ContainerConfig) -> tuple[str | None, int, bool]:
+        """How a container's networks' own settings reach this engine: the Engine API version to
+        send its create (and connects) at (None: the one spoken), how many of its networks go in
+        the create (the rest are connected after it), and whether the first network's MAC address
+        is the container's (Config.MacAddress: an engine before API 1.44). A setting the engine's
+        version does not have is refused, naming the field and the Docker release that has it:
+        the engine would drop it without a word."""
+        server = str(self.api.version().get("ApiVersion", "0"))
+        needs: list[str] = []
+        together, container_mac = 1, False
+        for i, net in enumerate(config.networks):
+            for field, since, docker, is_set in (
+                    ("gwPriority", GW_PRIORITY_API, "28", bool(config.gw_priorities.get(net))),
+                    ("macAddress", ENDPOINT_MAC_API, "25", i > 0 and bool(config.mac_addresses.get(net)))):
+                if not is_set:
+                    continue
+                if not api.at_least(server, since):
+                    raise errors.InvalidArgument(
+                        f"container {config.name}: networks[{i}].{field} ({net}) needs Engine API {since} (Docker "
+                        f"{docker} or later), and {self.api.what} speaks {server}: it would drop it without a word",
+                        hint=f"remove {field}" + (" or make that network the first (priority)" if field == "macAddress"
+                                                  else "") + ", upgrade the engine, or use the native runtime")
+                needs.append(since)
+                if field == "macAddress":
+                    together = len(config.networks)      # a connect drops it (before API 1.54)
+        if config.networks and config.mac_addresses.get(config.networks[0]):
+            if api.at_least(server, ENDPOINT_MAC_API):
+                needs.append(ENDPOINT_MAC_API)          # the endpoint's own (the container's is gone in 1.52)
+            else:
+                container_mac = True
+        need = max(needs, key=api.version_key, default=None)
+        if need is None or api.at_least(self.api.api_version, need):
+            return None, together, container_mac
+        return need, together, container_mac
 
     def _copy_secrets(self, cid: str, config: base.ContainerConfig) -> None:
         """Secret files with no host file (inline content, an environment variable's value) copied

@@ -25,6 +25,9 @@ as it drives dockerd. What Podman does otherwise is made good here:
   without any healthcheck of it, so the image's test is merged in here, as dockerd merges it.
   A start interval (`StartInterval`, Engine API 1.44) Podman drops: refused, as on a Docker
   older than 25 (`DockerRuntime.create_container`).
+- A network's own settings: a MAC address Podman takes as an endpoint's (EndpointSettings.MacAddress,
+  every endpoint in the create), never as the container's (Config.MacAddress, which it drops);
+  link-local addresses and a gateway priority it drops: refused (`_endpoints_plan`).
 - /dev/shm: Podman's default is 65536 kB in decimal (65,536,000 bytes), Docker's 64 MiB: a
   container that names no size gets 64 MiB, as on Docker.
 - ulimits: a container that sets some ulimits gets Podman's 1048576 for `nofile` and `nproc`
@@ -201,6 +204,22 @@ class PodmanRuntime(DockerRuntime):
         version its compat service reports (4.3: 1.41; 5.x: 1.44 and later, still dropped), and
         PodmanHealth probes at the interval: refused at create, as on an older Docker."""
         return False
+
+    def _endpoints_plan(self, config: base.ContainerConfig) -> tuple[str | None, int, bool]:
+        """Podman takes a MAC address as an endpoint's own only (it drops Config.MacAddress), and
+        several endpoints in one create, whatever API version it reports (4.3: 1.41); netavark has
+        no extra link-local addresses and no gateway priority, which Podman drops without a word:
+        refused, naming the field."""
+        for i, net in enumerate(config.networks):
+            for field, is_set in (("linkLocalIPs", config.link_local_ips.get(net)),
+                                  ("gwPriority", config.gw_priorities.get(net))):
+                if is_set:
+                    raise errors.InvalidArgument(
+                        f"container {config.name}: networks[{i}].{field} ({net}) is not honoured by Podman "
+                        f"{self.api.version().get('Version', '')}: it would drop it without a word",
+                        hint=f"remove {field}, or use Docker (gwPriority: Docker 28) or the native runtime")
+        further = any(config.mac_addresses.get(net) for net in config.networks[1:])
+        return None, len(config.networks) if further else 1, False
 
     def create_container(self, config: base.ContainerConfig) -> str:
         config = self._docker_defaults(config)

@@ -61,9 +61,11 @@ class Namespaced:
         aliases = config.aliases
         if nets and nets[0] not in _MODES and not nets[0].startswith(_JOIN) and config.name not in aliases:
             aliases = (config.name, *aliases)
+        by_network = {key: {self._n(n): v for n, v in getattr(config, key).items()}
+                      for key in ("ipv4_addresses", "ipv6_addresses", "mac_addresses", "link_local_ips", "gw_priorities")}
         return self.rt.create_container(dataclasses.replace(
             config, name=self._n(config.name), labels={**config.labels, **self.label},
-            mounts=mounts, networks=nets, aliases=aliases))
+            mounts=mounts, networks=nets, aliases=aliases, **by_network))
 
     def rename_container(self, name_or_id: str, new_name: str) -> None:
         self.rt.rename_container(self._n(name_or_id), self._n(new_name))

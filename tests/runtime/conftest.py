@@ -59,6 +59,7 @@ FAKE_CANNOT: dict[str, str] = {
     "test_stop_kills_a_process_ignoring_sigterm": NO_OUTPUT,
     "test_a_forced_removal_kills_at_once": "runs no process, so none traps the stop signal",
     "test_the_default_route_is_on_the_first_network_by_name_as_on_docker": "has no namespaces (it runs no process)",
+    "test_the_first_networks_mac_address_is_its_interfaces": "has no namespaces (it runs no process)",
     "test_logs_streams_partial_and_long_lines": NO_OUTPUT,
     "test_logs_follow_until_exit": NO_OUTPUT,
     "test_env_user_workdir": NO_OUTPUT,

@@ -864,6 +864,16 @@ def test_the_default_route_is_on_the_first_network_by_name_as_on_docker(
     assert routes[:3] == ["default", "via", first_by_name.gateway], routes
 
 
+def test_the_first_networks_mac_address_is_its_interfaces(
+        runtime: base.Runtime, image: str, networks: Callable[..., base.NetworkState]) -> None:
+    """A network entry's macAddress on the main network: native, its Engine API and Docker 20.10
+    (the container-wide MAC of Engine API 1.41), Podman (an endpoint's own) alike."""
+    networks("mac-net")
+    name = run(runtime, cfg(image, "macd", "sleep", "1000", networks=("mac-net",),
+                            mac_addresses={"mac-net": "02:5e:00:00:00:01"}))
+    assert "link/ether 02:5e:00:00:00:01" in runtime.exec(name, ["ip", "link", "show", "eth0"]).stdout.decode()
+
+
 def test_container_on_two_networks(
         runtime: base.Runtime, image: str, networks: Callable[..., base.NetworkState]) -> None:
     networks("front")

@@ -6,6 +6,7 @@ full build, which answers as it would have."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.runtime.native.build import rebuilds
 from tests.build.conftest import Engine
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
@@ -95,3 +97,64 @@ def test_the_index_is_not_used_once_the_base_tag_or_the_cache_changed(
     assert BUILDER in loaded
     assert " ---> Using cache" not in moved.stdout
     assert engine.store.get("localhost/ri-app:1").id != indexed
+
+
+def test_a_dockerfile_linked_from_outside_the_context_is_keyed_by_the_file_it_reads(
+    engine: Engine, context_dir: Callable[..., Path], busybox_image: str, tmp_path: Path,
+) -> None:
+    """ctx/Dockerfile -> a file outside the context: an edit of that file is a new build, not
+    the old image from the index (the index once keyed the link itself, which the edit leaves)."""
+    ext = tmp_path / "ext"
+    ext.mkdir()
+    (ext / "Dockerfile").write_text(f"FROM {busybox_image}\nRUN echo one > /v\n")
+    ctx = context_dir({"f": "f\n"})
+    (ctx / "Dockerfile").symlink_to(ext / "Dockerfile")
+    tags = ("-t", "localhost/ri-link:1")
+    build(engine, *tags, str(ctx))
+    build(engine, *tags, str(ctx))                                  # from the cache: indexed
+    assert BUILDER not in build(engine, *tags, str(ctx))[1]
+    image = engine.store.get("localhost/ri-link:1").id
+
+    (ext / "Dockerfile").write_text(f"FROM {busybox_image}\nLABEL edited=yes\nRUN echo two > /v\n")
+    changed, loaded = build(engine, *tags, str(ctx))
+    assert BUILDER in loaded
+    assert " ---> Using cache" not in changed.stdout                # the edited steps ran
+    assert engine.store.get("localhost/ri-link:1").id != image
+    assert engine.config_of("localhost/ri-link:1")["config"]["Labels"] == {"edited": "yes"}
+
+
+def test_the_key_follows_every_link_the_build_reads_through(tmp_path: Path) -> None:
+    """`-f` naming a link to a file outside the context, the Dockerfile's own ignore file as a
+    link, the context directory as a link: editing (or retargeting to) the file read moves the
+    key; a dangling ignore-file link is keyed as no file, as the build reads none."""
+    ext, ctx = tmp_path / "ext", tmp_path / "ctx"
+    ext.mkdir()
+    ctx.mkdir()
+    (ctx / "f").write_text("f\n")
+    (ext / "real.Dockerfile").write_text("FROM scratch\n")
+    (ext / "link.Dockerfile").symlink_to(ext / "real.Dockerfile")
+    (ext / "ignore").write_text("f\n")
+    (ext / "link.Dockerfile.dockerignore").symlink_to(ext / "ignore")
+    opts = {"context": str(ctx), "dockerfile": str(ext / "link.Dockerfile"), "tags": ("localhost/k:1",)}
+
+    def changes(edit: Callable[[], None]) -> bool:
+        before = rebuilds.key(opts)
+        edit()
+        after = rebuilds.key(opts)
+        assert before is not None
+        assert after is not None
+        return before != after
+
+    assert not changes(lambda: None)
+    assert changes(lambda: (ext / "real.Dockerfile").write_text("FROM scratch\nLABEL a=b\n"))
+    assert changes(lambda: (ext / "ignore").write_text("g\n"))
+    (ext / "other").write_text("g\n")
+    assert changes(lambda: os.replace(ext / "other", ext / "ignore"))      # the file read is another
+    assert changes(lambda: (ext / "ignore").unlink())                       # dangling: no ignore file
+
+    # the context directory itself a link: the directory read is keyed
+    real_ctx = tmp_path / "real-ctx"
+    ctx.rename(real_ctx)
+    ctx.symlink_to(real_ctx)
+    assert not changes(lambda: None)
+    assert changes(lambda: os.chmod(real_ctx, 0o700))

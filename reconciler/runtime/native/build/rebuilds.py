@@ -3,10 +3,13 @@ cache is answered again from `<root>/build/rebuilds.json`, without parsing the D
 loading the builder, the image store or the container code.
 
 The key is the sha256 of the reconciler version, the build options (context, Dockerfile path,
-build args, target, tags, network, allow_insecure) and the lstat identity of every entry of the
-context (path, mode, owner, device, inode, size, mtime and ctime in ns: any write moves ctime,
-which no one can set back, as for the context's file digests), of the Dockerfile and of its own
-ignore file. Only a build with tags, no --no-cache, --pull, secrets or SSH agents, whose every
+build args, target, tags, network, allow_insecure) and the identity (mode, owner, device, inode,
+size, mtime and ctime in ns: any write moves ctime, which no one can set back, as for the
+context's file digests) of what the build reads: every entry of the context by lstat (the build
+follows no link out of the context, and the entries a link inside it leads to are entries too),
+the context directory, the Dockerfile and its own ignore file by stat, through any symlink (a
+Dockerfile that links to a file outside the context, or a -f path that is a link, is keyed by the
+file read, so an edit of that file is seen). Only a build with tags, no --no-cache, --pull, secrets or SSH agents, whose every
 step was a cache hit, that pulled nothing and fetched no ADD URL, and whose context has at most
 MAX_ENTRIES entries is recorded.
 
@@ -57,12 +60,21 @@ def key(options: Mapping[str, Any]) -> str | None:
     }, sort_keys=True).encode())
     try:
         for path in (df_path, df_path + ".dockerignore"):
-            h.update(_identity(path, os.lstat(path) if os.path.lexists(path) else None))
+            h.update(_identity(path, _stat(path)))
         if not _walk(ctx, h):
             return None
     except OSError:
         return None
     return h.hexdigest()
+
+
+def _stat(path: str) -> os.stat_result | None:
+    """The stat of the file the build reads at `path` (symlinks followed: the build opens it so),
+    None when there is none (a dangling link too: the build reads no file there either)."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
 
 
 def _identity(rel: str, st: os.stat_result | None) -> bytes:
@@ -73,9 +85,9 @@ def _identity(rel: str, st: os.stat_result | None) -> bytes:
 
 
 def _walk(ctx: str, h: Any) -> bool:
-    """Feed the identity of `ctx` and everything beneath it (symlinks not followed) to `h`, in
-    a fixed order; False past MAX_ENTRIES."""
-    h.update(_identity(".", os.lstat(ctx)))
+    """Feed the identity of `ctx` (through a link: the directory read) and everything beneath it
+    (symlinks not followed) to `h`, in a fixed order; False past MAX_ENTRIES."""
+    h.update(_identity(".", os.stat(ctx)))
     todo, seen = [""], 0
     while todo:
         rel = todo.pop()

@@ -53,6 +53,16 @@ def test_escape_directive() -> None:
     assert df.instructions[1].args == "a  b"
 
 
+def test_a_byte_order_mark_at_the_start_is_dropped() -> None:
+    """An editor's UTF-8 BOM before the first line: BuildKit drops it (a directive stays one);
+    anywhere else it is text."""
+    df = dockerfile.parse("\ufeff# escape=`\nARG A=1\nFROM x\n")
+    assert df.escape == "`"
+    assert [(i.cmd, i.args) for i in df.instructions] == [("ARG", "A=1"), ("FROM", "x")]
+    assert dockerfile.parse("\ufeffFROM x\n").instructions[0].cmd == "FROM"
+    assert dockerfile.parse("FROM x\nLABEL a=\ufeffb\n").instructions[1].args == "a=\ufeffb"
+
+
 def test_directive_twice_is_an_error() -> None:
     with pytest.raises(dockerfile.DockerfileError, match="line 2"):
         dockerfile.parse("# escape=`\n# escape=\\\nFROM x\n")

@@ -1,6 +1,7 @@
 """Dockerfile parsing (BuildKit's rules) and variable substitution.
 
-`parse(text)` turns a Dockerfile into `Instruction`s: parser directives (`# escape=`,
+`parse(text)` turns a Dockerfile (a leading UTF-8 byte order mark dropped) into `Instruction`s:
+parser directives (`# escape=`,
 `# syntax=` is read and ignored), comments, line continuations with the escape character,
 JSON (exec) and shell forms, `--flag=value` options, and heredocs: in the shell form of RUN,
 COPY and ADD (and ONBUILD of those) every word `<<WORD`, `<<-WORD`, `<<"WORD"` takes the lines
@@ -77,8 +78,9 @@ class Dockerfile:
 
 
 def parse(text: str) -> Dockerfile:
-    """Parse a Dockerfile; DockerfileError names the line of the first problem."""
-    lines = text.replace("\r\n", "\n").split("\n")
+    """Parse a Dockerfile; DockerfileError names the line of the first problem. A UTF-8 byte
+    order mark at the start is dropped, as BuildKit's parser drops it from the first line."""
+    lines = text.removeprefix("\ufeff").replace("\r\n", "\n").split("\n")
     escape = "\\"
     i = 0
     # parser directives: only at the very top, before any comment, blank line or instruction

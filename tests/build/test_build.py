@@ -387,6 +387,28 @@ def test_hardlinks_and_chown_by_name(engine: Engine, context_dir: Ctx, busybox_i
     assert (by_name, by_both) == ("1000:1000", "1000:65534")
 
 
+# a user whose primary group is not its uid, and a group of that gid (the busybox image has none)
+ADD_BOB = ("RUN echo 'bob:x:1001:50:bob:/home/bob:/bin/sh' >> /etc/passwd && echo 'staff:x:50:' >> /etc/group "
+           "&& echo 'wheel:x:10:bob' >> /etc/group\n")
+
+
+def test_chown_by_name_alone_takes_the_primary_group_of_passwd(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    """BuildKit's readUser: a name is its passwd uid and gid; a number (or root) alone is uid =
+    gid; a group replaces the gid; the supplementary groups that list the user change nothing."""
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\n{ADD_BOB}"
+                                     "COPY --chown=bob f /by-name\nCOPY --chown=1001 f /by-uid\n"
+                                     "COPY --chown=root f /by-root\nCOPY --chown=bob:root f /name-root\n"
+                                     "COPY --chown=1001:staff f /uid-group\n", "f": "f"})
+    engine.build(ctx, tags=("localhost/chown-gid:1",))
+    code, out = engine.run("localhost/chown-gid:1", "stat", "-c", "%n %u:%g", "/by-name", "/by-uid", "/by-root",
+                           "/name-root", "/uid-group")
+    assert (code, out.splitlines()) == (0, ["/by-name 1001:50", "/by-uid 1001:1001", "/by-root 0:0",
+                                            "/name-root 1001:0", "/uid-group 1001:50"])
+    unknown = context_dir({"Dockerfile": f"FROM {busybox_image}\nCOPY --chown=nobody-here f /f\n", "f": "f"})
+    with pytest.raises(builder.BuildError, match="unable to find user nobody-here"):
+        engine.build(unknown)
+
+
 def test_debris_of_a_killed_build_is_removed(engine: Engine) -> None:
     import subprocess
 

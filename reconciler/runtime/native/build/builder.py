@@ -1080,9 +1080,11 @@ class _Run:
                 groups.append(self.inline_files(s, inline, stack))
             inputs = [context.hash_sources(g.ctx, g.sources, owners=from_id is not None, exclude=exclude)
                       for g in groups]
+            # (a user name alone once gave gid = uid: its key says it is the passwd gid now)
+            primary = {"gid": "passwd"} if chown and ":" not in chown and not chown.isdigit() and chown != "root" else {}
             key = _sha(json.dumps({"parent": s.state_key(), "cmd": ins.cmd, "srcs": srcs + remotes, "dest": dest,
                                    "chown": chown, "chmod": chmod.spec if chmod else None, "from": from_id,
-                                   "exclude": excludes, "inputs": inputs, "parents": parents}))
+                                   "exclude": excludes, "inputs": inputs, "parents": parents, **primary}))
             if self.hit(s, ins, key):
                 return
             opts = context.CopyOptions(None if from_id else 0, None if from_id else 0, chmod, exclude)
@@ -1232,7 +1234,7 @@ class _Run:
         def change(root_fd: int, merged: Path) -> None:
             nonlocal opts
             if chown:
-                uid, gid = _chown(merged, chown)
+                uid, gid = _owner(merged, chown)
                 opts = dataclasses.replace(opts, uid=uid, gid=gid)
             if total > 1 and not dest.endswith("/") and not context.is_dir_in(root_fd, dest):
                 raise context.ContextError(
@@ -1404,17 +1406,38 @@ def _host_arch() -> str:
     return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(m, m)
 
 
-def _chown(rootfs: Path, spec: str) -> tuple[int, int]:
-    """--chown: names from the image's passwd/group; without a group the gid is the uid
-    (Docker's documented rule)."""
-    user, _, group = spec.partition(":")
-    if user.isdigit() and (not group or group.isdigit()):
-        uid = int(user)
-        return uid, int(group) if group else uid
-    from reconciler.runtime.native.containers import bundle
+def _owner(rootfs: Path, spec: str, *, warn: Progress | None = None) -> tuple[int, int]:
+    """The owner `user[:group]` gives what COPY/ADD --chown copies and the directories WORKDIR
+    makes under USER, as BuildKit resolves it (llb.WithUser, then the solver's readUser): a
+    number, or `root`, is that uid with gid = uid; a name is looked up in the image's /etc/passwd:
+    its uid and its primary gid there; a group (a number, `root`, or a name looked up in the
+    image's /etc/group) replaces the gid. A name the image does not define raises
+    InvalidArgument; with `warn` (WORKDIR) it is said and passed over as BuildKit passes it
+    over: an unknown user is uid and gid 0, an unknown group leaves the user's gid."""
 
-    u = bundle.resolve_user(rootfs, spec if group else user)
-    return (u.uid, u.gid) if group else (u.uid, u.uid)
+    def lookup(user_spec: str, instead: str) -> tuple[int, int] | None:
+        # the container code loads for a --chown or a WORKDIR under USER by name only
+        from reconciler.runtime.native.containers import bundle
+
+        try:
+            u = bundle.resolve_user(rootfs, user_spec)
+        except rterrors.InvalidArgument as exc:
+            if warn is None:
+                raise
+            warn(f"[Warning] {exc.message}; {instead}, as BuildKit does")
+            return None
+        return u.uid, u.gid
+
+    user, _, group = spec.partition(":")
+    if user.isdigit() or user in ("", "root"):
+        uid = gid = int(user) if user.isdigit() else 0
+    else:
+        uid, gid = lookup(user, "uid and gid 0 are taken") or (0, 0)
+    if group.isdigit() or group == "root":
+        gid = int(group) if group.isdigit() else 0
+    elif group:
+        gid = (lookup(f"0:{group}", f"gid {gid} is kept") or (0, gid))[1]
+    return uid, gid
 
 
 @contextlib.contextmanager

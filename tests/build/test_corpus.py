@@ -64,6 +64,9 @@ BUILDKIT_DIFFERS = {
     # (fsutil copy.go: `MkdirAll(ensureDstPath, 0755, ci.Chown, ...)`); the legacy builder makes
     # them root's when the source is a directory
     "tree-copy-chown": {"nested dir 40755 12:34": "nested dir 40755 0:0"},
+    # BuildKit makes WORKDIR's missing directories owned by USER (dockerfile2llb's dispatchWorkdir:
+    # llb.Mkdir with llb.WithUser); the legacy builder makes them root's
+    "tree-workdir-user": {"home/app/work dir 40755 1000:1000": "home/app/work dir 40755 0:0"},
 }
 CONFIG_KEYS = ("Env", "Cmd", "Entrypoint", "User", "WorkingDir", "ExposedPorts", "Labels", "Volumes",
                "StopSignal", "Healthcheck", "OnBuild", "Shell")

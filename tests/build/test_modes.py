@@ -1,5 +1,6 @@
 """Docker's modes for what a build creates: COPY/ADD destination directories and WORKDIR are
-0755 root:root (or --chown's owner), whatever the context directory's own mode (#20 item 1)."""
+0755 root:root (or --chown's owner; WORKDIR's the USER's, as BuildKit makes them), whatever the
+context directory's own mode (#20 item 1)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def private_context(context_dir: Ctx, base: str) -> Path:
 EXPECTED = [
     "/ctx 755 0:0", "/ctx/sub 700 0:0", "/ctx/sub/g 644 0:0", "/subdst 755 0:0", "/subdst/g 644 0:0",
     "/new 755 123:456", "/new/deep 755 123:456", "/new/deep/f 644 123:456", "/added 755 0:0",
-    "/w 755 0:0", "/w/x 755 0:0", "/w/y 755 0:0",
+    "/w 755 0:0", "/w/x 755 0:0", "/w/y 755 65534:65534",
 ]
 
 
@@ -66,9 +67,28 @@ def test_workdir_is_created_as_a_layer_only_when_missing(engine: Engine, context
     assert len(cfg["rootfs"]["diff_ids"]) == 2      # busybox, /srv/app; /tmp and / exist already
     assert [h.get("empty_layer", False) for h in cfg["history"][-4:]] == [True, False, True, True]
     code, out = engine.run("localhost/wd:1", "stat", "-c", "%n %a %u:%g", "/srv", "/srv/app")
-    assert (code, out.splitlines()) == (0, ["/srv 755 0:0", "/srv/app 755 0:0"])
+    assert (code, out.splitlines()) == (0, ["/srv 755 65534:65534", "/srv/app 755 65534:65534"])
     again = engine.build(ctx, tags=("localhost/wd:1",))
     assert (again.cached, again.image_id) == (1, first.image_id)
     clash = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN echo > /file\nWORKDIR /file/sub\n"})
     with pytest.raises(Exception, match="/file/sub: a part of it exists and is not a directory"):
         engine.build(clash)
+
+
+def test_workdir_under_user_is_the_users_own(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    """BuildKit makes WORKDIR's missing directories owned by USER (a name: its passwd uid and
+    gid; a number alone: uid = gid), so the user can write in it; an existing one is left; a
+    USER the image does not define leaves them root's, with a warning (BuildKit says nothing)."""
+    from tests.build.test_build import ADD_BOB
+
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\n{ADD_BOB}USER bob\nWORKDIR /home/bob/app\n"
+                                     "RUN touch build.log\nUSER 1002\nWORKDIR /n/m\nWORKDIR /home/bob/x\n"
+                                     "USER 1003:staff\nWORKDIR /g\nUSER ghost\nWORKDIR /ghost\n"})
+    engine.build(ctx, tags=("localhost/wd-user:1",))
+    assert ("[Warning] unable to find user ghost: no matching entries in the image's /etc/passwd; uid and gid 0 "
+            "are taken, as BuildKit does") in engine.lines
+    code, out = engine.run("localhost/wd-user:1", "stat", "-c", "%n %a %u:%g", "/home", "/home/bob", "/home/bob/app",
+                           "/home/bob/app/build.log", "/n", "/n/m", "/home/bob/x", "/g", "/ghost", user="0")
+    assert (code, out.splitlines()) == (0, [
+        "/home 755 0:0", "/home/bob 755 1001:50", "/home/bob/app 755 1001:50", "/home/bob/app/build.log 644 1001:50",
+        "/n 755 1002:1002", "/n/m 755 1002:1002", "/home/bob/x 755 1002:1002", "/g 755 1003:50", "/ghost 755 0:0"])

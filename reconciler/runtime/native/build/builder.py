@@ -653,12 +653,20 @@ class _Run:
         self.make_workdir(s, ins, s.run_config["WorkingDir"])
 
     def make_workdir(self, s: _Stage, ins: dockerfile.Instruction, path: str) -> None:
-        """Docker creates a missing WORKDIR as a layer: 0755 root:root, whatever USER says
-        (a directory already there is left as it is and makes no layer)."""
-        key = _sha(json.dumps({"parent": s.state_key(), "workdir": path}))
+        """BuildKit makes a missing WORKDIR, and its missing parents, as a layer: 0755, owned by
+        the stage's USER as --chown would own them (`_owner`; root's without a USER). A
+        directory already there is left as it is and makes no layer."""
+        user = s.run_config.get("User") or ""
+        # (the owner in the key: such a step once made root's directories whatever USER said)
+        key = _sha(json.dumps({"parent": s.state_key(), "workdir": path, **({"owner": user} if user else {})}))
         if self.hit(s, ins, key):
             return
-        rec = self.overlay_step(s, lambda root_fd, _merged: context.ensure_dir(root_fd, path), empty_layer=False)
+
+        def change(root_fd: int, merged: Path) -> None:
+            uid, gid = _owner(merged, user, warn=self.say) if user else (0, 0)
+            context.ensure_dir(root_fd, path, uid=uid, gid=gid)
+
+        rec = self.overlay_step(s, change, empty_layer=False)
         if rec is None:
             self.nop(s, ins)
             return

@@ -141,6 +141,32 @@ LABEL debug=yes
         engine.build(ctx, target="nope")
 
 
+def test_a_stage_built_from_a_stage_inherits_its_args(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    """BuildKit: "An ARG variable declared within a build stage is automatically inherited by
+    other stages based on that stage" (its value, a --build-arg's too; `ARG NAME` alone keeps
+    it); never by a stage that only copies from it. The values are in RUN's cache key."""
+    ctx = context_dir({"Dockerfile": f"""FROM {busybox_image} AS base
+ARG VERSION=1.2.3
+ARG OTHER=o
+FROM base AS child
+RUN echo "[$VERSION] [$OTHER]" > /v
+ARG OTHER
+RUN echo "[$OTHER]" > /o
+FROM {busybox_image} AS copier
+COPY --from=child /v /v
+RUN echo "[$VERSION]" > /c
+"""})
+    engine.build(ctx, tags=("localhost/args:child",), target="child")
+    code, out = engine.run("localhost/args:child", "cat", "/v", "/o")
+    assert (code, out.split()) == (0, ["[1.2.3]", "[o]", "[o]"])
+    engine.build(ctx, tags=("localhost/args:copier",))
+    assert engine.run("localhost/args:copier", "cat", "/v", "/c")[1].split() == ["[1.2.3]", "[o]", "[]"]
+    again = engine.build(ctx, tags=("localhost/args:child",), target="child", build_args={"VERSION": "9"})
+    assert again.cached == 0                        # the ARGs' RUN: VERSION changed its key
+    assert engine.run("localhost/args:child", "cat", "/v")[1].split() == ["[9]", "[o]"]
+    assert not any("not consumed" in line for line in engine.lines)
+
+
 def test_cache_hits_and_misses(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
     ctx = context_dir({
         "Dockerfile": f"""FROM {busybox_image}

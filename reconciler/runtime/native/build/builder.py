@@ -1,7 +1,8 @@
 """The Dockerfile builder of the native engine.
 
 A build walks the stages the target needs, instruction by instruction, keeping a state per
-stage: its layers (LayerRecords, bottom first), its OCI image config, its ARGs. Metadata
+stage: its layers (LayerRecords, bottom first), its OCI image config, its ARGs (a stage FROM
+another stage starts with all three of that one's, as BuildKit's does). Metadata
 instructions (ENV, LABEL, CMD, ...) only change the config. Filesystem instructions make one
 layer each:
 
@@ -550,6 +551,7 @@ class _Run:
             src = names[ref.lower()]
             s.layers = list(src.layers)
             s.config = copy.deepcopy(src.config)
+            s.args = dict(src.args)         # BuildKit: a stage's ARGs are inherited by stages FROM it
             s.created = src.created
             return
         if ref == "scratch":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import json
@@ -433,6 +434,40 @@ def test_chown_by_name_alone_takes_the_primary_group_of_passwd(engine: Engine, c
     unknown = context_dir({"Dockerfile": f"FROM {busybox_image}\nCOPY --chown=nobody-here f /f\n", "f": "f"})
     with pytest.raises(builder.BuildError, match="unable to find user nobody-here"):
         engine.build(unknown)
+
+
+def test_a_system_call_failing_in_a_step_is_a_build_error_naming_the_step(
+    engine: Engine, context_dir: Ctx, busybox_image: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An OSError from a step (a copy into a path whose parent is a file, a file gone) is a
+    BuildError naming the step, its line and the path, never a traceback; a full disk is left to
+    the edges, which say how much room there is."""
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN touch /x\nCOPY f /x/y\n", "f": "f"})
+    with pytest.raises(builder.BuildError, match=r"^Step 3/3 : COPY f /x/y \(Dockerfile line 3\): .*/?x"):
+        engine.build(ctx)
+
+    def gone(*_args: object, **_kw: object) -> None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), "/ctx/vanished")
+
+    monkeypatch.setattr(builder.context, "copy_sources", gone)
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nCOPY f /f\n", "f": "f"})
+    with pytest.raises(builder.BuildError) as info:
+        engine.build(ctx)
+    assert info.value.message == ("Step 2/2 : COPY f /f (Dockerfile line 2): '/ctx/vanished': "
+                                  "No such file or directory")
+    monkeypatch.setattr(engine.store, "layer_records", lambda _image_id: gone())
+    with pytest.raises(builder.BuildError, match=rf"^Step 1/2 : FROM {busybox_image} \(Dockerfile line 1\): "
+                                                 "'/ctx/vanished': No such file or directory$"):
+        engine.build(ctx)
+
+    def full(*_args: object, **_kw: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/root/blobs")
+
+    monkeypatch.undo()
+    monkeypatch.setattr(builder.context, "copy_sources", full)
+    with pytest.raises(OSError, match="No space left") as raw:
+        engine.build(ctx)
+    assert not isinstance(raw.value, builder.BuildError)
 
 
 def test_debris_of_a_killed_build_is_removed(engine: Engine) -> None:

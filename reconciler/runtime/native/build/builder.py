@@ -31,6 +31,7 @@ import contextlib
 import copy
 import dataclasses
 import datetime as dt
+import errno
 import hashlib
 import json
 import os
@@ -289,7 +290,8 @@ class Builder:
                     b.stage(s, meta)
             result = b.finish(stages[target])
             self.cache_used([k for k, _, _ in b.used])
-        context.save_digests(index)
+        with contextlib.suppress(OSError):     # a memo: the build is done whether or not it is kept
+            context.save_digests(index)
         if rebuild_key is not None and b.indexable:
             self._index(rebuild_key, b, result, lines)
         return result
@@ -500,7 +502,13 @@ class _Run:
                             f"Dockerfile line {s.line}: ")
         base = dockerfile.substitute(s.base, meta, escape=self.escape)
         self.begin(f"FROM {base}" + (f" AS {s.name}" if s.name else ""))
-        self.from_(s, base)
+        try:
+            self.from_(s, base)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise BuildError(f"Step {self.step}/{self.total} : FROM {base} (Dockerfile line {s.line}): "
+                             f"{_os_message(exc)}") from None
         if self.epoch is not None:          # the image's and every new history entry's time
             s.created = _iso(self.epoch)
         self.triggers(s, base)
@@ -521,6 +529,10 @@ class _Run:
             raise self.err(ins, exc.message) from None
         except rterrors.RuntimeBackendError as exc:
             raise self.err(ins, exc.message, exc.hint) from None
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise               # a full disk: the CLI and the executor say where and how much room
+            raise self.err(ins, _os_message(exc)) from None
 
     def triggers(self, s: _Stage, base: str) -> None:
         """Run the base image's ONBUILD triggers, in order, as if they followed the FROM; the
@@ -1298,6 +1310,14 @@ class _Run:
                 if ins.cmd == "ARG":
                     used |= {w.partition("=")[0] for w in ins.args.split()}
         return used
+
+
+def _os_message(exc: OSError) -> str:
+    """An OSError of a step as words, naming the path(s) it concerns (a step's error names the
+    step: a system call's failure is a failed step, never a traceback)."""
+    paths = " -> ".join(repr(os.fsdecode(p)) for p in (exc.filename, exc.filename2) if p is not None)
+    what = exc.strerror or str(exc) or type(exc).__name__
+    return f"{paths}: {what}" if paths else what
 
 
 def _kept_paths(ctx: context.BuildContext, srcs: Sequence[str]) -> dict[str, str]:

@@ -44,7 +44,9 @@ SPEC = fastpath.Spec((
         "action": "append", "default": [], "metavar": "KEY[=VALUE]",
         "help": "set a build-time variable (KEY alone takes it from the environment); SOURCE_DATE_EPOCH=SECONDS "
                 "(also taken from the environment) makes the build reproducible: image and history times are it, "
-                "no file in a new layer is newer"}),
+                "no file in a new layer is newer; HTTP_PROXY, HTTPS_PROXY, FTP_PROXY, NO_PROXY and ALL_PROXY (any "
+                "case) reach every RUN step without an ARG, in both cases, and stay out of the image, its history "
+                "and the cache"}),
 ), defaults={"target": None, "network": "none", "secret": [], "ssh": [], "allow": []})
 
 

@@ -168,6 +168,27 @@ RUN echo "[$VERSION]" > /c
     assert not any("not consumed" in line for line in engine.lines)
 
 
+def test_proxy_build_args_reach_run_and_nothing_else(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    """BuildKit's predefined proxy args: given with --build-arg and never declared, every RUN
+    gets them (upper and lower case, over an ENV of the name); they are not unconsumed build
+    args, nor in the image config, its history or a step's cache key."""
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nENV NO_PROXY=from-env\n"
+                                     "RUN env | grep -i _proxy= | sort > /proxies\n"})
+    proxies = {"HTTP_PROXY": "http://proxy.example:3128", "no_proxy": "localhost,.internal", "ftp_proxy": ""}
+    first = engine.build(ctx, tags=("localhost/proxy:1",), build_args=proxies)
+    assert not any("not consumed" in line for line in engine.lines)
+    code, out = engine.run("localhost/proxy:1", "cat", "/proxies")
+    assert (code, out.split()) == (0, ["HTTP_PROXY=http://proxy.example:3128", "NO_PROXY=localhost,.internal",
+                                       "http_proxy=http://proxy.example:3128", "no_proxy=localhost,.internal"])
+    cfg = engine.config_of("localhost/proxy:1")
+    assert [x for x in cfg["config"]["Env"] if "proxy" in x.lower()] == ["NO_PROXY=from-env"]
+    assert "proxy.example" not in json.dumps(cfg)
+    other = engine.build(ctx, tags=("localhost/proxy:2",), build_args={"HTTP_PROXY": "http://elsewhere:8080"})
+    assert (other.cached, other.image_id) == (1, first.image_id)
+    engine.build(ctx, tags=("localhost/proxy:3",), build_args={**proxies, "UNUSED": "1"})
+    assert "[Warning] One or more build-args ['UNUSED'] were not consumed" in engine.lines
+
+
 def test_cache_hits_and_misses(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
     ctx = context_dir({
         "Dockerfile": f"""FROM {busybox_image}

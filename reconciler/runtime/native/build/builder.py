@@ -822,7 +822,9 @@ class _Run:
                 return
             mnts = [self.script_mount(script, stack)] if script else []
             mnts += [m for _key, make in prepared if (m := make(stack)) is not None]
-            rec = self.run_container(s, ins, argv, args, network, mnts, stubs=self.stubs(s, targets),
+            # the proxy build args, declared or not, in no key (BuildKit's ProxyEnv), over ENV
+            env = {**args, **_proxy_env(self.opts.build_args)}
+            rec = self.run_container(s, ins, argv, env, network, mnts, stubs=self.stubs(s, targets),
                                      cap_add=("ALL",) if security == "insecure" else ())
         self.add_layer(s, ins, rec, key)
 
@@ -1298,7 +1300,8 @@ class _Run:
         self.say(f"Successfully built {config_digest[7:19]}")
         for tag in self.opts.tags:
             self.say(f"Successfully tagged {tag}")
-        unused = sorted(set(self.opts.build_args) - self.used_args() - {"SOURCE_DATE_EPOCH"})
+        unused = sorted(k for k in set(self.opts.build_args) - self.used_args() - {"SOURCE_DATE_EPOCH"}
+                        if k.lower() not in _PROXY_ARGS)
         if unused:
             self.say(f"[Warning] One or more build-args {unused} were not consumed")
         return BuildResult(config_digest, manifest_digest, self.opts.tags, self.step, self.cached)
@@ -1310,6 +1313,26 @@ class _Run:
                 if ins.cmd == "ARG":
                     used |= {w.partition("=")[0] for w in ins.args.split()}
         return used
+
+
+# BuildKit's predefined proxy build args (any case): every RUN gets them, ARG or not
+_PROXY_ARGS = ("http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "all_proxy")
+
+
+def _proxy_env(build_args: Mapping[str, str]) -> dict[str, str]:
+    """The environment RUN steps get from the proxy build args (BuildKit's proxyEnvFromBuildArgs
+    and the exec op's proxyEnvList): each one given (its name in any case, the last in sorted
+    order winning) as NAME and name both; none in the image config, its history or a step's
+    cache key (the exec op's cache map drops ProxyEnv), so a changed proxy reruns nothing."""
+    values: dict[str, str] = {}
+    for k in sorted(build_args):
+        if k.lower() in _PROXY_ARGS:
+            values[k.lower()] = build_args[k]
+    env: dict[str, str] = {}
+    for name in _PROXY_ARGS:
+        if values.get(name):                # (an empty value sets nothing, as BuildKit's)
+            env[name.upper()] = env[name] = values[name]
+    return env
 
 
 def _os_message(exc: OSError) -> str:

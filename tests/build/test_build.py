@@ -290,6 +290,26 @@ def test_run_network_is_none_by_default(engine: Engine, context_dir: Ctx, busybo
     assert len(host.splitlines()) > len(none.splitlines())
 
 
+def test_copy_from_with_a_variable_is_refused_as_buildkit_refuses_it(
+    engine: Engine, context_dir: Ctx, busybox_image: str,
+) -> None:
+    """BuildKit names --from's stage or image as written: anything its lexer would change (a
+    variable, quotes) is refused before the build starts, with its words and workaround; the
+    build used to say "stage 'builder' was not built"; an ONBUILD trigger is checked alike."""
+    words = "variable expansion is not supported for --from, define a new stage with FROM using ARG"
+    for frm in ("${VAR}", "$VAR", '"builder"'):
+        ctx = context_dir({"Dockerfile": f"ARG VAR=builder\nFROM {busybox_image} AS builder\nFROM {busybox_image}\n"
+                                         f"ARG VAR\nCOPY --from={frm} /etc/passwd /p\n"})
+        with pytest.raises(rterrors.InvalidArgument, match=rf"^Dockerfile line 5: {words}"):
+            engine.build(ctx)
+        assert engine.lines == []                   # refused before any step
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nONBUILD COPY --from=$X /etc/passwd /p\n"})
+    engine.build(ctx, tags=("localhost/trigger-from:1",))
+    ctx = context_dir({"Dockerfile": "FROM localhost/trigger-from:1\n"})
+    with pytest.raises(builder.BuildError, match=f"ONBUILD trigger .* {words}"):
+        engine.build(ctx)
+
+
 def test_unsupported_instructions_are_errors_with_their_line(engine: Engine, context_dir: Ctx,
                                                              busybox_image: str) -> None:
     ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nFROBNICATE x\n"})

@@ -547,6 +547,7 @@ class _Run:
             try:
                 _check_trigger(str(text), where)
                 (ins,) = dockerfile.parse(str(text)).instructions
+                instructions.check(ins)         # as BuildKit parses a trigger: an instruction like any
             except (dockerfile.DockerfileError, ValueError) as exc:
                 message = exc.message if isinstance(exc, dockerfile.DockerfileError) else "not one instruction"
                 raise BuildError(where + message, hint="fix the base image's ONBUILD, or build FROM another image") from None
@@ -1173,7 +1174,7 @@ class _Run:
         frm = ins.flags.get("from")
         if frm is None:
             return self.ctx, None
-        recs, label, ident = self.from_layers(s, ins, self.subst(s, frm))
+        recs, label, ident = self.from_layers(s, ins, frm)      # as written: instructions.check refused any $
         ctx = context.BuildContext(os.fspath(self.mount_layers(recs, stack)), ignore=False, label=label)
         stack.callback(ctx.close)
         return ctx, ident

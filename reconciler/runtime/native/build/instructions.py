@@ -3,7 +3,7 @@
 `check(ins)` refuses what `docker build` refuses at parse time, worded as Docker words it
 (`dockerfile parse error line N: ...`): unknown instructions and flags, a flag that needs a
 value given without one, too few (or too many) arguments, `ENV`/`LABEL` words without a
-value, `SHELL` not in JSON form, `HEALTHCHECK` types and option values. What only a build can
+value, `COPY --from` with anything to expand, `SHELL` not in JSON form, `HEALTHCHECK` types and option values. What only a build can
 know (files, images, stages) is checked by the build.
 """
 
@@ -71,6 +71,13 @@ def _arguments(ins: dockerfile.Instruction, escape: str) -> None:
         if len(words) < 2:
             raise dockerfile.DockerfileError(f"{ins.cmd} requires at least two arguments, but only one was provided. "
                                              "Destination could not be determined")
+        # BuildKit (toCommand): the stage or image is named as written; a word its shell lexer
+        # changes (a variable, quotes, an escape) is refused before the build starts
+        if "from" in ins.flags and dockerfile.substitute(ins.flags["from"], {}, escape=escape) != ins.flags["from"]:
+            raise dockerfile.DockerfileError(
+                "variable expansion is not supported for --from, define a new stage with FROM using ARG from "
+                "global scope as a workaround", hint="ARG NAME=... before the first FROM; FROM ${NAME} AS src; "
+                "COPY --from=src ...")
     elif ins.cmd in ("ENV", "LABEL"):
         words = dockerfile.split_words(args, None, escape=escape)
         if len(words) == 1 and "=" not in words[0]:

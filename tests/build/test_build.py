@@ -310,6 +310,24 @@ def test_copy_from_with_a_variable_is_refused_as_buildkit_refuses_it(
         engine.build(ctx)
 
 
+def test_volume_keeps_a_trailing_slash_and_label_words_split_before_expansion(
+    engine: Engine, context_dir: Ctx, busybox_image: str,
+) -> None:
+    """VOLUME paths as written (BuildKit's dispatchVolume keeps `/v3/`); ENV and LABEL words
+    split as Docker's parser splits them, before expansion: a default with a blank in it must
+    be quoted (`x=${U:-a b}` is refused, with Docker's words), and each side is then expanded."""
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nVOLUME /v1 /v3/\nVOLUME [\"/v4//\"]\n"
+                                     "ENV K=key V=\"two words\"\nLABEL $K=\"${U:-a b}\" plain=$V\n"})
+    engine.build(ctx, tags=("localhost/vol-label:1",))
+    cfg = engine.config_of("localhost/vol-label:1")["config"]
+    assert cfg["Volumes"] == {"/v1": {}, "/v3/": {}, "/v4//": {}}
+    assert cfg["Labels"] == {"key": "a b", "plain": "two words"}
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nLABEL x=${{U:-a b}}\n"})
+    with pytest.raises(rterrors.InvalidArgument,
+                       match=r"""line 2: Syntax error - can't find = in "b}"\. Must be of the form: name=value"""):
+        engine.build(ctx)
+
+
 def test_unsupported_instructions_are_errors_with_their_line(engine: Engine, context_dir: Ctx,
                                                              busybox_image: str) -> None:
     ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nFROBNICATE x\n"})

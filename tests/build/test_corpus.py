@@ -45,6 +45,7 @@ DOCKER_ERRORS = {
     "error-healthcheck-duration": 'time: missing unit in duration "5"',
     "error-json-not-strings": "when using JSON array syntax, arrays must be comprised of strings only",
     "error-label-one-word": "LABEL must have two arguments",
+    "error-label-default-with-blank": 'Syntax error - can\'t find = in "b}". Must be of the form: name=value',
     "error-no-from": "no build stage in current context",
     "error-onbuild-from": "FROM isn't allowed as an ONBUILD trigger",
     "error-onbuild-onbuild": "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",

@@ -601,7 +601,9 @@ class _Run:
         self.history(s, f"/bin/sh -c #(nop)  {_one_line(ins)}", empty=True)
 
     def pairs(self, s: _Stage, ins: dockerfile.Instruction) -> list[tuple[str, str]]:
-        words = self.words(s, ins.args)
+        """ENV's and LABEL's NAME=VALUE words, split as written and then each side expanded
+        (Docker's parseNameVal, then the dispatcher's expansion), or the legacy `NAME value`."""
+        words = dockerfile.raw_words(ins.args, self.escape)
         if not words:
             raise self.err(ins, f"{ins.cmd} needs at least one argument")
         if "=" not in words[0]:
@@ -611,9 +613,10 @@ class _Run:
         out = []
         for w in words:
             k, eq, v = w.partition("=")
+            k = self.subst(s, k)
             if not eq or not k:
                 raise self.err(ins, f"{w!r} is not KEY=VALUE")
-            out.append((k, v))
+            out.append((k, self.subst(s, v)))
         return out
 
     def do_env(self, s: _Stage, ins: dockerfile.Instruction) -> None:
@@ -716,7 +719,7 @@ class _Run:
             v = self.subst(s, v) if ins.json_args is not None else v
             if not v.startswith("/") or ".." in v.split("/"):
                 raise self.err(ins, f"VOLUME {v!r}: give an absolute path without '..'")
-            vols[posixpath.normpath(v)] = {}
+            vols[v] = {}                    # as written, a trailing / too (BuildKit's dispatchVolume)
         s.run_config["Volumes"] = vols
         self.nop(s, ins)
 

@@ -3,7 +3,8 @@
 `check(ins)` refuses what `docker build` refuses at parse time, worded as Docker words it
 (`dockerfile parse error line N: ...`): unknown instructions and flags, a flag that needs a
 value given without one, too few (or too many) arguments, `ENV`/`LABEL` words without a
-value, `COPY --from` with anything to expand, `SHELL` not in JSON form, `HEALTHCHECK` types and option values. What only a build can
+value (words split before any expansion, as Docker's parser splits them), `COPY --from` with
+anything to expand, `SHELL` not in JSON form, `HEALTHCHECK` types and option values. What only a build can
 know (files, images, stages) is checked by the build.
 """
 
@@ -79,10 +80,16 @@ def _arguments(ins: dockerfile.Instruction, escape: str) -> None:
                 "global scope as a workaround", hint="ARG NAME=... before the first FROM; FROM ${NAME} AS src; "
                 "COPY --from=src ...")
     elif ins.cmd in ("ENV", "LABEL"):
-        words = dockerfile.split_words(args, None, escape=escape)
+        words = dockerfile.raw_words(args, escape)
         if len(words) == 1 and "=" not in words[0]:
             raise dockerfile.DockerfileError(f"{ins.cmd} must have two arguments",
                                              hint=f"write {ins.cmd} {words[0]}=VALUE")
+        if "=" in words[0]:         # the NAME=VALUE form: every word (split before expansion) is one
+            for word in words:
+                if "=" not in word:
+                    raise dockerfile.DockerfileError(
+                        f'Syntax error - can\'t find = in "{word}". Must be of the form: name=value',
+                        hint="quote a value that has blanks in it, expansions' defaults too: NAME=\"${X:-a b}\"")
     elif ins.cmd == "SHELL" and ins.json_args is None:
         raise dockerfile.DockerfileError("SHELL requires the arguments to be in JSON form")
     elif ins.cmd == "HEALTHCHECK":

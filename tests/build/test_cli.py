@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 
 from reconciler.runtime.native.config import NativeConfig
-from reconciler.runtime.native.containers import containers
+from reconciler.runtime.native.containers import cgroups, containers
 from reconciler.runtime.native.images import images
 from tests.build.conftest import Engine
 from tests.helpers import hostile
 from tests.helpers.measure import run_measured
 from tests.helpers.registry import RegistryServer
+from tests.runtime.conftest import leftovers
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
 
@@ -58,8 +59,10 @@ def test_build_tag_push_and_run_the_pushed_image_elsewhere(
     digest = engine.store.get("localhost/cli:1").digest
     assert f"v1: digest: {digest}" in pushed.stdout
 
-    # a fresh engine pulls it by that digest and runs it
-    other = NativeConfig(root=tmp_path / "other", run_dir=tmp_path / "other-run", name_prefix=engine.config.name_prefix)
+    # a fresh engine (a state root and name prefix of its own: a prefix belongs to one root on
+    # the host) pulls it by that digest and runs it
+    other = NativeConfig(root=tmp_path / "other", run_dir=tmp_path / "other-run",
+                         name_prefix="rb" + secrets.token_hex(2))
     store = images.ImageStore(other)
     info = store.pull(remote)
     assert info.digest == digest
@@ -69,7 +72,9 @@ def test_build_tag_push_and_run_the_pushed_image_elsewhere(
     finally:
         for rec in fresh.manager.records():
             fresh.manager.remove(rec.id, force=True)
+        cgroups.remove(other.name_prefix)
     assert (code, out.splitlines()) == (0, ["hi there", "from the context"])
+    assert leftovers(other) == []
 
 
 def test_build_failure_exit_code_and_message(engine: Engine, context_dir: Callable[..., Path],

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from reconciler import __version__, httpbody, listing
+from reconciler.api import dockerfilters
 from reconciler.api.server import _remove_stale, _UnixHTTPServer
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
@@ -357,6 +358,26 @@ def container_summary(c: base.ContainerState) -> dict[str, Any]:
     }
 
 
+def _container_view(rec: Any, c: base.ContainerState, net_ids: Mapping[str, str]) -> dockerfilters.ContainerView:
+    """A native container (its record and state) as the container list's filters see it: its
+    mounts, networks (and their ids), and while it runs its ports, the published ones and those
+    its image exposes (dockerd's NetworkSettings.Ports)."""
+    ports = [(p.container_port, p.host_port, p.protocol) for p in c.ports]
+    if c.status.value == "running":
+        for key in (rec.image_config.get("ExposedPorts") or {}):
+            port, _, proto = str(key).partition("/")
+            if port.isdigit() and not any(p[0] == int(port) and p[2] == (proto or "tcp") for p in ports):
+                ports.append((int(port), 0, proto or "tcp"))
+    names = [*c.ip_addresses, *(n for n in rec.config.networks if n in ("none", "host"))]
+    started = bool(c.started_at) and not str(c.started_at).startswith("0001-")
+    return dockerfilters.ContainerView(
+        id=c.id, name=c.name, state=_state(c), created_ns=dockerfilters.rfc3339_ns(c.created) or 0,
+        labels=dict(c.labels), image_id=c.image_id, exit_code=c.exit_code, started=started,
+        health=c.health or "none", networks={n: net_ids.get(n, n) for n in names},
+        mounts=tuple((m.source, m.target) for m in rec.config.mounts if m.type in ("volume", "bind")),
+        ports=tuple(ports))
+
+
 def _image_or_404(rt: Any, ref: str) -> base.ImageInfo:
     """The local image `ref`, or Docker's 404 "No such image: REF" (docker-py and compose key
     their pull-on-missing on those words)."""
@@ -377,12 +398,23 @@ def _familiar(ref: str) -> str:
         return ref
 
 
-def image_summary(i: base.ImageInfo) -> dict[str, Any]:
+def _repo_refs(i: base.ImageInfo) -> tuple[list[str], list[str]]:
+    """An image's tags and digests as Docker's API shows them (familiar NAME:TAG, NAME@DIGEST)."""
     tags = [_familiar(t) for t in i.repo_tags]
-    digests = [f"{t.rpartition(':')[0]}@{i.digest}" for t in tags] if i.digest else []
-    return {"Id": i.id, "ParentId": "", "RepoTags": tags or ["<none>:<none>"],
-            "RepoDigests": sorted(set(digests)), "Created": _unix(i.created), "Size": i.size, "VirtualSize": i.size,
-            "SharedSize": -1, "Labels": dict(i.config.get("Labels") or {}), "Containers": -1}
+    digests = sorted({f"{dockerfilters.name_of(t)}@{i.digest}" for t in tags}) if i.digest else []
+    return tags, digests
+
+
+def image_summary(i: base.ImageInfo, refs: tuple[list[str], list[str]] | None = None) -> dict[str, Any]:
+    """The images list's summary; `refs`: the tags and digests it shows (the list's `reference`
+    filter keeps the matching ones), else all of them. An image without any has dockerd's
+    `<none>:<none>` and `<none>@<none>`, which the docker CLI shows as a dangling image."""
+    tags, digests = refs if refs is not None else _repo_refs(i)
+    if not tags and not digests:
+        tags, digests = ["<none>:<none>"], ["<none>@<none>"]
+    return {"Id": i.id, "ParentId": "", "RepoTags": tags, "RepoDigests": digests, "Created": _unix(i.created),
+            "Size": i.size, "VirtualSize": i.size, "SharedSize": -1, "Labels": dict(i.config.get("Labels") or {}),
+            "Containers": -1}
 
 
 _ZERO_TIME = "0001-01-01T00:00:00Z"     # Go's zero time, as dockerd writes a time an image does not have
@@ -392,9 +424,9 @@ def image_inspect(i: base.ImageInfo, image_config: Mapping[str, Any]) -> dict[st
     """`GET /images/{name}/json`: Docker's ImageInspect, not the list's summary: `Created` the
     image config's RFC 3339 time (the list has seconds), no `<none>:<none>` tag, the platform
     and author the image config names; from `image_config`, the whole OCI image config."""
-    summary = image_summary(i)
+    tags, digests = _repo_refs(i)
     return {
-        "Id": i.id, "RepoTags": [_familiar(t) for t in i.repo_tags], "RepoDigests": summary["RepoDigests"],
+        "Id": i.id, "RepoTags": tags, "RepoDigests": digests,
         "Parent": "", "Comment": str(image_config.get("comment") or ""), "Created": i.created or _ZERO_TIME,
         "Container": "", "ContainerConfig": dict(image_config.get("container_config") or {}),
         "DockerVersion": str(image_config.get("docker_version") or ""), "Author": str(image_config.get("author") or ""),
@@ -407,10 +439,7 @@ def image_inspect(i: base.ImageInfo, image_config: Mapping[str, Any]) -> dict[st
 
 
 def _filters(raw: str | None) -> dict[str, list[str]]:
-    if not raw:
-        return {}
-    data = json.loads(raw)
-    return {k: (list(v) if isinstance(v, list) else [k2 for k2, on in v.items() if on]) for k, v in data.items()}
+    return dockerfilters.parse(raw)          # JSON that does not read: a 400
 
 
 def _flag(q: Mapping[str, str], key: str, *, default: bool = False) -> bool:
@@ -493,16 +522,6 @@ def _event_matches(ev: Any, filters: Mapping[str, list[str]]) -> bool:
     return True
 
 
-def _reference_matches(tag: str, pattern: str) -> bool:
-    """The images list's `reference` filter (`docker images NAME[:TAG]`): a shell pattern
-    against the familiar name, with its tag when the pattern has one."""
-    import fnmatch
-
-    name = _familiar(tag)
-    repo = name.rpartition(":")[0] if ":" in name.rpartition("/")[2] else name
-    return fnmatch.fnmatchcase(name if ":" in pattern.rpartition("/")[2] else repo, pattern)
-
-
 def _volume_doc(v: base.VolumeState) -> dict[str, Any]:
     """A volume as Docker's API gives it; one the engine cannot mount (its data gone) has the
     why and what to do in `Status`, the driver-specific map (`docker volume inspect` shows it)."""
@@ -547,28 +566,6 @@ def _network_matches(n: Mapping[str, Any], filters: Mapping[str, list[str]]) -> 
                      for v in values)
         elif key in ("name", "id"):
             ok = any(v in n["Name" if key == "name" else "Id"] for v in values)
-        else:
-            ok = True
-        if not ok:
-            return False
-    return True
-
-
-def _matches(c: base.ContainerState, filters: Mapping[str, list[str]]) -> bool:
-    for key, values in filters.items():
-        if key == "label":              # every label given must match (Docker); other keys: any value
-            ok = all((c.labels.get(v.partition("=")[0]) == v.partition("=")[2]) if "=" in v
-                     else v in c.labels for v in values)
-        elif key == "name":
-            ok = any(re.search(v.lstrip("/"), c.name) for v in values)
-        elif key == "id":
-            ok = any(c.id.startswith(v) for v in values)
-        elif key == "status":
-            ok = _state(c) in values
-        elif key == "ancestor":
-            ok = any(v in (c.image, c.image_id) for v in values)
-        elif key == "network":
-            ok = any(v in c.ip_addresses for v in values)
         else:
             ok = True
         if not ok:
@@ -666,9 +663,9 @@ class EngineApi:
                 raise HttpError(404, f"network {parts[1]} not found")
             return 200, found[0]
         if method == "GET" and parts[0] == "volumes" and len(parts) <= 2:
-            vols = [_volume_doc(v) for v in rt.list_volumes()]
             if len(parts) == 1:
-                return 200, {"Volumes": vols, "Warnings": []}
+                return 200, {"Volumes": [_volume_doc(v) for v in self._volume_list(q)], "Warnings": []}
+            vols = [_volume_doc(v) for v in rt.list_volumes()]
             found = [v for v in vols if v["Name"] == parts[1]]
             if not found:
                 raise HttpError(404, f"get {parts[1]}: no such volume")
@@ -887,10 +884,7 @@ class EngineApi:
                     body: Callable[[], Any], raw: Callable[[], Any] | None = None) -> tuple[int, Any]:
         rt = self.runtime
         if method == "GET" and parts == ["json"]:
-            fl = _filters(q.get("filters"))
-            listed = [c for c in rt.list_containers()
-                      if (_flag(q, "all") or c.status.value == "running") and _matches(c, fl)]
-            return 200, [container_summary(c) for c in listed]
+            return 200, self._container_list(q)
         if method == "POST" and parts == ["create"]:
             import secrets
 
@@ -1205,6 +1199,88 @@ class EngineApi:
             if len(fields) > col and fields[col].isdigit() and int(fields[col]) in pids:
                 rows.append(fields)
         return {"Titles": titles, "Processes": rows}
+
+    # -- lists and prunes: Docker's filters (api/dockerfilters.py, the one home of their rules) ----
+
+    def _container_list(self, q: Mapping[str, str]) -> list[dict[str, Any]]:
+        """docker ps: newest first, Docker's filters, `all`, `limit` (`docker ps -n`/`-l`)."""
+        rt = self.runtime
+        fl = dockerfilters.parse(q.get("filters"))
+        try:
+            limit = int(q.get("limit") or 0)
+        except ValueError:
+            raise HttpError(400, f"limit: {q['limit']!r} is not a whole number") from None
+        recs = rt.containers.records()
+        states = {r.id: r.state() for r in recs}
+        net_ids = {n.name: n.id for n in rt.list_networks()} if "network" in fl else {}
+        views = [_container_view(r, states[r.id], net_ids) for r in recs]
+        chosen = dockerfilters.containers(views, fl, all_=_flag(q, "all"), limit=limit, ancestors=self._ancestry())
+        return [container_summary(states[v.id]) for v in chosen]
+
+    def _lineage(self, infos: list[base.ImageInfo]) -> dict[str, dockerfilters.Lineage]:
+        """Each image's layers and history (dockerfilters.descendants reads which were made from which)."""
+        store = self.runtime.image_store
+        out: dict[str, dockerfilters.Lineage] = {}
+        for info in infos:
+            try:
+                history = store.image_config(info.id).get("history") or []
+            except rterrors.RuntimeBackendError:
+                history = []
+            out[info.id] = (tuple(info.layers), tuple(json.dumps(h, sort_keys=True) for h in history))
+        return out
+
+    def _ancestry(self) -> Callable[[str], set[str]]:
+        """The `ancestor` filter's images: the one a value names (reference, id or id prefix, as
+        dockerd's GetImage) and those made from it; none when there is no such image."""
+        rt = self.runtime
+        lineage: dict[str, dockerfilters.Lineage] = {}
+
+        def of(value: str) -> set[str]:
+            try:
+                image_id = str(rt.inspect_image(value).id)
+            except (rterrors.NotFound, rterrors.InvalidArgument):
+                return set()
+            if not lineage:
+                lineage.update(self._lineage(rt.list_images()))
+            return {image_id} | dockerfilters.descendants(lineage, image_id)
+        return of
+
+    def _volume_list(self, q: Mapping[str, str]) -> list[base.VolumeState]:
+        """docker volume ls: filters `name`, `label`, `driver`, `dangling` (none mounts it)."""
+        rt = self.runtime
+        fl = dockerfilters.parse(q.get("filters"))
+        used = ({m.source for r in rt.containers.records() for m in r.config.mounts if m.type == "volume"}
+                if "dangling" in fl else set())
+        chosen: list[base.VolumeState] = dockerfilters.volumes(rt.list_volumes(), fl, used=used)
+        return chosen
+
+    def _image_views(self, infos: list[base.ImageInfo]) -> dict[str, dockerfilters.ImageView]:
+        """The images as the image filters see them; which untagged ones others were made from
+        is read only when there is one (dockerfilters.descendants)."""
+        lineage = self._lineage(infos) if any(not i.repo_tags for i in infos) else {}
+        views = {}
+        for i in infos:
+            tags, digests = _repo_refs(i)
+            views[i.id] = dockerfilters.ImageView(
+                id=i.id, created_ns=dockerfilters.rfc3339_ns(i.created), labels=dict(i.config.get("Labels") or {}),
+                tags=tuple(tags), digests=tuple(digests),
+                has_children=bool(not tags and dockerfilters.descendants(lineage, i.id)))
+        return views
+
+    def _image_list(self, q: Mapping[str, str]) -> list[dict[str, Any]]:
+        """docker images: newest first; filters `reference` (each image with the tags and digests
+        that match), `dangling`, `label`, `before`, `since`."""
+        rt = self.runtime
+        fl = dockerfilters.parse(q.get("filters"))
+        infos = {i.id: i for i in rt.list_images()}
+        views = self._image_views(list(infos.values()))
+
+        def find(value: str) -> dockerfilters.ImageView:
+            info = _image_or_404(rt, value)
+            return views.get(info.id) or self._image_views([info])[info.id]
+
+        chosen = dockerfilters.images(views.values(), fl, all_=_flag(q, "all"), find=find)
+        return [image_summary(infos[v.id], (tags, digests)) for v, tags, digests in chosen]
 
     def _prune(self, kind: str, filters: Mapping[str, list[str]]) -> dict[str, Any]:
         """docker container|image|network|volume prune: what nothing uses (stopped containers;
@@ -1532,9 +1608,7 @@ class EngineApi:
                 auth: Mapping[str, Any] | None = None) -> tuple[int, Any]:
         rt = self.runtime
         if method == "GET" and parts == ["json"]:
-            wanted = _filters(q.get("filters")).get("reference", [])
-            return 200, [image_summary(i) for i in rt.list_images()
-                         if not wanted or any(_reference_matches(t, w) for t in i.repo_tags for w in wanted)]
+            return 200, self._image_list(q)
         if method == "POST" and parts == ["create"]:
             ref = q.get("fromImage") or ""
             tag = q.get("tag") or ""

@@ -1,0 +1,295 @@
+"""The list filters of the native engine's Engine API, side by side with the host's
+dockerd 20.10, driven by the same docker CLI commands: a filter dockerd knows selects the same
+objects on both, one it does not know is refused on both (never ignored: `docker ps -q -f
+health=unhealthy | xargs docker restart` must not restart every container).
+
+On dockerd everything a test makes carries its prefix (names, repositories) and the label
+`reconciler-test=<prefix>`, each image is one of its own (a layer of random bytes: an id no
+other image has), every listing is narrowed to those, and the test removes exactly them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import string
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.api.test_engine_api import docker
+from tests.api.test_engine_api import engine_api as engine_api  # the fixture
+from tests.api.test_engine_api import pytestmark as pytestmark  # root, registry, docker CLI
+from tests.docker.conftest import push_busybox
+from tests.helpers.registry import RegistryServer
+
+DOCKERD = "/var/run/docker.sock"
+LABEL = "reconciler-test"
+
+
+def _dockerd_usable() -> bool:
+    if not os.path.exists(DOCKERD):
+        return False
+    return docker(DOCKERD, "version", "--format", "{{.Server.Version}}", check=False).returncode == 0
+
+
+class Both:
+    """The same docker commands on the native engine's API (`ours`) and on dockerd."""
+
+    def __init__(self, ours: str, prefix: str, *, with_dockerd: bool) -> None:
+        self.socks = {"ours": ours, **({"dockerd": DOCKERD} if with_dockerd else {})}
+        self.prefix = prefix
+
+    def run(self, *args: str, check: bool = True, env: dict[str, str] | None = None,
+            stdin: str | None = None) -> dict[str, subprocess.CompletedProcess[str]]:
+        out = {}
+        for side, sock in self.socks.items():
+            if env or stdin is not None:
+                full = {**os.environ, "DOCKER_HOST": f"unix://{sock}", **(env or {})}
+                full.pop("DOCKER_CONTEXT", None)
+                proc = subprocess.run(["docker", *args], capture_output=True, text=True, env=full, input=stdin,
+                                      timeout=180, check=False)
+                assert not check or proc.returncode == 0, f"{side}: docker {' '.join(args)}: {proc.stderr}"
+            else:
+                proc = docker(sock, *args, check=False)
+                assert not check or proc.returncode == 0, f"{side}: docker {' '.join(args)}: {proc.stderr}"
+            out[side] = proc
+        return out
+
+    def same(self, *args: str, ordered: bool = False, narrowed: bool = False) -> list[str]:
+        """The lines a command prints that name this test's objects (all of them when its filters
+        narrowed it to those already), alike on both sides."""
+        seen = {}
+        for side, proc in self.run(*args).items():
+            lines = [line for line in proc.stdout.split() if narrowed or self.prefix in line]
+            seen[side] = lines if ordered else sorted(lines)
+        assert len({tuple(v) for v in seen.values()}) == 1, f"docker {' '.join(args)}: {seen}"
+        return seen["ours"]
+
+    def refused(self, *args: str, words: str) -> None:
+        """The command fails on both sides, saying `words`."""
+        for side, proc in self.run(*args, check=False).items():
+            assert proc.returncode != 0, f"{side}: docker {' '.join(args)} did not fail: {proc.stdout}"
+            assert words in proc.stderr, f"{side}: {proc.stderr}"
+
+    def cleanup(self) -> None:
+        for sock in self.socks.values():
+            label = f"label={LABEL}={self.prefix}"
+            ids = docker(sock, "ps", "-aq", "--no-trunc", "-f", label, check=False).stdout.split()
+            if ids:
+                docker(sock, "rm", "-f", *ids, check=False)
+            for kind in ("volume", "network"):
+                names = docker(sock, kind, "ls", "--format", "{{.Name}}", "-f", f"name={self.prefix}",
+                               check=False).stdout.split()
+                names = [n for n in names if n.startswith(self.prefix)]
+                if names:
+                    docker(sock, kind, "rm", *names, check=False)
+            refs = docker(sock, "images", "--format", "{{.Repository}}:{{.Tag}}", check=False).stdout.split()
+            ours = [r for r in refs if self.prefix in r]
+            if ours:
+                docker(sock, "rmi", "-f", *ours, check=False)
+            labelled = docker(sock, "images", "-aq", "--no-trunc", "-f", f"label=proj={self.prefix}",
+                              check=False).stdout.split()
+            if labelled:
+                docker(sock, "rmi", "-f", *dict.fromkeys(labelled), check=False)
+
+
+@pytest.fixture
+def both(engine_api: str) -> Iterator[Both]:
+    prefix = "rtf" + "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(6))
+    b = Both(engine_api, prefix, with_dockerd=_dockerd_usable())
+    try:
+        yield b
+    finally:
+        b.cleanup()
+
+
+def own_image(both: Both, registry: RegistryServer, tmp_path: Path, name: str) -> str:
+    """An image of this test's own (an id nothing else has) in the registry, pulled on both sides."""
+    ref, _ = push_busybox(registry, tmp_path / name, f"{both.prefix}/{name}", unique=True)
+    both.run("pull", "-q", ref)
+    return ref
+
+
+def wait_health(both: Both, name: str, status: str) -> None:
+    for side, sock in both.socks.items():
+        deadline = time.monotonic() + 60
+        while (now := docker(sock, "inspect", "-f", "{{.State.Health.Status}}", name).stdout.strip()) != status:
+            assert time.monotonic() < deadline, f"{side}: {name} is {now}, not {status}"
+            time.sleep(0.3)
+
+
+def test_the_container_list_filters_as_dockerd(both: Both, registry: RegistryServer, tmp_path: Path) -> None:
+    p, label = both.prefix, f"{LABEL}={both.prefix}"
+    base = own_image(both, registry, tmp_path, "base")
+    run = ("run", "-d", "--network", "none", "-l", label)
+    both.run(*run, "--name", f"{p}-ok", "--health-cmd", "true", "--health-interval", "1s", base, "sleep", "600")
+    both.run(*run, "--name", f"{p}-bad", "--health-cmd", "false", "--health-interval", "1s", "--health-retries", "1",
+             base, "sleep", "600")
+    both.run(*run, "--name", f"{p}-vol", "-v", f"{p}-data:/data", base, "sleep", "600")
+    both.run("run", "--network", "none", "-l", label, "--name", f"{p}-ex3", base, "sh", "-c", "exit 3", check=False)
+    both.run("create", "--network", "none", "-l", label, "--name", f"{p}-new", base, "true")
+    both.run("build", "-q", "-t", f"{p}-derived:1", "-", env={"DOCKER_BUILDKIT": "0"},
+             stdin=f"FROM {base}\nLABEL proj={p}\n")
+    both.run(*run, "--name", f"{p}-child", f"{p}-derived:1", "sleep", "600")
+    wait_health(both, f"{p}-bad", "unhealthy")
+    wait_health(both, f"{p}-ok", "healthy")
+    names = ("ps", "-a", "--format", "{{.Names}}", "-f", f"label={label}")
+    everything = both.same(*names)
+    assert len(everything) == 6
+
+    assert both.same(*names, "-f", "health=unhealthy") == [f"{p}-bad"]
+    assert both.same("ps", "--format", "{{.Names}}", "-f", "health=healthy") == [f"{p}-ok"]
+    assert both.same(*names, "-f", "health=none") == sorted(f"{p}-{n}" for n in ("vol", "ex3", "new", "child"))
+    assert both.same(*names, "-f", "exited=3") == [f"{p}-ex3"]
+    assert both.same(*names, "-f", "exited=0") == []                   # never started: no exit code
+    assert both.same(*names, "-f", f"volume={p}-data") == [f"{p}-vol"]
+    assert both.same(*names, "-f", "volume=/data") == [f"{p}-vol"]
+    assert both.same(*names, "-f", "is-task=true") == []
+    assert both.same(*names, "-f", "is-task=false") == everything
+    assert both.same(*names, "-f", "isolation=default") == everything
+    assert both.same(*names, "-f", "status=created") == [f"{p}-new"]
+
+    # ancestor: the image by reference (normalised), id or short id, and what was built from it
+    from_base = sorted(set(everything))
+    assert both.same(*names, "-f", f"ancestor={base}") == from_base
+    assert both.same(*names, "-f", f"ancestor={base.removesuffix(':latest')}") == from_base
+    assert both.same(*names, "-f", f"ancestor={p}-derived:1") == [f"{p}-child"]
+    assert both.same(*names, "-f", f"ancestor=docker.io/library/{p}-derived:1") == [f"{p}-child"]
+    assert both.same(*names, "-f", f"ancestor={p}-derived") == []          # :latest, which it has not
+    assert both.same(*names, "-f", f"ancestor={p}-absent:1") == []
+    for side, sock in both.socks.items():
+        image_id = docker(sock, "image", "inspect", "-f", "{{.Id}}", base).stdout.strip()
+        for value in (image_id, image_id[7:19]):
+            found = sorted(docker(sock, *names, "-f", f"ancestor={value}").stdout.split())
+            assert found == from_base, f"{side}: ancestor={value}: {found}"
+
+    # newest first; -n/-l also list stopped ones; before/since a container
+    newest = both.same("ps", "-n", "3", "--format", "{{.Names}}", "-f", f"label={label}", ordered=True)
+    assert newest == [f"{p}-child", f"{p}-new", f"{p}-ex3"]
+    assert both.same("ps", "-l", "--format", "{{.Names}}", "-f", f"label={label}") == [f"{p}-child"]
+    assert both.same(*names, "-f", f"since={p}-ex3", ordered=True) == [f"{p}-child", f"{p}-new"]
+    assert both.same(*names, "-f", f"before={p}-vol") == sorted([f"{p}-ok", f"{p}-bad"])
+
+    both.refused("ps", "-f", "bogus=1", words="Invalid filter 'bogus'")
+    both.refused("ps", "-a", "-f", "status=sleepy", words="Invalid filter 'status=sleepy'")
+    both.refused("ps", "-a", "-f", "health=sick", words="Unrecognised filter value for health: sick")
+    both.refused("ps", "-a", "-f", f"before={p}-nobody", words=f"no such container {p}-nobody")
+    both.refused("ps", "-a", "-f", "is-task=maybe", words="Invalid filter 'is-task")
+
+
+def test_published_and_exposed_ports_and_networks_filter_the_list(engine_api: str, registry: RegistryServer,
+                                                                   tmp_path: Path) -> None:
+    """publish, expose and network (on the native engine alone: dockerd's would need its bridge)."""
+    both = Both(engine_api, "rtp", with_dockerd=False)
+    base = own_image(both, registry, tmp_path, "ports")
+    sock = engine_api
+    net_id = docker(sock, "network", "create", "rtp-net").stdout.strip()      # (inspect's Id is its name)
+    try:
+        docker(sock, "run", "-d", "--name", "rtp-web", "--network", "rtp-net", "-p", "127.0.0.1::80",
+               "--expose", "81", base, "sleep", "600")
+        docker(sock, "run", "-d", "--name", "rtp-off", "--network", "none", base, "sleep", "600")
+        port = docker(sock, "port", "rtp-web", "80").stdout.strip().rpartition(":")[2]
+        names = ("ps", "--format", "{{.Names}}")
+        assert docker(sock, *names, "-f", f"publish={port}").stdout.split() == ["rtp-web"]
+        assert docker(sock, *names, "-f", f"publish={port}/udp").stdout.split() == []
+        assert docker(sock, *names, "-f", "expose=80").stdout.split() == ["rtp-web"]
+        assert docker(sock, *names, "-f", "expose=70-90/tcp").stdout.split() == ["rtp-web"]
+        assert docker(sock, *names, "-f", "network=rtp-net").stdout.split() == ["rtp-web"]
+        assert docker(sock, *names, "-f", f"network={net_id[:6]}").stdout.split() == ["rtp-web"]
+        refused = docker(sock, *names, "-f", "publish=127.0.0.1:80", check=False)
+        assert refused.returncode != 0
+        assert "should not contain ':'" in refused.stderr
+    finally:
+        docker(sock, "rm", "-f", "rtp-web", "rtp-off", check=False)
+        docker(sock, "network", "rm", "rtp-net", check=False)
+
+
+def test_docker_py_limit_and_filters(engine_api: str, registry: RegistryServer, tmp_path: Path) -> None:
+    docker_py = pytest.importorskip("docker")
+    both = Both(engine_api, "rtl", with_dockerd=False)
+    base = own_image(both, registry, tmp_path, "limit")
+    client = docker_py.DockerClient(base_url=f"unix://{engine_api}")
+    try:
+        for n in range(3):
+            client.containers.create(base, ["true"], name=f"rtl-{n}", network_mode="none", labels={"n": str(n)})
+            time.sleep(0.01)
+        assert [c.name for c in client.containers.list(all=True)] == ["rtl-2", "rtl-1", "rtl-0"]
+        assert [c.name for c in client.containers.list(all=True, limit=2)] == ["rtl-2", "rtl-1"]
+        assert [c.name for c in client.containers.list(limit=1)] == ["rtl-2"]     # a limit lists stopped ones
+        assert [c.name for c in client.containers.list(all=True, filters={"label": "n=1"})] == ["rtl-1"]
+        with pytest.raises(docker_py.errors.APIError, match="Invalid filter 'bogus'") as info:
+            client.containers.list(all=True, filters={"bogus": "x"})
+        assert info.value.status_code == 400
+        assert client.containers.list(all=True, filters={"health": "unhealthy"}) == []
+    finally:
+        for n in range(3):
+            docker(engine_api, "rm", "-f", f"rtl-{n}", check=False)
+        client.close()
+
+
+def test_the_volume_list_filters_as_dockerd(both: Both, registry: RegistryServer, tmp_path: Path) -> None:
+    p = both.prefix
+    base = own_image(both, registry, tmp_path, "vols")
+    both.run("volume", "create", "--label", "proj=x", f"{p}-a")
+    both.run("volume", "create", "--label", "proj=y", f"{p}-b")
+    both.run("volume", "create", f"{p}-c")
+    both.run("create", "--network", "none", "-l", f"{LABEL}={p}", "--name", f"{p}-user", "-v", f"{p}-c:/c", base)
+    ls = ("volume", "ls", "-q")
+    assert both.same(*ls) == [f"{p}-a", f"{p}-b", f"{p}-c"]
+    assert both.same(*ls, "-f", "label=proj=x") == [f"{p}-a"]
+    assert both.same(*ls, "-f", "label=proj") == [f"{p}-a", f"{p}-b"]
+    assert both.same(*ls, "-f", f"name={p}-b") == [f"{p}-b"]
+    assert both.same(*ls, "-f", f"name=^{p}-[ab]$") == [f"{p}-a", f"{p}-b"]
+    assert both.same(*ls, "-f", "dangling=true") == [f"{p}-a", f"{p}-b"]
+    assert both.same(*ls, "-f", "dangling=0") == [f"{p}-c"]
+    assert both.same(*ls, "-f", "driver=local") == [f"{p}-a", f"{p}-b", f"{p}-c"]
+    assert both.same(*ls, "-f", "driver=nfs") == []
+    both.refused(*ls, "-f", "bogus=1", words="Invalid filter 'bogus'")
+    both.refused(*ls, "-f", "dangling=maybe", words="Invalid filter 'dangling=[maybe]'")
+
+
+def test_the_image_list_filters_as_dockerd(both: Both, registry: RegistryServer, tmp_path: Path) -> None:
+    p = both.prefix
+    base = own_image(both, registry, tmp_path, "imgs")
+    for tag in (f"{p}-bb:1", f"{p}-bb:2", f"{p}-cc:1"):
+        both.run("tag", base, tag)
+    build = ("build", "-q", "-t", f"{p}-dd:1", "-")
+    both.run(*build, env={"DOCKER_BUILDKIT": "0"}, stdin=f"FROM {base}\nLABEL proj={p} v=1\nRUN true\n")
+    old = {side: docker(sock, "image", "inspect", "-f", "{{.Id}}", f"{p}-dd:1").stdout.strip()
+           for side, sock in both.socks.items()}
+    time.sleep(1.1)    # created a second later (RUN: the native builder dates an image by its newest layer)
+    both.run(*build, env={"DOCKER_BUILDKIT": "0"}, stdin=f"FROM {base}\nLABEL proj={p} v=2\nRUN true\n")
+    refs = ("images", "--format", "{{.Repository}}:{{.Tag}}")
+    assert both.same(*refs, f"{p}-bb") == [f"{p}-bb:1", f"{p}-bb:2"]          # not the image's other tags
+    assert both.same(*refs, "-f", f"reference={p}-cc") == [f"{p}-cc:1"]
+    assert both.same(*refs, "-f", f"reference={p}-bb:2") == [f"{p}-bb:2"]
+    assert both.same(*refs, "-f", f"reference={p}-?c:1") == [f"{p}-cc:1"]
+    assert both.same(*refs, "-f", f"reference={p}-??:1") == [f"{p}-bb:1", f"{p}-cc:1", f"{p}-dd:1"]
+    assert both.same(*refs, "-f", f"reference={p}-*") == [f"{p}-bb:1", f"{p}-bb:2", f"{p}-cc:1", f"{p}-dd:1"]
+    for side, sock in both.socks.items():
+        ids = docker(sock, "images", "-q", f"{p}-bb:1").stdout.split()
+        assert len(ids) == 1, f"{side}: {ids}"                             # once, not once per tag
+    # the old build, its tag gone: dangling, shown as <none> (RepoDigests <none>@<none>, as dockerd)
+    dangling = ("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}", "-f", "dangling=true",
+                "-f", f"label=proj={p}")
+    for side, sock in both.socks.items():
+        rows = docker(sock, *dangling).stdout.splitlines()
+        assert rows == [f"<none>:<none> {old[side][7:19]}"], f"{side}: {rows}"
+        listed = docker(sock, "images", "--format", "{{.ID}}").stdout.split()
+        assert old[side][7:19] in listed, f"{side}: the dangling image is not in docker images: {listed}"
+        doc = json.loads(docker(sock, "image", "inspect", old[side]).stdout)[0]
+        assert (doc["RepoTags"], doc["RepoDigests"]) == ([], []), side
+    mine = ("-f", f"label=proj={p}")
+    assert both.same(*refs, *mine, narrowed=True) == ["<none>:<none>", f"{p}-dd:1"]
+    assert both.same(*refs, *mine, "-f", "label=v=2") == [f"{p}-dd:1"]
+    assert both.same(*refs, *mine, "-f", "dangling=false") == [f"{p}-dd:1"]
+    assert both.same(*refs, *mine, "-f", f"before={p}-dd:1", narrowed=True) == ["<none>:<none>"]
+    assert both.same(*refs, *mine, "-f", f"since={p}-dd:1", narrowed=True) == []
+    both.refused("images", "-f", "bogus=1", words="Invalid filter 'bogus'")
+    both.refused("images", "-f", "dangling=maybe", words="Invalid filter 'dangling=[maybe]'")
+    both.refused("images", "-f", f"since={p}-absent:1", words=f"No such image: {p}-absent:1")

@@ -1285,19 +1285,22 @@ class EngineApi:
     def _prune(self, kind: str, filters: Mapping[str, list[str]]) -> dict[str, Any]:
         """docker container|image|network|volume prune: what nothing uses (stopped containers;
         images without a tag, or with dangling=false any, that no container uses; networks and
-        volumes no container names), filtered by `label` and `label!`."""
+        volumes no container names), filtered as dockerd filters each: `label`, `label!`, `until`
+        (created before it; not for volumes, as dockerd 20.10), images `dangling`; any other
+        filter is refused (400), never ignored: a prune is never wider than asked."""
         rt = self.runtime
+        dockerfilters.validate(filters, dockerfilters.PRUNE[kind])
+        until = dockerfilters.prune_until(filters)
 
-        def has(labels: Mapping[str, str], v: str) -> bool:
-            return labels.get(v.partition("=")[0]) == v.partition("=")[2] if "=" in v else v in labels
-
-        def labelled(labels: Mapping[str, str]) -> bool:      # label: all of them; label!: none
-            return (all(has(labels, v) for v in filters.get("label", []))
-                    and not any(has(labels, v) for v in filters.get("label!", [])))
+        def selected(labels: Mapping[str, str], created: str | None) -> bool:
+            # made when? an object without a time is Go's zero time to dockerd: older than any until
+            made = dockerfilters.rfc3339_ns(created) or 0
+            return dockerfilters.labels_match(filters, labels) and (until is None or made <= until)
 
         recs = rt.containers.records()
         if kind == "containers":
-            gone = [r.id for r in recs if r.status in ("exited", "created", "dead") and labelled(r.config.labels)]
+            gone = [r.id for r in recs if r.status in ("exited", "created", "dead")
+                    and not r.restart_pending() and selected(r.config.labels, r.created)]
             space = 0
             for cid in gone:
                 size = _du(rt.containers.paths(cid).upper)      # its writable layer, as dockerd counts
@@ -1307,7 +1310,7 @@ class EngineApi:
             return {"ContainersDeleted": gone, "SpaceReclaimed": space}
         if kind == "volumes":
             used = {m.source for r in recs for m in r.config.mounts if m.type == "volume"}
-            gone = [v for v in rt.list_volumes() if v.name not in used and labelled(v.labels)]
+            gone = [v for v in rt.list_volumes() if v.name not in used and selected(v.labels, None)]
             space = 0
             for v in gone:
                 data = Path(v.mountpoint)                       # its data, as `system df` shows it;
@@ -1317,16 +1320,19 @@ class EngineApi:
             return {"VolumesDeleted": [v.name for v in gone], "SpaceReclaimed": space}
         if kind == "networks":
             used = {n for r in recs for n in r.config.networks}
-            gone = [n.name for n in rt.list_networks() if n.name not in used and labelled(n.labels)]
+            gone = [n.name for n in rt.list_networks() if n.name not in used and selected(n.labels, n.created or None)]
             for name in gone:
                 rt.remove_network(name)
             return {"NetworksDeleted": gone}
-        dangling_only = filters.get("dangling", ["true"])[0].lower() not in ("false", "0")
+        dangling_only = dockerfilters.yes_no(filters, "dangling", ("true", "1"), ("false", "0")) is not False
         used = {r.image_id for r in recs}
+        infos = rt.list_images()
+        views = self._image_views(infos) if dangling_only else {}
         deleted: list[dict[str, str]] = []
         space = 0
-        for image in rt.list_images():
-            if image.id in used or (dangling_only and image.repo_tags) or not labelled(image.config.get("Labels") or {}):
+        for image in infos:
+            if image.id in used or (dangling_only and (image.repo_tags or views[image.id].has_children)) \
+                    or not selected(image.config.get("Labels") or {}, image.created):
                 continue
             lines = rt.remove_image(image.id, force=True)
             deleted += [{k: v} for k, _, v in (line.partition(": ") for line in lines)]

@@ -103,6 +103,7 @@ class NetworkState:
     ipv6_subnet: str = ""           # "" = IPv4 only
     ipv6_gateway: str = ""
     mtu: int = 1500                 # its bridge's and veths' MTU
+    created: str = ""               # RFC 3339, when the engine made it ("" when it does not say)
 
 
 @dataclass(frozen=True)

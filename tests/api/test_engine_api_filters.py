@@ -1,7 +1,8 @@
-"""The list filters of the native engine's Engine API, side by side with the host's
+"""The list filters and prunes of the native engine's Engine API, side by side with the host's
 dockerd 20.10, driven by the same docker CLI commands: a filter dockerd knows selects the same
 objects on both, one it does not know is refused on both (never ignored: `docker ps -q -f
-health=unhealthy | xargs docker restart` must not restart every container).
+health=unhealthy | xargs docker restart` must not restart every container), and a prune is
+never wider than its filters.
 
 On dockerd everything a test makes carries its prefix (names, repositories) and the label
 `reconciler-test=<prefix>`, each image is one of its own (a layer of random bytes: an id no
@@ -293,3 +294,43 @@ def test_the_image_list_filters_as_dockerd(both: Both, registry: RegistryServer,
     both.refused("images", "-f", "bogus=1", words="Invalid filter 'bogus'")
     both.refused("images", "-f", "dangling=maybe", words="Invalid filter 'dangling=[maybe]'")
     both.refused("images", "-f", f"since={p}-absent:1", words=f"No such image: {p}-absent:1")
+
+    # prune: until keeps what is newer, label narrows; dangling only unless -a
+    assert "Total reclaimed space: 0B" in both.run("image", "prune", "-f", "--filter", "until=1h",
+                                                    "--filter", f"label=proj={p}")["ours"].stdout
+    for side, proc in both.run("image", "prune", "-f", "--filter", f"label=proj={p}").items():
+        assert f"deleted: {old[side]}" in proc.stdout, f"{side}: {proc.stdout}"
+    assert both.same(*refs, *mine, narrowed=True) == [f"{p}-dd:1"]
+    both.refused("image", "prune", "-f", "--filter", "bogus=1", words="Invalid filter 'bogus'")
+
+
+def test_prunes_take_until_and_labels_and_refuse_what_they_do_not_know(both: Both, registry: RegistryServer,
+                                                                        tmp_path: Path) -> None:
+    p, label = both.prefix, f"{LABEL}={both.prefix}"
+    base = own_image(both, registry, tmp_path, "prune")
+    for n in ("a", "b"):
+        both.run("create", "--network", "none", "-l", label, "-l", f"n={n}", "--name", f"{p}-{n}", base, "true")
+    both.run("network", "create", "--internal", "--label", label, f"{p}-net")
+    both.run("volume", "create", "--label", label, f"{p}-vol")
+    ps = ("ps", "-a", "--format", "{{.Names}}", "-f", f"label={label}")
+
+    # until=1h: everything here is newer, so nothing goes (it used to go whatever until said)
+    both.run("container", "prune", "-f", "--filter", "until=1h", "--filter", f"label={label}")
+    assert both.same(*ps) == [f"{p}-a", f"{p}-b"]
+    both.run("network", "prune", "-f", "--filter", "until=1h", "--filter", f"label={label}")
+    assert both.same("network", "ls", "--format", "{{.Name}}") == [f"{p}-net"]
+    # label! excludes only what has every label! given (dockerd's rule)
+    both.run("container", "prune", "-f", "--filter", f"label={label}", "--filter", "label!=n=a",
+             "--filter", "label!=n=b")
+    assert both.same(*ps) == []
+    # a volume prune has no until in dockerd 20.10: refused, nothing goes
+    both.refused("volume", "prune", "-f", "--filter", "until=1h", words="Invalid filter 'until'")
+    assert both.same("volume", "ls", "-q") == [f"{p}-vol"]
+    both.refused("container", "prune", "-f", "--filter", "bogus=1", words="Invalid filter 'bogus'")
+    both.refused("network", "prune", "-f", "--filter", "until=1h", "--filter", "until=2h",
+                 words="more than one until filter specified")
+    future = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    both.run("network", "prune", "-f", "--filter", f"until={future}", "--filter", f"label={label}")
+    assert both.same("network", "ls", "--format", "{{.Name}}") == []
+    both.run("volume", "prune", "-f", "--filter", f"label={label}")
+    assert both.same("volume", "ls", "-q") == []

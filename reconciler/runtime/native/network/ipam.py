@@ -151,6 +151,7 @@ class NetworkRecord:
             id=self.id, name=self.name, subnet=self.subnet, gateway=self.gateway,
             internal=self.internal, labels=dict(self.labels), bridge=self.bridge,
             ipv6_subnet=self.subnet6 or "", ipv6_gateway=self.gateway6 or "", mtu=self.mtu,
+            created=self.created,
         )
 
 

@@ -16,7 +16,8 @@ def register(subparsers: Any) -> None:
                                    description="Remove images; layers other images use are kept.")
     options.add_engine_options(parser)
     parser.add_argument("-f", "--force", action="store_true",
-                        help="remove an image with several tags; untag one containers use")
+                        help="remove an image with several tags; untag one containers use (by id: not while one "
+                             "runs)")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="reference, id or id prefix")
     parser.set_defaults(run=run)
 

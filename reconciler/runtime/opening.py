@@ -152,14 +152,20 @@ def open_image_store(place: Place, *, platform: str | None = None) -> ImageStore
 
     config = place.native_config()
 
-    def used() -> set[str]:
+    def records() -> list[Any]:
         try:
             from reconciler.runtime.native.containers import containers
         except ImportError:  # pragma: no cover - container engine not built in
-            return set()
-        return {str(r.image_id) for r in containers.ContainerManager(config).records()}
+            return []
+        return list(containers.ContainerManager(config).records())
 
-    return images.ImageStore(config, container_image_ids=used, platform=platform)
+    def used() -> set[str]:
+        return {str(r.image_id) for r in records()}
+
+    def users() -> list[images.ImageUser]:       # which run: `rmi -f` of their image by id is refused
+        return [images.ImageUser(str(r.image_id), str(r.id), r.runs()) for r in records()]
+
+    return images.ImageStore(config, container_image_ids=used, image_users=users, platform=platform)
 
 
 def read_native_logs(path: Path, *, is_running: Callable[[], bool], poll: float,

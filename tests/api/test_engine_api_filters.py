@@ -1,8 +1,8 @@
-"""The list filters and prunes of the native engine's Engine API, side by side with the host's
+"""The list filters, prunes and rmi of the native engine's Engine API, side by side with the host's
 dockerd 20.10, driven by the same docker CLI commands: a filter dockerd knows selects the same
 objects on both, one it does not know is refused on both (never ignored: `docker ps -q -f
-health=unhealthy | xargs docker restart` must not restart every container), and a prune is
-never wider than its filters.
+health=unhealthy | xargs docker restart` must not restart every container), a prune is never
+wider than its filters, and `docker rmi -f ID` keeps the tags of an image a container runs.
 
 On dockerd everything a test makes carries its prefix (names, repositories) and the label
 `reconciler-test=<prefix>`, each image is one of its own (a layer of random bytes: an id no
@@ -16,16 +16,18 @@ import os
 import secrets
 import string
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.api.test_engine_api import docker
+from tests.api.test_engine_api import REPO, docker, engine_args
 from tests.api.test_engine_api import engine_api as engine_api  # the fixture
 from tests.api.test_engine_api import pytestmark as pytestmark  # root, registry, docker CLI
 from tests.docker.conftest import push_busybox
+from tests.helpers.host import Host
 from tests.helpers.registry import RegistryServer
 
 DOCKERD = "/var/run/docker.sock"
@@ -334,3 +336,38 @@ def test_prunes_take_until_and_labels_and_refuse_what_they_do_not_know(both: Bot
     assert both.same("network", "ls", "--format", "{{.Name}}") == []
     both.run("volume", "prune", "-f", "--filter", f"label={label}")
     assert both.same("volume", "ls", "-q") == []
+
+
+def test_rmi_force_by_id_keeps_the_tags_of_an_image_a_container_runs(both: Both, registry: RegistryServer,
+                                                                     tmp_path: Path, host: Host) -> None:
+    p = both.prefix
+    base = own_image(both, registry, tmp_path, "rmi")
+    both.run("tag", base, f"{p}-keep:1")
+    both.run("run", "-d", "--network", "none", "-l", f"{LABEL}={p}", "--name", f"{p}-runner", base, "sleep", "600")
+    ids = {side: docker(sock, "image", "inspect", "-f", "{{.Id}}", base).stdout.strip() for side, sock in both.socks.items()}
+    refs = ("images", "--format", "{{.Repository}}:{{.Tag}}")
+    tags = both.same(*refs)
+    assert tags == sorted([base, f"{p}-keep:1"])
+    for side, sock in both.socks.items():
+        refused = docker(sock, "rmi", "-f", ids[side], check=False)
+        assert refused.returncode != 0, f"{side}: {refused.stdout}"
+        assert (f"unable to delete {ids[side][7:19]} (cannot be forced) - image is being used by running container"
+                in refused.stderr), f"{side}: {refused.stderr}"
+    assert both.same(*refs) == tags                                  # every tag kept
+    # the reconciler's own rmi decides the same (images.removal): refused, exit 1, tags kept
+    own = subprocess.run([sys.executable, "-m", "reconciler", "rmi", "-f", ids["ours"], *engine_args(host)],
+                         cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert own.returncode == 1, own.stdout
+    assert "(cannot be forced) - image is being used by running container" in own.stderr
+    assert both.same(*refs) == tags
+    # by tag, forced: only that tag goes, the image stays for its container
+    both.run("rmi", "-f", f"{p}-keep:1")
+    assert both.same(*refs) == [base]
+    # stopped: forced by id, its tags go (dockerd also deletes the image; the native engine keeps
+    # it, untagged, while the container's layers are its own)
+    both.run("stop", "-t", "0", f"{p}-runner")
+    for side, sock in both.socks.items():
+        removed = docker(sock, "rmi", "-f", ids[side]).stdout
+        assert f"Untagged: {base}" in removed, f"{side}: {removed}"
+    assert both.same(*refs) == []
+    both.run("start", f"{p}-runner")                                # its container still runs

@@ -23,7 +23,7 @@ from reconciler.runtime.native.containers import containers, execs, inspection
 
 if TYPE_CHECKING:
     from reconciler.runtime.native.containers import health, restart
-    from reconciler.runtime.native.images.images import ImageStore
+    from reconciler.runtime.native.images.images import ImageStore, ImageUser
     from reconciler.runtime.native.network import ipam
     from reconciler.runtime.native.network.network import Attachment, NetworkManager, RecoveryReport
 
@@ -39,9 +39,11 @@ class ImageSource(Protocol):
 class _StoreImages:
     """The image store (images.ImageStore) seen as an ImageSource, loaded on first use."""
 
-    def __init__(self, config: NativeConfig, used: Callable[[], set[str]]) -> None:
+    def __init__(self, config: NativeConfig, used: Callable[[], set[str]],
+                 users: Callable[[], list[ImageUser]] | None = None) -> None:
         self.config = config
         self.used = used
+        self.users = users
         self._store: ImageStore | None = None
         self._opening = threading.Lock()
 
@@ -53,7 +55,8 @@ class _StoreImages:
                     # imported when first used: `ps`, `inspect` and `logs` need no image store
                     from reconciler.runtime.native.images import images
 
-                    self._store = images.ImageStore(self.config, container_image_ids=self.used)
+                    self._store = images.ImageStore(self.config, container_image_ids=self.used,
+                                                    image_users=self.users)
         return self._store
 
     def resolve(self, ref: str) -> tuple[str, Mapping[str, Any], list[Path]]:
@@ -197,7 +200,7 @@ class NativeRuntime:
             self.containers.log_max_size = log_max_size      # rotation (the config's by default)
         if log_max_files is not None:
             self.containers.log_max_files = log_max_files
-        self._store_images = _StoreImages(self.config, self._image_ids_in_use)
+        self._store_images = _StoreImages(self.config, self._image_ids_in_use, self._image_users)
         self.images: ImageSource = images or self._store_images
         self.network = network
         self._restart: restart.RestartManager | None = None
@@ -206,6 +209,12 @@ class NativeRuntime:
     def _image_ids_in_use(self) -> set[str]:
         """GC roots and removal guards for the image store: images containers were made from."""
         return {r.image_id for r in self.containers.records()}
+
+    def _image_users(self) -> list[ImageUser]:
+        """Which containers use which image, and whether each runs (rmi decides by it)."""
+        from reconciler.runtime.native.images.images import ImageUser
+
+        return [ImageUser(r.image_id, r.id, r.runs()) for r in self.containers.records()]
 
     # -- parts the agent drives
 

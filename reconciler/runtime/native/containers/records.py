@@ -154,6 +154,11 @@ class Record:
         return summaries.restart_pending(self.status, self.restarting, self.restarter_pid, self.restarter_start,
                                          self.restarter_boot)
 
+    def runs(self) -> bool:
+        """Running (paused too), or restarting: its restart pending (what dockerd's IsRunning
+        counts; `rmi` refuses to delete the image of such a container, even forced)."""
+        return self.status == "running" or self.restart_pending()
+
     def is_paused(self) -> bool:
         """A running container the engine paused, its cgroup frozen still (summaries.paused: the
         one rule for ps, inspect and observation; a cgroup read only where the record says paused)."""

@@ -52,9 +52,9 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from reconciler import diskfull
 from reconciler._dataclass import dataclass
@@ -126,6 +126,57 @@ def _global_semaphore(n: int) -> threading.BoundedSemaphore:
         return _GLOBAL_SEMAPHORES.setdefault(n, threading.BoundedSemaphore(n))
 
 
+class ImageUser(NamedTuple):
+    """A container made from an image: its id, and whether it runs (paused, or restarting: its
+    restart pending, counts as running, as dockerd counts a restarting container)."""
+
+    image_id: str
+    container_id: str
+    running: bool
+
+
+def removal(image_id: str, ref: str, by_tag: str | None, refs: Sequence[str], users: Sequence[ImageUser], *,
+            force: bool) -> tuple[list[str], bool]:
+    """What `rmi REF` does to an image: the tags it removes and whether the image goes, or a
+    Conflict in dockerd's words, as dockerd 20.10 decides (daemon/images/image_delete.go).
+
+    By tag (`by_tag`, one of `refs`): an image with other tags loses that one; its last tag,
+    which a container uses, needs force, and then only goes (the image stays for its containers).
+    By id (or digest): never while a container runs it, force or not ("cannot be forced"); several
+    tags need force, and so does a stopped container; then every tag goes. An image a container
+    uses is never deleted here: the native engine's containers run on the image's layers, which
+    the store keeps while the image does (dockerd deletes the image and keeps the layers under the
+    container: its `rmi -f` also prints `Deleted:`); a stopped container's untagged image is
+    refused rather than nothing done."""
+    short = image_id.partition(":")[2][:12] if ":" in image_id else image_id[:12]
+
+    def who(u: ImageUser) -> str:
+        return f"container {u.container_id[:12]}" if u.container_id else "a container"
+
+    if by_tag is not None:
+        if len(refs) > 1:
+            return [by_tag], False
+        if users and not force:
+            raise errors.Conflict(f'conflict: unable to remove repository reference "{ref}" (must force) - '
+                                  f"{who(users[0])} is using its referenced image {short}",
+                                  hint="remove the container first, or use --force to untag it")
+        return [by_tag], not users
+    running = [u for u in users if u.running]
+    if running:
+        raise errors.Conflict(f"conflict: unable to delete {short} (cannot be forced) - image is being used by "
+                              f"running {who(running[0])}", hint="stop and remove the container first")
+    if len(refs) > 1 and not force:
+        raise errors.Conflict(f"conflict: unable to delete {short} (must be forced) - image is referenced in "
+                              "multiple repositories", hint="remove the tags one by one, or use --force")
+    if users and (not force or not refs):
+        words = "must be forced" if not force else "cannot be forced"
+        raise errors.Conflict(f"conflict: unable to delete {short} ({words}) - image is being used by stopped "
+                              f"{who(users[0])}", hint="remove the container first" + (
+                                  ", or use --force to untag it" if not force else
+                                  ": its layers are the image's, which the native engine keeps with the image"))
+    return list(refs), not users
+
+
 @dataclass(frozen=True)
 class LayerRecord:
     """One layer of a stored image."""
@@ -153,8 +204,10 @@ class ImageStore:
     """Images of the native engine under `config.root` (blobs, snapshots, state DB).
 
     `registry_client_factory()` returns a RegistryClient (a context manager) per pull;
-    `container_image_ids()` returns the ids of images that containers use (GC roots, and
-    `remove` refuses them without force). `limits` caps each layer's decompression.
+    `container_image_ids()` returns the ids of images that containers use (GC roots);
+    `image_users()` those containers, and whether each runs (what `remove` decides by; without
+    it, every container of `container_image_ids` counts as running: the careful guess). `limits`
+    caps each layer's decompression.
     `durable=True` fsyncs blobs and snapshot commits (power-loss safety, slower pulls; see
     content.py).
     """
@@ -165,6 +218,7 @@ class ImageStore:
         registry_client_factory: Callable[[], rc.RegistryClient] = _default_client,
         *,
         container_image_ids: Callable[[], set[str]] = set,
+        image_users: Callable[[], Iterable[ImageUser]] | None = None,
         limits: layers.Limits | None = None,
         global_max_downloads: int = GLOBAL_MAX_DOWNLOADS,
         platform: str | None = None,
@@ -174,6 +228,7 @@ class ImageStore:
         self.config = config
         self.client_factory = registry_client_factory
         self.container_image_ids = container_image_ids
+        self._image_users = image_users
         self._limits = limits
         self.content = content.ContentStore(config.root, durable=durable)
         self.snapshots = snapshots.SnapshotStore(config.root, config.run_dir / "locks", durable=durable)
@@ -768,11 +823,18 @@ class ImageStore:
 
     # -- removal --------------------------------------------------------------------------------------
 
+    def users(self, image_id: str) -> list[ImageUser]:
+        """The containers made from `image_id` (running ones first)."""
+        if self._image_users is None:
+            found = [ImageUser(image_id, "", True)] if image_id in self.container_image_ids() else []
+        else:
+            found = [u for u in self._image_users() if u.image_id == image_id]
+        return sorted(found, key=lambda u: not u.running)
+
     def remove(self, ref: str, *, force: bool = False) -> list[str]:
-        """Docker's rmi: untag `ref`; delete the image when no tag is left (or when `ref` is
-        an id, with force if it has several tags). Shared layers stay. Refuses (Conflict) an
-        image that containers use, unless force, which only untags it. Returns docker-style
-        lines: "Untagged: ..." and "Deleted: ...". """
+        """Docker's rmi (`removal`: dockerd's rules): untag `ref`; delete the image when no tag
+        is left (or when `ref` is an id, with force if it has several tags). Shared layers stay.
+        Returns docker-style lines: "Untagged: ..." and "Deleted: ..."."""
         image_id = self._find_id(ref)
         conn = self.db.connect()
         refs = [str(x["ref"]) for x in conn.execute(
@@ -782,21 +844,8 @@ class ImageStore:
             r = self.parse(ref)
             if r.tag and f"{r.name}:{r.tag}" in refs and not ref.startswith("sha256:"):
                 by_tag = f"{r.name}:{r.tag}"
-        in_use = image_id in self.container_image_ids()
+        untag, delete = removal(image_id, ref, by_tag, refs, self.users(image_id), force=force)
         out: list[str] = []
-        if by_tag is not None and len(refs) > 1:
-            untag = [by_tag]
-        elif by_tag is None and len(refs) > 1 and not force:
-            raise errors.Conflict(f"image {image_id[7:19]} is referenced by {len(refs)} tags",
-                                  hint="remove the tags one by one, or use --force")
-        else:
-            untag = refs
-        delete = len(untag) == len(refs)
-        if delete and in_use:
-            if not force:
-                raise errors.Conflict(f"image {ref} is used by a container",
-                                      hint="remove the container first, or use --force to untag it")
-            delete = False
         with self.db.tx() as c:
             for t in untag:
                 c.execute("DELETE FROM image_refs WHERE ref = ?", (t,))

@@ -1762,6 +1762,14 @@ def _handler(api: EngineApi) -> type[BaseHTTPRequestHandler]:
                     self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError):
                 pass
+            finally:
+                # The output ended (its exit code recorded first): the connection ends both ways
+                # now, as dockerd ends it, whether or not the client closed its input. The
+                # client reads what was sent, then EOF; the stdin pump, blocked in rfile.read1
+                # with the reader's lock held, wakes, so finish()'s rfile.close() can take that
+                # lock (without the shutdown, `docker exec -it` waited for input that never came).
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
 
         def _pump_stdin(self, stdin: Callable[[bytes | None], None]) -> None:
             """What the client sends on the hijacked connection, to `stdin`, until it closes its

@@ -1,0 +1,128 @@
+"""Exec and interactive attach through the native engine's Engine API, as dockerd 20.10 answers the
+docker CLI (28, API 1.41) and docker-py: a hijacked connection ends when the process's output does,
+even while the client's stdin stays open (`docker run -i` fed by a pipe that outlives the
+container, `docker run -it` and `docker exec -it` on a terminal); an exec runs as the `User`, in
+the `WorkingDir` and with the `Env` it was created with; it ends when its main process exits,
+whatever background child still holds its output; a command that cannot be run answers Docker's
+126 and message.
+
+Every client runs under a timeout, so a regression fails instead of hanging."""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.api.test_engine_api import docker
+from tests.api.test_engine_api import engine_api as engine_api  # the fixture
+from tests.api.test_engine_api import pytestmark as pytestmark  # root, registry, docker CLI
+
+
+def _env(sock: str) -> dict[str, str]:
+    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}"}
+    env.pop("DOCKER_CONTEXT", None)
+    return env
+
+
+@pytest.fixture
+def box(engine_api: str, busybox_image: str) -> Iterator[str]:
+    """A running busybox container named `box`, removed at the end."""
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "run", "-d", "--name", "box", "--network", "none", busybox_image, "sleep", "3600")
+    yield "box"
+    docker(engine_api, "rm", "-f", "box", check=False)
+
+
+def _open_stdin(sock: str, *args: str, feed: bytes, timeout: float = 30) -> tuple[int, bytes, float]:
+    """`docker ARGS` fed `feed` on a stdin it never sees closed: its exit code, stdout and the
+    seconds it took."""
+    start = time.monotonic()
+    proc = subprocess.Popen(["docker", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=_env(sock))
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(feed)
+        proc.stdin.flush()
+        assert proc.stdout is not None
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"docker {' '.join(args)} still runs {timeout}s after its process ended")
+        out = proc.stdout.read()
+        return proc.returncode, out, time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdin.close()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _on_terminal(sock: str, *args: str, typed: bytes, timeout: float = 30) -> tuple[int, bytes]:
+    """`docker ARGS` on a pseudo-terminal of its own, `typed` once its shell prompts: its exit
+    code and what the terminal showed."""
+    master, slave = os.openpty()
+    proc = subprocess.Popen(["docker", *args], stdin=slave, stdout=slave, stderr=slave, env=_env(sock),
+                            start_new_session=True)
+    os.close(slave)
+    shown = b""
+    deadline = time.monotonic() + timeout
+    sent = False
+    try:
+        while proc.poll() is None:
+            if time.monotonic() > deadline:
+                pytest.fail(f"docker {' '.join(args)} still runs {timeout}s after {typed!r}: {shown!r}")
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    shown += os.read(master, 4096)
+                except OSError:                     # EIO: the terminal's other side closed
+                    break
+            if not sent and b"#" in shown:          # the shell's prompt
+                os.write(master, typed)
+                sent = True
+        return proc.wait(timeout=max(deadline - time.monotonic(), 1)), shown
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+
+
+# ------------------------------------------------------------------ finding 1: the connection ends
+
+
+def test_docker_run_i_returns_when_the_container_exits_though_stdin_stays_open(
+        engine_api: str, busybox_image: str) -> None:
+    docker(engine_api, "pull", busybox_image)
+    code, out, took = _open_stdin(engine_api, "run", "-i", "--rm", "--network", "none", busybox_image,
+                                  "sh", "-c", "read x; echo got $x; exit 2", feed=b"line1\n")
+    assert (code, out) == (2, b"got line1\n")
+    assert took < 8, took                       # dockerd: about 1 s; it hung until stdin closed
+    assert docker(engine_api, "ps", "-aq").stdout.strip() == ""     # --rm removed it
+
+
+def test_docker_exec_i_returns_when_the_process_exits_though_stdin_stays_open(engine_api: str, box: str) -> None:
+    code, out, took = _open_stdin(engine_api, "exec", "-i", box, "sh", "-c", "read x; echo got $x; exit 3",
+                                  feed=b"line1\n")
+    assert (code, out) == (3, b"got line1\n")
+    assert took < 8, took
+
+
+def test_docker_exec_it_on_a_terminal_returns_at_exit_with_its_code(engine_api: str, box: str) -> None:
+    code, shown = _on_terminal(engine_api, "exec", "-it", box, "sh", typed=b"exit 3\r")
+    assert code == 3, shown
+
+
+def test_docker_run_it_on_a_terminal_returns_at_exit_with_its_code(engine_api: str, busybox_image: str) -> None:
+    docker(engine_api, "pull", busybox_image)
+    code, shown = _on_terminal(engine_api, "run", "-it", "--rm", "--network", "none", busybox_image, "sh",
+                               typed=b"exit 4\r")
+    assert code == 4, shown
+    assert docker(engine_api, "ps", "-aq").stdout.strip() == ""

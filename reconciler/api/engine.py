@@ -1131,7 +1131,7 @@ class EngineApi:
         if method == "POST" and action == "start":
             opts = body() or {}
             if opts.get("Detach"):
-                threading.Thread(target=lambda: list(self._exec_run(ex).frames), daemon=True).start()
+                threading.Thread(target=lambda: list(self._exec_run(ex, detach=True).frames), daemon=True).start()
                 return 200, None
             return 200, self._exec_run(ex)
         raise HttpError(501, f"{method} /exec/{{id}}/{action} is not served by reconciler's engine API yet")
@@ -1402,64 +1402,49 @@ class EngineApi:
         text = action if action == "exec_die" else f"{action}: {' '.join(ex['argv'])}"
         manager.event(rec, text, execID=ex["id"], **extra)
 
-    def _exec_run(self, ex: dict[str, Any]) -> Hijack:
+    def _exec_run(self, ex: dict[str, Any], *, detach: bool = False) -> Hijack:
         """Run an exec and relay it live: its output as Docker's frames (raw with a TTY) as it
-        comes, the client's input to its stdin when it was created with AttachStdin (the
-        client's end of input closes that stdin); the exit code for /exec/{id}/json."""
-        import selectors
-
+        comes, until its process exits (a background child that keeps its output open does not
+        hold the exec: `execs.output`); the client's input to its stdin when it was created
+        with AttachStdin and is not detached (the client's end of input closes that stdin); the
+        exit code for /exec/{id}/json, recorded before the output ends. A process that could
+        not start ends it as dockerd does: ExitCode 126, the error written into the stream."""
         from reconciler.runtime.native.containers import execs
 
-        proc, master, path = execs.spawn(self.runtime.containers, ex["container"], ex["argv"], tty=ex["tty"],
-                                         stdin=ex["stdin"])
+        fed = ex["stdin"] and not detach
+        proc, master, launch = execs.spawn(self.runtime.containers, ex["container"], ex["argv"], tty=ex["tty"],
+                                           stdin=fed)
         ex["running"] = True
         self._exec_event(ex, "exec_start")
+        # the input's own fd, closed by the input's end alone: the output's end may come while a
+        # write waits, and a closed fd's number may be another file's by the next write
+        into = os.dup(master) if master is not None and fed else None
 
-        def finish() -> None:
-            ex["exit"] = proc.wait()
-            ex["running"] = False
-            path.unlink(missing_ok=True)
-            self._exec_event(ex, "exec_die", exitCode=ex["exit"])
-
-        def tty_frames(fd: int) -> Iterator[bytes]:
+        def frames() -> Iterator[bytes]:
+            failure: str | None = None
             try:
-                while True:
-                    try:
-                        chunk = os.read(fd, 65536)
-                    except OSError:             # EIO: the terminal's last user is gone
-                        break
-                    if not chunk:
-                        break
-                    yield chunk
+                for stream, chunk in execs.output(proc, launch, master):
+                    yield chunk if master is not None else _frame(stream, chunk)
             finally:
-                os.close(fd)
-                finish()
-
-        def pipe_frames() -> Iterator[bytes]:
-            sel = selectors.DefaultSelector()
-            for f, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
-                if f is not None:
-                    sel.register(f, selectors.EVENT_READ, name)
-            try:
-                while sel.get_map():
-                    for key, _ in sel.select():
-                        chunk = os.read(key.fd, 65536)
-                        if chunk:
-                            yield _frame(key.data, chunk)
-                        else:
-                            sel.unregister(key.fileobj)
-            finally:
-                sel.close()
-                for f in (proc.stdout, proc.stderr):
-                    if f is not None:
-                        f.close()
-                finish()
+                execs.release(proc, master)
+                code = proc.wait()
+                failure = launch.failure()
+                launch.remove()
+                ex["exit"] = execs.START_FAILED if failure is not None else code
+                ex["running"] = False
+                if failure is None:             # dockerd journals no exec_die for an exec that never ran
+                    self._exec_event(ex, "exec_die", exitCode=ex["exit"])
+            if failure is not None:             # dockerd writes its error into the stream, as output
+                message = failure.encode() + b"\r\n"
+                yield message if master is not None else _frame("stdout", message)
 
         def to_stdin(chunk: bytes | None) -> None:
             try:
-                if master is not None:
-                    if chunk:
-                        os.write(master, chunk)
+                if into is not None:
+                    if chunk is None:
+                        os.close(into)
+                    else:
+                        os.write(into, chunk)
                 elif proc.stdin is not None:
                     if chunk is None:
                         proc.stdin.close()
@@ -1469,8 +1454,7 @@ class EngineApi:
             except (OSError, ValueError):
                 pass                            # it ended meanwhile
 
-        frames = tty_frames(master) if master is not None else pipe_frames()
-        return Hijack(frames, to_stdin if ex["stdin"] else None)
+        return Hijack(frames(), to_stdin if fed else None)
 
     def _logs(self, ident: str, q: Mapping[str, str]) -> Iterator[bytes]:
         want = {s for s in ("stdout", "stderr") if _flag(q, s)} or {"stdout", "stderr"}

@@ -1,6 +1,9 @@
 """`reconcile exec [-i] [-t] NAME CMD...`: run a command in a running container.
 
-The command's stdio is ours (with `-t` a pseudo-terminal), and its exit code is ours. While an
+Its output is relayed to ours as it comes (our stdin to it with `-i`; with `-t` it gets a
+pseudo-terminal of its own on ours), it ends when its process exits, as `docker exec` does
+(a background child of it does not hold it), and its exit code is ours: 126 when it could not
+start (a missing command), with the runtime's words, as Docker's. While an
 agent holds the state root, a command without `-i`/`-t` runs through the agent's engine (#21, the
 client–server split): its output is printed once it ended, the same bytes on the same streams.
 With `--runtime docker` it runs through the Engine API, the same way (no `-i`/`-t` there).
@@ -53,17 +56,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _native(rt: Any, args: argparse.Namespace) -> int:
-    """The command as a child of ours (runc exec), our stdio its own."""
+    """Without a terminal, the command's output relayed to ours as it comes (our stdin to it with
+    `-i`), as `docker exec` relays it: a background child of it holds our pipes, not our own
+    stdout. With `-t`, the command as a child of ours (runc exec), our terminal its own. A
+    process that could not start exits 126, as with `docker exec`."""
     import subprocess
+    import sys
 
     from reconciler.runtime import parts
 
-    cmd, process_file = parts.exec_argv(rt.containers, args.container, args.argv, tty=args.tty)
+    if not args.tty:
+        sys.stdout.flush()
+        return parts.exec_relayed(rt.containers, args.container, args.argv,
+                                  stdin=sys.stdin.fileno() if args.interactive else None)
+    launch = parts.exec_argv(rt.containers, args.container, args.argv, tty=True)
     try:
-        stdin = None if args.interactive or args.tty else subprocess.DEVNULL
-        return subprocess.run(cmd, stdin=stdin, check=False).returncode
+        code = subprocess.run(launch.argv, check=False).returncode
+        return code if launch.failure() is None else 126
     finally:
-        process_file.unlink(missing_ok=True)
+        launch.remove()
 
 
 def _printed(result: Any) -> int:

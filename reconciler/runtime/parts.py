@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from reconciler.runtime.native.backend import NativeRuntime
     from reconciler.runtime.native.build.lint import Result
     from reconciler.runtime.native.containers import containers
+    from reconciler.runtime.native.containers.execs import Launch
     from reconciler.runtime.native.containers.records import RecordStore
     from reconciler.runtime.native.images.archive import LoadedImage
     from reconciler.runtime.native.images.images import ImageStore
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from reconciler.runtime.native.volumes.volumes import VolumeStore
     from reconciler.runtime.opening import Place
 
-__all__ = ["attach", "build_image", "commit_container", "container_summaries", "exec_argv", "export_container", "export_volume",
+__all__ = ["attach", "build_image", "commit_container", "container_summaries", "exec_argv", "exec_relayed", "export_container", "export_volume",
            "image_summaries", "import_volume", "lint_dockerfile", "load_images", "locations", "network_manager", "push_image",
            "resize", "run_foreground", "save_images", "tag_image", "volume_store"]
 
@@ -205,12 +206,22 @@ def network_manager(place: Place) -> NetworkManager:
     return network.NetworkManager(place.native_config())
 
 
-def exec_argv(containers: RecordStore, name: str, argv: Sequence[str], *, tty: bool) -> tuple[list[str], Path]:
-    """The `runc exec` command line that runs `argv` in the native container `name`, and its
-    process file (the caller removes it)."""
+def exec_argv(containers: RecordStore, name: str, argv: Sequence[str], *, tty: bool) -> Launch:
+    """The command that runs `argv` in the native container `name` (`runc exec`), with its
+    files: the caller runs `argv`, asks `failure()` once it ended, and `remove()`s them."""
     from reconciler.runtime.native.containers import execs
 
     return execs.exec_argv(containers, name, argv, tty=tty)
+
+
+def exec_relayed(containers: RecordStore, name: str, argv: Sequence[str], *, stdin: int | None) -> int:
+    """Run `argv` in the native container `name`, its output relayed to ours (and our `stdin`
+    fd to its stdin, when given): its exit code (126 for a process that could not start)."""
+    import sys
+
+    from reconciler.runtime.native.containers import execs
+
+    return execs.relay(containers, name, argv, stdin=stdin, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer)
 
 
 def attach(containers: RecordStore, name: str) -> socket.socket:

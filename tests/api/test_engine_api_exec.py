@@ -126,3 +126,59 @@ def test_docker_run_it_on_a_terminal_returns_at_exit_with_its_code(engine_api: s
                                typed=b"exit 4\r")
     assert code == 4, shown
     assert docker(engine_api, "ps", "-aq").stdout.strip() == ""
+
+
+# ------------------------------------------------------------------ finding 3: an exec ends with its process
+
+
+def _timed(sock: str, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    start = time.monotonic()
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True, env=_env(sock), timeout=60,
+                          check=False)
+    return proc, time.monotonic() - start
+
+
+def test_an_exec_ends_when_its_process_exits_not_when_its_background_child_does(engine_api: str, box: str) -> None:
+    done, took = _timed(engine_api, "exec", box, "sh", "-c", "sleep 6 & echo started")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "started\n", "")
+    assert took < 4, took                       # dockerd: at once; it waited for the sleep
+
+    # what it wrote before it exited is all there, more than a pipe holds included
+    done, took = _timed(engine_api, "exec", box, "sh", "-c", "sleep 6 & seq 1 30000; echo err >&2; exit 5")
+    assert done.returncode == 5
+    assert done.stdout.split() == [str(n) for n in range(1, 30001)]
+    assert done.stderr == "err\n"
+    assert took < 4, took
+
+    done, took = _timed(engine_api, "exec", "-t", box, "sh", "-c", "sleep 6 & echo started")
+    assert (done.returncode, done.stdout.strip()) == (0, "started")
+    assert took < 4, took
+
+
+# ------------------------------------------------------------------ finding 4: a command that cannot run
+
+
+MISSING = ('OCI runtime exec failed: exec failed: unable to start container process: exec: "nope": '
+           'executable file not found in $PATH: unknown')
+
+
+def test_an_exec_of_a_missing_command_answers_dockers_126_and_message(engine_api: str, box: str) -> None:
+    since = time.time()
+    done = docker(engine_api, "exec", box, "nope", check=False)
+    assert done.returncode == 126, done
+    assert done.stdout.strip() == MISSING, done         # dockerd writes it into the stream, as output
+    assert done.stderr == "", done                      # runc's log line stays out
+    term = docker(engine_api, "exec", "-t", box, "nope", check=False)
+    assert (term.returncode, term.stdout.strip()) == (126, MISSING), term
+    # an exec that never ran is journalled started, never died (dockerd's events)
+    out = docker(engine_api, "events", "--since", f"{since:.3f}", "--until", f"{time.time() + 0.5:.3f}",
+                 "--filter", "container=box", "--format", "{{.Action}}").stdout.split("\n")
+    assert [a for a in out if a] == ["exec_create: nope", "exec_start: nope"] * 2
+
+    docker_py = pytest.importorskip("docker")
+    client = docker_py.DockerClient(base_url=f"unix://{engine_api}", version="1.41", timeout=60)
+    try:
+        code, output = client.containers.get(box).exec_run(["nope"])
+        assert (code, output.decode().strip()) == (126, MISSING)
+    finally:
+        client.close()

@@ -89,6 +89,9 @@ FAKE_CANNOT: dict[str, str] = {
     "test_new_volume_is_populated_from_the_image": "has no image filesystem to copy into a volume",
     "test_bind_mount_read_only": "has no filesystem to mount",
     "test_exec": "runs no process: an exec has no output and exits 1 only for `false`",
+    "test_exec_ends_when_its_process_exits": "runs no process: an exec has no output and exits 1 only for `false`",
+    "test_exec_of_a_missing_command_exits_126_with_dockers_message": "has no image filesystem in which a command "
+                                                                     "could be missing",
     "test_on_failure_restarts_up_to_max": "runs no process that exits by itself, so no policy restarts it",
     "test_always_restarts_but_not_after_stop": "runs no process that exits by itself, so no policy restarts it",
     "test_no_policy_does_not_restart": "runs no process that exits by itself (wait_container cannot return)",
@@ -119,6 +122,9 @@ PODMAN_CANNOT: dict[str, str] = {
     "test_domainname_is_the_containers_own": "4.3 refuses the kernel.domainname sysctl (\"not allowed\") that "
                                              "applies a domain name under runc 1.1, which ignores config.json's "
                                              "domainname: such a container is refused at create, with Podman's error",
+    "test_exec_of_a_missing_command_exits_126_with_dockers_message": "4.3 answers 127 (a shell's \"command not "
+                                                                     "found\") with its own words, where dockerd "
+                                                                     "answers 126 for any exec that could not start",
     "test_the_default_route_is_on_the_first_network_by_name_as_on_docker": "with CNI gives a container a default "
                                                                            "route on each of its networks "
                                                                            "(host-local's 0.0.0.0/0 route per network)",

@@ -479,6 +479,28 @@ def test_exec(runtime: base.Runtime, image: str) -> None:
     assert res.stdout == b"no-tty\n"
 
 
+def test_exec_ends_when_its_process_exits(runtime: base.Runtime, image: str) -> None:
+    """As Docker's: a background child that keeps the exec's output open does not hold it, and
+    what the process wrote before it exited is all there (more than a pipe holds included)."""
+    cid = run(runtime, cfg(image, "execd", "sleep", "1000"))
+    start = time.monotonic()
+    res = runtime.exec(cid, ["sh", "-c", "sleep 5 & seq 1 20000; echo err >&2; exit 3"])
+    assert time.monotonic() - start < 4
+    assert res.exit_code == 3
+    assert res.stdout.split() == [str(n).encode() for n in range(1, 20001)]
+    assert res.stderr == b"err\n"
+
+
+def test_exec_of_a_missing_command_exits_126_with_dockers_message(runtime: base.Runtime, image: str) -> None:
+    cid = run(runtime, cfg(image, "execd", "sleep", "1000"))
+    res = runtime.exec(cid, ["nope"])
+    assert res.exit_code == 126
+    said = (res.stdout + res.stderr).decode()
+    assert said.startswith("OCI runtime exec failed: ")
+    assert 'exec: "nope": executable file not found in $PATH' in said
+    assert "level=error" not in said
+
+
 def test_exec_needs_a_running_container(runtime: base.Runtime, image: str) -> None:
     cid = runtime.create_container(cfg(image, "idle", "sleep", "1000"))
     with pytest.raises(rterrors.Conflict):

@@ -26,7 +26,7 @@ from reconciler.runtime import errors as rterrors
 if TYPE_CHECKING:
     from reconciler.runtime.native.containers import oci
 
-__all__ = ["ConmonPaths", "create", "read_exit", "read_pid", "was_oom_killed"]
+__all__ = ["ConmonPaths", "create", "oci_log_error", "read_exit", "read_pid", "was_oom_killed"]
 
 DEFAULT_LOG_SIZE_MAX = 100 * 1024 * 1024
 
@@ -68,7 +68,7 @@ def _conmon_path() -> str:
     return path
 
 
-def _oci_log_error(path: Path) -> str:
+def oci_log_error(path: Path) -> str:
     """The last error message of the runtime's JSON log (`{"level":"error","msg":...}`)."""
     try:
         lines = path.read_text(errors="replace").splitlines()
@@ -172,7 +172,7 @@ def create(
         except (ValueError, TypeError):
             message = line.decode(errors="replace")
     if pid <= 0:
-        detail = _oci_log_error(paths.oci_log) or message
+        detail = oci_log_error(paths.oci_log) or message
         if not detail:
             try:
                 detail = paths.conmon_log.read_text(errors="replace").strip()

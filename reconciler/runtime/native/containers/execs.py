@@ -2,27 +2,30 @@
 
 Exec is `runc exec --process FILE ID` with the container's own process.json (user, env, cwd,
 capabilities) and new args; `run` collects the output, `spawn` hands the process to a caller
-that relays it live (the Engine API's exec), `exec_argv` gives the command line to a caller
-that runs it itself (`reconcile exec`). Attach connects to conmon's attach socket of a
-container created with a terminal or stdin; `resize` sets the size of that terminal.
+that relays it live (`output`; the Engine API's exec), `exec_argv` gives the command line to a
+caller that runs it itself (`reconcile exec`). As Docker's, an exec ends when its process exits,
+whatever background child still holds its output: without a terminal the runtime runs detached
+under `execwait.py`, the process's parent that exits with it. A process that could not start
+(a missing command) is `Launch.failure()`, dockerd's words, and exit code START_FAILED (126).
+Attach connects to conmon's attach socket of a container created with a terminal or stdin;
+`resize` sets the size of that terminal.
 
 They only read records, so they take a `records.RecordStore` (a `ContainerManager` is one);
 the lifecycle (containers.py) does not need them.
 """
-
 from __future__ import annotations
 
 import contextlib
 import errno
 import json
 import os
-import select
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
+from reconciler._dataclass import dataclass
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native.containers import conmon, oci, records
@@ -30,7 +33,7 @@ from reconciler.runtime.native.containers import conmon, oci, records
 if TYPE_CHECKING:
     import socket
 
-__all__ = ["attach", "exec_argv", "exec_process", "resize", "run", "spawn"]
+__all__ = ["START_FAILED", "Launch", "attach", "exec_argv", "exec_process", "output", "relay", "release", "resize", "run", "spawn"]
 
 
 # -- attach
@@ -94,9 +97,52 @@ def exec_process(store: records.RecordStore, rec: records.Record, argv: Sequence
     return proc
 
 
+START_FAILED = 126          # dockerd's ExitCode of an exec whose process could not start (daemon/exec.go)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One exec's command line and its files: the process spec it runs, the pid file the
+    runtime writes once the process started, and the runtime's JSON log (its error when the
+    process could not start). Without a terminal the runtime runs detached under `execwait.py`,
+    so the exec ends when its process does."""
+
+    argv: tuple[str, ...]
+    process_file: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.process_file.with_suffix(".pid")
+
+    @property
+    def log_file(self) -> Path:
+        return self.process_file.with_suffix(".log")
+
+    def started(self) -> bool:
+        return self.pid_file.exists()
+
+    def failure(self) -> str | None:
+        """Once the command ended: None if the process started, else Docker's words for an
+        exec that could not start (the runtime's error, as dockerd words it)."""
+        if self.started():
+            return None
+        detail = conmon.oci_log_error(self.log_file) or "the OCI runtime ended before the process started"
+        return f"OCI runtime exec failed: {detail}: unknown"
+
+    def remove(self) -> None:
+        for path in (self.process_file, self.pid_file, self.log_file):
+            path.unlink(missing_ok=True)
+
+
 def exec_argv(store: records.RecordStore, name_or_id: str, argv: Sequence[str], *,
-              tty: bool = False) -> tuple[list[str], Path]:
-    """`runc exec --process FILE ID` for a running container (caller removes FILE)."""
+              tty: bool = False, until_exit: bool = True) -> Launch:
+    """The command that runs `argv` in a running container (the caller removes its files):
+    `runc exec --process FILE ID`, in the foreground with a terminal, else detached under
+    `execwait.py`, which exits with the process. Without `until_exit` it runs in the foreground
+    without that helper (~10 ms of CPU less: a healthcheck's probe), and so ends only when every
+    holder of its output closed it too."""
+    import sys
+
     if not argv:
         raise rterrors.InvalidArgument("exec needs a command")
     rec = store.get(name_or_id)
@@ -110,99 +156,208 @@ def exec_argv(store: records.RecordStore, name_or_id: str, argv: Sequence[str], 
     path = where / f"exec-{rec.id[:12]}-{secrets.token_hex(4)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(proc))
+    launch = Launch(argv=(), process_file=path)
     rt = store.oci(rec.runtime)
-    return [*rt.base_args(), "exec", "--process", str(path), rec.id], path
+    cmd = [*rt.base_args(), "--log", str(launch.log_file), "--log-format", "json", "exec",
+           "--process", str(path), "--pid-file", str(launch.pid_file)]
+    if not tty and until_exit:
+        cmd = [sys.executable, "-I", "-S", str(Path(__file__).with_name("execwait.py")), str(launch.pid_file),
+               *cmd, "--detach"]
+    return Launch(argv=(*cmd, rec.id), process_file=path)
 
 
 def run(store: records.RecordStore, name_or_id: str, argv: Sequence[str], *, tty: bool = False,
-        timeout: float | None = None) -> base.ExecResult:
-    """Run `argv` in the container and collect its output and exit code."""
-    cmd, path = exec_argv(store, name_or_id, argv, tty=tty)
+        timeout: float | None = None, until_exit: bool = True) -> base.ExecResult:
+    """Run `argv` in the container and collect its output and exit code (`output`: what it
+    wrote until it exited, not what a background child of it writes later). A process that
+    could not start exits START_FAILED, the runtime's error on stderr in dockerd's words."""
+    proc, master, launch = spawn(store, name_or_id, argv, tty=tty, until_exit=until_exit)
+    out: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
     try:
-        if tty:
-            return _run_tty(cmd, timeout)
-        pid_file = path.with_suffix(".pid")
-        cmd = [*cmd[:-1], "--pid-file", str(pid_file), cmd[-1]]
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                umask=oci.CONTAINER_UMASK)
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            # the process in the container holds our pipes: kill it, not only runc
-            pid = conmon.read_pid(pid_file)
-            if pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, 9)
-            proc.kill()
-            proc.communicate()
-            raise TimeoutError(f"exec did not finish within {timeout}s") from exc
-        finally:
-            pid_file.unlink(missing_ok=True)
-        return base.ExecResult(exit_code=proc.returncode, stdout=out, stderr=err)
+        for stream, chunk in output(proc, launch, master, timeout=timeout):
+            out[stream].append(chunk)
+    except TimeoutError:
+        # the process in the container outlives the runtime's kill: kill it by its pid
+        pid = conmon.read_pid(launch.pid_file)
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        proc.kill()
+        proc.wait()
+        raise TimeoutError(f"exec did not finish within {timeout}s") from None
     finally:
-        path.unlink(missing_ok=True)
+        release(proc, master)
+    try:
+        code = proc.wait()
+        failure = launch.failure()
+    finally:
+        launch.remove()
+    if failure is not None:
+        return base.ExecResult(exit_code=START_FAILED, stdout=b"", stderr=failure.encode() + b"\n")
+    return base.ExecResult(exit_code=code, stdout=b"".join(out["stdout"]), stderr=b"".join(out["stderr"]))
 
 
 def spawn(store: records.RecordStore, name_or_id: str, argv: Sequence[str], *, tty: bool = False,
-          stdin: bool = False) -> tuple[subprocess.Popen[bytes], int | None, Path]:
+          stdin: bool = False, until_exit: bool = True) -> tuple[subprocess.Popen[bytes], int | None, Launch]:
     """Start `argv` in the container and hand it over, for a caller that relays it live
-    (the Engine API's exec): with `tty`, the master fd of its terminal (its input and
+    (`output`; the Engine API's exec): with `tty`, the master fd of its terminal (its input and
     output), else pipes (stdout, stderr, and stdin when `stdin`). The caller waits for the
-    process, closes the fd and removes the returned process file."""
-    cmd, path = exec_argv(store, name_or_id, argv, tty=tty)
+    process, then `release`s it, asks the launch's `failure()` and `remove()`s its files."""
+    launch = exec_argv(store, name_or_id, argv, tty=tty, until_exit=until_exit)
+    cmd = list(launch.argv)
     try:
         if not tty:
             return (subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, umask=oci.CONTAINER_UMASK),
-                    None, path)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, umask=oci.CONTAINER_UMASK,
+                                     env=oci.runtime_env()),
+                    None, launch)
         import pty
 
         master, slave = pty.openpty()
         try:
             proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-                                    umask=oci.CONTAINER_UMASK)
+                                    umask=oci.CONTAINER_UMASK, env=oci.runtime_env())
         except BaseException:
             os.close(master)
             raise
         finally:
             os.close(slave)
-        return proc, master, path
+        return proc, master, launch
     except BaseException:
-        path.unlink(missing_ok=True)
+        launch.remove()
         raise
 
 
-def _run_tty(cmd: list[str], timeout: float | None) -> base.ExecResult:
-    import pty
+def relay(store: records.RecordStore, name_or_id: str, argv: Sequence[str], *, stdin: int | None,
+          stdout: BinaryIO, stderr: BinaryIO) -> int:
+    """Run `argv` in the container with its output relayed to `stdout` and `stderr` as it comes
+    (and `stdin`, an fd, to its stdin until that ends), not handed over: as with `docker exec`,
+    a background child of it then holds pipes of this process, not the caller's own stdout,
+    which a shell's `$(...)` would wait on. Its exit code; START_FAILED, dockerd's words on
+    `stderr`, for a process that could not start."""
+    import threading
 
-    master, slave = pty.openpty()
+    proc, _, launch = spawn(store, name_or_id, argv, stdin=stdin is not None)
+
+    def feed(source: int, into: IO[bytes]) -> None:
+        try:
+            while chunk := os.read(source, 65536):
+                into.write(chunk)
+                into.flush()
+        except (OSError, ValueError):
+            pass                                # it ended meanwhile
+        with contextlib.suppress(OSError):
+            into.close()
+
+    if stdin is not None and proc.stdin is not None:
+        threading.Thread(target=feed, args=(stdin, proc.stdin), name="exec-stdin", daemon=True).start()
     try:
-        proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-                                umask=oci.CONTAINER_UMASK)
+        for stream, chunk in output(proc, launch):
+            out = stdout if stream == "stdout" else stderr
+            out.write(chunk)
+            out.flush()
     finally:
-        os.close(slave)
-    out = bytearray()
-    deadline = None if timeout is None else time.monotonic() + timeout
+        release(proc, None)
+        code = proc.wait()
+        failure = launch.failure()
+        launch.remove()
+    if failure is not None:
+        stderr.write(failure.encode() + b"\n")
+        stderr.flush()
+        return START_FAILED
+    return code
+
+
+DRAIN_LIMIT = 1 << 20       # what is read of a stream after the exec's process exited, at most
+_START_POLL = 0.01          # seconds between looks for the pid file until the process started
+
+
+def output(proc: subprocess.Popen[bytes], launch: Launch, master: int | None = None, *,
+           timeout: float | None = None) -> Iterator[tuple[str, bytes]]:
+    """What a spawned exec writes, ("stdout" | "stderr", bytes) as it comes (a terminal's output
+    is "stdout"), until its process exits (the command ends with it), then what its pipes hold at
+    that moment. A background child that still holds them does not keep the exec going: Docker
+    ends an exec when its process exits (`sh -c 'daemon & echo started'` returns at once), and
+    what the process wrote before it exited is in the pipe by then, so nothing of it is lost.
+
+    Its stderr (with a terminal, all of its output) is read once the process started (the
+    runtime wrote its pid file): the runtime writes its own error there when the process cannot
+    start, which is left out (`launch.failure()` has it). TimeoutError when it has not exited
+    after `timeout` seconds."""
+    import selectors
+
+    sources = [(master, "stdout")] if master is not None else [
+        (f.fileno(), name) for f, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr")) if f is not None]
+    gated = [(fd, name) for fd, name in sources if master is not None or name == "stderr"]
+    pidfd = os.pidfd_open(proc.pid)
+    sel = selectors.DefaultSelector()
     try:
-        while True:
+        sel.register(pidfd, selectors.EVENT_READ, None)
+        for fd, name in sources:
+            if (fd, name) not in gated:
+                sel.register(fd, selectors.EVENT_READ, name)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        exited = False
+        while not exited:
+            if gated and launch.started():
+                for fd, name in gated:
+                    sel.register(fd, selectors.EVENT_READ, name)
+                gated = []
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                proc.kill()
                 raise TimeoutError(f"exec did not finish within {timeout}s")
-            r, _, _ = select.select([master], [], [], 0.1 if left is None else min(left, 0.1))
-            if r:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError as exc:
-                    if exc.errno == errno.EIO:      # slave side closed: all output read
-                        break
-                    raise
-                if not chunk:
-                    break
-                out += chunk
-            elif proc.poll() is not None:
-                break
-        code = proc.wait()
+            wait = _START_POLL if gated and (left is None or left > _START_POLL) else left
+            for key, _ in sel.select(wait):
+                if key.data is None:
+                    exited = True
+                    continue
+                chunk = _read(key.fd)
+                if chunk:
+                    yield key.data, chunk
+                else:                               # EOF (EIO: a terminal's last user is gone)
+                    sel.unregister(key.fd)
+        if launch.started():
+            for fd, name in sources:
+                if fd in sel.get_map() or (fd, name) in gated:
+                    yield from ((name, chunk) for chunk in _drain(fd))
     finally:
+        sel.close()
+        os.close(pidfd)
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except BlockingIOError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.EIO:
+            return b""
+        raise
+
+
+def _drain(fd: int) -> Iterator[bytes]:
+    """What `fd` holds now, without waiting for more (a child may keep it open), up to
+    DRAIN_LIMIT bytes."""
+    os.set_blocking(fd, False)
+    taken = 0
+    while taken < DRAIN_LIMIT:
+        try:
+            chunk = _read(fd)
+        except BlockingIOError:
+            return
+        if not chunk:
+            return
+        taken += len(chunk)
+        yield chunk
+
+
+def release(proc: subprocess.Popen[bytes], master: int | None) -> None:
+    """Close a spawned exec's output fds (its stdin is the writer's to close: a thread that
+    feeds it may be in a write)."""
+    for f in (proc.stdout, proc.stderr):
+        if f is not None:
+            with contextlib.suppress(OSError):
+                f.close()
+    if master is not None:
         os.close(master)
-    return base.ExecResult(exit_code=code, stdout=bytes(out), stderr=b"")

@@ -101,7 +101,9 @@ class HealthChecker:
         stale, _ = rec.health_seen(hc)
         started = records.now()
         try:
-            res = execs.run(self.manager, rec.id, probe_argv(hc.test), timeout=hc.timeout)
+            # a probe spares the helper that ends an exec with its process (execs.exec_argv): a
+            # background child that holds its output holds the probe, up to its timeout
+            res = execs.run(self.manager, rec.id, probe_argv(hc.test), timeout=hc.timeout, until_exit=False)
             code, output = res.exit_code, (res.stdout + res.stderr)[:OUTPUT_LIMIT]
         except TimeoutError:
             code, output = -1, f"Health check exceeded timeout ({hc.timeout}s)".encode()

@@ -939,13 +939,12 @@ class Agent:
 
     def container_action(self, name: str, action: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
         """What `reconcile run` and `exec` ask of a container through the agent: start, stop
-        (`timeout`), wait (its exit code), remove (`force`), exec (`argv`: its exit code and
-        output, latin-1, once it ended)."""
+        (`timeout`), wait (its exit code), remove (`force`), exec (`argv`, and `user`, `workdir`,
+        `env` as `docker exec` takes them: its exit code and output, latin-1, once it ended)."""
         if action not in ("start", "stop", "wait", "remove", "exec"):
             raise apierr.NotFound(f"no container action {action!r}", hint="start, stop, wait, remove or exec")
-        if action == "exec" and not (isinstance(body.get("argv"), list) and body["argv"]
-                                     and all(isinstance(a, str) for a in body["argv"])):
-            raise apierr.BadRequest('POST a JSON object {"argv": [COMMAND, ARG...]}')
+        if action == "exec":
+            _check_exec(body)
         with _engine_errors(), self._runtime_session(write=action != "wait") as rt:
             if action == "start":
                 rt.start_container(name)
@@ -957,7 +956,8 @@ class Agent:
             elif action == "wait":
                 return {"exit_code": rt.wait_container(name)}
             else:
-                done = rt.exec(name, list(body["argv"]))
+                done = rt.exec(name, list(body["argv"]), user=body.get("user"), workdir=body.get("workdir"),
+                               env=list(body.get("env") or ()))
                 return {"exit_code": done.exit_code, "stdout": done.stdout.decode("latin-1"),
                         "stderr": done.stderr.decode("latin-1")}
         return {}
@@ -977,6 +977,23 @@ def _line(stream: str, written: bytes) -> Mapping[str, Any]:
     if written.endswith(b"\n"):
         return {"s": stream, "d": written[:-1].decode("latin-1")}
     return {"s": stream, "d": written.decode("latin-1"), "n": False}
+
+
+def _check_exec(body: Mapping[str, Any]) -> None:
+    """An exec's body: `argv`, a list of strings, and optional `user`, `workdir` (strings) and
+    `env` (KEY=VALUE strings); anything else is refused, so a field this agent does not know
+    (a newer CLI's) is never dropped without a word, which could run the command as another user."""
+    usage = 'POST a JSON object {"argv": [COMMAND, ARG...], "user": U, "workdir": DIR, "env": ["K=V", ...]}'
+    unknown = sorted(set(body) - {"argv", "user", "workdir", "env"})
+    if unknown:
+        raise apierr.BadRequest(f"exec does not take {', '.join(unknown)}", hint=usage)
+    argv, env = body.get("argv"), body.get("env", [])
+    if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
+        raise apierr.BadRequest(usage)
+    if not all(isinstance(body.get(k), str | None) for k in ("user", "workdir")):
+        raise apierr.BadRequest(usage)
+    if not (isinstance(env, list) and all(isinstance(e, str) and e.partition("=")[0] for e in env)):
+        raise apierr.BadRequest(usage)
 
 
 @contextlib.contextmanager

@@ -974,10 +974,19 @@ class EngineApi:
                 raise HttpError(409, f"Container {ident} is not running")
             if state.paused:                    # dockerd's words: its processes run nothing while frozen
                 raise HttpError(409, f"Container {state.id} is paused, unpause the container before exec")
+            for key in ("User", "WorkingDir"):
+                if not isinstance(data.get(key) or "", str):
+                    raise HttpError(400, f"{key} must be a string")
+            env = data.get("Env") or []
+            if not isinstance(env, list) or not all(isinstance(e, str) and e.partition("=")[0] for e in env):
+                raise HttpError(400, "Env must be a list of KEY=VALUE strings")
             exec_id = secrets.token_hex(32)
+            # DetachKeys is not read: the client's input goes to the process as it comes
             with self._lock:
                 self._execs[exec_id] = {"container": state.id, "argv": [str(x) for x in data["Cmd"]],
                                         "tty": bool(data.get("Tty")), "stdin": bool(data.get("AttachStdin")),
+                                        "user": data.get("User") or "", "workdir": data.get("WorkingDir") or "",
+                                        "env": env, "privileged": bool(data.get("Privileged")),
                                         "running": False, "exit": None, "id": exec_id}
             self._exec_event(self._execs[exec_id], "exec_create")
             return 201, {"Id": exec_id}
@@ -1124,7 +1133,8 @@ class EngineApi:
             raise HttpError(404, f"No such exec instance: {exec_id}")
         if method == "GET" and action == "json":
             return 200, {"ID": exec_id, "Running": ex["running"], "ExitCode": ex["exit"], "ContainerID": ex["container"],
-                         "ProcessConfig": {"entrypoint": ex["argv"][0], "arguments": ex["argv"][1:], "tty": ex["tty"]},
+                         "ProcessConfig": {"entrypoint": ex["argv"][0], "arguments": ex["argv"][1:], "tty": ex["tty"],
+                                           "privileged": ex["privileged"], "user": ex["user"]},
                          "OpenStdin": ex["stdin"], "OpenStdout": True, "OpenStderr": True, "Pid": 0}
         if method == "POST" and action == "resize":
             return 201, None
@@ -1407,15 +1417,23 @@ class EngineApi:
         comes, until its process exits (a background child that keeps its output open does not
         hold the exec: `execs.output`); the client's input to its stdin when it was created
         with AttachStdin and is not detached (the client's end of input closes that stdin); the
-        exit code for /exec/{id}/json, recorded before the output ends. A process that could
-        not start ends it as dockerd does: ExitCode 126, the error written into the stream."""
+        exit code for /exec/{id}/json, recorded before the output ends. An exec that could not
+        start (a user not found, a missing command) ends as dockerd ends it: ExitCode 126, the
+        error written into the stream. As the exec's create asked: User, WorkingDir, Env (over
+        the container's), Privileged (every capability)."""
         from reconciler.runtime.native.containers import execs
 
         fed = ex["stdin"] and not detach
-        proc, master, launch = execs.spawn(self.runtime.containers, ex["container"], ex["argv"], tty=ex["tty"],
-                                           stdin=fed)
         ex["running"] = True
         self._exec_event(ex, "exec_start")
+        try:
+            proc, master, launch = execs.spawn(
+                self.runtime.containers, ex["container"], ex["argv"], tty=ex["tty"], stdin=fed,
+                user=ex["user"] or None, workdir=ex["workdir"] or None, env=ex["env"], privileged=ex["privileged"])
+        except rterrors.RuntimeBackendError as exc:    # a user not found, the container stopped meanwhile
+            ex["exit"], ex["running"] = execs.START_FAILED, False
+            message = exc.message.encode() + b"\r\n"
+            return Hijack(iter([message if ex["tty"] else _frame("stdout", message)]))
         # the input's own fd, closed by the input's end alone: the output's end may come while a
         # write waits, and a closed fd's number may be another file's by the next write
         into = os.dup(master) if master is not None and fed else None

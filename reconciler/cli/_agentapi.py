@@ -229,11 +229,15 @@ class AgentEngine:
 
         return f"/v1/containers/{urllib.parse.quote(name, safe='')}/{action}"
 
-    def exec(self, name: str, argv: list[str]) -> Any:
-        """Run `argv` in the running container `name`: an ExecResult once it ended."""
+    def exec(self, name: str, argv: list[str], *, user: str | None = None, workdir: str | None = None,
+             env: list[str] | None = None) -> Any:
+        """Run `argv` in the running container `name` (as `user`, in `workdir`, with `env` over
+        its environment, when given): an ExecResult once it ended."""
         from reconciler.runtime import base
 
-        doc = self._call(self._container(name, "exec"), {"argv": list(argv)}, timeout=None)
+        body: dict[str, Any] = {"argv": list(argv)}
+        body.update((k, v) for k, v in (("user", user), ("workdir", workdir), ("env", env)) if v)
+        doc = self._call(self._container(name, "exec"), body, timeout=None)
         return base.ExecResult(exit_code=int(doc["exit_code"]), stdout=doc["stdout"].encode("latin-1"),
                                stderr=doc["stderr"].encode("latin-1"))
 

@@ -1,4 +1,6 @@
-"""`reconcile exec [-i] [-t] NAME CMD...`: run a command in a running container.
+"""`reconcile exec [-i] [-t] [-u USER] [-w DIR] [-e KEY=VALUE]... NAME CMD...`: run a command in a
+running container, as `docker exec` runs it (as the user, in the directory, with the environment
+over the container's; by default the container's own).
 
 Its output is relayed to ours as it comes (our stdin to it with `-i`; with `-t` it gets a
 pseudo-terminal of its own on ours), it ends when its process exits, as `docker exec` does
@@ -21,11 +23,19 @@ def register(subparsers: Any) -> None:
     from reconciler.cli import engines, options
 
     parser = subparsers.add_parser("exec", help="run a command in a running container",
-                                   description="Run a command in a running container; exits with its exit code.")
+                                   description="Run a command in a running container, as docker exec runs it; "
+                                               "exits with its exit code (126: it could not start).")
     options.add_engine_options(parser)
     engines.add_runtime_flag(parser, "exec")
     parser.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
     parser.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
+    parser.add_argument("-u", "--user", default=None,
+                        help="user, uid, user:group or uid:gid, looked up in the container (default: the container's)")
+    parser.add_argument("-w", "--workdir", default=None,
+                        help="working directory in the container (default: the container's)")
+    parser.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="set an environment variable over the container's (repeatable); KEY alone takes "
+                             "its value here, or unsets it when it has none here, as docker exec -e does")
     parser.add_argument("container", metavar="CONTAINER")
     parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND")
     parser.set_defaults(run=run, no_logging=True)   # prints data only; structlog not needed
@@ -37,11 +47,13 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.argv:
         raise errors.InvalidArgument("exec needs a command", hint="reconcile exec NAME CMD [ARG...]")
+    args.env = _environment(args.env)
     attached = args.interactive or args.tty
     if not attached:
         agent = _agentapi.engine(args)
         if agent is not None:
-            return _printed(agent.exec(args.container, args.argv))
+            return _printed(agent.exec(args.container, args.argv, user=args.user, workdir=args.workdir,
+                                       env=args.env))
     if attached and not engines.is_native(args):
         engines.check(args, "exec")
         raise errors.InvalidArgument(f"reconcile exec -i/-t does not work with --runtime {args.runtime}",
@@ -50,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if engines.is_native(args):
             return _native(rt, args)
-        return _printed(rt.exec(args.container, args.argv))
+        return _printed(rt.exec(args.container, args.argv, user=args.user, workdir=args.workdir, env=args.env))
     finally:
         rt.close()
 
@@ -68,13 +80,31 @@ def _native(rt: Any, args: argparse.Namespace) -> int:
     if not args.tty:
         sys.stdout.flush()
         return parts.exec_relayed(rt.containers, args.container, args.argv,
-                                  stdin=sys.stdin.fileno() if args.interactive else None)
-    launch = parts.exec_argv(rt.containers, args.container, args.argv, tty=True)
+                                  stdin=sys.stdin.fileno() if args.interactive else None,
+                                  user=args.user, workdir=args.workdir, env=args.env)
+    launch = parts.exec_argv(rt.containers, args.container, args.argv, tty=True, user=args.user,
+                             workdir=args.workdir, env=args.env)
     try:
         code = subprocess.run(launch.argv, check=False).returncode
         return code if launch.failure() is None else 126
     finally:
         launch.remove()
+
+
+def _environment(items: list[str]) -> list[str]:
+    """`-e` as docker's CLI reads it: KEY=VALUE as it is; KEY alone with its value here, or
+    alone (the command runs without it) when it has none here."""
+    import os
+
+    from reconciler.runtime import errors
+
+    out = []
+    for item in items:
+        key, sep, _ = item.partition("=")
+        if not key:
+            raise errors.InvalidArgument(f"invalid environment variable {item!r}", hint="-e KEY=VALUE")
+        out.append(item if sep or key not in os.environ else f"{key}={os.environ[key]}")
+    return out
 
 
 def _printed(result: Any) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import field
 from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -476,7 +476,13 @@ class Runtime(Protocol):
     def logs(
         self, name_or_id: str, *, follow: bool = False, since: str | None = None, tail: int | None = None,
     ) -> Iterator[LogLine]: ...
-    def exec(self, name_or_id: str, argv: list[str], *, tty: bool = False) -> ExecResult: ...
+    # as `docker exec` runs it: `user` in Docker's forms (user, uid, user:group, uid:gid), `workdir`
+    # (default: the container's), `env` KEY=VALUE entries over the container's (a KEY alone unsets
+    # it); it ends when its process exits; one that cannot start (a missing command) exits 126
+    def exec(
+        self, name_or_id: str, argv: list[str], *, tty: bool = False, user: str | None = None,
+        workdir: str | None = None, env: Sequence[str] = (),
+    ) -> ExecResult: ...
 
     # networks and volumes
     def list_networks(self, selector: Mapping[str, str] | None = None) -> list[NetworkState]: ...

@@ -35,7 +35,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -377,7 +377,10 @@ class FakeRuntime:
             self._get(name_or_id)
         return iter(())
 
-    def exec(self, name_or_id: str, argv: list[str], *, tty: bool = False) -> base.ExecResult:
+    def exec(
+        self, name_or_id: str, argv: list[str], *, tty: bool = False, user: str | None = None,
+        workdir: str | None = None, env: Sequence[str] = (),
+    ) -> base.ExecResult:
         with self._lock:
             c = self._get(name_or_id)
         if c["status"] != "running":

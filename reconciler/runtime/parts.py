@@ -206,22 +206,25 @@ def network_manager(place: Place) -> NetworkManager:
     return network.NetworkManager(place.native_config())
 
 
-def exec_argv(containers: RecordStore, name: str, argv: Sequence[str], *, tty: bool) -> Launch:
+def exec_argv(containers: RecordStore, name: str, argv: Sequence[str], *, tty: bool, user: str | None = None,
+              workdir: str | None = None, env: Sequence[str] = ()) -> Launch:
     """The command that runs `argv` in the native container `name` (`runc exec`), with its
     files: the caller runs `argv`, asks `failure()` once it ended, and `remove()`s them."""
     from reconciler.runtime.native.containers import execs
 
-    return execs.exec_argv(containers, name, argv, tty=tty)
+    return execs.exec_argv(containers, name, argv, tty=tty, user=user, workdir=workdir, env=env)
 
 
-def exec_relayed(containers: RecordStore, name: str, argv: Sequence[str], *, stdin: int | None) -> int:
+def exec_relayed(containers: RecordStore, name: str, argv: Sequence[str], *, stdin: int | None,
+                 user: str | None = None, workdir: str | None = None, env: Sequence[str] = ()) -> int:
     """Run `argv` in the native container `name`, its output relayed to ours (and our `stdin`
     fd to its stdin, when given): its exit code (126 for a process that could not start)."""
     import sys
 
     from reconciler.runtime.native.containers import execs
 
-    return execs.relay(containers, name, argv, stdin=stdin, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer)
+    return execs.relay(containers, name, argv, stdin=stdin, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer,
+                       user=user, workdir=workdir, env=env)
 
 
 def attach(containers: RecordStore, name: str) -> socket.socket:

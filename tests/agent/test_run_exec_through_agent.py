@@ -44,7 +44,10 @@ def outputs(a: AgentProc, image: str) -> list[tuple[int, str, str]]:
                 ("exec", "nope", "true"),
                 # the last bytes written without a newline are printed without one, by run and logs
                 ("run", "--name", "nonl", image, "sh", "-c", "echo a; echo -n out; echo -n err >&2"),
-                ("logs", "nonl")]
+                ("logs", "nonl"),
+                ("exec", "-u", "65534", "-w", "/bin", "-e", "X=1", "bg", "sh", "-c", "echo X=$X $(pwd) $(id -u)"),
+                ("exec", "bg", "nope"),
+                ("exec", "bg", "sh", "-c", "sleep 5 & echo started")]
     done: list[subprocess.CompletedProcess[str]] = []
     try:
         done = [reconcile(a, *argv) for argv in commands]
@@ -87,6 +90,10 @@ def test_run_and_exec_go_through_the_agent_and_print_what_they_print_without_one
     assert served[12] == (1, "", "error: no such container: nope\n")
     assert served[13] == (0, "a\nout", "err")
     assert served[14] == (0, "a\nout", "err")
+    assert served[15] == (0, "X=1 /bin 65534\n", "")                  # as the user, in the directory
+    assert served[16][:2] == (126, "")                                  # dockerd's code and words
+    assert served[16][2].startswith("OCI runtime exec failed: exec failed: ")
+    assert served[17] == (0, "started\n", "")
     ps = reconcile(a, "ps", "-aq")
     assert len(ps.stdout.split()) == 1                          # web: --rm removed what it ran
 

@@ -182,3 +182,52 @@ def test_an_exec_of_a_missing_command_answers_dockers_126_and_message(engine_api
         assert (code, output.decode().strip()) == (126, MISSING)
     finally:
         client.close()
+
+
+# ------------------------------------------------------------------ finding 2: User, WorkingDir, Env
+
+
+def test_exec_runs_as_the_user_in_the_directory_with_the_environment_asked(engine_api: str, busybox_image: str) -> None:
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "run", "-d", "--name", "box", "--network", "none", "-e", "KEPT=k", "-e", "GONE=g",
+           "-w", "/tmp", busybox_image, "sleep", "3600")
+    try:
+        # dockerd: X=1 /bin 65534; it ran as root in / without X
+        said = docker(engine_api, "exec", "-u", "65534", "-w", "/bin", "-e", "X=1", "box",
+                      "sh", "-c", "echo X=$X; pwd; id -u").stdout
+        assert said == "X=1\n/bin\n65534\n"
+        # a user by name: its group, its home; the container's own directory and environment, one unset
+        env = {**_env(engine_api)}
+        env.pop("GONE", None)
+        named = subprocess.run(["docker", "exec", "-u", "app", "-e", "GONE", "-e", "KEPT=over", "box", "sh", "-c",
+                                "echo $(id -u):$(id -g) $HOME $(pwd) $KEPT ${GONE-unset}"],
+                               capture_output=True, text=True, env=env, timeout=60, check=False)
+        assert (named.returncode, named.stdout) == (0, "1000:1000 /home/app /tmp over unset\n"), named
+        assert docker(engine_api, "exec", "-u", "1000:65534", "box", "id", "-g").stdout == "65534\n"
+        assert docker(engine_api, "exec", "box", "sh", "-c", "id -u; pwd; echo $KEPT $GONE").stdout == \
+            "0\n/tmp\nk g\n"                    # none asked: the container's
+
+        privileged = docker(engine_api, "exec", "--privileged", "box", "grep", "CapEff", "/proc/self/status").stdout
+        plain = docker(engine_api, "exec", "box", "grep", "CapEff", "/proc/self/status").stdout
+        sys_admin = 1 << 21
+        assert int(privileged.split()[1], 16) & sys_admin
+        assert not int(plain.split()[1], 16) & sys_admin
+
+        unknown = docker(engine_api, "exec", "-u", "nobody-here", "box", "true", check=False)
+        assert unknown.returncode == 126                      # dockerd: 126, its error in the stream
+        assert "unable to find user nobody-here" in unknown.stdout
+        nodir = docker(engine_api, "exec", "-w", "/nope", "box", "true", check=False)
+        assert nodir.returncode == 126
+        assert nodir.stdout.startswith("OCI runtime exec failed: ")
+        assert "/nope" in nodir.stdout
+
+        docker_py = pytest.importorskip("docker")
+        client = docker_py.DockerClient(base_url=f"unix://{engine_api}", version="1.41", timeout=60)
+        try:
+            code, out = client.containers.get("box").exec_run(["sh", "-c", "echo $Y $(pwd) $(id -u)"], user="app",
+                                                              workdir="/home", environment={"Y": "py"})
+            assert (code, out) == (0, b"py /home 1000\n")
+        finally:
+            client.close()
+    finally:
+        docker(engine_api, "rm", "-f", "box", check=False)

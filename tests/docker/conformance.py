@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -95,8 +95,9 @@ class Namespaced:
              tail: int | None = None) -> Iterator[base.LogLine]:
         return self.rt.logs(self._n(name_or_id), follow=follow, since=since, tail=tail)
 
-    def exec(self, name_or_id: str, argv: list[str], *, tty: bool = False) -> base.ExecResult:
-        return self.rt.exec(self._n(name_or_id), argv, tty=tty)
+    def exec(self, name_or_id: str, argv: list[str], *, tty: bool = False, user: str | None = None,
+             workdir: str | None = None, env: Sequence[str] = ()) -> base.ExecResult:
+        return self.rt.exec(self._n(name_or_id), argv, tty=tty, user=user, workdir=workdir, env=env)
 
     def list_volumes(self, selector: Mapping[str, str] | None = None) -> list[base.VolumeState]:
         return [dataclasses.replace(v, name=self._strip(v.name)) for v in self.rt.list_volumes(selector)

@@ -58,6 +58,8 @@ def scenario(cli: Cli, image: str, prefix: str) -> dict[str, Any]:
     table = cli("ps", "-a", "--filter", f"label={label}").stdout.splitlines()
     rows = json.loads(cli("ps", "-a", "-o", "json", "--filter", f"label={label}").stdout)
     ex = cli("exec", web, "sh", "-c", "echo $A; echo e >&2; exit 4")
+    ex_as = cli("exec", "-u", "65534", "-w", "/bin", "-e", "X=1", web, "sh", "-c", "echo X=$X $(pwd) $(id -u)")
+    missing = cli("exec", web, "nope")
     logs = [cli("logs", web).stdout, cli("logs", "--tail", "1", job).stdout]
     rm = cli("rm", "-f", web, job, f"{prefix}-nosuch")
     return {
@@ -72,6 +74,9 @@ def scenario(cli: Cli, image: str, prefix: str) -> dict[str, Any]:
         "labels": rows[0]["labels"].get(TEST_LABEL),
         "logs": logs,
         "exec": (ex.returncode, ex.stdout, ex.stderr),
+        "exec_as": (ex_as.returncode, ex_as.stdout, ex_as.stderr),
+        # dockerd writes its error into the output, the native engine on stderr
+        "exec_missing": (missing.returncode, "OCI runtime exec failed: " in missing.stdout + missing.stderr),
         "rm": (rm.returncode, rm.stdout.split(), f"{prefix}-nosuch" in rm.stderr),
         "after": cli("ps", "-aq", "--filter", f"label={label}").stdout,
     }
@@ -106,6 +111,8 @@ def test_container_commands_on_docker_print_what_they_print_on_native(
     assert on_docker["labels"] == scope.prefix
     assert on_docker["logs"] == ["started\n", "end"]          # --tail 1: the last line, as written
     assert on_docker["exec"] == (4, "b\n", "e\n")
+    assert on_docker["exec_as"] == (0, "X=1 /bin 65534\n", "")
+    assert on_docker["exec_missing"] == (126, True)
     assert on_docker["rm"] == (1, [f"{scope.prefix}-web", f"{scope.prefix}-job"], True)
     assert on_docker["after"] == ""
     assert not (tmp_path / "docker" / "root" / "state.db").exists()    # nothing of the native engine made

@@ -90,6 +90,8 @@ FAKE_CANNOT: dict[str, str] = {
     "test_bind_mount_read_only": "has no filesystem to mount",
     "test_exec": "runs no process: an exec has no output and exits 1 only for `false`",
     "test_exec_ends_when_its_process_exits": "runs no process: an exec has no output and exits 1 only for `false`",
+    "test_exec_as_a_user_in_a_directory_with_an_environment": "runs no process: an exec has no output",
+    "test_exec_env_of_a_key_alone_unsets_it": "runs no process: an exec has no output",
     "test_exec_of_a_missing_command_exits_126_with_dockers_message": "has no image filesystem in which a command "
                                                                      "could be missing",
     "test_on_failure_restarts_up_to_max": "runs no process that exits by itself, so no policy restarts it",
@@ -125,6 +127,8 @@ PODMAN_CANNOT: dict[str, str] = {
     "test_exec_of_a_missing_command_exits_126_with_dockers_message": "4.3 answers 127 (a shell's \"command not "
                                                                      "found\") with its own words, where dockerd "
                                                                      "answers 126 for any exec that could not start",
+    "test_exec_env_of_a_key_alone_unsets_it": "4.3 refuses an exec's Env entry without \"=\" (\"badly formed, "
+                                              "must be key=value\"), where dockerd unsets the key",
     "test_the_default_route_is_on_the_first_network_by_name_as_on_docker": "with CNI gives a container a default "
                                                                            "route on each of its networks "
                                                                            "(host-local's 0.0.0.0/0 route per network)",

@@ -479,6 +479,24 @@ def test_exec(runtime: base.Runtime, image: str) -> None:
     assert res.stdout == b"no-tty\n"
 
 
+def test_exec_as_a_user_in_a_directory_with_an_environment(runtime: base.Runtime, image: str) -> None:
+    """As `docker exec -u -w -e`: the user looked up in the container (its group and home), the
+    directory, the environment over the container's; none asked, the container's own."""
+    cid = run(runtime, cfg(image, "execd", "sleep", "1000", env={"K": "v"}, workdir="/tmp"))
+    res = runtime.exec(cid, ["sh", "-c", "echo $X $K; pwd; id -u; id -g; echo $HOME"],
+                       user="app", workdir="/bin", env=["X=1", "K=over"])
+    assert (res.exit_code, res.stdout.decode().split("\n")) == (0, ["1 over", "/bin", "1000", "1000", "/home/app", ""])
+    res = runtime.exec(cid, ["sh", "-c", "id -u; id -g"], user="65534:1000")
+    assert res.stdout == b"65534\n1000\n"
+    res = runtime.exec(cid, ["sh", "-c", "echo $K; pwd; id -u"])
+    assert res.stdout == b"v\n/tmp\n0\n"
+
+
+def test_exec_env_of_a_key_alone_unsets_it(runtime: base.Runtime, image: str) -> None:
+    cid = run(runtime, cfg(image, "execd", "sleep", "1000", env={"GONE": "g"}))
+    assert runtime.exec(cid, ["sh", "-c", "echo ${GONE-unset}"], env=["GONE"]).stdout == b"unset\n"
+
+
 def test_exec_ends_when_its_process_exits(runtime: base.Runtime, image: str) -> None:
     """As Docker's: a background child that keeps the exec's output open does not hold it, and
     what the process wrote before it exited is all there (more than a pipe holds included)."""

@@ -23,7 +23,7 @@ import secrets
 import struct
 import tarfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
@@ -859,10 +859,13 @@ class DockerRuntime:
             frames = ((1, line) for line in _lines(chunks)) if tty else demux(chunks)
             yield from log_lines(frames)
 
-    def exec(self, name_or_id: str, argv: list[str], *, tty: bool = False) -> base.ExecResult:
+    def exec(
+        self, name_or_id: str, argv: list[str], *, tty: bool = False, user: str | None = None,
+        workdir: str | None = None, env: Sequence[str] = (),
+    ) -> base.ExecResult:
         created = self.api.exec_create(name_or_id, {
             "AttachStdin": False, "AttachStdout": True, "AttachStderr": True,
-            "Tty": tty, "Cmd": list(argv)})
+            "Tty": tty, "Cmd": list(argv), "User": user or "", "WorkingDir": workdir or "", "Env": list(env)})
         exec_id = str(created["Id"])
         out: dict[int, list[bytes]] = {1: [], 2: []}
         with self.api.exec_start(exec_id, tty=tty) as chunks:

@@ -379,8 +379,11 @@ class NativeRuntime:
     ) -> Iterator[base.LogLine]:
         return self.containers.logs(name_or_id, follow=follow, since=since, tail=tail)
 
-    def exec(self, name_or_id: str, argv: list[str], *, tty: bool = False) -> base.ExecResult:
-        return execs.run(self.containers, name_or_id, argv, tty=tty)
+    def exec(
+        self, name_or_id: str, argv: list[str], *, tty: bool = False, user: str | None = None,
+        workdir: str | None = None, env: Sequence[str] = (),
+    ) -> base.ExecResult:
+        return execs.run(self.containers, name_or_id, argv, tty=tty, user=user, workdir=workdir, env=env)
 
     def batch(self) -> contextlib.AbstractContextManager[None]:
         """A pass's batch (base.Batching): the peers' hosts files of the containers it attaches

@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from reconciler.runtime import base, errors
@@ -395,7 +395,10 @@ class SwarmRuntime:
     def wait_container(self, name_or_id: str, *, timeout: float | None = None) -> int:
         raise self._on_node("wait for", name_or_id)
 
-    def exec(self, name_or_id: str, argv: list[str], *, tty: bool = False) -> base.ExecResult:
+    def exec(
+        self, name_or_id: str, argv: list[str], *, tty: bool = False, user: str | None = None,
+        workdir: str | None = None, env: Sequence[str] = (),
+    ) -> base.ExecResult:
         raise self._on_node("exec in", name_or_id)
 
     @staticmethod

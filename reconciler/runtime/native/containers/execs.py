@@ -83,8 +83,13 @@ def resize(store: records.RecordStore, name_or_id: str, rows: int, cols: int) ->
 
 
 def exec_process(store: records.RecordStore, rec: records.Record, argv: Sequence[str], *,
-                 tty: bool = False) -> dict[str, Any]:
-    """The process.json of an exec: the container's user, env, cwd and caps, new args."""
+                 tty: bool = False, user: str | None = None, workdir: str | None = None,
+                 env: Sequence[str] = (), privileged: bool = False) -> dict[str, Any]:
+    """The process.json of an exec: the container's user, env, cwd and caps, new args; and as
+    Docker's exec takes them, `user` (its forms, resolved in the container's /etc/passwd and
+    /etc/group, with the container's added groups, as at create), `workdir`, `env` (KEY=VALUE
+    over the container's, a KEY alone unsets it; HOME is the user's unless the container or its
+    image set one) and `privileged` (every capability)."""
     try:
         spec = json.loads(store.paths(rec.id).config_json.read_text())
     except (OSError, ValueError) as exc:
@@ -92,9 +97,47 @@ def exec_process(store: records.RecordStore, rec: records.Record, argv: Sequence
     proc: dict[str, Any] = dict(spec["process"])
     proc["args"] = list(argv)
     proc["terminal"] = tty
-    if tty and not any(e.startswith("TERM=") for e in proc.get("env", [])):
-        proc["env"] = [*proc.get("env", []), "TERM=xterm"]     # as `docker exec -t` does
+    environ = list(proc.get("env", []))
+    if user:        # the bundle module is loaded only for a user or the capabilities
+        from reconciler.runtime.native.containers import bundle
+
+        who = bundle.resolve_user(store.paths(rec.id).rootfs, user, group_add=rec.config.group_add)
+        proc["user"] = {"uid": who.uid, "gid": who.gid,
+                        **({"additionalGids": list(who.additional_gids)} if who.additional_gids else {})}
+        image_env = rec.image_config.get("Env") or ()
+        if "HOME" not in rec.config.env and not any(str(e).startswith("HOME=") for e in image_env):
+            environ = _env_over(environ, [f"HOME={who.home}"])     # as runc sets it for the user
+    if workdir:
+        proc["cwd"] = workdir
+    if tty and not any(e.startswith("TERM=") for e in environ):
+        environ.append("TERM=xterm")            # as `docker exec -t` does
+    proc["env"] = _env_over(environ, env)
+    if privileged:
+        from reconciler.runtime.native.containers import bundle
+
+        caps = bundle.capabilities(("ALL",), ())
+        proc["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps, "inheritable": caps}
     return proc
+
+
+def _env_over(environ: Sequence[str], over: Sequence[str]) -> list[str]:
+    """Docker's ReplaceOrAppendEnvValues: each KEY=VALUE of `over` replaces that key's entry in
+    place or is appended; a KEY alone removes the key."""
+    out = list(environ)
+    at = {e.partition("=")[0]: i for i, e in enumerate(out)}
+    gone: set[int] = set()
+    for item in over:
+        key, sep, _ = item.partition("=")
+        if not sep:
+            if key in at:
+                gone.add(at[key])
+        elif key in at:
+            out[at[key]] = item
+            gone.discard(at[key])
+        else:
+            at[key] = len(out)
+            out.append(item)
+    return [e for i, e in enumerate(out) if i not in gone]
 
 
 START_FAILED = 126          # dockerd's ExitCode of an exec whose process could not start (daemon/exec.go)
@@ -135,12 +178,13 @@ class Launch:
 
 
 def exec_argv(store: records.RecordStore, name_or_id: str, argv: Sequence[str], *,
-              tty: bool = False, until_exit: bool = True) -> Launch:
+              tty: bool = False, until_exit: bool = True, user: str | None = None, workdir: str | None = None,
+              env: Sequence[str] = (), privileged: bool = False) -> Launch:
     """The command that runs `argv` in a running container (the caller removes its files):
     `runc exec --process FILE ID`, in the foreground with a terminal, else detached under
     `execwait.py`, which exits with the process. Without `until_exit` it runs in the foreground
     without that helper (~10 ms of CPU less: a healthcheck's probe), and so ends only when every
-    holder of its output closed it too."""
+    holder of its output closed it too. `user`, `workdir`, `env`, `privileged`: `exec_process`."""
     import sys
 
     if not argv:
@@ -148,7 +192,7 @@ def exec_argv(store: records.RecordStore, name_or_id: str, argv: Sequence[str], 
     rec = store.get(name_or_id)
     if rec.status != "running":
         raise rterrors.Conflict(f"container {rec.name} is not running", hint="start it first")
-    proc = exec_process(store, rec, argv, tty=tty)
+    proc = exec_process(store, rec, argv, tty=tty, user=user, workdir=workdir, env=env, privileged=privileged)
     # the process's env holds the container's: SOPS values stay on its tmpfs
     where = store.paths(rec.id).secrets if rec.config.secret_env else store.config.run_dir / "conmon"
     import secrets  # here: `ps`/`logs` import this module and need no random names
@@ -167,11 +211,13 @@ def exec_argv(store: records.RecordStore, name_or_id: str, argv: Sequence[str], 
 
 
 def run(store: records.RecordStore, name_or_id: str, argv: Sequence[str], *, tty: bool = False,
-        timeout: float | None = None, until_exit: bool = True) -> base.ExecResult:
+        timeout: float | None = None, until_exit: bool = True, user: str | None = None,
+        workdir: str | None = None, env: Sequence[str] = ()) -> base.ExecResult:
     """Run `argv` in the container and collect its output and exit code (`output`: what it
     wrote until it exited, not what a background child of it writes later). A process that
     could not start exits START_FAILED, the runtime's error on stderr in dockerd's words."""
-    proc, master, launch = spawn(store, name_or_id, argv, tty=tty, until_exit=until_exit)
+    proc, master, launch = spawn(store, name_or_id, argv, tty=tty, until_exit=until_exit, user=user, workdir=workdir,
+                                 env=env)
     out: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
     try:
         for stream, chunk in output(proc, launch, master, timeout=timeout):
@@ -198,12 +244,14 @@ def run(store: records.RecordStore, name_or_id: str, argv: Sequence[str], *, tty
 
 
 def spawn(store: records.RecordStore, name_or_id: str, argv: Sequence[str], *, tty: bool = False,
-          stdin: bool = False, until_exit: bool = True) -> tuple[subprocess.Popen[bytes], int | None, Launch]:
+          stdin: bool = False, until_exit: bool = True, user: str | None = None, workdir: str | None = None,
+          env: Sequence[str] = (), privileged: bool = False) -> tuple[subprocess.Popen[bytes], int | None, Launch]:
     """Start `argv` in the container and hand it over, for a caller that relays it live
     (`output`; the Engine API's exec): with `tty`, the master fd of its terminal (its input and
     output), else pipes (stdout, stderr, and stdin when `stdin`). The caller waits for the
     process, then `release`s it, asks the launch's `failure()` and `remove()`s its files."""
-    launch = exec_argv(store, name_or_id, argv, tty=tty, until_exit=until_exit)
+    launch = exec_argv(store, name_or_id, argv, tty=tty, until_exit=until_exit, user=user, workdir=workdir, env=env,
+                       privileged=privileged)
     cmd = list(launch.argv)
     try:
         if not tty:
@@ -229,7 +277,8 @@ def spawn(store: records.RecordStore, name_or_id: str, argv: Sequence[str], *, t
 
 
 def relay(store: records.RecordStore, name_or_id: str, argv: Sequence[str], *, stdin: int | None,
-          stdout: BinaryIO, stderr: BinaryIO) -> int:
+          stdout: BinaryIO, stderr: BinaryIO, user: str | None = None, workdir: str | None = None,
+          env: Sequence[str] = ()) -> int:
     """Run `argv` in the container with its output relayed to `stdout` and `stderr` as it comes
     (and `stdin`, an fd, to its stdin until that ends), not handed over: as with `docker exec`,
     a background child of it then holds pipes of this process, not the caller's own stdout,
@@ -237,7 +286,7 @@ def relay(store: records.RecordStore, name_or_id: str, argv: Sequence[str], *, s
     `stderr`, for a process that could not start."""
     import threading
 
-    proc, _, launch = spawn(store, name_or_id, argv, stdin=stdin is not None)
+    proc, _, launch = spawn(store, name_or_id, argv, stdin=stdin is not None, user=user, workdir=workdir, env=env)
 
     def feed(source: int, into: IO[bytes]) -> None:
         try:

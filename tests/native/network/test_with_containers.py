@@ -188,3 +188,45 @@ def test_heal_plugs_running_containers_into_a_bridge_made_again(harness: Harness
     assert f"inet {address}/" in _inside(engine, web, "ip", "-o", "-4", "addr", "show", "eth0")
     serves()
     assert engine.heal() == base.Healed()
+
+def _links(engine: NativeRuntime, cid: str) -> list[str]:
+    return [line.split(":")[1].strip().split("@")[0] for line in _inside(engine, cid, "ip", "-o", "link").splitlines()]
+
+
+def test_a_default_network_container_connected_and_disconnected_starts_again_and_with_no_network(
+    harness: Harness, engine: NativeRuntime,
+) -> None:
+    """A container created without networks is on the default network, and stays on it through
+    a connect to another network and its disconnect (it was left with none, and refused to start);
+    disconnected from the default network too it starts with its loopback alone, as Docker's,
+    also once its namespace is gone (a reboot), and can join a network again."""
+    engine.ensure_network(base.NetworkConfig(name="app"))
+    cid = engine.create_container(base.ContainerConfig(name="c", image=IMAGE, command=("sleep", "1000")))
+    engine.start_container(cid)
+    ip = engine.inspect_container(cid).ip_addresses["default"]
+
+    rec = engine.containers.connect_running(cid, "app")
+    assert rec.config.networks == ("default", "app")
+    rec = engine.containers.disconnect_running(cid, "app")
+    assert rec.config.networks == ("default",)
+    engine.stop_container(cid, timeout=1)
+    engine.start_container(cid)
+    assert engine.inspect_container(cid).ip_addresses == {"default": ip}
+    assert f"inet {ip}/" in _inside(engine, cid, "ip", "-4", "-o", "addr")
+
+    rec = engine.containers.disconnect_running(cid, "default")
+    assert (rec.config.networks, dict(rec.ip_addresses)) == (("none",), {})
+    engine.stop_container(cid, timeout=1)
+    engine.start_container(cid)
+    assert _links(engine, cid) == ["lo"]
+    engine.stop_container(cid, timeout=1)
+    netlink.remove_netns(harness.manager.netns_path(cid))      # what a reboot takes
+    engine.start_container(cid)
+    assert engine.inspect_container(cid).status == base.ContainerStatus.RUNNING
+    assert _links(engine, cid) == ["lo"]
+    rec = engine.containers.connect_running(cid, "app")
+    assert (rec.config.networks, list(rec.ip_addresses)) == (("app",), ["app"])
+    assert len(_links(engine, cid)) == 2
+    engine.remove_container(cid, force=True)
+    engine.remove_network("app")
+

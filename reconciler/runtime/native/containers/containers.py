@@ -552,13 +552,12 @@ class ContainerManager(records.RecordStore):
                 _wait_pid(rec.conmon_pid, 5)
                 if not mounts.is_mounted(p.rootfs):
                     self._mount_rootfs(rec)
-                if rec.netns_path and rec.config.networks == ("none",):
-                    raise rterrors.InvalidArgument(f"container {rec.name} was disconnected from every network",
-                                                   hint="connect it to a network before starting it")
                 if rec.netns_path and not os.path.exists(rec.netns_path) and self.network is not None:
                     # a reboot (or an emptied run dir) took the namespace, interfaces, hosts file
                     # and rules: attach repairs them, with the addresses the IPAM still leases (after
-                    # reconnect(), none: it gives the fixed ones asked for, else chooses)
+                    # reconnect(), none: it gives the fixed ones asked for, else chooses); one
+                    # disconnected from every network ("none") gets its namespace with none, as
+                    # Docker starts such a container with its loopback alone
                     att = self.network.attach(rec.id, name=rec.name, hostname=rec.hostname,
                                               networks=rec.config.networks, **_attach_options(rec.config),
                                               forward=False)
@@ -823,13 +822,13 @@ class ContainerManager(records.RecordStore):
         with self.lock(rec.id):
             rec = self.refresh(self._load(rec.id))
             self._live_bridge(rec)
-            if network in rec.config.networks:
+            kept = self.networks_of(rec)
+            if network in kept:
                 raise rterrors.Conflict(f"container {rec.name} is already connected to network {network}")
             own = endpoint or base.EndpointConfig()
             att = self._network().connect(rec.id, network, aliases, address=ipv4, address6=ipv6, mac=own.mac,
                                           link_local=own.link_local, gw_priority=own.gw_priority)
             extra = tuple(a for a in aliases if a not in rec.config.aliases)
-            kept = tuple(n for n in rec.config.networks if n != "none")   # "none": disconnected from all
             cfg = dataclasses.replace(rec.config, networks=(*kept, network),
                                       aliases=(*rec.config.aliases, *extra),
                                       ipv4_addresses={**rec.config.ipv4_addresses, **({network: ipv4} if ipv4 else {})},
@@ -847,17 +846,28 @@ class ContainerManager(records.RecordStore):
         with self.lock(rec.id):
             rec = self.refresh(self._load(rec.id))
             self._live_bridge(rec)
-            if network not in rec.config.networks:
+            on = self.networks_of(rec)
+            if network not in on:
                 raise rterrors.NotFound(f"container {rec.name} is not connected to network {network}")
             att = self._network().disconnect(rec.id, network)
-            cfg = dataclasses.replace(rec.config, networks=tuple(n for n in rec.config.networks if n != network)
-                                      or ("none",),
+            cfg = dataclasses.replace(rec.config, networks=tuple(n for n in on if n != network) or ("none",),
                                       ipv4_addresses={k: v for k, v in rec.config.ipv4_addresses.items() if k != network},
                                       ipv6_addresses={k: v for k, v in rec.config.ipv6_addresses.items() if k != network})
             cfg = base.with_endpoints(cfg, {network: base.EndpointConfig()})
             rec = _with_addresses(dataclasses.replace(rec, config=cfg), att)
             self._save(rec)
             return rec
+
+    @staticmethod
+    def networks_of(rec: records.Record) -> tuple[str, ...]:
+        """The bridge networks a container with a namespace of its own is on, by its record: those
+        it names; the default network when it names none, as Docker's container created without
+        a network is on the default bridge (and is so by name once a connect adds another, so a
+        disconnect of that other leaves it there); none when it was disconnected from every one
+        ("none": its namespace kept, with its loopback alone, as Docker's)."""
+        from reconciler.runtime.native.network import network
+
+        return tuple(n for n in rec.config.networks if n != "none") if rec.config.networks else (network.DEFAULT_NETWORK,)
 
     @staticmethod
     def _live_bridge(rec: records.Record) -> None:

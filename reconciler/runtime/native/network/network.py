@@ -600,7 +600,9 @@ class NetworkManager:
                     hint="use letters, digits, '.', '-' and '_' (up to 253 characters)",
                 )
         static = dict(static_ips or {})
-        nets = list(dict.fromkeys(networks)) or [DEFAULT_NETWORK]
+        # no network named: the default one; "none": disconnected from every one, its namespace
+        # with no interface but its loopback (what Docker starts such a container with)
+        nets = [n for n in dict.fromkeys(networks) if n != "none"] if networks else [DEFAULT_NETWORK]
         if DEFAULT_NETWORK in nets and self._ipam.network(DEFAULT_NETWORK) is None:
             self.ensure_default_network()
         with self._locked():

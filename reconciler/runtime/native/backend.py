@@ -420,8 +420,8 @@ class NativeRuntime:
     def ensure_network(self, config: base.NetworkConfig) -> base.NetworkState:
         known = any(n.name == config.name for n in self.list_networks())
         state: base.NetworkState = self._net().ensure_network(config)
-        if not known:
-            self.containers.journal.record("network", "create", state.name,
+        if not known:       # the actor is the network's id, as Docker's events name it
+            self.containers.journal.record("network", "create", state.id,
                                            {**config.labels, "name": state.name, "type": "bridge"})
         return state
 
@@ -429,7 +429,7 @@ class NativeRuntime:
         found = [n for n in self.list_networks() if n.name == name]
         self._net().remove_network(name)
         if found:
-            self.containers.journal.record("network", "destroy", name,
+            self.containers.journal.record("network", "destroy", found[0].id,
                                            {"name": name, "type": "bridge"})
 
     # -- archives (container import)

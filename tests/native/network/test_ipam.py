@@ -364,3 +364,24 @@ def test_a_database_of_before_the_interface_settings_reads_them_unset(tmp_path: 
     conn.close()
     (ep,) = _store(tmp_path).endpoints(container_id="c1")
     assert (ep.mac, ep.link_local, ep.gw_priority) == (None, (), 0)
+
+
+def test_network_ids_are_dockers_64_hex_digits_and_an_older_32_digit_one_reads_so_stably(tmp_path: Path) -> None:
+    """A network's id is what the Engine API gives out (Docker's: 64 hex digits). One recorded
+    when ids were a uuid4's 32 digits reads as that id and 32 more from its hash, the same in
+    every process, so an id given out before (or its prefix) still begins it."""
+    store = _store(tmp_path)
+    made = store.add_network(base.NetworkConfig("n"), bridge="b-n", pool="10.252.0.0/22")
+    assert len(made.id) == 64
+    int(made.id, 16)
+    assert made.state().id == made.id
+    assert store.network("n").id == made.id            # type: ignore[union-attr]
+    old = "0123456789abcdef0123456789abcdef"
+    with Database(tmp_path / "state.db").tx() as conn:
+        conn.execute("UPDATE net_networks SET id = ? WHERE name = 'n'", (old,))
+    first, again = store.network("n"), _store(tmp_path).networks()[0]
+    assert first is not None
+    assert first.id == again.id == ipam.network_id(old)
+    assert len(first.id) == 64
+    assert first.id.startswith(old)
+    int(first.id, 16)

@@ -55,6 +55,7 @@ __all__ = [
     "HostNetwork",
     "NetworkRecord",
     "PortRecord",
+    "network_id",
 ]
 
 _DDL = """
@@ -279,9 +280,16 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def network_id(stored: str) -> str:
+    """A network's id as Docker has them, 64 hex digits: the one stored, or, of a network made
+    when ids were 32 (a uuid4), that one with 32 more from its hash: the same each time it is
+    read, so an id given out before is a prefix of it and still finds it."""
+    return stored if len(stored) >= 64 else stored + hashlib.sha256(stored.encode()).hexdigest()[:64 - len(stored)]
+
+
 def _network(row: sqlite3.Row) -> NetworkRecord:
     return NetworkRecord(
-        name=row["name"], id=row["id"], bridge=row["bridge"], subnet=row["subnet"],
+        name=row["name"], id=network_id(row["id"]), bridge=row["bridge"], subnet=row["subnet"],
         gateway=row["gateway"], internal=bool(row["internal"]), mtu=int(row["mtu"]),
         labels=json.loads(row["labels"]), created=row["created"],
         subnet6=row["subnet6"], gateway6=row["gateway6"],
@@ -415,9 +423,7 @@ class IPAM:
             else:
                 net = self._free_subnet(pool, [*taken, *(h.network for h in host)], config.name)
                 net, gw = validate_subnet(str(net), config.gateway)
-            import uuid  # here, not at the top: it imports platform (~2 ms) for every pass (#21)
-
-            net_id = uuid.uuid4().hex
+            net_id = os.urandom(32).hex()       # 64 hex digits, as Docker's network ids
             subnet6, gateway6 = self._subnet6(config, net_id, taken6, host6)
             record = NetworkRecord(
                 name=config.name, id=net_id, bridge=bridge, subnet=str(net),

@@ -64,7 +64,8 @@ def test_containers_on_a_dual_stack_network_talk_over_ipv6_and_serve_on_ipv6_loo
 
     assert "root:x:0:0" in _get(f"http://[::1]:{port}/passwd")
     hosts = engine.exec(client, ["cat", "/etc/hosts"]).stdout.decode()
-    web6 = next(line.split("\t")[0] for line in hosts.splitlines() if line.endswith("\tweb") and ":" in line)
+    web6 = next(line.split("\t")[0] for line in hosts.splitlines()
+                if line.split("\t")[1:2] and line.split("\t")[1].split()[0] == "web" and ":" in line)
     assert web6.startswith(harness.subnet6(3).split("::")[0])
     assert engine.inspect_container(web).ip6_addresses == {"dual": web6}
     # by name over IPv6: busybox's ping6 resolves the AAAA answer from the hosts file
@@ -189,6 +190,7 @@ def test_heal_plugs_running_containers_into_a_bridge_made_again(harness: Harness
     serves()
     assert engine.heal() == base.Healed()
 
+
 def _links(engine: NativeRuntime, cid: str) -> list[str]:
     return [line.split(":")[1].strip().split("@")[0] for line in _inside(engine, cid, "ip", "-o", "link").splitlines()]
 
@@ -230,3 +232,25 @@ def test_a_default_network_container_connected_and_disconnected_starts_again_and
     engine.remove_container(cid, force=True)
     engine.remove_network("app")
 
+
+def test_a_peer_reaches_a_container_by_its_short_id_as_dockers_embedded_dns_answers_it(
+    harness: Harness, engine: NativeRuntime,
+) -> None:
+    """Docker answers a container's short id (its 12 first hex digits) on the networks it is on:
+    its peers' hosts files name it so, beside its name and aliases, until it leaves."""
+    engine.ensure_network(base.NetworkConfig(name="app"))
+    web = engine.create_container(base.ContainerConfig(name="web", image=IMAGE, command=("sleep", "1000"),
+                                                       networks=("app",), aliases=("api",)))
+    engine.start_container(web)
+    client = engine.create_container(base.ContainerConfig(name="client", image=IMAGE, command=("sleep", "1000"),
+                                                          networks=("app",)))
+    engine.start_container(client)
+    ip = engine.inspect_container(web).ip_addresses["app"]
+    assert f"{ip}\tweb api {web[:12]}\n" in _inside(engine, client, "cat", "/etc/hosts")
+    ping = _inside(engine, client, "busybox", "ping", "-c", "1", "-W", "3", web[:12])
+    assert ip in ping, ping
+    engine.containers.disconnect_running(web, "app")
+    assert web[:12] not in _inside(engine, client, "cat", "/etc/hosts")
+    engine.remove_container(web, force=True)
+    engine.remove_container(client, force=True)
+    engine.remove_network("app")

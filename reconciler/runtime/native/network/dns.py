@@ -2,7 +2,8 @@
 
 Like Docker's legacy links and Podman's `/etc/hosts` management (no DNS server process): each
 container's hosts file lists its own names and every container it shares a network with (by
-container name and aliases, at the address on the shared network). The runtime bind-mounts the
+container name, aliases and short id, the names Docker's embedded DNS answers, at the address on
+the shared network). The runtime bind-mounts the
 files into the container, so they are rewritten **in place** (same inode: truncate + write) when
 containers come and go; a rename would leave the container looking at the old file.
 

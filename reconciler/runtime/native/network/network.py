@@ -960,8 +960,10 @@ class NetworkManager:
             by_container.setdefault(e.container_id, []).append(e)
             peer = containers.get(e.container_id)
             if peer is not None:
+                # its name, aliases and short id: the names Docker's embedded DNS answers for it
+                names = tuple(dict.fromkeys((peer.name, *peer.aliases, e.container_id[:12])))
                 by_network.setdefault(e.network, []).extend(
-                    (e.container_id, dns.HostEntry(a, (peer.name, *peer.aliases))) for a in _addresses(e))
+                    (e.container_id, dns.HostEntry(a, names)) for a in _addresses(e))
         blocks: dict[str, dns.NetworkHosts] = {}      # a network's lines, for its containers with one endpoint
         host_resolv = ""
         if container_ids:

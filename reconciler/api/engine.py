@@ -318,6 +318,135 @@ def _network_mtu(options: Mapping[str, Any]) -> int:
     return int(raw)
 
 
+# The native engine's default network is Docker's default bridge: this API names it "bridge" (its
+# native name, "default", is accepted too), and lists "host" and "none", the network modes the
+# engine keeps no record of, as dockerd lists its predefined networks. None of the three is
+# created, removed or pruned through it (dockerd's 403s). docs/engine-api.md, "Networks".
+_BRIDGE = "bridge"
+_PREDEFINED_DRIVERS = {"bridge": "bridge", "host": "host", "none": "null"}
+_ZERO_TIME = "0001-01-01T00:00:00Z"         # Go's zero time: what dockerd shows of a time it has not
+
+
+def _native_default() -> str:
+    """The native engine's name of its default network (network.DEFAULT_NETWORK)."""
+    from reconciler.runtime.native.network import network
+
+    return network.DEFAULT_NETWORK
+
+
+def _docker_name(native: str) -> str:
+    """A native network's name as this API shows it: the default network is "bridge"."""
+    return _BRIDGE if native == _native_default() else native
+
+
+def _rfc3339(created: str) -> str:
+    """A record's creation time (Python's isoformat, UTC) as dockerd writes times."""
+    return created.replace("+00:00", "Z") if created else _ZERO_TIME
+
+
+class NetworkView(NamedTuple):
+    """A network as this API shows it: the engine's name for it (`native`: "default" for the
+    default bridge, "host", "none") and Docker's NetworkResource (`doc`, its `Containers` empty)."""
+
+    native: str
+    doc: dict[str, Any]
+
+
+def network_doc(n: base.NetworkState) -> dict[str, Any]:
+    """A native bridge network as Docker's NetworkResource (its Containers filled by the caller)."""
+    options: dict[str, str] = {}
+    if n.name == _native_default():         # what dockerd says of docker0, true of the native one
+        options = {"com.docker.network.bridge.default_bridge": "true", "com.docker.network.bridge.name": n.bridge}
+    if n.mtu != 1500:
+        options[_MTU_OPTION] = str(n.mtu)
+    return {"Name": _docker_name(n.name), "Id": n.id, "Created": _rfc3339(n.created), "Scope": "local",
+            "Driver": "bridge", "EnableIPv6": bool(n.ipv6_subnet),
+            "IPAM": {"Driver": "default", "Options": {},
+                     "Config": [{"Subnet": n.subnet, "Gateway": n.gateway}] + (
+                         [{"Subnet": n.ipv6_subnet, "Gateway": n.ipv6_gateway}] if n.ipv6_subnet else [])},
+            "Internal": n.internal, "Attachable": False, "Ingress": False, "ConfigFrom": {"Network": ""},
+            "ConfigOnly": False, "Containers": {}, "Options": options, "Labels": dict(n.labels)}
+
+
+def _predefined_doc(name: str, nid: str) -> dict[str, Any]:
+    """"host" or "none" as dockerd lists them: no subnet, no record, no creation time."""
+    return {"Name": name, "Id": nid, "Created": _ZERO_TIME, "Scope": "local", "Driver": _PREDEFINED_DRIVERS[name],
+            "EnableIPv6": False, "IPAM": {"Driver": "default", "Options": None, "Config": []}, "Internal": False,
+            "Attachable": False, "Ingress": False, "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
+            "Containers": {}, "Options": {}, "Labels": {}}
+
+
+def endpoint_id(network_id: str, container_id: str) -> str:
+    """A container's endpoint on a network, as a Docker EndpointID (64 hex digits). The native
+    engine's endpoint is the container's veth there, named from the container and network, and
+    has no id of its own: this one is made of theirs, the same each time it is read."""
+    import hashlib
+
+    return hashlib.sha256(f"endpoint/{network_id}/{container_id}".encode()).hexdigest()
+
+
+def _prefixed(address: str, length: int) -> str:
+    return f"{address}/{length}" if address else ""
+
+
+def endpoint_settings_of(rec: Any, nets: Mapping[str, NetworkView],
+                         seen: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Docker's NetworkSettings.Networks of the container record `rec`, keyed by Docker's names:
+    each bridge network it is on (its addresses and fixed ones as recorded, the network's id,
+    gateway and prefix lengths from the network's record, its interface's MAC: the one the
+    engine gives the veth's container end, `NetworkManager.mac_address`; its aliases and its short
+    id, which its peers resolve), over what `seen` (inspect's Networks, by native name) says;
+    "none" or "host" for a container in those modes, as dockerd lists them; nothing for one
+    that joins another's namespace or was disconnected from every network."""
+    import ipaddress
+
+    from reconciler.runtime.native.network import network
+
+    out: dict[str, dict[str, Any]] = {}
+    mode = rec.config.networks
+    if not rec.netns_path:
+        name = "host" if mode == ("host",) else ("none" if mode in ((), ("none",)) else "")
+        if name and name in nets:
+            out[name] = {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": nets[name].doc["Id"],
+                         "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+                         "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": None}
+        return out
+    short = rec.id[:12]
+    aliases = [*dict.fromkeys(rec.config.aliases)] + ([] if short in rec.config.aliases else [short])
+    for native, ip in rec.ip_addresses.items():
+        given = dict((seen or {}).get(native) or {})
+        view = nets.get(native)
+        if view is None:                    # (its network's record gone: only what inspect says)
+            out[_docker_name(native)] = given or {"IPAddress": ip}
+            continue
+        configs: list[dict[str, str]] = view.doc["IPAM"]["Config"]
+        v4 = next((c for c in configs if ":" not in c["Subnet"]), {})
+        v6 = next((c for c in configs if ":" in c["Subnet"]), {})
+        ip6 = rec.ip6_addresses.get(native, "")
+        fixed = {key: by[native] for key, by in (("IPv4Address", rec.config.ipv4_addresses),
+                                                 ("IPv6Address", rec.config.ipv6_addresses)) if native in by}
+        out[_docker_name(native)] = {
+            "IPAMConfig": fixed or None, "Links": None, "Aliases": aliases, "NetworkID": view.doc["Id"],
+            "EndpointID": endpoint_id(view.doc["Id"], rec.id), "Gateway": v4.get("Gateway", ""), "IPAddress": ip,
+            "IPPrefixLen": ipaddress.ip_network(v4["Subnet"]).prefixlen if v4 else 0,
+            "IPv6Gateway": v6.get("Gateway", "") if ip6 else "", "GlobalIPv6Address": ip6,
+            "GlobalIPv6PrefixLen": ipaddress.ip_network(v6["Subnet"]).prefixlen if ip6 and v6 else 0,
+            "MacAddress": network.NetworkManager.mac_address(rec.id, native), "DriverOpts": None,
+            **given}
+    return out
+
+
+def _top_level(networks: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """NetworkSettings' own address fields: the default network's endpoint, as dockerd fills them
+    from the default bridge's (empty for a container not on it); `Bridge` is dockerd's `--bridge`
+    option, which it leaves empty by default."""
+    ep = networks.get(_BRIDGE) or {}
+    return {"Bridge": "", "EndpointID": ep.get("EndpointID", ""), "Gateway": ep.get("Gateway", ""),
+            "GlobalIPv6Address": ep.get("GlobalIPv6Address", ""), "GlobalIPv6PrefixLen": ep.get("GlobalIPv6PrefixLen", 0),
+            "IPAddress": ep.get("IPAddress", ""), "IPPrefixLen": ep.get("IPPrefixLen", 0),
+            "IPv6Gateway": ep.get("IPv6Gateway", ""), "MacAddress": ep.get("MacAddress", "")}
+
+
 def _unix(ts: str | None) -> int:
     """Seconds since the epoch of an RFC 3339 UTC time (Docker lists times as integers)."""
     import calendar
@@ -345,15 +474,20 @@ def _status_text(c: base.ContainerState) -> str:
                                 "health_stale": c.health_stale, "health_probed_at": c.health_probed_at})
 
 
-def container_summary(c: base.ContainerState) -> dict[str, Any]:
+def container_summary(c: base.ContainerState, networks: Mapping[str, Any] | None = None,
+                      mode: str = "default") -> dict[str, Any]:
+    """A container as Docker's list shows it; `networks`: its NetworkSettings.Networks
+    (`endpoint_settings_of`), else its addresses by network; `mode`: its HostConfig.NetworkMode."""
+    if networks is None:
+        networks = {_docker_name(n): {"IPAddress": ip, "GlobalIPv6Address": c.ip6_addresses.get(n, "")}
+                    for n, ip in c.ip_addresses.items()}
     return {
         "Id": c.id, "Names": ["/" + c.name], "Image": c.image, "ImageID": c.image_id, "Command": "",
         "Created": _unix(c.created), "State": _state(c), "Status": _status_text(c),
         "Ports": [{"IP": p.host_ip, "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.protocol}
                   for p in c.ports],
-        "Labels": dict(c.labels), "SizeRw": 0, "SizeRootFs": 0, "HostConfig": {"NetworkMode": "default"},
-        "NetworkSettings": {"Networks": {n: {"IPAddress": ip, "GlobalIPv6Address": c.ip6_addresses.get(n, "")}
-                                         for n, ip in c.ip_addresses.items()}},
+        "Labels": dict(c.labels), "SizeRw": 0, "SizeRootFs": 0, "HostConfig": {"NetworkMode": mode},
+        "NetworkSettings": {"Networks": dict(networks)},
         "Mounts": [],
     }
 
@@ -373,7 +507,8 @@ def _container_view(rec: Any, c: base.ContainerState, net_ids: Mapping[str, str]
     return dockerfilters.ContainerView(
         id=c.id, name=c.name, state=_state(c), created_ns=dockerfilters.rfc3339_ns(c.created) or 0,
         labels=dict(c.labels), image_id=c.image_id, exit_code=c.exit_code, started=started,
-        health=c.health or "none", networks={n: net_ids.get(n, n) for n in names},
+        # by the engine's name and the one the API gives it (the default network is `bridge` too)
+        health=c.health or "none", networks={m: net_ids.get(n, n) for n in names for m in {n, _docker_name(n)}},
         mounts=tuple((m.source, m.target) for m in rec.config.mounts if m.type in ("volume", "bind")),
         ports=tuple(ports))
 
@@ -491,8 +626,11 @@ def _rfc3339_ns(text: str) -> int:
 
 def event_message(ev: Any) -> dict[str, Any]:
     """A journal event (native/journal.Event) as Docker's events message."""
+    attrs = dict(ev.attributes)
+    if ev.type == "network" and "name" in attrs:
+        attrs["name"] = _docker_name(attrs["name"])
     doc: dict[str, Any] = {"Type": ev.type, "Action": ev.action,
-                           "Actor": {"ID": ev.actor, "Attributes": dict(ev.attributes)},
+                           "Actor": {"ID": ev.actor, "Attributes": attrs},
                            "scope": "local", "time": ev.time_ns // 1_000_000_000, "timeNano": ev.time_ns}
     if ev.type in ("container", "image"):      # the fields of the older API, docker-py reads them
         doc.update({"status": ev.action, "id": ev.actor})
@@ -509,7 +647,9 @@ def _event_matches(ev: Any, filters: Mapping[str, list[str]]) -> bool:
         elif key == "event":
             ok = any(ev.action == v or ev.action.startswith(v + ":") for v in values)
         elif key in ("container", "network", "volume"):
-            ok = ev.type == key and any(ev.actor.startswith(v) or attrs.get("name") == v for v in values)
+            name = str(attrs.get("name", ""))
+            named = {name, _docker_name(name)} if key == "network" else {name}
+            ok = ev.type == key and any(ev.actor.startswith(v) or v in named for v in values)
         elif key == "image":
             ok = any(v in (attrs.get("image"), attrs.get("name"), ev.actor) for v in values)
         elif key == "label":
@@ -558,7 +698,8 @@ def _name_taken(rt: Any, name: str) -> str:
 
 
 def _network_matches(n: Mapping[str, Any], filters: Mapping[str, list[str]]) -> bool:
-    """The network list's filters: label (all given), name, id (any given)."""
+    """The network list's filters: label (all given), name, id, driver, type (`builtin`: the
+    predefined networks, `custom`: the others) (any given)."""
     labels = n["Labels"]
     for key, values in filters.items():
         if key == "label":
@@ -566,6 +707,10 @@ def _network_matches(n: Mapping[str, Any], filters: Mapping[str, list[str]]) -> 
                      for v in values)
         elif key in ("name", "id"):
             ok = any(v in n["Name" if key == "name" else "Id"] for v in values)
+        elif key == "driver":
+            ok = n["Driver"] in values
+        elif key == "type":
+            ok = ("builtin" if n["Name"] in _PREDEFINED_DRIVERS else "custom") in values
         else:
             ok = True
         if not ok:
@@ -650,18 +795,11 @@ class EngineApi:
         if parts[0] == "volumes" and method != "GET":
             return self._volume_change(method, parts[1:], body)
         if method == "GET" and parts[0] == "networks" and len(parts) <= 2:
-            nets = [{"Name": n.name, "Id": n.name, "Driver": "bridge", "Scope": "local", "Internal": n.internal,
-                     "Labels": dict(n.labels), "EnableIPv6": bool(n.ipv6_subnet),
-                     "Options": {_MTU_OPTION: str(n.mtu)} if n.mtu != 1500 else {},
-                     "IPAM": {"Driver": "default", "Config": [{"Subnet": n.subnet, "Gateway": n.gateway}] + (
-                         [{"Subnet": n.ipv6_subnet, "Gateway": n.ipv6_gateway}] if n.ipv6_subnet else [])}}
-                    for n in rt.list_networks()]
             if len(parts) == 1:
-                return 200, [n for n in nets if _network_matches(n, _filters(q.get("filters")))]
-            found = [n for n in nets if parts[1] in (n["Name"], n["Id"])]
-            if not found:
-                raise HttpError(404, f"network {parts[1]} not found")
-            return 200, found[0]
+                fl = _filters(q.get("filters"))
+                return 200, [n.doc for n in self._networks() if _network_matches(n.doc, fl)]
+            view = self._network(parts[1])
+            return 200, {**view.doc, "Containers": self._members(view)}
         if method == "GET" and parts[0] == "volumes" and len(parts) <= 2:
             if len(parts) == 1:
                 return 200, {"Volumes": [_volume_doc(v) for v in self._volume_list(q)], "Warnings": []}
@@ -726,14 +864,95 @@ class EngineApi:
                 time.sleep(0.2)
         return stream()
 
+    # -- networks --------------------------------------------------------------------------
+
+    def _networks(self) -> list[NetworkView]:
+        """Every network as this API shows it: the engine's bridge networks (the default one as
+        "bridge", once made: at the first container on it) and the predefined "host" and "none"."""
+        views = [NetworkView(n.name, network_doc(n)) for n in self.runtime.list_networks()]
+        return views + [NetworkView(name, _predefined_doc(name, self._predefined_id(name))) for name in ("host", "none")]
+
+    def _predefined_id(self, name: str) -> str:
+        """The id of "host" or "none", which the engine keeps no record of: made of the name and
+        the engine's name prefix (a state root's own, recorded there), so the same each time."""
+        import hashlib
+
+        return hashlib.sha256(f"reconciler/{self.runtime.config.name_prefix}/network/{name}".encode()).hexdigest()
+
+    def _network(self, term: str) -> NetworkView:
+        """The network `term` names, as dockerd finds one (daemon.FindNetwork): its full id, else
+        its name (the default network's native name "default" too), else the one id it begins;
+        404 when none, 400 when it begins several."""
+        views = self._networks()
+        by_id = [v for v in views if v.doc["Id"] == term]
+        named = [v for v in views if term in (v.doc["Name"], v.native)]
+        prefixed = [v for v in views if term and v.doc["Id"].startswith(term)]
+        if by_id or named or len(prefixed) == 1:
+            return (by_id or named or prefixed)[0]
+        if prefixed:
+            raise HttpError(400, f"network {term} is ambiguous ({len(prefixed)} matches found based on ID prefix)")
+        raise HttpError(404, f"network {term} not found")
+
+    def _views(self) -> dict[str, NetworkView]:
+        return {v.native: v for v in self._networks()}
+
+    def _endpoints(self, rec: Any, views: Mapping[str, NetworkView], *, inspect: bool = False) -> dict[str, Any]:
+        """Container record `rec`'s NetworkSettings.Networks (`endpoint_settings_of`), over what
+        its inspect document says of them when `inspect`."""
+        seen = None
+        if inspect:
+            from reconciler.runtime.native.containers import inspection
+
+            seen = inspection.document(self.runtime.containers, rec)["NetworkSettings"]["Networks"]
+        return endpoint_settings_of(rec, views, seen)
+
+    def _members(self, view: NetworkView) -> dict[str, dict[str, str]]:
+        """A network's Containers, as dockerd's network inspect has them: each container with an
+        endpoint there (a stopped one too: the native engine holds its address for its next
+        start), by id: its name, endpoint, MAC and addresses with their prefix lengths, as its
+        own inspect says them."""
+        views = self._views()
+        out: dict[str, dict[str, str]] = {}
+        for rec in self.runtime.containers.records():
+            if view.doc["Name"] not in endpoint_settings_of(rec, views):
+                continue
+            ep = self._endpoints(rec, views, inspect=True)[view.doc["Name"]]
+            out[rec.id] = {"Name": rec.name, "EndpointID": ep.get("EndpointID", ""),
+                           "MacAddress": ep.get("MacAddress", ""),
+                           "IPv4Address": _prefixed(ep.get("IPAddress", ""), ep.get("IPPrefixLen", 0)),
+                           "IPv6Address": _prefixed(ep.get("GlobalIPv6Address", ""), ep.get("GlobalIPv6PrefixLen", 0))}
+        return out
+
+    def _named_networks(self, config: base.ContainerConfig) -> base.ContainerConfig:
+        """`config` with each network it names by id or id prefix (`docker run --network ID`)
+        named by its name, as dockerd finds it; a name, or one no network has, as it is (the
+        engine says what it lacks)."""
+        import dataclasses
+
+        natives = {v.native for v in self._networks()}
+        found = {}
+        for net in config.networks:
+            if net in natives or net.startswith("container:"):
+                continue
+            with contextlib.suppress(HttpError):
+                found[net] = self._network(net).native
+        if not found:
+            return config
+        return dataclasses.replace(
+            config, networks=tuple(found.get(n, n) for n in config.networks),
+            ipv4_addresses={found.get(n, n): a for n, a in config.ipv4_addresses.items()},
+            ipv6_addresses={found.get(n, n): a for n, a in config.ipv6_addresses.items()})
+
     def _network_change(self, method: str, parts: list[str], body: Callable[[], Any]) -> tuple[int, Any]:
-        """docker network create / rm: a bridge network of the engine's own."""
+        """docker network create / rm / connect / disconnect: a bridge network of the engine's own."""
         rt = self.runtime
         if method == "POST" and parts == ["create"]:
             data = body() or {}
             name = str(data.get("Name") or "")
             if not name:
                 raise HttpError(400, "network name is required")
+            if name in (*_PREDEFINED_DRIVERS, _native_default()):
+                raise HttpError(403, f"operation is not permitted on predefined {name} network")
             if data.get("Driver") not in (None, "", "bridge"):
                 raise HttpError(400, f"network driver {data['Driver']!r} is not supported: the native engine makes "
                                      "bridge networks")
@@ -749,31 +968,40 @@ class EngineApi:
                 internal=bool(data.get("Internal")), labels=dict(data.get("Labels") or {}),
                 ipv6=bool(data.get("EnableIPv6")), ipv6_subnet=v6.get("Subnet"),
                 mtu=_network_mtu(data.get("Options") or {})))
-            return 201, {"Id": state.id or name, "Warning": ""}
+            return 201, {"Id": state.id, "Warning": ""}
         if method == "POST" and len(parts) == 2 and parts[1] in ("connect", "disconnect"):
-            found = [n for n in rt.list_networks() if parts[0] in (n.name, n.id)]
-            if not found:
-                raise HttpError(404, f"network {parts[0]} not found")
+            connect = parts[1] == "connect"
+            default = _native_default()
+            if connect and parts[0] in (_BRIDGE, default) and not any(n.name == default for n in rt.list_networks()):
+                rt.ensure_network(base.NetworkConfig(name=default))     # made at its first use, as by a start
+            view = self._network(parts[0])
+            if view.native in ("host", "none"):
+                raise HttpError(400, f"container cannot be {'connected to' if connect else 'disconnected from'} "
+                                     f"network {view.native}: the native engine connects bridge networks only")
             data = body() or {}
-            self._reattach(str(data.get("Container") or ""), found[0].name, parts[1] == "connect",
-                           endpoint_settings(data.get("EndpointConfig")))
+            self._reattach(str(data.get("Container") or ""), view, connect, endpoint_settings(data.get("EndpointConfig")))
             return 200, None
         if method == "DELETE" and len(parts) == 1:
-            found = [n for n in rt.list_networks() if parts[0] in (n.name, n.id)]
-            if not found:
-                raise HttpError(404, f"network {parts[0]} not found")
-            rt.remove_network(found[0].name)
+            named = _docker_name(parts[0])
+            found = self._network(parts[0]) if named not in _PREDEFINED_DRIVERS else None
+            if found is None or found.doc["Name"] in _PREDEFINED_DRIVERS:
+                name = named if found is None else found.doc["Name"]
+                raise HttpError(403, f"{name} is a pre-defined network and cannot be removed")
+            rt.remove_network(found.native)
             return 204, None
         raise HttpError(501, f"{method} /networks/{'/'.join(parts)} is not served by reconciler's engine API yet")
 
-    def _reattach(self, ident: str, network: str, connect: bool, ep: Endpoint) -> None:
+    def _reattach(self, ident: str, view: NetworkView, connect: bool, ep: Endpoint) -> None:
         """docker network connect/disconnect: of a running container, an interface added to or
         deleted from its namespace (ContainerManager.connect_running, journalled as Docker's
         network `connect`/`disconnect` events); of one not started yet (what compose does
         between create and start), ContainerManager.reconnect. A connect's fixed addresses
-        (`docker network connect --ip/--ip6`) are the container's there from then on."""
+        (`docker network connect --ip/--ip6`) are the container's there from then on. A
+        container created without a network is on the default one (`networks_of`), and stays
+        so through a connect to another and its disconnect, as Docker's."""
         manager = self.runtime.containers
         rec = manager.get(ident)
+        network = view.native
         aliases = ep.aliases
         if rec.status == "running":
             try:
@@ -785,20 +1013,19 @@ class EngineApi:
                 raise HttpError(409 if connect else 400, exc.message) from None
             except rterrors.InvalidArgument as exc:
                 raise HttpError(400, exc.message) from None
-            nid = next((n.id for n in self.runtime.list_networks() if n.name == network), "") or network
-            manager.journal.record("network", "connect" if connect else "disconnect", nid,
+            manager.journal.record("network", "connect" if connect else "disconnect", view.doc["Id"],
                                    {"container": rec.id, "name": network, "type": "bridge"})
             return
         if rec.status != "created":
             raise HttpError(409, f"network {'connect' if connect else 'disconnect'} of a {rec.status} container: "
                                  "start it, or connect before it starts")
-        nets = tuple(n for n in rec.config.networks if n not in (network, "none"))
-        if connect:
-            nets = (*nets, network)
-        extra = tuple(a for a in aliases if a not in rec.config.aliases)
         if not rec.netns_path:
             raise HttpError(501, f"network {'connect' if connect else 'disconnect'} of a container without a bridge "
                                  "network is not served by reconciler's engine API yet")
+        nets = tuple(n for n in manager.networks_of(rec) if n != network)
+        if connect:
+            nets = (*nets, network)
+        extra = tuple(a for a in aliases if a not in rec.config.aliases)
         v4 = {n: a for n, a in rec.config.ipv4_addresses.items() if n != network}
         v6 = {n: a for n, a in rec.config.ipv6_addresses.items() if n != network}
         if connect:
@@ -889,7 +1116,7 @@ class EngineApi:
             import secrets
 
             data = body() or {}
-            config = config_from_create(q.get("name") or f"r_{secrets.token_hex(4)}", data)
+            config = self._named_networks(config_from_create(q.get("name") or f"r_{secrets.token_hex(4)}", data))
             _image_or_404(rt, config.image)      # the docker CLI pulls on this 404, then creates again
             config, made = self._anonymous_volumes(config)
             try:
@@ -922,6 +1149,9 @@ class EngineApi:
             host = doc.setdefault("HostConfig", {})
             with self._lock:
                 host.setdefault("AutoRemove", doc["Id"] in self._auto_remove)
+            settings = doc["NetworkSettings"]
+            settings["Networks"] = endpoint_settings_of(rec, self._views(), settings["Networks"])
+            settings.update(_top_level(settings["Networks"]))
             return 200, doc
         if method == "POST" and action == "start":
             if rt.inspect_container(ident).status.value == "running":
@@ -1220,12 +1450,16 @@ class EngineApi:
             limit = int(q.get("limit") or 0)
         except ValueError:
             raise HttpError(400, f"limit: {q['limit']!r} is not a whole number") from None
-        recs = rt.containers.records()
-        states = {r.id: r.state() for r in recs}
+        from reconciler.runtime.native.containers import inspection
+
+        recs = {r.id: r for r in rt.containers.records()}
+        states = {cid: r.state() for cid, r in recs.items()}
         net_ids = {n.name: n.id for n in rt.list_networks()} if "network" in fl else {}
-        views = [_container_view(r, states[r.id], net_ids) for r in recs]
+        views = [_container_view(r, states[r.id], net_ids) for r in recs.values()]
         chosen = dockerfilters.containers(views, fl, all_=_flag(q, "all"), limit=limit, ancestors=self._ancestry())
-        return [container_summary(states[v.id]) for v in chosen]
+        networks = self._views() if chosen else {}
+        return [container_summary(states[v.id], endpoint_settings_of(recs[v.id], networks),
+                                  inspection.network_mode(recs[v.id])) for v in chosen]
 
     def _lineage(self, infos: list[base.ImageInfo]) -> dict[str, dockerfilters.Lineage]:
         """Each image's layers and history (dockerfilters.descendants reads which were made from which)."""

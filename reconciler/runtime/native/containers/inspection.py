@@ -13,7 +13,7 @@ from reconciler.runtime import base
 from reconciler.runtime.native.containers import records, summaries
 from reconciler.runtime.native.volumes import volumes
 
-__all__ = ["document"]
+__all__ = ["document", "network_mode"]
 
 
 def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
@@ -41,7 +41,6 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
                "Source": str(volumes.data_dir(store.config.root, m.source)) if m.type == "volume" else m.source,
                "Destination": m.target, "RW": not m.read_only} for m in cfg.mounts]
     res = cfg.resources
-    network_mode = "host" if cfg.networks == ("host",) else ("none" if cfg.networks in ((), ("none",)) and not rec.netns_path else ",".join(cfg.networks) or "default")
     return {
         "Id": rec.id,
         "Name": "/" + rec.name,
@@ -77,7 +76,7 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
                                                         if hc.start_interval else {})},
         },
         "HostConfig": {
-            "NetworkMode": network_mode,
+            "NetworkMode": network_mode(rec),
             "RestartPolicy": {"Name": cfg.restart.name, "MaximumRetryCount": cfg.restart.max_retries},
             "Memory": res.memory or 0, "NanoCpus": int((res.cpus or 0) * 1e9), "PidsLimit": res.pids,
             "ReadonlyRootfs": cfg.read_only, "CapAdd": list(cfg.cap_add), "CapDrop": list(cfg.cap_drop),
@@ -93,6 +92,19 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
             "SandboxKey": rec.netns_path or "",
         },
     }
+
+
+def network_mode(rec: records.Record) -> str:
+    """Docker's HostConfig.NetworkMode of a container: "host", "none" (no namespace of its own),
+    "container:NAME", else the network it was created on: its first (the one a connect does not
+    change), "default" for the default network, as Docker's for a container created without one
+    (also once disconnected from every network: Docker's mode stays what it was created with)."""
+    nets = rec.config.networks
+    if nets == ("host",) or (nets[:1] and nets[0].startswith("container:")):
+        return nets[0]
+    if not rec.netns_path:
+        return "none"
+    return nets[0] if nets and nets[0] not in ("none", "default") else "default"   # (network.DEFAULT_NETWORK)
 
 
 def _bindings(ports: Iterable[base.PortMapping]) -> dict[str, list[dict[str, str]]]:

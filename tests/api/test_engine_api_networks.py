@@ -1,0 +1,276 @@
+"""Networks through the native engine's Engine API as docker users and docker-py see them, each
+answer checked against the kernel or the engine's records (dockerd 20.10 is the model):
+
+- a container on the default network that was connected to another and disconnected again
+  starts again, on its default network; disconnected from every network it starts with none
+  (dockerd: loopback only), through `docker restart` and through `reconcile start`;
+- network ids are Docker's (64 hex digits, stable), one id in create, list, inspect, connect,
+  disconnect, remove, events and the container's endpoints, resolved as dockerd resolves them
+  (full id, name, unique prefix);
+- network inspect has `Containers` and `Created`; a container's endpoints their gateway, prefix
+  length, MAC (the kernel's), network id, endpoint id and aliases (with the short id, which
+  peers resolve); inspect's top-level addresses are the default network's;
+- the native default network is Docker's `bridge` (its name `default` accepted too), `host`
+  and `none` are listed as predefined networks; none of them is created or removed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import time
+from typing import Any
+
+import pytest
+
+from tests.api.test_engine_api import docker
+from tests.api.test_engine_api import engine_api as engine_api  # the fixture
+from tests.api.test_engine_api import pytestmark as pytestmark  # root, registry, docker CLI
+from tests.api.test_engine_api_live import _events
+from tests.helpers.host import Host
+
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _inspect(sock: str, *args: str) -> Any:
+    return json.loads(docker(sock, "inspect", *args).stdout)[0]
+
+
+def _net(sock: str, name: str) -> Any:
+    return json.loads(docker(sock, "network", "inspect", name).stdout)[0]
+
+
+def _links(sock: str, container: str) -> list[str]:
+    """The interfaces in the container's network namespace, as the kernel lists them."""
+    out = docker(sock, "exec", container, "ip", "-o", "link").stdout
+    return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
+
+
+def _mac(sock: str, container: str, ifname: str) -> str:
+    return docker(sock, "exec", container, "cat", f"/sys/class/net/{ifname}/address").stdout.strip()
+
+
+def test_a_container_disconnected_from_a_network_it_was_connected_to_starts_again(
+        engine_api: str, host: Host, busybox_image: str) -> None:
+    n1 = f"{host.config.name_prefix}n1"
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "network", "create", n1)
+    docker(engine_api, "run", "-d", "--name", "c", busybox_image, "sleep", "300")
+    on_default = _inspect(engine_api, "c")["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+
+    docker(engine_api, "network", "connect", n1, "c")
+    assert sorted(_inspect(engine_api, "c")["NetworkSettings"]["Networks"]) == sorted(["bridge", n1])
+    docker(engine_api, "network", "disconnect", n1, "c")
+    docker(engine_api, "restart", "-t", "1", "c")           # dockerd: running, on its bridge
+    doc = _inspect(engine_api, "c")
+    assert doc["State"]["Status"] == "running"
+    assert list(doc["NetworkSettings"]["Networks"]) == ["bridge"]
+    assert doc["HostConfig"]["NetworkMode"] == "default"
+    ip = doc["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+    assert ip == on_default
+    assert f"inet {ip}/" in docker(engine_api, "exec", "c", "ip", "-4", "-o", "addr").stdout
+
+    # disconnected from the default network too: no network left, and it starts with none, as dockerd
+    docker(engine_api, "network", "disconnect", "bridge", "c")
+    assert _inspect(engine_api, "c")["NetworkSettings"]["Networks"] == {}
+    assert _links(engine_api, "c") == ["lo"]
+    docker(engine_api, "restart", "-t", "1", "c")
+    doc = _inspect(engine_api, "c")
+    assert (doc["State"]["Status"], doc["NetworkSettings"]["Networks"]) == ("running", {})
+    assert _links(engine_api, "c") == ["lo"]
+
+    # the reconciler's own CLI starts it too
+    docker(engine_api, "stop", "-t", "1", "c")
+    assert host.cli("start", "c") == 0
+    assert _inspect(engine_api, "c")["State"]["Status"] == "running"
+    assert _links(engine_api, "c") == ["lo"]
+
+    docker(engine_api, "network", "connect", n1, "c")      # and it can join one again
+    assert list(_inspect(engine_api, "c")["NetworkSettings"]["Networks"]) == [n1]
+    assert len(_links(engine_api, "c")) == 2
+    docker(engine_api, "rm", "-f", "c")
+    docker(engine_api, "network", "rm", n1)
+
+
+def test_a_created_container_connected_before_its_start_keeps_its_default_network(
+        engine_api: str, host: Host, busybox_image: str) -> None:
+    """`docker create` (default network), `network connect n1`, `start`: on both, as dockerd."""
+    n1 = f"{host.config.name_prefix}n1"
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "network", "create", n1)
+    docker(engine_api, "create", "--name", "c", busybox_image, "sleep", "300")
+    docker(engine_api, "network", "connect", n1, "c")
+    docker(engine_api, "start", "c")
+    networks = _inspect(engine_api, "c")["NetworkSettings"]["Networks"]
+    assert sorted(networks) == sorted(["bridge", n1])
+    assert len(_links(engine_api, "c")) == 3
+    docker(engine_api, "rm", "-f", "c")
+    docker(engine_api, "network", "rm", n1)
+
+
+def test_docker_py_creates_finds_connects_and_removes_networks_by_id(
+        engine_api: str, host: Host, busybox_image: str) -> None:
+    docker_py = pytest.importorskip("docker")
+    client = docker_py.DockerClient(base_url=f"unix://{engine_api}", version="1.41")
+    name = f"{host.config.name_prefix}py"
+    try:
+        client.images.pull(busybox_image)
+        net = client.networks.create(name, labels={"who": "py"})     # raised NotFound: its id was not found
+        assert HEX64.match(net.id), net.id
+        assert net.name == name
+        assert client.networks.get(name).id == net.id
+        assert client.networks.get(net.id[:12]).id == net.id      # a unique prefix, as dockerd
+        assert [n.id for n in client.networks.list(ids=[net.id])] == [net.id]
+        assert [n.id for n in client.networks.list(names=[name])] == [net.id]
+        assert client.networks.get(net.id).attrs["Created"].endswith("Z")
+
+        c = client.containers.run(busybox_image, ["sleep", "300"], name="pyc", detach=True)
+        net.connect(c, aliases=["web"])
+        net.reload()
+        assert [x.id for x in net.containers] == [c.id]
+        c.reload()
+        ep = c.attrs["NetworkSettings"]["Networks"][name]
+        assert ep["NetworkID"] == net.id
+        assert ep["Aliases"] == ["web", c.id[:12]]
+        member = net.attrs["Containers"][c.id]
+        assert member["Name"] == "pyc"
+        assert member["EndpointID"] == ep["EndpointID"]
+        assert member["IPv4Address"] == f"{ep['IPAddress']}/{ep['IPPrefixLen']}"
+        assert member["MacAddress"] == ep["MacAddress"]
+
+        net.disconnect(c)
+        net.reload()
+        assert net.containers == []
+        c.reload()
+        assert list(c.attrs["NetworkSettings"]["Networks"]) == ["bridge"]
+        c.remove(force=True)
+        net.remove()
+        assert sorted(n.name for n in client.networks.list()) == ["bridge", "host", "none"]
+    finally:
+        client.close()
+
+
+def test_network_ids_resolve_as_dockerd_resolves_them(engine_api: str, host: Host, busybox_image: str) -> None:
+    a, b = f"{host.config.name_prefix}a", f"{host.config.name_prefix}b"
+    since = time.time()
+    made = docker(engine_api, "network", "create", a).stdout.strip()
+    assert HEX64.match(made), made
+    docker(engine_api, "network", "create", b)
+    listed = {n["Name"]: n["ID"] for n in map(json.loads, docker(
+        engine_api, "network", "ls", "--no-trunc", "--format", "{{json .}}").stdout.splitlines())}
+    assert listed[a] == made
+    assert _net(engine_api, made)["Name"] == a
+    assert _net(engine_api, made[:5])["Id"] == made           # a prefix no other id shares
+    assert docker(engine_api, "network", "ls", "-q", "--filter", f"id={made[:8]}").stdout.split() == [made[:12]]
+    assert _net(engine_api, a)["Id"] == _net(engine_api, a)["Id"] == made      # stable
+    missing = docker(engine_api, "network", "inspect", "f" * 64, check=False)
+    assert missing.returncode != 0
+    assert "not found" in missing.stderr
+
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "run", "-d", "--name", "byid", "--network", made[:12], busybox_image, "sleep", "300")
+    doc = _inspect(engine_api, "byid")
+    assert list(doc["NetworkSettings"]["Networks"]) == [a]
+    assert doc["NetworkSettings"]["Networks"][a]["NetworkID"] == made
+    assert "bridge" not in docker(engine_api, "network", "ls", "--format", "{{.Name}}").stdout.split()
+    docker(engine_api, "network", "connect", "bridge", "byid")     # no container made it yet: made now
+    assert sorted(_inspect(engine_api, "byid")["NetworkSettings"]["Networks"]) == sorted([a, "bridge"])
+    assert sorted(docker(engine_api, "network", "ls", "-q", "--filter", "type=custom").stdout.split()) == sorted(
+        [made[:12], _net(engine_api, b)["Id"][:12]])
+    b_id = _net(engine_api, b)["Id"]
+    docker(engine_api, "network", "connect", b_id, "byid")
+    assert doc["Id"] in _net(engine_api, b)["Containers"]
+    docker(engine_api, "network", "disconnect", b_id[:12], "byid")
+    assert _net(engine_api, b)["Containers"] == {}
+    actors = {(e["Action"], e["Actor"]["ID"]) for e in _events(engine_api, since, "type=network")}
+    assert {("create", made), ("connect", b_id), ("disconnect", b_id)} <= actors
+    docker(engine_api, "rm", "-f", "byid")
+    docker(engine_api, "network", "rm", made[:12], b_id)
+    assert docker(engine_api, "network", "ls", "-q", "--filter", f"name={host.config.name_prefix}").stdout == ""
+
+
+def test_network_and_container_inspect_say_what_the_kernel_has(engine_api: str, host: Host,
+                                                                busybox_image: str) -> None:
+    n1 = f"{host.config.name_prefix}n1"
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "network", "create", "--subnet", host.subnet, n1)
+    docker(engine_api, "run", "-d", "--name", "one", busybox_image, "sleep", "300")
+    docker(engine_api, "run", "-d", "--name", "two", "--network", n1, "--network-alias", "api", busybox_image,
+           "sleep", "300")
+    docker(engine_api, "network", "connect", n1, "one")
+    one, two = _inspect(engine_api, "one"), _inspect(engine_api, "two")
+    net, bridge = _net(engine_api, n1), _net(engine_api, "bridge")
+
+    # network inspect: when it was made, and who is on it, as the container's own endpoints say
+    assert net["Created"].endswith("Z")
+    assert net["Created"] != "0001-01-01T00:00:00Z"
+    assert sorted(net["Containers"]) == sorted([one["Id"], two["Id"]])
+    assert list(bridge["Containers"]) == [one["Id"]]
+    for doc, on in ((one, net), (two, net), (one, bridge)):
+        ep = doc["NetworkSettings"]["Networks"][on["Name"]]
+        member = on["Containers"][doc["Id"]]
+        subnet = ipaddress.ip_network(on["IPAM"]["Config"][0]["Subnet"])
+        assert ipaddress.ip_address(ep["IPAddress"]) in subnet
+        assert (ep["NetworkID"], ep["Gateway"], ep["IPPrefixLen"]) == (
+            on["Id"], on["IPAM"]["Config"][0]["Gateway"], subnet.prefixlen)
+        assert HEX64.match(ep["EndpointID"])
+        assert member == {"Name": doc["Name"].lstrip("/"), "EndpointID": ep["EndpointID"],
+                          "MacAddress": ep["MacAddress"], "IPv4Address": f"{ep['IPAddress']}/{subnet.prefixlen}",
+                          "IPv6Address": ""}
+        # the MAC the kernel gave the interface that holds the address
+        addrs = docker(engine_api, "exec", doc["Name"].lstrip("/"), "ip", "-4", "-o", "addr").stdout
+        ifname = next(line.split()[1] for line in addrs.splitlines() if f" {ep['IPAddress']}/" in line)
+        assert ep["MacAddress"] == _mac(engine_api, doc["Name"].lstrip("/"), ifname)
+    assert one["NetworkSettings"]["Networks"][n1]["Aliases"] == [one["Id"][:12]]
+    assert two["NetworkSettings"]["Networks"][n1]["Aliases"] == ["api", two["Id"][:12]]
+
+    # top level: the default network's endpoint, as dockerd fills it for the default bridge
+    settings, on_bridge = one["NetworkSettings"], one["NetworkSettings"]["Networks"]["bridge"]
+    for key in ("IPAddress", "Gateway", "IPPrefixLen", "MacAddress", "EndpointID", "GlobalIPv6Address"):
+        assert settings[key] == on_bridge[key], key
+    assert settings["Bridge"] == ""                     # dockerd's without --bridge
+    assert (two["NetworkSettings"]["IPAddress"], two["NetworkSettings"]["EndpointID"]) == ("", "")
+
+    # a peer resolves the short id on a network they share, as dockerd's embedded DNS answers it
+    ping = docker(engine_api, "exec", "two", "busybox", "ping", "-c", "1", "-W", "3", one["Id"][:12])
+    assert one["NetworkSettings"]["Networks"][n1]["IPAddress"] in ping.stdout
+    docker(engine_api, "rm", "-f", "one", "two")
+    docker(engine_api, "network", "rm", n1)
+
+
+def test_the_default_network_is_dockers_bridge_and_host_and_none_are_listed(
+        engine_api: str, host: Host, busybox_image: str) -> None:
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "run", "-d", "--name", "web", "--network", "bridge", busybox_image, "sleep", "300")
+    docker(engine_api, "run", "-d", "--name", "lone", "--network", "none", busybox_image, "sleep", "300")
+    listed = {n["Name"]: n for n in map(json.loads, docker(
+        engine_api, "network", "ls", "--no-trunc", "--format", "{{json .}}").stdout.splitlines())}
+    assert {k: listed[k]["Driver"] for k in ("bridge", "host", "none")} == \
+        {"bridge": "bridge", "host": "host", "none": "null"}
+    assert all(HEX64.match(n["ID"]) for n in listed.values())
+    assert "default" not in listed
+    bridge = _net(engine_api, "bridge")
+    assert _net(engine_api, "default")["Id"] == bridge["Id"]        # the native name, accepted too
+    assert bridge["Options"]["com.docker.network.bridge.default_bridge"] == "true"
+    web = _inspect(engine_api, "web")
+    assert web["NetworkSettings"]["Networks"]["bridge"]["NetworkID"] == bridge["Id"]
+    ip = docker(engine_api, "inspect", "-f", "{{.NetworkSettings.Networks.bridge.IPAddress}}", "web").stdout.strip()
+    assert f"inet {ip}/" in docker(engine_api, "exec", "web", "ip", "-4", "-o", "addr").stdout
+    assert docker(engine_api, "ps", "--filter", "network=bridge", "--format", "{{.Names}}").stdout.split() == ["web"]
+    assert docker(engine_api, "ps", "--filter", "network=none", "--format", "{{.Names}}").stdout.split() == ["lone"]
+    assert docker(engine_api, "ps", "--format", "{{.Networks}}", "--filter", "name=web").stdout.strip() == "bridge"
+    none = _net(engine_api, "none")
+    assert list(none["Containers"]) == [_inspect(engine_api, "lone")["Id"]]
+    assert list(_inspect(engine_api, "lone")["NetworkSettings"]["Networks"]) == ["none"]
+    assert _net(engine_api, "host")["Containers"] == {}
+
+    for name in ("bridge", "default", "host", "none"):
+        made = docker(engine_api, "network", "create", name, check=False)
+        assert made.returncode != 0
+        assert "operation is not permitted on predefined" in made.stderr, (name, made.stderr)
+        gone = docker(engine_api, "network", "rm", name, check=False)
+        assert gone.returncode != 0
+        assert "is a pre-defined network and cannot be removed" in gone.stderr, (name, gone.stderr)
+    docker(engine_api, "rm", "-f", "web", "lone")
+

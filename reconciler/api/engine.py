@@ -773,6 +773,10 @@ class EngineApi:
             return 200, self._events(q)
         if method == "POST" and len(parts) == 2 and parts[1] == "prune" and parts[0] in _PRUNE:
             return 200, self._prune(parts[0], _filters(q.get("filters")))
+        if method == "POST" and parts == ["build", "prune"]:
+            # (`docker system prune` asks it too) the native build cache's rows hold no space: the
+            # layers they name are the content store's, which images prune's GC frees
+            return 200, {"CachesDeleted": [], "SpaceReclaimed": 0}
         if parts[0] == "containers":
             return self._containers(method, parts[1:], q, body, raw)
         if parts[0] == "images" and method == "GET" and (parts[1:] == ["get"] or parts[-1:] == ["get"]):
@@ -1563,10 +1567,19 @@ class EngineApi:
                 space += size
             return {"VolumesDeleted": [v.name for v in gone], "SpaceReclaimed": space}
         if kind == "networks":
-            used = {n for r in recs for n in r.config.networks}
-            gone = [n.name for n in rt.list_networks() if n.name not in used and selected(n.labels, n.created or None)]
-            for name in gone:
-                rt.remove_network(name)
+            # used: any container on it, or to be on it at its start (the default network's
+            # containers too); the predefined networks are never pruned (dockerd's rule)
+            manager = rt.containers
+            used = {n for r in recs for n in (*r.ip_addresses, *(manager.networks_of(r) if r.netns_path else ()))}
+            gone = []
+            for n in rt.list_networks():
+                if n.name in used or n.name == _native_default() or not selected(n.labels, n.created or None):
+                    continue
+                try:
+                    rt.remove_network(n.name)
+                except (rterrors.Conflict, rterrors.NotFound):
+                    continue                # a container joined it meanwhile, or it went
+                gone.append(n.name)
             return {"NetworksDeleted": gone}
         dangling_only = dockerfilters.yes_no(filters, "dangling", ("true", "1"), ("false", "0")) is not False
         used = {r.image_id for r in recs}

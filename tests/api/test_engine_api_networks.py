@@ -11,7 +11,8 @@ answer checked against the kernel or the engine's records (dockerd 20.10 is the 
   length, MAC (the kernel's), network id, endpoint id and aliases (with the short id, which
   peers resolve); inspect's top-level addresses are the default network's;
 - the native default network is Docker's `bridge` (its name `default` accepted too), `host`
-  and `none` are listed as predefined networks; none of them is created or removed.
+  and `none` are listed as predefined networks; none of them is created, removed or pruned,
+  and a network any container is on is not pruned.
 """
 
 from __future__ import annotations
@@ -145,7 +146,9 @@ def test_docker_py_creates_finds_connects_and_removes_networks_by_id(
         c.reload()
         assert list(c.attrs["NetworkSettings"]["Networks"]) == ["bridge"]
         c.remove(force=True)
-        net.remove()
+        idle = client.networks.create(f"{name}i")
+        assert client.networks.prune(filters={"label": "who=py"}) == {"NetworksDeleted": [name]}
+        assert client.networks.prune() == {"NetworksDeleted": [idle.name]}
         assert sorted(n.name for n in client.networks.list()) == ["bridge", "host", "none"]
     finally:
         client.close()
@@ -274,3 +277,24 @@ def test_the_default_network_is_dockers_bridge_and_host_and_none_are_listed(
         assert "is a pre-defined network and cannot be removed" in gone.stderr, (name, gone.stderr)
     docker(engine_api, "rm", "-f", "web", "lone")
 
+
+def test_prune_keeps_predefined_networks_and_every_network_a_container_is_on(
+        engine_api: str, host: Host, busybox_image: str) -> None:
+    used, idle, labelled = (f"{host.config.name_prefix}{s}" for s in ("u", "i", "l"))
+    docker(engine_api, "pull", busybox_image)
+    for name in (used, idle):
+        docker(engine_api, "network", "create", name)
+    docker(engine_api, "network", "create", "--label", "keep=1", labelled)
+    docker(engine_api, "run", "-d", "--name", "c", busybox_image, "sleep", "300")      # default network
+    docker(engine_api, "network", "connect", used, "c")
+
+    pruned = docker(engine_api, "network", "prune", "-f", "--filter", "label!=keep").stdout
+    assert pruned.split() == ["Deleted", "Networks:", idle], pruned
+    names = docker(engine_api, "network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert sorted(names) == sorted(["bridge", "host", "none", used, labelled])
+
+    docker(engine_api, "rm", "-f", "c")         # nothing on the default network now: still never pruned
+    docker(engine_api, "system", "prune", "-f")
+    names = docker(engine_api, "network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert sorted(names) == ["bridge", "host", "none"]
+    docker(engine_api, "run", "--rm", busybox_image, "true")     # the default network still serves

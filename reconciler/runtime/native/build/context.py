@@ -12,7 +12,6 @@ destination directory, with the image layers' limits; tarfile never extracts ont
 from __future__ import annotations
 
 import errno
-import fnmatch
 import hashlib
 import os
 import posixpath
@@ -87,6 +86,9 @@ class IgnoreRules:
 
     def __init__(self, lines: Sequence[str]) -> None:
         self.patterns: list[tuple[re.Pattern[str], bool]] = []
+        # the `!` patterns as literal paths (a trailing /* or /** dropped), or None when one
+        # has a wildcard: what may_keep_below looks at (fsutil's walker skips the same way)
+        self._negations: list[str] | None = []
         for raw in lines:
             line = raw.strip()
             if not line or line.startswith("#"):
@@ -98,6 +100,12 @@ class IgnoreRules:
             if line in ("", "."):
                 continue
             self.patterns.append((re.compile(_glob_regex(line)), negate))
+            if negate and self._negations is not None:
+                literal = line.removesuffix("/**").removesuffix("/*")
+                if any(c in literal for c in "*?[]^\\"):
+                    self._negations = None
+                else:
+                    self._negations.append(literal)
 
     @classmethod
     def read(cls, root_fd: int, ignore_file: str | None = None) -> IgnoreRules:
@@ -119,6 +127,14 @@ class IgnoreRules:
         """Some pattern re-includes (`!`): an excluded directory may still hold kept files."""
         return any(neg for _, neg in self.patterns)
 
+    def may_keep_below(self, rel: str) -> bool:
+        """Whether a `!` pattern may keep something below the directory `rel` (when `rel` is
+        excluded: whether its tree must be walked to find what is kept)."""
+        if self._negations is None:
+            return True
+        prefix = rel + "/"
+        return any((lit + "/").startswith(prefix) for lit in self._negations)
+
     def excluded(self, rel: str) -> bool:
         if not self.patterns:
             return False
@@ -129,6 +145,9 @@ class IgnoreRules:
             if any(rx.match(p) for p in prefixes):
                 result = not negate
         return result
+
+
+_NO_RULES = IgnoreRules([])
 
 
 def ignore_file_for(dockerfile: str | None) -> str | None:
@@ -178,6 +197,20 @@ def _glob_regex(pattern: str) -> str:
     return "".join(out)
 
 
+def _has_wildcards(path: str) -> bool:
+    """Whether a source path is a pattern (Go's rule in BuildKit: `*`, `?` or `[`, a character
+    after a backslash taken as it is)."""
+    i = 0
+    while i < len(path):
+        if path[i] == "\\":
+            i += 2
+            continue
+        if path[i] in "*?[":
+            return True
+        i += 1
+    return False
+
+
 # ------------------------------------------------------------------------------ sources
 
 @dataclass(frozen=True)
@@ -199,7 +232,7 @@ class BuildContext:
             self.fd = os.open(path, _DIR)
         except OSError as exc:
             raise ContextError(f"{label} {path} cannot be opened: {exc.strerror}") from None
-        self.rules = IgnoreRules.read(self.fd, ignore_file_for(dockerfile)) if ignore else IgnoreRules([])
+        self.rules = IgnoreRules.read(self.fd, ignore_file_for(dockerfile)) if ignore else _NO_RULES
         self.in_root = not ignore       # a stage's rootfs: absolute symlinks resolve in it
         self.hashes: dict[tuple[object, ...], str] = {}   # hash_sources of this build, by its arguments
 
@@ -237,36 +270,41 @@ class BuildContext:
             os.close(fd)
 
     def resolve(self, pattern: str) -> list[Source]:
-        """The sources a COPY argument names: a path, or a glob over the tree."""
+        """The sources a COPY argument names: a path, or a glob over the tree (BuildKit's
+        rules: a path must be there, a glob may match nothing, the directories before its
+        first wildcard must be there). What .dockerignore excludes is not there, except a
+        directory below which a `!` pattern keeps something: it holds only what is kept."""
         clean = posixpath.normpath("/" + pattern).lstrip("/")
         if clean.startswith("../") or clean == "..":
             raise ContextError(f"{pattern}: outside {self.label}")
-        if not any(c in clean for c in "*?["):
-            if clean and self.rules.excluded(clean):
-                raise ContextError(f"{pattern}: not found in {self.label} (excluded by .dockerignore)")
+        if not _has_wildcards(clean):
             fd = self.open(clean, os.O_PATH)
             try:
                 st = os.fstat(fd)
             finally:
                 os.close(fd)
+            if clean and not self._visible(clean, st):
+                raise ContextError(f"{pattern}: not found in {self.label} (excluded by .dockerignore)")
             return [Source(clean, stat.S_ISDIR(st.st_mode))]
-        out = [Source(rel, is_dir) for rel, is_dir in self._glob(clean)]
-        if not out:
-            raise ContextError(f"{pattern}: no source files were specified (nothing matches in {self.label})")
-        return out
+        return [Source(rel, is_dir) for rel, is_dir in self._glob(clean)]
 
     def _glob(self, pattern: str) -> list[tuple[str, bool]]:
         parts = pattern.split("/")
-        found: list[tuple[str, bool]] = [("", True)]
-        for i, part in enumerate(parts):
+        first = next((i for i, part in enumerate(parts) if _has_wildcards(part)), len(parts) - 1)
+        base = "/".join(parts[:first])
+        if base and not self.resolve(base)[0].is_dir:
+            return []
+        found: list[tuple[str, bool]] = [(base, True)]
+        for i, part in enumerate(parts[first:], first):
+            rx = re.compile(_glob_regex(part))
             nxt: list[tuple[str, bool]] = []
             for base, is_dir in found:
                 if not is_dir:
                     continue
                 for name, st in self._entries(base):
-                    if fnmatch.fnmatchcase(name, part):
+                    if rx.match(name):
                         rel = f"{base}/{name}" if base else name
-                        if self.rules.excluded(rel):
+                        if not self._visible(rel, st):
                             continue
                         d = stat.S_ISDIR(st.st_mode)
                         if stat.S_ISLNK(st.st_mode) and i == len(parts) - 1:
@@ -278,6 +316,15 @@ class BuildContext:
                         nxt.append((rel, d))
             found = nxt
         return sorted(found)
+
+    def _visible(self, rel: str, st: os.stat_result) -> bool:
+        """Whether `rel` (`st`: its stat) is in the context as BuildKit sends it: not excluded,
+        or a directory with something kept below it."""
+        if not self.rules.excluded(rel):
+            return True
+        if not stat.S_ISDIR(st.st_mode) or not self.rules.may_keep_below(rel):
+            return False
+        return next(self._walk_dir(rel, "", _NO_RULES), None) is not None
 
     def _entries(self, rel: str) -> list[tuple[str, os.stat_result]]:
         fd = self.open(rel, os.O_RDONLY | os.O_DIRECTORY)
@@ -298,15 +345,19 @@ class BuildContext:
         finally:
             os.close(fd)
         if src.is_dir:
-            yield from self._walk_dir(src.rel, "", exclude or IgnoreRules([]))
+            yield from self._walk_dir(src.rel, "", exclude or _NO_RULES)
 
     def _walk_dir(self, base: str, sub: str, exclude: IgnoreRules) -> Iterator[tuple[str, os.stat_result]]:
         here = posixpath.join(base, sub) if sub else base
         for name, st in self._entries(here):
             full = f"{here}/{name}" if here else name
             rel = f"{sub}/{name}" if sub else name
-            if self.rules.excluded(full) or exclude.excluded(rel):
-                if stat.S_ISDIR(st.st_mode) and (self.rules.negates or exclude.negates):
+            ignored = self.rules.excluded(full)
+            left_out = exclude.excluded(rel)
+            if ignored or left_out:
+                # an excluded directory is walked only if a `!` pattern may keep something in it
+                if (stat.S_ISDIR(st.st_mode) and (not ignored or self.rules.may_keep_below(full))
+                        and (not left_out or exclude.may_keep_below(rel))):
                     kept = list(self._walk_dir(base, rel, exclude))
                     if kept:
                         yield rel, st

@@ -1,0 +1,58 @@
+"""COPY and ADD as BuildKit does them: what a source names, what `.dockerignore` keeps, what ADD
+unpacks, and what a copy keeps and makes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from reconciler.runtime.native.build import builder
+from tests.build.conftest import Engine
+
+pytestmark = [pytest.mark.root, pytest.mark.registry]
+
+Ctx = Callable[..., Path]
+
+
+def test_a_glob_may_match_nothing(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    ctx = context_dir({"Dockerfile": f"""FROM {busybox_image} AS one
+FROM {busybox_image}
+COPY package.json yarn.lock* /app/
+COPY nomatch* /none/
+COPY --from=one /nomatch* /none-either/
+""", "package.json": "{}\n"})
+    engine.build(ctx, tags=("localhost/glob:1",))
+    code, out = engine.run("localhost/glob:1", "sh", "-c", "ls -A /app; [ -e /none ] || [ -e /none-either ] || echo none")
+    assert (code, out.splitlines()) == (0, ["package.json", "none"])
+    # a path without wildcard must be there, and so must the directory a glob starts from
+    for line in ("COPY package.json yarn.lock /app/", "COPY nodir/*.json /app/"):
+        bad = context_dir({"Dockerfile": f"FROM {busybox_image}\n{line}\n", "package.json": "{}\n"})
+        with pytest.raises(builder.BuildError, match=r"(yarn\.lock|nodir): not found in the build context"):
+            engine.build(bad)
+
+
+def test_an_excluded_directory_holds_what_is_kept_below_it(engine: Engine, context_dir: Ctx,
+                                                          busybox_image: str) -> None:
+    ctx = context_dir({
+        "Dockerfile": f"FROM {busybox_image}\nWORKDIR /w\nCOPY src ./src\nCOPY s* /glob/\nCOPY src/sub /sub\n",
+        ".dockerignore": "*\n!src/**/*.py\n",
+        "src/a.py": "a", "src/b.txt": "b", "src/sub/c.py": "c", "src/sub/d.md": "d", "src/none/e.txt": "e",
+        "secret.txt": "s",
+    })
+    engine.build(ctx, tags=("localhost/negate:1",))
+    code, out = engine.run("localhost/negate:1", "sh", "-c", "cd / && find w glob sub | sort")
+    assert code == 0, out
+    assert out.splitlines() == ["glob", "glob/a.py", "glob/sub", "glob/sub/c.py", "sub", "sub/c.py",
+                                "w", "w/src", "w/src/a.py", "w/src/sub", "w/src/sub/c.py"]
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nCOPY d /x\n", ".dockerignore": "d\n!d/keep\n",
+                       "d/keep": "k", "d/drop": "x", "d/sub/drop": "x"})
+    engine.build(ctx, tags=("localhost/negate:2",))
+    code, out = engine.run("localhost/negate:2", "sh", "-c", "cd /x && find . | sort")
+    assert (code, out.splitlines()) == (0, [".", "./keep"])
+    # a directory with nothing kept below it is not there
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nCOPY d /x\n", ".dockerignore": "d\n!e/keep\n",
+                       "d/keep": "k"})
+    with pytest.raises(builder.BuildError, match=r"d: not found in the build context \(excluded by \.dockerignore\)"):
+        engine.build(ctx)

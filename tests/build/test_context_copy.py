@@ -56,3 +56,13 @@ def test_an_excluded_directory_holds_what_is_kept_below_it(engine: Engine, conte
                        "d/keep": "k"})
     with pytest.raises(builder.BuildError, match=r"d: not found in the build context \(excluded by \.dockerignore\)"):
         engine.build(ctx)
+
+
+def test_a_bom_in_dockerignore_is_not_part_of_the_pattern(engine: Engine, context_dir: Ctx,
+                                                           busybox_image: str) -> None:
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nCOPY . /app\n",
+                       ".dockerignore": b"\xef\xbb\xbf.env\r\n  # not a comment\n",
+                       ".env": "TOKEN=secret\n", "a.txt": "a\n", "# not a comment": "x"})
+    engine.build(ctx, tags=("localhost/bom:1",))
+    code, out = engine.run("localhost/bom:1", "sh", "-c", "cd /app && find . -type f | sort")
+    assert (code, out.splitlines()) == (0, ["./.dockerignore", "./Dockerfile", "./a.txt"])

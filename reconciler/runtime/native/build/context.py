@@ -82,7 +82,8 @@ def save_digests(path: Path) -> None:
 class IgnoreRules:
     """`.dockerignore` patterns (moby's rules): Go filepath.Match syntax plus `**`, `!`
     exceptions, the last matching pattern wins, and a pattern matching a directory matches
-    everything below it."""
+    everything below it. A line starting with `#` is a comment (before any trimming, as in
+    moby's ignorefile); a UTF-8 BOM before the first line is no part of it."""
 
     def __init__(self, lines: Sequence[str]) -> None:
         self.patterns: list[tuple[re.Pattern[str], bool]] = []
@@ -90,8 +91,10 @@ class IgnoreRules:
         # has a wildcard: what may_keep_below looks at (fsutil's walker skips the same way)
         self._negations: list[str] | None = []
         for raw in lines:
+            if raw.startswith("#"):
+                continue
             line = raw.strip()
-            if not line or line.startswith("#"):
+            if not line:
                 continue
             negate = line.startswith("!")
             if negate:
@@ -120,7 +123,8 @@ class IgnoreRules:
         except OSError as exc:
             raise ContextError(f".dockerignore cannot be read: {exc.strerror}") from None
         with os.fdopen(fd, "rb") as f:
-            return cls(f.read(1 << 20).decode("utf-8", "replace").splitlines())
+            text = f.read(1 << 20).decode("utf-8", "replace")
+        return cls([line.removesuffix("\r") for line in text.removeprefix("\ufeff").split("\n")])
 
     @property
     def negates(self) -> bool:

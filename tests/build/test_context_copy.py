@@ -3,6 +3,11 @@ unpacks, and what a copy keeps and makes."""
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import hashlib
+import io
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +19,22 @@ from tests.build.conftest import Engine
 pytestmark = [pytest.mark.root, pytest.mark.registry]
 
 Ctx = Callable[..., Path]
+
+
+def _tar(entries: list[tuple[str, bytes | None]]) -> bytes:
+    """A tar of (name, content) entries; content None: a directory. Owners 1:1."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, data in entries:
+            ti = tarfile.TarInfo(name)
+            ti.uid = ti.gid = 1
+            if data is None:
+                ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+                t.addfile(ti)
+            else:
+                ti.size, ti.mode = len(data), 0o644
+                t.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def test_a_glob_may_match_nothing(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
@@ -66,3 +87,17 @@ def test_a_bom_in_dockerignore_is_not_part_of_the_pattern(engine: Engine, contex
     engine.build(ctx, tags=("localhost/bom:1",))
     code, out = engine.run("localhost/bom:1", "sh", "-c", "cd /app && find . -type f | sort")
     assert (code, out.splitlines()) == (0, ["./.dockerignore", "./Dockerfile", "./a.txt"])
+
+
+def test_add_unpacks_only_what_decompresses_to_a_tar(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    text_gz = gzip.compress(b"just text\n")
+    text_bz2 = bz2.compress(b"just text\n" * 100)
+    ctx = context_dir({
+        "Dockerfile": f"FROM {busybox_image}\nADD x.gz y.bz2 t.tar.gz /out/\n",
+        "x.gz": text_gz, "y.bz2": text_bz2, "t.tar.gz": gzip.compress(_tar([("in-tar", b"t")])),
+    })
+    engine.build(ctx, tags=("localhost/addgz:1",))
+    code, out = engine.run("localhost/addgz:1", "sh", "-c", "cd /out && ls && sha256sum x.gz y.bz2")
+    assert code == 0, out
+    assert out.splitlines() == ["in-tar", "x.gz", "y.bz2", f"{hashlib.sha256(text_gz).hexdigest()}  x.gz",
+                                f"{hashlib.sha256(text_bz2).hexdigest()}  y.bz2"]

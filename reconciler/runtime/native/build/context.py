@@ -701,21 +701,80 @@ def _attrs(fd: int, _name: None, st: os.stat_result, opts: CopyOptions, *, is_di
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-_ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
+_READ_MAX = 1 << 20         # compressed bytes read to find an archive's first tar header
 
 
 def is_archive(ctx: BuildContext, src: Source) -> bool:
-    """A local file ADD unpacks: tar, possibly gzip, bzip2, xz or zstd compressed (Docker's rule)."""
+    """Whether ADD unpacks a local file: BuildKit's rule, it decompresses (gzip, bzip2, xz,
+    zstd, or not compressed) to a valid first tar header. Anything else, a compressed file
+    that holds no tar included, is copied as it is."""
     if src.is_dir:
         return False
     fd = ctx.open(src.rel, os.O_RDONLY)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return False
-        head = os.pread(fd, 512, 0)
+        head = os.pread(fd, _READ_MAX, 0)
     finally:
         os.close(fd)
-    return head.startswith(_ARCHIVE_MAGIC) or head[257:262] == b"ustar"
+    return _tar_header(_first_block(head))
+
+
+def _first_block(head: bytes) -> bytes:
+    """The first 512 bytes `head` (a file's start) decompresses to (fewer: not a tar)."""
+    import bz2
+    import lzma
+    import zlib
+
+    try:
+        if head.startswith(b"\x1f\x8b"):
+            return zlib.decompressobj(wbits=31).decompress(head, 512)
+        if head.startswith(b"BZh"):
+            return bz2.BZ2Decompressor().decompress(head, 512)
+        if head.startswith(b"\xfd7zXZ\x00"):
+            return lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(head, 512)
+        if head.startswith(b"\x28\xb5\x2f\xfd"):
+            import io
+
+            import zstandard
+
+            out = b""
+            with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(head)) as r:
+                while len(out) < 512 and (chunk := r.read(512 - len(out))):
+                    out += chunk
+            return out
+    except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError):
+        return b""
+    except Exception as exc:        # zstandard.ZstdError
+        if type(exc).__module__.startswith("zstd"):
+            return b""
+        raise
+    return head[:512]
+
+
+_OCTAL = re.compile(rb"[0-7]*")
+
+
+def _tar_header(block: bytes) -> bool:
+    """Whether `block` is a tar header Go's archive/tar reads (what BuildKit asks of an archive
+    to unpack): not zeros, its checksum right (unsigned or signed sum), its numbers numbers."""
+    if len(block) < 512 or not block.strip(b"\0"):
+        return False
+
+    def number(field: bytes) -> int | None:
+        if field[:1] and field[0] & 0x80:           # base-256
+            return 0
+        text = field.strip(b" \0").split(b"\0")[0]
+        return int(text, 8) if text and _OCTAL.fullmatch(text) else (0 if not text else None)
+
+    stored = number(block[148:156])
+    if stored is None:
+        return False
+    summed = block[:148] + b" " * 8 + block[156:512]
+    if stored not in (sum(summed), sum(b - 256 if b > 127 else b for b in summed)):
+        return False
+    # mode, uid, gid, size, mtime
+    return all(number(block[a:b]) is not None for a, b in ((100, 108), (108, 116), (116, 124), (124, 136), (136, 148)))
 
 
 def unpack(ctx: BuildContext, src: Source, root_fd: int, dest: str, limits: layers.Limits) -> None:

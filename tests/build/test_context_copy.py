@@ -101,3 +101,20 @@ def test_add_unpacks_only_what_decompresses_to_a_tar(engine: Engine, context_dir
     assert code == 0, out
     assert out.splitlines() == ["in-tar", "x.gz", "y.bz2", f"{hashlib.sha256(text_gz).hexdigest()}  x.gz",
                                 f"{hashlib.sha256(text_bz2).hexdigest()}  y.bz2"]
+
+
+def test_destinations_through_symlinks_and_onto_files(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    base = f"""FROM {busybox_image}
+RUN ln -s /target/dir /d1 && ln -s /srv/app /app && ln -s ../../up/and/away /rel && touch /x
+"""
+    files: dict[str, str | bytes] = {"f": "f\n", "dir/g": "g\n"}
+    ctx = context_dir({"Dockerfile": base + "COPY f /d1/\nCOPY f /rel/f2\nWORKDIR /app\nCOPY dir sub/\n", **files})
+    engine.build(ctx, tags=("localhost/links:1",))
+    code, out = engine.run("localhost/links:1", "sh", "-c",
+                           "cat /target/dir/f /up/and/away/f2 /srv/app/sub/g; stat -c '%a' /target /srv/app")
+    assert (code, out.splitlines()) == (0, ["f", "f", "g", "755", "755"])
+    for line in ("COPY dir /x", "COPY f /x/y", "COPY f /x/", "COPY f dir /x/", "WORKDIR /x/w"):
+        bad = context_dir({"Dockerfile": base + line + "\n", **files})
+        with pytest.raises(builder.BuildError,
+                           match=r"Dockerfile line 3\): /x\S*: a part of it exists and is not a directory"):
+            engine.build(bad)

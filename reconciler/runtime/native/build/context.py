@@ -4,7 +4,9 @@ Every path is opened relative to the context's directory fd with openat2
 RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS (symlinks on the way are followed but can never leave
 the context: a source reached through a symlink pointing outside is refused). Symlinks inside
 a copied directory are copied as links, never read through. Destinations are resolved inside
-the rootfs being built (RESOLVE_IN_ROOT), so an image's own absolute symlinks stay inside it.
+the rootfs being built (RESOLVE_IN_ROOT), so an image's own absolute symlinks stay inside it;
+directories a copy or WORKDIR makes are made through such symlinks, one component at a time
+by fd, never outside the rootfs.
 A local archive that ADD unpacks goes through the image layer extractor (layers.py) into the
 destination directory, with the image layers' limits; tarfile never extracts onto host paths.
 """
@@ -498,38 +500,91 @@ class Chmod:
         return bits
 
 
+_MAX_LINKS = 40
+
+
 def _open_dir_in(root_fd: int, path: str, *, create: bool, uid: int, gid: int) -> int:
-    """An O_PATH fd of directory `path` inside the rootfs, created (mkdir -p) if asked."""
+    """An O_PATH fd of directory `path` inside the rootfs, created (mkdir -p) if asked.
+    Symlinks on the way are followed inside the rootfs (RESOLVE_IN_ROOT's rules: `..` stops
+    at its root, an absolute target starts there), also to directories still missing, which
+    are made (Docker's rule: `ln -s /srv/app /app` then `WORKDIR /app` makes /srv/app)."""
     try:
         return openat2.open_in_root(root_fd, path, _DIR)
     except FileNotFoundError:
         if not create:
             raise
-    parent, name = posixpath.split(path.rstrip("/"))
-    pfd = _open_dir_in(root_fd, parent or "/", create=True, uid=uid, gid=gid)
+    except NotADirectoryError:
+        raise _not_a_dir(path) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ContextError(f"{path}: too many levels of symbolic links") from None
+        raise
+    return _make_dirs_in(root_fd, path, uid, gid)
+
+
+def _not_a_dir(path: str) -> ContextError:
+    return ContextError(f"{path}: a part of it exists and is not a directory",
+                        hint="remove that file in an earlier step, or choose another path")
+
+
+def _make_dirs_in(root_fd: int, path: str, uid: int, gid: int) -> int:
+    """mkdir -p inside the rootfs, walked one component at a time by fd (O_NOFOLLOW), each
+    symlink resolved again from the root or from where it is: nothing outside the rootfs is
+    ever opened or made. Missing directories are 0755 uid:gid."""
+    pending = [c for c in path.split("/") if c not in ("", ".")]
+    stack: list[int] = []           # fds of the directories walked into, the root excluded
+    links = 0
     try:
-        try:
-            os.mkdir(name, 0o755, dir_fd=pfd)
-            os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
-            dfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+        while pending:
+            name = pending.pop(0)
+            cur = stack[-1] if stack else root_fd
+            if name == "..":
+                if stack:
+                    os.close(stack.pop())
+                continue
             try:
-                os.fchmod(dfd, 0o755)          # as Docker makes it, not masked by the agent's umask 077
-            finally:
-                os.close(dfd)
-        except FileExistsError:
-            pass
-        return openat2.open_in_root(root_fd, path, _DIR)
+                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur)
+            except FileNotFoundError:
+                _mkdir(cur, name, uid, gid)
+                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur)
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISLNK(mode):
+                os.close(fd)
+                links += 1
+                if links > _MAX_LINKS:
+                    raise ContextError(f"{path}: too many levels of symbolic links")
+                target = os.readlink(name, dir_fd=cur)
+                if target.startswith("/"):
+                    while stack:
+                        os.close(stack.pop())
+                pending = [c for c in target.split("/") if c not in ("", ".")] + pending
+                continue
+            if not stat.S_ISDIR(mode):
+                os.close(fd)
+                raise _not_a_dir(path)
+            stack.append(fd)
+        return os.open(".", _DIR, dir_fd=stack[-1] if stack else root_fd)
     finally:
-        os.close(pfd)
+        for fd in stack:
+            os.close(fd)
+
+
+def _mkdir(pfd: int, name: str, uid: int, gid: int) -> None:
+    try:
+        os.mkdir(name, 0o755, dir_fd=pfd)
+    except FileExistsError:
+        return                      # made meanwhile: it is opened (and checked) as it is
+    os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
+    dfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+    try:
+        os.fchmod(dfd, 0o755)          # as Docker makes it, not masked by the agent's umask 077
+    finally:
+        os.close(dfd)
 
 
 def ensure_dir(root_fd: int, path: str, *, uid: int = 0, gid: int = 0) -> None:
     """mkdir -p `path` inside the rootfs: missing directories 0755 uid:gid (WORKDIR)."""
-    try:
-        os.close(_open_dir_in(root_fd, path, create=True, uid=uid, gid=gid))
-    except NotADirectoryError:
-        raise ContextError(f"{path}: a part of it exists and is not a directory",
-                           hint="remove that file in an earlier step, or choose another path") from None
+    os.close(_open_dir_in(root_fd, path, create=True, uid=uid, gid=gid))
 
 
 def is_dir_in(root_fd: int, path: str) -> bool:
@@ -547,7 +602,7 @@ def is_dir_in(root_fd: int, path: str) -> bool:
 def _resolve_link(root_fd: int, path: str) -> str:
     """`path` with its last component's symlinks followed inside the rootfs (as many as the
     kernel would: 40)."""
-    for _ in range(40):
+    for _ in range(_MAX_LINKS):
         parent, name = posixpath.split(posixpath.normpath("/" + path))
         try:
             pfd = openat2.open_in_root(root_fd, parent, _DIR)

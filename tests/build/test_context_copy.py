@@ -7,7 +7,10 @@ import bz2
 import gzip
 import hashlib
 import io
+import os
+import struct
 import tarfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +22,13 @@ from tests.build.conftest import Engine
 pytestmark = [pytest.mark.root, pytest.mark.registry]
 
 Ctx = Callable[..., Path]
+
+
+def layer_members(engine: Engine, image: str, index: int = -1) -> dict[str, tarfile.TarInfo]:
+    """The entries of one layer of a stored image, by name."""
+    rec = engine.store.layer_records(engine.store.get(image).id)[index]
+    with engine.store.content.open(rec.digest) as f, tarfile.open(fileobj=io.BytesIO(gzip.decompress(f.read()))) as t:
+        return {m.name: m for m in t.getmembers()}
 
 
 def _tar(entries: list[tuple[str, bytes | None]]) -> bytes:
@@ -103,6 +113,36 @@ def test_add_unpacks_only_what_decompresses_to_a_tar(engine: Engine, context_dir
                                 f"{hashlib.sha256(text_bz2).hexdigest()}  y.bz2"]
 
 
+def test_copy_keeps_xattrs_and_hardlinks(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    ctx = context_dir({
+        "Dockerfile": f"""FROM {busybox_image} AS b
+COPY cap /bin/cap
+RUN mkdir /made && echo x > /made/l1 && ln /made/l1 /made/l2 && echo y > /made/other
+FROM {busybox_image}
+COPY --from=b /bin/cap /cap
+COPY --chown=5:6 cap /cap2
+COPY --from=b /made /made/
+COPY links /links/
+""", "cap": "#!/bin/sh\n", "links/h1": "same\n", "links/z": "other\n"})
+    # a file capability as `setcap cap_net_raw+ep` writes it (VFS_CAP_REVISION_2, effective)
+    capability = struct.pack("<IIIII", 0x02000001, 1 << 13, 0, 0, 0)
+    os.setxattr(ctx / "cap", "security.capability", capability)
+    os.setxattr(ctx / "cap", "user.origin", b"context")
+    os.link(ctx / "links" / "h1", ctx / "links" / "h2")
+    engine.build(ctx, tags=("localhost/xattr:1",))
+    for index, name in ((-4, "cap"), (-3, "cap2")):
+        m = layer_members(engine, "localhost/xattr:1", index)[name]
+        assert m.pax_headers["SCHILY.xattr.security.capability"].encode("utf-8", "surrogateescape") == capability
+        assert m.pax_headers["SCHILY.xattr.user.origin"] == "context"
+    for index, (first, second) in ((-2, ("made/l1", "made/l2")), (-1, ("links/h1", "links/h2"))):
+        got = layer_members(engine, "localhost/xattr:1", index)
+        assert [(got[n].type, got[n].linkname) for n in (first, second)] == [
+            (tarfile.REGTYPE, ""), (tarfile.LNKTYPE, first)]
+    code, out = engine.run("localhost/xattr:1", "sh", "-c", "stat -c '%h %u' /links/h1 /links/z /made/l1 /made/other "
+                           "/cap2; [ /links/h1 -ef /links/h2 ] && echo one")
+    assert (code, out.splitlines()) == (0, ["2 0", "1 0", "2 0", "1 0", "1 5", "one"])
+
+
 def test_destinations_through_symlinks_and_onto_files(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
     base = f"""FROM {busybox_image}
 RUN ln -s /target/dir /d1 && ln -s /srv/app /app && ln -s ../../up/and/away /rel && touch /x
@@ -118,3 +158,24 @@ RUN ln -s /target/dir /d1 && ln -s /srv/app /app && ln -s ../../up/and/away /rel
         with pytest.raises(builder.BuildError,
                            match=r"Dockerfile line 3\): /x\S*: a part of it exists and is not a directory"):
             engine.build(bad)
+
+
+def test_directory_times_make_the_same_layer(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    def make() -> Path:
+        ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nCOPY tree /app/\nCOPY tree/sub /app2\n",
+                           "tree/a": "a", "tree/sub/b": "b", "tree/sub/deeper/c": "c"})
+        os.link(ctx / "tree" / "a", ctx / "tree" / "sub" / "a-again")
+        for p in sorted(ctx.rglob("*"), reverse=True):
+            os.utime(p, (1_600_000_000, 1_600_000_000), follow_symlinks=False)
+        return ctx
+
+    def layers(image: str) -> list[str]:
+        return [r.digest for r in engine.store.layer_records(engine.store.get(image).id)]
+
+    engine.build(make(), tags=("localhost/times:1",), no_cache=True)
+    time.sleep(1.1)         # a directory made or written now would have another time
+    engine.build(make(), tags=("localhost/times:2",), no_cache=True)
+    assert layers("localhost/times:2") == layers("localhost/times:1")
+    code, out = engine.run("localhost/times:1", "stat", "-c", "%Y %n", "/app", "/app/sub", "/app/sub/deeper", "/app2")
+    assert (code, out.splitlines()) == (0, ["1600000000 /app", "1600000000 /app/sub", "1600000000 /app/sub/deeper",
+                                            "1600000000 /app2"])

@@ -6,9 +6,12 @@ the context: a source reached through a symlink pointing outside is refused). Sy
 a copied directory are copied as links, never read through. Destinations are resolved inside
 the rootfs being built (RESOLVE_IN_ROOT), so an image's own absolute symlinks stay inside it;
 directories a copy or WORKDIR makes are made through such symlinks, one component at a time
-by fd, never outside the rootfs.
-A local archive that ADD unpacks goes through the image layer extractor (layers.py) into the
-destination directory, with the image layers' limits; tarfile never extracts onto host paths.
+by fd, never outside the rootfs. Below a destination directory every entry is opened with no
+symlink followed at all (RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS). A copy keeps what BuildKit
+keeps: modes, times (directories' set last), hardlinks within a source, and the xattrs an
+image layer carries (security.capability included). A local archive that ADD unpacks goes
+through the image layer extractor (layers.py) into the destination directory, with the image
+layers' limits; tarfile never extracts onto host paths.
 """
 
 from __future__ import annotations
@@ -373,17 +376,19 @@ class BuildContext:
             if stat.S_ISDIR(st.st_mode):
                 yield from self._walk_dir(base, rel, exclude)
 
-    def file_digest(self, rel: str, *, follow: bool = False) -> str:
+    def file_digest(self, rel: str, *, follow: bool = False, xattrs: bool = False) -> str:
         """sha256 of a file's content; remembered per (device, inode, size, mtime, ctime), so
         the agent re-hashing a context every pass reads only files that changed. `follow`: a
-        symlink named as a source is read through (inside the context), as COPY copies it."""
+        symlink named as a source is read through (inside the context), as COPY copies it.
+        `xattrs`: followed by the extended attributes a copy keeps, if the file has any."""
         fd = self.open(rel, os.O_RDONLY | (0 if follow else os.O_NOFOLLOW))
         try:
             st = os.fstat(fd)
+            extra = "".join(f" {n}={v.hex()}" for n, v in _read_xattrs(fd)) if xattrs else ""
             key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             known = _DIGESTS.get(key)
             if known is not None:
-                return known
+                return known + extra
             h = hashlib.sha256()
             while chunk := os.read(fd, 1 << 20):
                 h.update(chunk)
@@ -393,7 +398,7 @@ class BuildContext:
             _DIGESTS.clear()
             _DIGESTS_SAVED[0] = -1
         _DIGESTS[key] = h.hexdigest()
-        return _DIGESTS[key]
+        return _DIGESTS[key] + extra
 
     def readlink(self, rel: str) -> str:
         parent, name = posixpath.split(rel)
@@ -415,12 +420,17 @@ def hash_sources(ctx: BuildContext, sources: Sequence[Source], *, owners: bool,
     h = hashlib.sha256()
     for src in sources:
         h.update(f"src {src.rel}\0".encode())
+        links: dict[tuple[int, int], str] = {}      # as a copy links them: within one source
         for rel, st in ctx.walk(src, exclude):
             full = posixpath.join(src.rel, rel) if rel else src.rel
             owner = f" {st.st_uid}:{st.st_gid}" if owners else ""
             h.update(f"{rel}\0{stat.S_IFMT(st.st_mode)} {stat.S_IMODE(st.st_mode):o}{owner}\0".encode())
             if stat.S_ISREG(st.st_mode):
-                h.update(ctx.file_digest(full, follow=rel == "").encode())
+                h.update(ctx.file_digest(full, follow=rel == "", xattrs=True).encode())
+                if st.st_nlink > 1:
+                    first = links.setdefault((st.st_dev, st.st_ino), rel)
+                    if first != rel:
+                        h.update(f" link {first}\0".encode())
             elif stat.S_ISLNK(st.st_mode):
                 h.update(ctx.readlink(full).encode())
     ctx.hashes[memo] = h.hexdigest()
@@ -500,6 +510,7 @@ class Chmod:
         return bits
 
 
+_IN_COPY = openat2.RESOLVE_BENEATH | openat2.RESOLVE_NO_SYMLINKS     # below a destination made here
 _MAX_LINKS = 40
 
 
@@ -649,23 +660,20 @@ def copy_sources(
         # any user can read
         dfd = _open_dir_in(root_fd, target_dir, create=True, uid=puid, gid=pgid)
         try:
+            copier = _Copier(ctx, dfd, opts)
             for rel, st in ctx.walk(src, opts.exclude):
-                full = posixpath.join(src.rel, rel) if rel else src.rel
                 if rel == "":
                     if src.is_dir:
+                        # the destination takes the source directory's times (BuildKit), not its
+                        # owner or mode
+                        copier.dirs.append(("", st))
                         continue
                     assert file_target is not None
-                    _copy_entry(ctx, full, st, dfd, file_target, opts, follow=True)
-                    count += 1
-                    continue
-                parent, name = posixpath.split(rel)
-                pfd = openat2.openat2(dfd, parent or ".", _DIR, 0,
-                                      openat2.RESOLVE_BENEATH | openat2.RESOLVE_NO_SYMLINKS)
-                try:
-                    _copy_entry(ctx, full, st, pfd, name, opts, follow=False)
-                finally:
-                    os.close(pfd)
+                    copier.copy(src.rel, st, file_target, follow=True)
+                else:
+                    copier.copy(posixpath.join(src.rel, rel), st, rel)
                 count += 1
+            copier.finish()
         finally:
             os.close(dfd)
     return count
@@ -673,7 +681,8 @@ def copy_sources(
 
 def copy_parents(ctx: BuildContext, src: Source, keep: str, root_fd: int, dest: str, opts: CopyOptions) -> None:
     """COPY --parents: `src` to `dest/keep` (keep: its path below the pivot), the directories on
-    the way made as the source's own are (mode, times; owner as every copied entry's)."""
+    the way made as the source's own are (mode, times; owner as every copied entry's). The
+    source itself is copied as it is (a symlink as a link, as BuildKit matches it)."""
     if not keep:
         copy_sources(ctx, [src], root_fd, dest.rstrip("/") + "/", opts)
         return
@@ -681,15 +690,20 @@ def copy_parents(ctx: BuildContext, src: Source, keep: str, root_fd: int, dest: 
     pivot = src.rel[: len(src.rel) - len(keep)].rstrip("/")
     puid = opts.uid if opts.uid is not None else 0
     pgid = opts.gid if opts.gid is not None else 0
-    for i in range(len(parts) if src.is_dir else len(parts) - 1):
-        rel = posixpath.join(pivot, *parts[: i + 1])
-        pfd = _open_dir_in(root_fd, posixpath.join(dest, *parts[:i]), create=True, uid=puid, gid=pgid)
-        try:
-            _copy_entry(ctx, rel, ctx.lstat(rel), pfd, parts[i], opts, follow=False)
-        finally:
-            os.close(pfd)
-    target = posixpath.join(dest, keep) if src.is_dir else posixpath.join(dest, *parts[:-1]) + "/"
-    copy_sources(ctx, [src], root_fd, target, opts)
+    dfd = _open_dir_in(root_fd, dest, create=True, uid=puid, gid=pgid)
+    try:
+        copier = _Copier(ctx, dfd, opts)
+        for i in range(1, len(parts)):
+            rel = posixpath.join(pivot, *parts[:i])
+            copier.copy(rel, ctx.lstat(rel), "/".join(parts[:i]))
+        if src.is_dir:
+            for rel, st in ctx.walk(src, opts.exclude):
+                copier.copy(posixpath.join(src.rel, rel) if rel else src.rel, st, f"{keep}/{rel}" if rel else keep)
+        else:
+            copier.copy(src.rel, ctx.lstat(src.rel), keep)
+        copier.finish()
+    finally:
+        os.close(dfd)
 
 
 def _remove_existing(pfd: int, name: str, want_dir: bool) -> bool:
@@ -706,54 +720,155 @@ def _remove_existing(pfd: int, name: str, want_dir: bool) -> bool:
     return False
 
 
-def _copy_entry(ctx: BuildContext, full: str, st: os.stat_result, pfd: int, name: str,
-                opts: CopyOptions, *, follow: bool) -> None:
-    mode = st.st_mode
-    if stat.S_ISDIR(mode):
-        if not _remove_existing(pfd, name, True):
-            os.mkdir(name, 0o700, dir_fd=pfd)
-        fd = os.open(name, _DIR | os.O_NOFOLLOW, dir_fd=pfd)
+class _Copier:
+    """Entries of one source copied below the directory `dfd` (named relative to it, every
+    component a directory made or kept by this copy: opened with no symlink followed). Files
+    that share an inode in the source share one in the copy (BuildKit's inode map, per
+    source); directories get their times last, children first, as what is written into a
+    directory moves its mtime (fsutil's order: the same input gives the same layer)."""
+
+    def __init__(self, ctx: BuildContext, dfd: int, opts: CopyOptions) -> None:
+        self.ctx = ctx
+        self.dfd = dfd
+        self.opts = opts
+        self.links: dict[tuple[int, int], str] = {}     # (device, inode) in the source -> first copy
+        self.dirs: list[tuple[str, os.stat_result]] = []
+
+    def copy(self, full: str, st: os.stat_result, rel: str, *, follow: bool = False) -> None:
+        """Copy the source entry `full` (`st`: its stat) to `rel`. `follow`: a symlink named as
+        the source is copied as what it points to."""
+        parent, name = posixpath.split(rel)
+        pfd = openat2.openat2(self.dfd, parent or ".", _DIR, 0, _IN_COPY)
         try:
-            _attrs(fd, None, st, opts, is_dir=True)
+            self._entry(full, st, pfd, name, rel, follow=follow)
         finally:
-            os.close(fd)
-    elif stat.S_ISLNK(mode) and not follow:
-        _remove_existing(pfd, name, False)
-        os.symlink(ctx.readlink(full), name, dir_fd=pfd)
-        uid = opts.uid if opts.uid is not None else st.st_uid
-        gid = opts.gid if opts.gid is not None else st.st_gid
-        os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
-        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=pfd, follow_symlinks=False)
-    elif stat.S_ISREG(mode):
-        src = ctx.open(full, os.O_RDONLY | (0 if follow else os.O_NOFOLLOW))
+            os.close(pfd)
+
+    def _entry(self, full: str, st: os.stat_result, pfd: int, name: str, rel: str, *, follow: bool) -> None:
+        mode = st.st_mode
+        opts = self.opts
+        if stat.S_ISDIR(mode):
+            if not _remove_existing(pfd, name, True):
+                os.mkdir(name, 0o700, dir_fd=pfd)
+            fd = os.open(name, _DIR | os.O_NOFOLLOW, dir_fd=pfd)
+            try:
+                _attrs(fd, st, opts, is_dir=True, xattrs=self._dir_xattrs(full))
+            finally:
+                os.close(fd)
+            self.dirs.append((rel, st))
+        elif stat.S_ISLNK(mode) and not follow:
+            _remove_existing(pfd, name, False)
+            os.symlink(self.ctx.readlink(full), name, dir_fd=pfd)
+            uid = opts.uid if opts.uid is not None else st.st_uid
+            gid = opts.gid if opts.gid is not None else st.st_gid
+            os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
+            os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=pfd, follow_symlinks=False)
+        elif stat.S_ISREG(mode):
+            key = (st.st_dev, st.st_ino)
+            first = self.links.get(key) if st.st_nlink > 1 else None
+            if first is not None:
+                self._link(first, pfd, name)
+                return
+            src = self.ctx.open(full, os.O_RDONLY | (0 if follow else os.O_NOFOLLOW))
+            try:
+                _remove_existing(pfd, name, False)
+                out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                              dir_fd=pfd)
+                try:
+                    size = os.fstat(src).st_size
+                    offset = 0
+                    while offset < size:
+                        n = os.sendfile(out, src, offset, size - offset)
+                        if n == 0:
+                            break
+                        offset += n
+                    _attrs(out, st, opts, is_dir=False, xattrs=_read_xattrs(src))
+                finally:
+                    os.close(out)
+            finally:
+                os.close(src)
+            if st.st_nlink > 1:
+                self.links[key] = rel
+        # sockets, fifos and devices in a context are skipped, as Docker does
+
+    def _link(self, first: str, pfd: int, name: str) -> None:
+        """`name` in `pfd` as a hard link to the copy made at `first`."""
+        parent, base = posixpath.split(first)
+        ffd = openat2.openat2(self.dfd, parent or ".", _DIR, 0, _IN_COPY)
         try:
             _remove_existing(pfd, name, False)
-            out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                          dir_fd=pfd)
-            try:
-                size = os.fstat(src).st_size
-                offset = 0
-                while offset < size:
-                    n = os.sendfile(out, src, offset, size - offset)
-                    if n == 0:
-                        break
-                    offset += n
-                _attrs(out, None, st, opts, is_dir=False)
-            finally:
-                os.close(out)
+            os.link(base, name, src_dir_fd=ffd, dst_dir_fd=pfd, follow_symlinks=False)
         finally:
-            os.close(src)
-    # sockets, fifos and devices in a context are skipped, as Docker does
+            os.close(ffd)
+
+    def _dir_xattrs(self, full: str) -> list[tuple[str, bytes]]:
+        fd = self.ctx.open(full, os.O_PATH | os.O_DIRECTORY)
+        try:
+            return _read_xattrs(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+
+    def finish(self) -> None:
+        """The directories' times, deepest first."""
+        for rel, st in reversed(self.dirs):
+            fd = openat2.openat2(self.dfd, rel or ".", _DIR, 0, _IN_COPY)
+            try:
+                os.utime(f"/proc/self/fd/{fd}", ns=(st.st_atime_ns, st.st_mtime_ns))
+            finally:
+                os.close(fd)
+        self.dirs.clear()
 
 
-def _attrs(fd: int, _name: None, st: os.stat_result, opts: CopyOptions, *, is_dir: bool) -> None:
+def _kept_xattr(name: str) -> bool:
+    """The extended attributes a copy keeps: those an image layer carries (the layer
+    extractor's rule, images/layers.py): user.*, security.capability (a `setcap` binary
+    copied from a stage keeps its capabilities) and trusted.*, never overlayfs' own."""
+    if name.startswith("user."):
+        return not name.startswith("user.overlay.")
+    if name == "security.capability":
+        return True
+    return name.startswith("trusted.") and not name.startswith("trusted.overlay.")
+
+
+def _read_xattrs(target: int | str) -> list[tuple[str, bytes]]:
+    """The kept extended attributes of an open fd, or of a /proc/self/fd path (O_PATH fds)."""
+    try:
+        names = os.listxattr(target)
+    except OSError:
+        return []
+    out = []
+    for name in sorted(names):
+        if _kept_xattr(name):
+            try:
+                out.append((name, os.getxattr(target, name)))
+            except OSError:
+                continue
+    return out
+
+
+# setting these fails where the file system or the kernel does not take them: BuildKit logs
+# such an xattr and goes on, so does this
+_XATTR_SKIPPED = (errno.ENOTSUP, errno.EPERM, errno.EACCES, errno.E2BIG, errno.ERANGE, errno.EINVAL)
+
+
+def _attrs(fd: int, st: os.stat_result, opts: CopyOptions, *, is_dir: bool,
+           xattrs: Sequence[tuple[str, bytes]] = ()) -> None:
+    """Owner, xattrs, mode, and (not for a directory: _Copier.finish) times; in that order, as
+    chown clears setuid bits and security.capability."""
     uid = opts.uid if opts.uid is not None else st.st_uid
     gid = opts.gid if opts.gid is not None else st.st_gid
     path = f"/proc/self/fd/{fd}"
     os.chown(path, uid, gid)
+    for name, value in xattrs:
+        try:
+            os.setxattr(path, name, value)
+        except OSError as exc:
+            if exc.errno not in _XATTR_SKIPPED:
+                raise
     mode = stat.S_IMODE(st.st_mode)
     os.chmod(path, opts.chmod.apply(mode, is_dir=is_dir) if opts.chmod is not None else mode)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    if not is_dir:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 _READ_MAX = 1 << 20         # compressed bytes read to find an archive's first tar header

@@ -179,3 +179,13 @@ def test_directory_times_make_the_same_layer(engine: Engine, context_dir: Ctx, b
     code, out = engine.run("localhost/times:1", "stat", "-c", "%Y %n", "/app", "/app/sub", "/app/sub/deeper", "/app2")
     assert (code, out.splitlines()) == (0, ["1600000000 /app", "1600000000 /app/sub", "1600000000 /app/sub/deeper",
                                             "1600000000 /app2"])
+
+
+def test_add_chown_owns_what_an_archive_unpacks(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nADD --chown=100:200 t.tar /out/\nADD t.tar /plain/\n",
+                       "t.tar": _tar([("a", b"a"), ("sub", None), ("sub/b", b"b")])})
+    engine.build(ctx, tags=("localhost/addchown:1",))
+    code, out = engine.run("localhost/addchown:1", "sh", "-c",
+                           "stat -c '%u:%g %n' /out /out/a /out/sub /out/sub/b /plain /plain/a")
+    assert (code, out.splitlines()) == (0, ["100:200 /out", "100:200 /out/a", "100:200 /out/sub", "100:200 /out/sub/b",
+                                            "0:0 /plain", "1:1 /plain/a"])

@@ -1278,7 +1278,8 @@ class _Run:
                                          else dest.rstrip("/") + "/", opts)
                 for x in g.sources:
                     if x.rel in g.archives:   # ADD unpacks a local archive into the destination directory
-                        context.unpack(g.ctx, x, root_fd, dest, self.b.store.limits)
+                        context.unpack(g.ctx, x, root_fd, dest, self.b.store.limits,
+                                       owner=(opts.uid or 0, opts.gid or 0) if chown else None)
 
         rec = self.overlay_step(s, change)
         assert rec is not None

@@ -947,24 +947,28 @@ def _tar_header(block: bytes) -> bool:
     return all(number(block[a:b]) is not None for a, b in ((100, 108), (108, 116), (116, 124), (124, 136), (136, 148)))
 
 
-def unpack(ctx: BuildContext, src: Source, root_fd: int, dest: str, limits: layers.Limits) -> None:
+def unpack(ctx: BuildContext, src: Source, root_fd: int, dest: str, limits: layers.Limits, *,
+           owner: tuple[int, int] | None = None) -> None:
     """ADD of a local archive: apply `src` to the directory `dest` of the rootfs at `root_fd`
-    (created when missing) through the image layer extractor, with the image layers' limits.
-    Every entry is resolved inside `dest` as if it were `/` (Docker's untar chroots there too),
-    so no name, symlink or hardlink in the archive reaches anything outside it; owners, modes
-    and allowed xattrs are kept, except that `dest` keeps its own (the archive's "./" entry is
-    not applied to it, as in Docker); whiteout entries have nothing below them and are dropped."""
+    (created when missing, 0755 root or `owner`) through the image layer extractor, with the
+    image layers' limits. Every entry is resolved inside `dest` as if it were `/` (Docker's
+    untar chroots there too), so no name, symlink or hardlink in the archive reaches anything
+    outside it; modes and allowed xattrs are kept, owners too unless `owner` (ADD --chown:
+    every entry's, as BuildKit), except that `dest` keeps its own (the archive's "./" entry
+    is not applied to it, as in Docker); whiteout entries have nothing below them and are
+    dropped."""
     from reconciler.runtime.native.images import layers
 
     fd = ctx.open(src.rel, os.O_RDONLY)
     with os.fdopen(fd, "rb") as f:
+        uid, gid = owner if owner is not None else (0, 0)
         try:
-            dfd = _open_dir_in(root_fd, dest, create=True, uid=0, gid=0)
+            dfd = _open_dir_in(root_fd, dest, create=True, uid=uid, gid=gid)
         except OSError as exc:
             raise ContextError(f"{src.rel}: cannot unpack the archive into {dest}: {exc.strerror}") from None
         try:
             layers.apply_layer(f, Path(f"/proc/self/fd/{dfd}"), limits=limits, root_attrs=False,
-                               compressed_size=os.fstat(f.fileno()).st_size)
+                               compressed_size=os.fstat(f.fileno()).st_size, owner=owner)
         except layers.LayerError as exc:
             raise ContextError(f"{src.rel}: cannot unpack the archive: {exc.message}", hint=exc.hint) from None
         finally:

@@ -888,6 +888,7 @@ def apply_layer(
     compressed_size: int | None = None,
     root_attrs: bool = True,
     lowers_pending: bool = False,
+    owner: tuple[int, int] | None = None,
 ) -> ApplyResult:
     """Apply the layer `blob` (compressed or not) into `dest`, an empty directory (or, for a
     build's ADD of an archive, the destination directory in the rootfs being built).
@@ -898,7 +899,8 @@ def apply_layer(
     the caller must then discard `dest` entirely. `compressed_size` (the blob's size) turns
     on the ratio cap of `limits`. `root_attrs=False` leaves `dest`'s own owner, mode and times
     when the archive has a root entry ("./"), as Docker's ADD does. A full file system is not the
-    layer's fault: that OSError (ENOSPC, EDQUOT) passes unchanged.
+    layer's fault: that OSError (ENOSPC, EDQUOT) passes unchanged. `owner` (uid, gid): every
+    entry's owner instead of the archive's (a build's `ADD --chown` of an archive).
 
     `lowers_pending=True` (and no `lowers`): the layer has lowers that are not unpacked yet.
     The result's `implicit_dirs` then go to `fix_implicit_dirs` once they are; NeedsLowers
@@ -923,6 +925,8 @@ def apply_layer(
                             raise LayerError(f"the layer has more than {limits.max_entries} entries (cap)")
                         if member.sparse is not None:
                             raise _sparse(member.name)
+                        if owner is not None:
+                            member.uid, member.gid = owner
                         if member.isreg() and member.size > _INLINE_MAX:
                             writer.drain()                  # big file: stream it from here
                             applier.apply(tar, member)

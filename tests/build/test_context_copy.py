@@ -189,3 +189,51 @@ def test_add_chown_owns_what_an_archive_unpacks(engine: Engine, context_dir: Ctx
                            "stat -c '%u:%g %n' /out /out/a /out/sub /out/sub/b /plain /plain/a")
     assert (code, out.splitlines()) == (0, ["100:200 /out", "100:200 /out/a", "100:200 /out/sub", "100:200 /out/sub/b",
                                             "0:0 /plain", "1:1 /plain/a"])
+
+
+PARENTS_BASE = """FROM {base} AS base
+WORKDIR /test
+RUN mkdir -p a/b/c/d/e a/b2/c/d/e a/b/c2/d/e a/b/c2/d/e2 && \\
+    touch a/b/c/d/foo a/b/c/d/e/bay a/b2/c/d/e/bar a/b/c2/d/e/baz a/b/c2/d/e2/baz
+FROM {base}
+"""
+
+
+def test_copy_parents_as_buildkit(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    """BuildKit's testCopyRelativeParents and testCopyParentsMissingDirectory: the first `/./` is
+    the pivot, `**` any number of directories, a glob that matches nothing still makes the
+    destination."""
+    ctx = context_dir({"Dockerfile": PARENTS_BASE.format(base=busybox_image) + """
+COPY --from=base --parents /test/a/b/./c/d /middle/
+COPY --from=base --parents /test/a/b/c/d/. /end/
+COPY --from=base --parents ./test/a/b/c/d /start/
+COPY --from=base --parents /test/a/./b/./c /double/
+COPY --from=base --parents /test/a/./*/c /wildcard/
+COPY --from=base --parents /test/a/b*/./c/**/e /doublewildcard/
+COPY --from=base --parents /test/a/b/c*/./d/**/baz /test/a/b*/./c/**/bar /doubleinputs/
+COPY --from=base --parents /test/a/nob*/c /wildcard-nonexistent/
+COPY --from=base --parents /test/a/b/./c9* /wildcard-afterpivot/
+"""})
+    engine.build(ctx, tags=("localhost/parents:2",))
+    code, out = engine.run("localhost/parents:2", "sh", "-c",
+                           "cd / && find middle end start double wildcard doublewildcard doubleinputs "
+                           "wildcard-nonexistent wildcard-afterpivot | sort")
+    assert code == 0, out
+    d = ["c/d", "c/d/e", "c/d/e/bay", "c/d/foo"]
+    assert out.splitlines() == sorted([
+        "middle", "middle/c", *(f"middle/{x}" for x in d),
+        *(f"{top}{x}" for top in ("end", "start")
+          for x in ["", "/test", "/test/a", "/test/a/b", "/test/a/b/c", *(f"/test/a/b/{x}" for x in d)]),
+        "double", "double/b", "double/b/c", *(f"double/b/{x}" for x in d),
+        "wildcard", "wildcard/b", "wildcard/b/c", *(f"wildcard/b/{x}" for x in d),
+        "wildcard/b2", "wildcard/b2/c", "wildcard/b2/c/d", "wildcard/b2/c/d/e", "wildcard/b2/c/d/e/bar",
+        "doublewildcard", "doublewildcard/c", "doublewildcard/c/d", "doublewildcard/c/d/e",
+        "doublewildcard/c/d/e/bay", "doublewildcard/c/d/e/bar",
+        "doubleinputs", "doubleinputs/c", "doubleinputs/c/d", "doubleinputs/c/d/e", "doubleinputs/c/d/e/bar",
+        "doubleinputs/d", "doubleinputs/d/e", "doubleinputs/d/e/baz", "doubleinputs/d/e2", "doubleinputs/d/e2/baz",
+        "wildcard-nonexistent", "wildcard-afterpivot",
+    ])
+    bad = context_dir({"Dockerfile": PARENTS_BASE.format(base=busybox_image)
+                       + "COPY --from=base --parents /test/nonexistent-file /out/\n"})
+    with pytest.raises(builder.BuildError, match=r"/test/nonexistent-file: not found in stage base"):
+        engine.build(bad)

@@ -146,7 +146,7 @@ class _Group:
     ctx: context.BuildContext
     sources: list[context.Source]
     archives: frozenset[str] = frozenset()      # rel paths ADD unpacks
-    parents: Mapping[str, str] | None = None    # COPY --parents: each source's path kept below the destination
+    parents: Sequence[str] | None = None        # COPY --parents: each source's path kept below the destination
 
 
 @dataclass
@@ -1098,11 +1098,15 @@ class _Run:
         exclude = context.IgnoreRules(excludes) if excludes else None
         with contextlib.ExitStack() as stack:
             src_ctx, from_id = self.source(s, ins, stack)
-            sources = [x for src in srcs for x in src_ctx.resolve(src)
-                       if not (exclude and not x.is_dir and exclude.excluded(posixpath.basename(x.rel)))]
-            archives = {x.rel for x in sources if ins.cmd == "ADD" and context.is_archive(src_ctx, x)}
-            kept = _kept_paths(src_ctx, srcs) if parents else None
-            groups = [_Group(src_ctx, sources, frozenset(archives), kept)] if sources else []
+            kept: list[str] | None = None
+            if parents:     # (a glob matching nothing still makes the destination, as in BuildKit)
+                sources, kept, made = _parents_sources(src_ctx, srcs, exclude)
+            else:
+                sources = [x for src in srcs for x in src_ctx.resolve(src)
+                           if not (exclude and not x.is_dir and exclude.excluded(posixpath.basename(x.rel)))]
+                made = bool(sources)
+            archives = {x.rel for x in sources if ins.cmd == "ADD" and not parents and context.is_archive(src_ctx, x)}
+            groups = [_Group(src_ctx, sources, frozenset(archives), kept)] if made else []
             groups += [self.remote_group(s, ins, x, stack) for x in remotes]
             if inline:
                 groups.append(self.inline_files(s, inline, stack))
@@ -1269,9 +1273,10 @@ class _Run:
                     f"when copying several sources, the destination {dest!r} must be a directory ending in /")
             for g in groups:
                 plain = [x for x in g.sources if x.rel not in g.archives]
-                if plain and g.parents is not None:
-                    for x in plain:
-                        context.copy_parents(g.ctx, x, g.parents[x.rel], root_fd, dest, opts)
+                if g.parents is not None:
+                    context.ensure_dir(root_fd, dest, uid=opts.uid or 0, gid=opts.gid or 0)
+                    for x, keep in zip(g.sources, g.parents, strict=True):
+                        context.copy_parents(g.ctx, x, keep, root_fd, dest, opts)
                 elif plain:
                     # several sources (of any kind) go into the destination directory
                     context.copy_sources(g.ctx, plain, root_fd, dest if total == len(plain)
@@ -1348,15 +1353,22 @@ def _os_message(exc: OSError) -> str:
     return f"{paths}: {what}" if paths else what
 
 
-def _kept_paths(ctx: context.BuildContext, srcs: Sequence[str]) -> dict[str, str]:
-    """COPY --parents: each source's path below its pivot, the part of the argument before
-    `/./` (BuildKit's syntax: `./x/./y/*.txt` keeps `y/...`), or below the root without one."""
-    kept: dict[str, str] = {}
+def _parents_sources(ctx: context.BuildContext, srcs: Sequence[str],
+                     exclude: context.IgnoreRules | None) -> tuple[list[context.Source], list[str], bool]:
+    """COPY --parents: the sources, each one's path kept below the destination (BuildKit's
+    rules, `context.BuildContext.resolve_parents`; --exclude matched against that path), and
+    whether the destination is made."""
+    sources: list[context.Source] = []
+    kept: list[str] = []
+    made = False
     for src in srcs:
-        pivot = posixpath.normpath("/" + src.rsplit("/./", 1)[0]).lstrip("/") if "/./" in src else ""
-        for x in ctx.resolve(src):
-            kept[x.rel] = x.rel[len(pivot):].lstrip("/") if pivot else x.rel
-    return kept
+        found, pivot = ctx.resolve_parents(src)
+        made = made or pivot
+        for x, keep in found:
+            if not (exclude and keep and exclude.excluded(keep)):
+                sources.append(x)
+                kept.append(keep)
+    return sources, kept, made
 
 
 def _tag_name(store: images.ImageStore, ref: str, *, default_latest: bool) -> str | None:

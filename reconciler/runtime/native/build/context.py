@@ -297,6 +297,66 @@ class BuildContext:
             return [Source(clean, stat.S_ISDIR(st.st_mode))]
         return [Source(rel, is_dir) for rel, is_dir in self._glob(clean)]
 
+    def resolve_parents(self, arg: str) -> tuple[list[tuple[Source, str]], bool]:
+        """COPY --parents: each path the argument names with the part of it kept below the
+        destination, and whether the destination is made. BuildKit's rules: the argument is
+        cut at its first `/./` (none: at the root) into a pivot, a path or a glob (which may
+        match nothing), and a pattern below it, matched as `.dockerignore` patterns are (`**`
+        any number of directories; a directory that matches is copied whole); the pattern
+        keeps its path. Without a wildcard anywhere the path must be there."""
+        pivot, cut, pattern = arg.partition("/./")
+        if not cut:
+            pivot, pattern = "", arg
+        pattern = posixpath.normpath("/" + pattern).lstrip("/")
+        out: list[tuple[Source, str]] = []
+        tops = self.resolve(pivot or ".")
+        for top in tops:
+            if not top.is_dir:
+                out.append((top, posixpath.basename(top.rel)))
+            elif not pattern:
+                out.append((top, ""))
+            else:
+                out += [(Source(posixpath.join(top.rel, rel), is_dir), rel)
+                        for rel, is_dir in self._match_below(top.rel, pattern)]
+        if not out and tops and not _has_wildcards(pivot) and not _has_wildcards(pattern):
+            raise ContextError(f"{arg}: not found in {self.label}")
+        return out, bool(tops)
+
+    def _match_below(self, base: str, pattern: str) -> list[tuple[str, bool]]:
+        """(path below `base`, is a directory) of each entry matching `pattern`, the topmost
+        only (what is below a match is copied with it); symlinks are matched, not followed."""
+        rx = re.compile(_glob_regex(pattern))
+        parts = [re.compile(_glob_regex(p)) if "**" not in p else None for p in pattern.split("/")]
+
+        def could_match_below(rel: str) -> bool:
+            names = rel.split("/")
+            for i, name in enumerate(names):
+                if i >= len(parts):
+                    return False
+                part = parts[i]
+                if part is None:
+                    return True
+                if not part.match(name):
+                    return False
+            return len(names) < len(parts)
+
+        found: list[tuple[str, bool]] = []
+
+        def walk(sub: str) -> None:
+            for name, st in self._entries(posixpath.join(base, sub) if sub else base):
+                rel = f"{sub}/{name}" if sub else name
+                full = posixpath.join(base, rel)
+                if not self._visible(full, st):
+                    continue
+                is_dir = stat.S_ISDIR(st.st_mode)
+                if rx.match(rel):
+                    found.append((rel, is_dir))
+                elif is_dir and could_match_below(rel):
+                    walk(rel)
+
+        walk("")
+        return found
+
     def _glob(self, pattern: str) -> list[tuple[str, bool]]:
         parts = pattern.split("/")
         first = next((i for i, part in enumerate(parts) if _has_wildcards(part)), len(parts) - 1)

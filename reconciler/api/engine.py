@@ -76,8 +76,6 @@ class HttpError(Exception):
 
 # ----------------------------------------------------------------------------- translations
 
-_ANONYMOUS_LABEL = "com.docker.volume.anonymous"     # dockerd's label of a volume made for one container
-
 
 def _duration_ns(ns: Any, default: float) -> float:
     return float(ns) / 1e9 if isinstance(ns, int | float) and ns > 0 else default
@@ -730,7 +728,6 @@ class EngineApi:
         self._server: _UnixHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._execs: dict[str, dict[str, Any]] = {}          # exec id -> container, argv, result
-        self._auto_remove: set[str] = set()                  # containers created with AutoRemove
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -1045,20 +1042,17 @@ class EngineApi:
         import dataclasses
         import secrets
 
+        from reconciler.runtime.native.volumes import volumes
+
         mounts, made = [], []
         for m in config.mounts:
             if m.type == "volume" and not m.source:
                 v = self.runtime.ensure_volume(base.VolumeConfig(name=secrets.token_hex(32),
-                                                                 labels={_ANONYMOUS_LABEL: ""}))
+                                                                 labels={volumes.ANONYMOUS_LABEL: ""}))
                 made.append(v.name)
                 m = dataclasses.replace(m, source=v.name)
             mounts.append(m)
         return dataclasses.replace(config, mounts=tuple(mounts)), made
-
-    def _anonymous_of(self, ident: str) -> list[str]:
-        """The anonymous volumes container `ident` mounts."""
-        mounted = {m.source for m in self.runtime.containers.get(ident).config.mounts if m.type == "volume"}
-        return [v.name for v in self.runtime.list_volumes() if v.name in mounted and _ANONYMOUS_LABEL in v.labels]
 
     def _remove_unused(self, names: list[str]) -> None:
         """Remove the volumes `names` that no container mounts (any more)."""
@@ -1124,16 +1118,15 @@ class EngineApi:
             _image_or_404(rt, config.image)      # the docker CLI pulls on this 404, then creates again
             config, made = self._anonymous_volumes(config)
             try:
-                cid = rt.create_container(config, terminal=bool(data.get("Tty")), stdin=bool(data.get("OpenStdin")))
+                # AutoRemove is the container's own: the engine removes it at its exit (RestartManager)
+                cid = rt.create_container(config, terminal=bool(data.get("Tty")), stdin=bool(data.get("OpenStdin")),
+                                          auto_remove=bool((data.get("HostConfig") or {}).get("AutoRemove")))
             except rterrors.AlreadyExists:
                 self._remove_unused(made)
                 raise HttpError(409, _name_taken(rt, config.name)) from None
             except Exception:
                 self._remove_unused(made)
                 raise
-            if (data.get("HostConfig") or {}).get("AutoRemove"):
-                with self._lock:
-                    self._auto_remove.add(cid)
             return 201, {"Id": cid, "Warnings": []}
         if not parts:
             raise HttpError(404, "page not found")
@@ -1150,9 +1143,6 @@ class EngineApi:
                 cfg.setdefault(key, value)
             if isinstance(cfg.get("StopTimeout"), float):          # Go clients decode it as an int
                 cfg["StopTimeout"] = int(cfg["StopTimeout"])
-            host = doc.setdefault("HostConfig", {})
-            with self._lock:
-                host.setdefault("AutoRemove", doc["Id"] in self._auto_remove)
             settings = doc["NetworkSettings"]
             settings["Networks"] = endpoint_settings_of(rec, self._views(), settings["Networks"])
             settings.update(_top_level(settings["Networks"]))
@@ -1177,9 +1167,7 @@ class EngineApi:
         if method == "POST" and action == "wait":
             return 200, self._wait(ident, q.get("condition") or "not-running")
         if method == "DELETE" and action == "":
-            anonymous = self._anonymous_of(ident) if _flag(q, "v") else []
-            rt.remove_container(ident, force=_flag(q, "force"))
-            self._remove_unused(anonymous)          # `docker rm -v`: its anonymous volumes go with it
+            rt.remove_container(ident, force=_flag(q, "force"), volumes=_flag(q, "v"))   # `docker rm -v`
             return 204, None
         if method == "GET" and action == "logs":
             return 200, self._logs(ident, q)
@@ -1288,12 +1276,12 @@ class EngineApi:
         def answer() -> Iterator[bytes]:
             state = first
             seen_running = state.status.value in ("running", "created")   # created: its start is next
-            with self._lock:
-                auto = first.id in self._auto_remove
+            code = None
             while True:
                 try:
                     state = rt.inspect_container(first.id)
                 except rterrors.NotFound:
+                    code = self._last_exit(first.id)       # removed (AutoRemove: by the engine, at its exit)
                     break
                 running = state.status.value in ("running", "restarting", "created")
                 seen_running = seen_running or running
@@ -1301,17 +1289,16 @@ class EngineApi:
                     break
                 if not running and seen_running and condition == "next-exit":
                     break
-                if not running and condition == "removed" and auto:
-                    with contextlib.suppress(rterrors.NotFound):
-                        anonymous = self._anonymous_of(first.id)
-                        rt.remove_container(first.id, force=True)
-                        self._remove_unused(anonymous)      # `docker run --rm` removes them too
-                    break
                 time.sleep(0.1)
-            with self._lock:
-                self._auto_remove.discard(first.id)
-            yield json.dumps({"StatusCode": state.exit_code or 0, "Error": None}).encode()
+            yield json.dumps({"StatusCode": (state.exit_code if code is None else code) or 0, "Error": None}).encode()
         return answer()
+
+    def _last_exit(self, cid: str) -> int | None:
+        """The exit code of a container's last exit, from the engine's journal (its `die` event):
+        what a wait answers for one removed meanwhile."""
+        ev = self.runtime.containers.journal.last("container", cid, "die")
+        code = ev.attributes.get("exitCode") if ev is not None else None
+        return int(code) if code is not None and code.lstrip("-").isdigit() else None
 
     def _attach(self, ident: str, q: Mapping[str, str]) -> Iterator[bytes] | Hijack:
         """A container created with a TTY or an open stdin: conmon's attach socket, both ways.

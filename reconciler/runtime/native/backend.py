@@ -20,6 +20,7 @@ from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native.config import NativeConfig
 from reconciler.runtime.native.containers import containers, execs, inspection
+from reconciler.runtime.native.volumes import volumes as vols
 
 if TYPE_CHECKING:
     from reconciler.runtime.native.containers import health, restart
@@ -223,7 +224,7 @@ class NativeRuntime:
         if self._restart is None:
             from reconciler.runtime.native.containers import restart
 
-            self._restart = restart.RestartManager(self.containers)
+            self._restart = restart.RestartManager(self.containers, remove=self.remove_exited)
         return self._restart
 
     @property
@@ -337,13 +338,16 @@ class NativeRuntime:
         return [r.state() for r in self.containers.records(selector)]
 
     def create_container(self, config: base.ContainerConfig, *, terminal: bool = False, stdin: bool = False,
-                         volatile: bool = False) -> str:
+                         volatile: bool = False, auto_remove: bool = False) -> str:
         """`terminal`/`stdin`: a pseudo-terminal / an open stdin for attach (`run -it`); `volatile`:
-        a file system thrown away with the container, never synced (`run --rm`, ContainerManager.create)."""
+        a file system thrown away with the container, never synced (`run --rm`, ContainerManager.create);
+        `auto_remove`: removed with its anonymous volumes once it exited (Docker's AutoRemove: the
+        restart manager of the process that holds the engine removes it, `remove_exited`)."""
         image_id, image_cfg, layer_dirs = self.images.resolve(config.image)
         rec = self.containers.create(
             config, image_id=image_id, image_config=image_cfg.get("config") or {}, lowerdirs=layer_dirs,
             terminal=terminal or config.tty, stdin=stdin or config.stdin_open, volatile=volatile,
+            auto_remove=auto_remove,
         )
         return rec.id
 
@@ -358,11 +362,27 @@ class NativeRuntime:
     def kill_container(self, name_or_id: str, signal: str = "KILL") -> None:
         self.containers.kill(name_or_id, signal)
 
-    def remove_container(self, name_or_id: str, *, force: bool = False) -> None:
+    def remove_container(self, name_or_id: str, *, force: bool = False, volumes: bool = False) -> None:
+        """`volumes`: its anonymous volumes (made for it, labelled so as dockerd labels them) go with
+        it, those no other container mounts (`docker rm -v`; an AutoRemove container's removal)."""
         rec = self.containers.get(name_or_id)
+        mounted = {m.source for m in rec.config.mounts if m.type == "volume"} if volumes else set()
+        anonymous = [v.name for v in self.list_volumes() if v.name in mounted and vols.ANONYMOUS_LABEL in v.labels
+                     ] if mounted else []
         self.containers.remove(rec.id, force=force)
         if self._restart is not None:
             self._restart.cancel(rec.id)
+        if anonymous:
+            used = {m.source for r in self.containers.records() for m in r.config.mounts if m.type == "volume"}
+            for name in anonymous:
+                if name not in used:
+                    with contextlib.suppress(rterrors.NotFound):
+                        self.remove_volume(name)
+
+    def remove_exited(self, cid: str) -> None:
+        """An AutoRemove container that exited, removed as `docker rm -f -v` removes it (the restart
+        manager's `remove`, at its exit and at engine start)."""
+        self.remove_container(cid, force=True, volumes=True)
 
     def inspect_container(self, name_or_id: str) -> base.ContainerState:
         return self.containers.get(name_or_id).state()

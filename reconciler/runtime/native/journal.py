@@ -78,6 +78,17 @@ class Journal:
         row = self.db.connect().execute("SELECT MAX(seq) FROM engine_events").fetchone()
         return int(row[0] or 0)
 
+    def last(self, type_: str, actor: str, action: str) -> Event | None:
+        """The newest event `action` of `actor` (a container's last `die`, with its exitCode, after
+        the container itself is gone), or None."""
+        row = self.db.connect().execute(
+            "SELECT seq, time_ns, type, action, actor, attrs FROM engine_events WHERE type = ? AND actor = ? "
+            "AND action = ? ORDER BY seq DESC LIMIT 1", (type_, actor, action)).fetchone()
+        if row is None:
+            return None
+        return Event(seq=row["seq"], time_ns=row["time_ns"], type=row["type"], action=row["action"],
+                     actor=row["actor"], attributes=json.loads(row["attrs"]))
+
     def after(self, seq: int, *, since_ns: int = 0, limit: int = 1000) -> list[Event]:
         """Events with a sequence number above `seq` and a time at or after `since_ns`, oldest first."""
         rows = self.db.connect().execute(

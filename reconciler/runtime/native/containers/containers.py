@@ -207,6 +207,11 @@ def _find_init() -> str:
                                hint="install the tini package (it provides /usr/bin/tini-static)")
 
 
+def _restarts(policy: base.RestartPolicy) -> bool:
+    """A restart policy other than none (which AutoRemove excludes, as on dockerd)."""
+    return policy.name not in ("", "no")
+
+
 def _identity(pid: int | None, conmon_pid: int | None) -> dict[str, Any]:
     """The start times and boot id that tell these processes from later ones with their pids."""
     return {"pid_start": procs.start_time(pid), "conmon_start": procs.start_time(conmon_pid),
@@ -365,12 +370,17 @@ class ContainerManager(records.RecordStore):
         terminal: bool = False,
         stdin: bool = False,
         volatile: bool = False,
+        auto_remove: bool = False,
     ) -> records.Record:
         """Create the container (rootfs, bundle, conmon + `runc create`); nothing runs yet.
 
         `terminal`/`stdin` give the main process a pseudo-terminal / an open stdin that
         `attach()` connects to (`run -it`). `volatile`: its file system is thrown away with it
-        (`run --rm`), so its overlay skips syncs (mounts.mount_overlay), its removal's included."""
+        (`run --rm`), so its overlay skips syncs (mounts.mount_overlay), its removal's included.
+        `auto_remove`: recorded (`Record.auto_remove`), for the restart manager that learns of its
+        exit to remove it; refused with a restart policy, in dockerd's words."""
+        if auto_remove and _restarts(config.restart):
+            raise rterrors.InvalidArgument("can't create 'AutoRemove' container with restart policy")
         name = config.name.lstrip("/")
         if not re.match(_NAME, name):
             raise rterrors.InvalidArgument(
@@ -395,7 +405,7 @@ class ContainerManager(records.RecordStore):
             mounts.mount_overlay([Path(d) for d in reversed(lowerdirs)], p.upper, p.work, p.rootfs, volatile=volatile)
             undo.append(lambda: mounts.unmount(p.rootfs))
             rec = self._prepare(cid, name, config, image_id, image_config, lowerdirs, undo, terminal=terminal)
-            rec = dataclasses.replace(rec, terminal=terminal, stdin=stdin)
+            rec = dataclasses.replace(rec, terminal=terminal, stdin=stdin, auto_remove=auto_remove)
             try:
                 with self.db.tx() as conn:
                     conn.execute("INSERT INTO containers (id, name, data) VALUES (?, ?, ?)", (cid, name, rec.to_json()))
@@ -921,6 +931,9 @@ class ContainerManager(records.RecordStore):
         rec = self.get(name_or_id)
         with self.lock(rec.id):
             rec = self.get(rec.id)
+            if rec.auto_remove and restart is not None and _restarts(restart):
+                raise rterrors.Conflict("Restart policy cannot be updated because AutoRemove is enabled for the "
+                                        "container")       # dockerd's words
             if rec.status == "running":
                 self.oci(rec.runtime).update(rec.id, bundle.live_resources(resources))
             else:

@@ -76,7 +76,7 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
                                                         if hc.start_interval else {})},
         },
         "HostConfig": {
-            "NetworkMode": network_mode(rec),
+            "NetworkMode": network_mode(rec), "AutoRemove": rec.auto_remove,
             "RestartPolicy": {"Name": cfg.restart.name, "MaximumRetryCount": cfg.restart.max_retries},
             "Memory": res.memory or 0, "NanoCpus": int((res.cpus or 0) * 1e9), "PidsLimit": res.pids,
             "ReadonlyRootfs": cfg.read_only, "CapAdd": list(cfg.cap_add), "CapDrop": list(cfg.cap_drop),

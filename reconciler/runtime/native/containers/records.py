@@ -147,6 +147,9 @@ class Record:
     restarter_start: int | None = None
     restarter_boot: str | None = None
     paused: bool = False                     # paused by the engine (its cgroup frozen): see is_paused
+    # removed, with its anonymous volumes, by the engine that learns of its exit or finds it exited at
+    # its start (Docker's HostConfig.AutoRemove: `docker run --rm`); never with a restart policy
+    auto_remove: bool = False
 
     def restart_pending(self) -> bool:
         """An exited container whose restart waits its back-off in a restart manager that lives

@@ -15,6 +15,11 @@ doubles up to 1 min; it resets when the container ran for 10 s or more.
 A container whose conmon was killed (nothing would record its exit or read its output) is
 ended by tick and boot (exit 137, State.Error says why) and its policy then applies.
 
+An AutoRemove container (`Record.auto_remove`: `docker run --rm`, docker-py's `auto_remove`) has
+no restart policy: its exit is answered by its removal (`remove`: the engine's, its anonymous
+volumes with it), as dockerd's monitor removes it, whoever started it and whether or not a client
+waits; `boot` removes the ones that exited while no engine watched, as dockerd does at its start.
+
 A restart waiting its delay is in this process's memory only. The record says so (`restarting`)
 and names the process (`restarter_pid`, `_start`, `_boot`: pid, start time and boot id, as records
 name conmon), so that it is true only while someone will make it: the watch clears the flags it
@@ -100,9 +105,12 @@ class _Pending:
 class RestartManager:
     """Applies restart policies to a ContainerManager's containers."""
 
-    def __init__(self, manager: containers.ContainerManager, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, manager: containers.ContainerManager, *, clock: Callable[[], float] = time.monotonic,
+                 remove: Callable[[str], None] | None = None) -> None:
         self.manager = manager
         self.clock = clock
+        # how an exited AutoRemove container goes (the backend's: with its anonymous volumes)
+        self.remove = remove or (lambda cid: manager.remove(cid, force=True))
         self._delay: dict[str, float] = {}
         self._pending: dict[str, _Pending] = {}
         self._handled: dict[str, str | None] = {}   # id -> finished_at already decided
@@ -112,6 +120,9 @@ class RestartManager:
         """Decide what to do about an exited container; returns the restart delay or None."""
         rec = self.manager.get(cid)
         if rec.status != "exited":
+            return None
+        if rec.auto_remove:
+            self._auto_remove(rec)
             return None
         if rec.published:           # an exit the engine did not cause: its ports go with it
             rec = self.manager.unpublish(rec.id)
@@ -130,6 +141,22 @@ class RestartManager:
             self._pending[rec.id] = _Pending(due=self.clock() + delay, finished_at=rec.finished_at)
         self.manager.update(rec.id, _restarting(True))
         return delay
+
+    def _auto_remove(self, rec: records.Record) -> None:
+        """Remove an exited AutoRemove container (removed meanwhile: nothing to do); a removal that
+        fails is logged, and tried again at the next engine start."""
+        self.cancel(rec.id)
+        with self._lock:
+            self._handled.pop(rec.id, None)
+        try:
+            self.remove(rec.id)
+        except rterrors.NotFound:
+            pass
+        except Exception as exc:  # noqa: BLE001 - one container that cannot go does not stop the watch
+            from reconciler import logs
+
+            logs.get_logger("reconciler.runtime.native.containers.restart").warning(
+                "could not remove an AutoRemove container", container=rec.name, error=str(exc))
 
     def cancel(self, cid: str) -> None:
         """Forget a pending restart (the container was stopped or removed by hand)."""
@@ -240,9 +267,13 @@ class RestartManager:
     def boot(self) -> list[str]:
         """Engine start: containers whose monitor died with the last engine are ended, then the
         exited ones whose policy runs them again are started (`always`, `unless-stopped` unless
-        stopped by hand, `on-failure` after a failure with retries left)."""
+        stopped by hand, `on-failure` after a failure with retries left), and the exited AutoRemove
+        ones removed."""
         started = []
         for rec in self._end_unmonitored(self.manager.records()):
+            if rec.auto_remove and rec.status in ("exited", "dead"):
+                self._auto_remove(rec)          # exited while no engine watched (a created one waits its start)
+                continue
             if rec.status != "exited":
                 continue
             if _decision(rec, restarting.Moment.RESUME).start:

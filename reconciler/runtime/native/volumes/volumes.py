@@ -31,7 +31,11 @@ from reconciler._sqlite import Database
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 
-__all__ = ["VolumeStore", "data_dir", "mount_entries"]
+__all__ = ["ANONYMOUS_LABEL", "VolumeStore", "data_dir", "mount_entries"]
+
+# dockerd's label of a volume made for one container (a mount without source: `docker run -v /data`),
+# which goes with it (`docker rm -v`, AutoRemove) unless another container mounts it
+ANONYMOUS_LABEL = "com.docker.volume.anonymous"
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"     # compiled at its first use (re caches it, #21)
 

@@ -40,6 +40,8 @@ MAX_BODY = 1 << 20
 MAX_UPLOAD = 1 << 40           # a tar body (docker cp, build): the layer extractor's limits apply
 _VERSIONED = re.compile(r"^/v1\.\d+(/.*)$")
 _PRUNE = ("containers", "images", "networks", "volumes")
+WAIT_TICK = 1.0                # seconds a wait waits on a container's exit before it checks its client
+WAIT_POLL = 0.2                # ... on one without a monitor (between a restart's exit and its start)
 _STATUS_CODES = {rterrors.NotFound: 404, rterrors.AlreadyExists: 409, rterrors.Conflict: 409,
                  rterrors.InvalidArgument: 400}
 
@@ -1265,31 +1267,38 @@ class EngineApi:
     def _wait(self, ident: str, condition: str) -> Iterator[bytes]:
         """Docker's wait: `not-running` (now, if it is not running), `next-exit` (the exit after
         the next start) or `removed`; the answer is streamed once the condition holds, so a
-        client can send its wait before the start (docker run does)."""
-        import time
+        client can send its wait before the start (docker run does).
 
+        Between looks it waits for the container's monitor to end (a pidfd: woken at its exit,
+        `RecordStore.until_exit`), `WAIT_TICK` seconds at most, and yields an empty chunk: the
+        server then checks the client is still there, and ends the wait with it (`docker run -d`
+        sends one and closes it once the container started: no thread is left behind)."""
         rt = self.runtime
+        manager = rt.containers
         if condition not in ("not-running", "next-exit", "removed"):
             raise HttpError(400, f"invalid condition {condition!r}")
-        first = rt.inspect_container(ident)
+        first = manager.get(ident)
 
         def answer() -> Iterator[bytes]:
-            state = first
-            seen_running = state.status.value in ("running", "created")   # created: its start is next
+            state = first.state()
+            seen_running = first.status in ("running", "created")       # created: its start is next
             code = None
             while True:
                 try:
-                    state = rt.inspect_container(first.id)
+                    rec = manager.get(first.id)
                 except rterrors.NotFound:
                     code = self._last_exit(first.id)       # removed (AutoRemove: by the engine, at its exit)
                     break
+                state = rec.state()
                 running = state.status.value in ("running", "restarting", "created")
                 seen_running = seen_running or running
                 if condition == "not-running" and state.status.value != "running":
                     break
                 if not running and seen_running and condition == "next-exit":
                     break
-                time.sleep(0.1)
+                # its monitor's exit ends the pause; one without (a restart's back-off) is looked at again
+                manager.until_exit(rec)(WAIT_TICK if rec.status in ("running", "created") else WAIT_POLL)
+                yield b""                   # a tick: the server checks the client is still there
             yield json.dumps({"StatusCode": (state.exit_code if code is None else code) or 0, "Error": None}).encode()
         return answer()
 

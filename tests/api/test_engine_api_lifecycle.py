@@ -104,3 +104,36 @@ def test_auto_remove_is_the_containers_own_and_survives_an_engine_api_restart(
         fg = docker(sock, "run", "--rm", "--network", "none", busybox_image, "sh", "-c", "exit 3", check=False)
         assert fg.returncode == 3               # the exit code, though the engine removed it meanwhile
         assert _names(sock) == []
+
+
+def test_a_detached_run_leaves_no_thread_waiting_for_its_exit(host: Host, tmp_path: Path,
+                                                              busybox_image: str) -> None:
+    with serving(host, tmp_path) as (sock, proc):
+        docker(sock, "pull", busybox_image)
+        docker(sock, "run", "--rm", "--network", "none", busybox_image, "true")    # every part loaded once
+        time.sleep(1)
+        idle = _threads(proc.pid)
+        before = _cpu(proc.pid)
+        time.sleep(3)
+        idle_cpu = _cpu(proc.pid) - before
+        for i in range(5):
+            docker(sock, "run", "-d", "--name", f"bg{i}", "--network", "none", busybox_image, "sleep", "3600")
+        # the CLI sends `wait` before the start and closes it once detached: its thread ends
+        _until(f"the engine API's threads back to {idle}", lambda: _threads(proc.pid) <= idle, timeout=5)
+        before = _cpu(proc.pid)
+        time.sleep(3)
+        busy_cpu = _cpu(proc.pid) - before
+        # nothing polls for the 5 of them (a thread each polling every 0.1 s cost 0.12 s here)
+        assert busy_cpu <= idle_cpu + 0.06, (idle_cpu, busy_cpu)
+        # a client that waits is answered at the exit, by the exit's event (no poll between)
+        started = time.monotonic()
+        docker(sock, "stop", "-t", "0", "bg0")
+        assert docker(sock, "wait", "bg0").stdout.strip() == "137"
+        waiter = subprocess.Popen(["docker", "wait", "bg1"], stdout=subprocess.PIPE, text=True,
+                                  env={**os.environ, "DOCKER_HOST": f"unix://{sock}"})
+        time.sleep(1)
+        docker(sock, "kill", "bg1")
+        out, _ = waiter.communicate(timeout=20)
+        assert out.strip() == "137"
+        assert time.monotonic() - started < 20
+        docker(sock, "rm", "-f", *(f"bg{i}" for i in range(5)))

@@ -1735,7 +1735,9 @@ class EngineApi:
     def _build(self, q: Mapping[str, str], query: str, raw: Callable[[], Any] | None) -> Iterator[bytes]:
         """docker build (the classic API): the tar context is unpacked by the image layer
         extractor into a directory of its own, then built by the native builder; its progress
-        streamed as Docker's `{"stream": ...}` lines, the image id as `aux`."""
+        streamed as Docker's `{"stream": ...}` lines, the image id as `aux`; with `q`, no progress and
+        the image id as the one stream line, as dockerd answers (`docker build -q` prints it, docker-py's
+        `images.build(quiet=True)` finds the image by it)."""
         import queue
         import shutil
         import tempfile
@@ -1773,6 +1775,8 @@ class EngineApi:
                     network="host" if q.get("networkmode") == "host" else "none",
                     progress=None if _flag(q, "q") else lambda line: out.put({"stream": line + "\n"}))
                 out.put({"aux": {"ID": image_id}})
+                if _flag(q, "q"):
+                    out.put({"stream": image_id + "\n"})
             except rterrors.RuntimeBackendError as exc:
                 out.put({"errorDetail": {"message": exc.message}, "error": exc.message})
             finally:

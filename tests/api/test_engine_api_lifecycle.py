@@ -137,3 +137,39 @@ def test_a_detached_run_leaves_no_thread_waiting_for_its_exit(host: Host, tmp_pa
         assert out.strip() == "137"
         assert time.monotonic() - started < 20
         docker(sock, "rm", "-f", *(f"bg{i}" for i in range(5)))
+
+
+def _build(sock: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}", "DOCKER_BUILDKIT": "0"}   # the classic API
+    env.pop("DOCKER_CONTEXT", None)
+    return subprocess.run(["docker", "build", *args], capture_output=True, text=True, env=env, timeout=300,
+                          check=False)
+
+
+def _image(sock: str, tmp_path: Path, busybox_image: str, tag: str = "local/entry:1", *, quiet: bool = False
+           ) -> tuple[Path, str, subprocess.CompletedProcess[str]]:
+    """An image with an entrypoint, exposed ports and an environment of its own, built by `docker build`:
+    its context, its id and the build's output."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir(exist_ok=True)
+    (ctx / "Dockerfile").write_text(f"""FROM {busybox_image}
+ENV FROM_IMAGE=image PATH=/usr/local/bin:/bin
+ENTRYPOINT ["false"]
+EXPOSE 8080 9090/udp
+""")
+    built = _build(sock, *(("-q",) if quiet else ()), "-t", tag, str(ctx))
+    assert built.returncode == 0, built.stderr
+    return ctx, docker(sock, "image", "inspect", "-f", "{{.Id}}", tag).stdout.strip(), built
+
+
+def test_a_quiet_build_answers_the_image_id(host: Host, tmp_path: Path, busybox_image: str) -> None:
+    docker_py = pytest.importorskip("docker")
+    with serving(host, tmp_path) as (sock, _):
+        ctx, image_id, built = _image(sock, tmp_path, busybox_image, quiet=True)
+        assert built.stdout == image_id + "\n"                   # `docker build -q` prints the id, as with dockerd
+        client = docker_py.DockerClient(base_url=f"unix://{sock}", version="1.41", timeout=300)
+        try:
+            image, _ = client.images.build(path=str(ctx), tag="local/entry:2", quiet=True)   # no BuildError
+            assert image.id == image_id
+        finally:
+            client.close()

@@ -146,9 +146,11 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
         k, _, v = str(item).partition("=")
         env[k] = v
     nano = host.get("NanoCpus") or 0
+    entrypoint = body.get("Entrypoint")
     return base.ContainerConfig(
         name=name, image=body["Image"],
-        command=tuple(body["Entrypoint"]) if isinstance(body.get("Entrypoint"), list) else None,
+        # [""] (`--entrypoint ""`): none, not the image's (dockerd resets it, and runs the Cmd given)
+        command=(() if entrypoint == [""] else tuple(entrypoint)) if isinstance(entrypoint, list) else None,
         args=tuple(body["Cmd"]) if isinstance(body.get("Cmd"), list) else None,
         env=env, user=body.get("User") or None, workdir=body.get("WorkingDir") or None,
         hostname=body.get("Hostname") or None, domainname=body.get("Domainname") or None, labels=dict(body.get("Labels") or {}), ports=tuple(ports),

@@ -7,6 +7,7 @@ without a value, and the words of dockerd's errors."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -173,3 +174,18 @@ def test_a_quiet_build_answers_the_image_id(host: Host, tmp_path: Path, busybox_
             assert image.id == image_id
         finally:
             client.close()
+
+
+def test_an_empty_entrypoint_resets_the_images(host: Host, tmp_path: Path, busybox_image: str) -> None:
+    with serving(host, tmp_path) as (sock, _):
+        _image(sock, tmp_path, busybox_image)
+        # `--entrypoint ""`: the CLI sends [""], which dockerd reads as "not the image's"
+        out = docker(sock, "run", "--rm", "--network", "none", "--entrypoint", "", "local/entry:1", "echo", "reset")
+        assert out.stdout == "reset\n"
+        docker(sock, "create", "--name", "none", "--network", "none", "--entrypoint", "", "local/entry:1", "true")
+        doc = json.loads(docker(sock, "inspect", "none").stdout)[0]
+        assert (doc["Config"]["Entrypoint"], doc["Config"]["Cmd"], doc["Path"]) == (None, ["true"], "true")
+        docker(sock, "rm", "none")
+        alone = docker(sock, "run", "--rm", "--network", "none", "--entrypoint", "", "local/entry:1", check=False)
+        assert alone.returncode != 0                # neither its entrypoint nor the image's Cmd: nothing to run
+        assert "no command specified" in alone.stderr

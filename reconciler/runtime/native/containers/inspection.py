@@ -64,8 +64,11 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
         "Config": {
             "Hostname": rec.hostname, "User": cfg.user if cfg.user is not None else rec.image_config.get("User", ""),
             "Env": list(rec.image_config.get("Env") or []) + env,
-            "Cmd": list(cfg.args) if cfg.args is not None else rec.image_config.get("Cmd"),
-            "Entrypoint": list(cfg.command) if cfg.command is not None else rec.image_config.get("Entrypoint"),
+            # as dockerd merges them (summaries.argv_of): an entrypoint given drops the image's Cmd, and
+            # an empty one (`--entrypoint ""`) is none
+            "Cmd": list(cfg.args) if cfg.args is not None else (
+                None if cfg.command is not None else rec.image_config.get("Cmd")),
+            "Entrypoint": (list(cfg.command) or None) if cfg.command is not None else rec.image_config.get("Entrypoint"),
             "Image": rec.image, "WorkingDir": cfg.workdir or rec.image_config.get("WorkingDir", ""),
             "Labels": dict(cfg.labels), "StopSignal": cfg.stop_signal or rec.image_config.get("StopSignal", "SIGTERM"),
             "StopTimeout": cfg.stop_timeout,

@@ -176,6 +176,17 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
     )
 
 
+def create_settings(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What a create body asks of the native engine beyond the ContainerConfig: Docker's settings
+    it records for the container (NativeRuntime.create_container): a terminal and an open stdin
+    (`run -t`/`-i`), AutoRemove (the engine removes it at its exit: RestartManager), ExposedPorts
+    and PublishAllPorts (`--expose`, `run -P`: every exposed port published)."""
+    host = body.get("HostConfig") or {}
+    return {"terminal": bool(body.get("Tty")), "stdin": bool(body.get("OpenStdin")),
+            "auto_remove": bool(host.get("AutoRemove")), "exposed": tuple(str(k) for k in body.get("ExposedPorts") or {}),
+            "publish_all": bool(host.get("PublishAllPorts"))}
+
+
 _MOUNT_MODES = ("nocopy", "private", "rprivate", "shared", "rshared", "slave", "rslave")   # Binds' modes kept
 
 
@@ -1122,9 +1133,7 @@ class EngineApi:
             _image_or_404(rt, config.image)      # the docker CLI pulls on this 404, then creates again
             config, made = self._anonymous_volumes(config)
             try:
-                # AutoRemove is the container's own: the engine removes it at its exit (RestartManager)
-                cid = rt.create_container(config, terminal=bool(data.get("Tty")), stdin=bool(data.get("OpenStdin")),
-                                          auto_remove=bool((data.get("HostConfig") or {}).get("AutoRemove")))
+                cid = rt.create_container(config, **create_settings(data))
             except rterrors.AlreadyExists:
                 self._remove_unused(made)
                 raise HttpError(409, _name_taken(rt, config.name)) from None

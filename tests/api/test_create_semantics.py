@@ -3,7 +3,7 @@ of its own (tests/api/test_engine_api_lifecycle.py runs them through the CLI).""
 
 from __future__ import annotations
 
-from reconciler.api.engine import config_from_create
+from reconciler.api.engine import config_from_create, create_settings
 
 
 def test_an_entrypoint_of_one_empty_string_is_none_not_the_images() -> None:
@@ -12,3 +12,23 @@ def test_an_entrypoint_of_one_empty_string_is_none_not_the_images() -> None:
     assert (reset.command, reset.args) == ((), ("echo", "hi"))
     assert config_from_create("c", {"Image": "i", "Entrypoint": ["/bin/sh", "-c"]}).command == ("/bin/sh", "-c")
     assert config_from_create("c", {"Image": "i"}).command is None              # the image's
+
+
+def test_publish_all_publishes_every_exposed_port_its_bindings_do_not_name() -> None:
+    """`docker run -P --expose 7070 -p 127.0.0.1::8080 IMG` (IMG: EXPOSE 8080 9090/udp 5000/sctp)."""
+    from reconciler.runtime import base
+    from reconciler.runtime.native.containers import records
+
+    body = {"Image": "i", "ExposedPorts": {"7070/tcp": {}, "8080/tcp": {}},
+            "HostConfig": {"PublishAllPorts": True, "PortBindings": {"8080/tcp": [{"HostIp": "127.0.0.1"}]}}}
+    settings = create_settings(body)
+    assert (settings["exposed"], settings["publish_all"]) == (("7070/tcp", "8080/tcp"), True)
+    config = config_from_create("c", body)
+    image = {"ExposedPorts": {"8080/tcp": {}, "9090/udp": {}, "5000/sctp": {}}}
+    assert records.exposed_ports(config, image, settings["exposed"]) == \
+        ["7070/tcp", "8080/tcp", "9090/udp", "5000/sctp"]
+    assert records.published_ports(config, image, settings["exposed"], True) == (
+        base.PortMapping(container_port=8080, host_port=0, host_ip="127.0.0.1"),      # as bound, not again
+        base.PortMapping(container_port=7070, host_port=0),
+        base.PortMapping(container_port=9090, host_port=0, protocol="udp"))           # no sctp: not published
+    assert records.published_ports(config, image, settings["exposed"], False) == config.ports

@@ -189,3 +189,34 @@ def test_an_empty_entrypoint_resets_the_images(host: Host, tmp_path: Path, busyb
         alone = docker(sock, "run", "--rm", "--network", "none", "--entrypoint", "", "local/entry:1", check=False)
         assert alone.returncode != 0                # neither its entrypoint nor the image's Cmd: nothing to run
         assert "no command specified" in alone.stderr
+
+
+def test_publish_all_publishes_every_exposed_port(host: Host, tmp_path: Path, busybox_image: str) -> None:
+    with serving(host, tmp_path) as (sock, _):
+        _image(sock, tmp_path, busybox_image)
+        # -P: every port the image and the container expose (--expose), on host ports the engine chooses
+        docker(sock, "run", "-d", "--name", "pub", "-P", "--expose", "7070", "-p", "127.0.0.1::8080",
+               "--entrypoint", "", "local/entry:1", "sleep", "3600")
+        doc = json.loads(docker(sock, "inspect", "pub").stdout)[0]
+        assert doc["HostConfig"]["PublishAllPorts"] is True
+        assert doc["HostConfig"]["PortBindings"] == {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}
+        assert set(doc["Config"]["ExposedPorts"]) == {"7070/tcp", "8080/tcp", "9090/udp"}
+        ports = doc["NetworkSettings"]["Ports"]
+        assert set(ports) == {"7070/tcp", "8080/tcp", "9090/udp"}
+        assert [b["HostIp"] for b in ports["8080/tcp"]] == ["127.0.0.1"]        # as bound: not once more
+        assert all(int(b[0]["HostPort"]) > 0 for b in ports.values())
+        shown = docker(sock, "port", "pub").stdout
+        assert "7070/tcp -> 0.0.0.0:" in shown
+        assert "9090/udp -> 0.0.0.0:" in shown
+        docker(sock, "stop", "-t", "0", "pub")
+        docker(sock, "start", "pub")            # published again at its next start
+        again = json.loads(docker(sock, "inspect", "-f", "{{json .NetworkSettings.Ports}}", "pub").stdout)
+        assert set(again) == {"7070/tcp", "8080/tcp", "9090/udp"}
+        docker(sock, "rm", "-f", "pub")
+        # --expose alone publishes nothing
+        docker(sock, "run", "-d", "--name", "quiet", "--expose", "7070", "--network", "none", "--entrypoint", "",
+               "local/entry:1", "sleep", "3600")
+        doc = json.loads(docker(sock, "inspect", "quiet").stdout)[0]
+        assert set(doc["Config"]["ExposedPorts"]) == {"7070/tcp", "8080/tcp", "9090/udp"}
+        assert (doc["HostConfig"]["PublishAllPorts"], doc["NetworkSettings"]["Ports"]) == (False, {})
+        docker(sock, "rm", "-f", "quiet")

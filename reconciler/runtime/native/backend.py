@@ -338,16 +338,18 @@ class NativeRuntime:
         return [r.state() for r in self.containers.records(selector)]
 
     def create_container(self, config: base.ContainerConfig, *, terminal: bool = False, stdin: bool = False,
-                         volatile: bool = False, auto_remove: bool = False) -> str:
+                         volatile: bool = False, auto_remove: bool = False, exposed: Sequence[str] = (),
+                         publish_all: bool = False) -> str:
         """`terminal`/`stdin`: a pseudo-terminal / an open stdin for attach (`run -it`); `volatile`:
         a file system thrown away with the container, never synced (`run --rm`, ContainerManager.create);
         `auto_remove`: removed with its anonymous volumes once it exited (Docker's AutoRemove: the
-        restart manager of the process that holds the engine removes it, `remove_exited`)."""
+        restart manager of the process that holds the engine removes it, `remove_exited`); `exposed`,
+        `publish_all`: Docker's ExposedPorts and PublishAllPorts (`run -P`: ContainerManager.create)."""
         image_id, image_cfg, layer_dirs = self.images.resolve(config.image)
         rec = self.containers.create(
             config, image_id=image_id, image_config=image_cfg.get("config") or {}, lowerdirs=layer_dirs,
             terminal=terminal or config.tty, stdin=stdin or config.stdin_open, volatile=volatile,
-            auto_remove=auto_remove,
+            auto_remove=auto_remove, exposed=exposed, publish_all=publish_all,
         )
         return rec.id
 

@@ -107,11 +107,12 @@ def _with_addresses(rec: records.Record, att: Attachment) -> records.Record:
                                published=tuple(att.ports))
 
 
-def _attach_options(config: base.ContainerConfig) -> dict[str, Any]:
+def _attach_options(config: base.ContainerConfig, ports: Sequence[base.PortMapping]) -> dict[str, Any]:
     """What a container's attachment is made of besides its networks, at its create and when a
     start makes it again (after a reboot, or a connect before its first start): one list, so
-    that neither forgets a field (the start's once left out the extra hosts and DNS settings)."""
-    return {"ports": config.ports, "aliases": config.aliases, "extra_hosts": config.extra_hosts,
+    that neither forgets a field (the start's once left out the extra hosts and DNS settings).
+    `ports`: those it publishes (`records.published_ports`: its config's, with `run -P` more)."""
+    return {"ports": tuple(ports), "aliases": config.aliases, "extra_hosts": config.extra_hosts,
             "dns": config.dns, "dns_search": config.dns_search, "dns_options": config.dns_options,
             "static_ips": config.ipv4_addresses, "static_ips6": config.ipv6_addresses,
             "macs": config.mac_addresses, "link_local": config.link_local_ips, "gw_priorities": config.gw_priorities}
@@ -371,6 +372,8 @@ class ContainerManager(records.RecordStore):
         stdin: bool = False,
         volatile: bool = False,
         auto_remove: bool = False,
+        exposed: Sequence[str] = (),
+        publish_all: bool = False,
     ) -> records.Record:
         """Create the container (rootfs, bundle, conmon + `runc create`); nothing runs yet.
 
@@ -378,7 +381,9 @@ class ContainerManager(records.RecordStore):
         `attach()` connects to (`run -it`). `volatile`: its file system is thrown away with it
         (`run --rm`), so its overlay skips syncs (mounts.mount_overlay), its removal's included.
         `auto_remove`: recorded (`Record.auto_remove`), for the restart manager that learns of its
-        exit to remove it; refused with a restart policy, in dockerd's words."""
+        exit to remove it; refused with a restart policy, in dockerd's words. `exposed`: ports it
+        exposes ("80/tcp", Docker's ExposedPorts); `publish_all`: it publishes every port it and its
+        image expose (`docker run -P`: `records.published_ports`)."""
         if auto_remove and _restarts(config.restart):
             raise rterrors.InvalidArgument("can't create 'AutoRemove' container with restart policy")
         name = config.name.lstrip("/")
@@ -404,8 +409,11 @@ class ContainerManager(records.RecordStore):
             os.chmod(p.upper, 0o755)  # noqa: S103 - the container's "/" has the upper dir's mode, not the umask's
             mounts.mount_overlay([Path(d) for d in reversed(lowerdirs)], p.upper, p.work, p.rootfs, volatile=volatile)
             undo.append(lambda: mounts.unmount(p.rootfs))
-            rec = self._prepare(cid, name, config, image_id, image_config, lowerdirs, undo, terminal=terminal)
-            rec = dataclasses.replace(rec, terminal=terminal, stdin=stdin, auto_remove=auto_remove)
+            ports = records.published_ports(config, image_config, tuple(exposed), publish_all)
+            rec = self._prepare(cid, name, config, image_id, image_config, lowerdirs, undo, terminal=terminal,
+                                ports=ports)
+            rec = dataclasses.replace(rec, terminal=terminal, stdin=stdin, auto_remove=auto_remove,
+                                      exposed=tuple(exposed), publish_all=publish_all)
             try:
                 with self.db.tx() as conn:
                     conn.execute("INSERT INTO containers (id, name, data) VALUES (?, ?, ?)", (cid, name, rec.to_json()))
@@ -428,10 +436,10 @@ class ContainerManager(records.RecordStore):
         self.event(rec, "create")
         return rec
 
-    def _joined(self, name: str, target: str, config: base.ContainerConfig) -> tuple[str, Path, Path]:
+    def _joined(self, name: str, target: str, ports: Sequence[base.PortMapping]) -> tuple[str, Path, Path]:
         """The network namespace, hosts and resolv.conf of `target`, which container `name` joins
         (`networks: [container:TARGET]`); the joiner owns none of them, so its removal leaves them."""
-        if config.ports:
+        if ports:
             raise rterrors.InvalidArgument(f"container {name}: ports cannot be published on a container that joins "
                                            f"{target}'s network", hint=f"publish them on {target}")
         rec = self._load(target)
@@ -448,7 +456,7 @@ class ContainerManager(records.RecordStore):
     def _prepare(
         self, cid: str, name: str, config: base.ContainerConfig, image_id: str,
         image_config: Mapping[str, Any], lowerdirs: Sequence[Path], undo: list[Callable[[], None]],
-        *, terminal: bool = False,
+        *, terminal: bool = False, ports: Sequence[base.PortMapping],
     ) -> records.Record:
         # the OCI spec's parts are loaded by create, kill and update, not by a pass that reads (#21)
         from reconciler.runtime.native.containers import bundle
@@ -478,7 +486,7 @@ class ContainerManager(records.RecordStore):
         join_netns: str | None = None
         if join is not None:
             # compose's network_mode service:/container: -- the target's netns, hosts and resolv.conf
-            join_netns, hosts_src, resolv_src = self._joined(name, join, config)
+            join_netns, hosts_src, resolv_src = self._joined(name, join, ports)
         elif networks not in (("none",), ("host",)) and (networks or self.network is not None):
             # () means the default network when bridge networking is plugged in, else none
             if self.network is None:
@@ -488,7 +496,7 @@ class ContainerManager(records.RecordStore):
                     hint="use networks 'none' or 'host'",
                 )
             att = self.network.attach(cid, name=name, hostname=hostname, networks=networks,
-                                      **_attach_options(config), forward=False)   # forwarded from its start on
+                                      **_attach_options(config, ports), forward=False)   # forwarded from its start on
             undo.append(lambda: self.network.detach(cid) if self.network else None)
             netns_path, ips, ips6 = os.fspath(att.netns_path), dict(att.ip_addresses), dict(att.ip6_addresses)
             published = tuple(att.ports)
@@ -569,7 +577,7 @@ class ContainerManager(records.RecordStore):
                     # disconnected from every network ("none") gets its namespace with none, as
                     # Docker starts such a container with its loopback alone
                     att = self.network.attach(rec.id, name=rec.name, hostname=rec.hostname,
-                                              networks=rec.config.networks, **_attach_options(rec.config),
+                                              networks=rec.config.networks, **_attach_options(rec.config, rec.ports()),
                                               forward=False)
                     rec = _with_addresses(rec, att)     # reconnect() changes them
                 pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec),
@@ -615,7 +623,7 @@ class ContainerManager(records.RecordStore):
         exited), its `published` as the network forwards them now: a container publishes its
         ports while it runs, as Docker's does (`ps -a` shows none of an exited one, inspect's
         NetworkSettings.Ports is empty). Under the container's lock; the caller saves `rec`."""
-        if self.network is None or not rec.netns_path or not rec.config.ports or (not on and not rec.published):
+        if self.network is None or not rec.netns_path or not rec.ports() or (not on and not rec.published):
             return rec
         att = self.network.forward(rec.id, on)
         return dataclasses.replace(rec, published=tuple(att.ports))

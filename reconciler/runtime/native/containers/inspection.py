@@ -41,6 +41,7 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
                "Source": str(volumes.data_dir(store.config.root, m.source)) if m.type == "volume" else m.source,
                "Destination": m.target, "RW": not m.read_only} for m in cfg.mounts]
     res = cfg.resources
+    exposed = records.exposed_ports(cfg, rec.image_config, rec.exposed)     # Docker's merge: its, its image's
     return {
         "Id": rec.id,
         "Name": "/" + rec.name,
@@ -70,6 +71,7 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
                 None if cfg.command is not None else rec.image_config.get("Cmd")),
             "Entrypoint": (list(cfg.command) or None) if cfg.command is not None else rec.image_config.get("Entrypoint"),
             "Image": rec.image, "WorkingDir": cfg.workdir or rec.image_config.get("WorkingDir", ""),
+            **({"ExposedPorts": {key: {} for key in exposed}} if exposed else {}),
             "Labels": dict(cfg.labels), "StopSignal": cfg.stop_signal or rec.image_config.get("StopSignal", "SIGTERM"),
             "StopTimeout": cfg.stop_timeout,
             "Healthcheck": None if hc is None else {"Test": list(hc.test), "Interval": int(hc.interval * 1e9),
@@ -83,7 +85,7 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
             "RestartPolicy": {"Name": cfg.restart.name, "MaximumRetryCount": cfg.restart.max_retries},
             "Memory": res.memory or 0, "NanoCpus": int((res.cpus or 0) * 1e9), "PidsLimit": res.pids,
             "ReadonlyRootfs": cfg.read_only, "CapAdd": list(cfg.cap_add), "CapDrop": list(cfg.cap_drop),
-            "Runtime": rec.runtime, "PortBindings": _bindings(cfg.ports),
+            "Runtime": rec.runtime, "PortBindings": _bindings(cfg.ports), "PublishAllPorts": rec.publish_all,
             "ExtraHosts": list(cfg.extra_hosts), "Dns": list(cfg.dns), "DnsSearch": list(cfg.dns_search),
             "DnsOptions": list(cfg.dns_options),
             # the engine keeps the output itself, as json-file (Docker's default) does

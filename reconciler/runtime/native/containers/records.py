@@ -47,9 +47,11 @@ __all__ = [
     "Record",
     "RecordStore",
     "effective_healthcheck",
+    "exposed_ports",
     "has_secrets",
     "now",
     "process_argv",
+    "published_ports",
     "summary",
 ]
 
@@ -98,6 +100,32 @@ def process_argv(image_config: Mapping[str, Any], config: base.ContainerConfig) 
             hint="the image has neither Entrypoint nor Cmd; give a command",
         )
     return argv
+
+
+def exposed_ports(config: base.ContainerConfig, image_config: Mapping[str, Any],
+                  exposed: tuple[str, ...] = ()) -> list[str]:
+    """Docker's Config.ExposedPorts of a container, "port/protocol" each: its own (`--expose`), its
+    image's (EXPOSE) and those it publishes (which the docker CLI adds), as dockerd merges them."""
+    keys = [*exposed, *(image_config.get("ExposedPorts") or {}),
+            *(f"{p.container_port}/{p.protocol}" for p in config.ports)]
+    return list(dict.fromkeys(k if "/" in k else f"{k}/tcp" for k in map(str, keys)))
+
+
+def published_ports(config: base.ContainerConfig, image_config: Mapping[str, Any], exposed: tuple[str, ...] = (),
+                    publish_all: bool = False) -> tuple[base.PortMapping, ...]:
+    """The ports a container publishes: its config's, and with `publish_all` (Docker's
+    PublishAllPorts: `run -P`) every port it or its image exposes that those do not bind, on every
+    address, on a host port the engine chooses (dockerd's rule; tcp and udp: the native engine
+    publishes no sctp)."""
+    if not publish_all:
+        return config.ports
+    bound = {(p.container_port, p.protocol) for p in config.ports}
+    extra = []
+    for key in exposed_ports(config, image_config, exposed):
+        port, _, protocol = key.partition("/")
+        if port.isdigit() and protocol in ("tcp", "udp") and (int(port), protocol) not in bound:
+            extra.append(base.PortMapping(container_port=int(port), host_port=0, protocol=protocol))
+    return (*config.ports, *extra)
 
 
 @dataclass(frozen=True)
@@ -150,6 +178,12 @@ class Record:
     # removed, with its anonymous volumes, by the engine that learns of its exit or finds it exited at
     # its start (Docker's HostConfig.AutoRemove: `docker run --rm`); never with a restart policy
     auto_remove: bool = False
+    exposed: tuple[str, ...] = ()            # its own exposed ports ("80/tcp": Docker's Config.ExposedPorts)
+    publish_all: bool = False                # every exposed port published (Docker's PublishAllPorts: run -P)
+
+    def ports(self) -> tuple[base.PortMapping, ...]:
+        """The ports its attachment publishes (`published_ports`)."""
+        return published_ports(self.config, self.image_config, self.exposed, self.publish_all)
 
     def restart_pending(self) -> bool:
         """An exited container whose restart waits its back-off in a restart manager that lives
@@ -205,6 +239,7 @@ class Record:
         d["lowerdirs"] = tuple(d.get("lowerdirs") or ())
         d["health_log"] = tuple(d.get("health_log") or ())
         d["published"] = tuple(base.PortMapping(**p) for p in d.get("published") or ())
+        d["exposed"] = tuple(d.get("exposed") or ())
         return cls(**{k: v for k, v in d.items() if k in _FIELDS})
 
     def state(self) -> base.ContainerState:

@@ -143,8 +143,9 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
                                        start_interval=_duration_ns(hc.get("StartInterval"), 0.0))
     env = {}
     for item in body.get("Env") or ():
-        k, _, v = str(item).partition("=")
-        env[k] = v
+        k, sep, v = str(item).partition("=")
+        if sep:             # a bare name (`-e NAME`, NAME unset where the CLI runs): dockerd leaves it out
+            env[k] = v
     nano = host.get("NanoCpus") or 0
     entrypoint = body.get("Entrypoint")
     return base.ContainerConfig(

@@ -32,3 +32,16 @@ def test_publish_all_publishes_every_exposed_port_its_bindings_do_not_name() -> 
         base.PortMapping(container_port=7070, host_port=0),
         base.PortMapping(container_port=9090, host_port=0, protocol="udp"))           # no sctp: not published
     assert records.published_ports(config, image, settings["exposed"], False) == config.ports
+
+
+def test_env_a_bare_name_is_left_out_and_a_name_has_one_value() -> None:
+    """`docker run -e UNSET -e PATH=/bin -e MINE=1 IMG` (UNSET unset where the CLI runs; IMG has
+    PATH and FROM_IMAGE): UNSET is in no environment, the user's PATH replaces the image's."""
+    from reconciler.runtime.native.containers import bundle, summaries
+
+    config = config_from_create("c", {"Image": "i", "Env": ["UNSET", "PATH=/bin", "MINE=1", "EMPTY="]})
+    assert dict(config.env) == {"PATH": "/bin", "MINE": "1", "EMPTY": ""}
+    image_env = ["PATH=/usr/local/bin:/bin", "FROM_IMAGE=image"]
+    assert summaries.config_env(image_env, config.env) == ["PATH=/bin", "MINE=1", "EMPTY=", "FROM_IMAGE=image"]
+    assert bundle.merge_env(image_env, config.env, hostname="h", home="/root") == (
+        "PATH=/bin", "HOSTNAME=h", "MINE=1", "EMPTY=", "FROM_IMAGE=image", "HOME=/root")

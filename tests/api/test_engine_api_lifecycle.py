@@ -220,3 +220,20 @@ def test_publish_all_publishes_every_exposed_port(host: Host, tmp_path: Path, bu
         assert set(doc["Config"]["ExposedPorts"]) == {"7070/tcp", "8080/tcp", "9090/udp"}
         assert (doc["HostConfig"]["PublishAllPorts"], doc["NetworkSettings"]["Ports"]) == (False, {})
         docker(sock, "rm", "-f", "quiet")
+
+
+def test_env_is_merged_by_name_and_a_bare_name_is_left_out(host: Host, tmp_path: Path, busybox_image: str) -> None:
+    with serving(host, tmp_path) as (sock, _):
+        _image(sock, tmp_path, busybox_image)
+        # `-e NAME` with NAME unset here: the CLI sends "NAME", which dockerd leaves out of the environment
+        env = {k: v for k, v in os.environ.items() if k != "UNSET_HERE"}
+        ran = subprocess.run(["docker", "run", "--name", "envs", "--network", "none", "--entrypoint", "",
+                              "-e", "UNSET_HERE", "-e", "PATH=/bin:/sbin", "-e", "MINE=1", "local/entry:1",
+                              "sh", "-c", 'echo "${UNSET_HERE-unset} $PATH $FROM_IMAGE $MINE"'],
+                             capture_output=True, text=True, env={**env, "DOCKER_HOST": f"unix://{sock}"},
+                             timeout=120, check=True)
+        assert ran.stdout == "unset /bin:/sbin image 1\n"
+        shown = json.loads(docker(sock, "inspect", "-f", "{{json .Config.Env}}", "envs").stdout)
+        assert [e for e in shown if e.startswith("PATH=")] == ["PATH=/bin:/sbin"]     # the user's replaces the image's
+        assert shown.index("MINE=1") < shown.index("FROM_IMAGE=image")     # the user's first, then the image's
+        docker(sock, "rm", "envs")

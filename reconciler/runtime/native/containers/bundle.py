@@ -23,7 +23,7 @@ from reconciler._dataclass import dataclass
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native import openat2
-from reconciler.runtime.native.containers import seccomp
+from reconciler.runtime.native.containers import seccomp, summaries
 from reconciler.runtime.native.containers.signals import parse_signal
 
 __all__ = [
@@ -244,16 +244,13 @@ def _group_id(groups: list[list[str]], group: str, hint: str) -> int:
 def merge_env(
     image_env: Sequence[str] | None, env: Mapping[str, str], *, hostname: str, home: str,
 ) -> tuple[str, ...]:
-    """Image Env overridden by the container's; PATH, HOSTNAME and HOME as Docker sets them."""
-    merged: dict[str, str] = {}
-    for item in image_env or ():
+    """The process's environment, as dockerd makes it: PATH and HOSTNAME, each replaced by the
+    container's Config.Env (`summaries.config_env`: its variables over its image's) where it names
+    them, then the rest of it; HOME when none names it."""
+    out = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname}
+    for item in summaries.config_env(image_env, env):
         k, _, v = item.partition("=")
-        merged[k] = v
-    for k, v in env.items():
-        merged[k] = v
-    merged.setdefault("PATH", DEFAULT_PATH)
-    out = {"PATH": merged.pop("PATH"), "HOSTNAME": hostname}
-    out.update(merged)
+        out[k] = v
     out.setdefault("HOME", home)
     return tuple(f"{k}={v}" for k, v in out.items())
 

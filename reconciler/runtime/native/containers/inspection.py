@@ -36,7 +36,6 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
         # Stale (reconciler's, beside Docker's keys): no probe observed it lately (healthtimes.stale)
         state["Health"] = {"Status": rec.health or "starting", "FailingStreak": rec.health_failures,
                            "Log": [dict(x) for x in rec.health_log], "Stale": observed.health_stale}
-    env = [f"{k}={v}" for k, v in cfg.env.items()]
     mounts = [{"Type": m.type, "Name": m.source if m.type == "volume" else "",
                "Source": str(volumes.data_dir(store.config.root, m.source)) if m.type == "volume" else m.source,
                "Destination": m.target, "RW": not m.read_only} for m in cfg.mounts]
@@ -64,7 +63,7 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
             "WorkDir": str(p.work), "MergedDir": str(p.rootfs)}},
         "Config": {
             "Hostname": rec.hostname, "User": cfg.user if cfg.user is not None else rec.image_config.get("User", ""),
-            "Env": list(rec.image_config.get("Env") or []) + env,
+            "Env": summaries.config_env(rec.image_config.get("Env"), cfg.env),     # as dockerd merges them
             # as dockerd merges them (summaries.argv_of): an entrypoint given drops the image's Cmd, and
             # an empty one (`--entrypoint ""`) is none
             "Cmd": list(cfg.args) if cfg.args is not None else (

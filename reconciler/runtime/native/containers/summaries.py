@@ -2,6 +2,7 @@
 its Records, and a reader that applies them to the state DB's rows without building any (#21).
 
     argv_of(image_config, command, args)    Entrypoint + Cmd after the overrides (Docker's rule)
+    config_env(image_env, env)              a container's environment over its image's (Docker's Config.Env)
     command_text(argv)                      the COMMAND column: shlex.join's text
     summary_fields(...)                     the fields of one `ps` row (records.summary)
     image_healthcheck(image_config, own)    a container's healthcheck over its image's, as Docker merges them
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
     _T = TypeVar("_T")
 
-__all__ = ["argv_of", "command_text", "forwarded", "holds_secrets", "image_healthcheck", "paused", "port_text",
+__all__ = ["argv_of", "command_text", "config_env", "forwarded", "holds_secrets", "image_healthcheck", "paused", "port_text",
            "probes", "read", "restart_pending", "settled", "summary_fields", "watched"]
 
 
@@ -52,6 +53,15 @@ def argv_of(image_config: Mapping[str, Any], command: Iterable[str] | None,
     else:
         cmd = list(image_config.get("Cmd") or [])
     return tuple(entrypoint + cmd)
+
+
+def config_env(image_env: Iterable[str] | None, env: Mapping[str, str]) -> list[str]:
+    """A container's environment over its image's, as dockerd merges them into Config.Env: its
+    own variables first, then those of its image it does not name (one value per name: a user's
+    PATH replaces the image's). The process gets this over PATH and HOSTNAME (bundle.merge_env);
+    inspect shows it."""
+    own = [f"{k}={v}" for k, v in env.items()]
+    return own + [item for item in image_env or () if item.partition("=")[0] not in env]
 
 
 def forwarded(status: str, published: Sequence[_T]) -> Sequence[_T]:

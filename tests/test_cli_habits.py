@@ -311,6 +311,6 @@ def test_reading_a_container_on_a_root_with_no_engine_creates_nothing(
         tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     root, run_dir = tmp_path / "no-engine-yet", tmp_path / "run"
     assert main([*argv, "--root", str(root), "--run-dir", str(run_dir), "--name-prefix", "rtnone"]) == 1
-    assert "no such container: web" in capsys.readouterr().err
+    assert "No such container: web" in capsys.readouterr().err
     assert not root.exists()
     assert not run_dir.exists()

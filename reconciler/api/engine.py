@@ -6,7 +6,8 @@ versioned (`/v1.41/containers/json`) and unversioned, bodies and answers have Do
 shapes and status codes, errors are `{"message": ...}`.
 
 What is served and what is not: docs/engine-api.md (keep its table true when a route changes).
-Routes not served answer 501 with the route named.
+Routes of Docker's API not served answer 501 with the route named; a path that is none of its
+routes, dockerd's 404 "page not found".
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ MAX_BODY = 1 << 20
 MAX_UPLOAD = 1 << 40           # a tar body (docker cp, build): the layer extractor's limits apply
 _VERSIONED = re.compile(r"^/v1\.\d+(/.*)$")
 _PRUNE = ("containers", "images", "networks", "volumes")
+# the first segments of Docker's API paths: a path under another is dockerd's 404 "page not found";
+# under one of these, a route the engine does not serve is a 501 naming it
+_DOCKER_ROOTS = frozenset(("_ping", "auth", "build", "commit", "configs", "containers", "distribution", "events",
+                           "exec", "grpc", "images", "info", "networks", "nodes", "plugins", "secrets", "services",
+                           "session", "swarm", "system", "tasks", "version", "volumes"))
+_UNSERVED_CONTAINER_ROUTES = ("changes", "attach/ws")     # Docker's, which this API does not serve (501)
 WAIT_TICK = 1.0                # seconds a wait waits on a container's exit before it checks its client
 WAIT_POLL = 0.2                # ... on one without a monitor (between a restart's exit and its start)
 _STATUS_CODES = {rterrors.NotFound: 404, rterrors.AlreadyExists: 409, rterrors.Conflict: 409,
@@ -529,11 +536,11 @@ def _container_view(rec: Any, c: base.ContainerState, net_ids: Mapping[str, str]
 
 def _image_or_404(rt: Any, ref: str) -> base.ImageInfo:
     """The local image `ref`, or Docker's 404 "No such image: REF" (docker-py and compose key
-    their pull-on-missing on those words)."""
+    their pull-on-missing on those words), REF as dockerd words it (`missing:latest`)."""
     try:
         info: base.ImageInfo = rt.inspect_image(ref)
     except rterrors.NotFound:
-        raise HttpError(404, f"No such image: {ref}") from None
+        raise HttpError(404, f"No such image: {_familiar(ref)}") from None     # a name without tag: NAME:latest
     return info
 
 
@@ -774,6 +781,8 @@ class EngineApi:
         rt = self.runtime
         auth = registry_auth((headers or {}).get("X-Registry-Auth"))
         parts = [urllib.parse.unquote(p) for p in path.strip("/").split("/")]
+        if parts[0] not in _DOCKER_ROOTS:
+            raise HttpError(404, "page not found")         # dockerd's words for a path its API has not
         if method in ("GET", "HEAD") and parts == ["_ping"]:
             return 200, b"OK"
         if method == "GET" and parts == ["version"]:
@@ -1244,6 +1253,8 @@ class EngineApi:
             except rterrors.AlreadyExists:
                 raise HttpError(409, "Error when allocating new name: " + _name_taken(rt, q["name"])) from None
             return 204, None
+        if action not in _UNSERVED_CONTAINER_ROUTES:
+            raise HttpError(404, "page not found")         # not a route of Docker's API either
         raise HttpError(501, f"{method} /containers/{{id}}/{action} is not served by reconciler's engine API yet")
 
     def _update(self, ident: str, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -1730,19 +1741,26 @@ class EngineApi:
         return Hijack(frames(), to_stdin if fed else None)
 
     def _logs(self, ident: str, q: Mapping[str, str]) -> Iterator[bytes]:
-        want = {s for s in ("stdout", "stderr") if _flag(q, s)} or {"stdout", "stderr"}
+        """docker logs: the streams asked for (one at least: dockerd's 400 otherwise, before the
+        answer starts), framed (one raw stream for a terminal's output)."""
+        want = {s for s in ("stdout", "stderr") if _flag(q, s)}
+        if not want:
+            raise HttpError(400, "Bad parameters: you must choose at least one stream")
         tail = None if q.get("tail", "all") == "all" else int(q["tail"])
         tty = self.runtime.containers.get(ident).terminal      # a terminal's output is one raw stream
         stamps = _flag(q, "timestamps")
         since = q.get("since") if q.get("since") not in (None, "", "0") else None
         until = _timestamp_ns(q.get("until") if q.get("until") not in ("", "0") else None, "until")
-        for line in self.runtime.logs(ident, follow=_flag(q, "follow"), tail=tail, since=since):
-            if until is not None and _rfc3339_ns(line.time) > until:
-                break                           # the lines come in time order: none later is wanted
-            if line.stream not in want:
-                continue
-            data = (line.time.encode() + b" " if stamps else b"") + line.written
-            yield data if tty else struct.pack(">BxxxL", 1 if line.stream == "stdout" else 2, len(data)) + data
+
+        def frames() -> Iterator[bytes]:
+            for line in self.runtime.logs(ident, follow=_flag(q, "follow"), tail=tail, since=since):
+                if until is not None and _rfc3339_ns(line.time) > until:
+                    break                           # the lines come in time order: none later is wanted
+                if line.stream not in want:
+                    continue
+                data = (line.time.encode() + b" " if stamps else b"") + line.written
+                yield data if tty else struct.pack(">BxxxL", 1 if line.stream == "stdout" else 2, len(data)) + data
+        return frames()
 
     def _build(self, q: Mapping[str, str], query: str, raw: Callable[[], Any] | None) -> Iterator[bytes]:
         """docker build (the classic API): the tar context is unpacked by the image layer
@@ -1892,6 +1910,7 @@ class EngineApi:
             repo, tag = q.get("repo") or "", q.get("tag") or "latest"
             if not repo:
                 raise HttpError(400, "repository name is required (?repo=)")
+            _image_or_404(rt, "/".join(parts[:-1]))           # dockerd's 404 words (docker tag MISSING NEW)
             rt.tag_image("/".join(parts[:-1]), f"{repo}:{tag}")
             return 201, None
         if method == "DELETE" and parts:

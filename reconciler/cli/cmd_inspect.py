@@ -64,7 +64,7 @@ class _Local:
 
         try:
             if self.store is None:
-                raise errors.NotFound(f"no such container: {name}")
+                raise errors.NotFound(f"No such container: {name}")
             return opening.inspect_document(self.store, name)
         except errors.NotFound as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -83,6 +83,6 @@ def _lines(args: argparse.Namespace, tail: int | None) -> Iterator[tuple[str, st
             yield v["s"], v["t"], v["d"].encode("latin-1") + (b"\n" if v.get("n", True) else b"")
         return
     if not options.engine_exists(args):
-        raise errors.NotFound(f"no such container: {args.container}")
+        raise errors.NotFound(f"No such container: {args.container}")
     for line in cmd_ps.open_records(args).logs(args.container, follow=args.follow, since=args.since, tail=tail):
         yield line.stream, line.time, line.written

@@ -87,7 +87,7 @@ def test_run_and_exec_go_through_the_agent_and_print_what_they_print_without_one
     assert served[10] == (4, "a\n", "b\n")
     assert served[11][0] == 1
     assert "/nope" in served[11][2]
-    assert served[12] == (1, "", "error: no such container: nope\n")
+    assert served[12] == (1, "", "error: No such container: nope\n")
     assert served[13] == (0, "a\nout", "err")
     assert served[14] == (0, "a\nout", "err")
     assert served[15] == (0, "X=1 /bin 65534\n", "")                  # as the user, in the directory

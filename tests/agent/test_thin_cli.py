@@ -91,7 +91,7 @@ def test_ps_inspect_and_images_are_served_by_the_agent_and_print_what_they_print
     assert "Exited (3)" in served[0][1]                         # job
     assert len(served[4][1].split()) == 1                       # the label filter went to the agent
     assert [d["Name"] for d in json.loads(served[5][1])] == ["/web", "/job"]
-    assert served[6][2] == "error: no such container: nope\n"
+    assert served[6][2] == "error: No such container: nope\n"
     assert "test/busybox" in served[7][1]
     assert f"Status: Image is up to date for {busybox_image}\n" in served[10][1]
     assert served[11][1] == f"{busybox_image}\n"
@@ -99,7 +99,7 @@ def test_ps_inspect_and_images_are_served_by_the_agent_and_print_what_they_print
     assert re.fullmatch(r"\S+ out\n", served[13][1])
     assert re.fullmatch(r"\S+ err\n", served[13][2])
     assert served[14][1:] == ("", "err\n")                      # the last line, on stderr
-    assert served[15][2] == "error: no such container: nope\n"
+    assert served[15][2] == "error: No such container: nope\n"
     assert "web" in served[17][1]
     assert "job" not in served[17][1]                                       # running only
     assert [c["name"] for c in json.loads(served[19][1])] == ["web"]

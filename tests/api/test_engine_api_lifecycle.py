@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.test_engine_api import REPO, docker, engine_args
+from tests.api.test_engine_api import REPO, docker, engine_args, request
 from tests.api.test_engine_api import pytestmark as pytestmark  # root, registry, docker CLI
 from tests.helpers.host import Host
 
@@ -237,3 +237,24 @@ def test_env_is_merged_by_name_and_a_bare_name_is_left_out(host: Host, tmp_path:
         assert [e for e in shown if e.startswith("PATH=")] == ["PATH=/bin:/sbin"]     # the user's replaces the image's
         assert shown.index("MINE=1") < shown.index("FROM_IMAGE=image")     # the user's first, then the image's
         docker(sock, "rm", "envs")
+
+
+def test_errors_have_dockerds_words(host: Host, tmp_path: Path, busybox_image: str) -> None:
+    with serving(host, tmp_path) as (sock, _):
+        gone = docker(sock, "rm", "nope", check=False)
+        assert "No such container: nope" in gone.stderr
+        tag = docker(sock, "tag", "missing", "other", check=False)
+        assert tag.returncode != 0
+        assert "No such image: missing:latest" in tag.stderr
+        code, _, body = request(sock, "GET", "/v1.41/nothing/here")
+        assert (code, json.loads(body)) == (404, {"message": "page not found"})
+        code, _, body = request(sock, "GET", "/v1.41/containers/x/nonsense")
+        assert (code, json.loads(body)) == (404, {"message": "page not found"})
+        code, _, body = request(sock, "GET", "/v1.41/swarm")
+        assert code == 501                          # a route of Docker's the engine does not serve: named
+        docker(sock, "pull", busybox_image)
+        docker(sock, "create", "--name", "quiet", "--network", "none", busybox_image, "true")
+        code, _, body = request(sock, "GET", "/v1.41/containers/quiet/logs?stdout=0&stderr=0")
+        assert code == 400
+        assert json.loads(body)["message"] == "Bad parameters: you must choose at least one stream"
+        docker(sock, "rm", "quiet")

@@ -772,7 +772,7 @@ class ContainerManager(records.RecordStore):
                 with self.db.tx() as conn:
                     row = conn.execute("SELECT data FROM containers WHERE id = ?", (rec.id,)).fetchone()
                     if row is None:
-                        raise rterrors.NotFound(f"no such container: {name_or_id}")
+                        raise rterrors.NotFound(f"No such container: {name_or_id}")
                     cur = records.Record.from_json(row["data"])
                     if cur.name == name:
                         return cur

@@ -410,7 +410,7 @@ class RecordStore:
                 raise rterrors.InvalidArgument(f"container id prefix {key} is ambiguous")
             row = rows[0] if rows else None
         if row is None:
-            raise rterrors.NotFound(f"no such container: {name_or_id}")
+            raise rterrors.NotFound(f"No such container: {name_or_id}")
         return self._parse(row["id"], row["data"])
 
     def _parse(self, cid: str, text: str) -> Record:
@@ -451,7 +451,7 @@ class RecordStore:
         with self.db.tx() as conn:
             row = conn.execute("SELECT data FROM containers WHERE id = ?", (rec.id,)).fetchone()
             if row is None:
-                raise rterrors.NotFound(f"no such container: {name_or_id}")
+                raise rterrors.NotFound(f"No such container: {name_or_id}")
             new = fn(Record.from_json(row["data"]))
             conn.execute("UPDATE containers SET data = ? WHERE id = ?", (new.to_json(), rec.id))
         return new

@@ -17,8 +17,8 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import posixpath
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "RESOLVE_NO_SYMLINKS",
     "RESOLVE_NO_XDEV",
     "have_openat2",
+    "make_dirs_in_root",
     "open_in_root",
     "openat2",
     "secure_join",
@@ -92,8 +93,19 @@ def open_in_root(root_fd: int, path: str, flags: int, mode: int = 0) -> int:
     return _walk_in_root(root_fd, path, flags, mode)
 
 
-def _walk_in_root(root_fd: int, path: str, flags: int, mode: int) -> int:
-    """User-space RESOLVE_IN_ROOT: resolve component by component, clamping at the root."""
+def make_dirs_in_root(root_fd: int, path: str, mkdir: Callable[[int, str], None]) -> int:
+    """mkdir -p `path` resolved inside the tree of `root_fd` as `open_in_root` resolves it
+    (symlinks followed but never out of the root, to directories still missing too: `ln -s
+    /srv/app /app` then /app/x makes /srv/app/x), each missing directory made by
+    `mkdir(dir_fd, name)`; an O_PATH fd of the directory. Walked one component at a time by fd
+    (O_NOFOLLOW), so nothing outside the root is opened or made. Raises OSError like open(2)."""
+    return _walk_in_root(root_fd, path, os.O_PATH | os.O_DIRECTORY, 0, missing=mkdir)
+
+
+def _walk_in_root(root_fd: int, path: str, flags: int, mode: int,
+                  missing: Callable[[int, str], None] | None = None) -> int:
+    """User-space RESOLVE_IN_ROOT: resolve component by component, clamping at the root;
+    `missing(dir_fd, name)`, when given, makes a component that is not there (a directory)."""
     stack: list[int] = []           # fds of the directories walked into, root excluded
     pending = [c for c in path.split("/") if c not in ("", ".")]
     links = 0
@@ -105,7 +117,7 @@ def _walk_in_root(root_fd: int, path: str, flags: int, mode: int) -> int:
                 if stack:
                     os.close(stack.pop())
                 continue
-            last = not pending
+            last = not pending and missing is None
             if last:
                 try:
                     st = os.stat(name, dir_fd=cur, follow_symlinks=False)
@@ -115,7 +127,13 @@ def _walk_in_root(root_fd: int, path: str, flags: int, mode: int) -> int:
                     pass  # fall through to the symlink handling below
                 else:
                     return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=cur)
-            fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur)
+            try:
+                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur)
+            except FileNotFoundError:
+                if missing is None:
+                    raise
+                missing(cur, name)          # made (or made meanwhile): opened and checked as it is
+                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur)
             st = os.fstat(fd)
             if stat.S_ISLNK(st.st_mode):
                 os.close(fd)
@@ -126,7 +144,8 @@ def _walk_in_root(root_fd: int, path: str, flags: int, mode: int) -> int:
                 if target.startswith("/"):
                     while stack:
                         os.close(stack.pop())
-                pending = [c for c in posixpath.normpath(target).split("/") if c not in ("", ".")] + pending
+                # `..` of the target walked as the kernel walks it (after a link, not lexically)
+                pending = [c for c in target.split("/") if c not in ("", ".")] + pending
                 continue
             if not stat.S_ISDIR(st.st_mode):
                 os.close(fd)

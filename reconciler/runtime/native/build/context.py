@@ -599,45 +599,17 @@ def _not_a_dir(path: str) -> ContextError:
 
 
 def _make_dirs_in(root_fd: int, path: str, uid: int, gid: int) -> int:
-    """mkdir -p inside the rootfs, walked one component at a time by fd (O_NOFOLLOW), each
-    symlink resolved again from the root or from where it is: nothing outside the rootfs is
-    ever opened or made. Missing directories are 0755 uid:gid."""
-    pending = [c for c in path.split("/") if c not in ("", ".")]
-    stack: list[int] = []           # fds of the directories walked into, the root excluded
-    links = 0
+    """mkdir -p inside the rootfs, as openat2.make_dirs_in_root walks it (one component at a
+    time by fd, each symlink resolved again inside the rootfs: nothing outside it is ever opened
+    or made). Missing directories are 0755 uid:gid."""
     try:
-        while pending:
-            name = pending.pop(0)
-            cur = stack[-1] if stack else root_fd
-            if name == "..":
-                if stack:
-                    os.close(stack.pop())
-                continue
-            try:
-                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur)
-            except FileNotFoundError:
-                _mkdir(cur, name, uid, gid)
-                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur)
-            mode = os.fstat(fd).st_mode
-            if stat.S_ISLNK(mode):
-                os.close(fd)
-                links += 1
-                if links > _MAX_LINKS:
-                    raise ContextError(f"{path}: too many levels of symbolic links")
-                target = os.readlink(name, dir_fd=cur)
-                if target.startswith("/"):
-                    while stack:
-                        os.close(stack.pop())
-                pending = [c for c in target.split("/") if c not in ("", ".")] + pending
-                continue
-            if not stat.S_ISDIR(mode):
-                os.close(fd)
-                raise _not_a_dir(path)
-            stack.append(fd)
-        return os.open(".", _DIR, dir_fd=stack[-1] if stack else root_fd)
-    finally:
-        for fd in stack:
-            os.close(fd)
+        return openat2.make_dirs_in_root(root_fd, path, lambda pfd, name: _mkdir(pfd, name, uid, gid))
+    except NotADirectoryError:
+        raise _not_a_dir(path) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ContextError(f"{path}: too many levels of symbolic links") from None
+        raise
 
 
 def _mkdir(pfd: int, name: str, uid: int, gid: int) -> None:

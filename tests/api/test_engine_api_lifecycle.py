@@ -95,6 +95,13 @@ def test_auto_remove_is_the_containers_own_and_survives_an_engine_api_restart(
         assert "Restart policy cannot be updated because AutoRemove is enabled for the container" in update.stderr
         docker(sock, "start", "later")
         _until("create --rm + start removed at its exit", lambda: "later" not in _names(sock))
+        # a restart by hand is no exit of its own: the --rm container runs again, as dockerd's
+        docker(sock, "run", "-d", "--rm", "--name", "again", "--network", "none", busybox_image, "sleep", "60")
+        for _ in range(3):
+            docker(sock, "restart", "-t", "0", "again")
+            time.sleep(0.5)                 # the watch has seen the stop's exit by now
+            assert docker(sock, "inspect", "-f", "{{.State.Status}}", "again").stdout.strip() == "running"
+        docker(sock, "rm", "-f", "again")
         # recorded, not remembered: one that exits while no engine runs is removed at the next start
         docker(sock, "run", "-d", "--rm", "--name", "orphan", "--network", "none", busybox_image, "sleep", "2")
         assert _names(sock) == ["orphan"]

@@ -114,7 +114,20 @@ class RestartManager:
         self._delay: dict[str, float] = {}
         self._pending: dict[str, _Pending] = {}
         self._handled: dict[str, str | None] = {}   # id -> finished_at already decided
+        self._held: set[str] = set()                # restarted by hand: its exit is no AutoRemove's
         self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def restarting_by_hand(self, cid: str) -> Iterator[None]:
+        """While a restart by hand stops and starts `cid` (`docker restart`), its exit removes no
+        AutoRemove container: dockerd turns AutoRemove off for the length of a restart."""
+        with self._lock:
+            self._held.add(cid)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held.discard(cid)
 
     def handle_exit(self, cid: str) -> float | None:
         """Decide what to do about an exited container; returns the restart delay or None."""
@@ -143,12 +156,18 @@ class RestartManager:
         return delay
 
     def _auto_remove(self, rec: records.Record) -> None:
-        """Remove an exited AutoRemove container (removed meanwhile: nothing to do); a removal that
-        fails is logged, and tried again at the next engine start."""
+        """Remove an exited AutoRemove container (removed meanwhile: nothing to do; restarted by
+        hand, or started again since the exit it was told of: left); a removal that fails is
+        logged, and tried again at the next engine start."""
         self.cancel(rec.id)
         with self._lock:
             self._handled.pop(rec.id, None)
+            if rec.id in self._held:
+                return
         try:
+            now = self.manager.get(rec.id)
+            if now.status != "exited" or now.finished_at != rec.finished_at:
+                return
             self.remove(rec.id)
         except rterrors.NotFound:
             pass

@@ -642,3 +642,21 @@ def test_a_paused_container_gets_its_signal_and_is_thawed(native: tuple[NativeRu
     assert not rec.is_paused()
     assert not rec.paused
     assert took < 8, f"took {took:.1f}s"
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_an_exec_that_times_out_leaves_no_files(native: tuple[NativeRuntime, str], tty: bool) -> None:
+    """A timed exec (a healthcheck probe) that outlives its timeout is killed, and its process
+    spec (which holds the container's environment), pid file and runtime log go with it, as when it
+    ends: a hung healthcheck must not add files to /run at each interval."""
+    from reconciler.runtime.native.containers import execs
+
+    rt, image = native
+    cid = rt.create_container(_cfg(image, "hang", "sleep", "600"))
+    rt.start_container(cid)
+    spool = rt.config.run_dir / "conmon"
+    before = sorted(p.name for p in spool.glob("exec-*")) if spool.is_dir() else []
+    with pytest.raises(TimeoutError):
+        execs.run(rt.containers, cid, ["sleep", "30"], tty=tty, timeout=0.5, until_exit=False)
+    assert sorted(p.name for p in spool.glob("exec-*")) == before
+    assert rt.exec(cid, ["true"]).exit_code == 0        # and the container is none the worse

@@ -219,21 +219,21 @@ def run(store: records.RecordStore, name_or_id: str, argv: Sequence[str], *, tty
     proc, master, launch = spawn(store, name_or_id, argv, tty=tty, until_exit=until_exit, user=user, workdir=workdir,
                                  env=env)
     out: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
-    try:
-        for stream, chunk in output(proc, launch, master, timeout=timeout):
-            out[stream].append(chunk)
-    except TimeoutError:
-        # the process in the container outlives the runtime's kill: kill it by its pid
-        pid = conmon.read_pid(launch.pid_file)
-        if pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, 9)
-        proc.kill()
-        proc.wait()
-        raise TimeoutError(f"exec did not finish within {timeout}s") from None
-    finally:
-        release(proc, master)
-    try:
+    try:                # its files (the process spec holds the environment, secrets too) go whatever ends it
+        try:
+            for stream, chunk in output(proc, launch, master, timeout=timeout):
+                out[stream].append(chunk)
+        except TimeoutError:
+            # the process in the container outlives the runtime's kill: kill it by its pid
+            pid = conmon.read_pid(launch.pid_file)
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, 9)
+            proc.kill()
+            proc.wait()
+            raise TimeoutError(f"exec did not finish within {timeout}s") from None
+        finally:
+            release(proc, master)
         code = proc.wait()
         failure = launch.failure()
     finally:

@@ -452,7 +452,10 @@ def endpoint_settings_of(rec: Any, nets: Mapping[str, NetworkView],
             "IPPrefixLen": ipaddress.ip_network(v4["Subnet"]).prefixlen if v4 else 0,
             "IPv6Gateway": v6.get("Gateway", "") if ip6 else "", "GlobalIPv6Address": ip6,
             "GlobalIPv6PrefixLen": ipaddress.ip_network(v6["Subnet"]).prefixlen if ip6 and v6 else 0,
-            "MacAddress": network.NetworkManager.mac_address(rec.id, native), "DriverOpts": None,
+            # the MAC the engine gives the interface: the one asked for, else derived (inspect
+            # reads the kernel's over it, `seen`)
+            "MacAddress": rec.config.mac_addresses.get(native) or network.NetworkManager.mac_address(rec.id, native),
+            "DriverOpts": None,
             **given}
     return out
 
@@ -964,10 +967,13 @@ class EngineApi:
                 found[net] = self._network(net).native
         if not found:
             return config
-        return dataclasses.replace(
+        return dataclasses.replace(     # every per-network setting follows its network's name
             config, networks=tuple(found.get(n, n) for n in config.networks),
             ipv4_addresses={found.get(n, n): a for n, a in config.ipv4_addresses.items()},
-            ipv6_addresses={found.get(n, n): a for n, a in config.ipv6_addresses.items()})
+            ipv6_addresses={found.get(n, n): a for n, a in config.ipv6_addresses.items()},
+            mac_addresses={found.get(n, n): m for n, m in config.mac_addresses.items()},
+            link_local_ips={found.get(n, n): a for n, a in config.link_local_ips.items()},
+            gw_priorities={found.get(n, n): p for n, p in config.gw_priorities.items()})
 
     def _network_change(self, method: str, parts: list[str], body: Callable[[], Any]) -> tuple[int, Any]:
         """docker network create / rm / connect / disconnect: a bridge network of the engine's own."""

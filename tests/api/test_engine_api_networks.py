@@ -298,3 +298,29 @@ def test_prune_keeps_predefined_networks_and_every_network_a_container_is_on(
     names = docker(engine_api, "network", "ls", "--format", "{{.Name}}").stdout.split()
     assert sorted(names) == ["bridge", "host", "none"]
     docker(engine_api, "run", "--rm", busybox_image, "true")     # the default network still serves
+
+
+def test_a_mac_asked_for_on_a_network_named_by_id_prefix_is_the_one_listed_and_seen(
+        engine_api: str, host: Host, busybox_image: str) -> None:
+    """`EndpointsConfig` keyed by a network's id prefix, with a MacAddress: the settings follow
+    the network's name (not refused as settings of a network the container does not join), and
+    the list shows the MAC asked for, which inspect and the kernel show too."""
+    docker_py = pytest.importorskip("docker")
+    docker(engine_api, "pull", busybox_image)
+    net_id = docker(engine_api, "network", "create", "--subnet", host.subnet, "macnet").stdout.strip()
+    client = docker_py.APIClient(base_url=f"unix://{engine_api}", version="1.41")
+    try:
+        wanted = "02:42:0a:00:00:05"
+        created = client.create_container(
+            busybox_image, ["sleep", "600"], name="macc", host_config=client.create_host_config(network_mode=net_id[:12]),
+            networking_config=client.create_networking_config({net_id[:12]: client.create_endpoint_config(
+                mac_address=wanted)}))
+        client.start(created["Id"])
+        listed = client.containers(filters={"name": "macc"})[0]["NetworkSettings"]["Networks"]
+        assert listed["macnet"]["MacAddress"] == wanted
+        assert _inspect(engine_api, "macc")["NetworkSettings"]["Networks"]["macnet"]["MacAddress"] == wanted
+        assert _mac(engine_api, "macc", "eth0") == wanted
+    finally:
+        client.close()
+        docker(engine_api, "rm", "-f", "macc", check=False)
+        docker(engine_api, "network", "rm", "macnet", check=False)

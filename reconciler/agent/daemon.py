@@ -941,6 +941,8 @@ class Agent:
         """What `reconcile run` and `exec` ask of a container through the agent: start, stop
         (`timeout`), wait (its exit code), remove (`force`), exec (`argv`, and `user`, `workdir`,
         `env` as `docker exec` takes them: its exit code and output, latin-1, once it ended)."""
+        if action == "exec-as":             # an exec with user, workdir or env: a name an agent before
+            action = "exec"                 # them refuses, so that none is dropped (_agentapi.exec)
         if action not in ("start", "stop", "wait", "remove", "exec"):
             raise apierr.NotFound(f"no container action {action!r}", hint="start, stop, wait, remove or exec")
         if action == "exec":

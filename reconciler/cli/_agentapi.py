@@ -233,11 +233,22 @@ class AgentEngine:
              env: list[str] | None = None) -> Any:
         """Run `argv` in the running container `name` (as `user`, in `workdir`, with `env` over
         its environment, when given): an ExecResult once it ended."""
-        from reconciler.runtime import base
+        from reconciler.runtime import base, errors
 
         body: dict[str, Any] = {"argv": list(argv)}
         body.update((k, v) for k, v in (("user", user), ("workdir", workdir), ("env", env)) if v)
-        doc = self._call(self._container(name, "exec"), body, timeout=None)
+        # with a user, workdir or env: `exec-as`, which an agent older than them refuses (404)
+        # instead of running the command as the container's user, without them
+        action = "exec-as" if len(body) > 1 else "exec"
+        try:
+            doc = self._call(self._container(name, action), body, timeout=None)
+        except errors.NotFound as exc:
+            if action == "exec" or "no container action" not in str(exc):
+                raise
+            raise errors.Unavailable("the agent holding this state root is older than this reconcile: it "
+                                     "cannot run an exec with -u, -w or -e",
+                                     hint="restart the agent (it then runs this version), or leave those "
+                                          "options out") from None
         return base.ExecResult(exit_code=int(doc["exit_code"]), stdout=doc["stdout"].encode("latin-1"),
                                stderr=doc["stderr"].encode("latin-1"))
 

@@ -722,8 +722,9 @@ def _name_taken(rt: Any, name: str) -> str:
 
 
 def _network_matches(n: Mapping[str, Any], filters: Mapping[str, list[str]]) -> bool:
-    """The network list's filters: label (all given), name, id, driver, type (`builtin`: the
-    predefined networks, `custom`: the others) (any given)."""
+    """The network list's filters: label (all given), name, id, driver, scope (`local`: every
+    network here), type (`builtin`: the predefined networks, `custom`: the others) (any given);
+    `dangling` is the caller's (it needs the containers)."""
     labels = n["Labels"]
     for key, values in filters.items():
         if key == "label":
@@ -735,7 +736,9 @@ def _network_matches(n: Mapping[str, Any], filters: Mapping[str, list[str]]) -> 
             ok = n["Driver"] in values
         elif key == "type":
             ok = ("builtin" if n["Name"] in _PREDEFINED_DRIVERS else "custom") in values
-        else:
+        elif key == "scope":
+            ok = n.get("Scope", "local") in values
+        else:                       # dangling (the caller's); the list refused any other first
             ok = True
         if not ok:
             return False
@@ -825,8 +828,16 @@ class EngineApi:
             return self._volume_change(method, parts[1:], body)
         if method == "GET" and parts[0] == "networks" and len(parts) <= 2:
             if len(parts) == 1:
-                fl = _filters(q.get("filters"))
-                return 200, [n.doc for n in self._networks() if _network_matches(n.doc, fl)]
+                fl = dockerfilters.parse(q.get("filters"))
+                dockerfilters.validate(fl, ("label", "name", "id", "driver", "type", "scope", "dangling"))
+                dangling = dockerfilters.yes_no(fl, "dangling", ("true", "1"), ("false", "0"))
+                used: set[str] = set()
+                if dangling is not None:    # a network no container is on (dockerd's `dangling`)
+                    used = {_docker_name(n) for r in rt.containers.records()
+                            for n in (*r.ip_addresses, *rt.containers.networks_of(r))}
+                return 200, [n.doc for n in self._networks() if _network_matches(n.doc, fl) and (
+                    dangling is None or dangling == (n.doc["Name"] not in used and n.doc["Name"] not in
+                                                     _PREDEFINED_DRIVERS))]
             view = self._network(parts[1])
             return 200, {**view.doc, "Containers": self._members(view)}
         if method == "GET" and parts[0] == "volumes" and len(parts) <= 2:

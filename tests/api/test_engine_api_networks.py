@@ -324,3 +324,29 @@ def test_a_mac_asked_for_on_a_network_named_by_id_prefix_is_the_one_listed_and_s
         client.close()
         docker(engine_api, "rm", "-f", "macc", check=False)
         docker(engine_api, "network", "rm", "macnet", check=False)
+
+
+def test_the_network_list_filters_as_dockerd_and_refuses_what_it_does_not_know(
+        engine_api: str, host: Host, busybox_image: str) -> None:
+    """`docker network ls -f dangling=true | xargs docker network rm` must act on the unused ones
+    only, and a filter the list does not have is refused, not ignored (it would widen a script)."""
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "network", "create", "--subnet", host.subnet, "inuse")
+    docker(engine_api, "network", "create", "unused")
+    docker(engine_api, "run", "-d", "--name", "on", "--network", "inuse", busybox_image, "sleep", "600")
+    try:
+        def names(*filters: str) -> list[str]:
+            args = [a for f in filters for a in ("-f", f)]
+            return sorted(docker(engine_api, "network", "ls", *args, "--format", "{{.Name}}").stdout.split())
+
+        assert names("dangling=true") == ["unused"]
+        assert "inuse" in names("dangling=false")
+        assert "unused" not in names("dangling=false")
+        assert names("scope=local", "type=custom") == ["inuse", "unused"]
+        assert names("scope=swarm") == []
+        refused = docker(engine_api, "network", "ls", "-f", "bogus=1", check=False)
+        assert refused.returncode != 0
+        assert "Invalid filter 'bogus'" in refused.stderr
+    finally:
+        docker(engine_api, "rm", "-f", "on", check=False)
+        docker(engine_api, "network", "rm", "inuse", "unused", check=False)

@@ -973,6 +973,7 @@ class Agent:
                                   hint="the CLI reads the native engine's state root itself")
         return self._runtime
 
+
 def _line(stream: str, written: bytes) -> Mapping[str, Any]:
     """A run's output line on the wire: the data without its newline (as a client before `n` was
     sent prints it, with one), `n: false` when it had none (`run IMG cat FILE` byte for byte)."""

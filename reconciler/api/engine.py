@@ -576,7 +576,6 @@ def image_summary(i: base.ImageInfo, refs: tuple[list[str], list[str]] | None = 
             "Containers": -1}
 
 
-_ZERO_TIME = "0001-01-01T00:00:00Z"     # Go's zero time, as dockerd writes a time an image does not have
 
 
 def image_inspect(i: base.ImageInfo, image_config: Mapping[str, Any]) -> dict[str, Any]:

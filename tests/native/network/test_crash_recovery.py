@@ -134,5 +134,12 @@ def test_opening_the_engine_plugs_in_the_veths_a_deleted_bridge_left(harness: Ha
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert not recovery._network_leftovers(cfg, {web})
+    # nor is a plain file an unmount left where a stopped container's namespace was bound (only a
+    # running one's is bound again from its process): counted, it would run the full recovery at
+    # every start while plugging in nothing
+    m.netns_path(web).touch()
+    assert not recovery._network_leftovers(cfg, {web})
+    assert recovery._network_leftovers(cfg, {web}, running={web})
+    m.netns_path(web).unlink()
     engine.start_container(web)
     assert master() == bridge

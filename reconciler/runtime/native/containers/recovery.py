@@ -21,7 +21,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -177,7 +177,7 @@ def _clean_orphan(manager: Any, cid: str) -> None:
     cgroups.remove(config.name_prefix, cid)
 
 
-def _network_leftovers(config: NativeConfig, known: set[str]) -> bool:
+def _network_leftovers(config: NativeConfig, known: set[str], running: Collection[str] = ()) -> bool:
     """Whether the network side holds anything of a container without a record (an address
     allocation, a namespace or a hosts-file dir), or peers' hosts files a killed batch left
     without a new container's name (network/stale.py), or a recorded network lacks its bridge (a
@@ -196,7 +196,14 @@ def _network_leftovers(config: NativeConfig, known: set[str]) -> bool:
     if not store.container_ids() <= known:
         return True
     namespaces = set(os.listdir(config.netns_dir)) if config.netns_dir.is_dir() else set()
-    gone, loose = ipam.unplugged(store.networks(), store.veths(namespaces))
+    networks = store.networks()
+    gone, loose = ipam.unplugged(networks, store.veths(namespaces))
+    if loose and not gone:
+        # only a namespace, or what an unmount left of a running one's (the recovery binds it again
+        # from its process): a file left of a stopped one's would run the full recovery at every
+        # start, plugging in nothing (one stat each, and only when a veth is loose)
+        real = {c for c in namespaces if c in running or _is_netns(config.netns_dir / c)}
+        gone, loose = ipam.unplugged(networks, store.veths(real))
     if gone or loose:
         return True
     if stale.dead_marks(config):        # killed while a new container's name waited for its peers
@@ -204,6 +211,14 @@ def _network_leftovers(config: NativeConfig, known: set[str]) -> bool:
     if not namespaces <= known:
         return True
     return config.net_files_dir.is_dir() and any(e.name not in known for e in config.net_files_dir.iterdir())
+
+
+def _is_netns(path: Path) -> bool:
+    """Whether `path` is a network namespace (its bind mount: the nsfs file), not a plain file."""
+    try:
+        return os.stat(path).st_dev == os.stat("/proc/self/ns/net").st_dev
+    except OSError:
+        return False
 
 
 def recover(runtime: Any) -> RecoveryReport:
@@ -230,7 +245,8 @@ def recover(runtime: Any) -> RecoveryReport:
     net_report = None
     net = runtime.network
     if net is not None and callable(getattr(net, "recover", None)) and (
-            half_made or orphans or killed or _network_leftovers(manager.config, known)):
+            half_made or orphans or killed or _network_leftovers(
+                manager.config, known, {r.id for r in stored if r.status == "running"})):
         net_report = net.recover(sorted(known))
     report = RecoveryReport(half_made=tuple(r.id for r in half_made), orphans=tuple(orphans),
                             processes=tuple(killed), network=net_report)

@@ -1715,9 +1715,10 @@ class EngineApi:
             proc, master, launch = execs.spawn(
                 self.runtime.containers, ex["container"], ex["argv"], tty=ex["tty"], stdin=fed,
                 user=ex["user"] or None, workdir=ex["workdir"] or None, env=ex["env"], privileged=ex["privileged"])
-        except rterrors.RuntimeBackendError as exc:    # a user not found, the container stopped meanwhile
-            ex["exit"], ex["running"] = execs.START_FAILED, False
-            message = exc.message.encode() + b"\r\n"
+        except (rterrors.RuntimeBackendError, OSError) as exc:  # a user not found, the container stopped
+            ex["exit"], ex["running"] = execs.START_FAILED, False   # meanwhile, no fd or process left
+            message = (exc.message if isinstance(exc, rterrors.RuntimeBackendError) else
+                       f"exec failed: {exc.strerror or exc}").encode() + b"\r\n"
             return Hijack(iter([message if ex["tty"] else _frame("stdout", message)]))
         # the input's own fd, closed by the input's end alone: the output's end may come while a
         # write waits, and a closed fd's number may be another file's by the next write

@@ -80,8 +80,24 @@ class AgentView(Protocol):
 
 
 class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """The agent's and the Engine API's server. Its socket is bound under a name of its own and
+    renamed to its path once it listens: a client that waits for the path (a test, a unit's
+    ExecStartPost, `docker` started beside it) never finds it there refusing connections."""
+
     daemon_threads = True
     allow_reuse_address = False
+
+    def server_bind(self) -> None:
+        final = str(self.server_address)
+        self._binding = os.path.join(os.path.dirname(final) or ".", f".{os.getpid()}.bind")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._binding)            # a process of this pid that died between the two
+        self.socket.bind(self._binding)
+        self.server_address = final
+
+    def server_activate(self) -> None:
+        super().server_activate()               # listen(), then the path appears
+        os.rename(self._binding, str(self.server_address))
 
 
 def _remove_stale(path: Path) -> None:

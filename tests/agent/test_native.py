@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -401,16 +402,13 @@ def test_a_registry_that_stops_answering_is_backed_off_across_passes_and_shown_i
         proxy.stop()
 
 
-def test_a_pass_makes_again_the_rules_a_firewall_reload_flushed(
-        tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
-    """A firewall reload flushes the ruleset: every published port goes dark while the records
-    say forwarded. The agent's next pass finds the engine's table gone and puts it back (the
-    ruleset is otherwise rendered again only when its text changes), and says so."""
+def _web_on_lan(tmp_path: Path, image: str) -> Callable[[], bool]:
+    """The manifests of `web` (busybox httpd) on a network `lan` of a private subnet, publishing
+    a port of 127.0.0.1; whether it serves there now."""
     import urllib.request
 
     from tests.helpers.ports import publish_port
 
-    a = native_agent
     subnet, port = random_pool().replace("/23", "/24"), publish_port()
     (tmp_path / "m" / "web.yaml").write_text(textwrap.dedent(f"""\
         apiVersion: reconciler/v1
@@ -422,7 +420,7 @@ def test_a_pass_makes_again_the_rules_a_firewall_reload_flushed(
         kind: Container
         metadata: {{name: web}}
         spec:
-          image: {busybox_image}
+          image: {image}
           command: [httpd, -f, -p, "80", -h, /etc]
           networks: [lan]
           ports: ["127.0.0.1:{port}:80"]
@@ -434,6 +432,16 @@ def test_a_pass_makes_again_the_rules_a_firewall_reload_flushed(
                 return resp.status == 200
         except OSError:
             return False
+    return served
+
+
+def test_a_pass_makes_again_the_rules_a_firewall_reload_flushed(
+        tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
+    """A firewall reload flushes the ruleset: every published port goes dark while the records
+    say forwarded. The agent's next pass finds the engine's table gone and puts it back (the
+    ruleset is otherwise rendered again only when its text changes), and says so."""
+    a = native_agent
+    served = _web_on_lan(tmp_path, busybox_image)
 
     a.start()
     wait_for("web served", served)
@@ -452,35 +460,10 @@ def test_a_pass_plugs_the_containers_into_a_bridge_deleted_under_them(
     the veth in: it serves again, and the agent says what it made. A veth whose name another
     interface took cannot be made again: status lists the container down, cut off, until the
     name is free and a pass plugs it in."""
-    import urllib.request
-
     from reconciler.runtime.native.network.network import NetworkManager
-    from tests.helpers.ports import publish_port
 
     a = native_agent
-    subnet, port = random_pool().replace("/23", "/24"), publish_port()
-    (tmp_path / "m" / "web.yaml").write_text(textwrap.dedent(f"""\
-        apiVersion: reconciler/v1
-        kind: Network
-        metadata: {{name: lan}}
-        spec: {{subnet: "{subnet}"}}
-        ---
-        apiVersion: reconciler/v1
-        kind: Container
-        metadata: {{name: web}}
-        spec:
-          image: {busybox_image}
-          command: [httpd, -f, -p, "80", -h, /etc]
-          networks: [lan]
-          ports: ["127.0.0.1:{port}:80"]
-        """))
-
-    def served() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/passwd", timeout=2) as resp:
-                return resp.status == 200
-        except OSError:
-            return False
+    served = _web_on_lan(tmp_path, busybox_image)
 
     a.start()
     wait_for("web served", served)

@@ -633,20 +633,6 @@ def _timestamp_ns(raw: str | None, what: str) -> int | None:
         raise HttpError(400, f"{what}: {raw!r} is not a timestamp (seconds since the epoch)") from None
 
 
-def _rfc3339_ns(text: str) -> int:
-    """Nanoseconds since the epoch of a log line's RFC 3339 time (with up to 9 decimals)."""
-    from datetime import datetime
-
-    head, _, rest = text.partition(".")
-    digits = "".join(itertools.takewhile(str.isdigit, rest))
-    zone = rest[len(digits):] or "+00:00"
-    try:
-        whole = datetime.fromisoformat(head + ("+00:00" if zone == "Z" else zone))
-    except ValueError:
-        return 0
-    return int(whole.timestamp()) * 1_000_000_000 + int(digits.ljust(9, "0")[:9] or 0)
-
-
 def event_message(ev: Any) -> dict[str, Any]:
     """A journal event (native/journal.Event) as Docker's events message."""
     attrs = dict(ev.attributes)
@@ -1774,7 +1760,7 @@ class EngineApi:
 
         def frames() -> Iterator[bytes]:
             for line in self.runtime.logs(ident, follow=_flag(q, "follow"), tail=tail, since=since):
-                if until is not None and _rfc3339_ns(line.time) > until:
+                if until is not None and (dockerfilters.rfc3339_ns(line.time) or 0) > until:
                     break                           # the lines come in time order: none later is wanted
                 if line.stream not in want:
                     continue

@@ -1074,10 +1074,10 @@ def lean_process() -> None:
 
 def _run_agent(config: cfgmod.AgentConfig, *, ready: Callable[[Agent], None] | None) -> int:
     stop = stopping.Stopper(after="the current action (containers keep running)").install()
-    reload = threading.Event()
+    reload = [False]        # a plain flag, as the Stopper's: a handler must take no lock (stopping.py)
 
     def on_hup(signum: int, frame: object) -> None:
-        reload.set()
+        reload[0] = True
 
     signal.signal(signal.SIGHUP, on_hup)
     agent = Agent(config).start()
@@ -1087,10 +1087,9 @@ def _run_agent(config: cfgmod.AgentConfig, *, ready: Callable[[Agent], None] | N
     if ready is not None:
         ready(agent)
     try:
-        while not stop.requested.is_set():
-            stop.requested.wait(0.5)
-            if reload.is_set():
-                reload.clear()
+        while not stop.sleep(0.5):
+            if reload[0]:
+                reload[0] = False           # a SIGHUP between the two lines is read by this reload
                 if config.path is None:
                     log.warning("config_reload_skipped", reason="no config file")
                     continue

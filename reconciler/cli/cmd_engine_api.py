@@ -9,8 +9,6 @@ with the engine's restart-policy and healthcheck loops.
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
 from typing import Any
 
 __all__ = ["register", "run"]
@@ -37,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.api.engine import EngineApi
     from reconciler.cli import engines
     from reconciler.errors import TemporaryError
-    from reconciler.execution import locking
+    from reconciler.execution import locking, stopping
     from reconciler.execution.backends import session
     from reconciler.runtime import opening
 
@@ -50,15 +48,14 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.socket) if args.socket else Path(args.run_dir) / "docker.sock"
     gid = grp.getgrnam(args.group).gr_gid if args.group else None
     runtime = opening.open_runtime("native", engines.place(args))
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    with session(runtime):
+    stop = stopping.Stopper(after="the requests in flight")
+    with stop, session(runtime):
         api = EngineApi(runtime, path, group=gid)
         api.start()
         print(f"serving the Docker Engine API on unix://{path}", flush=True)
         try:
-            stop.wait()
+            while not stop.sleep(3600):
+                pass
         finally:
             api.stop()
     return 0

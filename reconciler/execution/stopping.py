@@ -10,7 +10,11 @@
 
 `reconcile apply` (`--once`), `reconcile rollback` and `reconcile agent` install it. The
 handlers only set a flag and write their line with os.write: a handler runs between two
-bytecodes of the main thread, which may be holding the log's lock at that moment.
+bytecodes of the main thread, which may be holding the log's lock at that moment. The flag is a
+plain attribute, not a threading.Event: Event.set takes the Event's lock, and a handler that
+runs while the main thread holds it (inside Event.wait, between its timeout and its return, or
+in clear) waits for itself forever (CI once saw an agent that never stopped after SIGTERM).
+The main thread waits with `Stopper.sleep`, which a signal cuts short.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -30,13 +35,21 @@ class Stopper:
     """Signal handlers for one stop; call it (`stopper()`) to know whether a stop was asked."""
 
     def __init__(self, *, after: str = "the current action") -> None:
-        self.requested = threading.Event()
-        self.signum: int | None = None      # the first signal
+        self.signum: int | None = None      # the first signal; set only by the handler (no lock)
         self._after = after                 # what is finished before stopping, for the message
         self._previous: dict[int, Any] = {}
 
     def __call__(self) -> bool:
-        return self.requested.is_set()
+        return self.signum is not None
+
+    def sleep(self, seconds: float) -> bool:
+        """Wait up to `seconds` in the main thread, less if a signal comes; whether a stop was
+        asked. (time.sleep runs a handler when the signal comes and then sleeps the rest, so
+        the wait is cut into slices of 0.1 s.)"""
+        end = time.monotonic() + seconds
+        while not self() and (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 0.1))
+        return self()
 
     @property
     def exit_code(self) -> int | None:
@@ -65,9 +78,8 @@ class Stopper:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
-        if not self.requested.is_set():
+        if self.signum is None:
             self.signum = signum
-            self.requested.set()
             _say("stopping", signal=name,
                  message=f"stopping after {self._after}; send the signal again to stop now")
             return

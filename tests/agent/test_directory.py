@@ -289,5 +289,8 @@ def test_systemd_notify_protocol(tmp_path: Path, agent: AgentProc) -> None:
         assert s.recv(100) == b"RELOADING=1"
         assert s.recv(100) == b"READY=1"
         agent.signal(signal.SIGTERM)
-        assert s.recv(100) == b"STOPPING=1"
+        try:
+            assert s.recv(100) == b"STOPPING=1"
+        except TimeoutError:
+            raise AssertionError(f"no STOPPING=1 60 s after SIGTERM: {agent.log()}") from None
         assert agent.wait_exit() == 0

@@ -50,7 +50,7 @@ def _alive(pid: int) -> bool:
     """Running (a zombie waiting for a reaper that is not ours counts as gone)."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):     # gone before the open, or reaped in the read
         return False
     return "State:\tZ" not in status
 

@@ -41,25 +41,40 @@ EVERYDAY = [
     ["run", "--stop-signal", "SIGINT", "--stop-timeout", "3", "--cap-add", "NET_ADMIN", "--cap-drop", "ALL",
      "--read-only", "-u", "1000:1000", "-w", "/srv", "-h", "box", "--entrypoint", "sh", "img", "-c", "echo --rm"],
     ["run", "img", "--rm", "-d"],           # after the image: the command's arguments, options or not
+    # the engine options and --runtime, on every command that has them
+    ["ps", "--root", "/x"], ["ps", "-a", "--root=/x", "--run-dir", "/r", "--name-prefix", "p", "--oci-runtime", "crun"],
+    ["ps", "--runtime", "fake"], ["pull", "--runtime", "docker", "app"], ["run", "--root", "/x", "img"],
+    ["images", "--runtime=docker", "--root", "/x"],
+    # `--once DIR` (main rewrites it to `apply DIR`) and apply's options
+    ["apply", "m"], ["apply", "--dry-run", "-o", "json", "m"], ["apply", "m/x.yaml"],
+    ["apply", "m", "--root", "/r", "--run-dir", "/d", "--name-prefix", "p", "--runtime", "native"],
+    ["apply", "--settle", "0", "--parallel", "8", "--host-label", "a=b", "--host-label=c=d", "--all-hosts",
+     "--relabel", "--allow-empty", "--timeout", "90s", "--keep-revisions", "3", "--policy", "restricted",
+     "--sops-age-key-file", "k", "--owner", "o", "m"],
+    ["apply", "--settle=1m30s", "--runtime=swarm", "m", "--output", "yaml"],
 ]
 
 # help, options with values the fast path does not take, and usage errors: argparse's
 TO_ARGPARSE = [
-    ["ps", "--help"], ["ps", "-h"], ["ps", "--root", "/x"], ["ps", "-f", "label=a=b"], ["ps", "-o"],
-    ["ps", "-o", "bogus"], ["ps", "-ojson"], ["ps", "-ax"], ["ps", "web"], ["ps", "--"], ["ps", "--runtime", "fake"],
+    ["ps", "--help"], ["ps", "-h"], ["ps", "-f", "label=a=b"], ["ps", "-o"],
+    ["ps", "-o", "bogus"], ["ps", "-ojson"], ["ps", "-ax"], ["ps", "web"], ["ps", "--"], ["ps", "--runtime", "bogus"],
+    ["ps", "--oci-runtime", "kata"], ["ps", "--root"], ["ps", "--root=", "-a"], ["ps", "--ro", "/x"],
     ["inspect"], ["inspect", "-o", "table", "web"], ["logs"], ["logs", "a", "b"], ["logs", "--tail", "1", "web"],
     ["logs", "-o", "json", "web"], ["version", "--root", "/x"], ["--log-level", "debug", "ps"], ["-a", "ps"],
     ["rm", "web"], [], ["pull"], ["pull", "a", "b"], ["pull", "--pull=bogus", "app"], ["pull", "--pull", "x", "app"],
     ["pull", "--pull=", "app"], ["pull", "--pull"], ["pull", "app", "--pull"], ["pull", "-q=x", "app"],
-    ["pull", "--platform", "linux/arm64", "app"], ["pull", "-o", "json", "app"], ["pull", "--runtime", "docker", "app"],
+    ["pull", "--platform", "linux/arm64", "app"], ["pull", "-o", "json", "app"],
     ["build"], ["build", "-t"], ["build", ".", "-t"], ["build", "-t", "-x", "."], ["build", "--tag=", "."],
     ["build", "-t=a", "."], ["build", "--no-cache=1", "."],
     ["build", "-tapp", "."], ["build", "--target", "s", "."], ["build", "a", "b"],
     ["build", "--secret", "id=a,src=b", "."], ["build", "-qt", "a", "."],
     ["run"], ["run", "--help"], ["run", "--rm"], ["run", "-p", "bogus", "img"], ["run", "-m", "lots", "img"],
     ["run", "--restart", "sometimes", "img"], ["run", "--pids-limit", "x", "img"], ["run", "--", "img"],
-    ["run", "img", "--", "true"], ["run", "--root", "/x", "img"], ["run", "--det", "img"], ["run", "-e=A", "img"],
+    ["run", "img", "--", "true"], ["run", "--det", "img"], ["run", "-e=A", "img"],
     ["run", "--rm=1", "img"], ["run", "--health-interval", "soon", "img"], ["run", "-e", "-x", "img"],
+    ["apply"], ["apply", "a", "b"], ["apply", "-", "--root", "/r"], ["apply", "--help"], ["apply", "--settle", "soon", "m"],
+    ["apply", "--parallel", "x", "m"], ["apply", "--runtime", "bogus", "m"], ["apply", "--root", "m"],
+    ["apply", "-o", "wide", "m"], ["apply", "--dry", "m"], ["apply", "--socket", "s", "m"],
 ]
 
 
@@ -132,7 +147,8 @@ def test_each_fast_command_describes_its_flags_once(command: str) -> None:
     flags = {o: a.dest for a in sub._actions if isinstance(a, argparse._StoreTrueAction) for o in a.option_strings
              if o not in ("--log-json",)}
     assert flags == spec.dests()
-    # and the options with a value it takes: the same dest, the same choices
+    # and the options with a value it takes (its own, the engine options, --runtime): the same
+    # dest, the same choices
     options = {o: (a.dest, tuple(a.choices or ())) for a in sub._actions for o in a.option_strings}
-    assert {o: options[o] for o in spec.valued_dests()} == {
-        o: (dest, spec.choices.get(dest, ())) for o, dest in spec.valued_dests().items()}
+    assert {o: options.get(o) for o in spec.taken()} == {
+        o: (dest, spec.choices.get(dest, ())) for o, dest in spec.taken().items()}

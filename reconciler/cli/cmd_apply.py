@@ -21,35 +21,24 @@ of a Docker Swarm cluster through a manager (docs/swarm.md) and waits for each r
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
 from typing import Any
 
-from reconciler.cli import collector
+from reconciler.cli import collector, fastpath, options
 
-__all__ = ["add_common_flags", "add_host_label_flag", "add_settle_flag", "add_timeout_flag", "host_part", "keep_revision", "open_db",
-           "open_runtime", "print_result", "register", "run", "stopped_code"]
+# annotations only: `--once` is parsed by the fast path, without argparse (#21)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
 
-def add_common_flags(parser: argparse.ArgumentParser, *, source: bool = True) -> None:
-    """Flags shared by apply, diff and history."""
-    from reconciler.cli import options
+__all__ = ["SPEC", "add_common_flags", "add_host_label_flag", "add_settle_flag", "add_timeout_flag", "host_part",
+           "keep_revision", "open_db", "open_runtime", "print_result", "register", "run", "stopped_code"]
 
-    if source:
-        parser.add_argument("source", metavar="SOURCE",
-                            help="a manifest file, a directory (searched recursively), a directory "
-                            "holding a compose file (compose.yaml, docker-compose.yml, ...) or - for stdin")
-    options.add_engine_options(parser)
-    parser.add_argument("--runtime", default=os.environ.get("RECONCILER_RUNTIME", "native"),
-                        choices=("native", "docker", "swarm", "fake"),
-                        help="container engine: native (embedded, default), docker (a Docker or "
-                        "Podman engine via $DOCKER_HOST or /var/run/docker.sock), swarm (the services of "
-                        "a Docker Swarm cluster, through the manager $DOCKER_HOST names) or fake (in-memory, "
-                        "state in a JSON file under --root; for tests and dry runs)")
-    parser.add_argument("--owner", default="default",
-                        help="instance name written to the reconciler.owner label; only objects "
-                        "with this owner are ever changed (default: default)")
+# A container started by a one-shot pass gets this long to show that it crashes at once before
+# the pass reports (a pass that starts nothing does not wait); `--settle` changes it.
+SETTLE = 1.0
 
 
 def _duration(value: str) -> float:
@@ -62,43 +51,92 @@ def _duration(value: str) -> float:
     try:
         return float(units.parse_duration(parsed))
     except ValueError as exc:
+        import argparse
+
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+# Each option described once, for the parsers of the commands that take it (apply, diff,
+# history, rollback) and for apply's fast path (SPEC): argparse's add_argument keywords.
+SOURCE = ("source", "1", "SOURCE", "a manifest file, a directory (searched recursively), a directory holding a "
+          "compose file (compose.yaml, docker-compose.yml, ...) or - for stdin")
+OWNER = (("--owner",), "owner", {"default": "default", "help": "instance name written to the reconciler.owner "
+                                 "label; only objects with this owner are ever changed (default: default)"})
+TIMEOUT = (("--timeout",), "timeout", {
+    "type": _duration, "default": 300.0, "metavar": "DURATION",
+    "help": "--runtime swarm: how long each service's rollout may take before the pass fails naming it "
+            "(default 5m; like 90s, 10m)"})
+SETTLE_FLAG = (("--settle",), "settle", {
+    "type": _duration, "default": SETTLE, "metavar": "DURATION",
+    "help": "after starting containers, wait this long before reporting, so that one that exits at once is "
+            "reported down (exit 1), not converged (default 1s; 0 reports as soon as they started, as "
+            "`docker compose up -d` does)"})
+PARALLEL = (("--parallel",), "parallel", {
+    "type": int, "default": 4, "metavar": "N",
+    "help": "actions run at once (default: 4); the stops of containers removed from the manifests take no "
+            "turn (up to 64 at once, as compose's): a stop waits for the container's processes to end, up "
+            "to its stopTimeout"})
+HOST_LABEL = (("--host-label",), "host_label", {
+    "action": "append", "default": [], "metavar": "KEY=VALUE",
+    "help": "a label of this host (repeatable): only the containers whose spec.placement matches this "
+            "host's labels are converged here (no placement: every host), so one repository serves many "
+            "hosts; not with --runtime swarm (label the nodes instead)"})
+HOST_FLAGS = (
+    (("--all-hosts",), "all_hosts", "converge every container of the manifests here, whatever its spec.placement"),
+    (("--relabel",), "relabel", "apply, rollback: these --host-labels (or none) are this host's from now on; "
+     "without it a run whose labels differ from those the host last converged with is refused"),
+)
+KEEP_REVISIONS = (("--keep-revisions",), "keep_revisions", {
+    "type": int, "default": 10, "metavar": "N",
+    "help": "converged revisions kept for `reconcile rollback` (default: 10; the last converged one is always "
+            "kept)"})
+
+# what apply takes, for its parser and the fast path alike (cli/fastpath.py): `--once DIR` parses
+# without argparse
+SPEC = fastpath.Spec((
+    *HOST_FLAGS,
+    (("--allow-empty",), "allow_empty", "let a revision that declares nothing prune every object this owner created"),
+    (("--dry-run",), "dry_run", "print the plan; change nothing"),
+), positional=SOURCE, logs=True, valued=(
+    OWNER, HOST_LABEL, options.POLICY, options.DECRYPTION, TIMEOUT, PARALLEL, SETTLE_FLAG, KEEP_REVISIONS))
+
+
+def _add(parser: argparse.ArgumentParser, option: tuple[tuple[str, ...], str, dict[str, Any]]) -> None:
+    flags, dest, keywords = option
+    parser.add_argument(*flags, dest=dest, **keywords)
+
+
+def add_common_flags(parser: argparse.ArgumentParser, command: str, *, source: bool = True) -> None:
+    """Flags shared by apply, diff, history and rollback: the source, the engine, the owner."""
+    from reconciler.cli import engines
+
+    if source:
+        dest, _, metavar, help_text = SOURCE
+        parser.add_argument(dest, metavar=metavar, help=help_text)
+    options.add_engine_options(parser)
+    engines.add_runtime_flag(parser, command)
+    _add(parser, OWNER)
 
 
 def add_timeout_flag(parser: argparse.ArgumentParser) -> None:
     """--timeout: how long a cluster's rollout of one service may take (apply, rollback)."""
-    parser.add_argument("--timeout", type=_duration, default=300.0, metavar="DURATION",
-                        help="--runtime swarm: how long each service's rollout may take before the "
-                        "pass fails naming it (default 5m; like 90s, 10m)")
+    _add(parser, TIMEOUT)
 
 
 def add_settle_flag(parser: argparse.ArgumentParser) -> None:
     """--settle: how long a pass that started containers waits before it says whether they run."""
-    parser.add_argument("--settle", type=_duration, default=SETTLE, metavar="DURATION",
-                        help="after starting containers, wait this long before reporting, so that one "
-                        "that exits at once is reported down (exit 1), not converged (default 1s; 0 "
-                        "reports as soon as they started, as `docker compose up -d` does)")
+    _add(parser, SETTLE_FLAG)
 
 
 def add_parallel_flag(parser: argparse.ArgumentParser) -> None:
     """--parallel: the executor's workers (execution/executor.py; a pruned container's stop takes none)."""
-    parser.add_argument("--parallel", type=int, default=4, metavar="N",
-                        help="actions run at once (default: 4); the stops of containers removed from "
-                        "the manifests take no turn (up to 64 at once, as compose's): a stop waits for "
-                        "the container's processes to end, up to its stopTimeout")
+    _add(parser, PARALLEL)
 
 
 def add_host_label_flag(parser: argparse.ArgumentParser) -> None:
     """--host-label KEY=VALUE: this host's labels, which containers' spec.placement selects by."""
-    parser.add_argument("--host-label", action="append", default=[], metavar="KEY=VALUE",
-                        help="a label of this host (repeatable): only the containers whose spec.placement "
-                        "matches this host's labels are converged here (no placement: every host), so one "
-                        "repository serves many hosts; not with --runtime swarm (label the nodes instead)")
-    parser.add_argument("--all-hosts", action="store_true",
-                        help="converge every container of the manifests here, whatever its spec.placement")
-    parser.add_argument("--relabel", action="store_true",
-                        help="apply, rollback: these --host-labels (or none) are this host's from now on; "
-                        "without it a run whose labels differ from those the host last converged with is refused")
+    _add(parser, HOST_LABEL)
+    for flags, dest, help_text in HOST_FLAGS:
+        parser.add_argument(*flags, dest=dest, action="store_true", help=help_text)
 
 
 def host_part(args: argparse.Namespace, desired: Any, *, converge: bool = False) -> Any:
@@ -157,24 +195,7 @@ def register(subparsers: Any) -> None:
         "system the engine writes is full (free space, then run again), 143/130 stopped by "
         "SIGTERM/SIGINT (the actions in flight finish; a second signal stops at once).",
     )
-    add_common_flags(parser)
-    add_host_label_flag(parser)
-    from reconciler.cli import options
-
-    options.add_policy_flag(parser)
-    options.add_decryption_flag(parser)
-    parser.add_argument("--allow-empty", action="store_true",
-                        help="let a revision that declares nothing prune every object this owner created")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
-    add_timeout_flag(parser)
-    add_parallel_flag(parser)
-    add_settle_flag(parser)
-    parser.add_argument("--keep-revisions", type=int, default=10, metavar="N",
-                        help="converged revisions kept for `reconcile rollback` (default: 10; the last "
-                        "converged one is always kept)")
-    from reconciler.cli import output
-
-    output.add_output_flag(parser)
+    SPEC.add_to(parser, "apply")
     parser.set_defaults(run=run)
 
 
@@ -300,11 +321,6 @@ def keep_revision(args: argparse.Namespace, desired: Any, source: str, *, keep: 
     if new and not snap.rollback:
         print(f"note: revision {desired.revision[:12]} cannot be rolled back to later: {snap.reason}",
               file=sys.stderr if args.output != "table" else sys.stdout)
-
-
-# A container started by a one-shot pass gets this long to show that it crashes at once before
-# the pass reports (a pass that starts nothing does not wait); `--settle` changes it.
-SETTLE = 1.0
 
 
 EXIT_DISK_FULL = 3        # errors.DiskFull.exit_code: an action failed because a file system is full

@@ -22,7 +22,7 @@ def register(subparsers: Any) -> None:
         description="Compare the manifests with the host and print the plan with a cause per "
         "action and field-level differences. Exit 0 in sync, 1 drift, 2 error.",
     )
-    cmd_apply.add_common_flags(parser)
+    cmd_apply.add_common_flags(parser, "diff")
     cmd_apply.add_host_label_flag(parser)
     options.add_policy_flag(parser)
     options.add_decryption_flag(parser)

@@ -16,7 +16,7 @@ def register(subparsers: Any) -> None:
         "history", help="list the revisions applied (time, result, changes)",
         description="List the passes that changed something or failed, newest first.",
     )
-    cmd_apply.add_common_flags(parser, source=False)
+    cmd_apply.add_common_flags(parser, "history", source=False)
     parser.add_argument("-n", "--limit", type=int, default=20, help="how many passes (default: 20)")
     output.add_output_flag(parser)
     parser.set_defaults(run=run)

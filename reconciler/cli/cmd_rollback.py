@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
         "1 failed, 2 unknown revision). With a running agent: `rollback SOURCE [REVISION]` pins the "
         "agent's source; --resume SOURCE unpins.",
     )
-    cmd_apply.add_common_flags(parser, source=False)
+    cmd_apply.add_common_flags(parser, "rollback", source=False)
     cmd_apply.add_host_label_flag(parser)
     _agentapi.add_socket_flag(parser)
     options.add_decryption_flag(parser)

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import os
 
+# runtime.opening.RUNTIMES, without importing it (fastpath imports nothing at load)
+from reconciler.cli.fastpath import RUNTIMES
+
 # annotations only: what the read-only commands import at start-up stays small (#21)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -20,7 +23,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RUNTIMES", "add_runtime_flag", "check", "is_native", "open_runtime", "place", "runtime_default"]
 
-RUNTIMES = ("native", "docker", "swarm", "fake")      # runtime.opening.RUNTIMES, without importing it
 
 # what a command cannot do on an engine, and what to do instead
 _REFUSED: dict[tuple[str, str], str] = {

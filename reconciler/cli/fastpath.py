@@ -31,6 +31,11 @@ if TYPE_CHECKING:
 __all__ = ["COMMANDS", "Spec", "parse"]
 
 FORMATS = ("table", "json", "yaml")     # output.FORMATS, without importing it
+RUNTIMES = ("native", "docker", "swarm", "fake")    # engines.RUNTIMES, likewise
+OCI_RUNTIMES = ("runc", "crun")                     # options.add_engine_options' --oci-runtime choices
+# options.add_engine_options: the engine's location, strings as given (options.resolve derives the rest)
+ENGINE_OPTIONS = {"--root": "root", "--run-dir": "run_dir", "--name-prefix": "name_prefix",
+                  "--oci-runtime": "oci_runtime"}
 
 
 class Spec:
@@ -38,14 +43,14 @@ class Spec:
     parser (`add_to`, called by the command's register()) and for this path, which parses the
     everyday forms by it (an option it does not describe: argparse answers)."""
 
-    __slots__ = ("choices", "defaults", "engine", "flags", "output", "positional", "remainder", "runtime", "types",
-                 "valued")
+    __slots__ = ("choices", "defaults", "engine", "flags", "logs", "output", "positional", "remainder", "runtime",
+                 "types", "valued")
 
     def __init__(self, flags: tuple[tuple[tuple[str, ...], str, str], ...] = (), *, output: str | None = "table",
                  positional: tuple[str, ...] | None = None, engine: bool = True, runtime: bool = True,
                  defaults: dict[str, object] | None = None,
                  valued: tuple[tuple[tuple[str, ...], str, dict[str, Any]], ...] = (),
-                 remainder: tuple[str, str, str] | None = None) -> None:
+                 remainder: tuple[str, str, str] | None = None, logs: bool = False) -> None:
         self.flags = flags                  # its flags that take no value: ((-a, --all), dest, help)
         self.valued = valued                # its options written `-t VALUE` or `--tag=VALUE`: ((-t, --tag), dest,
                                             # add_argument's keywords: default, choices, action="append", type, help...)
@@ -58,6 +63,11 @@ class Spec:
         self.engine = engine                # the engine options: --root, --run-dir, ...
         self.runtime = runtime              # --runtime
         self.defaults = defaults or {}      # its other options' defaults (its register() adds them)
+        self.logs = logs                    # it logs (apply): its parser sets no `no_logging`
+        if engine:                          # options.add_engine_options' --oci-runtime
+            self.choices["oci_runtime"] = OCI_RUNTIMES
+        if runtime:                         # engines.add_runtime_flag's
+            self.choices["runtime"] = RUNTIMES
 
     def dests(self) -> dict[str, str]:
         """Each flag's option strings -> its dest."""
@@ -66,6 +76,14 @@ class Spec:
     def valued_dests(self) -> dict[str, str]:
         """Each option with a value: its option strings -> its dest."""
         return {option: dest for options, dest, _ in self.valued for option in options}
+
+    def taken(self) -> dict[str, str]:
+        """Every option with a value this path takes: the spec's, the engine options and --runtime."""
+        out = dict(ENGINE_OPTIONS) if self.engine else {}
+        if self.runtime:
+            out["--runtime"] = "runtime"
+        out.update(self.valued_dests())
+        return out
 
     def add_to(self, parser: argparse.ArgumentParser, command: str) -> None:
         """Add what this describes to the command's parser (engine options, --runtime, -o, the
@@ -93,7 +111,7 @@ class Spec:
             parser.add_argument(*flags, dest=dest, **keywords)
 
 
-COMMANDS = ("ps", "images", "inspect", "logs", "status", "version", "pull", "build", "run")     # each module's SPEC
+COMMANDS = ("ps", "images", "inspect", "logs", "status", "version", "pull", "build", "run", "apply")  # each module's SPEC
 
 
 def parse(argv: list[str]) -> SimpleNamespace | None:
@@ -112,7 +130,9 @@ def parse(argv: list[str]) -> SimpleNamespace | None:
     if not _read(argv[1:], spec, values, positional) or not _place(spec, values, positional):
         return None
     namespace: type[SimpleNamespace] = type(sys.implementation)  # type: ignore[assignment]  # the same class
-    return namespace(**values, run=module.run, no_logging=True)
+    if not spec.logs:
+        values["no_logging"] = True
+    return namespace(**values, run=module.run)
 
 
 def _defaults(command: str, spec: Spec) -> dict[str, object]:
@@ -138,7 +158,7 @@ def _defaults(command: str, spec: Spec) -> dict[str, object]:
 def _read(args: list[str], spec: Spec, values: dict[str, object], positional: list[str]) -> bool:
     """Fill `values` and `positional` from `args`; False at anything this path does not take."""
     flags = spec.dests()
-    valued = spec.valued_dests()
+    valued = spec.taken()
     i = 0
     while i < len(args):
         arg = args[i]

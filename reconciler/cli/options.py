@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import argparse
     from typing import Any
 
-__all__ = ["DEFAULT_ROOT", "DEFAULT_RUN_DIR", "add_decryption_flag", "add_engine_options", "add_policy_flag",
+__all__ = ["DECRYPTION", "DEFAULT_ROOT", "DEFAULT_RUN_DIR", "POLICY", "add_decryption_flag", "add_engine_options", "add_policy_flag",
            "add_target_flag", "decryption_keys", "engine_defaults"]
 
 DEFAULT_ROOT = "/var/lib/reconciler"
@@ -40,8 +40,10 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", default=defaults["run_dir"],
                         help=f"run directory (default: $RECONCILER_RUN_DIR; {DEFAULT_RUN_DIR} for the default "
                         "root, /run/reconciler-<hash of the root> for any other)")
+    from reconciler.cli import fastpath
+
     parser.add_argument("--oci-runtime", default=defaults["oci_runtime"],
-                        choices=("runc", "crun"),
+                        choices=fastpath.OCI_RUNTIMES,
                         help="OCI runtime for new containers (default: runc; crun 1.8 refuses hybrid-cgroup hosts)")
     parser.add_argument("--name-prefix", default=defaults["name_prefix"],
                         help="prefix of the engine's host objects: cgroups, bridges, veths, nft table "
@@ -73,13 +75,24 @@ def engine_exists(args: argparse.Namespace) -> bool:
     return os.path.exists(os.path.join(args.root, "state.db"))     # no pathlib: ps starts faster (#21)
 
 
+# --policy and --sops-age-key-file, described once for every parser that takes them and for apply's
+# fast path (cmd_apply.SPEC): add_argument's keywords
+POLICY: tuple[tuple[str, ...], str, dict[str, Any]] = (("--policy",), "policy", {
+    "default": "host", "metavar": "NAME|FILE",
+    "help": "what the manifests may ask of the host: host (default: anything; the caller is root already), "
+            "restricted (files beneath the source, Docker's default capabilities, no host network, no push), "
+            "or a policy file (docs/security.md); a refused field is a validation error"})
+DECRYPTION: tuple[tuple[str, ...], str, dict[str, Any]] = (("--sops-age-key-file",), "sops_age_key_file", {
+    "metavar": "FILE", "default": None,
+    "help": "age identities (age-keygen's file) that open SOPS-encrypted env files; default: $SOPS_AGE_KEY_FILE, "
+            "or the identities in $SOPS_AGE_KEY, as sops reads them; files encrypted to a PGP key open with "
+            "gpg's keyring ($GNUPGHOME)"})
+
+
 def add_policy_flag(parser: argparse.ArgumentParser) -> None:
     """--policy NAME|FILE for the commands that load manifests (apply, diff, validate)."""
-    parser.add_argument("--policy", default="host", metavar="NAME|FILE",
-                        help="what the manifests may ask of the host: host (default: anything; the "
-                        "caller is root already), restricted (files beneath the source, Docker's "
-                        "default capabilities, no host network, no push), or a policy file "
-                        "(docs/security.md); a refused field is a validation error")
+    flags, dest, keywords = POLICY
+    parser.add_argument(*flags, dest=dest, **keywords)
 
 
 def add_target_flag(parser: argparse.ArgumentParser) -> None:
@@ -92,10 +105,8 @@ def add_target_flag(parser: argparse.ArgumentParser) -> None:
 
 def add_decryption_flag(parser: argparse.ArgumentParser) -> None:
     """--sops-age-key-file FILE for the commands that load manifests (apply, diff, validate)."""
-    parser.add_argument("--sops-age-key-file", metavar="FILE", default=None,
-                        help="age identities (age-keygen's file) that open SOPS-encrypted env files; "
-                        "default: $SOPS_AGE_KEY_FILE, or the identities in $SOPS_AGE_KEY, as sops reads "
-                        "them; files encrypted to a PGP key open with gpg's keyring ($GNUPGHOME)")
+    flags, dest, keywords = DECRYPTION
+    parser.add_argument(*flags, dest=dest, **keywords)
 
 
 def decryption_keys(args: argparse.Namespace) -> Any:

@@ -259,7 +259,9 @@ def run_foreground(rt: NativeRuntime, config: ContainerConfig, *, remove: bool, 
     stopped as `stop` does, its last lines and exit code still follow. Left before its end
     (an error, Ctrl-C during create, the consumer gone): a `remove` container is killed and
     removed, leaving nothing behind."""
-    cid = _created(rt, config, volatile=remove, pulling=pulling)
+    # detached, it is AutoRemove: removed at its exit by whoever is there then (autoremove.py);
+    # in the foreground, by this run once its output is read
+    cid = _created(rt, config, volatile=remove, auto_remove=remove and detach, pulling=pulling)
     done = False
     try:
         rt.start_container(cid)
@@ -284,7 +286,8 @@ def run_foreground(rt: NativeRuntime, config: ContainerConfig, *, remove: bool, 
                 pass            # removed meanwhile (`rm -f` from another shell)
 
 
-def _created(rt: NativeRuntime, config: ContainerConfig, *, volatile: bool, pulling: Callable[[], None]) -> str:
+def _created(rt: NativeRuntime, config: ContainerConfig, *, volatile: bool, auto_remove: bool,
+             pulling: Callable[[], None]) -> str:
     """A container of `config` made, its image pulled first when missing; its id."""
     from reconciler.runtime import errors
 
@@ -293,7 +296,7 @@ def _created(rt: NativeRuntime, config: ContainerConfig, *, volatile: bool, pull
     except errors.NotFound:
         pulling()
         rt.pull_image(config.image)
-    return rt.create_container(config, volatile=volatile)
+    return rt.create_container(config, volatile=volatile, auto_remove=auto_remove)
 
 
 def _output(rt: NativeRuntime, cid: str, hangup: Callable[[], bool]) -> Iterator[Any]:

@@ -47,10 +47,15 @@ def outputs(a: AgentProc, image: str) -> list[tuple[int, str, str]]:
                 ("logs", "nonl"),
                 ("exec", "-u", "65534", "-w", "/bin", "-e", "X=1", "bg", "sh", "-c", "echo X=$X $(pwd) $(id -u)"),
                 ("exec", "bg", "nope"),
-                ("exec", "bg", "sh", "-c", "sleep 5 & echo started")]
+                ("exec", "bg", "sh", "-c", "sleep 5 & echo started"),
+                ("run", "--rm", "-d", "--name", "gone", image, "sleep", "0.3")]
     done: list[subprocess.CompletedProcess[str]] = []
     try:
         done = [reconcile(a, *argv) for argv in commands]
+        # detached --rm: removed at its exit, by the agent's restart manager or, with no agent,
+        # by conmon's exit command (containers/autoremove.py)
+        wait_for("the detached --rm container removed at its exit",
+                 lambda: "gone" not in reconcile(a, "ps", "-a").stdout)
     finally:
         reconcile(a, "rm", "-f", "bg")
         reconcile(a, "rm", "-f", "nonl")
@@ -94,6 +99,7 @@ def test_run_and_exec_go_through_the_agent_and_print_what_they_print_without_one
     assert served[16][:2] == (126, "")                                  # dockerd's code and words
     assert served[16][2].startswith("OCI runtime exec failed: exec failed: ")
     assert served[17] == (0, "started\n", "")
+    assert served[18] == (0, "ID\n", "")
     ps = reconcile(a, "ps", "-aq")
     assert len(ps.stdout.split()) == 1                          # web: --rm removed what it ran
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -433,3 +434,46 @@ def test_containers_made_in_one_pass_name_each_other_in_their_hosts_files(
         # accepts) goes here, before its subnet is given back
         host.force_remove_all(config)
         subnets.release(block)
+
+
+def _names(reconcile: Reconcile) -> dict[str, str]:
+    """Container name -> status, as `ps -a -o json` lists them."""
+    return {c["name"]: c["status"] for c in json.loads(reconcile("ps", "-a", "-o", "json").stdout)}
+
+
+def _until(what: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting: {what}"
+        time.sleep(0.2)
+
+
+def test_a_detached_run_rm_goes_at_its_exit_with_no_engine_running(cli: tuple[Reconcile, Path],
+                                                                   busybox_image: str) -> None:
+    """`run --rm -d`, as docker's: the container is removed when it exits, though no process of
+    the engine runs by then (conmon runs autoremove.py), and when it is stopped; one without
+    --rm stays, exited; while a process supervises (its restart manager removes them) the exit
+    command leaves it to that process."""
+    from reconciler.runtime.native.containers import autoremove
+
+    reconcile, tmp = cli
+    config = native_config_of(tmp)
+    brief = reconcile("run", "--rm", "-d", "--name", "brief", busybox_image, "sleep", "1").stdout.strip()
+    reconcile("run", "-d", "--name", "kept", busybox_image, "true")
+    long = reconcile("run", "--rm", "-d", "--name", "long", busybox_image, "sleep", "300").stdout.strip()
+    _until("brief removed at its exit", lambda: "brief" not in _names(reconcile))
+    assert not (config.root / "containers" / brief).exists()
+    reconcile("stop", "-t", "1", "long")
+    _until("long removed once stopped", lambda: "long" not in _names(reconcile))
+    assert not (config.root / "containers" / long).exists()
+    assert _names(reconcile) == {"kept": "exited"}
+    with autoremove.supervising(config.run_dir):     # as an agent's watch holds it
+        reconcile("run", "--rm", "-d", "--name", "watched", busybox_image, "true")
+        time.sleep(3)                                # its exit command came and went
+        assert _names(reconcile).get("watched") == "exited"
+    rt = NativeRuntime(config)
+    try:
+        rt.restart_manager.boot()                    # what the next engine start does
+        assert "watched" not in {c.name for c in rt.list_containers()}
+    finally:
+        rt.close()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -94,6 +94,7 @@ def create(
     terminal: bool = False,
     stdin: bool = False,
     place: Callable[[int], None] | None = None,
+    exit_command: Sequence[str] = (),
 ) -> tuple[int, int]:
     """Run conmon, which runs `<runtime> create`; returns (container pid, conmon pid).
 
@@ -101,7 +102,9 @@ def create(
     `<runtime> start`. `log_size_max` None or 0: conmon does not cap the log. On failure every
     trace conmon left (exit files, runtime state) is removed and a clear error raised.
     `place(pid)` is given conmon's daemon (the process that stays) while it runs the runtime's
-    create, e.g. to move it into its own cgroup (`_place_daemon`).
+    create, e.g. to move it into its own cgroup (`_place_daemon`). `exit_command`: what conmon runs
+    once the container exited and its exit file is written (an AutoRemove container's removal,
+    autoremove.py).
     """
     # imported here: reading exit files (records.refresh, on every `ps`) needs no processes
     import subprocess
@@ -126,6 +129,10 @@ def create(
     ]
     if log_size_max is not None and log_size_max > 0:
         argv += ["--log-size-max", str(log_size_max)]
+    if exit_command:
+        argv += ["--exit-command", exit_command[0]]
+        for arg in exit_command[1:]:
+            argv += ["--exit-command-arg", arg]
     if terminal:
         argv.append("-t")
     if stdin:

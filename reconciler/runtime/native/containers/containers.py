@@ -287,6 +287,15 @@ class ContainerManager(records.RecordStore):
         prefix = self._prefix(rec)
         return lambda pid: cgroups.move_monitor(prefix, pid)
 
+    def _exit_command(self, rec: records.Record) -> list[str]:
+        """What conmon runs at the container's exit: an AutoRemove one's removal when no engine
+        process supervises (autoremove.py); nothing for the others."""
+        if not rec.auto_remove:
+            return []
+        from reconciler.runtime.native.containers import autoremove
+
+        return autoremove.command(self.config, rec.id)
+
     def _log_cap(self, config: base.ContainerConfig) -> int | None:
         if self.log_size_max is not None:
             return self.log_size_max
@@ -421,7 +430,8 @@ class ContainerManager(records.RecordStore):
                 raise rterrors.AlreadyExists(f"a container named {name} exists already") from None
             undo.append(lambda: self._delete_record(cid))
             pid, conmon_pid = conmon.create(cid, name, self.oci(rec.runtime), p.conmon, place=self._place(rec),
-                                             log_size_max=self._log_cap(rec.config), terminal=rec.terminal, stdin=rec.stdin)
+                                             log_size_max=self._log_cap(rec.config), terminal=rec.terminal, stdin=rec.stdin,
+                                             exit_command=self._exit_command(rec))
             undo.append(lambda: cgroups.remove(self.config.name_prefix, cid))
             rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid, **_identity(pid, conmon_pid))
             self._save(rec)
@@ -582,7 +592,8 @@ class ContainerManager(records.RecordStore):
                     rec = _with_addresses(rec, att)     # reconnect() changes them
                 pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec),
                                                  log_size_max=self._log_cap(rec.config),
-                                                 terminal=rec.terminal, stdin=rec.stdin)
+                                                 terminal=rec.terminal, stdin=rec.stdin,
+                                                 exit_command=self._exit_command(rec))
                 rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid, status="created",
                                           **_identity(pid, conmon_pid))
                 self._save(rec)

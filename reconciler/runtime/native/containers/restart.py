@@ -349,8 +349,11 @@ class RestartManager:
 
     @contextlib.contextmanager
     def _monitoring(self) -> Iterator[None]:
+        from reconciler.runtime.native.containers import autoremove
+
         try:
-            yield
+            with autoremove.supervising(self.manager.config.run_dir):    # this watch removes AutoRemove ones
+                yield
         finally:
             self.manager.monitored = None
             self.release()

@@ -112,12 +112,11 @@ def add_decryption_flag(parser: argparse.ArgumentParser) -> None:
 def decryption_keys(args: argparse.Namespace) -> Any:
     """The sops.Keys the flag and sops' environment variables name (KeyConfigError: exit 2)."""
     import os
-    import shutil
 
     from reconciler.spec import sopskeys
 
     key_file = getattr(args, "sops_age_key_file", None) or os.environ.get("SOPS_AGE_KEY_FILE") or None
     flag = "--sops-age-key-file" if getattr(args, "sops_age_key_file", None) else "SOPS_AGE_KEY_FILE"
     return sopskeys.load_keys(key_file, age_key=os.environ.get("SOPS_AGE_KEY"), gnupg_home=os.environ.get("GNUPGHOME"),
-                          use_gpg=shutil.which("gpg") is not None,
+                          use_gpg=None,     # gpg's presence looked up when a PGP key is met
                           where=f"{flag} {key_file}" if key_file else "SOPS_AGE_KEY / gpg")

@@ -188,7 +188,7 @@ def _data_key(meta: Mapping[str, Any], keys: Keys | None, where: str) -> bytes:
     ages = [k for k in group.get("age") or () if isinstance(k, dict)]
     pgps = [k for k in group.get("pgp") or () if isinstance(k, dict)]
     others = [k for k in _UNSUPPORTED_KEYS if group.get(k)]
-    if keys is None or not (keys.age_identities or (keys.use_gpg and pgps)):
+    if keys is None or not (keys.age_identities or (pgps and keys.gpg())):
         raise SopsError(f"{where} is SOPS-encrypted and no decryption key is configured; set "
                         "`decryption: {provider: sops, age_key_file: PATH}` in the agent config "
                         "(for apply/validate: --sops-age-key-file PATH or SOPS_AGE_KEY_FILE)")
@@ -200,7 +200,7 @@ def _data_key(meta: Mapping[str, Any], keys: Keys | None, where: str) -> bytes:
             return _check_key(key, where)
     for entry in pgps:
         tried.append(f"pgp {entry.get('fp', '?')}")
-        key = _open_pgp(str(entry.get("enc", "")), keys) if keys.use_gpg else None
+        key = _open_pgp(str(entry.get("enc", "")), keys) if keys.gpg() else None
         if key is not None:
             return _check_key(key, where)
     tried += [f"{k} (not supported)" for k in others]

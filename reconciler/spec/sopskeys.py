@@ -34,8 +34,17 @@ class Keys:
 
     age_identities: tuple[str, ...] = field(default=(), repr=False)
     gnupg_home: str | None = None
-    use_gpg: bool = False
+    use_gpg: bool | None = False     # None: whether gpg is installed, looked up when a PGP key is first met
     where: str = ""                 # what configured them, for messages ("age_key_file /etc/...")
+
+    def gpg(self) -> bool:
+        """Whether gpg is asked for PGP-encrypted data keys (`use_gpg` None: whether it is
+        installed, looked up now: a load with no such key imports no shutil, #21)."""
+        if self.use_gpg is None:
+            import shutil
+
+            return shutil.which("gpg") is not None
+        return self.use_gpg
 
 
 def read_age_identities(path: str) -> tuple[str, ...]:
@@ -60,7 +69,7 @@ def read_age_identities(path: str) -> tuple[str, ...]:
 
 
 def load_keys(age_key_file: str | None = None, *, age_key: str | None = None, gnupg_home: str | None = None,
-              use_gpg: bool = False, where: str = "") -> Keys:
+              use_gpg: bool | None = False, where: str = "") -> Keys:
     """Keys from an age key file and/or identities given inline (SOPS_AGE_KEY), and whether gpg
     (with `gnupg_home`, else its default home) is asked for PGP-encrypted data keys."""
     identities: tuple[str, ...] = ()
@@ -76,5 +85,5 @@ def load_keys(age_key_file: str | None = None, *, age_key: str | None = None, gn
     if gnupg_home and not os.path.isdir(gnupg_home):
         raise KeyConfigError(f"gnupg_home {gnupg_home} is not a directory",
                              hint="import the PGP secret key there: gpg --homedir DIR --import KEY.asc")
-    return Keys(age_identities=identities, gnupg_home=gnupg_home, use_gpg=use_gpg or bool(gnupg_home),
+    return Keys(age_identities=identities, gnupg_home=gnupg_home, use_gpg=True if gnupg_home else use_gpg,
                 where=where or (f"age_key_file {age_key_file}" if age_key_file else "decryption"))

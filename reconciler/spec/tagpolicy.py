@@ -23,7 +23,6 @@ wrong with a policy, for the manifest loader (None: usable).
 
 from __future__ import annotations
 
-import decimal
 import re
 from collections.abc import Iterable
 from typing import Any, Literal
@@ -111,6 +110,8 @@ def _pattern(tags: Iterable[str], rx: re.Pattern[str], order: Order) -> str | No
         if order == "numeric":
             if _NUMBER.fullmatch(value) is None:
                 continue
+            import decimal  # here: the planner imports this module, a no-op pass orders no tag (#21)
+
             keyed.append((decimal.Decimal(value), tag))
         else:
             keyed.append((value, tag))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -60,6 +59,8 @@ def record(root: Path, labels: Mapping[str, str]) -> None:
     if not labels:
         path.unlink(missing_ok=True)
         return
+    import tempfile  # here: every pass reads the labels, few write them (#21)
+
     root.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{FILE}.")
     try:

@@ -15,13 +15,15 @@ import json
 import os
 import select
 import shutil
-import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler._dataclass import dataclass
 from reconciler.runtime import errors as rterrors
+
+if TYPE_CHECKING:
+    import subprocess
 
 __all__ = ["CONTAINER_UMASK", "CRUN_HYBRID_MARKER", "OciRuntime", "explain_create_failure", "runtime_env"]
 
@@ -84,6 +86,8 @@ class OciRuntime:
         return ["--root", str(self.root), "--log-format=json", f"--log={oci_log}"]
 
     def _run(self, *args: str, check: bool = True, timeout: float | None = 30) -> subprocess.CompletedProcess[bytes]:
+        import subprocess  # here: an engine that only reads (a no-op pass, ps) runs no runtime (#21)
+
         try:
             proc = subprocess.run([*self.base_args(), *args], capture_output=True, timeout=timeout, check=False,
                                   umask=CONTAINER_UMASK, env=runtime_env())

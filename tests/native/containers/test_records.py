@@ -124,3 +124,36 @@ def test_a_pass_refreshes_each_record_once_and_an_exit_is_still_seen(host: Host,
         assert {r.name: r.status for r in store.records()} == {"a": "running", "b": "exited", "c": "running"}
     finally:
         rt.close()
+
+
+def test_a_record_is_stored_without_its_defaults_and_read_back_whole(host: Host, busybox_image: str) -> None:
+    """A record's JSON leaves out the fields at their defaults and its config's keys at an empty
+    config's values (#21: half the text every engine start parses), always keeps what `ps`
+    reads from the row itself, and reads back equal; a record in the earlier, whole form reads
+    the same."""
+    import dataclasses
+    import json
+
+    from reconciler.runtime import base
+    from reconciler.runtime.native.containers import records
+
+    cli(host, "run", "-d", "--name", "lean", "--network", "none", "-l", "k=v", busybox_image, "sleep", "3600")
+    rt = host.runtime()
+    try:
+        rec = rt.containers.get("lean")
+        text = rt.containers.db.connect().execute("SELECT data FROM containers WHERE id = ?", (rec.id,)).fetchone()[0]
+        stored = json.loads(text)
+        assert {"id", "name", "image", "created", "status", "config"} <= set(stored)
+        assert sorted({"oom_killed", "restart_count", "health_log"} & set(stored)) == []      # at their defaults
+        assert sorted({"sysctls", "resources", "cap_add"} & set(stored["config"])) == []
+        assert stored["config"]["labels"]["k"] == "v"
+        assert records.Record.from_json(text) == rec
+        # the whole form, every field and config key written, as records were before
+        whole = {f.name: getattr(rec, f.name) for f in dataclasses.fields(rec)}
+        whole.update(config=base.config_to_json(rec.config), published=[], health_log=[])
+        assert records.Record.from_json(json.dumps(whole)) == records.Record.from_json(text)
+        # a created container's row says so (ps reads `status` from the row)
+        made = dataclasses.replace(rec, status="created")
+        assert json.loads(made.to_json())["status"] == "created"
+    finally:
+        rt.close()

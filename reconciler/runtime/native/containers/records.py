@@ -221,21 +221,30 @@ class Record:
         return procs.alive(self.conmon_pid, self.conmon_start, self.boot_id, zombie_ok=True)
 
     def to_json(self) -> str:
+        """The record as stored: its fields and its config's that differ from their defaults
+        (`_DEFAULTS`, `_CONFIG_DEFAULTS`), compact. Half the text of every field written: a pass
+        parses every record at each engine start, 25 -> 17 ms at 500 (#21); a reader of any
+        version fills the rest in with the same defaults."""
         # field by field, not dataclasses.asdict: that deep-copies the config and the image's
         # config only for them to be replaced below (1.6 ms of a create's CPU per save)
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        d["config"] = base.config_to_json(self.config)      # no secret content (base.py)
+        d = {f.name: v for f in dataclasses.fields(self)
+             if (v := getattr(self, f.name)) is not _DEFAULTS.get(f.name, _NONE) and v != _DEFAULTS.get(f.name, _NONE)}
+        config = base.config_to_json(self.config)           # no secret content (base.py)
+        d["config"] = {k: v for k, v in config.items() if k not in _CONFIG_DEFAULTS or v != _CONFIG_DEFAULTS[k]}
         d["image_config"] = dict(self.image_config)
-        d["ip_addresses"] = dict(self.ip_addresses)
-        d["ip6_addresses"] = dict(self.ip6_addresses)
-        d["health_log"] = [dict(x) for x in self.health_log]
-        d["published"] = [dataclasses.asdict(p) for p in self.published]
-        return json.dumps(d, sort_keys=True)
+        for name in ("ip_addresses", "ip6_addresses"):
+            if name in d:
+                d[name] = dict(d[name])
+        if "health_log" in d:
+            d["health_log"] = [dict(x) for x in self.health_log]
+        if "published" in d:
+            d["published"] = [dataclasses.asdict(p) for p in self.published]
+        return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> Record:
         d = json.loads(text)
-        d["config"] = base.config_from_json(d["config"])     # its one inverse
+        d["config"] = base.config_from_json({**_CONFIG_DEFAULTS, **d["config"]})     # its one inverse
         d["lowerdirs"] = tuple(d.get("lowerdirs") or ())
         d["health_log"] = tuple(d.get("health_log") or ())
         d["published"] = tuple(base.PortMapping(**p) for p in d.get("published") or ())
@@ -269,6 +278,15 @@ class Record:
 
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(Record))     # what from_json keeps of a record's JSON
+_NONE = object()
+# what to_json leaves out: a field at its default, and a config's key at an empty config's value
+# (`status` always written: summaries.read takes it from the row itself)
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Record)
+                             if f.default is not dataclasses.MISSING and f.name != "status"}
+_DEFAULTS.update({f.name: f.default_factory() for f in dataclasses.fields(Record)
+                  if f.default_factory is not dataclasses.MISSING})
+_CONFIG_DEFAULTS = {k: v for k, v in base.config_to_json(base.ContainerConfig(name="", image="")).items()
+                    if k not in ("name", "image")}
 
 
 @dataclass(frozen=True)

@@ -345,57 +345,51 @@ def _tuple(v: Any) -> tuple[str, ...] | None:
     return None if v is None else tuple(v)
 
 
+def _strings(v: Any) -> tuple[str, ...]:
+    return tuple(v or ())
+
+
+def _healthcheck(hc: Any) -> Healthcheck | None:
+    return Healthcheck(**{**hc, "test": tuple(hc["test"])}) if hc else None
+
+
+# How each key of config_to_json's document becomes the field again. A key a document lacks is
+# the field's default, which is what config_to_json wrote for an empty config
+# (tests/runtime/test_base_json.py): a record keeps only the keys that differ from it, and reads
+# back by converting those alone (#21).
+_FROM_JSON: dict[str, Callable[[Any], Any]] = {
+    "name": str, "image": str, "command": _tuple, "args": _tuple,
+    "env": lambda v: dict(v or {}), "labels": lambda v: dict(v or {}),
+    "user": lambda v: v, "workdir": lambda v: v, "hostname": lambda v: v,
+    "ports": lambda v: tuple(PortMapping(**p) for p in v or ()),
+    "networks": _strings, "aliases": _strings,
+    "mounts": lambda v: tuple(Mount(**{**m, "options": tuple(m.get("options") or ())}) for m in v or ()),
+    "restart": lambda v: RestartPolicy(**(v or {})),
+    "healthcheck": _healthcheck,
+    "resources": lambda v: Resources(**(v or {})),
+    "read_only": bool, "cap_add": _strings, "cap_drop": _strings, "stop_signal": lambda v: v,
+    "stop_timeout": float, "init": bool, "replicas": int,
+    "update": lambda v: UpdateConfig(**(v or {})),
+    "global_mode": bool, "constraints": _strings, "spread": _strings,
+    "sysctls": lambda v: dict(v or {}),
+    "ulimits": lambda v: tuple(Ulimit(**u) for u in v or ()),
+    "shm_size": lambda v: v, "extra_hosts": _strings, "dns": _strings, "dns_search": _strings,
+    "tty": bool, "stdin_open": bool, "no_new_privileges": bool, "dns_options": _strings,
+    "oom_score_adj": lambda v: v, "group_add": _strings, "privileged": bool, "devices": _strings,
+    "domainname": lambda v: v,
+    "reservations": lambda v: Resources(**(v or {})),
+    "secret_env": lambda v: dict(v or {}),
+    "ipv4_addresses": lambda v: dict(v or {}), "ipv6_addresses": lambda v: dict(v or {}),
+    "log_driver": lambda v: v, "log_options": lambda v: dict(v or {}),
+    "mac_addresses": lambda v: dict(v or {}),
+    "link_local_ips": lambda v: {n: tuple(ips) for n, ips in (v or {}).items()},
+    "gw_priorities": lambda v: {n: int(p) for n, p in (v or {}).items()},
+}
+
+
 def config_from_json(d: Mapping[str, Any]) -> ContainerConfig:
-    """The inverse of `config_to_json`."""
-    hc = d.get("healthcheck")
-    return ContainerConfig(
-        name=d["name"],
-        image=d["image"],
-        command=_tuple(d.get("command")),
-        args=_tuple(d.get("args")),
-        env=dict(d.get("env") or {}),
-        user=d.get("user"),
-        workdir=d.get("workdir"),
-        hostname=d.get("hostname"),
-        labels=dict(d.get("labels") or {}),
-        ports=tuple(PortMapping(**p) for p in d.get("ports") or ()),
-        networks=tuple(d.get("networks") or ()),
-        aliases=tuple(d.get("aliases") or ()),
-        mounts=tuple(Mount(**{**m, "options": tuple(m.get("options") or ())})
-                     for m in d.get("mounts") or ()),
-        restart=RestartPolicy(**(d.get("restart") or {})),
-        healthcheck=Healthcheck(**{**hc, "test": tuple(hc["test"])}) if hc else None,
-        resources=Resources(**(d.get("resources") or {})),
-        read_only=bool(d.get("read_only", False)),
-        cap_add=tuple(d.get("cap_add") or ()),
-        cap_drop=tuple(d.get("cap_drop") or ()),
-        stop_signal=d.get("stop_signal"),
-        stop_timeout=float(d.get("stop_timeout", 10.0)),
-        init=bool(d.get("init", False)),
-        replicas=int(d.get("replicas", 1)),
-        update=UpdateConfig(**(d.get("update") or {})),
-        global_mode=bool(d.get("global_mode", False)),
-        constraints=tuple(d.get("constraints") or ()),
-        spread=tuple(d.get("spread") or ()),
-        sysctls=dict(d.get("sysctls") or {}),
-        ulimits=tuple(Ulimit(**u) for u in d.get("ulimits") or ()),
-        shm_size=d.get("shm_size"),
-        extra_hosts=tuple(d.get("extra_hosts") or ()), dns=tuple(d.get("dns") or ()),
-        dns_search=tuple(d.get("dns_search") or ()), tty=bool(d.get("tty", False)),
-        stdin_open=bool(d.get("stdin_open", False)), no_new_privileges=bool(d.get("no_new_privileges", False)),
-        dns_options=tuple(d.get("dns_options") or ()), oom_score_adj=d.get("oom_score_adj"),
-        group_add=tuple(d.get("group_add") or ()),
-        privileged=bool(d.get("privileged", False)), devices=tuple(d.get("devices") or ()),
-        domainname=d.get("domainname"),
-        reservations=Resources(**(d.get("reservations") or {})),
-        secret_env=dict(d.get("secret_env") or {}),
-        ipv4_addresses=dict(d.get("ipv4_addresses") or {}),
-        ipv6_addresses=dict(d.get("ipv6_addresses") or {}),
-        log_driver=d.get("log_driver"), log_options=dict(d.get("log_options") or {}),
-        mac_addresses=dict(d.get("mac_addresses") or {}),
-        link_local_ips={n: tuple(ips) for n, ips in (d.get("link_local_ips") or {}).items()},
-        gw_priorities={n: int(p) for n, p in (d.get("gw_priorities") or {}).items()},
-    )
+    """The inverse of `config_to_json` (keys it does not know are left out: a later version's)."""
+    return ContainerConfig(**{k: conv(v) for k, v in d.items() if (conv := _FROM_JSON.get(k)) is not None})
 
 
 class ContainerStatus(enum.StrEnum):

@@ -244,7 +244,7 @@ class Record:
     @classmethod
     def from_json(cls, text: str) -> Record:
         d = json.loads(text)
-        d["config"] = base.config_from_json({**_CONFIG_DEFAULTS, **d["config"]})     # its one inverse
+        d["config"] = base.config_from_json(d["config"])     # its one inverse (a key left out: its default)
         d["lowerdirs"] = tuple(d.get("lowerdirs") or ())
         d["health_log"] = tuple(d.get("health_log") or ())
         d["published"] = tuple(base.PortMapping(**p) for p in d.get("published") or ())

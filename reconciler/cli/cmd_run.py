@@ -285,7 +285,9 @@ def _run_on(rt: Any, config: Any, args: argparse.Namespace) -> int:
             rt.inspect_image(config.image)
         except errors.NotFound:
             rt.pull_image(config.image)
-        return _follow(rt, rt.create_container(config), args)
+        # detached, the engine removes it at its exit (its AutoRemove); in the foreground, _follow does
+        cid = rt.create_container(config, auto_remove=True) if args.rm and args.detach else rt.create_container(config)
+        return _follow(rt, cid, args)
     finally:
         rt.close()
 

@@ -49,11 +49,16 @@ def scenario(cli: Cli, image: str, prefix: str) -> dict[str, Any]:
     fg = cli("run", "--rm", "-l", label, image, "sh", "-c", "echo out; echo err >&2; echo -n more; exit 3")
     bg = cli("run", "-d", "--name", web, "-l", label, "-e", "A=b", image, "sh", "-c", "echo started; sleep 1000")
     done = cli("run", "-d", "--name", job, "-l", label, "-l", f"job={prefix}", image, "sh", "-c", "echo bye; echo -n end; exit 5")
+    brief = cli("run", "--rm", "-d", "--name", f"{prefix}-brief", "-l", label, image, "sleep", "0.3")
+    assert brief.returncode == 0, brief.stderr
     assert bg.returncode == 0, bg.stderr
     assert done.returncode == 0, done.stderr
     deadline = time.monotonic() + 30
     while '"exited"' not in cli("ps", "-a", "-o", "json", "--filter", f"label=job={prefix}").stdout:
         assert time.monotonic() < deadline, f"{job} did not exit"
+        time.sleep(0.2)
+    while f"{prefix}-brief" in cli("ps", "-a", "--filter", f"label={label}").stdout:     # --rm -d: gone at its exit
+        assert time.monotonic() < deadline, "the --rm -d container was not removed at its exit"
         time.sleep(0.2)
     table = cli("ps", "-a", "--filter", f"label={label}").stdout.splitlines()
     rows = json.loads(cli("ps", "-a", "-o", "json", "--filter", f"label={label}").stdout)
@@ -98,7 +103,7 @@ def native_cli(tmp_path: Path) -> Iterator[Cli]:
 def test_container_commands_on_docker_print_what_they_print_on_native(
         tmp_path: Path, scope: Scope, docker_image: PulledImage, native_cli: Cli, busybox_image: str) -> None:
     docker_cli = Cli(tmp_path / "docker", "docker")
-    scope.containers += [f"{scope.prefix}-web", f"{scope.prefix}-job"]     # removed by the scope even on failure
+    scope.containers += [f"{scope.prefix}-web", f"{scope.prefix}-job", f"{scope.prefix}-brief"]   # removed even on failure
     on_docker = scenario(docker_cli, docker_image.ref, scope.prefix)
     on_native = scenario(native_cli, busybox_image, scope.prefix)
 

@@ -713,9 +713,12 @@ class DockerRuntime:
         """Whether the engine has healthchecks' start interval (Engine API 1.44, Docker 25)."""
         return api.at_least(str(self.api.version().get("ApiVersion", "0")), START_INTERVAL_API)
 
-    def create_container(self, config: base.ContainerConfig) -> str:
+    def create_container(self, config: base.ContainerConfig, *, auto_remove: bool = False) -> str:
+        """`auto_remove`: the engine removes it at its exit (HostConfig.AutoRemove: `run --rm -d`)."""
         version, together, container_mac = self._endpoints_plan(config)
         body = container_body(config, endpoints=together, container_mac=container_mac)
+        if auto_remove:
+            body["HostConfig"]["AutoRemove"] = True
         if config.healthcheck is not None and config.healthcheck.start_interval:
             if not self._start_interval:
                 raise errors.InvalidArgument(

@@ -221,17 +221,18 @@ class PodmanRuntime(DockerRuntime):
         further = any(config.mac_addresses.get(net) for net in config.networks[1:])
         return None, len(config.networks) if further else 1, False
 
-    def create_container(self, config: base.ContainerConfig) -> str:
+    def create_container(self, config: base.ContainerConfig, *, auto_remove: bool = False) -> str:
         config = self._docker_defaults(config)
         if not config.init or not self._engine_init:
-            return super().create_container(config if not config.init else self._with_host_init(config))
+            return super().create_container(config if not config.init else self._with_host_init(config),
+                                            auto_remove=auto_remove)
         try:
-            return super().create_container(config)
+            return super().create_container(config, auto_remove=auto_remove)
         except errors.RuntimeBackendError as exc:
             if _NO_ENGINE_INIT not in exc.message:
                 raise
         self._engine_init = False        # no catatonit: Docker's init from now on
-        return super().create_container(self._with_host_init(config))
+        return super().create_container(self._with_host_init(config), auto_remove=auto_remove)
 
     def remove_container(self, name_or_id: str, *, force: bool = False) -> None:
         """As Docker's: a forced removal kills a running container at once. Podman's own stops it

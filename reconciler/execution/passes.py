@@ -132,16 +132,17 @@ class PassResult:
         return out
 
 
-def unready(desired: models.DesiredState, states: Iterable[base.ContainerState]) -> dict[str, str]:
+def unready(desired: models.DesiredState, states: Iterable[base.ContainerState], *,
+            seen: Mapping[str, obs.ObservedContainer] | None = None) -> dict[str, str]:
     """The desired containers that do not run as their spec says, and why (pure): "converged"
     means each one runs (or exited as its restart policy allows, or was stopped by hand) and is
     neither paused nor unhealthy, whatever its healthcheck's source (the manifest's or the image's: the health
     observed decides), nor of a health status no probe observed lately (`health_stale`: a pass
     probes such ones first, `observing.probe_stale`, and judges what the probe saw); a job, that
     it exited with code 0 (or still runs); a service, that every wanted copy runs. A desired container's observed one is the planner's: the container of that
-    name (`observing.by_name`). Containers whose drift is only reported are left out (they are
-    drift)."""
-    observed = observing.by_name(states)
+    name (`observing.by_name`; `seen`: those made of `states` already). Containers whose drift is
+    only reported are left out (they are drift)."""
+    observed = observing.by_name(states) if seen is None else seen
     out: dict[str, str] = {}
     for name, c in sorted(desired.containers.items()):
         if c.drift == "report":
@@ -204,15 +205,16 @@ def plan_pass(
     now: float | None = None,
 ) -> tuple[actions.Plan, Mapping[str, str]]:
     """Resolve, observe and plan (no change to the host); returns the plan and resolve errors."""
-    plan, errors, _, _ = _prepare(desired, runtime, db, options, now=time.time() if now is None else now)
+    plan, errors, _, _, _ = _prepare(desired, runtime, db, options, now=time.time() if now is None else now)
     return plan, errors
 
 
 def _prepare(
     desired: models.DesiredState, runtime: base.Runtime, db: Database, options: PassOptions, *, now: float,
     stop: Callable[[], bool] | None = None,
-) -> tuple[actions.Plan, Mapping[str, str], inv.Inventory, list[base.ContainerState]]:
-    """The plan, the resolve errors, the inventory it was made from and the containers observed."""
+) -> tuple[actions.Plan, Mapping[str, str], inv.Inventory, list[base.ContainerState], obs.ObservedState]:
+    """The plan, the resolve errors, the inventory it was made from, the containers observed and
+    what the planner saw of them."""
     cluster = isinstance(runtime, base.ServiceEngine)
     if isinstance(runtime, base.ServiceEngine):
         check_refusals(desired, runtime.refusals)
@@ -231,7 +233,7 @@ def _prepare(
                             flapping=options.flapping, cluster=cluster,
                             rollout_timeout=options.rollout_timeout),
     )
-    return plan, errors, inventory, states
+    return plan, errors, inventory, states, observed
 
 
 def check_refusals(desired: models.DesiredState, refusals: Callable[[base.ContainerConfig], list[str]]) -> None:
@@ -339,7 +341,7 @@ def _run_pass(
     log = logs.get_logger("reconciler.pass").bind(owner=options.owner, revision=desired.revision[:12])
     began = time.monotonic()
     eo = execute_options or executor.ExecuteOptions(max_workers=options.max_workers)
-    plan, errors, inventory, observed = _prepare(desired, runtime, db, options, now=started_at, stop=eo.stop)
+    plan, errors, inventory, observed, seen = _prepare(desired, runtime, db, options, now=started_at, stop=eo.stop)
     for ref, err in errors.items():
         log.warning("digest_unresolved", ref=ref, error=err)
     if options.dry_run:
@@ -359,10 +361,12 @@ def _run_pass(
     if options.settle > 0 and not cs.interrupted and any(r.action.kind in (Kind.START, Kind.CREATE)
                                                           for r in cs.results):
         time.sleep(options.settle)         # a container that crashes at once shows it by now
-    owned = _owned_now(runtime, options.owner, observed if not cs.results else None)
+    owned = listed = _owned_now(runtime, options.owner, observed if not cs.results else None)
     if not cs.interrupted:              # stale health statuses observed now, not judged as recorded
         owned = observing.probe_stale(runtime, owned, desired.containers)
-    down = unready(desired, owned)
+    # as the planner saw them when nothing was done or probed since (a no-op builds them once, #21)
+    down = unready(desired, owned, seen={s.name: seen.containers[s.name] for s in owned}
+                   if owned is listed and not cs.results else None)
     result = PassResult(desired.revision, plan, cs, errors, time.monotonic() - began, down)
     finished, counts, docs = time.time(), cs.counts(), [c.to_json() for c in cs.changes]
     if pass_id is not None:

@@ -112,6 +112,12 @@ def test_auto_remove_is_the_containers_own_and_survives_an_engine_api_restart(
         fg = docker(sock, "run", "--rm", "--network", "none", busybox_image, "sh", "-c", "exit 3", check=False)
         assert fg.returncode == 3               # the exit code, though the engine removed it meanwhile
         assert _names(sock) == []
+        # one whose start fails is removed too, as dockerd removes it
+        bad = docker(sock, "run", "--rm", "--name", "nostart", "--network", "none", busybox_image, "/nonexistent",
+                     check=False)
+        assert bad.returncode != 0
+        assert "/nonexistent" in bad.stderr
+        assert _names(sock) == []
 
 
 def test_a_detached_run_leaves_no_thread_waiting_for_its_exit(host: Host, tmp_path: Path,

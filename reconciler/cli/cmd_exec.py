@@ -24,7 +24,8 @@ def register(subparsers: Any) -> None:
 
     parser = subparsers.add_parser("exec", help="run a command in a running container",
                                    description="Run a command in a running container, as docker exec runs it; "
-                                               "exits with its exit code (126: it could not start).")
+                                               "exits with its exit code (126: it could not start: a missing command, a working "
+                                               "directory or user the container lacks).")
     options.add_engine_options(parser)
     engines.add_runtime_flag(parser, "exec")
     parser.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")

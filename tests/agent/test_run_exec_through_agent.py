@@ -48,7 +48,8 @@ def outputs(a: AgentProc, image: str) -> list[tuple[int, str, str]]:
                 ("exec", "-u", "65534", "-w", "/bin", "-e", "X=1", "bg", "sh", "-c", "echo X=$X $(pwd) $(id -u)"),
                 ("exec", "bg", "nope"),
                 ("exec", "bg", "sh", "-c", "sleep 5 & echo started"),
-                ("run", "--rm", "-d", "--name", "gone", image, "sleep", "0.3")]
+                ("run", "--rm", "-d", "--name", "gone", image, "sleep", "0.3"),
+                ("exec", "-u", "nobody-here", "bg", "true")]        # cannot start: 126, as docker exec
     done: list[subprocess.CompletedProcess[str]] = []
     try:
         done = [reconcile(a, *argv) for argv in commands]
@@ -100,6 +101,8 @@ def test_run_and_exec_go_through_the_agent_and_print_what_they_print_without_one
     assert served[16][2].startswith("OCI runtime exec failed: exec failed: ")
     assert served[17] == (0, "started\n", "")
     assert served[18] == (0, "ID\n", "")
+    assert served[19][:2] == (126, "")
+    assert "unable to find user nobody-here" in served[19][2]
     ps = reconcile(a, "ps", "-aq")
     assert len(ps.stdout.split()) == 1                          # web: --rm removed what it ran
 

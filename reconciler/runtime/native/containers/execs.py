@@ -33,7 +33,7 @@ from reconciler.runtime.native.containers import conmon, oci, records
 if TYPE_CHECKING:
     import socket
 
-__all__ = ["START_FAILED", "Launch", "attach", "exec_argv", "exec_process", "output", "relay", "release", "resize", "run", "spawn"]
+__all__ = ["START_FAILED", "CannotStart", "Launch", "attach", "exec_argv", "exec_process", "output", "relay", "release", "resize", "run", "spawn"]
 
 
 # -- attach
@@ -101,7 +101,10 @@ def exec_process(store: records.RecordStore, rec: records.Record, argv: Sequence
     if user:        # the bundle module is loaded only for a user or the capabilities
         from reconciler.runtime.native.containers import bundle
 
-        who = bundle.resolve_user(store.paths(rec.id).rootfs, user, group_add=rec.config.group_add)
+        try:
+            who = bundle.resolve_user(store.paths(rec.id).rootfs, user, group_add=rec.config.group_add)
+        except rterrors.InvalidArgument as exc:
+            raise CannotStart(exc.message, hint=exc.hint) from None
         proc["user"] = {"uid": who.uid, "gid": who.gid,
                         **({"additionalGids": list(who.additional_gids)} if who.additional_gids else {})}
         image_env = rec.image_config.get("Env") or ()
@@ -141,6 +144,13 @@ def _env_over(environ: Sequence[str], over: Sequence[str]) -> list[str]:
 
 
 START_FAILED = 126          # dockerd's ExitCode of an exec whose process could not start (daemon/exec.go)
+
+
+class CannotStart(rterrors.InvalidArgument):
+    """An exec whose process cannot start for a reason known before the runtime runs (a user or
+    group the container does not define): dockerd's 126, `reconcile exec`'s exit code too."""
+
+    exit_code = START_FAILED
 
 
 @dataclass(frozen=True)
@@ -216,8 +226,11 @@ def run(store: records.RecordStore, name_or_id: str, argv: Sequence[str], *, tty
     """Run `argv` in the container and collect its output and exit code (`output`: what it
     wrote until it exited, not what a background child of it writes later). A process that
     could not start exits START_FAILED, the runtime's error on stderr in dockerd's words."""
-    proc, master, launch = spawn(store, name_or_id, argv, tty=tty, until_exit=until_exit, user=user, workdir=workdir,
-                                 env=env)
+    try:
+        proc, master, launch = spawn(store, name_or_id, argv, tty=tty, until_exit=until_exit, user=user,
+                                     workdir=workdir, env=env)
+    except CannotStart as exc:
+        return base.ExecResult(exit_code=START_FAILED, stdout=b"", stderr=exc.message.encode() + b"\n")
     out: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
     try:                # its files (the process spec holds the environment, secrets too) go whatever ends it
         try:
@@ -286,7 +299,12 @@ def relay(store: records.RecordStore, name_or_id: str, argv: Sequence[str], *, s
     `stderr`, for a process that could not start."""
     import threading
 
-    proc, _, launch = spawn(store, name_or_id, argv, stdin=stdin is not None, user=user, workdir=workdir, env=env)
+    try:
+        proc, _, launch = spawn(store, name_or_id, argv, stdin=stdin is not None, user=user, workdir=workdir, env=env)
+    except CannotStart as exc:
+        stderr.write(exc.message.encode() + b"\n")
+        stderr.flush()
+        return START_FAILED
 
     def feed(source: int, into: IO[bytes]) -> None:
         try:

@@ -66,6 +66,8 @@ FAKE_CANNOT: dict[str, str] = {
     "test_numeric_user_not_in_passwd": NO_OUTPUT,
     "test_unknown_user_is_rejected": "has no image filesystem, so no /etc/passwd to look a user up in",
     "test_command_and_args_override": NO_OUTPUT,
+    "test_an_empty_command_drops_the_images_entrypoint_and_keeps_its_cmd": "runs no process: only a `false` command "
+    "exits by itself, with code 1",
     "test_read_only_rootfs": "has no filesystem to write to",
     "test_capabilities_drop": "runs no process to hold capabilities",
     "test_memory_limit_triggers_oom_kill": "runs no process, so no cgroup limit can end one",

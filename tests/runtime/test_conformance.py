@@ -226,6 +226,18 @@ def test_command_and_args_override(runtime: base.Runtime, image: str) -> None:
     assert output(runtime, cid) == "a b"
 
 
+def test_an_empty_command_drops_the_images_entrypoint_and_keeps_its_cmd(runtime: base.Runtime, image: str) -> None:
+    """compose's `entrypoint: []` (command: [] in a manifest): dockerd merges an empty Entrypoint as
+    none and, with no Cmd given, takes the image's Cmd (/bin/sh here: it reads the empty stdin and
+    exits 0); a given Cmd runs alone."""
+    cid = run(runtime, base.ContainerConfig(name="noentry", image=image, command=(), networks=NONE))
+    assert runtime.wait_container(cid, timeout=30) == 0
+    cid = run(runtime, base.ContainerConfig(name="noentry-args", image=image, command=(), args=("echo", "alone"),
+                                            networks=NONE))
+    runtime.wait_container(cid, timeout=30)
+    assert output(runtime, cid) == "alone"
+
+
 def test_read_only_rootfs(runtime: base.Runtime, image: str) -> None:
     script = "touch /etc/x 2>/dev/null && echo root-writable; touch /scratch/x && echo tmpfs-writable"
     cid = run(runtime, cfg(image, "ro", "sh", "-c", script, read_only=True,

@@ -88,6 +88,8 @@ def test_entrypoint_and_cmd_rules() -> None:
     assert records.process_argv(img, _c(command=("/other",))) == ("/other",)          # drops image Cmd
     assert records.process_argv(img, _c(command=("/other",), args=("y",))) == ("/other", "y")
     assert records.process_argv({"Cmd": ["sh"]}, _c()) == ("sh",)
+    assert records.process_argv(img, _c(command=())) == ("a", "b")      # `entrypoint: []`: the image's Cmd alone
+    assert records.process_argv(img, _c(command=(), args=("y",))) == ("y",)
     with pytest.raises(rterrors.InvalidArgument, match="no command"):
         records.process_argv({}, _c())
 

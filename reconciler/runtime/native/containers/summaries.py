@@ -44,11 +44,13 @@ __all__ = ["argv_of", "command_text", "config_env", "forwarded", "holds_secrets"
 
 def argv_of(image_config: Mapping[str, Any], command: Iterable[str] | None,
             args: Iterable[str] | None) -> tuple[str, ...]:
-    """Entrypoint + Cmd: a given entrypoint (`command`) drops the image's Cmd (Docker's rule)."""
+    """Entrypoint + Cmd: a given entrypoint (`command`) drops the image's Cmd (Docker's rule); an
+    empty one (compose's `entrypoint: []`) drops the image's Entrypoint and keeps its Cmd, as
+    dockerd merges an empty Entrypoint."""
     entrypoint = list(command) if command is not None else list(image_config.get("Entrypoint") or [])
     if args is not None:
         cmd = list(args)
-    elif command is not None:
+    elif command:
         cmd = []
     else:
         cmd = list(image_config.get("Cmd") or [])

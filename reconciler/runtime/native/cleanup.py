@@ -23,6 +23,7 @@ def main(argv: list[str]) -> int:
     if os.fork():
         return 0
     os.setsid()
+    os.chdir("/")                   # not the container's bundle dir (conmon's), which the removal deletes
     from reconciler.runtime import errors as rterrors
     from reconciler.runtime.native.backend import NativeRuntime
     from reconciler.runtime.native.config import NativeConfig

@@ -21,7 +21,7 @@ reconciler, so the pure planner and the registry client may both use it (import-
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_REGISTRY", "DEFAULT_TAG", "LEGACY_REGISTRY", "cut", "key", "locate"]
+__all__ = ["DEFAULT_REGISTRY", "DEFAULT_TAG", "LEGACY_REGISTRY", "cut", "familiar", "key", "locate"]
 
 DEFAULT_REGISTRY = "docker.io"
 LEGACY_REGISTRY = "index.docker.io"     # Docker's old name of Docker Hub: the same registry
@@ -55,6 +55,21 @@ def locate(name: str) -> tuple[str, str]:
     if registry == DEFAULT_REGISTRY and "/" not in repository:
         repository = f"library/{repository}"
     return registry, repository
+
+
+def familiar(ref: str) -> str:
+    """How Docker shows a reference to people (its FamiliarString): `nginx:latest`, `me/app:1`,
+    `localhost:5000/x:1` (docker.io, and `library/` before a one-component name, left out); a
+    tag or digest only as given. `images`, the Engine API and the registry client show this."""
+    name, tag, digest = cut(ref)
+    registry, repository = locate(name)
+    if registry != DEFAULT_REGISTRY:
+        shown = f"{registry}/{repository}"
+    elif repository.startswith("library/") and "/" not in repository[len("library/"):]:
+        shown = repository[len("library/"):]
+    else:
+        shown = repository
+    return shown + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
 
 
 def key(ref: str) -> str:

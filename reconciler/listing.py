@@ -16,6 +16,8 @@ Stdlib only, nothing imported at load (datetime's C type and json when rendering
 
 from __future__ import annotations
 
+from reconciler import imagenames  # imports nothing
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -179,6 +181,8 @@ def _image_rows(images: Iterable[Mapping[str, Any]], *, no_trunc: bool) -> list[
     for info in images:
         for t in list(info["repo_tags"]) or ["<none>:<none>"]:
             repo, _, tag = t.rpartition(":")
+            if repo != "<none>":
+                repo = imagenames.familiar(repo)        # as docker images shows it: app, not docker.io/library/app
             rows.append({
                 "repository": repo, "tag": tag, "id": info["id"],
                 "short_id": info["id"] if no_trunc else info["id"].split(":", 1)[1][:12],

@@ -69,3 +69,33 @@ def test_the_fake_engine_keys_every_spelling_of_a_tag_as_the_native_store_tags_i
 @pytest.mark.parametrize("junk", ["<none>:<none>", "", "sha256:" + "a" * 64, "UPPER/Case", "a@", "x:"])
 def test_the_key_of_what_is_no_reference_is_a_string_and_no_error(junk: str) -> None:
     assert isinstance(imagenames.key(junk), str)             # Docker's RepoTags hold `<none>:<none>`
+
+
+@pytest.mark.parametrize(("stored", "shown"), [
+    ("docker.io/library/app", "app"), ("docker.io/library/app:1", "app:1"), ("docker.io/me/app:2", "me/app:2"),
+    ("127.0.0.1:5000/test/busybox:latest", "127.0.0.1:5000/test/busybox:latest"), ("localhost/x", "localhost/x"),
+    ("docker.io/library/a/b:1", "library/a/b:1"),        # library/ goes only before a one-component name
+    (f"docker.io/library/busybox@{D}", f"busybox@{D}"), ("ghcr.io/library/x:2", "ghcr.io/library/x:2"),
+])
+def test_the_familiar_form_is_what_docker_shows_and_the_client_agrees(stored: str, shown: str) -> None:
+    assert imagenames.familiar(stored) == shown
+    _, tag, digest = imagenames.cut(stored)
+    if tag or digest:                   # (the client's parse gives a name without one `latest`)
+        assert references.parse(stored).familiar == shown
+
+
+def test_images_lists_familiar_names_as_docker_images_does() -> None:
+    """`reconcile images` (with or without an agent: the same rendering) shows `app`, not the
+    stored `docker.io/library/app`, in its table and its JSON."""
+    import json
+
+    from reconciler import listing
+
+    summary = {"id": "sha256:" + "1" * 64, "digest": None, "created": "2026-12-06T09:00:00Z", "size": 1,
+               "repo_tags": ["docker.io/library/app:1", "127.0.0.1:5000/x:2"]}
+    table = listing.images_text([summary], listing.options_of(listing.IMAGES_FLAGS, "table", {
+        "quiet": False, "digests": False, "no_trunc": False}))
+    assert [line.split()[:2] for line in table.splitlines()[1:]] == [["app", "1"], ["127.0.0.1:5000/x", "2"]]
+    rows = json.loads(listing.images_text([summary], listing.options_of(listing.IMAGES_FLAGS, "json", {
+        "quiet": False, "digests": False, "no_trunc": False})))
+    assert [r["repository"] for r in rows] == ["app", "127.0.0.1:5000/x"]

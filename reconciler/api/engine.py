@@ -549,12 +549,9 @@ def _image_or_404(rt: Any, ref: str) -> base.ImageInfo:
 
 def _familiar(ref: str) -> str:
     """A stored reference as Docker's API shows it (docker.io/library/ left out)."""
-    from reconciler.registry_client import references
+    from reconciler import imagenames
 
-    try:
-        return references.parse(ref).familiar
-    except ValueError:
-        return ref
+    return imagenames.familiar(ref)
 
 
 def _repo_refs(i: base.ImageInfo) -> tuple[list[str], list[str]]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from reconciler import imagenames
 from reconciler._dataclass import dataclass
 from reconciler.registry_client import digests, refnames
 from reconciler.registry_client.refnames import DEFAULT_REGISTRY, DEFAULT_TAG, is_loopback
@@ -57,10 +58,7 @@ class Reference:
     def familiar(self) -> str:
         """How Docker shows it to people: `nginx:latest`, `me/app:1`, `localhost:5000/x:1` (the
         docker.io registry and its `library/` left out)."""
-        name = self.name
-        if self.registry == DEFAULT_REGISTRY:
-            name = self.repository.removeprefix("library/")
-        return name + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
+        return imagenames.familiar(str(self))
 
     def __str__(self) -> str:
         return refnames.text(self.registry, self.repository, self.tag, self.digest)

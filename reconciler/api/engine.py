@@ -548,10 +548,12 @@ def _image_or_404(rt: Any, ref: str) -> base.ImageInfo:
 
 
 def _familiar(ref: str) -> str:
-    """A stored reference as Docker's API shows it (docker.io/library/ left out)."""
+    """A reference as Docker's API shows it (docker.io/library/ left out; a name without a tag or
+    digest is NAME:latest, as dockerd names what it looked for)."""
     from reconciler import imagenames
 
-    return imagenames.familiar(ref)
+    _, tag, digest = imagenames.cut(ref)
+    return imagenames.familiar(ref if tag is not None or digest is not None else f"{ref}:{imagenames.DEFAULT_TAG}")
 
 
 def _repo_refs(i: base.ImageInfo) -> tuple[list[str], list[str]]:

@@ -16,6 +16,7 @@ layers' limits; tarfile never extracts onto host paths.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -579,33 +580,27 @@ def _open_dir_in(root_fd: int, path: str, *, create: bool, uid: int, gid: int) -
     Symlinks on the way are followed inside the rootfs (RESOLVE_IN_ROOT's rules: `..` stops
     at its root, an absolute target starts there), also to directories still missing, which
     are made (Docker's rule: `ln -s /srv/app /app` then `WORKDIR /app` makes /srv/app)."""
-    try:
-        return openat2.open_in_root(root_fd, path, _DIR)
-    except FileNotFoundError:
-        if not create:
-            raise
-    except NotADirectoryError:
-        raise _not_a_dir(path) from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise ContextError(f"{path}: too many levels of symbolic links") from None
-        raise
-    return _make_dirs_in(root_fd, path, uid, gid)
-
-
-def _not_a_dir(path: str) -> ContextError:
-    return ContextError(f"{path}: a part of it exists and is not a directory",
-                        hint="remove that file in an earlier step, or choose another path")
-
-
-def _make_dirs_in(root_fd: int, path: str, uid: int, gid: int) -> int:
-    """mkdir -p inside the rootfs, as openat2.make_dirs_in_root walks it (one component at a
-    time by fd, each symlink resolved again inside the rootfs: nothing outside it is ever opened
-    or made). Missing directories are 0755 uid:gid."""
-    try:
+    with _walk_errors(path):
+        try:
+            return openat2.open_in_root(root_fd, path, _DIR)
+        except FileNotFoundError:
+            if not create:
+                raise
+        # mkdir -p as openat2.make_dirs_in_root walks it (one component at a time by fd, each
+        # symlink resolved again inside the rootfs: nothing outside it is ever opened or made);
+        # missing directories are 0755 uid:gid
         return openat2.make_dirs_in_root(root_fd, path, lambda pfd, name: _mkdir(pfd, name, uid, gid))
+
+
+@contextlib.contextmanager
+def _walk_errors(path: str) -> Iterator[None]:
+    """A walk's failures in the build's words: a part of `path` that is no directory, a loop of
+    symbolic links."""
+    try:
+        yield
     except NotADirectoryError:
-        raise _not_a_dir(path) from None
+        raise ContextError(f"{path}: a part of it exists and is not a directory",
+                           hint="remove that file in an earlier step, or choose another path") from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise ContextError(f"{path}: too many levels of symbolic links") from None

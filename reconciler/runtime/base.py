@@ -349,6 +349,14 @@ def _strings(v: Any) -> tuple[str, ...]:
     return tuple(v or ())
 
 
+def _same(v: Any) -> Any:
+    return v
+
+
+def _dict(v: Any) -> dict[str, Any]:
+    return dict(v or {})
+
+
 def _healthcheck(hc: Any) -> Healthcheck | None:
     return Healthcheck(**{**hc, "test": tuple(hc["test"])}) if hc else None
 
@@ -359,29 +367,29 @@ def _healthcheck(hc: Any) -> Healthcheck | None:
 # back by converting those alone (#21).
 _FROM_JSON: dict[str, Callable[[Any], Any]] = {
     "name": str, "image": str, "command": _tuple, "args": _tuple,
-    "env": lambda v: dict(v or {}), "labels": lambda v: dict(v or {}),
-    "user": lambda v: v, "workdir": lambda v: v, "hostname": lambda v: v,
+    "env": _dict, "labels": _dict,
+    "user": _same, "workdir": _same, "hostname": _same,
     "ports": lambda v: tuple(PortMapping(**p) for p in v or ()),
     "networks": _strings, "aliases": _strings,
     "mounts": lambda v: tuple(Mount(**{**m, "options": tuple(m.get("options") or ())}) for m in v or ()),
     "restart": lambda v: RestartPolicy(**(v or {})),
     "healthcheck": _healthcheck,
     "resources": lambda v: Resources(**(v or {})),
-    "read_only": bool, "cap_add": _strings, "cap_drop": _strings, "stop_signal": lambda v: v,
+    "read_only": bool, "cap_add": _strings, "cap_drop": _strings, "stop_signal": _same,
     "stop_timeout": float, "init": bool, "replicas": int,
     "update": lambda v: UpdateConfig(**(v or {})),
     "global_mode": bool, "constraints": _strings, "spread": _strings,
-    "sysctls": lambda v: dict(v or {}),
+    "sysctls": _dict,
     "ulimits": lambda v: tuple(Ulimit(**u) for u in v or ()),
-    "shm_size": lambda v: v, "extra_hosts": _strings, "dns": _strings, "dns_search": _strings,
+    "shm_size": _same, "extra_hosts": _strings, "dns": _strings, "dns_search": _strings,
     "tty": bool, "stdin_open": bool, "no_new_privileges": bool, "dns_options": _strings,
-    "oom_score_adj": lambda v: v, "group_add": _strings, "privileged": bool, "devices": _strings,
-    "domainname": lambda v: v,
+    "oom_score_adj": _same, "group_add": _strings, "privileged": bool, "devices": _strings,
+    "domainname": _same,
     "reservations": lambda v: Resources(**(v or {})),
-    "secret_env": lambda v: dict(v or {}),
-    "ipv4_addresses": lambda v: dict(v or {}), "ipv6_addresses": lambda v: dict(v or {}),
-    "log_driver": lambda v: v, "log_options": lambda v: dict(v or {}),
-    "mac_addresses": lambda v: dict(v or {}),
+    "secret_env": _dict,
+    "ipv4_addresses": _dict, "ipv6_addresses": _dict,
+    "log_driver": _same, "log_options": _dict,
+    "mac_addresses": _dict,
     "link_local_ips": lambda v: {n: tuple(ips) for n, ips in (v or {}).items()},
     "gw_priorities": lambda v: {n: int(p) for n, p in (v or {}).items()},
 }

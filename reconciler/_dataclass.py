@@ -25,15 +25,36 @@ importing this module, which every module of reconciler that makes a dataclass d
 from __future__ import annotations
 
 import builtins
-import dataclasses
 import marshal
 import os
 import sys
 import types
-from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["dataclass", "install", "stats", "uninstall"]
+
+class _InspectOnUse(types.ModuleType):
+    """What `dataclasses` is given as `inspect` when this module imports it: `dataclasses` uses
+    `inspect` only to write a docstring for a class that has none (`inspect.signature`), and
+    every class of reconciler has one (tests/test_dataclass_code.py), while importing `inspect`
+    (with its `ast`, `dis`, `tokenize`, `linecache`) costs ~5 ms of every command's start (#21).
+    An attribute asked of it is the real module's, imported then."""
+
+    def __getattr__(self, name: str) -> Any:
+        import inspect
+
+        return getattr(inspect, name)
+
+
+if "inspect" not in sys.modules and "dataclasses" not in sys.modules:
+    sys.modules["inspect"] = _InspectOnUse("inspect")   # for dataclasses' `import inspect` alone
+try:
+    import dataclasses
+    from dataclasses import asdict, dataclass, field, replace
+finally:
+    if type(sys.modules.get("inspect")) is _InspectOnUse:
+        del sys.modules["inspect"]                       # any other `import inspect` is the real one
+
+__all__ = ["asdict", "dataclass", "dataclasses", "field", "install", "replace", "stats", "uninstall"]
 
 _MAX_ENTRIES = 10_000      # past this, a rewrite keeps only what the writing process compiled
 
@@ -107,6 +128,12 @@ def cache_file() -> str:
 
 
 def _magic() -> bytes:
+    """The bytecode's magic number: importlib.util's, read where it comes from (importlib's own
+    bootstrap, always loaded) rather than importing importlib.util and its `warnings` (#21)."""
+    bootstrap = sys.modules.get("_frozen_importlib_external")
+    magic = getattr(bootstrap, "MAGIC_NUMBER", None)
+    if type(magic) is bytes:
+        return magic
     from importlib.util import MAGIC_NUMBER
 
     return MAGIC_NUMBER

@@ -42,11 +42,10 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
-from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, field
 from reconciler.agent.notify import KINDS as NOTIFY_KINDS
 from reconciler.agent.notify import NotifyTarget, read_secret, target_from_config
 from reconciler.errors import TerminalError
@@ -238,6 +237,8 @@ class ConfigError(TerminalError):
 
 @dataclass(frozen=True)
 class GitSettings:
+    """A git source: the repository and the branch, tag or commit followed."""
+
     url: str
     branch: str | None = None
     tag: str | None = None
@@ -253,6 +254,8 @@ class GitSettings:
 
 @dataclass(frozen=True)
 class SourceConfig:
+    """One source of manifests the agent watches: a directory or a git repository."""
+
     name: str
     owner: str
     directory: Path | None = None
@@ -278,6 +281,8 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class AgentConfig:
+    """The agent's configuration: its roots, engine, sources, intervals and servers."""
+
     root: Path = Path("/var/lib/reconciler")
     run_dir: Path = Path("/run/reconciler")
     runtime: str = "native"
@@ -643,7 +648,7 @@ def load_config(path: str | os.PathLike[str], *, overrides: Mapping[str, Any] | 
         raise ConfigError(f"cannot read the agent config {p}: {e.strerror}",
                           hint="pass --config FILE (see contrib/agent.yaml)") from None
     cfg = parse_config(text, where=str(p), overrides=overrides)
-    import dataclasses
+    from reconciler._dataclass import dataclasses
 
     return dataclasses.replace(cfg, path=p)
 

@@ -25,7 +25,6 @@ CLI, and leaves containers running when it stops.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import signal
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler import __version__, logs, spec
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, dataclasses
 from reconciler._private import private_umask
 from reconciler._sqlite import Database
 from reconciler.agent import config as cfgmod

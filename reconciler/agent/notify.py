@@ -37,12 +37,11 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import field
 from pathlib import Path
 from typing import Any, Protocol
 
 from reconciler import logs
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, field
 
 __all__ = ["KINDS", "SEVERITIES", "Deduper", "Notification", "Notifier", "NotifyTarget", "payload", "sign"]
 
@@ -86,6 +85,8 @@ class NotifyTarget:
 
 @dataclass(frozen=True)
 class Notification:
+    """One message for the notification sinks: its kind, source, title and text."""
+
     kind: str
     source: str
     title: str

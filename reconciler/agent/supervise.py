@@ -12,14 +12,13 @@ and `clear(name)` forgets a container's flapping (resume of its source).
 from __future__ import annotations
 
 import collections
-import dataclasses
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from reconciler import logs
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, dataclasses
 from reconciler.runtime import errors as rterrors
 
 __all__ = ["Supervisor"]
@@ -27,6 +26,8 @@ __all__ = ["Supervisor"]
 
 @dataclass(frozen=True)
 class Flapping:
+    """A container that keeps restarting: how often, since when."""
+
     id: str
     name: str
     restarts: int

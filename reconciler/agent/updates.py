@@ -23,12 +23,11 @@ run healthy into the manifests (sources/writeback.py).
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, dataclasses
 from reconciler.spec import models, tagpolicy
 
 __all__ = ["MAX_BACKOFF", "MAX_TAGS", "Decision", "Follower", "RegistryLister", "TagCache", "applied", "decide"]
@@ -39,6 +38,8 @@ MAX_BACKOFF = 3600.0                # seconds between listings of a repository t
 
 @dataclass
 class _Entry:
+    """A repository's last tag listing, and when the next may be asked."""
+
     tags: list[str] | None = None   # the last good listing
     listed_at: float = -1e18        # when it was made (clock)
     next_at: float = 0.0            # no request before this (clock)

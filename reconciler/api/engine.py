@@ -25,9 +25,10 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from reconciler import __version__, httpbody, listing
+from reconciler._dataclass import dataclass, dataclasses, replace
 from reconciler.api import dockerfilters
 from reconciler.api.server import _remove_stale, _UnixHTTPServer
 from reconciler.runtime import base
@@ -207,7 +208,8 @@ def _stop_timeout(value: Any) -> float:
     return float(value)
 
 
-class Endpoint(NamedTuple):
+@dataclass(frozen=True)
+class Endpoint:
     """An EndpointSettings as a client sends it (create's NetworkingConfig.EndpointsConfig[NET],
     network connect's EndpointConfig): its aliases and the fixed addresses of its IPAMConfig, and
     the interface's own settings: MacAddress, IPAMConfig.LinkLocalIPs, GwPriority."""
@@ -268,7 +270,7 @@ def _primary_endpoint(body: Mapping[str, Any], mode: str, networks: tuple[str, .
         if ep.mac is not None and ep.mac != mac:
             raise HttpError(400, "the container-wide MAC address must match the endpoint-specific MAC address for "
                                  "the main network, or be left empty")
-        ep = ep._replace(mac=mac)
+        ep = replace(ep, mac=mac)
     return {primary: ep} if ep.mac or ep.link_local or ep.gw_priority else {}
 
 
@@ -365,7 +367,8 @@ def _rfc3339(created: str) -> str:
     return created.replace("+00:00", "Z") if created else _ZERO_TIME
 
 
-class NetworkView(NamedTuple):
+@dataclass(frozen=True)
+class NetworkView:
     """A network as this API shows it: the engine's name for it (`native`: "default" for the
     default bridge, "host", "none") and Docker's NetworkResource (`doc`, its `Containers` empty)."""
 
@@ -951,8 +954,6 @@ class EngineApi:
         """`config` with each network it names by id or id prefix (`docker run --network ID`)
         named by its name, as dockerd finds it; a name, or one no network has, as it is (the
         engine says what it lacks)."""
-        import dataclasses
-
         natives = {v.native for v in self._networks()}
         found = {}
         for net in config.networks:
@@ -1065,7 +1066,6 @@ class EngineApi:
     def _anonymous_volumes(self, config: base.ContainerConfig) -> tuple[base.ContainerConfig, list[str]]:
         """`config` with each volume mount without source on a new volume of its own, named at
         random and labelled anonymous, as dockerd makes one; and the names of those volumes."""
-        import dataclasses
         import secrets
 
         from reconciler.runtime.native.volumes import volumes
@@ -1264,8 +1264,6 @@ class EngineApi:
     def _update(self, ident: str, data: Mapping[str, Any]) -> dict[str, Any]:
         """docker update: the resources the body names (the others as they were) and the restart
         policy, on the live container's cgroups (ContainerManager.update_config)."""
-        import dataclasses
-
         manager = self.runtime.containers
         rec = manager.get(ident)
         res = rec.config.resources

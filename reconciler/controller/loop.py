@@ -81,6 +81,8 @@ Reconcile = Callable[[Request], Result]
 
 @dataclass
 class _Record:
+    """What the loop remembers of one source's passes: how many, the last outcome and error."""
+
     passes: int = 0
     last_outcome: Outcome | None = None
     last_error: str | None = None

@@ -8,10 +8,9 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import field
 from typing import Any
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, field
 from reconciler.planning import actions
 
 __all__ = ["ActionResult", "Change", "ChangeSet", "Outcome", "Status"]

@@ -35,10 +35,10 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from reconciler import diskfull
+from reconciler._dataclass import replace
 from reconciler.errors import DiskFull, ReconcilerError
 from reconciler.execution import changes, translate
 from reconciler.planning import actions

@@ -29,11 +29,10 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import field
 from typing import Any
 
 from reconciler import diskfull, restarting
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, field
 from reconciler._sqlite import Database
 from reconciler.errors import DiskFull, ReconcilerError
 from reconciler.execution import changes, executor, observing, translate

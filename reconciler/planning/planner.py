@@ -44,12 +44,11 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping
-from dataclasses import field
 from datetime import UTC, datetime
 from typing import Any
 
 from reconciler import restarting
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, field
 from reconciler.planning import actions, implied
 from reconciler.spec import hashing, models
 from reconciler.spec.ids import ResourceId
@@ -88,6 +87,8 @@ class PlanOptions:
 
 @dataclass
 class _Node:
+    """An action of the plan while it is ordered: its key, kind, resource and cause."""
+
     key: str
     kind: actions.ActionKind
     resource: str

@@ -20,11 +20,10 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import field
 
 import httpx
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, field
 from reconciler.registry_client import credentials, errors
 
 __all__ = ["Challenge", "Token", "TokenCache", "basic_header", "fetch_token", "parse_challenges"]
@@ -37,6 +36,8 @@ CLIENT_ID = "reconciler"
 
 @dataclass(frozen=True)
 class Challenge:
+    """A registry's WWW-Authenticate challenge: its scheme and parameters."""
+
     scheme: str  # lower-case: "bearer", "basic"
     params: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
@@ -110,6 +111,8 @@ def parse_challenges(headers: Iterable[str]) -> list[Challenge]:
 
 @dataclass(frozen=True)
 class Token:
+    """A bearer token and when it expires."""
+
     value: str = field(repr=False)
     expires_at: float
 

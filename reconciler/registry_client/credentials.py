@@ -23,11 +23,10 @@ import json
 import os
 import subprocess
 from collections.abc import Callable, Mapping
-from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, field
 from reconciler.registry_client import errors
 
 __all__ = ["DOCKER_HUB_KEY", "Credential", "CredentialStore", "from_auth_config", "server_key"]

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import field
 from typing import Any
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, field
 from reconciler.registry_client import digests, errors
 from reconciler.registry_client.mediatypes import (  # re-exported: their home is mediatypes.py
     ACCEPT_MANIFESTS,

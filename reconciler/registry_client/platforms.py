@@ -26,6 +26,8 @@ _ARCH_ALIASES = {
 
 @dataclass(frozen=True)
 class Platform:
+    """An image's platform: os, architecture and variant."""
+
     os: str
     architecture: str
     variant: str = ""

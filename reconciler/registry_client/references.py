@@ -13,10 +13,8 @@ themselves are refnames.py's, on plain strings (a re-pull asks them without a da
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from reconciler import imagenames
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, replace
 from reconciler.registry_client import digests, refnames
 from reconciler.registry_client.refnames import DEFAULT_REGISTRY, DEFAULT_TAG, is_loopback
 

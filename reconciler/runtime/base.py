@@ -16,14 +16,12 @@ test with `isinstance` before they use it, and say what is missing when it is no
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import field
 from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, dataclasses, field
 
 if TYPE_CHECKING:          # built when first named: see __getattr__ below
     from contextlib import AbstractContextManager

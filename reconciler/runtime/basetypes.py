@@ -10,9 +10,8 @@ a network or a named volume uses none of them, a pass with nothing to do few (#2
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import field
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, field
 from reconciler.runtime.base import ContainerStatus, PortMapping
 
 __all__ = ["ContainerState", "ExecResult", "Healed", "NetworkConfig", "NetworkState", "VolumeConfig", "VolumeState"]

@@ -13,10 +13,9 @@ from __future__ import annotations
 import contextlib
 import json
 import tarfile
-from dataclasses import replace
 from typing import IO, Any
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, replace
 from reconciler.runtime import base, errors
 
 __all__ = ["FORMAT", "ImportedContainer", "import_container"]
@@ -27,6 +26,8 @@ MAX_HEADER = 1 << 20
 
 @dataclass(frozen=True)
 class ImportedContainer:
+    """A container `container import` made from an archive: its id, name, image and volumes."""
+
     id: str
     name: str
     image_id: str

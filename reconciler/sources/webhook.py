@@ -46,14 +46,13 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Collection, Iterable
-from dataclasses import field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from reconciler import httpbody, logs
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, field
 from reconciler.sources import base, errors
 
 __all__ = [

@@ -10,13 +10,13 @@ input. Models are in `reconciler.spec.models`; the spec hash rules in `reconcile
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import importlib
 import os
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from reconciler._dataclass import dataclasses
 from reconciler.spec.errors import Problem, SpecError
 
 if TYPE_CHECKING:

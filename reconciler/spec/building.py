@@ -9,7 +9,6 @@ name, so an invalid Network does not also make its users report "undefined netwo
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import ipaddress
 import os
@@ -17,12 +16,11 @@ import re
 import signal
 import stat
 from collections.abc import Callable, Mapping
-from dataclasses import field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, dataclasses, field
 from reconciler.spec import (
     errors,
     hashing,

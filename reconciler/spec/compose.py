@@ -44,11 +44,10 @@ import os
 import posixpath
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import field
 from importlib import resources
 from typing import Any
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, field
 from reconciler.spec import (
     errors,
     hashing,

@@ -26,10 +26,9 @@ import os
 import re
 import shlex
 from collections.abc import Callable
-from dataclasses import field
 from typing import Any
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, field
 from reconciler.spec import compose, interpolation, located, reading, schemas, units
 from reconciler.spec.located import Map, Seq
 from reconciler.spec.models import Origin

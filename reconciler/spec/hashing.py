@@ -37,12 +37,13 @@ a prune policy, so changing it never recreates a volume).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
+
+from reconciler._dataclass import dataclasses
 
 __all__ = ["COMMON_EXCLUDED", "CONTAINER_EXCLUDED", "CONTAINER_IF_SET", "IMAGE_EXCLUDED", "canonical", "file_digest", "spec_hash"]
 

@@ -16,10 +16,9 @@ references (env files, bind sources that are regular files). See `reconciler.spe
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import field
 from typing import Literal
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, field
 from reconciler.spec import tagpolicy
 
 __all__ = [

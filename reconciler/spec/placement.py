@@ -23,11 +23,11 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
+from reconciler._dataclass import dataclasses
 from reconciler.spec import models
 from reconciler.spec.errors import Problem, SpecError
 

@@ -29,7 +29,6 @@ profile (`base:`) and replaces the settings it names; see SCHEMA and docs/securi
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import fnmatch
 import os
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import imagenames
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, dataclasses
 from reconciler.errors import TerminalError
 
 __all__ = [

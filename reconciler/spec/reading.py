@@ -25,11 +25,10 @@ import os
 import stat
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, field
 from reconciler.spec import errors
 
 if TYPE_CHECKING:

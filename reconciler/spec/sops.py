@@ -33,12 +33,11 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
-from dataclasses import field
 from typing import Any
 
 import yaml
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, field
 from reconciler.spec.sopskeys import KeyConfigError, Keys, SopsError, load_keys, read_age_identities
 
 __all__ = ["Decrypted", "KeyConfigError", "Keys", "SopsError", "decrypt", "is_encrypted", "load_keys",

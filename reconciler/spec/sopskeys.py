@@ -9,9 +9,8 @@ file, does not import the decryption (`reconcile --once` with nothing to do: #21
 from __future__ import annotations
 
 import os
-from dataclasses import field
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, field
 from reconciler.errors import TerminalError
 
 __all__ = ["KeyConfigError", "Keys", "SopsError", "load_keys", "read_age_identities"]

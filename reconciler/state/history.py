@@ -23,10 +23,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import field
 from typing import Any
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, field
 from reconciler._sqlite import Database
 
 __all__ = ["DEFAULT_KEEP", "DEFAULT_MAX_AGE", "INTERRUPTED", "RUNNING", "HistoryLimits", "HistoryStore", "Pass",
@@ -40,6 +39,8 @@ DEFAULT_MAX_AGE = 30 * 86400.0          # seconds
 
 @dataclass(frozen=True)
 class HistoryLimits:
+    """How many revisions the history keeps, and for how long."""
+
     keep: int = DEFAULT_KEEP
     max_age: float = DEFAULT_MAX_AGE
 

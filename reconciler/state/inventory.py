@@ -21,7 +21,6 @@ joined back on load; without that file the entry has no rollback config.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import json
@@ -29,11 +28,10 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, dataclasses, field
 from reconciler._private import make_private
 from reconciler._sqlite import Database
 from reconciler.errors import DiskFull

@@ -14,10 +14,9 @@ are visible too: the planner needs them to refuse a clashing name rather than to
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import field
 
 from reconciler import imagenames
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, field
 from reconciler.state import labels as labelmod
 
 __all__ = [

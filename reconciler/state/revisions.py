@@ -26,7 +26,6 @@ converged revision of each owner).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import spec
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, dataclasses
 from reconciler._private import make_private
 from reconciler.errors import TerminalError
 from reconciler.spec import models

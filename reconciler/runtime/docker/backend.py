@@ -14,7 +14,6 @@ engine does not report it) as "exited although its policy would have run it agai
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import io
 import ipaddress
 import math
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from reconciler import healthtimes, restarting
+from reconciler._dataclass import dataclasses
 from reconciler.runtime import base, errors
 from reconciler.runtime.docker import api
 

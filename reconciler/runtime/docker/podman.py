@@ -40,7 +40,6 @@ as it drives dockerd. What Podman does otherwise is made good here:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import resource
 import shutil
 import socket
@@ -52,6 +51,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from reconciler import logs
+from reconciler._dataclass import dataclasses
 from reconciler.runtime import base, errors
 from reconciler.runtime.docker import api
 from reconciler.runtime.docker.backend import DockerRuntime

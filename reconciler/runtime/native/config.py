@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import field
 from pathlib import Path
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, field
 from reconciler._sqlite import Database
 from reconciler.runtime.native import locations as locations_
 

@@ -17,10 +17,9 @@ import json
 import sqlite3
 import time
 from collections.abc import Mapping
-from dataclasses import field
 from typing import Any
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, field
 from reconciler._sqlite import Database
 
 __all__ = ["KEEP", "Event", "Journal"]
@@ -41,6 +40,8 @@ CREATE TABLE IF NOT EXISTS engine_events (
 
 @dataclass(frozen=True)
 class Event:
+    """One entry of the engine's event journal, as Docker's events have it."""
+
     seq: int
     time_ns: int
     type: str                   # container | image | network | volume

@@ -202,7 +202,8 @@ def test_run_of_a_present_image_imports_only_what_it_uses(cli: tuple[Reconcile, 
     nothing is logged (no logging), no random name needs `secrets` (random, hmac), nothing is
     hashed (hashlib: OpenSSL), no socket is opened (no agent holds the root), the seccomp profile
     is read without importlib.resources (zipfile...), no flag or option needs the manifest
-    language's parsers (reconciler.spec), and nothing heavy is loaded; of the engine, no network
+    language's parsers (reconciler.spec), `dataclasses` is not given `inspect` (and its `ast`),
+    and nothing heavy is loaded; of the engine, no network
     part (network "none": not even the hosts-file helpers), no image collector, and none of the
     value types of container states, execs, logs, networks and volumes (runtime/basetypes.py)."""
     reconcile, tmp = cli
@@ -213,6 +214,7 @@ def test_run_of_a_present_image_imports_only_what_it_uses(cli: tuple[Reconcile, 
     assert "reconciler.runtime.native.containers.conmon" in modules     # the measurement saw a run
     forbidden = (*HEAVY, "logging", "secrets", "random", "hmac", "hashlib", "importlib.resources", "zipfile",
                  "socket", "platform", "reconciler.spec", "reconciler.runtime.native.network",
+                 "inspect", "ast", "dis", "tokenize",        # dataclasses' (reconciler/_dataclass.py)
                  "reconciler.runtime.native.images.gc", "reconciler.runtime.basetypes")
     assert sorted(m for m in modules if m.split(".")[0] in forbidden or m in forbidden
                   or m.startswith("reconciler.runtime.native.network")) == []

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import datetime as dt
 import errno
 import hashlib
@@ -42,11 +41,10 @@ import stat
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, dataclasses, field
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native import openat2
 from reconciler.runtime.native.build import (
@@ -91,6 +89,8 @@ class BuildError(rterrors.ImageError):
 
 @dataclass(frozen=True)
 class BuildOptions:
+    """What `build` is asked: context, Dockerfile, arguments, target, tags, cache and secrets."""
+
     context: str                                    # directory
     dockerfile: str = "Dockerfile"                  # relative to the context, or absolute
     build_args: Mapping[str, str] = field(default_factory=dict)
@@ -132,6 +132,8 @@ def options_from_json(doc: Mapping[str, Any]) -> BuildOptions:
 
 @dataclass(frozen=True)
 class BuildResult:
+    """A finished build: the image, its digest, its tags and the steps it ran."""
+
     image_id: str                   # config digest
     digest: str                     # manifest digest
     tags: tuple[str, ...]
@@ -151,6 +153,8 @@ class _Group:
 
 @dataclass
 class _Stage:
+    """One FROM stage of a build, its instructions and the base it starts from."""
+
     index: int
     name: str | None
     instructions: list[dockerfile.Instruction]

@@ -502,6 +502,8 @@ def hash_sources(ctx: BuildContext, sources: Sequence[Source], *, owners: bool,
 
 @dataclass(frozen=True)
 class CopyOptions:
+    """How COPY/ADD places what it copies: owner, mode and what it leaves out."""
+
     uid: int | None         # None: keep the source's (copies from a stage), else this owner
     gid: int | None
     chmod: Chmod | None     # for files and directories copied (not created parents)

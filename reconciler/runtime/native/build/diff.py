@@ -35,6 +35,8 @@ LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 @dataclass(frozen=True)
 class LayerBlob:
+    """A layer a build wrote: its blob's digest and size, its diff id and entries."""
+
     digest: str         # of the compressed blob
     size: int           # compressed bytes
     diff_id: str        # of the uncompressed tar

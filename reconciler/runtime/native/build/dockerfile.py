@@ -15,13 +15,11 @@ LABEL, ARG, EXPOSE, ... take several words).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import field
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, dataclasses, field
 from reconciler.runtime import errors
 
 __all__ = ["DockerfileError", "Heredoc", "Instruction", "expand_text", "heredoc_word", "parse", "raw_words",
@@ -71,6 +69,8 @@ class Instruction:
 
 @dataclass(frozen=True)
 class Dockerfile:
+    """A parsed Dockerfile: its instructions, escape character and parser directives."""
+
     instructions: tuple[Instruction, ...]
     escape: str
     directives: Mapping[str, str] = field(default_factory=dict)     # escape, syntax, check: as given

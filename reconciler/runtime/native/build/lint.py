@@ -37,6 +37,8 @@ _ONCE = ("CMD", "ENTRYPOINT", "HEALTHCHECK")
 
 @dataclass(frozen=True)
 class Finding:
+    """One build check's finding: the Dockerfile line, the rule and what to do."""
+
     line: int
     rule: str
     message: str
@@ -44,6 +46,8 @@ class Finding:
 
 @dataclass(frozen=True)
 class Result:
+    """A Dockerfile's findings, and whether they fail the build."""
+
     findings: tuple[Finding, ...]
     error: bool                     # the Dockerfile's `# check=error=true`: findings fail the check
 

@@ -15,11 +15,10 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, field
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native import openat2

@@ -30,7 +30,6 @@ it ended.
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import os
 import threading
@@ -39,6 +38,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from reconciler._dataclass import dataclasses
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native.containers import containers, execs, records

@@ -18,19 +18,17 @@ checker on a heap of deadlines. `row_reads` and `refreshes` count the work, for 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler import healthtimes
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, dataclasses, field
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native import journal

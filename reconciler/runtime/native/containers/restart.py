@@ -37,7 +37,6 @@ when it moves); none reads a record or a file of a container that did not change
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import threading
 import time
@@ -45,7 +44,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 
 from reconciler import restarting
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, dataclasses
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native.containers import containers, monitors, procs, records
 
@@ -98,6 +97,8 @@ def _mine(rec: records.Record) -> bool:
 
 @dataclass
 class _Pending:
+    """A restart the manager scheduled: when, and which exit it answers."""
+
     due: float                  # time.monotonic() of the restart
     finished_at: str | None     # the exit this restart answers
 

@@ -24,11 +24,10 @@ import json
 import os
 import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, cast
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, field
 from reconciler.runtime import errors
 from reconciler.runtime.native.images import content, layers, snapshots
 from reconciler.runtime.native.images.images import ImageStore, LayerRecord
@@ -51,6 +50,8 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class LoadedImage:
+    """An image `load` put into the store: its id, tags and manifest digest."""
+
     id: str
     tags: tuple[str, ...]
     digest: str
@@ -195,6 +196,8 @@ def _member_name(name: str) -> str:
 
 @dataclass
 class _Archive:
+    """What one pass over a save archive found: its blobs, their sizes, its JSON members and links."""
+
     blobs: dict[str, str] = field(default_factory=dict)        # member path -> digest of its bytes
     sizes: dict[str, int] = field(default_factory=dict)        # digest -> size
     small: dict[str, bytes] = field(default_factory=dict)      # member path -> bytes (JSON members)
@@ -325,6 +328,8 @@ def _media_type(store: ImageStore, digest: str) -> str:
 
 @dataclass
 class _Candidate:
+    """An image an archive describes, before its blobs are checked."""
+
     config_digest: str
     layer_digests: list[str]
     tags: list[str]

@@ -44,11 +44,10 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import asdict, dataclass
 from reconciler.runtime import errors
 from reconciler.runtime.native.images import layers
 

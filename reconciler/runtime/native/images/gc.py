@@ -21,10 +21,9 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import field
 from typing import Protocol
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, field
 from reconciler._sqlite import Database
 from reconciler.runtime.native.images.content import ContentStore
 from reconciler.runtime.native.images.snapshots import SnapshotStore

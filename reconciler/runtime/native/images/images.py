@@ -54,7 +54,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from reconciler import diskfull
 from reconciler._dataclass import dataclass
@@ -126,7 +126,8 @@ def _global_semaphore(n: int) -> threading.BoundedSemaphore:
         return _GLOBAL_SEMAPHORES.setdefault(n, threading.BoundedSemaphore(n))
 
 
-class ImageUser(NamedTuple):
+@dataclass(frozen=True)
+class ImageUser:
     """A container made from an image: its id, and whether it runs (paused, or restarting: its
     restart pending, counts as running, as dockerd counts a restarting container)."""
 

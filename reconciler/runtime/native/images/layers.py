@@ -140,6 +140,8 @@ class ApplyResult:
 
 @dataclass(frozen=True)
 class _DirAttrs:
+    """A directory's owner, mode and times, set once its layer's files are written."""
+
     uid: int
     gid: int
     mode: int

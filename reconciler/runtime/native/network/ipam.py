@@ -40,10 +40,9 @@ import json
 import os
 import sqlite3
 from collections.abc import Container, Iterable, Mapping, Sequence
-from dataclasses import field
 from datetime import UTC, datetime
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, field
 from reconciler._sqlite import Database
 from reconciler.runtime import base, errors
 

@@ -26,7 +26,6 @@ on one host (or CLI + agent) cannot interleave; IPAM transactions are BEGIN IMME
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -42,12 +41,11 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler import logs
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, dataclasses, field
 from reconciler.runtime import base, errors
 from reconciler.runtime.native.config import NativeConfig
 from reconciler.runtime.native.network import dns, firewall, ipam, stale

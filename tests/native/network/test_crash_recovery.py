@@ -96,7 +96,8 @@ def test_opening_the_engine_plugs_in_the_veths_a_deleted_bridge_left(harness: Ha
     """No agent heals (a CLI-only host): a bridge deleted under a running container leaves its
     veth unplugged, and a start would not plug it in. The next writer's start-up recovery (what
     `reconcile --once` opens) sees the bridge gone, or, the bridge made again meanwhile, a veth
-    that is no port of it, and plugs the veth in: the container serves again."""
+    that is no port of it, and plugs the veth in: the container serves again; so with a veth
+    set down."""
     engine.ensure_network(base.NetworkConfig(name="app", subnet=harness.subnet(0)))
     port = publish_port()
     web = engine.create_container(base.ContainerConfig(
@@ -123,6 +124,15 @@ def test_opening_the_engine_plugs_in_the_veths_a_deleted_bridge_left(harness: Ha
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/passwd", timeout=5) as resp:
             assert b"root:x:0:0" in resp.read()
     # nothing unplugged: no full network recovery at the next start
+    assert not recovery._network_leftovers(cfg, {web})
+    # its veth set down (by hand, or by a network manager that took it): as cut off as unplugged
+    subprocess.run(["ip", "link", "set", veth, "down"], check=True)
+    assert recovery._network_leftovers(cfg, {web})
+    rt = opening.open_runtime("native", place)
+    rt.close()
+    assert Path(f"/sys/class/net/{veth}/operstate").read_text().strip() == "up"
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/passwd", timeout=5) as resp:
+        assert b"root:x:0:0" in resp.read()
     assert not recovery._network_leftovers(cfg, {web})
 
     # what a reboot leaves of a stopped container: no namespace, no veth. Its start makes them,

@@ -437,6 +437,30 @@ def test_heal_makes_a_deleted_veth_again_in_the_containers_namespace(harness: Ha
     assert harness.probe(None, "tcp", address, "80").stdout.startswith("lost peer=")
 
 
+def test_heal_brings_up_a_veth_set_down_on_either_side(harness: Harness) -> None:
+    """A container's veth set down (`ip link set VETH down` on the host), or its end set down in
+    its namespace, cuts it off as surely as an unplugged one, while it runs: heal sees it (the
+    host end's operstate) and sets both ends up again; it says so, and the container answers."""
+    m = harness.manager
+    m.ensure_network(base.NetworkConfig(name="lan", subnet=harness.subnet(0)))
+    att = m.attach("ctr-down", name="down", hostname="down", networks=["lan"])
+    harness.serve(att.netns_path, "serve-tcp", "80", "down")
+    address, veth = att.ip_addresses["lan"], m.veth_name("ctr-down", "lan")
+    mac = m.mac_address("ctr-down", "lan")
+    assert harness.probe(None, "tcp", address, "80").stdout.startswith("down peer=")
+    assert m.heal() == base.Healed()                   # as attached: nothing to do
+
+    for down in (["ip", "link", "set", veth, "down"],
+                 ["nsenter", f"--net={att.netns_path}", "ip", "link", "set", "eth0", "down"]):
+        subprocess.run(down, check=True)
+        assert harness.probe(None, "tcp", address, "80").returncode != 0, down       # cut off
+        healed = m.heal()
+        assert healed.made == (f"container down on bridge {m.bridge_name('lan')} (veth {veth})",), down
+        _assert_plugged(harness, att, "lan", mac)
+        assert harness.probe(None, "tcp", address, "80").stdout.startswith("down peer="), down
+        assert m.heal() == base.Healed()
+
+
 def test_heal_says_which_running_containers_stay_cut_off(harness: Harness) -> None:
     """What heal cannot plug in again it names, per container, and why: an interface of another
     kind took the veth's name (each heal tries again; once the name is free it plugs the veth),

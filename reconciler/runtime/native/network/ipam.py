@@ -245,11 +245,15 @@ def unplugged(networks: Sequence[NetworkRecord],
               veths: Iterable[tuple[str, str]] = ()) -> tuple[list[NetworkRecord], list[tuple[str, str]]]:
     """What the host lacks of the recorded networks' plumbing: the networks whose bridge is gone
     (a reboot, an `ip link del`), and of `veths`, the recorded endpoints as (network, host-side
-    veth), those that are no port of their network's bridge: deleting a bridge detaches its
+    veth), those that are no port of their network's bridge (deleting a bridge detaches its
     ports and leaves the veths, unplugged, and a veth deleted by hand takes its container's end
-    with it. A listdir of /sys/class/net/<bridge>/brif each, no netlink (crash recovery asks at
-    every engine start, heal before each agent pass). An interface of the bridge's name that is
-    no bridge is not gone (making the bridge would fail on it) and its ports are not judged."""
+    with it) or whose link is down (`ip link set VETH down` on the host, or the container's end
+    set down in its namespace, which takes the host end's carrier: its operstate says both; a
+    container so cut off is as unreachable as an unplugged one, while `ps` says it runs). A
+    listdir of /sys/class/net/<bridge>/brif each and a read of each port's operstate, no netlink
+    (crash recovery asks at every engine start, heal before each agent pass). An interface of the
+    bridge's name that is no bridge is not gone (making the bridge would fail on it) and its
+    ports are not judged."""
     ports: dict[str, frozenset[str] | None] = {}
     gone = []
     for n in networks:
@@ -261,8 +265,20 @@ def unplugged(networks: Sequence[NetworkRecord],
             else:
                 gone.append(n)
                 ports[n.name] = frozenset()
-    loose = [(net, veth) for net, veth in veths if (p := ports.get(net)) is not None and veth not in p]
+    loose = [(net, veth) for net, veth in veths
+             if (p := ports.get(net)) is not None and (veth not in p or _link_down(veth))]
     return gone, loose
+
+
+def _link_down(name: str) -> bool:
+    """Whether the interface `name` is there and down: its operstate is "down" (set down, or
+    its veth peer is: no carrier) or "lowerlayerdown"; "up", "unknown" (a driver that does not
+    say) and an interface gone (judged by its absence from the bridge) are not."""
+    try:
+        with open(f"/sys/class/net/{name}/operstate", "rb") as f:
+            return f.read().strip() in (b"down", b"lowerlayerdown")
+    except OSError:
+        return False
 
 
 def port_endpoint(endpoints: Sequence[EndpointRecord], internal: Container[str]) -> EndpointRecord | None:

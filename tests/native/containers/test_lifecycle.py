@@ -73,6 +73,40 @@ def test_bad_entrypoint_fails_create_and_leaves_nothing(native: tuple[NativeRunt
     assert not any((h / rt.config.name_prefix).exists() for h in cgroups.hierarchies())
 
 
+def test_a_bind_source_deleted_while_stopped_is_made_again_at_start(native: tuple[NativeRuntime, str],
+                                                                     tmp_path: Path) -> None:
+    """A `-v /host:/ctr` bind whose host directory was deleted while the container was stopped (a
+    cleanup, a reboot's tmpfs): its start makes the directory again, as dockerd's does, instead of
+    failing (and every restart after it) with runc's "error mounting". A source that cannot be made
+    (a dangling link in its place) fails the start with an error that names the mounts, not the
+    command."""
+    rt, image = native
+    src = tmp_path / "host" / "data"
+    cid = rt.create_container(_cfg(image, "bound", "sh", "-c", "touch /data/mark; exec sleep 1000",
+                                   mounts=(base.Mount(type="bind", source=str(src), target="/data"),)))
+    assert src.is_dir()                                 # made at create
+    rt.start_container(cid)
+    rt.stop_container(cid, timeout=0)
+    (src / "mark").unlink(missing_ok=True)
+    src.rmdir()
+    src.parent.rmdir()
+    rt.start_container(cid)
+    assert rt.containers.get(cid).status == "running"
+    deadline = time.monotonic() + 10
+    while not (src / "mark").exists():                  # the container writes into the new directory
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    rt.stop_container(cid, timeout=0)
+    (src / "mark").unlink()
+    src.rmdir()
+    src.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(rterrors.InvalidArgument) as err:
+        rt.start_container(cid)
+    assert "cannot mount the container's volumes" in str(err.value)
+    assert "check its mounts" in (err.value.hint or "")
+    assert rt.containers.get(cid).status == "exited"
+
+
 def test_remove_leaves_no_mount_process_or_directory(native: tuple[NativeRuntime, str]) -> None:
     rt, image = native
     cid = rt.create_container(_cfg(image, "gone", "sleep", "1000",

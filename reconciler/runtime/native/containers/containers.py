@@ -580,6 +580,7 @@ class ContainerManager(records.RecordStore):
                 _wait_pid(rec.conmon_pid, 5)
                 if not mounts.is_mounted(p.rootfs):
                     self._mount_rootfs(rec)
+                volumes.ensure_bind_sources(rec.config.mounts)     # deleted while it was stopped
                 if rec.netns_path and not os.path.exists(rec.netns_path) and self.network is not None:
                     # a reboot (or an emptied run dir) took the namespace, interfaces, hosts file
                     # and rules: attach repairs them, with the addresses the IPAM still leases (after

@@ -53,6 +53,11 @@ def explain_create_failure(runtime: str, message: str) -> rterrors.RuntimeBacken
             hint="use runc (--oci-runtime runc), which handles v1, v2 and hybrid hosts",
         )
     lowered = text.lower()
+    if "error mounting" in lowered:
+        return rterrors.InvalidArgument(
+            f"cannot mount the container's volumes: {text}",
+            hint="check its mounts: a bind source that is a file must exist, a volume's data must be there",
+        )
     if "executable file not found" in lowered or "no such file or directory" in lowered or "permission denied" in lowered:
         return rterrors.InvalidArgument(
             f"cannot start the container's process: {text}",

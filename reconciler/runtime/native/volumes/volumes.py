@@ -189,6 +189,16 @@ def _check_target(target: str) -> str:
     return "/" + "/".join(parts)
 
 
+def ensure_bind_sources(mounts: tuple[base.Mount, ...]) -> None:
+    """Each bind mount's host path made (with its parents) where it is missing, as dockerd does
+    for a `-v /host:/ctr` bind when the container is created and again at each start: a source
+    deleted while the container was stopped (or by a reboot's tmpfs) would fail its start, and
+    every restart after it, with runc's "error mounting"."""
+    for m in mounts:
+        if m.type == "bind" and m.source.startswith("/") and not os.path.lexists(m.source):
+            Path(m.source).mkdir(parents=True, exist_ok=True)
+
+
 def mount_entries(
     mounts: tuple[base.Mount, ...], store: VolumeStore, rootfs: Path,
 ) -> list[dict[str, Any]]:
@@ -209,10 +219,8 @@ def mount_entries(
         elif m.type == "bind":
             if not m.source.startswith("/"):
                 raise rterrors.InvalidArgument(f"bind source {m.source!r} must be an absolute host path")
-            src = Path(m.source)
-            if not src.exists():
-                src.mkdir(parents=True)         # as `docker run -v /host:/ctr` does
-            out.append({"destination": target, "type": "bind", "source": str(src),
+            ensure_bind_sources((m,))
+            out.append({"destination": target, "type": "bind", "source": m.source,
                         "options": ["rbind", "rprivate", *ro]})
         elif m.type == "tmpfs":
             opts = list(m.options)

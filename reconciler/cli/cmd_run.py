@@ -189,8 +189,35 @@ def build_config(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.errors import ReconcilerError
+
     with collector.paused():        # until the container started (collector.py)
-        return _run(args)
+        try:
+            return _run(args)
+        except ReconcilerError as exc:
+            code = start_failure_code(str(exc))
+            if code is not None:
+                exc.exit_code = code            # main() prints it and exits with this code
+            raise
+
+
+# docker run's exit codes for a container whose process the runtime could not start (the
+# docker CLI's rule, on the error's words: runc's, the same through dockerd, the native engine
+# and an agent): 127 not found, 126 not executable; any other failure of `run` stays this CLI's
+START_NOT_FOUND = 127
+START_NOT_EXECUTABLE = 126
+
+
+def start_failure_code(message: str) -> int | None:
+    """127 or 126 when `message` is the runtime's "unable to start container process" for a
+    command (or a mount source) not found, or one that is not executable; else None."""
+    if "unable to start container process" not in message:
+        return None
+    if "executable file not found" in message or "no such file or directory" in message:
+        return START_NOT_FOUND
+    if "permission denied" in message or "is a directory" in message:
+        return START_NOT_EXECUTABLE
+    return None
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -88,6 +88,9 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
      "and its error, and each container down and why"),
     ("apply, --once, rollback", "130, 143", "a signal stopped the pass: the actions in flight finished, the "
      "rest were not started (the pass is `interrupted` in the history)"),
+    ("run", "126, 127", "the container's process could not start, as `docker run` says it: its command (or a "
+     "mount's source) not found (127) or not executable (126); in the foreground, otherwise, the "
+     "container's own exit code"),
     ("diff", "0", "in sync (`-o json`: `in_sync: true`)"),
     ("diff", "1", "drift found: the plan is printed, each action with its cause"),
     ("validate", "0", "every manifest is valid"),

@@ -49,7 +49,9 @@ def outputs(a: AgentProc, image: str) -> list[tuple[int, str, str]]:
                 ("exec", "bg", "nope"),
                 ("exec", "bg", "sh", "-c", "sleep 5 & echo started"),
                 ("run", "--rm", "-d", "--name", "gone", image, "sleep", "0.3"),
-                ("exec", "-u", "nobody-here", "bg", "true")]        # cannot start: 126, as docker exec
+                ("exec", "-u", "nobody-here", "bg", "true"),        # cannot start: 126, as docker exec
+                ("run", "--rm", image, "nosuchcmd"),                # as docker run: 127, not found
+                ("run", "--rm", image, "/etc")]                     # and 126, not executable
     done: list[subprocess.CompletedProcess[str]] = []
     try:
         done = [reconcile(a, *argv) for argv in commands]
@@ -103,6 +105,10 @@ def test_run_and_exec_go_through_the_agent_and_print_what_they_print_without_one
     assert served[18] == (0, "ID\n", "")
     assert served[19][:2] == (126, "")
     assert "unable to find user nobody-here" in served[19][2]
+    assert served[20][:2] == (127, "")
+    assert 'exec: "nosuchcmd": executable file not found' in served[20][2]
+    assert served[21][:2] == (126, "")
+    assert 'exec: "/etc": permission denied' in served[21][2]
     ps = reconcile(a, "ps", "-aq")
     assert len(ps.stdout.split()) == 1                          # web: --rm removed what it ran
 

@@ -202,7 +202,12 @@ def _owned(owner: labelmod.Ownership | None, options: PlanOptions) -> bool:
 def _stranger(what: str, owner: labelmod.Ownership | None) -> str:
     who = "a foreign " + what + " (no reconciler.owner label)" if owner is None else (
         f"a {what} of owner {owner.owner!r}")
-    return f"name taken by {who}; left untouched: rename or remove it by hand"
+    keep = ""
+    if what == "volume" and owner is None:
+        # a volume moved from another host with `volume import` before the manifests made it
+        keep = (" (to keep its data: `volume export` it, `volume rm` it, apply, then `volume import` into "
+                "the empty volume the manifests made, which keeps their labels)")
+    return f"name taken by {who}; left untouched: rename or remove it by hand{keep}"
 
 
 def _held(

@@ -149,6 +149,11 @@ note: container:web is paused: it runs no process until unpaused (docker unpause
 [1] -> #2 container:web, create, not found
 [2] -> #3 container:web, start, not found
 """,
+    "foreign_volume_same_name": """\
+[] -> #1 volume:data, fail, name taken by a foreign volume (no reconciler.owner label); left untouched: rename or remove it by hand (to keep its data: `volume export` it, `volume rm` it, apply, then `volume import` into the empty volume the manifests made, which keeps their labels)
+[1] -> #2 container:web, create, not found
+[2] -> #3 container:web, start, not found
+""",
     "a_failed_job_holds_back_what_depends_on_it": """\
 [] -> #1 container:migrate, fail, job failed: exited (code 3); restart policy no leaves it stopped; what depends on it is not started until it exits 0 (run it again: `reconcile start migrate`, or change its spec)
 [1] -> #2 container:app, create, not found

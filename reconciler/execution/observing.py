@@ -55,6 +55,7 @@ def by_name(states: Iterable[ContainerState]) -> dict[str, ObservedContainer]:
             paused=c.paused,
             health_stale=c.health_stale,
             health_probed_at=c.health_probed_at,
+            stale_binds=c.stale_binds,
         )
         for c in states
     }

@@ -760,6 +760,12 @@ class _Planner:
                                     "reconcile does not unpause it")
             if o.status == "restarting":
                 self.b.notes.append(f"{res} is restarting (converging, not drift)")
+            if o.status == "running" and o.stale_binds:
+                self.b.notes.append(
+                    f"{res} runs with bind mount source(s) {', '.join(o.stale_binds)} no longer what it mounted (deleted, "
+                    "or replaced by a new file, as an editor's save or a daemon's new socket does): it still uses the "
+                    "old one, and what it writes there is lost at its stop; restart it (reconcile stop, then start) "
+                    "to mount what is there now")
             if c.job and any(c.name in d.depends_on for d in self.desired.containers.values()):
                 self.ready[c.name] = self.b.add(f"hold:{res}", Kind.HOLD, res, f"job {o.status}: what depends on "
                                                 "it starts once it exited with code 0 (a later pass)")

@@ -53,6 +53,10 @@ class ContainerState:
     health_probed_at: str | None = None     # when a probe last observed its health in this run (native)
     first_probe: float | None = None   # seconds from its start to its healthcheck's first probe
                                        # (None: no healthcheck, or the engine does not say)
+    # running, the host paths of its bind mounts that are no longer what it has mounted: deleted,
+    # or replaced (an editor's save writes a new file; a daemon makes its socket anew), so it
+    # still reads and writes the old one (native; () elsewhere)
+    stale_binds: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

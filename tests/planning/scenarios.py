@@ -197,6 +197,14 @@ def paused_is_noted_not_unpaused() -> Case:
 
 
 @scenario
+def stale_bind_is_noted() -> Case:
+    """A bind-mounted file replaced on the host while the container runs: noted, not acted on
+    (a restart is the operator's call: it may be serving)."""
+    c = container("web", restart=models.RestartPolicy("always", 0))
+    return case(desired(c), observed(running(c, stale_binds=("/srv/web/app.conf",))))
+
+
+@scenario
 def dead_container() -> Case:
     c = container("job")
     return case(desired(c), observed(running(c, status="dead")))

@@ -126,6 +126,9 @@ note: container:job is restarting (converging, not drift)
     "paused_is_noted_not_unpaused": """\
 note: container:web is paused: it runs no process until unpaused (docker unpause); reconcile does not unpause it
 """,
+    "stale_bind_is_noted": """\
+note: container:web runs with bind mount source(s) /srv/web/app.conf no longer what it mounted (deleted, or replaced by a new file, as an editor's save or a daemon's new socket does): it still uses the old one, and what it writes there is lost at its stop; restart it (reconcile stop, then start) to mount what is there now
+""",
     "dead_container": """\
 [] -> #1 container:job, stop, container is dead
 [1] -> #2 container:job, remove, container is dead
@@ -481,7 +484,7 @@ def test_golden_plan(name: str) -> None:
     assert got == textwrap.dedent(EXPECTED[name]).rstrip("\n"), "\n" + got
 
 
-@pytest.mark.parametrize("name", ["nothing_changed", "image_tag_unchanged", "digest_pinned_present",
+@pytest.mark.parametrize("name", ["nothing_changed", "image_tag_unchanged", "digest_pinned_present", "stale_bind_is_noted",
                                   "depends_on_added_only", "other_owner_objects_ignored",
                                   "cluster_nothing_changed", "cluster_digest_unresolved_running_service"])
 def test_in_sync_plans_are_empty(name: str) -> None:

@@ -107,6 +107,41 @@ def test_a_bind_source_deleted_while_stopped_is_made_again_at_start(native: tupl
     assert rt.containers.get(cid).status == "exited"
 
 
+def test_a_bind_source_replaced_or_deleted_while_it_runs_is_reported(native: tuple[NativeRuntime, str],
+                                                                       tmp_path: Path) -> None:
+    """A running container keeps what it mounted: a bind-mounted file an editor saves (a new file
+    renamed over the old one) or a bound directory deleted leaves it with the old one, what it
+    writes there lost at its stop. Its state names those sources (`stale_binds`), a pass notes
+    it, and a stop and start mounts what is there now."""
+    rt, image = native
+    conf, data = tmp_path / "app.conf", tmp_path / "data"
+    conf.write_text("v1\n")
+    data.mkdir()
+    cid = rt.create_container(_cfg(image, "binds", "sleep", "1000", mounts=(
+        base.Mount(type="bind", source=str(conf), target="/etc/app.conf", read_only=True),
+        base.Mount(type="bind", source=str(data), target="/data"))))
+    rt.start_container(cid)
+
+    def stale() -> tuple[str, ...]:
+        return next(c.stale_binds for c in rt.list_containers() if c.id == cid)
+
+    assert stale() == ()
+    (tmp_path / "app.conf.new").write_text("v2\n")
+    os.rename(tmp_path / "app.conf.new", conf)            # as an editor saves
+    assert rt.exec(cid, ["cat", "/etc/app.conf"]).stdout == b"v1\n"
+    assert stale() == (str(conf),)
+    data.rmdir()
+    assert stale() == (str(conf), str(data))
+    conf.write_text("v3\n")                              # written in place: the same file, still stale
+    assert stale() == (str(conf), str(data))
+
+    rt.stop_container(cid, timeout=0)
+    assert stale() == ()                                   # it does not run: nothing it holds
+    rt.start_container(cid)
+    assert stale() == ()
+    assert rt.exec(cid, ["cat", "/etc/app.conf"]).stdout == b"v3\n"
+
+
 def test_remove_leaves_no_mount_process_or_directory(native: tuple[NativeRuntime, str]) -> None:
     rt, image = native
     cid = rt.create_container(_cfg(image, "gone", "sleep", "1000",

@@ -199,15 +199,17 @@ def _owned(owner: labelmod.Ownership | None, options: PlanOptions) -> bool:
     return owner is not None and owner.owner == options.owner
 
 
-def _stranger(what: str, owner: labelmod.Ownership | None) -> str:
+def _stranger(what: str, owner: labelmod.Ownership | None, *, foreign_hint: str = "") -> str:
+    """Why an object of another owner (or of none) is left alone; `foreign_hint`: added when it
+    has no owner at all."""
     who = "a foreign " + what + " (no reconciler.owner label)" if owner is None else (
         f"a {what} of owner {owner.owner!r}")
-    keep = ""
-    if what == "volume" and owner is None:
-        # a volume moved from another host with `volume import` before the manifests made it
-        keep = (" (to keep its data: `volume export` it, `volume rm` it, apply, then `volume import` into "
-                "the empty volume the manifests made, which keeps their labels)")
-    return f"name taken by {who}; left untouched: rename or remove it by hand{keep}"
+    return f"name taken by {who}; left untouched: rename or remove it by hand{foreign_hint if owner is None else ''}"
+
+
+# a volume moved from another host with `volume import` before the manifests made it
+_KEEP_VOLUME_DATA = (" (to keep its data: `volume export` it, `volume rm` it, apply, then `volume import` into "
+                     "the empty volume the manifests made, which keeps their labels)")
 
 
 def _held(
@@ -454,7 +456,8 @@ class _Planner:
                     f"ensure:{res}", Kind.ENSURE_VOLUME, res, "not found" if v else "not found (mounted, not declared)",
                     spec=v, labels=self._labels("Volume", name, v), target=name)
             elif not _owned(ov.owner, self.options):
-                self.vol_ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res, _stranger("volume", ov.owner))
+                self.vol_ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res, _stranger("volume", ov.owner,
+                                                                                     foreign_hint=_KEEP_VOLUME_DATA))
             elif ov.problem is not None:
                 self.vol_ready[name] = self._broken_volume(ov)
         for name in self.desired.external_volumes:

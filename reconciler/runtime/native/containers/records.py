@@ -22,7 +22,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -264,8 +264,16 @@ class Record:
             manually_stopped=self.manually_stopped, error=self.error, ip6_addresses=dict(self.ip6_addresses),
             paused=self.is_paused(), health_stale=stale, health_probed_at=probed,
             first_probe=None if hc is None or self.health is None else base.first_probe(hc),
-            stale_binds=stale_binds(self.config.mounts, self.pid) if self.status == "running" and self.pid else (),
+            stale_binds=self._stale_binds(),
         )
+
+    def _stale_binds(self) -> tuple[str, ...]:
+        """Its bind sources that are no longer what it runs with (volumes.stale_binds)."""
+        if self.status != "running" or not self.pid or not any(m.type == "bind" for m in self.config.mounts):
+            return ()
+        from reconciler.runtime.native.volumes import volumes  # a container with binds only
+
+        return volumes.stale_binds(self.config.mounts, self.pid)
 
     def command_line(self) -> list[str]:
         """The container's argv (Entrypoint + Cmd after overrides); [] when it has none."""
@@ -273,31 +281,6 @@ class Record:
             return list(process_argv(self.image_config, self.config))
         except rterrors.RuntimeBackendError:
             return []
-
-
-def stale_binds(mounts: Sequence[base.Mount], pid: int) -> tuple[str, ...]:
-    """The host paths of `mounts`' binds that are not what the process `pid` has mounted at
-    their targets now: gone from the host, or another file or directory there (its device and
-    inode differ from what /proc/PID/root/TARGET shows). Two stats a bind; a target that cannot
-    be looked at (the process ended) says nothing."""
-    out = []
-    for m in mounts:
-        if m.type != "bind" or not m.source.startswith("/"):
-            continue
-        try:
-            inside = os.stat(f"/proc/{pid}/root{m.target}")
-        except OSError:
-            continue
-        try:
-            host = os.stat(m.source)
-        except FileNotFoundError:
-            out.append(m.source)
-            continue
-        except OSError:
-            continue
-        if (host.st_dev, host.st_ino) != (inside.st_dev, inside.st_ino):
-            out.append(m.source)
-    return tuple(out)
 
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(Record))     # what from_json keeps of a record's JSON

@@ -21,7 +21,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -189,14 +189,42 @@ def _check_target(target: str) -> str:
     return "/" + "/".join(parts)
 
 
-def ensure_bind_sources(mounts: tuple[base.Mount, ...]) -> None:
+def _host_binds(mounts: Sequence[base.Mount]) -> Iterator[base.Mount]:
+    """The bind mounts of `mounts` whose source is a host path."""
+    return (m for m in mounts if m.type == "bind" and m.source.startswith("/"))
+
+
+def ensure_bind_sources(mounts: Sequence[base.Mount]) -> None:
     """Each bind mount's host path made (with its parents) where it is missing, as dockerd does
     for a `-v /host:/ctr` bind when the container is created and again at each start: a source
     deleted while the container was stopped (or by a reboot's tmpfs) would fail its start, and
     every restart after it, with runc's "error mounting"."""
-    for m in mounts:
-        if m.type == "bind" and m.source.startswith("/") and not os.path.lexists(m.source):
+    for m in _host_binds(mounts):
+        if not os.path.lexists(m.source):
             Path(m.source).mkdir(parents=True, exist_ok=True)
+
+
+def stale_binds(mounts: Sequence[base.Mount], pid: int) -> tuple[str, ...]:
+    """The host paths of `mounts`' binds that are not what the process `pid` has mounted at
+    their targets now: gone from the host, or another file or directory there (its device and
+    inode differ from what /proc/PID/root/TARGET shows). Two stats a bind; a target that cannot
+    be looked at (the process ended) says nothing."""
+    out = []
+    for m in _host_binds(mounts):
+        try:
+            inside = os.stat(f"/proc/{pid}/root{m.target}")
+        except OSError:
+            continue
+        try:
+            host = os.stat(m.source)
+        except FileNotFoundError:
+            out.append(m.source)
+            continue
+        except OSError:
+            continue
+        if (host.st_dev, host.st_ino) != (inside.st_dev, inside.st_ino):
+            out.append(m.source)
+    return tuple(out)
 
 
 def mount_entries(

@@ -15,7 +15,7 @@ from reconciler.runtime.native.build import builder
 from reconciler.runtime.native.config import NativeConfig
 from reconciler.runtime.native.containers import cgroups, containers, mounts
 from reconciler.runtime.native.images import images
-from tests.runtime.conftest import leftovers
+from tests.runtime.conftest import leftovers, new_prefix
 
 
 @dataclass
@@ -57,7 +57,7 @@ class Engine:
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     config = NativeConfig(root=tmp_path / "root", run_dir=tmp_path / "run",
-                          name_prefix="rb" + secrets.token_hex(2))
+                          name_prefix=new_prefix())
     manager = containers.ContainerManager(config)
     store = images.ImageStore(config, container_image_ids=lambda: {r.image_id for r in manager.records()})
     eng = Engine(config, store, manager, builder.Builder(store, manager))
@@ -79,7 +79,7 @@ def _cleanup(config: NativeConfig, manager: containers.ContainerManager) -> None
         mp = line.split(" ")[4]
         if mp.startswith((str(config.root), str(config.run_dir))):
             mounts.unmount(Path(mp))
-    cgroups.remove(config.name_prefix)
+    cgroups.remove(config.name_prefix, None, config.run_dir / "locks")
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from tests.build.conftest import Engine
 from tests.helpers import hostile
 from tests.helpers.measure import run_measured
 from tests.helpers.registry import RegistryServer
-from tests.runtime.conftest import leftovers
+from tests.runtime.conftest import leftovers, new_prefix
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
 
@@ -62,7 +62,7 @@ def test_build_tag_push_and_run_the_pushed_image_elsewhere(
     # a fresh engine (a state root and name prefix of its own: a prefix belongs to one root on
     # the host) pulls it by that digest and runs it
     other = NativeConfig(root=tmp_path / "other", run_dir=tmp_path / "other-run",
-                         name_prefix="rb" + secrets.token_hex(2))
+                         name_prefix=new_prefix())
     store = images.ImageStore(other)
     info = store.pull(remote)
     assert info.digest == digest
@@ -72,7 +72,7 @@ def test_build_tag_push_and_run_the_pushed_image_elsewhere(
     finally:
         for rec in fresh.manager.records():
             fresh.manager.remove(rec.id, force=True)
-        cgroups.remove(other.name_prefix)
+        cgroups.remove(other.name_prefix, None, other.run_dir / "locks")
     assert (code, out.splitlines()) == (0, ["hi there", "from the context"])
     assert leftovers(other) == []
 

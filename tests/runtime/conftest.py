@@ -184,16 +184,19 @@ def _have_image_store() -> bool:
 
 def new_prefix() -> str:
     """A name prefix no other live test holds (leased, tests/helpers/leases.py) and nothing on the
-    host already uses (a cgroup, link or nft table of that name, say one a killed run left)."""
+    host already uses (a cgroup, link or nft table of that name, say one a killed run left), nor
+    claims (an earlier test's root, kept by pytest until the session ends, holds its claim: the
+    engine refuses a second root with that prefix)."""
     import glob
 
+    from reconciler.runtime.native.config import PREFIX_CLAIMS
     from tests.helpers import leases
 
     with leases.held("prefixes") as live:
         while True:
             prefix = "rt" + "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(3))
             if prefix in live or glob.glob(f"/sys/fs/cgroup/*/{prefix}") or glob.glob(f"/sys/class/net/{prefix}*") \
-                    or Path(f"/sys/fs/cgroup/{prefix}").exists():
+                    or Path(f"/sys/fs/cgroup/{prefix}").exists() or (PREFIX_CLAIMS / prefix).exists():
                 continue
             live[prefix] = os.getpid()
             return prefix
@@ -287,7 +290,7 @@ def cleanup(rt: NativeRuntime) -> None:
             mp = line.split(" ")[4]
             if mp.startswith((str(config.root), str(config.run_dir))):
                 mounts.unmount(Path(mp))
-        cgroups.remove(config.name_prefix)
+        cgroups.remove(config.name_prefix, None, config.run_dir / "locks")
     finally:
         remove_networks(rt)
 

@@ -142,6 +142,26 @@ def test_a_bind_source_replaced_or_deleted_while_it_runs_is_reported(native: tup
     assert rt.exec(cid, ["cat", "/etc/app.conf"]).stdout == b"v3\n"
 
 
+def test_a_removal_leaves_the_shared_cgroup_parent_to_a_create_under_way(native: tuple[NativeRuntime, str]) -> None:
+    """Every container's groups sit under one `/<prefix>` parent. A removal that took the parent
+    while another create had made it but not yet its own leaf failed that create ("openat2
+    .../cpuset/<prefix>/cpuset.cpus: no such file or directory", seen in CI with a parallel pass);
+    a create under way (another thread or process holding `creating`) keeps it, and the removal
+    after it takes it."""
+    rt, image = native
+    prefix, locks = rt.config.name_prefix, rt.config.run_dir / "locks"
+    parents = lambda: [h for h in cgroups.hierarchies() if (h / prefix).is_dir()]  # noqa: E731
+    first = rt.create_container(_cfg(image, "first", "true"))
+    assert parents()
+    with cgroups.creating(locks, prefix):
+        rt.remove_container(first, force=True)
+        assert parents(), "the parent a create under way needs was removed"
+        assert cgroups.leaf_dirs(prefix, first) == []
+    last = rt.create_container(_cfg(image, "last", "true"))
+    rt.remove_container(last, force=True)
+    assert parents() == []
+
+
 def test_remove_leaves_no_mount_process_or_directory(native: tuple[NativeRuntime, str]) -> None:
     rt, image = native
     cid = rt.create_container(_cfg(image, "gone", "sleep", "1000",

@@ -4,15 +4,24 @@ runc creates and fills the leaf cgroups from `linux.cgroupsPath` and `linux.reso
 module names the path (an absolute `/<prefix>/<id>`, so every hierarchy has the same parent we
 can find and remove) and cleans up what runc leaves: `runc delete` removes the leaves but not
 the parent, in each v1 hierarchy and in `/sys/fs/cgroup/unified` (host-recipes §1, §6).
+
+The parent is shared by every container of the engine, so removing it races with a runc create
+that has made `/<prefix>` but not yet `/<prefix>/<id>` (runc then fails on the missing parent,
+e.g. "openat2 /sys/fs/cgroup/cpuset/<prefix>/cpuset.cpus: no such file or directory"). A create
+holds `creating()` (a shared flock per prefix, across threads and processes); `remove()` takes
+the parent only when it gets that lock exclusively at once, and else leaves it to the creator.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["CGROUP_ROOT", "cgroups_path", "frozen", "hierarchies", "leaf_dirs", "move_monitor", "oom_kill_count",
+__all__ = ["CGROUP_ROOT", "cgroups_path", "creating", "frozen", "hierarchies", "leaf_dirs", "move_monitor", "oom_kill_count",
            "remove", "remove_leaves"]
 
 MONITOR = "conmon"
@@ -67,15 +76,42 @@ def _rmdir(path: Path) -> None:
             raise
 
 
-def remove(prefix: str, cid: str | None = None) -> None:
+def _parent_lock(locks: Path, prefix: str) -> int:
+    locks.mkdir(parents=True, exist_ok=True)
+    return os.open(locks / f"cgroup-{prefix}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+@contextlib.contextmanager
+def creating(locks: Path, prefix: str) -> Iterator[None]:
+    """Held while a runtime makes a container's groups under `/<prefix>` (and its monitor is
+    moved into `/<prefix>/conmon`): `remove()` leaves the parent meanwhile."""
+    fd = _parent_lock(locks, prefix)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+def remove(prefix: str, cid: str | None, locks: Path) -> None:
     """rmdir the container's leaf (if runc left it), then the monitors' group and the parent
-    once they are empty (busy ones stay for the containers still there)."""
-    for h in hierarchies():
-        parent = h / prefix
-        if cid is not None:
-            _rmdir(parent / cid)
-        _rmdir(parent / MONITOR)
-        _rmdir(parent)
+    once they are empty (busy ones stay for the containers still there) and no create is under
+    way (`creating`: that one needs the parent, and the last removal after it takes it)."""
+    hiers = hierarchies()
+    if cid is not None:
+        for h in hiers:
+            _rmdir(h / prefix / cid)
+    fd = _parent_lock(locks, prefix)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        for h in hiers:
+            _rmdir(h / prefix / MONITOR)
+            _rmdir(h / prefix)
+    finally:
+        os.close(fd)
 
 
 def remove_leaves(prefix: str, cid: str) -> bool:

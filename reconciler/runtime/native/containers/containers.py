@@ -283,6 +283,14 @@ class ContainerManager(records.RecordStore):
             return net
         return self.network
 
+    @property
+    def _locks(self) -> Path:
+        return self.config.run_dir / "locks"
+
+    def _creating(self, rec: records.Record) -> contextlib.AbstractContextManager[None]:
+        """Held while runc makes the container's cgroups: the parent they share stays meanwhile."""
+        return cgroups.creating(self._locks, self._prefix(rec))
+
     def _place(self, rec: records.Record) -> Callable[[int], None]:
         prefix = self._prefix(rec)
         return lambda pid: cgroups.move_monitor(prefix, pid)
@@ -429,10 +437,11 @@ class ContainerManager(records.RecordStore):
             except sqlite3.IntegrityError:          # a concurrent create took the name
                 raise rterrors.AlreadyExists(f"a container named {name} exists already") from None
             undo.append(lambda: self._delete_record(cid))
-            pid, conmon_pid = conmon.create(cid, name, self.oci(rec.runtime), p.conmon, place=self._place(rec),
-                                             log_size_max=self._log_cap(rec.config), terminal=rec.terminal, stdin=rec.stdin,
-                                             exit_command=self._exit_command(rec))
-            undo.append(lambda: cgroups.remove(self.config.name_prefix, cid))
+            with self._creating(rec):
+                pid, conmon_pid = conmon.create(cid, name, self.oci(rec.runtime), p.conmon, place=self._place(rec),
+                                                 log_size_max=self._log_cap(rec.config), terminal=rec.terminal,
+                                                 stdin=rec.stdin, exit_command=self._exit_command(rec))
+            undo.append(lambda: cgroups.remove(self.config.name_prefix, cid, self._locks))
             rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid, **_identity(pid, conmon_pid))
             self._save(rec)
         except BaseException:
@@ -441,7 +450,7 @@ class ContainerManager(records.RecordStore):
                     fn()
                 except Exception:  # noqa: BLE001, S110 - best-effort cleanup; the original error wins
                     pass
-            cgroups.remove(self.config.name_prefix, cid)
+            cgroups.remove(self.config.name_prefix, cid, self._locks)
             raise
         self.event(rec, "create")
         return rec
@@ -591,10 +600,11 @@ class ContainerManager(records.RecordStore):
                                               networks=rec.config.networks, **_attach_options(rec.config, rec.ports()),
                                               forward=False)
                     rec = _with_addresses(rec, att)     # reconnect() changes them
-                pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec),
-                                                 log_size_max=self._log_cap(rec.config),
-                                                 terminal=rec.terminal, stdin=rec.stdin,
-                                                 exit_command=self._exit_command(rec))
+                with self._creating(rec):
+                    pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec),
+                                                     log_size_max=self._log_cap(rec.config),
+                                                     terminal=rec.terminal, stdin=rec.stdin,
+                                                     exit_command=self._exit_command(rec))
                 rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid, status="created",
                                           **_identity(pid, conmon_pid))
                 self._save(rec)
@@ -763,7 +773,7 @@ class ContainerManager(records.RecordStore):
                     f.unlink()
                 except FileNotFoundError:
                     pass
-            cgroups.remove(self._prefix(rec), rec.id)
+            cgroups.remove(self._prefix(rec), rec.id, self._locks)
             self._delete_record(rec.id)
             self.event(rec, "destroy")
 

@@ -174,7 +174,7 @@ def _clean_orphan(manager: Any, cid: str) -> None:
     for f in (p.conmon.exit_file(cid), config.run_dir / "locks" / f"{cid}.lock"):
         with contextlib.suppress(FileNotFoundError):
             f.unlink()
-    cgroups.remove(config.name_prefix, cid)
+    cgroups.remove(config.name_prefix, cid, config.run_dir / "locks")
 
 
 def _network_leftovers(config: NativeConfig, known: set[str], running: Collection[str] = ()) -> bool:

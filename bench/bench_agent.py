@@ -367,7 +367,7 @@ def main() -> int:
             mp = line.split(" ")[4]
             if mp.startswith((str(config.root), str(config.run_dir))):
                 mounts.unmount(Path(mp))
-        cgroups.remove(prefix)
+        cgroups.remove(prefix, None, config.run_dir / "locks")
         crt.close()
         reg.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -49,9 +49,54 @@ def query(path: str, sql: str, params: tuple[Any, ...] = (), *, timeout: float =
 def _sqlite() -> Any:
     """sqlite3's C core, or sqlite3 itself where the core goes by no name of its own."""
     try:
-        import _sqlite3
+        return _sqlite_core()
     except ImportError:
         import sqlite3
 
         return sqlite3
+
+
+def _sqlite_core() -> Any:
+    """`_sqlite3`, imported without `functools` where no module loaded it yet.
+
+    The core's initialisation takes `functools.lru_cache` (each connection's statement cache is
+    `lru_cache(size)(connection)`); importing functools, with collections, operator, reprlib,
+    keyword and types, is ~9 M instructions, a sixth of `ps` without an agent (#21). Where
+    functools is not loaded, this process runs one thread (threading imports it), so for the
+    core's import a module whose `lru_cache` makes the same C cache functools' does
+    (`_functools._lru_cache_wrapper`) stands in, and is gone again before anything else runs.
+    A core that asks more of it gets functools itself."""
+    import sys
+
+    if "functools" in sys.modules or "_sqlite3" in sys.modules:
+        import _sqlite3
+
+        return _sqlite3
+    import _functools  # type: ignore[import-not-found]  # functools' C core: no stub
+
+    wrapper = getattr(_functools, "_lru_cache_wrapper", None)
+    if wrapper is None:
+        import _sqlite3
+
+        return _sqlite3
+
+    def lru_cache(maxsize: int | None = 128, typed: bool = False) -> Any:
+        return lambda user_function: wrapper(user_function, maxsize, typed, _cache_info)
+
+    stand_in = type(sys)("functools")
+    stand_in.lru_cache = lru_cache          # type: ignore[attr-defined]
+    sys.modules["functools"] = stand_in
+    try:
+        import _sqlite3
+    except AttributeError:                  # it wanted more of functools: the real one
+        sys.modules.pop("functools", None)
+        import _sqlite3
+    finally:
+        if sys.modules.get("functools") is stand_in:
+            del sys.modules["functools"]
     return _sqlite3
+
+
+def _cache_info(hits: int, misses: int, maxsize: int | None, currsize: int) -> tuple[int, int, int | None, int]:
+    """What functools' CacheInfo holds, for a `cache_info()` nobody calls on a statement cache."""
+    return (hits, misses, maxsize, currsize)

@@ -283,8 +283,10 @@ def _run(args: argparse.Namespace) -> int:
         if result.changeset is not None and result.converged:
             keep_revision(args, loaded, options.source, keep=args.keep_revisions)   # all of it: a
             #                                         rollback takes this host's part again, by its labels then
+    db.close()                              # its WAL checkpointed, as at exit
     known.save()                            # the state root exists now, also on a first run
     parsed.save()
+    args.end_at_once = True                 # nothing left open: main() ends without the teardown
     if stopped := stopped_code(result, stop, args.output):
         return stopped
     if not output.wants_data(args):

@@ -241,6 +241,13 @@ def _end_now(code: int) -> NoReturn:
     os._exit(code)
 
 
+def _alone() -> bool:
+    """Whether this process runs no thread besides this one: the interpreter's exit waits for
+    such a thread (a worker still finishing), an end at once would cut it off."""
+    threading = sys.modules.get("threading")
+    return threading is None or threading.active_count() == 1
+
+
 def _parse(args_list: list[str]) -> argparse.Namespace | int:
     """The command line parsed by argparse, or the exit code when it printed help, the version
     or a usage error."""
@@ -259,12 +266,24 @@ def _parse(args_list: list[str]) -> argparse.Namespace | int:
     return args
 
 
+# Commands that only read and print, with work bounded by what they list: in a process of their
+# own, what they allocate lives until they end, so the cyclic collector is off (collector.off:
+# its passes over what the imports made were ~4% of `ps`'s instructions), and they close what
+# they open, so they end without the interpreter's teardown (_end_now: ~14%) (#21).
+READ_ONLY = frozenset({"ps", "images", "inspect"})
+
+
 def _main(argv: Sequence[str] | None = None) -> int:
     if argv is None and "_ARGCOMPLETE" in os.environ:     # the shell asks for completions (TAB)
         from reconciler.cli import completers
 
         completers.complete(build_parser(), _hoist, COMMANDS)
     args_list = _rewrite_once(list(sys.argv[1:] if argv is None else argv))
+    short = argv is None and bool(args_list) and args_list[0] in READ_ONLY
+    if short:
+        from reconciler.cli import collector
+
+        collector.off()
     if args_list == ["--version"]:              # what argparse prints, without building a parser
         print(f"reconcile {__version__}")
         return EXIT_OK
@@ -283,9 +302,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from reconciler.logs import configure_logging
 
         configure_logging(level=args.log_level, json=args.log_json)
+    if short and args.command in READ_ONLY:
+        args.end_at_once = True
     try:
         code = int(args.run(args))
-        if argv is None and getattr(args, "end_at_once", False):
+        if argv is None and getattr(args, "end_at_once", False) and _alone():
             _end_now(code)
         return code
     except KeyboardInterrupt:

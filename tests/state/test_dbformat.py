@@ -49,3 +49,29 @@ def test_a_query_loads_sqlite3s_c_core_only(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
                          check=True).stdout
     assert out == "['_sqlite3']\n"
+
+
+def test_the_c_core_is_loaded_without_functools_and_caches_statements_as_with_it(tmp_path: Path) -> None:
+    """`_sqlite3`'s start takes functools.lru_cache for its statement caches; where functools is
+    not loaded yet (a `ps`: ~9 M instructions with collections), a stand-in making the same C
+    cache serves, and is gone after: functools imported later is the real one, and sqlite3's
+    own connections (the engine's) work beside it."""
+    db = tmp_path / "state.db"
+    make_db(db, dbformat.FORMAT)
+    script = f"""
+import sys
+from reconciler import dbformat
+assert dbformat.query({str(db)!r}, 'SELECT a FROM t ORDER BY b') == [('x',), ('y',)]
+loaded = sorted(m for m in ('functools', 'collections') if m in sys.modules)
+core = dbformat._sqlite()
+conn = core.connect(':memory:', cached_statements=4)
+# more distinct statements than the cache holds, each run twice: evictions and hits
+assert [conn.execute(f'SELECT {{i}}').fetchone()[0] for i in list(range(10)) * 2] == list(range(10)) * 2
+import functools, sqlite3
+assert functools.partial(int, base=2)('101') == 5
+assert sqlite3.connect(':memory:').execute('SELECT 7').fetchone() == (7,)
+print(loaded, 'functools' in sys.modules and hasattr(sys.modules['functools'], 'wraps'))
+"""
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    assert out == "[] True\n"

@@ -390,7 +390,7 @@ def test_run_closes_its_database_then_ends_without_the_interpreters_teardown(
                               capture_output=True, text=True, check=False, timeout=120)
 
     assert hooked("pull", "-q", busybox_image).returncode == 0
-    assert hooked("ps").returncode == 0
+    assert hooked("version").returncode == 0
     assert marks.read_text() == "exit\nteardown\n" * 2      # the hooks work: other commands end as before
     marks.unlink()
 
@@ -402,6 +402,67 @@ def test_run_closes_its_database_then_ends_without_the_interpreters_teardown(
     assert not (tmp / "root" / "state.db-wal").exists()       # closed: its WAL checkpointed and removed
     assert marks.read_text() == "exit\n" * 2                 # neither run tore the interpreter down
     reconcile("rm", "-f", "bg")
+
+
+def test_the_read_only_listings_collect_nothing_and_end_without_the_teardown(
+        cli: tuple[Reconcile, Path], busybox_image: str) -> None:
+    """#21: `ps`, `images` and `inspect` in a process of their own (main.READ_ONLY) keep the
+    cyclic collector off (what they allocate lives to their end) and end without the
+    interpreter's teardown, still running the exit functions; what they print is all there. A
+    command that writes (`pull`) ends as before, collector on."""
+    reconcile, tmp = cli
+    reconcile("pull", "-q", busybox_image)
+    reconcile("run", "--name", "listed", "--network", "none", busybox_image, "true")
+    hooks = tmp / "hooks"
+    hooks.mkdir()
+    marks = tmp / "marks"
+    (hooks / "sitecustomize.py").write_text(
+        "import atexit, gc, sys\n"
+        f"def mark(text, open=open, path={str(marks)!r}):\n"
+        "    open(path, 'a').write(text + '\\n')\n"
+        "atexit.register(lambda: (gc.callbacks.clear(), mark(f'exit collector={gc.isenabled()}')))\n"
+        "gc.callbacks.append(lambda phase, info: phase == 'start' and 'reconciler.cli.collector' in sys.modules\n"
+        "                    and mark('collection'))   # (cleared at exit: it holds this module)\n"
+        "class _Finalized:\n"
+        f"    def __del__(self, open=open, path={str(marks)!r}):\n"
+        "        open(path, 'a').write('teardown\\n')\n"
+        "_kept = _Finalized()\n")
+    env = {**os.environ, "PYTHONPATH": str(hooks), "RECONCILER_ROOT": str(tmp / "root"),
+           "RECONCILER_RUN_DIR": str(tmp / "run"), "RECONCILER_PREFIX": (tmp / "prefix").read_text()}
+
+    def hooked(*argv: str) -> str:
+        marks.unlink(missing_ok=True)
+        proc = subprocess.run([sys.executable, "-m", "reconciler", *argv], cwd=REPO, env=env,
+                              capture_output=True, text=True, check=False, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    assert [ln.split()[-1] for ln in hooked("ps", "-a").splitlines()] == ["NAMES", "listed"]
+    assert marks.read_text() == "exit collector=False\n"
+    assert busybox_image.rsplit(":", 1)[0] in hooked("images")
+    assert marks.read_text() == "exit collector=False\n"
+    assert json.loads(hooked("inspect", "listed"))[0]["Name"] == "/listed"
+    assert marks.read_text() == "exit collector=False\n"
+    hooked("pull", "-q", busybox_image)
+    assert marks.read_text().endswith("exit collector=True\nteardown\n")
+
+    # a one-shot pass closes its state DB (its WAL checkpointed and removed) and ends so too;
+    # what it printed is all there
+    m = tmp / "m"
+    m.mkdir()
+    (m / "app.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: once}\n"
+        f"spec: {{image: {busybox_image!r}, command: [sleep, '3600'], networks: [none]}}\n")
+    out = hooked("--once", str(m), "--settle", "0")
+    assert "container:once" in out, out
+    assert "converged" in out, out
+    # (the collector is on again from the pass's first action: collections from there on)
+    assert marks.read_text().replace("collection\n", "") == "exit collector=True\n"
+    assert not (tmp / "root" / "state.db-wal").exists()
+    out = hooked("--once", str(m))                      # nothing to do
+    assert "converged" in out, out
+    assert marks.read_text().replace("collection\n", "") == "exit collector=True\n"
+    reconcile("rm", "-f", "once")
 
 
 def test_run_makes_no_garbage_collection_while_it_loads_the_engine_and_sets_the_container_up(

@@ -9,21 +9,26 @@ started, and the host's boot id is the one recorded with it.
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 
 __all__ = ["alive", "boot_id", "start_time", "wait_gone"]
 
 
-@functools.cache
+_boot_id: list[str] = []
+
+
 def boot_id() -> str:
-    """This boot's id (/proc/sys/kernel/random/boot_id); changes at every boot."""
-    try:                                # not pathlib: `ps` without an agent asks this (#21)
-        with open("/proc/sys/kernel/random/boot_id", encoding="utf-8") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
+    """This boot's id (/proc/sys/kernel/random/boot_id); changes at every boot. Read once per
+    process (not functools.cache, nor pathlib: `ps` without an agent asks this and loads
+    neither, #21)."""
+    if not _boot_id:
+        try:
+            with open("/proc/sys/kernel/random/boot_id", encoding="utf-8") as f:
+                _boot_id.append(f.read().strip())
+        except OSError:
+            _boot_id.append("")
+    return _boot_id[0]
 
 
 def _stat(pid: int) -> list[str] | None:

@@ -364,55 +364,10 @@ def test_run_interactive_and_tty(cli: tuple[Reconcile, Path], busybox_image: str
     assert "/dev/pts/0" in text
 
 
-def test_run_closes_its_database_then_ends_without_the_interpreters_teardown(
-        cli: tuple[Reconcile, Path], busybox_image: str) -> None:
-    """#21: `run`, a process of its own, closes its state DB itself (the WAL checkpointed into
-    the file, as a close at exit does) and then ends at once, without the interpreter's teardown
-    (~20 ms of CPU freeing the engine's objects): a module's object is never finalized, while
-    the exit functions still run (logging's flush, the dataclass code kept: `atexit`), and what
-    it printed and its exit code are all there."""
-    reconcile, tmp = cli
-    hooks = tmp / "hooks"
-    hooks.mkdir()
-    marks = tmp / "marks"
-    (hooks / "sitecustomize.py").write_text(
-        "import atexit\n"
-        f"atexit.register(lambda: open({str(marks)!r}, 'a').write('exit\\n'))\n"
-        "class _Finalized:\n"
-        f"    def __del__(self, open=open, path={str(marks)!r}):\n"
-        "        open(path, 'a').write('teardown\\n')\n"
-        "_kept = _Finalized()\n")
-    env = {**os.environ, "PYTHONPATH": str(hooks), "RECONCILER_ROOT": str(tmp / "root"),
-           "RECONCILER_RUN_DIR": str(tmp / "run"), "RECONCILER_PREFIX": (tmp / "prefix").read_text()}
-
-    def hooked(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "reconciler", *argv], cwd=REPO, env=env,
-                              capture_output=True, text=True, check=False, timeout=120)
-
-    assert hooked("pull", "-q", busybox_image).returncode == 0
-    assert hooked("version").returncode == 0
-    assert marks.read_text() == "exit\nteardown\n" * 2      # the hooks work: other commands end as before
-    marks.unlink()
-
-    done = hooked("run", "--rm", "--network", "none", busybox_image, "sh", "-c", "echo out; echo err >&2; exit 3")
-    assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
-    detached = hooked("run", "-d", "--name", "bg", "--network", "none", busybox_image, "sleep", "3600")
-    assert detached.returncode == 0
-    assert len(detached.stdout.strip()) == 64
-    assert not (tmp / "root" / "state.db-wal").exists()       # closed: its WAL checkpointed and removed
-    assert marks.read_text() == "exit\n" * 2                 # neither run tore the interpreter down
-    reconcile("rm", "-f", "bg")
-
-
-def test_the_read_only_listings_collect_nothing_and_end_without_the_teardown(
-        cli: tuple[Reconcile, Path], busybox_image: str) -> None:
-    """#21: `ps`, `images` and `inspect` in a process of their own (main.READ_ONLY) keep the
-    cyclic collector off (what they allocate lives to their end) and end without the
-    interpreter's teardown, still running the exit functions; what they print is all there. A
-    command that writes (`pull`) ends as before, collector on."""
-    reconcile, tmp = cli
-    reconcile("pull", "-q", busybox_image)
-    reconcile("run", "--name", "listed", "--network", "none", busybox_image, "true")
+def _exit_marks(tmp: Path) -> tuple[dict[str, str], Path]:
+    """The environment of a `reconcile` whose interpreter marks, in the file returned: its exit
+    functions running (`exit collector=<on?>`), each collector pass once reconciler's collector
+    module is loaded (`collection`), and its teardown (`teardown`: a module's object finalized)."""
     hooks = tmp / "hooks"
     hooks.mkdir()
     marks = tmp / "marks"
@@ -429,6 +384,53 @@ def test_the_read_only_listings_collect_nothing_and_end_without_the_teardown(
         "_kept = _Finalized()\n")
     env = {**os.environ, "PYTHONPATH": str(hooks), "RECONCILER_ROOT": str(tmp / "root"),
            "RECONCILER_RUN_DIR": str(tmp / "run"), "RECONCILER_PREFIX": (tmp / "prefix").read_text()}
+    return env, marks
+
+
+def _ends(marks: Path) -> str:
+    """How the marked processes ended (their collector passes left out)."""
+    return marks.read_text().replace("collection\n", "")
+
+
+def test_run_closes_its_database_then_ends_without_the_interpreters_teardown(
+        cli: tuple[Reconcile, Path], busybox_image: str) -> None:
+    """#21: `run`, a process of its own, closes its state DB itself (the WAL checkpointed into
+    the file, as a close at exit does) and then ends at once, without the interpreter's teardown
+    (~20 ms of CPU freeing the engine's objects): a module's object is never finalized, while
+    the exit functions still run (logging's flush, the dataclass code kept: `atexit`), and what
+    it printed and its exit code are all there."""
+    reconcile, tmp = cli
+    env, marks = _exit_marks(tmp)
+
+    def hooked(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "reconciler", *argv], cwd=REPO, env=env,
+                              capture_output=True, text=True, check=False, timeout=120)
+
+    assert hooked("pull", "-q", busybox_image).returncode == 0
+    assert hooked("version").returncode == 0
+    assert _ends(marks) == "exit collector=True\nteardown\n" * 2   # the hooks work: other commands end as before
+    marks.unlink()
+
+    done = hooked("run", "--rm", "--network", "none", busybox_image, "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "err\n")
+    detached = hooked("run", "-d", "--name", "bg", "--network", "none", busybox_image, "sleep", "3600")
+    assert detached.returncode == 0
+    assert len(detached.stdout.strip()) == 64
+    assert not (tmp / "root" / "state.db-wal").exists()       # closed: its WAL checkpointed and removed
+    assert _ends(marks) == "exit collector=True\n" * 2     # neither run tore the interpreter down
+    reconcile("rm", "-f", "bg")
+
+
+def test_the_read_only_listings_collect_nothing_and_end_without_the_teardown(
+        cli: tuple[Reconcile, Path], busybox_image: str) -> None:
+    """#21: `ps`, `images` and `inspect` in a process of their own (main.READ_ONLY) keep the
+    cyclic collector off (what they allocate lives to their end) and end without the
+    interpreter's teardown, still running the exit functions; what they print is all there. A
+    command that writes (`pull`) ends as before, collector on."""
+    reconcile, tmp = cli
+    reconcile("pull", "-q", busybox_image)
+    reconcile("run", "--name", "listed", "--network", "none", busybox_image, "true")
+    env, marks = _exit_marks(tmp)
 
     def hooked(*argv: str) -> str:
         marks.unlink(missing_ok=True)
@@ -457,11 +459,11 @@ def test_the_read_only_listings_collect_nothing_and_end_without_the_teardown(
     assert "container:once" in out, out
     assert "converged" in out, out
     # (the collector is on again from the pass's first action: collections from there on)
-    assert marks.read_text().replace("collection\n", "") == "exit collector=True\n"
+    assert _ends(marks) == "exit collector=True\n"
     assert not (tmp / "root" / "state.db-wal").exists()
     out = hooked("--once", str(m))                      # nothing to do
     assert "converged" in out, out
-    assert marks.read_text().replace("collection\n", "") == "exit collector=True\n"
+    assert _ends(marks) == "exit collector=True\n"
     reconcile("rm", "-f", "once")
 
 

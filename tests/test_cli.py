@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from reconciler import __version__
 from reconciler.cli.main import main
 
@@ -39,6 +41,26 @@ def test_version_does_not_import_heavy_libraries() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"reconcile {__version__}"
     assert out.stderr.strip() == ""
+
+
+@pytest.mark.parametrize("columns", [None, "100", "0", "-3", "wide"])
+def test_help_is_as_wide_as_shutil_measures_without_importing_it(monkeypatch, columns: str | None) -> None:
+    """The width help is formatted to is shutil's answer ($COLUMNS, else the terminal, else 80),
+    found without importing shutil (bz2, lzma: #21); `--help` imports neither it nor typing."""
+    import shutil
+
+    from reconciler.cli import parsing
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert parsing.terminal_columns() == shutil.get_terminal_size().columns
+    if columns is None:
+        code = ("import sys; from reconciler.cli.main import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
+                "    pass\nprint(sorted(m for m in ('shutil', 'typing', 'bz2', 'lzma') if m in sys.modules))")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert proc.stdout.splitlines()[-1] == "[]"
 
 
 def test_the_top_level_help_is_the_parsers_without_importing_a_command_module(monkeypatch) -> None:

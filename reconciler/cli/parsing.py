@@ -8,7 +8,12 @@ commands (cli/fastpath.py) build no parser and import no argparse (#21).
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import os
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Parser"]
 
@@ -19,10 +24,25 @@ def _help_width() -> int:
     """The width help is formatted to: the terminal's, as argparse measures it, minus 2."""
     global _width
     if _width is None:
-        import shutil  # with bz2 and lzma: ~3 ms, paid only to print help
-
-        _width = shutil.get_terminal_size().columns - 2
+        _width = terminal_columns() - 2
     return _width
+
+
+def terminal_columns(fallback: int = 80) -> int:
+    """What `shutil.get_terminal_size().columns` answers (the one argparse asks), without
+    importing shutil (with bz2 and lzma: ~5 ms of a `reconcile --help`, #21): $COLUMNS when it is
+    a positive number, else standard output's terminal, else `fallback`."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        columns = os.get_terminal_size(sys.__stdout__.fileno()).columns    # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        columns = 0
+    return columns or fallback
 
 
 class _Formatter(argparse.HelpFormatter):

@@ -367,7 +367,7 @@ def main() -> int:
             mp = line.split(" ")[4]
             if mp.startswith((str(config.root), str(config.run_dir))):
                 mounts.unmount(Path(mp))
-        cgroups.remove(prefix, None, config.run_dir / "locks")
+        cgroups.remove(prefix, None, config.locks_dir)
         crt.close()
         reg.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -243,7 +243,7 @@ def main() -> int:
                 except Exception as exc:
                     print(f"cleanup of {rec.name} failed: {exc}", file=sys.stderr)
             rt.close()
-        cgroups.remove(prefix, None, config.run_dir / "locks")
+        cgroups.remove(prefix, None, config.locks_dir)
         reg.stop()
         for line in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
             mp = line.split(" ")[4]

@@ -216,7 +216,7 @@ def remove_native(config: NativeConfig) -> None:
                           [r.id for r in rt.containers.stored()]))
     finally:
         rt.close()
-    cgroups.remove(config.name_prefix, None, config.run_dir / "locks")
+    cgroups.remove(config.name_prefix, None, config.locks_dir)
 
 
 def main() -> int:

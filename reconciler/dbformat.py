@@ -68,33 +68,37 @@ def _sqlite_core() -> Any:
     A core that asks more of it gets functools itself."""
     import sys
 
-    if "functools" in sys.modules or "_sqlite3" in sys.modules:
+    stand_in = None if "functools" in sys.modules or "_sqlite3" in sys.modules else _functools_stand_in()
+    if stand_in is not None:
+        sys.modules["functools"] = stand_in
+    try:
         import _sqlite3
+    except AttributeError:                  # it wanted more of functools: the real one
+        if stand_in is None:
+            raise
+        del sys.modules["functools"]
+        import _sqlite3
+    finally:
+        if stand_in is not None and sys.modules.get("functools") is stand_in:
+            del sys.modules["functools"]
+    return _sqlite3
 
-        return _sqlite3
+
+def _functools_stand_in() -> Any:
+    """A `functools` module of `lru_cache` alone, making the C cache functools' makes; None
+    where that cache goes by no name of its own."""
     import _functools  # type: ignore[import-not-found]  # functools' C core: no stub
 
     wrapper = getattr(_functools, "_lru_cache_wrapper", None)
     if wrapper is None:
-        import _sqlite3
-
-        return _sqlite3
+        return None
 
     def lru_cache(maxsize: int | None = 128, typed: bool = False) -> Any:
         return lambda user_function: wrapper(user_function, maxsize, typed, _cache_info)
 
-    stand_in = type(sys)("functools")
-    stand_in.lru_cache = lru_cache          # type: ignore[attr-defined]
-    sys.modules["functools"] = stand_in
-    try:
-        import _sqlite3
-    except AttributeError:                  # it wanted more of functools: the real one
-        sys.modules.pop("functools", None)
-        import _sqlite3
-    finally:
-        if sys.modules.get("functools") is stand_in:
-            del sys.modules["functools"]
-    return _sqlite3
+    module = type(os)("functools")
+    module.lru_cache = lru_cache            # type: ignore[attr-defined]
+    return module
 
 
 def _cache_info(hits: int, misses: int, maxsize: int | None, currsize: int) -> tuple[int, int, int | None, int]:

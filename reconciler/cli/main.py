@@ -302,7 +302,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from reconciler.logs import configure_logging
 
         configure_logging(level=args.log_level, json=args.log_json)
-    if short and args.command in READ_ONLY:
+    if short:
         args.end_at_once = True
     try:
         code = int(args.run(args))

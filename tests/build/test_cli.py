@@ -72,7 +72,7 @@ def test_build_tag_push_and_run_the_pushed_image_elsewhere(
     finally:
         for rec in fresh.manager.records():
             fresh.manager.remove(rec.id, force=True)
-        cgroups.remove(other.name_prefix, None, other.run_dir / "locks")
+        cgroups.remove(other.name_prefix, None, other.locks_dir)
     assert (code, out.splitlines()) == (0, ["hi there", "from the context"])
     assert leftovers(other) == []
 

@@ -290,7 +290,7 @@ def cleanup(rt: NativeRuntime) -> None:
             mp = line.split(" ")[4]
             if mp.startswith((str(config.root), str(config.run_dir))):
                 mounts.unmount(Path(mp))
-        cgroups.remove(config.name_prefix, None, config.run_dir / "locks")
+        cgroups.remove(config.name_prefix, None, config.locks_dir)
     finally:
         remove_networks(rt)
 

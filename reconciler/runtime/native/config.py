@@ -77,6 +77,12 @@ class NativeConfig:
     _db: list[Database] = field(default_factory=list, repr=False, compare=False)
 
     @property
+    def locks_dir(self) -> Path:
+        """The engine's lock files (a container's, the image store's, the network's, the cgroup
+        parent's: flock-held, across threads and processes)."""
+        return self.run_dir / "locks"
+
+    @property
     def netns_dir(self) -> Path:
         """Bridge networking's container network namespaces (network.NetworkManager)."""
         return self.run_dir / "netns"

@@ -149,7 +149,7 @@ def test_a_removal_leaves_the_shared_cgroup_parent_to_a_create_under_way(native:
     a create under way (another thread or process holding `creating`) keeps it, and the removal
     after it takes it."""
     rt, image = native
-    prefix, locks = rt.config.name_prefix, rt.config.run_dir / "locks"
+    prefix, locks = rt.config.name_prefix, rt.config.locks_dir
     parents = lambda: [h for h in cgroups.hierarchies() if (h / prefix).is_dir()]  # noqa: E731
     first = rt.create_container(_cfg(image, "first", "true"))
     assert parents()

@@ -264,7 +264,7 @@ class ContainerManager(records.RecordStore):
     @contextlib.contextmanager
     def lock(self, cid: str) -> Iterator[None]:
         """An flock per container: one writer at a time, across threads and processes."""
-        path = self.config.run_dir / "locks" / f"{cid}.lock"
+        path = self.config.locks_dir / f"{cid}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
@@ -283,13 +283,9 @@ class ContainerManager(records.RecordStore):
             return net
         return self.network
 
-    @property
-    def _locks(self) -> Path:
-        return self.config.run_dir / "locks"
-
     def _creating(self, rec: records.Record) -> contextlib.AbstractContextManager[None]:
         """Held while runc makes the container's cgroups: the parent they share stays meanwhile."""
-        return cgroups.creating(self._locks, self._prefix(rec))
+        return cgroups.creating(self.config.locks_dir, self._prefix(rec))
 
     def _place(self, rec: records.Record) -> Callable[[int], None]:
         prefix = self._prefix(rec)
@@ -441,7 +437,7 @@ class ContainerManager(records.RecordStore):
                 pid, conmon_pid = conmon.create(cid, name, self.oci(rec.runtime), p.conmon, place=self._place(rec),
                                                  log_size_max=self._log_cap(rec.config), terminal=rec.terminal,
                                                  stdin=rec.stdin, exit_command=self._exit_command(rec))
-            undo.append(lambda: cgroups.remove(self.config.name_prefix, cid, self._locks))
+            undo.append(lambda: cgroups.remove(self.config.name_prefix, cid, self.config.locks_dir))
             rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid, **_identity(pid, conmon_pid))
             self._save(rec)
         except BaseException:
@@ -450,7 +446,7 @@ class ContainerManager(records.RecordStore):
                     fn()
                 except Exception:  # noqa: BLE001, S110 - best-effort cleanup; the original error wins
                     pass
-            cgroups.remove(self.config.name_prefix, cid, self._locks)
+            cgroups.remove(self.config.name_prefix, cid, self.config.locks_dir)
             raise
         self.event(rec, "create")
         return rec
@@ -768,12 +764,12 @@ class ContainerManager(records.RecordStore):
                 self._network().detach(rec.id)
             shutil.rmtree(p.dir, ignore_errors=True)
             shutil.rmtree(p.conmon.persist_dir, ignore_errors=True)
-            for f in (p.conmon.exit_file(rec.id), self.config.run_dir / "locks" / f"{rec.id}.lock"):
+            for f in (p.conmon.exit_file(rec.id), self.config.locks_dir / f"{rec.id}.lock"):
                 try:
                     f.unlink()
                 except FileNotFoundError:
                     pass
-            cgroups.remove(self._prefix(rec), rec.id, self._locks)
+            cgroups.remove(self._prefix(rec), rec.id, self.config.locks_dir)
             self._delete_record(rec.id)
             self.event(rec, "destroy")
 

@@ -171,10 +171,10 @@ def _clean_orphan(manager: Any, cid: str) -> None:
     shutil.rmtree(p.dir, ignore_errors=True)
     shutil.rmtree(p.conmon.persist_dir, ignore_errors=True)
     shutil.rmtree(config.run_dir / manager.runtime_name / cid, ignore_errors=True)
-    for f in (p.conmon.exit_file(cid), config.run_dir / "locks" / f"{cid}.lock"):
+    for f in (p.conmon.exit_file(cid), config.locks_dir / f"{cid}.lock"):
         with contextlib.suppress(FileNotFoundError):
             f.unlink()
-    cgroups.remove(config.name_prefix, cid, config.run_dir / "locks")
+    cgroups.remove(config.name_prefix, cid, config.locks_dir)
 
 
 def _network_leftovers(config: NativeConfig, known: set[str], running: Collection[str] = ()) -> bool:

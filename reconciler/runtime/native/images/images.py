@@ -232,12 +232,12 @@ class ImageStore:
         self._image_users = image_users
         self._limits = limits
         self.content = content.ContentStore(config.root, durable=durable)
-        self.snapshots = snapshots.SnapshotStore(config.root, config.run_dir / "locks", durable=durable)
+        self.snapshots = snapshots.SnapshotStore(config.root, config.locks_dir, durable=durable)
         self.platform = platform
         self._global = _global_semaphore(global_max_downloads)
         self.db = config.db()
         self.db.ensure_schema("native-images", _SCHEMA)
-        self.lock_path = config.run_dir / "locks" / "image-store.lock"
+        self.lock_path = config.locks_dir / "image-store.lock"
         self.recover()
 
     @property

@@ -214,10 +214,10 @@ class NetworkManager:
         self._ipam = ipam.IPAM(config.db())
         self._fw = firewall.Firewall(config.name_prefix)
         self._thread_lock = threading.RLock()
-        self._lock_path = config.run_dir / "locks" / "network.lock"
+        self._lock_path = config.locks_dir / "network.lock"
         self._netns_dir_shared = False    # seen mounted (read again after this process unmounted it)
         self._fw_thread_lock = threading.Lock()
-        self._fw_lock_path = config.run_dir / "locks" / "firewall.lock"
+        self._fw_lock_path = config.locks_dir / "firewall.lock"
         self._fw_rendered = 0       # rulesets this process began to render (under the rules' lock)
         self._fw_applied = 0        # the number of the last one it applied
         self._batches = 0           # open batch() contexts

@@ -25,7 +25,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -158,8 +158,12 @@ class Database:
                 raise
             raise full from exc
 
-    def ensure_schema(self, name: str, ddl: str) -> None:
-        """Run `ddl` (a script of idempotent statements) once per process under `name`."""
+    def ensure_schema(self, name: str, ddl: str, columns: Sequence[tuple[str, str, str]] = ()) -> None:
+        """Run `ddl` (a script of idempotent statements) once per process under `name`, then give
+        a database made before a column existed each of `columns` it lacks: (table, column,
+        declaration) added to a table since it was first made, with a default that means what
+        older versions did (an added column is no format change: dbformat.py). Another process
+        adding it meanwhile is fine."""
         with self._lock:
             if name in self._schemas:
                 return
@@ -168,6 +172,15 @@ class Database:
                 conn.executescript(ddl)
                 if int(conn.execute("PRAGMA user_version").fetchone()[0]) < FORMAT:
                     conn.execute(f"PRAGMA user_version = {FORMAT}")      # a root of before formats: 0
+            for table in dict.fromkeys(t for t, _, _ in columns):
+                have = {r["name"] for r in self.connect().execute(f"PRAGMA table_info({table})")}
+                for column, decl in ((c, d) for t, c, d in columns if t == table and c not in have):
+                    try:
+                        with self.tx() as c:
+                            c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+                    except sqlite3.OperationalError as exc:     # another process added it meanwhile
+                        if "duplicate column" not in str(exc):
+                            raise
             self._schemas.add(name)
 
     def first(self, name: str) -> bool:

@@ -218,7 +218,8 @@ def _prepare(
     if isinstance(runtime, base.ServiceEngine):
         check_refusals(desired, runtime.refusals)
     store = inv.InventoryStore(db, options.owner)
-    refs = implied.tracked_refs(desired, every=cluster)
+    refs = implied.tracked_refs(desired, every=cluster,
+                                made_here=runtime.made_here if isinstance(runtime, base.TagOrigins) else None)
     resolved, errors = observing.resolve_digests(runtime, refs, inventory=store, ttl=options.digest_ttl, now=now,
                                                  stop=stop, backoff=options.registry_backoff)
     states = runtime.list_containers(None)

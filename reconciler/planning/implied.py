@@ -5,7 +5,10 @@ the inventory recorded after it) read the same rules, so each is written here on
 
 - image tracking: a container's image is followed at the registry (its tag's digest resolved
   every pass, a moved tag pulled) unless an Image object says `track: false` with a pull
-  policy other than `always`; on a cluster every image is (its services run it by digest);
+  policy other than `always`, or, with no Image object, the engine says the tag's local image
+  was made on this host (built, loaded, tagged here; never pulled nor pushed as that tag: no
+  registry has it, so the local image is what runs, as docker and compose run it); on a cluster
+  every image is (its services run it by digest);
 - implicit volumes: a volume a container mounts but no Volume object declares is desired all
   the same (created, tracked in the inventory, never pruned while mounted); a mount without
   source (a service's anonymous volume on a cluster: Swarm makes one per task) names none;
@@ -15,7 +18,7 @@ the inventory recorded after it) read the same rules, so each is written here on
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from reconciler._dataclass import dataclass
 from reconciler.spec import models
@@ -41,10 +44,29 @@ def image_policy(c: models.Container, desired: models.DesiredState) -> ImagePoli
     return ImagePolicy(pull=img.pull, track=img.track or img.pull == "always", build=img.build is not None)
 
 
-def tracked_refs(desired: models.DesiredState, *, every: bool = False) -> list[str]:
+def tracked_refs(
+    desired: models.DesiredState, *, every: bool = False, made_here: Callable[[str], bool] | None = None,
+) -> list[str]:
     """The image references whose registry digest a pass resolves before planning, sorted
-    (`every`: all of them, for a cluster, which runs every image pinned by its digest)."""
-    return sorted({c.image for c in desired.containers.values() if every or image_policy(c, desired).track})
+    (`every`: all of them, for a cluster, which runs every image pinned by its digest). A tag
+    followed by default (no Image object) is left out when `made_here(tag)`, the engine's
+    `base.TagOrigins`, says its local image was made on this host: the planner then runs the
+    local image, and a rebuild under the tag replaces the containers (a new local digest). An
+    Image object's `track: true` or `pull: always` is asked for all the same."""
+    if every:
+        return sorted({c.image for c in desired.containers.values()})
+    local: dict[str, bool] = {}
+
+    def followed(c: models.Container) -> bool:
+        if not image_policy(c, desired).track:
+            return False
+        if made_here is None or "@" in c.image or desired.images.get(c.image_object or "") is not None:
+            return True
+        if c.image not in local:
+            local[c.image] = made_here(c.image)
+        return not local[c.image]
+
+    return sorted({c.image for c in desired.containers.values() if followed(c)})
 
 
 def volumes(desired: models.DesiredState) -> dict[str, models.Volume | None]:

@@ -65,6 +65,7 @@ __all__ = [
     "ServiceEngine",
     "Supervised",
     "SupervisionLoop",
+    "TagOrigins",
     "UpdateConfig",
     "VolumeConfig",
     "VolumeState",
@@ -561,6 +562,18 @@ class ImagePushing(Protocol):
     """An engine that pushes a local image to a registry (an Image object with `push:`)."""
 
     def push_image(self, ref: str, dest: str) -> str: ...     # the pushed manifest's digest
+
+
+@runtime_checkable
+class TagOrigins(Protocol):
+    """An engine that knows whether a local tag came from a registry (the native engine, and
+    Docker's by its RepoDigests; Podman gives every local image a repo digest, so it does not)."""
+
+    def made_here(self, ref: str) -> bool: ...
+    # whether the local image tagged `ref` was made on this host (built, committed, loaded,
+    # imported or tagged here) and never pulled nor pushed as `ref`: no registry holds that tag's
+    # image, so a pass does not ask one for it (as docker and compose use such an image); False
+    # when no image is tagged `ref`
 
 
 class SupervisionLoop(Protocol):

@@ -78,6 +78,12 @@ CREATE TABLE IF NOT EXISTS history_passes (
 );
 CREATE INDEX IF NOT EXISTS history_passes_owner ON history_passes (owner, id);
 """
+_COLUMNS = (        # (table, column, declaration) added since the table was made
+    ("history_passes", "cause", "TEXT NOT NULL DEFAULT ''"),
+    ("history_passes", "repeats", "INTEGER NOT NULL DEFAULT 1"),
+    ("history_passes", "first_at", "REAL"),
+    ("history_passes", "error", "TEXT NOT NULL DEFAULT ''"),
+)
 
 
 @dataclass(frozen=True)
@@ -118,8 +124,7 @@ class HistoryStore:
         self.db = db
         self.owner = owner
         self._limits = limits
-        db.ensure_schema("history", _DDL)
-        _ensure_columns(db)
+        db.ensure_schema("history", _DDL, _COLUMNS)
 
     @property
     def limits(self) -> HistoryLimits:
@@ -260,8 +265,7 @@ def _pass(r: Any) -> Pass:
 
 def last_passes(db: Database) -> dict[str, Pass]:
     """The newest recorded pass of every owner, by owner."""
-    db.ensure_schema("history", _DDL)
-    _ensure_columns(db)
+    db.ensure_schema("history", _DDL, _COLUMNS)
     rows = db.connect().execute(
         "SELECT * FROM history_passes WHERE id IN (SELECT MAX(id) FROM history_passes GROUP BY owner)"
         " ORDER BY owner")
@@ -301,24 +305,3 @@ def _mask_change(change: Mapping[str, Any]) -> Mapping[str, Any]:
     what = "added" if old is None else "removed" if new is None else "changed"
     return {k: v for k, v in change.items() if k not in ("old", "new")} | {"change": change.get("change", what)}
 
-
-_COLUMNS = (
-    ("cause", "TEXT NOT NULL DEFAULT ''"),
-    ("repeats", "INTEGER NOT NULL DEFAULT 1"),
-    ("first_at", "REAL"),
-    ("error", "TEXT NOT NULL DEFAULT ''"),
-)
-
-
-def _ensure_columns(db: Database) -> None:
-    """Databases made before a column was added get it (once; a concurrent adder is fine)."""
-    cols = {r["name"] for r in db.connect().execute("PRAGMA table_info(history_passes)")}
-    for name, decl in _COLUMNS:
-        if name in cols:
-            continue
-        try:
-            with db.tx() as conn:
-                conn.execute(f"ALTER TABLE history_passes ADD COLUMN {name} {decl}")
-        except sqlite3.OperationalError as exc:     # another process added it meanwhile
-            if "duplicate column" not in str(exc):
-                raise

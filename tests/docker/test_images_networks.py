@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from reconciler.runtime import base, errors
 from reconciler.runtime.docker import DockerRuntime
 from tests.docker.conftest import PulledImage, Scope, push_busybox, rand
 from tests.docker.test_containers import run, stdout
+from tests.helpers import images as timg
 from tests.helpers.registry import RegistryServer
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
@@ -128,3 +130,24 @@ def test_failed_second_network_removes_the_container(docker: DockerRuntime, dock
             networks=(net, f"{scope.prefix}-absent-{rand()}")))
     with pytest.raises(errors.NotFound):
         docker.inspect_container(name)
+
+
+def test_made_here_reads_the_repository_digests(
+    docker: DockerRuntime, registry: RegistryServer, scope: Scope, tmp_path: Path,
+) -> None:
+    """A tag dockerd pulled has a repository digest for its repository; one imported, or tagged
+    into another repository, has none: no registry holds it, so a pass does not ask for it."""
+    ref, _ = push_busybox(registry, tmp_path, f"{scope.prefix}/origin")
+    absent = f"{registry.host}/{scope.prefix}/absent:1"
+    imported = f"{registry.host}/{scope.prefix}/imported:1"
+    retagged = f"{registry.host}/{scope.prefix}/retagged:1"
+    scope.images += [ref, imported, retagged]
+    docker.pull_image(ref)
+    subprocess.run(["docker", "import", "-", imported], input=timg.busybox_layer(), check=True, capture_output=True)
+    subprocess.run(["docker", "tag", ref, retagged], check=True, capture_output=True)
+    assert docker.made_here(ref) is False
+    assert docker.made_here(imported) is True
+    assert docker.made_here(retagged) is True
+    assert docker.made_here(absent) is False                # not here: a pass pulls it, asking first
+    assert docker.made_here(f"{ref.rsplit(':', 1)[0]}@sha256:{'0' * 64}") is False
+    assert isinstance(docker, base.TagOrigins)

@@ -22,6 +22,23 @@ def test_tracked_refs_follow_the_image_objects() -> None:
     assert implied.image_policy(pinned, d) == implied.ImagePolicy(pull="missing", track=False, build=False)
 
 
+def test_a_tag_made_here_is_not_tracked_unless_its_image_object_says_so() -> None:
+    web, worker = container("web"), container("worker")                 # one tag, no Image object
+    api = container("api", image=OTHER, image_object="apiimg")
+    pinned = container("db", image=f"{OTHER.rsplit(':', 1)[0]}@sha256:{'1' * 64}")
+    asked: list[str] = []
+
+    def made_here(ref: str) -> bool:
+        asked.append(ref)
+        return True
+
+    d = desired(web, worker, api, pinned, image("apiimg", OTHER, track=True))
+    assert implied.tracked_refs(d, made_here=made_here) == [OTHER, pinned.image]   # track: true still asks
+    assert asked == [REF]                       # once per tag; never for an Image object's or a digest
+    assert implied.tracked_refs(d, made_here=lambda ref: False) == sorted([OTHER, REF, pinned.image])
+    assert implied.tracked_refs(d, every=True, made_here=made_here) == sorted([OTHER, REF, pinned.image])
+
+
 def test_implicit_volumes_are_desired_after_the_declared_ones() -> None:
     mounts = tuple(models.VolumeMount("volume", n, f"/{n}", False) for n in ("zz", "cache", "data"))
     d = desired(container("web", volumes=mounts), volume("data"), volume("logs"))

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-from reconciler import healthtimes, restarting
+from reconciler import healthtimes, imagenames, restarting
 from reconciler._dataclass import dataclasses
 from reconciler.runtime import base, errors
 from reconciler.runtime.docker import api
@@ -683,6 +683,18 @@ class DockerRuntime:
         if not digest:
             raise errors.ImageError(f"resolve {ref}: the engine returned no digest")
         return str(digest)
+
+    def made_here(self, ref: str) -> bool:
+        """Docker records a repository digest (RepoDigests) for an image pulled or pushed as that
+        repository, none for one built, committed, loaded, imported, or tagged into it here."""
+        if "@" in ref:
+            return False
+        try:
+            attrs = self.api.image_inspect(ref)
+        except errors.RuntimeBackendError:      # absent (then pulled), or not answered: ask as before
+            return False
+        repo = imagenames.key(ref).rsplit(":", 1)[0]
+        return not any(imagenames.key(str(d)).split("@", 1)[0] == repo for d in attrs.get("RepoDigests") or ())
 
     def list_images(self) -> list[base.ImageInfo]:
         ids = [str(i["Id"]) for i in self.api.image_list()]

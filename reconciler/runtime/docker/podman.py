@@ -198,6 +198,11 @@ class PodmanRuntime(DockerRuntime):
 
     _probed_here = True         # reconciler's loop runs the healthchecks (PodmanHealth)
 
+    def made_here(self, ref: str) -> bool:
+        """Unknown, so False (a pass asks the registry, as before): Podman gives every named
+        image a repository digest, a built or imported one too."""
+        return False
+
     @property
     def _start_interval(self) -> bool:
         """Never: Podman drops a healthcheck's StartInterval without a word, whatever Engine API

@@ -257,6 +257,9 @@ class NativeRuntime:
     def resolve_digest(self, ref: str) -> str:
         return str(self._store_images.store.resolve_digest(ref))
 
+    def made_here(self, ref: str) -> bool:
+        return self._store_images.store.made_here(ref)
+
     def list_images(self) -> list[base.ImageInfo]:
         return list(self._store_images.store.list())
 

@@ -69,8 +69,7 @@ def push(
                                   hint=getattr(exc, "hint", None)) from None
     digest = manifest.descriptor.digest
     say(f"{ref.tag}: digest: {digest} size: {len(manifest.raw)}")
-    if dest is not None:
-        store._tag(ref, image_id, digest)
+    store._tag(ref, image_id, digest)      # the registry has it as `ref` now: a pass may ask for it
     return digest
 
 
@@ -81,7 +80,7 @@ def tag(store: images.ImageStore, source: str, dest: str) -> str:
     if ref.digest is not None:
         raise rterrors.InvalidArgument(f"{dest}: a tag cannot contain a digest", hint="give NAME[:TAG]")
     manifest = _manifest(store, image_id)
-    store._tag(ref, image_id, manifest.descriptor.digest)
+    store._tag(ref, image_id, manifest.descriptor.digest, local=True)
     return str(image_id)
 
 

@@ -447,7 +447,7 @@ def _import(store: ImageStore, cand: _Candidate, say: Progress) -> LoadedImage:
             continue
         if r.tag is None:
             r = r.with_tag("latest")
-        store._tag(r, cand.config_digest, manifest_digest)
+        store._tag(r, cand.config_digest, manifest_digest, local=True)
         tags.append(f"{r.name}:{r.tag}")
     return LoadedImage(cand.config_digest, tuple(tags), manifest_digest)
 

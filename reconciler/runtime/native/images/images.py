@@ -104,8 +104,9 @@ CREATE INDEX IF NOT EXISTS images_index ON images(index_digest);
 CREATE TABLE IF NOT EXISTS image_refs (
     ref TEXT PRIMARY KEY,               -- "registry/repo:tag"
     image_id TEXT NOT NULL,
-    digest TEXT NOT NULL                -- what the tag resolved to (index or manifest digest)
-);
+    digest TEXT NOT NULL,               -- what the tag resolved to (index or manifest digest)
+    local INTEGER NOT NULL DEFAULT 0    -- 1: tagged here (build, commit, load, tag), never pulled
+);                                      --    nor pushed as this ref (made_here)
 CREATE INDEX IF NOT EXISTS image_refs_image ON image_refs(image_id);
 CREATE TABLE IF NOT EXISTS pull_leases (
     id TEXT PRIMARY KEY,
@@ -114,6 +115,7 @@ CREATE TABLE IF NOT EXISTS pull_leases (
     chains TEXT NOT NULL                -- JSON list of ChainIDs
 );
 """
+_COLUMNS = (("image_refs", "local", "INTEGER NOT NULL DEFAULT 0"),)     # added since the table was made
 
 # Downloads in flight in this process, by (content root, digest): concurrent pulls share them.
 _INFLIGHT: dict[tuple[str, str], Future[None]] = {}
@@ -236,7 +238,7 @@ class ImageStore:
         self.platform = platform
         self._global = _global_semaphore(global_max_downloads)
         self.db = config.db()
-        self.db.ensure_schema("native-images", _SCHEMA)
+        self.db.ensure_schema("native-images", _SCHEMA, _COLUMNS)
         self.lock_path = config.locks_dir / "image-store.lock"
         self.recover()
 
@@ -687,14 +689,28 @@ class ImageStore:
                 (image_id, manifest_digest, index_digest, size, created if isinstance(created, str) else None,
                  layers_json, time.time()))
 
-    def _tag(self, r: rc.Reference, image_id: str, digest: str) -> None:
+    def _tag(self, r: rc.Reference, image_id: str, digest: str, *, local: bool = False) -> None:
+        """Point the tag `r` at `image_id`; `local`: the image was made here (built, committed,
+        loaded, tagged), not pulled nor pushed as `r` (`made_here`)."""
         if r.tag is None:
             return  # pulled by digest only: the image is found by its digest
         name = f"{r.name}:{r.tag}"
         with self.db.tx() as c:
-            c.execute("INSERT INTO image_refs(ref, image_id, digest) VALUES (?,?,?) ON CONFLICT(ref)"
-                      " DO UPDATE SET image_id=excluded.image_id, digest=excluded.digest",
-                      (name, image_id, digest))
+            c.execute("INSERT INTO image_refs(ref, image_id, digest, local) VALUES (?,?,?,?) ON CONFLICT(ref)"
+                      " DO UPDATE SET image_id=excluded.image_id, digest=excluded.digest, local=excluded.local",
+                      (name, image_id, digest, int(local)))
+
+    def made_here(self, ref: str) -> bool:
+        """Whether the image tagged `ref` was made on this host and never pulled nor pushed as
+        `ref` (base.TagOrigins); False when no image is tagged so, or `ref` names no tag."""
+        try:
+            r = self.parse(ref)
+        except errors.InvalidArgument:
+            return False
+        if r.tag is None or r.digest is not None:
+            return False
+        row = self.db.connect().execute("SELECT local FROM image_refs WHERE ref = ?", (f"{r.name}:{r.tag}",)).fetchone()
+        return row is not None and bool(row["local"])
 
     def add_local(self, cfg: Mapping[str, Any], records: Sequence[LayerRecord],
                   tags: Sequence[str] = (), *, config_raw: bytes | None = None) -> tuple[str, str]:
@@ -717,7 +733,7 @@ class ImageStore:
         for tag in tags:
             r = self.parse(tag)
             self._tag(r.with_tag("latest") if r.tag is None and r.digest is None else r, config_digest,
-                      manifest_digest)
+                      manifest_digest, local=True)
         return config_digest, manifest_digest
 
     def _image_for_digest(self, digest: str) -> str | None:

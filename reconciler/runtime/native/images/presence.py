@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Present", "complete", "present", "present_at", "stored"]
 
+_STORED = "SELECT r.image_id, r.digest, i.layers FROM image_refs r JOIN images i ON i.id = r.image_id WHERE r.ref = ?"
+_PULLED = _STORED + " AND r.local = 0"      # (a root from before the column: no row, the full pull adds it)
+
 
 class Present(collections.namedtuple("Present", ("image_id", "digest", "shown", "repo_tag"))):
     """A stored image that `reference` names now (see `present`): its id, the digest the tag
@@ -61,7 +64,7 @@ def present_at(root: str | os.PathLike[str], ref: str, *, head: bool = True) -> 
     if tag is None or digest_:
         return None
     name = f"{registry}/{repository}:{tag}"
-    row = stored(root, name)
+    row = stored(root, name, pulled=head)
     if row is None:
         return None
     image_id, digest = row
@@ -70,15 +73,15 @@ def present_at(root: str | os.PathLike[str], ref: str, *, head: bool = True) -> 
     return Present(image_id, digest, text(registry, repository, tag, None), name)
 
 
-def stored(root: str | os.PathLike[str], name: str) -> tuple[str, str] | None:
+def stored(root: str | os.PathLike[str], name: str, *, pulled: bool = False) -> tuple[str, str] | None:
     """The image id and the digest the tag `name` ("name:tag", as the store records it) has in
     the state DB of `root`, if that image is complete (its config blob and every layer
     snapshot there: `complete`); None otherwise, or when the DB cannot be read (dbformat.query:
-    read-only, its format checked)."""
+    read-only, its format checked). `pulled`: only a tag pulled or pushed as `name` (a tag made
+    here that the registry confirms becomes the registry's through the store's full pull)."""
     from reconciler import dbformat, jsonscan
 
-    rows = dbformat.query(os.path.join(root, "state.db"), "SELECT r.image_id, r.digest, i.layers FROM image_refs r "
-                          "JOIN images i ON i.id = r.image_id WHERE r.ref = ?", (name,), timeout=5.0)
+    rows = dbformat.query(os.path.join(root, "state.db"), _PULLED if pulled else _STORED, (name,), timeout=5.0)
     if not rows:
         return None
     image_id, digest, layers_json = str(rows[0][0]), str(rows[0][1]), str(rows[0][2])

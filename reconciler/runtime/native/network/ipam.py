@@ -102,7 +102,7 @@ CREATE TABLE IF NOT EXISTS net_ports (
 ANY_IP = "0.0.0.0"  # noqa: S104 - "all host addresses", as in Docker's port syntax
 ANY_IP6 = "::"
 ULA_POOL = ipaddress.IPv6Network("fd00::/8")
-_NEW_COLUMNS = (
+_NEW_COLUMNS = (                # (table, column, declaration) added since the tables were made
     ("net_containers", "resolve", "TEXT NOT NULL DEFAULT '{}'"),
     ("net_networks", "subnet6", "TEXT"),
     ("net_networks", "gateway6", "TEXT"),
@@ -356,27 +356,12 @@ def _ula_subnet(seed: str, taken: Sequence[ipaddress.IPv6Network], name: str) ->
                           hint="give the network an explicit ipv6Subnet")
 
 
-def _ensure_columns(db: Database) -> None:
-    """A database made before a column existed gets it (once; a concurrent adder is fine)."""
-    for table, column, decl in _NEW_COLUMNS:
-        cols = {r["name"] for r in db.connect().execute(f"PRAGMA table_info({table})")}
-        if column in cols:
-            continue
-        try:
-            with db.tx() as conn:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
-        except sqlite3.OperationalError as exc:     # another process added it meanwhile
-            if "duplicate column" not in str(exc):
-                raise
-
-
 class IPAM:
     """Networks, endpoints and ports in the state DB."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        db.ensure_schema("native.network", _DDL)
-        _ensure_columns(db)
+        db.ensure_schema("native.network", _DDL, _NEW_COLUMNS)
 
     # networks ----------------------------------------------------------------------------
 

@@ -1,0 +1,55 @@
+"""Where each local tag came from (`ImageStore.made_here`, base.TagOrigins): a tag pulled or
+pushed is the registry's, one loaded or tagged here is not, so a pass asks no registry for it
+(the pulls and pushes against the session's real registry)."""
+
+from __future__ import annotations
+
+import io
+import secrets
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from reconciler.runtime.native.build import push as pushing
+from reconciler.runtime.native.images import archive, images
+from tests.helpers import images as timg
+from tests.helpers.registry import RegistryServer
+from tests.native.images.conftest import native_config
+
+
+def test_pulled_and_pushed_tags_are_the_registrys_loaded_and_tagged_ones_are_made_here(
+        tmp_path: Path, store: images.ImageStore, push: Callable[..., str], registry: RegistryServer) -> None:
+    pulled = push([timg.busybox_layer()])
+    store.pull(pulled)
+    assert not store.made_here(pulled)
+    assert not store.made_here(f"{pulled.rsplit(':', 1)[0]}:absent")          # no such tag here
+
+    mine = f"{registry.host}/t{secrets.token_hex(4)}/mine:1"
+    pushing.tag(store, pulled, mine)
+    assert store.made_here(mine)
+    assert not store.made_here(pulled)                 # the source keeps its origin
+    pushing.push(store, mine)
+    assert not store.made_here(mine)                   # the registry has it as `mine` now
+
+    saved = io.BytesIO()
+    archive.save(store, [pulled], saved)
+    other = images.ImageStore(native_config(tmp_path / "other"))
+    archive.load(other, io.BytesIO(saved.getvalue()))
+    assert other.made_here(pulled)                     # as `docker load`: no repository digest
+    other.pull(pulled)
+    assert not other.made_here(pulled)                 # pulled as that tag: the registry's again
+
+
+def test_a_store_from_before_the_origins_gains_the_column_and_its_tags_stay_followed(tmp_path: Path) -> None:
+    config = native_config(tmp_path)
+    config.root.mkdir(parents=True)
+    with sqlite3.connect(config.root / "state.db") as conn:       # image_refs as versions before it
+        conn.execute("CREATE TABLE image_refs (ref TEXT PRIMARY KEY, image_id TEXT NOT NULL, digest TEXT NOT NULL)")
+        conn.execute("INSERT INTO image_refs VALUES ('127.0.0.1:5000/old/app:1', 'sha256:' || ?, 'sha256:' || ?)",
+                     ("1" * 64, "2" * 64))
+    conn.close()
+    store = images.ImageStore(config)
+    assert not store.made_here("127.0.0.1:5000/old/app:1")       # asked for, as it was
+    with sqlite3.connect(config.root / "state.db") as conn:
+        assert "local" in {r[1] for r in conn.execute("PRAGMA table_info(image_refs)")}
+    conn.close()

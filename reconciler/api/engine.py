@@ -560,10 +560,9 @@ def _familiar(ref: str) -> str:
 
 
 def _repo_refs(i: base.ImageInfo) -> tuple[list[str], list[str]]:
-    """An image's tags and digests as Docker's API shows them (familiar NAME:TAG, NAME@DIGEST)."""
-    tags = [_familiar(t) for t in i.repo_tags]
-    digests = sorted({f"{dockerfilters.name_of(t)}@{i.digest}" for t in tags}) if i.digest else []
-    return tags, digests
+    """An image's tags and digests as Docker's API shows them (familiar NAME:TAG, NAME@DIGEST: a
+    repository's digest only where the image was pulled from or pushed to it, as dockerd's)."""
+    return [_familiar(t) for t in i.repo_tags], sorted({_familiar(d) for d in i.repo_digests})
 
 
 def image_summary(i: base.ImageInfo, refs: tuple[list[str], list[str]] | None = None) -> dict[str, Any]:

@@ -55,11 +55,10 @@ def inspect_document(store: Any, ref: str) -> dict[str, Any]:
     """`docker image inspect`-shaped JSON for one image."""
     info = store.get(ref)
     cfg = store.image_config(info.id)
-    name_digests = sorted({f"{t.rpartition(':')[0]}@{info.digest}" for t in info.repo_tags}) if info.digest else []
     return {
         "Id": info.id,
         "RepoTags": list(info.repo_tags),
-        "RepoDigests": name_digests,
+        "RepoDigests": list(info.repo_digests),
         "Created": info.created,
         "Size": info.size,
         "Architecture": cfg.get("architecture"),

@@ -88,6 +88,9 @@ class ImageInfo:
     created: str | None             # from the image config
     config: Mapping[str, Any]       # the image config's "config" object (Env, Cmd, ...)
     layers: tuple[str, ...] = ()    # diff_ids, bottom first
+    # "registry/repo@digest" (normalised) of each repository the image was pulled from or pushed
+    # to as one of its tags: Docker's RepoDigests (none for one built, loaded or tagged here)
+    repo_digests: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

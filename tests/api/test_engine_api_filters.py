@@ -371,3 +371,28 @@ def test_rmi_force_by_id_keeps_the_tags_of_an_image_a_container_runs(both: Both,
         assert f"Untagged: {base}" in removed, f"{side}: {removed}"
     assert both.same(*refs) == []
     both.run("start", f"{p}-runner")                                # its container still runs
+
+
+def test_repo_digests_name_only_the_repositories_an_image_came_from_or_went_to_as_dockerd(
+        both: Both, registry: RegistryServer, tmp_path: Path) -> None:
+    """RepoDigests as dockerd keeps them: a pulled image has its repository's digest, a tag into
+    another repository adds none, a build has none until it is pushed, then the pushed one."""
+    p = both.prefix
+    base = own_image(both, registry, tmp_path, "digests")
+    repo = base.rsplit(":", 1)[0]
+    both.run("tag", base, f"{p}-local:1")
+    both.run("build", "-q", "-t", f"{p}-built:1", "-", env={"DOCKER_BUILDKIT": "0"},
+             stdin=f"FROM {base}\nLABEL proj={p}\nRUN true\n")
+    digests = ("image", "inspect", "-f", "{{json .RepoDigests}}")
+    for side, sock in both.socks.items():
+        pulled = json.loads(docker(sock, *digests, base).stdout)
+        assert [d.split("@")[0] for d in pulled] == [repo], f"{side}: {pulled}"
+        assert json.loads(docker(sock, *digests, f"{p}-local:1").stdout) == pulled, side
+        assert json.loads(docker(sock, *digests, f"{p}-built:1").stdout) == [], side
+        pushed = f"{registry.host}/{p}/{side}:1"
+        docker(sock, "tag", f"{p}-built:1", pushed)
+        out = docker(sock, "push", pushed).stdout
+        digest = out.split("digest: ")[1].split()[0]
+        assert json.loads(docker(sock, *digests, pushed).stdout) == [f"{registry.host}/{p}/{side}@{digest}"], side
+        assert docker(sock, "images", "--digests", "--format", "{{.Digest}}", f"{registry.host}/{p}/{side}"
+                      ).stdout.split() == [digest], side

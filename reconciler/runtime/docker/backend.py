@@ -402,6 +402,7 @@ def image_info(attrs: Mapping[str, Any], ref: str | None = None) -> base.ImageIn
     return base.ImageInfo(
         id=str(attrs["Id"]),
         digest=digest,
+        repo_digests=tuple(sorted({imagenames.key(d) for d in digests})),
         repo_tags=tuple(t for t in attrs.get("RepoTags") or [] if t != "<none>:<none>"),
         size=int(attrs.get("Size") or 0),
         created=_time(attrs.get("Created")),            # an image without a time has Go's zero time

@@ -28,14 +28,19 @@ def test_pulled_and_pushed_tags_are_the_registrys_loaded_and_tagged_ones_are_mad
     pushing.tag(store, pulled, mine)
     assert store.made_here(mine)
     assert not store.made_here(pulled)                 # the source keeps its origin
-    pushing.push(store, mine)
+    repo = pulled.rsplit(":", 1)[0]
+    digest = store.get(pulled).digest
+    assert store.get(mine).repo_digests == (f"{repo}@{digest}",)    # as Docker's RepoDigests: not `mine`'s
+    pushed = pushing.push(store, mine)
     assert not store.made_here(mine)                   # the registry has it as `mine` now
+    assert store.get(mine).repo_digests == tuple(sorted((f"{repo}@{digest}", f"{mine.rsplit(':', 1)[0]}@{pushed}")))
 
     saved = io.BytesIO()
     archive.save(store, [pulled], saved)
     other = images.ImageStore(native_config(tmp_path / "other"))
     archive.load(other, io.BytesIO(saved.getvalue()))
     assert other.made_here(pulled)                     # as `docker load`: no repository digest
+    assert other.get(pulled).repo_digests == ()
     other.pull(pulled)
     assert not other.made_here(pulled)                 # pulled as that tag: the registry's again
 

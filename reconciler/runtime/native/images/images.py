@@ -796,7 +796,7 @@ class ImageStore:
         row = conn.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
         if row is None:
             raise errors.NotFound(f"image {image_id} not found")
-        refs = conn.execute("SELECT ref, digest FROM image_refs WHERE image_id = ? ORDER BY ref",
+        refs = conn.execute("SELECT ref, digest, local FROM image_refs WHERE image_id = ? ORDER BY ref",
                             (image_id,)).fetchall()
         cfg = self.image_config(image_id)
         digest = row["index_digest"] or row["manifest_digest"]
@@ -810,6 +810,8 @@ class ImageStore:
             created=row["created"],
             config=dict(cfg.get("config") or {}),
             layers=tuple(rec.diff_id for rec in self._layers(image_id)),
+            repo_digests=tuple(sorted({f"{str(x['ref']).rsplit(':', 1)[0]}@{x['digest']}" for x in refs
+                                       if not x["local"]})),
         )
 
     def image_config(self, image_id: str) -> dict[str, Any]:

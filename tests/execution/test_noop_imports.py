@@ -7,8 +7,10 @@ ports and a volume, converged once; then the same manifests again, in a fresh in
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,16 @@ def test_a_no_op_once_imports_no_logging_registry_or_netlink(tmp_path: Path, hos
     assert "nothing to do" in again.stdout, again.stdout
     assert sorted(set(NOT_ON_A_NO_OP) & modules) == []
     assert "reconciler.spec" in modules                 # the check saw the process's imports
+
+    # the tag's cached digest expired (5 minutes on): the pass asks the registry, with one plain
+    # HEAD (runtime/native/images/presence.py `head`), not the registry client
+    with sqlite3.connect(host.config.root / "state.db") as conn:
+        assert conn.execute("UPDATE inv_digests SET resolved_at = resolved_at - 600").rowcount == 1
+    conn.close()
+    expired, modules = once(host, m)
+    assert "nothing to do" in expired.stdout, expired.stdout
+    assert sorted(set(NOT_ON_A_NO_OP) & modules) == []
+    with sqlite3.connect(host.config.root / "state.db") as conn:
+        [(resolved_at,)] = conn.execute("SELECT resolved_at FROM inv_digests").fetchall()
+    conn.close()
+    assert time.time() - resolved_at < 120              # asked again now, and cached

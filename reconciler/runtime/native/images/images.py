@@ -61,8 +61,7 @@ from reconciler._dataclass import dataclass
 from reconciler.errors import DiskFull
 from reconciler.runtime import errors
 from reconciler.runtime.native.config import NativeConfig
-from reconciler.runtime.native.images import content, snapshots
-from reconciler.runtime.native.images.presence import present
+from reconciler.runtime.native.images import content, presence, snapshots
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -287,8 +286,14 @@ class ImageStore:
             raise errors.InvalidArgument(f"invalid image reference {ref!r}: {exc}") from None
 
     def resolve_digest(self, ref: str) -> str:
-        """The digest `ref` points to in its registry now (one HEAD; no download)."""
+        """The digest `ref` points to in its registry now (one HEAD; no download): with the
+        default client, presence.head's plain HEAD first (no httpx for a pass's lookup, #21),
+        then, when that is not answered plainly, the registry client."""
         r = self.parse(ref)
+        if self.client_factory is _default_client and r.tag and not r.digest:
+            found = presence.head(str(r))
+            if found is not None:
+                return found
         try:
             with self.client_factory() as client:
                 return client.resolve(r).digest
@@ -341,7 +346,7 @@ class ImageStore:
             # the plain HEAD of `present` (none without `ask`): no httpx client (its CA bundle
             # alone costs ~85 ms); a store given its own client (a transport, credentials)
             # always asks with that
-            found = present(self.config, ref, head=ask)
+            found = presence.present(self.config, ref, head=ask)
             if found is not None:
                 emit("resolve", {"ref": str(r), "digest": found.digest})
                 emit("done", {"id": found.image_id, "digest": found.digest, "status": "up to date"})

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from reconciler.runtime.native.config import NativeConfig
 
-__all__ = ["Present", "complete", "present", "present_at", "stored"]
+__all__ = ["Present", "complete", "head", "present", "present_at", "stored"]
 
 _STORED = "SELECT r.image_id, r.digest, i.layers FROM image_refs r JOIN images i ON i.id = r.image_id WHERE r.ref = ?"
 _PULLED = _STORED + " AND r.local = 0"      # (a root from before the column: no row, the full pull adds it)
@@ -71,6 +71,22 @@ def present_at(root: str | os.PathLike[str], ref: str, *, head: bool = True) -> 
     if head and _head_digest(api_host(registry), repository, tag) != digest:
         return None
     return Present(image_id, digest, text(registry, repository, tag, None), name)
+
+
+def head(ref: str) -> str | None:
+    """The digest the tag `ref` names at its registry now, from one plain HEAD (`_head_digest`):
+    a pass's tag lookup at the floor (#21: without it, a no-op `--once` whose cached digest had
+    expired imported httpx and built its TLS context to send that one request). None when `ref`
+    names no tag or the HEAD is not answered plainly (a token wanted, TLS, an error): then the
+    registry client asks, with its credentials and retries."""
+    from reconciler.registry_client.errors import InvalidReference
+    from reconciler.registry_client.refnames import api_host, split
+
+    try:
+        registry, repository, tag, digest = split(ref)
+    except InvalidReference:
+        return None
+    return _head_digest(api_host(registry), repository, tag) if tag is not None and not digest else None
 
 
 def stored(root: str | os.PathLike[str], name: str, *, pulled: bool = False) -> tuple[str, str] | None:

@@ -32,14 +32,17 @@ REPO = Path(__file__).resolve().parents[2]
 # the OCI bundle's parts (seccomp profile, signals), the hosts-file helpers and the image collector
 # only when a container is made, killed or updated, or an image removed; PyYAML only for a file
 # the parse cache does not hold (spec/yamltree.py) or a message that needs a node's position; a thread
-# pool (concurrent.futures, which imports logging) only for a plan with actions or a healthcheck
+# pool (concurrent.futures, which imports logging) only for a plan with actions or a healthcheck;
+# subprocess (with selectors and locale) only for an exec or a probe (containers/execs.py), and
+# the monitors' pidfd watch (selectors) only in an engine that watches them (the agent's)
 NOT_ON_A_NO_OP = ("structlog", "asyncio", "ssl", "httpx", "pyroute2", "reconciler.registry_client.client",
                   "reconciler.spec.sops", "reconciler.spec.compose", "uuid", "difflib", "jsonschema_rs",
                   "jsonschema", "reconciler.runtime.native.network.network",
                   "reconciler.runtime.native.network.firewall", "socket",
                   "reconciler.runtime.native.containers.bundle", "reconciler.runtime.native.containers.seccomp",
                   "reconciler.runtime.native.network.dns", "reconciler.runtime.native.images.gc",
-                  "yaml", "reconciler.spec.yamltree", "concurrent.futures", "logging")
+                  "yaml", "reconciler.spec.yamltree", "concurrent.futures", "logging", "subprocess", "selectors",
+                  "reconciler.runtime.native.containers.execs")
 
 
 def manifests(m: Path, image: str, subnet: str) -> None:

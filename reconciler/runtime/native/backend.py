@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native.config import NativeConfig
-from reconciler.runtime.native.containers import containers, execs, inspection
+from reconciler.runtime.native.containers import containers, inspection
 from reconciler.runtime.native.volumes import volumes as vols
 
 if TYPE_CHECKING:
@@ -408,6 +408,9 @@ class NativeRuntime:
         self, name_or_id: str, argv: list[str], *, tty: bool = False, user: str | None = None,
         workdir: str | None = None, env: Sequence[str] = (),
     ) -> base.ExecResult:
+        # here: execs imports subprocess, which a pass with nothing to do does not need (#21)
+        from reconciler.runtime.native.containers import execs
+
         return execs.run(self.containers, name_or_id, argv, tty=tty, user=user, workdir=workdir, env=env)
 
     def batch(self) -> contextlib.AbstractContextManager[None]:

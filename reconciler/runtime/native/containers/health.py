@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 from reconciler._dataclass import dataclasses
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native.containers import containers, execs, records
+from reconciler.runtime.native.containers import containers, records
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -100,6 +100,9 @@ class HealthChecker:
             return rec.health
         stale, _ = rec.health_seen(hc)
         started = records.now()
+        # here: execs imports subprocess, which a pass that probes nothing does not need (#21)
+        from reconciler.runtime.native.containers import execs
+
         try:
             # a probe spares the helper that ends an exec with its process (execs.exec_argv): a
             # background child that holds its output holds the probe, up to its timeout

@@ -22,7 +22,6 @@ import contextlib
 import errno
 import os
 import resource
-import selectors
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -50,7 +49,10 @@ class MonitorWatch:
     """The pidfds of the monitors of running (and created) containers."""
 
     def __init__(self) -> None:
+        import selectors  # here: an engine that watches no monitor (`--once`) loads no selector (#21)
+
         self._selector = selectors.DefaultSelector()
+        self._readable = selectors.EVENT_READ
         self._fds: dict[str, tuple[int, int]] = {}      # container id -> (monitor pid, pidfd)
         self.unwatched: set[str] = set()                # no pidfd to spare: to be swept instead
         self._wake: tuple[int, int] | None = None       # a pipe that wakes wait() (wake_on)
@@ -98,7 +100,7 @@ class MonitorWatch:
             os.close(fd)
             return True
         self.unwatched.discard(rec.id)
-        self._selector.register(fd, selectors.EVENT_READ, rec.id)
+        self._selector.register(fd, self._readable, rec.id)
         self._fds[rec.id] = (pid, fd)
         return False
 
@@ -107,7 +109,7 @@ class MonitorWatch:
         in the epoll set: no wake-ups before)."""
         r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._wake = (r, w)
-        self._selector.register(r, selectors.EVENT_READ, None)
+        self._selector.register(r, self._readable, None)
 
         def wake() -> None:
             event.wait()

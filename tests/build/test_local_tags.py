@@ -5,7 +5,6 @@ real builds, a real registry, a loopback server counting connections)."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,19 +13,10 @@ from reconciler.cli.main import main
 from tests.execution.helpers import write
 from tests.helpers import images as timg
 from tests.helpers.host import Host
-from tests.helpers.registry import RegistryServer
-from tests.native.images.test_resolve import Hangup
+from tests.helpers.registry import Hangup, RegistryServer
+from tests.helpers.registry import hangup as hangup  # the fixture
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
-
-
-@pytest.fixture
-def hangup() -> Iterator[Hangup]:
-    server = Hangup()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def native(host: Host, *args: str) -> int:

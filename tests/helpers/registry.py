@@ -9,13 +9,16 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-__all__ = ["RegistryServer", "free_port", "wait_http"]
+__all__ = ["Hangup", "RegistryServer", "free_port", "hangup", "wait_http"]
 
 
 def free_port() -> int:
@@ -85,3 +88,39 @@ class RegistryServer:
         self.proc = None
         if getattr(self, "log", None):
             self.log.close()
+
+
+class Hangup:
+    """A loopback server that accepts each connection and closes it unanswered (a registry
+    whose process died behind its load balancer), counting the connections: a fault the real
+    registry cannot produce on demand."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.host = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.accepted = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def hangup() -> Iterator[Hangup]:
+    """A Hangup, closed after the test (import it into a test module to use it)."""
+    server = Hangup()
+    try:
+        yield server
+    finally:
+        server.close()

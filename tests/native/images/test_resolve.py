@@ -3,9 +3,7 @@ per pass, not once per tag (#21: ten tags on a dead registry held a no-op pass 7
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,41 +14,9 @@ from reconciler.execution import observing
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native.images import images
 from tests.helpers import images as timg
+from tests.helpers.registry import Hangup
+from tests.helpers.registry import hangup as hangup  # the fixture
 from tests.native.images.conftest import native_config
-
-
-class Hangup:
-    """A loopback server that accepts each connection and closes it unanswered (a registry
-    whose process died behind its load balancer), counting the connections."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.host = f"127.0.0.1:{self.sock.getsockname()[1]}"
-        self.accepted = 0
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            conn.close()
-
-    def close(self) -> None:
-        self.sock.close()
-        self._thread.join(5)
-
-
-@pytest.fixture
-def hangup() -> Iterator[Hangup]:
-    server = Hangup()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def _store(tmp_path: Path) -> images.ImageStore:

@@ -155,7 +155,7 @@ def status_text(st: Mapping[str, Any], now: datetime | None = None) -> str:
 def image_summary(info: Any) -> dict[str, Any]:
     """What `images` shows of an image (an ImageInfo): the agent serves these (GET /v1/images)."""
     return {"id": info.id, "digest": info.digest, "repo_tags": list(info.repo_tags), "size": info.size,
-            "created": info.created}
+            "created": info.created, "repo_digests": list(info.repo_digests)}
 
 
 def images_text(images: Iterable[Mapping[str, Any]], options: Mapping[str, Any]) -> str:
@@ -173,20 +173,24 @@ def images_text(images: Iterable[Mapping[str, Any]], options: Mapping[str, Any])
 
 
 def _image_rows(images: Iterable[Mapping[str, Any]], *, no_trunc: bool) -> list[dict[str, Any]]:
-    """One row per tag (untagged images once, as <none>), newest first."""
+    """One row per tag (untagged images once, as <none>), newest first; a row's digest is its
+    repository's (docker images --digests): of the image as pulled from or pushed to it, <none>
+    for a tag made here."""
     import time
 
     now = time.time()
     rows = []
     for info in images:
+        by_repo = dict(d.split("@", 1) for d in info.get("repo_digests") or ())
         for t in list(info["repo_tags"]) or ["<none>:<none>"]:
             repo, _, tag = t.rpartition(":")
+            digest = by_repo.get(imagenames.key(t).rsplit(":", 1)[0]) if repo != "<none>" else None
             if repo != "<none>":
                 repo = imagenames.familiar(repo)        # as docker images shows it: app, not docker.io/library/app
             rows.append({
                 "repository": repo, "tag": tag, "id": info["id"],
                 "short_id": info["id"] if no_trunc else info["id"].split(":", 1)[1][:12],
-                "digest": info["digest"] or "<none>", "created": info["created"],
+                "digest": digest or "<none>", "created": info["created"],
                 "created_ago": _image_ago(info["created"], now), "size": info["size"],
                 "size_text": _size(info["size"]),
             })

@@ -18,7 +18,7 @@ __all__ = ["register", "run"]
 # its flags, for its parser and the fast path alike (cli/fastpath.py)
 SPEC = fastpath.Spec((
     (("-q", "--quiet"), "quiet", "only print image ids"),
-    (("--digests",), "digests", "show digests"),
+    (("--digests",), "digests", "show each tag's repository digest (<none> for a tag made here: built, loaded, tagged; never pushed)"),
     (("--no-trunc",), "no_trunc", "do not truncate image ids"),
 ))
 

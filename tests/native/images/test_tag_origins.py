@@ -5,13 +5,15 @@ pushed is the registry's, one loaded or tagged here is not, so a pass asks no re
 from __future__ import annotations
 
 import io
+import json
 import secrets
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+from reconciler import listing
 from reconciler.runtime.native.build import push as pushing
-from reconciler.runtime.native.images import archive, images
+from reconciler.runtime.native.images import archive, images, summaries
 from tests.helpers import images as timg
 from tests.helpers.registry import RegistryServer
 from tests.native.images.conftest import native_config
@@ -58,3 +60,20 @@ def test_a_store_from_before_the_origins_gains_the_column_and_its_tags_stay_foll
     with sqlite3.connect(config.root / "state.db") as conn:
         assert "local" in {r[1] for r in conn.execute("PRAGMA table_info(image_refs)")}
     conn.close()
+
+
+def test_images_digests_show_a_tags_repository_digest_and_none_for_one_made_here(
+        tmp_path: Path, store: images.ImageStore, push: Callable[..., str], registry: RegistryServer) -> None:
+    pulled = push([timg.busybox_layer()])
+    store.pull(pulled)
+    mine = f"{registry.host}/t{secrets.token_hex(4)}/mine:1"
+    pushing.tag(store, pulled, mine)
+    from_store = [listing.image_summary(i) for i in store.list()]
+    assert summaries.read(str(store.config.root)) == from_store         # `images` without the store: the same
+    options = listing.options_of(listing.IMAGES_FLAGS, "json", {"quiet": False, "digests": True, "no_trunc": False})
+    rows = {f"{r['repository']}:{r['tag']}": r["digest"] for r in json.loads(listing.images_text(from_store, options))}
+    assert rows == {pulled: store.get(pulled).digest, mine: "<none>"}    # as docker images --digests
+    digest = pushing.push(store, mine)
+    rows = {f"{r['repository']}:{r['tag']}": r["digest"]
+            for r in json.loads(listing.images_text(summaries.read(str(store.config.root)) or [], options))}
+    assert rows == {pulled: store.get(pulled).digest, mine: digest}

@@ -1,6 +1,6 @@
 """What `reconcile images` shows of the native engine's images, read from the state DB's rows
 without opening the image store (#21): `read(root)` gives listing.image_summary's fields of
-every image (id, digest, tags, size, created), newest pull first, as `ImageStore.list()` makes
+every image (id, digest, tags, size, created, repository digests), newest pull first, as `ImageStore.list()` makes
 them, building no ImageInfo, dataclass, content store or snapshot table, creating nothing.
 
 An image whose config blob is gone is left out, as the store leaves it out. A state DB that
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["read"]
 
-_QUERY = ("SELECT i.id, COALESCE(i.index_digest, i.manifest_digest), i.size, i.created, r.ref "
+_QUERY = ("SELECT i.id, COALESCE(i.index_digest, i.manifest_digest), i.size, i.created, r.ref, r.digest, r.local "
           "FROM images i LEFT JOIN image_refs r ON r.image_id = i.id ORDER BY i.pulled_at DESC, i.id, r.ref")
 
 
@@ -32,11 +32,15 @@ def read(root: str) -> list[dict[str, Any]] | None:
         return None
     blobs = os.path.join(root, "blobs", "sha256")
     found: dict[str, dict[str, Any]] = {}
-    for image_id, digest, size, created, ref in rows:
+    for image_id, digest, size, created, ref, ref_digest, local in rows:
         summary = found.get(image_id)
         if summary is None:
             summary = found[image_id] = {"id": image_id, "digest": digest, "repo_tags": [], "size": int(size),
-                                         "created": created}
+                                         "created": created, "repo_digests": []}
         if ref is not None:
             summary["repo_tags"].append(ref)
+            if not local:                   # pulled or pushed as this tag: its repository's digest
+                summary["repo_digests"].append(f"{ref.rsplit(':', 1)[0]}@{ref_digest}")
+    for s in found.values():
+        s["repo_digests"] = sorted(set(s["repo_digests"]))
     return [s for s in found.values() if os.path.exists(os.path.join(blobs, s["id"].removeprefix("sha256:")))]

@@ -321,27 +321,38 @@ def _run_on(rt: Any, config: Any, args: argparse.Namespace) -> int:
 
 def _follow(rt: Any, cid: str, args: argparse.Namespace) -> int:
     """Start the created container `cid`; detached, print its id; else print its output until
-    it ended and exit with its code (what the native engine's run prints, the same way)."""
-    try:
-        rt.start_container(cid)
-    except BaseException:
-        if args.rm:
-            rt.remove_container(cid, force=True)
-        raise
-    if args.detach:
-        print(cid)
-        return 0
-    collector.resume()                    # started: a foreground run may print for hours
-    out, err = sys.stdout.buffer, sys.stderr.buffer
-    try:
-        for line in rt.logs(cid, follow=True):
-            stream = err if line.stream == "stderr" else out
-            stream.write(line.written)
-            stream.flush()
-        code = int(rt.wait_container(cid))
-    except KeyboardInterrupt:
-        rt.stop_container(cid)
-        code = int(rt.wait_container(cid))
+    it ended and exit with its code (what the native engine's run prints, the same way). In the
+    foreground on an engine that attaches (docker's `started_attached`), its output is read
+    from an attach made before the start, as `docker run` reads it; else from a logs follow."""
+    import contextlib
+
+    from reconciler.runtime import base
+
+    attach = not args.detach and isinstance(rt, base.AttachedStart)
+    with contextlib.ExitStack() as stack:
+        try:
+            if attach:
+                lines = stack.enter_context(rt.started_attached(cid))
+            else:
+                rt.start_container(cid)
+        except BaseException:
+            if args.rm:
+                rt.remove_container(cid, force=True)
+            raise
+        if args.detach:
+            print(cid)
+            return 0
+        collector.resume()                    # started: a foreground run may print for hours
+        out, err = sys.stdout.buffer, sys.stderr.buffer
+        try:
+            for line in lines if attach else rt.logs(cid, follow=True):
+                stream = err if line.stream == "stderr" else out
+                stream.write(line.written)
+                stream.flush()
+            code = int(rt.wait_container(cid))
+        except KeyboardInterrupt:
+            rt.stop_container(cid)
+            code = int(rt.wait_container(cid))
     if args.rm:
         rt.remove_container(cid, force=True)
     return code

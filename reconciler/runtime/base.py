@@ -39,6 +39,7 @@ if TYPE_CHECKING:          # built when first named: see __getattr__ below
 __all__ = [
     "HEALTH_DEFAULTS",
     "ArchiveTransfer",
+    "AttachedStart",
     "ContainerConfig",
     "ContainerState",
     "ContainerStatus",
@@ -565,6 +566,16 @@ class ImagePushing(Protocol):
     """An engine that pushes a local image to a registry (an Image object with `push:`)."""
 
     def push_image(self, ref: str, dest: str) -> str: ...     # the pushed manifest's digest
+
+
+@runtime_checkable
+class AttachedStart(Protocol):
+    """An engine that starts a container with its output attached first (Docker, Podman), as
+    `docker run` reads it: a foreground `reconcile run` gets every byte, where a logs follow can
+    end before the last ones."""
+
+    def started_attached(self, name_or_id: str) -> AbstractContextManager[Iterator[LogLine]]: ...
+    # start the created container; the lines it writes until it exits
 
 
 @runtime_checkable

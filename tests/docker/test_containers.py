@@ -425,3 +425,28 @@ def test_a_start_interval_is_refused_by_an_engine_without_it(engine: Engine) -> 
     with pytest.raises(errors.InvalidArgument, match=r"healthcheck.startInterval needs Engine API 1.44 \(Docker 25"):
         make(scope, engine.image, "quick", ["sleep", "600"], healthcheck=hc, networks=("none",))
     assert rt.list_containers(scope.labels) == []
+
+
+def attached_run(rt: DockerRuntime, name: str, image: str) -> tuple[dict[str, list[tuple[bytes, bool]]], int]:
+    """A container started attached (`started_attached`, `reconcile run` in the foreground): its
+    output by stream as (bytes, newline) and its exit code; removed after."""
+    cid = rt.create_container(base.ContainerConfig(
+        name=name, image=image, args=("sh", "-c", "echo out; echo err >&2; printf more; exit 3"), networks=("none",)))
+    try:
+        got: dict[str, list[tuple[bytes, bool]]] = {"stdout": [], "stderr": []}
+        with rt.started_attached(cid) as lines:
+            for line in lines:
+                got[line.stream].append((line.data, line.newline))
+        return got, rt.wait_container(cid)
+    finally:
+        rt.remove_container(cid, force=True)
+
+
+def test_a_run_attached_before_its_start_gets_every_byte_and_its_exit_code(
+        scope: Scope, docker_image: PulledImage) -> None:
+    """Every run, the last bytes too (written without a newline: a logs follow can end before
+    dockerd logs them, seen under load), as `docker run` prints them."""
+    for i in range(5):
+        got, code = attached_run(scope.runtime, scope.name("containers", f"attached{i}"), docker_image.ref)
+        assert got == {"stdout": [(b"out", True), (b"more", False)], "stderr": [(b"err", True)]}, i
+        assert code == 3

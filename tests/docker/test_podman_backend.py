@@ -16,6 +16,7 @@ from reconciler.runtime import base, opening
 from reconciler.runtime.docker import DockerRuntime
 from reconciler.runtime.docker.podman import PodmanRuntime
 from tests.docker.conftest import DOCKER_SOCKET, PulledImage, rand
+from tests.docker.test_containers import attached_run
 
 pytestmark = [pytest.mark.root, pytest.mark.docker, pytest.mark.xdist_group("podman")]   # one podman service (tests/runtime/conftest.py)
 
@@ -89,3 +90,11 @@ def test_a_podman_health_status_no_probe_observed_lately_is_stale_until_a_pass_p
     finally:
         rt.remove_container(cid, force=True)
         rt.close()
+
+
+def test_a_run_attached_before_its_start_gets_every_byte_on_podman(
+        podman: DockerRuntime, podman_image: PulledImage) -> None:
+    for i in range(3):
+        got, code = attached_run(podman, f"rtpa{rand()}-{i}", podman_image.ref)
+        assert got == {"stdout": [(b"out", True), (b"more", False)], "stderr": [(b"err", True)]}, i
+        assert code == 3

@@ -433,6 +433,15 @@ class EngineAPI:
                           what=f"logs of {ident}") as chunks:
             yield chunks
 
+    @contextlib.contextmanager
+    def container_attach(self, ident: str) -> Iterator[Iterator[bytes]]:
+        """The container's output from now until it exits (stdout and stderr; no stdin, no logs
+        from before): attached before a start, as `docker run` reads it, no byte is missed."""
+        with self._stream("POST", f"/containers/{_q(ident)}/attach",
+                          params={"stream": "1", "stdout": "1", "stderr": "1"}, timeout=None,
+                          what=f"attach to {ident}") as chunks:
+            yield chunks
+
     def network_connect(self, network: str, container: str, endpoint: Mapping[str, Any], *,
                         api_version: str | None = None) -> None:
         """`api_version`: the version to send it at, when `endpoint` has a field newer than the one spoken."""

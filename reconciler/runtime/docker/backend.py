@@ -14,6 +14,7 @@ engine does not report it) as "exited although its policy would have run it agai
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import io
 import ipaddress
 import math
@@ -555,12 +556,13 @@ def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield buf
 
 
-def log_lines(frames: Iterator[tuple[int, bytes]]) -> Iterator[base.LogLine]:
-    """Timestamped log frames → LogLines, joining partial messages per stream."""
+def log_lines(frames: Iterator[tuple[int, bytes]], *, stamped: bool = True) -> Iterator[base.LogLine]:
+    """Log frames → LogLines, joining partial messages per stream (`stamped`: each frame begins
+    with its timestamp, as the logs endpoint sends them with timestamps=1; an attach's do not)."""
     pending: dict[str, tuple[str, bytes]] = {}
     for kind, payload in frames:
         stream = _STREAMS.get(kind, "stdout")
-        stamp, data = _split_timestamp(payload)
+        stamp, data = _split_timestamp(payload) if stamped else ("", payload)
         if stream in pending:
             first, head = pending.pop(stream)
             stamp, data = first, head + data
@@ -866,6 +868,17 @@ class DockerRuntime:
         tty = bool((self.api.container_inspect(name_or_id).get("Config") or {}).get("Tty"))
         param = None if since is None else since_param(since)
         return self._logs(name_or_id, tty=tty, follow=follow, since=param, tail=tail)
+
+    @contextlib.contextmanager
+    def started_attached(self, name_or_id: str) -> Iterator[Iterator[base.LogLine]]:
+        """Start the created container, attached first, and give its output until it exits, as
+        `docker run` reads it (`reconcile run` in the foreground). Not a logs follow: dockerd 20.10
+        can end a follow when the container stops, before the bytes it logs last (a final line
+        without a newline: seen lost under load)."""
+        tty = bool((self.api.container_inspect(name_or_id).get("Config") or {}).get("Tty"))
+        with self.api.container_attach(name_or_id) as chunks:
+            self.start_container(name_or_id)
+            yield log_lines(((1, c) for c in chunks) if tty else demux(chunks), stamped=False)
 
     def _logs(
         self, name_or_id: str, *, tty: bool, follow: bool, since: str | None, tail: int | None,

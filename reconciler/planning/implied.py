@@ -55,18 +55,15 @@ def tracked_refs(
     Image object's `track: true` or `pull: always` is asked for all the same."""
     if every:
         return sorted({c.image for c in desired.containers.values()})
-    local: dict[str, bool] = {}
-
-    def followed(c: models.Container) -> bool:
-        if not image_policy(c, desired).track:
-            return False
-        if made_here is None or "@" in c.image or desired.images.get(c.image_object or "") is not None:
-            return True
-        if c.image not in local:
-            local[c.image] = made_here(c.image)
-        return not local[c.image]
-
-    return sorted({c.image for c in desired.containers.values() if followed(c)})
+    asked: set[str] = set()             # an Image object's policy, or a digest: whatever the engine says
+    by_default: set[str] = set()        # tags of no Image object: unless made here
+    for c in desired.containers.values():
+        if image_policy(c, desired).track:
+            default = "@" not in c.image and desired.images.get(c.image_object or "") is None
+            (by_default if default else asked).add(c.image)
+    if made_here is not None:
+        by_default = {ref for ref in by_default - asked if not made_here(ref)}
+    return sorted(asked | by_default)
 
 
 def volumes(desired: models.DesiredState) -> dict[str, models.Volume | None]:

@@ -61,7 +61,7 @@ from reconciler._dataclass import dataclass
 from reconciler.errors import DiskFull
 from reconciler.runtime import errors
 from reconciler.runtime.native.config import NativeConfig
-from reconciler.runtime.native.images import content, presence, snapshots
+from reconciler.runtime.native.images import content, presence, snapshots, summaries
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -815,8 +815,7 @@ class ImageStore:
             created=row["created"],
             config=dict(cfg.get("config") or {}),
             layers=tuple(rec.diff_id for rec in self._layers(image_id)),
-            repo_digests=tuple(sorted({f"{str(x['ref']).rsplit(':', 1)[0]}@{x['digest']}" for x in refs
-                                       if not x["local"]})),
+            repo_digests=tuple(summaries.repo_digests((str(x["ref"]), str(x["digest"]), x["local"]) for x in refs)),
         )
 
     def image_config(self, image_id: str) -> dict[str, Any]:

@@ -53,16 +53,12 @@ def present_at(root: str | os.PathLike[str], ref: str, *, head: bool = True) -> 
     the HEAD was not answered plainly (a 401 of a registry that wants a token, TLS, a redirect,
     any error), so no answer here is ever wrong, only sometimes not given. The reference's
     rules are refnames.py's: no Reference (a dataclass) is made."""
-    # the modules by their names: the registry client package's lazy attributes import importlib
-    from reconciler.registry_client.errors import InvalidReference
-    from reconciler.registry_client.refnames import api_host, split, text
+    from reconciler.registry_client.refnames import api_host, text
 
-    try:
-        registry, repository, tag, digest_ = split(ref)
-    except InvalidReference:
+    parts = _tag_of(ref)
+    if parts is None:
         return None
-    if tag is None or digest_:
-        return None
+    registry, repository, tag = parts
     name = f"{registry}/{repository}:{tag}"
     row = stored(root, name, pulled=head)
     if row is None:
@@ -79,14 +75,24 @@ def head(ref: str) -> str | None:
     expired imported httpx and built its TLS context to send that one request). None when `ref`
     names no tag or the HEAD is not answered plainly (a token wanted, TLS, an error): then the
     registry client asks, with its credentials and retries."""
+    from reconciler.registry_client.refnames import api_host
+
+    parts = _tag_of(ref)
+    return None if parts is None else _head_digest(api_host(parts[0]), parts[1], parts[2])
+
+
+def _tag_of(ref: str) -> tuple[str, str, str] | None:
+    """(registry, repository, tag) of a reference by tag alone; None for a digest or an invalid
+    reference. By refnames.py's rules: no Reference (a dataclass) is made."""
+    # the modules by their names: the registry client package's lazy attributes import importlib
     from reconciler.registry_client.errors import InvalidReference
-    from reconciler.registry_client.refnames import api_host, split
+    from reconciler.registry_client.refnames import split
 
     try:
         registry, repository, tag, digest = split(ref)
     except InvalidReference:
         return None
-    return _head_digest(api_host(registry), repository, tag) if tag is not None and not digest else None
+    return None if tag is None or digest else (registry, repository, tag)
 
 
 def stored(root: str | os.PathLike[str], name: str, *, pulled: bool = False) -> tuple[str, str] | None:

@@ -16,9 +16,10 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any
 
-__all__ = ["read"]
+__all__ = ["read", "repo_digests"]
 
 _QUERY = ("SELECT i.id, COALESCE(i.index_digest, i.manifest_digest), i.size, i.created, r.ref, r.digest, r.local "
           "FROM images i LEFT JOIN image_refs r ON r.image_id = i.id ORDER BY i.pulled_at DESC, i.id, r.ref")
@@ -39,8 +40,14 @@ def read(root: str) -> list[dict[str, Any]] | None:
                                          "created": created, "repo_digests": []}
         if ref is not None:
             summary["repo_tags"].append(ref)
-            if not local:                   # pulled or pushed as this tag: its repository's digest
-                summary["repo_digests"].append(f"{ref.rsplit(':', 1)[0]}@{ref_digest}")
+            summary["repo_digests"].append((ref, ref_digest, local))
     for s in found.values():
-        s["repo_digests"] = sorted(set(s["repo_digests"]))
+        s["repo_digests"] = repo_digests(s["repo_digests"])
     return [s for s in found.values() if os.path.exists(os.path.join(blobs, s["id"].removeprefix("sha256:")))]
+
+
+def repo_digests(refs: Iterable[tuple[str, str, int]]) -> list[str]:
+    """An image's repository digests (Docker's RepoDigests, `ImageInfo.repo_digests`), from its
+    image_refs rows (ref, digest, local): "name@digest" of each tag pulled or pushed as itself,
+    none of a tag made here; sorted, each once."""
+    return sorted({f"{ref.rsplit(':', 1)[0]}@{digest}" for ref, digest, local in refs if not local})

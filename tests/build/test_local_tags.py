@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli.main import main
-from tests.execution.helpers import write
+from tests.execution.helpers import container_doc, write
 from tests.helpers import images as timg
 from tests.helpers.host import Host
 from tests.helpers.registry import Hangup, RegistryServer
@@ -25,15 +25,7 @@ def native(host: Host, *args: str) -> int:
 
 
 def container(m: Path, ref: str) -> None:
-    write(m, "app.yaml", f"""
-        apiVersion: reconciler/v1
-        kind: Container
-        metadata: {{name: app}}
-        spec:
-          image: {ref}
-          networks: [none]
-          stopTimeout: 1s
-        """)
+    write(m, "app.yaml", container_doc("app", image=ref, extra="networks: [none]\nstopTimeout: 1s"))
 
 
 def context(ctx: Path, base: str, msg: str) -> None:

@@ -26,9 +26,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
+from typing import TYPE_CHECKING
 
 from reconciler._dataclass import dataclass, dataclasses
 from reconciler.spec import models, tagpolicy
+
+if TYPE_CHECKING:
+    from reconciler.registry_client.client import RegistryClient
 
 __all__ = ["MAX_BACKOFF", "MAX_TAGS", "Decision", "Follower", "RegistryLister", "TagCache", "applied", "decide"]
 
@@ -93,19 +97,27 @@ class TagCache:
 
 class RegistryLister:
     """`lister(repository) -> tags` on one registry client (credentials as for pulls: docker
-    config, auth files); `close()` ends its connections."""
+    config, auth files); `close()` ends its connections.
+
+    The client (httpx, its TLS context: ~5 MiB resident) is made by the first listing: an agent
+    makes its lister with its first pass, and one whose containers name no update policy lists
+    nothing and never loads it (#21, the memory at rest)."""
 
     def __init__(self, *, page_size: int = 1000, retries: int = 4) -> None:
-        from reconciler.registry_client import client as rc
-
         self.page_size = page_size
-        self.registry = rc.RegistryClient(retries=retries)
+        self.retries = retries
+        self.registry: RegistryClient | None = None
 
     def __call__(self, repository: str) -> list[str]:
+        if self.registry is None:
+            from reconciler.registry_client import client as rc
+
+            self.registry = rc.RegistryClient(retries=self.retries)
         return self.registry.list_tags(repository, page_size=self.page_size, limit=MAX_TAGS)
 
     def close(self) -> None:
-        self.registry.close()
+        if self.registry is not None:
+            self.registry.close()
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,7 @@ AGENT = """
 import ctypes, os, signal, sys, threading, time
 from reconciler.api import client
 
-WATCH = ("structlog", "asyncio", "jsonschema", "click", "rich", "reconciler.spec.compose")
+WATCH = ("structlog", "asyncio", "jsonschema", "click", "rich", "reconciler.spec.compose", "httpx")
 
 def probe():
     api = client.ApiClient(sys.argv[2], timeout=60)
@@ -174,7 +174,7 @@ sys.exit(main(["agent", "--config", sys.argv[1]]))
 """
 
 
-def test_an_agent_at_rest_holds_two_arenas_and_loads_no_logging_schema_or_compose_library(tmp_path: Path) -> None:
+def test_an_agent_at_rest_holds_two_arenas_and_loads_no_logging_schema_compose_or_registry_library(tmp_path: Path) -> None:
     manifests = tmp_path / "m"
     manifests.mkdir()
     (manifests / "web.yaml").write_text("apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: web}\n"

@@ -53,6 +53,7 @@ from reconciler.planning import actions
 from reconciler.runtime import base, opening
 from reconciler.sources import base as srcbase
 from reconciler.sources import errors as srcerr
+from reconciler.spec import validity
 from reconciler.spec.ids import ResourceId
 from reconciler.state import history as hist
 from reconciler.state import labels as labelmod
@@ -388,11 +389,17 @@ class Agent:
         try:
             with self._pass_lock:               # a source's live directory moves between passes only
                 src.source.place(rev)           # binds are checked and hashed where they will be mounted
-                desired = self._host_part(spec.load(rev.path, policy=src.cfg.policy, live=rev.live,
-                                                    compose=spec.ComposeOptions(default_name=rev.name or None),
-                                                    decryption=src.cfg.keys(self.config.decryption),
-                                                    cluster=self.config.runtime == "swarm",
-                                                    engine=self.config.runtime))
+                # documents checked against their schema in a helper process (spec/validity.py):
+                # the agent never maps the validator while its manifests are valid (#21)
+                known = validity.KnownValid(os.path.join(self.config.root, validity.FILE), aside=True)
+                try:
+                    desired = self._host_part(spec.load(rev.path, policy=src.cfg.policy, live=rev.live,
+                                                        compose=spec.ComposeOptions(default_name=rev.name or None),
+                                                        decryption=src.cfg.keys(self.config.decryption),
+                                                        cluster=self.config.runtime == "swarm",
+                                                        engine=self.config.runtime, known_valid=known))
+                finally:
+                    known.save()
         except spec.SpecError as e:
             snap = str(rev.path)
             problems = [str(p).replace(snap, rev.origin, 1) if rev.origin else str(p) for p in e.problems]
@@ -1093,7 +1100,7 @@ def _run_agent(config: cfgmod.AgentConfig, *, ready: Callable[[Agent], None] | N
                     log.warning("config_reload_skipped", reason="no config file")
                     continue
                 try:
-                    new = cfgmod.load_config(config.path)
+                    new = cfgmod.load_config(config.path, aside=True)
                 except cfgmod.ConfigError as e:
                     log.error("config_reload_failed", error=str(e), note="the running config stays")
                     agent.events.publish("config_invalid", error=str(e))

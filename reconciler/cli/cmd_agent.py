@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {"root": args.root, "run_dir": args.run_dir, "socket": args.socket, "runtime": args.runtime,
                  "name_prefix": args.name_prefix, "drift_interval": args.drift_interval}
-    cfg = config.load_config(args.config, overrides=overrides)
+    cfg = config.load_config(args.config, overrides=overrides, aside=not args.check)   # the agent maps no validator
     if args.check:
         names = ", ".join(f"{s.name} ({s.kind})" for s in cfg.sources) or "none"
         print(f"{args.config}: valid; sources: {names}")

@@ -88,7 +88,8 @@ def load(
 
     With `known_valid` (reconciler.spec.validity: the documents that passed their schema in
     earlier loads), a document it holds is not validated again (its key is its content and the
-    schema's); the ones that pass now are added to it (its `save()` keeps them).
+    schema's); the ones that pass now are added to it (its `save()` keeps them). One made
+    `aside` (the agent's) has the documents it does not hold checked in a helper process first.
 
     With `parsed` (reconciler.spec.parsecache: the manifest files parsed in earlier loads), a
     file it holds is not parsed again (its key is the file's text); files parsed now are added
@@ -174,6 +175,9 @@ def _load(
         builder.pins = lock.read(lock_file, problems)
         builder.read_file(os.path.abspath(lock_file))      # its content counts in the revision (absolute:
         #                                                    the order of files must not depend on the cwd)
+    if known_valid is not None and known_valid.aside:     # the agent: new documents checked in a helper
+        known_valid.check_aside((d.data["kind"], d.data, d.digest) for d in docs if not d.problems
+                                and isinstance(d.data, dict) and d.data.get("kind") in models.KINDS)
     classified = [builder.classify(doc) for doc in docs]
 
     names: dict[str, set[str]] = {kind: set() for kind in models.KINDS}

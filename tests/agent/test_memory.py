@@ -133,6 +133,29 @@ def test_a_valid_config_loads_without_jsonschema(tmp_path: Path) -> None:
     assert "directroy" in second
 
 
+def test_the_agents_own_config_is_checked_aside(tmp_path: Path) -> None:
+    """`reconcile agent` has its config's schema checked in a helper process: a valid config maps
+    no validator at all; an invalid one is worded here as ever."""
+    (tmp_path / "m").mkdir()
+    (tmp_path / "ok.yaml").write_text(f"root: {tmp_path}/root\nsources:\n  - name: a\n    directory: {tmp_path}/m\n")
+    (tmp_path / "bad.yaml").write_text("sources:\n  - name: a\n    directroy: /x\n")
+    done = _run(f"""
+        import sys
+        from reconciler.agent import config
+        cfg = config.load_config("{tmp_path}/ok.yaml", aside=True)
+        print([s.name for s in cfg.sources], [m for m in ("jsonschema", "jsonschema_rs") if m in sys.modules])
+        try:
+            config.load_config("{tmp_path}/bad.yaml", aside=True)
+        except config.ConfigError as e:
+            print("refused:", " | ".join(str(e).splitlines()))
+        """, "-")
+    first, second = done.stdout.splitlines()
+    assert first == "['a'] []"
+    assert second.startswith("refused: 2 problem(s)")
+    assert f"{tmp_path}/bad.yaml:" in second
+    assert "directroy" in second
+
+
 @pytest.mark.parametrize("doc", [
     {}, {"sources": []}, {"sources": [{"name": "a", "directory": "/m"}]},
     {"sources": [{"name": "a"}]}, {"sources": [{"name": "a", "directory": "/m", "git": {"url": "u"}}]},
@@ -155,7 +178,7 @@ AGENT = """
 import ctypes, os, signal, sys, threading, time
 from reconciler.api import client
 
-WATCH = ("structlog", "asyncio", "jsonschema", "click", "rich", "reconciler.spec.compose", "httpx")
+WATCH = ("structlog", "asyncio", "jsonschema", "click", "rich", "reconciler.spec.compose", "httpx", "jsonschema_rs")
 
 def probe():
     api = client.ApiClient(sys.argv[2], timeout=60)

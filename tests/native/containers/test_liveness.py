@@ -176,6 +176,26 @@ def test_an_engine_start_ends_a_container_left_without_a_monitor_with_its_exit_a
         rt.close()
 
 
+def test_an_engine_start_looks_at_each_running_monitor_once(host: Host, busybox_image: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The look for killed monitors trusts the refresh that preceded it (the records' look found
+    the monitor running, not a zombie): one /proc read a running container, not two (#21)."""
+    run_ticker(host, busybox_image, "always")
+    rt = host.runtime()
+    try:
+        monitor = rt.containers.get("box").conmon_pid
+        time.sleep(records.FRESH_FOR)                   # past any reuse: boot's records() refreshes
+        reads: list[int] = []
+        stat = procs._stat
+        monkeypatch.setattr(procs, "_stat", lambda pid: reads.append(pid) or stat(pid))
+        assert rt.restart_manager.boot() == []
+        assert reads == [monitor]
+        monkeypatch.undo()
+        assert rt.inspect_container("box").status.value == "running"
+    finally:
+        rt.close()
+
+
 def test_an_engine_start_brings_a_container_left_without_a_monitor_back_by_its_policy(
         host: Host, busybox_image: str) -> None:
     run_ticker(host, busybox_image, "on-failure")

@@ -47,10 +47,11 @@ def test_a_start_saved_while_records_are_refreshed_is_seen_by_the_next_look(
     refresh = store.refresh
     started = dataclasses.replace(a, status="running", started_at=records.now())
 
-    def refresh_while_a_starts(rec: records.Record, *, exits: set[str] | None = None) -> records.Record:
+    def refresh_while_a_starts(rec: records.Record, *, exits: set[str] | None = None,
+                               seen: set[tuple[str, int | None]] | None = None) -> records.Record:
         if rec.id == a.id and rec.status == "created":
             writer.update(a.id, lambda _: started)       # committed after the rows were read
-        return refresh(rec, exits=exits)
+        return refresh(rec, exits=exits, seen=seen)
 
     monkeypatch.setattr(store, "refresh", refresh_while_a_starts)
     assert [r.status for r in store.records()] == ["created"]      # the rows it read said so

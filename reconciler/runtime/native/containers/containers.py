@@ -340,7 +340,7 @@ class ContainerManager(records.RecordStore):
         nobody reaps it, records its exit or reads its output any more."""
         # conmon ends (a zombie until PID 1 reaps it) only after the container's process did:
         # conmon ended first and that process still runs (not even a zombie) = conmon was killed
-        return (rec.status == "running" and rec.conmon_pid is not None
+        return (rec.status == "running" and rec.conmon_pid is not None and not self.monitor_seen(rec)
                 and not procs.alive(rec.conmon_pid, rec.conmon_start, rec.boot_id)
                 and procs.alive(rec.pid, rec.pid_start, rec.boot_id)
                 and conmon.read_exit(self.paths(rec.id).conmon, rec.id) is None)

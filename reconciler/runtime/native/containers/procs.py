@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 
-__all__ = ["alive", "boot_id", "start_time", "wait_gone"]
+__all__ = ["alive", "boot_id", "start_time", "state", "wait_gone"]
 
 
 _boot_id: list[str] = []
@@ -60,12 +60,19 @@ def alive(pid: int | None, start: int | None = None, boot: str | None = None, *,
     """Whether `pid` is a live process that started at `start` in boot `boot` (either left out
     when it was not recorded: records of older versions). A zombie is dead, unless `zombie_ok`:
     a monitor that has just ended is still finishing its bookkeeping until it is reaped."""
+    found = state(pid, start, boot)
+    return found is not None and (found != "Z" or zombie_ok)
+
+
+def state(pid: int | None, start: int | None = None, boot: str | None = None) -> str | None:
+    """The state letter of `pid` (R, S, D, ..., Z for a zombie) when it is the process that
+    started at `start` in boot `boot` and is not dead (X); None otherwise (as `alive`)."""
     if not pid or (boot and boot != boot_id()):
-        return False
+        return None
     fields = _stat(pid)
-    if not fields or fields[0] in ("X", "x") or (fields[0] == "Z" and not zombie_ok):
-        return False
-    return start is None or (len(fields) > 19 and int(fields[19]) == start)
+    if not fields or fields[0] in ("X", "x"):
+        return None
+    return fields[0] if start is None or (len(fields) > 19 and int(fields[19]) == start) else None
 
 
 def _exists(pid: int) -> bool:

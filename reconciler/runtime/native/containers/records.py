@@ -76,6 +76,7 @@ END;
 
 # How long `records()` reuses the records it refreshed while nothing changed (records.records)
 FRESH_FOR = 1.0
+_NONE_SEEN: tuple[float, frozenset[tuple[str, int | None]]] = (float("-inf"), frozenset())
 
 
 def now() -> str:
@@ -390,6 +391,8 @@ class RecordStore:
         self._fresh_cache: tuple[tuple[Record, ...], set[str], float, tuple[Record, ...]] | None = None
         # the stored records whose every monitor a running restart watch holds a pidfd of
         self.monitored: tuple[Record, ...] | None = None
+        # (when, {(id, conmon pid)}): the monitors the last refresh of every record found running
+        self._monitors_seen: tuple[float, frozenset[tuple[str, int | None]]] = _NONE_SEEN
         # the engine's event journal (its table is made now: never inside a transaction, where
         # its DDL would end the caller's)
         self.journal = journal.Journal(self.db)
@@ -480,10 +483,21 @@ class RecordStore:
             conn.execute("UPDATE containers SET data = ? WHERE id = ?", (new.to_json(), rec.id))
         return new
 
-    def refresh(self, rec: Record, *, exits: set[str] | None = None) -> Record:
+    def refresh(self, rec: Record, *, exits: set[str] | None = None,
+                seen: set[tuple[str, int | None]] | None = None) -> Record:
         """Bring a record up to date with conmon's exit file and the runtime's state. `exits`:
-        the names in conmon's exits dir, listed just now (no exit file is opened for the others)."""
-        return self._secrets_lost(self._refresh(rec, exits))
+        the names in conmon's exits dir, listed just now (no exit file is opened for the others);
+        `seen` gets (id, conmon pid) when the look found its monitor running."""
+        return self._secrets_lost(self._refresh(rec, exits, seen))
+
+    def monitor_seen(self, rec: Record) -> bool:
+        """Whether the last `records()`, a refresh of every record at most FRESH_FOR ago (not
+        the reuse of an earlier one), found this record's monitor running: the engine start's
+        look for killed monitors, which follows it, then reads no /proc again (#21: one read a
+        container, not two). After a `records()` that reused its records, every monitor is
+        looked at again: one that ended since (the watch's pidfd woke its tick) is seen."""
+        at, seen = self._monitors_seen
+        return (rec.id, rec.conmon_pid) in seen and time.monotonic() - at < FRESH_FOR
 
     def _secrets_lost(self, rec: Record) -> Record:
         """An exited container whose secret files' tmpfs is gone (a reboot) cannot run again:
@@ -501,15 +515,23 @@ class RecordStore:
         self._save(new)
         return new
 
-    def _refresh(self, rec: Record, exits: set[str] | None = None) -> Record:
+    def _refresh(self, rec: Record, exits: set[str] | None = None,
+                 seen: set[tuple[str, int | None]] | None = None) -> Record:
         if summaries.settled(rec.status, rec.conmon_pid):
             return rec              # (a created one: reconnect() dropped its runtime container)
         self.refreshes += 1
-        if exits is not None and summaries.watched(rec.id, rec.conmon_pid, rec.conmon_start, rec.boot_id, exits):
+        monitor = summaries.watched(rec.id, rec.conmon_pid, rec.conmon_start, rec.boot_id, exits) \
+            if exits is not None else None
+        if monitor is not None:
+            if seen is not None and monitor != "Z":     # (a zombie monitor: ended, not yet reaped)
+                seen.add((rec.id, rec.conmon_pid))
             return rec              # no exit file listed and its monitor runs: as recorded
         p = self.paths(rec.id).conmon
         ex = conmon.read_exit(p, rec.id)
-        if ex is None and rec.conmon_pid and rec.conmon_alive():
+        monitor = procs.state(rec.conmon_pid, rec.conmon_start, rec.boot_id) if ex is None else None
+        if monitor is not None:
+            if seen is not None and monitor != "Z":
+                seen.add((rec.id, rec.conmon_pid))
             return rec              # its monitor runs and wrote no exit: as recorded (one /proc read)
         if ex is None and rec.conmon_pid and (
                 rec.status == "created" or not rec.main_alive()):
@@ -569,8 +591,11 @@ class RecordStore:
         cached = self._fresh_cache
         if cached is not None and cached[0] is stored and cached[1] == exits and (
                 at - cached[2] < FRESH_FOR or self.monitored is stored):
+            self._monitors_seen = _NONE_SEEN    # a monitor may have ended since: monitor_seen() looks again
             return cached[3]
-        recs = tuple(self.refresh(r, exits=exits) for r in stored)
+        seen: set[tuple[str, int | None]] = set()
+        recs = tuple(self.refresh(r, exits=exits, seen=seen) for r in stored)
+        self._monitors_seen = (at, frozenset(seen))
         # keyed by the rows these records are: the rows as they are now when they are what the
         # refreshes made of them (one that recorded an exit moved the version, and the next look
         # refreshes nothing again), else the rows they were made of. Never the later rows alone:

@@ -154,13 +154,14 @@ def settled(status: str, conmon_pid: int | None) -> bool:
 
 
 def watched(cid: str, conmon_pid: int | None, conmon_start: int | None, boot_id: str | None,
-            exits: set[str]) -> bool:
+            exits: set[str]) -> str | None:
     """Whether a running (or created) container is as recorded: conmon listed no exit file for
     it (`exits`: the names in its exits dir, listed just now) and its monitor still runs (pid,
-    start time and boot id: procs.alive; a monitor that just ended still counts until reaped)."""
+    start time and boot id: procs.state; a monitor that just ended still counts until reaped).
+    The monitor's state letter when it is (Z: ended, not yet reaped), else None."""
     from reconciler.runtime.native.containers import procs
 
-    return cid not in exits and bool(conmon_pid) and procs.alive(conmon_pid, conmon_start, boot_id, zombie_ok=True)
+    return procs.state(conmon_pid, conmon_start, boot_id) if cid not in exits and conmon_pid else None
 
 
 def restart_pending(status: str, restarting: bool, restarter_pid: int | None, restarter_start: int | None,

@@ -37,6 +37,7 @@ from reconciler.spec import schemas
 
 __all__ = ["FILE", "KnownValid", "ask_aside", "data_digest", "key", "plain"]
 
+_HEX = frozenset("0123456789abcdef")
 HELPER_TIMEOUT = 120.0      # seconds for the helper to check a load's new documents
 
 FILE = "valid-documents"
@@ -98,7 +99,7 @@ class KnownValid:
                 lines = f.read().split()
         except (OSError, UnicodeDecodeError):
             return set()
-        return {line for line in lines if len(line) == 64 and all(c in "0123456789abcdef" for c in line)}
+        return {line for line in lines if len(line) == 64 and _HEX.issuperset(line)}
 
     def __contains__(self, digest: str) -> bool:
         if digest in self._keys:

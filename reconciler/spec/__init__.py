@@ -93,7 +93,8 @@ def load(
 
     With `parsed` (reconciler.spec.parsecache: the manifest files parsed in earlier loads), a
     file it holds is not parsed again (its key is the file's text); files parsed now are added
-    to it (its `save()` keeps them). Compose files are parsed every time.
+    to it (its `save()` keeps them). Compose files are parsed every time (and checked against the
+    Compose Specification's schema through `known_valid` too).
 
     With `use_lock` (the default), the lock file beside the manifests (lock.py, written by
     `reconcile lock`) pins the image references it names to their digests.
@@ -254,7 +255,7 @@ def _compose(
 
         refuse = lambda p: policy_mod.refuse_file(policy, builder.root, p)  # noqa: E731 - a one-line hook
     rd = compose.Reader(builder.problems, warnings, builder.read_file, refuse or (lambda _p: None), builder.limits,
-                        open_sops=builder.decrypted)
+                        open_sops=builder.decrypted, known_valid=builder.known_valid)
     model = compose.load(path, opts, rd, files=files)
     if model is None:
         raise SpecError(builder.problems or [Problem(files[0], 0, 0, "", "", "", "the compose project does not load")])

@@ -100,6 +100,9 @@ class Reader:
     open_sops: Callable[[str, bytes], Any] | None = None
     # path -> digest (as stored) of each env file decrypted so far: their values are secret
     decrypted: dict[str, str] = field(default_factory=dict)
+    # the documents known to satisfy their schema (spec.load's `known_valid`, validity.KnownValid):
+    # a compose document is remembered as a manifest is, and one made `aside` asks a helper
+    known_valid: Any = None
 
     def error(self, at: Origin | None, where: str, message: str) -> None:
         self.problems.append(_problem(at or Origin(self.file, 0, 0), where, message))
@@ -353,11 +356,58 @@ class _Interpolate:
 
 
 @functools.cache
+def _schema_text() -> str:
+    return resources.files("reconciler.spec").joinpath("schemas", "compose-spec.json").read_text("utf-8")
+
+
+@functools.cache
+def _schema() -> Any:
+    return json.loads(_schema_text())
+
+
+@functools.cache
 def _validator() -> Any:
+    """jsonschema: what words a document's problems (its error objects carry the keyword, the
+    schema and the path); ~100 ms to import, so a valid document never loads it (`_valid`)."""
     import jsonschema
 
-    text = resources.files("reconciler.spec").joinpath("schemas", "compose-spec.json").read_text("utf-8")
-    return jsonschema.Draft202012Validator(json.loads(text), format_checker=None)
+    return jsonschema.Draft202012Validator(_schema(), format_checker=None)
+
+
+@functools.cache
+def _fast_validator() -> Any:
+    """jsonschema-rs (compiled) decides validity, as for manifests (schemas.py); None when it is
+    not installed."""
+    try:
+        import jsonschema_rs
+    except ImportError:
+        return None
+    return jsonschema_rs.Draft202012Validator(_schema())
+
+
+def _valid(doc: Map, rd: Reader) -> bool:
+    """Whether `doc` is known to satisfy the Compose Specification's schema without jsonschema
+    (False: not known; `_validate` asks jsonschema, which words what fails): known valid before
+    (`rd.known_valid`, keyed by the schema's text and the document's canonical JSON, as
+    manifests are), checked in a helper process (a KnownValid made `aside`: the agent), or by
+    jsonschema-rs here."""
+    from reconciler.spec import validity
+
+    known = rd.known_valid
+    key = validity.key("compose", doc, _schema_text()) if known is not None else None
+    if key is not None and key in known:
+        return True
+    if key is not None and known.aside:
+        ok = validity.ask_aside({"compose": _schema()}, [("compose", doc)]) == [True]
+    else:
+        fast = _fast_validator()
+        try:
+            ok = fast is not None and bool(fast.is_valid(doc))
+        except ValueError:                  # a value jsonschema-rs has no type for: jsonschema decides
+            ok = False
+    if ok and key is not None:
+        known.add(key)
+    return ok
 
 
 _NAMED = {"services": "service", "volumes": "volume", "secrets": "secret", "configs": "config", "networks": "network"}
@@ -366,6 +416,8 @@ _NAMED = {"services": "service", "volumes": "volume", "secrets": "secret", "conf
 def _validate(doc: Map, rd: Reader, reported: Sequence[Path_] = ()) -> bool:
     """Report every place `doc` breaks the Compose Specification (but those already `reported`);
     True when it has none."""
+    if _valid(doc, rd):
+        return True
     issues = list(schemas.explain(_validator().iter_errors(doc)))
     for path, at_key, message in issues:
         if any(path[: len(r)] == r for r in reported):

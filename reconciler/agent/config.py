@@ -397,21 +397,16 @@ def _load_yaml(text: str, where: str, overrides: Mapping[str, Any] | None) -> di
 
 @functools.cache
 def _fast_validator() -> Any:
-    """jsonschema-rs decides validity, as it does for manifests (spec/schemas.py); None when
-    it is not installed."""
-    try:
-        import jsonschema_rs
-    except ImportError:
-        return None
-    return jsonschema_rs.Draft202012Validator(SCHEMA)
+    """jsonschema-rs decides validity, as it does for manifests (spec/schemas.py)."""
+    from reconciler.spec import schemas
+
+    return schemas.compiled(SCHEMA)
 
 
 def _valid(data: Mapping[str, Any]) -> bool:
-    fast = _fast_validator()
-    try:
-        return fast is not None and bool(fast.is_valid(data))
-    except ValueError:                      # a value jsonschema-rs cannot take: jsonschema decides
-        return False
+    from reconciler.spec import schemas
+
+    return schemas.vouches(_fast_validator(), data)
 
 
 def _check_schema(data: Mapping[str, Any], problems: _Problems, *, aside: bool = False) -> None:

@@ -376,13 +376,8 @@ def _validator() -> Any:
 
 @functools.cache
 def _fast_validator() -> Any:
-    """jsonschema-rs (compiled) decides validity, as for manifests (schemas.py); None when it is
-    not installed."""
-    try:
-        import jsonschema_rs
-    except ImportError:
-        return None
-    return jsonschema_rs.Draft202012Validator(_schema())
+    """jsonschema-rs decides validity, as for manifests (schemas.py `compiled`)."""
+    return schemas.compiled(_schema())
 
 
 def _valid(doc: Map, rd: Reader) -> bool:
@@ -400,11 +395,7 @@ def _valid(doc: Map, rd: Reader) -> bool:
     if key is not None and known.aside:
         ok = validity.ask_aside({"compose": _schema()}, [("compose", doc)]) == [True]
     else:
-        fast = _fast_validator()
-        try:
-            ok = fast is not None and bool(fast.is_valid(doc))
-        except ValueError:                  # a value jsonschema-rs has no type for: jsonschema decides
-            ok = False
+        ok = schemas.vouches(_fast_validator(), doc)
     if ok and key is not None:
         known.add(key)
     return ok

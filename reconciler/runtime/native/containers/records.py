@@ -520,19 +520,19 @@ class RecordStore:
         if summaries.settled(rec.status, rec.conmon_pid):
             return rec              # (a created one: reconnect() dropped its runtime container)
         self.refreshes += 1
+        p = self.paths(rec.id).conmon
+        ex = None
+        # no exit file listed and its monitor runs, or (no listing) no exit file read and its
+        # monitor runs: as recorded (one /proc read)
         monitor = summaries.watched(rec.id, rec.conmon_pid, rec.conmon_start, rec.boot_id, exits) \
             if exits is not None else None
+        if monitor is None:
+            ex = conmon.read_exit(p, rec.id)
+            monitor = procs.state(rec.conmon_pid, rec.conmon_start, rec.boot_id) if ex is None else None
         if monitor is not None:
             if seen is not None and monitor != "Z":     # (a zombie monitor: ended, not yet reaped)
                 seen.add((rec.id, rec.conmon_pid))
-            return rec              # no exit file listed and its monitor runs: as recorded
-        p = self.paths(rec.id).conmon
-        ex = conmon.read_exit(p, rec.id)
-        monitor = procs.state(rec.conmon_pid, rec.conmon_start, rec.boot_id) if ex is None else None
-        if monitor is not None:
-            if seen is not None and monitor != "Z":
-                seen.add((rec.id, rec.conmon_pid))
-            return rec              # its monitor runs and wrote no exit: as recorded (one /proc read)
+            return rec
         if ex is None and rec.conmon_pid and (
                 rec.status == "created" or not rec.main_alive()):
             # conmon writes the exit file, then ends: it may have done both since the first read,

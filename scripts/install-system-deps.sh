@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(
   runc conmon crun            # OCI runtimes + monitor for the native engine
-  nftables iptables iproute2  # native networking (our table; DOCKER-USER accepts)
+  nftables libnftables1 iptables iproute2  # native networking (our table, through libnftables; DOCKER-USER accepts)
   busybox-static              # tests and the demo build their images from it
   tini                        # `init: true` (Docker's --init): a static init as PID 1
   docker-registry             # a real registry on 127.0.0.1 for tests and the demo

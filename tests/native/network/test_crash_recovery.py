@@ -153,3 +153,29 @@ def test_opening_the_engine_plugs_in_the_veths_a_deleted_bridge_left(harness: Ha
     m.netns_path(web).unlink()
     engine.start_container(web)
     assert master() == bridge
+
+
+def test_opening_the_engine_renders_again_a_table_a_firewall_reload_flushed(
+        harness: Harness, engine: NativeRuntime) -> None:
+    """No agent heals: a firewall reload (`nft flush ruleset`, here our table deleted alone) takes
+    the published ports while the records say forwarded. The next writer's start-up recovery
+    (what `reconcile --once` opens) finds the table gone and renders it again: the port serves."""
+    engine.ensure_network(base.NetworkConfig(name="app", subnet=harness.subnet(0)))
+    port = publish_port()
+    web = engine.create_container(base.ContainerConfig(
+        name="web", image=IMAGE, command=("httpd", "-f", "-p", "80", "-h", "/etc"), networks=("app",),
+        ports=(base.PortMapping(container_port=80, host_port=port, host_ip="127.0.0.1"),)))
+    engine.start_container(web)
+    cfg = harness.config
+    assert not recovery._network_leftovers(cfg, {web})
+    subprocess.run(["nft", "delete", "table", "ip", cfg.name_prefix], check=True)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/passwd", timeout=2)
+    assert recovery._network_leftovers(cfg, {web})
+    place = opening.Place(root=cfg.root, run_dir=cfg.run_dir, name_prefix=cfg.name_prefix)
+    opening.open_runtime("native", place).close()
+    listed = subprocess.run(["nft", "list", "table", "ip", cfg.name_prefix], capture_output=True, text=True, check=True)
+    assert f"dport {port} dnat to" in listed.stdout
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/passwd", timeout=5) as resp:
+        assert b"root:x:0:0" in resp.read()
+    assert not recovery._network_leftovers(cfg, {web})

@@ -185,7 +185,8 @@ def _network_leftovers(config: NativeConfig, known: set[str], running: Collectio
     recorded, reported and planned as there, with nothing on the host), or a recorded endpoint
     of a container with a namespace has a veth that is no port of its bridge (the bridge deleted
     and made again, or the veth deleted: the container is cut off while `ps` says it runs; one
-    without a namespace, after a reboot, gets its veth at its start). The full network recovery
+    without a namespace, after a reboot, gets its veth at its start), or networks are recorded
+    and our nft table is gone (a firewall reload flushed it). The full network recovery
     makes the bridges again, plugs such veths in again and re-renders the firewall (~50 ms), so
     a clean start skips it. Read from the state DB, the run dir and /sys/class/net, as the
     network manager keeps them, without making the manager (its netlink and firewall modules:
@@ -206,11 +207,26 @@ def _network_leftovers(config: NativeConfig, known: set[str], running: Collectio
         gone, loose = ipam.unplugged(networks, store.veths(real))
     if gone or loose:
         return True
+    if networks and not _table_present(config.name_prefix):
+        return True
     if stale.dead_marks(config):        # killed while a new container's name waited for its peers
         return True
     if not namespaces <= known:
         return True
     return config.net_files_dir.is_dir() and any(e.name not in known for e in config.net_files_dir.iterdir())
+
+
+def _table_present(table: str) -> bool:
+    """Whether our nft table is in the kernel: a firewall reload (`nft flush ruleset`, nftables'
+    restart) takes it, and every published port and the networks' NAT with it, while the records
+    still say forwarded. A listing through libnftables (~1.7 ms with the library's load); where
+    the library cannot be loaded the answer is yes: the next change of the rules says why."""
+    from reconciler.runtime.native.network import nftlib
+
+    try:
+        return nftlib.table_exists(table)
+    except rterrors.Unavailable:
+        return True
 
 
 def _is_netns(path: Path) -> bool:

@@ -520,13 +520,13 @@ class RecordStore:
         if summaries.settled(rec.status, rec.conmon_pid):
             return rec              # (a created one: reconnect() dropped its runtime container)
         self.refreshes += 1
-        p = self.paths(rec.id).conmon
         ex = None
         # no exit file listed and its monitor runs, or (no listing) no exit file read and its
-        # monitor runs: as recorded (one /proc read)
+        # monitor runs: as recorded (one /proc read; its paths not even made: the bundle's is a stat)
         monitor = summaries.watched(rec.id, rec.conmon_pid, rec.conmon_start, rec.boot_id, exits) \
             if exits is not None else None
         if monitor is None:
+            p = self.paths(rec.id).conmon
             ex = conmon.read_exit(p, rec.id)
             monitor = procs.state(rec.conmon_pid, rec.conmon_start, rec.boot_id) if ex is None else None
         if monitor is not None:

@@ -354,7 +354,7 @@ class Agent:
         """Where the agent's engine keeps its state (the config's root, run dir, prefix)."""
         cfg = self.config
         return opening.Place(root=cfg.root, run_dir=cfg.run_dir, name_prefix=cfg.name_prefix,
-                             oci_runtime=cfg.oci_runtime)
+                             oci_runtime=cfg.oci_runtime, pull_aside=True)
 
     def _flapping_names(self) -> set[str]:
         return {f.name for f in self.supervisor.flapping()} if self.supervisor is not None else set()

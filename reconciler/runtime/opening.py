@@ -54,13 +54,14 @@ class Place:
     run_dir: Path | None = None         # native: None is the default run dir
     name_prefix: str = "rcl"
     oci_runtime: str = "runc"
+    pull_aside: bool = False            # native: pulls in a helper process (a long-lived engine's)
 
     def native_config(self) -> NativeConfig:
         """The native engine's settings for this place ($RECONCILER_SUBNET_POOL: its subnet pool)."""
         from reconciler.runtime.native.config import NativeConfig
 
         return NativeConfig(root=self.root, run_dir=self.run_dir or NativeConfig().run_dir,
-                            name_prefix=self.name_prefix, oci_runtime=self.oci_runtime,
+                            name_prefix=self.name_prefix, oci_runtime=self.oci_runtime, pull_aside=self.pull_aside,
                             subnet_pool=os.environ.get("RECONCILER_SUBNET_POOL", NativeConfig.subnet_pool))
 
 

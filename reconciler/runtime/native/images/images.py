@@ -316,7 +316,19 @@ class ImageStore:
     def pull(self, ref: str, *, progress: base.ProgressCallback | None = None,
              auth: Mapping[str, Any] | None = None) -> base.ImageInfo:
         """Pull `ref` (tag or digest) and unpack it; returns the stored image. `auth`: see
-        client_factory_for."""
+        client_factory_for. With `config.pull_aside` (a long-lived engine: the agent) a tag held
+        and confirmed by one plain HEAD answers here, any other pull runs in a helper process
+        (aside.py), so that this one never maps the registry client (#21)."""
+        if self.config.pull_aside and self.client_factory is _default_client:
+            found = presence.present(self.config, ref, head=True)
+            if found is not None:
+                if progress is not None:
+                    progress("resolve", {"ref": found.repo_tag, "digest": found.digest})
+                    progress("done", {"id": found.image_id, "digest": found.digest, "status": "up to date"})
+                return self.get(found.image_id)
+            from reconciler.runtime.native.images import aside
+
+            return self.get(aside.pull(self.config, ref, progress, auth))
         info = self._pull_or_present(ref, progress, download=True, auth=auth)
         assert info is not None
         return info

@@ -1,0 +1,156 @@
+"""Pulls in a helper process (images/aside.py), as the agent's store makes them, against the
+session's real registry: what is stored, the progress relayed, the errors as their kinds, a
+cancel and a helper killed mid-pull leaving nothing half made, and a caller that never loads
+the registry client."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.runtime import errors
+from reconciler.runtime.native.images import images
+from tests.helpers.images import layer_tar
+
+from .conftest import Entry, native_config
+
+pytestmark = [pytest.mark.root, pytest.mark.registry]
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _aside_store(tmp_path: Path) -> images.ImageStore:
+    return images.ImageStore(dataclasses.replace(native_config(tmp_path), pull_aside=True))
+
+
+def _layers(n: int, size: int) -> list[bytes]:
+    return [layer_tar([Entry(f"f{i}", data=os.urandom(size))]) for i in range(n)]
+
+
+def _helpers() -> list[int]:
+    """This process's children that are pull helpers."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if ppid == os.getpid() and b"aside.serve()" in cmd:
+            found.append(int(pid))
+    return found
+
+
+def test_a_pull_aside_stores_what_a_pull_here_stores_and_relays_its_progress(
+        tmp_path: Path, push: Callable[..., str]) -> None:
+    ref = push(_layers(3, 20_000))
+    aside = _aside_store(tmp_path / "a")
+    events: list[tuple[str, Any]] = []
+    info = aside.pull(ref, progress=lambda e, d: events.append((e, d)))
+    here = images.ImageStore(native_config(tmp_path / "b")).pull(ref)
+    assert (info.id, info.digest, info.repo_tags) == (here.id, here.digest, here.repo_tags)
+    assert aside.layer_dirs(info.id)
+    kinds = [e for e, _ in events]
+    assert kinds[0] == "resolve"
+    assert "done" in kinds
+    assert any(isinstance(d, dict) and d.get("digest") for _, d in events)
+    assert not _helpers()
+    # present and confirmed by one HEAD: answered here, no helper, the same image
+    again: list[str] = []
+    assert aside.pull(ref, progress=lambda e, d: again.append(e)).id == info.id
+    assert again == ["resolve", "done"]
+
+
+def test_a_caller_that_pulls_aside_never_loads_the_registry_client(
+        tmp_path: Path, push: Callable[..., str]) -> None:
+    ref = push(_layers(2, 5_000))
+    script = textwrap.dedent("""
+        import dataclasses, sys
+        from pathlib import Path
+        from reconciler.runtime.native.config import NativeConfig
+        from reconciler.runtime.native.images import images
+        cfg = NativeConfig(root=Path(sys.argv[1]), run_dir=Path(sys.argv[2]), name_prefix=sys.argv[3], pull_aside=True)
+        store = images.ImageStore(cfg)
+        info = store.pull(sys.argv[4])
+        print(info.id, [m for m in ("httpx", "httpcore", "ssl", "isal", "zstandard",
+                                    "reconciler.registry_client.client") if m in sys.modules])
+    """)
+    cfg = native_config(tmp_path)
+    done = subprocess.run([sys.executable, "-c", script, str(cfg.root), str(cfg.run_dir), cfg.name_prefix, ref],
+                          capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    image_id, loaded = done.stdout.split(" ", 1)
+    assert image_id.startswith("sha256:")
+    assert loaded.strip() == "[]"
+
+
+def test_the_helpers_errors_are_raised_as_their_kinds(tmp_path: Path, push: Callable[..., str],
+                                                       registry: Any) -> None:
+    ref = push(_layers(1, 1_000))
+    missing = ref.rsplit(":", 1)[0] + ":no-such-tag"
+    aside = _aside_store(tmp_path / "a")
+    here = images.ImageStore(native_config(tmp_path / "b"))
+    with pytest.raises(errors.RuntimeBackendError) as far:
+        aside.pull(missing)
+    with pytest.raises(errors.RuntimeBackendError) as near:
+        here.pull(missing)
+    assert type(far.value) is type(near.value)
+    assert far.value.message == near.value.message
+    assert far.value.hint == near.value.hint
+    with pytest.raises(errors.RegistryUnavailable):        # nothing listens there
+        aside.pull("127.0.0.1:9/nobody/img:latest")
+    assert not _helpers()
+
+
+def test_a_cancelled_pull_ends_its_helper_and_the_next_pull_completes(
+        tmp_path: Path, push: Callable[..., str]) -> None:
+    ref = push(_layers(6, 300_000))
+    aside = _aside_store(tmp_path)
+
+    def cancel(event: str, detail: Any) -> None:
+        if event != "resolve":
+            raise errors.Cancelled("stopping", hint="the next pass pulls it again")
+
+    with pytest.raises(errors.Cancelled):
+        aside.pull(ref, progress=cancel)
+    assert not _helpers()
+    with pytest.raises(errors.NotFound):
+        aside.get(ref)
+    info = aside.pull(ref)
+    assert len(aside.layer_dirs(info.id)) == 6
+
+
+def test_a_helper_killed_mid_pull_fails_the_pull_and_leaves_it_resumable(
+        tmp_path: Path, push: Callable[..., str]) -> None:
+    ref = push(_layers(6, 300_000))
+    aside = _aside_store(tmp_path)
+    killed: list[int] = []
+
+    def kill(event: str, detail: Any) -> None:
+        if event != "resolve" and not killed:
+            for pid in _helpers():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+    with pytest.raises(errors.ImageError, match="without an answer"):
+        aside.pull(ref, progress=kill)
+    assert killed
+    assert not _helpers()
+    with pytest.raises(errors.NotFound):
+        aside.get(ref)
+    info = aside.pull(ref)
+    assert len(aside.layer_dirs(info.id)) == 6

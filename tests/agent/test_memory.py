@@ -178,7 +178,8 @@ AGENT = """
 import ctypes, os, signal, sys, threading, time
 from reconciler.api import client
 
-WATCH = ("structlog", "asyncio", "jsonschema", "click", "rich", "reconciler.spec.compose", "httpx", "jsonschema_rs")
+WATCH = ("structlog", "asyncio", "jsonschema", "click", "rich", "reconciler.spec.compose", "httpx", "jsonschema_rs",
+         "prometheus_client")
 
 def probe():
     api = client.ApiClient(sys.argv[2], timeout=60)

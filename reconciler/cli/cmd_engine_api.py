@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     import grp
     from pathlib import Path
 
+    from reconciler._dataclass import replace
     from reconciler.api.engine import EngineApi
     from reconciler.cli import engines
     from reconciler.errors import TemporaryError
@@ -47,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
                              hint="add `engine_api: {}` to the agent's config (socket <run-dir>/docker.sock)") from exc
     path = Path(args.socket) if args.socket else Path(args.run_dir) / "docker.sock"
     gid = grp.getgrnam(args.group).gr_gid if args.group else None
-    runtime = opening.open_runtime("native", engines.place(args))
+    # a long-lived engine, as the agent's: its pulls run in a helper process (images/aside.py)
+    runtime = opening.open_runtime("native", replace(engines.place(args), pull_aside=True))
     stop = stopping.Stopper(after="the requests in flight")
     with stop, session(runtime):
         api = EngineApi(runtime, path, group=gid)

@@ -74,7 +74,7 @@ class NativeConfig:
     log_max_size: int = 10 * 1024 * 1024
     log_max_files: int = 3
     # Pulls that need the registry client run in a helper process (images/aside.py), so that a
-    # long-lived engine (the agent sets it) never maps httpx, TLS and the inflaters (#21).
+    # long-lived engine (the agent and engine-api set it) never maps httpx, TLS and the inflaters (#21).
     pull_aside: bool = False
     # A `Database` shared by all parts of the engine in this process (set by `open_db`).
     _db: list[Database] = field(default_factory=list, repr=False, compare=False)

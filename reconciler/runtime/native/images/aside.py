@@ -5,7 +5,7 @@ stored: the registry client's httpx, httpcore, h11 and idna, the TLS library (li
 libcrypto) and its context, the fast inflaters (python-isal, zstandard), and the heap their
 objects leave. Python cannot unload a module, so an agent that pulled once kept ~5.4 MiB more
 at rest (PSS, 50 containers: 36.3 against 30.9 MiB for the same agent whose images were there
-before it started). With `NativeConfig.pull_aside` (the agent sets it) the image store asks
+before it started). With `NativeConfig.pull_aside` (the agent and `reconcile engine-api` set it) the image store asks
 `presence` first, in its own process (a tag it holds, confirmed by one plain HEAD: no
 registry client), and runs every pull that needs the registry client here:
 

@@ -154,3 +154,35 @@ def test_a_helper_killed_mid_pull_fails_the_pull_and_leaves_it_resumable(
         aside.get(ref)
     info = aside.pull(ref)
     assert len(aside.layer_dirs(info.id)) == 6
+
+
+def test_a_caller_that_finds_reconciler_through_an_import_hook_pulls_aside(
+        tmp_path: Path, push: Callable[..., str]) -> None:
+    """As an editable install's finder does: reconciler is on no sys.path entry of the caller, an
+    import hook finds it; the helper, started without site (no .pth runs), still finds it."""
+    ref = push(_layers(1, 2_000))
+    script = textwrap.dedent("""
+        import importlib.abc, importlib.util, sys
+        from pathlib import Path
+        repo = sys.argv[5]
+        sys.path[:] = [p for p in sys.path if p not in ("", ".", repo)]
+        class Finder(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name == "reconciler":
+                    return importlib.util.spec_from_file_location(
+                        name, f"{repo}/reconciler/__init__.py", submodule_search_locations=[f"{repo}/reconciler"])
+                return None
+        sys.meta_path.insert(0, Finder())
+        from reconciler.runtime.native.config import NativeConfig
+        from reconciler.runtime.native.images import images
+        cfg = NativeConfig(root=Path(sys.argv[1]), run_dir=Path(sys.argv[2]), name_prefix=sys.argv[3], pull_aside=True)
+        print(images.ImageStore(cfg).pull(sys.argv[4]).id, repo in sys.path)
+    """)
+    cfg = native_config(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", script, str(cfg.root), str(cfg.run_dir), cfg.name_prefix, ref,
+                           str(REPO)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    image_id, on_path = done.stdout.split()
+    assert image_id.startswith("sha256:")
+    assert on_path == "False"

@@ -67,7 +67,7 @@ def pull(config: NativeConfig, ref: str, progress: base.ProgressCallback | None,
                           for k, v in ((k, getattr(config, k)) for k in _SETTINGS)}, "ref": ref,
                "auth": dict(auth) if auth else None}
     try:
-        proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _HELPER, json.dumps(sys.path)],
+        proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _HELPER, json.dumps(_path())],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
     except OSError as exc:
         raise errors.ImageError(f"pulling {ref}: cannot start the pull process: {exc.strerror}") from None
@@ -102,6 +102,17 @@ def pull(config: NativeConfig, ref: str, progress: base.ProgressCallback | None,
         raise _as_raised(failed, ref)
     raise errors.ImageError(f"pulling {ref}: the pull process ended (exit status {code}) without an answer",
                             hint="its log lines are the agent's; the next pass tries again")
+
+
+def _path() -> list[str]:
+    """The helper's sys.path: the caller's, then the directory that holds this package. Without
+    site the helper runs no .pth file, so a package an import hook finds (an editable install's
+    finder) would be missing from the caller's path alone."""
+    import os
+
+    import reconciler
+
+    return [*sys.path, os.path.dirname(os.path.dirname(os.path.abspath(reconciler.__file__)))]
 
 
 def _stop(proc: Any) -> None:

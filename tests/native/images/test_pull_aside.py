@@ -116,39 +116,29 @@ def test_the_helpers_errors_are_raised_as_their_kinds(tmp_path: Path, push: Call
     assert not _helpers()
 
 
-def test_a_cancelled_pull_ends_its_helper_and_the_next_pull_completes(
-        tmp_path: Path, push: Callable[..., str]) -> None:
-    ref = push(_layers(6, 300_000))
-    aside = _aside_store(tmp_path)
-
-    def cancel(event: str, detail: Any) -> None:
-        if event != "resolve":
-            raise errors.Cancelled("stopping", hint="the next pass pulls it again")
-
-    with pytest.raises(errors.Cancelled):
-        aside.pull(ref, progress=cancel)
-    assert not _helpers()
-    with pytest.raises(errors.NotFound):
-        aside.get(ref)
-    info = aside.pull(ref)
-    assert len(aside.layer_dirs(info.id)) == 6
-
-
-def test_a_helper_killed_mid_pull_fails_the_pull_and_leaves_it_resumable(
-        tmp_path: Path, push: Callable[..., str]) -> None:
+@pytest.mark.parametrize("interrupt", ["cancel", "kill"])
+def test_an_interrupted_pull_ends_its_helper_and_the_next_pull_completes(
+        tmp_path: Path, push: Callable[..., str], interrupt: str) -> None:
+    """A progress callback that raises (the executor's, as the agent stops) ends the helper and
+    is raised; a helper SIGKILLed mid-pull fails the pull as a pull that ended without an answer.
+    Either way no helper is left, nothing is taken for stored, and the next pull completes."""
     ref = push(_layers(6, 300_000))
     aside = _aside_store(tmp_path)
     killed: list[int] = []
 
-    def kill(event: str, detail: Any) -> None:
-        if event != "resolve" and not killed:
-            for pid in _helpers():
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
+    def progress(event: str, detail: Any) -> None:
+        if event == "resolve":
+            return
+        if interrupt == "cancel":
+            raise errors.Cancelled("stopping", hint="the next pass pulls it again")
+        for pid in _helpers() if not killed else ():
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
 
-    with pytest.raises(errors.ImageError, match="without an answer"):
-        aside.pull(ref, progress=kill)
-    assert killed
+    raised: type[Exception] = errors.Cancelled if interrupt == "cancel" else errors.ImageError
+    with pytest.raises(raised, match="stopping" if interrupt == "cancel" else "without an answer"):
+        aside.pull(ref, progress=progress)
+    assert killed or interrupt == "cancel"
     assert not _helpers()
     with pytest.raises(errors.NotFound):
         aside.get(ref)

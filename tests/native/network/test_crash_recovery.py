@@ -30,6 +30,17 @@ def _links(prefix: str) -> set[str]:
     return {p.name for p in Path("/sys/class/net").iterdir() if p.name.startswith(prefix + "v")}
 
 
+def _serving_web(harness: Harness, engine: NativeRuntime) -> tuple[str, int]:
+    """A container `web` on network `app` serving /etc on a published 127.0.0.1 port: (id, port)."""
+    engine.ensure_network(base.NetworkConfig(name="app", subnet=harness.subnet(0)))
+    port = publish_port()
+    web = engine.create_container(base.ContainerConfig(
+        name="web", image=IMAGE, command=("httpd", "-f", "-p", "80", "-h", "/etc"), networks=("app",),
+        ports=(base.PortMapping(container_port=80, host_port=port, host_ip="127.0.0.1"),)))
+    engine.start_container(web)
+    return web, port
+
+
 def test_recovery_removes_what_a_killed_create_left_and_keeps_the_rest(
         harness: Harness, engine: NativeRuntime) -> None:
     engine.ensure_network(base.NetworkConfig(name="app", subnet=harness.subnet(0)))
@@ -98,12 +109,7 @@ def test_opening_the_engine_plugs_in_the_veths_a_deleted_bridge_left(harness: Ha
     `reconcile --once` opens) sees the bridge gone, or, the bridge made again meanwhile, a veth
     that is no port of it, and plugs the veth in: the container serves again; so with a veth
     set down."""
-    engine.ensure_network(base.NetworkConfig(name="app", subnet=harness.subnet(0)))
-    port = publish_port()
-    web = engine.create_container(base.ContainerConfig(
-        name="web", image=IMAGE, command=("httpd", "-f", "-p", "80", "-h", "/etc"), networks=("app",),
-        ports=(base.PortMapping(container_port=80, host_port=port, host_ip="127.0.0.1"),)))
-    engine.start_container(web)
+    web, port = _serving_web(harness, engine)
     m = harness.manager
     bridge, veth = m.bridge_name("app"), m.veth_name(web, "app")
     cfg = harness.config
@@ -160,12 +166,7 @@ def test_opening_the_engine_renders_again_a_table_a_firewall_reload_flushed(
     """No agent heals: a firewall reload (`nft flush ruleset`, here our table deleted alone) takes
     the published ports while the records say forwarded. The next writer's start-up recovery
     (what `reconcile --once` opens) finds the table gone and renders it again: the port serves."""
-    engine.ensure_network(base.NetworkConfig(name="app", subnet=harness.subnet(0)))
-    port = publish_port()
-    web = engine.create_container(base.ContainerConfig(
-        name="web", image=IMAGE, command=("httpd", "-f", "-p", "80", "-h", "/etc"), networks=("app",),
-        ports=(base.PortMapping(container_port=80, host_port=port, host_ip="127.0.0.1"),)))
-    engine.start_container(web)
+    web, port = _serving_web(harness, engine)
     cfg = harness.config
     assert not recovery._network_leftovers(cfg, {web})
     subprocess.run(["nft", "delete", "table", "ip", cfg.name_prefix], check=True)

@@ -72,23 +72,28 @@ def pull(config: NativeConfig, ref: str, progress: base.ProgressCallback | None,
     except OSError as exc:
         raise errors.ImageError(f"pulling {ref}: cannot start the pull process: {exc.strerror}") from None
     answer: dict[str, Any] | None = None
+    garbled = False
     try:
         assert proc.stdin is not None
         assert proc.stdout is not None
         with proc.stdin:
             proc.stdin.write(json.dumps(request).encode() + b"\n")
-        for line in proc.stdout:
+        for line in proc.stdout:        # read to the end, whatever comes: a helper never waits on a full pipe
             try:
                 msg = json.loads(line)
             except ValueError:
-                answer = None
-                break
+                garbled = True
+                continue
             if isinstance(msg, dict) and isinstance(msg.get("progress"), list) and len(msg["progress"]) == 2:
-                if progress is not None:
+                if progress is not None and not garbled:
                     progress(str(msg["progress"][0]), msg["progress"][1])
+            elif isinstance(msg, dict):
+                answer = msg
             else:
-                answer = msg if isinstance(msg, dict) else None
+                garbled = True
         code = proc.wait()
+        if garbled:
+            answer = None
     except BaseException:
         _stop(proc)
         raise

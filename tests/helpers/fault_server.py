@@ -91,6 +91,9 @@ class FaultProxy:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self.blobs_in_flight = 0        # blob GETs being answered now, and the most at once
+        self.max_blobs_in_flight = 0
+        self.track_blobs = "/blobs/"    # which blob GETs count: a regex searched in the path
 
     def add(self, fault: Fault) -> None:
         with self._lock:
@@ -148,6 +151,19 @@ class FaultProxy:
                     self.wfile.write(body)
 
             def _handle(self) -> None:
+                blob = self.command == "GET" and "/blobs/" in self.path and re.search(proxy.track_blobs, self.path)
+                if blob:
+                    with proxy._lock:
+                        proxy.blobs_in_flight += 1
+                        proxy.max_blobs_in_flight = max(proxy.max_blobs_in_flight, proxy.blobs_in_flight)
+                try:
+                    self._answer()
+                finally:
+                    if blob:
+                        with proxy._lock:
+                            proxy.blobs_in_flight -= 1
+
+            def _answer(self) -> None:
                 rec = Recorded(role, self.command, self.path, {k.lower(): v for k, v in self.headers.items()})
                 proxy.log.append(rec)
                 body = self._body()

@@ -60,6 +60,9 @@ class NativeConfig:
     subnet_pool: str = "10.89.0.0/16"
     oci_runtime: str = "runc"        # "runc" (default, works on hybrid cgroups) or "crun"
     max_concurrent_downloads: int = 3
+    # Blob downloads at once on this state root, whatever pulls and processes make them
+    # (images.DownloadSlots: flock'd slot files), as dockerd's cap is the daemon's.
+    max_root_downloads: int = 8
     # Layers of one pull unpacked at once, each into its own snapshot dir (committed in chain
     # order); 1 unpacks them one after another.
     max_concurrent_unpacks: int = 3

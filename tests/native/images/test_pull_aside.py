@@ -6,11 +6,13 @@ the registry client."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,14 @@ def _aside_store(tmp_path: Path) -> images.ImageStore:
 
 def _layers(n: int, size: int) -> list[bytes]:
     return [layer_tar([Entry(f"f{i}", data=os.urandom(size))]) for i in range(n)]
+
+
+def _layer_digests(layout: Path) -> list[str]:
+    """The layer digests of the one image in an OCI layout."""
+    index = json.loads((layout / "index.json").read_text())
+    digest = index["manifests"][0]["digest"]
+    manifest = json.loads((layout / "blobs" / "sha256" / digest.split(":", 1)[1]).read_text())
+    return [layer["digest"] for layer in manifest["layers"]]
 
 
 def _helpers() -> list[int]:
@@ -176,3 +186,38 @@ def test_a_caller_that_finds_reconciler_through_an_import_hook_pulls_aside(
     image_id, on_path = done.stdout.split()
     assert image_id.startswith("sha256:")
     assert on_path == "False"
+
+
+def test_pulls_in_several_processes_share_the_roots_download_cap(
+        tmp_path: Path, push: Callable[..., str], registry: Any) -> None:
+    """Two pulls at once, each in a helper process, each allowed 3 downloads: the root's cap of 2
+    (`max_root_downloads`, flock'd slots) holds across both processes at the registry's door."""
+    from tests.helpers.fault_server import Fault, FaultProxy
+
+    refs = [push(_layers(4, 150_000)) for _ in range(2)]
+    layers = "|".join(d for ref in refs for d in _layer_digests(push.layouts[ref]))  # type: ignore[attr-defined]
+    proxy = FaultProxy(int(registry.host.rsplit(":", 1)[1])).start()
+    proxy.track_blobs = layers          # the layers' downloads: the config blob is fetched outside the cap
+    try:
+        proxy.add(Fault("slow", path=layers, times=100, chunk=16384, delay=0.02))
+        cfg = dataclasses.replace(native_config(tmp_path), pull_aside=True, max_concurrent_downloads=3,
+                                  max_root_downloads=2)
+        store = images.ImageStore(cfg)
+        failed: list[BaseException] = []
+
+        def pull(ref: str) -> None:
+            try:
+                store.pull(ref.replace(registry.host, proxy.host))
+            except BaseException as exc:
+                failed.append(exc)
+
+        threads = [threading.Thread(target=pull, args=(r,)) for r in refs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not failed
+        assert len(proxy.requests(path="/blobs/sha256:", method="GET")) >= 8
+        assert proxy.max_blobs_in_flight == 2
+    finally:
+        proxy.stop()

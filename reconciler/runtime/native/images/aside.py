@@ -52,7 +52,8 @@ aside.serve()
 """
 
 _SETTINGS = ("root", "run_dir", "name_prefix", "subnet_pool", "oci_runtime", "max_concurrent_downloads",
-             "max_concurrent_unpacks", "process_unpack_min_bytes", "log_max_size", "log_max_files")
+             "max_root_downloads", "max_concurrent_unpacks", "process_unpack_min_bytes", "log_max_size",
+             "log_max_files")
 
 
 def pull(config: NativeConfig, ref: str, progress: base.ProgressCallback | None,

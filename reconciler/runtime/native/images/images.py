@@ -7,9 +7,11 @@ Pull pipeline (runtime-internals.md §7, moby/containerd behaviour):
    reference by digest that is known costs nothing).
 2. manifest (index -> this platform), config (verified blob; cached in the content store).
 3. layers: each layer whose ChainID snapshot exists is "already exists"; the blobs of the
-   others are downloaded by a pool of `config.max_concurrent_downloads` threads, under a
-   process-wide cap (`global_max_downloads`) shared by concurrent pulls, de-duplicated by
-   digest across pulls in flight (and across processes by the ingest lock).
+   others are downloaded by a pool of `config.max_concurrent_downloads` threads, under a cap
+   for the whole state root (`config.max_root_downloads`: flock'd slot files, so concurrent
+   pulls share it whatever process runs them, the agent's pull helpers and a CLI's alike, as
+   dockerd's cap is the daemon's), de-duplicated by digest across pulls in flight (and across
+   processes by the ingest lock).
 4. extraction overlaps the downloads and itself: each layer is unpacked as soon as its blob is
    there, by a pool of `config.max_concurrent_unpacks` threads, into its own snapshot dir
    (layers.apply_layer with `lowers_pending`; in extractor processes, extractors.py, when the
@@ -70,9 +72,7 @@ if TYPE_CHECKING:
     from reconciler.runtime import base
     from reconciler.runtime.native.images import extractors, layers
 
-__all__ = ["GLOBAL_MAX_DOWNLOADS", "ImageStore", "LayerRecord"]
-
-GLOBAL_MAX_DOWNLOADS = 8
+__all__ = ["DownloadSlots", "ImageStore", "LayerRecord"]
 LEASE_SECONDS = 3600.0
 
 LAYER_MEDIA_TYPES = frozenset({
@@ -119,12 +119,42 @@ _COLUMNS = (("image_refs", "local", "INTEGER NOT NULL DEFAULT 0"),)     # added 
 # Downloads in flight in this process, by (content root, digest): concurrent pulls share them.
 _INFLIGHT: dict[tuple[str, str], Future[None]] = {}
 _INFLIGHT_LOCK = threading.Lock()
-_GLOBAL_SEMAPHORES: dict[int, threading.BoundedSemaphore] = {}
 
 
-def _global_semaphore(n: int) -> threading.BoundedSemaphore:
-    with _INFLIGHT_LOCK:
-        return _GLOBAL_SEMAPHORES.setdefault(n, threading.BoundedSemaphore(n))
+class DownloadSlots:
+    """At most `n` blob downloads at once on one state root, across threads and processes: a
+    download holds one of `n` slot files (`<locks>/download-<i>.lock`) with flock, which the
+    kernel releases when its holder dies. A download that finds every slot taken looks again
+    after a short wait (5 ms, doubling to 100 ms): downloads last far longer."""
+
+    def __init__(self, locks_dir: Path, n: int) -> None:
+        self.paths = [locks_dir / f"download-{i}.lock" for i in range(max(1, n))]
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        fd = self._take()
+        try:
+            yield
+        finally:
+            os.close(fd)
+
+    def _take(self) -> int:
+        delay = 0.005
+        first = (os.getpid() + threading.get_ident()) % len(self.paths)     # takers spread over the slots
+        while True:
+            for path in self.paths[first:] + self.paths[:first]:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    continue
+                except BaseException:
+                    os.close(fd)
+                    raise
+                return fd
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
 
 @dataclass(frozen=True)
@@ -222,7 +252,6 @@ class ImageStore:
         container_image_ids: Callable[[], set[str]] = set,
         image_users: Callable[[], Iterable[ImageUser]] | None = None,
         limits: layers.Limits | None = None,
-        global_max_downloads: int = GLOBAL_MAX_DOWNLOADS,
         platform: str | None = None,
         durable: bool = False,
     ) -> None:
@@ -235,7 +264,7 @@ class ImageStore:
         self.content = content.ContentStore(config.root, durable=durable)
         self.snapshots = snapshots.SnapshotStore(config.root, config.locks_dir, durable=durable)
         self.platform = platform
-        self._global = _global_semaphore(global_max_downloads)
+        self._slots = DownloadSlots(config.locks_dir, config.max_root_downloads)
         self.db = config.db()
         self.db.ensure_schema("native-images", _SCHEMA, _COLUMNS)
         self.lock_path = config.locks_dir / "image-store.lock"
@@ -589,7 +618,7 @@ class ImageStore:
 
     def _download(self, client: rc.RegistryClient, r: rc.Reference, rec: LayerRecord,
                   emit: base.ProgressCallback) -> None:
-        with self._global:
+        with self._slots.held():
             if self.content.has(rec.digest):
                 return
             with self.content.ingest(rec.digest, rec.size) as ing:

@@ -243,6 +243,10 @@ class RestartManager:
                 self.cancel(cid)
             except Exception:  # noqa: BLE001 - any failure: a failed run, not the end of the watch loop
                 # could not start: treat as a failed run, back off further
+                from reconciler import logs
+
+                logs.get_logger("reconciler.runtime.native.containers.restart").warning(
+                    "restart_failed", container=cid, exc_info=True)
                 self._handled.pop(cid, None)
         return restarted
 

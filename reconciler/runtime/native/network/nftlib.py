@@ -18,17 +18,21 @@ from reconciler.runtime import errors
 
 __all__ = ["Nft", "table_exists"]
 
+# one libnftables call at a time in this process (reentrant: a context's finalizer may run from
+# the garbage collector in a thread that holds it, between two calls)
+_CALLS = threading.RLock()
+
 
 class Nft:
     """A libnftables context (libnftables(3)): nft scripts run in this process, as `nft -f -`
-    runs them, errors worded as nft words them. Not shared between threads (the library's
-    contexts are not thread-safe): each call holds the instance's lock. The library is the
-    `nftables` package's own (the CLI links it), loaded on the first call."""
+    runs them, errors worded as nft words them. One call at a time in the process, whatever the
+    context (`_CALLS`): the library's contexts are not thread-safe, and it keeps some state of
+    its own beside them. The library is the `nftables` package's own (the CLI links it), loaded
+    on the first call."""
 
     _lib: Any = None
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._ctx: int | None = None
 
     @classmethod
@@ -59,14 +63,14 @@ class Nft:
         """Run `script` as one transaction: whether it succeeded; with `check`, errors.Unavailable
         in nft's words when it did not."""
         lib = self._load()
-        with self._lock:
+        with _CALLS:
             if self._ctx is None:
                 ctx = lib.nft_ctx_new(0)            # NFT_CTX_DEFAULT
                 if not ctx:
                     raise errors.Unavailable("libnftables could not make a context")
                 lib.nft_ctx_buffer_output(ctx)      # listings are not printed on our stdout
                 lib.nft_ctx_buffer_error(ctx)
-                weakref.finalize(self, lib.nft_ctx_free, ctx)
+                weakref.finalize(self, _free, lib, ctx)
                 self._ctx = ctx
             rc = lib.nft_run_cmd_from_buffer(self._ctx, script.encode())
             lib.nft_ctx_get_output_buffer(self._ctx)        # a listing's text, emptied unread
@@ -76,6 +80,11 @@ class Nft:
             if rc != 0 and check:
                 raise errors.Unavailable(f"nft -f failed: {words[:500] or 'no message'}")
             return bool(rc == 0)
+
+
+def _free(lib: Any, ctx: int) -> None:
+    with _CALLS:
+        lib.nft_ctx_free(ctx)
 
 
 def table_exists(table: str, family: str = "ip", *, nft: Nft | None = None) -> bool:

@@ -150,18 +150,26 @@ class FaultProxy:
                 if self.command != "HEAD":
                     self.wfile.write(body)
 
+            counted = False     # this request is among blobs_in_flight
+
             def _handle(self) -> None:
-                blob = self.command == "GET" and "/blobs/" in self.path and re.search(proxy.track_blobs, self.path)
-                if blob:
+                if self.command == "GET" and "/blobs/" in self.path and re.search(proxy.track_blobs, self.path):
                     with proxy._lock:
                         proxy.blobs_in_flight += 1
                         proxy.max_blobs_in_flight = max(proxy.max_blobs_in_flight, proxy.blobs_in_flight)
+                    self.counted = True
                 try:
                     self._answer()
                 finally:
-                    if blob:
-                        with proxy._lock:
-                            proxy.blobs_in_flight -= 1
+                    self._uncount()
+
+            def _uncount(self) -> None:
+                """No longer in flight: before the last bytes of a slowed body go out (the client
+                cannot have finished with it before), else once the answer is written."""
+                if self.counted:
+                    self.counted = False
+                    with proxy._lock:
+                        proxy.blobs_in_flight -= 1
 
             def _answer(self) -> None:
                 rec = Recorded(role, self.command, self.path, {k.lower(): v for k, v in self.headers.items()})
@@ -279,6 +287,8 @@ class FaultProxy:
                 if kind == "slow" and fault:
                     try:
                         for i in range(0, len(data), fault.chunk):
+                            if i + fault.chunk >= len(data):
+                                self._uncount()
                             self.wfile.write(data[i:i + fault.chunk])
                             self.wfile.flush()
                             time.sleep(fault.delay)

@@ -51,9 +51,6 @@ from reconciler.runtime.native.images import aside
 aside.serve()
 """
 
-_SETTINGS = ("root", "run_dir", "name_prefix", "subnet_pool", "oci_runtime", "max_concurrent_downloads",
-             "max_root_downloads", "max_concurrent_unpacks", "process_unpack_min_bytes", "log_max_size",
-             "log_max_files")
 
 
 def pull(config: NativeConfig, ref: str, progress: base.ProgressCallback | None,
@@ -64,8 +61,12 @@ def pull(config: NativeConfig, ref: str, progress: base.ProgressCallback | None,
     DiskFull, ...)."""
     import subprocess  # here: a CLI that never pulls aside does not load it for this module
 
-    request = {"config": {k: str(v) if k in ("root", "run_dir") else v
-                          for k, v in ((k, getattr(config, k)) for k in _SETTINGS)}, "ref": ref,
+    from reconciler._dataclass import dataclasses
+
+    # the store's settings, every field of its config but the process's own (its DB, pull_aside)
+    settings = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+                if f.name not in ("_db", "pull_aside")}
+    request = {"config": {k: str(v) if k in ("root", "run_dir") else v for k, v in settings.items()}, "ref": ref,
                "auth": dict(auth) if auth else None}
     try:
         proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _HELPER, json.dumps(_path())],

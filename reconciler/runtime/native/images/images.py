@@ -349,12 +349,9 @@ class ImageStore:
         and confirmed by one plain HEAD answers here, any other pull runs in a helper process
         (aside.py), so that this one never maps the registry client (#21)."""
         if self.config.pull_aside and self.client_factory is _default_client:
-            found = presence.present(self.config, ref, head=True)
-            if found is not None:
-                if progress is not None:
-                    progress("resolve", {"ref": found.repo_tag, "digest": found.digest})
-                    progress("done", {"id": found.image_id, "digest": found.digest, "status": "up to date"})
-                return self.get(found.image_id)
+            held = self._held(ref, progress or (lambda _e, _d: None), head=True)
+            if held is not None:
+                return held
             from reconciler.runtime.native.images import aside
 
             return self.get(aside.pull(self.config, ref, progress, auth))
@@ -387,11 +384,9 @@ class ImageStore:
             # the plain HEAD of `present` (none without `ask`): no httpx client (its CA bundle
             # alone costs ~85 ms); a store given its own client (a transport, credentials)
             # always asks with that
-            found = presence.present(self.config, ref, head=ask)
-            if found is not None:
-                emit("resolve", {"ref": str(r), "digest": found.digest})
-                emit("done", {"id": found.image_id, "digest": found.digest, "status": "up to date"})
-                return self.get(found.image_id)
+            held = self._held(ref, emit, head=ask)
+            if held is not None:
+                return held
         with self.store_lock(exclusive=False):
             if r.digest:
                 known = self._image_for_digest(r.digest)
@@ -416,6 +411,16 @@ class ImageStore:
                     return self._pull(client, r, desc, emit)
             except _rc().RegistryError as exc:
                 raise errors.from_registry(exc, f"pulling {r}") from None
+
+    def _held(self, ref: str, emit: base.ProgressCallback, *, head: bool) -> base.ImageInfo | None:
+        """The stored image the tag `ref` names, as presence.present finds it (with `head`, one
+        plain HEAD confirms it), reported as an up-to-date pull; None: a pull must ask."""
+        found = presence.present(self.config, ref, head=head)
+        if found is None:
+            return None
+        emit("resolve", {"ref": found.repo_tag, "digest": found.digest})
+        emit("done", {"id": found.image_id, "digest": found.digest, "status": "up to date"})
+        return self.get(found.image_id)
 
     def _pull(self, client: rc.RegistryClient, r: rc.Reference, desc: rc.Descriptor,
               emit: base.ProgressCallback) -> base.ImageInfo:

@@ -800,8 +800,8 @@ def outside_world(tmp_path: Path) -> Iterator[World]:
         netlink.create_netns(ns)
         with netlink.host() as h:
             veth = h.add_veth(link, peer="eth0", peer_netns=ns, mtu=1500)
-            h.add_address(veth.index, netlink.Address(host_ip, 24))
-            h.set_link(veth.index, state="up")
+            h.add_address(veth, netlink.Address(host_ip, 24))
+            h.set_link(veth, state="up")
         netlink.configure_container_side(ns, ifname="eth0", address=netlink.Address(ip, 24), gateway=host_ip)
         proc = subprocess.Popen(["nsenter", f"--net={ns}", "busybox", "httpd", "-f", "-p", f"{ip}:8080",
                                  "-h", str(www)])

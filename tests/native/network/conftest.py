@@ -117,9 +117,9 @@ class Harness:
         netlink.create_netns(path)
         self.test_links.append(name)
         with netlink.host() as h:
-            link = h.add_veth(name, peer="eth0", peer_netns=path, mtu=1500)
-            h.add_address(link.index, netlink.Address(f"{base}.1", 24))
-            h.set_link(link.index, state="up")
+            index = h.add_veth(name, peer="eth0", peer_netns=path, mtu=1500)
+            h.add_address(index, netlink.Address(f"{base}.1", 24))
+            h.set_link(index, state="up")
         netlink.configure_container_side(path, ifname="eth0", address=netlink.Address(f"{base}.2", 24),
                                          gateway=f"{base}.1")
         return Outside(netns=path, host_ip=f"{base}.1", ip=f"{base}.2")

@@ -113,9 +113,9 @@ def test_ipv6_egress_is_masqueraded(harness: Harness) -> None:
     name = f"{harness.link_tag}o6"
     harness.test_links.append(name)
     with netlink.host() as h:
-        link = h.add_veth(name, peer="eth0", peer_netns=path, mtu=1500)
-        h.add_address(link.index, netlink.Address(f"{outside}1", 64))
-        h.set_link(link.index, state="up")
+        index = h.add_veth(name, peer="eth0", peer_netns=path, mtu=1500)
+        h.add_address(index, netlink.Address(f"{outside}1", 64))
+        h.set_link(index, state="up")
     netlink.configure_container_side(path, ifname="eth0", address=netlink.Address("10.255.255.2", 30), gateway=None,
                                      address6=netlink.Address(f"{outside}2", 64))
     harness.serve(path, "serve-tcp6", "7000", "outside")

@@ -207,6 +207,13 @@ class EndpointOptions:
     gw_priority: int = 0
 
 
+def _container(r: sqlite3.Row) -> ContainerRecord:
+    resolve = json.loads(r["resolve"])
+    return ContainerRecord(r["container_id"], r["name"], r["hostname"], tuple(json.loads(r["aliases"])), r["netns"],
+                           tuple(resolve.get("extra_hosts", ())), tuple(resolve.get("dns", ())),
+                           tuple(resolve.get("dns_search", ())), tuple(resolve.get("dns_options", ())))
+
+
 def _endpoint(r: sqlite3.Row) -> EndpointRecord:
     return EndpointRecord(r["network"], r["address"], r["container_id"], int(r["position"]), r["ifname"], r["veth"],
                           r["address6"], r["mac"], tuple(json.loads(r["link_local"] or "[]")), int(r["gw_priority"]))
@@ -839,13 +846,7 @@ class IPAM:
 
     def containers(self) -> list[ContainerRecord]:
         rows = self._db.connect().execute("SELECT * FROM net_containers ORDER BY name").fetchall()
-        out = []
-        for r in rows:
-            resolve = json.loads(r["resolve"])
-            out.append(ContainerRecord(r["container_id"], r["name"], r["hostname"], tuple(json.loads(r["aliases"])),
-                                       r["netns"], tuple(resolve.get("extra_hosts", ())), tuple(resolve.get("dns", ())),
-                                       tuple(resolve.get("dns_search", ())), tuple(resolve.get("dns_options", ()))))
-        return out
+        return [_container(r) for r in rows]
 
     def container_ids(self) -> set[str]:
         """The ids of the containers with a network record, no record built (what crash recovery
@@ -853,7 +854,10 @@ class IPAM:
         return {r[0] for r in self._db.connect().execute("SELECT container_id FROM net_containers")}
 
     def container(self, container_id: str) -> ContainerRecord | None:
-        return next((c for c in self.containers() if c.container_id == container_id), None)
+        """One container's record: its row alone (an attach asks at every start: #21)."""
+        row = self._db.connect().execute("SELECT * FROM net_containers WHERE container_id = ?",
+                                         (container_id,)).fetchone()
+        return None if row is None else _container(row)
 
     def endpoints(self, *, network: str | None = None, container_id: str | None = None) -> list[EndpointRecord]:
         sql, args = "SELECT * FROM net_endpoints WHERE 1", list[str]()

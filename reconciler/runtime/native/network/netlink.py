@@ -7,6 +7,8 @@ of the engine never sees a pyroute2 type (tests/test_architecture.py enforces th
 Calls are the ones verified on the target hosts (shared/reference/host-recipes.md §4):
 `link("add", kind="bridge"|"veth")`, `addr("add")`, `brport("set", mode=1)` for hairpin,
 a bind-mounted nsfs file runc can join (`create_netns`), `IPRoute(netns=path)` inside.
+A link's index by name is the kernel's SIOCGIFINDEX (`Host.index`, socket.if_nametoindex): a
+fresh attach makes its veth and addresses with six requests and decodes no link message (#21).
 """
 
 from __future__ import annotations
@@ -147,6 +149,7 @@ class Host:
 
     def __init__(self, netns_path: Path | None = None) -> None:
         where = f"network namespace {netns_path}" if netns_path else "the host's network namespace"
+        self._netns = netns_path
         with _netlink(f"open netlink socket in {where}"):
             if netns_path is None:
                 self._ipr = IPRoute()
@@ -171,6 +174,19 @@ class Host:
         with _netlink("list links"):
             return [_to_link(m) for m in self._ipr.link("dump")]
 
+    def index(self, name: str) -> int | None:
+        """The index of the link called `name` in this socket's namespace, or None where the
+        kernel names none: its SIOCGIFINDEX (if_nametoindex), for a few microseconds, where a
+        netlink `get` costs a full link message to decode (#21). A caller that needs more than
+        the index, or to tell a missing link from a failed lookup, asks `link`."""
+        try:
+            if self._netns is None:
+                return socket.if_nametoindex(name)
+            with _thread_in_netns(self._netns):
+                return socket.if_nametoindex(name)
+        except OSError:             # "no interface with this name" (the C call returns 0, no errno)
+            return None
+
     def link(self, name: str) -> Link | None:
         """The link called `name`, or None."""
         with _netlink(f"look up link {name}"):
@@ -191,10 +207,10 @@ class Host:
         return found
 
     def add_veth(self, name: str, *, peer: str, peer_netns: Path, mtu: int, master: int | None = None,
-                 up: bool = False, peer_mac: str | None = None) -> Link:
+                 up: bool = False, peer_mac: str | None = None) -> int:
         """A veth pair: `name` here, `peer` created directly inside `peer_netns` (with the MAC
         `peer_mac`, else one the kernel picks); `name` already on the bridge `master` and up when
-        asked (one request, as `ip link add ... master BR up`)."""
+        asked (one request, as `ip link add ... master BR up`). The index of `name`."""
         extra: dict[str, Any] = {}
         if master is not None:
             extra["master"] = master
@@ -209,7 +225,7 @@ class Host:
                 self._ipr.link("add", ifname=name, kind="veth", mtu=mtu, peer=peer_attrs, **extra)
         finally:
             os.close(fd)
-        found = self.link(name)
+        found = self.index(name)
         if found is None:
             raise errors.Unavailable(f"veth {name} vanished right after creation")
         return found
@@ -379,8 +395,19 @@ def configure_container_side(
     IPv4 address or a global IPv6 one that is not asked for goes (None: all); link-local IPv6
     ones are only added (the kernel's own fe80:: address is among them, and an interface is made
     anew when what it asks changes). `fresh`: `ifname` was made just now (with its veth, of MAC
-    `mac`), so it holds no address to look for."""
+    `mac`), down and with no address: nothing to look at, one request per change (#21)."""
     with host(netns_path) as ns:
+        if fresh:
+            lo_index, index = ns.index("lo"), ns.index(ifname)
+            if lo_index is None or index is None:
+                raise errors.NotFound(f"{ifname} is missing in network namespace {netns_path}")
+            ns.set_link(lo_index, state="up")           # as it is when the namespace is new
+            for wanted in (address, address6, *link_local):
+                if wanted is not None:
+                    ns.add_address(index, wanted)
+            ns.set_link(index, state="up")
+            _default_routes(ns, gateway, gateway6 if address6 is not None else None)
+            return
         lo = ns.link("lo")
         iface = ns.link(ifname)
         if iface is None or lo is None:
@@ -406,10 +433,13 @@ def configure_container_side(
                 ns.add_address(iface.index, wanted)
         if not iface.up:
             ns.set_link(iface.index, state="up")
+        _default_routes(ns, gateway, gateway6 if address6 is not None else None)
+
+
+def _default_routes(ns: Host, *gateways: str | None) -> None:
+    for gateway in gateways:
         if gateway is not None:
             ns.set_default_route(gateway)
-        if gateway6 is not None and address6 is not None:
-            ns.set_default_route(gateway6)
 
 
 def clear_conntrack(*, protocol: str, port: int) -> int:

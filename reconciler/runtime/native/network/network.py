@@ -732,36 +732,38 @@ class NetworkManager:
         veth was made (else it was there)."""
         from reconciler.runtime.native.network import netlink
 
-        bridge = h.link(net.bridge)
+        bridge = h.index(net.bridge)
         if bridge is None:
             if locked:
                 self._ensure_bridge(net)
             else:
                 with self._locked():            # a bridge is shared: made under the lock
                     self._ensure_bridge(net)
-            bridge = h.link(net.bridge)
+            bridge = h.index(net.bridge)
             if bridge is None:
                 raise errors.Unavailable(f"bridge {net.bridge} of network {net.name!r} is missing")
-        veth = h.link(ep.veth)
-        if veth is not None and veth.kind != "veth":
-            raise errors.Conflict(f"interface {ep.veth} exists and is not a veth")
-        fresh = veth is None
-        if veth is None:
+        fresh = False
+        if h.index(ep.veth) is None:
             try:
-                # the MAC asked for, else one derived from the container and the network
-                veth = h.add_veth(ep.veth, peer=ep.ifname, peer_netns=path, mtu=net.mtu, master=bridge.index,
-                                  up=True, peer_mac=ep.mac or self.mac_address(ep.container_id, ep.network))
+                # the MAC asked for, else one derived from the container and the network; made
+                # on its bridge and up, so nothing of it needs a look (#21)
+                index = h.add_veth(ep.veth, peer=ep.ifname, peer_netns=path, mtu=net.mtu, master=bridge,
+                                   up=True, peer_mac=ep.mac or self.mac_address(ep.container_id, ep.network))
+                fresh = True
             except errors.AlreadyExists:
-                # made meanwhile by another process: a heal, while this attach ran outside the lock
-                veth = h.link(ep.veth)
-                if veth is None:
-                    raise
-                fresh = False
-        if veth.master != bridge.index:
-            h.set_link(veth.index, master=bridge.index)
-        h.set_hairpin(veth.index)
-        if not veth.up:
-            h.set_link(veth.index, state="up")
+                pass                            # made meanwhile by another process: a heal outside the lock
+        if not fresh:
+            veth = h.link(ep.veth)
+            if veth is None:
+                raise errors.Unavailable(f"veth {ep.veth} of network {net.name!r} is missing")
+            if veth.kind != "veth":
+                raise errors.Conflict(f"interface {ep.veth} exists and is not a veth")
+            index = veth.index
+            if veth.master != bridge:
+                h.set_link(index, master=bridge)
+            if not veth.up:
+                h.set_link(index, state="up")
+        h.set_hairpin(index)
         netlink.configure_container_side(
             path, ifname=ep.ifname, address=netlink.Address(ep.address, net.prefixlen),
             gateway=net.gateway if default else None,

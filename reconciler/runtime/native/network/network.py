@@ -486,7 +486,11 @@ class NetworkManager:
         return out
 
     def _free_port(self, p: base.PortMapping, held: Sequence[tuple[str, str, int]]) -> int:
-        """A host port for `p` that nothing listens on and `held` does not take."""
+        """A host port for `p` that nothing listens on and `held` does not take. The kernel's
+        offer is free when made, not after: the socket that asked is closed, and another program
+        may bind the port before it is probed (a server started at that moment on a port its
+        maker had chosen the same way): such a port is passed over, as one of ours is, where a
+        port the manifest names is refused (check_ports)."""
         def taken(port: int) -> bool:
             return any(proto == p.protocol and number == port and ipam.same_port_address(ip, p.host_ip)
                        for proto, ip, number in held)
@@ -494,11 +498,16 @@ class NetworkManager:
         self._validate_port(dataclasses.replace(p, host_port=1))
         for _ in range(_CHOOSE_TRIES):
             port = self._kernel_port(p)
-            if not taken(port):
-                return port
+            if taken(port):
+                continue
+            try:
+                self._probe_listener(dataclasses.replace(p, host_port=port))
+            except errors.Conflict:
+                continue
+            return port
         raise errors.Unavailable(
             f"no free host port for container port {p.container_port}/{p.protocol} on {p.host_ip}: "
-            f"the kernel offered {_CHOOSE_TRIES} that containers of this engine publish",
+            f"the kernel offered {_CHOOSE_TRIES} that containers of this engine publish or other programs took",
             hint="widen net.ipv4.ip_local_port_range, or name the host port (published:)")
 
     @staticmethod

@@ -108,16 +108,23 @@ class Harness:
 
     # outside namespaces -----------------------------------------------------------------------
 
-    def outside(self, i: int) -> Outside:
-        """Namespace number i (0 or 1) on 10.a.(b+2+i).0/24, host end .1, namespace .2."""
-        base = f"10.{self.a}.{self.b + 2 + i}"
+    def namespace_with_veth(self, ns: str, link: str, peer: str = "eth0") -> tuple[Path, str, int]:
+        """A namespace of the test's own (`ns` in its dir) and a veth from the host into it (the
+        host end `<link tag><link>`, the other `peer`), both removed at cleanup: the namespace's
+        path, the host end's name and index."""
         self.test_netns_dir.mkdir(exist_ok=True)
-        path = self.test_netns_dir / f"out{i}"
-        name = f"{self.link_tag}o{i}"
+        path = self.test_netns_dir / ns
+        name = f"{self.link_tag}{link}"
         netlink.create_netns(path)
         self.test_links.append(name)
         with netlink.host() as h:
-            index = h.add_veth(name, peer="eth0", peer_netns=path, mtu=1500)
+            return path, name, h.add_veth(name, peer=peer, peer_netns=path, mtu=1500)
+
+    def outside(self, i: int) -> Outside:
+        """Namespace number i (0 or 1) on 10.a.(b+2+i).0/24, host end .1, namespace .2."""
+        base = f"10.{self.a}.{self.b + 2 + i}"
+        path, _, index = self.namespace_with_veth(f"out{i}", f"o{i}")
+        with netlink.host() as h:
             h.add_address(index, netlink.Address(f"{base}.1", 24))
             h.set_link(index, state="up")
         netlink.configure_container_side(path, ifname="eth0", address=netlink.Address(f"{base}.2", 24),

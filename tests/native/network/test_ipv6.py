@@ -107,13 +107,8 @@ def test_ipv6_egress_is_masqueraded(harness: Harness) -> None:
     a = m.attach("ctr-a", name="web", hostname="web", networks=["dual"])
     # an outside namespace of the test's own on another /64 of its block, joined to the host by a veth
     outside = str(ipaddress.IPv6Network(harness.subnet6(6)).network_address)
-    harness.test_netns_dir.mkdir(exist_ok=True)
-    path = harness.test_netns_dir / "out6"
-    netlink.create_netns(path)
-    name = f"{harness.link_tag}o6"
-    harness.test_links.append(name)
+    path, _, index = harness.namespace_with_veth("out6", "o6")
     with netlink.host() as h:
-        index = h.add_veth(name, peer="eth0", peer_netns=path, mtu=1500)
         h.add_address(index, netlink.Address(f"{outside}1", 64))
         h.set_link(index, state="up")
     netlink.configure_container_side(path, ifname="eth0", address=netlink.Address("10.255.255.2", 30), gateway=None,

@@ -554,19 +554,16 @@ def test_a_repairing_attach_points_the_ports_where_the_default_route_is_now(harn
 def test_a_links_index_by_name_is_the_kernels_in_the_sockets_own_namespace(harness: Harness) -> None:
     """Host.index (SIOCGIFINDEX, what a fresh attach looks links up by) answers the index netlink
     reports, in the namespace the socket was made for, and None for a name that namespace lacks."""
-    harness.test_netns_dir.mkdir(exist_ok=True)
-    path = harness.test_netns_dir / "idx"
-    netlink.create_netns(path)
-    name = f"{harness.link_tag}ix"
-    harness.test_links.append(name)
+    path, name, index = harness.namespace_with_veth("idx", "ix", peer="inside0")
     with netlink.host() as h:
-        index = h.add_veth(name, peer="inside0", peer_netns=path, mtu=1500)
         link = h.link(name)
-        assert link is not None and link.index == index == h.index(name)
+        assert link is not None
+        assert link.index == index == h.index(name)
         assert h.index("inside0") is None                       # the peer is in the other namespace
     with netlink.host(path) as ns:
         inside = ns.link("inside0")
-        assert inside is not None and ns.index("inside0") == inside.index
+        assert inside is not None
+        assert ns.index("inside0") == inside.index
         assert ns.index(name) is None
         assert ns.index("lo") == 1
     assert socket.if_nametoindex(name) == index                 # this thread is back in the host's

@@ -567,3 +567,45 @@ def test_a_links_index_by_name_is_the_kernels_in_the_sockets_own_namespace(harne
         assert ns.index(name) is None
         assert ns.index("lo") == 1
     assert socket.if_nametoindex(name) == index                 # this thread is back in the host's
+
+
+def _answers(address: str) -> bool:
+    """Whether `address` answers a TCP connection from the host (a refusal is an answer: its
+    namespace has no listener) within a second."""
+    try:
+        socket.create_connection((address, 9), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _neighbour(address: str, bridge: str) -> str:
+    """The host's neighbour entry for `address` on `bridge` (`ip neigh` line, '' when none)."""
+    return subprocess.run(["ip", "neigh", "show", address, "dev", bridge], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_a_reused_address_is_announced_so_the_host_reaches_its_new_owner_at_once(harness: Harness) -> None:
+    """A container's interface announces its address when it comes up (gratuitous ARP), as
+    Docker's bridge driver does: the host's neighbour entry for an address a removed container
+    had (its MAC, valid for up to ~45 s more) moves to the new owner's MAC at its attach. A
+    third container keeps the bridge up (the last port's removal would flush the entries)."""
+    m = harness.manager
+    state = m.ensure_network(base.NetworkConfig(name="reuse", subnet=harness.subnet(0)))
+    address = f"10.{harness.a}.{harness.b}.50"
+    m.attach("ctr-keep", name="keep", hostname="keep", networks=["reuse"])
+    m.attach("ctr-old", name="old", hostname="old", networks=["reuse"], static_ips={"reuse": address})
+    assert _answers(address)
+    old_mac = m.mac_address("ctr-old", "reuse")
+    assert old_mac in _neighbour(address, state.bridge)
+    m.detach("ctr-old")
+    assert old_mac in _neighbour(address, state.bridge)             # the kernel still holds it
+    m.attach("ctr-new", name="new", hostname="new", networks=["reuse"], static_ips={"reuse": address})
+    new_mac = m.mac_address("ctr-new", "reuse")
+    deadline = time.monotonic() + 3
+    while new_mac not in _neighbour(address, state.bridge):
+        assert time.monotonic() < deadline, _neighbour(address, state.bridge)
+        time.sleep(0.05)
+    assert _answers(address)

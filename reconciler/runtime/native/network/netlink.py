@@ -356,15 +356,17 @@ _ANNOUNCE = (("/proc/sys/net/ipv4/conf/default/arp_notify", b"1"),
 
 
 def _announce_addresses() -> None:
-    """In a namespace just made (by the calling thread): `_ANNOUNCE`'s settings (the IPv6 one
-    only where the kernel has IPv6)."""
+    """In a namespace just made (by the calling thread): `_ANNOUNCE`'s settings, where they can
+    be set (no IPv6 in the kernel, a read-only /proc/sys: the namespace works, announcing nothing)."""
     for name, value in _ANNOUNCE:
         try:
             fd = os.open(name, os.O_WRONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
+        except OSError:
             continue
         try:
             os.write(fd, value)
+        except OSError:
+            pass
         finally:
             os.close(fd)
 

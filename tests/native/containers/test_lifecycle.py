@@ -134,11 +134,13 @@ def test_a_bind_source_replaced_or_deleted_while_it_runs_is_reported(native: tup
     assert stale() == (str(conf), str(data))
     conf.write_text("v3\n")                              # written in place: the same file, still stale
     assert stale() == (str(conf), str(data))
+    assert rt.inspect_document(cid)["State"]["StaleBinds"] == [str(conf), str(data)]     # inspect says so too
 
     rt.stop_container(cid, timeout=0)
     assert stale() == ()                                   # it does not run: nothing it holds
     rt.start_container(cid)
     assert stale() == ()
+    assert "StaleBinds" not in rt.inspect_document(cid)["State"]
     assert rt.exec(cid, ["cat", "/etc/app.conf"]).stdout == b"v3\n"
 
 

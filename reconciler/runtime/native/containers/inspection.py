@@ -32,6 +32,10 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
         "StartedAt": rec.started_at or "0001-01-01T00:00:00Z",
         "FinishedAt": rec.finished_at or "0001-01-01T00:00:00Z",
     }
+    if observed.stale_binds:
+        # reconciler's, beside Docker's keys: bind sources it no longer has mounted (deleted or
+        # replaced since it started: volumes.stale_binds), which a pass notes; a restart mounts them
+        state["StaleBinds"] = list(observed.stale_binds)
     if hc is not None:
         # Stale (reconciler's, beside Docker's keys): no probe observed it lately (healthtimes.stale)
         state["Health"] = {"Status": rec.health or "starting", "FailingStreak": rec.health_failures,

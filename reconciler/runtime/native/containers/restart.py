@@ -42,6 +42,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from typing import Any
 
 from reconciler import restarting
 from reconciler._dataclass import dataclass, dataclasses
@@ -173,10 +174,7 @@ class RestartManager:
         except rterrors.NotFound:
             pass
         except Exception as exc:  # noqa: BLE001 - one container that cannot go does not stop the watch
-            from reconciler import logs
-
-            logs.get_logger("reconciler.runtime.native.containers.restart").warning(
-                "could not remove an AutoRemove container", container=rec.name, error=str(exc))
+            _log().warning("could not remove an AutoRemove container", container=rec.name, error=str(exc))
 
     def cancel(self, cid: str) -> None:
         """Forget a pending restart (the container was stopped or removed by hand)."""
@@ -243,10 +241,7 @@ class RestartManager:
                 self.cancel(cid)
             except Exception:  # noqa: BLE001 - any failure: a failed run, not the end of the watch loop
                 # could not start: treat as a failed run, back off further
-                from reconciler import logs
-
-                logs.get_logger("reconciler.runtime.native.containers.restart").warning(
-                    "restart_failed", container=cid, exc_info=True)
+                _log().warning("restart_failed", container=cid, exc_info=True)
                 self._handled.pop(cid, None)
         return restarted
 
@@ -307,10 +302,7 @@ class RestartManager:
                     self.manager.start(rec.id)
                     started.append(rec.id)
                 except Exception as exc:  # noqa: BLE001 - one container that cannot start does not stop the others
-                    from reconciler import logs
-
-                    logs.get_logger("reconciler.runtime.native.containers.restart").warning(
-                        "could not start at engine start", container=rec.name, error=str(exc))
+                    _log().warning("could not start at engine start", container=rec.name, error=str(exc))
         return started
 
     def watch(self, stop: threading.Event, *, poll: float = 0.2, sweep: float = SWEEP,
@@ -377,10 +369,7 @@ class RestartManager:
             except rterrors.NotFound:
                 continue
             except Exception:  # noqa: BLE001 - the others still: a flag left names this process
-                from reconciler import logs
-
-                logs.get_logger("reconciler.runtime.native.containers.restart").warning(
-                    "could not clear a pending restart", container=cid, exc_info=True)
+                _log().warning("could not clear a pending restart", container=cid, exc_info=True)
 
     def _step(self, on_tick: Callable[[list[str]], None] | None, *, ids: Iterable[str]) -> None:
         try:
@@ -388,6 +377,12 @@ class RestartManager:
             if on_tick is not None:
                 on_tick(restarted)
         except Exception:  # noqa: BLE001 - keep watching: one bad tick is not the end
-            from reconciler import logs
+            _log().exception("restart_tick_failed")
 
-            logs.get_logger("reconciler.runtime.native.containers.restart").exception("restart_tick_failed")
+
+def _log() -> Any:
+    """This module's logger, asked for where something failed (the logging setup is not loaded
+    by an engine whose loops run quietly)."""
+    from reconciler import logs
+
+    return logs.get_logger("reconciler.runtime.native.containers.restart")

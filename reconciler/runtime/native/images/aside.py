@@ -52,7 +52,6 @@ aside.serve()
 """
 
 
-
 def pull(config: NativeConfig, ref: str, progress: base.ProgressCallback | None,
          auth: Mapping[str, Any] | None = None) -> str:
     """Pull `ref` into the store at `config` in a helper process; the id of the stored image.

@@ -70,8 +70,7 @@ class NetworkHosts:
 
     def __init__(self, entries: Iterable[tuple[str, HostEntry]]) -> None:
         ordered = sorted(entries, key=lambda item: _order(item[1]))
-        self._owners: dict[str, set[str]] = {}
-        held: dict[str, dict[str, int]] = {}           # address -> its lines' containers, with how many
+        self._held: dict[str, dict[str, int]] = {}     # address -> its lines' containers, with how many
         self._spans: dict[str, list[tuple[int, int]]] = {}
         pieces, pos = [], 0
         for cid, e in ordered:
@@ -80,18 +79,17 @@ class NetworkHosts:
             self._spans.setdefault(cid, []).append((pos, pos + len(piece)))
             pieces.append(piece)
             pos += len(piece)
-            self._owners.setdefault(e.address, set()).add(cid)
-            held.setdefault(e.address, {}).setdefault(cid, 0)
-            held[e.address][cid] += 1
+            lines = self._held.setdefault(e.address, {})
+            lines[cid] = lines.get(cid, 0) + 1
         self._text = "".join(pieces)
         # addresses of more than one line: one container's view may see two peers there
-        self._shared = [lines for lines in held.values() if sum(lines.values()) > 1]
+        self._shared = [lines for lines in self._held.values() if sum(lines.values()) > 1]
 
     def render(self, container_id: str, own: Sequence[HostEntry]) -> str | None:
         for lines in self._shared:
             if sum(n for cid, n in lines.items() if cid != container_id) > 1:
                 return None
-        if any(self._owners.get(e.address, set()) - {container_id} for e in own):
+        if any(self._held.get(e.address, {}).keys() - {container_id} for e in own):
             return None
         parts, pos = [render_hosts(own, ())], 0
         for begin, end in self._spans.get(container_id, ()):

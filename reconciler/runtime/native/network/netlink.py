@@ -19,7 +19,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ __all__ = [
     "host",
     "is_netns",
     "remove_netns",
+    "sysctl",
 ]
 
 
@@ -346,29 +347,31 @@ def create_netns(path: Path) -> None:
             raise failure[0]
 
 
+def sysctl(path: str, value: str) -> None:
+    """Set `/proc/sys/<path>` (written only when it differs), in the network namespace of the
+    calling thread for a net.* one: errors.Unavailable when it cannot be set."""
+    p = Path("/proc/sys") / path
+    try:
+        if p.read_text().strip() != value:
+            p.write_text(value)
+    except OSError as exc:
+        raise errors.Unavailable(f"cannot set sysctl {path.replace('/', '.')}={value}: {exc}") from exc
+
+
 # the namespace's defaults, which every interface made in it takes: when one comes up, it tells the
 # network its addresses (a gratuitous ARP, an unsolicited neighbour advertisement), as Docker's
 # bridge driver does with its advertise_addr messages. An address a removed container had, given to
 # a new one (a fixed IP, an address reused), is otherwise unreachable from the host and its peers
 # until their neighbour entries for it (the old MAC) expire: up to ~45 s.
-_ANNOUNCE = (("/proc/sys/net/ipv4/conf/default/arp_notify", b"1"),
-             ("/proc/sys/net/ipv6/conf/default/ndisc_notify", b"1"))
+_ANNOUNCE = ("net/ipv4/conf/default/arp_notify", "net/ipv6/conf/default/ndisc_notify")
 
 
 def _announce_addresses() -> None:
     """In a namespace just made (by the calling thread): `_ANNOUNCE`'s settings, where they can
     be set (no IPv6 in the kernel, a read-only /proc/sys: the namespace works, announcing nothing)."""
-    for name, value in _ANNOUNCE:
-        try:
-            fd = os.open(name, os.O_WRONLY | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            os.write(fd, value)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+    for path in _ANNOUNCE:
+        with suppress(errors.RuntimeBackendError):
+            sysctl(path, "1")
 
 
 def is_netns(path: Path) -> bool:

@@ -105,15 +105,6 @@ def _short_hash(text: str, n: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:n]
 
 
-def _sysctl(path: str, value: str) -> None:
-    p = Path("/proc/sys") / path
-    try:
-        if p.read_text().strip() != value:
-            p.write_text(value)
-    except OSError as exc:
-        raise errors.Unavailable(f"cannot set sysctl {path.replace('/', '.')}={value}: {exc}") from exc
-
-
 def _mount_count(path: Path) -> int:
     """How many mounts are stacked on `path` (os.path.ismount misses same-device bind mounts)."""
     target = str(path.resolve())
@@ -357,7 +348,7 @@ class NetworkManager:
             if link.mtu != record.mtu:
                 h.set_link(link.index, mtu=record.mtu)
             if want6 is not None:
-                _sysctl(f"net/ipv6/conf/{record.bridge}/disable_ipv6", "0")
+                netlink.sysctl(f"net/ipv6/conf/{record.bridge}/disable_ipv6", "0")
             for family, address in ((socket.AF_INET, want), (socket.AF_INET6, want6)):
                 present = {a for _, a in h.addresses(link.index, family=family)}
                 for other in present - {address}:
@@ -366,13 +357,13 @@ class NetworkManager:
                     h.add_address(link.index, address)
             if not link.up:
                 h.set_link(link.index, state="up")
-        _sysctl(f"net/ipv4/conf/{record.bridge}/route_localnet", "1")
+        netlink.sysctl(f"net/ipv4/conf/{record.bridge}/route_localnet", "1")
         if Path(f"/proc/sys/net/ipv6/conf/{record.bridge}").exists():
-            _sysctl(f"net/ipv6/conf/{record.bridge}/accept_ra", "0")
+            netlink.sysctl(f"net/ipv6/conf/{record.bridge}/accept_ra", "0")
         if not record.internal:
-            _sysctl("net/ipv4/ip_forward", "1")
+            netlink.sysctl("net/ipv4/ip_forward", "1")
             if want6 is not None:
-                _sysctl("net/ipv6/conf/all/forwarding", "1")
+                netlink.sysctl("net/ipv6/conf/all/forwarding", "1")
 
     def _undo_network(self, record: ipam.NetworkRecord, *, delete_bridge: bool) -> None:
         from reconciler.runtime.native.network import netlink

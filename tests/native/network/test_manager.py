@@ -571,9 +571,11 @@ def test_a_links_index_by_name_is_the_kernels_in_the_sockets_own_namespace(harne
 
 def _answers(address: str) -> bool:
     """Whether `address` answers a TCP connection from the host (a refusal is an answer: its
-    namespace has no listener) within a second."""
+    namespace has no listener) within five seconds: a port is not forwarding before the kernel's
+    linkwatch has seen the veth's carrier (it waits for the rtnl lock that busy workers' namespace
+    removals hold), so a first ARP request can go unanswered and is asked again a second later."""
     try:
-        socket.create_connection((address, 9), timeout=1).close()
+        socket.create_connection((address, 9), timeout=5).close()
     except ConnectionRefusedError:
         return True
     except OSError:

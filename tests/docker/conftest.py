@@ -14,6 +14,7 @@ import json
 import os
 import resource
 import secrets
+import select
 import shlex
 import shutil
 import signal
@@ -262,7 +263,11 @@ def _end_dnsmasqs(networks: Iterable[str]) -> None:
     in the argv) and remove its files. dnsname ends it when a network's last container is torn
     down; a container the service left running (a failed test) leaves it serving the bridge's
     name, which the next network podman makes takes again (`bind-dynamic`: the new network's
-    dnsmasq then finds its address in use)."""
+    dnsmasq then finds its address in use). Each is waited for: the sockets of one that was
+    told to end are held until it has (dnsname's own teardown signals it without waiting, and a
+    next network on the same subnet failed a test once, its dnsmasq's listener "already in
+    use")."""
+    ending: list[int] = []
     for name in networks:
         conf = str(DNSNAME_STATE / name / "dnsmasq.conf").encode()
         for pid in os.listdir("/proc"):
@@ -273,9 +278,22 @@ def _end_dnsmasqs(networks: Iterable[str]) -> None:
             except OSError:
                 continue
             if argv[0].endswith(b"dnsmasq") and any(a.endswith(conf) for a in argv):
+                try:
+                    fd = os.pidfd_open(int(pid))
+                except ProcessLookupError:
+                    continue
+                ending.append(fd)
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), signal.SIGTERM)
+                    signal.pidfd_send_signal(fd, signal.SIGTERM)
         shutil.rmtree(DNSNAME_STATE / name, ignore_errors=True)
+    for fd in ending:
+        try:
+            if not select.select([fd], [], [], 10)[0]:       # readable once the process has exited
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+                select.select([fd], [], [], 10)
+        finally:
+            os.close(fd)
 
 
 def _unmount_under(root: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 from reconciler.runtime import base, errors
 from reconciler.runtime.docker import DockerRuntime, api
+from reconciler.runtime.docker.backend import container_state
 from tests.docker.conftest import Engine, PulledImage, Scope, rand
 from tests.helpers import images
 from tests.helpers.registry import RegistryServer
@@ -450,3 +452,24 @@ def test_a_run_attached_before_its_start_gets_every_byte_and_its_exit_code(
         got, code = attached_run(scope.runtime, scope.name("containers", f"attached{i}"), docker_image.ref)
         assert got == {"stdout": [(b"out", True), (b"more", False)], "stderr": [(b"err", True)]}, i
         assert code == 3
+
+
+def test_a_stale_bind_is_looked_for_only_through_the_containers_own_process(engine: Engine, tmp_path: Path) -> None:
+    """The pid an engine reports names the container's process only when the engine runs here,
+    in this pid namespace; an engine elsewhere (a TCP or forwarded socket) reports a pid that is
+    some other process here, whose root is not the container's: it is not looked into (the
+    process's cgroup must name the container), else its files would be taken for the container's."""
+    conf, decoy = tmp_path / "app.conf", tmp_path / "decoy.conf"
+    conf.write_text("v1\n")
+    decoy.write_text("a host file at the bind's target\n")
+    name = make(engine.scope, engine.image, "stalebind", ["sleep", "1000"],
+                mounts=(base.Mount(type="bind", source=str(conf), target=str(decoy)),))
+    engine.rt.start_container(name)
+    attrs = engine.rt.api.container_inspect(name)
+    assert container_state(attrs).stale_binds == ()
+    (tmp_path / "app.conf.new").write_text("v2\n")
+    (tmp_path / "app.conf.new").rename(conf)                   # as an editor saves
+    attrs = engine.rt.api.container_inspect(name)
+    assert container_state(attrs).stale_binds == (str(conf),)
+    elsewhere = {**attrs, "State": {**attrs["State"], "Pid": os.getpid()}}     # here, a process of this test
+    assert container_state(elsewhere).stale_binds == ()

@@ -52,6 +52,7 @@ FAKE_IMAGE = "test/busybox:latest"      # published in the fake's own registry
 NO_OUTPUT = "runs no process, so a container writes no output"
 FAKE_CANNOT: dict[str, str] = {
     "test_restart_of_exited_container": NO_OUTPUT,
+    "test_a_bind_source_replaced_or_deleted_while_it_runs_is_named_stale": "runs no process, so no mount can go stale",
     "test_exit_codes": "runs no process: only a `false` command exits by itself, with code 1",
     "test_bad_entrypoint_is_a_clear_error": "has no image filesystem in which a command could be missing",
     "test_stop_sends_stop_signal_and_waits": "runs no process, so none traps the stop signal",

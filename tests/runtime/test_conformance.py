@@ -476,6 +476,36 @@ def test_bind_mount_read_only(runtime: base.Runtime, image: str, tmp_path: Path)
     assert not (host / "new").exists()
 
 
+def test_a_bind_source_replaced_or_deleted_while_it_runs_is_named_stale(runtime: base.Runtime, image: str,
+                                                                         tmp_path: Path) -> None:
+    """A running container keeps what it mounted: a file an editor saves (a new file renamed over
+    the old one) or a directory deleted leaves it with the old one. Its state names those sources
+    (`stale_binds`, which a pass notes) until a start mounts what is there now."""
+    conf, data = tmp_path / "app.conf", tmp_path / "data"
+    conf.write_text("v1\n")
+    data.mkdir()
+    mnts = (base.Mount(type="bind", source=str(conf), target="/etc/app.conf", read_only=True),
+            base.Mount(type="bind", source=str(data), target="/data"))
+    cid = run(runtime, cfg(image, "stalebind", "sleep", "1000", mounts=mnts))
+
+    def stale() -> set[str]:
+        return set(runtime.inspect_container(cid).stale_binds)
+
+    assert stale() == set()
+    (tmp_path / "app.conf.new").write_text("v2\n")
+    (tmp_path / "app.conf.new").rename(conf)                   # as an editor saves
+    assert stale() == {str(conf)}
+    data.rmdir()
+    assert stale() == {str(conf), str(data)}
+    assert {s for c in runtime.list_containers() if c.id == cid for s in c.stale_binds} == stale()
+    runtime.stop_container(cid, timeout=0)
+    assert stale() == set()                                     # it runs no process: nothing it holds
+    data.mkdir()
+    runtime.start_container(cid)
+    assert stale() == set()
+    assert runtime.exec(cid, ["cat", "/etc/app.conf"]).stdout == b"v2\n"
+
+
 # ------------------------------------------------------------------------------- exec
 
 def test_exec(runtime: base.Runtime, image: str) -> None:

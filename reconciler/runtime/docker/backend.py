@@ -30,7 +30,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from reconciler import healthtimes, imagenames, restarting
 from reconciler._dataclass import dataclasses
-from reconciler.runtime import base, errors
+from reconciler.runtime import base, binds, errors
 from reconciler.runtime.docker import api
 
 if TYPE_CHECKING:
@@ -307,9 +307,9 @@ def _ports(attrs: Mapping[str, Any]) -> tuple[base.PortMapping, ...]:
     live = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
     out: list[base.PortMapping] = []
     seen: set[tuple[int, int, str, str]] = set()
-    for key, binds in sorted(live.items()):
+    for key, bound in sorted(live.items()):
         port, _, proto = key.partition("/")
-        for b in binds or []:
+        for b in bound or []:
             host_ip = b.get("HostIp") or "0.0.0.0"  # noqa: S104 - Docker's default
             if host_ip == "::":
                 continue   # the IPv6 twin of a 0.0.0.0 binding
@@ -366,9 +366,21 @@ def container_state(attrs: Mapping[str, Any], *, start_interval: bool = False,
             _restart_policy(attrs), exit_code=exit_code, restart_count=restart_count,
             manually_stopped=False, moment=restarting.Moment.EXIT).start,
         paused=raw_status == "paused",
+        stale_binds=_stale_binds(attrs, pid) if st == base.ContainerStatus.RUNNING and pid else (),
         first_probe=None if hc is None else (base.first_probe(hc) if start_interval else hc.interval),
         **(_health_seen(state, hc, st) if probed_here and hc is not None else {}),
     )
+
+
+def _stale_binds(attrs: Mapping[str, Any], pid: int) -> tuple[str, ...]:
+    """The bind sources of a running container that its process no longer has mounted
+    (runtime.binds), when its engine runs on this host: its pid names the container's process
+    here (binds.owned), which an engine elsewhere's (a TCP or forwarded socket) does not."""
+    pairs = [(str(m.get("Source") or ""), str(m.get("Destination") or ""))
+             for m in attrs.get("Mounts") or () if m.get("Type") == "bind"]
+    if not pairs or not binds.owned(pid, str(attrs["Id"])):
+        return ()
+    return binds.stale(pairs, pid)
 
 
 def _health_seen(state: Mapping[str, Any], hc: base.Healthcheck, st: base.ContainerStatus) -> dict[str, Any]:

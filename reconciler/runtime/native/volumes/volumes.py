@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler._sqlite import Database
-from reconciler.runtime import base
+from reconciler.runtime import base, binds
 from reconciler.runtime import errors as rterrors
 
 __all__ = ["ANONYMOUS_LABEL", "VolumeStore", "data_dir", "mount_entries"]
@@ -206,25 +206,8 @@ def ensure_bind_sources(mounts: Sequence[base.Mount]) -> None:
 
 def stale_binds(mounts: Sequence[base.Mount], pid: int) -> tuple[str, ...]:
     """The host paths of `mounts`' binds that are not what the process `pid` has mounted at
-    their targets now: gone from the host, or another file or directory there (its device and
-    inode differ from what /proc/PID/root/TARGET shows). Two stats a bind; a target that cannot
-    be looked at (the process ended) says nothing."""
-    out = []
-    for m in _host_binds(mounts):
-        try:
-            inside = os.stat(f"/proc/{pid}/root{m.target}")
-        except OSError:
-            continue
-        try:
-            host = os.stat(m.source)
-        except FileNotFoundError:
-            out.append(m.source)
-            continue
-        except OSError:
-            continue
-        if (host.st_dev, host.st_ino) != (inside.st_dev, inside.st_ino):
-            out.append(m.source)
-    return tuple(out)
+    their targets now (reconciler.runtime.binds.stale)."""
+    return binds.stale(((m.source, m.target) for m in _host_binds(mounts)), pid)
 
 
 def mount_entries(

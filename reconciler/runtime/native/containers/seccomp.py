@@ -27,6 +27,7 @@ the default action: EPERM.
 
 from __future__ import annotations
 
+import contextlib
 import errno as _errno
 import functools
 import json
@@ -55,6 +56,13 @@ ARCHES: Mapping[str, tuple[str, str]] = {
     "s390x": ("s390x", "SCMP_ARCH_S390X"),
     "riscv64": ("riscv64", "SCMP_ARCH_RISCV64"),
     "loongarch64": ("loong64", "SCMP_ARCH_LOONGARCH64"),
+}
+
+# a sub-architecture of `archMap` -> the kernel options that give it an ABI (any one of them)
+_SUB_ABIS: Mapping[str, tuple[str, ...]] = {
+    "SCMP_ARCH_X32": ("CONFIG_X86_X32_ABI", "CONFIG_X86_X32"),     # CONFIG_X86_X32 before Linux 5.18
+    "SCMP_ARCH_X86": ("CONFIG_IA32_EMULATION",),
+    "SCMP_ARCH_ARM": ("CONFIG_COMPAT",),
 }
 
 _REINSTALL = f"reinstall reconciler: its {PROFILE_FILE} is moby's default seccomp profile, unchanged"
@@ -95,21 +103,43 @@ def default_profile() -> Mapping[str, Any]:
     return loaded
 
 
+@functools.cache
+def kernel_config() -> str | None:
+    """The running kernel's build configuration (/proc/config.gz, else /boot/config-RELEASE),
+    or None where neither can be read."""
+    try:
+        packed = Path("/proc/config.gz").read_bytes()
+    except OSError:
+        pass
+    else:
+        import zlib  # not gzip: its module and io layers cost `run` ~1 ms more
+
+        with contextlib.suppress(zlib.error):
+            return zlib.decompress(packed, wbits=31).decode("ascii", "replace")
+    try:
+        return Path(f"/boot/config-{os.uname().release}").read_text("ascii", "replace")
+    except OSError:
+        return None
+
+
 def linux_seccomp(caps: Collection[str]) -> dict[str, Any]:
     """The `linux.seccomp` object for a container with capability set `caps` on this host."""
     arch, spec_arch = host_arch()
-    return translate(default_profile(), caps, arch=arch, spec_arch=spec_arch, kernel=kernel_version())
+    return translate(default_profile(), caps, arch=arch, spec_arch=spec_arch, kernel=kernel_version(),
+                     kernel_config=kernel_config())
 
 
 def translate(
     profile: Mapping[str, Any], caps: Collection[str], *, arch: str, spec_arch: str,
-    kernel: tuple[int, int],
+    kernel: tuple[int, int], kernel_config: str | None = None,
 ) -> dict[str, Any]:
     """A Docker-format profile as runtime-spec `linux.seccomp` for these caps, arch and kernel.
 
     `arch` is libseccomp's name of the host architecture (what `arches` filters name),
-    `spec_arch` its SCMP_ARCH_ constant (what `archMap` keys). A profile that does not follow
-    the format raises Unavailable naming the block and field.
+    `spec_arch` its SCMP_ARCH_ constant (what `archMap` keys), `kernel_config` the running
+    kernel's build configuration (None: not known), which drops the sub-architectures it has no
+    ABI for (`_runnable`). A profile that does not follow the format raises Unavailable naming
+    the block and field.
     """
     action = profile.get("defaultAction")
     if not isinstance(action, str) or not action.startswith("SCMP_ACT_"):
@@ -118,7 +148,7 @@ def translate(
     default_errno = _errno_of(profile, "defaultErrnoRet", "defaultErrno", "the profile")
     if default_errno is not None:
         out["defaultErrnoRet"] = default_errno
-    arches = _architectures(profile, spec_arch)
+    arches = _runnable(_architectures(profile, spec_arch), kernel_config)
     if arches:
         out["architectures"] = arches
     if profile.get("flags"):
@@ -161,6 +191,21 @@ def _architectures(profile: Mapping[str, Any], spec_arch: str) -> list[str]:
         if isinstance(entry, dict) and entry.get("architecture") == spec_arch:
             return [spec_arch, *_strings(entry.get("subArchitectures"), "archMap subArchitectures")]
     return []           # an architecture the profile does not map: the runtime filters the native one
+
+
+def _runnable(arches: list[str], config: str | None) -> list[str]:
+    """`arches` (the native one first) less the sub-architectures the kernel was built without
+    (`_SUB_ABIS`: none of its programs can run there). Each architecture a filter lists is
+    compiled by libseccomp in every container's `runc init`: x32 alone costs ~5 ms of each start,
+    on the many kernels built without it (and then, where the kernel would answer an x32 system
+    call ENOSYS, the filter's bad-architecture action, SIGSYS, does). A configuration not known
+    keeps them all, as Docker's filter has them."""
+    if config is None or not arches:
+        return arches
+    def built(option: str) -> bool:
+        return f"\n{option}=y\n" in config or config.startswith(f"{option}=y\n")
+
+    return [arches[0], *(a for a in arches[1:] if a not in _SUB_ABIS or any(map(built, _SUB_ABIS[a])))]
 
 
 def _filter(block: Mapping[str, Any], key: str, i: int) -> tuple[tuple[str, ...], tuple[str, ...], tuple[int, int] | None]:

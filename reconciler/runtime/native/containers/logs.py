@@ -33,6 +33,7 @@ from reconciler.runtime import errors as rterrors
 __all__ = ["parse_since", "pin_path", "read_logs", "rotate", "rotated_files"]
 
 # patterns compiled at their first use (re caches them), not by every command that imports this (#21)
+REOPEN_WAIT = 0.5      # seconds a rotation waits for conmon's fresh file, to pin it (rotate)
 _DURATION = r"^(?:(\d+(?:\.\d+)?)(h|m|s|ms))+$"
 _PART = r"(\d+(?:\.\d+)?)(ms|h|m|s)"
 
@@ -151,8 +152,10 @@ def rotate(path: Path, ctl: Path, *, max_size: int, max_files: int) -> bool:
 
     conmon's own `--log-size-max` cut replaces `ctr.log` with a new file, which would drop
     the old one; the backstop is harmless because `ctr.log.pin`, a hard link to the current
-    file made here, keeps it, and the next step rotates it in as `ctr.log.1`. A process that
-    finds another one rotating the same log leaves it alone.
+    file made here, keeps it, and the next step rotates it in as `ctr.log.1`. conmon counts
+    toward its cut across the reopens asked of it, so a cut can strike the fresh file a rotation
+    just had made: that file is pinned as soon as conmon has made it (up to REOPEN_WAIT), not
+    at the next step. A process that finds another one rotating the same log leaves it alone.
     """
     pin = pin_path(path)
     st, pst = _stat(path), _stat(pin)
@@ -194,9 +197,11 @@ def rotate(path: Path, ctl: Path, *, max_size: int, max_files: int) -> bool:
                         os.rename(path, f"{path}.1")
                     else:
                         path.unlink()       # max_files 1: Docker truncates; conmon starts anew
+                    asked = False
                     with contextlib.suppress(OSError):   # exited meanwhile: its next start creates it
-                        os.write(ctl_fd, b"2 0 0\n")
-                    st = None
+                        asked = os.write(ctl_fd, b"2 0 0\n") > 0
+                    st = _reopened(path) if asked else None
+                    pst = None
                     rotated = True
                 finally:
                     os.close(ctl_fd)
@@ -206,6 +211,17 @@ def rotate(path: Path, ctl: Path, *, max_size: int, max_files: int) -> bool:
         return rotated
     finally:
         os.close(lock_fd)
+
+
+def _reopened(path: Path) -> os.stat_result | None:
+    """`path` once conmon has made it again after a rotation's reopen (it does at its next turn
+    of its loop, after an fsync of the old file), or None after REOPEN_WAIT."""
+    deadline = time.monotonic() + REOPEN_WAIT
+    while True:
+        st = _stat(path)
+        if st is not None or time.monotonic() >= deadline:
+            return st
+        time.sleep(0.002)
 
 
 # ---------------------------------------------------------------------------- reading

@@ -249,6 +249,41 @@ def test_starting_a_created_container_runs_no_runtime_process(
     assert b"started" in rt.containers.paths(cid).log.read_bytes()
 
 
+def test_an_init_awaits_its_start_while_it_holds_the_exec_fifo_whatever_its_name(
+        native: tuple[NativeRuntime, str], tmp_path: Path) -> None:
+    """The start's judgement of whether the init still waits (else it counts as released, and
+    the fifo is removed) is the init's hold on the exec fifo, not its name: a process that holds
+    the fifo waits whatever it is called; runc's init holds it until its exec, not after."""
+    fifo = tmp_path / "exec.fifo"
+    os.mkfifo(fifo)
+    ident = (fifo.stat().st_dev, fifo.stat().st_ino)
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import os, sys, time
+        fd = os.open({str(fifo)!r}, os.O_PATH)
+        print("held", flush=True)
+        time.sleep(60)
+    """)], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == b"held\n"
+        assert Path(f"/proc/{holder.pid}/comm").read_text().strip() != "runc:[2:INIT]"
+        assert oci._awaiting_start(holder.pid, ident)
+        assert not oci._awaiting_start(os.getpid(), ident)
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+    rt, image = native
+    cid = rt.create_container(_cfg(image, "held", "sleep", "1000"))
+    rec = rt.containers.get(cid)
+    assert rec.pid
+    runc_fifo = (rt.config.run_dir / "runc" / cid / "exec.fifo").stat()
+    assert oci._awaiting_start(rec.pid, (runc_fifo.st_dev, runc_fifo.st_ino))
+    rt.start_container(cid)           # returns once the exec closed the init's end of the fifo
+    assert not oci._awaiting_start(rec.pid, (runc_fifo.st_dev, runc_fifo.st_ino))
+
+
 def test_a_start_killed_after_releasing_the_init_is_finished_by_the_next_start(
         native: tuple[NativeRuntime, str]) -> None:
     """A process killed (SIGKILL) between reading the exec fifo and removing it leaves a running

@@ -128,13 +128,15 @@ class OciRuntime:
         except OSError:
             return False
         try:
-            if alive() and not _awaiting_start(pid):
+            st = os.fstat(fd)
+            ident = (st.st_dev, st.st_ino)
+            if alive() and not _awaiting_start(pid, ident):
                 # released already: a start killed between the read and the removal (the
                 # init process executed the container's command, which will never write
                 # again); what is left of that start is the removal
                 released = True
             else:
-                released = _drain(fd, lambda: alive() and _awaiting_start(pid)) != b""
+                released = _drain(fd, lambda: alive() and _awaiting_start(pid, ident)) != b""
         finally:
             os.close(fd)
         if released:
@@ -204,9 +206,30 @@ class OciRuntime:
         return [*args, cid, *argv]
 
 
-def _awaiting_start(pid: int) -> bool:
-    """Whether `pid` is still runc's init process, which names itself so (nsexec's
-    "runc:[2:INIT]") until it executes the container's command once the fifo is read."""
+def _awaiting_start(pid: int, fifo: tuple[int, int]) -> bool:
+    """Whether `pid` is still runc's init process before it executed the container's command:
+    it holds the exec fifo (`fifo`: its device and inode) from its creation until that exec (an
+    O_PATH descriptor, then the one it writes through, which the exec closes). Where its
+    descriptors cannot be looked at, by its name, which nsexec sets ("runc:[2:INIT]") and the
+    exec replaces (a little after it closed the fifo). A start that took a waiting init for
+    released would leave it waiting for good (the fifo removed), and a stop would then end
+    runc's Go code with exit 2, as a CI run saw twice (never reproduced): the hold on the fifo is
+    the init's state itself, where the name is a sign of it."""
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        names = None
+    if names is not None:
+        for name in names:
+            try:
+                st = os.stat(f"/proc/{pid}/fd/{name}")
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == fifo:
+                return True
+        return False
     try:
         with open(f"/proc/{pid}/comm", "rb") as f:
             return f.read().rstrip(b"\n") == b"runc:[2:INIT]"

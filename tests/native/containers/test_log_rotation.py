@@ -213,11 +213,13 @@ def test_a_conmon_cut_of_the_file_a_rotation_just_made_loses_nothing(native: tup
     """conmon counts toward its own cut (96 KiB here) across the reopens a rotation asks: ~67 KiB
     before a rotation and ~45 KiB after it, conmon cuts the fresh file a third of the way into
     the second burst, before any later supervision step. The rotation pinned that file as soon as
-    conmon made it, so the lines it held are still read (unpinned, they were gone with it)."""
+    conmon made it (in place of the pin an earlier step made, as an agent's steps every 2 s do),
+    so the lines it held are still read (unpinned, they were gone with it)."""
     rt, image = native
     gate = tmp_path / "gate"
     gate.mkdir()
-    script = (f"i=0; while [ $i -lt 310 ]; do i=$((i+1)); echo \"line-$i-{PAD}\"; done; "
+    script = ("echo start; while [ ! -e /gate/pin ]; do sleep 0.01; done; "
+              f"i=0; while [ $i -lt 310 ]; do i=$((i+1)); echo \"line-$i-{PAD}\"; done; "
               f"while [ ! -e /gate/go ]; do sleep 0.01; done; "
               f"while [ $i -lt 520 ]; do i=$((i+1)); echo \"line-$i-{PAD}\"; done; sleep 1000")
     cid = rt.create_container(base.ContainerConfig(
@@ -225,12 +227,16 @@ def test_a_conmon_cut_of_the_file_a_rotation_just_made_loses_nothing(native: tup
         mounts=(base.Mount(type="bind", source=str(gate), target="/gate", read_only=True),)))
     rt.start_container(cid)
     log = rt.containers.paths(cid).log
-    expected = [f"line-{i}-{PAD}" for i in range(1, 521)]
+    expected = ["start", *(f"line-{i}-{PAD}" for i in range(1, 521))]
 
     def read() -> list[str]:
         return [ln.data.decode() for ln in rt.logs(cid)]      # (a line conmon read in two is joined)
 
-    _wait(lambda: read() == expected[:310], "the first burst")
+    _wait(lambda: read() == expected[:1], "its first line")
+    assert rt.rotate_logs() == []                                # a supervision step: the file pinned
+    assert logs.pin_path(log).stat().st_ino == log.stat().st_ino
+    (gate / "pin").touch()
+    _wait(lambda: read() == expected[:311], "the first burst")
     assert log.stat().st_size >= MAX_SIZE
     assert rt.rotate_logs() == [cid]
     _wait(log.exists, "conmon's fresh file")

@@ -197,6 +197,8 @@ def rotate(path: Path, ctl: Path, *, max_size: int, max_files: int) -> bool:
                         os.rename(path, f"{path}.1")
                     else:
                         path.unlink()       # max_files 1: Docker truncates; conmon starts anew
+                    if pst is not None:     # it named the file just rotated away: the fresh one's now
+                        pin.unlink(missing_ok=True)
                     asked = False
                     with contextlib.suppress(OSError):   # exited meanwhile: its next start creates it
                         asked = os.write(ctl_fd, b"2 0 0\n") > 0

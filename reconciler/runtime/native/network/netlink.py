@@ -18,6 +18,7 @@ import errno
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -38,6 +39,7 @@ __all__ = [
     "Host",
     "Link",
     "Route",
+    "announce",
     "bind_netns",
     "clear_conntrack",
     "configure_container_side",
@@ -372,6 +374,37 @@ def _announce_addresses() -> None:
     for path in _ANNOUNCE:
         with suppress(errors.RuntimeBackendError):
             sysctl(path, "1")
+
+
+ANNOUNCE_WAIT = 1.0     # seconds a fresh attach waits for its bridge port to forward (announce)
+
+
+def announce(netns_path: Path, *, ifname: str, mac: str, address: str, port: str) -> bool:
+    """A gratuitous ARP for `address` from `ifname` (MAC `mac`) in the namespace at `netns_path`,
+    once `port` (the veth's host end) forwards on its bridge (up to ANNOUNCE_WAIT); False when
+    it did not. The kernel announces an interface's addresses when it comes up (`_ANNOUNCE`),
+    but the bridge drops a frame its port does not forward yet, which it does only once the
+    kernel's link watch has seen the veth's carrier: under load that announcement was lost (CI).
+    Docker's bridge driver sends its announcements after the endpoint joins, three of them."""
+    state = Path(f"/sys/class/net/{port}/brport/state")
+    deadline = time.monotonic() + ANNOUNCE_WAIT
+    while True:
+        try:
+            if state.read_text().strip() == "3":        # BR_STATE_FORWARDING
+                break
+        except OSError:
+            return False
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.002)
+    with _netlink(f"announce {address} on {ifname} in {netns_path}"):
+        hw, ip = bytes.fromhex(mac.replace(":", "")), socket.inet_aton(address)
+        # Ethernet to everyone, ARP (IPv4 over Ethernet) request: who has `address`? tell `address`
+        frame = b"\xff" * 6 + hw + b"\x08\x06" + b"\x00\x01\x08\x00\x06\x04\x00\x01" + hw + ip + b"\x00" * 6 + ip
+        with _thread_in_netns(netns_path), socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
+            sock.bind((ifname, 0))
+            sock.send(frame)
+    return True
 
 
 def is_netns(path: Path) -> bool:

@@ -771,6 +771,11 @@ class NetworkManager:
             gateway6=net.gateway6 if default else None, fresh=fresh, mac=ep.mac,
             link_local=tuple(netlink.Address(a, 64 if ":" in a else 16) for a in ep.link_local),
         )
+        if fresh:
+            # the kernel's announcement at the interface's start can go before its port forwards
+            with suppress(errors.RuntimeBackendError):     # best effort, as that one
+                netlink.announce(path, ifname=ep.ifname, address=ep.address, port=ep.veth,
+                                 mac=ep.mac or self.mac_address(ep.container_id, ep.network))
         return fresh
 
     def connect(self, container_id: str, network: str, aliases: Sequence[str] = (), *,

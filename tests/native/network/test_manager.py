@@ -589,6 +589,15 @@ def _neighbour(address: str, bridge: str) -> str:
                           check=True).stdout.strip()
 
 
+def _moves_to(mac: str, address: str, bridge: str, within: float) -> None:
+    """Wait until the host's neighbour entry for `address` on `bridge` names `mac` (else fail,
+    naming the entry) within `within` seconds."""
+    deadline = time.monotonic() + within
+    while mac not in _neighbour(address, bridge):
+        assert time.monotonic() < deadline, _neighbour(address, bridge)
+        time.sleep(0.05)
+
+
 def test_an_address_is_announced_again_once_its_bridge_port_forwards(harness: Harness,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The kernel announces an interface's addresses when it comes up, but a bridge drops what
@@ -616,11 +625,7 @@ def test_an_address_is_announced_again_once_its_bridge_port_forwards(harness: Ha
     assert old_mac in _neighbour(address, state.bridge)
     m.detach("ctr-old")
     m.attach("ctr-new", name="new", hostname="new", networks=["stp"], static_ips={"stp": address})
-    new_mac = m.mac_address("ctr-new", "stp")
-    deadline = time.monotonic() + 1
-    while new_mac not in _neighbour(address, state.bridge):
-        assert time.monotonic() < deadline, _neighbour(address, state.bridge)
-        time.sleep(0.05)
+    _moves_to(m.mac_address("ctr-new", "stp"), address, state.bridge, within=1)
 
 
 def test_a_reused_address_is_announced_so_the_host_reaches_its_new_owner_at_once(harness: Harness) -> None:
@@ -639,9 +644,5 @@ def test_a_reused_address_is_announced_so_the_host_reaches_its_new_owner_at_once
     m.detach("ctr-old")
     assert old_mac in _neighbour(address, state.bridge)             # the kernel still holds it
     m.attach("ctr-new", name="new", hostname="new", networks=["reuse"], static_ips={"reuse": address})
-    new_mac = m.mac_address("ctr-new", "reuse")
-    deadline = time.monotonic() + 3
-    while new_mac not in _neighbour(address, state.bridge):
-        assert time.monotonic() < deadline, _neighbour(address, state.bridge)
-        time.sleep(0.05)
+    _moves_to(m.mac_address("ctr-new", "reuse"), address, state.bridge, within=3)
     assert _answers(address)

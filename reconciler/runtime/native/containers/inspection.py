@@ -34,7 +34,7 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
     }
     if observed.stale_binds:
         # reconciler's, beside Docker's keys: bind sources it no longer has mounted (deleted or
-        # replaced since it started: volumes.stale_binds), which a pass notes; a restart mounts them
+        # replaced since it started: runtime/binds.py), which a pass notes; a restart mounts them
         state["StaleBinds"] = list(observed.stale_binds)
     if hc is not None:
         # Stale (reconciler's, beside Docker's keys): no probe observed it lately (healthtimes.stale)

@@ -220,16 +220,19 @@ def _awaiting_start(pid: int, fifo: tuple[int, int]) -> bool:
     except FileNotFoundError:
         return False
     except OSError:
-        names = None
-    if names is not None:
-        for name in names:
-            try:
-                st = os.stat(f"/proc/{pid}/fd/{name}")
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) == fifo:
-                return True
-        return False
+        return _named_init(pid)
+    for name in names:
+        try:
+            st = os.stat(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == fifo:
+            return True
+    return False
+
+
+def _named_init(pid: int) -> bool:
+    """Whether `pid` bears the name nsexec gives runc's init ("runc:[2:INIT]")."""
     try:
         with open(f"/proc/{pid}/comm", "rb") as f:
             return f.read().rstrip(b"\n") == b"runc:[2:INIT]"

@@ -379,13 +379,15 @@ def _announce_addresses() -> None:
 ANNOUNCE_WAIT = 1.0     # seconds a fresh attach waits for its bridge port to forward (announce)
 
 
-def announce(netns_path: Path, *, ifname: str, mac: str, address: str, port: str) -> bool:
-    """A gratuitous ARP for `address` from `ifname` (MAC `mac`) in the namespace at `netns_path`,
-    once `port` (the veth's host end) forwards on its bridge (up to ANNOUNCE_WAIT); False when
-    it did not. The kernel announces an interface's addresses when it comes up (`_ANNOUNCE`),
-    but the bridge drops a frame its port does not forward yet, which it does only once the
-    kernel's link watch has seen the veth's carrier: under load that announcement was lost (CI).
-    Docker's bridge driver sends its announcements after the endpoint joins, three of them."""
+def announce(netns_path: Path, *, ifname: str, mac: str, address: str, port: str,
+             address6: str | None = None) -> bool:
+    """A gratuitous ARP for `address` and an unsolicited neighbour advertisement for `address6`
+    (on a dual-stack network) from `ifname` (MAC `mac`) in the namespace at `netns_path`, once
+    `port` (the veth's host end) forwards on its bridge (up to ANNOUNCE_WAIT); False when it did
+    not. The kernel announces an interface's addresses when they are added and it comes up
+    (`_ANNOUNCE`), but the bridge drops a frame its port does not forward yet, which it does only
+    once the kernel's link watch has seen the veth's carrier: under load that announcement was
+    lost (CI). Docker's bridge driver sends its announcements after the endpoint joins."""
     state = Path(f"/sys/class/net/{port}/brport/state")
     deadline = time.monotonic() + ANNOUNCE_WAIT
     while True:
@@ -397,14 +399,47 @@ def announce(netns_path: Path, *, ifname: str, mac: str, address: str, port: str
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.002)
-    with _netlink(f"announce {address} on {ifname} in {netns_path}"):
-        hw, ip = bytes.fromhex(mac.replace(":", "")), socket.inet_aton(address)
-        # Ethernet to everyone, ARP (IPv4 over Ethernet) request: who has `address`? tell `address`
-        frame = b"\xff" * 6 + hw + b"\x08\x06" + b"\x00\x01\x08\x00\x06\x04\x00\x01" + hw + ip + b"\x00" * 6 + ip
-        with _thread_in_netns(netns_path), socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
-            sock.bind((ifname, 0))
+    hw = bytes.fromhex(mac.replace(":", ""))
+    frames = [_gratuitous_arp(hw, socket.inet_aton(address))]
+    if address6:
+        frames.append(_unsolicited_na(hw, socket.inet_pton(socket.AF_INET6, address6)))
+    with _netlink(f"announce {address} on {ifname} in {netns_path}"), _thread_in_netns(netns_path), \
+            socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
+        sock.bind((ifname, 0))
+        for frame in frames:
             sock.send(frame)
     return True
+
+
+def _gratuitous_arp(hw: bytes, ip: bytes) -> bytes:
+    """Ethernet to everyone, ARP (IPv4 over Ethernet) request: who has `ip`? tell `ip`."""
+    return b"\xff" * 6 + hw + b"\x08\x06" + b"\x00\x01\x08\x00\x06\x04\x00\x01" + hw + ip + b"\x00" * 6 + ip
+
+
+_ALL_NODES = socket.inet_pton(socket.AF_INET6, "ff02::1")
+
+
+def _unsolicited_na(hw: bytes, ip6: bytes) -> bytes:
+    """Ethernet to the all-nodes group (33:33:00:00:00:01), IPv6 from `ip6` with hop limit 255
+    (a receiver drops neighbour discovery with any other), ICMPv6 neighbour advertisement
+    (RFC 4861 4.4): Override set, Solicited not (a receiver then updates the entry it holds for
+    `ip6` to `hw`, and makes none), `ip6` the target, `hw` in the target link-layer option."""
+    icmp = bytearray(b"\x88\x00\x00\x00" + b"\x20\x00\x00\x00" + ip6 + b"\x02\x01" + hw)
+    pseudo = ip6 + _ALL_NODES + len(icmp).to_bytes(4, "big") + b"\x00\x00\x00\x3a"
+    icmp[2:4] = _checksum(pseudo + bytes(icmp)).to_bytes(2, "big")
+    header = b"\x60\x00\x00\x00" + len(icmp).to_bytes(2, "big") + b"\x3a\xff" + ip6 + _ALL_NODES
+    return b"\x33\x33\x00\x00\x00\x01" + hw + b"\x86\xdd" + header + bytes(icmp)
+
+
+def _checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071): the ones' complement of the ones' complement sum of
+    the 16-bit words."""
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
 
 
 def is_netns(path: Path) -> bool:

@@ -774,7 +774,7 @@ class NetworkManager:
         if fresh:
             # the kernel's announcement at the interface's start can go before its port forwards
             with suppress(errors.RuntimeBackendError):     # best effort, as that one
-                netlink.announce(path, ifname=ep.ifname, address=ep.address, port=ep.veth,
+                netlink.announce(path, ifname=ep.ifname, address=ep.address, address6=ep.address6, port=ep.veth,
                                  mac=ep.mac or self.mac_address(ep.container_id, ep.network))
         return fresh
 

@@ -126,7 +126,6 @@ def test_ipv6_egress_is_masqueraded(harness: Harness) -> None:
     assert got.stdout.strip() == f"outside peer={outside}1"      # the host's address, not the container's
 
 
-
 def test_a_reused_ipv6_address_is_announced_once_its_bridge_port_forwards(harness: Harness,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The kernel announces an interface's IPv6 address when it is added (an unsolicited
@@ -138,21 +137,11 @@ def test_a_reused_ipv6_address_is_announced_once_its_bridge_port_forwards(harnes
     port listens and learns 2 s each) makes certain the kernel's own is dropped: fails without
     it. A third container keeps the bridge up (the last port's removal would flush the entries)."""
     from reconciler.runtime.native.network import netlink as nl
-    from tests.native.network.test_manager import _answers, _moves_to, _neighbour
+    from tests.native.network.test_manager import _reused
 
     monkeypatch.setattr(nl, "ANNOUNCE_WAIT", 10.0)
     m = harness.manager
     state = m.ensure_network(base.NetworkConfig(name="stp6", ipv6=True, ipv6_subnet=harness.subnet6(3)))
     subprocess.run(["ip", "link", "set", state.bridge, "type", "bridge", "forward_delay", "200", "stp_state", "1"],
                    check=True)
-    address6 = str(ipaddress.IPv6Network(harness.subnet6(3))[0x50])
-    m.attach("ctr-keep", name="keep", hostname="keep", networks=["stp6"])
-    m.attach("ctr-old", name="old", hostname="old", networks=["stp6"], static_ips6={"stp6": address6})
-    assert _answers(address6)
-    old_mac = m.mac_address("ctr-old", "stp6")
-    assert old_mac in _neighbour(address6, state.bridge)
-    m.detach("ctr-old")
-    assert old_mac in _neighbour(address6, state.bridge)            # the kernel still holds it
-    m.attach("ctr-new", name="new", hostname="new", networks=["stp6"], static_ips6={"stp6": address6})
-    _moves_to(m.mac_address("ctr-new", "stp6"), address6, state.bridge, within=1)
-    assert _answers(address6)
+    _reused(m, "stp6", state.bridge, str(ipaddress.IPv6Network(harness.subnet6(3))[0x50]), within=1)

@@ -598,6 +598,24 @@ def _moves_to(mac: str, address: str, bridge: str, within: float) -> None:
         time.sleep(0.05)
 
 
+def _reused(m: network.NetworkManager, net: str, bridge: str, address: str, *, within: float) -> None:
+    """`address` (IPv4, or IPv6 on a dual-stack network) taken by one container, whose MAC the
+    host learns by reaching it, then, once that one is gone (the host still holds its MAC), by a
+    new one: the host's entry names the new one's MAC within `within` seconds, and it answers. A
+    third container keeps the bridge up (the last port's removal would flush the entries)."""
+    static = {"static_ips6" if ":" in address else "static_ips": {net: address}}
+    m.attach("ctr-keep", name="keep", hostname="keep", networks=[net])
+    m.attach("ctr-old", name="old", hostname="old", networks=[net], **static)
+    assert _answers(address)
+    old_mac = m.mac_address("ctr-old", net)
+    assert old_mac in _neighbour(address, bridge)
+    m.detach("ctr-old")
+    assert old_mac in _neighbour(address, bridge)                   # the kernel still holds it
+    m.attach("ctr-new", name="new", hostname="new", networks=[net], **static)
+    _moves_to(m.mac_address("ctr-new", net), address, bridge, within=within)
+    assert _answers(address)
+
+
 def test_an_address_is_announced_again_once_its_bridge_port_forwards(harness: Harness,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The kernel announces an interface's addresses when it comes up, but a bridge drops what
@@ -612,20 +630,7 @@ def test_an_address_is_announced_again_once_its_bridge_port_forwards(harness: Ha
     state = m.ensure_network(base.NetworkConfig(name="stp", subnet=harness.subnet(0)))
     subprocess.run(["ip", "link", "set", state.bridge, "type", "bridge", "forward_delay", "200", "stp_state", "1"],
                    check=True)
-    address = f"10.{harness.a}.{harness.b}.60"
-    m.attach("ctr-keep", name="keep", hostname="keep", networks=["stp"])
-    m.attach("ctr-old", name="old", hostname="old", networks=["stp"], static_ips={"stp": address})
-    port = Path(f"/sys/class/net/{m.veth_name('ctr-old', 'stp')}/brport/state")
-    deadline = time.monotonic() + 10
-    while port.read_text().strip() != "3":                  # forwarding (an attach waits for it)
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    assert _answers(address)
-    old_mac = m.mac_address("ctr-old", "stp")
-    assert old_mac in _neighbour(address, state.bridge)
-    m.detach("ctr-old")
-    m.attach("ctr-new", name="new", hostname="new", networks=["stp"], static_ips={"stp": address})
-    _moves_to(m.mac_address("ctr-new", "stp"), address, state.bridge, within=1)
+    _reused(m, "stp", state.bridge, f"10.{harness.a}.{harness.b}.60", within=1)
 
 
 def test_a_reused_address_is_announced_so_the_host_reaches_its_new_owner_at_once(harness: Harness) -> None:
@@ -635,14 +640,4 @@ def test_a_reused_address_is_announced_so_the_host_reaches_its_new_owner_at_once
     third container keeps the bridge up (the last port's removal would flush the entries)."""
     m = harness.manager
     state = m.ensure_network(base.NetworkConfig(name="reuse", subnet=harness.subnet(0)))
-    address = f"10.{harness.a}.{harness.b}.50"
-    m.attach("ctr-keep", name="keep", hostname="keep", networks=["reuse"])
-    m.attach("ctr-old", name="old", hostname="old", networks=["reuse"], static_ips={"reuse": address})
-    assert _answers(address)
-    old_mac = m.mac_address("ctr-old", "reuse")
-    assert old_mac in _neighbour(address, state.bridge)
-    m.detach("ctr-old")
-    assert old_mac in _neighbour(address, state.bridge)             # the kernel still holds it
-    m.attach("ctr-new", name="new", hostname="new", networks=["reuse"], static_ips={"reuse": address})
-    _moves_to(m.mac_address("ctr-new", "reuse"), address, state.bridge, within=3)
-    assert _answers(address)
+    _reused(m, "reuse", state.bridge, f"10.{harness.a}.{harness.b}.50", within=3)

@@ -403,7 +403,8 @@ def record(
     *,
     now: float,
 ) -> None:
-    """Feed the ChangeSet back into the inventory (Flux): successes tracked, failures counted,
+    """Feed the ChangeSet back into the inventory (Flux): successes tracked, failures counted
+    (an object the pass made before it failed tracked too: it is there, and the owner's to prune),
     deletes that failed kept so the next pass retries them. `current` is the inventory the
     plan was made from. Objects that needed no action and are tracked already are not rewritten,
     so a pass with nothing to do writes nothing."""
@@ -421,7 +422,10 @@ def record(
         if ran_and_failed:
             store.record_failure(kind, name, revision=desired.revision, spec_hash=spec_hash,
                                  error=ran_and_failed[0].error, now=now)
-            return
+            if (kind, name) not in current.entries and any(r.ok and r.action.kind in (Kind.CREATE, Kind.UPDATE)
+                                                           for r in rs):
+                puts.append(make())         # made, then it failed (never healthy): the owner's, so
+            return                          # that a prune removes it with its manifest
         if any(not r.ok for r in rs):
             return                          # skipped, held or refused: nothing changed
         old = current.entries.get((kind, name))

@@ -141,6 +141,26 @@ def test_an_images_healthcheck_counts_for_the_verdict_and_for_dependsOn(
     assert (shared / "seen").read_text() == "ok\n"         # web started once db was healthy
 
 
+def test_a_container_a_failed_pass_made_is_the_owners_and_pruned_with_its_manifest(
+        host: Host, registry: RegistryServer, tmp_path: Path) -> None:
+    """A pass that made a container and then failed (it never became healthy) keeps it in the
+    owner's inventory: removing its manifest, the natural undo, removes it (it was left running,
+    "carries our owner label but is not in the inventory", while the pass said converged)."""
+    sick = healthchecked_image(registry, tmp_path, "sick", ["CMD", "false"], 1)
+    m = tmp_path / "m"
+    write(m, "c.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: sick}}
+        spec: {{image: "{sick}", command: [sleep, "600"], networks: [none]}}
+        """)
+    assert host.cli("apply", str(m)) == 1
+    assert "sick" in host.ids()
+    (m / "c.yaml").unlink()
+    assert host.cli("apply", str(m), "--allow-empty") == 0
+    assert "sick" not in host.ids()
+
+
 def test_the_verdict_is_about_the_container_the_planner_made_not_a_renamed_one(
         host: Host, busybox_image: str, tmp_path: Path) -> None:
     m = tmp_path / "m"

@@ -252,6 +252,7 @@ def _run(args: argparse.Namespace) -> int:
     import time
 
     from reconciler import spec
+    from reconciler._dataclass import replace
     from reconciler.cli import output
     from reconciler.cli.options import decryption_keys
     from reconciler.execution import executor, locking, passes, stopping
@@ -273,6 +274,7 @@ def _run(args: argparse.Namespace) -> int:
         with passes.failure_recorded(desired, db, options, started_at=started):    # the engine may not open
             session = open_runtime(args, supervise=not args.dry_run)
             runtime = stack.enter_context(session)                                      # (a full disk)
+        options = replace(options, engine_started=tuple(session.booted))  # settled as the pass's own starts
 
         def started_work() -> None:         # before the first action: a no-op runs neither
             collector.resume()

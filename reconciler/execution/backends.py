@@ -33,6 +33,7 @@ class Session:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self.booted: list[str] = []     # the containers the engine's start ran again (`boot`)
 
     def __enter__(self) -> base.Runtime:
         if self._supervised:
@@ -41,7 +42,7 @@ class Session:
             # that their restart policy runs again start now, before the pass observes, instead
             # of racing the restart loop
             try:
-                self.runtime.restart_manager.boot()
+                self.booted = self.runtime.restart_manager.boot()
             except Exception:  # noqa: BLE001 - the pass will see what is down and say so
                 from reconciler import logs
 

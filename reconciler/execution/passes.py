@@ -64,6 +64,9 @@ class PassOptions:
     # seconds to let started containers show a crash before the check; `--once` waits, the agent
     # does not (its restart supervision and next pass see a crash loop)
     settle: float = 0.0
+    # the containers the engine's start ran again just before this pass (their restart policy:
+    # `Session.booted`): waited for as the pass's own starts are, a crash loop being one of them
+    engine_started: tuple[str, ...] = ()
     # the agent's planner inputs (planner.PlanOptions says what they do): the revision its
     # previous pass applied, and the containers over its flap limit
     applied_revision: str = ""
@@ -150,6 +153,26 @@ def unready(desired: models.DesiredState, states: Iterable[base.ContainerState],
         why = "not created" if o is None else down(o, job=c.job, policy=c.restart.name)
         if why:
             out[name] = why
+    return out
+
+
+def restarted_meanwhile(desired: models.DesiredState, before: Iterable[base.ContainerState],
+                        after: Iterable[base.ContainerState]) -> dict[str, str]:
+    """The desired containers that their restart policy ran again while the pass went on (their
+    restart count grew since the pass observed them; from 0 for one the pass made), and why that
+    is not converged: each such restart was an exit, and one caught running between two is a
+    crash loop, not a container that runs as its spec says (pure)."""
+    counts = {s.id: s.restart_count for s in before}
+    out: dict[str, str] = {}
+    for s in after:
+        c = desired.containers.get(s.name)
+        if c is None or c.drift == "report" or c.job:
+            continue
+        more = s.restart_count - counts.get(s.id, 0)
+        if more > 0:
+            times = "once" if more == 1 else f"{more} times"
+            out[s.name] = (f"exited and was restarted {times} during the pass (restart policy {c.restart.name}): "
+                           f"a crash loop? `reconcile logs {s.name}`")
     return out
 
 
@@ -358,15 +381,19 @@ def _run_pass(
                                 cause=options.cause)
     cs = executor.execute(plan, runtime, options=eo)
     record(desired, cs, db, inventory, options, now=time.time() if now is None else now)
-    if options.settle > 0 and not cs.interrupted and any(r.action.kind in (Kind.START, Kind.CREATE)
-                                                          for r in cs.results):
+    waited = options.settle > 0 and not cs.interrupted and (options.engine_started or any(
+        r.action.kind in (Kind.START, Kind.CREATE) for r in cs.results))
+    if waited:
         time.sleep(options.settle)         # a container that crashes at once shows it by now
-    owned = listed = _owned_now(runtime, options.owner, observed if not cs.results else None)
+    as_observed = not cs.results and not waited     # nothing done, nothing could change meanwhile
+    owned = listed = _owned_now(runtime, options.owner, observed if as_observed else None)
     if not cs.interrupted:              # stale health statuses observed now, not judged as recorded
         owned = observing.probe_stale(runtime, owned, desired.containers)
     # as the planner saw them when nothing was done or probed since (a no-op builds them once, #21)
     down = unready(desired, owned, seen={s.name: seen.containers[s.name] for s in owned}
-                   if owned is listed and not cs.results else None)
+                   if owned is listed and as_observed else None)
+    for name, why in restarted_meanwhile(desired, observed, owned).items():
+        down.setdefault(name, why)
     result = PassResult(desired.revision, plan, cs, errors, time.monotonic() - began, down)
     finished, counts, docs = time.time(), cs.counts(), [c.to_json() for c in cs.changes]
     if pass_id is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,36 @@ def test_a_container_a_failed_pass_made_is_the_owners_and_pruned_with_its_manife
     (m / "c.yaml").unlink()
     assert host.cli("apply", str(m), "--allow-empty") == 0
     assert "sick" not in host.ids()
+
+
+@pytest.mark.parametrize("restart", ["on-failure:3", "always"])
+def test_a_crash_loop_is_never_converged_and_on_failure_gives_up_across_passes(
+        host: Host, busybox_image: str, tmp_path: Path, restart: str, capfd: pytest.CaptureFixture[str]) -> None:
+    """A container that exits a moment after each start is not converged, in whichever pass:
+    the one that made it (restarted by its policy during the settle, and caught running between
+    two exits), and each later `--once` (its engine start ran it again; the pass waits the settle
+    for it as for its own starts: it reported "nothing to do", exit 0). Each of those engine
+    starts counts a restart: `on-failure:3` gives up after three (it retried without end)."""
+    m = tmp_path / "m"
+    write(m, "c.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: loop}}
+        spec: {{image: "{busybox_image}", command: [sh, -c, "sleep 0.3; exit 1"], restart: "{restart}",
+                networks: [none]}}
+        """)
+    capfd.readouterr()
+    for _ in range(5):
+        assert host.cli("apply", str(m)) == 1
+        time.sleep(0.5)                                     # it exits meanwhile, with no engine watching
+    assert "not running as desired" in capfd.readouterr().err
+    if restart == "on-failure:3":
+        rt = host.runtime()
+        try:
+            eventually(lambda: str(rt.inspect_container("loop").status) == "exited")
+            assert rt.inspect_container("loop").restart_count == 3
+        finally:
+            rt.close()
 
 
 def test_the_verdict_is_about_the_container_the_planner_made_not_a_renamed_one(

@@ -91,6 +91,19 @@ def test_a_job_left_exited_non_zero_is_not_converged(
     assert passes.unready(d, [dataclasses.replace(observed, exit_code=0)]) == {}
 
 
+def test_a_container_its_policy_ran_again_during_the_pass_is_a_crash_loop_not_converged(tmp_path: Path) -> None:
+    """Running when looked at, but restarted by its policy since the pass observed it (from 0
+    for one the pass made): each restart was an exit, so it is down. A job's restarts are its
+    own verdict's (its exit code), and a container replaced meanwhile (another id) counts from 0."""
+    d = desired(tmp_path, "always")
+    before, after = state("running", restart_count=4), state("running", restart_count=6)
+    assert "restarted 2 times during the pass" in passes.restarted_meanwhile(d, [before], [after])["app"]
+    assert passes.restarted_meanwhile(d, [before], [before]) == {}
+    assert "restarted once" in passes.restarted_meanwhile(d, [], [state("running", restart_count=1)])["app"]
+    assert "restarted 6 times" in passes.restarted_meanwhile(d, [dataclasses.replace(before, id="c0")], [after])["app"]
+    assert passes.restarted_meanwhile(desired(tmp_path, "on-failure", ", job: true"), [before], [after]) == {}
+
+
 def test_the_verdict_looks_at_the_container_the_planner_does_not_a_renamed_one(tmp_path: Path) -> None:
     """`docker rename app app-x` leaves app-x with the name label `app`; the next pass makes a
     new `app`, which is the desired container's (the planner's rule): its exit is what counts."""

@@ -625,6 +625,30 @@ def test_backoff_rules() -> None:
     assert restart.next_delay(60, 10) == 0.1                  # ran 10 s: reset
 
 
+def test_an_engine_start_counts_its_restarts_so_on_failure_gives_up(native: tuple[NativeRuntime, str]) -> None:
+    """Each engine start (every `--once` without an agent) that runs a failed container again
+    counts a restart, as the restart manager does: `on-failure:2` gives up after two, however
+    many engine starts there are (it retried without end). One that ended with an earlier boot
+    (the reboot's kill) is started uncounted, as dockerd starts it."""
+    rt, image = native
+    cid = rt.create_container(_cfg(image, "f2", "sh", "-c", "exit 1", restart=base.RestartPolicy("on-failure", 2)))
+    rt.start_container(cid)
+    rt.wait_container(cid, timeout=30)
+    for count in (1, 2):
+        assert restart.RestartManager(rt.containers).boot() == [cid]
+        rt.wait_container(cid, timeout=30)
+        assert rt.inspect_container(cid).restart_count == count
+    assert restart.RestartManager(rt.containers).boot() == []              # on-failure:2 gave up
+    assert rt.inspect_container(cid).restart_count == 2
+
+    rebooted = rt.create_container(_cfg(image, "r", "sh", "-c", "exit 1", restart=base.RestartPolicy("always")))
+    rt.start_container(rebooted)
+    rt.wait_container(rebooted, timeout=30)
+    rt.containers.update(rebooted, lambda r: dataclasses.replace(r, boot_id="an-earlier-boot"))
+    assert restart.RestartManager(rt.containers).boot() == [rebooted]
+    assert rt.inspect_container(rebooted).restart_count == 0
+
+
 def test_boot_starts_what_the_restart_rule_runs(native: tuple[NativeRuntime, str]) -> None:
     rt, image = native
     gave_up = rt.create_container(_cfg(image, "f3", "sh", "-c", "exit 1", restart=base.RestartPolicy("on-failure", 1)))

@@ -287,8 +287,13 @@ class RestartManager:
         """Engine start: containers whose monitor died with the last engine are ended, then the
         exited ones whose policy runs them again are started (`always`, `unless-stopped` unless
         stopped by hand, `on-failure` after a failure with retries left), and the exited AutoRemove
-        ones removed."""
+        ones removed.
+
+        A start here is a restart, counted as the restart manager counts one (so `on-failure:N`
+        gives up after N, however many `--once` runs start the engine), unless the container
+        ended with an earlier boot: the reboot's kill, after which dockerd starts it uncounted."""
         started = []
+        this_boot = procs.boot_id()
         for rec in self._end_unmonitored(self.manager.records()):
             if rec.auto_remove and rec.status in ("exited", "dead"):
                 self._auto_remove(rec)          # exited while no engine watched (a created one waits its start)
@@ -297,7 +302,7 @@ class RestartManager:
                 continue
             if _decision(rec, restarting.Moment.RESUME).start:
                 try:
-                    if rec.error is not None:        # ended just now, not by the reboot: a restart
+                    if rec.error is not None or rec.boot_id == this_boot:   # it ended in this boot: a restart
                         self.manager.update(rec.id, lambda r: dataclasses.replace(r, restart_count=r.restart_count + 1))
                     self.manager.start(rec.id)
                     started.append(rec.id)

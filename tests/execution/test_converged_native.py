@@ -192,6 +192,43 @@ def test_a_crash_loop_is_never_converged_and_on_failure_gives_up_across_passes(
             rt.close()
 
 
+def test_an_images_volume_keeps_its_data_through_a_replacement(
+        host: Host, registry: RegistryServer, tmp_path: Path) -> None:
+    """A VOLUME of the image that the manifest mounts nothing at gets a volume named from the
+    container and the target, as a manifest's anonymous volume: the replacement (an env change)
+    mounts the same data, as compose's recreate keeps it (the engine's own would be new and empty
+    each time; before, the data was in the writable layer and went with the container)."""
+    import tarfile
+
+    from reconciler.spec.building import anonymous_name
+
+    layout = tmp_path / "vol-layout"
+    images.write_layout(layout, [images.busybox_layer([images.Entry("data", type=tarfile.DIRTYPE, mode=0o755)])],
+                        config={"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"], "Volumes": {"/data": {}}})
+    ref = f"{registry.host}/converged/db:1"
+    images.push_layout(layout, ref)
+    m = tmp_path / "m"
+    for run in ("1", "2"):
+        write(m, "c.yaml", f"""
+            apiVersion: reconciler/v1
+            kind: Container
+            metadata: {{name: db}}
+            spec:
+              image: "{ref}"
+              command: [sh, -c, "echo run $RUN >> /data/runs; sleep 600"]
+              env: {{RUN: "{run}"}}
+              networks: [none]
+            """)
+        assert host.cli("apply", str(m)) == 0
+    rt = host.runtime()
+    try:
+        volume = anonymous_name("db", "/data")
+        assert (rt.containers.volumes.data_dir(volume) / "runs").read_text() == "run 1\nrun 2\n"
+        assert [mt.source for mt in rt.containers.get("db").config.mounts] == [volume]
+    finally:
+        rt.close()
+
+
 def test_the_verdict_is_about_the_container_the_planner_made_not_a_renamed_one(
         host: Host, busybox_image: str, tmp_path: Path) -> None:
     m = tmp_path / "m"

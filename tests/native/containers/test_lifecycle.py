@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import textwrap
 import threading
 import time
@@ -21,6 +22,9 @@ from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.containers import cgroups, conmon, health, logs, mounts, oci, restart
+from reconciler.runtime.native.volumes import volumes
+from tests.helpers import images
+from tests.helpers.registry import RegistryServer
 from tests.runtime.conftest import cleanup, leftovers, make_native
 
 pytestmark = [pytest.mark.root]
@@ -623,6 +627,34 @@ def test_backoff_rules() -> None:
     assert restart.next_delay(40, 1) == 60
     assert restart.next_delay(60, 1) == 60
     assert restart.next_delay(60, 10) == 0.1                  # ran 10 s: reset
+
+
+def test_an_images_volume_is_a_new_anonymous_volume_filled_from_the_image(
+        native: tuple[NativeRuntime, str], registry: RegistryServer, tmp_path: Path) -> None:
+    """A VOLUME of the image that the container mounts nothing at gets a volume of its own, as
+    dockerd makes one: filled from the image, labelled anonymous, gone with `rm -v`. Its data
+    went into the container's writable layer before (and with the container)."""
+    rt, _ = native
+    layout = tmp_path / "vol-layout"
+    images.write_layout(layout, [images.busybox_layer([
+        images.Entry("vol", type=tarfile.DIRTYPE, mode=0o755), images.Entry("vol/seed", b"from the image\n")])],
+        config={"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"], "Volumes": {"/vol": {}, "/data": {}}})
+    ref = f"{registry.host}/lifecycle/vol:1"
+    images.push_layout(layout, ref)
+    rt.pull_image(ref)
+    cid = rt.create_container(_cfg(ref, "v", "sh", "-c", "cat /vol/seed; echo kept > /vol/new",
+                                   mounts=(base.Mount(type="tmpfs", target="/data"),)))
+    mounts = {m.target: m for m in rt.containers.get(cid).config.mounts}
+    assert mounts["/data"].type == "tmpfs"                  # mounted by the container: no volume there
+    vol = mounts["/vol"].source
+    assert mounts["/vol"].type == "volume"
+    assert volumes.ANONYMOUS_LABEL in {v.name: v for v in rt.list_volumes()}[vol].labels
+    rt.start_container(cid)
+    assert rt.wait_container(cid, timeout=30) == 0
+    assert [ln.data for ln in rt.logs(cid)] == [b"from the image"]
+    assert (rt.containers.volumes.data_dir(vol) / "new").read_text() == "kept\n"
+    rt.remove_container(cid, volumes=True)
+    assert vol not in {v.name for v in rt.list_volumes()}
 
 
 def test_an_engine_start_counts_its_restarts_so_on_failure_gives_up(native: tuple[NativeRuntime, str]) -> None:

@@ -415,6 +415,7 @@ class ContainerManager(records.RecordStore):
         p = self.paths(cid)
         undo: list[Callable[[], None]] = []
         try:
+            config = self._image_volumes(config, image_config, undo)
             p.dir.mkdir(parents=True, mode=0o700)
             undo.append(lambda: shutil.rmtree(p.dir, ignore_errors=True))
             for d in (p.upper, p.work, p.rootfs):
@@ -450,6 +451,35 @@ class ContainerManager(records.RecordStore):
             raise
         self.event(rec, "create")
         return rec
+
+    def _image_volumes(self, config: base.ContainerConfig, image_config: Mapping[str, Any],
+                       undo: list[Callable[[], None]]) -> base.ContainerConfig:
+        """`config` with a volume mounted at each VOLUME of its image that none of its mounts
+        has a destination at, as dockerd makes one: new, named at random, labelled anonymous (so it
+        goes with the container's `docker rm -v` or AutoRemove), filled from the image at its first
+        mount (`volumes.mount_entries`). Without it the data a database image keeps there went into
+        the container's writable layer, and was lost with it. A volume made here is removed again
+        (`undo`) when the create fails."""
+        declared = image_config.get("Volumes") or {}
+        if not isinstance(declared, Mapping) or not declared:
+            return config
+        import posixpath
+
+        taken = {posixpath.normpath(m.target) for m in config.mounts}
+        added = []
+        for target in sorted(declared):
+            where = posixpath.normpath("/" + str(target).lstrip("/"))   # relative: from the root, as dockerd
+            if where in taken:
+                continue
+            taken.add(where)
+            name = os.urandom(32).hex()
+            self.volumes.ensure(base.VolumeConfig(name=name, labels={volumes.ANONYMOUS_LABEL: ""}))
+            undo.append(self._volume_removal(name))
+            added.append(base.Mount(type="volume", target=where, source=name))
+        return dataclasses.replace(config, mounts=(*config.mounts, *added)) if added else config
+
+    def _volume_removal(self, name: str) -> Callable[[], None]:
+        return lambda: self.volumes.remove(name)
 
     def _joined(self, name: str, target: str, ports: Sequence[base.PortMapping]) -> tuple[str, Path, Path]:
         """The network namespace, hosts and resolv.conf of `target`, which container `name` joins

@@ -87,8 +87,8 @@ HOST_FLAGS = (
 )
 KEEP_REVISIONS = (("--keep-revisions",), "keep_revisions", {
     "type": int, "default": 10, "metavar": "N",
-    "help": "converged revisions kept for `reconcile rollback` (default: 10; the last converged one is always "
-            "kept)"})
+    "help": "converged revisions of --owner kept for `reconcile rollback` (default: 10; the last converged "
+            "one is always kept; other owners' are theirs to prune)"})
 
 # what apply takes, for its parser and the fast path alike (cli/fastpath.py): `--once DIR` parses
 # without argparse
@@ -318,7 +318,7 @@ def keep_revision(args: argparse.Namespace, desired: Any, source: str, *, keep: 
     try:
         new = store.get(desired.revision) is None
         snap = store.save(desired, source)
-        store.prune(keep, protect={desired.revision, *history.last_converged(open_db(args))})
+        store.prune(keep, args.owner, history.converged_revisions(open_db(args)), protect={desired.revision})
     except OSError as e:
         print(f"warning: could not keep revision {desired.revision[:12]} for rollback: {e}", file=sys.stderr)
         return

@@ -153,11 +153,9 @@ def _run_offline(args: argparse.Namespace, wanted: str | None) -> int:
               file=sys.stderr if output.wants_data(args) else sys.stdout)
         session = cmd_apply.open_runtime(args)
         with session as runtime:
-            result = passes.run_pass(desired, runtime, db, options,
+            result = passes.run_pass(desired, runtime, db, options,   # converged: the newest to keep
                                      execute_options=executor.ExecuteOptions(max_workers=options.max_workers,
                                                                              stop=stop, on_start=session.supervise))
-        if result.changeset is not None and result.converged:
-            store.touch(snap.revision)
     if stopped := cmd_apply.stopped_code(result, stop, args.output):
         return stopped
     code: int = cmd_apply.print_result(result, args.output)

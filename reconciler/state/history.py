@@ -29,7 +29,7 @@ from reconciler._dataclass import dataclass, field
 from reconciler._sqlite import Database
 
 __all__ = ["DEFAULT_KEEP", "DEFAULT_MAX_AGE", "INTERRUPTED", "RUNNING", "HistoryLimits", "HistoryStore", "Pass",
-           "close_unfinished", "configure", "last_converged", "last_passes"]
+           "close_unfinished", "configure", "converged_revisions", "last_passes"]
 
 RUNNING = "running"             # begun, not finished (yet, or ever: its process died)
 INTERRUPTED = "interrupted"     # stopped early by a signal, or found unfinished
@@ -284,13 +284,17 @@ def close_unfinished(db: Database) -> int:
         return int(cur.rowcount or 0)
 
 
-def last_converged(db: Database) -> set[str]:
-    """The newest converged revision of every owner (a rollback target never pruned)."""
+def converged_revisions(db: Database) -> dict[str, list[str]]:
+    """Every owner's converged revisions, each once, most recently converged first: what
+    `reconcile rollback --owner` can re-apply, in the order the kept copies are pruned by."""
     db.ensure_schema("history", _DDL)
     rows = db.connect().execute(
-        "SELECT revision FROM history_passes WHERE id IN"
-        " (SELECT MAX(id) FROM history_passes WHERE result = 'converged' GROUP BY owner)")
-    return {str(r["revision"]) for r in rows}
+        "SELECT owner, revision FROM history_passes WHERE result = 'converged'"
+        " GROUP BY owner, revision ORDER BY owner, MAX(id) DESC")
+    out: dict[str, list[str]] = {}
+    for r in rows:
+        out.setdefault(str(r["owner"]), []).append(str(r["revision"]))
+    return out
 
 
 _SECRET_PATHS = ("env.", "build.args.")

@@ -20,8 +20,10 @@ Directories bind-mounted from the manifests' tree (often data) are not copied: t
 mounts the original directory again. Revisions that build an image from a context directory,
 or were read from stdin, are recorded as not re-appliable.
 
-Pruning keeps the newest `keep` revisions (by last use) and the ones named `protect` (the last
-converged revision of each owner).
+Pruning counts per owner, as history and rollback do: an owner's pass removes its own converged
+revisions beyond its newest `keep` (by the history), never one another owner's history names
+(that owner's passes prune it), and copies no owner's history names any more (no rollback can
+reach them). A count over all owners let a busy owner prune a quiet one's rollback targets.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +71,6 @@ class Snapshot:
     project: str = ""                            # a compose project's name ("" for manifests): the
     #                                              copy loads under it, not under the copy's directory
 
-    @property
-    def used_at(self) -> float:
-        try:
-            return self.path.stat().st_mtime
-        except OSError:
-            return 0.0
-
     def to_json(self) -> dict[str, Any]:
         return {"revision": self.revision, "source": self.source, "base": self.base, "load": self.load,
                 "saved_at": self.saved_at, "rollback": self.rollback, "reason": self.reason,
@@ -103,11 +98,10 @@ class RevisionStore:
     # -- keeping ------------------------------------------------------------------------------
 
     def save(self, desired: models.DesiredState, source: str) -> Snapshot:
-        """Keep `desired` (loaded from `source`); a revision kept already is only marked used."""
+        """Keep `desired` (loaded from `source`); a revision kept already is kept once."""
         final = self.dir / desired.revision
         existing = self.get(desired.revision)
         if existing is not None:
-            os.utime(final)
             return existing
         make_private(self.dir)                  # copies of env files: as private as the state root
         tmp = self.dir / f".tmp-{desired.revision[:12]}-{os.getpid()}"
@@ -178,20 +172,13 @@ class RevisionStore:
                         project=str(doc.get("project", "")))
 
     def kept(self) -> list[Snapshot]:
-        """Every kept revision, most recently used first."""
+        """Every kept revision, newest first."""
         try:
             names = [p.name for p in self.dir.iterdir() if not p.name.startswith(".")]
         except FileNotFoundError:
             return []
         snaps = [s for s in (self.get(n) for n in names) if s is not None]
-        return sorted(snaps, key=lambda s: s.used_at, reverse=True)
-
-    def touch(self, revision: str) -> None:
-        """Mark a kept revision used now (it is the newest for pruning)."""
-        try:
-            os.utime(self.dir / revision)
-        except FileNotFoundError:
-            pass
+        return sorted(snaps, key=lambda s: s.saved_at, reverse=True)
 
     def load(self, snap: Snapshot) -> models.DesiredState:
         """The kept revision's desired state, its paths mapped back to where the files came from."""
@@ -211,10 +198,15 @@ class RevisionStore:
 
     # -- pruning ------------------------------------------------------------------------------
 
-    def prune(self, keep: int, protect: Collection[str] = ()) -> list[str]:
-        """Remove all but the `keep` most recently used revisions and the protected ones."""
-        snaps = self.kept()
-        gone = [s.revision for s in snaps[max(0, keep):] if s.revision not in protect]
+    def prune(self, keep: int, owner: str, converged: Mapping[str, Sequence[str]],
+              protect: Collection[str] = ()) -> list[str]:
+        """Remove `owner`'s revisions beyond its `keep` newest, and those no owner has converged
+        to; `converged` is every owner's converged revisions, newest first (history's
+        `converged_revisions`); `protect` is never removed (the revision applied now)."""
+        own = converged.get(owner, ())
+        others = {r for o, revs in converged.items() if o != owner for r in revs}
+        stays = {*own[:max(0, keep)], *others, *protect}
+        gone = [s.revision for s in self.kept() if s.revision not in stays]
         for rev in gone:
             shutil.rmtree(self.dir / rev, ignore_errors=True)
         for tmp in self.dir.glob(".tmp-*"):     # left by a pass killed while keeping a revision

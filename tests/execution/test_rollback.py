@@ -142,6 +142,27 @@ def test_revisions_beyond_keep_are_pruned_but_the_last_converged_stays(
     assert "no copy kept" in passes[-1]["rollback"]["reason"]
 
 
+def test_keep_revisions_counts_per_owner_so_one_owner_never_prunes_anothers(
+    tmp_path: Path, root: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    def apply(owner: str, v: int, *flags: str) -> str:
+        m = tmp_path / owner
+        write(m, "web.yaml", container_doc(f"{owner}-web", extra=f"env: {{V: '{v}'}}"))
+        assert cli(root, "apply", str(m), "--owner", owner, *flags) == 0
+        return str(config(root, f"{owner}-web")["labels"][labelmod.REVISION])
+
+    a = [apply("a", v) for v in range(2)]
+    b = [apply("b", v, "--keep-revisions", "2") for v in range(3)]
+    assert kept(root) == {*a, *b[1:]}                       # b's oldest went, none of a's
+    capsys.readouterr()
+    assert cli(root, "history", "--owner", "a", "--output", "json") == 0
+    assert all(p["rollback"]["available"] for p in json.loads(capsys.readouterr().out))
+    assert cli(root, "rollback", "--owner", "a") == 0
+    assert config(root, "a-web")["env"]["V"] == "0"
+    b.append(apply("b", 3, "--keep-revisions", "1"))         # b keeps one of its own, a still both
+    assert kept(root) == {*a, b[-1]}
+
+
 def test_bind_files_come_from_the_kept_copy_bind_directories_from_their_place(
     tmp_path: Path, root: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -528,19 +528,21 @@ class Builder:
                         "and again: use no or on-failure")
         healthcheck = self.healthcheck(d, spec.get("healthcheck"))
         res = spec.get("resources") or {}
+        memory = self.convert(d, sp("resources", "memory"), units.parse_memory, res.get("memory"))
         resources = models.Resources(
-            memory=self.convert(d, sp("resources", "memory"), units.parse_memory, res.get("memory")),
+            memory=memory,
             cpus=self.convert(d, sp("resources", "cpus"), units.parse_cpus, res.get("cpus")),
             pids=int(res["pids"]) if "pids" in res else None,
-            memory_reservation=self.convert(d, sp("resources", "memoryReservation"), units.parse_memory,
+            memory_reservation=self.convert(d, sp("resources", "memoryReservation"),
+                                            lambda v: units.parse_memory(v, "memory reservation"),
                                             res.get("memoryReservation")),
             cpu_shares=res.get("cpuShares"),
             cpuset=res.get("cpuset"),
-            memory_swap=self.memory_swap(d, res),
+            memory_swap=self.memory_swap(d, res, memory),
         )
         reserve = res.get("reservations") or {}
-        reservations = models.Reservations(
-            memory=self.convert(d, sp("resources", "reservations", "memory"), units.parse_memory,
+        reservations = models.Reservations(     # the scheduler's: no cgroup limit, so no minimum
+            memory=self.convert(d, sp("resources", "reservations", "memory"), units.parse_size,
                                 reserve.get("memory")),
             cpus=self.convert(d, sp("resources", "reservations", "cpus"), units.parse_cpus, reserve.get("cpus")),
         ) if reserve else None
@@ -598,7 +600,7 @@ class Builder:
             "placement": _placement(spec.get("placement") or {}),
             "sysctls": self.sysctls(d, spec.get("sysctls") or {}, networks),
             "ulimits": self.ulimits(d, spec.get("ulimits") or {}),
-            "shm_size": self.convert(d, sp("shmSize"), units.parse_memory, spec.get("shmSize")),
+            "shm_size": self.convert(d, sp("shmSize"), lambda v: units.parse_size(v, "shm size"), spec.get("shmSize")),
             "extra_hosts": self.extra_hosts(d, spec.get("extraHosts") or ()),
             "dns": self.addresses(d, sp("dns"), spec.get("dns") or ()),
             "dns_search": tuple(spec.get("dnsSearch") or ()),
@@ -778,7 +780,9 @@ class Builder:
                 self.report(d, at, f"{item!r} is not an IP address")
         return tuple(out)
 
-    def memory_swap(self, d: _Doc, res: Mapping[str, Any]) -> int | None:
+    def memory_swap(self, d: _Doc, res: Mapping[str, Any], memory: int | None) -> int | None:
+        """resources.memorySwap in bytes (-1: unlimited), not below `memory` (the limit parsed
+        already: None if it was refused, which says why)."""
         given = res.get("memorySwap")
         if given is None:
             return None
@@ -787,8 +791,8 @@ class Builder:
             return None
         if str(given) == "-1":
             return -1
-        swap: int | None = self.convert(d, ("spec", "resources", "memorySwap"), units.parse_memory, given)
-        memory = units.parse_memory(res["memory"]) if isinstance(res["memory"], str | int) else None
+        swap: int | None = self.convert(d, ("spec", "resources", "memorySwap"),
+                                        lambda v: units.parse_size(v, "memory swap"), given)
         if swap is not None and memory is not None and swap < memory:
             self.report(d, ("spec", "resources", "memorySwap"), "memorySwap counts memory plus swap: it cannot be below memory")
         return swap
@@ -1128,7 +1132,7 @@ class Builder:
                 if key in item and kind != "tmpfs":
                     self.report(d, (*path, key), f"{key} is a tmpfs setting; a {kind} mount has none", key=True)
             if "size" in item:
-                size = self.convert(d, (*path, "size"), units.parse_memory, item["size"])
+                size = self.convert(d, (*path, "size"), lambda v: units.parse_size(v, "tmpfs size"), item["size"])
                 options += [f"size={size}"] if size is not None else []
             if "mode" in item:
                 options.append(f"mode={item['mode']}")

@@ -84,7 +84,7 @@ SERVICE_KEYS: dict[str, str] = {
     "stdin_open": "`stdinOpen`",
     "sysctls": "`sysctls` (map or `key=value` list); only namespaced ones (net.*, fs.mqueue.*, kernel IPC), as Docker allows",
     "ulimits": "`ulimits` (a number or `soft`/`hard`)",
-    "shm_size": "`shmSize` (compose's binary units)",
+    "shm_size": "`shmSize` (compose's binary units; 0 is Docker's \"not set\": the default 64m)",
     "extra_hosts": "`extraHosts` (list of `host:ip` / `host=ip`, or a map); `host-gateway`: the host's address on the container's network (native: its first network's gateway; Docker: dockerd's, the default bridge's gateway)",
     "dns": "`dns`",
     "dns_search": "`dnsSearch`",
@@ -1074,8 +1074,11 @@ class _Service:
         if kind == "tmpfs":
             opts = vol.get("tmpfs") or {}
             out: dict[str, Any] = {"type": "tmpfs", "target": target}
-            if opts.get("size") not in (None, "", 0):
-                out["size"] = opts["size"] if isinstance(opts["size"], int) else _docker_size(str(opts["size"]))
+            size = opts.get("size")
+            if size not in (None, ""):
+                size = size if isinstance(size, int) else _docker_size(str(size))
+                if size != 0:                       # 0: Docker's "not set", the kernel's default
+                    out["size"] = size
             if opts.get("mode") not in (None, ""):
                 out["mode"] = str(opts["mode"])      # octal digits, as written
             return out
@@ -1090,7 +1093,8 @@ class _Service:
             for option in filter(None, options.split(",")):
                 key, _, val = option.partition("=")
                 if key == "size" and val:
-                    mount["size"] = _docker_size(val)
+                    if (size := _docker_size(val)) != 0:     # 0: no limit but the kernel's
+                        mount["size"] = size
                 elif key == "mode" and val:
                     mount["mode"] = val
                 else:
@@ -1307,7 +1311,8 @@ class _Service:
         except ValueError as exc:
             self.tr.error(self.p("shm_size"), str(exc))
             return
-        self.put("shmSize", _bytes(size), "shm_size")
+        if size != 0:                   # 0: Docker's "not set", its default 64m
+            self.put("shmSize", _bytes(size), "shm_size")
 
     def k_mem_limit(self, value: Any) -> None:
         """Handled with deploy.resources (resources())."""

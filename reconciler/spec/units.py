@@ -16,6 +16,7 @@ __all__ = [
     "parse_memory",
     "parse_port",
     "parse_restart",
+    "parse_size",
 ]
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
@@ -27,7 +28,7 @@ _MEMORY_UNITS = {
     "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40,     # Kubernetes binary
     "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,                # Kubernetes decimal
 }
-MIN_MEMORY = 6 << 20                # Docker's minimum memory limit (6 MiB)
+MIN_MEMORY = 6 << 20                # Docker's minimum memory limit and reservation (6 MiB)
 MAX_DURATION = 365 * 24 * 3600.0
 
 
@@ -51,8 +52,10 @@ def parse_duration(value: str | float) -> float:
     return seconds
 
 
-def parse_memory(value: str | float) -> int:
-    """Bytes from `256Mi`, `1Gi`, `500M`, `512m` (Docker's binary m) or an integer."""
+def parse_size(value: str | float, what: str = "size") -> int:
+    """Bytes from `256Mi`, `1Gi`, `500M`, `512m` (Docker's binary m) or an integer: any positive
+    amount, as Docker takes a /dev/shm's or a tmpfs's size (the kernel rounds it up to whole pages;
+    0, which Docker reads as "not set", is the field left out here)."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a valid memory size (like 256Mi, 1Gi, 512m or a number of bytes)")
     if isinstance(value, int | float):      # JSON Schema's "integer" admits 1e9 and 512.0
@@ -64,8 +67,19 @@ def parse_memory(value: str | float) -> int:
         if m is None:
             raise ValueError(f"{value!r} is not a valid memory size (like 256Mi, 1Gi, 512m or a number of bytes)")
         amount = int(float(m.group(1)) * _MEMORY_UNITS[m.group(2)])
+    if amount < 1:
+        raise ValueError(f"{what} {value!r} is not a positive number of bytes (leave it out for the default)")
+    return amount
+
+
+def parse_memory(value: str | float, what: str = "memory limit") -> int:
+    """A memory limit or reservation (`what`, for the message) in bytes, as `parse_size` reads it:
+    at least 6Mi, Docker's minimum for --memory and --memory-reservation. Only these have it: a
+    cgroup limit that small leaves the container no room to start, a tmpfs that small is a small
+    tmpfs."""
+    amount = parse_size(value, what)
     if amount < MIN_MEMORY:
-        raise ValueError(f"memory limit {value!r} is below the minimum of 6Mi")
+        raise ValueError(f"{what} {value!r} is below the minimum of 6Mi")
     return amount
 
 

@@ -952,6 +952,32 @@ def test_tmpfs_size_and_mode_in_both_compose_forms(tmp_path: Path) -> None:
     )
 
 
+def test_small_shm_and_tmpfs_sizes_load_and_0_is_dockers_not_set(tmp_path: Path) -> None:
+    # Docker takes any of these (only --memory and --memory-reservation have a 6MB minimum); a
+    # size of 0 is its "not set": the default /dev/shm, a tmpfs with no limit but the kernel's
+    desired = load(tmp_path, {"compose.yaml": """
+        services:
+          a:
+            image: busybox:1
+            shm_size: 1m
+            tmpfs: ["/run:size=1m", "/zero:size=0"]
+            volumes:
+              - {type: tmpfs, target: /cache, tmpfs: {size: 1k}}
+              - {type: tmpfs, target: /none, tmpfs: {size: 0m}}
+          b:
+            image: busybox:1
+            shm_size: 0
+        """})
+    a, b = desired.containers[f"{tmp_path.name}-a-1"], desired.containers[f"{tmp_path.name}-b-1"]
+    assert (a.shm_size, b.shm_size) == (1 << 20, None)
+    assert a.volumes == (
+        spec.models.VolumeMount("tmpfs", "", "/run", False, ("size=1048576",)),
+        spec.models.VolumeMount("tmpfs", "", "/zero", False),
+        spec.models.VolumeMount("tmpfs", "", "/cache", False, ("size=1024",)),
+        spec.models.VolumeMount("tmpfs", "", "/none", False),
+    )
+
+
 def test_a_dependency_others_wait_to_complete_is_a_job(tmp_path: Path) -> None:
     desired = load(tmp_path, {"compose.yaml": """
         name: app

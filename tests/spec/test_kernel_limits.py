@@ -95,6 +95,25 @@ def test_tmpfs_size_and_mode(tmp_path: Path) -> None:
     ]
 
 
+def test_small_sizes_load_only_memory_limits_have_dockers_minimum(tmp_path: Path) -> None:
+    # /dev/shm and a tmpfs take any positive size, as Docker's do (the kernel rounds up to a page)
+    c = load(tmp_path, "  shmSize: 1Mi\n  volumes: [{type: tmpfs, target: /t, size: 2Mi}, {type: tmpfs, target: /u, size: 1}]\n"
+                       "  resources: {memory: 6Mi, reservations: {memory: 1Ki}}\n").containers["web"]
+    assert c.shm_size == 1 << 20
+    assert [m.options for m in c.volumes] == [("size=2097152",), ("size=1",)]
+    assert c.reservations == spec.models.Reservations(memory=1 << 10, cpus=None)   # the scheduler's
+    assert problems(tmp_path, "  shmSize: 0Mi\n  volumes: [{type: tmpfs, target: /t, size: '0'}]\n") == [
+        "m.yaml:6:12: Container/web: spec.shmSize: shm size '0Mi' is not a positive number of bytes (leave it out for the default)",
+        "m.yaml:7:45: Container/web: spec.volumes[0].size: tmpfs size '0' is not a positive number of bytes (leave it out for the default)",
+    ]
+    # a memory limit or reservation below 6Mi is refused (by dockerd too), each named as what it is;
+    # a swap under a refused limit is not compared with it
+    assert problems(tmp_path, "  resources: {memory: 1Mi, memoryReservation: 2Mi, memorySwap: 4Mi}\n") == [
+        "m.yaml:6:23: Container/web: spec.resources.memory: memory limit '1Mi' is below the minimum of 6Mi",
+        "m.yaml:6:47: Container/web: spec.resources.memoryReservation: memory reservation '2Mi' is below the minimum of 6Mi",
+    ]
+
+
 def test_cpu_shares_cpuset_and_memory_reservation(tmp_path: Path) -> None:
     body = "  resources: {memory: 256Mi, cpus: 0.5}\n"
     # the hash reconciler gave this container before these resources existed

@@ -452,8 +452,8 @@ def _roll_back(a: actions.Action, runtime: base.Runtime, message: str,
             pass
         if not rb.get("remove_only"):
             old = base.config_from_json(rb["config"])
-            if rb.get("image_id"):
-                old = replace(old, image=str(rb["image_id"]))
+            if rb.get("image_id"):          # the image it ran, under the name it had (the tag may have moved)
+                old = replace(old, image_id=str(rb["image_id"]))
             kept = rb.get("secrets")
             if isinstance(kept, actions.SecretData):    # a record has none: the same files' contents
                 old = replace(old, mounts=tuple(replace(m, data=kept.by_target.get(m.target))

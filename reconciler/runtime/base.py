@@ -214,6 +214,10 @@ class ContainerConfig:
 
     name: str
     image: str                      # reference as given ("reg/repo:tag", "...@sha256:...", or image id)
+    # the exact image to run when `image`, the name the container shows (Docker's Config.Image),
+    # may name another by now: a rollback's, the image the replaced container ran (its tag may
+    # have moved to the image that failed); None: `image` as it resolves at create
+    image_id: str | None = None
     command: tuple[str, ...] | None = None   # Entrypoint override (None = image's)
     args: tuple[str, ...] | None = None      # Cmd override (None = image's)
     env: Mapping[str, str] = field(default_factory=dict)
@@ -329,7 +333,7 @@ def config_to_json(config: ContainerConfig) -> dict[str, Any]:
         out["env"] = {k: v for k, v in out["env"].items() if k not in config.secret_env}
     else:
         out.pop("secret_env")            # absent when none: records written before it read the same
-    for key in ("ipv4_addresses", "ipv6_addresses", "log_driver", "log_options", "mac_addresses",
+    for key in ("image_id", "ipv4_addresses", "ipv6_addresses", "log_driver", "log_options", "mac_addresses",
                 "link_local_ips", "gw_priorities"):
         if not out[key]:
             out.pop(key)                 # likewise
@@ -369,7 +373,7 @@ def _healthcheck(hc: Any) -> Healthcheck | None:
 # (tests/runtime/test_base_json.py): a record keeps only the keys that differ from it, and reads
 # back by converting those alone (#21).
 _FROM_JSON: dict[str, Callable[[Any], Any]] = {
-    "name": str, "image": str, "command": _tuple, "args": _tuple,
+    "name": str, "image": str, "image_id": _same, "command": _tuple, "args": _tuple,
     "env": _dict, "labels": _dict,
     "user": _same, "workdir": _same, "hostname": _same,
     "ports": lambda v: tuple(PortMapping(**p) for p in v or ()),

@@ -234,9 +234,9 @@ class FakeRuntime:
             if any(c["config"]["name"] == config.name for c in self.s["containers"].values()):
                 raise rterrors.AlreadyExists(f"container name {config.name} is taken",
                                              hint="remove it first or choose another name")
-            img = self._find_image(config.image)
+            img = self._find_image(config.image_id or config.image)
             if img is None:
-                raise rterrors.NotFound(f"image {config.image} is not present locally",
+                raise rterrors.NotFound(f"image {config.image_id or config.image} is not present locally",
                                         hint="pull it first")
             missing = base.secret_env_missing(config)
             if missing:         # as the native engine: a record keeps no SOPS env value (nor does this one)

@@ -136,3 +136,44 @@ def test_a_compose_project_converges_serves_and_follows_its_dotenv(
     assert after["e2e-api-1"] == ids["e2e-api-1"]
     assert after["e2e-api-2"] == ids["e2e-api-2"]
     assert after["e2e-web-1"] != ids["e2e-web-1"]
+
+
+JOB = """
+    name: rb
+    services:
+      migrate:
+        image: {image}
+        command: ["sh", "-c", "exit ${{MIGRATE_EXIT:-0}}"]
+        network_mode: none
+      web:
+        image: {image}
+        command: ["sleep", "300"]
+        network_mode: none
+        stop_grace_period: 1s
+        depends_on:
+          migrate:
+            condition: service_completed_successfully
+    """
+
+
+def test_a_job_rolled_back_shows_the_image_reference_it_was_made_from(
+    tmp_path: Path, host: Host, busybox_image: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A job's new version exits 4: the previous one is made again from the image it ran (its id)
+    under the reference it had, as `ps` and `inspect` showed it before (not the image id)."""
+    project = tmp_path / "rb"
+    project.mkdir()
+    (project / "compose.yaml").write_text(textwrap.dedent(JOB.format(image=busybox_image)))
+    monkeypatch.delenv("MIGRATE_EXIT", raising=False)
+    assert host.cli("apply", str(project)) == 0
+    rt = host.runtime()
+    try:
+        before = rt.inspect_container("rb-migrate-1")
+        monkeypatch.setenv("MIGRATE_EXIT", "4")
+        assert host.cli("apply", str(project)) == 1                 # rolled back
+        after = rt.inspect_container("rb-migrate-1")
+    finally:
+        rt.close()
+    assert after.id != before.id
+    assert (after.image, after.image_id) == (busybox_image, before.image_id)
+    assert (after.exit_code, after.labels) == (0, before.labels)

@@ -209,6 +209,29 @@ def test_health_timeout_on_update_rolls_back_to_previous_container(
     assert rt.config_of("web").env == {"V": "1"}
 
 
+def test_a_rollback_runs_the_image_the_container_ran_under_the_name_it_had(
+    tmp_path: Path, rt: FakeRuntime, db: Database,
+) -> None:
+    """The tag moved to an image that never gets healthy: the container made again runs the old
+    image (its id), and shows the reference it was made from (Docker's Config.Image), not the id."""
+    m = tmp_path / "m"
+    write(m, "a.yaml", container_doc("web", extra="healthcheck: {test: [CMD, 'true']}"))
+    assert apply(m, rt, db).converged
+    old = rt.inspect_container("web")
+    rt.publish(IMG, "sha256:" + "2" * 64)
+    rt.pull_image(IMG)                                              # the tag moves on
+    write(m, "a.yaml", container_doc("web", extra="healthcheck: {test: [CMD, sleep, '1'], interval: 1s}\n"
+                                     "update: {healthTimeout: 5s}"))
+    result = apply(m, rt, db)
+    assert result.changeset is not None
+    [change] = [c for c in result.changeset.changes if c.resource == "container:web"]
+    assert change.outcome is changes.Outcome.ROLLED_BACK
+    now = rt.inspect_container("web")
+    assert now.id != old.id
+    assert (now.image, now.image_id) == (IMG, old.image_id)
+    assert rt.inspect_image(IMG).id != old.image_id                # the tag names the new image
+
+
 @pytest.mark.parametrize(("healthcheck", "image_check"), [
     ("healthcheck: {test: [CMD, sleep, '1'], interval: 2m}", None),                 # the manifest's
     ("", {"Test": ["CMD", "sleep", "1"], "Interval": 120 * 10**9}),                  # its image's

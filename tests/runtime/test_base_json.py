@@ -21,7 +21,7 @@ def test_every_field_is_read_back_and_a_key_left_out_is_its_default() -> None:
 
 def test_a_config_with_every_field_set_reads_back_equal() -> None:
     config = base.ContainerConfig(
-        name="web", image="registry:5000/app:1", command=("sh", "-c"), args=("echo hi",), env={"A": "1"},
+        name="web", image="registry:5000/app:1", image_id="sha256:" + "1" * 64, command=("sh", "-c"), args=("echo hi",), env={"A": "1"},
         user="1000:1000", workdir="/srv", hostname="box", labels={"k": "v"},
         ports=(base.PortMapping(80, 8080, "udp", "127.0.0.1"),), networks=("lan", "db"), aliases=("api",),
         mounts=(base.Mount("volume", "/data", "data", True, ("nocopy",)), base.Mount("tmpfs", "/t", options=("size=1m",))),

@@ -740,10 +740,24 @@ class DockerRuntime:
         """Whether the engine has healthchecks' start interval (Engine API 1.44, Docker 25)."""
         return api.at_least(str(self.api.version().get("ApiVersion", "0")), START_INTERVAL_API)
 
+    def _pinned_image(self, config: base.ContainerConfig) -> str:
+        """What to create a container pinned to `config.image_id` from: dockerd shows the name it
+        was given and runs what that name resolves to, so the name while it still names that
+        image, else the id (as `docker ps` shows a container whose tag moved on)."""
+        assert config.image_id is not None
+        try:
+            if self.api.image_inspect(config.image).get("Id") == config.image_id:
+                return config.image
+        except errors.NotFound:
+            pass
+        return config.image_id
+
     def create_container(self, config: base.ContainerConfig, *, auto_remove: bool = False) -> str:
         """`auto_remove`: the engine removes it at its exit (HostConfig.AutoRemove: `run --rm -d`)."""
         version, together, container_mac = self._endpoints_plan(config)
         body = container_body(config, endpoints=together, container_mac=container_mac)
+        if config.image_id is not None:
+            body["Image"] = self._pinned_image(config)
         if auto_remove:
             body["HostConfig"]["AutoRemove"] = True
         if config.healthcheck is not None and config.healthcheck.start_interval:

@@ -348,7 +348,7 @@ class NativeRuntime:
         `auto_remove`: removed with its anonymous volumes once it exited (Docker's AutoRemove: the
         restart manager of the process that holds the engine removes it, `remove_exited`); `exposed`,
         `publish_all`: Docker's ExposedPorts and PublishAllPorts (`run -P`: ContainerManager.create)."""
-        image_id, image_cfg, layer_dirs = self.images.resolve(config.image)
+        image_id, image_cfg, layer_dirs = self.images.resolve(config.image_id or config.image)
         rec = self.containers.create(
             config, image_id=image_id, image_config=image_cfg.get("config") or {}, lowerdirs=layer_dirs,
             terminal=terminal or config.tty, stdin=stdin or config.stdin_open, volatile=volatile,

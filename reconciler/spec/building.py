@@ -461,6 +461,7 @@ class Builder:
             self.report(d, sp("image"), f"no Image object named {image_ref!r}{hint}; define one, or give a full reference like registry:5000/repo/{image_ref}:tag")
         elif not valid_reference(image_ref):
             self.report(d, sp("image"), f"{schemas._short(image_ref)} is not a valid image reference (like registry:5000/repo/name:tag or ...@sha256:<64 hex>)")
+        written_ref = image_ref           # before the lock's pin: what the spec hash names (hashing.py)
         if image_update is None and (image_object is None or images.get(image_object) is None
                                      or images[image_object].build is None):
             image_ref = lock.pin(image_ref, self.pins)     # built images are local: never pinned
@@ -629,8 +630,9 @@ class Builder:
             fields["logging"] = logging
         if secret_env:                  # likewise; the hash takes the file's digest, not the value
             fields["secret_env"] = MappingProxyType(dict(sorted(secret_env.items())))
-        # an update policy moves the tag: the hash names the repository (hashing.py)
-        hashed = fields if image_update is None else {**fields, "image": image_update.repository}
+        # an update policy moves the tag: the hash names the repository; a lock's pin is the
+        # planner's digest comparison, so the hash names the reference as written (hashing.py)
+        hashed = {**fields, "image": written_ref if image_update is None else image_update.repository}
         if secret_env:
             hashed = {**hashed, "env": {k: v for k, v in env.items() if k not in secret_env}}
         return models.Container(

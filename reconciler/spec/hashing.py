@@ -22,6 +22,10 @@ named by their live path, so a new revision copy of unchanged files hashes the s
 A changed image *digest* is the planner's separate recreate reason, not part of this hash. A
 container whose `image:` is an update policy hashes its repository without the tag: the agent
 moves the tag (tagpolicy.py), and a write-back commit of the tag that runs must not recreate it.
+Likewise a reference the lock file pins (lock.py: `ref` runs as `ref@digest`) hashes as the
+manifest writes it, `ref`: writing or deleting the lock must not replace a container that runs
+the pinned digest already, and one that runs another is replaced for "image digest changed".
+(A digest written in the manifest itself is hashed: that is an edit of the manifest.)
 
 Fields added to the Container after its first release (`CONTAINER_IF_SET`: sysctls, ulimits, shm_size, extra hosts, dns, job, tty, stdin_open, no_new_privileges, dns options,
 oom_score_adj, group_add, privileged, devices, domainname, fixed addresses, logging, a network entry's MAC

@@ -12,6 +12,10 @@ When it is present, `spec.load` turns every container image written as a key int
 `key@digest` (a reference pinned by digest: the tag is documentation, the digest decides), so
 CI and every host converge to the same bytes however the tag moves. Its content counts in the
 revision. Delete the file (or rerun `reconcile lock`) to follow the tags again.
+
+The pin is not part of a container's spec hash (hashing.py): writing or deleting the lock
+replaces no container that runs the pinned digest already; the planner's digest comparison
+replaces one that runs another.
 """
 
 from __future__ import annotations

@@ -37,7 +37,8 @@ def test_the_lock_file_pins_references_and_counts_in_the_revision(tmp_path: Path
     lock.write(m / lock.LOCK_NAME, {"registry.local:5000/shop/web:1": DIGEST_A})
     after = spec.load(m)
     assert after.containers["app"].image == f"registry.local:5000/shop/web:1@{DIGEST_A}"
-    assert after.containers["app"].spec_hash != before.containers["app"].spec_hash
+    # the pin is the planner's digest comparison, not the spec hash: a lock recreates nothing by itself
+    assert after.containers["app"].spec_hash == before.containers["app"].spec_hash
     assert after.revision != before.revision
     assert spec.load(m, use_lock=False).containers["app"].image == "registry.local:5000/shop/web:1"
     assert spec.load(m / "app.yaml").containers["app"].image.endswith(DIGEST_A)   # beside a file too
@@ -95,5 +96,46 @@ def test_apply_uses_the_locked_digest_after_the_tag_moved(
     try:
         assert rt.exec("app", ["cat", "/marker"]).stdout == b"B"
         assert rt.inspect_container("app").id != first
+    finally:
+        rt.close()
+
+
+@pytest.mark.root
+@pytest.mark.registry
+def test_locking_the_digest_that_runs_replaces_nothing(
+        tmp_path: Path, host: Host, registry: RegistryServer, capsys: pytest.CaptureFixture[str]) -> None:
+    """Writing the lock (or deleting it) is no change on the host while the containers run the
+    digests it pins; a lock that pins another digest still replaces them."""
+    ref = f"{registry.host}/lock{secrets.token_hex(3)}/app:v1"
+    push_marker(tmp_path, ref, "A")
+    m = tmp_path / "m"
+    container(m, ref)
+    assert host.cli("apply", str(m)) == 0
+    first = host.ids()["app"]
+
+    assert main(["lock", str(m)]) == 0                       # pins the digest that runs
+    capsys.readouterr()
+    assert host.cli("diff", str(m)) == 0, capsys.readouterr().out
+    assert host.cli("apply", str(m)) == 0
+    assert host.ids()["app"] == first
+
+    (m / lock.LOCK_NAME).unlink()                            # follows the tag again: the same digest
+    capsys.readouterr()
+    assert host.cli("diff", str(m)) == 0, capsys.readouterr().out
+    assert host.cli("apply", str(m)) == 0
+    assert host.ids()["app"] == first
+
+    digest_b = push_marker(tmp_path, ref, "B")
+    lock.write(m / lock.LOCK_NAME, {ref: digest_b})          # pins another digest: replaced
+    capsys.readouterr()
+    assert host.cli("diff", str(m)) == 1
+    out = capsys.readouterr().out
+    assert "image digest changed" in out, out
+    assert "spec hash changed" not in out, out
+    assert host.cli("apply", str(m)) == 0
+    assert host.ids()["app"] != first
+    rt = host.runtime()
+    try:
+        assert rt.exec("app", ["cat", "/marker"]).stdout == b"B"
     finally:
         rt.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import importlib
 import os
+from collections.abc import Collection
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -157,8 +158,12 @@ def _load(
                                live=None if live is None else os.path.normpath(os.path.abspath(live)),
                                decryption=decryption, engine=engine, warnings=warnings, known_valid=known_valid)
     project = ""
+    compose_problems = 0            # how many of `problems` the compose steps reported
+    dropped: list[str] = []         # the compose keys whose values they took out
     if compose_files:
-        project, docs, source_files = _compose(path, live, list(compose_files), compose_opts, builder, warnings, policy)
+        project, docs, source_files, dropped = _compose(path, live, list(compose_files), compose_opts, builder,
+                                                        warnings, policy)
+        compose_problems = len(problems)
     else:
         sources = reading.read_source(path, problems, limits)
         source_files = [s.path for s in sources]
@@ -221,7 +226,7 @@ def _load(
             volumes=[(d, d.data.get("spec") or {}) for d in by_kind["Volume"].values()],
         )
     if problems:
-        raise SpecError(problems)
+        raise SpecError(_new_to_compose(problems, compose_problems, dropped) if compose_problems else problems)
 
     return DesiredState(
         containers=_frozen(containers),
@@ -241,8 +246,10 @@ def _load(
 def _compose(
     path: str, live: str | None, files: list[str], opts: ComposeOptions | None, builder: Any,
     warnings: list[Problem], policy: Policy | None,
-) -> tuple[str, list[Any], list[str]]:
-    """The native documents of the compose project at `path` (compose.py, compose_native.py)."""
+) -> tuple[str, list[Any], list[str], list[str]]:
+    """The native documents of the compose project at `path` (compose.py, compose_native.py),
+    and the compose keys whose values a problem took out (`compose.Reader.dropped`). A project
+    with problems still gives its documents: the manifests' checks of them may find more."""
     from reconciler.spec import compose, compose_native
 
     opts = opts or compose.Options()
@@ -260,9 +267,29 @@ def _compose(
     if model is None:
         raise SpecError(builder.problems or [Problem(files[0], 0, 0, "", "", "", "the compose project does not load")])
     docs = compose_native.documents(model, rd)
-    if builder.problems:            # the manifests' own checks would repeat them
-        raise SpecError(builder.problems)
-    return model.name, docs, list(model.files)
+    return model.name, docs, list(model.files), [compose.fmt(p) for p in rd.dropped]
+
+
+def _new_to_compose(problems: list[Problem], first: int, dropped: list[str]) -> list[Problem]:
+    """The compose steps' problems (the first `first`), and those the manifests' checks found
+    after them that are new: not at a compose key the compose steps reported a problem at (or
+    one holding it), nor at one a value was taken out of, where they only repeat it (an
+    undefined network is "no Network named" there) or follow from it (a service whose image did
+    not interpolate "misses" its image)."""
+    reported = {p.field for p in problems[:first] if p.field}
+    out = problems[:first]
+    for p in problems[first:]:
+        if not p.field or not (_held(p.field, reported) or _held(p.field, dropped)
+                               or any(_held(d, {p.field}) for d in dropped)):
+            out.append(p)
+    return out
+
+
+def _held(key: str, keys: Collection[str]) -> bool:
+    """Whether the compose key `key` (`services.web.ports[0]`) is one of `keys` or lies under one."""
+    while key and key not in keys:
+        key = key[:max(key.rfind("."), key.rfind("["), 0)]
+    return bool(key)
 
 
 def _sops_manifest(path: str, text: str) -> bool:

@@ -103,9 +103,18 @@ class Reader:
     # the documents known to satisfy their schema (spec.load's `known_valid`, validity.KnownValid):
     # a compose document is remembered as a manifest is, and one made `aside` asks a helper
     known_valid: Any = None
+    # where a reported problem took a value out (`_Loader.prepare`): what refers to it is not
+    # reported again (`was_dropped`), the problem there is the one to fix
+    dropped: list[Path_] = field(default_factory=list)
 
     def error(self, at: Origin | None, where: str, message: str) -> None:
-        self.problems.append(_problem(at or Origin(self.file, 0, 0), where, message))
+        problem = _problem(at or Origin(self.file, 0, 0), where, message)
+        if problem not in self.problems:        # a base two services extend fails for both
+            self.problems.append(problem)
+
+    def was_dropped(self, path: Path_) -> bool:
+        """Whether the value at `path`, or one holding it, was taken out for a problem reported already."""
+        return any(path[: len(d)] == d for d in self.dropped)
 
     def warn(self, at: Origin | None, where: str, message: str) -> None:
         problem = _problem(at or Origin(self.file, 0, 0), where, message)
@@ -404,11 +413,11 @@ def _valid(doc: Map, rd: Reader) -> bool:
 _NAMED = {"services": "service", "volumes": "volume", "secrets": "secret", "configs": "config", "networks": "network"}
 
 
-def _validate(doc: Map, rd: Reader, reported: Sequence[Path_] = ()) -> bool:
+def _validate(doc: Map, rd: Reader, reported: Sequence[Path_] = ()) -> list[Path_]:
     """Report every place `doc` breaks the Compose Specification (but those already `reported`);
-    True when it has none."""
+    the paths of them all (none: it is valid)."""
     if _valid(doc, rd):
-        return True
+        return []
     issues = list(schemas.explain(_validator().iter_errors(doc)))
     for path, at_key, message in issues:
         if any(path[: len(r)] == r for r in reported):
@@ -417,7 +426,28 @@ def _validate(doc: Map, rd: Reader, reported: Sequence[Path_] = ()) -> bool:
             message = (f"{path[1]!r} is not a valid {_NAMED[str(path[0])]} name "
                        "(letters, digits, '.', '_' and '-')")
         rd.error(located.where(doc, path, key=at_key), fmt(path), message)
-    return not issues
+    return [path for path, _, _ in issues]
+
+
+def _drop(doc: Map, path: Path_) -> Path_ | None:
+    """Take out the value at `path`, as the manifests' loader does (building.py `_prune`): the
+    whole list when the path goes through a list item (so the indices of later messages stay
+    true), the mapping that lacks it when the key is missing (a required one); where it was
+    taken out, or None when nothing was (the document itself)."""
+    keys: list[str] = []
+    node: Any = doc
+    for part in path:
+        if not isinstance(part, str) or not isinstance(node, Map) or part not in node:
+            break                   # a list item, or a key that is missing: what holds it goes
+        keys.append(part)
+        node = node[part]
+    if not keys:
+        return None
+    parent = doc
+    for key in keys[:-1]:
+        parent = parent[key]
+    parent.drop(keys[-1])
+    return tuple(keys)
 
 
 # -- the canonical form -----------------------------------------------------------------------------
@@ -756,24 +786,56 @@ class _Loader:
         self.interpolate = _Interpolate(env, rd)
         self.canonical = _Canonical(rd)
         self.extends_files: dict[str, Map | None] = {}
+        # a problem left parts of the project unknown (a document left out whole, an include
+        # that cannot be used): checking the rest would report what it would have defined
+        self.incomplete = False
 
     def prepare(self, doc: Map) -> bool:
-        """Interpolate, validate and canonicalise one document in place; False when it is invalid."""
-        before = len(self.rd.problems)
+        """Interpolate, validate and canonicalise one document in place; False when nothing
+        valid is left of it.
+
+        A value that does not interpolate or breaks the schema is reported and taken out
+        (`_drop`, recorded in `rd.dropped`), as the manifests' loader does, so that the checks
+        after this one run on the rest and one run reports every problem. A document that
+        still breaks the schema then is left out whole, and an `include` taken out leaves
+        what it would define unknown (both: `incomplete`).
+        """
         self.interpolate.failed = []
         self.interpolate.walk(doc, ())
-        if not _validate(doc, self.rd, self.interpolate.failed) or len(self.rd.problems) > before:
-            return False
-        self.canonical.project(doc)
-        return len(self.rd.problems) == before
+        failing = [*self.interpolate.failed, *_validate(doc, self.rd, self.interpolate.failed)]
+        if failing:
+            gone: list[Path_] = []
+            for path in failing:
+                if not any(path[: len(g)] == g for g in gone):     # not in what went already
+                    taken = _drop(doc, path)
+                    gone += [taken] if taken is not None else []
+            self.rd.dropped += gone
+            self.incomplete |= any(g[0] == "include" for g in gone)    # what it would define is unknown
+            if not _valid(doc, self.rd):
+                self.incomplete = True
+                return False
+        self.canonical.project(doc)     # a port or volume it cannot read is reported and left out
+        return True
 
     # extends ----------------------------------------------------------------------------------
 
-    def extends(self, doc: Map, file: str) -> None:
+    def extends(self, doc: Map, file: str) -> list[str]:
+        """Apply the `extends` of `doc`'s services; the names of those whose `extends` cannot be
+        applied (reported), which are left as written."""
         services = doc.get("services")
-        if isinstance(services, Map):
-            for name in list(services):
-                self.extend(services, name, file, ())
+        if not isinstance(services, Map):
+            return []
+        return [name for name in list(services)
+                if self.extend(services, name, file, ()) is None and isinstance(services.get(name), Map)]
+
+    def extends_or_drop(self, doc: Map, file: str) -> None:
+        """Apply the `extends` of the project's services; take out (`rd.dropped`) those whose
+        cannot be (reported): what the rest of the project says is still checked, theirs once
+        their `extends` works."""
+        failed = self.extends(doc, file)
+        for name in failed:
+            doc["services"].drop(name)
+            self.rd.dropped.append(("services", name))
 
     def extend(self, services: Map, name: str, file: str, chain: tuple[tuple[str, str], ...]) -> Map | None:
         svc = services.get(name)
@@ -831,6 +893,8 @@ class _Loader:
             included = self.include_one(entry, items.origin(i), ("include", i), workdir, chain)
             if included is not None:
                 data = self.add_resources(data, included, doc, included.at.file)
+            else:
+                self.incomplete = True          # reported; what it would define is unknown
         return data
 
     def include_one(self, item: Map, at: Origin, path: Path_, workdir: str, chain: tuple[str, ...]) -> Map | None:
@@ -905,7 +969,7 @@ class _Loader:
                 continue
             inner = self.include(Map(doc.at), doc, directory, chain)
             _rebase(doc, directory, self.directory)
-            self.extends(doc, path)
+            self.extends_or_drop(doc, path)
             out.append(merge(inner, doc, ()))
         return out
 
@@ -1061,19 +1125,20 @@ def _consistency(data: Map, active: list[str], rd: Reader) -> None:
     for name in active:
         svc = services[name]
         path: Path_ = ("services", name)
-        if "image" not in svc and "build" not in svc:
+        if "image" not in svc and "build" not in svc and \
+                not any(rd.was_dropped((*path, key)) for key in ("image", "build", "extends")):
             rd.error(services.key_origin(name), fmt(path), "has neither an image nor a build context; set image: or build:")
         if "network_mode" in svc and "networks" in svc:
             rd.error(svc.key_origin("networks"), fmt((*path, "networks")),
                      "network_mode and networks exclude each other; keep one")
         for net in svc.get("networks") or ():
-            if net not in networks:
+            if net not in networks and not rd.was_dropped(("networks", net)):
                 rd.error(svc["networks"].key_origin(net), fmt((*path, "networks", net)),
                          f"refers to undefined network {net!r}{schemas.did_you_mean(net, sorted(networks))}; "
                          "declare it under the top-level networks:")
         for i, vol in enumerate(svc.get("volumes") or ()):
             source = vol.get("source") if isinstance(vol, Map) else None
-            if vol.get("type") == "volume" and source and source not in volumes:
+            if vol.get("type") == "volume" and source and source not in volumes and not rd.was_dropped(("volumes", source)):
                 rd.error(svc["volumes"].origin(i), fmt((*path, "volumes", i)),
                          f"refers to undefined volume {source!r}{schemas.did_you_mean(source, sorted(volumes))}; "
                          "declare it under the top-level volumes:")
@@ -1090,7 +1155,7 @@ def _consistency(data: Map, active: list[str], rd: Reader) -> None:
                 rd.error(deps.key_origin(dep), fmt((*path, "depends_on", dep)),
                          f"depends on service {dep!r}, which no active profile enables (its profiles: {own}); "
                          "activate one with COMPOSE_PROFILES or --profile, or set required: false")
-            else:
+            elif not rd.was_dropped(("services", dep)):
                 rd.error(deps.key_origin(dep), fmt((*path, "depends_on", dep)),
                          f"depends on undefined service {dep!r}{schemas.did_you_mean(dep, sorted(services))}")
 
@@ -1099,9 +1164,19 @@ def _consistency(data: Map, active: list[str], rd: Reader) -> None:
 
 
 def load(directory: str, opts: Options, rd: Reader, *, files: list[str] | None = None) -> Model | None:
-    """The compose project of `directory` (or `opts.files`); None when it could not be read,
-    merged or validated (the problems are in `rd`; a model with dangling references is returned
-    with them, so its translation can report more).
+    """The compose project of `directory` (or `opts.files`); None when it could not be read or
+    merged (the problems are in `rd`).
+
+    A model with problems is returned with them, so that its translation and the manifests'
+    checks report theirs in the same run (README: every problem at once). Values that break
+    the schema or do not interpolate are taken out (`_Loader.prepare`), and so are services
+    whose `extends` cannot be applied; what refers to what was taken out is not reported
+    (`Reader.was_dropped`), nor are the taken-out parts checked further: their other problems
+    show once these are fixed. Dangling references are left in. Problems that leave the
+    project unknown stop here, and what depends on them shows once they are fixed: a file
+    that is not YAML, a document that breaks the schema even without its failing values, an
+    `include` that cannot be used (the services and resources it would bring), an invalid
+    project name.
 
     `files` are the compose files to read when already found (`find`); explicit `opts.files`
     are read as given (relative to the working directory), and the project directory is then
@@ -1138,7 +1213,6 @@ def load(directory: str, opts: Options, rd: Reader, *, files: list[str] | None =
         return None
     env["COMPOSE_PROJECT_NAME"] = name             # compose sets it for interpolation
     data = Map(docs[0].at)
-    before = len(rd.problems)
     for file, file_docs in per_file:
         for doc in file_docs:
             if not loader.prepare(doc):
@@ -1148,9 +1222,9 @@ def load(directory: str, opts: Options, rd: Reader, *, files: list[str] | None =
                 rd.warn(doc.key_origin("version"), "version", "the version attribute is obsolete and ignored; remove it")
                 doc.drop("version")
             data = loader.include(data, doc, directory, (file,))
-            loader.extends(doc, file)
+            loader.extends_or_drop(doc, file)
             data = merge(data, doc, ())
-    if not valid or len(rd.problems) > before:     # a model that does not merge is not checked further
+    if not valid or loader.incomplete:
         return None
     _default_network(data)
     profiles = list(opts.profiles) if opts.profiles is not None else \

@@ -411,6 +411,8 @@ class _Translator:
         top = self.data.get(kind) or {}
         what = kind[:-1]
         if name not in top:
+            if self.rd.was_dropped((kind, name)):
+                return None             # its own problem is reported
             self.error(at, f"refers to undefined {what} {name!r}{schemas.did_you_mean(name, sorted(top))}; "
                        f"declare it under the top-level {kind}:")
             return None
@@ -950,7 +952,8 @@ class _Service:
         elif kind == "container" and target:
             self.put("networks", [value], "network_mode")
         elif kind == "service":
-            self.tr.error(self.p("network_mode"), f"network_mode {value!r}: no service named {target!r} in the project")
+            if not self.tr.rd.was_dropped(("services", target)):    # else taken out for its own problem
+                self.tr.error(self.p("network_mode"), f"network_mode {value!r}: no service named {target!r} in the project")
         else:
             self.tr.error(self.p("network_mode"), not_supported(
                 f"network_mode {value!r}", "use host, none, service:NAME or container:NAME, or networks:"))
@@ -1164,6 +1167,8 @@ class _Service:
         out: list[str] = []
         for dep, cfg in deps.items():
             here = ("depends_on", dep)
+            if dep not in services and self.tr.rd.was_dropped(("services", dep)):
+                continue                # taken out for its own problem (compose.Reader.dropped)
             if cfg.get("restart") is True:
                 self.tr.warn(self.p(*here, "restart"), "restart: true is not honoured: a container is replaced only when its own spec changes")
             other = services.get(dep) or {}

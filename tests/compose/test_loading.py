@@ -562,6 +562,87 @@ def test_problems_are_located_in_the_compose_file(tmp_path: Path, case: str) -> 
     assert problems(tmp_path, {"compose.yaml": text}) == expected
 
 
+def test_every_independent_problem_is_reported_at_once(tmp_path: Path) -> None:
+    """One run names them all, whichever step finds each (the schema, interpolation, the
+    project's references, the translation, the manifests' own checks): a schema problem used
+    to hide the rest until it was fixed, and a translation problem the manifests' checks."""
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          web:
+            image: x/web:1
+            port: ["8080:80"]
+            env_file: missing.env
+            depends_on: [nothere]
+            mem_limit: lots
+            healthcheck:
+              test: ["CMD", "true"]
+              interval: 5
+          api:
+            image: "x/UPPER:1"
+            command: echo ${oops
+        """}) == [
+        "compose.yaml:4:5: services.web.port: unknown field 'port' (did you mean 'ports'?)",
+        "compose.yaml:5:15: services.web.env_file[0]: env file missing.env not found, unreadable or larger than 16777216 bytes",
+        "compose.yaml:6:18: services.web.depends_on.nothere: depends on undefined service 'nothere'",
+        "compose.yaml:7:16: services.web.mem_limit: 'lots' is not a valid size (like 512, 64k, 32m or 1g)",
+        "compose.yaml:10:17: services.web.healthcheck.interval: must be a string, not number",
+        "compose.yaml:12:12: services.api.image: 'x/UPPER:1' is not a valid image reference (like registry:5000/repo/name:tag or ...@sha256:<64 hex>)",
+        "compose.yaml:13:14: services.api.command: invalid interpolation format in 'echo ${oops'; write $$ for a literal $",
+    ]
+
+
+def test_what_depends_on_a_reported_problem_is_not_reported_again(tmp_path: Path) -> None:
+    """A value taken out for its problem leaves no second one behind: no "neither an image nor a
+    build" for an image that did not interpolate, no undefined network for one whose definition
+    broke the schema, no manifest check repeating a reference the project check reported."""
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          web:
+            image: x/web:${TAG:?set TAG}
+            networks: [front, back]
+            depends_on: [db]
+        networks:
+          front: [bridge]
+        """}) == [
+        "compose.yaml:3:12: services.web.image: required variable TAG is missing a value: set TAG",
+        "compose.yaml:4:23: services.web.networks.back: refers to undefined network 'back'; declare it under the top-level networks:",
+        "compose.yaml:5:18: services.web.depends_on.db: depends on undefined service 'db'",
+        "compose.yaml:7:10: networks.front: must be a mapping or null, not list",
+    ]
+    # an include that cannot be used leaves unknown what it defines: no reference is checked
+    assert problems(tmp_path / "included", {"compose.yaml": """
+        include: ["${NOPE:?set NOPE}"]
+        services:
+          web: {image: "x/web:1", networks: [shared], ports: 8080}
+        """}) == [
+        "compose.yaml:1:11: include[0]: required variable NOPE is missing a value: set NOPE",
+        "compose.yaml:3:54: services.web.ports: must be a list, not number",
+    ]
+
+
+def test_a_service_whose_extends_fails_is_left_out_and_the_rest_is_checked(tmp_path: Path) -> None:
+    """What refers to it (depends_on, network_mode, a service extending it) says nothing more;
+    a base two services extend is reported once."""
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          web: {extends: nothere, ports: 8080}
+          also: {extends: web}
+          api:
+            image: x/api:1
+            env_file: gone.env
+            depends_on: [web, also]
+          side: {image: "x/side:1", network_mode: "service:web"}
+          a: {extends: base}
+          b: {extends: base}
+          base: {extends: nope}
+        """}) == [
+        "compose.yaml:2:18: services.web.extends.service: cannot extend service 'nothere': no such service in this file",
+        "compose.yaml:2:34: services.web.ports: must be a list, not number",
+        "compose.yaml:6:15: services.api.env_file[0]: env file gone.env not found, unreadable or larger than 16777216 bytes",
+        "compose.yaml:11:19: services.base.extends.service: cannot extend service 'nope': no such service in this file",
+    ]
+
+
 def test_warnings_name_what_is_not_honoured(tmp_path: Path) -> None:
     desired = load(tmp_path, {"compose.yaml": """
         version: "3.8"
@@ -762,7 +843,10 @@ def test_secret_and_config_errors_are_located_in_the_compose_file(tmp_path: Path
           inline:
             content: "hello"
         """}) == [
+        "compose.yaml:4:15: services.web.secrets[0]: secret file './token.txt' not found, unreadable or larger than 16777216 bytes (resolved to token.txt)",
         "compose.yaml:4:22: services.web.secrets[1]: refers to undefined secret 'nope'; declare it under the top-level secrets:",
+        "compose.yaml:4:28: services.web.secrets[2]: the environment variable TOKEN is not set in the reconciler's environment; set it there, or take the secret from a file (source:)",
+        "compose.yaml:5:15: services.web.configs[0]: secret file './missing.conf' not found, unreadable or larger than 16777216 bytes (resolved to missing.conf)",
         "compose.yaml:12:5: secrets.ext.external: secret external: not supported: external secrets and configs live in a swarm",
     ]
     assert problems(tmp_path, {"compose.yaml": """

@@ -303,7 +303,8 @@ def test_docker_and_swarm_refuse_env_values_from_sops_files(tmp_path: Path, key:
     assert "secret file (spec.secrets)" in (caught.value.hint or "")
 
 
-def test_compose_secrets_and_configs_become_secret_files(tmp_path: Path, key: tuple[AgeKey, Path]) -> None:
+def test_compose_secrets_and_configs_become_secret_files(tmp_path: Path, key: tuple[AgeKey, Path],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """compose's `secrets:`/`configs:` with `file:` (one sops-encrypted): the same tmpfs files."""
     from tests.helpers.sops_files import encrypt_binary
 
@@ -327,10 +328,13 @@ def test_compose_secrets_and_configs_become_secret_files(tmp_path: Path, key: tu
 
     (proj / "compose.yaml").write_text("services:\n  web:\n    image: registry.local:5000/shop/web:1\n"
                                        "    secrets: [token, nope]\nsecrets:\n  token: {environment: TOKEN}\n")
+    monkeypatch.delenv("TOKEN", raising=False)
     with pytest.raises(spec.SpecError) as caught:
         spec.load(proj)
     assert sorted(p.message for p in caught.value.problems) == [
-        "refers to undefined secret 'nope'; declare it under the top-level secrets:"]
+        "refers to undefined secret 'nope'; declare it under the top-level secrets:",
+        "the environment variable TOKEN is not set in the reconciler's environment; set it there, or take the "
+        "secret from a file (source:)"]
 
 
 def test_a_rollback_gets_a_secret_only_from_the_same_stored_file(tmp_path: Path, key: tuple[AgeKey, Path]) -> None:

@@ -60,14 +60,8 @@ ALL_CAPS: tuple[str, ...] = (
     "CAP_CHECKPOINT_RESTORE",
 )
 
-MASKED_PATHS: tuple[str, ...] = (
-    "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
-    "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
-    "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
-)
-READONLY_PATHS: tuple[str, ...] = (
-    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
-)
+MASKED_PATHS = summaries.MASKED_PATHS
+READONLY_PATHS = summaries.READONLY_PATHS
 
 # Device cgroup rules: deny everything, then Docker's allow list (and its explicit fuse deny).
 DEVICE_RULES: tuple[dict[str, Any], ...] = (
@@ -312,7 +306,7 @@ def _default_mounts(*, host_network: bool, shm_size: int | None = None, privileg
          "options": [*([] if privileged else ["ro"]), "nosuid", "noexec", "nodev"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size or 67108864}"]},
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size or summaries.DEFAULT_SHM_SIZE}"]},
     ]
 
 

@@ -6,14 +6,15 @@ Reading only: imports the records, not the lifecycle, so `reconcile inspect` sta
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
+from pathlib import Path
 from typing import Any
 
 from reconciler.runtime import base
 from reconciler.runtime.native.containers import records, summaries
 from reconciler.runtime.native.volumes import volumes
 
-__all__ = ["document", "network_mode"]
+__all__ = ["document", "host_config", "mount_points", "network_mode"]
 
 
 def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
@@ -40,10 +41,7 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
         # Stale (reconciler's, beside Docker's keys): no probe observed it lately (healthtimes.stale)
         state["Health"] = {"Status": rec.health or "starting", "FailingStreak": rec.health_failures,
                            "Log": [dict(x) for x in rec.health_log], "Stale": observed.health_stale}
-    mounts = [{"Type": m.type, "Name": m.source if m.type == "volume" else "",
-               "Source": str(volumes.data_dir(store.config.root, m.source)) if m.type == "volume" else m.source,
-               "Destination": m.target, "RW": not m.read_only} for m in cfg.mounts]
-    res = cfg.resources
+    anonymous = volumes.anonymous(store.db, [m.source for m in cfg.mounts if m.type == "volume"])
     exposed = records.exposed_ports(cfg, rec.image_config, rec.exposed)     # Docker's merge: its, its image's
     return {
         "Id": rec.id,
@@ -61,19 +59,24 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
         "HostnamePath": str(p.dir / "hostname"),
         "HostsPath": str(p.dir / "hosts"),
         "Platform": "linux",
-        "Mounts": mounts,
+        "Mounts": mount_points(store.config.root, cfg.mounts),
         "GraphDriver": {"Name": "overlay", "Data": {
             "LowerDir": ":".join(reversed(rec.lowerdirs)), "UpperDir": str(p.upper),
             "WorkDir": str(p.work), "MergedDir": str(p.rootfs)}},
         "Config": {
-            "Hostname": rec.hostname, "User": cfg.user if cfg.user is not None else rec.image_config.get("User", ""),
+            "Hostname": rec.hostname, "Domainname": cfg.domainname or "",
+            "User": cfg.user if cfg.user is not None else rec.image_config.get("User", ""),
             "Env": summaries.config_env(rec.image_config.get("Env"), cfg.env),     # as dockerd merges them
             # as dockerd merges them (summaries.argv_of): an entrypoint given drops the image's Cmd, and
             # an empty one (`--entrypoint ""`) is none
             "Cmd": list(cfg.args) if cfg.args is not None else (
                 None if cfg.command is not None else rec.image_config.get("Cmd")),
             "Entrypoint": (list(cfg.command) or None) if cfg.command is not None else rec.image_config.get("Entrypoint"),
-            "Image": rec.image, "WorkingDir": cfg.workdir or rec.image_config.get("WorkingDir", ""),
+            "Image": rec.image,
+            # the image's VOLUMEs and the container's anonymous volumes (`docker run -v /data`), as dockerd merges them
+            "Volumes": {**(rec.image_config.get("Volumes") or {}),
+                        **{m.target: {} for m in cfg.mounts if m.type == "volume" and m.source in anonymous}} or None,
+            "WorkingDir": cfg.workdir or rec.image_config.get("WorkingDir", ""),
             **({"ExposedPorts": {key: {} for key in exposed}} if exposed else {}),
             "Labels": dict(cfg.labels), "StopSignal": cfg.stop_signal or rec.image_config.get("StopSignal", "SIGTERM"),
             "StopTimeout": cfg.stop_timeout,
@@ -83,23 +86,94 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
                                                      **({"StartInterval": int(hc.start_interval * 1e9)}
                                                         if hc.start_interval else {})},
         },
-        "HostConfig": {
-            "NetworkMode": network_mode(rec), "AutoRemove": rec.auto_remove,
-            "RestartPolicy": {"Name": cfg.restart.name, "MaximumRetryCount": cfg.restart.max_retries},
-            "Memory": res.memory or 0, "NanoCpus": int((res.cpus or 0) * 1e9), "PidsLimit": res.pids,
-            "ReadonlyRootfs": cfg.read_only, "CapAdd": list(cfg.cap_add), "CapDrop": list(cfg.cap_drop),
-            "Runtime": rec.runtime, "PortBindings": _bindings(cfg.ports), "PublishAllPorts": rec.publish_all,
-            "ExtraHosts": list(cfg.extra_hosts), "Dns": list(cfg.dns), "DnsSearch": list(cfg.dns_search),
-            "DnsOptions": list(cfg.dns_options),
-            # the engine keeps the output itself, as json-file (Docker's default) does
-            "LogConfig": {"Type": cfg.log_driver or "json-file", "Config": dict(cfg.log_options)},
-        },
+        "HostConfig": host_config(rec, anonymous),
         "NetworkSettings": {
             "Networks": _networks(rec),
             "Ports": _bindings(summaries.forwarded(rec.status, rec.published)),    # as forwarded now
             "SandboxKey": rec.netns_path or "",
         },
     }
+
+
+def host_config(rec: records.Record, anonymous: Collection[str] = ()) -> dict[str, Any]:
+    """Docker's HostConfig of a container: every key dockerd 20.10 always gives (API 1.41), in its
+    order, the engine's values or dockerd's zero values where the engine has none (Windows', blkio
+    and realtime ones), and the ones dockerd gives only when set (Tmpfs, Sysctls, Init).
+
+    The engine keeps a container's mounts one way, whichever field of the create named them:
+    `Binds` lists its bind and named volume mounts (`SRC:DST[:MODE]`), `Tmpfs` its tmpfs mounts,
+    and its `anonymous` volumes (`docker run -v /data`) are Config.Volumes', as dockerd has them;
+    `Mounts` (`docker run --mount`), which dockerd leaves out when empty, is not given."""
+    cfg = rec.config
+    res = cfg.resources
+    binds = [":".join([m.source, m.target, *([_mode(m)] if _mode(m) else [])])
+             for m in cfg.mounts if m.type == "bind" or (m.type == "volume" and m.source not in anonymous)]
+    tmpfs = {m.target: ",".join(m.options) for m in cfg.mounts if m.type == "tmpfs"}
+    host: dict[str, Any] = {
+        "Binds": binds or None, "ContainerIDFile": "",
+        # the engine keeps the output itself, as json-file (Docker's default) does
+        "LogConfig": {"Type": cfg.log_driver or "json-file", "Config": dict(cfg.log_options)},
+        "NetworkMode": network_mode(rec), "PortBindings": _bindings(cfg.ports),
+        "RestartPolicy": {"Name": cfg.restart.name, "MaximumRetryCount": cfg.restart.max_retries},
+        "AutoRemove": rec.auto_remove, "VolumeDriver": "", "VolumesFrom": None,
+        "CapAdd": list(cfg.cap_add), "CapDrop": list(cfg.cap_drop),
+        "CgroupnsMode": "host",                 # the engine's containers have no cgroup namespace
+        "Dns": list(cfg.dns), "DnsOptions": list(cfg.dns_options), "DnsSearch": list(cfg.dns_search),
+        "ExtraHosts": list(cfg.extra_hosts), "GroupAdd": list(cfg.group_add) or None,
+        "IpcMode": "private", "Cgroup": "", "Links": None, "OomScoreAdj": cfg.oom_score_adj or 0, "PidMode": "",
+        "Privileged": cfg.privileged, "PublishAllPorts": rec.publish_all, "ReadonlyRootfs": cfg.read_only,
+        "SecurityOpt": ["no-new-privileges"] if cfg.no_new_privileges else None,
+        **({"Tmpfs": tmpfs} if tmpfs else {}),
+        "UTSMode": "", "UsernsMode": "",
+        "ShmSize": cfg.shm_size or summaries.DEFAULT_SHM_SIZE,
+        **({"Sysctls": dict(cfg.sysctls)} if cfg.sysctls else {}),
+        "Runtime": rec.runtime, "ConsoleSize": [0, 0], "Isolation": "",
+        "CpuShares": res.cpu_shares or 0, "Memory": res.memory or 0, "NanoCpus": int((res.cpus or 0) * 1e9),
+        "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [], "BlkioDeviceReadBps": [],
+        "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [], "BlkioDeviceWriteIOps": [],
+        "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0,
+        "CpusetCpus": res.cpuset or "", "CpusetMems": "",
+        "Devices": [dict(zip(("PathOnHost", "PathInContainer", "CgroupPermissions"), d.split(":"), strict=True))
+                    for d in cfg.devices],
+        "DeviceCgroupRules": None, "DeviceRequests": None, "KernelMemory": 0, "KernelMemoryTCP": 0,
+        "MemoryReservation": res.memory_reservation or 0,
+        # what the engine applies: no swap beyond a memory limit unless one is given (dockerd's
+        # default is twice the memory)
+        "MemorySwap": res.memory_swap if res.memory_swap is not None else res.memory or 0,
+        "MemorySwappiness": None, "OomKillDisable": False, "PidsLimit": res.pids,
+        "Ulimits": [{"Name": u.name, "Hard": u.hard, "Soft": u.soft} for u in cfg.ulimits],
+        "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
+        # a privileged container's are none, as dockerd's
+        "MaskedPaths": None if cfg.privileged else list(summaries.MASKED_PATHS),
+        "ReadonlyPaths": None if cfg.privileged else list(summaries.READONLY_PATHS),
+        **({"Init": True} if cfg.init else {}),
+    }
+    return host
+
+
+def mount_points(root: Path, mounts: Iterable[base.Mount]) -> list[dict[str, Any]]:
+    """Docker's MountPoints of a container's mounts (inspect's and the list's `Mounts`): a volume's
+    name, data directory and driver, a bind's source; `Mode` its mode as `Binds` has it; bind
+    `Propagation` the one the engine mounts with (rprivate)."""
+    out = []
+    for m in mounts:
+        point: dict[str, Any] = {"Type": m.type}
+        if m.type == "volume":
+            point.update(Name=m.source, Source=str(volumes.data_dir(root, m.source)), Destination=m.target,
+                         Driver="local")
+        else:
+            point.update(Source=m.source, Destination=m.target)
+        point.update(Mode=_mode(m), RW=not m.read_only, Propagation="rprivate" if m.type == "bind" else "")
+        out.append(point)
+    return out
+
+
+def _mode(m: base.Mount) -> str:
+    """A bind or volume mount's mode as `docker run -v` writes it: `ro`, then its options (nocopy,
+    propagation)."""
+    if m.type not in ("bind", "volume"):
+        return ""
+    return ",".join([*(["ro"] if m.read_only else []), *m.options])
 
 
 def network_mode(rec: records.Record) -> str:

@@ -41,6 +41,18 @@ if TYPE_CHECKING:
 __all__ = ["argv_of", "command_text", "config_env", "forwarded", "holds_secrets", "image_healthcheck", "paused", "port_text",
            "probes", "read", "restart_pending", "settled", "summary_fields", "watched"]
 
+# Docker's defaults a container's bundle is made with (bundle.py), which inspect shows too (its
+# HostConfig's ShmSize, MaskedPaths, ReadonlyPaths: inspection.py), here to keep that reader light
+DEFAULT_SHM_SIZE = 64 << 20         # bytes of /dev/shm
+MASKED_PATHS: tuple[str, ...] = (
+    "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+    "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+    "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+)
+READONLY_PATHS: tuple[str, ...] = (
+    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+)
+
 
 def argv_of(image_config: Mapping[str, Any], command: Iterable[str] | None,
             args: Iterable[str] | None) -> tuple[str, ...]:

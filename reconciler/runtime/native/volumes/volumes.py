@@ -30,7 +30,7 @@ from reconciler._sqlite import Database
 from reconciler.runtime import base, binds
 from reconciler.runtime import errors as rterrors
 
-__all__ = ["ANONYMOUS_LABEL", "VolumeStore", "data_dir", "mount_entries"]
+__all__ = ["ANONYMOUS_LABEL", "VolumeStore", "anonymous", "data_dir", "mount_entries"]
 
 # dockerd's label of a volume made for one container (a mount without source: `docker run -v /data`),
 # which goes with it (`docker rm -v`, AutoRemove) unless another container mounts it
@@ -50,6 +50,22 @@ CREATE TABLE IF NOT EXISTS volumes (
 def data_dir(state_root: Path, name: str) -> Path:
     """Where volume `name` of the engine with state root `state_root` keeps its data."""
     return state_root / "volumes" / name / "_data"
+
+
+def anonymous(db: Database, names: Sequence[str]) -> set[str]:
+    """Which of the volumes `names` are anonymous (labelled so: made for one container), read
+    from the state DB's records alone (a container's inspect: its Config.Volumes and Binds)."""
+    if not names:
+        return set()
+    import sqlite3
+
+    marks = ",".join("?" * len(names))
+    try:
+        rows = db.connect().execute(f"SELECT name, labels FROM volumes WHERE name IN ({marks})",  # noqa: S608 - marks only
+                                    tuple(names)).fetchall()
+    except sqlite3.OperationalError:         # no volume was ever made in this root: no table yet
+        return set()
+    return {row[0] for row in rows if ANONYMOUS_LABEL in json.loads(row[1])}
 
 
 def lost(name: str) -> tuple[str, str]:

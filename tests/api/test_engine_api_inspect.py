@@ -1,0 +1,91 @@
+"""Container inspect and the container list have dockerd's fields, driven by the real docker CLI:
+what a CLI template or docker-py reads of them is the container's setting, never a missing key
+or a zero the engine does not apply."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.api.test_engine_api import REPO, docker, engine_api, engine_args, pytestmark  # noqa: F401 - fixture, marks
+from tests.helpers.host import Host
+
+# the HostConfig keys dockerd 20.10 gives every container (API 1.41), in its order: the others
+# (Tmpfs, Sysctls, Init, Mounts, StorageOpt) only when set
+DOCKERD_HOST_CONFIG = (
+    "Binds", "ContainerIDFile", "LogConfig", "NetworkMode", "PortBindings", "RestartPolicy", "AutoRemove",
+    "VolumeDriver", "VolumesFrom", "CapAdd", "CapDrop", "CgroupnsMode", "Dns", "DnsOptions", "DnsSearch",
+    "ExtraHosts", "GroupAdd", "IpcMode", "Cgroup", "Links", "OomScoreAdj", "PidMode", "Privileged",
+    "PublishAllPorts", "ReadonlyRootfs", "SecurityOpt", "UTSMode", "UsernsMode", "ShmSize", "ConsoleSize",
+    "Isolation", "CpuShares", "Memory", "NanoCpus", "CgroupParent", "BlkioWeight", "BlkioWeightDevice",
+    "BlkioDeviceReadBps", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "CpuPeriod",
+    "CpuQuota", "CpuRealtimePeriod", "CpuRealtimeRuntime", "CpusetCpus", "CpusetMems", "Devices",
+    "DeviceCgroupRules", "DeviceRequests", "KernelMemory", "KernelMemoryTCP", "MemoryReservation", "MemorySwap",
+    "MemorySwappiness", "OomKillDisable", "PidsLimit", "Ulimits", "CpuCount", "CpuPercent", "IOMaximumIOps",
+    "IOMaximumBandwidth", "MaskedPaths", "ReadonlyPaths",
+)
+
+
+def _inspect(sock: str, name: str) -> Any:
+    return json.loads(docker(sock, "inspect", name).stdout)[0]
+
+
+def test_inspect_has_every_host_config_key_of_dockerd_with_the_containers_settings(
+        engine_api: str, host: Host, busybox_image: str, tmp_path: Path) -> None:  # noqa: F811
+    bind = tmp_path / "b"
+    bind.mkdir()
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "create", "--name", "h", "--privileged", "--shm-size", "32m", "--cpu-shares", "512",
+           "--memory-swap", "128m", "-m", "64m", "--memory-reservation", "32m", "--cpuset-cpus", "0",
+           "-v", f"{bind}:/b:ro", "-v", "named:/v", "-v", "/anon", "--tmpfs", "/x", "--tmpfs", "/y:size=1m",
+           "--security-opt", "no-new-privileges", "--group-add", "10", "--oom-score-adj", "100",
+           "--ulimit", "nofile=100:200", "--init", "--sysctl", "net.core.somaxconn=100",
+           "--device", "/dev/null:/dev/xnull", "--domainname", "example.org", busybox_image, "true")
+    template = "{{.HostConfig.Privileged}} {{.HostConfig.ShmSize}} {{.HostConfig.CpuShares}}"
+    assert docker(engine_api, "container", "inspect", "-f", template, "h").stdout.split() == ["true", "33554432", "512"]
+    doc = _inspect(engine_api, "h")
+    hc = doc["HostConfig"]
+    assert [k for k in DOCKERD_HOST_CONFIG if k not in hc] == []
+    assert {k: hc[k] for k in ("Binds", "ShmSize", "CpuShares", "Memory", "MemorySwap", "MemoryReservation",
+                               "CpusetCpus", "SecurityOpt", "GroupAdd", "OomScoreAdj", "Ulimits", "Devices",
+                               "Tmpfs", "Init", "Sysctls", "MaskedPaths", "Privileged")} == {
+        "Binds": [f"{bind}:/b:ro", "named:/v"], "ShmSize": 32 << 20, "CpuShares": 512, "Memory": 64 << 20,
+        "MemorySwap": 128 << 20, "MemoryReservation": 32 << 20, "CpusetCpus": "0",
+        "SecurityOpt": ["no-new-privileges"], "GroupAdd": ["10"], "OomScoreAdj": 100,
+        "Ulimits": [{"Name": "nofile", "Hard": 200, "Soft": 100}],
+        "Devices": [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/xnull", "CgroupPermissions": "rwm"}],
+        "Tmpfs": {"/x": "", "/y": "size=1m"}, "Init": True, "Sysctls": {"net.core.somaxconn": "100"},
+        "MaskedPaths": None, "Privileged": True}
+    cfg = doc["Config"]
+    assert (cfg["Domainname"], cfg["Volumes"]) == ("example.org", {"/anon": {}})
+    by_target = {m["Destination"]: m for m in doc["Mounts"]}
+    assert by_target["/v"] == {"Type": "volume", "Name": "named", "Source": by_target["/v"]["Source"],
+                               "Destination": "/v", "Driver": "local", "Mode": "", "RW": True, "Propagation": ""}
+    assert by_target["/anon"]["Driver"] == "local"
+    assert by_target["/b"] == {"Type": "bind", "Source": str(bind), "Destination": "/b", "Mode": "ro", "RW": False,
+                               "Propagation": "rprivate"}
+
+    docker(engine_api, "update", "--memory-swap", "256m", "h")
+    assert docker(engine_api, "inspect", "-f", "{{.HostConfig.MemorySwap}}", "h").stdout.strip() == str(256 << 20)
+    # `reconcile inspect` prints the same document
+    own = json.loads(subprocess.run([sys.executable, "-m", "reconciler", "inspect", "h", *engine_args(host)],
+                                    cwd=REPO, capture_output=True, text=True, check=True, timeout=60).stdout)
+    own = own[0] if isinstance(own, list) else own
+    assert own["HostConfig"] == _inspect(engine_api, "h")["HostConfig"]
+    assert own["Mounts"] == doc["Mounts"]
+
+    # a plain container: dockerd's zero values
+    docker(engine_api, "create", "--name", "plain", busybox_image, "true")
+    plain = _inspect(engine_api, "plain")
+    assert {k: plain["HostConfig"][k] for k in ("Binds", "ShmSize", "MemorySwap", "GroupAdd", "SecurityOpt",
+                                                "Privileged", "PidsLimit", "CgroupnsMode", "IpcMode")} == {
+        "Binds": None, "ShmSize": 64 << 20, "MemorySwap": 0, "GroupAdd": None, "SecurityOpt": None,
+        "Privileged": False, "PidsLimit": None, "CgroupnsMode": "host", "IpcMode": "private"}
+    assert "/proc/kcore" in plain["HostConfig"]["MaskedPaths"]
+    assert not {"Tmpfs", "Sysctls", "Init"} & set(plain["HostConfig"])
+    assert (plain["Config"]["Domainname"], plain["Config"]["Volumes"]) == ("", None)
+    docker(engine_api, "rm", "-v", "h", "plain")
+    docker(engine_api, "volume", "rm", "named")

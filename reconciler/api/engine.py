@@ -22,7 +22,7 @@ import socket
 import struct
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -501,21 +501,32 @@ def _status_text(c: base.ContainerState) -> str:
                                 "health_stale": c.health_stale, "health_probed_at": c.health_probed_at})
 
 
+def docker_command(argv: Sequence[str]) -> str:
+    """A container's Command as dockerd lists it (moby's container/view.go): its path and
+    arguments joined by spaces, an argument with a space in single quotes, nothing escaped
+    (`sh -c 'sleep 100'`; the docker CLI shows it in double quotes, cut unless `--no-trunc`)."""
+    if not argv:
+        return ""
+    return " ".join([argv[0], *(f"'{a}'" if " " in a else a for a in argv[1:])])
+
+
 def container_summary(c: base.ContainerState, networks: Mapping[str, Any] | None = None,
-                      mode: str = "default") -> dict[str, Any]:
+                      mode: str = "default", *, command: str = "",
+                      mounts: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """A container as Docker's list shows it; `networks`: its NetworkSettings.Networks
-    (`endpoint_settings_of`), else its addresses by network; `mode`: its HostConfig.NetworkMode."""
+    (`endpoint_settings_of`), else its addresses by network; `mode`: its HostConfig.NetworkMode;
+    `command`: its `docker_command`; `mounts`: its MountPoints (inspection.mount_points)."""
     if networks is None:
         networks = {_docker_name(n): {"IPAddress": ip, "GlobalIPv6Address": c.ip6_addresses.get(n, "")}
                     for n, ip in c.ip_addresses.items()}
     return {
-        "Id": c.id, "Names": ["/" + c.name], "Image": c.image, "ImageID": c.image_id, "Command": "",
+        "Id": c.id, "Names": ["/" + c.name], "Image": c.image, "ImageID": c.image_id, "Command": command,
         "Created": _unix(c.created), "State": _state(c), "Status": _status_text(c),
         "Ports": [{"IP": p.host_ip, "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.protocol}
                   for p in c.ports],
         "Labels": dict(c.labels), "SizeRw": 0, "SizeRootFs": 0, "HostConfig": {"NetworkMode": mode},
         "NetworkSettings": {"Networks": dict(networks)},
-        "Mounts": [],
+        "Mounts": [dict(m) for m in mounts],
     }
 
 
@@ -850,8 +861,13 @@ class EngineApi:
             doc["Containers"] = sum(1 for r in recs if r.image_id == info.id)
             images.append(doc)
         conts = []
+        from reconciler.runtime.native.containers import inspection
+
+        by_id = {r.id: r for r in recs}
         for c in rt.list_containers():
-            doc = container_summary(c)
+            rec = by_id.get(c.id)
+            doc = container_summary(c, command=docker_command(rec.command_line()) if rec else "",
+                                    mounts=inspection.mount_points(manager.config.root, rec.config.mounts) if rec else ())
             doc["SizeRw"] = _du(manager.paths(c.id).upper)
             conts.append(doc)
         vols = []
@@ -1482,8 +1498,10 @@ class EngineApi:
         views = [_container_view(r, states[r.id], net_ids) for r in recs.values()]
         chosen = dockerfilters.containers(views, fl, all_=_flag(q, "all"), limit=limit, ancestors=self._ancestry())
         networks = self._views() if chosen else {}
+        root = rt.containers.config.root
         return [container_summary(states[v.id], endpoint_settings_of(recs[v.id], networks),
-                                  inspection.network_mode(recs[v.id])) for v in chosen]
+                                  inspection.network_mode(recs[v.id]), command=docker_command(recs[v.id].command_line()),
+                                  mounts=inspection.mount_points(root, recs[v.id].config.mounts)) for v in chosen]
 
     def _lineage(self, infos: list[base.ImageInfo]) -> dict[str, dockerfilters.Lineage]:
         """Each image's layers and history (dockerfilters.descendants reads which were made from which)."""

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.api.test_engine_api import REPO, docker, engine_api, engine_args, pytestmark  # noqa: F401 - fixture, marks
+from tests.api.test_engine_api import REPO, docker, engine_api, engine_args, pytestmark, request  # noqa: F401 - fixture, marks
 from tests.helpers.host import Host
 
 # the HostConfig keys dockerd 20.10 gives every container (API 1.41), in its order: the others
@@ -49,10 +49,11 @@ def test_inspect_has_every_host_config_key_of_dockerd_with_the_containers_settin
     doc = _inspect(engine_api, "h")
     hc = doc["HostConfig"]
     assert [k for k in DOCKERD_HOST_CONFIG if k not in hc] == []
-    assert {k: hc[k] for k in ("Binds", "ShmSize", "CpuShares", "Memory", "MemorySwap", "MemoryReservation",
+    assert sorted(hc["Binds"]) == sorted([f"{bind}:/b:ro", "named:/v"])      # (the CLI sends them in any order)
+    assert {k: hc[k] for k in ("ShmSize", "CpuShares", "Memory", "MemorySwap", "MemoryReservation",
                                "CpusetCpus", "SecurityOpt", "GroupAdd", "OomScoreAdj", "Ulimits", "Devices",
                                "Tmpfs", "Init", "Sysctls", "MaskedPaths", "Privileged")} == {
-        "Binds": [f"{bind}:/b:ro", "named:/v"], "ShmSize": 32 << 20, "CpuShares": 512, "Memory": 64 << 20,
+        "ShmSize": 32 << 20, "CpuShares": 512, "Memory": 64 << 20,
         "MemorySwap": 128 << 20, "MemoryReservation": 32 << 20, "CpusetCpus": "0",
         "SecurityOpt": ["no-new-privileges"], "GroupAdd": ["10"], "OomScoreAdj": 100,
         "Ulimits": [{"Name": "nofile", "Hard": 200, "Soft": 100}],
@@ -89,3 +90,21 @@ def test_inspect_has_every_host_config_key_of_dockerd_with_the_containers_settin
     assert (plain["Config"]["Domainname"], plain["Config"]["Volumes"]) == ("", None)
     docker(engine_api, "rm", "-v", "h", "plain")
     docker(engine_api, "volume", "rm", "named")
+
+
+def test_the_list_shows_each_containers_command_and_mounts_as_dockerd(
+        engine_api: str, busybox_image: str, tmp_path: Path) -> None:  # noqa: F811
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "create", "--name", "listed", "-v", f"{tmp_path}:/b:ro", "-v", "data:/v", "--tmpfs", "/x",
+           busybox_image, "sh", "-c", "sleep 100")
+    docker(engine_api, "create", "--name", "bare", "--entrypoint", "echo", busybox_image, "it's", "a b")
+    rows = docker(engine_api, "ps", "-a", "--no-trunc", "--format", "{{.Names}}|{{.Command}}|{{.Mounts}}").stdout
+    assert sorted(rows.splitlines()) == ['bare|"echo it\'s \'a b\'"|', f'listed|"sh -c \'sleep 100\'"|{tmp_path},data']
+    code, _, body = request(engine_api, "GET", "/v1.41/containers/json?all=1&filters=%7B%22name%22%3A%5B%22listed%22%5D%7D")
+    listed = json.loads(body)
+    assert code == 200
+    inspected = json.loads(docker(engine_api, "inspect", "listed").stdout)[0]
+    assert listed[0]["Mounts"] == inspected["Mounts"]          # dockerd's MountPoints, as inspect has them
+    assert [m["Type"] for m in listed[0]["Mounts"]] == ["bind", "volume"]       # --tmpfs: HostConfig.Tmpfs
+    docker(engine_api, "rm", "listed", "bare")
+    docker(engine_api, "volume", "rm", "data")

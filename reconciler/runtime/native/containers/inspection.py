@@ -5,6 +5,7 @@ Reading only: imports the records, not the lifecycle, so `reconcile inspect` sta
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Collection, Iterable
 from pathlib import Path
@@ -153,19 +154,27 @@ def host_config(rec: records.Record, anonymous: Collection[str] = ()) -> dict[st
 
 def mount_points(root: Path, mounts: Iterable[base.Mount]) -> list[dict[str, Any]]:
     """Docker's MountPoints of a container's mounts (inspect's and the list's `Mounts`): a volume's
-    name, data directory and driver, a bind's source; `Mode` its mode as `Binds` has it; bind
-    `Propagation` the one the engine mounts with (rprivate)."""
-    out = []
+    name, data directory (volumes.data_dir) and driver, a bind's source; `Mode` its mode as `Binds`
+    has it; bind `Propagation` the one the engine mounts with (rprivate). Its tmpfs mounts are
+    HostConfig.Tmpfs', as dockerd lists `--tmpfs` ones (host_config). Strings joined, not Paths:
+    the list makes these for every container it shows."""
+    out: list[dict[str, Any]] = []
+    where = _volumes_dir(root)
     for m in mounts:
-        point: dict[str, Any] = {"Type": m.type}
+        rw = not m.read_only
         if m.type == "volume":
-            point.update(Name=m.source, Source=str(volumes.data_dir(root, m.source)), Destination=m.target,
-                         Driver="local")
-        else:
-            point.update(Source=m.source, Destination=m.target)
-        point.update(Mode=_mode(m), RW=not m.read_only, Propagation="rprivate" if m.type == "bind" else "")
-        out.append(point)
+            out.append({"Type": "volume", "Name": m.source, "Source": f"{where}/{m.source}/_data",
+                        "Destination": m.target, "Driver": "local", "Mode": _mode(m), "RW": rw, "Propagation": ""})
+        elif m.type == "bind":
+            out.append({"Type": "bind", "Source": m.source, "Destination": m.target, "Mode": _mode(m), "RW": rw,
+                        "Propagation": "rprivate"})
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _volumes_dir(root: Path) -> str:
+    """Where the volumes of the engine with state root `root` are (volumes.data_dir's parent's parent)."""
+    return os.fspath(volumes.data_dir(root, "_").parent.parent)
 
 
 def _mode(m: base.Mount) -> str:

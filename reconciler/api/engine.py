@@ -660,6 +660,24 @@ def event_message(ev: Any) -> dict[str, Any]:
     return doc
 
 
+_LOG_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
+
+
+def log_time(ts: str) -> str:
+    """A log line's time (conmon's: RFC 3339 with nanoseconds in the host's zone) as dockerd's
+    `docker logs -t` writes it: in UTC, nine digits of nanoseconds and `Z` (Go's RFC3339NanoFixed,
+    `2006-01-02T15:04:05.000000000Z`)."""
+    m = _LOG_TIME.fullmatch(ts)
+    if m is None:
+        return ts
+    second, fraction, zone = m.groups()
+    if zone not in ("Z", "+00:00", "-00:00"):
+        from datetime import UTC, datetime
+
+        second = datetime.fromisoformat(second + zone).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{second}.{(fraction or '').ljust(9, '0')[:9]}Z"
+
+
 def _event_matches(ev: Any, filters: Mapping[str, list[str]]) -> bool:
     attrs = ev.attributes
     for key, values in filters.items():
@@ -1778,7 +1796,7 @@ class EngineApi:
                     break                           # the lines come in time order: none later is wanted
                 if line.stream not in want:
                     continue
-                data = (line.time.encode() + b" " if stamps else b"") + line.written
+                data = (log_time(line.time).encode() + b" " if stamps else b"") + line.written
                 yield data if tty else struct.pack(">BxxxL", 1 if line.stream == "stdout" else 2, len(data)) + data
         return frames()
 

@@ -172,6 +172,8 @@ def test_logs_until_leaves_out_later_lines(engine_api: str, busybox_image: str) 
         assert time.monotonic() < deadline
         time.sleep(0.1)
     stamped = docker(engine_api, "logs", "-t", "talker").stdout.splitlines()
+    for line in stamped:                        # dockerd's: UTC, nanoseconds, Z (RFC3339NanoFixed)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (one|two)", line), line
     one_at = stamped[0].split()[0]
     between = f"{one_at[:19]}Z"                 # the second of line one: line two came 2 s later
     cut = time.strptime(between, "%Y-%m-%dT%H:%M:%SZ")

@@ -54,6 +54,7 @@ def test_docker_commit(engine_api: str, busybox_image: str) -> None:
         assert docker(engine_api, "run", "--rm", "--network", "none", "local/committed:2").stdout == "committed\n"
         history = docker(engine_api, "history", "--format", "{{.Comment}}", "local/committed:2").stdout
         assert history.splitlines()[0] == "from the api"
+        assert docker(engine_api, "image", "inspect", "-f", "{{.Comment}}", "local/committed:2").stdout == "from the api\n"
         state = docker(engine_api, "inspect", "--format", "{{.State.Status}}", "src").stdout.strip()
         assert state == "running"                                   # paused while read, then resumed
     finally:

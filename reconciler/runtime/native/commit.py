@@ -92,7 +92,10 @@ def commit(store: ImageStore, manager: containers.ContainerManager, name_or_id: 
     cfg["rootfs"] = {"type": "layers", "diff_ids": [*(x.diff_id for x in below), layer.diff_id]}
     entry: dict[str, Any] = {"created": now, "created_by": f"reconcile commit {rec.name}"}
     if message:
-        entry["comment"] = message
+        # the image's Comment (Docker's image config has one; dockerd's commit sets it) and its history's
+        cfg["comment"] = entry["comment"] = message
+    else:
+        cfg.pop("comment", None)                # the image's own is not this one's
     if author:
         cfg["author"] = entry["author"] = author
     cfg.setdefault("history", []).append(entry)

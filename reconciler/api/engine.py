@@ -40,6 +40,7 @@ API_VERSION = "1.41"
 MIN_API_VERSION = "1.24"
 MAX_BODY = 1 << 20
 MAX_UPLOAD = 1 << 40           # a tar body (docker cp, build): the layer extractor's limits apply
+MAX_UNREAD = 1 << 26           # bytes of a body a route left unread read and dropped before its answer
 _VERSIONED = re.compile(r"^/v1\.\d+(/.*)$")
 _PRUNE = ("containers", "images", "networks", "volumes")
 # the first segments of Docker's API paths: a path under another is dockerd's 404 "page not found";
@@ -1932,6 +1933,8 @@ class EngineApi:
         rt = self.runtime
         if method == "GET" and parts == ["json"]:
             return 200, self._image_list(q)
+        if method == "POST" and parts == ["create"] and "fromSrc" in q:
+            raise HttpError(501, "POST /images/create?fromSrc (docker import) is not served by reconciler's engine API yet")
         if method == "POST" and parts == ["create"]:
             ref = q.get("fromImage") or ""
             tag = q.get("tag") or ""
@@ -2026,6 +2029,7 @@ def _handler(api: EngineApi) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _body(self) -> Any:
+            self.body_taken = True
             try:
                 n = httpbody.content_length(self.headers, MAX_BODY)
             except httpbody.BodyRefused as e:
@@ -2040,6 +2044,7 @@ def _handler(api: EngineApi) -> type[BaseHTTPRequestHandler]:
                 raise HttpError(400, "the request body is not JSON") from None
 
         def _stream(self) -> httpbody.BodyStream:
+            self.body_taken = True
             self.close_connection = True        # what the route leaves unread ends the connection
             return httpbody.BodyStream(self.headers, self.rfile, MAX_UPLOAD)
 
@@ -2050,6 +2055,7 @@ def _handler(api: EngineApi) -> type[BaseHTTPRequestHandler]:
             if m:
                 path = m.group(1)
             q = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
+            self.body_taken = False
             try:
                 code, payload = api.route(method, path, q, self._body, self._stream,
                                           {k.title(): v for k, v in self.headers.items()}, url.query)
@@ -2060,7 +2066,23 @@ def _handler(api: EngineApi) -> type[BaseHTTPRequestHandler]:
                 payload = {"message": exc.message}
             except httpbody.BodyRefused as exc:
                 code, payload = exc.status, {"message": exc.message}
+            inner = payload.payload if isinstance(payload, WithHeaders) else payload
+            if not self.body_taken and not isinstance(inner, Iterator | Hijack):   # (a stream may read it yet)
+                self._drop_body()
             self._send(method, code, payload)
+
+        def _drop_body(self) -> None:
+            """Read and drop a body the route left unread (an early answer: an error, a 501), before
+            the answer, as dockerd reads it: else it was read as the connection's next request,
+            whose answer a Go client took for an "Unsolicited response received on idle HTTP
+            channel". One over MAX_UNREAD bytes (or malformed) ends the connection instead."""
+            chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+            if not chunked and self.headers.get("Content-Length", "0").strip() == "0":
+                return
+            try:
+                httpbody.BodyStream(self.headers, self.rfile, MAX_UNREAD).drain()
+            except (httpbody.BodyRefused, OSError):
+                self.close_connection = True
 
         def _hijacked(self, payload: Hijack) -> None:
             upgrade = self.headers.get("Upgrade", "").lower() == "tcp"

@@ -5,6 +5,7 @@ or a zero the engine does not apply."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,42 @@ def test_the_list_shows_each_containers_command_and_mounts_as_dockerd(
     assert [m["Type"] for m in listed[0]["Mounts"]] == ["bind", "volume"]       # --tmpfs: HostConfig.Tmpfs
     docker(engine_api, "rm", "listed", "bare")
     docker(engine_api, "volume", "rm", "data")
+
+
+def test_docker_import_is_a_501_and_its_body_is_read_before_the_answer(
+        engine_api: str, tmp_path: Path) -> None:  # noqa: F811
+    import http.client
+    import socket
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.connect(engine_api)
+
+    conn = Conn("localhost", timeout=30)
+    try:
+        # a chunked body, as the docker CLI sends `docker import - IMG < FILE`; then the same connection goes on
+        conn.request("POST", "/v1.41/images/create?fromSrc=-&repo=imported", body=iter([b"x" * 65536] * 4),
+                     encode_chunked=True, headers={"Content-Type": "application/x-tar", "Transfer-Encoding": "chunked"})
+        answer = conn.getresponse()
+        assert answer.status == 501
+        assert "docker import" in json.loads(answer.read())["message"]
+        conn.request("GET", "/_ping")
+        ping = conn.getresponse()
+        assert (ping.status, ping.read()) == (200, b"OK")
+        conn.request("POST", "/v1.41/nope", body=b"{}" * 1000)           # any early answer: a 404 here
+        nope = conn.getresponse()
+        assert (nope.status, json.loads(nope.read())) == (404, {"message": "page not found"})
+        conn.request("GET", "/_ping")
+        assert conn.getresponse().read() == b"OK"
+    finally:
+        conn.close()
+    archive = tmp_path / "rootfs.tar"
+    archive.write_bytes(b"\0" * 10240)
+    env = {k: v for k, v in os.environ.items() if k != "DOCKER_CONTEXT"} | {"DOCKER_HOST": f"unix://{engine_api}"}
+    with archive.open("rb") as stdin:
+        proc = subprocess.run(["docker", "import", "-", "imported"], stdin=stdin, capture_output=True, text=True,
+                              env=env, timeout=60, check=False)
+    assert proc.returncode != 0
+    assert "docker import" in proc.stderr
+    assert "Unsolicited" not in proc.stderr

@@ -148,3 +148,15 @@ def test_docker_import_is_a_501_and_its_body_is_read_before_the_answer(
     assert proc.returncode != 0
     assert "docker import" in proc.stderr
     assert "Unsolicited" not in proc.stderr
+
+
+def test_a_tmpfs_without_options_has_dockers_defaults_and_keeps_its_own(
+        engine_api: str, busybox_image: str) -> None:  # noqa: F811
+    docker(engine_api, "pull", busybox_image)
+    seen = docker(engine_api, "run", "--rm", "--network", "none", "--tmpfs", "/x", "--tmpfs", "/y:exec,size=1m",
+                  busybox_image, "grep", "-E", " /(x|y) ", "/proc/mounts").stdout
+    options = {line.split()[1]: set(line.split()[3].split(",")) for line in seen.splitlines()}
+    assert {"rw", "nosuid", "nodev", "noexec"} <= options["/x"]         # dockerd's: rw,nosuid,nodev,noexec
+    assert {"rw", "nosuid", "nodev"} <= options["/y"]
+    assert "noexec" not in options["/y"]
+    assert "size=1024k" in options["/y"]

@@ -87,6 +87,7 @@ FAKE_CANNOT: dict[str, str] = {
     "test_cpu_shares_cpuset_and_memory_reservation": NO_OUTPUT,
     "test_tty_and_open_stdin": "runs no process, so no file can be read in a container",
     "test_tmpfs_size_and_mode": NO_OUTPUT,
+    "test_a_tmpfs_mount_has_dockers_default_options": NO_OUTPUT,
     "test_extra_hosts_and_dns_on_and_off_networks": "runs no process, so no file can be read in a container",
     "test_named_volume_survives_recreation": "keeps no volume content (volumes are names only)",
     "test_new_volume_is_populated_from_the_image": "has no image filesystem to copy into a volume",
@@ -114,6 +115,9 @@ FAKE_CANNOT: dict[str, str] = {
 
 # Conformance tests Podman (4.3, through its Docker-compatible API) cannot pass, and why.
 PODMAN_CANNOT: dict[str, str] = {
+    "test_a_tmpfs_mount_has_dockers_default_options": "4.3 mounts a tmpfs of the compat API's HostConfig.Mounts "
+                                                      "without noexec (dockerd's default), and API 1.41 has no "
+                                                      "option to ask for it",
     "test_memory_limit_triggers_oom_kill": "never reports OOMKilled for a container on a hybrid-cgroup host "
                                            "with cgroupfs (the kill happens, exit 137, the flag stays false)",
     "test_default_seccomp_refuses_new_namespaces": "has a default seccomp profile that allows unshare(2) of a "

@@ -405,6 +405,14 @@ def test_tmpfs_size_and_mode(runtime: base.Runtime, image: str) -> None:
     assert output(runtime, cid, "stdout").split() == ["8192", "1770"]
 
 
+def test_a_tmpfs_mount_has_dockers_default_options(runtime: base.Runtime, image: str) -> None:
+    cid = run(runtime, cfg(image, "tmpfs-defaults", "grep", " /scratch ", "/proc/mounts",
+                           mounts=(base.Mount(type="tmpfs", target="/scratch", options=("size=8388608",)),)))
+    runtime.wait_container(cid, timeout=30)
+    options = set(output(runtime, cid, "stdout").split()[3].split(","))
+    assert {"rw", "nosuid", "nodev", "noexec"} <= options               # dockerd's (daemon/oci_linux.go)
+
+
 def test_memory_swap(runtime: base.Runtime, image: str) -> None:
     script = "cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.swap.max"
     cid = run(runtime, cfg(image, "swap", "sh", "-c", script,

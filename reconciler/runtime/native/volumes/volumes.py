@@ -253,8 +253,10 @@ def mount_entries(
             opts = list(m.options)
             if not any(o.startswith("mode=") for o in opts):
                 opts.append("mode=1777")
+            # Docker's defaults (dockerd's and podman's: noexec too), the mount's own after them
+            # (`docker run --tmpfs /x:exec`: runc applies them in order)
             out.append({"destination": target, "type": "tmpfs", "source": "tmpfs",
-                        "options": ["nosuid", "nodev", *opts, *ro]})
+                        "options": ["nosuid", "nodev", "noexec", *opts, *ro]})
         else:
             raise rterrors.InvalidArgument(f"unknown mount type {m.type!r}", hint="use volume, bind or tmpfs")
     return out

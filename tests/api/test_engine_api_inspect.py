@@ -1,6 +1,7 @@
-"""Container inspect and the container list have dockerd's fields, driven by the real docker CLI:
-what a CLI template or docker-py reads of them is the container's setting, never a missing key
-or a zero the engine does not apply."""
+"""What dockerd 20.10 answers, the native engine answers, driven by the real docker CLI: inspect's
+and the container list's fields (what a CLI template or docker-py reads of them is the
+container's setting, never a missing key or a zero the engine does not apply), an endpoint not
+served, a tmpfs mount's options, a user's groups."""
 
 from __future__ import annotations
 
@@ -160,3 +161,21 @@ def test_a_tmpfs_without_options_has_dockers_defaults_and_keeps_its_own(
     assert {"rw", "nosuid", "nodev"} <= options["/y"]
     assert "noexec" not in options["/y"]
     assert "size=1024k" in options["/y"]
+
+
+def test_a_users_supplementary_groups_begin_with_its_primary_group_as_dockerds(
+        engine_api: str, busybox_image: str) -> None:  # noqa: F811
+    docker(engine_api, "pull", busybox_image)
+
+    def ids(*args: str) -> str:
+        return docker(engine_api, "run", "--rm", "--network", "none", *args, busybox_image, "id").stdout.strip()
+
+    # what dockerd 20.10 prints for each, on the same image
+    assert ids("-u", "app") == "uid=1000(app) gid=1000(app) groups=1000(app)"
+    assert ids("-u", "app", "--group-add", "10") == "uid=1000(app) gid=1000(app) groups=10,1000(app)"
+    assert ids("-u", "app:65534") == "uid=1000(app) gid=65534(nogroup) groups=65534(nogroup)"
+    assert ids() == "uid=0(root) gid=0(root) groups=0(root)"
+    docker(engine_api, "run", "-d", "--name", "grouped", "--network", "none", busybox_image, "sleep", "3600")
+    assert docker(engine_api, "exec", "-u", "app", "grouped", "id").stdout.strip() == \
+        "uid=1000(app) gid=1000(app) groups=1000(app)"
+    docker(engine_api, "rm", "-f", "grouped")

@@ -27,13 +27,14 @@ GROUP = "root:x:0:\napp:x:1001:\nextra:x:2000:app,other\nwheel:x:10:root\n"
 
 
 def test_user_forms(tmp_path: Path) -> None:
+    """The supplementary groups begin with the primary one, as dockerd's (containerd's) do."""
     r = rootfs(tmp_path, PASSWD, GROUP)
-    assert bundle.resolve_user(r, None) == bundle.User(0, 0, (10,), "/root")
-    assert bundle.resolve_user(r, "app") == bundle.User(1000, 1001, (2000,), "/home/app")
-    assert bundle.resolve_user(r, "1000") == bundle.User(1000, 1001, (2000,), "/home/app")
-    assert bundle.resolve_user(r, "app:extra") == bundle.User(1000, 2000, (), "/home/app")
-    assert bundle.resolve_user(r, "app:7") == bundle.User(1000, 7, (), "/home/app")
-    assert bundle.resolve_user(r, "4242:4343") == bundle.User(4242, 4343, (), "/")
+    assert bundle.resolve_user(r, None) == bundle.User(0, 0, (0, 10), "/root")
+    assert bundle.resolve_user(r, "app") == bundle.User(1000, 1001, (1001, 2000), "/home/app")
+    assert bundle.resolve_user(r, "1000") == bundle.User(1000, 1001, (1001, 2000), "/home/app")
+    assert bundle.resolve_user(r, "app:extra") == bundle.User(1000, 2000, (2000,), "/home/app")
+    assert bundle.resolve_user(r, "app:7") == bundle.User(1000, 7, (7,), "/home/app")
+    assert bundle.resolve_user(r, "4242:4343") == bundle.User(4242, 4343, (4343,), "/")
     with pytest.raises(rterrors.InvalidArgument, match="nosuch"):
         bundle.resolve_user(r, "nosuch")
     with pytest.raises(rterrors.InvalidArgument, match="nogroup"):
@@ -44,7 +45,7 @@ def test_user_forms(tmp_path: Path) -> None:
 
 def test_group_add_adds_named_and_numeric_groups(tmp_path: Path) -> None:
     r = rootfs(tmp_path, PASSWD, GROUP)
-    assert bundle.resolve_user(r, "app:7", group_add=("extra", "77", "extra")) == bundle.User(1000, 7, (2000, 77), "/home/app")
+    assert bundle.resolve_user(r, "app:7", group_add=("extra", "77", "extra")) == bundle.User(1000, 7, (7, 2000, 77), "/home/app")
     with pytest.raises(rterrors.InvalidArgument, match="unable to find group nogroup"):
         bundle.resolve_user(r, "app", group_add=("nogroup",))
 
@@ -65,7 +66,7 @@ def test_passwd_symlink_cannot_escape_the_rootfs(tmp_path: Path) -> None:
 
 
 def test_missing_passwd_allows_numeric_users_only(tmp_path: Path) -> None:
-    assert bundle.resolve_user(tmp_path, "5:6") == bundle.User(5, 6, (), "/")
+    assert bundle.resolve_user(tmp_path, "5:6") == bundle.User(5, 6, (6,), "/")
     with pytest.raises(rterrors.InvalidArgument):
         bundle.resolve_user(tmp_path, "app")
 

@@ -169,7 +169,9 @@ def resolve_user(rootfs: Path, spec: str | None, *, group_add: Sequence[str] = (
     Names are looked up in the image's /etc/passwd and /etc/group. With only a user, its
     primary group and the groups that list it are used; with a group, supplementary groups
     from the image are not added. `group_add` (names or gids) are supplementary groups on top,
-    as `docker run --group-add` adds them.
+    as `docker run --group-add` adds them. The supplementary groups begin with the primary
+    group, as dockerd's (containerd's) additionalGids do: `docker run -u app IMG id` says
+    `groups=1000(app)` there, and a process that drops its gid keeps that group.
     """
     spec = (spec or "").strip() or "0"
     user_part, _, group_part = spec.partition(":")
@@ -204,15 +206,17 @@ def resolve_user(rootfs: Path, spec: str | None, *, group_add: Sequence[str] = (
     additional: list[int] = []
     if group_part:
         gid = _group_id(groups, group_part, "use a numeric gid, or a group the image defines")
+        additional.append(gid)
     else:
         if gid is None:
             gid = 0
+        additional.append(gid)
         if name is not None:
             for g in groups:
                 members = [m for m in g[3].split(",") if m]
                 if name in members and g[2].isdigit():
                     n = _parse_id(g[2], "gid")
-                    if n != gid and n not in additional:
+                    if n not in additional:
                         additional.append(n)
     for group in group_add:
         n = _group_id(groups, group, "use a numeric gid in groupAdd, or a group the image defines")

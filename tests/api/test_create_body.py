@@ -27,6 +27,7 @@ NOT_CARRIED = {
     "spread": "Swarm's: service placement",
     "reservations": "Swarm's: service reservations",
     "secret_env": "container_body refuses it: Docker writes a container's environment to disk",
+    "image_id": "the Docker backend's create names the image from it (DockerRuntime._pinned_image), not the body",
 }
 # Within fields, not carried either: Mount.relative (a manifest's notion: the source is absolute
 # by then), Mount.data and secret mounts (a file secret goes as a read-only bind, content is copied
@@ -36,7 +37,8 @@ NOT_CARRIED = {
 # network connect: test_the_connect_body_carries_each_further_networks_addresses).
 
 FULL = base.ContainerConfig(
-    name="web", image="reg:5000/web:1", command=("/bin/app",), args=("-v",), env={"A": "1", "B": "x=y"},
+    name="web", image="reg:5000/web:1", image_id="sha256:" + "b" * 64, command=("/bin/app",), args=("-v",),
+    env={"A": "1", "B": "x=y"},
     user="1000:1000", workdir="/srv", hostname="h", labels={"l": "1"},
     ports=(base.PortMapping(container_port=80, host_port=8080, host_ip="127.0.0.1"),
            base.PortMapping(container_port=53, host_port=0, protocol="udp")),

@@ -88,8 +88,8 @@ def test_a_record_reads_back_every_field_of_its_config(tmp_path: Path) -> None:
     without secrets.) Only what a record never keeps is missing: a secret file's content and
     the values of the SOPS keys."""
     full = base.ContainerConfig(
-        name="web", image="reg:5000/web:1", command=("/bin/app",), args=("-v",), env={"A": "1", "KEY": "v"},
-        user="1000", workdir="/srv", hostname="h", labels={"l": "1"},
+        name="web", image="reg:5000/web:1", image_id="sha256:" + "b" * 64, command=("/bin/app",), args=("-v",),
+        env={"A": "1", "KEY": "v"}, user="1000", workdir="/srv", hostname="h", labels={"l": "1"},
         ports=(base.PortMapping(container_port=80, host_port=8080, host_ip="127.0.0.1"),),
         networks=("net",), aliases=("w",),
         mounts=(base.Mount(type="secret", target="/run/secrets/s", source="s", options=("mode=0400",),

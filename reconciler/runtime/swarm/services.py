@@ -133,6 +133,9 @@ def refusals(config: base.ContainerConfig, *, api_version: str) -> list[str]:
         if p.host_ip not in _WILDCARDS:
             out.append(f"spec.ports[{i}]: a service publishes on every address of its node, not on "
                        f"{p.host_ip} alone; write {p.host_port}:{p.container_port}/{p.protocol}")
+    if config.image_id is not None:         # (a rollback's pin; a cluster rolls a service back itself)
+        out.append(f"image: a Swarm service's tasks pull their image by its reference on their nodes, not by the "
+                   f"id {config.image_id[:19]} one host holds; name it by its digest (NAME@sha256:...)")
     if config.privileged:
         out.append("spec.privileged: a Swarm service cannot be privileged; name the capabilities it needs "
                    "(capAdd), or run it with a single-host agent")

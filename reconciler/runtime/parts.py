@@ -25,7 +25,6 @@ from __future__ import annotations
 # annotations only: `locations` runs at the start of every CLI command that names no run dir (#21)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import socket
     from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
     from pathlib import Path
     from typing import IO, Any
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
     from reconciler.runtime.native.backend import NativeRuntime
     from reconciler.runtime.native.build.lint import Result
     from reconciler.runtime.native.containers import containers
-    from reconciler.runtime.native.containers.execs import Launch
+    from reconciler.runtime.native.containers.execs import AttachSocket, Launch
     from reconciler.runtime.native.containers.records import RecordStore
     from reconciler.runtime.native.images.archive import LoadedImage
     from reconciler.runtime.native.images.images import ImageStore
@@ -227,8 +226,8 @@ def exec_relayed(containers: RecordStore, name: str, argv: Sequence[str], *, std
                        user=user, workdir=workdir, env=env)
 
 
-def attach(containers: RecordStore, name: str) -> socket.socket:
-    """A socket on conmon's attach socket of the native container `name`."""
+def attach(containers: RecordStore, name: str) -> AttachSocket:
+    """A connection to conmon's attach socket of the native container `name`."""
     from reconciler.runtime.native.containers import execs
 
     return execs.attach(containers, name)

@@ -95,3 +95,20 @@ def test_docker_exec_with_stdin_and_a_terminal(engine_api: str, busybox_image: s
         assert plain.strip() == "not a tty"
     finally:
         docker(engine_api, "rm", "-f", "box", check=False)
+
+
+def test_stdin_above_conmons_message_size_arrives_whole(engine_api: str, busybox_image: str) -> None:
+    """conmon reads each message of its attach socket into 32 KiB: a client's stdin of more, sent
+    in larger messages, lost the rest of each (65536 bytes arrived as 32768); `docker attach`
+    relays through the same socket."""
+    docker(engine_api, "pull", busybox_image)
+    data = "x" * 500_000
+    run = _docker_in(engine_api, data, "run", "-i", "--rm", "--network", "none", busybox_image, "wc", "-c")
+    assert (run.returncode, run.stdout.strip()) == (0, "500000"), run.stderr
+
+    docker(engine_api, "run", "-d", "-i", "--name", "counter", "--network", "none", busybox_image, "wc", "-c")
+    try:
+        attached = _docker_in(engine_api, data, "attach", "counter")
+        assert attached.stdout.strip() == "500000", attached.stderr
+    finally:
+        docker(engine_api, "rm", "-f", "counter", check=False)

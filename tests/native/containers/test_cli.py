@@ -328,6 +328,11 @@ def test_run_interactive_and_tty(cli: tuple[Reconcile, Path], busybox_image: str
     assert piped.stdout == "hello\nworld\n"
     assert piped.stderr.endswith("err\n")
 
+    big = subprocess.run([sys.executable, "-m", "reconciler", "run", "--rm", "-i", busybox_image, "wc", "-c"],
+                         input="x" * 500_000, cwd=REPO, env=env, capture_output=True, text=True, check=False,
+                         timeout=60)
+    assert big.stdout.strip() == "500000", big.stderr      # whole: conmon reads 32 KiB messages
+
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
     proc = subprocess.Popen([sys.executable, "-m", "reconciler", "run", "--rm", "-it", busybox_image,

@@ -33,13 +33,47 @@ from reconciler.runtime.native.containers import conmon, oci, records
 if TYPE_CHECKING:
     import socket
 
-__all__ = ["START_FAILED", "CannotStart", "Launch", "attach", "exec_argv", "exec_process", "output", "relay", "release", "resize", "run", "spawn"]
+__all__ = ["ATTACH_MESSAGE_MAX", "START_FAILED", "AttachSocket", "CannotStart", "Launch", "attach", "exec_argv", "exec_process", "output", "relay", "release", "resize", "run", "spawn"]
 
 
 # -- attach
 
 
-def attach(store: records.RecordStore, name_or_id: str) -> socket.socket:
+# conmon reads each message of its attach socket (SOCK_SEQPACKET) into a buffer of this size
+# (CONN_SOCK_BUF_SIZE, conmon 2.1.6's src/config.h, read in src/conn_sock.c): the rest of a
+# longer message is dropped by the kernel, so stdin above it was silently lost.
+ATTACH_MESSAGE_MAX = 32768
+
+
+class AttachSocket:
+    """A connection to conmon's attach socket. Its `sendall` cuts what goes to the process's
+    stdin into messages conmon reads whole (ATTACH_MESSAGE_MAX): every writer goes through it,
+    so none can send a message conmon truncates."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def recv(self, size: int) -> bytes:
+        """One packet from conmon: a byte naming the stream (2 stdout, 3 stderr), then data."""
+        return self.sock.recv(size)
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        for at in range(0, len(view), ATTACH_MESSAGE_MAX):
+            self.sock.sendall(view[at:at + ATTACH_MESSAGE_MAX])
+
+    def shutdown(self, how: int) -> None:
+        """SHUT_WR: conmon closes the process's stdin."""
+        self.sock.shutdown(how)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def attach(store: records.RecordStore, name_or_id: str) -> AttachSocket:
     """Connect to conmon's attach socket of a container created with terminal/stdin.
 
     Packets from conmon start with one byte naming the stream (2 stdout, 3 stderr); what
@@ -60,7 +94,7 @@ def attach(store: records.RecordStore, name_or_id: str) -> socket.socket:
         raise rterrors.RuntimeBackendError(f"cannot attach to container {rec.name}: {exc.strerror}") from exc
     finally:
         os.close(dir_fd)
-    return sock
+    return AttachSocket(sock)
 
 
 def resize(store: records.RecordStore, name_or_id: str, rows: int, cols: int) -> None:

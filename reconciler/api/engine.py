@@ -21,6 +21,7 @@ import re
 import socket
 import struct
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler
@@ -51,6 +52,9 @@ _DOCKER_ROOTS = frozenset(("_ping", "auth", "build", "commit", "configs", "conta
 _UNSERVED_CONTAINER_ROUTES = ("changes", "attach/ws")     # Docker's, which this API does not serve (501)
 WAIT_TICK = 1.0                # seconds a wait waits on a container's exit before it checks its client
 WAIT_POLL = 0.2                # ... on one without a monitor (between a restart's exit and its start)
+# seconds an attach to a stopped container waits for its start (dockerd waits as long as the
+# client does; `docker start -a` starts right after it attached, compose after its dependencies)
+ATTACH_START_WAIT = 3600.0
 _STATUS_CODES = {rterrors.NotFound: 404, rterrors.AlreadyExists: 409, rterrors.Conflict: 409,
                  rterrors.InvalidArgument: 400}
 
@@ -64,6 +68,14 @@ class Hijack:
     def __init__(self, frames: Iterator[bytes], stdin: Callable[[bytes | None], None] | None = None) -> None:
         self.frames = frames
         self.stdin = stdin
+
+
+def _started_since(journal: Any, cid: str, seq: int) -> tuple[bool, int]:
+    """Whether the engine's journal has a start of container `cid` after event `seq` (a start
+    by any process, however short the run); and the journal's last event seen, for the next look."""
+    events = journal.after(seq)
+    return (any(e.type == "container" and e.actor == cid and e.action == "start" for e in events),
+            events[-1].seq if events else seq)
 
 
 def _frame(stream: str, data: bytes) -> bytes:
@@ -1336,9 +1348,11 @@ class EngineApi:
         manager = rt.containers
         if condition not in ("not-running", "next-exit", "removed"):
             raise HttpError(400, f"invalid condition {condition!r}")
+        seq = manager.journal.last_seq()
         first = manager.get(ident)
 
         def answer() -> Iterator[bytes]:
+            nonlocal seq
             state = first.state()
             seen_running = first.status in ("running", "created")       # created: its start is next
             code = None
@@ -1350,7 +1364,10 @@ class EngineApi:
                     break
                 state = rec.state()
                 running = state.status.value in ("running", "restarting", "created")
-                seen_running = seen_running or running
+                # a start since the wait began, in the journal: a process that ran between two
+                # looks was never seen running (`docker start -a` of an exited `echo` waited forever)
+                started, seq = _started_since(manager.journal, first.id, seq)
+                seen_running = seen_running or running or started
                 if condition == "not-running" and state.status.value != "running":
                     break
                 if not running and seen_running and condition == "next-exit":
@@ -1370,30 +1387,105 @@ class EngineApi:
 
     def _attach(self, ident: str, q: Mapping[str, str]) -> Iterator[bytes] | Hijack:
         """A container created with a TTY or an open stdin: conmon's attach socket, both ways.
-        Any other: its output from now until it exits (it has no stdin to attach)."""
+        Any other: its output from now until it exits (it has no stdin to attach). A stopped
+        one (exited, or created without its conmon): from its next start (_attach_at_start)."""
         want = {s for s in ("stdout", "stderr") if _flag(q, s)} or {"stdout", "stderr"}
         manager = self.runtime.containers
+        seq = manager.journal.last_seq()        # before the look: a start after it is seen
         rec = manager.get(ident)
+        stdin = rec.stdin and _flag(q, "stdin")
+        if rec.status != "running" and not (rec.status == "created" and rec.conmon_alive()):
+            return self._attach_at_start(rec, want, stdin=stdin, seq=seq)
         if rec.terminal or rec.stdin:
-            return self._attach_socket(rec, want, stdin=rec.stdin and _flag(q, "stdin"))
-        state = self.runtime.inspect_container(ident)
-        tail = 0 if state.status.value == "running" else None     # a created container: from its start
-        lines = self.runtime.logs(state.id, follow=True, tail=tail)
+            from reconciler.runtime.native.containers import execs
 
-        def frames() -> Iterator[bytes]:
-            for line in lines:
-                if line.stream in want:
-                    yield _frame(line.stream, line.written)
-        return frames()
+            return self._attach_socket(rec, execs.attach(manager, rec.id), want, stdin=stdin)
+        tail = 0 if rec.status == "running" else None     # a created container: from its start
+        return self._attach_logs(manager.logs(rec.id, follow=True, tail=tail), want)
 
-    def _attach_socket(self, rec: Any, want: set[str], *, stdin: bool) -> Hijack:
-        """Relay between the client and conmon's attach socket: packets from conmon (a byte
-        naming the stream: 2 stdout, 3 stderr, then data) become Docker's frames (raw with a
-        TTY); what the client sends goes to the process's stdin, and its end closes that stdin
-        (conmon does when the socket is shut for writing)."""
+    @staticmethod
+    def _attach_logs(lines: Iterator[base.LogLine], want: set[str]) -> Iterator[bytes]:
+        for line in lines:
+            if line.stream in want:
+                yield _frame(line.stream, line.written)
+
+    def _attach_at_start(self, rec: Any, want: set[str], *, stdin: bool, seq: int) -> Hijack:
+        """An attach to a stopped container: dockerd's `docker start -a`/`-ai` attaches, then
+        starts, and a start of an exited container makes its conmon (and the attach socket)
+        anew. The connection is held until that start (up to ATTACH_START_WAIT; it ends if the
+        container goes), then relayed as a running one's. A start in this process calls back
+        once its conmon is up and before its process runs (ContainerManager.on_next_start), so
+        the socket misses no output; what the client sent meanwhile goes to the stdin then. A
+        start by another process (`reconcile start`) is seen in the journal: the socket is
+        connected then, late; the output of a container without one is read from its log from
+        the moment of the attach, complete either way (the run before ended before it)."""
         from reconciler.runtime.native.containers import execs
 
-        sock = execs.attach(self.runtime.containers, rec.id)
+        manager = self.runtime.containers
+        since = f"{time.time():.6f}"
+        started = threading.Event()     # the start came (or the wait ended)
+        sock: list[execs.AttachSocket] = []
+        streams = rec.terminal or rec.stdin
+
+        def at_start(now: Any) -> None:             # in the start's thread, its process not run yet
+            if streams and not started.is_set():
+                with contextlib.suppress(rterrors.RuntimeBackendError):
+                    sock.append(execs.connect(manager, now))
+            started.set()
+
+        withdraw = manager.on_next_start(rec.id, at_start)
+
+        def wait() -> bool:
+            deadline = time.monotonic() + ATTACH_START_WAIT
+            nonlocal seq
+            try:
+                while not started.wait(WAIT_POLL):
+                    by_another, seq = _started_since(manager.journal, rec.id, seq)
+                    if by_another:
+                        break
+                    try:
+                        manager.get(rec.id)
+                    except rterrors.NotFound:
+                        return False
+                    if time.monotonic() > deadline:
+                        return False
+            finally:
+                withdraw()
+                started.set()
+            if streams and not sock:
+                with contextlib.suppress(rterrors.RuntimeBackendError):
+                    sock.append(execs.attach(manager, rec.id))
+            return True
+
+        waited: list[bool] = []
+        gate = threading.Lock()
+
+        def ready() -> bool:
+            """The wait, once, for whichever of the output and the stdin asks first."""
+            with gate:
+                if not waited:
+                    waited.append(wait())
+                return waited[0]
+
+        def frames() -> Iterator[bytes]:
+            if not ready():
+                return
+            if sock:
+                yield from self._attach_socket(rec, sock[0], want, stdin=False).frames
+            elif not streams:
+                yield from self._attach_logs(manager.logs(rec.id, follow=True, since=since), want)
+
+        def to_stdin(chunk: bytes | None) -> None:
+            if ready() and sock:
+                self._stdin_to(sock[0], chunk)
+
+        return Hijack(frames(), to_stdin if stdin else None)
+
+    def _attach_socket(self, rec: Any, sock: Any, want: set[str], *, stdin: bool) -> Hijack:
+        """Relay between the client and conmon's attach socket (execs.AttachSocket): packets
+        from conmon (a byte naming the stream: 2 stdout, 3 stderr, then data) become Docker's
+        frames (raw with a TTY); what the client sends goes to the process's stdin, and its
+        end closes that stdin (conmon does when the socket is shut for writing)."""
 
         def frames() -> Iterator[bytes]:
             try:
@@ -1404,16 +1496,18 @@ class EngineApi:
             finally:
                 sock.close()
 
-        def to_stdin(chunk: bytes | None) -> None:
-            try:
-                if chunk is None:
-                    sock.shutdown(socket.SHUT_WR)
-                else:
-                    sock.sendall(chunk)
-            except OSError:
-                pass                            # the container ended meanwhile
+        return Hijack(frames(), (lambda chunk: self._stdin_to(sock, chunk)) if stdin else None)
 
-        return Hijack(frames(), to_stdin if stdin else None)
+    @staticmethod
+    def _stdin_to(sock: Any, chunk: bytes | None) -> None:
+        """One chunk of the client's input to the attach socket; None: its end."""
+        try:
+            if chunk is None:
+                sock.shutdown(socket.SHUT_WR)
+            else:
+                sock.sendall(chunk)
+        except OSError:
+            pass                            # the container ended meanwhile
 
     def _exec(self, method: str, exec_id: str, action: str, body: Callable[[], Any]) -> tuple[int, Any]:
         with self._lock:

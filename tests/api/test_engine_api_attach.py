@@ -112,3 +112,70 @@ def test_stdin_above_conmons_message_size_arrives_whole(engine_api: str, busybox
         assert attached.stdout.strip() == "500000", attached.stderr
     finally:
         docker(engine_api, "rm", "-f", "counter", check=False)
+
+
+def test_start_ai_again_after_an_exit(engine_api: str, busybox_image: str) -> None:
+    """`docker start -ai` attaches before it starts: on an exited container the attach waits for
+    the start (whose new conmon makes the attach socket) and relays from the process's first
+    line, stdin sent before the start included, as dockerd does."""
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "create", "-i", "--name", "asker", "--network", "none", busybox_image,
+           "sh", "-c", "echo first-line; read v; echo got $v; exit 4")
+    for word in ("one", "two", "three"):
+        again = _docker_in(engine_api, f"{word}\n", "start", "-ai", "asker")
+        assert (again.returncode, again.stdout) == (4, f"first-line\ngot {word}\n"), again.stderr
+    docker(engine_api, "rm", "asker")
+
+
+def test_start_a_again_without_stdin(engine_api: str, busybox_image: str) -> None:
+    """`docker start -a` of an exited container without stdin: that run's output alone, no
+    earlier run's, and its exit code."""
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "create", "--name", "teller", "--network", "none", busybox_image, "sh", "-c",
+           "echo run; echo e >&2; exit 2")
+    for _ in range(3):
+        told = _docker_in(engine_api, "", "start", "-a", "teller")
+        assert (told.returncode, told.stdout, told.stderr) == (2, "run\n", "e\n")
+    docker(engine_api, "rm", "teller")
+
+
+def test_docker_py_attach_socket_waits_for_the_start(engine_api: str, busybox_image: str) -> None:
+    """docker-py's attach socket on an exited container: held until the start, what was sent
+    before it reaches the process, and the output from its first line; an attach whose
+    container is removed instead ends."""
+    docker_py = pytest.importorskip("docker")
+    client = docker_py.DockerClient(base_url=f"unix://{engine_api}", version="1.41", timeout=60)
+    try:
+        client.images.pull(busybox_image)
+        c = client.containers.create(busybox_image, ["sh", "-c", "echo early; read x; echo py:$x"],
+                                     stdin_open=True, network_mode="none")
+        c.start()
+        c.kill()                                           # its stdin open, its read waits forever
+        c.wait(timeout=30)
+        raw = c.attach_socket(params={"stdin": 1, "stdout": 1, "stream": 1})
+        sock: socket.socket = raw._sock
+        sock.sendall(b"before-start\n")
+        time.sleep(0.5)                                   # the attach waits meanwhile
+        c.start()
+        buf = b""
+        sock.settimeout(30)
+        while chunk := sock.recv(4096):
+            buf += chunk
+        raw.close()
+        sock.close()
+        out = b""
+        while len(buf) >= 8:
+            _, size = struct.unpack(">BxxxL", buf[:8])
+            out, buf = out + buf[8:8 + size], buf[8 + size:]
+        assert out == b"early\npy:before-start\n"
+
+        c.wait(timeout=30)
+        gone = c.attach_socket(params={"stdout": 1, "stream": 1})
+        gone_sock: socket.socket = gone._sock
+        c.remove()
+        gone_sock.settimeout(30)
+        assert gone_sock.recv(4096) == b""                  # ended with its container
+        gone.close()
+        gone_sock.close()
+    finally:
+        client.close()

@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -258,6 +259,9 @@ class ContainerManager(records.RecordStore):
         self.log_max_files = config.log_max_files
         self.volumes = volume_store or volumes.VolumeStore(config.root, self.db)
         self.network = network
+        # container id -> what its next start in this process calls (on_next_start)
+        self._start_hooks: dict[str, list[Callable[[records.Record], None]]] = {}
+        self._start_hooks_lock = threading.Lock()
 
     # -- plumbing
 
@@ -591,6 +595,38 @@ class ContainerManager(records.RecordStore):
 
     # -- start / stop / kill
 
+    def on_next_start(self, cid: str, hook: Callable[[records.Record], None]) -> Callable[[], None]:
+        """Call `hook` once, at the container's next start made in this process: its conmon is
+        up (a stopped container's start makes a new one, and with it the attach socket) and its
+        process has not run yet. An attach to a stopped container waits for it, as dockerd's
+        does (`docker start -ai` attaches, then starts), and connects there: it misses none of
+        the process's output. A hook must be quick and never raises into the start. The
+        function returned withdraws it."""
+        with self._start_hooks_lock:
+            self._start_hooks.setdefault(cid, []).append(hook)
+
+        def withdraw() -> None:
+            with self._start_hooks_lock:
+                hooks = self._start_hooks.get(cid, [])
+                if hook in hooks:
+                    hooks.remove(hook)
+                if not hooks:
+                    self._start_hooks.pop(cid, None)
+        return withdraw
+
+    def _starting(self, rec: records.Record) -> None:
+        """The hooks of `rec`'s start (on_next_start), right before its process starts."""
+        with self._start_hooks_lock:
+            hooks = self._start_hooks.pop(rec.id, [])
+        for hook in hooks:
+            try:
+                hook(rec)
+            except Exception as exc:  # noqa: BLE001 - an attach's trouble is no reason to fail the start
+                from reconciler import logs
+
+                logs.get_logger("reconciler.runtime.native.containers.containers").warning(
+                    "start hook failed", container=rec.name, id=rec.id[:12], error=str(exc))
+
     def start(self, name_or_id: str, *, only_if: Callable[[records.Record], bool] | None = None) -> records.Record:
         """Start a created or exited container. `only_if`: asked of the record under the
         container's lock, and nothing is started when it says no (a restart checks there that
@@ -635,6 +671,7 @@ class ContainerManager(records.RecordStore):
                                           **_identity(pid, conmon_pid))
                 self._save(rec)
             rec = self._forwarding(rec, on=True)    # its ports, as Docker's, before its process starts
+            self._starting(rec)
             started = rec
             try:
                 rt.start(rec.id, alive=lambda: procs.alive(started.pid, started.pid_start, started.boot_id),

@@ -33,7 +33,7 @@ from reconciler.runtime.native.containers import conmon, oci, records
 if TYPE_CHECKING:
     import socket
 
-__all__ = ["ATTACH_MESSAGE_MAX", "START_FAILED", "AttachSocket", "CannotStart", "Launch", "attach", "exec_argv", "exec_process", "output", "relay", "release", "resize", "run", "spawn"]
+__all__ = ["ATTACH_MESSAGE_MAX", "START_FAILED", "AttachSocket", "CannotStart", "Launch", "attach", "connect", "exec_argv", "exec_process", "output", "relay", "release", "resize", "run", "spawn"]
 
 
 # -- attach
@@ -80,11 +80,17 @@ def attach(store: records.RecordStore, name_or_id: str) -> AttachSocket:
     is sent goes to the process's stdin (or terminal). Connect before `start` so no
     output is missed.
     """
-    import socket  # here: only a terminal or stdin attached needs it
-
     rec = store.get(name_or_id)
     if rec.status not in ("created", "running"):
         raise rterrors.Conflict(f"container {rec.name} is not running")
+    return connect(store, rec)
+
+
+def connect(store: records.RecordStore, rec: records.Record) -> AttachSocket:
+    """Connect to the attach socket of `rec`'s conmon as the record has it, unchecked: at a
+    start, whose new conmon made the socket before the record says it runs."""
+    import socket  # here: only a terminal or stdin attached needs it
+
     dir_fd = os.open(store.paths(rec.id).dir, os.O_PATH | os.O_CLOEXEC)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:

@@ -1905,6 +1905,7 @@ class EngineApi:
         import shutil
         import tempfile
 
+        from reconciler.runtime.native.build import builder
         from reconciler.runtime.native.images import layers
 
         if raw is None:
@@ -1941,7 +1942,18 @@ class EngineApi:
                 if _flag(q, "q"):
                     out.put({"stream": image_id + "\n"})
             except rterrors.RuntimeBackendError as exc:
-                out.put({"errorDetail": {"message": exc.message}, "error": exc.message})
+                detail: dict[str, Any] = {"message": exc.message}
+                if isinstance(exc, builder.RunFailed):
+                    detail["code"] = exc.code           # a RUN's exit code, as dockerd's: `docker build` exits with it
+                out.put({"errorDetail": detail, "error": exc.message})
+            except Exception as exc:  # noqa: BLE001 - any failure is the build's answer, never an empty success
+                # (the stream ends here either way: a bug that escaped as an exception left the
+                # client with no error line, and `docker build` said nothing and exited 0)
+                from reconciler import logs
+
+                logs.get_logger("reconciler.api.engine").exception("build failed")
+                message = f"the build failed: {type(exc).__name__}: {exc}"
+                out.put({"errorDetail": {"message": message}, "error": message})
             finally:
                 shutil.rmtree(ctx, ignore_errors=True)
                 out.put(None)

@@ -132,7 +132,7 @@ def check(args: argparse.Namespace) -> int:
 
     shown = args.file or os.path.join(args.context, "Dockerfile")
     try:
-        with open(shown, encoding="utf-8") as f:
+        with open(shown, encoding="utf-8", errors="replace") as f:     # as the build reads it (builder.py)
             text = f.read()
     except OSError as exc:
         print(f"{shown}: cannot read the Dockerfile: {exc.strerror}", file=sys.stderr)

@@ -54,7 +54,7 @@ RUN echo other > /other.txt
 
     (ctx / "Dockerfile").write_text(f"FROM {busybox_image}\nRUN echo failing; exit 7\n")
     failed = _build(engine_api, "-t", "local/failed", str(ctx))
-    assert failed.returncode != 0
+    assert failed.returncode == 7                      # the RUN's exit code (errorDetail.code), as dockerd's
     assert "exit" in (failed.stdout + failed.stderr).lower()
     assert "local/failed" not in docker(engine_api, "images", "--format", "{{.Repository}}").stdout
 
@@ -68,3 +68,55 @@ RUN echo other > /other.txt
         assert client.containers.run("local/pybuilt:1", network_mode="none", remove=True) == b"py-built\n"
     finally:
         client.close()
+
+
+def _post_build(sock: str, query: str, context: bytes) -> tuple[int, list[dict[str, object]]]:
+    """POST /build with a tar context; the status and the JSON lines of the answer."""
+    import http.client
+    import json
+    import socket as socketmod
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socketmod.socket(socketmod.AF_UNIX, socketmod.SOCK_STREAM)
+            self.sock.connect(sock)
+
+    conn = Conn("localhost", timeout=120)
+    try:
+        conn.request("POST", f"/v1.41/build?{query}", body=context, headers={"Content-Type": "application/x-tar"})
+        resp = conn.getresponse()
+        return resp.status, [json.loads(line) for line in resp.read().splitlines() if line.strip()]
+    finally:
+        conn.close()
+
+
+def test_build_answers_every_failure_and_reads_any_dockerfile(engine_api: str, busybox_image: str) -> None:
+    """A Dockerfile with bytes that are not UTF-8 builds, as dockerd builds it (they reach the
+    process as U+FFFD there: `od` prints 357 277 275); any failure of a build is an errorDetail
+    line (one the builder did not expect ended the stream without a word: `docker build` said
+    nothing and exited 0); a RUN's failure carries its exit code, as dockerd's."""
+    import tarfile
+
+    docker(engine_api, "pull", busybox_image)
+    env = {**os.environ, "DOCKER_HOST": f"unix://{engine_api}", "DOCKER_BUILDKIT": "0"}
+    env.pop("DOCKER_CONTEXT", None)
+    latin = f"FROM {busybox_image}\nRUN echo caf\xe9 | od -c\n".encode("latin-1")
+    built = subprocess.run(["docker", "build", "-"], input=latin, capture_output=True, env=env, timeout=300,
+                           check=False)
+    assert built.returncode == 0, built.stderr
+    assert b"c   a   f 357 277 275" in built.stdout
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in {"Dockerfile": f"FROM {busybox_image}\nRUN exit 3\n".encode()}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    status, lines = _post_build(engine_api, "dockerfile=Docker%00file", buf.getvalue())   # open() refuses a NUL
+    assert status == 200
+    assert "errorDetail" in lines[-1], lines
+    assert lines[-1]["error"]
+    assert not any("aux" in line for line in lines)
+
+    status, lines = _post_build(engine_api, "q=1", buf.getvalue())
+    assert lines[-1]["errorDetail"]["code"] == 3, lines        # type: ignore[index]

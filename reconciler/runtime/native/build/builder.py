@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from reconciler.runtime import base
     from reconciler.runtime.native.containers import containers
 
-__all__ = ["BuildError", "BuildOptions", "BuildResult", "Builder", "platform_args", "validate"]
+__all__ = ["BuildError", "BuildOptions", "BuildResult", "Builder", "RunFailed", "platform_args", "validate"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS build_cache (
@@ -85,6 +85,15 @@ Progress = Callable[[str], None]
 
 class BuildError(rterrors.ImageError):
     """A build step failed; the message names the step (and a RUN's output)."""
+
+
+class RunFailed(BuildError):
+    """A RUN step's command exited non-zero; `code` is its exit code, which dockerd's build
+    answer carries (errorDetail.code) and `docker build` exits with."""
+
+    def __init__(self, message: str, *, code: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -272,7 +281,10 @@ class Builder:
             raise BuildError(f"build context {opts.context!r} is not a directory")
         df_path = opts.dockerfile if os.path.isabs(opts.dockerfile) else os.path.join(ctx_path, opts.dockerfile)
         try:
-            with open(df_path, encoding="utf-8") as f:
+            # bytes that are not UTF-8 become U+FFFD: dockerd builds such a Dockerfile, and its
+            # runtime gets them so (Go's JSON of the OCI spec replaces them; `RUN echo caf\xe9`
+            # prints caf\ufffd there); a strict decode failed the build with a UnicodeDecodeError
+            with open(df_path, encoding="utf-8", errors="replace") as f:
                 text = f.read()
         except OSError as exc:
             raise BuildError(f"cannot read the Dockerfile {df_path}: {exc.strerror}",
@@ -1036,9 +1048,10 @@ class _Run:
             if code != 0:
                 tail = list(output)
                 shown = "\n".join(tail) if tail else "(no output)"
-                raise self.err(ins, f"the command {json.dumps(argv)} returned a non-zero code: {code}\n"
-                                    f"--- last {len(tail)} lines of its output ---\n{shown}",
-                               hint="fix the command; the steps before it are cached")
+                failed = self.err(ins, f"the command {json.dumps(argv)} returned a non-zero code: {code}\n"
+                                       f"--- last {len(tail)} lines of its output ---\n{shown}",
+                                  hint="fix the command; the steps before it are cached")
+                raise RunFailed(failed.message, code=code, hint=failed.hint)
             upper = mgr.paths(rec.id).upper
             return self.commit(s, upper, skip=_RUN_SKIP | stubs[0], prune=stubs[1])
         finally:

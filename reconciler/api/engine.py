@@ -2106,30 +2106,78 @@ class EngineApi:
             yield json.dumps(item).encode() + b"\r\n"
 
     def _pull(self, ref: str, auth: Mapping[str, Any] | None = None) -> Iterator[bytes]:
-        lines: list[dict[str, Any]] = []
+        """docker pull: Docker's JSON progress lines, the digest and status last. The pull
+        runs in a thread and the answer waits for its first event: an error before any (a
+        reference its registry does not know, refused credentials, a registry that does not
+        answer) is the answer's status and message, as dockerd's (a 404 `manifest for REF not
+        found`: docker-py raises NotFound; others a 500), not a 200 with the error inside; one
+        after is an errorDetail line, which the CLI prints and fails with."""
+        import queue
 
-        def progress(event: str, d: Mapping[str, Any]) -> None:
-            short = str(d.get("digest", ""))[7:19]
-            text = {"layer-start": "Pulling fs layer", "layer-downloaded": "Download complete",
-                    "extract": "Extracting", "layer-done": "Pull complete"}.get(event)
-            if text:
-                lines.append({"status": text, "id": short})
+        rt = self.runtime
+        events: queue.Queue[tuple[str, Any]] = queue.Queue()
 
-        try:
-            info = self.runtime.pull_image(ref, progress=progress, auth=auth)
-        except rterrors.RuntimeBackendError as exc:
-            lines.append({"errorDetail": {"message": exc.message}, "error": exc.message})
-        else:
-            lines.append({"status": f"Digest: {info.digest}"})
-            lines.append({"status": f"Status: Downloaded newer image for {ref}"})
-        for item in lines:
-            yield json.dumps(item).encode() + b"\r\n"
+        def run() -> None:
+            try:
+                info = rt.pull_image(ref, progress=lambda event, d: events.put(("progress", (event, d))), auth=auth)
+                events.put(("pulled", info))
+            except rterrors.RuntimeBackendError as exc:
+                events.put(("failed", exc))
+            except Exception as exc:  # noqa: BLE001 - said to the client, never a silent end of the stream
+                from reconciler import logs
+
+                logs.get_logger("reconciler.api.engine").exception("pull failed", ref=ref)
+                events.put(("failed", rterrors.ImageError(f"pulling {ref}: {type(exc).__name__}: {exc}")))
+
+        threading.Thread(target=run, name="engine-api-pull", daemon=True).start()
+        first = events.get()
+        if first[0] == "failed":
+            exc = first[1]
+            if isinstance(exc, rterrors.ImageNotFound):
+                raise HttpError(404, _not_found_words(ref, exc.code))
+            raise exc
+
+        def line(item: Mapping[str, Any]) -> bytes:
+            return json.dumps(item).encode() + b"\r\n"
+
+        def stream() -> Iterator[bytes]:
+            kind, value = first
+            while True:
+                if kind == "progress":
+                    event, d = value
+                    text = {"layer-start": "Pulling fs layer", "layer-downloaded": "Download complete",
+                            "extract": "Extracting", "layer-done": "Pull complete"}.get(event)
+                    if text:
+                        yield line({"status": text, "id": str(d.get("digest", ""))[7:19]})
+                elif kind == "failed":
+                    yield line({"errorDetail": {"message": value.message}, "error": value.message})
+                    return
+                else:
+                    yield line({"status": f"Digest: {value.digest}"})
+                    yield line({"status": f"Status: Downloaded newer image for {ref}"})
+                    return
+                kind, value = events.get()
+        return stream()
+
+
+def _not_found_words(ref: str, code: str) -> str:
+    """dockerd's words for a pull its registry refused as not there (distribution/errors.go's
+    notFoundError): DENIED is Docker Hub's answer for a repository it does not have."""
+    from reconciler import imagenames
+
+    if code == "DENIED":
+        return (f"pull access denied for {imagenames.familiar(imagenames.cut(ref)[0])}, repository does not exist or "
+                "may require 'docker login': denied: requested access to the resource is denied")
+    return f"manifest for {_familiar(ref)} not found: manifest unknown: manifest unknown"
 
 
 def _handler(api: EngineApi) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
-        server_version = "reconciler-engine-api"
+
+        def version_string(self) -> str:
+            """The one `Server` header (send_response writes it; Python's own was a second)."""
+            return f"reconciler/{__version__}"
 
         def log_message(self, fmt: str, *args: Any) -> None:
             pass
@@ -2253,7 +2301,6 @@ def _handler(api: EngineApi) -> type[BaseHTTPRequestHandler]:
             self.send_header("Api-Version", API_VERSION)
             self.send_header("Docker-Experimental", "false")
             self.send_header("OSType", "linux")
-            self.send_header("Server", f"reconciler/{__version__}")
             for key, value in extra.items():
                 if key != "Content-Type":
                     self.send_header(key, value)

@@ -7,8 +7,10 @@
     ├── InvalidArgument     the request itself is wrong (bad user name, port syntax)
     ├── Unavailable         the engine or a tool it needs is missing or not answering
     ├── ImageError          an image could not be pulled, verified or unpacked
-    │   └── RegistryUnavailable  its registry did not answer (transport error, 5xx, 408,
-    │                       after the client's retries): its other tags would wait as long
+    │   ├── RegistryUnavailable  its registry did not answer (transport error, 5xx, 408,
+    │   │                   after the client's retries): its other tags would wait as long
+    │   └── ImageNotFound   its registry knows no such repository or manifest (or denies that
+    │                       one exists, as Docker Hub answers for a name it does not have)
     ├── RolloutFailed       a cluster engine rolled an update back, paused it, or did not
     │                       converge in time (a Swarm service; the message has its task error)
     └── Cancelled           the caller asked to stop (the reconciler got SIGTERM); what was
@@ -27,6 +29,7 @@ __all__ = [
     "Cancelled",
     "Conflict",
     "ImageError",
+    "ImageNotFound",
     "InvalidArgument",
     "NotFound",
     "RegistryUnavailable",
@@ -72,6 +75,17 @@ class RegistryUnavailable(ImageError):
     out): a pass asks it nothing more until the next one (execution/observing.py)."""
 
 
+class ImageNotFound(ImageError):
+    """The registry knows no such repository, tag or manifest (NAME_UNKNOWN, MANIFEST_UNKNOWN),
+    or denies that it exists (DENIED: Docker Hub's answer to an anonymous pull of a name it
+    does not have); `code` is the registry's. The Engine API answers a pull of it with
+    dockerd's 404 and words."""
+
+    def __init__(self, message: str, *, hint: str | None = None, code: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
+
+
 class RolloutFailed(RuntimeBackendError):
     """A cluster engine's rollout did not end with every wanted copy running: it rolled the
     update back (`rolled_back`), paused it, or had not converged by the deadline."""
@@ -89,9 +103,14 @@ class Cancelled(RuntimeBackendError):
 def from_registry(exc: Exception, what: str | None = None) -> ImageError:
     """A registry client's error as the runtime's, for every backend that speaks to registries
     itself (native, swarm): RegistryUnavailable for its `Unavailable` (the registry did not
-    answer), else ImageError; `what` the caller was doing first, unless the message says it."""
+    answer), ImageNotFound for its `NotFound` and `Denied` (with the registry's code), else
+    ImageError; `what` the caller was doing first, unless the message says it."""
     from reconciler.registry_client import errors as registry_errors  # raised by it: loaded already
 
     message = str(exc.args[0] if exc.args else exc)
+    message = f"{what}: {message}" if what else message
+    hint = getattr(exc, "hint", None)
+    if isinstance(exc, registry_errors.NotFound | registry_errors.Denied):
+        return ImageNotFound(message, hint=hint, code=str(getattr(exc, "code", "") or ""))
     kind = RegistryUnavailable if isinstance(exc, registry_errors.Unavailable) else ImageError
-    return kind(f"{what}: {message}" if what else message, hint=getattr(exc, "hint", None))
+    return kind(message, hint=hint)

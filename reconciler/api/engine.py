@@ -2106,7 +2106,9 @@ class EngineApi:
             yield json.dumps(item).encode() + b"\r\n"
 
     def _pull(self, ref: str, auth: Mapping[str, Any] | None = None) -> Iterator[bytes]:
-        """docker pull: Docker's JSON progress lines, the digest and status last. The pull
+        """docker pull: Docker's JSON progress lines, from its first (`TAG: Pulling from REPO`) to
+        its last (`Status: Downloaded newer image for REF`, or `Image is up to date` when the tag
+        named that image already, as dockerd's `tagUpdated`; deploy scripts read it). The pull
         runs in a thread and the answer waits for its first event: an error before any (a
         reference its registry does not know, refused credentials, a registry that does not
         answer) is the answer's status and message, as dockerd's (a 404 `manifest for REF not
@@ -2114,7 +2116,13 @@ class EngineApi:
         after is an errorDetail line, which the CLI prints and fails with."""
         import queue
 
+        from reconciler import imagenames
+
         rt = self.runtime
+        try:
+            before: str | None = rt.inspect_image(ref).id
+        except rterrors.RuntimeBackendError:
+            before = None
         events: queue.Queue[tuple[str, Any]] = queue.Queue()
 
         def run() -> None:
@@ -2136,11 +2144,15 @@ class EngineApi:
             if isinstance(exc, rterrors.ImageNotFound):
                 raise HttpError(404, _not_found_words(ref, exc.code))
             raise exc
+        name, tag, digest = imagenames.cut(ref)
+        _, repository = imagenames.locate(name)
 
         def line(item: Mapping[str, Any]) -> bytes:
             return json.dumps(item).encode() + b"\r\n"
 
         def stream() -> Iterator[bytes]:
+            yield line({"status": f"Pulling from {repository}",
+                        "id": _familiar(ref) if digest is not None else (tag or imagenames.DEFAULT_TAG)})
             kind, value = first
             while True:
                 if kind == "progress":
@@ -2154,7 +2166,8 @@ class EngineApi:
                     return
                 else:
                     yield line({"status": f"Digest: {value.digest}"})
-                    yield line({"status": f"Status: Downloaded newer image for {ref}"})
+                    fresh = "Image is up to date" if value.id == before else "Downloaded newer image"
+                    yield line({"status": f"Status: {fresh} for {_familiar(ref)}"})
                     return
                 kind, value = events.get()
         return stream()

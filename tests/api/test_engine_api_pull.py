@@ -1,6 +1,7 @@
-"""docker pull against the native engine's Engine API, as dockerd 20.10 answers it: a
-reference the registry does not know is a 404 before any byte of a stream, and an answer has
-one `Server` header."""
+"""docker pull against the native engine's Engine API, as dockerd 20.10 answers it: the first
+line names the tag and the repository, the last says whether the tag moved (deploy scripts
+read it), a reference the registry does not know is a 404 before any byte of a stream, and an
+answer has one `Server` header."""
 
 from __future__ import annotations
 
@@ -46,6 +47,29 @@ def _raw(sock: str, method: str, path: str) -> tuple[int, list[tuple[str, str]],
 
 def _lines(body: bytes) -> list[dict[str, object]]:
     return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
+def test_pull_says_what_moved_and_names_the_repository(engine_api: str, busybox_image: str) -> None:
+    name, _, tag = busybox_image.rpartition(":")
+    first = docker(engine_api, "pull", busybox_image).stdout.splitlines()
+    assert first[0] == f"{tag}: Pulling from test/busybox"
+    assert first[-2:] == [f"Status: Downloaded newer image for {busybox_image}", busybox_image]
+    again = docker(engine_api, "pull", busybox_image).stdout.splitlines()
+    assert again[0] == f"{tag}: Pulling from test/busybox"
+    assert again[-2] == f"Status: Image is up to date for {busybox_image}"
+
+    code, headers, body = _raw(engine_api, "POST", f"/v1.41/images/create?fromImage={name}&tag={tag}")
+    assert code == 200
+    assert [v for k, v in headers if k.lower() == "server"] == [dict(headers)["Server"]]   # one
+    lines = _lines(body)
+    assert lines[0] == {"status": "Pulling from test/busybox", "id": tag}
+    assert lines[-1] == {"status": f"Status: Image is up to date for {busybox_image}"}
+    digest = str(lines[-2]["status"]).removeprefix("Digest: ")
+    code, _, body = _raw(engine_api, "POST", f"/v1.41/images/create?fromImage={name}&tag={digest}")
+    lines = _lines(body)
+    assert lines[0] == {"status": "Pulling from test/busybox", "id": f"{name}@{digest}"}
+    # the tag's pull recorded the digest's name too (dockerd's addDigestReference): nothing moved
+    assert lines[-1] == {"status": f"Status: Image is up to date for {name}@{digest}"}
 
 
 def test_pull_of_what_is_not_there_is_a_404(engine_api: str, busybox_image: str,

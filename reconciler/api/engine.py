@@ -51,6 +51,7 @@ _DOCKER_ROOTS = frozenset(("_ping", "auth", "build", "commit", "configs", "conta
                            "session", "swarm", "system", "tasks", "version", "volumes"))
 _UNSERVED_CONTAINER_ROUTES = ("changes", "attach/ws")     # Docker's, which this API does not serve (501)
 WAIT_TICK = 1.0                # seconds a wait waits on a container's exit before it checks its client
+DETACHED_START_WAIT = 10.0     # seconds a detached exec's start waits for its process to run
 WAIT_POLL = 0.2                # ... on one without a monitor (between a restart's exit and its start)
 # seconds an attach to a stopped container waits for its start (dockerd waits as long as the
 # client does; `docker start -a` starts right after it attached, compose after its dependencies)
@@ -1524,7 +1525,10 @@ class EngineApi:
         if method == "POST" and action == "start":
             opts = body() or {}
             if opts.get("Detach"):
-                threading.Thread(target=lambda: list(self._exec_run(ex, detach=True).frames), daemon=True).start()
+                # answered once its process runs (or could not start), as dockerd's: `docker exec -d`
+                # then `docker top` lists it; its output is read, and its exit recorded, aside
+                run = self._exec_run(ex, detach=True)
+                threading.Thread(target=lambda: list(run.frames), daemon=True).start()
                 return 200, None
             return 200, self._exec_run(ex)
         raise HttpError(501, f"{method} /exec/{{id}}/{action} is not served by reconciler's engine API yet")
@@ -1833,6 +1837,10 @@ class EngineApi:
             message = (exc.message if isinstance(exc, rterrors.RuntimeBackendError) else
                        f"exec failed: {exc.strerror or exc}").encode() + b"\r\n"
             return Hijack(iter([message if ex["tty"] else _frame("stdout", message)]))
+        if detach:                              # its process runs, or the runtime gave up on it
+            deadline = time.monotonic() + DETACHED_START_WAIT
+            while not launch.started() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.002)
         # the input's own fd, closed by the input's end alone: the output's end may come while a
         # write waits, and a closed fd's number may be another file's by the next write
         into = os.dup(master) if master is not None and fed else None

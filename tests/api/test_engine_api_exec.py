@@ -155,6 +155,14 @@ def test_an_exec_ends_when_its_process_exits_not_when_its_background_child_does(
     assert took < 4, took
 
 
+
+def test_a_detached_exec_is_answered_once_its_process_runs(engine_api: str, box: str) -> None:
+    """`docker exec -d` returns once the process runs, as dockerd's: a `docker top` right after
+    lists it (it was answered before the runtime had made the process, ~60 ms earlier)."""
+    for n in range(5):
+        assert docker(engine_api, "exec", "-d", box, "sleep", f"{300 + n}").returncode == 0
+        assert f"sleep {300 + n}" in docker(engine_api, "top", box).stdout
+
 # ------------------------------------------------------------------ finding 4: a command that cannot run
 
 

@@ -56,6 +56,9 @@ WAIT_POLL = 0.2                # ... on one without a monitor (between a restart
 # seconds an attach to a stopped container waits for its start (dockerd waits as long as the
 # client does; `docker start -a` starts right after it attached, compose after its dependencies)
 ATTACH_START_WAIT = 3600.0
+# a pull's progress events as dockerd's status lines say them
+_PULL_STATUS = {"layer-start": "Pulling fs layer", "layer-downloaded": "Download complete", "extract": "Extracting",
+                "layer-done": "Pull complete"}
 _STATUS_CODES = {rterrors.NotFound: 404, rterrors.AlreadyExists: 409, rterrors.Conflict: 409,
                  rterrors.InvalidArgument: 400}
 
@@ -2165,8 +2168,7 @@ class EngineApi:
             while True:
                 if kind == "progress":
                     event, d = value
-                    text = {"layer-start": "Pulling fs layer", "layer-downloaded": "Download complete",
-                            "extract": "Extracting", "layer-done": "Pull complete"}.get(event)
+                    text = _PULL_STATUS.get(event)
                     if text:
                         yield line({"status": text, "id": str(d.get("digest", ""))[7:19]})
                 elif kind == "failed":

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from reconciler import diskfull
@@ -331,38 +331,32 @@ def _create(a: actions.Action, runtime: base.Runtime) -> dict[str, Any]:
     return {"config": base.config_to_json(config), "image_digest": digest}
 
 
-_IMAGE_VOLUMES: dict[str, tuple[str, ...]] = {}    # image digest -> the VOLUMEs its config declares
+_IMAGE_VOLUMES: dict[str, Mapping[str, Any]] = {}     # image digest -> the VOLUMEs its config declares
 
 
 def _image_volumes(config: base.ContainerConfig, a: actions.Action, runtime: base.Runtime,
                    digest: str) -> base.ContainerConfig:
-    """`config` with a volume at each VOLUME of its image that the manifest mounts nothing at,
-    named from the container and the target as a manifest's anonymous volume is
-    (`building.anonymous_name`) and labelled so: the replacement of the container mounts the
-    same data, as compose's recreate keeps an image's volumes (an engine left to make them, as
-    dockerd and the native engine do, makes a new empty one for each container, and the old data
-    is left behind unused). Like compose's `down` without `-v`, the prune that removes the
-    container leaves the volume (`reconcile volume rm` removes it)."""
-    targets = _IMAGE_VOLUMES.get(digest) if digest else None
-    if targets is None:
-        declared = runtime.inspect_image(a.image).config.get("Volumes") or {}
-        targets = tuple(sorted(str(t) for t in declared)) if isinstance(declared, dict) else ()
+    """`config` with a volume at each VOLUME of its image that the manifest mounts nothing at
+    (`base.unmounted_volumes`), named from the container and the target as a manifest's
+    anonymous volume is (`building.anonymous_name`) and labelled so: the replacement of the
+    container mounts the same data, as compose's recreate keeps an image's volumes (an engine
+    left to make them, as dockerd and the native engine do, makes a new empty one for each
+    container, and the old data is left behind unused). Like compose's `down` without `-v`, the
+    prune that removes the container leaves the volume (`reconcile volume rm` removes it)."""
+    declared = _IMAGE_VOLUMES.get(digest) if digest else None
+    if declared is None:
+        found = runtime.inspect_image(a.image).config.get("Volumes")
+        declared = dict(found) if isinstance(found, Mapping) else {}
         if digest and len(_IMAGE_VOLUMES) < 1024:
-            _IMAGE_VOLUMES[digest] = targets
+            _IMAGE_VOLUMES[digest] = declared
+    targets = base.unmounted_volumes(declared, config.mounts)
     if not targets:
         return config
-    import posixpath
-
     from reconciler.spec.building import ANONYMOUS_LABEL, anonymous_name
 
-    taken = {posixpath.normpath(m.target) for m in config.mounts}
     name = config.labels.get(labelmod.NAME) or config.name
     added = []
-    for target in targets:
-        where = posixpath.normpath("/" + target.lstrip("/"))
-        if where in taken:
-            continue
-        taken.add(where)
+    for where in targets:
         volume = anonymous_name(name, where)
         runtime.ensure_volume(base.VolumeConfig(name=volume, labels={ANONYMOUS_LABEL: ""}))
         added.append(base.Mount(type="volume", target=where, source=volume))

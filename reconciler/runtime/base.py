@@ -120,6 +120,24 @@ class Mount:
     data: bytes | None = field(default=None, repr=False, compare=False, metadata={"transient": True})
 
 
+
+def unmounted_volumes(declared: Any, mounts: Sequence[Mount]) -> list[str]:
+    """The VOLUMEs an image's config declares (`declared`: its `Volumes`) that none of `mounts`
+    has a destination at, each an absolute clean path (a relative one from the root, as dockerd
+    takes it), sorted: where an engine gives the container a volume of its own."""
+    if not isinstance(declared, Mapping) or not declared:
+        return []
+    import posixpath
+
+    taken = {posixpath.normpath(m.target) for m in mounts}
+    out = []
+    for target in sorted(str(t) for t in declared):
+        where = posixpath.normpath("/" + target.lstrip("/"))
+        if where not in taken:
+            taken.add(where)
+            out.append(where)
+    return out
+
 @dataclass(frozen=True)
 class RestartPolicy:
     """Docker's restart policies; `max_retries` only for on-failure (0 = unlimited)."""

@@ -372,8 +372,7 @@ class NativeRuntime:
         it, those no other container mounts (`docker rm -v`; an AutoRemove container's removal)."""
         rec = self.containers.get(name_or_id)
         mounted = {m.source for m in rec.config.mounts if m.type == "volume"} if volumes else set()
-        anonymous = [v.name for v in self.list_volumes() if v.name in mounted and vols.ANONYMOUS_LABEL in v.labels
-                     ] if mounted else []
+        anonymous = sorted(vols.anonymous(self.containers.db, sorted(mounted)))
         self.containers.remove(rec.id, force=force)
         if self._restart is not None:
             self._restart.cancel(rec.id)

@@ -464,18 +464,8 @@ class ContainerManager(records.RecordStore):
         mount (`volumes.mount_entries`). Without it the data a database image keeps there went into
         the container's writable layer, and was lost with it. A volume made here is removed again
         (`undo`) when the create fails."""
-        declared = image_config.get("Volumes") or {}
-        if not isinstance(declared, Mapping) or not declared:
-            return config
-        import posixpath
-
-        taken = {posixpath.normpath(m.target) for m in config.mounts}
         added = []
-        for target in sorted(declared):
-            where = posixpath.normpath("/" + str(target).lstrip("/"))   # relative: from the root, as dockerd
-            if where in taken:
-                continue
-            taken.add(where)
+        for where in base.unmounted_volumes(image_config.get("Volumes"), config.mounts):
             name = os.urandom(32).hex()
             self.volumes.ensure(base.VolumeConfig(name=name, labels={volumes.ANONYMOUS_LABEL: ""}))
             undo.append(self._volume_removal(name))

@@ -629,6 +629,16 @@ def _filters(raw: str | None) -> dict[str, list[str]]:
     return dockerfilters.parse(raw)          # JSON that does not read: a 400
 
 
+def _closing(chunks: Iterator[bytes], fd: int) -> Iterator[bytes]:
+    """`chunks`, then `fd` closed (a stopped container's copy view: its mounts live until the
+    tar has been read; -1: nothing to close)."""
+    try:
+        yield from chunks
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
 def _flag(q: Mapping[str, str], key: str, *, default: bool = False) -> bool:
     """A boolean query parameter as Docker reads one: absent is `default`; "", 0, no, false
     and none (any case) are false; anything else (1, true, True as docker-py sends it) is true."""
@@ -1545,7 +1555,8 @@ class EngineApi:
         path = q.get("path") or ""
         if not path.startswith("/"):
             raise HttpError(400, f"path {path!r} must be absolute")
-        fd = self.runtime.containers.open_root(ident)
+        fd, keep = self.runtime.containers.open_view(ident)   # keep: a stopped one's mounts, while open
+        streaming = False
         try:
             if method == "PUT":
                 if raw is None:
@@ -1564,9 +1575,13 @@ class EngineApi:
             header = {"X-Docker-Container-Path-Stat": copying.stat_header(copying.path_stat(fd, path))}
             if method == "HEAD":
                 return 200, WithHeaders(None, header)
-            return 200, WithHeaders(copying.archive(fd, path), {**header, "Content-Type": "application/x-tar"})
+            chunks = copying.archive(fd, path)
+            streaming = True
+            return 200, WithHeaders(_closing(chunks, keep), {**header, "Content-Type": "application/x-tar"})
         finally:
             os.close(fd)            # archive() has its own: it opened the path's parent
+            if keep >= 0 and not streaming:
+                os.close(keep)
 
     def _top(self, ident: str, ps_args: str) -> dict[str, Any]:
         """docker top, as Docker does it: the host's `ps` with the client's arguments, the rows

@@ -144,3 +144,36 @@ def test_docker_export(engine_api: str, busybox_image: str, tmp_path: Path) -> N
     finally:
         docker(engine_api, "rm", "-f", "exp", check=False)
         docker(engine_api, "volume", "rm", "expdata", check=False)
+
+
+def test_cp_sees_a_stopped_containers_volumes(engine_api: str, busybox_image: str, tmp_path: Path) -> None:
+    """`docker create` + `docker cp` into a volume + `docker start` (a config put in place before
+    the first start): the file is in the volume, not in the rootfs under it; after the stop, a
+    copy out reads the volume and the container's own hostname, as dockerd's. Nothing the copy
+    mounted is left on the host."""
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "create", "--name", "made", "--hostname", "madehost", "--network", "none",
+           "-v", "cpvol:/data", "-v", "cpro:/locked:ro", busybox_image, "sh", "-c",
+           "cat /data/conf.txt; echo changed > /data/conf.txt")
+    try:
+        cid = docker(engine_api, "inspect", "-f", "{{.Id}}", "made").stdout.strip()
+        (tmp_path / "conf.txt").write_text("put before the start\n")
+        docker(engine_api, "cp", str(tmp_path / "conf.txt"), "made:/data/")
+        assert docker(engine_api, "start", "-a", "made").stdout == "put before the start\n"
+
+        docker(engine_api, "cp", "made:/data/conf.txt", str(tmp_path / "back.txt"))     # stopped: the volume
+        assert (tmp_path / "back.txt").read_text() == "changed\n"
+        raw = docker_bytes(engine_api, "cp", "made:/etc/hostname", "-")
+        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+            member = tar.extractfile("hostname")
+            assert member is not None
+            assert member.read() == b"madehost\n"
+        refused = docker(engine_api, "cp", str(tmp_path / "conf.txt"), "made:/locked/", check=False)
+        assert refused.returncode != 0                       # a read-only volume stays as it was
+        assert "read-only" in refused.stderr.lower()
+        with open("/proc/self/mountinfo") as f:
+            leaked = [line for line in f if cid in line and "/rootfs/" in line.split()[4]]
+        assert leaked == []                                  # the copy's mounts were its own
+    finally:
+        docker(engine_api, "rm", "-f", "made", check=False)
+        docker(engine_api, "volume", "rm", "cpvol", "cpro", check=False)

@@ -1036,20 +1036,51 @@ class ContainerManager(records.RecordStore):
         false: its own files only, as `docker export` wants them) its overlay rootfs (mounted
         again if a reboot took the mount). The caller closes it."""
         rec = self.get(name_or_id)
-        if live and rec.status == "running" and rec.pid:
-            try:
-                fd = os.open(f"/proc/{rec.pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            except OSError:
-                fd = -1
-            if fd >= 0 and procs.alive(rec.pid, rec.pid_start, rec.boot_id):
-                return fd                       # still the container's process: not a reused pid
-            if fd >= 0:
-                os.close(fd)
+        fd = self._open_live_root(rec) if live else -1
+        if fd >= 0:
+            return fd
         p = self.paths(rec.id)
         with self.lock(rec.id):
             if not mounts.is_mounted(p.rootfs):
                 self._mount_rootfs(rec)
         return os.open(p.rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def open_view(self, name_or_id: str) -> tuple[int, int]:
+        """What `docker cp` reads and writes: (an fd of the container's `/`, an fd to close with
+        it, or -1). A running container's own view (`/proc/<pid>/root`); a stopped one's rootfs
+        with the bind mounts its start makes (volumes, binds, its hosts, hostname and
+        resolv.conf: its bundle's) on it, as dockerd mounts them for a copy, in a mount namespace
+        of its own (`mounts.private_view`: nothing is mounted on the host, nothing can leak) --
+        a file copied into a volume of a created container is in the volume when it starts."""
+        rec = self.get(name_or_id)
+        fd = self._open_live_root(rec)
+        if fd >= 0:
+            return fd, -1
+        os.close(self.open_root(rec.id, live=False))           # its rootfs mounted (again)
+        p = self.paths(rec.id)
+        try:
+            spec = json.loads((p.bundle / "config.json").read_bytes())
+        except (OSError, ValueError):
+            spec = {}
+        binds = [(m["destination"], Path(m["source"]), "ro" in m.get("options", ()))
+                 for m in spec.get("mounts") or () if m.get("type") == "bind" and os.path.exists(m.get("source", ""))]
+        if not binds:
+            return os.open(p.rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), -1
+        return mounts.private_view(p.rootfs, binds)
+
+    @staticmethod
+    def _open_live_root(rec: records.Record) -> int:
+        """An fd of a running container's own `/` (`/proc/<pid>/root`), or -1."""
+        if rec.status != "running" or not rec.pid:
+            return -1
+        try:
+            fd = os.open(f"/proc/{rec.pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return -1
+        if procs.alive(rec.pid, rec.pid_start, rec.boot_id):
+            return fd                       # still the container's process: not a reused pid
+        os.close(fd)
+        return -1
 
     def _mount_rootfs(self, rec: records.Record) -> None:
         """Mount a container's overlay again (a reboot or an unmount took it). An upper mounted

@@ -76,6 +76,10 @@ _IGNORED_OPTIONS = {"rw", "suid", "dev", "exec", "rprivate", "private", "rbind",
 
 _MS_RDONLY = 0x1
 _MS_NOSUID = 0x2
+_MS_REC = 0x4000
+_MS_PRIVATE = 0x40000
+_CLONE_NEWNS = 0x20000
+_MOVE_MOUNT_T_EMPTY_PATH = 0x40
 _MNT_DETACH = 0x2
 _UMOUNT_NOFOLLOW = 0x8
 
@@ -270,8 +274,9 @@ def _mount_overlay_classic(
     _check(ret, "mount(overlay)", target)
 
 
-def bind_mount(src: Path, dst: Path, read_only: bool = False) -> None:
-    """Recursively bind `src` onto `dst` (dst must exist); read-only applies to submounts too."""
+def bind_mount(src: Path, dst: Path, read_only: bool = False, *, dst_fd: int = -1) -> None:
+    """Recursively bind `src` onto `dst` (dst must exist), or onto the file `dst_fd` is open on
+    (`dst` then names it in errors); read-only applies to submounts too."""
     tree_fd = -1
     try:
         tree_fd = _check(_syscall(_SYS_OPEN_TREE, ctypes.c_int(_AT_FDCWD), ctypes.c_char_p(_b(src)),
@@ -282,11 +287,82 @@ def bind_mount(src: Path, dst: Path, read_only: bool = False) -> None:
             _check(_syscall(_SYS_MOUNT_SETATTR, ctypes.c_int(tree_fd), ctypes.c_char_p(b""),
                             ctypes.c_uint(_AT_EMPTY_PATH | _AT_RECURSIVE), ctypes.byref(attr),
                             ctypes.c_size_t(ctypes.sizeof(attr))), "mount_setattr(ro)", dst)
+        to_fd, to_path, flags = ((dst_fd, b"", _MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_EMPTY_PATH) if dst_fd >= 0
+                                 else (_AT_FDCWD, _b(dst), _MOVE_MOUNT_F_EMPTY_PATH))
         _check(_syscall(_SYS_MOVE_MOUNT, ctypes.c_int(tree_fd), ctypes.c_char_p(b""),
-                        ctypes.c_int(_AT_FDCWD), ctypes.c_char_p(_b(dst)),
-                        ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH)), "move_mount", dst)
+                        ctypes.c_int(to_fd), ctypes.c_char_p(to_path), ctypes.c_uint(flags)), "move_mount", dst)
     finally:
         _close(tree_fd)
+
+
+def private_view(root: Path, binds: Sequence[tuple[str, Path, bool]]) -> tuple[int, int]:
+    """The tree at `root` with `binds` (destination inside it, host source, read-only) mounted
+    on it as a container's runtime would, seen by no one else: made in a mount namespace of its
+    own (a short-lived thread unshares one; its mounts are private, so nothing propagates to the
+    host's). Returns (an fd of `root` in that namespace, an fd of the namespace): the mounts
+    live while the namespace fd is open and vanish with it, even if this process is killed
+    (nothing to unmount, nothing to leak). A missing mount point is made (a directory, or an
+    empty file for a file's source), resolved inside `root` (a symlink cannot lead it out).
+    What `docker cp` sees of a stopped container: its volumes and binds, not just its rootfs."""
+    import threading
+
+    out: list[int] = []
+    failure: list[BaseException] = []
+
+    def make() -> None:
+        fds: list[int] = []
+        try:
+            _check(_libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)", root)   # this thread's alone
+            _check(_mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "mount(rprivate /)", root)
+            fds.append(os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+            for dest, source, read_only in binds:
+                target = _mount_point(fds[0], dest, source.is_dir())
+                if target < 0:
+                    continue
+                try:
+                    bind_mount(source, root / dest.lstrip("/"), read_only, dst_fd=target)
+                finally:
+                    _close(target)
+            out.extend((fds[0], os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            failure.append(exc)
+            _close(*fds)
+
+    worker = threading.Thread(target=make, name="private-view")
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+    return out[0], out[1]
+
+
+def _mount_point(root_fd: int, dest: str, is_dir: bool) -> int:
+    """An O_PATH fd of `dest` inside the tree of `root_fd` (a symlink on the way followed, never
+    out of it), made if missing: a directory, or an empty file for a file's mount; -1 for a
+    file's that cannot be made (a dangling link at /etc/resolv.conf: the view goes without it)."""
+    from reconciler.runtime.native import openat2
+
+    try:
+        return openat2.open_in_root(root_fd, dest, os.O_PATH | os.O_CLOEXEC)
+    except FileNotFoundError:
+        pass
+
+    def mkdir(dir_fd: int, name: str) -> None:
+        os.mkdir(name, 0o755, dir_fd=dir_fd)
+
+    if is_dir:
+        return openat2.make_dirs_in_root(root_fd, dest, mkdir)
+    parent, _, name = dest.rstrip("/").rpartition("/")
+    try:
+        pfd = openat2.make_dirs_in_root(root_fd, parent or "/", mkdir)
+        try:
+            os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                             dir_fd=pfd))
+        finally:
+            os.close(pfd)
+        return openat2.open_in_root(root_fd, dest, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return -1
 
 
 def mount_tmpfs(dst: Path, options: Sequence[str] = ()) -> None:

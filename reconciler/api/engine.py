@@ -23,7 +23,7 @@ import struct
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -627,6 +627,14 @@ def image_inspect(i: base.ImageInfo, image_config: Mapping[str, Any]) -> dict[st
 
 def _filters(raw: str | None) -> dict[str, list[str]]:
     return dockerfilters.parse(raw)          # JSON that does not read: a 400
+
+
+def _after(before: list[base.LogLine], hijack: Hijack, want: set[str], raw: bool) -> Hijack:
+    """An attach's stream with the output logged before it first (`logs=1`); raw with a TTY."""
+    if not before:
+        return hijack
+    past = [line.written if raw else _frame(line.stream, line.written) for line in before if line.stream in want]
+    return Hijack(itertools.chain(past, hijack.frames), hijack.stdin)
 
 
 def _closing(chunks: Iterator[bytes], fd: int) -> Iterator[bytes]:
@@ -1402,26 +1410,36 @@ class EngineApi:
     def _attach(self, ident: str, q: Mapping[str, str]) -> Iterator[bytes] | Hijack:
         """A container created with a TTY or an open stdin: conmon's attach socket, both ways.
         Any other: its output from now until it exits (it has no stdin to attach). A stopped
-        one (exited, or created without its conmon): from its next start (_attach_at_start)."""
+        one (exited, or created without its conmon): from its next start (_attach_at_start).
+        `logs=1` (docker-py's `attach(logs=True)`): what it wrote before, first; `stream=0`:
+        only that, and the attach ends (dockerd's; a client that omits `stream` gets the live
+        output, as every client asks for it)."""
         want = {s for s in ("stdout", "stderr") if _flag(q, s)} or {"stdout", "stderr"}
         manager = self.runtime.containers
         seq = manager.journal.last_seq()        # before the look: a start after it is seen
         rec = manager.get(ident)
         stdin = rec.stdin and _flag(q, "stdin")
+        history, live = _flag(q, "logs"), _flag(q, "stream", default=True)
+        if not live:
+            return self._attach_logs(manager.logs(rec.id, tail=None if history else 0), want, raw=rec.terminal)
+        if not (rec.terminal or rec.stdin) and rec.status == "running":
+            # its log is the stream: read on from the start (logs=1) or from now, one read, no gap
+            return self._attach_logs(manager.logs(rec.id, follow=True, tail=None if history else 0), want)
+        before = list(manager.logs(rec.id)) if history else []
         if rec.status != "running" and not (rec.status == "created" and rec.conmon_alive()):
-            return self._attach_at_start(rec, want, stdin=stdin, seq=seq)
+            return _after(before, self._attach_at_start(rec, want, stdin=stdin, seq=seq), want, rec.terminal)
         if rec.terminal or rec.stdin:
             from reconciler.runtime.native.containers import execs
 
-            return self._attach_socket(rec, execs.attach(manager, rec.id), want, stdin=stdin)
-        tail = 0 if rec.status == "running" else None     # a created container: from its start
-        return self._attach_logs(manager.logs(rec.id, follow=True, tail=tail), want)
+            return _after(before, self._attach_socket(rec, execs.attach(manager, rec.id), want, stdin=stdin),
+                          want, rec.terminal)
+        return self._attach_logs(manager.logs(rec.id, follow=True), want)     # a created one: from its start
 
     @staticmethod
-    def _attach_logs(lines: Iterator[base.LogLine], want: set[str]) -> Iterator[bytes]:
+    def _attach_logs(lines: Iterable[base.LogLine], want: set[str], *, raw: bool = False) -> Iterator[bytes]:
         for line in lines:
             if line.stream in want:
-                yield _frame(line.stream, line.written)
+                yield line.written if raw else _frame(line.stream, line.written)
 
     def _attach_at_start(self, rec: Any, want: set[str], *, stdin: bool, seq: int) -> Hijack:
         """An attach to a stopped container: dockerd's `docker start -a`/`-ai` attaches, then

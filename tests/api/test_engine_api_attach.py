@@ -10,6 +10,7 @@ import socket
 import struct
 import subprocess
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -179,3 +180,50 @@ def test_docker_py_attach_socket_waits_for_the_start(engine_api: str, busybox_im
         gone_sock.close()
     finally:
         client.close()
+
+
+
+def _attach_raw(sock_path: str, cid: str, query: str, then: Callable[[], object] = lambda: None) -> bytes:
+    """POST /containers/{id}/attach?QUERY; `then()` once the answer's headers are read; the
+    stdout frames until the connection ends. Headers and frames are read through one buffer (as
+    the docker CLI reads them: docker-py reads the frames from the bare socket, so frames that
+    arrive with the headers are lost to it, with dockerd too)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(30)
+        s.connect(sock_path)
+        s.sendall(f"POST /v1.41/containers/{cid}/attach?{query} HTTP/1.1\r\nHost: x\r\n"
+                  "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n".encode())
+        f = s.makefile("rb")
+        assert f.readline().split()[1] == b"101"
+        while f.readline() not in (b"\r\n", b""):
+            pass
+        then()
+        out = b""
+        while len(header := f.read(8)) == 8:
+            stream, size = struct.unpack(">BxxxL", header)
+            data = f.read(size)
+            out += data if stream == 1 else b""
+        return out
+
+
+def test_attach_with_logs_replays_the_output_before(engine_api: str, busybox_image: str) -> None:
+    """docker-py's `attach(logs=True)`: what the container wrote before the attach, then what it
+    writes after (dockerd's); `stream=0`: only what it wrote before. Without a TTY or stdin (its
+    log is the stream) and with stdin (conmon's attach socket)."""
+    docker(engine_api, "pull", busybox_image)
+    script = "echo before; while [ ! -e /go ]; do sleep 0.05; done; echo after; sleep 0.2"
+    try:
+        for name, opts in (("plain", ()), ("stdin", ("-i",))):
+            docker(engine_api, "run", "-d", *opts, "--name", name, "--network", "none", busybox_image, "sh", "-c",
+                   script)
+            for _ in range(100):
+                if "before" in docker(engine_api, "logs", name).stdout:
+                    break
+                time.sleep(0.05)
+            assert _attach_raw(engine_api, name, "logs=1&stream=0&stdout=1&stderr=1") == b"before\n"
+            assert _attach_raw(engine_api, name, "logs=0&stream=0&stdout=1&stderr=1") == b""
+            got = _attach_raw(engine_api, name, "logs=1&stream=1&stdout=1&stderr=1",
+                              then=lambda name=name: docker(engine_api, "exec", name, "touch", "/go"))
+            assert got == b"before\nafter\n", name
+    finally:
+        docker(engine_api, "rm", "-f", "plain", "stdin", check=False)

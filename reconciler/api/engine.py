@@ -547,6 +547,15 @@ def container_summary(c: base.ContainerState, networks: Mapping[str, Any] | None
     }
 
 
+def _shown_image(row: dict[str, Any], named: Mapping[str, str | None]) -> dict[str, Any]:
+    """A list row's Image as dockerd's list shows it: the reference the container was made
+    from while that still names its image, else its image id (the tag moved by a pull or a
+    build, or was removed): `docker ps` then shows the id, not a name of another image."""
+    if row["Image"] != row["ImageID"] and named.get(row["Image"]) != row["ImageID"]:
+        row["Image"] = row["ImageID"]
+    return row
+
+
 def _container_view(rec: Any, c: base.ContainerState, net_ids: Mapping[str, str]) -> dockerfilters.ContainerView:
     """A native container (its record and state) as the container list's filters see it: its
     mounts, networks (and their ids), and while it runs its ports, the published ones and those
@@ -1652,9 +1661,22 @@ class EngineApi:
         chosen = dockerfilters.containers(views, fl, all_=_flag(q, "all"), limit=limit, ancestors=self._ancestry())
         networks = self._views() if chosen else {}
         root = rt.containers.config.root
-        return [container_summary(states[v.id], endpoint_settings_of(recs[v.id], networks),
-                                  inspection.network_mode(recs[v.id]), command=docker_command(recs[v.id].command_line()),
-                                  mounts=inspection.mount_points(root, recs[v.id].config.mounts)) for v in chosen]
+        named = self._named_images({states[v.id].image for v in chosen})
+        return [_shown_image(container_summary(states[v.id], endpoint_settings_of(recs[v.id], networks),
+                                               inspection.network_mode(recs[v.id]),
+                                               command=docker_command(recs[v.id].command_line()),
+                                               mounts=inspection.mount_points(root, recs[v.id].config.mounts)), named)
+                for v in chosen]
+
+    def _named_images(self, refs: set[str]) -> dict[str, str | None]:
+        """The image id each reference names today (None: no image by that name)."""
+        out: dict[str, str | None] = {}
+        for ref in refs:
+            try:
+                out[ref] = self.runtime.image_store.image_id(ref)
+            except rterrors.RuntimeBackendError:
+                out[ref] = None
+        return out
 
     def _lineage(self, infos: list[base.ImageInfo]) -> dict[str, dockerfilters.Lineage]:
         """Each image's layers and history (dockerfilters.descendants reads which were made from which)."""

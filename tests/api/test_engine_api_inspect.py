@@ -112,6 +112,24 @@ def test_the_list_shows_each_containers_command_and_mounts_as_dockerd(
     docker(engine_api, "volume", "rm", "data")
 
 
+
+def test_the_list_shows_the_image_id_once_the_tag_names_another_image(
+        engine_api: str, busybox_image: str, tmp_path: Path) -> None:  # noqa: F811
+    """dockerd's list: the reference a container was made from while it still names the
+    container's image, else the image's id (`docker ps` shows its 12 digits): a pull or build
+    moved the tag, or it was removed."""
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "tag", busybox_image, "moving:1")
+    docker(engine_api, "create", "--name", "old", "moving:1", "true")
+    image_id = docker(engine_api, "inspect", "-f", "{{.Image}}", "old").stdout.strip()
+    assert docker(engine_api, "ps", "-a", "--filter", "name=old", "--format", "{{.Image}}").stdout == "moving:1\n"
+    (tmp_path / "Dockerfile").write_text("FROM moving:1\nLABEL moved=yes\n")
+    docker(engine_api, "build", "-q", "-t", "moving:1", str(tmp_path))          # the tag names a new image
+    shown = docker(engine_api, "ps", "-a", "--filter", "name=old", "--format", "{{.Image}}").stdout.strip()
+    assert shown == image_id.removeprefix("sha256:")[:12]
+    docker(engine_api, "rm", "old")
+    docker(engine_api, "rmi", "moving:1")
+
 def test_docker_import_is_a_501_and_its_body_is_read_before_the_answer(
         engine_api: str, tmp_path: Path) -> None:  # noqa: F811
     import http.client

@@ -629,7 +629,7 @@ def image_inspect(i: base.ImageInfo, image_config: Mapping[str, Any]) -> dict[st
         "Config": dict(i.config), "Architecture": str(image_config.get("architecture") or ""),
         **({"Variant": str(image_config["variant"])} if image_config.get("variant") else {}),
         "Os": str(image_config.get("os") or "linux"), "Size": i.size, "VirtualSize": i.size,
-        "GraphDriver": {"Name": "overlay", "Data": None}, "RootFS": {"Type": "layers", "Layers": list(i.layers)},
+        "GraphDriver": {"Name": "overlay2", "Data": None}, "RootFS": {"Type": "layers", "Layers": list(i.layers)},
         "Metadata": {"LastTagTime": _ZERO_TIME},
     }
 
@@ -1201,7 +1201,7 @@ class EngineApi:
         stopped = sum(1 for c in cs if c.status.value in ("exited", "created", "dead"))
         return {"ID": "reconciler", "Name": socket.gethostname(), "ServerVersion": f"reconciler-{__version__}",
                 "Containers": len(cs), "ContainersRunning": running, "ContainersPaused": paused,
-                "ContainersStopped": stopped, "Images": len(self.runtime.list_images()), "Driver": "overlay",
+                "ContainersStopped": stopped, "Images": len(self.runtime.list_images()), "Driver": "overlay2",
                 "DockerRootDir": str(self.runtime.config.root), "OSType": "linux",
                 "OperatingSystem": "reconciler native engine", "Architecture": platform.machine(),
                 "NCPU": os.cpu_count() or 1, "MemTotal": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
@@ -1247,6 +1247,9 @@ class EngineApi:
             settings = doc["NetworkSettings"]
             settings["Networks"] = endpoint_settings_of(rec, self._views(), settings["Networks"])
             settings.update(_top_level(settings["Networks"]))
+            with self._lock:            # dockerd's: the execs made in it that have not ended
+                doc["ExecIDs"] = [x["id"] for x in self._execs.values()
+                                  if x["container"] == rec.id and x["exit"] is None] or None
             return 200, doc
         if method == "POST" and action == "start":
             if rt.inspect_container(ident).status.value == "running":

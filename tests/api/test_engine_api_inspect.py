@@ -130,6 +130,32 @@ def test_the_list_shows_the_image_id_once_the_tag_names_another_image(
     docker(engine_api, "rm", "old")
     docker(engine_api, "rmi", "moving:1")
 
+# the top-level keys of dockerd 20.10's container inspect (API 1.41), read off the host's dockerd
+DOCKERD_INSPECT = (
+    "Id", "Created", "Path", "Args", "State", "Image", "ResolvConfPath", "HostnamePath", "HostsPath", "LogPath",
+    "Name", "RestartCount", "Driver", "Platform", "MountLabel", "ProcessLabel", "AppArmorProfile", "ExecIDs",
+    "HostConfig", "GraphDriver", "Mounts", "Config", "NetworkSettings",
+)
+
+
+def test_inspect_has_dockerds_top_level_keys_and_the_running_execs(
+        engine_api: str, busybox_image: str) -> None:  # noqa: F811
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "run", "-d", "--name", "execd", "--network", "none", busybox_image, "sleep", "100")
+    try:
+        doc = json.loads(docker(engine_api, "inspect", "execd").stdout)[0]
+        assert [k for k in DOCKERD_INSPECT if k not in doc] == []
+        assert (doc["ExecIDs"], doc["Driver"], doc["GraphDriver"]["Name"]) == (None, "overlay2", "overlay2")
+        docker(engine_api, "exec", "-d", "execd", "sleep", "30")
+        running = json.loads(docker(engine_api, "inspect", "execd").stdout)[0]["ExecIDs"]
+        assert isinstance(running, list)
+        assert len(running) == 1
+        code, _, body = request(engine_api, "GET", f"/v1.41/exec/{running[0]}/json")
+        assert code == 200
+        assert json.loads(body)["Running"] is True
+    finally:
+        docker(engine_api, "rm", "-f", "execd")
+
 def test_docker_import_is_a_501_and_its_body_is_read_before_the_answer(
         engine_api: str, tmp_path: Path) -> None:  # noqa: F811
     import http.client

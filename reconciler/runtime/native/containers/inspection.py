@@ -54,14 +54,15 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
         "Image": rec.image_id,
         "ImageRef": rec.image,
         "RestartCount": rec.restart_count,
-        "Driver": "overlay",
+        "Driver": "overlay2",          # dockerd's name for a multi-lower overlay: its GraphDriver.Data's keys
+        "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",    # no SELinux label, no AppArmor profile
         "LogPath": str(p.log),
         "ResolvConfPath": str(p.dir / "resolv.conf"),
         "HostnamePath": str(p.dir / "hostname"),
         "HostsPath": str(p.dir / "hosts"),
         "Platform": "linux",
         "Mounts": mount_points(store.config.root, cfg.mounts),
-        "GraphDriver": {"Name": "overlay", "Data": {
+        "GraphDriver": {"Name": "overlay2", "Data": {
             "LowerDir": ":".join(reversed(rec.lowerdirs)), "UpperDir": str(p.upper),
             "WorkDir": str(p.work), "MergedDir": str(p.rootfs)}},
         "Config": {

@@ -1188,6 +1188,9 @@ def load(directory: str, opts: Options, rd: Reader, *, files: list[str] | None =
         directory = os.path.dirname(os.path.abspath(files[0]))
         root: str | None = None
     else:
+        # the project directory absolute, as compose makes it: relative bind, secret and build
+        # paths are resolved against it (`reconcile apply .` made them relative to nothing)
+        directory = os.path.abspath(directory)
         files = files if files is not None else find(directory)
         root = directory if os.path.isdir(directory) else None
         if os.path.isdir(directory):

@@ -814,6 +814,23 @@ def test_file_secrets_and_configs_become_secret_files_where_compose_mounts_them(
         "/run/secrets/db_password", "/run/secrets/pw2"]
 
 
+
+def test_a_project_given_as_a_relative_path_resolves_its_paths_from_its_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cd shop; reconcile apply .` (the README's own words): binds, secrets and the project name
+    are those of the directory, as when it is named by its absolute path (the same spec hash:
+    an agent watching it by its absolute path replaces nothing)."""
+    shop = write(tmp_path / "shop", {**SECRETS, "compose.yaml": SECRETS["compose.yaml"].replace(
+        "    image: nginx:1", "    image: nginx:1\n            volumes: [./data:/www:ro]", 1), "data/index.html": "hi\n"})
+    monkeypatch.chdir(shop)
+    here = spec.load(Path("."), compose=compose.Options(environ={}))
+    absolute = spec.load(shop, compose=compose.Options(environ={}))
+    web = here.containers["shop-web-1"]
+    assert [(v.source, v.target) for v in web.volumes] == [(str(shop / "data"), "/www")]
+    assert {s.source for s in web.secrets} == {str(shop / "site.conf")}
+    assert {n: c.spec_hash for n, c in here.containers.items()} == \
+        {n: c.spec_hash for n, c in absolute.containers.items()}
+
 def test_an_edited_secret_file_replaces_exactly_the_services_using_it(tmp_path: Path) -> None:
     before = load(tmp_path, SECRETS)
     (tmp_path / "secrets/db_password.txt").write_text("rotated\n")

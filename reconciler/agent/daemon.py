@@ -383,6 +383,8 @@ class Agent:
     def _load(self, name: str, src: _Source, rev: srcbase.Revision) -> spec.DesiredState | None:
         """The revision's manifests, or None when it does not load (reported once per revision)."""
         if src.applied is not None and src.applied.id == rev.id and src.desired is not None:
+            if src.invalid is not None:         # a refused edit undone: the applied revision again
+                self._loads_again(name, src, rev)
             return src.desired
         if src.invalid is not None and src.invalid[0] == rev.id:
             return None
@@ -410,15 +412,20 @@ class Agent:
             self._log.error("revision_invalid", source=name, revision=rev.id[:12], problems=problems,
                             kept=src.applied.id[:12] if src.applied else None)
             return None
-        if src.invalid is not None:
-            self.events.publish("revision_fixed", source=name, revision=rev.id)
         if desired.warnings:            # once per revision: a loaded revision is kept (src.desired)
             snap = str(rev.path)
             self._log.warning("revision_warnings", source=name, revision=rev.id[:12],
                               warnings=[w.replace(snap, rev.origin, 1) if rev.origin else w for w in desired.warnings])
+        self._loads_again(name, src, rev)
+        return dataclasses.replace(desired, revision=rev.id)
+
+    def _loads_again(self, name: str, src: _Source, rev: srcbase.Revision) -> None:
+        """Revision `rev` loads: a refused one before it is no longer the source's error (its
+        status, the metric and a `revision_fixed` event say so)."""
+        if src.invalid is not None:
+            self.events.publish("revision_fixed", source=name, revision=rev.id)
         src.invalid = None
         self.prom.set_error(name, None)
-        return dataclasses.replace(desired, revision=rev.id)
 
     def _host_part(self, desired: spec.DesiredState) -> spec.DesiredState:
         """This host's part of the manifests (spec.placement; SpecError when it cannot be told);

@@ -78,7 +78,17 @@ def test_write_edit_replace_break_fix_delete(tmp_path: Path, agent: AgentProc) -
     assert 'reconciler_source_error{reason="invalid",source="local"} 1.0' in metrics
     assert any(e["type"] == "revision_invalid" for e in agent.events())
 
+    # undo the edit (the revision applied before it, again): the error clears, nothing changes
+    write(m, "api.yaml", container_doc("api"))
+    wait_for("the error cleared after the revert", lambda: agent.source("local")["error"] is None)
+    assert agent.source("local")["degraded"] is False
+    assert 'reconciler_source_error{reason="invalid",source="local"} 1.0' not in agent.api.get("/metrics")
+    assert any(e["type"] == "revision_fixed" for e in agent.events())
+    assert {n: c.id for n, c in containers(agent.root).items()} == before
+
     # fix it: converges, the error clears
+    (m / "api.yaml").write_text("apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: api\n")
+    wait_for("broken again", lambda: agent.source("local")["error"] is not None)
     write(m, "api.yaml", container_doc("api", extra="env: {A: '1'}"))
     wait_for("api updated", lambda: env_of(agent.root, "api").get("A") == "1")
     wait_for("the error cleared", lambda: agent.source("local")["error"] is None)

@@ -26,6 +26,7 @@ class Status(enum.StrEnum):
     SKIPPED = "skipped"     # a dependency did not succeed
     HELD = "held"           # the plan held it (previous failure, backoff)
     INTERRUPTED = "interrupted"  # the reconciler is stopping: not started, or cut short where safe
+    KEPT = "kept"           # not needed after all: the rebuilt image is the one the container runs
 
 
 class Outcome(enum.StrEnum):
@@ -45,6 +46,7 @@ class Outcome(enum.StrEnum):
     SKIPPED = "skipped"
     HELD = "held"
     INTERRUPTED = "interrupted"  # left for the next pass: the reconciler was stopping
+    KEPT = "kept"               # its replacement was not needed: the image rebuilt is the one it runs
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class ActionResult:
 
     @property
     def ok(self) -> bool:
-        return self.status is Status.DONE
+        return self.status is Status.DONE or self.status is Status.KEPT
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,8 @@ def _outcome(results: list[ActionResult]) -> tuple[Outcome, str]:
         return Outcome.HELD, next(r.action.cause for r in results if r.status is Status.HELD)
     if all(r.status is Status.SKIPPED for r in results):
         return Outcome.SKIPPED, results[0].error
+    if all(r.status is Status.KEPT for r in results):
+        return Outcome.KEPT, results[0].detail
     kinds = {r.action.kind for r in results if r.ok}
     creates = kinds & {Kind.CREATE, Kind.ENSURE_NETWORK, Kind.ENSURE_VOLUME}
     removes = kinds & {Kind.REMOVE, Kind.REMOVE_NETWORK, Kind.REMOVE_VOLUME}

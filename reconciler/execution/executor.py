@@ -122,6 +122,7 @@ def execute(
     workers = max(1, opts.max_workers)
     stops = max(1, opts.max_stops)
     waiting: set[int] = set()                # the pruned containers' stops that run (no worker)
+    kept: set[str] = set()                   # replacement groups not needed (_image_unchanged)
 
     def finish(r: changes.ActionResult) -> None:
         results[r.action.id] = r
@@ -149,6 +150,12 @@ def execute(
                     progress = True
                 elif a.kind is Kind.FAIL:
                     finish(changes.ActionResult(a, changes.Status.FAILED, error=a.cause))
+                    progress = True
+                elif a.keep_if_image and (a.group in kept or (
+                        a.group not in groups and _image_unchanged(runtime, *a.keep_if_image))):
+                    kept.add(a.group)
+                    finish(changes.ActionResult(a, changes.Status.KEPT,
+                                                detail="the image rebuilt is the one it runs: not replaced"))
                     progress = True
                 elif (not a.group or a.group not in groups) and _stopping(opts):
                     # stopping: what runs finishes (a replacement as a whole), nothing new starts
@@ -182,6 +189,15 @@ def execute(
                 finish(fut.result())
             schedule(pool)
     return changes.ChangeSet.of(list(results.values()))
+
+
+def _image_unchanged(runtime: base.Runtime, ref: str, image_id: str) -> bool:
+    """Whether `ref` names image `image_id` now (its build in this pass, done before the
+    replacement's first step, made the same image)."""
+    try:
+        return runtime.inspect_image(ref).id == image_id
+    except ReconcilerError:
+        return False
 
 
 def _waits(a: actions.Action) -> bool:

@@ -382,7 +382,7 @@ def _run_pass(
     cs = executor.execute(plan, runtime, options=eo)
     record(desired, cs, db, inventory, options, now=time.time() if now is None else now)
     waited = options.settle > 0 and not cs.interrupted and (options.engine_started or any(
-        r.action.kind in (Kind.START, Kind.CREATE) for r in cs.results))
+        r.action.kind in (Kind.START, Kind.CREATE) and r.status is not changes.Status.KEPT for r in cs.results))
     if waited:
         time.sleep(options.settle)         # a container that crashes at once shows it by now
     as_observed = not cs.results and not waited     # nothing done, nothing could change meanwhile
@@ -465,7 +465,8 @@ def record(
     for name, c in desired.containers.items():
         def container_entry(name: str = name, c: models.Container = c) -> inv.Entry:
             rs = by_resource.get(str(ResourceId.container(name)), [])
-            created = next((r for r in rs if r.action.kind in (Kind.CREATE, Kind.UPDATE) and r.ok), None)
+            created = next((r for r in rs if r.action.kind in (Kind.CREATE, Kind.UPDATE)
+                            and r.status is changes.Status.DONE), None)
             old = current.entries.get(("Container", name))
             if created is not None:
                 config, digest = created.config, created.image_digest

@@ -146,6 +146,8 @@ class _Builder:
         return actions.Plan(actions=tuple(out), notes=tuple(self.notes), revision=revision, drift=drift)
 
 
+REBUILT = "image rebuilt"          # a replacement's reason: its image is built in this pass
+
 def _short(digest: str) -> str:
     algo, _, hexpart = digest.partition(":")
     return f"{algo}:{hexpart[:12]}" if hexpart else digest[:19]
@@ -625,7 +627,7 @@ class _Planner:
         if digest and owner.image_digest and digest != owner.image_digest:
             reasons.append(f"image digest changed: {_short(owner.image_digest)} -> {_short(digest)}")
         if c.image in self.rebuilt:
-            reasons.append("image rebuilt")
+            reasons.append(REBUILT)
         reasons += [f"network {n} recreated" for n in c.networks if n in self.net_recreated]
         # a container joining another's network namespace loses it with that container
         reasons += [f"{n} replaced" for n in c.networks if n.removeprefix("container:") in self.recreated]
@@ -683,6 +685,14 @@ class _Planner:
             self._recreate_start_first(c, o, cause, changes)
         else:
             self._recreate_stop_first(c, o, cause, changes)
+        if cause == REBUILT and o.image_id:
+            # a context edit the image does not take (another service's settings in the compose
+            # file, an unused .env variable) rebuilds the same image: the executor keeps the
+            # container then, as compose recreates only when the image id changed
+            group = f"recreate:{ResourceId.container(c.name)}"
+            for node in self.b.nodes.values():
+                if node.extra.get("group") == group:
+                    node.extra["keep_if_image"] = (c.image, o.image_id)
 
     def _recreate_start_first(
         self, c: models.Container, o: obs.ObservedContainer, cause: str, changes: tuple[actions.FieldChange, ...],

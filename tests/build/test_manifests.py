@@ -105,3 +105,32 @@ def test_a_failing_build_leaves_the_running_container(
     after = host.runtime().inspect_container("app")
     assert (after.id, after.status) == (before.id, "running")
     assert after.labels["reconciler.spec-hash"] == before.labels["reconciler.spec-hash"]
+
+
+def test_a_rebuild_that_makes_the_same_image_keeps_the_container(
+    tmp_path: Path, host: Host, busybox_image: str, registry: RegistryServer, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A context edit the image does not take (a file no step copies: in a compose project, the
+    compose file itself or .env) is a build input: the build runs (from its cache) and makes the
+    image the container runs, which is then kept, as compose recreates only for a new image id.
+    A converged pass, no settle owed for it."""
+    m = tmp_path / "m"
+    manifests(m, busybox_image, f"{registry.host}/m{secrets.token_hex(3)}/app:v1")
+    write(m / "app", "msg", "one\n")
+    assert host.cli("apply", str(m)) == 0
+    rt = host.runtime()
+    first = rt.inspect_container("app")
+
+    write(m / "app", "notes.txt", "no step copies me\n")
+    capsys.readouterr()
+    assert host.cli("apply", str(m)) == 0
+    out = capsys.readouterr().out
+    assert "build inputs changed" in out
+    assert "kept" in out
+    assert rt.inspect_container("app").id == first.id
+    assert host.cli("diff", str(m)) == 0                 # the build recorded: nothing due
+
+    write(m / "app", "msg", "two\n")                     # an input the image takes: replaced
+    assert host.cli("apply", str(m)) == 0
+    assert rt.inspect_container("app").id != first.id
+    assert rt.exec("app", ["cat", "/msg"]).stdout.decode().strip() == "two"

@@ -21,9 +21,9 @@ import pytest
 
 from reconciler._sqlite import Database
 from reconciler.cli.main import main as cli_main
+from reconciler.runtime.native import procs
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
-from reconciler.runtime.native.containers import procs
 from reconciler.state import history as hist
 from tests.agent.conftest import AgentProc, wait_for
 from tests.execution.helpers import STOP_MARGIN, trapping_app

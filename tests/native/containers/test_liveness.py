@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli.main import main
+from reconciler.runtime.native import procs
 from reconciler.runtime.native.backend import NativeRuntime
-from reconciler.runtime.native.containers import procs, records, restart
+from reconciler.runtime.native.containers import records, restart
 from tests.helpers.host import Host
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]

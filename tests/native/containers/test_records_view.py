@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.runtime import base
+from reconciler.runtime.native import procs
 from reconciler.runtime.native.config import NativeConfig
-from reconciler.runtime.native.containers import procs, records
+from reconciler.runtime.native.containers import records
 
 
 def _config(tmp_path: Path) -> NativeConfig:

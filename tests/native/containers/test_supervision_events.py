@@ -14,8 +14,9 @@ from contextlib import contextmanager
 import pytest
 
 from reconciler.cli.main import main
+from reconciler.runtime.native import procs
 from reconciler.runtime.native.backend import NativeRuntime
-from reconciler.runtime.native.containers import health, procs, records
+from reconciler.runtime.native.containers import health, records
 from tests.helpers.host import Host
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]

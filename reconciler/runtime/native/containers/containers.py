@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from reconciler._dataclass import dataclasses
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
+from reconciler.runtime.native import procs
 from reconciler.runtime.native.config import NativeConfig
 from reconciler.runtime.native.containers import (
     cgroups,
@@ -37,7 +38,6 @@ from reconciler.runtime.native.containers import (
     logs,
     mounts,
     oci,
-    procs,
     records,
 )
 from reconciler.runtime.native.volumes import volumes

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from reconciler.runtime.native.containers import procs
+from reconciler.runtime.native import procs
 
 if TYPE_CHECKING:
     from reconciler.runtime.native.containers import records

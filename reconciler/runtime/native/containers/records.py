@@ -31,9 +31,9 @@ from reconciler import healthtimes
 from reconciler._dataclass import dataclass, dataclasses, field
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native import journal
+from reconciler.runtime.native import journal, procs
 from reconciler.runtime.native.config import NativeConfig
-from reconciler.runtime.native.containers import cgroups, conmon, logs, procs, summaries
+from reconciler.runtime.native.containers import cgroups, conmon, logs, summaries
 
 if TYPE_CHECKING:
     import sqlite3

@@ -47,7 +47,8 @@ from typing import Any
 from reconciler import restarting
 from reconciler._dataclass import dataclass, dataclasses
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native.containers import containers, monitors, procs, records
+from reconciler.runtime.native import procs
+from reconciler.runtime.native.containers import containers, monitors, records
 
 __all__ = ["DEFAULT_DELAY", "MAX_DELAY", "RESET_AFTER", "SWEEP", "RestartManager", "next_delay"]
 

@@ -171,7 +171,7 @@ def watched(cid: str, conmon_pid: int | None, conmon_start: int | None, boot_id:
     it (`exits`: the names in its exits dir, listed just now) and its monitor still runs (pid,
     start time and boot id: procs.state; a monitor that just ended still counts until reaped).
     The monitor's state letter when it is (Z: ended, not yet reaped), else None."""
-    from reconciler.runtime.native.containers import procs
+    from reconciler.runtime.native import procs
 
     return procs.state(conmon_pid, conmon_start, boot_id) if cid not in exits and conmon_pid else None
 
@@ -185,7 +185,7 @@ def restart_pending(status: str, restarting: bool, restarter_pid: int | None, re
     means nothing: no process will restart the container (the next engine start's boot may)."""
     if status != "exited" or not restarting:
         return False
-    from reconciler.runtime.native.containers import procs
+    from reconciler.runtime.native import procs
 
     return procs.alive(restarter_pid, restarter_start, restarter_boot)
 

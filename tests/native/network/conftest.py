@@ -11,6 +11,8 @@ routes in the test's leased /48.
 from __future__ import annotations
 
 import ipaddress
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.runtime.native import procs
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
-from reconciler.runtime.native.network import netlink, network
+from reconciler.runtime.native.network import netlink, network, resolver
 from tests.helpers import images, subnets
 from tests.runtime.conftest import (
     BUSYBOX_CONFIG,
@@ -61,6 +64,7 @@ class Harness:
         self.block6 = subnets.lease_block6()
         # a dual-stack network turns IPv6 forwarding on (as Docker does); the host gets its value back
         self.forwarding6 = FORWARDING6.read_text()
+        self.dns_server: int | None = None      # the engine's DNS server's pid at cleanup
 
     def make_config(self) -> NativeConfig:
         return NativeConfig(
@@ -153,6 +157,11 @@ class Harness:
             network.unmount_all(self.config.run_dir / "netns")
             network.unmount_all(self.test_netns_dir)
             FORWARDING6.write_text(self.forwarding6)
+            # the engine's DNS server ends once it serves nothing (a TICK later); one that does
+            # not is killed by the pid it recorded, and reported by leftovers()
+            self.dns_server = resolver.pid(self.config.run_dir)
+            if self.dns_server is not None and not procs.wait_gone(self.dns_server, 30):
+                os.kill(self.dns_server, signal.SIGKILL)
 
     def leftovers(self) -> list[str]:
         found = net_leftovers(self.prefix)
@@ -163,6 +172,8 @@ class Harness:
             found += [f"netns {f}" for f in ns_dir.iterdir()]
         found += [f"IPv6 address or route {n}" for n in subnets.routed6() if n.overlaps(self.block6)]
         found += [f"mount {d}" for d in (ns_dir, self.test_netns_dir) if network._mount_count(d)]
+        if self.dns_server is not None and not procs.wait_gone(self.dns_server, 0):
+            found.append(f"DNS server process {self.dns_server} still running after its last container")
         return found
 
 

@@ -27,6 +27,21 @@ def test_resolv_conf_drops_loopback_nameservers() -> None:
     assert "nameserver 8.8.8.8" in only_loopback
 
 
+def test_resolv_conf_with_the_embedded_server_names_it_alone_and_it_forwards_to_the_others() -> None:
+    host = "search example.org\nnameserver 127.0.0.53\nnameserver 10.0.0.2\n"
+    assert dns.render_resolv_conf(host, embedded=True) == (
+        "search example.org\nnameserver 127.0.0.11\noptions ndots:0\n")
+    # an ndots the container asks for stays, alone
+    assert dns.render_resolv_conf(host, options=("ndots:2",), embedded=True) == (
+        "search example.org\noptions ndots:2\nnameserver 127.0.0.11\n")
+    assert dns.upstreams(host) == ["127.0.0.53", "10.0.0.2"]          # loopback too: asked from the host
+    assert dns.upstreams(host, ("10.9.9.9",)) == ["10.9.9.9"]
+    assert dns.upstreams("") == ["8.8.8.8", "8.8.4.4"]
+    assert dns.embedded(["app"])
+    assert not dns.embedded([dns.DEFAULT_NETWORK])
+    assert not dns.embedded(["none"])
+
+
 def test_write_in_place_keeps_the_inode(tmp_path: Path) -> None:
     f = tmp_path / "hosts"
     dns.write_in_place(f, "a long first version of the file\n")

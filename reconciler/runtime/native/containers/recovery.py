@@ -186,12 +186,13 @@ def _network_leftovers(config: NativeConfig, known: set[str], running: Collectio
     of a container with a namespace has a veth that is no port of its bridge (the bridge deleted
     and made again, or the veth deleted: the container is cut off while `ps` says it runs; one
     without a namespace, after a reboot, gets its veth at its start), or networks are recorded
-    and our nft table is gone (a firewall reload flushed it). The full network recovery
+    and our nft table is gone (a firewall reload flushed it), or the embedded DNS server is not
+    running while a container on a user-defined network has a namespace. The full network recovery
     makes the bridges again, plugs such veths in again and re-renders the firewall (~50 ms), so
     a clean start skips it. Read from the state DB, the run dir and /sys/class/net, as the
     network manager keeps them, without making the manager (its netlink and firewall modules:
     ~25 ms of a CLI's start, #21)."""
-    from reconciler.runtime.native.network import ipam, stale
+    from reconciler.runtime.native.network import dns, ipam, resolver, stale
 
     store = ipam.IPAM(config.db())
     if not store.container_ids() <= known:
@@ -211,6 +212,9 @@ def _network_leftovers(config: NativeConfig, known: set[str], running: Collectio
         return True
     if stale.dead_marks(config):        # killed while a new container's name waited for its peers
         return True
+    if namespaces and resolver.pid(config.run_dir) is None and any(
+            dns.embedded([network]) for network, _ in store.veths(namespaces)):
+        return True                     # the embedded DNS server died: the recovery starts it again
     if not namespaces <= known:
         return True
     return config.net_files_dir.is_dir() and any(e.name not in known for e in config.net_files_dir.iterdir())

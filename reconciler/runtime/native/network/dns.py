@@ -1,18 +1,22 @@
-"""Name resolution for native containers: a hosts file and a resolv.conf per container.
+"""Name resolution for native containers: a hosts file and a resolv.conf per container, and the
+names the embedded DNS server (`dnsd`) answers.
 
-Like Docker's legacy links and Podman's `/etc/hosts` management (no DNS server process): each
-container's hosts file lists its own names and every container it shares a network with (by
-container name, aliases and short id, the names Docker's embedded DNS answers, at the address on
-the shared network). The runtime bind-mounts the
-files into the container, so they are rewritten **in place** (same inode: truncate + write) when
-containers come and go; a rename would leave the container looking at the old file.
+Each container's hosts file lists its own names and every container it shares a network with (by
+container name, aliases and short id, `peer_names`, at the address on the shared network). The
+runtime bind-mounts the files into the container, so they are rewritten **in place** (same
+inode: truncate + write) when containers come and go; a rename would leave the container looking
+at the old file. A container on a user-defined network (any but the default one) also has
+Docker's embedded DNS server at 127.0.0.11 (`dnsd`), which answers the same names by the same
+rule (`peer_names`) and forwards the rest to the nameservers the container would have had
+(`upstreams`).
 
 resolv.conf is the host's with loopback nameservers removed (they mean nothing inside the
 container's namespace), falling back to the public resolvers Docker uses when none remain; a
 container's own `dns` nameservers and `dnsSearch` domains replace the host's, as with
-`docker run --dns/--dns-search`. Its `extraHosts` are lines of its hosts file (`extra_entries`).
+`docker run --dns/--dns-search`. With the embedded server (`embedded`), its only nameserver is
+127.0.0.11 with `options ndots:0` (Docker's), the search domains and options as without.
+Its `extraHosts` are lines of its hosts file (`extra_entries`).
 """
-
 from __future__ import annotations
 
 import ipaddress
@@ -23,9 +27,36 @@ from pathlib import Path
 from reconciler._dataclass import dataclass
 from reconciler.runtime import errors
 
-__all__ = ["HostEntry", "NetworkHosts", "extra_entries", "render_hosts", "render_resolv_conf", "write_in_place"]
+__all__ = [
+    "DEFAULT_NETWORK",
+    "EMBEDDED_DNS",
+    "HostEntry",
+    "NetworkHosts",
+    "embedded",
+    "extra_entries",
+    "peer_names",
+    "render_hosts",
+    "render_resolv_conf",
+    "upstreams",
+    "write_in_place",
+]
 
 _FALLBACK_NAMESERVERS = ("8.8.8.8", "8.8.4.4")
+EMBEDDED_DNS = "127.0.0.11"     # Docker's embedded DNS server's address, in every container's namespace
+DEFAULT_NETWORK = "default"     # the engine's default network (Docker's `bridge`): no embedded DNS on it
+
+
+def embedded(networks: Iterable[str]) -> bool:
+    """Whether a container on `networks` has the embedded DNS server (Docker's rule: one on a
+    user-defined network has it; one on the default network alone, `none` or `host` has not)."""
+    return any(n not in (DEFAULT_NETWORK, "none", "host") for n in networks)
+
+
+def peer_names(name: str, aliases: Sequence[str], container_id: str) -> tuple[str, ...]:
+    """The names a container is known by to the containers it shares a network with: its name,
+    its aliases (compose's service names) and its short id, the names Docker's embedded DNS
+    answers. The one rule for the peers' hosts files and the embedded DNS server's answers."""
+    return tuple(dict.fromkeys((name, *aliases, container_id[:12])))
 
 
 @dataclass(frozen=True)
@@ -123,9 +154,11 @@ def extra_entries(extra_hosts: Iterable[str], gateway: str | None = None) -> lis
 
 
 def render_resolv_conf(host_text: str, nameservers: Sequence[str] = (), search: Sequence[str] = (),
-                       options: Sequence[str] = ()) -> str:
+                       options: Sequence[str] = (), *, embedded: bool = False) -> str:
     """The host's resolv.conf minus loopback nameservers (Docker's rule); `nameservers`,
-    `search` and `options`, when given, replace the host's."""
+    `search` and `options`, when given, replace the host's. `embedded`: the embedded DNS server
+    is the only nameserver (it forwards to the others), with `ndots:0` unless an option sets
+    ndots (Docker's resolv.conf on a user-defined network)."""
     out: list[str] = []
     servers = 0
     for line in host_text.splitlines():
@@ -135,7 +168,7 @@ def render_resolv_conf(host_text: str, nameservers: Sequence[str] = (), search: 
             continue
         if words[:1] == ["nameserver"] and len(words) > 1:
             try:
-                if ipaddress.ip_address(words[1].split("%")[0]).is_loopback:
+                if embedded or ipaddress.ip_address(words[1].split("%")[0]).is_loopback:
                     continue
             except ValueError:
                 continue
@@ -145,10 +178,32 @@ def render_resolv_conf(host_text: str, nameservers: Sequence[str] = (), search: 
         out.append("search " + " ".join(search))
     if options:
         out.append("options " + " ".join(options))
+    if embedded:
+        out.append(f"nameserver {EMBEDDED_DNS}")
+        if not any(w.startswith("ndots:") for line in out if line.split()[:1] == ["options"] for w in line.split()):
+            out.append("options ndots:0")
+        return "\n".join(out) + "\n"
     out += [f"nameserver {ns}" for ns in nameservers]
     if servers == 0 and not nameservers:
         out += [f"nameserver {ns}" for ns in _FALLBACK_NAMESERVERS]
     return "\n".join(out) + "\n"
+
+
+def upstreams(host_text: str, nameservers: Sequence[str] = ()) -> list[str]:
+    """Where the embedded DNS server forwards a container's other queries: its own `dns`
+    nameservers, else the host's (loopback ones too: the server asks those from the host's
+    namespace, as Docker >= 26 does), else the public resolvers Docker falls back to."""
+    if nameservers:
+        return list(nameservers)
+    found = []
+    for line in host_text.splitlines():
+        words = line.split()
+        if words[:1] == ["nameserver"] and len(words) > 1:
+            try:
+                found.append(str(ipaddress.ip_address(words[1].split("%")[0])))
+            except ValueError:
+                continue
+    return found or list(_FALLBACK_NAMESERVERS)
 
 
 def write_in_place(path: Path, text: str) -> None:

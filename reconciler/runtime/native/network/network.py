@@ -48,7 +48,7 @@ from reconciler import logs
 from reconciler._dataclass import dataclass, dataclasses, field
 from reconciler.runtime import base, errors
 from reconciler.runtime.native.config import NativeConfig
-from reconciler.runtime.native.network import dns, firewall, ipam, stale
+from reconciler.runtime.native.network import dns, firewall, ipam, resolver, stale
 
 if TYPE_CHECKING:
     from reconciler.runtime.native.network import netlink
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_NETWORK", "Attachment", "NetworkManager", "RecoveryReport", "unmount_all"]
 
-DEFAULT_NETWORK = "default"
+DEFAULT_NETWORK = dns.DEFAULT_NETWORK
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")     # Docker's (compose makes <project>_<net>)
 _VERBATIM = re.compile(r"^[a-z0-9-]+$")                       # names a bridge may carry as they are
 _HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$")
@@ -215,6 +215,7 @@ class NetworkManager:
         self._stale: set[str] = set()   # networks whose containers' hosts files lack a new peer
         self._stale_timer: threading.Timer | None = None
         self._stale_mark: stale.Mark | None = None     # this process's mark while names wait
+        self._unserved: set[str] = set()    # on a user network, but the DNS server could not serve them
 
     # names ----------------------------------------------------------------------------------
 
@@ -619,6 +620,7 @@ class NetworkManager:
                 self._write_files(container_id)
                 self._apply_firewall(force=True)
                 self._ensure_proxies(container_id)
+                self._serve_dns(container_id, nets)       # its namespace may be a new one (a reboot)
                 return self._attachment(container_id, eps)
             ports = self._choose_ports(ports)
             self.check_ports(ports, container_id=container_id)
@@ -661,6 +663,8 @@ class NetworkManager:
             with self._locked():
                 self._undo_attach(container_id, endpoints)
             raise
+        # its interfaces are up: its first lookup, once its process starts, has an answer
+        self._serve_dns(container_id, nets, locked=False)
         log.info("container attached", container=name, addresses={e.network: e.address for e in endpoints},
                  ipv6_addresses={e.network: e.address6 for e in endpoints if e.address6})
         return self._attachment(container_id, endpoints)
@@ -801,6 +805,7 @@ class NetworkManager:
                 with netlink.host() as h:
                     self._plug(h, self.netns_path(container_id), net, ep, default=default)
                 self._write_files(container_id)
+                self._serve_dns(container_id, [network])
                 self._apply_firewall()
                 self._ports_moved(container_id, before)
                 self._refresh_peers(container_id, [network])
@@ -912,6 +917,12 @@ class NetworkManager:
                 except errors.RuntimeBackendError as exc:
                     problems.append(str(exc))
         try:
+            # before its namespace goes: the server's sockets there would keep it (and its veth) alive
+            resolver.drop(self.config.run_dir, container_id)
+        except errors.RuntimeBackendError as exc:
+            problems.append(str(exc))
+        self._unserved.discard(container_id)
+        try:
             netlink.remove_netns(self.netns_path(container_id))
         except errors.RuntimeBackendError as exc:
             problems.append(str(exc))
@@ -952,6 +963,46 @@ class NetworkManager:
                     proc.wait(timeout=10)
             pidfile.unlink(missing_ok=True)
 
+    # the embedded DNS server -------------------------------------------------------------------
+
+    def _serve_dns(self, container_id: str, networks: Sequence[str], *, locked: bool = True) -> None:
+        """The engine's DNS server (`resolver`, started if none runs) answering at 127.0.0.11 in
+        the namespace of a container on a user-defined network. When it cannot, the container
+        goes on with the nameservers it would have had without it, its peers' names in its hosts
+        file alone, and a warning: the next attach (a start after a reboot, a connect) or start-up
+        recovery tries again. `locked`: the caller holds the manager's lock."""
+        if not dns.embedded(networks):
+            return
+        try:
+            resolver.serve(self.config, container_id, self.netns_path(container_id))
+        except errors.RuntimeBackendError as exc:
+            log.warning("no embedded DNS server for the container: its peers' names resolve through its hosts file alone",
+                        container=container_id[:12], error=str(exc))
+            if container_id in self._unserved:
+                return
+            self._unserved.add(container_id)
+        else:
+            if container_id not in self._unserved:
+                return
+            self._unserved.discard(container_id)
+        if locked:
+            self._write_files(container_id)         # its resolv.conf with or without 127.0.0.11
+        else:
+            with self._locked():
+                self._write_files(container_id)
+
+    def _serve_recorded(self, known: set[str]) -> None:
+        """Under the lock: the DNS server serving each recorded container on a user-defined network
+        whose namespace is there (a server that died is started again)."""
+        from reconciler.runtime.native.network import netlink
+
+        nets: dict[str, list[str]] = {}
+        for e in self._ipam.endpoints():
+            nets.setdefault(e.container_id, []).append(e.network)
+        for cid in sorted(known):
+            if dns.embedded(nets.get(cid, ())) and netlink.is_netns(self.netns_path(cid)):
+                self._serve_dns(cid, nets[cid])
+
     # names ------------------------------------------------------------------------------------
 
     def _write_files(self, *container_ids: str, peers: Sequence[str] = ()) -> None:
@@ -965,8 +1016,7 @@ class NetworkManager:
             by_container.setdefault(e.container_id, []).append(e)
             peer = containers.get(e.container_id)
             if peer is not None:
-                # its name, aliases and short id: the names Docker's embedded DNS answers for it
-                names = tuple(dict.fromkeys((peer.name, *peer.aliases, e.container_id[:12])))
+                names = dns.peer_names(peer.name, peer.aliases, e.container_id)     # as the DNS server answers
                 by_network.setdefault(e.network, []).extend(
                     (e.container_id, dns.HostEntry(a, names)) for a in _addresses(e))
         blocks: dict[str, dns.NetworkHosts] = {}      # a network's lines, for its containers with one endpoint
@@ -998,8 +1048,9 @@ class NetworkManager:
                 text = dns.render_hosts(own, others)
             dns.write_in_place(hosts_path, text)
             if own_files:
+                embedded = dns.embedded(e.network for e in mine) and container_id not in self._unserved
                 dns.write_in_place(resolv_path, dns.render_resolv_conf(host_resolv, rec.dns, rec.dns_search,
-                                                                            rec.dns_options))
+                                                                            rec.dns_options, embedded=embedded))
 
     def _refresh_peers(self, container_id: str, networks: Sequence[str]) -> None:
         """Rewrite the hosts files of every container sharing one of `networks` (at once, in a
@@ -1249,6 +1300,7 @@ class NetworkManager:
             rules = self._fw.remove_accepts(self._fw.accept_bridges() - bridges)
             self._apply_firewall(force=True)
             self._write_files(*sorted(known))
+            self._serve_recorded(known)
             stale.dead_marks(self.config, remove=True)
             report = RecoveryReport(
                 containers=tuple(dead), links=tuple(deleted), netns=tuple(leaked_ns),

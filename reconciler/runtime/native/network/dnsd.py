@@ -51,19 +51,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-import dns.exception
-import dns.flags
-import dns.message
-import dns.rcode
-import dns.rdataclass
-import dns.rdatatype
-import dns.reversename
-import dns.rrset
-
 from reconciler.runtime import errors
 from reconciler.runtime.native import procs
 from reconciler.runtime.native.network import dns as names
-from reconciler.runtime.native.network import nftlib, resolver
+from reconciler.runtime.native.network import dnswire, nftlib, resolver
 
 __all__ = ["main"]
 
@@ -358,7 +349,7 @@ class Server:
                 return
             except OSError:
                 return
-            local = self._local(served, wire)
+            local = self._local(served, wire, udp=True)
             if local is _FORWARD:
                 self.pool.submit(self._forward_udp, served, wire, peer)
             elif isinstance(local, bytes):
@@ -398,49 +389,35 @@ class Server:
                     return
 
     def _answer_now(self, served: _Served, wire: bytes, proto: str) -> bytes | None:
-        local = self._local(served, wire)
+        local = self._local(served, wire, udp=proto == "udp")
         if local is _FORWARD:
             return self._forward(served, wire, proto)
         return local if isinstance(local, bytes) else None
 
-    def _local(self, served: _Served, wire: bytes) -> bytes | object | None:
+    def _local(self, served: _Served, wire: bytes, *, udp: bool) -> bytes | object | None:
         """The answer made here, _FORWARD for an upstream's, None for no answer (not a query)."""
-        try:
-            query = dns.message.from_wire(wire)
-        except dns.exception.DNSException:
+        query = dnswire.parse(wire)
+        if query is None:
             return None
-        if query.flags & dns.flags.QR or len(query.question) != 1:
-            return None
-        question = query.question[0]
-        response = dns.message.make_response(query)
-        response.flags |= dns.flags.RA
         index = self.names.fresh()
-        qname = question.name.to_text(omit_final_dot=True).lower()
         asker = served.container_id
-        if question.rdtype == dns.rdatatype.PTR:
-            try:
-                address = dns.reversename.to_address(question.name)
-            except (dns.exception.DNSException, ValueError):
-                address = ""
-            found = index.reverse(asker, str(ipaddress.ip_address(address))) if address else None
+        if query.qtype == dnswire.PTR:
+            address = dnswire.reverse_address(query.name)
+            found = index.reverse(asker, address) if address else None
             if found is not None:
-                response.answer.append(dns.rrset.from_text(question.name, TTL, dns.rdataclass.IN,
-                                                           dns.rdatatype.PTR, found + "."))
-                return bytes(response.to_wire())
+                return dnswire.answer(query, [dnswire.name_rdata(found)], authoritative=True, ttl=TTL, udp=udp)
         else:
-            found_addresses = index.lookup(asker, qname)
+            found_addresses = index.lookup(asker, query.name)
             if found_addresses is not None:
-                if question.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-                    six = question.rdtype == dns.rdatatype.AAAA
+                got: list[str] = []
+                if query.qtype in (dnswire.A, dnswire.AAAA):
+                    six = query.qtype == dnswire.AAAA
                     got = [a for a in dict.fromkeys(a6 if six else a4 for a4, a6 in found_addresses) if a]
-                    if got:
-                        response.answer.append(dns.rrset.from_text_list(question.name, TTL, dns.rdataclass.IN,
-                                                                        question.rdtype, got))
-                response.flags |= dns.flags.AA
-                return bytes(response.to_wire())        # a known name: its addresses, maybe none
+                # a known name: its addresses, maybe none
+                return dnswire.answer(query, [dnswire.address_rdata(a) for a in got], authoritative=True, ttl=TTL,
+                                      udp=udp)
         if not index.forwards.get(asker, False):
-            response.set_rcode(dns.rcode.NXDOMAIN)
-            return bytes(response.to_wire())
+            return dnswire.answer(query, rcode=dnswire.NXDOMAIN, udp=udp)
         return _FORWARD
 
     def upstreams(self, asker: str) -> list[str]:
@@ -489,12 +466,8 @@ class Server:
                         return reply
                 except OSError:
                     continue
-        try:
-            response = dns.message.make_response(dns.message.from_wire(wire))
-        except dns.exception.DNSException:
-            return None
-        response.set_rcode(dns.rcode.SERVFAIL)
-        return bytes(response.to_wire())
+        query = dnswire.parse(wire)
+        return dnswire.answer(query, rcode=dnswire.SERVFAIL, udp=proto == "udp") if query is not None else None
 
     # the loop ---------------------------------------------------------------------------------
 

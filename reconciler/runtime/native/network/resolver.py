@@ -10,7 +10,7 @@ Nothing of it is named outside the run dir, so two engines on one host never mee
 `serve` is asked at attach, once the container's interfaces are up and before its process
 starts (its first lookup has an answer), and starts the daemon when none answers; `drop` at
 detach, before the namespace is deleted (an open socket holds its namespace, and its veth
-with it), and starts none. Stdlib only: the daemon alone imports dnspython.
+with it), and starts none. Stdlib only, as the daemon is (network/dnswire.py).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ __all__ = ["DAEMON_MODULE", "drop", "lock_path", "pid", "pid_path", "serve", "so
 
 DAEMON_MODULE = "reconciler.runtime.native.network.dnsd"
 _ASK_TIMEOUT = 5.0          # a serve makes two sockets and a rule in a namespace: milliseconds
-_START_TIMEOUT = 10.0       # the daemon's start: an interpreter, dnspython, the recorded containers
+_START_TIMEOUT = 10.0       # the daemon's start: an interpreter, the recorded containers
 _started: list[subprocess.Popen[bytes]] = []     # the daemons this process started, reaped once ended
 
 

@@ -202,6 +202,16 @@ def test_a_killed_dns_server_comes_back_complete(harness: Harness, engine: Nativ
     assert code == 0, out
     assert out.count("Address") >= 2, out
 
+    # killed while an agent runs: its look before each pass (heal) starts it again
+    pid = resolver.pid(harness.config.run_dir)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    assert procs.wait_gone(pid, 60)
+    assert "embedded DNS server" in engine.heal().made
+    code, out = _nslookup(engine, client, "web")
+    assert code == 0, out
+    assert engine.heal().made == ()                  # running: nothing to do
+
 
 _SIOCGSKNS = 0x894C
 _SYS_PIDFD_GETFD = 438

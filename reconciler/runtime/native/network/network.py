@@ -1156,10 +1156,12 @@ class NetworkManager:
         networks = self._ipam.networks()
         if not networks:
             return base.Healed()
-        gone, loose = ipam.unplugged(networks, self._ipam.veths(self._namespaced()))
+        veths = self._ipam.veths(self._namespaced())
+        gone, loose = ipam.unplugged(networks, veths)
         table = self._fw.table_exists()
+        dns_back = self._dns_again(veths)
         if not gone and not loose and table:
-            return base.Healed()
+            return base.Healed(made=dns_back)
         with self._locked():
             networks = self._ipam.networks()                          # as they are under the lock
             gone, loose = ipam.unplugged(networks, self._ipam.veths(self._namespaced()))
@@ -1172,9 +1174,21 @@ class NetworkManager:
                 self._apply_firewall(force=True)
             plugged, cut = self._plug_again({veth for _, veth in loose}, running)
         made = [f"bridge {n.bridge}" for n in gone] + ([] if table else [f"nft table {self._fw.table}"]) + plugged
+        made += dns_back
         if made or cut:
             log.warning("network plumbing made again", made=made, cut_off=cut)
         return base.Healed(made=tuple(made), cut_off=cut)
+
+    def _dns_again(self, veths: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+        """The embedded DNS server started again if it died while containers with a namespace
+        are on a user-defined network (the daemon serves every recorded one at its start)."""
+        if not any(dns.embedded([network]) for network, _ in veths):
+            return ()
+        try:
+            return ("embedded DNS server",) if resolver.ensure(self.config) else ()
+        except errors.RuntimeBackendError as exc:
+            log.warning("the embedded DNS server did not start again", error=str(exc))
+            return ()
 
     def _namespaced(self) -> set[str]:
         """The containers with a namespace file (or what an unmount left of one), whose veths

@@ -112,6 +112,15 @@ def _start(config: NativeConfig) -> None:
         _started.append(proc)       # it runs on, in its own session; the pid file names it
 
 
+def ensure(config: NativeConfig) -> bool:
+    """Start the daemon if none runs (at its start it serves every recorded container); whether
+    it had to. errors.Unavailable when it cannot start."""
+    if pid(config.run_dir) is not None:
+        return False
+    _start(config)
+    return True
+
+
 def serve(config: NativeConfig, container_id: str, netns: Path) -> None:
     """Have the engine's daemon answer at 127.0.0.11:53 in `netns` for `container_id` (started
     when none answers). errors.Unavailable when it cannot."""

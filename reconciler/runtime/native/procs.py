@@ -85,6 +85,29 @@ def _exists(pid: int) -> bool:
     return True
 
 
+def send(pid: int | None, start: int | None, boot: str | None, signo: int) -> bool:
+    """Send `signo` to `pid` if it is still the process that started at `start` in boot `boot`
+    (through a pidfd opened before that check: a pid reused meanwhile gets nothing); whether it
+    was sent."""
+    if not pid:
+        return False
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return False
+    try:
+        if not alive(pid, start, boot):
+            return False
+        import signal  # here: most callers of this module only read /proc
+
+        signal.pidfd_send_signal(fd, signo)
+        return True
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def wait_gone(pid: int | None, timeout: float | None) -> bool:
     """Wait for `pid` to end (a pidfd, woken when it does: no polling sleep); True if it ended
     within `timeout` (None: no limit)."""

@@ -194,6 +194,36 @@ def test_remove_leaves_no_mount_process_or_directory(native: tuple[NativeRuntime
     assert [v.name for v in rt.list_volumes()] == ["keep"]          # named volumes stay
 
 
+
+def test_stop_and_remove_end_the_process_when_the_runtime_lost_the_container(
+        native: tuple[NativeRuntime, str]) -> None:
+    """runc's state dir deleted under a running container (a cleanup script, a tmpfs lost): runc
+    says the container does not exist, while its process runs on. A stop and a removal end that
+    process all the same (known by its pid, start time and boot id): a removal that believed
+    runc left it running beside its replacement, on the same volume."""
+    rt, image = native
+    for name, end in (("stopped", "stop"), ("removed", "remove")):
+        cid = rt.create_container(_cfg(image, name, "sleep", "1000",
+                                       mounts=(base.Mount(type="volume", source="shared", target="/data"),)))
+        rt.start_container(cid)
+        rec = rt.containers.get(cid)
+        pid, conmon_pid = rec.pid, rec.conmon_pid
+        state = rt.config.run_dir / "runc" / cid
+        assert state.is_dir()
+        subprocess.run(["rm", "-rf", str(state)], check=True)
+        assert oci.OciRuntime.find("runc", rt.config.run_dir / "runc").state(cid) is None
+        if end == "stop":
+            rt.stop_container(cid, timeout=1)
+            assert rt.inspect_container(cid).status == "exited"
+        else:
+            rt.remove_container(cid, force=True)
+            assert rt.containers.paths(cid).dir.exists() is False
+        for p in (pid, conmon_pid):
+            assert not _alive(p), (end, p)
+        if end == "stop":
+            rt.remove_container(cid)
+    assert _mounts_under(rt.config.root) == []
+
 @pytest.fixture
 def logged_runc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A `runc` first on PATH that appends its arguments to a file, then is the real runc."""

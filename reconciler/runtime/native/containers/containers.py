@@ -364,9 +364,7 @@ class ContainerManager(records.RecordStore):
             logs.get_logger("reconciler.runtime.native.containers.containers").warning(
                 "container monitor lost: ending it so its restart policy brings it back",
                 container=rec.name, id=rec.id[:12], conmon_pid=rec.conmon_pid)
-            if not self.oci(rec.runtime).kill(rec.id, 9) and rec.pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(rec.pid, 9)      # the runtime lost its state too: the pid is still ours
+            self._signal(rec, 9)
             deadline = time.monotonic() + 10
             while procs.alive(rec.pid, rec.pid_start, rec.boot_id) and time.monotonic() < deadline:
                 time.sleep(0.01)
@@ -729,16 +727,15 @@ class ContainerManager(records.RecordStore):
             rec = dataclasses.replace(rec, manually_stopped=True, restarting=False)
             self._save(rec)
             timeout = rec.config.stop_timeout if timeout is None else timeout
-            rt = self.oci(rec.runtime)
             # every container has its own pid namespace: ending PID 1 ends them all (no --all)
             if timeout > 0:
                 self.event(rec, "kill", signal=rec.stop_signal)
-                if rt.kill(rec.id, rec.stop_signal):
+                if self._signal(rec, rec.stop_signal):
                     rec = self._thaw(rec)
                     _wait_pid(rec.pid, timeout)
             if rec.main_alive():
                 self.event(rec, "kill", signal=9)
-                rt.kill(rec.id, 9)
+                self._signal(rec, 9)
                 rec = self._thaw(rec)
                 _wait_pid(rec.pid, 10)
             _wait_pid(rec.conmon_pid, 10)
@@ -760,7 +757,7 @@ class ContainerManager(records.RecordStore):
             # Docker: a kill that ends the container counts as stopped by hand (no restart)
             rec = self.update(rec.id, lambda r: dataclasses.replace(r, manually_stopped=True, restarting=False))
         self.event(rec, "kill", signal=signo)
-        self.oci(rec.runtime).kill(rec.id, signo)
+        self._signal(rec, signo)
         rec = self._thaw(rec)
         if signo == 9:
             _wait_pid(rec.pid, 10)
@@ -768,6 +765,16 @@ class ContainerManager(records.RecordStore):
             self._wait_exit_file(rec, 5)
             return self.unpublish(rec.id)
         return rec
+
+    def _signal(self, rec: records.Record, signo: int) -> bool:
+        """Send `signo` to the container's init process through its OCI runtime, or straight to
+        it (by its pid, start time and boot id) when the runtime no longer knows the container
+        (its state dir deleted under it) while the process runs on: a stop or removal that
+        believed the runtime's "does not exist" left it running, beside its replacement and on
+        its volumes. False when it runs no more."""
+        if self.oci(rec.runtime).kill(rec.id, signo):
+            return True
+        return procs.send(rec.pid, rec.pid_start, rec.boot_id, signo)
 
     def _thaw(self, rec: records.Record) -> records.Record:
         """A paused container unpaused after a signal was sent to it, as Docker does: a frozen
@@ -809,8 +816,11 @@ class ContainerManager(records.RecordStore):
                 if not force:
                     raise rterrors.Conflict(
                         f"container {rec.name} is running", hint="stop it first, or remove with force")
-                rt.kill(rec.id, 9)
-                _wait_pid(rec.pid, 10)
+                self._signal(rec, 9)
+                if not _wait_pid(rec.pid, 10) and rec.main_alive():
+                    raise rterrors.RuntimeBackendError(
+                        f"container {rec.name}: its process {rec.pid} did not end on SIGKILL; it is kept",
+                        hint=f"see what holds it: cat /proc/{rec.pid}/stack; then remove it again")
             if not _forget_ended(rt, self._prefix(rec), rec):
                 rt.delete(rec.id, force=True)
             _wait_pid(rec.conmon_pid, 10)

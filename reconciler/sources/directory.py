@@ -9,7 +9,9 @@ writes there stays, and a new revision leaves the bind where it was.
 
 `watch()` wakes the loop on inotify events (watchdog), debounced: a burst of writes (an
 editor saving, `cp -r`, a config-management run) makes one wake after `debounce` seconds of
-quiet, or after `max_delay` at the latest. Dotfiles and directories, editor swap, backup and
+quiet, or after `max_delay` at the latest; a file written in place wakes it only once closed
+(inotify's CLOSE_WRITE: a writer that flushes between two documents does not get the first
+applied alone), or `open_wait` after its last write. Dotfiles and directories, editor swap, backup and
 temporary files are ignored; an atomic replace (write `.web.yaml.tmp`, rename to `web.yaml`)
 counts as a change of `web.yaml`. A periodic re-list (kubelet re-lists every 20 s) compares
 names, sizes and times with the previous listing and wakes on any difference, catching what
@@ -80,6 +82,7 @@ class DirectorySource:
         cache_dir: Path,  # snapshots go to cache_dir/<id>/; owned by this source alone
         debounce: float = 0.2,  # quiet time after the last event before waking
         max_delay: float = 2.0,  # wake after this long even if events keep coming
+        open_wait: float = 10.0,  # a file written and not closed yet holds the wake this long at most
         resync_interval: float = 20.0,  # the full re-list safety net (kubelet's default)
         inotify: bool = True,  # False: re-list only (filesystems without inotify, e.g. NFS)
         keep: int = 3,  # most recent snapshots kept besides retained ones
@@ -96,6 +99,7 @@ class DirectorySource:
             )
         self.debounce = debounce
         self.max_delay = max_delay
+        self.open_wait = open_wait
         self.resync_interval = resync_interval
         self.inotify = inotify
         self.keep = keep
@@ -260,6 +264,7 @@ class DirectoryWatch:
         self._closed = False
         self._closing = threading.Event()  # the re-list thread sleeps on this, not on _cond
         self._changes: list[str] = []
+        self._writing: set[str] = set()  # files written since their last close (inotify's CLOSE_WRITE)
         self._first: float | None = None
         self._last: float | None = None
         self._observer: BaseObserver | None = None
@@ -334,10 +339,18 @@ class DirectoryWatch:
                 relevant.append(rel)
         if not relevant:
             return
-        self._note(f"{relevant[-1]} {kind}")
+        # a file written in place and not closed yet is half-written: the wake waits for its
+        # close (a writer's flush between two documents must not apply the first alone)
+        writing = (kind in (wd_events.EVENT_TYPE_MODIFIED, wd_events.EVENT_TYPE_CREATED)
+                   and not event.is_directory)
+        self._note(f"{relevant[-1]} {kind}", writing=relevant[0] if writing else None,
+                   done=() if writing else relevant)
 
-    def _note(self, change: str) -> None:
+    def _note(self, change: str, *, writing: str | None = None, done: Collection[str] = ()) -> None:
         with self._cond:
+            self._writing.difference_update(done)
+            if writing is not None:
+                self._writing.add(writing)
             now = time.monotonic()
             if self._first is None:
                 self._first = now
@@ -357,11 +370,14 @@ class DirectoryWatch:
                 first = last if self._first is None else self._first
                 now = time.monotonic()
                 due = min(last + src.debounce, first + src.max_delay)
+                if self._writing:
+                    due = max(due, last + src.open_wait)     # until it is closed, within reason
                 if now < due:
                     self._cond.wait(due - now)
                     continue
                 changes = self._changes
                 self._changes, self._first, self._last = [], None, None
+                self._writing.clear()
             shown = ", ".join(dict.fromkeys(changes[-5:]))
             more = f" (+{len(changes) - 5} more)" if len(changes) > 5 else ""
             self._fire(f"directory {self._root}: {shown}{more}")
@@ -415,6 +431,9 @@ class DirectoryWatch:
             alive = any(e.watch == self._watch and e.is_alive() for e in self._observer.emitters)
             if current is not None and (current != self._watched_ino or not alive):
                 rearmed = self._arm()
+        with self._cond:
+            if self._writing:
+                return False        # a file is being written: the debouncer wakes at its close
         listing = self._list()
         changed = listing != self._listing
         self._listing = listing

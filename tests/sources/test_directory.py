@@ -313,3 +313,44 @@ def test_a_continuous_stream_of_writes_still_wakes_after_max_delay(manifests: Pa
             time.sleep(0.01)
     assert wakes.reasons, "no wake during a continuous stream of writes"
     assert "churn.yaml" in wakes.reasons[0]
+
+
+def test_a_file_written_in_place_wakes_once_it_is_closed(manifests: Path) -> None:
+    """A writer that flushes between two documents (a script, a config-management run writing
+    in place): the wake waits for the file's close, so the fetch it leads to has both documents
+    (applying the first alone pruned the second's container and made it again)."""
+    import threading
+
+    src = make_source(manifests, debounce=0.1, max_delay=0.3, resync_interval=3600.0)
+    wakes = Wakes()
+    flushed, go = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with open(manifests / "two.yaml", "w") as f:
+            f.write(WEB.replace("web", "one"))
+            f.flush()
+            flushed.set()
+            go.wait(20)
+            f.write("---\n" + DB)
+
+    with src.watch(wakes):
+        writer = threading.Thread(target=write)
+        writer.start()
+        assert flushed.wait(20)
+        time.sleep(1.0)                 # debounce and max_delay passed while the file stays open
+        seen_open = list(wakes.reasons)
+        go.set()
+        writer.join()
+        reasons = wakes.wait(1)
+    assert seen_open == []
+    assert "two.yaml" in reasons[0]
+    assert (src.fetch().path / "two.yaml").read_text() == WEB.replace("web", "one") + "---\n" + DB
+
+
+def test_a_writer_that_keeps_a_file_open_wakes_after_open_wait(manifests: Path) -> None:
+    src = make_source(manifests, debounce=0.05, max_delay=0.1, open_wait=0.5, resync_interval=3600.0)
+    wakes = Wakes()
+    with src.watch(wakes), open(manifests / "held.yaml", "w") as f:
+        f.write(DB)
+        f.flush()
+        assert "held.yaml" in wakes.wait(1)[0]

@@ -1,7 +1,8 @@
-"""`reconcile network ls | inspect NAME...`: the native engine's networks, from its state DB.
+"""`reconcile network ls | inspect NAME... | create NAME | rm NAME...`: the native engine's networks.
 
-Read-only: it opens the state database under `--root` and lists what the engine recorded
-(networks, their bridges and subnets, and which containers hold which address).
+`ls` and `inspect` read the state database under `--root` (networks, their bridges and subnets,
+and which containers hold which address); `create` and `rm` make and remove one as `docker
+network create`/`rm` do (through the engine's network manager: its bridge, addresses and rules).
 """
 
 from __future__ import annotations
@@ -30,6 +31,21 @@ def register(subparsers: Any) -> None:
                              description="Show networks in detail (JSON, or YAML with -o yaml).")
     output.add_output_flag(inspect, table=False)
     inspect.add_argument("names", nargs="+", metavar="NAME")
+    create = sub.add_parser("create", help="create a bridge network",
+                            description="Create a bridge network, as `docker network create` does (a Network "
+                            "manifest makes one declaratively).")
+    create.add_argument("name", metavar="NAME")
+    create.add_argument("--subnet", help="its IPv4 subnet (CIDR) [one from the engine's pool]")
+    create.add_argument("--gateway", help="its IPv4 gateway [the subnet's first address]")
+    create.add_argument("--ipv6", action="store_true", help="dual stack: an IPv6 subnet too")
+    create.add_argument("--subnet6", metavar="CIDR", help="its IPv6 subnet (with --ipv6) [a /64 from fd00::/8]")
+    create.add_argument("--internal", action="store_true", help="no way out of the network (no NAT, no route)")
+    create.add_argument("--mtu", type=int, default=1500, help="its MTU [1500]")
+    create.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE", help="set a label")
+    rm = sub.add_parser("rm", aliases=["remove"], help="remove networks no container is attached to",
+                        description="Remove networks, as `docker network rm` does: refused while a container is "
+                        "attached.")
+    rm.add_argument("names", nargs="+", metavar="NAME")
     parser.set_defaults(run=run)
 
 
@@ -45,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.runtime import errors
 
     manager = _manager(args)
+    if args.network_command == "create":
+        return _create(args, manager)
+    if args.network_command in ("rm", "remove"):
+        return _remove(args, manager)
     if args.network_command == "ls":
         selector = {}
         for item in args.filter:
@@ -81,3 +101,45 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise errors.NotFound(f"no such network: {', '.join(missing)}", hint="see `reconcile network ls`")
     return 0
+
+
+def _create(args: argparse.Namespace, manager: Any) -> int:
+    from reconciler.runtime import base, errors
+
+    labels = {}
+    for item in args.label:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise errors.InvalidArgument(f"label {item!r} is not KEY=VALUE")
+        labels[key] = value if sep else ""
+    if args.subnet6 and not args.ipv6:
+        raise errors.InvalidArgument("--subnet6 needs --ipv6")
+    try:
+        manager.inspect_network(args.name)
+    except errors.NotFound:
+        pass
+    else:
+        raise errors.Conflict(f"network with name {args.name} already exists",
+                              hint=f"see `reconcile network inspect {args.name}`, or remove it first")
+    state = manager.ensure_network(base.NetworkConfig(
+        name=args.name, subnet=args.subnet, gateway=args.gateway, internal=args.internal, mtu=args.mtu,
+        labels=labels, ipv6=args.ipv6, ipv6_subnet=args.subnet6))
+    print(state.id)
+    return 0
+
+
+def _remove(args: argparse.Namespace, manager: Any) -> int:
+    """Each network removed, its name printed, like docker (as `rm` of containers); 1 if any failed."""
+    import sys
+
+    from reconciler.runtime import errors
+
+    rc = 0
+    for name in args.names:
+        try:
+            manager.remove_network(name)
+            print(name)
+        except errors.RuntimeBackendError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            rc = 1
+    return rc

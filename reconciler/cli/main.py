@@ -101,6 +101,9 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
      "observed lately: its status is stale)"),
     ("inspect, image inspect, network inspect, volume inspect", "1", "some name was not found (all but "
      "volume inspect still print the others)"),
+    ("network rm", "1", "some network was not removed (one still has a container attached, or none has that "
+     "name): the others are, their names printed"),
+    ("network create", "1", "a network of that name exists, or the subnet overlaps another"),
 )
 
 

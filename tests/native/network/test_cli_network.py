@@ -1,4 +1,4 @@
-"""`reconcile network ls / inspect` over a state DB the engine wrote."""
+"""`reconcile network ls / inspect` over a state DB the engine wrote; `create` and `rm` on the host."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from reconciler._sqlite import Database
 from reconciler.runtime import base
 from reconciler.runtime.native.network import ipam
+from tests.native.network.conftest import Harness
 
 
 def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -53,3 +54,37 @@ def test_inspect_lists_members_and_fails_for_unknown(tmp_path: Path) -> None:
     missing = _cli(tmp_path, "inspect", "shop", "nope")
     assert missing.returncode == 1
     assert "no such network: nope" in missing.stderr
+
+
+def test_create_then_rm_a_network_as_docker_network_does(harness: Harness) -> None:
+    """`reconcile network create` makes the bridge a `run --network NAME` needs (the hint of that
+    refusal names it), refuses a name in use; `network rm` removes it, bridge and all."""
+    import os
+
+    from reconciler.runtime.native.network import netlink
+
+    cfg = harness.config
+    env = {**os.environ, "RECONCILER_PREFIX": cfg.name_prefix}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "reconciler", "network", "--root", str(cfg.root),
+                               "--run-dir", str(cfg.run_dir), *args], capture_output=True, text=True, env=env,
+                              check=False)
+
+    made = cli("create", "--subnet", harness.subnet(1), "--internal", "-l", "tier=back", "backend")
+    assert made.returncode == 0, made.stderr
+    doc = json.loads(cli("inspect", "backend").stdout)[0]
+    assert (doc["subnet"], doc["internal"], doc["labels"]) == (harness.subnet(1), True, {"tier": "back"})
+    assert doc["id"] == made.stdout.strip()
+    with netlink.host() as h:
+        assert h.index(doc["bridge"])
+    again = cli("create", "backend")
+    assert again.returncode == 1
+    assert "already exists" in again.stderr
+    gone = cli("rm", "backend", "nope")
+    assert gone.returncode == 1
+    assert gone.stdout == "backend\n"
+    assert "nope" in gone.stderr
+    assert json.loads(cli("ls", "-o", "json").stdout) == []
+    with netlink.host() as h:
+        assert not h.index(doc["bridge"])

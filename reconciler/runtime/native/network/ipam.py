@@ -584,7 +584,7 @@ class IPAM:
                 if row is None:
                     raise errors.NotFound(
                         f"network {net_name!r} not found (container {container.name!r})",
-                        hint="create the network before the containers that use it",
+                        hint="create it first (`reconcile network create NAME`, or a Network manifest)",
                     )
                 endpoints.append(self._insert_endpoint(
                     conn, row, container.container_id, container.name, position=pos, veth=veth_name[net_name],

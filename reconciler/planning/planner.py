@@ -146,6 +146,8 @@ class _Builder:
         return actions.Plan(actions=tuple(out), notes=tuple(self.notes), revision=revision, drift=drift)
 
 
+COMPOSE_PROJECT = "com.docker.compose.project"    # the label compose puts on a project's objects
+
 REBUILT = "image rebuilt"          # a replacement's reason: its image is built in this pass
 
 def _short(digest: str) -> str:
@@ -338,6 +340,19 @@ class _Planner:
         self.prune = opts.prune and not self.prune_refused
         self.drift_check = bool(opts.applied_revision) and opts.applied_revision == d.revision
 
+    def _another_project(self, kind: str, name: str) -> str:
+        """Why an owned object the revision no longer declares is left alone: it was made for
+        another compose project than the revision's ('' when not: a prune removes it). Compose
+        never touches another project's objects, and two projects applied under one owner
+        (`reconcile apply projA`, then `projB`) would otherwise prune each other."""
+        mine = self.desired.project
+        entry = self.inventory.entries.get((kind, name))
+        theirs = str(((entry.spec or {}).get("labels") or {}).get(COMPOSE_PROJECT, "")) if entry and mine else ""
+        if not theirs or theirs == mine:
+            return ""
+        return (f"compose project {theirs}'s, not {mine}'s: left untouched, as compose leaves another project's "
+                f"(apply each compose project with its own --owner, e.g. --owner {mine})")
+
     def _labels(self, kind: str, name: str, obj: models.Container | models.Network | models.Volume | None,
                 digest: str = "") -> dict[str, str]:
         return implied.labels(owner=self.options.owner, revision=self.desired.revision, kind=kind,
@@ -361,7 +376,9 @@ class _Planner:
                 continue
             res = str(ResourceId.container(name))
             o = self.observed.containers.get(name)
-            if o is None:
+            if self._another_project(kind, name):
+                b.add(f"forget:{res}", Kind.FORGET, res, self._another_project(kind, name))
+            elif o is None:
                 b.add(f"forget:{res}", Kind.FORGET, res, "not in desired state; already gone")
             elif not _owned(o.owner, self.options):
                 b.add(f"forget:{res}", Kind.FORGET, res,
@@ -380,7 +397,10 @@ class _Planner:
             {("Volume", n) for n in self.desired.external_volumes}
         for kind, name in self.garbage if self.prune else []:
             entry = self.inventory.entries[(kind, name)]
-            if (kind, name) in external:
+            if self._another_project(kind, name):
+                b.add(f"forget:{ResourceId(kind, name)}", Kind.FORGET, str(ResourceId(kind, name)),
+                      self._another_project(kind, name))
+            elif (kind, name) in external:
                 b.add(f"forget:{ResourceId(kind, name)}", Kind.FORGET, str(ResourceId(kind, name)),
                       "declared external now: no longer managed, left in place", self.container_removals)
             elif kind == "Network":

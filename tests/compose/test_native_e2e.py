@@ -177,3 +177,37 @@ def test_a_job_rolled_back_shows_the_image_reference_it_was_made_from(
     assert after.id != before.id
     assert (after.image, after.image_id) == (busybox_image, before.image_id)
     assert (after.exit_code, after.labels) == (0, before.labels)
+
+
+TWO = """
+    services:
+      app:
+        image: {image}
+        command: ["sleep", "1000"]
+        networks: [default]
+    networks:
+      default: {{}}
+    """
+
+
+def test_a_second_compose_project_under_one_owner_leaves_the_first_running(
+    tmp_path: Path, host: Host, busybox_image: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`reconcile apply proja`, then `reconcile apply projb` (one default owner): compose keeps
+    projects apart by name, and the second apply leaves the first's container and network
+    (noted as another project's, with the --owner that keeps them apart) instead of pruning."""
+    for name in ("proja", "projb"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "compose.yaml").write_text(textwrap.dedent(TWO.format(image=busybox_image)))
+    assert host.cli("apply", str(tmp_path / "proja")) == 0
+    capsys.readouterr()
+    assert host.cli("apply", str(tmp_path / "projb")) == 0
+    out = capsys.readouterr().out
+    assert "compose project proja's, not projb's" in out
+    rt = host.runtime()
+    try:
+        assert rt.inspect_container("proja-app-1").status == "running"
+        assert rt.inspect_container("projb-app-1").status == "running"
+        assert {n.name for n in rt.list_networks()} >= {"proja_default", "projb_default"}
+    finally:
+        rt.close()

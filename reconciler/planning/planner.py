@@ -212,8 +212,10 @@ def _stranger(what: str, owner: labelmod.Ownership | None, *, foreign_hint: str 
 
 
 # a volume moved from another host with `volume import` before the manifests made it
-_KEEP_VOLUME_DATA = (" (to keep its data: `volume export` it, `volume rm` it, apply, then `volume import` into "
-                     "the empty volume the manifests made, which keeps their labels)")
+_KEEP_VOLUME_DATA = (" (to use it with its data as it is: declare it external, `external: true` in its Volume "
+                     "manifest or its compose `volumes:` entry: used, never changed or pruned; on the native engine, "
+                     "to have the manifests own it: `reconcile volume export` it, `volume rm` it, apply, then "
+                     "`volume import` into the empty volume the manifests made, which keeps their labels)")
 
 
 def _held(

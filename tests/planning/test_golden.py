@@ -153,7 +153,7 @@ note: container:web runs with bind mount source(s) /srv/web/app.conf no longer w
 [2] -> #3 container:web, start, not found
 """,
     "foreign_volume_same_name": """\
-[] -> #1 volume:data, fail, name taken by a foreign volume (no reconciler.owner label); left untouched: rename or remove it by hand (to keep its data: `volume export` it, `volume rm` it, apply, then `volume import` into the empty volume the manifests made, which keeps their labels)
+[] -> #1 volume:data, fail, name taken by a foreign volume (no reconciler.owner label); left untouched: rename or remove it by hand (to use it with its data as it is: declare it external, `external: true` in its Volume manifest or its compose `volumes:` entry: used, never changed or pruned; on the native engine, to have the manifests own it: `reconcile volume export` it, `volume rm` it, apply, then `volume import` into the empty volume the manifests made, which keeps their labels)
 [1] -> #2 container:web, create, not found
 [2] -> #3 container:web, start, not found
 """,

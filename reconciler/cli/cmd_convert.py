@@ -30,7 +30,8 @@ def register(subparsers: Any) -> None:
                         help="the project directory holding the compose file (default: the current one)")
     parser.add_argument("-f", "--file", dest="files", action="append", default=[], metavar="FILE",
                         help="a compose file; repeat to merge several in order (the project directory is "
-                        "then the first file's)")
+                        "then the first file's; default: the files COMPOSE_FILE names, or compose.yaml and "
+                        "its override file)")
     parser.add_argument("-p", "--project-name", metavar="NAME",
                         help="the project name (default: COMPOSE_PROJECT_NAME, the file's name:, or the "
                         "directory's name)")

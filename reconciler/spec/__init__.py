@@ -128,7 +128,7 @@ def convert(
     from reconciler.spec import compose as compose_mod
 
     target = os.fspath(path)
-    if not (compose is not None and compose.files) and not compose_mod.find(target):
+    if not (compose is not None and compose.files) and not compose_mod.find(target, compose.environ if compose else None):
         names = ", ".join(compose_mod.COMPOSE_FILES)
         raise SpecError([Problem(target, 0, 0, "", "", "", f"no compose file here (one of {names}); give a "
                                  "directory holding one, or the files with -f")])
@@ -149,7 +149,7 @@ def _load(
     problems: list[Problem] = []
     warnings: list[Problem] = []
     compose_files = compose_opts.files if compose_opts is not None and compose_opts.files else \
-        composefiles.find(path) if path != "-" else []
+        composefiles.find(path, compose_opts.environ if compose_opts is not None else None) if path != "-" else []
     if compose_opts is not None and compose_opts.files:
         path = os.path.dirname(os.path.abspath(compose_opts.files[0]))
     root = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)) if path != "-" else os.getcwd()

@@ -7,11 +7,14 @@
 
 1. Files: `compose.yaml`, `compose.yml`, `docker-compose.yml` or `docker-compose.yaml` in the
    directory (the first found) and its `compose.override.y[a]ml` / `docker-compose.override.y[a]ml`,
-   or the files named explicitly (`-f`), merged in order. Relative paths in all of them start at
-   the project directory: the directory loaded, or that of the first file named.
+   or the files COMPOSE_FILE names (the shell's, else `.env`'s; relative to the directory, split
+   at COMPOSE_PATH_SEPARATOR), or the files named explicitly (`-f`), merged in order. Relative
+   paths in all of them start at the project directory: the directory loaded, or that of the
+   first file named with `-f`.
 2. Environment: the shell's (the process environment) over the project directory's `.env`
    (compose's dotenv format, `interpolation.parse_dotenv`). `COMPOSE_PROJECT_NAME`,
-   `COMPOSE_PROFILES` and `COMPOSE_DISABLE_ENV_FILE` are read from it.
+   `COMPOSE_PROFILES`, `COMPOSE_FILE`, `COMPOSE_PATH_SEPARATOR` and `COMPOSE_DISABLE_ENV_FILE`
+   are read from it.
 3. Project name: `-p`, else `COMPOSE_PROJECT_NAME`, else the files' `name:` (the last one set,
    interpolated), else the directory's name; lower-cased, keeping only `a-z 0-9 _ -`, leading
    `_`/`-` dropped (compose's normalisation). `-p` and the variable must already be normal.
@@ -58,7 +61,7 @@ from reconciler.spec import (
     sops,
     yamltree,
 )
-from reconciler.spec.composefiles import COMPOSE_FILES, OVERRIDE_FILES, Options, find
+from reconciler.spec.composefiles import COMPOSE_FILES, OVERRIDE_FILES, Options, find, named_files
 from reconciler.spec.located import Map, Seq
 from reconciler.spec.models import Origin
 
@@ -204,6 +207,51 @@ def _environment(directory: str, environ: Mapping[str, str], rd: Reader) -> dict
     for key, value in _dotenv(dotenv, env.get, rd, Origin(dotenv, 1, 1), "", "the .env file").items():
         env.setdefault(key, value)      # the shell wins
     return env
+
+
+def _compose_file(directory: str, environ: Mapping[str, str], env: Mapping[str, str], rd: Reader) -> list[str] | None:
+    """The files COMPOSE_FILE names (compose-go's WithConfigFileEnv: the shell's, else the
+    `.env`'s; relative to the project directory, split at COMPOSE_PATH_SEPARATOR), those that
+    exist and that the source's policy allows; None when it is not set. Each other one is a
+    problem at the `.env` line that sets it (or the directory, for the shell's): compose stops
+    at a file that does not exist."""
+    value = env.get("COMPOSE_FILE")
+    if not value:
+        return None
+    dotenv = os.path.join(directory, ".env")
+    at = Origin(directory, 0, 0)
+    where = "COMPOSE_FILE (from the environment)"
+    if "COMPOSE_FILE" not in environ:
+        where, at = "COMPOSE_FILE", Origin(dotenv, _dotenv_line(rd, dotenv, "COMPOSE_FILE"), 1)
+    named = named_files(directory, value, env.get("COMPOSE_PATH_SEPARATOR", ""))
+    out = []
+    for path in named:
+        shown = os.path.relpath(path, directory)
+        refused = None if _beneath(directory, path) else rd.refuse(path)
+        if refused:
+            rd.error(at, "", f"{where} names {shown}: compose file {refused}")
+        elif os.path.basename(path) == "-":
+            rd.error(at, "", f"{where} names -: a compose project is not read from stdin; name its files")
+        elif not os.path.isfile(path):
+            rd.error(at, "", f"{where} names {shown}: not found, or not a file; fix the name, or unset "
+                     "COMPOSE_FILE to use compose.yaml and its override file")
+        else:
+            out.append(path)
+    return out if len(out) == len(named) else []
+
+
+def _dotenv_line(rd: Reader, path: str, name: str) -> int:
+    """The line of the `.env` file `path` that sets `name` (the last one), 1 when not found."""
+    data = rd.read_file(path) or b""
+    line = 1
+    for n, text in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+        if re.match(rf"\s*(export\s+)?{name}\s*=", text):
+            line = n
+    return line
+
+
+def _beneath(root: str, path: str) -> bool:
+    return os.path.commonpath([root, os.path.abspath(path)]) == root
 
 
 def _dotenv(path: str, lookup: interpolation.Lookup, rd: Reader, at: Origin, where: str, what: str) -> dict[str, str]:
@@ -1191,22 +1239,30 @@ def load(directory: str, opts: Options, rd: Reader, *, files: list[str] | None =
         # the project directory absolute, as compose makes it: relative bind, secret and build
         # paths are resolved against it (`reconcile apply .` made them relative to nothing)
         directory = os.path.abspath(directory)
-        files = files if files is not None else find(directory)
+        files = files if files is not None else find(directory, environ)
         root = directory if os.path.isdir(directory) else None
-        if os.path.isdir(directory):
-            found = [n for n in COMPOSE_FILES if os.path.isfile(os.path.join(directory, n))]
-            if len(found) > 1:
-                rd.warn(Origin(files[0], 1, 1), "", f"several compose files: {', '.join(found)}; using {found[0]}")
-        else:
+        if root is None:
             directory = os.path.dirname(os.path.abspath(directory))
     if not files:
         rd.error(Origin(directory, 0, 0), "", f"no compose file in {directory} (one of {', '.join(COMPOSE_FILES)})")
         return None
     rd.file = files[0]
     env = _environment(directory, environ, rd)      # a broken .env is reported; the rest still loads
+    if root is not None:
+        named = _compose_file(directory, environ, env, rd)
+        if named is None:
+            found = [n for n in COMPOSE_FILES if os.path.isfile(os.path.join(directory, n))]
+            if len(found) > 1:
+                rd.warn(Origin(files[0], 1, 1), "", f"several compose files: {', '.join(found)}; using {found[0]}")
+        elif not named:
+            return None
+        else:
+            files = named
+            rd.file = files[0]
     loader = _Loader(directory, env, rd)
     before = len(rd.problems)
-    per_file = [(f, _read_yaml(f, root, rd)) for f in files]
+    # a file COMPOSE_FILE names outside the directory was let through by the policy (_compose_file)
+    per_file = [(f, _read_yaml(f, root if root is not None and _beneath(root, f) else None, rd)) for f in files]
     valid = len(rd.problems) == before              # a file that does not read leaves no project to check
     docs = [d for _, ds in per_file for d in ds]
     name = _project_name(opts, env, docs, directory, rd) if docs else None

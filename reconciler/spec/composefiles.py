@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from reconciler._dataclass import dataclass
 
-__all__ = ["COMPOSE_FILES", "OVERRIDE_FILES", "Options", "find"]
+__all__ = ["COMPOSE_FILES", "OVERRIDE_FILES", "Options", "dotenv_compose_file", "find", "named_files"]
 
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
 OVERRIDE_FILES = ("compose.override.yml", "compose.override.yaml", "docker-compose.override.yml",
@@ -29,11 +29,28 @@ class Options:
     environ: Mapping[str, str] | None = None    # the shell environment; None: os.environ
 
 
-def find(path: str) -> list[str]:
-    """The compose files of `path`: a directory's first compose file and its override file, or
-    `[path]` for a file named like a compose file; [] when `path` is not a compose project."""
+def find(path: str, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The compose files of `path`: a directory's files named by COMPOSE_FILE, else its first
+    compose file and its override file, or `[path]` for a file named like a compose file; []
+    when `path` is not a compose project.
+
+    COMPOSE_FILE is the shell's (`environ`, None: os.environ), else the directory's `.env`'s
+    (compose-go's WithConfigFileEnv, after WithDotEnv). Set in `.env`, it makes the directory a
+    compose project; set in the shell only, it does when the directory holds a compose file or
+    one of the files it names, so that a shell set up for another project does not turn a
+    directory of manifests into one. `compose.load` resolves it again from the environment it
+    interpolates with (a sops-encrypted `.env` decrypted) and reports what it names wrongly.
+    """
     if os.path.isdir(path):
         first = [os.path.join(path, n) for n in COMPOSE_FILES if os.path.isfile(os.path.join(path, n))]
+        env = os.environ if environ is None else environ
+        value, from_dotenv = env.get("COMPOSE_FILE"), False
+        if value is None and env.get("COMPOSE_DISABLE_ENV_FILE", "").strip().lower() not in ("1", "t", "true"):
+            value, from_dotenv = dotenv_compose_file(path, env), True
+        if value:
+            named = named_files(path, value, env.get("COMPOSE_PATH_SEPARATOR", ""))
+            if named and (from_dotenv or first or any(os.path.isfile(n) for n in named)):
+                return named
         if not first:
             return []
         overrides = [os.path.join(path, n) for n in OVERRIDE_FILES if os.path.isfile(os.path.join(path, n))]
@@ -41,3 +58,30 @@ def find(path: str) -> list[str]:
     if os.path.basename(path) in COMPOSE_FILES + OVERRIDE_FILES and os.path.isfile(path):
         return [path]
     return []
+
+
+def named_files(directory: str, value: str, separator: str = "") -> list[str]:
+    """The files a COMPOSE_FILE value names, in order: split at COMPOSE_PATH_SEPARATOR
+    (`separator`; empty: os.pathsep, `:` on Linux, as compose-go), relative to the project
+    directory; empty entries are skipped."""
+    return [os.path.normpath(os.path.join(directory, p)) for p in value.split(separator or os.pathsep) if p]
+
+
+def dotenv_compose_file(directory: str, environ: Mapping[str, str]) -> str | None:
+    """COMPOSE_FILE as the project directory's `.env` sets it (interpolated from `environ`), or
+    None. The `.env` is parsed only when it names the variable (a plain manifest directory with
+    a `.env` costs one read); one that does not parse is reported by the loader, not here."""
+    dotenv = os.path.join(directory, ".env")
+    try:
+        with open(dotenv, "rb") as f:
+            data = f.read(1 << 20)
+    except OSError:
+        return None
+    if b"COMPOSE_FILE" not in data:
+        return None
+    from reconciler.spec import interpolation
+
+    try:
+        return interpolation.parse_dotenv(data.decode("utf-8"), environ.get).get("COMPOSE_FILE") or None
+    except (UnicodeDecodeError, interpolation.DotenvError):
+        return None

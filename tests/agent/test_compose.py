@@ -91,3 +91,17 @@ def test_a_compose_repository_is_named_after_its_clone(tmp_path: Path, agents: l
         assert env_of(a.root, "storefront-api-1") == {"LEVEL": "x"}
     finally:
         server.stop()
+
+
+def test_compose_file_in_the_sources_dotenv_names_the_files_the_agent_merges(tmp_path: Path,
+                                                                             agent: AgentProc) -> None:
+    """COMPOSE_FILE in `.env` is read by the agent's loader as by the command line's: an edit of
+    `.env` that adds the production file replaces the service it changes."""
+    shop = tmp_path / "shop"
+    write(shop, "docker-compose.yml", f"services:\n  web:\n    image: {IMG}\n    environment: {{MODE: dev}}\n")
+    write(shop, "docker-compose.prod.yml", "services:\n  web:\n    environment: {MODE: prod}\n")
+    write(shop, ".env", "COMPOSE_FILE=docker-compose.yml\n")
+    agent.start()
+    wait_for("web created", lambda: env_of(agent.root, "shop-web-1") == {"MODE": "dev"})
+    write(shop, ".env", "COMPOSE_FILE=docker-compose.yml:docker-compose.prod.yml\n")
+    wait_for("web replaced", lambda: env_of(agent.root, "shop-web-1") == {"MODE": "prod"})

@@ -227,6 +227,63 @@ def test_explicit_files_merge_in_order_from_the_first_files_directory(tmp_path: 
     assert desired.project == "deploy"
 
 
+MODES = {
+    "docker-compose.yml": "name: app\nservices:\n  web:\n    image: x/web:1\n    environment: {MODE: dev}\n",
+    "docker-compose.prod.yml": "services:\n  web:\n    environment: {MODE: prod}\n",
+}
+
+
+def test_compose_file_from_dotenv_or_the_shell_names_the_files_merged(tmp_path: Path) -> None:
+    write(tmp_path, {**MODES, ".env": "COMPOSE_FILE=docker-compose.yml:docker-compose.prod.yml\n"})
+    desired = load(tmp_path)
+    assert dict(desired.containers["app-web-1"].env) == {"MODE": "prod"}          # docker-compose's
+    assert [os.path.basename(s) for s in desired.sources] == ["docker-compose.prod.yml", "docker-compose.yml"]
+    # the shell's wins over .env's, with its own separator
+    desired = load(tmp_path, env={"COMPOSE_FILE": "docker-compose.yml"})
+    assert dict(desired.containers["app-web-1"].env) == {"MODE": "dev"}
+    desired = load(tmp_path, env={"COMPOSE_FILE": "docker-compose.yml;docker-compose.prod.yml",
+                                  "COMPOSE_PATH_SEPARATOR": ";"})
+    assert dict(desired.containers["app-web-1"].env) == {"MODE": "prod"}
+    # explicit files (-f) win over it, as compose's
+    desired = spec.load(tmp_path, compose=compose.Options(files=(str(tmp_path / "docker-compose.yml"),), environ={}))
+    assert dict(desired.containers["app-web-1"].env) == {"MODE": "dev"}
+
+
+def test_compose_file_makes_a_project_of_a_directory_without_a_default_file(tmp_path: Path) -> None:
+    write(tmp_path, {"base.yml": MODES["docker-compose.yml"], "prod.yml": MODES["docker-compose.prod.yml"]})
+    with pytest.raises(spec.SpecError):      # read as manifests: a shell's COMPOSE_FILE naming nothing here
+        load(tmp_path, env={"COMPOSE_FILE": "other/compose.yaml"})
+    assert dict(load(tmp_path, env={"COMPOSE_FILE": "base.yml:prod.yml"}).containers["app-web-1"].env) == \
+        {"MODE": "prod"}
+    (tmp_path / ".env").write_text("# the deployment\nexport COMPOSE_FILE=base.yml\n")
+    assert dict(load(tmp_path).containers["app-web-1"].env) == {"MODE": "dev"}
+
+
+def test_a_file_compose_file_names_that_is_missing_is_located_at_its_dotenv_line(tmp_path: Path) -> None:
+    assert problems(tmp_path, {**MODES, ".env": "A=1\nCOMPOSE_FILE=docker-compose.yml:docker-compose.prd.yml\n"}) == [
+        ".env:2:1: COMPOSE_FILE names docker-compose.prd.yml: not found, or not a file; fix the name, or unset "
+        "COMPOSE_FILE to use compose.yaml and its override file",
+    ]
+    assert problems(tmp_path, {}, env={"COMPOSE_FILE": "gone.yml"}) == [
+        f"{tmp_path}:0:0: COMPOSE_FILE (from the environment) names gone.yml: not found, or not a file; fix the "
+        "name, or unset COMPOSE_FILE to use compose.yaml and its override file",
+    ]
+
+
+def test_policy_refuses_a_compose_file_compose_file_names_outside_the_source(tmp_path: Path) -> None:
+    from reconciler.spec import policy
+
+    write(tmp_path, {"base.yml": "services:\n  web:\n    image: x/web:1\n    privileged: true\n"})
+    root = write(tmp_path / "src", {**MODES, ".env": "COMPOSE_FILE=docker-compose.yml:../base.yml\n"})
+    with pytest.raises(spec.SpecError) as info:
+        spec.load(root, policy=policy.RESTRICTED, compose=compose.Options(environ={}))
+    [problem] = info.value.problems
+    assert str(problem).startswith(f"{root}/.env:1:1: COMPOSE_FILE names ../base.yml: compose file {tmp_path}/base.yml "
+                                   f"is outside the source root {root} and refused by policy 'restricted'")
+    # without a policy (the command line), it is read, as compose reads it
+    assert load(root).containers["app-web-1"].privileged
+
+
 def test_several_documents_in_one_file_merge_in_order(tmp_path: Path) -> None:
     desired = load(tmp_path, {"compose.yaml": """
         name: app

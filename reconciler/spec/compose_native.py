@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from reconciler._dataclass import dataclass, field
@@ -56,7 +56,7 @@ SERVICE_KEYS: dict[str, str] = {
     "tmpfs": "`volumes` of type tmpfs, with `size` and `mode` options (other options are errors)",
     "restart": "`restart`",
     "healthcheck": "`healthcheck`: `test`, `interval`, `timeout`, `retries`, `start_period` (`startPeriod`), `start_interval` (`startInterval`: refused on an engine older than Docker 25, Podman's among them); `disable: true` is `[NONE]`; without `test`, the image's HEALTHCHECK with these timings, as Docker merges them (with `test`, an `interval`, `timeout` or `retries` left out is Docker's default, where Docker takes the image's)",
-    "depends_on": "`dependsOn` (created, and healthy when they have a healthcheck, their own or their image's, first); a dependency with `service_completed_successfully` becomes a `job: true` Container (run to exit 0 first, and what depends on it is not started while it has failed); `required: false` on a service no active profile enables drops it; `restart: true` is a warning (not honoured)",
+    "depends_on": "`dependsOn` (created, and healthy when they have a healthcheck, their own or their image's, first); a dependency with `service_completed_successfully` becomes a `job: true` Container (run to exit 0 first, and what depends on it is not started while it has failed); `service_healthy` on a service whose healthcheck is disabled is an error (compose stops there), on one without a healthcheck test a warning (it relies on the image's `HEALTHCHECK`, as compose v2); `required: false` on a service no active profile enables drops it; `restart: true` is a warning (not honoured)",
     "deploy": "`replicas` (as `scale`), `resources.limits` (`memory`, `cpus`, `pids`) and `resources.reservations` (`memory`: also the soft limit `memoryReservation`, as docker compose sets it; `cpus`) into `resources`, `placement` (`constraints`, `preferences` of `spread`) into `placement`, `mode: global` into `replicas: global`, `restart_policy` (`condition` none/on-failure/any, unset: any as the specification says, and `max_attempts`, as docker compose maps them; over `restart:`) into `restart` (`delay`, `window`: warnings); other deploy keys are errors",
     "scale": "`replicas`: other than 1, the Container is `<project>-<service>` with `replicas: N`, run as `<project>-<service>-1..N`; with `container_name` or a fixed published host port it is an error (ports without a host port are fine: each replica gets its own)",
     "mem_limit": "`resources.memory` (compose's binary units)",
@@ -1173,6 +1173,8 @@ class _Service:
                 self.tr.warn(self.p(*here, "restart"), "restart: true is not honoured: a container is replaced only when its own spec changes")
             other = services.get(dep) or {}
             name = other.get("container_name") or _container(self.tr.project, dep, other)
+            if cfg.get("condition") == "service_healthy" and dep in services:
+                self.healthy_dependency(dep, other, str(name), (*here, "condition"))
             self.doc.came(("spec", "dependsOn", len(out)), self.p(*here))
             out.append(str(name))
         if out:
@@ -1181,6 +1183,25 @@ class _Service:
             moved: dict[Path_, Path_] = {("spec", "dependsOn", n): self.doc.paths[("spec", "dependsOn", i)]
                                          for n, i in enumerate(order)}
             self.doc.paths.update(moved)
+
+    def healthy_dependency(self, dep: str, other: Mapping[str, Any], name: str, here: Path_) -> None:
+        """`condition: service_healthy` on `dep`, as compose v2 judges it when it starts the
+        dependant: the container's health (its own healthcheck, else its image's HEALTHCHECK)
+        must become healthy, and one without a check stops the start ("container ... has no
+        healthcheck configured"; docker-compose 1.29: "Service ... is missing a healthcheck
+        configuration"). A check the compose file disables can never pass: an error here. None
+        in the compose file leaves it to the image, which the loader does not read: a warning
+        (reconciler waits for the image's check, and only for the start when there is none)."""
+        hc = other.get("healthcheck")
+        test = hc.get("test") if isinstance(hc, Map) else None
+        if isinstance(hc, Map) and (hc.get("disable") is True or (isinstance(test, list) and test[:1] == ["NONE"])):
+            self.tr.error(self.p(*here), f"service {dep!r} has its healthcheck disabled, so service_healthy can "
+                          f"never hold (compose stops: container {name} has no healthcheck configured); give "
+                          f"{dep} a healthcheck, or wait with condition: service_started")
+        elif not test:                  # none, or only timings: the image's test
+            self.tr.warn(self.p(*here), f"service {dep!r} has no healthcheck test here, so service_healthy relies "
+                         "on its image's HEALTHCHECK: without one compose stops (container has no healthcheck "
+                         f"configured) and reconciler waits only for {dep} to start; give {dep} a healthcheck")
 
     def k_user(self, value: Any) -> None:
         self.put("user", str(value), "user")

@@ -414,6 +414,57 @@ def test_a_required_dependency_on_a_disabled_service_is_an_error(tmp_path: Path)
     ]
 
 
+def test_service_healthy_on_a_disabled_healthcheck_is_a_located_problem(tmp_path: Path) -> None:
+    """compose v2 stops the start ("container app-db-1 has no healthcheck configured"), docker-compose
+    1.29 too ("Service \"db\" is missing a healthcheck configuration"); reported with the other problems."""
+    assert problems(tmp_path, {"compose.yaml": """
+        name: app
+        services:
+          web:
+            image: x/web:1
+            depends_on:
+              db: {condition: service_healthy}
+              cache:
+                condition: service_healthy
+            runtime: runsc
+          db:
+            image: postgres:16
+            healthcheck: {disable: true}
+          cache:
+            image: redis:7
+            healthcheck: {test: ["NONE"]}
+        """}) == [
+        "compose.yaml:6:23: services.web.depends_on.db.condition: service 'db' has its healthcheck disabled, so "
+        "service_healthy can never hold (compose stops: container app-db-1 has no healthcheck configured); give db "
+        "a healthcheck, or wait with condition: service_started",
+        "compose.yaml:8:20: services.web.depends_on.cache.condition: service 'cache' has its healthcheck disabled, "
+        "so service_healthy can never hold (compose stops: container app-cache-1 has no healthcheck configured); "
+        "give cache a healthcheck, or wait with condition: service_started",
+        "compose.yaml:9:5: services.web.runtime: not supported yet: runtime; the manifest language cannot say it "
+        "yet, remove it",
+    ]
+
+
+def test_service_healthy_on_a_service_without_a_healthcheck_warns_it_relies_on_the_image(tmp_path: Path) -> None:
+    """compose v2 accepts the image's HEALTHCHECK (it inspects the container), so the loader, which
+    does not read images, can only warn; a healthcheck of its own is quiet."""
+    desired = load(tmp_path, {"compose.yaml": """
+        name: app
+        services:
+          web:
+            image: x/web:1
+            depends_on: {db: {condition: service_healthy}, api: {condition: service_healthy}}
+          db: {image: "postgres:16", healthcheck: {interval: 5s}}
+          api: {image: "x/api:1", healthcheck: {test: ["CMD", "true"]}}
+        """})
+    assert warnings(desired, tmp_path) == [
+        "compose.yaml:5:34: services.web.depends_on.db.condition: service 'db' has no healthcheck test here, so "
+        "service_healthy relies on its image's HEALTHCHECK: without one compose stops (container has no "
+        "healthcheck configured) and reconciler waits only for db to start; give db a healthcheck",
+    ]
+    assert desired.containers["app-web-1"].depends_on == ("app-api-1", "app-db-1")
+
+
 # -- names ----------------------------------------------------------------------------------------------
 
 

@@ -1152,13 +1152,41 @@ def test_tmpfs_size_and_mode_in_both_compose_forms(tmp_path: Path) -> None:
             volumes:
               - type: tmpfs
                 target: /cache
-                tmpfs: {size: 10485760, mode: 1777}
+                tmpfs: {size: 10485760, mode: 01777}
         """})
     assert desired.containers[f"{tmp_path.name}-a-1"].volumes == (
         spec.models.VolumeMount("tmpfs", "", "/run", False, ("size=67108864", "mode=1770")),
         spec.models.VolumeMount("tmpfs", "", "/tmp", False),
         spec.models.VolumeMount("tmpfs", "", "/cache", False, ("size=10485760", "mode=1777")),
     )
+
+
+def test_a_tmpfs_mode_is_read_as_compose_go_reads_a_file_mode(tmp_path: Path) -> None:
+    """A YAML integer is the mode itself (`01777` and `0o1777` are octal to YAML), a string is octal
+    digits: the rule of secrets' `mode` (0440 is 288), one function for both."""
+    desired = load(tmp_path, {"compose.yaml": """
+        name: app
+        services:
+          web:
+            image: x/web:1
+            volumes:
+              - {type: tmpfs, target: /a, tmpfs: {mode: 01777}}
+              - {type: tmpfs, target: /b, tmpfs: {mode: 0700}}
+              - {type: tmpfs, target: /c, tmpfs: {mode: 0o750}}
+              - {type: tmpfs, target: /d, tmpfs: {mode: "1770"}}
+              - {type: tmpfs, target: /e, tmpfs: {mode: 1777}}
+            secrets: [{source: key, mode: 0440}]
+        secrets:
+          key: {file: ./key.txt}
+        """, "key.txt": "k\n"})
+    web = desired.containers["app-web-1"]
+    assert {v.target: v.options for v in web.volumes} == {
+        "/a": ("mode=1777",), "/b": ("mode=700",), "/c": ("mode=750",), "/d": ("mode=1770",), "/e": ("mode=3361",)}
+    assert [s.mode for s in web.secrets] == [0o440]
+    assert warnings(desired, tmp_path) == [
+        "compose.yaml:10:49: services.web.volumes[4].tmpfs.mode: mode 1777 is the decimal number 1777 (mode 3361 in "
+        'octal), as compose reads a YAML integer; write 01777 or "1777" for the octal mode 1777',
+    ]
 
 
 def test_small_shm_and_tmpfs_sizes_load_and_0_is_dockers_not_set(tmp_path: Path) -> None:

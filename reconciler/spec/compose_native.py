@@ -43,7 +43,7 @@ SERVICE_KEYS: dict[str, str] = {
     "build": "an Image object `<project>-<service>`: `context`, `dockerfile` (`file`), `args`, `target`, `secrets` "
              "(top-level secrets with `file:` or `environment:`, by name), `ssh` (`default` or `ID=SOCKET`), "
              "`entitlements` (`security.insecure`: `allow`); other build keys are errors",
-    "pull_policy": "`missing`/`if_not_present` (the default); `always`/`never`: an Image object with that `pull`",
+    "pull_policy": "`missing`/`if_not_present` (the default); `always`/`never`: an Image object with that `pull`; `build` with `build:` (without one: an error saying to add it)",
     "command": "`args` (a string is split as a shell splits words)",
     "entrypoint": "`command` (a string is split as a shell splits words)",
     "environment": "`env`, over the env files; a bare `KEY` takes the shell's or `.env`'s value, or is left out",
@@ -552,10 +552,14 @@ class _Service:
         if build is not None:
             self.build_image(build, image, policy)
             return
+        if policy == "build":
+            self.tr.error(self.p("pull_policy"), "pull_policy build builds the service's image, and the service "
+                          "has no build section: add build: (its context, like build: ./web), or use pull_policy "
+                          "missing, always or never to pull image:")
         if image is None:
             return                               # reported by the consistency check
         ref = _reference(str(image))
-        if policy in ("missing", "if_not_present"):
+        if policy in ("missing", "if_not_present", "build"):     # build: reported above
             self.put("image", ref, "image")
         elif policy in ("always", "never"):
             obj = f"{self.tr.project}-{self.name}"

@@ -1686,3 +1686,13 @@ def test_included_files_may_share_a_resource_defined_the_same(tmp_path: Path) ->
         "compose.yaml:5:5: include[2]: not supported yet: a remote include "
         "(https://github.com/example/app.git#main:compose.yaml); put the file into the source and include its path",
     ]
+
+
+def test_pull_policy_build_without_a_build_section_names_what_is_missing(tmp_path: Path) -> None:
+    """It was "services.s: required field is missing" (the Container left without its image), and
+    a "not supported yet: pull_policy 'build'" beside it: one problem, at the key, saying what to add."""
+    assert problems(tmp_path, {"compose.yaml": "services:\n  s:\n    image: x/s:1\n    pull_policy: build\n"}) == [
+        "compose.yaml:4:18: services.s.pull_policy: pull_policy build builds the service's image, and the service "
+        "has no build section: add build: (its context, like build: ./web), or use pull_policy missing, always or "
+        "never to pull image:",
+    ]

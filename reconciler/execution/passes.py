@@ -254,7 +254,7 @@ def _prepare(
                             can_rename=isinstance(runtime, base.Renaming),
                             builds=_builds_due(desired, runtime), applied_revision=options.applied_revision,
                             flapping=options.flapping, cluster=cluster,
-                            rollout_timeout=options.rollout_timeout),
+                            rollout_timeout=options.rollout_timeout, engine=runtime.name),
     )
     return plan, errors, inventory, states, observed
 

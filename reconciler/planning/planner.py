@@ -83,6 +83,7 @@ class PlanOptions:
     flapping: frozenset[str] = frozenset()
     cluster: bool = False           # the runtime is a cluster of services (runtime.base.ServiceEngine)
     rollout_timeout: float = 300.0  # seconds a cluster's rollout of one service may take
+    engine: str = ""                # the runtime's name (native, docker, podman, swarm, fake): what a hint names
 
 
 @dataclass
@@ -455,8 +456,7 @@ class _Planner:
     def _missing_external(self, kind: str, name: str) -> str:
         res = str(ResourceId(kind.title(), name))
         return self.b.add(f"fail:{res}", Kind.FAIL, res, f"external {kind} {name} does not exist: create it "
-                          f"(docker {kind} create {name}, or a {kind.title()} manifest of another source) "
-                          "and converge again")
+                          f"({_create_hint(kind, name, self.options.engine)}) and converge again")
 
     def _recreate_network(self, net: models.Network, labels: dict[str, str]) -> None:
         name, res = net.name, str(ResourceId.network(net.name))
@@ -868,3 +868,14 @@ class _Planner:
 def _placement(p: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
     """A service's placement for a cause: its constraints, then `spread LABEL`s; `anywhere`."""
     return ", ".join([*p[0], *(f"spread {s}" for s in p[1])]) or "anywhere"
+
+
+def _create_hint(kind: str, name: str, engine: str) -> str:
+    """How a missing external network or volume is made on the engine in use: by a command it
+    has (the native engine's CLI has no `volume create` nor `network create`), or a manifest."""
+    manifest = f"a {kind.title()} manifest of another source"
+    if engine in ("native", "fake"):
+        if kind == "volume":
+            return f"{manifest}, or `reconcile volume import {name} -i DATA.tar` with its content"
+        return manifest
+    return f"{'podman' if engine == 'podman' else 'docker'} {kind} create {name}, or {manifest}"

@@ -597,3 +597,21 @@ def test_a_cluster_pins_the_image_by_digest_and_waits_for_each_rollout() -> None
     assert (update.target, update.image, update.rollback) == ("id-web", f"{scenarios.REF}@{scenarios.D2}", None)
     assert update.wait == actions.Wait(timeout=42.0, healthcheck=False, rollout=True)
     assert update.labels["reconciler.spec-hash"] == "h-web-2"
+
+
+@pytest.mark.parametrize(("engine", "network", "volume"), [
+    ("native", "(a Network manifest of another source)",
+     "(a Volume manifest of another source, or `reconcile volume import data -i DATA.tar` with its content)"),
+    ("podman", "(podman network create shop, or a Network manifest of another source)",
+     "(podman volume create data, or a Volume manifest of another source)"),
+    ("docker", "(docker network create shop, or a Network manifest of another source)",
+     "(docker volume create data, or a Volume manifest of another source)"),
+])
+def test_a_missing_external_resource_names_a_command_of_the_engine_in_use(engine: str, network: str,
+                                                                          volume: str) -> None:
+    """The native engine's CLI has no `volume create` (nor `network create`): its hint named
+    docker's, which does not reach it."""
+    d, o, i, opts = scenarios.SCENARIOS["external_network_and_volume_missing"]()
+    causes = {a.resource: a.cause for a in planner.plan(d, o, i, planner.PlanOptions(engine=engine, **opts)).actions}
+    assert causes["network:shop"] == f"external network shop does not exist: create it {network} and converge again"
+    assert causes["volume:data"] == f"external volume data does not exist: create it {volume} and converge again"

@@ -600,7 +600,7 @@ def test_a_cluster_pins_the_image_by_digest_and_waits_for_each_rollout() -> None
 
 
 @pytest.mark.parametrize(("engine", "network", "volume"), [
-    ("native", "(a Network manifest of another source)",
+    ("native", "(reconcile network create shop, or a Network manifest of another source)",
      "(a Volume manifest of another source, or `reconcile volume import data -i DATA.tar` with its content)"),
     ("podman", "(podman network create shop, or a Network manifest of another source)",
      "(podman volume create data, or a Volume manifest of another source)"),

@@ -52,7 +52,7 @@ SERVICE_KEYS: dict[str, str] = {
     "networks": "`networks` (`<project>_<name>`), and `aliases`: the service name and every `aliases:` entry (on every network of the container); `ipv4_address` / `ipv6_address`: the entry's `ipv4Address` / `ipv6Address` (a fixed address, checked against the network's `ipam` subnet at load; the engine refuses one taken); `mac_address`, `link_local_ips`, `gw_priority`: the entry's `macAddress`, `linkLocalIPs`, `gwPriority` (checked at load: a unicast MAC of 6 octets, one container's per network; link-local addresses; the highest `gw_priority` gives the default gateway; the Docker backend needs Docker 25 for a `mac_address` on a network other than the main one and Docker 28 for `gw_priority`); `priority`: the order of `networks` (compose's: the higher first, ties by name; the first is the main network, eth0); `interface_name` and `driver_opts` are errors: not supported yet",
     "mac_address": "the `macAddress` of the main network's entry (the first by `priority`, as docker compose puts it there); one that differs from that entry's own `mac_address` is an error, and so is one with `network_mode`",
     "network_mode": "`host` and `none`: `networks: [host]` / `[none]`; `service:NAME` and `container:NAME`: `networks: [container:<its Container>]` (it joins that container's network namespace, is made after it and publishes no ports; when that container is replaced it is replaced too, removed first: Podman refuses to remove a container another one joins); other modes are errors",
-    "volumes": "`volumes`: named volumes, anonymous volumes (`/data`: the container's own, kept when it is replaced, removed by the prune that removes it), binds (relative to the project directory), tmpfs (a long form's `tmpfs.mode` read as compose-go reads a file mode: a YAML integer is the mode, `01777` or `0o1777`, a string octal digits, `\"1777\"`; a decimal integer like `1777` is a warning); `read_only`",
+    "volumes": "`volumes`: named volumes, anonymous volumes (`/data`: the container's own, kept when it is replaced, removed by the prune that removes it), binds (relative to the project directory), tmpfs (a long form's `tmpfs.mode` read as compose-go reads a file mode: a YAML integer is the mode, `01777` or `0o1777`, a string octal digits, `\"1777\"`; a decimal integer like `1777` is read as the octal digits it shows, with a warning: compose-go takes the number); `read_only`",
     "tmpfs": "`volumes` of type tmpfs, with `size` and `mode` options (other options are errors)",
     "restart": "`restart`",
     "healthcheck": "`healthcheck`: `test`, `interval`, `timeout`, `retries`, `start_period` (`startPeriod`), `start_interval` (`startInterval`: refused on an engine older than Docker 25, Podman's among them); `disable: true` is `[NONE]`; without `test`, the image's HEALTHCHECK with these timings, as Docker merges them (with `test`, an `interval`, `timeout` or `retries` left out is Docker's default, where Docker takes the image's)",
@@ -1088,30 +1088,36 @@ class _Service:
                     out["size"] = size
             if opts.get("mode") not in (None, ""):
                 mode = _file_mode(opts["mode"])     # a manifest writes octal digits
+                if self.decimal_mode(opts["mode"], self.p(*at, "tmpfs", "mode")):
+                    mode = int(str(opts["mode"]), 8)    # `1777`: the octal digits meant, as before
                 out["mode"] = format(mode, "03o") if isinstance(mode, int) and mode >= 0 else str(mode)
-                self.decimal_mode(opts["mode"], self.p(*at, "tmpfs", "mode"))
             return out
         self.tr.error(self.p(*at, "type"), not_supported(f"{kind} mounts"))
         return None
 
-    def decimal_mode(self, value: Any, path: Path_) -> None:
-        """Warn of a mode written as a decimal YAML integer that reads like octal digits (`1777`):
-        compose-go takes the number (1777 is mode 3361), as reconciler does; `01777` is meant."""
+    def decimal_mode(self, value: Any, path: Path_) -> bool:
+        """Whether a tmpfs mode is written as a decimal YAML integer that reads like octal digits
+        (`1777`), with a warning: it is read as the octal mode its digits say (what is meant, and
+        what reconciler read before), where compose-go takes the number (1777 is mode 3361: no
+        sticky bit on a shared /tmp); `01777` or `"1777"` say it the same way to both."""
         if isinstance(value, bool) or not isinstance(value, int) or value < 8 or not re.fullmatch(r"[0-7]+", str(value)):
-            return
+            return False
         at = self.tr.at(path)
         if at is None:
-            return
+            return False
         try:                            # the compose file read again (it parsed: within the limits), not
             with open(at.file, "rb") as f:      # as a referenced file, which would count in the revision
                 text = f.read(self.tr.rd.limits.file_bytes)
         except OSError:
-            return
+            return False
         lines = text.decode("utf-8", "replace").splitlines()
         written = lines[at.line - 1][at.column - 1:] if 0 < at.line <= len(lines) else ""
-        if written.startswith(str(value)):      # not 0-prefixed: a decimal number to YAML
-            self.tr.warn(path, f"mode {value} is the decimal number {value} (mode {value:o} in octal), as compose "
-                         f"reads a YAML integer; write 0{value} or \"{value}\" for the octal mode {value}")
+        if not written.startswith(str(value)):  # 0-prefixed: an octal number to YAML
+            return False
+        self.tr.warn(path, f"mode {value} is read as the octal mode {value}, as meant; compose reads the YAML "
+                     f"integer as the decimal number {value} (mode {value:o}): write 0{value} or \"{value}\" to "
+                     "say it the same way to both")
+        return True
 
     def k_tmpfs(self, value: Seq) -> None:
         mounts = self.spec.setdefault("volumes", [])

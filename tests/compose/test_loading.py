@@ -1163,7 +1163,9 @@ def test_tmpfs_size_and_mode_in_both_compose_forms(tmp_path: Path) -> None:
 
 def test_a_tmpfs_mode_is_read_as_compose_go_reads_a_file_mode(tmp_path: Path) -> None:
     """A YAML integer is the mode itself (`01777` and `0o1777` are octal to YAML), a string is octal
-    digits: the rule of secrets' `mode` (0440 is 288), one function for both."""
+    digits: the rule of secrets' `mode` (0440 is 288), one function for both. A decimal integer of
+    octal digits (`1777`) is the mode its digits say, as meant (compose-go takes the number, 3361:
+    a shared /tmp without its sticky bit), with a warning."""
     desired = load(tmp_path, {"compose.yaml": """
         name: app
         services:
@@ -1181,11 +1183,12 @@ def test_a_tmpfs_mode_is_read_as_compose_go_reads_a_file_mode(tmp_path: Path) ->
         """, "key.txt": "k\n"})
     web = desired.containers["app-web-1"]
     assert {v.target: v.options for v in web.volumes} == {
-        "/a": ("mode=1777",), "/b": ("mode=700",), "/c": ("mode=750",), "/d": ("mode=1770",), "/e": ("mode=3361",)}
+        "/a": ("mode=1777",), "/b": ("mode=700",), "/c": ("mode=750",), "/d": ("mode=1770",), "/e": ("mode=1777",)}
     assert [s.mode for s in web.secrets] == [0o440]
     assert warnings(desired, tmp_path) == [
-        "compose.yaml:10:49: services.web.volumes[4].tmpfs.mode: mode 1777 is the decimal number 1777 (mode 3361 in "
-        'octal), as compose reads a YAML integer; write 01777 or "1777" for the octal mode 1777',
+        "compose.yaml:10:49: services.web.volumes[4].tmpfs.mode: mode 1777 is read as the octal mode 1777, as meant; "
+        'compose reads the YAML integer as the decimal number 1777 (mode 3361): write 01777 or "1777" to say it the '
+        "same way to both",
     ]
 
 

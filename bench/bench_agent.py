@@ -295,6 +295,12 @@ def main() -> int:
         cpu = (cpu_seconds(apid) - c0) / (time.monotonic() - t0)
         agent_rss, agent_pss = memory([apid])
         conmons = [p for p in pids_named("conmon", str(config.run_dir))]
+        # the engine's DNS server counts too, when it runs (containers on a user-defined network;
+        # none here: network none on both sides)
+        from reconciler.runtime.native.network import resolver
+
+        dnsd = resolver.pid(config.run_dir)
+        conmons += [dnsd] if dnsd else []
         conmon_rss, conmon_pss = memory(conmons)
         ours_rss, ours_pss = agent_rss + conmon_rss, agent_pss + conmon_pss
         ours_pages = distinct([apid, *conmons])

@@ -192,7 +192,7 @@ def _network_leftovers(config: NativeConfig, known: set[str], running: Collectio
     a clean start skips it. Read from the state DB, the run dir and /sys/class/net, as the
     network manager keeps them, without making the manager (its netlink and firewall modules:
     ~25 ms of a CLI's start, #21)."""
-    from reconciler.runtime.native.network import dns, ipam, resolver, stale
+    from reconciler.runtime.native.network import ipam, resolver, stale
 
     store = ipam.IPAM(config.db())
     if not store.container_ids() <= known:
@@ -212,9 +212,12 @@ def _network_leftovers(config: NativeConfig, known: set[str], running: Collectio
         return True
     if stale.dead_marks(config):        # killed while a new container's name waited for its peers
         return True
-    if namespaces and resolver.pid(config.run_dir) is None and any(
-            dns.embedded([network]) for network, _ in store.veths(namespaces)):
-        return True                     # the embedded DNS server died: the recovery starts it again
+    if namespaces and resolver.pid(config.run_dir) is None:
+        # only then: a no-op pass loads no hosts-file helper (#21)
+        from reconciler.runtime.native.network import dns
+
+        if any(dns.embedded([network]) for network, _ in store.veths(namespaces)):
+            return True                 # the embedded DNS server died: the recovery starts it again
     if not namespaces <= known:
         return True
     return config.net_files_dir.is_dir() and any(e.name not in known for e in config.net_files_dir.iterdir())

@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import json
 import os
-import select
-import socket
-import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.runtime import errors
 from reconciler.runtime.native import procs
 from reconciler.runtime.native.config import NativeConfig
 
-__all__ = ["DAEMON_MODULE", "drop", "lock_path", "pid", "pid_path", "serve", "socket_path"]
+if TYPE_CHECKING:
+    import subprocess
+
+__all__ = ["DAEMON_MODULE", "drop", "ensure", "lock_path", "pid", "pid_path", "serve", "socket_path"]
 
 DAEMON_MODULE = "reconciler.runtime.native.network.dnsd"
 _ASK_TIMEOUT = 5.0          # a serve makes two sockets and a rule in a namespace: milliseconds
@@ -63,6 +63,8 @@ def _ask(run_dir: Path, request: dict[str, Any]) -> dict[str, Any] | None:
     """The daemon's answer to `request`, None when no daemon answers (no socket, refused, or the
     connection ended unanswered: a daemon exiting)."""
     path = socket_path(run_dir)
+    import socket  # here: an engine start asks `pid` alone (a no-op pass loads no socket, #21)
+
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as s:
         s.settimeout(_ASK_TIMEOUT)
         try:
@@ -84,6 +86,9 @@ def _ask(run_dir: Path, request: dict[str, Any]) -> dict[str, Any] | None:
 
 def _start(config: NativeConfig) -> None:
     """Start the daemon, detached; return once it serves (or another one started meanwhile does)."""
+    import select
+    import subprocess
+
     import reconciler
 
     _started[:] = [p for p in _started if p.poll() is None]

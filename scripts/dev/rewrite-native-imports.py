@@ -28,11 +28,12 @@ from pathlib import Path
 
 PKG = "reconciler.runtime.native"
 
-# old module (directly under runtime/native/) -> the subpackage it moved into
+# old module (directly under runtime/native/) -> the subpackage it moved into (procs moved into
+# containers/ and back: the network part identifies its DNS server by it, below the containers)
 MOVED: dict[str, str] = {
     **dict.fromkeys(["archive", "content", "gc", "images", "layers", "snapshots"], "images"),
     **dict.fromkeys(["bundle", "cgroups", "conmon", "containers", "copying", "health", "inspection",
-                     "logs", "mounts", "oci", "procs", "records", "recovery", "restart", "seccomp",
+                     "logs", "mounts", "oci", "records", "recovery", "restart", "seccomp",
                      "stats"], "containers"),
     **dict.fromkeys(["dns", "firewall", "ipam", "netlink", "network"], "network"),
     "volumes": "volumes",

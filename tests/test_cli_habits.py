@@ -102,6 +102,8 @@ NOT_DATA: dict[str, str] = {
     "container export": "an archive (-o is its file, as docker export)",
     "container import": "acts; prints the new image's id",
     "volume rm": "acts; prints the names it removed, as docker",
+    "network rm": "acts; prints the names it removed, as docker",
+    "network create": "acts; prints the new network's id, as docker",
     "volume export": "an archive (-o is its file)",
     "volume import": "acts; prints the volume's name",
     "agent": "the daemon: logs only",

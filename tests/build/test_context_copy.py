@@ -89,6 +89,45 @@ def test_an_excluded_directory_holds_what_is_kept_below_it(engine: Engine, conte
         engine.build(ctx)
 
 
+def test_a_symlink_is_followed_in_the_context_dockerignore_leaves(engine: Engine, context_dir: Ctx,
+                                                                  busybox_image: str) -> None:
+    """BuildKit's context is the tree .dockerignore leaves: a link to an excluded file or into an
+    excluded directory leads nowhere (dockerd: `file not found in build context or excluded by
+    .dockerignore`), and a directory reached through a link is filtered by its real path's rules."""
+    files: dict[str, str | bytes] = {".dockerignore": "secret.env\nprivate\n**/*.txt\n!src/b.txt\n",
+                                     "secret.env": "SECRET\n", "private/key": "pk\n",
+                                     "src/a.txt": "a\n", "src/b.txt": "b\n", "src/c.md": "c\n"}
+    leaks = ("COPY alias /x/alias", "COPY pdir /x/pdir/", "COPY pdir/key /x/", "COPY al* /x/",
+             "RUN --mount=type=bind,source=alias,target=/s cat /s",
+             "RUN --mount=type=bind,source=pdir,target=/s cat /s/key")
+    for line in leaks:
+        ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\n{line}\n", **files})
+        os.symlink("secret.env", ctx / "alias")
+        os.symlink("private", ctx / "pdir")
+        with pytest.raises(builder.BuildError, match=r"not found in the build context \(excluded by \.dockerignore\)"):
+            engine.build(ctx)
+    ctx = context_dir({"Dockerfile": f"""FROM {busybox_image}
+COPY linkdir /x/links/
+COPY linkdir/b.txt linkdir/c.md /x/one/
+RUN --mount=type=bind,source=linkdir,target=/s ls /s > /x/bound
+COPY . /x/all/
+""", **files})
+    os.symlink("secret.env", ctx / "alias")
+    os.symlink("src", ctx / "linkdir")
+    engine.build(ctx, tags=("localhost/links:2",))
+    code, out = engine.run("localhost/links:2", "sh", "-c",
+                           "cd /x && find links one all -type f | sort; cat bound; readlink all/alias")
+    assert code == 0, out
+    assert out.splitlines() == ["all/.dockerignore", "all/Dockerfile", "all/src/b.txt", "all/src/c.md",
+                                "links/b.txt", "links/c.md", "one/b.txt", "one/c.md",
+                                "b.txt", "c.md", "secret.env"]    # (a link is copied as a link)
+    # the step's cache key sees the filtered tree through the link too: a file kept only by
+    # its real path's rule is an input
+    before = engine.build(ctx).image_id
+    (ctx / "src" / "b.txt").write_text("changed\n")
+    assert engine.build(ctx).image_id != before
+
+
 def test_a_bom_in_dockerignore_is_not_part_of_the_pattern(engine: Engine, context_dir: Ctx,
                                                            busybox_image: str) -> None:
     ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nCOPY . /app\n",

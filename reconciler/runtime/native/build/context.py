@@ -2,8 +2,11 @@
 
 Every path is opened relative to the context's directory fd with openat2
 RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS (symlinks on the way are followed but can never leave
-the context: a source reached through a symlink pointing outside is refused). Symlinks inside
-a copied directory are copied as links, never read through. Destinations are resolved inside
+the context: a source reached through a symlink pointing outside is refused). The context is
+the tree `.dockerignore` leaves, as BuildKit sends it: a source's symlinks are followed in that
+tree only (`BuildContext.real`: each path reached, by its real place, must be kept), and a
+directory reached through a link is filtered by its real path's rules. Symlinks inside a copied
+directory are copied as links, never read through. Destinations are resolved inside
 the rootfs being built (RESOLVE_IN_ROOT), so an image's own absolute symlinks stay inside it;
 directories a copy or WORKDIR makes are made through such symlinks, one component at a time
 by fd, never outside the rootfs. Below a destination directory every entry is opened with no
@@ -227,8 +230,14 @@ def _has_wildcards(path: str) -> bool:
 class Source:
     """One source argument of COPY/ADD resolved to a path under its root."""
 
-    rel: str            # path relative to the root ("" = the root itself)
+    rel: str            # path relative to the root as named ("" = the root itself)
     is_dir: bool
+    real: str | None = None     # where it is, its symlinks followed (None: `rel`), read there
+
+    @property
+    def at(self) -> str:
+        """The path read: `real`, else `rel`."""
+        return self.rel if self.real is None else self.real
 
 
 class BuildContext:
@@ -288,15 +297,71 @@ class BuildContext:
         if clean.startswith("../") or clean == "..":
             raise ContextError(f"{pattern}: outside {self.label}")
         if not _has_wildcards(clean):
-            fd = self.open(clean, os.O_PATH)
-            try:
-                st = os.fstat(fd)
-            finally:
-                os.close(fd)
-            if clean and not self._visible(clean, st):
-                raise ContextError(f"{pattern}: not found in {self.label} (excluded by .dockerignore)")
-            return [Source(clean, stat.S_ISDIR(st.st_mode))]
-        return [Source(rel, is_dir) for rel, is_dir in self._glob(clean)]
+            if self.in_root:
+                fd = self.open(clean, os.O_PATH)
+                try:
+                    return [Source(clean, stat.S_ISDIR(os.fstat(fd).st_mode))]
+                finally:
+                    os.close(fd)
+            real, st = self.real(clean, name=pattern)
+            return [Source(clean, stat.S_ISDIR(st.st_mode), real)]
+        return [Source(rel, is_dir, real) for rel, real, is_dir in self._glob(clean)]
+
+    def real(self, rel: str, *, name: str | None = None) -> tuple[str, os.stat_result]:
+        """Where `rel` is in the context as BuildKit sends it (the tree .dockerignore leaves),
+        and its stat: each symlink on the way (the last one too) is followed inside that tree
+        only, so every path reached, by its real place, must be there itself (a link to an
+        excluded file, or into an excluded directory, leads nowhere; a directory reached
+        through a link is filtered by the rules of its real path). A link that leaves the
+        context (absolute, or `..` above its root) is refused, as openat2's RESOLVE_BENEATH
+        refuses it."""
+        name = rel if name is None else name
+        todo = [p for p in rel.split("/") if p not in ("", ".")]
+        done: list[str] = []
+        links = 0
+        st = os.fstat(self.fd)
+        while todo:
+            part = todo.pop(0)
+            if part == "..":
+                if not done:
+                    raise ContextError(f"{name}: a symlink leads outside {self.label}; refusing to read it",
+                                       hint="copy the file into the context instead of linking to it")
+                done.pop()
+                continue
+            path = "/".join([*done, part])
+            st = self._lstat_real(path, name)
+            if stat.S_ISLNK(st.st_mode):
+                if self.rules.excluded(path):
+                    raise ContextError(f"{name}: not found in {self.label} (excluded by .dockerignore)")
+                links += 1
+                if links > _MAX_LINKS:
+                    raise ContextError(f"{name}: too many levels of symbolic links")
+                target = self.readlink(path)
+                if target.startswith("/"):
+                    raise ContextError(f"{name}: a symlink leads outside {self.label}; refusing to read it",
+                                       hint="copy the file into the context instead of linking to it")
+                todo[:0] = [p for p in target.split("/") if p not in ("", ".")]
+                continue
+            if not self._visible(path, st):
+                raise ContextError(f"{name}: not found in {self.label} (excluded by .dockerignore)")
+            done.append(part)
+        return "/".join(done), st
+
+    def _lstat_real(self, path: str, name: str) -> os.stat_result:
+        """lstat of `path`, a path whose directories are real ones (no symlink on the way)."""
+        parent, base = posixpath.split(path)
+        try:
+            fd = openat2.openat2(self.fd, parent or ".", _DIR, 0, _BENEATH | openat2.RESOLVE_NO_SYMLINKS)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                raise ContextError(f"{name}: not found in {self.label}") from None
+            raise ContextError(f"{name}: {exc.strerror}") from None
+        try:
+            return os.stat(base, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise ContextError(f"{name}: not found in {self.label}") from None
+        finally:
+            os.close(fd)
 
     def resolve_parents(self, arg: str) -> tuple[list[tuple[Source, str]], bool]:
         """COPY --parents: each path the argument names with the part of it kept below the
@@ -317,8 +382,8 @@ class BuildContext:
             elif not pattern:
                 out.append((top, ""))
             else:
-                out += [(Source(posixpath.join(top.rel, rel), is_dir), rel)
-                        for rel, is_dir in self._match_below(top.rel, pattern)]
+                out += [(Source(posixpath.join(top.rel, rel), is_dir, posixpath.join(top.at, rel)), rel)
+                        for rel, is_dir in self._match_below(top.at, pattern)]
         if not out and tops and not _has_wildcards(pivot) and not _has_wildcards(pattern):
             raise ContextError(f"{arg}: not found in {self.label}")
         return out, bool(tops)
@@ -358,34 +423,45 @@ class BuildContext:
         walk("")
         return found
 
-    def _glob(self, pattern: str) -> list[tuple[str, bool]]:
+    def _glob(self, pattern: str) -> list[tuple[str, str | None, bool]]:
+        """(path as matched, where it is (None: there), is a directory) of each match; in the
+        context, names are matched in the real directories the pattern's path leads to, and
+        a symlink matched last is followed as `real` follows it."""
         parts = pattern.split("/")
         first = next((i for i, part in enumerate(parts) if _has_wildcards(part)), len(parts) - 1)
         base = "/".join(parts[:first])
-        if base and not self.resolve(base)[0].is_dir:
+        top = self.resolve(base)[0] if base else Source("", True)
+        if not top.is_dir:
             return []
-        found: list[tuple[str, bool]] = [(base, True)]
+        found: list[tuple[str, str | None, bool]] = [(base, top.real, True)]
         for i, part in enumerate(parts[first:], first):
             rx = re.compile(_glob_regex(part))
-            nxt: list[tuple[str, bool]] = []
-            for base, is_dir in found:
+            nxt: list[tuple[str, str | None, bool]] = []
+            for base, real, is_dir in found:
                 if not is_dir:
                     continue
-                for name, st in self._entries(base):
+                at = base if real is None else real
+                for name, st in self._entries(at):
                     if rx.match(name):
                         rel = f"{base}/{name}" if base else name
-                        if not self._visible(rel, st):
+                        full = f"{at}/{name}" if at else name
+                        if not self._visible(full, st):
                             continue
                         d = stat.S_ISDIR(st.st_mode)
+                        where: str | None = None if self.in_root else full
                         if stat.S_ISLNK(st.st_mode) and i == len(parts) - 1:
-                            fd = self.open(rel, os.O_PATH)
-                            try:
-                                d = stat.S_ISDIR(os.fstat(fd).st_mode)
-                            finally:
-                                os.close(fd)
-                        nxt.append((rel, d))
+                            if self.in_root:
+                                fd = self.open(rel, os.O_PATH)
+                                try:
+                                    d = stat.S_ISDIR(os.fstat(fd).st_mode)
+                                finally:
+                                    os.close(fd)
+                            else:
+                                where, target = self.real(full, name=rel)
+                                d = stat.S_ISDIR(target.st_mode)
+                        nxt.append((rel, where, d))
             found = nxt
-        return sorted(found)
+        return sorted(found, key=lambda x: x[0])
 
     def _visible(self, rel: str, st: os.stat_result) -> bool:
         """Whether `rel` (`st`: its stat) is in the context as BuildKit sends it: not excluded,
@@ -409,13 +485,13 @@ class BuildContext:
         below it that .dockerignore keeps (and `exclude`, COPY --exclude's patterns matched
         against the path relative to the source), parents before children, names sorted. The
         source itself comes first with rel "" (stat followed)."""
-        fd = self.open(src.rel, os.O_PATH)
+        fd = self.open(src.at, os.O_PATH)
         try:
             yield "", os.fstat(fd)
         finally:
             os.close(fd)
         if src.is_dir:
-            yield from self._walk_dir(src.rel, "", exclude or _NO_RULES)
+            yield from self._walk_dir(src.at, "", exclude or _NO_RULES)
 
     def _walk_dir(self, base: str, sub: str, exclude: IgnoreRules) -> Iterator[tuple[str, os.stat_result]]:
         here = posixpath.join(base, sub) if sub else base
@@ -483,7 +559,7 @@ def hash_sources(ctx: BuildContext, sources: Sequence[Source], *, owners: bool,
         h.update(f"src {src.rel}\0".encode())
         links: dict[tuple[int, int], str] = {}      # as a copy links them: within one source
         for rel, st in ctx.walk(src, exclude):
-            full = posixpath.join(src.rel, rel) if rel else src.rel
+            full = posixpath.join(src.at, rel) if rel else src.at
             owner = f" {st.st_uid}:{st.st_gid}" if owners else ""
             h.update(f"{rel}\0{stat.S_IFMT(st.st_mode)} {stat.S_IMODE(st.st_mode):o}{owner}\0".encode())
             if stat.S_ISREG(st.st_mode):
@@ -698,9 +774,9 @@ def copy_sources(
                         copier.dirs.append(("", st))
                         continue
                     assert file_target is not None
-                    copier.copy(src.rel, st, file_target, follow=True)
+                    copier.copy(src.at, st, file_target, follow=True)
                 else:
-                    copier.copy(posixpath.join(src.rel, rel), st, rel)
+                    copier.copy(posixpath.join(src.at, rel), st, rel)
                 count += 1
             copier.finish()
         finally:
@@ -716,7 +792,7 @@ def copy_parents(ctx: BuildContext, src: Source, keep: str, root_fd: int, dest: 
         copy_sources(ctx, [src], root_fd, dest.rstrip("/") + "/", opts)
         return
     parts = keep.split("/")
-    pivot = src.rel[: len(src.rel) - len(keep)].rstrip("/")
+    pivot = src.at[: len(src.at) - len(keep)].rstrip("/")      # (one part kept: no directory made)
     puid = opts.uid if opts.uid is not None else 0
     pgid = opts.gid if opts.gid is not None else 0
     dfd = _open_dir_in(root_fd, dest, create=True, uid=puid, gid=pgid)
@@ -727,9 +803,9 @@ def copy_parents(ctx: BuildContext, src: Source, keep: str, root_fd: int, dest: 
             copier.copy(rel, ctx.lstat(rel), "/".join(parts[:i]))
         if src.is_dir:
             for rel, st in ctx.walk(src, opts.exclude):
-                copier.copy(posixpath.join(src.rel, rel) if rel else src.rel, st, f"{keep}/{rel}" if rel else keep)
+                copier.copy(posixpath.join(src.at, rel) if rel else src.at, st, f"{keep}/{rel}" if rel else keep)
         else:
-            copier.copy(src.rel, ctx.lstat(src.rel), keep)
+            copier.copy(src.at, ctx.lstat(src.at), keep)
         copier.finish()
     finally:
         os.close(dfd)
@@ -909,7 +985,7 @@ def is_archive(ctx: BuildContext, src: Source) -> bool:
     that holds no tar included, is copied as it is."""
     if src.is_dir:
         return False
-    fd = ctx.open(src.rel, os.O_RDONLY)
+    fd = ctx.open(src.at, os.O_RDONLY)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return False
@@ -988,7 +1064,7 @@ def unpack(ctx: BuildContext, src: Source, root_fd: int, dest: str, limits: laye
     dropped."""
     from reconciler.runtime.native.images import layers
 
-    fd = ctx.open(src.rel, os.O_RDONLY)
+    fd = ctx.open(src.at, os.O_RDONLY)
     with os.fdopen(fd, "rb") as f:
         uid, gid = owner if owner is not None else (0, 0)
         try:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import secrets
 import stat
 import subprocess
 import sys
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,6 +91,41 @@ def test_build_failure_exit_code_and_message(engine: Engine, context_dir: Callab
     assert missing.returncode != 0
     assert "cannot read the Dockerfile" in missing.stderr
     assert cli(engine, "push", "localhost/never-built:1").returncode != 0
+
+
+def test_names_that_are_no_utf8_are_built_and_copied_byte_exact(engine: Engine, context_dir: Callable[..., Path],
+                                                                  busybox_image: str) -> None:
+    """A context file whose name is not UTF-8 (a Latin-1 `café.txt`) crashed `reconcile build`
+    with a UnicodeEncodeError (the rebuild index's key, the steps' input digests), even ignored;
+    docker builds it and copies such names as they are."""
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nCOPY . /x/\nRUN ls /x > /listing\n",
+                       ".dockerignore": "ign*\n"})
+    names = [b"caf\xe9.txt", b"d\xff/f\xfe", b"ign\xe9"]
+    for name in names:
+        os.makedirs(os.path.join(os.fsencode(ctx), os.path.dirname(name)), exist_ok=True)
+        with open(os.path.join(os.fsencode(ctx), name), "wb") as f:
+            f.write(name + b"\n")
+    os.symlink(b"caf\xe9.txt", os.path.join(os.fsencode(ctx), b"l\xe9"))
+    for extra in ((), ("--no-cache",), ()):             # the last from the rebuild index
+        res = cli(engine, "build", *extra, "-t", "localhost/latin1:1", str(ctx))
+        assert res.returncode == 0, res.stderr[-2000:]
+    image = engine.store.get("localhost/latin1:1").id
+    copied = engine.store.layer_records(image)[-2]
+    with engine.store.content.open(copied.digest) as f, \
+            tarfile.open(fileobj=io.BytesIO(gzip.decompress(f.read()))) as t:
+        members = {os.fsencode(m.name): m for m in t.getmembers()}
+    assert {b"x/caf\xe9.txt", b"x/d\xff/f\xfe", b"x/l\xe9"} <= set(members)
+    assert not [n for n in members if n.startswith(b"x/ign")]
+    assert os.fsencode(members[b"x/l\xe9"].linkname) == b"caf\xe9.txt"
+    # the image's files, as a container sees them (the snapshot the extractor wrote)
+    listing = engine.store.layer_dirs(image)
+    found = {os.path.relpath(os.path.join(d, n), os.fsencode(top)) for top in listing
+             for d, _dirs, files in os.walk(os.path.join(os.fsencode(top), b"x")) for n in files}
+    assert {b"x/caf\xe9.txt", b"x/d\xff/f\xfe"} <= found
+    # a manifest's Image with `build:` digests the same context (`reconcile apply`)
+    from reconciler.runtime.native.build import manifests
+
+    assert manifests.input_digest(str(ctx), "Dockerfile", {}, None).startswith("sha256:")
 
 
 def test_add_of_an_archive_with_a_huge_pax_header_stays_within_a_memory_bound(

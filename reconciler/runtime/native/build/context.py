@@ -555,21 +555,22 @@ def hash_sources(ctx: BuildContext, sources: Sequence[Source], *, owners: bool,
     if known is not None:
         return known
     h = hashlib.sha256()
+    # names are the file system's bytes (os.fsencode: a name that is no UTF-8 is one too)
     for src in sources:
-        h.update(f"src {src.rel}\0".encode())
+        h.update(b"src " + os.fsencode(src.rel) + b"\0")
         links: dict[tuple[int, int], str] = {}      # as a copy links them: within one source
         for rel, st in ctx.walk(src, exclude):
             full = posixpath.join(src.at, rel) if rel else src.at
             owner = f" {st.st_uid}:{st.st_gid}" if owners else ""
-            h.update(f"{rel}\0{stat.S_IFMT(st.st_mode)} {stat.S_IMODE(st.st_mode):o}{owner}\0".encode())
+            h.update(os.fsencode(rel) + f"\0{stat.S_IFMT(st.st_mode)} {stat.S_IMODE(st.st_mode):o}{owner}\0".encode())
             if stat.S_ISREG(st.st_mode):
                 h.update(ctx.file_digest(full, follow=rel == "", xattrs=True).encode())
                 if st.st_nlink > 1:
                     first = links.setdefault((st.st_dev, st.st_ino), rel)
                     if first != rel:
-                        h.update(f" link {first}\0".encode())
+                        h.update(b" link " + os.fsencode(first) + b"\0")
             elif stat.S_ISLNK(st.st_mode):
-                h.update(ctx.readlink(full).encode())
+                h.update(os.fsencode(ctx.readlink(full)))
     ctx.hashes[memo] = h.hexdigest()
     return ctx.hashes[memo]
 

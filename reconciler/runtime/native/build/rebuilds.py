@@ -78,10 +78,11 @@ def _stat(path: str) -> os.stat_result | None:
 
 
 def _identity(rel: str, st: os.stat_result | None) -> bytes:
+    """`rel` (the file system's bytes: a name that is no UTF-8 is one too) and its identity."""
     if st is None:
-        return f"{rel}\0-\n".encode()
-    return (f"{rel}\0{st.st_mode} {st.st_uid} {st.st_gid} {st.st_dev} {st.st_ino} {st.st_size} "
-            f"{st.st_mtime_ns} {st.st_ctime_ns}\n").encode()
+        return os.fsencode(rel) + b"\0-\n"
+    return os.fsencode(rel) + (f"\0{st.st_mode} {st.st_uid} {st.st_gid} {st.st_dev} {st.st_ino} {st.st_size} "
+                               f"{st.st_mtime_ns} {st.st_ctime_ns}\n").encode()
 
 
 def _walk(ctx: str, h: Any) -> bool:

@@ -5,7 +5,10 @@ Exit codes (documented in the README):
   1  failure at run time (some actions failed; drift found for `diff`)
   2  invalid input or usage; nothing was changed
   3  a file system the engine writes is full or over quota (errors.DiskFull): free space, run again
-  130, 143  stopped by SIGINT / SIGTERM (apply, rollback: execution/stopping.py)
+  130, 143  stopped by SIGINT / SIGTERM: every command, SIGTERM raised in the main thread as Ctrl-C
+            raises KeyboardInterrupt (`Terminated`), so what a command cleans up on Ctrl-C it
+            cleans up on a `kill`, `timeout` or CI cancel too; apply, rollback, the agent and
+            engine-api take both signals themselves (execution/stopping.py)
 """
 
 from __future__ import annotations
@@ -203,6 +206,40 @@ def _command_of(argv: list[str]) -> str | None:
     return None
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread where it came, as Python raises KeyboardInterrupt for
+    SIGINT: a subclass, so the `except KeyboardInterrupt` and `finally` clauses that undo a
+    command's work on Ctrl-C (a build's step container, a pull's partial download, a foreground
+    run's container) run for SIGTERM too, which service managers, `timeout` and CI send."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _take_term() -> object:
+    """SIGTERM raises Terminated from now on (unless it is ignored: a parent's SIG_IGN is kept,
+    as Python keeps SIGINT's); the handler it had, for `_give_back_term`. `_signal`: the C
+    module, without `signal`'s enums (#21: `ps` loads none)."""
+    import _signal  # type: ignore[import-not-found]
+
+    previous = _signal.getsignal(_signal.SIGTERM)
+    if previous == _signal.SIG_IGN:
+        return None
+    try:
+        _signal.signal(_signal.SIGTERM, _terminated)
+    except ValueError:          # not the main thread (main() called by an embedder's thread)
+        return None
+    return previous
+
+
+def _give_back_term(previous: object) -> None:
+    import _signal
+
+    if previous is not None:
+        _signal.signal(_signal.SIGTERM, previous)
+
+
 def _report(exc: Any) -> int:
     """Print a ReconcilerError (its hint and notes too) on stderr; its exit code."""
     print(f"error: {exc}", file=sys.stderr)
@@ -219,9 +256,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from reconciler._private import private_umask
 
     old_umask = private_umask()
+    previous = _take_term()
     try:
         return _main(argv)
+    except Terminated:          # before the command ran (its options parsed, its modules loaded)
+        return 143
     finally:
+        _give_back_term(previous)
         os.umask(old_umask)
 
 
@@ -312,7 +353,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         if argv is None and getattr(args, "end_at_once", False) and _alone():
             _end_now(code)
         return code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated):
+            print("terminated", file=sys.stderr)
+            return 143
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:

@@ -7,13 +7,18 @@ import gzip
 import io
 import json
 import os
+import signal
+import subprocess
+import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from reconciler.runtime import errors as rterrors
+from reconciler.runtime.native import procs
 from reconciler.runtime.native.build import builder, dockerfile
 from tests.build.conftest import Engine
 from tests.helpers import hostile
@@ -544,6 +549,58 @@ def test_debris_of_a_killed_build_is_removed(engine: Engine) -> None:
     builder.Builder(engine.store, engine.manager)
     assert not debris.exists()
     assert mine.exists()                 # a build of a live process is left alone
+
+
+def _build_in_its_run_step(engine: Engine, ctx: Path) -> tuple[subprocess.Popen[str], list[Any]]:
+    """`reconcile build` of `ctx` (a RUN that prints `started`, then sleeps) as a user runs it,
+    once that step runs: the process and the step's container records."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "build", "--root", str(engine.config.root), "--run-dir",
+         str(engine.config.run_dir), "--name-prefix", engine.config.name_prefix, "--no-cache", str(ctx)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.strip() == "started":
+            break
+    steps = [r for r in engine.manager.records() if r.name.startswith("build-")]
+    assert [r.status for r in steps] == ["running"]
+    return proc, steps
+
+
+def _mounted_under(root: Path) -> list[str]:
+    return [ln.split(" ")[4] for ln in Path("/proc/self/mountinfo").read_text().splitlines()
+            if ln.split(" ")[4].startswith(str(root) + "/")]
+
+
+def test_sigterm_during_a_run_step_removes_its_container(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    """SIGTERM (CI's cancel, `timeout`, systemd) ended `reconcile build` with 143 but left the
+    RUN's process running in its mounted rootfs (`reconcile ps -a`: build-...); it cleans up as
+    Ctrl-C does now."""
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN echo started; exec sleep 600\n"})
+    proc, [step] = _build_in_its_run_step(engine, ctx)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=120)
+    assert (proc.returncode, err.strip().splitlines()[-1:]) == (143, ["terminated"]), err
+    assert [r.name for r in engine.manager.records()] == []
+    assert not procs.alive(step.pid, step.pid_start)
+    assert _mounted_under(engine.config.root) == []
+
+
+def test_the_step_container_of_a_killed_build_is_removed_by_the_next_build(
+    engine: Engine, context_dir: Ctx, busybox_image: str,
+) -> None:
+    """kill -9 leaves a build no `finally`: its step runs on, until the next build on the root
+    (its first RUN) removes the step containers whose build process is gone."""
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN echo started; exec sleep 600\n"})
+    proc, [step] = _build_in_its_run_step(engine, ctx)
+    proc.kill()
+    proc.communicate(timeout=120)
+    assert [r.name for r in engine.manager.records()] == [step.name]     # (what kill -9 leaves)
+    other = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN echo again\n"})
+    engine.build(other)
+    assert [r.name for r in engine.manager.records()] == []
+    assert not procs.alive(step.pid, step.pid_start)
+    assert _mounted_under(engine.config.root / "containers") == []
 
 
 def test_automatic_platform_args(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:

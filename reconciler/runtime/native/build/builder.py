@@ -233,6 +233,7 @@ class Builder:
         opens it when the first RUN needs it (an unchanged rebuild then loads no container code)."""
         self.store = store
         self._manager = manager
+        self._swept = False             # step containers of dead builds removed (`manager`)
         self.config = store.config
         self.db = store.db
         self.db.ensure_schema("native-build", _SCHEMA)
@@ -243,10 +244,35 @@ class Builder:
 
     @property
     def manager(self) -> containers.ContainerManager:
-        """The container manager RUN steps use (opened now if it was given as a function)."""
+        """The container manager RUN steps use (opened now if it was given as a function); the
+        first time it is asked for, the step containers of builds whose process is gone are
+        removed (`_remove_orphan_steps`)."""
         if callable(self._manager):
             self._manager = self._manager()
+        if not self._swept:
+            self._swept = True
+            self._remove_orphan_steps(self._manager)
         return self._manager
+
+    @staticmethod
+    def _remove_orphan_steps(mgr: containers.ContainerManager) -> None:
+        """The RUN step containers of builds whose process is gone (kill -9: its `finally` never
+        ran, so the step's process ran on with its rootfs mounted): removed, their processes
+        killed. A step container is the builder's own by its marks (a `build-` name, no image
+        id, the `reconciler.build` label); its `reconciler.build.process` label is the build
+        process (pid, start time, boot id: procs.alive). One without it (made before the label
+        was) is removed too: no step container outlives the build that made it."""
+        from reconciler.runtime.native import procs
+
+        for rec in mgr.records():
+            labels = rec.config.labels
+            if not (rec.name.startswith("build-") and rec.image_id == "" and labels.get(_STEP_LABEL) == "true"):
+                continue
+            pid, start, boot = [*labels.get(_PROCESS_LABEL, "").split(), "", "", ""][:3]
+            if pid.isdigit() and start.isdigit() and procs.alive(int(pid), int(start), boot or None):
+                continue                    # that build runs on
+            with contextlib.suppress(rterrors.RuntimeBackendError, OSError):
+                mgr.remove(rec.id, force=True)
 
     def _remove_debris(self) -> None:
         """Step dirs of builds whose process died (kill -9): unmount and delete them."""
@@ -1037,7 +1063,8 @@ class _Run:
         cfg = base.ContainerConfig(
             name=f"build-{secrets.token_hex(6)}", image="build", command=tuple(argv), args=(),
             env=dict(args), user=rc.get("User") or None, workdir=rc.get("WorkingDir") or None,
-            networks=(network,), labels={"reconciler.build": "true"}, mounts=tuple(mnts), cap_add=cap_add,
+            networks=(network,), labels={_STEP_LABEL: "true", _PROCESS_LABEL: _this_process()}, mounts=tuple(mnts),
+            cap_add=cap_add,
         )
         image_config = {k: v for k, v in rc.items() if k in ("Env", "User", "WorkingDir")}
         rec = mgr.create(cfg, image_id="", image_config=image_config, lowerdirs=lowers)
@@ -1386,6 +1413,18 @@ def _parents_sources(ctx: context.BuildContext, srcs: Sequence[str],
                 sources.append(x)
                 kept.append(keep)
     return sources, kept, made
+
+
+_STEP_LABEL = "reconciler.build"                 # "true" on a RUN step's container
+_PROCESS_LABEL = "reconciler.build.process"      # the build process that made it: "PID START BOOT"
+
+
+def _this_process() -> str:
+    """This process as `_PROCESS_LABEL` names it (procs.alive's identity)."""
+    from reconciler.runtime.native import procs
+
+    pid = os.getpid()
+    return f"{pid} {procs.start_time(pid)} {procs.boot_id()}"
 
 
 def _tag_name(store: images.ImageStore, ref: str, *, default_latest: bool) -> str | None:

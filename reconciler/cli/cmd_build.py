@@ -1,4 +1,4 @@
-"""`reconcile build -t NAME[:TAG] [-f FILE] [--build-arg K=V] [--secret ...] [--target T] CONTEXT`,
+"""`reconcile build -t NAME[:TAG] [-f FILE|-] [--build-arg K=V] [--secret ...] [--target T] CONTEXT|-`,
 `reconcile build --check [--check-error] [-f FILE] CONTEXT`.
 
 Builds a Dockerfile on the native engine into its image store, printing Docker-style step
@@ -35,11 +35,16 @@ SPEC = fastpath.Spec((
     (("--check",), "check", "parse and lint the Dockerfile, build nothing: prints FILE:LINE: RULE: MESSAGE per "
      "finding (BuildKit's rule names); exit 0, or 2 when it cannot be parsed"),
     (("--check-error",), "check_error", "with --check: exit 1 when there are findings (as `# check=error=true` does)"),
-), output=None, runtime=False, positional=("context", "1", "CONTEXT", "the build context directory"), valued=(
+), output=None, runtime=False, positional=("context", "1", "CONTEXT",
+                                           "the build context directory; - reads standard input: a tar archive "
+                                           "(plain or compressed) is the context, anything else is the Dockerfile, "
+                                           "with an empty context"), valued=(
     (("-t", "--tag"), "tag", {"action": "append", "default": [], "metavar": "NAME[:TAG]",
                               "help": "name the image (repeatable); default tag latest"}),
     (("-f", "--file"), "file", {"default": None, "metavar": "FILE",
-                                "help": "the Dockerfile (default: CONTEXT/Dockerfile)"}),
+                                "help": "the Dockerfile, from the current directory (default: CONTEXT/Dockerfile; "
+                                        "with a tar on standard input, its path in the tar); - reads it from "
+                                        "standard input"}),
     (("--build-arg",), "build_arg", {
         "action": "append", "default": [], "metavar": "KEY[=VALUE]",
         "help": "set a build-time variable (KEY alone takes it from the environment); SOURCE_DATE_EPOCH=SECONDS "
@@ -132,8 +137,12 @@ def check(args: argparse.Namespace) -> int:
 
     shown = args.file or os.path.join(args.context, "Dockerfile")
     try:
-        with open(shown, encoding="utf-8", errors="replace") as f:     # as the build reads it (builder.py)
-            text = f.read()
+        if "-" in (args.file, args.context):            # the Dockerfile on standard input
+            shown = "-"
+            text = sys.stdin.buffer.read().decode("utf-8", "replace")
+        else:
+            with open(shown, encoding="utf-8", errors="replace") as f:     # as the build reads it (builder.py)
+                text = f.read()
     except OSError as exc:
         print(f"{shown}: cannot read the Dockerfile: {exc.strerror}", file=sys.stderr)
         return 2
@@ -176,6 +185,50 @@ def parse_ssh(items: list[str]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     if args.check:
         return check(args)
+    if "-" not in (args.file, args.context):
+        return _build(args)
+    import shutil
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix="reconcile-build-")
+    try:
+        _from_stdin(args, tmp)
+        return _build(args)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _from_stdin(args: argparse.Namespace, tmp: str) -> None:
+    """`-f -` or a context `-` (docker's forms), made paths in the directory `tmp`: standard input
+    as the Dockerfile, outside the context (so COPY never sees it), or as the context (a tar
+    archive, unpacked; else the Dockerfile, alone in an empty context, as `docker build -` makes
+    it)."""
+    from reconciler.runtime import errors
+
+    if args.file == "-" and args.context == "-":
+        raise errors.InvalidArgument("can't use standard input for both the build context and the Dockerfile",
+                                     hint="give the context's directory, or the Dockerfile's path with -f")
+    spool = os.path.join(tmp, "stdin")
+    with open(spool, "wb") as f:
+        while chunk := sys.stdin.buffer.read(1 << 20):
+            f.write(chunk)
+    if args.file == "-":
+        args.file = spool
+        return
+    from reconciler.runtime import parts
+
+    context = os.path.join(tmp, "context")
+    os.mkdir(context)
+    if parts.unpack_context(spool, context):
+        if args.file:                   # a path in the tar (docker's)
+            args.file = os.path.join(context, args.file)
+    else:
+        os.replace(spool, os.path.join(context, "Dockerfile"))
+        args.file = None
+    args.context = context
+
+
+def _build(args: argparse.Namespace) -> int:
     opts = _options(args)
     # through the agent that holds the root, if one runs (#21): its warm builder answers and
     # this process loads no engine code; a build with secrets or SSH agents runs here (they

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["attach", "build_image", "commit_container", "container_summaries", "exec_argv", "exec_relayed", "export_container", "export_volume",
            "image_summaries", "import_volume", "lint_dockerfile", "load_images", "locations", "network_manager", "push_image",
-           "resize", "run_foreground", "save_images", "tag_image", "volume_store"]
+           "resize", "run_foreground", "save_images", "tag_image", "unpack_context", "volume_store"]
 
 if TYPE_CHECKING:
     Progress = Callable[[str], None]
@@ -102,6 +102,15 @@ def rebuilt(root: str, options: Mapping[str, Any]) -> tuple[str, list[str]] | No
     from reconciler.runtime.native.build import rebuilds
 
     return rebuilds.lookup(Path(root), options)
+
+
+def unpack_context(path: str, dest: str) -> bool:
+    """`reconcile build -`: whether standard input, spooled to `path`, is a tar archive (plain or
+    compressed), then unpacked into the directory `dest` as the build context
+    (build/context.py `unpack_context`: the image layer extractor); False: it is a Dockerfile."""
+    from reconciler.runtime.native.build import context
+
+    return context.unpack_context(path, dest)
 
 
 def build_image(place: Place, progress: Progress | None, **options: Any) -> str:

@@ -128,6 +128,47 @@ def test_names_that_are_no_utf8_are_built_and_copied_byte_exact(engine: Engine, 
     assert manifests.input_digest(str(ctx), "Dockerfile", {}, None).startswith("sha256:")
 
 
+def test_the_dockerfile_or_the_context_from_standard_input(engine: Engine, context_dir: Callable[..., Path],
+                                                          busybox_image: str, tmp_path: Path) -> None:
+    """docker's forms: `-f -` (the Dockerfile on stdin, a directory the context), `-` (a
+    Dockerfile alone in an empty context, or a tar that is the context, -f a path in it); they
+    failed (`cannot read the Dockerfile /.../-`, `build context '/.../-' is not a directory`)."""
+    spool = tmp_path / "tmp"            # where the build puts what it read: nothing left after it
+    spool.mkdir()
+    env = {**os.environ, "TMPDIR": str(spool)}
+    df = f"FROM {busybox_image}\nCOPY . /x/\nRUN find /x | sort > /listing\n".encode()
+
+    def build(*args: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, "-m", "reconciler", "build", "--root", str(engine.config.root), "--run-dir",
+             str(engine.config.run_dir), "--name-prefix", engine.config.name_prefix, *args],
+            input=stdin, capture_output=True, check=False, timeout=300, env=env)
+
+    def listing(*args: str, stdin: bytes) -> list[str]:
+        res = build("-t", "localhost/stdin:1", *args, stdin=stdin)
+        assert res.returncode == 0, res.stderr.decode()[-2000:]
+        code, out = engine.run("localhost/stdin:1", "cat", "/listing")
+        assert code == 0, out
+        return out.splitlines()
+
+    ctx = context_dir({"Dockerfile": "FROM scratch\n", "a": "a\n"})     # not the Dockerfile built
+    assert listing("-f", "-", str(ctx), stdin=df) == ["/x", "/x/Dockerfile", "/x/a"]
+    assert listing("-", stdin=df) == ["/x", "/x/Dockerfile"]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        for name, data in (("a", b"a\n"), ("build/app.Dockerfile", df)):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+    assert listing("-f", "build/app.Dockerfile", "-", stdin=buf.getvalue()) == \
+        ["/x", "/x/a", "/x/build", "/x/build/app.Dockerfile"]
+    assert list(spool.iterdir()) == []
+    both = build("-f", "-", "-", stdin=df)
+    assert (both.returncode, b"can't use standard input for both" in both.stderr) == (2, True), both.stderr
+    missing = build("-f", "nope", str(ctx), stdin=b"")
+    assert b"give its path with -f (from the current directory" in missing.stderr, missing.stderr
+
+
 def test_add_of_an_archive_with_a_huge_pax_header_stays_within_a_memory_bound(
     engine: Engine, context_dir: Callable[..., Path], tmp_path: Path,
 ) -> None:

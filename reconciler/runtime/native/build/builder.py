@@ -314,7 +314,8 @@ class Builder:
                 text = f.read()
         except OSError as exc:
             raise BuildError(f"cannot read the Dockerfile {df_path}: {exc.strerror}",
-                             hint="give its path with -f, relative to the context") from None
+                             hint="give its path with -f (from the current directory, as docker takes it; "
+                                  "-f - reads it from standard input), or put a Dockerfile in the context") from None
         df = dockerfile.parse(text)
         for tag in opts.tags:
             self.store.parse(tag)           # invalid tags fail before any work

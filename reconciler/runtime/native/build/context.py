@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     from reconciler.runtime.native.images import layers
 
 __all__ = ["BuildContext", "Chmod", "CopyOptions", "IgnoreRules", "Source", "copy_parents", "copy_sources", "ensure_dir",
-           "hash_sources", "ignore_file_for", "is_archive", "is_dir_in", "load_digests", "save_digests", "unpack"]
+           "hash_sources", "ignore_file_for", "is_archive", "is_dir_in", "load_digests", "save_digests", "unpack",
+           "unpack_context"]
 
 _DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _DIGESTS: dict[tuple[int, int, int, int, int], str] = {}    # file identity and times -> sha256
@@ -994,6 +995,25 @@ def is_archive(ctx: BuildContext, src: Source) -> bool:
     finally:
         os.close(fd)
     return _tar_header(_first_block(head))
+
+
+def unpack_context(path: str, dest: str) -> bool:
+    """`reconcile build -`: whether the file `path` (standard input, spooled) is a tar archive,
+    plain or gzip/bzip2/xz/zstd (the rule ADD unpacks by); if it is, it is unpacked into the
+    empty directory `dest` by the image layer extractor, with the image layers' limits, so no
+    entry reaches outside `dest`."""
+    from reconciler.runtime.native.images import layers
+
+    with open(path, "rb") as f:
+        if not _tar_header(_first_block(f.read(_READ_MAX))):
+            return False
+        f.seek(0)
+        try:
+            layers.apply_layer(f, Path(dest), root_attrs=False, compressed_size=os.fstat(f.fileno()).st_size)
+        except layers.LayerError as exc:
+            raise ContextError(f"the build context on standard input cannot be unpacked: {exc.message}",
+                               hint=exc.hint) from None
+    return True
 
 
 def _first_block(head: bytes) -> bytes:

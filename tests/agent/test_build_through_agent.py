@@ -83,7 +83,7 @@ def test_build_goes_through_the_agent_and_prints_what_it_prints_without_one(
     assert served[0][1].count(" ---> Using cache\n") == 2      # RUN and COPY: from the agent's cache
     assert f"Successfully built {built[0][7:19]}\n" in served[0][1]
     assert served[1] == (0, built[0] + "\n", "")
-    assert "[Warning] One or more build-args ['UNUSED'] were not consumed\n" in served[2][1]
+    assert "[Warning] One or more build-args [UNUSED] were not consumed\n" in served[2][1]
     assert served[3][0] == 1
     assert "boom" in served[3][2]
     assert served[4][0] != 0

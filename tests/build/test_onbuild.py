@@ -61,6 +61,19 @@ def test_triggers_of_a_stage_run_in_stages_built_from_it(engine: Engine, context
     assert engine.run("localhost/onbuild-stage:1") == (0, "from-base")
 
 
+def test_a_trigger_arg_consumes_its_build_arg(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    """`ONBUILD ARG OA=dflt` takes `--build-arg OA=cli` in the child's build: dockerd warns only of
+    the args nothing declared, as a Go list (`[U2 UNUSED]`); the trigger's ARG was reported."""
+    parent = context_dir({"Dockerfile": f"FROM {busybox_image}\nONBUILD ARG OA=dflt\n"
+                                        "ONBUILD RUN echo \"trig $OA\" > /trig\n"})
+    engine.build(parent, tags=("localhost/onbuild-arg:1",))
+    child = context_dir({"Dockerfile": "FROM localhost/onbuild-arg:1\n"})
+    engine.build(child, tags=("localhost/onbuild-arg:2",), build_args={"OA": "cli", "UNUSED": "1", "U2": "2"})
+    assert engine.run("localhost/onbuild-arg:2", "cat", "/trig") == (0, "trig cli")
+    assert [x for x in engine.lines if "not consumed" in x] == [
+        "[Warning] One or more build-args [U2 UNUSED] were not consumed"]
+
+
 @pytest.mark.parametrize(("line", "message"), [
     ("ONBUILD ONBUILD RUN true", "line 2: Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"),
     ("ONBUILD FROM scratch", "line 2: FROM isn't allowed as an ONBUILD trigger"),

@@ -495,7 +495,7 @@ class _Run:
         self.refs: dict[str, str] = {}
         self.indexable = True
         self.meta: dict[str, str] = platform_args()
-        self.declared_meta: set[str] = set()
+        self.declared_meta: set[str] = set()     # ARG names declared outside the stages' own instructions
         self.epoch = _source_date_epoch(opts.build_args)
 
     # ---------------------------------------------------------------- helpers
@@ -595,6 +595,8 @@ class _Run:
                 message = exc.message if isinstance(exc, dockerfile.DockerfileError) else "not one instruction"
                 raise BuildError(where + message, hint="fix the base image's ONBUILD, or build FROM another image") from None
             ins = dataclasses.replace(ins, line=s.line)
+            if ins.cmd == "ARG":            # a trigger's ARG consumes its build arg (dockerd warns of none)
+                self.declared_meta |= {w.partition("=")[0] for w in ins.args.split()}
             self.say(f" ---> Running trigger: {_one_line(ins)}")
             self.dispatch(s, ins)
 
@@ -1357,8 +1359,8 @@ class _Run:
             self.say(f"Successfully tagged {tag}")
         unused = sorted(k for k in set(self.opts.build_args) - self.used_args() - {"SOURCE_DATE_EPOCH"}
                         if k.lower() not in _PROXY_ARGS)
-        if unused:
-            self.say(f"[Warning] One or more build-args {unused} were not consumed")
+        if unused:      # a Go list, as dockerd prints it: [A B]
+            self.say(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed")
         return BuildResult(config_digest, manifest_digest, self.opts.tags, self.step, self.cached)
 
     def used_args(self) -> set[str]:

@@ -8,6 +8,8 @@ import gzip
 import hashlib
 import io
 import os
+import socket
+import stat
 import struct
 import tarfile
 import time
@@ -126,6 +128,33 @@ COPY . /x/all/
     before = engine.build(ctx).image_id
     (ctx / "src" / "b.txt").write_text("changed\n")
     assert engine.build(ctx).image_id != before
+
+
+def test_fifos_and_devices_are_copied_sockets_are_not(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    """dockerd's builder copies a FIFO (prw-r--r--) and device nodes from the context and from a
+    stage; they were dropped. A socket is no content: left out, as dockerd leaves it."""
+    ctx = context_dir({"Dockerfile": f"""FROM {busybox_image} AS src
+RUN mkdir /s && mkfifo -m 640 /s/pipe && mknod /s/cdev c 1 3 && echo f > /s/f
+FROM {busybox_image}
+COPY . /x/
+COPY --from=src /s /fromstage/
+ADD pipe /added/
+""", "file": "f\n"})
+    os.mkfifo(ctx / "pipe", 0o644)
+    os.mknod(ctx / "null", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    os.mknod(ctx / "loop", 0o640 | stat.S_IFBLK, os.makedev(7, 0))
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(ctx / "sock"))
+    sock.close()
+    engine.build(ctx, tags=("localhost/nodes:1",))
+    code, out = engine.run("localhost/nodes:1", "sh", "-c",
+                           "cd / && stat -c '%n %A %t:%T' x/pipe x/null x/loop fromstage/pipe fromstage/cdev "
+                           "added/pipe; ls -A x")
+    assert code == 0, out
+    assert out.splitlines() == ["x/pipe prw-r--r-- 0:0", "x/null crw------- 1:3", "x/loop brw-r----- 7:0",
+                                "fromstage/pipe prw-r----- 0:0", "fromstage/cdev crw-r--r-- 1:3",
+                                "added/pipe prw-r--r-- 0:0",
+                                "Dockerfile", "file", "loop", "null", "pipe"]
 
 
 def test_a_bom_in_dockerignore_is_not_part_of_the_pattern(engine: Engine, context_dir: Ctx,

@@ -12,7 +12,8 @@ directories a copy or WORKDIR makes are made through such symlinks, one componen
 by fd, never outside the rootfs. Below a destination directory every entry is opened with no
 symlink followed at all (RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS). A copy keeps what BuildKit
 keeps: modes, times (directories' set last), hardlinks within a source, and the xattrs an
-image layer carries (security.capability included). A local archive that ADD unpacks goes
+image layer carries (security.capability included); FIFOs and device nodes are made with mknod,
+never opened, sockets left out (dockerd's builder). A local archive that ADD unpacks goes
 through the image layer extractor (layers.py) into the destination directory, with the image
 layers' limits; tarfile never extracts onto host paths.
 """
@@ -572,6 +573,8 @@ def hash_sources(ctx: BuildContext, sources: Sequence[Source], *, owners: bool,
                         h.update(b" link " + os.fsencode(first) + b"\0")
             elif stat.S_ISLNK(st.st_mode):
                 h.update(os.fsencode(ctx.readlink(full)))
+            elif _is_node(st.st_mode, st.st_rdev):          # copied since FIFOs and devices are
+                h.update(f"node {os.major(st.st_rdev)}:{os.minor(st.st_rdev)}\0".encode())
     ctx.hashes[memo] = h.hexdigest()
     return ctx.hashes[memo]
 
@@ -896,7 +899,16 @@ class _Copier:
                 os.close(src)
             if st.st_nlink > 1:
                 self.links[key] = rel
-        # sockets, fifos and devices in a context are skipped, as Docker does
+        elif _is_node(mode, st.st_rdev):
+            # a FIFO or a device is made with mknod (never opened), as dockerd's builder copies
+            # it; a socket is no content: skipped, as dockerd skips it
+            _remove_existing(pfd, name, False)
+            os.mknod(name, stat.S_IFMT(mode) | 0o600, st.st_rdev, dir_fd=pfd)
+            fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+            try:
+                _attrs(fd, st, opts, is_dir=False)
+            finally:
+                os.close(fd)
 
     def _link(self, first: str, pfd: int, name: str) -> None:
         """`name` in `pfd` as a hard link to the copy made at `first`."""
@@ -924,6 +936,12 @@ class _Copier:
             finally:
                 os.close(fd)
         self.dirs.clear()
+
+
+def _is_node(mode: int, rdev: int) -> bool:
+    """Whether a copy makes this entry with mknod: a FIFO, a block device, a character device
+    but 0:0 (an overlay whiteout in the step's upper dir, which would delete, not copy)."""
+    return stat.S_ISFIFO(mode) or stat.S_ISBLK(mode) or (stat.S_ISCHR(mode) and rdev != 0)
 
 
 def _kept_xattr(name: str) -> bool:
@@ -987,7 +1005,7 @@ def is_archive(ctx: BuildContext, src: Source) -> bool:
     that holds no tar included, is copied as it is."""
     if src.is_dir:
         return False
-    fd = ctx.open(src.at, os.O_RDONLY)
+    fd = ctx.open(src.at, os.O_RDONLY | os.O_NONBLOCK)     # (a FIFO is not waited on: no archive)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return False

@@ -603,6 +603,15 @@ def test_the_step_container_of_a_killed_build_is_removed_by_the_next_build(
     assert _mounted_under(engine.config.root / "containers") == []
 
 
+def test_an_empty_entrypoint_is_null_and_an_empty_cmd_empty(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    """dockerd 20.10 stores `ENTRYPOINT []` as null (the image's entrypoint cleared) and `CMD []`
+    as []; the ENTRYPOINT was stored as []."""
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nENTRYPOINT [\"/bin/x\"]\nENTRYPOINT []\nCMD []\n"})
+    engine.build(ctx, tags=("localhost/empty-ep:1",))
+    config = engine.config_of("localhost/empty-ep:1")["config"]
+    assert (config.get("Entrypoint"), config.get("Cmd")) == (None, [])
+
+
 def test_automatic_platform_args(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
     ctx = context_dir({"Dockerfile": f"FROM --platform=$BUILDPLATFORM {busybox_image}\nARG TARGETARCH\n"
                                      "ARG TARGETPLATFORM\nRUN echo \"$TARGETPLATFORM $TARGETARCH\" > /p\n"})

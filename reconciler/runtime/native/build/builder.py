@@ -792,7 +792,7 @@ class _Run:
         self.nop(s, ins)
 
     def do_entrypoint(self, s: _Stage, ins: dockerfile.Instruction) -> None:
-        s.run_config["Entrypoint"] = self.command(s, ins)
+        s.run_config["Entrypoint"] = self.command(s, ins) or None     # `ENTRYPOINT []`: null, as dockerd stores it
         if not s.cmd_set:
             s.run_config["Cmd"] = None      # Docker: an ENTRYPOINT drops an inherited CMD
         self.nop(s, ins)

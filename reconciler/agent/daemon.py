@@ -57,6 +57,7 @@ from reconciler.spec import validity
 from reconciler.spec.ids import ResourceId
 from reconciler.state import history as hist
 from reconciler.state import labels as labelmod
+from reconciler.state import sourcestate
 
 if TYPE_CHECKING:
     from reconciler.runtime.native.backend import NativeRuntime
@@ -81,6 +82,7 @@ class _Source:
     fetch_error: str | None = None
     invalid: tuple[str, list[str]] | None = None     # (revision id, problems) of a refused revision
     pinned: srcbase.Revision | None = None           # rollback: applied instead of the newest
+    lost_pin: str | None = None                      # a pin remembered whose revision is no longer kept
     last_result: str | None = None
     last_pass_at: float | None = None
     last_failures: list[str] = dataclasses.field(default_factory=list)
@@ -105,6 +107,7 @@ class Agent:
         self._log = logs.get_logger("reconciler.agent")
         self.loop = loop_mod.ControllerLoop(self._reconcile, workers=1, name="agent")
         self.db: Database | None = None
+        self._memory: sourcestate.SourceMemory | None = None   # pins, suspends, kept revisions (state DB)
         self._runtime: base.Runtime | None = None    # native: one engine for the agent's life
         self.supervisor: supervise.Supervisor | None = None
         # what the agent serves (its API, metrics, dashboard, the Engine API): closed in reverse
@@ -136,6 +139,7 @@ class Agent:
                         on_flap=lambda name: self.prom.flapping.set(len(self._flapping_names())),
                     ).start()
             self.db = self._engine_db() or Database(cfg.root / "state.db")
+            self._memory = sourcestate.SourceMemory(self.db)
             self.notifier.start()            # before the first pass: its result is news too
             self.loop.start()
             for sc in cfg.sources:
@@ -237,8 +241,8 @@ class Agent:
         for name, sc in wanted.items():
             if name not in current or current[name].cfg != sc:
                 self._add_source(sc)
-            elif sc.suspend != self.loop.queue.is_suspended(name):
-                self.set_suspended(name, sc.suspend)
+            elif (held := sc.suspend or self._remembered(name).suspended) != self.loop.queue.is_suspended(name):
+                self.set_suspended(name, held, by_config=True)      # a suspend through the API stays
         if old.decryption != new.decryption:        # a revision refused for want of a key loads now
             with self._lock:
                 for src in self._sources.values():
@@ -274,12 +278,18 @@ class Agent:
             dkw["resync_interval"] = sc.interval
         return directory.DirectorySource(sc.directory, cache_dir=cache, **dkw)
 
+    def _remembered(self, name: str) -> sourcestate.Remembered:
+        assert self._memory is not None
+        return self._memory.load(name)
+
     def _add_source(self, sc: cfgmod.SourceConfig, reason: str = "source added") -> None:
         src = _Source(cfg=sc, source=self._make_source(sc))
+        held = self._restore(sc.name, src)
         with self._lock:
             self._sources[sc.name] = src
-        self.prom.source_suspended.labels(sc.name).set(1 if sc.suspend else 0)
-        if sc.suspend:
+        suspended = sc.suspend or held
+        self.prom.source_suspended.labels(sc.name).set(1 if suspended else 0)
+        if suspended:
             self.loop.queue.suspend(sc.name)
         else:
             self.loop.queue.resume(sc.name)
@@ -289,6 +299,35 @@ class Agent:
             src.fetch_error = str(e)
             self._log.error("source_watch_failed", source=sc.name, error=str(e))
         self.loop.trigger(sc.name, reason)
+
+    def _restore(self, name: str, src: _Source) -> bool:
+        """What the state DB remembers of the source from before this process: the converged
+        revisions kept for rollback (those whose content can still be had), a rollback's pin
+        and a suspend through the API (said in the log and as events: the operator's, kept until
+        resume). Returns whether the API suspended it."""
+        mem = self._remembered(name)
+        good = [r for r in (src.source.revision(g) for g in mem.good[:KEEP_GOOD]) if r is not None]
+        src.good = good
+        if mem.pinned:
+            src.pinned = next((g for g in good if g.id == mem.pinned), None) or src.source.revision(mem.pinned)
+            if src.pinned is None:
+                src.lost_pin = mem.pinned
+                self._log.error("source_pin_lost", source=name, revision=mem.pinned[:12],
+                                note="the pinned revision's content is no longer kept: nothing is applied "
+                                     "until `reconcile rollback NAME REVISION` or `--resume NAME`")
+            else:
+                self._log.warning("source_pinned", source=name, revision=mem.pinned[:12],
+                                  note="pinned by a rollback before the restart; `reconcile rollback --resume "
+                                       f"{name}` follows the source again")
+            self.events.publish("source_pinned", source=name, revision=mem.pinned, restored=True,
+                                available=src.pinned is not None)
+        if mem.suspended:
+            self._log.warning("source_suspended", source=name,
+                              note=f"suspended through the API before the restart; POST /v1/sources/{name} "
+                                   '{"suspend": false} resumes it')
+            self.events.publish("source_suspended", source=name, restored=True)
+        src.source.retain({*(g.id for g in good), *([src.pinned.id] if src.pinned else [])})
+        return mem.suspended
 
     def _remove_source(self, name: str) -> None:
         with self._lock:
@@ -364,6 +403,12 @@ class Agent:
     def _revision(self, name: str, src: _Source) -> srcbase.Revision:
         if src.pinned is not None:
             return src.pinned
+        if src.lost_pin is not None:            # never the newest instead: what the operator rolled back from
+            raise TerminalError(
+                f"{name} is pinned to {src.lost_pin[:12]} by a rollback, and that revision's content is no "
+                "longer kept here: nothing is applied",
+                hint=f"`reconcile rollback {name} REVISION` to a kept revision, or `reconcile rollback --resume "
+                     f"{name}` to follow the source again")
         try:
             rev = src.source.fetch()
         except srcerr.SourceError as e:
@@ -529,7 +574,10 @@ class Agent:
         src.last_failures += [f"{ResourceId.container(n)}: {why}" for n, why in sorted(result.unready.items())]
         self.prom.down.labels(name).set(len(result.unready))
         if result.converged:
-            src.good = [rev, *[g for g in src.good if g.id != rev.id]][:KEEP_GOOD]
+            good = [rev, *[g for g in src.good if g.id != rev.id]][:KEEP_GOOD]
+            if [g.id for g in good] != [g.id for g in src.good] and self._memory is not None:
+                self._memory.keep_good(name, [g.id for g in good])     # a restart finds them
+            src.good = good
             self.prom.last_applied.labels(name).set(time.time())
         src.source.retain({rev.id, *(g.id for g in src.good)})
         self.prom.passes.labels(name, result.result).inc()
@@ -662,7 +710,7 @@ class Agent:
         return {
             "name": name, "owner": src.cfg.owner, "kind": src.cfg.kind, "degraded": degraded,
             "origin": _origin(src.cfg), "suspended": ks.suspended,
-            "pinned": src.pinned.id if src.pinned else None,
+            "pinned": src.pinned.id if src.pinned else src.lost_pin,
             "revision": src.applied.id if src.applied else None,
             "fetched": src.fetched, "last_good": src.good[0].id if src.good else None,
             "last_result": src.last_result, "last_pass_at": src.last_pass_at,
@@ -676,12 +724,21 @@ class Agent:
             "objects": objects,
         }
 
-    def set_suspended(self, name: str, suspended: bool) -> Mapping[str, Any]:
+    def set_suspended(self, name: str, suspended: bool, *, by_config: bool = False) -> Mapping[str, Any]:
+        """Suspend or resume a source. Through the API (`by_config` False) it is the operator's
+        word, remembered across restarts, and resume also ends a rollback's pin; a reloaded config
+        only suspends or resumes."""
         src = self._get(name)
+        if not by_config:
+            assert self._memory is not None
+            self._memory.suspend(name, suspended)
         if suspended:
             self.loop.suspend(name)
         else:
-            src.pinned = None                   # resume also ends a rollback's pin
+            if not by_config:
+                src.pinned = src.lost_pin = None    # resume also ends a rollback's pin
+                assert self._memory is not None
+                self._memory.pin(name, "")
             if self.supervisor is not None:
                 for o in list(src.desired.containers) if src.desired else []:
                     self.supervisor.clear(o)
@@ -757,7 +814,7 @@ class Agent:
         src = self._get(name)
         current = src.applied.id if src.applied else None
         if revision:
-            match = [g for g in src.good if g.id.startswith(revision)]
+            match = [g for g in src.good if g.id.startswith(revision)] or self._converged(src, revision)
         else:
             match = [g for g in src.good if g.id != current]
         if not match:
@@ -766,7 +823,11 @@ class Agent:
                 f"no converged revision {revision or 'older than the applied one'} of {name} is kept "
                 f"(kept: {kept})", hint="revert in the source instead (git revert, or restore the files)")
         target = match[0]
-        src.pinned = target
+        src.pinned, src.lost_pin = target, None
+        assert self._memory is not None
+        self._memory.pin(name, target.id)           # until resume, across restarts
+        self._memory.suspend(name, False)           # the pass below resumes the source
+        self.prom.source_suspended.labels(name).set(0)
         self.events.publish("rollback", source=name, revision=target.id, previous=current)
         self._log.warning("rollback", source=name, revision=target.id[:12], previous=(current or "")[:12])
         self.loop.resume(name)                  # runs a pass now (with the pin)
@@ -775,6 +836,15 @@ class Agent:
                 "hint": "the source is pinned: `reconcile rollback --resume NAME` (or POST "
                         "/v1/sources/NAME {\"suspend\": false}) follows it again",
                 "status": result["sources"][0]}
+
+    def _converged(self, src: _Source, revision: str) -> list[srcbase.Revision]:
+        """A revision the history lists as converged for the source's owner, no longer among those
+        kept in memory, whose content the source can still give (a commit still in the repository)."""
+        assert self.db is not None
+        for rid in hist.converged_revisions(self.db).get(src.cfg.owner, []):
+            if rid.startswith(revision) and (rev := src.source.revision(rid)) is not None:
+                return [rev]
+        return []
 
     def metrics(self) -> tuple[bytes, str]:
         self.prom.flapping.set(len(self._flapping_names()))

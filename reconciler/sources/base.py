@@ -62,6 +62,12 @@ class Source(Protocol):
         """Keep these revisions' snapshots (e.g. the last applied one) when older ones are dropped."""
         ...
 
+    def revision(self, id: str) -> Revision | None:
+        """A revision fetched before (by a process before this one too), again, if its content
+        can still be had: a snapshot kept under the state root, a commit still in the repository;
+        else None. What an agent's restart finds its pin and its rollback revisions by."""
+        ...
+
     def place(self, revision: Revision) -> None:
         """Make `revision.live` show this revision's files before it is loaded or applied (a git
         checkout moves, keeping files nobody committed; a live directory already is); idempotent."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import shutil
 import stat
 import threading
@@ -48,6 +49,7 @@ _IGNORED_SUFFIXES = (
     ".bak", ".orig", ".rej",  # backups and patch leftovers
     ".dpkg-new", ".dpkg-old", ".dpkg-dist", ".dpkg-tmp", ".rpmnew", ".rpmsave", ".ucf-dist",
 )
+_ID = re.compile(r"^[0-9a-f]{64}$")  # a revision id: the sha256 of the files
 _IGNORED_NAMES = frozenset({"4913"})  # vim creates and deletes it to test the directory
 
 
@@ -129,8 +131,18 @@ class DirectorySource:
                 self._recent.remove(rev_id)
             self._recent.insert(0, rev_id)
             self._collect()
+        return self._revision(rev_id, path)
+
+    def _revision(self, rev_id: str, path: Path) -> base.Revision:
         return base.Revision(id=rev_id, path=path, origin=str(self.root), live=self.root,
                              name=self.root.resolve().name)
+
+    def revision(self, id: str) -> base.Revision | None:
+        """A snapshot this source wrote before and still keeps under its cache directory."""
+        if _ID.match(id) is None:
+            return None
+        path = self.cache_dir / id
+        return self._revision(id, path) if path.is_dir() else None
 
     def retain(self, ids: Collection[str]) -> None:
         with self._lock:

@@ -236,12 +236,31 @@ class GitSource:
                 self._recent.remove(sha)
             self._recent.insert(0, sha)
             self._collect()
-            origin = f"{redact_url(self.url)}@{sha[:12]}" + (f":{self.subpath}" if self.subpath else "")
-            live = self.checkout / self.subpath if self.subpath else self.checkout
-            rev = base.Revision(id=sha, path=path, origin=origin, live=live, name=self.directory_name)
+            rev = self._revision(sha, path)
             self.last_revision = rev
             self._log.info("git_fetched", commit=sha, duration_s=round(time.monotonic() - started, 3))
             return rev
+
+    def _revision(self, sha: str, path: Path) -> base.Revision:
+        origin = f"{redact_url(self.url)}@{sha[:12]}" + (f":{self.subpath}" if self.subpath else "")
+        live = self.checkout / self.subpath if self.subpath else self.checkout
+        return base.Revision(id=sha, path=path, origin=origin, live=live, name=self.directory_name)
+
+    def revision(self, id: str) -> base.Revision | None:
+        """A commit fetched before and still in the local repository, checked out again (its
+        worktree kept, or made anew); None when the repository no longer has it. Asks no remote."""
+        if _HEX.match(id) is None:
+            return None
+        with self._lock:
+            if not (self.repo / "HEAD").is_file() or self._try(["cat-file", "-e", f"{id}^{{commit}}"]) is None:
+                return None
+            try:
+                self._check_subpath(id)
+                self._check_limits(id)
+                tree = self._checkout(id)
+            except errors.SourceError:
+                return None
+            return self._revision(id, tree / self.subpath if self.subpath else tree)
 
     @property
     def directory_name(self) -> str:

@@ -168,6 +168,11 @@ def test_rollback_pins_then_resume_follows(tmp_path: Path, agent: AgentProc, cap
     assert env_of(agent.root, "web").get("V") == "1"
     agent.reconcile("local")
     assert env_of(agent.root, "web").get("V") == "1"           # pinned: the newest is not applied
+    agent.stop()                                                # the pin outlives the agent, and its snapshot
+    agent.start()
+    agent.reconcile("local")
+    assert env_of(agent.root, "web").get("V") == "1"
+    assert agent.source("local")["pinned"] == agent.source("local")["revision"]
     assert main(["rollback", "--resume", "local", "--socket", str(agent.socket)]) == 0
     wait_for("v2 again", lambda: env_of(agent.root, "web").get("V") == "2")
 

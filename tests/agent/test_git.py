@@ -293,3 +293,56 @@ def test_the_webhook_limits_in_the_agent_config(tmp_path: Path) -> None:
         with pytest.raises(config.ConfigError) as e:
             config.parse_config(text + f"{{listen: ':9465', {bad}}}\n", where="agent.yaml")
         assert f"agent.yaml:3: {says}" in str(e.value)
+
+
+def env_of(root: Path, name: str) -> dict[str, str]:
+    return dict(FakeRuntime.at_root(root).config_of(name).env)
+
+
+def test_a_pin_and_a_suspend_outlive_a_restart_of_the_agent(
+        tmp_path: Path, forge: tuple[Upstream, GitHTTPServer], agents: list[AgentProc],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from reconciler.cli.main import main
+
+    up, server = forge
+    good = up.commit({"hosts/web1/web.yaml": container_doc("web", extra="env: {V: good}")})
+    a = make_agent(tmp_path, server, interval="0.5s")
+    agents.append(a.start())
+    wait_for("good deployed", lambda: a.source("shop")["last_good"] == good)
+    bad = up.commit({"hosts/web1/web.yaml": container_doc("web", extra="env: {V: bad}")})
+    wait_for("bad deployed", lambda: a.source("shop")["last_good"] == bad)
+    assert main(["rollback", "shop", "--socket", str(a.socket)]) == 0
+    assert f"pinned to {good[:12]} (was {bad[:12]})" in capsys.readouterr().out
+    assert env_of(a.root, "web")["V"] == "good"
+
+    a.stop()                                    # systemctl restart, an upgrade, a reboot
+    a.start()
+    a.reconcile("shop")                         # a pass after the restart (and the poller's fetches)
+    src = a.source("shop")
+    assert (src["pinned"], src["revision"]) == (good, good)
+    assert env_of(a.root, "web")["V"] == "good"  # not what was rolled back from
+    assert "source_pinned" in a.log()
+    assert any(e["type"] == "source_pinned" and e["revision"] == good for e in a.events())
+    # the revisions kept for rollback are still there: the bad one by its id, then the good again
+    assert main(["rollback", "shop", bad[:12], "--socket", str(a.socket)]) == 0
+    assert env_of(a.root, "web")["V"] == "bad"
+    assert main(["rollback", "shop", good, "--socket", str(a.socket)]) == 0
+    assert env_of(a.root, "web")["V"] == "good"
+
+    # a suspend through the API outlives a restart too; resume follows the source again
+    a.api.post("/v1/sources/shop", {"suspend": True})
+    a.stop()
+    a.start()
+    newer = up.commit({"hosts/web1/web.yaml": container_doc("web", extra="env: {V: newer}")})
+    a.reconcile("shop")
+    assert a.source("shop")["suspended"] is True
+    assert 'reconciler_source_suspended{source="shop"} 1.0' in a.api.get("/metrics")
+    assert env_of(a.root, "web")["V"] == "good"
+    a.api.post("/v1/sources/shop", {"suspend": False})
+    wait_for("the newest followed after resume", lambda: a.source("shop")["revision"] == newer)
+    assert a.source("shop")["pinned"] is None
+    assert env_of(a.root, "web")["V"] == "newer"
+    a.stop()                                    # and resumed stays resumed
+    a.start()
+    a.reconcile("shop")
+    assert (a.source("shop")["suspended"], a.source("shop")["pinned"]) == (False, None)

@@ -230,6 +230,8 @@ class Agent:
             self._log.warning("config_reload_partial", needs_restart=ignored)
         self.config = dataclasses.replace(new, **{f: getattr(old, f) for f in fixed})
         hist.configure(keep=new.history_keep, max_age=new.history_max_age)
+        if new.notify != old.notify:            # a target added is told from now on, one removed no more
+            self.notifier.retarget(new.notify)
         if self._tags is not None:
             self._tags.interval = new.image_update_interval
         wanted = {s.name: s for s in new.sources}

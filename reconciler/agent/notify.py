@@ -230,10 +230,11 @@ def send(target: NotifyTarget, n: Notification) -> None:
 
 
 class _Queue:
-    """One target's bounded queue and sender thread."""
+    """One target's bounded queue and sender thread (until `close()`)."""
 
-    def __init__(self, target: NotifyTarget, sender: Sender, stop: threading.Event, backoff: float) -> None:
-        self.target, self.sender, self.stop, self.backoff = target, sender, stop, backoff
+    def __init__(self, target: NotifyTarget, sender: Sender, backoff: float) -> None:
+        self.target, self.sender, self.backoff = target, sender, backoff
+        self.stop = threading.Event()
         self.items: collections.deque[Notification] = collections.deque()
         self.cond = threading.Condition()
         self.dropped = self.sent = self.failed = 0
@@ -246,6 +247,11 @@ class _Queue:
                 self.dropped += 1
             self.items.append(n)
             self.cond.notify()
+
+    def close(self) -> None:
+        self.stop.set()
+        with self.cond:
+            self.cond.notify_all()
 
     def _run(self) -> None:
         while not self.stop.is_set():
@@ -279,22 +285,40 @@ class Notifier:
                  backoff: float = 1.0) -> None:
         self.bus = bus
         self.dedupe = Deduper()
+        self.sender, self.backoff = sender, backoff
         self._stop = threading.Event()
-        self.queues = [_Queue(t, sender, self._stop, backoff) for t in targets]
+        self._started = False
+        self.queues = [_Queue(t, sender, backoff) for t in targets]
         self._thread = threading.Thread(target=self._follow, name="notify", daemon=True)
 
     def start(self) -> Notifier:
+        self._started = True
+        for q in self.queues:
+            q.thread.start()
         if self.queues:
-            for q in self.queues:
-                q.thread.start()
             self._thread.start()
         return self
+
+    def retarget(self, targets: Sequence[NotifyTarget]) -> None:
+        """The targets of a reloaded config (SIGHUP): a target kept keeps its queue (nothing
+        waiting is lost), a new one gets its own, a removed one's sender stops; what has been
+        sent or de-duplicated is remembered (`dedupe` stays)."""
+        old: dict[NotifyTarget, _Queue | None] = {q.target: q for q in self.queues}
+        queues = [old.pop(t, None) or _Queue(t, self.sender, self.backoff) for t in targets]
+        for q in queues:
+            if self._started and not q.thread.is_alive() and not q.stop.is_set():
+                q.thread.start()
+        self.queues = queues                    # one assignment: the follower sees the old list or this
+        for gone in old.values():
+            if gone is not None:
+                gone.close()
+        if self._started and queues and not self._thread.is_alive() and not self._stop.is_set():
+            self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         for q in self.queues:
-            with q.cond:
-                q.cond.notify_all()
+            q.close()
 
     def stats(self) -> dict[str, dict[str, int]]:
         return {q.target.label: {"sent": q.sent, "failed": q.failed, "dropped": q.dropped} for q in self.queues}

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import http.server
 import json
+import signal
 import socket
 import threading
 from collections.abc import Iterator
@@ -159,3 +160,24 @@ def test_a_degraded_pass_repeated_is_one_notification_and_recovery_is_one() -> N
     assert d(ok) == []
     changed = {**fail, "failures": ["container:api: exited (2)"]}     # a new failure is news
     assert [n.kind for n in d(changed)] == ["pass_failed"]
+
+
+def test_a_target_added_by_a_reload_is_told_and_one_removed_no_more(
+        tmp_path: Path, agents: list[AgentProc], receivers: list[Receiver]) -> None:
+    first, added = Receiver(), Receiver()
+    receivers += [first, added]
+    a = agent_with(tmp_path, agents, [{"webhook": {"url": first.url}}])
+    m = tmp_path / "m"
+    write(m, "web.yaml", container_doc("web"))
+    a.start()
+    wait_for("the first target told of the apply", lambda: "applied" in first.kinds())
+
+    a.write_config(notify=[{"webhook": {"url": added.url}}])     # SIGHUP: systemctl reload
+    a.signal(signal.SIGHUP)
+    wait_for("the reload", lambda: any(e["type"] == "config_reloaded" for e in a.events()))
+    (m / "web.yaml").write_text(BROKEN)
+    wait_for("the added target told", lambda: "revision_invalid" in added.kinds())
+    write(m, "api.yaml", container_doc("api"))
+    (m / "web.yaml").write_text(container_doc("web"))
+    wait_for("the added target told of the fix", lambda: "revision_fixed" in added.kinds())
+    assert first.kinds() == ["applied"]                          # removed: told nothing more

@@ -137,6 +137,7 @@ class Agent:
                         flap_window=cfg.flap_window,
                         on_restart=lambda name: self.prom.restarts.inc(),
                         on_flap=lambda name: self.prom.flapping.set(len(self._flapping_names())),
+                        source_of=self._source_of,
                     ).start()
             self.db = self._engine_db() or Database(cfg.root / "state.db")
             self._memory = sourcestate.SourceMemory(self.db)
@@ -330,6 +331,12 @@ class Agent:
             self.events.publish("source_suspended", source=name, restored=True)
         src.source.retain({*(g.id for g in good), *([src.pinned.id] if src.pinned else [])})
         return mem.suspended
+
+    def _source_of(self, labels: Mapping[str, str]) -> str:
+        """The source whose owner label a container carries ("" for none of the agent's)."""
+        owner = labels.get(labelmod.OWNER)
+        with self._lock:
+            return next((n for n, s in sorted(self._sources.items()) if s.cfg.owner == owner), "")
 
     def _remove_source(self, name: str) -> None:
         with self._lock:

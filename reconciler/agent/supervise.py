@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from reconciler import logs
@@ -44,6 +44,8 @@ class Supervisor:
         publish: Callable[..., Any],             # EventBus.publish
         on_restart: Callable[[str], None] = lambda name: None,
         on_flap: Callable[[str], None] = lambda name: None,
+        # the agent's source a container belongs to, by its labels (its owner): its events name it
+        source_of: Callable[[Mapping[str, str]], str] = lambda labels: "",
         flap_limit: int = 5,
         flap_window: float = 120.0,
         poll: float = 0.2,
@@ -52,6 +54,7 @@ class Supervisor:
         self.publish = publish
         self.on_restart = on_restart
         self.on_flap = on_flap
+        self.source_of = source_of
         self.flap_limit = flap_limit
         self.flap_window = flap_window
         self.poll = poll
@@ -114,14 +117,16 @@ class Supervisor:
             times.append(now)
             while times and now - times[0] > self.flap_window:
                 times.popleft()
-            self.publish("container_restarted", container=rec.name, id=cid[:12],
+            source = self.source_of(rec.config.labels)
+            self.publish("container_restarted", source=source, container=rec.name, id=cid[:12],
                          restart_count=rec.restart_count, exit_code=rec.exit_code)
             self._log.info("container_restarted", container=rec.name, restart_count=rec.restart_count)
             self.on_restart(rec.name)
             if len(times) >= self.flap_limit:
                 with self._lock:
                     self._flapping[cid] = Flapping(cid, rec.name, len(times), time.time())
-                self.publish("container_flapping", container=rec.name, id=cid[:12], restarts=len(times),
+                self.publish("container_flapping", source=source, container=rec.name, id=cid[:12],
+                             restarts=len(times),
                              window_s=self.flap_window,
                              message=f"restarted {len(times)} times in {self.flap_window:g}s: "
                                      "left stopped after its next exit; change its spec or resume to retry")

@@ -26,6 +26,7 @@ from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
 from reconciler.state import history as hist
 from tests.agent.conftest import AgentProc, wait_for
+from tests.agent.test_notify import Receiver
 from tests.execution.helpers import STOP_MARGIN, trapping_app
 from tests.helpers.host import assert_holds_exactly, random_pool, reboot
 from tests.runtime.conftest import cleanup, leftovers
@@ -71,6 +72,8 @@ def running(a: AgentProc, name: str) -> Any:
 
 def test_restart_policy_and_flap_limit(tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
     a = native_agent
+    hook = Receiver()                                   # the README's example: a target for one source
+    a.config["notify"] = [{"webhook": {"url": hook.url}, "sources": ["host"], "events": ["container_flapping"]}]
     (tmp_path / "m" / "web.yaml").write_text(doc("web", busybox_image, "sleep 3600"))
     a.start()
     web = wait_for("web running", lambda: running(a, "web"))
@@ -91,8 +94,12 @@ def test_restart_policy_and_flap_limit(tmp_path: Path, native_agent: AgentProc, 
     a.reconcile("host")                                 # a pass does not restart it either
     assert str(state(a)["crash"].status) == "exited"
     assert state(a)["crash"].restart_count == count
-    assert any(e["type"] == "container_flapping" for e in a.events())
+    assert any(e["type"] == "container_flapping" and e["source"] == "host" for e in a.events())
     assert "reconciler_containers_flapping 1.0" in a.api.get("/metrics")
+    told = wait_for("the source's target told of the crash loop", lambda: hook.got)
+    hook.close()
+    assert json.loads(told[0][1])["source"] == "host"
+    assert "crash is crash-looping" in json.loads(told[0][1])["title"]
     # and the agent says so: the pass is degraded, naming the container, never "converged"
     src = a.source("host")
     assert src["last_result"] == "degraded"

@@ -172,6 +172,8 @@ class Deduper:
 
     def _pass(self, e: Mapping[str, Any], source: str) -> list[Notification]:
         result = str(e.get("result"))
+        if result == "interrupted":         # stopped (SIGTERM) before it could tell: neither failed nor recovered
+            return []
         if result in ("failed", "degraded"):
             failures = "\n".join(str(f) for f in e.get("failures") or ())
             return self._fail(("pass", source), Notification(

@@ -181,3 +181,14 @@ def test_a_target_added_by_a_reload_is_told_and_one_removed_no_more(
     (m / "web.yaml").write_text(container_doc("web"))
     wait_for("the added target told of the fix", lambda: "revision_fixed" in added.kinds())
     assert first.kinds() == ["applied"]                          # removed: told nothing more
+
+
+def test_an_interrupted_pass_is_neither_a_failure_nor_a_recovery() -> None:
+    d = notify.Deduper()
+    fail = {"type": "pass", "source": "s", "revision": "r1", "result": "failed", "failures": ["container:web: x"]}
+    stopped = {"type": "pass", "source": "s", "revision": "r1", "result": "interrupted", "failures": [],
+               "counts": {"created": 1}}
+    assert [n.kind for n in d(fail)] == ["pass_failed"]
+    assert d(stopped) == []                                                # SIGTERM: no false "recovered"
+    assert d(fail) == []                                                   # still the same failure
+    assert [n.kind for n in d({**fail, "result": "converged", "failures": []})] == ["recovered"]

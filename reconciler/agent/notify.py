@@ -32,6 +32,7 @@ import collections
 import hashlib
 import hmac
 import json
+import re
 import socket
 import threading
 import time
@@ -109,11 +110,42 @@ def sign(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
+# What changes from one pass to the next in the words of the same failure: the attempts and the
+# time of the next one of a failure held back (planner: "previous attempt failed (2x: ERROR);
+# retry after TIME or with a new revision"), restart counts, copies running, timestamps
+_HELD = re.compile(r"^previous attempt failed \(\d+x: (?P<error>.*)\); retry after \S+ or with a new revision$", re.S)
+_VOLATILE = (
+    (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)?"), "TIME"),
+    (re.compile(r"\b\d+ restarts\b"), "N restarts"),
+    (re.compile(r"\brestarted (once|\d+ times)"), "restarted N times"),
+    (re.compile(r"\b\d+ of (\d+) copies"), r"N of \1 copies"),
+)
+
+
+def failure_identity(failure: str) -> str:
+    """A pass's failure ("container:web: DETAIL") without what changes while it stays the same
+    failure: the resource and the kind of error, not its counters or times."""
+    resource, sep, detail = failure.partition(": ")
+    if not sep:
+        resource, detail = "", failure
+    held = _HELD.match(detail)
+    if held is not None:                # held back after it failed: the same failure as the first time
+        detail = held.group("error")
+    for pattern, replacement in _VOLATILE:
+        detail = pattern.sub(replacement, detail)
+    return f"{resource}: {detail}"
+
+
 class Deduper:
-    """Events -> notifications, a repeated failure once and its recovery once."""
+    """Events -> notifications, a repeated failure once and its recovery once.
+
+    A failure is known by its identity (for a pass: each failing resource and its kind of error,
+    `failure_identity`; else the message): while a source keeps failing, a notification is sent
+    only when a failure not sent since it began appears, however the words of the others change
+    or they come and go."""
 
     def __init__(self) -> None:
-        self._failing: dict[tuple[str, str], str] = {}     # (source, what) -> the message last sent
+        self._failing: dict[tuple[str, str], set[str]] = {}     # (what, source) -> identities sent
 
     def __call__(self, e: Mapping[str, Any]) -> list[Notification]:
         t, source = e.get("type"), str(e.get("source") or "")
@@ -175,9 +207,10 @@ class Deduper:
         if result == "interrupted":         # stopped (SIGTERM) before it could tell: neither failed nor recovered
             return []
         if result in ("failed", "degraded"):
-            failures = "\n".join(str(f) for f in e.get("failures") or ())
+            failures = [str(f) for f in e.get("failures") or ()]
             return self._fail(("pass", source), Notification(
-                "pass_failed", source, f"{source}: pass {result} at revision {e.get('revision')}", failures, e))
+                "pass_failed", source, f"{source}: pass {result} at revision {e.get('revision')}",
+                "\n".join(failures), e), {failure_identity(f) for f in failures} or {result})
         out = self._recover(("pass", source), Notification(
             "recovered", source, f"{source}: converged again at revision {e.get('revision')}", "", e))
         counts = {k: v for k, v in (e.get("counts") or {}).items() if v}
@@ -186,10 +219,11 @@ class Deduper:
             out.append(Notification("applied", source, f"{source}: revision {e.get('revision')} applied", done, e))
         return out
 
-    def _fail(self, key: tuple[str, str], n: Notification) -> list[Notification]:
-        said = self._failing.get(key)
-        self._failing[key] = n.message
-        return [] if said == n.message else [n]
+    def _fail(self, key: tuple[str, str], n: Notification, identities: set[str] | None = None) -> list[Notification]:
+        said = self._failing.setdefault(key, set())
+        new = (identities or {n.message}) - said
+        said |= new
+        return [n] if new else []
 
     def _recover(self, key: tuple[str, str], n: Notification) -> list[Notification]:
         return [n] if self._failing.pop(key, None) is not None else []

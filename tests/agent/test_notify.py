@@ -183,6 +183,29 @@ def test_a_target_added_by_a_reload_is_told_and_one_removed_no_more(
     assert first.kinds() == ["applied"]                          # removed: told nothing more
 
 
+def test_a_failure_held_back_is_one_notification_whatever_its_counter_and_retry_time() -> None:
+    """One failed health gate and one crash loop, pass after pass: the planner's words change
+    (attempts, retry time, restart counts) and the crash loop comes and goes; one message."""
+    d = notify.Deduper()
+
+    def failed(*failures: str) -> dict[str, Any]:
+        return {"type": "pass", "source": "s", "revision": "r1", "result": "failed", "failures": list(failures)}
+
+    gate = "container:web: health check failed: not healthy within 60s (rolled back)"
+    crash = "container:crash: restarting (exit code 3, {} restarts): its restart policy keeps it down"
+    held = ("container:web: previous attempt failed ({}x: health check failed: not healthy within 60s (rolled back)); "
+            "retry after 2026-05-0{}T10:00:00Z or with a new revision")
+    sent = d(failed(gate, crash.format(1)))
+    assert [n.kind for n in sent] == ["pass_failed"]
+    for i in range(2, 8):
+        assert d(failed(held.format(i, i), crash.format(i))) == []
+        assert d(failed(held.format(i, i))) == []                          # the crash loop between restarts
+    other = d(failed(held.format(9, 9), "container:db: exited (exit code 1) but its restart policy is no"))
+    assert [n.kind for n in other] == ["pass_failed"]                     # a new failure is news
+    assert [n.kind for n in d({"type": "pass", "source": "s", "revision": "r1", "result": "converged"})] == [
+        "recovered"]
+
+
 def test_an_interrupted_pass_is_neither_a_failure_nor_a_recovery() -> None:
     d = notify.Deduper()
     fail = {"type": "pass", "source": "s", "revision": "r1", "result": "failed", "failures": ["container:web: x"]}

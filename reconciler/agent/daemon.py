@@ -329,6 +329,7 @@ class Agent:
                               note=f"suspended through the API before the restart; POST /v1/sources/{name} "
                                    '{"suspend": false} resumes it')
             self.events.publish("source_suspended", source=name, restored=True)
+        src.updates.recall(mem.announced)       # tags told of before: not again (once per tag)
         src.source.retain({*(g.id for g in good), *([src.pinned.id] if src.pinned else [])})
         return mem.suspended
 
@@ -625,6 +626,9 @@ class Agent:
                 self._log.warning("image_tags_unlisted", source=name, container=d.container,
                                   repository=d.repository, error=d.error)
         write = src.updates.settle(name, rev.id, failed, self.events.publish, interrupted=result.interrupted)
+        memo = src.updates.memo()
+        if self._memory is not None and memo != dict(self._remembered(name).announced):
+            self._memory.announce(name, memo)   # a restart announces none of these again
         settings = src.cfg.git.write_back if src.cfg.git is not None else None
         if write and settings is not None:
             self._write_back(name, src, rev, desired, write, settings)

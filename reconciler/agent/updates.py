@@ -245,6 +245,21 @@ class Follower:
                 write.append(d)
         return write
 
+    def memo(self) -> dict[str, str]:
+        """What a restart of the agent must not announce again: the tags announced (notify mode)
+        and the references run healthy (apply mode), by container ("announced:web" -> tag)."""
+        return {**{f"announced:{k}": v for k, v in self.announced.items()},
+                **{f"running:{k}": v for k, v in self.running.items()}}
+
+    def recall(self, memo: Mapping[str, str]) -> None:
+        """Take back a `memo()` kept from before a restart."""
+        for key, value in memo.items():
+            kind, _, name = key.partition(":")
+            if kind == "announced":
+                self.announced.setdefault(name, value)
+            elif kind == "running":
+                self.running.setdefault(name, value)
+
     def status(self, revision: str) -> list[dict[str, object]]:
         refused = self.refusals(revision)
         return [{"container": d.container, "repository": d.repository, "manifest_tag": d.current,

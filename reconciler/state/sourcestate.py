@@ -5,7 +5,8 @@ rollback's pin (`reconcile rollback NAME`) and a suspend through the API stay un
 (`reconcile rollback --resume NAME`, `POST /v1/sources/NAME {"suspend": false}`) clears them,
 whatever `systemctl restart`, an upgrade or a reboot happens between. With them, the converged
 revisions kept for rollback (newest first), so a restarted agent still finds the snapshots it
-kept (and keeps them).
+kept (and keeps them); and what image update policies announced (agent/updates.py
+`Follower.memo`), so a restart announces no tag again.
 
 One row per source name (the agent's config names its sources); a source removed from the
 config keeps its row, which a source added again under the name finds.
@@ -41,7 +42,7 @@ class Remembered:
     pinned: str = ""                    # the revision a rollback pinned it to ("": follows the source)
     suspended: bool = False             # suspended through the API
     good: tuple[str, ...] = ()          # converged revisions kept for rollback, newest first
-    announced: Mapping[str, str] = field(default_factory=dict)   # "kind:container" -> the tag announced
+    announced: Mapping[str, str] = field(default_factory=dict)   # Follower.memo(): "running:web" -> ref
 
 
 class SourceMemory:

@@ -153,9 +153,34 @@ def test_notify_mode_changes_nothing_and_announces_once(
     assert sent["title"] == f"local: web can run {repo}:1.9.0"
     assert sent["event"]["current"] == "1.4.1"
     assert a.source("local")["images"][0]["policy_tag"] == "1.9.0"
+    a.stop()                                    # once per tag: a restart does not announce it again
+    a.start()
+    a.reconcile("local")
+    assert a.source("local")["images"][0]["policy_tag"] == "1.9.0"
+    assert [e for e in a.events() if e["type"].startswith("image_")] == []
     status = subprocess.run([sys.executable, "-m", "reconciler", "status", "--root", str(a.root)],
                             capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": REPO})
     assert f"  image policy: web: {repo}:1.4.1 -> 1.9.0 (notify)\n" in status.stdout
+
+
+def test_an_update_is_announced_once_per_tag_across_restarts_of_the_agent(
+        tmp_path: Path, tagged: RegistryServer, agents: list[AgentProc]) -> None:
+    repo = f"{tagged.host}/shop/web"
+    m = tmp_path / "m"
+    write(m, "web.yaml", manifest(repo, "1.4.1", '{semver: "^1"}'))      # no write-back: the manifest stays
+    a = AgentProc(tmp_path, sources=[{"name": "local", "directory": str(m)}], image_updates={"interval": "1h"})
+    fake(a, repo)
+    agents.append(a.start())
+    wait_for("the update", lambda: [e for e in a.events() if e["type"] == "image_updated"])
+    image, cid = running(a)["web"]
+    assert image == f"{repo}:1.9.0"
+    for _ in range(2):                            # systemctl restart: the tag runs already, nothing to tell
+        a.stop()
+        a.start()
+        a.reconcile("local")
+        assert running(a)["web"] == (image, cid)
+        assert a.source("local")["images"][0]["policy_tag"] == "1.9.0"
+        assert [e for e in a.events() if e["type"].startswith("image_")] == []
 
 
 def test_a_failed_update_keeps_the_running_tag_and_is_not_tried_again(

@@ -118,9 +118,12 @@ class Supervisor:
             while times and now - times[0] > self.flap_window:
                 times.popleft()
             source = self.source_of(rec.config.labels)
+            # the run that ended: the record has the new one's by now
+            exit_code = self.runtime.restart_manager.ended_with(cid)
             self.publish("container_restarted", source=source, container=rec.name, id=cid[:12],
-                         restart_count=rec.restart_count, exit_code=rec.exit_code)
-            self._log.info("container_restarted", container=rec.name, restart_count=rec.restart_count)
+                         restart_count=rec.restart_count, exit_code=exit_code)
+            self._log.info("container_restarted", container=rec.name, restart_count=rec.restart_count,
+                           exit_code=exit_code)
             self.on_restart(rec.name)
             if len(times) >= self.flap_limit:
                 with self._lock:

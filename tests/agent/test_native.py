@@ -82,7 +82,9 @@ def test_restart_policy_and_flap_limit(tmp_path: Path, native_agent: AgentProc, 
     again = wait_for("web restarted by its policy", lambda: (c := running(a, "web")) and c.pid != web.pid and c)
     assert again.id == web.id
     assert again.restart_count >= 1
-    assert any(e["type"] == "container_restarted" and e["container"] == "web" for e in a.events())
+    restarted = [e for e in a.events() if e["type"] == "container_restarted" and e["container"] == "web"]
+    assert restarted[0]["exit_code"] == 137             # the run that ended: SIGKILL
+    assert restarted[0]["source"] == "host"
 
     # a crash loop: restarted with backoff until the flap limit, then left stopped and reported
     (tmp_path / "m" / "crash.yaml").write_text(doc("crash", busybox_image, "exit 3"))
@@ -95,6 +97,9 @@ def test_restart_policy_and_flap_limit(tmp_path: Path, native_agent: AgentProc, 
     assert str(state(a)["crash"].status) == "exited"
     assert state(a)["crash"].restart_count == count
     assert any(e["type"] == "container_flapping" and e["source"] == "host" for e in a.events())
+    crashed = [e for e in a.events() if e["type"] == "container_restarted" and e["container"] == "crash"]
+    assert crashed
+    assert {e["exit_code"] for e in crashed} == {3}                   # `exit 3`, each time
     assert "reconciler_containers_flapping 1.0" in a.api.get("/metrics")
     told = wait_for("the source's target told of the crash loop", lambda: hook.got)
     hook.close()

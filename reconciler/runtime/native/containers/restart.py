@@ -118,6 +118,7 @@ class RestartManager:
         self._pending: dict[str, _Pending] = {}
         self._handled: dict[str, str | None] = {}   # id -> finished_at already decided
         self._held: set[str] = set()                # restarted by hand: its exit is no AutoRemove's
+        self._ended_with: dict[str, int | None] = {}   # id -> the exit code of the run its last restart ended
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
@@ -182,6 +183,13 @@ class RestartManager:
         with self._lock:
             self._pending.pop(cid, None)
             self._delay.pop(cid, None)
+            self._ended_with.pop(cid, None)
+
+    def ended_with(self, cid: str) -> int | None:
+        """The exit code of the run that `cid`'s last restart by this manager followed (the record
+        has the new run's by then: none); None when unknown."""
+        with self._lock:
+            return self._ended_with.get(cid)
 
     def tick(self, *, full: bool = True, ids: Iterable[str] | None = None) -> list[str]:
         """Notice new exits and run the restarts that are due; returns the ids restarted.
@@ -231,6 +239,9 @@ class RestartManager:
                 def still_due(r: records.Record) -> bool:
                     nonlocal due
                     due = r.status == "exited" and _decision(r, restarting.Moment.EXIT).start
+                    if due:
+                        with self._lock:
+                            self._ended_with[r.id] = r.exit_code
                     return due
 
                 self.manager.start(cid, only_if=still_due)

@@ -50,6 +50,7 @@ class _Entry:
     error: str | None = None        # the last listing's failure, while it lasts
     failures: int = 0
     checked_at: float | None = None  # wall-clock time of the last listing (made or failed)
+    listed_wall: float | None = None  # wall-clock time of the last listing that succeeded
 
 
 class TagCache:
@@ -64,7 +65,8 @@ class TagCache:
         self.requests = 0               # listings made (for tests and metrics)
 
     def tags(self, repository: str) -> list[str]:
-        """The repository's tags; raises LookupError (with the registry's words) when none are known."""
+        """The repository's tags; raises LookupError (with the registry's words) when none are known.
+        While listings fail, the last good list (of `listed_at`) stands in and `error()` says why."""
         with self._lock:
             e = self._entries.setdefault(repository, _Entry())
             now = self.clock()
@@ -79,11 +81,14 @@ class TagCache:
                     e.next_at = now + min(self.interval * 2 ** (e.failures - 1), MAX_BACKOFF)
                 else:
                     e.listed_at, e.next_at, e.error, e.failures = now, now + self.interval, None, 0
+                    e.listed_wall = e.checked_at
             if e.tags is None:
                 raise LookupError(e.error or "not listed yet")
             return list(e.tags)
 
     def error(self, repository: str) -> str | None:
+        """Why the last listing failed, while listings fail (the tags given are then the last
+        good ones, of `listed_at`); None once one succeeds."""
         with self._lock:
             e = self._entries.get(repository)
             return e.error if e is not None else None
@@ -93,6 +98,12 @@ class TagCache:
         with self._lock:
             e = self._entries.get(repository)
             return e.checked_at if e is not None else None
+
+    def listed_at(self, repository: str) -> float | None:
+        """When the repository's tags were last listed successfully (wall clock), None if never."""
+        with self._lock:
+            e = self._entries.get(repository)
+            return e.listed_wall if e is not None else None
 
 
 class RegistryLister:
@@ -129,9 +140,10 @@ class Decision:
     current: str                    # the tag the manifest names
     chosen: str | None              # the newest tag the policy allows (None: none, or no listing)
     mode: models.UpdateMode
-    error: str | None = None        # why there is no listing
+    error: str | None = None        # why the last listing failed (`chosen` then comes from an older one, or none)
     policy: str = ""                # the policy in words ("semver '>=1.4 <2'")
-    checked_at: float | None = None  # when the tags were last listed (wall clock)
+    checked_at: float | None = None  # when the tags were last asked for (wall clock)
+    listed_at: float | None = None  # when they were last listed successfully (wall clock)
 
     @property
     def newer(self) -> bool:
@@ -154,10 +166,12 @@ def decide(desired: models.DesiredState, cache: TagCache) -> list[Decision]:
             tags = cache.tags(u.repository)
         except LookupError as e:
             out.append(Decision(name, u.repository, u.tag, None, u.mode, error=str(e), **seen,
-                                checked_at=cache.checked_at(u.repository)))
+                                checked_at=cache.checked_at(u.repository), listed_at=None))
             continue
+        # a failing listing is reported though the last good list decides meanwhile
         out.append(Decision(name, u.repository, u.tag, tagpolicy.choose(tags, u.policy), u.mode, **seen,
-                            checked_at=cache.checked_at(u.repository)))
+                            error=cache.error(u.repository), checked_at=cache.checked_at(u.repository),
+                            listed_at=cache.listed_at(u.repository)))
     return out
 
 
@@ -265,5 +279,5 @@ class Follower:
         return [{"container": d.container, "repository": d.repository, "manifest_tag": d.current,
                  "policy_tag": d.chosen, "mode": d.mode, "error": d.error,
                  "refused": refused.get(d.container) == d.chosen and d.chosen is not None,
-                 "policy": d.policy, "checked_at": d.checked_at}
+                 "policy": d.policy, "checked_at": d.checked_at, "listed_at": d.listed_at}
                 for d in self.decisions]

@@ -99,12 +99,19 @@ def _image_line(i: dict[str, Any]) -> str:
     head = f"{i['container']}: {i['repository']}:{i['manifest_tag']}"
     if i["error"] and i["policy_tag"] is None:
         return f"{head}: tags not listed ({i['error']})"
+    stale = ""
+    if i["error"]:                      # the last good listing decides meanwhile: say how old it is
+        import time
+
+        listed = i.get("listed_at")
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(listed)) if listed else "?"
+        stale = f"; tags not listed since {when} ({i['error']})"
     if i["policy_tag"] is None:
-        return f"{head}: no tag allowed by the policy"
+        return f"{head}: no tag allowed by the policy{stale}"
     if i["policy_tag"] == i["manifest_tag"]:
-        return f"{head}: up to date ({i['mode']})"
+        return f"{head}: up to date ({i['mode']}){stale}"
     why = ", refused: its update failed" if i["refused"] else ""
-    return f"{head} -> {i['policy_tag']} ({i['mode']}{why})"
+    return f"{head} -> {i['policy_tag']} ({i['mode']}{why}){stale}"
 
 
 def _offline(args: argparse.Namespace, why: str) -> int:

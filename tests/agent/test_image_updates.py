@@ -119,6 +119,7 @@ def test_apply_picks_the_newest_allowed_tag_and_writes_it_back_for_a_second_clon
     status = a.source("shop")
     assert status["last_result"] == "converged"
     checked = status["images"][0].pop("checked_at")
+    assert status["images"][0].pop("listed_at") == checked
     assert status["images"] == [{"container": "web", "repository": repo, "manifest_tag": "1.9.0",
                                  "policy_tag": "1.9.0", "mode": "apply", "error": None, "refused": False,
                                  "policy": "semver '>=1.4 <2'"}]
@@ -201,6 +202,38 @@ def test_a_failed_update_keeps_the_running_tag_and_is_not_tried_again(
     assert running(a)["web"][0] == f"{repo}:1.4.1"
     assert status["images"][0]["refused"] is True
     assert len([e for e in a.events() if e["type"] == "image_update_failed"]) == 1
+
+
+def test_a_failing_tag_listing_is_reported_while_the_last_good_one_decides(
+        tmp_path: Path, tagged: RegistryServer, agents: list[AgentProc]) -> None:
+    proxy = FaultProxy(tagged.port).start()
+    try:
+        repo = f"{proxy.host}/shop/web"
+        m = tmp_path / "m"
+        write(m, "web.yaml", manifest(repo, "1.4.1", '{semver: "^1"}'))
+        a = AgentProc(tmp_path, sources=[{"name": "local", "directory": str(m)}], image_updates={"interval": "1s"})
+        fake(a, repo)
+        agents.append(a.start())
+        listed = wait_for("the first listing", lambda: (i := a.source("local")["images"]) and i[0]["policy_tag"] and i[0])
+        assert listed["error"] is None
+
+        proxy.add(Fault("status", path="/tags/list", status=404, times=10_000))   # the registry stops listing
+        failing = wait_for("the failed listing reported",
+                           lambda: (a.reconcile("local") and (i := a.source("local")["images"][0])["error"]) and i)
+        assert failing["policy_tag"] == "1.9.0"                            # the last good list still decides
+        assert failing["listed_at"] == listed["listed_at"] == listed["checked_at"]   # when last listed
+        assert failing["checked_at"] > failing["listed_at"]                # when last asked
+        assert "image_tags_unlisted" in a.log()
+        shown = subprocess.run([sys.executable, "-m", "reconciler", "status", "--socket", str(a.socket)],
+                               capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": REPO})
+        assert "(apply); tags not listed since " in shown.stdout
+
+        proxy.faults.clear()                                               # it lists again
+        again = wait_for("the listing again", lambda: (a.reconcile("local") and (
+            i := a.source("local")["images"][0])["error"] is None) and i)
+        assert again["listed_at"] == again["checked_at"] > listed["listed_at"]
+    finally:
+        proxy.stop()
 
 
 def test_tag_listings_are_reused_rate_limited_per_repository_and_backed_off(tagged: RegistryServer) -> None:

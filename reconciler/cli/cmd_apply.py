@@ -105,8 +105,10 @@ def _add(parser: argparse.ArgumentParser, option: tuple[tuple[str, ...], str, di
     parser.add_argument(*flags, dest=dest, **keywords)
 
 
-def add_common_flags(parser: argparse.ArgumentParser, command: str, *, source: bool = True) -> None:
-    """Flags shared by apply, diff, history and rollback: the source, the engine, the owner."""
+def add_common_flags(parser: argparse.ArgumentParser, command: str, *, source: bool = True,
+                     owner: tuple[tuple[str, ...], str, dict[str, Any]] = OWNER) -> None:
+    """Flags shared by apply, diff, history and rollback: the source, the engine, the owner
+    (`owner`: history's own, whose default is every owner)."""
     from reconciler.cli import engines
 
     if source:
@@ -114,7 +116,7 @@ def add_common_flags(parser: argparse.ArgumentParser, command: str, *, source: b
         parser.add_argument(dest, metavar=metavar, help=help_text)
     options.add_engine_options(parser)
     engines.add_runtime_flag(parser, command)
-    _add(parser, OWNER)
+    _add(parser, owner)
 
 
 def add_timeout_flag(parser: argparse.ArgumentParser) -> None:

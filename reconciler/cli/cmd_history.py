@@ -1,5 +1,9 @@
 """`reconcile history`: the passes that changed something or failed, newest first, and whether
-`reconcile rollback` can re-apply each one's revision (a copy of it is kept under <root>/revisions)."""
+`reconcile rollback` can re-apply each one's revision (a copy of it is kept under <root>/revisions).
+
+Every owner's passes, with an OWNER column, unless `--owner` names one (as `kubectl get -A`,
+`helm list -A`): on an agent's root each source records its passes under its own owner (its
+name by default), and `reconcile status` points here whatever they are called."""
 
 from __future__ import annotations
 
@@ -16,7 +20,9 @@ def register(subparsers: Any) -> None:
         "history", help="list the revisions applied (time, result, changes)",
         description="List the passes that changed something or failed, newest first.",
     )
-    cmd_apply.add_common_flags(parser, "history", source=False)
+    cmd_apply.add_common_flags(parser, "history", source=False, owner=(("--owner",), "owner", {
+        "default": None, "help": "only this owner's passes (default: every owner's, with an OWNER column; an "
+                                 "agent's sources record theirs under their own owner, by default their name)"}))
     parser.add_argument("-n", "--limit", type=int, default=20, help="how many passes (default: 20)")
     output.add_output_flag(parser)
     parser.set_defaults(run=run)
@@ -28,7 +34,11 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.cli import cmd_apply, output
     from reconciler.state import history, revisions
 
-    passes = history.HistoryStore(cmd_apply.open_db(args), args.owner).list(limit=args.limit)
+    db = cmd_apply.open_db(args)
+    if args.owner is None:
+        passes = history.every_owner(db, limit=args.limit)
+    else:
+        passes = history.HistoryStore(db, args.owner).list(limit=args.limit)
     kept = {s.revision: s for s in revisions.RevisionStore(args.root).kept()}
 
     def rollback(p: history.Pass) -> tuple[bool, str]:
@@ -49,12 +59,14 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for p in passes:
         ok, why = rollback(p)
-        rows.append({"id": p.id, "time": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(p.started_at)),
+        rows.append({"id": p.id, "owner": p.owner,
+                     "time": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(p.started_at)),
                      "revision": p.revision[:12], "result": p.result,
                      "changes": ", ".join(f"{v} {k}" for k, v in p.counts.items()),
                      "source": f"{p.cause} ({p.source})" if p.cause else p.source,
                      "rollback": "yes" if ok else f"no: {why}"})
-    output.print_table(rows, [("ID", "id"), ("TIME (UTC)", "time"), ("REVISION", "revision"),
-                              ("RESULT", "result"), ("CHANGES", "changes"), ("ROLLBACK", "rollback"),
-                              ("SOURCE", "source")])
+    columns = [("ID", "id"), *([("OWNER", "owner")] if args.owner is None else []), ("TIME (UTC)", "time"),
+               ("REVISION", "revision"), ("RESULT", "result"), ("CHANGES", "changes"), ("ROLLBACK", "rollback"),
+               ("SOURCE", "source")]
+    output.print_table(rows, columns)
     return 0

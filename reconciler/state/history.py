@@ -29,7 +29,7 @@ from reconciler._dataclass import dataclass, field
 from reconciler._sqlite import Database
 
 __all__ = ["DEFAULT_KEEP", "DEFAULT_MAX_AGE", "INTERRUPTED", "RUNNING", "HistoryLimits", "HistoryStore", "Pass",
-           "close_unfinished", "configure", "converged_revisions", "last_passes"]
+           "close_unfinished", "configure", "converged_revisions", "every_owner", "last_passes"]
 
 RUNNING = "running"             # begun, not finished (yet, or ever: its process died)
 INTERRUPTED = "interrupted"     # stopped early by a signal, or found unfinished
@@ -261,6 +261,13 @@ def _pass(r: Any) -> Pass:
         counts=json.loads(r["counts_json"]), changes=json.loads(r["changes_json"]),
         cause=r["cause"], repeats=r["repeats"], first_at=r["first_at"], error=r["error"],
     )
+
+
+def every_owner(db: Database, *, limit: int = 50) -> list[Pass]:
+    """Every owner's passes, newest first (`reconcile history` without --owner)."""
+    db.ensure_schema("history", _DDL, _COLUMNS)
+    rows = db.connect().execute("SELECT * FROM history_passes ORDER BY id DESC LIMIT ?", (limit,))
+    return [_pass(r) for r in rows]
 
 
 def last_passes(db: Database) -> dict[str, Pass]:

@@ -213,6 +213,15 @@ def test_cli_status_events_history_and_apply_refused(tmp_path: Path, agent: Agen
     assert hist
     assert hist[0]["source"] == "local"
     assert hist[0]["result"] == "converged"
+    # `reconcile history` on the agent's root, no --owner: the sources' passes (each its own owner)
+    capsys.readouterr()
+    assert main(["history", "--root", str(agent.root), "--runtime", "fake"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:2] == ["ID", "OWNER"]
+    assert len(table) == 3                                      # web, then api: both local's
+    assert all(row.split()[1] == "local" and "converged" in row for row in table[1:])
+    assert main(["history", "--root", str(agent.root), "--runtime", "fake", "--owner", "default"]) == 0
+    assert "OWNER" not in capsys.readouterr().out               # one owner's: as before
     plan = agent.api.get("/v1/plan", source="local")
     assert plan["in_sync"] is True, plan["rendered"]
     # a one-shot apply on the agent's root is refused and pointed at the agent

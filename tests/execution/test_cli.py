@@ -183,8 +183,10 @@ def test_history_lists_passes_newest_first(tmp_path: Path, root: Path, capsys: p
     assert passes[1]["counts"] == {"created": 1, "pulled": 1}
     assert main(["history", "--root", str(root)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:2] == ["ID", "TIME"]
+    assert lines[0].split()[:3] == ["ID", "OWNER", "TIME"]    # every owner's, by default
     assert len(lines) == 3
+    assert main(["history", "--root", str(root), "--owner", "default"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split()[:2] == ["ID", "TIME"]
 
 
 def test_tag_moved_pulls_and_recreates(tmp_path: Path, root: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -284,8 +284,14 @@ class GitSource:
 
     def _place(self, sha: str) -> None:
         co = self.checkout
-        if (co / ".git").is_file():
-            self._run(["-C", str(co), "checkout", "--quiet", "--force", "--detach", sha], git_dir=False)
+        admin = self._admin_dir()
+        if admin is not None and co.is_dir() and not co.is_symlink():
+            # the repository named outright, never found through the checkout's own `.git`: a
+            # container with a writable bind of the checkout can rewrite that file to point git
+            # at a directory it made (its config's core.hooksPath: a hook run as root on the host)
+            self._run(["--git-dir", str(admin), "--work-tree", str(co), "checkout", "--quiet", "--force", "--detach",
+                       sha], git_dir=False)
+            self._mend_link(co, admin)
             return
         if co.exists() and any(co.iterdir()):
             raise errors.SourceUnavailable(
@@ -294,6 +300,39 @@ class GitSource:
             )
         co.parent.mkdir(parents=True, exist_ok=True)
         self._run(["worktree", "add", "--quiet", "--detach", "--force", str(co), sha])
+
+    def _admin_dir(self) -> Path | None:
+        """The bare repository's own directory of the live checkout (`git worktree add` made it),
+        found by its link back to the checkout, which only git and the agent write; None before
+        the first checkout."""
+        want = str(self.checkout / ".git")
+        try:
+            entries = list(os.scandir(self.repo / "worktrees"))
+        except FileNotFoundError:
+            return None
+        for entry in entries:
+            try:
+                if (Path(entry.path) / "gitdir").read_text().strip() == want:
+                    return Path(entry.path)
+            except OSError:
+                continue
+        return None
+
+    @staticmethod
+    def _mend_link(co: Path, admin: Path) -> None:
+        """The checkout's `.git` as git wrote it (`gitdir: ADMIN`), whatever was left there."""
+        link = co / ".git"
+        text = f"gitdir: {admin}\n"
+        try:
+            if link.is_file() and not link.is_symlink() and link.read_text() == text:
+                return
+        except OSError:
+            pass
+        if link.is_dir() and not link.is_symlink():
+            shutil.rmtree(link)
+        else:
+            link.unlink(missing_ok=True)
+        link.write_text(text)
 
     def _ensure_repo(self) -> None:
         if (self.repo / "HEAD").is_file():
@@ -464,7 +503,8 @@ class GitSource:
             return None
 
     def _run(self, args: Sequence[str], *, git_dir: bool = True, network: bool = False) -> str:
-        argv = [self._git]
+        # no hook and no fsmonitor program, whatever a configuration says: git runs nothing but itself
+        argv = [self._git, "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"]
         if git_dir:
             argv += ["--git-dir", str(self.repo)]
         argv += list(args)

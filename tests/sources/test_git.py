@@ -335,3 +335,39 @@ def test_polling_wakes_while_the_last_fetch_is_behind_the_remote(tmp_path: Path,
         assert watch.poll()  # still behind: wakes again
         src.fetch()
         assert not watch.poll()
+
+
+def test_a_checkout_rewritten_by_a_container_runs_no_hook_of_its_own(tmp_path: Path, upstream: Upstream) -> None:
+    """A container with a writable bind of the checkout (`./:/src`) points its `.git` at a
+    directory it made, whose config names a hooks directory with a post-checkout hook: the next
+    placement must run no program of the checkout's (it ran as root on the host), check out the
+    commit and mend the `.git` link."""
+    src = source(tmp_path, upstream.bare, branch="main")
+    first = src.fetch()
+    src.place(first)
+    co = first.live
+    assert co is not None
+    marker = tmp_path / "HOOK_RAN"
+    evil = co / "evil"
+    (evil / "hooks").mkdir(parents=True)
+    (evil / "objects" / "info").mkdir(parents=True)
+    (evil / "refs").mkdir()
+    (evil / "HEAD").write_text(git(upstream.bare, "rev-parse", "HEAD") + "\n")
+    (evil / "config").write_text("[core]\n\trepositoryformatversion = 0\n\thooksPath = evil/hooks\n"
+                                 f"\tfsmonitor = {evil / 'hooks' / 'post-checkout'}\n")
+    (evil / "objects" / "info" / "alternates").write_text(str(upstream.bare / "objects") + "\n")
+    hook = evil / "hooks" / "post-checkout"
+    hook.write_text(f"#!/bin/sh\nid > {marker}\n")
+    hook.chmod(0o755)
+    (co / ".git").write_text("gitdir: evil\n")
+
+    upstream.commit({"web.yaml": WEB.replace("busybox:1", "busybox:2")}, "next")
+    second = src.fetch()
+    src.place(second)
+    assert not marker.exists()
+    assert (co / "web.yaml").read_text() == WEB.replace("busybox:1", "busybox:2")
+    assert (co / ".git").read_text().startswith("gitdir: ")
+    assert (co / ".git").read_text().strip() != "gitdir: evil"
+    src.place(first)                                                 # and back: still no hook
+    assert not marker.exists()
+    assert (co / "web.yaml").read_text() == WEB

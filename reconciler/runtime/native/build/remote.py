@@ -169,7 +169,11 @@ def _git(args: list[str], src: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env |= {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1"}
     try:
-        proc = subprocess.run(["git", *args], env=env, capture_output=True, text=True, timeout=_TIMEOUT,
+        # no hook, no fsmonitor program and no local path as a submodule's remote, whatever the
+        # repository (or a submodule's) configuration says: git runs nothing but itself
+        proc = subprocess.run(["git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
+                               "-c", "protocol.file.allow=never", *args], env=env, capture_output=True, text=True,
+                              timeout=_TIMEOUT,
                               stdin=subprocess.DEVNULL, check=False)
     except FileNotFoundError:
         raise dockerfile.DockerfileError("ADD of a git repository needs the git program", hint="install git") from None

@@ -33,6 +33,7 @@ execution at the next safe point, and every action it leaves is reported `interr
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -217,6 +218,34 @@ def _log_stopping(in_flight: list[actions.Action]) -> None:
 
 
 def _run(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> changes.ActionResult:
+    result = _run_action(a, runtime, opts)
+    secrets = _secret_values(a)
+    if secrets and (result.error or result.hint):
+        result = replace(result, error=_redact(result.error, secrets), hint=_redact(result.hint, secrets))
+    return result
+
+
+def _secret_values(a: actions.Action) -> list[str]:
+    """The values the action's container takes from SOPS-encrypted files (`secret_env`): never
+    to be shown or stored, an engine's error quoting its environment included (runc quotes an
+    env entry it refuses), longest first."""
+    spec = a.spec if isinstance(a.spec, models.Container) else None
+    if spec is None or not spec.secret_env:
+        return []
+    return sorted({spec.env[k] for k in spec.secret_env if spec.env.get(k)}, key=len, reverse=True)
+
+
+def _redact(text: str, secrets: list[str]) -> str:
+    """`text` with each secret value, as written and as Go's %q or Python's repr escape it, as `***`."""
+    for value in secrets:
+        for form in dict.fromkeys((value, value.encode("unicode_escape").decode("ascii"),
+                                   json.dumps(value)[1:-1])):
+            if form:
+                text = text.replace(form, "***")
+    return text
+
+
+def _run_action(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> changes.ActionResult:
     start = opts.clock()
     try:
         extra = _perform(a, runtime, opts)

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 EVERYDAY = [
     ["ps"], ["ps", "-a"], ["ps", "-aq"], ["ps", "-qa", "--no-trunc"], ["ps", "--all", "--quiet"],
     ["ps", "-a", "-o", "json"], ["ps", "--output", "yaml"], ["ps", "--output=table", "-a"],
-    ["images"], ["images", "-q", "--no-trunc"], ["images", "--digests", "-o", "json"],
+    ["images"], ["images", "-q", "--no-trunc"], ["images", "--digests", "-o", "json"], ["images", "-a"], ["images", "-aq"],
     ["inspect", "web"], ["inspect", "web", "job", "-o", "yaml"],
     ["logs", "web"], ["logs", "-f", "web"], ["logs", "web", "-ft"], ["logs", "--timestamps", "--follow", "web"],
     ["status"], ["status", "-o", "json"], ["version"], ["version", "-o", "yaml"],

@@ -17,6 +17,7 @@ __all__ = ["register", "run"]
 
 # its flags, for its parser and the fast path alike (cli/fastpath.py)
 SPEC = fastpath.Spec((
+    (("-a", "--all"), "all", "every image (docker's habit: the engine keeps no intermediate images, so all are listed anyway)"),
     (("-q", "--quiet"), "quiet", "only print image ids"),
     (("--digests",), "digests", "show each tag's repository digest (<none> for a tag made here: built, loaded, tagged; never pushed)"),
     (("--no-trunc",), "no_trunc", "do not truncate image ids"),

@@ -369,7 +369,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
             return _report(exc)
         from reconciler import diskfull
 
-        full = diskfull.translate(exc, f"running `reconcile {args.command}`", getattr(args, "root", None))
+        # the command's name as the user typed it (`run` has a `command` of its own: the container's)
+        named = _command_of(args_list) or "reconcile"
+        full = diskfull.translate(exc, f"running `reconcile {named}`", getattr(args, "root", None))
         if full is None:
             raise
         return _report(full)

@@ -46,15 +46,14 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from reconciler.runtime import errors
 from reconciler.runtime.native import procs
 from reconciler.runtime.native.network import dns as names
-from reconciler.runtime.native.network import dnswire, nftlib, resolver
+from reconciler.runtime.native.network import dnswire, interfaces, nftlib, resolver
 
 __all__ = ["main"]
 
@@ -63,59 +62,8 @@ TICK = 2.0                  # seconds between looks at the served namespaces
 _UPSTREAM_TIMEOUT = 2.0     # per upstream nameserver
 _TCP_TIMEOUT = 5.0          # a client's TCP connection idle this long is closed
 _FORWARDERS = 8             # upstream queries and TCP clients at once
-_CLONE_NEWNET = 0x40000000
 _IP_FREEBIND = 15
 _TABLE = "reconciler_dns"
-_T = TypeVar("_T")
-
-
-def _setns(fd: int) -> None:
-    if hasattr(os, "setns"):                        # Python 3.12
-        os.setns(fd, _CLONE_NEWNET)
-        return
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-def _inside(netns: str, make: Callable[[], _T]) -> _T:
-    """`make()` run by the calling thread inside the namespace at `netns`, then back home."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        target = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            _setns(target)
-        finally:
-            os.close(target)
-        try:
-            return make()
-        finally:
-            _setns(home)
-    finally:
-        os.close(home)
-
-
-def _in_thread(netns: str, make: Callable[[], _T]) -> _T:
-    """`_inside` in a thread of its own, which ends right after (a thread that could not go
-    back to the host's namespace must not do other work)."""
-    out: list[_T] = []
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            out.append(_inside(netns, make))
-        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
-            failure.append(exc)
-
-    worker = threading.Thread(target=work, name="dnsd-netns", daemon=True)
-    worker.start()
-    worker.join()
-    if failure:
-        raise failure[0]
-    return out[0]
 
 
 class _Served:
@@ -301,7 +249,7 @@ class Server:
             return
         if old is not None:
             self.drop(container_id)
-        udp, tcp = _in_thread(netns, lambda: _open_sockets(netns))
+        udp, tcp = interfaces.in_thread(netns, lambda: _open_sockets(netns))
         if os.stat(netns).st_ino != inode:         # another namespace at that path meanwhile
             udp.close()
             tcp.close()
@@ -446,7 +394,7 @@ class Server:
             try:
                 # a loopback nameserver is the host's (systemd-resolved): asked from the host's
                 # namespace; any other from the container's, as its own lookups would go
-                s = make() if address.is_loopback else _inside(served.netns, make)
+                s = make() if address.is_loopback else interfaces.inside(served.netns, make)
             except OSError:
                 continue
             with s:

@@ -17,9 +17,10 @@ import os
 import socket
 import struct
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-__all__ = ["LINK_SCOPE", "NODAD", "interfaces"]
+__all__ = ["LINK_SCOPE", "NODAD", "in_thread", "inside", "interfaces", "setns"]
 
 _SIOCGIFCONF = 0x8912
 _SIOCGIFHWADDR = 0x8927
@@ -27,9 +28,11 @@ _IFREQ = 40                 # sizeof(struct ifreq) on 64-bit Linux
 _CLONE_NEWNET = 0x40000000
 LINK_SCOPE = 0x20           # if_inet6's scope of an fe80::/10 address (IPV6_ADDR_LINKLOCAL)
 NODAD = 0x02                # IFA_F_NODAD: an address the engine added (the kernel's own fe80:: has DAD)
+_T = TypeVar("_T")
 
 
-def _setns(fd: int) -> None:
+def setns(fd: int) -> None:
+    """The calling thread (only) into the network namespace open at `fd`."""
     if hasattr(os, "setns"):                        # Python 3.12
         os.setns(fd, _CLONE_NEWNET)
         return
@@ -39,6 +42,43 @@ def _setns(fd: int) -> None:
     if libc.setns(fd, _CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
+
+
+def inside(netns: str, make: Callable[[], _T]) -> _T:
+    """`make()` run by the calling thread inside the namespace at `netns`, then back home."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        target = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            setns(target)
+        finally:
+            os.close(target)
+        try:
+            return make()
+        finally:
+            setns(home)
+    finally:
+        os.close(home)
+
+
+def in_thread(netns: str, make: Callable[[], _T]) -> _T:
+    """`inside` in a thread of its own, which ends right after (a thread that could not go
+    back to the host's namespace must not do other work)."""
+    out: list[_T] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            out.append(inside(netns, make))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=work, name="netns-work", daemon=True)
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+    return out[0]
 
 
 def _ipv4(sock: socket.socket) -> dict[str, list[str]]:
@@ -112,13 +152,13 @@ def interfaces(netns_path: str) -> dict[str, dict[str, Any]]:
             return
         try:
             try:
-                _setns(target)
+                setns(target)
             except OSError:
                 return
             try:
                 found.append(_read([n for n in _names() if n != "lo"]))
             finally:
-                _setns(home)                # a thread that cannot go back ends here anyway
+                setns(home)                # a thread that cannot go back ends here anyway
         except OSError:
             return
         finally:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 
-__all__ = ["alive", "boot_id", "start_time", "state", "wait_gone"]
+__all__ = ["alive", "boot_id", "exists", "send", "start_time", "state", "wait_gone"]
 
 
 _boot_id: list[str] = []
@@ -75,7 +75,8 @@ def state(pid: int | None, start: int | None = None, boot: str | None = None) ->
     return fields[0] if start is None or (len(fields) > 19 and int(fields[19]) == start) else None
 
 
-def _exists(pid: int) -> bool:
+def exists(pid: int) -> bool:
+    """Whether a process `pid` exists (any process: no identity checked, see `alive`)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -119,7 +120,7 @@ def wait_gone(pid: int | None, timeout: float | None) -> bool:
         return True
     except OSError:                             # no pidfd (kernel < 5.3): look every 10 ms
         deadline = None if timeout is None else time.monotonic() + timeout
-        while _exists(pid):
+        while exists(pid):
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             time.sleep(0.01)

@@ -47,6 +47,7 @@ from typing import Any
 
 from reconciler._dataclass import dataclass
 from reconciler.runtime import errors
+from reconciler.runtime.native import procs
 from reconciler.runtime.native.images import content
 
 __all__ = ["FS_TOPDIR_FL", "SnapshotInfo", "SnapshotStore", "chain_ids", "spread_subdirs"]
@@ -266,7 +267,7 @@ class SnapshotStore:
             except (IndexError, ValueError):
                 out.append(d)
                 continue
-            if pid == os.getpid() or _alive(pid):
+            if pid == os.getpid() or procs.exists(pid):
                 continue
             out.append(d)
         return out
@@ -329,12 +330,3 @@ def _syncfs(path: Path) -> None:
     finally:
         os.close(fd)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -12,17 +12,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from reconciler.runtime.native import procs
+
 __all__ = ["held"]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextlib.contextmanager
@@ -36,7 +28,7 @@ def held(kind: str) -> Iterator[dict[str, int]]:
             data = json.loads(leases.read_text())
         except (OSError, ValueError):
             data = {}
-        live = {str(k): int(v) for k, v in data.items() if _alive(int(v))} if isinstance(data, dict) else {}
+        live = {str(k): int(v) for k, v in data.items() if procs.exists(int(v))} if isinstance(data, dict) else {}
         yield live
         tmp = leases.with_suffix(f".{os.getpid()}")
         tmp.write_text(json.dumps(live))

@@ -39,7 +39,7 @@ Modules (import the module, use its names):
     - push: `blob_exists`, `push_blob(ref, desc, source, mount_from=, chunk_size=)`,
       `push_manifest(ref, manifest, tag=None)`, `push_image(ref, manifest, blobs, children=,
       tags=)` (blobs, then child manifests, then the manifest, tags last)
-    - `list_tags(ref, page_size=None)` with Link pagination.
+    - `list_tags(ref, page_size=None, limit=None)` with Link pagination, each page read up to MAX_TAGS_PAGE_SIZE.
 * `errors`: RegistryError(code, hint, status, temporary) and its subclasses (see errors.py).
 """
 

@@ -17,9 +17,12 @@ from reconciler._dataclass import dataclass
 from reconciler.registry_client import digests, errors, models, platforms, references
 from reconciler.registry_client.session import Session, _host_of, _ref, _Retry
 
-__all__ = ["MAX_CONFIG_SIZE", "Progress", "PullPlan", "Pulling", "Sink"]
+__all__ = ["MAX_CONFIG_SIZE", "MAX_TAGS_PAGE_SIZE", "Progress", "PullPlan", "Pulling", "Sink"]
 
 MAX_CONFIG_SIZE = 16 * 1024 * 1024
+# One page of a tag list, as read: a page of 1000 tags of at most 128 bytes is ~150 KB, so the
+# manifests' cap leaves a wide margin, and a registry answering a huge list gets no more memory.
+MAX_TAGS_PAGE_SIZE = 4 * 1024 * 1024
 MAX_INDEX_DEPTH = 4
 
 
@@ -420,7 +423,9 @@ class Pulling(Session):
     ) -> list[str]:
         """All tags of the repository, page by page: the `Link: <...>; rel="next"` the registry
         sends, else (with `page_size`) a full page of `n` tags asks for the next with `last=` (the
-        distribution spec's two ways); `limit` stops after that many tags."""
+        distribution spec's two ways); `limit` stops after that many tags, counted as the pages
+        come. Each page's body is read as it arrives, up to MAX_TAGS_PAGE_SIZE bytes: a bigger
+        one is refused (SIZE_INVALID, naming the registry) before the rest is read."""
         ref = _ref(ref)
         base = self.base_url(ref.api_host)
         first = f"{base}/v2/{ref.repository}/tags/list"
@@ -436,15 +441,19 @@ class Pulling(Session):
             page_url = url
 
             def attempt(_: int, page_url: str = page_url) -> tuple[list[str], str | None]:
-                resp = self._send("GET", ref, page_url, scopes=self._scopes(ref), follow_redirects=True)
-                resp.read()
-                self._retryable(resp, ref, what)
-                if resp.status_code != 200:
-                    raise self._error(resp, ref, what)
+                with contextlib.closing(self._send(
+                    "GET", ref, page_url, scopes=self._scopes(ref), stream=True, follow_redirects=True,
+                )) as resp:
+                    self._retryable(resp, ref, what)
+                    if resp.status_code != 200:
+                        raise self._error(resp, ref, what)
+                    raw = _bounded_body(resp, MAX_TAGS_PAGE_SIZE, ref, what)
                 try:
-                    tags = resp.json().get("tags") or []
+                    tags = json.loads(raw).get("tags") or []
                 except (ValueError, AttributeError):
                     raise errors.RegistryError(f"{what}: invalid JSON from the registry") from None
+                if not isinstance(tags, list):
+                    raise errors.RegistryError(f"{what}: the registry's \"tags\" is not a list")
                 nxt = _next_link(resp)
                 # exactly n: a full page of a registry that honours n (one that ignores it sent all)
                 if nxt is None and page_size and len(tags) == page_size:
@@ -455,6 +464,8 @@ class Pulling(Session):
             fresh = [t for t in tags if t not in seen_tags]
             if not fresh:                   # a page of nothing new: a registry that ignores `last`
                 break
+            if limit is not None:
+                fresh = fresh[: max(0, limit - len(out))]
             seen_tags.update(fresh)
             out.extend(fresh)
             if limit is not None and len(out) >= limit:
@@ -489,6 +500,27 @@ def _too_big(ref: references.Reference, size: int, cap: int) -> errors.ManifestE
     return errors.ManifestError(
         f"{ref}: manifest of {size}+ bytes exceeds the {cap}-byte limit",
         code="SIZE_INVALID", hint="refusing an oversized manifest",
+    )
+
+
+def _bounded_body(resp: httpx.Response, cap: int, ref: references.Reference, what: str) -> bytes:
+    """A streamed response's body (decoded), refused once it passes `cap` bytes: the rest is
+    never read (closing the response drops the connection)."""
+    length = resp.headers.get("content-length")
+    if length and length.isdigit() and int(length) > cap:
+        raise _page_too_big(ref, what, int(length), cap)
+    buf = bytearray()
+    for chunk in resp.iter_bytes():
+        buf += chunk
+        if len(buf) > cap:
+            raise _page_too_big(ref, what, len(buf), cap)
+    return bytes(buf)
+
+
+def _page_too_big(ref: references.Reference, what: str, size: int, cap: int) -> errors.RegistryError:
+    return errors.RegistryError(
+        f"{what}: {ref.registry} sent a page of {size}+ bytes, over the {cap}-byte limit",
+        code="SIZE_INVALID", hint=f"refusing an oversized tag list; {ref.registry} may be hostile or broken",
     )
 
 

@@ -36,6 +36,8 @@ class Fault:
     paginate | warn
     (slow: the body goes out `chunk` bytes at a time, `delay` seconds apart, as over a slow link)
     (warn: adds `Warning: 299` and rate-limit headers to the real response)
+    (huge_tags: a tags list of `size` bytes of JSON, chunked, made as it is sent; `sent` counts the
+    bytes written before the client went away, `finished` is set when the server stops writing)
     (paginate: the tags list is served in pages of `n` with Link headers, as newer registries do;
     paginate_bare: the same pages without Link, as registries that only honour `n` and `last` do)."""
 
@@ -50,6 +52,8 @@ class Fault:
     content_type: str = "application/vnd.docker.distribution.manifest.v2+json"  # retype
     chunk: int = 8192  # slow: bytes per write
     delay: float = 0.05  # slow: seconds between writes
+    sent: int = 0  # huge_tags: body bytes written
+    finished: threading.Event = field(default_factory=threading.Event)  # huge_tags: done writing
 
 
 @dataclass
@@ -222,6 +226,10 @@ class FaultProxy:
                     except OSError:
                         pass
                     return
+                if fault and kind == "huge_tags":
+                    rec.status = 200
+                    self._huge_tags(fault)
+                    return
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
                 if kind == "ignore_range":
                     headers.pop("Range", None)
@@ -296,6 +304,29 @@ class FaultProxy:
                         self.close_connection = True
                     return
                 self.wfile.write(data)
+
+            def _huge_tags(self, fault: Fault) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    head = b'{"name":"x/huge","tags":['
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(head), head))
+                    fault.sent += len(head)
+                    n = 0
+                    while fault.sent < fault.size:
+                        chunk = b"".join(b'"1.0.%d",' % (n + i) for i in range(4096))
+                        n += 4096
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        fault.sent += len(chunk)
+                    tail = b'"1.0.0"]}'
+                    self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(tail), tail))
+                    fault.sent += len(tail)
+                except OSError:             # the client went away
+                    self.close_connection = True
+                finally:
+                    fault.finished.set()
 
             do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _handle
 

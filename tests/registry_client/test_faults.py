@@ -322,3 +322,23 @@ def test_failed_chunk_aborts_the_session_and_the_push_is_retried(proxy: FaultPro
     assert [p.headers["content-range"] for p in patches] == ["0-99999", "0-99999", "100000-199999", "200000-299999"]
     # Every PATCH after the first of a session went to the Location the previous one returned.
     assert len({p.path for p in patches[1:]}) == 3
+
+
+def test_huge_tag_list_is_refused_before_it_is_read() -> None:
+    """A registry answering a tag list of 200 MB: the client stops reading the page once it
+    passes MAX_TAGS_PAGE_SIZE (the agent's image updates list tags of any registry a policy
+    names), so the server could write only that and what the sockets buffer."""
+    proxy = FaultProxy(upstream_port=9).start()     # the fault answers: nothing goes upstream
+    try:
+        fault = Fault("huge_tags", path="/tags/list", size=200 * 1024 * 1024)
+        proxy.add(fault)
+        with client() as c, pytest.raises(errors.RegistryError) as ei:
+            c.list_tags(f"{proxy.host}/x/huge", page_size=1000, limit=10_000)
+        assert ei.value.code == "SIZE_INVALID"
+        assert proxy.host in str(ei.value)
+        assert "x/huge" in str(ei.value)
+        assert fault.finished.wait(60), "the server is still writing: the client kept reading"
+        assert fault.sent < 32 * 1024 * 1024, f"{fault.sent} bytes were sent: the client read on"
+        assert len(proxy.requests(path="/tags/list")) == 1, "an oversized page is not retried"
+    finally:
+        proxy.stop()

@@ -168,6 +168,33 @@ def test_reconcile_loads_and_runs_what_docker_saved(tmp_path: Path, busybox_imag
     assert "moved by archive" in capfd.readouterr().out
 
 
+@pytest.mark.parametrize("name", ["xfr.example/oci/named:2", "2"])
+def test_an_oci_layout_named_by_ref_name_alone(tmp_path: Path, busybox_image: str, name: str) -> None:
+    """An OCI layout whose index names the image only in org.opencontainers.image.ref.name (as
+    skopeo and buildah write it, without containerd's annotation): a full reference names the
+    loaded image; a tag alone (the image-layout spec allows it) names no repository: untagged."""
+    a = pulled(tmp_path, busybox_image, "xfr.example/oci/src:1")
+    files = members(save_bytes(a, ["xfr.example/oci/src:1"], "oci-archive"))
+    index = json.loads(files["index.json"])
+    index["manifests"][0]["annotations"] = {"org.opencontainers.image.ref.name": name}
+    files["index.json"] = json.dumps(index).encode()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for member, data in files.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    b = stored(tmp_path, "b")
+    said: list[str] = []
+    loaded = archive.load(b, io.BytesIO(out.getvalue()), progress=said.append)
+    if "/" in name:
+        assert loaded[0].tags == (name,)
+        assert b.image_id(name) == loaded[0].id
+    else:
+        assert loaded[0].tags == ()
+        assert any("only by the tag '2'" in m for m in said), said
+
+
 @pytest.mark.skipif(shutil.which("podman") is None, reason="needs podman")
 @pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
 def test_reconcile_loads_what_podman_saved(tmp_path: Path, busybox_image: str, fmt: str) -> None:
@@ -175,7 +202,7 @@ def test_reconcile_loads_what_podman_saved(tmp_path: Path, busybox_image: str, f
     runroot = Path(tempfile.mkdtemp(prefix="rpr", dir="/tmp"))           # podman: at most 50 characters
     podman = ["podman", "--root", str(tmp_path / "proot"), "--runroot", str(runroot),
               "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
-    tag = f"example.test/podman/saved{secrets.token_hex(3)}:1"
+    tag = f"localhost/x/xfr-frompodman{secrets.token_hex(3)}:1"
     try:
         pulled = subprocess.run([*podman, "pull", "--tls-verify=false", busybox_image], capture_output=True,
                                 text=True, check=False, timeout=120)
@@ -188,8 +215,13 @@ def test_reconcile_loads_what_podman_saved(tmp_path: Path, busybox_image: str, f
         with open(path, "rb") as f:
             loaded = archive.load(b, f)
         assert (Path(b.layer_dirs(loaded[0].id)[-1]) / "bin" / "busybox").is_file()
-        if fmt == "docker-archive":
-            assert loaded[0].tags == (tag,)
+        # docker-archive: RepoTags; oci-archive: podman's full reference in the OCI standard
+        # annotation org.opencontainers.image.ref.name (podman load names the image by it)
+        assert loaded[0].tags == (tag,)
+        assert b.image_id(tag) == loaded[0].id
+        if fmt == "oci-archive":
+            index = json.loads(members(path.read_bytes())["index.json"])
+            assert index["manifests"][0]["annotations"] == {"org.opencontainers.image.ref.name": tag}
     finally:
         subprocess.run([*podman, "rmi", "-a", "-f"], capture_output=True, check=False, timeout=120)
         shutil.rmtree(runroot, ignore_errors=True)

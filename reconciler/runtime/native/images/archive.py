@@ -11,7 +11,10 @@ or a pipe. The archive is read once as a stream: every regular member is hashed 
 content store as it passes (a member named `blobs/sha256/<hex>` must have that digest), nothing
 of it is ever written under its own name, and the small JSON members are kept in memory. Then
 each image's layers are unpacked by the same extractor, with the same limits and DiffID checks,
-as a pull's (layers.apply_layer through snapshots.create), recorded and tagged. A failure
+as a pull's (layers.apply_layer through snapshots.create), recorded and tagged: by RepoTags, else
+by an OCI index entry's `io.containerd.image.name` (docker save, ours), else its
+`org.opencontainers.image.ref.name` (podman save and skopeo write the full reference there; a tag
+alone names no repository, and that image loads untagged with a progress line). A failure
 removes the blobs the load added; a snapshot already built is left for GC like a pull's.
 """
 
@@ -41,6 +44,7 @@ _CHUNK = 1 << 20
 _OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 _OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 _OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+_OCI_REF_NAME = "org.opencontainers.image.ref.name"
 _DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 _GZIP = b"\x1f\x8b"
 _ZSTD = b"\x28\xb5\x2f\xfd"
@@ -336,7 +340,7 @@ class _Candidate:
     manifest_digest: str | None = None
 
 
-def _candidates(store: ImageStore, arc: _Archive) -> list[_Candidate]:
+def _candidates(store: ImageStore, arc: _Archive, say: Progress) -> list[_Candidate]:
     found: list[_Candidate] = []
     if "manifest.json" in arc.small:                       # docker save / podman save
         entries = arc.json("manifest.json")
@@ -353,14 +357,14 @@ def _candidates(store: ImageStore, arc: _Archive) -> list[_Candidate]:
         # the OCI index beside it (Docker 25+, ours) names the manifests: keep their digests
         if "index.json" in arc.small:
             by_config = {c.config_digest: c for c in found}
-            for desc, _tags in _index_manifests(store, arc):
+            for desc, _tags in _index_manifests(store, arc, lambda _m: None):
                 m = json.loads(store.content.read(desc))
                 cand = by_config.get(str((m.get("config") or {}).get("digest")))
                 if cand is not None and cand.manifest_digest is None:
                     cand.manifest_digest = desc
         return found
     if "index.json" in arc.small:                          # an OCI image layout
-        for desc, tags in _index_manifests(store, arc):
+        for desc, tags in _index_manifests(store, arc, say):
             m = json.loads(store.content.read(desc))
             cfg = content.validate_digest((m.get("config") or {}).get("digest"))
             if not store.content.has(cfg):
@@ -388,13 +392,31 @@ def _config_from_small(store: ImageStore, arc: _Archive, path: str) -> str:
     return digest
 
 
-def _index_manifests(store: ImageStore, arc: _Archive, depth: int = 0) -> Iterator[tuple[str, list[str]]]:
+def _index_manifests(store: ImageStore, arc: _Archive, say: Progress) -> Iterator[tuple[str, list[str]]]:
     """(manifest digest, tags) of the image manifests index.json names (nested indexes followed)."""
     index = arc.json("index.json")
-    yield from _walk_index(store, index, depth)
+    yield from _walk_index(store, index, 0, say)
 
 
-def _walk_index(store: ImageStore, index: Any, depth: int) -> Iterator[tuple[str, list[str]]]:
+def _names(ann: Any, digest: str, say: Progress) -> list[str]:
+    """The name a descriptor's annotations give its image: containerd's `io.containerd.image.name`
+    (docker save, ours), else the OCI standard `org.opencontainers.image.ref.name` (podman save,
+    skopeo, buildah write the full reference there). The image-layout spec lets that one be a tag
+    alone (`1.0`): a name without `/` or `:` is such a tag, which names no repository (skopeo reads
+    it as a selector, `oci-archive:FILE:1.0`), so the image loads untagged and the progress says so."""
+    if not isinstance(ann, Mapping):
+        return []
+    name = ann.get("io.containerd.image.name") or ann.get(_OCI_REF_NAME)
+    if not isinstance(name, str) or not name:
+        return []
+    if "/" not in name and ":" not in name:
+        say(f"{digest[7:19]}: the archive names it only by the tag {name!r} ({_OCI_REF_NAME}), "
+            "no repository: loaded untagged (reconcile tag ID NAME:TAG names it)")
+        return []
+    return [name]
+
+
+def _walk_index(store: ImageStore, index: Any, depth: int, say: Progress) -> Iterator[tuple[str, list[str]]]:
     if depth > 4 or not isinstance(index, Mapping):
         raise errors.ImageError("index.json in the archive is malformed or nested too deeply")
     for desc in index.get("manifests") or ():
@@ -403,10 +425,9 @@ def _walk_index(store: ImageStore, index: Any, depth: int) -> Iterator[tuple[str
         digest = content.validate_digest(desc.get("digest"))
         if not store.content.has(digest):
             continue                                       # other platforms' manifests are not saved
-        ann = desc.get("annotations") or {}
-        tags = [str(ann["io.containerd.image.name"])] if "io.containerd.image.name" in ann else []
+        tags = _names(desc.get("annotations"), digest, say)
         if desc.get("mediaType") == _OCI_INDEX or desc.get("mediaType", "").endswith("manifest.list.v2+json"):
-            for inner, inner_tags in _walk_index(store, json.loads(store.content.read(digest)), depth + 1):
+            for inner, inner_tags in _walk_index(store, json.loads(store.content.read(digest)), depth + 1, say):
                 yield inner, inner_tags or tags
             continue
         yield digest, tags
@@ -460,7 +481,7 @@ def load(store: ImageStore, src: IO[bytes], *, progress: Progress | None = None)
     with store.store_lock(exclusive=False):            # no GC while the new blobs are unreferenced
         try:
             arc = _read_archive(store, stream, say)
-            loaded = [_import(store, c, say) for c in _candidates(store, arc)]
+            loaded = [_import(store, c, say) for c in _candidates(store, arc, say)]
         except BaseException:
             for digest in arc.added:
                 store.content.delete(digest)

@@ -188,10 +188,14 @@ class Pushing(Session):
         mount_from: str | None = None,
         concurrency: int = 4,
         chunk_size: int | None = None,
+        on_blob: Callable[[models.Descriptor, str], object] | None = None,
     ) -> models.Descriptor:
         """Push an image or an index: blobs (config and layers of every manifest, in parallel),
         then child manifests by digest, then the top manifest by digest, then the tags last.
-        `blobs(desc)` returns the source of a blob. Tags default to the reference's tag."""
+        `blobs(desc)` returns the source of a blob. Tags default to the reference's tag.
+        `mount_from` (a repository of the same registry) is asked to mount each blob first;
+        `on_blob(desc, how)` hears how each blob got there (`push_blob`'s answer), from the
+        uploading threads."""
         ref = _ref(ref)
         manifests = [m for m in children if not m.is_index] + ([manifest] if not manifest.is_index else [])
         needed: dict[str, models.Descriptor] = {}
@@ -199,8 +203,12 @@ class Pushing(Session):
             for d in [m.config, *m.layers]:
                 needed.setdefault(d.digest, d)
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-            futures = [pool.submit(self.push_blob, ref, d, blobs(d), mount_from=mount_from, chunk_size=chunk_size)
-                       for d in needed.values()]
+            def one(d: models.Descriptor) -> None:
+                how = self.push_blob(ref, d, blobs(d), mount_from=mount_from, chunk_size=chunk_size)
+                if on_blob is not None:
+                    on_blob(d, how)
+
+            futures = [pool.submit(one, d) for d in needed.values()]
             for f in futures:
                 f.result()
         for m in children:

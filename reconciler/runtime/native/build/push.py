@@ -4,6 +4,11 @@ A stored image has its manifest, config and layer blobs in the content store (bu
 and pulled ones alike), so a push sends those bytes unchanged: the registry ends up with the
 same manifest digest the store records. Blobs the registry has already are skipped (HEAD),
 and the registry client uploads the rest in parallel before the manifest and its tag.
+
+Where another tag of the image names a repository of the same registry (the one it was pulled
+from or pushed to first, else one it was tagged for here), each blob is first asked of the
+registry as a cross-repository mount from it, as docker push does: a 201 mounted it (no bytes
+sent; the progress says `Mounted from REPO`), a 202 goes on with an upload.
 """
 
 from __future__ import annotations
@@ -60,10 +65,21 @@ def push(
         raise rterrors.ImageError(f"image {image_id[7:19]}: blob {missing[0]} is not in the store",
                                   hint="pull or build the image again")
     say(f"The push refers to repository [{ref.name}]")
+    sources = _mount_sources(store, image_id, ref)
+    mount_from = sources[0] if sources else None
+    words = {"exists": "Layer already exists", "mounted": f"Mounted from {mount_from}", "uploaded": "Pushed"}
+
+    layer_digests = {d.digest for d in manifest.layers}
+
+    def on_blob(d: rc.Descriptor, how: str) -> None:
+        if d.digest in layer_digests:           # a line a layer, as docker push's (not the config)
+            say(f"{d.digest.split(':', 1)[-1][:12]}: {words.get(how, how)}")
+
     factory = client_factory or store.client_factory
     try:
         with factory() as client:
-            client.push_image(ref, manifest, lambda d: store.content.blob_path(d.digest), tags=[ref.tag])
+            client.push_image(ref, manifest, lambda d: store.content.blob_path(d.digest), tags=[ref.tag],
+                              mount_from=mount_from, on_blob=on_blob)
     except _rc().RegistryError as exc:
         raise rterrors.ImageError(f"pushing {ref}: {exc.args[0] if exc.args else exc}",
                                   hint=getattr(exc, "hint", None)) from None
@@ -71,6 +87,23 @@ def push(
     say(f"{ref.tag}: digest: {digest} size: {len(manifest.raw)}")
     store._tag(ref, image_id, digest)      # the registry has it as `ref` now: a pass may ask for it
     return digest
+
+
+def _mount_sources(store: images.ImageStore, image_id: str, ref: Any) -> list[str]:
+    """The repositories of `ref`'s registry, other than its own, that tags of the image name:
+    those the registry has it in (a tag pulled or pushed) before those only tagged here."""
+    rows = store.db.connect().execute(
+        "SELECT ref FROM image_refs WHERE image_id = ? ORDER BY local, ref", (image_id,)).fetchall()
+    found: list[str] = []
+    for row in rows:
+        try:
+            other = store.parse(str(row["ref"]))
+        except rterrors.InvalidArgument:
+            continue
+        if other.registry == ref.registry and other.repository != ref.repository \
+                and other.repository not in found:
+            found.append(other.repository)
+    return found
 
 
 def tag(store: images.ImageStore, source: str, dest: str) -> str:

@@ -3,12 +3,15 @@
 Pull pipeline (runtime-internals.md §7, moby/containerd behaviour):
 
 1. `resolve`: HEAD the tag (Docker-Content-Digest). If an image pulled by that digest is
-   recorded and all its snapshots exist, the pull ends here: a re-pull costs one HEAD (a
+   recorded and all its snapshots and blobs exist, the pull ends here: a re-pull costs one HEAD (a
    reference by digest that is known costs nothing).
 2. manifest (index -> this platform), config (verified blob; cached in the content store).
-3. layers: each layer whose ChainID snapshot exists is "already exists"; the blobs of the
-   others are downloaded by a pool of `config.max_concurrent_downloads` threads, under a cap
-   for the whole state root (`config.max_root_downloads`: flock'd slot files, so concurrent
+3. layers: each layer whose ChainID snapshot exists is "already exists" (not unpacked again;
+   its blob is still downloaded when the store lacks it, as when another image's blob of
+   another compression made that snapshot: push and save send every blob of the manifest, and
+   an image recorded without one gets it at its next pull); the blobs of the others are
+   downloaded by a pool of `config.max_concurrent_downloads` threads, under a cap for the
+   whole state root (`config.max_root_downloads`: flock'd slot files, so concurrent
    pulls share it whatever process runs them, the agent's pull helpers and a CLI's alike, as
    dockerd's cap is the daemon's), de-duplicated by digest across pulls in flight (and across
    processes by the ingest lock).
@@ -491,15 +494,18 @@ class ImageStore:
 
     def _fetch_and_unpack(self, client: rc.RegistryClient, r: rc.Reference, records: Sequence[LayerRecord],
                           ex: extractors.Extractors | None, emit: base.ProgressCallback) -> None:
-        # Layers whose snapshot exists are skipped; below the first missing one, all exist.
+        # Layers whose snapshot exists are not unpacked again; below the first missing one, all
+        # exist. Every blob the store lacks is downloaded all the same, that of a layer whose
+        # snapshot another image's blob made (same diff_id, another compression) too: push and
+        # save send the manifest's blobs.
         missing = [not self.snapshots.exists(rec.chain_id) for rec in records]
-        for rec, miss in zip(records, missing, strict=True):
-            if not miss:
-                emit("layer-done", {"digest": rec.digest, "status": "exists"})
         needed: dict[str, LayerRecord] = {}
-        for rec, miss in zip(records, missing, strict=True):
-            if miss and not self.content.has(rec.digest):
+        for rec in records:
+            if not self.content.has(rec.digest):
                 needed.setdefault(rec.digest, rec)
+        for rec, miss in zip(records, missing, strict=True):
+            if not miss and rec.digest not in needed:
+                emit("layer-done", {"digest": rec.digest, "status": "exists"})
         from concurrent.futures import ThreadPoolExecutor  # brings logging: pulls only
 
         futures: dict[str, Future[None]] = {}
@@ -529,6 +535,12 @@ class ImageStore:
                             raise chain.cause from None
                         raise
                     emit("layer-done", {"digest": rec.digest, "status": "downloaded" if built else "exists"})
+                for rec, miss in zip(records, missing, strict=True):
+                    fut = futures.get(rec.digest)
+                    if not miss and fut is not None:
+                        # downloaded for the store only: its snapshot exists ("Already exists")
+                        self._await_blob(client, r, rec, fut, fut in own, emit)
+                        emit("layer-done", {"digest": rec.digest, "status": "exists"})
             except BaseException:
                 chain.stop()
                 unpackers.shutdown(cancel_futures=True)
@@ -800,8 +812,10 @@ class ImageStore:
         return [LayerRecord(**d) for d in json.loads(row["layers"])]
 
     def _complete(self, image_id: str) -> bool:
-        return all(self.snapshots.exists(rec.chain_id) for rec in self._layers(image_id)) and \
-            self.content.has(image_id)
+        """Its config blob, every layer snapshot and every layer blob (push and save send them)."""
+        recs = self._layers(image_id)
+        return all(self.snapshots.exists(rec.chain_id) for rec in recs) and self.content.has(image_id) and \
+            all(self.content.has(rec.digest) for rec in recs)
 
     # -- queries ------------------------------------------------------------------------------------
 

@@ -46,7 +46,7 @@ def present(config: NativeConfig, ref: str, *, head: bool = True) -> Present | N
 
 def present_at(root: str | os.PathLike[str], ref: str, *, head: bool = True) -> Present | None:
     """The re-pull at the floor (#21): the stored image the tag `ref` names, complete (its
-    config blob and every layer snapshot committed), read from the state DB and a stat per
+    config and layer blobs there and every layer snapshot committed), read from the state DB and a stat per
     layer without opening the image store (no directory made, no debris scan, no registry
     client); with `head`, only if one plain HEAD of the tag answers the digest it was pulled
     at. None means "ask the full pull": not stored, not complete, not a tag, the tag moved, or
@@ -97,8 +97,8 @@ def _tag_of(ref: str) -> tuple[str, str, str] | None:
 
 def stored(root: str | os.PathLike[str], name: str, *, pulled: bool = False) -> tuple[str, str] | None:
     """The image id and the digest the tag `name` ("name:tag", as the store records it) has in
-    the state DB of `root`, if that image is complete (its config blob and every layer
-    snapshot there: `complete`); None otherwise, or when the DB cannot be read (dbformat.query:
+    the state DB of `root`, if that image is complete (its config blob, every layer blob and
+    every layer snapshot there: `complete`); None otherwise, or when the DB cannot be read (dbformat.query:
     read-only, its format checked). `pulled`: only a tag pulled or pushed as `name` (a tag made
     here that the registry confirms becomes the registry's through the store's full pull)."""
     from reconciler import dbformat, jsonscan
@@ -107,8 +107,10 @@ def stored(root: str | os.PathLike[str], name: str, *, pulled: bool = False) -> 
     if not rows:
         return None
     image_id, digest, layers_json = str(rows[0][0]), str(rows[0][1]), str(rows[0][2])
-    chains = [str(d["chain_id"]) for d in jsonscan.loads(layers_json)]
-    return (image_id, digest) if complete(root, [image_id], chains) else None
+    layers = jsonscan.loads(layers_json)
+    chains = [str(d["chain_id"]) for d in layers]
+    blobs = [image_id, *(str(d["digest"]) for d in layers)]     # push and save send the layer blobs
+    return (image_id, digest) if complete(root, blobs, chains) else None
 
 
 def complete(root: str | os.PathLike[str], blobs: Sequence[str], chains: Sequence[str]) -> bool:

@@ -1,0 +1,97 @@
+"""A pull's answers against a real registry where a stored image is not what was asked: a layer
+stored under another compression (its blob still fetched for push and save)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import secrets
+from pathlib import Path
+
+import pytest
+
+from reconciler.runtime.native.build import push as build_push
+from reconciler.runtime.native.images import archive, images, presence
+from tests.helpers import images as timg
+from tests.helpers.images import layer_tar
+from tests.helpers.registry import RegistryServer
+
+from .conftest import DIR, Entry, native_config
+
+pytestmark = [pytest.mark.root, pytest.mark.registry]
+
+
+def layout(path: Path, layers: list[tuple[bytes, int]], *, tag: str = "1", arch: str = "amd64") -> None:
+    """An OCI layout whose layers are gzipped at the levels given (same tar, another blob)."""
+    blobs = path / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+    (path / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+
+    def blob(data: bytes) -> tuple[str, int]:
+        h = hashlib.sha256(data).hexdigest()
+        (blobs / h).write_bytes(data)
+        return "sha256:" + h, len(data)
+
+    descs, diff_ids = [], []
+    for raw, level in layers:
+        diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
+        d, n = blob(gzip.compress(raw, compresslevel=level, mtime=0))
+        descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n})
+    cfg = {"architecture": arch, "os": "linux", "config": {"Cmd": ["/bin/sh"]},
+           "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+    cd, cn = blob(json.dumps(cfg).encode())
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cn},
+                "layers": descs}
+    md, mn = blob(json.dumps(manifest).encode())
+    (path / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": mn,
+         "annotations": {"org.opencontainers.image.ref.name": tag}}]}))
+
+
+def pushed(registry: RegistryServer, tmp_path: Path, layers: list[tuple[bytes, int]], **kw: str) -> str:
+    where = tmp_path / f"layout-{secrets.token_hex(3)}"
+    layout(where, layers, **kw)
+    ref = f"{registry.host}/x{secrets.token_hex(4)}/img:1"
+    timg.push_layout(where, ref, tag=kw.get("tag", "1"))
+    return ref
+
+
+BASE = layer_tar([Entry("bin", type=DIR, mode=0o755), Entry("bin/tool", data=b"tool " * 4000)])
+TOP = layer_tar([Entry("etc", type=DIR, mode=0o755), Entry("etc/top", data=b"top")])
+
+
+def test_a_layer_stored_under_another_compression_is_still_fetched_for_push_and_save(
+        registry: RegistryServer, tmp_path: Path) -> None:
+    bb = pushed(registry, tmp_path, [(BASE, 6)])
+    multi = pushed(registry, tmp_path, [(BASE, 9), (TOP, 6)])
+    store = images.ImageStore(native_config(tmp_path))
+    store.pull(bb)
+    events: list[tuple[str, dict[str, object]]] = []
+    store.pull(multi, progress=lambda e, d: events.append((e, dict(d))))
+    recs = store.layer_records(multi)
+    assert all(store.content.has(rec.digest) for rec in recs)
+    # the base layer was not unpacked again: its line still ends "Already exists"
+    assert ("layer-done", {"digest": recs[0].digest, "status": "exists"}) in events
+    assert not any(e == "extract" and d["digest"] == recs[0].digest for e, d in events)
+    archive.save(store, [multi], io.BytesIO(), fmt="docker-archive")
+    dest = f"{registry.host}/x{secrets.token_hex(4)}/copy:1"
+    build_push.tag(store, multi, dest)
+    build_push.push(store, dest)
+
+
+def test_an_image_recorded_without_a_layer_blob_gets_it_at_its_next_pull(
+        registry: RegistryServer, tmp_path: Path) -> None:
+    ref = pushed(registry, tmp_path, [(BASE, 9), (TOP, 6)])
+    store = images.ImageStore(native_config(tmp_path))
+    store.pull(ref)
+    base = store.layer_records(ref)[0].digest
+    store.content.delete(base)          # as a pull before the fix left it
+    assert presence.present(store.config, ref) is None     # not an up-to-date answer
+    events: list[str] = []
+    store.pull(ref, progress=lambda e, d: events.append(str(d.get("status", ""))))
+    assert store.content.has(base)
+    assert events[-1] == "downloaded"
+    build_push.push(store, ref, f"{registry.host}/x{secrets.token_hex(4)}/copy:1")

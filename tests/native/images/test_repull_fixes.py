@@ -7,7 +7,9 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import secrets
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,56 @@ def test_an_image_recorded_without_a_layer_blob_gets_it_at_its_next_pull(
     assert store.content.has(base)
     assert events[-1] == "downloaded"
     build_push.push(store, ref, f"{registry.host}/x{secrets.token_hex(4)}/copy:1")
+
+
+def multi_platform(registry: RegistryServer, tmp_path: Path) -> str:
+    """A tag naming an index of a linux/amd64 and a linux/arm64 image (distinct layers)."""
+    where = tmp_path / f"index-{secrets.token_hex(3)}"
+    blobs = where / "blobs" / "sha256"
+    entries = []
+    for arch in ("amd64", "arm64"):
+        one = tmp_path / f"one-{arch}-{secrets.token_hex(3)}"
+        layout(one, [(layer_tar([Entry(arch, data=arch.encode())]), 6)], arch=arch)
+        blobs.mkdir(parents=True, exist_ok=True)
+        for b in (one / "blobs" / "sha256").iterdir():
+            (blobs / b.name).write_bytes(b.read_bytes())
+        desc = json.loads((one / "index.json").read_text())["manifests"][0]
+        desc.pop("annotations")
+        entries.append({**desc, "platform": {"os": "linux", "architecture": arch}})
+    raw = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                      "manifests": entries}).encode()
+    h = hashlib.sha256(raw).hexdigest()
+    (blobs / h).write_bytes(raw)
+    (where / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (where / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": "sha256:" + h, "size": len(raw),
+         "annotations": {"org.opencontainers.image.ref.name": "1"}}]}))
+    ref = f"{registry.host}/x{secrets.token_hex(4)}/multi:1"
+    subprocess.run(["skopeo", "copy", "--quiet", "--all", "--dest-tls-verify=false", f"oci:{where}:1",
+                    f"docker://{ref}"], check=True, capture_output=True)
+    return ref
+
+
+def arch_of(store: images.ImageStore, ref: str) -> str:
+    return str(store.image_config(ref)["architecture"])
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the host's platform is amd64 here")
+def test_pull_of_another_platform_than_the_stored_one_pulls_it_and_moves_the_tag(
+        registry: RegistryServer, tmp_path: Path) -> None:
+    ref = multi_platform(registry, tmp_path)
+    host = images.ImageStore(native_config(tmp_path))
+    host.pull(ref)
+    assert arch_of(host, ref) == "amd64"
+    arm = images.ImageStore(host.config, platform="linux/arm64")
+    arm.pull(ref)
+    assert arch_of(arm, ref) == "arm64"
+    # and back: a plain pull wants this host's platform, not the arm64 image the tag names now
+    assert presence.present(host.config, ref) is None
+    host.pull(ref)
+    assert arch_of(host, ref) == "amd64"
+    # by the index's digest too
+    index = host.get(ref).digest
+    by_digest = f"{ref.rsplit(':', 1)[0]}@{index}"
+    assert arch_of(arm, arm.pull(by_digest).id) == "arm64"
+    assert arch_of(host, host.pull(by_digest).id) == "amd64"

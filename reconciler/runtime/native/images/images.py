@@ -3,7 +3,9 @@
 Pull pipeline (runtime-internals.md §7, moby/containerd behaviour):
 
 1. `resolve`: HEAD the tag (Docker-Content-Digest). If an image pulled by that digest is
-   recorded and all its snapshots and blobs exist, the pull ends here: a re-pull costs one HEAD (a
+   recorded and all its snapshots and blobs exist, and, chosen from an index, is the one for
+   the platform asked (`--platform`, else this host's: docker pulls that one and moves the
+   tag; one GET of the index tells), the pull ends here: a re-pull costs one HEAD (a
    reference by digest that is known costs nothing).
 2. manifest (index -> this platform), config (verified blob; cached in the content store).
 3. layers: each layer whose ChainID snapshot exists is "already exists" (not unpacked again;
@@ -392,7 +394,7 @@ class ImageStore:
                 return held
         with self.store_lock(exclusive=False):
             if r.digest:
-                known = self._image_for_digest(r.digest)
+                known = self._stored_for(r.digest)
                 if known is not None and self._complete(known):
                     self._tag(r, known, r.digest)
                     emit("done", {"id": known, "digest": r.digest, "status": "up to date"})
@@ -402,7 +404,7 @@ class ImageStore:
             try:
                 with factory() as client:
                     desc = client.resolve(r)
-                    known = self._image_for_digest(desc.digest)
+                    known = self._chosen(client, r, desc.digest)
                     if known is not None and self._complete(known):
                         emit("resolve", {"ref": str(r), "digest": desc.digest})
                         self._tag(r, known, desc.digest)
@@ -415,10 +417,47 @@ class ImageStore:
             except _rc().RegistryError as exc:
                 raise errors.from_registry(exc, f"pulling {r}") from None
 
+    def _stored_for(self, digest: str) -> str | None:
+        """The stored image that `digest` (a manifest's, or an index's) gives this store's
+        platform (`self.platform`, or the host's): an index's image chosen for another platform
+        does not count (docker pulls the platform asked, and moves the tag)."""
+        rows = self.db.connect().execute(
+            "SELECT id, manifest_digest FROM images WHERE manifest_digest = ? OR index_digest = ? ORDER BY pulled_at DESC",
+            (digest, digest)).fetchall()
+        for row in rows:
+            image_id = str(row["id"])
+            if row["manifest_digest"] == digest:
+                return image_id
+            with contextlib.suppress(errors.NotFound, ValueError):
+                if presence.platform_matches(json.loads(self.content.read(image_id)), self.platform):
+                    return image_id
+        return None
+
+    def _chosen(self, client: rc.RegistryClient, r: rc.Reference, digest: str) -> str | None:
+        """The stored image a pull of `digest` (what the tag `r` resolved to) would choose: an
+        index's is the one for the platform it selects (one GET of the index, only when an image
+        chosen from it is stored)."""
+        conn = self.db.connect()
+        row = conn.execute("SELECT id FROM images WHERE manifest_digest = ? LIMIT 1", (digest,)).fetchone()
+        if row is not None:
+            return str(row["id"])
+        if conn.execute("SELECT 1 FROM images WHERE index_digest = ? LIMIT 1", (digest,)).fetchone() is None:
+            return None
+        index = client.get_manifest(r, digest)
+        if not index.is_index:
+            return None
+        try:
+            chosen = self._select(client, index)
+        except _rc().errors.PlatformNotFound:
+            return None         # the full pull says so
+        row = conn.execute("SELECT id FROM images WHERE manifest_digest = ? LIMIT 1", (chosen.digest,)).fetchone()
+        return None if row is None else str(row["id"])
+
     def _held(self, ref: str, emit: base.ProgressCallback, *, head: bool) -> base.ImageInfo | None:
         """The stored image the tag `ref` names, as presence.present finds it (with `head`, one
-        plain HEAD confirms it), reported as an up-to-date pull; None: a pull must ask."""
-        found = presence.present(self.config, ref, head=head)
+        plain HEAD confirms it; an image chosen from an index only for this store's platform),
+        reported as an up-to-date pull; None: a pull must ask."""
+        found = presence.present(self.config, ref, head=head, platform=self.platform)
         if found is None:
             return None
         emit("resolve", {"ref": found.repo_tag, "digest": found.digest})

@@ -25,9 +25,10 @@ if TYPE_CHECKING:
 
     from reconciler.runtime.native.config import NativeConfig
 
-__all__ = ["Present", "complete", "head", "present", "present_at", "stored"]
+__all__ = ["Present", "complete", "head", "platform_matches", "present", "present_at", "stored"]
 
-_STORED = "SELECT r.image_id, r.digest, i.layers FROM image_refs r JOIN images i ON i.id = r.image_id WHERE r.ref = ?"
+_STORED = ("SELECT r.image_id, r.digest, i.layers, i.index_digest FROM image_refs r JOIN images i ON i.id = r.image_id"
+           " WHERE r.ref = ?")
 _PULLED = _STORED + " AND r.local = 0"      # (a root from before the column: no row, the full pull adds it)
 
 
@@ -39,20 +40,23 @@ class Present(collections.namedtuple("Present", ("image_id", "digest", "shown", 
     __slots__ = ()
 
 
-def present(config: NativeConfig, ref: str, *, head: bool = True) -> Present | None:
+def present(config: NativeConfig, ref: str, *, head: bool = True, platform: str | None = None) -> Present | None:
     """`present_at` the state root of `config`."""
-    return present_at(config.root, ref, head=head)
+    return present_at(config.root, ref, head=head, platform=platform)
 
 
-def present_at(root: str | os.PathLike[str], ref: str, *, head: bool = True) -> Present | None:
+def present_at(root: str | os.PathLike[str], ref: str, *, head: bool = True,
+               platform: str | None = None) -> Present | None:
     """The re-pull at the floor (#21): the stored image the tag `ref` names, complete (its
     config and layer blobs there and every layer snapshot committed), read from the state DB and a stat per
     layer without opening the image store (no directory made, no debris scan, no registry
     client); with `head`, only if one plain HEAD of the tag answers the digest it was pulled
     at. None means "ask the full pull": not stored, not complete, not a tag, the tag moved, or
     the HEAD was not answered plainly (a 401 of a registry that wants a token, TLS, a redirect,
-    any error), so no answer here is ever wrong, only sometimes not given. The reference's
-    rules are refnames.py's: no Reference (a dataclass) is made."""
+    any error), or the image was chosen from an index for another platform than `platform`
+    ("os/arch[/variant]"; None: this host's, `platform_matches`), so no answer here is ever
+    wrong, only sometimes not given. The reference's rules are refnames.py's: no Reference (a
+    dataclass) is made."""
     from reconciler.registry_client.refnames import api_host, text
 
     parts = _tag_of(ref)
@@ -60,10 +64,12 @@ def present_at(root: str | os.PathLike[str], ref: str, *, head: bool = True) -> 
         return None
     registry, repository, tag = parts
     name = f"{registry}/{repository}:{tag}"
-    row = stored(root, name, pulled=head)
+    row = _stored(root, name, pulled=head)
     if row is None:
         return None
-    image_id, digest = row
+    image_id, digest, index_digest = row
+    if index_digest == digest and not _chosen_for(root, image_id, platform):
+        return None
     if head and _head_digest(api_host(registry), repository, tag) != digest:
         return None
     return Present(image_id, digest, text(registry, repository, tag, None), name)
@@ -101,16 +107,56 @@ def stored(root: str | os.PathLike[str], name: str, *, pulled: bool = False) -> 
     every layer snapshot there: `complete`); None otherwise, or when the DB cannot be read (dbformat.query:
     read-only, its format checked). `pulled`: only a tag pulled or pushed as `name` (a tag made
     here that the registry confirms becomes the registry's through the store's full pull)."""
+    row = _stored(root, name, pulled=pulled)
+    return None if row is None else row[:2]
+
+
+def _stored(root: str | os.PathLike[str], name: str, *, pulled: bool) -> tuple[str, str, str | None] | None:
+    """`stored`, and the index the image was chosen from (None: none)."""
     from reconciler import dbformat, jsonscan
 
     rows = dbformat.query(os.path.join(root, "state.db"), _PULLED if pulled else _STORED, (name,), timeout=5.0)
     if not rows:
         return None
     image_id, digest, layers_json = str(rows[0][0]), str(rows[0][1]), str(rows[0][2])
+    index_digest = None if rows[0][3] is None else str(rows[0][3])
     layers = jsonscan.loads(layers_json)
     chains = [str(d["chain_id"]) for d in layers]
     blobs = [image_id, *(str(d["digest"]) for d in layers)]     # push and save send the layer blobs
-    return (image_id, digest) if complete(root, blobs, chains) else None
+    return (image_id, digest, index_digest) if complete(root, blobs, chains) else None
+
+
+# the host's machine names that need no normalising beyond this (else platforms.normalize)
+_PLAIN_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "s390x": "s390x", "ppc64le": "ppc64le", "riscv64": "riscv64"}
+
+
+def platform_matches(config: Mapping[str, Any], platform: str | None) -> bool:
+    """Whether the image config `config` (its os, architecture, variant) is for `platform`
+    ("os/arch[/variant]", as `pull --platform` takes it; None: this host's, as a pull without
+    it chooses). Normalised as the registry client's platforms.py does (x86_64 is amd64, arm64's
+    v8 is none, ...); that module (a dataclass) is loaded only when this host's plain name or
+    the config's variant does not settle it."""
+    got = (str(config.get("os") or ""), str(config.get("architecture") or ""), str(config.get("variant") or ""))
+    if platform is None:
+        plain = _PLAIN_ARCH.get(os.uname().machine)
+        if plain is not None and not got[2]:
+            return got[:2] == ("linux", plain)
+    from reconciler.registry_client import platforms
+
+    want = platforms.host() if platform is None else platforms.normalize(*[*platform.split("/"), "", ""][:3])
+    return platforms.normalize(*got) == want
+
+
+def _chosen_for(root: str | os.PathLike[str], image_id: str, platform: str | None) -> bool:
+    """Whether the stored image `image_id` (its config blob) is for `platform` (`platform_matches`)."""
+    from reconciler import jsonscan
+
+    try:
+        with open(os.path.join(root, "blobs", "sha256", digestpaths.digest_hex(image_id)), encoding="utf-8") as f:
+            config = jsonscan.loads(f.read())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and platform_matches(config, platform)
 
 
 def complete(root: str | os.PathLike[str], blobs: Sequence[str], chains: Sequence[str]) -> bool:

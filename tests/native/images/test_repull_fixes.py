@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,42 @@ def test_pull_of_another_platform_than_the_stored_one_pulls_it_and_moves_the_tag
     by_digest = f"{ref.rsplit(':', 1)[0]}@{index}"
     assert arch_of(arm, arm.pull(by_digest).id) == "arm64"
     assert arch_of(host, host.pull(by_digest).id) == "amd64"
+
+
+def legacy_archive(store: images.ImageStore, ref: str, raws: list[bytes], tag: str) -> io.BytesIO:
+    """What `docker save` of the image wrote (Docker before 25): its config, its layers
+    uncompressed, manifest.json; no OCI manifest."""
+    image_id = store.get(ref).id
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        add(f"{image_id[7:]}.json", store.content.read(image_id))
+        names = []
+        for raw in raws:
+            names.append(f"{hashlib.sha256(raw).hexdigest()}/layer.tar")
+            add(names[-1], raw)
+        add("manifest.json", json.dumps([{"Config": f"{image_id[7:]}.json", "RepoTags": [tag],
+                                          "Layers": names}]).encode())
+    out.seek(0)
+    return out
+
+
+def test_load_of_an_image_stored_already_keeps_its_manifest_and_adds_its_tags(
+        registry: RegistryServer, tmp_path: Path) -> None:
+    ref = pushed(registry, tmp_path, [(BASE, 6), (TOP, 6)])
+    store = images.ImageStore(native_config(tmp_path))
+    info = store.pull(ref)
+    row = "SELECT manifest_digest, size, layers FROM images WHERE id = ?"
+    before = tuple(store.db.connect().execute(row, (info.id,)).fetchone())
+    other = "example.test/xfi/loaded:1"
+    archive.load(store, legacy_archive(store, ref, [BASE, TOP], other))
+    assert other in store.get(ref).repo_tags
+    assert tuple(store.db.connect().execute(row, (info.id,)).fetchone()) == before
+    assert store.get(other).size == info.size
+    # what a push sends is still what was pulled: the same manifest, gzip layers
+    dest = f"{registry.host}/x{secrets.token_hex(4)}/copy:1"
+    build_push.tag(store, other, dest)
+    assert build_push.push(store, dest) == before[0]

@@ -511,7 +511,7 @@ class ImageStore:
             with self._lease(blobs, chains):
                 self._fetch_and_unpack(client, r, records, ex, emit)
                 image_id = cdesc.digest
-                self._record(image_id, manifest.descriptor.digest, index_digest, records, image_config)
+                self._record(image_id, manifest.descriptor.digest, index_digest, records, image_config, keep=False)
                 self._tag(r, image_id, desc.digest)
         except DiskFull as exc:
             # Said for the whole image, now that every download of it stopped and dropped its
@@ -778,7 +778,13 @@ class ImageStore:
     # -- records ---------------------------------------------------------------------------------
 
     def _record(self, image_id: str, manifest_digest: str, index_digest: str | None,
-                records: Sequence[LayerRecord], image_config: Mapping[str, Any]) -> None:
+                records: Sequence[LayerRecord], image_config: Mapping[str, Any], *, keep: bool = True) -> None:
+        """Record the image `image_id` as made of `manifest_digest`'s layers. `keep`: an image
+        already recorded whose manifest and layer blobs are all here keeps that manifest (a
+        `load`, a build or a commit of an image stored already adds tags only: what push sends,
+        the RepoDigests and the SIZE stay); a pull records the manifest it pulled."""
+        if keep and self._whole(image_id):
+            return
         layers_json = json.dumps([rec.__dict__ for rec in records])
         size = sum(rec.size for rec in records)
         created = image_config.get("created")
@@ -790,6 +796,12 @@ class ImageStore:
                 " size=excluded.size, pulled_at=excluded.pulled_at",
                 (image_id, manifest_digest, index_digest, size, created if isinstance(created, str) else None,
                  layers_json, time.time()))
+
+    def _whole(self, image_id: str) -> bool:
+        """Whether `image_id` is recorded with its manifest, config and layer blobs and its
+        layer snapshots all here."""
+        row = self.db.connect().execute("SELECT manifest_digest FROM images WHERE id = ?", (image_id,)).fetchone()
+        return row is not None and self.content.has(str(row["manifest_digest"])) and self._complete(image_id)
 
     def _tag(self, r: rc.Reference, image_id: str, digest: str, *, local: bool = False) -> None:
         """Point the tag `r` at `image_id`; `local`: the image was made here (built, committed,
@@ -819,7 +831,8 @@ class ImageStore:
         """Record an image made on this host (build, commit, load of a legacy archive) whose
         layer blobs and snapshots exist: its config (`config_raw`, the bytes as they came, or
         canonical JSON of `cfg`) and an OCI manifest become blobs, then the record and the tags
-        (a tag without one gets `latest`). Returns (image id, manifest digest)."""
+        (a tag without one gets `latest`); an image stored already whole keeps its manifest
+        (`_record`). Returns (image id, manifest digest)."""
         raw = config_raw if config_raw is not None else json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode()
         config_digest = self.content.write_blob(raw)
         manifest = {
@@ -829,9 +842,14 @@ class ImageStore:
                        "digest": config_digest, "size": len(raw)},
             "layers": [{"mediaType": r.media_type, "digest": r.digest, "size": r.size} for r in records],
         }
-        manifest_digest = self.content.write_blob(json.dumps(manifest, sort_keys=True,
-                                                             separators=(",", ":")).encode())
-        self._record(config_digest, manifest_digest, None, records, cfg)
+        if self._whole(config_digest):
+            # stored already (a load of an image pulled or built here): its manifest stays
+            manifest_digest = str(self.db.connect().execute(
+                "SELECT manifest_digest FROM images WHERE id = ?", (config_digest,)).fetchone()["manifest_digest"])
+        else:
+            manifest_digest = self.content.write_blob(json.dumps(manifest, sort_keys=True,
+                                                                 separators=(",", ":")).encode())
+            self._record(config_digest, manifest_digest, None, records, cfg)
         for tag in tags:
             r = self.parse(tag)
             self._tag(r.with_tag("latest") if r.tag is None and r.digest is None else r, config_digest,

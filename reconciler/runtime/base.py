@@ -74,7 +74,8 @@ __all__ = [
 
 # Called as progress(event: str, detail: Mapping) during long work (pulls, builds). Events:
 # "resolve", "layer-start", "layer-progress" (digest, done, total), "layer-done" (digest,
-# "downloaded" | "exists"), "extract", "done".
+# "downloaded" | "exists"), "extract", "done" (id, digest, status: "downloaded", "up to date"
+# (the tag named that image already), "tag moved" (the image was stored, the tag named another)).
 ProgressCallback = Callable[[str, Mapping[str, Any]], None]
 
 

@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from tests.helpers.registry import RegistryServer
 from .conftest import DIR, Entry, native_config
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 def layout(path: Path, layers: list[tuple[bytes, int]], *, tag: str = "1", arch: str = "amd64") -> None:
@@ -190,3 +193,34 @@ def test_load_of_an_image_stored_already_keeps_its_manifest_and_adds_its_tags(
     dest = f"{registry.host}/x{secrets.token_hex(4)}/copy:1"
     build_push.tag(store, other, dest)
     assert build_push.push(store, dest) == before[0]
+
+
+def test_a_tag_moved_to_an_image_stored_already_says_downloaded_newer_image(
+        registry: RegistryServer, tmp_path: Path) -> None:
+    """docker 20.10: "Downloaded newer image" when the tag moved, though no layer came;
+    "Image is up to date" only when the tag named that image before the pull."""
+    one = pushed(registry, tmp_path, [(BASE, 6)])
+    two = pushed(registry, tmp_path, [(BASE, 6), (TOP, 6)])
+    moving = f"{registry.host}/x{secrets.token_hex(4)}/moving:1"
+    store = images.ImageStore(native_config(tmp_path))
+    store.pull(one)
+    store.pull(two)
+
+    def pulled() -> str:
+        proc = subprocess.run([sys.executable, "-m", "reconciler", "pull", "--root", str(tmp_path / "root"),
+                               "--run-dir", str(tmp_path / "run"), moving], cwd=REPO, capture_output=True,
+                              text=True, check=False, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    def point(src: str) -> None:
+        subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false",
+                        f"docker://{src}", f"docker://{moving}"], check=True, capture_output=True)
+
+    point(one)
+    assert f"Status: Downloaded newer image for {moving}" in pulled()      # a new tag
+    assert f"Status: Image is up to date for {moving}" in pulled()
+    point(two)
+    assert f"Status: Downloaded newer image for {moving}" in pulled()
+    assert store.get(moving).id == store.get(two).id
+    assert f"Status: Image is up to date for {moving}" in pulled()

@@ -396,8 +396,9 @@ class ImageStore:
             if r.digest:
                 known = self._stored_for(r.digest)
                 if known is not None and self._complete(known):
+                    status = self._status(r, known)
                     self._tag(r, known, r.digest)
-                    emit("done", {"id": known, "digest": r.digest, "status": "up to date"})
+                    emit("done", {"id": known, "digest": r.digest, "status": status})
                     return self.get(known)
             if not ask:
                 return None
@@ -407,8 +408,9 @@ class ImageStore:
                     known = self._chosen(client, r, desc.digest)
                     if known is not None and self._complete(known):
                         emit("resolve", {"ref": str(r), "digest": desc.digest})
+                        status = self._status(r, known)
                         self._tag(r, known, desc.digest)
-                        emit("done", {"id": known, "digest": desc.digest, "status": "up to date"})
+                        emit("done", {"id": known, "digest": desc.digest, "status": status})
                         return self.get(known)
                     if not download:
                         return None
@@ -416,6 +418,16 @@ class ImageStore:
                     return self._pull(client, r, desc, emit)
             except _rc().RegistryError as exc:
                 raise errors.from_registry(exc, f"pulling {r}") from None
+
+    def _status(self, r: rc.Reference, image_id: str) -> str:
+        """How a pull of `r` that found `image_id` stored ends: "up to date" when the tag named
+        that image already (or `r` names no tag), else "tag moved" (docker: "Downloaded newer
+        image", though nothing was downloaded)."""
+        if r.tag is None:
+            return "up to date"
+        row = self.db.connect().execute("SELECT image_id FROM image_refs WHERE ref = ?",
+                                        (f"{r.name}:{r.tag}",)).fetchone()
+        return "up to date" if row is not None and row["image_id"] == image_id else "tag moved"
 
     def _stored_for(self, digest: str) -> str | None:
         """The stored image that `digest` (a manifest's, or an index's) gives this store's

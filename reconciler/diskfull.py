@@ -86,12 +86,19 @@ def file_system(path: str | os.PathLike[str]) -> FileSystem:
 
 
 def error(what: str, path: str | os.PathLike[str] | None, *, needed: int | None = None,
-          quota: bool = False) -> DiskFull:
+          quota: bool = False, unpacks: bool = False) -> DiskFull:
     """The DiskFull for `what`, a gerund ("writing blob sha256:..."), that failed on `path`
-    (None: the error did not say where)."""
+    (None: the error did not say where). `needed`: the bytes it writes, as far as they are
+    known; `unpacks`: it also unpacks what it writes (a pull's layers), which needs more, by
+    an amount not known before."""
     fault = "the disk quota is used up" if quota else "no space left"
-    need = f"; it needs at least {size(needed)}" if needed else ""
-    room = f"at least {size(needed)}" if needed else "space"
+    if unpacks:
+        need = (f"; it needs at least {size(needed)} for the download, more to unpack it" if needed
+                else "; it needs room to unpack its layers")
+        room = f"more than {size(needed)}" if needed else "space"
+    else:
+        need = f"; it needs at least {size(needed)}" if needed else ""
+        room = f"at least {size(needed)}" if needed else "space"
     if path is None:
         where, on = "", "the file system of the engine's state root"
     else:

@@ -71,7 +71,7 @@ def assert_one_error(proc: subprocess.CompletedProcess[str], code: int, *words: 
 
 def needed(error: str) -> float:
     """The MB an error says the operation needs."""
-    found = re.search(r"; it needs at least ([0-9.]+)MB$", error)
+    found = re.search(r"; it needs at least ([0-9.]+)MB( for the download, more to unpack it)?$", error)
     assert found, error
     return float(found.group(1))
 
@@ -110,6 +110,9 @@ def test_a_full_state_root_is_an_error_that_cleans_up_and_space_brings_the_comma
         line = assert_one_error(pull, 3, f"no space left on {disk} (tmpfs", "free of 8.39MB) ",
                                 f"while pulling {big_image}; it needs at least ")
         assert needed(line) >= BIG / 1e6                      # the random layer; busybox's too if not unpacked
+        # the download is not all: the layers unpacked take room too
+        assert line.endswith(" for the download, more to unpack it"), line
+        assert f"\n  hint: free more than {line.rsplit('at least ', 1)[1].split()[0]} on {disk} " in pull.stderr
         assert leftovers(host) == ([], [])                      # no partial download, no lease
 
         once = reconcile(host, "--once", str(tmp_path / "m"))

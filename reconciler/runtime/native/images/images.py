@@ -47,8 +47,8 @@ whatever was unpacked of it while it downloaded is discarded with its snapshot d
 A full file system is `DiskFull`, never a layer or download error: each partial download is
 dropped at once (content.py), a blob that filled the disk while being unpacked is kept (it is
 not corrupt), the lease is dropped on the way out, and then the error is said for the image:
-the file system, its free space now, and the compressed size of the layers still missing (the
-least a retry needs). The next pull, with room, starts over.
+the file system, its free space now, and what a retry needs: the compressed size of the blobs
+still missing for the download, and more to unpack the layers not unpacked yet. The next pull, with room, starts over.
 """
 
 from __future__ import annotations
@@ -527,10 +527,13 @@ class ImageStore:
                 self._tag(r, image_id, desc.digest)
         except DiskFull as exc:
             # Said for the whole image, now that every download of it stopped and dropped its
-            # partial data: the free space is what a retry has, the need what it downloads.
-            missing = {rec.digest: rec.size for rec in records if not self.snapshots.exists(rec.chain_id)}
-            raise diskfull.error(f"pulling {r}", exc.path or self.config.root, needed=sum(missing.values()) or None,
-                                 quota=exc.quota) from exc
+            # partial data: the free space is what a retry has, the need what it downloads (the
+            # blobs not stored) and, when a layer is still to be unpacked, more: a snapshot is
+            # larger than its compressed blob, by an amount not known before it is unpacked.
+            download = {rec.digest: rec.size for rec in records if not self.content.has(rec.digest)}
+            unpacks = any(not self.snapshots.exists(rec.chain_id) for rec in records)
+            raise diskfull.error(f"pulling {r}", exc.path or self.config.root, needed=sum(download.values()) or None,
+                                 quota=exc.quota, unpacks=unpacks) from exc
         with contextlib.suppress(errors.Cancelled):     # too late to cancel: the image is here
             emit("done", {"id": image_id, "digest": desc.digest, "status": "downloaded"})
         return self.get(image_id)

@@ -21,7 +21,10 @@ Two built-in profiles:
   (filePrefixes), no build entitlement (`allow: [security.insecure]`: rule buildAllow); secret
   files from an environment variable (`env:`) likewise (rule secretEnv); no `privileged: true`
   (rule privileged) and no `devices` (rule devices); a Volume whose `driverOpts` mount a host
-  path (`o: bind` or a `device` path) counts as a bind source (rule bindPrefixes).
+  path (`o: bind` or a `device` path) counts as a bind source (rule bindPrefixes); every bind,
+  and every mount of such a Volume, read-only (rule writableBinds: the path is checked now, the
+  engine mounts it later: a container that could write the source's tree could turn a path
+  another bind names into a symlink to anywhere in between).
 
 A policy file (YAML, `--policy FILE` or `policy: FILE` in the agent config) starts from a
 profile (`base:`) and replaces the settings it names; see SCHEMA and docs/security.md.
@@ -89,6 +92,7 @@ class Policy:
     build_allow: tuple[str, ...] = ()           # build entitlements `allow:` may name
     privileged: bool = False                    # privileged: true
     devices: tuple[str, ...] = ()               # host device nodes `devices:` may name (* wildcards)
+    writable_binds: bool = False                # binds (and bind volumes) mounted read-write
 
     @property
     def unrestricted(self) -> bool:
@@ -96,12 +100,13 @@ class Policy:
             "/" in self.bind_prefixes and "/" in self.file_prefixes and ANY in self.capabilities
             and self.host_network and ANY in self.registries and ANY in self.push_registries and self.external
             and ANY in self.secret_env and ANY in self.build_allow and self.privileged and ANY in self.devices
+            and self.writable_binds
         )
 
 
 HOST = Policy("host", bind_prefixes=("/",), file_prefixes=("/",), capabilities=(ANY,), host_network=True,
               registries=(ANY,), push_registries=(ANY,), external=True, secret_env=(ANY,), build_allow=(ANY,),
-              privileged=True, devices=(ANY,))
+              privileged=True, devices=(ANY,), writable_binds=True)
 RESTRICTED = Policy("restricted")
 BUILTIN: Mapping[str, Policy] = {"host": HOST, "restricted": RESTRICTED}
 
@@ -125,12 +130,14 @@ SCHEMA: dict[str, Any] = {
                        "description": "build entitlements an Image's build.allow may name (security.insecure); * allows any"},
         "privileged": {"type": "boolean", "description": "allow privileged: true (the container is root on the host)"},
         "devices": {**_LIST, "description": "host device nodes a Container's devices may name (* wildcards, like /dev/ttyUSB*); * allows any"},
+        "writableBinds": {"type": "boolean", "description": "allow binds (and local bind volumes) mounted read-write: "
+                          "a container that may write a bound directory can swap what another bind names for a symlink"},
     },
 }
 _FIELDS = {"bindPrefixes": "bind_prefixes", "filePrefixes": "file_prefixes", "capabilities": "capabilities",
            "hostNetwork": "host_network", "registries": "registries", "pushRegistries": "push_registries",
            "external": "external", "secretEnv": "secret_env", "buildAllow": "build_allow",
-           "privileged": "privileged", "devices": "devices"}
+           "privileged": "privileged", "devices": "devices", "writableBinds": "writable_binds"}
 
 
 # -- reading a policy ----------------------------------------------------------------------------
@@ -204,7 +211,7 @@ def parse_policy(text: str, *, where: str = "<policy>") -> Policy:
                 value = [c if c == ANY else _cap(c) for c in value]
             elif key.endswith("Prefixes"):
                 value = [os.path.normpath(p) for p in value]
-            elif key not in ("hostNetwork", "external", "secretEnv", "privileged", "devices"):
+            elif key not in ("hostNetwork", "external", "secretEnv", "privileged", "devices", "writableBinds"):
                 value = [v.lower() for v in value]
             changes[attr] = value if isinstance(value, bool) else tuple(value)
     return dataclasses.replace(base, **changes)
@@ -269,8 +276,11 @@ def check(
             report(doc, ("spec", "external"), f"an external {doc.kind} (made outside this source) is refused by policy "
                    f"{policy.name!r} (rule external: false); declare it in the source, or set external: true in a policy file")
     binds = (bind_root or root, resolve_bind or resolve)
+    volumes = list(volumes)
+    # the Volumes that bind a host directory: a container mounts them as it would bind it
+    bound = {doc.name: device for doc, spec in volumes if (device := _volume_device(spec.get("driverOpts") or {}))}
     for doc, spec in containers:
-        _container(policy, root, doc, spec, image_names, resolve, report, binds)
+        _container(policy, root, doc, spec, image_names, resolve, report, binds, bound)
     for doc, spec in volumes:
         device = _volume_device(spec.get("driverOpts") or {})
         message = _path(policy, binds[0], binds[1](doc, device), policy.bind_prefixes, "bindPrefixes") if device else None
@@ -312,7 +322,7 @@ def _build_inputs(policy: Policy, root: str, doc: Any, build: Mapping[str, Any],
 
 def _container(policy: Policy, root: str, doc: Any, spec: Mapping[str, Any], image_names: set[str],
                resolve: Callable[[Any, str], str], report: Report,
-               binds: tuple[str, Callable[[Any, str], str]]) -> None:
+               binds: tuple[str, Callable[[Any, str], str]], bound: Mapping[str, str]) -> None:
     rule = f"by policy {policy.name!r}"
     image = spec.get("image")
     # an update policy pulls from the tracked repository's registry: the same rule
@@ -364,6 +374,13 @@ def _container(policy: Policy, root: str, doc: Any, spec: Mapping[str, Any], ima
             message = _path(policy, bind_root, resolve_bind(doc, source), policy.bind_prefixes, "bindPrefixes")
             if message:
                 report(doc, ("spec", "volumes", i), f"bind source {message}")
+                continue
+        if policy.writable_binds or _read_only(item):
+            continue
+        if source is not None:
+            report(doc, ("spec", "volumes", i), _writable(policy, f"bind of {source}"))
+        elif (name := _volume_name(item)) is not None and name in bound:
+            report(doc, ("spec", "volumes", i), _writable(policy, f"mount of Volume {name}, which binds {bound[name]},"))
 
 
 def refuse_file(policy: Policy, root: str, full: str) -> str | None:
@@ -401,6 +418,34 @@ def _bind_source(item: Any) -> str | None:
     if isinstance(item, str) and ":" in item:      # `/data` alone is an anonymous volume, no bind
         source = item.split(":")[0]
         return source if source.startswith(("/", ".", "~")) else None
+    return None
+
+
+def _writable(policy: Policy, what: str) -> str:
+    """Why a read-write bind is refused (rule writableBinds). The bind source was checked as it is
+    now; a container that may write the source's tree could swap a path another bind (or its own
+    next mount) names for a symlink to anywhere, which the engine follows when it mounts it."""
+    return (f"a writable {what} is refused by policy {policy.name!r} (rule writableBinds: false): a restricted "
+            "source's files are the repository's, and a container that could write them could make a path another "
+            "bind names lead out of the source after this check; bind them read-only (:ro, or readOnly: true; "
+            "compose read_only: true), keep data in a named volume, or set writableBinds: true in a policy file")
+
+
+def _read_only(item: Any) -> bool:
+    if isinstance(item, dict):
+        return bool(item.get("readOnly"))
+    parts = str(item).split(":")
+    return len(parts) == 3 and parts[2] == "ro"
+
+
+def _volume_name(item: Any) -> str | None:
+    """The named Volume a mount entry mounts (None: a bind, tmpfs or anonymous volume)."""
+    if isinstance(item, dict):
+        source = item.get("source")
+        return source if item.get("type") == "volume" and isinstance(source, str) and source else None
+    if isinstance(item, str) and ":" in item:
+        source = item.split(":")[0]
+        return None if source.startswith(("/", ".", "~")) else source
     return None
 
 

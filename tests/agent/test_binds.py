@@ -133,8 +133,12 @@ def test_git_source_binds_its_one_checkout(tmp_path: Path, native_agents: list[A
     up = Upstream(tmp_path / "forge", "shop")
     up.commit({"hosts/h1/web.yaml": web(busybox_image), "hosts/h1/app.conf": "v1\n", "hosts/h1/app.env": "MODE=test\n",
                "hosts/h1/data/.keep": "", "hosts/h1/notes.txt": "a\n"})
-    src = {"name": "shop", "git": {"url": str(up.bare), "branch": "main", "path": "hosts/h1"}, "interval": "0.5s"}
-    a = AgentProc(tmp_path / "agent", runtime="native", sources=[src])     # restricted: binds stay beneath
+    # restricted, but for writable binds (its ./data): binds stay beneath the checkout
+    writable = tmp_path / "writable-binds.yaml"
+    writable.write_text("writableBinds: true\n")
+    src = {"name": "shop", "git": {"url": str(up.bare), "branch": "main", "path": "hosts/h1"}, "interval": "0.5s",
+           "policy": str(writable)}
+    a = AgentProc(tmp_path / "agent", runtime="native", sources=[src])
     a.tmp.mkdir()
     native_agents.append(a)
     a.start()

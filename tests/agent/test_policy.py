@@ -56,3 +56,37 @@ def test_a_git_source_is_restricted_unless_its_policy_says_host(tmp_path: Path, 
         assert labels(a.root)["web"]["reconciler.revision"] == c2
     finally:
         server.stop()
+
+
+def test_a_git_source_cannot_bind_its_checkout_writable(tmp_path: Path, agents: list[AgentProc]) -> None:
+    """The symlink swap through a git source: a writer job that may write ./data replaces
+    data/esc (a directory when the commit is checked) by a symlink, and a reader binding
+    ./data/esc would get where it leads (the host's /, or the checkout's .git). Refused when the
+    commit loads: nothing of it is made, the last good revision stays; read-only binds pass."""
+    up = Upstream(tmp_path / "forge", "shop")
+    c1 = up.commit({"web.yaml": container_doc("web")})
+    src = {"name": "shop", "git": {"url": str(up.bare), "branch": "main"}, "interval": "0.5s"}
+    a = AgentProc(tmp_path / "agent", sources=[src])
+    a.tmp.mkdir(parents=True, exist_ok=True)
+    FakeRuntime.at_root(a.root).publish(IMG)
+    agents.append(a.start())
+    wait_for("c1 deployed", lambda: a.source("shop")["revision"] == c1)
+
+    writer = container_doc("writer", extra="job: true\nvolumes: ['./data:/data']\n"
+                           "command: [sh, -c, 'rm -rf /data/esc; ln -s / /data/esc']")
+    reader = container_doc("reader", extra="volumes: ['./data/esc:/host']\ndependsOn: [writer]")
+    up.commit({"data/esc/.keep": "", "swap.yaml": writer + reader})
+    problems = wait_for("the swap refused", lambda: a.source("shop")["problems"])
+    assert [p.split("@", 1)[1].split("/", 1)[1].split(" is refused")[0] for p in problems] == [
+        "swap.yaml:9:13: Container/writer: spec.volumes[0]: a writable bind of ./data",
+        "swap.yaml:18:13: Container/reader: spec.volumes[0]: a writable bind of ./data/esc",
+    ], problems
+    assert all("(rule writableBinds: false)" in p for p in problems)
+    assert a.source("shop")["revision"] == c1
+    assert set(labels(a.root)) == {"web"}                          # nothing of it was made
+
+    # read-only, they load (the fake engine runs a job for ever: the writer is a plain container here)
+    ro = writer.replace("/data']", "/data:ro']").replace("  job: true\n", "") + reader.replace("/host']", "/host:ro']")
+    c3 = up.commit({"swap.yaml": ro})
+    wait_for("read-only binds deployed", lambda: a.source("shop")["revision"] == c3)
+    assert set(labels(a.root)) == {"web", "writer", "reader"}

@@ -79,7 +79,7 @@ def test_policy_checks_binds_where_they_are_mounted(live: Path, tmp_path: Path) 
     outside = tmp_path / "outside"
     outside.mkdir()
     snap = copy(live, "r1")
-    (snap / "web.yaml").write_text(WEB.replace(", '/srv/abs:/abs'", ""))
+    (snap / "web.yaml").write_text(WEB.replace(", '/srv/abs:/abs'", "").replace("./data:/data", "./data:/data:ro"))
     spec.load(snap, live=live, policy=policy.RESTRICTED)             # beneath the live directory
     # the live data directory leads out of the source: refused, though the copy has none of it
     shutil.rmtree(live / "data")

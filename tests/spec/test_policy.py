@@ -100,6 +100,14 @@ REFUSED: dict[str, tuple[str, dict[str, str], str]] = {
                             "spec:\n  driverOpts: {type: ext4, device: /dev/sda1}\n", {},
                             r"m\.yaml:5:36: Volume/disk: spec\.driverOpts\.device: the volume's device /dev/sda1 is "
                             r"outside the source root .* \(rule bindPrefixes: none;"),
+    "bind_writable": (HEAD + "  volumes: ['./data:/data']\n", {"data": "dir"},
+                      r"m\.yaml:6:13: Container/web: spec\.volumes\[0\]: a writable bind of \./data is refused by "
+                      r"policy 'restricted' \(rule writableBinds: false\): a restricted source's files are the "
+                      r"repository's.*bind them read-only.*keep data in a named volume"),
+    "bind_writable_long": (HEAD + "  volumes: [{type: bind, source: ./data, target: /data, readOnly: false}]\n",
+                           {"data": "dir"},
+                           r"m\.yaml:6:13: Container/web: spec\.volumes\[0\]: a writable bind of \./data is "
+                           r"refused by policy 'restricted' \(rule writableBinds: false\)"),
     "push_foreign": (image("  ref: 127.0.0.1:5000/app:1\n  push: [some.registry/loot:1]\n"), {},
                      r"m\.yaml:6:10: Image/app: spec\.push\[0\]: pushing to registry some\.registry refused by policy "
                      r"'restricted' \(rule pushRegistries: none\); list some\.registry under pushRegistries:"),
@@ -147,7 +155,8 @@ def test_restricted_accepts_what_stays_inside(tree: Path, capsys: pytest.Capture
     (src / "ctx").mkdir()
     (src / "ctx" / "Dockerfile").write_text("FROM scratch\n")
     (src / "m.yaml").write_text(
-        HEAD + "  envFiles: [app.env]\n  volumes: ['./data:/data', 'cache:/cache', /anonymous]\n"
+        HEAD + "  envFiles: [app.env]\n  volumes: ['./data:/data:ro', 'cache:/cache', /anonymous,\n"
+        "    {type: bind, source: ./data, target: /ro, readOnly: true}]\n"
         "  capAdd: [NET_BIND_SERVICE, CAP_CHOWN]\n  networks: [n]\n"
         "---\napiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: cache}\n"
         "---\napiVersion: reconciler/v1\nkind: Network\nmetadata: {name: n}\n"
@@ -168,11 +177,11 @@ def test_a_policy_file_allows_what_it_lists(tree: Path, capsys: pytest.CaptureFi
                  "---\n" + image("  ref: 127.0.0.1:5000/app:1\n  push: [some.registry/loot:1]\n"), {})
     pol = tree / "policy.yaml"
     pol.write_text(f"base: restricted\ncapabilities: [sys_admin]\nfilePrefixes: [{tree / 'outside'}]\n"
-                   "bindPrefixes: [/srv]\npushRegistries: ['*.registry']\n")
+                   "bindPrefixes: [/srv]\npushRegistries: ['*.registry']\nwritableBinds: true\n")
     assert validate(src, str(pol), capsys) == (0, [])
     # and only that: a registry allow-list narrows pulls too
     pol.write_text("registries: [registry.example]\ncapabilities: ['*']\nbindPrefixes: [/]\nfilePrefixes: [/]\n"
-                   "pushRegistries: ['*']\n")
+                   "pushRegistries: ['*']\nwritableBinds: true\n")
     code, lines = validate(src, str(pol), capsys)
     assert code == 2
     assert [re.sub(r" \(rule.*", "", line) for line in lines] == [
@@ -244,3 +253,81 @@ def test_the_agent_defaults_git_sources_to_restricted_and_directories_to_host(tm
     assert by_name["web"].bind_prefixes == ()
     with pytest.raises(agentcfg.ConfigError, match=r"<config>:2: sources\.0: policy: unknown policy 'nope'"):
         agentcfg.parse_config("sources:\n  - {name: a, directory: /x, policy: nope}\n")
+
+
+SWAP = """\
+apiVersion: reconciler/v1
+kind: Container
+metadata: {name: writer}
+spec:
+  image: 127.0.0.1:5000/shop/web:1
+  job: true
+  volumes: ["./data:/data"]
+  command: [sh, -c, "rm -rf /data/esc; ln -s / /data/esc"]
+---
+apiVersion: reconciler/v1
+kind: Container
+metadata: {name: reader}
+spec:
+  image: 127.0.0.1:5000/shop/web:1
+  volumes: ["./data/esc:/host"]
+  dependsOn: [writer]
+"""
+
+
+def test_no_writable_bind_of_the_source_so_no_swap_for_a_symlink(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The attack: data/esc is a real directory when the revision is checked, the writer job turns
+    it into a symlink to / before the reader is made, and the engine follows it when it mounts.
+    Under restricted neither writable bind loads, so nothing runs at all."""
+    src = _write(tree, SWAP, {"data": "dir", "data/esc": "dir", "data/esc/.keep": ""})
+    code, lines = validate(src, "restricted", capsys)
+    assert code == 2
+    assert [line.split(" is refused")[0] for line in lines] == [
+        "m.yaml:7:13: Container/writer: spec.volumes[0]: a writable bind of ./data",
+        "m.yaml:15:13: Container/reader: spec.volumes[0]: a writable bind of ./data/esc",
+    ]
+    root = tree / "state"
+    assert main(["apply", str(src), "--policy", "restricted", "--runtime", "fake", "--root", str(root),
+                 "--run-dir", str(tree / "run")]) == 2
+    assert "rule writableBinds: false" in capsys.readouterr().err
+    assert not root.exists() or os.listdir(root) == []
+    # read-only, the same binds load: the writer can no longer change the tree
+    (src / "m.yaml").write_text(SWAP.replace('"./data:/data"', '"./data:/data:ro"').replace('/host"', '/host:ro"'))
+    assert validate(src, "restricted", capsys) == (0, [])
+    # a policy file may allow writable binds (and so the swap: docs/security.md)
+    (src / "m.yaml").write_text(SWAP)
+    pol = tree / "p.yaml"
+    pol.write_text("writableBinds: true\n")
+    assert validate(src, str(pol), capsys) == (0, [])
+
+
+def test_every_writable_way_to_bind_the_source_is_refused(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A local bind Volume mounted read-write reaches the directory as a bind does; compose's
+    short, long (create_host_path) and volume forms end up as the same manifests."""
+    src = _write(tree, HEAD + "  volumes: ['bv:/bv', 'bv:/ro:ro', {type: volume, source: bv, target: /l}]\n---\n"
+                 "apiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: bv}\n"
+                 f"spec: {{driverOpts: {{type: none, o: bind, device: {tree / 'src' / 'data'}}}}}\n", {"data": "dir"})
+    code, lines = validate(src, "restricted", capsys)
+    assert code == 2
+    assert [line.split(", which")[0] for line in lines] == [
+        "m.yaml:6:13: Container/web: spec.volumes[0]: a writable mount of Volume bv",
+        "m.yaml:6:36: Container/web: spec.volumes[2]: a writable mount of Volume bv",
+    ]
+    (src / "m.yaml").unlink()
+    (src / "compose.yaml").write_text(
+        "services:\n  a:\n    image: 127.0.0.1:5000/shop/web:1\n    volumes:\n"
+        "      - ./data:/data\n"
+        "      - ./data:/ro:ro\n"
+        "      - {type: bind, source: ./new, target: /x, bind: {create_host_path: true}}\n"
+        "      - {type: bind, source: ./data, target: /y, read_only: true}\n"
+        "      - {type: volume, source: lb, target: /lb}\n"
+        "      - {type: volume, source: lb, target: /lbro, read_only: true}\n"
+        f"volumes:\n  lb: {{driver_opts: {{type: none, o: bind, device: {tree / 'src' / 'data'}}}}}\n")
+    (src / "new").mkdir()
+    code, lines = validate(src, "restricted", capsys)
+    assert code == 2
+    assert [line.split(" is refused")[0].split(", which")[0] for line in lines] == [
+        "compose.yaml:5:9: services.a.volumes[0]: a writable bind of ./data",
+        "compose.yaml:7:9: services.a.volumes[2]: a writable bind of ./new",
+        "compose.yaml:9:9: services.a.volumes[4]: a writable mount of Volume src_lb",
+    ]

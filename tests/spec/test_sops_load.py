@@ -253,7 +253,7 @@ def test_secret_problems(tmp_path: Path, key: tuple[AgeKey, Path], capsys: pytes
     k, _ = key
     outside = tmp_path / "outside.txt"
     outside.write_text("x")
-    src, _ = _secret_source(tmp_path, k.recipient, f"volumes: ['./plain.conf:/etc/x']\nsecrets:\n"
+    src, _ = _secret_source(tmp_path, k.recipient, f"volumes: ['./plain.conf:/etc/x:ro']\nsecrets:\n"
                             "- {source: db.password}\n- {source: missing.txt}\n- {source: plain.conf, target: etc/y}\n"
                             "- {source: plain.conf, target: /etc/x}\n"
                             f"- {{source: {outside}}}\n")

@@ -340,7 +340,10 @@ def _container(policy: Policy, root: str, doc: Any, spec: Mapping[str, Any], ima
         report(doc, ("spec", "capAdd", i),
                f"{what} refused {rule} (rule capabilities: only Docker's default set unless listed); "
                f"list {cap.removeprefix('CAP_')} under capabilities: in a policy file to allow it")
-    networks = list(spec.get("networks") or ())
+    # every entry by the name the engine takes (`host`, `{name: host}`: compose's `networks:
+    # {x: {priority: 1}}` with a top-level `x: {name: host}` converts to the latter); a
+    # `container:NAME` must be a Container of these manifests (spec/building.py), checked here too
+    networks = [e.get("name") if isinstance(e, dict) else e for e in spec.get("networks") or ()]
     if "host" in networks and not policy.host_network:
         report(doc, ("spec", "networks", networks.index("host")),
                f"the host network namespace is refused {rule} (rule hostNetwork: false); "

@@ -60,6 +60,9 @@ REFUSED: dict[str, tuple[str, dict[str, str], str]] = {
     "host_network": (HEAD + "  networks: [host]\n", {},
                      r"m\.yaml:6:14: Container/web: spec\.networks\[0\]: the host network namespace is refused by "
                      r"policy 'restricted' \(rule hostNetwork: false\)"),
+    "host_network_entry": (HEAD + "  networks: [{name: host, priority: 10}]\n", {},
+                           r"m\.yaml:6:14: Container/web: spec\.networks\[0\]: the host network namespace is refused "
+                           r"by policy 'restricted' \(rule hostNetwork: false\)"),
     "bind_root": (HEAD + "  volumes: ['/:/host']\n", {},
                   r"m\.yaml:6:13: Container/web: spec\.volumes\[0\]: bind source / is outside the source root .* "
                   r"refused by policy 'restricted' \(rule bindPrefixes: none; .*list a directory holding it under "
@@ -331,3 +334,28 @@ def test_every_writable_way_to_bind_the_source_is_refused(tree: Path, capsys: py
         "compose.yaml:7:9: services.a.volumes[2]: a writable bind of ./new",
         "compose.yaml:9:9: services.a.volumes[4]: a writable mount of Volume src_lb",
     ]
+
+
+def test_no_spelling_of_the_host_network_gets_through(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """compose's `networks: {x: {priority: 10}}` with a top-level `x: {name: host}` converts to
+    the entry `{name: host}`, which the engine runs on the host's network namespace; so do
+    `network_mode: host` and `networks: [host]`. Each is refused under restricted, nothing made."""
+    src = tree / "src"
+    (src / "compose.yaml").write_text(
+        "services:\n  a:\n    image: 127.0.0.1:5000/shop/web:1\n    networks: {x: {priority: 10}}\n"
+        "  b:\n    image: 127.0.0.1:5000/shop/web:1\n    network_mode: host\n"
+        "networks:\n  x: {name: host}\n")
+    code, lines = validate(src, "restricted", capsys)
+    assert code == 2
+    assert [line.split(": the host network")[0] for line in lines] == [
+        "compose.yaml:4:19: services.a.networks.x", "compose.yaml:7:19: services.b.network_mode"], lines
+    root = tree / "state"
+    assert main(["apply", str(src), "--policy", "restricted", "--runtime", "fake", "--root", str(root),
+                 "--run-dir", str(tree / "run")]) == 2
+    assert "(rule hostNetwork: false)" in capsys.readouterr().err
+    assert not root.exists() or os.listdir(root) == []
+    (src / "compose.yaml").unlink()
+    with pytest.raises(spec.SpecError) as info:        # the models say host: the engine's own word
+        spec.load(_write(tree, HEAD + "  networks: [{name: host}]\n", {}), policy=policy.RESTRICTED)
+    assert [p.field for p in info.value.problems] == ["spec.networks[0]"]
+    assert spec.load(src / "m.yaml", policy=policy.HOST).containers["web"].networks == ("host",)

@@ -21,7 +21,10 @@ Two built-in profiles:
   (filePrefixes), no build entitlement (`allow: [security.insecure]`: rule buildAllow); secret
   files from an environment variable (`env:`) likewise (rule secretEnv); no `privileged: true`
   (rule privileged) and no `devices` (rule devices); a Volume whose `driverOpts` mount a host
-  path (`o: bind` or a `device` path) counts as a bind source (rule bindPrefixes); every bind,
+  path (`o: bind` or a `device` path) counts as a bind source (rule bindPrefixes), any other
+  `driverOpts` type than a tmpfs whose options name no path is refused (rule volumeTypes: an
+  overlay's `lowerdir=` is a host path its `device` does not show), and so is a volume driver
+  other than `local` (rule volumeDrivers); every bind,
   and every mount of such a Volume, read-only (rule writableBinds: the path is checked now, the
   engine mounts it later: a container that could write the source's tree could turn a path
   another bind names into a symlink to anywhere in between).
@@ -93,6 +96,8 @@ class Policy:
     privileged: bool = False                    # privileged: true
     devices: tuple[str, ...] = ()               # host device nodes `devices:` may name (* wildcards)
     writable_binds: bool = False                # binds (and bind volumes) mounted read-write
+    volume_drivers: tuple[str, ...] = ("local",)  # Volume drivers (* wildcards)
+    volume_types: tuple[str, ...] = ("tmpfs",)  # the local driver's driverOpts `type`s, besides a bind
 
     @property
     def unrestricted(self) -> bool:
@@ -100,13 +105,13 @@ class Policy:
             "/" in self.bind_prefixes and "/" in self.file_prefixes and ANY in self.capabilities
             and self.host_network and ANY in self.registries and ANY in self.push_registries and self.external
             and ANY in self.secret_env and ANY in self.build_allow and self.privileged and ANY in self.devices
-            and self.writable_binds
+            and self.writable_binds and ANY in self.volume_drivers and ANY in self.volume_types
         )
 
 
 HOST = Policy("host", bind_prefixes=("/",), file_prefixes=("/",), capabilities=(ANY,), host_network=True,
               registries=(ANY,), push_registries=(ANY,), external=True, secret_env=(ANY,), build_allow=(ANY,),
-              privileged=True, devices=(ANY,), writable_binds=True)
+              privileged=True, devices=(ANY,), writable_binds=True, volume_drivers=(ANY,), volume_types=(ANY,))
 RESTRICTED = Policy("restricted")
 BUILTIN: Mapping[str, Policy] = {"host": HOST, "restricted": RESTRICTED}
 
@@ -132,12 +137,17 @@ SCHEMA: dict[str, Any] = {
         "devices": {**_LIST, "description": "host device nodes a Container's devices may name (* wildcards, like /dev/ttyUSB*); * allows any"},
         "writableBinds": {"type": "boolean", "description": "allow binds (and local bind volumes) mounted read-write: "
                           "a container that may write a bound directory can swap what another bind names for a symlink"},
+        "volumeDrivers": {**_LIST, "description": "Volume drivers a Volume may name (* wildcards); * allows any"},
+        "volumeTypes": {**_LIST, "description": "the local driver's driverOpts types a Volume may name besides a bind "
+                        "(type: none, o: bind, which bindPrefixes place), like tmpfs or nfs; * allows any (overlay "
+                        "included, whose lowerdir= names host directories)"},
     },
 }
 _FIELDS = {"bindPrefixes": "bind_prefixes", "filePrefixes": "file_prefixes", "capabilities": "capabilities",
            "hostNetwork": "host_network", "registries": "registries", "pushRegistries": "push_registries",
            "external": "external", "secretEnv": "secret_env", "buildAllow": "build_allow",
-           "privileged": "privileged", "devices": "devices", "writableBinds": "writable_binds"}
+           "privileged": "privileged", "devices": "devices", "writableBinds": "writable_binds",
+           "volumeDrivers": "volume_drivers", "volumeTypes": "volume_types"}
 
 
 # -- reading a policy ----------------------------------------------------------------------------
@@ -211,7 +221,8 @@ def parse_policy(text: str, *, where: str = "<policy>") -> Policy:
                 value = [c if c == ANY else _cap(c) for c in value]
             elif key.endswith("Prefixes"):
                 value = [os.path.normpath(p) for p in value]
-            elif key not in ("hostNetwork", "external", "secretEnv", "privileged", "devices", "writableBinds"):
+            elif key not in ("hostNetwork", "external", "secretEnv", "privileged", "devices", "writableBinds",
+                             "volumeDrivers", "volumeTypes"):
                 value = [v.lower() for v in value]
             changes[attr] = value if isinstance(value, bool) else tuple(value)
     return dataclasses.replace(base, **changes)
@@ -282,10 +293,7 @@ def check(
     for doc, spec in containers:
         _container(policy, root, doc, spec, image_names, resolve, report, binds, bound)
     for doc, spec in volumes:
-        device = _volume_device(spec.get("driverOpts") or {})
-        message = _path(policy, binds[0], binds[1](doc, device), policy.bind_prefixes, "bindPrefixes") if device else None
-        if message:
-            report(doc, ("spec", "driverOpts", "device"), f"the volume's device {message}")
+        _volume(policy, doc, spec, binds, report)
 
 
 def _build_inputs(policy: Policy, root: str, doc: Any, build: Mapping[str, Any],
@@ -422,6 +430,58 @@ def _bind_source(item: Any) -> str | None:
         source = item.split(":")[0]
         return source if source.startswith(("/", ".", "~")) else None
     return None
+
+
+# what a tmpfs volume's `o` may say: its size, root's mode and owner, and flags that take away
+_TMPFS_OPTIONS = frozenset({"size", "mode", "uid", "gid", "nr_inodes", "nr_blocks"})
+_TMPFS_FLAGS = frozenset({"ro", "rw", "noexec", "nosuid", "nodev", "noatime", "relatime"})
+
+
+def _volume(policy: Policy, doc: Any, spec: Mapping[str, Any], binds: tuple[str, Callable[[Any, str], str]],
+            report: Report) -> None:
+    """A Volume's driver and options. The local driver's options are mount(8)'s, run on the
+    host by the engine (Docker's `--opt`): a bind (`type: none, o: bind, device: DIR`) is a bind
+    source (bindPrefixes, and writableBinds for its mounts); any other type must be listed
+    (volumeTypes: `overlay` with `o: lowerdir=/etc` reads the host's files, `nfs` mounts what
+    trusts this host's address), a tmpfs takes only options that name no path. Another driver
+    is a plugin whose options mean what it says: it must be listed (volumeDrivers)."""
+    rule = f"by policy {policy.name!r}"
+    driver = str(spec.get("driver", "local"))
+    if not any(fnmatch.fnmatchcase(driver, p) for p in policy.volume_drivers):
+        report(doc, ("spec", "driver"), f"the volume driver {driver} is refused {rule} (rule volumeDrivers: "
+               f"{', '.join(policy.volume_drivers) or 'none'}): a plugin's options can reach the host's files; "
+               f"use the local driver, or list {driver} under volumeDrivers: in a policy file")
+        return
+    opts = {str(k): str(v) for k, v in (spec.get("driverOpts") or {}).items()}
+    if driver != "local" or not opts:
+        return
+    kind = opts.get("type", "")
+    device = opts.get("device", "")
+    flags = [o.strip() for o in opts.get("o", "").split(",") if o.strip()]
+    bind = bool({"bind", "rbind"} & set(flags))
+    if bind and not device.startswith("/"):
+        report(doc, ("spec", "driverOpts", "device") if device else ("spec", "driverOpts"),
+               f"the bind volume's device {device or '(none)'} is refused {rule} (rule bindPrefixes): the engine "
+               "mounts a relative device from its own working directory, not from the source; give an absolute path")
+        return
+    host = _volume_device(opts)
+    message = _path(policy, binds[0], binds[1](doc, host), policy.bind_prefixes, "bindPrefixes") if host else None
+    if message:
+        report(doc, ("spec", "driverOpts", "device"), f"the volume's device {message}")
+    elif bind or ANY in policy.volume_types:
+        return
+    elif kind not in policy.volume_types:
+        report(doc, ("spec", "driverOpts", "type") if kind else ("spec", "driverOpts"),
+               f"a local volume of type {kind or '(none)'} is refused {rule} (rule volumeTypes: "
+               f"{', '.join(policy.volume_types) or 'none'}): its options can name host paths (overlay's lowerdir=) or "
+               f"reach storage that trusts this host (nfs, cifs); use a plain named volume, or list "
+               f"{kind or 'the type'} under volumeTypes: in a policy file")
+    elif kind == "tmpfs":
+        bad = [f for f in flags if f.split("=")[0] not in _TMPFS_OPTIONS and f not in _TMPFS_FLAGS]
+        if bad:
+            report(doc, ("spec", "driverOpts", "o"), f"the tmpfs option {bad[0]} is refused {rule} (rule volumeTypes: "
+                   f"a tmpfs takes {', '.join(o + '=' for o in sorted(_TMPFS_OPTIONS))} and "
+                   f"{', '.join(sorted(_TMPFS_FLAGS))} only); remove it")
 
 
 def _writable(policy: Policy, what: str) -> str:

@@ -22,6 +22,9 @@ from reconciler.spec import policy
 HEAD = "apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: web}\nspec:\n  image: 127.0.0.1:5000/shop/web:1\n"
 
 
+VOLUME = "apiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: v}\n"
+
+
 def image(body: str) -> str:
     return "apiVersion: reconciler/v1\nkind: Image\nmetadata: {name: app}\nspec:\n" + body
 
@@ -111,6 +114,25 @@ REFUSED: dict[str, tuple[str, dict[str, str], str]] = {
                            {"data": "dir"},
                            r"m\.yaml:6:13: Container/web: spec\.volumes\[0\]: a writable bind of \./data is "
                            r"refused by policy 'restricted' \(rule writableBinds: false\)"),
+    "volume_overlay": (VOLUME + "spec:\n  driverOpts: {type: overlay, device: overlay, "
+                       "o: 'lowerdir=/etc,upperdir=/tmp/u,workdir=/tmp/w'}\n", {},
+                       r"m\.yaml:5:22: Volume/v: spec\.driverOpts\.type: a local volume of type overlay is refused by "
+                       r"policy 'restricted' \(rule volumeTypes: tmpfs\): its options can name host paths"),
+    "volume_nfs": (VOLUME + "spec:\n  driverOpts: {type: nfs, o: 'addr=127.0.0.1,rw', device: ':/export'}\n", {},
+                   r"m\.yaml:5:22: Volume/v: spec\.driverOpts\.type: a local volume of type nfs is refused by "
+                   r"policy 'restricted' \(rule volumeTypes: tmpfs\)"),
+    "volume_no_type": (VOLUME + "spec:\n  driverOpts: {o: 'lowerdir=/etc'}\n", {},
+                       r"m\.yaml:5:15: Volume/v: spec\.driverOpts: a local volume of type \(none\) is refused"),
+    "volume_tmpfs_option": (VOLUME + "spec:\n  driverOpts: {type: tmpfs, device: tmpfs, o: 'size=1m,remount'}\n", {},
+                            r"m\.yaml:5:47: Volume/v: spec\.driverOpts\.o: the tmpfs option remount is refused by "
+                            r"policy 'restricted' \(rule volumeTypes: a tmpfs takes"),
+    "volume_relative_bind": (VOLUME + "spec:\n  driverOpts: {type: none, o: bind, device: ./etc}\n", {},
+                             r"m\.yaml:5:45: Volume/v: spec\.driverOpts\.device: the bind volume's device \./etc is "
+                             r"refused by policy 'restricted' \(rule bindPrefixes\): the engine mounts a relative device "
+                             r"from its own working directory"),
+    "volume_plugin": (VOLUME + "spec:\n  driver: local-persist\n  driverOpts: {mountpoint: /etc}\n", {},
+                      r"m\.yaml:5:11: Volume/v: spec\.driver: the volume driver local-persist is refused by policy "
+                      r"'restricted' \(rule volumeDrivers: local\)"),
     "push_foreign": (image("  ref: 127.0.0.1:5000/app:1\n  push: [some.registry/loot:1]\n"), {},
                      r"m\.yaml:6:10: Image/app: spec\.push\[0\]: pushing to registry some\.registry refused by policy "
                      r"'restricted' \(rule pushRegistries: none\); list some\.registry under pushRegistries:"),
@@ -166,11 +188,9 @@ def test_restricted_accepts_what_stays_inside(tree: Path, capsys: pytest.Capture
         "---\n" + image("  build: {context: ./ctx}\n") + "---\n"
         + image("  ref: docker.io/library/busybox:1\n").replace("name: app", "name: pulled")
         + "---\napiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: scratch}\n"
-        "spec: {driverOpts: {type: tmpfs, device: tmpfs, o: size=10m}}\n"
-        "---\napiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: nfs}\n"
-        "spec: {driverOpts: {type: nfs, o: 'addr=127.0.0.1,rw', device: ':/export'}}\n"
+        "spec: {driverOpts: {type: tmpfs, device: tmpfs, o: 'size=10m,mode=1770,uid=1000,noexec'}}\n"
         "---\napiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: mine}\n"
-        "spec: {driverOpts: {type: none, o: bind, device: ./data}}\n"
+        f"spec: {{driverOpts: {{type: none, o: bind, device: {src / 'data'}}}}}\n"
     )
     assert validate(src, "restricted", capsys) == (0, [])
 
@@ -359,3 +379,32 @@ def test_no_spelling_of_the_host_network_gets_through(tree: Path, capsys: pytest
         spec.load(_write(tree, HEAD + "  networks: [{name: host}]\n", {}), policy=policy.RESTRICTED)
     assert [p.field for p in info.value.problems] == ["spec.networks[0]"]
     assert spec.load(src / "m.yaml", policy=policy.HOST).containers["web"].networks == ("host",)
+
+
+def test_a_volume_carries_no_host_path_unless_a_policy_file_lists_its_type(
+    tree: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The attack on the Docker runtime: a local overlay volume whose lowerdir is the host's /etc
+    gave a container /etc/shadow, the device rule (bindPrefixes) seeing no path in `device:
+    overlay`. Refused when the revision loads (apply changes nothing); a policy file may list a
+    type (nfs) or a plugin driver, and the path rule still holds for what it lists."""
+    shadow = (HEAD + "  volumes: ['etc:/x:ro']\n---\napiVersion: reconciler/v1\nkind: Volume\nmetadata: {name: etc}\n"
+              "spec:\n  driverOpts: {type: overlay, device: overlay, o: 'lowerdir=/etc,upperdir=/tmp/u,workdir=/tmp/w'}\n")
+    src = _write(tree, shadow, {})
+    root = tree / "state"
+    assert main(["apply", str(src), "--policy", "restricted", "--runtime", "fake", "--root", str(root),
+                 "--run-dir", str(tree / "run")]) == 2
+    assert "spec.driverOpts.type: a local volume of type overlay is refused" in capsys.readouterr().err
+    assert not root.exists() or os.listdir(root) == []
+    pol = tree / "p.yaml"
+    pol.write_text("volumeTypes: [tmpfs, nfs]\nvolumeDrivers: [local, local-persist]\n")
+    _write(tree, VOLUME + "spec:\n  driverOpts: {type: nfs, o: 'addr=10.0.0.1', device: ':/export'}\n---\n"
+           + VOLUME.replace("name: v", "name: p") + "spec: {driver: local-persist, driverOpts: {mountpoint: /x}}\n", {})
+    assert validate(src, str(pol), capsys) == (0, [])
+    code, lines = validate(src, "restricted", capsys)
+    assert code == 2
+    assert [line.split(": ")[2] for line in lines] == ["spec.driverOpts.type", "spec.driver"]
+    _write(tree, VOLUME + "spec:\n  driverOpts: {type: nfs, device: /dev/sda1}\n", {})
+    code, lines = validate(src, str(pol), capsys)
+    assert code == 2
+    assert "(rule bindPrefixes: none;" in lines[0], lines

@@ -148,6 +148,8 @@ def _load(
     limits = limits or Limits()
     problems: list[Problem] = []
     warnings: list[Problem] = []
+    if policy is not None:
+        compose_opts = _policy_environ(compose_opts, policy)
     compose_files = compose_opts.files if compose_opts is not None and compose_opts.files else \
         composefiles.find(path, compose_opts.environ if compose_opts is not None else None) if path != "-" else []
     if compose_opts is not None and compose_opts.files:
@@ -268,6 +270,25 @@ def _compose(
         raise SpecError(builder.problems or [Problem(files[0], 0, 0, "", "", "", "the compose project does not load")])
     docs = compose_native.documents(model, rd)
     return model.name, docs, list(model.files), [compose.fmt(p) for p in rd.dropped]
+
+
+def _policy_environ(opts: ComposeOptions | None, policy: Policy) -> ComposeOptions | None:
+    """The compose options a source under `policy` is read with: of the loading process's
+    environment (the agent's own, or the shell of `reconcile apply`), compose's interpolation,
+    its bare `environment:` keys and build args see only the variables the policy's secretEnv
+    lists (none under restricted: `${AGENT_TOKEN}` would put the agent's credential into a
+    container); the project's `.env`, its env files and `${VAR:-default}` give the rest."""
+    import fnmatch
+
+    from reconciler.spec import composefiles
+    from reconciler.spec import policy as policy_mod
+
+    if policy_mod.ANY in policy.secret_env:
+        return opts
+    opts = opts or composefiles.Options()
+    environ = os.environ if opts.environ is None else opts.environ
+    allowed = {k: v for k, v in environ.items() if any(fnmatch.fnmatchcase(k, p) for p in policy.secret_env)}
+    return dataclasses.replace(opts, environ=allowed)
 
 
 def _new_to_compose(problems: list[Problem], first: int, dropped: list[str]) -> list[Problem]:

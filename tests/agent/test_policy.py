@@ -90,3 +90,25 @@ def test_a_git_source_cannot_bind_its_checkout_writable(tmp_path: Path, agents: 
     c3 = up.commit({"swap.yaml": ro})
     wait_for("read-only binds deployed", lambda: a.source("shop")["revision"] == c3)
     assert set(labels(a.root)) == {"web", "writer", "reader"}
+
+
+def test_a_restricted_source_interpolates_nothing_of_the_agents_environment(
+    tmp_path: Path, agents: list[AgentProc],
+) -> None:
+    """A directory source under restricted: `${XSEC_AGENT_SECRET}` in its compose file is empty
+    though the agent's environment has it (the container printed it before), the default and
+    the project's .env still interpolate."""
+    m = tmp_path / "m"
+    m.mkdir()
+    (m / "compose.yaml").write_text(
+        f"services:\n  web:\n    image: {IMG}\n    environment:\n      LEAK: '${{XSEC_AGENT_SECRET}}'\n"
+        "      DEFAULT: '${XSEC_AGENT_SECRET:-fallback}'\n      OWN: '${OWN}'\n")
+    (m / ".env").write_text("OWN=from-the-source\n")
+    a = AgentProc(tmp_path / "agent", sources=[{"name": "shop", "directory": str(m), "policy": "restricted"}])
+    a.tmp.mkdir(parents=True, exist_ok=True)
+    FakeRuntime.at_root(a.root).publish(IMG)
+    agents.append(a.start(env={"XSEC_AGENT_SECRET": "agent-credential"}))
+    wait_for("converged", lambda: a.source("shop")["last_result"] in ("converged", "in-sync"))
+    assert "agent-credential" not in (a.root / "fake-runtime.json").read_text()
+    (web,) = FakeRuntime.at_root(a.root).s["containers"].values()
+    assert web["config"]["env"] == {"LEAK": "", "DEFAULT": "fallback", "OWN": "from-the-source"}

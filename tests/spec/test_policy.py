@@ -17,6 +17,7 @@ import pytest
 from reconciler import spec
 from reconciler.agent import config as agentcfg
 from reconciler.cli.main import main
+from reconciler.runtime.fake import FakeRuntime
 from reconciler.spec import policy
 
 HEAD = "apiVersion: reconciler/v1\nkind: Container\nmetadata: {name: web}\nspec:\n  image: 127.0.0.1:5000/shop/web:1\n"
@@ -408,3 +409,43 @@ def test_a_volume_carries_no_host_path_unless_a_policy_file_lists_its_type(
     code, lines = validate(src, str(pol), capsys)
     assert code == 2
     assert "(rule bindPrefixes: none;" in lines[0], lines
+
+
+INTERPOLATED = """\
+services:
+  a:
+    image: 127.0.0.1:5000/shop/web:1
+    environment:
+      LEAK: "${XSEC_AGENT_SECRET}"
+      DEFAULT: "${XSEC_AGENT_SECRET:-fallback}"
+      FROM_DOTENV: "${IN_DOTENV}"
+      XSEC_AGENT_SECRET:
+"""
+
+
+def test_compose_interpolation_reads_no_agent_environment(
+    tree: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`secrets: {s: {environment: VAR}}` is refused by secretEnv, and `${VAR}` (or a bare
+    `environment:` key) read the same variable of the loading process (the agent's) into the
+    container. Under restricted only the project's .env and defaults interpolate."""
+    monkeypatch.setenv("XSEC_AGENT_SECRET", "agent-credential")
+    src = tree / "src"
+    (src / "compose.yaml").write_text(INTERPOLATED)
+    (src / ".env").write_text("IN_DOTENV=from-the-source\n")
+
+    def env(pol: policy.Policy) -> dict[str, str]:
+        return dict(next(iter(spec.load(src, policy=pol).containers.values())).env)
+
+    assert env(policy.RESTRICTED) == {"LEAK": "", "DEFAULT": "fallback", "FROM_DOTENV": "from-the-source"}
+    assert env(policy.HOST) == {"LEAK": "agent-credential", "DEFAULT": "agent-credential",
+                                "FROM_DOTENV": "from-the-source", "XSEC_AGENT_SECRET": "agent-credential"}
+    listed = policy.parse_policy("secretEnv: ['XSEC_*']\n")
+    assert env(listed)["LEAK"] == "agent-credential"
+    # a real apply (fake engine, whose record keeps a container's env): the container gets none of it
+    for pol, leaks in (("restricted", False), ("host", True)):
+        root = tree / pol
+        FakeRuntime.at_root(root).publish("127.0.0.1:5000/shop/web:1")
+        assert main(["apply", str(src), "--policy", pol, "--runtime", "fake", "--root", str(root),
+                     "--run-dir", str(tree / "run"), "--settle", "0"]) == 0, capsys.readouterr()
+        assert ("agent-credential" in (root / "fake-runtime.json").read_text()) is leaks

@@ -31,6 +31,27 @@ def test_every_schema_field_and_command_is_documented() -> None:
         assert f"## reconcile {command}\n" in cli, command
 
 
+def test_the_policy_section_names_every_setting_and_denies_no_field_the_schema_has() -> None:
+    """docs/security.md, "Policy": every setting of a policy file is in the table of built-in
+    profiles and in the example file, and no sentence says the manifest language lacks a field
+    (`has no `privileged` ... field`) that the Container schema has."""
+    import re
+
+    from reconciler.spec import policy, schemas
+
+    page = (REPO / "docs" / "security.md").read_text()
+    section = page[page.index("\n## Policy\n"):]
+    section = section[:section.index("\n## ", 1)]
+    for setting in policy.SCHEMA["properties"]:
+        if setting != "base":
+            assert f"| `{setting}` |" in section, setting
+            assert f"\n{setting}: " in section, setting
+    fields = set(schemas.schema("Container")["properties"]["spec"]["properties"])
+    for denial in re.findall(r"has no ([^.;]*?) field", " ".join(section.split())):
+        named = set(re.findall(r"`([a-zA-Z]+)", denial))
+        assert not named & fields, denial
+
+
 def test_the_man_page_renders_without_warnings_and_names_every_command() -> None:
     import shutil
 

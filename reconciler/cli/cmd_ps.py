@@ -84,6 +84,8 @@ SWARM_COLUMNS = (("SERVICE", "service"), ("REPLICAS", "replicas"), ("IMAGE", "im
 
 
 def _short_image(image: str, no_trunc: bool) -> str:
+    if ", " in image:               # the images of a service's copies mid-update
+        return ", ".join(_short_image(i, no_trunc) for i in image.split(", "))
     name, at, digest = image.partition("@")
     if no_trunc or not at:
         return image

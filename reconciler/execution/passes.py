@@ -184,7 +184,7 @@ def down(o: obs.ObservedContainer, *, job: bool, policy: str) -> str | None:
     whatever status the record kept."""
     if o.replicas is not None:
         running = o.replicas_running or 0
-        if running < o.replicas:
+        if running < o.replicas or o.status != "running":     # (restarting: a rolling update unfinished)
             return f"{running} of {o.replicas} copies running" + (f"; task error: {o.error}" if o.error else "")
         return None
     if o.status == "running":

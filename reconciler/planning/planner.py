@@ -793,7 +793,10 @@ class _Planner:
             if o.status == "running" and o.paused:
                 self.b.notes.append(f"{res} is paused: it runs no process until unpaused (docker unpause); "
                                     "reconcile does not unpause it")
-            if o.status == "restarting":
+            if o.status == "restarting" and o.replicas is not None:     # a service (Swarm)
+                self.b.notes.append(f"{res} is converging, not drift: {o.replicas_running or 0} of {o.replicas} "
+                                    "copies of its current spec running" + (f"; {o.error}" if o.error else ""))
+            elif o.status == "restarting":
                 self.b.notes.append(f"{res} is restarting (converging, not drift)")
             if o.status == "running" and o.stale_binds:
                 self.b.notes.append(

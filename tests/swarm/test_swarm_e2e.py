@@ -652,3 +652,49 @@ def test_a_spec_with_a_field_newer_than_the_client_speaks_is_sent_at_that_fields
     with pytest.raises(errors.InvalidArgument, match=r"client version 1\.44 is too new"):
         swarm.rt.api.service_create(body, api_version="1.44")
     assert services(swarm) == {}
+
+
+def test_an_unfinished_update_is_converging_not_in_sync_and_no_later_pass_records_it_converged(
+    tmp_path: Path, swarm: Scope, busybox_image: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Swarm keeps the old copies running while the update of their spec is unfinished (paused
+    # here: onFailure pause); they are not copies of the current spec, and the pass that timed out
+    # waiting must not be followed by one that finds the service "converged"
+    m, p = tmp_path / "m", swarm.owner
+
+    def doc(check: str) -> str:
+        return f"""
+            apiVersion: reconciler/v1
+            kind: Container
+            metadata: {{name: {p}-up}}
+            spec:
+              image: {busybox_image}
+              command: [sleep, "3600"]
+              replicas: 2
+              restart: always
+              stopTimeout: 1s
+              healthcheck: {{test: [CMD, "{check}"], interval: 1s, retries: 1}}
+              update: {{order: start-first, onFailure: pause, minReady: 1s}}
+            """
+
+    write(m, "up.yaml", doc("true"))
+    assert cli(swarm, "apply", str(m)) == 0
+    write(m, "up.yaml", doc("false"))
+    assert cli(swarm, "apply", str(m), "--timeout", "3s") == 1
+    capsys.readouterr()
+    assert services(swarm)[f"{p}-up"]["UpdateStatus"]["State"] in ("updating", "paused")
+
+    cli(swarm, "diff", str(m))         # (no action to plan: Swarm goes on by itself, or waits for a change)
+    out = capsys.readouterr().out
+    assert re.search(rf"container:{p}-up is converging, not drift: 0 of 2 copies of its current spec running; "
+                     r"rolling update (updating|paused)", out), out
+
+    assert cli(swarm, "apply", str(m)) == 1
+    out = capsys.readouterr()
+    assert "degraded: revision" in out.out, out                          # not a good revision
+    assert "converged: revision" not in out.out, out
+    assert f"container {p}-up is not running as desired: 0 of 2 copies running" in out.err, out
+
+    assert main(["ps", "--runtime", "swarm", "--filter", f"label={LABEL}={p}"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(f"{p}-up "))
+    assert " 0/2 " in row, row                      # the two copies run the previous spec

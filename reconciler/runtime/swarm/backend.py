@@ -196,20 +196,29 @@ class SwarmRuntime:
             by_service.setdefault(str(t.get("ServiceID", "")), []).append(t)
         return by_service
 
+    def _up_to_date(self, service_ids: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+        """Each service's tasks of its current spec (Swarm's own rule, the `_up-to-date` filter):
+        what a rollout (`rollout.look`) and a service's state count."""
+        by_service: dict[str, list[dict[str, Any]]] = {}
+        for t in self.api.task_list({**({"service": service_ids} if service_ids else {}), "_up-to-date": ["true"]}):
+            by_service.setdefault(str(t.get("ServiceID", "")), []).append(t)
+        return by_service
+
     def list_containers(self, selector: Mapping[str, str] | None = None) -> list[base.ContainerState]:
         """Services (matching `selector` by their labels), each with its tasks' state."""
         found = self.api.service_list(selector)
         if not found:
             return []
-        tasks = self._tasks()
-        return [services.service_state(s, tasks.get(str(s["ID"]), [])) for s in found]
+        tasks, current = self._tasks(), self._up_to_date()
+        return [services.service_state(s, tasks.get(str(s["ID"]), []), current.get(str(s["ID"]), [])) for s in found]
 
     def _service(self, name_or_id: str) -> dict[str, Any]:
         return self.api.service_inspect(name_or_id)       # by name, id or id prefix, as docker does
 
     def inspect_container(self, name_or_id: str) -> base.ContainerState:
         svc = self._service(name_or_id)
-        return services.service_state(svc, self._tasks([str(svc["ID"])]).get(str(svc["ID"]), []))
+        sid = str(svc["ID"])
+        return services.service_state(svc, self._tasks([sid]).get(sid, []), self._up_to_date([sid]).get(sid, []))
 
     def refusals(self, config: base.ContainerConfig) -> list[str]:
         """What of `config` a service cannot have, on this manager's Engine API version."""
@@ -323,7 +332,7 @@ class SwarmRuntime:
         while True:
             svc = self._service(name_or_id)
             sid = str(svc["ID"])
-            now = rollout.look(svc, self.api.task_list({"service": [sid], "_up-to-date": ["true"]}))
+            now = rollout.look(svc, self._up_to_date([sid]).get(sid, []))
             where = rollout.step(now)
             if now.state == "rollback_started":
                 reason = reason or now.message

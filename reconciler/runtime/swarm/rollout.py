@@ -66,22 +66,10 @@ def look(service: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -> Look
         state=str(status.get("State") or ""),
         message=str(status.get("Message") or ""),
         wanted=wanted,
-        running=_running_by_slot(tasks),
+        running=services.running_by_slot(tasks),
         since=str(status.get("StartedAt") or service.get("UpdatedAt") or ""),
         monitor=int(monitor_ns) / 1e9 if monitor_ns else DEFAULT_MONITOR,
     )
-
-
-def _running_by_slot(tasks: Sequence[Mapping[str, Any]]) -> int:
-    """Running copies, one per slot (node, for a global service): a slot's task Swarm wants
-    running wins over one it is shutting down (start-first updates have both for a while)."""
-    best: dict[Any, Mapping[str, Any]] = {}
-    for t in tasks:
-        key = t.get("Slot") or t.get("NodeID")
-        have = best.get(key)
-        if have is None or (have.get("DesiredState") != "running" and t.get("DesiredState") == "running"):
-            best[key] = t
-    return services.running_tasks(list(best.values()))
 
 
 def step(now: Look) -> Step:

@@ -46,10 +46,12 @@ from reconciler.runtime import base, errors
 __all__ = [
     "LABEL_PREFIX",
     "SINCE",
+    "UNFINISHED",
     "pinned_node",
     "placement",
     "refusals",
     "request_version",
+    "running_by_slot",
     "running_tasks",
     "secret_name",
     "secret_refs",
@@ -452,34 +454,69 @@ def wanted_replicas(service: Mapping[str, Any]) -> int | None:
 def running_tasks(tasks: Sequence[Mapping[str, Any]]) -> int:
     """Tasks Swarm wants running that run: for a healthchecked service Swarm reports a task
     running only once it is healthy (it is "starting" until then)."""
-    return sum(1 for t in tasks if t.get("DesiredState") == "running"
-               and (t.get("Status") or {}).get("State") == "running")
+    return sum(1 for t in tasks if _runs(t))
 
 
-def service_state(service: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -> base.ContainerState:
-    """A service (`GET /services/{id}`) and its tasks, seen as a ContainerState: running when
-    every wanted copy runs, restarting (converging) while not."""
+def _runs(t: Mapping[str, Any]) -> bool:
+    return t.get("DesiredState") == "running" and (t.get("Status") or {}).get("State") == "running"
+
+
+def running_by_slot(tasks: Sequence[Mapping[str, Any]]) -> int:
+    """Running copies, one per slot (node, for a global service): a slot's task Swarm wants
+    running wins over one it is shutting down (start-first updates have both for a while)."""
+    best: dict[Any, Mapping[str, Any]] = {}
+    for t in tasks:
+        key = t.get("Slot") or t.get("NodeID")
+        have = best.get(key)
+        if have is None or (have.get("DesiredState") != "running" and t.get("DesiredState") == "running"):
+            best[key] = t
+    return running_tasks(list(best.values()))
+
+
+# Swarm's UpdateStatus.State of a rolling update (or rollback) not finished: updating or rolling
+# back goes on by itself (converging), paused waits for a new update (docker service update)
+UNFINISHED = ("updating", "paused", "rollback_started", "rollback_paused")
+
+
+def _task_image(t: Mapping[str, Any]) -> str:
+    return str((((t.get("Spec") or {}).get("ContainerSpec")) or {}).get("Image", ""))
+
+
+def service_state(
+    service: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]], up_to_date: Sequence[Mapping[str, Any]],
+) -> base.ContainerState:
+    """A service (`GET /services/{id}`) and its tasks (`tasks`: all of them; `up_to_date`: those
+    of its current spec, Swarm's `_up-to-date` filter, as `rollout.look` counts them), seen as a
+    ContainerState: running when every wanted copy of the current spec runs and no rolling update
+    is unfinished (`UNFINISHED`), restarting (converging) while not; its image, the one its
+    running tasks run (", "-joined when an update left them mixed; the spec's while none runs)."""
     spec = service.get("Spec") or {}
     cspec = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
     image = str(cspec.get("Image", ""))
-    running = running_tasks(tasks)
+    update = service.get("UpdateStatus") or {}
+    unfinished = str(update.get("State") or "") if update.get("State") in UNFINISHED else ""
+    running = running_by_slot(up_to_date)
     wanted = wanted_replicas(service)
     if wanted is None:
-        wanted = sum(1 for t in tasks if t.get("DesiredState") == "running")
-    converged = running >= wanted
+        wanted = sum(1 for t in up_to_date if t.get("DesiredState") == "running")
+    converged = running >= wanted and not unfinished
     failed = [t for t in tasks if (t.get("Status") or {}).get("State") in ("failed", "rejected")]
-    current = [t for t in tasks if t.get("DesiredState") == "running"
-               and (t.get("Status") or {}).get("State") == "running"]
+    current = [t for t in tasks if _runs(t)]
     started = max((str((t.get("Status") or {}).get("Timestamp", "")) for t in current),
                   key=timestamp, default=None)
+    ran = sorted({_task_image(t) for t in current} - {""})
     ports = tuple(base.PortMapping(container_port=int(p.get("TargetPort") or 0),
                                    host_port=int(p.get("PublishedPort") or 0),
                                    protocol=str(p.get("Protocol") or "tcp"))
                   for p in (spec.get("EndpointSpec") or {}).get("Ports") or ())
+    error = task_error(tasks) or None
+    if unfinished:
+        said = str(update.get("Message") or "")
+        error = f"rolling update {unfinished}" + (f" ({said})" if said else "") + (f"; {error}" if error else "")
     return base.ContainerState(
         id=str(service.get("ID", "")),
         name=str(spec.get("Name", "")),
-        image=image,
+        image=", ".join(ran) if ran else image,
         image_id=image.rpartition("@")[2] if "@" in image else "",
         labels=dict(spec.get("Labels") or {}),
         status=base.ContainerStatus.RUNNING if converged else base.ContainerStatus.RESTARTING,
@@ -488,7 +525,7 @@ def service_state(service: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]
         health=("healthy" if converged else "starting") if _healthchecked(spec) else None,
         restart_count=len(failed),
         ports=ports,
-        error=task_error(tasks) or None,
+        error=error,
         replicas=wanted_replicas(service),
         replicas_running=running,
         placement=placement(spec),

@@ -531,9 +531,12 @@ def parse_config(text: str, *, where: str = "<config>", overrides: Mapping[str, 
                           hint="fix the agent config; `reconcile agent --config FILE --check` validates it")
     sup = data.get("supervision") or {}
     history = data.get("history") or {}
-    root = Path(data.get("root", "/var/lib/reconciler"))
-    # not given: what the root recorded, else names of the root's own (the defaults for the default root)
-    run_dir, name_prefix = locations(root, data.get("run_dir"), data.get("name_prefix"))
+    # not in the config: the environment's, as every other command takes them (RECONCILER_ROOT,
+    # RECONCILER_RUN_DIR, RECONCILER_PREFIX), else what the root recorded, else names of the root's
+    # own (the defaults for the default root)
+    root = Path(data.get("root") or os.environ.get("RECONCILER_ROOT") or "/var/lib/reconciler")
+    run_dir, name_prefix = locations(root, data.get("run_dir") or os.environ.get("RECONCILER_RUN_DIR"),
+                                     data.get("name_prefix") or os.environ.get("RECONCILER_PREFIX"))
     api = data.get("engine_api")
     return AgentConfig(
         root=root, run_dir=run_dir, runtime=data.get("runtime", "native"),

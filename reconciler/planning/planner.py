@@ -510,7 +510,10 @@ class _Planner:
                 self._build(img, self.observed.local_digest(img.ref))
 
     def _image(self, ref: str) -> None:
-        users = [c for c in self.desired.containers.values() if c.image == ref]
+        # one that names an Image object first: its policy and build are the reference's (a
+        # container naming the tag as a plain string, sorted first by name, skipped the build)
+        users = sorted((c for c in self.desired.containers.values() if c.image == ref),
+                       key=lambda c: c.image_object is None)
         pol = implied.image_policy(users[0], self.desired)
         res = str(ResourceId.image(ref))
         local = self.observed.local_digest(ref)

@@ -615,3 +615,19 @@ def test_a_missing_external_resource_names_a_command_of_the_engine_in_use(engine
     causes = {a.resource: a.cause for a in planner.plan(d, o, i, planner.PlanOptions(engine=engine, **opts)).actions}
     assert causes["network:shop"] == f"external network shop does not exist: create it {network} and converge again"
     assert causes["volume:data"] == f"external volume data does not exist: create it {volume} and converge again"
+
+
+def test_an_image_built_here_is_built_whatever_container_names_its_tag_first() -> None:
+    """Two containers run the tag an Image object builds: one names the Image, the other (first
+    by name) the tag as a plain string. The build is the reference's either way; it was skipped
+    when the plain-string user came first."""
+    from tests.planning.builders import container, image
+
+    ref = "localhost/app:1"
+    app = replace(image("app", ref), build=models.BuildSpec(context="/src/app", file="Dockerfile", args={},
+                                                           target=None))
+    d = desired(app, container("aa-plain", image=ref), container("zz-named", image=ref, image_object="app"))
+    o = observed(images={})
+    plan = planner.plan(d, o, inv.Inventory(), planner.PlanOptions(now=scenarios.NOW, builds={})).render()
+    assert "image:localhost/app:1, build-image, not built yet" in plan
+    assert "pull-image" not in plan

@@ -219,9 +219,10 @@ def _log_stopping(in_flight: list[actions.Action]) -> None:
 
 def _run(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> changes.ActionResult:
     result = _run_action(a, runtime, opts)
-    secrets = _secret_values(a)
-    if secrets and (result.error or result.hint):
-        result = replace(result, error=_redact(result.error, secrets), hint=_redact(result.hint, secrets))
+    if result.error or result.hint:         # (an action that went well has no text to mask)
+        secrets = _secret_values(a)
+        if secrets:
+            result = replace(result, error=_redact(result.error, secrets), hint=_redact(result.hint, secrets))
     return result
 
 

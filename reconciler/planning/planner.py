@@ -379,8 +379,9 @@ class _Planner:
                 continue
             res = str(ResourceId.container(name))
             o = self.observed.containers.get(name)
-            if self._another_project(kind, name):
-                b.add(f"forget:{res}", Kind.FORGET, res, self._another_project(kind, name))
+            others = self._another_project(kind, name)
+            if others:
+                b.add(f"forget:{res}", Kind.FORGET, res, others)
             elif o is None:
                 b.add(f"forget:{res}", Kind.FORGET, res, "not in desired state; already gone")
             elif not _owned(o.owner, self.options):
@@ -400,9 +401,9 @@ class _Planner:
             {("Volume", n) for n in self.desired.external_volumes}
         for kind, name in self.garbage if self.prune else []:
             entry = self.inventory.entries[(kind, name)]
-            if self._another_project(kind, name):
-                b.add(f"forget:{ResourceId(kind, name)}", Kind.FORGET, str(ResourceId(kind, name)),
-                      self._another_project(kind, name))
+            others = self._another_project(kind, name)
+            if others:
+                b.add(f"forget:{ResourceId(kind, name)}", Kind.FORGET, str(ResourceId(kind, name)), others)
             elif (kind, name) in external:
                 b.add(f"forget:{ResourceId(kind, name)}", Kind.FORGET, str(ResourceId(kind, name)),
                       "declared external now: no longer managed, left in place", self.container_removals)

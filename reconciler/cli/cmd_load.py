@@ -28,6 +28,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler import imagenames
     from reconciler.cli import output
     from reconciler.cli.cmd_pull import open_store
     from reconciler.runtime import parts
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         loaded = parts.load_images(store, f, progress=say)
     for image in loaded:
         for tag in image.tags:
-            print(f"Loaded image: {tag}")
+            print(f"Loaded image: {imagenames.familiar(tag)}")     # as docker load: x:a, not docker.io/x:a
         if not image.tags:
             print(f"Loaded image ID: {image.id}")
     return 0

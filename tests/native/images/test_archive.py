@@ -164,7 +164,8 @@ def test_reconcile_loads_and_runs_what_docker_saved(tmp_path: Path, busybox_imag
     capfd.readouterr()
     assert main(["load", "-i", str(path), *engine]) == 0
     out = capfd.readouterr().out
-    assert f"Loaded image: {tag}\n" in out and "docker.io/" not in out        # docker load's familiar name
+    assert f"Loaded image: {tag}\n" in out
+    assert "docker.io/" not in out
     assert main(["run", "--rm", "--network", "none", *engine, tag, "echo", "moved by archive"]) == 0
     assert "moved by archive" in capfd.readouterr().out
 

@@ -182,9 +182,12 @@ def _image_rows(images: Iterable[Mapping[str, Any]], *, no_trunc: bool) -> list[
     rows = []
     for info in images:
         by_repo = dict(d.split("@", 1) for d in info.get("repo_digests") or ())
-        for t in list(info["repo_tags"]) or ["<none>:<none>"]:
+        tagged = {imagenames.key(t).rsplit(":", 1)[0] for t in info["repo_tags"]}
+        # a repository named by a digest alone (pulled as repo@digest): REPOSITORY repo, TAG <none>, as docker
+        untagged = [f"{r}:<none>" for r in by_repo if r not in tagged]
+        for t in [*info["repo_tags"], *untagged] or ["<none>:<none>"]:
             repo, _, tag = t.rpartition(":")
-            digest = by_repo.get(imagenames.key(t).rsplit(":", 1)[0]) if repo != "<none>" else None
+            digest = None if repo == "<none>" else by_repo.get(repo if tag == "<none>" else imagenames.key(t).rsplit(":", 1)[0])
             if repo != "<none>":
                 repo = imagenames.familiar(repo)        # as docker images shows it: app, not docker.io/library/app
             rows.append({

@@ -11,7 +11,10 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from reconciler import listing
+from reconciler.runtime import errors
 from reconciler.runtime.native.build import push as pushing
 from reconciler.runtime.native.images import archive, images, summaries
 from tests.helpers import images as timg
@@ -77,3 +80,53 @@ def test_images_digests_show_a_tags_repository_digest_and_none_for_one_made_here
     rows = {f"{r['repository']}:{r['tag']}": r["digest"]
             for r in json.loads(listing.images_text(summaries.read(str(store.config.root)) or [], options))}
     assert rows == {pulled: store.get(pulled).digest, mine: digest}
+
+
+def test_an_image_pulled_by_digest_alone_is_listed_under_its_repository_with_its_digest(
+        store: images.ImageStore, push: Callable[..., str]) -> None:
+    """`docker pull repo@sha256:...` then `docker images --digests`: REPOSITORY repo, TAG <none>,
+    DIGEST the one pulled (not a `<none> <none>` row no one can tell from a dangling image)."""
+    tagged = push([timg.busybox_layer()])
+    repo = tagged.rsplit(":", 1)[0]
+    probe = images.ImageStore(store.config)
+    digest = probe.pull(tagged).digest
+    probe.remove(tagged)
+    by_digest = f"{repo}@{digest}"
+    store.pull(by_digest)
+    options = listing.options_of(listing.IMAGES_FLAGS, "json", {"quiet": False, "digests": True, "no_trunc": False})
+    from_store = [listing.image_summary(i) for i in store.list()]
+    assert summaries.read(str(store.config.root)) == from_store         # `images` without the store: the same
+    rows = json.loads(listing.images_text(from_store, options))
+    assert [(r["repository"], r["tag"], r["digest"]) for r in rows] == [(repo, "<none>", digest)]
+    assert store.get(by_digest).repo_digests == (by_digest,)           # docker inspect's RepoDigests
+    image_id = store.pull(tagged).id                                     # its tag too: the last tag takes the digest along
+    assert store.remove(tagged) == [f"Untagged: {tagged}", f"Untagged: {by_digest}", f"Deleted: {image_id}"]
+    store.pull(by_digest)
+    assert store.prune() == [image_id]              # untagged ("repo:<none>"): dockerd's prune takes it too
+    assert summaries.read(str(store.config.root)) == []
+
+
+def test_rmi_of_a_digest_reference_untags_it_and_deletes_an_image_it_alone_named(
+        store: images.ImageStore, push: Callable[..., str]) -> None:
+    tagged = push([timg.busybox_layer()])
+    digest = images.ImageStore(store.config).pull(tagged).digest
+    store.remove(tagged)
+    by_digest = f"{tagged.rsplit(':', 1)[0]}@{digest}"
+    image_id = store.pull(by_digest).id
+    assert store.remove(by_digest) == [f"Untagged: {by_digest}", f"Deleted: {image_id}"]
+    assert store.list() == []
+
+
+def test_rmi_by_id_of_an_image_named_by_a_tag_and_a_digest_of_one_repository_needs_no_force(
+        store: images.ImageStore, push: Callable[..., str]) -> None:
+    """dockerd's isSingleReference: a tag and digests of the same repository are one reference;
+    a second repository needs force."""
+    tagged = push([timg.busybox_layer()])
+    image = store.pull(tagged)
+    by_digest = f"{tagged.rsplit(':', 1)[0]}@{image.digest}"
+    store.pull(by_digest)
+    assert store.remove(image.id) == [f"Untagged: {tagged}", f"Untagged: {by_digest}", f"Deleted: {image.id}"]
+    store.pull(tagged)
+    pushing.tag(store, tagged, "elsewhere/other:1")
+    with pytest.raises(errors.Conflict, match="multiple repositories"):
+        store.remove(image.id)

@@ -112,6 +112,11 @@ CREATE TABLE IF NOT EXISTS image_refs (
     local INTEGER NOT NULL DEFAULT 0    -- 1: tagged here (build, commit, load, tag), never pulled
 );                                      --    nor pushed as this ref (made_here)
 CREATE INDEX IF NOT EXISTS image_refs_image ON image_refs(image_id);
+CREATE TABLE IF NOT EXISTS image_digest_refs (
+    ref TEXT PRIMARY KEY,               -- "registry/repo@sha256:...": pulled by digest (no tag)
+    image_id TEXT NOT NULL              --   Docker's RepoDigests of such an image: no dangling one
+);
+CREATE INDEX IF NOT EXISTS image_digest_refs_image ON image_digest_refs(image_id);
 CREATE TABLE IF NOT EXISTS pull_leases (
     id TEXT PRIMARY KEY,
     expires REAL NOT NULL,
@@ -177,7 +182,8 @@ def removal(image_id: str, ref: str, by_tag: str | None, refs: Sequence[str], us
     """What `rmi REF` does to an image: the tags it removes and whether the image goes, or a
     Conflict in dockerd's words, as dockerd 20.10 decides (daemon/images/image_delete.go).
 
-    By tag (`by_tag`, one of `refs`): an image with other tags loses that one; its last tag,
+    By tag (`by_tag`, one of `refs`, a tag or a digest reference): an image with other references
+    loses that one (and the last tag of a repository its digest references, as dockerd); its last one,
     which a container uses, needs force, and then only goes (the image stays for its containers).
     By id (or digest): never while a container runs it, force or not ("cannot be forced"); several
     tags need force, and so does a stopped container; then every tag goes. An image a container
@@ -191,18 +197,24 @@ def removal(image_id: str, ref: str, by_tag: str | None, refs: Sequence[str], us
         return f"container {u.container_id[:12]}" if u.container_id else "a container"
 
     if by_tag is not None:
-        if len(refs) > 1:
-            return [by_tag], False
+        gone = [by_tag]
+        if "@" not in by_tag:       # a tag: the last of its repository takes that repository's digests along
+            repo = by_tag.rsplit(":", 1)[0]
+            rest = [t for t in refs if t != by_tag]
+            if not any("@" not in t and t.rsplit(":", 1)[0] == repo for t in rest):
+                gone += [t for t in rest if "@" in t and t.split("@", 1)[0] == repo]
+        if len(refs) > len(gone):
+            return gone, False
         if users and not force:
             raise errors.Conflict(f'conflict: unable to remove repository reference "{ref}" (must force) - '
                                   f"{who(users[0])} is using its referenced image {short}",
                                   hint="remove the container first, or use --force to untag it")
-        return [by_tag], not users
+        return gone, not users
     running = [u for u in users if u.running]
     if running:
         raise errors.Conflict(f"conflict: unable to delete {short} (cannot be forced) - image is being used by "
                               f"running {who(running[0])}", hint="stop and remove the container first")
-    if len(refs) > 1 and not force:
+    if not _one_reference(refs) and not force:
         raise errors.Conflict(f"conflict: unable to delete {short} (must be forced) - image is referenced in "
                               "multiple repositories", hint="remove the tags one by one, or use --force")
     if users and (not force or not refs):
@@ -212,6 +224,18 @@ def removal(image_id: str, ref: str, by_tag: str | None, refs: Sequence[str], us
                                   ", or use --force to untag it" if not force else
                                   ": its layers are the image's, which the native engine keeps with the image"))
     return list(refs), not users
+
+
+def _one_reference(refs: Sequence[str]) -> bool:
+    """Whether `refs` count as one for a removal by id (dockerd's isSingleReference): at most
+    one tag, and digest references of that tag's repository only."""
+    if len(refs) <= 1:
+        return True
+    tags = [t for t in refs if "@" not in t]
+    repos = {t.split("@", 1)[0] for t in refs if "@" in t}
+    if len(tags) > 1:
+        return False
+    return len(repos) == 1 and (not tags or tags[0].rsplit(":", 1)[0] in repos)
 
 
 @dataclass(frozen=True)
@@ -822,7 +846,11 @@ class ImageStore:
         """Point the tag `r` at `image_id`; `local`: the image was made here (built, committed,
         loaded, tagged), not pulled nor pushed as `r` (`made_here`)."""
         if r.tag is None:
-            return  # pulled by digest only: the image is found by its digest
+            if r.digest is not None and not local:     # pulled by digest: repo@digest names it (docker's RepoDigests)
+                with self.db.tx() as c:
+                    c.execute("INSERT INTO image_digest_refs(ref, image_id) VALUES (?,?) ON CONFLICT(ref)"
+                              " DO UPDATE SET image_id=excluded.image_id", (f"{r.name}@{r.digest}", image_id))
+            return
         name = f"{r.name}:{r.tag}"
         with self.db.tx() as c:
             c.execute("INSERT INTO image_refs(ref, image_id, digest, local) VALUES (?,?,?,?) ON CONFLICT(ref)"
@@ -935,6 +963,8 @@ class ImageStore:
             raise errors.NotFound(f"image {image_id} not found")
         refs = conn.execute("SELECT ref, digest, local FROM image_refs WHERE image_id = ? ORDER BY ref",
                             (image_id,)).fetchall()
+        by_digest = [str(x["ref"]) for x in conn.execute("SELECT ref FROM image_digest_refs WHERE image_id = ?",
+                                                         (image_id,)).fetchall()]
         cfg = self.image_config(image_id)
         digest = row["index_digest"] or row["manifest_digest"]
         from reconciler.runtime import base  # (the re-pull's answer from the DB does not need it)
@@ -947,7 +977,8 @@ class ImageStore:
             created=row["created"],
             config=dict(cfg.get("config") or {}),
             layers=tuple(rec.diff_id for rec in self._layers(image_id)),
-            repo_digests=tuple(summaries.repo_digests((str(x["ref"]), str(x["digest"]), x["local"]) for x in refs)),
+            repo_digests=tuple(summaries.repo_digests(((str(x["ref"]), str(x["digest"]), x["local"]) for x in refs),
+                                                      by_digest)),
         )
 
     def image_config(self, image_id: str) -> dict[str, Any]:
@@ -993,17 +1024,20 @@ class ImageStore:
         image_id = self._find_id(ref)
         conn = self.db.connect()
         refs = [str(x["ref"]) for x in conn.execute(
-            "SELECT ref FROM image_refs WHERE image_id = ? ORDER BY ref", (image_id,)).fetchall()]
+            "SELECT ref FROM image_refs WHERE image_id = ? UNION SELECT ref FROM image_digest_refs WHERE image_id = ?"
+            " ORDER BY ref", (image_id, image_id)).fetchall()]
         by_tag = None
         with contextlib.suppress(errors.InvalidArgument):
             r = self.parse(ref)
-            if r.tag and f"{r.name}:{r.tag}" in refs and not ref.startswith("sha256:"):
-                by_tag = f"{r.name}:{r.tag}"
+            named = f"{r.name}:{r.tag}" if r.tag else f"{r.name}@{r.digest}"
+            if (r.tag or r.digest) and named in refs and not ref.startswith("sha256:"):
+                by_tag = named
         untag, delete = removal(image_id, ref, by_tag, refs, self.users(image_id), force=force)
         out: list[str] = []
         with self.db.tx() as c:
             for t in untag:
                 c.execute("DELETE FROM image_refs WHERE ref = ?", (t,))
+                c.execute("DELETE FROM image_digest_refs WHERE ref = ?", (t,))
                 out.append(f"Untagged: {t}")
             if delete:
                 c.execute("DELETE FROM images WHERE id = ?", (image_id,))
@@ -1022,11 +1056,13 @@ class ImageStore:
         conn = self.db.connect()
         used = self.container_image_ids()
         ids = [str(x["id"]) for x in conn.execute("SELECT id FROM images").fetchall()]
+        # dangling: no tag (one named by a digest alone is too, "repo:<none>", as dockerd's prune)
         tagged = {str(x["image_id"]) for x in conn.execute("SELECT image_id FROM image_refs").fetchall()}
         victims = [i for i in ids if i not in used and (all_images or i not in tagged)]
         with self.db.tx() as c:
             for i in victims:
                 c.execute("DELETE FROM image_refs WHERE image_id = ?", (i,))
+                c.execute("DELETE FROM image_digest_refs WHERE image_id = ?", (i,))
                 c.execute("DELETE FROM images WHERE id = ?", (i,))
         from reconciler.runtime.native.images import gc
 

@@ -21,8 +21,11 @@ if TYPE_CHECKING:
 
 __all__ = ["read", "repo_digests"]
 
+# local 2: a digest reference (image_digest_refs: pulled by digest), a repository digest and no tag
 _QUERY = ("SELECT i.id, COALESCE(i.index_digest, i.manifest_digest), i.size, i.created, r.ref, r.digest, r.local "
-          "FROM images i LEFT JOIN image_refs r ON r.image_id = i.id ORDER BY i.pulled_at DESC, i.id, r.ref")
+          "FROM images i LEFT JOIN (SELECT ref, image_id, digest, local FROM image_refs UNION ALL "
+          "SELECT ref, image_id, '', 2 FROM image_digest_refs) r ON r.image_id = i.id "
+          "ORDER BY i.pulled_at DESC, i.id, r.ref")
 
 
 def read(root: str) -> list[dict[str, Any]] | None:
@@ -38,16 +41,19 @@ def read(root: str) -> list[dict[str, Any]] | None:
         if summary is None:
             summary = found[image_id] = {"id": image_id, "digest": digest, "repo_tags": [], "size": int(size),
                                          "created": created, "repo_digests": []}
-        if ref is not None:
+        if ref is not None and local == 2:
+            summary.setdefault("by_digest", []).append(ref)
+        elif ref is not None:
             summary["repo_tags"].append(ref)
             summary["repo_digests"].append((ref, ref_digest, local))
     for s in found.values():
-        s["repo_digests"] = repo_digests(s["repo_digests"])
+        s["repo_digests"] = repo_digests(s["repo_digests"], s.pop("by_digest", ()))
     return [s for s in found.values() if os.path.exists(os.path.join(blobs, s["id"].removeprefix("sha256:")))]
 
 
-def repo_digests(refs: Iterable[tuple[str, str, int]]) -> list[str]:
+def repo_digests(refs: Iterable[tuple[str, str, int]], by_digest: Iterable[str] = ()) -> list[str]:
     """An image's repository digests (Docker's RepoDigests, `ImageInfo.repo_digests`), from its
     image_refs rows (ref, digest, local): "name@digest" of each tag pulled or pushed as itself,
-    none of a tag made here; sorted, each once."""
-    return sorted({f"{ref.rsplit(':', 1)[0]}@{digest}" for ref, digest, local in refs if not local})
+    none of a tag made here; and its digest references (`by_digest`: pulled as name@digest);
+    sorted, each once."""
+    return sorted({f"{ref.rsplit(':', 1)[0]}@{digest}" for ref, digest, local in refs if not local} | set(by_digest))

@@ -170,10 +170,8 @@ def cli_page() -> str:
     out += [row for a in parser._actions if not isinstance(a, argparse._SubParsersAction)
             if (row := _action_row(a))]
     out += ["", *_formats_section(parser), *_exit_codes_section(climain.EXIT_CODES)]
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    helps = {c.dest: c.help for c in sub._choices_actions}
-    for name, p in sub.choices.items():
-        out += [f"## reconcile {name}\n", f"{helps.get(name) or ''}\n",
+    for name, help_text, p in _commands(parser):
+        out += [f"{'#' * name.count(' ')}# {name}\n", f"{help_text}\n",
                 "```", p.format_usage().strip().removeprefix("usage: "), "```\n"]
         if p.description:
             out.append(f"{p.description}\n")
@@ -182,6 +180,22 @@ def cli_page() -> str:
             out += ["| argument | meaning |", "|---|---|", *rows]
         out.append("")
     return "\n".join(out)
+
+
+def _commands(parser: argparse.ArgumentParser, prefix: str = "reconcile") -> Iterator[tuple[str, str, argparse.ArgumentParser]]:
+    """Every command of `parser`, depth first: (its full name, its help, its parser); a command's
+    own subcommands (`network create`, `image prune`, `volume export`...) follow it."""
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    if sub is None:
+        return
+    helps = {c.dest: c.help for c in sub._choices_actions}
+    seen: set[int] = set()
+    for name, p in sub.choices.items():
+        if id(p) in seen:
+            continue                    # an alias (`network ls` of `network list`): documented under its name
+        seen.add(id(p))
+        yield f"{prefix} {name}", helps.get(name) or "", p
+        yield from _commands(p, f"{prefix} {name}")
 
 
 def _roff(text: str) -> str:
@@ -206,10 +220,8 @@ def man_page() -> str:
            ".B reconcile\n[\\fIGLOBAL OPTIONS\\fR] \\fICOMMAND\\fR [\\fIARGS\\fR]",
            ".br\n.B reconcile --once\n\\fISOURCE\\fR", ".SH DESCRIPTION", _roff(parser.description or ""),
            ".SH COMMANDS"]
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    helps = {c.dest: c.help for c in sub._choices_actions}
-    for name, p in sub.choices.items():
-        out += [".SS " + _roff(f"reconcile {name}"), _roff(helps.get(name) or ""), ".PP",
+    for name, help_text, p in _commands(parser):
+        out += [".SS " + _roff(name), _roff(help_text), ".PP",
                 ".nf", _roff(p.format_usage().strip().removeprefix("usage: ")), ".fi"]
         if p.description:
             out += [".PP", _roff(p.description)]

@@ -29,6 +29,14 @@ def test_every_schema_field_and_command_is_documented() -> None:
     cli = (REPO / "docs" / "reference" / "cli.md").read_text()
     for command in COMMANDS:
         assert f"## reconcile {command}\n" in cli, command
+    from reconciler.cli import main as climain
+
+    man = (REPO / "docs" / "man" / "reconcile.1").read_text()
+    for parser in climain._subparsers(climain.build_parser()):       # and each subcommand's own
+        for sub in climain._subparsers(parser):
+            name = sub.prog.split(" ", 1)[1]                             # `network create`
+            assert f"### reconcile {name}\n" in cli, name
+            assert f".SS reconcile {name}".replace("-", "\\-") in man, name
 
 
 def test_the_policy_section_names_every_setting_and_denies_no_field_the_schema_has() -> None:

@@ -14,8 +14,8 @@ __all__ = ["register", "run"]
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "network", help="list and inspect the native engine's networks",
-        description="List and inspect the networks of the native engine (read from its state DB).",
+        "network", help="manage the native engine's networks (ls, inspect, create, rm)",
+        description="List, inspect, create and remove the networks of the native engine.",
     )
     from reconciler.cli import options
 

@@ -48,7 +48,7 @@ SUMMARIES: tuple[tuple[str, str], ...] = (
     ('start', 'start containers'),
     ('stop', 'stop containers'),
     ('rm', 'remove containers'),
-    ('network', "list and inspect the native engine's networks"),
+    ('network', "manage the native engine's networks (ls, inspect, create, rm)"),
     ('pull', 'pull an image from a registry'),
     ('images', 'list images'),
     ('rmi', 'remove images'),

@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         passes = history.HistoryStore(db, args.owner).list(limit=args.limit)
     kept = {s.revision: s for s in revisions.RevisionStore(args.root).kept()}
+    agents: dict[str, Any] = {}             # an agent's sources (their remembered state), by name
 
     def rollback(p: history.Pass) -> tuple[bool, str]:
         """Whether `reconcile rollback` can re-apply this pass's revision, and if not why."""
@@ -47,7 +48,22 @@ def run(args: argparse.Namespace) -> int:
         if p.result != "converged":
             return False, "did not converge"
         if snap is None:
-            return False, "no copy kept (pruned, or applied by an agent)"
+            # an agent's pass (source "NAME:ORIGIN"): the agent rolls back to what it kept, or to a
+            # commit its repository still has (daemon.rollback)
+            name, _, origin = p.source.partition(":")
+            if name and name not in agents:
+                from reconciler.state import sourcestate
+
+                agents[name] = sourcestate.SourceMemory(db).load(name) if _remembered(db, name) else None
+            mem = agents.get(name)
+            if mem is not None:
+                how = f"through the agent: reconcile rollback {name} {p.revision[:12]}"
+                if p.revision in mem.good:
+                    return True, how
+                if f"@{p.revision[:12]}" in origin:         # a git commit
+                    return True, how + " (while its repository has the commit)"
+                return False, "the agent keeps no copy of it any more"
+            return False, "no copy kept (pruned, or applied before copies were kept)"
         return snap.rollback, snap.reason
 
     if output.wants_data(args):
@@ -70,3 +86,11 @@ def run(args: argparse.Namespace) -> int:
                ("SOURCE", "source")]
     output.print_table(rows, columns)
     return 0
+
+
+def _remembered(db: Any, name: str) -> bool:
+    """Whether an agent has (or had) a source `name` on this root (its agent_sources row)."""
+    try:
+        return db.connect().execute("SELECT 1 FROM agent_sources WHERE source = ?", (name,)).fetchone() is not None
+    except Exception:       # noqa: BLE001 - no such table: no agent ever ran on this root
+        return False

@@ -163,6 +163,13 @@ def test_rollback_pins_then_resume_follows(tmp_path: Path, agent: AgentProc, cap
     write(m, "web.yaml", container_doc("web", extra="env: {V: '2'}"))
     wait_for("v2", lambda: env_of(agent.root, "web").get("V") == "2")
     wait_for("v2 converged", lambda: agent.source("local")["last_good"] == agent.source("local")["revision"])
+    capsys.readouterr()
+    assert main(["history", "--root", str(agent.root), "-o", "json"]) == 0      # what `history` says of v1
+    older = [p for p in json.loads(capsys.readouterr().out)
+             if p["result"] == "converged" and p["revision"] != agent.source("local")["revision"]]
+    assert older
+    assert older[0]["rollback"]["available"] is True, older[0]
+    assert f"reconcile rollback local {older[0]['revision'][:12]}" in older[0]["rollback"]["reason"]
     assert main(["rollback", "local", "--socket", str(agent.socket)]) == 0
     assert "pinned to" in capsys.readouterr().out
     assert env_of(agent.root, "web").get("V") == "1"

@@ -73,6 +73,7 @@ SUMMARIES: tuple[tuple[str, str], ...] = (
 COMMANDS: tuple[str, ...] = tuple(name for name, _ in SUMMARIES)
 
 EXIT_OK = 0
+EXIT_BROKEN_PIPE = 141          # 128 + SIGPIPE: the output's reader went away
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_DISK_FULL = 3
@@ -83,6 +84,8 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
     ("every command", "2", "invalid input or usage: nothing was changed (argparse's usage errors too)"),
     ("every command", "3", "a file system the engine writes is full or over quota: free space, then run again"),
     ("every command", "130, 143", "stopped by SIGINT / SIGTERM"),
+    ("every command", "141", "the reader of its output went away before all of it was written (`save | head`), "
+     "as docker's and podman's: an archive piped to a command that died is not a success"),
     ("apply, --once, rollback", "0", "converged (`-o json`: `result` is `converged`; `--dry-run`: `drift` "
      "or `in-sync`)"),
     ("apply, --once, rollback", "1", "some actions failed, or a desired container does not run as desired "
@@ -360,7 +363,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        return EXIT_OK
+        # the reader of its output went away before it was all written: not a success (an archive
+        # piped to `ssh host load` whose far end died), 128 + SIGPIPE as docker's and podman's
+        return EXIT_BROKEN_PIPE
     except Exception as exc:   # a full disk is an error like any, wherever it hit (OSError, sqlite3)
         # here, not at the top: a command that succeeds needs none (#21)
         from reconciler.errors import ReconcilerError

@@ -12,6 +12,7 @@ import json
 import secrets
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -227,3 +228,17 @@ def test_reconcile_loads_what_podman_saved(tmp_path: Path, busybox_image: str, f
     finally:
         subprocess.run([*podman, "rmi", "-a", "-f"], capture_output=True, check=False, timeout=120)
         shutil.rmtree(runroot, ignore_errors=True)
+
+
+def test_save_to_a_reader_that_goes_away_fails(tmp_path: Path, busybox_image: str) -> None:
+    """`reconcile save IMG | head -c 100`: the archive was not written whole, so the command
+    fails (141, 128 + SIGPIPE, as docker save and podman save), never 0: `save | ssh host load`
+    whose far end died must not look like a move done."""
+    store = pulled(tmp_path, busybox_image, "local/whole:1")
+    cfg = store.config
+    proc = subprocess.run(
+        f"{sys.executable} -m reconciler save --root {cfg.root} --run-dir {cfg.run_dir} "
+        f"--name-prefix {cfg.name_prefix} local/whole:1 | head -c 100 >/dev/null; echo ${{PIPESTATUS[0]}}",
+        shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=120, check=True)
+    assert proc.stdout.strip() == "141", proc.stderr
+    assert "Traceback" not in proc.stderr

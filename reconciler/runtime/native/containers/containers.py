@@ -1005,6 +1005,11 @@ class ContainerManager(records.RecordStore):
                 try:
                     rt.pause(rec.id)
                 except BaseException:
+                    # runc may have frozen the cgroup before the failure (a ^C or SIGTERM while it
+                    # returned): thaw it, or a record saying "not paused" hides a frozen container
+                    with contextlib.suppress(Exception):
+                        if cgroups.frozen(self._prefix(rec), rec.id):
+                            rt.resume(rec.id)
                     self.update(rec.id, lambda r: dataclasses.replace(r, paused=False))
                     raise
             else:

@@ -48,6 +48,8 @@ SUMMARIES: tuple[tuple[str, str], ...] = (
     ('start', 'start containers'),
     ('stop', 'stop containers'),
     ('rm', 'remove containers'),
+    ('pause', 'pause all processes within containers'),
+    ('unpause', 'unpause all processes within containers'),
     ('network', "manage the native engine's networks (ls, inspect, create, rm)"),
     ('pull', 'pull an image from a registry'),
     ('images', 'list images'),

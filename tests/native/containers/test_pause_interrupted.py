@@ -60,3 +60,22 @@ exit $rc
     assert not rec.paused
     assert not cgroups.frozen(host.config.name_prefix, rec.id)        # thawed, as the record says
     assert not (tmp_path / "app.tar").exists()
+
+
+def test_pause_and_unpause_as_docker(host: Host, busybox_image: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`reconcile pause` / `unpause`: the cgroup frozen and thawed, ps says so, a second pause is
+    refused with dockerd's words (exit 1), and the names done are printed as docker does."""
+    assert main(["run", *host.cli_args(), "-d", "--name", "app", "--network", "none", busybox_image,
+                 "sleep", "3600"]) == 0
+    rec = host.runtime().containers.get("app")
+    capsys.readouterr()
+    assert main(["pause", *host.cli_args()[:-2], "app"]) == 0
+    assert capsys.readouterr().out == "app\n"
+    assert cgroups.frozen(host.config.name_prefix, rec.id)
+    assert main(["ps", *host.cli_args()[:-2]]) == 0
+    assert "(Paused)" in capsys.readouterr().out
+    assert main(["pause", *host.cli_args()[:-2], "app"]) == 1
+    assert "already paused" in capsys.readouterr().err
+    assert main(["unpause", *host.cli_args()[:-2], "app"]) == 0
+    assert not cgroups.frozen(host.config.name_prefix, rec.id)
+    assert not host.runtime().containers.get("app").paused

@@ -83,7 +83,8 @@ EXIT_DISK_FULL = 3
 # What each exit code means to a script or CI job, per command (docs/reference/cli.md lists them).
 EXIT_CODES: tuple[tuple[str, str, str], ...] = (
     ("every command", "0", "success"),
-    ("every command", "2", "invalid input or usage: nothing was changed (argparse's usage errors too)"),
+    ("every command", "2", "invalid input or usage: nothing was changed (argparse's usage errors too; `apply`, "
+     "`--once` and `rollback` on a root an agent runs on: the agent applies its own sources)"),
     ("every command", "3", "a file system the engine writes is full or over quota: free space, then run again"),
     ("every command", "130, 143", "stopped by SIGINT / SIGTERM"),
     ("every command", "141", "the reader of its output went away before all of it was written (`save | head`), "

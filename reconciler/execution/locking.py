@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from reconciler.errors import TemporaryError
+from reconciler.errors import TemporaryError, TerminalError
 
 __all__ = ["store_lock"]
 
@@ -23,8 +23,8 @@ def store_lock(root: str | os.PathLike[str]) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             agent = _agent(root)
-            if agent:                       # the agent holds it for its whole life
-                raise TemporaryError(
+            if agent:                       # the agent holds it for its whole life: usage (exit 2), not a failed pass
+                raise TerminalError(
                     f"an agent is running on {root} ({agent}); it applies its own sources",
                     hint="use `reconcile status` / `reconcile reconcile-now`, or stop the agent "
                     "to apply by hand") from exc

@@ -233,7 +233,7 @@ def test_cli_status_events_history_and_apply_refused(tmp_path: Path, agent: Agen
     assert plan["in_sync"] is True, plan["rendered"]
     # a one-shot apply on the agent's root is refused and pointed at the agent
     rc = main(["apply", str(m), "--root", str(agent.root), "--runtime", "fake", "--owner", "local"])
-    assert rc != 0
+    assert rc == 2                      # nothing attempted: usage, not "some actions failed" (1)
     err = capsys.readouterr().err
     assert "an agent is running" in err
     assert "reconcile-now" in err

@@ -512,11 +512,30 @@ class Agent:
         src.drift = drift
 
     def _reconcile(self, request: loop_mod.Request) -> loop_mod.Result:
-        """One pass (`_pass`), then the pages it freed go back to the kernel (agent/heap.py)."""
+        """One pass (`_pass`), then the pages it freed go back to the kernel (agent/heap.py). A
+        pass that ends in an exception no part expected (a bug; state nothing could read) is a
+        failed pass like any: its event (which notifications follow) and metric say so."""
         try:
             return self._pass(request)
+        except ReconcilerError:
+            raise                           # said where it happened (source errors, failed passes)
+        except Exception as e:
+            self._crashed(request, e)
+            raise
         finally:
             heap.release()
+
+    def _crashed(self, request: loop_mod.Request, exc: Exception) -> None:
+        name = request.key
+        failure = f"internal error: {type(exc).__name__}: {exc}"
+        src = self._sources.get(name)
+        revision = ""
+        if src is not None:
+            src.last_result, src.last_pass_at, src.last_failures = "failed", time.time(), [failure]
+            revision = src.applied.id if src.applied is not None else ""
+        self.prom.passes.labels(name, "failed").inc()
+        self.events.publish("pass", source=name, revision=revision, result="failed", counts={},
+                            failures=[failure], reconcile_id=request.reconcile_id)
 
     def _heal(self, runtime: Any) -> None:
         """Before a pass observes: what another program took of the engine's network plumbing
@@ -864,8 +883,12 @@ class Agent:
         with self._lock:
             names = sorted(self._sources)
         for n in names:                  # reconciler_containers_down as observed now, not at the last pass
-            with contextlib.suppress(apierr.NotFound):
+            try:
                 self.source_status(n)
+            except apierr.NotFound:
+                continue
+            except Exception as e:      # noqa: BLE001 - the gauge stays as the last pass left it: the
+                self._log.warning("metrics_status_failed", source=n, error=str(e))   # rest still scraped
         return self.prom.render()
 
     def _own_containers(self, rt: Any) -> list[Any]:

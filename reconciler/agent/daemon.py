@@ -498,10 +498,11 @@ class Agent:
     def _planner_inputs(self, src: _Source, options: passes.PassOptions) -> passes.PassOptions:
         """`options` with what the planner needs from the agent (`planner.PlanOptions`): the
         revision applied last (a pass over it again is a drift check) and the containers over
-        the flap limit; and the registries backed off since an earlier pass."""
+        the flap limit; the registries backed off since an earlier pass; and the source's policy
+        (what a pass judges with the host's state: the rule sharedTags)."""
         return dataclasses.replace(options, applied_revision=src.applied.id if src.applied is not None else "",
                                    flapping=frozenset(self._flapping_names()),
-                                   registry_backoff=self.registry_backoff)
+                                   registry_backoff=self.registry_backoff, policy=src.cfg.policy)
 
     def _report_drift(self, name: str, src: _Source, plan: actions.Plan) -> None:
         """The drift the plan only reports (`drift: report`): event and log line when it changes."""

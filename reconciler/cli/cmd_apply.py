@@ -261,14 +261,16 @@ def _run(args: argparse.Namespace) -> int:
     from reconciler.spec import policy
 
     known, parsed = known_valid(args), parse_cache(args)
-    loaded = spec.load(args.source, policy=policy.load_policy(args.policy),
+    chosen = policy.load_policy(args.policy)
+    loaded = spec.load(args.source, policy=chosen,
                        decryption=decryption_keys(args), cluster=args.runtime == "swarm",
                        engine=args.runtime,     # SpecError/PolicyError → exit 2, before anything is touched
                        known_valid=known, parsed=parsed)
     print_warnings(loaded)
     options = passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty, dry_run=args.dry_run,
                                  max_workers=max(1, args.parallel), source=os.path.abspath(args.source)
-                                 if args.source != "-" else "-", settle=args.settle, rollout_timeout=args.timeout)
+                                 if args.source != "-" else "-", settle=args.settle, rollout_timeout=args.timeout,
+                                 policy=chosen)
     started, db = time.time(), open_db(args)
     with stopping.Stopper() as stop, locking.store_lock(args.root), contextlib.ExitStack() as stack:
         desired = host_part(args, loaded, converge=True)   # under the lock: the labels checked are

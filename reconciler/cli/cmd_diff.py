@@ -39,14 +39,16 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.spec import policy
 
     try:
-        desired = spec.load(args.source, policy=policy.load_policy(args.policy),
+        chosen = policy.load_policy(args.policy)
+        desired = spec.load(args.source, policy=chosen,
                             decryption=options.decryption_keys(args), cluster=args.runtime == "swarm",
                             engine=args.runtime)
         cmd_apply.print_warnings(desired)
         desired = cmd_apply.host_part(args, desired)
         with cmd_apply.open_runtime(args, supervise=False) as runtime:
             plan, errors = passes.plan_pass(desired, runtime, cmd_apply.open_db(args),
-                                            passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty))
+                                            passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty,
+                                                               policy=chosen))
     except ReconcilerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

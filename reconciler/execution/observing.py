@@ -2,7 +2,8 @@
 desired tags (`resolve_digests`, through the TTL cache in the state DB): the effects that feed
 the pure planner, kept out of `reconciler.state` so that the planner's imports reach no engine.
 Before a pass judges what runs, the health statuses no probe observed lately are observed
-(`probe_stale`).
+(`probe_stale`). Under a policy that shares no tags, the moves of local tags the owner may not
+make are judged from the other owners' tags (`moves_refused`).
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from reconciler import restarting
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.base import ContainerState, Runtime
+from reconciler.runtime.base import ContainerState, Runtime, TagOrigins
 from reconciler.state import labels as labelmod
 from reconciler.state.inventory import InventoryStore, backoff_delay
 from reconciler.state.observed import (
@@ -24,9 +25,15 @@ from reconciler.state.observed import (
     ObservedVolume,
     is_pinned,
     normalize_ref,
+    tag_of,
 )
 
-__all__ = ["LOOKUPS", "PROBES", "RegistryBackoff", "by_name", "observe", "probe_stale", "resolve_digests"]
+if TYPE_CHECKING:
+    from reconciler.spec.models import DesiredState
+    from reconciler.spec.policy import Policy
+
+__all__ = ["LOOKUPS", "PROBES", "RegistryBackoff", "by_name", "moves_refused", "observe", "probe_stale",
+           "resolve_digests"]
 
 _T = TypeVar("_T")
 
@@ -94,6 +101,44 @@ def observe(
         images=images,
         resolved={normalize_ref(k): v for k, v in (resolved or {}).items()},
     )
+
+
+def moves_refused(
+    runtime: Runtime, desired: DesiredState, states: Iterable[ContainerState], inventory: InventoryStore,
+    policy: Policy | None,
+) -> dict[tuple[str, str], str]:
+    """The builds and pulls of local tags the owner's `policy` refuses (rule sharedTags; the
+    rule is spec/policy.py `refuse_tag`), by (the reference as the manifests name it, "build" |
+    "pull") -> why: for the planner to refuse where it would move one (planner.PlanOptions).
+    Judged by what the other owners hold of each tag the revision names: the containers that run
+    it (`states`, all of the engine's, by their owner labels; and the other owners' inventories),
+    the owner whose pass moved it last (the inventory's tag records), and for a pull, whether
+    its local image was made on this host (`base.TagOrigins`). Under a policy that shares tags
+    (None: `host`) nothing is read."""
+    if policy is None or policy.shared_tags:
+        return {}
+    from reconciler.spec import policy as policy_mod
+
+    moved, runs = inventory.tags_of_others()
+    for s in states:
+        owner = labelmod.parse(s.labels)
+        tag = tag_of(s.image) if owner is not None and owner.owner != inventory.owner and s.image else None
+        if owner is not None and tag is not None:
+            runs.setdefault(tag, {}).setdefault(owner.owner, set()).add(s.name)
+    refs = {c.image for c in desired.containers.values()} | {i.ref for i in desired.images.values() if i.ref}
+    out: dict[tuple[str, str], str] = {}
+    for ref in sorted(refs):
+        tag = tag_of(ref)
+        if tag is None or (tag not in runs and tag not in moved):
+            continue
+        pinned = is_pinned(ref)
+        made_here = not pinned and isinstance(runtime, TagOrigins) and runtime.made_here(ref)
+        for how in ("build", "pull"):
+            why = policy_mod.refuse_tag(policy, tag, build=how == "build", pinned=pinned, runs=runs.get(tag, {}),
+                                        moved=moved.get(tag), made_here=made_here)
+            if why:
+                out[(ref, how)] = why
+    return out
 
 
 PROBES = 4      # stale healthchecks a pass probes at once (each within its healthcheck's timeout)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler import diskfull, restarting
 from reconciler._dataclass import dataclass, field
@@ -44,6 +44,9 @@ from reconciler.state import history as hist
 from reconciler.state import inventory as inv
 from reconciler.state import labels as labelmod
 from reconciler.state import observed as obs
+
+if TYPE_CHECKING:
+    from reconciler.spec.policy import Policy
 
 __all__ = ["PassOptions", "PassResult", "failure_recorded", "plan_pass", "run_pass"]
 
@@ -75,6 +78,10 @@ class PassOptions:
     # the registries that did not answer, kept across an agent's passes (observing.RegistryBackoff);
     # None: every pass asks them (`--once`)
     registry_backoff: observing.RegistryBackoff | None = None
+    # the source's policy (spec/policy.py), for what a pass judges with the host's state: under
+    # one that shares no tags (sharedTags), a build or pull of a local tag another owner runs or
+    # moved is refused (observing.moves_refused); None: `host`
+    policy: Policy | None = None
 
 
 @dataclass(frozen=True)
@@ -248,13 +255,15 @@ def _prepare(
     states = runtime.list_containers(None)
     observed = observing.observe(runtime, resolved=resolved, containers=states)
     inventory = store.load()
+    refused = observing.moves_refused(runtime, desired, states, store, options.policy)
     plan = planner.plan(
         desired, observed, inventory,
         planner.PlanOptions(owner=options.owner, allow_empty=options.allow_empty, now=now,
                             can_rename=isinstance(runtime, base.Renaming),
                             builds=_builds_due(desired, runtime), applied_revision=options.applied_revision,
                             flapping=options.flapping, cluster=cluster,
-                            rollout_timeout=options.rollout_timeout, engine=runtime.name),
+                            rollout_timeout=options.rollout_timeout, engine=runtime.name,
+                            moves_refused=refused),
     )
     return plan, errors, inventory, states, observed
 
@@ -508,3 +517,16 @@ def record(
         if rs and all(x.ok for x in rs):
             removed.append(key)
     store.update(put=puts, remove=removed, clear_failures=cleared)
+    _record_tags(desired, cs, store, now=now)
+
+
+def _record_tags(desired: models.DesiredState, cs: changes.ChangeSet, store: inv.InventoryStore, *,
+                 now: float) -> None:
+    """The local tags the pass's builds and pulls moved, as this owner's (what the policy rule
+    sharedTags weighs another owner's build or pull of them against); its records of tags the
+    revision no longer names are forgotten."""
+    moved = [(tag, "build" if r.action.kind is Kind.BUILD_IMAGE else "pull") for r in cs.results
+             if r.action.kind in (Kind.BUILD_IMAGE, Kind.PULL_IMAGE) and r.status is changes.Status.DONE
+             and (tag := obs.tag_of(r.action.image)) is not None]
+    named = {c.image for c in desired.containers.values()} | {i.ref for i in desired.images.values() if i.ref}
+    store.tags_moved(moved, keep={t for ref in named if (t := obs.tag_of(ref)) is not None}, now=now)

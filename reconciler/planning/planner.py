@@ -4,7 +4,9 @@ PURE: no I/O, no clock (the time is `options.now`), no runtime calls; the same i
 same plan text. The rules are DESIGN §5:
 
 - ownership: an object whose name is taken by something we do not own is a `fail` action,
-  never touched; dependents of a failed action are skipped by the executor;
+  never touched; dependents of a failed action are skipped by the executor; so is a build or
+  pull of a local tag the owner's policy does not let it move (`options.moves_refused`: the
+  rule sharedTags, judged in spec/policy.py);
 - recreate iff the spec hash (files' content included) or the resolved image digest changed,
   or a network it is attached to is recreated; as one group STOP → REMOVE → CREATE → START
   (stop-first) or CREATE(tmp) → START → STOP(old) → REMOVE(old) → RENAME (start-first, when
@@ -74,6 +76,11 @@ class PlanOptions:
     # Images with build: whose build is due (ref -> cause) and push targets not up to date
     # (ref -> targets), as the runtime judged them (`build_due`); None: it cannot build.
     builds: Mapping[str, tuple[str | None, tuple[str, ...]]] | None = None
+    # The moves of local tags the owner's policy refuses (rule sharedTags: a tag another owner
+    # runs or moved), by (the reference as the manifests name it, "build" | "pull") -> why, as
+    # spec/policy.py `refuse_tag` judged them for the pass (execution/observing.py `moves_refused`):
+    # a build or pull of one that would run is a `fail` instead.
+    moves_refused: Mapping[tuple[str, str], str] = field(default_factory=dict)
     # The agent's inputs. The revision its previous pass applied ("" none): a pass over the same
     # revision is a drift check, where the corrections of `drift: report` containers are
     # reported (Plan.drift), not made, nor anything that waits for them.
@@ -540,7 +547,9 @@ class _Planner:
         elif pol.pull == "always" and not remote:
             cause = "pull policy always (digest not resolved)"
         if cause is not None:
-            self.img_ready[ref] = self.b.add(f"pull:{res}", Kind.PULL_IMAGE, res, cause, image=ref, target=ref)
+            refused = self.options.moves_refused.get((ref, "pull"))
+            self.img_ready[ref] = self.b.add(f"fail:{res}", Kind.FAIL, res, refused) if refused else \
+                self.b.add(f"pull:{res}", Kind.PULL_IMAGE, res, cause, image=ref, target=ref)
 
     def _build(self, img: models.Image, local: str | None) -> None:
         ref = img.ref or ""
@@ -551,6 +560,10 @@ class _Planner:
                     f"fail:{res}", Kind.FAIL, res, "this runtime cannot build images; build and push it, then reference it")
             return
         cause, pushes = self.options.builds.get(ref, ("not built yet", img.push))
+        refused = self.options.moves_refused.get((ref, "build")) if cause is not None else None
+        if refused:                     # the tag is another owner's: no build, and no push of it
+            self.img_ready[ref] = self.b.add(f"fail:{res}", Kind.FAIL, res, refused)
+            return
         if cause is not None:
             self.img_ready[ref] = self.b.add(f"build:{res}", Kind.BUILD_IMAGE, res, cause, spec=img, image=ref,
                                              target=ref)

@@ -27,7 +27,10 @@ Two built-in profiles:
   other than `local` (rule volumeDrivers); every bind,
   and every mount of such a Volume, read-only (rule writableBinds: the path is checked now, the
   engine mounts it later: a container that could write the source's tree could turn a path
-  another bind names into a symlink to anywhere in between).
+  another bind names into a symlink to anywhere in between); no build, nor pull by digest, of a
+  local tag another owner runs or moved, nor a pull over such a tag's image made on this host
+  (rule sharedTags, `refuse_tag`: judged by each pass, which knows the other owners' tags; that
+  owner's containers would run what this source chose under their own settings).
 
 A policy file (YAML, `--policy FILE` or `policy: FILE` in the agent config) starts from a
 profile (`base:`) and replaces the settings it names; see SCHEMA and docs/security.md.
@@ -39,7 +42,7 @@ import errno
 import fnmatch
 import os
 import stat
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,7 @@ __all__ = [
     "load_policy",
     "parse_policy",
     "refuse_file",
+    "refuse_tag",
     "registry_of",
 ]
 
@@ -98,6 +102,7 @@ class Policy:
     writable_binds: bool = False                # binds (and bind volumes) mounted read-write
     volume_drivers: tuple[str, ...] = ("local",)  # Volume drivers (* wildcards)
     volume_types: tuple[str, ...] = ("tmpfs",)  # the local driver's driverOpts `type`s, besides a bind
+    shared_tags: bool = False                   # move a local tag another owner runs or moved (refuse_tag)
 
     @property
     def unrestricted(self) -> bool:
@@ -105,13 +110,14 @@ class Policy:
             "/" in self.bind_prefixes and "/" in self.file_prefixes and ANY in self.capabilities
             and self.host_network and ANY in self.registries and ANY in self.push_registries and self.external
             and ANY in self.secret_env and ANY in self.build_allow and self.privileged and ANY in self.devices
-            and self.writable_binds and ANY in self.volume_drivers and ANY in self.volume_types
+            and self.writable_binds and ANY in self.volume_drivers and ANY in self.volume_types and self.shared_tags
         )
 
 
 HOST = Policy("host", bind_prefixes=("/",), file_prefixes=("/",), capabilities=(ANY,), host_network=True,
               registries=(ANY,), push_registries=(ANY,), external=True, secret_env=(ANY,), build_allow=(ANY,),
-              privileged=True, devices=(ANY,), writable_binds=True, volume_drivers=(ANY,), volume_types=(ANY,))
+              privileged=True, devices=(ANY,), writable_binds=True, volume_drivers=(ANY,), volume_types=(ANY,),
+              shared_tags=True)
 RESTRICTED = Policy("restricted")
 BUILTIN: Mapping[str, Policy] = {"host": HOST, "restricted": RESTRICTED}
 
@@ -141,13 +147,16 @@ SCHEMA: dict[str, Any] = {
         "volumeTypes": {**_LIST, "description": "the local driver's driverOpts types a Volume may name besides a bind "
                         "(type: none, o: bind, which bindPrefixes place), like tmpfs or nfs; * allows any (overlay "
                         "included, whose lowerdir= names host directories)"},
+        "sharedTags": {"type": "boolean", "description": "allow a build (or a pull by digest) of a local image tag "
+                       "another owner's containers run or another owner built or pulled, and a pull over such a "
+                       "tag's image made on this host: their containers would then run what this source chose"},
     },
 }
 _FIELDS = {"bindPrefixes": "bind_prefixes", "filePrefixes": "file_prefixes", "capabilities": "capabilities",
            "hostNetwork": "host_network", "registries": "registries", "pushRegistries": "push_registries",
            "external": "external", "secretEnv": "secret_env", "buildAllow": "build_allow",
            "privileged": "privileged", "devices": "devices", "writableBinds": "writable_binds",
-           "volumeDrivers": "volume_drivers", "volumeTypes": "volume_types"}
+           "volumeDrivers": "volume_drivers", "volumeTypes": "volume_types", "sharedTags": "shared_tags"}
 
 
 # -- reading a policy ----------------------------------------------------------------------------
@@ -222,7 +231,7 @@ def parse_policy(text: str, *, where: str = "<policy>") -> Policy:
             elif key.endswith("Prefixes"):
                 value = [os.path.normpath(p) for p in value]
             elif key not in ("hostNetwork", "external", "secretEnv", "privileged", "devices", "writableBinds",
-                             "volumeDrivers", "volumeTypes"):
+                             "volumeDrivers", "volumeTypes", "sharedTags"):
                 value = [v.lower() for v in value]
             changes[attr] = value if isinstance(value, bool) else tuple(value)
     return dataclasses.replace(base, **changes)
@@ -392,6 +401,44 @@ def _container(policy: Policy, root: str, doc: Any, spec: Mapping[str, Any], ima
             report(doc, ("spec", "volumes", i), _writable(policy, f"bind of {source}"))
         elif (name := _volume_name(item)) is not None and name in bound:
             report(doc, ("spec", "volumes", i), _writable(policy, f"mount of Volume {name}, which binds {bound[name]},"))
+
+
+def refuse_tag(
+    policy: Policy, tag: str, *, build: bool, pinned: bool, runs: Mapping[str, Collection[str]],
+    moved: tuple[str, str] | None, made_here: bool,
+) -> str | None:
+    """Why the policy refuses that its owner's pass moves the local tag `tag` (rule sharedTags),
+    or None. The pass asks (execution/observing.py `moves_refused`): only it knows the host's
+    other owners. `runs`: each other owner's containers that run the tag (observed, or in its
+    inventory); `moved`: (owner, "build" | "pull") when another owner's pass moved it last;
+    `made_here`: the local image under the tag was made on this host (built, loaded, tagged)
+    and never pulled as it.
+
+    A build, and a pull by digest (`x:1@sha256:...` tags `x:1`), put what the source chose
+    under the tag: refused when another owner runs or moved it, since that owner's next pass
+    runs the tag's new image under its own settings (privileges, volumes, devices). A pull of the
+    tag itself gets what the registry holds under that name, as the other owner's pull would:
+    refused only when it would replace an image made on this host."""
+    if policy.shared_tags or not (runs or moved is not None):
+        return None
+    if not (build or pinned or made_here):
+        return None
+    owners = sorted(set(runs) | ({moved[0]} if moved is not None else set()))
+    whose = []
+    for owner in owners:
+        did = ["built it" if moved[1] == "build" else "pulled it here"] if moved is not None and moved[0] == owner else []
+        if owner in runs:
+            did.append("runs it in " + ", ".join(f"Container/{n}" for n in sorted(runs[owner])))
+        whose.append(f"owner {owner!r} " + " and ".join(did))
+    if build:
+        what, fix = "a build", "give the Image a ref of its own (a tag no other owner uses)"
+    elif pinned:
+        what, fix = "a pull by digest", "name the image by its digest alone (repository@sha256:...), which moves no tag"
+    else:
+        what, fix = "a pull over the image made on this host", "use a tag no other owner runs or builds"
+    return (f"{what} would move the local tag {tag}, which another owner holds ({'; '.join(whose)}): refused by "
+            f"policy {policy.name!r} (rule sharedTags: false), since their containers would then run what this "
+            f"source chose under their own settings; {fix}, or set sharedTags: true in a policy file")
 
 
 def refuse_file(policy: Policy, root: str, full: str) -> str | None:

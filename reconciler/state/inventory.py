@@ -7,7 +7,10 @@ runtime config the container was created with (what a rollback re-creates).
 
 The same DB keeps the failure records that stop recreate loops (DESIGN §5.7: one attempt per
 (revision, object hash) until the revision changes or the backoff expires) and the TTL cache of
-resolved tag digests (one registry HEAD per reference per interval).
+resolved tag digests (one registry HEAD per reference per interval), and which owner's pass
+last moved each local image tag (built it, or pulled it), which with the images other owners'
+containers run is what the policy rule sharedTags judges a build or pull by (spec/policy.py
+`refuse_tag`: a restricted source may not move a tag another owner runs or moved).
 
 `Inventory` is the pure value the planner reads; `InventoryStore` reads and writes it.
 
@@ -27,7 +30,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,7 @@ from reconciler._dataclass import dataclass, dataclasses, field
 from reconciler._private import make_private
 from reconciler._sqlite import Database
 from reconciler.errors import DiskFull
+from reconciler.state.observed import tag_of
 
 __all__ = [
     "Entry",
@@ -75,6 +79,12 @@ CREATE TABLE IF NOT EXISTS inv_digests (
     ref TEXT PRIMARY KEY,
     digest TEXT NOT NULL,
     resolved_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS inv_tags (
+    ref TEXT PRIMARY KEY,           -- the local tag, normalised (state/observed.py tag_of)
+    owner TEXT NOT NULL,            -- whose pass moved it last
+    how TEXT NOT NULL,              -- build | pull
+    moved_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS inv_meta (
     key TEXT PRIMARY KEY,
@@ -463,3 +473,37 @@ class InventoryStore:
                 "INSERT OR REPLACE INTO inv_digests (ref, digest, resolved_at) VALUES (?, ?, ?)",
                 (ref, digest, now),
             )
+
+    # --- local tags (shared by owners: the rule sharedTags weighs one owner's move of a tag
+    #     against the others', spec/policy.py refuse_tag)
+
+    def tags_moved(self, moved: Iterable[tuple[str, str]], *, keep: Collection[str], now: float) -> None:
+        """Record the local tags this owner's pass moved ((tag, "build" | "pull"), tags
+        normalised by `tag_of`), and forget its records of tags its revision no longer names
+        (not in `keep`): a tag it left is no longer its. Writes nothing when nothing changed."""
+        moves = dict(moved)
+        conn = self.db.connect()
+        left = [(str(r["ref"]), self.owner) for r in conn.execute("SELECT ref FROM inv_tags WHERE owner = ?",
+                                                                  (self.owner,))
+                if r["ref"] not in keep and r["ref"] not in moves]
+        if not (moves or left):
+            return
+        with self.db.tx() as tx:
+            tx.executemany("INSERT OR REPLACE INTO inv_tags (ref, owner, how, moved_at) VALUES (?, ?, ?, ?)",
+                           [(tag, self.owner, how, now) for tag, how in moves.items()])
+            tx.executemany("DELETE FROM inv_tags WHERE ref = ? AND owner = ?", left)
+
+    def tags_of_others(self) -> tuple[dict[str, tuple[str, str]], dict[str, dict[str, set[str]]]]:
+        """What the other owners hold of the local tags: tag -> (owner, how) for the tags their
+        passes moved last, and tag -> {owner: container names} for the images their inventory's
+        containers run (those not observed now too: removed by hand, or failed)."""
+        conn = self.db.connect()
+        moved = {str(r["ref"]): (str(r["owner"]), str(r["how"]))
+                 for r in conn.execute("SELECT ref, owner, how FROM inv_tags WHERE owner != ?", (self.owner,))}
+        runs: dict[str, dict[str, set[str]]] = {}
+        for r in conn.execute("SELECT owner, name, json_extract(spec_json, '$.image') AS image FROM inv_objects"
+                              " WHERE kind = 'Container' AND owner != ?", (self.owner,)):
+            tag = tag_of(r["image"]) if isinstance(r["image"], str) and r["image"] else None
+            if tag is not None:
+                runs.setdefault(tag, {}).setdefault(str(r["owner"]), set()).add(str(r["name"]))
+        return moved, runs

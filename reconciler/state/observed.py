@@ -26,6 +26,7 @@ __all__ = [
     "ObservedVolume",
     "is_pinned",
     "normalize_ref",
+    "tag_of",
 ]
 
 
@@ -35,6 +36,16 @@ def normalize_ref(ref: str) -> str:
     `docker.io/library/x@sha256:...` (the digest decides; reconciler.lock writes these). The
     rule is `imagenames.key`, the registry client's parse and the engines' tags alike."""
     return imagenames.key(ref)
+
+
+def tag_of(ref: str) -> str | None:
+    """The local tag a pull or build of `ref` points, normalised (`registry/repository:tag`,
+    `latest` by default); a pinned `x:1@sha256:...` tags `x:1` too (the native engine's pull),
+    a digest alone no tag (None)."""
+    name, tag, digest = imagenames.cut(ref)
+    if digest is not None and not tag:
+        return None
+    return imagenames.key(f"{name}:{tag}" if tag else name)
 
 
 def is_pinned(ref: str) -> bool:

@@ -449,3 +449,35 @@ def test_compose_interpolation_reads_no_agent_environment(
         assert main(["apply", str(src), "--policy", pol, "--runtime", "fake", "--root", str(root),
                      "--run-dir", str(tree / "run"), "--settle", "0"]) == 0, capsys.readouterr()
         assert ("agent-credential" in (root / "fake-runtime.json").read_text()) is leaks
+
+
+def test_shared_tags_refuses_moving_a_tag_another_owner_holds_when_the_source_chose_the_content() -> None:
+    """Rule sharedTags (refuse_tag; the pass gathers its inputs, tests/execution/
+    test_shared_tags_native.py): a build or a pull by digest of a tag another owner runs or moved
+    is refused; a plain pull (the registry's content under the name) only over an image made
+    here; a tag nobody else holds, `host`, and a policy file with sharedTags: true are free."""
+    runs = {"admin": ["priv", "db"]}
+
+    def refused(p: policy.Policy = policy.RESTRICTED, **kw: object) -> str | None:
+        args: dict[str, object] = {"build": False, "pinned": False, "runs": {}, "moved": None, "made_here": False}
+        return policy.refuse_tag(p, "localhost/app:1", **{**args, **kw})  # type: ignore[arg-type]
+
+    message = refused(build=True, runs=runs, moved=("admin", "build"))
+    assert message == ("a build would move the local tag localhost/app:1, which another owner holds (owner 'admin' "
+                       "built it and runs it in Container/db, Container/priv): refused by policy 'restricted' (rule "
+                       "sharedTags: false), since their containers would then run what this source chose under "
+                       "their own settings; give the Image a ref of its own (a tag no other owner uses), or set "
+                       "sharedTags: true in a policy file")
+    assert "owner 'ci' pulled it here" in (refused(build=True, moved=("ci", "pull")) or "")
+    assert "a pull by digest" in (refused(pinned=True, runs=runs) or "")
+    assert refused(runs=runs) is None                                   # the registry's content
+    assert "a pull over the image made on this host" in (refused(runs=runs, made_here=True) or "")
+    assert refused(build=True) is None
+    assert refused(pinned=True, made_here=True) is None
+    assert refused(policy.HOST, build=True, runs=runs) is None
+    shared = policy.parse_policy("sharedTags: true\n", where="p.yaml")
+    assert shared.shared_tags
+    assert not shared.unrestricted
+    assert refused(shared, build=True, runs=runs) is None
+    assert not policy.RESTRICTED.shared_tags
+    assert policy.HOST.unrestricted

@@ -153,6 +153,12 @@ class Builder:
             pruned = copy.deepcopy(data)
             for path, _, _ in issues:
                 _prune(pruned, path)
+            meta = pruned.get("metadata") if isinstance(pruned, dict) else None
+            if isinstance(meta, dict) and "name" not in meta and isinstance(data.get("metadata"), dict) \
+                    and "name" in data["metadata"]:
+                # an invalid name, reported above, stands in as a valid one: its spec's problems are
+                # reported too (messages name the document as written)
+                meta["name"] = f"invalid-name-{len(self.problems)}"
             if schemas.is_valid(kind, pruned):
                 d.data = pruned
         return d

@@ -65,6 +65,11 @@ CASES: dict[str, tuple[dict[str, str | bytes], list[str]]] = {
         {"m.yaml": c(IMG, name="Web_1")},
         ["m.yaml:4:9: Container/Web_1: metadata.name: 'Web_1' is not a valid name (lower-case letters, digits, '-', '_' and '.', starting and ending with a letter or digit)"],
     ),
+    "bad_name_and_spec": (     # an invalid name hides none of the spec's problems (every problem at once)
+        {"m.yaml": c(IMG + '  ports: ["99999:80"]\n', name="Web_1")},
+        ["m.yaml:4:9: Container/Web_1: metadata.name: 'Web_1' is not a valid name (lower-case letters, digits, '-', '_' and '.', starting and ending with a letter or digit)",
+         "m.yaml:7:11: Container/Web_1: spec.ports[0]: '99999:80': host port 99999 is out of range (1-65535)"],
+    ),
     "duplicate_name": (
         {"m.yaml": c(IMG) + "---\n" + c(IMG)},
         ["m.yaml:11:9: Container/web: metadata.name: duplicate Container name 'web' (first defined at m.yaml:1)"],

@@ -256,8 +256,10 @@ def _compose(
 
     opts = opts or compose.Options()
     if opts.default_name is None:
-        named = live if live is not None else path
-        opts = dataclasses.replace(opts, default_name=os.path.basename(os.path.abspath(named)))
+        named = os.path.abspath(live if live is not None else path)
+        if not os.path.isdir(named):    # a compose file given by path: its directory names the project, as compose's
+            named = os.path.dirname(named)
+        opts = dataclasses.replace(opts, default_name=os.path.basename(named))
     refuse = None
     if policy is not None and not policy.unrestricted:
         from reconciler.spec import policy as policy_mod

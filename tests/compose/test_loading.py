@@ -939,6 +939,18 @@ def test_a_project_given_as_a_relative_path_resolves_its_paths_from_its_director
     assert {n: c.spec_hash for n, c in here.containers.items()} == \
         {n: c.spec_hash for n, c in absolute.containers.items()}
 
+def test_a_compose_file_given_by_its_path_is_named_after_its_directory(tmp_path: Path) -> None:
+    """`reconcile apply shop/docker-compose.yml` is project `shop`, as `docker compose -f
+    shop/docker-compose.yml` names it (not `docker-composeyml`): the file and its directory give
+    the same containers, so applying one then the other replaces nothing."""
+    shop = write(tmp_path / "shop", {"docker-compose.yml": "services:\n  web:\n    image: nginx:1\n"})
+    by_file = spec.load(shop / "docker-compose.yml", compose=compose.Options(environ={}))
+    by_dir = spec.load(shop, compose=compose.Options(environ={}))
+    assert by_file.project == by_dir.project == "shop"
+    assert {n: c.spec_hash for n, c in by_file.containers.items()} == \
+        {n: c.spec_hash for n, c in by_dir.containers.items()}
+
+
 def test_an_edited_secret_file_replaces_exactly_the_services_using_it(tmp_path: Path) -> None:
     before = load(tmp_path, SECRETS)
     (tmp_path / "secrets/db_password.txt").write_text("rotated\n")

@@ -68,7 +68,8 @@ def test_apply_output_json_is_the_pass_as_data(tmp_path: Path, capsys: pytest.Ca
     assert {a["resource"] for a in doc["plan"]} >= {"container:web"}
 
 
-@pytest.mark.parametrize("argv", [["ps", "-a"], ["ps", "-q"], ["images"], ["volume", "ls"], ["ps", "-o", "json"]])
+@pytest.mark.parametrize("argv", [["ps", "-a"], ["ps", "-q"], ["images"], ["volume", "ls"], ["ps", "-o", "json"],
+                                  ["network", "ls"], ["image", "ls"], ["network", "ls", "-o", "json"]])
 def test_a_read_only_command_on_a_root_with_no_engine_creates_nothing(
         tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     root, run_dir = tmp_path / "no-engine-yet", tmp_path / "run"
@@ -77,6 +78,27 @@ def test_a_read_only_command_on_a_root_with_no_engine_creates_nothing(
     assert json.loads(out) == [] if "json" in argv else len(out.splitlines()) <= 1   # headers at most
     assert not root.exists()
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("argv", [["network", "inspect", "x"], ["volume", "inspect", "x"]])
+def test_inspecting_on_a_root_with_no_engine_finds_nothing_and_creates_nothing(
+        tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    root, run_dir = tmp_path / "no-engine-yet", tmp_path / "run"
+    assert main([*argv, "--root", str(root), "--run-dir", str(run_dir), "--name-prefix", "rtnone"]) == 1
+    assert "no such" in capsys.readouterr().err
+    assert not root.exists()
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("command", [["volume", "ls"], ["image", "ls"], ["network", "ls"]])
+def test_the_engine_options_go_before_a_command_with_subcommands_too(
+        tmp_path: Path, command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """`reconcile --root DIR volume ls`, as `reconcile --root DIR ps` (the README: options before
+    the command or after it)."""
+    root = tmp_path / "no-engine-yet"
+    assert main(["--root", str(root), "--run-dir", str(tmp_path / "run"), *command]) == 0
+    assert capsys.readouterr().out.strip()          # its table's header: the command ran
+    assert not root.exists()
 
 
 # The commands whose output is not data (an action's progress, a container's own output, an
@@ -93,6 +115,8 @@ NOT_DATA: dict[str, str] = {
     "image prune": "acts; prints what it deleted, as docker",
     "image rm": "as rmi",
     "image pull": "as pull",
+    "pause": "acts; prints the names it paused, as docker",
+    "unpause": "acts; prints the names it unpaused, as docker",
     "build": "progress of a build",
     "push": "progress of an upload",
     "tag": "acts; prints nothing",

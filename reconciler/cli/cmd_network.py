@@ -46,7 +46,13 @@ def register(subparsers: Any) -> None:
                         description="Remove networks, as `docker network rm` does: refused while a container is "
                         "attached.")
     rm.add_argument("names", nargs="+", metavar="NAME")
+    for each in (ls, inspect, create, rm):      # `network ls --root X`, as every subcommand's options
+        options.add_engine_options(each, under=True)
     parser.set_defaults(run=run)
+
+
+_LS_COLUMNS = [("NETWORK ID", "id"), ("NAME", "name"), ("BRIDGE", "bridge"), ("SUBNET", "subnet"),
+               ("GATEWAY", "gateway"), ("INTERNAL", "internal"), ("CONTAINERS", "containers")]
 
 
 def _manager(args: argparse.Namespace) -> Any:
@@ -57,9 +63,15 @@ def _manager(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.cli import output
+    from reconciler.cli import options, output
     from reconciler.runtime import errors
 
+    if args.network_command not in ("create", "rm", "remove") and not options.engine_exists(args):
+        if args.network_command == "ls":            # a read-only command creates no state root
+            output.emit(args, [], _LS_COLUMNS)
+            return 0
+        output.print_data([], args.output)
+        raise errors.NotFound(f"no such network: {', '.join(args.names)}", hint="see `reconcile network ls`")
     manager = _manager(args)
     if args.network_command == "create":
         return _create(args, manager)
@@ -80,9 +92,7 @@ def run(args: argparse.Namespace) -> int:
                 "gateway": n.gateway, "internal": n.internal, "containers": len(members),
                 "labels": dict(n.labels),
             })
-        output.emit(args, rows, [("NETWORK ID", "id"), ("NAME", "name"), ("BRIDGE", "bridge"),
-                                 ("SUBNET", "subnet"), ("GATEWAY", "gateway"), ("INTERNAL", "internal"),
-                                 ("CONTAINERS", "containers")])
+        output.emit(args, rows, _LS_COLUMNS)
         return 0
     docs = []
     missing = []

@@ -87,6 +87,11 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from reconciler.cli import options
+    from reconciler.runtime import errors
+
+    if not options.engine_exists(args):         # a read-only command creates no state root
+        raise errors.NotFound(f"no such volume: {args.names[0]}")
     store = _volumes(args)
     used = _in_use(args)
     docs = []

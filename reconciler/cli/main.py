@@ -173,20 +173,34 @@ def _hoist(argv: list[str], parser: argparse.ArgumentParser, command: str) -> li
     sub = next((s for s in _subparsers(parser) if s.prog.split()[-1] == command), None)
     if sub is None or at == 0:
         return argv
-    known = sub._option_string_actions
+    own = sub._option_string_actions
+    # a command whose options are its subcommands' (`volume ls --root X`): they go after the
+    # subcommand the line names
+    nested = next((s for s in _subparsers(sub) if at + 1 < len(argv) and s.prog.split()[-1] == argv[at + 1]), None)
+    deeper = nested._option_string_actions if nested is not None else {}
     keep: list[str] = []
     moved: list[str] = []
+    moved_deeper: list[str] = []
     i = 0
     while i < at:
         arg = argv[i]
         name = arg.split("=", 1)[0]
-        target = moved if name in known and name not in parser._option_string_actions else keep
-        action = known.get(name) or parser._option_string_actions.get(name)
+        if name in parser._option_string_actions:
+            target = keep
+        elif name in own:
+            target = moved
+        elif name in deeper:
+            target = moved_deeper
+        else:
+            target = keep
+        action = own.get(name) or deeper.get(name) or parser._option_string_actions.get(name)
         target.append(arg)
         if action is not None and action.nargs != 0 and "=" not in arg and i + 1 < at:
             target.append(argv[i + 1])
             i += 1
         i += 1
+    if moved_deeper:
+        return [*keep, command, *moved, argv[at + 1], *moved_deeper, *argv[at + 2:]]
     return [*keep, command, *moved, *argv[at + 1:]]
 
 

@@ -32,9 +32,14 @@ def engine_defaults() -> dict[str, str | None]:
             "name_prefix": os.environ.get("RECONCILER_PREFIX")}
 
 
-def add_engine_options(parser: argparse.ArgumentParser) -> None:
-    """Add the native engine's location options to a subcommand."""
-    defaults = engine_defaults()
+def add_engine_options(parser: argparse.ArgumentParser, *, under: bool = False) -> None:
+    """Add the native engine's location options to a subcommand; `under`: to a subcommand of a
+    command that has them too (`network --root X ls` and `network ls --root X` alike): no
+    defaults of its own, which would override what the command's options parsed."""
+    import argparse
+
+    defaults = engine_defaults() if not under else dict.fromkeys(
+        ("root", "run_dir", "oci_runtime", "name_prefix"), argparse.SUPPRESS)
     parser.add_argument("--root", default=defaults["root"],
                         help=f"state root of the native engine (default: $RECONCILER_ROOT or {DEFAULT_ROOT})")
     parser.add_argument("--run-dir", default=defaults["run_dir"],

@@ -152,21 +152,21 @@ class Deduper:
         if t == "pass":
             return self._pass(e, source)
         if t == "rollback":
-            return [Notification("rolled_back", source, f"{source}: rolled back to {e.get('revision')}",
-                                 f"revision {e.get('previous')} was rolled back to {e.get('revision')}", e)]
+            return [Notification("rolled_back", source, f"{source}: rolled back to {_short(e.get('revision'))}",
+                                 f"revision {_short(e.get('previous'))} was rolled back to {_short(e.get('revision'))}", e)]
         if t == "revision_invalid":
             problems = "\n".join(str(p) for p in e.get("problems") or ())
             return self._fail(("revision", source), Notification(
-                "revision_invalid", source, f"{source}: revision {e.get('revision')} does not load", problems, e))
+                "revision_invalid", source, f"{source}: revision {_short(e.get('revision'))} does not load", problems, e))
         if t == "revision_fixed":
             return self._recover(("revision", source), Notification(
-                "revision_fixed", source, f"{source}: revision {e.get('revision')} loads again", "", e))
+                "revision_fixed", source, f"{source}: revision {_short(e.get('revision'))} loads again", "", e))
         if t == "source_error":
             return self._fail(("source", source), Notification(
                 "source_error", source, f"{source}: cannot read the source", str(e.get("error", "")), e))
         if t == "source_recovered":
             return self._recover(("source", source), Notification(
-                "source_recovered", source, f"{source}: source readable again", f"revision {e.get('revision')}", e))
+                "source_recovered", source, f"{source}: source readable again", f"revision {_short(e.get('revision'))}", e))
         if t == "drift_reported":
             objects = ", ".join(str(o) for o in e.get("objects") or ())
             return self._fail(("drift", source), Notification(
@@ -209,14 +209,14 @@ class Deduper:
         if result in ("failed", "degraded"):
             failures = [str(f) for f in e.get("failures") or ()]
             return self._fail(("pass", source), Notification(
-                "pass_failed", source, f"{source}: pass {result} at revision {e.get('revision')}",
+                "pass_failed", source, f"{source}: pass {result} at revision {_short(e.get('revision'))}",
                 "\n".join(failures), e), {failure_identity(f) for f in failures} or {result})
         out = self._recover(("pass", source), Notification(
-            "recovered", source, f"{source}: converged again at revision {e.get('revision')}", "", e))
+            "recovered", source, f"{source}: converged again at revision {_short(e.get('revision'))}", "", e))
         counts = {k: v for k, v in (e.get("counts") or {}).items() if v}
         if counts:
             done = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-            out.append(Notification("applied", source, f"{source}: revision {e.get('revision')} applied", done, e))
+            out.append(Notification("applied", source, f"{source}: revision {_short(e.get('revision'))} applied", done, e))
         return out
 
     def _fail(self, key: tuple[str, str], n: Notification, identities: set[str] | None = None) -> list[Notification]:
@@ -227,6 +227,12 @@ class Deduper:
 
     def _recover(self, key: tuple[str, str], n: Notification) -> list[Notification]:
         return [n] if self._failing.pop(key, None) is not None else []
+
+
+def _short(revision: Any) -> str:
+    """A revision as people read it in a title (a git commit's 12 characters, as `history` shows
+    it); the event's payload keeps the whole id."""
+    return str(revision or "")[:12]
 
 
 class _Bus(Protocol):

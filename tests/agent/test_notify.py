@@ -215,3 +215,15 @@ def test_an_interrupted_pass_is_neither_a_failure_nor_a_recovery() -> None:
     assert d(stopped) == []                                                # SIGTERM: no false "recovered"
     assert d(fail) == []                                                   # still the same failure
     assert [n.kind for n in d({**fail, "result": "converged", "failures": []})] == ["recovered"]
+
+
+def test_titles_name_a_revision_by_its_12_characters_and_the_payload_keeps_it_whole() -> None:
+    """As the docs' example and `history` show it: `shop: pass degraded at revision 3f2c9a1b7e0d`."""
+    rev, old = "3f2c9a1b7e0d" + "5" * 28, "a1b2c3d4e5f6" + "7" * 28
+    said = notify.Deduper()
+    [failed] = said({"type": "pass", "source": "shop", "revision": rev, "result": "degraded", "failures": ["x"]})
+    assert failed.title == "shop: pass degraded at revision 3f2c9a1b7e0d"
+    assert failed.event["revision"] == rev
+    [back] = said({"type": "rollback", "source": "shop", "revision": rev, "previous": old})
+    assert back.title == "shop: rolled back to 3f2c9a1b7e0d"
+    assert "a1b2c3d4e5f6 was rolled back" in back.message

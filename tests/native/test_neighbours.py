@@ -1,8 +1,10 @@
-"""Engines side by side: one engine's start-up recovery never touches another's processes."""
+"""Engines side by side: one engine's start-up recovery never touches another's processes or links."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -191,3 +193,62 @@ def test_an_engine_opens_where_no_prefix_claim_can_be_written(tmp_path: Path,
     config = config_mod.NativeConfig(root=tmp_path / "root", run_dir=tmp_path / "run", name_prefix="zz1")
     config.ensure_dirs()
     assert (tmp_path / "root" / "name-prefix").read_text().strip() == "zz1"
+
+
+def _accepts(bridge: str) -> list[str]:
+    """The iptables rules of DOCKER-USER and FORWARD that name `bridge`."""
+    found = []
+    for chain in ("DOCKER-USER", "FORWARD"):
+        out = subprocess.run(["iptables", "-w", "-S", chain], capture_output=True, text=True, check=False).stdout
+        found += [line for line in out.splitlines() if bridge in line.split()]
+    return found
+
+
+def _plumbing(h: Host) -> dict[str, object]:
+    """The bridge of `h`'s one network, that bridge's ports and its rules, and its container's pid."""
+    rt = h.runtime()
+    try:
+        (net,) = rt.list_networks()
+        pid = rt.inspect_container("web").pid
+    finally:
+        rt.close()
+    return {"bridge": net.bridge, "ports": sorted(os.listdir(f"/sys/class/net/{net.bridge}/brif")),
+            "rules": _accepts(net.bridge), "pid": pid}
+
+
+def test_recovery_leaves_the_network_of_a_prefix_that_begins_with_its_own_alone(tmp_path: Path,
+                                                                                  busybox_image: str) -> None:
+    """Root b's prefix is root a's plus a digit (`rxc`, `rxc2`). a's start-up recovery (its nft
+    table flushed, then a `--once`) deleted b's bridge `rxc2-n2`, b's veths `rxc2v...` and b's
+    DOCKER-USER accepts for that bridge, as links and rules with its prefix that its records did
+    not name: b's ps still said Up, its traffic was cut. And the other way round."""
+    from tests.execution.helpers import write
+
+    with native_host(tmp_path / "a") as a, native_host(tmp_path / "b") as b:
+        b.config = dataclasses.replace(b.config, name_prefix=a.config.name_prefix + "2")
+        for h, net in ((a, "n1"), (b, "n2")):
+            write(tmp_path / f"m-{net}", "app.yaml", f"""
+                apiVersion: reconciler/v1
+                kind: Network
+                metadata: {{name: {net}}}
+                spec: {{subnet: {h.subnet}}}
+                ---
+                apiVersion: reconciler/v1
+                kind: Container
+                metadata: {{name: web}}
+                spec:
+                  image: {busybox_image}
+                  command: [sleep, "3600"]
+                  networks: [{net}]
+                """)
+            assert h.cli("apply", str(tmp_path / f"m-{net}")) == 0
+        before = {"a": _plumbing(a), "b": _plumbing(b)}
+        assert before["b"]["bridge"] == f"{a.config.name_prefix}2-n2"
+        assert before["b"]["rules"]
+        assert before["b"]["ports"]
+        for first, net in ((a, "n1"), (b, "n2")):
+            subprocess.run(["nft", "delete", "table", "ip", first.config.name_prefix], check=True)
+            assert first.cli("apply", str(tmp_path / f"m-{net}")) == 0          # recovers: its table is gone
+            subprocess.run(["nft", "list", "table", "ip", first.config.name_prefix], capture_output=True,
+                           check=True)                                          # made again
+            assert {"a": _plumbing(a), "b": _plumbing(b)} == before, f"{first.config.name_prefix}'s recovery"

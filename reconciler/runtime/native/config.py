@@ -157,7 +157,10 @@ class NativeConfig:
         would kill the first's containers and delete its bridges. Refused while the root a claim
         names still records that prefix; a claim whose root is gone (or renamed its prefix) is
         taken over, and such stale claims are pruned when a new one is made. Only an engine that
-        makes host objects claims: a read-only command of another root makes and removes none."""
+        makes host objects claims: a read-only command of another root makes and removes none.
+        A prefix that begins another (`rxc`, `rxc2`) is another prefix: what an engine takes for
+        its own is named with its prefix alone (the cgroup parent, the nft tables) or has one of
+        its link names' forms in full (network/names.py), which no other prefix's names have."""
         import fcntl
 
         from reconciler.runtime import errors

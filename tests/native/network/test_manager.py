@@ -218,9 +218,10 @@ def test_recover_collects_what_a_crash_left(harness: Harness, tmp_path: Path) ->
     dead = m.attach("ctr-dead", name="dead", hostname="dead", networks=["crash"],
                     ports=[base.PortMapping(80, port)])
     assert "dead" in live.hosts_path.read_text()
-    # leaks no record knows: a veth and a bridge with our prefix, a netns file, an accept rule
+    # leaks no record knows: a veth and a bridge of our names, a netns file, an accept rule
+    leak = m.veth_name("ctr-leak", "crash")
     with netlink.host() as h:
-        subprocess.run(["ip", "link", "add", f"{harness.prefix}vleak", "type", "veth", "peer", "name",
+        subprocess.run(["ip", "link", "add", leak, "type", "veth", "peer", "name",
                         f"{harness.link_tag}peer"], check=True)
         h.add_bridge(f"{harness.prefix}-gone", mtu=1500, mac="02:00:00:00:00:01")
     netlink.create_netns(harness.config.run_dir / "netns" / "ctr-orphan")
@@ -231,7 +232,7 @@ def test_recover_collects_what_a_crash_left(harness: Harness, tmp_path: Path) ->
     fresh = network.NetworkManager(harness.make_config())
     report = fresh.recover(["ctr-live"])
     assert report.containers == ("ctr-dead",)
-    assert set(report.links) >= {f"{harness.prefix}vleak", f"{harness.prefix}-gone"}
+    assert set(report.links) >= {leak, f"{harness.prefix}-gone"}
     assert report.netns == ("ctr-orphan",)
     assert report.iptables_rules == 1
     assert "dead" not in live.hosts_path.read_text()

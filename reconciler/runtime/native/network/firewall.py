@@ -35,7 +35,7 @@ import subprocess
 from collections.abc import Iterable, Sequence
 
 from reconciler.runtime import errors
-from reconciler.runtime.native.network import ipam, nftlib
+from reconciler.runtime.native.network import ipam, names, nftlib
 
 __all__ = ["Firewall"]
 
@@ -63,7 +63,8 @@ def _q(text: str) -> str:
 
 
 class Firewall:
-    """Our nft table and the iptables accepts for bridges whose names start with `prefix`."""
+    """Our nft table and the iptables accepts for our bridges: the names of `prefix`'s bridge forms
+    (`names.is_bridge`), never any name that merely starts with it (another engine's prefix may)."""
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -212,7 +213,7 @@ class Firewall:
                 _run(["iptables", "-w", "-I", chain, "1", *rule])
 
     def remove_accepts(self, bridges: Iterable[str] | None = None) -> int:
-        """Delete our accept rules for `bridges` (None: every bridge with our prefix)."""
+        """Delete our accept rules for `bridges` (None: every bridge of our forms)."""
         wanted = set(bridges) if bridges is not None else None
         removed = 0
         for chain in ("DOCKER-USER", "FORWARD"):
@@ -224,7 +225,7 @@ class Firewall:
                 if len(words) < 3 or words[0] != "-A" or _COMMENT_TAG not in words:
                     continue
                 ifaces = {words[i + 1] for i, w in enumerate(words[:-1]) if w in ("-i", "-o")}
-                ours = {i for i in ifaces if i.startswith(self.prefix) and (wanted is None or i in wanted)}
+                ours = {i for i in ifaces if names.is_bridge(self.prefix, i) and (wanted is None or i in wanted)}
                 if not ours:
                     continue
                 _run(["iptables", "-w", "-D", *words[1:]], check=False)
@@ -232,12 +233,12 @@ class Firewall:
         return removed
 
     def accept_bridges(self) -> set[str]:
-        """Bridges with our prefix that have accept rules now."""
+        """Bridges of our forms that have accept rules now."""
         found: set[str] = set()
         for chain in ("DOCKER-USER", "FORWARD"):
             proc = _run(["iptables", "-w", "-S", chain], check=False)
             for line in proc.stdout.splitlines() if proc.returncode == 0 else ():
                 words = line.split()
                 found |= {words[i + 1] for i, w in enumerate(words[:-1])
-                          if w in ("-i", "-o") and words[i + 1].startswith(self.prefix)}
+                          if w in ("-i", "-o") and names.is_bridge(self.prefix, words[i + 1])}
         return found

@@ -48,7 +48,7 @@ from reconciler import logs
 from reconciler._dataclass import dataclass, dataclasses, field
 from reconciler.runtime import base, errors
 from reconciler.runtime.native.config import NativeConfig
-from reconciler.runtime.native.network import dns, firewall, ipam, resolver, stale
+from reconciler.runtime.native.network import dns, firewall, ipam, names, resolver, stale
 
 if TYPE_CHECKING:
     from reconciler.runtime.native.network import netlink
@@ -60,10 +60,7 @@ __all__ = ["DEFAULT_NETWORK", "Attachment", "NetworkManager", "RecoveryReport", 
 
 DEFAULT_NETWORK = dns.DEFAULT_NETWORK
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")     # Docker's (compose makes <project>_<net>)
-_VERBATIM = re.compile(r"^[a-z0-9-]+$")                       # names a bridge may carry as they are
 _HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$")
-_PREFIX = re.compile(r"^[a-z][a-z0-9]{0,6}$")
-_IFNAMSIZ = 15
 _RESERVED = frozenset({"none", "host", "bridge"})
 _LOOPBACK6 = "::1"
 _PROXY_MODULE = "reconciler.runtime.native.network.portproxy"
@@ -193,7 +190,7 @@ class NetworkManager:
     """Bridges, namespaces, veths, addresses, rules and hosts files of the native engine."""
 
     def __init__(self, config: NativeConfig) -> None:
-        if not _PREFIX.match(config.name_prefix):
+        if not names.PREFIX.match(config.name_prefix):
             raise errors.InvalidArgument(
                 f"name prefix {config.name_prefix!r} must be 1-7 lowercase letters/digits starting with a letter",
                 hint="interface names have 15 characters at most; the prefix must leave room",
@@ -220,18 +217,12 @@ class NetworkManager:
     # names ----------------------------------------------------------------------------------
 
     def bridge_name(self, network: str) -> str:
-        """`<prefix>-<network>` when it fits in 15 characters and the name is lowercase letters,
-        digits and '-', else `<prefix>_<hash>`: a network named with '.', '_' or capitals (compose's
-        `<project>_<name>`, Docker's names) gets no interface name that tools could read as a VLAN
-        (`eth0.100`) or mangle. The verbatim form has '-' after the prefix and the hashed one '_',
-        so they cannot collide."""
-        verbatim = f"{self.prefix}-{network}"
-        if len(verbatim) <= _IFNAMSIZ and _VERBATIM.match(network):
-            return verbatim
-        return f"{self.prefix}_{_short_hash(network, _IFNAMSIZ - len(self.prefix) - 1)}"
+        """`<prefix>-<network>`, or `<prefix>_<hash>` for a name that cannot be an interface's
+        (`names.bridge_name`)."""
+        return names.bridge_name(self.prefix, network)
 
     def veth_name(self, container_id: str, network: str) -> str:
-        return f"{self.prefix}v{_short_hash(container_id + '/' + network, _IFNAMSIZ - len(self.prefix) - 1)}"
+        return names.veth_name(self.prefix, container_id, network)
 
     @staticmethod
     def mac_address(container_id: str, network: str) -> str:
@@ -1281,10 +1272,11 @@ class NetworkManager:
             deleted: list[str] = []
             with netlink.host() as h:
                 for link in h.links():
-                    if not link.name.startswith(self.prefix):
-                        continue
-                    leaked = (link.kind == "veth" and link.name not in veths) or (
-                        link.kind == "bridge" and link.name not in bridges)
+                    # a link of our forms in full, not any that starts with the prefix: another
+                    # engine's prefix may begin with ours (rxc, rxc2: its bridge rxc2-n2)
+                    leaked = (link.kind == "veth" and names.is_veth(self.prefix, link.name)
+                              and link.name not in veths) or (
+                        link.kind == "bridge" and names.is_bridge(self.prefix, link.name) and link.name not in bridges)
                     if leaked and h.delete_link(link.name):
                         deleted.append(link.name)
             # veths a bridge deleted while the engine was away left unplugged (their namespaces

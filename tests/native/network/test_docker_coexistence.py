@@ -72,3 +72,59 @@ def test_docker_and_native_ports_work_side_by_side(harness: Harness, docker_busy
         assert "root:x:0:0" in _get(f"http://127.0.0.1:{theirs}/passwd")
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+
+def _docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _address(container: str) -> str:
+    return _docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container)
+
+
+def test_native_containers_meet_dockers_isolation_as_the_hosts_other_traffic_does(
+        harness: Harness, docker_busybox: str) -> None:
+    """Our DOCKER-USER accept of all that leaves a native bridge came before Docker's isolation
+    chains: a native container reached the containers of a Docker `--internal` network and the
+    unpublished ports of one on a Docker user network. Now what goes to Docker's bridges is
+    Docker's to decide, as for the host's other traffic: a published port answers, the rest is
+    dropped; egress and the native network's own traffic are accepted as before."""
+    m = harness.manager
+    net = m.ensure_network(base.NetworkConfig(name="mix"))
+    native = m.attach("ctr-mix", name="mix", hostname="mix", networks=["mix"])
+    peer = m.attach("ctr-peer", name="peer", hostname="peer", networks=["mix"])
+    harness.serve(peer.netns_path, "serve-tcp", "7000", "peer")
+    world = harness.outside(0)
+    harness.serve(world.netns, "serve-tcp", "8080", "world")
+    (theirs,) = publish_ports(1)
+    tag = f"rtnet-{secrets.token_hex(3)}"
+    nets, ctrs = [f"{tag}-int", f"{tag}-usr"], [f"{tag}-in", f"{tag}-pub"]
+    try:
+        _docker("network", "create", "--internal", nets[0])
+        _docker("network", "create", nets[1])
+        _docker("run", "-d", "--name", ctrs[0], "--network", nets[0], docker_busybox,
+                "nc", "-ll", "-p", "80", "-e", "echo", "internal")
+        # port 80 published on the native network's gateway (a host address), 81 not published
+        _docker("run", "-d", "--name", ctrs[1], "--network", nets[1], "-p", f"{net.gateway}:{theirs}:80",
+                docker_busybox, "sh", "-c", "nc -ll -p 81 -e echo unpublished & exec nc -ll -p 80 -e echo published")
+        internal, user = _address(ctrs[0]), _address(ctrs[1])
+        deadline = time.monotonic() + 15
+        while harness.probe(None, "tcp", user, "81").returncode != 0 and time.monotonic() < deadline:
+            time.sleep(0.2)                     # the host itself reaches both (no FORWARD on its way)
+        assert harness.probe(None, "tcp", internal, "80").stdout.startswith("internal")
+        assert harness.probe(None, "tcp", user, "81").stdout.startswith("unpublished")
+
+        to_internal = harness.probe(native.netns_path, "tcp", internal, "80")
+        assert to_internal.returncode == 1, to_internal.stdout
+        to_unpublished = harness.probe(native.netns_path, "tcp", user, "81")
+        assert to_unpublished.returncode == 1, to_unpublished.stdout
+        published = harness.probe(native.netns_path, "tcp", net.gateway, str(theirs))
+        assert published.stdout.startswith("published"), published.stderr
+        out = harness.probe(native.netns_path, "tcp", world.ip, "8080")
+        assert out.stdout.startswith("world"), out.stderr
+        inside = harness.probe(native.netns_path, "tcp", peer.ip_addresses["mix"], "7000")
+        assert inside.stdout.startswith("peer"), inside.stderr
+    finally:
+        subprocess.run(["docker", "rm", "-f", *ctrs], capture_output=True, check=False)
+        for name in nets:
+            subprocess.run(["docker", "network", "rm", name], capture_output=True, check=False)

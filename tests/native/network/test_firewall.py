@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import subprocess
+from typing import Any
 
 import pytest
 
-from reconciler.runtime import errors
+from reconciler.runtime import base, errors
 from reconciler.runtime.native.network import firewall, ipam
 from tests.native.network.conftest import Harness
 
@@ -48,3 +49,42 @@ def test_rules_applied_in_process_are_the_kernels_and_refusals_keep_nfts_words(
     assert _listed("ip", t).returncode != 0
     assert _listed("ip6", t).returncode != 0
     fw.delete_table()                           # nothing to delete: no error
+
+
+@pytest.mark.root
+def test_a_bridges_returns_to_dockers_bridges_stand_before_its_accept(harness: Harness,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A non-internal network's rules leave what goes to Docker's bridges to Docker's chains
+    (RETURN) before they accept the rest: rules of an engine from before the RETURNs, or with
+    one deleted by hand, are put back in that order; rules in order are left alone."""
+    m = harness.manager
+    bridge = m.ensure_network(base.NetworkConfig(name="order")).bridge
+    record = m._ipam.network("order")
+    assert record is not None
+    chain = firewall.Firewall._listing()[0]
+
+    def ours() -> list[list[str]]:
+        return [w[2:] for w in firewall.Firewall._listing()[1] if bridge in w]
+
+    want = firewall.Firewall._rules_for(bridge, internal=False)
+    assert [r[-1] for r in want] == ["RETURN", "RETURN", "ACCEPT", "ACCEPT"]
+    assert ours() == want
+    for rule in want[:2]:                       # as an engine before the RETURNs left them
+        subprocess.run(["iptables", "-w", "-D", chain, *rule], check=True)
+    m._fw.ensure_accepts(record)
+    assert ours() == want
+    subprocess.run(["iptables", "-w", "-D", chain, *want[2]], check=True)      # the accept deleted by hand
+    m._fw.ensure_accepts(record)
+    assert ours() == want                       # not inserted above the RETURNs
+
+    calls: list[list[str]] = []
+    run = firewall._run
+
+    def spied(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+        calls.append(list(argv))
+        return run(argv, **kw)
+
+    monkeypatch.setattr(firewall, "_run", spied)
+    m._fw.ensure_accepts(record)
+    assert calls                                # listed: nothing inserted or deleted
+    assert [c for c in calls if "-S" not in c] == []

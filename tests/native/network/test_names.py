@@ -4,8 +4,13 @@ with its prefix (a neighbour's prefix may begin with it: `rxc` and `rxc2`, `rxc`
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
-from reconciler.runtime.native.network import names
+import pytest
+
+from reconciler.runtime import errors
+from reconciler.runtime.native.config import NativeConfig
+from reconciler.runtime.native.network import names, network
 
 # prefixes made to collide: each begins another, with the markers ('v' above all) and hex
 # digits after it, at every length up to the longest a prefix may have
@@ -49,3 +54,16 @@ def test_the_forms_are_read_in_full() -> None:
     assert not names.is_veth("rxc", "rxcvleak")
     assert not names.is_veth("rxc", "rxcv0123456789ab")               # 16: no interface name
     assert names.is_veth("rxc", "rxcv0123456789a")
+
+
+def test_no_prefix_names_a_link_as_docker_names_its_bridges(tmp_path: Path) -> None:
+    """Traffic to `docker0` and `br-+` is left to Docker's rules (firewall.DOCKER_BRIDGES): a
+    prefix whose bridges would be named so (`br-<network>`) is refused before anything is made."""
+    for p in _PREFIXES:
+        for n in _made(p)[0] | _made(p)[1]:
+            assert n != "docker0"
+            assert not n.startswith("br-")
+    config = NativeConfig(root=tmp_path / "root", run_dir=tmp_path / "run", name_prefix="br")
+    with pytest.raises(errors.InvalidArgument, match="Docker"):
+        network.NetworkManager(config)
+    assert not (tmp_path / "root").exists()

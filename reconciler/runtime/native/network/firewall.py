@@ -21,7 +21,12 @@ IPv6), so a userland proxy serves them (`portproxy`); a port on [::] skips ::1 f
 An `accept` in our table cannot override another engine's FORWARD policy DROP (Docker's), so
 each bridge also gets iptables accepts in DOCKER-USER (or FORWARD when Docker is absent),
 through the iptables CLI so they land in whichever backend Docker uses; they are removed with
-`-D` when the network goes.
+`-D` when the network goes. DOCKER-USER runs before Docker's isolation chains, so an accept of
+all that leaves our bridge carried our containers past them (to the containers of a Docker
+`--internal` network, to unpublished ports on its user networks): what goes to Docker's bridges
+(`docker0`, `br-+`) RETURNs first, and Docker's own chains decide about it as about any traffic
+of the host that is not Docker's (replies and published ports accepted, the rest dropped by its
+isolation or its FORWARD policy). In FORWARD (no DOCKER-USER) a RETURN is that chain's policy.
 
 The nft scripts run through libnftables, the library the `nft` CLI is made of, in this process
 (`nftlib.Nft`): one `nft -f -` process per change cost ~20 ms of wall time (7 ms of its CPU) under the
@@ -40,6 +45,9 @@ from reconciler.runtime.native.network import ipam, names, nftlib
 __all__ = ["Firewall"]
 
 _COMMENT_TAG = "reconciler"
+# Docker's bridges as iptables names them: docker0 and its user networks' br-<id> (a prefix
+# "br" would name bridges like these: NetworkManager refuses it, names.RESERVED)
+DOCKER_BRIDGES = ("docker0", "br-+")
 
 
 def _run(argv: Sequence[str], *, input_text: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -191,26 +199,48 @@ class Firewall:
     # iptables -----------------------------------------------------------------------------
 
     @staticmethod
-    def _chain() -> str:
+    def _listing() -> tuple[str, list[list[str]]]:
+        """The chain our accepts go in (DOCKER-USER, else FORWARD) and its rules, each as
+        `iptables -S` words (`-A CHAIN ...`): one iptables process."""
         proc = _run(["iptables", "-w", "-S", "DOCKER-USER"], check=False)
-        return "DOCKER-USER" if proc.returncode == 0 else "FORWARD"
+        chain = "DOCKER-USER"
+        if proc.returncode != 0:
+            chain = "FORWARD"
+            proc = _run(["iptables", "-w", "-S", chain], check=False)
+        return chain, [line.split() for line in proc.stdout.splitlines()] if proc.returncode == 0 else []
 
     @staticmethod
     def _rules_for(bridge: str, *, internal: bool) -> list[list[str]]:
+        """The rules of `bridge`, in their order in the chain, written as `iptables -S` prints
+        them. A non-internal network's containers are accepted wherever they go, but to Docker's
+        bridges: there the RETURNs, first, leave them to Docker's own chains (its isolation, an
+        internal network's drops, the published ports it accepts, its FORWARD policy), as they
+        leave any traffic of the host that is not Docker's; replies and what our DNAT sent in are
+        accepted towards the bridge."""
         comment = ["-m", "comment", "--comment", _COMMENT_TAG]
         if internal:
             return [["-i", bridge, "-o", bridge, *comment, "-j", "ACCEPT"]]
         return [
+            *(["-i", bridge, "-o", docker, *comment, "-j", "RETURN"] for docker in DOCKER_BRIDGES),
             ["-i", bridge, *comment, "-j", "ACCEPT"],
             ["-o", bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED,DNAT", *comment, "-j", "ACCEPT"],
         ]
 
     def ensure_accepts(self, network: ipam.NetworkRecord) -> None:
-        """Insert the accepts for `network`'s bridge unless present (`-C` first)."""
-        chain = self._chain()
-        for rule in self._rules_for(network.bridge, internal=network.internal):
-            if _run(["iptables", "-w", "-C", chain, *rule], check=False).returncode != 0:
-                _run(["iptables", "-w", "-I", chain, "1", *rule])
+        """Make `network`'s bridge's rules what `_rules_for` says, in that order: left alone when
+        they are (one `iptables -S`), else those there taken out and all inserted again at the
+        top, so a RETURN is never behind the accept it guards (an engine before the RETURNs, or
+        one of the rules deleted by hand)."""
+        chain, listed = self._listing()
+        rules = self._rules_for(network.bridge, internal=network.internal)
+        found = [listed.index(["-A", chain, *r]) if ["-A", chain, *r] in listed else -1 for r in rules]
+        if -1 not in found and found == sorted(found):
+            return
+        for rule, at in zip(rules, found, strict=True):
+            if at >= 0:
+                _run(["iptables", "-w", "-D", chain, *rule], check=False)
+        for rule in reversed(rules):
+            _run(["iptables", "-w", "-I", chain, "1", *rule])
 
     def remove_accepts(self, bridges: Iterable[str] | None = None) -> int:
         """Delete our accept rules for `bridges` (None: every bridge of our forms)."""

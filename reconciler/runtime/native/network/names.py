@@ -28,10 +28,13 @@ from __future__ import annotations
 import hashlib
 import re
 
-__all__ = ["IFNAMSIZ", "PREFIX", "bridge_name", "is_bridge", "is_veth", "veth_name"]
+__all__ = ["IFNAMSIZ", "PREFIX", "RESERVED", "bridge_name", "is_bridge", "is_veth", "veth_name"]
 
 IFNAMSIZ = 15
 PREFIX = re.compile(r"^[a-z][a-z0-9]{0,6}$")
+# prefixes whose bridges would have the names of Docker's: `br-<network>` is what the DOCKER-USER
+# rules leave to Docker's chains as its user networks' bridges (`br-+`, firewall.DOCKER_BRIDGES)
+RESERVED = frozenset({"br"})
 _VERBATIM = re.compile(r"^[a-z0-9-]+$")      # network names a bridge may carry as they are
 
 

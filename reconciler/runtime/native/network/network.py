@@ -195,6 +195,11 @@ class NetworkManager:
                 f"name prefix {config.name_prefix!r} must be 1-7 lowercase letters/digits starting with a letter",
                 hint="interface names have 15 characters at most; the prefix must leave room",
             )
+        if config.name_prefix in names.RESERVED:
+            raise errors.InvalidArgument(
+                f"name prefix {config.name_prefix!r} would name bridges as Docker names its own (br-<id>)",
+                hint="choose another --name-prefix: the engine leaves traffic to br-* interfaces to Docker's rules",
+            )
         self.config = config
         self.prefix = config.name_prefix
         self.netns_dir = config.netns_dir

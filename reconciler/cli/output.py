@@ -98,12 +98,56 @@ def output_file(path: str | None) -> Iterator[IO[bytes]]:
         return
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        with open(tmp, "wb") as f:
-            yield f
+        archive: _Archive | None = None
+        try:
+            with open(tmp, "wb") as f:
+                archive = _Archive(f, path)
+                yield archive  # type: ignore[misc]     # what writers use of a file: write, flush
+                archive.flush()         # what is buffered yet, through the same check
+        except OSError:
+            if archive is not None and archive.full is not None:
+                raise archive.full from None    # the close's flush of the rest failed the same way
+            raise
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+class _Archive:
+    """The `-o FILE` an archive is written to: a write that finds its file system full says
+    which (not the state root's, whose hint of pruning images would not help)."""
+
+    def __init__(self, f: IO[bytes], path: str) -> None:
+        self._f, self._path = f, path
+        self.full: Exception | None = None         # the DiskFull raised, if one was
+
+    def write(self, data: Any) -> int:
+        return int(self._checked(self._f.write, data))
+
+    def flush(self) -> None:
+        self._checked(self._f.flush)
+
+    def _checked(self, call: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return call(*args)
+        except OSError as exc:
+            import errno
+
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            from reconciler import diskfull
+            from reconciler.errors import DiskFull
+
+            fs = diskfull.file_system(self._path)
+            self.full = DiskFull(f"no space left on {fs.mount} ({fs.type}, {diskfull.size(fs.free)} free) while writing "
+                           f"{self._path}", path=None, quota=exc.errno == errno.EDQUOT,
+                           hint=f"free space on {fs.mount}, or write the archive elsewhere (-o FILE on another "
+                                "file system, or stdout into a pipe)")
+            raise self.full from exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
 
 
 @contextlib.contextmanager

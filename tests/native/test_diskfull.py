@@ -181,3 +181,21 @@ def test_a_pass_that_cannot_even_be_recorded_says_so_and_exits_3(
         once = reconcile(host, "--once", str(tmp_path / "m"))
         assert once.returncode == 0, (once.stdout, once.stderr)
         assert leftovers(host) == ([], [])
+
+
+def test_an_archive_written_to_a_full_file_system_names_that_one(tmp_path: Path, host: Host,
+                                                                  big_image: str) -> None:
+    """`save IMG -o /full/fs/x.tar`: the error names the file system of the archive (not the
+    state root's, with a hint of pruning images that frees nothing there), exits 3 and leaves no
+    partial file."""
+    assert reconcile(host, "pull", big_image).returncode == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(out)], check=True)
+    try:
+        proc = reconcile(host, "save", big_image, "-o", str(out / "x.tar"), engine=False)
+        error = assert_one_error(proc, 3, f"no space left on {out} (tmpfs", f"while writing {out / 'x.tar'}")
+        assert "image prune" not in proc.stderr, error
+        assert list(out.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(out)], check=True)

@@ -18,7 +18,7 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from reconciler.runtime import errors
+from reconciler.runtime import base, errors
 from reconciler.runtime.native.build import builder
 from reconciler.runtime.native.containers import containers, records
 from reconciler.runtime.native.images.images import ImageStore
@@ -54,7 +54,29 @@ def _merged_config(image_cfg: dict[str, Any], rec: records.Record) -> dict[str, 
         run["Labels"] = {**(run.get("Labels") or {}), **labels}
     if c.stop_signal:
         run["StopSignal"] = c.stop_signal
+    if c.healthcheck is not None:           # the container's, merged over the image's as dockerd's create
+        run["Healthcheck"] = _health(c.healthcheck, run.get("Healthcheck") or {})
+    exposed = records.exposed_ports(c, run, rec.exposed)     # EXPOSE, --expose and what it publishes
+    if exposed:
+        run["ExposedPorts"] = {k: {} for k in exposed}
     return cfg
+
+
+def _health(own: base.Healthcheck, image: dict[str, Any]) -> dict[str, Any]:
+    """The Healthcheck of a committed image, as `docker commit` writes the container's: NONE
+    as it is; else its test and timings (ns), each left empty taken from the image's."""
+    if own.test[:1] == ("NONE",):
+        return {"Test": ["NONE"]}
+    out: dict[str, Any] = {"Test": list(own.test or image.get("Test") or [])}
+    for name, key in (("interval", "Interval"), ("timeout", "Timeout"), ("start_period", "StartPeriod"),
+                      ("start_interval", "StartInterval")):
+        ns = int(getattr(own, name) * 1e9) or int(image.get(key) or 0)
+        if ns:
+            out[key] = ns
+    retries = own.retries or int(image.get("Retries") or 0)
+    if retries:
+        out["Retries"] = retries
+    return out
 
 
 @contextlib.contextmanager

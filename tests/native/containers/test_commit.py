@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import shutil
@@ -11,8 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.runtime import base
+from reconciler.runtime.native import commit
+from reconciler.runtime.native.backend import NativeRuntime
 from tests.helpers.registry import RegistryServer
-from tests.native.containers.test_cli import Reconcile, cli  # noqa: F401 - the fixture
+from tests.native.containers.test_cli import Reconcile, cli, native_config_of  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
 
@@ -66,3 +70,28 @@ def test_a_bad_change_is_refused_before_anything_is_made(cli: tuple[Reconcile, P
     assert proc.returncode == 2
     assert "invalid change" in proc.stderr
     assert "example.test/x" not in reconcile("images").stdout
+
+
+def test_commit_keeps_the_containers_healthcheck_and_exposed_ports(
+        cli: tuple[Reconcile, Path], busybox_image: str) -> None:  # noqa: F811
+    """As `docker commit` (checked on dockerd 20.10): the container's healthcheck and the ports
+    it exposes or publishes are the image's config, so `save` ships them and a run of the image
+    is checked as the container was."""
+    reconcile, tmp = cli
+    reconcile("run", "-d", "--name", "hc", "--network", "none", "--health-cmd", "test -f /tmp/ok",
+              "--health-interval", "3s", busybox_image, "sleep", "3600")
+    reconcile("commit", "hc", "local/hc:1")
+    config = json.loads(reconcile("image", "inspect", "local/hc:1").stdout)[0]["Config"]
+    assert config["Healthcheck"]["Test"] == ["CMD-SHELL", "test -f /tmp/ok"]
+    assert config["Healthcheck"]["Interval"] == 3_000_000_000
+    # the ports: what it publishes and exposes beside the image's EXPOSE (a published port needs a
+    # bridge network; the rule is the record's, as inspect's ExposedPorts)
+    rt = NativeRuntime(native_config_of(tmp))
+    try:
+        rec = rt.containers.get("hc")
+    finally:
+        rt.close()
+    rec = dataclasses.replace(rec, exposed=("9090/udp",), config=dataclasses.replace(
+        rec.config, ports=(base.PortMapping(container_port=8080, host_port=18080),)))
+    merged = commit._merged_config({"config": {"ExposedPorts": {"53/udp": {}}}}, rec)["config"]
+    assert merged["ExposedPorts"] == {"9090/udp": {}, "53/udp": {}, "8080/tcp": {}}

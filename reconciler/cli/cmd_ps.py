@@ -110,7 +110,8 @@ def run_swarm(args: argparse.Namespace) -> int:
         return 0
     if output.wants_data(args):
         output.print_data([
-            {"id": st.id, "name": name, "image": st.image, "replicas": st.replicas, "running": st.replicas_running,
+            {"id": st.id, "name": name, "image": st.image, "replicas": st.replicas,
+             **({"job": True, "completed": st.replicas_running} if st.job else {"running": st.replicas_running}),
              "labels": dict(st.labels), "error": st.error, "tasks": [t.to_json() for t in tasks.get(name, [])]}
             for name, st in sorted(states.items())], args.output)
         return 0
@@ -118,7 +119,8 @@ def run_swarm(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     for name, st in sorted(states.items()):
         head = {"service": name, "image": _short_image(st.image, args.no_trunc),
-                "replicas": f"{st.replicas_running}/{st.replicas}" if st.replicas is not None else "global"}
+                "replicas": f"{st.replicas_running}/{st.replicas}" + (" completed" if st.job else "")
+                if st.replicas is not None else "global"}
         for i, t in enumerate(tasks.get(name) or [None]):
             row = dict(head) if i == 0 else {}
             if t is not None:

@@ -1,4 +1,5 @@
-"""`reconcile start NAME...`: start created or stopped containers."""
+"""`reconcile start NAME...`: start created or stopped containers (on Swarm: run a job that is
+over again, `SwarmRuntime.run_again`)."""
 
 from __future__ import annotations
 
@@ -21,4 +22,6 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from reconciler.cli import cmd_ps
 
+    if args.runtime == "swarm":     # a service runs from its creation on; a job that is over runs again
+        return cmd_ps.for_each_container(args, "start", lambda rt, name: rt.run_again(name))
     return cmd_ps.for_each_container(args, "start", lambda rt, name: rt.start_container(name))

@@ -63,6 +63,7 @@ def by_name(states: Iterable[ContainerState]) -> dict[str, ObservedContainer]:
             health_stale=c.health_stale,
             health_probed_at=c.health_probed_at,
             stale_binds=c.stale_binds,
+            job=c.job,
         )
         for c in states
     }

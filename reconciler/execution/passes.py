@@ -189,7 +189,7 @@ def down(o: obs.ObservedContainer, *, job: bool, policy: str) -> str | None:
     an agent, which takes `job` and `policy` from the inventory's spec of what it applied. A
     running container's health counts only as observed: a stale one (`health_stale`) is down,
     whatever status the record kept."""
-    if o.replicas is not None:
+    if o.replicas is not None and not o.job:         # (a Swarm job: the job rules below)
         running = o.replicas_running or 0
         if running < o.replicas or o.status != "running":     # (restarting: a rolling update unfinished)
             return f"{running} of {o.replicas} copies running" + (f"; task error: {o.error}" if o.error else "")

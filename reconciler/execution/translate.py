@@ -92,6 +92,7 @@ def container_config(
         gw_priorities=dict(c.gw_priorities),
         log_driver=c.logging.driver if c.logging else None,
         log_options=dict(c.logging.options) if c.logging else {},
+        job=c.job,
     )
 
 

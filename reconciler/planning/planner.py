@@ -672,10 +672,12 @@ class _Planner:
         reasons += [f"{n} replaced" for n in c.networks if n.removeprefix("container:") in self.recreated]
         if o.status == "dead":
             reasons.append("container is dead")
-        if self._mode_changed(c, o):
+        if self.options.cluster and (o.replicas is None) != c.global_mode:
             reasons.append(f"replicas {o.replicas} -> global" if c.global_mode else f"replicas global -> {c.replicas}")
         elif self.options.cluster and o.replicas is not None and o.replicas != c.replicas:
             reasons.append(f"replicas {o.replicas} -> {c.replicas}")
+        if self.options.cluster and o.job != c.job:
+            reasons.append(f"mode {_swarm_mode(o.job)} -> {_swarm_mode(c.job)}")
         if self.options.cluster and o.placement is not None:
             wanted = (c.placement.swarm_constraints(), c.placement.preferences)
             if o.placement != wanted:
@@ -683,9 +685,10 @@ class _Planner:
         return reasons, changes
 
     def _mode_changed(self, c: models.Container, o: obs.ObservedContainer) -> bool:
-        """A cluster's service that is global where replicated is wanted, or the other way round:
-        Swarm cannot change a service's mode, so it is replaced (removed, then created)."""
-        return self.options.cluster and (o.replicas is None) != c.global_mode
+        """A cluster's service that is global where replicated is wanted, or the other way round,
+        or a job where a service is wanted (or the other way round): Swarm cannot change a
+        service's mode, so it is replaced (removed, then created)."""
+        return self.options.cluster and ((o.replicas is None) != c.global_mode or o.job != c.job)
 
     def _recreate(
         self, c: models.Container, o: obs.ObservedContainer, cause: str, changes: tuple[actions.FieldChange, ...],
@@ -883,6 +886,11 @@ class _Planner:
         self.b.notes.extend(sorted(notes))
         self.b.notes.extend(f"drift (reported only): {d}" for d in sorted(self.drift))
         self.b.drop(self.held_back | set(waits_for))
+
+
+def _swarm_mode(job: bool) -> str:
+    """A replicated service's mode as Swarm names it (a cause of its replacement)."""
+    return "replicated-job" if job else "replicated"
 
 
 def _placement(p: tuple[tuple[str, ...], tuple[str, ...]]) -> str:

@@ -292,6 +292,9 @@ class ContainerConfig:
     gw_priorities: Mapping[str, int] = field(default_factory=dict)
     log_driver: str | None = None               # Docker's LogConfig.Type (None: the engine's default)
     log_options: Mapping[str, str] = field(default_factory=dict)   # LogConfig.Config: max-size, max-file, ...
+    # runs to completion (exit 0) once: on a single host the executor waits for the container's
+    # exit; a Swarm service runs it as a replicated job (`Mode.ReplicatedJob`)
+    job: bool = False
 
 
 @dataclass(frozen=True)
@@ -353,7 +356,7 @@ def config_to_json(config: ContainerConfig) -> dict[str, Any]:
     else:
         out.pop("secret_env")            # absent when none: records written before it read the same
     for key in ("image_id", "ipv4_addresses", "ipv6_addresses", "log_driver", "log_options", "mac_addresses",
-                "link_local_ips", "gw_priorities"):
+                "link_local_ips", "gw_priorities", "job"):
         if not out[key]:
             out.pop(key)                 # likewise
     if out["healthcheck"] is not None and not out["healthcheck"]["start_interval"]:
@@ -418,6 +421,7 @@ _FROM_JSON: dict[str, Callable[[Any], Any]] = {
     "mac_addresses": _dict,
     "link_local_ips": lambda v: {n: tuple(ips) for n, ips in (v or {}).items()},
     "gw_priorities": lambda v: {n: int(p) for n, p in (v or {}).items()},
+    "job": bool,
 }
 
 
@@ -540,10 +544,10 @@ class ServiceEngine(Protocol):
     def wait_rollout(
         self, name_or_id: str, *, timeout: float, stop: Callable[[], bool] | None = None,
     ) -> None: ...
-    # until every wanted copy of the current spec runs (healthy where checked); raises
-    # errors.RolloutFailed naming the service and the engine's own reason when the engine rolled
-    # the update back or paused it, or when it has not converged after `timeout` seconds;
-    # errors.Cancelled once `stop()` is true
+    # until every wanted copy of the current spec runs (healthy where checked), a job's until its
+    # copies completed; raises errors.RolloutFailed naming the service and the engine's own reason
+    # when the engine rolled the update back or paused it, when a job's copy failed for good, or
+    # when it has not converged after `timeout` seconds; errors.Cancelled once `stop()` is true
 
 
 @runtime_checkable

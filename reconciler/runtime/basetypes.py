@@ -41,7 +41,7 @@ class ContainerState:
     error: str | None = None        # why the engine ended it (Docker's State.Error; a service's
                                     # newest task error)
     replicas: int | None = None     # a service's wanted copies (Swarm); None: one container
-    replicas_running: int | None = None   # of those, how many run (healthy where checked)
+    replicas_running: int | None = None   # of those, how many run (healthy where checked); a job's: completed
     placement: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # a service's (constraints, spread)
     ip6_addresses: Mapping[str, str] = field(default_factory=dict)  # network -> IPv6 address (dual stack)
     paused: bool = False            # running, its processes frozen (Docker's State.Paused): status stays RUNNING
@@ -57,6 +57,7 @@ class ContainerState:
     # or replaced (an editor's save writes a new file; a daemon makes its socket anew), so it
     # still reads and writes the old one (native; () elsewhere)
     stale_binds: tuple[str, ...] = ()
+    job: bool = False               # a Swarm job service (replicated-job): exited once its copies completed
 
 
 @dataclass(frozen=True)

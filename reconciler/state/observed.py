@@ -75,6 +75,7 @@ class ObservedContainer:
     health_stale: bool = False          # `health` is what a probe saw long ago (ContainerState.health_stale)
     health_probed_at: str | None = None  # when a probe last observed its health (RFC 3339), if known
     stale_binds: tuple[str, ...] = ()   # bind sources it no longer has mounted (ContainerState.stale_binds)
+    job: bool = False                   # a Swarm job service (ContainerState.job)
 
 
 @dataclass(frozen=True)

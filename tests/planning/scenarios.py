@@ -606,6 +606,35 @@ def a_running_job_holds_back_what_depends_on_it() -> Case:
     return case(desired(MIGRATE, APP), observed(running(MIGRATE)))
 
 
+# a job on a cluster: a Swarm job service (replicated-job), seen as a container that runs a job
+
+@scenario
+def cluster_job_then_what_depends_on_it() -> Case:
+    # the job's start waits for its run to complete (the rollout of a job), then app is made
+    return case(desired(MIGRATE, APP), observed(images={}, resolved={REF: D2}), cluster=True)
+
+
+@scenario
+def cluster_completed_job_lets_what_depends_on_it_start() -> Case:
+    return case(desired(MIGRATE, APP), observed(_service(MIGRATE, status="exited", exit_code=0, job=True),
+                                                images={}, resolved={REF: D2}), cluster=True)
+
+
+@scenario
+def cluster_failed_job_holds_back_what_depends_on_it() -> Case:
+    return case(desired(MIGRATE, APP), observed(_service(MIGRATE, status="exited", exit_code=3, job=True,
+                                                         restart_count=1),
+                                                images={}, resolved={REF: D2}), cluster=True)
+
+
+@scenario
+def cluster_job_made_as_a_service_is_replaced() -> Case:
+    # made before jobs were Swarm jobs (a replicated service whose copy exited): Swarm cannot
+    # change a service's mode
+    return case(desired(MIGRATE, APP), observed(_service(MIGRATE), _service(APP), images={}, resolved={REF: D2}),
+                cluster=True)
+
+
 # a volume whose data the engine reports gone: refused naming what to do, never made again
 
 @scenario

@@ -167,6 +167,28 @@ note: container:web runs with bind mount source(s) /srv/web/app.conf no longer w
 [1] -> #2 container:app, create, not found
 [2] -> #3 container:app, start, not found
 """,
+    "cluster_job_then_what_depends_on_it": """\
+[] -> #1 container:migrate, create, not found
+[1] -> #2 container:migrate, start, not found
+[2] -> #3 container:app, create, not found
+[3] -> #4 container:app, start, not found
+""",
+    "cluster_completed_job_lets_what_depends_on_it_start": """\
+[] -> #1 container:app, create, not found
+[1] -> #2 container:app, start, not found
+note: container:migrate: exited (code 0); restart policy no leaves it stopped
+""",
+    "cluster_failed_job_holds_back_what_depends_on_it": """\
+[] -> #1 container:migrate, fail, job failed: exited (code 3); restart policy no leaves it stopped; what depends on it is not started until it exits 0 (run it again: `reconcile start migrate`, or change its spec)
+[1] -> #2 container:app, create, not found
+[2] -> #3 container:app, start, not found
+""",
+    "cluster_job_made_as_a_service_is_replaced": """\
+[] -> #1 container:migrate, stop, mode replicated -> replicated-job
+[1] -> #2 container:migrate, remove, mode replicated -> replicated-job
+[2] -> #3 container:migrate, create, mode replicated -> replicated-job
+[3] -> #4 container:migrate, start, mode replicated -> replicated-job
+""",
     "dependency_chain_fresh": """\
 [] -> #1 container:db, create, not found
 [1] -> #2 container:db, start, not found

@@ -119,6 +119,70 @@ def test_the_placement_becomes_constraints_and_spread_preferences() -> None:
     assert services.placement(unplaced) == ((), ())
 
 
+def test_a_job_is_a_replicated_job_run_one_copy_at_a_time_without_update_config() -> None:
+    spec = services.service_spec(replace(full_config(), job=True, restart=base.RestartPolicy("no")))
+    # (with more copies at once Swarm starts a failing job's copies again and again, whatever
+    # its restart policy; and it refuses an update config for a job: "Jobs may not have an update config")
+    assert spec["Mode"] == {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 3}}
+    assert "UpdateConfig" not in spec
+    assert "RollbackConfig" not in spec
+    assert spec["TaskTemplate"]["RestartPolicy"] == {"Condition": "none"}
+    assert services.wanted_replicas({"Spec": spec}) == 3
+    none = services.service_spec(base.ContainerConfig(name="a", image="i", job=True, replicas=0))
+    assert none["Mode"] == {"ReplicatedJob": {"MaxConcurrent": 0, "TotalCompletions": 0}}
+    assert [r.partition(":")[0] for r in services.refusals(replace(BASE, job=True, global_mode=True),
+                                                            api_version=API)] == ["spec.replicas"]
+
+
+def _task(state: str, desired: str = "complete", *, iteration: int = 1, code: int = 0, at: str = "01") -> dict[str, Any]:
+    return {"ID": f"t-{state}-{at}", "DesiredState": desired, "JobIteration": {"Index": iteration} if iteration else {},
+            "Status": {"State": state, "Timestamp": f"2026-01-01T00:00:{at}Z", "Err": "task: non-zero exit (3)"
+                       if state == "failed" else "", "ContainerStatus": {"ExitCode": code}}}
+
+
+JOB = {"ID": "j1", "CreatedAt": "2026-01-01T00:00:00Z",
+       "Spec": {"Name": "migrate", "Labels": {"reconciler.owner": "blue"},
+                "TaskTemplate": {"ContainerSpec": {"Image": "reg:5000/m:1@sha256:" + "2" * 64}},
+                "Mode": {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 2}}},
+       "JobStatus": {"JobIteration": {"Index": 1}, "LastExecution": "2026-01-01T00:00:00Z"}}
+
+
+@pytest.mark.parametrize(("tasks", "outcome", "step"), [
+    ([], "running", rollout.Step.WAIT),                                          # not begun yet
+    ([_task("complete"), _task("running", at="02")], "running", rollout.Step.WAIT),
+    ([_task("complete"), _task("complete", at="02")], "completed", rollout.Step.DONE),
+    # a run before an update of the same task spec is not this run (Swarm's `_up-to-date` would count it)
+    ([_task("complete", iteration=0), _task("complete", iteration=0, at="02"), _task("complete", at="03")],
+     "running", rollout.Step.WAIT),
+    # failed, and Swarm runs no copy again (restart none: Swarm shut it down)
+    ([_task("complete"), _task("failed", "shutdown", code=3, at="02")], "failed", rollout.Step.FAILED),
+    # failed, but Swarm has not decided yet, or restarts it (on-failure: a new copy, ready)
+    ([_task("failed", code=3)], "running", rollout.Step.WAIT),
+    ([_task("failed", "shutdown", code=3), _task("ready", "ready", at="02")], "running", rollout.Step.WAIT),
+    # a restart that completed makes up for the failure
+    ([_task("failed", "shutdown", code=3), _task("complete", at="02"), _task("complete", at="03")],
+     "completed", rollout.Step.DONE),
+])
+def test_where_a_jobs_run_stands(tasks: list[dict[str, Any]], outcome: str, step: rollout.Step) -> None:
+    run = services.job_run(JOB, tasks)
+    assert run is not None
+    assert (run.outcome, rollout.job_step(run)) == (outcome, step)
+
+
+def test_a_job_service_is_seen_as_a_container_that_runs_a_job() -> None:
+    running = services.service_state(JOB, [_task("complete"), _task("running", at="02")], [])
+    assert (running.status, running.exit_code, running.job, running.replicas, running.replicas_running) == (
+        base.ContainerStatus.RUNNING, None, True, 2, 1)
+    done = services.service_state(JOB, [_task("complete"), _task("complete", at="02")], [])
+    assert (done.status, done.exit_code, done.error) == (base.ContainerStatus.EXITED, 0, None)
+    failed = services.service_state(JOB, [_task("complete"), _task("failed", "shutdown", code=3, at="02")], [])
+    assert (failed.status, failed.exit_code, failed.restart_count, failed.error) == (
+        base.ContainerStatus.EXITED, 3, 1, "task: non-zero exit (3)")
+    never_ran = services.service_state(JOB, [_task("rejected", "shutdown")], [])
+    assert (never_ran.status, never_ran.exit_code) == (base.ContainerStatus.EXITED, 1)
+    assert services.job_run({"Spec": {"Mode": {"Replicated": {"Replicas": 1}}}}, []) is None
+
+
 def test_a_global_container_is_a_global_service() -> None:
     spec = services.service_spec(base.ContainerConfig(name="a", image="i", global_mode=True))
     assert spec["Mode"] == {"Global": {}}
@@ -295,7 +359,7 @@ CHANGES: dict[str, tuple[Any, base.ContainerConfig]] = {
     "ipv4_addresses": ({"net": "10.0.9.5"}, BASE), "ipv6_addresses": ({"net": "fd00::5"}, BASE),
     "log_driver": ("json-file", BASE), "log_options": ({"max-size": "1m"}, BASE),
     "mac_addresses": ({"net": "02:00:00:00:00:01"}, BASE), "link_local_ips": ({"net": ("169.254.0.9",)}, BASE),
-    "gw_priorities": ({"net": 2}, BASE), "image_id": ("sha256:" + "3" * 64, BASE),
+    "gw_priorities": ({"net": 2}, BASE), "image_id": ("sha256:" + "3" * 64, BASE), "job": (True, BASE),
 }
 
 

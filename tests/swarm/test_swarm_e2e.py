@@ -17,6 +17,7 @@ import pytest
 
 from reconciler.cli.main import main
 from reconciler.runtime import errors
+from reconciler.runtime.swarm import services as services_module
 from tests.execution.helpers import write
 from tests.helpers import anonymous_volumes, images
 from tests.helpers.ports import publish_port
@@ -698,3 +699,89 @@ def test_an_unfinished_update_is_converging_not_in_sync_and_no_later_pass_record
     assert main(["ps", "--runtime", "swarm", "--filter", f"label={LABEL}={p}"]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(f"{p}-up "))
     assert " 0/2 " in row, row                      # the two copies run the previous spec
+
+
+def test_a_compose_dependency_that_must_complete_is_a_swarm_job_and_its_dependents_start_after_it(
+    tmp_path: Path, swarm: Scope, busybox_image: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `service_completed_successfully` makes migrate a job: on Swarm a replicated job, whose
+    # completion the pass waits for before app is made (a replicated service whose copy exits
+    # never converges, and app was never made)
+    p = swarm.owner
+    project = tmp_path / p                      # the project's name, and its services': {p}-migrate-1
+    write(project, "compose.yaml", f"""
+        services:
+          migrate:
+            image: {busybox_image}
+            command: [sh, -c, "sleep 2"]
+          app:
+            image: {busybox_image}
+            command: [sleep, "3600"]
+            stop_grace_period: 1s
+            depends_on:
+              migrate: {{condition: service_completed_successfully}}
+        """)
+    assert cli(swarm, "apply", str(project), "--timeout", "90s") == 0
+    svcs = services(swarm)
+    migrate, app = svcs[f"{p}-migrate-1"], svcs[f"{p}-app-1"]
+    assert migrate["Spec"]["Mode"] == {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}}
+    assert "UpdateConfig" not in migrate["Spec"]
+    (task,) = swarm.rt.api.task_list({"service": [migrate["ID"]]})
+    assert task["Status"]["State"] == "complete"
+    # app was made once the job had completed
+    assert services_module.timestamp(app["CreatedAt"]) > services_module.timestamp(task["Status"]["Timestamp"])
+    assert len(running_tasks(swarm, f"{p}-app-1")) == 1
+    capsys.readouterr()
+    assert cli(swarm, "diff", str(project)) == 0                   # a completed job is in sync
+    assert capsys.readouterr().out.strip().endswith("in sync")
+    assert main(["ps", "--runtime", "swarm", "-f", f"{LABEL}={p}"]) == 0
+    assert f"{p}-migrate-1   1/1 completed" in capsys.readouterr().out
+
+
+def test_a_failed_job_fails_the_pass_holds_its_dependents_and_start_runs_it_again(
+    tmp_path: Path, swarm: Scope, busybox_image: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    m, p = tmp_path / "m", swarm.owner
+    # the job fails once (and leaves a mark in its volume), then completes when run again
+    write(m, "job.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Volume
+        metadata: {{name: {p}-marks}}
+        spec: {{deletionPolicy: Delete}}
+        ---
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {p}-migrate}}
+        spec:
+          image: {busybox_image}
+          command: [sh, -c, "test -e /marks/ran || {{ touch /marks/ran; exit 3; }}"]
+          volumes: ["{p}-marks:/marks"]
+          job: true
+        ---
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {p}-app}}
+        spec:
+          image: {busybox_image}
+          command: [sleep, "3600"]
+          restart: always
+          stopTimeout: 1s
+          dependsOn: [{p}-migrate]
+        """)
+    assert cli(swarm, "apply", str(m), "--timeout", "90s") == 1
+    out = capsys.readouterr()
+    assert f"job {p}-migrate failed: a copy exited with code 3 (0 of 1 copies completed); task error: task: " \
+           "non-zero exit (3)" in out.out + out.err, out
+    assert set(services(swarm)) == {f"{p}-migrate"}                 # app waits for it
+    tasks = swarm.rt.api.task_list({"service": [services(swarm)[f"{p}-migrate"]["ID"]]})
+    assert [t["Status"]["State"] for t in tasks] == ["failed"]      # restart no: Swarm runs it no more
+
+    assert cli(swarm, "apply", str(m)) == 1                        # a failed job, in every later pass
+    out = capsys.readouterr()
+    assert "job failed: exited (code 3); restart policy no leaves it stopped" in out.out + out.err, out
+    assert set(services(swarm)) == {f"{p}-migrate"}
+
+    assert main(["start", "--runtime", "swarm", f"{p}-migrate"]) == 0   # run it again
+    swarm.rt.wait_rollout(f"{p}-migrate", timeout=60)
+    assert cli(swarm, "apply", str(m), "--timeout", "60s") == 0
+    assert len(running_tasks(swarm, f"{p}-app")) == 1

@@ -10,7 +10,9 @@ task and Swarm rolls a failed one back. This backend adds what the reconciler ne
   manager as X-Registry-Auth, which hands them to the nodes that pull;
 - `wait_rollout` follows a create or an update until every wanted copy runs (healthy where a
   healthcheck exists), and fails naming the service and Swarm's task error when Swarm rolled
-  the update back, paused it, or it had not converged by the deadline;
+  the update back, paused it, or it had not converged by the deadline; a job service's until
+  the copies of its current run completed, failing once one failed and Swarm runs none again
+  (`run_again`, `reconcile start`'s, runs a job that is over again);
 - a removal returns once the service's tasks stopped, so the networks and volumes it used can
   go next;
 - secret files become Swarm secrets named by content (the stored file's digest), made before
@@ -304,8 +306,28 @@ class SwarmRuntime:
                                 api_version=self._request_version(config))
 
     def start_container(self, name_or_id: str) -> None:
-        """A service runs from its creation on: nothing to start (NotFound if it is missing)."""
+        """A service runs from its creation on: nothing to start (NotFound if it is missing).
+        (Not even a job whose run failed: the executor's start follows a create, and a job that
+        failed meanwhile would run twice; `run_again` is `reconcile start`'s.)"""
         self._service(name_or_id)
+
+    def run_again(self, name_or_id: str) -> None:
+        """`reconcile start` of a service: a job whose run is over (failed, or completed: as a
+        host's `start` of an exited container) runs again: its task spec's ForceUpdate counter
+        moves on, which starts Swarm's next job iteration. Any other service runs already:
+        nothing to do (NotFound if it is missing)."""
+        svc = self._service(name_or_id)
+        sid = str(svc["ID"])
+        run = services.job_run(svc, self._tasks([sid]).get(sid, []))
+        if run is None or run.outcome == "running":
+            return
+        spec = dict(svc.get("Spec") or {})
+        task = dict(spec.get("TaskTemplate") or {})
+        task["ForceUpdate"] = int(task.get("ForceUpdate") or 0) + 1
+        spec["TaskTemplate"] = task
+        image = str(((task.get("ContainerSpec") or {}).get("Image")) or "")
+        self.api.service_update(sid, int((svc.get("Version") or {}).get("Index", 0)), spec,
+                                registry_auth=self.registry_auth(image) if image else None)
 
     def stop_container(self, name_or_id: str, *, timeout: float | None = None) -> None:
         """A service is not stopped, only removed (which stops its copies): nothing to do."""
@@ -326,6 +348,9 @@ class SwarmRuntime:
                             str((svc.get("Spec") or {}).get("Name", "")))
 
     def wait_rollout(self, name_or_id: str, *, timeout: float, stop: Callable[[], bool] | None = None) -> None:
+        if services.job_run(self._service(name_or_id), []) is not None:
+            self._wait_job(name_or_id, timeout=timeout, stop=stop)
+            return
         began = self._clock()
         settled_at: float | None = None
         reason = ""                 # Swarm's message when it began to roll back (the why)
@@ -359,6 +384,35 @@ class SwarmRuntime:
                 raise self._failed(svc, now, where, timeout=timeout)
             self._sleep(self._poll)
 
+    def _wait_job(self, name_or_id: str, *, timeout: float, stop: Callable[[], bool] | None) -> None:
+        """Until every copy of the job's current run completed (exited 0); RolloutFailed naming
+        the copy's exit code and Swarm's task error once one failed and Swarm runs none again,
+        or when the run has not completed by `timeout`."""
+        began = self._clock()
+        while True:
+            svc = self._service(name_or_id)
+            sid, name = str(svc["ID"]), str((svc.get("Spec") or {}).get("Name", name_or_id))
+            run = services.job_run(svc, self._tasks([sid]).get(sid, []))
+            where = rollout.Step.WAIT if run is None else rollout.job_step(run)
+            if run is None or where is not rollout.Step.WAIT:
+                self._prune_secrets_of(svc)         # (a job has no rollback that needs the previous ones)
+            if run is None or where is rollout.Step.DONE:
+                return
+            err = str(((run.failed or {}).get("Status") or {}).get("Err") or "")
+            tail = f"; task error: {err}" if err else ""
+            if where is rollout.Step.FAILED:
+                raise errors.RolloutFailed(f"job {name} failed: a copy exited with code {run.exit_code} "
+                                           f"({run.counts()}){tail}",
+                                           hint=f"`reconcile ps --runtime swarm -a` shows its tasks; `docker service "
+                                           f"logs {name}` their output")
+            if stop is not None and stop():
+                raise errors.Cancelled(f"job {name}: {run.counts()}; not waited for, the reconciler is stopping",
+                                       hint="Swarm carries on with the job")
+            if self._clock() - began >= timeout:
+                raise errors.RolloutFailed(f"job {name} has not completed after {timeout:g}s: {run.counts()}{tail}",
+                                           hint="raise --timeout, or see `reconcile ps --runtime swarm -a`")
+            self._sleep(self._poll)
+
     def _prune_secrets_of(self, svc: Mapping[str, Any]) -> None:
         spec = svc.get("Spec") or {}
         self._prune_secrets(str((spec.get("Labels") or {}).get(_OWNER, "")), str(spec.get("Name", "")))
@@ -386,15 +440,19 @@ class SwarmRuntime:
                                     hint="raise --timeout, or see `reconcile ps --runtime swarm -a`")
 
     def tasks(self, selector: Mapping[str, str] | None = None, *, all_tasks: bool = False) -> dict[str, list[TaskRow]]:
-        """Each service's tasks (Swarm's current ones, or its whole kept history), by service."""
+        """Each service's tasks (Swarm's current ones, a job's those of its current run, or its
+        whole kept history), by service."""
         found = self.api.service_list(selector)
         nodes = {str(n["ID"]): str((n.get("Description") or {}).get("Hostname", "")) for n in self.api.node_list()}
         by_id = self._tasks() if found else {}
         out: dict[str, list[TaskRow]] = {}
         for s in sorted(found, key=lambda s: str((s.get("Spec") or {}).get("Name", ""))):
             name = str((s.get("Spec") or {}).get("Name", ""))
-            rows = [TaskRow(name, t, nodes) for t in by_id.get(str(s["ID"]), [])
-                    if all_tasks or t.get("DesiredState") == "running"]
+            mine = by_id.get(str(s["ID"]), [])
+            run = services.current_run(s, mine)        # a job's: the copies of its current run
+            ids = None if run is None else {t.get("ID") for t in run}
+            rows = [TaskRow(name, t, nodes) for t in mine
+                    if all_tasks or (t.get("DesiredState") == "running" if ids is None else t.get("ID") in ids)]
             out[name] = sorted(rows, key=lambda r: (str(r.slot or ""), r.node, services.timestamp(r.since)))
         return out
 

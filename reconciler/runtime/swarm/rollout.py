@@ -13,6 +13,10 @@ none for a scale or a label change), so what a look finds after our own call is 
                 WAIT        still converging (or rolling back)
                 ROLLED_BACK Swarm rolled the update back (FailureAction rollback)
                 PAUSED      Swarm paused the update or the rollback (FailureAction pause)
+
+A job service has no rolling update: `job_step(services.job_run(...))` is DONE once every
+copy of its current run completed, FAILED once a copy failed and Swarm runs none again (its
+restart policy gave up), else WAIT.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 from reconciler._dataclass import dataclass
 from reconciler.runtime.swarm import services
 
-__all__ = ["DEFAULT_MONITOR", "Look", "Step", "look", "step"]
+__all__ = ["DEFAULT_MONITOR", "Look", "Step", "job_step", "look", "step"]
 
 DEFAULT_MONITOR = 5.0       # seconds: Swarm's update monitor when the spec sets none
 
@@ -35,6 +39,7 @@ class Step(enum.StrEnum):
     WAIT = "wait"
     ROLLED_BACK = "rolled-back"
     PAUSED = "paused"
+    FAILED = "failed"           # a job's copy failed, and Swarm runs none again
 
 
 @dataclass(frozen=True)
@@ -82,3 +87,8 @@ def step(now: Look) -> Step:
     if now.state in ("updating", "rollback_started") or not converged:
         return Step.WAIT
     return Step.DONE if now.state == "completed" else Step.SETTLED
+
+
+def job_step(run: services.JobRun) -> Step:
+    """Where a job's current run stands: DONE, FAILED or WAIT."""
+    return {"completed": Step.DONE, "failed": Step.FAILED}.get(run.outcome, Step.WAIT)

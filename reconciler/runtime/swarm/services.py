@@ -17,6 +17,12 @@ in docs/swarm.md; where Swarm has no equivalent the choice is noted here:
   it; `service_spec` is given the ids);
 - `update.minReady` is Swarm's update monitor (0: Swarm's 5 s); a failed update is rolled
   back (`onFailure: rollback`, FailureAction rollback) or paused;
+- a job (`job: true`) is a replicated job (`Mode.ReplicatedJob`, Engine API 1.41): its copies
+  run to completion one at a time (`MaxConcurrent` 1: with more at once, Swarm starts the copies
+  of a failing job again and again, whatever its restart policy), with no update or rollback
+  config (Swarm refuses one for a job); a change runs it again (Swarm's next job iteration).
+  `job_run` says where the current run stands: completed, failed (a copy failed or was
+  rejected and Swarm runs none again), or running;
 - `shmSize` is a tmpfs mount at /dev/shm of that size (a ContainerSpec has no ShmSize; Docker
   mounts a tmpfs the spec names there instead of its own), and `domainname` the UTS namespace's
   kernel.domainname sysctl (a ContainerSpec has no Domainname), as the Docker backend sets it;
@@ -41,12 +47,16 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from reconciler._dataclass import dataclass
 from reconciler.runtime import base, errors
 
 __all__ = [
     "LABEL_PREFIX",
     "SINCE",
     "UNFINISHED",
+    "JobRun",
+    "current_run",
+    "job_run",
     "pinned_node",
     "placement",
     "refusals",
@@ -154,6 +164,9 @@ def refusals(config: base.ContainerConfig, *, api_version: str) -> list[str]:
             out.append(f"spec.networks[{i}]: a Swarm service's network attachment ({net}) has no "
                        f"{'/'.join(own)}: its tasks' interfaces are Swarm's; remove {'/'.join(own)}, or run it with a "
                        "single-host agent")
+    if config.job and config.global_mode:
+        out.append("spec.replicas: a job on every node (replicas: global) is not run on Swarm yet; give replicas a "
+                   "number (its copies run one after another), or run it with a single-host agent")
     out += _unhonoured(config)
     for field, (is_set, since, docker) in SINCE.items():
         if is_set(config) and _version(api_version) < _version(since):
@@ -397,16 +410,17 @@ def service_spec(
     if config.constraints or config.spread:
         task["Placement"] = {"Constraints": list(config.constraints),
                              "Preferences": [{"Spread": {"SpreadDescriptor": s}} for s in config.spread]}
-    return {
-        "Name": config.name,
-        "Labels": dict(config.labels),
-        "TaskTemplate": task,
-        "Mode": {"Global": {}} if config.global_mode else {"Replicated": {"Replicas": config.replicas}},
-        "UpdateConfig": _update_config(config, rollback=False),
-        "RollbackConfig": _update_config(config, rollback=True),
-        # (Swarm's routing mesh needs the service's virtual IP: with an ingress port, vip)
-        "EndpointSpec": {"Mode": "vip" if any(p.ingress for p in config.ports) else "dnsrr", "Ports": ports},
-    }
+    out: dict[str, Any] = {"Name": config.name, "Labels": dict(config.labels), "TaskTemplate": task}
+    if config.job:      # one copy at a time; Swarm refuses an update config for a job (no rolling update)
+        out["Mode"] = {"ReplicatedJob": {"MaxConcurrent": min(1, config.replicas),
+                                         "TotalCompletions": config.replicas}}
+    else:
+        out["Mode"] = {"Global": {}} if config.global_mode else {"Replicated": {"Replicas": config.replicas}}
+        out["UpdateConfig"] = _update_config(config, rollback=False)
+        out["RollbackConfig"] = _update_config(config, rollback=True)
+    # (Swarm's routing mesh needs the service's virtual IP: with an ingress port, vip)
+    out["EndpointSpec"] = {"Mode": "vip" if any(p.ingress for p in config.ports) else "dnsrr", "Ports": ports}
+    return out
 
 
 def timestamp(text: str | None) -> tuple[int, int]:
@@ -446,9 +460,74 @@ def _healthchecked(spec: Mapping[str, Any]) -> bool:
 
 
 def wanted_replicas(service: Mapping[str, Any]) -> int | None:
-    """A replicated service's replicas; None for a global one."""
-    replicated = ((service.get("Spec") or {}).get("Mode") or {}).get("Replicated")
+    """A replicated service's replicas (a job's: its completions); None for a global one."""
+    mode = (service.get("Spec") or {}).get("Mode") or {}
+    if "ReplicatedJob" in mode:
+        return int((mode["ReplicatedJob"] or {}).get("TotalCompletions") or 0)
+    replicated = mode.get("Replicated")
     return None if replicated is None else int(replicated.get("Replicas") or 0)
+
+
+# task states a copy of a job does not leave (Swarm's own order: complete < shutdown < failed ...)
+_ENDED = ("complete", "shutdown", "failed", "rejected", "remove", "orphaned")
+_PENDING_DESIRE = ("ready", "running", "complete")     # what Swarm still wants of a copy it runs or will
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """Where a job service's current run (Swarm's job iteration) stands, from its tasks."""
+
+    wanted: int                         # copies to complete (TotalCompletions)
+    completed: int                      # copies that exited 0
+    active: int                         # copies Swarm runs, or will (a restart its policy allows)
+    failures: int                       # copies that failed or were rejected (each one Swarm's restart, if any)
+    failed: Mapping[str, Any] | None    # the newest of those, if any
+
+    @property
+    def outcome(self) -> str:
+        """completed (every copy exited 0), failed (a copy failed and Swarm runs none again:
+        the restart policy gave up), else running."""
+        if self.completed >= self.wanted:
+            return "completed"
+        return "running" if self.active or self.failed is None else "failed"
+
+    @property
+    def exit_code(self) -> int:
+        """The failed copy's exit code (1 when it never ran: rejected, or no code)."""
+        code = (((self.failed or {}).get("Status") or {}).get("ContainerStatus") or {}).get("ExitCode")
+        return int(code) if code else 1
+
+    def counts(self) -> str:
+        return f"{self.completed} of {self.wanted} copies completed"
+
+
+def current_run(service: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]] | None:
+    """The tasks of a job service's current run (its job iteration); None: not a job."""
+    if "ReplicatedJob" not in ((service.get("Spec") or {}).get("Mode") or {}):
+        return None
+    iteration = int((((service.get("JobStatus") or {}).get("JobIteration")) or {}).get("Index") or 0)
+    return [t for t in tasks if int((t.get("JobIteration") or {}).get("Index") or 0) == iteration]
+
+
+def job_run(service: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -> JobRun | None:
+    """Where the current run of a job service stands (None: not a job), from all its tasks: the
+    run's are those of its job iteration (Swarm counts a job's completions so; a run before an
+    update of the same task spec would pass Swarm's `_up-to-date` filter). A copy that failed
+    while Swarm still wants it complete is one Swarm has not decided about yet: active."""
+    run = current_run(service, tasks)
+    if run is None:
+        return None
+    completed = active = 0
+    failures = sorted((t for t in run if (t.get("Status") or {}).get("State") in ("failed", "rejected")),
+                      key=lambda t: timestamp((t.get("Status") or {}).get("Timestamp")))
+    for t in run:
+        state, desired = (t.get("Status") or {}).get("State"), t.get("DesiredState")
+        if state == "complete":
+            completed += 1
+        elif desired in _PENDING_DESIRE and (state not in _ENDED or state in ("failed", "rejected")):
+            active += 1
+    return JobRun(wanted=wanted_replicas(service) or 0, completed=completed, active=active,
+                  failures=len(failures), failed=failures[-1] if failures else None)
 
 
 def running_tasks(tasks: Sequence[Mapping[str, Any]]) -> int:
@@ -490,6 +569,9 @@ def service_state(
     ContainerState: running when every wanted copy of the current spec runs and no rolling update
     is unfinished (`UNFINISHED`), restarting (converging) while not; its image, the one its
     running tasks run (", "-joined when an update left them mixed; the spec's while none runs)."""
+    job = job_run(service, tasks)
+    if job is not None:
+        return _job_state(service, job)
     spec = service.get("Spec") or {}
     cspec = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
     image = str(cspec.get("Image", ""))
@@ -529,6 +611,34 @@ def service_state(
         replicas=wanted_replicas(service),
         replicas_running=running,
         placement=placement(spec),
+    )
+
+
+def _job_state(service: Mapping[str, Any], job: JobRun) -> base.ContainerState:
+    """A job service as a container that runs a job: running while its current run does (or has
+    not begun), exited 0 once every copy completed, exited with the failed copy's code once a
+    copy failed and Swarm runs none again (the planner's job rules then hold what depends on it)."""
+    spec = service.get("Spec") or {}
+    image = str((((spec.get("TaskTemplate") or {}).get("ContainerSpec")) or {}).get("Image", ""))
+    outcome = job.outcome
+    status = base.ContainerStatus.RUNNING if outcome == "running" else base.ContainerStatus.EXITED
+    failed = (job.failed or {}).get("Status") or {}
+    return base.ContainerState(
+        id=str(service.get("ID", "")),
+        name=str(spec.get("Name", "")),
+        image=image,
+        image_id=image.rpartition("@")[2] if "@" in image else "",
+        labels=dict(spec.get("Labels") or {}),
+        status=status,
+        created=str(service.get("CreatedAt", "")),
+        exit_code=None if outcome == "running" else 0 if outcome == "completed" else job.exit_code,
+        started_at=str(((service.get("JobStatus") or {}).get("LastExecution")) or "") or None,
+        restart_count=job.failures,
+        error=str(failed.get("Err") or "") or None,
+        replicas=job.wanted,
+        replicas_running=job.completed,
+        placement=placement(spec),
+        job=True,
     )
 
 

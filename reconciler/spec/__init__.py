@@ -81,7 +81,10 @@ def load(
 
     `replicas: N` on a Container is N containers `<name>-1` .. `<name>-N` of one host (as compose
     runs a scaled service), each with `replicas` 1; with `cluster` (the runtime is a cluster of
-    services, `--runtime swarm`) the Container stays one service with N replicas.
+    services, `--runtime swarm`) the Container stays one service with N replicas, and one without
+    `restart` (a job aside) is restarted whatever its exit (`always`, Swarm's `any`, as `docker
+    stack deploy` makes a service without a restart policy), where a single host leaves it down
+    (Docker's `no`).
 
     `engine` names the engine that converges the manifests (`--runtime`: native, docker, swarm,
     fake; None: any): what it cannot honour (a Volume's `driver` and `driverOpts` on the native
@@ -158,7 +161,8 @@ def _load(
     # the manifests' bases are real paths (reading.py), and so is the root they are placed from
     builder = building.Builder(problems, limits, root=os.path.realpath(root),
                                live=None if live is None else os.path.normpath(os.path.abspath(live)),
-                               decryption=decryption, engine=engine, warnings=warnings, known_valid=known_valid)
+                               decryption=decryption, engine=engine, warnings=warnings, known_valid=known_valid,
+                               cluster=cluster)
     project = ""
     compose_problems = 0            # how many of `problems` the compose steps reported
     dropped: list[str] = []         # the compose keys whose values they took out

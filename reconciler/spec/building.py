@@ -95,6 +95,10 @@ class Builder:
     pins: dict[str, str] = field(default_factory=dict)       # the lock file's ref -> digest (lock.py)
     decryption: sops.Keys | None = None     # opens SOPS-encrypted env files (spec.load's `decryption`)
     engine: str | None = None       # the engine that converges them (spec.load's `engine`); None: any
+    # a cluster of services converges them (spec.load's `cluster`: Swarm): a Container without
+    # `restart` is restarted whatever its exit (always: Swarm's `any`, as docker stack deploy
+    # makes a service without a restart policy), not left down (Docker's `no` on one host)
+    cluster: bool = False
     warnings: list[errors.Problem] = field(default_factory=list)     # what loads but is not honoured there
     known_valid: validity.KnownValid | None = None      # documents that passed their schema before
     _file_cache: dict[str, bytes | None] = field(default_factory=dict)
@@ -529,7 +533,8 @@ class Builder:
         volumes = self.volumes(d, spec, names["Volume"], files)
         secrets = self.secrets(d, spec, files, {m.target for m in volumes})
 
-        restart_name, max_retries = units.parse_restart(spec.get("restart", "no"))
+        default_restart = "always" if self.cluster and not spec.get("job") else "no"     # (a job's: no)
+        restart_name, max_retries = units.parse_restart(spec.get("restart", default_restart))
         if spec.get("job") and restart_name in ("always", "unless-stopped"):
             self.report(d, sp("restart"), f"a job runs to completion; restart {restart_name} would run it again "
                         "and again: use no or on-failure")

@@ -9,6 +9,7 @@ import base64
 import json
 import re
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -785,3 +786,29 @@ def test_a_failed_job_fails_the_pass_holds_its_dependents_and_start_runs_it_agai
     swarm.rt.wait_rollout(f"{p}-migrate", timeout=60)
     assert cli(swarm, "apply", str(m), "--timeout", "60s") == 0
     assert len(running_tasks(swarm, f"{p}-app")) == 1
+
+
+def test_a_service_without_a_restart_policy_has_its_lost_copy_replaced_as_docker_stack_deploy_makes_it(
+    tmp_path: Path, swarm: Scope, busybox_image: str,
+) -> None:
+    m, p = tmp_path / "m", swarm.owner
+    write(m, "api.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {p}-api}}
+        spec:
+          image: {busybox_image}
+          command: [sleep, "3600"]
+          stopTimeout: 1s
+        """)
+    assert cli(swarm, "apply", str(m)) == 0
+    spec = services(swarm)[f"{p}-api"]["Spec"]
+    assert spec["TaskTemplate"]["RestartPolicy"]["Condition"] == "any"      # (it was none: never replaced)
+    (lost,) = running_tasks(swarm, f"{p}-api")
+    swarm.daemon.docker("kill", lost["Status"]["ContainerStatus"]["ContainerID"])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and [t["ID"] for t in running_tasks(swarm, f"{p}-api")] in ([], [lost["ID"]]):
+        time.sleep(0.5)
+    (new,) = running_tasks(swarm, f"{p}-api")
+    assert new["ID"] != lost["ID"]
+    assert cli(swarm, "diff", str(m)) == 0

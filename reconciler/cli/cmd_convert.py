@@ -52,8 +52,14 @@ def run(args: argparse.Namespace) -> int:
 
     opts = spec.ComposeOptions(files=tuple(args.files), project_name=args.project_name,
                                profiles=tuple(args.profiles) if args.profiles else None)
+    from reconciler.cli import options
+
     try:
-        desired, docs = spec.convert(args.directory, compose=opts, engine=args.runtime)
+        # loaded as apply loads it for that runtime: on Swarm a scaled service is one service, not
+        # a single host's numbered containers (whose checks, one host port for all, do not hold)
+        desired, docs = spec.convert(args.directory, compose=opts, engine=args.runtime,
+                                     cluster=args.runtime == "swarm")
+        options.check_target(desired, args.runtime)
     except spec.SpecError as exc:
         for problem in exc.problems:
             print(problem)

@@ -32,18 +32,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def _refused(desired: Any, runtime: str) -> None:
-    """What the target runtime refuses of the containers, as `apply` would find it (a SpecError),
-    judged without an engine: the Swarm refusals that hold at every API version of a manager."""
-    from reconciler.runtime import opening
-
-    refusals = opening.offline_refusals(runtime)
-    if refusals is not None and desired.containers:
-        from reconciler.execution import passes
-
-        passes.check_refusals(desired, refusals)
-
-
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -56,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         desired = spec.load(args.path, policy=chosen, decryption=options.decryption_keys(args),
                             cluster=args.runtime == "swarm", engine=args.runtime)
-        _refused(desired, args.runtime)
+        options.check_target(desired, args.runtime)
     except spec.SpecError as exc:
         if output.wants_data(args):
             output.print_data({

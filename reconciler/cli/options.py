@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = ["DECRYPTION", "DEFAULT_ROOT", "DEFAULT_RUN_DIR", "POLICY", "add_decryption_flag", "add_engine_options", "add_policy_flag",
-           "add_target_flag", "decryption_keys", "engine_defaults"]
+           "add_target_flag", "check_target", "decryption_keys", "engine_defaults"]
 
 DEFAULT_ROOT = "/var/lib/reconciler"
 DEFAULT_RUN_DIR = "/run/reconciler"
@@ -106,6 +106,20 @@ def add_target_flag(parser: argparse.ArgumentParser) -> None:
                         choices=("native", "docker", "swarm", "fake"),
                         help="the engine the manifests are for: what it cannot honour is an error too, as "
                         "apply and the agent report it (default: $RECONCILER_RUNTIME; unset: any engine)")
+
+
+def check_target(desired: Any, runtime: str | None) -> None:
+    """What the target runtime (--runtime) refuses of the containers loaded for it, as `apply`
+    would find it (a SpecError), judged without an engine: the Swarm refusals that hold at every
+    API version of a manager (validate, convert). The manifests are loaded for it already:
+    `spec.load`'s (or `convert`'s) `cluster` and `engine`."""
+    from reconciler.runtime import opening
+
+    refusals = opening.offline_refusals(runtime or "")
+    if refusals is not None and desired.containers:
+        from reconciler.execution import passes
+
+        passes.check_refusals(desired, refusals)
 
 
 def add_decryption_flag(parser: argparse.ArgumentParser) -> None:

@@ -120,13 +120,15 @@ def load(
 
 def convert(
     path: str | os.PathLike[str], *, compose: ComposeOptions | None = None, policy: Policy | None = None,
-    engine: str | None = None,
+    engine: str | None = None, cluster: bool = False,
 ) -> tuple[DesiredState, list[dict[str, Any]]]:
     """The compose project at `path` (or `compose.files`) as native manifest documents, with the
     state they load into; raises SpecError like `load` (also when `path` holds no compose file).
 
     The documents name files relative to the project directory (bind sources, build contexts):
-    saved there, they load into the same objects with the same spec hashes. `engine`: as for `load`.
+    saved there, they load into the same objects with the same spec hashes. `engine` and
+    `cluster`: as for `load` (the documents are the same either way; the state, and what is
+    refused of it, is the runtime's).
     """
     from reconciler.spec import compose as compose_mod
 
@@ -135,7 +137,7 @@ def convert(
         names = ", ".join(compose_mod.COMPOSE_FILES)
         raise SpecError([Problem(target, 0, 0, "", "", "", f"no compose file here (one of {names}); give a "
                                  "directory holding one, or the files with -f")])
-    desired, docs = _load(target, None, True, policy, None, compose, engine=engine)
+    desired, docs = _load(target, None, True, policy, None, compose, cluster=cluster, engine=engine)
     return desired, [d.data for d in docs]
 
 

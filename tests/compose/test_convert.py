@@ -219,3 +219,41 @@ def test_ports_without_a_host_port_convert_to_the_long_form_the_engine_chooses_f
     assert [(p.host_ip, p.host_port, p.container_port, p.protocol) for p in ports] == [
         ("0.0.0.0", 0, 80, "tcp"), ("127.0.0.1", 0, 53, "udp"), ("::1", 0, 443, "tcp"), ("127.0.0.1", 8080, 81, "tcp")]
     assert [c.ports[0].host_port for n, c in sorted(from_compose.containers.items()) if n.startswith("rand-api")] == [0, 0]
+
+
+def test_convert_for_swarm_loads_as_a_cluster_and_refuses_what_validate_for_swarm_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three copies publishing one host port: one host cannot run them (its numbered containers
+    would share the port), Swarm can (one service; a copy per node, or the routing mesh). `convert
+    --runtime swarm` ran the single host's checks and refused it, where apply and validate for
+    Swarm accept it; and it did not refuse what they refuse."""
+    for var in ("COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES", "COMPOSE_FILE", "RECONCILER_RUNTIME"):
+        monkeypatch.delenv(var, raising=False)
+    root = tmp_path / "scaled"
+    root.mkdir()
+    compose = textwrap.dedent("""
+        services:
+          web:
+            image: registry.local/web:1
+            ports: ["8080:80"]
+            deploy: {replicas: 3}
+        """)
+    (root / "compose.yaml").write_text(compose)
+    one_host = f"{root}/compose.yaml:5:13: services.web.ports[0]: 3 replicas cannot all publish host port 8080/tcp"
+    for target in ([], ["--runtime", "native"], ["--runtime", "docker"]):
+        assert main(["convert", *target, str(root)]) == 2, target
+        assert capsys.readouterr().out.startswith(one_host)
+    assert main(["validate", "--runtime", "swarm", str(root)]) == 0
+    capsys.readouterr()
+    assert main(["convert", "--runtime", "swarm", str(root)]) == 0
+    (web,) = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d["kind"] == "Container"]
+    assert (web["metadata"]["name"], web["spec"]["replicas"], web["spec"]["ports"]) == ("scaled-web", 3, ["8080:80/tcp"])
+
+    # what a cluster refuses (a port on one address), convert for Swarm refuses as validate does
+    (root / "compose.yaml").write_text(compose.replace('"8080:80"', '"127.0.0.1:8080:80"'))
+    assert main(["validate", "--runtime", "swarm", str(root)]) == 2
+    refused = capsys.readouterr().out
+    assert "spec.ports[0]: a service publishes on every address of its node" in refused
+    assert main(["convert", "--runtime", "swarm", str(root)]) == 2
+    assert capsys.readouterr().out == refused

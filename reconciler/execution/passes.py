@@ -374,8 +374,8 @@ def _run_pass(
     began = time.monotonic()
     eo = execute_options or executor.ExecuteOptions(max_workers=options.max_workers)
     plan, errors, inventory, observed, seen = _prepare(desired, runtime, db, options, now=started_at, stop=eo.stop)
-    for ref, err in errors.items():
-        log.warning("digest_unresolved", ref=ref, error=err)
+    # the resolve errors go out with the result: each caller says them once, as its own (the
+    # CLI's `warning:` lines, the agent's `tags_unresolved` when they change)
     if options.dry_run:
         result = PassResult(desired.revision, plan, None, errors, time.monotonic() - began)
         log.info("reconcile_pass", dry_run=True, result=result.result, actions=len(plan.actions),

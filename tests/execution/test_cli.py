@@ -254,3 +254,23 @@ def test_the_collector_is_off_while_a_pass_starts_and_on_for_its_actions(
     assert gc.isenabled()
     assert cli(root, "apply", str(m)) == 0                  # nothing to do: no action
     assert gc.isenabled()
+
+
+def test_an_unresolvable_tag_is_warned_of_once(tmp_path: Path, root: Path) -> None:
+    """`--once` when the registry no longer knows a running tag: one `warning:` line a person reads,
+    not beside it the pass's log line of the same (a JSON line at the CLI's log level)."""
+    m = tmp_path / "m"
+    write(m, "web.yaml", container_doc("web"))
+    assert cli(root, "apply", str(m)) == 0
+    state = json.loads((root / "fake-runtime.json").read_text())
+    state["registry"] = {}                                  # the tag is gone from the registry
+    (root / "fake-runtime.json").write_text(json.dumps(state))
+    from reconciler._sqlite import Database
+
+    with Database(root / "state.db").tx() as conn:       # let the cached answer expire
+        conn.execute("UPDATE inv_digests SET resolved_at = 0")
+    proc = subprocess.run([sys.executable, "-m", "reconciler", "apply", str(m), "--root", str(root),
+                           "--runtime", "fake"], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("manifest unknown") == 1, proc.stderr
+    assert "warning: could not resolve" in proc.stderr

@@ -162,7 +162,9 @@ def _down_now(args: argparse.Namespace, db: Any) -> dict[str, dict[str, str]]:
     """owner -> {container: why} for the containers its last pass applied (the inventory) that
     do not run as their spec says now: the native engine's records read as `ps` reads them
     (nothing created, no recovery), judged by the pass's own rule (`passes.down`) with the
-    restart policy and job of the spec the inventory keeps. Nothing for another engine's root."""
+    restart policy and job of the spec the inventory keeps; and the containers a start-first
+    replacement of the owner left under `<name>.next` (`planner.leftovers`). Nothing for another
+    engine's root."""
     import json
     import sqlite3
 
@@ -182,6 +184,7 @@ def _down_now(args: argparse.Namespace, db: Any) -> dict[str, dict[str, str]]:
         return {}
     from reconciler.cli import cmd_ps
     from reconciler.execution import observing, passes
+    from reconciler.planning import planner
 
     store = cmd_ps.open_records(args)
     try:
@@ -197,6 +200,9 @@ def _down_now(args: argparse.Namespace, db: Any) -> dict[str, dict[str, str]]:
                                                           policy=str((spec.get("restart") or {}).get("name", "no")))
         if why:
             out.setdefault(owner, {})[name] = why
+    for owner in sorted({owner for owner, _, _ in applied}):     # a start-first replacement killed midway
+        for tmp, name in planner.leftovers(observed, owner).items():
+            out.setdefault(owner, {})[tmp] = planner.leftover_why(name)
     return out
 
 

@@ -326,6 +326,9 @@ def _perform(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> 
         if not isinstance(runtime, base.Renaming):
             raise _ActionFailed(f"runtime {runtime.name} cannot rename containers")
         runtime.rename_container(a.target, a.new_name)
+        if isinstance(a.spec, models.Container):    # a leftover renamed into place: what it runs, for the inventory
+            config, digest = _config(a, runtime)
+            return {"config": base.config_to_json(_image_volumes(config, a, runtime, digest)), "image_digest": digest}
         return {}
     raise _ActionFailed(f"the executor has no handler for {k}")   # pragma: no cover
 

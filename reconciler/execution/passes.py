@@ -150,7 +150,9 @@ def unready(desired: models.DesiredState, states: Iterable[base.ContainerState],
     probes such ones first, `observing.probe_stale`, and judges what the probe saw); a job, that
     it exited with code 0 (or still runs); a service, that every wanted copy runs. A desired container's observed one is the planner's: the container of that
     name (`observing.by_name`; `seen`: those made of `states` already). Containers whose drift is
-    only reported are left out (they are drift)."""
+    only reported are left out (they are drift). A container a start-first replacement left
+    under `<name>.next` (its process killed midway: `planner.leftovers`) is not converged
+    either, whichever container of the name runs."""
     observed = observing.by_name(states) if seen is None else seen
     out: dict[str, str] = {}
     for name, c in sorted(desired.containers.items()):
@@ -160,6 +162,8 @@ def unready(desired: models.DesiredState, states: Iterable[base.ContainerState],
         why = "not created" if o is None else down(o, job=c.job, policy=c.restart.name)
         if why:
             out[name] = why
+    for tmp, name in planner.leftovers(observed).items():     # (`states`: one owner's)
+        out[tmp] = planner.leftover_why(name)
     return out
 
 
@@ -475,7 +479,9 @@ def record(
         def container_entry(name: str = name, c: models.Container = c) -> inv.Entry:
             rs = by_resource.get(str(ResourceId.container(name)), [])
             created = next((r for r in rs if r.action.kind in (Kind.CREATE, Kind.UPDATE)
-                            and r.status is changes.Status.DONE), None)
+                            and r.status is changes.Status.DONE), None) or next(
+                (r for r in rs if r.action.kind is Kind.RENAME and r.config is not None      # a leftover adopted
+                 and r.status is changes.Status.DONE), None)
             old = current.entries.get(("Container", name))
             if created is not None:
                 config, digest = created.config, created.image_digest

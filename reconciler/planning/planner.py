@@ -17,6 +17,10 @@ same plan text. The rules are DESIGN §5:
 - state: a matching running container is left alone (a paused one noted, not unpaused), a
   restarting one is converging, a stopped one is started only if its restart policy says it
   should run;
+- leftovers: a start-first replacement whose process died leaves its new container under
+  `<name>.next` (`leftovers`): renamed into place when `<name>` is gone and still desired
+  (it passed its start's wait: the old one was removed after it), else stopped and removed
+  before anything else is made (two containers of one name would mount the same volumes);
 - prune: inventory minus desired, only owned objects still carrying our labels, never to
   empty without `allow_empty`, named volumes only with `deletionPolicy: Delete`;
 - a desired volume the engine reports it cannot mount (`ObservedVolume.problem`: the native
@@ -35,8 +39,8 @@ same plan text. The rules are DESIGN §5:
   planner unexpanded is refused.
 
 `_Planner` works in phases, one method each, in the order the actions are numbered: inputs →
-prune containers → networks and volumes → images → containers → ordering (what waits for what,
-what is held back) → prune networks and volumes. The maps one phase fills and a later one reads
+prune containers → leftovers (of a start-first replacement killed midway) → networks and volumes →
+images → containers → ordering (what waits for what, what is held back) → prune networks and volumes. The maps one phase fills and a later one reads
 are its documented fields. Rules shared with other parts live in their one home:
 `reconciler.restarting` (should a stopped container run), `planning/implied.py` (tracked image
 tags, implicit volumes, ownership labels).
@@ -50,7 +54,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler import restarting
-from reconciler._dataclass import dataclass, field
+from reconciler._dataclass import dataclass, field, replace
 from reconciler.planning import actions, implied
 from reconciler.spec import hashing, models
 from reconciler.spec.ids import ResourceId
@@ -58,7 +62,7 @@ from reconciler.state import inventory as inv
 from reconciler.state import labels as labelmod
 from reconciler.state import observed as obs
 
-__all__ = ["PlanOptions", "field_changes", "plan"]
+__all__ = ["PlanOptions", "field_changes", "leftover_why", "leftovers", "plan"]
 
 Kind = actions.ActionKind
 _SPECIAL_NETWORKS = frozenset({"host", "none", "bridge", "default"})
@@ -240,6 +244,29 @@ def _held(
             f"retry after {_when(failure.retry_at)} or with a new revision")
 
 
+def leftovers(containers: Mapping[str, obs.ObservedContainer], owner: str | None = None) -> dict[str, str]:
+    """The containers a start-first replacement left behind when its process died (killed
+    between its new container's create and its rename into place), by their name
+    (`<name>.next`, `actions.TEMP_SUFFIX`) -> `<name>`: those of `owner` (None: whoever owns the
+    containers given, one owner's already) whose name label is `<name>`, the labels that
+    replacement gave them. A container a manifest names `x.next` is labelled so, and not one.
+    The one rule for the planner, a pass's verdict (`passes.unready`) and `reconcile status`."""
+    out: dict[str, str] = {}
+    for name, o in containers.items():
+        if not name.endswith(actions.TEMP_SUFFIX) or o.owner is None:
+            continue
+        base = name.removesuffix(actions.TEMP_SUFFIX)
+        if o.owner.name == base and (owner is None or o.owner.owner == owner):
+            out[name] = base
+    return out
+
+
+def leftover_why(name: str) -> str:
+    """What `reconcile status` and a pass's verdict say of a leftover of `name`'s replacement."""
+    return (f"left by a start-first replacement of {name} that did not finish (its process killed?): "
+            f"the next pass renames it to {name} if {name} is gone, else removes it")
+
+
 def _topo_containers(containers: Mapping[str, models.Container]) -> list[str]:
     order: list[str] = []
     state: dict[str, int] = {}
@@ -326,10 +353,15 @@ class _Planner:
     ready: dict[str, str] = field(default_factory=dict)         # name → action after which it runs
     held_back: set[str] = field(default_factory=set)            # left out with their dependents
     drift: set[str] = field(default_factory=set)                # "resource: cause" reported, not made
+    # leftovers → containers: a leftover `<name>.next` renamed into place, by `<name>`: (the
+    # rename's key, the container as observed under its new name); every leftover's name
+    adopted: dict[str, tuple[str, obs.ObservedContainer]] = field(default_factory=dict)
+    leftover_names: set[str] = field(default_factory=set)
 
     def plan(self) -> actions.Plan:
         self._inputs()
         self._prune_containers()
+        self._leftovers()
         self._networks()
         self._volumes()
         self._images()
@@ -402,6 +434,39 @@ class _Planner:
                 self.container_removals.append(b.add(
                     f"remove:{res}", Kind.REMOVE, res, "not in desired state (prune)", dep, target=o.id))
 
+    def _leftovers(self) -> None:
+        """What a start-first replacement left under `<name>.next` when its process died
+        (`leftovers`). With `<name>` gone and still desired (killed after the old container's
+        removal: the new one had passed its start's wait), it is renamed into place and every
+        later rule takes it for `<name>`'s container (`adopted`: a spec changed since replaces
+        it as usual). Otherwise (the old one is still there, or `<name>` left the manifests)
+        it is stopped and removed before any container is made or network removed, as a
+        prune's: beside `<name>` it would mount the same volumes, hold an address and keep its
+        network in use, unreported."""
+        b, opts = self.b, self.options
+        found = leftovers(self.observed.containers, opts.owner)
+        self.leftover_names = set(found)
+        for tmp, name in sorted(found.items()):
+            o = self.observed.containers[tmp]
+            c = self.desired.containers.get(name)
+            why = f"left by an interrupted start-first replacement of {name}"
+            if c is not None and name not in self.observed.containers and opts.can_rename and o.owner is not None:
+                res = str(ResourceId.container(name))
+                fields: dict[str, Any] = {}
+                if o.owner.spec_hash == c.spec_hash:   # the inventory records the config it runs
+                    digest = o.owner.image_digest
+                    fields = {"spec": c, "labels": self._labels("Container", name, c, digest), "image": c.image,
+                              "image_digest": digest}
+                key = b.add(f"adopt:{res}", Kind.RENAME, res, f"{why}: its new container, renamed into place",
+                            target=tmp, new_name=name, **fields)
+                self.adopted[name] = (key, replace(o, name=name))
+                continue
+            res = str(ResourceId.container(tmp))
+            dep: list[str] = []
+            if o.status in {"running", "restarting"}:
+                dep = [b.add(f"stop:{res}", Kind.STOP, res, why, target=o.id, spec=None)]
+            self.container_removals.append(b.add(f"remove:{res}", Kind.REMOVE, res, why, dep, target=o.id))
+
     def _prune_networks_and_volumes(self) -> None:
         b, opts = self.b, self.options
         external = {("Network", n) for n in self.desired.external_networks} | \
@@ -438,7 +503,7 @@ class _Planner:
         for name in sorted(self.observed.containers):
             oc = self.observed.containers[name]
             if (_owned(oc.owner, opts) and name not in self.desired.containers
-                    and ("Container", name) not in self.inventory.entries and not name.endswith(actions.TEMP_SUFFIX)):
+                    and ("Container", name) not in self.inventory.entries and name not in self.leftover_names):
                 b.notes.append(f"{ResourceId.container(name)} carries our owner label but is not in the inventory: "
                                "left untouched")
 
@@ -579,10 +644,12 @@ class _Planner:
             first = len(self.b.order)
             self._container(self.desired.containers[name])
             self._hold_back_from(name, self.b.order[first:])
+            if name in self.adopted:            # what depends on it waits for its name
+                self.ready.setdefault(name, self.adopted[name][0])
 
     def _container(self, c: models.Container) -> None:
         name, res = c.name, str(ResourceId.container(c.name))
-        o = self.observed.containers.get(name)
+        o = self.observed.containers.get(name) or (self.adopted[name][1] if name in self.adopted else None)
         ingress = [i for i, p in enumerate(c.ports) if p.ingress]
         if c.replicas != 1 and not self.options.cluster:
             self.ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res,
@@ -621,7 +688,8 @@ class _Planner:
         deps += [self.vol_ready.get(m.source, "") for m in c.volumes if m.type == "volume"]
         deps.append(self.img_ready.get(c.image, ""))
         deps += [self.ready.get(d, "") for d in c.depends_on]
-        return deps + self.container_removals + self._pin(c)
+        adopt = [self.adopted[c.name][0]] if c.name in self.adopted else []
+        return deps + self.container_removals + adopt + self._pin(c)
 
     def _pin(self, c: models.Container) -> list[str]:
         """On a cluster, what a service's create or update waits on when its image has no digest:
@@ -760,7 +828,11 @@ class _Planner:
         group = f"recreate:{res}"
         entry = self.inventory.entries.get(("Container", name))
         rollback: dict[str, Any] | None = None
-        if c.update.on_failure == "rollback" and entry is not None and entry.config and not self.options.cluster:
+        # (an adopted leftover runs a spec the inventory has no config of: nothing to roll back to)
+        adopted_other = name in self.adopted and entry is not None and o.owner is not None \
+            and entry.spec_hash != o.owner.spec_hash
+        if c.update.on_failure == "rollback" and entry is not None and entry.config and not self.options.cluster \
+                and not adopted_other:
             rollback = {"config": dict(entry.config), "image_id": o.image_id}
             if c.secrets or entry.config.get("secret_env"):
                 rollback["secrets"] = _unchanged_secrets(entry.config, c)

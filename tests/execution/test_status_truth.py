@@ -63,6 +63,19 @@ def test_unready_says_which_desired_container_is_down_and_why(
         assert reason in down["app"]
 
 
+def test_a_next_a_start_first_replacement_left_is_not_converged(tmp_path: Path) -> None:
+    """`app.next`, labelled `app`, runs beside `app` (or alone): a replacement killed midway,
+    reported until a pass puts it right; one a manifest named so (its label says) is not."""
+    d = desired(tmp_path, "always")
+    left = dataclasses.replace(state("running"), id="c2", name="app.next")
+    assert passes.unready(d, [state("running"), left]) == {
+        "app.next": "left by a start-first replacement of app that did not finish (its process killed?): "
+                    "the next pass renames it to app if app is gone, else removes it"}
+    assert set(passes.unready(d, [left])) == {"app", "app.next"}
+    named = dataclasses.replace(left, labels={labels.NAME: "app.next", labels.OWNER: "default"})
+    assert passes.unready(d, [state("running"), named]) == {}
+
+
 def test_an_unhealthy_container_is_not_converged(tmp_path: Path) -> None:
     d = desired(tmp_path, "always", ", healthcheck: {test: [CMD, 'true']}")
     assert passes.unready(d, [state("running", health="unhealthy")]) == {"app": "running but unhealthy"}

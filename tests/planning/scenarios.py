@@ -398,6 +398,49 @@ def start_first_without_rename_falls_back() -> Case:
     return case(desired(SF, SHOP, DATA), up(), inv.Inventory.of([entry(WEB)]))
 
 
+def leftover(c: models.Container, **kw: Any) -> obs.ObservedContainer:
+    """The new container of `c`'s start-first replacement, left under `<name>.next` (its labels
+    name `c`) by a process killed before it renamed it into place."""
+    return replace(running(c, **kw), id=f"id-{c.name}.next", name=f"{c.name}.next")
+
+
+@scenario
+def start_first_leftover_renamed_into_place() -> Case:
+    """Killed after the old container's removal: the new one is all that runs, as web.next."""
+    return case(desired(SF, SHOP, DATA), observed(leftover(SF), onet(SHOP), ovol("data")),
+                inv.Inventory.of([entry(WEB), entry(SHOP), entry(DATA)]), can_rename=True)
+
+
+@scenario
+def start_first_leftover_renamed_then_replaced() -> Case:
+    """The same, and the manifest changed again since: renamed, then replaced as usual."""
+    sf3 = replace(SF, env={"V": "3"}, spec_hash="h-web-3")
+    return case(desired(sf3, SHOP, DATA), observed(leftover(SF), onet(SHOP), ovol("data")),
+                inv.Inventory.of([entry(WEB), entry(SHOP), entry(DATA)]), can_rename=True)
+
+
+@scenario
+def start_first_leftover_beside_the_old() -> Case:
+    """Killed between the new container's start and the old one's stop: both run."""
+    return case(desired(SF, SHOP, DATA), up(leftover(SF)), inv.Inventory.of([entry(WEB), entry(SHOP), entry(DATA)]),
+                can_rename=True)
+
+
+@scenario
+def start_first_leftover_of_a_removed_container() -> Case:
+    """The manifest of a container whose replacement was killed midway is removed: its leftover
+    goes with it, before its network."""
+    return case(desired(DATA), observed(leftover(SF), onet(SHOP), ovol("data")),
+                inv.Inventory.of([entry(WEB), entry(SHOP), entry(DATA)]), can_rename=True)
+
+
+@scenario
+def start_first_leftover_without_rename() -> Case:
+    """An engine that cannot rename: the leftover is removed and the container made anew."""
+    return case(desired(SF, SHOP, DATA), observed(leftover(SF, status="exited"), onet(SHOP), ovol("data")),
+                inv.Inventory.of([entry(WEB), entry(SHOP), entry(DATA)]))
+
+
 @scenario
 def implicit_volume() -> Case:
     c = container("x", volumes=(models.VolumeMount("volume", "cache", "/c", False),))

@@ -340,6 +340,43 @@ note: container:web: start-first falls back to stop-first: it has a fixed MAC ad
 [3] -> #4 container:web, start, spec hash changed: env
 note: container:web: start-first falls back to stop-first: the runtime cannot rename containers
 """,
+    "start_first_leftover_renamed_into_place": """\
+[] -> #1 container:web, rename web.next -> web, left by an interrupted start-first replacement of web: its new container, renamed into place
+""",
+    "start_first_leftover_renamed_then_replaced": """\
+[] -> #1 container:web, rename web.next -> web, left by an interrupted start-first replacement of web: its new container, renamed into place
+[1] -> #2 container:web, create web.next, spec hash changed: env
+      env.V: added
+      update.health_timeout: 60.0 -> 30.0
+      update.order: 'stop-first' -> 'start-first'
+[2] -> #3 container:web, start web.next, spec hash changed: env
+[3] -> #4 container:web, stop, spec hash changed: env
+[4] -> #5 container:web, remove, spec hash changed: env
+[5] -> #6 container:web, rename web.next -> web, spec hash changed: env
+""",
+    "start_first_leftover_beside_the_old": """\
+[] -> #1 container:web.next, stop, left by an interrupted start-first replacement of web
+[1] -> #2 container:web.next, remove, left by an interrupted start-first replacement of web
+[2] -> #3 container:web, create web.next, spec hash changed: env
+      env.V: added
+      update.health_timeout: 60.0 -> 30.0
+      update.order: 'stop-first' -> 'start-first'
+[3] -> #4 container:web, start web.next, spec hash changed: env
+[4] -> #5 container:web, stop, spec hash changed: env
+[5] -> #6 container:web, remove, spec hash changed: env
+[6] -> #7 container:web, rename web.next -> web, spec hash changed: env
+""",
+    "start_first_leftover_of_a_removed_container": """\
+[] -> #1 container:web, forget, not in desired state; already gone
+[] -> #2 container:web.next, stop, left by an interrupted start-first replacement of web
+[2] -> #3 container:web.next, remove, left by an interrupted start-first replacement of web
+[3] -> #4 network:shop, remove-network, not in desired state (prune)
+""",
+    "start_first_leftover_without_rename": """\
+[] -> #1 container:web.next, remove, left by an interrupted start-first replacement of web
+[1] -> #2 container:web, create, not found
+[2] -> #3 container:web, start, not found
+""",
     "implicit_volume": """\
 [] -> #1 volume:cache, ensure-volume, not found (mounted, not declared)
 [1] -> #2 container:x, create, not found
@@ -556,6 +593,35 @@ def test_stop_first_update_carries_rollback_to_previous_config_and_image() -> No
     p = planner.plan(d, o, i, planner.PlanOptions(**opts))
     start = next(a for a in p.actions if a.kind is actions.ActionKind.START)
     assert start.rollback == {"config": {"name": "web", "image": "x"}, "image_id": "sha256:cfg1"}
+
+
+def test_a_leftover_renamed_into_place_carries_what_the_inventory_records_of_it() -> None:
+    """The rename of a leftover that runs the desired spec carries that spec, its labels and
+    the digest it runs (the inventory's config of it, as a create's); one that runs another
+    spec carries none (it is replaced in the same plan, whose create records it), and its
+    replacement has no config of the inventory to roll back to."""
+    d, o, i, opts = scenarios.SCENARIOS["start_first_leftover_renamed_into_place"]()
+    (rename,) = planner.plan(d, o, i, planner.PlanOptions(**opts)).actions
+    assert (rename.kind, rename.target, rename.new_name) == (actions.ActionKind.RENAME, "web.next", "web")
+    assert rename.spec == d.containers["web"]
+    assert rename.image_digest == o.containers["web.next"].owner.image_digest    # type: ignore[union-attr]
+    assert rename.labels["reconciler.name"] == "web"
+    d, o, i, opts = scenarios.SCENARIOS["start_first_leftover_renamed_then_replaced"]()
+    first = planner.plan(d, o, i, planner.PlanOptions(**opts)).actions[0]
+    assert first.kind is actions.ActionKind.RENAME
+    assert first.spec is None
+    sf = replace(d.containers["web"], update=models.UpdatePolicy("stop-first", 30.0, 0.0, "rollback"))
+    i = inv.Inventory.of([replace(e, config={"name": "web"}) for e in i.entries.values()])
+    plan = planner.plan(replace(d, containers={"web": sf}), o, i, planner.PlanOptions(**opts))
+    assert [a.rollback for a in plan.actions if a.kind is actions.ActionKind.START] == [None]
+
+
+def test_leftovers_are_the_owners_with_their_name_label() -> None:
+    _, o, _, _ = scenarios.SCENARIOS["start_first_leftover_beside_the_old"]()
+    assert planner.leftovers(o.containers, "default") == {"web.next": "web"}
+    assert planner.leftovers(o.containers, "other") == {}
+    named = replace(o.containers["web.next"], owner=replace(o.containers["web.next"].owner, name="web.next"))
+    assert planner.leftovers({"web.next": named}) == {}      # a container a manifest names web.next
 
 
 def test_healthcheck_makes_start_wait_for_healthy() -> None:

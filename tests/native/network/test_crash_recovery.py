@@ -9,7 +9,9 @@ remove exactly those and keep a healthy neighbour untouched.
 from __future__ import annotations
 
 import dataclasses
+import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -180,3 +182,55 @@ def test_opening_the_engine_renders_again_a_table_a_firewall_reload_flushed(
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/passwd", timeout=5) as resp:
         assert b"root:x:0:0" in resp.read()
     assert not recovery._network_leftovers(cfg, {web})
+
+
+# `python -c KILLED_AT STEP ROOT RUN_DIR PREFIX POOL`: a network manager on that engine removes
+# network `app`, its process killed (SIGKILL) right when it comes to STEP
+KILLED_AT = """
+import os, signal, sys
+from pathlib import Path
+from reconciler.runtime.native.config import NativeConfig
+from reconciler.runtime.native.network import firewall, ipam, netlink, network
+
+step, root, run_dir, prefix, pool = sys.argv[1:]
+where = {"delete_link": netlink.Host, "remove_accepts": firewall.Firewall, "apply": firewall.Firewall,
+         "remove_network": ipam.IPAM}[step]
+
+def killed(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+setattr(where, step, killed)
+config = NativeConfig(root=Path(root), run_dir=Path(run_dir), name_prefix=prefix, subnet_pool=pool)
+network.NetworkManager(config).remove_network("app")
+"""
+
+
+@pytest.mark.parametrize("step", ["delete_link", "remove_accepts", "apply", "remove_network"])
+def test_a_network_removal_killed_at_any_step_leaves_nothing_the_next_engine_start_does_not_put_right(
+        harness: Harness, engine: NativeRuntime, step: str) -> None:
+    """The removal, killed right before each of its steps (the bridge's deletion, its accepts',
+    the ruleset without it, the record's), leaves either the network whole again after the next
+    engine start (recorded, its bridge made again: the removal can be asked again) or nothing:
+    never a bridge, address or rules no record names. Before, the record went first: killed
+    after it, the bridge, its address and rules stayed for good, every start said nothing to
+    recover, and the subnet was refused to a new network as "on host interface X, which this
+    engine did not make"."""
+    subnet = harness.subnet(0)
+    engine.ensure_network(base.NetworkConfig(name="app", subnet=subnet))
+    bridge = harness.manager.bridge_name("app")
+    cfg = harness.config
+    proc = subprocess.run([sys.executable, "-c", KILLED_AT, step, str(cfg.root), str(cfg.run_dir),
+                           cfg.name_prefix, cfg.subnet_pool], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+    place = opening.Place(root=cfg.root, run_dir=cfg.run_dir, name_prefix=cfg.name_prefix)
+    opening.open_runtime("native", place).close()               # the next engine start: its recovery
+    recorded = [n.name for n in harness.manager.list_networks()]
+    assert Path(f"/sys/class/net/{bridge}").exists() == (recorded == ["app"]), recorded
+    assert not recovery._network_leftovers(cfg, set())
+    if recorded:
+        harness.manager.remove_network("app")                   # asked again, it is done
+    assert not Path(f"/sys/class/net/{bridge}").exists()
+    assert bridge not in harness.manager._fw.accept_bridges()
+    engine.ensure_network(base.NetworkConfig(name="again", subnet=subnet))     # the subnet is free
+    listed = subprocess.run(["nft", "list", "table", "ip", cfg.name_prefix], capture_output=True, text=True, check=True)
+    assert bridge not in listed.stdout

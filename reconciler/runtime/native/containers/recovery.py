@@ -185,7 +185,8 @@ def _network_leftovers(config: NativeConfig, known: set[str], running: Collectio
     recorded, reported and planned as there, with nothing on the host), or a recorded endpoint
     of a container with a namespace has a veth that is no port of its bridge (the bridge deleted
     and made again, or the veth deleted: the container is cut off while `ps` says it runs; one
-    without a namespace, after a reboot, gets its veth at its start), or networks are recorded
+    without a namespace, after a reboot, gets its veth at its start), or a bridge of the
+    engine's names' forms has no record (`_unrecorded_bridge`), or networks are recorded
     and our nft table is gone (a firewall reload flushed it), or the embedded DNS server is not
     running while a container on a user-defined network has a namespace. The full network recovery
     makes the bridges again, plugs such veths in again and re-renders the firewall (~50 ms), so
@@ -208,6 +209,8 @@ def _network_leftovers(config: NativeConfig, known: set[str], running: Collectio
         gone, loose = ipam.unplugged(networks, store.veths(real))
     if gone or loose:
         return True
+    if _unrecorded_bridge(config.name_prefix, {n.bridge for n in networks}):
+        return True
     if networks and not _table_present(config.name_prefix):
         return True
     if stale.dead_marks(config):        # killed while a new container's name waited for its peers
@@ -221,6 +224,23 @@ def _network_leftovers(config: NativeConfig, known: set[str], running: Collectio
     if not namespaces <= known:
         return True
     return config.net_files_dir.is_dir() and any(e.name not in known for e in config.net_files_dir.iterdir())
+
+
+def _unrecorded_bridge(prefix: str, recorded: Collection[str]) -> bool:
+    """Whether a bridge of this engine's names' forms (`names.is_bridge`, in full: never a name
+    that merely starts with the prefix, which another engine's may begin with) is on the host
+    with no network record naming it: what a network removal of an older version killed after
+    its record's deletion left (the bridge with its address, DOCKER-USER accepts and rules),
+    which the full recovery deletes. A listdir of /sys/class/net, and a stat per name of those
+    forms that no record names."""
+    from reconciler.runtime.native.network import names
+
+    try:
+        links = os.listdir("/sys/class/net")
+    except OSError:
+        return False
+    return any(link not in recorded and names.is_bridge(prefix, link) and os.path.isdir(f"/sys/class/net/{link}/bridge")
+               for link in links)
 
 
 def _table_present(table: str) -> bool:

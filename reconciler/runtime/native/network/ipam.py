@@ -518,22 +518,33 @@ class IPAM:
             hint="remove unused networks, give this one an explicit subnet, or widen the pool",
         )
 
+    def removable_network(self, name: str) -> NetworkRecord:
+        """The record of a network that may be removed: Conflict while endpoints use it,
+        NotFound if absent (what `remove_network` checks, asked before its host objects go)."""
+        with self._db.tx() as conn:
+            return self._removable(conn, name)
+
     def remove_network(self, name: str) -> NetworkRecord:
         """Delete the record; Conflict while endpoints use it, NotFound if absent."""
         with self._db.tx() as conn:
-            row = conn.execute("SELECT * FROM net_networks WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                raise errors.NotFound(f"network {name!r} not found")
-            users = [r["name"] for r in conn.execute(
-                "SELECT c.name FROM net_endpoints e JOIN net_containers c USING (container_id)"
-                " WHERE e.network = ? ORDER BY c.name", (name,))]
-            if users:
-                raise errors.Conflict(
-                    f"network {name!r} is in use by {len(users)} container(s): {', '.join(users)}",
-                    hint="remove those containers (or detach them) first",
-                )
+            record = self._removable(conn, name)
             conn.execute("DELETE FROM net_networks WHERE name = ?", (name,))
-            return _network(row)
+            return record
+
+    @staticmethod
+    def _removable(conn: sqlite3.Connection, name: str) -> NetworkRecord:
+        row = conn.execute("SELECT * FROM net_networks WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise errors.NotFound(f"network {name!r} not found")
+        users = [r["name"] for r in conn.execute(
+            "SELECT c.name FROM net_endpoints e JOIN net_containers c USING (container_id)"
+            " WHERE e.network = ? ORDER BY c.name", (name,))]
+        if users:
+            raise errors.Conflict(
+                f"network {name!r} is in use by {len(users)} container(s): {', '.join(users)}",
+                hint="remove those containers (or detach them) first",
+            )
+        return _network(row)
 
     # containers, endpoints, ports ------------------------------------------------------
 

@@ -376,15 +376,23 @@ class NetworkManager:
             self._apply_firewall()
 
     def remove_network(self, name: str) -> None:
-        """Remove a network with no containers attached (Conflict otherwise, NotFound if absent)."""
+        """Remove a network with no containers attached (Conflict otherwise, NotFound if absent).
+
+        What is on the host goes first (the bridge with its addresses, its DOCKER-USER accepts,
+        its rules in our table), the record last: a process killed midway leaves a recorded
+        network without (some of) them, which the next engine start makes again (a recorded
+        network without its bridge: `containers/recovery.py` `_network_leftovers`) and the
+        removal can be asked again. The record first left a bridge, its address and its rules
+        that no record named: never removed, and its subnet refused as a foreign interface's."""
         from reconciler.runtime.native.network import netlink
 
         with self._locked():
-            record = self._ipam.remove_network(name)
+            record = self._ipam.removable_network(name)
             with netlink.host() as h:
                 h.delete_link(record.bridge)
             self._fw.remove_accepts([record.bridge])
-            self._apply_firewall(force=True)
+            self._apply_firewall(force=True, without=name)
+            self._ipam.remove_network(name)
             log.info("network removed", network=name, bridge=record.bridge)
 
     def list_networks(self, selector: Mapping[str, str] | None = None) -> list[base.NetworkState]:
@@ -416,16 +424,18 @@ class NetworkManager:
         """Taken once records are committed: the number the next ruleset to be rendered will have."""
         return self._fw_rendered + 1
 
-    def _apply_firewall(self, *, force: bool = False, ticket: int | None = None) -> None:
-        """Replace our tables with the ruleset of the records. With a `ticket`: skipped when this
-        process applied a ruleset rendered after it was taken (attaches waiting for the lock
-        while another thread applied share its transaction: one `nft` for them all)."""
+    def _apply_firewall(self, *, force: bool = False, ticket: int | None = None, without: str | None = None) -> None:
+        """Replace our tables with the ruleset of the records (`without` that network's: it is
+        being removed). With a `ticket`: skipped when this process applied a ruleset rendered
+        after it was taken (attaches waiting for the lock while another thread applied share its
+        transaction: one `nft` for them all)."""
         with self._fw_locked():
             if ticket is not None and self._fw_applied >= ticket:
                 return
             self._fw_rendered += 1
             number = self._fw_rendered
-            self._fw.apply(self._ipam.networks(), self._ipam.forwarded_ports(), force=force)
+            networks = [n for n in self._ipam.networks() if n.name != without]
+            self._fw.apply(networks, self._ipam.forwarded_ports(), force=force)
             self._fw_applied = number
 
     # ports ------------------------------------------------------------------------------------

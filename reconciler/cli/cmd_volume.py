@@ -72,7 +72,12 @@ def _in_use(args: argparse.Namespace) -> dict[str, list[str]]:
 def _ls(args: argparse.Namespace) -> int:
     from reconciler.cli import options, output
 
-    vols = _volumes(args).list() if options.engine_exists(args) else []
+    store = _volumes(args) if options.engine_exists(args) else None
+    vols = store.list() if store is not None else []
+    removing = store.removing() if store is not None else []
+    if removing and not args.quiet:     # (on stderr: the listing stays what scripts read)
+        print(f"note: the data of removed volume(s) {', '.join(removing)} is still on disk (a removal was "
+              "interrupted): the next engine start or volume removal deletes it", file=sys.stderr)
     if args.quiet:
         for v in vols:
             print(v.name)

@@ -43,6 +43,8 @@ class RecoveryReport:
     orphans: tuple[str, ...] = ()         # ids with host state but no record, cleaned
     processes: tuple[int, ...] = ()       # orphan conmon / runc processes killed
     network: Any = None                   # network.RecoveryReport when bridge networking is on
+    volumes_restored: tuple[str, ...] = ()  # volumes whose removal did not commit: their data put back
+    volumes_swept: tuple[str, ...] = ()     # removed volumes whose data a killed removal left: deleted
 
 
 def _names_dir(arg: bytes, marker: bytes) -> bool:
@@ -291,8 +293,13 @@ def recover(runtime: Any) -> RecoveryReport:
             half_made or orphans or killed or _network_leftovers(
                 manager.config, known, {r.id for r in stored if r.status == "running"})):
         net_report = net.recover(sorted(known))
+    restored, swept = manager.volumes.sweep()      # what volume removals killed midway left
     report = RecoveryReport(half_made=tuple(r.id for r in half_made), orphans=tuple(orphans),
-                            processes=tuple(killed), network=net_report)
+                            processes=tuple(killed), network=net_report, volumes_restored=restored,
+                            volumes_swept=swept)
+    if restored or swept:
+        logs.get_logger("reconciler.runtime.native.containers.recovery").warning(
+            "crash recovery: volume removals finished", data_deleted=list(swept), removal_undone=list(restored))
     if half_made or orphans or killed:
         logs.get_logger("reconciler.runtime.native.containers.recovery").warning(
             "crash recovery done: removed what an interrupted run left", half_made=len(half_made),

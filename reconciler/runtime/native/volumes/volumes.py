@@ -12,6 +12,12 @@ data (deleted outside the engine): `lost` is the one wording of that, which a mo
 (`ensure`) and every reading of the records (`get`, `list`: one lstat per volume, as
 `VolumeState.problem`/`hint`) give. Nothing makes such a volume's data again empty but its
 removal; `volume import` restores it in place (`fill`).
+
+Crashes. A removal moves the volume's directory aside (`.removed-<name>-<hex>`) in the
+transaction that deletes its record, and deletes it after the commit; what a process killed
+before that deletion (or before the commit) left is put right by `sweep`, which the engine's
+start-up recovery and every removal run, and listed meanwhile (`removing`: `volume ls` notes
+it).
 """
 
 from __future__ import annotations
@@ -161,7 +167,8 @@ class VolumeStore:
     def remove(self, name: str, *, in_use: bool = False) -> None:
         if in_use:
             raise rterrors.Conflict(f"volume {name} is in use by a container", hint="remove the container first")
-        gone = self.root / f".removed-{name}-{os.urandom(4).hex()}"    # (no `secrets`: `run` imports this, #21)
+        self.sweep()
+        gone = self.root / f"{_REMOVED}{name}-{os.urandom(4).hex()}"    # (no `secrets`: `run` imports this, #21)
         with self.db.tx() as conn:
             cur = conn.execute("DELETE FROM volumes WHERE name = ?", (name,))
             if cur.rowcount == 0:
@@ -171,6 +178,43 @@ class VolumeStore:
             with contextlib.suppress(FileNotFoundError):
                 os.rename(self.root / name, gone)
         shutil.rmtree(gone, ignore_errors=True)
+
+    def removing(self) -> tuple[str, ...]:
+        """The names of removed volumes whose data is still on disk: a removal killed before it
+        deleted it (or before its commit), until `sweep` runs. One listdir."""
+        return tuple(sorted({_removed_name(e) for e in self._listdir() if e.startswith(_REMOVED)}))
+
+    def sweep(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Put right what removals killed midway left (start-up recovery, each removal): the
+        data of a removal that committed is deleted; one whose transaction did not commit (its
+        record is there, its directory gone) gets its directory back. Under a write transaction,
+        so that no removal's is in flight. (volumes restored, removed volumes' data deleted)."""
+        aside = [e for e in self._listdir() if e.startswith(_REMOVED)]
+        if not aside:
+            return (), ()
+        restored: tuple[str, ...] = ()
+        doomed: tuple[Path, ...] = ()
+        with self.db.tx() as conn:
+            for entry in sorted(aside):
+                name = _removed_name(entry)
+                home = self.root / name
+                if not os.path.lexists(self.root / entry):
+                    continue                # deleted meanwhile by the removal that made it
+                recorded = conn.execute("SELECT 1 FROM volumes WHERE name = ?", (name,)).fetchone() is not None
+                if recorded and not os.path.lexists(home):
+                    os.rename(self.root / entry, home)
+                    restored += (name,)
+                else:
+                    doomed += (self.root / entry,)
+        for path in doomed:
+            shutil.rmtree(path, ignore_errors=True)
+        return restored, tuple(sorted(_removed_name(p.name) for p in doomed))
+
+    def _listdir(self) -> tuple[str, ...]:
+        try:
+            return tuple(os.listdir(self.root))
+        except FileNotFoundError:
+            return ()
 
     def populate(self, name: str, rootfs: Path, target: str) -> None:
         """Copy the image's content at `target` into the volume if the volume is empty."""
@@ -194,6 +238,14 @@ class VolumeStore:
         st = os.stat(src)
         os.chown(data, st.st_uid, st.st_gid)
         os.chmod(data, st.st_mode & 0o7777)
+
+
+_REMOVED = ".removed-"      # a removed volume's directory, moved aside: `.removed-<name>-<8 hex>`
+
+
+def _removed_name(entry: str) -> str:
+    """The volume name of a `.removed-<name>-<8 hex>` directory."""
+    return entry[len(_REMOVED):-9]
 
 
 def _check_target(target: str) -> str:

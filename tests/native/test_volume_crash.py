@@ -1,21 +1,29 @@
-"""Crash safety of named volumes: a removal killed midway (kill -9).
+"""Crash safety of named volumes: a removal and a copy-up killed midway (kill -9).
 
-Each kill is made exact by the engine's own step for it made to kill its process (the deletion
-of the data moved aside, or the commit after the move). What is left must be put right by the
-next engine start (or the next removal), never left on disk unseen.
+Each kill is made exact by the engine's own step for it made to kill its process (a removal:
+the deletion of the data moved aside, or the commit after the move), or by a `cp` that copies
+part of the image's files and then kills its process group, as a kill of `reconcile apply`'s
+group during a copy-up does. What is left must be put right by the next engine start (or the
+next removal, or the next pass), never kept as a volume's data, nor left on disk unseen.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from reconciler.runtime import base, opening
+from tests.conftest import RegistryServer
+from tests.execution.helpers import write
+from tests.helpers import images
 from tests.helpers.host import Host
 
 pytestmark = pytest.mark.root
@@ -114,3 +122,124 @@ def test_a_removal_killed_before_its_commit_gets_the_volume_back_whole(host: Hos
     listed = volume_ls(host)
     assert listed.stdout.split()[-2:] == ["local", "data"]
     assert (host.config.root / "volumes" / "data" / "_data" / "ledger").read_text() == "42"
+
+
+FILES = 25
+
+# a `cp` that copies the first 14 entries of a copy-up's source (a volume's: the destination
+# under <root>/volumes), then kills its process group: `reconcile apply` and itself, as a kill
+# of the group during the copy does; any other copy is the real one
+CP = """#!/bin/sh
+dest="$4"
+case "$dest" in
+  */volumes/*) ;;
+  *) exec {cp} "$@" ;;
+esac
+n=0
+for f in "${{3%/.}}"/*; do
+  n=$((n + 1))
+  [ "$n" -gt 14 ] && break
+  {cp} -a "$f" "$dest"
+done
+kill -KILL 0
+"""
+
+
+def seeded_image(registry: RegistryServer, tmp_path: Path) -> str:
+    """busybox with /seed: 25 files, the directory owned by 1000:1000, mode 0750."""
+    seed = [images.Entry("seed", type=tarfile.DIRTYPE, mode=0o750, uid=1000, gid=1000)]
+    seed += [images.Entry(f"seed/f{i:02d}", f"file {i}\n".encode() * 1000) for i in range(FILES)]
+    layout = tmp_path / "layout"
+    images.write_layout(layout, [images.busybox_layer(seed)])
+    ref = f"{registry.host}/test/seeded:latest"
+    images.push_layout(layout, ref)
+    return ref
+
+
+# `reconcile ARGS...` killed (SIGKILL) as it moves the 6th entry of a whole copy-up into the
+# volume (renames out of `_populated`)
+KILLED_MOVING = """
+import os, signal, sys
+from reconciler.cli.main import main
+
+rename, moved = os.rename, []
+
+def rename_then_killed(src, dst, *a, **kw):
+    if "/_populated/" in str(src):
+        moved.append(src)
+        if len(moved) == 6:
+            os.kill(os.getpid(), signal.SIGKILL)
+    rename(src, dst, *a, **kw)
+
+os.rename = rename_then_killed
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def seeded_app(tmp_path: Path, image: str) -> Path:
+    m = tmp_path / "m"
+    write(m, "app.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: app}}
+        spec:
+          image: {image}
+          command: [sleep, "3600"]
+          volumes: ["seed:/seed"]
+          stopSignal: SIGKILL
+        ---
+        apiVersion: reconciler/v1
+        kind: Volume
+        metadata: {{name: seed}}
+        """)
+    return m
+
+
+def filled_whole(host: Host, m: Path) -> None:
+    """The next pass converges, the volume holding the image's 25 files, with the owner and mode
+    of its directory, and nothing of the copy left beside `_data`."""
+    argv = [sys.executable, "-m", "reconciler", "apply", str(m), *host.cli_args()]
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert again.returncode == 0, again.stdout + again.stderr
+    volume = host.config.root / "volumes" / "seed"
+    data = volume / "_data"
+    assert sorted(p.name for p in data.iterdir()) == [f"f{i:02d}" for i in range(FILES)]
+    assert all((data / f"f{i:02d}").read_bytes() == f"file {i}\n".encode() * 1000 for i in range(FILES))
+    st = data.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1000, 1000, 0o750)
+    assert sorted(p.name for p in volume.iterdir()) == ["_data"]
+
+
+def test_a_copy_up_killed_midway_is_made_again_whole(host: Host, registry: RegistryServer, tmp_path: Path) -> None:
+    """`reconcile apply` of a container whose new volume is filled from its image's /seed,
+    killed (its process group) with 14 of the 25 files copied. Before, the copy went into the
+    live `_data`, and the next pass took the 14 files for the volume's content (not empty: no
+    copy-up) and said converged."""
+    m = seeded_app(tmp_path, seeded_image(registry, tmp_path))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    real_cp = shutil.which("cp")
+    assert real_cp is not None
+    (bin_dir / "cp").write_text(CP.format(cp=real_cp))
+    (bin_dir / "cp").chmod(0o755)
+    argv = [sys.executable, "-m", "reconciler", "apply", str(m), *host.cli_args()]
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    killed = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False,
+                            start_new_session=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    volume = host.config.root / "volumes" / "seed"
+    copied = [p for p in volume.rglob("f*") if p.is_file()]
+    assert len(copied) == 14                                     # the copy was cut short
+    filled_whole(host, m)
+
+
+def test_a_copy_up_killed_while_it_moves_into_the_volume_is_finished(
+        host: Host, registry: RegistryServer, tmp_path: Path) -> None:
+    """Killed after the copy was whole, while its entries moved into `_data` (5 of 25 there):
+    the next pass moves the rest, not a copy again over a volume it takes for filled."""
+    m = seeded_app(tmp_path, seeded_image(registry, tmp_path))
+    killed = subprocess.run([sys.executable, "-c", KILLED_MOVING, "apply", str(m), *host.cli_args()],
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert len(list((host.config.root / "volumes" / "seed" / "_data").iterdir())) == 5
+    filled_whole(host, m)

@@ -17,7 +17,8 @@ Crashes. A removal moves the volume's directory aside (`.removed-<name>-<hex>`) 
 transaction that deletes its record, and deletes it after the commit; what a process killed
 before that deletion (or before the commit) left is put right by `sweep`, which the engine's
 start-up recovery and every removal run, and listed meanwhile (`removing`: `volume ls` notes
-it).
+it). A copy-up is made in a directory beside `_data` and moved into it only once whole
+(`populate`), so a copy killed midway is made again, never taken for a volume's content.
 """
 
 from __future__ import annotations
@@ -217,27 +218,68 @@ class VolumeStore:
             return ()
 
     def populate(self, name: str, rootfs: Path, target: str) -> None:
-        """Copy the image's content at `target` into the volume if the volume is empty."""
+        """Copy the image's content at `target` into the volume if the volume is empty (Docker's
+        copy-up), whole or not at all: copied into `_populating` beside `_data`, renamed
+        `_populated` once the copy is whole, then its entries moved into `_data` (one rename
+        each: a container that mounts the volume already sees them there, as with Docker's copy)
+        and `_data` given the owner and mode of the image's directory. A copy killed midway is
+        made again from the start; one killed while its entries moved finishes the moves. One
+        copy of a volume at a time (a flock on its directory)."""
         data = self.data_dir(name)
-        if any(data.iterdir()):
+        if data.is_symlink():
+            # a local bind volume: the directory is the user's, maybe on another file system
+            # (no rename from ours), copied into in place as before
+            if not any(data.iterdir()):
+                self._copy_up(name, rootfs, target, data)
             return
+        with _flocked(data.parent):
+            done, partial = data.parent / "_populated", data.parent / "_populating"
+            if os.path.isdir(done):     # copied whole, killed while its entries moved: finish
+                self._move_into(done, data)
+                return
+            if os.path.lexists(partial):    # a copy killed midway: dropped (made again if still empty)
+                shutil.rmtree(partial)
+            if any(data.iterdir()):
+                return
+            os.mkdir(partial, 0o700)
+            if not self._copy_up(name, rootfs, target, partial):
+                os.rmdir(partial)
+                return
+            os.rename(partial, done)
+            self._move_into(done, data)
+
+    def _copy_up(self, name: str, rootfs: Path, target: str, into: Path) -> bool:
+        """Copy the image's content at `target` into `into` (False: there is none)."""
         # imported here (ctypes): `inspect` reads volumes.data_dir
         from reconciler.runtime.native import openat2
 
         src = openat2.secure_join(rootfs, target)
         if not src.is_dir() or src.is_symlink():
-            return
+            return False
         if not any(src.iterdir()):
-            return
+            return False
         import subprocess  # here: only a volume filled from an image copies (#21: a no-op pass imports none)
 
-        proc = subprocess.run(["cp", "-a", "--", f"{src}/.", f"{data}/"], capture_output=True, check=False)
+        proc = subprocess.run(["cp", "-a", "--", f"{src}/.", f"{into}/"], capture_output=True, check=False)
         if proc.returncode != 0:
             raise rterrors.RuntimeBackendError(
                 f"cannot copy the image's {target} into volume {name}: {proc.stderr.decode(errors='replace').strip()}")
         st = os.stat(src)
+        os.chown(into, st.st_uid, st.st_gid)
+        os.chmod(into, st.st_mode & 0o7777)
+        return True
+
+    @staticmethod
+    def _move_into(done: Path, data: Path) -> None:
+        """Move a whole copy's entries into `data` (an entry of that name there already, made
+        since, is kept), then give `data` the copy's owner and mode and remove the copy."""
+        for entry in os.listdir(done):
+            if not os.path.lexists(data / entry):
+                os.rename(done / entry, data / entry)
+        st = os.stat(done)
         os.chown(data, st.st_uid, st.st_gid)
         os.chmod(data, st.st_mode & 0o7777)
+        shutil.rmtree(done)
 
 
 _REMOVED = ".removed-"      # a removed volume's directory, moved aside: `.removed-<name>-<8 hex>`
@@ -246,6 +288,18 @@ _REMOVED = ".removed-"      # a removed volume's directory, moved aside: `.remov
 def _removed_name(entry: str) -> str:
     """The volume name of a `.removed-<name>-<8 hex>` directory."""
     return entry[len(_REMOVED):-9]
+
+
+@contextlib.contextmanager
+def _flocked(path: Path) -> Iterator[None]:
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _check_target(target: str) -> str:

@@ -738,15 +738,18 @@ class Agent:
             error = src.fetch_error
         elif ks.last_error is not None:
             error = ks.last_error
-        # the one verdict `reconcile status` (its flag and exit code) and the dashboard show
-        degraded = bool(error or src.last_failures or down or src.last_result not in (None, "converged"))
+        # the one verdict `reconcile status` (its flag and exit code) and the dashboard show; a
+        # source no pass of this agent finished yet is not known to run as its manifests say (its
+        # containers may not exist at all): not ok until one has, as without an agent
+        no_pass_yet = src.last_result is None
+        degraded = bool(error or src.last_failures or down or src.last_result != "converged")
         return {
             "name": name, "owner": src.cfg.owner, "kind": src.cfg.kind, "degraded": degraded,
             "origin": _origin(src.cfg), "suspended": ks.suspended,
             "pinned": src.pinned.id if src.pinned else src.lost_pin,
             "revision": src.applied.id if src.applied else None,
             "fetched": src.fetched, "last_good": src.good[0].id if src.good else None,
-            "last_result": src.last_result, "last_pass_at": src.last_pass_at,
+            "last_result": src.last_result, "last_pass_at": src.last_pass_at, "no_pass_yet": no_pass_yet,
             "error": error, "problems": src.invalid[1] if src.invalid else [],
             "failures": src.last_failures, "drift": src.drift, "notes": src.notes, "down": down,
             "unresolved": src.unresolved,

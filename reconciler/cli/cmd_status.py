@@ -70,6 +70,9 @@ def _print(doc: dict[str, Any]) -> None:
         print(f"\nsource {s['name']} ({s['kind']} {s['origin']}, owner {s['owner']})"
               + (f" [{', '.join(flags)}]" if flags else ""))
         print(f"  revision {(s['revision'] or '-')[:12]}  result {s['last_result'] or '-'}  passes {s['passes']}")
+        if s.get("no_pass_yet"):
+            why = "it is suspended" if s["suspended"] else "the first one runs"
+            print(f"  no pass yet ({why}): nothing of it is known to run as its manifests say")
         if s["error"]:
             print("  error: " + s["error"].replace("\n", "\n    "))
         for f in s["failures"]:

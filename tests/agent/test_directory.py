@@ -184,6 +184,30 @@ def test_rollback_pins_then_resume_follows(tmp_path: Path, agent: AgentProc, cap
     wait_for("v2 again", lambda: env_of(agent.root, "web").get("V") == "2")
 
 
+def test_status_is_not_ok_before_the_first_pass(tmp_path: Path, agents: list[AgentProc],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A source no pass has finished yet (here held by `suspend: true`, as the first pass of any
+    source runs a moment after the start): none of its containers is known to run, so `status`
+    exits 1 and says why, as without an agent. Before, it exited 0 (revision -, result -, passes
+    0) while none ran."""
+    m = tmp_path / "m"
+    write(m, "web.yaml", container_doc("web"))
+    agent = AgentProc(tmp_path, sources=[{"name": "local", "directory": str(m), "suspend": True}])
+    FakeRuntime.at_root(agent.root).publish(IMG)
+    agents.append(agent)
+    agent.start()
+    capsys.readouterr()
+    assert main(["status", "--socket", str(agent.socket)]) == 1
+    assert "no pass yet (it is suspended): nothing of it is known to run as its manifests say" in capsys.readouterr().out
+    src = agent.source("local")
+    assert (src["last_result"], src["passes"], src["degraded"], src["no_pass_yet"]) == (None, 0, True, True)
+    assert containers(agent.root) == {}
+    agent.api.post("/v1/sources/local", {"suspend": False})
+    wait_for("the first pass", lambda: agent.source("local")["last_result"] == "converged")
+    assert main(["status", "--socket", str(agent.socket)]) == 0
+    assert "no pass yet" not in capsys.readouterr().out
+
+
 def test_cli_status_events_history_and_apply_refused(tmp_path: Path, agent: AgentProc,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     m = tmp_path / "m"

@@ -165,9 +165,9 @@ def _down_now(args: argparse.Namespace, db: Any) -> dict[str, dict[str, str]]:
     """owner -> {container: why} for the containers its last pass applied (the inventory) that
     do not run as their spec says now: the native engine's records read as `ps` reads them
     (nothing created, no recovery), judged by the pass's own rule (`passes.down`) with the
-    restart policy and job of the spec the inventory keeps; and the containers a start-first
-    replacement of the owner left under `<name>.next` (`planner.leftovers`). Nothing for another
-    engine's root."""
+    restart policy, job, networks and aliases of the spec the inventory keeps; and the containers
+    a start-first replacement of the owner left under `<name>.next` (`planner.leftovers`). Nothing
+    for another engine's root."""
     import json
     import sqlite3
 
@@ -200,7 +200,9 @@ def _down_now(args: argparse.Namespace, db: Any) -> dict[str, dict[str, str]]:
             continue
         o = observed.get(name)
         why = "not created" if o is None else passes.down(o, job=bool(spec.get("job")),
-                                                          policy=str((spec.get("restart") or {}).get("name", "no")))
+                                                          policy=str((spec.get("restart") or {}).get("name", "no")),
+                                                          networks=[str(n) for n in spec.get("networks") or ()],
+                                                          aliases=[str(a) for a in spec.get("aliases") or ()])
         if why:
             out.setdefault(owner, {})[name] = why
     for owner in sorted({owner for owner, _, _ in applied}):     # a start-first replacement killed midway

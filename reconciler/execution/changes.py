@@ -35,6 +35,7 @@ class Outcome(enum.StrEnum):
     CREATED = "created"
     CONFIGURED = "configured"   # replaced (recreated, or a service updated) with the new spec or image
     STARTED = "started"
+    CONNECTED = "connected"     # connected again to a network it was off (the same container)
     STOPPED = "stopped"
     PULLED = "pulled"
     BUILT = "built"             # an Image's build: ran (and maybe pushed)
@@ -115,6 +116,8 @@ def _outcome(results: list[ActionResult]) -> tuple[Outcome, str]:
         return Outcome.PUSHED, results[0].action.cause
     if Kind.PULL_IMAGE in kinds:
         return Outcome.PULLED, results[0].action.cause
+    if kinds & {Kind.CONNECT, Kind.RECONNECT}:
+        return Outcome.CONNECTED, results[0].action.cause
     if Kind.START in kinds:
         return Outcome.STARTED, results[0].action.cause
     if Kind.STOP in kinds:

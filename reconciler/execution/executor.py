@@ -322,6 +322,14 @@ def _perform(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) -> 
             _roll_back(a, runtime, message, exc if isinstance(exc, ReconcilerError) else None,
                        interrupted=isinstance(exc, _ActionFailed) and exc.interrupted)
         return {}
+    if k in (Kind.CONNECT, Kind.RECONNECT):
+        if not isinstance(runtime, base.Connecting):
+            raise _ActionFailed(f"runtime {runtime.name} cannot connect containers to networks")
+        if not isinstance(a.spec, models.Container):
+            raise _ActionFailed(f"{a.resource}: {a.kind} needs a container spec")
+        config = translate.container_config(a.spec, name=a.kind_name[1], labels={})
+        runtime.connect_container(a.target, a.network, config, again=k is Kind.RECONNECT)
+        return {}
     if k is Kind.RENAME:
         if not isinstance(runtime, base.Renaming):
             raise _ActionFailed(f"runtime {runtime.name} cannot rename containers")

@@ -64,6 +64,8 @@ def by_name(states: Iterable[ContainerState]) -> dict[str, ObservedContainer]:
             health_probed_at=c.health_probed_at,
             stale_binds=c.stale_binds,
             job=c.job,
+            networks=c.networks,
+            aliases=c.aliases,
         )
         for c in states
     }

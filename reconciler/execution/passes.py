@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from reconciler import diskfull, restarting
@@ -159,7 +159,8 @@ def unready(desired: models.DesiredState, states: Iterable[base.ContainerState],
         if c.drift == "report":
             continue
         o = observed.get(name)
-        why = "not created" if o is None else down(o, job=c.job, policy=c.restart.name)
+        why = "not created" if o is None else down(o, job=c.job, policy=c.restart.name, networks=c.networks,
+                                                    aliases=c.aliases)
         if why:
             out[name] = why
     for tmp, name in planner.leftovers(observed).items():     # (`states`: one owner's)
@@ -187,12 +188,15 @@ def restarted_meanwhile(desired: models.DesiredState, before: Iterable[base.Cont
     return out
 
 
-def down(o: obs.ObservedContainer, *, job: bool, policy: str) -> str | None:
+def down(o: obs.ObservedContainer, *, job: bool, policy: str, networks: Sequence[str] = (),
+         aliases: Sequence[str] = ()) -> str | None:
     """Why the observed `o` is not a container that is a `job` (or not) with restart `policy`
     running as it should (None: it is): the rule of `unready`, and of `reconcile status` without
-    an agent, which takes `job` and `policy` from the inventory's spec of what it applied. A
-    running container's health counts only as observed: a stale one (`health_stale`) is down,
-    whatever status the record kept."""
+    an agent, which takes `job`, `policy`, `networks` and `aliases` from the inventory's spec of
+    what it applied. A running container's health counts only as observed: a stale one
+    (`health_stale`) is down, whatever status the record kept; so does its place on its
+    `networks`: one off any of them (`observed.off_networks`: not attached, or without one of its
+    `aliases` there) is down, its peers cannot reach it by name."""
     if o.replicas is not None and not o.job:         # (a Swarm job: the job rules below)
         running = o.replicas_running or 0
         if running < o.replicas or o.status != "running":     # (restarting: a rolling update unfinished)
@@ -201,6 +205,9 @@ def down(o: obs.ObservedContainer, *, job: bool, policy: str) -> str | None:
     if o.status == "running":
         if o.paused:
             return "paused"
+        off = obs.off_networks(o, networks, aliases) if o.networks is not None and networks else ()
+        if off:
+            return "running but " + "; ".join(why for _, why, _ in off)
         if o.health_stale:
             return stale_health(o)
         return "running but unhealthy" if o.health == "unhealthy" else None
@@ -267,7 +274,8 @@ def _prepare(
                             builds=_builds_due(desired, runtime), applied_revision=options.applied_revision,
                             flapping=options.flapping, cluster=cluster,
                             rollout_timeout=options.rollout_timeout, engine=runtime.name,
-                            moves_refused=refused),
+                            moves_refused=refused,
+                            connects=runtime.connects if isinstance(runtime, base.Connecting) else frozenset()),
     )
     return plan, errors, inventory, states, observed
 

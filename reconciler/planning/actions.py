@@ -35,6 +35,8 @@ class ActionKind(enum.StrEnum):
     STOP = "stop"
     REMOVE = "remove"
     RENAME = "rename"
+    CONNECT = "connect"     # connect a container to one of its networks (`network`), with its settings there
+    RECONNECT = "reconnect"  # the same, disconnected from it first (an alias missing, the network made again)
     UPDATE = "update"       # change a service in place (a cluster rolls it out itself)
     REMOVE_NETWORK = "remove-network"
     REMOVE_VOLUME = "remove-volume"
@@ -112,6 +114,7 @@ class Action:
     group: str = ""                             # "recreate:web": steps of one replacement
     target: str = ""                            # runtime name or id acted on
     new_name: str = ""                          # rename: the final name
+    network: str = ""                           # connect, reconnect: the network
     spec: models.Container | models.Network | models.Volume | models.Image | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     image: str = ""                             # pull/create: image reference

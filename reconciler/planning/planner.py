@@ -14,6 +14,10 @@ same plan text. The rules are DESIGN §5:
   network namespace of one that is replaced (`networks: [container:NAME]`) is replaced too,
   stopped and removed before it (Podman refuses to remove a joined container) and made again
   after it;
+- networks: a matching container off one of its networks (not attached, attached without one of
+  its aliases, or to a network of that name since removed: `observed.off_networks`) is connected
+  again (`connect`, `reconnect`) where the runtime can in its status (`options.connects`), else
+  replaced when it is to run;
 - state: a matching running container is left alone (a paused one noted, not unpaused), a
   restarting one is converging, a stopped one is started only if its restart policy says it
   should run;
@@ -65,7 +69,7 @@ from reconciler.state import observed as obs
 __all__ = ["PlanOptions", "field_changes", "leftover_why", "leftovers", "plan"]
 
 Kind = actions.ActionKind
-_SPECIAL_NETWORKS = frozenset({"host", "none", "bridge", "default"})
+_SPECIAL_NETWORKS = obs.SPECIAL_NETWORKS
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,10 @@ class PlanOptions:
     cluster: bool = False           # the runtime is a cluster of services (runtime.base.ServiceEngine)
     rollout_timeout: float = 300.0  # seconds a cluster's rollout of one service may take
     engine: str = ""                # the runtime's name (native, docker, podman, swarm, fake): what a hint names
+    # the container statuses in which the runtime connects a container to a network
+    # (runtime.base.Connecting); a container off one of its networks in another status is
+    # replaced (when it is to run), and on a runtime that connects in none, always
+    connects: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -676,10 +684,14 @@ class _Planner:
             self.ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res, _stranger("container", o.owner))
         else:
             reasons, changes = self._recreate_reasons(c, o, o.owner)
+            off = [] if reasons else obs.off_networks(o, c.networks, c.aliases, self.observed.networks)
+            if off and o.status not in self.options.connects and self._to_run(c, o):
+                reasons = [why for _, why, _ in off]        # the runtime cannot connect it so: replaced
+                off = []
             if reasons:
                 self._recreate(c, o, "; ".join(reasons), changes)
             else:
-                self._state_rules(c, o)
+                self._state_rules(c, o, self._connect(c, o, off))
 
     def _deps(self, c: models.Container) -> list[str]:
         """What `c`'s create waits for: its networks, volumes, image, dependencies, and the
@@ -872,7 +884,41 @@ class _Planner:
         after = {self.ready.get(d, "") for d in c.depends_on}
         return [d for d in deps if d not in after] + self.b.nodes[f"stop:{ResourceId.container(joined)}"].deps
 
-    def _state_rules(self, c: models.Container, o: obs.ObservedContainer) -> None:
+    def _to_run(self, c: models.Container, o: obs.ObservedContainer) -> bool:
+        """Whether `o` runs, or the state rules start it in this pass (a restarting one is left
+        to its engine: converging)."""
+        return o.status == "running" or (o.status != "restarting" and self._start_decision(c, o).start)
+
+    def _start_decision(self, c: models.Container, o: obs.ObservedContainer) -> restarting.StartDecision:
+        """Whether a container that does not run (`o.status` not running) is started now, and why."""
+        if o.status == "created":
+            return restarting.StartDecision(True, "created but never started")
+        if o.cut_short:
+            return restarting.StartDecision(True, restarting.CUT_SHORT)
+        return restarting.decide(c.restart, exit_code=o.exit_code, restart_count=o.restart_count,
+                                 manually_stopped=o.manually_stopped, moment=restarting.Moment.RESUME)
+
+    def _connect(self, c: models.Container, o: obs.ObservedContainer, off: list[tuple[str, str, bool]]) -> list[str]:
+        """A matching container off some of its networks (`obs.off_networks`) connected to each
+        again where the runtime can in its status (a `reconnect` disconnects it first: an alias
+        missing, a network made again), after that network is there; else noted: it is
+        connected, or replaced, when it is to run. The keys of the actions its start waits for."""
+        if not off:
+            return []
+        res = str(ResourceId.container(c.name))
+        if o.status not in self.options.connects:
+            self.b.notes.append(f"{res} is {o.status}, " + "; ".join(why for _, why, _ in off) +
+                                ": connected (or replaced) when it is to run")
+            return []
+        held = self._held("Container", c.name, c.spec_hash)
+        if held:
+            self.ready[c.name] = self.b.add(f"hold:{res}", Kind.HOLD, res, held)
+            return [self.ready[c.name]]
+        return [self.b.add(f"connect:{res}:{n}", Kind.RECONNECT if again else Kind.CONNECT, res, why,
+                           [self.net_ready.get(n, ""), *self.container_removals], target=o.id, network=n, spec=c)
+                for n, why, again in off]
+
+    def _state_rules(self, c: models.Container, o: obs.ObservedContainer, after: list[str] | None = None) -> None:
         """A matching container: running is left alone, restarting is converging, a stopped one
         starts if its restart policy says it should run (`reconciler.restarting`); a paused one
         is noted, not unpaused: someone froze it on purpose (a commit, a debugger), and the
@@ -900,13 +946,7 @@ class _Planner:
                 self.ready[c.name] = self.b.add(f"hold:{res}", Kind.HOLD, res, f"job {o.status}: what depends on "
                                                 "it starts once it exited with code 0 (a later pass)")
             return
-        if o.status == "created":
-            decision = restarting.StartDecision(True, "created but never started")
-        elif o.cut_short:
-            decision = restarting.StartDecision(True, restarting.CUT_SHORT)
-        else:
-            decision = restarting.decide(c.restart, exit_code=o.exit_code, restart_count=o.restart_count,
-                                         manually_stopped=o.manually_stopped, moment=restarting.Moment.RESUME)
+        decision = self._start_decision(c, o)
         if not decision.start and c.job and o.exit_code != 0:
             self.ready[c.name] = self.b.add(
                 f"fail:{res}", Kind.FAIL, res,
@@ -916,7 +956,7 @@ class _Planner:
         if not decision.start:
             self.b.notes.append(f"{res}: {decision.why}")
             return
-        self.ready[c.name] = self.b.add(f"start:{res}", Kind.START, res, decision.why, self._deps(c),
+        self.ready[c.name] = self.b.add(f"start:{res}", Kind.START, res, decision.why, [*self._deps(c), *(after or ())],
                                         target=o.id, wait=self._wait(c))
 
     def _hold_back_from(self, name: str, keys: list[str]) -> None:

@@ -10,7 +10,7 @@ of a missing object raises NotFound (the executor counts that as done); `ensure_
 verifies and returns the state.
 
 What only some engines can do is a capability: a small `runtime_checkable` protocol below
-(`Renaming`, `ImageBuilding`, `ImagePushing`, `Supervised`, `ArchiveTransfer`) that callers
+(`Renaming`, `Connecting`, `ImageBuilding`, `ImagePushing`, `Supervised`, `ArchiveTransfer`) that callers
 test with `isinstance` before they use it, and say what is missing when it is not there.
 """
 
@@ -40,6 +40,7 @@ __all__ = [
     "HEALTH_DEFAULTS",
     "ArchiveTransfer",
     "AttachedStart",
+    "Connecting",
     "ContainerConfig",
     "ContainerState",
     "ContainerStatus",
@@ -571,6 +572,21 @@ class Renaming(Protocol):
     """An engine that renames containers (a start-first update renames the new one into place)."""
 
     def rename_container(self, name_or_id: str, new_name: str) -> None: ...
+
+
+@runtime_checkable
+class Connecting(Protocol):
+    """An engine that connects an existing container to a network (`docker network connect`), with
+    the settings its config gives it there (aliases, fixed addresses, MAC address, link-local
+    addresses, gateway priority): a pass repairs a container found off one of its networks so
+    (ContainerState.networks), where it would otherwise replace it."""
+
+    connects: frozenset[str]        # the container statuses (ContainerStatus values) it connects in
+
+    def connect_container(self, name_or_id: str, network: str, config: ContainerConfig, *,
+                          again: bool = False) -> None: ...
+    # `again`: it is on `network` already, not as `config` says (an alias missing, a network
+    # made again since): disconnected from it first
 
 
 @runtime_checkable

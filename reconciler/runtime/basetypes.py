@@ -58,6 +58,14 @@ class ContainerState:
     # still reads and writes the old one (native; () elsewhere)
     stale_binds: tuple[str, ...] = ()
     job: bool = False               # a Swarm job service (replicated-job): exited once its copies completed
+    # the networks it is attached to (the ones it starts on, when stopped), by name:
+    # the id of the network it was attached to ("" when the engine does not say: a native
+    # record, a Docker endpoint not yet started, Podman, which gives the name); None: the engine
+    # cannot tell (Swarm), and nothing is judged by it
+    networks: Mapping[str, str] | None = None
+    # its DNS aliases on each of those networks (Docker's endpoint Aliases; the native engine's
+    # are the container's own, on every network it is on)
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

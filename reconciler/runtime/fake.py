@@ -23,7 +23,8 @@ What a fake cannot have is simulated simply and deterministically:
 - `op_delay` makes every mutating call take that long, and `max_in_flight` records the most
   calls seen running at once (how executor tests observe parallelism without timing).
 
-Capabilities beyond the protocol: `base.Renaming` (start-first updates need it); not building,
+Capabilities beyond the protocol: `base.Renaming` (start-first updates need it), `base.Connecting`
+(with `disconnect_container` beside it, for tests of a container off its network); not building,
 pushing, supervision loops or archive transfer.
 """
 
@@ -212,6 +213,7 @@ class FakeRuntime:
     def _state(self, c: Mapping[str, Any]) -> base.ContainerState:
         cfg = c["config"]
         hc = None if c.get("health") is None else self._healthcheck(c)
+        nets = [n for n in cfg.get("networks") or () if n not in ("host", "none") and not n.startswith("container:")]
         return base.ContainerState(
             id=c["id"], name=cfg["name"], image=cfg["image"], image_id=c["image_id"],
             labels=dict(cfg["labels"]), status=base.ContainerStatus(c["status"]), created=c["created"],
@@ -221,6 +223,8 @@ class FakeRuntime:
             ports=tuple(base.PortMapping(**p) for p in cfg["ports"]) if self._publishes(c) else (),
             manually_stopped=c.get("manually_stopped", False),
             first_probe=None if hc is None else base.first_probe(hc),
+            networks=dict.fromkeys(nets, ""),
+            aliases={n: tuple((c.get("network_aliases") or {}).get(n, cfg.get("aliases") or ())) for n in nets},
         )
 
     def list_containers(self, selector: Mapping[str, str] | None = None) -> list[base.ContainerState]:
@@ -341,6 +345,43 @@ class FakeRuntime:
                 raise rterrors.Conflict(f"container {name_or_id} is running", hint="stop it first")
             del self.s["containers"][c["id"]]
             self._save()
+
+    connects = frozenset({"created", "running", "exited"})      # as dockerd's
+
+    def connect_container(self, name_or_id: str, network: str, config: base.ContainerConfig, *,
+                          again: bool = False) -> None:
+        """base.Connecting: on `network` with `config`'s aliases there (an address too, running)."""
+        self._op("connect", name_or_id)
+        with self._lock:
+            c = self._get(name_or_id)
+            if network not in self.s["networks"]:
+                raise rterrors.NotFound(f"network {network} does not exist")
+            nets = list(c["config"]["networks"])
+            if network in nets and not again:
+                raise rterrors.Conflict(f"container {name_or_id} is already connected to network {network}")
+            self._off(c, network)
+            c["config"] = {**c["config"], "networks": [*(n for n in nets if n != network), network]}
+            c["network_aliases"] = {**(c.get("network_aliases") or {}), network: list(config.aliases)}
+            if c["status"] == "running":
+                c["ip_addresses"] = {**(c.get("ip_addresses") or {}), **self._addresses(c["config"]["name"], [network])}
+            self._put(c)
+
+    def disconnect_container(self, name_or_id: str, network: str) -> None:
+        """`docker network disconnect` (for tests: a container off one of its networks)."""
+        self._op("disconnect", name_or_id)
+        with self._lock:
+            c = self._get(name_or_id)
+            if network not in c["config"]["networks"]:
+                raise rterrors.NotFound(f"container {name_or_id} is not connected to network {network}")
+            self._off(c, network)
+            c["config"] = {**c["config"], "networks": [n for n in c["config"]["networks"] if n != network]}
+            self._put(c)
+
+    @staticmethod
+    def _off(c: dict[str, Any], network: str) -> None:
+        """Forget the container's address and aliases on `network` (a connect gives it its own there)."""
+        c["ip_addresses"] = {n: a for n, a in (c.get("ip_addresses") or {}).items() if n != network}
+        c["network_aliases"] = {n: a for n, a in (c.get("network_aliases") or {}).items() if n != network}
 
     def rename_container(self, name_or_id: str, new_name: str) -> None:
         self._op("rename", name_or_id)
@@ -495,6 +536,6 @@ def _check_same_network(found: Mapping[str, Any], config: base.NetworkConfig) ->
                                 hint="remove it so that it can be re-created")
 
 
-def _conforms(runtime: FakeRuntime) -> tuple[base.Runtime, base.Renaming]:
-    """mypy checks here that the fake implements the whole protocol and renaming."""
-    return runtime, runtime
+def _conforms(runtime: FakeRuntime) -> tuple[base.Runtime, base.Renaming, base.Connecting]:
+    """mypy checks here that the fake implements the whole protocol, renaming and connecting."""
+    return runtime, runtime, runtime

@@ -13,20 +13,23 @@ are visible too: the planner needs them to refuse a clashing name rather than to
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from reconciler import imagenames
 from reconciler._dataclass import dataclass, field
 from reconciler.state import labels as labelmod
 
 __all__ = [
+    "SPECIAL_NETWORKS",
     "ObservedContainer",
     "ObservedNetwork",
     "ObservedState",
     "ObservedVolume",
     "is_pinned",
     "normalize_ref",
+    "off_networks",
     "tag_of",
+    "user_networks",
 ]
 
 
@@ -76,6 +79,10 @@ class ObservedContainer:
     health_probed_at: str | None = None  # when a probe last observed its health (RFC 3339), if known
     stale_binds: tuple[str, ...] = ()   # bind sources it no longer has mounted (ContainerState.stale_binds)
     job: bool = False                   # a Swarm job service (ContainerState.job)
+    # the user-defined networks it is attached to, by name -> the id of the network it was
+    # attached to ("": not said); None: the engine cannot tell (ContainerState.networks)
+    networks: Mapping[str, str] | None = None
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)   # its aliases on each of those
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,47 @@ class ObservedVolume:
     owner: labelmod.Ownership | None
     problem: str | None = None          # why a mount of it would be refused (VolumeState.problem): None, none
     hint: str | None = None             # what to do about it
+
+
+# the networks a container names that are no network of the manifests' own: Docker's default
+# bridge (and its native twin), the host's, none; `container:NAME` joins another's namespace
+SPECIAL_NETWORKS = frozenset({"host", "none", "bridge", "default"})
+
+
+def user_networks(networks: Iterable[str]) -> list[str]:
+    """The user-defined networks among a container's `networks` (Network objects, external ones too)."""
+    return [n for n in networks if n not in SPECIAL_NETWORKS and not n.startswith("container:")]
+
+
+def off_networks(
+    o: ObservedContainer, networks: Iterable[str], aliases: Sequence[str],
+    known: Mapping[str, ObservedNetwork] | None = None,
+) -> list[tuple[str, str, bool]]:
+    """The user-defined networks of `networks` that `o` is not on as its spec says, in order, each
+    as (network, why, whether it is on it at all): not attached; attached without an alias of
+    `aliases` (peers do not resolve that name); attached to a network of that name that was
+    removed since (its endpoint names a network id that `known`, the networks observed, no
+    longer has: Docker keeps a stopped container's endpoint, and its start then fails, "network
+    ... not found"). Nothing when the engine cannot tell (`o.networks` None). The one rule the
+    planner repairs by and the verdict (`passes.down`) reports by."""
+    if o.networks is None:
+        return []
+    out: list[tuple[str, str, bool]] = []
+    for n in user_networks(networks):
+        if n not in o.networks:
+            out.append((n, f"not attached to network {n}", False))
+            continue
+        nid, net = o.networks[n], (known or {}).get(n)
+        if known is not None and nid and nid != n and not (net is not None and net.id and (
+                net.id.startswith(nid) or nid.startswith(net.id))):
+            out.append((n, f"attached to network {n} as it was before it was removed (network id {nid[:12]} is gone)",
+                        True))
+            continue
+        missing = [a for a in aliases if a not in o.aliases.get(n, ())]
+        if missing:
+            out.append((n, f"on network {n} without alias{'es' if len(missing) > 1 else ''} {', '.join(missing)}",
+                        True))
+    return out
 
 
 @dataclass(frozen=True)

@@ -699,3 +699,87 @@ def volume_data_gone_holds_a_replacement_back() -> Case:
 def external_volume_data_gone() -> Case:
     return case(_external(desired(WEB)), observed(obs.ObservedNetwork(name="shop", owner=None),
                                                   ovol("data", owned=False, lost=True)))
+
+
+# a container off one of its networks (ObservedContainer.networks, observed.off_networks)
+
+CONNECTS = frozenset({"created", "running", "exited"})     # dockerd's (the fake's)
+NET_ID = "f" * 64
+ALIASED = replace(WEB, aliases=("www",))
+
+
+def on(c: models.Container, networks: dict[str, str], aliases: dict[str, tuple[str, ...]] | None = None,
+       **kw: Any) -> obs.ObservedContainer:
+    return running(c, networks=networks, aliases=aliases or {}, **kw)
+
+
+@scenario
+def a_container_on_its_networks_is_in_sync() -> Case:
+    return case(desired(ALIASED, SHOP, DATA),
+                observed(on(ALIASED, {"shop": NET_ID}, {"shop": ("www", "id-web")}),
+                         replace(onet(SHOP), id=NET_ID), ovol("data")), connects=CONNECTS)
+
+
+@scenario
+def a_container_off_its_network_is_connected() -> Case:
+    """`docker network disconnect shop web`: its spec did not change, its peers cannot reach it."""
+    return case(desired(ALIASED, SHOP, DATA), observed(on(ALIASED, {}), onet(SHOP), ovol("data")),
+                connects=CONNECTS)
+
+
+@scenario
+def a_container_without_its_alias_is_reconnected() -> Case:
+    """Connected again by hand without `--alias`: attached, but `www` resolves to nothing."""
+    return case(desired(ALIASED, SHOP, DATA),
+                observed(on(ALIASED, {"shop": NET_ID}, {"shop": ("id-web",)}), replace(onet(SHOP), id=NET_ID),
+                         ovol("data")), connects=CONNECTS)
+
+
+@scenario
+def a_network_removed_and_made_again_is_connected_again() -> Case:
+    """Both containers disconnected and `docker network rm shop`: the pass makes it again, and
+    connects them to it after it."""
+    api = replace(API, networks=("shop",), depends_on=())
+    return case(desired(WEB, api, SHOP, DATA), observed(on(WEB, {}), on(api, {}), ovol("data")),
+                inv.Inventory.of([entry(SHOP)]), connects=CONNECTS)
+
+
+@scenario
+def a_stopped_container_on_a_network_since_removed_is_reconnected_before_its_start() -> Case:
+    """Docker keeps a stopped container's endpoint by network id: after `docker network rm shop`
+    (allowed while it is stopped) its start fails, "network ... not found"."""
+    web = replace(WEB, restart=models.RestartPolicy("always", 0))
+    return case(desired(web, SHOP, DATA),
+                observed(on(web, {"shop": "e" * 64}, status="exited", exit_code=0), ovol("data")),
+                inv.Inventory.of([entry(SHOP)]), connects=CONNECTS)
+
+
+@scenario
+def a_container_off_its_network_is_replaced_where_the_runtime_cannot_connect() -> Case:
+    return case(desired(ALIASED, SHOP, DATA), observed(on(ALIASED, {}), onet(SHOP), ovol("data")))
+
+
+@scenario
+def a_stopped_container_off_its_network_is_noted_where_the_runtime_connects_running_ones_only() -> Case:
+    return case(desired(WEB, SHOP, DATA), observed(on(WEB, {}, status="exited", exit_code=0), onet(SHOP), ovol("data")),
+                connects=frozenset({"running"}))
+
+
+@scenario
+def an_exited_container_off_its_network_to_be_started_is_replaced_where_the_runtime_cannot_connect_it() -> Case:
+    web = replace(WEB, restart=models.RestartPolicy("always", 0))
+    return case(desired(web, SHOP, DATA), observed(on(web, {}, status="exited", exit_code=1), onet(SHOP), ovol("data")),
+                connects=frozenset({"running"}))
+
+
+@scenario
+def a_drift_report_container_off_its_network_is_reported() -> Case:
+    web = replace(WEB, drift="report")
+    return case(desired(web, SHOP, DATA), observed(on(web, {}), onet(SHOP), ovol("data")),
+                connects=CONNECTS, applied_revision=REV)
+
+
+@scenario
+def an_engine_that_cannot_tell_its_networks_is_not_judged_by_them() -> Case:
+    # (ObservedContainer.networks None: Swarm's services)
+    return case(desired(ALIASED, SHOP, DATA), up(), connects=CONNECTS)

@@ -524,6 +524,43 @@ note: container:sidecar: start-first falls back to stop-first: it joins containe
 [1] -> #2 container:web, create, not found
 [2] -> #3 container:web, start, not found
 """,
+    "a_container_on_its_networks_is_in_sync": "",
+    "a_container_off_its_network_is_connected": """\
+[] -> #1 container:web, connect, not attached to network shop
+""",
+    "a_container_without_its_alias_is_reconnected": """\
+[] -> #1 container:web, reconnect, on network shop without alias www
+""",
+    "a_network_removed_and_made_again_is_connected_again": """\
+[] -> #1 network:shop, ensure-network, not found
+[1] -> #2 container:api, connect, not attached to network shop
+[1] -> #3 container:web, connect, not attached to network shop
+""",
+    "a_stopped_container_on_a_network_since_removed_is_reconnected_before_its_start": """\
+[] -> #1 network:shop, ensure-network, not found
+[1] -> #2 container:web, reconnect, attached to network shop as it was before it was removed (network id eeeeeeeeeeee is gone)
+[1,2] -> #3 container:web, start, exited (code 0); restart policy always
+""",
+    "a_container_off_its_network_is_replaced_where_the_runtime_cannot_connect": """\
+[] -> #1 container:web, stop, not attached to network shop
+[1] -> #2 container:web, remove, not attached to network shop
+[2] -> #3 container:web, create, not attached to network shop
+[3] -> #4 container:web, start, not attached to network shop
+""",
+    "a_stopped_container_off_its_network_is_noted_where_the_runtime_connects_running_ones_only": """\
+note: container:web is exited, not attached to network shop: connected (or replaced) when it is to run
+note: container:web: exited (code 0); restart policy no leaves it stopped
+""",
+    "an_exited_container_off_its_network_to_be_started_is_replaced_where_the_runtime_cannot_connect_it": """\
+[] -> #1 container:web, stop, not attached to network shop
+[1] -> #2 container:web, remove, not attached to network shop
+[2] -> #3 container:web, create, not attached to network shop
+[3] -> #4 container:web, start, not attached to network shop
+""",
+    "a_drift_report_container_off_its_network_is_reported": """\
+note: drift (reported only): container:web: not attached to network shop
+""",
+    "an_engine_that_cannot_tell_its_networks_is_not_judged_by_them": "",
 }
 
 
@@ -545,7 +582,9 @@ def test_golden_plan(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["nothing_changed", "image_tag_unchanged", "digest_pinned_present", "stale_bind_is_noted",
                                   "depends_on_added_only", "other_owner_objects_ignored",
-                                  "cluster_nothing_changed", "cluster_digest_unresolved_running_service"])
+                                  "cluster_nothing_changed", "cluster_digest_unresolved_running_service",
+                                  "a_container_on_its_networks_is_in_sync",
+                                  "an_engine_that_cannot_tell_its_networks_is_not_judged_by_them"])
 def test_in_sync_plans_are_empty(name: str) -> None:
     d, o, i, opts = scenarios.SCENARIOS[name]()
     p = planner.plan(d, o, i, planner.PlanOptions(now=scenarios.NOW, **opts))
@@ -719,3 +758,9 @@ def test_an_image_built_here_is_built_whatever_container_names_its_tag_first() -
     plan = planner.plan(d, o, inv.Inventory(), planner.PlanOptions(now=scenarios.NOW, builds={})).render()
     assert "image:localhost/app:1, build-image, not built yet" in plan
     assert "pull-image" not in plan
+
+
+def test_a_connect_carries_what_the_executor_needs() -> None:
+    d, o, i, opts = scenarios.SCENARIOS["a_container_without_its_alias_is_reconnected"]()
+    [a] = planner.plan(d, o, i, planner.PlanOptions(**opts)).actions
+    assert (a.kind, a.target, a.network, a.spec) == (actions.ActionKind.RECONNECT, "id-web", "shop", d.containers["web"])

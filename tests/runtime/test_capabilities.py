@@ -1,5 +1,6 @@
 """Which optional capabilities (the small protocols of runtime.base) each engine has, as the
-executor finds them with isinstance: renaming (start-first updates), building and pushing
+executor finds them with isinstance: renaming (start-first updates), connecting a container to a
+network again (a container found off one of its networks), building and pushing
 images, supervision loops its holder must run, host plumbing it makes again when asked, archive transfer (container import), a cluster
 whose containers are services (Swarm: tests/swarm/test_mapping.py)."""
 
@@ -7,14 +8,14 @@ from __future__ import annotations
 
 from reconciler.runtime import base
 
-PROTOCOLS = (base.Renaming, base.ImageBuilding, base.ImagePushing, base.Supervised, base.Healing,
+PROTOCOLS = (base.Renaming, base.Connecting, base.ImageBuilding, base.ImagePushing, base.Supervised, base.Healing,
              base.ArchiveTransfer, base.ServiceEngine)
 CAPABILITIES = {
-    "fake": {"Renaming"},
-    "native": {"Renaming", "ImageBuilding", "ImagePushing", "Supervised", "Healing", "ArchiveTransfer"},
-    "docker": {"Renaming", "ArchiveTransfer"},       # dockerd supervises its containers itself
+    "fake": {"Renaming", "Connecting"},
+    "native": {"Renaming", "Connecting", "ImageBuilding", "ImagePushing", "Supervised", "Healing", "ArchiveTransfer"},
+    "docker": {"Renaming", "Connecting", "ArchiveTransfer"},       # dockerd supervises its containers itself
     # Podman restarts its containers itself; its healthchecks are reconciler's loop (podman.py)
-    "podman": {"Renaming", "ArchiveTransfer", "Supervised"},
+    "podman": {"Renaming", "Connecting", "ArchiveTransfer", "Supervised"},
 }
 
 

@@ -450,6 +450,11 @@ class EngineAPI:
         self._send("POST", f"/networks/{_q(network)}/connect", body=body,
                    what=f"connect {container} to network {network}", api_version=api_version)
 
+    def network_disconnect(self, network: str, container: str, *, force: bool = False) -> None:
+        """`force`: also from a network whose endpoint the engine cannot find any more."""
+        self._send("POST", f"/networks/{_q(network)}/disconnect", body={"Container": container, "Force": force},
+                   what=f"disconnect {container} from network {network}")
+
     # -- exec -------------------------------------------------------------------------------
 
     def exec_create(self, ident: str, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -362,6 +362,11 @@ def container_state(attrs: Mapping[str, Any], *, start_interval: bool = False,
         restart_count=restart_count,
         ip_addresses={n: str(e["IPAddress"]) for n, e in networks.items()
                       if e and e.get("IPAddress")},
+        # its endpoints, stopped too (the id "" until a connect made while stopped starts; Podman's
+        # is the network's name): what a pass judges its place on its networks by, from the
+        # inspect it reads anyway (the list's endpoints have no aliases)
+        networks={n: str((e or {}).get("NetworkID") or "") for n, e in networks.items()},
+        aliases={n: tuple(str(a) for a in (e or {}).get("Aliases") or ()) for n, e in networks.items()},
         ports=_ports(attrs),
         manually_stopped=st == base.ContainerStatus.EXITED and restarting.decide(
             _restart_policy(attrs), exit_code=exit_code, restart_count=restart_count,
@@ -870,6 +875,21 @@ class DockerRuntime:
         """Give a container another name (start-first updates rename the new one into place)."""
         self.api.container_rename(name_or_id, new_name)
 
+    # the engine connects a container running or stopped (a stopped one's endpoint is made at its start)
+    connects = frozenset({"created", "running", "exited"})
+
+    def connect_container(self, name_or_id: str, network: str, config: base.ContainerConfig, *,
+                          again: bool = False) -> None:
+        """`docker network connect` with the container's settings on `network` (`endpoint_config`:
+        its aliases, fixed addresses, MAC address...) at the Engine API version they need
+        (`_endpoints_plan`); `again`: disconnected from it first, forced, as its endpoint may
+        name a network removed since (then dockerd would not start it: "network ... not found")."""
+        version, _, _ = self._endpoints_plan(config)
+        if again:
+            with contextlib.suppress(errors.NotFound):
+                self.api.network_disconnect(network, name_or_id, force=True)
+        self.api.network_connect(network, name_or_id, endpoint_config(config, network), api_version=version)
+
     def wait_container(self, name_or_id: str, *, timeout: float | None = None) -> int:
         try:
             data = self.api.container_wait(name_or_id, timeout)
@@ -1033,7 +1053,7 @@ class DockerRuntime:
         self.api.volume_remove(name)
 
 
-def _conforms(rt: DockerRuntime) -> tuple[base.Runtime, base.Renaming, base.ArchiveTransfer]:
+def _conforms(rt: DockerRuntime) -> tuple[base.Runtime, base.Renaming, base.Connecting, base.ArchiveTransfer]:
     """mypy checks here that the backend implements the protocol and its capabilities (dockerd
     supervises its containers itself; building and pushing are not done through it)."""
-    return rt, rt, rt
+    return rt, rt, rt, rt

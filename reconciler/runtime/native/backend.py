@@ -395,6 +395,26 @@ class NativeRuntime:
         """Give a container another name (start-first updates rename the new one into place)."""
         self.containers.rename(name_or_id, new_name)
 
+    # a running container (an interface more in its namespace); a stopped one keeps its namespace
+    # and the networks its record names, which a disconnect (of a running one only) changed
+    connects = frozenset({"running"})
+
+    def connect_container(self, name_or_id: str, network: str, config: base.ContainerConfig, *,
+                          again: bool = False) -> None:
+        """base.Connecting: `docker network connect` of a running container (ContainerManager.
+        connect_running) with its settings on `network` in `config`: its aliases, fixed
+        addresses, MAC address, link-local addresses, gateway priority; journalled as the Engine
+        API's connect is. `again`: disconnected from it first."""
+        if again:
+            self.containers.disconnect_running(name_or_id, network)
+        rec = self.containers.connect_running(
+            name_or_id, network, config.aliases, ipv4=config.ipv4_addresses.get(network),
+            ipv6=config.ipv6_addresses.get(network), endpoint=base.endpoint_of(config, network))
+        net = next((n for n in self.list_networks() if n.name == network), None)
+        if net is not None:
+            self.containers.journal.record("network", "connect", net.id,
+                                           {"container": rec.id, "name": network, "type": "bridge"})
+
     def wait_container(self, name_or_id: str, *, timeout: float | None = None) -> int:
         return self.containers.wait(name_or_id, timeout=timeout)
 
@@ -537,8 +557,8 @@ class NativeRuntime:
         return inspection.document(self.containers, self.containers.get(name_or_id))
 
 
-def _conforms(rt: NativeRuntime) -> tuple[base.Runtime, base.Renaming, base.ImageBuilding, base.ImagePushing,
-                                          base.Supervised, base.ArchiveTransfer]:
+def _conforms(rt: NativeRuntime) -> tuple[base.Runtime, base.Renaming, base.Connecting, base.ImageBuilding,
+                                          base.ImagePushing, base.Supervised, base.ArchiveTransfer]:
     """mypy checks here that the engine implements the protocol and every capability the
     executor looks for (the isinstance checks would only say "cannot" at run time)."""
-    return rt, rt, rt, rt, rt, rt
+    return rt, rt, rt, rt, rt, rt, rt

@@ -255,6 +255,7 @@ class Record:
             status = base.ContainerStatus.RESTARTING
         hc = effective_healthcheck(self)
         stale, probed = self.health_seen(hc)
+        networks = self.attached_networks()
         return base.ContainerState(
             id=self.id, name=self.name, image=self.image, image_id=self.image_id,
             labels=dict(self.config.labels), status=status, created=self.created,
@@ -266,7 +267,19 @@ class Record:
             paused=self.is_paused(), health_stale=stale, health_probed_at=probed,
             first_probe=None if hc is None or self.health is None else base.first_probe(hc),
             stale_binds=self._stale_binds(),
+            networks=dict.fromkeys(networks, ""), aliases=dict.fromkeys(networks, tuple(self.config.aliases)),
         )
+
+    def attached_networks(self) -> list[str]:
+        """The bridge networks it is on, by its record alone (ContainerManager.networks_of's
+        rule: those its config names, which a connect and a disconnect keep; the default one when
+        it names none; none when it joins another's namespace, the host's, or was disconnected
+        from every one), where its starts attach it. A network is never removed while a
+        container is attached (ipam.remove_network): the one of a name is the one it is on."""
+        nets = self.config.networks
+        if not self.netns_path or (nets and nets[0].startswith("container:")):
+            return []
+        return [n for n in nets if n not in ("none", "host")] if nets else ["default"]
 
     def _stale_binds(self) -> tuple[str, ...]:
         """Its bind sources that are no longer what it runs with (volumes.stale_binds)."""

@@ -31,12 +31,17 @@ HOST_STATE = (Path("/var/lib/reconciler"), Path("/run/reconciler"))
 def pytest_configure(config: pytest.Config) -> None:
     """A `reconcile` a test runs without `--root` or its own RECONCILER_ROOT gets a root of this
     process's, never the host's default: the env var names one under /tmp (a run dir follows a
-    non-default root), removed at the end. The controller notes which host paths exist, to
+    non-default root), removed at the end; RECONCILER_SUBNET_POOL a pool no other process uses. The controller notes which host paths exist, to
     fail the run if a test made one (pytest_sessionfinish)."""
     root = tempfile.mkdtemp(prefix="rtestroot", dir="/tmp")
     os.environ["RECONCILER_ROOT"] = root
     os.environ.pop("RECONCILER_RUN_DIR", None)
     config.stash[_ROOT] = root
+    # and its bridge networks a subnet pool of this process's (a leased /22): `reconcile run`
+    # without --network makes the engine's default network, never in the shared default pool
+    from tests.helpers import subnets
+
+    os.environ["RECONCILER_SUBNET_POOL"] = str(subnets.lease_block())
     config.stash[_HOST_BEFORE] = {str(p) for p in HOST_STATE if os.path.lexists(p)}
 
 

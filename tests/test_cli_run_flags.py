@@ -42,8 +42,19 @@ def test_health_timings_without_a_command_are_the_images_check_with_them() -> No
         base.Healthcheck(("CMD-SHELL", "true"), interval=30.0, timeout=30.0, retries=3, start_interval=1.0)
 
 
+def test_publish_without_a_host_port_leaves_it_to_the_engine_as_docker_run_does() -> None:
+    """`docker run -p 80` (and `:80`, `IP::80`) publishes on a host port the engine chooses:
+    host port 0 (the manifest language keeps asking for one: its long form leaves it out)."""
+    c = config_of("-p", "80", "-p", ":81/udp", "-p", "127.0.0.1::82", "-p", "[::1]::83")
+    ports = [(p.host_ip, p.host_port, p.container_port, p.protocol) for p in c.ports]
+    assert ports == [("0.0.0.0", 0, 80, "tcp"), ("0.0.0.0", 0, 81, "udp"), ("127.0.0.1", 0, 82, "tcp"),
+                     ("::1", 0, 83, "tcp")]
+    with pytest.raises(ValueError, match="has no host port"):
+        units.parse_port("80")
+
+
 @pytest.mark.parametrize(("flag", "value", "message"), [
-    ("-p", "8080", "has no host port"),
+    ("-p", "8080:", "container port '' is not a number"),
     ("-p", "localhost:80:80", "is not an IP address"),
     ("--restart", "on-failure:x", "is not a valid restart policy"),
     ("--health-interval", "10 s", "is not a valid duration"),

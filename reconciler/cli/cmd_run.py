@@ -2,8 +2,9 @@
 
 Pulls the image when it is not in the store. In the foreground it prints the container's
 output (stdout to stdout, stderr to stderr) and exits with its exit code; `-d` prints the id
-and returns. `--rm` removes the container once it exited. Networks: `none` (the default while
-no bridge network is configured), `host`, or a named network of the engine.
+and returns. `--rm` removes the container once it exited. Networks: `none`, `host`, or a named
+network of the engine; none named: the engine's default network, as `docker run`'s default
+bridge, where `-p` publishes (`-p 80`: on a host port the engine chooses).
 
 While an agent holds the state root, a run without `-i`/`-t` goes through the agent's engine
 (#21, the client–server split: no engine code is loaded here), printing the same. With
@@ -75,8 +76,9 @@ SPEC = fastpath.Spec((
     (("--entrypoint",), "entrypoint", {"default": None, "help": "override the image's entrypoint"}),
     (("-h", "--hostname"), "hostname", {"default": None, "help": "container host name"}),
     (("--network",), "network", _listed(None, "none, host, or a named network (repeatable)")),
-    (("-p", "--publish"), "publish", {**_listed("[IP:]HOST:CTR[/PROTO]", "publish a port (bridge networks only)"),
-                                      "type": _checked("parse_port")}),
+    (("-p", "--publish"), "publish", {**_listed("[IP:][HOST:]CTR[/PROTO]",
+                                                "publish a port (bridge networks only; no HOST: the engine chooses one)"),
+                                      "type": _checked("parse_publish")}),
     (("-v", "--volume"), "volume", _listed("SRC:DST[:ro]", "named volume or absolute host path, mounted at DST")),
     (("--tmpfs",), "tmpfs", _listed("DST[:OPTIONS]", "mount a tmpfs")),
     (("--cap-add",), "cap_add", _listed(None, "add a capability")),
@@ -229,9 +231,8 @@ def _run(args: argparse.Namespace) -> int:
     attached = (args.interactive or args.tty) and not args.detach
     if not attached:
         # one request: the agent's engine creates, starts, streams, waits and removes (#21);
-        # no networks: none, as on the engine opened here (no bridge plugged in)
-        steps = _agentapi.run(args, {"config": {**doc, "networks": doc["networks"] or ["none"]},
-                                     "remove": args.rm, "detach": args.detach})
+        # no network named: its default one, as on the engine opened here
+        steps = _agentapi.run(args, {"config": doc, "remove": args.rm, "detach": args.detach})
         if steps is not None:
             code = _printed(steps)
             args.end_at_once = True     # nothing left open: main() ends without the teardown
@@ -244,7 +245,8 @@ def _run(args: argparse.Namespace) -> int:
             raise errors.InvalidArgument(f"reconcile run -i/-t does not work with --runtime {args.runtime}",
                                          hint=f"use the engine's own client: {args.runtime} run -it")
         return _run_on(engines.open_runtime(args, "run"), config, args)
-    bridge = bool(config.networks) and config.networks not in (("none",), ("host",))
+    # no network named: the engine's default one (docker run's default bridge), where -p publishes
+    bridge = config.networks not in (("none",), ("host",))
     if bridge:
         from reconciler.logs import configure_logging
 

@@ -79,8 +79,8 @@ def place(args: argparse.Namespace) -> Any:
 
 def open_runtime(args: argparse.Namespace, command: str, *, bridge: bool = False) -> Any:
     """The engine `--runtime` names, for `command` (checked first). The native engine is opened
-    without crash recovery (a pass does that) and, unless `bridge`, with its bridge networking
-    loaded only for a container that names a network."""
+    without crash recovery (a pass does that) and, unless `bridge`, without its bridge networking
+    plugged in: a container created then names no bridge network (`run --network none|host`)."""
     from reconciler.runtime import opening
 
     check(args, command)

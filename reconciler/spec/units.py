@@ -15,6 +15,7 @@ __all__ = [
     "parse_duration",
     "parse_memory",
     "parse_port",
+    "parse_publish",
     "parse_restart",
     "parse_size",
 ]
@@ -130,8 +131,11 @@ def _port_number(text: str, what: str, spec: str) -> int:
     return number
 
 
-def parse_port(spec: str) -> tuple[str, int, int, str]:
-    """`[host_ip:]host_port:container_port[/tcp|udp]` -> (host_ip, host_port, container_port, proto)."""
+def parse_port(spec: str, *, chosen: bool = False) -> tuple[str, int, int, str]:
+    """`[host_ip:]host_port:container_port[/tcp|udp]` -> (host_ip, host_port, container_port, proto).
+    `chosen`: the host port may be left out (`80`, `:80`, `127.0.0.1::80`), 0: the engine
+    chooses a free one (`docker run -p`'s forms; a manifest names its host port, or says so in the
+    long form)."""
     body, slash, proto = spec.partition("/")
     if not slash:
         proto = "tcp"
@@ -148,6 +152,8 @@ def parse_port(spec: str) -> tuple[str, int, int, str]:
         parts = body.split(":")
         if len(parts) == 3:
             host_ip, parts = parts[0], parts[1:]
+    if len(parts) == 1 and chosen:
+        parts = ["", *parts]
     if len(parts) == 1:
         raise ValueError(f"{spec!r} has no host port; write hostPort:containerPort (like 8080:80)")
     if len(parts) != 2:
@@ -156,6 +162,12 @@ def parse_port(spec: str) -> tuple[str, int, int, str]:
         ipaddress.ip_address(host_ip)
     except ValueError:
         raise ValueError(f"{spec!r}: host IP {host_ip!r} is not an IP address") from None
-    host_port = _port_number(parts[0], "host port", spec)
+    host_port = 0 if chosen and not parts[0] else _port_number(parts[0], "host port", spec)
     container_port = _port_number(parts[1], "container port", spec)
     return host_ip, host_port, container_port, proto
+
+
+def parse_publish(spec: str) -> tuple[str, int, int, str]:
+    """`docker run -p`'s `[[host_ip:][host_port]:]container_port[/tcp|udp]`: `parse_port`'s form,
+    its host port optional (0: the engine chooses one)."""
+    return parse_port(spec, chosen=True)

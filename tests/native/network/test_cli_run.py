@@ -1,0 +1,85 @@
+"""`reconcile run`, `start` and `stop` on bridge networking, as a user types them: the CLI in a
+process of its own on the harness's engine (its root, prefix and subnet pool)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.runtime.native.backend import NativeRuntime
+from tests.helpers.ports import publish_port
+from tests.native.network.conftest import Harness
+
+pytestmark = [pytest.mark.root, pytest.mark.registry]
+
+REPO = Path(__file__).resolve().parents[3]
+Reconcile = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def cli(harness: Harness, engine: NativeRuntime) -> Reconcile:
+    """`reconcile ARGS` on the harness's engine (whose fixtures remove what it made)."""
+    cfg = harness.config
+    env = {**os.environ, "RECONCILER_ROOT": str(cfg.root), "RECONCILER_RUN_DIR": str(cfg.run_dir),
+           "RECONCILER_PREFIX": cfg.name_prefix, "RECONCILER_SUBNET_POOL": cfg.subnet_pool}
+
+    def reconcile(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "reconciler", *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, check=False, timeout=120)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"reconcile {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+        return proc
+
+    return reconcile
+
+
+def _inspect(reconcile: Reconcile, name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(reconcile("inspect", name).stdout)[0]
+    return doc
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return str(resp.read().decode())
+
+
+def _serve(*flags: str) -> tuple[str, ...]:
+    """`run` arguments of an httpd serving the container's /etc on port 80."""
+    return (*flags, "httpd", "-f", "-p", "80", "-h", "/etc")
+
+
+def test_run_without_a_network_publishes_on_the_default_network_as_docker_run_does(
+        cli: Reconcile, busybox_image: str) -> None:
+    """`docker run -p` without --network publishes on the default bridge: `reconcile run` is on
+    the engine's default network likewise (it had none, and published nothing, silently), its
+    port checked (a host port another container publishes is refused); `-p 80` publishes on a
+    host port the engine chooses."""
+    port = publish_port()
+    cid = cli("run", "-d", "--name", "web", "-p", f"127.0.0.1:{port}:80", *_serve(busybox_image)).stdout.strip()
+    doc = _inspect(cli, "web")
+    assert doc["HostConfig"]["NetworkMode"] == "default"
+    assert list(doc["NetworkSettings"]["Networks"]) == ["default"]
+    assert doc["NetworkSettings"]["Ports"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
+    assert _get(f"http://127.0.0.1:{port}/hostname") == cid[:12] + "\n"
+
+    taken = cli("run", "-d", "--name", "again", "-p", f"127.0.0.1:{port}:80", *_serve(busybox_image), check=False)
+    assert taken.returncode == 1
+    assert "already published by container 'web'" in taken.stderr
+
+    cli("run", "-d", "--name", "any", "-p", "80", *_serve(busybox_image))
+    chosen = _inspect(cli, "any")["NetworkSettings"]["Ports"]["80/tcp"]
+    assert [b["HostIp"] for b in chosen] == ["0.0.0.0"]
+    assert int(chosen[0]["HostPort"]) > 0
+    assert _get(f"http://127.0.0.1:{chosen[0]['HostPort']}/hostname").strip() == _inspect(cli, "any")["Id"][:12]
+
+    none = _inspect(cli, cli("run", "-d", "--network", "none", busybox_image, "sleep", "60").stdout.strip())
+    assert none["HostConfig"]["NetworkMode"] == "none"
+    assert none["NetworkSettings"]["Networks"] == {}

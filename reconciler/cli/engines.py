@@ -77,10 +77,11 @@ def place(args: argparse.Namespace) -> Any:
                  oci_runtime=getattr(args, "oci_runtime", None) or "runc")
 
 
-def open_runtime(args: argparse.Namespace, command: str, *, bridge: bool = False) -> Any:
+def open_runtime(args: argparse.Namespace, command: str, *, bridge: bool = True) -> Any:
     """The engine `--runtime` names, for `command` (checked first). The native engine is opened
-    without crash recovery (a pass does that) and, unless `bridge`, without its bridge networking
-    plugged in: a container created then names no bridge network (`run --network none|host`)."""
+    without crash recovery (a pass does that) and with its bridge networking plugged in, its
+    manager made when a container needs it (`start` and `stop` forward a container's published
+    ports and stop), unless not `bridge` (`run --network none|host`: none is ever needed)."""
     from reconciler.runtime import opening
 
     check(args, command)

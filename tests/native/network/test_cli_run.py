@@ -83,3 +83,25 @@ def test_run_without_a_network_publishes_on_the_default_network_as_docker_run_do
     none = _inspect(cli, cli("run", "-d", "--network", "none", busybox_image, "sleep", "60").stdout.strip())
     assert none["HostConfig"]["NetworkMode"] == "none"
     assert none["NetworkSettings"]["Networks"] == {}
+
+
+def _forwarded(harness: Harness) -> list[int]:
+    """The host ports the engine's nft rules forward now."""
+    return [p.host_port for p in harness.manager._ipam.forwarded_ports()]
+
+
+def test_stop_and_start_by_hand_stop_and_resume_forwarding_its_ports(
+        cli: Reconcile, harness: Harness, busybox_image: str) -> None:
+    """A container publishes its ports while it runs, as Docker's: `reconcile stop` takes its
+    rules away (they stayed: the CLI's engine had no bridge networking plugged in, so traffic to
+    the port still went to the stopped container's address) and `reconcile start` puts them back."""
+    port = publish_port()
+    cli("run", "-d", "--name", "web", "-p", f"127.0.0.1:{port}:80", *_serve(busybox_image))
+    assert _forwarded(harness) == [port]
+    cli("stop", "-t", "0", "web")
+    assert _forwarded(harness) == []
+    assert f"dport {port} " not in subprocess.run(["nft", "list", "table", "ip", harness.prefix], capture_output=True,
+                                                  text=True, check=True).stdout
+    cli("start", "web")
+    assert _forwarded(harness) == [port]
+    assert _get(f"http://127.0.0.1:{port}/hostname") == _inspect(cli, "web")["Id"][:12] + "\n"

@@ -254,3 +254,62 @@ def test_a_peer_reaches_a_container_by_its_short_id_as_dockers_embedded_dns_answ
     engine.remove_container(web, force=True)
     engine.remove_container(client, force=True)
     engine.remove_network("app")
+
+
+def _served(url: str) -> str:
+    """`_get(url)` once the container's server listens (up to 10 s after its start)."""
+    import time
+    import urllib.error
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return _get(url)
+        except urllib.error.URLError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_a_start_refuses_a_published_port_another_program_listens_on_and_leaves_it_stopped(
+        harness: Harness, engine: NativeRuntime) -> None:
+    """As `docker start` fails ("Error starting userland proxy: listen tcp4 0.0.0.0:PORT: bind:
+    address already in use") when a program of the host took the container's published port
+    while it was not running: a created container stays created, an exited one exited, with no
+    rule forwarding the port and, of the exited one, no process; once the port is free it starts
+    (the start took the port over silently: its rules sent the port's traffic past the program)."""
+    import socket
+
+    from reconciler.runtime import errors
+    from tests.helpers import host
+
+    port = publish_port()
+    web = engine.create_container(base.ContainerConfig(
+        name="web", image=IMAGE, command=("httpd", "-f", "-p", "80", "-h", "/etc"),
+        ports=(base.PortMapping(container_port=80, host_port=port, host_ip="127.0.0.1"),),
+    ))
+
+    def refused(status: str) -> None:
+        with socket.socket() as listener:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)     # as servers do: no TIME_WAIT holds it after
+            listener.bind(("127.0.0.1", port))
+            listener.listen()
+            with pytest.raises(errors.Conflict, match=f"host port 127.0.0.1:{port}/tcp is in use by another program"):
+                engine.start_container(web)
+            rec = engine.containers.get(web)
+            assert rec.status == status
+            assert harness.manager._ipam.forwarded_ports() == []
+            assert rec.published == ()
+            if status == "exited":
+                assert rec.id not in host.conmon_pids(harness.config.run_dir)      # no runtime container made
+            listener.settimeout(0.5)
+            with socket.create_connection(("127.0.0.1", port), timeout=5):
+                listener.accept()[0].close()        # the program's port reaches the program
+
+    refused("created")
+    engine.start_container(web)
+    assert "root:x:0:0" in _served(f"http://127.0.0.1:{port}/passwd")
+    engine.stop_container(web, timeout=0)
+    refused("exited")
+    engine.start_container(web)
+    assert "root:x:0:0" in _served(f"http://127.0.0.1:{port}/passwd")

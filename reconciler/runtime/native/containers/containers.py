@@ -650,15 +650,23 @@ class ContainerManager(records.RecordStore):
                                               networks=rec.config.networks, **_attach_options(rec.config, rec.ports()),
                                               forward=False)
                     rec = _with_addresses(rec, att)     # reconnect() changes them
-                with self._creating(rec):
-                    pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec),
-                                                     log_size_max=self._log_cap(rec.config),
-                                                     terminal=rec.terminal, stdin=rec.stdin,
-                                                     exit_command=self._exit_command(rec))
+                    self._save(rec)
+            # its ports, as Docker's, before its process is made: a host port another program took
+            # meanwhile is refused here, and the container stays as it was (created or exited)
+            rec = self._forwarding(rec, on=True)
+            if not fresh:
+                try:
+                    with self._creating(rec):
+                        pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec),
+                                                         log_size_max=self._log_cap(rec.config),
+                                                         terminal=rec.terminal, stdin=rec.stdin,
+                                                         exit_command=self._exit_command(rec))
+                except BaseException:
+                    self._save(self._forwarding(rec, on=False))
+                    raise
                 rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid, status="created",
                                           **_identity(pid, conmon_pid))
                 self._save(rec)
-            rec = self._forwarding(rec, on=True)    # its ports, as Docker's, before its process starts
             self._starting(rec)
             started = rec
             try:

@@ -825,10 +825,17 @@ class NetworkManager:
     def forward(self, container_id: str, on: bool) -> Attachment:
         """Forward a container's published ports (`on`: it starts) or stop (it stopped or
         exited): Docker publishes a container's ports while it runs. Its host ports stay held
-        for it either way. Its attachment now."""
+        for it either way; one another program of the host listens on meanwhile is a Conflict
+        and nothing is forwarded (Docker's start fails likewise: its proxy cannot bind the
+        port). Its attachment now."""
         self._check_container_id(container_id)
         with self._locked():
             before = self._ipam.forwarded_ports(container_id)
+            if on:
+                for p in self._ipam.ports():
+                    if p.container_id == container_id and p.forwarded and p not in before:
+                        self._probe_listener(base.PortMapping(container_port=p.container_port, host_port=p.host_port,
+                                                              protocol=p.protocol, host_ip=p.host_ip))
             if self._ipam.set_forwarding(container_id, on):
                 try:
                     self._apply_firewall()

@@ -435,8 +435,8 @@ def endpoint_settings_of(rec: Any, nets: Mapping[str, NetworkView],
     """Docker's NetworkSettings.Networks of the container record `rec`, keyed by Docker's names:
     each bridge network it is on (its addresses and fixed ones as recorded, the network's id,
     gateway and prefix lengths from the network's record, its interface's MAC: the one the
-    engine gives the veth's container end, `NetworkManager.mac_address`; its aliases and its short
-    id, which its peers resolve), over what `seen` (inspect's Networks, by native name) says;
+    engine gives the veth's container end, `NetworkManager.mac_address`; its aliases, its short
+    id and its host name, which its peers resolve), over what `seen` (inspect's Networks, by native name) says;
     "none" or "host" for a container in those modes, as dockerd lists them; nothing for one
     that joins another's namespace or was disconnected from every network."""
     import ipaddress
@@ -452,8 +452,9 @@ def endpoint_settings_of(rec: Any, nets: Mapping[str, NetworkView],
                          "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
                          "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": None}
         return out
-    short = rec.id[:12]
-    aliases = [*dict.fromkeys(rec.config.aliases)] + ([] if short in rec.config.aliases else [short])
+    # as dockerd adds them to an endpoint's: its short id and its host name (dns.peer_names)
+    host = (rec.hostname,) if rec.hostname and rec.hostname != rec.name else ()
+    aliases = [*dict.fromkeys((*rec.config.aliases, rec.id[:12], *host))]
     for native, ip in rec.ip_addresses.items():
         given = dict((seen or {}).get(native) or {})
         view = nets.get(native)

@@ -8,8 +8,8 @@ answer checked against the kernel or the engine's records (dockerd 20.10 is the 
   disconnect, remove, events and the container's endpoints, resolved as dockerd resolves them
   (full id, name, unique prefix);
 - network inspect has `Containers` and `Created`; a container's endpoints their gateway, prefix
-  length, MAC (the kernel's), network id, endpoint id and aliases (with the short id, which
-  peers resolve); inspect's top-level addresses are the default network's;
+  length, MAC (the kernel's), network id, endpoint id and aliases (with the short id and the
+  host name, which peers resolve); inspect's top-level addresses are the default network's;
 - the native default network is Docker's `bridge` (its name `default` accepted too), `host`
   and `none` are listed as predefined networks; none of them is created, removed or pruned,
   and a network any container is on is not pruned.
@@ -199,8 +199,8 @@ def test_network_and_container_inspect_say_what_the_kernel_has(engine_api: str, 
     docker(engine_api, "pull", busybox_image)
     docker(engine_api, "network", "create", "--subnet", host.subnet, n1)
     docker(engine_api, "run", "-d", "--name", "one", busybox_image, "sleep", "300")
-    docker(engine_api, "run", "-d", "--name", "two", "--network", n1, "--network-alias", "api", busybox_image,
-           "sleep", "300")
+    docker(engine_api, "run", "-d", "--name", "two", "--network", n1, "--network-alias", "api", "--hostname", "twohost",
+           busybox_image, "sleep", "300")
     docker(engine_api, "network", "connect", n1, "one")
     one, two = _inspect(engine_api, "one"), _inspect(engine_api, "two")
     net, bridge = _net(engine_api, n1), _net(engine_api, "bridge")
@@ -226,7 +226,8 @@ def test_network_and_container_inspect_say_what_the_kernel_has(engine_api: str, 
         ifname = next(line.split()[1] for line in addrs.splitlines() if f" {ep['IPAddress']}/" in line)
         assert ep["MacAddress"] == _mac(engine_api, doc["Name"].lstrip("/"), ifname)
     assert one["NetworkSettings"]["Networks"][n1]["Aliases"] == [one["Id"][:12]]
-    assert two["NetworkSettings"]["Networks"][n1]["Aliases"] == ["api", two["Id"][:12]]
+    # dockerd adds the short id and the host name to an endpoint's aliases on a user-defined network
+    assert two["NetworkSettings"]["Networks"][n1]["Aliases"] == ["api", two["Id"][:12], "twohost"]
 
     # top level: the default network's endpoint, as dockerd fills it for the default bridge
     settings, on_bridge = one["NetworkSettings"], one["NetworkSettings"]["Networks"]["bridge"]
@@ -238,6 +239,8 @@ def test_network_and_container_inspect_say_what_the_kernel_has(engine_api: str, 
     # a peer resolves the short id on a network they share, as dockerd's embedded DNS answers it
     ping = docker(engine_api, "exec", "two", "busybox", "ping", "-c", "1", "-W", "3", one["Id"][:12])
     assert one["NetworkSettings"]["Networks"][n1]["IPAddress"] in ping.stdout
+    ping = docker(engine_api, "exec", "one", "busybox", "ping", "-c", "1", "-W", "3", "twohost")
+    assert two["NetworkSettings"]["Networks"][n1]["IPAddress"] in ping.stdout
     docker(engine_api, "rm", "-f", "one", "two")
     docker(engine_api, "network", "rm", n1)
 

@@ -157,6 +157,21 @@ def test_containers_resolve_each_other_through_127_0_0_11(
     assert tcp.stdout.strip() == _ip(engine, web2, "app"), tcp.stderr
 
 
+def test_a_containers_host_name_resolves_for_its_peers_as_on_dockerd(
+        harness: Harness, engine: NativeRuntime, upstream: Upstream) -> None:
+    """dockerd adds a container's host name (`--hostname`, compose's `hostname:`) to its aliases
+    on a user-defined network: its peers resolve it through 127.0.0.11 (and, here, their hosts
+    files name it). It was not answered: the upstream was asked, and said NXDOMAIN."""
+    engine.ensure_network(base.NetworkConfig(name="app"))
+    web = _run(engine, "web", ("app",), hostname="webhost")
+    client = _run(engine, "client", ("app",), dns=(upstream.address,))
+    code, out = _nslookup(engine, client, "webhost", "127.0.0.11")
+    assert code == 0, out
+    assert _addresses(out) == {_ip(engine, web, "app")}, out
+    assert "webhost." not in upstream.asked
+    assert f"{_ip(engine, web, 'app')}\tweb {web[:12]} webhost\n" in engine.exec(client, ["cat", "/etc/hosts"]).stdout.decode()
+
+
 def test_other_names_are_forwarded_to_the_containers_nameservers(
         harness: Harness, engine: NativeRuntime, upstream: Upstream) -> None:
     engine.ensure_network(base.NetworkConfig(name="app"))

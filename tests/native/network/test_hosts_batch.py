@@ -66,10 +66,12 @@ def test_a_new_name_reaches_the_peers_after_the_timers_delay_and_at_the_end_of_t
 def test_a_removed_or_renamed_container_leaves_its_peers_at_once_in_a_batch(harness: Harness) -> None:
     m = harness.manager
     m.ensure_network(base.NetworkConfig(name="lan", subnet=harness.subnet(0)))
+    # host name: the short id, as the engine gives a container without one (a host name given
+    # stays a name its peers know through a rename, as on dockerd)
     for cid, name in (("ctr-a", "alpha"), ("ctr-b", "bravo"), ("ctr-c", "charlie")):
-        m.attach(cid, name=name, hostname=name, networks=["lan"])
+        m.attach(cid, name=name, hostname=cid, networks=["lan"])
     with m.batch():
-        m.attach("ctr-d", name="delta", hostname="delta", networks=["lan"])
+        m.attach("ctr-d", name="delta", hostname="ctr-d", networks=["lan"])
         m.detach("ctr-b")
         # the removal rewrote the network's files whole: the waiting name went with it
         assert "bravo" not in _names(harness, "ctr-a")

@@ -2,7 +2,7 @@
 names the embedded DNS server (`dnsd`) answers.
 
 Each container's hosts file lists its own names and every container it shares a network with (by
-container name, aliases and short id, `peer_names`, at the address on the shared network). The
+container name, aliases, short id and host name, `peer_names`, at the address on the shared network). The
 runtime bind-mounts the files into the container, so they are rewritten **in place** (same
 inode: truncate + write) when containers come and go; a rename would leave the container looking
 at the old file. A container on a user-defined network (any but the default one) also has
@@ -52,11 +52,13 @@ def embedded(networks: Iterable[str]) -> bool:
     return any(n not in (DEFAULT_NETWORK, "none", "host") for n in networks)
 
 
-def peer_names(name: str, aliases: Sequence[str], container_id: str) -> tuple[str, ...]:
+def peer_names(name: str, aliases: Sequence[str], container_id: str, hostname: str = "") -> tuple[str, ...]:
     """The names a container is known by to the containers it shares a network with: its name,
-    its aliases (compose's service names) and its short id, the names Docker's embedded DNS
-    answers. The one rule for the peers' hosts files and the embedded DNS server's answers."""
-    return tuple(dict.fromkeys((name, *aliases, container_id[:12])))
+    its aliases (compose's service names), its short id and its host name (`--hostname`,
+    compose's `hostname:`; the short id when none was given), the names Docker's embedded DNS
+    answers (dockerd adds the last two to the endpoint's aliases). The one rule for the peers'
+    hosts files and the embedded DNS server's answers."""
+    return tuple(dict.fromkeys(n for n in (name, *aliases, container_id[:12], hostname) if n))
 
 
 @dataclass(frozen=True)

@@ -1029,7 +1029,7 @@ class NetworkManager:
             by_container.setdefault(e.container_id, []).append(e)
             peer = containers.get(e.container_id)
             if peer is not None:
-                names = dns.peer_names(peer.name, peer.aliases, e.container_id)     # as the DNS server answers
+                names = dns.peer_names(peer.name, peer.aliases, e.container_id, peer.hostname)   # as the DNS server answers
                 by_network.setdefault(e.network, []).extend(
                     (e.container_id, dns.HostEntry(a, names)) for a in _addresses(e))
         blocks: dict[str, dns.NetworkHosts] = {}      # a network's lines, for its containers with one endpoint

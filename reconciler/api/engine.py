@@ -148,7 +148,10 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
     networks: tuple[str, ...] = () if mode in ("", "default", "bridge") else (mode,)
     endpoints = {str(n): endpoint_settings(ep) for n, ep in
                  ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}).items()}
-    aliases = tuple(dict.fromkeys(a for ep in endpoints.values() for a in ep.aliases))
+    # an endpoint's aliases are its network's alone (dockerd's): those of the network it joins
+    aliases = {net: tuple(dict.fromkeys(ep.aliases)) for net, ep in endpoints.items() if ep.aliases}
+    if aliases and mode in ("", "default", "bridge", "host", "none"):
+        raise HttpError(400, _ALIAS_ON_PREDEFINED)
     fixed = {n: ep for n, ep in endpoints.items() if ep.ipv4 or ep.ipv6}
     own = _primary_endpoint(body, mode, networks, endpoints)
     for net in fixed:
@@ -180,7 +183,7 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
         args=tuple(body["Cmd"]) if isinstance(body.get("Cmd"), list) else None,
         env=env, user=body.get("User") or None, workdir=body.get("WorkingDir") or None,
         hostname=body.get("Hostname") or None, domainname=body.get("Domainname") or None, labels=dict(body.get("Labels") or {}), ports=tuple(ports),
-        networks=networks, aliases=aliases, mounts=tuple(mounts),
+        networks=networks, mounts=tuple(mounts),
         restart=base.RestartPolicy(name=str(rp.get("Name") or "no"), max_retries=int(rp.get("MaximumRetryCount") or 0)),
         healthcheck=healthcheck,
         resources=base.Resources(memory=host.get("Memory") or None, cpus=nano / 1e9 if nano else None,
@@ -197,9 +200,14 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
         mac_addresses={n: ep.mac for n, ep in own.items() if ep.mac},
         link_local_ips={n: ep.link_local for n, ep in own.items() if ep.link_local},
         gw_priorities={n: ep.gw_priority for n, ep in own.items() if ep.gw_priority},
+        network_aliases={n: names for n, names in aliases.items() if n in networks},
         **_host_extras(host, domainname=body.get("Domainname") or None),
         **_log_config(host),
     )
+
+
+# dockerd's words for an alias on the default bridge, host or none (runconfig.ErrUnsupportedNetworkAndAlias)
+_ALIAS_ON_PREDEFINED = "network-scoped alias is supported only for containers in user defined networks"
 
 
 def create_settings(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -239,7 +247,7 @@ class Endpoint:
     gw_priority: int = 0
 
     def own(self) -> base.EndpointConfig:
-        return base.EndpointConfig(self.mac, self.link_local, self.gw_priority)
+        return base.EndpointConfig(self.mac, self.link_local, self.gw_priority, self.aliases)
 
 
 def endpoint_settings(ep: Mapping[str, Any] | None) -> Endpoint:
@@ -435,8 +443,9 @@ def endpoint_settings_of(rec: Any, nets: Mapping[str, NetworkView],
     """Docker's NetworkSettings.Networks of the container record `rec`, keyed by Docker's names:
     each bridge network it is on (its addresses and fixed ones as recorded, the network's id,
     gateway and prefix lengths from the network's record, its interface's MAC: the one the
-    engine gives the veth's container end, `NetworkManager.mac_address`; its aliases, its short
-    id and its host name, which its peers resolve), over what `seen` (inspect's Networks, by native name) says;
+    engine gives the veth's container end, `NetworkManager.mac_address`; on a user-defined
+    network its aliases (the container's and the endpoint's own), its short id and its host name,
+    which its peers resolve; on the default bridge none, as dockerd's), over what `seen` (inspect's Networks, by native name) says;
     "none" or "host" for a container in those modes, as dockerd lists them; nothing for one
     that joins another's namespace or was disconnected from every network."""
     import ipaddress
@@ -454,8 +463,10 @@ def endpoint_settings_of(rec: Any, nets: Mapping[str, NetworkView],
         return out
     # as dockerd adds them to an endpoint's: its short id and its host name (dns.peer_names)
     host = (rec.hostname,) if rec.hostname and rec.hostname != rec.name else ()
-    aliases = [*dict.fromkeys((*rec.config.aliases, rec.id[:12], *host))]
     for native, ip in rec.ip_addresses.items():
+        # an endpoint's aliases, the container's and its own there; none on the default bridge (dockerd's null)
+        aliases = None if native == network.DEFAULT_NETWORK else [*dict.fromkeys(
+            (*rec.config.aliases, *rec.config.network_aliases.get(native, ()), rec.id[:12], *host))]
         given = dict((seen or {}).get(native) or {})
         view = nets.get(native)
         if view is None:                    # (its network's record gone: only what inspect says)
@@ -1047,7 +1058,8 @@ class EngineApi:
             ipv6_addresses={found.get(n, n): a for n, a in config.ipv6_addresses.items()},
             mac_addresses={found.get(n, n): m for n, m in config.mac_addresses.items()},
             link_local_ips={found.get(n, n): a for n, a in config.link_local_ips.items()},
-            gw_priorities={found.get(n, n): p for n, p in config.gw_priorities.items()})
+            gw_priorities={found.get(n, n): p for n, p in config.gw_priorities.items()},
+            network_aliases={found.get(n, n): a for n, a in config.network_aliases.items()})
 
     def _network_change(self, method: str, parts: list[str], body: Callable[[], Any]) -> tuple[int, Any]:
         """docker network create / rm / connect / disconnect: a bridge network of the engine's own."""
@@ -1104,11 +1116,15 @@ class EngineApi:
         between create and start), ContainerManager.reconnect. A connect's fixed addresses
         (`docker network connect --ip/--ip6`) are the container's there from then on. A
         container created without a network is on the default one (`networks_of`), and stays
-        so through a connect to another and its disconnect, as Docker's."""
+        so through a connect to another and its disconnect, as Docker's. A connect's aliases are
+        the container's names on that network alone (its endpoint's, as dockerd's: not on its
+        other networks, gone with a disconnect); none on the default bridge (dockerd's 400)."""
         manager = self.runtime.containers
         rec = manager.get(ident)
         network = view.native
         aliases = ep.aliases
+        if connect and aliases and network == _native_default():
+            raise HttpError(400, _ALIAS_ON_PREDEFINED)
         if rec.status == "running":
             try:
                 if connect:
@@ -1131,14 +1147,12 @@ class EngineApi:
         nets = tuple(n for n in manager.networks_of(rec) if n != network)
         if connect:
             nets = (*nets, network)
-        extra = tuple(a for a in aliases if a not in rec.config.aliases)
         v4 = {n: a for n, a in rec.config.ipv4_addresses.items() if n != network}
         v6 = {n: a for n, a in rec.config.ipv6_addresses.items() if n != network}
         if connect:
             v4.update({network: ep.ipv4} if ep.ipv4 else {})
             v6.update({network: ep.ipv6} if ep.ipv6 else {})
-        manager.reconnect(rec.id, nets, (*rec.config.aliases, *extra) if connect else rec.config.aliases,
-                          ipv4_addresses=v4, ipv6_addresses=v6,
+        manager.reconnect(rec.id, nets, rec.config.aliases, ipv4_addresses=v4, ipv6_addresses=v6,
                           endpoints={network: ep.own() if connect else base.EndpointConfig()})
 
     def _anonymous_volumes(self, config: base.ContainerConfig) -> tuple[base.ContainerConfig, list[str]]:

@@ -291,6 +291,9 @@ class ContainerConfig:
     mac_addresses: Mapping[str, str] = field(default_factory=dict)
     link_local_ips: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     gw_priorities: Mapping[str, int] = field(default_factory=dict)
+    # an endpoint's own aliases, by network name (`docker network connect --alias`, a create's
+    # NetworkingConfig): names on that network alone, beside `aliases`, which are on every one
+    network_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     log_driver: str | None = None               # Docker's LogConfig.Type (None: the engine's default)
     log_options: Mapping[str, str] = field(default_factory=dict)   # LogConfig.Config: max-size, max-file, ...
     # runs to completion (exit 0) once: on a single host the executor waits for the container's
@@ -301,17 +304,19 @@ class ContainerConfig:
 @dataclass(frozen=True)
 class EndpointConfig:
     """A container's own settings on one network's interface: one network's part of
-    ContainerConfig's `mac_addresses`, `link_local_ips` and `gw_priorities` (a connect's)."""
+    ContainerConfig's `mac_addresses`, `link_local_ips`, `gw_priorities` and `network_aliases`
+    (a connect's)."""
 
     mac: str | None = None
     link_local: tuple[str, ...] = ()
     gw_priority: int = 0
+    aliases: tuple[str, ...] = ()
 
 
 def endpoint_of(config: ContainerConfig, network: str) -> EndpointConfig:
     """`config`'s interface settings on `network`."""
     return EndpointConfig(config.mac_addresses.get(network), tuple(config.link_local_ips.get(network) or ()),
-                          int(config.gw_priorities.get(network) or 0))
+                          int(config.gw_priorities.get(network) or 0), tuple(config.network_aliases.get(network) or ()))
 
 
 def with_endpoints(config: ContainerConfig, endpoints: Mapping[str, EndpointConfig]) -> ContainerConfig:
@@ -320,16 +325,17 @@ def with_endpoints(config: ContainerConfig, endpoints: Mapping[str, EndpointConf
     joined = set(config.networks)
     maps: dict[str, dict[str, Any]] = {"mac_addresses": dict(config.mac_addresses),
                                        "link_local_ips": dict(config.link_local_ips),
-                                       "gw_priorities": dict(config.gw_priorities)}
+                                       "gw_priorities": dict(config.gw_priorities),
+                                       "network_aliases": dict(config.network_aliases)}
     for network, ep in endpoints.items():
         for key, value in (("mac_addresses", ep.mac), ("link_local_ips", tuple(ep.link_local)),
-                           ("gw_priorities", ep.gw_priority)):
+                           ("gw_priorities", ep.gw_priority), ("network_aliases", tuple(ep.aliases))):
             maps[key].pop(network, None)
             if value:
                 maps[key][network] = value
     kept = {k: {n: v for n, v in m.items() if n in joined} for k, m in maps.items()}
     return dataclasses.replace(config, mac_addresses=kept["mac_addresses"], link_local_ips=kept["link_local_ips"],
-                               gw_priorities=kept["gw_priorities"])
+                               gw_priorities=kept["gw_priorities"], network_aliases=kept["network_aliases"])
 
 
 def labels_match(labels: Mapping[str, str], selector: Mapping[str, str] | None) -> bool:
@@ -357,7 +363,7 @@ def config_to_json(config: ContainerConfig) -> dict[str, Any]:
     else:
         out.pop("secret_env")            # absent when none: records written before it read the same
     for key in ("image_id", "ipv4_addresses", "ipv6_addresses", "log_driver", "log_options", "mac_addresses",
-                "link_local_ips", "gw_priorities", "job"):
+                "link_local_ips", "gw_priorities", "job", "network_aliases"):
         if not out[key]:
             out.pop(key)                 # likewise
     if out["healthcheck"] is not None and not out["healthcheck"]["start_interval"]:
@@ -423,6 +429,7 @@ _FROM_JSON: dict[str, Callable[[Any], Any]] = {
     "link_local_ips": lambda v: {n: tuple(ips) for n, ips in (v or {}).items()},
     "gw_priorities": lambda v: {n: int(p) for n, p in (v or {}).items()},
     "job": bool,
+    "network_aliases": lambda v: {n: tuple(names) for n, names in (v or {}).items()},
 }
 
 

@@ -34,7 +34,9 @@ NOT_CARRIED = {
 # into the created container: DockerRuntime._copy_secrets), PortMapping.ingress (Swarm's),
 # a fraction of stop_timeout (Docker's StopTimeout is whole seconds: the backend rounds up), a
 # tmpfs size other than in bytes (sent as SizeBytes), networks after the first (each sent by a
-# network connect: test_the_connect_body_carries_each_further_networks_addresses).
+# network connect: test_the_connect_body_carries_each_further_networks_addresses). Docker has no
+# container-wide aliases: every alias is an endpoint's, so `aliases` (a manifest's, on every
+# network) go in each endpoint's Aliases and come back as that network's own (`network_aliases`).
 
 FULL = base.ContainerConfig(
     name="web", image="reg:5000/web:1", image_id="sha256:" + "b" * 64, command=("/bin/app",), args=("-v",),
@@ -62,7 +64,8 @@ FULL = base.ContainerConfig(
     ipv4_addresses={"net": "10.0.0.9", "other": "10.0.1.7"}, ipv6_addresses={"net": "fd00::9", "other": "fd00:1::7"},
     log_driver="json-file", log_options={"max-size": "1m", "max-file": "2"},
     mac_addresses={"net": "02:00:00:00:00:01", "other": "02:00:00:00:00:02"},
-    link_local_ips={"net": ("169.254.0.9", "fe80::9"), "other": ("169.254.1.7",)}, gw_priorities={"net": 3, "other": -2})
+    link_local_ips={"net": ("169.254.0.9", "fe80::9"), "other": ("169.254.1.7",)}, gw_priorities={"net": 3, "other": -2},
+    network_aliases={"net": ("n",), "other": ("o",)})
 
 
 def _default(f: dataclasses.Field[Any]) -> Any:
@@ -83,7 +86,8 @@ def test_a_create_body_reads_back_every_field_the_docker_backend_writes() -> Non
     expected = dataclasses.replace(
         FULL, **{name: _default(fields[name]) for name in NOT_CARRIED}, networks=(first,),
         ipv4_addresses={first: FULL.ipv4_addresses[first]}, ipv6_addresses={first: FULL.ipv6_addresses[first]},
-        **{key: {first: getattr(FULL, key)[first]} for key in ("mac_addresses", "link_local_ips", "gw_priorities")})
+        **{key: {first: getattr(FULL, key)[first]} for key in ("mac_addresses", "link_local_ips", "gw_priorities")},
+        aliases=(), network_aliases={first: (*FULL.aliases, *FULL.network_aliases[first])})
     assert back == expected
     # an engine before Engine API 1.44: the first network's MAC as the container's, read back as its own
     assert config_from_create("web", container_body(sent, container_mac=True)) == expected
@@ -92,7 +96,7 @@ def test_a_create_body_reads_back_every_field_the_docker_backend_writes() -> Non
 def test_the_connect_body_carries_each_further_networks_addresses() -> None:
     for net in FULL.networks[1:]:
         assert endpoint_settings(endpoint_config(FULL, net)) == Endpoint(
-            FULL.aliases, FULL.ipv4_addresses[net], FULL.ipv6_addresses[net], FULL.mac_addresses[net],
+            (*FULL.aliases, *FULL.network_aliases[net]), FULL.ipv4_addresses[net], FULL.ipv6_addresses[net], FULL.mac_addresses[net],
             FULL.link_local_ips[net], FULL.gw_priorities[net])
     assert endpoint_settings(None) == Endpoint((), None, None)
 
@@ -109,6 +113,8 @@ def test_the_connect_body_carries_each_further_networks_addresses() -> None:
      "IPAMConfig.LinkLocalIPs: 10.0.0.1 is not a link-local address"),
     ({"HostConfig": {"NetworkMode": "n"}, "NetworkingConfig": {"EndpointsConfig": {"n": {"GwPriority": "high"}}}},
      "GwPriority 'high' is not a whole number"),
+    ({"NetworkingConfig": {"EndpointsConfig": {"bridge": {"Aliases": ["web"]}}}},      # dockerd's words
+     "network-scoped alias is supported only for containers in user defined networks"),
 ])
 def test_an_endpoints_own_settings_are_checked_as_a_manifests(create: dict[str, Any], words: str) -> None:
     with pytest.raises(HttpError, match=words):

@@ -353,3 +353,56 @@ def test_the_network_list_filters_as_dockerd_and_refuses_what_it_does_not_know(
     finally:
         docker(engine_api, "rm", "-f", "on", check=False)
         docker(engine_api, "network", "rm", "inuse", "unused", check=False)
+
+
+def _aliases(sock: str, container: str) -> dict[str, Any]:
+    """Each network's endpoint aliases of `container`, as inspect shows them."""
+    return {n: ep["Aliases"] for n, ep in _inspect(sock, container)["NetworkSettings"]["Networks"].items()}
+
+
+def _hosts_names(sock: str, container: str) -> set[str]:
+    out = docker(sock, "exec", container, "cat", "/etc/hosts").stdout
+    return {name for line in out.splitlines() if line and not line.startswith("#") for name in line.split()[1:]}
+
+
+def test_an_alias_is_its_endpoints_own_as_on_dockerd(engine_api: str, host: Host, busybox_image: str) -> None:
+    """dockerd 20.10 keeps aliases per endpoint: `network connect --alias gamma n1 c` names c
+    `gamma` on n1 alone, and the disconnect takes it away; the default bridge has none (inspect:
+    null; an alias there is a 400). The alias was the container's, on all its networks: inspect
+    listed it on `bridge` and n2, the hosts files of containers on those networks named it, and it
+    stayed after the disconnect. A created container connected before its start (compose's way)
+    keeps each network's aliases on that network."""
+    n1, n2 = f"{host.config.name_prefix}n1", f"{host.config.name_prefix}n2"
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "network", "create", n1)
+    docker(engine_api, "network", "create", n2)
+    cid = docker(engine_api, "run", "-d", "--name", "c", busybox_image, "sleep", "300").stdout.strip()
+    docker(engine_api, "network", "connect", "--alias", "gamma", n1, "c")
+    docker(engine_api, "network", "connect", "--alias", "delta", n2, "c")
+    assert _aliases(engine_api, "c") == {"bridge": None, n1: ["gamma", cid[:12]], n2: ["delta", cid[:12]]}
+    docker(engine_api, "run", "-d", "--name", "peer2", "--network", n2, busybox_image, "sleep", "300")
+    docker(engine_api, "run", "-d", "--name", "peer0", busybox_image, "sleep", "300")
+    assert {"delta", "c"} <= _hosts_names(engine_api, "peer2")
+    assert "gamma" not in _hosts_names(engine_api, "peer2")
+    assert {"gamma", "delta"}.isdisjoint(_hosts_names(engine_api, "peer0"))
+    lookup = docker(engine_api, "exec", "peer2", "busybox", "nslookup", "delta", "127.0.0.11").stdout
+    assert _inspect(engine_api, "c")["NetworkSettings"]["Networks"][n2]["IPAddress"] in lookup
+
+    docker(engine_api, "network", "disconnect", n1, "c")
+    assert _aliases(engine_api, "c") == {"bridge": None, n2: ["delta", cid[:12]]}
+    docker(engine_api, "network", "connect", n1, "c")       # again, without an alias: none of the old one
+    assert _aliases(engine_api, "c")[n1] == [cid[:12]]
+    refused = docker(engine_api, "network", "connect", "--alias", "z", "bridge", "peer2", check=False)
+    assert refused.returncode != 0
+    assert "network-scoped alias is supported only for containers in user defined networks" in refused.stderr
+
+    kid = docker(engine_api, "create", "--name", "k", "--network", n1, "--network-alias", "a1", busybox_image,
+                 "sleep", "300").stdout.strip()
+    docker(engine_api, "network", "connect", "--alias", "a2", n2, "k")
+    docker(engine_api, "start", "k")
+    assert _aliases(engine_api, "k") == {n1: ["a1", kid[:12]], n2: ["a2", kid[:12]]}
+    assert "a1" not in _hosts_names(engine_api, "peer2")
+    assert "a2" in _hosts_names(engine_api, "peer2")
+    for name in ("c", "peer2", "peer0", "k"):
+        docker(engine_api, "rm", "-f", name)
+    docker(engine_api, "network", "rm", n1, n2)

@@ -38,7 +38,7 @@ def test_a_config_with_every_field_set_reads_back_equal() -> None:
         domainname="example.test", reservations=base.Resources(memory=16 << 20), ipv4_addresses={"lan": "10.1.0.5"},
         ipv6_addresses={"lan": "fd00::5"}, log_driver="json-file", log_options={"max-size": "1m"},
         mac_addresses={"lan": "02:42:ac:11:00:02"}, link_local_ips={"lan": ("169.254.1.1",)},
-        gw_priorities={"db": 10}, job=True,
+        gw_priorities={"db": 10}, job=True, network_aliases={"db": ("primary",)},
     )
     assert {f.name for f in dataclasses.fields(config) if getattr(config, f.name) ==
             getattr(base.ContainerConfig(name="", image=""), f.name)} <= {"global_mode", "secret_env"}

@@ -277,10 +277,11 @@ def container_body(config: base.ContainerConfig, *, endpoints: int = 1, containe
 
 
 def endpoint_config(config: base.ContainerConfig, network: str) -> dict[str, Any]:
-    """A container's EndpointConfig on `network`: its aliases and fixed addresses (Docker takes
-    those on a user-defined network with a subnet only, and says so), its link-local addresses,
-    MAC address and gateway priority."""
-    out: dict[str, Any] = {"Aliases": list(config.aliases) or None}
+    """A container's EndpointConfig on `network`: its aliases (the container's and its own there)
+    and fixed addresses (Docker takes those on a user-defined network with a subnet only, and
+    says so), its link-local addresses, MAC address and gateway priority."""
+    out: dict[str, Any] = {"Aliases": list(dict.fromkeys((*config.aliases, *config.network_aliases.get(network, ()))))
+                           or None}
     ipam: dict[str, Any] = {key: fixed[network] for key, fixed in (("IPv4Address", config.ipv4_addresses),
                                                                    ("IPv6Address", config.ipv6_addresses))
                             if network in fixed}

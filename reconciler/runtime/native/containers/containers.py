@@ -81,7 +81,7 @@ class NetworkAttacher(Protocol):
         dns_options: Sequence[str] = (), static_ips: Mapping[str, str] | None = None,
         static_ips6: Mapping[str, str] | None = None, forward: bool = True,
         macs: Mapping[str, str] | None = None, link_local: Mapping[str, Sequence[str]] | None = None,
-        gw_priorities: Mapping[str, int] | None = None,
+        gw_priorities: Mapping[str, int] | None = None, network_aliases: Mapping[str, Sequence[str]] | None = None,
     ) -> Attachment: ...
 
     def detach(self, container_id: str) -> None: ...
@@ -116,7 +116,8 @@ def _attach_options(config: base.ContainerConfig, ports: Sequence[base.PortMappi
     return {"ports": tuple(ports), "aliases": config.aliases, "extra_hosts": config.extra_hosts,
             "dns": config.dns, "dns_search": config.dns_search, "dns_options": config.dns_options,
             "static_ips": config.ipv4_addresses, "static_ips6": config.ipv6_addresses,
-            "macs": config.mac_addresses, "link_local": config.link_local_ips, "gw_priorities": config.gw_priorities}
+            "macs": config.mac_addresses, "link_local": config.link_local_ips, "gw_priorities": config.gw_priorities,
+            "network_aliases": config.network_aliases}
 
 
 def _extra_hosts(extra_hosts: Sequence[str]) -> str:
@@ -895,8 +896,8 @@ class ContainerManager(records.RecordStore):
         """Give a container that was created and not started yet other networks and aliases
         (`docker network connect` between create and start, as compose does), and fixed
         addresses on them (None: those it has, on the networks it keeps), and the interface
-        settings `endpoints` names (its MAC address, link-local addresses and gateway priority on
-        a network; those it has stay on the networks it keeps). Its runtime container and network
+        settings `endpoints` names (its MAC address, link-local addresses, gateway priority and
+        own aliases on a network; those it has stay on the networks it keeps). Its runtime container and network
         namespace are dropped now; its start makes them again (as after a reboot), attached to
         the new networks, where a fixed address is checked."""
         rec = self._load(name_or_id)
@@ -928,7 +929,9 @@ class ContainerManager(records.RecordStore):
                         endpoint: base.EndpointConfig | None = None) -> records.Record:
         """`docker network connect` of a running container: one more interface in its namespace
         (network.py NetworkManager.connect), at the fixed addresses `ipv4`/`ipv6` when given, with
-        the interface settings of `endpoint`, kept in its record for its next starts."""
+        the interface settings of `endpoint` and `aliases`, its names on that network alone (as
+        Docker's, an endpoint's: not on its other networks, gone with a disconnect), kept in its
+        record for its next starts."""
         rec = self._load(name_or_id)
         with self.lock(rec.id):
             rec = self.refresh(self._load(rec.id))
@@ -937,11 +940,10 @@ class ContainerManager(records.RecordStore):
             if network in kept:
                 raise rterrors.Conflict(f"container {rec.name} is already connected to network {network}")
             own = endpoint or base.EndpointConfig()
-            att = self._network().connect(rec.id, network, aliases, address=ipv4, address6=ipv6, mac=own.mac,
+            own = dataclasses.replace(own, aliases=tuple(dict.fromkeys((*own.aliases, *aliases))))
+            att = self._network().connect(rec.id, network, own.aliases, address=ipv4, address6=ipv6, mac=own.mac,
                                           link_local=own.link_local, gw_priority=own.gw_priority)
-            extra = tuple(a for a in aliases if a not in rec.config.aliases)
             cfg = dataclasses.replace(rec.config, networks=(*kept, network),
-                                      aliases=(*rec.config.aliases, *extra),
                                       ipv4_addresses={**rec.config.ipv4_addresses, **({network: ipv4} if ipv4 else {})},
                                       ipv6_addresses={**rec.config.ipv6_addresses, **({network: ipv6} if ipv6 else {})})
             cfg = base.with_endpoints(cfg, {network: own})

@@ -12,7 +12,8 @@ server the container runs on port 53 itself still gets it. One selector loop ser
 
 Answers, as moby's libnetwork resolver (TTL 600): A and AAAA for the names of the containers
 that share a user-defined network with the asker (`dns.peer_names`, the rule of the hosts
-files: name, aliases, short id, host name; `NAME.NETWORK` too), at their address on that network, from
+files: name, aliases (the container's and its endpoint's there), short id, host name;
+`NAME.NETWORK` too), at their address on that network, from
 the asker's first network (by interface order) that knows the name; several containers with one
 alias give every address (compose's scaled services); PTR for those addresses
 (`NAME.NETWORK`). A known name with no address of the type asked: an empty answer. Anything
@@ -141,7 +142,7 @@ class _Names:
             containers = {r[0]: (r[1], tuple(json.loads(r[2])), json.loads(r[3] or "{}"), r[4], r[5])
                           for r in conn.execute("SELECT container_id, name, aliases, resolve, netns, hostname"
                                                 " FROM net_containers")}
-            endpoints = conn.execute("SELECT network, address, address6, container_id FROM net_endpoints"
+            endpoints = conn.execute("SELECT network, address, address6, container_id, aliases FROM net_endpoints"
                                      " ORDER BY container_id, position").fetchall()
         finally:
             conn.execute("COMMIT")
@@ -149,13 +150,13 @@ class _Names:
         forwards: dict[str, bool] = {}
         by_name: dict[tuple[str, str], list[tuple[str | None, str | None]]] = {}
         by_address: dict[tuple[str, str], str] = {}
-        for network, address, address6, cid in endpoints:
+        for network, address, address6, cid, own in endpoints:
             forwards[cid] = forwards.get(cid, False) or not internal.get(network, False)
             if cid not in containers or not names.embedded([network]):
                 continue
             networks.setdefault(cid, []).append(network)
             name, aliases = containers[cid][0], containers[cid][1]
-            for n in names.peer_names(name, aliases, cid, containers[cid][4]):
+            for n in names.peer_names(name, (*aliases, *json.loads(own or "[]")), cid, containers[cid][4]):
                 by_name.setdefault((network, n.lower()), []).append((address, address6))
             for a in (address, address6):
                 if a:

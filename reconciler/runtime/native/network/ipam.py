@@ -6,13 +6,15 @@ containers at once can never hand out the same address, subnet or host port:
 
     net_networks    name, bridge, subnet, gateway, internal, mtu, labels, last allocated address;
                     for a dual-stack network its IPv6 /64, gateway and last allocated IPv6 address
-    net_containers  one row per attached container: name, hostname, aliases, netns path,
+    net_containers  one row per attached container: name, hostname, aliases (on every network
+                    it joins), netns path,
                     `resolve` (JSON: its extra hosts, nameservers and search domains), and
                     `forwarding`: whether its published ports are forwarded (while it runs)
     net_endpoints   (network, address) -> container, its interface name and host-side veth,
                     and its IPv6 address on a dual-stack network; the interface's own settings
                     asked for: its MAC address (one endpoint's per network), extra link-local
-                    addresses (JSON) and gateway priority
+                    addresses (JSON) and gateway priority; its aliases on that network alone
+                    (JSON: Docker's are an endpoint's, `network connect --alias`)
     net_ports       published ports (protocol, host ip, host port) -> container endpoint: the
                     container's gateway endpoint (`port_endpoint`), moved with it by a connect
                     or disconnect; none (address '') while the container has no endpoint on a
@@ -42,7 +44,7 @@ import sqlite3
 from collections.abc import Container, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
-from reconciler._dataclass import dataclass, field
+from reconciler._dataclass import dataclass, field, replace
 from reconciler._sqlite import Database
 from reconciler.runtime import base, errors
 
@@ -112,6 +114,7 @@ _NEW_COLUMNS = (                # (table, column, declaration) added since the t
     ("net_endpoints", "mac", "TEXT"),
     ("net_endpoints", "link_local", "TEXT NOT NULL DEFAULT '[]'"),
     ("net_endpoints", "gw_priority", "INTEGER NOT NULL DEFAULT 0"),
+    ("net_endpoints", "aliases", "TEXT NOT NULL DEFAULT '[]'"),
 )
 
 
@@ -196,15 +199,18 @@ class EndpointRecord:
     mac: str | None = None          # the interface's MAC address asked for (None: the kernel's random one)
     link_local: tuple[str, ...] = ()    # extra link-local addresses (169.254/16 as a /16, fe80::/10 as a /64)
     gw_priority: int = 0            # the highest gives the container's default route (gateway_endpoint)
+    aliases: tuple[str, ...] = ()   # its names on this network alone (a connect's), beside the container's
 
 
 @dataclass(frozen=True)
 class EndpointOptions:
-    """What a container asks of its interface on one network, besides a fixed address."""
+    """What a container asks of its interface on one network, besides a fixed address; and its
+    names on that network alone."""
 
     mac: str | None = None
     link_local: tuple[str, ...] = ()
     gw_priority: int = 0
+    aliases: tuple[str, ...] = ()
 
 
 def _container(r: sqlite3.Row) -> ContainerRecord:
@@ -216,7 +222,8 @@ def _container(r: sqlite3.Row) -> ContainerRecord:
 
 def _endpoint(r: sqlite3.Row) -> EndpointRecord:
     return EndpointRecord(r["network"], r["address"], r["container_id"], int(r["position"]), r["ifname"], r["veth"],
-                          r["address6"], r["mac"], tuple(json.loads(r["link_local"] or "[]")), int(r["gw_priority"]))
+                          r["address6"], r["mac"], tuple(json.loads(r["link_local"] or "[]")), int(r["gw_priority"]),
+                          tuple(json.loads(r["aliases"] or "[]")))
 
 
 @dataclass(frozen=True)
@@ -624,12 +631,13 @@ class IPAM:
         address6 = self._allocate6(conn, net, who, last=net_row["last_address6"], static=static6)
         ep = EndpointRecord(network=net.name, address=address, container_id=container_id, position=position,
                             ifname=f"eth{position}", veth=veth, address6=address6, mac=opts.mac,
-                            link_local=tuple(opts.link_local), gw_priority=opts.gw_priority)
+                            link_local=tuple(opts.link_local), gw_priority=opts.gw_priority,
+                            aliases=tuple(dict.fromkeys(opts.aliases)))
         conn.execute(
             "INSERT INTO net_endpoints (network, address, container_id, position, ifname, veth, address6, mac,"
-            " link_local, gw_priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " link_local, gw_priority, aliases) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (ep.network, ep.address, ep.container_id, ep.position, ep.ifname, ep.veth, ep.address6, ep.mac,
-             json.dumps(list(ep.link_local)), ep.gw_priority),
+             json.dumps(list(ep.link_local)), ep.gw_priority, json.dumps(list(ep.aliases))),
         )
         if static is None:
             conn.execute("UPDATE net_networks SET last_address = ? WHERE name = ?", (address, net.name))
@@ -780,7 +788,7 @@ class IPAM:
         """One more network for an attached container (`docker network connect` of a running
         one): its addresses on it (`static`, else the next free one; IPv6 too on a dual-stack
         network, `static6` or the next, as at attach) and the next interface (eth<n>); `aliases`
-        join its names."""
+        are its names on that network alone (Docker's are an endpoint's: they go with it)."""
         with self._db.tx() as conn:
             row = conn.execute("SELECT * FROM net_containers WHERE container_id = ?", (container_id,)).fetchone()
             if row is None:
@@ -793,11 +801,10 @@ class IPAM:
             if any(r["network"] == network for r in mine):
                 raise errors.Conflict(f"container {row['name']!r} is already attached to network {network!r}")
             pos = max((int(r["position"]) for r in mine), default=-1) + 1
+            opts = options or EndpointOptions()
             ep = self._insert_endpoint(conn, net_row, container_id, row["name"], position=pos, veth=veth,
-                                       static=static, static6=static6, options=options)
-            names = list(dict.fromkeys([*json.loads(row["aliases"]), *aliases]))
-            conn.execute("UPDATE net_containers SET aliases = ? WHERE container_id = ?",
-                         (json.dumps(names), container_id))
+                                       static=static, static6=static6,
+                                       options=replace(opts, aliases=(*opts.aliases, *aliases)))
             self._route_ports(conn, container_id)
             return ep
 

@@ -135,11 +135,13 @@ def _flocked(thread_lock: threading.Lock | threading.RLock, path: Path) -> Itera
 
 
 def _options(macs: Mapping[str, str] | None, link_local: Mapping[str, Sequence[str]] | None,
-             gw_priorities: Mapping[str, int] | None) -> dict[str, ipam.EndpointOptions]:
-    """A container's interface settings by network, for the IPAM's records."""
-    macs, link_local, gw_priorities = macs or {}, link_local or {}, gw_priorities or {}
-    return {n: ipam.EndpointOptions(macs.get(n), tuple(link_local.get(n) or ()), int(gw_priorities.get(n) or 0))
-            for n in {*macs, *link_local, *gw_priorities}}
+             gw_priorities: Mapping[str, int] | None,
+             aliases: Mapping[str, Sequence[str]] | None = None) -> dict[str, ipam.EndpointOptions]:
+    """A container's interface settings and own aliases by network, for the IPAM's records."""
+    macs, link_local, gw_priorities, aliases = macs or {}, link_local or {}, gw_priorities or {}, aliases or {}
+    return {n: ipam.EndpointOptions(macs.get(n), tuple(link_local.get(n) or ()), int(gw_priorities.get(n) or 0),
+                                    tuple(aliases.get(n) or ()))
+            for n in {*macs, *link_local, *gw_priorities, *aliases}}
 
 
 def _addresses(e: ipam.EndpointRecord) -> list[str]:
@@ -586,8 +588,10 @@ class NetworkManager:
         macs: Mapping[str, str] | None = None,
         link_local: Mapping[str, Sequence[str]] | None = None,
         gw_priorities: Mapping[str, int] | None = None,
+        network_aliases: Mapping[str, Sequence[str]] | None = None,
     ) -> Attachment:
-        """Give a container its namespace, interfaces, addresses, published ports and names; its
+        """Give a container its namespace, interfaces, addresses, published ports and names (its
+        `aliases` on every network, its `network_aliases` on theirs alone); its
         interface on a network the MAC address `macs` names and the extra `link_local` addresses
         there, its default route through the network of the highest `gw_priorities` (Docker's rule).
 
@@ -598,7 +602,7 @@ class NetworkManager:
         yet started) from `forward()` on.
         """
         self._check_container_id(container_id)
-        for label in (name, hostname, *aliases):
+        for label in (name, hostname, *aliases, *(a for names in (network_aliases or {}).values() for a in names)):
             if label and not _HOSTNAME.match(label):
                 raise errors.InvalidArgument(
                     f"{label!r} (container {name!r}) is not a valid host name for /etc/hosts",
@@ -639,7 +643,7 @@ class NetworkManager:
             endpoints, port_records = self._ipam.add_container(
                 record, networks=nets, static_ips=static, ports=ports, static_ips6=static_ips6,
                 veth_name={n: self.veth_name(container_id, n) for n in nets}, forwarding=forward,
-                options=_options(macs, link_local, gw_priorities),
+                options=_options(macs, link_local, gw_priorities, network_aliases),
             )
             try:
                 if not self._netns_dir_shared:
@@ -794,8 +798,8 @@ class NetworkManager:
         """Join an attached (running) container to one more network: a veth into its namespace
         (of MAC `mac` when given), its addresses (`address`/`address6` when given, else ones the
         network chooses; IPv6 only on a dual-stack network: the endpoint is made and plugged as at
-        attach; and the `link_local` ones), its name (and `aliases`) in its peers' hosts files
-        there; the default route moves to it when its `gw_priority` says so. Its attachment now."""
+        attach; and the `link_local` ones), its name (and `aliases`, its names on that network alone,
+        as Docker's are an endpoint's) in its peers' hosts files there; the default route moves to it when its `gw_priority` says so. Its attachment now."""
         from reconciler.runtime.native.network import netlink
 
         self._check_container_id(container_id)
@@ -1029,7 +1033,8 @@ class NetworkManager:
             by_container.setdefault(e.container_id, []).append(e)
             peer = containers.get(e.container_id)
             if peer is not None:
-                names = dns.peer_names(peer.name, peer.aliases, e.container_id, peer.hostname)   # as the DNS server answers
+                names = dns.peer_names(peer.name, (*peer.aliases, *e.aliases), e.container_id,
+                                       peer.hostname)       # as the DNS server answers
                 by_network.setdefault(e.network, []).extend(
                     (e.container_id, dns.HostEntry(a, names)) for a in _addresses(e))
         blocks: dict[str, dns.NetworkHosts] = {}      # a network's lines, for its containers with one endpoint
@@ -1048,7 +1053,8 @@ class NetworkManager:
             elif not hosts_path.parent.is_dir():
                 continue                # a peer whose files are not made yet: its own attach writes them
             mine = by_container.get(container_id, [])
-            own = [dns.HostEntry(a, (rec.hostname, rec.name, *rec.aliases)) for e in mine for a in _addresses(e)]
+            own = [dns.HostEntry(a, tuple(dict.fromkeys((rec.hostname, rec.name, *rec.aliases, *e.aliases))))
+                   for e in mine for a in _addresses(e)]
             own += dns.extra_entries(rec.extra_hosts, gateways.get(mine[0].network) if mine else None)
             text = None
             if len(mine) == 1:

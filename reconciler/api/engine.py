@@ -144,6 +144,9 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
             ports.append(base.PortMapping(container_port=int(cport), host_port=int(hport), protocol=proto or "tcp",
                                           host_ip=(b or {}).get("HostIp") or "0.0.0.0"))  # noqa: S104
     rp = host.get("RestartPolicy") or {}
+    if host.get("Links"):           # legacy links: a 400 naming them, not a container made without them
+        raise HttpError(400, "HostConfig.Links (docker run --link) is not supported by the native engine: put the "
+                             "containers on a user-defined network, where they reach each other by name and aliases")
     mode = str(host.get("NetworkMode") or "")
     networks: tuple[str, ...] = () if mode in ("", "default", "bridge") else (mode,)
     endpoints = {str(n): endpoint_settings(ep) for n, ep in
@@ -366,6 +369,36 @@ def _network_mtu(options: Mapping[str, Any]) -> int:
     return int(raw)
 
 
+def _network_ipam(data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A network create's IPv4 and IPv6 IPAM config ({} for one not given): its Subnet and Gateway,
+    which the native engine's bridges take. What else a create may ask, the engine has not (a
+    range to allocate from, reserved addresses, another IPAM driver, a swarm-scoped, ingress or
+    config-only network): a 400 naming the field, not a network made without it."""
+    ipam = data.get("IPAM") or {}
+    if str(ipam.get("Driver") or "default") != "default":
+        raise HttpError(400, f"IPAM.Driver {ipam['Driver']!r} is not supported: the native engine allocates addresses itself")
+    if ipam.get("Options"):
+        raise HttpError(400, f"IPAM.Options {sorted(ipam['Options'])} is not supported by the native engine")
+    for key, wanted in (("Scope", "local"), ("Ingress", False), ("ConfigOnly", False)):
+        if data.get(key) not in (None, "", wanted):
+            raise HttpError(400, f"{key} {data[key]!r} is not supported: the native engine makes local bridge networks")
+    if (data.get("ConfigFrom") or {}).get("Network"):
+        raise HttpError(400, "ConfigFrom is not supported: the native engine makes no network from another's config")
+    configs = [c or {} for c in ipam.get("Config") or []]
+    for c in configs:
+        for key in ("IPRange", "AuxiliaryAddresses"):
+            if c.get(key):
+                raise HttpError(400, f"IPAM.Config {key} is not supported by the native engine: it allocates from "
+                                     "the whole subnet (give the containers that need one a fixed address)")
+    v4 = [c for c in configs if ":" not in str(c.get("Subnet", ""))]
+    v6 = [c for c in configs if ":" in str(c.get("Subnet", ""))]
+    if len(v4) > 1 or len(v6) > 1:
+        raise HttpError(400, "IPAM.Config: the native engine's networks take one IPv4 subnet and one IPv6 subnet")
+    if v6 and not data.get("EnableIPv6"):
+        raise HttpError(400, "an IPv6 subnet needs EnableIPv6: true")
+    return (v4[0] if v4 else {}), (v6[0] if v6 else {})
+
+
 # The native engine's default network is Docker's default bridge: this API names it "bridge" (its
 # native name, "default", is accepted too), and lists "host" and "none", the network modes the
 # engine keeps no record of, as dockerd lists its predefined networks. None of the three is
@@ -413,7 +446,7 @@ def network_doc(n: base.NetworkState) -> dict[str, Any]:
             "IPAM": {"Driver": "default", "Options": {},
                      "Config": [{"Subnet": n.subnet, "Gateway": n.gateway}] + (
                          [{"Subnet": n.ipv6_subnet, "Gateway": n.ipv6_gateway}] if n.ipv6_subnet else [])},
-            "Internal": n.internal, "Attachable": False, "Ingress": False, "ConfigFrom": {"Network": ""},
+            "Internal": n.internal, "Attachable": n.attachable, "Ingress": False, "ConfigFrom": {"Network": ""},
             "ConfigOnly": False, "Containers": {}, "Options": options, "Labels": dict(n.labels)}
 
 
@@ -1076,16 +1109,12 @@ class EngineApi:
                                      "bridge networks")
             if any(n.name == name for n in rt.list_networks()):
                 raise HttpError(409, f"network with name {name} already exists")
-            configs = [c or {} for c in (data.get("IPAM") or {}).get("Config") or []]
-            v4 = next((c for c in configs if ":" not in str(c.get("Subnet", ""))), {})
-            v6 = next((c for c in configs if ":" in str(c.get("Subnet", ""))), {})
-            if v6 and not data.get("EnableIPv6"):
-                raise HttpError(400, "an IPv6 subnet needs EnableIPv6: true")
+            v4, v6 = _network_ipam(data)
             state = rt.ensure_network(base.NetworkConfig(
                 name=name, subnet=v4.get("Subnet"), gateway=v4.get("Gateway"),
                 internal=bool(data.get("Internal")), labels=dict(data.get("Labels") or {}),
                 ipv6=bool(data.get("EnableIPv6")), ipv6_subnet=v6.get("Subnet"),
-                mtu=_network_mtu(data.get("Options") or {})))
+                mtu=_network_mtu(data.get("Options") or {}), attachable=bool(data.get("Attachable"))))
             return 201, {"Id": state.id, "Warning": ""}
         if method == "POST" and len(parts) == 2 and parts[1] in ("connect", "disconnect"):
             connect = parts[1] == "connect"

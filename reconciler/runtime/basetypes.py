@@ -99,6 +99,9 @@ class NetworkConfig:
     labels: Mapping[str, str] = field(default_factory=dict)
     ipv6: bool = False              # dual stack: an IPv6 /64 besides the IPv4 subnet
     ipv6_subnet: str | None = None  # CIDR; None = a /64 from the ULA pool (fd00::/8)
+    # Docker's Attachable, recorded and shown (`docker network create --attachable`): on one host
+    # any container joins a bridge network, so the native engine does nothing more with it
+    attachable: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,7 @@ class NetworkState:
     ipv6_gateway: str = ""
     mtu: int = 1500                 # its bridge's and veths' MTU
     created: str = ""               # RFC 3339, when the engine made it ("" when it does not say)
+    attachable: bool = False        # as it was created (NetworkConfig.attachable)
 
 
 @dataclass(frozen=True)

@@ -406,3 +406,34 @@ def test_an_alias_is_its_endpoints_own_as_on_dockerd(engine_api: str, host: Host
     for name in ("c", "peer2", "peer0", "k"):
         docker(engine_api, "rm", "-f", name)
     docker(engine_api, "network", "rm", n1, n2)
+
+
+def test_what_the_native_engine_has_not_is_refused_naming_it_not_dropped(
+        engine_api: str, host: Host, busybox_image: str) -> None:
+    """A network create's IPAM range and reserved addresses, and a run's legacy links, were taken
+    and dropped: a network allocating from its whole subnet, a container without its link. Each
+    is a 400 naming what the engine has not (nothing made); `--attachable`, which the engine has
+    nothing more to do for on one host, is recorded and shown as dockerd shows it."""
+    name = f"{host.config.name_prefix}n"
+    for flags, words in ((("--ip-range", host.subnet.replace(".0/24", ".16/28")), "IPAM.Config IPRange"),
+                         (("--aux-address", f"gw2={host.subnet.replace('.0/24', '.9')}"), "IPAM.Config AuxiliaryAddresses"),
+                         (("--ipam-driver", "other"), "IPAM.Driver 'other'"),
+                         (("--ipam-opt", "a=b"), "IPAM.Options")):
+        refused = docker(engine_api, "network", "create", "--subnet", host.subnet, *flags, name, check=False)
+        assert refused.returncode != 0, flags
+        assert words in refused.stderr, (flags, refused.stderr)
+        assert "is not supported" in refused.stderr
+    assert name not in docker(engine_api, "network", "ls", "--format", "{{.Name}}").stdout.split()
+
+    docker(engine_api, "network", "create", "--attachable", name)
+    assert _net(engine_api, name)["Attachable"] is True
+    docker(engine_api, "network", "rm", name)
+
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "run", "-d", "--name", "db", busybox_image, "sleep", "300")
+    linked = docker(engine_api, "run", "-d", "--name", "app", "--link", "db:database", busybox_image, "sleep", "300",
+                    check=False)
+    assert linked.returncode != 0
+    assert "HostConfig.Links (docker run --link) is not supported" in linked.stderr
+    assert "app" not in docker(engine_api, "ps", "-a", "--format", "{{.Names}}").stdout.split()
+    docker(engine_api, "rm", "-f", "db")

@@ -4,7 +4,8 @@ What host-local IPAM keeps in one file per address (shared/reference/runtime-int
 lives here in tables, each change one `BEGIN IMMEDIATE` transaction, so two processes creating
 containers at once can never hand out the same address, subnet or host port:
 
-    net_networks    name, bridge, subnet, gateway, internal, mtu, labels, last allocated address;
+    net_networks    name, bridge, subnet, gateway, internal, mtu, labels, last allocated address,
+                    Docker's `attachable` flag as created;
                     for a dual-stack network its IPv6 /64, gateway and last allocated IPv6 address
     net_containers  one row per attached container: name, hostname, aliases (on every network
                     it joins), netns path,
@@ -115,6 +116,7 @@ _NEW_COLUMNS = (                # (table, column, declaration) added since the t
     ("net_endpoints", "link_local", "TEXT NOT NULL DEFAULT '[]'"),
     ("net_endpoints", "gw_priority", "INTEGER NOT NULL DEFAULT 0"),
     ("net_endpoints", "aliases", "TEXT NOT NULL DEFAULT '[]'"),
+    ("net_networks", "attachable", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 
@@ -140,6 +142,7 @@ class NetworkRecord:
     created: str = ""
     subnet6: str | None = None      # dual stack: the IPv6 network
     gateway6: str | None = None
+    attachable: bool = False        # Docker's flag, recorded (base.NetworkConfig.attachable)
 
     @property
     def prefixlen(self) -> int:
@@ -154,7 +157,7 @@ class NetworkRecord:
             id=self.id, name=self.name, subnet=self.subnet, gateway=self.gateway,
             internal=self.internal, labels=dict(self.labels), bridge=self.bridge,
             ipv6_subnet=self.subnet6 or "", ipv6_gateway=self.gateway6 or "", mtu=self.mtu,
-            created=self.created,
+            created=self.created, attachable=self.attachable,
         )
 
 
@@ -321,7 +324,7 @@ def _network(row: sqlite3.Row) -> NetworkRecord:
         name=row["name"], id=network_id(row["id"]), bridge=row["bridge"], subnet=row["subnet"],
         gateway=row["gateway"], internal=bool(row["internal"]), mtu=int(row["mtu"]),
         labels=json.loads(row["labels"]), created=row["created"],
-        subnet6=row["subnet6"], gateway6=row["gateway6"],
+        subnet6=row["subnet6"], gateway6=row["gateway6"], attachable=bool(row["attachable"]),
     )
 
 
@@ -443,14 +446,15 @@ class IPAM:
                 name=config.name, id=net_id, bridge=bridge, subnet=str(net),
                 gateway=str(gw), internal=config.internal, mtu=config.mtu,
                 labels=dict(config.labels), created=_now(), subnet6=subnet6, gateway6=gateway6,
+                attachable=config.attachable,
             )
             try:
                 conn.execute(
                     "INSERT INTO net_networks (name, id, bridge, subnet, gateway, internal, mtu, labels, created,"
-                    " subnet6, gateway6) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " subnet6, gateway6, attachable) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (record.name, record.id, record.bridge, record.subnet, record.gateway,
                      int(record.internal), record.mtu, json.dumps(dict(record.labels), sort_keys=True),
-                     record.created, record.subnet6, record.gateway6),
+                     record.created, record.subnet6, record.gateway6, int(record.attachable)),
                 )
             except sqlite3.IntegrityError as exc:
                 raise errors.Conflict(

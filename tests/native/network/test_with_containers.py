@@ -313,3 +313,34 @@ def test_a_start_refuses_a_published_port_another_program_listens_on_and_leaves_
     refused("exited")
     engine.start_container(web)
     assert "root:x:0:0" in _served(f"http://127.0.0.1:{port}/passwd")
+
+
+def test_a_domain_name_and_a_joined_containers_host_name_are_as_on_dockerd(
+        harness: Harness, engine: NativeRuntime) -> None:
+    """dockerd 20.10 (checked on the host): `-h myh --domainname dom.test` writes `IP
+    myh.dom.test myh` in the container's hosts file (`hostname -f` says the full name); a container
+    on `--network container:X` gets X's host name and domain name (the hosts file it shares with X
+    names that one: `hostname -i` answers), its NetworkMode names X by its full id, and a host name
+    of its own is refused. The domain was left out, and the joiner kept a host name of its own,
+    which the shared hosts file did not name (`hostname -i` failed)."""
+    from reconciler.runtime import errors
+
+    web = engine.create_container(base.ContainerConfig(
+        name="web", image=IMAGE, command=("sleep", "1000"), hostname="myh", domainname="dom.test"))
+    engine.start_container(web)
+    ip = engine.inspect_container(web).ip_addresses["default"]
+    assert f"{ip}\tmyh.dom.test myh web\n" in _inside(engine, web, "cat", "/etc/hosts")
+    assert _inside(engine, web, "hostname", "-f").strip() == "myh.dom.test"
+
+    side = engine.create_container(base.ContainerConfig(
+        name="side", image=IMAGE, command=("sleep", "1000"), networks=("container:web",)))
+    engine.start_container(side)
+    assert _inside(engine, side, "hostname").strip() == "myh"
+    assert _inside(engine, side, "hostname", "-i").strip() == ip
+    assert _inside(engine, side, "cat", "/proc/sys/kernel/domainname").strip() == "dom.test"
+    doc = engine.inspect_document(side)
+    assert doc["HostConfig"]["NetworkMode"] == f"container:{web}"
+    assert (doc["Config"]["Hostname"], doc["Config"]["Domainname"]) == ("myh", "dom.test")
+    with pytest.raises(errors.InvalidArgument, match="conflicting options: hostname and the network mode"):
+        engine.create_container(base.ContainerConfig(name="own", image=IMAGE, command=("sleep", "1000"),
+                                                     networks=("container:web",), hostname="own"))

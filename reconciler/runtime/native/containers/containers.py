@@ -78,7 +78,7 @@ class NetworkAttacher(Protocol):
         self, container_id: str, *, name: str, hostname: str, networks: Sequence[str],
         ports: Sequence[base.PortMapping] = (), aliases: Sequence[str] = (),
         extra_hosts: Sequence[str] = (), dns: Sequence[str] = (), dns_search: Sequence[str] = (),
-        dns_options: Sequence[str] = (), static_ips: Mapping[str, str] | None = None,
+        dns_options: Sequence[str] = (), domainname: str | None = None, static_ips: Mapping[str, str] | None = None,
         static_ips6: Mapping[str, str] | None = None, forward: bool = True,
         macs: Mapping[str, str] | None = None, link_local: Mapping[str, Sequence[str]] | None = None,
         gw_priorities: Mapping[str, int] | None = None, network_aliases: Mapping[str, Sequence[str]] | None = None,
@@ -115,6 +115,7 @@ def _attach_options(config: base.ContainerConfig, ports: Sequence[base.PortMappi
     `ports`: those it publishes (`records.published_ports`: its config's, with `run -P` more)."""
     return {"ports": tuple(ports), "aliases": config.aliases, "extra_hosts": config.extra_hosts,
             "dns": config.dns, "dns_search": config.dns_search, "dns_options": config.dns_options,
+            "domainname": config.domainname,
             "static_ips": config.ipv4_addresses, "static_ips6": config.ipv6_addresses,
             "macs": config.mac_addresses, "link_local": config.link_local_ips, "gw_priorities": config.gw_priorities,
             "network_aliases": config.network_aliases}
@@ -414,6 +415,8 @@ class ContainerManager(records.RecordStore):
         networks = tuple(config.networks)
         if len(networks) > 1 and any(n in ("host", "none") or n.startswith("container:") for n in networks):
             raise rterrors.InvalidArgument("networks 'host', 'none' and 'container:NAME' cannot be combined with others")
+        if networks[:1] and networks[0].startswith("container:"):
+            config = self._joining(config)
         cid = os.urandom(32).hex()          # secrets.token_hex(32); its import costs `run` ~5 ms
         p = self.paths(cid)
         undo: list[Callable[[], None]] = []
@@ -473,6 +476,20 @@ class ContainerManager(records.RecordStore):
 
     def _volume_removal(self, name: str) -> Callable[[], None]:
         return lambda: self.volumes.remove(name)
+
+    def _joining(self, config: base.ContainerConfig) -> base.ContainerConfig:
+        """`config` of a container that joins another's network namespace (`container:TARGET`), as
+        dockerd makes it: the target's host name and domain name (its hosts file, which the joiner
+        shares, names that host name: `hostname -i` answers), and the target named by its full id
+        (inspect's NetworkMode `container:<id>`: the namespace it joins is that container's, not
+        whichever may take its name later). A host name of its own is refused, in dockerd's words."""
+        if config.hostname:
+            raise rterrors.InvalidArgument(
+                "conflicting options: hostname and the network mode",
+                hint=f"leave the host name out: a container on {config.networks[0]} has that container's")
+        target = self._load(config.networks[0].removeprefix("container:"))
+        return dataclasses.replace(config, networks=(f"container:{target.id}",), hostname=target.hostname,
+                                   domainname=target.config.domainname)
 
     def _joined(self, name: str, target: str, ports: Sequence[base.PortMapping]) -> tuple[str, Path, Path]:
         """The network namespace, hosts and resolv.conf of `target`, which container `name` joins

@@ -188,7 +188,7 @@ def _mode(m: base.Mount) -> str:
 
 def network_mode(rec: records.Record) -> str:
     """Docker's HostConfig.NetworkMode of a container: "host", "none" (no namespace of its own),
-    "container:NAME", else the network it was created on: its first (the one a connect does not
+    "container:ID" (the container it joins, by the full id its create resolved: `_joining`), else the network it was created on: its first (the one a connect does not
     change), "default" for the default network, as Docker's for a container created without one
     (also once disconnected from every network: Docker's mode stays what it was created with)."""
     nets = rec.config.networks

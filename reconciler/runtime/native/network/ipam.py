@@ -9,7 +9,7 @@ containers at once can never hand out the same address, subnet or host port:
                     for a dual-stack network its IPv6 /64, gateway and last allocated IPv6 address
     net_containers  one row per attached container: name, hostname, aliases (on every network
                     it joins), netns path,
-                    `resolve` (JSON: its extra hosts, nameservers and search domains), and
+                    `resolve` (JSON: its extra hosts, nameservers, search domains and domain name), and
                     `forwarding`: whether its published ports are forwarded (while it runs)
     net_endpoints   (network, address) -> container, its interface name and host-side veth,
                     and its IPv6 address on a dual-stack network; the interface's own settings
@@ -186,6 +186,7 @@ class ContainerRecord:
     dns: tuple[str, ...] = ()                   # its own nameservers (): the host's
     dns_search: tuple[str, ...] = ()            # its own search domains (): the host's
     dns_options: tuple[str, ...] = ()           # its own resolver options (): the host's
+    domainname: str = ""                        # its NIS domain: its own hosts line names hostname.domainname first
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,8 @@ def _container(r: sqlite3.Row) -> ContainerRecord:
     resolve = json.loads(r["resolve"])
     return ContainerRecord(r["container_id"], r["name"], r["hostname"], tuple(json.loads(r["aliases"])), r["netns"],
                            tuple(resolve.get("extra_hosts", ())), tuple(resolve.get("dns", ())),
-                           tuple(resolve.get("dns_search", ())), tuple(resolve.get("dns_options", ())))
+                           tuple(resolve.get("dns_search", ())), tuple(resolve.get("dns_options", ())),
+                           str(resolve.get("domainname", "")))
 
 
 def _endpoint(r: sqlite3.Row) -> EndpointRecord:
@@ -597,7 +599,8 @@ class IPAM:
                 (container.container_id, container.name, container.hostname,
                  json.dumps(list(container.aliases)), container.netns,
                  json.dumps({"extra_hosts": list(container.extra_hosts), "dns": list(container.dns),
-                             "dns_search": list(container.dns_search), "dns_options": list(container.dns_options)}),
+                             "dns_search": list(container.dns_search), "dns_options": list(container.dns_options),
+                             **({"domainname": container.domainname} if container.domainname else {})}),
                  int(forwarding)),
             )
             endpoints = []

@@ -584,6 +584,7 @@ class NetworkManager:
         dns: Sequence[str] = (),
         dns_search: Sequence[str] = (),
         dns_options: Sequence[str] = (),
+        domainname: str | None = None,
         forward: bool = True,
         macs: Mapping[str, str] | None = None,
         link_local: Mapping[str, Sequence[str]] | None = None,
@@ -638,7 +639,7 @@ class NetworkManager:
                 container_id=container_id, name=name, hostname=hostname or name,
                 aliases=tuple(aliases), netns=str(self.netns_path(container_id)),
                 extra_hosts=tuple(extra_hosts), dns=tuple(dns), dns_search=tuple(dns_search),
-                dns_options=tuple(dns_options),
+                dns_options=tuple(dns_options), domainname=domainname or "",
             )
             endpoints, port_records = self._ipam.add_container(
                 record, networks=nets, static_ips=static, ports=ports, static_ips6=static_ips6,
@@ -1053,7 +1054,9 @@ class NetworkManager:
             elif not hosts_path.parent.is_dir():
                 continue                # a peer whose files are not made yet: its own attach writes them
             mine = by_container.get(container_id, [])
-            own = [dns.HostEntry(a, tuple(dict.fromkeys((rec.hostname, rec.name, *rec.aliases, *e.aliases))))
+            # as Docker's: `IP hostname.domainname hostname`, the full name first (`hostname -f`)
+            fqdn = (f"{rec.hostname}.{rec.domainname}",) if rec.domainname else ()
+            own = [dns.HostEntry(a, tuple(dict.fromkeys((*fqdn, rec.hostname, rec.name, *rec.aliases, *e.aliases))))
                    for e in mine for a in _addresses(e)]
             own += dns.extra_entries(rec.extra_hosts, gateways.get(mine[0].network) if mine else None)
             text = None

@@ -603,7 +603,7 @@ class NetworkManager:
         yet started) from `forward()` on.
         """
         self._check_container_id(container_id)
-        for label in (name, hostname, *aliases, *(a for names in (network_aliases or {}).values() for a in names)):
+        for label in (name, hostname, *aliases, *(a for given in (network_aliases or {}).values() for a in given)):
             if label and not _HOSTNAME.match(label):
                 raise errors.InvalidArgument(
                     f"{label!r} (container {name!r}) is not a valid host name for /etc/hosts",

@@ -364,6 +364,9 @@ def print_result(result: Any, fmt: str = "table") -> int:
     for name, why in sorted(result.unready.items()):
         if str(ResourceId.container(name)) not in in_table:       # its failed or skipped action says why already
             print(f"error: container {name} is not running as desired: {why}", file=sys.stderr)
+    for r in result.changeset.results:    # what to do about a failure, when its error said (a full disk: below)
+        if r.hint and not r.ok and not r.disk_full:
+            print(f"hint: {r.action.resource}: {r.hint}", file=sys.stderr)
     full = result.changeset.disk_full()
     for r in full[:1]:                    # a full file system fails whatever writes to it: say it once
         print(f"error: {r.action.resource}: {r.error}", file=sys.stderr)

@@ -121,7 +121,7 @@ class PassResult:
 
     def to_json(self) -> dict[str, Any]:
         """What `apply -o json` prints: the result, each resource's outcome with its actions
-        (kind, cause, status, error, seconds), the containers not running as desired, and the
+        (kind, cause, status, error, seconds, and a failure's hint when it has one), the containers not running as desired, and the
         plan's notes; a dry run's plan instead of outcomes."""
         out: dict[str, Any] = {
             "result": self.result, "revision": self.revision, "duration": round(self.duration, 3),
@@ -135,7 +135,8 @@ class PassResult:
         out["changes"] = [
             {"resource": c.resource, "outcome": str(c.outcome), "detail": c.detail,
              "actions": [{"id": r.action.id, "kind": str(r.action.kind), "cause": r.action.cause,
-                          "status": str(r.status), "error": r.error, "duration": round(r.duration, 3)}
+                          "status": str(r.status), "error": r.error, "duration": round(r.duration, 3),
+                          **({"hint": r.hint} if r.hint else {})}
                          for r in c.results]}
             for c in self.changeset.changes]
         return out

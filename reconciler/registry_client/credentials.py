@@ -29,7 +29,7 @@ from typing import Any
 from reconciler._dataclass import dataclass, field
 from reconciler.registry_client import errors
 
-__all__ = ["DOCKER_HUB_KEY", "Credential", "CredentialStore", "from_auth_config", "server_key"]
+__all__ = ["DOCKER_HUB_KEY", "Credential", "CredentialStore", "from_auth_config", "server_key", "to_auth_config"]
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 _HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io"}
@@ -96,6 +96,18 @@ def from_auth_config(doc: Mapping[str, Any]) -> Credential | None:
     """Docker's AuthConfig (what an Engine API client sends base64-encoded in `X-Registry-Auth`,
     and `docker login` in the body of `/auth`): username + password, `auth`, or identitytoken."""
     return _decode_entry(doc, "the request's registry auth")
+
+
+def to_auth_config(cred: Credential, registry: str) -> dict[str, str]:
+    """`cred` as Docker's AuthConfig for `registry` (what `from_auth_config` reads): what an
+    Engine API client sends, base64-encoded in `X-Registry-Auth`, for the engine to pull or push
+    with (the docker CLI's form: `serveraddress` is the key the credentials are stored under)."""
+    doc = {"serveraddress": server_key(registry)}
+    if cred.identity_token is not None:
+        doc["identitytoken"] = cred.identity_token
+    else:
+        doc.update(username=cred.username, password=cred.password)
+    return doc
 
 
 Runner = Callable[[list[str], str], "tuple[int, str]"]

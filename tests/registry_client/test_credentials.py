@@ -138,3 +138,16 @@ def test_challenge_error_and_unquoted_values() -> None:
     assert got[0].params["realm"] == "https://a/t"
     assert got[0].scopes == ["repository:x:push"]
     assert got[1].scheme == "basic"
+
+
+def test_an_engine_is_sent_the_credentials_as_dockers_auth_config() -> None:
+    """What `X-Registry-Auth` carries (the Docker and Swarm backends send it): read back as the
+    native Engine API reads it, with the key a credential is stored under as its server."""
+    from reconciler.registry_client import credentials
+
+    basic = credentials.to_auth_config(Credential("alice", "s3cret"), "127.0.0.1:5000")
+    assert basic == {"serveraddress": "127.0.0.1:5000", "username": "alice", "password": "s3cret"}
+    assert credentials.from_auth_config(basic) == Credential("alice", "s3cret")
+    token = credentials.to_auth_config(Credential("", "", identity_token="tok"), "docker.io")
+    assert token == {"serveraddress": credentials.DOCKER_HUB_KEY, "identitytoken": "tok"}
+    assert credentials.from_auth_config(token) == Credential("", "", identity_token="tok")

@@ -24,6 +24,7 @@ Errors are mapped by status code at this boundary and httpx never leaks out:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -35,8 +36,8 @@ import httpx
 
 from reconciler.runtime import errors
 
-__all__ = ["DEFAULT_SOCKET", "MAX_API_VERSION", "MIN_API_VERSION", "EngineAPI", "at_least", "from_docker_host",
-           "version_key"]
+__all__ = ["DEFAULT_SOCKET", "MAX_API_VERSION", "MIN_API_VERSION", "EngineAPI", "at_least", "auth_header_value",
+           "from_docker_host", "version_key"]
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 MIN_API_VERSION = "1.40"    # Docker 19.03; Podman 4 compat speaks 1.41
@@ -72,6 +73,12 @@ def _filters(labels: Mapping[str, str] | None) -> dict[str, str]:
 def _q(name: str) -> str:
     """A name or reference as one path segment's worth of text (keeps / and : for refs)."""
     return quote(name, safe="/:@")
+
+
+def auth_header_value(auth_config: Mapping[str, str]) -> str:
+    """Docker's AuthConfig as `X-Registry-Auth` carries it: URL-safe base64 of its JSON, as the
+    docker CLI sends it with a pull, a push and a service's create or update."""
+    return base64.urlsafe_b64encode(json.dumps(dict(auth_config)).encode()).decode()
 
 
 def from_docker_host(host: str | None, *, what: str = "docker") -> EngineAPI:
@@ -221,17 +228,24 @@ class EngineAPI:
         *,
         params: Mapping[str, Any] | None = None,
         body: Any = None,
+        content: Any = None,
         timeout: float | None = None,
         what: str = "",
+        headers: Mapping[str, str] | None = None,
     ) -> Iterator[Iterator[bytes]]:
-        """A streamed response body as byte chunks; transport errors become Unavailable."""
+        """A streamed response body as byte chunks; transport errors become Unavailable.
+        `content`: a tar stream sent as the body (a build's context)."""
         url = self._url(path, True)
         kwargs: dict[str, Any] = {
             "params": {k: v for k, v in (params or {}).items() if v is not None},
             "timeout": httpx.Timeout(timeout, connect=_CONNECT_TIMEOUT),
+            "headers": dict(headers or {}),
         }
         if body is not None:
             kwargs["json"] = body
+        if content is not None:
+            kwargs["content"] = content
+            kwargs["headers"]["Content-Type"] = "application/x-tar"
         try:
             with self._client.stream(method, url, **kwargs) as resp:
                 if resp.status_code >= 400:
@@ -297,8 +311,9 @@ class EngineAPI:
             raise errors.NotFound(text)
         raise errors.RuntimeBackendError(text)
 
-    def _get(self, path: str, params: Mapping[str, Any] | None = None, what: str = "") -> Any:
-        return self._json(self._send("GET", path, params=params, what=what), path)
+    def _get(self, path: str, params: Mapping[str, Any] | None = None, what: str = "",
+             headers: Mapping[str, str] | None = None) -> Any:
+        return self._json(self._send("GET", path, params=params, what=what, headers=headers), path)
 
     def _post(
         self,
@@ -331,16 +346,20 @@ class EngineAPI:
     # -- images -----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def image_pull(self, name: str, tag: str) -> Iterator[Iterator[dict[str, Any]]]:
-        """`POST /images/create?fromImage=&tag=`: the progress messages as they arrive."""
+    def image_pull(self, name: str, tag: str, *, registry_auth: str | None = None) -> Iterator[Iterator[dict[str, Any]]]:
+        """`POST /images/create?fromImage=&tag=`: the progress messages as they arrive.
+        `registry_auth`: the X-Registry-Auth value the engine pulls with (None: anonymously)."""
         with self._stream(
             "POST", "/images/create", params={"fromImage": name, "tag": tag},
-            timeout=None, what=f"pull {name}:{tag}",
+            timeout=None, what=f"pull {name}:{tag}", headers=_auth_header(registry_auth),
         ) as chunks:
             yield _json_lines(chunks)
 
-    def distribution(self, ref: str) -> dict[str, Any]:
-        data: dict[str, Any] = self._get(f"/distribution/{_q(ref)}/json", what=f"resolve {ref}")
+    def distribution(self, ref: str, *, registry_auth: str | None = None) -> dict[str, Any]:
+        """`GET /distribution/{ref}/json`: the registry's descriptor of `ref`, asked by the engine
+        (with the X-Registry-Auth `registry_auth`, if any)."""
+        data: dict[str, Any] = self._get(f"/distribution/{_q(ref)}/json", what=f"resolve {ref}",
+                                         headers=_auth_header(registry_auth))
         return data
 
     def image_list(self) -> list[dict[str, Any]]:

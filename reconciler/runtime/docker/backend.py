@@ -36,6 +36,8 @@ from reconciler.runtime.docker import api
 if TYPE_CHECKING:
     import httpx
 
+    from reconciler import registry_client as rc
+
 __all__ = [
     "DockerRuntime",
     "container_body",
@@ -44,6 +46,7 @@ __all__ = [
     "image_info",
     "log_lines",
     "network_state",
+    "registry_auth",
     "since_param",
     "split_reference",
     "ula_subnet",
@@ -431,6 +434,59 @@ def image_info(attrs: Mapping[str, Any], ref: str | None = None) -> base.ImageIn
     )
 
 
+def registry_auth(store: rc.CredentialStore, ref: str) -> str | None:
+    """The `X-Registry-Auth` value for `ref`'s registry: the credentials `store` has for it
+    (the lookup every engine of reconciler uses: DOCKER_AUTH_CONFIG, the Docker config's
+    credHelpers, credsStore and auths, Podman's auth file), as the docker CLI sends them to an
+    engine that pulls, pushes or runs a service; None when there are none (anonymous) or `ref`
+    names no registry reconciler can read (the engine then says what is wrong with it)."""
+    from reconciler.registry_client import credentials, references
+    from reconciler.registry_client import errors as rcerrors
+
+    try:
+        host = references.parse(ref).registry
+    except rcerrors.InvalidReference:
+        return None
+    try:
+        cred = store.get(host)
+    except rcerrors.RegistryError as exc:          # a credential helper that failed
+        raise errors.from_registry(exc, f"credentials for {host}") from None
+    return None if cred is None else api.auth_header_value(credentials.to_auth_config(cred, host))
+
+
+def _refused(message: str) -> bool:
+    """Whether an engine's error says the registry wanted (other) credentials."""
+    low = message.lower()
+    return any(word in low for word in _AUTH_REFUSED)
+
+
+def _pull_hint(ref: str, message: str, auth: str | None) -> str:
+    return _auth_hint(ref, auth is not None) if _refused(message) else \
+        "check the reference and that the registry is reachable"
+
+
+def _registry_of(ref: str) -> str:
+    """The registry host `ref` names (docker.io when none), for messages."""
+    from reconciler import imagenames
+
+    return imagenames.key(ref).split("/", 1)[0]
+
+
+_AUTH_REFUSED = ("no basic auth credentials", "unauthorized", "authentication required", "denied",
+                 "incorrect username or password")
+
+
+def _auth_hint(ref: str, sent: bool) -> str:
+    """What to do when the registry refused the engine's pull or push of `ref` for want of
+    credentials: which ones reconciler sent (it sends what it finds; the engine keeps none)."""
+    host = _registry_of(ref)
+    if sent:
+        return (f"the registry refused the credentials reconciler found for {host}: `docker login {host}` again "
+                "(they are read from DOCKER_AUTH_CONFIG, $DOCKER_CONFIG/config.json, Podman's auth.json)")
+    return (f"reconciler found no credentials for {host}: `docker login {host}` (they are read from "
+            "DOCKER_AUTH_CONFIG, $DOCKER_CONFIG/config.json or ~/.docker/config.json, Podman's auth.json)")
+
+
 T = TypeVar("T")
 
 
@@ -626,10 +682,14 @@ class DockerRuntime:
         *,
         what: str = "docker",
         engine: api.EngineAPI | None = None,
+        credentials: rc.CredentialStore | None = None,
     ) -> None:
         """`transport` replaces the Unix socket (e.g. `httpx.HTTPTransport` to a TCP engine);
-        `engine` is a client made already (`api.from_docker_host`)."""
+        `engine` is a client made already (`api.from_docker_host`); `credentials`: where the
+        registry credentials sent with pulls and pushes come from (default: the one lookup of
+        `registry_client.credentials`, which the native engine pulls with too)."""
         self.api = engine or api.EngineAPI(socket_path, transport=transport, what=what)
+        self._credentials = credentials
 
     def close(self) -> None:
         self.api.close()
@@ -642,6 +702,18 @@ class DockerRuntime:
 
     # -- images -----------------------------------------------------------------------------
 
+    def credential_store(self) -> rc.CredentialStore:
+        """Where the registry credentials this engine is sent come from (made when first asked)."""
+        if self._credentials is None:
+            from reconciler.registry_client import credentials
+
+            self._credentials = credentials.CredentialStore()
+        return self._credentials
+
+    def registry_auth(self, ref: str) -> str | None:
+        """The X-Registry-Auth value sent with a pull, push or resolve of `ref` (`registry_auth`)."""
+        return registry_auth(self.credential_store(), ref)
+
     def pull_image(self, ref: str, *, progress: base.ProgressCallback | None = None) -> base.ImageInfo:
         repo, tag = split_reference(ref)
         emit = progress or (lambda event, detail: None)
@@ -649,13 +721,13 @@ class DockerRuntime:
         pulled_digest: str | None = None
         started: set[str] = set()
         extracting: set[str] = set()
+        auth = self.registry_auth(ref)
         try:
-            with self.api.image_pull(repo, tag) as messages:
+            with self.api.image_pull(repo, tag, registry_auth=auth) as messages:
                 for msg in messages:
                     if "error" in msg:
                         detail = (msg.get("errorDetail") or {}).get("message") or msg["error"]
-                        raise errors.ImageError(f"pull {ref}: {detail}",
-                                                hint="check the reference and that the registry is reachable")
+                        raise errors.ImageError(f"pull {ref}: {detail}", hint=_pull_hint(ref, str(detail), auth))
                     status = str(msg.get("status", ""))
                     layer = str(msg.get("id", ""))
                     if status.startswith("Digest: "):
@@ -680,12 +752,12 @@ class DockerRuntime:
                             emit("layer-start", {"digest": layer})
                         emit("layer-done", {"digest": layer, "result": "exists"})
         except (errors.NotFound, errors.InvalidArgument, errors.Conflict) as exc:
-            raise errors.ImageError(exc.message,
-                                    hint="check the reference and that the registry is reachable") from None
+            raise errors.ImageError(exc.message, hint=_pull_hint(ref, exc.message, auth)) from None
         except (errors.Unavailable, errors.ImageError):
             raise
         except errors.RuntimeBackendError as exc:
-            raise errors.ImageError(exc.message) from None
+            raise errors.ImageError(exc.message, hint=_pull_hint(ref, exc.message, auth) if _refused(exc.message)
+                                    else None) from None
         info = image_info(self.api.image_inspect(ref), ref)
         if pulled_digest and info.digest != pulled_digest and "@" not in ref:
             info = dataclasses.replace(info, digest=pulled_digest)
@@ -693,14 +765,16 @@ class DockerRuntime:
         return info
 
     def resolve_digest(self, ref: str) -> str:
+        auth = self.registry_auth(ref)
         try:
-            data = self.api.distribution(ref)
+            data = self.api.distribution(ref, registry_auth=auth)
         except errors.NotFound as exc:
             raise errors.ImageError(exc.message, hint="check the reference and the registry") from None
         except (errors.Unavailable, errors.ImageError):
             raise
         except errors.RuntimeBackendError as exc:
-            raise errors.ImageError(exc.message) from None
+            raise errors.ImageError(exc.message, hint=_auth_hint(ref, auth is not None) if _refused(exc.message)
+                                    else None) from None
         digest = (data.get("Descriptor") or {}).get("digest")
         if not digest:
             raise errors.ImageError(f"resolve {ref}: the engine returned no digest")

@@ -27,7 +27,6 @@ another node creates a volume its copy mounts on first use.
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -162,16 +161,8 @@ class SwarmRuntime:
     def registry_auth(self, ref: str) -> str | None:
         """The X-Registry-Auth value for `ref`'s registry (base64url JSON, as the docker CLI
         sends it), or None when reconciler has no credentials for it."""
-        r = self._parse(ref)
-        cred = self._credential_store().get(r.registry)
-        if cred is None:
-            return None
-        doc: dict[str, str] = {"serveraddress": r.registry}
-        if cred.identity_token is not None:
-            doc["identitytoken"] = cred.identity_token
-        else:
-            doc.update(username=cred.username, password=cred.password)
-        return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode()
+        self._parse(ref)
+        return docker_backend.registry_auth(self._credential_store(), ref)
 
     def pull_image(self, ref: str, *, progress: base.ProgressCallback | None = None) -> base.ImageInfo:
         raise errors.Unavailable(f"pull {ref}: a Swarm cluster has no image store of its own",

@@ -1,0 +1,101 @@
+"""Passes of `reconcile apply --runtime docker` that talk to registries, on the host's dockerd and
+on the session's podman service (`engine`): the credentials reconciler finds for a registry reach
+the engine with its pulls and digest lookups (X-Registry-Auth), as the docker CLI sends them."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli.main import main
+from tests.docker.conftest import Engine, Scope
+from tests.helpers import images as timg
+from tests.helpers.registry import RegistryServer
+
+pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.root]
+
+USER, PASSWORD = "alice", "alice-secret"
+
+
+@pytest.fixture(scope="module")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """A loopback registry that wants Basic credentials (htpasswd)."""
+    bcrypt = pytest.importorskip("bcrypt")
+    work = tmp_path_factory.mktemp("auth-registry")
+    (work / "htpasswd").write_text(f"{USER}:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()}\n")
+    server = RegistryServer(work, auth={"htpasswd": {"realm": "test", "path": str(work / "htpasswd")}}).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def push_private(registry: RegistryServer, layout: Path, ref: str) -> str:
+    """Push a one-of-a-kind busybox image to `ref` in the registry that wants credentials; its digest."""
+    digest = timg.write_layout(layout, [timg.busybox_layer(), timg.layer_tar([timg.Entry("unique", layout.name.encode())])],
+                               config={"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]})
+    subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds", f"{USER}:{PASSWORD}",
+                    f"oci:{layout}:latest", f"docker://{ref}"], check=True, capture_output=True)
+    return digest
+
+
+def docker_config(where: Path, registry: RegistryServer) -> Path:
+    """A DOCKER_CONFIG directory whose config.json has `auths` for `registry` (`docker login`'s)."""
+    where.mkdir()
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    (where / "config.json").write_text(json.dumps({"auths": {registry.host: {"auth": auth}}}))
+    return where
+
+
+def on_engine(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--runtime docker` talks to `engine` (the host's dockerd, or the podman service)."""
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{engine.rt.api.socket_path}")
+
+
+def manifest(where: Path, name: str, image: str, *, image_doc: str = "") -> Path:
+    where.mkdir(exist_ok=True)
+    (where / "m.yaml").write_text(image_doc + f"""
+apiVersion: reconciler/v1
+kind: Container
+metadata: {{name: {name}}}
+spec:
+  image: {image}
+  command: ["sleep", "1000"]
+  stopSignal: SIGKILL
+""")
+    return where
+
+
+def apply(where: Path, root: Path, owner: str, *extra: str) -> int:
+    return main(["apply", str(where), "--root", str(root), "--runtime", "docker", "--owner", owner, *extra])
+
+
+def test_a_pass_pulls_from_a_registry_that_wants_credentials_with_the_ones_found(
+        engine: Engine, auth_registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    on_engine(engine, monkeypatch)
+    s: Scope = engine.scope
+    ref = f"{auth_registry.host}/{s.prefix}/priv:1"
+    push_private(auth_registry, tmp_path / "layout", ref)
+    s.images.append(ref)
+    name = s.name("containers", "priv")
+    where = manifest(tmp_path / "m", name, ref)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "nobody"))       # no credentials: refused, saying why
+    assert apply(where, tmp_path / "root", s.prefix) == 1
+    out = capsys.readouterr()
+    assert f"reconciler found no credentials for {auth_registry.host}: `docker login {auth_registry.host}`" \
+        in out.out + out.err
+
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker_config(tmp_path / "cfg", auth_registry)))
+    assert apply(where, tmp_path / "root", s.prefix) == 0, capsys.readouterr()
+    out = capsys.readouterr()
+    if engine.kind == "docker":
+        assert "could not resolve" not in out.err           # the digest asked with the same credentials
+    running = engine.rt.inspect_container(name)
+    assert running.status == "running"
+    assert running.image_id == engine.rt.inspect_image(ref).id

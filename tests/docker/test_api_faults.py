@@ -15,6 +15,8 @@ import pytest
 
 from reconciler.runtime import base, errors
 from reconciler.runtime.docker import DockerRuntime, api
+from tests.docker.conftest import push_busybox
+from tests.helpers.registry import RegistryServer
 
 Handler = Callable[[BaseHTTPRequestHandler], None]
 
@@ -120,9 +122,23 @@ def test_garbage_and_unknown_routes(engine) -> None:
                  "/containers/json": reply(200, b"<html>proxy error</html>", "text/html")})
     with pytest.raises(errors.Unavailable):
         rt.list_containers()
-    with pytest.raises(errors.Unavailable) as info:   # "page not found": the route is missing
-        rt.resolve_digest("reg/x:1")
+    with pytest.raises(api.MissingRoute) as info:   # "page not found": the route is missing
+        rt.api.distribution("reg/x:1")
     assert "does not implement" in str(info.value)
+
+
+@pytest.mark.registry
+def test_an_engine_without_distribution_has_reconciler_ask_the_registry(
+        engine, registry: RegistryServer, tmp_path: Path) -> None:
+    """Podman's answer to `GET /distribution/{name}/json` (a plain-text 404): the digest of a tag
+    is asked of the registry by reconciler's own client, and the engine is not asked again."""
+    ref, digest = push_busybox(registry, tmp_path / "layout", "faults/resolve", unique=True)
+    rt = engine({"/version": reply(200, _version("1.41")), "/json": reply(404, b"404 page not found", "text/plain")})
+    assert rt.resolve_digest(ref) == digest
+    assert rt.resolve_digest(ref) == digest
+    assert [p for p in rt.seen if "/distribution/" in p] == [f"/v1.41/distribution/{ref}/json"]
+    with pytest.raises(errors.ImageNotFound):
+        rt.resolve_digest(f"{registry.host}/faults/absent:1")
 
 
 def test_connection_cut_mid_pull_is_unavailable(engine) -> None:

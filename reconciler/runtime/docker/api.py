@@ -15,7 +15,8 @@ Errors are mapped by status code at this boundary and httpx never leaks out:
     404            NotFound
     409            AlreadyExists when the message says the name is taken, else Conflict
     503            Unavailable (a Swarm call on a node that is not a manager)
-    404 non-JSON   Unavailable: the engine lacks the route (Podman has no /distribution)
+    404 non-JSON   MissingRoute (an Unavailable): the engine lacks the route (Podman has no
+                   /distribution)
     5xx            RuntimeBackendError with the engine's message; Podman's 500s for a name
                    clash, "container state improper" and "fill out specgen" map like
                    Docker's 409/409/400
@@ -36,8 +37,8 @@ import httpx
 
 from reconciler.runtime import errors
 
-__all__ = ["DEFAULT_SOCKET", "MAX_API_VERSION", "MIN_API_VERSION", "EngineAPI", "at_least", "auth_header_value",
-           "from_docker_host", "version_key"]
+__all__ = ["DEFAULT_SOCKET", "MAX_API_VERSION", "MIN_API_VERSION", "EngineAPI", "MissingRoute", "at_least",
+           "auth_header_value", "from_docker_host", "version_key"]
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 MIN_API_VERSION = "1.40"    # Docker 19.03; Podman 4 compat speaks 1.41
@@ -45,6 +46,11 @@ MAX_API_VERSION = "1.43"    # the newest request/response shapes this module kno
 
 _CONNECT_TIMEOUT = 5.0
 _DEFAULT_TIMEOUT = 60.0
+
+
+class MissingRoute(errors.Unavailable):
+    """The engine has no such endpoint (dockerd's "page not found", Podman's plain-text 404):
+    a caller with another way to the same answer takes it (Podman has no /distribution)."""
 
 
 def _vtuple(v: str) -> tuple[int, ...]:
@@ -286,7 +292,7 @@ class EngineAPI:
         json_body = resp.headers.get("content-type", "").startswith("application/json")
         if code == 404 and (low == "page not found" or not json_body):
             # the engine has no such route (Docker says "page not found", Podman answers text)
-            raise errors.Unavailable(
+            raise MissingRoute(
                 f"{self.what} does not implement {resp.request.url.path}",
                 hint="this call needs a newer engine or Docker rather than Podman")
         if code == 400 or (code >= 500 and ("fill out specgen" in low or "invalid argument" in low)):

@@ -765,9 +765,17 @@ class DockerRuntime:
         return info
 
     def resolve_digest(self, ref: str) -> str:
+        """The registry's digest of `ref` now, as the engine asks it (`GET /distribution`), with
+        the credentials reconciler has for it; an engine without that endpoint (Podman) has the
+        registry asked by reconciler's own client, with the same credentials (`_resolve_here`)."""
+        if not self._engine_resolves:
+            return self._resolve_here(ref)
         auth = self.registry_auth(ref)
         try:
             data = self.api.distribution(ref, registry_auth=auth)
+        except api.MissingRoute:
+            self._engine_resolves = False
+            return self._resolve_here(ref)
         except errors.NotFound as exc:
             raise errors.ImageError(exc.message, hint="check the reference and the registry") from None
         except (errors.Unavailable, errors.ImageError):
@@ -779,6 +787,20 @@ class DockerRuntime:
         if not digest:
             raise errors.ImageError(f"resolve {ref}: the engine returned no digest")
         return str(digest)
+
+    _engine_resolves = True     # False once the engine said it has no /distribution (Podman)
+
+    def _resolve_here(self, ref: str) -> str:
+        """The digest of `ref` from a HEAD of its manifest by reconciler's registry client (the
+        native engine's), with the credentials this engine is sent (`credential_store`)."""
+        from reconciler.registry_client import client, references
+        from reconciler.registry_client import errors as rcerrors
+
+        try:
+            with client.RegistryClient(credentials=self.credential_store()) as registry:
+                return str(registry.resolve(references.parse(ref)).digest)
+        except rcerrors.RegistryError as exc:
+            raise errors.from_registry(exc) from None      # its message says "resolve REF: ..."
 
     def made_here(self, ref: str) -> bool:
         """Docker records a repository digest (RepoDigests) for an image pulled or pushed as that

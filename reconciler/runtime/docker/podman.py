@@ -11,6 +11,8 @@ as it drives dockerd. What Podman does otherwise is made good here:
   endpoint (`GET /libpod/containers/{id}/healthcheck`), which runs the check and keeps
   Podman's state machine (retries, start period, the log `inspect` shows).
 - Networks: the bridge of a network is read from Podman's own inspect (`network_interface`).
+- A tag's registry digest: Podman has no `GET /distribution/{name}/json`; `DockerRuntime.resolve_digest`
+  then asks the registry with reconciler's own client (and the credentials the engine is sent).
 - Restart policies: Podman applies them itself (conmon's exit command), so `restart_manager`
   is a loop with nothing to do.
 - `init: true`: Podman's init is catatonit, which Debian's podman does not ship (the create

@@ -47,7 +47,7 @@ class Outcome(enum.StrEnum):
     SKIPPED = "skipped"
     HELD = "held"
     INTERRUPTED = "interrupted"  # left for the next pass: the reconciler was stopping
-    KEPT = "kept"               # its replacement was not needed: the image rebuilt is the one it runs
+    KEPT = "kept"               # its replacement was not needed: the image built or pulled is the one it runs
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,7 @@ def execute(
                         a.group not in groups and _image_unchanged(runtime, *a.keep_if_image))):
                     kept.add(a.group)
                     finish(changes.ActionResult(a, changes.Status.KEPT,
-                                                detail="the image rebuilt is the one it runs: not replaced"))
+                                                detail="the image built or pulled is the one it runs: not replaced"))
                     progress = True
                 elif (not a.group or a.group not in groups) and _stopping(opts):
                     # stopping: what runs finishes (a replacement as a whole), nothing new starts

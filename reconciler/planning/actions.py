@@ -124,8 +124,9 @@ class Action:
     #                                             or {"remove_only": True} (a cluster's update: none, the engine rolls back)
     changes: tuple[FieldChange, ...] = ()
     best_effort: bool = False
-    # (reference, image id): a replacement whose one reason is its image's rebuild, not made when
-    # the rebuilt reference names the image the container runs (every step of its group has it)
+    # (reference, image id): a replacement whose one reason is its image's rebuild (or its pull
+    # with the registry's digest unknown) in this pass, not made when the reference then names the
+    # image the container runs (every step of its group has it)
     keep_if_image: tuple[str, str] | tuple[()] = ()
 
     @property

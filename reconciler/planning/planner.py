@@ -169,6 +169,9 @@ class _Builder:
 COMPOSE_PROJECT = "com.docker.compose.project"    # the label compose puts on a project's objects
 
 REBUILT = "image rebuilt"          # a replacement's reason: its image is built in this pass
+# a replacement's reason: its image is pulled in this pass (pull: always) and its registry digest
+# was not resolved, so whether the tag moved is known only after the pull
+REPULLED = "image pulled (registry digest not resolved)"
 
 def _short(digest: str) -> str:
     algo, _, hexpart = digest.partition(":")
@@ -357,6 +360,7 @@ class _Planner:
     img_ready: dict[str, str] = field(default_factory=dict)     # ref → its pull or build (or fail)
     want_digest: dict[str, str] = field(default_factory=dict)   # ref → digest containers should run
     rebuilt: set[str] = field(default_factory=set)              # built here: digest known only after
+    repulled: set[str] = field(default_factory=set)             # pulled here, digest unknown: likewise
     # containers → dependents (dependsOn) and ordering
     ready: dict[str, str] = field(default_factory=dict)         # name → action after which it runs
     held_back: set[str] = field(default_factory=set)            # left out with their dependents
@@ -623,6 +627,11 @@ class _Planner:
             refused = self.options.moves_refused.get((ref, "pull"))
             self.img_ready[ref] = self.b.add(f"fail:{res}", Kind.FAIL, res, refused) if refused else \
                 self.b.add(f"pull:{res}", Kind.PULL_IMAGE, res, cause, image=ref, target=ref)
+            if local is not None and not remote and not refused:
+                # whether the pull moves the tag is known only after it: its containers are
+                # replaced in this pass, and kept by the executor when the tag still names the
+                # image they run (keep_if_image), not left on the old image until the next pass
+                self.repulled.add(ref)
 
     def _build(self, img: models.Image, local: str | None) -> None:
         ref = img.ref or ""
@@ -721,7 +730,8 @@ class _Planner:
         return _wait(c)
 
     def _digest(self, c: models.Container) -> str:
-        return "" if c.image in self.rebuilt else self.want_digest.get(c.image, "")
+        """The digest `c` should run ("": known only once its image is built or pulled in this pass)."""
+        return "" if c.image in self.rebuilt or c.image in self.repulled else self.want_digest.get(c.image, "")
 
     def _create_fields(self, c: models.Container) -> dict[str, Any]:
         digest = self._digest(c)
@@ -747,6 +757,8 @@ class _Planner:
             reasons.append(f"image digest changed: {_short(owner.image_digest)} -> {_short(digest)}")
         if c.image in self.rebuilt:
             reasons.append(REBUILT)
+        elif c.image in self.repulled:
+            reasons.append(REPULLED)
         reasons += [f"network {n} recreated" for n in c.networks if n in self.net_recreated]
         # a container joining another's network namespace loses it with that container
         reasons += [f"{n} replaced" for n in c.networks if n.removeprefix("container:") in self.recreated]
@@ -807,10 +819,11 @@ class _Planner:
             self._recreate_start_first(c, o, cause, changes)
         else:
             self._recreate_stop_first(c, o, cause, changes)
-        if cause == REBUILT and o.image_id:
+        if cause in (REBUILT, REPULLED) and o.image_id:
             # a context edit the image does not take (another service's settings in the compose
-            # file, an unused .env variable) rebuilds the same image: the executor keeps the
-            # container then, as compose recreates only when the image id changed
+            # file, an unused .env variable) rebuilds the same image, and a pull of a tag that did
+            # not move pulls it: the executor keeps the container then, as compose recreates only
+            # when the image id changed
             group = f"recreate:{ResourceId.container(c.name)}"
             for node in self.b.nodes.values():
                 if node.extra.get("group") == group:

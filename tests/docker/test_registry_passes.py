@@ -108,18 +108,22 @@ def forget_digests(root: Path) -> None:
         db.execute("DELETE FROM inv_digests")
 
 
+@pytest.mark.parametrize("policy", ["", "pull: always, track: true"])
 def test_a_tag_moved_in_the_registry_is_noticed_and_run(
         engine: Engine, registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    """The registry's digest of a followed tag is asked each pass: by the engine (dockerd's
-    /distribution), or, where the engine has no such endpoint (Podman 4.3), by reconciler's own
-    registry client; a tag moved there is pulled and its containers replaced."""
+        capsys: pytest.CaptureFixture[str], policy: str) -> None:
+    """The registry's digest of a followed tag (no Image object, or one that follows it) is asked
+    each pass: by the engine (dockerd's /distribution), or, where the engine has no such endpoint
+    (Podman 4.3), by reconciler's own registry client; a tag moved there is pulled and its
+    containers replaced in the same pass."""
     on_engine(engine, monkeypatch)
     s: Scope = engine.scope
     ref, first = push_busybox(registry, tmp_path / "v1", f"{s.prefix}/moving", unique=True)
     s.images.append(ref)
     name = s.name("containers", "moving")
-    where, root = manifest(tmp_path / "m", name, ref), tmp_path / "root"
+    image_doc = f"apiVersion: reconciler/v1\nkind: Image\nmetadata: {{name: app}}\nspec: {{ref: '{ref}', {policy}}}\n---\n"
+    where = manifest(tmp_path / "m", name, "app" if policy else ref, image_doc=image_doc if policy else "")
+    root = tmp_path / "root"
     assert apply(where, root, s.prefix, "--settle", "0") == 0, capsys.readouterr()
     assert engine.rt.resolve_digest(ref) == first
     _, second = push_busybox(registry, tmp_path / "v2", f"{s.prefix}/moving", unique=True)

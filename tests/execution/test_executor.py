@@ -510,3 +510,41 @@ def test_a_docker_hub_tag_however_written_is_pulled_once_and_the_next_pass_plans
     assert second.plan.is_empty(), second.plan.render()
     assert [op for op, _ in rt.calls].count("pull") == 1
     assert rt.list_containers()[0].labels["reconciler.image-digest"] == digest
+
+
+class _Unresolvable(FakeRuntime):
+    """A registry whose digest lookups fail (an engine or a registry that does not answer them)
+    while its pulls work."""
+
+    def resolve_digest(self, ref: str) -> str:
+        from reconciler.runtime import errors
+
+        raise errors.ImageError(f"resolve {ref}: the engine does not answer digest lookups")
+
+
+def test_a_pull_of_an_unresolved_tag_replaces_its_containers_in_the_same_pass(tmp_path: Path, db: Database) -> None:
+    """`pull: always` whose registry digest cannot be resolved: the pull is the only way to know
+    whether the tag moved, and a pass that pulled a moved tag replaces its containers then, not a
+    pass later; one that pulled the same image keeps them (outcome kept)."""
+    rt = _Unresolvable()
+    first = rt.publish(IMG)
+    m = tmp_path / "m"
+    write(m, "a.yaml", "apiVersion: reconciler/v1\nkind: Image\nmetadata: {name: web}\n"
+          f"spec: {{ref: '{IMG}', pull: always}}\n" + container_doc("web", image="web"))
+    assert apply(m, rt, db).converged
+    assert rt.inspect_container("web").labels["reconciler.image-digest"] == first
+
+    same = apply(m, rt, db, digest_ttl=0)
+    assert same.converged, same.changeset
+    assert {c.resource: str(c.outcome) for c in same.changeset.changes} == {
+        f"image:{IMG}": "pulled", "container:web": "kept"}
+    assert rt.inspect_container("web").labels["reconciler.image-digest"] == first
+
+    moved = rt.publish(IMG, "sha256:" + "7" * 64)
+    result = apply(m, rt, db, digest_ttl=0)
+    assert result.converged, result.changeset
+    outcomes = {c.resource: str(c.outcome) for c in result.changeset.changes}
+    assert outcomes == {f"image:{IMG}": "pulled", "container:web": "configured"}
+    web = rt.inspect_container("web")
+    assert web.labels["reconciler.image-digest"] == moved
+    assert web.image_id == rt.inspect_image(IMG).id

@@ -122,6 +122,20 @@ def image_object_not_tracked() -> Case:
 
 
 @scenario
+def pull_always_digest_unresolved() -> Case:
+    """`pull: always` and the registry's digest not resolved: the pull is the only way to know
+    whether the tag moved, so the container's replacement is planned in the same pass (the
+    executor keeps it when the tag still names the image it runs)."""
+    return case(desired(replace(WEB, image_object="webimg"), image("webimg", REF, pull="always"), SHOP, DATA), up())
+
+
+@scenario
+def pull_always_digest_resolved_unchanged() -> Case:
+    return case(desired(replace(WEB, image_object="webimg"), image("webimg", REF, pull="always"), SHOP, DATA),
+                up(resolved={REF: D1}))
+
+
+@scenario
 def image_object_pull_never_absent() -> Case:
     return case(desired(replace(WEB, image_object="webimg"), image("webimg", REF, pull="never"), SHOP, DATA),
                 observed(onet(SHOP), ovol("data"), images={}))

@@ -88,6 +88,16 @@ EXPECTED: dict[str, str] = {
 [4] -> #5 container:web, start, image digest changed: sha256:111111111111 -> sha256:222222222222
 """,
     "image_object_not_tracked": "",
+    # the pull alone tells whether the tag moved: the replacement is planned in the same pass, and
+    # kept by the executor when the tag still names the image the container runs
+    "pull_always_digest_unresolved": """\
+[] -> #1 image:registry.local:5000/shop/web:1.4, pull-image, pull policy always (digest not resolved)
+[1] -> #2 container:web, stop, image pulled (registry digest not resolved)
+[2] -> #3 container:web, remove, image pulled (registry digest not resolved)
+[3] -> #4 container:web, create, image pulled (registry digest not resolved)
+[4] -> #5 container:web, start, image pulled (registry digest not resolved)
+""",
+    "pull_always_digest_resolved_unchanged": "",
     "image_object_pull_never_absent": """\
 [] -> #1 image:registry.local:5000/shop/web:1.4, fail, not present locally and pull policy is never
 [1] -> #2 container:web, create, not found
@@ -623,6 +633,15 @@ def test_actions_carry_what_the_executor_needs() -> None:
     assert create.labels["reconciler.revision"] == d.revision
     stop = next(a for a in p.actions if a.kind is actions.ActionKind.STOP)
     assert stop.target == "id-web"          # acts on the observed container's id
+
+
+def test_a_pull_whose_digest_is_unknown_replaces_unless_the_image_stays() -> None:
+    d, o, i, opts = scenarios.SCENARIOS["pull_always_digest_unresolved"]()
+    p = planner.plan(d, o, i, planner.PlanOptions(**opts))
+    steps = [a for a in p.actions if a.resource == "container:web"]
+    assert {a.keep_if_image for a in steps} == {(scenarios.REF, "sha256:cfg1")}
+    create = next(a for a in steps if a.kind is actions.ActionKind.CREATE)
+    assert create.image_digest == ""        # the label: the digest the pull brought, read after it
 
 
 def test_stop_first_update_carries_rollback_to_previous_config_and_image() -> None:

@@ -89,10 +89,12 @@ def observe(
         for v in runtime.list_volumes(None)
     }
     images: dict[str, str] = {}
+    image_ids: dict[str, str] = {}
     for info in runtime.list_images():
         digest = info.digest or info.id
         for tag in info.repo_tags:
             images[normalize_ref(tag)] = digest
+            image_ids[normalize_ref(tag)] = info.id
         if info.digest:
             for tag in info.repo_tags:
                 repo = normalize_ref(tag).rsplit(":", 1)[0]
@@ -103,6 +105,7 @@ def observe(
         volumes=volumes,
         images=images,
         resolved={normalize_ref(k): v for k, v in (resolved or {}).items()},
+        image_ids=image_ids,
     )
 
 

@@ -753,7 +753,7 @@ class _Planner:
             reasons.append("spec hash changed: " + (", ".join(tops) if tops else
                                                     "referenced file content" if entry else "spec"))
         digest = self._digest(c)
-        if digest and owner.image_digest and digest != owner.image_digest:
+        if digest and owner.image_digest and digest != owner.image_digest and not self._runs_local_image(c, o, digest):
             reasons.append(f"image digest changed: {_short(owner.image_digest)} -> {_short(digest)}")
         if c.image in self.rebuilt:
             reasons.append(REBUILT)
@@ -775,6 +775,14 @@ class _Planner:
             if o.placement != wanted:
                 reasons.append(f"placement {_placement(o.placement)} -> {_placement(wanted)}")
         return reasons, changes
+
+    def _runs_local_image(self, c: models.Container, o: obs.ObservedContainer, digest: str) -> bool:
+        """Whether `c` should run the local image its tag names (`digest` is the local one: no
+        pull moves it) and `o` runs that very image: only the digest the engine names it by moved
+        (Docker names an image it built by its id, and, once it pushed it, by a repository
+        digest), which is no new image to run."""
+        here = self.observed.local_image_id(c.image)
+        return bool(o.image_id) and here == o.image_id and digest == self.observed.local_digest(c.image)
 
     def _mode_changed(self, c: models.Container, o: obs.ObservedContainer) -> bool:
         """A cluster's service that is global where replicated is wanted, or the other way round,

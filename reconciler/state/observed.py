@@ -154,10 +154,15 @@ class ObservedState:
     volumes: Mapping[str, ObservedVolume] = field(default_factory=dict)
     images: Mapping[str, str] = field(default_factory=dict)     # normalised ref -> local digest
     resolved: Mapping[str, str] = field(default_factory=dict)   # normalised ref -> registry digest
+    image_ids: Mapping[str, str] = field(default_factory=dict)  # normalised ref -> local image id
 
     def local_digest(self, ref: str) -> str | None:
         """Digest of the local image for `ref`, if it is present."""
         return self.images.get(normalize_ref(ref))
+
+    def local_image_id(self, ref: str) -> str | None:
+        """The id of the local image `ref` names, if it is present."""
+        return self.image_ids.get(normalize_ref(ref))
 
     def remote_digest(self, ref: str) -> str | None:
         """The registry's current digest for `ref` (this pass), if it was resolved."""

@@ -76,6 +76,7 @@ def foreign(name: str) -> obs.ObservedContainer:
 
 def observed(
     *items: Any, images: Mapping[str, str] | None = None, resolved: Mapping[str, str] | None = None,
+    image_ids: Mapping[str, str] | None = None,
 ) -> obs.ObservedState:
     return obs.ObservedState(
         containers={i.name: i for i in items if isinstance(i, obs.ObservedContainer)},
@@ -83,6 +84,7 @@ def observed(
         volumes={i.name: i for i in items if isinstance(i, obs.ObservedVolume)},
         images={obs.normalize_ref(k): v for k, v in (images if images is not None else {REF: D1}).items()},
         resolved={obs.normalize_ref(k): v for k, v in (resolved or {}).items()},
+        image_ids={obs.normalize_ref(k): v for k, v in (image_ids or {}).items()},
     )
 
 

@@ -122,6 +122,21 @@ def image_object_not_tracked() -> Case:
 
 
 @scenario
+def local_image_named_by_another_digest() -> Case:
+    """The container runs the very image its tag names here, which the engine now names by
+    another digest (Docker: a built image by its id, then, once pushed, by a repository digest):
+    no new image, no replacement."""
+    return case(desired(WEB, SHOP, DATA),
+                up(images={REF: D2}, image_ids={REF: "sha256:cfg1"}, resolved={REF: D2}))
+
+
+@scenario
+def local_image_replaced_under_its_tag() -> Case:
+    """The tag names another image here than the one the container runs: replaced."""
+    return case(desired(WEB, SHOP, DATA), up(images={REF: D2}, image_ids={REF: "sha256:cfg2"}))
+
+
+@scenario
 def pull_always_digest_unresolved() -> Case:
     """`pull: always` and the registry's digest not resolved: the pull is the only way to know
     whether the tag moved, so the container's replacement is planned in the same pass (the

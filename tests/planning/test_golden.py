@@ -90,6 +90,13 @@ EXPECTED: dict[str, str] = {
     "image_object_not_tracked": "",
     # the pull alone tells whether the tag moved: the replacement is planned in the same pass, and
     # kept by the executor when the tag still names the image the container runs
+    "local_image_named_by_another_digest": "",
+    "local_image_replaced_under_its_tag": """\
+[] -> #1 container:web, stop, image digest changed: sha256:111111111111 -> sha256:222222222222
+[1] -> #2 container:web, remove, image digest changed: sha256:111111111111 -> sha256:222222222222
+[2] -> #3 container:web, create, image digest changed: sha256:111111111111 -> sha256:222222222222
+[3] -> #4 container:web, start, image digest changed: sha256:111111111111 -> sha256:222222222222
+""",
     "pull_always_digest_unresolved": """\
 [] -> #1 image:registry.local:5000/shop/web:1.4, pull-image, pull policy always (digest not resolved)
 [1] -> #2 container:web, stop, image pulled (registry digest not resolved)

@@ -11,6 +11,7 @@ backend is imported only when chosen, so a command pays for the engine it uses a
             (`reconcile run`: no network unless asked)
     docker  a Docker (or Podman) engine over its API ($DOCKER_HOST unix://... or tcp://...,
             default /var/run/docker.sock); the state root then holds only the reconciler's own DB
+            (with the records of the Images it built there)
     swarm   the services of a Docker Swarm cluster, through a manager's Engine API (found as for
             docker)
     fake    the in-memory engine whose state is a JSON file under the root: for tests and dry
@@ -84,7 +85,9 @@ def open_runtime(name: str, place: Place, *, recover: bool = True, bridge: bool 
         except rterrors.Unavailable:
             on_podman = False               # said again, with its hint, by the first call of the pass
         # Podman's API needs reconciler's own healthcheck loop (podman.py)
-        docker: base.Runtime = (podman.PodmanRuntime if on_podman else docker_backend.DockerRuntime)(engine=engine)
+        # (the state root keeps the records of the Images it builds)
+        docker: base.Runtime = (podman.PodmanRuntime if on_podman else docker_backend.DockerRuntime)(
+            engine=engine, state_root=place.root)
         return docker
     if name == "swarm":
         from reconciler.runtime.swarm import backend as swarm_backend

@@ -352,6 +352,8 @@ class Builder:
             )
             if ref is None:
                 ref = f"localhost/{d.name}:latest"
+            if self.engine == "docker":
+                self.engine_build(d, build_spec)
         labels = self.labels(d)
         fields: dict[str, Any] = {
             "labels": labels, "ref": ref, "pull": spec.get("pull", "missing"), "track": bool(spec.get("track", False)),
@@ -365,6 +367,17 @@ class Builder:
             name=d.name, origin=self.origin(d),
             spec_hash=hashing.spec_hash("Image", hashed, hashing.IMAGE_EXCLUDED, files), **fields,
         )
+
+    def engine_build(self, d: _Doc, build_spec: Mapping[str, Any]) -> None:
+        """A Docker or Podman engine builds through its Engine API's build endpoint (its classic
+        builder; Podman's buildah), which has no build session: no secrets, SSH agents or
+        insecure steps reach it (runtime/docker/backend.py `build_image`). Refused here, naming
+        the field, rather than when the pass builds."""
+        for key in ("secrets", "ssh", "allow"):
+            if build_spec.get(key):
+                self.report(d, ("spec", "build", key), f"--runtime docker builds through the engine's build endpoint, "
+                            f"which has no build session to pass {key} through: build with --runtime native, or "
+                            "without it", key=True)
 
     def build_secrets(self, d: _Doc, build_spec: Mapping[str, Any]) -> tuple[models.BuildSecret, ...]:
         """`build.secrets`: each read now (a file from the revision, decrypted in memory when

@@ -8,6 +8,7 @@ did not create are never touched.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ipaddress
 import json
@@ -35,6 +36,7 @@ from tests.helpers import images, subnets
 from tests.helpers.registry import RegistryServer
 
 DOCKER_SOCKET = "/var/run/docker.sock"
+USER, PASSWORD = "alice", "alice-secret"        # auth_registry's
 TEST_LABEL = "reconciler-test"
 
 
@@ -133,6 +135,27 @@ def push_busybox(
     ref = f"{registry.host}/{repo}:latest"
     images.push_layout(layout, ref)
     return ref, digest
+
+
+@pytest.fixture(scope="session")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """A loopback registry that wants Basic credentials (htpasswd)."""
+    bcrypt = pytest.importorskip("bcrypt")
+    work = tmp_path_factory.mktemp("auth-registry")
+    (work / "htpasswd").write_text(f"{USER}:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()}\n")
+    server = RegistryServer(work, auth={"htpasswd": {"realm": "test", "path": str(work / "htpasswd")}}).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def docker_config(where: Path, registry: RegistryServer) -> Path:
+    """A DOCKER_CONFIG directory whose config.json has `auths` for `registry` (`docker login`'s)."""
+    where.mkdir()
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    (where / "config.json").write_text(json.dumps({"auths": {registry.host: {"auth": auth}}}))
+    return where
 
 
 @pytest.fixture(scope="session")

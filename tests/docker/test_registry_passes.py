@@ -4,38 +4,19 @@ the engine with its pulls and digest lookups (X-Registry-Auth), as the docker CL
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import sqlite3
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from reconciler.cli.main import main
-from tests.docker.conftest import Engine, Scope, push_busybox
+from tests.docker.conftest import PASSWORD, USER, Engine, Scope, docker_config, push_busybox
 from tests.helpers import images as timg
 from tests.helpers.registry import RegistryServer
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.root]
-
-USER, PASSWORD = "alice", "alice-secret"
-
-
-@pytest.fixture(scope="module")
-def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    """A loopback registry that wants Basic credentials (htpasswd)."""
-    bcrypt = pytest.importorskip("bcrypt")
-    work = tmp_path_factory.mktemp("auth-registry")
-    (work / "htpasswd").write_text(f"{USER}:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()}\n")
-    server = RegistryServer(work, auth={"htpasswd": {"realm": "test", "path": str(work / "htpasswd")}}).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
 
 def push_private(registry: RegistryServer, layout: Path, ref: str) -> str:
     """Push a one-of-a-kind busybox image to `ref` in the registry that wants credentials; its digest."""
@@ -44,14 +25,6 @@ def push_private(registry: RegistryServer, layout: Path, ref: str) -> str:
     subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds", f"{USER}:{PASSWORD}",
                     f"oci:{layout}:latest", f"docker://{ref}"], check=True, capture_output=True)
     return digest
-
-
-def docker_config(where: Path, registry: RegistryServer) -> Path:
-    """A DOCKER_CONFIG directory whose config.json has `auths` for `registry` (`docker login`'s)."""
-    where.mkdir()
-    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    (where / "config.json").write_text(json.dumps({"auths": {registry.host: {"auth": auth}}}))
-    return where
 
 
 def on_engine(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,6 +99,7 @@ def test_a_tag_moved_in_the_registry_is_noticed_and_run(
     root = tmp_path / "root"
     assert apply(where, root, s.prefix, "--settle", "0") == 0, capsys.readouterr()
     assert engine.rt.resolve_digest(ref) == first
+    s.images.append(engine.rt.inspect_container(name).image_id)     # untagged once the tag moves here
     _, second = push_busybox(registry, tmp_path / "v2", f"{s.prefix}/moving", unique=True)
     assert engine.rt.resolve_digest(ref) == second
     forget_digests(root)

@@ -96,3 +96,29 @@ def test_a_lazy_session_boots_at_once_and_supervises_from_its_first_action(tmp_p
         left = leftovers(rt.config)
         rt.close()
     assert left == []
+
+
+def test_what_a_docker_engine_cannot_build_is_refused_when_loading_naming_the_field(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--runtime docker` builds through the Engine API's build endpoint, which has no build
+    session: secrets, SSH agents and insecure steps are refused by validate (and apply, diff,
+    the agent) before anything runs, each naming its field; the same manifest is valid for the
+    native engine, and a build without them for both."""
+    from reconciler.cli.main import main
+
+    monkeypatch.setenv("TOKEN", "t")
+    monkeypatch.delenv("RECONCILER_RUNTIME", raising=False)
+    m = tmp_path / "m"
+    write(m / "ctx", "Dockerfile", "FROM scratch\n")
+    write(m, "app.yaml", "apiVersion: reconciler/v1\nkind: Image\nmetadata: {name: app}\n"
+          "spec:\n  ref: '127.0.0.1:5000/app:1'\n  build:\n    context: ./ctx\n"
+          "    secrets: [{id: token, env: TOKEN}]\n    allow: [security.insecure]\n")
+    assert main(["validate", str(m), "--runtime", "docker"]) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(": ", 3)[1:3] for line in out] == [["Image/app", "spec.build.secrets"],
+                                                          ["Image/app", "spec.build.allow"]]
+    assert "--runtime docker builds through the engine's build endpoint, which has no build session" in out[0]
+    assert main(["validate", str(m), "--runtime", "native"]) == 0
+    write(m, "app.yaml", "apiVersion: reconciler/v1\nkind: Image\nmetadata: {name: app}\n"
+          "spec: {ref: '127.0.0.1:5000/app:1', build: {context: ./ctx, args: {A: b}}}\n")
+    assert main(["validate", str(m), "--runtime", "docker"]) == 0

@@ -81,10 +81,11 @@ def _q(name: str) -> str:
     return quote(name, safe="/:@")
 
 
-def auth_header_value(auth_config: Mapping[str, str]) -> str:
-    """Docker's AuthConfig as `X-Registry-Auth` carries it: URL-safe base64 of its JSON, as the
-    docker CLI sends it with a pull, a push and a service's create or update."""
-    return base64.urlsafe_b64encode(json.dumps(dict(auth_config)).encode()).decode()
+def auth_header_value(doc: Mapping[str, Any]) -> str:
+    """Docker's AuthConfig as `X-Registry-Auth` carries it (and a map of them by registry, as
+    `X-Registry-Config` carries them to a build): URL-safe base64 of its JSON, as the docker CLI
+    sends it with a pull, a push, a build and a service's create or update."""
+    return base64.urlsafe_b64encode(json.dumps(dict(doc)).encode()).decode()
 
 
 def from_docker_host(host: str | None, *, what: str = "docker") -> EngineAPI:
@@ -367,6 +368,31 @@ class EngineAPI:
         data: dict[str, Any] = self._get(f"/distribution/{_q(ref)}/json", what=f"resolve {ref}",
                                          headers=_auth_header(registry_auth))
         return data
+
+    @contextlib.contextmanager
+    def image_build(self, context: Iterator[bytes], params: Mapping[str, Any], *,
+                    registry_config: str | None = None) -> Iterator[Iterator[dict[str, Any]]]:
+        """`POST /build` with the context's tar as the body: the engine's messages as they arrive
+        (`stream` lines, `aux` with the image id, `error`). `registry_config`: the X-Registry-Config
+        value (the credentials for the registries its FROM lines pull from)."""
+        headers = {"X-Registry-Config": registry_config} if registry_config else {}
+        with self._stream("POST", "/build", params=params, content=context, timeout=None,
+                          what=f"build {params.get('t') or 'an image'}", headers=headers) as chunks:
+            yield _json_lines(chunks)
+
+    def image_tag(self, ref: str, repo: str, tag: str) -> None:
+        """`POST /images/{ref}/tag?repo=&tag=`: `repo:tag` names the image `ref` names too."""
+        # (dockerd answers an empty 201, Podman a newline: neither is read)
+        self._send("POST", f"/images/{_q(ref)}/tag", params={"repo": repo, "tag": tag}, what=f"tag {ref} as {repo}:{tag}")
+
+    @contextlib.contextmanager
+    def image_push(self, repo: str, tag: str, *, registry_auth: str) -> Iterator[Iterator[dict[str, Any]]]:
+        """`POST /images/{repo}/push?tag=`: the progress messages as they arrive (`aux` has the
+        pushed manifest's digest). dockerd wants an X-Registry-Auth with every push (an empty
+        AuthConfig, `{}`, pushes anonymously)."""
+        with self._stream("POST", f"/images/{_q(repo)}/push", params={"tag": tag}, timeout=None,
+                          what=f"push {repo}:{tag}", headers=_auth_header(registry_auth)) as chunks:
+            yield _json_lines(chunks)
 
     def image_list(self) -> list[dict[str, Any]]:
         data: list[dict[str, Any]] = self._get("/images/json") or []

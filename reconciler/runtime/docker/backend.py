@@ -17,7 +17,9 @@ import concurrent.futures
 import contextlib
 import io
 import ipaddress
+import json
 import math
+import os
 import re
 import secrets
 import struct
@@ -30,7 +32,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from reconciler import healthtimes, imagenames, restarting
 from reconciler._dataclass import dataclasses
-from reconciler.runtime import base, binds, errors
+from reconciler.runtime import base, binds, buildinputs, errors
 from reconciler.runtime.docker import api
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DockerRuntime",
+    "auth_config",
     "container_body",
     "container_state",
     "demux",
@@ -64,6 +67,7 @@ GW_PRIORITY_API = "1.48"
 _STREAMS = {1: "stdout", 2: "stderr"}
 _NETWORK_MODES = ("none", "host", "bridge", "default")
 _INSPECT_THREADS = 8   # list_* inspect every object (the lists lack state): a few at a time
+_CONTEXT_SPOOL = 64 << 20   # a build context's tar is kept in memory up to this size, else in a temporary file
 
 
 def split_reference(ref: str) -> tuple[str, str]:
@@ -434,11 +438,10 @@ def image_info(attrs: Mapping[str, Any], ref: str | None = None) -> base.ImageIn
     )
 
 
-def registry_auth(store: rc.CredentialStore, ref: str) -> str | None:
-    """The `X-Registry-Auth` value for `ref`'s registry: the credentials `store` has for it
-    (the lookup every engine of reconciler uses: DOCKER_AUTH_CONFIG, the Docker config's
-    credHelpers, credsStore and auths, Podman's auth file), as the docker CLI sends them to an
-    engine that pulls, pushes or runs a service; None when there are none (anonymous) or `ref`
+def auth_config(store: rc.CredentialStore, ref: str) -> tuple[str, dict[str, str]] | None:
+    """`ref`'s registry host and Docker's AuthConfig of the credentials `store` has for it (the
+    lookup every engine of reconciler uses: DOCKER_AUTH_CONFIG, the Docker config's credHelpers,
+    credsStore and auths, Podman's auth file); None when there are none (anonymous) or `ref`
     names no registry reconciler can read (the engine then says what is wrong with it)."""
     from reconciler.registry_client import credentials, references
     from reconciler.registry_client import errors as rcerrors
@@ -451,7 +454,14 @@ def registry_auth(store: rc.CredentialStore, ref: str) -> str | None:
         cred = store.get(host)
     except rcerrors.RegistryError as exc:          # a credential helper that failed
         raise errors.from_registry(exc, f"credentials for {host}") from None
-    return None if cred is None else api.auth_header_value(credentials.to_auth_config(cred, host))
+    return None if cred is None else (host, credentials.to_auth_config(cred, host))
+
+
+def registry_auth(store: rc.CredentialStore, ref: str) -> str | None:
+    """The `X-Registry-Auth` value for `ref`'s registry (`auth_config`), as the docker CLI sends
+    it to an engine that pulls, pushes or runs a service; None: anonymous."""
+    found = auth_config(store, ref)
+    return None if found is None else api.auth_header_value(found[1])
 
 
 def _refused(message: str) -> bool:
@@ -683,13 +693,18 @@ class DockerRuntime:
         what: str = "docker",
         engine: api.EngineAPI | None = None,
         credentials: rc.CredentialStore | None = None,
+        state_root: Path | None = None,
     ) -> None:
         """`transport` replaces the Unix socket (e.g. `httpx.HTTPTransport` to a TCP engine);
         `engine` is a client made already (`api.from_docker_host`); `credentials`: where the
         registry credentials sent with pulls and pushes come from (default: the one lookup of
-        `registry_client.credentials`, which the native engine pulls with too)."""
+        `registry_client.credentials`, which the native engine pulls with too); `state_root`:
+        where the records of the builds of Images with `build:` are kept (its state DB; without
+        one such an Image cannot be built here)."""
         self.api = engine or api.EngineAPI(socket_path, transport=transport, what=what)
         self._credentials = credentials
+        self._state_root = state_root
+        self._records: buildinputs.BuildRecords | None = None
 
     def close(self) -> None:
         self.api.close()
@@ -813,6 +828,158 @@ class DockerRuntime:
             return False
         repo = imagenames.key(ref).rsplit(":", 1)[0]
         return not any(imagenames.key(str(d)).split("@", 1)[0] == repo for d in attrs.get("RepoDigests") or ())
+
+    # -- builds and pushes (an Image with build: and push:): the engine builds, reconciler keeps
+    #    the records of what it built from which inputs (runtime/buildinputs.py, as on native)
+
+    def _build_records(self) -> buildinputs.BuildRecords:
+        if self._records is None:
+            if self._state_root is None:
+                raise errors.Unavailable(
+                    f"{self.api.what}: an Image's build records are kept in a state root, and this engine was "
+                    "opened without one", hint="open it as `apply --runtime docker` and the agent do (runtime.opening)")
+            from reconciler._sqlite import Database
+
+            self._records = buildinputs.BuildRecords(Database(self._state_root / "state.db"),
+                                                     f"{self.name}_build_records")
+        return self._records
+
+    def _image_id(self, ref: str) -> str | None:
+        try:
+            return str(self.api.image_inspect(ref)["Id"])
+        except errors.NotFound:
+            return None
+
+    def build_due(self, ref: str, context: str, dockerfile: str, args: Mapping[str, str],
+                  target: str | None, push: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
+        """Why `ref` must be built now (None: its build is current) and the push targets that lack
+        it, by the input digest of the context as it would be sent (buildinputs.SentContext) and
+        this engine's records: the rule of every engine (`buildinputs.due`). An unreadable context
+        is a reason to build (the build then says what is wrong)."""
+        try:
+            digest = buildinputs.SentContext(context, dockerfile).input_digest(args, target)
+        except OSError as exc:
+            return f"build context unreadable ({exc})", push
+        return buildinputs.due(self._build_records().get(ref), digest, self._image_id(ref), push)
+
+    def build_image(self, ref: str, context: str, dockerfile: str, args: Mapping[str, str],
+                    target: str | None, *, secrets: Mapping[str, bytes] | None = None,
+                    ssh: Mapping[str, str] | None = None, allow_insecure: bool = False) -> base.ImageInfo:
+        """Build `ref` on the engine (`POST /build`, its classic builder; Podman's buildah): the
+        context sent as the docker CLI sends it, with the credentials reconciler has for the
+        registries its FROM lines pull from; recorded with the input digest taken before it is
+        read. Secrets, SSH agents and insecure steps need a build session the Engine API's build
+        endpoint does not have: refused (the manifest is refused first, at load, naming them)."""
+        refused = [what for what, given in (("build.secrets", secrets), ("build.ssh", ssh),
+                                            ("build.allow: [security.insecure]", allow_insecure)) if given]
+        if refused:
+            raise errors.InvalidArgument(
+                f"build {ref}: {', '.join(refused)}: {self.api.what}'s build endpoint has no build session to pass "
+                "them through", hint="build with the native runtime, or without them")
+        try:
+            sent = buildinputs.SentContext(context, dockerfile)
+            digest = sent.input_digest(args, target)
+        except OSError as exc:
+            raise errors.ImageError(f"build {ref}: the build context cannot be read: {exc}") from None
+        params = {"t": ref, "dockerfile": sent.dockerfile, "target": target, "rm": "1", "forcerm": "1",
+                  "buildargs": json.dumps(dict(args)) if args else None}
+        import tempfile
+
+        with tempfile.SpooledTemporaryFile(max_size=_CONTEXT_SPOOL) as tar:
+            try:
+                sent.write_tar(tar)
+            except OSError as exc:
+                raise errors.ImageError(f"build {ref}: the build context cannot be read: {exc}") from None
+            tar.seek(0)
+            image_id = self._built(ref, iter(lambda: tar.read(1 << 20), b""), params,
+                                   self._from_credentials(os.path.join(context, sent.dockerfile)))
+        self._build_records().built(ref, digest, image_id)
+        return image_info(self.api.image_inspect(ref), ref)
+
+    def _built(self, ref: str, body: Iterator[bytes], params: Mapping[str, Any], registry_config: str | None) -> str:
+        """Run the engine's build; the id of the image it made (its `aux` message, else what `ref` names)."""
+        step, image_id = "", None
+        try:
+            with self.api.image_build(body, params, registry_config=registry_config) as messages:
+                for msg in messages:
+                    if "error" in msg or "errorDetail" in msg:
+                        detail = str((msg.get("errorDetail") or {}).get("message") or msg.get("error")).strip()
+                        raise errors.ImageError(f"build {ref}: {step + ': ' if step else ''}{detail}",
+                                                hint=_auth_hint(ref, True) if _refused(detail) else None)
+                    text = str(msg.get("stream") or "").strip()
+                    if text.startswith(("Step ", "STEP ")):
+                        step = text.splitlines()[0]
+                    aux = msg.get("aux")
+                    if isinstance(aux, Mapping) and aux.get("ID"):
+                        image_id = str(aux["ID"])
+        except (errors.ImageError, errors.Unavailable):
+            raise
+        except errors.RuntimeBackendError as exc:
+            raise errors.ImageError(exc.message, hint=exc.hint) from None
+        return image_id or str(self.api.image_inspect(ref)["Id"])
+
+    def _from_credentials(self, dockerfile: str) -> str | None:
+        """The X-Registry-Config of a build: the credentials reconciler has for each registry the
+        Dockerfile's FROM lines name (as the docker CLI sends its own), or None."""
+        try:
+            with open(dockerfile, encoding="utf-8", errors="replace") as f:
+                text = f.read(1 << 20)
+        except OSError:
+            return None
+        from reconciler.registry_client import credentials
+
+        stages: set[str] = set()
+        found: dict[str, dict[str, str]] = {}
+        for line in text.splitlines():
+            words = line.split()
+            if len(words) < 2 or words[0].upper() != "FROM":
+                continue
+            named = [w for w in words[1:] if not w.startswith("--")]
+            image = named[0] if named else ""
+            earlier = image.lower() in stages           # FROM a stage of this Dockerfile
+            if len(named) >= 3 and named[1].upper() == "AS":
+                stages.add(named[2].lower())
+            if not image or "$" in image or image == "scratch" or earlier:
+                continue
+            given = auth_config(self.credential_store(), image)
+            if given is not None:
+                found[credentials.server_key(given[0])] = given[1]
+        return api.auth_header_value(found) if found else None
+
+    def push_image(self, ref: str, dest: str) -> str:
+        """Push the image `ref` names to `dest` through the engine (tagged `dest` first, as `docker
+        tag` and `docker push` do), with the credentials reconciler has for its registry; the
+        pushed manifest's digest. A build of `ref` recorded here remembers that `dest` has it."""
+        image = self._image_id(ref)
+        if image is None:
+            raise errors.ImageError(f"push {ref} to {dest}: no image {ref} on {self.api.what}",
+                                    hint="build or pull it first")
+        repo, tag = split_reference(dest)
+        if self._image_id(dest) != image:
+            self.api.image_tag(ref, repo, tag)
+        auth = self.registry_auth(dest)
+        digest = None
+        try:
+            with self.api.image_push(repo, tag, registry_auth=auth or api.auth_header_value({})) as messages:
+                for msg in messages:
+                    if "error" in msg or "errorDetail" in msg:
+                        detail = str((msg.get("errorDetail") or {}).get("message") or msg.get("error")).strip()
+                        raise errors.ImageError(f"push {dest}: {detail}", hint=_pull_hint(dest, detail, auth))
+                    aux = msg.get("aux")
+                    if isinstance(aux, Mapping) and aux.get("Digest"):
+                        digest = str(aux["Digest"])
+        except (errors.ImageError, errors.Unavailable):
+            raise
+        except errors.RuntimeBackendError as exc:
+            raise errors.ImageError(exc.message, hint=_pull_hint(dest, exc.message, auth)) from None
+        digest = digest or image_info(self.api.image_inspect(dest), dest).digest
+        if not digest:
+            raise errors.ImageError(f"push {dest}: {self.api.what} did not say the digest it pushed")
+        if self._state_root is not None:
+            last = self._build_records().get(ref)
+            if last is not None:
+                self._build_records().pushed(ref, dest, last.input)
+        return digest
 
     def list_images(self) -> list[base.ImageInfo]:
         ids = [str(i["Id"]) for i in self.api.image_list()]
@@ -1150,7 +1317,8 @@ class DockerRuntime:
         self.api.volume_remove(name)
 
 
-def _conforms(rt: DockerRuntime) -> tuple[base.Runtime, base.Renaming, base.Connecting, base.ArchiveTransfer]:
+def _conforms(rt: DockerRuntime) -> tuple[base.Runtime, base.Renaming, base.Connecting, base.ArchiveTransfer, base.ImageBuilding,
+                                         base.ImagePushing]:
     """mypy checks here that the backend implements the protocol and its capabilities (dockerd
-    supervises its containers itself; building and pushing are not done through it)."""
-    return rt, rt, rt, rt
+    supervises its containers itself; it builds and pushes the Images with build: and push:)."""
+    return rt, rt, rt, rt, rt, rt

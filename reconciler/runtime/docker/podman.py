@@ -59,6 +59,8 @@ from reconciler.runtime.docker import api
 from reconciler.runtime.docker.backend import DockerRuntime
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import httpx
 
 __all__ = ["PodmanHealth", "PodmanRuntime", "is_podman"]
@@ -192,8 +194,8 @@ class PodmanRuntime(DockerRuntime):
     name = "podman"
 
     def __init__(self, socket_path: str = api.DEFAULT_SOCKET, transport: httpx.BaseTransport | None = None, *,
-                 what: str = "podman", engine: api.EngineAPI | None = None) -> None:
-        super().__init__(socket_path, transport, what=what, engine=engine)
+                 what: str = "podman", engine: api.EngineAPI | None = None, state_root: Path | None = None) -> None:
+        super().__init__(socket_path, transport, what=what, engine=engine, state_root=state_root)
         self._health = PodmanHealth(self.api)
         self._restarts = _EngineRestarts()
         self._engine_init = True         # until the engine says it has none

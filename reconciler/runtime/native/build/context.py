@@ -32,10 +32,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler._dataclass import dataclass
-from reconciler.runtime import errors
+from reconciler.runtime import buildinputs, errors
 from reconciler.runtime.native import openat2
 
 if TYPE_CHECKING:
+    from typing import Self
+
     # the extractor (tarfile, isal, its threads) loads when ADD unpacks an archive, not for
     # every build (#21: an unchanged rebuild)
     from reconciler.runtime.native.images import layers
@@ -90,39 +92,12 @@ def save_digests(path: Path) -> None:
 
 # ------------------------------------------------------------------------------ .dockerignore
 
-class IgnoreRules:
-    """`.dockerignore` patterns (moby's rules): Go filepath.Match syntax plus `**`, `!`
-    exceptions, the last matching pattern wins, and a pattern matching a directory matches
-    everything below it. A line starting with `#` is a comment (before any trimming, as in
-    moby's ignorefile); a UTF-8 BOM before the first line is no part of it."""
-
-    def __init__(self, lines: Sequence[str]) -> None:
-        self.patterns: list[tuple[re.Pattern[str], bool]] = []
-        # the `!` patterns as literal paths (a trailing /* or /** dropped), or None when one
-        # has a wildcard: what may_keep_below looks at (fsutil's walker skips the same way)
-        self._negations: list[str] | None = []
-        for raw in lines:
-            if raw.startswith("#"):
-                continue
-            line = raw.strip()
-            if not line:
-                continue
-            negate = line.startswith("!")
-            if negate:
-                line = line[1:].strip()
-            line = posixpath.normpath(line).lstrip("/")
-            if line in ("", "."):
-                continue
-            self.patterns.append((re.compile(_glob_regex(line)), negate))
-            if negate and self._negations is not None:
-                literal = line.removesuffix("/**").removesuffix("/*")
-                if any(c in literal for c in "*?[]^\\"):
-                    self._negations = None
-                else:
-                    self._negations.append(literal)
+class IgnoreRules(buildinputs.IgnoreRules):
+    """`.dockerignore` patterns (runtime/buildinputs.py: moby's rules, their one home), read from
+    the context through its directory fd."""
 
     @classmethod
-    def read(cls, root_fd: int, ignore_file: str | None = None) -> IgnoreRules:
+    def read(cls, root_fd: int, ignore_file: str | None = None) -> Self:
         """The context's `.dockerignore`, or `ignore_file` (the Dockerfile's own) instead."""
         try:
             if ignore_file is not None:
@@ -135,81 +110,12 @@ class IgnoreRules:
             raise ContextError(f".dockerignore cannot be read: {exc.strerror}") from None
         with os.fdopen(fd, "rb") as f:
             text = f.read(1 << 20).decode("utf-8", "replace")
-        return cls([line.removesuffix("\r") for line in text.removeprefix("\ufeff").split("\n")])
-
-    @property
-    def negates(self) -> bool:
-        """Some pattern re-includes (`!`): an excluded directory may still hold kept files."""
-        return any(neg for _, neg in self.patterns)
-
-    def may_keep_below(self, rel: str) -> bool:
-        """Whether a `!` pattern may keep something below the directory `rel` (when `rel` is
-        excluded: whether its tree must be walked to find what is kept)."""
-        if self._negations is None:
-            return True
-        prefix = rel + "/"
-        return any((lit + "/").startswith(prefix) for lit in self._negations)
-
-    def excluded(self, rel: str) -> bool:
-        if not self.patterns:
-            return False
-        parts = rel.split("/")
-        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-        result = False
-        for rx, negate in self.patterns:
-            if any(rx.match(p) for p in prefixes):
-                result = not negate
-        return result
+        return cls.parse(text)
 
 
 _NO_RULES = IgnoreRules([])
-
-
-def ignore_file_for(dockerfile: str | None) -> str | None:
-    """The Dockerfile's own ignore file, `<Dockerfile path>.dockerignore` next to it, when it
-    exists: BuildKit reads it instead of the context's `.dockerignore`."""
-    if dockerfile is None:
-        return None
-    path = dockerfile + ".dockerignore"
-    return path if os.path.isfile(path) else None
-
-
-def _glob_regex(pattern: str) -> str:
-    out = ["^"]
-    i = 0
-    n = len(pattern)
-    while i < n:
-        c = pattern[i]
-        if c == "*":
-            if pattern.startswith("**", i):
-                i += 2
-                if pattern.startswith("/", i):
-                    out.append("(?:.*/)?")
-                    i += 1
-                else:
-                    out.append(".*")
-                continue
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[":
-            end = pattern.find("]", i + 1)
-            if end < 0:
-                out.append(re.escape(c))
-            else:
-                body = pattern[i + 1:end]
-                if body.startswith("^"):
-                    body = "!" + body[1:]
-                out.append("[" + ("^" + body[1:] if body.startswith("!") else body).replace("\\", "\\\\") + "]")
-                i = end
-        elif c == "\\" and i + 1 < n:
-            out.append(re.escape(pattern[i + 1]))
-            i += 1
-        else:
-            out.append(re.escape(c))
-        i += 1
-    out.append("$")
-    return "".join(out)
+ignore_file_for = buildinputs.ignore_file_for
+_glob_regex = buildinputs.glob_regex
 
 
 def _has_wildcards(path: str) -> bool:

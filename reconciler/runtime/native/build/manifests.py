@@ -3,9 +3,10 @@
 An `Image` with `build:` is rebuilt when its *input digest* changes: the sha256 of the
 Dockerfile's bytes, the build args, the target and every file of the context that
 .dockerignore keeps (name, type, mode, content, link target). The digest of the last
-successful build of a reference is kept in the state DB (`build_records`), with the digest
-each push target last received, so a pass can tell, without building, whether a build or a
-push is due. Reading the context follows the builder's rules (nothing outside it is read).
+successful build of a reference is kept in the state DB (`build_records`, runtime/buildinputs.py's
+`BuildRecords`), with the digest each push target last received, so a pass can tell, without
+building, whether a build or a push is due (`buildinputs.due`, the rule every engine's builds go
+by). Reading the context follows the builder's rules (nothing outside it is read).
 """
 
 from __future__ import annotations
@@ -13,26 +14,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from reconciler.runtime import base
+from reconciler.runtime import base, buildinputs
 from reconciler.runtime.native.build import builder, context, push
 from reconciler.runtime.native.containers import containers
 from reconciler.runtime.native.images import images
 
-__all__ = ["BuildRecords", "build", "input_digest", "push_to"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS build_records (
-    ref TEXT PRIMARY KEY,          -- the reference the build was tagged as
-    input TEXT NOT NULL,           -- input digest of that build
-    image_id TEXT NOT NULL,
-    pushed TEXT NOT NULL,          -- JSON {push target: input digest it received}
-    built_at REAL NOT NULL
-);
-"""
+__all__ = ["build", "due", "input_digest", "push_to"]
 
 
 def input_digest(ctx_dir: str, dockerfile: str, args: Mapping[str, str], target: str | None) -> str:
@@ -47,35 +37,9 @@ def input_digest(ctx_dir: str, dockerfile: str, args: Mapping[str, str], target:
     return "sha256:" + h.hexdigest()
 
 
-class BuildRecords:
-    """The last build of each reference and what its push targets received."""
-
-    def __init__(self, store: images.ImageStore) -> None:
-        self.db = store.db
-        self.db.ensure_schema("native-build-records", _SCHEMA)
-
-    def get(self, ref: str) -> tuple[str, dict[str, str]] | None:
-        """(input digest, {push target: input digest pushed}) of `ref`'s last build."""
-        row = self.db.connect().execute("SELECT input, pushed FROM build_records WHERE ref = ?", (ref,)).fetchone()
-        if row is None:
-            return None
-        return str(row["input"]), dict(json.loads(row["pushed"]))
-
-    def built(self, ref: str, digest: str, image_id: str) -> None:
-        with self.db.tx() as c:
-            c.execute("INSERT INTO build_records(ref, input, image_id, pushed, built_at) VALUES (?,?,?,?,?)"
-                      " ON CONFLICT(ref) DO UPDATE SET input=excluded.input, image_id=excluded.image_id,"
-                      " built_at=excluded.built_at",
-                      (ref, digest, image_id, "{}", time.time()))
-
-    def pushed(self, ref: str, dest: str, digest: str) -> None:
-        with self.db.tx() as c:
-            row = c.execute("SELECT pushed FROM build_records WHERE ref = ?", (ref,)).fetchone()
-            if row is None:
-                return
-            done = dict(json.loads(row["pushed"]))
-            done[dest] = digest
-            c.execute("UPDATE build_records SET pushed = ? WHERE ref = ?", (json.dumps(done, sort_keys=True), ref))
+def _records(store: images.ImageStore) -> buildinputs.BuildRecords:
+    """The native engine's build records (runtime/buildinputs.py: one rule for every engine)."""
+    return buildinputs.BuildRecords(store.db, "build_records")
 
 
 def build(
@@ -102,7 +66,7 @@ def build(
                              allow_insecure=allow_insecure),
         progress,
     )
-    BuildRecords(store).built(ref, digest, result.image_id)
+    _records(store).built(ref, digest, result.image_id)
     info: base.ImageInfo = store.get(result.image_id)
     return info
 
@@ -111,12 +75,12 @@ def push_to(store: images.ImageStore, ref: str, dest: str, *, auth: Mapping[str,
             progress: Callable[[str], None] | None = None) -> str:
     """Push the built `ref` to `dest`; remember which input digest `dest` now has. `auth`:
     Docker's AuthConfig for dest's registry (images.ImageStore.client_factory_for)."""
-    records = BuildRecords(store)
+    records = _records(store)
     last = records.get(ref)
     factory = store.client_factory_for(store.parse(dest).registry, auth)
     digest = push.push(store, ref, dest if dest != ref else None, client_factory=factory, progress=progress)
     if last is not None:
-        records.pushed(ref, dest, last[0])
+        records.pushed(ref, dest, last.input)
     return digest
 
 
@@ -131,18 +95,8 @@ def due(
         digest = input_digest(ctx_dir, dockerfile, args, target)
     except (OSError, context.ContextError) as exc:
         return f"build context unreadable ({exc})", push_targets
-    last = BuildRecords(store).get(ref)
     try:
-        present = store.get(ref).id
+        present: str | None = store.get(ref).id
     except Exception:  # noqa: BLE001 - any lookup failure means: not usable, build it
         present = None
-    if last is None:
-        cause: str | None = "not built yet"
-    elif present is None:
-        cause = "built image missing"
-    elif last[0] != digest:
-        cause = f"build inputs changed ({last[0][7:19]} -> {digest[7:19]})"
-    else:
-        cause = None
-    pushed = last[1] if last is not None and cause is None else {}
-    return cause, tuple(t for t in push_targets if pushed.get(t) != digest)
+    return buildinputs.due(_records(store).get(ref), digest, present, push_targets)

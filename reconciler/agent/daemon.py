@@ -217,9 +217,13 @@ class Agent:
     def _write_agent_file(self) -> None:
         path = self.config.root / AGENT_FILE
         tmp = path.with_suffix(".tmp")
-        # the runtime: the CLI asks an agent only about the engine it talks to (cli/_agentapi.py)
-        tmp.write_text(json.dumps({"pid": os.getpid(), "socket": str(self.config.socket),
-                                   "runtime": self.config.runtime}))
+        # the runtime: the CLI asks an agent only about the engine it talks to (cli/_agentapi.py),
+        # and a container command on another engine's root talks to that engine, at the address
+        # the agent uses (`engine`: its DOCKER_HOST, "" the default socket; cli/engines.py follow_agent)
+        doc: dict[str, Any] = {"pid": os.getpid(), "socket": str(self.config.socket), "runtime": self.config.runtime}
+        if self.config.runtime in ("docker", "swarm"):
+            doc["engine"] = os.environ.get("DOCKER_HOST", "")
+        tmp.write_text(json.dumps(doc))
         os.replace(tmp, path)
 
     def reload(self, new: cfgmod.AgentConfig) -> None:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
-__all__ = ["AgentEngine", "add_socket_flag", "client", "engine", "printed", "run", "served", "streamed"]
+__all__ = ["AgentEngine", "add_socket_flag", "agent_file", "client", "engine", "printed", "run", "served", "streamed"]
 
 
 def add_socket_flag(parser: argparse.ArgumentParser) -> None:
@@ -275,20 +275,20 @@ def _error(status: int, doc: Any) -> Exception:
 
 def _agent_socket(args: argparse.Namespace) -> str | None:
     """The API socket of the agent that holds the state root `args.root`, if it says it runs."""
-    data = _agent_file(args)
+    data = agent_file(args)
     return str(data["socket"]) if data is not None and "socket" in data else None
 
 
 def _serving_socket(args: argparse.Namespace) -> str | None:
     """The API socket of the agent that holds `args.root` when it runs the native engine and
     the command talks to that one (the default `--runtime`): the agent serves only its own."""
-    data = _agent_file(args)
+    data = agent_file(args)
     if data is None or "socket" not in data or getattr(args, "runtime", "native") != "native":
         return None
     return str(data["socket"]) if data.get("runtime", "native") == "native" else None
 
 
-def _agent_file(args: argparse.Namespace) -> dict[str, Any] | None:
+def agent_file(args: argparse.Namespace) -> dict[str, Any] | None:
     """What `<root>/agent.json` says (pid, socket, runtime), if an agent wrote one."""
     if not getattr(args, "root", None):
         return None

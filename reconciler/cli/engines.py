@@ -4,6 +4,9 @@
     place(args)                         -> runtime.opening.Place (--root, --run-dir, ...)
     open_runtime(args, command)         -> the Runtime, or InvalidArgument (exit 2) naming the
                                            command and the runtime when it cannot do that there
+    follow_agent(args)                  a container command on the default engine of a root whose
+                                        agent runs another engine talks to that one, at the
+                                        agent's address (FOLLOWS_AGENT: the commands)
 
 Stdlib only at import time: the container commands import this to register their flags.
 """
@@ -21,7 +24,8 @@ if TYPE_CHECKING:
     import argparse
     from typing import Any
 
-__all__ = ["RUNTIMES", "add_runtime_flag", "check", "is_native", "open_runtime", "place", "runtime_default"]
+__all__ = ["FOLLOWS_AGENT", "RUNTIMES", "add_runtime_flag", "check", "follow_agent", "is_native", "open_runtime", "place",
+           "runtime_default"]
 
 
 # what a command cannot do on an engine, and what to do instead
@@ -56,6 +60,30 @@ def is_native(args: argparse.Namespace) -> bool:
     return getattr(args, "runtime", "native") == "native"
 
 
+# the container commands: on a root an agent holds that runs another engine, they talk to that one
+FOLLOWS_AGENT = frozenset({"ps", "logs", "exec", "run", "rm", "start", "stop", "pull", "images", "inspect"})
+
+
+def follow_agent(args: argparse.Namespace) -> None:
+    """A container command on the native engine (the default `--runtime`) of a state root whose
+    agent runs another engine (`<root>/agent.json`: its runtime, and for docker and swarm the
+    engine's address, its DOCKER_HOST) talks to that engine, as `--runtime` naming it would, at
+    the agent's address: its containers are there, and the native engine's root holds none (`ps`
+    printed an empty table, `logs NAME` "No such container"). An agent of the native engine, or
+    none: nothing changes."""
+    from reconciler.cli import _agentapi
+
+    data = _agentapi.agent_file(args)
+    runtime = data.get("runtime") if data is not None else None
+    if runtime == "native" or runtime not in RUNTIMES:
+        return
+    args.runtime = runtime
+    args.agent_runtime = True
+    engine = data.get("engine") if data is not None else None
+    if isinstance(engine, str):
+        args.engine_address = engine
+
+
 def check(args: argparse.Namespace, command: str) -> None:
     """InvalidArgument (exit 2) when `command` makes no sense on the chosen engine."""
     runtime = getattr(args, "runtime", "native")
@@ -63,6 +91,9 @@ def check(args: argparse.Namespace, command: str) -> None:
     if why is not None:
         from reconciler.runtime import errors
 
+        if getattr(args, "agent_runtime", False):
+            raise errors.InvalidArgument(f"reconcile {command} does not work on the {runtime} engine that the agent "
+                                         f"holding {args.root} runs", hint=why)
         raise errors.InvalidArgument(f"reconcile {command} does not work with --runtime {runtime}", hint=why)
 
 
@@ -74,7 +105,8 @@ def place(args: argparse.Namespace) -> Any:
 
     return Place(root=Path(args.root), run_dir=Path(args.run_dir) if getattr(args, "run_dir", None) else None,
                  name_prefix=getattr(args, "name_prefix", None) or "rcl",
-                 oci_runtime=getattr(args, "oci_runtime", None) or "runc")
+                 oci_runtime=getattr(args, "oci_runtime", None) or "runc",
+                 engine_address=getattr(args, "engine_address", None))
 
 
 def open_runtime(args: argparse.Namespace, command: str, *, bridge: bool = True) -> Any:

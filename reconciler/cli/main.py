@@ -360,6 +360,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
     from reconciler.cli import options
 
     options.resolve(args)
+    if getattr(args, "runtime", None) == "native" and getattr(args, "root", None):
+        from reconciler.cli import engines
+
+        if _command_of(args_list) in engines.FOLLOWS_AGENT:
+            engines.follow_agent(args)      # the engine of the agent holding the root, when not the native one
     # commands whose code logs nothing (ps, logs, pull) skip structlog's 0.1-0.25 s, unless asked
     # for more than warnings (their libraries', httpx's, then show)
     if not getattr(args, "no_logging", False) or args.log_level in ("debug", "info"):

@@ -56,6 +56,13 @@ class Place:
     name_prefix: str = "rcl"
     oci_runtime: str = "runc"
     pull_aside: bool = False            # native: pulls in a helper process (a long-lived engine's)
+    # docker, swarm: the engine's address as DOCKER_HOST says it (None: $DOCKER_HOST; "": the
+    # default socket), given when it is another process's (the agent holding the root)
+    engine_address: str | None = None
+
+    def docker_host(self) -> str | None:
+        """The DOCKER_HOST value the docker and swarm engines are opened at."""
+        return os.environ.get("DOCKER_HOST") if self.engine_address is None else self.engine_address
 
     def native_config(self) -> NativeConfig:
         """The native engine's settings for this place ($RECONCILER_SUBNET_POOL: its subnet pool)."""
@@ -79,7 +86,7 @@ def open_runtime(name: str, place: Place, *, recover: bool = True, bridge: bool 
         from reconciler.runtime.docker import backend as docker_backend
         from reconciler.runtime.docker import podman
 
-        engine = docker_api.from_docker_host(os.environ.get("DOCKER_HOST"))
+        engine = docker_api.from_docker_host(place.docker_host())
         try:
             on_podman = podman.is_podman(engine)
         except rterrors.Unavailable:
@@ -92,7 +99,7 @@ def open_runtime(name: str, place: Place, *, recover: bool = True, bridge: bool 
     if name == "swarm":
         from reconciler.runtime.swarm import backend as swarm_backend
 
-        swarm: base.Runtime = swarm_backend.SwarmRuntime.from_docker_host(os.environ.get("DOCKER_HOST"))
+        swarm: base.Runtime = swarm_backend.SwarmRuntime.from_docker_host(place.docker_host())
         return swarm
     if name == "fake":
         from reconciler.runtime import fake

@@ -7,9 +7,11 @@ Each test names containers after itself, uses the busybox image, and leaves clea
 from __future__ import annotations
 
 import contextlib
+import io
 import ipaddress
 import secrets
 import subprocess
+import tarfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -470,6 +472,29 @@ def test_new_volume_is_populated_from_the_image(runtime: base.Runtime, image: st
     cid = run(runtime, cfg(image, "populate", "sh", "-c", "stat -c '%n %u' /home/app", mounts=vol))
     runtime.wait_container(cid, timeout=30)
     assert output(runtime, cid) == "/home/app 1000"
+
+
+def test_an_imported_volume_keeps_its_own_owner_and_mode(runtime: base.Runtime, image: str) -> None:
+    """A volume archive's root entry (`.`, as `volume export` and `container export` write it)
+    gives the volume's own directory its owner and mode: a non-root container owning its data
+    directory reads it after an import on any engine (dockerd skips an archive's `.`)."""
+    if not isinstance(runtime, base.ArchiveTransfer):
+        pytest.skip(f"the {runtime.name} engine takes no archives")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        root = tarfile.TarInfo(".")
+        root.type, root.mode, root.uid, root.gid = tarfile.DIRTYPE, 0o750, 1000, 1000
+        tar.addfile(root)
+        f = tarfile.TarInfo("f")
+        f.size, f.mode, f.uid, f.gid = 5, 0o600, 1000, 1000
+        tar.addfile(f, io.BytesIO(b"mine\n"))
+    buf.seek(0)
+    runtime.import_volume("rtimported", buf, helper_image=image)
+    vol = (base.Mount(type="volume", source="rtimported", target="/data"),)
+    cid = run(runtime, cfg(image, "owner", "sh", "-c", "stat -c '%u:%g %a' /data; cat /data/f", mounts=vol,
+                           user="1000:1000"))
+    runtime.wait_container(cid, timeout=30)
+    assert output(runtime, cid).splitlines() == ["1000:1000 750", "mine"]
 
 
 def test_bind_mount_read_only(runtime: base.Runtime, image: str, tmp_path: Path) -> None:

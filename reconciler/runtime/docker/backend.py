@@ -17,6 +17,7 @@ import concurrent.futures
 import contextlib
 import io
 import ipaddress
+import itertools
 import json
 import math
 import os
@@ -1287,12 +1288,18 @@ class DockerRuntime:
         """Create the volume and unpack `src` into it through a never-started helper container
         (the Engine API's archive upload writes into the volumes a container mounts)."""
         self.ensure_volume(base.VolumeConfig(name=name))
+        root, head = _root_entry(src)
         helper = self.api.container_create(
             f"reconciler-volume-import-{secrets.token_hex(4)}",
             {"Image": helper_image, "Entrypoint": ["/nonexistent"], "Cmd": [], "NetworkDisabled": True,
              "HostConfig": {"Binds": [f"{name}:/_restore"], "NetworkMode": "none"}})
         try:
-            self.api.container_put_archive(helper["Id"], "/_restore", iter(lambda: src.read(1 << 20), b""))
+            rest = iter(lambda: src.read(1 << 20), b"")
+            self.api.container_put_archive(helper["Id"], "/_restore", itertools.chain((head,), rest))
+            if root is not None:
+                # the engine skips an archive's `.` (moby's Unpack, and so the volume's own owner,
+                # mode, times and xattrs): given as the mount point's entry, unpacked at `/`
+                self.api.container_put_archive(helper["Id"], "/", iter((_renamed_root(root, "_restore"),)))
         finally:
             self.api.container_remove(helper["Id"], force=True)
 
@@ -1315,6 +1322,38 @@ class DockerRuntime:
 
     def remove_volume(self, name: str) -> None:
         self.api.volume_remove(name)
+
+
+_ROOT_HEADER_MAX = 4 << 20     # the first entry's headers a volume archive may have (PAX xattrs)
+
+
+def _root_entry(src: IO[bytes]) -> tuple[tarfile.TarInfo | None, bytes]:
+    """The volume archive's root entry (`.`, first, as a volume export writes it) or None, and
+    the bytes read to find it, which the upload sends first."""
+    head = b""
+    while len(head) < _ROOT_HEADER_MAX:
+        more = src.read(64 << 10)
+        head += more
+        try:
+            with tarfile.open(fileobj=io.BytesIO(head), mode="r:") as tar:
+                first = tar.next()
+        except (tarfile.TarError, EOFError):
+            if more:
+                continue            # the first entry's headers go on
+            return None, head       # (the engine says what is wrong with the archive)
+        return (first if first is not None and first.isdir() and first.name in (".", "./") else None), head
+    return None, head
+
+
+def _renamed_root(root: tarfile.TarInfo, name: str) -> bytes:
+    """A one-entry tar: directory `name` with the owner, mode, time and xattrs of `root`."""
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.uid, info.gid, info.mtime = tarfile.DIRTYPE, root.mode, root.uid, root.gid, root.mtime
+    info.pax_headers = {k: v for k, v in root.pax_headers.items() if k.startswith("SCHILY.xattr.")}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info)
+    return buf.getvalue()
 
 
 def _conforms(rt: DockerRuntime) -> tuple[base.Runtime, base.Renaming, base.Connecting, base.ArchiveTransfer, base.ImageBuilding,

@@ -13,10 +13,13 @@ A container archive is a tar of, in this order (runtime/moving.py imports it on 
 The "checkpoint" key is reserved for a CRIU checkpoint section (live migration), not built: the
 criu of these hosts fails `criu check`.
 
-A volume archive is a plain tar of the volume's content (numeric owners, modes, xattrs). Import
-unpacks through the layer extractor (openat2 RESOLVE_IN_ROOT, the pull's limits) into a fresh
-directory that replaces the volume's data only when complete; a non-empty volume is refused, a
-recorded one whose data was lost (deleted outside the engine) is restored in place.
+A volume archive is a plain tar of the volume's content (numeric owners, modes, times, xattrs as
+PAX SCHILY.xattr.*), its root directory first as `.` (its owner, mode and times: what a container
+sees at the mount point). Import unpacks through the layer extractor (openat2 RESOLVE_IN_ROOT, the
+pull's limits) into a fresh directory that replaces the volume's data only when complete (an
+archive without `.` gives it a new volume's 0755 root); a big file's whole MiBs of zeros become
+holes again (a sparse file travels expanded: tar streams carry no holes here). A non-empty volume
+is refused, a recorded one whose data was lost (deleted outside the engine) is restored in place.
 """
 
 from __future__ import annotations
@@ -48,14 +51,46 @@ Progress = Callable[[str], None]
 # ------------------------------------------------------------------------------------ volumes
 
 def export_volume(volumes: VolumeStore, name: str, out: IO[bytes]) -> None:
-    """The volume's content as a tar stream (PAX: numeric owners, modes, xattrs, hard links)."""
+    """The volume's content as a tar stream (PAX: numeric owners, modes, times, xattrs, hard
+    links), its root directory first as `.`: the owner and mode a container sees at the mount
+    point (a non-root container's data directory) go with the data."""
     state = volumes.get(name)
     if state.problem is not None:
         raise errors.Conflict(f"volume {name}: {state.problem}", hint=state.hint)
-    data = volumes.data_dir(name)
+    data = os.path.realpath(volumes.data_dir(name))      # (a local bind volume's: its directory)
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for entry in sorted(os.listdir(data)):
-            tar.add(data / entry, arcname=entry, recursive=True)
+        todo = [(data, ".")]
+        while todo:
+            path, arcname = todo.pop()
+            info = tar.gettarinfo(path, arcname)    # lstat; a file's further hard links as links
+            if info is None:                        # a socket: tar leaves it out too
+                continue
+            _xattrs(info, path)
+            if info.isreg():
+                with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
+            if info.isdir():
+                prefix = "" if arcname == "." else arcname + "/"
+                todo.extend((os.path.join(path, e), prefix + e) for e in sorted(os.listdir(path), reverse=True))
+
+
+def _xattrs(info: tarfile.TarInfo, path: str) -> None:
+    """The entry's xattrs as PAX `SCHILY.xattr.*` records (GNU tar's and Docker's form; tarfile
+    writes none of its own), those the extractor applies (layers.kept_xattr): user.*,
+    security.capability, trusted.*."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:                                  # (a file system without them)
+        return
+    records = dict(info.pax_headers)
+    for xname in sorted(names):
+        if layers.kept_xattr(xname):
+            with contextlib.suppress(OSError):
+                value = os.getxattr(path, xname, follow_symlinks=False)
+                records[f"SCHILY.xattr.{xname}"] = value.decode("utf-8", "surrogateescape")
+    info.pax_headers = records
 
 
 def import_volume(volumes: VolumeStore, name: str, src: IO[bytes], *, store: ImageStore,
@@ -74,9 +109,10 @@ def import_volume(volumes: VolumeStore, name: str, src: IO[bytes], *, store: Ima
         raise errors.Conflict(f"volume {name} is not empty", hint="remove it or import under another name")
     data.parent.mkdir(exist_ok=True)        # (gone with a lost volume's data)
     tmp = data.parent / f"_import-{secrets.token_hex(4)}"
-    tmp.mkdir(mode=0o755)
+    tmp.mkdir()
+    os.chmod(tmp, 0o755)  # noqa: S103 - a new volume's _data (volumes.ensure), whatever the umask; the archive's `.` sets its own
     try:
-        layers.apply_layer(cast(BinaryIO, _Unclosable(src)), tmp, limits=store.limits)
+        layers.apply_layer(cast(BinaryIO, _Unclosable(src)), tmp, limits=store.limits, holes=True)
         volumes.fill(name, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -86,6 +86,37 @@ def test_a_volume_moves_by_tar_stream(engines: tuple[Reconcile, Reconcile], busy
     assert b"not empty" in refused.stderr
 
 
+def test_a_volume_keeps_its_root_owner_mode_xattrs_and_holes(
+        engines: tuple[Reconcile, Reconcile], busybox_image: str, tmp_path: Path) -> None:
+    """The volume's own directory (what the container sees at the mount point) keeps its owner,
+    mode and xattrs, through `container export/import` as through `volume export/import`: a
+    non-root container that owns its data directory reads it on the new host. Files keep their
+    xattrs (PAX SCHILY.xattr.*), and a sparse file's holes are holes again."""
+    a, b = engines
+    a("run", "--rm", "-v", "data:/data", busybox_image, "sh", "-c",
+      "chown 1000:1000 /data && chmod 750 /data && echo mine > /data/f && chown 1000:1000 /data/f "
+      "&& chmod 600 /data/f && dd if=/dev/zero of=/data/sparse bs=1M seek=16 count=1 2>/dev/null")
+    a_data = tmp_path / "a" / "root" / "volumes" / "data" / "_data"
+    os.setxattr(a_data / "f", "user.origin", b"\xffhost-a")
+    os.setxattr(a_data, "user.root", b"kept")
+    a("run", "--name", "app", "-u", "1000:1000", "-v", "data:/data", busybox_image, "cat", "/data/f")
+    a("container", "export", "app", "-o", str(tmp_path / "app.tar"))
+    b("container", "import", "-i", str(tmp_path / "app.tar"))
+    stream = a("volume", "export", "data").stdout
+    b("volume", "import", "copy", stdin=stream)
+    for vol in ("data", "copy"):
+        out = b("run", "--rm", "-u", "1000:1000", "-v", f"{vol}:/data", busybox_image, "sh", "-c",
+                "stat -c '%u:%g %a' /data; cat /data/f").stdout.decode().split("\n")
+        assert out[:2] == ["1000:1000 750", "mine"], (vol, out)
+        data = tmp_path / "b" / "root" / "volumes" / vol / "_data"
+        assert os.getxattr(data / "f", "user.origin") == b"\xffhost-a"
+        assert os.getxattr(data, "user.root") == b"kept"
+        st = os.stat(data / "sparse")
+        assert st.st_size == 17 << 20
+        assert st.st_blocks * 512 < 4 << 20, st.st_blocks        # not 17 MiB written
+        assert os.stat(data).st_mtime == os.stat(a_data).st_mtime
+
+
 def docker_ok() -> bool:
     return shutil.which("docker") is not None and subprocess.run(
         ["docker", "version"], capture_output=True, check=False).returncode == 0
@@ -98,17 +129,26 @@ def test_a_container_moves_from_the_native_engine_to_docker(
     tag = secrets.token_hex(4)
     name, vol = f"rtmove{tag}", f"rtmovevol{tag}"
     a("run", "-d", "--name", "app", "-v", f"{vol}:/data", busybox_image, "sh", "-c",
-      "echo native-change > /etc/motd; echo native-volume > /data/v; sleep 3600")
+      "echo native-change > /etc/motd; echo native-volume > /data/v; chown 1000:1000 /data; chmod 750 /data; "
+      "sleep 3600")
     for _ in range(300):
         if a("exec", "app", "cat", "/data/v", check=False).returncode == 0:
             break
     a("container", "export", "--leave-running", "app", "-o", str(tmp_path / "app.tar"))
     image = ""
     try:
-        a("container", "import", "--runtime", "docker", "--name", name, "--start", "-i", str(tmp_path / "app.tar"))
+        a("container", "import", "--runtime", "docker", "--name", name, "-i", str(tmp_path / "app.tar"))
+        mountpoint = subprocess.run(["docker", "volume", "inspect", "-f", "{{.Mountpoint}}", vol],
+                                    capture_output=True, text=True, check=True).stdout.strip()
+        st = os.stat(mountpoint)        # the import's doing (dockerd's start may copy the image's /data over it)
+        assert (st.st_uid, st.st_gid, oct(st.st_mode & 0o7777)) == (1000, 1000, "0o750")
+        subprocess.run(["docker", "start", name], capture_output=True, check=True, timeout=60)
         out = subprocess.run(["docker", "exec", name, "cat", "/etc/motd", "/data/v"],
                              capture_output=True, text=True, check=False, timeout=60)
         assert out.stdout.split() == ["native-change", "native-volume"], out.stderr
+        out = subprocess.run(["docker", "exec", name, "stat", "-c", "%u:%g %a", "/data"],
+                             capture_output=True, text=True, check=False, timeout=60)
+        assert out.stdout.strip() == "1000:1000 750", out.stderr    # the volume's own directory too
         image = subprocess.run(["docker", "inspect", "--format", "{{.Image}}", name],
                                capture_output=True, text=True, check=True).stdout.strip()
     finally:

@@ -66,7 +66,7 @@ from reconciler.runtime import errors
 from reconciler.runtime.native import openat2
 
 __all__ = ["INFLATE", "ApplyResult", "LayerError", "Limits", "NeedsLowers", "apply_layer", "fix_implicit_dirs",
-           "open_decompressed"]
+           "kept_xattr", "open_decompressed"]
 
 _CHUNK = 1 << 20
 _MAX_READ = 1 << 20         # one read of the stream: a header's declared size cannot ask for more
@@ -348,7 +348,8 @@ def _clean(name: str) -> str:
     return rel.lstrip("/")
 
 
-def _allowed_xattr(name: str) -> bool:
+def kept_xattr(name: str) -> bool:
+    """Whether an xattr of this name is applied from an archive (and so worth recording in one)."""
     if name.startswith("user."):
         return not name.startswith("user.overlay.")
     if name == "security.capability":
@@ -361,7 +362,7 @@ def _xattrs(member: tarfile.TarInfo) -> list[tuple[str, bytes]]:
     for key, value in member.pax_headers.items():
         if key.startswith("SCHILY.xattr."):
             name = key[len("SCHILY.xattr."):]
-            if _allowed_xattr(name):
+            if kept_xattr(name):
                 out.append((name, value.encode("utf-8", "surrogateescape")))
     return out
 
@@ -372,9 +373,11 @@ def _proc(fd: int) -> str:
 
 class _Applier:
     def __init__(self, dest: Path, lowers: Sequence[Path], stream: _Decompressed | None, *,
-                 root_attrs: bool = True, lowers_pending: bool = False) -> None:
+                 root_attrs: bool = True, lowers_pending: bool = False, holes: bool = False) -> None:
         self.stream = stream
         self.root_attrs = root_attrs
+        # a big file's whole chunks of zeros skipped, not written (holes: a volume's sparse files)
+        self.zeros = memoryview(bytes(_CHUNK)) if holes else None
         self.root_fd = os.open(dest, _O_DIR)
         self.lower_fds: list[int] = []
         for low in lowers:
@@ -630,9 +633,14 @@ class _Applier:
                     if not chunk:
                         raise LayerError(f"the layer ends inside file {m.name!r} (truncated)")
                     left -= len(chunk)
+                    if self.zeros is not None and chunk == self.zeros[:len(chunk)]:
+                        os.lseek(fd, len(chunk), os.SEEK_CUR)
+                        continue
                     view = memoryview(chunk)
                     while view:
                         view = view[os.write(fd, view):]
+                if self.zeros is not None:
+                    os.ftruncate(fd, m.size)        # (a hole at the end: the file's length)
             if not final:
                 os.fchown(fd, m.uid, m.gid)
             self._set_xattrs(fd, m)
@@ -698,7 +706,7 @@ class _Applier:
                         while view:
                             view = view[os.write(dst, view):]
                     for xname in os.listxattr(src):
-                        if _allowed_xattr(xname):
+                        if kept_xattr(xname):
                             os.setxattr(dst, xname, os.getxattr(src, xname))
                     os.fchown(dst, st.st_uid, st.st_gid)
                     os.fchmod(dst, stat.S_IMODE(st.st_mode))
@@ -891,6 +899,7 @@ def apply_layer(
     root_attrs: bool = True,
     lowers_pending: bool = False,
     owner: tuple[int, int] | None = None,
+    holes: bool = False,
 ) -> ApplyResult:
     """Apply the layer `blob` (compressed or not) into `dest`, an empty directory (or, for a
     build's ADD of an archive, the destination directory in the rootfs being built).
@@ -902,7 +911,9 @@ def apply_layer(
     on the ratio cap of `limits`. `root_attrs=False` leaves `dest`'s own owner, mode and times
     when the archive has a root entry ("./"), as Docker's ADD does. A full file system is not the
     layer's fault: that OSError (ENOSPC, EDQUOT) passes unchanged. `owner` (uid, gid): every
-    entry's owner instead of the archive's (a build's `ADD --chown` of an archive).
+    entry's owner instead of the archive's (a build's `ADD --chown` of an archive). `holes=True`:
+    a file of more than 1 MiB gets a hole where a whole MiB of it is zeros (a volume import: a
+    sparse file's holes, which a tar carries as zeros, are holes again).
 
     `lowers_pending=True` (and no `lowers`): the layer has lowers that are not unpacked yet.
     The result's `implicit_dirs` then go to `fix_implicit_dirs` once they are; NeedsLowers
@@ -910,7 +921,7 @@ def apply_layer(
     """
     limits = limits or Limits()
     stream = _Decompressed(blob, limits.cap(compressed_size))
-    applier = _Applier(dest, lowers, stream, root_attrs=root_attrs, lowers_pending=lowers_pending)
+    applier = _Applier(dest, lowers, stream, root_attrs=root_attrs, lowers_pending=lowers_pending, holes=holes)
     count = 0
     name = ""
     writer = _Writer(applier)

@@ -39,6 +39,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("-i", "--input", metavar="FILE", default=None, help="read FILE instead of stdin")
     p.add_argument("--name", default=None, help="create the container under this name")
     p.add_argument("--start", action="store_true", help="start it once created")
+    p.add_argument("--allow-host-access", action="store_true",
+                   help="create it even when it asks for the host (privileged, added capabilities, the host "
+                        "network, devices, binds of host paths, this host's volumes): refused otherwise, as "
+                        "the restricted policy refuses them")
     p.set_defaults(run=_import)
     parser.set_defaults(run=run, container_parser=parser)
 
@@ -70,7 +74,8 @@ def _import(args: argparse.Namespace) -> int:
     try:
         with output.input_file(args.input) as f:
             done = moving.import_container(runtime, f, name=args.name, start=args.start,
-                                           progress=lambda m: print(m, file=sys.stderr))
+                                           progress=lambda m: print(m, file=sys.stderr),
+                                           allow_host_access=args.allow_host_access)
     finally:
         runtime.close()
     print(done.id)

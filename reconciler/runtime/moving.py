@@ -6,6 +6,12 @@ container's config, `image.tar` (the image with the container's rootfs changes o
 `base.ArchiveTransfer` capability: the native engine loads through its own store and extractor,
 a Docker or Podman engine through `POST /images/load` and an archive upload into the volume.
 Nothing of the same name is ever overwritten; what the import created is removed if it fails.
+
+An archive from elsewhere is as trusted as its sender: what its container asks of the host that
+the `restricted` source policy refuses (privileged, added capabilities, the host network,
+devices, binds of host paths, volumes of this host it does not carry: spec/policy.py
+`archive_refusals`, the policy's own rules) is refused before anything is made, unless the
+caller allows host access.
 """
 
 from __future__ import annotations
@@ -50,9 +56,31 @@ def _header(raw: bytes, name: str | None, runtime: base.Runtime) -> dict[str, An
     return header
 
 
+def _host_access(config: base.ContainerConfig, carried: list[str], here: set[str]) -> list[str]:
+    """What the archive's container asks of this host beyond the `restricted` policy."""
+    from reconciler.spec import policy
+
+    spec = {"capAdd": list(config.cap_add), "networks": list(config.networks), "privileged": config.privileged,
+            "devices": list(config.devices),
+            "volumes": [{"type": m.type, "source": m.source, "target": m.target, "readOnly": m.read_only}
+                        for m in config.mounts]}
+    foreign = [m.source for m in config.mounts if m.type == "volume" and m.source not in carried and m.source in here]
+    return policy.archive_refusals(spec, foreign)
+
+
+def _refuse_host_access(asks: list[str]) -> None:
+    if asks:
+        listed = "".join(f"\n  {a}" for a in asks)
+        raise errors.InvalidArgument(
+            f"the archive's container asks for access to this host:{listed}",
+            hint="import it only if you trust where the archive came from, with --allow-host-access; "
+                 "nothing was imported")
+
+
 def import_container(runtime: base.Runtime, src: IO[bytes], *, name: str | None = None, start: bool = False,
-                     progress: Any = None) -> ImportedContainer:
-    """Load the archive's image and volumes into `runtime` and create (and start) its container."""
+                     progress: Any = None, allow_host_access: bool = False) -> ImportedContainer:
+    """Load the archive's image and volumes into `runtime` and create (and start) its container;
+    one that asks for host access (`_host_access`) only when `allow_host_access`."""
     if not isinstance(runtime, base.ArchiveTransfer):
         raise errors.Unavailable(f"the {runtime.name} engine cannot import archives",
                                  hint="import on the native engine or a Docker/Podman engine")
@@ -72,6 +100,9 @@ def import_container(runtime: base.Runtime, src: IO[bytes], *, name: str | None 
                         raise errors.InvalidArgument("not a container archive (no reconciler-container.json first)",
                                                      hint="make one with: reconcile container export NAME")
                     header = _header(f.read(), name, runtime)
+                    if not allow_host_access:
+                        _refuse_host_access(_host_access(base.config_from_json(header["config"]),
+                                                         list(header["volumes"]), existing))
                 elif m.name == "image.tar":
                     say("loading the image")
                     image_id = runtime.load_image_archive(f)[0]

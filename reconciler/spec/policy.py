@@ -34,6 +34,9 @@ Two built-in profiles:
 
 A policy file (YAML, `--policy FILE` or `policy: FILE` in the agent config) starts from a
 profile (`base:`) and replaces the settings it names; see SCHEMA and docs/security.md.
+
+`container import` checks an archive's container by the `restricted` rules too
+(`archive_refusals`): an archive from elsewhere is a source nobody vouched for.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ __all__ = [
     "SCHEMA",
     "Policy",
     "PolicyError",
+    "archive_refusals",
     "beneath",
     "check",
     "load_policy",
@@ -337,6 +341,65 @@ def _build_inputs(policy: Policy, root: str, doc: Any, build: Mapping[str, Any],
                    f"{', '.join(policy.build_allow) or 'none'}); list {name} under buildAllow: in a policy file to allow it")
 
 
+def _host_settings(policy: Policy, spec: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str, str]]:
+    """(field, what is refused and by which rule, how a policy file allows it) for each setting of
+    a Container `spec` that gives it the host beyond `policy`: capAdd beyond Docker's default set,
+    the host network, privileged, devices (binds are placed against a source root: `_container`)."""
+    rule = f"by policy {policy.name!r}"
+    out: list[tuple[tuple[str | int, ...], str, str]] = []
+    for i, name in enumerate(spec.get("capAdd") or ()):
+        cap = _cap(str(name))
+        if cap in DOCKER_DEFAULT_CAPS or ANY in policy.capabilities or cap in policy.capabilities:
+            continue
+        what = "every capability" if cap == "ALL" else f"capability {cap}"
+        out.append((("spec", "capAdd", i), f"{what} refused {rule} (rule capabilities: only Docker's default set "
+                    "unless listed)", f"list {cap.removeprefix('CAP_')} under capabilities: in a policy file to allow it"))
+    # every entry by the name the engine takes (`host`, `{name: host}`: compose's `networks:
+    # {x: {priority: 1}}` with a top-level `x: {name: host}` converts to the latter); a
+    # `container:NAME` must be a Container of these manifests (spec/building.py), checked there
+    networks = [e.get("name") if isinstance(e, dict) else e for e in spec.get("networks") or ()]
+    if "host" in networks and not policy.host_network:
+        out.append((("spec", "networks", networks.index("host")),
+                    f"the host network namespace is refused {rule} (rule hostNetwork: false)",
+                    "use a Network object, or set hostNetwork: true in a policy file"))
+    if spec.get("privileged") and not policy.privileged:
+        out.append((("spec", "privileged"), f"a privileged container is refused {rule} (rule privileged: false)",
+                    "name what it needs (capAdd, devices), or set privileged: true in a policy file"))
+    for i, device in enumerate(spec.get("devices") or ()):
+        host = str(device).split(":")[0]
+        if not any(fnmatch.fnmatchcase(host, p) for p in policy.devices):
+            out.append((("spec", "devices", i), f"the host device {host} is refused {rule} (rule devices: "
+                        f"{', '.join(policy.devices) or 'none'})", "list it under devices: in a policy file to allow it"))
+    return out
+
+
+def archive_refusals(spec: Mapping[str, Any], foreign_volumes: Iterable[str] = ()) -> list[str]:
+    """What a container from an archive (`container import`; `spec` in the manifest's terms:
+    capAdd, networks, privileged, devices, volumes) asks of the host that the `restricted`
+    profile refuses, each "FIELD: what (rule)". An archive has no source root, so every bind
+    names a host path (rule bindPrefixes); `foreign_volumes`, the volumes it mounts that exist
+    here and that it does not carry, are this host's data (rule external)."""
+    found = [f"{_field(path)}: {refusal}" for path, refusal, _ in _host_settings(RESTRICTED, spec)]
+    foreign = set(foreign_volumes)
+    for i, item in enumerate(spec.get("volumes") or ()):
+        field = _field(("spec", "volumes", i))
+        if (source := _bind_source(item)) is not None:
+            found.append(f"{field}: a bind of the host path {source} at {item.get('target')} is refused by policy "
+                         "'restricted' (rule bindPrefixes: none; an archive has no source root)")
+        elif (name := _volume_name(item)) is not None and name in foreign:
+            found.append(f"{field}: volume {name} at {item.get('target')} is this host's (the archive does not "
+                         "carry its data) and refused by policy 'restricted' (rule external: false)")
+    return found
+
+
+def _field(path: tuple[str | int, ...]) -> str:
+    """`("spec", "capAdd", 0)` as `capAdd[0]`."""
+    out = ""
+    for part in path[1:]:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
 def _container(policy: Policy, root: str, doc: Any, spec: Mapping[str, Any], image_names: set[str],
                resolve: Callable[[Any, str], str], report: Report,
                binds: tuple[str, Callable[[Any, str], str]], bound: Mapping[str, str]) -> None:
@@ -349,30 +412,8 @@ def _container(policy: Policy, root: str, doc: Any, spec: Mapping[str, Any], ima
         message = _registry(policy, policy.registries, "registries", ref, "pulling from")
         if message:
             report(doc, ("spec", "image", "track") if ref is tracked else ("spec", "image"), message)
-    for i, name in enumerate(spec.get("capAdd") or ()):
-        cap = _cap(str(name))
-        if cap in DOCKER_DEFAULT_CAPS or ANY in policy.capabilities or cap in policy.capabilities:
-            continue
-        what = "every capability" if cap == "ALL" else f"capability {cap}"
-        report(doc, ("spec", "capAdd", i),
-               f"{what} refused {rule} (rule capabilities: only Docker's default set unless listed); "
-               f"list {cap.removeprefix('CAP_')} under capabilities: in a policy file to allow it")
-    # every entry by the name the engine takes (`host`, `{name: host}`: compose's `networks:
-    # {x: {priority: 1}}` with a top-level `x: {name: host}` converts to the latter); a
-    # `container:NAME` must be a Container of these manifests (spec/building.py), checked here too
-    networks = [e.get("name") if isinstance(e, dict) else e for e in spec.get("networks") or ()]
-    if "host" in networks and not policy.host_network:
-        report(doc, ("spec", "networks", networks.index("host")),
-               f"the host network namespace is refused {rule} (rule hostNetwork: false); "
-               "use a Network object, or set hostNetwork: true in a policy file")
-    if spec.get("privileged") and not policy.privileged:
-        report(doc, ("spec", "privileged"), f"a privileged container is refused {rule} (rule privileged: false); "
-               "name what it needs (capAdd, devices), or set privileged: true in a policy file")
-    for i, device in enumerate(spec.get("devices") or ()):
-        host = str(device).split(":")[0]
-        if not any(fnmatch.fnmatchcase(host, p) for p in policy.devices):
-            report(doc, ("spec", "devices", i), f"the host device {host} is refused {rule} (rule devices: "
-                   f"{', '.join(policy.devices) or 'none'}); list it under devices: in a policy file to allow it")
+    for path, refusal, remedy in _host_settings(policy, spec):
+        report(doc, path, f"{refusal}; {remedy}")
     for i, rel in enumerate(spec.get("envFiles") or ()):
         message = _path(policy, root, resolve(doc, str(rel)), policy.file_prefixes, "filePrefixes")
         if message:

@@ -3,13 +3,17 @@ engines with `reconcile container export/import` and `reconcile volume export/im
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import secrets
 import shutil
 import subprocess
 import sys
+import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,6 +119,60 @@ def test_a_volume_keeps_its_root_owner_mode_xattrs_and_holes(
         assert st.st_size == 17 << 20
         assert st.st_blocks * 512 < 4 << 20, st.st_blocks        # not 17 MiB written
         assert os.stat(data).st_mtime == os.stat(a_data).st_mtime
+
+
+def edit_archive(src: Path, dst: Path, header: Callable[[dict[str, Any]], None] | None = None,
+                 members: Callable[[str, bytes], bytes | None] | None = None) -> None:
+    """A copy of the container archive `src` at `dst`, its header changed in place by `header`
+    and each other member's bytes replaced by what `members` returns for it (None: left out)."""
+    with tarfile.open(src) as tin, tarfile.open(dst, "w", format=tarfile.PAX_FORMAT) as tout:
+        for m in tin:
+            data = tin.extractfile(m).read()       # type: ignore[union-attr]
+            if m.name == "reconciler-container.json" and header is not None:
+                doc = json.loads(data)
+                header(doc)
+                data = json.dumps(doc).encode()
+            elif members is not None:
+                changed = members(m.name, data)
+                if changed is None:
+                    continue
+                data = changed
+            m.size = len(data)
+            tout.addfile(m, io.BytesIO(data))
+
+
+def test_an_archive_asking_for_the_host_is_refused_unless_allowed(
+        engines: tuple[Reconcile, Reconcile], busybox_image: str, tmp_path: Path) -> None:
+    """An archive from elsewhere grants no host access unasked: privileged, added capabilities,
+    the host network, devices, binds of host paths and this host's volumes are refused, listed
+    by what the archive asks, before anything is made; --allow-host-access creates it."""
+    a, b = engines
+    a("run", "--name", "app", "-v", "data:/data", busybox_image, "true")
+    a("container", "export", "app", "-o", str(tmp_path / "app.tar"))
+    b("run", "--rm", "-v", "theirs:/x", busybox_image, "true")       # a volume of the importing host
+
+    def hostile(h: dict[str, Any]) -> None:
+        c = h["config"]
+        c.update(privileged=True, cap_add=["ALL", "CHOWN"], networks=["host"], devices=["/dev/kmsg:/dev/kmsg:rwm"])
+        c["mounts"] += [{"type": "bind", "source": "/", "target": "/host"},
+                        {"type": "volume", "source": "theirs", "target": "/theirs"}]
+
+    edit_archive(tmp_path / "app.tar", tmp_path / "hostile.tar", hostile)
+    images = b("images", "-q").stdout
+    refused = b("container", "import", "--start", "-i", str(tmp_path / "hostile.tar"), check=False)
+    assert refused.returncode == 2, refused.stderr
+    err = refused.stderr.decode()
+    for asked in ("privileged: a privileged container is refused", "capAdd[0]: every capability refused",
+                  "networks[0]: the host network namespace is refused", "devices[0]: the host device /dev/kmsg",
+                  "volumes[1]: a bind of the host path / at /host", "volumes[2]: volume theirs at /theirs is this host's",
+                  "--allow-host-access"):
+        assert asked in err, err
+    assert "CHOWN" not in err                                   # Docker's default set asks for nothing
+    assert b("ps", "-a", "-q").stdout == b""
+    assert b("images", "-q").stdout == images
+    assert b("volume", "ls", "-q").stdout.split() == [b"theirs"]
+    b("container", "import", "--allow-host-access", "-i", str(tmp_path / "hostile.tar"))
+    assert b"app" in b("ps", "-a").stdout
 
 
 def docker_ok() -> bool:

@@ -77,17 +77,72 @@ def _refuse_host_access(asks: list[str]) -> None:
                  "nothing was imported")
 
 
+def _check_here(runtime: base.Runtime, header: dict[str, Any], config: base.ContainerConfig,
+                here: set[str]) -> None:
+    """What the import needs of this host, asked before it loads or makes anything: the networks
+    the container names, and no volume of the names it would make."""
+    known: set[str] | None = None
+    for network in config.networks:
+        if network in _PREDEFINED:
+            continue
+        if network.startswith("container:"):
+            try:
+                runtime.inspect_container(network.removeprefix("container:"))
+            except errors.NotFound:
+                raise errors.NotFound(f"the container joins the network namespace of container "
+                                      f"{network.removeprefix('container:')}, which this host does not have",
+                                      hint="create and start that container first; nothing was imported") from None
+            continue
+        if known is None:
+            known = {n.name for n in runtime.list_networks()}
+        if network not in known:
+            raise errors.NotFound(f"the container is on network {network}, which this host does not have",
+                                  hint=f"create it first (reconcile network create {network}, or a Network "
+                                       "manifest); nothing was imported")
+    for vol in header["volumes"]:
+        if vol in here:
+            raise errors.Conflict(f"volume {vol} exists here", hint="remove it first; nothing was imported")
+
+
+_PREDEFINED = ("none", "host", "bridge", "default")     # networks every engine has (or the default one's names)
+
+
+class _Made:
+    """What an import made so far, and its undoing (on any failure, ^C and SIGTERM included):
+    the container, the volumes it restored, the images it loaded that were not here before (and
+    that no other container uses by now: the engine refuses to remove an image in use)."""
+
+    def __init__(self, runtime: base.Runtime) -> None:
+        self.runtime = runtime
+        self.container: str | None = None
+        self.volumes: list[str] = []
+        self.images: list[str] = []
+
+    def undo(self) -> None:
+        rt = self.runtime
+        if self.container is not None:
+            with contextlib.suppress(errors.RuntimeBackendError):
+                rt.remove_container(self.container, force=True)
+        for vol in self.volumes:
+            with contextlib.suppress(errors.RuntimeBackendError):
+                rt.remove_volume(vol)
+        for image in self.images:
+            with contextlib.suppress(errors.RuntimeBackendError):
+                rt.remove_image(image)
+
+
 def import_container(runtime: base.Runtime, src: IO[bytes], *, name: str | None = None, start: bool = False,
                      progress: Any = None, allow_host_access: bool = False) -> ImportedContainer:
     """Load the archive's image and volumes into `runtime` and create (and start) its container;
-    one that asks for host access (`_host_access`) only when `allow_host_access`."""
+    one that asks for host access (`_host_access`) only when `allow_host_access`. Whatever it
+    made is removed again when it fails or is interrupted (`_Made`)."""
     if not isinstance(runtime, base.ArchiveTransfer):
         raise errors.Unavailable(f"the {runtime.name} engine cannot import archives",
                                  hint="import on the native engine or a Docker/Podman engine")
     say = progress or (lambda _m: None)
     header: dict[str, Any] | None = None
     image_id: str | None = None
-    made_volumes: list[str] = []
+    made = _Made(runtime)
     existing = {v.name for v in runtime.list_volumes()}
     try:
         with tarfile.open(fileobj=src, mode="r|") as tar:
@@ -100,20 +155,22 @@ def import_container(runtime: base.Runtime, src: IO[bytes], *, name: str | None 
                         raise errors.InvalidArgument("not a container archive (no reconciler-container.json first)",
                                                      hint="make one with: reconcile container export NAME")
                     header = _header(f.read(), name, runtime)
+                    config = base.config_from_json(header["config"])
                     if not allow_host_access:
-                        _refuse_host_access(_host_access(base.config_from_json(header["config"]),
-                                                         list(header["volumes"]), existing))
+                        _refuse_host_access(_host_access(config, list(header["volumes"]), existing))
+                    _check_here(runtime, header, config, existing)
                 elif m.name == "image.tar":
                     say("loading the image")
-                    image_id = runtime.load_image_archive(f)[0]
+                    had = {i.id for i in runtime.list_images()}
+                    loaded = runtime.load_image_archive(f)
+                    made.images = [i for i in loaded if i not in had]
+                    image_id = loaded[0]
                 elif m.name.startswith("volumes/") and m.name.endswith(".tar"):
                     vol = m.name[len("volumes/"):-len(".tar")]
                     if vol not in header["volumes"]:
                         raise errors.ImageError(f"the archive holds volume {vol!r}, which its header does not name")
-                    if vol in existing:
-                        raise errors.Conflict(f"volume {vol} exists here", hint="remove it first")
                     say(f"restoring volume {vol}")
-                    made_volumes.append(vol)
+                    made.volumes.append(vol)
                     runtime.import_volume(vol, f, helper_image=image_id or str(header["image_id"]))
                 else:
                     raise errors.ImageError(f"unexpected member {m.name!r} in a container archive")
@@ -121,14 +178,11 @@ def import_container(runtime: base.Runtime, src: IO[bytes], *, name: str | None 
             raise errors.InvalidArgument("the container archive is empty")
         image_id = image_id or str(header["image_id"])
         runtime.inspect_image(image_id)                    # NotFound when the archive came without it
-        config = base.config_from_json(header["config"])
         config = replace(config, name=name or config.name, image=image_id)
-        cid = runtime.create_container(config)
+        made.container = runtime.create_container(config)
         if start:
-            runtime.start_container(cid)
+            runtime.start_container(made.container)
     except BaseException:
-        for vol in made_volumes:
-            with contextlib.suppress(errors.RuntimeBackendError):
-                runtime.remove_volume(vol)
+        made.undo()
         raise
-    return ImportedContainer(cid, config.name, image_id, tuple(made_volumes))
+    return ImportedContainer(made.container, config.name, image_id, tuple(made.volumes))

@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -40,6 +41,7 @@ def engines(tmp_path: Path) -> Iterator[tuple[Reconcile, Reconcile]]:
             if check and proc.returncode != 0:
                 raise AssertionError(f"reconcile {' '.join(args)} exited {proc.returncode}: {proc.stderr.decode()}")
             return proc
+        reconcile.env = env         # type: ignore[attr-defined] # (for a test's own Popen)
         return reconcile
 
     with native_host(tmp_path / "a") as a, native_host(tmp_path / "b") as b:
@@ -175,6 +177,63 @@ def test_an_archive_asking_for_the_host_is_refused_unless_allowed(
     assert b"app" in b("ps", "-a").stdout
 
 
+def test_a_failed_or_interrupted_import_leaves_nothing(
+        engines: tuple[Reconcile, Reconcile], busybox_image: str, tmp_path: Path) -> None:
+    """What an import made (the image it loaded, the volumes, the container) goes again when it
+    fails: a damaged volume, a start that fails, a SIGTERM once the image is in; a network the
+    container needs and this host lacks is found before anything is loaded."""
+    a, b = engines
+    a("run", "--name", "app", "-v", "data:/data", busybox_image, "sh", "-c",
+      "dd if=/dev/urandom of=/data/f bs=1k count=200 2>/dev/null")
+    a("container", "export", "app", "-o", str(tmp_path / "app.tar"))
+
+    def left() -> list[list[bytes]]:
+        return [b(*cmd, "-q").stdout.split() for cmd in (("ps", "-a"), ("images",), ("volume", "ls"))]
+
+    nothing: list[list[bytes]] = [[], [], []]
+    edit_archive(tmp_path / "app.tar", tmp_path / "cut.tar",
+                 members=lambda n, d: d[:len(d) // 2] if n.startswith("volumes/") else d)
+    failed = b("container", "import", "-i", str(tmp_path / "cut.tar"), check=False)
+    assert failed.returncode != 0
+    assert left() == nothing, failed.stderr
+
+    edit_archive(tmp_path / "app.tar", tmp_path / "nonet.tar", lambda h: h["config"].update(networks=["elsewhere"]))
+    failed = b("container", "import", "-i", str(tmp_path / "nonet.tar"), check=False)
+    assert failed.returncode == 1
+    assert b"network elsewhere, which this host does not have" in failed.stderr
+    assert b"loading the image" not in failed.stderr            # found first
+    assert left() == nothing
+
+    edit_archive(tmp_path / "app.tar", tmp_path / "nostart.tar",
+                 lambda h: h["config"].update(command=["/nonexistent"], args=[]))
+    failed = b("container", "import", "--start", "-i", str(tmp_path / "nostart.tar"), check=False)
+    assert failed.returncode != 0
+    assert b"/nonexistent" in failed.stderr
+    assert left() == nothing
+
+    raw = (tmp_path / "app.tar").read_bytes()
+    with tarfile.open(tmp_path / "app.tar") as tar:
+        volume_at = next(m.offset_data for m in tar if m.name.startswith("volumes/"))
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler", "container", "import"], cwd=REPO,
+                            env=b.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,  # type: ignore[attr-defined]
+                            stderr=subprocess.PIPE)
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(raw[:volume_at + (64 << 10)])            # the header, the image, part of the volume
+        proc.stdin.flush()
+        said = [proc.stderr.readline() for _ in range(2)]         # type: ignore[union-attr]
+        assert said == [b"loading the image\n", b"restoring volume data\n"]
+        assert b("images", "-q").stdout.split()                   # loaded, the volume on its way: stopped
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, err
+    assert left() == nothing
+
+
 def docker_ok() -> bool:
     return shutil.which("docker") is not None and subprocess.run(
         ["docker", "version"], capture_output=True, check=False).returncode == 0
@@ -214,3 +273,31 @@ def test_a_container_moves_from_the_native_engine_to_docker(
         subprocess.run(["docker", "volume", "rm", "-f", vol], capture_output=True, check=False)
         if image:
             subprocess.run(["docker", "rmi", "-f", image], capture_output=True, check=False)
+
+
+@pytest.mark.skipif(not docker_ok(), reason="needs a running dockerd")
+def test_a_failed_import_into_docker_leaves_nothing(
+        engines: tuple[Reconcile, Reconcile], busybox_image: str, tmp_path: Path) -> None:
+    """The image an import loaded into dockerd goes again with the rest when the import fails."""
+    a, _ = engines
+    tag = secrets.token_hex(4)
+    name, vol = f"rtmove{tag}", f"rtmovevol{tag}"
+    a("run", "--name", "app", "-v", f"{vol}:/data", busybox_image, "sh", "-c",
+      "dd if=/dev/urandom of=/data/f bs=1k count=200 2>/dev/null")
+    a("container", "export", "app", "-o", str(tmp_path / "app.tar"))
+    with tarfile.open(tmp_path / "app.tar") as tar:
+        image = json.loads(tar.extractfile("reconciler-container.json").read())["image_id"]  # type: ignore[union-attr]
+    edit_archive(tmp_path / "app.tar", tmp_path / "cut.tar",
+                 members=lambda n, d: d[:len(d) // 2] if n.startswith("volumes/") else d)
+    try:
+        failed = a("container", "import", "--runtime", "docker", "--name", name, "-i", str(tmp_path / "cut.tar"),
+                   check=False)
+        assert failed.returncode != 0
+        assert b"loading the image" in failed.stderr
+        for kind, what in (("image", image), ("volume", vol), ("container", name)):
+            gone = subprocess.run(["docker", kind, "inspect", what], capture_output=True, check=False)
+            assert gone.returncode != 0, f"{kind} {what} left in dockerd: {failed.stderr.decode()}"
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+        subprocess.run(["docker", "volume", "rm", "-f", vol], capture_output=True, check=False)
+        subprocess.run(["docker", "rmi", "-f", image], capture_output=True, check=False)

@@ -17,9 +17,10 @@ caller allows host access.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import tarfile
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from reconciler._dataclass import dataclass, replace
 from reconciler.runtime import base, errors
@@ -107,6 +108,35 @@ def _check_here(runtime: base.Runtime, header: dict[str, Any], config: base.Cont
 _PREDEFINED = ("none", "host", "bridge", "default")     # networks every engine has (or the default one's names)
 
 
+class _Verified:
+    """A volume's tar as the engine reads it, hashed, checked at its end against the digest the
+    header records (an archive of an older version records none: accepted with a note)."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self._hash = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = self._f.read(n)
+        self._hash.update(chunk)
+        return chunk
+
+    def check(self, vol: str, header: dict[str, Any], say: Any) -> None:
+        while self.read(1 << 20):              # what the engine left unread (the tar's last blocks)
+            pass
+        digests = header.get("digests")
+        if digests is None:
+            say(f"note: the archive records no digest of volume {vol} (an older version's export): "
+                "its data is not verified")
+            return
+        expected = digests.get(f"volumes/{vol}.tar") if isinstance(digests, dict) else None
+        got = "sha256:" + self._hash.hexdigest()
+        if got != expected:
+            raise errors.ImageError(f"volume {vol}'s data in the archive is damaged: its digest is {got}, the "
+                                    f"header records {expected}",
+                                    hint="copy the archive again (or export it again); nothing was imported")
+
+
 class _Made:
     """What an import made so far, and its undoing (on any failure, ^C and SIGTERM included):
     the container, the volumes it restored, the images it loaded that were not here before (and
@@ -171,7 +201,9 @@ def import_container(runtime: base.Runtime, src: IO[bytes], *, name: str | None 
                         raise errors.ImageError(f"the archive holds volume {vol!r}, which its header does not name")
                     say(f"restoring volume {vol}")
                     made.volumes.append(vol)
-                    runtime.import_volume(vol, f, helper_image=image_id or str(header["image_id"]))
+                    data = _Verified(f)
+                    runtime.import_volume(vol, cast(IO[bytes], data), helper_image=image_id or str(header["image_id"]))
+                    data.check(vol, header, say)
                 else:
                     raise errors.ImageError(f"unexpected member {m.name!r} in a container archive")
         if header is None:

@@ -4,12 +4,16 @@
 A container archive is a tar of, in this order (runtime/moving.py imports it on any engine):
   reconciler-container.json   {"format": "reconciler-container/v1", "name", "config" (the runtime
                               ContainerConfig as JSON, runtime.base's codec), "image" (what it
-                              ran), "volumes": [names], "checkpoint": null}
+                              ran), "volumes": [names], "digests": {"volumes/<name>.tar":
+                              "sha256:..."}, "checkpoint": null}
   image.tar                   a `reconcile save` archive of the container's image with its rootfs
                               changes committed on top (commit.py), so the same archive can be
                               loaded by any engine; left out with `with_image=False` (the
                               importing host must then have the committed image already)
-  volumes/<name>.tar          the data of each named volume the container mounts
+  volumes/<name>.tar          the data of each named volume the container mounts, checked at
+                              import against its digest in the header (the image's blobs are
+                              checked by the load); the volumes are written to temporary files
+                              under the state root first, as their digests go in the header
 The "checkpoint" key is reserved for a CRIU checkpoint section (live migration), not built: the
 criu of these hosts fails `criu check`.
 
@@ -25,6 +29,7 @@ is refused, a recorded one whose data was lost (deleted outside the engine) is r
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -147,6 +152,18 @@ def _add_bytes(tar: tarfile.TarFile, name: str, raw: bytes) -> None:
     tar.addfile(info, _BytesReader(raw))
 
 
+class _Hashing:
+    """A writer that hashes what it passes on (a volume's tar, whose digest the header records)."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self.hash = hashlib.sha256()
+
+    def write(self, b: bytes) -> int:
+        self.hash.update(b)
+        return self._f.write(b)
+
+
 class _BytesReader:
     def __init__(self, raw: bytes) -> None:
         self._raw, self._pos = raw, 0
@@ -181,8 +198,16 @@ def export_container(store: ImageStore, manager: containers.ContainerManager, vo
         tmp = Path(tmpdir)
         image_id = commit.commit(store, manager, rec.id, pause=False, message=f"export of {rec.name}")
         try:
+            digests = {}
+            for i, v in enumerate(vols):
+                say(f"saving volume {v}")
+                with open(tmp / f"volume-{i}.tar", "wb") as f:
+                    hashing = _Hashing(f)
+                    export_volume(volumes, v, cast(IO[bytes], hashing))
+                digests[f"volumes/{v}.tar"] = "sha256:" + hashing.hash.hexdigest()
             header = {"format": FORMAT, "name": rec.name, "image": rec.image, "image_id": image_id,
-                      "config": base.config_to_json(rec.config), "volumes": vols, "checkpoint": None}
+                      "config": base.config_to_json(rec.config), "volumes": vols, "digests": digests,
+                      "checkpoint": None}
             with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 _add_bytes(tar, "reconciler-container.json", json.dumps(header, indent=1).encode())
                 if with_image:
@@ -190,11 +215,8 @@ def export_container(store: ImageStore, manager: containers.ContainerManager, vo
                     with open(tmp / "image.tar", "wb") as f:
                         archive.save(store, [image_id], f)
                     _add_file(tar, "image.tar", tmp / "image.tar")
-                for v in vols:
-                    say(f"saving volume {v}")
-                    with open(tmp / "volume.tar", "wb") as f:
-                        export_volume(volumes, v, f)
-                    _add_file(tar, f"volumes/{v}.tar", tmp / "volume.tar")
+                for i, v in enumerate(vols):
+                    _add_file(tar, f"volumes/{v}.tar", tmp / f"volume-{i}.tar")
         finally:
             if image_id not in had and with_image:
                 with contextlib.suppress(errors.RuntimeBackendError):

@@ -275,6 +275,35 @@ def test_a_container_moves_from_the_native_engine_to_docker(
             subprocess.run(["docker", "rmi", "-f", image], capture_output=True, check=False)
 
 
+def test_a_volume_changed_in_the_archive_is_refused(
+        engines: tuple[Reconcile, Reconcile], busybox_image: str, tmp_path: Path) -> None:
+    """Each volume's tar is checked against the digest the header records: a flipped byte of
+    its data is refused and nothing stays; an archive without digests (an older version's)
+    imports with a note."""
+    a, b = engines
+    a("run", "--rm", "-v", "data:/data", busybox_image, "sh", "-c",
+      "dd if=/dev/urandom of=/data/f bs=1k count=200 2>/dev/null")
+    a("run", "--name", "app", "-v", "data:/data", busybox_image, "true")
+    a("container", "export", "app", "-o", str(tmp_path / "app.tar"))
+
+    def flip(name: str, data: bytes) -> bytes:
+        if not name.startswith("volumes/"):
+            return data
+        middle = len(data) // 2
+        return data[:middle] + bytes([data[middle] ^ 1]) + data[middle + 1:]
+
+    edit_archive(tmp_path / "app.tar", tmp_path / "flipped.tar", members=flip)
+    refused = b("container", "import", "-i", str(tmp_path / "flipped.tar"), check=False)
+    assert refused.returncode == 1
+    assert b"volume data's data in the archive is damaged" in refused.stderr
+    assert [b(*cmd, "-q").stdout.split() for cmd in (("ps", "-a"), ("images",), ("volume", "ls"))] == [[], [], []]
+    edit_archive(tmp_path / "app.tar", tmp_path / "old.tar", lambda h: h.pop("digests"))
+    old = b("container", "import", "-i", str(tmp_path / "old.tar"))
+    assert b"note: the archive records no digest of volume data" in old.stderr
+    data = ("root", "volumes", "data", "_data", "f")
+    assert tmp_path.joinpath("b", *data).read_bytes() == tmp_path.joinpath("a", *data).read_bytes()
+
+
 @pytest.mark.skipif(not docker_ok(), reason="needs a running dockerd")
 def test_a_failed_import_into_docker_leaves_nothing(
         engines: tuple[Reconcile, Reconcile], busybox_image: str, tmp_path: Path) -> None:

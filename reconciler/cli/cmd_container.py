@@ -31,7 +31,9 @@ def register(subparsers: Any) -> None:
     p.set_defaults(run=_export)
     p = sub.add_parser("import", help="recreate a container from an export archive",
                        description="Load the archive's image, restore its volumes and create the container "
-                       "with the same config (and name, unless --name).")
+                       "with the same config (and name, unless --name). The archive may be gzip or zstd "
+                       "compressed. Exit 0 imported; 1 failed, damaged or taken names (what it made is removed); "
+                       "2 not a container archive, or a container that asks for the host (--allow-host-access).")
     options.add_engine_options(p)
     p.add_argument("--runtime", default="native", choices=("native", "docker"),
                    help="the engine to create it on: native (default) or docker (a Docker/Podman API at "

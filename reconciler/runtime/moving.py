@@ -20,10 +20,11 @@ import contextlib
 import hashlib
 import json
 import tarfile
+import zlib
 from typing import IO, Any, cast
 
 from reconciler._dataclass import dataclass, replace
-from reconciler.runtime import base, errors
+from reconciler.runtime import base, compressed, errors
 
 __all__ = ["FORMAT", "ImportedContainer", "import_container"]
 
@@ -41,7 +42,11 @@ class ImportedContainer:
     volumes: tuple[str, ...]
 
 
-def _header(raw: bytes, name: str | None, runtime: base.Runtime) -> dict[str, Any]:
+_MAKE = "make one with: reconcile container export NAME (gzip or zstd compressed or not)"
+
+
+def _header(raw: bytes, name: str | None, runtime: base.Runtime) -> tuple[dict[str, Any], base.ContainerConfig]:
+    """The archive's header, checked, and its container's config (named `name` if given)."""
     try:
         header = json.loads(raw)
     except ValueError:
@@ -50,11 +55,23 @@ def _header(raw: bytes, name: str | None, runtime: base.Runtime) -> dict[str, An
         found = header.get("format") if isinstance(header, dict) else None
         raise errors.InvalidArgument(f"unsupported container archive format {found!r}",
                                      hint=f"this reconcile reads {FORMAT}")
-    target = name or str(header["name"])
+    volumes, digests = header.get("volumes"), header.get("digests", {})
+    if not (isinstance(header.get("name"), str) and isinstance(header.get("image_id"), str)
+            and isinstance(header.get("config"), dict) and isinstance(volumes, list)
+            and all(isinstance(v, str) for v in volumes) and isinstance(digests, dict)):
+        raise errors.InvalidArgument("the container archive's header is incomplete or damaged (it needs name, "
+                                     "image_id, config and volumes)", hint=_MAKE)
+    try:
+        config = base.config_from_json(header["config"])
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise errors.InvalidArgument(f"the container archive's header has an invalid config: {exc}",
+                                     hint=_MAKE) from None
+    config = replace(config, name=name or str(header["name"]))
     with contextlib.suppress(errors.NotFound):
-        runtime.inspect_container(target)
-        raise errors.Conflict(f"a container named {target} exists here", hint="remove it or import with --name NEW")
-    return header
+        runtime.inspect_container(config.name)
+        raise errors.Conflict(f"a container named {config.name} exists here",
+                              hint="remove it or import with --name NEW")
+    return header, config
 
 
 def _host_access(config: base.ContainerConfig, carried: list[str], here: set[str]) -> list[str]:
@@ -165,56 +182,93 @@ def import_container(runtime: base.Runtime, src: IO[bytes], *, name: str | None 
                      progress: Any = None, allow_host_access: bool = False) -> ImportedContainer:
     """Load the archive's image and volumes into `runtime` and create (and start) its container;
     one that asks for host access (`_host_access`) only when `allow_host_access`. Whatever it
-    made is removed again when it fails or is interrupted (`_Made`)."""
+    made is removed again when it fails or is interrupted (`_Made`). The archive may be gzip or
+    zstd compressed; one that is no container archive, or a damaged one, is an error that says
+    so (InvalidArgument, ImageError), never tarfile's."""
     if not isinstance(runtime, base.ArchiveTransfer):
         raise errors.Unavailable(f"the {runtime.name} engine cannot import archives",
                                  hint="import on the native engine or a Docker/Podman engine")
     say = progress or (lambda _m: None)
-    header: dict[str, Any] | None = None
-    image_id: str | None = None
     made = _Made(runtime)
-    existing = {v.name for v in runtime.list_volumes()}
+    stream, close = compressed.open_stream(src)
     try:
-        with tarfile.open(fileobj=src, mode="r|") as tar:
-            for m in tar:
-                f = tar.extractfile(m) if m.isfile() else None
-                if f is None:
-                    raise errors.ImageError(f"unexpected member {m.name!r} in a container archive")
-                if header is None:
-                    if m.name != "reconciler-container.json" or m.size > MAX_HEADER:
-                        raise errors.InvalidArgument("not a container archive (no reconciler-container.json first)",
-                                                     hint="make one with: reconcile container export NAME")
-                    header = _header(f.read(), name, runtime)
-                    config = base.config_from_json(header["config"])
-                    if not allow_host_access:
-                        _refuse_host_access(_host_access(config, list(header["volumes"]), existing))
-                    _check_here(runtime, header, config, existing)
-                elif m.name == "image.tar":
-                    say("loading the image")
-                    had = {i.id for i in runtime.list_images()}
-                    loaded = runtime.load_image_archive(f)
-                    made.images = [i for i in loaded if i not in had]
-                    image_id = loaded[0]
-                elif m.name.startswith("volumes/") and m.name.endswith(".tar"):
-                    vol = m.name[len("volumes/"):-len(".tar")]
-                    if vol not in header["volumes"]:
-                        raise errors.ImageError(f"the archive holds volume {vol!r}, which its header does not name")
-                    say(f"restoring volume {vol}")
-                    made.volumes.append(vol)
-                    data = _Verified(f)
-                    runtime.import_volume(vol, cast(IO[bytes], data), helper_image=image_id or str(header["image_id"]))
-                    data.check(vol, header, say)
-                else:
-                    raise errors.ImageError(f"unexpected member {m.name!r} in a container archive")
-        if header is None:
-            raise errors.InvalidArgument("the container archive is empty")
-        image_id = image_id or str(header["image_id"])
-        runtime.inspect_image(image_id)                    # NotFound when the archive came without it
-        config = replace(config, name=name or config.name, image=image_id)
+        try:
+            tar = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 - closed below
+        except Exception as exc:
+            if not _damage(exc):
+                raise
+            raise errors.InvalidArgument(f"not a container archive: {exc}", hint=_MAKE) from None
+        with tar:
+            config = _restore(runtime, runtime, tar, made, say, name=name, allow_host_access=allow_host_access)
         made.container = runtime.create_container(config)
         if start:
             runtime.start_container(made.container)
     except BaseException:
         made.undo()
         raise
-    return ImportedContainer(made.container, config.name, image_id, tuple(made.volumes))
+    finally:
+        close()
+    return ImportedContainer(made.container, config.name, config.image, tuple(made.volumes))
+
+
+def _restore(runtime: base.Runtime, transfer: base.ArchiveTransfer, tar: tarfile.TarFile, made: _Made, say: Any, *,
+             name: str | None, allow_host_access: bool) -> base.ContainerConfig:
+    """Read the archive: its header (checked before anything is made), its image and volumes
+    (loaded and restored, into `made`); the config to create, with the image to run."""
+    header: dict[str, Any] | None = None
+    config: base.ContainerConfig | None = None
+    image_id: str | None = None
+    existing = {v.name for v in runtime.list_volumes()}
+    try:
+        for m in tar:
+            f = tar.extractfile(m) if m.isfile() else None
+            if f is None:
+                raise errors.ImageError(f"unexpected member {m.name!r} in a container archive")
+            if header is None:
+                if m.name != "reconciler-container.json" or m.size > MAX_HEADER:
+                    raise errors.InvalidArgument("not a container archive (no reconciler-container.json first)",
+                                                 hint=_MAKE)
+                header, config = _header(f.read(), name, runtime)
+                if not allow_host_access:
+                    _refuse_host_access(_host_access(config, list(header["volumes"]), existing))
+                _check_here(runtime, header, config, existing)
+            elif m.name == "image.tar":
+                say("loading the image")
+                had = {i.id for i in runtime.list_images()}
+                loaded = transfer.load_image_archive(f)
+                made.images = [i for i in loaded if i not in had]
+                image_id = loaded[0]
+            elif m.name.startswith("volumes/") and m.name.endswith(".tar"):
+                vol = m.name[len("volumes/"):-len(".tar")]
+                if vol not in header["volumes"] or vol in made.volumes:
+                    raise errors.ImageError(f"the archive holds volume {vol!r}, which its header does not name")
+                say(f"restoring volume {vol}")
+                made.volumes.append(vol)
+                data = _Verified(f)
+                transfer.import_volume(vol, cast(IO[bytes], data), helper_image=image_id or str(header["image_id"]))
+                data.check(vol, header, say)
+            else:
+                raise errors.ImageError(f"unexpected member {m.name!r} in a container archive")
+    except Exception as exc:
+        if not _damage(exc):
+            raise
+        raise errors.ImageError(f"the container archive is damaged: {exc}",
+                                hint="it is truncated or corrupt: copy it again; nothing was imported") from None
+    if header is None or config is None:
+        raise errors.InvalidArgument("the container archive is empty", hint=_MAKE)
+    missing = [v for v in header["volumes"] if v not in made.volumes]
+    if missing:
+        raise errors.ImageError(f"the container archive ends before volume {missing[0]}'s data",
+                                hint="it is truncated: copy it again; nothing was imported")
+    image_id = image_id or str(header["image_id"])
+    runtime.inspect_image(image_id)                    # NotFound when the archive came without it
+    return replace(config, image=image_id)
+
+
+def _damage(exc: Exception) -> bool:
+    """Whether `exc` says the archive's bytes are not what they should be (tarfile's errors, a
+    compressed stream's, a truncation), rather than anything else (a full disk is an OSError
+    with an errno: it passes)."""
+    if isinstance(exc, OSError):
+        return exc.errno is None                # gzip's BadGzipFile
+    return isinstance(exc, tarfile.TarError | EOFError | zlib.error) or type(exc).__module__.startswith("zstd")

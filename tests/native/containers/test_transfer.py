@@ -304,6 +304,45 @@ def test_a_volume_changed_in_the_archive_is_refused(
     assert tmp_path.joinpath("b", *data).read_bytes() == tmp_path.joinpath("a", *data).read_bytes()
 
 
+def test_bad_container_archives_are_clear_errors_and_compressed_ones_import(
+        engines: tuple[Reconcile, Reconcile], busybox_image: str, tmp_path: Path) -> None:
+    """Not an archive, not a container archive, a truncated one: an error saying so (exit 2 for
+    what is no container archive, 1 for a damaged one), never a traceback; a gzip or zstd
+    compressed export imports as `load` takes compressed archives."""
+    import gzip
+
+    import zstandard
+
+    a, b = engines
+    a("run", "--name", "app", busybox_image, "true")
+    a("container", "export", "app", "-o", str(tmp_path / "app.tar"))
+    raw = (tmp_path / "app.tar").read_bytes()
+    (tmp_path / "garbage").write_bytes(os.urandom(5000))
+    (tmp_path / "cut-header").write_bytes(raw[:700])                  # inside the header's JSON
+    (tmp_path / "cut-image").write_bytes(raw[:len(raw) // 2])
+    (tmp_path / "plain.tar").write_bytes(b"")
+    with tarfile.open(tmp_path / "plain.tar", "w") as tar:
+        info = tarfile.TarInfo("hello.txt")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"hi"))
+    (tmp_path / "cut.tar.gz").write_bytes(gzip.compress(raw)[:len(raw) // 4])
+    for path, code, says in (("/dev/null", 2, "not a container archive: empty file"),
+                             (tmp_path / "garbage", 2, "not a container archive"),
+                             (tmp_path / "plain.tar", 2, "not a container archive (no reconciler-container.json"),
+                             (tmp_path / "cut-header", 1, "the container archive is damaged"),
+                             (tmp_path / "cut-image", 1, "damaged"),
+                             (tmp_path / "cut.tar.gz", 1, "damaged")):
+        out = b("container", "import", "-i", str(path), check=False)
+        assert (out.returncode, b"Traceback" in out.stderr) == (code, False), (path, out.stderr)
+        assert says.encode() in out.stderr, (path, out.stderr)
+        assert [b(*cmd, "-q").stdout.split() for cmd in (("ps", "-a"), ("images",))] == [[], []], path
+    (tmp_path / "app.tar.gz").write_bytes(gzip.compress(raw))
+    (tmp_path / "app.tar.zst").write_bytes(zstandard.ZstdCompressor().compress(raw))
+    b("container", "import", "-i", str(tmp_path / "app.tar.gz"))
+    b("container", "import", "--name", "again", stdin=(tmp_path / "app.tar.zst").read_bytes())
+    assert b"again" in b("ps", "-a").stdout
+
+
 @pytest.mark.skipif(not docker_ok(), reason="needs a running dockerd")
 def test_a_failed_import_into_docker_leaves_nothing(
         engines: tuple[Reconcile, Reconcile], busybox_image: str, tmp_path: Path) -> None:

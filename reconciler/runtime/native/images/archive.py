@@ -28,10 +28,10 @@ import os
 import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, cast
+from typing import IO, Any
 
 from reconciler._dataclass import dataclass, field
-from reconciler.runtime import errors
+from reconciler.runtime import compressed, errors
 from reconciler.runtime.native.images import content, layers, snapshots
 from reconciler.runtime.native.images.images import ImageStore, LayerRecord
 
@@ -46,8 +46,6 @@ _OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 _OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 _OCI_REF_NAME = "org.opencontainers.image.ref.name"
 _DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-_GZIP = b"\x1f\x8b"
-_ZSTD = b"\x28\xb5\x2f\xfd"
 
 Progress = Callable[[str], None]
 
@@ -157,38 +155,6 @@ def save(store: ImageStore, refs: Sequence[str], out: IO[bytes], *, fmt: str = "
 
 
 # ------------------------------------------------------------------------------------------ load
-
-class _Refusing(io.RawIOBase):
-    """The archive stream; reads are passed through (tarfile asks for blocks)."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self.raw = raw
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        data = self.raw.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-
-def _open_stream(src: IO[bytes]) -> tuple[IO[bytes], Callable[[], None]]:
-    """`src` decompressed if it is gzip or zstd (sniffed), as a plain byte stream."""
-    buffered = io.BufferedReader(_Refusing(src), 1 << 16)
-    head = buffered.peek(4)[:4]
-    if head.startswith(_GZIP):
-        import gzip
-
-        g = gzip.GzipFile(fileobj=buffered, mode="rb")
-        return cast(IO[bytes], g), g.close
-    if head.startswith(_ZSTD):
-        import zstandard
-
-        z = zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
-        return z, z.close
-    return buffered, lambda: None
-
 
 def _member_name(name: str) -> str:
     p = PurePosixPath(name.lstrip("./") if name.startswith("./") else name)
@@ -323,9 +289,9 @@ def _read_archive(store: ImageStore, stream: IO[bytes], say: Progress) -> _Archi
 def _media_type(store: ImageStore, digest: str) -> str:
     with store.content.open(digest) as f:
         head = f.read(4)
-    if head.startswith(_GZIP):
+    if head.startswith(compressed.GZIP):
         return "application/vnd.oci.image.layer.v1.tar+gzip"
-    if head.startswith(_ZSTD):
+    if head.startswith(compressed.ZSTD):
         return "application/vnd.oci.image.layer.v1.tar+zstd"
     return "application/vnd.oci.image.layer.v1.tar"
 
@@ -476,7 +442,7 @@ def _import(store: ImageStore, cand: _Candidate, say: Progress) -> LoadedImage:
 def load(store: ImageStore, src: IO[bytes], *, progress: Progress | None = None) -> list[LoadedImage]:
     """Load every image of the archive `src`; all or nothing for the blobs it adds."""
     say = progress or (lambda _m: None)
-    stream, close = _open_stream(src)
+    stream, close = compressed.open_stream(src)
     arc = _Archive()
     with store.store_lock(exclusive=False):            # no GC while the new blobs are unreferenced
         try:

@@ -24,6 +24,8 @@ pull's limits) into a fresh directory that replaces the volume's data only when 
 archive without `.` gives it a new volume's 0755 root); a big file's whole MiBs of zeros become
 holes again (a sparse file travels expanded: tar streams carry no holes here). A non-empty volume
 is refused, a recorded one whose data was lost (deleted outside the engine) is restored in place.
+An archive the extractor refuses leaves nothing (a volume the import made goes again) and is
+told in a volume's words (`_refused`: the extractor speaks of layers and pulls).
 """
 
 from __future__ import annotations
@@ -101,27 +103,55 @@ def _xattrs(info: tarfile.TarInfo, path: str) -> None:
 def import_volume(volumes: VolumeStore, name: str, src: IO[bytes], *, store: ImageStore,
                   labels: dict[str, str] | None = None) -> base.VolumeState:
     """Create (or fill an empty) volume `name` from a tar stream, through the layer extractor; a
-    recorded volume whose data was lost is restored in place (its record and labels kept)."""
+    recorded volume whose data was lost is restored in place (its record and labels kept). A
+    refused or failed import leaves nothing: a volume it made goes again, one that was there is
+    left as it was."""
+    made = False
     try:
         state = volumes.get(name)
     except errors.NotFound:
-        state = volumes.ensure(base.VolumeConfig(name=name, labels=labels or {}))
-    data = volumes.data_dir(name)
-    if volumes.bound(name):
-        raise errors.Conflict(f"volume {name} binds {volumes.bound(name)}: an import does not write there",
-                              hint="import under another name")
-    if state.problem is None and any(data.iterdir()):
-        raise errors.Conflict(f"volume {name} is not empty", hint="remove it or import under another name")
-    data.parent.mkdir(exist_ok=True)        # (gone with a lost volume's data)
-    tmp = data.parent / f"_import-{secrets.token_hex(4)}"
-    tmp.mkdir()
-    os.chmod(tmp, 0o755)  # noqa: S103 - a new volume's _data (volumes.ensure), whatever the umask; the archive's `.` sets its own
+        state, made = volumes.ensure(base.VolumeConfig(name=name, labels=labels or {})), True
     try:
-        layers.apply_layer(cast(BinaryIO, _Unclosable(src)), tmp, limits=store.limits, holes=True)
-        volumes.fill(name, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        data = volumes.data_dir(name)
+        if volumes.bound(name):
+            raise errors.Conflict(f"volume {name} binds {volumes.bound(name)}: an import does not write there",
+                                  hint="import under another name")
+        if state.problem is None and any(data.iterdir()):
+            raise errors.Conflict(f"volume {name} is not empty", hint="remove it or import under another name")
+        data.parent.mkdir(exist_ok=True)        # (gone with a lost volume's data)
+        tmp = data.parent / f"_import-{secrets.token_hex(4)}"
+        tmp.mkdir()
+        os.chmod(tmp, 0o755)  # noqa: S103 - a new volume's _data (volumes.ensure), whatever the umask; the archive's `.` sets its own
+        try:
+            layers.apply_layer(cast(BinaryIO, _Unclosable(src)), tmp, limits=store.limits, holes=True)
+            volumes.fill(name, tmp)
+        except layers.LayerError as exc:
+            raise _refused(name, exc) from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        if made:
+            with contextlib.suppress(errors.RuntimeBackendError):
+                volumes.remove(name)
+        raise
     return volumes.get(name)
+
+
+# the extractor's words for an image's layer, and a volume archive's
+_WORDS = (("the layer root", "the volume's root"), ("the layer's", "the archive's"), ("the layer", "the archive"),
+          ("in the image", "in the archive"))
+
+
+def _refused(name: str, exc: layers.LayerError) -> errors.ImageError:
+    """The extractor's refusal of a volume archive in a volume's words (not a layer's, nor a
+    pull's hints): what is wrong, and that nothing was imported."""
+    message = exc.message
+    for layer_word, volume_word in _WORDS:
+        message = message.replace(layer_word, volume_word)
+    hint = exc.hint if exc.hint and "sparse" in exc.hint else (
+        "the archive is damaged, hostile or over the import's limits (docs/security.md, Hostile archives); "
+        "make one with: reconcile volume export VOLUME")
+    return errors.ImageError(f"volume {name}: the archive is refused: {message}; nothing was imported", hint=hint)
 
 
 class _Unclosable:

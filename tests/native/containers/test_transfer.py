@@ -234,6 +234,43 @@ def test_a_failed_or_interrupted_import_leaves_nothing(
     assert left() == nothing
 
 
+def test_a_refused_volume_import_leaves_nothing_and_speaks_of_volumes(
+        engines: tuple[Reconcile, Reconcile], busybox_image: str, tmp_path: Path) -> None:
+    """A volume archive the extractor refuses (a path out of the root, a hardlink out of it, a
+    header declaring a huge size, an empty file) makes no volume, and says so in a volume's
+    words: no layer, image, blob or pull."""
+    _, b = engines
+    traversal = io.BytesIO()
+    with tarfile.open(fileobj=traversal, mode="w") as tar:
+        info = tarfile.TarInfo("../../etc/evil")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    hardlink = io.BytesIO()
+    with tarfile.open(fileobj=hardlink, mode="w") as tar:
+        info = tarfile.TarInfo("h")
+        info.type, info.linkname = tarfile.LNKTYPE, "/etc/passwd"
+        tar.addfile(info)
+    huge = tarfile.TarInfo("PaxHeaders/x")
+    huge.type, huge.size = tarfile.XHDTYPE, 512 << 20
+    cases = {"traversal": (traversal.getvalue(), "outside the volume's root"),
+             "hardlink": (hardlink.getvalue(), "does not exist in the archive"),
+             "huge": (huge.tobuf(format=tarfile.USTAR_FORMAT) + bytes(10240), "declares 536870912 bytes"),
+             "empty": (b"", "the archive is not a valid tar stream")}
+    for name, (data, says) in cases.items():
+        refused = b("volume", "import", name, stdin=data, check=False)
+        err = refused.stderr.decode()
+        assert refused.returncode == 1, err
+        assert f"volume {name}: the archive is refused" in err, err
+        assert says in err, err
+        assert "nothing was imported" in err, err
+        for word in ("layer", "image", "blob", "pull"):
+            assert word not in err, err
+    assert b("volume", "ls", "-q").stdout.split() == []
+    b("run", "--rm", "-v", "kept:/data", busybox_image, "true")    # one that was there (empty) stays
+    assert b("volume", "import", "kept", stdin=b"", check=False).returncode == 1
+    assert b("volume", "ls", "-q").stdout.split() == [b"kept"]
+
+
 def docker_ok() -> bool:
     return shutil.which("docker") is not None and subprocess.run(
         ["docker", "version"], capture_output=True, check=False).returncode == 0

@@ -41,6 +41,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("-i", "--input", metavar="FILE", default=None, help="read FILE instead of stdin")
     p.add_argument("--name", default=None, help="create the container under this name")
     p.add_argument("--start", action="store_true", help="start it once created")
+    p.add_argument("--volume-prefix", metavar="PREFIX", default="",
+                   help="make the named volumes the archive carries as PREFIX+NAME (a second copy beside the "
+                        "first: --name app2 --volume-prefix app2-); anonymous volumes always get new names")
     p.add_argument("--allow-host-access", action="store_true",
                    help="create it even when it asks for the host (privileged, added capabilities, the host "
                         "network, devices, binds of host paths, this host's volumes): refused otherwise, as "
@@ -77,7 +80,8 @@ def _import(args: argparse.Namespace) -> int:
         with output.input_file(args.input) as f:
             done = moving.import_container(runtime, f, name=args.name, start=args.start,
                                            progress=lambda m: print(m, file=sys.stderr),
-                                           allow_host_access=args.allow_host_access)
+                                           allow_host_access=args.allow_host_access,
+                                           volume_prefix=args.volume_prefix)
     finally:
         runtime.close()
     print(done.id)

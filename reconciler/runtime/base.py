@@ -37,6 +37,7 @@ if TYPE_CHECKING:          # built when first named: see __getattr__ below
     )
 
 __all__ = [
+    "ANONYMOUS_VOLUME_LABEL",
     "HEALTH_DEFAULTS",
     "ArchiveTransfer",
     "AttachedStart",
@@ -72,6 +73,10 @@ __all__ = [
     "VolumeConfig",
     "VolumeState",
 ]
+
+# Docker's label of a volume made for one container (a mount without source: `docker run -v
+# /data`, an image's VOLUME), which goes with it (`docker rm -v`, AutoRemove); every engine's
+ANONYMOUS_VOLUME_LABEL = "com.docker.volume.anonymous"
 
 # Called as progress(event: str, detail: Mapping) during long work (pulls, builds). Events:
 # "resolve", "layer-start", "layer-progress" (digest, done, total), "layer-done" (digest,
@@ -563,7 +568,9 @@ class ArchiveTransfer(Protocol):
     """An engine that takes images and volume content as tar streams (container import)."""
 
     def load_image_archive(self, src: IO[bytes]) -> list[str]: ...     # the loaded images' ids
-    def import_volume(self, name: str, src: IO[bytes], *, helper_image: str) -> None: ...
+    def import_volume(self, name: str, src: IO[bytes], *, helper_image: str,
+                      labels: Mapping[str, str] | None = None) -> None: ...
+    # a new volume `name` (with `labels`) filled from the tar stream `src`
 
 
 @runtime_checkable

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import tarfile
 import zlib
 from typing import IO, Any, cast
@@ -61,6 +62,9 @@ def _header(raw: bytes, name: str | None, runtime: base.Runtime) -> tuple[dict[s
             and all(isinstance(v, str) for v in volumes) and isinstance(digests, dict)):
         raise errors.InvalidArgument("the container archive's header is incomplete or damaged (it needs name, "
                                      "image_id, config and volumes)", hint=_MAKE)
+    labels = header.get("volume_labels")          # (none in an older version's archive)
+    header["volume_labels"] = {str(v): {str(k): str(x) for k, x in ls.items()} for v, ls in labels.items()
+                               if isinstance(ls, dict)} if isinstance(labels, dict) else {}
     try:
         config = base.config_from_json(header["config"])
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
@@ -74,15 +78,16 @@ def _header(raw: bytes, name: str | None, runtime: base.Runtime) -> tuple[dict[s
     return header, config
 
 
-def _host_access(config: base.ContainerConfig, carried: list[str], here: set[str]) -> list[str]:
-    """What the archive's container asks of this host beyond the `restricted` policy."""
+def _host_access(config: base.ContainerConfig, made: set[str], here: set[str]) -> list[str]:
+    """What the archive's container asks of this host beyond the `restricted` policy (`made`:
+    the volumes the import makes, which are the container's own)."""
     from reconciler.spec import policy
 
     spec = {"capAdd": list(config.cap_add), "networks": list(config.networks), "privileged": config.privileged,
             "devices": list(config.devices),
             "volumes": [{"type": m.type, "source": m.source, "target": m.target, "readOnly": m.read_only}
                         for m in config.mounts]}
-    foreign = [m.source for m in config.mounts if m.type == "volume" and m.source not in carried and m.source in here]
+    foreign = [m.source for m in config.mounts if m.type == "volume" and m.source not in made and m.source in here]
     return policy.archive_refusals(spec, foreign)
 
 
@@ -96,9 +101,9 @@ def _refuse_host_access(asks: list[str]) -> None:
 
 
 def _check_here(runtime: base.Runtime, header: dict[str, Any], config: base.ContainerConfig,
-                here: set[str]) -> None:
+                here: set[str], names: dict[str, str]) -> None:
     """What the import needs of this host, asked before it loads or makes anything: the networks
-    the container names, and no volume of the names it would make."""
+    the container names, and no volume of the names it would make (`names`)."""
     known: set[str] | None = None
     for network in config.networks:
         if network in _PREDEFINED:
@@ -118,8 +123,36 @@ def _check_here(runtime: base.Runtime, header: dict[str, Any], config: base.Cont
                                   hint=f"create it first (reconcile network create {network}, or a Network "
                                        "manifest); nothing was imported")
     for vol in header["volumes"]:
-        if vol in here:
-            raise errors.Conflict(f"volume {vol} exists here", hint="remove it first; nothing was imported")
+        if names[vol] in here:
+            raise errors.Conflict(f"volume {names[vol]} exists here",
+                                  hint="remove it, or import the archive's volumes under new names with "
+                                       "--volume-prefix PREFIX (PREFIX" + vol + "); nothing was imported")
+
+
+def _volume_names(header: dict[str, Any], config: base.ContainerConfig, here: set[str],
+                  prefix: str) -> dict[str, str]:
+    """Where each volume of the archive goes here, by its name in the archive: an anonymous one
+    (labelled so, made for its container) is named anew, as a new container's (`<name>-anon-...`
+    after the container's new name, else at random as dockerd names one), so a second copy never
+    meets the first one's; a volume the archive carries is made as `prefix`+NAME; one it mounts
+    without carrying it keeps its name (this host's volume, or a new empty one)."""
+    labels = header["volume_labels"]
+    carried = set(header["volumes"])
+    taken = set(here)
+    stem = f"{header['name']}-anon-"
+    out: dict[str, str] = {}
+    for old in [m.source for m in config.mounts if m.type == "volume"] + list(header["volumes"]):
+        if old in out:
+            continue
+        if base.ANONYMOUS_VOLUME_LABEL in labels.get(old, {}):
+            new = f"{config.name}-anon-{old.removeprefix(stem)}" if old.startswith(stem) else ""
+            if not new or new in taken:
+                new = os.urandom(32).hex()
+        else:
+            new = prefix + old if old in carried else old
+        out[old] = new
+        taken.add(new)
+    return out
 
 
 _PREDEFINED = ("none", "host", "bridge", "default")     # networks every engine has (or the default one's names)
@@ -179,10 +212,12 @@ class _Made:
 
 
 def import_container(runtime: base.Runtime, src: IO[bytes], *, name: str | None = None, start: bool = False,
-                     progress: Any = None, allow_host_access: bool = False) -> ImportedContainer:
+                     progress: Any = None, allow_host_access: bool = False,
+                     volume_prefix: str = "") -> ImportedContainer:
     """Load the archive's image and volumes into `runtime` and create (and start) its container;
     one that asks for host access (`_host_access`) only when `allow_host_access`. Whatever it
-    made is removed again when it fails or is interrupted (`_Made`). The archive may be gzip or
+    made is removed again when it fails or is interrupted (`_Made`). Its anonymous volumes are
+    named anew, the others it carries made as `volume_prefix`+NAME (`_volume_names`). The archive may be gzip or
     zstd compressed; one that is no container archive, or a damaged one, is an error that says
     so (InvalidArgument, ImageError), never tarfile's."""
     if not isinstance(runtime, base.ArchiveTransfer):
@@ -199,7 +234,8 @@ def import_container(runtime: base.Runtime, src: IO[bytes], *, name: str | None 
                 raise
             raise errors.InvalidArgument(f"not a container archive: {exc}", hint=_MAKE) from None
         with tar:
-            config = _restore(runtime, runtime, tar, made, say, name=name, allow_host_access=allow_host_access)
+            config = _restore(runtime, runtime, tar, made, say, name=name, allow_host_access=allow_host_access,
+                              volume_prefix=volume_prefix)
         made.container = runtime.create_container(config)
         if start:
             runtime.start_container(made.container)
@@ -212,12 +248,15 @@ def import_container(runtime: base.Runtime, src: IO[bytes], *, name: str | None 
 
 
 def _restore(runtime: base.Runtime, transfer: base.ArchiveTransfer, tar: tarfile.TarFile, made: _Made, say: Any, *,
-             name: str | None, allow_host_access: bool) -> base.ContainerConfig:
+             name: str | None, allow_host_access: bool, volume_prefix: str) -> base.ContainerConfig:
     """Read the archive: its header (checked before anything is made), its image and volumes
-    (loaded and restored, into `made`); the config to create, with the image to run."""
+    (loaded and restored, into `made`); the config to create, with the image to run and the
+    volumes' names here."""
     header: dict[str, Any] | None = None
     config: base.ContainerConfig | None = None
     image_id: str | None = None
+    names: dict[str, str] = {}
+    restored: list[str] = []
     existing = {v.name for v in runtime.list_volumes()}
     try:
         for m in tar:
@@ -229,9 +268,14 @@ def _restore(runtime: base.Runtime, transfer: base.ArchiveTransfer, tar: tarfile
                     raise errors.InvalidArgument("not a container archive (no reconciler-container.json first)",
                                                  hint=_MAKE)
                 header, config = _header(f.read(), name, runtime)
+                names = _volume_names(header, config, existing, volume_prefix)
+                config = replace(config, mounts=tuple(replace(m, source=names[m.source]) if m.type == "volume" else m
+                                                      for m in config.mounts))
+                ours = {names[v] for v in header["volumes"]} | {
+                    new for old, new in names.items() if base.ANONYMOUS_VOLUME_LABEL in header["volume_labels"].get(old, {})}
                 if not allow_host_access:
-                    _refuse_host_access(_host_access(config, list(header["volumes"]), existing))
-                _check_here(runtime, header, config, existing)
+                    _refuse_host_access(_host_access(config, ours, existing))
+                _check_here(runtime, header, config, existing, names)
             elif m.name == "image.tar":
                 say("loading the image")
                 had = {i.id for i in runtime.list_images()}
@@ -240,12 +284,14 @@ def _restore(runtime: base.Runtime, transfer: base.ArchiveTransfer, tar: tarfile
                 image_id = loaded[0]
             elif m.name.startswith("volumes/") and m.name.endswith(".tar"):
                 vol = m.name[len("volumes/"):-len(".tar")]
-                if vol not in header["volumes"] or vol in made.volumes:
+                if vol not in header["volumes"] or vol in restored:
                     raise errors.ImageError(f"the archive holds volume {vol!r}, which its header does not name")
-                say(f"restoring volume {vol}")
-                made.volumes.append(vol)
+                say(f"restoring volume {vol}" + (f" as {names[vol]}" if names[vol] != vol else ""))
+                restored.append(vol)
+                made.volumes.append(names[vol])
                 data = _Verified(f)
-                transfer.import_volume(vol, cast(IO[bytes], data), helper_image=image_id or str(header["image_id"]))
+                transfer.import_volume(names[vol], cast(IO[bytes], data), helper_image=image_id or str(header["image_id"]),
+                                       labels=header["volume_labels"].get(vol))
                 data.check(vol, header, say)
             else:
                 raise errors.ImageError(f"unexpected member {m.name!r} in a container archive")
@@ -256,12 +302,17 @@ def _restore(runtime: base.Runtime, transfer: base.ArchiveTransfer, tar: tarfile
                                 hint="it is truncated or corrupt: copy it again; nothing was imported") from None
     if header is None or config is None:
         raise errors.InvalidArgument("the container archive is empty", hint=_MAKE)
-    missing = [v for v in header["volumes"] if v not in made.volumes]
+    missing = [v for v in header["volumes"] if v not in restored]
     if missing:
         raise errors.ImageError(f"the container archive ends before volume {missing[0]}'s data",
                                 hint="it is truncated: copy it again; nothing was imported")
     image_id = image_id or str(header["image_id"])
     runtime.inspect_image(image_id)                    # NotFound when the archive came without it
+    for old, new in names.items():                     # an anonymous volume the archive does not carry: a new one
+        labels = header["volume_labels"].get(old, {})
+        if old not in restored and base.ANONYMOUS_VOLUME_LABEL in labels:
+            made.volumes.append(new)
+            runtime.ensure_volume(base.VolumeConfig(name=new, labels=labels))
     return replace(config, image=image_id)
 
 

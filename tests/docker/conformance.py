@@ -110,8 +110,9 @@ class Namespaced:
     def remove_volume(self, name: str) -> None:
         self.rt.remove_volume(self._n(name))
 
-    def import_volume(self, name: str, src: IO[bytes], *, helper_image: str) -> None:
-        self.rt.import_volume(self._n(name), src, helper_image=helper_image)
+    def import_volume(self, name: str, src: IO[bytes], *, helper_image: str,
+                      labels: Mapping[str, str] | None = None) -> None:
+        self.rt.import_volume(self._n(name), src, helper_image=helper_image, labels=labels)
 
     def list_networks(self, selector: Mapping[str, str] | None = None) -> list[base.NetworkState]:
         return [dataclasses.replace(n, name=self._strip(n.name)) for n in self.rt.list_networks(selector)

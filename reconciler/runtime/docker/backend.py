@@ -1284,10 +1284,11 @@ class DockerRuntime:
             raise errors.ImageError(f"{self.api.what} loaded no image from the archive")
         return ids
 
-    def import_volume(self, name: str, src: IO[bytes], *, helper_image: str) -> None:
+    def import_volume(self, name: str, src: IO[bytes], *, helper_image: str,
+                      labels: Mapping[str, str] | None = None) -> None:
         """Create the volume and unpack `src` into it through a never-started helper container
         (the Engine API's archive upload writes into the volumes a container mounts)."""
-        self.ensure_volume(base.VolumeConfig(name=name))
+        self.ensure_volume(base.VolumeConfig(name=name, labels=dict(labels or {})))
         root, head = _root_entry(src)
         helper = self.api.container_create(
             f"reconciler-volume-import-{secrets.token_hex(4)}",

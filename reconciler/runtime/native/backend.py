@@ -518,10 +518,11 @@ class NativeRuntime:
         history: list[Mapping[str, Any]] = store.image_config(store.get(ref).id).get("history") or []
         return history
 
-    def import_volume(self, name: str, src: IO[bytes], *, helper_image: str) -> None:
+    def import_volume(self, name: str, src: IO[bytes], *, helper_image: str,
+                      labels: Mapping[str, str] | None = None) -> None:
         from reconciler.runtime.native import transfer
 
-        transfer.import_volume(self.containers.volumes, name, src, store=self._store_images.store)
+        transfer.import_volume(self.containers.volumes, name, src, store=self._store_images.store, labels=labels)
 
     # -- volumes
 

@@ -5,7 +5,9 @@ A container archive is a tar of, in this order (runtime/moving.py imports it on 
   reconciler-container.json   {"format": "reconciler-container/v1", "name", "config" (the runtime
                               ContainerConfig as JSON, runtime.base's codec), "image" (what it
                               ran), "volumes": [names], "digests": {"volumes/<name>.tar":
-                              "sha256:..."}, "checkpoint": null}
+                              "sha256:..."}, "volume_labels": {name: labels} (of every volume
+                              it mounts: the import names an anonymous one anew),
+                              "checkpoint": null}
   image.tar                   a `reconcile save` archive of the container's image with its rootfs
                               changes committed on top (commit.py), so the same archive can be
                               loaded by any engine; left out with `with_image=False` (the
@@ -38,7 +40,7 @@ import secrets
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, BinaryIO, cast
 
@@ -101,7 +103,7 @@ def _xattrs(info: tarfile.TarInfo, path: str) -> None:
 
 
 def import_volume(volumes: VolumeStore, name: str, src: IO[bytes], *, store: ImageStore,
-                  labels: dict[str, str] | None = None) -> base.VolumeState:
+                  labels: Mapping[str, str] | None = None) -> base.VolumeState:
     """Create (or fill an empty) volume `name` from a tar stream, through the layer extractor; a
     recorded volume whose data was lost is restored in place (its record and labels kept). A
     refused or failed import leaves nothing: a volume it made goes again, one that was there is
@@ -110,7 +112,7 @@ def import_volume(volumes: VolumeStore, name: str, src: IO[bytes], *, store: Ima
     try:
         state = volumes.get(name)
     except errors.NotFound:
-        state, made = volumes.ensure(base.VolumeConfig(name=name, labels=labels or {})), True
+        state, made = volumes.ensure(base.VolumeConfig(name=name, labels=dict(labels or {}))), True
     try:
         data = volumes.data_dir(name)
         if volumes.bound(name):
@@ -182,6 +184,13 @@ def _add_bytes(tar: tarfile.TarFile, name: str, raw: bytes) -> None:
     tar.addfile(info, _BytesReader(raw))
 
 
+def _volume(volumes: VolumeStore, name: str) -> base.VolumeState | None:
+    try:
+        return volumes.get(name)
+    except errors.NotFound:
+        return None
+
+
 class _Hashing:
     """A writer that hashes what it passes on (a volume's tar, whose digest the header records)."""
 
@@ -221,7 +230,8 @@ def export_container(store: ImageStore, manager: containers.ContainerManager, vo
     """Write the container archive of `name` to `out`; returns the committed image's id."""
     say = progress or (lambda _m: None)
     rec = manager.get(name)
-    vols = [m.source for m in rec.config.mounts if m.type == "volume"] if with_volumes else []
+    mounted = [m.source for m in rec.config.mounts if m.type == "volume"]
+    vols = mounted if with_volumes else []
     had = {i.id for i in store.list()}
     with tempfile.TemporaryDirectory(dir=store.config.root, prefix="export-") as tmpdir, \
             _stopped_or_paused(manager, rec, leave_running):
@@ -235,9 +245,10 @@ def export_container(store: ImageStore, manager: containers.ContainerManager, vo
                     hashing = _Hashing(f)
                     export_volume(volumes, v, cast(IO[bytes], hashing))
                 digests[f"volumes/{v}.tar"] = "sha256:" + hashing.hash.hexdigest()
+            labels = {v: dict(state.labels) for v in mounted if (state := _volume(volumes, v)) is not None}
             header = {"format": FORMAT, "name": rec.name, "image": rec.image, "image_id": image_id,
                       "config": base.config_to_json(rec.config), "volumes": vols, "digests": digests,
-                      "checkpoint": None}
+                      "volume_labels": labels, "checkpoint": None}
             with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 _add_bytes(tar, "reconciler-container.json", json.dumps(header, indent=1).encode())
                 if with_image:

@@ -271,6 +271,50 @@ def test_a_refused_volume_import_leaves_nothing_and_speaks_of_volumes(
     assert b("volume", "ls", "-q").stdout.split() == [b"kept"]
 
 
+def test_anonymous_volumes_get_new_names_and_named_ones_a_prefix(
+        engines: tuple[Reconcile, Reconcile], busybox_image: str, tmp_path: Path) -> None:
+    """An anonymous volume (an image's VOLUME) comes across anonymous, under a new name, so a
+    second copy of the container (`--name`) gets one of its own; a named volume the host has
+    already is refused, naming --volume-prefix, which imports the archive's under new names."""
+    a, b = engines
+    a("run", "--name", "base", busybox_image, "true")
+    a("commit", "-c", "VOLUME /anon", "base", "local/withvolume:1")
+    a("run", "--name", "app", "-v", "named:/named", "local/withvolume:1", "sh", "-c",
+      "echo anon > /anon/f; echo named > /named/f")
+    a("container", "export", "app", "-o", str(tmp_path / "app.tar"))
+
+    def mounts(h: Reconcile, name: str) -> dict[str, str]:
+        [doc] = json.loads(h("inspect", name).stdout)
+        return {m["Destination"]: m["Name"] for m in doc["Mounts"]}
+
+    def labels(h: Reconcile, vol: str) -> dict[str, str]:
+        [doc] = json.loads(h("volume", "inspect", vol).stdout)
+        return dict(doc["Labels"])
+
+    def data(h: str, vol: str) -> str:
+        return (tmp_path / h / "root" / "volumes" / vol / "_data" / "f").read_text()
+
+    first = mounts(a, "app")
+    b("container", "import", "-i", str(tmp_path / "app.tar"))
+    one = mounts(b, "app")
+    assert one["/named"] == "named"
+    assert one["/anon"] != first["/anon"]
+    assert "com.docker.volume.anonymous" in labels(b, one["/anon"])
+    assert (data("b", one["/anon"]), data("b", "named")) == ("anon\n", "named\n")
+    taken = b("container", "import", "--name", "app2", "-i", str(tmp_path / "app.tar"), check=False)
+    assert taken.returncode == 1
+    assert b"volume named exists here" in taken.stderr
+    assert b"--volume-prefix" in taken.stderr
+    b("container", "import", "--name", "app2", "--volume-prefix", "app2-", "-i", str(tmp_path / "app.tar"))
+    two = mounts(b, "app2")
+    assert two["/named"] == "app2-named"
+    assert two["/anon"] not in (one["/anon"], first["/anon"])
+    assert "com.docker.volume.anonymous" in labels(b, two["/anon"])
+    assert (data("b", two["/anon"]), data("b", "app2-named")) == ("anon\n", "named\n")
+    assert sorted(b("volume", "ls", "-q").stdout.split()) == sorted(
+        v.encode() for v in ("named", "app2-named", one["/anon"], two["/anon"]))
+
+
 def docker_ok() -> bool:
     return shutil.which("docker") is not None and subprocess.run(
         ["docker", "version"], capture_output=True, check=False).returncode == 0

@@ -41,7 +41,7 @@ __all__ = ["ANONYMOUS_LABEL", "VolumeStore", "anonymous", "data_dir", "mount_ent
 
 # dockerd's label of a volume made for one container (a mount without source: `docker run -v /data`),
 # which goes with it (`docker rm -v`, AutoRemove) unless another container mounts it
-ANONYMOUS_LABEL = "com.docker.volume.anonymous"
+ANONYMOUS_LABEL = base.ANONYMOUS_VOLUME_LABEL
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"     # compiled at its first use (re caches it, #21)
 

@@ -58,6 +58,7 @@ FAKE_CANNOT: dict[str, str] = {
     "test_stop_sends_stop_signal_and_waits": "runs no process, so none traps the stop signal",
     "test_stop_signal_override": "runs no process, so none traps the stop signal",
     "test_stop_kills_a_process_ignoring_sigterm": NO_OUTPUT,
+    "test_a_new_volume_takes_the_owner_of_an_empty_image_directory": NO_OUTPUT,
     "test_a_forced_removal_kills_at_once": "runs no process, so none traps the stop signal",
     "test_the_default_route_is_on_the_first_network_by_name_as_on_docker": "has no namespaces (it runs no process)",
     "test_the_first_networks_mac_address_is_its_interfaces": "has no namespaces (it runs no process)",

@@ -474,6 +474,17 @@ def test_new_volume_is_populated_from_the_image(runtime: base.Runtime, image: st
     assert output(runtime, cid) == "/home/app 1000"
 
 
+def test_a_new_volume_takes_the_owner_of_an_empty_image_directory(runtime: base.Runtime, image: str) -> None:
+    """A new volume mounted over an image directory takes its owner and mode even when the
+    directory is empty (dockerd's copyOwnership): a non-root user owning its data directory in
+    the image can write there."""
+    vol = (base.Mount(type="volume", source="rtappdir", target="/home/app"),)     # empty, 1000:1000 in the image
+    cid = run(runtime, cfg(image, "appdir", "sh", "-c", "stat -c '%u:%g %a' /home/app; touch /home/app/x && echo written",
+                           mounts=vol, user="1000:1000"))
+    runtime.wait_container(cid, timeout=30)
+    assert output(runtime, cid).splitlines() == ["1000:1000 755", "written"]
+
+
 def test_an_imported_volume_keeps_its_own_owner_and_mode(runtime: base.Runtime, image: str) -> None:
     """A volume archive's root entry (`.`, as `volume export` and `container export` write it)
     gives the volume's own directory its owner and mode: a non-root container owning its data

@@ -224,7 +224,9 @@ class VolumeStore:
         each: a container that mounts the volume already sees them there, as with Docker's copy)
         and `_data` given the owner and mode of the image's directory. A copy killed midway is
         made again from the start; one killed while its entries moved finishes the moves. One
-        copy of a volume at a time (a flock on its directory)."""
+        copy of a volume at a time (a flock on its directory). An empty image directory copies
+        nothing but still gives the volume its owner and mode, as dockerd does
+        (`copyExistingContents`, then `copyOwnership`): a non-root user's data directory."""
         data = self.data_dir(name)
         if data.is_symlink():
             # a local bind volume: the directory is the user's, maybe on another file system
@@ -249,21 +251,22 @@ class VolumeStore:
             self._move_into(done, data)
 
     def _copy_up(self, name: str, rootfs: Path, target: str, into: Path) -> bool:
-        """Copy the image's content at `target` into `into` (False: there is none)."""
+        """Copy the image's content at `target` into `into` and give `into` its owner and mode
+        (False: the image has no directory there)."""
         # imported here (ctypes): `inspect` reads volumes.data_dir
         from reconciler.runtime.native import openat2
 
         src = openat2.secure_join(rootfs, target)
         if not src.is_dir() or src.is_symlink():
             return False
-        if not any(src.iterdir()):
-            return False
-        import subprocess  # here: only a volume filled from an image copies (#21: a no-op pass imports none)
+        if any(src.iterdir()):
+            import subprocess  # here: only a volume filled from an image copies (#21: a no-op pass imports none)
 
-        proc = subprocess.run(["cp", "-a", "--", f"{src}/.", f"{into}/"], capture_output=True, check=False)
-        if proc.returncode != 0:
-            raise rterrors.RuntimeBackendError(
-                f"cannot copy the image's {target} into volume {name}: {proc.stderr.decode(errors='replace').strip()}")
+            proc = subprocess.run(["cp", "-a", "--", f"{src}/.", f"{into}/"], capture_output=True, check=False)
+            if proc.returncode != 0:
+                raise rterrors.RuntimeBackendError(
+                    f"cannot copy the image's {target} into volume {name}: "
+                    f"{proc.stderr.decode(errors='replace').strip()}")
         st = os.stat(src)
         os.chown(into, st.st_uid, st.st_gid)
         os.chmod(into, st.st_mode & 0o7777)

@@ -65,7 +65,7 @@ SPEC = fastpath.Spec((
     (("-d", "--detach"), "detach", "run in the background and print the id"),
     (("-i", "--interactive"), "interactive", "keep stdin open and pass it to the container"),
     (("-t", "--tty"), "tty", "allocate a pseudo-TTY for the main process"),
-    (("--rm",), "rm", "remove the container when it exits"),
+    (("--rm",), "rm", "remove the container when it exits, with its anonymous volumes (an image's VOLUMEs)"),
     (("--read-only",), "read_only", "mount the root filesystem read-only"),
 ), output=None, positional=("image", "1", "IMAGE", "the image to run (pulled when not in the store)"),
     remainder=("command", "COMMAND", "the command and its arguments (everything after IMAGE, options too)"), valued=(
@@ -339,7 +339,7 @@ def _follow(rt: Any, cid: str, args: argparse.Namespace) -> int:
                 rt.start_container(cid)
         except BaseException:
             if args.rm:
-                rt.remove_container(cid, force=True)
+                rt.remove_container(cid, force=True, volumes=True)
             raise
         if args.detach:
             print(cid)
@@ -356,7 +356,7 @@ def _follow(rt: Any, cid: str, args: argparse.Namespace) -> int:
             rt.stop_container(cid)
             code = int(rt.wait_container(cid))
     if args.rm:
-        rt.remove_container(cid, force=True)
+        rt.remove_container(cid, force=True, volumes=True)
     return code
 
 
@@ -384,7 +384,7 @@ def _run_attached(rt: Any, config: Any, args: argparse.Namespace) -> int:
             raise
     except BaseException:
         if args.rm:
-            rt.remove_container(cid, force=True)
+            rt.remove_container(cid, force=True, volumes=True)
         raise
     collector.resume()                    # started: a terminal session may last for hours
     try:
@@ -393,7 +393,7 @@ def _run_attached(rt: Any, config: Any, args: argparse.Namespace) -> int:
         sock.close()
     code = int(mgr.wait(cid))
     if args.rm:
-        rt.remove_container(cid, force=True)
+        rt.remove_container(cid, force=True, volumes=True)
     return code
 
 

@@ -266,7 +266,8 @@ def run_foreground(rt: NativeRuntime, config: ContainerConfig, *, remove: bool, 
     up). `hangup()` true (Ctrl-C, the agent's client closed its side): the container is
     stopped as `stop` does, its last lines and exit code still follow. Left before its end
     (an error, Ctrl-C during create, the consumer gone): a `remove` container is killed and
-    removed, leaving nothing behind."""
+    removed, leaving nothing behind. A removed container's anonymous volumes go with it (an
+    image's VOLUMEs: `docker run --rm` removes them), as a detached one's do at its exit."""
     # detached, it is AutoRemove: removed at its exit by whoever is there then (autoremove.py);
     # in the foreground, by this run once its output is read
     cid = _created(rt, config, volatile=remove, auto_remove=remove and detach, pulling=pulling)
@@ -281,7 +282,7 @@ def run_foreground(rt: NativeRuntime, config: ContainerConfig, *, remove: bool, 
             yield line.stream, line.written
         code = int(rt.containers.wait(cid))
         if remove:
-            rt.remove_container(cid, force=True)
+            rt.remove_container(cid, force=True, volumes=True)
         done = True
         yield "exit", code
     finally:
@@ -289,7 +290,7 @@ def run_foreground(rt: NativeRuntime, config: ContainerConfig, *, remove: bool, 
             from reconciler.runtime import errors
 
             try:
-                rt.remove_container(cid, force=True)
+                rt.remove_container(cid, force=True, volumes=True)
             except errors.NotFound:
                 pass            # removed meanwhile (`rm -f` from another shell)
 

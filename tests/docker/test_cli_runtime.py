@@ -148,3 +148,26 @@ def test_what_makes_no_sense_on_an_engine_is_refused_naming_both(tmp_path: Path,
     assert f"reconcile {argv[0]}" in proc.stderr
     assert f"--runtime {argv[2]}" in proc.stderr
     assert hint in proc.stderr
+
+
+def test_run_rm_on_docker_takes_the_containers_anonymous_volumes_along(
+        tmp_path: Path, scope: Scope, docker_image: PulledImage) -> None:
+    """`reconcile run --rm --runtime docker` of an image with a VOLUME, in the foreground: the
+    volume dockerd made for the container goes with it, as `docker run --rm` removes it."""
+    base, image = scope.name("containers", "base"), f"{scope.prefix}-withvolume:1"
+    scope.images.append(image)
+    subprocess.run(["docker", "create", "--name", base, docker_image.ref, "true"], capture_output=True, check=True)
+    subprocess.run(["docker", "commit", "-c", "VOLUME /anon", base, image], capture_output=True, check=True)
+    token = f"written-by-{scope.prefix}"
+    before = set(subprocess.run(["docker", "volume", "ls", "-q"], capture_output=True, text=True, check=True).stdout.split())
+    ran = Cli(tmp_path, "docker")("run", "--rm", image, "sh", "-c", f"echo {token} > /anon/t")
+    assert ran.returncode == 0, ran.stderr
+    after = set(subprocess.run(["docker", "volume", "ls", "-q"], capture_output=True, text=True, check=True).stdout.split())
+    left = []
+    for vol in after - before:
+        mountpoint = subprocess.run(["docker", "volume", "inspect", "-f", "{{.Mountpoint}}", vol],
+                                    capture_output=True, text=True, check=False).stdout.strip()
+        if mountpoint and Path(mountpoint, "t").exists() and token in Path(mountpoint, "t").read_text():
+            left.append(vol)
+            subprocess.run(["docker", "volume", "rm", vol], capture_output=True, check=False)
+    assert left == []

@@ -1127,8 +1127,9 @@ class DockerRuntime:
     def kill_container(self, name_or_id: str, signal: str = "KILL") -> None:
         self.api.container_kill(name_or_id, signal)
 
-    def remove_container(self, name_or_id: str, *, force: bool = False) -> None:
-        self.api.container_remove(name_or_id, force=force)
+    def remove_container(self, name_or_id: str, *, force: bool = False, volumes: bool = False) -> None:
+        """`volumes`: its anonymous volumes go with it (`docker rm -v`; `run --rm`'s removal)."""
+        self.api.container_remove(name_or_id, force=force, volumes=volumes)
 
     def inspect_container(self, name_or_id: str) -> base.ContainerState:
         # Podman reads the container's /proc/<pid>/cgroup to answer, and a process that ends

@@ -243,7 +243,7 @@ class PodmanRuntime(DockerRuntime):
         self._engine_init = False        # no catatonit: Docker's init from now on
         return super().create_container(self._with_host_init(config), auto_remove=auto_remove)
 
-    def remove_container(self, name_or_id: str, *, force: bool = False) -> None:
+    def remove_container(self, name_or_id: str, *, force: bool = False, volumes: bool = False) -> None:
         """As Docker's: a forced removal kills a running container at once. Podman's own stops it
         first, waiting its stop timeout (10 s by default) for a process that ignores SIGTERM (any
         PID 1 without a handler), and takes no timeout on the Docker-compatible route. A stop with
@@ -251,7 +251,7 @@ class PodmanRuntime(DockerRuntime):
         if force:
             with contextlib.suppress(errors.NotFound, errors.Conflict):
                 self.api.container_stop(name_or_id, 0)
-        super().remove_container(name_or_id, force=force)
+        super().remove_container(name_or_id, force=force, volumes=volumes)
 
     def _docker_defaults(self, config: base.ContainerConfig) -> base.ContainerConfig:
         """Docker's /dev/shm size and inherited ulimits where the config names none; no ports on

@@ -577,3 +577,23 @@ def test_a_detached_run_rm_goes_at_its_exit_with_no_engine_running(cli: tuple[Re
         assert "watched" not in {c.name for c in rt.list_containers()}
     finally:
         rt.close()
+
+
+def test_run_rm_takes_its_anonymous_volumes_along(cli: tuple[Reconcile, Path], busybox_image: str) -> None:
+    """`run --rm` of an image with a VOLUME: the volume made for the container goes with it, in
+    the foreground, attached (-i) and detached, as `docker run --rm` removes it; a named volume
+    it mounts stays."""
+    reconcile, _ = cli
+    reconcile("run", "--name", "base", busybox_image, "true")
+    reconcile("commit", "-c", "VOLUME /anon", "base", "local/withvolume:1")
+    reconcile("rm", "base")
+    reconcile("run", "--rm", "-v", "kept:/kept", "local/withvolume:1", "sh", "-c", "echo x > /anon/f")
+    proc = subprocess.run([sys.executable, "-m", "reconciler", "run", "--rm", "-i", "local/withvolume:1", "cat"],
+                          cwd=REPO, env={**os.environ, "RECONCILER_ROOT": str(cli[1] / "root"),
+                                         "RECONCILER_RUN_DIR": str(cli[1] / "run"),
+                                         "RECONCILER_PREFIX": (cli[1] / "prefix").read_text()},
+                          input=b"typed\n", capture_output=True, check=False, timeout=120)
+    assert (proc.returncode, proc.stdout) == (0, b"typed\n"), proc.stderr
+    reconcile("run", "--rm", "-d", "--name", "away", "local/withvolume:1", "true")
+    _until("away removed at its exit", lambda: "away" not in _names(reconcile))
+    assert reconcile("volume", "ls", "-q").stdout.split() == ["kept"]

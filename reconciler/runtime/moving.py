@@ -308,11 +308,12 @@ def _restore(runtime: base.Runtime, transfer: base.ArchiveTransfer, tar: tarfile
                                 hint="it is truncated: copy it again; nothing was imported")
     image_id = image_id or str(header["image_id"])
     runtime.inspect_image(image_id)                    # NotFound when the archive came without it
-    for old, new in names.items():                     # an anonymous volume the archive does not carry: a new one
-        labels = header["volume_labels"].get(old, {})
-        if old not in restored and base.ANONYMOUS_VOLUME_LABEL in labels:
+    for old, new in names.items():
+        # a volume it mounts that neither the archive nor this host has (an anonymous one always:
+        # a new name) is made here, as the engine would make it, so that a failure undoes it too
+        if old not in restored and new not in existing:
             made.volumes.append(new)
-            runtime.ensure_volume(base.VolumeConfig(name=new, labels=labels))
+            runtime.ensure_volume(base.VolumeConfig(name=new, labels=header["volume_labels"].get(old, {})))
     return replace(config, image=image_id)
 
 

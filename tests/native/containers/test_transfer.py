@@ -210,6 +210,12 @@ def test_a_failed_or_interrupted_import_leaves_nothing(
     assert failed.returncode != 0
     assert b"/nonexistent" in failed.stderr
     assert left() == nothing
+    a("container", "export", "--without-volumes", "app", "-o", str(tmp_path / "novolumes.tar"))
+    edit_archive(tmp_path / "novolumes.tar", tmp_path / "novolumes-nostart.tar",
+                 lambda h: h["config"].update(command=["/nonexistent"], args=[]))
+    failed = b("container", "import", "--start", "-i", str(tmp_path / "novolumes-nostart.tar"), check=False)
+    assert failed.returncode != 0
+    assert left() == nothing                                      # nor the empty volume it mounted
 
     raw = (tmp_path / "app.tar").read_bytes()
     with tarfile.open(tmp_path / "app.tar") as tar:

@@ -269,8 +269,9 @@ def _restore(runtime: base.Runtime, transfer: base.ArchiveTransfer, tar: tarfile
                                                  hint=_MAKE)
                 header, config = _header(f.read(), name, runtime)
                 names = _volume_names(header, config, existing, volume_prefix)
-                config = replace(config, mounts=tuple(replace(m, source=names[m.source]) if m.type == "volume" else m
-                                                      for m in config.mounts))
+                config = replace(config, mounts=tuple(
+                    replace(mount, source=names[mount.source]) if mount.type == "volume" else mount
+                    for mount in config.mounts))
                 ours = {names[v] for v in header["volumes"]} | {
                     new for old, new in names.items() if base.ANONYMOUS_VOLUME_LABEL in header["volume_labels"].get(old, {})}
                 if not allow_host_access:

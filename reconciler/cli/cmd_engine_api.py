@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from reconciler._dataclass import replace
     from reconciler.api.engine import EngineApi
     from reconciler.cli import engines
-    from reconciler.errors import TemporaryError
+    from reconciler.errors import TemporaryError, TerminalError
     from reconciler.execution import locking, stopping
     from reconciler.execution.backends import session
     from reconciler.runtime import opening
@@ -43,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         with locking.store_lock(args.root):     # not beside an agent: two engines' supervisors on one root
             pass
-    except TemporaryError as exc:
-        raise TemporaryError(f"{exc.message}; it serves the Engine API itself",
-                             hint="add `engine_api: {}` to the agent's config (socket <run-dir>/docker.sock)") from exc
+    except (TemporaryError, TerminalError) as exc:      # another pass (1), an agent (2: usage)
+        raise type(exc)(f"{exc.message}; it serves the Engine API itself",
+                        hint="add `engine_api: {}` to the agent's config (socket <run-dir>/docker.sock)") from exc
     path = Path(args.socket) if args.socket else Path(args.run_dir) / "docker.sock"
     gid = grp.getgrnam(args.group).gr_gid if args.group else None
     # a long-lived engine, as the agent's: its pulls run in a helper process (images/aside.py)

@@ -164,8 +164,9 @@ def _offline(args: argparse.Namespace, why: str) -> int:
 def _down_now(args: argparse.Namespace, db: Any) -> dict[str, dict[str, str]]:
     """owner -> {container: why} for the containers its last pass applied (the inventory) that
     do not run as their spec says now: the native engine's records read as `ps` reads them
-    (nothing created, no recovery), judged by the pass's own rule (`passes.down`) with the
-    restart policy, job, networks and aliases of the spec the inventory keeps; and the containers
+    (nothing created, no recovery), each object's container whatever the engine names it now
+    (`planner.current`), judged by the pass's own rule (`passes.down`) with the restart policy,
+    job, networks and aliases of the spec the inventory keeps; and the containers
     a start-first replacement of the owner left under `<name>.next` (`planner.leftovers`). Nothing
     for another engine's root."""
     import json
@@ -194,18 +195,20 @@ def _down_now(args: argparse.Namespace, db: Any) -> dict[str, dict[str, str]]:
         observed = observing.by_name(r.state() for r in store.records())
     finally:
         store.db.close()
+    owners = sorted({owner for owner, _, _ in applied})
+    current = {owner: planner.current(observed, owner) for owner in owners}
     out: dict[str, dict[str, str]] = {}
     for owner, name, spec in applied:
         if spec.get("drift") == "report":
             continue
-        o = observed.get(name)
+        o = current[owner].get(name)        # its object's, whatever the engine names it now
         why = "not created" if o is None else passes.down(o, job=bool(spec.get("job")),
                                                           policy=str((spec.get("restart") or {}).get("name", "no")),
                                                           networks=[str(n) for n in spec.get("networks") or ()],
                                                           aliases=[str(a) for a in spec.get("aliases") or ()])
         if why:
             out.setdefault(owner, {})[name] = why
-    for owner in sorted({owner for owner, _, _ in applied}):     # a start-first replacement killed midway
+    for owner in owners:                    # a start-first replacement killed midway
         for tmp, name in planner.leftovers(observed, owner).items():
             out.setdefault(owner, {})[tmp] = planner.leftover_why(name)
     return out

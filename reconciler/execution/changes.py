@@ -104,7 +104,7 @@ def _outcome(results: list[ActionResult]) -> tuple[Outcome, str]:
     kinds = {r.action.kind for r in results if r.ok}
     creates = kinds & {Kind.CREATE, Kind.ENSURE_NETWORK, Kind.ENSURE_VOLUME}
     removes = kinds & {Kind.REMOVE, Kind.REMOVE_NETWORK, Kind.REMOVE_VOLUME}
-    if (creates and removes) or Kind.UPDATE in kinds or Kind.RENAME in kinds:
+    if (creates and removes) or kinds & {Kind.UPDATE, Kind.RENAME}:
         return Outcome.CONFIGURED, results[0].action.cause
     if creates:
         return Outcome.CREATED, results[0].action.cause

@@ -40,9 +40,9 @@ _T = TypeVar("_T")
 
 def by_name(states: Iterable[ContainerState]) -> dict[str, ObservedContainer]:
     """The containers as the planner and the verdict (`passes.unready`) see them, by the name the
-    engine gives them now: the one rule for which observed container is a desired container's.
-    Not by the name label, which a container keeps when it is renamed (`docker rename web web-x`
-    leaves `web-x` labelled `web`, beside the `web` the next pass makes)."""
+    engine gives them now (what a new container's name would clash with); which of them is a
+    desired container's is the rule of `observed.objects` (the name label: a renamed container
+    is still its object)."""
     return {
         c.name: ObservedContainer(
             id=c.id,

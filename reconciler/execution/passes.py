@@ -143,18 +143,21 @@ class PassResult:
 
 
 def unready(desired: models.DesiredState, states: Iterable[base.ContainerState], *,
-            seen: Mapping[str, obs.ObservedContainer] | None = None) -> dict[str, str]:
+            seen: Iterable[obs.ObservedContainer] | None = None) -> dict[str, str]:
     """The desired containers that do not run as their spec says, and why (pure): "converged"
     means each one runs (or exited as its restart policy allows, or was stopped by hand) and is
     neither paused nor unhealthy, whatever its healthcheck's source (the manifest's or the image's: the health
     observed decides), nor of a health status no probe observed lately (`health_stale`: a pass
     probes such ones first, `observing.probe_stale`, and judges what the probe saw); a job, that
-    it exited with code 0 (or still runs); a service, that every wanted copy runs. A desired container's observed one is the planner's: the container of that
-    name (`observing.by_name`; `seen`: those made of `states` already). Containers whose drift is
-    only reported are left out (they are drift). A container a start-first replacement left
-    under `<name>.next` (its process killed midway: `planner.leftovers`) is not converged
-    either, whichever container of the name runs."""
-    observed = observing.by_name(states) if seen is None else seen
+    it exited with code 0 (or still runs); a service, that every wanted copy runs. A desired
+    container's observed one is the planner's: the object its labels say, whatever the engine
+    names it now (`planner.current` over `observed.objects`; `states`: one owner's containers,
+    `seen`: those made of `states` already). Containers whose drift is only reported are left
+    out (they are drift). A container a start-first replacement left under `<name>.next` (its
+    process killed midway: `planner.leftovers`) is not converged, nor is it `<name>`'s
+    container, whichever container of the name runs."""
+    found = observing.by_name(states) if seen is None else {o.name: o for o in seen}
+    observed = planner.current(found)
     out: dict[str, str] = {}
     for name, c in sorted(desired.containers.items()):
         if c.drift == "report":
@@ -164,7 +167,7 @@ def unready(desired: models.DesiredState, states: Iterable[base.ContainerState],
                                                     aliases=c.aliases)
         if why:
             out[name] = why
-    for tmp, name in planner.leftovers(observed).items():     # (`states`: one owner's)
+    for tmp, name in planner.leftovers(found).items():     # (`states`: one owner's)
         out[tmp] = planner.leftover_why(name)
     return out
 
@@ -412,7 +415,7 @@ def _run_pass(
     if not cs.interrupted:              # stale health statuses observed now, not judged as recorded
         owned = observing.probe_stale(runtime, owned, desired.containers)
     # as the planner saw them when nothing was done or probed since (a no-op builds them once, #21)
-    down = unready(desired, owned, seen={s.name: seen.containers[s.name] for s in owned}
+    down = unready(desired, owned, seen=[seen.containers[s.name] for s in owned]
                    if owned is listed and as_observed else None)
     for name, why in restarted_meanwhile(desired, observed, owned).items():
         down.setdefault(name, why)

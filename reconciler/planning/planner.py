@@ -7,6 +7,13 @@ same plan text. The rules are DESIGN §5:
   never touched; dependents of a failed action are skipped by the executor; so is a build or
   pull of a local tag the owner's policy does not let it move (`options.moves_refused`: the
   rule sharedTags, judged in spec/policy.py);
+- identity: a container is the object its owner and name labels say, whatever the engine names
+  it now (`observed.objects`): one container per object (`_copies`). The copy the engine names
+  as the object is kept; else one renamed by hand, else a start-first replacement's leftover
+  `<name>.next` (`leftovers`: its process killed after the old one's removal), is named back
+  into place when the name is free and the runtime renames (else removed and the object made
+  anew); every other copy (a second one, a leftover beside the old one) is stopped and removed
+  before anything else is made (two copies would mount the same volumes);
 - recreate iff the spec hash (files' content included) or the resolved image digest changed,
   or a network it is attached to is recreated; as one group STOP → REMOVE → CREATE → START
   (stop-first) or CREATE(tmp) → START → STOP(old) → REMOVE(old) → RENAME (start-first, when
@@ -21,10 +28,6 @@ same plan text. The rules are DESIGN §5:
 - state: a matching running container is left alone (a paused one noted, not unpaused), a
   restarting one is converging, a stopped one is started only if its restart policy says it
   should run;
-- leftovers: a start-first replacement whose process died leaves its new container under
-  `<name>.next` (`leftovers`): renamed into place when `<name>` is gone and still desired
-  (it passed its start's wait: the old one was removed after it), else stopped and removed
-  before anything else is made (two containers of one name would mount the same volumes);
 - prune: inventory minus desired, only owned objects still carrying our labels, never to
   empty without `allow_empty`, named volumes only with `deletionPolicy: Delete`;
 - a desired volume the engine reports it cannot mount (`ObservedVolume.problem`: the native
@@ -43,7 +46,7 @@ same plan text. The rules are DESIGN §5:
   planner unexpanded is refused.
 
 `_Planner` works in phases, one method each, in the order the actions are numbered: inputs →
-prune containers → leftovers (of a start-first replacement killed midway) → networks and volumes →
+prune containers → copies (one container per object, named back or removed) → networks and volumes →
 images → containers → ordering (what waits for what, what is held back) → prune networks and volumes. The maps one phase fills and a later one reads
 are its documented fields. Rules shared with other parts live in their one home:
 `reconciler.restarting` (should a stopped container run), `planning/implied.py` (tracked image
@@ -53,7 +56,7 @@ tags, implicit volumes, ownership labels).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,7 +69,7 @@ from reconciler.state import inventory as inv
 from reconciler.state import labels as labelmod
 from reconciler.state import observed as obs
 
-__all__ = ["PlanOptions", "field_changes", "leftover_why", "leftovers", "plan"]
+__all__ = ["PlanOptions", "current", "field_changes", "leftover_why", "leftovers", "plan"]
 
 Kind = actions.ActionKind
 _SPECIAL_NETWORKS = obs.SPECIAL_NETWORKS
@@ -255,20 +258,45 @@ def _held(
             f"retry after {_when(failure.retry_at)} or with a new revision")
 
 
+def _leftover(name: str, o: obs.ObservedContainer) -> bool:
+    """Whether `o`, a copy of the object `name` (`observed.objects`), is what a start-first
+    replacement of it left under `<name>.next` (`actions.TEMP_SUFFIX`)."""
+    return o.name == name + actions.TEMP_SUFFIX
+
+
+def _leftover_cause(name: str) -> str:
+    return f"left by an interrupted start-first replacement of {name}"
+
+
+def _by_object(containers: Mapping[str, obs.ObservedContainer],
+               owner: str | None) -> Iterator[tuple[str, tuple[obs.ObservedContainer, ...]]]:
+    """`observed.objects` of `owner` (None: of each owner of `containers`, one owner's already)."""
+    owners = [owner] if owner is not None else sorted({o.owner.owner for o in containers.values() if o.owner})
+    for own in owners:
+        yield from sorted(obs.objects(containers.values(), own).items())
+
+
 def leftovers(containers: Mapping[str, obs.ObservedContainer], owner: str | None = None) -> dict[str, str]:
     """The containers a start-first replacement left behind when its process died (killed
     between its new container's create and its rename into place), by their name
-    (`<name>.next`, `actions.TEMP_SUFFIX`) -> `<name>`: those of `owner` (None: whoever owns the
-    containers given, one owner's already) whose name label is `<name>`, the labels that
-    replacement gave them. A container a manifest names `x.next` is labelled so, and not one.
-    The one rule for the planner, a pass's verdict (`passes.unready`) and `reconcile status`."""
-    out: dict[str, str] = {}
-    for name, o in containers.items():
-        if not name.endswith(actions.TEMP_SUFFIX) or o.owner is None:
-            continue
-        base = name.removesuffix(actions.TEMP_SUFFIX)
-        if o.owner.name == base and (owner is None or o.owner.owner == owner):
-            out[name] = base
+    (`<name>.next`, `actions.TEMP_SUFFIX`) -> `<name>`: the copies of the object `<name>` of
+    `owner` (`observed.objects`: its owner and name labels, the ones that replacement gave
+    them; None: whoever owns the containers given, one owner's already) named so. A container
+    a manifest names `x.next` is labelled so, and not one. The one rule for the planner
+    (`_copies`), a pass's verdict (`passes.unready`) and `reconcile status`."""
+    return {o.name: name for name, copies in _by_object(containers, owner) for o in copies if _leftover(name, o)}
+
+
+def current(containers: Mapping[str, obs.ObservedContainer], owner: str | None = None) -> dict[str, obs.ObservedContainer]:
+    """Each object's container as a pass's verdict (`passes.unready`) and `reconcile status`
+    judge it, by object name: the copy the engine names as the object, else one renamed by
+    hand (the next pass names it back: `_copies`); a leftover `<name>.next` is not (yet) the
+    object's container (`leftovers`). `owner` as for `leftovers`."""
+    out: dict[str, obs.ObservedContainer] = {}
+    for name, copies in _by_object(containers, owner):
+        kept = next((o for o in copies if not _leftover(name, o)), None)
+        if kept is not None:
+            out.setdefault(name, kept)
     return out
 
 
@@ -361,19 +389,22 @@ class _Planner:
     want_digest: dict[str, str] = field(default_factory=dict)   # ref → digest containers should run
     rebuilt: set[str] = field(default_factory=set)              # built here: digest known only after
     repulled: set[str] = field(default_factory=set)             # pulled here, digest unknown: likewise
+    # inputs → every phase: the owner's containers by the object they are (`observed.objects`)
+    objects: dict[str, tuple[obs.ObservedContainer, ...]] = field(default_factory=dict)
     # containers → dependents (dependsOn) and ordering
     ready: dict[str, str] = field(default_factory=dict)         # name → action after which it runs
     held_back: set[str] = field(default_factory=set)            # left out with their dependents
     drift: set[str] = field(default_factory=set)                # "resource: cause" reported, not made
-    # leftovers → containers: a leftover `<name>.next` renamed into place, by `<name>`: (the
-    # rename's key, the container as observed under its new name); every leftover's name
+    # copies → containers: an object's container named back into place (renamed by hand, or a
+    # leftover `<name>.next`), by `<name>`: (the rename's key, the container as observed under
+    # its name); the copies left under other names where the name is taken (or on a cluster)
     adopted: dict[str, tuple[str, obs.ObservedContainer]] = field(default_factory=dict)
-    leftover_names: set[str] = field(default_factory=set)
+    left_alone: dict[str, tuple[obs.ObservedContainer, ...]] = field(default_factory=dict)
 
     def plan(self) -> actions.Plan:
         self._inputs()
         self._prune_containers()
-        self._leftovers()
+        self._copies()
         self._networks()
         self._volumes()
         self._images()
@@ -393,6 +424,7 @@ class _Planner:
         self.prune_refused = bool(opts.prune and empty and self.garbage and not opts.allow_empty)
         self.prune = opts.prune and not self.prune_refused
         self.drift_check = bool(opts.applied_revision) and opts.applied_revision == d.revision
+        self.objects = obs.objects(self.observed.containers.values(), opts.owner)
 
     def _another_project(self, kind: str, name: str) -> str:
         """Why an owned object the revision no longer declares is left alone: it was made for
@@ -429,55 +461,77 @@ class _Planner:
             if kind != "Container":
                 continue
             res = str(ResourceId.container(name))
-            o = self.observed.containers.get(name)
+            copies = self.objects.get(name, ())
+            kept = [o for o in copies if not _leftover(name, o)]
             others = self._another_project(kind, name)
             if others:
                 b.add(f"forget:{res}", Kind.FORGET, res, others)
-            elif o is None:
+                continue
+            if not kept and name not in self.observed.containers:
                 b.add(f"forget:{res}", Kind.FORGET, res, "not in desired state; already gone")
-            elif not _owned(o.owner, self.options):
+            elif not kept:
                 b.add(f"forget:{res}", Kind.FORGET, res,
                       "not in desired state; the container now there is not ours: left untouched")
-            else:
-                dep: list[str] = []
-                if o.status in {"running", "restarting"}:
-                    dep = [b.add(f"stop:{res}", Kind.STOP, res, "not in desired state (prune)",
-                                 target=o.id, spec=None)]
-                self.container_removals.append(b.add(
-                    f"remove:{res}", Kind.REMOVE, res, "not in desired state (prune)", dep, target=o.id))
+            for o in kept:
+                self._remove(res, o, "not in desired state (prune" +
+                             (f"; renamed to {o.name} outside reconcile)" if o.name != name else ")"))
+            for o in copies:
+                if _leftover(name, o):          # before its network goes (it keeps it in use)
+                    self._remove(str(ResourceId.container(o.name)), o, _leftover_cause(name))
 
-    def _leftovers(self) -> None:
-        """What a start-first replacement left under `<name>.next` when its process died
-        (`leftovers`). With `<name>` gone and still desired (killed after the old container's
-        removal: the new one had passed its start's wait), it is renamed into place and every
-        later rule takes it for `<name>`'s container (`adopted`: a spec changed since replaces
-        it as usual). Otherwise (the old one is still there, or `<name>` left the manifests)
-        it is stopped and removed before any container is made or network removed, as a
-        prune's: beside `<name>` it would mount the same volumes, hold an address and keep its
-        network in use, unreported."""
+    def _remove(self, res: str, o: obs.ObservedContainer, cause: str) -> None:
+        """Stop (if it runs) and remove the container `o` (of the object of `res`, or, a second
+        copy of one, `res` its own name); every new container waits for it (it may hold a host
+        port or an address)."""
+        key = f"{res}@{o.id}"
+        dep: list[str] = []
+        if o.status in {"running", "restarting"}:
+            dep = [self.b.add(f"stop:{key}", Kind.STOP, res, cause, target=o.id, spec=None)]
+        self.container_removals.append(self.b.add(f"remove:{key}", Kind.REMOVE, res, cause, dep, target=o.id))
+
+    def _copies(self) -> None:
+        """One container per object (`observed.objects`): of a desired container's copies, the
+        one the engine names as it is kept; else its container renamed by hand, else what a
+        start-first replacement left under `<name>.next` when its process died (`leftovers`:
+        killed after the old container's removal, it had passed its start's wait) is named back
+        into place where the runtime renames and the name is free, and every later rule takes
+        it for `<name>`'s container (`adopted`: a spec changed since replaces it as usual; the
+        rename of one that runs the desired spec carries it, so the inventory records the
+        config it runs). Every other copy (a second copy beside it, a leftover beside the old
+        one, all of them where the runtime cannot rename: the object is made anew) is stopped
+        and removed before any container is made or network removed: two copies would mount
+        the same volumes and hold a host port, an address, a network. Where its name is taken
+        by another container (or a service, which Swarm cannot rename) its renamed copies are
+        left alone (`left_alone`: `_container` fails, naming them); a leftover goes anyway."""
         b, opts = self.b, self.options
-        found = leftovers(self.observed.containers, opts.owner)
-        self.leftover_names = set(found)
-        for tmp, name in sorted(found.items()):
-            o = self.observed.containers[tmp]
-            c = self.desired.containers.get(name)
-            why = f"left by an interrupted start-first replacement of {name}"
-            if c is not None and name not in self.observed.containers and opts.can_rename and o.owner is not None:
+        for name in sorted(self.desired.containers):
+            c, copies = self.desired.containers[name], self.objects.get(name, ())
+            if not copies:
+                continue
+            at_name = self.observed.containers.get(name)
+            kept = next((o for o in copies if o.name == name), None)
+            if kept is None and (at_name is not None or opts.cluster):
+                self.left_alone[name] = tuple(o for o in copies if not _leftover(name, o))
+            elif kept is None and opts.can_rename:
+                kept = next((o for o in copies if not _leftover(name, o)), copies[0])
                 res = str(ResourceId.container(name))
+                why = (f"{_leftover_cause(name)}: its new container, renamed into place" if _leftover(name, kept)
+                       else f"renamed to {kept.name} outside reconcile: named back")
                 fields: dict[str, Any] = {}
-                if o.owner.spec_hash == c.spec_hash:   # the inventory records the config it runs
-                    digest = o.owner.image_digest
+                if kept.owner is not None and kept.owner.spec_hash == c.spec_hash:   # what the inventory records
+                    digest = kept.owner.image_digest
                     fields = {"spec": c, "labels": self._labels("Container", name, c, digest), "image": c.image,
                               "image_digest": digest}
-                key = b.add(f"adopt:{res}", Kind.RENAME, res, f"{why}: its new container, renamed into place",
-                            target=tmp, new_name=name, **fields)
-                self.adopted[name] = (key, replace(o, name=name))
-                continue
-            res = str(ResourceId.container(tmp))
-            dep: list[str] = []
-            if o.status in {"running", "restarting"}:
-                dep = [b.add(f"stop:{res}", Kind.STOP, res, why, target=o.id, spec=None)]
-            self.container_removals.append(b.add(f"remove:{res}", Kind.REMOVE, res, why, dep, target=o.id))
+                key = b.add(f"adopt:{res}", Kind.RENAME, res, why, target=kept.name, new_name=name, **fields)
+                self.adopted[name] = (key, replace(kept, name=name))
+            for o in copies:
+                if o is kept or o in self.left_alone.get(name, ()):
+                    continue
+                cause = (_leftover_cause(name) if _leftover(name, o) else
+                         f"a second copy of {ResourceId.container(name)} (its labels): one container per object, "
+                         f"{kept.name} is kept" if kept is not None else
+                         f"renamed to {o.name} outside reconcile; the runtime cannot rename it back: made anew")
+                self._remove(str(ResourceId.container(o.name)), o, cause)
 
     def _prune_networks_and_volumes(self) -> None:
         b, opts = self.b, self.options
@@ -512,12 +566,11 @@ class _Planner:
                     b.add(f"forget:{res}", Kind.FORGET, res,
                           "not in desired state; data kept (deletionPolicy Retain): "
                           "no longer tracked, remove it by hand if unwanted")
-        for name in sorted(self.observed.containers):
-            oc = self.observed.containers[name]
-            if (_owned(oc.owner, opts) and name not in self.desired.containers
-                    and ("Container", name) not in self.inventory.entries and name not in self.leftover_names):
-                b.notes.append(f"{ResourceId.container(name)} carries our owner label but is not in the inventory: "
-                               "left untouched")
+        for name, copies in sorted(self.objects.items()):
+            if name not in self.desired.containers and ("Container", name) not in self.inventory.entries:
+                named = ", ".join(o.name for o in copies if o.name != name)
+                b.notes.append(f"{ResourceId.container(name)}{f' (named {named})' if named else ''} carries our owner "
+                               "label but is not in the inventory: left untouched")
 
     # -- networks and volumes ----------------------------------------------------------------
 
@@ -666,7 +719,10 @@ class _Planner:
 
     def _container(self, c: models.Container) -> None:
         name, res = c.name, str(ResourceId.container(c.name))
-        o = self.observed.containers.get(name) or (self.adopted[name][1] if name in self.adopted else None)
+        at_name = self.observed.containers.get(name)       # what the engine names so now
+        o = self.adopted[name][1] if name in self.adopted else \
+            at_name if at_name is not None and at_name in self.objects.get(name, ()) else None
+        left = self.left_alone.get(name, ())                # its copies left under other names
         ingress = [i for i, p in enumerate(c.ports) if p.ingress]
         if c.replicas != 1 and not self.options.cluster:
             self.ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res,
@@ -680,7 +736,7 @@ class _Planner:
             self.ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res,
                                           f"spec.ports[{ingress[0]}]: mode: ingress is Swarm's routing mesh (for "
                                           "--runtime swarm); on one host a port is published on the host: mode host")
-        elif o is None:
+        elif o is None and at_name is None and not left:
             held = self._held("Container", name, c.spec_hash)
             if held:
                 self.ready[name] = self.b.add(f"hold:{res}", Kind.HOLD, res, held)
@@ -689,9 +745,14 @@ class _Planner:
                             **self._create_fields(c))
             self.ready[name] = self.b.add(f"start:{res}", Kind.START, res, "not found", [cr], target=name,
                                           wait=self._wait(c))
-        elif o.owner is None or not _owned(o.owner, self.options):
-            self.ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res, _stranger("container", o.owner))
+        elif o is None and at_name is None:     # (a service: Swarm renames none)
+            self.ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res, f"its service is named {left[0].name} (made "
+                                          "so outside reconcile) and a service cannot be renamed: remove it by hand")
+        elif o is None:
+            self.ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res, self._name_taken(at_name) + (
+                f" (its own container runs as {left[0].name}: named back once the name is free)" if left else ""))
         else:
+            assert o.owner is not None                      # (an object's: its labels say so)
             reasons, changes = self._recreate_reasons(c, o, o.owner)
             off = [] if reasons else obs.off_networks(o, c.networks, c.aliases, self.observed.networks)
             if off and o.status not in self.options.connects and self._to_run(c, o):
@@ -701,6 +762,18 @@ class _Planner:
                 self._recreate(c, o, "; ".join(reasons), changes)
             else:
                 self._state_rules(c, o, self._connect(c, o, off))
+
+    def _name_taken(self, at_name: obs.ObservedContainer | None) -> str:
+        """Why a desired container is not made: its name is another's (foreign, another owner's,
+        or another object's of this owner, renamed so)."""
+        assert at_name is not None
+        own = at_name.owner
+        if own is not None and own.owner == self.options.owner and own.name:
+            back = (f"this pass names it back to {own.name}: converge again" if own.name in self.desired.containers
+                    else f"rename it back to {own.name}, or remove it")
+            return (f"name taken by {ResourceId.container(own.name)} of this owner, renamed so outside reconcile; "
+                    f"left untouched: {back}")
+        return _stranger("container", own)
 
     def _deps(self, c: models.Container) -> list[str]:
         """What `c`'s create waits for: its networks, volumes, image, dependencies, and the

@@ -27,6 +27,7 @@ __all__ = [
     "ObservedVolume",
     "is_pinned",
     "normalize_ref",
+    "objects",
     "off_networks",
     "tag_of",
     "user_networks",
@@ -83,6 +84,25 @@ class ObservedContainer:
     # attached to ("": not said); None: the engine cannot tell (ContainerState.networks)
     networks: Mapping[str, str] | None = None
     aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)   # its aliases on each of those
+
+
+def objects(containers: Iterable[ObservedContainer], owner: str) -> dict[str, tuple[ObservedContainer, ...]]:
+    """`owner`'s containers by the Container object each one is: its `reconciler.name` label,
+    whatever the engine names it now (`docker rename web web-old` keeps the labels: web-old is
+    still the object `web`, as compose finds its containers by label). The one rule for which
+    observed container is a desired container's (the planner, `passes.unready`, `status`).
+
+    Several for one object (a copy made beside a renamed one by a version without this rule, a
+    start-first replacement's `NAME.next` its killed process left): the one the engine names as
+    the object first, then the others by name; which one is kept, named back or removed is the
+    planner's rule (`planner.current`, `planner.leftovers`). A container without a name label
+    (made by hand) is no object's."""
+    out: dict[str, list[ObservedContainer]] = {}
+    for o in containers:
+        own = o.owner
+        if own is not None and own.owner == owner and own.name and own.kind in ("Container", ""):
+            out.setdefault(own.name, []).append(o)
+    return {name: tuple(sorted(found, key=lambda o: (o.name != name, o.name))) for name, found in out.items()}
 
 
 @dataclass(frozen=True)
@@ -149,7 +169,8 @@ def off_networks(
 class ObservedState:
     """What exists on the host, and what the registry says the desired tags point to."""
 
-    containers: Mapping[str, ObservedContainer] = field(default_factory=dict)   # by engine name (observing.by_name)
+    # by the name the engine gives them now (observing.by_name); by object: `objects`
+    containers: Mapping[str, ObservedContainer] = field(default_factory=dict)
     networks: Mapping[str, ObservedNetwork] = field(default_factory=dict)
     volumes: Mapping[str, ObservedVolume] = field(default_factory=dict)
     images: Mapping[str, str] = field(default_factory=dict)     # normalised ref -> local digest

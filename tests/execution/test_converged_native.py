@@ -1,5 +1,5 @@
 """What `--once` calls converged, on the native engine (root, a real registry, runc + conmon):
-a failed job, an image's HEALTHCHECK, a renamed container. Each seen as a user sees it, through
+a failed job, an image's HEALTHCHECK, a renamed container (named back). Each seen as a user sees it, through
 the CLI and the engine's own records."""
 
 from __future__ import annotations
@@ -229,8 +229,11 @@ def test_an_images_volume_keeps_its_data_through_a_replacement(
         rt.close()
 
 
-def test_the_verdict_is_about_the_container_the_planner_made_not_a_renamed_one(
-        host: Host, busybox_image: str, tmp_path: Path) -> None:
+def test_a_container_renamed_by_hand_is_named_back_not_run_twice(
+        host: Host, busybox_image: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Renamed through the Engine API (`web` -> `web-x`, its labels kept), the container is still
+    the object `web`: the next pass names it back (the same container, not a second copy beside
+    it), and the verdict is about it: a crash of it is down."""
     m = tmp_path / "m"
     write(m, "c.yaml", f"""
         apiVersion: reconciler/v1
@@ -239,12 +242,16 @@ def test_the_verdict_is_about_the_container_the_planner_made_not_a_renamed_one(
         spec: {{image: "{busybox_image}", command: [sleep, "600"], restart: always, networks: [none]}}
         """)
     assert host.cli("apply", str(m)) == 0
+    first = host.ids()["web"]
     rt = host.runtime()
     try:
         rt.rename_container("web", "web-x")                 # keeps its labels, `web` among them
     finally:
         rt.close()
-    assert host.cli("apply", str(m)) == 0                  # a new `web`
+    capfd.readouterr()
+    assert host.cli("apply", str(m)) == 0
+    assert "container:web   configured   rename" in capfd.readouterr().out
+    assert host.ids() == {"web": first}                     # named back: one container, the same
     rt = host.runtime()
     try:
         pid = rt.inspect_container("web").pid

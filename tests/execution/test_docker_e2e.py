@@ -235,3 +235,49 @@ def test_docker_external_network_and_volume_are_used_never_made_nor_pruned(
                 remove(name)
             except rterrors.NotFound:
                 pass
+
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_docker_a_container_renamed_by_hand_is_named_back_never_run_twice(
+    tmp_path: Path, scope: Scope, busybox_image: str, capfd: pytest.CaptureFixture[str],
+) -> None:
+    """`docker rename web webold` keeps the labels: webold is still the object `web`. The next
+    pass names it back (its host port stays its own); before, it made a second `web`, whose
+    start failed `port is already allocated` in every pass, and without a port two copies ran.
+    A second copy such a pass made is removed, the one named as the object kept."""
+    m, p = tmp_path / "m", scope.owner
+    scope.images.append(busybox_image)
+    write(m, "web.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {p}-web}}
+        spec: {{image: {busybox_image}, command: [sleep, "3600"], ports: ["127.0.0.1:{free_port()}:80"]}}
+        """)
+    assert scope.cli("apply", str(m)) == 0
+    first = scope.ours()[f"{p}-web"].id
+    scope.rt.rename_container(f"{p}-web", f"{p}-webold")
+    capfd.readouterr()
+    assert scope.cli("apply", str(m)) == 0
+    out = capfd.readouterr().out
+    assert f"container:{p}-web   configured   rename    renamed to {p}-webold outside reconcile: named back" in out, out
+    assert {n: (c.id, str(c.status)) for n, c in scope.ours().items()} == {f"{p}-web": (first, "running")}
+    assert scope.cli("diff", str(m)) == 0
+
+    # what a pass without the rule left: a second container of the object beside the renamed one
+    scope.rt.rename_container(f"{p}-web", f"{p}-webold")
+    second = scope.rt.create_container(base.ContainerConfig(
+        name=f"{p}-web", image=busybox_image, command=("sleep", "3600"),
+        labels=scope.rt.inspect_container(f"{p}-webold").labels))
+    capfd.readouterr()
+    assert scope.cli("apply", str(m)) == 0
+    out = capfd.readouterr().out
+    assert f"a second copy of container:{p}-web (its labels): one container per object, {p}-web is kept" in out, out
+    assert {n: (c.id, str(c.status)) for n, c in scope.ours().items()} == {f"{p}-web": (second, "running")}

@@ -117,15 +117,19 @@ def test_a_container_its_policy_ran_again_during_the_pass_is_a_crash_loop_not_co
     assert passes.restarted_meanwhile(desired(tmp_path, "on-failure", ", job: true"), [before], [after]) == {}
 
 
-def test_the_verdict_looks_at_the_container_the_planner_does_not_a_renamed_one(tmp_path: Path) -> None:
-    """`docker rename app app-x` leaves app-x with the name label `app`; the next pass makes a
-    new `app`, which is the desired container's (the planner's rule): its exit is what counts."""
+def test_the_verdict_looks_at_the_container_the_planner_does_a_renamed_one_too(tmp_path: Path) -> None:
+    """`docker rename app app-x` leaves app-x with the name label `app`: it is still the object
+    `app` (the planner's rule, `observed.objects`), which the next pass names back. Where a
+    second copy named `app` runs beside it (made by a version without the rule), that one is
+    the object's, whatever order the engine lists them in."""
     renamed = dataclasses.replace(state("running"), id="c0", name="app-x")
     new = dataclasses.replace(state("exited", exit_code=137), id="c1")
     d = desired(tmp_path, "always")
     for listing in ([new, renamed], [renamed, new]):
         assert passes.unready(d, listing) == {"app": "exited (exit code 137) but its restart policy is always"}
-    assert passes.unready(d, [renamed]) == {"app": "not created"}
+    assert passes.unready(d, [renamed]) == {}
+    assert passes.unready(d, [dataclasses.replace(renamed, status=base.ContainerStatus.EXITED, exit_code=1)]) == {
+        "app": "exited (exit code 1) but its restart policy is always"}
 
 
 class ListingCounted(FakeRuntime):

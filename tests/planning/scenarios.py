@@ -812,3 +812,59 @@ def a_drift_report_container_off_its_network_is_reported() -> Case:
 def an_engine_that_cannot_tell_its_networks_is_not_judged_by_them() -> Case:
     # (ObservedContainer.networks None: Swarm's services)
     return case(desired(ALIASED, SHOP, DATA), up(), connects=CONNECTS)
+# a container is the object its owner and name labels say, whatever the engine names it now
+
+def renamed(c: models.Container, to: str, **kw: Any) -> obs.ObservedContainer:
+    """`c`'s container, renamed by hand (`docker rename`): its labels kept."""
+    return replace(running(c, **kw), name=to, id=f"id-{to}")
+
+
+@scenario
+def renamed_by_hand_is_named_back() -> Case:
+    return case(desired(WEB, SHOP, DATA), observed(renamed(WEB, "webold"), onet(SHOP), ovol("data")), can_rename=True)
+
+
+@scenario
+def renamed_by_hand_and_stopped_is_named_back_then_started() -> Case:
+    c = container("job", restart=models.RestartPolicy("always", 0))
+    app = container("app", depends_on=("job",))
+    return case(desired(c, app), observed(renamed(c, "job-x", status="exited", exit_code=137), running(app)),
+                can_rename=True)
+
+
+@scenario
+def renamed_by_hand_on_a_runtime_that_cannot_rename_is_made_anew() -> Case:
+    return case(desired(WEB, SHOP, DATA), observed(renamed(WEB, "webold"), onet(SHOP), ovol("data")))
+
+
+@scenario
+def renamed_by_hand_and_changed_is_named_back_then_replaced() -> Case:
+    new = replace(WEB, env={"LOG_LEVEL": "debug"}, spec_hash="h-web-2")
+    return case(desired(new, SHOP, DATA), observed(renamed(WEB, "webold"), onet(SHOP), ovol("data")),
+                inv.Inventory.of([entry(WEB)]), can_rename=True)
+
+
+@scenario
+def renamed_by_hand_and_its_name_taken_by_a_stranger() -> Case:
+    return case(desired(WEB, SHOP, DATA), observed(renamed(WEB, "webold"), foreign("web"), onet(SHOP), ovol("data")),
+                can_rename=True)
+
+
+@scenario
+def renamed_by_hand_onto_the_name_of_another_object() -> Case:
+    # `docker rename api web`: api is named back; web is made once its name is free (next pass)
+    return case(desired(WEB, API, SHOP, DATA), observed(renamed(API, "web"), onet(SHOP), ovol("data")),
+                can_rename=True)
+
+
+@scenario
+def a_second_copy_of_an_object_is_removed() -> Case:
+    # what a version without the rule left: `web` made beside the renamed `webold`, its start
+    # failed (webold holds its host port): webold goes first
+    return case(desired(WEB, SHOP, DATA), observed(running(WEB, status="created"), renamed(WEB, "webold"), onet(SHOP),
+                                                   ovol("data")), can_rename=True)
+
+
+@scenario
+def a_pruned_object_is_removed_whatever_its_name() -> Case:
+    return case(desired(WEB, SHOP, DATA), up(renamed(API, "api-old")), inv.Inventory.of([entry(WEB), entry(API)]))

@@ -578,6 +578,43 @@ note: container:web: exited (code 0); restart policy no leaves it stopped
 note: drift (reported only): container:web: not attached to network shop
 """,
     "an_engine_that_cannot_tell_its_networks_is_not_judged_by_them": "",
+    "renamed_by_hand_is_named_back": """\
+[] -> #1 container:web, rename, renamed to webold outside reconcile: named back
+""",
+    "renamed_by_hand_and_stopped_is_named_back_then_started": """\
+[] -> #1 container:job, rename, renamed to job-x outside reconcile: named back
+[1] -> #2 container:job, start, exited (code 137); restart policy always
+""",
+    "renamed_by_hand_on_a_runtime_that_cannot_rename_is_made_anew": """\
+[] -> #1 container:webold, stop, renamed to webold outside reconcile; the runtime cannot rename it back: made anew
+[1] -> #2 container:webold, remove, renamed to webold outside reconcile; the runtime cannot rename it back: made anew
+[2] -> #3 container:web, create, not found
+[3] -> #4 container:web, start, not found
+""",
+    "renamed_by_hand_and_changed_is_named_back_then_replaced": """\
+[] -> #1 container:web, rename, renamed to webold outside reconcile: named back
+[1] -> #2 container:web, stop, spec hash changed: env
+      env.LOG_LEVEL: added
+[2] -> #3 container:web, remove, spec hash changed: env
+[3] -> #4 container:web, create, spec hash changed: env
+[4] -> #5 container:web, start, spec hash changed: env
+""",
+    "renamed_by_hand_and_its_name_taken_by_a_stranger": """\
+[] -> #1 container:web, fail, name taken by a foreign container (no reconciler.owner label); left untouched: rename or remove it by hand (its own container runs as webold: named back once the name is free)
+""",
+    "renamed_by_hand_onto_the_name_of_another_object": """\
+[] -> #1 container:api, rename, renamed to web outside reconcile: named back
+[] -> #2 container:web, fail, name taken by container:api of this owner, renamed so outside reconcile; left untouched: this pass names it back to api: converge again
+""",
+    "a_second_copy_of_an_object_is_removed": """\
+[] -> #1 container:webold, stop, a second copy of container:web (its labels): one container per object, web is kept
+[1] -> #2 container:webold, remove, a second copy of container:web (its labels): one container per object, web is kept
+[2] -> #3 container:web, start, created but never started
+""",
+    "a_pruned_object_is_removed_whatever_its_name": """\
+[] -> #1 container:api, stop, not in desired state (prune; renamed to api-old outside reconcile)
+[1] -> #2 container:api, remove, not in desired state (prune; renamed to api-old outside reconcile)
+""",
 }
 
 

@@ -95,6 +95,9 @@ KEEP_REVISIONS = (("--keep-revisions",), "keep_revisions", {
 SPEC = fastpath.Spec((
     *HOST_FLAGS,
     (("--allow-empty",), "allow_empty", "let a revision that declares nothing prune every object this owner created"),
+    (("--adopt",), "adopt", "take over the objects the manifests declare that carry this owner's labels but are not "
+     "in this state root's inventory (made from another state root, or from one whose state was lost), instead "
+     "of refusing them"),
     (("--dry-run",), "dry_run", "print the plan; change nothing"),
 ), positional=SOURCE, logs=True, valued=(
     OWNER, HOST_LABEL, options.POLICY, options.DECRYPTION, TIMEOUT, PARALLEL, SETTLE_FLAG, KEEP_REVISIONS))
@@ -270,7 +273,7 @@ def _run(args: argparse.Namespace) -> int:
     options = passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty, dry_run=args.dry_run,
                                  max_workers=max(1, args.parallel), source=os.path.abspath(args.source)
                                  if args.source != "-" else "-", settle=args.settle, rollout_timeout=args.timeout,
-                                 policy=chosen)
+                                 policy=chosen, adopt=args.adopt)
     started, db = time.time(), open_db(args)
     with stopping.Stopper() as stop, locking.store_lock(args.root), contextlib.ExitStack() as stack:
         desired = host_part(args, loaded, converge=True)   # under the lock: the labels checked are

@@ -27,6 +27,7 @@ def register(subparsers: Any) -> None:
     options.add_policy_flag(parser)
     options.add_decryption_flag(parser)
     parser.add_argument("--allow-empty", action="store_true", help="plan as apply --allow-empty would")
+    parser.add_argument("--adopt", action="store_true", help="plan as apply --adopt would")
     output.add_output_flag(parser)
     parser.set_defaults(run=run)
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         with cmd_apply.open_runtime(args, supervise=False) as runtime:
             plan, errors = passes.plan_pass(desired, runtime, cmd_apply.open_db(args),
                                             passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty,
-                                                               policy=chosen))
+                                                               policy=chosen, adopt=args.adopt))
     except ReconcilerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -27,6 +27,7 @@ whose process died is marked `interrupted` by the next pass.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -82,6 +83,9 @@ class PassOptions:
     # one that shares no tags (sharedTags), a build or pull of a local tag another owner runs or
     # moved is refused (observing.moves_refused); None: `host`
     policy: Policy | None = None
+    # take over the desired objects that carry the owner's labels but are not in this state root's
+    # inventory (`--adopt`; planner.PlanOptions.adopt), instead of refusing them
+    adopt: bool = False
 
 
 @dataclass(frozen=True)
@@ -278,7 +282,7 @@ def _prepare(
                             builds=_builds_due(desired, runtime), applied_revision=options.applied_revision,
                             flapping=options.flapping, cluster=cluster,
                             rollout_timeout=options.rollout_timeout, engine=runtime.name,
-                            moves_refused=refused,
+                            moves_refused=refused, adopt=options.adopt,
                             connects=runtime.connects if isinstance(runtime, base.Connecting) else frozenset()),
     )
     return plan, errors, inventory, states, observed
@@ -404,6 +408,7 @@ def _run_pass(
     if not plan.is_empty():
         pass_id = history.begin(revision=desired.revision, source=options.source, started_at=started_at,
                                 cause=options.cause)
+        inv.InventoryStore(db, options.owner).claim(_claims(desired, plan, inventory))
     cs = executor.execute(plan, runtime, options=eo)
     record(desired, cs, db, inventory, options, now=time.time() if now is None else now)
     waited = options.settle > 0 and not cs.interrupted and (options.engine_started or any(
@@ -435,6 +440,37 @@ def _run_pass(
     log.info("reconcile_pass", result=result.result, actions=len(plan.actions),
              duration=round(result.duration, 3), failures=failed, counts=counts, **extra)
     return result
+
+
+def _claims(desired: models.DesiredState, plan: actions.Plan, current: inv.Inventory) -> list[inv.Entry]:
+    """The objects `plan` makes that the inventory it was made from does not list, as entries to
+    claim before the pass makes them (`InventoryStore.claim`)."""
+    makes = {a.kind_name for a in plan.actions if a.kind in (Kind.CREATE, Kind.UPDATE, Kind.ENSURE_NETWORK,
+                                                               Kind.ENSURE_VOLUME)}
+    volumes = implied.volumes(desired)
+    out = []
+    for kind, name in sorted(makes - set(current.entries)):
+        if kind == "Container" and name in desired.containers:
+            c = desired.containers[name]
+            out.append(inv.Entry(kind=kind, name=name, spec_hash=c.spec_hash, revision=desired.revision,
+                                 spec=inv.spec_document(c)))
+        elif kind == "Network" and name in desired.networks:
+            out.append(_network_entry(desired, name))
+        elif kind == "Volume" and name in volumes:
+            out.append(_volume_entry(desired, name, volumes[name]))
+    return out
+
+
+def _network_entry(desired: models.DesiredState, name: str) -> inv.Entry:
+    n = desired.networks[name]
+    return inv.Entry(kind="Network", name=name, spec_hash=n.spec_hash, revision=desired.revision,
+                     spec=inv.spec_document(n))
+
+
+def _volume_entry(desired: models.DesiredState, name: str, v: models.Volume | None) -> inv.Entry:
+    """A volume's entry (`v` None: one mounted and not declared, kept when pruned)."""
+    return inv.Entry(kind="Volume", name=name, spec_hash=v.spec_hash if v else "", revision=desired.revision,
+                     spec=inv.spec_document(v) if v else {}, deletion_policy=v.deletion_policy if v else "Retain")
 
 
 def _owned_now(runtime: base.Runtime, owner: str, observed: list[base.ContainerState] | None) -> list[base.ContainerState]:
@@ -481,8 +517,9 @@ def record(
         if any(not r.ok for r in rs):
             return                          # skipped, held or refused: nothing changed
         old = current.entries.get((kind, name))
-        if not rs and old is not None and old.spec_hash == spec_hash:
-            return                          # untouched and tracked already
+        if not rs and old is not None and old.spec_hash == spec_hash and (kind != "Container" or old.config is not None):
+            return                          # untouched and tracked already (a container claimed by a pass
+            #                                 that died after making it: its entry written in full now)
         puts.append(make())
         if (kind, name) in current.failures:
             cleared.append((kind, name))
@@ -513,18 +550,9 @@ def record(
 
         settle("Container", name, c.spec_hash, container_entry)
     for name, n in desired.networks.items():
-        def network_entry(name: str = name, n: models.Network = n) -> inv.Entry:
-            return inv.Entry(kind="Network", name=name, spec_hash=n.spec_hash, revision=desired.revision,
-                             spec=inv.spec_document(n))
-
-        settle("Network", name, n.spec_hash, network_entry)
+        settle("Network", name, n.spec_hash, functools.partial(_network_entry, desired, name))
     for name, v in implied.volumes(desired).items():
-        def volume_entry(name: str = name, v: models.Volume | None = v) -> inv.Entry:
-            return inv.Entry(kind="Volume", name=name, spec_hash=v.spec_hash if v else "",
-                             revision=desired.revision, spec=inv.spec_document(v) if v else {},
-                             deletion_policy=v.deletion_policy if v else "Retain")
-
-        settle("Volume", name, v.spec_hash if v else "", volume_entry)
+        settle("Volume", name, v.spec_hash if v else "", functools.partial(_volume_entry, desired, name, v))
     # prunes: a successful delete or forget drops the entry; a failed one stays (retried)
     desired_keys = implied.keys(desired)
     for r in cs.results:

@@ -14,6 +14,11 @@ same plan text. The rules are DESIGN §5:
   into place when the name is free and the runtime renames (else removed and the object made
   anew); every other copy (a second one, a leftover beside the old one) is stopped and removed
   before anything else is made (two copies would mount the same volumes);
+- a state root answers only for what its inventory lists: an object that carries the owner's
+  labels but is not in the inventory (made from another state root on a shared engine, or by
+  one whose state was lost) is a `fail`, never replaced, started or pruned, unless the pass
+  takes it over (`options.adopt`, `--adopt`); what a pass is about to make is in the inventory
+  before it is made (`passes`: a pass killed mid-way has made nothing it does not answer for);
 - recreate iff the spec hash (files' content included) or the resolved image digest changed,
   or a network it is attached to is recreated; as one group STOP → REMOVE → CREATE → START
   (stop-first) or CREATE(tmp) → START → STOP(old) → REMOVE(old) → RENAME (start-first, when
@@ -106,6 +111,9 @@ class PlanOptions:
     # (runtime.base.Connecting); a container off one of its networks in another status is
     # replaced (when it is to run), and on a runtime that connects in none, always
     connects: frozenset[str] = frozenset()
+    # take over the desired objects that carry the owner's labels but are not in this state root's
+    # inventory (`--adopt`: a root whose state was lost, a temporary root), instead of refusing them
+    adopt: bool = False
 
 
 @dataclass
@@ -235,6 +243,14 @@ def _stranger(what: str, owner: labelmod.Ownership | None, *, foreign_hint: str 
     who = "a foreign " + what + " (no reconciler.owner label)" if owner is None else (
         f"a {what} of owner {owner.owner!r}")
     return f"name taken by {who}; left untouched: rename or remove it by hand{foreign_hint if owner is None else ''}"
+
+
+def _another_root(what: str, owner: str) -> str:
+    """Why an object of our owner that this state root's inventory does not list is left alone."""
+    return (f"carries the labels of owner {owner!r}, but this state root's inventory does not list it: made from "
+            f"another state root on this engine (or from one whose state was lost); left untouched: apply from "
+            f"the state root that made it, give these manifests an --owner of their own, or take the {what} "
+            "over with --adopt")
 
 
 # a volume moved from another host with `volume import` before the manifests made it
@@ -426,6 +442,15 @@ class _Planner:
         self.drift_check = bool(opts.applied_revision) and opts.applied_revision == d.revision
         self.objects = obs.objects(self.observed.containers.values(), opts.owner)
 
+    def _answers_for(self, kind: str, name: str) -> bool:
+        """Whether this state root converges the object of the owner's labels `kind`/`name`: its
+        inventory lists it, or the pass takes it over (`adopt`, noted)."""
+        if (kind, name) in self.inventory.entries:
+            return True
+        if self.options.adopt:
+            self.b.notes.append(f"{ResourceId(kind, name)}: not in this state root's inventory: taken over (--adopt)")
+        return self.options.adopt
+
     def _another_project(self, kind: str, name: str) -> str:
         """Why an owned object the revision no longer declares is left alone: it was made for
         another compose project than the revision's ('' when not: a prune removes it). Compose
@@ -506,8 +531,8 @@ class _Planner:
         b, opts = self.b, self.options
         for name in sorted(self.desired.containers):
             c, copies = self.desired.containers[name], self.objects.get(name, ())
-            if not copies:
-                continue
+            if not copies or (("Container", name) not in self.inventory.entries and not opts.adopt):
+                continue                # (another state root's: refused with the object, `_container`)
             at_name = self.observed.containers.get(name)
             kept = next((o for o in copies if o.name == name), None)
             if kept is None and (at_name is not None or opts.cluster):
@@ -570,7 +595,9 @@ class _Planner:
             if name not in self.desired.containers and ("Container", name) not in self.inventory.entries:
                 named = ", ".join(o.name for o in copies if o.name != name)
                 b.notes.append(f"{ResourceId.container(name)}{f' (named {named})' if named else ''} carries our owner "
-                               "label but is not in the inventory: left untouched")
+                               "label but is not in this state root's inventory: left untouched (made from another "
+                               "state root on this engine, or by one whose state was lost; remove it by hand if "
+                               "unwanted)")
 
     # -- networks and volumes ----------------------------------------------------------------
 
@@ -585,6 +612,9 @@ class _Planner:
                                                   spec=net, labels=labels, target=name)
             elif not _owned(on.owner, self.options):
                 self.net_ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res, _stranger("network", on.owner))
+            elif not self._answers_for("Network", name):
+                self.net_ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res,
+                                                  _another_root("network", self.options.owner))
             elif on.owner is not None and on.owner.spec_hash != net.spec_hash:
                 self._recreate_network(net, labels)
         for name in self.desired.external_networks:
@@ -620,6 +650,9 @@ class _Planner:
             elif not _owned(ov.owner, self.options):
                 self.vol_ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res, _stranger("volume", ov.owner,
                                                                                      foreign_hint=_KEEP_VOLUME_DATA))
+            elif not self._answers_for("Volume", name):
+                self.vol_ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res,
+                                                  _another_root("volume", self.options.owner))
             elif ov.problem is not None:
                 self.vol_ready[name] = self._broken_volume(ov)
         for name in self.desired.external_volumes:
@@ -736,6 +769,8 @@ class _Planner:
             self.ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res,
                                           f"spec.ports[{ingress[0]}]: mode: ingress is Swarm's routing mesh (for "
                                           "--runtime swarm); on one host a port is published on the host: mode host")
+        elif self.objects.get(name) and not self._answers_for("Container", name):
+            self.ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res, _another_root("container", self.options.owner))
         elif o is None and at_name is None and not left:
             held = self._held("Container", name, c.spec_hash)
             if held:
@@ -769,8 +804,10 @@ class _Planner:
         assert at_name is not None
         own = at_name.owner
         if own is not None and own.owner == self.options.owner and own.name:
-            back = (f"this pass names it back to {own.name}: converge again" if own.name in self.desired.containers
-                    else f"rename it back to {own.name}, or remove it")
+            ours = own.name in self.desired.containers and (
+                ("Container", own.name) in self.inventory.entries or self.options.adopt)
+            back = f"this pass names it back to {own.name}: converge again" if ours else \
+                f"rename it back to {own.name}, or remove it"
             return (f"name taken by {ResourceId.container(own.name)} of this owner, renamed so outside reconcile; "
                     f"left untouched: {back}")
         return _stranger("container", own)
@@ -824,7 +861,7 @@ class _Planner:
                 changes = field_changes(entry.spec, inv.spec_document(c))
             tops = sorted({ch.path.split(".")[0] for ch in changes} - hashing.CONTAINER_EXCLUDED)
             reasons.append("spec hash changed: " + (", ".join(tops) if tops else
-                                                    "referenced file content" if entry else "spec"))
+                                                    "referenced file content" if entry and entry.spec else "spec"))
         digest = self._digest(c)
         if digest and owner.image_digest and digest != owner.image_digest and not self._runs_local_image(c, o, digest):
             reasons.append(f"image digest changed: {_short(owner.image_digest)} -> {_short(digest)}")

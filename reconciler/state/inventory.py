@@ -429,6 +429,26 @@ class InventoryStore:
         for k, n in remove:
             self._write_env(k, n, None)
 
+    def claim(self, entries: Iterable[Entry]) -> None:
+        """Put on record the objects a pass is about to make, before it makes them, where the
+        inventory does not list them yet (a row there is left as it is; no rollback config): a
+        pass killed before its record (kill -9, power loss) leaves nothing made that this state
+        root does not answer for (the planner refuses what carries the owner's labels and is not
+        in the inventory). The pass's record then writes them in full; one whose create failed
+        stays, to be made by the next pass or forgotten when its manifest goes."""
+        rows = [(self.owner, e.kind, e.name, e.spec_hash, e.image_digest, e.revision,
+                 json.dumps(_mask_doc(dict(e.spec)), sort_keys=True, default=str), e.deletion_policy, time.time())
+                for e in entries]
+        if not rows:
+            return
+        with self.db.tx() as conn:
+            scrubbed = self._scrubbed(conn)
+            conn.executemany(
+                "INSERT OR IGNORE INTO inv_objects (owner, kind, name, spec_hash, image_digest, revision, spec_json,"
+                " config_json, deletion_policy, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)", rows)
+            if scrubbed:
+                self._mark_scrubbed(conn)       # what this wrote is masked
+
     def record_failure(
         self, kind: str, name: str, *, revision: str, spec_hash: str, error: str, now: float,
     ) -> Failure:

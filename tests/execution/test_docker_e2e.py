@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import secrets
 import string
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -281,3 +284,88 @@ def test_docker_a_container_renamed_by_hand_is_named_back_never_run_twice(
     out = capfd.readouterr().out
     assert f"a second copy of container:{p}-web (its labels): one container per object, {p}-web is kept" in out, out
     assert {n: (c.id, str(c.status)) for n, c in scope.ours().items()} == {f"{p}-web": (second, "running")}
+
+
+def test_docker_a_state_root_leaves_alone_what_another_root_of_the_owner_made(
+    tmp_path: Path, scope: Scope, busybox_image: str, capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Two state roots, one owner, one shared engine (a CI job with a temporary root and the
+    default owner): what root 1 made is not in root 2's inventory, so root 2 neither replaces it
+    (it did: `stop, remove, create, start — spec hash changed`) nor records it, and so never
+    prunes it (its `--allow-empty` deleted it); `--adopt` takes it over, and then it is root 2's."""
+    m, p = tmp_path / "m", scope.owner
+    scope.images.append(busybox_image)
+    write(m, "web.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {p}-web}}
+        spec: {{image: {busybox_image}, command: [sleep, "3600"], networks: [none], stopTimeout: 1s}}
+        """)
+    assert scope.cli("apply", str(m)) == 0
+    first = scope.ours()[f"{p}-web"].id
+    (m / "web.yaml").write_text((m / "web.yaml").read_text().replace('"3600"', '"3601"'))
+    root2 = tmp_path / "root2"
+
+    def cli2(*args: str) -> int:
+        return main([*args, "--root", str(root2), "--runtime", "docker", "--owner", p])
+
+    capfd.readouterr()
+    assert cli2("apply", str(m)) == 1
+    out = capfd.readouterr().out
+    assert f"container:{p}-web   failed    fail      carries the labels of owner '{p}', but this state root's " \
+           "inventory does not list it" in out, out
+    assert scope.ours()[f"{p}-web"].id == first
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    capfd.readouterr()
+    assert cli2("apply", str(empty), "--allow-empty") == 0
+    assert "is not in this state root's inventory: left untouched" in capfd.readouterr().out
+    assert scope.ours()[f"{p}-web"].id == first
+
+    assert cli2("diff", str(m), "--adopt") == 1
+    capfd.readouterr()
+    assert cli2("apply", str(m), "--adopt") == 0
+    out = capfd.readouterr().out
+    assert f"note: container:{p}-web: not in this state root's inventory: taken over (--adopt)" in out, out
+    adopted = scope.ours()[f"{p}-web"].id
+    assert adopted != first
+    assert cli2("apply", str(m)) == 0                      # root 2's now: converged, nothing to do
+    assert cli2("apply", str(empty), "--allow-empty") == 0
+    assert scope.ours() == {}
+
+
+def test_docker_a_pass_killed_after_making_a_container_leaves_it_to_its_own_root(
+    tmp_path: Path, scope: Scope, busybox_image: str,
+) -> None:
+    """A pass killed (kill -9) while it waits for a container it made to become healthy never
+    wrote its record; what it made is in its root's inventory all the same (claimed before it was
+    made), so the next pass takes it as its own, not as another state root's, and converges."""
+    m, p = tmp_path / "m", scope.owner
+    scope.images.append(busybox_image)
+    write(m, "web.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {p}-web}}
+        spec:
+          image: {busybox_image}
+          command: [sleep, "3600"]
+          networks: [none]
+          stopTimeout: 1s
+          healthcheck: {{test: [CMD, test, -f, /tmp/ok], interval: 1s, retries: 1}}
+          update: {{healthTimeout: 120s}}
+        """)
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler", "apply", str(m), "--root", str(scope.root),
+                             "--runtime", "docker", "--owner", p], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while f"{p}-web" not in scope.ours() or str(scope.ours()[f"{p}-web"].status) != "running":
+            assert proc.poll() is None
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        proc.kill()
+        proc.wait()
+    made = scope.ours()[f"{p}-web"].id
+    assert scope.rt.exec(f"{p}-web", ["touch", "/tmp/ok"]).exit_code == 0
+    assert scope.cli("apply", str(m)) == 0
+    assert scope.ours()[f"{p}-web"].id == made

@@ -6,12 +6,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from reconciler.planning import implied
 from reconciler.spec import models
 from reconciler.state import inventory as inv
 from reconciler.state import observed as obs
 from tests.planning.builders import (
     D1,
     D2,
+    OWNER,
     REF,
     REV,
     container,
@@ -39,8 +41,22 @@ def scenario(fn: Callable[[], Case]) -> Callable[[], Case]:
     return fn
 
 
-def case(d: models.DesiredState, o: obs.ObservedState, i: inv.Inventory | None = None, **opts: Any) -> Case:
-    return d, o, i or inv.Inventory(), opts
+def case(d: models.DesiredState, o: obs.ObservedState, i: inv.Inventory | None = None, *,
+         this_root: bool = True, **opts: Any) -> Case:
+    """A situation; `this_root`: the objects observed with the owner's labels that the revision
+    declares were made by this state root, so its inventory lists them (an entry from their
+    labels where `i` has none); False: as `i` says (another state root made the others)."""
+    i = i or inv.Inventory()
+    if this_root:
+        owner = opts.get("owner", OWNER)
+        wanted = implied.keys(d)
+        made = [inv.Entry(kind=x.owner.kind, name=x.owner.name, spec_hash=x.owner.spec_hash,
+                          image_digest=x.owner.image_digest, revision=x.owner.revision)
+                for x in [*o.containers.values(), *o.networks.values(), *o.volumes.values()]
+                if x.owner is not None and x.owner.owner == owner and (x.owner.kind, x.owner.name) in wanted
+                and (x.owner.kind, x.owner.name) not in i.entries]
+        i = inv.Inventory(entries={**i.entries, **{(e.kind, e.name): e for e in made}}, failures=i.failures)
+    return d, o, i, opts
 
 
 WEB = container("web", networks=("shop",), volumes=(models.VolumeMount("volume", "data", "/data", False),))
@@ -868,3 +884,17 @@ def a_second_copy_of_an_object_is_removed() -> Case:
 @scenario
 def a_pruned_object_is_removed_whatever_its_name() -> Case:
     return case(desired(WEB, SHOP, DATA), up(renamed(API, "api-old")), inv.Inventory.of([entry(WEB), entry(API)]))
+
+
+# what this state root's inventory does not list is another root's (a shared engine)
+
+@scenario
+def another_state_roots_objects_are_left_untouched() -> Case:
+    new = replace(WEB, env={"LOG_LEVEL": "debug"}, spec_hash="h-web-2")
+    return case(desired(new, SHOP, DATA), up(renamed(WEB, "webold")), this_root=False, can_rename=True)
+
+
+@scenario
+def another_state_roots_objects_taken_over_with_adopt() -> Case:
+    new = replace(WEB, env={"LOG_LEVEL": "debug"}, spec_hash="h-web-2")
+    return case(desired(new, SHOP, DATA), up(), this_root=False, adopt=True)

@@ -257,7 +257,7 @@ note: container:migrate: exited (code 0); restart policy no leaves it stopped
 [] -> #1 container:api, forget, not in desired state; already gone
 """,
     "owned_but_not_in_inventory": """\
-note: container:api carries our owner label but is not in the inventory: left untouched
+note: container:api carries our owner label but is not in this state root's inventory: left untouched (made from another state root on this engine, or by one whose state was lost; remove it by hand if unwanted)
 """,
     "volume_removed_retained": """\
 [] -> #1 volume:data, forget, not in desired state; data kept (deletionPolicy Retain): no longer tracked, remove it by hand if unwanted
@@ -614,6 +614,20 @@ note: drift (reported only): container:web: not attached to network shop
     "a_pruned_object_is_removed_whatever_its_name": """\
 [] -> #1 container:api, stop, not in desired state (prune; renamed to api-old outside reconcile)
 [1] -> #2 container:api, remove, not in desired state (prune; renamed to api-old outside reconcile)
+""",
+    "another_state_roots_objects_are_left_untouched": """\
+[] -> #1 network:shop, fail, carries the labels of owner 'default', but this state root's inventory does not list it: made from another state root on this engine (or from one whose state was lost); left untouched: apply from the state root that made it, give these manifests an --owner of their own, or take the network over with --adopt
+[] -> #2 volume:data, fail, carries the labels of owner 'default', but this state root's inventory does not list it: made from another state root on this engine (or from one whose state was lost); left untouched: apply from the state root that made it, give these manifests an --owner of their own, or take the volume over with --adopt
+[] -> #3 container:web, fail, carries the labels of owner 'default', but this state root's inventory does not list it: made from another state root on this engine (or from one whose state was lost); left untouched: apply from the state root that made it, give these manifests an --owner of their own, or take the container over with --adopt
+""",
+    "another_state_roots_objects_taken_over_with_adopt": """\
+[] -> #1 container:web, stop, spec hash changed: spec
+[1] -> #2 container:web, remove, spec hash changed: spec
+[2] -> #3 container:web, create, spec hash changed: spec
+[3] -> #4 container:web, start, spec hash changed: spec
+note: network:shop: not in this state root's inventory: taken over (--adopt)
+note: volume:data: not in this state root's inventory: taken over (--adopt)
+note: container:web: not in this state root's inventory: taken over (--adopt)
 """,
 }
 

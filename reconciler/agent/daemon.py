@@ -593,7 +593,8 @@ class Agent:
                 self.events.publish("pass", source=name, revision=rev.id, result="failed", counts={},
                                     failures=src.last_failures, reconcile_id=request.reconcile_id)
                 raise
-            managed = len(runtime.list_containers({labelmod.OWNER: src.cfg.owner}))
+            # (not when the engine went away during the pass: the pass is failed, retried soon)
+            managed = None if result.error else len(runtime.list_containers({labelmod.OWNER: src.cfg.owner}))
         self._report_drift(name, src, result.plan)
         self._settle_updates(name, src, rev, desired, result)
         src.applied, src.desired = rev, desired
@@ -606,6 +607,7 @@ class Agent:
             if result.changeset is not None else []
         # desired containers that do not run as they should: a failure of the pass, shown as such
         src.last_failures += [f"{ResourceId.container(n)}: {why}" for n, why in sorted(result.unready.items())]
+        src.last_failures += [result.error] if result.error else []
         self.prom.down.labels(name).set(len(result.unready))
         if result.converged:
             good = [rev, *[g for g in src.good if g.id != rev.id]][:KEEP_GOOD]
@@ -617,7 +619,8 @@ class Agent:
         self.prom.passes.labels(name, result.result).inc()
         self.prom.pass_duration.labels(name).observe(result.duration)
         self.prom.drift.labels(name).set(len(src.drift))
-        self.prom.managed.labels(name).set(managed)
+        if managed is not None:
+            self.prom.managed.labels(name).set(managed)
         if not result.plan.is_empty() or not result.converged:
             self.events.publish(
                 "pass", source=name, revision=rev.id, result=result.result,

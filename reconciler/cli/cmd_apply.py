@@ -370,6 +370,8 @@ def print_result(result: Any, fmt: str = "table") -> int:
     for r in result.changeset.results:    # what to do about a failure, when its error said (a full disk: below)
         if r.hint and not r.ok and not r.disk_full:
             print(f"hint: {r.action.resource}: {r.hint}", file=sys.stderr)
+    if result.error:                      # the engine went away: what runs was not judged
+        print(f"error: {result.error}", file=sys.stderr)
     full = result.changeset.disk_full()
     for r in full[:1]:                    # a full file system fails whatever writes to it: say it once
         print(f"error: {r.action.resource}: {r.error}", file=sys.stderr)

@@ -9,7 +9,10 @@
 
 History gets every pass that changed something, did not converge, or converged after one that
 did not (so that its last row tells whether the owner is well). A pass that an error ends early
-(errors.DiskFull, mostly) is recorded as failed with that error.
+(errors.DiskFull, mostly) is recorded as failed with that error: in the row its `begin` opened
+when it had begun changing the host, with what it did. An engine that stops answering after the
+actions ran (a restarted dockerd, a cut tunnel) fails the pass with what it did and the error
+(`PassResult.error`): what runs could not be judged.
 
 The CLI (`reconcile apply`, `reconcile diff`) and the controller loop both call `run_pass`.
 
@@ -39,6 +42,7 @@ from reconciler.errors import DiskFull, ReconcilerError
 from reconciler.execution import changes, executor, observing, translate
 from reconciler.planning import actions, implied, planner
 from reconciler.runtime import base
+from reconciler.runtime import errors as rterrors
 from reconciler.spec import models
 from reconciler.spec.ids import ResourceId
 from reconciler.state import history as hist
@@ -49,7 +53,7 @@ from reconciler.state import observed as obs
 if TYPE_CHECKING:
     from reconciler.spec.policy import Policy
 
-__all__ = ["PassOptions", "PassResult", "failure_recorded", "plan_pass", "run_pass"]
+__all__ = ["PassOptions", "PassResult", "Progress", "failure_recorded", "plan_pass", "run_pass"]
 
 Kind = actions.ActionKind
 
@@ -99,12 +103,14 @@ class PassResult:
     duration: float = 0.0
     # desired containers that, observed after the pass, do not run as their spec says, and why
     unready: Mapping[str, str] = field(default_factory=dict)
+    # why what runs after the pass could not be observed (the engine stopped answering): failed
+    error: str = ""
 
     @property
     def converged(self) -> bool:
         if self.changeset is None:
             return self.plan.is_empty()
-        return self.changeset.ok and not self.unready
+        return self.changeset.ok and not self.unready and not self.error
 
     @property
     def interrupted(self) -> bool:
@@ -115,7 +121,7 @@ class PassResult:
     def result(self) -> str:
         if self.changeset is None:
             return "in-sync" if self.plan.is_empty() else "drift"
-        if any(r.status is changes.Status.FAILED for r in self.changeset.results):
+        if self.error or any(r.status is changes.Status.FAILED for r in self.changeset.results):
             return "failed"
         if self.changeset.interrupted:
             return hist.INTERRUPTED
@@ -132,6 +138,8 @@ class PassResult:
             "notes": list(self.plan.notes), "resolve_errors": dict(self.resolve_errors),
             "unready": dict(self.unready),
         }
+        if self.error:
+            out["error"] = self.error
         if self.changeset is None:
             out["plan"] = self.plan.to_json()["actions"]
             return out
@@ -337,45 +345,70 @@ def run_pass(
     after the pass is recorded in history as failed, with the error; if even that cannot be
     written (the disk is still full), the error carries a note saying so."""
     started_at = time.time() if now is None else now
-    with failure_recorded(desired, db, options, started_at=started_at):
+    progress = Progress()
+    with failure_recorded(desired, db, options, started_at=started_at, progress=progress):
         return _run_pass(desired, runtime, db, options, started_at=started_at, now=now,
-                         execute_options=execute_options)
+                         execute_options=execute_options, progress=progress)
+
+
+@dataclass
+class Progress:
+    """How far a pass got, for the record of one an error ends: the history row its `begin`
+    opened (None: it had not begun changing the host) and what its actions did."""
+
+    pass_id: int | None = None
+    changeset: changes.ChangeSet | None = None
 
 
 @contextlib.contextmanager
 def failure_recorded(desired: models.DesiredState, db: Database, options: PassOptions, *,
-                     started_at: float) -> Iterator[None]:
+                     started_at: float, progress: Progress | None = None) -> Iterator[None]:
     """A pass that an error ends inside the block is recorded in history as failed, with the
-    error; then the error is raised (a full disk that came through as OSError or sqlite3 error
-    as errors.DiskFull), with a note when even the history could not be written. Anything else
-    (a bug) passes untouched. run_pass uses it; so does a caller whose pass can fail before
-    run_pass (`--once`: the engine did not open)."""
+    error, in one row: the one its `begin` opened (`progress`), with what it did, or a new one;
+    then the error is raised (a full disk that came through as OSError or sqlite3 error as
+    errors.DiskFull), with a note when even the history could not be written. Anything else (a
+    bug) passes untouched, but for the row a begun pass opened, finished failed with it (not
+    left `running`, which the next pass would take for a process that died). run_pass uses it;
+    so does a caller whose pass can fail before run_pass (`--once`: the engine did not open)."""
     try:
         yield
     except Exception as exc:
         error = exc if isinstance(exc, ReconcilerError) else \
             diskfull.translate(exc, "running the pass", db.path.parent)      # the state root
         if error is None:
+            if progress is not None and progress.pass_id is not None:
+                _record_failure(desired, db, options, f"{type(exc).__name__}: {exc}", started_at=started_at,
+                                progress=progress)
             raise
-        _record_failure(desired, db, options, error, started_at=started_at)
+        not_written = _record_failure(desired, db, options, error.message, started_at=started_at, progress=progress)
+        if not_written:
+            error.add_note(f"this failed pass is not in `reconcile history`: {not_written}")
         if error is exc:
             raise
         raise error from exc
 
 
-def _record_failure(desired: models.DesiredState, db: Database, options: PassOptions, error: ReconcilerError,
-                    *, started_at: float) -> None:
-    """History gets the failed pass; the error a note (shown with it) if even that fails."""
+def _record_failure(desired: models.DesiredState, db: Database, options: PassOptions, error: str, *,
+                    started_at: float, progress: Progress | None) -> str:
+    """History gets the failed pass (in the row its `begin` opened, with what it did); why it
+    could not be written ("" when it was)."""
     if options.dry_run:
-        return
+        return ""
+    store = hist.HistoryStore(db, options.owner)
+    cs = progress.changeset if progress is not None else None
+    counts, docs = (cs.counts(), [c.to_json() for c in cs.changes]) if cs is not None else ({}, [])
     try:
-        hist.HistoryStore(db, options.owner).record(
-            revision=desired.revision, source=options.source, started_at=started_at, finished_at=time.time(),
-            result="failed", counts={}, changes=[], cause=options.cause, error=error.message)
+        if progress is not None and progress.pass_id is not None:
+            store.finish(progress.pass_id, finished_at=time.time(), result="failed", counts=counts, changes=docs,
+                         error=error)
+        else:
+            store.record(revision=desired.revision, source=options.source, started_at=started_at,
+                         finished_at=time.time(), result="failed", counts=counts, changes=docs, cause=options.cause,
+                         error=error)
     except ReconcilerError as again:
-        why = "there is no room to write it either" if isinstance(again, DiskFull) else \
+        return "there is no room to write it either" if isinstance(again, DiskFull) else \
             f"writing it failed too: {again.message}"
-        error.add_note(f"this failed pass is not in `reconcile history`: {why}")
+    return ""
 
 
 def _run_pass(
@@ -387,6 +420,7 @@ def _run_pass(
     started_at: float,
     now: float | None,
     execute_options: executor.ExecuteOptions | None,
+    progress: Progress,
 ) -> PassResult:
     from reconciler import logs
 
@@ -404,42 +438,56 @@ def _run_pass(
     history = hist.HistoryStore(db, options.owner)
     if hist.close_unfinished(db):
         log.warning("unfinished_passes_closed", note="a pass whose process died is recorded as interrupted")
-    pass_id = None
     if not plan.is_empty():
-        pass_id = history.begin(revision=desired.revision, source=options.source, started_at=started_at,
-                                cause=options.cause)
+        progress.pass_id = history.begin(revision=desired.revision, source=options.source, started_at=started_at,
+                                         cause=options.cause)
         inv.InventoryStore(db, options.owner).claim(_claims(desired, plan, inventory))
-    cs = executor.execute(plan, runtime, options=eo)
+    cs = progress.changeset = executor.execute(plan, runtime, options=eo)
     record(desired, cs, db, inventory, options, now=time.time() if now is None else now)
-    waited = options.settle > 0 and not cs.interrupted and (options.engine_started or any(
-        r.action.kind in (Kind.START, Kind.CREATE) and r.status is not changes.Status.KEPT for r in cs.results))
-    if waited:
-        time.sleep(options.settle)         # a container that crashes at once shows it by now
-    as_observed = not cs.results and not waited     # nothing done, nothing could change meanwhile
-    owned = listed = _owned_now(runtime, options.owner, observed if as_observed else None)
-    if not cs.interrupted:              # stale health statuses observed now, not judged as recorded
-        owned = observing.probe_stale(runtime, owned, desired.containers)
-    # as the planner saw them when nothing was done or probed since (a no-op builds them once, #21)
-    down = unready(desired, owned, seen=[seen.containers[s.name] for s in owned]
-                   if owned is listed and as_observed else None)
-    for name, why in restarted_meanwhile(desired, observed, owned).items():
-        down.setdefault(name, why)
-    result = PassResult(desired.revision, plan, cs, errors, time.monotonic() - began, down)
+    down, lost = _verdict(desired, runtime, options, cs, observed, seen)
+    result = PassResult(desired.revision, plan, cs, errors, time.monotonic() - began, down, error=lost)
     finished, counts, docs = time.time(), cs.counts(), [c.to_json() for c in cs.changes]
-    if pass_id is not None:
-        history.finish(pass_id, finished_at=finished, result=result.result, counts=counts, changes=docs)
-    elif not cs.ok or down or history.last_result() not in (None, "converged"):
+    if progress.pass_id is not None:
+        history.finish(progress.pass_id, finished_at=finished, result=result.result, counts=counts, changes=docs,
+                       error=lost)
+    elif not cs.ok or down or lost or history.last_result() not in (None, "converged"):
         history.record(revision=desired.revision, source=options.source, started_at=started_at,
                        finished_at=finished, result=result.result, counts=counts, changes=docs,
-                       cause=options.cause)
+                       cause=options.cause, error=lost)
     failed = [f"{c.resource}: {c.detail}" for c in cs.failed()]
-    failed += [f"{ResourceId.container(n)}: {why}" for n, why in down.items()]
+    failed += [f"{ResourceId.container(n)}: {why}" for n, why in down.items()] + ([lost] if lost else [])
     extra = {}
     if cs.interrupted:
         extra["left_for_next_pass"] = [c.resource for c in cs.changes if c.outcome is changes.Outcome.INTERRUPTED]
     log.info("reconcile_pass", result=result.result, actions=len(plan.actions),
              duration=round(result.duration, 3), failures=failed, counts=counts, **extra)
     return result
+
+
+def _verdict(
+    desired: models.DesiredState, runtime: base.Runtime, options: PassOptions, cs: changes.ChangeSet,
+    observed: list[base.ContainerState], seen: obs.ObservedState,
+) -> tuple[dict[str, str], str]:
+    """The desired containers that do not run as desired after the pass (`unready`, and those
+    restarted meanwhile), observed after the settle; and, when the engine did not answer for
+    that (it went away during the pass: a restarted dockerd, a cut tunnel), why ("": it did)."""
+    waited = options.settle > 0 and not cs.interrupted and (options.engine_started or any(
+        r.action.kind in (Kind.START, Kind.CREATE) and r.status is not changes.Status.KEPT for r in cs.results))
+    if waited:
+        time.sleep(options.settle)         # a container that crashes at once shows it by now
+    as_observed = not cs.results and not waited     # nothing done, nothing could change meanwhile
+    try:
+        owned = listed = _owned_now(runtime, options.owner, observed if as_observed else None)
+        if not cs.interrupted:              # stale health statuses observed now, not judged as recorded
+            owned = observing.probe_stale(runtime, owned, desired.containers)
+    except rterrors.RuntimeBackendError as exc:
+        return {}, f"{exc.message}: what runs after the pass could not be observed"
+    # as the planner saw them when nothing was done or probed since (a no-op builds them once, #21)
+    down = unready(desired, owned, seen=[seen.containers[s.name] for s in owned]
+                   if owned is listed and as_observed else None)
+    for name, why in restarted_meanwhile(desired, observed, owned).items():
+        down.setdefault(name, why)
+    return down, ""
 
 
 def _claims(desired: models.DesiredState, plan: actions.Plan, current: inv.Inventory) -> list[inv.Entry]:

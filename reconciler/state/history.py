@@ -10,7 +10,8 @@ finished more than `max_age` ago (default 30 days) — never the newest converge
 rollback target. Change values under `env.` and `build.args.` are never stored.
 
 A pass that is about to change the host is put on record first (`begin`, result `running`)
-and completed at its end (`finish`). A process that never got there (kill -9, a second
+and completed at its end (`finish`), also when an error ends it (failed, with what it did and
+the error: one row per pass). A process that never got there (kill -9, a second
 SIGTERM) leaves its pass `running`; the next pass, which holds the same store lock, marks it
 `interrupted` (`close_unfinished`). A pass stopped at a safe point by SIGTERM ends
 `interrupted` by itself.
@@ -191,15 +192,17 @@ class HistoryStore:
         result: str,
         counts: Mapping[str, int],
         changes: Sequence[Mapping[str, Any]],
+        error: str = "",
     ) -> None:
         """Complete the record `begin` opened: env and build-arg values masked as `record` does,
-        and a failure identical to the pass before it merged into that row (its `repeats`)."""
+        and a failure identical to the pass before it merged into that row (its `repeats`);
+        `error`: what ended the pass, or kept it from judging its result (the engine lost)."""
         counts_json = json.dumps(dict(counts), sort_keys=True)
         changes_json = json.dumps([_mask_change(c) for c in changes], sort_keys=True, default=str)
         with self.db.tx() as conn:
             conn.execute(
-                "UPDATE history_passes SET finished_at = ?, result = ?, counts_json = ?, changes_json = ?"
-                " WHERE id = ?", (finished_at, result, counts_json, changes_json, pass_id),
+                "UPDATE history_passes SET finished_at = ?, result = ?, counts_json = ?, changes_json = ?, error = ?"
+                " WHERE id = ?", (finished_at, result, counts_json, changes_json, error, pass_id),
             )
             row = conn.execute("SELECT * FROM history_passes WHERE id = ?", (pass_id,)).fetchone()
             if row is not None and _merge_repeat(conn, self.owner, dict(row), before=pass_id) is not None:

@@ -5,6 +5,7 @@ teardown removes exactly those (never other containers of the host).
 
 from __future__ import annotations
 
+import json
 import secrets
 import string
 import subprocess
@@ -21,6 +22,7 @@ from reconciler.runtime import errors as rterrors
 from reconciler.runtime.docker import DockerRuntime
 from tests.execution.helpers import write
 from tests.helpers import subnets
+from tests.helpers.socket_proxy import SocketProxy
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.slow]
 
@@ -369,3 +371,50 @@ def test_docker_a_pass_killed_after_making_a_container_leaves_it_to_its_own_root
     assert scope.rt.exec(f"{p}-web", ["touch", "/tmp/ok"]).exit_code == 0
     assert scope.cli("apply", str(m)) == 0
     assert scope.ours()[f"{p}-web"].id == made
+
+
+# a connect refused leaks httpcore's socket (closed by the garbage collector): the engine's
+# client meets one when the engine is gone (runtime/docker/api.py checks a missing path first)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_docker_an_engine_lost_mid_pass_is_one_failed_pass_with_what_was_done(
+    tmp_path: Path, scope: Scope, busybox_image: str, capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Engine API goes away during a replace (its socket proxy killed during the stop): the
+    pass ends failed with its table (the stop that ran, what was skipped) and the error, and the
+    history has one row for it, finished `failed` with those changes. Before, the CLI printed the
+    error alone, and the pass left two rows: the one `begin` opened, `running` (relabelled
+    `interrupted` by the next pass, as if its process died), and a second, `failed`, empty."""
+    m, p = tmp_path / "m", scope.owner
+    scope.images.append(busybox_image)
+    write(m, "web.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: {p}-web}}
+        spec: {{image: {busybox_image}, command: [sleep, "3600"], networks: [none], stopTimeout: 3s}}
+        """)
+    assert scope.cli("apply", str(m)) == 0
+    (m / "web.yaml").write_text((m / "web.yaml").read_text().replace('"3600"', '"3601"'))
+    proxy = SocketProxy(tmp_path / "d.sock", kill_on=rb"POST /v[0-9.]+/containers/[^/ ]+/stop", after=0.5).start()
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{proxy.path}")
+    capfd.readouterr()
+    try:
+        assert scope.cli("apply", str(m)) == 1
+    finally:
+        proxy.kill()
+    assert proxy.killed.is_set()
+    out, err = capfd.readouterr()
+    assert f"container:{p}-web   failed    stop,remove,create,start   cannot reach docker" in out, (out, err)
+    assert "cannot reach" in err, (out, err)
+    monkeypatch.delenv("DOCKER_HOST")
+    capfd.readouterr()
+    assert scope.cli("history", "-o", "json") == 0
+    rows = json.loads(capfd.readouterr().out)
+    assert [r["result"] for r in rows] == ["failed", "converged"], rows
+    assert [c["resource"] for c in rows[0]["changes"]] == [f"container:{p}-web"], rows[0]
+    assert "cannot reach" in rows[0]["error"], rows[0]
+    (m / "web.yaml").write_text((m / "web.yaml").read_text().replace('"3601"', '"3602"'))   # (no backoff)
+    assert scope.cli("apply", str(m)) == 0                 # the engine back: converged
+    capfd.readouterr()
+    assert scope.cli("history", "-o", "json") == 0
+    assert [r["result"] for r in json.loads(capfd.readouterr().out)] == ["converged", "failed", "converged"]

@@ -14,10 +14,12 @@ import pytest
 
 from reconciler import spec
 from reconciler._sqlite import Database
+from reconciler.errors import DiskFull
 from reconciler.execution import passes
 from reconciler.runtime import base
+from reconciler.runtime import errors as rterrors
 from reconciler.runtime.fake import FakeRuntime
-from reconciler.state import labels
+from reconciler.state import history, labels
 from tests.execution.helpers import IMG, apply, container_doc, write
 from tests.helpers.host import Host
 
@@ -167,6 +169,62 @@ def test_a_pass_that_did_nothing_reports_from_its_one_observation(tmp_path: Path
         assert rt.listed == [None, {labels.OWNER: "default"}]
     finally:
         db.close()
+
+
+class LostAfterActions(FakeRuntime):
+    """The fake engine, whose listing after the pass's actions (the verdict's, by owner) raises
+    `error`: the engine went away, or something else broke, once the host was changed."""
+
+    def __init__(self, state_path: Path, error: Exception) -> None:
+        super().__init__(state_path)
+        self.error = error
+
+    def list_containers(self, selector: Mapping[str, str] | None = None) -> list[base.ContainerState]:
+        if selector is not None:
+            raise self.error
+        return super().list_containers(selector)
+
+
+def history_rows(db: Database) -> list[tuple[str, list[str], str]]:
+    return [(p.result, [c["resource"] for c in p.changes], p.error) for p in history.HistoryStore(db, "default").list()]
+
+
+def test_an_engine_lost_after_the_actions_fails_the_pass_in_its_one_history_row(tmp_path: Path) -> None:
+    """What the pass did is reported and recorded (one row: the one `begin` opened, finished
+    failed with the changes and the error), not raised away: before, the row stayed `running`
+    (the next pass called it interrupted, its process dead) beside a second, empty, `failed` one."""
+    rt = LostAfterActions(tmp_path / "fake.json", rterrors.Unavailable("cannot reach docker at /x.sock"))
+    rt.publish("registry.local/app:1")
+    db = Database(tmp_path / "state.db")
+    try:
+        result = passes.run_pass(desired(tmp_path, "always"), rt, db, passes.PassOptions())
+        assert (result.result, result.converged) == ("failed", False)
+        assert result.error == "cannot reach docker at /x.sock: what runs after the pass could not be observed"
+        assert result.to_json()["counts"] == {"created": 1, "pulled": 1}
+        assert result.to_json()["error"] == result.error
+        assert history_rows(db) == [("failed", ["image:registry.local/app:1", "container:app"], result.error)]
+    finally:
+        db.close()
+
+
+def test_a_pass_an_error_ends_after_it_began_is_finished_failed_in_the_row_it_opened(tmp_path: Path) -> None:
+    """Whatever ends a pass once it began changing the host (a reconciler error, or a bug), its
+    history row is finished failed with what it did and the error, not left `running`."""
+    for error, text in ((DiskFull("no space left on /x", path=tmp_path), "no space left on /x"),
+                        (RuntimeError("a bug"), "RuntimeError: a bug")):
+        root = tmp_path / text.replace(" ", "-").replace("/", "")
+        root.mkdir()
+        rt = LostAfterActions(root / "fake.json", error)
+        rt.publish("registry.local/app:1")
+        db = Database(root / "state.db")
+        try:
+            with pytest.raises(type(error)):
+                passes.run_pass(desired(root, "always"), rt, db, passes.PassOptions())
+            [(result, changed, why)] = history_rows(db)
+            assert (result, changed) == ("failed", ["image:registry.local/app:1", "container:app"])
+            assert why.startswith(text), why
+        finally:
+            db.close()
 
 
 @pytest.mark.root

@@ -405,6 +405,28 @@ def test_heal_makes_again_a_flushed_table_and_a_deleted_bridge(harness: Harness)
     assert m.heal() == base.Healed()
 
 
+def test_a_ruleset_another_process_replaced_is_applied_again(harness: Harness) -> None:
+    """Two processes on one engine (an agent and a CLI): each applies the ruleset of the records
+    when they change. One that skipped a ruleset because it had applied that very text last
+    itself left the other's in the kernel: after the CLI's stop took a port away, the agent's
+    start of that container forwarded it in its records only. The ruleset applied last is the
+    engine's, whichever process applied it."""
+    m, other = harness.manager, network.NetworkManager(harness.config)
+    m.ensure_network(base.NetworkConfig(name="fw", subnet=harness.subnet(0)))
+    port = _port()
+    m.attach("ctr-fw", name="fw", hostname="fw", networks=["fw"], ports=[base.PortMapping(80, port, host_ip="127.0.0.1")])
+
+    def rule() -> bool:
+        return f"dport {port} dnat" in subprocess.run(["nft", "list", "table", "ip", harness.prefix],
+                                                      capture_output=True, text=True, check=True).stdout
+
+    assert rule()
+    other.forward("ctr-fw", False)
+    assert not rule()
+    m.forward("ctr-fw", True)                   # the very ruleset `m` applied last
+    assert rule()
+
+
 def test_heal_makes_a_deleted_veth_again_in_the_containers_namespace(harness: Harness) -> None:
     """A container's veth deleted (which takes its end in the container with it): heal makes the
     pair again, the container's end in its own namespace, with its recorded address, the same

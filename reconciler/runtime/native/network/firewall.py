@@ -35,9 +35,11 @@ network manager's lock, where the library takes ~1.3 ms for the same 50-port tab
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from reconciler.runtime import errors
 from reconciler.runtime.native.network import ipam, names, nftlib
@@ -74,9 +76,12 @@ class Firewall:
     """Our nft table and the iptables accepts for our bridges: the names of `prefix`'s bridge forms
     (`names.is_bridge`), never any name that merely starts with it (another engine's prefix may)."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, applied: Path | None = None) -> None:
         self.prefix = prefix
         self.table = prefix
+        # the digest of the ruleset applied last: in `applied` (a file in the run dir, written
+        # under the rules' lock every process of the engine takes) when given, else in memory
+        self._applied = applied
         self._last: str | None = None
         self._nft = nftlib.Nft()
 
@@ -172,26 +177,47 @@ class Firewall:
     ) -> None:
         """Replace our table with the ruleset for these records (one atomic transaction).
 
-        Skipped when this process applied the very same ruleset last (an attach without ports
-        changes nothing), unless `force` (start-up recovery, network changes).
-        """
+        Skipped when the very same ruleset was applied last (an attach without ports changes
+        nothing), unless `force` (start-up recovery, network changes). Last by any process of
+        the engine, when the Firewall has its `applied` file: a ruleset this process applied
+        before another one applied its own (a CLI's stop beside an agent) is applied again,
+        where a memory of its own had skipped it (the port of the container the agent started
+        again stayed dark). The caller holds the rules' lock."""
         if not networks:
             self.delete_table()
-            self._last = None
             return
         text = self.render(networks, ports)
-        if text == self._last and not force:
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if digest == self._applied_last() and not force:
             return
-        self._last = None
+        self._mark(None)
         self._nft.run(text)
-        self._last = text
+        self._mark(digest)
 
     def delete_table(self) -> None:
         """Delete our tables (`ip` and `ip6`) where present: each made if missing, then deleted,
         in one transaction."""
-        self._last = None
+        self._mark(None)
         t = self.table
         self._nft.run(f"table ip {t}\ndelete table ip {t}\ntable ip6 {t}\ndelete table ip6 {t}\n")
+
+    def _applied_last(self) -> str | None:
+        if self._applied is None:
+            return self._last
+        try:
+            return self._applied.read_text()
+        except OSError:
+            return None
+
+    def _mark(self, digest: str | None) -> None:
+        """Note the ruleset applied last (None: none known, before a change that may fail)."""
+        self._last = digest
+        if self._applied is None:
+            return
+        if digest is None:
+            self._applied.unlink(missing_ok=True)
+        else:
+            self._applied.write_text(digest)
 
     def table_exists(self) -> bool:
         return nftlib.table_exists(self.table, nft=self._nft)

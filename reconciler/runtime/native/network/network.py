@@ -207,7 +207,7 @@ class NetworkManager:
         self.netns_dir = config.netns_dir
         self.files_dir = config.net_files_dir
         self._ipam = ipam.IPAM(config.db())
-        self._fw = firewall.Firewall(config.name_prefix)
+        self._fw = firewall.Firewall(config.name_prefix, applied=config.locks_dir / "firewall.applied")
         self._thread_lock = threading.RLock()
         self._lock_path = config.locks_dir / "network.lock"
         self._netns_dir_shared = False    # seen mounted (read again after this process unmounted it)

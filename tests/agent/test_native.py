@@ -19,13 +19,14 @@ from typing import Any
 
 import pytest
 
+from reconciler._dataclass import dataclasses
 from reconciler._sqlite import Database
 from reconciler.cli.main import main as cli_main
 from reconciler.runtime.native import procs
 from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.runtime.native.config import NativeConfig
 from reconciler.state import history as hist
-from tests.agent.conftest import AgentProc, wait_for
+from tests.agent.conftest import WAIT, AgentProc, wait_for
 from tests.agent.test_notify import Receiver
 from tests.execution.helpers import STOP_MARGIN, trapping_app
 from tests.helpers.host import assert_holds_exactly, random_pool, reboot
@@ -504,3 +505,78 @@ def test_a_pass_plugs_the_containers_into_a_bridge_deleted_under_them(
     assert served()
     src = a.source("host")
     assert (src["down"], src["degraded"]) == ({}, False), src
+
+
+def _cli(a: AgentProc, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`reconcile ARGV` on the agent's engine, in a process of its own as a user types it."""
+    return subprocess.run([sys.executable, "-m", "reconciler", *argv, "--root", str(a.root), "--run-dir",
+                           str(a.run_dir), "--name-prefix", a.prefix], capture_output=True, text=True, check=False,
+                          timeout=WAIT)
+
+
+def _published(a: AgentProc, name: str) -> tuple[Any, ...]:
+    """The ports a container's record says are forwarded (an exited one's too)."""
+    from reconciler.runtime.native.containers import records
+
+    return records.RecordStore(NativeConfig(root=a.root, run_dir=a.run_dir, name_prefix=a.prefix)).get(name).published
+
+
+def test_stop_and_start_by_hand_while_the_agent_runs_keep_the_published_port(
+        tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
+    """`reconcile stop web; reconcile start web` with an agent running: the agent's restart
+    manager takes the ports of a container that exits, and the CLI's start (an engine opened
+    without bridge networking) forwarded none again: web ran unreachable, ps showed no port, and
+    the agent's passes said converged. Now the start forwards them, whoever took them."""
+    a = native_agent
+    served = _web_on_lan(tmp_path, busybox_image)
+    a.start()
+    wait_for("web served", served)
+    (port,) = running(a, "web").ports
+
+    assert _cli(a, "stop", "web").returncode == 0
+    wait_for("web's ports taken at its exit", lambda: _published(a, "web") == ())
+    started = _cli(a, "start", "web")
+    assert started.returncode == 0, started.stderr
+    wait_for("web served again", served)
+    ps = _cli(a, "ps").stdout
+    assert f"127.0.0.1:{port.host_port}->80/tcp" in ps, ps
+    inspected = json.loads(_cli(a, "inspect", "web").stdout)
+    assert inspected[0]["NetworkSettings"]["Ports"] == {"80/tcp": [{"HostIp": "127.0.0.1",
+                                                                    "HostPort": str(port.host_port)}]}
+    a.reconcile("host")
+    assert served()
+    (web,) = a.source("host")["objects"]
+    assert web["ports"] == [f"127.0.0.1:{port.host_port}->80/tcp"], web
+
+
+def test_a_pass_forwards_the_ports_of_a_running_container_left_without_them(
+        tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
+    """A running container whose ports are held but not forwarded (what an earlier release's
+    `reconcile start` left, above) is found by the agent's next pass, which forwards them and
+    says so; so is a port whose rule another program deleted (`nft flush chain`) while the
+    table stays."""
+    from reconciler.runtime.native.containers import records
+    from reconciler.runtime.native.network.network import NetworkManager
+
+    a = native_agent
+    served = _web_on_lan(tmp_path, busybox_image)
+    a.start()
+    wait_for("web served", served)
+    config = NativeConfig(root=a.root, run_dir=a.run_dir, name_prefix=a.prefix)
+    web = running(a, "web")
+    (port,) = web.ports
+    NetworkManager(config).forward(web.id, False)
+    records.RecordStore(config).update(web.id, lambda r: dataclasses.replace(r, published=()))
+    assert not served()
+    a.reconcile("host")
+    assert served()
+    healed = [e for e in a.events() if e["type"] == "network_healed"]
+    assert healed[-1]["made"] == ["published ports of container web"], healed
+    assert [p.host_port for p in _published(a, "web")] == [port.host_port]
+
+    subprocess.run(["nft", "flush", "chain", "ip", a.prefix, "hostports"], check=True)
+    assert not served()
+    a.reconcile("host")
+    assert served()
+    healed = [e for e in a.events() if e["type"] == "network_healed"]
+    assert healed[-1]["made"] == [f"nft rule of port 127.0.0.1:{port.host_port}/tcp"], healed

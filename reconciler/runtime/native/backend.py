@@ -453,10 +453,16 @@ class NativeRuntime:
     def heal(self) -> base.Healed:
         """base.Healing: the recorded networks' bridges, the engine's nft table and the veths of
         its containers made again (plugged in again) where another program took them
-        (network.NetworkManager.heal); the running containers' pids for a namespace to bind again."""
+        (network.NetworkManager.heal); the running containers' pids for a namespace to bind again.
+        Then each container's published ports forwarded while it runs and only then
+        (containers.ContainerManager.forward_as_running): a running container whose ports are
+        not forwarded gets them, one that cannot is listed cut off."""
         if self.network is None:
             return base.Healed()
         healed: base.Healed = self._net().heal(self._running_pids)
+        made, failed = self.containers.forward_as_running()
+        if made or failed:
+            healed = base.Healed(made=(*healed.made, *made), cut_off={**healed.cut_off, **failed})
         return healed
 
     def _running_pids(self) -> dict[str, int]:

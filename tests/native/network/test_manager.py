@@ -427,6 +427,25 @@ def test_a_ruleset_another_process_replaced_is_applied_again(harness: Harness) -
     assert rule()
 
 
+def test_heal_makes_again_a_ports_rule_deleted_from_the_table(harness: Harness) -> None:
+    """`nft flush chain` (or a rule deleted by hand) takes a published port's rule and leaves the
+    table: heal finds the forwarded port with no rule in the kernel's listing and renders the
+    ruleset again, and says which port."""
+    m = harness.manager
+    m.ensure_network(base.NetworkConfig(name="lost", subnet=harness.subnet(0)))
+    port = _port()
+    m.attach("ctr-lost", name="lost", hostname="lost", networks=["lost"],
+             ports=[base.PortMapping(80, port, host_ip="127.0.0.1"), base.PortMapping(53, port, protocol="udp")])
+    assert m.heal() == base.Healed()
+    subprocess.run(["nft", "flush", "chain", "ip", harness.prefix, "hostports"], check=True)
+    assert m.heal() == base.Healed(made=(f"nft rule of port 127.0.0.1:{port}/tcp", f"nft rule of port 0.0.0.0:{port}/udp"))
+    listed = subprocess.run(["nft", "list", "chain", "ip", harness.prefix, "hostports"], capture_output=True, text=True,
+                            check=True).stdout
+    assert f"tcp dport {port} dnat" in listed
+    assert f"udp dport {port} dnat" in listed
+    assert m.heal() == base.Healed()
+
+
 def test_heal_makes_a_deleted_veth_again_in_the_containers_namespace(harness: Harness) -> None:
     """A container's veth deleted (which takes its end in the container with it): heal makes the
     pair again, the container's end in its own namespace, with its recorded address, the same

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler._dataclass import dataclasses
 from reconciler.runtime import base
@@ -41,6 +41,9 @@ from reconciler.runtime.native.containers import (
     records,
 )
 from reconciler.runtime.native.volumes import volumes
+
+if TYPE_CHECKING:
+    from reconciler.runtime.native.network import ipam
 
 __all__ = ["Attachment", "ContainerManager", "NetworkAttacher"]
 
@@ -658,13 +661,14 @@ class ContainerManager(records.RecordStore):
                 if not mounts.is_mounted(p.rootfs):
                     self._mount_rootfs(rec)
                 volumes.ensure_bind_sources(rec.config.mounts)     # deleted while it was stopped
-                if rec.netns_path and not os.path.exists(rec.netns_path) and self.network is not None:
+                if rec.netns_path and not os.path.exists(rec.netns_path):
                     # a reboot (or an emptied run dir) took the namespace, interfaces, hosts file
                     # and rules: attach repairs them, with the addresses the IPAM still leases (after
                     # reconnect(), none: it gives the fixed ones asked for, else chooses); one
                     # disconnected from every network ("none") gets its namespace with none, as
-                    # Docker starts such a container with its loopback alone
-                    att = self.network.attach(rec.id, name=rec.name, hostname=rec.hostname,
+                    # Docker starts such a container with its loopback alone. Whoever starts it (a
+                    # CLI that opened the engine without bridge networking too): it has a namespace
+                    att = self._network().attach(rec.id, name=rec.name, hostname=rec.hostname,
                                               networks=rec.config.networks, **_attach_options(rec.config, rec.ports()),
                                               forward=False)
                     rec = _with_addresses(rec, att)     # reconnect() changes them
@@ -721,10 +725,14 @@ class ContainerManager(records.RecordStore):
         """`rec` with its published ports forwarded (`on`: it starts) or not (it stopped or
         exited), its `published` as the network forwards them now: a container publishes its
         ports while it runs, as Docker's does (`ps -a` shows none of an exited one, inspect's
-        NetworkSettings.Ports is empty). Under the container's lock; the caller saves `rec`."""
-        if self.network is None or not rec.netns_path or not rec.ports() or (not on and not rec.published):
+        NetworkSettings.Ports is empty). Under the container's lock; the caller saves `rec`.
+        The bridge networking is loaded for it when the engine was opened without (`reconcile
+        start` and `stop`: cli/engines.py): a start that skipped it ran the container with none
+        of its ports where an agent had taken them at its stop (`unpublish`), and a stop left
+        them forwarded to a container that no longer ran."""
+        if not rec.netns_path or not rec.ports() or (not on and not rec.published):
             return rec
-        att = self.network.forward(rec.id, on)
+        att = self._network().forward(rec.id, on)
         return dataclasses.replace(rec, published=tuple(att.ports))
 
     def unpublish(self, name_or_id: str) -> records.Record:
@@ -739,6 +747,60 @@ class ContainerManager(records.RecordStore):
                 return rec
             ports = self._forwarding(rec, on=False).published
             return self.update(rec.id, lambda r: dataclasses.replace(r, published=ports))
+
+    def forward_as_running(self) -> tuple[list[str], dict[str, str]]:
+        """Each container's published ports forwarded while it runs and only then, and its
+        record's `published` what the network forwards for it: what every start and stop keeps,
+        made good where one did not (a release whose CLI started a container without its bridge
+        networking: it ran with none of its ports, and nothing noticed; a process killed between
+        the network's change and the record's). Two queries when all agree (the agent asks before
+        each pass, an engine start once); a container that disagrees is looked at again under its
+        lock, refreshed. What was changed, as words, and the running containers whose ports could
+        not be forwarded (name -> why), which the agent's status lists down."""
+        from reconciler.runtime.native.network import ipam
+
+        store = ipam.IPAM(self.db)
+        publishers = store.publishers()
+        if not publishers:
+            return [], {}
+        forwarded: dict[str, set[base.PortMapping]] = {}
+        for p in store.forwarded_ports():
+            forwarded.setdefault(p.container_id, set()).add(
+                base.PortMapping(container_port=p.container_port, host_port=p.host_port, protocol=p.protocol,
+                                 host_ip=p.host_ip))
+        made: list[str] = []
+        failed: dict[str, str] = {}
+        for rec in self.stored():
+            if rec.id not in publishers or not rec.netns_path:
+                continue
+            runs = rec.status == "running"
+            if publishers[rec.id] == runs and (not runs or set(rec.published) == forwarded.get(rec.id, set())):
+                continue
+            try:
+                word = self._forward_again(rec.id, store)
+            except rterrors.NotFound:
+                continue                        # removed meanwhile
+            except rterrors.RuntimeBackendError as exc:
+                failed[rec.name] = f"its published ports are not forwarded: {exc}"
+                continue
+            if word:
+                made.append(word)
+        return made, failed
+
+    def _forward_again(self, cid: str, store: ipam.IPAM) -> str | None:
+        """forward_as_running for one container, under its lock: what changed, as words."""
+        with self.lock(cid):
+            rec = self.refresh(self._load(cid))
+            on, was = rec.status == "running", bool(store.forwarding(cid))
+            att = self._network().forward(rec.id, on)
+            ports = tuple(att.ports) if on else ()
+            if ports != rec.published:
+                self._save(dataclasses.replace(rec, published=ports))
+        if on == was:
+            return None                         # only the record said otherwise: now it says what is forwarded
+        if on:
+            return f"published ports of container {rec.name}"
+        return f"published ports of container {rec.name} taken down: it does not run"
 
     def stop(self, name_or_id: str, *, timeout: float | None = None) -> records.Record:
         """StopSignal, wait `timeout` (the container's stop_timeout by default), then SIGKILL;

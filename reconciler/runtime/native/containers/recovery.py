@@ -189,7 +189,7 @@ def _network_leftovers(config: NativeConfig, known: set[str], running: Collectio
     and made again, or the veth deleted: the container is cut off while `ps` says it runs; one
     without a namespace, after a reboot, gets its veth at its start), or a bridge of the
     engine's names' forms has no record (`_unrecorded_bridge`), or networks are recorded
-    and our nft table is gone (a firewall reload flushed it), or the embedded DNS server is not
+    and our nft table is gone (a firewall reload flushed it) or lacks a forwarded port's rule, or the embedded DNS server is not
     running while a container on a user-defined network has a namespace. The full network recovery
     makes the bridges again, plugs such veths in again and re-renders the firewall (~50 ms), so
     a clean start skips it. Read from the state DB, the run dir and /sys/class/net, as the
@@ -213,7 +213,7 @@ def _network_leftovers(config: NativeConfig, known: set[str], running: Collectio
         return True
     if _unrecorded_bridge(config.name_prefix, {n.bridge for n in networks}):
         return True
-    if networks and not _table_present(config.name_prefix):
+    if networks and not _rules_present(config.name_prefix, store):
         return True
     if stale.dead_marks(config):        # killed while a new container's name waited for its peers
         return True
@@ -245,17 +245,27 @@ def _unrecorded_bridge(prefix: str, recorded: Collection[str]) -> bool:
                for link in links)
 
 
-def _table_present(table: str) -> bool:
-    """Whether our nft table is in the kernel: a firewall reload (`nft flush ruleset`, nftables'
-    restart) takes it, and every published port and the networks' NAT with it, while the records
-    still say forwarded. A listing through libnftables (~1.7 ms with the library's load); where
-    the library cannot be loaded the answer is yes: the next change of the rules says why."""
+def _rules_present(table: str, store: Any) -> bool:
+    """Whether our nft table is in the kernel with as many port rules as ports are forwarded
+    (`ipam.forwarded_ports`; those on [::1] have none: a proxy serves them): a firewall reload
+    (`nft flush ruleset`, nftables' restart) takes the table, and every published port and the
+    networks' NAT with it, and `nft flush chain` the ports' rules, while the records still say
+    forwarded. A listing through libnftables (~1.7 ms with the library's load), counted: the
+    firewall module, which renders the rules one by one, is loaded only for a change (the
+    agent's heal compares them rule by rule); where the library cannot be loaded the answer is
+    yes: the next change of the rules says why."""
     from reconciler.runtime.native.network import nftlib
 
     try:
-        return nftlib.table_exists(table)
+        listed = nftlib.listed(table)
+        if listed is None:
+            return False
+        ports = [p for p in store.forwarded_ports() if p.host_ip != "::1"]
+        if any(":" in p.host_ip for p in ports):
+            listed += nftlib.listed(table, "ip6") or ""
     except rterrors.Unavailable:
         return True
+    return listed.count(" dnat to ") >= len(ports)
 
 
 def _is_netns(path: Path) -> bool:
@@ -294,6 +304,12 @@ def recover(runtime: Any) -> RecoveryReport:
                 manager.config, known, {r.id for r in stored if r.status == "running"})):
         net_report = net.recover(sorted(known))
     restored, swept = manager.volumes.sweep()      # what volume removals killed midway left
+    if net is not None:
+        # a running container whose ports are not forwarded (or a stopped one whose are), whoever left it so
+        made, failed = manager.forward_as_running()
+        if made or failed:
+            logs.get_logger("reconciler.runtime.native.containers.recovery").warning(
+                "published ports made to follow what runs", made=made, failed=failed)
     report = RecoveryReport(half_made=tuple(r.id for r in half_made), orphans=tuple(orphans),
                             processes=tuple(killed), network=net_report, volumes_restored=restored,
                             volumes_swept=swept)

@@ -36,13 +36,15 @@ network manager's lock, where the library takes ~1.3 ms for the same 50-port tab
 from __future__ import annotations
 
 import hashlib
-import shutil
-import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.runtime import errors
 from reconciler.runtime.native.network import ipam, names, nftlib
+
+if TYPE_CHECKING:
+    import subprocess
 
 __all__ = ["Firewall"]
 
@@ -53,6 +55,10 @@ DOCKER_BRIDGES = ("docker0", "br-+")
 
 
 def _run(argv: Sequence[str], *, input_text: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    # here: start-up recovery looks at the nft rules (unforwarded) with no process to spawn (#21)
+    import shutil
+    import subprocess
+
     if shutil.which(argv[0]) is None:
         raise errors.Unavailable(
             f"{argv[0]} is not installed", hint="run scripts/install-system-deps.sh (Debian: nftables, iptables)",
@@ -70,6 +76,18 @@ def _run(argv: Sequence[str], *, input_text: str | None = None, check: bool = Tr
 
 def _q(text: str) -> str:
     return '"' + text.replace('"', "") + '"'
+
+
+def _port_rule(family: str, p: ipam.PortRecord) -> str:
+    """A published port's rule in the `hostports` chain, as nft lists it too."""
+    if p.host_ip == ipam.ANY_IP:
+        dst = ""
+    elif p.host_ip == ipam.ANY_IP6:
+        dst = "ip6 daddr != ::1 "       # ::1 is the proxy's
+    else:
+        dst = f"{family} daddr {p.host_ip} "
+    target = f"[{p.address}]" if family == "ip6" else p.address
+    return f"{dst}{p.protocol} dport {p.host_port} dnat to {target}:{p.container_port} comment {_q(p.container_id[:12])}"
 
 
 class Firewall:
@@ -123,18 +141,7 @@ class Firewall:
         out.append("  chain output {\n    type nat hook output priority -100; policy accept;")
         out.append("    fib daddr type local jump hostports\n  }")
         out.append("  chain hostports {")
-        for p in ports:
-            if p.host_ip == ipam.ANY_IP:
-                dst = ""
-            elif p.host_ip == ipam.ANY_IP6:
-                dst = "ip6 daddr != ::1 "       # ::1 is the proxy's
-            else:
-                dst = f"{family} daddr {p.host_ip} "
-            target = f"[{p.address}]" if family == "ip6" else p.address
-            out.append(
-                f"    {dst}{p.protocol} dport {p.host_port} dnat to {target}:{p.container_port}"
-                f" comment {_q(p.container_id[:12])}",
-            )
+        out += [f"    {_port_rule(family, p)}" for p in ports]
         out.append("  }")
         out.append("  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;")
         for n, subnet in subnets:
@@ -221,6 +228,20 @@ class Firewall:
 
     def table_exists(self) -> bool:
         return nftlib.table_exists(self.table, nft=self._nft)
+
+    def unforwarded(self, ports: Sequence[ipam.PortRecord]) -> list[ipam.PortRecord] | None:
+        """Of the ports forwarded now (`ipam.forwarded_ports`), those the kernel has no rule for
+        (another program deleted it: `nft flush chain`, a rule deleted by hand): one listing of
+        our table (and of the ip6 one when an IPv6 port is forwarded), as nft lists the rules we
+        render. None when our table is gone."""
+        listed = nftlib.listed(self.table, nft=self._nft)
+        if listed is None:
+            return None
+        if any(":" in p.host_ip and p.host_ip != "::1" for p in ports):
+            listed += nftlib.listed(self.table, "ip6", nft=self._nft) or ""
+        rules = {line.strip() for line in listed.splitlines()}
+        return [p for p in ports if p.host_ip != "::1"
+                and _port_rule("ip6" if ":" in p.host_ip else "ip", p) not in rules]
 
     # iptables -----------------------------------------------------------------------------
 

@@ -906,6 +906,20 @@ class IPAM:
         return [PortRecord(r["protocol"], r["host_ip"], int(r["host_port"]), r["container_id"],
                            int(r["container_port"]), r["address"], r["network"]) for r in rows]
 
+    def publishers(self) -> dict[str, bool]:
+        """container id -> whether its ports are forwarded (`forwarding`), for each container that
+        holds a host port: what a heal compares with the containers that run (#21: no record built)."""
+        rows = self._db.connect().execute(
+            "SELECT container_id, forwarding FROM net_containers"
+            " WHERE container_id IN (SELECT container_id FROM net_ports)")
+        return {r[0]: bool(r[1]) for r in rows}
+
+    def forwarding(self, container_id: str) -> bool | None:
+        """Whether a container's ports are forwarded (None: it has no network record)."""
+        row = self._db.connect().execute("SELECT forwarding FROM net_containers WHERE container_id = ?",
+                                         (container_id,)).fetchone()
+        return None if row is None else bool(row[0])
+
     def forwarded_ports(self, container_id: str | None = None) -> list[PortRecord]:
         """The ports forwarded now (of one container): those with an address, of containers
         `forwarding`. What the firewall's rules and the containers' reports are made of."""

@@ -1165,37 +1165,44 @@ class NetworkManager:
     def heal(self, running: Callable[[], Mapping[str, int]] | None = None) -> base.Healed:
         """Make again what another program took of the recorded networks' host plumbing while
         the engine ran: a bridge deleted (its ports, the containers' veths, left unplugged), a
-        container's veth deleted, or the engine's nft table gone (a firewall reload that flushes
-        the ruleset). The ruleset is only rendered again when its text changes, so a table
-        flushed under it stays gone, with every published port, until the next change; a start
-        plugs in no veth whose namespace is there, so a container cut off stays cut off.
-        A listdir per bridge and of the namespaces, two queries and one `nft list table` when
-        nothing is missing: the agent asks before each pass. Each veth of a container with a
-        namespace file (or what an unmount left of it) that is no port of its bridge is plugged
-        in again (`_plug_again`); `running` gives the pids of the running containers, asked only
-        for a container whose namespace file is no namespace. What was made again, as words ("bridge X",
-        "nft table Y", "container web on bridge X (veth V)"), and the containers left cut off."""
+        container's veth deleted, the engine's nft table gone (a firewall reload that flushes
+        the ruleset), or the rule of a port it forwards gone (`nft flush chain`, a rule deleted
+        by hand). The ruleset is only rendered again when its text changes, so a table flushed
+        under it stays gone, with every published port, until the next change; a start plugs in
+        no veth whose namespace is there, so a container cut off stays cut off. A listdir per
+        bridge and of the namespaces, three queries and one `nft list table` (holding every
+        forwarded port's rule) when nothing is missing: the agent asks before each pass. Each
+        veth of a container with a namespace file (or what an unmount left of it) that is no
+        port of its bridge is plugged in again (`_plug_again`); `running` gives the pids of the
+        running containers, asked only for a container whose namespace file is no namespace.
+        What was made again, as words ("bridge X", "nft table Y", "nft rule of port
+        127.0.0.1:8080/tcp", "container web on bridge X (veth V)"), and the containers left cut off."""
         networks = self._ipam.networks()
         if not networks:
             return base.Healed()
         veths = self._ipam.veths(self._namespaced())
         gone, loose = ipam.unplugged(networks, veths)
-        table = self._fw.table_exists()
+        lost = self._fw.unforwarded(self._ipam.forwarded_ports())
+        table = lost is not None
         dns_back = self._dns_again(veths)
-        if not gone and not loose and table:
+        if not gone and not loose and table and not lost:
             return base.Healed(made=dns_back)
         with self._locked():
             networks = self._ipam.networks()                          # as they are under the lock
             gone, loose = ipam.unplugged(networks, self._ipam.veths(self._namespaced()))
+            if lost:        # looked at again under the lock: a change in flight is no loss
+                lost = self._fw.unforwarded(self._ipam.forwarded_ports())
+                table = lost is not None
             for n in gone:
                 self._ensure_bridge(n)
             for n in networks if not table else gone:
                 # (a flushed ruleset took the iptables-nft accepts in Docker's FORWARD chain too)
                 self._fw.ensure_accepts(n)
-            if gone or not table:
+            if gone or not table or lost:
                 self._apply_firewall(force=True)
             plugged, cut = self._plug_again({veth for _, veth in loose}, running)
         made = [f"bridge {n.bridge}" for n in gone] + ([] if table else [f"nft table {self._fw.table}"]) + plugged
+        made += [f"nft rule of port {p.host_ip}:{p.host_port}/{p.protocol}" for p in lost or ()]
         made += dns_back
         if made or cut:
             log.warning("network plumbing made again", made=made, cut_off=cut)

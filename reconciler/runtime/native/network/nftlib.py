@@ -16,7 +16,7 @@ from typing import Any
 
 from reconciler.runtime import errors
 
-__all__ = ["Nft", "table_exists"]
+__all__ = ["Nft", "listed", "table_exists"]
 
 # one libnftables call at a time in this process (reentrant: a context's finalizer may run from
 # the garbage collector in a thread that holds it, between two calls)
@@ -62,6 +62,15 @@ class Nft:
     def run(self, script: str, *, check: bool = True) -> bool:
         """Run `script` as one transaction: whether it succeeded; with `check`, errors.Unavailable
         in nft's words when it did not."""
+        return self._run(script, check=check) is not None
+
+    def listing(self, script: str) -> str | None:
+        """What a listing (`list table ip T`) prints, as the `nft` CLI prints it; None when it
+        failed (no such table)."""
+        return self._run(script, check=False)
+
+    def _run(self, script: str, *, check: bool) -> str | None:
+        """Its output when it succeeded, else None (or errors.Unavailable with `check`)."""
         lib = self._load()
         with _CALLS:
             if self._ctx is None:
@@ -73,13 +82,13 @@ class Nft:
                 weakref.finalize(self, _free, lib, ctx)
                 self._ctx = ctx
             rc = lib.nft_run_cmd_from_buffer(self._ctx, script.encode())
-            lib.nft_ctx_get_output_buffer(self._ctx)        # a listing's text, emptied unread
+            out = lib.nft_ctx_get_output_buffer(self._ctx) or b""     # a listing's text (read empties it)
             if rc != 0:
                 # read (which empties it) whether or not it is raised: the next error is its own
                 words = (lib.nft_ctx_get_error_buffer(self._ctx) or b"").decode(errors="replace").strip()
             if rc != 0 and check:
                 raise errors.Unavailable(f"nft -f failed: {words[:500] or 'no message'}")
-            return bool(rc == 0)
+            return out.decode(errors="replace") if rc == 0 else None
 
 
 def _free(lib: Any, ctx: int) -> None:
@@ -90,3 +99,8 @@ def _free(lib: Any, ctx: int) -> None:
 def table_exists(table: str, family: str = "ip", *, nft: Nft | None = None) -> bool:
     """Whether the kernel has table `family table` (a listing, whose text is not kept)."""
     return (nft or Nft()).run(f"list table {family} {table}\n", check=False)
+
+
+def listed(table: str, family: str = "ip", *, nft: Nft | None = None) -> str | None:
+    """Table `family table` as `nft list table` prints it; None when the kernel has no such table."""
+    return (nft or Nft()).listing(f"list table {family} {table}\n")

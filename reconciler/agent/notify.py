@@ -177,6 +177,9 @@ class Deduper:
             name = str(e.get("container", ""))
             return self._fail(("flapping", name), Notification(
                 "container_flapping", source, f"container {name} is crash-looping", str(e.get("message", "")), e))
+        if t == "container_flapping_cleared":
+            # started by hand, removed or resumed: nothing to send, but a next crash loop is news again
+            self._failing.pop(("flapping", str(e.get("container", ""))), None)
         return []
 
     def _image(self, t: str, e: Mapping[str, Any], source: str) -> list[Notification]:

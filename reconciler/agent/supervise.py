@@ -5,8 +5,13 @@ backoff, 100 ms doubling to 1 min, reset after 10 s of running); healthchecks on
 intervals (the HealthChecker). On top, a flap limit: a container restarted `flap_limit` times
 within `flap_window` seconds is left stopped and reported (event, log line, metric, status)
 instead of looping for ever; the controller's passes do not start it either (the planner's
-`PlanOptions.flapping`). A new container (a changed spec, a new id) starts with a clean slate,
-and `clear(name)` forgets a container's flapping (resume of its source).
+`PlanOptions.flapping`). The way back is what a docker user does: `reconcile start NAME` (any
+start the restart manager did not make: `docker start` through the Engine API too) runs it
+again with its restarts counted afresh, and a new container (a changed spec, `reconcile rm -f
+NAME` and the next pass's re-create: a new id) starts with a clean slate; both are seen when
+the flapping containers are next asked for (`flapping`: a pass's options, status, metrics),
+from the records as stored. `clear(name)` forgets a container's flapping (resume of its
+source). Each way back is published as `container_flapping_cleared`.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ class Flapping:
     name: str
     restarts: int
     since: float
+    started_at: str | None = None   # the run the restart manager started last: another start is someone else's
+    source: str = ""                # the agent's source it belongs to (its events name it)
 
 
 class Supervisor:
@@ -82,18 +89,50 @@ class Supervisor:
     # -- queries ----------------------------------------------------------------------------
 
     def flapping(self) -> list[Flapping]:
+        self._outgrown()
         with self._lock:
             return list(self._flapping.values())
 
     def is_flapping(self, name: str) -> bool:
-        with self._lock:
-            return any(f.name == name for f in self._flapping.values())
+        return any(f.name == name for f in self.flapping())
 
-    def clear(self, name: str) -> None:
+    def clear(self, name: str, why: str = "its source resumed") -> None:
         with self._lock:
-            for cid in [c for c, f in self._flapping.items() if f.name == name]:
+            cleared = [self._flapping.pop(c) for c, f in list(self._flapping.items()) if f.name == name]
+            for f in cleared:
+                self._restarts.pop(f.id, None)
+        for f in cleared:
+            self._cleared(f, why)
+
+    def _outgrown(self) -> None:
+        """Forget the flapping of a container removed (its name may be a new container's: a
+        clean slate) or started since by someone else than the restart manager (`reconcile
+        start`, `docker start`: run again as its owner asked, its restarts counted afresh).
+        The records as stored (no refresh: one query when none changed)."""
+        with self._lock:
+            if not self._flapping:
+                return
+            known = dict(self._flapping)
+        by_id = {r.id: r for r in self.runtime.containers.stored()}
+        for cid, f in known.items():
+            rec = by_id.get(cid)
+            if rec is None:
+                why = "removed"
+            elif rec.started_at != f.started_at:
+                why = "started by hand"
+            else:
+                continue
+            with self._lock:
+                if self._flapping.get(cid) != f:
+                    continue                    # changed meanwhile (a tick's restart): asked again next time
                 del self._flapping[cid]
                 self._restarts.pop(cid, None)
+            self._cleared(f, why)
+
+    def _cleared(self, f: Flapping, why: str) -> None:
+        self.publish("container_flapping_cleared", source=f.source, container=f.name, id=f.id[:12], why=why)
+        self._log.info("container_flapping_cleared", container=f.name, why=why)
+        self.on_flap(f.name)
 
     # -- loops ------------------------------------------------------------------------------
 
@@ -127,14 +166,20 @@ class Supervisor:
             self.on_restart(rec.name)
             if len(times) >= self.flap_limit:
                 with self._lock:
-                    self._flapping[cid] = Flapping(cid, rec.name, len(times), time.time())
+                    self._flapping[cid] = Flapping(cid, rec.name, len(times), time.time(), rec.started_at, source)
                 self.publish("container_flapping", source=source, container=rec.name, id=cid[:12],
                              restarts=len(times),
                              window_s=self.flap_window,
-                             message=f"restarted {len(times)} times in {self.flap_window:g}s: "
-                                     "left stopped after its next exit; change its spec or resume to retry")
+                             message=f"restarted {len(times)} times in {self.flap_window:g}s: left stopped after "
+                                     f"its next exit; to try again: `reconcile start {rec.name}` (or change its "
+                                     "spec)")
                 self._log.warning("container_flapping", container=rec.name, restarts=len(times))
                 self.on_flap(rec.name)
+            else:
+                with self._lock:
+                    if cid in self._flapping:   # its own restart: no start by hand
+                        self._flapping[cid] = dataclasses.replace(self._flapping[cid], started_at=rec.started_at)
+        self._outgrown()                         # started by hand since: its exit is its policy's again
         with self._lock:
             flapping = list(self._flapping)
         for cid in flapping:                     # only these: a tick reads no other record

@@ -94,7 +94,8 @@ def _print(doc: dict[str, Any]) -> None:
                                [("CONTAINER", "name"), ("ID", "id"), ("STATUS", "status"), ("HEALTH", "health"),
                                 ("RESTARTS", "restart_count"), ("FLAPPING", "flapping")])
     for f in doc["supervision"]["flapping"]:
-        print(f"\nflapping: {f['container']} restarted {f['restarts']} times: left stopped")
+        print(f"\nflapping: {f['container']} restarted {f['restarts']} times: left stopped; to try again: "
+              f"reconcile start {f['container']}")
 
 
 def _image_line(i: dict[str, Any]) -> str:

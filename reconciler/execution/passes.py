@@ -237,9 +237,12 @@ def down(o: obs.ObservedContainer, *, job: bool, policy: str, networks: Sequence
         return None
     if o.status == "exited" and (policy == "no" or (policy == "on-failure" and code == 0)):
         return None
+    exited = "" if code is None else f"exit code {code}, "      # (no exit to tell: never a Python None in the words)
     if o.status == "restarting":
-        return f"restarting (exit code {code}, {o.restart_count} restarts): its restart policy keeps it down"
-    return f"{o.status} (exit code {code}) but its restart policy is {policy}"
+        return f"restarting ({exited}{o.restart_count} restarts): its restart policy keeps it down"
+    if o.status == "created":
+        return f"created but not started, and its restart policy is {policy}"
+    return f"{o.status}{f' ({exited[:-2]})' if exited else ''} but its restart policy is {policy}"
 
 
 def stale_health(o: obs.ObservedContainer) -> str:

@@ -1102,7 +1102,8 @@ class _Planner:
                 self.drift.add(f"{node.resource}: {node.cause}")
             elif name in self.options.flapping and node.kind is Kind.START and not node.extra.get("group"):
                 self.held_back.add(key)
-                self.b.notes.append(f"{node.resource}: over the flap limit: left stopped (reported, not restarted)")
+                self.b.notes.append(f"{node.resource}: over the flap limit: left stopped (reported, not restarted; "
+                                    f"`reconcile start {name}` tries again)")
 
     # -- ordering ----------------------------------------------------------------------------
 

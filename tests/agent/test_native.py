@@ -580,3 +580,51 @@ def test_a_pass_forwards_the_ports_of_a_running_container_left_without_them(
     assert served()
     healed = [e for e in a.events() if e["type"] == "network_healed"]
     assert healed[-1]["made"] == [f"nft rule of port 127.0.0.1:{port.host_port}/tcp"], healed
+
+
+def test_a_flapping_container_comes_back_by_a_start_by_hand_or_its_removal(
+        tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
+    """The way back from the flap limit is a docker user's: `reconcile start NAME` runs it again
+    and the agent counts its restarts afresh (status no longer says flapping, the source is not
+    degraded); `reconcile rm -f NAME` has the next pass make and start a new one. Before, the
+    agent kept its flapping by name until `rollback --resume`: status said flapping after the
+    start, and the re-created container was made but never started, the source degraded with
+    `created (exit code None)`. The notification names the command."""
+    a = native_agent
+    hook = Receiver()
+    a.config["notify"] = [{"webhook": {"url": hook.url}, "events": ["container_flapping"]}]
+    flags = {n: tmp_path / f"flag-{n}" for n in ("one", "two")}
+    for name, flag in flags.items():
+        flag.mkdir()
+        (tmp_path / "m" / f"{name}.yaml").write_text(doc(
+            name, busybox_image, "test -e /flag/ok && exec sleep 3600; exit 3",
+            extra=f"volumes: ['{flag}:/flag']\n"))
+    a.start()
+    for name in flags:
+        wait_for(f"{name} reported flapping", lambda n=name: n in {f["container"] for f in a.status()["supervision"]["flapping"]})
+        wait_for(f"{name} left stopped", lambda n=name: str(state(a)[n].status) == "exited")
+    told = wait_for("the crash loops told", lambda: len(hook.got) >= 2 and hook.got)
+    hook.close()
+    assert "to try again: `reconcile start one`" in json.loads(told[0][1])["message"] + json.loads(told[1][1])["message"]
+    shown = _cli(a, "status").stdout
+    assert "reconcile start one" in shown, shown
+
+    (flags["one"] / "ok").touch()                       # what made it crash is put right, then
+    started = _cli(a, "start", "one")
+    assert started.returncode == 0, started.stderr
+    wait_for("one's flapping forgotten", lambda: "one" not in {f["container"] for f in a.status()["supervision"]["flapping"]})
+    assert running(a, "one")
+    cleared = [e for e in a.events() if e["type"] == "container_flapping_cleared"]
+    assert [(e["container"], e["why"], e["source"]) for e in cleared] == [("one", "started by hand", "host")]
+
+    (flags["two"] / "ok").touch()
+    old = state(a)["two"].id
+    assert _cli(a, "rm", "-f", "two").returncode == 0
+    a.reconcile("host")
+    two = wait_for("two made again and started", lambda: running(a, "two"))
+    assert two.id != old
+    assert a.status()["supervision"]["flapping"] == []
+    src = a.source("host")
+    assert (src["last_result"], src["degraded"], src["down"]) == ("converged", False, {}), src
+    assert not any("None" in f for f in src["failures"]), src["failures"]
+    assert {o["name"]: o["flapping"] for o in src["objects"]} == {"one": False, "two": False}

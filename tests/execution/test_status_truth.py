@@ -55,6 +55,9 @@ def state(status: str, *, exit_code: int | None = None, health: str | None = Non
     ("on-failure", state("exited", exit_code=2), "exited (exit code 2) but its restart policy is on-failure"),
     ("always", state("exited", exit_code=0, manually_stopped=True), None),   # stopped by hand
     ("always", None, "not created"),
+    # created and never started (a pass held its start back): no exit code to tell, never "None"
+    ("always", state("created", started_at=None), "created but not started, and its restart policy is always"),
+    ("always", state("dead"), "dead but its restart policy is always"),
 ])
 def test_unready_says_which_desired_container_is_down_and_why(
         tmp_path: Path, restart: str, observed: base.ContainerState | None, reason: str | None) -> None:

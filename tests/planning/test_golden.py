@@ -433,11 +433,11 @@ note: drift (reported only): container:db: spec hash changed: env
 """,
     # a container over the flap limit is not started again, but a change still recreates it
     "flapping_container_left_stopped": """\
-note: container:job: over the flap limit: left stopped (reported, not restarted)
+note: container:job: over the flap limit: left stopped (reported, not restarted; `reconcile start job` tries again)
 """,
     "flapping_container_removed_by_hand_created_not_started": """\
 [] -> #1 container:web, create, not found
-note: container:web: over the flap limit: left stopped (reported, not restarted)
+note: container:web: over the flap limit: left stopped (reported, not restarted; `reconcile start web` tries again)
 """,
     "flapping_container_still_recreated_on_a_change": """\
 [] -> #1 container:web, stop, spec hash changed: env

@@ -462,9 +462,11 @@ def _wait_ready(a: actions.Action, runtime: base.Runtime, opts: ExecuteOptions) 
         elif st.status not in (base.ContainerStatus.RUNNING, base.ContainerStatus.RESTARTING):
             raise _ActionFailed(f"{a.target} exited (code {st.exit_code}) before it was ready")
         elif health:
-            if st.health == "healthy":
+            # (waiting for a restart, its health is `unhealthy`, as dockerd says of a stopped
+            # container: the restart it waits for is judged, not the exit; the deadline holds)
+            if st.status is base.ContainerStatus.RUNNING and st.health == "healthy":
                 return
-            if st.health == "unhealthy":
+            if st.status is base.ContainerStatus.RUNNING and st.health == "unhealthy":
                 raise _ActionFailed(f"{a.target} is unhealthy")
             if st.first_probe is not None and st.first_probe >= a.wait.timeout:
                 raise _ActionFailed(_probed_too_late(a.target, st.first_probe, a.wait.timeout))

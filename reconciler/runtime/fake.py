@@ -317,9 +317,10 @@ class FakeRuntime:
         return out
 
     def _exit(self, c: dict[str, Any], code: int, **changes: Any) -> None:
-        """The container's process ended with `code`: no PID, no address, no health any more."""
-        c.update(status="exited", exit_code=code, finished_at=_now(), health=None, pid=None,
-                 ip_addresses={}, **changes)
+        """The container's process ended with `code`: no PID, no address; `unhealthy` where it
+        has a healthcheck, as dockerd says of a stopped container."""
+        c.update(status="exited", exit_code=code, finished_at=_now(),
+                 health="unhealthy" if c.get("health") else None, pid=None, ip_addresses={}, **changes)
         self._put(c)
 
     def stop_container(self, name_or_id: str, *, timeout: float | None = None) -> None:

@@ -633,6 +633,22 @@ def test_healthcheck_turns_unhealthy(runtime: base.Runtime, image: str) -> None:
     eventually(lambda: runtime.inspect_container(cid).health == "unhealthy")
 
 
+def test_a_stopped_container_with_a_healthcheck_is_unhealthy_as_dockerd_says(runtime: base.Runtime, image: str) -> None:
+    """dockerd sets a container's health `unhealthy` at its exit (`docker stop`, a crash, a
+    kill): the status its last probe saw no longer describes it. (The native engine kept
+    `healthy`, and `reconcile status` showed `exited ... healthy` for a container left
+    stopped.) Its next start makes it `starting` again."""
+    hc = base.Healthcheck(test=("CMD", "true"), interval=0.2, timeout=5, retries=3)
+    cid = run(runtime, cfg(image, "stopped", "sleep", "1000", healthcheck=hc))
+    eventually(lambda: runtime.inspect_container(cid).health == "healthy")
+    runtime.stop_container(cid, timeout=0)
+    assert runtime.inspect_container(cid).health == "unhealthy"
+    assert [c.health for c in runtime.list_containers() if c.id == cid] == ["unhealthy"]
+    runtime.start_container(cid)
+    assert runtime.inspect_container(cid).health in ("starting", "healthy")
+    eventually(lambda: runtime.inspect_container(cid).health == "healthy")
+
+
 def test_a_start_interval_makes_the_first_check_soon_or_is_refused(runtime: base.Runtime, image: str) -> None:
     """Interval 60 s, start interval 0.3 s in a start period: healthy within seconds on an engine
     with start intervals (Docker 25's); one without them refuses the config, making nothing."""

@@ -348,6 +348,8 @@ def container_state(attrs: Mapping[str, Any], *, start_interval: bool = False,
     finished = st in (base.ContainerStatus.EXITED, base.ContainerStatus.DEAD,
                       base.ContainerStatus.RESTARTING)
     health = (state.get("Health") or {}).get("Status")
+    if finished and health in ("starting", "healthy"):
+        health = "unhealthy"        # a stopped container, as dockerd says at every exit (Podman keeps its last)
     # its healthcheck as the engine runs it (Config: dockerd's merge with the image's)
     hc = base.healthcheck_of(None, cfg.get("Healthcheck")) if health else None
     networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}

@@ -40,7 +40,7 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
         state["StaleBinds"] = list(observed.stale_binds)
     if hc is not None:
         # Stale (reconciler's, beside Docker's keys): no probe observed it lately (healthtimes.stale)
-        state["Health"] = {"Status": rec.health or "starting", "FailingStreak": rec.health_failures,
+        state["Health"] = {"Status": observed.health or "starting", "FailingStreak": rec.health_failures,
                            "Log": [dict(x) for x in rec.health_log], "Stale": observed.health_stale}
     anonymous = volumes.anonymous(store.db, [m.source for m in cfg.mounts if m.type == "volume"])
     exposed = records.exposed_ports(cfg, rec.image_config, rec.exposed)     # Docker's merge: its, its image's

@@ -261,7 +261,7 @@ class Record:
             labels=dict(self.config.labels), status=status, created=self.created,
             exit_code=self.exit_code, started_at=self.started_at, finished_at=self.finished_at,
             pid=self.pid if self.status == "running" else None, oom_killed=self.oom_killed,
-            health=self.health, restart_count=self.restart_count,
+            health=summaries.health_now(self.status, self.health), restart_count=self.restart_count,
             ip_addresses=dict(self.ip_addresses), ports=tuple(summaries.forwarded(self.status, self.published)),
             manually_stopped=self.manually_stopped, error=self.error, ip6_addresses=dict(self.ip6_addresses),
             paused=self.is_paused(), health_stale=stale, health_probed_at=probed,
@@ -370,7 +370,7 @@ def summary(rec: Record) -> dict[str, Any]:
     stale, probed = rec.health_seen(effective_healthcheck(rec))
     return summaries.summary_fields(
         id=rec.id, image=rec.image, argv=rec.command_line(), created=rec.created, status=rec.status,
-        restarting=rec.restart_pending(), paused=rec.is_paused(), exit_code=rec.exit_code, health=rec.health,
+        restarting=rec.restart_pending(), paused=rec.is_paused(), exit_code=rec.exit_code, health=summaries.health_now(rec.status, rec.health),
         name=rec.name,
         labels=rec.config.labels, restart_count=rec.restart_count, started_at=rec.started_at,
         finished_at=rec.finished_at, health_stale=stale, health_probed_at=probed,

@@ -6,6 +6,7 @@ its Records, and a reader that applies them to the state DB's rows without build
     command_text(argv)                      the COMMAND column: shlex.join's text
     summary_fields(...)                     the fields of one `ps` row (records.summary)
     image_healthcheck(image_config, own)    a container's healthcheck over its image's, as Docker merges them
+    health_now(status, health)              its health as shown: `unhealthy` once stopped, as dockerd's
     probes(test)                            whether a healthcheck test runs a probe (not NONE)
     restart_pending(status, restarting, ...)  a restart waits its back-off in a process that lives
     paused(status, recorded, prefix, cid)   the engine paused it and its cgroup is frozen
@@ -38,7 +39,8 @@ if TYPE_CHECKING:
 
     _T = TypeVar("_T")
 
-__all__ = ["argv_of", "command_text", "config_env", "forwarded", "holds_secrets", "image_healthcheck", "paused", "port_text",
+__all__ = ["argv_of", "command_text", "config_env", "forwarded", "health_now", "holds_secrets", "image_healthcheck", "paused",
+           "port_text",
            "probes", "read", "restart_pending", "settled", "summary_fields", "watched"]
 
 # Docker's defaults a container's bundle is made with (bundle.py), which inspect shows too (its
@@ -84,6 +86,15 @@ def forwarded(status: str, published: Sequence[_T]) -> Sequence[_T]:
     container's. (A container that died while no engine watched keeps `published` in its record
     until an engine learns of it; its rules forward to nothing meanwhile.)"""
     return published if status == "running" else ()
+
+
+def health_now(status: str, health: str | None) -> str | None:
+    """A container's health as ps, inspect and the engine's observation show it: its record's
+    while it runs (or was never started), `unhealthy` once it stopped (exited, dead, waiting for
+    a restart), as dockerd sets it at every exit (`docker inspect` after `docker stop`); None
+    without a healthcheck. (A record keeps the status its last probe saw; its next start makes
+    it `starting`.)"""
+    return health if health is None or status in ("running", "created") else "unhealthy"
 
 
 def port_text(ports: Iterable[tuple[str, int, int, str]]) -> str:
@@ -292,7 +303,7 @@ def _summary_of(d: Mapping[str, Any], exits: set[str], name_prefix: str, now: fl
                                    d.get("restarter_start"), d.get("restarter_boot")),
         paused=paused(status, bool(d.get("paused")), d.get("cgroup_prefix") or name_prefix, d["id"]),
         exit_code=d.get("exit_code"),
-        health=d.get("health"), name=d["name"], labels=config.get("labels") or {},
+        health=health_now(status, d.get("health")), name=d["name"], labels=config.get("labels") or {},
         restart_count=int(d.get("restart_count") or 0), started_at=d.get("started_at"),
         finished_at=d.get("finished_at"), health_stale=stale, health_probed_at=probed,
         ports=port_text((p["host_ip"], p["host_port"], p["container_port"], p["protocol"]) for p in ports))

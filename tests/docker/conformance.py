@@ -51,7 +51,10 @@ class Namespaced:
     def _state(self, st: base.ContainerState) -> base.ContainerState:
         labels = {k: v for k, v in st.labels.items() if k != TEST_LABEL}
         ips = {self._strip(k): v for k, v in st.ip_addresses.items()}
-        return dataclasses.replace(st, name=self._strip(st.name), labels=labels, ip_addresses=ips)
+        nets = None if st.networks is None else {self._strip(k): v for k, v in st.networks.items()}
+        aliases = {self._strip(k): v for k, v in st.aliases.items()}
+        return dataclasses.replace(st, name=self._strip(st.name), labels=labels, ip_addresses=ips, networks=nets,
+                                   aliases=aliases)
 
     def create_container(self, config: base.ContainerConfig) -> str:
         mounts = tuple(dataclasses.replace(m, source=self._n(m.source)) if m.type == "volume" else m

@@ -95,7 +95,7 @@ def test_container_body_maps_every_field() -> None:
             {"Type": "tmpfs", "Target": "/tmp", "ReadOnly": False,
              "TmpfsOptions": {"SizeBytes": 64 << 20, "Mode": 0o1777}},
         ],
-        "Memory": 1 << 26, "MemorySwap": 1 << 26, "NanoCpus": 1_500_000_000, "PidsLimit": 100,
+        "Memory": 1 << 26, "NanoCpus": 1_500_000_000, "PidsLimit": 100,
         "CapAdd": ["NET_ADMIN"], "CapDrop": ["ALL"], "Sysctls": {"net.core.somaxconn": "1024"},
         "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048}], "ShmSize": 1 << 27,
     }

@@ -13,9 +13,10 @@ PROTOCOLS = (base.Renaming, base.Connecting, base.ImageBuilding, base.ImagePushi
 CAPABILITIES = {
     "fake": {"Renaming", "Connecting"},
     "native": {"Renaming", "Connecting", "ImageBuilding", "ImagePushing", "Supervised", "Healing", "ArchiveTransfer"},
-    "docker": {"Renaming", "Connecting", "ArchiveTransfer"},       # dockerd supervises its containers itself
+    # dockerd supervises its containers itself; it builds and pushes an Image with build: (POST /build)
+    "docker": {"Renaming", "Connecting", "ImageBuilding", "ImagePushing", "ArchiveTransfer"},
     # Podman restarts its containers itself; its healthchecks are reconciler's loop (podman.py)
-    "podman": {"Renaming", "Connecting", "ArchiveTransfer", "Supervised"},
+    "podman": {"Renaming", "Connecting", "ImageBuilding", "ImagePushing", "ArchiveTransfer", "Supervised"},
 }
 
 

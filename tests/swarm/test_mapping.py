@@ -359,7 +359,7 @@ CHANGES: dict[str, tuple[Any, base.ContainerConfig]] = {
     "ipv4_addresses": ({"net": "10.0.9.5"}, BASE), "ipv6_addresses": ({"net": "fd00::5"}, BASE),
     "log_driver": ("json-file", BASE), "log_options": ({"max-size": "1m"}, BASE),
     "mac_addresses": ({"net": "02:00:00:00:00:01"}, BASE), "link_local_ips": ({"net": ("169.254.0.9",)}, BASE),
-    "gw_priorities": ({"net": 2}, BASE), "image_id": ("sha256:" + "3" * 64, BASE), "job": (True, BASE),
+    "gw_priorities": ({"net": 2}, BASE), "network_aliases": ({"net": ("web2",)}, BASE), "image_id": ("sha256:" + "3" * 64, BASE), "job": (True, BASE),
 }
 
 

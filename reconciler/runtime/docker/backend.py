@@ -224,9 +224,8 @@ def container_body(config: base.ContainerConfig, *, endpoints: int = 1, containe
     res = config.resources
     if res.memory is not None:
         host["Memory"] = res.memory
-        # no memorySwap: as much as memory, no swap (base.Resources, as the native engine gives it);
-        # left out, dockerd would give twice the memory
-        host["MemorySwap"] = res.memory if res.memory_swap is None else res.memory_swap
+        if res.memory_swap is not None:
+            host["MemorySwap"] = res.memory_swap
     if res.cpus is not None:
         host["NanoCpus"] = _ns(res.cpus)
     if res.pids is not None:

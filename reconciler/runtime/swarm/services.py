@@ -277,9 +277,13 @@ def _networks(config: base.ContainerConfig) -> list[dict[str, Any]]:
     if config.aliases and (not config.networks or config.networks[0] in _SPECIAL_NETWORKS):
         raise errors.InvalidArgument(f"service {config.name}: aliases need an overlay network",
                                      hint="add the container to a Network object")
-    return [{"Target": n, **({"Aliases": list(config.aliases)} if config.aliases and n not in _SPECIAL_NETWORKS
-                             else {})}
-            for n in config.networks]
+    out = []
+    for n in config.networks:
+        # the aliases on every network, and those of this attachment alone (an endpoint's own)
+        aliases = [] if n in _SPECIAL_NETWORKS else list(dict.fromkeys((*config.aliases,
+                                                                        *config.network_aliases.get(n, ()))))
+        out.append({"Target": n, **({"Aliases": aliases} if aliases else {})})
+    return out
 
 
 def _container_spec(

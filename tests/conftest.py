@@ -51,8 +51,29 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         return
     with open("/proc/self/mountinfo") as f:
         mounted = any(line.split()[4].startswith(root + "/") for line in f)
-    if not mounted:             # (a mount left there is a leak another check reports; keep it)
-        shutil.rmtree(root, ignore_errors=True)
+    if mounted:
+        # a `reconcile` a test ran here without a root of its own left a container (its rootfs
+        # mounted, its monitor running): tear its engine down rather than leave it on the host
+        _tear_down_session_root(Path(root))
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _tear_down_session_root(root: Path) -> None:
+    import sys
+
+    from reconciler.runtime.native.config import NativeConfig
+    from tests.helpers.host import force_remove_all
+
+    try:
+        run_dir = Path((root / "run-dir").read_text().strip())
+        prefix = (root / "name-prefix").read_text().strip()
+        force_remove_all(NativeConfig(root=root, run_dir=run_dir, name_prefix=prefix))
+        shutil.rmtree(run_dir, ignore_errors=True)
+        claim = Path("/run/reconciler-prefixes") / prefix
+        if claim.is_file() and claim.read_text().strip() == str(root):
+            claim.unlink()
+    except Exception as exc:
+        print(f"could not tear down the engine left on the session root {root}: {exc}", file=sys.stderr)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

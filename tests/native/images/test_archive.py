@@ -242,3 +242,24 @@ def test_save_to_a_reader_that_goes_away_fails(tmp_path: Path, busybox_image: st
         shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=120, check=True)
     assert proc.stdout.strip() == "141", proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_an_oci_layout_tarred_from_inside_its_directory(tmp_path: Path, busybox_image: str) -> None:
+    """`tar -C LAYOUT -cf image.tar .` (how an OCI layout is usually packed by hand) names every
+    member `./...` and starts with the directory `.` itself, and a dot file stays a dot file:
+    the archive loads, with the tag its index names."""
+    a = pulled(tmp_path, busybox_image, "xfr.example/oci/dots:1")
+    layout = tmp_path / "layout"
+    with tarfile.open(fileobj=io.BytesIO(save_bytes(a, ["xfr.example/oci/dots:1"], "oci-archive"))) as tar:
+        tar.extractall(layout, filter="data")
+    (layout / ".keep").write_text("not an image file")
+    packed = tmp_path / "image.tar"
+    subprocess.run(["tar", "-C", str(layout), "-cf", str(packed), "."], check=True)
+    with tarfile.open(packed) as tar:
+        names = tar.getnames()
+    assert {".", "./index.json", "./.keep"} <= set(names)
+    b = stored(tmp_path, "b")
+    with packed.open("rb") as f:
+        loaded = archive.load(b, f)
+    assert loaded[0].tags == ("xfr.example/oci/dots:1",)
+    assert b.image_id("xfr.example/oci/dots:1") == a.image_id("xfr.example/oci/dots:1")

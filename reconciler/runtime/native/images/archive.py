@@ -157,7 +157,9 @@ def save(store: ImageStore, refs: Sequence[str], out: IO[bytes], *, fmt: str = "
 # ------------------------------------------------------------------------------------------ load
 
 def _member_name(name: str) -> str:
-    p = PurePosixPath(name.lstrip("./") if name.startswith("./") else name)
+    """`name` inside the archive, without the `./` that `tar -C DIR -cf - .` puts before each
+    member (PurePosixPath drops it: `./.x` is `.x`, and `.` has no parts)."""
+    p = PurePosixPath(name)
     if p.is_absolute() or ".." in p.parts or not p.parts:
         raise errors.ImageError(f"archive member {name!r} leaves the archive",
                                 hint="the archive is damaged or hostile; it was not loaded")
@@ -255,6 +257,8 @@ def _read_archive(store: ImageStore, stream: IO[bytes], say: Progress) -> _Archi
             count += 1
             if count > MAX_MEMBERS:
                 raise errors.ImageError(f"the archive has more than {MAX_MEMBERS} members")
+            if m.isdir() and not PurePosixPath(m.name).parts:
+                continue                                   # `.`: the directory `tar -C DIR .` was run in
             name = _member_name(m.name)
             if m.issym() or m.islnk():
                 target = m.linkname if m.islnk() else str(PurePosixPath(name).parent / m.linkname)

@@ -30,7 +30,9 @@ Two built-in profiles:
   another bind names into a symlink to anywhere in between); no build, nor pull by digest, of a
   local tag another owner runs or moved, nor a pull over such a tag's image made on this host
   (rule sharedTags, `refuse_tag`: judged by each pass, which knows the other owners' tags; that
-  owner's containers would run what this source chose under their own settings).
+  owner's containers would run what this source chose under their own settings); no negative
+  `oomScoreAdj` and no `ulimits` `rtprio` above 0 or `nice` above 20 (rule priority: they rank the
+  container's processes above the host's, for the OOM killer and the scheduler).
 
 A policy file (YAML, `--policy FILE` or `policy: FILE` in the agent config) starts from a
 profile (`base:`) and replaces the settings it names; see SCHEMA and docs/security.md.
@@ -107,6 +109,7 @@ class Policy:
     volume_drivers: tuple[str, ...] = ("local",)  # Volume drivers (* wildcards)
     volume_types: tuple[str, ...] = ("tmpfs",)  # the local driver's driverOpts `type`s, besides a bind
     shared_tags: bool = False                   # move a local tag another owner runs or moved (refuse_tag)
+    priority: bool = False                      # rank above the host: oomScoreAdj < 0, ulimits rtprio/nice
 
     @property
     def unrestricted(self) -> bool:
@@ -115,13 +118,14 @@ class Policy:
             and self.host_network and ANY in self.registries and ANY in self.push_registries and self.external
             and ANY in self.secret_env and ANY in self.build_allow and self.privileged and ANY in self.devices
             and self.writable_binds and ANY in self.volume_drivers and ANY in self.volume_types and self.shared_tags
+            and self.priority
         )
 
 
 HOST = Policy("host", bind_prefixes=("/",), file_prefixes=("/",), capabilities=(ANY,), host_network=True,
               registries=(ANY,), push_registries=(ANY,), external=True, secret_env=(ANY,), build_allow=(ANY,),
               privileged=True, devices=(ANY,), writable_binds=True, volume_drivers=(ANY,), volume_types=(ANY,),
-              shared_tags=True)
+              shared_tags=True, priority=True)
 RESTRICTED = Policy("restricted")
 BUILTIN: Mapping[str, Policy] = {"host": HOST, "restricted": RESTRICTED}
 
@@ -154,13 +158,17 @@ SCHEMA: dict[str, Any] = {
         "sharedTags": {"type": "boolean", "description": "allow a build (or a pull by digest) of a local image tag "
                        "another owner's containers run or another owner built or pulled, and a pull over such a "
                        "tag's image made on this host: their containers would then run what this source chose"},
+        "priority": {"type": "boolean", "description": "allow a container to rank above the host's processes: a "
+                     "negative oomScoreAdj (the OOM killer takes host processes first) and ulimits rtprio or nice "
+                     "above 20 (real-time or raised scheduling without CAP_SYS_NICE)"},
     },
 }
 _FIELDS = {"bindPrefixes": "bind_prefixes", "filePrefixes": "file_prefixes", "capabilities": "capabilities",
            "hostNetwork": "host_network", "registries": "registries", "pushRegistries": "push_registries",
            "external": "external", "secretEnv": "secret_env", "buildAllow": "build_allow",
            "privileged": "privileged", "devices": "devices", "writableBinds": "writable_binds",
-           "volumeDrivers": "volume_drivers", "volumeTypes": "volume_types", "sharedTags": "shared_tags"}
+           "volumeDrivers": "volume_drivers", "volumeTypes": "volume_types", "sharedTags": "shared_tags",
+           "priority": "priority"}
 
 
 # -- reading a policy ----------------------------------------------------------------------------
@@ -235,7 +243,7 @@ def parse_policy(text: str, *, where: str = "<policy>") -> Policy:
             elif key.endswith("Prefixes"):
                 value = [os.path.normpath(p) for p in value]
             elif key not in ("hostNetwork", "external", "secretEnv", "privileged", "devices", "writableBinds",
-                             "volumeDrivers", "volumeTypes", "sharedTags"):
+                             "volumeDrivers", "volumeTypes", "sharedTags", "priority"):
                 value = [v.lower() for v in value]
             changes[attr] = value if isinstance(value, bool) else tuple(value)
     return dataclasses.replace(base, **changes)
@@ -370,6 +378,31 @@ def _host_settings(policy: Policy, spec: Mapping[str, Any]) -> list[tuple[tuple[
         if not any(fnmatch.fnmatchcase(host, p) for p in policy.devices):
             out.append((("spec", "devices", i), f"the host device {host} is refused {rule} (rule devices: "
                         f"{', '.join(policy.devices) or 'none'})", "list it under devices: in a policy file to allow it"))
+    if not policy.priority:
+        out += _priority(rule, spec)
+    return out
+
+
+def _priority(rule: str, spec: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str, str]]:
+    """What ranks a container's processes above the host's: lowering oom_score_adj (the kernel
+    asks CAP_SYS_RESOURCE for it, which no container gets), and the rlimits that let a process
+    without CAP_SYS_NICE take a real-time policy (RLIMIT_RTPRIO above 0: a SCHED_FIFO loop starves
+    the host's processes of a core) or a nice value below 0 (RLIMIT_NICE above 20)."""
+    out: list[tuple[tuple[str | int, ...], str, str]] = []
+    remedy = "leave it out, or set priority: true in a policy file"
+    adj = spec.get("oomScoreAdj")
+    if isinstance(adj, int) and not isinstance(adj, bool) and adj < 0:
+        out.append((("spec", "oomScoreAdj"), f"oomScoreAdj {adj} (the OOM killer would take the host's processes "
+                    f"before this container's) is refused {rule} (rule priority: false; 0 to 1000 allowed)", remedy))
+    limits = spec.get("ulimits")
+    for name, ceiling, what in (("rtprio", 0, "a real-time scheduling policy"), ("nice", 20, "a nice value below 0")):
+        value = limits.get(name) if isinstance(limits, dict) else None
+        values = [value] if isinstance(value, int) else \
+            [v for v in (value.get("soft"), value.get("hard")) if isinstance(v, int)] if isinstance(value, dict) else []
+        if any(v == -1 or v > ceiling for v in values):
+            out.append((("spec", "ulimits", name), f"ulimit {name} above {ceiling} (it lets the container's processes "
+                        f"take {what} without CAP_SYS_NICE, ahead of the host's) is refused {rule} (rule priority: false)",
+                        remedy))
     return out
 
 

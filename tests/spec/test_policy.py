@@ -134,6 +134,17 @@ REFUSED: dict[str, tuple[str, dict[str, str], str]] = {
     "volume_plugin": (VOLUME + "spec:\n  driver: local-persist\n  driverOpts: {mountpoint: /etc}\n", {},
                       r"m\.yaml:5:11: Volume/v: spec\.driver: the volume driver local-persist is refused by policy "
                       r"'restricted' \(rule volumeDrivers: local\)"),
+    "oom_score_negative": (HEAD + "  oomScoreAdj: -1000\n", {},
+                           r"m\.yaml:6:16: Container/web: spec\.oomScoreAdj: oomScoreAdj -1000 \(the OOM killer would "
+                           r"take the host's processes before this container's\) is refused by policy 'restricted' "
+                           r"\(rule priority: false; 0 to 1000 allowed\); leave it out, or set priority: true"),
+    "ulimit_rtprio": (HEAD + "  ulimits: {nofile: 4096, rtprio: 99}\n", {},
+                      r"m\.yaml:6:35: Container/web: spec\.ulimits\.rtprio: ulimit rtprio above 0 \(it lets the "
+                      r"container's processes take a real-time scheduling policy without CAP_SYS_NICE, ahead of the "
+                      r"host's\) is refused by policy 'restricted' \(rule priority: false\)"),
+    "ulimit_nice_hard": (HEAD + "  ulimits: {nice: {soft: 0, hard: -1}}\n", {},
+                         r"m\.yaml:6:19: Container/web: spec\.ulimits\.nice: ulimit nice above 20 \(it lets the "
+                         r"container's processes take a nice value below 0 .*\(rule priority: false\)"),
     "push_foreign": (image("  ref: 127.0.0.1:5000/app:1\n  push: [some.registry/loot:1]\n"), {},
                      r"m\.yaml:6:10: Image/app: spec\.push\[0\]: pushing to registry some\.registry refused by policy "
                      r"'restricted' \(rule pushRegistries: none\); list some\.registry under pushRegistries:"),
@@ -481,3 +492,27 @@ def test_shared_tags_refuses_moving_a_tag_another_owner_holds_when_the_source_ch
     assert refused(shared, build=True, runs=runs) is None
     assert not policy.RESTRICTED.shared_tags
     assert policy.HOST.unrestricted
+
+
+def test_compose_priority_keys_meet_the_priority_rule(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """compose's `oom_score_adj` and `ulimits` become oomScoreAdj and ulimits: restricted refuses
+    the values that rank a container above the host's processes, names the compose file's lines,
+    and a policy file with priority: true (or host) lets them through; harmless values pass."""
+    src = tree / "src"
+    (src / "compose.yaml").write_text(
+        "services:\n  web:\n    image: 127.0.0.1:5000/shop/web:1\n    oom_score_adj: -500\n"
+        "    ulimits:\n      rtprio: 10\n      nice: 19\n      nofile: {soft: 1024, hard: 4096}\n")
+    code, lines = validate(src, "restricted", capsys)
+    assert code == 2
+    assert [re.sub(r": (oomScoreAdj|ulimit) .*", "", line) for line in lines] == [
+        "compose.yaml:4:20: services.web.oom_score_adj",
+        "compose.yaml:6:15: services.web.ulimits.rtprio",
+    ], lines
+    pol = tree / "p.yaml"
+    pol.write_text("priority: true\n")
+    assert validate(src, str(pol), capsys) == (0, [])
+    assert validate(src, "host", capsys) == (0, [])
+    (src / "compose.yaml").write_text(
+        "services:\n  web:\n    image: 127.0.0.1:5000/shop/web:1\n    oom_score_adj: 500\n"
+        "    ulimits: {nice: 20, rtprio: 0, memlock: -1}\n")
+    assert validate(src, "restricted", capsys) == (0, [])

@@ -147,7 +147,8 @@ def edit_archive(src: Path, dst: Path, header: Callable[[dict[str, Any]], None] 
 def test_an_archive_asking_for_the_host_is_refused_unless_allowed(
         engines: tuple[Reconcile, Reconcile], busybox_image: str, tmp_path: Path) -> None:
     """An archive from elsewhere grants no host access unasked: privileged, added capabilities,
-    the host network, devices, binds of host paths and this host's volumes are refused, listed
+    the host network, devices, binds of host paths, this host's volumes and a rank above the
+    host's processes (a negative oomScoreAdj) are refused, listed
     by what the archive asks, before anything is made; --allow-host-access creates it."""
     a, b = engines
     a("run", "--name", "app", "-v", "data:/data", busybox_image, "true")
@@ -174,6 +175,12 @@ def test_an_archive_asking_for_the_host_is_refused_unless_allowed(
     assert b("ps", "-a", "-q").stdout == b""
     assert b("images", "-q").stdout == images
     assert b("volume", "ls", "-q").stdout.split() == [b"theirs"]
+    # (this host's root may not lower an oom_score_adj itself: no import of this one with the flag)
+    edit_archive(tmp_path / "app.tar", tmp_path / "oom.tar", lambda h: h["config"].update(oom_score_adj=-1000))
+    refused = b("container", "import", "-i", str(tmp_path / "oom.tar"), check=False)
+    assert refused.returncode == 2, refused.stderr
+    assert b"oomScoreAdj: oomScoreAdj -1000 (the OOM killer would take the host's processes" in refused.stderr
+    assert b("ps", "-a", "-q").stdout == b""
     b("container", "import", "--allow-host-access", "-i", str(tmp_path / "hostile.tar"))
     assert b"app" in b("ps", "-a").stdout
 

@@ -60,8 +60,8 @@ def is_native(args: argparse.Namespace) -> bool:
     return getattr(args, "runtime", "native") == "native"
 
 
-# the container commands: on a root an agent holds that runs another engine, they talk to that one
-FOLLOWS_AGENT = frozenset({"ps", "logs", "exec", "run", "rm", "start", "stop", "pull", "images", "inspect"})
+# the container commands, and diff: on a root an agent holds that runs another engine, they talk to that one
+FOLLOWS_AGENT = frozenset({"ps", "logs", "exec", "run", "rm", "start", "stop", "pull", "images", "inspect", "diff"})
 
 
 def follow_agent(args: argparse.Namespace) -> None:

@@ -72,3 +72,24 @@ def test_ps_and_logs_on_the_root_of_an_agent_of_another_engine_show_that_engine(
     native = reconcile(agent, "ps", "-a", "--runtime", "docker")      # --runtime given: as asked (its own DOCKER_HOST)
     assert native.returncode == 1
     assert "/nonexistent/docker.sock" in native.stderr
+
+
+def test_diff_on_the_root_of_an_agent_of_another_engine_compares_with_that_engine(
+        engine: Engine, agent: AgentProc, tmp_path: Path) -> None:
+    """`reconcile diff DIR --owner SOURCE` on the agent's root plans against the engine the agent
+    runs: in sync once the agent converged, drift (exit 1, the container named) once the
+    manifest changes; it planned against the root's empty native engine, which has nothing."""
+    s: Scope = engine.scope
+    name = s.name("containers", "agentdiff")
+    (tmp_path / "m" / "web.yaml").write_text(doc(name, engine.image.ref, "sleep 1000"))
+    src = agent.reconcile("host")["sources"][0]
+    assert src["last_result"] == "converged", (src, agent.log()[-3000:])
+    same = reconcile(agent, "diff", str(tmp_path / "m"), "--owner", "host")
+    assert same.returncode == 0, same.stdout + same.stderr
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    (changed / "web.yaml").write_text(doc(name, engine.image.ref, "sleep 2000"))
+    drift = reconcile(agent, "diff", str(changed), "--owner", "host")
+    assert drift.returncode == 1, drift.stdout + drift.stderr
+    assert name in drift.stdout
+    assert "create" not in drift.stdout.split(name)[0].splitlines()[-1]     # a change of what runs, not a new one

@@ -128,3 +128,56 @@ def test_native_containers_meet_dockers_isolation_as_the_hosts_other_traffic_doe
         subprocess.run(["docker", "rm", "-f", *ctrs], capture_output=True, check=False)
         for name in nets:
             subprocess.run(["docker", "network", "rm", name], capture_output=True, check=False)
+
+
+def test_docker_containers_reach_a_native_container_only_through_its_published_ports(
+        harness: Harness, docker_busybox: str) -> None:
+    """Docker accepts what its containers send to any interface that is not their bridge's
+    (`-i br-x ! -o br-x -j ACCEPT`), so a Docker container reached a native container's
+    unpublished ports, as no Docker network's container reaches another's. Now what comes into a
+    native bridge from any other interface is dropped in the engine's nft table unless it is a
+    reply or DNAT'ed to a published port: from a Docker user network (`br-<id>`) and from one
+    with a bridge name of its own (`com.docker.network.bridge.name`), whose names the rule does
+    not know. The native container still reaches the Docker one, and its own network's peer."""
+    m = harness.manager
+    net = m.ensure_network(base.NetworkConfig(name="iso"))
+    (ours,) = publish_ports(1)
+    web = m.attach("ctr-iso", name="iso", hostname="iso", networks=["iso"],
+                   ports=[base.PortMapping(container_port=80, host_port=ours)])
+    peer = m.attach("ctr-isopeer", name="isopeer", hostname="isopeer", networks=["iso"])
+    harness.serve(web.netns_path, "serve-tcp", "80", "published")
+    harness.serve(web.netns_path, "serve-tcp", "7000", "unpublished")
+    address = web.ip_addresses["iso"]
+    tag = f"rtnet-{secrets.token_hex(3)}"
+    custom = f"{harness.link_tag}dk"            # a test-owned link name: leftovers() looks for it
+    nets, ctrs = [f"{tag}-usr", f"{tag}-own"], [f"{tag}-usr", f"{tag}-own"]
+    try:
+        _docker("network", "create", nets[0])
+        _docker("network", "create", "-o", f"com.docker.network.bridge.name={custom}", nets[1])
+        for ctr, name in zip(ctrs, nets, strict=True):
+            _docker("run", "-d", "--rm", "--name", ctr, "--network", name, "-p", f"{net.gateway}::9", docker_busybox,
+                    "sh", "-c", "nc -ll -p 9 -e echo docker & exec sleep 3600")
+        for ctr in ctrs:
+            gw = _docker("exec", ctr, "ip", "route").split("default via ")[1].split()[0]
+
+            def nc(host: str, port: int, ctr: str = ctr) -> subprocess.CompletedProcess[str]:
+                return subprocess.run(["docker", "exec", ctr, "timeout", "3", "nc", host, str(port)],
+                                      capture_output=True, text=True, check=False)
+
+            published = nc(gw, ours)
+            assert published.stdout.startswith("published"), (ctr, published.stderr)
+            unpublished = nc(address, 7000)
+            assert not unpublished.stdout, f"{ctr} reached the unpublished port: {unpublished.stdout}"
+            direct = nc(address, 80)        # the container's port itself, not through the host's
+            assert not direct.stdout, f"{ctr} reached port 80 past its publishing: {direct.stdout}"
+            # the native container reaches the Docker one's published port, as before
+            (theirs,) = [line.rsplit(":", 1)[1] for line in _docker("port", ctr, "9/tcp").splitlines()]
+            back = harness.probe(web.netns_path, "tcp", net.gateway, theirs)
+            assert back.stdout.startswith("docker"), (ctr, back.stderr)
+        inside = harness.probe(peer.netns_path, "tcp", address, "7000")
+        assert inside.stdout.startswith("unpublished"), inside.stderr
+        assert harness.probe(None, "tcp", address, "7000").stdout.startswith("unpublished")   # the host
+    finally:
+        subprocess.run(["docker", "rm", "-f", *ctrs], capture_output=True, check=False)
+        for name in nets:
+            subprocess.run(["docker", "network", "rm", name], capture_output=True, check=False)

@@ -67,6 +67,10 @@ def test_ruleset_masquerades_only_non_internal_and_publishes_ports() -> None:
     assert 'ip saddr 10.9.0.0/24 oifname != "rcl-front" masquerade' in text
     assert "ip saddr 10.9.1.0/24 oifname" not in text          # internal: no egress NAT
     assert 'iifname "rcl-back" oifname != "rcl-back" drop' in text
+    # a bridge takes from other interfaces only replies and published ports: named as the output,
+    # whatever sends (another engine's bridge, Docker's, Podman's)
+    assert text.index("ct status dnat accept") < text.index('oifname "rcl-front" iifname != "rcl-front" drop')
+    assert text.index("ct state established,related accept") < text.index('oifname "rcl-front" iifname')
     assert "type nat hook output priority -100" in text        # nft 1.0.6 refuses dstnat here
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +55,40 @@ def test_different_networks_cannot_talk(harness: Harness) -> None:
     assert harness.probe(None, "tcp", blue.ip_addresses["blue"], "8000").returncode == 0
     cross = harness.probe(red.netns_path, "tcp", blue.ip_addresses["blue"], "8000")
     assert cross.returncode == 1
+
+
+def test_networks_of_two_engines_meet_only_through_published_ports(harness: Harness, tmp_path: Path) -> None:
+    """Each engine (name prefix) isolated only its own networks from each other, and its
+    DOCKER-USER accept let all that leaves its bridges go: a container of one engine reached
+    the unpublished ports of another engine's containers. Now an engine's bridge takes from
+    other interfaces only replies and what is DNAT'ed to a published port, whoever sent it."""
+    (tmp_path / "other").mkdir()
+    other = Harness(tmp_path / "other")
+    try:
+        harness.manager.ensure_network(base.NetworkConfig(name="mine"))
+        other.manager.ensure_network(base.NetworkConfig(name="theirs"))
+        port = _port()
+        mine = harness.manager.attach("ctr-mine", name="mine1", hostname="mine1", networks=["mine"],
+                                      ports=[base.PortMapping(container_port=80, host_port=port)])
+        theirs = other.manager.attach("ctr-theirs", name="theirs1", hostname="theirs1", networks=["theirs"])
+        harness.serve(mine.netns_path, "serve-tcp", "80", "published")
+        harness.serve(mine.netns_path, "serve-tcp", "7000", "unpublished")
+        gateway = other.manager.list_networks()[0].gateway
+        address = mine.ip_addresses["mine"]
+
+        assert harness.probe(theirs.netns_path, "tcp", address, "7000").returncode == 1
+        assert harness.probe(theirs.netns_path, "tcp", address, "80").returncode == 1
+        published = harness.probe(theirs.netns_path, "tcp", gateway, str(port))
+        assert published.stdout.startswith("published"), published.stderr
+        # and the other way: the other engine's container is as far
+        other.serve(theirs.netns_path, "serve-tcp", "7000", "theirs")
+        assert harness.probe(mine.netns_path, "tcp", theirs.ip_addresses["theirs"], "7000").returncode == 1
+    finally:
+        try:
+            other.cleanup()
+        finally:
+            left = other.leftovers()
+        assert left == [], f"the test left host objects behind: {left}"
 
 
 def test_egress_is_masqueraded_and_internal_networks_have_none(harness: Harness) -> None:

@@ -10,8 +10,11 @@ re-render. Rules (CNI bridge + portmap, shared/reference/runtime-internals.md §
 - postrouting (srcnat): egress masquerade for non-internal networks, `127.0.0.0/8`
   masquerade towards our bridges (with `route_localnet`, so 127.0.0.1:P works), and hairpin
   masquerade of DNAT'ed traffic from a bridge's own subnet back onto it.
-- forward (filter - 10): networks are isolated from each other (except through published
-  ports) and internal networks have no way out. A drop here is final for every base chain.
+- forward (filter - 10): a bridge of ours takes from any other interface (our other networks,
+  another engine's, Docker's or Podman's bridges, the uplink) only replies and what is DNAT'ed to
+  a published port, as Docker's isolation chains isolate its networks, and internal networks
+  have no way out. A drop here is final for every base chain (Docker's FORWARD accepts of what
+  its containers send anywhere but their own bridge come after it).
 
 Dual-stack networks get the same rules for IPv6 in a second table of ours, `ip6 <prefix>`, in the
 same transaction (and that table is deleted in it when no network has IPv6). Ports published on
@@ -158,24 +161,28 @@ class Firewall:
 
     @staticmethod
     def _forward_chain(networks: Sequence[ipam.NetworkRecord]) -> list[str]:
-        bridges = [n.bridge for n in networks]
+        """Isolation, as Docker's DOCKER-ISOLATION chains isolate its networks: what a bridge of
+        ours is sent from any other interface (another network of ours, another engine's, Docker's
+        `docker0`, `br-<id>` or a bridge named by `com.docker.network.bridge.name`, Podman's, the
+        uplink) is dropped unless it is DNAT'ed to a published port or a reply. The rule names our
+        bridge as the output, never the sender's interface, so no other engine's names are needed;
+        a drop is final for every base chain on the hook, whatever another engine's FORWARD
+        rules accept after it (Docker's `-i br-x ! -o br-x -j ACCEPT`). What leaves our bridges
+        is left alone: egress, and replies coming back."""
         out = ["  chain forward {\n    type filter hook forward priority filter - 10; policy accept;"]
-        if bridges:
-            elems = ", ".join(_q(b) for b in bridges)
-            for n in networks:
-                br = _q(n.bridge)
-                if n.internal:
-                    out.append(f"    iifname {br} oifname != {br} drop comment {_q('internal ' + n.name)}")
-                    out.append(f"    oifname {br} iifname != {br} drop comment {_q('internal ' + n.name)}")
+        for n in networks:
+            br = _q(n.bridge)
+            if n.internal:
+                out.append(f"    iifname {br} oifname != {br} drop comment {_q('internal ' + n.name)}")
+                out.append(f"    oifname {br} iifname != {br} drop comment {_q('internal ' + n.name)}")
+        if any(not n.internal for n in networks):
             # published ports connect networks the way the host's own addresses do
             out.append("    ct status dnat accept")
+            out.append("    ct state established,related accept")
             for n in networks:
                 if not n.internal:
                     br = _q(n.bridge)
-                    out.append(
-                        f"    iifname {br} oifname != {br} oifname {{ {elems} }} drop"
-                        f" comment {_q('isolate ' + n.name)}",
-                    )
+                    out.append(f"    oifname {br} iifname != {br} drop comment {_q('isolate ' + n.name)}")
         out.append("  }")
         return out
 

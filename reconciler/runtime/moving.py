@@ -86,6 +86,7 @@ def _host_access(config: base.ContainerConfig, made: set[str], here: set[str]) -
     spec = {"capAdd": list(config.cap_add), "networks": list(config.networks), "privileged": config.privileged,
             "devices": list(config.devices), "oomScoreAdj": config.oom_score_adj,
             "ulimits": {u.name: {"soft": u.soft, "hard": u.hard} for u in config.ulimits},
+            "logging": {"driver": config.log_driver} if config.log_driver else {},
             "volumes": [{"type": m.type, "source": m.source, "target": m.target, "readOnly": m.read_only}
                         for m in config.mounts]}
     foreign = [m.source for m in config.mounts if m.type == "volume" and m.source not in made and m.source in here]

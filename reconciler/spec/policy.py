@@ -32,7 +32,9 @@ Two built-in profiles:
   (rule sharedTags, `refuse_tag`: judged by each pass, which knows the other owners' tags; that
   owner's containers would run what this source chose under their own settings); no negative
   `oomScoreAdj` and no `ulimits` `rtprio` above 0 or `nice` above 20 (rule priority: they rank the
-  container's processes above the host's, for the OOM killer and the scheduler).
+  container's processes above the host's, for the OOM killer and the scheduler); a log driver
+  of json-file, local, journald or none only (rule logDrivers: syslog, gelf, fluentd and the
+  like send the output from the host's network namespace, to what their options name).
 
 A policy file (YAML, `--policy FILE` or `policy: FILE` in the agent config) starts from a
 profile (`base:`) and replaces the settings it names; see SCHEMA and docs/security.md.
@@ -110,6 +112,7 @@ class Policy:
     volume_types: tuple[str, ...] = ("tmpfs",)  # the local driver's driverOpts `type`s, besides a bind
     shared_tags: bool = False                   # move a local tag another owner runs or moved (refuse_tag)
     priority: bool = False                      # rank above the host: oomScoreAdj < 0, ulimits rtprio/nice
+    log_drivers: tuple[str, ...] = ("json-file", "local", "journald", "none")   # logging.driver (* wildcards)
 
     @property
     def unrestricted(self) -> bool:
@@ -118,14 +121,14 @@ class Policy:
             and self.host_network and ANY in self.registries and ANY in self.push_registries and self.external
             and ANY in self.secret_env and ANY in self.build_allow and self.privileged and ANY in self.devices
             and self.writable_binds and ANY in self.volume_drivers and ANY in self.volume_types and self.shared_tags
-            and self.priority
+            and self.priority and ANY in self.log_drivers
         )
 
 
 HOST = Policy("host", bind_prefixes=("/",), file_prefixes=("/",), capabilities=(ANY,), host_network=True,
               registries=(ANY,), push_registries=(ANY,), external=True, secret_env=(ANY,), build_allow=(ANY,),
               privileged=True, devices=(ANY,), writable_binds=True, volume_drivers=(ANY,), volume_types=(ANY,),
-              shared_tags=True, priority=True)
+              shared_tags=True, priority=True, log_drivers=(ANY,))
 RESTRICTED = Policy("restricted")
 BUILTIN: Mapping[str, Policy] = {"host": HOST, "restricted": RESTRICTED}
 
@@ -161,6 +164,9 @@ SCHEMA: dict[str, Any] = {
         "priority": {"type": "boolean", "description": "allow a container to rank above the host's processes: a "
                      "negative oomScoreAdj (the OOM killer takes host processes first) and ulimits rtprio or nice "
                      "above 20 (real-time or raised scheduling without CAP_SYS_NICE)"},
+        "logDrivers": {**_LIST, "description": "log drivers a Container's logging.driver may name (* wildcards); "
+                       "* allows any (syslog, gelf, fluentd, splunk, ...: the engine sends the output from the "
+                       "host to the address or host socket the options name)"},
     },
 }
 _FIELDS = {"bindPrefixes": "bind_prefixes", "filePrefixes": "file_prefixes", "capabilities": "capabilities",
@@ -168,7 +174,7 @@ _FIELDS = {"bindPrefixes": "bind_prefixes", "filePrefixes": "file_prefixes", "ca
            "external": "external", "secretEnv": "secret_env", "buildAllow": "build_allow",
            "privileged": "privileged", "devices": "devices", "writableBinds": "writable_binds",
            "volumeDrivers": "volume_drivers", "volumeTypes": "volume_types", "sharedTags": "shared_tags",
-           "priority": "priority"}
+           "priority": "priority", "logDrivers": "log_drivers"}
 
 
 # -- reading a policy ----------------------------------------------------------------------------
@@ -243,7 +249,7 @@ def parse_policy(text: str, *, where: str = "<policy>") -> Policy:
             elif key.endswith("Prefixes"):
                 value = [os.path.normpath(p) for p in value]
             elif key not in ("hostNetwork", "external", "secretEnv", "privileged", "devices", "writableBinds",
-                             "volumeDrivers", "volumeTypes", "sharedTags", "priority"):
+                             "volumeDrivers", "volumeTypes", "sharedTags", "priority", "logDrivers"):
                 value = [v.lower() for v in value]
             changes[attr] = value if isinstance(value, bool) else tuple(value)
     return dataclasses.replace(base, **changes)
@@ -380,6 +386,13 @@ def _host_settings(policy: Policy, spec: Mapping[str, Any]) -> list[tuple[tuple[
                         f"{', '.join(policy.devices) or 'none'})", "list it under devices: in a policy file to allow it"))
     if not policy.priority:
         out += _priority(rule, spec)
+    logging = spec.get("logging")
+    driver = logging.get("driver") if isinstance(logging, dict) else None
+    if isinstance(driver, str) and not any(fnmatch.fnmatchcase(driver, p) for p in policy.log_drivers):
+        out.append((("spec", "logging", "driver"), f"the log driver {driver} is refused {rule} (rule logDrivers: "
+                    f"{', '.join(policy.log_drivers) or 'none'}): the engine would send the container's output from "
+                    "the host, to an address or host socket its options name", "list it under logDrivers: in a "
+                    "policy file to allow it"))
     return out
 
 

@@ -145,6 +145,10 @@ REFUSED: dict[str, tuple[str, dict[str, str], str]] = {
     "ulimit_nice_hard": (HEAD + "  ulimits: {nice: {soft: 0, hard: -1}}\n", {},
                          r"m\.yaml:6:19: Container/web: spec\.ulimits\.nice: ulimit nice above 20 \(it lets the "
                          r"container's processes take a nice value below 0 .*\(rule priority: false\)"),
+    "log_driver_gelf": (HEAD + "  logging: {driver: gelf, options: {gelf-address: 'udp://10.0.0.1:12201'}}\n", {},
+                        r"m\.yaml:6:21: Container/web: spec\.logging\.driver: the log driver gelf is refused by "
+                        r"policy 'restricted' \(rule logDrivers: json-file, local, journald, none\): the engine "
+                        r"would send the container's output from the host.*list it under logDrivers: in a policy file"),
     "push_foreign": (image("  ref: 127.0.0.1:5000/app:1\n  push: [some.registry/loot:1]\n"), {},
                      r"m\.yaml:6:10: Image/app: spec\.push\[0\]: pushing to registry some\.registry refused by policy "
                      r"'restricted' \(rule pushRegistries: none\); list some\.registry under pushRegistries:"),

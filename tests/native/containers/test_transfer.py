@@ -176,10 +176,12 @@ def test_an_archive_asking_for_the_host_is_refused_unless_allowed(
     assert b("images", "-q").stdout == images
     assert b("volume", "ls", "-q").stdout.split() == [b"theirs"]
     # (this host's root may not lower an oom_score_adj itself: no import of this one with the flag)
-    edit_archive(tmp_path / "app.tar", tmp_path / "oom.tar", lambda h: h["config"].update(oom_score_adj=-1000))
+    edit_archive(tmp_path / "app.tar", tmp_path / "oom.tar",
+                 lambda h: h["config"].update(oom_score_adj=-1000, log_driver="gelf"))
     refused = b("container", "import", "-i", str(tmp_path / "oom.tar"), check=False)
     assert refused.returncode == 2, refused.stderr
     assert b"oomScoreAdj: oomScoreAdj -1000 (the OOM killer would take the host's processes" in refused.stderr
+    assert b"logging.driver: the log driver gelf is refused" in refused.stderr
     assert b("ps", "-a", "-q").stdout == b""
     b("container", "import", "--allow-host-access", "-i", str(tmp_path / "hostile.tar"))
     assert b"app" in b("ps", "-a").stdout

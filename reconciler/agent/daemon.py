@@ -53,7 +53,7 @@ from reconciler.planning import actions
 from reconciler.runtime import base, opening
 from reconciler.sources import base as srcbase
 from reconciler.sources import errors as srcerr
-from reconciler.spec import validity
+from reconciler.spec import sopskeys, validity
 from reconciler.spec.ids import ResourceId
 from reconciler.state import history as hist
 from reconciler.state import labels as labelmod
@@ -456,7 +456,8 @@ class Agent:
                 try:
                     desired = self._host_part(spec.load(rev.path, policy=src.cfg.policy, live=rev.live,
                                                         compose=spec.ComposeOptions(default_name=rev.name or None),
-                                                        decryption=src.cfg.keys(self.config.decryption),
+                                                        decryption=sopskeys.at_root(src.cfg.keys(self.config.decryption),
+                                                                                    self.config.root),
                                                         cluster=self.config.runtime == "swarm",
                                                         engine=self.config.runtime, known_valid=known))
                 finally:

@@ -129,13 +129,17 @@ def add_decryption_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def decryption_keys(args: argparse.Namespace) -> Any:
-    """The sops.Keys the flag and sops' environment variables name (KeyConfigError: exit 2)."""
+    """The sops.Keys the flag and sops' environment variables name (KeyConfigError: exit 2),
+    digesting decrypted values under the key of the command's state root, when it has one
+    (`sopskeys.at_root`: apply, diff and rollback compare what the agent compares)."""
     import os
 
     from reconciler.spec import sopskeys
 
     key_file = getattr(args, "sops_age_key_file", None) or os.environ.get("SOPS_AGE_KEY_FILE") or None
     flag = "--sops-age-key-file" if getattr(args, "sops_age_key_file", None) else "SOPS_AGE_KEY_FILE"
-    return sopskeys.load_keys(key_file, age_key=os.environ.get("SOPS_AGE_KEY"), gnupg_home=os.environ.get("GNUPGHOME"),
-                          use_gpg=None,     # gpg's presence looked up when a PGP key is met
-                          where=f"{flag} {key_file}" if key_file else "SOPS_AGE_KEY / gpg")
+    keys = sopskeys.load_keys(key_file, age_key=os.environ.get("SOPS_AGE_KEY"), gnupg_home=os.environ.get("GNUPGHOME"),
+                              use_gpg=None,     # gpg's presence looked up when a PGP key is met
+                              where=f"{flag} {key_file}" if key_file else "SOPS_AGE_KEY / gpg")
+    root = getattr(args, "root", None)
+    return sopskeys.at_root(keys, root) if root else keys

@@ -284,7 +284,7 @@ class ContainerConfig:
     devices: tuple[str, ...] = ()               # host device nodes: "HOST:CONTAINER:PERMISSIONS"
     domainname: str | None = None               # the UTS namespace's NIS domain name
     reservations: Resources = Resources()    # Swarm's reservations (memory, cpus); single hosts: unused
-    # env keys whose values came from a SOPS-encrypted file, by that file's digest (as stored):
+    # env keys whose values came from a SOPS-encrypted file, by that file's keyed digest (of its values):
     # their values are in `env` in memory only; a record keeps the keys and digests, never the
     # values (config_to_json leaves them out), so a config read back lacks them (secret_env_missing)
     secret_env: Mapping[str, str] = field(default_factory=dict)

@@ -75,9 +75,11 @@ def load(
     every field it refuses is a Problem too, and the revision does not load.
 
     With `decryption` (reconciler.spec.sops.Keys), an env file that sops encrypted is decrypted
-    in memory: its values join the container's env like a plain file's, its digest in the spec
-    hash and revision is the encrypted file's. Without it, or when its keys do not open the
-    file, or the file's MAC does not match, that is a Problem naming the file.
+    in memory: its values join the container's env like a plain file's; the spec hash takes the
+    keyed digest of its values (`Keys.digest`, under the state root's key when the keys name one:
+    the same values encrypted again hash the same), the revision the encrypted file's digest.
+    Without it, or when its keys do not open the file, or the file's MAC does not match, that is
+    a Problem naming the file.
 
     `replicas: N` on a Container is N containers `<name>-1` .. `<name>-N` of one host (as compose
     runs a scaled service), each with `replicas` 1; with `cluster` (the runtime is a cluster of

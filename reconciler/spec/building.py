@@ -491,7 +491,7 @@ class Builder:
 
         # environment: env files in order, then env on top
         env: dict[str, str] = {}
-        secret_env: dict[str, str] = {}     # key -> digest of the SOPS file its value came from
+        secret_env: dict[str, str] = {}     # key -> keyed digest of the SOPS file its value came from
         env_files: list[str] = []
         for i, rel in enumerate(spec.get("envFiles", ())):
             full = self.resolve(d.raw.base, rel)
@@ -501,9 +501,10 @@ class Builder:
             if content is None:
                 self.report(d, sp("envFiles", i), f"env file {rel!r} not found or unreadable (resolved to {full})")
                 continue
-            files[named] = hashing.file_digest(content)     # of the file as stored: never of a plaintext
+            files[named] = hashing.file_digest(content)
             if self.encrypted(full, content):
                 values = self.sops_env_file(d, sp("envFiles", i), rel, full, content)
+                files[named] = self.sops_digest(full, content)  # keyed, of the values: never a plaintext's
                 secret_env.update(dict.fromkeys(values, files[named]))
             else:
                 values = self.env_file(d, sp("envFiles", i), rel, content)
@@ -652,7 +653,7 @@ class Builder:
         logging = self.logging(d, spec.get("logging"))
         if logging is not None:         # likewise
             fields["logging"] = logging
-        if secret_env:                  # likewise; the hash takes the file's digest, not the value
+        if secret_env:                  # likewise; the hash takes the file's keyed digest, not the value
             fields["secret_env"] = MappingProxyType(dict(sorted(secret_env.items())))
         # an update policy moves the tag: the hash names the repository; a lock's pin is the
         # planner's digest comparison, so the hash names the reference as written (hashing.py)
@@ -969,7 +970,8 @@ class Builder:
         self, d: _Doc, spec: Mapping[str, Any], files: dict[str, str], mounted: set[str],
     ) -> tuple[models.SecretFile, ...]:
         """`secrets:` files read (from the revision, like env files), decrypted in memory when sops
-        encrypted them; hashed by the stored file's digest under their live path."""
+        encrypted them; hashed under their live path by the file's digest (one sops encrypted: the
+        keyed digest of its values, `sops_digest`)."""
         out: list[models.SecretFile] = []
         for i, item in enumerate(spec.get("secrets", ())):
             given = [k for k in ("source", "content", "env") if k in item]
@@ -1001,6 +1003,7 @@ class Builder:
                     self.report(d, ("spec", "secrets", i, "source"), f"secret file {rel!r}: {plain}")
                     continue
                 data = plain.data
+                files[named] = plain.digest
             mode = item.get("mode", 0o400)
             out.append(models.SecretFile(source=named, target=target, mode=int(mode, 8) if isinstance(mode, str) else mode,
                                          uid=int(item.get("uid", 0)), gid=int(item.get("gid", 0)),
@@ -1057,15 +1060,25 @@ class Builder:
         return sops.is_encrypted(full, content)
 
     def decrypted(self, full: str, content: bytes) -> sops.Decrypted | str:
-        """A SOPS file decrypted in memory (once per load), or why it cannot be."""
+        """A SOPS file decrypted in memory (once per load), with the keyed digest of its values
+        (`Keys.digest`), or why it cannot be."""
         from reconciler.spec import sops
 
         if full not in self._plain_cache:
             try:
-                self._plain_cache[full] = sops.decrypt(full, content, self.decryption)
+                plain = sops.decrypt(full, content, self.decryption)
+                assert self.decryption is not None      # decrypt() opens nothing without keys
+                self._plain_cache[full] = dataclasses.replace(plain, digest=self.decryption.digest(plain.data, content))
             except sops.SopsError as exc:
                 self._plain_cache[full] = str(exc)
         return self._plain_cache[full]
+
+    def sops_digest(self, full: str, content: bytes) -> str:
+        """What stands for a SOPS file's values in the spec hash and the records: the keyed
+        digest of its plaintext (a file encrypted again with the same values digests the same),
+        or the stored file's digest when it did not decrypt (a problem is reported then)."""
+        plain = self.decrypted(full, content)
+        return hashing.file_digest(content) if isinstance(plain, str) else plain.digest
 
     def sops_env_file(self, d: _Doc, path: Path_, rel: str, full: str, content: bytes) -> dict[str, str]:
         """A SOPS-encrypted dotenv file's KEY=VALUE pairs; the plaintext stays in this process."""

@@ -101,7 +101,8 @@ class Reader:
     file: str = "compose.yaml"      # what a problem of no particular place names (the first compose file)
     # a SOPS-encrypted env file decrypted in memory (building.Builder.decrypted), or why it cannot be
     open_sops: Callable[[str, bytes], Any] | None = None
-    # path -> digest (as stored) of each env file decrypted so far: their values are secret
+    # path -> keyed digest of the values (sops.Decrypted.digest) of each env file decrypted so
+    # far: their values are secret
     decrypted: dict[str, str] = field(default_factory=dict)
     # the documents known to satisfy their schema (spec.load's `known_valid`, validity.KnownValid):
     # a compose document is remembered as a manifest is, and one made `aside` asks a helper
@@ -137,7 +138,7 @@ class Reader:
             self.error(at, where, f"{what} {path} not found, unreadable or larger than "
                        f"{self.limits.referenced_file_bytes} bytes")
         elif dotenv and sops.is_encrypted(path, data):
-            self.decrypted[path] = hashing.file_digest(data)
+            self.decrypted[path] = hashing.file_digest(data)      # until it decrypts: a problem then
             return self.decrypt(path, data, at, where, what)
         return data
 
@@ -151,6 +152,7 @@ class Reader:
             self.error(at, where, f"{what} {path} is a SOPS {plain.format} file; env files are dotenv files "
                        "(name the encrypted file *.env)")
             return None
+        self.decrypted[path] = plain.digest
         data_: bytes = plain.data
         return data_
 

@@ -13,9 +13,12 @@ not what runs: a host it still selects keeps its container; Swarm compares it on
 metadata labels included (they are stamped on the container, which Docker cannot relabel),
 is hashed, but a field marked `omit_empty` only when set (a field added later leaves the hashes
 of the manifests that do not use it as they were). A secret's decrypted content (`transient`
-fields) never is: the digest of the file as stored stands for it (a build secret: only its id
-and where it comes from, no digest; an env value from a SOPS-encrypted env file: its key and
-the file's digest, `secret_env`). The content of every env file and of every bind source that is a regular file
+fields) never is: a digest stands for it: of a SOPS-encrypted file, the keyed digest of its
+values (`sopskeys.Keys.digest`: HMAC-SHA256 under the state root's key, so the same values
+encrypted again, as `sops updatekeys` or a key rotation does, hash the same, and the hash gives
+no short value away); of a plain file, its content's (a build secret: only its id and where it
+comes from, no digest; an env value from a SOPS-encrypted env file: its key and the file's
+keyed digest, `secret_env`). The content of every env file and of every bind source that is a regular file
 named relative to the manifests is hashed too (a bind source as read where it is mounted from:
 a source's live place, not a revision copy), so editing such a file recreates. Those files are
 named by their live path, so a new revision copy of unchanged files hashes the same.

@@ -98,15 +98,15 @@ class VolumeMount:
 @dataclass(frozen=True)
 class SecretFile:
     """A file put into the container from a tmpfs of its own (`secrets:`). `data` is the file's
-    content, decrypted in memory when sops encrypted it: never part of the spec hash (the
-    stored file's digest is), never stored (repr and comparisons leave it out)."""
+    content, decrypted in memory when sops encrypted it: never part of the spec hash (`digest`
+    is), never stored (repr and comparisons leave it out)."""
 
     source: str                     # absolute host path (the live path, as env files are named); "": content or env
     target: str                     # absolute path in the container
     mode: int                       # default 0o400
     uid: int                        # default 0
     gid: int                        # default 0
-    digest: str = ""                # of the file as stored (encrypted or not): what the hash and a rollback compare
+    digest: str = ""                # of the file (sops-encrypted: the keyed digest of its values): what the hash and a rollback compare
     data: bytes = field(default=b"", repr=False, compare=False, metadata={"transient": True})
 
 
@@ -274,8 +274,9 @@ class Container:
     # resources.reservations (Swarm's scheduler); absent when not set, so older hashes stay
     reservations: Reservations | None = field(default=None, metadata={"omit_empty": True})
     # env keys whose values came from a SOPS-encrypted env file (the last file or `env` to set a
-    # key wins), by that file's digest as stored: the spec hash, the inventory and the engines'
-    # records take the digest, never the value (docs/security.md); absent when none
+    # key wins), by that file's keyed digest (of its values: sopskeys.Keys.digest): the spec hash,
+    # the inventory and the engines' records take the digest, never the value (docs/security.md);
+    # absent when none
     secret_env: Mapping[str, str] = field(default_factory=dict, metadata={"omit_empty": True})
     # fixed addresses by Network name (`networks: [{name, ipv4Address, ipv6Address}]`); absent when none
     ipv4_addresses: Mapping[str, str] = field(default_factory=dict, metadata={"omit_empty": True})

@@ -98,7 +98,7 @@ class Document:
     # Documents made from another format (a compose file) locate their fields there instead:
     # (path, at the key?) -> (file, line, column, field as that format names it)
     locate: Callable[[Path_, bool], tuple[str, int, int, str]] | None = None
-    # env keys a compose service took from a SOPS-encrypted env_file, by that file's digest
+    # env keys a compose service took from a SOPS-encrypted env_file, by that file's keyed digest
     # (building marks them secret, as it marks an encrypted envFiles entry's keys)
     secret_env: Mapping[str, str] = field(default_factory=dict)
     # where `env:` secrets read their variables (a compose project's environment: the shell over

@@ -38,10 +38,18 @@ from typing import Any
 import yaml
 
 from reconciler._dataclass import dataclass, field
-from reconciler.spec.sopskeys import KeyConfigError, Keys, SopsError, load_keys, read_age_identities
+from reconciler.spec.sopskeys import (
+    DIGEST_KEY_FILE,
+    KeyConfigError,
+    Keys,
+    SopsError,
+    at_root,
+    load_keys,
+    read_age_identities,
+)
 
-__all__ = ["Decrypted", "KeyConfigError", "Keys", "SopsError", "decrypt", "is_encrypted", "load_keys",
-           "read_age_identities"]
+__all__ = ["DIGEST_KEY_FILE", "Decrypted", "KeyConfigError", "Keys", "SopsError", "at_root", "decrypt",
+           "is_encrypted", "load_keys", "read_age_identities"]
 
 _ENC = re.compile(r"^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]")
 _UNSUPPORTED_KEYS = ("kms", "gcp_kms", "azure_kv", "hc_vault", "hckms")
@@ -54,11 +62,14 @@ _GPG_TIMEOUT = 30.0
 @dataclass(frozen=True)
 class Decrypted:
     """A decrypted file: its format and its plaintext as `sops --decrypt` prints it (comments
-    and the YAML/JSON layout aside); `pairs` holds a dotenv file's KEY/value pairs in order."""
+    and the YAML/JSON layout aside); `pairs` holds a dotenv file's KEY/value pairs in order;
+    `digest` what stands for the values where they must not be (`Keys.digest`: set by the
+    loader, which knows the state root)."""
 
     format: str                     # "dotenv" | "yaml" | "json" | "binary"
     data: bytes = field(repr=False)
     pairs: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    digest: str = ""
 
 
 # -- detection -------------------------------------------------------------------------------

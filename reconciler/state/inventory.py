@@ -140,7 +140,8 @@ def _mask_doc(doc: dict[str, Any]) -> dict[str, Any]:
     out = dict(doc)
     if "env" in out:
         # a value from a SOPS file is not hashed at all (a short one could be guessed from its
-        # hash): its file's digest stands for it, so a change of that file shows as a change
+        # hash): its file's keyed digest stands for it, so a change of the file's values shows as
+        # a change, and the same values encrypted again as none
         given = out.get("secret_env")
         secret: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
         out["env"] = _masked({k: secret.get(k, v) for k, v in dict(out["env"]).items()})

@@ -8,9 +8,12 @@ takes a top-level key, a source's own key, or `provider: none` for a source.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import secrets
 import signal
+import stat
 from pathlib import Path
 
 import pytest
@@ -18,7 +21,7 @@ import pytest
 from reconciler.agent.config import ConfigError, parse_config
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.fake import FakeRuntime
-from reconciler.spec import hashing
+from reconciler.spec import sops
 from reconciler.state.inventory import mask_value
 from tests.agent.conftest import AgentProc, wait_for
 from tests.agent.test_directory import env_of
@@ -47,10 +50,26 @@ def test_agent_decrypts_with_its_configured_key_and_keeps_no_plaintext(tmp_path:
 
     a.write_config(decryption={"provider": "sops", "age_key_file": str(key_file)})
     a.signal(signal.SIGHUP)
-    digest = hashing.file_digest((m / "db.env").read_bytes())
-    wait_for("web created with the decrypted value", lambda: secret_env_of(a.root, "web") == {"DB_PASSWORD": digest})
-    assert env_of(a.root, "web") == {"V": "1"}          # the fake engine keeps the key's file digest, no value
+    wait_for("web created with the decrypted value", lambda: secret_env_of(a.root, "web"))
+    digest = keyed(a.root, f"DB_PASSWORD={value}\n".encode())     # of the values, under the root's key
+    assert secret_env_of(a.root, "web") == {"DB_PASSWORD": digest}
+    assert env_of(a.root, "web") == {"V": "1"}          # the fake engine keeps the key's digest, no value
     good = wait_for("the pass recorded as applied", lambda: a.source("local")["revision"])   # after the create
+    web = FakeRuntime.at_root(a.root).inspect_container("web").id
+
+    # the same value encrypted again (`sops updatekeys`, a key rotation: a new ciphertext, IV and
+    # MAC): a new revision whose pass replaces nothing, and the plan says in sync (before, the
+    # container was replaced for "spec hash changed: env")
+    (m / "db.env").write_bytes(encrypt_dotenv({"DB_PASSWORD": value}, key.recipient))
+    again = wait_for("the new revision applied", lambda: (r := a.source("local"))["revision"] != good
+                     and r["last_result"] == "converged" and r["revision"])
+    assert FakeRuntime.at_root(a.root).inspect_container("web").id == web
+    assert secret_env_of(a.root, "web") == {"DB_PASSWORD": digest}
+    # a pass event is published only for a pass with something to do
+    assert [e for e in a.events() if e["type"] == "pass" and e.get("revision") == again] == []
+    plan = a.api.get("/v1/plan?source=local")
+    assert plan["in_sync"] is True, plan["rendered"]
+    good = again
 
     # a tampered file: refused with the file named, the container keeps the last good revision
     lines = (m / "db.env").read_text().splitlines(keepends=True)
@@ -70,6 +89,14 @@ def test_agent_decrypts_with_its_configured_key_and_keeps_no_plaintext(tmp_path:
                       if p.is_file() and any(n in p.read_bytes() for n in needles)})
     # neither the engine's record, nor the rollback env, nor the database (docs/security.md)
     assert holders == []
+
+
+def keyed(root: Path, plain: bytes) -> str:
+    """What stands for a SOPS file's values in records: HMAC-SHA256 of the plaintext under the
+    state root's key (made with mode 0600 when the first SOPS file was met)."""
+    key_file = root / sops.DIGEST_KEY_FILE
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    return "hmac-sha256:" + hmac.new(key_file.read_bytes(), plain, hashlib.sha256).hexdigest()
 
 
 def secret_env_of(root: Path, name: str) -> dict[str, str]:

@@ -299,3 +299,68 @@ def test_a_container_whose_only_secrets_are_sops_env_values(host: Host, busybox_
     assert host.cli(*apply) == 0
     assert host.ids()["web"] != cid
     assert _exec(host, "sh", "-c", "echo $API_KEY") == (0, value + "\n")
+
+
+def test_files_encrypted_again_with_the_same_values_replace_nothing(
+        host: Host, busybox_image: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Flux users encrypt files again routinely (`sops updatekeys`, a new recipient, a rotated
+    data key): new ciphertext, IVs and MAC, the same values. `diff` says in sync and `apply`
+    leaves the container as it is; only a changed value replaces it. The digests that stand for
+    the values are keyed with the state root's own key (mode 0600), so a label, a record or the
+    state DB tells nothing of a value without it. (Before, the encrypted file's digest stood
+    for the values: each new encryption replaced the container, and diff said `env` changed.)"""
+    key = new_age_key()
+    key_file = key.write(tmp_path / "age.key")
+    m = tmp_path / "m"
+    m.mkdir()
+    value, env_value = "pw-" + secrets.token_hex(16), "env-" + secrets.token_hex(16)
+    (m / "db.password").write_bytes(encrypt_binary(value.encode(), key.recipient))
+    (m / "app.env").write_bytes(encrypt_dotenv({"MODE": "prod", "API_KEY": env_value}, key.recipient))
+    write(m, "app.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: web}}
+        spec:
+          image: {busybox_image}
+          command: [sleep, "3600"]
+          networks: [none]
+          envFiles: [app.env]
+          secrets: [{{source: db.password}}]
+        """)
+    apply = ["apply", str(m), "--sops-age-key-file", str(key_file)]
+    diff = ["diff", str(m), "--sops-age-key-file", str(key_file)]
+    assert host.cli(*apply) == 0
+    cid = host.ids()["web"]
+    digest_key = host.config.root / "secret-digest.key"
+    assert stat.S_IMODE(digest_key.stat().st_mode) == 0o600
+    assert len(digest_key.read_bytes()) == 32
+
+    # encrypted again, then to a new recipient as well (a key rotation: both identities known)
+    rotated = new_age_key()
+    key_file.write_text(key_file.read_text() + rotated.identity + "\n")
+    for recipient in (key.recipient, rotated.recipient):
+        (m / "db.password").write_bytes(encrypt_binary(value.encode(), recipient))
+        (m / "app.env").write_bytes(encrypt_dotenv({"MODE": "prod", "API_KEY": env_value}, recipient))
+        capsys.readouterr()
+        assert host.cli(*diff) == 0, capsys.readouterr().out
+        assert host.cli(*apply) == 0
+        assert host.ids()["web"] == cid
+    out = capsys.readouterr().out
+    assert "container:web" not in out
+
+    # a changed value: diff names the field, apply replaces the container with the new value
+    changed = "env2-" + secrets.token_hex(16)
+    (m / "app.env").write_bytes(encrypt_dotenv({"MODE": "prod", "API_KEY": changed}, rotated.recipient))
+    capsys.readouterr()
+    assert host.cli(*diff) == 1
+    out = capsys.readouterr().out
+    assert "spec hash changed: env, secret_env" in out, out
+    assert changed not in out
+    assert host.cli(*apply) == 0
+    assert host.ids()["web"] != cid
+    cid = host.ids()["web"]
+    assert _exec(host, "sh", "-c", "echo $API_KEY") == (0, changed + "\n")
+    assert _exec(host, "cat", "/run/secrets/db.password") == (0, value)
+    # the values are in the container's tmpfs only, the key of their digests in its own file
+    assert _holders(host.config.root, changed.encode()) == {f"containers/{cid}/secrets/config.json"}
+    assert _holders(host.config.root, value.encode()) == {f"containers/{cid}/secrets/0"}

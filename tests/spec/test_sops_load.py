@@ -7,9 +7,12 @@ the values, and the plaintext is in no revision copy, no state database row, no 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import secrets
+import stat
 from pathlib import Path
 
 import pytest
@@ -45,6 +48,17 @@ def _source(tmp: Path, recipient: str) -> tuple[Path, dict[str, str]]:
     return src, values
 
 
+def _keyed(root: Path, plain: bytes) -> str:
+    """The digest that stands for a decrypted file's values: HMAC-SHA256 of its plaintext (as
+    sops prints it) under the state root's key."""
+    key = (root / sops.DIGEST_KEY_FILE).read_bytes()
+    return "hmac-sha256:" + hmac.new(key, plain, hashlib.sha256).hexdigest()
+
+
+def _dotenv(values: dict[str, str]) -> bytes:
+    return "".join(f"{k}={v}\n" for k, v in values.items()).encode()
+
+
 def _files_holding(root: Path, needles: list[str]) -> set[str]:
     found = set()
     for dirpath, _, files in os.walk(root):
@@ -75,8 +89,11 @@ def test_apply_with_sops_age_key_file_gives_the_container_its_env_and_keeps_no_p
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(key_file))
     assert main(["--once", str(src), "--root", str(root), "--runtime", "fake", "-o", "json"]) == 0
     config = FakeRuntime.at_root(root).config_of("web")
-    digest = hashing.file_digest((src / "secrets.env").read_bytes())
-    assert config.secret_env == dict.fromkeys(values, digest)                # keys and the file's digest
+    key_file = root / sops.DIGEST_KEY_FILE
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600                   # the root's key, made now
+    assert len(key_file.read_bytes()) == 32
+    digest = _keyed(root, _dotenv(values))
+    assert config.secret_env == dict.fromkeys(values, digest)                # keys and the values' keyed digest
     assert not set(values) & set(config.env)                                 # never the values
     assert config.env["PLAIN"] == "visible"
     out = capsys.readouterr()
@@ -162,16 +179,23 @@ def test_compose_dotenv_and_env_file_decrypt(tmp_path: Path, key: tuple[AgeKey, 
     (proj / "compose.yaml").write_text("services:\n  web:\n    image: registry.local:5000/shop/web:${WEB_TAG}\n"
                                        "    env_file: [plain.env, db.env]\n    environment: {DB_HOST: db2}\n"
                                        "    command: [sleep, '3600']\n")
-    desired = spec.load(proj, decryption=sops.load_keys(str(key_file)))
+    root = fake_root(tmp_path)
+    keys = sops.at_root(sops.load_keys(str(key_file)), root)
+    desired = spec.load(proj, decryption=keys)
     web = next(iter(desired.containers.values()))
     assert web.image == "registry.local:5000/shop/web:1"
     assert web.env["DB_PASSWORD"] == password
     # the encrypted env_file's keys are secret (as an encrypted envFiles entry's), unless
-    # environment: sets them after it
-    digest = hashing.file_digest((proj / "db.env").read_bytes())
+    # environment: sets them after it; they stand as the keyed digest of the file's values
+    digest = _keyed(root, _dotenv({"DB_PASSWORD": password, "DB_HOST": "x", "DB_USER": "y"}))
     assert web.secret_env == {"DB_PASSWORD": digest, "DB_USER": digest}
     assert (web.env["DB_USER"], web.env["DB_HOST"]) == ("y", "db2")
-    root = fake_root(tmp_path)
+    # encrypted again with the same values (new ciphertext, IVs, MAC; `sops updatekeys`): the same
+    (proj / "db.env").write_bytes(encrypt_dotenv({"DB_PASSWORD": password, "DB_HOST": "x", "DB_USER": "y"},
+                                                 k.recipient))
+    (proj / ".env").write_bytes(encrypt_dotenv({"WEB_TAG": tag}, k.recipient))
+    again = next(iter(spec.load(proj, decryption=keys).containers.values()))
+    assert (again.secret_env, again.spec_hash) == (web.secret_env, web.spec_hash)
     FakeRuntime.at_root(root).publish("registry.local:5000/shop/web:1")
     assert main(["--once", str(proj), "--root", str(root), "--runtime", "fake",
                  "--sops-age-key-file", str(key_file)]) == 0
@@ -223,7 +247,8 @@ def test_secrets_load_decrypted_and_never_in_hash_document_or_record(
     k, key_file = key
     src, value = _secret_source(tmp_path, k.recipient, "secrets:\n- {source: db.password}\n"
                                 "- {source: plain.conf, target: /etc/app.conf, mode: 0440, uid: 7}\n")
-    desired = spec.load(src, decryption=sops.load_keys(str(key_file)))
+    root = fake_root(tmp_path)
+    desired = spec.load(src, decryption=sops.at_root(sops.load_keys(str(key_file)), root))
     web = desired.containers["web"]
     assert [(s.target, s.mode, s.uid, s.data) for s in web.secrets] == [
         ("/run/secrets/db.password", 0o400, 0, value.encode()), ("/etc/app.conf", 0o440, 7, b"level=1\n")]
@@ -232,19 +257,29 @@ def test_secrets_load_decrypted_and_never_in_hash_document_or_record(
     assert "db.password" in doc
     assert value not in doc
     assert "data" not in inventory.spec_document(web)["secrets"][0]
-    # the spec hash takes the stored file's digest: the same file, another key, the same hash
+    # the spec hash takes the keyed digest of the decrypted content: the same file, another
+    # key, the same hash; the file encrypted again, the same hash
+    assert web.secrets[0].digest == _keyed(root, value.encode())
+    assert web.secrets[1].digest == hashing.file_digest(b"level=1\n")
     other = new_age_key()
-    assert web.spec_hash == spec.load(src, decryption=sops.Keys(age_identities=(k.identity, other.identity))
-                                      ).containers["web"].spec_hash
+    both = sops.at_root(sops.Keys(age_identities=(k.identity, other.identity)), root)
+    assert web.spec_hash == spec.load(src, decryption=both).containers["web"].spec_hash
+    # without a state root (`validate`): the stored file's digest stands for it
+    assert spec.load(src, decryption=sops.load_keys(str(key_file))).containers["web"].secrets[0].digest == \
+        hashing.file_digest((src / "db.password").read_bytes())
+    from tests.helpers.sops_files import encrypt_binary
 
-    root = fake_root(tmp_path)
+    (src / "db.password").write_bytes(encrypt_binary(value.encode(), other.recipient))
+    assert web.spec_hash == spec.load(src, decryption=both).containers["web"].spec_hash
+    (src / "db.password").write_bytes(encrypt_binary(value.encode(), k.recipient))
+
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(key_file))
     assert main(["apply", str(src), "--root", str(root), "--runtime", "fake"]) == 0
     mounts = FakeRuntime.at_root(root).config_of("web").mounts
     assert [(m.type, m.target, m.options[:3]) for m in mounts] == [
         ("secret", "/run/secrets/db.password", ("mode=0400", "uid=0", "gid=0")),
         ("secret", "/etc/app.conf", ("mode=0440", "uid=7", "gid=0"))]
-    assert [m.options[3] for m in mounts] == [f"digest={s.digest}" for s in web.secrets]   # the stored file's
+    assert [m.options[3] for m in mounts] == [f"digest={s.digest}" for s in web.secrets]   # the keyed one
     assert all(m.data is None for m in mounts)                  # a record never has the content
     assert _files_holding(root, [value]) == set()
 
@@ -357,10 +392,15 @@ def test_a_rollback_gets_a_secret_only_from_the_same_stored_file(tmp_path: Path,
     assert value not in repr(kept)
 
 
-def test_sops_env_values_are_marked_secret_and_hash_as_their_file(tmp_path: Path, key: tuple[AgeKey, Path]) -> None:
-    """A key from a SOPS env file is in `secret_env` with the file's digest, unless a plain file or
-    `env` later sets it; the spec hash and the inventory's document take that digest, not the
-    value: a value cannot be guessed from its hash, and a new encrypted file still recreates."""
+def test_sops_env_values_are_marked_secret_and_hash_as_their_files_values(
+        tmp_path: Path, key: tuple[AgeKey, Path]) -> None:
+    """A key from a SOPS env file is in `secret_env` with the keyed digest of the file's values,
+    unless a plain file or `env` later sets it; the spec hash and the inventory's document take
+    that digest, not the value: a value cannot be guessed from its hash (nor from its digest,
+    without the state root's key). The same values encrypted again (`sops updatekeys`, a key
+    rotation: new ciphertext, IVs and MAC) hash the same: nothing to replace. A changed value
+    changes the hash. (Before, the encrypted file's digest stood for the values: each new
+    encryption replaced the containers using it, and diff said the env changed.)"""
     from reconciler.execution import translate
     from reconciler.planning import planner
     from reconciler.runtime import base
@@ -370,11 +410,13 @@ def test_sops_env_values_are_marked_secret_and_hash_as_their_file(tmp_path: Path
     (src / "plain.env").write_text("API_TOKEN=overridden\n")
     doc = (src / "app.yaml").read_text().replace("envFiles: [secrets.env]", "envFiles: [secrets.env, plain.env]")
     (src / "app.yaml").write_text(doc)
-    keys = sops.load_keys(str(key_file))
+    root = tmp_path / "root"
+    keys = sops.at_root(sops.load_keys(str(key_file)), root)
     web = spec.load(src, decryption=keys).containers["web"]
-    digest = hashing.file_digest((src / "secrets.env").read_bytes())
+    digest = _keyed(root, _dotenv(values))
     assert web.secret_env == {"DB_PASSWORD": digest}                        # API_TOKEN: the plain file's
     assert web.env["DB_PASSWORD"] == values["DB_PASSWORD"]
+    assert digest != "hmac-sha256:" + hashlib.sha256(_dotenv(values)).hexdigest()
     document = json.dumps(inventory.spec_document(web))
     assert values["DB_PASSWORD"] not in document
     assert inventory.mask_value("DB_PASSWORD", values["DB_PASSWORD"]) not in document
@@ -382,11 +424,29 @@ def test_sops_env_values_are_marked_secret_and_hash_as_their_file(tmp_path: Path
     assert values["DB_PASSWORD"] not in json.dumps(config)
     assert config["secret_env"] == {"DB_PASSWORD": digest}
 
-    # the same value in a file encrypted again: another digest, another hash (a recreate)
+    # the same values encrypted again (a new data key, ciphertext, IVs and MAC), then to a new
+    # recipient (a key rotation): the same digest, the same hash, the same inventory document
+    stored = (src / "secrets.env").read_bytes()
     (src / "secrets.env").write_bytes(encrypt_dotenv(values, k.recipient))
+    assert (src / "secrets.env").read_bytes() != stored
     again = spec.load(src, decryption=keys).containers["web"]
-    assert again.env == web.env
-    assert again.spec_hash != web.spec_hash
-    # a rollback gets a value only where the previous container's key came from the same file
-    assert planner._unchanged_secrets(config, again).env == {}
-    assert planner._unchanged_secrets(config, web).env == {"DB_PASSWORD": values["DB_PASSWORD"]}
+    assert (again.env, again.secret_env, again.spec_hash) == (web.env, web.secret_env, web.spec_hash)
+    assert planner.field_changes(inventory.spec_document(web), inventory.spec_document(again)) == ()
+    rotated = new_age_key()
+    (src / "secrets.env").write_bytes(encrypt_dotenv(values, rotated.recipient))
+    assert spec.load(src, decryption=sops.at_root(sops.Keys(age_identities=(rotated.identity,)), root)
+                     ).containers["web"].spec_hash == web.spec_hash
+    # a rollback gets the value where the previous container's key came from the same values
+    assert planner._unchanged_secrets(config, again).env == {"DB_PASSWORD": values["DB_PASSWORD"]}
+
+    # a changed value: another digest, another hash (a replacement), and no rollback value
+    (src / "secrets.env").write_bytes(encrypt_dotenv({**values, "DB_PASSWORD": "pw-new"}, k.recipient))
+    changed = spec.load(src, decryption=keys).containers["web"]
+    assert changed.spec_hash != web.spec_hash
+    assert changed.secret_env["DB_PASSWORD"] != digest
+    assert [c.path for c in planner.field_changes(inventory.spec_document(web), inventory.spec_document(changed))] \
+        == ["env.DB_PASSWORD", "secret_env"]
+    assert planner._unchanged_secrets(config, changed).env == {}
+    # another state root: another key, so its digests tell nothing of this one's
+    elsewhere = spec.load(src, decryption=sops.at_root(keys, tmp_path / "other-root")).containers["web"]
+    assert elsewhere.secret_env["DB_PASSWORD"] != changed.secret_env["DB_PASSWORD"]

@@ -15,7 +15,8 @@ task and Swarm rolls a failed one back. This backend adds what the reconciler ne
   (`run_again`, `reconcile start`'s, runs a job that is over again);
 - a removal returns once the service's tasks stopped, so the networks and volumes it used can
   go next;
-- secret files become Swarm secrets named by content (the stored file's digest), made before
+- secret files become Swarm secrets named by content (the file's digest; a sops-encrypted one's
+  is the keyed digest of its values), made before
   the service that names them and removed once a rollout is over and its spec no longer does.
 
 There is no image store of its own (`list_images` is empty, `pull_image` refuses) and no

@@ -219,9 +219,10 @@ def _option(m: base.Mount, key: str, default: str) -> str:
 
 
 def secret_name(service: str, m: base.Mount) -> str:
-    """The Swarm secret holding secret file `m` of `service`: named by the stored file's digest
-    (never the decrypted content's: a hash of a short value would give it away) and the target,
-    so a changed file is a new secret and the service an update (a Swarm secret is immutable)."""
+    """The Swarm secret holding secret file `m` of `service`: named by the file's digest (of a
+    sops-encrypted one, the keyed digest of its values, never a plain hash of the decrypted content:
+    that would give a short value away) and the target, so a changed file is a new secret and
+    the service an update (a Swarm secret is immutable)."""
     key = hashlib.sha256(f"{m.target}\0{_option(m, 'digest', '')}".encode()).hexdigest()[:20]
     return f"{service[:40]}-{key}"
 

@@ -176,7 +176,8 @@ class Deduper:
         if t == "container_flapping":
             name = str(e.get("container", ""))
             return self._fail(("flapping", name), Notification(
-                "container_flapping", source, f"container {name} is crash-looping", str(e.get("message", "")), e))
+                "container_flapping", source, _titled(source, f"container {name} is crash-looping"),
+                str(e.get("message", "")), e))
         if t == "container_flapping_cleared":
             # started by hand, removed or resumed: nothing to send, but a next crash loop is news again
             self._failing.pop(("flapping", str(e.get("container", ""))), None)
@@ -230,6 +231,12 @@ class Deduper:
 
     def _recover(self, key: tuple[str, str], n: Notification) -> list[Notification]:
         return [n] if self._failing.pop(key, None) is not None else []
+
+
+def _titled(source: str, title: str) -> str:
+    """A title named by its source first, as every notification's (`shop: ...`); a container
+    of none of the agent's sources (`reconcile run`) has none to name."""
+    return f"{source}: {title}" if source else title
 
 
 def _short(revision: Any) -> str:

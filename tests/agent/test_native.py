@@ -105,7 +105,7 @@ def test_restart_policy_and_flap_limit(tmp_path: Path, native_agent: AgentProc, 
     told = wait_for("the source's target told of the crash loop", lambda: hook.got)
     hook.close()
     assert json.loads(told[0][1])["source"] == "host"
-    assert "crash is crash-looping" in json.loads(told[0][1])["title"]
+    assert json.loads(told[0][1])["title"] == "host: container crash is crash-looping"
     # and the agent says so: the pass is degraded, naming the container, never "converged"
     src = a.source("host")
     assert src["last_result"] == "degraded"

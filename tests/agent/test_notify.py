@@ -217,6 +217,20 @@ def test_an_interrupted_pass_is_neither_a_failure_nor_a_recovery() -> None:
     assert [n.kind for n in d({**fail, "result": "converged", "failures": []})] == ["recovered"]
 
 
+def test_a_crash_loop_is_titled_by_its_source_as_every_notification() -> None:
+    """`shop: container web is crash-looping`, as `shop: pass degraded ...`: a target that
+    hears of many sources can tell which one (before, only this title named none); a container
+    of no source (`reconcile run`) is titled by itself."""
+    d = notify.Deduper()
+    event = {"type": "container_flapping", "source": "shop", "container": "web", "restarts": 3,
+             "message": "restarted 3 times in 300s: left stopped after its next exit"}
+    [told] = d(event)
+    assert told.title == "shop: container web is crash-looping"
+    assert (told.source, told.kind, told.severity) == ("shop", "container_flapping", "error")
+    [alone] = d({**event, "source": "", "container": "adhoc"})
+    assert alone.title == "container adhoc is crash-looping"
+
+
 def test_titles_name_a_revision_by_its_12_characters_and_the_payload_keeps_it_whole() -> None:
     """As the docs' example and `history` show it: `shop: pass degraded at revision 3f2c9a1b7e0d`."""
     rev, old = "3f2c9a1b7e0d" + "5" * 28, "a1b2c3d4e5f6" + "7" * 28

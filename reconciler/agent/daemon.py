@@ -83,9 +83,12 @@ class _Source:
     invalid: tuple[str, list[str]] | None = None     # (revision id, problems) of a refused revision
     pinned: srcbase.Revision | None = None           # rollback: applied instead of the newest
     lost_pin: str | None = None                      # a pin remembered whose revision is no longer kept
-    last_result: str | None = None
+    last_result: str | None = None                   # of this agent's last pass (None: none yet)
     last_pass_at: float | None = None
     last_failures: list[str] = dataclasses.field(default_factory=list)
+    # the owner's last pass the state DB recorded before this agent ran one (a previous agent's,
+    # or `apply`'s): what status shows of a source until a pass of its own, a suspended one's
+    recorded: hist.Pass | None = None
     drift: list[str] = dataclasses.field(default_factory=list)   # reported, not corrected
     updates: updates_mod.Follower = dataclasses.field(default_factory=updates_mod.Follower)  # image policies
     notes: list[str] = dataclasses.field(default_factory=list)
@@ -313,6 +316,9 @@ class Agent:
         and a suspend through the API (said in the log and as events: the operator's, kept until
         resume). Returns whether the API suspended it."""
         mem = self._remembered(name)
+        assert self.db is not None
+        recorded = hist.HistoryStore(self.db, src.cfg.owner).list(limit=1)
+        src.recorded = recorded[0] if recorded and recorded[0].result != hist.RUNNING else None
         good = [r for r in (src.source.revision(g) for g in mem.good[:KEEP_GOOD]) if r is not None]
         src.good = good
         if mem.pinned:
@@ -746,20 +752,33 @@ class Agent:
             error = src.fetch_error
         elif ks.last_error is not None:
             error = ks.last_error
-        # the one verdict `reconcile status` (its flag and exit code) and the dashboard show; a
-        # source no pass of this agent finished yet is not known to run as its manifests say (its
-        # containers may not exist at all): not ok until one has, as without an agent
+        # the one verdict `reconcile status` (its flag and exit code) and the dashboard show. Until
+        # a pass of this agent, the last pass the state DB recorded is shown (`recorded`); a source
+        # no pass of this agent finished yet is not known to run as its manifests say (its
+        # containers may not exist at all): not ok until one has, as without an agent; but a
+        # suspended one runs no pass by the operator's word (as `flux suspend`): judged by its
+        # last pass if any (failed, degraded: not ok), never for being suspended
         no_pass_yet = src.last_result is None
-        degraded = bool(error or src.last_failures or down or src.last_result != "converged")
+        last_result, last_pass_at, failures = src.last_result, src.last_pass_at, src.last_failures
+        if no_pass_yet and src.recorded is not None:
+            last_result, last_pass_at = src.recorded.result, src.recorded.finished_at or src.recorded.started_at
+            failures = _failures_of(src.recorded)
+        if ks.suspended:
+            degraded = bool(error or failures or down or last_result not in (None, "converged"))
+        else:
+            degraded = bool(error or failures or down or no_pass_yet or last_result != "converged")
         return {
             "name": name, "owner": src.cfg.owner, "kind": src.cfg.kind, "degraded": degraded,
             "origin": _origin(src.cfg), "suspended": ks.suspended,
             "pinned": src.pinned.id if src.pinned else src.lost_pin,
             "revision": src.applied.id if src.applied else None,
             "fetched": src.fetched, "last_good": src.good[0].id if src.good else None,
-            "last_result": src.last_result, "last_pass_at": src.last_pass_at, "no_pass_yet": no_pass_yet,
+            "last_result": last_result, "last_pass_at": last_pass_at, "no_pass_yet": no_pass_yet,
+            "recorded_pass": None if not no_pass_yet or src.recorded is None else
+            {"id": src.recorded.id, "revision": src.recorded.revision, "result": src.recorded.result,
+             "started_at": src.recorded.started_at},
             "error": error, "problems": src.invalid[1] if src.invalid else [],
-            "failures": src.last_failures, "drift": src.drift, "notes": src.notes, "down": down,
+            "failures": failures, "drift": src.drift, "notes": src.notes, "down": down,
             "unresolved": src.unresolved,
             "images": src.updates.status(src.applied.id) if src.applied else [],
             "elsewhere": dict(src.desired.elsewhere) if src.desired is not None else {},
@@ -1103,6 +1122,18 @@ class Agent:
             raise apierr.Conflict(f"this agent runs the {self.config.runtime} engine, not the native one",
                                   hint="the CLI reads the native engine's state root itself")
         return self._runtime
+
+
+def _failures_of(p: hist.Pass) -> list[str]:
+    """A recorded pass's failures as a pass of the agent lists them (`_Source.last_failures`):
+    each failed or rolled-back resource, the error that ended it; one that did not converge and
+    names none says how it ended."""
+    out = [f"{c.get('resource')}: {c.get('detail')}" for c in p.changes
+           if c.get("outcome") in ("failed", "rolled-back")]
+    out += [p.error] if p.error else []
+    if p.result != "converged" and not out:
+        out = [f"the pass ended {p.result}: see `reconcile history`"]
+    return out
 
 
 def _line(stream: str, written: bytes) -> Mapping[str, Any]:

@@ -30,7 +30,9 @@ def register(subparsers: Any) -> None:
         "status", help="what the agent applies: sources, revisions, errors, containers",
         description="Status of every source of the running agent (or, with no agent, what the "
         "state DB under --root records: each owner's last pass, degraded with the reason unless it "
-        "converged). Exit 0 all well, 1 some source (or owner) has an error or failures.",
+        "converged). Exit 0 all well, 1 some source (or owner) has an error or failures, or no pass "
+        "of the agent finished yet; a suspended source counts by its last pass (none: not a failure), "
+        "never for being suspended.",
     )
     SPEC.add_to(parser, "status")
     _agentapi.add_socket_flag(parser)
@@ -70,9 +72,15 @@ def _print(doc: dict[str, Any]) -> None:
         print(f"\nsource {s['name']} ({s['kind']} {s['origin']}, owner {s['owner']})"
               + (f" [{', '.join(flags)}]" if flags else ""))
         print(f"  revision {(s['revision'] or '-')[:12]}  result {s['last_result'] or '-'}  passes {s['passes']}")
-        if s.get("no_pass_yet"):
-            why = "it is suspended" if s["suspended"] else "the first one runs"
-            print(f"  no pass yet ({why}): nothing of it is known to run as its manifests say")
+        recorded = s.get("recorded_pass")
+        if s["suspended"]:
+            print("  suspended: no pass runs until it is resumed"
+                  + (f"; its last pass: #{recorded['id']} {recorded['result']} at revision "
+                     f"{recorded['revision'][:12]} ({_when(recorded['started_at'])} UTC, before this agent)"
+                     if recorded else "; no pass recorded" if s.get("no_pass_yet") else ""))
+        elif s.get("no_pass_yet"):
+            print("  no pass yet (the first one runs): nothing of it is known to run as its manifests say"
+                  + (f"; the last recorded: #{recorded['id']} {recorded['result']}" if recorded else ""))
         if s["error"]:
             print("  error: " + s["error"].replace("\n", "\n    "))
         for f in s["failures"]:
@@ -96,6 +104,12 @@ def _print(doc: dict[str, Any]) -> None:
     for f in doc["supervision"]["flapping"]:
         print(f"\nflapping: {f['container']} restarted {f['restarts']} times: left stopped; to try again: "
               f"reconcile start {f['container']}")
+
+
+def _when(ts: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
 
 
 def _image_line(i: dict[str, Any]) -> str:

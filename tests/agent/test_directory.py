@@ -186,26 +186,90 @@ def test_rollback_pins_then_resume_follows(tmp_path: Path, agent: AgentProc, cap
 
 def test_status_is_not_ok_before_the_first_pass(tmp_path: Path, agents: list[AgentProc],
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    """A source no pass has finished yet (here held by `suspend: true`, as the first pass of any
-    source runs a moment after the start): none of its containers is known to run, so `status`
-    exits 1 and says why, as without an agent. Before, it exited 0 (revision -, result -, passes
-    0) while none ran."""
+    """A source no pass has finished yet (here its first pass waits on a health gate that never
+    passes): none of its containers is known to run, so `status` exits 1 and says why, as
+    without an agent. Before, it exited 0 (revision -, result -, passes 0) while none ran."""
     m = tmp_path / "m"
+    write(m, "web.yaml", container_doc("web", extra="""
+        healthcheck: {test: [CMD, sleep, "1"], interval: 1s}
+        update: {healthTimeout: 6s}
+        """))
+    agent = AgentProc(tmp_path, sources=[{"name": "local", "directory": str(m)}])
+    FakeRuntime.at_root(agent.root).publish(IMG)
+    agents.append(agent)
+    agent.start()
+    wait_for("the first pass waiting on web's health", lambda: "web" in containers(agent.root))
+    capsys.readouterr()
+    assert main(["status", "--socket", str(agent.socket)]) == 1
+    out = capsys.readouterr().out
+    assert "no pass yet (the first one runs): nothing of it is known to run as its manifests say" in out
+    src = agent.source("local")
+    assert (src["last_result"], src["degraded"], src["no_pass_yet"], src["recorded_pass"]) == (None, True, True, None)
+
+
+def test_a_suspended_source_is_suspended_with_its_last_pass_not_a_failure(
+        tmp_path: Path, agents: list[AgentProc], capsys: pytest.CaptureFixture[str]) -> None:
+    """As `flux get` shows SUSPENDED True with the last status: a source suspended (`suspend:
+    true` in the config, or through the API, remembered across a restart) runs no pass by the
+    operator's word; `status` says so, with its last pass (the state DB's, before this agent
+    ran one), and judges it by that pass only: converged (or none at all) exits 0, failed exits
+    1. Before, a source suspended since the agent's start read `no pass yet` and was counted a
+    failure (exit 1) until resumed."""
+    m, bad = tmp_path / "m", tmp_path / "bad"
     write(m, "web.yaml", container_doc("web"))
+    write(bad, "api.yaml", container_doc("api", image="registry.invalid:5000/shop/api:1"))   # never pulls
     agent = AgentProc(tmp_path, sources=[{"name": "local", "directory": str(m), "suspend": True}])
     FakeRuntime.at_root(agent.root).publish(IMG)
     agents.append(agent)
     agent.start()
     capsys.readouterr()
-    assert main(["status", "--socket", str(agent.socket)]) == 1
-    assert "no pass yet (it is suspended): nothing of it is known to run as its manifests say" in capsys.readouterr().out
+    assert main(["status", "--socket", str(agent.socket)]) == 0          # suspended, never ran: no failure
+    out = capsys.readouterr().out
+    assert "source local (directory" in out
+    assert "[suspended]" in out
+    assert "suspended: no pass runs until it is resumed; no pass recorded" in out
+    assert "no pass yet" not in out
     src = agent.source("local")
-    assert (src["last_result"], src["passes"], src["degraded"], src["no_pass_yet"]) == (None, 0, True, True)
+    assert (src["suspended"], src["last_result"], src["degraded"], src["no_pass_yet"]) == (True, None, False, True)
     assert containers(agent.root) == {}
+
     agent.api.post("/v1/sources/local", {"suspend": False})
     wait_for("the first pass", lambda: agent.source("local")["last_result"] == "converged")
+    agent.api.post("/v1/sources/local", {"suspend": True})            # the operator's word: outlives a restart
+    capsys.readouterr()
     assert main(["status", "--socket", str(agent.socket)]) == 0
-    assert "no pass yet" not in capsys.readouterr().out
+    assert "suspended: no pass runs until it is resumed\n" in capsys.readouterr().out
+    agent.stop()
+    agent.start()
+    capsys.readouterr()
+    assert main(["status", "--socket", str(agent.socket)]) == 0
+    out = capsys.readouterr().out
+    src = agent.source("local")
+    assert (src["suspended"], src["last_result"], src["degraded"], src["no_pass_yet"], src["passes"]) == \
+        (True, "converged", False, True, 0)
+    recorded = src["recorded_pass"]
+    assert recorded["result"] == "converged"
+    assert (f"suspended: no pass runs until it is resumed; its last pass: #{recorded['id']} converged at "
+            f"revision {recorded['revision'][:12]} (") in out
+    assert "before this agent)" in out
+    assert src["last_pass_at"] is not None
+
+    # a suspended source whose last pass failed is not ok: for that failure, named
+    agent.stop()
+    agent.config["sources"] = [{"name": "local", "directory": str(bad)}]
+    agent.start()
+    agent.api.post("/v1/sources/local", {"suspend": False})
+    wait_for("the failed pass", lambda: agent.source("local")["last_result"] == "failed")
+    agent.api.post("/v1/sources/local", {"suspend": True})
+    agent.stop()
+    agent.start()
+    capsys.readouterr()
+    assert main(["status", "--socket", str(agent.socket)]) == 1
+    out = capsys.readouterr().out
+    src = agent.source("local")
+    assert (src["suspended"], src["last_result"], src["degraded"]) == (True, "failed", True)
+    assert any(f.startswith("image:registry.invalid:5000/shop/api:1: ") for f in src["failures"]), src["failures"]
+    assert "failed: image:registry.invalid:5000/shop/api:1: " in out
 
 
 def test_cli_status_events_history_and_apply_refused(tmp_path: Path, agent: AgentProc,

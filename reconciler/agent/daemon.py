@@ -752,15 +752,16 @@ class Agent:
             error = src.fetch_error
         elif ks.last_error is not None:
             error = ks.last_error
-        # the one verdict `reconcile status` (its flag and exit code) and the dashboard show. Until
-        # a pass of this agent, the last pass the state DB recorded is shown (`recorded`); a source
-        # no pass of this agent finished yet is not known to run as its manifests say (its
-        # containers may not exist at all): not ok until one has, as without an agent; but a
-        # suspended one runs no pass by the operator's word (as `flux suspend`): judged by its
-        # last pass if any (failed, degraded: not ok), never for being suspended
+        # the one verdict `reconcile status` (its flag and exit code) and the dashboard show. A
+        # source no pass of this agent finished yet is not known to run as its manifests say (its
+        # containers may not exist at all): not ok until one has, as without an agent (the last
+        # pass the state DB recorded before is `recorded_pass`); but a suspended one runs no pass
+        # by the operator's word (as `flux suspend`): shown with its last pass, this agent's or
+        # else the recorded one, and judged by it alone (failed, degraded: not ok; none: ok),
+        # never for being suspended
         no_pass_yet = src.last_result is None
         last_result, last_pass_at, failures = src.last_result, src.last_pass_at, src.last_failures
-        if no_pass_yet and src.recorded is not None:
+        if no_pass_yet and ks.suspended and src.recorded is not None:
             last_result, last_pass_at = src.recorded.result, src.recorded.finished_at or src.recorded.started_at
             failures = _failures_of(src.recorded)
         if ks.suspended:

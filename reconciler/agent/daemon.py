@@ -714,10 +714,30 @@ class Agent:
                       "runtime": self.config.runtime, "root": str(self.config.root),
                       "socket": str(self.config.socket), "config": str(self.config.path or "")},
             "sources": [self.source_status(n) for n in names],
+            "unmanaged": self._unmanaged(),
             "supervision": {"enabled": self.supervisor is not None,
                             "flapping": [{"container": f.name, "id": f.id[:12], "restarts": f.restarts,
                                           "since": f.since} for f in flapping]},
         }
+
+    def _unmanaged(self) -> list[dict[str, Any]]:
+        """The engine's containers that none of the agent's sources owns (made by `reconcile
+        run`, the Engine API, an `apply` of another owner), as the sources' objects are shown
+        plus their owner label (None: none): `ps` lists them, and so do status and the
+        dashboard. The native engine's only, as `ps` through the agent: its containers are the
+        state root's, where a Docker daemon's are the whole host's."""
+        if self.config.runtime != "native":
+            return []
+        with self._lock:
+            owners = {s.cfg.owner for s in self._sources.values()}
+        flapping = self._flapping_names()
+        try:
+            with self._runtime_session() as rt:
+                states = [c for c in rt.list_containers() if c.labels.get(labelmod.OWNER) not in owners]
+        except ReconcilerError as e:
+            return [{"error": str(e)}]
+        return [{**_object(c, flapping), "owner": c.labels.get(labelmod.OWNER)}
+                for c in sorted(states, key=lambda c: c.name)]
 
     def source_status(self, name: str) -> Mapping[str, Any]:
         src = self._get(name)
@@ -735,14 +755,7 @@ class Agent:
                              if c.name in cut and c.status == base.ContainerStatus.RUNNING and c.name not in down})
                 self.prom.down.labels(name).set(len(down))
                 self.prom.managed.labels(name).set(len(states))     # the same look, not the last pass's
-                for c in sorted(states, key=lambda c: c.name):
-                    objects.append({"kind": "Container", "name": c.name, "id": c.id[:12],
-                                    "status": "paused" if c.paused else str(c.status),
-                                    "health": c.health, "restart_count": c.restart_count, "exit_code": c.exit_code,
-                                    "image": c.image, "digest": c.labels.get(labelmod.DIGEST) or c.image_id,
-                                    "ports": [f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}"
-                                              for p in c.ports],
-                                    "revision": c.labels.get(labelmod.REVISION, ""), "flapping": c.name in flapping})
+                objects += [_object(c, flapping) for c in sorted(states, key=lambda c: c.name)]
         except ReconcilerError as e:
             objects.append({"error": str(e)})
         error = None
@@ -923,9 +936,12 @@ class Agent:
                 self._log.warning("metrics_status_failed", source=n, error=str(e))   # rest still scraped
         return self.prom.render()
 
-    def _own_containers(self, rt: Any) -> list[Any]:
-        """The containers of the agent's sources (their owner label): the dashboard shows
-        nothing else of the host."""
+    def _shown_containers(self, rt: Any) -> list[Any]:
+        """The containers the dashboard shows: those of the agent's sources (their owner
+        label), and on the native engine every other container of its state root too (`ps`
+        lists them: `_unmanaged`); nothing else of the host."""
+        if self.config.runtime == "native":
+            return list(rt.list_containers())
         owners = {s.cfg.owner for s in list(self._sources.values())}
         return [c for c in rt.list_containers({labelmod.KIND: "Container"}) if c.labels.get(labelmod.OWNER) in owners]
 
@@ -935,19 +951,20 @@ class Agent:
         return out[-lines:]
 
     def logs_tail(self, container: str, lines: int) -> Sequence[str]:
-        """The last `lines` lines of one of the agent's own containers."""
+        """The last `lines` lines of a container the dashboard shows."""
         with self._runtime_session() as rt:
-            state = next((c for c in self._own_containers(rt) if c.name == container), None)
+            state = next((c for c in self._shown_containers(rt) if c.name == container), None)
             if state is None:
-                raise apierr.NotFound(f"no container {container} of this agent's sources")
+                raise apierr.NotFound(f"no container {container} on the dashboard",
+                                      hint="`reconcile ps -a` lists the containers of the engine")
             return self._tail(rt, state.id, lines)
 
     def logs_tails(self, lines: int) -> Mapping[str, Sequence[str]]:
-        """The last `lines` lines of each of the agent's own containers, from one listing (the
+        """The last `lines` lines of each container the dashboard shows, from one listing (the
         dashboard's live view asks every second); one whose logs cannot be read is left out."""
         tails: dict[str, Sequence[str]] = {}
         with self._runtime_session() as rt:
-            for c in self._own_containers(rt):
+            for c in self._shown_containers(rt):
                 try:
                     tails[c.name] = self._tail(rt, c.id, lines)
                 except (ReconcilerError, OSError):
@@ -1123,6 +1140,15 @@ class Agent:
             raise apierr.Conflict(f"this agent runs the {self.config.runtime} engine, not the native one",
                                   hint="the CLI reads the native engine's state root itself")
         return self._runtime
+
+
+def _object(c: base.ContainerState, flapping: set[str]) -> dict[str, Any]:
+    """A container as status and the dashboard show it."""
+    return {"kind": "Container", "name": c.name, "id": c.id[:12], "status": "paused" if c.paused else str(c.status),
+            "health": c.health, "restart_count": c.restart_count, "exit_code": c.exit_code,
+            "image": c.image, "digest": c.labels.get(labelmod.DIGEST) or c.image_id,
+            "ports": [f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}" for p in c.ports],
+            "revision": c.labels.get(labelmod.REVISION, ""), "flapping": c.name in flapping}
 
 
 def _failures_of(p: hist.Pass) -> list[str]:

@@ -7,7 +7,9 @@ every request needs the token (`Authorization: Bearer TOKEN`, or the cookie that
 `/?token=TOKEN` sets once).
 
     /                      sources (revision, last pass, result, error with file:line),
-                           containers (state, health, image digest, restarts, ports, logs tail),
+                           containers (state, health, image digest, restarts, ports, logs tail;
+                           the sources' and, marked "not managed by a source", the engine's
+                           others, as `ps` lists them),
                            image update policies (policy, mode, running and newest allowed
                            tag, last check, error), the last passes with each action and its
                            cause, live events
@@ -31,7 +33,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["COOKIE", "SECTIONS", "authorized", "render_index", "render_logs", "sections", "sse_lines",
+__all__ = ["COOKIE", "SECTIONS", "UNMANAGED", "authorized", "render_index", "render_logs", "sections", "sse_lines",
            "sse_sections"]
 
 COOKIE = "reconciler_dashboard"
@@ -121,28 +123,40 @@ def _source_rows(sources: Sequence[Mapping[str, Any]]) -> list[list[str]]:
     return rows
 
 
-def _container_rows(sources: Sequence[Mapping[str, Any]], tails: Mapping[str, Sequence[str]]) -> list[list[str]]:
-    rows = []
-    for s in sources:
-        for o in s.get("objects") or ():
-            if "error" in o:
-                rows.append([_e(s.get("name")), _span("failed"), "", "", "", "", "",
-                             f'<pre class="bad">{_e(o["error"])}</pre>'])
-                continue
-            name, state = o.get("name"), str(o.get("status", ""))
-            exit_code = o.get("exit_code")
-            digest = str(o.get("digest") or "")
-            rows.append([
-                f'<a href="ui/logs/{_e(name)}">{_e(name)}</a>',
-                _span(state) + (f" ({_e(exit_code)})" if state == "exited" and exit_code is not None else "")
-                + (" · flapping" if o.get("flapping") else ""),
-                _span(o.get("health") or ""),
-                f"{_e(o.get('image'))}<br><code title=\"{_e(digest)}\">{_e(digest[:19])}</code>",
-                _e(o.get("restart_count", 0)),
-                "<br>".join(_e(p) for p in o.get("ports") or ()),
-                _e(s.get("name")),
-                f"<pre>{_e(chr(10).join(tails.get(str(name), ())))}</pre>",
-            ])
+UNMANAGED = "not managed by a source"
+
+
+def _unmanaged_source(o: Mapping[str, Any]) -> str:
+    """The source cell of a container no source of the agent owns: said so, with the owner
+    label it has (an `apply` of another owner), if any."""
+    owner = f" (owner {_e(o['owner'])})" if o.get("owner") else ""
+    return f'<span class="muted">{UNMANAGED}{owner}</span>'
+
+
+def _container_row(o: Mapping[str, Any], source: str, tails: Mapping[str, Sequence[str]]) -> list[str]:
+    if "error" in o:
+        return [source, _span("failed"), "", "", "", "", "", f'<pre class="bad">{_e(o["error"])}</pre>']
+    name, state = o.get("name"), str(o.get("status", ""))
+    exit_code = o.get("exit_code")
+    digest = str(o.get("digest") or "")
+    return [
+        f'<a href="ui/logs/{_e(name)}">{_e(name)}</a>',
+        _span(state) + (f" ({_e(exit_code)})" if state == "exited" and exit_code is not None else "")
+        + (" · flapping" if o.get("flapping") else ""),
+        _span(o.get("health") or ""),
+        f"{_e(o.get('image'))}<br><code title=\"{_e(digest)}\">{_e(digest[:19])}</code>",
+        _e(o.get("restart_count", 0)),
+        "<br>".join(_e(p) for p in o.get("ports") or ()),
+        source,
+        f"<pre>{_e(chr(10).join(tails.get(str(name), ())))}</pre>",
+    ]
+
+
+def _container_rows(sources: Sequence[Mapping[str, Any]], unmanaged: Sequence[Mapping[str, Any]],
+                    tails: Mapping[str, Sequence[str]]) -> list[list[str]]:
+    """Each source's containers, then those of none (`unmanaged`: `reconcile run`'s, ...)."""
+    rows = [_container_row(o, _e(s.get("name")), tails) for s in sources for o in s.get("objects") or ()]
+    rows += [_container_row(o, _unmanaged_source(o), tails) for o in unmanaged]
     return rows
 
 
@@ -210,7 +224,8 @@ def sections(status: Mapping[str, Any], history: Sequence[Mapping[str, Any]],
         "sources": _table(["source", "revision", "result", "last pass", "problems"], _source_rows(sources),
                           "no sources"),
         "containers": _table(["name", "state", "health", "image", "restarts", "ports", "source", "logs"],
-                             _container_rows(sources, tails), "no containers"),
+                             _container_rows(sources, list(status.get("unmanaged") or ()), tails),
+                             "no containers"),
         "images": _table(["container", "policy", "mode", "running", "newest allowed", "last check", "error"],
                          _image_rows(sources), "no image update policies"),
         "passes": _table(["started", "source", "revision", "result", "changes", "cause"], _pass_rows(history),

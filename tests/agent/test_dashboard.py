@@ -163,3 +163,63 @@ def test_a_containers_logs_on_the_dashboard(tmp_path: Path, native_agent: AgentP
         assert get(conn, "/ui/logs/not-ours")[0] == 404
     finally:
         conn.close()
+
+
+@pytest.mark.root
+@pytest.mark.registry
+@pytest.mark.slow
+def test_containers_no_source_manages_are_on_the_dashboard_marked_so(
+        tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
+    """A container made with `reconcile run` is in `ps`; the dashboard lists it too, with its
+    state and logs, its source cell saying it is not managed by a source. Before, the
+    dashboard left it out: the page showed a host with fewer containers than `ps`."""
+    from tests.agent.test_thin_cli import reconcile
+
+    a = native_agent
+    (tmp_path / "m" / "web.yaml").write_text(doc("web", busybox_image, "sleep 3600"))
+    a.start()
+    wait_for("web running", lambda: any(o.get("status") == "running" for o in a.source("host")["objects"]))
+    made = reconcile(a, "run", "-d", "--name", "adhoc", busybox_image, "sh", "-c", "echo hello-from-adhoc; sleep 3600")
+    assert made.returncode == 0, made.stderr
+    try:
+        assert "adhoc" in reconcile(a, "ps").stdout
+        unmanaged = wait_for("adhoc in status", lambda: [o for o in a.status()["unmanaged"] if o["name"] == "adhoc"])
+        assert (unmanaged[0]["status"], unmanaged[0]["owner"]) == ("running", None)
+        assert [o["name"] for o in a.status()["unmanaged"]] == ["adhoc"]     # the source's own: not twice
+        conn = UnixHTTPConnection(a.socket)
+        try:
+            def shown() -> str:
+                page = get(conn, "/")[2]
+                return page if "hello-from-adhoc" in page else ""
+
+            page = wait_for("adhoc's output on the page", shown)
+            assert "hello-from-adhoc" in get(conn, "/ui/logs/adhoc")[2]
+        finally:
+            conn.close()
+        rows = _container_rows(page)
+        assert set(rows) == {"web", "adhoc"}
+        assert '<td data-label="source">host</td>' in rows["web"]
+        assert '<td data-label="source"><span class="muted">not managed by a source</span></td>' in rows["adhoc"]
+        assert '<span class="ok">running</span>' in rows["adhoc"]
+    finally:
+        reconcile(a, "rm", "-f", "adhoc")
+
+
+def _container_rows(page: str) -> dict[str, str]:
+    """The containers table's rows by container name."""
+    table = page.split('<div id="containers">')[1].split("</table>")[0]
+    return {m.group(1): row for row in table.split("<tr>")[1:] if (m := re.search(r'href="ui/logs/([^"]+)"', row))}
+
+
+def test_a_container_of_another_owner_is_marked_with_its_owner() -> None:
+    """`reconcile apply --owner team` on the agent's root: not a source of the agent, so not
+    managed by one, and its owner label says whose it is."""
+    from reconciler.api import dashboard
+
+    status = {"sources": [], "unmanaged": [
+        {"kind": "Container", "name": "job", "id": "0123456789ab", "status": "exited", "exit_code": 0,
+         "health": None, "restart_count": 0, "image": "busybox", "digest": "", "ports": [], "revision": "",
+         "flapping": False, "owner": "team<b>"}]}
+    rows = _container_rows('<div id="containers">' + dashboard.sections(status, [], {})["containers"] + "</div>")
+    assert '<span class="muted">not managed by a source (owner team&lt;b&gt;)</span>' in rows["job"]
+    assert "exited</span> (0)" in rows["job"]

@@ -84,6 +84,10 @@ def test_docker_runs_what_we_push_and_builds_the_same_config(
         return {k: data.get(k) for k in ("Env", "Cmd", "Entrypoint", "User", "WorkingDir", "ExposedPorts", "Labels")}
 
     assert config(ours) == config(theirs)
+    # the size `reconcile images` shows of what we built (its layers unpacked, as a COPY and a RUN
+    # made them) is dockerd's, of our layers as of its own build of the same Dockerfile
+    sizes = {int(docker("image", "inspect", "-f", "{{.Size}}", ref).stdout) for ref in (ours, theirs)}
+    assert sizes == {engine.store.get(ours).size}
     # and the native store's own view of our image says the same
     native = engine.config_of(ours)["config"]
     assert {k: native.get(k) for k in ("Env", "Cmd", "Entrypoint", "User", "WorkingDir")} == {

@@ -59,6 +59,12 @@ def test_commit_keeps_writes_and_deletions_but_not_volumes(
             run = subprocess.run(["docker", "run", "--rm", "--network", "none", ref],
                                  capture_output=True, text=True, timeout=120, check=False)
             assert run.stdout.strip() == "kept", run.stderr
+            # the committed layer's unpacked size (images' SIZE) is what dockerd counts of it
+            size = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", ref], capture_output=True,
+                                  text=True, timeout=60, check=True).stdout
+            shown = [r["size"] for r in json.loads(reconcile("images", "-o", "json").stdout)
+                     if f"{r['repository']}:{r['tag']}" == ref]
+            assert shown == [int(size)]
         finally:
             subprocess.run(["docker", "rmi", "-f", ref], capture_output=True, check=False)
 

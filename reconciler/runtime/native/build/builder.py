@@ -1505,7 +1505,7 @@ def layer_from_upper(store: images.ImageStore, upper: Path, below: Sequence[imag
 
         with store.content.open(rec.digest) as f:
             res = layers.apply_layer(f, fs, lowers=lowers, expected_diff_id=rec.diff_id, limits=store.limits)
-        return {"diff_id": res.diff_id, "size": res.size, "digest": rec.digest}
+        return {"diff_id": res.diff_id, "size": res.size, "unpacked": res.unpacked, "digest": rec.digest}
 
     store.snapshots.create(chain, [x.chain_id for x in below], apply)
     return rec

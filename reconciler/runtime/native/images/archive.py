@@ -421,7 +421,7 @@ def _import(store: ImageStore, cand: _Candidate, say: Progress) -> LoadedImage:
             with store.content.open(rec.digest) as blob:
                 res = layers.apply_layer(blob, fs, lowers=lowers, expected_diff_id=rec.diff_id,
                                          limits=store.limits, compressed_size=rec.size)
-            return {"diff_id": res.diff_id, "size": res.size, "digest": rec.digest}
+            return {"diff_id": res.diff_id, "size": res.size, "unpacked": res.unpacked, "digest": rec.digest}
         built = store.snapshots.create(rec.chain_id, [x.chain_id for x in recs[:i]], apply)
         say(f"{rec.digest[7:19]}: {'Loading layer' if built else 'Already exists'}")
     if cand.manifest_digest is None:                       # legacy docker save: no manifest in it

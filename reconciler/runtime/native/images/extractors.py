@@ -211,7 +211,7 @@ def _result(msg: dict[str, Any]) -> layers.ApplyResult:
     if "ok" in msg:
         r = msg["ok"]
         return layers.ApplyResult(diff_id=r["diff_id"], size=r["size"], entries=r["entries"],
-                                  implicit_dirs=tuple(r["implicit_dirs"]))
+                                  unpacked=r["unpacked"], implicit_dirs=tuple(r["implicit_dirs"]))
     kind = msg["error"]
     if kind == "stream":
         raise StreamFailed(msg["message"])
@@ -353,7 +353,7 @@ def _run(job: dict[str, Any], control: _Lines | None = None) -> dict[str, Any]:
                 "filename": None if exc.filename is None else str(exc.filename)}
     except Exception as exc:  # noqa: BLE001 - any other failure is the layer's, said with its type
         return {"error": "layer", "message": f"unpacking the layer failed: {type(exc).__name__}: {exc}"}
-    return {"ok": {"diff_id": res.diff_id, "size": res.size, "entries": res.entries,
+    return {"ok": {"diff_id": res.diff_id, "size": res.size, "entries": res.entries, "unpacked": res.unpacked,
                    "implicit_dirs": list(res.implicit_dirs)}}
 
 

@@ -28,7 +28,11 @@ Pull pipeline (runtime-internals.md §7, moby/containerd behaviour):
    into a lower one is unpacked again once the lowers are there). Each snapshot is built
    under its ChainID lock (another pull extracting the same layer is waited for, not
    repeated) and its DiffID is verified before it is committed.
-5. the image record and the tag are written in one transaction.
+5. the image record and the tag are written in one transaction. Its size (`images` SIZE, the
+   Engine API's, inspect's) is the sum of its layers' unpacked sizes, as `docker images` shows
+   it: each counted by the extractor as it unpacked the layer (layers.py says what is counted)
+   and kept in the layer's snapshot, a layer two images share counted in each (as docker); the
+   row keeps the compressed size too (what a pull downloads).
 
 A pull holds the store lock shared (GC takes it exclusive) and registers a lease with an
 expiry naming everything it may still reference, so an interrupted pull's blobs survive a GC
@@ -98,11 +102,12 @@ CREATE TABLE IF NOT EXISTS images (
     id TEXT PRIMARY KEY,                -- config digest = image id
     manifest_digest TEXT NOT NULL,      -- the platform's image manifest
     index_digest TEXT,                  -- the index it was chosen from, if any
-    size INTEGER NOT NULL,              -- compressed layer bytes
+    size INTEGER NOT NULL,              -- compressed layer bytes (what a pull downloads)
     created TEXT,
     layers TEXT NOT NULL,               -- JSON list of LayerRecord dicts, bottom first
-    pulled_at REAL NOT NULL
-);
+    pulled_at REAL NOT NULL,
+    unpacked INTEGER                    -- the layers' unpacked bytes, as docker images' SIZE counts them;
+);                                      --   NULL: not measured yet (recorded by an older version)
 CREATE INDEX IF NOT EXISTS images_manifest ON images(manifest_digest);
 CREATE INDEX IF NOT EXISTS images_index ON images(index_digest);
 CREATE TABLE IF NOT EXISTS image_refs (
@@ -124,7 +129,8 @@ CREATE TABLE IF NOT EXISTS pull_leases (
     chains TEXT NOT NULL                -- JSON list of ChainIDs
 );
 """
-_COLUMNS = (("image_refs", "local", "INTEGER NOT NULL DEFAULT 0"),)     # added since the table was made
+_COLUMNS = (("image_refs", "local", "INTEGER NOT NULL DEFAULT 0"),   # added since the table was made
+            ("images", "unpacked", "INTEGER"))
 
 # Downloads in flight in this process, by (content root, digest): concurrent pulls share them.
 _INFLIGHT: dict[tuple[str, str], Future[None]] = {}
@@ -296,6 +302,8 @@ class ImageStore:
         self._slots = DownloadSlots(config.locks_dir, config.max_root_downloads)
         self.db = config.db()
         self.db.ensure_schema("native-images", _SCHEMA, _COLUMNS)
+        if self.db.first("native-images-unpacked"):
+            self._measure_older()
         self.lock_path = config.locks_dir / "image-store.lock"
         self.recover()
 
@@ -789,7 +797,7 @@ class ImageStore:
             if pending:
                 chain.wait_below(i)
                 layers.fix_implicit_dirs(fs, lowers, res.implicit_dirs)
-            return {"diff_id": res.diff_id, "size": res.size, "digest": rec.digest}
+            return {"diff_id": res.diff_id, "size": res.size, "unpacked": res.unpacked, "digest": rec.digest}
         return apply
 
     @contextlib.contextmanager
@@ -829,12 +837,41 @@ class ImageStore:
         created = image_config.get("created")
         with self.db.tx() as c:
             c.execute(
-                "INSERT INTO images(id, manifest_digest, index_digest, size, created, layers, pulled_at)"
-                " VALUES (?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET manifest_digest=excluded.manifest_digest,"
+                "INSERT INTO images(id, manifest_digest, index_digest, size, created, layers, pulled_at, unpacked)"
+                " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET manifest_digest=excluded.manifest_digest,"
                 " index_digest=COALESCE(excluded.index_digest, images.index_digest), layers=excluded.layers,"
-                " size=excluded.size, pulled_at=excluded.pulled_at",
+                " size=excluded.size, pulled_at=excluded.pulled_at, unpacked=excluded.unpacked",
                 (image_id, manifest_digest, index_digest, size, created if isinstance(created, str) else None,
-                 layers_json, time.time()))
+                 layers_json, time.time(), self._unpacked(records)))
+
+    def _unpacked(self, records: Sequence[LayerRecord]) -> int | None:
+        """An image's unpacked size as `docker images` counts it: the sum of its layers' (each
+        snapshot's, layers.py says what is counted; a layer two images share counts in each, as
+        docker's); None while a layer's snapshot is missing."""
+        total = 0
+        for rec in records:
+            n = self.snapshots.unpacked(rec.chain_id)
+            if n is None:
+                return None
+            total += n
+        return total
+
+    def _measure_older(self) -> None:
+        """Give the images an older version recorded (no unpacked size: their SIZE was their
+        compressed layers') their unpacked size: each snapshot is measured once (a walk of its
+        files, kept in its meta.json), at the first open of the store by a process after the
+        upgrade: a pull, run, build or the agent, never `images` (images/summaries.py shows the
+        compressed size until then). An image with a snapshot missing stays as it was (its
+        next pull records it whole)."""
+        conn = self.db.connect()
+        rows = conn.execute("SELECT id, layers FROM images WHERE unpacked IS NULL").fetchall()
+        for row in rows:
+            with contextlib.suppress(ValueError, TypeError, errors.RuntimeBackendError, DiskFull):
+                unpacked = self._unpacked([LayerRecord(**d) for d in json.loads(row["layers"])])
+                if unpacked is not None:
+                    with self.db.tx() as c:
+                        c.execute("UPDATE images SET unpacked = ? WHERE id = ? AND unpacked IS NULL",
+                                  (unpacked, row["id"]))
 
     def _whole(self, image_id: str) -> bool:
         """Whether `image_id` is recorded with its manifest, config and layer blobs and its
@@ -973,7 +1010,7 @@ class ImageStore:
             id=image_id,
             digest=digest,
             repo_tags=tuple(str(x["ref"]) for x in refs),
-            size=int(row["size"]),
+            size=int(row["size"] if row["unpacked"] is None else row["unpacked"]),     # (_measure_older)
             created=row["created"],
             config=dict(cfg.get("config") or {}),
             layers=tuple(rec.diff_id for rec in self._layers(image_id)),

@@ -38,6 +38,15 @@ Written for this project (tarfile's extractall is not used; runtime-internals.md
 - Xattrs from PAX `SCHILY.xattr.*`: user.*, security.capability and trusted.* are kept,
   except trusted.overlay.* (overlay control data an image must not smuggle in); others
   (security.selinux, system.*, user.overlay.*) are dropped.
+- The layer's unpacked size (`ApplyResult.unpacked`, what `images` shows summed over an image's
+  layers) is counted as Docker counts a layer's size: dockerd's overlay2 driver walks the diff
+  dir it unpacked into (moby `pkg/directory.Size`) and adds up `st_size` of everything that is
+  not a directory, once per inode. That is each regular file's length (a hardlink group once),
+  each symlink's target length, and 0 for devices, FIFOs and whiteouts; not the tar stream's
+  bytes (headers, padding) nor the blocks on disk. The extractor adds it up as it writes the
+  entries; a layer that replaces or removes an entry it made (a name twice in the tar, a
+  whiteout over a copy-up), or copies a file up for a hardlink, is walked once instead
+  (`unpacked_size`), which is what older snapshots are measured with too (snapshots.py).
 
 On any error an ImageError names the entry; the caller discards the whole snapshot dir.
 """
@@ -66,7 +75,7 @@ from reconciler.runtime import errors
 from reconciler.runtime.native import openat2
 
 __all__ = ["INFLATE", "ApplyResult", "LayerError", "Limits", "NeedsLowers", "apply_layer", "fix_implicit_dirs",
-           "kept_xattr", "open_decompressed"]
+           "kept_xattr", "open_decompressed", "unpacked_size"]
 
 _CHUNK = 1 << 20
 _MAX_READ = 1 << 20         # one read of the stream: a header's declared size cannot ask for more
@@ -129,13 +138,42 @@ class Limits:
 
 @dataclass(frozen=True)
 class ApplyResult:
-    """What applying a layer produced: the DiffID of the decompressed stream and its size;
+    """What applying a layer produced: the DiffID of the decompressed stream and its size; the
+    bytes of what it unpacked, as Docker counts a layer's size (`unpacked`: module docstring);
     with `lowers_pending`, the implicit parents whose attributes `fix_implicit_dirs` sets."""
 
     diff_id: str
     size: int
     entries: int
+    unpacked: int
     implicit_dirs: tuple[str, ...] = ()
+
+
+def unpacked_size(path: Path | str) -> int:
+    """The unpacked size of the layer in directory `path` as dockerd's overlay2 driver measures
+    its diff dir (moby `pkg/directory.Size`): `st_size` of every entry that is not a directory,
+    each inode once (hard links), symlinks not followed. A walk: one lstat per entry."""
+    seen: set[int] = set()
+    total = 0
+    todo = [os.fspath(path)]
+    while todo:
+        try:
+            entries = os.scandir(todo.pop())
+        except FileNotFoundError:
+            continue
+        with entries:
+            for e in entries:
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    todo.append(e.path)
+                elif st.st_size and st.st_ino not in seen:
+                    if st.st_nlink > 1:
+                        seen.add(st.st_ino)
+                    total += st.st_size
+    return total
 
 
 @dataclass(frozen=True)
@@ -399,6 +437,10 @@ class _Applier:
         self._pcache: tuple[str, int] | None = None
         self._orphans: list[int] = []   # cached fds invalidated while in use
         self._link_maps: dict[int, dict[int, list[str]]] = {}
+        # The unpacked size as Docker counts it (module docstring), added up entry by entry;
+        # `recount`: an entry was replaced or removed, or a file copied up: walk instead.
+        self.unpacked = 0
+        self.recount = False
 
     def close(self) -> None:
         self._invalidate()
@@ -544,9 +586,11 @@ class _Applier:
         if stat.S_ISDIR(st.st_mode):
             if keep_dir:
                 return True
+            self.recount = True         # what it held was counted
             self._invalidate()
             shutil.rmtree(name, dir_fd=pfd)
         else:
+            self.recount = self.recount or st.st_size > 0     # a whiteout, device or FIFO counted nothing
             self._invalidate()
             os.unlink(name, dir_fd=pfd)
         return False
@@ -620,6 +664,7 @@ class _Applier:
         fd = self._create(pfd, name, lambda: os.open(
             name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
             mode if final else 0o600, dir_fd=pfd))
+        self.unpacked += m.size         # its length (holes too, as st_size has them)
         try:
             if data is not None:
                 view = memoryview(data)
@@ -655,6 +700,7 @@ class _Applier:
         if "\x00" in m.linkname or not m.linkname:
             raise LayerError(f"symlink {m.name!r} has an empty or NUL-containing target")
         self._create(pfd, name, lambda: os.symlink(m.linkname, name, dir_fd=pfd))
+        self.unpacked += len(os.fsencode(m.linkname))      # a symlink's st_size
         os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
         ns = int(m.mtime * 1e9)
         os.utime(name, ns=(ns, ns), dir_fd=pfd, follow_symlinks=False)
@@ -692,6 +738,7 @@ class _Applier:
         lfd, st = found
         if stat.S_ISDIR(st.st_mode):
             return
+        self.recount = True             # a file of this layer that no entry of it made
         ldir, lname = posixpath.split(target)
         lpfd = openat2.openat2(lfd, ldir or ".", _O_DIR, 0,
                                openat2.RESOLVE_BENEATH | openat2.RESOLVE_NO_SYMLINKS)
@@ -979,7 +1026,10 @@ def apply_layer(
     if expected_diff_id is not None and diff_id != expected_diff_id:
         raise LayerError(f"wrong diff id: the layer decompresses to {diff_id}, the image config says "
                          f"{expected_diff_id}", hint="the image is corrupt or was tampered with")
-    return ApplyResult(diff_id=diff_id, size=stream.size, entries=count, implicit_dirs=tuple(applier.implicit))
+    # walked only for a snapshot (`dest` was empty): an ADD's destination holds more than the layer
+    unpacked = unpacked_size(dest) if applier.recount and applier.fresh else applier.unpacked
+    return ApplyResult(diff_id=diff_id, size=stream.size, entries=count, unpacked=unpacked,
+                       implicit_dirs=tuple(applier.implicit))
 
 
 def fix_implicit_dirs(dest: Path, lowers: Sequence[Path], rels: Sequence[str]) -> None:

@@ -30,6 +30,11 @@ ext4's default layout) it freed: a new `extract-*` dir that lands in a window fr
 done, since Orlov picks the flex group with the fewest directories; then the last try stays). Both only steer where
 inodes go; where the flag is not supported (xfs, btrfs, tmpfs) or the layout differs, nothing
 but the speed changes.
+
+A snapshot's `meta.json` holds its layer's unpacked size as Docker counts a layer's (`unpacked`:
+layers.py says what is counted), counted by the extractor as it unpacked the layer. A snapshot
+an older version made has none: `unpacked()` measures it once (a walk of its files,
+layers.unpacked_size) and writes it into its `meta.json`.
 """
 
 from __future__ import annotations
@@ -87,7 +92,8 @@ class SnapshotInfo:
     path: Path              # the snapshot dir; the layer's files are in path / "fs"
     parent: str | None
     diff_id: str
-    size: int               # decompressed layer bytes
+    size: int               # decompressed layer bytes (the tar stream)
+    unpacked: int | None    # its files' bytes as Docker counts a layer's size; None: not measured yet
 
 
 class SnapshotStore:
@@ -129,8 +135,42 @@ class SnapshotStore:
         if not self.exists(chain_id):
             raise errors.NotFound(f"snapshot {chain_id} does not exist")
         meta = json.loads((self.path(chain_id) / "meta.json").read_text())
+        unpacked = meta.get("unpacked")
         return SnapshotInfo(chain_id, self.short_id(chain_id), self.path(chain_id),
-                            meta.get("parent"), meta["diff_id"], int(meta.get("size", 0)))
+                            meta.get("parent"), meta["diff_id"], int(meta.get("size", 0)),
+                            None if unpacked is None else int(unpacked))
+
+    def unpacked(self, chain_id: str) -> int | None:
+        """The unpacked size of the layer of snapshot `chain_id` (Docker's layer size), from its
+        `meta.json`; one an older version made is measured now, once (a walk of its files), and
+        the number kept there. None when the snapshot does not exist."""
+        try:
+            known = json.loads((self.path(chain_id) / "meta.json").read_text()).get("unpacked")
+        except (OSError, ValueError):
+            known = None
+        if known is not None:
+            return int(known)
+        # the extractor is loaded only to measure what an older version unpacked
+        from reconciler.runtime.native.images import layers
+
+        with self.lock(chain_id):               # no removal meanwhile
+            if not self.exists(chain_id):
+                return None
+            meta_path = self.path(chain_id) / "meta.json"
+            try:
+                meta = json.loads(meta_path.read_text())
+            except (OSError, ValueError):
+                meta = {}
+            if meta.get("unpacked") is None:
+                meta["unpacked"] = layers.unpacked_size(self.fs_dir(chain_id))
+                tmp = meta_path.with_name(f"meta.json.{_unique()}")
+                try:
+                    tmp.write_text(json.dumps(meta, sort_keys=True))
+                    os.replace(tmp, meta_path)
+                except OSError:                 # not kept (a full disk): measured again next time
+                    with contextlib.suppress(OSError):
+                        tmp.unlink()
+            return int(meta["unpacked"])
 
     @contextlib.contextmanager
     def lock(self, chain_id: str) -> Iterator[None]:
@@ -158,7 +198,8 @@ class SnapshotStore:
 
         `parents` are the ChainIDs of the layers below, BOTTOM FIRST. `apply(fs_dir, lowers)`
         fills the empty `fs_dir`, given the parents' fs dirs TOP-MOST FIRST, and returns a
-        dict with at least "diff_id" and "size"; anything it raises discards the work.
+        dict with at least "diff_id", "size" and "unpacked" (ApplyResult's); anything it raises
+        discards the work.
         `parents_ready` (a parallel unpack): blocks until the parents are committed, or raises
         if they will not be. `apply` then starts at once and must call it before it reads the
         lowers; the snapshot is committed only once it returned.

@@ -3,6 +3,11 @@ without opening the image store (#21): `read(root)` gives listing.image_summary'
 every image (id, digest, tags, size, created, repository digests), newest pull first, as `ImageStore.list()` makes
 them, building no ImageInfo, dataclass, content store or snapshot table, creating nothing.
 
+An image's size is its layers' unpacked bytes (the images row's `unpacked`, as `docker images`
+counts them); an image an older version recorded, not measured yet, shows its compressed size
+(`size`) until a process opens the store (images.py `_measure_older`), and a state DB whose
+images table has no `unpacked` column yet is read without it: `images` never measures.
+
 An image whose config blob is gone is left out, as the store leaves it out. A state DB that
 cannot be read read-only (none yet, no images table, a newer format): None, and the store
 answers.
@@ -22,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["read", "repo_digests"]
 
 # local 2: a digest reference (image_digest_refs: pulled by digest), a repository digest and no tag
-_QUERY = ("SELECT i.id, COALESCE(i.index_digest, i.manifest_digest), i.size, i.created, r.ref, r.digest, r.local "
+_QUERY = ("SELECT i.id, COALESCE(i.index_digest, i.manifest_digest), {size}, i.created, r.ref, r.digest, r.local "
           "FROM images i LEFT JOIN (SELECT ref, image_id, digest, local FROM image_refs UNION ALL "
           "SELECT ref, image_id, '', 2 FROM image_digest_refs) r ON r.image_id = i.id "
           "ORDER BY i.pulled_at DESC, i.id, r.ref")
@@ -31,7 +36,10 @@ _QUERY = ("SELECT i.id, COALESCE(i.index_digest, i.manifest_digest), i.size, i.c
 def read(root: str) -> list[dict[str, Any]] | None:
     from reconciler import dbformat
 
-    rows = dbformat.query(os.path.join(root, "state.db"), _QUERY)
+    db = os.path.join(root, "state.db")
+    rows = dbformat.query(db, _QUERY.format(size="COALESCE(i.unpacked, i.size)"))
+    if rows is None:        # an images table older than its `unpacked` column (or none: None again)
+        rows = dbformat.query(db, _QUERY.format(size="i.size"))
     if rows is None:
         return None
     blobs = os.path.join(root, "blobs", "sha256")

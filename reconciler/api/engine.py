@@ -957,8 +957,9 @@ class EngineApi:
         raise HttpError(501, f"{method} /{'/'.join(parts)} is not served by reconciler's engine API yet")
 
     def _disk_usage(self) -> dict[str, Any]:
-        """docker system df: images (their compressed layer sizes, as the store counts them),
-        containers (the size of their writable layer), volumes (the size of their data)."""
+        """docker system df: images (their unpacked layers' sizes, as docker images shows them;
+        LayersSize each layer once, however many images share it), containers (the size of their
+        writable layer), volumes (the size of their data)."""
         rt = self.runtime
         manager = rt.containers
         recs = manager.records()
@@ -982,7 +983,7 @@ class EngineApi:
             refs = sum(1 for r in recs for m in r.config.mounts if m.type == "volume" and m.source == v.name)
             vols.append({**_volume_doc(v), "Options": {},
                          "UsageData": {"Size": _du(Path(v.mountpoint)), "RefCount": refs}})
-        return {"LayersSize": sum(i.size for i in rt.list_images()), "Images": images, "Containers": conts,
+        return {"LayersSize": rt.image_store.layers_size(), "Images": images, "Containers": conts,
                 "Volumes": vols, "BuildCache": []}
 
     def _events(self, q: Mapping[str, str]) -> Iterator[bytes]:

@@ -3,6 +3,7 @@ container's own processes (from its cgroup), prune removes what nothing uses and
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from tests.api.test_engine_api import docker
@@ -95,6 +96,14 @@ def test_docker_system_df_and_the_network_filter(engine_api: str, host: Host, bu
         assert containers["writer"]["Size"].endswith("MB")                  # its writable layer
         assert len(rows["Images"]) == 1
         assert rows["Images"][0]["Containers"] == "2"
+        # the image's size is its layer unpacked, as dockerd counts it (find: every non-directory's
+        # size, each inode once), in df, the list and inspect alike
+        found = subprocess.run(["find", *map(str, (host.config.root / "snapshots").glob("*/fs")), "!", "-type", "d",
+                                "-printf", "%i %s\n"], capture_output=True, text=True, check=True).stdout
+        unpacked = sum(int(size) for size in dict(line.split() for line in found.splitlines()).values())
+        assert int(docker(engine_api, "image", "inspect", "-f", "{{.Size}}", busybox_image).stdout) == unpacked
+        listed = docker(engine_api, "images", "--format", "{{.Size}}", busybox_image).stdout.strip()
+        assert rows["Images"][0]["Size"] == listed == f"{unpacked / 1e6:.3g}MB"
     finally:
         docker(engine_api, "rm", "-f", "writer", "apart", check=False)
         docker(engine_api, "volume", "rm", "dfdata", check=False)

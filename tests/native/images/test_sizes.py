@@ -142,7 +142,7 @@ def test_an_image_an_older_version_recorded_is_measured_once_when_the_store_open
     assert [r["size"] for r in shown] == [unpacked]
 
 
-def test_images_sharing_a_layer_each_count_it(
+def test_images_sharing_a_layer_each_count_it_and_system_df_counts_it_once(
         tmp_path: Path, push: Callable[..., str]) -> None:
     config = native_config(tmp_path)
     store = images.ImageStore(config)
@@ -151,6 +151,7 @@ def test_images_sharing_a_layer_each_count_it(
     two = store.pull(push([base, timg.layer_tar([Entry("two", b"2" * 3000)])], tag="two"))
     shared = find_size(store.layer_dirs(one.id)[0])
     assert (one.size, two.size) == (shared + 1000, shared + 3000)
+    assert store.layers_size() == shared + 1000 + 3000
 
 
 def test_a_loaded_image_has_the_size_of_the_pulled_one(tmp_path: Path, push: Callable[..., str]) -> None:

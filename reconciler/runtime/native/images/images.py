@@ -1107,6 +1107,18 @@ class ImageStore:
         return victims
 
 
+    def layers_size(self) -> int:
+        """What the images' layers hold, each layer once however many images share it (docker
+        system df's LayersSize): the sum of their snapshots' unpacked sizes (a layer whose
+        snapshot is missing: its compressed size)."""
+        rows = self.db.connect().execute("SELECT layers FROM images").fetchall()
+        chains = {rec.chain_id: rec for row in rows for rec in (LayerRecord(**d) for d in json.loads(row["layers"]))}
+        total = 0
+        for chain_id, rec in chains.items():
+            n = self.snapshots.unpacked(chain_id)
+            total += rec.size if n is None else n
+        return total
+
     def list(self) -> list[base.ImageInfo]:
         rows = self.db.connect().execute("SELECT id FROM images ORDER BY pulled_at DESC").fetchall()
         out = []

@@ -1202,6 +1202,14 @@ class EngineApi:
             mounts.append(m)
         return dataclasses.replace(config, mounts=tuple(mounts)), made
 
+    def _remove_failed_start(self, ident: str) -> None:
+        """An AutoRemove container whose start failed removed, with its anonymous volumes, as
+        dockerd's start removes it (a `docker run --rm` of a missing command leaves nothing)."""
+        with contextlib.suppress(rterrors.RuntimeBackendError):
+            rec = self.runtime.containers.get(ident)
+            if rec.auto_remove and rec.status != "running":
+                self.runtime.remove_container(rec.id, force=True, volumes=True)
+
     def _remove_unused(self, names: list[str]) -> None:
         """Remove the volumes `names` that no container mounts (any more)."""
         if not names:
@@ -1266,7 +1274,8 @@ class EngineApi:
             _image_or_404(rt, config.image)      # the docker CLI pulls on this 404, then creates again
             config, made = self._anonymous_volumes(config)
             try:
-                cid = rt.create_container(config, **create_settings(data))
+                # as dockerd's create, which makes no process: a missing executable fails the start
+                cid = rt.create_container(config, late_process_errors=True, **create_settings(data))
             except rterrors.AlreadyExists:
                 self._remove_unused(made)
                 raise HttpError(409, _name_taken(rt, config.name)) from None
@@ -1299,7 +1308,11 @@ class EngineApi:
         if method == "POST" and action == "start":
             if rt.inspect_container(ident).status.value == "running":
                 return 304, None
-            rt.start_container(ident)
+            try:
+                rt.start_container(ident)
+            except rterrors.RuntimeBackendError:
+                self._remove_failed_start(ident)
+                raise
             return 204, None
         if method == "POST" and action == "stop":
             was = rt.inspect_container(ident).status.value

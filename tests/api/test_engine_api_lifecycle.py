@@ -271,3 +271,31 @@ def test_errors_have_dockerds_words(host: Host, tmp_path: Path, busybox_image: s
         assert code == 400
         assert json.loads(body)["message"] == "Bad parameters: you must choose at least one stream"
         docker(sock, "rm", "quiet")
+
+
+def test_a_missing_executable_fails_the_start_not_the_create(host: Host, tmp_path: Path, busybox_image: str) -> None:
+    """As dockerd: the create makes no process, so a container whose executable is missing is
+    created (and a file can be copied into it: `container import --runtime docker` unpacks a
+    volume's data through such a helper); its start fails saying why, the container left created
+    with exit code 127 and the error in State.Error; `run --rm` of it leaves nothing."""
+    with serving(host, tmp_path) as (sock, _):
+        docker(sock, "pull", busybox_image)
+        docker(sock, "create", "--name", "nocmd", "--network", "none", "-v", "helper:/restore", busybox_image,
+               "/nonexistent")
+        (tmp_path / "copied").write_text("into the volume\n")
+        docker(sock, "cp", str(tmp_path / "copied"), "nocmd:/restore/copied")
+        start = docker(sock, "start", "nocmd", check=False)
+        assert start.returncode != 0
+        assert 'exec: "/nonexistent": stat /nonexistent: no such file or directory' in start.stderr
+        state = json.loads(docker(sock, "inspect", "nocmd").stdout)[0]["State"]
+        assert (state["Status"], state["ExitCode"]) == ("created", 127)
+        assert "/nonexistent" in state["Error"]
+        out = docker(sock, "run", "--rm", "--network", "none", "-v", "helper:/restore", busybox_image,
+                     "cat", "/restore/copied").stdout
+        assert out == "into the volume\n"
+        bad = docker(sock, "run", "--rm", "--name", "nostart", "--network", "none", busybox_image, "/nonexistent",
+                     check=False)
+        assert bad.returncode == 127            # the docker CLI's code for a missing command, as with dockerd
+        docker(sock, "rm", "nocmd")
+        assert _names(sock) == []
+        docker(sock, "volume", "rm", "helper")

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -370,6 +371,44 @@ def test_a_container_moves_from_the_native_engine_to_docker(
         subprocess.run(["docker", "volume", "rm", "-f", vol], capture_output=True, check=False)
         if image:
             subprocess.run(["docker", "rmi", "-f", image], capture_output=True, check=False)
+
+
+def test_a_container_moves_into_the_native_engines_engine_api(
+        engines: tuple[Reconcile, Reconcile], busybox_image: str, tmp_path: Path) -> None:
+    """`container import --runtime docker` pointed at the native engine's own Engine API: the
+    volume's data goes through a helper container that never runs (entrypoint /nonexistent),
+    whose create dockerd answers (the process is made at the start): the native API did too
+    late, after its create had failed on the missing executable."""
+    a, b = engines
+    a("run", "-d", "--name", "app", "-v", "data:/data", busybox_image, "sh", "-c",
+      "[ -e /data/v ] || { echo api-change > /etc/motd; echo api-volume > /data/v; chown 1000:1000 /data; "
+      "chmod 750 /data; }; exec sleep 3600")
+    for _ in range(300):
+        if a("exec", "app", "stat", "-c", "%a", "/data", check=False).stdout == b"750\n":
+            break
+    a("stop", "-t", "0", "app")
+    a("container", "export", "app", "-o", str(tmp_path / "app.tar"))
+    sock = tmp_path / "api.sock"
+    with (tmp_path / "api.log").open("wb") as log:
+        api = subprocess.Popen([sys.executable, "-m", "reconciler", "engine-api", "--socket", str(sock)], cwd=REPO,
+                               env=b.env, stdout=subprocess.DEVNULL, stderr=log)  # type: ignore[attr-defined]
+    try:
+        for _ in range(600):
+            if sock.exists():
+                break
+            assert api.poll() is None, (tmp_path / "api.log").read_text()
+            time.sleep(0.05)
+        moved = subprocess.run([sys.executable, "-m", "reconciler", "container", "import", "--runtime", "docker",
+                                "--name", "moved", "-i", str(tmp_path / "app.tar")], cwd=REPO, capture_output=True,
+                               env={**b.env, "DOCKER_HOST": f"unix://{sock}"}, timeout=180)  # type: ignore[attr-defined]
+        assert moved.returncode == 0, moved.stderr.decode()
+    finally:
+        api.terminate()
+        api.wait(timeout=30)
+    assert b("ps", "-a", "-q").stdout.split() == [moved.stdout.strip()[:12]]       # the helper went
+    b("start", "moved")
+    out = b("exec", "moved", "sh", "-c", "cat /etc/motd /data/v; stat -c '%u:%g %a' /data").stdout.decode()
+    assert out.splitlines() == ["api-change", "api-volume", "1000:1000 750"]
 
 
 def test_a_volume_changed_in_the_archive_is_refused(

@@ -394,6 +394,7 @@ class ContainerManager(records.RecordStore):
         auto_remove: bool = False,
         exposed: Sequence[str] = (),
         publish_all: bool = False,
+        late_process_errors: bool = False,
     ) -> records.Record:
         """Create the container (rootfs, bundle, conmon + `runc create`); nothing runs yet.
 
@@ -403,7 +404,12 @@ class ContainerManager(records.RecordStore):
         `auto_remove`: recorded (`Record.auto_remove`), for the restart manager that learns of its
         exit to remove it; refused with a restart policy, in dockerd's words. `exposed`: ports it
         exposes ("80/tcp", Docker's ExposedPorts); `publish_all`: it publishes every port it and its
-        image expose (`docker run -P`: `records.published_ports`)."""
+        image expose (`docker run -P`: `records.published_ports`). `late_process_errors` (the Engine
+        API's creates): a process that cannot be made (its executable missing or not executable:
+        `oci.ProcessFailed`) fails the start, not the create, as dockerd's create makes no process:
+        the container is kept created without one (as after a reboot), which its start makes, and a
+        container that never runs (the helper `container import --runtime docker` copies a
+        volume's data through) can be made of any image."""
         if auto_remove and _restarts(config.restart):
             raise rterrors.InvalidArgument("can't create 'AutoRemove' container with restart policy")
         name = config.name.lstrip("/")
@@ -443,13 +449,19 @@ class ContainerManager(records.RecordStore):
             except sqlite3.IntegrityError:          # a concurrent create took the name
                 raise rterrors.AlreadyExists(f"a container named {name} exists already") from None
             undo.append(lambda: self._delete_record(cid))
-            with self._creating(rec):
-                pid, conmon_pid = conmon.create(cid, name, self.oci(rec.runtime), p.conmon, place=self._place(rec),
-                                                 log_size_max=self._log_cap(rec.config), terminal=rec.terminal,
-                                                 stdin=rec.stdin, exit_command=self._exit_command(rec))
-            undo.append(lambda: cgroups.remove(self.config.name_prefix, cid, self.config.locks_dir))
-            rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid, **_identity(pid, conmon_pid))
-            self._save(rec)
+            try:
+                with self._creating(rec):
+                    pid, conmon_pid = conmon.create(cid, name, self.oci(rec.runtime), p.conmon, place=self._place(rec),
+                                                     log_size_max=self._log_cap(rec.config), terminal=rec.terminal,
+                                                     stdin=rec.stdin, exit_command=self._exit_command(rec))
+            except oci.ProcessFailed:
+                if not late_process_errors:
+                    raise
+                cgroups.remove(self.config.name_prefix, cid, self.config.locks_dir)
+            else:
+                undo.append(lambda: cgroups.remove(self.config.name_prefix, cid, self.config.locks_dir))
+                rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid, **_identity(pid, conmon_pid))
+                self._save(rec)
         except BaseException:
             for fn in reversed(undo):
                 try:
@@ -683,6 +695,12 @@ class ContainerManager(records.RecordStore):
                                                          log_size_max=self._log_cap(rec.config),
                                                          terminal=rec.terminal, stdin=rec.stdin,
                                                          exit_command=self._exit_command(rec))
+                except oci.ProcessFailed as exc:
+                    # as dockerd records a start whose process could not be made: the status kept,
+                    # the exit code 127 (126), the error in inspect's State.Error
+                    self._save(dataclasses.replace(self._forwarding(rec, on=False), exit_code=exc.process_exit,
+                                                   error=exc.message))
+                    raise
                 except BaseException:
                     self._save(self._forwarding(rec, on=False))
                     raise

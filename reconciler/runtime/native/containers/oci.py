@@ -25,7 +25,8 @@ from reconciler.runtime import errors as rterrors
 if TYPE_CHECKING:
     import subprocess
 
-__all__ = ["CONTAINER_UMASK", "CRUN_HYBRID_MARKER", "OciRuntime", "explain_create_failure", "runtime_env"]
+__all__ = ["CONTAINER_UMASK", "CRUN_HYBRID_MARKER", "OciRuntime", "ProcessFailed", "explain_create_failure",
+           "runtime_env"]
 
 # What conmon, the runtime and the container's processes start with: Docker's 022, not the
 # engine's own 077 (docs/security.md): cgroup files runc makes stay readable by a container's
@@ -41,6 +42,15 @@ def runtime_env() -> dict[str, str]:
     hand the container a notify socket, and `runc start` binds one in a directory only such a
     create makes, and fails ("bind: no such file or directory")."""
     return {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+
+
+class ProcessFailed(rterrors.InvalidArgument):
+    """The container's process could not be made: its executable is missing or not executable.
+    `process_exit`: the exit code dockerd records for such a start (127, or 126 when denied)."""
+
+    def __init__(self, message: str, *, hint: str | None = None, process_exit: int = 127) -> None:
+        super().__init__(message, hint=hint)
+        self.process_exit = process_exit
 
 
 def explain_create_failure(runtime: str, message: str) -> rterrors.RuntimeBackendError:
@@ -59,9 +69,10 @@ def explain_create_failure(runtime: str, message: str) -> rterrors.RuntimeBacken
             hint="check its mounts: a bind source that is a file must exist, a volume's data must be there",
         )
     if "executable file not found" in lowered or "no such file or directory" in lowered or "permission denied" in lowered:
-        return rterrors.InvalidArgument(
+        return ProcessFailed(
             f"cannot start the container's process: {text}",
             hint="check the command/entrypoint and that it exists and is executable in the image",
+            process_exit=126 if "permission denied" in lowered else 127,
         )
     return rterrors.RuntimeBackendError(f"{runtime} create failed: {text}")
 

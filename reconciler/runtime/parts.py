@@ -194,10 +194,12 @@ def volume_store(place: Place) -> VolumeStore:
 
 
 def export_volume(place: Place, name: str, out: IO[bytes]) -> None:
-    """Write the volume `name` as a tar archive to `out`."""
+    """Write the volume `name` as a tar archive to `out` (refused while a container that mounts
+    it runs: `transfer.refuse_writers`)."""
+    from reconciler.runtime import opening
     from reconciler.runtime.native import transfer
 
-    transfer.export_volume(volume_store(place), name, out)
+    transfer.export_volume(volume_store(place), name, out, manager=opening.open_native(place).containers)
 
 
 def import_volume(place: Place, store: ImageStore, name: str, src: IO[bytes]) -> None:

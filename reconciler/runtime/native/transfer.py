@@ -40,7 +40,7 @@ import secrets
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, BinaryIO, cast
 
@@ -51,7 +51,7 @@ from reconciler.runtime.native.images import archive, layers
 from reconciler.runtime.native.images.images import ImageStore
 from reconciler.runtime.native.volumes.volumes import VolumeStore
 
-__all__ = ["export_container", "export_volume", "import_volume"]
+__all__ = ["export_container", "export_volume", "import_volume", "refuse_writers"]
 
 FORMAT = "reconciler-container/v1"          # read by runtime/moving.py (the import, on any engine)
 Progress = Callable[[str], None]
@@ -59,10 +59,30 @@ Progress = Callable[[str], None]
 
 # ------------------------------------------------------------------------------------ volumes
 
-def export_volume(volumes: VolumeStore, name: str, out: IO[bytes]) -> None:
+def refuse_writers(manager: containers.ContainerManager, names: Sequence[str], *, hint: str,
+                   but: str | None = None) -> None:
+    """Refuse to copy the volumes `names` while a container that mounts one runs (or waits its
+    restart), other than `but` (the exported container itself, stopped or paused): its data could
+    change under the archive. `hint`: what to do, after stopping it."""
+    wanted = set(names)
+    for rec in manager.records():
+        if rec.id == but or not rec.runs():
+            continue
+        shared = [m.source for m in rec.config.mounts if m.type == "volume" and m.source in wanted]
+        if shared:
+            how = "running" if rec.status == "running" else "restarting"
+            raise errors.Conflict(f"volume {shared[0]} is used by {how} container {rec.name}",
+                                  hint=f"stop {rec.name} first, so the copy is consistent{hint}")
+
+
+def export_volume(volumes: VolumeStore, name: str, out: IO[bytes], *,
+                  manager: containers.ContainerManager | None = None) -> None:
     """The volume's content as a tar stream (PAX: numeric owners, modes, times, xattrs, hard
     links), its root directory first as `.`: the owner and mode a container sees at the mount
-    point (a non-root container's data directory) go with the data."""
+    point (a non-root container's data directory) go with the data. With the engine's
+    containers (`manager`): refused while one that mounts it runs (`refuse_writers`)."""
+    if manager is not None:
+        refuse_writers(manager, [name], hint="")
     state = volumes.get(name)
     if state.problem is not None:
         raise errors.Conflict(f"volume {name}: {state.problem}", hint=state.hint)
@@ -232,6 +252,7 @@ def export_container(store: ImageStore, manager: containers.ContainerManager, vo
     rec = manager.get(name)
     mounted = [m.source for m in rec.config.mounts if m.type == "volume"]
     vols = mounted if with_volumes else []
+    refuse_writers(manager, vols, but=rec.id, hint=", or pass --without-volumes to leave the volumes' data out")
     had = {i.id for i in store.list()}
     with tempfile.TemporaryDirectory(dir=store.config.root, prefix="export-") as tmpdir, \
             _stopped_or_paused(manager, rec, leave_running):

@@ -78,6 +78,32 @@ def test_a_stopped_container_moves_with_its_changes_and_volume(
     assert b"exists here" in again.stderr                      # never overwrites a container or volume
 
 
+def test_a_volume_another_running_container_uses_is_refused(
+        engines: tuple[Reconcile, Reconcile], busybox_image: str, tmp_path: Path) -> None:
+    """`container export` refuses while another container that mounts one of the volumes it
+    copies runs (the data could change under the archive), as `volume export` refuses, with
+    what to do: stop that one, or leave the volumes out; --leave-running pauses the exported
+    container only, so it does not lift this."""
+    a, _ = engines
+    a("run", "-d", "--name", "writer", "-v", "shared:/data", busybox_image, "sleep", "3600")
+    a("run", "--name", "app", "-v", "shared:/data", "-v", "own:/own", busybox_image, "true")
+    for flags in ((), ("--leave-running",)):
+        refused = a("container", "export", *flags, "app", "-o", str(tmp_path / "app.tar"), check=False)
+        assert refused.returncode == 1, refused.stderr
+        said = refused.stderr.decode()
+        assert "volume shared is used by running container writer" in said
+        assert "stop writer first" in said
+        assert "--without-volumes" in said
+        assert not (tmp_path / "app.tar").exists()
+    volume = a("volume", "export", "shared", check=False)
+    assert volume.returncode == 1
+    assert b"volume shared is used by running container writer" in volume.stderr
+    a("container", "export", "--without-volumes", "app", "-o", str(tmp_path / "app.tar"))
+    a("volume", "export", "own", "-o", str(tmp_path / "own.tar"))        # no running container mounts it
+    a("stop", "-t", "0", "writer")
+    a("container", "export", "app", "-o", str(tmp_path / "app.tar"))
+
+
 def test_a_volume_moves_by_tar_stream(engines: tuple[Reconcile, Reconcile], busybox_image: str) -> None:
     a, b = engines
     a("run", "--rm", "-v", "shared:/v", busybox_image, "sh", "-c",

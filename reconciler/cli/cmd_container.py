@@ -24,7 +24,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("name", metavar="CONTAINER")
     p.add_argument("-o", "--output", metavar="FILE", default=None, help="write to FILE instead of stdout")
     p.add_argument("--with-image", action=argparse.BooleanOptionalAction, default=True,
-                   help="include the image (default); without it the importing host needs the committed image")
+                   help="include the image with the container's rootfs changes committed on top (default); "
+                        "without it the archive names the container's image (id, registry digest, name), which "
+                        "the import finds on the new host or pulls by its digest, and a container that changed "
+                        "its rootfs is refused (--discard-changes)")
+    p.add_argument("--discard-changes", action="store_true",
+                   help="with --no-with-image: leave the container's changes to its root filesystem out "
+                        "(the import runs its image as it is) instead of refusing")
     p.add_argument("--without-volumes", action="store_true", help="leave the named volumes' data out")
     p.add_argument("--leave-running", action="store_true",
                    help="export a running container (paused while it is copied) instead of refusing")
@@ -67,7 +73,7 @@ def _export(args: argparse.Namespace) -> int:
     with output.output_file(args.output) as out:
         parts.export_container(engines.place(args), store, args.name, out, with_image=args.with_image,
                                with_volumes=not args.without_volumes, leave_running=args.leave_running,
-                               progress=say)
+                               discard_changes=args.discard_changes, progress=say)
     return 0
 
 

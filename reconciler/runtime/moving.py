@@ -2,9 +2,11 @@
 
 The archive (written by runtime/native/transfer.py `export_container`) holds a header with the
 container's config, `image.tar` (the image with the container's rootfs changes on top, in
-`reconcile save` format) and `volumes/<name>.tar`. The importing engine only needs the
-`base.ArchiveTransfer` capability: the native engine loads through its own store and extractor,
-a Docker or Podman engine through `POST /images/load` and an archive upload into the volume.
+`reconcile save` format; an archive made without it names the container's image by id, registry
+digest and name, found here or pulled by that digest: `_image_here`) and `volumes/<name>.tar`.
+The importing engine only needs the `base.ArchiveTransfer` capability: the native engine loads
+through its own store and extractor, a Docker or Podman engine through `POST /images/load` and an
+archive upload into the volume.
 Nothing of the same name is ever overwritten; what the import created is removed if it fails.
 
 An archive from elsewhere is as trusted as its sender: what its container asks of the host that
@@ -309,8 +311,7 @@ def _restore(runtime: base.Runtime, transfer: base.ArchiveTransfer, tar: tarfile
     if missing:
         raise errors.ImageError(f"the container archive ends before volume {missing[0]}'s data",
                                 hint="it is truncated: copy it again; nothing was imported")
-    image_id = image_id or str(header["image_id"])
-    runtime.inspect_image(image_id)                    # NotFound when the archive came without it
+    image_id = image_id or _image_here(runtime, header, made, say)
     for old, new in names.items():
         # a volume it mounts that neither the archive nor this host has (an anonymous one always:
         # a new name) is made here, as the engine would make it, so that a failure undoes it too
@@ -318,6 +319,44 @@ def _restore(runtime: base.Runtime, transfer: base.ArchiveTransfer, tar: tarfile
             made.volumes.append(new)
             runtime.ensure_volume(base.VolumeConfig(name=new, labels=header["volume_labels"].get(old, {})))
     return replace(config, image=image_id)
+
+
+def _image_here(runtime: base.Runtime, header: dict[str, Any], made: _Made, say: Any) -> str:
+    """The image of an archive that came without it (`container export --no-with-image`), on this
+    host: by its id, by a registry digest the header records (`image_digests`: the image's
+    RepoDigests where it was exported), pulled by that digest from its registry, else by the name
+    the container ran (a note says so when that is another image); an error naming it and what
+    to do when none is."""
+    wanted, name = str(header["image_id"]), str(header.get("image") or "")
+    digests = [d for d in header.get("image_digests") or () if isinstance(d, str) and "@" in d]
+    for ref in (wanted, *digests):
+        with contextlib.suppress(errors.NotFound, errors.InvalidArgument):
+            return runtime.inspect_image(ref).id
+    failed = []
+    for ref in digests:
+        say(f"pulling {ref}")
+        try:
+            image_id = runtime.pull_image(ref).id
+        except errors.Cancelled:
+            raise
+        except errors.RuntimeBackendError as exc:
+            failed.append(exc.message)
+            continue
+        made.images.append(image_id)
+        return image_id
+    if name and name != wanted:
+        with contextlib.suppress(errors.NotFound, errors.InvalidArgument):
+            found = runtime.inspect_image(name).id
+            if found != wanted:
+                say(f"note: image {name} here is {found}, not the archive's {wanted}: the container runs it")
+            return found
+    what = f"{name} ({wanted})" if name and name != wanted else wanted
+    tried = "".join(f"; {f}" for f in failed) or "; the archive records no registry digest to pull it by"
+    raise errors.NotFound(
+        f"the archive carries no image (container export --no-with-image) and this host has no image {what}{tried}",
+        hint=f"pull or load that image here first (reconcile pull {name or wanted}; from the exporting host: "
+             f"reconcile save {name or wanted} | ssh HOST reconcile load), or export the container with its image "
+             "(without --no-with-image); nothing was imported")
 
 
 def _damage(exc: Exception) -> bool:

@@ -174,7 +174,8 @@ def commit_container(place: Place, store: ImageStore, name: str, ref: str | None
 
 
 def export_container(place: Place, store: ImageStore, name: str, out: IO[bytes], *, with_image: bool,
-                     with_volumes: bool, leave_running: bool, progress: Progress | None) -> str:
+                     with_volumes: bool, leave_running: bool, progress: Progress | None,
+                     discard_changes: bool = False) -> str:
     """Write the container archive of the native container `name` to `out`; the image's id."""
     from reconciler.runtime import opening
     from reconciler.runtime.native import transfer
@@ -182,7 +183,8 @@ def export_container(place: Place, store: ImageStore, name: str, out: IO[bytes],
     native = opening.open_native(place)                               # --oci-runtime: the place's
     return transfer.export_container(store, native.containers, volume_store(place), name, out,
                                      with_image=with_image, with_volumes=with_volumes,
-                                     leave_running=leave_running, progress=progress)
+                                     leave_running=leave_running, discard_changes=discard_changes,
+                                     progress=progress)
 
 
 def volume_store(place: Place) -> VolumeStore:

@@ -23,7 +23,7 @@ from reconciler.runtime.native.build import builder
 from reconciler.runtime.native.containers import containers, records
 from reconciler.runtime.native.images.images import ImageStore
 
-__all__ = ["commit", "paused"]
+__all__ = ["changed_paths", "commit", "paused"]
 
 _RUNTIME_MOUNTS = frozenset({"proc", "sys", "dev", "etc/hosts", "etc/resolv.conf", "etc/hostname"})
 
@@ -95,6 +95,21 @@ def paused(manager: containers.ContainerManager, rec: records.Record, pause: boo
         manager.pause(rec.id, freeze=False)
 
 
+def _skipped(rec: records.Record) -> frozenset[str]:
+    """What a commit leaves out of the upper dir: the runtime's mount points, the mounts' targets."""
+    return _RUNTIME_MOUNTS | {m.target.strip("/") for m in rec.config.mounts if m.target.strip("/")}
+
+
+def changed_paths(manager: containers.ContainerManager, rec: records.Record, limit: int = 5) -> list[str]:
+    """Up to `limit` changes the container made to its root filesystem, as a commit would carry
+    them (`diff.changed`): none for one that only wrote to its volumes (`container export
+    --no-with-image` carries no image, and so none of these)."""
+    from reconciler.runtime.native.build import diff
+
+    upper = manager.paths(rec.id).upper
+    return diff.changed(upper, skip=_skipped(rec), limit=limit) if upper.is_dir() else []
+
+
 def commit(store: ImageStore, manager: containers.ContainerManager, name_or_id: str,
            ref: str | None = None, *, changes: Sequence[str] = (), message: str = "",
            author: str = "", pause: bool = True) -> str:
@@ -106,9 +121,9 @@ def commit(store: ImageStore, manager: containers.ContainerManager, name_or_id: 
     below = store.layer_records(rec.image_id)
     cfg = _merged_config(store.image_config(rec.image_id), rec)
     cfg = builder.apply_changes(cfg, changes)
-    skip = _RUNTIME_MOUNTS | {m.target.strip("/") for m in rec.config.mounts if m.target.strip("/")}
     with paused(manager, rec, pause):
-        layer = builder.layer_from_upper(store, upper, below, store.config.root / "build" / "tmp", skip=skip)
+        layer = builder.layer_from_upper(store, upper, below, store.config.root / "build" / "tmp",
+                                         skip=_skipped(rec))
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     cfg["created"] = now
     cfg["rootfs"] = {"type": "layers", "diff_ids": [*(x.diff_id for x in below), layer.diff_id]}

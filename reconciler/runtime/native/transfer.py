@@ -4,14 +4,19 @@
 A container archive is a tar of, in this order (runtime/moving.py imports it on any engine):
   reconciler-container.json   {"format": "reconciler-container/v1", "name", "config" (the runtime
                               ContainerConfig as JSON, runtime.base's codec), "image" (what it
-                              ran), "volumes": [names], "digests": {"volumes/<name>.tar":
-                              "sha256:..."}, "volume_labels": {name: labels} (of every volume
-                              it mounts: the import names an anonymous one anew),
-                              "checkpoint": null}
+                              ran, as it was named), "image_id" (image.tar's image), "volumes":
+                              [names], "digests": {"volumes/<name>.tar": "sha256:..."},
+                              "volume_labels": {name: labels} (of every volume it mounts: the
+                              import names an anonymous one anew), "checkpoint": null}; without
+                              image.tar also "image_digests": ["REPO@sha256:..."] (the image's
+                              RepoDigests), and "image_id" is the container's own image
   image.tar                   a `reconcile save` archive of the container's image with its rootfs
                               changes committed on top (commit.py), so the same archive can be
-                              loaded by any engine; left out with `with_image=False` (the
-                              importing host must then have the committed image already)
+                              loaded by any engine; left out with `with_image=False`: nothing is
+                              committed, the header names the container's own image, which the
+                              import finds on the importing host by id or digest or pulls by its
+                              digest (runtime/moving.py `_image_here`), and a container that
+                              changed its root filesystem is refused unless `discard_changes`
   volumes/<name>.tar          the data of each named volume the container mounts, checked at
                               import against its digest in the header (the image's blobs are
                               checked by the load); the volumes are written to temporary files
@@ -246,8 +251,10 @@ def _stopped_or_paused(manager: containers.ContainerManager, rec: records.Record
 
 def export_container(store: ImageStore, manager: containers.ContainerManager, volumes: VolumeStore,
                      name: str, out: IO[bytes], *, with_image: bool = True, with_volumes: bool = True,
-                     leave_running: bool = False, progress: Progress | None = None) -> str:
-    """Write the container archive of `name` to `out`; returns the committed image's id."""
+                     leave_running: bool = False, discard_changes: bool = False,
+                     progress: Progress | None = None) -> str:
+    """Write the container archive of `name` to `out`; returns the id of the image it names (the
+    committed one, or without the image the container's own: `_image_refs`)."""
     say = progress or (lambda _m: None)
     rec = manager.get(name)
     mounted = [m.source for m in rec.config.mounts if m.type == "volume"]
@@ -257,7 +264,11 @@ def export_container(store: ImageStore, manager: containers.ContainerManager, vo
     with tempfile.TemporaryDirectory(dir=store.config.root, prefix="export-") as tmpdir, \
             _stopped_or_paused(manager, rec, leave_running):
         tmp = Path(tmpdir)
-        image_id = commit.commit(store, manager, rec.id, pause=False, message=f"export of {rec.name}")
+        if with_image:
+            image_id = commit.commit(store, manager, rec.id, pause=False, message=f"export of {rec.name}")
+        else:
+            image_id = rec.image_id
+            _refuse_changes(manager, rec, discard_changes)
         try:
             digests = {}
             for i, v in enumerate(vols):
@@ -270,6 +281,8 @@ def export_container(store: ImageStore, manager: containers.ContainerManager, vo
             header = {"format": FORMAT, "name": rec.name, "image": rec.image, "image_id": image_id,
                       "config": base.config_to_json(rec.config), "volumes": vols, "digests": digests,
                       "volume_labels": labels, "checkpoint": None}
+            if not with_image:
+                header["image_digests"] = _image_refs(store, image_id)
             with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 _add_bytes(tar, "reconciler-container.json", json.dumps(header, indent=1).encode())
                 if with_image:
@@ -284,3 +297,26 @@ def export_container(store: ImageStore, manager: containers.ContainerManager, vo
                 with contextlib.suppress(errors.RuntimeBackendError):
                     store.remove(image_id, force=True)
     return image_id
+
+
+def _refuse_changes(manager: containers.ContainerManager, rec: records.Record, discard: bool) -> None:
+    """An archive without the image carries none of the container's changes to its root
+    filesystem (they are committed on top of the image): refused when it made some, unless the
+    caller discards them."""
+    changed = [] if discard else commit.changed_paths(manager, rec, limit=4)
+    if changed:
+        listed = ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "")
+        raise errors.Conflict(
+            f"container {rec.name} changed its root filesystem ({listed}): an archive without its image "
+            "would leave that out",
+            hint="export it with its image (without --no-with-image) to carry the changes, or pass "
+                 "--discard-changes to leave them out (the import runs the image as it is)")
+
+
+def _image_refs(store: ImageStore, image_id: str) -> list[str]:
+    """Where an importing host without the image gets it: the registry digests it was pulled by
+    (`REPO@sha256:...`, Docker's RepoDigests), which `container import` looks up and pulls."""
+    try:
+        return list(store.get(image_id).repo_digests)
+    except errors.NotFound:
+        return []

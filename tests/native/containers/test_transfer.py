@@ -151,6 +151,67 @@ def test_a_volume_keeps_its_root_owner_mode_xattrs_and_holes(
         assert abs(os.stat(data).st_mtime_ns - os.stat(a_data).st_mtime_ns) < 1_000
 
 
+def header_of(path: Path) -> dict[str, Any]:
+    with tarfile.open(path) as tar:
+        return json.loads(tar.extractfile("reconciler-container.json").read())  # type: ignore[union-attr,no-any-return]
+
+
+def test_an_archive_without_its_image_finds_it_here_or_pulls_it_by_digest(
+        engines: tuple[Reconcile, Reconcile], busybox_image: str, tmp_path: Path) -> None:
+    """`container export --no-with-image` names the container's own image (its id, the registry
+    digest it was pulled by, its name), not an image committed on the exporting host that no
+    other host has: the import pulls it by that digest where it is missing, finds it by id where
+    it is (pulled by tag), runs the name's image with a note when neither the id nor the digest
+    can be had, and otherwise says which image is missing and what to do, leaving nothing. A
+    container that changed its root filesystem is refused (the archive would leave that out)
+    unless --discard-changes."""
+    a, b = engines
+    a("run", "--name", "app", "-v", "data:/data", busybox_image, "sh", "-c", "echo v > /data/v")
+    before = a("images", "-q").stdout.split()
+    a("container", "export", "--no-with-image", "app", "-o", str(tmp_path / "app.tar"))
+    assert a("images", "-q").stdout.split() == before                  # no image committed and left here
+    header = header_of(tmp_path / "app.tar")
+    with tarfile.open(tmp_path / "app.tar") as tar:
+        assert "image.tar" not in tar.getnames()
+    repo = busybox_image.rsplit(":", 1)[0]
+    assert [d.split("@")[0] for d in header["image_digests"]] == [repo]
+
+    pulled = b("container", "import", "-i", str(tmp_path / "app.tar"))          # nothing here: pulled
+    assert f"pulling {repo}@sha256:".encode() in pulled.stderr
+    image = json.loads(b("inspect", "app").stdout)[0]["Image"]
+    assert image == header["image_id"]
+    b("pull", busybox_image)                                                     # by its tag too
+    again = b("container", "import", "--name", "app2", "--volume-prefix", "c-", "-i", str(tmp_path / "app.tar"))
+    assert b"pulling" not in again.stderr                                        # found by id
+
+    def elsewhere(h: dict[str, Any], name: str) -> None:
+        h["image_id"] = "sha256:" + "1" * 64
+        h["image_digests"] = [f"{repo.rsplit('/', 1)[0]}/nothere@sha256:" + "2" * 64]
+        h["image"] = name
+    edit_archive(tmp_path / "app.tar", tmp_path / "named.tar", header=lambda h: elsewhere(h, busybox_image))
+    named = b("container", "import", "--name", "app3", "--volume-prefix", "d-", "-i", str(tmp_path / "named.tar"))
+    assert f"note: image {busybox_image} here is {image}".encode() in named.stderr
+    edit_archive(tmp_path / "app.tar", tmp_path / "gone.tar", header=lambda h: elsewhere(h, f"{repo}-gone:1"))
+    listed = [b(*cmd, "-q").stdout.split() for cmd in (("ps", "-a"), ("images",), ("volume", "ls"))]
+    gone = b("container", "import", "--name", "app4", "--volume-prefix", "e-", "-i", str(tmp_path / "gone.tar"),
+             check=False)
+    said = gone.stderr.decode()
+    assert gone.returncode == 1, said
+    assert f"this host has no image {repo}-gone:1 (sha256:{'1' * 64})" in said
+    assert f"reconcile pull {repo}-gone:1" in said
+    assert "nothing was imported" in said
+    assert [b(*cmd, "-q").stdout.split() for cmd in (("ps", "-a"), ("images",), ("volume", "ls"))] == listed
+
+    a("run", "--name", "changed", busybox_image, "sh", "-c", "echo x > /etc/motd; rm /etc/passwd; mkdir /made")
+    refused = a("container", "export", "--no-with-image", "changed", "-o", str(tmp_path / "changed.tar"), check=False)
+    assert refused.returncode == 1
+    assert b"changed its root filesystem (/etc/motd, /etc/passwd (deleted), /made)" in refused.stderr
+    assert b"--discard-changes" in refused.stderr
+    a("container", "export", "--no-with-image", "--discard-changes", "changed", "-o", str(tmp_path / "changed.tar"))
+    b("container", "import", "-i", str(tmp_path / "changed.tar"))
+    assert json.loads(b("inspect", "changed").stdout)[0]["Image"] == image      # the image as it is
+
+
 def edit_archive(src: Path, dst: Path, header: Callable[[dict[str, Any]], None] | None = None,
                  members: Callable[[str, bytes], bytes | None] | None = None) -> None:
     """A copy of the container archive `src` at `dst`, its header changed in place by `header`

@@ -26,7 +26,7 @@ from reconciler._dataclass import dataclass
 from reconciler.runtime import errors
 from reconciler.runtime.native.images import content
 
-__all__ = ["LayerBlob", "write_layer"]
+__all__ = ["LayerBlob", "changed", "write_layer"]
 
 _OPAQUE = "trusted.overlay.opaque"
 _CHUNK = 1 << 20
@@ -99,6 +99,29 @@ def _entries(upper: Path, skip: frozenset[str],
                 yield r, st, False
 
     yield from walk(upper, "")
+
+
+def changed(upper: Path, *, skip: frozenset[str] = frozenset(), limit: int = 5) -> list[str]:
+    """Up to `limit` of the changes `write_layer` would carry, as `/`-rooted paths: files, links,
+    deletions (`PATH (deleted)`), opaque directories and directories with nothing changed below
+    them (made or changed themselves), never the parents of a change."""
+    out: list[str] = []
+    pending: str | None = None                  # a directory: a change unless an entry below it follows
+    for rel, st, opaque in _entries(upper, skip, {}):
+        if pending is not None and not rel.startswith(pending + "/"):
+            out.append("/" + pending)
+        pending = None
+        if len(out) >= limit:
+            return out
+        if stat.S_ISDIR(st.st_mode) and not opaque:
+            pending = rel
+        elif stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            out.append(f"/{rel} (deleted)")
+        else:
+            out.append("/" + rel)
+    if pending is not None:
+        out.append("/" + pending)
+    return out[:limit]
 
 
 def _unchanged(rel: str, st: os.stat_result, prune: Mapping[str, tuple[int, int, int] | None]) -> bool:

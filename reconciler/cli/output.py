@@ -86,7 +86,9 @@ def emit(
 @contextlib.contextmanager
 def output_file(path: str | None) -> Iterator[IO[bytes]]:
     """Where an archive goes (`save`, `container export`, `volume export`): stdout, refused when
-    it is a terminal as docker does, or `path` written atomically (a failed write leaves no file)."""
+    it is a terminal as docker does, or `path` written atomically (a failed write leaves no file),
+    its whole blocks of zeros left as holes (runtime/sparse.py, as `cp --sparse=auto`: a sparse
+    file in a volume, which the archive carries as zeros, takes no disk in it)."""
     from reconciler.runtime import errors
 
     if path is None:
@@ -100,8 +102,10 @@ def output_file(path: str | None) -> Iterator[IO[bytes]]:
     try:
         archive: _Archive | None = None
         try:
+            from reconciler.runtime import sparse
+
             with open(tmp, "wb") as f:
-                archive = _Archive(f, path)
+                archive = _Archive(sparse.Writer(f), path)
                 yield archive  # type: ignore[misc]     # what writers use of a file: write, flush
                 archive.flush()         # what is buffered yet, through the same check
         except OSError:
@@ -118,7 +122,7 @@ class _Archive:
     """The `-o FILE` an archive is written to: a write that finds its file system full says
     which (not the state root's, whose hint of pruning images would not help)."""
 
-    def __init__(self, f: IO[bytes], path: str) -> None:
+    def __init__(self, f: Any, path: str) -> None:
         self._f, self._path = f, path
         self.full: Exception | None = None         # the DiskFull raised, if one was
 

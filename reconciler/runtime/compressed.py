@@ -1,14 +1,19 @@
 """An archive stream decompressed when it is gzip or zstd (sniffed from its first bytes), for
 the commands that read archives from a file or a pipe: `load` (runtime/native/images/archive.py)
-and `container import` (runtime/moving.py), on any engine."""
+and `container import` (runtime/moving.py), on any engine; and compressed (`compressing`) for
+`container export` and `volume export --compress`, whose archives `container import` and
+`volume import` (the layer extractor) read compressed or not."""
 
 from __future__ import annotations
 
+import contextlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, Any, cast
 
-__all__ = ["GZIP", "ZSTD", "open_stream"]
+__all__ = ["COMPRESSIONS", "GZIP", "ZSTD", "compressing", "open_stream"]
+
+COMPRESSIONS = ("none", "zstd", "gzip")
 
 GZIP = b"\x1f\x8b"
 ZSTD = b"\x28\xb5\x2f\xfd"
@@ -48,3 +53,28 @@ def open_stream(src: IO[bytes]) -> tuple[IO[bytes], Callable[[], None]]:
         z = zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
         return z, z.close
     return buffered, lambda: None
+
+
+@contextlib.contextmanager
+def compressing(out: IO[bytes], how: str) -> Iterator[IO[bytes]]:
+    """`out` behind a compressor (`how`: one of COMPRESSIONS), whose end is written when the block
+    ends without an error (`out` is the caller's: left open). zstd at level 3 takes the zeros a
+    sparse file's holes are carried as to ~32 KiB a GiB in about 0.4 s, gzip (level 6, as the
+    gzip command) to ~1 MiB a GiB in about 8 s."""
+    if how == "none":
+        yield out
+        return
+    if how == "gzip":
+        import gzip
+
+        g = gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0)
+        yield cast(IO[bytes], g)
+        g.close()                       # (the trailer; `out` stays open)
+        return
+    if how != "zstd":
+        raise ValueError(f"unknown compression {how!r}")
+    import zstandard
+
+    z = zstandard.ZstdCompressor(level=3).stream_writer(out, closefd=False)
+    yield cast(IO[bytes], z)
+    z.close()  # type: ignore[no-untyped-call]  # (the frame's end; `out` stays open)

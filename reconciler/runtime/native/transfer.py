@@ -28,8 +28,10 @@ A volume archive is a plain tar of the volume's content (numeric owners, modes, 
 PAX SCHILY.xattr.*), its root directory first as `.` (its owner, mode and times: what a container
 sees at the mount point). Import unpacks through the layer extractor (openat2 RESOLVE_IN_ROOT, the
 pull's limits) into a fresh directory that replaces the volume's data only when complete (an
-archive without `.` gives it a new volume's 0755 root); a big file's whole MiBs of zeros become
-holes again (a sparse file travels expanded: tar streams carry no holes here). A non-empty volume
+archive without `.` gives it a new volume's 0755 root); a file's whole 4 KiB blocks of zeros become
+holes again (a sparse file travels expanded: tarfile writes no sparse members, and the extractor
+refuses them; its holes are read as zeros without reading them, and the archives spooled under the
+state root keep them as holes: runtime/sparse.py). A non-empty volume
 is refused, a recorded one whose data was lost (deleted outside the engine) is restored in place.
 An archive the extractor refuses leaves nothing (a volume the import made goes again) and is
 told in a volume's words (`_refused`: the extractor speaks of layers and pulls).
@@ -49,7 +51,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, BinaryIO, cast
 
-from reconciler.runtime import base, errors
+from reconciler.runtime import base, errors, sparse
 from reconciler.runtime.native import commit
 from reconciler.runtime.native.containers import containers, records
 from reconciler.runtime.native.images import archive, layers
@@ -101,8 +103,11 @@ def export_volume(volumes: VolumeStore, name: str, out: IO[bytes], *,
                 continue
             _xattrs(info, path)
             if info.isreg():
-                with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as f:
-                    tar.addfile(info, f)
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    tar.addfile(info, sparse.Reader(fd))    # (a sparse file's holes: zeros, unread)
+                finally:
+                    os.close(fd)
             else:
                 tar.addfile(info)
             if info.isdir():
@@ -199,8 +204,11 @@ class _Unclosable:
 def _add_file(tar: tarfile.TarFile, name: str, path: Path) -> None:
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime = path.stat().st_size, 0o600, 0
-    with open(path, "rb") as f:
-        tar.addfile(info, f)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        tar.addfile(info, sparse.Reader(fd))        # (spooled sparse: its holes unread)
+    finally:
+        os.close(fd)
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, raw: bytes) -> None:
@@ -274,8 +282,10 @@ def export_container(store: ImageStore, manager: containers.ContainerManager, vo
             for i, v in enumerate(vols):
                 say(f"saving volume {v}")
                 with open(tmp / f"volume-{i}.tar", "wb") as f:
-                    hashing = _Hashing(f)
+                    holed = sparse.Writer(f)        # a sparse file's zeros take no disk here either
+                    hashing = _Hashing(cast(IO[bytes], holed))
                     export_volume(volumes, v, cast(IO[bytes], hashing))
+                    holed.flush()
                 digests[f"volumes/{v}.tar"] = "sha256:" + hashing.hash.hexdigest()
             labels = {v: dict(state.labels) for v in mounted if (state := _volume(volumes, v)) is not None}
             header = {"format": FORMAT, "name": rec.name, "image": rec.image, "image_id": image_id,

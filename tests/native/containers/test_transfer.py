@@ -212,6 +212,40 @@ def test_an_archive_without_its_image_finds_it_here_or_pulls_it_by_digest(
     assert json.loads(b("inspect", "changed").stdout)[0]["Image"] == image      # the image as it is
 
 
+def test_a_sparse_file_keeps_its_holes_through_the_archives(
+        engines: tuple[Reconcile, Reconcile], busybox_image: str, tmp_path: Path) -> None:
+    """A 1 GiB sparse file with a byte in every 64 KiB of its first 16 MiB: the archive carries it
+    as zeros (tarfile writes no sparse members), which `--compress zstd` takes to almost nothing
+    and an archive written to `-o FILE` keeps as holes; each import writes its whole 4 KiB blocks
+    of zeros as holes again (not only its whole MiBs of zeros), so it takes about what it took."""
+    a, b = engines
+    a("run", "--name", "app", "-v", "data:/data", busybox_image, "true")
+    written = [k * 65536 + 1000 for k in range(256)] + [(1 << 30) - 1]
+    with open(tmp_path / "a" / "root" / "volumes" / "data" / "_data" / "big", "wb") as f:
+        f.truncate(1 << 30)
+        for at in written:
+            f.seek(at)
+            f.write(b"x")
+    a("container", "export", "app", "-o", str(tmp_path / "app.tar"))
+    a("container", "export", "--compress", "zstd", "app", "-o", str(tmp_path / "app.tar.zst"))
+    plain, packed = os.stat(tmp_path / "app.tar"), os.stat(tmp_path / "app.tar.zst")
+    assert plain.st_size > 1 << 30
+    assert plain.st_blocks * 512 < 16 << 20, plain.st_blocks         # the archive file keeps the holes
+    assert packed.st_size < 8 << 20, packed.st_size                  # zstd: the zeros compressed away
+    b("container", "import", "-i", str(tmp_path / "app.tar"))
+    b("container", "import", "--name", "app2", "--volume-prefix", "c-", "-i", str(tmp_path / "app.tar.zst"))
+    b("volume", "import", "piped", stdin=a("volume", "export", "--compress", "zstd", "data").stdout)
+    for vol in ("data", "c-data", "piped"):
+        path = tmp_path / "b" / "root" / "volumes" / vol / "_data" / "big"
+        st = os.stat(path)
+        assert st.st_size == 1 << 30
+        assert st.st_blocks * 512 < 4 << 20, (vol, st.st_blocks)        # ~1 MiB, as on host a: not 16 MiB
+        with open(path, "rb") as f:
+            for at in written[::37]:
+                f.seek(at - 1)
+                assert f.read(3) == (b"\0x\0" if at < (1 << 30) - 1 else b"\0x"), (vol, at)
+
+
 def edit_archive(src: Path, dst: Path, header: Callable[[dict[str, Any]], None] | None = None,
                  members: Callable[[str, bytes], bytes | None] | None = None) -> None:
     """A copy of the container archive `src` at `dst`, its header changed in place by `header`

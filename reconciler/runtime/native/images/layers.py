@@ -71,7 +71,7 @@ from typing import IO, Any, BinaryIO, NoReturn, Self, cast
 
 from reconciler import diskfull
 from reconciler._dataclass import dataclass
-from reconciler.runtime import errors
+from reconciler.runtime import errors, sparse
 from reconciler.runtime.native import openat2
 
 __all__ = ["INFLATE", "ApplyResult", "LayerError", "Limits", "NeedsLowers", "apply_layer", "fix_implicit_dirs",
@@ -414,8 +414,8 @@ class _Applier:
                  root_attrs: bool = True, lowers_pending: bool = False, holes: bool = False) -> None:
         self.stream = stream
         self.root_attrs = root_attrs
-        # a big file's whole chunks of zeros skipped, not written (holes: a volume's sparse files)
-        self.zeros = memoryview(bytes(_CHUNK)) if holes else None
+        # a file's whole blocks of zeros skipped, not written (holes: a volume's sparse files)
+        self.holes = holes
         self.root_fd = os.open(dest, _O_DIR)
         self.lower_fds: list[int] = []
         for low in lowers:
@@ -672,19 +672,18 @@ class _Applier:
                     view = view[os.write(fd, view):]
             elif m.size and tar is not None and self.stream is not None:
                 src = _member_reader(self.stream, tar, m)
+                put, skip = sparse.fd_writer(fd)
                 left = m.size
                 while left > 0:
                     chunk = src.read(min(left, _CHUNK))
                     if not chunk:
                         raise LayerError(f"the layer ends inside file {m.name!r} (truncated)")
+                    if self.holes:
+                        sparse.write(chunk, m.size - left, put, skip)
+                    else:
+                        put(memoryview(chunk))
                     left -= len(chunk)
-                    if self.zeros is not None and chunk == self.zeros[:len(chunk)]:
-                        os.lseek(fd, len(chunk), os.SEEK_CUR)
-                        continue
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view):]
-                if self.zeros is not None:
+                if self.holes:
                     os.ftruncate(fd, m.size)        # (a hole at the end: the file's length)
             if not final:
                 os.fchown(fd, m.uid, m.gid)
@@ -959,8 +958,8 @@ def apply_layer(
     when the archive has a root entry ("./"), as Docker's ADD does. A full file system is not the
     layer's fault: that OSError (ENOSPC, EDQUOT) passes unchanged. `owner` (uid, gid): every
     entry's owner instead of the archive's (a build's `ADD --chown` of an archive). `holes=True`:
-    a file of more than 1 MiB gets a hole where a whole MiB of it is zeros (a volume import: a
-    sparse file's holes, which a tar carries as zeros, are holes again).
+    a file's whole 4 KiB blocks of zeros are holes (runtime/sparse.py; a volume import: a sparse
+    file's holes, which a tar carries as zeros, are holes again, as `cp --sparse=auto` makes them).
 
     `lowers_pending=True` (and no `lowers`): the layer has lowers that are not unpacked yet.
     The result's `implicit_dirs` then go to `fix_implicit_dirs` once they are; NeedsLowers

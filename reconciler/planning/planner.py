@@ -35,6 +35,9 @@ same plan text. The rules are DESIGN §5:
   should run;
 - prune: inventory minus desired, only owned objects still carrying our labels, never to
   empty without `allow_empty`, named volumes only with `deletionPolicy: Delete`;
+  on a cluster, a pruned service that is the same compose service (project and service labels)
+  as a desired one is that one under an older name (`_compose_renamed`): the cause of its removal
+  and of the new one's creation (which waits for it, as for every pruned container) say so;
 - a desired volume the engine reports it cannot mount (`ObservedVolume.problem`: the native
   engine's data directory deleted outside it) is a `fail` naming what to do, never made again
   (an empty one would hide the loss); what would mount it is skipped, a running container left;
@@ -178,6 +181,7 @@ class _Builder:
 
 
 COMPOSE_PROJECT = "com.docker.compose.project"    # the label compose puts on a project's objects
+COMPOSE_SERVICE = "com.docker.compose.service"    # and on a service's containers
 
 REBUILT = "image rebuilt"          # a replacement's reason: its image is built in this pass
 # a replacement's reason: its image is pulled in this pass (pull: always) and its registry digest
@@ -394,6 +398,9 @@ class _Planner:
     # prune containers → every new container waits for these removals (a pruned container may
     # hold a host port or an address), and so does a recreated network
     container_removals: list[str] = field(default_factory=list)
+    # prune containers → containers: on a cluster, the service a compose service was made as
+    # under an older name (`<project>-<service>-1`), by the name it has now (`<project>_<service>`)
+    renamed: dict[str, str] = field(default_factory=dict)
     # networks and volumes → containers
     net_ready: dict[str, str] = field(default_factory=dict)     # name → action that makes it usable
     net_recreated: set[str] = field(default_factory=set)        # removed and made again here
@@ -497,12 +504,29 @@ class _Planner:
             elif not kept:
                 b.add(f"forget:{res}", Kind.FORGET, res,
                       "not in desired state; the container now there is not ours: left untouched")
+            now = self._compose_renamed(name) if kept else ""
+            if now:
+                self.renamed[now] = name
             for o in kept:
-                self._remove(res, o, "not in desired state (prune" +
+                self._remove(res, o, f"renamed to {now} ({_RENAMED}): removed, then made anew" if now else "not in desired state (prune" +
                              (f"; renamed to {o.name} outside reconcile)" if o.name != name else ")"))
             for o in copies:
                 if _leftover(name, o):          # before its network goes (it keeps it in use)
                     self._remove(str(ResourceId.container(o.name)), o, _leftover_cause(name))
+
+    def _compose_renamed(self, name: str) -> str:
+        """On a cluster, the desired Container that is the same compose service (project and
+        service labels) as the inventory's Container `name`, which the revision no longer
+        declares: a service an older reconciler named `<project>-<service>-1` (or
+        `<project>-<service>` with replicas), now `<project>_<service>` as docker stack deploy
+        names it. "" when none (or not a cluster)."""
+        entry = self.inventory.entries.get(("Container", name))
+        labels = (entry.spec or {}).get("labels") or {} if entry is not None and self.options.cluster else {}
+        key = (labels.get(COMPOSE_PROJECT), labels.get(COMPOSE_SERVICE))
+        if not key[0] or not key[1]:
+            return ""
+        return next((c.name for c in self.desired.containers.values()
+                     if (c.labels.get(COMPOSE_PROJECT), c.labels.get(COMPOSE_SERVICE)) == key), "")
 
     def _remove(self, res: str, o: obs.ObservedContainer, cause: str) -> None:
         """Stop (if it runs) and remove the container `o` (of the object of `res`, or, a second
@@ -776,9 +800,10 @@ class _Planner:
             if held:
                 self.ready[name] = self.b.add(f"hold:{res}", Kind.HOLD, res, held)
                 return
-            cr = self.b.add(f"create:{res}", Kind.CREATE, res, "not found", self._deps(c), target=name,
+            why = f"not found; replaces {self.renamed[name]} ({_RENAMED})" if name in self.renamed else "not found"
+            cr = self.b.add(f"create:{res}", Kind.CREATE, res, why, self._deps(c), target=name,
                             **self._create_fields(c))
-            self.ready[name] = self.b.add(f"start:{res}", Kind.START, res, "not found", [cr], target=name,
+            self.ready[name] = self.b.add(f"start:{res}", Kind.START, res, why, [cr], target=name,
                                           wait=self._wait(c))
         elif o is None and at_name is None:     # (a service: Swarm renames none)
             self.ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res, f"its service is named {left[0].name} (made "
@@ -1130,6 +1155,10 @@ class _Planner:
         self.b.notes.extend(sorted(notes))
         self.b.notes.extend(f"drift (reported only): {d}" for d in sorted(self.drift))
         self.b.drop(self.held_back | set(waits_for))
+
+
+# the cause of the replacement of a compose service's Swarm service made under an older name
+_RENAMED = "docker stack deploy's name for a compose service, <project>_<service>; Swarm cannot rename a service"
 
 
 def _swarm_mode(job: bool) -> str:

@@ -129,8 +129,9 @@ def convert(
 
     The documents name files relative to the project directory (bind sources, build contexts):
     saved there, they load into the same objects with the same spec hashes. `engine` and
-    `cluster`: as for `load` (the documents are the same either way; the state, and what is
-    refused of it, is the runtime's).
+    `cluster`: as for `load` (the documents are the same either way, but for the names of a
+    compose project's services: `<project>_<service>` on a cluster, as docker stack deploy names
+    them; the state, and what is refused of it, is the runtime's).
     """
     from reconciler.spec import compose as compose_mod
 
@@ -278,7 +279,7 @@ def _compose(
     model = compose.load(path, opts, rd, files=files)
     if model is None:
         raise SpecError(builder.problems or [Problem(files[0], 0, 0, "", "", "", "the compose project does not load")])
-    docs = compose_native.documents(model, rd)
+    docs = compose_native.documents(model, rd, cluster=builder.cluster)
     return model.name, docs, list(model.files), [compose.fmt(p) for p in rd.dropped]
 
 

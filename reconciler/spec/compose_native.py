@@ -8,7 +8,9 @@ a document remembers the compose key it came from: a problem found later (an inv
 reference, a port published twice, a policy refusal) is reported at that key.
 
 Names follow compose: containers `<project>-<service>-1` (or `container_name`), networks and
-volumes `<project>_<key>` (or their `name:`), built images `<project>-<service>`; containers
+volumes `<project>_<key>` (or their `name:`), built images `<project>-<service>`; on a cluster
+(Swarm) a service is `<project>_<service>` whatever its replicas, as docker stack deploy names
+it (container_name ignored, as there); containers
 carry compose's labels `com.docker.compose.project`, `.service`, `.container-number` and
 `.oneoff`, networks and volumes `com.docker.compose.project` and `.network` / `.volume`.
 
@@ -58,7 +60,7 @@ SERVICE_KEYS: dict[str, str] = {
     "healthcheck": "`healthcheck`: `test`, `interval`, `timeout`, `retries`, `start_period` (`startPeriod`), `start_interval` (`startInterval`: refused on an engine older than Docker 25, Podman's among them); `disable: true` is `[NONE]`; without `test`, the image's HEALTHCHECK with these timings, as Docker merges them (with `test`, an `interval`, `timeout` or `retries` left out is Docker's default, where Docker takes the image's)",
     "depends_on": "`dependsOn` (created, and healthy when they have a healthcheck, their own or their image's, first); a dependency with `service_completed_successfully` becomes a `job: true` Container (run to exit 0 first, and what depends on it is not started while it has failed); `service_healthy` on a service whose healthcheck is disabled is an error (compose stops there), on one without a healthcheck test a warning (it relies on the image's `HEALTHCHECK`, as compose v2); `required: false` on a service no active profile enables drops it; `restart: true` is a warning (not honoured)",
     "deploy": "`replicas` (as `scale`), `resources.limits` (`memory`, `cpus`, `pids`) and `resources.reservations` (`memory`: also the soft limit `memoryReservation`, as docker compose sets it; `cpus`) into `resources`, `placement` (`constraints`, `preferences` of `spread`) into `placement`, `mode: global` into `replicas: global`, `restart_policy` (`condition` none/on-failure/any, unset: any as the specification says, and `max_attempts`, as docker compose maps them; over `restart:`) into `restart` (`delay`, `window`: warnings); other deploy keys are errors",
-    "scale": "`replicas`: other than 1, the Container is `<project>-<service>` with `replicas: N`, run as `<project>-<service>-1..N`; with `container_name` or a fixed published host port it is an error (ports without a host port are fine: each replica gets its own)",
+    "scale": "`replicas`: other than 1, the Container is `<project>-<service>` with `replicas: N`, run as `<project>-<service>-1..N`; with `container_name` or a fixed published host port it is an error (ports without a host port are fine: each replica gets its own). On Swarm (`--runtime swarm`) the Container is the service `<project>_<service>` with `replicas: N` whatever N, as `docker stack deploy` names it, so a change of N scales it in place",
     "mem_limit": "`resources.memory` (compose's binary units)",
     "cpus": "`resources.cpus`",
     "pids_limit": "`resources.pids` (-1: unlimited)",
@@ -92,7 +94,7 @@ SERVICE_KEYS: dict[str, str] = {
     "oom_score_adj": "`oomScoreAdj`",
     "labels": "`metadata.labels`, with compose's `com.docker.compose.*` labels",
     "label_file": "`metadata.labels`: KEY=VALUE lines of each file (part of the revision), under `labels:`",
-    "container_name": "`metadata.name` (default `<project>-<service>-1`)",
+    "container_name": "`metadata.name` (default `<project>-<service>-1`); on Swarm (`--runtime swarm`) a warning: ignored, as `docker stack deploy` ignores it, the service is `<project>_<service>`",
     "secrets": "`secrets`: the top-level secret's `file` (or `environment`, `content`) at `target` (`/run/secrets/<name>` by default), "
                "`uid`, `gid`, `mode` (0400); a file sops encrypted is decrypted (docs/security.md)",
     "configs": "`secrets` too (a tmpfs file of the container's own, read-only): at `target` (`/<name>` by "
@@ -203,8 +205,9 @@ class _Doc:
 
 
 class _Translator:
-    def __init__(self, model: compose.Model, rd: compose.Reader) -> None:
+    def __init__(self, model: compose.Model, rd: compose.Reader, *, cluster: bool = False) -> None:
         self.model = model
+        self.cluster = cluster                  # read for a cluster of services (Swarm), as docker stack deploy
         self.rd = rd
         self.data = model.data
         self.project = model.name
@@ -285,6 +288,16 @@ class _Translator:
         doc.came(("spec", "external"), (*path, "external"))
         self.docs.append(doc)
         return True
+
+    def container_of(self, service: str, svc: Any) -> str:
+        """The Container a service becomes: on a cluster `<project>_<service>`, the service docker
+        stack deploy makes (container_name ignored, as there), whatever its replicas; on one host
+        `container_name`, else `<project>-<service>-1`, or `<project>-<service>` with replicas (run
+        as `-1` .. `-N`), as docker compose names its containers."""
+        if self.cluster:
+            return f"{self.project}_{service}"
+        custom = svc.get("container_name") if isinstance(svc, dict) else None
+        return str(custom) if custom else _container(self.project, service, svc)
 
     # -- networks and volumes -----------------------------------------------------------------------
 
@@ -494,7 +507,8 @@ class _Service:
             "com.docker.compose.container-number": "1", "com.docker.compose.oneoff": "False",
         })}
         self.doc.data = _manifest("Container", container, labels, self.spec)
-        self.doc.came(("metadata", "name"), self.p("container_name") if "container_name" in svc else self.path)
+        self.doc.came(("metadata", "name"), self.p("container_name") if "container_name" in svc and not self.tr.cluster
+                      else self.path)
         self.doc.came(("metadata", "labels"), self.p("labels") if "labels" in svc else self.path)
         return self.doc
 
@@ -520,10 +534,13 @@ class _Service:
 
     def container_name(self) -> str:
         custom = self.svc.get("container_name")
-        if custom and _replicas(self.svc) != 1:
+        if custom and self.tr.cluster:
+            self.tr.warn(self.p("container_name"), f"ignored on Swarm, as docker stack deploy ignores it: the service is "
+                         f"{self.tr.container_of(self.name, self.svc)} (<project>_<service>)", key=True)
+        elif custom and _replicas(self.svc) != 1:
             self.tr.error(self.p("container_name"), f"container_name {custom!r} names one container, but the service runs "
                           f"{_replicas(self.svc)}; remove container_name or run one replica", key=True)
-        return str(custom) if custom else _container(self.tr.project, self.name, self.svc)
+        return self.tr.container_of(self.name, self.svc)
 
     def replicas(self) -> tuple[int, Path_] | None:
         """The service's replica count and its key when other than 1 (None: one container)."""
@@ -951,8 +968,7 @@ class _Service:
             self.put("networks", [value], "network_mode")
         elif kind == "service" and target in self.tr.data["services"]:
             other = self.tr.data["services"][target]
-            self.put("networks", ["container:" + str(other.get("container_name") or _container(self.tr.project, target, other))],
-                     "network_mode")
+            self.put("networks", ["container:" + self.tr.container_of(target, other)], "network_mode")
         elif kind == "container" and target:
             self.put("networks", [value], "network_mode")
         elif kind == "service":
@@ -1203,7 +1219,7 @@ class _Service:
             if cfg.get("restart") is True:
                 self.tr.warn(self.p(*here, "restart"), "restart: true is not honoured: a container is replaced only when its own spec changes")
             other = services.get(dep) or {}
-            name = other.get("container_name") or _container(self.tr.project, dep, other)
+            name = self.tr.container_of(dep, other)
             if cfg.get("condition") == "service_healthy" and dep in services:
                 self.healthy_dependency(dep, other, str(name), (*here, "condition"))
             self.doc.came(("spec", "dependsOn", len(out)), self.p(*here))
@@ -1495,12 +1511,14 @@ def _locator(tr: _Translator, doc: _Doc) -> Any:
 _ORDER = {"Network": 0, "Volume": 1, "Image": 2, "Container": 3}
 
 
-def documents(model: compose.Model, rd: compose.Reader) -> list[reading.Document]:
-    """The native documents of `model`, in the order networks, volumes, images, containers.
+def documents(model: compose.Model, rd: compose.Reader, *, cluster: bool = False) -> list[reading.Document]:
+    """The native documents of `model`, in the order networks, volumes, images, containers;
+    with `cluster` (spec.load's: Swarm) read as `docker stack deploy` reads a stack file (a
+    service is `<project>_<service>`: `_Translator.container_of`).
 
     Problems are reported to `rd`; the documents of a project with problems are still returned
     (the loader checks them too, so one run reports everything)."""
-    tr = _Translator(model, rd)
+    tr = _Translator(model, rd, cluster=cluster)
     docs = tr.run()
     out: list[reading.Document] = []
     for i, d in enumerate(sorted(docs, key=lambda d: _ORDER[d.kind])):

@@ -248,7 +248,7 @@ def test_convert_for_swarm_loads_as_a_cluster_and_refuses_what_validate_for_swar
     capsys.readouterr()
     assert main(["convert", "--runtime", "swarm", str(root)]) == 0
     (web,) = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d["kind"] == "Container"]
-    assert (web["metadata"]["name"], web["spec"]["replicas"], web["spec"]["ports"]) == ("scaled-web", 3, ["8080:80/tcp"])
+    assert (web["metadata"]["name"], web["spec"]["replicas"], web["spec"]["ports"]) == ("scaled_web", 3, ["8080:80/tcp"])
 
     # what a cluster refuses (a port on one address), convert for Swarm refuses as validate does
     (root / "compose.yaml").write_text(compose.replace('"8080:80"', '"127.0.0.1:8080:80"'))

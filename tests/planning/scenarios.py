@@ -621,6 +621,18 @@ def cluster_network_change_recreates_the_service() -> Case:
 
 
 @scenario
+def cluster_compose_service_made_under_its_older_name() -> Case:
+    # an older reconciler made compose service web of project shop as shop-web-1; it is
+    # shop_web now (docker stack deploy's name): Swarm renames no service, so it is replaced
+    compose = {"com.docker.compose.project": "shop", "com.docker.compose.service": "web"}
+    old = replace(WEB, name="shop-web-1", labels=compose)
+    new = replace(WEB, name="shop_web", labels=compose)
+    return case(desired(new, SHOP, DATA),
+                observed(_service(old), onet(SHOP), ovol("data"), images={}, resolved={REF: D2}),
+                inv.Inventory.of([entry(old), entry(SHOP), entry(DATA)]), cluster=True)
+
+
+@scenario
 def replicas_refused_on_a_single_host() -> Case:
     return case(desired(replace(WEB, replicas=2), SHOP, DATA), up())
 

@@ -473,6 +473,12 @@ note: container:web: over the flap limit: left stopped (reported, not restarted;
 [6] -> #7 container:api, start, not found
 """,
     "cluster_digest_unresolved_running_service": "",
+    "cluster_compose_service_made_under_its_older_name": """\
+[] -> #1 container:shop-web-1, stop, renamed to shop_web (docker stack deploy's name for a compose service, <project>_<service>; Swarm cannot rename a service): removed, then made anew
+[1] -> #2 container:shop-web-1, remove, renamed to shop_web (docker stack deploy's name for a compose service, <project>_<service>; Swarm cannot rename a service): removed, then made anew
+[2] -> #3 container:shop_web, create, not found; replaces shop-web-1 (docker stack deploy's name for a compose service, <project>_<service>; Swarm cannot rename a service)
+[3] -> #4 container:shop_web, start, not found; replaces shop-web-1 (docker stack deploy's name for a compose service, <project>_<service>; Swarm cannot rename a service)
+""",
     "cluster_network_change_recreates_the_service": """\
 [] -> #1 container:web, stop, network shop recreated
 [1] -> #2 container:web, remove, network shop recreated

@@ -47,6 +47,6 @@ def test_a_compose_service_without_a_restart_policy_is_restarted_on_a_cluster(tm
         """
     cluster = _load(tmp_path, compose, cluster=True, name="compose.yaml")
     assert {name: c.restart.name for name, c in cluster.containers.items()} == {
-        "shop-web-1": "always", "shop-once-1": "no", "shop-policy-1": "no"}
+        "shop_web": "always", "shop_once": "no", "shop_policy": "no"}
     host = _load(tmp_path, compose, cluster=False, name="compose.yaml")
     assert {c.restart.name for c in host.containers.values()} == {"no"}

@@ -709,7 +709,7 @@ def test_a_compose_dependency_that_must_complete_is_a_swarm_job_and_its_dependen
     # completion the pass waits for before app is made (a replicated service whose copy exits
     # never converges, and app was never made)
     p = swarm.owner
-    project = tmp_path / p                      # the project's name, and its services': {p}-migrate-1
+    project = tmp_path / p                      # the project's name, and its services': {p}_migrate
     write(project, "compose.yaml", f"""
         services:
           migrate:
@@ -724,19 +724,19 @@ def test_a_compose_dependency_that_must_complete_is_a_swarm_job_and_its_dependen
         """)
     assert cli(swarm, "apply", str(project), "--timeout", "90s") == 0
     svcs = services(swarm)
-    migrate, app = svcs[f"{p}-migrate-1"], svcs[f"{p}-app-1"]
+    migrate, app = svcs[f"{p}_migrate"], svcs[f"{p}_app"]
     assert migrate["Spec"]["Mode"] == {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}}
     assert "UpdateConfig" not in migrate["Spec"]
     (task,) = swarm.rt.api.task_list({"service": [migrate["ID"]]})
     assert task["Status"]["State"] == "complete"
     # app was made once the job had completed
     assert services_module.timestamp(app["CreatedAt"]) > services_module.timestamp(task["Status"]["Timestamp"])
-    assert len(running_tasks(swarm, f"{p}-app-1")) == 1
+    assert len(running_tasks(swarm, f"{p}_app")) == 1
     capsys.readouterr()
     assert cli(swarm, "diff", str(project)) == 0                   # a completed job is in sync
     assert capsys.readouterr().out.strip().endswith("in sync")
     assert main(["ps", "--runtime", "swarm", "-f", f"{LABEL}={p}"]) == 0
-    assert f"{p}-migrate-1   1/1 completed" in capsys.readouterr().out
+    assert f"{p}_migrate   1/1 completed" in capsys.readouterr().out
 
 
 def test_a_failed_job_fails_the_pass_holds_its_dependents_and_start_runs_it_again(

@@ -840,7 +840,7 @@ class Agent:
         with self._runtime_session() as rt:
             plan, unresolved = passes.plan_pass(desired, rt, self.db,
                                                 self._planner_inputs(src, passes.PassOptions(owner=src.cfg.owner)))
-        return {"source": name, **plan.to_json(), "rendered": plan.render(), "in_sync": plan.is_empty(),
+        return {"source": name, **plan.to_json(), "rendered": plan.render(), "in_sync": plan.is_empty() and not plan.converging,
                 "unresolved": dict(unresolved), "elsewhere": dict(desired.elsewhere)}
 
     def _only(self, name: str | None) -> str:

@@ -1,6 +1,11 @@
 """`reconcile diff SOURCE`: what a pass would do, with causes and field-level differences.
 
-Exit codes: 0 in sync, 1 drift found, 2 error (invalid manifests, engine unavailable).
+Exit codes: 0 in sync, 1 drift found (or something still converging), 2 error (invalid
+manifests, engine unavailable). Converging is what needs no action but does not run as desired
+yet, which the engine converges by itself (`Plan.converging`): a Swarm service whose copies of
+its current spec do not all run (a rolling update unfinished, copies restarting), a container
+in its restart backoff; as a container that is not running (a `start` to plan) is not in sync,
+neither is it: "not in sync: 1 converging", exit 1.
 Field differences compare the spec applied last (kept in the inventory) with the desired
 one; env values are never printed, only which variables changed.
 """
@@ -20,7 +25,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "diff", help="show what apply would change, and why",
         description="Compare the manifests with the host and print the plan with a cause per "
-        "action and field-level differences. Exit 0 in sync, 1 drift, 2 error.",
+        "action and field-level differences. Exit 0 in sync, 1 drift (or still converging), 2 error.",
     )
     cmd_apply.add_common_flags(parser, "diff")
     cmd_apply.add_host_label_flag(parser)
@@ -54,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     drift = not plan.is_empty()
+    in_sync = not drift and not plan.converging
     if output.wants_data(args):
-        output.print_data({**plan.to_json(), "in_sync": not drift,
+        output.print_data({**plan.to_json(), "in_sync": in_sync,
                            "unresolved": dict(sorted(errors.items())), "elsewhere": dict(desired.elsewhere)},
                           args.output)
     else:
@@ -64,5 +70,9 @@ def run(args: argparse.Namespace) -> int:
         cmd_apply.print_elsewhere(desired, every=True)
         for ref, err in sorted(errors.items()):
             print(f"warning: could not resolve {ref}: {err}", file=sys.stderr)
-        print(f"drift: {len(plan.actions)} actions" if drift else "in sync")
-    return 1 if drift else 0
+        converging = f"{len(plan.converging)} converging" if plan.converging else ""
+        if drift:
+            print(f"drift: {len(plan.actions)} actions" + (f"; {converging}" if converging else ""))
+        else:
+            print(f"not in sync: {converging}" if converging else "in sync")
+    return 0 if in_sync else 1

@@ -101,7 +101,10 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
      "mount's source) not found (127) or not executable (126); in the foreground, otherwise, the "
      "container's own exit code"),
     ("diff", "0", "in sync (`-o json`: `in_sync: true`)"),
-    ("diff", "1", "drift found: the plan is printed, each action with its cause"),
+    ("diff", "1", "drift found: the plan is printed, each action with its cause; or something still converging, "
+     "which needs no action (a Swarm service whose copies of its current spec do not all run: a rolling update "
+     "unfinished, copies restarting; a container in its restart backoff): `not in sync: N converging`, each "
+     "named in a note (`-o json`: `converging`, `in_sync: false`)"),
     ("validate", "0", "every manifest is valid"),
     ("validate", "2", "some manifest is not: every problem is listed as file:line:column"),
     ("lock", "1", "a reference did not resolve (nothing written), or `--check` found the lock out of date"),

@@ -169,6 +169,11 @@ class Plan:
     # corrections not made because the container's drift is only reported ("resource: cause");
     # the notes say so too
     drift: tuple[str, ...] = ()
+    # containers that need no action but do not run as desired yet: a Swarm service whose copies
+    # of its current spec do not all run (a rolling update unfinished, copies restarting), a
+    # container in its restart backoff. The engine converges them by itself; `diff` is not in
+    # sync while there are any (the notes say why, each)
+    converging: tuple[str, ...] = ()
 
     def is_empty(self) -> bool:
         return not self.actions
@@ -193,4 +198,6 @@ class Plan:
         }
         if self.drift:
             out["drift"] = list(self.drift)
+        if self.converging:
+            out["converging"] = list(self.converging)
         return out

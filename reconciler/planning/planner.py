@@ -31,8 +31,9 @@ same plan text. The rules are DESIGN §5:
   again (`connect`, `reconnect`) where the runtime can in its status (`options.connects`), else
   replaced when it is to run;
 - state: a matching running container is left alone (a paused one noted, not unpaused), a
-  restarting one is converging, a stopped one is started only if its restart policy says it
-  should run;
+  restarting one (a service whose copies of its current spec do not all run) is converging
+  (`Plan.converging`: no action, not in sync either), a stopped one is started only if its
+  restart policy says it should run;
 - prune: inventory minus desired, only owned objects still carrying our labels, never to
   empty without `allow_empty`, named volumes only with `deletionPolicy: Delete`;
   on a cluster, a pruned service that is the same compose service (project and service labels)
@@ -136,6 +137,7 @@ class _Builder:
         self.nodes: dict[str, _Node] = {}
         self.order: list[str] = []
         self.notes: list[str] = []
+        self.converging: list[str] = []     # resources (Plan.converging)
 
     def add(
         self, key: str, kind: actions.ActionKind, resource: str, cause: str,
@@ -177,7 +179,8 @@ class _Builder:
                     heapq.heappush(ready, (index[c], c))
         if len(out) != len(self.order):   # pragma: no cover - dependsOn cycles are spec errors
             raise ValueError("plan has a dependency cycle")
-        return actions.Plan(actions=tuple(out), notes=tuple(self.notes), revision=revision, drift=drift)
+        return actions.Plan(actions=tuple(out), notes=tuple(self.notes), revision=revision, drift=drift,
+                            converging=tuple(self.converging))
 
 
 COMPOSE_PROJECT = "com.docker.compose.project"    # the label compose puts on a project's objects
@@ -1092,6 +1095,8 @@ class _Planner:
                                     "copies of its current spec running" + (f"; {o.error}" if o.error else ""))
             elif o.status == "restarting":
                 self.b.notes.append(f"{res} is restarting (converging, not drift)")
+            if o.status == "restarting":        # (not in sync: `diff` says so, exit 1)
+                self.b.converging.append(res)
             if o.status == "running" and o.stale_binds:
                 self.b.notes.append(
                     f"{res} runs with bind mount source(s) {', '.join(o.stale_binds)} no longer what it mounted (deleted, "

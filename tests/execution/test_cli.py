@@ -51,6 +51,28 @@ def test_apply_converges_then_nothing_to_do(tmp_path: Path, root: Path, capsys: 
     assert capsys.readouterr().out.strip() == "in sync"
 
 
+def test_diff_of_a_container_still_converging_is_not_in_sync(
+    tmp_path: Path, root: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A container in its restart backoff needs no action (the engine restarts it), but it does
+    not run as desired: diff notes it and is not in sync, exit 1, as it is for a stopped
+    container it would start (and for a Swarm service whose copies do not all run)."""
+    m = tmp_path / "m"
+    write(m, "web.yaml", container_doc("web", extra="restart: always"))
+    assert cli(root, "apply", str(m)) == 0
+    rt = fake(root)
+    rt.s["containers"][next(iter(rt.s["containers"]))]["status"] = "restarting"
+    rt._save()
+    capsys.readouterr()
+    assert cli(root, "diff", str(m)) == 1
+    out = capsys.readouterr().out
+    assert "note: container:web is restarting (converging, not drift)" in out
+    assert out.strip().endswith("not in sync: 1 converging")
+    assert cli(root, "diff", str(m), "--output", "json") == 1
+    data = json.loads(capsys.readouterr().out)
+    assert (data["in_sync"], data["converging"], data["actions"]) == (False, ["container:web"], [])
+
+
 def test_once_is_an_alias_of_apply(tmp_path: Path, root: Path) -> None:
     m = tmp_path / "m"
     write(m, "web.yaml", container_doc("web"))

@@ -847,3 +847,13 @@ def test_a_connect_carries_what_the_executor_needs() -> None:
     d, o, i, opts = scenarios.SCENARIOS["a_container_without_its_alias_is_reconnected"]()
     [a] = planner.plan(d, o, i, planner.PlanOptions(**opts)).actions
     assert (a.kind, a.target, a.network, a.spec) == (actions.ActionKind.RECONNECT, "id-web", "shop", d.containers["web"])
+
+
+def test_a_restarting_container_is_converging_with_no_action() -> None:
+    """No action (the engine restarts it), but not in sync: `Plan.converging` names it, which
+    `diff` counts (exit 1) and the plan's JSON lists."""
+    d, o, i, opts = scenarios.SCENARIOS["restarting_is_converging"]()
+    p = planner.plan(d, o, i, planner.PlanOptions(now=scenarios.NOW, **opts))
+    assert (p.is_empty(), p.converging, p.to_json()["converging"]) == (True, ("container:job",), ["container:job"])
+    d, o, i, opts = scenarios.SCENARIOS["nothing_changed"]()
+    assert planner.plan(d, o, i, planner.PlanOptions(now=scenarios.NOW, **opts)).converging == ()

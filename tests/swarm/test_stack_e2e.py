@@ -89,3 +89,25 @@ def test_a_change_of_deploy_replicas_scales_the_service_in_place(
     running = {t["ID"] for t in running_tasks(swarm, f"{p}_web")}
     assert len(running) == 3
     assert task["ID"] in running                 # the copy that ran goes on running
+
+
+def test_diff_of_a_service_whose_copies_restart_is_converging_not_in_sync(
+    tmp_path: Path, swarm: Scope, busybox_image: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A copy that exits is restarted by Swarm (restart_policy any): no action to plan, but the
+    service does not run as desired; diff said "in sync", exit 0."""
+    p = swarm.owner
+    project = tmp_path / p
+    write(project, "compose.yaml", f"""
+        services:
+          crash:
+            image: {busybox_image}
+            command: [sh, -c, "exit 3"]
+            deploy: {{restart_policy: {{condition: any, delay: 1s}}}}
+        """)
+    assert cli(swarm, "apply", str(project), "--timeout", "3s") == 1
+    capsys.readouterr()
+    assert cli(swarm, "diff", str(project)) == 1
+    out = capsys.readouterr().out
+    assert f"note: container:{p}_crash is converging, not drift: 0 of 1 copies of its current spec running" in out, out
+    assert out.strip().endswith("not in sync: 1 converging"), out

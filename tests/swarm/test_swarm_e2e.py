@@ -686,10 +686,12 @@ def test_an_unfinished_update_is_converging_not_in_sync_and_no_later_pass_record
     capsys.readouterr()
     assert services(swarm)[f"{p}-up"]["UpdateStatus"]["State"] in ("updating", "paused")
 
-    cli(swarm, "diff", str(m))         # (no action to plan: Swarm goes on by itself, or waits for a change)
+    # no action to plan (Swarm goes on by itself, or waits for a change), and not in sync either
+    assert cli(swarm, "diff", str(m)) == 1
     out = capsys.readouterr().out
     assert re.search(rf"container:{p}-up is converging, not drift: 0 of 2 copies of its current spec running; "
                      r"rolling update (updating|paused)", out), out
+    assert out.strip().endswith("not in sync: 1 converging"), out
 
     assert cli(swarm, "apply", str(m)) == 1
     out = capsys.readouterr()

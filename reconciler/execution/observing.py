@@ -66,6 +66,7 @@ def by_name(states: Iterable[ContainerState]) -> dict[str, ObservedContainer]:
             job=c.job,
             networks=c.networks,
             aliases=c.aliases,
+            service_settings=c.service_settings,
         )
         for c in states
     }

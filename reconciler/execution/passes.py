@@ -294,9 +294,19 @@ def _prepare(
                             flapping=options.flapping, cluster=cluster,
                             rollout_timeout=options.rollout_timeout, engine=runtime.name,
                             moves_refused=refused, adopt=options.adopt,
-                            connects=runtime.connects if isinstance(runtime, base.Connecting) else frozenset()),
+                            connects=runtime.connects if isinstance(runtime, base.Connecting) else frozenset(),
+                            service_settings=_service_settings(desired, runtime)),
     )
     return plan, errors, inventory, states, observed
+
+
+def _service_settings(desired: models.DesiredState, runtime: base.Runtime) -> dict[str, Mapping[str, Any]]:
+    """On a cluster, each desired container's service settings as the engine makes them (the
+    planner compares them with the services' own); {} elsewhere."""
+    if not isinstance(runtime, base.ServiceEngine):
+        return {}
+    return {name: runtime.service_settings(translate.container_config(c, name=name, labels=c.labels))
+            for name, c in desired.containers.items()}
 
 
 def check_refusals(desired: models.DesiredState, refusals: Callable[[base.ContainerConfig], list[str]]) -> None:

@@ -50,7 +50,8 @@ def container_config(
                        options=(f"mode={s.mode:04o}", f"uid={s.uid}", f"gid={s.gid}", f"digest={s.digest}"),
                        data=s.data)
             for s in c.secrets),
-        restart=base.RestartPolicy(name=c.restart.name, max_retries=c.restart.max_retries),
+        restart=base.RestartPolicy(name=c.restart.name, max_retries=c.restart.max_retries, delay=c.restart_delay,
+                                   window=c.restart_window),
         healthcheck=hc,
         resources=base.Resources(memory=c.resources.memory, cpus=c.resources.cpus, pids=c.resources.pids,
                                  memory_reservation=c.resources.memory_reservation,
@@ -63,7 +64,9 @@ def container_config(
         stop_timeout=c.stop_timeout,
         init=c.init,
         replicas=c.replicas,
-        update=base.UpdateConfig(order=c.update.order, on_failure=c.update.on_failure, monitor=c.update.min_ready),
+        update=base.UpdateConfig(order=c.update.order, on_failure=c.update.on_failure, monitor=c.update.min_ready,
+                                 parallelism=1 if c.update.parallelism is None else c.update.parallelism,
+                                 delay=c.update.delay, max_failure_ratio=c.update.max_failure_ratio),
         global_mode=c.global_mode,
         constraints=c.placement.swarm_constraints(),
         spread=c.placement.preferences,
@@ -93,6 +96,12 @@ def container_config(
         log_driver=c.logging.driver if c.logging else None,
         log_options=dict(c.logging.options) if c.logging else {},
         job=c.job,
+        rollback=None if c.rollback is None else base.UpdateConfig(
+            order=c.rollback.order or c.update.order, on_failure=c.rollback.on_failure,
+            monitor=c.update.min_ready if c.rollback.min_ready is None else c.rollback.min_ready,
+            parallelism=c.rollback.parallelism, delay=c.rollback.delay, max_failure_ratio=c.rollback.max_failure_ratio),
+        service_labels=dict(c.service_labels),
+        endpoint_mode=c.endpoint_mode,
     )
 
 

@@ -118,6 +118,10 @@ class PlanOptions:
     # take over the desired objects that carry the owner's labels but are not in this state root's
     # inventory (`--adopt`: a root whose state was lost, a temporary root), instead of refusing them
     adopt: bool = False
+    # on a cluster, each desired container's service settings as the engine makes them
+    # (`ServiceEngine.service_settings`: its labels, rolling update and rollback, endpoint mode,
+    # restart timing), by name: a service whose own differ is updated in place
+    service_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -912,6 +916,10 @@ class _Planner:
             wanted = (c.placement.swarm_constraints(), c.placement.preferences)
             if o.placement != wanted:
                 reasons.append(f"placement {_placement(o.placement)} -> {_placement(wanted)}")
+        settings = self.options.service_settings.get(c.name)
+        if self.options.cluster and settings is not None and o.service_settings is not None \
+                and o.service_settings != settings and not reasons:
+            reasons.append("service settings changed: " + _settings_changes(o.service_settings, settings))
         return reasons, changes
 
     def _runs_local_image(self, c: models.Container, o: obs.ObservedContainer, digest: str) -> bool:
@@ -1164,6 +1172,30 @@ class _Planner:
 
 # the cause of the replacement of a compose service's Swarm service made under an older name
 _RENAMED = "docker stack deploy's name for a compose service, <project>_<service>; Swarm cannot rename a service"
+
+
+def _settings_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """What differs between a service's settings and the wanted ones, for a cause:
+    `update parallelism 1 -> 2, labels`."""
+    out: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        was, now = old.get(key), new.get(key)
+        if was == now:
+            continue
+        if isinstance(was, Mapping) and isinstance(now, Mapping) and key != "labels":
+            out += [f"{key} {sub} {_setting(was.get(sub))} -> {_setting(now.get(sub))}"
+                    for sub in sorted(set(was) | set(now)) if was.get(sub) != now.get(sub)]
+        elif key == "labels" or isinstance(was, Mapping) or isinstance(now, Mapping):
+            out.append(key)
+        else:
+            out.append(f"{key} {_setting(was)} -> {_setting(now)}")
+    return ", ".join(out)
+
+
+def _setting(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _swarm_mode(job: bool) -> str:

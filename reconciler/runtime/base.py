@@ -151,6 +151,9 @@ class RestartPolicy:
 
     name: str = "no"                # "no" | "on-failure" | "always" | "unless-stopped"
     max_retries: int = 0
+    # a Swarm service's (RestartPolicy.Delay, .Window), seconds; single hosts: Docker's backoff
+    delay: float | None = None      # None: Swarm's 5 s
+    window: float | None = None     # None: unbounded
 
 
 @dataclass(frozen=True)
@@ -229,8 +232,11 @@ class UpdateConfig:
     the single-host engines replace containers as the plan says and ignore it."""
 
     order: str = "stop-first"       # "stop-first" | "start-first"
-    on_failure: str = "rollback"    # "rollback" | "pause": what the engine does when new copies fail
+    on_failure: str = "rollback"    # "rollback" | "pause" | "continue": what the engine does when new copies fail
     monitor: float = 0.0            # seconds each new copy is watched for failure (0: the engine's default)
+    parallelism: int = 1            # copies replaced at once (0: all)
+    delay: float = 0.0              # seconds between two batches
+    max_failure_ratio: float = 0.0  # the share of copies that may fail before on_failure applies
 
 
 @dataclass(frozen=True)
@@ -304,6 +310,12 @@ class ContainerConfig:
     # runs to completion (exit 0) once: on a single host the executor waits for the container's
     # exit; a Swarm service runs it as a replicated job (`Mode.ReplicatedJob`)
     job: bool = False
+    # a Swarm service's own settings (single hosts: unused): how a failed update is rolled back
+    # (None: as `update`, failing to pause), labels of the service alone (not its copies'), and
+    # how its name resolves ("vip" | "dnsrr"; None: dnsrr, vip with an ingress port)
+    rollback: UpdateConfig | None = None
+    service_labels: Mapping[str, str] = field(default_factory=dict)
+    endpoint_mode: str | None = None
 
 
 @dataclass(frozen=True)
@@ -368,9 +380,16 @@ def config_to_json(config: ContainerConfig) -> dict[str, Any]:
     else:
         out.pop("secret_env")            # absent when none: records written before it read the same
     for key in ("image_id", "ipv4_addresses", "ipv6_addresses", "log_driver", "log_options", "mac_addresses",
-                "link_local_ips", "gw_priorities", "job", "network_aliases"):
+                "link_local_ips", "gw_priorities", "job", "network_aliases", "rollback", "service_labels",
+                "endpoint_mode"):
         if not out[key]:
             out.pop(key)                 # likewise
+    for key in ("delay", "window"):
+        if out["restart"][key] is None:
+            del out["restart"][key]      # likewise
+    for key, default in (("parallelism", 1), ("delay", 0.0), ("max_failure_ratio", 0.0)):
+        if out["update"][key] == default:
+            del out["update"][key]       # likewise
     if out["healthcheck"] is not None and not out["healthcheck"]["start_interval"]:
         del out["healthcheck"]["start_interval"]    # likewise
     return out
@@ -435,6 +454,9 @@ _FROM_JSON: dict[str, Callable[[Any], Any]] = {
     "gw_priorities": lambda v: {n: int(p) for n, p in (v or {}).items()},
     "job": bool,
     "network_aliases": lambda v: {n: tuple(names) for n, names in (v or {}).items()},
+    "rollback": lambda v: UpdateConfig(**v) if v else None,
+    "service_labels": _dict,
+    "endpoint_mode": _same,
 }
 
 
@@ -553,6 +575,11 @@ class ServiceEngine(Protocol):
 
     def update_container(self, name_or_id: str, config: ContainerConfig) -> None: ...
     # change the service to `config` in place; the engine rolls the change out
+
+    def service_settings(self, config: ContainerConfig) -> Mapping[str, Any]: ...
+    # what `config` makes of a service's own settings, which the spec hash leaves out (its
+    # labels, rolling update and rollback, endpoint mode, restart timing), comparable with
+    # ContainerState.service_settings: a difference is an update in place
 
     def wait_rollout(
         self, name_or_id: str, *, timeout: float, stop: Callable[[], bool] | None = None,

@@ -10,6 +10,7 @@ a network or a named volume uses none of them, a pass with nothing to do few (#2
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from reconciler._dataclass import dataclass, field
 from reconciler.runtime.base import ContainerStatus, PortMapping
@@ -66,6 +67,10 @@ class ContainerState:
     # its DNS aliases on each of those networks (Docker's endpoint Aliases; the native engine's
     # are the container's own, on every network it is on)
     aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # a Swarm service's own settings (its labels, rolling update and rollback, endpoint mode,
+    # restart delay and window), as `ServiceEngine.service_settings` makes them of a config;
+    # None: a container (nothing judged by it)
+    service_settings: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -583,6 +583,9 @@ class Builder:
             health_timeout=self.duration(d, sp("update", "healthTimeout"), upd.get("healthTimeout"), 60.0),
             min_ready=self.duration(d, sp("update", "minReady"), upd.get("minReady"), 0.0),
             on_failure=upd.get("onFailure", "rollback"),
+            parallelism=upd.get("parallelism"),
+            delay=self.duration(d, sp("update", "delay"), upd.get("delay"), 0.0),
+            max_failure_ratio=float(upd.get("maxFailureRatio", 0.0)),
         )
         if not spec.get("job"):
             self.check_first_probe(d, healthcheck, update.health_timeout)
@@ -655,6 +658,7 @@ class Builder:
             fields["logging"] = logging
         if secret_env:                  # likewise; the hash takes the file's keyed digest, not the value
             fields["secret_env"] = MappingProxyType(dict(sorted(secret_env.items())))
+        fields.update(self.service_settings(d, spec))
         # an update policy moves the tag: the hash names the repository; a lock's pin is the
         # planner's digest comparison, so the hash names the reference as written (hashing.py)
         hashed = {**fields, "image": written_ref if image_update is None else image_update.repository}
@@ -665,6 +669,43 @@ class Builder:
             spec_hash=hashing.spec_hash("Container", hashed, hashing.CONTAINER_EXCLUDED, files),
             image_update=image_update, **fields,
         )
+
+    def service_settings(self, d: _Doc, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """A Swarm service's own settings (`rollback`, `serviceLabels`, `endpointMode`,
+        `restartDelay`, `restartWindow`; absent when not set) checked; and `update`'s keys only
+        Swarm honours. Where the manifests load for one host they change nothing there: each is
+        a warning naming it (not in the spec hash, so setting one recreates nothing)."""
+        sp: Callable[..., Path_] = lambda *p: ("spec", *p)  # noqa: E731 - a short path builder
+        out: dict[str, Any] = {}
+        rb = spec.get("rollback")
+        if rb is not None:
+            out["rollback"] = models.RollbackPolicy(
+                order=rb.get("order"), parallelism=int(rb.get("parallelism", 1)),
+                delay=self.duration(d, sp("rollback", "delay"), rb.get("delay"), 0.0),
+                min_ready=None if "minReady" not in rb else self.duration(d, sp("rollback", "minReady"), rb["minReady"], 0.0),
+                on_failure=rb.get("onFailure", "pause"), max_failure_ratio=float(rb.get("maxFailureRatio", 0.0)))
+        labels = spec.get("serviceLabels") or {}
+        for key in labels:
+            if key.startswith(_RESERVED_LABEL):
+                self.report(d, sp("serviceLabels", key), f"label keys starting with {_RESERVED_LABEL!r} are reserved "
+                            "for reconciler's own labels", key=True)
+        if labels:
+            out["service_labels"] = MappingProxyType(dict(sorted(labels.items())))
+        if spec.get("endpointMode"):
+            out["endpoint_mode"] = spec["endpointMode"]
+        for key, name in (("restartDelay", "restart_delay"), ("restartWindow", "restart_window")):
+            if key in spec:
+                out[name] = self.duration(d, sp(key), spec[key], 0.0)
+        if not self.cluster:
+            upd = spec.get("update") or {}
+            said = [sp(key) for key in ("rollback", "serviceLabels", "endpointMode", "restartDelay", "restartWindow")
+                    if key in spec] + [sp("update", key) for key in ("parallelism", "delay", "maxFailureRatio")
+                                       if key in upd]
+            for path in said:
+                self.warn(d, path, "Swarm's setting (--runtime swarm): no effect on one host"
+                          + (", which restarts a container with Docker's backoff" if str(path[1]).startswith("restart")
+                             else ""), key=True)
+        return out
 
     def image_update(self, d: _Doc, value: Mapping[str, Any]) -> models.ImageUpdate | None:
         """`image: {track, policy, mode}` checked (tagpolicy.py), or None after reporting why not."""

@@ -576,6 +576,12 @@ class _Canonical:
             build.put("args", _kv(build["args"], build.origin("args")), build.origin("args"), build.key_origin("args"))
         return build
 
+    def f_deploy(self, value: Any, at: Origin, path: Path_) -> Any:
+        if isinstance(value, Map) and "labels" in value:        # (a list of KEY=VALUE, or a map)
+            value.put("labels", _kv(value["labels"], value.origin("labels"), null=""), value.origin("labels"),
+                      value.key_origin("labels"))
+        return value
+
     def f_extends(self, value: Any, at: Origin, path: Path_) -> Any:
         return Map(at, [("service", value)]) if isinstance(value, str) else value
 

@@ -59,7 +59,7 @@ SERVICE_KEYS: dict[str, str] = {
     "restart": "`restart`",
     "healthcheck": "`healthcheck`: `test`, `interval`, `timeout`, `retries`, `start_period` (`startPeriod`), `start_interval` (`startInterval`: refused on an engine older than Docker 25, Podman's among them); `disable: true` is `[NONE]`; without `test`, the image's HEALTHCHECK with these timings, as Docker merges them (with `test`, an `interval`, `timeout` or `retries` left out is Docker's default, where Docker takes the image's)",
     "depends_on": "`dependsOn` (created, and healthy when they have a healthcheck, their own or their image's, first); a dependency with `service_completed_successfully` becomes a `job: true` Container (run to exit 0 first, and what depends on it is not started while it has failed); `service_healthy` on a service whose healthcheck is disabled is an error (compose stops there), on one without a healthcheck test a warning (it relies on the image's `HEALTHCHECK`, as compose v2); `required: false` on a service no active profile enables drops it; `restart: true` is a warning (not honoured)",
-    "deploy": "`replicas` (as `scale`), `resources.limits` (`memory`, `cpus`, `pids`) and `resources.reservations` (`memory`: also the soft limit `memoryReservation`, as docker compose sets it; `cpus`) into `resources`, `placement` (`constraints`, `preferences` of `spread`) into `placement`, `mode: global` into `replicas: global`, `restart_policy` (`condition` none/on-failure/any, unset: any as the specification says, and `max_attempts`, as docker compose maps them; over `restart:`) into `restart` (`delay`, `window`: warnings); other deploy keys are errors",
+    "deploy": "`replicas` (as `scale`), `resources.limits` (`memory`, `cpus`, `pids`) and `resources.reservations` (`memory`: also the soft limit `memoryReservation`, as docker compose sets it; `cpus`) into `resources`, `placement` (`constraints`, `preferences` of `spread`) into `placement`, `mode: global` into `replicas: global`, `restart_policy` (`condition` none/on-failure/any, unset: any as the specification says, and `max_attempts`, as docker compose maps them; over `restart:`) into `restart`, its `delay` and `window` into `restartDelay` and `restartWindow`; `labels` into `serviceLabels` (the Swarm service's own labels, not its containers'); `endpoint_mode` into `endpointMode`; `update_config` into `update` and `rollback_config` into `rollback` (`parallelism`, `delay`, `failure_action` as `onFailure`, `monitor` as `minReady`, `max_failure_ratio`, `order`), as `docker stack deploy` makes the service of them; on one host what only Swarm honours (`labels`, `endpoint_mode`, `rollback_config`, the restart policy's `delay` and `window`, update_config's `parallelism`, `delay` and `max_failure_ratio`) is a warning; other deploy keys are errors",
     "scale": "`replicas`: other than 1, the Container is `<project>-<service>` with `replicas: N`, run as `<project>-<service>-1..N`; with `container_name` or a fixed published host port it is an error (ports without a host port are fine: each replica gets its own). On Swarm (`--runtime swarm`) the Container is the service `<project>_<service>` with `replicas: N` whatever N, as `docker stack deploy` names it, so a change of N scales it in place",
     "mem_limit": "`resources.memory` (compose's binary units)",
     "cpus": "`resources.cpus`",
@@ -140,11 +140,11 @@ TOP_KEYS: dict[str, tuple[str, str]] = {
 NETWORK_KEYS: dict[str, tuple[str, str]] = {
     "name": ("supported", "`metadata.name` (default `<project>_<key>`)"),
     "labels": ("supported", "`metadata.labels`, with `com.docker.compose.project` and `.network`"),
-    "driver": ("supported", "`bridge` only; other drivers are errors"),
+    "driver": ("supported", "`bridge` (the default), and `overlay`, Swarm's: on `--runtime swarm` every Network is an overlay network, and on one host an `overlay` network is a bridge, with a warning; other drivers are errors"),
     "internal": ("supported", "`internal`"),
     "ipam": ("supported", "one IPv4 `config` entry's `subnet` and `gateway`, and one IPv6 entry's `subnet` (`ipv6Subnet`, with `enable_ipv6`); other IPAM settings are errors"),
     "driver_opts": ("supported", "`com.docker.network.driver.mtu` is `mtu`; other options are errors"),
-    "attachable": ("warning", "no effect: any container of the project can join"),
+    "attachable": ("supported", "on Swarm every Network is an attachable overlay network (standalone containers may join it): `true` says so, `false` is a warning; on one host a warning: no effect, any container of the project can join"),
     "external": ("supported", "a Network with `external: true` named `name` (or the key): used, never created or pruned; converging fails while it is missing"),
     "enable_ipv6": ("supported", "`ipv6`: dual stack, an IPv6 /64 from the ULA pool unless `ipam` gives one"),
     "enable_ipv4": ("error", "not supported yet when false"),
@@ -317,13 +317,21 @@ class _Translator:
             if opt == "external":
                 continue                        # false: external() took the true ones
             if opt == "driver":
-                if value not in ("bridge", "default"):
-                    self.error(here, not_supported(f"the {value!r} network driver", "use bridge (the default)"))
+                if value == "overlay" and not self.cluster:
+                    self.warn(here, "overlay is Swarm's network driver (--runtime swarm): on one host the network is "
+                              "a bridge")
+                elif value not in ("bridge", "default", "overlay"):
+                    self.error(here, not_supported(f"the {value!r} network driver", "use bridge (the default), or "
+                                                   "overlay on Swarm"))
             elif opt == "internal":
                 spec["internal"] = bool(value)
                 doc.came(("spec", "internal"), here)
             elif opt == "attachable":
-                self.warn(here, "has no effect: every network can be joined by the project's containers")
+                if not self.cluster:
+                    self.warn(here, "has no effect: every network can be joined by the project's containers")
+                elif value is False:            # (true is what Swarm's networks are here)
+                    self.warn(here, "attachable: false has no effect: on Swarm reconciler makes every network an "
+                              "attachable overlay network (standalone containers may join it)")
             elif opt == "enable_ipv6":
                 if value:
                     spec["ipv6"] = True
@@ -714,19 +722,56 @@ class _Service:
                     self.placement(item)
             elif opt == "restart_policy":
                 self.restart_policy(item)
+            elif opt == "labels":
+                if item:
+                    self.put("serviceLabels", {str(k): "" if v is None else str(v) for k, v in item.items()},
+                             "deploy", "labels")
+            elif opt == "endpoint_mode":
+                if item in ("vip", "dnsrr"):
+                    self.put("endpointMode", item, "deploy", "endpoint_mode")
+                elif item:
+                    self.tr.error(at, f"endpoint_mode {item!r}: vip or dnsrr")
+            elif opt in ("update_config", "rollback_config"):
+                if item:
+                    self.rollout(opt, item)
             elif item not in (None, [], {}):
                 self.tr.error(at, not_supported(f"deploy.{opt}"), key=True)
+
+    def rollout(self, key: str, value: Map) -> None:
+        """deploy.update_config into `update`, deploy.rollback_config into `rollback`, key by key
+        as docker stack deploy makes the service's UpdateConfig and RollbackConfig (`monitor`
+        is `minReady`, which is Swarm's Monitor)."""
+        target = "update" if key == "update_config" else "rollback"
+        names = {"parallelism": "parallelism", "delay": "delay", "failure_action": "onFailure", "monitor": "minReady",
+                 "max_failure_ratio": "maxFailureRatio", "order": "order"}
+        actions = ("rollback", "pause", "continue") if target == "update" else ("pause", "continue")
+        out: dict[str, Any] = {}
+        for opt, item in value.items():
+            here = ("deploy", key, opt)
+            if opt.startswith("x-") or item is None:
+                continue
+            if opt not in names:
+                self.tr.error(self.p(*here), not_supported(f"deploy.{key}.{opt}"), key=True)
+                continue
+            if opt == "failure_action" and item not in actions:
+                self.tr.error(self.p(*here), f"failure_action {item!r}: {', '.join(actions[:-1])} or {actions[-1]}")
+                continue
+            out[names[opt]] = _duration(item) if opt in ("delay", "monitor") else item
+            self.doc.came(("spec", target, names[opt]), self.p(*here))
+        if out:
+            self.spec[target] = {**self.spec.get(target, {}), **out}
+            self.doc.came(("spec", target), self.p("deploy", key))
 
     def restart_policy(self, value: Map) -> None:
         """deploy.restart_policy as docker compose runs it on one host (its getRestartPolicy):
         `condition` and `max_attempts` into `restart`, over the service's `restart:`; no
         condition is `any` (the Compose Specification's default, and docker-compose 1.29's;
-        compose v2 passes Docker an empty policy, "no"); `delay` and `window` are Swarm's."""
+        compose v2 passes Docker an empty policy, "no"); `delay` and `window` are Swarm's:
+        `restartDelay`, `restartWindow` (the loader warns that one host has no use for them)."""
         base = ("deploy", "restart_policy")
-        for opt in value:
-            if opt in ("delay", "window"):
-                self.tr.warn(self.p(*base, opt), f"deploy.restart_policy.{opt} has no effect: the engine restarts "
-                             "with Docker's backoff (it is Swarm's setting)", key=True)
+        for opt, native in (("delay", "restartDelay"), ("window", "restartWindow")):
+            if value.get(opt) is not None:      # Swarm's RestartPolicy.Delay, .Window (one host: a warning)
+                self.put(native, _duration(value[opt]), *base, opt)
         condition = value.get("condition")
         name = _RESTART_CONDITIONS.get(condition) if isinstance(condition, str | None) else None
         if name is None:

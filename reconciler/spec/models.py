@@ -38,6 +38,7 @@ __all__ = [
     "Reservations",
     "Resources",
     "RestartPolicy",
+    "RollbackPolicy",
     "SecretFile",
     "Ulimit",
     "UpdatePolicy",
@@ -49,7 +50,9 @@ KINDS: tuple[str, ...] = ("Container", "Image", "Network", "Volume")
 
 PullPolicy = Literal["always", "missing", "never"]
 UpdateOrder = Literal["stop-first", "start-first"]
-OnFailure = Literal["rollback", "pause"]
+OnFailure = Literal["rollback", "pause", "continue"]
+RollbackOnFailure = Literal["pause", "continue"]
+EndpointMode = Literal["vip", "dnsrr"]
 DriftMode = Literal["correct", "report"]
 MountType = Literal["volume", "bind", "tmpfs"]
 DeletionPolicy = Literal["Retain", "Delete"]
@@ -173,12 +176,30 @@ class Reservations:
 
 @dataclass(frozen=True)
 class UpdatePolicy:
-    """How a changed container is replaced (DESIGN.md §5.6)."""
+    """How a changed container is replaced (DESIGN.md §5.6); on Swarm the service's rolling
+    update (its UpdateConfig), where `parallelism`, `delay` and `max_failure_ratio` apply too."""
 
     order: UpdateOrder              # default "stop-first"
     health_timeout: float           # seconds to wait for healthy/running; default 60
-    min_ready: float                # seconds running before "ready" without healthcheck; default 0
-    on_failure: OnFailure           # default "rollback"
+    min_ready: float                # seconds running before "ready" without healthcheck; default 0 (Swarm: Monitor)
+    on_failure: OnFailure           # default "rollback" ("continue": Swarm's; one host: as "pause")
+    # (absent from the documents the inventory keeps while not set: older ones stay the same)
+    parallelism: int | None = field(default=None, metadata={"omit_empty": True})   # Swarm: copies at once; None: 1, 0: all
+    delay: float = field(default=0.0, metadata={"omit_empty": True})               # Swarm: seconds between two batches
+    max_failure_ratio: float = field(default=0.0, metadata={"omit_empty": True})   # Swarm: the share that may fail
+
+
+@dataclass(frozen=True)
+class RollbackPolicy:
+    """`spec.rollback`: how Swarm rolls a failed update back (its RollbackConfig); None where a
+    field is left out: update's (order, minReady)."""
+
+    order: UpdateOrder | None = None
+    parallelism: int = 1
+    delay: float = 0.0
+    min_ready: float | None = None
+    on_failure: RollbackOnFailure = "pause"
+    max_failure_ratio: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -287,6 +308,13 @@ class Container:
     link_local_ips: Mapping[str, tuple[str, ...]] = field(default_factory=dict, metadata={"omit_empty": True})
     gw_priorities: Mapping[str, int] = field(default_factory=dict, metadata={"omit_empty": True})     # only those not 0
     logging: LogConfig | None = field(default=None, metadata={"omit_empty": True})      # absent when not set
+    # Swarm's settings of the service itself, beside its copies (no effect on one host; not in the
+    # spec hash: the planner compares them with the service's own, `PlanOptions.service_settings`)
+    rollback: RollbackPolicy | None = field(default=None, metadata={"omit_empty": True})
+    service_labels: Mapping[str, str] = field(default_factory=dict, metadata={"omit_empty": True})
+    endpoint_mode: EndpointMode | None = field(default=None, metadata={"omit_empty": True})   # None: dnsrr (vip with ingress)
+    restart_delay: float | None = field(default=None, metadata={"omit_empty": True})  # seconds; None: Swarm's 5 s
+    restart_window: float | None = field(default=None, metadata={"omit_empty": True})  # seconds; None: unbounded
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ are visible too: the planner needs them to refuse a clashing name rather than to
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from reconciler import imagenames
 from reconciler._dataclass import dataclass, field
@@ -84,6 +85,7 @@ class ObservedContainer:
     # attached to ("": not said); None: the engine cannot tell (ContainerState.networks)
     networks: Mapping[str, str] | None = None
     aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)   # its aliases on each of those
+    service_settings: Mapping[str, Any] | None = None   # a service's own settings (ContainerState.service_settings)
 
 
 def objects(containers: Iterable[ObservedContainer], owner: str) -> dict[str, tuple[ObservedContainer, ...]]:

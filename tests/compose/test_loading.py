@@ -1660,10 +1660,10 @@ def test_deploy_restart_policy_becomes_the_restart_policy_as_docker_compose_maps
     assert warnings(desired, tmp_path) == [
         "compose.yaml:5:5: services.any.restart: restart is overridden by deploy.restart_policy, as docker compose "
         "does; keep one",
-        "compose.yaml:6:47: services.any.deploy.restart_policy.delay: deploy.restart_policy.delay has no effect: the "
-        "engine restarts with Docker's backoff (it is Swarm's setting)",
-        "compose.yaml:6:58: services.any.deploy.restart_policy.window: deploy.restart_policy.window has no effect: the "
-        "engine restarts with Docker's backoff (it is Swarm's setting)",
+        "compose.yaml:6:47: services.any.deploy.restart_policy.delay: Swarm's setting (--runtime swarm): no effect on "
+        "one host, which restarts a container with Docker's backoff",
+        "compose.yaml:6:58: services.any.deploy.restart_policy.window: Swarm's setting (--runtime swarm): no effect on "
+        "one host, which restarts a container with Docker's backoff",
         "compose.yaml:12:5: services.once.restart: restart is overridden by deploy.restart_policy, as docker compose "
         "does; keep one",
     ]

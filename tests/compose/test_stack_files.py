@@ -50,3 +50,52 @@ def test_a_compose_service_on_a_cluster_is_project_underscore_service_whatever_i
     host = _load(tmp_path, compose, cluster=False)
     assert sorted(host.containers) == ["shop-api-1", "shop-api-2", "shop-api-3", "shop-web-1", "shopdb"]
     assert not any("container_name" in w for w in host.warnings)
+
+
+STACK = """
+    name: shop
+    services:
+      web:
+        image: busybox:1
+        networks: [front]
+        deploy:
+          labels: [team=shop]
+          endpoint_mode: vip
+          update_config: {parallelism: 2, delay: 10s, failure_action: continue, monitor: 5s, max_failure_ratio: 0.5}
+          rollback_config: {parallelism: 0, failure_action: continue}
+          restart_policy: {condition: any, delay: 5s, window: 1m}
+    networks:
+      front: {driver: overlay, attachable: true}
+    """
+
+
+def test_a_stack_files_deploy_keys_load_on_a_cluster_and_warn_on_one_host(tmp_path: Path) -> None:
+    """These keys were refused ("not supported yet": deploy.labels, endpoint_mode, update_config,
+    rollback_config, an overlay driver) or warned about as having no effect on Swarm too
+    (restart_policy.delay and window, attachable)."""
+    cluster = _load(tmp_path, STACK, cluster=True)
+    assert cluster.warnings == ()
+    web = cluster.containers["shop_web"]
+    assert (dict(web.service_labels), web.endpoint_mode, web.restart_delay, web.restart_window) == (
+        {"team": "shop"}, "vip", 5.0, 60.0)
+    assert (web.update.parallelism, web.update.delay, web.update.on_failure, web.update.min_ready,
+            web.update.max_failure_ratio) == (2, 10.0, "continue", 5.0, 0.5)
+    assert web.rollback is not None
+    assert (web.rollback.parallelism, web.rollback.on_failure, web.rollback.order) == (0, "continue", None)
+    assert set(cluster.networks) == {"shop_front"}
+
+    host = _load(tmp_path, STACK, cluster=False)
+    said = sorted(w.split(": ", 2)[1] for w in host.warnings)
+    assert said == sorted([
+        "services.web.deploy.labels", "services.web.deploy.endpoint_mode", "services.web.deploy.rollback_config",
+        "services.web.deploy.update_config.parallelism", "services.web.deploy.update_config.delay",
+        "services.web.deploy.update_config.max_failure_ratio", "services.web.deploy.restart_policy.delay",
+        "services.web.deploy.restart_policy.window", "networks.front.driver", "networks.front.attachable"]), host.warnings
+    assert any("services.web.deploy.labels: Swarm's setting (--runtime swarm): no effect on one host" in w
+               for w in host.warnings)
+    # what has no effect on one host recreates nothing there: the hash is the one without those keys
+    plain = _load(tmp_path, STACK.split("        deploy:")[0] + "        deploy: {restart_policy: {condition: any}}\n"
+                  + STACK.split("restart_policy: {condition: any, delay: 5s, window: 1m}\n")[1], cluster=False)
+    assert plain.warnings[-1].endswith("networks.front.attachable: has no effect: every network can be joined by the "
+                                       "project's containers"), plain.warnings
+    assert host.containers["shop-web-1"].spec_hash == plain.containers["shop-web-1"].spec_hash

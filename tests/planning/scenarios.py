@@ -620,6 +620,26 @@ def cluster_network_change_recreates_the_service() -> Case:
                 inv.Inventory.of([entry(SHOP), entry(WEB, config={"name": "web", "image": REF})]), cluster=True)
 
 
+_SETTINGS = {"labels": {}, "update": {"parallelism": 1, "order": "stop-first"}, "restart-delay": None}
+
+
+@scenario
+def cluster_service_settings_changed() -> Case:
+    # the service's own settings (the spec hash leaves them out) differ from what the manifest
+    # makes of them (ServiceEngine.service_settings): updated in place, the difference the cause
+    now = {"labels": {"team": "shop"}, "update": {"parallelism": 2, "order": "stop-first"}, "restart-delay": 4.0}
+    return case(desired(WEB, SHOP, DATA),
+                observed(_service(WEB, service_settings=_SETTINGS), onet(SHOP), ovol("data"), images={},
+                         resolved={REF: D2}), cluster=True, service_settings={"web": now})
+
+
+@scenario
+def cluster_service_settings_unchanged() -> Case:
+    return case(desired(WEB, SHOP, DATA),
+                observed(_service(WEB, service_settings=_SETTINGS), onet(SHOP), ovol("data"), images={},
+                         resolved={REF: D2}), cluster=True, service_settings={"web": dict(_SETTINGS)})
+
+
 @scenario
 def cluster_compose_service_made_under_its_older_name() -> Case:
     # an older reconciler made compose service web of project shop as shop-web-1; it is

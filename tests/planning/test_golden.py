@@ -473,6 +473,10 @@ note: container:web: over the flap limit: left stopped (reported, not restarted;
 [6] -> #7 container:api, start, not found
 """,
     "cluster_digest_unresolved_running_service": "",
+    "cluster_service_settings_changed": """\
+[] -> #1 container:web, update, service settings changed: labels, restart-delay (none) -> 4, update parallelism 1 -> 2
+""",
+    "cluster_service_settings_unchanged": "",
     "cluster_compose_service_made_under_its_older_name": """\
 [] -> #1 container:shop-web-1, stop, renamed to shop_web (docker stack deploy's name for a compose service, <project>_<service>; Swarm cannot rename a service): removed, then made anew
 [1] -> #2 container:shop-web-1, remove, renamed to shop_web (docker stack deploy's name for a compose service, <project>_<service>; Swarm cannot rename a service): removed, then made anew
@@ -657,6 +661,7 @@ def test_golden_plan(name: str) -> None:
 @pytest.mark.parametrize("name", ["nothing_changed", "image_tag_unchanged", "digest_pinned_present", "stale_bind_is_noted",
                                   "depends_on_added_only", "other_owner_objects_ignored",
                                   "cluster_nothing_changed", "cluster_digest_unresolved_running_service",
+                                  "cluster_service_settings_unchanged",
                                   "a_container_on_its_networks_is_in_sync",
                                   "an_engine_that_cannot_tell_its_networks_is_not_judged_by_them"])
 def test_in_sync_plans_are_empty(name: str) -> None:

@@ -25,12 +25,12 @@ def test_a_config_with_every_field_set_reads_back_equal() -> None:
         user="1000:1000", workdir="/srv", hostname="box", labels={"k": "v"},
         ports=(base.PortMapping(80, 8080, "udp", "127.0.0.1"),), networks=("lan", "db"), aliases=("api",),
         mounts=(base.Mount("volume", "/data", "data", True, ("nocopy",)), base.Mount("tmpfs", "/t", options=("size=1m",))),
-        restart=base.RestartPolicy("on-failure", 3),
+        restart=base.RestartPolicy("on-failure", 3, 5.0, 60.0),
         healthcheck=base.Healthcheck(("CMD", "true"), 5.0, 2.0, 4, 1.0, 0.5),
         resources=base.Resources(memory=64 << 20, cpus=0.5, pids=30, memory_reservation=32 << 20, cpu_shares=512,
                                  cpuset="0", memory_swap=-1),
         read_only=True, cap_add=("NET_ADMIN",), cap_drop=("ALL",), stop_signal="SIGINT", stop_timeout=3.0,
-        init=True, replicas=2, update=base.UpdateConfig("start-first", "pause", 5.0), global_mode=False,
+        init=True, replicas=2, update=base.UpdateConfig("start-first", "pause", 5.0, 2, 1.0, 0.25), global_mode=False,
         constraints=("node.role==worker",), spread=("node.labels.zone",), sysctls={"net.ipv4.ip_forward": "1"},
         ulimits=(base.Ulimit("nofile", 1024, 2048),), shm_size=1 << 20, extra_hosts=("h:10.0.0.1",),
         dns=("10.0.0.53",), dns_search=("example.test",), tty=True, stdin_open=True, no_new_privileges=True,
@@ -39,6 +39,8 @@ def test_a_config_with_every_field_set_reads_back_equal() -> None:
         ipv6_addresses={"lan": "fd00::5"}, log_driver="json-file", log_options={"max-size": "1m"},
         mac_addresses={"lan": "02:42:ac:11:00:02"}, link_local_ips={"lan": ("169.254.1.1",)},
         gw_priorities={"db": 10}, job=True, network_aliases={"db": ("primary",)},
+        rollback=base.UpdateConfig("stop-first", "continue", 2.0, 0, 3.0, 0.5), service_labels={"team": "shop"},
+        endpoint_mode="vip",
     )
     assert {f.name for f in dataclasses.fields(config) if getattr(config, f.name) ==
             getattr(base.ContainerConfig(name="", image=""), f.name)} <= {"global_mode", "secret_env"}

@@ -87,6 +87,63 @@ def test_restart_policies_become_swarm_conditions(restart: str, condition: str) 
     assert spec["UpdateConfig"]["FailureAction"] == "rollback"       # the default: Swarm rolls back
 
 
+STACK_FILE = """
+    services:
+      web:
+        image: reg:5000/web:1
+        labels: {clabel: c}
+        deploy:
+          replicas: 2
+          labels: {slabel: s}
+          endpoint_mode: dnsrr
+          update_config: {parallelism: 2, delay: 3s, failure_action: rollback, monitor: 7s, max_failure_ratio: 0.3,
+                          order: start-first}
+          rollback_config: {parallelism: 0, delay: 1s, failure_action: continue, monitor: 2s, max_failure_ratio: 0.1,
+                            order: stop-first}
+          restart_policy: {condition: on-failure, delay: 4s, max_attempts: 3, window: 20s}
+    """
+
+
+def test_a_stack_files_deploy_keys_make_the_service_docker_stack_deploy_makes(tmp_path: Path) -> None:
+    """What `docker stack deploy` (Docker 20.10) made of STACK_FILE, read back from the service
+    (tests/swarm/test_stack_e2e.py deploys both on a swarm): deploy.labels on the service alone,
+    update_config and rollback_config key by key, the restart policy's delay and window, the
+    endpoint mode. They were refused ("not supported yet"), or warned about as having no effect."""
+    import textwrap
+
+    from reconciler import spec
+
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent(STACK_FILE))
+    desired = spec.load(tmp_path, cluster=True)
+    assert not desired.warnings, desired.warnings
+    (name,) = desired.containers
+    c = desired.containers[name]
+    body = services.service_spec(translate.container_config(c, name=name, labels=c.labels))
+    assert body["Labels"]["slabel"] == "s"
+    assert "slabel" not in body["TaskTemplate"]["ContainerSpec"]["Labels"]
+    assert body["TaskTemplate"]["ContainerSpec"]["Labels"]["clabel"] == "c"
+    assert body["UpdateConfig"] == {"Parallelism": 2, "Delay": 3 * NS, "FailureAction": "rollback", "Monitor": 7 * NS,
+                                    "MaxFailureRatio": 0.3, "Order": "start-first"}
+    assert body["RollbackConfig"] == {"Parallelism": 0, "Delay": 1 * NS, "FailureAction": "continue",
+                                      "Monitor": 2 * NS, "MaxFailureRatio": 0.1, "Order": "stop-first"}
+    assert body["TaskTemplate"]["RestartPolicy"] == {"Condition": "on-failure", "Delay": 4 * NS, "MaxAttempts": 3,
+                                                     "Window": 20 * NS}
+    assert body["EndpointSpec"]["Mode"] == "dnsrr"
+    assert body["Mode"] == {"Replicated": {"Replicas": 2}}
+    # the settings the planner compares are the same read back from the service as made of the config
+    assert services.settings_of(body) == services.settings(translate.container_config(c, name=name, labels=c.labels))
+
+
+def test_dnsrr_beside_an_ingress_port_is_refused_and_vip_is_kept() -> None:
+    mesh = replace(BASE, ports=(base.PortMapping(80, 8080, ingress=True),))
+    assert services.refusals(replace(mesh, endpoint_mode="dnsrr"), api_version=API) == [
+        "spec.endpointMode: dnsrr gives the service no virtual IP, which Swarm's routing mesh needs for spec.ports[0] "
+        "(mode: ingress); use vip, or publish the port in host mode"]
+    assert services.service_spec(replace(mesh, endpoint_mode="vip"))["EndpointSpec"]["Mode"] == "vip"
+    assert services.service_spec(replace(BASE, endpoint_mode="vip"))["EndpointSpec"]["Mode"] == "vip"
+    assert services.service_spec(BASE)["EndpointSpec"]["Mode"] == "dnsrr"
+
+
 def test_the_manifest_update_policy_reaches_the_service() -> None:
     from dataclasses import replace
 
@@ -321,6 +378,7 @@ VOLUME = replace(BASE, mounts=(base.Mount("volume", "/d", "data"),))
 SECRET = replace(BASE, mounts=(base.Mount("secret", "/run/secrets/pw", "pw", read_only=True, data=b"pw",
                                           options=("mode=0400", "uid=0", "gid=0", "digest=sha256:" + "1" * 64)),))
 PINNED = replace(BASE, mounts=(base.Mount("bind", "/c", "/srv/c"),), constraints=("node.hostname==n1",))
+ROLLBACK = replace(BASE, ports=(), rollback=base.UpdateConfig(on_failure="pause"))
 
 # a value other than its base's for every leaf field, and the base (BASE unless named) it is set in
 CHANGES: dict[str, tuple[Any, base.ContainerConfig]] = {
@@ -334,7 +392,8 @@ CHANGES: dict[str, tuple[Any, base.ContainerConfig]] = {
     "mounts[].read_only": (True, BASE), "mounts[].options": (("size=2m",), BASE),
     "mounts[].relative": (True, PINNED),
     "mounts[].data": (None, SECRET),            # a secret file whose content no record keeps: refused at create
-    "restart.name": ("always", BASE), "restart.max_retries": (2, BASE),
+    "restart.name": ("always", BASE), "restart.max_retries": (2, BASE), "restart.delay": (3.0, BASE),
+    "restart.window": (30.0, BASE),
     "healthcheck.test": (("CMD", "false"), BASE), "healthcheck.interval": (2.0, BASE),
     "healthcheck.timeout": (2.0, BASE), "healthcheck.retries": (4, BASE), "healthcheck.start_period": (1.0, BASE),
     "healthcheck.start_interval": (0.5, BASE),
@@ -344,7 +403,8 @@ CHANGES: dict[str, tuple[Any, base.ContainerConfig]] = {
     "read_only": (True, BASE), "cap_add": (("CAP_NET_ADMIN",), BASE), "cap_drop": (("CAP_MKNOD",), BASE),
     "stop_signal": ("SIGQUIT", BASE), "stop_timeout": (3.0, BASE), "init": (True, BASE), "replicas": (2, BASE),
     "update.order": ("start-first", replace(BASE, ports=())), "update.on_failure": ("pause", BASE),
-    "update.monitor": (2.0, BASE), "global_mode": (True, BASE), "constraints": (("node.role==worker",), BASE),
+    "update.monitor": (2.0, BASE), "update.parallelism": (2, BASE), "update.delay": (1.0, BASE),
+    "update.max_failure_ratio": (0.5, BASE), "global_mode": (True, BASE), "constraints": (("node.role==worker",), BASE),
     "spread": (("node.labels.zone",), BASE), "sysctls": ({"net.core.somaxconn": "1024"}, BASE),
     "ulimits[].name": ("nproc", BASE), "ulimits[].soft": (11, BASE), "ulimits[].hard": (21, BASE),
     "shm_size": (128 << 20, BASE), "extra_hosts": (("db:10.0.0.5",), BASE), "dns": (("10.0.0.53",), BASE),
@@ -360,6 +420,10 @@ CHANGES: dict[str, tuple[Any, base.ContainerConfig]] = {
     "log_driver": ("json-file", BASE), "log_options": ({"max-size": "1m"}, BASE),
     "mac_addresses": ({"net": "02:00:00:00:00:01"}, BASE), "link_local_ips": ({"net": ("169.254.0.9",)}, BASE),
     "gw_priorities": ({"net": 2}, BASE), "network_aliases": ({"net": ("web2",)}, BASE), "image_id": ("sha256:" + "3" * 64, BASE), "job": (True, BASE),
+    "rollback.order": ("start-first", ROLLBACK), "rollback.on_failure": ("continue", ROLLBACK),
+    "rollback.monitor": (2.0, ROLLBACK), "rollback.parallelism": (0, ROLLBACK), "rollback.delay": (1.0, ROLLBACK),
+    "rollback.max_failure_ratio": (0.5, ROLLBACK), "service_labels": ({"team": "shop"}, BASE),
+    "endpoint_mode": ("vip", BASE),
 }
 
 

@@ -7,7 +7,9 @@ comparison is removed by `docker stack rm` in the test itself, even when it fail
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +20,90 @@ from tests.swarm.test_swarm_e2e import cli, running_tasks, services
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.slow, pytest.mark.root,
               pytest.mark.xdist_group("swarm")]
+
+
+def stack_file(image: str, *, parallelism: int = 2, team: str = "s") -> str:
+    """A stack file with the deploy keys `docker stack deploy` users write."""
+    return f"""
+        version: "3.8"
+        services:
+          web:
+            image: {image}
+            command: [sleep, "3600"]
+            stop_grace_period: 1s
+            labels: {{clabel: c}}
+            networks: [front]
+            deploy:
+              replicas: 2
+              labels: {{slabel: {team}}}
+              endpoint_mode: dnsrr
+              update_config: {{parallelism: {parallelism}, delay: 3s, failure_action: rollback, monitor: 1s,
+                               max_failure_ratio: 0.3, order: start-first}}
+              rollback_config: {{parallelism: 0, delay: 1s, failure_action: continue, monitor: 2s,
+                                 max_failure_ratio: 0.1, order: stop-first}}
+              restart_policy: {{condition: on-failure, delay: 4s, max_attempts: 3, window: 20s}}
+        networks:
+          front: {{driver: overlay, attachable: true}}
+        """
+
+
+def _settings(svc: dict[str, Any]) -> dict[str, Any]:
+    spec = svc["Spec"]
+    task = spec["TaskTemplate"]
+    return {"Mode": spec["Mode"], "UpdateConfig": spec.get("UpdateConfig"), "RollbackConfig": spec.get("RollbackConfig"),
+            "RestartPolicy": task.get("RestartPolicy"), "EndpointMode": spec["EndpointSpec"]["Mode"],
+            "service label": spec["Labels"].get("slabel"), "task labels": task["ContainerSpec"].get("Labels", {}).get("slabel"),
+            "container label": task["ContainerSpec"].get("Labels", {}).get("clabel")}
+
+
+def test_a_stack_files_deploy_keys_make_the_service_docker_stack_deploy_makes(
+    tmp_path: Path, swarm: Scope, busybox_image: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """deploy.labels, endpoint_mode, update_config, rollback_config and the restart policy's delay
+    and window were refused (or warned about as having no effect), and an overlay network's driver
+    refused. Now the service is what `docker stack deploy` makes of the same file on this dockerd,
+    and a change of one of them is an update in place that restarts no copy."""
+    p = swarm.owner
+    stack = f"{p}st"                            # docker stack deploy's, removed below
+    project = tmp_path / p
+    write(project, "compose.yaml", stack_file(busybox_image))
+    try:
+        deployed = swarm.daemon.docker("stack", "deploy", "-c", str(project / "compose.yaml"), stack)
+        assert deployed.returncode == 0, deployed.stderr
+        theirs = swarm.rt.api.service_inspect(f"{stack}_web")
+
+        assert cli(swarm, "apply", str(project)) == 0
+        out = capsys.readouterr()
+        # (docker stack deploy on Docker 20.10 needs the version that compose calls obsolete)
+        assert [w for w in out.err.splitlines() if "version attribute is obsolete" not in w] == [], out.err
+        ours = services(swarm)[f"{p}_web"]
+        assert _settings(ours) == _settings(theirs)
+        assert _settings(ours)["service label"] == "s"
+        assert _settings(ours)["task labels"] is None               # deploy.labels: the service's, not its copies'
+        net = swarm.rt.api.network_inspect(f"{p}_front", scope="swarm")
+        assert (net["Driver"], net["Attachable"]) == ("overlay", True)
+    finally:
+        swarm.daemon.docker("stack", "rm", stack, check=False)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and swarm.rt.api.service_list({"com.docker.stack.namespace": stack}):
+            time.sleep(0.5)
+        while time.monotonic() < deadline and swarm.rt.api.network_list({"com.docker.stack.namespace": stack}):
+            swarm.daemon.docker("stack", "rm", stack, check=False)
+            time.sleep(0.5)
+
+    # a change of the service's own settings alone: updated in place, its copies left running
+    before = {t["ID"] for t in running_tasks(swarm, f"{p}_web")}
+    write(project, "compose.yaml", stack_file(busybox_image, parallelism=1, team="t"))
+    assert cli(swarm, "diff", str(project)) == 1
+    assert (f"container:{p}_web, update, service settings changed: labels, update parallelism 2 -> 1"
+            in capsys.readouterr().out)
+    assert cli(swarm, "apply", str(project)) == 0
+    now = services(swarm)[f"{p}_web"]
+    assert (now["ID"], now["Spec"]["UpdateConfig"]["Parallelism"], now["Spec"]["Labels"]["slabel"]) == (
+        ours["ID"], 1, "t")
+    assert {t["ID"] for t in running_tasks(swarm, f"{p}_web")} == before
+    capsys.readouterr()
+    assert cli(swarm, "diff", str(project)) == 0
 
 
 def test_a_compose_service_made_under_its_older_name_is_replaced_by_project_underscore_service(

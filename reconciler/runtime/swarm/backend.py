@@ -218,6 +218,9 @@ class SwarmRuntime:
         """What of `config` a service cannot have, on this manager's Engine API version."""
         return services.refusals(config, api_version=str(self.api.version().get("ApiVersion", "0")))
 
+    def service_settings(self, config: base.ContainerConfig) -> Mapping[str, Any]:
+        return services.settings(config)
+
     def _request_version(self, config: base.ContainerConfig) -> str | None:
         return services.request_version(config, self.api.api_version)
 

@@ -16,7 +16,13 @@ in docs/swarm.md; where Swarm has no equivalent the choice is noted here:
 - a secret file (`spec.secrets`) is a Swarm secret, named by `secret_name` (the backend makes
   it; `service_spec` is given the ids);
 - `update.minReady` is Swarm's update monitor (0: Swarm's 5 s); a failed update is rolled
-  back (`onFailure: rollback`, FailureAction rollback) or paused;
+  back (`onFailure: rollback`, FailureAction rollback), paused or continued; `update`'s
+  parallelism, delay and failure ratio and `rollback` (RollbackConfig) as docker stack deploy
+  maps compose's update_config and rollback_config;
+- the service's own settings, which the spec hash leaves out (its labels that its copies do not
+  carry: `serviceLabels`, compose's deploy.labels; its update and rollback configs; its endpoint
+  mode; its restart delay and window), are compared with the service's own each pass: `settings`
+  makes them of a config, `settings_of` reads them from a ServiceSpec, one normal form for both;
 - a job (`job: true`) is a replicated job (`Mode.ReplicatedJob`, Engine API 1.41): its copies
   run to completion one at a time (`MaxConcurrent` 1: with more at once, Swarm starts the copies
   of a failing job again and again, whatever its restart policy), with no update or rollback
@@ -67,6 +73,8 @@ __all__ = [
     "secret_refs",
     "service_spec",
     "service_state",
+    "settings",
+    "settings_of",
     "stop_grace",
     "task_error",
     "timestamp",
@@ -164,6 +172,10 @@ def refusals(config: base.ContainerConfig, *, api_version: str) -> list[str]:
             out.append(f"spec.networks[{i}]: a Swarm service's network attachment ({net}) has no "
                        f"{'/'.join(own)}: its tasks' interfaces are Swarm's; remove {'/'.join(own)}, or run it with a "
                        "single-host agent")
+    ingress = [i for i, p in enumerate(config.ports) if p.ingress]
+    if config.endpoint_mode == "dnsrr" and ingress:
+        out.append(f"spec.endpointMode: dnsrr gives the service no virtual IP, which Swarm's routing mesh needs for "
+                   f"spec.ports[{ingress[0]}] (mode: ingress); use vip, or publish the port in host mode")
     if config.job and config.global_mode:
         out.append("spec.replicas: a job on every node (replicas: global) is not run on Swarm yet; give replicas a "
                    "number (its copies run one after another), or run it with a single-host agent")
@@ -297,7 +309,7 @@ def _container_spec(
             hint="put the value in a secret file (spec.secrets): it becomes a Swarm secret, mounted from a tmpfs")
     spec: dict[str, Any] = {
         "Image": config.image,
-        "Labels": {k: v for k, v in config.labels.items() if not k.startswith(LABEL_PREFIX)},
+        "Labels": _task_labels(config),
         "Env": [f"{k}={v}" for k, v in config.env.items()],
         "StopGracePeriod": _ns(config.stop_timeout),
         "ReadOnly": config.read_only,
@@ -362,14 +374,96 @@ def _host_settings(config: base.ContainerConfig) -> dict[str, Any]:
 
 
 def _update_config(config: base.ContainerConfig, *, rollback: bool) -> dict[str, Any]:
-    order = config.update.order
+    """UpdateConfig (RollbackConfig) from `update` (`rollback`; without one: update's order and
+    monitor, one copy at a time, failing to pause), as docker stack deploy maps update_config
+    and rollback_config; start-first falls back to stop-first while a port is published in host
+    mode (a new copy could not bind it beside the old one)."""
+    u = config.update if not rollback else config.rollback or base.UpdateConfig(
+        order=config.update.order, on_failure="pause", monitor=config.update.monitor)
+    order = u.order
     if any(p.host_port and not p.ingress for p in config.ports):
         order = "stop-first"
-    out: dict[str, Any] = {"Parallelism": 1, "Order": order, "MaxFailureRatio": 0,
-                           "FailureAction": "pause" if rollback else config.update.on_failure}
-    if config.update.monitor > 0:
-        out["Monitor"] = _ns(config.update.monitor)
+    out: dict[str, Any] = {"Parallelism": u.parallelism, "Order": order, "MaxFailureRatio": u.max_failure_ratio,
+                           "FailureAction": u.on_failure}
+    if u.delay > 0:
+        out["Delay"] = _ns(u.delay)
+    if u.monitor > 0:
+        out["Monitor"] = _ns(u.monitor)
     return out
+
+
+def _endpoint_mode(config: base.ContainerConfig) -> str:
+    """The manifest's `endpointMode`; else dnsrr (no IPVS needed), or vip with an ingress port
+    (Swarm's routing mesh needs the virtual IP)."""
+    return config.endpoint_mode or ("vip" if any(p.ingress for p in config.ports) else "dnsrr")
+
+
+def _restart_policy(config: base.ContainerConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {"Condition": _RESTART.get(config.restart.name, "none")}
+    if config.restart.name == "on-failure" and config.restart.max_retries:
+        out["MaxAttempts"] = config.restart.max_retries
+    if config.restart.delay is not None:
+        out["Delay"] = _ns(config.restart.delay)
+    if config.restart.window is not None:
+        out["Window"] = _ns(config.restart.window)
+    return out
+
+
+def _service_level(config: base.ContainerConfig) -> dict[str, Any]:
+    """The parts of `config`'s ServiceSpec that `settings_of` compares (its labels, the task's
+    labels and restart policy, the rolling update and rollback, the endpoint mode)."""
+    out: dict[str, Any] = {
+        "Labels": {**config.labels, **config.service_labels},
+        "TaskTemplate": {"ContainerSpec": {"Labels": _task_labels(config)}, "RestartPolicy": _restart_policy(config)},
+        "EndpointSpec": {"Mode": _endpoint_mode(config)},
+    }
+    if not config.job:      # Swarm refuses an update config for a job (no rolling update)
+        out["UpdateConfig"] = _update_config(config, rollback=False)
+        out["RollbackConfig"] = _update_config(config, rollback=True)
+    return out
+
+
+def _task_labels(config: base.ContainerConfig) -> dict[str, str]:
+    return {k: v for k, v in config.labels.items() if not k.startswith(LABEL_PREFIX)}
+
+
+def settings(config: base.ContainerConfig) -> dict[str, Any]:
+    """What `config` makes of a service's own settings, as `settings_of` reads them back from
+    the service: where they differ, the service is updated in place (the spec hash leaves them
+    out: they change nothing on one host)."""
+    return settings_of(_service_level(config))
+
+
+def settings_of(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A ServiceSpec's own settings, beside its copies' task: its labels that its copies do not
+    carry (the manifest's serviceLabels: compose's deploy.labels), its rolling update and
+    rollback (UpdateConfig, RollbackConfig), endpoint mode and restart delay and window, each
+    under the name a cause shows. Reconciler's labels are left out (the spec hash and revision
+    are compared on their own)."""
+    task = spec.get("TaskTemplate") or {}
+    restart = task.get("RestartPolicy") or {}
+    theirs = ((task.get("ContainerSpec") or {}).get("Labels")) or {}
+    return {
+        "labels": {str(k): str(v) for k, v in sorted((spec.get("Labels") or {}).items())
+                   if not str(k).startswith(LABEL_PREFIX) and theirs.get(k) != v},
+        "update": _rollout_of(spec.get("UpdateConfig")),
+        "rollback": _rollout_of(spec.get("RollbackConfig")),
+        "endpoint-mode": str((spec.get("EndpointSpec") or {}).get("Mode") or "vip"),
+        "restart-delay": _seconds(restart.get("Delay")),
+        "restart-window": _seconds(restart.get("Window")),
+    }
+
+
+def _seconds(ns: Any) -> float | None:
+    return None if ns is None else int(ns) / _NS
+
+
+def _rollout_of(c: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not c:
+        return None
+    return {"parallelism": int(c.get("Parallelism") or 0), "delay": _seconds(c.get("Delay") or 0),
+            "failure-action": str(c.get("FailureAction") or "pause"), "monitor": _seconds(c.get("Monitor") or 0),
+            "max-failure-ratio": float(c.get("MaxFailureRatio") or 0), "order": str(c.get("Order") or "stop-first")}
 
 
 def service_spec(
@@ -397,17 +491,15 @@ def service_spec(
     resources: dict[str, Any] = {"Limits": limits, **({"Reservations": reserve} if reserve else {})}
     if swap is not None:            # Swarm's SwapBytes is the swap alone; memorySwap counts memory plus swap
         resources["SwapBytes"] = -1 if swap == -1 else max(0, swap - (config.resources.memory or 0))
-    restart: dict[str, Any] = {"Condition": _RESTART.get(config.restart.name, "none")}
-    if config.restart.name == "on-failure" and config.restart.max_retries:
-        restart["MaxAttempts"] = config.restart.max_retries
     ports = []
     for p in config.ports:
         if p.protocol not in ("tcp", "udp", "sctp"):
             raise errors.InvalidArgument(f"service {config.name}: port protocol {p.protocol!r} is not tcp or udp")
         ports.append({"Protocol": p.protocol, "TargetPort": p.container_port, "PublishedPort": p.host_port,
                       "PublishMode": "ingress" if p.ingress else "host"})
-    task: dict[str, Any] = {"ContainerSpec": _container_spec(config, secret_ids or {}, drivers or {}), "RestartPolicy": restart,
-                            "Resources": resources}
+    level = _service_level(config)
+    task: dict[str, Any] = {"ContainerSpec": _container_spec(config, secret_ids or {}, drivers or {}),
+                            "RestartPolicy": level["TaskTemplate"]["RestartPolicy"], "Resources": resources}
     if config.networks:
         task["Networks"] = _networks(config)
     if config.log_driver or config.log_options:     # Swarm's TaskTemplate.LogDriver (docker stack deploy's)
@@ -415,16 +507,15 @@ def service_spec(
     if config.constraints or config.spread:
         task["Placement"] = {"Constraints": list(config.constraints),
                              "Preferences": [{"Spread": {"SpreadDescriptor": s}} for s in config.spread]}
-    out: dict[str, Any] = {"Name": config.name, "Labels": dict(config.labels), "TaskTemplate": task}
+    out: dict[str, Any] = {"Name": config.name, "Labels": level["Labels"], "TaskTemplate": task}
     if config.job:      # one copy at a time; Swarm refuses an update config for a job (no rolling update)
         out["Mode"] = {"ReplicatedJob": {"MaxConcurrent": min(1, config.replicas),
                                          "TotalCompletions": config.replicas}}
     else:
         out["Mode"] = {"Global": {}} if config.global_mode else {"Replicated": {"Replicas": config.replicas}}
-        out["UpdateConfig"] = _update_config(config, rollback=False)
-        out["RollbackConfig"] = _update_config(config, rollback=True)
-    # (Swarm's routing mesh needs the service's virtual IP: with an ingress port, vip)
-    out["EndpointSpec"] = {"Mode": "vip" if any(p.ingress for p in config.ports) else "dnsrr", "Ports": ports}
+        out["UpdateConfig"] = level["UpdateConfig"]
+        out["RollbackConfig"] = level["RollbackConfig"]
+    out["EndpointSpec"] = {**level["EndpointSpec"], "Ports": ports}
     return out
 
 
@@ -616,6 +707,7 @@ def service_state(
         replicas=wanted_replicas(service),
         replicas_running=running,
         placement=placement(spec),
+        service_settings=settings_of(spec),
     )
 
 
@@ -644,6 +736,7 @@ def _job_state(service: Mapping[str, Any], job: JobRun) -> base.ContainerState:
         replicas_running=job.completed,
         placement=placement(spec),
         job=True,
+        service_settings=settings_of(spec),
     )
 
 

@@ -52,6 +52,10 @@ EVERYDAY = [
      "--relabel", "--allow-empty", "--timeout", "90s", "--keep-revisions", "3", "--policy", "restricted",
      "--sops-age-key-file", "k", "--owner", "o", "m"],
     ["apply", "--settle=1m30s", "--runtime=swarm", "m", "--output", "yaml"],
+    # compose's -f (repeatable), -p and --project-directory, the source left out with -f
+    ["apply", "-f", "compose.yaml", "-f", "prod.yaml", "-p", "shop"], ["apply", "--file=c.yml", "--project-name=x"],
+    ["apply", "-f", "deploy/c.yml", "--project-directory", "."],
+    ["apply"], ["apply", "--root", "m"],     # no source, no -f: parsed alike, refused by apply (exit 2)
 ]
 
 # help, options with values the fast path does not take, and usage errors: argparse's
@@ -72,8 +76,8 @@ TO_ARGPARSE = [
     ["run", "--restart", "sometimes", "img"], ["run", "--pids-limit", "x", "img"], ["run", "--", "img"],
     ["run", "img", "--", "true"], ["run", "--det", "img"], ["run", "-e=A", "img"],
     ["run", "--rm=1", "img"], ["run", "--health-interval", "soon", "img"], ["run", "-e", "-x", "img"],
-    ["apply"], ["apply", "a", "b"], ["apply", "-", "--root", "/r"], ["apply", "--help"], ["apply", "--settle", "soon", "m"],
-    ["apply", "--parallel", "x", "m"], ["apply", "--runtime", "bogus", "m"], ["apply", "--root", "m"],
+    ["apply", "a", "b"], ["apply", "-f"], ["apply", "-f", "-"], ["apply", "-", "--root", "/r"], ["apply", "--help"], ["apply", "--settle", "soon", "m"],
+    ["apply", "--parallel", "x", "m"], ["apply", "--runtime", "bogus", "m"],
     ["apply", "-o", "wide", "m"], ["apply", "--dry", "m"], ["apply", "--socket", "s", "m"],
 ]
 

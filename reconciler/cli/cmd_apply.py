@@ -57,8 +57,8 @@ def _duration(value: str) -> float:
 
 # Each option described once, for the parsers of the commands that take it (apply, diff,
 # history, rollback) and for apply's fast path (SPEC): argparse's add_argument keywords.
-SOURCE = ("source", "1", "SOURCE", "a manifest file, a directory (searched recursively), a directory holding a "
-          "compose file (compose.yaml, docker-compose.yml, ...) or - for stdin")
+SOURCE = ("source", "?", "SOURCE", "a manifest file, a directory (searched recursively), a directory holding a "
+          "compose file (compose.yaml, docker-compose.yml, ...) or - for stdin; left out with -f")
 OWNER = (("--owner",), "owner", {"default": "default", "help": "instance name written to the reconciler.owner "
                                  "label; only objects with this owner are ever changed (default: default)"})
 TIMEOUT = (("--timeout",), "timeout", {
@@ -100,7 +100,8 @@ SPEC = fastpath.Spec((
      "of refusing them"),
     (("--dry-run",), "dry_run", "print the plan; change nothing"),
 ), positional=SOURCE, logs=True, valued=(
-    OWNER, HOST_LABEL, options.POLICY, options.DECRYPTION, TIMEOUT, PARALLEL, SETTLE_FLAG, KEEP_REVISIONS))
+    OWNER, HOST_LABEL, options.POLICY, options.DECRYPTION, TIMEOUT, PARALLEL, SETTLE_FLAG, KEEP_REVISIONS,
+    *options.COMPOSE))
 
 
 def _add(parser: argparse.ArgumentParser, option: tuple[tuple[str, ...], str, dict[str, Any]]) -> None:
@@ -115,8 +116,8 @@ def add_common_flags(parser: argparse.ArgumentParser, command: str, *, source: b
     from reconciler.cli import engines
 
     if source:
-        dest, _, metavar, help_text = SOURCE
-        parser.add_argument(dest, metavar=metavar, help=help_text)
+        dest, nargs, metavar, help_text = SOURCE
+        parser.add_argument(dest, nargs=nargs, metavar=metavar, help=help_text)
     options.add_engine_options(parser)
     engines.add_runtime_flag(parser, command)
     _add(parser, owner)
@@ -258,21 +259,23 @@ def _run(args: argparse.Namespace) -> int:
 
     from reconciler import spec
     from reconciler._dataclass import replace
+    from reconciler.cli import options as options_mod
     from reconciler.cli import output
     from reconciler.cli.options import decryption_keys
     from reconciler.execution import executor, locking, passes, stopping
     from reconciler.spec import policy
 
+    source, compose = options_mod.compose_source(args)     # TerminalError → exit 2
     known, parsed = known_valid(args), parse_cache(args)
     chosen = policy.load_policy(args.policy)
-    loaded = spec.load(args.source, policy=chosen,
+    loaded = spec.load(source, policy=chosen, compose=compose,
                        decryption=decryption_keys(args), cluster=args.runtime == "swarm",
                        engine=args.runtime,     # SpecError/PolicyError → exit 2, before anything is touched
                        known_valid=known, parsed=parsed)
     print_warnings(loaded)
     options = passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty, dry_run=args.dry_run,
-                                 max_workers=max(1, args.parallel), source=os.path.abspath(args.source)
-                                 if args.source != "-" else "-", settle=args.settle, rollout_timeout=args.timeout,
+                                 max_workers=max(1, args.parallel), source=os.path.abspath(source)
+                                 if source != "-" else "-", settle=args.settle, rollout_timeout=args.timeout,
                                  policy=chosen, adopt=args.adopt)
     started, db = time.time(), open_db(args)
     with stopping.Stopper() as stop, locking.store_lock(args.root), contextlib.ExitStack() as stack:

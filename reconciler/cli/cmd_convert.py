@@ -26,19 +26,14 @@ def register(subparsers: Any) -> None:
         "or the files given with -f) as apply and the agent read it, and print the equivalent "
         "manifests. Exit 0 printed, 2 invalid.",
     )
-    parser.add_argument("directory", metavar="DIR", nargs="?", default=".",
-                        help="the project directory holding the compose file (default: the current one)")
-    parser.add_argument("-f", "--file", dest="files", action="append", default=[], metavar="FILE",
-                        help="a compose file; repeat to merge several in order (the project directory is "
-                        "then the first file's; default: the files COMPOSE_FILE names, or compose.yaml and "
-                        "its override file)")
-    parser.add_argument("-p", "--project-name", metavar="NAME",
-                        help="the project name (default: COMPOSE_PROJECT_NAME, the file's name:, or the "
-                        "directory's name)")
-    parser.add_argument("--profile", dest="profiles", action="append", metavar="PROFILE",
-                        help="enable the services of this profile; repeat for several (default: COMPOSE_PROFILES)")
+    parser.add_argument("directory", metavar="DIR", nargs="?", default=None,
+                        help="the project directory holding the compose file (default: the current one; "
+                        "left out with -f)")
     from reconciler.cli import options, output
 
+    options.add_compose_flags(parser)
+    parser.add_argument("--profile", dest="profiles", action="append", metavar="PROFILE",
+                        help="enable the services of this profile; repeat for several (default: COMPOSE_PROFILES)")
     options.add_target_flag(parser)
     output.add_output_flag(parser, table=False, default="yaml")
     parser.set_defaults(run=run)
@@ -48,16 +43,18 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from reconciler import spec
-    from reconciler.cli import output
+    from reconciler._dataclass import replace
+    from reconciler.cli import options, output
+    from reconciler.spec import composefiles
 
-    opts = spec.ComposeOptions(files=tuple(args.files), project_name=args.project_name,
-                               profiles=tuple(args.profiles) if args.profiles else None)
-    from reconciler.cli import options
-
+    if args.directory is None and not args.files:
+        args.directory = "."
+    directory, compose = options.compose_source(args, "directory", "DIR")
+    opts = replace(compose or spec.ComposeOptions(), profiles=tuple(args.profiles) if args.profiles else None)
     try:
         # loaded as apply loads it for that runtime: on Swarm a scaled service is one service, not
         # a single host's numbered containers (whose checks, one host port for all, do not hold)
-        desired, docs = spec.convert(args.directory, compose=opts, engine=args.runtime,
+        desired, docs = spec.convert(directory, compose=opts, engine=args.runtime,
                                      cluster=args.runtime == "swarm")
         options.check_target(desired, args.runtime)
     except spec.SpecError as exc:
@@ -67,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         return exc.exit_code
     for warning in desired.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    where = os.path.dirname(os.path.abspath(args.files[0])) if args.files else os.path.abspath(args.directory)
+    where = composefiles.project_directory(opts, directory)      # where relative paths start
     sources = ", ".join(os.path.relpath(s, where) for s in desired.sources)
     if args.output == "json":             # the documents as one JSON list (no room for the comments)
         output.print_json(docs)

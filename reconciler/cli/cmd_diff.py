@@ -31,6 +31,7 @@ def register(subparsers: Any) -> None:
     cmd_apply.add_host_label_flag(parser)
     options.add_policy_flag(parser)
     options.add_decryption_flag(parser)
+    options.add_compose_flags(parser)
     parser.add_argument("--allow-empty", action="store_true", help="plan as apply --allow-empty would")
     parser.add_argument("--adopt", action="store_true", help="plan as apply --adopt would")
     output.add_output_flag(parser)
@@ -45,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.spec import policy
 
     try:
+        source, compose = options.compose_source(args)
         chosen = policy.load_policy(args.policy)
-        desired = spec.load(args.source, policy=chosen,
+        desired = spec.load(source, policy=chosen, compose=compose,
                             decryption=options.decryption_keys(args), cluster=args.runtime == "swarm",
                             engine=args.runtime)
         cmd_apply.print_warnings(desired)

@@ -23,8 +23,10 @@ def register(subparsers: Any) -> None:
         description="Load manifests like the agent does and report every problem at once. "
         "Exit 0 when valid, 2 when not.",
     )
-    parser.add_argument("path", metavar="PATH", help="a manifest file, a directory (searched recursively), a "
-                        "directory holding a compose file (compose.yaml, docker-compose.yml, ...) or - for stdin")
+    parser.add_argument("path", metavar="PATH", nargs="?", help="a manifest file, a directory (searched "
+                        "recursively), a directory holding a compose file (compose.yaml, docker-compose.yml, ...) "
+                        "or - for stdin; left out with -f")
+    options.add_compose_flags(parser)
     options.add_policy_flag(parser)
     options.add_decryption_flag(parser)
     options.add_target_flag(parser)
@@ -40,9 +42,10 @@ def run(args: argparse.Namespace) -> int:
     from reconciler import spec
     from reconciler.spec import policy
 
+    path, compose = options.compose_source(args, "path", "PATH")     # TerminalError: exit 2
     chosen = policy.load_policy(args.policy)        # PolicyError: exit 2
     try:
-        desired = spec.load(args.path, policy=chosen, decryption=options.decryption_keys(args),
+        desired = spec.load(path, policy=chosen, compose=compose, decryption=options.decryption_keys(args),
                             cluster=args.runtime == "swarm", engine=args.runtime)
         options.check_target(desired, args.runtime)
     except spec.SpecError as exc:

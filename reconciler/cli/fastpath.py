@@ -57,7 +57,7 @@ class Spec:
         self.choices = {dest: tuple(kw["choices"]) for _, dest, kw in valued if "choices" in kw}
         self.types = {dest: kw["type"] for _, dest, kw in valued if "type" in kw}
         self.output = output                # -o's default (None: no -o; "json": json or yaml only)
-        self.positional = positional        # (dest, "1" or "+", metavar[, help]), or None when it takes none
+        self.positional = positional        # (dest, "1", "?" or "+", metavar[, help]), or None when it takes none
         self.remainder = remainder          # (dest, metavar, help): every argument after the positional, options
                                             # too (argparse.REMAINDER: `run IMAGE COMMAND...`)
         self.engine = engine                # the engine options: --root, --run-dir, ...
@@ -98,7 +98,7 @@ class Spec:
             output.add_output_flag(parser, table=self.output == "table")
         if self.positional is not None:
             dest, nargs, metavar, *rest = self.positional
-            parser.add_argument(dest, nargs="+" if nargs == "+" else None, metavar=metavar,
+            parser.add_argument(dest, nargs=nargs if nargs in ("+", "?") else None, metavar=metavar,
                                 help=rest[0] if rest else None)
         if self.remainder is not None:
             import argparse
@@ -226,5 +226,8 @@ def _place(spec: Spec, values: dict[str, object], positional: list[str]) -> bool
     if nargs == "1":
         values[dest] = positional[0] if len(positional) == 1 else None
         return len(positional) == 1
+    if nargs == "?":
+        values[dest] = positional[0] if positional else None
+        return len(positional) <= 1
     values[dest] = positional
     return bool(positional)

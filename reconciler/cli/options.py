@@ -17,8 +17,9 @@ if TYPE_CHECKING:
     import argparse
     from typing import Any
 
-__all__ = ["DECRYPTION", "DEFAULT_ROOT", "DEFAULT_RUN_DIR", "POLICY", "add_decryption_flag", "add_engine_options", "add_policy_flag",
-           "add_target_flag", "check_target", "decryption_keys", "engine_defaults"]
+__all__ = ["COMPOSE", "DECRYPTION", "DEFAULT_ROOT", "DEFAULT_RUN_DIR", "POLICY", "add_compose_flags",
+           "add_decryption_flag", "add_engine_options", "add_policy_flag", "add_target_flag", "check_target",
+           "compose_source", "decryption_keys", "engine_defaults"]
 
 DEFAULT_ROOT = "/var/lib/reconciler"
 DEFAULT_RUN_DIR = "/run/reconciler"
@@ -92,6 +93,61 @@ DECRYPTION: tuple[tuple[str, ...], str, dict[str, Any]] = (("--sops-age-key-file
     "help": "age identities (age-keygen's file) that open SOPS-encrypted env files; default: $SOPS_AGE_KEY_FILE, "
             "or the identities in $SOPS_AGE_KEY, as sops reads them; files encrypted to a PGP key open with "
             "gpg's keyring ($GNUPGHOME)"})
+
+
+# compose's -f, -p and --project-directory, described once for validate, diff, apply (and its fast
+# path: cmd_apply.SPEC) and convert: add_argument's keywords
+COMPOSE: tuple[tuple[tuple[str, ...], str, dict[str, Any]], ...] = (
+    (("-f", "--file"), "files", {
+        "action": "append", "default": [], "metavar": "FILE",
+        "help": "a compose file, relative to the current directory; repeat to merge several in order, as docker "
+                "compose does (default: the files COMPOSE_FILE names, or compose.yaml and its override file, in "
+                "the directory given instead); the project directory is the first file's"}),
+    (("-p", "--project-name"), "project_name", {
+        "default": None, "metavar": "NAME",
+        "help": "the compose project's name (default: COMPOSE_PROJECT_NAME, the file's name:, or the project "
+                "directory's name)"}),
+    (("--project-directory",), "project_directory", {
+        "default": None, "metavar": "DIR",
+        "help": "with -f: the project directory (relative paths and .env start there; default: the first "
+                "file's directory)"}),
+)
+
+
+def add_compose_flags(parser: argparse.ArgumentParser) -> None:
+    """-f FILE (repeatable), -p NAME, --project-directory DIR: a compose project read as
+    `docker compose -f ... -p ...` reads it (validate, diff, apply, convert)."""
+    for flags, dest, keywords in COMPOSE:
+        parser.add_argument(*flags, dest=dest, **keywords)
+
+
+def compose_source(args: argparse.Namespace, dest: str = "source", what: str = "SOURCE") -> tuple[str, Any]:
+    """What to load, and the compose options it is read with (None: the defaults), from the
+    positional `dest` and the compose flags: with -f, the files (the positional left out; the
+    source is then the project directory, `composefiles.project_directory`, the one rule for
+    it); else the positional. TerminalError (exit 2) for a combination that says two things."""
+    from reconciler.errors import TerminalError
+
+    source = getattr(args, dest, None)
+    files = list(getattr(args, "files", None) or ())
+    name, directory = getattr(args, "project_name", None), getattr(args, "project_directory", None)
+    if not files:
+        if directory is not None:
+            raise TerminalError("--project-directory goes with -f (the project directory of the files named)",
+                                hint=f"name the project directory as {what}, or the compose files with -f")
+        if source is None:
+            raise TerminalError(f"nothing to read: give {what} (a manifest file, a directory, or - for stdin), "
+                                "or compose files with -f FILE")
+        if name is None:
+            return str(source), None
+    elif source is not None:
+        raise TerminalError(f"-f names the compose files, and {what} {source} names another place to read",
+                            hint=f"leave {what} out (the project directory is the first file's), or use "
+                            f"--project-directory {source}")
+    from reconciler.spec import composefiles
+
+    opts = composefiles.Options(files=tuple(files), project_name=name, project_directory=directory)
+    return (composefiles.project_directory(opts, ".") if files else str(source)), opts
 
 
 def add_policy_flag(parser: argparse.ArgumentParser) -> None:

@@ -160,8 +160,12 @@ def _load(
         compose_opts = _policy_environ(compose_opts, policy)
     compose_files = compose_opts.files if compose_opts is not None and compose_opts.files else \
         composefiles.find(path, compose_opts.environ if compose_opts is not None else None) if path != "-" else []
-    if compose_opts is not None and compose_opts.files:
-        path = os.path.dirname(os.path.abspath(compose_opts.files[0]))
+    if compose_opts is not None and compose_opts.files:    # -f: the project directory is the source
+        path = composefiles.project_directory(compose_opts, path)
+    elif compose_opts is not None and compose_opts.project_name is not None and not compose_files:
+        raise SpecError([Problem(path, 0, 0, "", "", "", f"-p {compose_opts.project_name} names a compose project, "
+                                 f"and this holds no compose file (one of {', '.join(composefiles.COMPOSE_FILES)}); "
+                                 "leave -p out for manifests, or name the compose files with -f")])
     root = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)) if path != "-" else os.getcwd()
     # the manifests' bases are real paths (reading.py), and so is the root they are placed from
     builder = building.Builder(problems, limits, root=os.path.realpath(root),
@@ -248,6 +252,7 @@ def _load(
         sources=tuple(sorted(source_files)),
         files=MappingProxyType(dict(builder.files)),    # what `reconcile rollback` keeps a copy of
         project=project,
+        compose_files=tuple(source_files) if compose_files else (),
         warnings=tuple(str(w) for w in sorted(warnings, key=Problem.sort_key)),
         external_networks=external["Network"],
         external_volumes=external["Volume"],

@@ -61,7 +61,15 @@ from reconciler.spec import (
     sops,
     yamltree,
 )
-from reconciler.spec.composefiles import COMPOSE_FILES, OVERRIDE_FILES, Options, find, named_files
+from reconciler.spec.composefiles import (
+    COMPOSE_FILES,
+    OVERRIDE_FILES,
+    Options,
+    explicit_files,
+    find,
+    named_files,
+    project_directory,
+)
 from reconciler.spec.located import Map, Seq
 from reconciler.spec.models import Origin
 
@@ -213,10 +221,9 @@ def _environment(directory: str, environ: Mapping[str, str], rd: Reader) -> dict
 
 def _compose_file(directory: str, environ: Mapping[str, str], env: Mapping[str, str], rd: Reader) -> list[str] | None:
     """The files COMPOSE_FILE names (compose-go's WithConfigFileEnv: the shell's, else the
-    `.env`'s; relative to the project directory, split at COMPOSE_PATH_SEPARATOR), those that
-    exist and that the source's policy allows; None when it is not set. Each other one is a
-    problem at the `.env` line that sets it (or the directory, for the shell's): compose stops
-    at a file that does not exist."""
+    `.env`'s; relative to the project directory, split at COMPOSE_PATH_SEPARATOR), checked by
+    `_usable`; None when it is not set. A problem is at the `.env` line that sets it (or the
+    directory, for the shell's)."""
     value = env.get("COMPOSE_FILE")
     if not value:
         return None
@@ -226,17 +233,26 @@ def _compose_file(directory: str, environ: Mapping[str, str], env: Mapping[str, 
     if "COMPOSE_FILE" not in environ:
         where, at = "COMPOSE_FILE", Origin(dotenv, _dotenv_line(rd, dotenv, "COMPOSE_FILE"), 1)
     named = named_files(directory, value, env.get("COMPOSE_PATH_SEPARATOR", ""))
+    return _usable([(p, os.path.relpath(p, directory)) for p in named], directory, at, where,
+                   "unset COMPOSE_FILE to use compose.yaml and its override file", rd)
+
+
+def _usable(named: Sequence[tuple[str, str]], directory: str, at: Origin, where: str, instead: str,
+            rd: Reader) -> list[str]:
+    """The compose files a setting names (COMPOSE_FILE, or `-f`), as (absolute path, as shown),
+    if all of them can be read: each one that does not exist, is stdin or that the source's
+    policy refuses (one outside the project directory, under a restricted policy) is a problem
+    at `at`, and then [] (compose stops at a file that does not exist). The one rule for the
+    files named explicitly, whoever names them."""
     out = []
-    for path in named:
-        shown = os.path.relpath(path, directory)
-        refused = None if _beneath(directory, path) else rd.refuse(path)
+    for path, shown in named:
+        refused = None if path == "-" or _beneath(directory, path) else rd.refuse(path)
         if refused:
             rd.error(at, "", f"{where} names {shown}: compose file {refused}")
         elif os.path.basename(path) == "-":
             rd.error(at, "", f"{where} names -: a compose project is not read from stdin; name its files")
         elif not os.path.isfile(path):
-            rd.error(at, "", f"{where} names {shown}: not found, or not a file; fix the name, or unset "
-                     "COMPOSE_FILE to use compose.yaml and its override file")
+            rd.error(at, "", f"{where} names {shown}: not found, or not a file; fix the name, or {instead}")
         else:
             out.append(path)
     return out if len(out) == len(named) else []
@@ -1235,28 +1251,32 @@ def load(directory: str, opts: Options, rd: Reader, *, files: list[str] | None =
     project name.
 
     `files` are the compose files to read when already found (`find`); explicit `opts.files`
-    are read as given (relative to the working directory), and the project directory is then
-    that of the first of them.
+    (`-f`) are read instead, relative to the current directory, with the checks the files
+    COMPOSE_FILE names get (`_usable`), and the project directory is then
+    `opts.project_directory` or the first file's (`composefiles.project_directory`).
     """
     environ = os.environ if opts.environ is None else opts.environ
-    if opts.files:
-        files = list(opts.files)
-        directory = os.path.dirname(os.path.abspath(files[0]))
-        root: str | None = None
+    given = directory
+    directory = project_directory(opts, given)
+    # where the files must be for a restricted policy, and COMPOSE_FILE is looked up: the project
+    # directory (a compose file given by its path is read as it is, without COMPOSE_FILE)
+    root: str | None = directory if os.path.isdir(directory) and (opts.files or os.path.isdir(given)) else None
+    if opts.files:                  # -f: compose's, relative to the current directory
+        files = list(explicit_files(opts))
     else:
-        # the project directory absolute, as compose makes it: relative bind, secret and build
-        # paths are resolved against it (`reconcile apply .` made them relative to nothing)
-        directory = os.path.abspath(directory)
         files = files if files is not None else find(directory, environ)
-        root = directory if os.path.isdir(directory) else None
-        if root is None:
-            directory = os.path.dirname(os.path.abspath(directory))
     if not files:
         rd.error(Origin(directory, 0, 0), "", f"no compose file in {directory} (one of {', '.join(COMPOSE_FILES)})")
         return None
     rd.file = files[0]
     env = _environment(directory, environ, rd)      # a broken .env is reported; the rest still loads
-    if root is not None:
+    if opts.files:
+        files = _usable([(f, g) for f, g in zip(files, opts.files, strict=True)], directory,
+                        Origin(directory, 0, 0), "-f", f"give the path from the current directory ({os.getcwd()})", rd)
+        if not files:
+            return None
+        rd.file = files[0]
+    elif root is not None:
         named = _compose_file(directory, environ, env, rd)
         if named is None:
             found = [n for n in COMPOSE_FILES if os.path.isfile(os.path.join(directory, n))]
@@ -1269,7 +1289,7 @@ def load(directory: str, opts: Options, rd: Reader, *, files: list[str] | None =
             rd.file = files[0]
     loader = _Loader(directory, env, rd)
     before = len(rd.problems)
-    # a file COMPOSE_FILE names outside the directory was let through by the policy (_compose_file)
+    # a file COMPOSE_FILE or -f names outside the directory was let through by the policy (_usable)
     per_file = [(f, _read_yaml(f, root if root is not None and _beneath(root, f) else None, rd)) for f in files]
     valid = len(rd.problems) == before              # a file that does not read leaves no project to check
     docs = [d for _, ds in per_file for d in ds]

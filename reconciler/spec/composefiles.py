@@ -11,7 +11,8 @@ from collections.abc import Mapping
 
 from reconciler._dataclass import dataclass
 
-__all__ = ["COMPOSE_FILES", "OVERRIDE_FILES", "Options", "dotenv_compose_file", "find", "named_files"]
+__all__ = ["COMPOSE_FILES", "OVERRIDE_FILES", "Options", "dotenv_compose_file", "explicit_files", "find", "named_files",
+           "project_directory"]
 
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
 OVERRIDE_FILES = ("compose.override.yml", "compose.override.yaml", "docker-compose.override.yml",
@@ -22,7 +23,10 @@ OVERRIDE_FILES = ("compose.override.yml", "compose.override.yaml", "docker-compo
 class Options:
     """How to read a compose project; the defaults are `docker compose` run in its directory."""
 
-    files: tuple[str, ...] = ()                 # explicit compose files (-f), merged in order
+    files: tuple[str, ...] = ()                 # explicit compose files (-f), merged in order; relative
+    #                                             ones start in the current directory (explicit_files)
+    project_directory: str | None = None        # --project-directory (with files): where relative paths
+    #                                             and `.env` are; None: the first file's directory
     project_name: str | None = None             # -p: wins over COMPOSE_PROJECT_NAME and name:
     default_name: str | None = None             # the name when nothing sets one (the directory's)
     profiles: tuple[str, ...] | None = None     # --profile; None: COMPOSE_PROFILES
@@ -58,6 +62,27 @@ def find(path: str, environ: Mapping[str, str] | None = None) -> list[str]:
     if os.path.basename(path) in COMPOSE_FILES + OVERRIDE_FILES and os.path.isfile(path):
         return [path]
     return []
+
+
+def explicit_files(opts: Options) -> list[str]:
+    """The compose files `-f` names (`opts.files`), absolute, in order: relative to the current
+    directory, as compose takes them (COMPOSE_FILE's are relative to the project directory:
+    `named_files`). `-` (stdin) stays `-`: the loader refuses it as it refuses COMPOSE_FILE's."""
+    return [f if f == "-" else os.path.normpath(os.path.abspath(f)) for f in opts.files]
+
+
+def project_directory(opts: Options, path: str) -> str:
+    """The project directory of a project read with `opts` from `path` (a directory, or a
+    compose file given by its path): `--project-directory`, else the first `-f` file's
+    directory, as compose makes it (`path` is then not read); else `path` (a file: its
+    directory). Absolute: relative bind, env file, secret and build paths start there."""
+    if opts.files:
+        if opts.project_directory:
+            return os.path.abspath(opts.project_directory)
+        first = next((f for f in explicit_files(opts) if f != "-"), None)
+        return os.path.dirname(first) if first is not None else os.getcwd()
+    path = os.path.abspath(path)
+    return path if os.path.isdir(path) else os.path.dirname(path)
 
 
 def named_files(directory: str, value: str, separator: str = "") -> list[str]:

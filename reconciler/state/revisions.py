@@ -70,20 +70,29 @@ class Snapshot:
     spec_hashes: Mapping[str, str] = dataclasses.field(default_factory=dict)   # "Kind/name" -> hash
     project: str = ""                            # a compose project's name ("" for manifests): the
     #                                              copy loads under it, not under the copy's directory
+    compose_files: tuple[str, ...] = ()          # its compose files relative to base, in the order they
+    #                                              merged: the copy reads them as -f (whatever named them)
 
     def to_json(self) -> dict[str, Any]:
         return {"revision": self.revision, "source": self.source, "base": self.base, "load": self.load,
                 "saved_at": self.saved_at, "rollback": self.rollback, "reason": self.reason,
-                "spec_hashes": dict(self.spec_hashes), "project": self.project}
+                "spec_hashes": dict(self.spec_hashes), "project": self.project,
+                "compose_files": list(self.compose_files)}
 
 
-def _load_copy(path: Path, snap: Snapshot, decryption: Keys | None = None, cluster: bool = False) -> models.DesiredState:
-    """A kept copy loaded as the original was: a compose project under its own name; its
+def _load_copy(tree: Path, snap: Snapshot, decryption: Keys | None = None, cluster: bool = False) -> models.DesiredState:
+    """The kept copy under `tree` loaded as the original was: a compose project under its own
+    name, from the compose files it merged, in their order (as `-f` names them: those of `apply
+    -f`, of COMPOSE_FILE, or found by their names), in its project directory; its
     SOPS-encrypted files (kept encrypted) decrypted again with `decryption`; replicas as one
     service each on a cluster (spec.load's `cluster`)."""
+    path = tree / snap.load
     if snap.project:
-        return spec.load(path, compose=spec.ComposeOptions(project_name=snap.project), decryption=decryption,
-                         cluster=cluster)
+        files = tuple(str(tree / f) for f in snap.compose_files)
+        directory = str(path if path.is_dir() else path.parent) if files else None
+        return spec.load(path, compose=spec.ComposeOptions(project_name=snap.project, files=files,
+                                                           project_directory=directory),
+                         decryption=decryption, cluster=cluster)
     return spec.load(path, decryption=decryption, cluster=cluster)
 
 
@@ -146,9 +155,11 @@ class RevisionStore:
             _copy(path, dest, private=path not in binds)
         for d in dirs:                          # placeholders: the loader checks they exist
             (tree / os.path.relpath(d, base)).mkdir(parents=True, exist_ok=True)
-        snap = dataclasses.replace(snap, base=base, load=os.path.relpath(src, base))
+        snap = dataclasses.replace(snap, base=base, load=os.path.relpath(src, base),
+                                   compose_files=tuple(os.path.relpath(os.path.realpath(f), base)
+                                                       for f in desired.compose_files))
         try:
-            kept = _load_copy(tree / snap.load, snap, self.decryption, self.cluster)
+            kept = _load_copy(tree, snap, self.decryption, self.cluster)
         except spec.SpecError as e:
             first = str(e.problems[0]) if e.problems else str(e)
             return dataclasses.replace(snap, reason=f"the kept copy does not load ({first})")
@@ -169,7 +180,8 @@ class RevisionStore:
                         base=str(doc.get("base", "")), load=str(doc.get("load", "")),
                         saved_at=float(doc.get("saved_at", 0.0)), rollback=bool(doc.get("rollback")),
                         reason=str(doc.get("reason", "")), spec_hashes=dict(doc.get("spec_hashes", {})),
-                        project=str(doc.get("project", "")))
+                        project=str(doc.get("project", "")),
+                        compose_files=tuple(str(f) for f in doc.get("compose_files", ())))
 
     def kept(self) -> list[Snapshot]:
         """Every kept revision, newest first."""
@@ -186,7 +198,7 @@ class RevisionStore:
             raise SnapshotError(f"revision {snap.revision[:12]} cannot be re-applied: {snap.reason}")
         tree = Path(os.path.realpath(snap.path / _TREE))     # the loader resolves symlinks
         try:
-            loaded = _load_copy(tree / snap.load, snap, self.decryption, self.cluster)
+            loaded = _load_copy(tree, snap, self.decryption, self.cluster)
         except spec.SpecError as e:
             raise SnapshotError(f"the kept copy of revision {snap.revision[:12]} does not load:\n{e}",
                                 hint=f"remove {snap.path} and apply the files instead") from None
@@ -274,5 +286,5 @@ def _map_back(
     return dataclasses.replace(
         d, containers=MappingProxyType(containers), images=MappingProxyType(images),
         networks=MappingProxyType(networks), volumes=MappingProxyType(volumes),
-        sources=tuple(back(s) for s in d.sources),
+        sources=tuple(back(s) for s in d.sources), compose_files=tuple(back(f) for f in d.compose_files),
     )

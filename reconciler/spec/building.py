@@ -146,6 +146,11 @@ class Builder:
         self.problems.extend(dataclasses.replace(p, kind=kind, name=d.name) for p in raw.problems)
         issues = self.schema_issues(kind, data, raw)
         for path, at_key, message in issues:
+            if message == schemas.REQUIRED and raw.locate is not None and path:
+                # a document made from compose: reported at the compose key the object came from,
+                # which names no field of the manifest language: the message names it
+                self.report(d, path[:-1], schemas.required_field(path[-1]), key=True)
+                continue
             self.report(d, path, message, key=at_key)
         d.valid = not issues and not raw.problems
         if not issues:

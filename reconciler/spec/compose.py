@@ -491,6 +491,9 @@ def _validate(doc: Map, rd: Reader, reported: Sequence[Path_] = ()) -> list[Path
         if len(path) == 2 and path[0] in _NAMED and message.startswith("unknown field"):
             message = (f"{path[1]!r} is not a valid {_NAMED[str(path[0])]} name "
                        "(letters, digits, '.', '_' and '-')")
+        if message == schemas.REQUIRED and path:    # at the object that lacks it, naming the field
+            rd.error(located.where(doc, path[:-1], key=True), fmt(path[:-1]), schemas.required_field(path[-1]))
+            continue
         rd.error(located.where(doc, path, key=at_key), fmt(path), message)
     return [path for path, _, _ in issues]
 

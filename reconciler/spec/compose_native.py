@@ -591,8 +591,9 @@ class _Service:
             self.image_doc(obj, {"ref": ref, "pull": policy}, {("spec", "ref"): self.p("image"),
                                                                ("spec", "pull"): self.p("pull_policy")})
             self.put("image", obj, "image")
-        else:
+        else:       # the image stays: a Container without one is only a second problem here
             self.tr.error(self.p("pull_policy"), not_supported(f"pull_policy {policy!r}", "use always, never or missing"))
+            self.put("image", ref, "image")
 
     def build_image(self, build: Map, image: Any, policy: str) -> None:
         here = self.p("build")
@@ -985,6 +986,9 @@ class _Service:
             elif opt not in ("target", "published", "host_ip", "protocol", "mode") and not opt.startswith("x-"):
                 self.tr.error(self.p(*at, opt), not_supported(f"ports.{opt}"), key=True)
         target = port.get("target")
+        if target in (None, ""):        # the schema lets the long form leave it out; compose cannot run it
+            self.tr.error(self.p(*at), schemas.required_field("target", "the container's port"))
+            return None
         published = port.get("published")
         protocol = str(port.get("protocol") or "tcp")
         if port.get("mode") not in (None, "ingress", "host"):
@@ -1126,6 +1130,9 @@ class _Service:
                         self.tr.error(self.p(*at, opt, b), not_supported(f"bind.{b}"), key=True)
             elif item not in (None, {}, False):
                 self.tr.error(here, not_supported(f"{opt} options of a {kind} mount"), key=True)
+        if target in (None, "") and kind in ("volume", "bind", "tmpfs"):   # the schema lets the long form leave it out
+            self.tr.error(self.p(*at), schemas.required_field("target", "the path in the container"))
+            return None
         if kind == "volume":
             source = vol.get("source")
             if not source:      # an anonymous volume: the container's own (the manifests' `/path`)
@@ -1209,6 +1216,9 @@ class _Service:
         for i, item in enumerate(value):
             ref = item if isinstance(item, Map) else {"source": item}
             name = str(ref.get("source") or "")
+            if not name:                # the schema lets the long form leave it out
+                self.tr.error(self.p(kind, i), schemas.required_field("source", f"the top-level {kind[:-1]} it mounts"))
+                continue
             source = self.tr.file_source(kind, name, self.p(kind, i))      # checks the top-level entry
             if source is None:
                 continue

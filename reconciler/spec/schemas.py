@@ -15,10 +15,13 @@ from typing import Any
 
 from reconciler.spec import models
 
-__all__ = ["SchemaIssue", "combined", "compiled", "did_you_mean", "explain", "is_valid", "issues", "schema",
-           "schema_text", "vouches"]
+__all__ = ["REQUIRED", "SchemaIssue", "combined", "compiled", "did_you_mean", "explain", "is_valid", "issues",
+           "required_field", "schema", "schema_text", "vouches"]
 
 SchemaIssue = tuple[tuple[str | int, ...], bool, str]   # (path, at the key?, message)
+# the message of a `required` issue, whose path ends with the missing key (`required_field`
+# words it for a reader who is shown where the object lacking it is, not that key's path)
+REQUIRED = "required field is missing"
 
 
 def schema_text(kind: str) -> str:
@@ -146,7 +149,7 @@ def _rewrite(err: Any) -> Iterator[SchemaIssue]:
     if v == "required":
         missing = [k for k in err.validator_value if k not in inst]
         for key in missing:
-            yield (*path, key), True, "required field is missing"
+            yield (*path, key), True, REQUIRED
         return
     if v == "type":
         want = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
@@ -193,6 +196,14 @@ def _rewrite(err: Any) -> Iterator[SchemaIssue]:
             yield from _rewrite(best)
             return
     yield path, False, err.message
+
+
+def required_field(key: str | int, what: str = "") -> str:
+    """The message of a `required` issue that names the missing field itself (REQUIRED names it
+    by the issue's path): for a problem reported at the object that lacks it, as compose input's
+    are (the object is what the reader wrote; the path to a key that is not there names nothing
+    written, and a compose document's manifest path is not the reader's)."""
+    return f"required field {str(key)!r}{f' ({what})' if what else ''} is missing: add {key}: to it"
 
 
 def combined() -> dict[str, Any]:

@@ -661,6 +661,73 @@ ERRORS: dict[str, tuple[str, list[str]]] = {
             "compose.yaml:11:13: services.api.ports[0]: host port 8080/tcp is already published by Container/t-web-1 (compose.yaml:3:3)",
             "compose.yaml:14:21: services.other.container_name: 'Bad_Name' is not a valid name (lower-case letters, digits, '-', '_' and '.', starting and ending with a letter or digit)",
         ]),
+    # a field the object needs is missing: the message names it, at the object that lacks it (it
+    # said "services.web.depends_on.db.condition: required field is missing" at the db key, or
+    # "services.db: required field is missing" for a Container left without its image, or a
+    # traceback for a port without target)
+    "required_fields_of_the_specification": ("""
+        services:
+          web:
+            image: x/web:1
+            depends_on:
+              db: {restart: true}
+            devices: [{target: /dev/x}]
+            extends: {file: other.yml}
+            env_file: [{required: true}]
+            ulimits:
+              nofile: {soft: 1}
+            post_start: [{user: root}]
+            develop:
+              watch: [{path: ./src}]
+            deploy: {resources: {reservations: {devices: [{driver: nvidia}]}}}
+          db:
+            image: x/db:1
+            provider: {options: {}}
+        models:
+          m: {}
+        """, [
+            "compose.yaml:5:7: services.web.depends_on.db: required field 'condition' is missing: add condition: to it",
+            "compose.yaml:6:15: services.web.devices[0]: required field 'source' is missing: add source: to it",
+            "compose.yaml:7:5: services.web.extends: required field 'service' is missing: add service: to it",
+            "compose.yaml:8:16: services.web.env_file[0]: required field 'path' is missing: add path: to it",
+            "compose.yaml:10:7: services.web.ulimits.nofile: required field 'hard' is missing: add hard: to it",
+            "compose.yaml:11:18: services.web.post_start[0]: required field 'command' is missing: add command: to it",
+            "compose.yaml:13:15: services.web.develop.watch[0]: required field 'action' is missing: add action: to it",
+            "compose.yaml:14:51: services.web.deploy.resources.reservations.devices[0]: required field 'capabilities' "
+            "is missing: add capabilities: to it",
+            "compose.yaml:17:5: services.db.provider: required field 'type' is missing: add type: to it",
+            "compose.yaml:19:3: models.m: required field 'model' is missing: add model: to it",
+        ]),
+    "required_fields_of_a_long_form": ("""
+        services:
+          web:
+            image: x/web:1
+            ports: [{host_ip: 127.0.0.1}, {published: "8080"}]
+            volumes: [{type: tmpfs}, {type: volume, source: data}, {type: bind, source: ./src}]
+            secrets: [{target: /run/secrets/token}]
+        volumes:
+          data: {}
+        """, [
+            "compose.yaml:4:13: services.web.ports[0]: required field 'target' (the container's port) is missing: "
+            "add target: to it",
+            "compose.yaml:4:35: services.web.ports[1]: required field 'target' (the container's port) is missing: "
+            "add target: to it",
+            "compose.yaml:5:15: services.web.volumes[0]: required field 'target' (the path in the container) is "
+            "missing: add target: to it",
+            "compose.yaml:5:30: services.web.volumes[1]: required field 'target' (the path in the container) is "
+            "missing: add target: to it",
+            "compose.yaml:5:60: services.web.volumes[2]: required field 'target' (the path in the container) is "
+            "missing: add target: to it",
+            "compose.yaml:6:15: services.web.secrets[0]: required field 'source' (the top-level secret it mounts) is "
+            "missing: add source: to it",
+        ]),
+    "unsupported_pull_policy_alone": ("""
+        services:
+          web:
+            image: x/web:1
+            pull_policy: daily
+        """, ["compose.yaml:4:18: services.web.pull_policy: not supported yet: pull_policy 'daily'; use always, "
+              "never or missing"]),
 }
 
 
@@ -1701,6 +1768,21 @@ def test_included_files_may_share_a_resource_defined_the_same(tmp_path: Path) ->
         "compose.yaml:5:5: include[2]: not supported yet: a remote include "
         "(https://github.com/example/app.git#main:compose.yaml); put the file into the source and include its path",
     ]
+
+
+def test_a_required_field_a_compose_document_lacks_is_named_at_the_compose_key() -> None:
+    """A manifest field required of a document made from compose (none the translation leaves
+    out now, but the rule stands for the next one): reported at the compose key the object came
+    from, which names no manifest field, so the message names the field."""
+    from reconciler.spec import building, reading
+
+    builder = building.Builder([], reading.Limits(), root="/")
+    doc = reading.Document(file="compose.yaml", base="/", index=0, line=2, column=3, data={
+        "apiVersion": "reconciler/v1", "kind": "Container", "metadata": {"name": "app-web-1"}, "spec": {}},
+        locate=lambda path, key: ("compose.yaml", 2, 3, "services.web"))
+    builder.classify(doc)
+    assert [str(p) for p in builder.problems] == [
+        "compose.yaml:2:3: services.web: required field 'image' is missing: add image: to it"]
 
 
 def test_pull_policy_build_without_a_build_section_names_what_is_missing(tmp_path: Path) -> None:

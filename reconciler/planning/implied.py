@@ -91,7 +91,10 @@ def labels(
     image_digest: str = "",
 ) -> dict[str, str]:
     """The labels of the object `kind`/`name` made for `revision` (`obj` None: an implicit
-    volume, which has no spec hash and no user labels)."""
+    volume, which has no spec hash and no user labels): its own, a container's location labels
+    (not in its spec hash) over them, ours over all."""
     user: Mapping[str, str] = obj.labels if obj is not None else {}
+    if isinstance(obj, models.Container) and obj.location_labels:     # stamped, not hashed
+        user = {**user, **obj.location_labels}
     return labelmod.make(owner=owner, kind=kind, name=name, spec_hash=obj.spec_hash if obj is not None else "",
                          revision=revision, image_digest=image_digest, user=user)

@@ -175,9 +175,10 @@ def _load(
     project = ""
     compose_problems = 0            # how many of `problems` the compose steps reported
     dropped: list[str] = []         # the compose keys whose values they took out
+    location: dict[str, str] = {}   # a compose project's labels of where it is (not hashed)
     if compose_files:
-        project, docs, source_files, dropped = _compose(path, live, list(compose_files), compose_opts, builder,
-                                                        warnings, policy)
+        project, docs, source_files, dropped, location = _compose(path, live, list(compose_files), compose_opts,
+                                                                  builder, warnings, policy)
         compose_problems = len(problems)
     else:
         sources = reading.read_source(path, problems, limits)
@@ -228,6 +229,8 @@ def _load(
         # on a cluster a mount without source stays so: each copy gets Swarm's own anonymous
         # volume, as `docker stack deploy` gives it
         containers = builder.anonymous_volumes(by_kind["Container"], containers, volumes)
+    if location:
+        containers = {n: dataclasses.replace(c, location_labels=location) for n, c in containers.items()}
     if policy is not None:
         from reconciler.spec import policy as policy_mod
 
@@ -262,10 +265,12 @@ def _load(
 def _compose(
     path: str, live: str | None, files: list[str], opts: ComposeOptions | None, builder: Any,
     warnings: list[Problem], policy: Policy | None,
-) -> tuple[str, list[Any], list[str], list[str]]:
+) -> tuple[str, list[Any], list[str], list[str], dict[str, str]]:
     """The native documents of the compose project at `path` (compose.py, compose_native.py),
-    and the compose keys whose values a problem took out (`compose.Reader.dropped`). A project
-    with problems still gives its documents: the manifests' checks of them may find more."""
+    the compose keys whose values a problem took out (`compose.Reader.dropped`), and the labels
+    that say where the project is (`compose_native.location_labels`, at `live` for a revision
+    copy: kept out of the documents, whose content makes the revision id). A project with
+    problems still gives its documents: the manifests' checks of them may find more."""
     from reconciler.spec import compose, compose_native
 
     opts = opts or compose.Options()
@@ -285,7 +290,8 @@ def _compose(
     if model is None:
         raise SpecError(builder.problems or [Problem(files[0], 0, 0, "", "", "", "the compose project does not load")])
     docs = compose_native.documents(model, rd, cluster=builder.cluster)
-    return model.name, docs, list(model.files), [compose.fmt(p) for p in rd.dropped]
+    return (model.name, docs, list(model.files), [compose.fmt(p) for p in rd.dropped],
+            compose_native.location_labels(model, live))
 
 
 def _policy_environ(opts: ComposeOptions | None, policy: Policy) -> ComposeOptions | None:

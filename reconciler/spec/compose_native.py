@@ -12,7 +12,9 @@ volumes `<project>_<key>` (or their `name:`), built images `<project>-<service>`
 (Swarm) a service is `<project>_<service>` whatever its replicas, as docker stack deploy names
 it (container_name ignored, as there); containers
 carry compose's labels `com.docker.compose.project`, `.service`, `.container-number` and
-`.oneoff`, networks and volumes `com.docker.compose.project` and `.network` / `.volume`.
+`.oneoff`, networks and volumes `com.docker.compose.project` and `.network` / `.volume`. The
+labels of where the project is, `.project.working_dir` and `.project.config_files`, are not in
+the documents (`location_labels`: spec.load puts them on the containers, outside the spec hash).
 
 What each compose key becomes is `SERVICE_KEYS` (service keys), `TOP_KEYS`, `NETWORK_KEYS`
 and `VOLUME_KEYS`, published as docs/reference/compose.md.
@@ -35,7 +37,7 @@ from reconciler.spec import compose, interpolation, located, reading, schemas, u
 from reconciler.spec.located import Map, Seq
 from reconciler.spec.models import Origin
 
-__all__ = ["documents", "not_supported"]
+__all__ = ["CONFIG_FILES_LABEL", "WORKING_DIR_LABEL", "documents", "location_labels", "not_supported"]
 
 Path_ = tuple[str | int, ...]
 
@@ -1564,6 +1566,25 @@ def _locator(tr: _Translator, doc: _Doc) -> Any:
 
 
 _ORDER = {"Network": 0, "Volume": 1, "Image": 2, "Container": 3}
+
+
+WORKING_DIR_LABEL = "com.docker.compose.project.working_dir"
+CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"
+
+
+def location_labels(model: compose.Model, live: str | None = None) -> dict[str, str]:
+    """compose's labels of where a project is, for its containers: its project directory
+    (`working_dir`) and its compose files, comma-separated in the order they merge
+    (`config_files`), as docker compose stamps them and `docker compose ls`, Portainer or Dozzle
+    read them; `live`: the place the project directory (a revision copy) stands for, where they
+    are named. They vary with the checkout's place, so they are no part of the documents (whose
+    content is the revision) nor of a spec hash (`Container.location_labels`)."""
+    def placed(path: str) -> str:
+        if live is None:
+            return path
+        return os.path.normpath(os.path.join(os.path.abspath(live), os.path.relpath(path, model.directory)))
+
+    return {WORKING_DIR_LABEL: placed(model.directory), CONFIG_FILES_LABEL: ",".join(placed(f) for f in model.files)}
 
 
 def documents(model: compose.Model, rd: compose.Reader, *, cluster: bool = False) -> list[reading.Document]:

@@ -9,10 +9,12 @@ Excluded from the Container hash (changing them needs no recreate): `name`, `ori
 `update` (how to replace, not what runs), `drift` (how the agent reacts), `replicas` (how many
 copies run, not what runs: a Swarm service is scaled, not replaced; with `global_mode`, which
 a Swarm compares on its own), `placement` (where it runs,
-not what runs: a host it still selects keeps its container; Swarm compares it on its own), and
+not what runs: a host it still selects keeps its container; Swarm compares it on its own),
 a Swarm service's own settings, `rollback`, `service_labels`, `endpoint_mode`, `restart_delay`
 and `restart_window` (no effect on one host; on Swarm compared, with `update`, with the
-service's own: `PlanOptions.service_settings`). Everything else,
+service's own: `PlanOptions.service_settings`), and `location_labels` (where the manifests were
+read from: a compose project's working_dir and config_files labels; moving a checkout replaces
+nothing, and a container replaced for another reason carries the new ones). Everything else,
 metadata labels included (they are stamped on the container, which Docker cannot relabel),
 is hashed, but a field marked `omit_empty` only when set (a field added later leaves the hashes
 of the manifests that do not use it as they were). A secret's decrypted content (`transient`
@@ -59,7 +61,8 @@ __all__ = ["COMMON_EXCLUDED", "CONTAINER_EXCLUDED", "CONTAINER_IF_SET", "IMAGE_E
 
 CONTAINER_EXCLUDED = frozenset({"name", "origin", "image_object", "depends_on", "update", "drift", "spec_hash",
                                 "image_update", "replicas", "global_mode", "placement", "rollback",
-                                "service_labels", "endpoint_mode", "restart_delay", "restart_window"})
+                                "service_labels", "endpoint_mode", "restart_delay", "restart_window",
+                                "location_labels"})
 CONTAINER_IF_SET = frozenset({"sysctls", "ulimits", "shm_size", "extra_hosts", "dns", "dns_search", "job",
                               "tty", "stdin_open", "no_new_privileges", "dns_options", "oom_score_adj",
                               "group_add", "privileged", "devices",

@@ -315,6 +315,10 @@ class Container:
     endpoint_mode: EndpointMode | None = field(default=None, metadata={"omit_empty": True})   # None: dnsrr (vip with ingress)
     restart_delay: float | None = field(default=None, metadata={"omit_empty": True})  # seconds; None: Swarm's 5 s
     restart_window: float | None = field(default=None, metadata={"omit_empty": True})  # seconds; None: unbounded
+    # labels that say where the manifests are read from, not what runs: stamped on the container
+    # with `labels`, never in its spec hash (moving a checkout replaces nothing): a compose
+    # project's `com.docker.compose.project.working_dir` and `.config_files` (spec.load sets them)
+    location_labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,7 @@ CREATE TRIGGER IF NOT EXISTS inv_objects_updated AFTER UPDATE ON inv_objects
 # too); `update` sets it again in the same transaction when it was there, as what it writes is masked.
 _SCRUBBED = "scrubbed:{owner}"
 
-_NOT_SPEC = frozenset({"name", "origin", "spec_hash"})
+_NOT_SPEC = frozenset({"name", "origin", "spec_hash", "location_labels"})
 
 
 def _jsonable(value: Any) -> Any:

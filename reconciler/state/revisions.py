@@ -274,7 +274,8 @@ def _map_back(
         if any(sf.source in d.files for sf in c.secrets):
             owns_file = True                    # a secret file's content is the revision's: the kept copy
         c = dataclasses.replace(c, origin=origin(c.origin), env_files=tuple(back(p) for p in c.env_files),
-                                volumes=tuple(mounts))
+                                volumes=tuple(mounts), location_labels={
+                                    k: ",".join(back(p) for p in v.split(",")) for k, v in c.location_labels.items()})
         if not owns_file:                       # now what loading the original files gave
             c = dataclasses.replace(c, spec_hash=hashes.get(ResourceId.container(name).key, c.spec_hash))
         containers[name] = c

@@ -504,6 +504,35 @@ def test_names_and_labels_follow_compose(tmp_path: Path) -> None:
         "com.docker.compose.project": "my_shopv2", "com.docker.compose.volume": "data"}
 
 
+def test_containers_say_where_the_project_is_in_labels_no_spec_hash_takes(tmp_path: Path) -> None:
+    """compose's working_dir and config_files labels (docker compose ls, Portainer, Dozzle read
+    them), named where the project is; a checkout moved elsewhere changes them and nothing else:
+    no spec hash (no replacement), not the revision."""
+    files = {"compose.yaml": "name: shop\nservices:\n  web: {image: 'x/web:1', env_file: web.env}\n",
+             "compose.override.yaml": "services:\n  web: {environment: {A: '1'}}\n", "web.env": "B=2\n"}
+    here = load(tmp_path / "here", files)
+    there = load(tmp_path / "moved" / "there", files)
+    web = here.containers["shop-web-1"]
+    assert dict(web.location_labels) == {
+        "com.docker.compose.project.working_dir": str(tmp_path / "here"),
+        "com.docker.compose.project.config_files": f"{tmp_path}/here/compose.yaml,{tmp_path}/here/compose.override.yaml"}
+    assert there.containers["shop-web-1"].location_labels["com.docker.compose.project.working_dir"] == \
+        str(tmp_path / "moved" / "there")
+    assert "com.docker.compose.project.working_dir" not in web.labels      # the hashed labels
+    assert {n: c.spec_hash for n, c in here.containers.items()} == {n: c.spec_hash for n, c in there.containers.items()}
+    assert here.revision == there.revision
+    # a revision copy (the agent's) names the live place, not the copy's
+    copy = spec.load(tmp_path / "here", live=tmp_path / "live", compose=compose.Options(environ={}))
+    assert copy.containers["shop-web-1"].location_labels["com.docker.compose.project.config_files"] == \
+        f"{tmp_path}/live/compose.yaml,{tmp_path}/live/compose.override.yaml"
+    # stamped with the rest, the owner's labels last
+    from reconciler.planning import implied
+
+    stamped = implied.labels(owner="o", revision=here.revision, kind="Container", name="shop-web-1", obj=web)
+    assert stamped["com.docker.compose.project.working_dir"] == str(tmp_path / "here")
+    assert stamped["com.docker.compose.project"] == "shop"
+
+
 def test_deploy_placement_is_the_containers_placement(tmp_path: Path) -> None:
     desired = load(tmp_path, {"compose.yaml": """
         name: fleet

@@ -109,7 +109,9 @@ def test_a_compose_project_converges_serves_and_follows_its_dotenv(
         web = rt.inspect_container("e2e-web-1")
         assert {k: v for k, v in web.labels.items() if k.startswith("com.docker.compose.")} == {
             "com.docker.compose.project": "e2e", "com.docker.compose.service": "web",
-            "com.docker.compose.container-number": "1", "com.docker.compose.oneoff": "False"}
+            "com.docker.compose.container-number": "1", "com.docker.compose.oneoff": "False",
+            "com.docker.compose.project.working_dir": str(project),
+            "com.docker.compose.project.config_files": str(project / "compose.yaml")}
         # the service name resolves on the project's network
         res = rt.exec("e2e-web-1", ["timeout", "3", "wget", "-qO-", "http://api:8000/"])
         assert (res.exit_code, res.stdout.decode().strip()) == (0, "api-answers")

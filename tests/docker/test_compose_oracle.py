@@ -10,8 +10,9 @@ timeout, terminal and open stdin, read-only root, init, capabilities, security o
 servers, search domains and options, OOM score adjustment, supplementary groups, log driver and options, and labels. Names that carry the project name (volumes,
 networks) are compared with it replaced, an anonymous volume (`- /path`: a random name in compose) by
 type and target only, and what each tool adds of its own is left out:
-reconciler's `reconciler.*` labels, compose's config-hash/version/working_dir/config_files
-labels, and the container-id alias Docker gives every container. Teardown removes both projects
+reconciler's `reconciler.*` labels, compose's config-hash/version labels (the project's
+working_dir and config_files are compared: both tools are given the files by absolute path, which
+docker compose v2 always writes), and the container-id alias Docker gives every container. Teardown removes both projects
 (their containers with compose's anonymous volumes, their networks and volumes), even when the test fails.
 
 The corpus (tests/compose/corpus/*, real-world-shaped projects) runs through the same comparison
@@ -64,7 +65,8 @@ COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-co
 COMPOSE = shutil.which("docker-compose")
 # labels each tool stamps for itself: not part of what the compose file says
 OWN_LABELS = ("reconciler.", "com.docker.compose.config-hash", "com.docker.compose.version",
-              "com.docker.compose.project.", "com.docker.compose.depends_on", "com.docker.compose.image")
+              "com.docker.compose.project.environment_file", "com.docker.compose.depends_on",
+              "com.docker.compose.image")
 
 
 # Differences README.md documents ("Where reconciler differs"), per (project, service): the field

@@ -74,3 +74,63 @@ def test_a_service_joining_anothers_network_reaches_it_on_loopback(
     assert after["joined-sidecar-1"] != ids["joined-sidecar-1"]
     fetch_in(host, "joined-sidecar-1", "second")
     assert host.cli("diff", str(project)) == 0
+
+
+ISOLATED = """
+    name: isolated
+    services:
+      box:
+        image: {image}
+        command: sh -c 'mkdir -p /srv && echo boxed > /srv/index.html && exec httpd -f -p 127.0.0.1:8000 -h /srv'
+        network_mode: none
+        stop_grace_period: 1s
+      sidecar:
+        image: {image}
+        command: ["sleep", "3600"]
+        network_mode: service:box
+        stop_grace_period: 1s
+    """
+
+
+def test_a_service_joining_one_without_a_network_shares_its_loopback_alone(
+    tmp_path: Path, host: Host, busybox_image: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`network_mode: service:box` where box has `network_mode: none`: docker-compose and the
+    Docker backend run it (the sidecar joins box's namespace, which has its loopback only); the
+    native engine refused it ("box has no network namespace of its own to join")."""
+    for var in ("COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES", "COMPOSE_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    project = tmp_path / "isolated"
+    project.mkdir()
+    (project / "compose.yaml").write_text(textwrap.dedent(ISOLATED.format(image=busybox_image)))
+
+    assert host.cli("apply", str(project)) == 0
+    rt = host.runtime()
+    try:
+        def run(container: str, *argv: str) -> str:
+            res = rt.exec(container, list(argv))
+            assert res.exit_code == 0, (container, argv, res.stderr)
+            return res.stdout.decode().strip()
+
+        links = [line.split(":")[0] for line in run("isolated-sidecar-1", "cat", "/proc/net/dev").splitlines()[2:]]
+        assert [n.strip() for n in links] == ["lo"]
+    finally:
+        rt.close()
+    fetch_in(host, "isolated-sidecar-1", "boxed")       # box's server on the sidecar's 127.0.0.1: one namespace
+    ids = host.ids()
+    # the sidecar restarted (its process ended) joins box's namespace again, and so it does after
+    # box restarted (a new process, a new namespace)
+    rt = host.runtime()
+    try:
+        rt.stop_container("isolated-sidecar-1", timeout=1)
+        rt.start_container("isolated-sidecar-1")
+        fetch_in(host, "isolated-sidecar-1", "boxed")
+        rt.stop_container("isolated-box-1", timeout=1)
+        rt.start_container("isolated-box-1")
+        rt.stop_container("isolated-sidecar-1", timeout=1)
+        rt.start_container("isolated-sidecar-1")
+        fetch_in(host, "isolated-sidecar-1", "boxed")
+    finally:
+        rt.close()
+    assert host.cli("diff", str(project)) == 0
+    assert host.ids() == ids

@@ -513,11 +513,46 @@ class ContainerManager(records.RecordStore):
             raise rterrors.InvalidArgument(f"container {name}: ports cannot be published on a container that joins "
                                            f"{target}'s network", hint=f"publish them on {target}")
         rec = self._load(target)
+        if not rec.netns_path and rec.config.networks != ("host",):
+            # on no network (`none`): its namespace, with its loopback alone, is its process's
+            own = self.paths(rec.id).dir
+            return self._process_netns(name, rec), own / "hosts", own / "resolv.conf"
         if not rec.netns_path or not os.path.exists(rec.netns_path):
             raise rterrors.InvalidArgument(f"container {name}: {target} has no network namespace of its own to join",
                                            hint=f"connect {target} to a network (and start it) first")
         hosts, resolv = self._network().files(rec.id)
         return os.fspath(rec.netns_path), hosts, resolv
+
+    def _process_netns(self, name: str, target: records.Record) -> str:
+        """The network namespace of `target`'s process, for a container joining one on no network
+        (`none`), whose namespace runc made with its process and no file names: the process's,
+        as dockerd joins `container:TARGET` (`/proc/PID/ns/net`). It must run (or be created):
+        dockerd's "cannot join network of a non running container"."""
+        rec = self.refresh(target)
+        if rec.status not in ("created", "running") or not rec.pid or not rec.main_alive():
+            raise rterrors.Conflict(f"container {name}: cannot join the network of {target.name}, which is not "
+                                    "running", hint=f"start {target.name} first")
+        return f"/proc/{rec.pid}/ns/net"
+
+    def _rejoin(self, rec: records.Record) -> None:
+        """Before a start of `rec`, which joins a container on no network: its bundle names the
+        namespace of that container's process now (a restart of either made a new process; the
+        one named at create may be gone), as dockerd resolves it at each start."""
+        nets = rec.config.networks
+        if not (nets[:1] and nets[0].startswith("container:")):
+            return
+        target = self._load(nets[0].removeprefix("container:"))
+        if target.netns_path or target.config.networks == ("host",):
+            return                  # a namespace file of its own, which stays the same: named at create
+        path = self._process_netns(rec.name, target)
+        spec_path = self.paths(rec.id).config_json
+        spec = json.loads(spec_path.read_text())
+        for ns in spec.get("linux", {}).get("namespaces", []):
+            if ns.get("type") == "network" and ns.get("path") != path:
+                ns["path"] = path
+                tmp = spec_path.with_suffix(".json.tmp")
+                tmp.write_text(json.dumps(spec))
+                os.replace(tmp, spec_path)
 
     def _delete_record(self, cid: str) -> None:
         with self.db.tx() as conn:
@@ -685,6 +720,8 @@ class ContainerManager(records.RecordStore):
                                               forward=False)
                     rec = _with_addresses(rec, att)     # reconnect() changes them
                     self._save(rec)
+            if not fresh:
+                self._rejoin(rec)
             # its ports, as Docker's, before its process is made: a host port another program took
             # meanwhile is refused here, and the container stays as it was (created or exited)
             rec = self._forwarding(rec, on=True)

@@ -10,7 +10,8 @@ reference, a port published twice, a policy refusal) is reported at that key.
 Names follow compose: containers `<project>-<service>-1` (or `container_name`), networks and
 volumes `<project>_<key>` (or their `name:`), built images `<project>-<service>`; on a cluster
 (Swarm) a service is `<project>_<service>` whatever its replicas, as docker stack deploy names
-it (container_name ignored, as there); containers
+it (container_name ignored, as there), and its containers and the project's networks carry
+`com.docker.stack.namespace` (`docker stack services/ps` list by it); containers
 carry compose's labels `com.docker.compose.project`, `.service`, `.container-number` and
 `.oneoff`, networks and volumes `com.docker.compose.project` and `.network` / `.volume`. The
 labels of where the project is, `.project.working_dir` and `.project.config_files`, are not in
@@ -301,6 +302,11 @@ class _Translator:
         custom = svc.get("container_name") if isinstance(svc, dict) else None
         return str(custom) if custom else _container(self.project, service, svc)
 
+    def stack_label(self) -> dict[str, str]:
+        """On a cluster, docker stack deploy's label of the stack a service (its containers too)
+        or a network belongs to: `docker stack services/ps NAME` list by it."""
+        return {STACK_LABEL: self.project} if self.cluster else {}
+
     # -- networks and volumes -----------------------------------------------------------------------
 
     def network(self, key: str) -> None:
@@ -347,7 +353,8 @@ class _Translator:
                 self.ipam(value, here, spec, doc)
             else:
                 self.error(here, not_supported(f"networks.{opt}"))
-        labels = self.labels(cfg, {"com.docker.compose.project": self.project, "com.docker.compose.network": key})
+        labels = self.labels(cfg, {"com.docker.compose.project": self.project, "com.docker.compose.network": key,
+                                   **self.stack_label()})
         doc.data = _manifest("Network", name, labels, spec)
         doc.came(("metadata", "name"), (*path, "name") if "name" in cfg else path)
         doc.came(("metadata", "labels"), (*path, "labels") if "labels" in cfg else path)
@@ -515,6 +522,7 @@ class _Service:
         labels = {**self.label_files(), **self.tr.labels(svc, {
             "com.docker.compose.project": self.tr.project, "com.docker.compose.service": self.name,
             "com.docker.compose.container-number": "1", "com.docker.compose.oneoff": "False",
+            **self.tr.stack_label(),
         })}
         self.doc.data = _manifest("Container", container, labels, self.spec)
         self.doc.came(("metadata", "name"), self.p("container_name") if "container_name" in svc and not self.tr.cluster
@@ -1568,6 +1576,7 @@ def _locator(tr: _Translator, doc: _Doc) -> Any:
 _ORDER = {"Network": 0, "Volume": 1, "Image": 2, "Container": 3}
 
 
+STACK_LABEL = "com.docker.stack.namespace"
 WORKING_DIR_LABEL = "com.docker.compose.project.working_dir"
 CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"
 

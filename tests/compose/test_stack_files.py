@@ -39,6 +39,9 @@ def test_a_compose_service_on_a_cluster_is_project_underscore_service_whatever_i
     assert cluster.containers["shop_web"].depends_on == ("shop_db",)
     assert (cluster.containers["shop_api"].replicas, cluster.containers["shop_web"].replicas) == (3, 1)
     assert "web" in cluster.containers["shop_web"].aliases          # found by its service name, as in a stack
+    # labelled with their stack, as docker stack deploy labels its services (`docker stack services shop`)
+    assert {c.labels.get("com.docker.stack.namespace") for c in cluster.containers.values()} == {"shop"}
+    assert "com.docker.stack.namespace" not in _load(tmp_path, compose, cluster=False).containers["shopdb"].labels
     assert any("services.db.container_name: ignored on Swarm, as docker stack deploy ignores it: the service is "
                "shop_db (<project>_<service>)" in w for w in cluster.warnings), cluster.warnings
 

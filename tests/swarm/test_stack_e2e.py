@@ -82,6 +82,12 @@ def test_a_stack_files_deploy_keys_make_the_service_docker_stack_deploy_makes(
         assert _settings(ours)["task labels"] is None               # deploy.labels: the service's, not its copies'
         net = swarm.rt.api.network_inspect(f"{p}_front", scope="swarm")
         assert (net["Driver"], net["Attachable"]) == ("overlay", True)
+        # labelled with the stack it is, as docker stack deploy labels its own: the stack commands list it
+        assert net["Labels"]["com.docker.stack.namespace"] == p
+        listed = swarm.daemon.docker("stack", "services", "--format", "{{.Name}}", p)
+        assert listed.stdout.split() == [f"{p}_web"], listed.stderr
+        tasks = swarm.daemon.docker("stack", "ps", "--format", "{{.Name}}", p)
+        assert {t.split(".")[0] for t in tasks.stdout.split()} == {f"{p}_web"}, tasks
     finally:
         swarm.daemon.docker("stack", "rm", stack, check=False)
         deadline = time.monotonic() + 60

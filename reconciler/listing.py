@@ -162,7 +162,8 @@ def images_text(images: Iterable[Mapping[str, Any]], options: Mapping[str, Any])
     """What `reconcile images` prints of these image summaries (newest first)."""
     rows = _image_rows(images, no_trunc=options["no_trunc"])
     if options["quiet"]:
-        return "\n".join(dict.fromkeys(r["short_id"] for r in rows)) + "\n"
+        # one line per image; none: nothing at all, as `docker images -q` (a blank line is an empty id to a script)
+        return "".join(f"{i}\n" for i in dict.fromkeys(r["short_id"] for r in rows))
     if options["output"] != "table":
         return _printed([{k: r[k] for k in ("repository", "tag", "id", "digest", "created", "size")} for r in rows],
                         options["output"], ())

@@ -80,6 +80,17 @@ def test_a_read_only_command_on_a_root_with_no_engine_creates_nothing(
     assert not run_dir.exists()
 
 
+@pytest.mark.parametrize("argv", [["images", "-q"], ["image", "ls", "-q"], ["images", "-aq", "--no-trunc"],
+                                  ["ps", "-q"], ["ps", "-aq"], ["volume", "ls", "-q"]])
+def test_quiet_lists_of_nothing_print_nothing_as_dockers(
+        tmp_path: Path, argv: list[str], capfd: pytest.CaptureFixture[str]) -> None:
+    """`docker images -q` with no image prints nothing, not an empty line: `docker rmi $(docker
+    images -q)` and `xargs` read a blank line as an (empty) id. `images -q` printed one."""
+    root, run_dir = tmp_path / "no-engine-yet", tmp_path / "run"
+    assert main([*argv, "--root", str(root), "--run-dir", str(run_dir), "--name-prefix", "rtnone"]) == 0
+    assert capfd.readouterr().out == ""
+
+
 @pytest.mark.parametrize("argv", [["network", "inspect", "x"], ["volume", "inspect", "x"]])
 def test_inspecting_on_a_root_with_no_engine_finds_nothing_and_creates_nothing(
         tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -248,13 +248,15 @@ def import_container(runtime: base.Runtime, src: IO[bytes], *, name: str | None 
         raise
     finally:
         close()
-    return ImportedContainer(made.container, config.name, config.image, tuple(made.volumes))
+    return ImportedContainer(made.container, config.name, str(config.image_id), tuple(made.volumes))
 
 
 def _restore(runtime: base.Runtime, transfer: base.ArchiveTransfer, tar: tarfile.TarFile, made: _Made, say: Any, *,
              name: str | None, allow_host_access: bool, volume_prefix: str) -> base.ContainerConfig:
     """Read the archive: its header (checked before anything is made), its image and volumes
-    (loaded and restored, into `made`); the config to create, with the image to run and the
+    (loaded and restored, into `made`); the config to create, with the image to run (its
+    `image_id`: the container's own, committed at the export) under the name the container was
+    created with (`image`, what `ps` and inspect's Config.Image show, as docker's) and the
     volumes' names here."""
     header: dict[str, Any] | None = None
     config: base.ContainerConfig | None = None
@@ -318,7 +320,7 @@ def _restore(runtime: base.Runtime, transfer: base.ArchiveTransfer, tar: tarfile
         if old not in restored and new not in existing:
             made.volumes.append(new)
             runtime.ensure_volume(base.VolumeConfig(name=new, labels=header["volume_labels"].get(old, {})))
-    return replace(config, image=image_id)
+    return replace(config, image_id=image_id)
 
 
 def _image_here(runtime: base.Runtime, header: dict[str, Any], made: _Made, say: Any) -> str:

@@ -73,6 +73,13 @@ def test_a_stopped_container_moves_with_its_changes_and_volume(
     assert "vi" in lines[3]
     assert "No such file" in lines[3] or "can't" in lines[3]
     assert lines[4] == "1000"                                   # owners kept
+    # it shows the image it was created with, as docker ps does, and runs the one it moved with
+    # (its changes committed on top; ps said its id, sha256:...)
+    assert [r["image"] for r in json.loads(b("ps", "-a", "-o", "json").stdout)] == [busybox_image]
+    doc = json.loads(b("inspect", "app").stdout)[0]
+    assert doc["Config"]["Image"] == busybox_image
+    assert doc["Image"] in {i["id"] for i in json.loads(b("images", "-o", "json").stdout)}
+    assert b("ps", "-a").stdout.decode().splitlines()[1].split()[1] == busybox_image
     again = b("container", "import", "-i", str(tmp_path / "app.tar"), check=False)
     assert again.returncode == 1
     assert b"exists here" in again.stderr                      # never overwrites a container or volume

@@ -5,6 +5,7 @@ systemd timers, during a pass as an agent's session runs it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -98,3 +99,33 @@ def test_a_run_attached_before_its_start_gets_every_byte_on_podman(
         got, code = attached_run(podman, f"rtpa{rand()}-{i}", podman_image.ref)
         assert got == {"stdout": [(b"out", True), (b"more", False)], "stderr": [(b"err", True)]}, i
         assert code == 3
+
+
+def test_errors_on_podman_name_podman_and_its_commands(
+        podman: DockerRuntime, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """`--runtime docker` on Podman's socket (the CLI opens it through runtime.opening, which asks
+    the engine what it is): its errors say "podman", and its hints Podman's commands. They said
+    "docker: ..." and `docker network rm`: the client was made before the engine was known."""
+    from reconciler.cli.main import main
+    from reconciler.runtime import errors
+
+    name = f"rtph{rand()}-none"
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{podman.api.socket_path}")
+    assert main(["rm", "--runtime", "docker", "--root", str(tmp_path / "root"), name]) == 1
+    err = capfd.readouterr().err
+    assert f"podman: remove container {name}:" in err, err
+    assert "docker" not in err, err
+    rt = _open(podman.api.socket_path, monkeypatch, tmp_path)
+    try:
+        with pytest.raises(errors.NotFound, match=f"^podman: network {name}: "):
+            rt.remove_network(name)
+        stale = base.NetworkConfig(name=name, labels={"rt.test": name})
+        rt.ensure_network(base.NetworkConfig(name=name))
+        with pytest.raises(errors.Conflict) as refused:
+            rt.ensure_network(stale)                    # made by someone else: not the one asked for
+        assert f"`podman network rm {name}`" in str(refused.value.hint)
+    finally:
+        with contextlib.suppress(errors.NotFound):
+            rt.remove_network(name)
+        rt.close()

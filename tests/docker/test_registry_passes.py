@@ -63,7 +63,8 @@ def test_a_pass_pulls_from_a_registry_that_wants_credentials_with_the_ones_found
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "nobody"))       # no credentials: refused, saying why
     assert apply(where, tmp_path / "root", s.prefix) == 1
     out = capsys.readouterr()
-    assert f"reconciler found no credentials for {auth_registry.host}: `docker login {auth_registry.host}`" \
+    # the engine's own login, which writes where reconciler reads: `podman login` on Podman
+    assert f"reconciler found no credentials for {auth_registry.host}: `{engine.kind} login {auth_registry.host}`" \
         in out.out + out.err
 
     monkeypatch.setenv("DOCKER_CONFIG", str(docker_config(tmp_path / "cfg", auth_registry)))

@@ -167,6 +167,17 @@ class EngineAPI:
         return self._version
 
     @property
+    def cli(self) -> str:
+        """The engine's own command, for what a hint tells the user to run: `podman` for Podman,
+        else `docker`."""
+        return "podman" if self.what == "podman" else "docker"
+
+    @property
+    def _service(self) -> str:
+        """The systemd unit that serves the engine's socket, for a hint."""
+        return "podman.socket" if self.what == "podman" else "docker"
+
+    @property
     def api_version(self) -> str:
         self.version()
         assert self._prefix is not None
@@ -177,7 +188,7 @@ class EngineAPI:
             # checked up front: a failed connect on a missing path leaks httpcore's socket
             raise errors.Unavailable(
                 f"{self.what} socket {self.socket_path} does not exist",
-                hint="start the engine (`systemctl start docker`) or pass its socket path")
+                hint=f"start the engine (`systemctl start {self._service}`) or pass its socket path")
         if not versioned:
             return path
         if self._prefix is None:
@@ -190,7 +201,7 @@ class EngineAPI:
         if isinstance(exc, httpx.TimeoutException):
             return errors.Unavailable(
                 f"{self.what} did not answer {path} in time ({type(exc).__name__})",
-                hint="the engine may be overloaded; retry, or check `systemctl status docker`",
+                hint=f"the engine may be overloaded; retry, or check `systemctl status {self._service}`",
             )
         return errors.Unavailable(
             f"cannot reach {self.what} at {self.socket_path}: {exc}",

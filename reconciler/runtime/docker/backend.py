@@ -158,7 +158,7 @@ def _mount(m: base.Mount) -> dict[str, Any] | None:
         if not plain:
             raise errors.InvalidArgument(
                 f"the secret file {m.target} needs the native engine: its content was decrypted in memory, and "
-                "Docker has no tmpfs a file can be put on before the container starts",
+                "neither Docker nor Podman has a tmpfs a file can be put on before the container starts",
                 hint="use the native runtime, or a secret file that is not encrypted (bind-mounted read-only)")
         out.update(Type="bind", Source=m.source, ReadOnly=True)
     else:
@@ -171,7 +171,8 @@ def container_body(config: base.ContainerConfig, *, endpoints: int = 1, containe
     if config.secret_env:
         raise errors.InvalidArgument(
             f"container {config.name}: env {', '.join(sorted(config.secret_env))} came from a SOPS-encrypted "
-            "env file, and Docker writes a container's environment to disk (config.v2.json)",
+            "env file, and the engine writes a container's environment to disk (Docker's config.v2.json, Podman's "
+            "container config)",
             hint="use the native runtime (it keeps such values on the container's own tmpfs), or put the "
                  "value in a secret file that is not encrypted (bind-mounted read-only): on disk in clear either way")
     host: dict[str, Any] = {
@@ -472,8 +473,8 @@ def _refused(message: str) -> bool:
     return any(word in low for word in _AUTH_REFUSED)
 
 
-def _pull_hint(ref: str, message: str, auth: str | None) -> str:
-    return _auth_hint(ref, auth is not None) if _refused(message) else \
+def _pull_hint(ref: str, message: str, auth: str | None, cli: str) -> str:
+    return _auth_hint(ref, auth is not None, cli) if _refused(message) else \
         "check the reference and that the registry is reachable"
 
 
@@ -488,14 +489,15 @@ _AUTH_REFUSED = ("no basic auth credentials", "unauthorized", "authentication re
                  "incorrect username or password")
 
 
-def _auth_hint(ref: str, sent: bool) -> str:
+def _auth_hint(ref: str, sent: bool, cli: str) -> str:
     """What to do when the registry refused the engine's pull or push of `ref` for want of
-    credentials: which ones reconciler sent (it sends what it finds; the engine keeps none)."""
+    credentials: which ones reconciler sent (it sends what it finds; the engine keeps none); `cli`:
+    the engine's own command, whose login writes where reconciler reads."""
     host = _registry_of(ref)
     if sent:
-        return (f"the registry refused the credentials reconciler found for {host}: `docker login {host}` again "
+        return (f"the registry refused the credentials reconciler found for {host}: `{cli} login {host}` again "
                 "(they are read from DOCKER_AUTH_CONFIG, $DOCKER_CONFIG/config.json, Podman's auth.json)")
-    return (f"reconciler found no credentials for {host}: `docker login {host}` (they are read from "
+    return (f"reconciler found no credentials for {host}: `{cli} login {host}` (they are read from "
             "DOCKER_AUTH_CONFIG, $DOCKER_CONFIG/config.json or ~/.docker/config.json, Podman's auth.json)")
 
 
@@ -518,9 +520,10 @@ def _asked_again(call: Callable[[], T], transient: str, tries: int = 3) -> T:
 
 
 def verify_network(config: base.NetworkConfig, attrs: Mapping[str, Any], *, driver: str,
-                   gateway: bool = True) -> base.NetworkState:
+                   gateway: bool = True, cli: str = "docker") -> base.NetworkState:
     """The state of an existing network `attrs`, or Conflict naming how it differs from `config`
-    (its driver, subnet, `gateway` when asked, internal flag, labels): made by someone else."""
+    (its driver, subnet, `gateway` when asked, internal flag, labels): made by someone else; its
+    hint removes it with the engine's command `cli`."""
     state = network_state(attrs)
     diffs = []
     if attrs.get("Driver") != driver:
@@ -541,7 +544,7 @@ def verify_network(config: base.NetworkConfig, attrs: Mapping[str, Any], *, driv
     if diffs:
         raise errors.Conflict(
             f"network {config.name} exists with a different configuration: {'; '.join(diffs)}",
-            hint=f"remove it (`docker network rm {config.name}`) so it can be re-created")
+            hint=f"remove it (`{cli} network rm {config.name}`) so it can be re-created")
     return state
 
 
@@ -744,7 +747,7 @@ class DockerRuntime:
                 for msg in messages:
                     if "error" in msg:
                         detail = (msg.get("errorDetail") or {}).get("message") or msg["error"]
-                        raise errors.ImageError(f"pull {ref}: {detail}", hint=_pull_hint(ref, str(detail), auth))
+                        raise errors.ImageError(f"pull {ref}: {detail}", hint=_pull_hint(ref, str(detail), auth, self.api.cli))
                     status = str(msg.get("status", ""))
                     layer = str(msg.get("id", ""))
                     if status.startswith("Digest: "):
@@ -769,11 +772,11 @@ class DockerRuntime:
                             emit("layer-start", {"digest": layer})
                         emit("layer-done", {"digest": layer, "result": "exists"})
         except (errors.NotFound, errors.InvalidArgument, errors.Conflict) as exc:
-            raise errors.ImageError(exc.message, hint=_pull_hint(ref, exc.message, auth)) from None
+            raise errors.ImageError(exc.message, hint=_pull_hint(ref, exc.message, auth, self.api.cli)) from None
         except (errors.Unavailable, errors.ImageError):
             raise
         except errors.RuntimeBackendError as exc:
-            raise errors.ImageError(exc.message, hint=_pull_hint(ref, exc.message, auth) if _refused(exc.message)
+            raise errors.ImageError(exc.message, hint=_pull_hint(ref, exc.message, auth, self.api.cli) if _refused(exc.message)
                                     else None) from None
         info = image_info(self.api.image_inspect(ref), ref)
         if pulled_digest and info.digest != pulled_digest and "@" not in ref:
@@ -798,7 +801,7 @@ class DockerRuntime:
         except (errors.Unavailable, errors.ImageError):
             raise
         except errors.RuntimeBackendError as exc:
-            raise errors.ImageError(exc.message, hint=_auth_hint(ref, auth is not None) if _refused(exc.message)
+            raise errors.ImageError(exc.message, hint=_auth_hint(ref, auth is not None, self.api.cli) if _refused(exc.message)
                                     else None) from None
         digest = (data.get("Descriptor") or {}).get("digest")
         if not digest:
@@ -907,7 +910,7 @@ class DockerRuntime:
                     if "error" in msg or "errorDetail" in msg:
                         detail = str((msg.get("errorDetail") or {}).get("message") or msg.get("error")).strip()
                         raise errors.ImageError(f"build {ref}: {step + ': ' if step else ''}{detail}",
-                                                hint=_auth_hint(ref, True) if _refused(detail) else None)
+                                                hint=_auth_hint(ref, True, self.api.cli) if _refused(detail) else None)
                     text = str(msg.get("stream") or "").strip()
                     if text.startswith(("Step ", "STEP ")):
                         step = text.splitlines()[0]
@@ -966,14 +969,14 @@ class DockerRuntime:
                 for msg in messages:
                     if "error" in msg or "errorDetail" in msg:
                         detail = str((msg.get("errorDetail") or {}).get("message") or msg.get("error")).strip()
-                        raise errors.ImageError(f"push {dest}: {detail}", hint=_pull_hint(dest, detail, auth))
+                        raise errors.ImageError(f"push {dest}: {detail}", hint=_pull_hint(dest, detail, auth, self.api.cli))
                     aux = msg.get("aux")
                     if isinstance(aux, Mapping) and aux.get("Digest"):
                         digest = str(aux["Digest"])
         except (errors.ImageError, errors.Unavailable):
             raise
         except errors.RuntimeBackendError as exc:
-            raise errors.ImageError(exc.message, hint=_pull_hint(dest, exc.message, auth)) from None
+            raise errors.ImageError(exc.message, hint=_pull_hint(dest, exc.message, auth, self.api.cli)) from None
         digest = digest or image_info(self.api.image_inspect(dest), dest).digest
         if not digest:
             raise errors.ImageError(f"push {dest}: {self.api.what} did not say the digest it pushed")
@@ -1266,7 +1269,7 @@ class DockerRuntime:
         return self._verify_network(config, self._network(config.name))
 
     def _verify_network(self, config: base.NetworkConfig, attrs: Mapping[str, Any]) -> base.NetworkState:
-        return verify_network(config, attrs, driver="bridge")
+        return verify_network(config, attrs, driver="bridge", cli=self.api.cli)
 
     def remove_network(self, name: str) -> None:
         self._network(name)

@@ -196,6 +196,9 @@ class PodmanRuntime(DockerRuntime):
     def __init__(self, socket_path: str = api.DEFAULT_SOCKET, transport: httpx.BaseTransport | None = None, *,
                  what: str = "podman", engine: api.EngineAPI | None = None, state_root: Path | None = None) -> None:
         super().__init__(socket_path, transport, what=what, engine=engine, state_root=state_root)
+        # its errors and hints name Podman, also on a client opened before it was known to be one
+        # (runtime.opening asks a DOCKER_HOST's engine what it is): "podman: ...", `podman login`
+        self.api.what = what
         self._health = PodmanHealth(self.api)
         self._restarts = _EngineRestarts()
         self._engine_init = True         # until the engine says it has none

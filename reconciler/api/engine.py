@@ -59,8 +59,10 @@ ATTACH_START_WAIT = 3600.0
 # a pull's progress events as dockerd's status lines say them
 _PULL_STATUS = {"layer-start": "Pulling fs layer", "layer-downloaded": "Download complete", "extract": "Extracting",
                 "layer-done": "Pull complete"}
-_STATUS_CODES = {rterrors.NotFound: 404, rterrors.AlreadyExists: 409, rterrors.Conflict: 409,
-                 rterrors.InvalidArgument: 400}
+# the first kind an error is of decides (a PortInUse is a Conflict): a port taken fails dockerd's
+# start with a 500, "driver failed programming external connectivity" (docker-py raises APIError)
+_STATUS_CODES = {rterrors.PortInUse: 500, rterrors.NotFound: 404, rterrors.AlreadyExists: 409,
+                 rterrors.Conflict: 409, rterrors.InvalidArgument: 400}
 
 
 class Hijack:

@@ -4,6 +4,8 @@
     ├── NotFound            the object does not exist (removal treats this as done)
     ├── AlreadyExists       a create found the name taken
     ├── Conflict            the object is in a state that forbids the call (remove a running one)
+    │   └── PortInUse       a host port it publishes is taken (another program listens on it,
+    │                       another container publishes it): the Engine API's 500, as dockerd's
     ├── InvalidArgument     the request itself is wrong (bad user name, port syntax)
     ├── Unavailable         the engine or a tool it needs is missing or not answering
     ├── ImageError          an image could not be pulled, verified or unpacked
@@ -32,6 +34,7 @@ __all__ = [
     "ImageNotFound",
     "InvalidArgument",
     "NotFound",
+    "PortInUse",
     "RegistryUnavailable",
     "RolloutFailed",
     "RuntimeBackendError",
@@ -54,6 +57,14 @@ class AlreadyExists(RuntimeBackendError):
 
 class Conflict(RuntimeBackendError):
     """The object's current state forbids the operation."""
+
+
+class PortInUse(Conflict):
+    """A host port the container publishes is taken: another program of the host listens on it,
+    or another container publishes it. dockerd fails the start so with a 500 ("driver failed
+    programming external connectivity ... address already in use" / "port is already
+    allocated"), which the Engine API answers likewise (not a Conflict's 409, which clients take
+    for a name in use or a state to wait out)."""
 
 
 class InvalidArgument(RuntimeBackendError):

@@ -273,7 +273,7 @@ class FakeRuntime:
                 taken = {(p["host_ip"], p["host_port"], p["protocol"]) for p in other["config"]["ports"]}
                 for p in cfg["ports"]:
                     if p["host_port"] and (p["host_ip"], p["host_port"], p["protocol"]) in taken:
-                        raise rterrors.Conflict(
+                        raise rterrors.PortInUse(
                             f"container {cfg['name']}: port {p['host_port']} is in use by "
                             f"{other['config']['name']}")
             argv = [*(cfg.get("command") or []), *(cfg.get("args") or [])]

@@ -24,13 +24,17 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 from reconciler.runtime.native.containers import records
-from tests.api.test_engine_api import docker
+from tests.api.test_engine_api import docker, request
 from tests.api.test_engine_api import engine_api as engine_api  # the fixture
 from tests.api.test_engine_api import pytestmark as pytestmark  # root, registry, docker CLI
+from tests.api.test_engine_api_filters import LABEL, Both, own_image
+from tests.api.test_engine_api_filters import both as both  # the fixture: ours beside dockerd
 from tests.helpers.host import Host
 from tests.helpers.ports import publish_port
+from tests.helpers.registry import RegistryServer
 
 
 def _httpd(text: str) -> str:
@@ -173,3 +177,38 @@ def test_ports_are_published_while_the_container_runs(engine_api: str, host: Hos
     _agree(engine_api, host, "pstop", port, to=_ip(engine_api, "pstop", net))
     docker(engine_api, "rm", "-f", "pstop")
     assert _dnat(host, port) == []
+
+
+def test_a_start_refused_for_a_taken_host_port_is_a_500_as_on_dockerd(
+        both: Both, registry: RegistryServer, tmp_path: Path) -> None:
+    """dockerd 20.10 answers the start of a container whose host port another program took
+    meanwhile with a 500 ("driver failed programming external connectivity ... address already
+    in use"), the container left created; the docker CLI's run exits 125 for a port taken, by a
+    program or by another container. The same here (the native engine checks a container's host
+    ports at its create as well, with the same 500). The engine answered 409, a Conflict, which
+    clients take for a name in use or a state to wait out (docker-py's
+    `APIError.is_server_error()` was false)."""
+    import socket
+
+    ref = own_image(both, registry, tmp_path, "ported")
+    port = publish_port()
+    label = f"{LABEL}={both.prefix}"
+    name = f"{both.prefix}-held"
+    both.run("create", "--name", name, "-l", label, "-p", f"127.0.0.1:{port}:80", ref, "sleep", "600")
+    with socket.socket() as listener:                       # a program of the host takes the port
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        for side, sock in both.socks.items():
+            code, _, body = request(sock, "POST", f"/v1.41/containers/{name}/start")
+            message = json.loads(body)["message"]
+            assert code == 500, (side, body)
+            assert "address already in use" in message or "in use by another program" in message, (side, message)
+            assert docker(sock, "inspect", "-f", "{{.State.Status}}", name).stdout.strip() == "created", side
+        held = both.run("run", "-d", "-l", label, "-p", f"127.0.0.1:{port}:80", ref, "sleep", "600", check=False)
+        for side, proc in held.items():
+            assert proc.returncode == 125, (side, proc.stderr)
+    both.run("start", name)                                 # the port free again
+    taken = both.run("run", "-d", "-l", label, "-p", f"127.0.0.1:{port}:80", ref, "sleep", "600", check=False)
+    for side, proc in taken.items():                        # another container publishes it
+        assert proc.returncode == 125, (side, proc.stderr)

@@ -763,7 +763,7 @@ class IPAM:
             for r in rows:
                 if same_port_address(r["host_ip"], p.host_ip):
                     owner = "this container" if r["name"] == container.name else f"container {r['name']!r}"
-                    raise errors.Conflict(
+                    raise errors.PortInUse(
                         f"host port {p.host_ip}:{p.host_port}/{p.protocol} is already published by {owner}",
                         hint="choose another host port or remove the container that holds it",
                     )

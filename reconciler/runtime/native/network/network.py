@@ -462,7 +462,7 @@ class NetworkManager:
                 if rec.protocol == p.protocol and rec.host_port == p.host_port and ipam.same_port_address(
                         rec.host_ip, p.host_ip):
                     owner = next((c.name for c in self._ipam.containers() if c.container_id == rec.container_id), "?")
-                    raise errors.Conflict(
+                    raise errors.PortInUse(
                         f"host port {p.host_ip}:{p.host_port}/{p.protocol} is already published by container {owner!r}",
                         hint="choose another host port or remove that container",
                     )
@@ -557,7 +557,7 @@ class NetworkManager:
                 s.bind((p.host_ip, p.host_port))
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
-                    raise errors.Conflict(
+                    raise errors.PortInUse(
                         f"host port {p.host_ip}:{p.host_port}/{p.protocol} is in use by another program on this host",
                         hint=f"find it with `ss -lnp | grep :{p.host_port}` or publish another port",
                     ) from exc

@@ -4,7 +4,8 @@ Pulls the image when it is not in the store. In the foreground it prints the con
 output (stdout to stdout, stderr to stderr) and exits with its exit code; `-d` prints the id
 and returns. `--rm` removes the container once it exited. Networks: `none`, `host`, or a named
 network of the engine; none named: the engine's default network, as `docker run`'s default
-bridge, where `-p` publishes (`-p 80`: on a host port the engine chooses).
+bridge, where `-p` publishes (`-p 80`: on a host port the engine chooses); `bridge`, Docker's
+name of that network, is that network too.
 
 While an agent holds the state root, a run without `-i`/`-t` goes through the agent's engine
 (#21, the client–server split: no engine code is loaded here), printing the same. With
@@ -75,7 +76,8 @@ SPEC = fastpath.Spec((
     (("-w", "--workdir"), "workdir", {"default": None, "help": "working directory in the container"}),
     (("--entrypoint",), "entrypoint", {"default": None, "help": "override the image's entrypoint"}),
     (("-h", "--hostname"), "hostname", {"default": None, "help": "container host name"}),
-    (("--network",), "network", _listed(None, "none, host, or a named network (repeatable)")),
+    (("--network",), "network", _listed(None, "none, host, bridge (the engine's default network, as docker's; "
+                                        "also without --network), or a named network (repeatable)")),
     (("-p", "--publish"), "publish", {**_listed("[IP:][HOST:]CTR[/PROTO]",
                                                 "publish a port (bridge networks only; no HOST: the engine chooses one)"),
                                       "type": _checked("parse_publish")}),

@@ -85,6 +85,32 @@ def test_run_without_a_network_publishes_on_the_default_network_as_docker_run_do
     assert none["NetworkSettings"]["Networks"] == {}
 
 
+def test_run_network_bridge_is_the_engines_default_network_as_dockers(cli: Reconcile, busybox_image: str) -> None:
+    """`docker run --network bridge` names Docker's default network: here the engine's default
+    one, the network a run without --network is on, where -p publishes; it was refused
+    ("network 'bridge' not found": no network may be named so)."""
+    import time
+
+    port = publish_port()
+    cid = cli("run", "-d", "--name", "web", "--network", "bridge", "-p", f"127.0.0.1:{port}:80",
+              *_serve(busybox_image)).stdout.strip()
+    doc = _inspect(cli, "web")
+    assert doc["HostConfig"]["NetworkMode"] == "default"
+    assert list(doc["NetworkSettings"]["Networks"]) == ["default"]
+    address = doc["NetworkSettings"]["Networks"]["default"]["IPAddress"]
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            assert _get(f"http://127.0.0.1:{port}/hostname") == cid[:12] + "\n"
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the published port does not answer"
+            time.sleep(0.1)
+    # a container run without --network is on the same network: it reaches web there
+    peer = cli("run", "--rm", busybox_image, "wget", "-qO-", f"http://{address}/hostname")
+    assert peer.stdout == cid[:12] + "\n"
+
+
 def _forwarded(harness: Harness) -> list[int]:
     """The host ports the engine's nft rules forward now."""
     return [p.host_port for p in harness.manager._ipam.forwarded_ports()]

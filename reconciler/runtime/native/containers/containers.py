@@ -214,6 +214,19 @@ def _find_init() -> str:
                                hint="install the tini package (it provides /usr/bin/tini-static)")
 
 
+# Docker's name for its default network (`docker run --network bridge`): this engine's default
+# network, which no network of its own may be named (network.py `_RESERVED`)
+DOCKER_DEFAULT = "bridge"
+
+
+def _default_named(networks: Sequence[str]) -> tuple[str, ...]:
+    """`networks` with Docker's name of the default network (DOCKER_DEFAULT) as this engine's
+    (`network.DEFAULT_NETWORK`), as the Engine API takes NetworkMode `bridge` (once each)."""
+    from reconciler.runtime.native.network import dns
+
+    return tuple(dict.fromkeys(dns.DEFAULT_NETWORK if n == DOCKER_DEFAULT else n for n in networks))
+
+
 def _restarts(policy: base.RestartPolicy) -> bool:
     """A restart policy other than none (which AutoRemove excludes, as on dockerd)."""
     return policy.name not in ("", "no")
@@ -421,6 +434,8 @@ class ContainerManager(records.RecordStore):
         if self.db.connect().execute("SELECT 1 FROM containers WHERE name = ?", (name,)).fetchone():
             raise rterrors.AlreadyExists(f"a container named {name} exists already",
                                          hint="remove it first or choose another name")
+        if DOCKER_DEFAULT in config.networks:
+            config = dataclasses.replace(config, networks=_default_named(config.networks))
         networks = tuple(config.networks)
         if len(networks) > 1 and any(n in ("host", "none") or n.startswith("container:") for n in networks):
             raise rterrors.InvalidArgument("networks 'host', 'none' and 'container:NAME' cannot be combined with others")

@@ -2,10 +2,13 @@
 
 Pulls the image when it is not in the store. In the foreground it prints the container's
 output (stdout to stdout, stderr to stderr) and exits with its exit code; `-d` prints the id
-and returns. `--rm` removes the container once it exited. Networks: `none`, `host`, or a named
-network of the engine; none named: the engine's default network, as `docker run`'s default
-bridge, where `-p` publishes (`-p 80`: on a host port the engine chooses); `bridge`, Docker's
-name of that network, is that network too.
+and returns. Its own failures exit as `docker run`'s, so they are never taken for the
+container's: 125 whatever failed (a usage error, the image not pulled, a name, network or host
+port problem, the engine), 127/126 a command not found / not executable. `--rm` removes the
+container once it exited. Networks: `none`, `host`, or a named network of the engine; none
+named: the engine's default network, as `docker run`'s default bridge, where `-p` publishes
+(`-p 80`: on a host port the engine chooses); `bridge`, Docker's name of that network, is that
+network too.
 
 While an agent holds the state root, a run without `-i`/`-t` goes through the agent's engine
 (#21, the client–server split: no engine code is loaded here), printing the same. With
@@ -113,7 +116,9 @@ SPEC = fastpath.Spec((
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("run", help="create and start a container", add_help=False,
-                              description="Create and start a container (pulls the image if needed).")
+                              description="Create and start a container (pulls the image if needed). Exit: the "
+                              "container's exit code (-d: 0); 125 when run itself failed, 126/127 when the command "
+                              "cannot run (not executable / not found), as docker run.")
     p.add_argument("--help", action="help", help="show this help message and exit")
     SPEC.add_to(p, "run")
     p.set_defaults(run=run, no_logging=True)    # logging is set up only if a pull or a network needs it
@@ -199,17 +204,25 @@ def run(args: argparse.Namespace) -> int:
         try:
             return _run(args)
         except ReconcilerError as exc:
-            code = start_failure_code(str(exc))
-            if code is not None:
-                exc.exit_code = code            # main() prints it and exits with this code
+            exc.exit_code = failure_code(str(exc))      # main() prints it and exits with this code
             raise
 
 
 # docker run's exit codes for a container whose process the runtime could not start (the
 # docker CLI's rule, on the error's words: runc's, the same through dockerd, the native engine
-# and an agent): 127 not found, 126 not executable; any other failure of `run` stays this CLI's
+# and an agent): 127 not found, 126 not executable; any other failure of `run` itself is 125
+# (cli/main.py EXIT_RUN_FAILED), whatever its kind: below it, every code is the container's
 START_NOT_FOUND = 127
 START_NOT_EXECUTABLE = 126
+
+
+def failure_code(message: str) -> int:
+    """The exit code of a `run` that failed so: 127 or 126 for a command the runtime could not
+    start (`start_failure_code`), else docker run's 125, whatever the failure."""
+    from reconciler.cli.main import EXIT_RUN_FAILED
+
+    code = start_failure_code(message)
+    return EXIT_RUN_FAILED if code is None else code
 
 
 def start_failure_code(message: str) -> int | None:

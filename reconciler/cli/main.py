@@ -5,6 +5,8 @@ Exit codes (documented in the README):
   1  failure at run time (some actions failed; drift found for `diff`)
   2  invalid input or usage; nothing was changed
   3  a file system the engine writes is full or over quota (errors.DiskFull): free space, run again
+  125  `run` failed itself (any of the above, as docker run: its other codes are the container's;
+       126/127 a command that could not start)
   130, 143  stopped by SIGINT / SIGTERM: every command, SIGTERM raised in the main thread as Ctrl-C
             raises KeyboardInterrupt (`Terminated`), so what a command cleans up on Ctrl-C it
             cleans up on a `kill`, `timeout` or CI cancel too; apply, rollback, the agent and
@@ -79,13 +81,17 @@ EXIT_BROKEN_PIPE = 141          # 128 + SIGPIPE: the output's reader went away
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_DISK_FULL = 3
+# `run`'s own failure (a usage error, an image not pulled, a name or host port taken, a network not
+# found...), as docker run's: every code below it is the container's own, 126/127 its command's
+EXIT_RUN_FAILED = 125
 
 # What each exit code means to a script or CI job, per command (docs/reference/cli.md lists them).
 EXIT_CODES: tuple[tuple[str, str, str], ...] = (
     ("every command", "0", "success"),
     ("every command", "2", "invalid input or usage: nothing was changed (argparse's usage errors too; `apply`, "
-     "`--once` and `rollback` on a root an agent runs on: the agent applies its own sources)"),
-    ("every command", "3", "a file system the engine writes is full or over quota: free space, then run again"),
+     "`--once` and `rollback` on a root an agent runs on: the agent applies its own sources; `run`: 125)"),
+    ("every command", "3", "a file system the engine writes is full or over quota: free space, then run again "
+     "(`run`: 125)"),
     ("every command", "130, 143", "stopped by SIGINT / SIGTERM"),
     ("every command", "141", "the reader of its output went away before all of it was written (`save | head`), "
      "as docker's and podman's: an archive piped to a command that died is not a success"),
@@ -97,6 +103,10 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
      "and its error, and each container down and why"),
     ("apply, --once, rollback", "130, 143", "a signal stopped the pass: the actions in flight finished, the "
      "rest were not started (the pass is `interrupted` in the history)"),
+    ("run", "125", "`run` itself failed, as `docker run` exits: the container could not be created or started "
+     "(the image not pulled, the name taken, a network not found, a host port another program or container "
+     "holds, a full disk), a usage error or invalid input, an engine that runs no containers; so every other "
+     "code is the container's"),
     ("run", "126, 127", "the container's process could not start, as `docker run` says it: its command (or a "
      "mount's source) not found (127) or not executable (126); in the foreground, otherwise, the "
      "container's own exit code"),
@@ -134,7 +144,8 @@ def build_parser(only: str | None = None, *, commands: Sequence[str] = COMMANDS,
         prog="reconcile",
         description="Declarative containers: converge this host to YAML manifests.",
         epilog="Exit codes: 0 success, 1 run-time failure (or drift for diff), 2 invalid input or usage, "
-        "3 a file system the engine writes is full (free space, then run again), 130/143 stopped by SIGINT/SIGTERM.",
+        "3 a file system the engine writes is full (free space, then run again), 125 run itself failed (as docker "
+        "run), 130/143 stopped by SIGINT/SIGTERM.",
     )
     parser.add_argument("--version", action="version", version=f"reconcile {__version__}")
     parser.add_argument(
@@ -326,7 +337,9 @@ def _parse(args_list: list[str]) -> argparse.Namespace | int:
     try:
         args = parser.parse_args(args_list)
     except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on --help/--version
-        return int(exc.code or 0)
+        code = int(exc.code or 0)
+        # a foreground run's codes are its container's: its own usage error is docker run's 125
+        return EXIT_RUN_FAILED if code == EXIT_USAGE and command == "run" else code
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
@@ -404,4 +417,6 @@ def _main(argv: Sequence[str] | None = None) -> int:
         full = diskfull.translate(exc, f"running `reconcile {named}`", getattr(args, "root", None))
         if full is None:
             raise
+        if named == "run":
+            full.exit_code = EXIT_RUN_FAILED        # (cmd_run.failure_code: its ReconcilerErrors)
         return _report(full)

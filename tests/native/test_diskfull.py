@@ -50,9 +50,10 @@ def tmpfs_root(tmp: Path, size: str) -> Iterator[tuple[Host, Path]]:
             subprocess.run(["umount", "-l", str(disk)], check=True)    # busy: a failed teardown's open files
 
 
-def reconcile(host: Host, *args: str, engine: bool = True) -> subprocess.CompletedProcess[str]:
-    """`reconcile ARGS` in a process of its own, as a user runs it, against `host`."""
-    flags = host.cli_args() if engine else host.cli_args()[:-2]        # without --runtime
+def reconcile(host: Host, *args: str, engine: bool | None = True) -> subprocess.CompletedProcess[str]:
+    """`reconcile ARGS` in a process of its own, as a user runs it, against `host` (`engine`
+    None: ARGS name it, before a `run`'s image: what follows that is the container's command)."""
+    flags = [] if engine is None else host.cli_args() if engine else host.cli_args()[:-2]   # without --runtime
     return subprocess.run([sys.executable, "-m", "reconciler", *args, *flags], capture_output=True, text=True,
                           cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300, check=False)
 
@@ -114,6 +115,10 @@ def test_a_full_state_root_is_an_error_that_cleans_up_and_space_brings_the_comma
         assert line.endswith(" for the download, more to unpack it"), line
         assert f"\n  hint: free more than {line.rsplit('at least ', 1)[1].split()[0]} on {disk} " in pull.stderr
         assert leftovers(host) == ([], [])                      # no partial download, no lease
+        # `run` says it as pull does, with docker run's code for its own failure (3 may be the container's)
+        run = reconcile(host, "run", *host.cli_args(), "--rm", "--network", "none", big_image, "true", engine=None)
+        assert_one_error(run, 125, f"no space left on {disk} (tmpfs", f"while pulling {big_image}")
+        assert leftovers(host) == ([], [])
 
         once = reconcile(host, "--once", str(tmp_path / "m"))
         line = assert_one_error(once, 3, f"image:{big_image}: no space left on {disk}")

@@ -166,7 +166,7 @@ def test_a_name_prefix_belongs_to_one_state_root(tmp_path: Path, busybox_image: 
         assert (PREFIX_CLAIMS / prefix).read_text().strip() == str(a.config.root)
         capfd.readouterr()
         other = ["--root", str(tmp_path / "b"), "--run-dir", str(tmp_path / "b-run"), "--name-prefix", prefix]
-        assert main(["run", "-d", "--name", "theirs", "--network", "none", *other, busybox_image, "true"]) == 1
+        assert main(["run", "-d", "--name", "theirs", "--network", "none", *other, busybox_image, "true"]) == 125
         err = capfd.readouterr().err
         assert f"name prefix {prefix!r} belongs to the engine of state root {a.config.root}" in err
         assert "--name-prefix" in err                               # says what to do

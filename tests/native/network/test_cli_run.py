@@ -71,7 +71,7 @@ def test_run_without_a_network_publishes_on_the_default_network_as_docker_run_do
     assert _get(f"http://127.0.0.1:{port}/hostname") == cid[:12] + "\n"
 
     taken = cli("run", "-d", "--name", "again", "-p", f"127.0.0.1:{port}:80", *_serve(busybox_image), check=False)
-    assert taken.returncode == 1
+    assert taken.returncode == 125                  # run itself failed, as docker run exits
     assert "already published by container 'web'" in taken.stderr
 
     cli("run", "-d", "--name", "any", "-p", "80", *_serve(busybox_image))
@@ -83,6 +83,36 @@ def test_run_without_a_network_publishes_on_the_default_network_as_docker_run_do
     none = _inspect(cli, cli("run", "-d", "--network", "none", busybox_image, "sleep", "60").stdout.strip())
     assert none["HostConfig"]["NetworkMode"] == "none"
     assert none["NetworkSettings"]["Networks"] == {}
+
+
+def test_runs_own_failures_exit_125_as_docker_run_and_codes_below_are_the_containers(
+        cli: Reconcile, busybox_image: str) -> None:
+    """`docker run` exits 125 when it could not create or start the container (dockerd 20.10 here:
+    a host port another program listens on, a network not found, a name taken, an image not
+    pulled), 126/127 when its command cannot run, else the container's own code. `run` exited 1
+    for these (2 for some), which a script cannot tell from the container's own exit 1."""
+    import socket
+
+    port = publish_port()
+    with socket.socket() as listener:                   # a program of the host holds the port
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        held = cli("run", "--rm", "-p", f"127.0.0.1:{port}:80", busybox_image, "true", check=False)
+        assert held.returncode == 125, held.stderr
+        assert f"host port 127.0.0.1:{port}/tcp is in use by another program" in held.stderr
+        assert cli("ps", "-aq").stdout == ""                  # --rm: nothing left
+    cli("run", "-d", "--name", "web", "--network", "none", busybox_image, "sleep", "600")
+    for argv, words in ((("--name", "web"), "a container named web exists already"),
+                        (("--network", "nope"), "network 'nope' not found"),
+                        (("--memory", "1k"), "minimum memory limit")):
+        failed = cli("run", "--rm", *argv, busybox_image, "true", check=False)
+        assert (failed.returncode, words in failed.stderr) == (125, True), (argv, failed.stderr)
+    missing = cli("run", "--rm", busybox_image.rpartition("/")[0] + "/nope:1", "true", check=False)
+    assert missing.returncode == 125, missing.stderr
+    for code in (1, 2, 124):                            # the container's own, through run
+        own = cli("run", "--rm", "--network", "none", busybox_image, "sh", "-c", f"exit {code}", check=False)
+        assert own.returncode == code, own.stderr
 
 
 def test_run_network_bridge_is_the_engines_default_network_as_dockers(cli: Reconcile, busybox_image: str) -> None:

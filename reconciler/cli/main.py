@@ -110,11 +110,14 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
     ("run", "126, 127", "the container's process could not start, as `docker run` says it: its command (or a "
      "mount's source) not found (127) or not executable (126); in the foreground, otherwise, the "
      "container's own exit code"),
-    ("diff", "0", "in sync (`-o json`: `in_sync: true`)"),
-    ("diff", "1", "drift found: the plan is printed, each action with its cause; or something still converging, "
-     "which needs no action (a Swarm service whose copies of its current spec do not all run: a rolling update "
-     "unfinished, copies restarting; a container in its restart backoff): `not in sync: N converging`, each "
-     "named in a note (`-o json`: `converging`, `in_sync: false`)"),
+    ("diff", "0", "in sync: what apply calls converged, nothing to do and every desired container running as "
+     "desired (`-o json`: `in_sync: true`)"),
+    ("diff", "1", "drift found: the plan is printed, each action with its cause, and each desired container "
+     "that does not run as desired (down, paused, unhealthy; a health no probe had observed lately is probed "
+     "first, as apply does) though no action would change it (`-o json`: `unready`): where apply would exit 1; "
+     "or something still converging, which needs no action (a Swarm service whose copies of its current spec do "
+     "not all run: a rolling update unfinished, copies restarting; a container in its restart backoff): `not in "
+     "sync: N converging`, each named in a note (`-o json`: `converging`, `in_sync: false`)"),
     ("validate", "0", "every manifest is valid"),
     ("validate", "2", "some manifest is not: every problem is listed as file:line:column"),
     ("lock", "1", "a reference did not resolve (nothing written), or `--check` found the lock out of date"),

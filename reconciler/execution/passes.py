@@ -53,7 +53,7 @@ from reconciler.state import observed as obs
 if TYPE_CHECKING:
     from reconciler.spec.policy import Policy
 
-__all__ = ["PassOptions", "PassResult", "Progress", "failure_recorded", "plan_pass", "run_pass"]
+__all__ = ["PassOptions", "PassResult", "Progress", "diff_pass", "failure_recorded", "plan_pass", "run_pass"]
 
 Kind = actions.ActionKind
 
@@ -266,6 +266,25 @@ def plan_pass(
     """Resolve, observe and plan (no change to the host); returns the plan and resolve errors."""
     plan, errors, _, _, _ = _prepare(desired, runtime, db, options, now=time.time() if now is None else now)
     return plan, errors
+
+
+def diff_pass(
+    desired: models.DesiredState,
+    runtime: base.Runtime,
+    db: Database,
+    options: PassOptions,
+    *,
+    now: float | None = None,
+) -> tuple[actions.Plan, Mapping[str, str], dict[str, str]]:
+    """What `reconcile diff` reports, changing nothing the manifests own: the plan, the resolve
+    errors, and the desired containers that do not run as desired now, judged as a pass that
+    had nothing to do judges them (`_verdict`: `unready`, a health status no probe observed
+    lately probed first). In sync means the same as converged: no action, and nothing down."""
+    plan, errors, _, states, seen = _prepare(desired, runtime, db, options, now=time.time() if now is None else now)
+    owned = _owned_now(runtime, options.owner, states)
+    probed = observing.probe_stale(runtime, owned, desired.containers)     # (a failed probe: left stale)
+    down = unready(desired, probed, seen=[seen.containers[s.name] for s in owned] if probed is owned else None)
+    return plan, errors, down
 
 
 def _prepare(

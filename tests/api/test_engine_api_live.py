@@ -67,7 +67,7 @@ def test_a_paused_container_is_paused_to_every_reader_and_not_converged(
         engine_api: str, host: Host, busybox_image: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     """Paused through the Engine API, a container is paused wherever it is read without an agent:
     ps (the rows alone, and the record store behind a label filter), inspect, and a pass, which
-    does not call it converged; unpaused, it is running and converged again."""
+    does not call it converged, nor diff in sync; unpaused, it is running and converged again."""
     m = tmp_path / "m"
     m.mkdir()
     (m / "web.yaml").write_text(f"""apiVersion: reconciler/v1
@@ -78,9 +78,9 @@ spec: {{image: "{busybox_image}", command: [sleep, "3600"], networks: [none], re
     assert host.cli("apply", str(m)) == 0
     docker(engine_api, "pause", "web")
 
-    def shown(*args: str) -> str:
+    def shown(*args: str, code: int = 0) -> str:
         capfd.readouterr()
-        assert host.cli(*args) == 0
+        assert host.cli(*args) == code
         return capfd.readouterr().out
 
     for ps in (("ps",), ("ps", "--filter", "label=reconciler.owner=default")):
@@ -98,7 +98,9 @@ spec: {{image: "{busybox_image}", command: [sleep, "3600"], networks: [none], re
     capfd.readouterr()
     assert host.cli("apply", str(m)) == 1
     assert "error: container web is not running as desired: paused" in capfd.readouterr().err
-    assert "container:web is paused" in shown("diff", str(m))
+    diff = shown("diff", str(m), code=1)                 # not in sync, as apply is not converged
+    assert "container:web is paused" in diff
+    assert "container web is not running as desired: paused" in diff
     refused = docker(engine_api, "exec", "web", "true", check=False)   # dockerd's 409: it would hang
     assert refused.returncode != 0
     assert "is paused, unpause the container before exec" in refused.stderr
@@ -107,6 +109,7 @@ spec: {{image: "{busybox_image}", command: [sleep, "3600"], networks: [none], re
     assert "(Paused)" not in shown("ps")
     assert json.loads(shown("inspect", "web"))[0]["State"]["Paused"] is False
     assert host.cli("apply", str(m)) == 0
+    assert shown("diff", str(m)).splitlines()[-1] == "in sync"
 
 
 def test_a_paused_container_does_not_run(engine_api: str, busybox_image: str) -> None:

@@ -4,6 +4,7 @@ the CLI and the engine's own records."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -112,6 +113,14 @@ def test_an_images_healthcheck_counts_for_the_verdict_and_for_dependsOn(
     assert "sick is unhealthy" in capfd.readouterr().out
     assert host.cli("apply", str(m)) == 1                  # nothing to do, and still not converged
     assert "container sick is not running as desired: running but unhealthy" in capfd.readouterr().err
+    # diff says the same: not in sync, though no action would change it (it said "in sync", exit 0)
+    assert host.cli("diff", str(m)) == 1
+    out = capfd.readouterr().out
+    assert "container sick is not running as desired: running but unhealthy" in out
+    assert out.splitlines()[-1] == "drift: 0 actions, 1 container not running as desired"
+    assert host.cli("diff", str(m), "-o", "json") == 1
+    doc = json.loads(capfd.readouterr().out)
+    assert (doc["in_sync"], doc["actions"], doc["unready"]) == (False, [], {"sick": "running but unhealthy"})
     (m / "c.yaml").unlink()
     assert host.cli("apply", str(m), "--allow-empty") == 0
 

@@ -104,6 +104,20 @@ def test_ps_status_and_once_do_not_trust_a_health_no_probe_observed(
     assert (row["health"], row["health_stale"]) == ("unhealthy", False)
     assert "(unhealthy)" in str(row["status_text"])
 
+    # mended while nothing probes it: `diff` probes the stale status as `--once` does, and agrees
+    # with it: healthy, in sync (exit 0), not "health not observed" (exit 1) on the record's word
+    rt = host.runtime()
+    try:
+        assert rt.exec("app", ["touch", "/tmp/ok"]).exit_code == 0
+    finally:
+        rt.close()
+    eventually(lambda: ps_row(host, capsys)["health_stale"] is True, timeout=30)
+    capsys.readouterr()
+    assert host.cli("diff", str(m)) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "in sync"
+    assert ps_row(host, capsys)["health"] == "healthy"
+    assert host.cli("apply", str(m)) == 0
+
 
 def test_a_probe_after_a_stale_gap_is_the_status_at_once(host: Host, busybox_image: str) -> None:
     """Docker's retries forgive failures between probes that follow each other; after a gap

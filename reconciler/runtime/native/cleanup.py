@@ -27,11 +27,12 @@ def main(argv: list[str]) -> int:
     from reconciler.runtime import errors as rterrors
     from reconciler.runtime.native.backend import NativeRuntime
     from reconciler.runtime.native.config import NativeConfig
-    from reconciler.runtime.native.containers import autoremove
+    from reconciler.runtime.native.containers import autoremove, cgroups
 
     with autoremove.unsupervised(Path(run_dir)) as alone:
         if not alone:
             return 0                    # a supervisor's restart manager removes it
+        cgroups.leave_monitors(prefix)  # conmon's group, which the removal's last step removes
         rt = NativeRuntime(NativeConfig(root=Path(root), run_dir=Path(run_dir), name_prefix=prefix,
                                         oci_runtime=oci_runtime))
         try:

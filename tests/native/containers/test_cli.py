@@ -579,6 +579,21 @@ def test_a_detached_run_rm_goes_at_its_exit_with_no_engine_running(cli: tuple[Re
         rt.close()
 
 
+def test_a_detached_run_rm_alone_leaves_no_cgroup_behind(cli: tuple[Reconcile, Path], busybox_image: str) -> None:
+    """The only container of an engine, `run --rm -d`, removed at its exit by conmon's exit
+    command: the engine's parent cgroups go with it, as after any last removal. The exit command
+    ran in conmon's group (conmon's child), which a group cannot be removed while it holds, so
+    `/<prefix>` and `/<prefix>/conmon` stayed in every hierarchy."""
+    from reconciler.runtime.native.containers import cgroups
+
+    reconcile, tmp = cli
+    prefix = (tmp / "prefix").read_text()
+    reconcile("run", "--rm", "-d", "--name", "alone", busybox_image, "true")
+    _until("alone removed at its exit", lambda: "alone" not in _names(reconcile))
+    _until("the engine's cgroups gone", lambda: not [h for h in cgroups.hierarchies() if (h / prefix).exists()],
+           timeout=10)
+
+
 def test_run_rm_takes_its_anonymous_volumes_along(cli: tuple[Reconcile, Path], busybox_image: str) -> None:
     """`run --rm` of an image with a VOLUME: the volume made for the container goes with it, in
     the foreground, attached (-i) and detached, as `docker run --rm` removes it; a named volume

@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["CGROUP_ROOT", "cgroups_path", "creating", "frozen", "hierarchies", "leaf_dirs", "move_monitor", "oom_kill_count",
+__all__ = ["CGROUP_ROOT", "cgroups_path", "creating", "frozen", "hierarchies", "leaf_dirs", "leave_monitors", "move_monitor", "oom_kill_count",
            "remove", "remove_leaves"]
 
 MONITOR = "conmon"
@@ -151,6 +151,19 @@ def move_monitor(prefix: str, pid: int) -> None:
             (target / "cgroup.procs").write_text(str(pid))
         except OSError:
             continue            # that hierarchy keeps it where it was; nothing depends on it
+
+
+def leave_monitors(prefix: str) -> None:
+    """Move this process out of `/<prefix>/conmon` (to the hierarchy's root) where it is in it:
+    conmon's exit command is conmon's child, in conmon's group, and a group a process is in
+    cannot be removed, nor then the parent (`remove`: an autoremove left both behind)."""
+    me = str(os.getpid())
+    for h in hierarchies():
+        try:
+            if me in (h / prefix / MONITOR / "cgroup.procs").read_text().split():
+                (h / "cgroup.procs").write_text(me)
+        except OSError:
+            continue
 
 
 def oom_kill_count(prefix: str, cid: str) -> int:

@@ -27,6 +27,9 @@ NOT_CARRIED = {
     "spread": "Swarm's: service placement",
     "reservations": "Swarm's: service reservations",
     "job": "a single engine waits for a job's exit itself; Swarm's replicated-job mode",
+    "rollback": "Swarm's: a service's rollback",
+    "service_labels": "Swarm's: the service's own labels, beside its copies'",
+    "endpoint_mode": "Swarm's: how a service's name resolves (vip or dnsrr)",
     "secret_env": "container_body refuses it: Docker writes a container's environment to disk",
     "image_id": "the Docker backend's create names the image from it (DockerRuntime._pinned_image), not the body",
 }
@@ -66,7 +69,8 @@ FULL = base.ContainerConfig(
     log_driver="json-file", log_options={"max-size": "1m", "max-file": "2"},
     mac_addresses={"net": "02:00:00:00:00:01", "other": "02:00:00:00:00:02"},
     link_local_ips={"net": ("169.254.0.9", "fe80::9"), "other": ("169.254.1.7",)}, gw_priorities={"net": 3, "other": -2},
-    network_aliases={"net": ("n",), "other": ("o",)}, job=True)
+    network_aliases={"net": ("n",), "other": ("o",)}, job=True,
+    rollback=base.UpdateConfig(order="stop-first", parallelism=2), service_labels={"team": "a"}, endpoint_mode="vip")
 
 
 def _default(f: dataclasses.Field[Any]) -> Any:

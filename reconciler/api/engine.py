@@ -1097,6 +1097,16 @@ class EngineApi:
             gw_priorities={found.get(n, n): p for n, p in config.gw_priorities.items()},
             network_aliases={found.get(n, n): a for n, a in config.network_aliases.items()})
 
+    def _networks_or_400(self, config: base.ContainerConfig) -> None:
+        """A create's networks are there, or a 400 in dockerd's words (`network NAME not found`):
+        not the engine's 404, which the docker CLI takes for the image's and pulls it (`docker
+        run --network typo IMG` said "Unable to find image" and tried the registry). dockerd 20.10
+        makes the container and refuses its start; here nothing is made."""
+        natives = {v.native for v in self._networks()}
+        for net in config.networks:
+            if net not in natives and not net.startswith("container:"):
+                raise HttpError(400, f"network {net} not found")
+
     def _network_change(self, method: str, parts: list[str], body: Callable[[], Any]) -> tuple[int, Any]:
         """docker network create / rm / connect / disconnect: a bridge network of the engine's own."""
         rt = self.runtime
@@ -1274,6 +1284,7 @@ class EngineApi:
             data = body() or {}
             config = self._named_networks(config_from_create(q.get("name") or f"r_{secrets.token_hex(4)}", data))
             _image_or_404(rt, config.image)      # the docker CLI pulls on this 404, then creates again
+            self._networks_or_400(config)
             config, made = self._anonymous_volumes(config)
             try:
                 # as dockerd's create, which makes no process: a missing executable fails the start
@@ -1281,6 +1292,12 @@ class EngineApi:
             except rterrors.AlreadyExists:
                 self._remove_unused(made)
                 raise HttpError(409, _name_taken(rt, config.name)) from None
+            except rterrors.NotFound as exc:
+                # a 404 of the create is the image's to the docker CLI and compose, which then
+                # pull it: what else is missing (a container to join, `--network container:X`)
+                # is a 400, so `docker run` says it rather than "Unable to find image" and a pull
+                self._remove_unused(made)
+                raise HttpError(400, exc.message) from None
             except Exception:
                 self._remove_unused(made)
                 raise

@@ -437,3 +437,24 @@ def test_what_the_native_engine_has_not_is_refused_naming_it_not_dropped(
     assert "HostConfig.Links (docker run --link) is not supported" in linked.stderr
     assert "app" not in docker(engine_api, "ps", "-a", "--format", "{{.Names}}").stdout.split()
     docker(engine_api, "rm", "-f", "db")
+
+
+def test_a_run_on_a_network_that_is_not_there_says_so_and_pulls_nothing(
+        engine_api: str, host: Host, busybox_image: str) -> None:
+    """`docker run --network typo IMG` said "Unable to find image 'IMG' locally" and tried the
+    registry: the create's 404 (the network's) is what the docker CLI takes for a missing image.
+    Now it is refused as dockerd refuses it, `network typo not found`, with no pull (an image
+    built or tagged here only could not be found anywhere), and nothing is made. The same for a
+    container to join that is not there (`--network container:X`)."""
+    docker(engine_api, "pull", busybox_image)
+    local = f"127.0.0.1:1/{host.config.name_prefix}/local:1"   # in no registry (a pull goes nowhere but loopback)
+    docker(engine_api, "tag", busybox_image, local)
+    for network, words in (("nosuchnet", "network nosuchnet not found"),
+                           ("container:nosuchctr", "nosuchctr")):
+        ran = docker(engine_api, "run", "--name", "typo", "--network", network, local, "true", check=False)
+        assert ran.returncode == 125, ran.stderr
+        assert words in ran.stderr
+        assert "Unable to find image" not in ran.stderr
+        assert "pulling" not in ran.stderr
+        assert docker(engine_api, "ps", "-aq").stdout.strip() == ""
+    docker(engine_api, "rmi", local)

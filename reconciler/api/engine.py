@@ -146,10 +146,8 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
             ports.append(base.PortMapping(container_port=int(cport), host_port=int(hport), protocol=proto or "tcp",
                                           host_ip=(b or {}).get("HostIp") or "0.0.0.0"))  # noqa: S104
     rp = host.get("RestartPolicy") or {}
-    if host.get("Links"):           # legacy links: a 400 naming them, not a container made without them
-        raise HttpError(400, "HostConfig.Links (docker run --link) is not supported by the native engine: put the "
-                             "containers on a user-defined network, where they reach each other by name and aliases")
     mode = str(host.get("NetworkMode") or "")
+    links = _links(host.get("Links") or (), mode)
     networks: tuple[str, ...] = () if mode in ("", "default", "bridge") else (mode,)
     endpoints = {str(n): endpoint_settings(ep) for n, ep in
                  ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}).items()}
@@ -206,9 +204,33 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
         link_local_ips={n: ep.link_local for n, ep in own.items() if ep.link_local},
         gw_priorities={n: ep.gw_priority for n, ep in own.items() if ep.gw_priority},
         network_aliases={n: names for n, names in aliases.items() if n in networks},
+        links=links,
         **_host_extras(host, domainname=body.get("Domainname") or None),
         **_log_config(host),
     )
+
+
+def _links(given: Iterable[Any], mode: str) -> tuple[str, ...]:
+    """HostConfig.Links as "TARGET:ALIAS" (`--link db` is `db:db`; the legacy `/db:/web/alias`
+    form read as dockerd reads it): on a user-defined network, names the container alone
+    resolves (`ContainerConfig.links`), as dockerd keeps them there, which compose's
+    `links:` and the one-off containers of `docker-compose run` need. The default bridge's
+    legacy links (environment variables, a hosts line fixed at the start), and those of `host`
+    or `none`, the native engine has not: a 400 naming them, not a container made without them;
+    its default network names its containers to each other anyway."""
+    out = []
+    for item in given:
+        target, _, alias = str(item).partition(":")
+        target, alias = target.strip("/"), alias.rstrip("/").rpartition("/")[2] or target.strip("/")
+        if not target:
+            raise HttpError(400, f"invalid link {item!r}: name the container to link to (NAME or NAME:ALIAS)")
+        out.append(f"{target}:{alias}")
+    if out and (mode in ("", "default", "bridge", "host", "none") or mode.startswith("container:")):
+        raise HttpError(400, "HostConfig.Links (docker run --link) on the default bridge, host or none is not "
+                             "supported by the native engine: put the containers on a user-defined network "
+                             "(--network), where a link names its container to the linking one, and every "
+                             "container on it reaches the others by name and aliases")
+    return tuple(out)
 
 
 # dockerd's words for an alias on the default bridge, host or none (runconfig.ErrUnsupportedNetworkAndAlias)
@@ -514,7 +536,9 @@ def endpoint_settings_of(rec: Any, nets: Mapping[str, NetworkView],
         fixed = {key: by[native] for key, by in (("IPv4Address", rec.config.ipv4_addresses),
                                                  ("IPv6Address", rec.config.ipv6_addresses)) if native in by}
         out[_docker_name(native)] = {
-            "IPAMConfig": fixed or None, "Links": None, "Aliases": aliases, "NetworkID": view.doc["Id"],
+            # the links on the network it was created on, as dockerd keeps them (HostConfig.Links null)
+            "IPAMConfig": fixed or None, "Links": list(rec.config.links) if mode[:1] == (native,) and rec.config.links
+            else None, "Aliases": aliases, "NetworkID": view.doc["Id"],
             "EndpointID": endpoint_id(view.doc["Id"], rec.id), "Gateway": v4.get("Gateway", ""), "IPAddress": ip,
             "IPPrefixLen": ipaddress.ip_network(v4["Subnet"]).prefixlen if v4 else 0,
             "IPv6Gateway": v6.get("Gateway", "") if ip6 else "", "GlobalIPv6Address": ip6,

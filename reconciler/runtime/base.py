@@ -305,6 +305,11 @@ class ContainerConfig:
     # an endpoint's own aliases, by network name (`docker network connect --alias`, a create's
     # NetworkingConfig): names on that network alone, beside `aliases`, which are on every one
     network_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Docker's legacy links on a user-defined network ("TARGET:ALIAS": `docker run --link`,
+    # compose's `links:` and the links `docker-compose run` gives a one-off container): ALIAS
+    # names TARGET (a container's name or id) to this container alone, at TARGET's address on a
+    # network they share, as dockerd's embedded DNS answers a link there
+    links: tuple[str, ...] = ()
     log_driver: str | None = None               # Docker's LogConfig.Type (None: the engine's default)
     log_options: Mapping[str, str] = field(default_factory=dict)   # LogConfig.Config: max-size, max-file, ...
     # runs to completion (exit 0) once: on a single host the executor waits for the container's
@@ -381,7 +386,7 @@ def config_to_json(config: ContainerConfig) -> dict[str, Any]:
         out.pop("secret_env")            # absent when none: records written before it read the same
     for key in ("image_id", "ipv4_addresses", "ipv6_addresses", "log_driver", "log_options", "mac_addresses",
                 "link_local_ips", "gw_priorities", "job", "network_aliases", "rollback", "service_labels",
-                "endpoint_mode"):
+                "endpoint_mode", "links"):
         if not out[key]:
             out.pop(key)                 # likewise
     for key in ("delay", "window"):
@@ -457,6 +462,7 @@ _FROM_JSON: dict[str, Callable[[Any], Any]] = {
     "rollback": lambda v: UpdateConfig(**v) if v else None,
     "service_labels": _dict,
     "endpoint_mode": _same,
+    "links": _strings,
 }
 
 

@@ -69,7 +69,7 @@ FULL = base.ContainerConfig(
     log_driver="json-file", log_options={"max-size": "1m", "max-file": "2"},
     mac_addresses={"net": "02:00:00:00:00:01", "other": "02:00:00:00:00:02"},
     link_local_ips={"net": ("169.254.0.9", "fe80::9"), "other": ("169.254.1.7",)}, gw_priorities={"net": 3, "other": -2},
-    network_aliases={"net": ("n",), "other": ("o",)}, job=True,
+    network_aliases={"net": ("n",), "other": ("o",)}, links=("db:database",), job=True,
     rollback=base.UpdateConfig(order="stop-first", parallelism=2), service_labels={"team": "a"}, endpoint_mode="vip")
 
 

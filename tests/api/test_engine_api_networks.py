@@ -410,8 +410,9 @@ def test_an_alias_is_its_endpoints_own_as_on_dockerd(engine_api: str, host: Host
 
 def test_what_the_native_engine_has_not_is_refused_naming_it_not_dropped(
         engine_api: str, host: Host, busybox_image: str) -> None:
-    """A network create's IPAM range and reserved addresses, and a run's legacy links, were taken
-    and dropped: a network allocating from its whole subnet, a container without its link. Each
+    """A network create's IPAM range and reserved addresses, and a run's legacy links on the
+    default bridge, were taken and dropped: a network allocating from its whole subnet, a
+    container without its link. Each
     is a 400 naming what the engine has not (nothing made); `--attachable`, which the engine has
     nothing more to do for on one host, is recorded and shown as dockerd shows it."""
     name = f"{host.config.name_prefix}n"
@@ -434,7 +435,7 @@ def test_what_the_native_engine_has_not_is_refused_naming_it_not_dropped(
     linked = docker(engine_api, "run", "-d", "--name", "app", "--link", "db:database", busybox_image, "sleep", "300",
                     check=False)
     assert linked.returncode != 0
-    assert "HostConfig.Links (docker run --link) is not supported" in linked.stderr
+    assert "HostConfig.Links (docker run --link) on the default bridge, host or none is not supported" in linked.stderr
     assert "app" not in docker(engine_api, "ps", "-a", "--format", "{{.Names}}").stdout.split()
     docker(engine_api, "rm", "-f", "db")
 

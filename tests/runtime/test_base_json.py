@@ -38,7 +38,7 @@ def test_a_config_with_every_field_set_reads_back_equal() -> None:
         domainname="example.test", reservations=base.Resources(memory=16 << 20), ipv4_addresses={"lan": "10.1.0.5"},
         ipv6_addresses={"lan": "fd00::5"}, log_driver="json-file", log_options={"max-size": "1m"},
         mac_addresses={"lan": "02:42:ac:11:00:02"}, link_local_ips={"lan": ("169.254.1.1",)},
-        gw_priorities={"db": 10}, job=True, network_aliases={"db": ("primary",)},
+        gw_priorities={"db": 10}, job=True, network_aliases={"db": ("primary",)}, links=("cache:kv",),
         rollback=base.UpdateConfig("stop-first", "continue", 2.0, 0, 3.0, 0.5), service_labels={"team": "shop"},
         endpoint_mode="vip",
     )

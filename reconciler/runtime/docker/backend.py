@@ -257,7 +257,7 @@ def container_body(config: base.ContainerConfig, *, endpoints: int = 1, containe
     if config.oom_score_adj is not None:
         host["OomScoreAdj"] = config.oom_score_adj
     for key, values in (("ExtraHosts", config.extra_hosts), ("Dns", config.dns), ("DnsSearch", config.dns_search),
-                        ("DnsOptions", config.dns_options), ("GroupAdd", config.group_add)):
+                        ("DnsOptions", config.dns_options), ("GroupAdd", config.group_add), ("Links", config.links)):
         if values:
             host[key] = list(values)
     if config.log_driver or config.log_options:

@@ -219,6 +219,9 @@ def _unhonoured(config: base.ContainerConfig) -> list[str]:
                            "mounted there; give that tmpfs the size, or remove one of them")
     if config.domainname is not None and config.sysctls.get(_DOMAINNAME, config.domainname) != config.domainname:
         out.append(f"spec.domainname: spec.sysctls sets {_DOMAINNAME} to another name; keep one of them")
+    if config.links:            # (the Engine API's, never a manifest's)
+        out.append("links: a Swarm service has no legacy links; its tasks reach the services on their networks by "
+                   "service name and aliases")
     return out
 
 

@@ -109,8 +109,8 @@ def test_a_record_reads_back_every_field_of_its_config(tmp_path: Path) -> None:
         secret_env={"KEY": "sha256:" + "a" * 64}, ipv4_addresses={"net": "10.0.0.9"},
         ipv6_addresses={"net": "fd00::9"}, mac_addresses={"net": "02:42:0a:00:00:09"},
         link_local_ips={"net": ("169.254.7.7",)}, gw_priorities={"net": 3}, log_driver="json-file", log_options={"max-size": "1m"},
-        network_aliases={"net": ("n",)}, job=True, rollback=base.UpdateConfig(order="stop-first", parallelism=2),
-        service_labels={"team": "a"}, endpoint_mode="vip")
+        network_aliases={"net": ("n",)}, links=("db:database",), job=True,
+        rollback=base.UpdateConfig(order="stop-first", parallelism=2), service_labels={"team": "a"}, endpoint_mode="vip")
     # every field differs from its default (a field added later must be added here too)
     for f in dataclasses.fields(base.ContainerConfig):
         if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:

@@ -85,6 +85,7 @@ class NetworkAttacher(Protocol):
         static_ips6: Mapping[str, str] | None = None, forward: bool = True,
         macs: Mapping[str, str] | None = None, link_local: Mapping[str, Sequence[str]] | None = None,
         gw_priorities: Mapping[str, int] | None = None, network_aliases: Mapping[str, Sequence[str]] | None = None,
+        links: Sequence[str] = (),
     ) -> Attachment: ...
 
     def detach(self, container_id: str) -> None: ...
@@ -121,7 +122,7 @@ def _attach_options(config: base.ContainerConfig, ports: Sequence[base.PortMappi
             "domainname": config.domainname,
             "static_ips": config.ipv4_addresses, "static_ips6": config.ipv6_addresses,
             "macs": config.mac_addresses, "link_local": config.link_local_ips, "gw_priorities": config.gw_priorities,
-            "network_aliases": config.network_aliases}
+            "network_aliases": config.network_aliases, "links": config.links}
 
 
 def _extra_hosts(extra_hosts: Sequence[str]) -> str:

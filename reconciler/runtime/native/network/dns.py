@@ -15,13 +15,15 @@ container's namespace), falling back to the public resolvers Docker uses when no
 container's own `dns` nameservers and `dnsSearch` domains replace the host's, as with
 `docker run --dns/--dns-search`. With the embedded server (`embedded`), its only nameserver is
 127.0.0.11 with `options ndots:0` (Docker's), the search domains and options as without.
-Its `extraHosts` are lines of its hosts file (`extra_entries`).
+Its `extraHosts` are lines of its hosts file (`extra_entries`), and so is each of its links
+(Docker's legacy links on a user-defined network, "TARGET:ALIAS"): ALIAS at TARGET's address on a
+network they share (`link_target`), in its own file alone; the DNS server answers ALIAS to it alone.
 """
 from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from reconciler._dataclass import dataclass
@@ -34,6 +36,7 @@ __all__ = [
     "NetworkHosts",
     "embedded",
     "extra_entries",
+    "link_target",
     "peer_names",
     "render_hosts",
     "render_resolv_conf",
@@ -59,6 +62,19 @@ def peer_names(name: str, aliases: Sequence[str], container_id: str, hostname: s
     answers (dockerd adds the last two to the endpoint's aliases). The one rule for the peers'
     hosts files and the embedded DNS server's answers."""
     return tuple(dict.fromkeys(n for n in (name, *aliases, container_id[:12], hostname) if n))
+
+
+def link_target(target: str, names: Mapping[str, str]) -> str | None:
+    """The container a link's TARGET names, given each container's name by id: the one of that
+    name, else of that id, else the one whose id it begins (as dockerd finds a container); None
+    when none (or several) does: the link's alias resolves to nothing, as on dockerd."""
+    named = [cid for cid, name in names.items() if name == target]
+    if named:
+        return named[0]
+    if target in names:
+        return target
+    begun = [cid for cid in names if target and cid.startswith(target)]
+    return begun[0] if len(begun) == 1 else None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ server the container runs on port 53 itself still gets it. One selector loop ser
 Answers, as moby's libnetwork resolver (TTL 600): A and AAAA for the names of the containers
 that share a user-defined network with the asker (`dns.peer_names`, the rule of the hosts
 files: name, aliases (the container's and its endpoint's there), short id, host name;
-`NAME.NETWORK` too), at their address on that network, from
+`NAME.NETWORK` too), and for the aliases of the asker's own links (to it alone), at their
+address on that network, from
 the asker's first network (by interface order) that knows the name; several containers with one
 alias give every address (compose's scaled services); PTR for those addresses
 (`NAME.NETWORK`). A known name with no address of the type asked: an empty answer. Anything
@@ -123,6 +124,9 @@ class _Names:
         self.by_name: dict[tuple[str, str], list[tuple[str | None, str | None]]] = {}  # (network, name) -> addresses
         self.by_address: dict[tuple[str, str], str] = {}    # (network, address) -> name
         self.netns: dict[str, str] = {}                     # container -> its namespace file
+        self.links: dict[str, dict[str, str]] = {}          # asker -> its links' aliases -> their targets
+        self.names: dict[str, str] = {}                     # container -> its name
+        self.by_container: dict[tuple[str, str], list[tuple[str | None, str | None]]] = {}  # (network, container)
 
     def fresh(self) -> _Names:
         with self._lock:
@@ -150,6 +154,7 @@ class _Names:
         forwards: dict[str, bool] = {}
         by_name: dict[tuple[str, str], list[tuple[str | None, str | None]]] = {}
         by_address: dict[tuple[str, str], str] = {}
+        by_container: dict[tuple[str, str], list[tuple[str | None, str | None]]] = {}
         for network, address, address6, cid, own in endpoints:
             forwards[cid] = forwards.get(cid, False) or not internal.get(network, False)
             if cid not in containers or not names.embedded([network]):
@@ -158,16 +163,28 @@ class _Names:
             name, aliases = containers[cid][0], containers[cid][1]
             for n in names.peer_names(name, (*aliases, *json.loads(own or "[]")), cid, containers[cid][4]):
                 by_name.setdefault((network, n.lower()), []).append((address, address6))
+            by_container.setdefault((network, cid), []).append((address, address6))
             for a in (address, address6):
                 if a:
                     by_address.setdefault((network, a), f"{name}.{network}")
         self.networks, self.forwards, self.by_name, self.by_address = networks, forwards, by_name, by_address
         self.nameservers = {cid: tuple(c[2].get("dns", ())) for cid, c in containers.items()}
         self.netns = {cid: c[3] for cid, c in containers.items() if cid in networks}
+        self.by_container, self.names = by_container, {cid: c[0] for cid, c in containers.items()}
+        self.links = {cid: {alias.lower(): target for target, _, alias in (str(link).partition(":") for link in links)}
+                      for cid, c in containers.items() if (links := c[2].get("links"))}
 
     def lookup(self, asker: str, qname: str) -> list[tuple[str | None, str | None]] | None:
-        """The addresses of `qname` for `asker`: from its first network that knows it."""
+        """The addresses of `qname` for `asker`: a link's alias of its own (its target's address
+        on the first network they share), else from its first network that knows it."""
         nets = self.networks.get(asker, [])
+        target = self.links.get(asker, {}).get(qname)
+        if target is not None:
+            cid = names.link_target(target, self.names)
+            for n in nets:
+                found = self.by_container.get((n, cid or ""))
+                if found:
+                    return found
         for n in nets:
             found = self.by_name.get((n, qname))
             if found:

@@ -187,6 +187,7 @@ class ContainerRecord:
     dns_search: tuple[str, ...] = ()            # its own search domains (): the host's
     dns_options: tuple[str, ...] = ()           # its own resolver options (): the host's
     domainname: str = ""                        # its NIS domain: its own hosts line names hostname.domainname first
+    links: tuple[str, ...] = ()                 # "TARGET:ALIAS": names it alone resolves (Docker's links)
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,7 @@ def _container(r: sqlite3.Row) -> ContainerRecord:
     return ContainerRecord(r["container_id"], r["name"], r["hostname"], tuple(json.loads(r["aliases"])), r["netns"],
                            tuple(resolve.get("extra_hosts", ())), tuple(resolve.get("dns", ())),
                            tuple(resolve.get("dns_search", ())), tuple(resolve.get("dns_options", ())),
-                           str(resolve.get("domainname", "")))
+                           str(resolve.get("domainname", "")), tuple(resolve.get("links", ())))
 
 
 def _endpoint(r: sqlite3.Row) -> EndpointRecord:
@@ -600,7 +601,8 @@ class IPAM:
                  json.dumps(list(container.aliases)), container.netns,
                  json.dumps({"extra_hosts": list(container.extra_hosts), "dns": list(container.dns),
                              "dns_search": list(container.dns_search), "dns_options": list(container.dns_options),
-                             **({"domainname": container.domainname} if container.domainname else {})}),
+                             **({"domainname": container.domainname} if container.domainname else {}),
+                             **({"links": list(container.links)} if container.links else {})}),
                  int(forwarding)),
             )
             endpoints = []

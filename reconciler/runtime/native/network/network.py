@@ -148,6 +148,27 @@ def _addresses(e: ipam.EndpointRecord) -> list[str]:
     return [e.address, e.address6] if e.address6 else [e.address]
 
 
+def _link_entries(links: Sequence[str], mine: Sequence[ipam.EndpointRecord],
+                  containers: Mapping[str, ipam.ContainerRecord],
+                  by_container: Mapping[str, Sequence[ipam.EndpointRecord]]) -> list[dns.HostEntry]:
+    """The hosts lines of a container's links ("TARGET:ALIAS"): ALIAS at TARGET's addresses on
+    the networks of `mine` (the container's endpoints) that TARGET is on too; none for a target
+    that is not there or shares no network with it (dockerd's alias then resolves to nothing).
+    A peer that comes or goes on a shared network rewrites this file (`_refresh_peers`)."""
+    if not links:
+        return []
+    names = {cid: c.name for cid, c in containers.items()}
+    nets = {e.network for e in mine}
+    out = []
+    for link in links:
+        target, _, alias = link.partition(":")
+        cid = dns.link_target(target, names)
+        for e in by_container.get(cid or "", ()):
+            if e.network in nets:
+                out += [dns.HostEntry(a, (alias,)) for a in _addresses(e)]
+    return out
+
+
 def _proxy_pid(pidfile: Path) -> int | None:
     """The pid in `pidfile` if that process is alive and is our port proxy (pids are reused)."""
     try:
@@ -590,9 +611,11 @@ class NetworkManager:
         link_local: Mapping[str, Sequence[str]] | None = None,
         gw_priorities: Mapping[str, int] | None = None,
         network_aliases: Mapping[str, Sequence[str]] | None = None,
+        links: Sequence[str] = (),
     ) -> Attachment:
         """Give a container its namespace, interfaces, addresses, published ports and names (its
-        `aliases` on every network, its `network_aliases` on theirs alone); its
+        `aliases` on every network, its `network_aliases` on theirs alone, and the names its
+        `links` ("TARGET:ALIAS") give other containers to it alone); its
         interface on a network the MAC address `macs` names and the extra `link_local` addresses
         there, its default route through the network of the highest `gw_priorities` (Docker's rule).
 
@@ -603,7 +626,8 @@ class NetworkManager:
         yet started) from `forward()` on.
         """
         self._check_container_id(container_id)
-        for label in (name, hostname, *aliases, *(a for given in (network_aliases or {}).values() for a in given)):
+        for label in (name, hostname, *aliases, *(a for given in (network_aliases or {}).values() for a in given),
+                      *(link.partition(":")[2] for link in links)):
             if label and not _HOSTNAME.match(label):
                 raise errors.InvalidArgument(
                     f"{label!r} (container {name!r}) is not a valid host name for /etc/hosts",
@@ -639,7 +663,7 @@ class NetworkManager:
                 container_id=container_id, name=name, hostname=hostname or name,
                 aliases=tuple(aliases), netns=str(self.netns_path(container_id)),
                 extra_hosts=tuple(extra_hosts), dns=tuple(dns), dns_search=tuple(dns_search),
-                dns_options=tuple(dns_options), domainname=domainname or "",
+                dns_options=tuple(dns_options), domainname=domainname or "", links=tuple(links),
             )
             endpoints, port_records = self._ipam.add_container(
                 record, networks=nets, static_ips=static, ports=ports, static_ips6=static_ips6,
@@ -1059,6 +1083,7 @@ class NetworkManager:
             own = [dns.HostEntry(a, tuple(dict.fromkeys((*fqdn, rec.hostname, rec.name, *rec.aliases, *e.aliases))))
                    for e in mine for a in _addresses(e)]
             own += dns.extra_entries(rec.extra_hosts, gateways.get(mine[0].network) if mine else None)
+            own += _link_entries(rec.links, mine, containers, by_container)
             text = None
             if len(mine) == 1:
                 net = mine[0].network
